@@ -1,0 +1,59 @@
+"""arb: cross-exchange crypto arbitrage for MEXC and Gate.io over a compiled fixed-point core."""
+
+from importlib.metadata import PackageNotFoundError, version
+
+from .config import ConfigurationManager
+from .errors import (
+    ArbitrageEngineError,
+    ConfigurationError,
+    DataFreshnessError,
+    ExchangeConnectionError,
+    ExchangeError,
+    OrderExecutionError,
+    OrderRejectedError,
+    RateLimitError,
+    RecoveryError,
+    RiskManagementError,
+)
+from .types import (
+    ArbitrageConfig,
+    ArbitrageOpportunity,
+    ArbitrageState,
+    EngineStatistics,
+    ExchangeName,
+    ExecutionResult,
+    OpportunityType,
+    OrderSide,
+    PositionEntry,
+    RiskLimits,
+)
+
+try:
+    __version__ = version("arb")
+except PackageNotFoundError:  # running from a source tree that was never installed
+    __version__ = "0+unknown"
+
+__all__ = [
+    "ArbitrageConfig",
+    "ArbitrageEngineError",
+    "ArbitrageOpportunity",
+    "ArbitrageState",
+    "ConfigurationError",
+    "ConfigurationManager",
+    "DataFreshnessError",
+    "EngineStatistics",
+    "ExchangeConnectionError",
+    "ExchangeError",
+    "ExchangeName",
+    "ExecutionResult",
+    "OpportunityType",
+    "OrderExecutionError",
+    "OrderRejectedError",
+    "OrderSide",
+    "PositionEntry",
+    "RateLimitError",
+    "RecoveryError",
+    "RiskLimits",
+    "RiskManagementError",
+    "__version__",
+]

@@ -1,0 +1,441 @@
+"""Configuration: shipped defaults, an optional user TOML file, then ``ARB_*`` environment overrides.
+
+Every layer is checked against one schema and every problem is reported at once, one
+line each, naming where the value came from (file and key, or variable), the bad
+value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import os
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigurationError
+from .secrets import ApiCredentials, load_credentials
+from .types import ArbitrageConfig, ExchangeConfig, ExchangeName, OpportunityType, RiskLimits
+
+log = logging.getLogger(__name__)
+
+VENUES = ("mexc", "gateio")
+MARKETS = ("spot", "futures")
+QUOTE_CURRENCIES = ("USDT",)
+SYMBOL_PATTERN = re.compile(r"^([A-Z0-9]{1,20})/([A-Z0-9]{1,20})$")
+# ARB_* variables that configure the build, not the engine.
+NON_CONFIG_ENV = frozenset({"ARB_BUILD_ONLY", "ARB_CYTHON_ANNOTATE", "ARB_CYTHON_TRACE"})
+
+
+class _Invalid(ValueError):
+    """A value failed its field's rule; the message says what is allowed."""
+
+
+def _decimal(raw: Any) -> Decimal:
+    if isinstance(raw, bool) or not isinstance(raw, int | float | str):
+        raise _Invalid("expected a number")
+    try:
+        value = Decimal(repr(raw) if isinstance(raw, float) else str(raw).strip())
+    except InvalidOperation:
+        raise _Invalid("expected a decimal number such as 100 or 12.5") from None
+    if not value.is_finite():
+        raise _Invalid("expected a finite number")
+    return value
+
+
+def _integer(raw: Any) -> int:
+    if isinstance(raw, bool):
+        raise _Invalid("expected an integer")
+    if isinstance(raw, int):
+        return raw
+    if isinstance(raw, str) and re.fullmatch(r"\s*[+-]?\d+\s*", raw):
+        return int(raw)
+    raise _Invalid("expected an integer")
+
+
+def _boolean(raw: Any) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    if isinstance(raw, str):
+        word = raw.strip().lower()
+        if word in ("true", "1", "yes", "on"):
+            return True
+        if word in ("false", "0", "no", "off"):
+            return False
+    raise _Invalid("expected true or false")
+
+
+def _string_list(raw: Any) -> list[str]:
+    if isinstance(raw, str):
+        return [part.strip() for part in raw.split(",") if part.strip()]
+    if isinstance(raw, list) and all(isinstance(item, str) for item in raw):
+        return list(raw)
+    raise _Invalid("expected a list of strings")
+
+
+def _optional_url(raw: Any) -> str:
+    if not isinstance(raw, str) or not re.match(r"^(https?|wss?)://", raw):
+        raise _Invalid("expected an http(s):// or ws(s):// URL")
+    return raw
+
+
+def _money(*, positive: bool) -> Callable[[Any], Decimal]:
+    def parse(raw: Any) -> Decimal:
+        value = _decimal(raw)
+        if value < 0 or (positive and value == 0):
+            raise _Invalid("must be greater than 0" if positive else "must be 0 or more")
+        return value
+
+    return parse
+
+
+def _bounded_int(low: int, high: int) -> Callable[[Any], int]:
+    def parse(raw: Any) -> int:
+        value = _integer(raw)
+        if not low <= value <= high:
+            raise _Invalid(f"must be an integer from {low} to {high}")
+        return value
+
+    return parse
+
+
+def _choices(allowed: tuple[str, ...]) -> Callable[[Any], list[str]]:
+    def parse(raw: Any) -> list[str]:
+        values = _string_list(raw)
+        bad = [v for v in values if v not in allowed]
+        if bad:
+            raise _Invalid(f"{', '.join(map(repr, bad))} not allowed; choose from {', '.join(allowed)}")
+        if not values:
+            raise _Invalid(f"must name at least one of {', '.join(allowed)}")
+        if len(set(values)) != len(values):
+            raise _Invalid("lists a value twice")
+        return values
+
+    return parse
+
+
+def _symbols(raw: Any) -> list[str]:
+    values = _string_list(raw)
+    if not values:
+        raise _Invalid("must list at least one symbol such as BTC/USDT")
+    for symbol in values:
+        match = SYMBOL_PATTERN.match(symbol)
+        if match is None:
+            raise _Invalid(f"{symbol!r} is not a symbol; write BASE/QUOTE in capitals, e.g. BTC/USDT")
+        if match.group(2) not in QUOTE_CURRENCIES:
+            raise _Invalid(f"{symbol!r} is not supported; the quote currency must be one of {QUOTE_CURRENCIES}")
+    if len(set(values)) != len(values):
+        raise _Invalid("lists a symbol twice")
+    return values
+
+
+# Every key the configuration accepts, with its parser. Exchange keys apply per venue.
+ENGINE_FIELDS: dict[str, Callable[[Any], Any]] = {
+    "symbols": _symbols,
+    "opportunity_types": _choices(tuple(t.value for t in OpportunityType)),
+    "target_execution_time_ms": _bounded_int(1, 60_000),
+    "opportunity_scan_interval_ms": _bounded_int(1, 60_000),
+    "balance_refresh_interval_ms": _bounded_int(100, 3_600_000),
+    "max_data_age_ms": _bounded_int(1, 60_000),
+    "enable_circuit_breakers": _boolean,
+    "enable_risk_checks": _boolean,
+    "enable_recovery_mode": _boolean,
+}
+RISK_FIELDS: dict[str, Callable[[Any], Any]] = {
+    "max_position_size_usd": _money(positive=True),
+    "max_total_exposure_usd": _money(positive=True),
+    "max_daily_loss_usd": _money(positive=True),
+    "min_profit_margin_bps": _money(positive=False),
+    "max_consecutive_failures": _bounded_int(1, 1000),
+    "max_execution_latency_ms": _bounded_int(1, 60_000),
+    "max_symbol_exposure_usd": _money(positive=True),
+}
+EXCHANGE_FIELDS: dict[str, Callable[[Any], Any]] = {
+    "enabled": _boolean,
+    "markets": _choices(MARKETS),
+    "rest_timeout_ms": _bounded_int(50, 60_000),
+    "ws_heartbeat_interval_ms": _bounded_int(1000, 60_000),
+    "rest_url": _optional_url,
+    "ws_url": _optional_url,
+    "futures_rest_url": _optional_url,
+    "futures_ws_url": _optional_url,
+}
+SECTIONS: dict[str, dict[str, Callable[[Any], Any]]] = {"engine": ENGINE_FIELDS, "risk": RISK_FIELDS}
+
+ENV_OVERRIDES: dict[str, str] = {
+    "ARB_SYMBOLS": "engine.symbols",
+    "ARB_OPPORTUNITY_TYPES": "engine.opportunity_types",
+    "ARB_MAX_POSITION_SIZE_USD": "risk.max_position_size_usd",
+    "ARB_MAX_TOTAL_EXPOSURE_USD": "risk.max_total_exposure_usd",
+    "ARB_MIN_PROFIT_MARGIN_BPS": "risk.min_profit_margin_bps",
+    "ARB_MAX_DAILY_LOSS_USD": "risk.max_daily_loss_usd",
+    "ARB_MAX_CONSECUTIVE_FAILURES": "risk.max_consecutive_failures",
+    "ARB_TARGET_EXECUTION_TIME_MS": "engine.target_execution_time_ms",
+    "ARB_OPPORTUNITY_SCAN_INTERVAL_MS": "engine.opportunity_scan_interval_ms",
+    "ARB_BALANCE_REFRESH_INTERVAL_MS": "engine.balance_refresh_interval_ms",
+    "ARB_ENABLE_CIRCUIT_BREAKERS": "engine.enable_circuit_breakers",
+    "ARB_ENABLE_RISK_CHECKS": "engine.enable_risk_checks",
+    "ARB_ENABLE_RECOVERY_MODE": "engine.enable_recovery_mode",
+    "ARB_MAX_DATA_AGE_MS": "engine.max_data_age_ms",
+}
+
+
+@dataclass(frozen=True)
+class _Setting:
+    raw: Any
+    source: str  # "path: key" or "env NAME"
+
+
+def default_config_path() -> Path:
+    """The shipped ``default.toml`` (installed inside the package)."""
+    return Path(str(resources.files("arb") / "default.toml"))
+
+
+class ConfigurationManager:
+    """Loads, validates and holds the engine configuration."""
+
+    def __init__(
+        self,
+        config_file: str | os.PathLike[str] | None = None,
+        *,
+        environ: Mapping[str, str] | None = None,
+        defaults_file: str | os.PathLike[str] | None = None,
+    ) -> None:
+        self.config_file = Path(config_file) if config_file is not None else None
+        self.defaults_file = Path(defaults_file) if defaults_file is not None else default_config_path()
+        self._environ = os.environ if environ is None else environ
+        self._config: ArbitrageConfig | None = None
+        self._credentials: dict[str, ApiCredentials | None] = {}
+
+    @property
+    def config(self) -> ArbitrageConfig:
+        """The loaded configuration; ``load_configuration`` must have run."""
+        if self._config is None:
+            raise ConfigurationError(["configuration not loaded yet: call load_configuration() first"])
+        return self._config
+
+    def load_configuration(self, dry_run: bool = True) -> ArbitrageConfig:
+        """Read every layer, validate, and return the effective configuration.
+
+        Raises ConfigurationError listing every problem found.
+        """
+        problems: list[str] = []
+        settings: dict[str, _Setting] = {}
+        sources: list[str] = []
+        for path in (self.defaults_file, self.config_file):
+            if path is None:
+                continue
+            table = _read_toml(path, problems)
+            if table is not None:
+                _flatten(table, str(path), settings, problems)
+                sources.append(str(path))
+        _apply_environment(self._environ, settings, problems)
+        config = _build(settings, dry_run, tuple(sources), problems)
+        credentials: dict[str, ApiCredentials | None] = {}
+        for venue in VENUES:
+            try:
+                credentials[venue] = load_credentials(venue, self._environ)
+            except ConfigurationError as exc:
+                problems.extend(exc.problems)
+        if problems or config is None:
+            raise ConfigurationError(problems)
+        self._config = config
+        self._credentials = credentials
+        return config
+
+    def get_exchange_config(self, name: ExchangeName | str) -> ExchangeConfig:
+        """The settings of one venue (``mexc``/``gateio``, or any of their markets)."""
+        known = {market.value: market.venue for market in ExchangeName}
+        venue = known.get(name.value if isinstance(name, ExchangeName) else name)
+        for exchange in self.config.exchanges:
+            if exchange.name == venue:
+                return exchange
+        raise ConfigurationError([f"exchange {str(name)!r}: not configured; configured: {', '.join(VENUES)}"])
+
+    def get_credentials(self, venue: str) -> ApiCredentials | None:
+        """The venue's API credentials from the environment, or None when not given."""
+        self.config  # noqa: B018 - raises when not loaded
+        return self._credentials.get(venue)
+
+    def summary(self) -> str:
+        """A one-screen description of the effective configuration, secrets masked."""
+        c = self.config
+        r = c.risk_limits
+        lines = [
+            f"mode            {'dry run' if c.dry_run else 'LIVE'}",
+            f"sources         {', '.join(c.sources) or '-'} + environment",
+            f"symbols         {', '.join(c.symbols)}",
+            f"opportunities   {', '.join(t.value for t in c.opportunity_types)}",
+        ]
+        for exchange in c.exchanges:
+            creds = self._credentials.get(exchange.name)
+            keys = (
+                f"key {creds.api_key.masked()}, secret {creds.secret_key.masked()}" if creds else "no API keys"
+            )
+            state = ", ".join(exchange.markets) if exchange.enabled else "disabled"
+            lines.append(f"{exchange.name:<15} {state}; timeout {exchange.rest_timeout_ms} ms; {keys}")
+        lines += [
+            f"risk            position {r.max_position_size_usd} USD, exposure {r.max_total_exposure_usd} USD, "
+            f"daily loss {r.max_daily_loss_usd} USD, min margin {r.min_profit_margin_bps} bps",
+            f"timing          target {c.target_execution_time_ms} ms, scan every {c.opportunity_scan_interval_ms} ms, "
+            f"balances every {c.balance_refresh_interval_ms} ms, max data age {c.max_data_age_ms} ms",
+            f"safety          circuit breakers {_on(c.enable_circuit_breakers)}, risk checks "
+            f"{_on(c.enable_risk_checks)}, recovery {_on(c.enable_recovery_mode)}",
+        ]
+        return "\n".join(lines)
+
+    def log_summary(self, logger: logging.Logger = log) -> None:
+        """Log ``summary()`` at INFO."""
+        logger.info("effective configuration:\n%s", self.summary())
+
+
+def _on(flag: bool) -> str:
+    return "on" if flag else "OFF"
+
+
+def _read_toml(path: Path, problems: list[str]) -> dict[str, Any] | None:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        problems.append(f"{path}: file not found")
+    except IsADirectoryError:
+        problems.append(f"{path}: is a directory, expected a TOML file")
+    except PermissionError:
+        problems.append(f"{path}: not readable (permission denied)")
+    except tomllib.TOMLDecodeError as exc:
+        problems.append(f"{path}: not valid TOML: {exc}")
+    except UnicodeDecodeError:
+        problems.append(f"{path}: not UTF-8 text")
+    return None
+
+
+def _unknown(where: str, key: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(key, known, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else f"; known keys: {', '.join(sorted(known))}"
+    return f"{where}: unknown key{hint}"
+
+
+def _flatten(table: dict[str, Any], path: str, out: dict[str, _Setting], problems: list[str]) -> None:
+    for section, body in table.items():
+        if section == "exchanges":
+            if not isinstance(body, dict):
+                problems.append(f"{path}: exchanges: expected a table of venues ([exchanges.mexc] ...)")
+                continue
+            for venue, fields in body.items():
+                where = f"{path}: exchanges.{venue}"
+                if venue not in VENUES:
+                    problems.append(f"{where}: unknown venue {venue!r}; supported venues: {', '.join(VENUES)}")
+                    continue
+                if not isinstance(fields, dict):
+                    problems.append(f"{where}: expected a table of settings")
+                    continue
+                for key, raw in fields.items():
+                    dotted = f"exchanges.{venue}.{key}"
+                    if key not in EXCHANGE_FIELDS:
+                        problems.append(_unknown(f"{path}: {dotted}", key, list(EXCHANGE_FIELDS)))
+                    else:
+                        out[dotted] = _Setting(raw, f"{path}: {dotted}")
+        elif section in SECTIONS:
+            if not isinstance(body, dict):
+                problems.append(f"{path}: {section}: expected a table ([{section}])")
+                continue
+            fields = SECTIONS[section]
+            for key, raw in body.items():
+                dotted = f"{section}.{key}"
+                if key not in fields:
+                    problems.append(_unknown(f"{path}: {dotted}", key, list(fields)))
+                else:
+                    out[dotted] = _Setting(raw, f"{path}: {dotted}")
+        else:
+            problems.append(_unknown(f"{path}: {section}", section, [*SECTIONS, "exchanges"]))
+
+
+def _apply_environment(environ: Mapping[str, str], out: dict[str, _Setting], problems: list[str]) -> None:
+    for name in sorted(environ):
+        if not name.startswith("ARB_") or name in NON_CONFIG_ENV:
+            continue
+        dotted = ENV_OVERRIDES.get(name)
+        if dotted is None:
+            close = difflib.get_close_matches(name, list(ENV_OVERRIDES), n=1)
+            hint = f"; did you mean {close[0]}?" if close else "; see README for the supported ARB_* variables"
+            problems.append(f"env {name}: unknown setting{hint}")
+            continue
+        out[dotted] = _Setting(environ[name], f"env {name}")
+
+
+def _build(
+    settings: dict[str, _Setting], dry_run: bool, sources: tuple[str, ...], problems: list[str]
+) -> ArbitrageConfig | None:
+    values: dict[str, Any] = {}
+    for dotted, setting in settings.items():
+        section, key = dotted.split(".", 1)
+        field = EXCHANGE_FIELDS[key.split(".", 1)[1]] if section == "exchanges" else SECTIONS[section][key]
+        try:
+            values[dotted] = field(setting.raw)
+        except _Invalid as exc:
+            problems.append(f"{setting.source}: {setting.raw!r}: {exc}")
+
+    def require(dotted: str) -> Any:
+        if dotted not in values and dotted not in settings:
+            problems.append(f"{dotted}: missing; it has no default and must be set")
+        return values.get(dotted)
+
+    risk_values = {key: values.get(f"risk.{key}") for key in RISK_FIELDS}
+    for key in ("max_position_size_usd", "max_total_exposure_usd", "max_daily_loss_usd", "min_profit_margin_bps"):
+        require(f"risk.{key}")
+    symbols = require("engine.symbols")
+    position, exposure = risk_values["max_position_size_usd"], risk_values["max_total_exposure_usd"]
+    if position is not None and exposure is not None and exposure < position:
+        problems.append(
+            f"{settings['risk.max_total_exposure_usd'].source}: {exposure}: must be at least "
+            f"risk.max_position_size_usd ({position}, from {settings['risk.max_position_size_usd'].source})"
+        )
+    symbol_cap = risk_values["max_symbol_exposure_usd"]
+    if symbol_cap is not None and exposure is not None and symbol_cap > exposure:
+        problems.append(
+            f"{settings['risk.max_symbol_exposure_usd'].source}: {symbol_cap}: must not exceed "
+            f"risk.max_total_exposure_usd ({exposure})"
+        )
+
+    exchanges = []
+    for venue in VENUES:
+        fields = {
+            key: values[f"exchanges.{venue}.{key}"] for key in EXCHANGE_FIELDS if f"exchanges.{venue}.{key}" in values
+        }
+        if "markets" in fields:
+            fields["markets"] = tuple(fields["markets"])
+        exchanges.append(ExchangeConfig(name=venue, **fields))
+    markets = [name for exchange in exchanges if exchange.enabled for name in exchange.exchange_names]
+    if len(markets) < 2:
+        problems.append(
+            "exchanges: at least two markets must be enabled to arbitrage between them; enabled: "
+            + (", ".join(m.value for m in markets) or "none")
+        )
+    types = tuple(OpportunityType(t) for t in values.get("engine.opportunity_types", ["spot_spot"]))
+    if OpportunityType.SPOT_FUTURES_HEDGE in types and not any(m.is_futures for m in markets):
+        problems.append(
+            f"{settings['engine.opportunity_types'].source}: spot_futures_hedge needs a venue with "
+            'markets = ["spot", "futures"]'
+        )
+    if OpportunityType.SPOT_SPOT in types and sum(not m.is_futures for m in markets) < 2:
+        problems.append("engine.opportunity_types: spot_spot needs the spot market enabled on both venues")
+    if problems:
+        return None
+    engine = {key: values[f"engine.{key}"] for key in ENGINE_FIELDS if f"engine.{key}" in values}
+    engine.pop("symbols")
+    engine["opportunity_types"] = types
+    return ArbitrageConfig(
+        dry_run=dry_run,
+        symbols=tuple(symbols),
+        exchanges=tuple(exchanges),
+        risk_limits=RiskLimits(**{k: v for k, v in risk_values.items() if v is not None}),
+        sources=sources,
+        **engine,
+    )

@@ -1,0 +1,185 @@
+"""Domain types of arb: msgspec structs and enums shared by every layer.
+
+Money fields are ``Decimal``; the compiled core works in integer ticks and lots and
+converts at the edges (``arb.instruments``).
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from enum import Enum, IntEnum
+
+import msgspec
+
+
+class OpportunityType(str, Enum):
+    """Kind of arbitrage."""
+
+    SPOT_SPOT = "spot_spot"
+    SPOT_FUTURES_HEDGE = "spot_futures_hedge"
+
+
+class ExchangeName(str, Enum):
+    """A venue and market arb trades on."""
+
+    MEXC = "mexc"
+    MEXC_FUTURES = "mexc_futures"
+    GATEIO = "gateio"
+    GATEIO_FUTURES = "gateio_futures"
+
+    @property
+    def venue(self) -> str:
+        """The exchange the market belongs to (``mexc`` or ``gateio``)."""
+        return self.value.split("_", 1)[0]
+
+    @property
+    def is_futures(self) -> bool:
+        """Whether this is the venue's USDT perpetual futures market."""
+        return self.value.endswith("_futures")
+
+
+class OrderSide(str, Enum):
+    """Side of an order."""
+
+    BUY = "buy"
+    SELL = "sell"
+
+
+class ArbitrageState(IntEnum):
+    """Lifecycle of one opportunity; values match the compiled state machine."""
+
+    IDLE = 0
+    DETECTING = 1
+    OPPORTUNITY_FOUND = 2
+    EXECUTING = 3
+    COMPLETED = 4
+    FAILED = 5
+    RECOVERING = 6
+
+
+class RiskLimits(msgspec.Struct, frozen=True, kw_only=True):
+    """Hard limits the risk manager enforces."""
+
+    max_position_size_usd: Decimal
+    max_total_exposure_usd: Decimal
+    max_daily_loss_usd: Decimal
+    min_profit_margin_bps: Decimal
+    max_consecutive_failures: int = 3
+    max_execution_latency_ms: int = 500
+    max_symbol_exposure_usd: Decimal | None = None
+
+
+class ExchangeConfig(msgspec.Struct, frozen=True, kw_only=True):
+    """Settings of one venue: which markets, timeouts and endpoint overrides."""
+
+    name: str
+    enabled: bool = True
+    markets: tuple[str, ...] = ("spot",)
+    rest_timeout_ms: int = 2000
+    ws_heartbeat_interval_ms: int = 10000
+    rest_url: str | None = None
+    ws_url: str | None = None
+    futures_rest_url: str | None = None
+    futures_ws_url: str | None = None
+
+    @property
+    def exchange_names(self) -> tuple[ExchangeName, ...]:
+        """The ``ExchangeName`` of every enabled market of this venue."""
+        return tuple(
+            ExchangeName(self.name if market == "spot" else f"{self.name}_{market}") for market in self.markets
+        )
+
+
+class ArbitrageConfig(msgspec.Struct, frozen=True, kw_only=True):
+    """The complete, validated engine configuration."""
+
+    dry_run: bool
+    symbols: tuple[str, ...]
+    exchanges: tuple[ExchangeConfig, ...]
+    risk_limits: RiskLimits
+    opportunity_types: tuple[OpportunityType, ...] = (OpportunityType.SPOT_SPOT,)
+    target_execution_time_ms: int = 50
+    opportunity_scan_interval_ms: int = 10
+    balance_refresh_interval_ms: int = 5000
+    max_data_age_ms: int = 100
+    enable_circuit_breakers: bool = True
+    enable_risk_checks: bool = True
+    enable_recovery_mode: bool = True
+    sources: tuple[str, ...] = ()
+
+
+class ArbitrageOpportunity(msgspec.Struct, frozen=True, kw_only=True):
+    """A detected, executable price difference between two markets."""
+
+    opportunity_id: str
+    opportunity_type: OpportunityType
+    symbol: str
+    buy_exchange: ExchangeName
+    sell_exchange: ExchangeName
+    buy_price: Decimal
+    sell_price: Decimal
+    max_quantity: Decimal
+    profit_per_unit: Decimal
+    total_profit_estimate: Decimal
+    profit_margin_bps: Decimal
+    detected_at: int  # monotonic ns
+    buy_fee: Decimal = Decimal(0)
+    sell_fee: Decimal = Decimal(0)
+
+
+class PositionEntry(msgspec.Struct, frozen=True, kw_only=True):
+    """An open position on one market."""
+
+    exchange: ExchangeName
+    symbol: str
+    side: OrderSide
+    quantity: Decimal
+    entry_price: Decimal
+    opened_at: int  # wall-clock ms
+    opportunity_id: str | None = None
+
+
+class ExecutionLeg(msgspec.Struct, frozen=True, kw_only=True):
+    """One order of an arbitrage and what came of it."""
+
+    exchange: ExchangeName
+    symbol: str
+    side: OrderSide
+    client_order_id: str
+    requested_quantity: Decimal
+    limit_price: Decimal
+    filled_quantity: Decimal = Decimal(0)
+    average_price: Decimal | None = None
+    fee: Decimal = Decimal(0)
+    order_id: str | None = None
+    error: str | None = None
+
+
+class ExecutionResult(msgspec.Struct, frozen=True, kw_only=True):
+    """Outcome of executing one opportunity."""
+
+    opportunity_id: str
+    final_state: ArbitrageState
+    total_execution_time_ms: Decimal
+    realized_profit: Decimal
+    legs: tuple[ExecutionLeg, ...] = ()
+    error: str | None = None
+
+
+class EngineStatistics(msgspec.Struct, kw_only=True):
+    """Running counters of the engine."""
+
+    opportunities_detected: int = 0
+    opportunities_executed: int = 0
+    executions_succeeded: int = 0
+    executions_failed: int = 0
+    total_realized_profit: Decimal = Decimal(0)
+    average_execution_time_ms: Decimal = Decimal(0)
+    uptime_s: Decimal = Decimal(0)
+
+    @property
+    def success_rate(self) -> Decimal:
+        """Fraction of executed opportunities that completed."""
+        if not self.opportunities_executed:
+            return Decimal(0)
+        return Decimal(self.executions_succeeded) / Decimal(self.opportunities_executed)

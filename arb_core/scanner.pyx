@@ -1,0 +1,420 @@
+# cython: freethreading_compatible = False
+"""Cross-venue spread scanner: SPOT_SPOT and SPOT_FUTURES_HEDGE over compiled books.
+
+Scales. Venues quote one symbol on different grids (a Gate spot tick of 0.01,
+a MEXC tick of 0.001, a futures contract of 0.0001 BTC). Each leg registers
+``price_mult`` (common price units per one of its ticks) and ``size_mult``
+(common size units per one of its lots; for futures it includes the contract
+multiplier), so every comparison runs on one integer grid per symbol. Notionals,
+fees and profit are in common quote units: common price unit x common size unit.
+
+Rounding. The traded size is rounded down to a multiple of both legs' lots
+(the LCM of their size multipliers). Each taker fee is
+``ceil(notional * taker_fee_ppm / 1e6)``, rounded up against us, and
+``profit_bps`` is ``floor(profit * 10000 / buy_notional)``.
+
+Ranges. ``price_mult`` is at most 1e12 and fees are below 1e6 ppm, so the
+fee-adjusted price coefficients fit int64 and the marginal price comparison,
+done in 128 bits, cannot overflow for any int64 tick. Notionals (ticks x lots x
+price_mult x size_mult) use overflow-checked multiplies and raise OverflowError
+rather than wrap: with a 0.01 USDT price unit and a 1e-8 BTC size unit a
+single notional may reach about 9.2e18 units, i.e. 9.2e8 USDT.
+"""
+
+cimport cython
+from libc.stdint cimport int64_t, INT64_MAX
+
+from arb_core.book cimport OrderBook, WalkResult, ASK, BID
+from arb_core.fixed cimport checked_mul, checked_add
+from arb_core.freshness cimport is_fresh_c
+
+cdef extern from *:
+    # GCC/Clang 128-bit integer, only for the marginal price comparison.
+    ctypedef long long wide_t "__int128"
+
+cdef int64_t PPM = 1000000
+cdef int64_t BPS = 10000
+cdef int64_t MAX_PRICE_MULT = 1000000000000
+
+
+cdef struct PairSpec:
+    int buy              # index of the leg whose asks we lift
+    int sell             # index of the leg whose bids we hit
+    int kind
+    int64_t step         # LCM of both size multipliers: the tradable size grid
+
+
+cdef struct Candidate:
+    int64_t buy_leg
+    int64_t sell_leg
+    int kind
+    int64_t size_common
+    int64_t buy_size_lots
+    int64_t sell_size_lots
+    int64_t buy_limit_ticks
+    int64_t sell_limit_ticks
+    int64_t buy_notional
+    int64_t sell_notional
+    int64_t fees
+    int64_t profit
+    int64_t profit_bps
+
+
+@cython.final
+@cython.freelist(16)
+cdef class Opportunity:
+    """One priced cross-venue trade: buy on ``buy_leg``'s asks, sell on ``sell_leg``'s bids.
+
+    Sizes are in common size units and in each venue's lots, limit prices in each
+    venue's ticks, notionals, fees and profit in the symbol's common quote units.
+    """
+
+    def __init__(self):
+        raise TypeError("Opportunity is created by SpreadScanner")
+
+    def __repr__(self):
+        return (f"Opportunity(symbol_id={self.symbol_id}, buy_leg={self.buy_leg}, "
+                f"sell_leg={self.sell_leg}, kind={OpportunityKind(self.kind).name}, "
+                f"size_common={self.size_common}, buy_limit_ticks={self.buy_limit_ticks}, "
+                f"sell_limit_ticks={self.sell_limit_ticks}, profit={self.profit}, "
+                f"profit_bps={self.profit_bps})")
+
+
+cdef Opportunity _make_opportunity(int64_t symbol_id, Candidate* c):
+    cdef Opportunity o = Opportunity.__new__(Opportunity)
+    o.symbol_id = symbol_id
+    o.buy_leg = c.buy_leg
+    o.sell_leg = c.sell_leg
+    o.kind = c.kind
+    o.size_common = c.size_common
+    o.buy_size_lots = c.buy_size_lots
+    o.sell_size_lots = c.sell_size_lots
+    o.buy_limit_ticks = c.buy_limit_ticks
+    o.sell_limit_ticks = c.sell_limit_ticks
+    o.buy_notional = c.buy_notional
+    o.sell_notional = c.sell_notional
+    o.fees = c.fees
+    o.profit = c.profit
+    o.profit_bps = c.profit_bps
+    return o
+
+
+@cython.final
+@cython.auto_pickle(False)
+cdef class _Leg:
+    cdef OrderBook book
+    cdef int64_t leg_id
+    cdef bint is_futures
+    cdef int64_t fee_ppm
+    cdef int64_t price_mult
+    cdef int64_t size_mult
+    cdef int64_t min_notional
+    cdef int64_t max_buy
+    cdef int64_t max_sell
+    cdef int64_t ask_coef    # price_mult * (1e6 + fee): cost of one tick of ask price
+    cdef int64_t bid_coef    # price_mult * (1e6 - fee): proceeds of one tick of bid price
+
+
+@cython.final
+@cython.auto_pickle(False)
+cdef class _Symbol:
+    cdef int64_t symbol_id
+    cdef int64_t max_position
+    cdef int64_t min_profit_bps
+    cdef list legs
+    cdef PairSpec pairs[MAX_LEGS * (MAX_LEGS - 1)]
+    cdef int n_pairs
+    cdef object best
+
+
+cdef inline int64_t _gcd(int64_t a, int64_t b) noexcept:
+    cdef int64_t t
+    while b:
+        t = a % b
+        a = b
+        b = t
+    return a
+
+
+cdef inline int64_t _fee_up(int64_t notional, int64_t fee_ppm) noexcept:
+    # ceil(notional * fee_ppm / 1e6) without forming the product: split notional
+    # at 1e6 so each part stays in range for fee_ppm < 1e6.
+    cdef int64_t q = notional // PPM
+    cdef int64_t r = notional % PPM
+    return q * fee_ppm + (r * fee_ppm + PPM - 1) // PPM
+
+
+cdef inline bint _profitable(int64_t ask_ticks, _Leg buy, int64_t bid_ticks, _Leg sell) noexcept:
+    return <wide_t>ask_ticks * buy.ask_coef < <wide_t>bid_ticks * sell.bid_coef
+
+
+cdef int _price_pair(_Symbol sym, _Leg buy, _Leg sell, PairSpec* spec, Candidate* out) except -1:
+    """Fill ``out`` for buying on ``buy`` and selling on ``sell``; 1 if worth trading, else 0."""
+    cdef OrderBook ab = buy.book
+    cdef OrderBook bb = sell.book
+    cdef Py_ssize_t i = ab.n_asks - 1
+    cdef Py_ssize_t j = bb.n_bids - 1
+    cdef int64_t cap, ra, rb, take, filled = 0, size, step = spec.step
+    cdef int64_t buy_fee, sell_fee
+    cdef wide_t bps
+    cdef WalkResult wb, ws
+    if i < 0 or j < 0 or not _profitable(ab.ask_prices[i], buy, bb.bid_prices[j], sell):
+        return 0
+    cap = sym.max_position
+    if buy.max_buy < cap:
+        cap = buy.max_buy
+    if sell.max_sell < cap:
+        cap = sell.max_sell
+    if cap < step:
+        return 0
+    # Lift asks and hit bids level by level while the marginal unit still pays both fees;
+    # prices only worsen as we go deeper, so the profitable part is a prefix.
+    ra = checked_mul(ab.ask_sizes[i], buy.size_mult)
+    rb = checked_mul(bb.bid_sizes[j], sell.size_mult)
+    while True:
+        take = ra if ra < rb else rb
+        if cap - filled < take:
+            take = cap - filled
+        filled += take
+        ra -= take
+        rb -= take
+        if filled == cap:
+            break
+        if ra == 0:
+            i -= 1
+            if i < 0:
+                break
+            ra = checked_mul(ab.ask_sizes[i], buy.size_mult)
+        if rb == 0:
+            j -= 1
+            if j < 0:
+                break
+            rb = checked_mul(bb.bid_sizes[j], sell.size_mult)
+        if not _profitable(ab.ask_prices[i], buy, bb.bid_prices[j], sell):
+            break
+    size = filled - filled % step
+    if size == 0:
+        return 0
+    out.buy_size_lots = size // buy.size_mult
+    out.sell_size_lots = size // sell.size_mult
+    ab.walk_c(ASK, out.buy_size_lots, &wb)
+    bb.walk_c(BID, out.sell_size_lots, &ws)
+    out.buy_notional = checked_mul(checked_mul(wb.notional, buy.price_mult), buy.size_mult)
+    out.sell_notional = checked_mul(checked_mul(ws.notional, sell.price_mult), sell.size_mult)
+    if out.buy_notional < buy.min_notional or out.sell_notional < sell.min_notional:
+        return 0
+    buy_fee = _fee_up(out.buy_notional, buy.fee_ppm)
+    sell_fee = _fee_up(out.sell_notional, sell.fee_ppm)
+    out.fees = checked_add(buy_fee, sell_fee)
+    out.profit = checked_add(out.sell_notional - sell_fee - out.buy_notional, -buy_fee)
+    if out.profit <= 0:
+        return 0
+    bps = <wide_t>out.profit * BPS // out.buy_notional
+    if bps > INT64_MAX:
+        raise OverflowError(
+            f"profit_bps overflows int64: profit {out.profit} on buy notional {out.buy_notional}")
+    out.profit_bps = <int64_t>bps
+    if out.profit_bps < sym.min_profit_bps:
+        return 0
+    out.buy_leg = buy.leg_id
+    out.sell_leg = sell.leg_id
+    out.kind = spec.kind
+    out.size_common = size
+    out.buy_limit_ticks = wb.worst_price_ticks
+    out.sell_limit_ticks = ws.worst_price_ticks
+    return 1
+
+
+cdef object _scan(_Symbol sym, int64_t now_ns, int64_t max_age_ns):
+    cdef bint fresh[MAX_LEGS]
+    cdef Py_ssize_t k, n = len(sym.legs)
+    cdef int p
+    cdef bint found = False
+    cdef PairSpec* spec
+    cdef Candidate best, cand
+    for k in range(n):
+        fresh[k] = is_fresh_c((<_Leg>sym.legs[k]).book, now_ns, max_age_ns)
+    for p in range(sym.n_pairs):
+        spec = &sym.pairs[p]
+        if not (fresh[spec.buy] and fresh[spec.sell]):
+            continue
+        if _price_pair(sym, <_Leg>sym.legs[spec.buy], <_Leg>sym.legs[spec.sell], spec, &cand):
+            # Ties keep the earlier pair (registration order).
+            if not found or cand.profit > best.profit:
+                best = cand
+                found = True
+    sym.best = _make_opportunity(sym.symbol_id, &best) if found else None
+    return sym.best
+
+
+cdef _Symbol _lookup(SpreadScanner scanner, int64_t symbol_id):
+    sym = scanner._by_id.get(symbol_id)
+    if sym is None:
+        raise ValueError(f"symbol_id {symbol_id} is not registered")
+    return <_Symbol>sym
+
+
+cdef inline int _check_clock(int64_t now_ns, int64_t max_age_ns) except -1:
+    if now_ns < 0:
+        raise ValueError(f"now_ns must be >= 0, got {now_ns}")
+    if max_age_ns < 0:
+        raise ValueError(f"max_age_ns must be >= 0, got {max_age_ns}")
+    return 0
+
+
+cdef inline int _check_non_negative(str name, int64_t value) except -1:
+    if value < 0:
+        raise ValueError(f"{name} must be >= 0, got {value}")
+    return 0
+
+
+cdef class SpreadScanner:
+    """Per-symbol legs over compiled books; finds the most profitable taker/taker pair.
+
+    Register a symbol with ``add_symbol``, its venue markets with ``add_leg`` and
+    their balance caps with ``set_limits`` (a new leg can trade nothing until then).
+    After a book update call ``scan_symbol`` for that symbol only; ``scan_all``
+    re-evaluates every symbol. Legs whose book is out of sync or older than
+    ``max_age_ns`` are skipped. A pair of two futures legs is not scanned.
+    """
+
+    def __cinit__(self):
+        self._by_id = {}
+        self._symbols = []
+
+    def add_symbol(self, int64_t symbol_id, int64_t max_position_common,
+                   int64_t min_profit_bps=0):
+        """Register a symbol with its position cap (common size units) and profit floor."""
+        _check_non_negative("symbol_id", symbol_id)
+        if symbol_id in self._by_id:
+            raise ValueError(f"symbol_id {symbol_id} is already registered")
+        _check_non_negative("max_position_common", max_position_common)
+        _check_non_negative("min_profit_bps", min_profit_bps)
+        cdef _Symbol sym = _Symbol.__new__(_Symbol)
+        sym.symbol_id = symbol_id
+        sym.max_position = max_position_common
+        sym.min_profit_bps = min_profit_bps
+        sym.legs = []
+        sym.n_pairs = 0
+        sym.best = None
+        self._by_id[symbol_id] = sym
+        self._symbols.append(sym)
+
+    def set_symbol_limits(self, int64_t symbol_id, int64_t max_position_common,
+                          int64_t min_profit_bps):
+        """Replace a symbol's position cap (common size units) and profit floor (bps)."""
+        cdef _Symbol sym = _lookup(self, symbol_id)
+        _check_non_negative("max_position_common", max_position_common)
+        _check_non_negative("min_profit_bps", min_profit_bps)
+        sym.max_position = max_position_common
+        sym.min_profit_bps = min_profit_bps
+
+    def add_leg(self, int64_t symbol_id, OrderBook book, int64_t leg_id,
+                bint is_futures, int64_t taker_fee_ppm, int64_t price_mult,
+                int64_t size_mult, int64_t min_notional_common):
+        """Register one venue market of a symbol.
+
+        ``price_mult``: common price units per tick of ``book``; ``size_mult``:
+        common size units per lot of ``book`` (contract multiplier included);
+        ``min_notional_common``: the venue's minimum order value in common quote units.
+        """
+        cdef _Symbol sym = _lookup(self, symbol_id)
+        cdef _Leg other, leg
+        cdef int64_t g, step
+        cdef int k, j, n = len(sym.legs)
+        if book is None:
+            raise ValueError("book must be an OrderBook, got None")
+        _check_non_negative("leg_id", leg_id)
+        for other in sym.legs:
+            if other.leg_id == leg_id:
+                raise ValueError(f"leg_id {leg_id} is already registered for symbol {symbol_id}")
+        if n == MAX_LEGS:
+            raise ValueError(f"symbol {symbol_id} already has the maximum of {MAX_LEGS} legs")
+        if taker_fee_ppm < 0 or taker_fee_ppm >= PPM:
+            raise ValueError(f"taker_fee_ppm must be in [0, {PPM}), got {taker_fee_ppm}")
+        if price_mult < 1 or price_mult > MAX_PRICE_MULT:
+            raise ValueError(f"price_mult must be in [1, {MAX_PRICE_MULT}], got {price_mult}")
+        if size_mult < 1:
+            raise ValueError(f"size_mult must be >= 1, got {size_mult}")
+        _check_non_negative("min_notional_common", min_notional_common)
+        for other in sym.legs:
+            g = _gcd(other.size_mult, size_mult)
+            if (other.size_mult // g) > INT64_MAX // size_mult:
+                raise ValueError(
+                    f"size_mult {size_mult}: the lot grid shared with leg {other.leg_id} "
+                    f"(size_mult {other.size_mult}) overflows int64")
+        leg = _Leg.__new__(_Leg)
+        leg.book = book
+        leg.leg_id = leg_id
+        leg.is_futures = is_futures
+        leg.fee_ppm = taker_fee_ppm
+        leg.price_mult = price_mult
+        leg.size_mult = size_mult
+        leg.min_notional = min_notional_common
+        leg.max_buy = 0
+        leg.max_sell = 0
+        leg.ask_coef = price_mult * (PPM + taker_fee_ppm)
+        leg.bid_coef = price_mult * (PPM - taker_fee_ppm)
+        sym.legs.append(leg)
+        # Ordered pairs in registration order: (i, j) for every i, then every j != i.
+        sym.n_pairs = 0
+        for k in range(n + 1):
+            for j in range(n + 1):
+                if k == j:
+                    continue
+                other = <_Leg>sym.legs[k]
+                leg = <_Leg>sym.legs[j]
+                if other.is_futures and leg.is_futures:
+                    continue
+                g = _gcd(other.size_mult, leg.size_mult)
+                step = (other.size_mult // g) * leg.size_mult
+                sym.pairs[sym.n_pairs].buy = k
+                sym.pairs[sym.n_pairs].sell = j
+                sym.pairs[sym.n_pairs].kind = (
+                    SPOT_FUTURES_HEDGE if other.is_futures or leg.is_futures else SPOT_SPOT)
+                sym.pairs[sym.n_pairs].step = step
+                sym.n_pairs += 1
+
+    def set_limits(self, int64_t symbol_id, int64_t leg_id, int64_t max_buy_common,
+                   int64_t max_sell_common):
+        """Set how much a leg can buy (quote balance) and sell (inventory), in common size units."""
+        cdef _Symbol sym = _lookup(self, symbol_id)
+        cdef _Leg leg
+        _check_non_negative("max_buy_common", max_buy_common)
+        _check_non_negative("max_sell_common", max_sell_common)
+        for leg in sym.legs:
+            if leg.leg_id == leg_id:
+                leg.max_buy = max_buy_common
+                leg.max_sell = max_sell_common
+                return
+        raise ValueError(f"leg_id {leg_id} is not registered for symbol {symbol_id}")
+
+    cpdef object scan_symbol(self, int64_t symbol_id, int64_t now_ns, int64_t max_age_ns):
+        """Re-evaluate one symbol; its best Opportunity at or above the profit floor, or None."""
+        _check_clock(now_ns, max_age_ns)
+        return _scan(_lookup(self, symbol_id), now_ns, max_age_ns)
+
+    cpdef list scan_all(self, int64_t now_ns, int64_t max_age_ns):
+        """Re-evaluate every symbol; the opportunities found, in registration order."""
+        cdef list found = []
+        cdef _Symbol sym
+        _check_clock(now_ns, max_age_ns)
+        for sym in self._symbols:
+            if _scan(sym, now_ns, max_age_ns) is not None:
+                found.append(sym.best)
+        return found
+
+    def best(self, int64_t symbol_id):
+        """The opportunity found by the latest scan of ``symbol_id``, or None."""
+        return _lookup(self, symbol_id).best
+
+    def symbol_ids(self):
+        """Registered symbol ids in registration order."""
+        return [(<_Symbol>sym).symbol_id for sym in self._symbols]
+
+    def leg_ids(self, int64_t symbol_id):
+        """Leg ids of ``symbol_id`` in registration order."""
+        return [(<_Leg>leg).leg_id for leg in _lookup(self, symbol_id).legs]
+
+    def __len__(self):
+        return len(self._symbols)

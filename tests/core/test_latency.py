@@ -1,0 +1,285 @@
+"""arb_core.latency against tests/reference/latency.py and the exact sorted percentiles."""
+
+from __future__ import annotations
+
+import array
+import math
+import pickle
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import reference.latency as ref
+from arb_core.latency import (
+    DEFAULT_HIGHEST_NS,
+    DEFAULT_LOWEST_NS,
+    DEFAULT_PRECISION_BITS,
+    LatencyHistogram,
+)
+
+# --- bad inputs -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"lowest_ns": 0}, "lowest_ns must be >= 1, got 0"),
+        ({"lowest_ns": -5}, "lowest_ns must be >= 1, got -5"),
+        ({"lowest_ns": 100, "highest_ns": 100}, r"highest_ns must be in 101\.\.\d+, got 100"),
+        ({"highest_ns": 1 << 62}, rf"highest_ns must be in 101\.\.\d+, got {1 << 62}"),
+        ({"precision_bits": 0}, r"precision_bits must be in 1\.\.14, got 0"),
+        ({"precision_bits": 15}, r"precision_bits must be in 1\.\.14, got 15"),
+    ],
+)
+def test_bad_configuration_is_rejected(kwargs: dict[str, int], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        LatencyHistogram(**kwargs)
+
+
+def test_negative_value_is_rejected_and_not_recorded() -> None:
+    h = LatencyHistogram()
+    with pytest.raises(ValueError, match="value_ns must be >= 0, got -1"):
+        h.record(-1)
+    with pytest.raises(OverflowError):
+        h.record(1 << 63)
+    with pytest.raises(TypeError):
+        h.record(None)  # type: ignore[arg-type]
+    assert h.count == 0 and h.buckets() == []
+
+
+def test_record_many_validates_everything_before_recording() -> None:
+    h = LatencyHistogram()
+    with pytest.raises(ValueError, match=r"values_ns\[2\] must be >= 0, got -7"):
+        h.record_many(np.array([500, 600, -7, 800], dtype=np.int64))
+    assert h.count == 0
+    with pytest.raises(ValueError):
+        h.record_many(np.array([500, 600], dtype=np.int32))  # wrong item type
+    with pytest.raises(ValueError):
+        h.record_many(np.arange(10, dtype=np.int64)[::2])  # not contiguous
+    with pytest.raises(TypeError):
+        h.record_many(None)  # type: ignore[arg-type]
+    assert h.count == 0
+
+
+@pytest.mark.parametrize("p", [-0.001, 100.001, math.nan, math.inf, -math.inf])
+def test_percentile_out_of_range_is_rejected(p: float) -> None:
+    h = LatencyHistogram()
+    h.record(1_000)
+    with pytest.raises(ValueError, match="p must be in"):
+        h.percentile(p)
+    with pytest.raises(ValueError, match="p must be in"):
+        h.percentiles([50.0, p])
+
+
+def test_merge_requires_the_same_configuration() -> None:
+    h = LatencyHistogram()
+    for other in (
+        LatencyHistogram(lowest_ns=50),
+        LatencyHistogram(highest_ns=10**9),
+        LatencyHistogram(precision_bits=8),
+    ):
+        other.record(1_000)
+        with pytest.raises(ValueError, match="cannot merge a histogram configured as"):
+            h.merge(other)
+    with pytest.raises(TypeError):
+        h.merge(None)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        h.merge(ref.LatencyHistogram())  # type: ignore[arg-type]
+    assert h.count == 0
+
+
+@pytest.mark.parametrize(
+    "state",
+    [
+        (1, 0, 100, 100, 100, [(-1, 1)]),
+        (1, 0, 100, 100, 100, [(10**9, 1)]),
+        (1, 0, 100, 100, 100, [(0, 0)]),
+        (2, 0, 100, 100, 200, [(0, 1)]),
+        (1, 2, 100, 100, 100, [(0, 1)]),
+        (1, 0, -5, 100, 100, [(0, 1)]),
+        (1, 0, 100, 10**12, 100, [(0, 1)]),
+    ],
+)
+def test_corrupt_pickle_state_is_rejected(state: tuple[object, ...]) -> None:
+    h = LatencyHistogram()
+    with pytest.raises(ValueError, match="pickled"):
+        h.__setstate__(state)
+
+
+# --- behaviour ------------------------------------------------------------------------
+
+
+def test_defaults_cover_100ns_to_60s_at_better_than_one_percent() -> None:
+    h = LatencyHistogram()
+    assert (DEFAULT_LOWEST_NS, DEFAULT_HIGHEST_NS, DEFAULT_PRECISION_BITS) == (100, 60 * 10**9, 7)
+    assert h.config() == (100, 60_000_000_000, 7)
+    base = ref.bucket_index(100, 7)
+    assert h.bucket_count == ref.bucket_index(60_000_000_000, 7) - base + 1
+
+
+def test_empty_histogram_reports_zeros() -> None:
+    h = LatencyHistogram()
+    assert (h.count, h.min, h.max, h.mean, h.overflow_count) == (0, 0, 0, 0.0, 0)
+    assert h.percentile(50) == 0 and h.percentiles([0, 100]) == [0, 0]
+    assert h.to_dict() == ref.LatencyHistogram().to_dict()
+
+
+def test_clamping_and_overflow_count() -> None:
+    h = LatencyHistogram()
+    for v in (0, 7, 99, 100, 60_000_000_000, 60_000_000_001, 10**15):
+        h.record(v)
+    assert h.count == 7
+    assert h.overflow_count == 2
+    assert (h.min, h.max) == (100, 60_000_000_000)
+    assert h.buckets() == [(100, 4), (60_000_000_000, 3)]
+    assert h.percentile(0) == 100 and h.percentile(100) == 60_000_000_000
+
+
+def test_values_below_256_are_exact_and_buckets_report_their_highest_value() -> None:
+    h = LatencyHistogram()
+    h.record(150)
+    h.record(255)
+    h.record(256)  # first 2-ns-wide bucket: 256..257
+    h.record(1_000)  # bucket 1000..1003
+    assert h.buckets() == [(150, 1), (255, 1), (257, 1), (1_003, 1)]
+    assert h.percentile(100) == 1_000  # capped at the recorded maximum
+
+
+def test_reset_clears_but_keeps_configuration() -> None:
+    h = LatencyHistogram(200, 10**9, 5)
+    h.record_many(np.arange(100, 100_000, 7, dtype=np.int64))
+    h.reset()
+    assert h.to_dict() == LatencyHistogram(200, 10**9, 5).to_dict()
+    h.record(5_000)
+    assert h.buckets() == [(ref.bucket_highest(ref.bucket_index(5_000, 5), 5), 1)]
+
+
+def test_pickle_round_trip() -> None:
+    h = LatencyHistogram(150, 10**10, 9)
+    h.record_many(np.array([10, 10_000, 123_456, 10**11], dtype=np.int64))
+    restored = pickle.loads(pickle.dumps(h))
+    assert restored.config() == h.config()
+    assert restored.to_dict() == h.to_dict()
+    assert restored.percentiles([0, 50, 99, 100]) == h.percentiles([0, 50, 99, 100])
+    empty = pickle.loads(pickle.dumps(LatencyHistogram()))
+    assert empty.to_dict() == LatencyHistogram().to_dict()
+
+
+def test_record_many_accepts_any_contiguous_int64_buffer() -> None:
+    a = LatencyHistogram()
+    b = LatencyHistogram()
+    values = [120, 5_000, 77_777, 10**10]
+    a.record_many(array.array("q", values))
+    for v in values:
+        b.record(v)
+    assert a.to_dict() == b.to_dict()
+    assert "p50=" in repr(a)
+
+
+# --- bucket math ----------------------------------------------------------------------
+
+
+@given(v=st.integers(1, (1 << 62) - 1), bits=st.integers(1, 14))
+def test_bucket_math_precision_bound(v: int, bits: int) -> None:
+    i = ref.bucket_index(v, bits)
+    high = ref.bucket_highest(i, bits)
+    assert v <= high
+    assert high - v <= v >> bits  # width < lower bound / 2**bits
+    assert ref.bucket_index(high, bits) == i
+    assert ref.bucket_index(high + 1, bits) == i + 1
+
+
+# --- differential against the reference -----------------------------------------------
+
+configs = st.one_of(
+    st.just((DEFAULT_LOWEST_NS, DEFAULT_HIGHEST_NS, DEFAULT_PRECISION_BITS)),
+    st.tuples(st.integers(1, 5_000), st.integers(1, 10**12), st.integers(1, 10)).map(
+        lambda c: (c[0], c[0] + c[1], c[2])
+    ),
+)
+values_ns = st.one_of(
+    st.integers(0, 2_000),
+    st.integers(0, 10**7),
+    st.integers(0, 10**13),
+    st.integers(0, (1 << 63) - 1),
+)
+ps = st.lists(st.floats(0.0, 100.0), max_size=8)
+
+
+def feed(config: tuple[int, int, int], values: list[int]) -> tuple[LatencyHistogram, ref.LatencyHistogram]:
+    c = LatencyHistogram(*config)
+    r = ref.LatencyHistogram(*config)
+    for v in values:
+        c.record(v)
+        r.record(v)
+    return c, r
+
+
+@settings(max_examples=300)
+@given(config=configs, values=st.lists(values_ns, max_size=200), queries=ps)
+def test_random_streams_match_reference_exactly(
+    config: tuple[int, int, int], values: list[int], queries: list[float]
+) -> None:
+    c, r = feed(config, values)
+    assert c.to_dict() == r.to_dict()
+    assert c.percentiles(queries) == r.percentiles(queries)
+    for p in queries:
+        assert c.percentile(p) == r.percentile(p)
+
+
+@settings(max_examples=300)
+@given(
+    config=configs,
+    values=st.lists(st.integers(0, 10**12), min_size=1, max_size=300),
+    queries=st.lists(st.floats(0.0, 100.0), min_size=1, max_size=8),
+)
+def test_percentile_within_precision_of_exact_sorted_values(
+    config: tuple[int, int, int], values: list[int], queries: list[float]
+) -> None:
+    lowest, highest, bits = config
+    c, _ = feed(config, values)
+    for p in queries:
+        exact = ref.exact_percentile(values, p, lowest, highest)
+        got = c.percentile(p)
+        assert exact <= got <= exact + (exact >> bits)
+        if bits >= 7:
+            assert got <= exact * 1.01
+
+
+@settings(max_examples=200)
+@given(config=configs, a=st.lists(values_ns, max_size=100), b=st.lists(values_ns, max_size=100))
+def test_merge_equals_recording_both_streams(
+    config: tuple[int, int, int], a: list[int], b: list[int]
+) -> None:
+    ha, ra = feed(config, a)
+    hb, rb = feed(config, b)
+    both, _ = feed(config, a + b)
+    ha.merge(hb)
+    ra.merge(rb)
+    assert ha.to_dict() == both.to_dict() == ra.to_dict()
+    assert ha.percentiles([0, 25, 50, 99, 99.9, 100]) == both.percentiles([0, 25, 50, 99, 99.9, 100])
+
+
+@settings(max_examples=100)
+@given(values=st.lists(st.integers(0, 10**11), max_size=300))
+def test_record_many_matches_record(values: list[int]) -> None:
+    one_by_one, _ = feed((100, 60 * 10**9, 7), values)
+    bulk = LatencyHistogram()
+    bulk.record_many(np.array(values, dtype=np.int64))
+    assert bulk.to_dict() == one_by_one.to_dict()
+
+
+@settings(max_examples=100)
+@given(config=configs, before=st.lists(values_ns, max_size=50), after=st.lists(values_ns, max_size=50))
+def test_reset_then_record_equals_fresh(
+    config: tuple[int, int, int], before: list[int], after: list[int]
+) -> None:
+    c, _ = feed(config, before)
+    c.reset()
+    assert c.to_dict() == LatencyHistogram(*config).to_dict()
+    for v in after:
+        c.record(v)
+    fresh, _ = feed(config, after)
+    assert c.to_dict() == fresh.to_dict()

@@ -1,0 +1,414 @@
+"""arb_core.scanner: hand-computed cases and a differential test vs tests/reference/scanner.py."""
+
+from collections.abc import Callable, Sequence
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from arb_core.book import ASK, BID, DeltaBatch, OrderBook
+from arb_core.scanner import Opportunity, OpportunityKind, SpreadScanner
+from reference import scanner as ref
+from reference.scanner import OPPORTUNITY_FIELDS
+
+Levels = Sequence[tuple[int, int]]
+NOW = 1_000_000
+MAX_AGE = 500_000
+BIG = 10**15
+
+
+def book(name: str, bids: Levels, asks: Levels, recv_ns: int = NOW) -> OrderBook:
+    """A synced book holding ``bids`` and ``asks`` (price_ticks, size_lots), received at ``recv_ns``."""
+    result = OrderBook(name)
+    batch = DeltaBatch()
+    batch.is_snapshot = True
+    batch.first_update_id = batch.last_update_id = 1
+    for price, size in bids:
+        batch.add(BID, price, size)
+    for price, size in asks:
+        batch.add(ASK, price, size)
+    result.apply_snapshot(batch, recv_ns)
+    return result
+
+
+def fields(opp: object) -> tuple[int, ...]:
+    return tuple(int(getattr(opp, name)) for name in OPPORTUNITY_FIELDS)
+
+
+def two_venues(
+    a: OrderBook, b: OrderBook, fee_a: int = 1_000, fee_b: int = 2_000, caps: int = BIG
+) -> SpreadScanner:
+    scanner = SpreadScanner()
+    scanner.add_symbol(7, BIG)
+    scanner.add_leg(7, a, 0, False, fee_a, 1, 1, 0)
+    scanner.add_leg(7, b, 1, False, fee_b, 1, 1, 0)
+    scanner.set_limits(7, 0, caps, caps)
+    scanner.set_limits(7, 1, caps, caps)
+    return scanner
+
+
+def test_spot_spot_buy_100_sell_101() -> None:
+    # Tick 0.01 USDT, lot 0.001 BTC on both venues: one common quote unit is 1e-5 USDT.
+    # Buy 0.3 BTC at 100.00 on A (0.1 % taker), sell at 101.00 on B (0.2 % taker).
+    a = book("A", bids=[(9_990, 100)], asks=[(10_000, 500)])
+    b = book("B", bids=[(10_100, 300)], asks=[(10_110, 100)])
+    opp = two_venues(a, b).scan_symbol(7, NOW, MAX_AGE)
+    assert isinstance(opp, Opportunity)
+    assert (opp.symbol_id, opp.buy_leg, opp.sell_leg) == (7, 0, 1)
+    assert opp.kind == OpportunityKind.SPOT_SPOT
+    assert (opp.size_common, opp.buy_size_lots, opp.sell_size_lots) == (300, 300, 300)
+    assert (opp.buy_limit_ticks, opp.sell_limit_ticks) == (10_000, 10_100)
+    assert opp.buy_notional == 3_000_000  # 30.00 USDT
+    assert opp.sell_notional == 3_030_000  # 30.30 USDT
+    assert opp.fees == 3_000 + 6_060
+    assert opp.profit == 20_940  # 0.2094 USDT
+    assert opp.profit_bps == 69  # 69.8 rounded down
+
+
+def test_walk_stops_where_the_marginal_level_no_longer_pays_fees() -> None:
+    a = book("A", bids=[(9_990, 5)], asks=[(10_000, 3), (10_010, 4), (10_060, 50)])
+    b = book("B", bids=[(10_100, 2), (10_090, 10)], asks=[(10_110, 5)])
+    opp = two_venues(a, b).scan_symbol(7, NOW, MAX_AGE)
+    # 10_060 * 1.001 = 10_070.06 > 10_090 * 0.998 = 10_069.82: the third ask level is not taken.
+    assert opp is not None
+    assert (opp.size_common, opp.buy_limit_ticks, opp.sell_limit_ticks) == (7, 10_010, 10_090)
+    assert opp.buy_notional == 3 * 10_000 + 4 * 10_010
+    assert opp.sell_notional == 2 * 10_100 + 5 * 10_090
+    assert opp.fees == 71 + 142  # ceil(70.04) + ceil(141.3): rounded up against us
+    assert (opp.profit, opp.profit_bps) == (397, 56)
+
+
+def test_spot_futures_hedge_with_different_grids_rounds_to_both_lots() -> None:
+    # Common units: price 0.001 USDT, size 1e-6 BTC. Spot: tick 0.01 (x10), lot 1e-6 (x1).
+    # Futures: tick 0.1 (x100), contract 0.0001 BTC (x100). Lot grid = lcm(1, 100) = 100.
+    spot = book("mexc:BTCUSDT", bids=[(9_990, 1_000)], asks=[(10_000, 250)])
+    perp = book("gateio:BTC_USDT", bids=[(1_010, 3)], asks=[(1_011, 3)])
+    scanner = SpreadScanner()
+    scanner.add_symbol(1, BIG)
+    scanner.add_leg(1, spot, 11, False, 500, 10, 1, 0)
+    scanner.add_leg(1, perp, 22, True, 750, 100, 100, 0)
+    scanner.set_limits(1, 11, BIG, BIG)
+    scanner.set_limits(1, 22, BIG, BIG)
+    opp = scanner.scan_symbol(1, NOW, MAX_AGE)
+    assert opp is not None
+    assert opp.kind == OpportunityKind.SPOT_FUTURES_HEDGE
+    assert (opp.buy_leg, opp.sell_leg) == (11, 22)
+    assert (opp.size_common, opp.buy_size_lots, opp.sell_size_lots) == (200, 200, 2)
+    assert opp.buy_notional == 10_000 * 200 * 10  # 0.02 USDT in 1e-9 USDT units
+    assert opp.sell_notional == 1_010 * 2 * 100 * 100
+    assert opp.fees == 10_000 + 15_150
+    assert (opp.profit, opp.profit_bps) == (174_850, 87)
+    assert scanner.best(1) is opp
+
+
+def test_caps_limit_the_size() -> None:
+    a = book("A", bids=[(9_990, 100)], asks=[(10_000, 500)])
+    b = book("B", bids=[(10_100, 300)], asks=[(10_110, 100)])
+    scanner = two_venues(a, b)
+    scanner.set_limits(7, 0, 120, BIG)  # A can afford 120 lots
+    assert scanner.scan_symbol(7, NOW, MAX_AGE).size_common == 120
+    scanner.set_limits(7, 1, BIG, 80)  # B holds 80 lots to sell
+    assert scanner.scan_symbol(7, NOW, MAX_AGE).size_common == 80
+    scanner.set_symbol_limits(7, 50, 0)  # position cap
+    assert scanner.scan_symbol(7, NOW, MAX_AGE).size_common == 50
+    scanner.set_limits(7, 1, BIG, 0)
+    assert scanner.scan_symbol(7, NOW, MAX_AGE) is None
+
+
+def test_new_legs_trade_nothing_until_limits_are_set() -> None:
+    scanner = SpreadScanner()
+    scanner.add_symbol(7, BIG)
+    scanner.add_leg(7, book("A", [(9_990, 1)], [(10_000, 5)]), 0, False, 0, 1, 1, 0)
+    scanner.add_leg(7, book("B", [(10_100, 5)], [(10_110, 1)]), 1, False, 0, 1, 1, 0)
+    assert scanner.scan_symbol(7, NOW, MAX_AGE) is None
+    scanner.set_limits(7, 0, 5, 0)
+    scanner.set_limits(7, 1, 0, 5)
+    assert scanner.scan_symbol(7, NOW, MAX_AGE).size_common == 5
+
+
+def test_min_notional_rejects_small_trades() -> None:
+    a = book("A", bids=[(9_990, 100)], asks=[(10_000, 500)])
+    b = book("B", bids=[(10_100, 300)], asks=[(10_110, 100)])
+    cases = [(3_000_000, 3_030_000, True), (3_000_001, 0, False), (0, 3_030_001, False)]
+    for buy_min, sell_min, found in cases:
+        scanner = SpreadScanner()
+        scanner.add_symbol(7, BIG)
+        scanner.add_leg(7, a, 0, False, 1_000, 1, 1, buy_min)
+        scanner.add_leg(7, b, 1, False, 2_000, 1, 1, sell_min)
+        scanner.set_limits(7, 0, BIG, BIG)
+        scanner.set_limits(7, 1, BIG, BIG)
+        assert (scanner.scan_symbol(7, NOW, MAX_AGE) is not None) is found
+
+
+def lot_grid_scanner(spot_asks: Levels, perp_bids: Levels) -> SpreadScanner:
+    # Spot lot = 40 common units, futures contract = 150: tradable sizes are multiples of 600.
+    scanner = SpreadScanner()
+    scanner.add_symbol(3, BIG)
+    scanner.add_leg(3, book("spot", [(99, 10)], spot_asks), 0, False, 0, 1, 40, 0)
+    scanner.add_leg(3, book("perp", perp_bids, [(111, 5)]), 1, True, 0, 1, 150, 0)
+    scanner.set_limits(3, 0, BIG, BIG)
+    scanner.set_limits(3, 1, BIG, BIG)
+    return scanner
+
+
+def test_lot_rounding_down_to_both_grids() -> None:
+    # 1_200 common units offered, 750 bid: 750 rounds down to 600 = 15 spot lots = 4 contracts.
+    opp = lot_grid_scanner([(100, 30)], [(110, 5)]).scan_symbol(3, NOW, MAX_AGE)
+    assert opp is not None
+    assert (opp.size_common, opp.buy_size_lots, opp.sell_size_lots) == (600, 15, 4)
+    assert (opp.buy_notional, opp.sell_notional, opp.profit, opp.profit_bps) == (60_000, 66_000, 6_000, 1_000)
+
+
+def test_lot_rounding_can_leave_nothing() -> None:
+    # 400 common units offered (10 spot lots) and the grid is 600.
+    assert lot_grid_scanner([(100, 10)], [(110, 5)]).scan_symbol(3, NOW, MAX_AGE) is None
+
+
+def test_fee_rounding_can_turn_a_one_unit_edge_into_no_trade() -> None:
+    # 1 unit bought at 100, sold at 101 with 0.5 % fees: ceil(0.5) + ceil(0.505) = 2 > 1.
+    a = book("A", bids=[(90, 1)], asks=[(100, 1)])
+    b = book("B", bids=[(101, 1)], asks=[(120, 1)])
+    assert two_venues(a, b, fee_a=5_000, fee_b=5_000).scan_symbol(7, NOW, MAX_AGE) is None
+    # Without fees the same unit earns 1.
+    assert two_venues(a, b, fee_a=0, fee_b=0).scan_symbol(7, NOW, MAX_AGE).profit == 1
+
+
+def test_min_profit_bps_filters() -> None:
+    a = book("A", bids=[(9_990, 100)], asks=[(10_000, 500)])
+    b = book("B", bids=[(10_100, 300)], asks=[(10_110, 100)])
+    scanner = two_venues(a, b)
+    scanner.set_symbol_limits(7, BIG, 69)
+    assert scanner.scan_symbol(7, NOW, MAX_AGE).profit_bps == 69
+    scanner.set_symbol_limits(7, BIG, 70)
+    assert scanner.scan_symbol(7, NOW, MAX_AGE) is None
+    assert scanner.best(7) is None
+    assert scanner.scan_all(NOW, MAX_AGE) == []
+
+
+def test_stale_and_out_of_sync_legs_are_skipped() -> None:
+    a = book("A", bids=[(9_990, 100)], asks=[(10_000, 500)], recv_ns=NOW - MAX_AGE)
+    b = book("B", bids=[(10_100, 300)], asks=[(10_110, 100)])
+    c = book("C", bids=[(10_050, 300)], asks=[(10_200, 100)])
+    scanner = two_venues(a, b)
+    scanner.add_leg(7, c, 2, False, 0, 1, 1, 0)
+    scanner.set_limits(7, 2, BIG, BIG)
+    assert scanner.scan_symbol(7, NOW, MAX_AGE).sell_leg == 1  # A -> B is the best
+    assert scanner.scan_symbol(7, NOW + 1, MAX_AGE) is None  # A is now 1 ns too old
+    b.mark_out_of_sync()
+    assert scanner.scan_symbol(7, NOW, MAX_AGE).sell_leg == 2  # only A -> C remains
+    assert scanner.scan_symbol(7, NOW, 0) is None
+
+
+def test_best_pair_wins_and_ties_keep_registration_order() -> None:
+    a = book("A", bids=[(9_990, 100)], asks=[(10_000, 100)])
+    b = book("B", bids=[(10_100, 100)], asks=[(10_110, 100)])
+    c = book("C", bids=[(10_100, 100)], asks=[(10_120, 100)])
+    scanner = SpreadScanner()
+    scanner.add_symbol(7, BIG)
+    for leg_id, bk in [(5, a), (6, b), (4, c)]:
+        scanner.add_leg(7, bk, leg_id, False, 0, 1, 1, 0)
+        scanner.set_limits(7, leg_id, BIG, BIG)
+    opp = scanner.scan_symbol(7, NOW, MAX_AGE)
+    assert (opp.buy_leg, opp.sell_leg) == (5, 6)  # A->B and A->C tie: B registered first
+    assert scanner.leg_ids(7) == [5, 6, 4]
+
+
+def test_two_futures_legs_are_not_paired() -> None:
+    scanner = SpreadScanner()
+    scanner.add_symbol(7, BIG)
+    scanner.add_leg(7, book("F1", [(99, 5)], [(100, 5)]), 0, True, 0, 1, 1, 0)
+    scanner.add_leg(7, book("F2", [(110, 5)], [(111, 5)]), 1, True, 0, 1, 1, 0)
+    scanner.set_limits(7, 0, BIG, BIG)
+    scanner.set_limits(7, 1, BIG, BIG)
+    assert scanner.scan_symbol(7, NOW, MAX_AGE) is None
+
+
+def test_scan_all_scans_every_symbol_in_order() -> None:
+    scanner = SpreadScanner()
+    for symbol_id, edge in [(30, 100), (10, 0), (20, 50)]:
+        scanner.add_symbol(symbol_id, BIG)
+        scanner.add_leg(symbol_id, book("A", [(9_990, 9)], [(10_000, 9)]), 0, False, 0, 1, 1, 0)
+        scanner.add_leg(symbol_id, book("B", [(10_000 + edge, 9)], [(10_200, 9)]), 1, False, 0, 1, 1, 0)
+        scanner.set_limits(symbol_id, 0, BIG, BIG)
+        scanner.set_limits(symbol_id, 1, BIG, BIG)
+    found = scanner.scan_all(NOW, MAX_AGE)
+    assert [(o.symbol_id, o.profit) for o in found] == [(30, 900), (20, 450)]
+    assert scanner.best(10) is None and scanner.best(20) is found[1]
+    assert scanner.symbol_ids() == [30, 10, 20] and len(scanner) == 3
+
+
+def test_empty_books_give_nothing() -> None:
+    scanner = two_venues(book("A", [], []), book("B", [(10_100, 5)], []))
+    assert scanner.scan_symbol(7, NOW, MAX_AGE) is None
+
+
+def test_notional_overflow_raises_instead_of_wrapping() -> None:
+    a = book("A", bids=[(1, 1)], asks=[(2**40, 2**20)])
+    b = book("B", bids=[(2**40 + 1, 2**20)], asks=[(2**41, 1)])
+    scanner = SpreadScanner()
+    scanner.add_symbol(7, BIG)
+    scanner.add_leg(7, a, 0, False, 0, 10**6, 1, 0)
+    scanner.add_leg(7, b, 1, False, 0, 10**6, 1, 0)
+    scanner.set_limits(7, 0, BIG, BIG)
+    scanner.set_limits(7, 1, BIG, BIG)
+    with pytest.raises(OverflowError):
+        scanner.scan_symbol(7, NOW, MAX_AGE)
+
+
+def test_opportunity_is_not_built_by_hand() -> None:
+    with pytest.raises(TypeError):
+        Opportunity()
+
+
+def _registered() -> SpreadScanner:
+    scanner = SpreadScanner()
+    scanner.add_symbol(7, BIG)
+    scanner.add_leg(7, book("A", [(9_990, 1)], [(10_000, 1)]), 0, False, 0, 1, 1, 0)
+    return scanner
+
+
+@pytest.mark.parametrize(
+    ("call", "argument"),
+    [
+        (lambda s: s.add_symbol(-1, 1), "symbol_id"),
+        (lambda s: s.add_symbol(7, 1), "symbol_id"),
+        (lambda s: s.add_symbol(8, -1), "max_position_common"),
+        (lambda s: s.add_symbol(8, 1, -1), "min_profit_bps"),
+        (lambda s: s.set_symbol_limits(99, 1, 0), "symbol_id"),
+        (lambda s: s.set_symbol_limits(7, -1, 0), "max_position_common"),
+        (lambda s: s.set_symbol_limits(7, 1, -5), "min_profit_bps"),
+        (lambda s: s.add_leg(99, OrderBook("x"), 1, False, 0, 1, 1, 0), "symbol_id"),
+        (lambda s: s.add_leg(7, None, 1, False, 0, 1, 1, 0), "book"),
+        (lambda s: s.add_leg(7, OrderBook("x"), -1, False, 0, 1, 1, 0), "leg_id"),
+        (lambda s: s.add_leg(7, OrderBook("x"), 0, False, 0, 1, 1, 0), "leg_id"),
+        (lambda s: s.add_leg(7, OrderBook("x"), 1, False, -1, 1, 1, 0), "taker_fee_ppm"),
+        (lambda s: s.add_leg(7, OrderBook("x"), 1, False, 1_000_000, 1, 1, 0), "taker_fee_ppm"),
+        (lambda s: s.add_leg(7, OrderBook("x"), 1, False, 0, 0, 1, 0), "price_mult"),
+        (lambda s: s.add_leg(7, OrderBook("x"), 1, False, 0, 10**12 + 1, 1, 0), "price_mult"),
+        (lambda s: s.add_leg(7, OrderBook("x"), 1, False, 0, 1, 0, 0), "size_mult"),
+        (lambda s: s.add_leg(7, OrderBook("x"), 1, False, 0, 1, -3, 0), "size_mult"),
+        (
+            lambda s: (
+                s.add_leg(7, OrderBook("y"), 2, False, 0, 1, 3, 0),
+                s.add_leg(7, OrderBook("x"), 1, False, 0, 1, 2**62 + 1, 0),  # lcm with 3 overflows
+            ),
+            "size_mult",
+        ),
+        (lambda s: s.add_leg(7, OrderBook("x"), 1, False, 0, 1, 1, -1), "min_notional_common"),
+        (lambda s: s.set_limits(99, 0, 1, 1), "symbol_id"),
+        (lambda s: s.set_limits(7, 5, 1, 1), "leg_id"),
+        (lambda s: s.set_limits(7, 0, -1, 1), "max_buy_common"),
+        (lambda s: s.set_limits(7, 0, 1, -1), "max_sell_common"),
+        (lambda s: s.scan_symbol(99, 0, 0), "symbol_id"),
+        (lambda s: s.scan_symbol(7, -1, 0), "now_ns"),
+        (lambda s: s.scan_symbol(7, 0, -1), "max_age_ns"),
+        (lambda s: s.scan_all(-1, 0), "now_ns"),
+        (lambda s: s.scan_all(0, -1), "max_age_ns"),
+        (lambda s: s.best(99), "symbol_id"),
+        (lambda s: s.leg_ids(99), "symbol_id"),
+    ],
+)
+def test_bad_arguments_raise_value_error_naming_them(
+    call: Callable[[SpreadScanner], object], argument: str
+) -> None:
+    with pytest.raises(ValueError, match=argument):
+        call(_registered())
+
+
+def test_too_many_legs() -> None:
+    scanner = _registered()
+    for leg_id in range(1, 8):
+        scanner.add_leg(7, OrderBook("x"), leg_id, False, 0, 1, 1, 0)
+    with pytest.raises(ValueError, match="legs"):
+        scanner.add_leg(7, OrderBook("x"), 8, False, 0, 1, 1, 0)
+    assert len(scanner.leg_ids(7)) == 8
+
+
+# ---- differential: compiled vs reference on random books -------------------------------
+
+
+RECV_TIMES = [NOW, NOW - 5, NOW - MAX_AGE, NOW - MAX_AGE - 1, 0]  # 0: never updated
+
+
+@st.composite
+def leg_specs(draw: st.DrawFn, is_futures: bool, tradable: bool) -> dict[str, object]:
+    price_mult = draw(st.sampled_from([1, 2, 5, 10, 100]))
+    size_mult = draw(st.sampled_from([1, 2, 3, 10, 100, 250]))
+    # Quote around a common mid of 100_000 price units, shifted per leg so books cross across venues.
+    mid = (100_000 + draw(st.integers(-3_000, 3_000))) // price_mult
+    half_spread = draw(st.integers(1, 3))
+
+    def side(direction: int) -> list[tuple[int, int]]:
+        gaps = draw(st.lists(st.integers(1, 4), min_size=draw(st.sampled_from([1, 1, 1, 0])), max_size=8))
+        prices, price = [], mid + direction * half_spread
+        for gap in gaps:
+            prices.append(price)
+            price += direction * gap
+        return [(p, draw(st.integers(1, 60))) for p in prices if p > 0]
+
+    return {
+        "is_futures": is_futures,
+        "fee_ppm": draw(st.sampled_from([0, 200, 500, 750, 1_000, 2_000, 7_777])),
+        "price_mult": price_mult,
+        "size_mult": size_mult,
+        "min_notional": draw(st.sampled_from([0, 10**6, 3 * 10**7])),
+        "bids": side(-1),
+        "asks": side(+1),
+        "recv_ns": NOW if tradable else draw(st.sampled_from(RECV_TIMES)),
+        "in_sync": tradable or draw(st.integers(0, 4)) > 0,
+        "max_buy": draw(st.sampled_from([BIG, 2_000, 500, 37] + ([] if tradable else [0]))),
+        "max_sell": draw(st.sampled_from([BIG, 2_000, 500, 53] + ([] if tradable else [0]))),
+    }
+
+
+@st.composite
+def symbols(draw: st.DrawFn, tradable: bool = False) -> dict[str, object]:
+    """A symbol of 2-3 legs, at most one futures; ``tradable`` keeps every leg fresh with funds."""
+    n_legs = draw(st.integers(2, 3))
+    futures_at = draw(st.integers(-1, n_legs - 1))
+    return {
+        "max_position": draw(st.sampled_from([BIG, 10_000, 1_000, 100] + ([] if tradable else [0]))),
+        "min_profit_bps": draw(st.sampled_from([0, 1, 10, 50])),
+        "legs": [draw(leg_specs(k == futures_at, tradable)) for k in range(n_legs)],
+    }
+
+
+def build(specs: list[dict[str, object]]) -> tuple[SpreadScanner, ref.SpreadScanner]:
+    compiled, reference = SpreadScanner(), ref.SpreadScanner()
+    for symbol_id, spec in enumerate(specs):
+        for scanner in (compiled, reference):
+            scanner.add_symbol(symbol_id, spec["max_position"], spec["min_profit_bps"])
+        for leg_id, leg in enumerate(spec["legs"]):
+            bk = OrderBook(f"leg{leg_id}")
+            if leg["recv_ns"]:
+                bk = book(f"leg{leg_id}", leg["bids"], leg["asks"], recv_ns=leg["recv_ns"])
+                if not leg["in_sync"]:
+                    bk.mark_out_of_sync()
+            args = (
+                leg["is_futures"], leg["fee_ppm"], leg["price_mult"], leg["size_mult"], leg["min_notional"]
+            )
+            for scanner in (compiled, reference):
+                scanner.add_leg(symbol_id, bk, leg_id * 3 + 1, *args)
+                scanner.set_limits(symbol_id, leg_id * 3 + 1, leg["max_buy"], leg["max_sell"])
+    return compiled, reference
+
+
+@settings(max_examples=500, deadline=None)
+@given(spec=st.one_of(symbols(tradable=True), symbols()))
+def test_scan_symbol_matches_reference(spec: dict[str, object]) -> None:
+    compiled, reference = build([spec])
+    got = compiled.scan_symbol(0, NOW, MAX_AGE)
+    want = reference.scan_symbol(0, NOW, MAX_AGE)
+    assert (got is None) == (want is None)
+    if want is not None:
+        assert fields(got) == fields(want)
+        assert fields(compiled.best(0)) == fields(want)
+
+
+@settings(max_examples=100, deadline=None)
+@given(specs=st.lists(symbols(), min_size=1, max_size=5), max_age_ns=st.sampled_from([0, 5, MAX_AGE]))
+def test_scan_all_matches_reference(specs: list[dict[str, object]], max_age_ns: int) -> None:
+    compiled, reference = build(specs)
+    got = compiled.scan_all(NOW, max_age_ns)
+    want = reference.scan_all(NOW, max_age_ns)
+    assert [fields(o) for o in got] == [fields(o) for o in want]

@@ -1,0 +1,125 @@
+"""The command line, run as a subprocess: exit codes and messages."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from cryptography.fernet import Fernet
+
+REPO_DEFAULTS = Path(__file__).resolve().parent.parent / "config" / "default.toml"
+
+
+def arb(
+    *args: str, cwd: Path, env: dict[str, str] | None = None, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("ARB_", "MEXC_", "GATEIO_", "ENCRYPTION_"))}
+    clean.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "arb", *args],
+        cwd=cwd,
+        env=clean,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_version_reports_the_compiled_core(tmp_path: Path) -> None:
+    result = arb("version", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "compiled core: loaded" in result.stdout
+    assert "arb_core.book" in result.stdout
+
+
+def test_check_config_passes_on_the_shipped_defaults(tmp_path: Path) -> None:
+    result = arb("check-config", str(REPO_DEFAULTS), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "configuration OK" in result.stdout
+
+
+def test_five_mistakes_give_five_lines_and_exit_2(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text(
+        "[engine]\n"
+        "symbols = ['BTC-USDT']\n"  # 1 malformed symbol
+        "max_data_age_ms = -100\n"  # 2 negative
+        "[risk]\n"
+        "max_position_size_usd = '1000'\n"  # 3 exposure (500 by default) below position
+        "max_daily_loss = '5'\n"  # 4 unknown key (typo)
+        "[exchanges.kraken]\n"  # 5 unknown venue
+        "enabled = true\n"
+    )
+    result = arb("check-config", str(bad), cwd=tmp_path)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("  ")]
+    assert len(lines) == 5, result.stderr
+    assert result.stderr.startswith("arb: 5 configuration problems:")
+    for fragment in ("'BTC-USDT' is not a symbol", "-100: must be", "must be at least", "unknown key", "'kraken'"):
+        assert any(fragment in line for line in lines), fragment
+
+
+def test_bad_env_override_exits_2(tmp_path: Path) -> None:
+    result = arb("check-config", cwd=tmp_path, env={"ARB_MAX_DATA_AGE_MS": "soon"})
+    assert result.returncode == 2
+    assert "env ARB_MAX_DATA_AGE_MS: 'soon': expected an integer" in result.stderr
+
+
+def test_run_validates_config_before_anything_else(tmp_path: Path) -> None:
+    result = arb("run", "--config", str(tmp_path / "missing.toml"), cwd=tmp_path)
+    assert result.returncode == 2
+    assert "missing.toml: file not found" in result.stderr
+
+
+@pytest.mark.parametrize("command", ["run", "sim", "record", "backtest", "doctor"])
+def test_unbuilt_commands_say_so(tmp_path: Path, command: str) -> None:
+    result = arb(command, cwd=tmp_path)
+    assert result.returncode == 3
+    assert "is not built yet" in result.stderr
+
+
+def test_live_and_paper_are_exclusive(tmp_path: Path) -> None:
+    result = arb("run", "--live", "--paper", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "not allowed with argument" in result.stderr
+
+
+@pytest.mark.parametrize("duration", ["0", "-3", "abc"])
+def test_bad_duration_is_a_usage_error(tmp_path: Path, duration: str) -> None:
+    result = arb("run", "--duration", duration, cwd=tmp_path)
+    assert result.returncode == 2
+    assert "--duration" in result.stderr
+
+
+def test_keys_encrypt_round_trip(tmp_path: Path) -> None:
+    key = arb("keys", "generate", cwd=tmp_path).stdout.strip()
+    result = arb("keys", "encrypt", cwd=tmp_path, env={"ENCRYPTION_KEY": key}, stdin="my-secret\n")
+    assert result.returncode == 0, result.stderr
+    token = result.stdout.strip()
+    assert "my-secret" not in result.stdout
+    assert Fernet(key.encode()).decrypt(token.encode()) == b"my-secret"
+
+
+def test_keys_encrypt_without_key_exits_2(tmp_path: Path) -> None:
+    result = arb("keys", "encrypt", cwd=tmp_path, stdin="x\n")
+    assert result.returncode == 2
+    assert "ENCRYPTION_KEY: missing" in result.stderr
+
+
+def test_keys_show_masks_values(tmp_path: Path) -> None:
+    env = {"MEXC_API_KEY": "visible-api-key", "MEXC_SECRET_KEY": "visible-secret"}
+    result = arb("keys", "show", cwd=tmp_path, env=env)
+    assert result.returncode == 0
+    assert "visible" not in result.stdout + result.stderr
+    assert "mexc: api key <15 chars>" in result.stdout
+    assert "gateio: no keys" in result.stdout
+
+
+def test_run_log_never_contains_secrets(tmp_path: Path) -> None:
+    env = {"GATEIO_API_KEY": "visible-api-key", "GATEIO_SECRET_KEY": "visible-secret"}
+    result = arb("run", "--log-level", "DEBUG", cwd=tmp_path, env=env)
+    assert "effective configuration" in result.stderr
+    assert "visible" not in result.stdout + result.stderr

@@ -1,0 +1,217 @@
+"""ConfigurationManager: layering, env overrides, and every validation rule (bad input first)."""
+
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from arb.config import ENV_OVERRIDES, ConfigurationManager, default_config_path
+from arb.errors import ConfigurationError
+from arb.types import ExchangeName, OpportunityType
+
+REPO_DEFAULTS = Path(__file__).resolve().parent.parent / "config" / "default.toml"
+
+
+def load(tmp_path: Path, text: str | None = None, env: dict[str, str] | None = None) -> ConfigurationManager:
+    user = None
+    if text is not None:
+        user = tmp_path / "user.toml"
+        user.write_text(text)
+    manager = ConfigurationManager(user, environ=env or {})
+    manager.load_configuration(dry_run=True)
+    return manager
+
+
+def problems(tmp_path: Path, text: str | None = None, env: dict[str, str] | None = None) -> tuple[str, ...]:
+    with pytest.raises(ConfigurationError) as info:
+        load(tmp_path, text, env)
+    return info.value.problems
+
+
+def test_installed_defaults_are_the_repository_file() -> None:
+    assert default_config_path().read_bytes() == REPO_DEFAULTS.read_bytes()
+
+
+def test_defaults_are_safe_and_small(tmp_path: Path) -> None:
+    config = load(tmp_path).config
+    assert config.dry_run is True
+    assert config.symbols == ("BTC/USDT", "ETH/USDT")
+    assert {e.name for e in config.exchanges if e.enabled} == {"mexc", "gateio"}
+    limits = config.risk_limits
+    assert limits.max_position_size_usd == Decimal("100")
+    assert limits.max_total_exposure_usd <= Decimal("1000")
+    assert isinstance(limits.min_profit_margin_bps, Decimal)
+    assert config.max_data_age_ms == 100
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("[risk]\nmax_positon_size_usd = 5\n", "user.toml: risk.max_positon_size_usd: unknown key; did you mean"),
+        ("[engine]\nsymbol = ['BTC/USDT']\n", "user.toml: engine.symbol: unknown key; did you mean 'symbols'"),
+        ("[enigne]\n", "user.toml: enigne: unknown key; did you mean 'engine'"),
+        ("[exchanges.binance]\nenabled = true\n", "unknown venue 'binance'; supported venues: mexc, gateio"),
+        ("[exchanges.mexc]\ntimeout = 5\n", "user.toml: exchanges.mexc.timeout: unknown key"),
+        ("[risk]\nmax_daily_loss_usd = -1\n", "risk.max_daily_loss_usd: -1: must be greater than 0"),
+        ("[risk]\nmax_position_size_usd = 0\n", "risk.max_position_size_usd: 0: must be greater than 0"),
+        ("[risk]\nmin_profit_margin_bps = -2\n", "risk.min_profit_margin_bps: -2: must be 0 or more"),
+        ("[risk]\nmax_daily_loss_usd = '1,000'\n", "'1,000': expected a decimal number"),
+        ("[risk]\nmax_daily_loss_usd = 'nan'\n", "'nan': expected a finite number"),
+        ("[risk]\nmax_daily_loss_usd = true\n", "True: expected a number"),
+        ("[engine]\nmax_data_age_ms = 1.5\n", "engine.max_data_age_ms: 1.5: expected an integer"),
+        ("[engine]\nmax_data_age_ms = 0\n", "must be an integer from 1 to 60000"),
+        ("[engine]\nenable_risk_checks = 'sometimes'\n", "'sometimes': expected true or false"),
+        ("[engine]\nsymbols = ['BTCUSDT']\n", "'BTCUSDT' is not a symbol; write BASE/QUOTE"),
+        ("[engine]\nsymbols = ['BTC/EUR']\n", "'BTC/EUR' is not supported; the quote currency must be"),
+        ("[engine]\nsymbols = []\n", "must list at least one symbol"),
+        ("[engine]\nsymbols = ['BTC/USDT', 'BTC/USDT']\n", "lists a symbol twice"),
+        ("[engine]\nopportunity_types = ['triangular']\n", "'triangular' not allowed; choose from"),
+        ("[exchanges.gateio]\nmarkets = ['options']\n", "'options' not allowed; choose from spot, futures"),
+        ("[exchanges.mexc]\nrest_url = 'ftp://x'\n", "expected an http(s):// or ws(s):// URL"),
+        ("[exchanges.mexc]\nenabled = false\n", "spot_spot needs the spot market enabled on both venues"),
+        ("[risk]\nmax_total_exposure_usd = 50\n", "50: must be at least risk.max_position_size_usd (100"),
+        ("[risk]\nmax_symbol_exposure_usd = 501\n", "501: must not exceed risk.max_total_exposure_usd"),
+        ("risk = 5\n", "user.toml: risk: expected a table"),
+        ("exchanges = 5\n", "exchanges: expected a table of venues"),
+    ],
+)
+def test_each_bad_value_is_named_with_its_source(tmp_path: Path, text: str, expected: str) -> None:
+    found = problems(tmp_path, text)
+    assert any(expected in line for line in found), found
+
+
+def test_hedge_needs_a_futures_market(tmp_path: Path) -> None:
+    text = "[engine]\nopportunity_types = ['spot_futures_hedge']\n[exchanges.gateio]\nmarkets = ['spot']\n"
+    assert any("spot_futures_hedge needs a venue" in p for p in problems(tmp_path, text))
+
+
+def test_fewer_than_two_markets_is_rejected(tmp_path: Path) -> None:
+    text = "[exchanges.mexc]\nenabled = false\n[exchanges.gateio]\nmarkets = ['spot']\n"
+    assert any("at least two markets must be enabled" in p for p in problems(tmp_path, text))
+
+
+def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
+    text = """
+[engine]
+symbols = ["BTC/USDT", "eth"]
+max_data_age_ms = -1
+[risk]
+max_daily_loss_usd = "ten"
+max_position_size_usd = 1000
+[exchanges.kraken]
+enabled = true
+"""
+    found = problems(tmp_path, text, {"ARB_ENABLE_RECOVERY_MODE": "perhaps"})
+    assert len(found) == 6, found
+    assert len(set(found)) == len(found)
+
+
+def test_missing_required_values_without_defaults(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.toml"
+    empty.write_text("")
+    manager = ConfigurationManager(defaults_file=empty, environ={})
+    with pytest.raises(ConfigurationError) as info:
+        manager.load_configuration()
+    text = "\n".join(info.value.problems)
+    for key in ("risk.max_position_size_usd", "risk.max_total_exposure_usd", "engine.symbols"):
+        assert f"{key}: missing" in text
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [(None, "file not found"), ("a = [", "not valid TOML"), (b"\xff\xfe", "not UTF-8 text")],
+)
+def test_unreadable_user_files(tmp_path: Path, content: str | bytes | None, expected: str) -> None:
+    path = tmp_path / "cfg.toml"
+    if isinstance(content, str):
+        path.write_text(content)
+    elif isinstance(content, bytes):
+        path.write_bytes(content)
+    with pytest.raises(ConfigurationError) as info:
+        ConfigurationManager(path, environ={}).load_configuration()
+    assert info.value.problems[0].startswith(f"{path}: {expected}")
+
+
+def test_unknown_arb_variable_is_an_error_but_build_variables_are_not(tmp_path: Path) -> None:
+    found = problems(tmp_path, env={"ARB_MAX_POSITON_SIZE_USD": "5", "ARB_BUILD_ONLY": "book"})
+    assert found == ("env ARB_MAX_POSITON_SIZE_USD: unknown setting; did you mean ARB_MAX_POSITION_SIZE_USD?",)
+
+
+def test_user_file_overrides_defaults_and_env_overrides_both(tmp_path: Path) -> None:
+    text = "[risk]\nmax_position_size_usd = '200'\nmax_daily_loss_usd = '20'\n"
+    config = load(tmp_path, text, {"ARB_MAX_POSITION_SIZE_USD": "300"}).config
+    assert config.risk_limits.max_position_size_usd == Decimal("300")  # env beats file
+    assert config.risk_limits.max_daily_loss_usd == Decimal("20")  # file beats defaults
+    assert config.risk_limits.max_total_exposure_usd == Decimal("500")  # defaults remain
+
+
+def test_env_override_errors_name_the_variable(tmp_path: Path) -> None:
+    found = problems(tmp_path, env={"ARB_MAX_TOTAL_EXPOSURE_USD": "50"})
+    assert found[0].startswith("env ARB_MAX_TOTAL_EXPOSURE_USD: 50: must be at least")
+
+
+ENV_CASES = [
+    ("ARB_MAX_POSITION_SIZE_USD", "150.25", "risk_limits.max_position_size_usd", Decimal("150.25")),
+    ("ARB_MAX_TOTAL_EXPOSURE_USD", "900", "risk_limits.max_total_exposure_usd", Decimal("900")),
+    ("ARB_MIN_PROFIT_MARGIN_BPS", "7.5", "risk_limits.min_profit_margin_bps", Decimal("7.5")),
+    ("ARB_MAX_DAILY_LOSS_USD", "12", "risk_limits.max_daily_loss_usd", Decimal("12")),
+    ("ARB_MAX_CONSECUTIVE_FAILURES", "5", "risk_limits.max_consecutive_failures", 5),
+    ("ARB_TARGET_EXECUTION_TIME_MS", "25", "target_execution_time_ms", 25),
+    ("ARB_OPPORTUNITY_SCAN_INTERVAL_MS", "5", "opportunity_scan_interval_ms", 5),
+    ("ARB_BALANCE_REFRESH_INTERVAL_MS", "2000", "balance_refresh_interval_ms", 2000),
+    ("ARB_ENABLE_CIRCUIT_BREAKERS", "false", "enable_circuit_breakers", False),
+    ("ARB_ENABLE_RISK_CHECKS", "0", "enable_risk_checks", False),
+    ("ARB_ENABLE_RECOVERY_MODE", "no", "enable_recovery_mode", False),
+    ("ARB_MAX_DATA_AGE_MS", "250", "max_data_age_ms", 250),
+    ("ARB_SYMBOLS", "SOL/USDT, BTC/USDT", "symbols", ("SOL/USDT", "BTC/USDT")),
+    ("ARB_OPPORTUNITY_TYPES", "spot_spot", "opportunity_types", (OpportunityType.SPOT_SPOT,)),
+]
+
+
+@pytest.mark.parametrize(("variable", "raw", "attribute", "expected"), ENV_CASES)
+def test_each_env_override(tmp_path: Path, variable: str, raw: str, attribute: str, expected: object) -> None:
+    value: object = load(tmp_path, env={variable: raw}).config
+    for part in attribute.split("."):
+        value = getattr(value, part)
+    assert value == expected
+
+
+def test_every_documented_override_is_tested() -> None:
+    assert set(ENV_OVERRIDES) == {case[0] for case in ENV_CASES}
+
+
+def test_money_is_exact_even_from_toml_floats(tmp_path: Path) -> None:
+    config = load(tmp_path, "[risk]\nmin_profit_margin_bps = 0.1\n").config
+    assert config.risk_limits.min_profit_margin_bps == Decimal("0.1")
+
+
+def test_hedge_configuration_loads(tmp_path: Path) -> None:
+    text = "[engine]\nopportunity_types = ['spot_spot', 'spot_futures_hedge']\n"
+    config = load(tmp_path, text).config
+    assert config.opportunity_types == (OpportunityType.SPOT_SPOT, OpportunityType.SPOT_FUTURES_HEDGE)
+
+
+def test_get_exchange_config(tmp_path: Path) -> None:
+    manager = load(tmp_path)
+    assert manager.get_exchange_config("gateio").markets == ("spot", "futures")
+    assert manager.get_exchange_config(ExchangeName.GATEIO_FUTURES).name == "gateio"
+    assert manager.get_exchange_config(ExchangeName.MEXC).exchange_names == (ExchangeName.MEXC,)
+    with pytest.raises(ConfigurationError, match="exchange 'binance': not configured"):
+        manager.get_exchange_config("binance")
+
+
+def test_config_is_required_before_use() -> None:
+    with pytest.raises(ConfigurationError, match="not loaded yet"):
+        ConfigurationManager(environ={}).config  # noqa: B018
+
+
+def test_summary_masks_secrets(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    env = {"GATEIO_API_KEY": "gate-key-visible-123", "GATEIO_SECRET_KEY": "gate-secret-visible-456"}
+    manager = load(tmp_path, env=env)
+    with caplog.at_level("INFO"):
+        manager.log_summary()
+    summary = manager.summary()
+    for text in (summary, caplog.text, repr(manager.get_credentials("gateio")), repr(manager.config)):
+        assert "visible" not in text
+    assert "gateio" in summary and "key <20 chars>" in summary
+    assert manager.get_credentials("mexc") is None

@@ -1,0 +1,81 @@
+"""Secrets: masking everywhere, environment loading, Fernet-encrypted keys."""
+
+import logging
+import pickle
+
+import msgspec
+import pytest
+from cryptography.fernet import Fernet
+
+from arb.errors import ConfigurationError
+from arb.secrets import Secret, encrypt_secret, generate_encryption_key, load_credentials
+
+VALUE = "sk-live-abcdef123456"
+
+
+def test_secret_never_shows_its_value(caplog: pytest.LogCaptureFixture) -> None:
+    secret = Secret(VALUE)
+    logging.getLogger("t").warning("secret is %s / %r / %s", secret, secret, [secret])
+    for text in (repr(secret), str(secret), f"{secret}", caplog.text, secret.masked()):
+        assert VALUE not in text
+    assert secret.reveal() == VALUE
+
+
+def test_secret_cannot_be_serialised() -> None:
+    with pytest.raises(TypeError):
+        pickle.dumps(Secret(VALUE))
+    with pytest.raises(TypeError):
+        msgspec.json.encode(Secret(VALUE))
+
+
+def test_plain_credentials() -> None:
+    creds = load_credentials("mexc", {"MEXC_API_KEY": "k1", "MEXC_SECRET_KEY": VALUE})
+    assert creds is not None
+    assert creds.api_key.reveal() == "k1" and creds.secret_key.reveal() == VALUE
+    assert VALUE not in repr(creds)
+
+
+def test_no_credentials_is_none() -> None:
+    assert load_credentials("gateio", {}) is None
+
+
+def test_half_a_pair_is_an_error_naming_the_missing_variable() -> None:
+    with pytest.raises(ConfigurationError) as info:
+        load_credentials("gateio", {"GATEIO_API_KEY": "k"})
+    assert info.value.problems == ("env GATEIO_SECRET_KEY: missing (the other half of the gateio key pair is set)",)
+
+
+def test_plain_and_encrypted_together_is_ambiguous() -> None:
+    env = {"MEXC_API_KEY": "a", "MEXC_API_KEY_ENCRYPTED": "b", "MEXC_SECRET_KEY": "c"}
+    with pytest.raises(ConfigurationError, match="set one or the other"):
+        load_credentials("mexc", env)
+
+
+def test_encrypted_round_trip() -> None:
+    key = generate_encryption_key()
+    env = {
+        "ENCRYPTION_KEY": key,
+        "GATEIO_API_KEY_ENCRYPTED": encrypt_secret("api", key),
+        "GATEIO_SECRET_KEY_ENCRYPTED": encrypt_secret(VALUE, key),
+    }
+    creds = load_credentials("gateio", env)
+    assert creds is not None and creds.secret_key.reveal() == VALUE
+
+
+@pytest.mark.parametrize(
+    ("encryption_key", "expected"),
+    [
+        (None, "env MEXC_API_KEY_ENCRYPTED: set, but ENCRYPTION_KEY is missing"),
+        ("not-a-key", "env ENCRYPTION_KEY: not a valid Fernet key"),
+        (Fernet.generate_key().decode(), "env MEXC_API_KEY_ENCRYPTED: cannot be decrypted with ENCRYPTION_KEY"),
+    ],
+)
+def test_decryption_problems_name_the_variable_not_the_value(encryption_key: str | None, expected: str) -> None:
+    token = encrypt_secret(VALUE, generate_encryption_key())
+    env = {"MEXC_API_KEY_ENCRYPTED": token, "MEXC_SECRET_KEY": "s"}
+    if encryption_key is not None:
+        env["ENCRYPTION_KEY"] = encryption_key
+    with pytest.raises(ConfigurationError) as info:
+        load_credentials("mexc", env)
+    assert info.value.problems[0].startswith(expected)
+    assert token not in str(info.value) and VALUE not in str(info.value)
