@@ -20,6 +20,7 @@ from arb_core.freshness import ClockOffset, age_ns, is_fresh, monotonic_ns, wall
 from arb_core.fsm import IllegalTransitionError, StateMachine, state_name
 from arb_core.latency import LatencyHistogram
 from arb_core.scanner import Opportunity, OpportunityKind, SpreadScanner
+from arb_core.wire.common import WireError, WireScale
 
 COMPILED = True
 
@@ -42,6 +43,8 @@ __all__ = [
     "SequenceGapError",
     "SpreadScanner",
     "StateMachine",
+    "WireError",
+    "WireScale",
     "age_ns",
     "is_fresh",
     "monotonic_ns",

@@ -1,0 +1,116 @@
+"""Shared by the venue decoders: the instrument scale, the error type, frame kinds."""
+
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
+from libc.stdint cimport int64_t
+from libc.string cimport memcmp
+
+from arb_core.wire._scan cimport (
+    Reader, ERR_EOF, ERR_SYNTAX, ERR_UTF8, ERR_CONTROL, ERR_ESCAPE, ERR_DEPTH, ERR_TRAILING,
+    ERR_TYPE, ERR_MISSING, ERR_DUPLICATE, ERR_MISMATCH, ERR_NUMBER, ERR_OVERFLOW,
+    ERR_TOO_FINE, ERR_NOT_MULTIPLE, ERR_NOT_POSITIVE, ERR_SEQUENCE, ERR_ARITY, ERR_VARINT,
+    ERR_LENGTH, ERR_FIELD, ERR_GROUP, MAX_DEPTH,
+)
+
+OTHER = FRAME_OTHER
+BOOK_UPDATE = FRAME_BOOK_UPDATE
+SUBSCRIPTION = FRAME_SUBSCRIPTION
+PONG = FRAME_PONG
+
+
+class WireError(ValueError):
+    """A frame could not be decoded exactly; the message names venue, channel, field and byte."""
+
+
+cdef dict _REASONS = {
+    ERR_EOF: "frame ends early (truncated)",
+    ERR_SYNTAX: "unexpected byte",
+    ERR_UTF8: "invalid UTF-8",
+    ERR_CONTROL: "control character inside a string",
+    ERR_ESCAPE: "invalid or unsupported escape",
+    ERR_DEPTH: f"nested deeper than {MAX_DEPTH}",
+    ERR_TRAILING: "unexpected bytes after the document",
+    ERR_TYPE: "wrong type",
+    ERR_MISSING: "required field missing",
+    ERR_DUPLICATE: "field appears twice",
+    ERR_MISMATCH: "unexpected value",
+    ERR_NUMBER: "malformed number",
+    ERR_OVERFLOW: "number does not fit int64",
+    ERR_TOO_FINE: "more decimals than the instrument precision",
+    ERR_NOT_MULTIPLE: "not a whole number of ticks/lots",
+    ERR_NOT_POSITIVE: "price must be > 0",
+    ERR_SEQUENCE: "first update id is above the last update id",
+    ERR_ARITY: "level has the wrong number of elements",
+    ERR_VARINT: "varint longer than 10 bytes or above 64 bits",
+    ERR_LENGTH: "length runs past the enclosing message",
+    ERR_FIELD: "invalid field number or wire type",
+    ERR_GROUP: "unbalanced protobuf group",
+}
+
+
+cdef class WireScale:
+    """Fixed-point description of one instrument's prices and sizes on the wire.
+
+    tick = tick_units * 10**-price_decimals and lot = lot_units * 10**-size_decimals;
+    a wire price becomes ``value * 10**price_decimals / tick_units`` ticks and must
+    divide exactly (likewise sizes). With ``symbol`` set, decoders also check that the
+    frame is for that instrument.
+    """
+
+    def __init__(self, int price_decimals, int64_t tick_units, int size_decimals,
+                 int64_t lot_units, symbol=None):
+        if not 0 <= price_decimals <= 18:
+            raise ValueError(f"price_decimals must be in 0..18, got {price_decimals}")
+        if not 0 <= size_decimals <= 18:
+            raise ValueError(f"size_decimals must be in 0..18, got {size_decimals}")
+        if tick_units < 1:
+            raise ValueError(f"tick_units must be >= 1, got {tick_units}")
+        if lot_units < 1:
+            raise ValueError(f"lot_units must be >= 1, got {lot_units}")
+        if isinstance(symbol, str):
+            symbol = symbol.encode("ascii")
+        if symbol is not None and (not isinstance(symbol, bytes) or not symbol):
+            raise ValueError(f"symbol must be a non-empty str/bytes or None, got {symbol!r}")
+        self.price_decimals = price_decimals
+        self.tick_units = tick_units
+        self.size_decimals = size_decimals
+        self.lot_units = lot_units
+        self.symbol = symbol
+
+    cdef bint symbol_matches(self, const unsigned char* buf, Py_ssize_t start,
+                             Py_ssize_t end) noexcept:
+        if self.symbol is None:
+            return True
+        if PyBytes_GET_SIZE(self.symbol) != end - start:
+            return False
+        return memcmp(PyBytes_AS_STRING(self.symbol), buf + start, end - start) == 0
+
+    def __repr__(self):
+        return (f"WireScale(price_decimals={self.price_decimals}, tick_units={self.tick_units}, "
+                f"size_decimals={self.size_decimals}, lot_units={self.lot_units}, "
+                f"symbol={self.symbol!r})")
+
+    def __eq__(self, other):
+        if not isinstance(other, WireScale):
+            return NotImplemented
+        cdef WireScale o = <WireScale>other
+        return (self.price_decimals == o.price_decimals and self.tick_units == o.tick_units
+                and self.size_decimals == o.size_decimals and self.lot_units == o.lot_units
+                and self.symbol == o.symbol)
+
+    def __hash__(self):
+        return hash((self.price_decimals, self.tick_units, self.size_decimals,
+                     self.lot_units, self.symbol))
+
+
+cdef int raise_wire_error(Reader* r, WireScale scale) except -1:
+    """Raise the WireError recorded in ``r`` (called only after a helper returned -1)."""
+    cdef str field = (<bytes>r.field).decode("ascii")
+    cdef Py_ssize_t stop = min(r.err_pos + 24, r.n)
+    cdef bytes near = r.buf[r.err_pos:stop] if r.err_pos < stop else b""
+    if r.index >= 0:
+        field = field.replace("[]", f"[{r.index}]", 1)
+    reason = _REASONS.get(r.err, "invalid frame")
+    if (r.err == ERR_TOO_FINE or r.err == ERR_NOT_MULTIPLE) and scale is not None:
+        reason = f"{reason} ({scale!r})"
+    raise WireError(f"{(<bytes>r.context).decode('ascii')}: {field or 'frame'} at byte "
+                    f"{r.err_pos}: {reason}; near {near!r}")

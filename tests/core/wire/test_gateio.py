@@ -1,0 +1,425 @@
+"""arb_core.wire.gateio against reference.wire_gateio, on recorded Gate.io frames and generated ones."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from arb_core.book import ASK, BID, DeltaBatch, OrderBook
+from arb_core.wire import gateio
+from arb_core.wire.common import BOOK_UPDATE, OTHER, PONG, SUBSCRIPTION, WireError, WireScale
+from reference import book as ref_book
+from reference import wire_gateio as ref
+from reference.wire_common import Scale
+from wire_data import (
+    ScaleArgs,
+    channel_updates,
+    gate_futures_scales,
+    gate_spot_book_scales,
+    gate_spot_scales,
+    http_bodies,
+    same_outcome,
+    server_frames,
+    snapshot_symbol,
+    symbol_of,
+)
+
+SPOT_WS = "cryptofeed/GATEIO.ws.1.0"
+FUTURES_WS = "cryptofeed/GATEIO_FUTURES.ws.1.0"
+
+
+@pytest.fixture(scope="module")
+def spot_scales(shared_data: Path) -> dict[str, ScaleArgs]:
+    """Book scales of the recorded pairs (see wire_data.gate_spot_book_scales)."""
+    return gate_spot_book_scales(shared_data)
+
+
+@pytest.fixture(scope="module")
+def futures_scales(shared_data: Path) -> dict[str, ScaleArgs]:
+    return gate_futures_scales(shared_data)
+
+
+@pytest.fixture(scope="module")
+def spot_updates(shared_data: Path) -> list[bytes]:
+    return channel_updates(shared_data / SPOT_WS, "spot.order_book_update")
+
+
+@pytest.fixture(scope="module")
+def futures_updates(shared_data: Path) -> list[bytes]:
+    return channel_updates(shared_data / FUTURES_WS, "futures.order_book_update")
+
+
+@pytest.fixture(scope="module")
+def docs(shared_data: Path) -> dict[str, object]:
+    return json.loads((shared_data / "examples" / "gate_docs_ws_examples.json").read_bytes())
+
+
+def scales(args: ScaleArgs, symbol: str | None = None) -> tuple[WireScale, Scale]:
+    raw = symbol.encode() if symbol else None
+    return WireScale(*args, symbol=raw), Scale(*args, symbol=raw)
+
+
+def test_recorded_spot_updates_decode_like_reference(
+    spot_updates: list[bytes], spot_scales: dict[str, ScaleArgs]
+) -> None:
+    batch = DeltaBatch()
+    assert len(spot_updates) == 172
+    for frame in spot_updates:
+        symbol = symbol_of(frame)
+        assert same_outcome(gateio.decode_spot_update, ref.decode_spot_update, frame,
+                            *scales(spot_scales[symbol], symbol), batch)
+        assert not batch.is_snapshot  # the 2021 feed has no "full" key
+        assert gateio.frame_symbol(frame) == symbol.encode()
+        assert gateio.classify(frame) == BOOK_UPDATE
+
+
+def test_recorded_futures_updates_decode_like_reference(
+    futures_updates: list[bytes], futures_scales: dict[str, ScaleArgs]
+) -> None:
+    batch = DeltaBatch()
+    assert len(futures_updates) == 352
+    for frame in futures_updates:
+        symbol = symbol_of(frame)
+        assert same_outcome(gateio.decode_futures_update, ref.decode_futures_update, frame,
+                            *scales(futures_scales[symbol], symbol), batch)
+        assert gateio.frame_symbol(frame) == symbol.encode()
+        assert gateio.classify(frame) == BOOK_UPDATE
+
+
+@pytest.mark.parametrize("path, futures", [("cryptofeed/GATEIO.http.0.0", False),
+                                           ("cryptofeed/GATEIO_FUTURES.http.0.0", True)])
+def test_recorded_snapshots_decode_like_reference(
+    shared_data: Path, spot_scales: dict[str, ScaleArgs], futures_scales: dict[str, ScaleArgs],
+    path: str, futures: bool,
+) -> None:
+    bodies = http_bodies(shared_data / path)
+    assert len(bodies) == 10
+    table = futures_scales if futures else spot_scales
+    compiled = gateio.decode_futures_snapshot if futures else gateio.decode_spot_snapshot
+    reference = ref.decode_futures_snapshot if futures else ref.decode_spot_snapshot
+    batch = DeltaBatch()
+    for url, body in bodies:
+        assert same_outcome(compiled, reference, body, *scales(table[snapshot_symbol(url)]), batch)
+        assert batch.is_snapshot and batch.first_update_id == batch.last_update_id > 0
+        assert len(batch) > 0
+
+
+def test_order_entry_precision_is_too_coarse_for_recorded_spot_books(
+    shared_data: Path, spot_updates: list[bytes]
+) -> None:
+    order_precision = gate_spot_scales(shared_data)
+    assert order_precision["HAI_ETH"] == (8, 1, 3, 1) and order_precision["NEO_BTC"][0] == 7
+    batch = DeltaBatch()
+    hai = next(f for f in spot_updates if b'"HAI_ETH"' in f)
+    with pytest.raises(WireError, match=r"result\.b\[1\] at byte 216: more decimals"):
+        gateio.decode_spot_update(hai, WireScale(*order_precision["HAI_ETH"]), batch)
+    rejected = 0
+    for frame in spot_updates:
+        try:
+            gateio.decode_spot_update(frame, WireScale(*order_precision[symbol_of(frame)]), batch)
+        except WireError:
+            rejected += 1
+    assert rejected == 61
+
+
+def test_known_values_of_a_recorded_spot_frame(
+    shared_data: Path, spot_updates: list[bytes]
+) -> None:
+    frame = next(f for f in spot_updates if b'"U":59231897' in f)
+    batch = DeltaBatch()
+    assert gate_spot_scales(shared_data)["OMG_USDT"] == (3, 1, 3, 1)
+    assert gateio.decode_spot_update(frame, WireScale(3, 1, 3, 1, "OMG_USDT"), batch) == 2
+    assert batch.levels() == [(BID, 7883, 263375), (BID, 6258, 0)]
+    assert (batch.first_update_id, batch.last_update_id, batch.event_time_ms) == (
+        59231897, 59231897, 1619093542391)
+
+
+def test_known_values_of_a_recorded_futures_frame(futures_updates: list[bytes]) -> None:
+    frame = next(f for f in futures_updates if b'"U":124930264' in f)
+    batch = DeltaBatch()
+    gateio.decode_futures_update(frame, WireScale(2, 1, 0, 1, b"QUICK_USDT"), batch)
+    assert batch.levels() == [(BID, 5587, 175), (BID, 5593, 0), (BID, 5389, 1)]
+    assert (batch.first_update_id, batch.last_update_id, batch.event_time_ms) == (
+        124930264, 124930265, 1684930172596)
+
+
+def test_docs_samples(docs: dict[str, object]) -> None:
+    batch = DeltaBatch()
+    spot = json.dumps(docs["spot_order_book_update_push"]).encode()
+    assert same_outcome(gateio.decode_spot_update, ref.decode_spot_update, spot,
+                        *scales((2, 1, 4, 1), "BTC_USDT"), batch)
+    assert batch.is_snapshot and batch.levels() == [
+        (BID, 1913774, 1), (BID, 1908837, 0), (ASK, 1913775, 6135)]
+    futures = json.dumps(docs["futures_order_book_update_push"]).encode()
+    assert same_outcome(gateio.decode_futures_update, ref.decode_futures_update, futures,
+                        *scales((1, 1, 0, 1), "BTC_USD"), batch)
+    assert batch.levels() == [(BID, 546721, 0), (BID, 546645, 58794), (ASK, 547436, 0),
+                              (ASK, 547420, 95)]
+    assert gateio.classify(json.dumps(docs["spot_pong"]).encode()) == PONG
+    assert gateio.classify(json.dumps(docs["spot_obu_subscribe_ack"]).encode()) == SUBSCRIPTION
+    assert gateio.classify(json.dumps(docs["spot_obu_subscribe_fail_duplicate"]).encode()) == SUBSCRIPTION
+    assert gateio.classify(json.dumps(docs["futures_book_ticker_push"]).encode()) == OTHER
+    assert gateio.classify(json.dumps(docs["spot_ws_api_order_place_ack"]).encode()) == OTHER
+
+
+@pytest.mark.parametrize("path", [SPOT_WS, FUTURES_WS])
+def test_classify_every_recorded_frame_like_reference(shared_data: Path, path: str) -> None:
+    kinds = defaultdict(int)
+    for frame in server_frames(shared_data / path):
+        kind = gateio.classify(frame)
+        assert kind == ref.classify(frame), frame
+        kinds[kind] += 1
+    assert kinds[SUBSCRIPTION] == 22 and kinds[BOOK_UPDATE] in (172, 352) and kinds[OTHER] > 0
+
+
+# ---------------------------------------------------------------------------
+# Bad input
+
+SPOT = (b'{"time":1,"channel":"spot.order_book_update","event":"update","result":'
+        b'{"t":5,"s":"OMG_USDT","U":10,"u":12,"b":[["7.883","263.375"]],"a":[["7.9","1"]]}}')
+FUTURES = (b'{"channel":"futures.order_book_update","event":"update","result":'
+           b'{"U":1,"a":[{"p":"0.2983","s":0}],"b":[],"s":"RDNT_USDT","t":2,"u":1}}')
+
+
+def _reject(frame: bytes, *fragments: str, futures: bool = False, scale: WireScale | None = None) -> str:
+    decode = gateio.decode_futures_update if futures else gateio.decode_spot_update
+    scale = scale or (WireScale(4, 1, 0, 1) if futures else WireScale(3, 1, 3, 1))
+    with pytest.raises(WireError) as info:
+        decode(frame, scale, DeltaBatch())
+    message = str(info.value)
+    for fragment in fragments:
+        assert fragment in message, message
+    return message
+
+
+def test_valid_base_frames_decode() -> None:
+    batch = DeltaBatch()
+    assert gateio.decode_spot_update(SPOT, WireScale(3, 1, 3, 1, "OMG_USDT"), batch) == 2
+    assert gateio.decode_futures_update(FUTURES, WireScale(4, 1, 0, 1, "RDNT_USDT"), batch) == 1
+
+
+def test_precision_finer_than_the_tick_is_rejected() -> None:
+    _reject(SPOT.replace(b'"7.883"', b'"7.8831"'), "spot.order_book_update", "result.b[0]",
+            "more decimals", "byte 114", "near b'7.8831")
+    _reject(SPOT.replace(b'"263.375"', b'"263.3751"'), "result.b[0]", "more decimals")
+    _reject(SPOT, "not a whole number", scale=WireScale(3, 5, 3, 1))  # tick 0.005
+    _reject(FUTURES.replace(b'"0.2983"', b'"0.29835"'), "result.a[0]", futures=True)
+
+
+def test_trailing_zeros_beyond_the_precision_are_exact() -> None:
+    batch = DeltaBatch()
+    gateio.decode_spot_update(SPOT.replace(b'"7.883"', b'"7.88300000"'), WireScale(3, 1, 3, 1), batch)
+    assert batch.levels()[0] == (BID, 7883, 263375)
+
+
+@pytest.mark.parametrize("text", [b"", b"-1", b"+1", b"1e3", b"1E3", b"1..2", b"1.2.3", b".5",
+                                  b"5.", b"abc", b" 1", b"1 ", b"0x1", b"\\u0031",
+                                  b"99999999999999999999", b"0", b"0.000"])
+def test_malformed_or_zero_prices_are_rejected(text: bytes) -> None:
+    _reject(SPOT.replace(b'"7.883"', b'"' + text + b'"'), "result.b[0]")
+
+
+@pytest.mark.parametrize("size", [b'"1"', b"1.0", b"-1", b"1e2", b"9223372036854775808", b"null"])
+def test_futures_sizes_must_be_json_integers(size: bytes) -> None:
+    _reject(FUTURES.replace(b'"s":0', b'"s":' + size), "result.a[0]", futures=True)
+
+
+@pytest.mark.parametrize("old, new, field", [
+    (b'"U":10,', b"", "result.U"),
+    (b'"u":12,', b"", "result.u"),
+    (b'"s":"OMG_USDT",', b"", "result.s"),
+    (b'"event":"update",', b"", "event"),
+    (b'"channel":"spot.order_book_update",', b"", "channel"),
+    (b'"U":10', b'"U":"10"', "result.U"),
+    (b'"U":10', b'"U":13', "result.U"),  # U above u
+    (b'"U":10', b'"U":-1', "result.U"),
+    (b'"t":5', b'"t":5,"full":1', "result.full"),
+    (b'"t":5', b'"t":5,"U":10', "result.U"),  # duplicate
+    (b'"b":[["7.883","263.375"]]', b'"b":{}', "result.b"),
+    (b'["7.883","263.375"]', b'["7.883"]', "result.b[0]"),
+    (b'["7.883","263.375"]', b'["7.883","263.375","1"]', "result.b[0]"),
+    (b'["7.883","263.375"]', b"[]", "result.b[0]"),
+    (b'["7.883","263.375"]', b'[7.883,"263.375"]', "result.b[0]"),
+    (b'"event":"update"', b'"event":"subscribe"', "event"),
+    (b'"spot.order_book_update"', b'"spot.trades"', "channel"),
+])
+def test_missing_wrong_or_duplicate_fields_are_rejected(old: bytes, new: bytes, field: str) -> None:
+    assert old in SPOT
+    _reject(SPOT.replace(old, new, 1), field)
+
+
+def test_symbol_of_another_instrument_is_rejected() -> None:
+    _reject(SPOT, "result.s", "unexpected value", scale=WireScale(3, 1, 3, 1, "BTC_USDT"))
+
+
+@pytest.mark.parametrize("frame", [b"", b" ", b"[]", b"null", b"{}", SPOT + b"x", SPOT + b"{}",
+                                   SPOT.replace(b"OMG", b"\xff\xfeG"), SPOT[:-1] + b"\x00}",
+                                   b"{" * 200 + b"}" * 200, SPOT.replace(b'"time":1', b'"time":NaN')])
+def test_garbage_frames_are_rejected(frame: bytes) -> None:
+    _reject(frame, "gateio spot.order_book_update")
+
+
+def test_every_truncation_of_real_frames_is_rejected(
+    spot_updates: list[bytes], futures_updates: list[bytes]
+) -> None:
+    batch = DeltaBatch()
+    spot_scale, futures_scale = WireScale(8, 1, 8, 1), WireScale(4, 1, 0, 1)
+    cases = 0
+    for frame, decode, scale in [(spot_updates[0], gateio.decode_spot_update, spot_scale),
+                                 (spot_updates[-1], gateio.decode_spot_update, spot_scale),
+                                 (futures_updates[100], gateio.decode_futures_update, futures_scale)]:
+        decode(frame, scale, batch)
+        for end in range(len(frame)):
+            with pytest.raises(WireError):
+                decode(frame[:end], scale, batch)
+            cases += 1
+    assert cases > 1000
+
+
+def test_any_contiguous_buffer_is_accepted_and_other_arguments_are_checked() -> None:
+    scale, batch = WireScale(3, 1, 3, 1), DeltaBatch()
+    for buf in (SPOT, bytearray(SPOT), memoryview(SPOT), memoryview(b"xx" + SPOT)[2:]):
+        assert gateio.decode_spot_update(buf, scale, batch) == 2
+    with pytest.raises(BufferError):  # strided views are refused before any decoding
+        gateio.decode_spot_update(memoryview(SPOT)[::2], scale, batch)
+    with pytest.raises(TypeError):
+        gateio.decode_spot_update(None, scale, batch)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        gateio.decode_spot_update(SPOT.decode(), scale, batch)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        gateio.decode_spot_update(SPOT, None, batch)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        gateio.decode_spot_update(SPOT, scale, None)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("args", [(-1, 1, 0, 1), (19, 1, 0, 1), (0, 0, 0, 1), (0, 1, 0, 0),
+                                  (0, 1, 19, 1), (0, 1, -1, 1)])
+def test_wire_scale_validates_its_arguments(args: tuple[int, int, int, int]) -> None:
+    with pytest.raises(ValueError):
+        WireScale(*args)
+    with pytest.raises(ValueError):
+        WireScale(2, 1, 2, 1, symbol=b"")
+
+
+def test_frame_symbol_and_classify_reject_garbage() -> None:
+    for bad in (b"", b"[", b'{"result":{"a":1}}', b'{"result":null}', b'{"result":{"s":1}}'):
+        with pytest.raises(WireError):
+            gateio.frame_symbol(bad)
+    for bad in (b"", b"[]", b'{"channel":1}', b'{"channel":"x"'):
+        with pytest.raises(WireError):
+            gateio.classify(bad)
+
+
+# ---------------------------------------------------------------------------
+# Replays: REST snapshot + recorded diffs through OrderBook vs the reference book
+
+
+def _replay(shared_data: Path, rest: str, ws: str, channel: str, table: dict[str, ScaleArgs],
+            futures: bool) -> int:
+    snapshot = gateio.decode_futures_snapshot if futures else gateio.decode_spot_snapshot
+    ref_snapshot = ref.decode_futures_snapshot if futures else ref.decode_spot_snapshot
+    update = gateio.decode_futures_update if futures else gateio.decode_spot_update
+    ref_update = ref.decode_futures_update if futures else ref.decode_spot_update
+    books: dict[str, tuple[OrderBook, ref_book.OrderBook, WireScale, Scale]] = {}
+    batch = DeltaBatch()
+    for url, body in http_bodies(shared_data / rest):
+        symbol = snapshot_symbol(url)
+        wscale, rscale = scales(table[symbol], symbol)
+        book, expected = OrderBook(symbol), ref_book.OrderBook(symbol)
+        snapshot(body, wscale, batch)
+        book.apply_snapshot(batch, 0)
+        expected.apply_snapshot(ref_snapshot(body, rscale), 0)
+        books[symbol] = (book, expected, wscale, rscale)
+    applied = 0
+    for frame in channel_updates(shared_data / ws, channel):
+        book, expected, wscale, rscale = books[symbol_of(frame)]
+        update(frame, wscale, batch)
+        status = book.apply_batch(batch, 1)
+        assert status == expected.apply_batch(ref_update(frame, rscale), 1)
+        applied += status == ref_book.APPLIED
+    for book, expected, _, _ in books.values():
+        assert book.in_sync and book.last_update_id == expected.last_update_id
+        for side in (BID, ASK):
+            assert book.top(side, 10_000) == expected.top(side, 10_000)
+        assert book.best_bid_price() < book.best_ask_price()
+    return applied
+
+
+def test_spot_replay_matches_the_reference_book(
+    shared_data: Path, spot_scales: dict[str, ScaleArgs]
+) -> None:
+    applied = _replay(shared_data, "cryptofeed/GATEIO.http.0.0", SPOT_WS,
+                      "spot.order_book_update", spot_scales, False)
+    assert applied > 50
+
+
+def test_futures_replay_matches_the_reference_book(
+    shared_data: Path, futures_scales: dict[str, ScaleArgs]
+) -> None:
+    applied = _replay(shared_data, "cryptofeed/GATEIO_FUTURES.http.0.0", FUTURES_WS,
+                      "futures.order_book_update", futures_scales, True)
+    assert applied > 100
+
+
+# ---------------------------------------------------------------------------
+# Differential: generated frames through both decoders
+
+digits = st.text("0123456789", min_size=1, max_size=22)
+numbers = st.one_of(
+    st.builds(lambda w, f: w + ("." + f if f else ""), digits, st.one_of(st.just(""), digits)),
+    st.integers(0, 10**12).map(str),
+    st.text("0123456789.-+eE x", max_size=8),
+)
+spot_level = st.tuples(numbers, numbers).map(lambda pq: f'["{pq[0]}","{pq[1]}"]')
+futures_level = st.tuples(numbers, st.one_of(st.integers(0, 2**64).map(str), numbers)).map(
+    lambda ps: f'{{"p":"{ps[0]}","s":{ps[1]}}}')
+scale_args = st.tuples(st.integers(0, 10), st.sampled_from([1, 1, 2, 5, 25]),
+                       st.integers(0, 10), st.sampled_from([1, 1, 2, 10]))
+
+
+@st.composite
+def update_frames(draw: st.DrawFn, futures: bool) -> bytes:
+    level = futures_level if futures else spot_level
+    first = draw(st.integers(0, 2**63))
+    members = {
+        '"s"': '"X_USDT"',
+        '"U"': str(first),
+        '"u"': str(first + draw(st.integers(-1, 5))),
+        '"b"': "[" + ",".join(draw(st.lists(level, max_size=6))) + "]",
+        '"a"': "[" + ",".join(draw(st.lists(level, max_size=6))) + "]",
+    }
+    if draw(st.booleans()):
+        members['"t"'] = str(draw(st.integers(0, 2**64)))
+    if draw(st.booleans()):
+        members['"full"'] = draw(st.sampled_from(["true", "false", "1"]))
+    keys = draw(st.permutations(list(members)))
+    result = "{" + ",".join(f"{k}:{members[k]}" for k in keys) + "}"
+    channel = "futures.order_book_update" if futures else "spot.order_book_update"
+    return f'{{"time":1,"channel":"{channel}","event":"update","result":{result}}}'.encode()
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(frame=update_frames(futures=False), args=scale_args)
+def test_generated_spot_frames_match_reference(frame: bytes, args: ScaleArgs) -> None:
+    same_outcome(gateio.decode_spot_update, ref.decode_spot_update, frame,
+                 WireScale(*args), Scale(*args), DeltaBatch(4))
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(frame=update_frames(futures=True), args=scale_args)
+def test_generated_futures_frames_match_reference(frame: bytes, args: ScaleArgs) -> None:
+    same_outcome(gateio.decode_futures_update, ref.decode_futures_update, frame,
+                 WireScale(*args), Scale(*args), DeltaBatch(4))
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=st.one_of(numbers, st.text(max_size=12)), args=scale_args)
+def test_generated_prices_match_reference(text: str, args: ScaleArgs) -> None:
+    frame = SPOT.replace(b"7.883", text.encode("utf-8", "surrogatepass"))
+    same_outcome(gateio.decode_spot_update, ref.decode_spot_update, frame,
+                 WireScale(*args), Scale(*args), DeltaBatch())
