@@ -1,0 +1,1 @@
+"""Gate.io spot and USDT perpetual (API v4) connector parts."""

@@ -1,0 +1,161 @@
+"""Gate.io endpoints, channels, limits, fees and error labels: data only.
+
+Sources: Gate API v4 docs (mirrored in ``rosssaunders/coincise`` docs/gateio: authentication,
+"Error Handling" / ``label`` list, rate limits, spot and futures WebSocket), gateapi-python and
+gatews; hummingbot's Gate connectors where marked [HB]. See ``shared/docs/protocols.md`` 3-4.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Final
+
+from ..errors import ErrorCategory, ErrorCodeTable
+
+VENUE: Final = "gateio"
+
+# --- REST -----------------------------------------------------------------------------
+REST_URL: Final = "https://api.gateio.ws/api/v4"
+API_PREFIX: Final = "/api/v4"  # part of the signed path
+CURRENCY_PAIRS_PATH: Final = "/spot/currency_pairs"
+ORDER_BOOK_PATH: Final = "/spot/order_book"  # ?currency_pair=&limit=&with_id=true
+ORDERS_PATH: Final = "/spot/orders"
+ORDER_PATH: Final = "/spot/orders/{order_id}"  # DELETE / GET / PATCH with ?currency_pair=
+BATCH_ORDERS_PATH: Final = "/spot/batch_orders"
+OPEN_ORDERS_PATH: Final = "/spot/open_orders"
+MY_TRADES_PATH: Final = "/spot/my_trades"
+ACCOUNTS_PATH: Final = "/spot/accounts"
+FEE_PATH: Final = "/spot/fee"
+COUNTDOWN_CANCEL_ALL_PATH: Final = "/spot/countdown_cancel_all"
+FUTURES_CONTRACTS_PATH: Final = "/futures/usdt/contracts"
+FUTURES_ORDER_BOOK_PATH: Final = "/futures/usdt/order_book"  # ?contract=&limit=&with_id=true
+FUTURES_ORDERS_PATH: Final = "/futures/usdt/orders"
+FUTURES_ORDER_PATH: Final = "/futures/usdt/orders/{order_id}"
+FUTURES_ACCOUNTS_PATH: Final = "/futures/usdt/accounts"
+FUTURES_POSITIONS_PATH: Final = "/futures/usdt/positions"
+
+KEY_HEADER: Final = "KEY"
+TIMESTAMP_HEADER: Final = "Timestamp"  # UNIX seconds, within 60 s of server time
+SIGN_HEADER: Final = "SIGN"
+ORDER_BOOK_LIMIT: Final = 100  # REST snapshot depth; must equal the WS level used for sync
+CLIENT_ORDER_ID_PREFIX: Final = "t-"
+CLIENT_ORDER_ID_MAX_BYTES: Final = 28  # after the prefix
+
+# currency_pairs "trade_status"
+TRADE_STATUS_TRADABLE: Final = "tradable"  # others: untradable, buyable, sellable
+TIME_IN_FORCE: Final = ("gtc", "ioc", "poc", "fok")  # poc = post-only; market orders take ioc/fok only
+
+# --- WebSocket ------------------------------------------------------------------------
+SPOT_WS_URL: Final = "wss://api.gateio.ws/ws/v4/"
+FUTURES_WS_URL: Final = "wss://fx-ws.gateio.ws/v4/ws/usdt"
+EVENT_SUBSCRIBE: Final = "subscribe"
+EVENT_UNSUBSCRIBE: Final = "unsubscribe"
+EVENT_UPDATE: Final = "update"
+EVENT_API: Final = "api"
+SPOT_PING_CHANNEL: Final = "spot.ping"
+SPOT_PONG_CHANNEL: Final = "spot.pong"
+SPOT_ORDER_BOOK_UPDATE_CHANNEL: Final = "spot.order_book_update"  # payload [pair, "20ms" | "100ms"]
+SPOT_OBU_CHANNEL: Final = "spot.obu"  # payload ["ob.<PAIR>.<400|50>"]
+SPOT_BOOK_TICKER_CHANNEL: Final = "spot.book_ticker"
+SPOT_ORDERS_CHANNEL: Final = "spot.orders"
+SPOT_USERTRADES_CHANNEL: Final = "spot.usertrades"
+SPOT_BALANCES_CHANNEL: Final = "spot.balances"
+SPOT_LOGIN_CHANNEL: Final = "spot.login"
+SPOT_ORDER_PLACE_CHANNEL: Final = "spot.order_place"
+SPOT_ORDER_CANCEL_CHANNEL: Final = "spot.order_cancel"
+FUTURES_PING_CHANNEL: Final = "futures.ping"
+FUTURES_PONG_CHANNEL: Final = "futures.pong"
+FUTURES_ORDER_BOOK_UPDATE_CHANNEL: Final = "futures.order_book_update"  # payload [contract, interval, level]
+FUTURES_OBU_CHANNEL: Final = "futures.obu"
+FUTURES_BOOK_TICKER_CHANNEL: Final = "futures.book_ticker"
+FUTURES_ORDERS_CHANNEL: Final = "futures.orders"
+FUTURES_LOGIN_CHANNEL: Final = "futures.login"
+FUTURES_ORDER_PLACE_CHANNEL: Final = "futures.order_place"
+WS_AUTH_METHOD: Final = "api_key"
+WS_PING_INTERVAL_S: Final = 10  # gatews pings every 5 s, [HB] every 10 s
+OBU_DUPLICATE_SUBSCRIPTION_CODE: Final = 2
+
+# --- rate limits (requests, window seconds) -------------------------------------------
+PUBLIC_ENDPOINT_LIMIT: Final = (200, 10.0)  # per endpoint per IP
+PRIVATE_ENDPOINT_LIMIT: Final = (200, 10.0)  # per endpoint, other private calls
+SPOT_ORDER_PLACE_LIMIT: Final = (10, 1.0)  # place + amend, per UID and market
+SPOT_ORDER_CANCEL_LIMIT: Final = (200, 1.0)
+FUTURES_ORDER_PLACE_LIMIT: Final = (100, 1.0)  # place + amend
+FUTURES_ORDER_CANCEL_LIMIT: Final = (200, 1.0)
+RATE_LIMIT_REMAIN_HEADER: Final = "X-Gate-RateLimit-Requests-Remain"
+RATE_LIMIT_LIMIT_HEADER: Final = "X-Gate-RateLimit-Limit"
+RATE_LIMIT_RESET_HEADER: Final = "X-Gate-RateLimit-Reset-Timestamp"
+
+# --- fees (fractions) -----------------------------------------------------------------
+# Spot pairs carry their own "fee" (a percent string); this is the documented default tier.
+DEFAULT_SPOT_FEE: Final = Decimal("0.002")
+DEFAULT_FUTURES_MAKER_FEE: Final = Decimal("0.00015")  # [HB]; contracts carry their own rates
+DEFAULT_FUTURES_TAKER_FEE: Final = Decimal("0.0005")  # [HB]
+
+# --- errors ---------------------------------------------------------------------------
+# ``label`` values from the docs' "label list" (spot, futures, authentication, server);
+# TOO_MANY_REQUESTS is not in that list but comes with HTTP 429 (ccxt maps it too), so the
+# status table below covers it either way.
+ERROR_LABELS: Final[ErrorCodeTable] = {
+    "BALANCE_NOT_ENOUGH": ErrorCategory.INSUFFICIENT_BALANCE,
+    "MARGIN_BALANCE_NOT_ENOUGH": ErrorCategory.INSUFFICIENT_BALANCE,
+    "FUTURES_BALANCE_NOT_ENOUGH": ErrorCategory.INSUFFICIENT_BALANCE,
+    "INSUFFICIENT_AVAILABLE": ErrorCategory.INSUFFICIENT_BALANCE,  # futures
+    "QUANTITY_NOT_ENOUGH": ErrorCategory.INSUFFICIENT_BALANCE,
+    "INVALID_PRECISION": ErrorCategory.PRECISION,
+    "AMOUNT_TOO_LITTLE": ErrorCategory.MIN_NOTIONAL,
+    "AMOUNT_TOO_MUCH": ErrorCategory.MIN_NOTIONAL,
+    "SIZE_TOO_SMALL": ErrorCategory.MIN_NOTIONAL,  # futures, contracts
+    "SIZE_TOO_LARGE": ErrorCategory.MIN_NOTIONAL,  # futures, contracts
+    "ORDER_NOT_FOUND": ErrorCategory.UNKNOWN_ORDER,
+    "ORDER_CLOSED": ErrorCategory.UNKNOWN_ORDER,
+    "ORDER_CANCELLED": ErrorCategory.UNKNOWN_ORDER,
+    "ORDER_FINISHED": ErrorCategory.UNKNOWN_ORDER,  # futures
+    "ORDER_NOT_OWNED": ErrorCategory.UNKNOWN_ORDER,  # futures
+    "POC_FILL_IMMEDIATELY": ErrorCategory.ORDER_REJECTED,
+    "ORDER_POC_IMMEDIATE": ErrorCategory.ORDER_REJECTED,  # futures
+    "FOK_NOT_FILL": ErrorCategory.ORDER_REJECTED,
+    "ORDER_FOK": ErrorCategory.ORDER_REJECTED,  # futures
+    "ORDER_BOOK_NOT_FOUND": ErrorCategory.ORDER_REJECTED,  # insufficient liquidity
+    "PRICE_TOO_DEVIATED": ErrorCategory.ORDER_REJECTED,
+    "TRADE_RESTRICTED": ErrorCategory.ORDER_REJECTED,
+    "RISK_LIMIT_EXCEEDED": ErrorCategory.ORDER_REJECTED,
+    "LIQUIDATE_IMMEDIATELY": ErrorCategory.ORDER_REJECTED,
+    "CONTRACT_IN_DELISTING": ErrorCategory.ORDER_REJECTED,
+    "REDUCE_EXCEEDED": ErrorCategory.ORDER_REJECTED,
+    "TOO_MANY_ORDERS": ErrorCategory.ORDER_REJECTED,
+    "ORDER_EXISTS": ErrorCategory.ORDER_REJECTED,  # duplicate client order id
+    "INVALID_PARAM_VALUE": ErrorCategory.INVALID_REQUEST,
+    "INVALID_PROTOCOL": ErrorCategory.INVALID_REQUEST,
+    "INVALID_ARGUMENT": ErrorCategory.INVALID_REQUEST,
+    "INVALID_REQUEST_BODY": ErrorCategory.INVALID_REQUEST,
+    "MISSING_REQUIRED_PARAM": ErrorCategory.INVALID_REQUEST,
+    "BAD_REQUEST": ErrorCategory.INVALID_REQUEST,
+    "INVALID_CONTENT_TYPE": ErrorCategory.INVALID_REQUEST,
+    "NOT_ACCEPTABLE": ErrorCategory.INVALID_REQUEST,
+    "METHOD_NOT_ALLOWED": ErrorCategory.INVALID_REQUEST,
+    "NOT_FOUND": ErrorCategory.INVALID_REQUEST,
+    "INVALID_CURRENCY": ErrorCategory.INVALID_REQUEST,
+    "INVALID_CURRENCY_PAIR": ErrorCategory.INVALID_REQUEST,
+    "CONTRACT_NOT_FOUND": ErrorCategory.INVALID_REQUEST,
+    "INVALID_CLIENT_ORDER_ID": ErrorCategory.INVALID_REQUEST,
+    "TOO_MANY_REQUESTS": ErrorCategory.RATE_LIMITED,
+    "INVALID_CREDENTIALS": ErrorCategory.AUTH_FAILED,
+    "INVALID_KEY": ErrorCategory.AUTH_FAILED,
+    "IP_FORBIDDEN": ErrorCategory.AUTH_FAILED,
+    "READ_ONLY": ErrorCategory.AUTH_FAILED,
+    "INVALID_SIGNATURE": ErrorCategory.AUTH_FAILED,
+    "MISSING_REQUIRED_HEADER": ErrorCategory.AUTH_FAILED,
+    "ACCOUNT_LOCKED": ErrorCategory.AUTH_FAILED,
+    "FORBIDDEN": ErrorCategory.AUTH_FAILED,
+    "USER_NOT_FOUND": ErrorCategory.AUTH_FAILED,  # no futures account yet
+    "REQUEST_EXPIRED": ErrorCategory.TIMESTAMP,
+    "TOO_BUSY": ErrorCategory.MAINTENANCE,
+    "INTERNAL": ErrorCategory.OUTCOME_UNKNOWN,
+    "SERVER_ERROR": ErrorCategory.OUTCOME_UNKNOWN,
+}
+HTTP_STATUSES: Final = {
+    429: ErrorCategory.RATE_LIMITED,
+    401: ErrorCategory.AUTH_FAILED,
+    403: ErrorCategory.AUTH_FAILED,
+}  # any other 5xx: OUTCOME_UNKNOWN (an order may have been placed)

@@ -1,0 +1,124 @@
+"""Gate.io spot currency pairs and USDT perpetual contracts -> ``Instrument``."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from ...instruments import (
+    Instrument,
+    InstrumentCatalog,
+    InstrumentError,
+    SkippedPair,
+    SymbolFormat,
+    decimals_of,
+    decode_metadata,
+    round_up_to_step,
+    unified_symbol,
+)
+from ...types import ExchangeName
+from . import constants
+from .schemas import CurrencyPair, FuturesContract
+
+SPOT_SYMBOLS = SymbolFormat(venue=ExchangeName.GATEIO.value, separator="_")
+FUTURES_SYMBOLS = SymbolFormat(venue=ExchangeName.GATEIO_FUTURES.value, separator="_", perpetual=True)
+
+
+def to_venue_symbol(symbol: str) -> str:
+    """``BTC/USDT`` or ``BTC/USDT:USDT`` -> ``BTC_USDT`` (Gate spells spot and perpetuals alike)."""
+    return (FUTURES_SYMBOLS if ":" in symbol else SPOT_SYMBOLS).to_venue(symbol)
+
+
+def from_venue_symbol(venue_symbol: str, *, futures: bool = False) -> str:
+    """``BTC_USDT`` -> ``BTC/USDT`` (spot) or ``BTC/USDT:USDT`` (perpetual)."""
+    return (FUTURES_SYMBOLS if futures else SPOT_SYMBOLS).from_venue(venue_symbol)
+
+
+def instrument_from_pair(pair: CurrencyPair) -> Instrument:
+    """The instrument of one spot pair; ``fee`` is a percent ("0.2" -> 0.002)."""
+    if pair.id != f"{pair.base}_{pair.quote}":
+        raise InstrumentError(f"gateio pair {pair.id!r}: id does not match base {pair.base!r} / quote {pair.quote!r}")
+    lot = Decimal(1).scaleb(-pair.amount_precision)
+    fee = pair.fee.scaleb(-2)
+    return Instrument(
+        exchange=ExchangeName.GATEIO,
+        symbol=unified_symbol(pair.base, pair.quote),
+        venue_symbol=pair.id,
+        base=pair.base,
+        quote=pair.quote,
+        tick_size=Decimal(1).scaleb(-pair.precision),
+        lot_size=lot,
+        min_size=round_up_to_step(pair.min_base_amount or lot, lot),
+        min_notional=pair.min_quote_amount or Decimal(0),
+        taker_fee=fee,
+        maker_fee=fee,
+        price_decimals=pair.precision,
+        size_decimals=pair.amount_precision,
+    )
+
+
+def instrument_from_contract(contract: FuturesContract) -> Instrument:
+    """The instrument of one USDT perpetual: sizes in whole contracts of ``quanto_multiplier`` base units."""
+    base, sep, quote = contract.name.rpartition("_")
+    if not sep or not base or not quote:
+        raise InstrumentError(f"gateio_futures contract {contract.name!r}: name is not BASE_QUOTE")
+    return Instrument(
+        exchange=ExchangeName.GATEIO_FUTURES,
+        symbol=unified_symbol(base, quote, quote),
+        venue_symbol=contract.name,
+        base=base,
+        quote=quote,
+        tick_size=contract.order_price_round,
+        lot_size=Decimal(1),
+        min_size=Decimal(max(contract.order_size_min, 1)),
+        min_notional=Decimal(0),
+        contract_size=contract.quanto_multiplier,
+        taker_fee=contract.taker_fee_rate,
+        maker_fee=contract.maker_fee_rate,
+        price_decimals=decimals_of(contract.order_price_round),
+        size_decimals=0,
+    )
+
+
+def parse_currency_pairs(payload: bytes | str) -> InstrumentCatalog:
+    """Instruments of a ``GET /spot/currency_pairs`` body; pairs not ``tradable`` are skipped with the reason."""
+    pairs = decode_metadata(payload, list[CurrencyPair], f"gateio GET {constants.CURRENCY_PAIRS_PATH}")
+    instruments: list[Instrument] = []
+    skipped: list[SkippedPair] = []
+    for pair in pairs:
+        if pair.trade_status != constants.TRADE_STATUS_TRADABLE:
+            skipped.append(SkippedPair.of(pair.id, pair.base, pair.quote, None, f"trade_status={pair.trade_status}"))
+            continue
+        try:
+            instruments.append(instrument_from_pair(pair))
+        except InstrumentError as exc:
+            skipped.append(SkippedPair.of(pair.id, pair.base, pair.quote, None, str(exc)))
+    return InstrumentCatalog(ExchangeName.GATEIO, instruments, skipped)
+
+
+def parse_futures_contracts(payload: bytes | str) -> InstrumentCatalog:
+    """Instruments of a ``GET /futures/usdt/contracts`` body; delisting or non-linear contracts are skipped."""
+    contracts = decode_metadata(payload, list[FuturesContract], f"gateio GET {constants.FUTURES_CONTRACTS_PATH}")
+    instruments: list[Instrument] = []
+    skipped: list[SkippedPair] = []
+    for contract in contracts:
+        reason = _contract_skip_reason(contract)
+        if reason is None:
+            try:
+                instruments.append(instrument_from_contract(contract))
+                continue
+            except InstrumentError as exc:
+                reason = str(exc)
+        base, _, quote = contract.name.rpartition("_")
+        skipped.append(SkippedPair.of(contract.name, base, quote, quote, reason))
+    return InstrumentCatalog(ExchangeName.GATEIO_FUTURES, instruments, skipped)
+
+
+def _contract_skip_reason(contract: FuturesContract) -> str | None:
+    if contract.in_delisting:
+        return "in_delisting=true"
+    if contract.type != "direct":
+        return f"type={contract.type} (only linear 'direct' contracts are traded)"
+    if contract.status is not None and contract.status != "trading":
+        return f"status={contract.status}"
+    return None
+

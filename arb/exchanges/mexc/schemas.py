@@ -1,0 +1,139 @@
+"""msgspec schemas of the MEXC REST payloads the connectors use; fields named as on the wire.
+
+Every money field is ``Decimal``: msgspec decodes JSON strings ("0.0001") and, for the
+contract API, JSON numbers (0.0001) to exact Decimals.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import msgspec
+
+
+class ExchangeInfoSymbol(msgspec.Struct, frozen=True):
+    """One symbol of ``GET /api/v3/exchangeInfo``.
+
+    ``{"symbol":"TOMO3LUSDT","status":"ENABLED","baseAsset":"TOMO3L","baseAssetPrecision":2,
+    "quoteAsset":"USDT","quotePrecision":3,"quoteAmountPrecision":"5","baseSizePrecision":"0.0001",
+    "makerCommission":"0.002","takerCommission":"0.002","tradeSideType":"1",...}``
+    """
+
+    symbol: str  # venue name, "BTCUSDT"
+    status: str  # "1" online, "2" paused, "3" offline ("ENABLED" in older payloads)
+    baseAsset: str
+    quoteAsset: str
+    baseAssetPrecision: int  # quantity decimals
+    quotePrecision: int  # price decimals
+    baseSizePrecision: Decimal  # minimum order quantity, base
+    quoteAmountPrecision: Decimal  # minimum order value, quote
+    quoteAssetPrecision: int | None = None  # quote asset decimals
+    quoteAmountPrecisionMarket: Decimal | None = None  # minimum market order value, quote
+    maxQuoteAmount: Decimal | None = None  # maximum order value, quote
+    maxQuoteAmountMarket: Decimal | None = None  # maximum market order value, quote
+    makerCommission: Decimal | None = None  # fraction
+    takerCommission: Decimal | None = None  # fraction
+    orderTypes: list[str] = []
+    isSpotTradingAllowed: bool = True  # API spot trading allowed
+    tradeSideType: str | int = "1"  # 1 all, 2 buy only, 3 sell only, 4 closed
+
+
+class ExchangeInfo(msgspec.Struct, frozen=True):
+    """``GET /api/v3/exchangeInfo``."""
+
+    symbols: list[ExchangeInfoSymbol]
+    timezone: str | None = None
+    serverTime: int | None = None  # ms
+
+
+class DepthSnapshot(msgspec.Struct, frozen=True):
+    """``GET /api/v3/depth``: ``{"lastUpdateId":1112416,"bids":[["15.00000","49999.00000"]],"asks":[...]}``."""
+
+    lastUpdateId: int | str  # book version; a string in some replies
+    bids: list[tuple[Decimal, Decimal]]  # [price, quantity], best first
+    asks: list[tuple[Decimal, Decimal]]
+    timestamp: int | str | None = None  # ms
+
+    @property
+    def version(self) -> int:
+        """``lastUpdateId`` as an int."""
+        return int(self.lastUpdateId)
+
+
+class OrderResponse(msgspec.Struct, frozen=True):
+    """``POST /api/v3/order`` reply."""
+
+    symbol: str
+    orderId: str
+    price: Decimal
+    origQty: Decimal  # ordered quantity, base
+    type: str  # LIMIT, MARKET, LIMIT_MAKER, IMMEDIATE_OR_CANCEL, FILL_OR_KILL
+    side: str  # BUY | SELL
+    transactTime: int  # ms
+    orderListId: int | str | None = None
+
+
+class Balance(msgspec.Struct, frozen=True):
+    """One asset of ``GET /api/v3/account``."""
+
+    asset: str
+    free: Decimal  # available
+    locked: Decimal  # held by open orders
+
+
+class Account(msgspec.Struct, frozen=True):
+    """``GET /api/v3/account``."""
+
+    balances: list[Balance]
+    canTrade: bool = True
+    canWithdraw: bool | None = None
+    canDeposit: bool | None = None
+    updateTime: int | None = None  # ms
+    accountType: str | None = None  # "SPOT"
+    permissions: list[str] = []
+
+
+class ErrorResponse(msgspec.Struct, frozen=True):
+    """A failed spot request: ``{"code":700003,"msg":"Timestamp for this request is outside of the recvWindow."}``."""
+
+    code: int | str
+    msg: str = ""
+
+
+class ContractDetail(msgspec.Struct, frozen=True):
+    """One contract of ``GET /api/v1/contract/detail`` (numbers, not strings, on the wire)."""
+
+    symbol: str  # "BTC_USDT"
+    baseCoin: str
+    quoteCoin: str
+    contractSize: Decimal  # base units per contract
+    priceUnit: Decimal  # tick
+    volUnit: Decimal  # contract step
+    minVol: Decimal  # minimum order, contracts
+    maxVol: Decimal  # maximum order, contracts
+    takerFeeRate: Decimal  # fraction
+    makerFeeRate: Decimal  # fraction
+    settleCoin: str | None = None
+    priceScale: int | None = None  # price decimals
+    volScale: int | None = None  # volume decimals
+    state: int = 0  # 0 enabled, 1 delivering, 2 delivered, 3 offline, 4 paused
+    apiAllowed: bool = True  # API trading allowed
+    isHidden: bool = False
+
+
+class ContractDetailResponse(msgspec.Struct, frozen=True):
+    """``{"success":true,"code":0,"data":[...]}`` wrapper of the contract detail (a list, or one object)."""
+
+    success: bool
+    code: int
+    data: list[ContractDetail] | ContractDetail | None = None
+    message: str | None = None
+
+
+class ContractDepth(msgspec.Struct, frozen=True):
+    """``GET /api/v1/contract/depth/{symbol}`` data: ``{"asks":[[3968.5,121],...],"bids":...,"version":1}``."""
+
+    asks: list[list[Decimal]]  # [price, contracts] or [price, contracts, order count]
+    bids: list[list[Decimal]]
+    version: int
+    timestamp: int | None = None  # ms

@@ -1,0 +1,307 @@
+"""Instrument metadata and the project's only Decimal <-> integer tick/lot conversions.
+
+The compiled core sees prices as int64 ticks and sizes as int64 lots. Everything that
+crosses between those integers and venue ``Decimal`` values goes through ``Instrument``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from decimal import Context, Decimal, Inexact, InvalidOperation, Overflow
+from typing import TypeVar
+
+import msgspec
+
+from .errors import ArbitrageEngineError
+from .types import ExchangeName
+
+INT64_MIN = -(2**63)
+INT64_MAX = 2**63 - 1
+MAX_DECIMALS = 18
+
+# Wide enough for any int64 times any step; trapping Inexact turns "not a whole
+# number of steps" into an exception instead of a silent rounding.
+_EXACT = Context(prec=80, traps=[InvalidOperation, Inexact, Overflow])
+
+T = TypeVar("T")
+
+
+class InstrumentError(ArbitrageEngineError, ValueError):
+    """Bad instrument metadata, a value off the tick/lot grid, or an unknown symbol."""
+
+
+def decimals_of(step: Decimal) -> int:
+    """Decimal places needed to write ``step`` exactly: 0.0005 -> 4, 0.5 -> 1, 10 -> 0."""
+    exponent = step.normalize().as_tuple().exponent
+    if not isinstance(exponent, int):
+        raise InstrumentError(f"step {step!r} is not a finite number")
+    return max(0, -exponent)
+
+
+def round_up_to_step(value: Decimal, step: Decimal) -> Decimal:
+    """The smallest whole multiple of ``step`` that is >= ``value`` (for venue minimums)."""
+    steps = (value / step).to_integral_value(rounding="ROUND_CEILING")
+    return (steps * step).normalize() if steps else step.normalize()
+
+
+def _scaled(value: Decimal, decimals: int) -> int:
+    """``value * 10**decimals`` as an exact int; raises ArithmeticError if it is not whole."""
+    return int(value.scaleb(decimals, _EXACT).to_integral_exact(context=_EXACT))
+
+
+def unified_symbol(base: str, quote: str, settle: str | None = None) -> str:
+    """The project's symbol: ``BTC/USDT`` for spot, ``BTC/USDT:USDT`` for a perpetual settled in USDT."""
+    for part, name in ((base, "base"), (quote, "quote"), (settle, "settle")):
+        if part is not None and (not part or "/" in part or ":" in part or part != part.strip()):
+            raise InstrumentError(f"{name} asset {part!r} is empty or contains '/', ':' or spaces")
+    return f"{base}/{quote}" if settle is None else f"{base}/{quote}:{settle}"
+
+
+def split_symbol(symbol: str) -> tuple[str, str, str | None]:
+    """``(base, quote, settle)`` of a unified symbol; settle is None for spot."""
+    pair, colon, settle = symbol.partition(":")
+    base, slash, quote = pair.partition("/")
+    if not slash or not base or not quote or "/" in quote or (colon and not settle):
+        raise InstrumentError(f"symbol {symbol!r} is not of the form BASE/QUOTE or BASE/QUOTE:SETTLE")
+    return base, quote, settle if colon else None
+
+
+class SymbolFormat(msgspec.Struct, frozen=True, kw_only=True):
+    """How one market spells pair names on the wire (``BTCUSDT``, ``BTC_USDT``).
+
+    Perpetuals are linear: the settle asset is the quote asset. A format without a
+    separator needs ``quote_assets`` to split names; the venue's metadata stays the
+    authority for exotic pairs (see ``InstrumentCatalog.by_venue_symbol``).
+    """
+
+    venue: str
+    separator: str
+    perpetual: bool = False
+    quote_assets: tuple[str, ...] = ()
+
+    def to_venue(self, symbol: str) -> str:
+        """The venue spelling of a unified symbol."""
+        base, quote, settle = split_symbol(symbol)
+        if self.perpetual != (settle is not None) or (settle is not None and settle != quote):
+            kind = "a linear perpetual BASE/QUOTE:QUOTE" if self.perpetual else "a spot BASE/QUOTE"
+            raise InstrumentError(f"{self.venue}: symbol {symbol!r} is not {kind} symbol")
+        return f"{base}{self.separator}{quote}"
+
+    def from_venue(self, venue_symbol: str) -> str:
+        """The unified symbol of a venue pair name."""
+        if self.separator:
+            base, sep, quote = venue_symbol.rpartition(self.separator)
+        else:
+            quote = next((q for q in sorted(self.quote_assets, key=len, reverse=True) if venue_symbol.endswith(q)), "")
+            base, sep = venue_symbol[: len(venue_symbol) - len(quote)], quote
+        if not sep or not base or not quote:
+            raise InstrumentError(f"{self.venue}: cannot split venue symbol {venue_symbol!r} into base and quote")
+        return unified_symbol(base, quote, quote if self.perpetual else None)
+
+
+class Instrument(msgspec.Struct, frozen=True, kw_only=True):
+    """Trading rules of one market and the conversions between Decimal and integer ticks/lots.
+
+    Sizes are in the venue's order unit: base asset on spot, contracts on futures
+    (``contract_size`` base units each). ``tick_size = tick_units * 10**-price_decimals``
+    and ``lot_size = lot_units * 10**-size_decimals`` exactly.
+    """
+
+    exchange: ExchangeName
+    symbol: str  # unified: "BTC/USDT", "BTC/USDT:USDT"
+    venue_symbol: str  # as on the wire: "BTCUSDT", "BTC_USDT"
+    base: str
+    quote: str
+    tick_size: Decimal  # price step, quote per base unit
+    lot_size: Decimal  # size step, in the order unit
+    min_size: Decimal  # smallest order, order unit, a whole number of lots
+    min_notional: Decimal  # smallest order value in quote (0 when the venue has none)
+    contract_size: Decimal = Decimal(1)  # base units per order unit (1 on spot)
+    taker_fee: Decimal  # fraction, 0.002 = 0.2 %
+    maker_fee: Decimal  # fraction; negative is a rebate
+    price_decimals: int
+    size_decimals: int
+
+    def __post_init__(self) -> None:
+        where = f"instrument {self.exchange.value} {self.symbol}"
+        expected = unified_symbol(self.base, self.quote, self.quote if self.exchange.is_futures else None)
+        if self.symbol != expected:
+            raise InstrumentError(f"{where}: symbol should be {expected!r} for base/quote {self.base}/{self.quote}")
+        for name, decimals in (("price_decimals", self.price_decimals), ("size_decimals", self.size_decimals)):
+            if not 0 <= decimals <= MAX_DECIMALS:
+                raise InstrumentError(f"{where}: {name}={decimals} outside 0..{MAX_DECIMALS}")
+        for name, value in (
+            ("tick_size", self.tick_size),
+            ("lot_size", self.lot_size),
+            ("contract_size", self.contract_size),
+        ):
+            if not value.is_finite() or value <= 0:
+                raise InstrumentError(f"{where}: {name}={value} must be a positive number")
+        for name, value in (("min_size", self.min_size), ("min_notional", self.min_notional)):
+            if not value.is_finite() or value < 0:
+                raise InstrumentError(f"{where}: {name}={value} must be zero or positive")
+        for name, value in (("taker_fee", self.taker_fee), ("maker_fee", self.maker_fee)):
+            if not value.is_finite() or not -1 < value < 1:
+                raise InstrumentError(f"{where}: {name}={value} is not a fee fraction in (-1, 1)")
+        for step_name, step, decimals_name, decimals in (
+            ("tick_size", self.tick_size, "price_decimals", self.price_decimals),
+            ("lot_size", self.lot_size, "size_decimals", self.size_decimals),
+        ):
+            try:
+                _scaled(step, decimals)
+            except ArithmeticError:
+                raise InstrumentError(
+                    f"{where}: {step_name}={step} needs more than {decimals_name}={decimals} decimals"
+                ) from None
+        if self.min_size % self.lot_size:
+            raise InstrumentError(f"{where}: min_size={self.min_size} is not a multiple of lot_size={self.lot_size}")
+
+    @property
+    def is_futures(self) -> bool:
+        """Whether sizes are contracts of a perpetual."""
+        return self.exchange.is_futures
+
+    def wire_scale(self) -> tuple[int, int, int, int]:
+        """``(price_decimals, tick_units, size_decimals, lot_units)`` for the compiled wire decoders."""
+        return (
+            self.price_decimals,
+            _scaled(self.tick_size, self.price_decimals),
+            self.size_decimals,
+            _scaled(self.lot_size, self.size_decimals),
+        )
+
+    def price_to_ticks(self, price: Decimal) -> int:
+        """``price`` in ticks; raises InstrumentError if it is not a whole number of ticks."""
+        return self._to_steps(price, "price", self.price_decimals, self.tick_size, "tick_size")
+
+    def ticks_to_price(self, ticks: int) -> Decimal:
+        """The exact Decimal price of ``ticks``."""
+        return self._from_steps(ticks, "ticks", self.price_decimals, self.tick_size)
+
+    def size_to_lots(self, size: Decimal) -> int:
+        """``size`` (order unit) in lots; raises InstrumentError if it is not a whole number of lots."""
+        return self._to_steps(size, "size", self.size_decimals, self.lot_size, "lot_size")
+
+    def lots_to_size(self, lots: int) -> Decimal:
+        """The exact Decimal size (order unit) of ``lots``."""
+        return self._from_steps(lots, "lots", self.size_decimals, self.lot_size)
+
+    def base_quantity_of(self, lots: int) -> Decimal:
+        """Base-asset quantity of ``lots``: the size itself on spot, contracts x contract_size on futures."""
+        return _EXACT.multiply(self.lots_to_size(lots), self.contract_size)
+
+    def format_price(self, ticks: int) -> str:
+        """``ticks`` as a plain decimal string for a request body (never exponent notation)."""
+        return f"{self.ticks_to_price(ticks):f}"
+
+    def format_size(self, lots: int) -> str:
+        """``lots`` as a plain decimal string for a request body (never exponent notation)."""
+        return f"{self.lots_to_size(lots):f}"
+
+    def _to_steps(self, value: Decimal, what: str, decimals: int, step: Decimal, step_name: str) -> int:
+        if not isinstance(value, Decimal) or not value.is_finite():
+            raise InstrumentError(
+                f"instrument {self.exchange.value} {self.symbol}: {what} {value!r} "
+                f"({type(value).__name__}) is not a finite Decimal"
+            )
+        try:
+            units = _scaled(value, decimals)
+        except ArithmeticError:
+            units = None
+        step_units = _scaled(step, decimals)
+        if units is None or units % step_units:
+            raise InstrumentError(
+                f"instrument {self.exchange.value} {self.symbol}: {what} {value} is not a multiple of "
+                f"{step_name} {step}"
+            )
+        steps = units // step_units
+        if not INT64_MIN <= steps <= INT64_MAX:
+            raise InstrumentError(
+                f"instrument {self.exchange.value} {self.symbol}: {what} {value} is outside the int64 range"
+            )
+        return steps
+
+    def _from_steps(self, steps: int, what: str, decimals: int, step: Decimal) -> Decimal:
+        if not isinstance(steps, int) or isinstance(steps, bool) or not INT64_MIN <= steps <= INT64_MAX:
+            raise InstrumentError(
+                f"instrument {self.exchange.value} {self.symbol}: {what} {steps!r} is not an int64"
+            )
+        return Decimal(steps * _scaled(step, decimals)).scaleb(-decimals, _EXACT)
+
+
+class SkippedPair(msgspec.Struct, frozen=True):
+    """A pair the venue lists that was left out of a catalog, and why."""
+
+    venue_symbol: str
+    symbol: str  # unified, "" when base/quote are unusable
+    reason: str
+
+    @classmethod
+    def of(cls, venue_symbol: str, base: str, quote: str, settle: str | None, reason: str) -> SkippedPair:
+        """A skipped entry, with its unified symbol when base/quote allow one."""
+        try:
+            symbol = unified_symbol(base, quote, settle)
+        except InstrumentError:
+            symbol = ""
+        return cls(venue_symbol, symbol, reason)
+
+
+def decode_metadata(payload: bytes | str, type_: type[T], source: str) -> T:
+    """Decode a venue metadata payload, turning a schema mismatch into an InstrumentError naming ``source``
+    and the JSON path of the bad field."""
+    try:
+        return msgspec.json.decode(payload, type=type_)
+    except msgspec.DecodeError as exc:
+        raise InstrumentError(f"{source}: {exc}") from exc
+
+
+class InstrumentCatalog:
+    """The instruments of one market, looked up by unified or venue symbol, and the pairs left out (with why)."""
+
+    __slots__ = ("exchange", "skipped", "_by_symbol", "_by_venue_symbol")
+
+    def __init__(
+        self, exchange: ExchangeName, instruments: Iterable[Instrument], skipped: Iterable[SkippedPair] = ()
+    ) -> None:
+        self.exchange = exchange
+        self.skipped: tuple[SkippedPair, ...] = tuple(skipped)
+        self._by_symbol: dict[str, Instrument] = {}
+        self._by_venue_symbol: dict[str, Instrument] = {}
+        for instrument in instruments:
+            if instrument.exchange is not exchange:
+                raise InstrumentError(
+                    f"{exchange.value}: catalog given instrument {instrument.symbol} of {instrument.exchange.value}"
+                )
+            if instrument.symbol in self._by_symbol or instrument.venue_symbol in self._by_venue_symbol:
+                raise InstrumentError(f"{exchange.value}: duplicate instrument {instrument.venue_symbol}")
+            self._by_symbol[instrument.symbol] = instrument
+            self._by_venue_symbol[instrument.venue_symbol] = instrument
+
+    def __len__(self) -> int:
+        return len(self._by_symbol)
+
+    def __iter__(self) -> Iterator[Instrument]:
+        return iter(self._by_symbol.values())
+
+    def __contains__(self, symbol: object) -> bool:
+        return symbol in self._by_symbol
+
+    def get(self, symbol: str) -> Instrument:
+        """The instrument of a unified symbol; raises InstrumentError saying why it is missing."""
+        try:
+            return self._by_symbol[symbol]
+        except KeyError:
+            raise InstrumentError(self._missing(symbol)) from None
+
+    def by_venue_symbol(self, venue_symbol: str) -> Instrument:
+        """The instrument of a venue pair name (``BTCUSDT``, ``BTC_USDT``)."""
+        try:
+            return self._by_venue_symbol[venue_symbol]
+        except KeyError:
+            raise InstrumentError(self._missing(venue_symbol)) from None
+
+    def _missing(self, name: str) -> str:
+        skip = next((s for s in self.skipped if name in (s.symbol, s.venue_symbol)), None)
+        if skip is None:
+            return f"{self.exchange.value}: no instrument {name!r}"
+        return f"{self.exchange.value}: instrument {name!r} was left out: {skip.reason}"
