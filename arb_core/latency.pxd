@@ -1,5 +1,5 @@
 # C-level interface of arb_core.latency: a log-linear latency histogram in integer ns.
-from libc.stdint cimport int64_t
+from libc.stdint cimport int64_t, INT64_MAX
 
 cdef extern from *:
     """
@@ -55,7 +55,8 @@ cdef class LatencyHistogram:
             self.overflow_count += 1
         self.counts[bucket_index_c(value_ns, self.precision_bits) - self.base_index] += 1
         self.count += 1
-        self.total_ns += value_ns
+        # Saturate rather than wrap: only the mean reads total_ns, after ~292 years of latency.
+        self.total_ns = self.total_ns + value_ns if self.total_ns <= INT64_MAX - value_ns else INT64_MAX
         if value_ns < self.min_ns:
             self.min_ns = value_ns
         if value_ns > self.max_ns:

@@ -155,7 +155,8 @@ cdef class LatencyHistogram:
             self.counts[i] += other.counts[i]
         self.count += other.count
         self.overflow_count += other.overflow_count
-        self.total_ns += other.total_ns
+        self.total_ns = (self.total_ns + other.total_ns if self.total_ns <= INT64_MAX - other.total_ns
+                         else INT64_MAX)
         if other.min_ns < self.min_ns:
             self.min_ns = other.min_ns
         if other.max_ns > self.max_ns:

@@ -283,3 +283,16 @@ def test_reset_then_record_equals_fresh(
         c.record(v)
     fresh, _ = feed(config, after)
     assert c.to_dict() == fresh.to_dict()
+
+
+def test_sum_saturates_instead_of_wrapping() -> None:
+    from arb_core.latency import LatencyHistogram as Compiled
+    from reference.latency import LatencyHistogram as Reference
+
+    for cls in (Compiled, Reference):
+        hist = cls(highest_ns=2**62 - 1)
+        hist.record(2**62 - 1)
+        hist.record(2**62 - 1)
+        hist.record(2**62 - 1)
+        assert hist.mean > 0
+        assert hist.mean == pytest.approx((2**63 - 1) / 3)

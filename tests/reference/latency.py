@@ -23,6 +23,9 @@ def bucket_highest(index: int, precision_bits: int) -> int:
     return ((mantissa + 1) << shift) - 1
 
 
+INT64_MAX = 2**63 - 1
+
+
 class LatencyHistogram:
     """Same contract as arb_core.latency.LatencyHistogram, counts kept in a dict."""
 
@@ -56,7 +59,7 @@ class LatencyHistogram:
         self.min = v if self.count == 0 else min(self.min, v)
         self.max = max(self.max, v)
         self.count += 1
-        self.total_ns += v
+        self.total_ns = min(self.total_ns + v, INT64_MAX)  # saturates like the compiled sum
 
     @property
     def mean(self) -> float:
@@ -99,7 +102,7 @@ class LatencyHistogram:
         self.max = max(self.max, other.max)
         self.count += other.count
         self.overflow_count += other.overflow_count
-        self.total_ns += other.total_ns
+        self.total_ns = min(self.total_ns + other.total_ns, INT64_MAX)
 
     def buckets(self) -> list[tuple[int, int]]:
         return [(self._value(i), self.counts[i]) for i in sorted(self.counts)]
