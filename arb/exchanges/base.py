@@ -1,0 +1,187 @@
+"""The interfaces the engine sees, and what a venue supplies to the shared mechanism.
+
+``PublicExchange`` and ``PrivateExchange`` are what connectors implement for the engine.
+``MarketDataDialect`` is the small surface a venue folder implements so that
+``arb.exchanges.ws`` and ``arb.exchanges.book_sync`` (written once) can run its market
+data: URLs, frames to send, and the compiled decoders of ``arb_core.wire.<venue>``.
+Normalised data types live in ``arb.exchanges.models``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import NamedTuple, Protocol, TypeAlias
+
+import msgspec
+
+from arb_core.book import DeltaBatch, OrderBook
+from arb_core.wire.common import WireScale
+
+from ..instruments import InstrumentCatalog
+from ..types import ExchangeName
+from .models import Balance, ConnectionHealth, Fill, OrderRequest, OrderState, Position
+
+WsPayload: TypeAlias = bytes | str
+"""A websocket message to send: ``str`` goes as a TEXT frame, ``bytes`` as BINARY."""
+
+Frame: TypeAlias = memoryview | bytes
+"""A received message payload; a memoryview is borrowed and valid only during the callback."""
+
+
+class BookKey(NamedTuple):
+    """Which book: the market and the unified symbol."""
+
+    exchange: ExchangeName
+    symbol: str
+
+
+class BookSink(Protocol):
+    """Who is told about book changes (the scanner); called synchronously from the frame callback."""
+
+    def on_book_update(self, key: BookKey) -> None:
+        """The book of ``key`` applied an update and is in sync."""
+
+    def on_batch_end(self) -> None:
+        """The last complete frame of the current socket read was handled (coalesce work here)."""
+
+    def on_book_state(self, key: BookKey, in_sync: bool, reason: str) -> None:
+        """The book of ``key`` went out of sync (``reason``: gap, crossed, malformed, reconnect...) or back in."""
+
+
+class SnapshotRequest(msgspec.Struct, frozen=True, kw_only=True):
+    """A REST depth snapshot request: path under the venue's base URL and its query parameters."""
+
+    path: str
+    params: tuple[tuple[str, str], ...] = ()
+    limits: tuple[tuple[str, int], ...] = ()  # (rate limit id, weight)
+
+
+class MarketDataDialect(Protocol):
+    """A venue's market-data wire format; the venue folder implements it, the mechanism is shared.
+
+    Hot-path members (``classify``, ``frame_symbol``, ``decode_update``) should be the
+    compiled ``arb_core.wire`` functions themselves (``staticmethod(gateio.classify)``) so no
+    Python frame runs per message. Sequence rule: the decoder maps the venue's ids onto
+    ``first_update_id``/``last_update_id`` so that ``OrderBook.apply_batch``'s rule (stale if
+    ``last <= book``, gap if ``first > book + 1``) is the venue's.
+    """
+
+    @property
+    def venue(self) -> str:
+        """Venue name for messages and metrics (``gateio``)."""
+
+    @property
+    def ws_url(self) -> str:
+        """Websocket URL of the market-data stream."""
+
+    @property
+    def snapshot_in_first_push(self) -> bool:
+        """True when the first push after subscribing is a full book (Gate ``obu``): no REST
+        snapshot; resync by unsubscribing and subscribing again."""
+
+    def subscribe_frames(self, venue_symbols: Sequence[str]) -> Sequence[WsPayload]:
+        """Frames that subscribe the depth stream of ``venue_symbols``."""
+
+    def unsubscribe_frames(self, venue_symbols: Sequence[str]) -> Sequence[WsPayload]:
+        """Frames that unsubscribe the depth stream of ``venue_symbols``."""
+
+    def ping_frame(self) -> WsPayload | None:
+        """The application-level ping, or None to use websocket PING frames."""
+
+    def is_pong(self, frame: Frame) -> bool:
+        """Cheap check that a frame answers ``ping_frame`` (runs only while a pong is awaited)."""
+
+    def classify(self, frame: Frame) -> int:
+        """A ``FrameKind`` value: text vs binary is told apart by the payload itself."""
+
+    def frame_symbol(self, frame: Frame) -> bytes:
+        """The venue symbol of a BOOK_UPDATE frame, to route it before decoding."""
+
+    def decode_update(self, frame: Frame, scale: WireScale, batch: DeltaBatch) -> int:
+        """Decode a BOOK_UPDATE frame into ``batch`` (``is_snapshot`` set on full pushes)."""
+
+    def snapshot_request(self, venue_symbol: str) -> SnapshotRequest:
+        """The REST request of a depth snapshot whose id continues the diff stream."""
+
+    def decode_snapshot(self, body: Frame, scale: WireScale, batch: DeltaBatch) -> int:
+        """Decode a REST snapshot body into ``batch`` (both ids = the snapshot id)."""
+
+
+OrderHandler: TypeAlias = Callable[[OrderState], None]
+FillHandler: TypeAlias = Callable[[Fill], None]
+
+
+class PublicExchange(Protocol):
+    """Public market data of one market (``ExchangeName``): instruments, books, clocks, health."""
+
+    @property
+    def exchange(self) -> ExchangeName:
+        """The market served."""
+
+    async def instruments(self) -> InstrumentCatalog:
+        """Trading rules of every listed instrument (fetched from the venue)."""
+
+    async def start_books(self, symbols: Sequence[str]) -> None:
+        """Subscribe order books of unified ``symbols`` and keep them in sync until ``stop_books``."""
+
+    async def stop_books(self) -> None:
+        """Close the market-data stream; books stay readable but out of sync."""
+
+    def books(self) -> Mapping[str, OrderBook]:
+        """The live books by unified symbol (ticks and lots; check ``in_sync`` before use)."""
+
+    async def depth_snapshot(self, symbol: str) -> OrderBook:
+        """A one-off REST depth snapshot of ``symbol`` as a fresh book."""
+
+    async def server_time(self) -> int:
+        """The venue's clock in wall-clock ms."""
+
+    async def ping(self) -> int:
+        """REST round trip in ns."""
+
+    def health(self) -> ConnectionHealth:
+        """The market-data connection's health."""
+
+
+class PrivateExchange(Protocol):
+    """Account and trading on one market; every call is signed by the venue layer.
+
+    Outcomes: a venue refusal raises ``OrderRejectedError``; a 5xx, timeout or dropped
+    connection after sending raises ``ExchangeError`` with category ``OUTCOME_UNKNOWN``
+    (the order may exist: query by client id, never assume failure).
+    """
+
+    @property
+    def exchange(self) -> ExchangeName:
+        """The market traded."""
+
+    async def balances(self) -> Mapping[str, Balance]:
+        """Balances by asset."""
+
+    async def place_order(self, request: OrderRequest) -> OrderState:
+        """Submit an order. ``status=NEW`` with nothing filled means accepted, fills not yet known."""
+
+    async def cancel_order(
+        self, symbol: str, *, order_id: str | None = None, client_order_id: str | None = None
+    ) -> OrderState:
+        """Cancel by venue id or client id (exactly one); returns the final state the venue reports."""
+
+    async def query_order(
+        self, symbol: str, *, order_id: str | None = None, client_order_id: str | None = None
+    ) -> OrderState:
+        """The current state of an order, by venue id or client id (exactly one)."""
+
+    async def open_orders(self, symbol: str | None = None) -> Sequence[OrderState]:
+        """Resting orders, of one symbol or all."""
+
+    async def positions(self) -> Sequence[Position]:
+        """Open futures positions (empty on spot)."""
+
+    async def start_private_stream(self, on_order: OrderHandler, on_fill: FillHandler) -> None:
+        """Stream order updates and fills to the handlers (called synchronously, in venue order)."""
+
+    async def stop_private_stream(self) -> None:
+        """Close the private stream."""
+
+    def health(self) -> ConnectionHealth:
+        """The private stream's connection health."""

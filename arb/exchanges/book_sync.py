@@ -1,0 +1,465 @@
+"""Snapshot + diff order-book synchronisation, written once for every venue.
+
+Per book: diffs that arrive while the book is out of sync are decoded and buffered; the
+first buffered diff starts a REST snapshot fetch (unless the venue pushes full books); the
+snapshot is applied, buffered diffs ending at or before its id are dropped as stale, and
+the rest must continue it (``first_update_id <= id + 1 <= last_update_id``), all by
+``OrderBook.apply_batch``'s sequence rule. A gap, a crossed book, a malformed frame or a
+reconnect puts only the affected book(s) out of sync (the scanner ignores them) and
+resyncs them; other books keep streaming. Nothing raised while handling a frame escapes
+the frame callback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections import Counter, deque
+from collections.abc import Awaitable, Callable, Sequence
+from ssl import SSLContext
+from urllib.parse import urlencode
+
+import msgspec
+
+from arb_core.book import (
+    APPLIED,
+    BookError,
+    BookOutOfSyncError,
+    CrossedBookError,
+    DeltaBatch,
+    OrderBook,
+    SequenceGapError,
+)
+from arb_core.wire.common import WireError, WireScale
+
+from ..errors import ArbitrageEngineError, RateLimitError
+from ..types import ExchangeName
+from .base import BookKey, BookSink, Frame, MarketDataDialect, WsPayload
+from .models import FrameKind
+from .rest import RestClient, RestRequest
+from .ws import WsSession, WsSettings
+
+log = logging.getLogger(__name__)
+
+SnapshotFetcher = Callable[[str], Awaitable[bytes]]
+"""``venue_symbol -> REST snapshot body``; raises an ``ExchangeError`` child on failure."""
+
+_BOOK_UPDATE = int(FrameKind.BOOK_UPDATE)
+_PONG = int(FrameKind.PONG)
+_ACK = int(FrameKind.ACK)
+_ERROR = int(FrameKind.ERROR)
+_DECODE_ERRORS = (WireError, ValueError, OverflowError)
+_POOL_MAX = 64
+
+
+class BookSpec(msgspec.Struct, frozen=True):
+    """One book to keep: unified symbol, venue symbol, and the scale its wire levels decode with
+    (for Gate spot a book scale finer than the order grid, see ``Instrument.wire_scale``)."""
+
+    symbol: str
+    venue_symbol: str
+    scale: WireScale
+
+
+class BookSyncSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """Buffering and snapshot retry policy."""
+
+    max_buffered: int = 2000  # diffs kept per book while its snapshot is pending; oldest dropped
+    snapshot_retry_initial_s: float = 0.2
+    snapshot_retry_max_s: float = 10.0
+
+
+class BookSyncStats(msgspec.Struct, frozen=True, kw_only=True):
+    """Counters of one book."""
+
+    symbol: str
+    venue_symbol: str
+    in_sync: bool
+    last_update_id: int
+    applied: int  # diffs applied
+    stale: int  # diffs ignored because the book already had them
+    snapshots: int  # snapshots applied (REST or full push)
+    malformed: int  # frames that could not be decoded
+    snapshot_failures: int  # REST snapshot fetches that failed (retried)
+    buffered: int  # diffs waiting for a snapshot now
+    resyncs: dict[str, int]  # by reason: gap, crossed, malformed, reconnect, snapshot_too_old...
+
+
+def rest_snapshot_fetcher(client: RestClient, dialect: MarketDataDialect) -> SnapshotFetcher:
+    """A ``SnapshotFetcher`` that sends the dialect's snapshot request through ``client``."""
+
+    async def fetch(venue_symbol: str) -> bytes:
+        spec = dialect.snapshot_request(venue_symbol)
+        return await client.fetch(
+            RestRequest(method="GET", path=spec.path, query=urlencode(spec.params), limits=spec.limits)
+        )
+
+    return fetch
+
+
+class _Book:
+    """Sync state of one book."""
+
+    __slots__ = (
+        "key", "spec", "scale", "book", "buffer", "fetch", "resyncs", "applied", "stale", "snapshots",
+        "malformed", "snapshot_failures",
+    )
+
+    def __init__(self, exchange: ExchangeName, spec: BookSpec) -> None:
+        self.key = BookKey(exchange, spec.symbol)
+        self.spec = spec
+        self.scale = spec.scale
+        self.book = OrderBook(f"{exchange.value} {spec.symbol}")
+        self.buffer: deque[tuple[DeltaBatch, int]] = deque()
+        self.fetch: asyncio.Task[None] | None = None
+        self.resyncs: Counter[str] = Counter()
+        self.applied = 0
+        self.stale = 0
+        self.snapshots = 0
+        self.malformed = 0
+        self.snapshot_failures = 0
+
+
+class BookSync:
+    """Keeps the books of one market stream in sync and tells ``sink`` about every applied update.
+
+    Wire it to a websocket with ``make_session`` (or pass ``on_message``, ``subscribe_frames``
+    and ``on_disconnected`` to a ``WsSession`` yourself). ``fetch_snapshot`` is required
+    unless the dialect's first push is a full book.
+    """
+
+    def __init__(
+        self,
+        exchange: ExchangeName,
+        dialect: MarketDataDialect,
+        specs: Sequence[BookSpec],
+        sink: BookSink,
+        *,
+        fetch_snapshot: SnapshotFetcher | None = None,
+        settings: BookSyncSettings | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.exchange = exchange
+        self.venue = dialect.venue
+        self._dialect = dialect
+        self._full_push = dialect.snapshot_in_first_push
+        if fetch_snapshot is None and not self._full_push:
+            raise ValueError(f"{exchange.value}: the dialect needs REST snapshots but no fetch_snapshot was given")
+        self._fetch_snapshot = fetch_snapshot
+        self.settings = settings or BookSyncSettings()
+        self._rng = rng or random.Random()
+        self._sink = sink
+        self._on_update = sink.on_book_update
+        self._on_batch_end = sink.on_batch_end
+        self._classify = dialect.classify
+        self._frame_symbol = dialect.frame_symbol
+        self._decode = dialect.decode_update
+        self._books: dict[bytes, _Book] = {}
+        for spec in specs:
+            venue_symbol = spec.venue_symbol.encode()
+            if venue_symbol in self._books:
+                raise ValueError(f"{exchange.value}: venue symbol {spec.venue_symbol!r} given twice")
+            self._books[venue_symbol] = _Book(exchange, spec)
+        self.books: dict[str, OrderBook] = {s.spec.symbol: s.book for s in self._books.values()}
+        self._batch = DeltaBatch(256)
+        self._pool: list[DeltaBatch] = []
+        self._dirty = False
+        self._session: WsSession | None = None
+        self._logged: set[str] = set()
+        self.acks = 0
+        self.venue_errors = 0
+        self.unroutable = 0  # malformed frames whose symbol could not be read
+        self.unknown_symbol = 0
+
+    # --- websocket wiring -----------------------------------------------------------------
+
+    def subscribe_frames(self) -> Sequence[WsPayload]:
+        """Frames subscribing every book (sent on each connect)."""
+        return self._dialect.subscribe_frames([s.spec.venue_symbol for s in self._books.values()])
+
+    def make_session(
+        self, settings: WsSettings | None = None, *, url: str | None = None, ssl_context: SSLContext | None = None
+    ) -> WsSession:
+        """A ``WsSession`` feeding this synchroniser, with the dialect's heartbeat."""
+        d = self._dialect
+        app_ping = d.ping_frame() is not None
+        session = WsSession(
+            d.venue,
+            url or d.ws_url,
+            self.on_message,
+            connect_frames=self.subscribe_frames,
+            ping_frame=d.ping_frame if app_ping else None,
+            is_pong=d.is_pong if app_ping else None,
+            on_disconnected=self.on_disconnected,
+            settings=settings,
+            ssl_context=ssl_context,
+        )
+        self._session = session
+        return session
+
+    def on_message(self, payload: memoryview, binary: bool, last_in_buffer: bool, recv_ns: int) -> None:
+        """Handle one websocket message (the ``WsSession`` message handler); never raises."""
+        try:
+            kind = self._classify(payload)
+            state = self._books.get(self._frame_symbol(payload)) if kind == _BOOK_UPDATE else None
+        except _DECODE_ERRORS as exc:
+            self.unroutable += 1
+            self._log_once("unroutable", f"frame not classifiable or without symbol: {exc}")
+            kind, state = -1, None
+        if state is not None:
+            book = state.book
+            try:
+                if book.in_sync:
+                    batch = self._batch
+                    self._decode(payload, state.scale, batch)
+                    if batch.is_snapshot:
+                        self._apply_snapshot(state, batch, recv_ns)
+                    elif book.apply_batch(batch, recv_ns) == APPLIED:
+                        state.applied += 1
+                        self._dirty = True
+                        self._on_update(state.key)
+                    else:
+                        state.stale += 1
+                else:
+                    self._buffer(state, payload, recv_ns)
+            except BookError as exc:
+                self._book_failed(state, exc)
+            except _DECODE_ERRORS as exc:
+                self._malformed(state, exc)
+            except Exception:
+                # A sink bug must not kill the stream; the book itself is still consistent.
+                log.exception("%s %s: book update consumer raised", self.venue, state.spec.symbol)
+        elif kind == _BOOK_UPDATE:
+            self.unknown_symbol += 1
+            self._log_once("unknown_symbol", f"update for an unsubscribed symbol: {bytes(payload[:200])!r}")
+        elif kind == _ACK:
+            self.acks += 1
+        elif kind == _ERROR:
+            self.venue_errors += 1
+            log.warning("%s: venue error frame: %r", self.venue, bytes(payload[:300]))
+        if last_in_buffer and self._dirty:
+            self._dirty = False
+            try:
+                self._on_batch_end()
+            except Exception:
+                log.exception("%s: batch-end consumer raised", self.venue)
+
+    def on_disconnected(self) -> None:
+        """The stream dropped: every book is out of sync until its resync completes."""
+        for state in self._books.values():
+            self._reset(state, "reconnect")
+
+    async def close(self) -> None:
+        """Stop pending snapshot fetches; books are left out of sync."""
+        tasks = [s.fetch for s in self._books.values() if s.fetch is not None]
+        for state in self._books.values():
+            self._reset(state, None)
+        for task in tasks:
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
+
+    # --- inspection -----------------------------------------------------------------------
+
+    def stats(self) -> dict[str, BookSyncStats]:
+        """Per-book counters by unified symbol."""
+        return {
+            s.spec.symbol: BookSyncStats(
+                symbol=s.spec.symbol,
+                venue_symbol=s.spec.venue_symbol,
+                in_sync=s.book.in_sync,
+                last_update_id=s.book.last_update_id,
+                applied=s.applied,
+                stale=s.stale,
+                snapshots=s.snapshots,
+                malformed=s.malformed,
+                snapshot_failures=s.snapshot_failures,
+                buffered=len(s.buffer),
+                resyncs=dict(s.resyncs),
+            )
+            for s in self._books.values()
+        }
+
+    # --- out-of-sync path -----------------------------------------------------------------
+
+    def _buffer(self, state: _Book, payload: Frame, recv_ns: int) -> None:
+        batch = self._pool.pop() if self._pool else DeltaBatch(256)
+        try:
+            self._decode(payload, state.scale, batch)
+        except BaseException:
+            self._release(batch)
+            raise
+        if batch.is_snapshot:
+            self._apply_snapshot(state, batch, recv_ns)
+            self._release(batch)
+            return
+        if self._full_push:
+            self._release(batch)  # the resubscription's full push will replace the book
+            return
+        buffer = state.buffer
+        buffer.append((batch, recv_ns))
+        if len(buffer) > self.settings.max_buffered:
+            self._release(buffer.popleft()[0])
+        if state.fetch is None:
+            state.fetch = asyncio.get_running_loop().create_task(
+                self._fetch(state), name=f"{self.venue} snapshot {state.spec.venue_symbol}"
+            )
+
+    def _apply_snapshot(self, state: _Book, snapshot: DeltaBatch, recv_ns: int) -> None:
+        if state.fetch is not None and state.fetch is not asyncio.current_task():
+            state.fetch.cancel()
+        state.fetch = None
+        was_in_sync = state.book.in_sync
+        try:
+            state.book.apply_snapshot(snapshot, recv_ns)
+        except CrossedBookError as exc:
+            self._resync(state, "crossed_snapshot", exc, was_in_sync)
+            return
+        state.snapshots += 1
+        buffer = state.buffer
+        book = state.book
+        applied_any = False
+        while buffer:
+            batch, batch_recv_ns = buffer[0]
+            try:
+                result = book.apply_batch(batch, batch_recv_ns)
+            except SequenceGapError:
+                # The buffered diffs are newer than the snapshot: keep them and fetch a newer one.
+                state.resyncs["gap" if applied_any else "snapshot_too_old"] += 1
+                self._start_fetch(state)
+                return
+            except BookError as exc:
+                self._resync(state, "crossed" if isinstance(exc, CrossedBookError) else "out_of_sync", exc, False)
+                return
+            buffer.popleft()
+            self._release(batch)
+            if result == APPLIED:
+                state.applied += 1
+                applied_any = True
+            else:
+                state.stale += 1
+        self._dirty = True
+        if not was_in_sync:
+            self._sink.on_book_state(state.key, True, "snapshot")
+        self._on_update(state.key)
+
+    async def _fetch(self, state: _Book) -> None:
+        fetch = self._fetch_snapshot
+        if fetch is None:
+            return
+        attempt = 0
+        while True:
+            batch = self._pool.pop() if self._pool else DeltaBatch(256)
+            try:
+                body = await fetch(state.spec.venue_symbol)
+                self._dialect.decode_snapshot(body, state.scale, batch)
+            except asyncio.CancelledError:
+                raise
+            except (ArbitrageEngineError, OSError, asyncio.TimeoutError, *_DECODE_ERRORS) as exc:
+                self._release(batch)
+                state.snapshot_failures += 1
+                self._log_once(f"snapshot {state.spec.symbol}", f"snapshot of {state.spec.symbol} failed: {exc}")
+                delay = min(self.settings.snapshot_retry_max_s, self.settings.snapshot_retry_initial_s * 2**attempt)
+                if isinstance(exc, RateLimitError) and exc.retry_after_s is not None:
+                    delay = max(delay, exc.retry_after_s)
+                attempt += 1
+                await asyncio.sleep(delay * self._rng.uniform(0.5, 1.0))
+                continue
+            state.fetch = None
+            try:
+                if not state.book.in_sync:
+                    self._apply_snapshot(state, batch, time.monotonic_ns())
+            except Exception:
+                log.exception("%s %s: applying the snapshot failed", self.venue, state.spec.symbol)
+            finally:
+                self._release(batch)
+            return
+
+    def _start_fetch(self, state: _Book) -> None:
+        if self._full_push:
+            self._resubscribe(state)
+        elif state.fetch is None:
+            state.fetch = asyncio.get_running_loop().create_task(
+                self._fetch(state), name=f"{self.venue} snapshot {state.spec.venue_symbol}"
+            )
+
+    # --- failures -------------------------------------------------------------------------
+
+    def _book_failed(self, state: _Book, exc: BookError) -> None:
+        if isinstance(exc, SequenceGapError):
+            reason = "gap"
+        elif isinstance(exc, CrossedBookError):
+            reason = "crossed"
+        elif isinstance(exc, BookOutOfSyncError):
+            reason = "out_of_sync"
+        else:
+            reason = "book_error"
+        # apply_batch has already marked the book out of sync, so tell the sink explicitly.
+        self._resync(state, reason, exc, True)
+
+    def _malformed(self, state: _Book, exc: Exception) -> None:
+        state.malformed += 1
+        self._log_once(
+            f"malformed {state.spec.symbol}", f"malformed frame for {state.spec.symbol} (#{state.malformed}): {exc}"
+        )
+        if state.book.in_sync:
+            self._resync(state, "malformed", exc, True)
+        # Out of sync already: the sequence check after the next snapshot catches the lost diff.
+
+    def _resync(self, state: _Book, reason: str, exc: Exception | None, announce: bool) -> None:
+        state.book.mark_out_of_sync()
+        state.resyncs[reason] += 1
+        while state.buffer:
+            self._release(state.buffer.popleft()[0])
+        if exc is not None:
+            log.info("%s %s: resync (%s): %s", self.venue, state.spec.symbol, reason, exc)
+        if announce:
+            self._notify_state(state, reason)
+        if self._full_push:
+            self._resubscribe(state)
+        # REST mode: the next diff starts the snapshot fetch (it may be a full push instead).
+
+    def _reset(self, state: _Book, reason: str | None) -> None:
+        """Out of sync with nothing pending; ``reason`` None (closing) is neither counted nor announced."""
+        if state.fetch is not None:
+            state.fetch.cancel()
+            state.fetch = None
+        was_in_sync = state.book.in_sync
+        state.book.mark_out_of_sync()
+        while state.buffer:
+            self._release(state.buffer.popleft()[0])
+        if reason is not None:
+            state.resyncs[reason] += 1
+            if was_in_sync:
+                self._notify_state(state, reason)
+
+    def _resubscribe(self, state: _Book) -> None:
+        session = self._session
+        if session is None or not session.connected:
+            return  # the reconnect subscribes afresh
+        symbols = [state.spec.venue_symbol]
+        try:
+            for frame in (*self._dialect.unsubscribe_frames(symbols), *self._dialect.subscribe_frames(symbols)):
+                session.send(frame)
+        except (ArbitrageEngineError, OSError) as exc:
+            log.warning("%s %s: resubscribe failed: %s", self.venue, state.spec.symbol, exc)
+
+    def _notify_state(self, state: _Book, reason: str) -> None:
+        try:
+            self._sink.on_book_state(state.key, False, reason)
+        except Exception:
+            log.exception("%s %s: book state consumer raised", self.venue, state.spec.symbol)
+
+    def _release(self, batch: DeltaBatch) -> None:
+        if len(self._pool) < _POOL_MAX:
+            batch.clear()
+            self._pool.append(batch)
+
+    def _log_once(self, what: str, message: str) -> None:
+        """Warn the first time ``what`` happens, then log at debug level."""
+        level = logging.DEBUG if what in self._logged else logging.WARNING
+        self._logged.add(what)
+        log.log(level, "%s %s: %s", self.venue, self.exchange.value, message)

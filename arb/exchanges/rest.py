@@ -1,0 +1,364 @@
+"""REST execution written once: pooled session, client-side rate limits, error mapping, retries.
+
+The venue layer builds and signs a ``RestRequest`` (method, path, query string exactly as
+signed, body bytes, headers, and the rate limits it spends); ``RestClient`` sends it
+unchanged and turns every failure into the ``ExchangeError`` tree through
+``arb.exchanges.errors.venue_error``, with the original exception chained.
+
+Outcomes: a 5xx, a timeout or a dropped connection on anything but a GET raises
+``ExchangeError`` with category ``OUTCOME_UNKNOWN`` (the order may exist: reconcile, never
+assume failure). Only GETs are retried, and only on those transient failures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, TypeVar
+
+import aiohttp
+import msgspec
+from yarl import URL
+
+from ..errors import ExchangeConnectionError, ExchangeError, RateLimitError
+from ..types import ExchangeConfig
+from .errors import ErrorCategory, ErrorCodeTable, venue_error
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+_TRANSIENT = frozenset({ErrorCategory.OUTCOME_UNKNOWN, ErrorCategory.MAINTENANCE})
+
+
+class RateLimit(msgspec.Struct, frozen=True):
+    """A documented budget: ``capacity`` weight per ``window_s`` seconds, refilled continuously."""
+
+    limit_id: str
+    capacity: int
+    window_s: float
+
+    def __post_init__(self) -> None:
+        if self.capacity <= 0 or self.window_s <= 0:
+            raise ValueError(
+                f"rate limit {self.limit_id!r}: capacity={self.capacity} and window_s={self.window_s} must be > 0"
+            )
+
+
+class TokenBucket:
+    """Token bucket of one ``RateLimit``; it can also be blocked until a time (after a 429/418)."""
+
+    __slots__ = ("limit", "tokens", "rate", "updated", "blocked_until")
+
+    def __init__(self, limit: RateLimit, now: float) -> None:
+        self.limit = limit
+        self.tokens = float(limit.capacity)
+        self.rate = limit.capacity / limit.window_s
+        self.updated = now
+        self.blocked_until = 0.0
+
+    def wait_s(self, weight: int, now: float) -> float:
+        """Seconds until ``weight`` can be spent (0 when it can be spent now)."""
+        self.tokens = min(float(self.limit.capacity), self.tokens + (now - self.updated) * self.rate)
+        self.updated = now
+        shortfall = (weight - self.tokens) / self.rate if weight > self.tokens else 0.0
+        return max(shortfall, self.blocked_until - now)
+
+    def take(self, weight: int) -> None:
+        """Spend ``weight`` (after ``wait_s`` returned 0)."""
+        self.tokens -= weight
+
+
+class RateLimiter:
+    """The client-side budgets of one venue, keyed by limit id; ``acquire`` waits when exhausted."""
+
+    def __init__(self, venue: str, limits: Iterable[RateLimit], clock: Callable[[], float] = time.monotonic) -> None:
+        self.venue = venue
+        self._clock = clock
+        now = clock()
+        self._buckets = {limit.limit_id: TokenBucket(limit, now) for limit in limits}
+        self._blocked_until = 0.0  # every request, limited or not (IP ban)
+        self.waits = 0
+        self.waited_s = 0.0
+
+    def check(self, costs: Sequence[tuple[str, int]]) -> None:
+        """Raise ValueError if a cost names an unknown limit or exceeds its capacity."""
+        for limit_id, weight in costs:
+            bucket = self._buckets.get(limit_id)
+            if bucket is None:
+                raise ValueError(f"{self.venue}: unknown rate limit id {limit_id!r} (known: {sorted(self._buckets)})")
+            if not 0 < weight <= bucket.limit.capacity:
+                raise ValueError(
+                    f"{self.venue}: weight {weight} for rate limit {limit_id!r} outside 1..{bucket.limit.capacity}"
+                )
+
+    async def acquire(self, costs: Sequence[tuple[str, int]]) -> None:
+        """Wait until every ``(limit id, weight)`` fits, then spend them all at once."""
+        self.check(costs)
+        waited = False
+        while True:
+            now = self._clock()
+            wait = self._blocked_until - now
+            for limit_id, weight in costs:
+                wait = max(wait, self._buckets[limit_id].wait_s(weight, now))
+            if wait <= 0:
+                for limit_id, weight in costs:
+                    self._buckets[limit_id].take(weight)
+                return
+            if not waited:
+                self.waits += 1
+                waited = True
+            self.waited_s += wait
+            await asyncio.sleep(wait)
+
+    def block(self, limit_ids: Sequence[str] | None, seconds: float) -> None:
+        """Refuse to spend on ``limit_ids`` (all requests when None) for ``seconds``."""
+        until = self._clock() + seconds
+        if limit_ids is None:
+            self._blocked_until = max(self._blocked_until, until)
+            return
+        for limit_id in limit_ids:
+            bucket = self._buckets[limit_id]
+            bucket.blocked_until = max(bucket.blocked_until, until)
+
+
+VenueFailure = tuple[str | int | None, str]
+"""``(venue error code or label, venue message)`` of a failed response."""
+
+
+def parse_error_body(body: bytes) -> VenueFailure | None:
+    """The code and message of a JSON error body: ``code``/``label`` and ``msg``/``message`` keys
+    (MEXC ``{"code":700003,"msg":...}``, Gate ``{"label":"INVALID_KEY","message":...}``)."""
+    try:
+        doc = msgspec.json.decode(body)
+    except msgspec.DecodeError:
+        return None
+    if not isinstance(doc, dict):
+        return None
+    code = doc.get("label", doc.get("code"))
+    message = doc.get("message", doc.get("msg", ""))
+    if not isinstance(code, (str, int)) or isinstance(code, bool):
+        code = None
+    if code is None and not message:
+        return None
+    return code, str(message)
+
+
+class RestVenue(msgspec.Struct, frozen=True, kw_only=True):
+    """What a venue supplies to ``RestClient``: base URL, error tables, rate limits, error body parser."""
+
+    name: str
+    base_url: str
+    error_codes: ErrorCodeTable
+    http_statuses: Mapping[int, ErrorCategory]
+    rate_limits: tuple[RateLimit, ...] = ()
+    error_parser: Callable[[bytes], VenueFailure | None] = parse_error_body
+
+
+class RestSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """Timeouts, pool sizes and retry policy of a venue's REST client."""
+
+    timeout_s: float = 2.0  # whole request
+    connect_timeout_s: float | None = None  # defaults to timeout_s
+    pool_limit: int = 64
+    pool_limit_per_host: int = 32
+    keepalive_s: float = 30.0
+    get_retries: int = 1  # extra attempts for GETs on transient failures
+    retry_backoff_s: float = 0.05
+    rate_limited_default_s: float = 1.0  # block after a 429 without Retry-After
+    banned_default_s: float = 60.0  # block after a 418 without Retry-After
+
+    @classmethod
+    def from_exchange_config(cls, config: ExchangeConfig) -> RestSettings:
+        """Settings with the venue's configured timeout (``rest_timeout_ms``)."""
+        return cls(timeout_s=config.rest_timeout_ms / 1000)
+
+
+class RestRequest(msgspec.Struct, frozen=True, kw_only=True):
+    """One signed request, sent byte for byte as given.
+
+    ``query`` is the encoded query string without ``?``, exactly as signed; ``limits`` are
+    the ``(rate limit id, weight)`` pairs it spends.
+    """
+
+    method: str
+    path: str
+    query: str = ""
+    body: bytes = b""
+    headers: dict[str, str] = {}
+    limits: tuple[tuple[str, int], ...] = ()
+
+    @property
+    def is_read(self) -> bool:
+        """A GET: retried on transient failures, and a failure never leaves an unknown outcome."""
+        return self.method == "GET"
+
+
+class RestStats:
+    """Counters of one REST client."""
+
+    __slots__ = ("requests", "responses", "retries", "errors")
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.responses = 0
+        self.retries = 0
+        self.errors: Counter[str] = Counter()
+
+
+def parse_retry_after(value: str | None, now_s: float | None = None) -> float | None:
+    """Seconds of a ``Retry-After`` header (delta seconds or HTTP date), None if absent or unreadable."""
+    if value is None:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now_s is None else now_s))
+
+
+class RestClient:
+    """One pooled keep-alive ``aiohttp.ClientSession`` per venue, with its rate limiter."""
+
+    def __init__(self, venue: RestVenue, settings: RestSettings | None = None) -> None:
+        self.venue = venue
+        self.settings = settings or RestSettings()
+        self.limiter = RateLimiter(venue.name, venue.rate_limits)
+        self.stats = RestStats()
+        self._base_url = venue.base_url.rstrip("/")
+        self._session: aiohttp.ClientSession | None = None
+        self._decoders: dict[Any, msgspec.json.Decoder[Any]] = {}
+
+    async def __aenter__(self) -> RestClient:
+        self._ensure_session()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def _ensure_session(self) -> aiohttp.ClientSession:
+        session = self._session
+        if session is None or session.closed:
+            s = self.settings
+            connector = aiohttp.TCPConnector(
+                limit=s.pool_limit, limit_per_host=s.pool_limit_per_host, keepalive_timeout=s.keepalive_s
+            )
+            timeout = aiohttp.ClientTimeout(total=s.timeout_s, sock_connect=s.connect_timeout_s or s.timeout_s)
+            session = self._session = aiohttp.ClientSession(connector=connector, timeout=timeout)
+        return session
+
+    async def close(self) -> None:
+        """Close the session and its pooled connections."""
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def fetch(self, request: RestRequest) -> bytes:
+        """Send ``request`` and return the body of a 2xx response; raises an ``ExchangeError`` child."""
+        retries = self.settings.get_retries if request.is_read else 0
+        attempt = 0
+        while True:
+            try:
+                return await self._send(request)
+            except ExchangeError as exc:
+                transient = isinstance(exc, ExchangeConnectionError) or exc.category in _TRANSIENT
+                if attempt >= retries or not transient:
+                    raise
+            self.stats.retries += 1
+            await asyncio.sleep(self.settings.retry_backoff_s * (2**attempt))
+            attempt += 1
+
+    async def fetch_json(self, request: RestRequest, type_: type[T]) -> T:
+        """``fetch`` and decode the body into the venue schema ``type_``."""
+        body = await self.fetch(request)
+        decoder = self._decoders.get(type_)
+        if decoder is None:
+            decoder = self._decoders[type_] = msgspec.json.Decoder(type_)
+        try:
+            result: T = decoder.decode(body)
+        except msgspec.DecodeError as exc:
+            self.stats.errors["decode"] += 1
+            # A 2xx to an order we cannot read may still mean the order exists.
+            category = None if request.is_read else ErrorCategory.OUTCOME_UNKNOWN
+            raise ExchangeError(
+                self.venue.name,
+                f"{request.method} {request.path}: response does not match {getattr(type_, '__name__', type_)}: {exc}",
+                category=category,
+            ) from exc
+        return result
+
+    async def _send(self, request: RestRequest) -> bytes:
+        venue = self.venue.name
+        where = f"{request.method} {request.path}"
+        await self.limiter.acquire(request.limits)
+        target = self._base_url + request.path + ("?" + request.query if request.query else "")
+        session = self._ensure_session()
+        self.stats.requests += 1
+        try:
+            async with session.request(
+                request.method, URL(target, encoded=True), data=request.body or None, headers=request.headers
+            ) as response:
+                body = await response.read()
+                status = response.status
+                if 200 <= status < 300:
+                    self.stats.responses += 1
+                    return body
+                # The cause of the mapped error: the status line and URL as aiohttp saw them.
+                http_error = aiohttp.ClientResponseError(
+                    response.request_info,
+                    response.history,
+                    status=status,
+                    message=response.reason or "",
+                    headers=response.headers,
+                )
+        except asyncio.CancelledError:
+            raise
+        except aiohttp.ClientConnectorError as exc:
+            # The connection was never made, so the request was never sent.
+            self.stats.errors["connect"] += 1
+            raise ExchangeConnectionError(venue, f"{where}: cannot connect: {exc}") from exc
+        except (asyncio.TimeoutError, aiohttp.ClientError, OSError) as exc:
+            kind = "timeout" if isinstance(exc, asyncio.TimeoutError) else "connection"
+            self.stats.errors[kind] += 1
+            what = "timed out" if kind == "timeout" else f"connection failed: {exc!r}"
+            if request.is_read:
+                raise ExchangeConnectionError(venue, f"{where}: {what}") from exc
+            raise ExchangeError(
+                venue, f"{where}: {what}; the outcome is unknown", category=ErrorCategory.OUTCOME_UNKNOWN
+            ) from exc
+        self.stats.responses += 1
+        raise self._failure(request, http_error, body) from http_error
+
+    def _failure(self, request: RestRequest, http_error: aiohttp.ClientResponseError, body: bytes) -> ExchangeError:
+        status = http_error.status
+        headers = http_error.headers
+        failure = self.venue.error_parser(body)
+        code, text = failure if failure is not None else (None, body[:200].decode("utf-8", "replace"))
+        error = venue_error(
+            self.venue.name,
+            f"{request.method} {request.path}: {text}",
+            codes=self.venue.error_codes,
+            http_statuses=self.venue.http_statuses,
+            code=code,
+            http_status=status,
+            retry_after_s=parse_retry_after(headers.get("Retry-After") if headers is not None else None),
+        )
+        self.stats.errors[ErrorCategory(error.category).value if error.category is not None else f"http_{status}"] += 1
+        if isinstance(error, RateLimitError):
+            if error.retry_after_s is None:
+                banned = status == 418
+                error.retry_after_s = self.settings.banned_default_s if banned else self.settings.rate_limited_default_s
+            # A 418 is an IP ban: nothing may go out. A 429 blocks the budgets this request spends.
+            limit_ids = None if status == 418 or not request.limits else [i for i, _ in request.limits]
+            self.limiter.block(limit_ids, error.retry_after_s)
+            log.warning("%s: %s; requests blocked for %.3f s", self.venue.name, error, error.retry_after_s)
+        return error

@@ -1,0 +1,369 @@
+"""One websocket session per stream on picows: reconnect, resubscribe, heartbeat, health.
+
+The listener hands each complete message's payload, as the memoryview picows lends for
+the duration of the callback, straight to ``on_message`` (no copy, no dict). Everything a
+venue differs in comes in as data or small callables (URL, frames sent on connect, ping
+frame, pong check), so the loop below is written once for every venue and stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from functools import partial
+from ssl import SSLContext
+
+import msgspec
+from picows import (
+    WSAutoPingStrategy,
+    WSCloseCode,
+    WSError,
+    WSFrame,
+    WSListener,
+    WSMsgType,
+    WSTransport,
+    ws_connect,
+)
+
+from ..errors import ExchangeConnectionError
+from ..types import ExchangeConfig
+from .base import Frame, WsPayload
+from .models import ConnectionHealth
+
+log = logging.getLogger(__name__)
+
+MessageHandler = Callable[[memoryview, bool, bool, int], None]
+"""``(payload, is_binary, last_in_buffer, recv_ns)``; ``payload`` is valid only during the call."""
+
+_TEXT = WSMsgType.TEXT
+_BINARY = WSMsgType.BINARY
+_CONTINUATION = WSMsgType.CONTINUATION
+_CLOSE = WSMsgType.CLOSE
+
+
+class WsSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """Timing and size limits of a websocket session."""
+
+    heartbeat_interval_s: float = 10.0  # application ping period
+    heartbeat_timeout_s: float = 10.0  # no pong within this -> reconnect; <= heartbeat_interval_s
+    handshake_timeout_s: float = 5.0
+    backoff_initial_s: float = 0.1
+    backoff_max_s: float = 30.0
+    backoff_multiplier: float = 2.0
+    stable_after_s: float = 30.0  # a connection that lived this long resets the backoff
+    max_message_bytes: int = 8 * 1024 * 1024  # reassembled messages above this are dropped
+
+    def __post_init__(self) -> None:
+        for name in ("heartbeat_interval_s", "heartbeat_timeout_s", "handshake_timeout_s", "backoff_initial_s"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"WsSettings.{name} must be > 0, got {getattr(self, name)}")
+        if self.heartbeat_timeout_s > self.heartbeat_interval_s:
+            # picows pings every interval and requires the pong before the next ping is due.
+            raise ValueError(
+                f"WsSettings: heartbeat_timeout_s={self.heartbeat_timeout_s} must be <= "
+                f"heartbeat_interval_s={self.heartbeat_interval_s}"
+            )
+        if self.backoff_max_s < self.backoff_initial_s or self.backoff_multiplier < 1:
+            raise ValueError(
+                f"WsSettings: backoff_max_s={self.backoff_max_s} must be >= backoff_initial_s="
+                f"{self.backoff_initial_s} and backoff_multiplier={self.backoff_multiplier} >= 1"
+            )
+
+    @classmethod
+    def from_exchange_config(cls, config: ExchangeConfig) -> WsSettings:
+        """Settings with the venue's configured heartbeat (the timeout equals the interval)."""
+        interval = config.ws_heartbeat_interval_ms / 1000
+        return cls(heartbeat_interval_s=interval, heartbeat_timeout_s=interval)
+
+
+def backoff_delay(attempt: int, settings: WsSettings, rng: random.Random | None = None) -> float:
+    """Delay before reconnect ``attempt`` (0-based): exponential, capped, half of it jittered."""
+    base = min(settings.backoff_max_s, settings.backoff_initial_s * settings.backoff_multiplier ** min(attempt, 64))
+    return base / 2 + (rng or random).uniform(0, base / 2)
+
+
+class _Listener(WSListener):
+    """picows listener of one connection; delivers complete messages to the session's handler."""
+
+    def __init__(self, session: WsSession) -> None:
+        super().__init__()
+        self._session = session
+        self._on_message = session._on_message
+        self._fragments: bytearray | None = None
+        self._fragments_binary = False
+        self._oversize = False
+
+    def on_ws_connected(self, transport: WSTransport) -> None:
+        self._session._connected(transport)
+
+    def on_ws_disconnected(self, transport: WSTransport) -> None:
+        self._session._disconnected(transport)
+
+    def send_user_specific_ping(self, transport: WSTransport) -> None:
+        frame = self._session._ping_frame()
+        if frame is None:
+            transport.send_ping()
+        else:
+            _send(transport, frame)
+
+    def is_user_specific_pong(self, frame: WSFrame) -> bool:
+        if self._session._has_app_ping:
+            msg_type = frame.msg_type
+            return (msg_type is _TEXT or msg_type is _BINARY) and frame.fin and self._session._is_pong(
+                frame.get_payload_as_memoryview()
+            )
+        return frame.msg_type is WSMsgType.PONG
+
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        msg_type = frame.msg_type
+        if frame.fin and self._fragments is None and (msg_type is _TEXT or msg_type is _BINARY):
+            session = self._session
+            session.messages += 1
+            session.last_message_ns = recv_ns = time.monotonic_ns()
+            try:
+                self._on_message(frame.get_payload_as_memoryview(), msg_type is _BINARY, frame.last_in_buffer, recv_ns)
+            except Exception:
+                # The consumer handles its own errors; anything reaching here is a bug, but one
+                # message must not take the stream down.
+                session._count_error("callback", "message handler raised", exc_info=True)
+            return
+        self._other_frame(transport, frame, msg_type)
+
+    def _other_frame(self, transport: WSTransport, frame: WSFrame, msg_type: WSMsgType) -> None:
+        session = self._session
+        if msg_type is _CLOSE:
+            transport.send_close(frame.get_close_code(), frame.get_close_message())
+            transport.disconnect()
+            return
+        fragments = self._fragments
+        if msg_type is _TEXT or msg_type is _BINARY:
+            if fragments is not None:
+                # A new data frame while a fragmented message is open violates RFC 6455 5.4.
+                session._count_error("protocol", "data frame inside a fragmented message; dropped both")
+                self._fragments = None
+            if frame.fin:
+                self.on_ws_frame(transport, frame)
+                return
+            self._fragments = fragments = bytearray()
+            self._fragments_binary = msg_type is _BINARY
+            self._oversize = False
+        elif msg_type is _CONTINUATION:
+            if fragments is None:
+                session._count_error("protocol", "CONTINUATION frame without a message start; dropped")
+                return
+        else:
+            return  # PING/PONG are answered and consumed by picows
+        if not self._oversize:
+            if len(fragments) + frame.payload_size > session.settings.max_message_bytes:
+                self._oversize = True
+                fragments.clear()
+            else:
+                fragments += frame.get_payload_as_memoryview()
+        if not frame.fin:
+            return
+        self._fragments = None
+        if self._oversize:
+            session._count_error("oversize", f"message above {session.settings.max_message_bytes} bytes dropped")
+            return
+        session.messages += 1
+        session.fragmented_messages += 1
+        session.last_message_ns = recv_ns = time.monotonic_ns()
+        try:
+            self._on_message(memoryview(fragments), self._fragments_binary, frame.last_in_buffer, recv_ns)
+        except Exception:
+            session._count_error("callback", "message handler raised", exc_info=True)
+
+
+def _send(transport: WSTransport, payload: WsPayload) -> None:
+    if isinstance(payload, str):
+        transport.send(_TEXT, payload.encode())
+    else:
+        transport.send(_BINARY, payload)
+
+
+class WsSession:
+    """A self-healing websocket connection: connect, send ``connect_frames``, deliver messages,
+    heartbeat, and on any failure reconnect with jittered exponential backoff.
+
+    ``connect_frames`` is called on every (re)connect, so subscriptions (and logins with a
+    fresh signature) are re-sent each time. ``on_connected``/``on_disconnected`` run inside
+    picows callbacks; ``on_disconnected`` is where consumers mark their books stale.
+    """
+
+    def __init__(
+        self,
+        venue: str,
+        url: str,
+        on_message: MessageHandler,
+        *,
+        connect_frames: Callable[[], Iterable[WsPayload]] = tuple,
+        ping_frame: Callable[[], WsPayload | None] | None = None,
+        is_pong: Callable[[Frame], bool] | None = None,
+        on_connected: Callable[[], None] | None = None,
+        on_disconnected: Callable[[], None] | None = None,
+        settings: WsSettings | None = None,
+        ssl_context: SSLContext | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        if (ping_frame is None) != (is_pong is None):
+            raise ValueError(f"{venue} ws {url}: ping_frame and is_pong must be given together")
+        self.venue = venue
+        self.url = url
+        self.settings = settings or WsSettings()
+        self._on_message = on_message
+        self._connect_frames = connect_frames
+        self._ping_frame: Callable[[], WsPayload | None] = ping_frame or _no_ping
+        self._is_pong: Callable[[Frame], bool] = is_pong or _never
+        self._has_app_ping = ping_frame is not None
+        self._on_connected = on_connected
+        self._on_disconnected = on_disconnected
+        self._ssl_context = ssl_context
+        self._rng = rng
+        self._transport: WSTransport | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self._wakeup = asyncio.Event()
+        self._connected_event = asyncio.Event()
+        self.connects = 0
+        self.reconnects = 0
+        self.messages = 0
+        self.fragmented_messages = 0
+        self.last_message_ns = 0
+        self.errors: Counter[str] = Counter()
+        self._logged: set[str] = set()
+
+    @property
+    def connected(self) -> bool:
+        """Whether a handshake completed and the connection is still open."""
+        return self._transport is not None
+
+    def health(self) -> ConnectionHealth:
+        """A snapshot of the session's counters."""
+        last = self.last_message_ns
+        return ConnectionHealth(
+            venue=self.venue,
+            url=self.url,
+            connected=self.connected,
+            connects=self.connects,
+            reconnects=self.reconnects,
+            messages=self.messages,
+            last_message_age_ns=time.monotonic_ns() - last if last else None,
+            errors=dict(self.errors),
+            fragmented_messages=self.fragmented_messages,
+        )
+
+    def start(self) -> None:
+        """Start the connect/reconnect loop in a task (idempotent)."""
+        if self._task is None or self._task.done():
+            self._closing = False
+            self._task = asyncio.get_running_loop().create_task(self._run(), name=f"ws {self.venue} {self.url}")
+
+    async def wait_connected(self, timeout_s: float | None = None) -> None:
+        """Wait until a connection is up; raises asyncio.TimeoutError after ``timeout_s``."""
+        await asyncio.wait_for(self._connected_event.wait(), timeout_s)
+
+    def send(self, payload: WsPayload) -> None:
+        """Send one message (``str`` as TEXT, ``bytes`` as BINARY) on the current connection."""
+        transport = self._transport
+        if transport is None:
+            raise ExchangeConnectionError(self.venue, f"websocket {self.url} is not connected")
+        _send(transport, payload)
+
+    def drop(self) -> None:
+        """Close the current connection without stopping the session (it reconnects)."""
+        transport = self._transport
+        if transport is not None:
+            transport.send_close(WSCloseCode.GOING_AWAY)
+            transport.disconnect()
+
+    async def close(self) -> None:
+        """Stop reconnecting, close the connection gracefully and wait for the loop to end."""
+        self._closing = True
+        self._wakeup.set()
+        transport = self._transport
+        if transport is not None:
+            # CLOSE first, then disconnect: picows flushes the CLOSE before shutting the socket.
+            transport.send_close(WSCloseCode.OK)
+            transport.disconnect()
+        task = self._task
+        if task is not None:
+            try:
+                await task
+            except asyncio.CancelledError:
+                if not task.cancelled():
+                    raise
+
+    async def _run(self) -> None:
+        attempt = 0
+        while not self._closing:
+            started = time.monotonic()
+            try:
+                transport, _ = await ws_connect(
+                    partial(_Listener, self),
+                    self.url,
+                    ssl_context=self._ssl_context,
+                    websocket_handshake_timeout=self.settings.handshake_timeout_s,
+                    enable_auto_ping=True,
+                    auto_ping_idle_timeout=self.settings.heartbeat_interval_s,
+                    auto_ping_reply_timeout=self.settings.heartbeat_timeout_s,
+                    auto_ping_strategy=WSAutoPingStrategy.PING_PERIODICALLY,
+                    max_frame_size=self.settings.max_message_bytes,
+                    logger_name=f"{self.venue}.ws",
+                )
+                await transport.wait_disconnected()
+            except asyncio.CancelledError:
+                raise
+            except (OSError, WSError, asyncio.TimeoutError) as exc:
+                self._count_error("connect", f"connection to {self.url} failed: {exc!r}")
+            if self._closing:
+                break
+            if time.monotonic() - started >= self.settings.stable_after_s:
+                attempt = 0
+            delay = backoff_delay(attempt, self.settings, self._rng)
+            attempt += 1
+            self.reconnects += 1
+            self._wakeup.clear()
+            try:
+                await asyncio.wait_for(self._wakeup.wait(), delay)
+            except asyncio.TimeoutError:
+                pass
+
+    def _connected(self, transport: WSTransport) -> None:
+        self._transport = transport
+        self.connects += 1
+        self._connected_event.set()
+        try:
+            for frame in self._connect_frames():
+                _send(transport, frame)
+            if self._on_connected is not None:
+                self._on_connected()
+        except Exception:
+            # Without its subscriptions the connection is useless: drop it and let the loop retry.
+            self._count_error("subscribe", "sending the connect frames failed", exc_info=True)
+            transport.disconnect()
+
+    def _disconnected(self, transport: WSTransport) -> None:
+        if self._transport is transport:
+            self._transport = None
+            self._connected_event.clear()
+        if self._on_disconnected is not None:
+            self._on_disconnected()
+
+    def _count_error(self, kind: str, message: str, *, exc_info: bool = False) -> None:
+        """Count an error; log the first of each kind as a warning, the rest at debug level."""
+        self.errors[kind] += 1
+        level = logging.DEBUG if kind in self._logged else logging.WARNING
+        self._logged.add(kind)
+        log.log(level, "%s ws %s: %s (%s #%d)", self.venue, self.url, message, kind, self.errors[kind], exc_info=exc_info)
+
+
+def _no_ping() -> WsPayload | None:
+    return None
+
+
+def _never(frame: Frame) -> bool:
+    return False

@@ -1,0 +1,393 @@
+"""arb.exchanges.book_sync on the Gate.io wire format: recorded frames, scripted faults, loopback sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+from loopback import (
+    GateSpotTestDialect,
+    RecordingSink,
+    WsTestServer,
+    eventually,
+    gate_snapshot,
+    gate_update,
+    run,
+)
+
+from arb.errors import RateLimitError
+from arb.exchanges.book_sync import BookSpec, BookSync, rest_snapshot_fetcher
+from arb.exchanges.rest import RateLimit, RestClient, RestVenue
+from arb.exchanges.ws import WsSettings
+from arb.types import ExchangeName
+from arb_core.book import ASK, BID
+from arb_core.wire.common import WireScale
+from reference import book as ref_book
+from reference import wire_gateio as ref_wire
+from reference.wire_common import Scale
+from wire_data import channel_updates, gate_spot_book_scales, http_bodies, snapshot_symbol, symbol_of
+
+GATE = ExchangeName.GATEIO
+SCALE = WireScale(2, 1, 4, 1)  # 0.01 ticks, 0.0001 lots
+
+
+class Snapshots:
+    """A snapshot fetcher serving scripted bodies per venue symbol, optionally held back."""
+
+    def __init__(self, bodies: dict[str, list[bytes]]) -> None:
+        self.bodies = bodies
+        self.calls: Counter[str] = Counter()
+        self.release = asyncio.Event()
+        self.release.set()
+        self.fail_next: Exception | None = None
+
+    async def __call__(self, venue_symbol: str) -> bytes:
+        self.calls[venue_symbol] += 1
+        await self.release.wait()
+        if self.fail_next is not None:
+            exc, self.fail_next = self.fail_next, None
+            raise exc
+        queue = self.bodies[venue_symbol]
+        return queue.pop(0) if len(queue) > 1 else queue[0]
+
+
+def feed(sync: BookSync, frame: bytes, last: bool = True) -> None:
+    sync.on_message(memoryview(frame), False, last, 1)
+
+
+async def settle() -> None:
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+def synthetic_sync(snapshots: Snapshots, sink: RecordingSink, **kwargs: object) -> BookSync:
+    specs = [BookSpec("AAA/USDT", "AAA_USDT", SCALE), BookSpec("BBB/USDT", "BBB_USDT", SCALE)]
+    return BookSync(GATE, GateSpotTestDialect(), specs, sink, fetch_snapshot=snapshots, **kwargs)  # type: ignore[arg-type]
+
+
+BOOK = ([("100.00", "1")], [("101.00", "1")])
+
+
+async def synced(snapshots: Snapshots, sink: RecordingSink) -> BookSync:
+    """Both synthetic books in sync at update id 10."""
+    sync = synthetic_sync(snapshots, sink)
+    for symbol in ("AAA_USDT", "BBB_USDT"):
+        feed(sync, gate_update(symbol, 10, 10, [("99.00", "1")]))
+    await settle()
+    assert all(book.in_sync and book.last_update_id == 10 for book in sync.books.values())
+    return sync
+
+
+def bodies() -> dict[str, list[bytes]]:
+    return {"AAA_USDT": [gate_snapshot(9, *BOOK)], "BBB_USDT": [gate_snapshot(9, *BOOK)]}
+
+
+# --- recorded frames ----------------------------------------------------------------------
+
+
+def reference_books(
+    updates: list[bytes], snapshots: dict[str, bytes], scales: dict[str, tuple[int, int, int, int]]
+) -> dict[str, ref_book.OrderBook]:
+    """The documented procedure on the pure-Python reference: snapshot, drop stale, apply the rest."""
+    books = {}
+    for pair, body in snapshots.items():
+        book = ref_book.OrderBook(pair)
+        book.apply_snapshot(ref_wire.decode_spot_snapshot(body, Scale(*scales[pair])), 0)
+        books[pair] = book
+    for frame in updates:
+        pair = symbol_of(frame)
+        books[pair].apply_batch(ref_wire.decode_spot_update(frame, Scale(*scales[pair])), 0)
+    return books
+
+
+def recorded(shared_data: Path) -> tuple[list[bytes], dict[str, bytes], dict[str, tuple[int, int, int, int]]]:
+    updates = channel_updates(shared_data / "cryptofeed" / "GATEIO.ws.1.0", "spot.order_book_update")
+    snaps = {snapshot_symbol(u): b for u, b in http_bodies(shared_data / "cryptofeed" / "GATEIO.http.0.0")}
+    return updates, snaps, gate_spot_book_scales(shared_data)
+
+
+def test_recorded_stream_syncs_every_book_like_the_reference(shared_data: Path) -> None:
+    updates, snaps, scales = recorded(shared_data)
+    specs = [BookSpec(p.replace("_", "/"), p, WireScale(*scales[p])) for p in snaps]
+
+    async def main() -> None:
+        sink = RecordingSink()
+        fetcher = Snapshots({p: [b] for p, b in snaps.items()})
+        sync = BookSync(GATE, GateSpotTestDialect(), specs, sink, fetch_snapshot=fetcher)
+        for i, frame in enumerate(updates):
+            feed(sync, frame, last=i % 3 == 2)
+            await settle()
+        expected = reference_books(updates, snaps, scales)
+        last_u: dict[str, int] = {}
+        for frame in updates:
+            last_u[symbol_of(frame)] = int(frame.split(b'"u":')[1].split(b",")[0])
+        stats = sync.stats()
+        for pair, ref in expected.items():
+            book = sync.books[pair.replace("_", "/")]
+            assert book.in_sync and book.last_update_id == ref.last_update_id == last_u[pair]
+            for side in (BID, ASK):
+                assert book.top(side, 1000) == ref.top(side, 1000), pair
+            assert stats[pair.replace("_", "/")].resyncs == {}
+        assert fetcher.calls == Counter({p: 1 for p in snaps})
+        assert stats["NEO/BTC"].stale > 0  # first recorded u below the snapshot id
+        assert set(sink.updates) == {p.replace("_", "/") for p in snaps}
+        assert sink.batch_ends > 0
+        assert sorted(s for s, ok, why in sink.states) == sorted(p.replace("_", "/") for p in snaps)
+
+    run(main())
+
+
+def test_diffs_are_buffered_until_the_snapshot_arrives(shared_data: Path) -> None:
+    updates, snaps, scales = recorded(shared_data)
+    neo = [f for f in updates if symbol_of(f) == "NEO_BTC"]
+
+    async def main() -> None:
+        fetcher = Snapshots({"NEO_BTC": [snaps["NEO_BTC"]]})
+        fetcher.release.clear()
+        sync = BookSync(
+            GATE, GateSpotTestDialect(), [BookSpec("NEO/BTC", "NEO_BTC", WireScale(*scales["NEO_BTC"]))],
+            RecordingSink(), fetch_snapshot=fetcher,
+        )
+        for frame in neo[:10]:
+            feed(sync, frame)
+            await settle()
+        stats = sync.stats()["NEO/BTC"]
+        assert not stats.in_sync and stats.buffered == 10 and fetcher.calls["NEO_BTC"] == 1
+        fetcher.release.set()
+        await settle()
+        stats = sync.stats()["NEO/BTC"]
+        assert stats.in_sync and stats.buffered == 0 and stats.snapshots == 1
+        assert stats.stale >= 1 and stats.stale + stats.applied == 10
+        assert stats.last_update_id == int(neo[9].split(b'"u":')[1].split(b",")[0])
+
+    run(main())
+
+
+# --- faults -------------------------------------------------------------------------------
+
+
+def test_gap_resyncs_only_that_book() -> None:
+    async def main() -> None:
+        sink, fetcher = RecordingSink(), Snapshots(bodies())
+        sync = await synced(fetcher, sink)
+        feed(sync, gate_update("AAA_USDT", 12, 12, [("99.50", "1")]))  # 11 is missing
+        assert not sync.books["AAA/USDT"].in_sync and sync.books["BBB/USDT"].in_sync
+        assert sink.states[-1] == ("AAA/USDT", False, "gap")
+        feed(sync, gate_update("BBB_USDT", 11, 11, [("99.10", "2")]))
+        assert sync.books["BBB/USDT"].top(BID, 3) == [(10000, 10000), (9910, 20000), (9900, 10000)]
+        # the next AAA diff starts a new snapshot; it continues the new snapshot (id 12)
+        fetcher.bodies["AAA_USDT"] = [gate_snapshot(12, *BOOK)]
+        feed(sync, gate_update("AAA_USDT", 13, 13, [("99.70", "1")]))
+        await settle()
+        a, b = sync.stats()["AAA/USDT"], sync.stats()["BBB/USDT"]
+        assert a.in_sync and a.last_update_id == 13 and a.resyncs == {"gap": 1} and a.snapshots == 2
+        assert b.resyncs == {} and b.snapshots == 1
+        assert fetcher.calls == Counter({"AAA_USDT": 2, "BBB_USDT": 1})
+        assert sink.states[-1] == ("AAA/USDT", True, "snapshot")
+
+    run(main())
+
+
+def test_crossed_book_resyncs() -> None:
+    async def main() -> None:
+        sink, fetcher = RecordingSink(), Snapshots(bodies())
+        sync = await synced(fetcher, sink)
+        feed(sync, gate_update("AAA_USDT", 11, 11, [("102.00", "1")]))  # bid above the 101 ask
+        assert not sync.books["AAA/USDT"].in_sync and sync.books["BBB/USDT"].in_sync
+        assert sync.stats()["AAA/USDT"].resyncs == {"crossed": 1}
+        assert sink.states[-1] == ("AAA/USDT", False, "crossed")
+
+    run(main())
+
+
+def test_malformed_frame_is_counted_logged_once_and_resyncs(caplog: pytest.LogCaptureFixture) -> None:
+    async def main() -> None:
+        sink, fetcher = RecordingSink(), Snapshots(bodies())
+        sync = await synced(fetcher, sink)
+        bad = gate_update("AAA_USDT", 11, 11, [("99.00", "1")]).replace(b'"99.00"', b'"99.0x"')
+        with caplog.at_level(logging.DEBUG, logger="arb.exchanges.book_sync"):
+            feed(sync, bad)
+            feed(sync, bad)
+        warnings = [r for r in caplog.records if r.levelno == logging.WARNING and "malformed" in r.getMessage()]
+        assert len(warnings) == 1 and "AAA/USDT" in warnings[0].getMessage() and "gateio" in warnings[0].getMessage()
+        a = sync.stats()["AAA/USDT"]
+        assert a.malformed == 2 and a.resyncs == {"malformed": 1} and not a.in_sync
+        feed(sync, gate_update("BBB_USDT", 11, 11, [("99.10", "2")]))  # the stream goes on
+        assert sync.books["BBB/USDT"].last_update_id == 11
+        feed(sync, b"\x00not json at all")
+        feed(sync, b'{"channel":"spot.order_book_update","event":"update","result":{"s":"ZZZ_USDT"}}')
+        assert sync.unroutable == 1 and sync.unknown_symbol == 1
+
+    run(main())
+
+
+def test_snapshot_older_than_the_buffer_is_fetched_again() -> None:
+    async def main() -> None:
+        sink = RecordingSink()
+        fetcher = Snapshots({"AAA_USDT": [gate_snapshot(5, *BOOK), gate_snapshot(20, *BOOK)], "BBB_USDT": []})
+        sync = synthetic_sync(fetcher, sink)
+        feed(sync, gate_update("AAA_USDT", 20, 21, [("99.00", "1")]))  # starts after id 5 + 1
+        await settle()
+        a = sync.stats()["AAA/USDT"]
+        assert a.in_sync and a.last_update_id == 21 and a.resyncs == {"snapshot_too_old": 1}
+        assert fetcher.calls["AAA_USDT"] == 2 and a.applied == 1
+
+    run(main())
+
+
+def test_failed_snapshot_is_retried_after_retry_after() -> None:
+    async def main() -> None:
+        fetcher = Snapshots(bodies())
+        fetcher.fail_next = RateLimitError("gateio", "slow down", retry_after_s=0.01)
+        sync = synthetic_sync(fetcher, RecordingSink())
+        feed(sync, gate_update("AAA_USDT", 10, 10))
+        await eventually(lambda: sync.books["AAA/USDT"].in_sync, what="snapshot after the retry")
+        assert sync.stats()["AAA/USDT"].snapshot_failures == 1 and fetcher.calls["AAA_USDT"] == 2
+
+    run(main())
+
+
+def test_disconnect_marks_every_book_out_of_sync() -> None:
+    async def main() -> None:
+        sink, fetcher = RecordingSink(), Snapshots(bodies())
+        sync = await synced(fetcher, sink)
+        sync.on_disconnected()
+        assert not any(book.in_sync for book in sync.books.values())
+        assert {s: st.resyncs for s, st in sync.stats().items()} == {
+            "AAA/USDT": {"reconnect": 1}, "BBB/USDT": {"reconnect": 1}
+        }
+        assert sink.states[-2:] == [("AAA/USDT", False, "reconnect"), ("BBB/USDT", False, "reconnect")]
+        await sync.close()
+
+    run(main())
+
+
+def test_full_push_replaces_the_book_and_cancels_the_pending_fetch() -> None:
+    async def main() -> None:
+        fetcher = Snapshots(bodies())
+        fetcher.release.clear()
+        sync = synthetic_sync(fetcher, RecordingSink())
+        feed(sync, gate_update("AAA_USDT", 10, 10, [("99.00", "1")]))
+        await settle()
+        feed(sync, gate_update("AAA_USDT", 11, 11, *BOOK, full=True))
+        feed(sync, gate_update("AAA_USDT", 12, 12, [("99.00", "3")]))
+        await settle()
+        a = sync.stats()["AAA/USDT"]
+        assert a.in_sync and a.last_update_id == 12 and a.snapshots == 1
+        assert sync.books["AAA/USDT"].top(BID, 5) == [(10000, 10000), (9900, 30000)]
+
+    run(main())
+
+
+class FakeSession:
+    connected = True
+
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+
+    def send(self, payload: str) -> None:
+        self.sent.append(payload)
+
+
+def test_first_push_mode_resyncs_by_resubscribing() -> None:
+    async def main() -> None:
+        sink = RecordingSink()
+        sync = BookSync(
+            GATE, GateSpotTestDialect(snapshot_in_first_push=True),
+            [BookSpec("AAA/USDT", "AAA_USDT", SCALE), BookSpec("BBB/USDT", "BBB_USDT", SCALE)], sink,
+        )
+        session = FakeSession()
+        sync._session = session  # type: ignore[assignment]
+        feed(sync, gate_update("AAA_USDT", 5, 6, [("99.00", "1")]))  # no snapshot yet: dropped
+        assert not sync.books["AAA/USDT"].in_sync
+        feed(sync, gate_update("AAA_USDT", 7, 7, *BOOK, full=True))
+        feed(sync, gate_update("AAA_USDT", 9, 9, [("99.00", "1")]))  # gap
+        assert sync.stats()["AAA/USDT"].resyncs == {"gap": 1}
+        assert ['"unsubscribe"' in s and "AAA_USDT" in s for s in session.sent] == [True, False]
+        assert '"subscribe"' in session.sent[1] and "AAA_USDT" in session.sent[1]
+        feed(sync, gate_update("AAA_USDT", 20, 20, *BOOK, full=True))
+        assert sync.books["AAA/USDT"].in_sync and sync.books["AAA/USDT"].last_update_id == 20
+        with pytest.raises(ValueError, match="needs REST snapshots but no fetch_snapshot"):
+            BookSync(GATE, GateSpotTestDialect(), [], sink)
+
+    run(main())
+
+
+def test_consumer_exception_does_not_stop_the_stream() -> None:
+    class Failing(RecordingSink):
+        def on_book_update(self, key):  # type: ignore[no-untyped-def]
+            super().on_book_update(key)
+            raise RuntimeError("scanner bug")
+
+    async def main() -> None:
+        sink, fetcher = Failing(), Snapshots(bodies())
+        sync = synthetic_sync(fetcher, sink)
+        feed(sync, gate_update("AAA_USDT", 10, 10))
+        await settle()
+        feed(sync, gate_update("AAA_USDT", 11, 11, [("99.00", "1")]))
+        feed(sync, gate_update("AAA_USDT", 12, 12, [("99.00", "2")]))
+        assert sync.books["AAA/USDT"].last_update_id == 12 and sink.updates["AAA/USDT"] == 3
+
+    run(main())
+
+
+# --- the whole pipeline on loopback sockets ------------------------------------------------
+
+
+def test_pipeline_over_sockets_resyncs_after_the_server_drops(shared_data: Path) -> None:
+    updates, snaps, scales = recorded(shared_data)
+    by_pair: dict[str, list[bytes]] = defaultdict(list)
+    for frame in updates:
+        by_pair[symbol_of(frame)].append(frame)
+    specs = [BookSpec(p.replace("_", "/"), p, WireScale(*scales[p])) for p in snaps]
+
+    async def main() -> None:
+        def replay(conn, msg):  # type: ignore[no-untyped-def]
+            pair = json.loads(msg)["payload"][0]
+            for frame in by_pair[pair]:
+                conn.send(frame)
+
+        ws_server = await WsTestServer(on_message=replay).start()
+
+        async def order_book(request: web.Request) -> web.Response:
+            return web.Response(body=snaps[request.query["currency_pair"]], content_type="application/json")
+
+        app = web.Application()
+        app.router.add_get("/api/v4/spot/order_book", order_book)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        host, port = runner.addresses[0][:2]
+        rest_venue = RestVenue(
+            name="gateio", base_url=f"http://{host}:{port}/api/v4", error_codes={}, http_statuses={},
+            rate_limits=(RateLimit("public", 200, 10.0),),
+        )
+        sink = RecordingSink()
+        async with RestClient(rest_venue) as client:
+            dialect = GateSpotTestDialect(ws_server.url)
+            sync = BookSync(GATE, dialect, specs, sink, fetch_snapshot=rest_snapshot_fetcher(client, dialect))
+            session = sync.make_session(WsSettings(backoff_initial_s=0.01, backoff_max_s=0.05))
+            session.start()
+            await eventually(lambda: all(b.in_sync for b in sync.books.values()), what="all books in sync")
+            first = {s: (b.last_update_id, b.top(BID, 1000), b.top(ASK, 1000)) for s, b in sync.books.items()}
+            ws_server.connections[0].transport.disconnect()
+            await eventually(lambda: len(ws_server.connections) == 2, what="reconnect")
+            await eventually(
+                lambda: all(s.resyncs == {"reconnect": 1} and s.in_sync for s in sync.stats().values()),
+                what="resync after reconnect",
+            )
+            again = {s: (b.last_update_id, b.top(BID, 1000), b.top(ASK, 1000)) for s, b in sync.books.items()}
+            assert again == first
+            assert client.stats.requests == 2 * len(snaps) and session.health().reconnects == 1
+            assert ("NEO/BTC", False, "reconnect") in sink.states
+            await session.close()
+            await sync.close()
+        await runner.cleanup()
+        await ws_server.close()
+
+    run(main())

@@ -1,0 +1,332 @@
+"""arb.exchanges.rest against an aiohttp server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from email.utils import format_datetime
+from datetime import datetime, timedelta, timezone
+
+import aiohttp
+import msgspec
+import pytest
+from aiohttp import web
+from loopback import run
+
+from arb.errors import ExchangeConnectionError, ExchangeError, OrderRejectedError, RateLimitError
+from arb.exchanges.errors import ErrorCategory
+from arb.exchanges.gateio import constants as gate
+from arb.exchanges.mexc import constants as mexc
+from arb.exchanges.rest import (
+    RateLimit,
+    RateLimiter,
+    RestClient,
+    RestRequest,
+    RestSettings,
+    RestVenue,
+    parse_error_body,
+    parse_retry_after,
+)
+from arb.types import ExchangeConfig
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class Ticker(msgspec.Struct):
+    symbol: str
+    price: str
+
+
+class Server:
+    """Scripted venue endpoints; records what arrived."""
+
+    def __init__(self) -> None:
+        self.hits: Counter[str] = Counter()
+        self.seen: list[tuple[str, str, bytes, dict[str, str], int]] = []
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        for method, path, handler in [
+            ("*", "/echo", self.echo),
+            ("GET", "/ticker", self.ticker),
+            ("POST", "/gate_order", self.gate_reject),
+            ("GET", "/mexc_time", self.mexc_reject),
+            ("GET", "/limited", self.limited),
+            ("GET", "/banned", self.banned),
+            ("*", "/boom", self.boom),
+            ("GET", "/flaky", self.flaky),
+            ("*", "/slow", self.slow),
+            ("*", "/garbage", self.garbage),
+        ]:
+            app.router.add_route(method, path, self._record(handler))
+        return app
+
+    def _record(self, handler: Handler) -> Handler:
+        async def wrapped(request: web.Request) -> web.StreamResponse:
+            self.hits[request.method + " " + request.path] += 1
+            peer = request.transport.get_extra_info("peername")[1] if request.transport else 0
+            body = await request.read()
+            self.seen.append((request.method, request.raw_path.partition("?")[2], body, dict(request.headers), peer))
+            return await handler(request)
+
+        return wrapped
+
+    async def echo(self, request: web.Request) -> web.Response:
+        return web.json_response({"ok": True})
+
+    async def ticker(self, request: web.Request) -> web.Response:
+        return web.json_response({"symbol": "BTC_USDT", "price": "65000.1"})
+
+    async def gate_reject(self, request: web.Request) -> web.Response:
+        return web.json_response({"label": "BALANCE_NOT_ENOUGH", "message": "Not enough balance"}, status=400)
+
+    async def mexc_reject(self, request: web.Request) -> web.Response:
+        return web.json_response({"code": 700003, "msg": "Timestamp for this request is outside of the recvWindow."}, status=400)
+
+    async def limited(self, request: web.Request) -> web.Response:
+        return web.json_response({"label": "TOO_MANY_REQUESTS", "message": "slow down"}, status=429, headers={"Retry-After": "0.2"})
+
+    async def banned(self, request: web.Request) -> web.Response:
+        return web.Response(status=418, text="banned", headers={"Retry-After": "0.15"})
+
+    async def boom(self, request: web.Request) -> web.Response:
+        return web.Response(status=502, text="<html>bad gateway</html>")
+
+    async def flaky(self, request: web.Request) -> web.Response:
+        if self.hits["GET /flaky"] == 1:
+            return web.Response(status=503, text="busy")
+        return web.json_response({"symbol": "X", "price": "1"})
+
+    async def slow(self, request: web.Request) -> web.Response:
+        await asyncio.sleep(1.0)
+        return web.json_response({})
+
+    async def garbage(self, request: web.Request) -> web.Response:
+        return web.Response(text="<html>not json</html>")
+
+
+@asynccontextmanager
+async def serve(server: Server) -> AsyncIterator[str]:
+    runner = web.AppRunner(server.app())
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        await runner.cleanup()
+
+
+def venue(base_url: str, codes=gate.ERROR_LABELS, statuses=gate.HTTP_STATUSES, limits=()) -> RestVenue:  # type: ignore[no-untyped-def]
+    return RestVenue(name="gateio", base_url=base_url, error_codes=codes, http_statuses=statuses, rate_limits=limits)
+
+
+FAST = RestSettings(timeout_s=0.3, retry_backoff_s=0.001)
+
+
+def test_signed_parts_are_sent_unchanged_over_one_kept_alive_connection() -> None:
+    async def main() -> None:
+        server = Server()
+        async with serve(server) as url, RestClient(venue(url), FAST) as client:
+            query = "symbol=BTCUSDT&list=%5B%7B%22a%22%3A1%7D%5D&signature=ab12"
+            body = b'{"currency_pair":"BTC_USDT","amount":"0.001"}'
+            headers = {"KEY": "k", "SIGN": "s", "Content-Type": "application/json"}
+            assert await client.fetch(RestRequest(method="POST", path="/echo", query=query, body=body, headers=headers)) == b'{"ok": true}'
+            await client.fetch(RestRequest(method="GET", path="/echo", query=query))
+            await client.fetch(RestRequest(method="DELETE", path="/echo"))
+        (m1, q1, b1, h1, p1), (m2, q2, _, _, p2), (m3, _, _, _, p3) = server.seen
+        assert (m1, q1, b1) == ("POST", query, body)
+        assert h1["KEY"] == "k" and h1["SIGN"] == "s" and h1["Content-Type"] == "application/json"
+        assert (m2, q2, m3) == ("GET", query, "DELETE")
+        assert p1 == p2 == p3  # keep-alive: one pooled connection
+        assert client.stats.requests == 3 and client.stats.responses == 3
+
+    run(main())
+
+
+def test_json_is_decoded_into_the_venue_schema() -> None:
+    async def main() -> None:
+        async with serve(Server()) as url, RestClient(venue(url), FAST) as client:
+            assert await client.fetch_json(RestRequest(method="GET", path="/ticker"), Ticker) == Ticker("BTC_USDT", "65000.1")
+            with pytest.raises(ExchangeError, match="GET /garbage: response does not match Ticker") as info:
+                await client.fetch_json(RestRequest(method="GET", path="/garbage"), Ticker)
+            assert info.value.category is None and isinstance(info.value.__cause__, msgspec.DecodeError)
+            with pytest.raises(ExchangeError) as info:
+                await client.fetch_json(RestRequest(method="POST", path="/garbage"), Ticker)
+            assert info.value.category is ErrorCategory.OUTCOME_UNKNOWN  # an order reply we cannot read
+
+    run(main())
+
+
+def test_venue_codes_map_to_the_error_tree_with_the_http_error_chained() -> None:
+    async def main() -> None:
+        server = Server()
+        async with serve(server) as url:
+            async with RestClient(venue(url), FAST) as client:
+                with pytest.raises(OrderRejectedError) as info:
+                    await client.fetch(RestRequest(method="POST", path="/gate_order", body=b"{}"))
+                err = info.value
+                assert err.category is ErrorCategory.INSUFFICIENT_BALANCE and err.code == "BALANCE_NOT_ENOUGH"
+                assert str(err) == "gateio: POST /gate_order: Not enough balance [HTTP 400] (code BALANCE_NOT_ENOUGH)"
+                assert isinstance(err.__cause__, aiohttp.ClientResponseError) and err.__cause__.status == 400
+            mexc_venue = venue(url, mexc.ERROR_CODES, mexc.HTTP_STATUSES)
+            async with RestClient(mexc_venue, FAST) as client:
+                with pytest.raises(ExchangeError) as info:
+                    await client.fetch(RestRequest(method="GET", path="/mexc_time"))
+                assert info.value.category is ErrorCategory.TIMESTAMP and info.value.code == 700003
+                assert client.stats.errors == {"timestamp": 1}
+        assert server.hits["GET /mexc_time"] == 1  # a 4xx is never retried
+
+    run(main())
+
+
+def test_429_raises_with_retry_after_and_blocks_the_bucket() -> None:
+    async def main() -> None:
+        limits = (RateLimit("public", 100, 1.0), RateLimit("orders", 10, 1.0))
+        async with serve(Server()) as url, RestClient(venue(url, limits=limits), FAST) as client:
+            with pytest.raises(RateLimitError) as info:
+                await client.fetch(RestRequest(method="GET", path="/limited", limits=(("public", 1),)))
+            assert info.value.retry_after_s == pytest.approx(0.2) and info.value.category is ErrorCategory.RATE_LIMITED
+            # another budget is not blocked ...
+            await client.fetch(RestRequest(method="GET", path="/echo", limits=(("orders", 1),)))
+            assert client.limiter.waits == 0
+            # ... the blocked one waits until Retry-After has passed, then succeeds
+            await client.fetch(RestRequest(method="GET", path="/echo", limits=(("public", 1),)))
+            assert client.limiter.waits == 1 and client.limiter.waited_s > 0
+
+    run(main())
+
+
+def test_418_blocks_every_request() -> None:
+    async def main() -> None:
+        mexc_venue = venue("", mexc.ERROR_CODES, mexc.HTTP_STATUSES, (RateLimit("ip", 100, 1.0),))
+        async with serve(Server()) as url:
+            mexc_venue = msgspec.structs.replace(mexc_venue, base_url=url)
+            async with RestClient(mexc_venue, FAST) as client:
+                with pytest.raises(RateLimitError, match=r"banned \[HTTP 418\]") as info:
+                    await client.fetch(RestRequest(method="GET", path="/banned", limits=(("ip", 1),)))
+                assert info.value.retry_after_s == pytest.approx(0.15)
+                await client.fetch(RestRequest(method="GET", path="/echo"))  # spends no budget, still waits
+                assert client.limiter.waits == 1
+
+    run(main())
+
+
+def test_5xx_on_an_order_is_outcome_unknown_and_not_retried() -> None:
+    async def main() -> None:
+        server = Server()
+        async with serve(server) as url, RestClient(venue(url), FAST) as client:
+            with pytest.raises(ExchangeError) as info:
+                await client.fetch(RestRequest(method="POST", path="/boom", body=b"{}"))
+            assert info.value.category is ErrorCategory.OUTCOME_UNKNOWN
+            assert "bad gateway" in str(info.value) and "[HTTP 502]" in str(info.value)
+            with pytest.raises(ExchangeError):
+                await client.fetch(RestRequest(method="GET", path="/boom"))
+        assert server.hits == {"POST /boom": 1, "GET /boom": 2}  # GETs get one retry
+        assert client.stats.retries == 1
+
+    run(main())
+
+
+def test_transient_get_failure_is_retried() -> None:
+    async def main() -> None:
+        async with serve(Server()) as url, RestClient(venue(url), FAST) as client:
+            assert await client.fetch_json(RestRequest(method="GET", path="/flaky"), Ticker) == Ticker("X", "1")
+            assert client.stats.retries == 1 and client.stats.errors == {"outcome_unknown": 1}
+
+    run(main())
+
+
+def test_timeouts() -> None:
+    async def main() -> None:
+        settings = RestSettings(timeout_s=0.1, get_retries=0)
+        async with serve(Server()) as url, RestClient(venue(url), settings) as client:
+            with pytest.raises(ExchangeError, match="POST /slow: timed out; the outcome is unknown") as info:
+                await client.fetch(RestRequest(method="POST", path="/slow", body=b"{}"))
+            assert type(info.value) is ExchangeError and info.value.category is ErrorCategory.OUTCOME_UNKNOWN
+            assert isinstance(info.value.__cause__, asyncio.TimeoutError)
+            with pytest.raises(ExchangeConnectionError, match="GET /slow: timed out"):
+                await client.fetch(RestRequest(method="GET", path="/slow"))
+            assert client.stats.errors == {"timeout": 2}
+
+    run(main())
+
+
+def test_refused_connection_is_a_connection_error() -> None:
+    async def main() -> None:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        async with RestClient(venue(f"http://127.0.0.1:{port}"), FAST) as client:
+            with pytest.raises(ExchangeConnectionError, match="POST /order: cannot connect") as info:
+                await client.fetch(RestRequest(method="POST", path="/order"))  # never sent: not "unknown"
+            assert isinstance(info.value.__cause__, aiohttp.ClientConnectorError)
+
+    run(main())
+
+
+def test_token_bucket_waits_when_exhausted() -> None:
+    async def main() -> None:
+        limits = (RateLimit("public", 3, 0.15),)
+        async with serve(Server()) as url, RestClient(venue(url, limits=limits), FAST) as client:
+            results = await asyncio.gather(
+                *(client.fetch(RestRequest(method="GET", path="/echo", limits=(("public", 1),))) for _ in range(7))
+            )
+            assert results == [b'{"ok": true}'] * 7
+            assert client.limiter.waits >= 4 and client.limiter.waited_s > 0
+
+    run(main())
+
+
+def test_rate_limiter_checks_costs() -> None:
+    limiter = RateLimiter("gateio", [RateLimit("public", 5, 1.0)])
+    with pytest.raises(ValueError, match=r"gateio: unknown rate limit id 'orders' \(known: \['public'\]\)"):
+        limiter.check([("orders", 1)])
+    with pytest.raises(ValueError, match="weight 6 for rate limit 'public' outside 1..5"):
+        limiter.check([("public", 6)])
+    with pytest.raises(ValueError, match="capacity=0"):
+        RateLimit("x", 0, 1.0)
+
+
+def test_rate_limiter_spends_with_a_fake_clock() -> None:
+    now = [100.0]
+    limiter = RateLimiter("v", [RateLimit("a", 2, 1.0)], clock=lambda: now[0])
+
+    async def main() -> None:
+        await limiter.acquire([("a", 2)])
+        assert limiter._buckets["a"].wait_s(1, now[0]) == pytest.approx(0.5)
+        now[0] += 0.5
+        await limiter.acquire([("a", 1)])
+        limiter.block(["a"], 3.0)
+        assert limiter._buckets["a"].wait_s(1, now[0]) == pytest.approx(3.0)
+        assert limiter.waits == 0
+
+    run(main())
+
+
+def test_parse_retry_after() -> None:
+    assert parse_retry_after("2") == 2.0
+    assert parse_retry_after(" 0.5 ") == 0.5
+    assert parse_retry_after("-3") == 0.0
+    assert parse_retry_after(None) is None
+    assert parse_retry_after("soon") is None
+    when = datetime(2030, 1, 1, tzinfo=timezone.utc)
+    now = (when - timedelta(seconds=30)).timestamp()
+    assert parse_retry_after(format_datetime(when, usegmt=True), now_s=now) == pytest.approx(30.0)
+
+
+def test_parse_error_body() -> None:
+    assert parse_error_body(b'{"code":-2011,"msg":"Unknown order sent."}') == (-2011, "Unknown order sent.")
+    assert parse_error_body(b'{"label":"INVALID_KEY","message":"Invalid key"}') == ("INVALID_KEY", "Invalid key")
+    assert parse_error_body(b'{"success":false,"code":602,"message":"sig"}') == (602, "sig")
+    assert parse_error_body(b"<html>") is None
+    assert parse_error_body(b"[1]") is None
+    assert parse_error_body(b"{}") is None
+
+
+def test_settings_from_exchange_config() -> None:
+    assert RestSettings.from_exchange_config(ExchangeConfig(name="mexc", rest_timeout_ms=1500)).timeout_s == 1.5

@@ -1,0 +1,287 @@
+"""arb.exchanges.ws against a picows server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import random
+import socket
+
+import pytest
+from loopback import PING, WsTestServer, eventually, run
+from picows import WSMsgType
+
+from arb.errors import ExchangeConnectionError
+from arb.exchanges.ws import WsSession, WsSettings, backoff_delay
+from arb.types import ExchangeConfig
+
+FAST = WsSettings(backoff_initial_s=0.01, backoff_max_s=0.05, heartbeat_interval_s=5, heartbeat_timeout_s=5)
+
+
+class Inbox:
+    """A message handler that copies what it receives (the payload is borrowed)."""
+
+    def __init__(self, fail_first: int = 0) -> None:
+        self.messages: list[tuple[bytes, bool, bool]] = []
+        self.fail_first = fail_first
+
+    def __call__(self, payload: memoryview, binary: bool, last_in_buffer: bool, recv_ns: int) -> None:
+        assert recv_ns > 0
+        self.messages.append((bytes(payload), binary, last_in_buffer))
+        if len(self.messages) <= self.fail_first:
+            raise RuntimeError("consumer bug")
+
+    @property
+    def payloads(self) -> list[bytes]:
+        return [m[0] for m in self.messages]
+
+
+def session(url: str, inbox: Inbox, settings: WsSettings = FAST, **kwargs: object) -> WsSession:
+    return WsSession("testvenue", url, inbox, settings=settings, **kwargs)  # type: ignore[arg-type]
+
+
+def test_subscribes_on_connect_and_delivers_messages() -> None:
+    async def main() -> None:
+        server = await WsTestServer(
+            on_message=lambda conn, msg: (conn.send(b'{"n":1}'), conn.transport.send(WSMsgType.BINARY, b"\x01\x02"))
+        ).start()
+        inbox = Inbox()
+        connected: list[int] = []
+        client = session(server.url, inbox, connect_frames=lambda: ['{"sub":"a"}'], on_connected=lambda: connected.append(1))
+        client.start()
+        await client.wait_connected(5)
+        await eventually(lambda: len(inbox.messages) == 2, what="two messages")
+        assert server.connections[0].received == [b'{"sub":"a"}']
+        assert inbox.messages[0][:2] == (b'{"n":1}', False)
+        assert inbox.messages[1][:2] == (b"\x01\x02", True)
+        health = client.health()
+        assert health.connected and health.connects == 1 and health.reconnects == 0
+        assert health.messages == 2 and health.last_message_age_ns is not None and health.last_message_age_ns >= 0
+        assert health.errors == {} and connected == [1]
+        await client.close()
+        await server.close()
+
+    run(main())
+
+
+def test_reconnects_with_backoff_and_resubscribes_after_drop() -> None:
+    async def main() -> None:
+        def drop_first(conn, msg):  # type: ignore[no-untyped-def]
+            if len(conn.server.connections) == 1:
+                conn.transport.disconnect()
+
+        server = await WsTestServer(on_message=drop_first).start()
+        disconnects: list[int] = []
+        client = session(
+            server.url, Inbox(), connect_frames=lambda: ["sub"], on_disconnected=lambda: disconnects.append(1)
+        )
+        client.start()
+        await eventually(lambda: len(server.connections) == 2 and client.connected, what="reconnect")
+        await eventually(lambda: server.connections[1].received == [b"sub"], what="resubscribe")
+        assert server.connections[0].received == [b"sub"]
+        health = client.health()
+        assert health.connects == 2 and health.reconnects == 1 and disconnects == [1]
+        await client.close()
+        await server.close()
+
+    run(main())
+
+
+def test_server_close_frame_is_answered_then_reconnects() -> None:
+    async def main() -> None:
+        server = await WsTestServer().start()
+        client = session(server.url, Inbox())
+        client.start()
+        await client.wait_connected(5)
+        first = server.connections[0]
+        assert first.transport is not None
+        first.transport.send_close()
+        await eventually(lambda: len(server.connections) == 2, what="reconnect after CLOSE")
+        assert client.health().reconnects == 1
+        await client.close()
+        await server.close()
+
+    run(main())
+
+
+def test_drop_forces_a_reconnect() -> None:
+    async def main() -> None:
+        server = await WsTestServer().start()
+        client = session(server.url, Inbox(), connect_frames=lambda: ["sub"])
+        client.start()
+        await client.wait_connected(5)
+        client.drop()
+        await eventually(lambda: len(server.connections) == 2 and client.connected, what="reconnect after drop")
+        assert server.connections[0].close_codes == [1001] and server.connections[1].received == [b"sub"]
+        await client.close()
+        await server.close()
+
+    run(main())
+
+
+def test_missing_pong_disconnects_and_reconnects() -> None:
+    async def main() -> None:
+        server = await WsTestServer(reply_pings=False).start()
+        settings = WsSettings(
+            heartbeat_interval_s=0.05, heartbeat_timeout_s=0.05, backoff_initial_s=0.01, backoff_max_s=0.02
+        )
+        client = session(server.url, Inbox(), settings, ping_frame=lambda: PING, is_pong=lambda f: b"pong" in bytes(f))
+        client.start()
+        await eventually(lambda: len(server.connections) >= 2, what="reconnect after heartbeat timeout")
+        assert server.connections[0].pings >= 1
+        assert client.health().reconnects >= 1
+        await client.close()
+        await server.close()
+
+    run(main())
+
+
+def test_answered_heartbeat_keeps_the_connection() -> None:
+    async def main() -> None:
+        server = await WsTestServer(reply_pings=True).start()
+        settings = WsSettings(heartbeat_interval_s=0.03, heartbeat_timeout_s=0.03, backoff_initial_s=0.01)
+        inbox = Inbox()
+        client = session(server.url, inbox, settings, ping_frame=lambda: PING, is_pong=lambda f: b"spot.pong" in bytes(f))
+        client.start()
+        await eventually(lambda: bool(server.connections) and server.connections[0].pings >= 5, what="five pings")
+        assert len(server.connections) == 1 and client.health().reconnects == 0
+        assert inbox.messages == []  # pongs are consumed by the heartbeat, not delivered
+        await client.close()
+        await server.close()
+
+    run(main())
+
+
+def test_fragmented_message_is_reassembled() -> None:
+    async def main() -> None:
+        def fragments(conn, msg):  # type: ignore[no-untyped-def]
+            t = conn.transport
+            t.send(WSMsgType.TEXT, b'{"a":', fin=False)
+            t.send(WSMsgType.CONTINUATION, b'"long', fin=False)
+            t.send(WSMsgType.CONTINUATION, b' message"}', fin=True)
+            t.send(WSMsgType.TEXT, b'{"b":2}')
+
+        server = await WsTestServer(on_message=fragments).start()
+        inbox = Inbox()
+        client = session(server.url, inbox, connect_frames=lambda: ["go"])
+        client.start()
+        await eventually(lambda: len(inbox.messages) == 2, what="two messages")
+        assert inbox.payloads == [b'{"a":"long message"}', b'{"b":2}']
+        assert client.health().fragmented_messages == 1 and client.health().messages == 2
+        await client.close()
+        await server.close()
+
+    run(main())
+
+
+def test_oversize_fragmented_message_is_dropped_and_counted() -> None:
+    async def main() -> None:
+        def fragments(conn, msg):  # type: ignore[no-untyped-def]
+            t = conn.transport
+            t.send(WSMsgType.TEXT, b"0123456", fin=False)
+            t.send(WSMsgType.CONTINUATION, b"789abc", fin=True)
+            t.send(WSMsgType.TEXT, b"ok")
+
+        server = await WsTestServer(on_message=fragments).start()
+        inbox = Inbox()
+        settings = WsSettings(max_message_bytes=10, backoff_initial_s=0.01)
+        client = session(server.url, inbox, settings, connect_frames=lambda: ["go"])
+        client.start()
+        await eventually(lambda: len(inbox.messages) == 1, what="the small message")
+        assert inbox.payloads == [b"ok"]
+        assert client.health().errors == {"oversize": 1} and client.health().connects == 1
+        await client.close()
+        await server.close()
+
+    run(main())
+
+
+def test_frames_read_together_flag_only_the_last() -> None:
+    async def main() -> None:
+        def burst(conn, msg):  # type: ignore[no-untyped-def]
+            # Three unmasked server TEXT frames in one write, hence one client read.
+            raw = b"".join(bytes([0x81, len(p)]) + p for p in (b"one", b"two", b"three"))
+            conn.transport.underlying_transport.write(raw)
+
+        server = await WsTestServer(on_message=burst).start()
+        inbox = Inbox()
+        client = session(server.url, inbox, connect_frames=lambda: ["go"])
+        client.start()
+        await eventually(lambda: len(inbox.messages) == 3, what="three messages")
+        assert [(m[0], m[2]) for m in inbox.messages] == [(b"one", False), (b"two", False), (b"three", True)]
+        await client.close()
+        await server.close()
+
+    run(main())
+
+
+def test_handler_exception_is_counted_and_the_stream_survives() -> None:
+    async def main() -> None:
+        server = await WsTestServer(on_message=lambda conn, msg: [conn.send(b"x"), conn.send(b"y")]).start()
+        inbox = Inbox(fail_first=1)
+        client = session(server.url, inbox, connect_frames=lambda: ["go"])
+        client.start()
+        await eventually(lambda: len(inbox.messages) == 2, what="both messages")
+        health = client.health()
+        assert health.errors == {"callback": 1} and health.connects == 1 and health.connected
+        await client.close()
+        await server.close()
+
+    run(main())
+
+
+def test_retries_until_the_server_comes_up() -> None:
+    async def main() -> None:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        client = session(f"ws://127.0.0.1:{port}/", Inbox())
+        client.start()
+        await eventually(lambda: client.health().errors.get("connect", 0) >= 2, what="failed attempts")
+        assert not client.connected
+        server = await WsTestServer().start(port)
+        await client.wait_connected(5)
+        assert client.health().reconnects >= 2 and client.health().connects == 1
+        await client.close()
+        await server.close()
+
+    run(main())
+
+
+def test_graceful_close_sends_close_ok() -> None:
+    async def main() -> None:
+        server = await WsTestServer().start()
+        client = session(server.url, Inbox())
+        client.start()
+        await client.wait_connected(5)
+        await client.close()
+        await eventually(lambda: server.connections[0].close_codes == [1000], what="CLOSE 1000 at the server")
+        assert not client.connected and len(server.connections) == 1
+        with pytest.raises(ExchangeConnectionError, match="testvenue: websocket .* is not connected"):
+            client.send("late")
+        await server.close()
+
+    run(main())
+
+
+def test_backoff_is_exponential_capped_and_jittered() -> None:
+    settings = WsSettings(backoff_initial_s=0.1, backoff_max_s=2.0, backoff_multiplier=2.0)
+    rng = random.Random(7)
+    for attempt, base in [(0, 0.1), (1, 0.2), (3, 0.8), (5, 2.0), (500, 2.0)]:
+        delays = [backoff_delay(attempt, settings, rng) for _ in range(50)]
+        assert all(base / 2 <= d <= base for d in delays), (attempt, delays)
+        assert len(set(delays)) > 1
+
+
+def test_settings_from_exchange_config() -> None:
+    settings = WsSettings.from_exchange_config(ExchangeConfig(name="gateio", ws_heartbeat_interval_ms=5000))
+    assert (settings.heartbeat_interval_s, settings.heartbeat_timeout_s) == (5.0, 5.0)
+
+
+def test_settings_are_validated() -> None:
+    with pytest.raises(ValueError, match="heartbeat_interval_s must be > 0"):
+        WsSettings(heartbeat_interval_s=0)
+    with pytest.raises(ValueError, match="heartbeat_timeout_s=2 must be <= heartbeat_interval_s=1"):
+        WsSettings(heartbeat_interval_s=1, heartbeat_timeout_s=2)
+    with pytest.raises(ValueError, match="backoff_max_s"):
+        WsSettings(backoff_initial_s=5, backoff_max_s=1)
+    with pytest.raises(ValueError, match="ping_frame and is_pong"):
+        WsSession("v", "ws://127.0.0.1:1/", Inbox(), ping_frame=lambda: PING)
