@@ -1,0 +1,326 @@
+"""arb.sim.matching: bad inputs, hand-checked fills and fees, and hypothesis properties of the ledger."""
+
+from decimal import Decimal as D
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sim.simdata import perp, spot
+
+from arb.exchanges.errors import ErrorCategory
+from arb.sim.matching import (
+    Fill,
+    Liquidity,
+    OrderEvent,
+    OrderRejected,
+    OrderStatus,
+    OrderType,
+    SimExchange,
+    TimeInForce,
+    from_atoms,
+    to_atoms,
+)
+from arb.types import ExchangeName, OrderSide
+from arb_core.book import ASK, BID
+
+BUY, SELL = OrderSide.BUY, OrderSide.SELL
+LIMIT, MARKET = OrderType.LIMIT, OrderType.MARKET
+SYM, PERP = "BTC/USDT", "BTC/USDT:USDT"
+
+
+def spot_venue() -> SimExchange:
+    """Gate spot with market asks 100.00 x 1.0, 100.01 x 2.0 and bids 99.99 x 1.0, 99.98 x 2.0; alice funded."""
+    venue = SimExchange(ExchangeName.GATEIO, [spot()])
+    venue.engine(SYM).apply_market_levels(
+        [(ASK, 10_000, 10_000), (ASK, 10_001, 20_000), (BID, 9_999, 10_000), (BID, 9_998, 20_000)], 1
+    )
+    venue.deposit("alice", "USDT", "10000")
+    venue.deposit("alice", "BTC", "5")
+    return venue
+
+
+def rejected(category: ErrorCategory, call: object, *args: object, **kwargs: object) -> OrderRejected:
+    with pytest.raises(OrderRejected) as info:
+        call(*args, **kwargs)  # type: ignore[operator]
+    assert info.value.category is category, info.value
+    return info.value
+
+
+# -- bad inputs ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("price", "category"),
+    [("100.001", ErrorCategory.PRECISION), ("abc", ErrorCategory.INVALID_REQUEST), ("-1", ErrorCategory.INVALID_REQUEST),
+     ("NaN", ErrorCategory.INVALID_REQUEST), ("0", ErrorCategory.INVALID_REQUEST)],
+)
+def test_wire_price_off_grid_or_malformed_is_rejected(price: str, category: ErrorCategory) -> None:
+    rejected(category, spot_venue().engine(SYM).price_ticks, price)
+
+
+def test_wire_size_off_lot_is_precision_and_good_values_convert() -> None:
+    engine = spot_venue().engine(SYM)
+    rejected(ErrorCategory.PRECISION, engine.size_lots, "0.00001")
+    assert (engine.price_ticks("100.01"), engine.size_lots(D("0.25"))) == (10_001, 2_500)
+
+
+def test_request_validation() -> None:
+    venue = spot_venue()
+    place = venue.place_order
+    rejected(ErrorCategory.INVALID_REQUEST, place, "alice", "ETH/USDT", BUY, LIMIT, 1, 2, price_ticks=1)
+    rejected(ErrorCategory.INVALID_REQUEST, place, "alice", SYM, BUY, LIMIT, 0, 2, price_ticks=10_000)
+    rejected(ErrorCategory.INVALID_REQUEST, place, "alice", SYM, BUY, LIMIT, 10, 2)  # no price
+    rejected(ErrorCategory.INVALID_REQUEST, place, "alice", SYM, BUY, MARKET, 10, 2, price_ticks=10_000)
+    rejected(ErrorCategory.INVALID_REQUEST, place, "alice", SYM, BUY, MARKET, 10, 2, time_in_force=TimeInForce.GTC)
+    rejected(ErrorCategory.INVALID_REQUEST, place, "alice", SYM, SELL, MARKET, 0, 2, quote_amount=D("10"))
+    rejected(ErrorCategory.INVALID_REQUEST, place, "alice", SYM, BUY, LIMIT, 1_000, 2, price_ticks=9_000, reduce_only=True)
+    rejected(ErrorCategory.MIN_NOTIONAL, place, "alice", SYM, BUY, LIMIT, 100, 2, price_ticks=9_000)  # 0.9 USDT < 1
+    rejected(ErrorCategory.MIN_NOTIONAL, place, "alice", SYM, BUY, MARKET, 0, 2, quote_amount=D("0.5"))
+    rejected(ErrorCategory.PRECISION, place, "alice", SYM, BUY, MARKET, 0, 2, quote_amount=D("1e-40"))
+    rejected(ErrorCategory.INSUFFICIENT_BALANCE, place, "alice", SYM, BUY, LIMIT, 2_000_000, 2, price_ticks=9_000)
+    rejected(ErrorCategory.INSUFFICIENT_BALANCE, place, "bob", SYM, SELL, MARKET, 10, 2)
+    rejected(ErrorCategory.ORDER_REJECTED, place, "alice", SYM, BUY, LIMIT, 1_000, 2, price_ticks=10_000, time_in_force=TimeInForce.POST_ONLY)
+    place("alice", SYM, BUY, LIMIT, 1_000, 2, price_ticks=9_000, client_id="c1")
+    rejected(ErrorCategory.INVALID_REQUEST, place, "alice", SYM, BUY, LIMIT, 1_000, 2, price_ticks=9_000, client_id="c1")
+    assert [e.client_id for e in venue.open_orders("alice")] == ["c1"]  # rejections used no order
+
+
+def test_unknown_orders() -> None:
+    venue = spot_venue()
+    rejected(ErrorCategory.UNKNOWN_ORDER, venue.get_order, "alice", 99)
+    rejected(ErrorCategory.UNKNOWN_ORDER, venue.get_order_by_client_id, "alice", SYM, "nope")
+    rejected(ErrorCategory.UNKNOWN_ORDER, venue.cancel_order, "alice", SYM, 3, order_id=99)
+    order = venue.place_order("alice", SYM, BUY, LIMIT, 1_000, 2, price_ticks=9_000).order
+    rejected(ErrorCategory.UNKNOWN_ORDER, venue.get_order, "bob", order.order_id)
+    rejected(ErrorCategory.UNKNOWN_ORDER, venue.cancel_order, "bob", SYM, 3, order_id=order.order_id)
+    venue.cancel_order("alice", SYM, 3, order_id=order.order_id)
+    rejected(ErrorCategory.UNKNOWN_ORDER, venue.cancel_order, "alice", SYM, 4, order_id=order.order_id)
+
+
+def test_bad_construction_and_amounts() -> None:
+    with pytest.raises(ValueError, match="leverage"):
+        SimExchange(ExchangeName.GATEIO, [spot()], leverage=0)
+    with pytest.raises(ValueError, match="gateio_futures"):
+        SimExchange(ExchangeName.GATEIO, [perp()])
+    with pytest.raises(ValueError, match="reserved"):
+        spot_venue().deposit("fees", "USDT", "1")
+    with pytest.raises(ValueError, match="negative"):
+        spot_venue().deposit("bob", "USDT", "-1")
+    with pytest.raises(ValueError, match="not a number"):
+        to_atoms("x")
+    with pytest.raises(ValueError, match="at least one level"):
+        spot_venue().engine(SYM).apply_market_levels([], 1)
+    assert from_atoms(to_atoms("1.25")) == D("1.25")
+
+
+# -- hand-checked behaviour -------------------------------------------------------------------------
+
+
+def test_ioc_buy_walks_levels_pays_taker_fee_in_base_and_removes_liquidity() -> None:
+    venue = spot_venue()
+    result = venue.place_order("alice", SYM, BUY, LIMIT, 15_000, 5, price_ticks=10_001, time_in_force=TimeInForce.IOC)
+    assert [(f.price_ticks, f.size_lots, f.liquidity) for f in result.fills] == [
+        (10_000, 10_000, Liquidity.TAKER), (10_001, 5_000, Liquidity.TAKER)]
+    assert result.fills[0].fee_asset == "BTC" and from_atoms(result.fills[0].fee_atoms) == D("0.001")
+    assert result.order.status is OrderStatus.FILLED
+    assert result.book_update is not None and result.book_update.levels == ((ASK, 10_000, 0), (ASK, 10_001, 15_000))
+    assert venue.engine(SYM).book.top(ASK, 2) == [(10_001, 15_000)]
+    free = venue.balances("alice")
+    assert free["USDT"] == (D("10000") - D("100") - D("50.005"), D(0))
+    assert free["BTC"] == (D("5") + D("1.5") * D("0.999"), D(0))
+
+
+def test_market_buy_by_quote_amount_spends_at_most_the_amount() -> None:
+    venue = spot_venue()
+    result = venue.place_order("alice", SYM, BUY, MARKET, 0, 5, quote_amount=D("150"))
+    assert [(f.price_ticks, f.size_lots) for f in result.fills] == [(10_000, 10_000), (10_001, 4_999)]
+    assert result.order.status is OrderStatus.FILLED and result.order.filled_lots == 14_999
+    assert from_atoms(result.order.filled_quote_atoms) <= D("150")
+
+
+def test_resting_order_locks_rests_behind_market_size_and_fills_as_maker_when_market_moves_through() -> None:
+    venue = spot_venue()
+    engine = venue.engine(SYM)
+    result = venue.place_order("alice", SYM, BUY, LIMIT, 20_000, 5, price_ticks=9_999, client_id="bid")
+    assert result.book_update is not None and result.book_update.levels == ((BID, 9_999, 30_000),)
+    assert venue.balances("alice")["USDT"] == (D("10000") - D("199.98"), D("199.98"))
+    venue.drain_events()
+    # The market pulls its bid at 99.99 and offers 2.5 BTC there: the user's resting bid is
+    # crossed and fills at its own price as maker; 0.5 BTC of the market's ask remains.
+    update = engine.apply_market_levels([(BID, 9_999, 0), (ASK, 9_999, 25_000)], 7)
+    assert sorted(update.levels) == [(BID, 9_999, 0), (ASK, 9_999, 5_000)]
+    events = venue.drain_events()
+    fills = [e for e in events if isinstance(e, Fill)]
+    assert [(f.price_ticks, f.size_lots, f.liquidity) for f in fills] == [(9_999, 20_000, Liquidity.MAKER)]
+    assert from_atoms(fills[0].fee_atoms) == D("0.001")  # 0.05 % maker of 2 BTC, charged in BTC
+    order = venue.get_order_by_client_id("alice", SYM, "bid")
+    assert order.status is OrderStatus.FILLED and isinstance(events[-1], OrderEvent)
+    assert venue.balances("alice")["USDT"] == (D("10000") - D("199.98"), D(0))
+
+
+def test_user_orders_share_level_after_market_size_in_time_priority() -> None:
+    venue = spot_venue()
+    venue.deposit("bob", "BTC", "1")
+    venue.deposit("carol", "USDT", "1000")
+    venue.place_order("alice", SYM, SELL, LIMIT, 3_000, 2, price_ticks=10_000, client_id="a")
+    venue.place_order("bob", SYM, SELL, LIMIT, 3_000, 3, price_ticks=10_000, client_id="b")
+    result = venue.place_order("carol", SYM, BUY, LIMIT, 14_000, 4, price_ticks=10_000, time_in_force=TimeInForce.IOC)
+    assert [f.size_lots for f in result.fills] == [10_000, 3_000, 1_000]
+    makers = [e for e in venue.drain_events() if isinstance(e, Fill) and e.liquidity is Liquidity.MAKER]
+    assert [(f.user, f.size_lots) for f in makers] == [("alice", 3_000), ("bob", 1_000)]
+    assert venue.get_order_by_client_id("bob", SYM, "b").status is OrderStatus.PARTIALLY_FILLED
+    assert venue.engine(SYM).book.best_ask() == (10_000, 2_000)
+
+
+def test_fok_all_or_nothing_and_ioc_never_rests() -> None:
+    venue = spot_venue()
+    fok = venue.place_order("alice", SYM, BUY, LIMIT, 40_000, 2, price_ticks=10_001, time_in_force=TimeInForce.FOK)
+    assert (fok.order.status, fok.order.filled_lots, fok.fills, fok.book_update) == (OrderStatus.EXPIRED, 0, (), None)
+    assert fok.order.reason == "fok"
+    ioc = venue.place_order("alice", SYM, BUY, LIMIT, 40_000, 3, price_ticks=10_001, time_in_force=TimeInForce.IOC)
+    assert (ioc.order.status, ioc.order.filled_lots, ioc.order.reason) == (OrderStatus.EXPIRED, 30_000, "ioc")
+    assert venue.open_orders("alice") == [] and venue.balances("alice")["USDT"][1] == 0
+
+
+def test_cancel_releases_lock_and_removes_level() -> None:
+    venue = spot_venue()
+    order = venue.place_order("alice", SYM, SELL, LIMIT, 5_000, 2, price_ticks=10_050, client_id="x").order
+    assert venue.balances("alice")["BTC"] == (D("4.5"), D("0.5"))
+    event, update = venue.cancel_order("alice", SYM, 3, client_id="x")
+    assert (event.order_id, event.status, event.reason) == (order.order_id, OrderStatus.CANCELED, "canceled")
+    assert update is not None and update.levels == ((ASK, 10_050, 0),)
+    assert venue.balances("alice")["BTC"] == (D("5"), D(0))
+
+
+def test_partial_fill_cap_expires_the_rest() -> None:
+    venue = spot_venue()
+    result = venue.place_order("alice", SYM, BUY, LIMIT, 20_000, 2, price_ticks=10_001, max_fill_lots=12_000)
+    assert (result.order.filled_lots, result.order.status, result.order.reason) == (12_000, OrderStatus.EXPIRED, "partial_fill")
+    assert venue.open_orders("alice") == []
+
+
+def test_futures_open_close_pnl_fees_rebate_and_reduce_only() -> None:
+    venue = SimExchange(ExchangeName.GATEIO_FUTURES, [perp()], leverage=10)
+    engine = venue.engine(PERP)
+    engine.apply_market_levels([(ASK, 600_000, 1_000), (BID, 599_990, 1_000)], 1)
+    venue.deposit("alice", "USDT", "100")
+    rejected(ErrorCategory.ORDER_REJECTED, venue.place_order, "alice", PERP, SELL, MARKET, 10, 2, reduce_only=True)
+    opened = venue.place_order("alice", PERP, BUY, MARKET, 100, 2)  # 100 x 0.0001 BTC at 60000 = 600 USDT
+    assert from_atoms(opened.fills[0].fee_atoms) == D("0.3") and opened.fills[0].fee_asset == "USDT"
+    assert venue.position("alice", PERP) == (100, D("60000"), D("60"), D(0))
+    engine.apply_market_levels([(BID, 599_990, 0), (BID, 610_000, 1_000), (ASK, 600_000, 0), (ASK, 610_010, 5)], 3)
+    closed = venue.place_order("alice", PERP, SELL, MARKET, 500, 4, reduce_only=True)
+    assert [f.size_lots for f in closed.fills] == [100]  # clipped to the position
+    assert venue.position("alice", PERP) == (0, None, D(0), D("10"))
+    assert venue.balances("alice")["USDT"] == (D("100") - D("0.3") + D("10") - D("0.305"), D(0))
+    maker = venue.place_order("alice", PERP, SELL, LIMIT, 10, 5, price_ticks=610_010)  # joins the ask, rests
+    engine.apply_market_levels([(ASK, 610_010, 0), (BID, 610_010, 20)], 6)  # the market's bid lifts the user's ask
+    fill = next(e for e in venue.drain_events() if isinstance(e, Fill) and e.order_id == maker.order.order_id)
+    assert fill.liquidity is Liquidity.MAKER and from_atoms(fill.fee_atoms) == D("-0.01525025")  # 0.025 % of 61.001
+
+
+# -- properties -------------------------------------------------------------------------------------
+
+ASSETS = ("BTC", "USDT")
+USERS = ("u1", "u2")
+
+order_op = st.tuples(
+    st.just("order"), st.sampled_from(USERS), st.sampled_from([BUY, SELL]),
+    st.sampled_from([(LIMIT, TimeInForce.GTC), (LIMIT, TimeInForce.IOC), (LIMIT, TimeInForce.FOK),
+                     (LIMIT, TimeInForce.POST_ONLY), (MARKET, TimeInForce.IOC), (MARKET, TimeInForce.FOK)]),
+    st.integers(1, 30_000), st.integers(-20, 20),
+)
+cancel_op = st.tuples(st.just("cancel"), st.sampled_from(USERS), st.integers(0, 30))
+market_op = st.tuples(st.just("market"), st.sampled_from([BID, ASK]), st.integers(0, 15), st.integers(0, 30_000))
+ops = st.lists(st.one_of(order_op, cancel_op, market_op), min_size=1, max_size=40)
+
+
+def check_invariants(venue: SimExchange, totals: dict[str, int]) -> None:
+    ledger = venue.ledger
+    for asset in ASSETS:
+        assert ledger.total(asset) == totals[asset]  # conservation incl. fees and market
+    engines = list(venue.engines.values())
+    for user in USERS:
+        account = ledger.account(user)
+        assert all(v >= 0 for v in account.free.values()), account.free
+        assert all(v >= 0 for v in account.locked.values()), account.locked
+        assert all(p.margin_atoms >= 0 for p in account.positions.values())
+        locked: dict[str, int] = {}
+        for engine in engines:
+            for order in engine._orders.values():
+                if order.user == user and order.status in (OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED):
+                    locked[order.lock_asset] = locked.get(order.lock_asset, 0) + order.locked_atoms
+                    assert order.locked_atoms == order.remaining * order.lock_per_lot
+                else:
+                    assert order.user != user or order.locked_atoms == 0  # released on fill/cancel/expiry
+        assert {a: v for a, v in account.locked.items() if v} == {a: v for a, v in locked.items() if v}
+    for engine in engines:
+        bid, ask = engine.book.best_bid_price(), engine.book.best_ask_price()
+        assert not (bid and ask and bid >= ask)
+
+
+def run_ops(venue: SimExchange, symbol: str, operations: list[tuple[object, ...]]) -> None:
+    engine = venue.engine(symbol)
+    totals = {asset: venue.ledger.total(asset) for asset in ASSETS}
+    now = 10
+    for op in operations:
+        now += 1
+        if op[0] == "order":
+            _, user, side, (kind, tif), size, offset = op
+            best_bid, best_ask = engine.book.best_bid_price(), engine.book.best_ask_price()
+            price = (best_ask if side is BUY else best_bid) + offset if kind is LIMIT else 0
+            if kind is LIMIT and price <= 0:
+                continue
+            try:
+                result = venue.place_order(user, symbol, side, kind, size, now, price_ticks=price, time_in_force=tif)  # type: ignore[arg-type]
+            except OrderRejected as exc:
+                assert exc.category in (ErrorCategory.INSUFFICIENT_BALANCE, ErrorCategory.ORDER_REJECTED, ErrorCategory.MIN_NOTIONAL)
+                continue
+            for fill in result.fills:
+                if side is BUY:
+                    assert fill.price_ticks >= best_ask and (kind is MARKET or fill.price_ticks <= price)
+                else:
+                    assert fill.price_ticks <= best_bid and (kind is MARKET or fill.price_ticks >= price)
+            if tif in (TimeInForce.IOC, TimeInForce.FOK):
+                assert result.order.status in (OrderStatus.FILLED, OrderStatus.EXPIRED)
+            if tif is TimeInForce.FOK:
+                assert result.order.filled_lots in (0, result.order.size_lots)
+            if tif is TimeInForce.POST_ONLY:
+                assert result.fills == ()
+        elif op[0] == "cancel":
+            _, user, index = op
+            open_orders = venue.open_orders(user)  # type: ignore[arg-type]
+            if open_orders:
+                venue.cancel_order(user, symbol, now, order_id=open_orders[index % len(open_orders)].order_id)  # type: ignore[arg-type]
+        else:
+            _, side, distance, size = op
+            own = engine.market_levels
+            if side == BID:
+                top = min(own[ASK], default=engine.book.best_ask_price() or 10_010)
+                price = top - 1 - distance
+            else:
+                top = max(own[BID], default=engine.book.best_bid_price() or 9_990)
+                price = top + 1 + distance
+            if price > 0:
+                engine.apply_market_levels([(side, price, size)], now)  # type: ignore[list-item]
+        check_invariants(venue, totals)
+
+
+@settings(max_examples=300, deadline=None)
+@given(ops)
+def test_spot_properties(operations: list[tuple[object, ...]]) -> None:
+    venue = spot_venue()
+    for user in USERS:
+        venue.deposit(user, "USDT", "300")
+        venue.deposit(user, "BTC", "2")
+    run_ops(venue, SYM, operations)
+
+
+@settings(max_examples=300, deadline=None)
+@given(ops)
+def test_futures_properties(operations: list[tuple[object, ...]]) -> None:
+    venue = SimExchange(ExchangeName.GATEIO_FUTURES, [perp(maker_fee=D("-0.00025"))], leverage=5)
+    venue.engine(PERP).apply_market_levels([(ASK, 10_000, 5_000), (BID, 9_990, 5_000)], 1)
+    for user in USERS:
+        venue.deposit(user, "USDT", "50")
+    run_ops(venue, PERP, operations)
