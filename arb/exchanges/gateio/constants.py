@@ -71,6 +71,26 @@ FUTURES_BOOK_TICKER_CHANNEL: Final = "futures.book_ticker"
 FUTURES_ORDERS_CHANNEL: Final = "futures.orders"
 FUTURES_LOGIN_CHANNEL: Final = "futures.login"
 FUTURES_ORDER_PLACE_CHANNEL: Final = "futures.order_place"
+# order_book_update: the interval fixes the depth on spot (20ms <-> 20, 100ms <-> 100 levels); futures
+# take the depth as a third payload item ("100" when omitted), 20ms only with "20".
+SPOT_BOOK_INTERVALS: Final = {100: "100ms", 20: "20ms"}  # depth -> interval
+FUTURES_BOOK_INTERVALS: Final = {100: "100ms", 50: "100ms", 20: "20ms"}  # depth (level) -> interval
+FUTURES_DEFAULT_BOOK_LEVEL: Final = 100
+SPOT_DEPTH_EVENT: Final = "depthUpdate"  # result.e of spot.order_book_update
+WS_STATUS_SUCCESS: Final = "success"  # result.status of an accepted (un)subscribe
+WS_STATUS_FAIL: Final = "fail"
+# Error object {"code", "message"} of a refused request (spot and futures docs, "Error").
+WS_ERROR_BAD_REQUEST: Final = 1
+WS_ERROR_BAD_ARGUMENT: Final = 2
+WS_ERROR_SERVER: Final = 3
+WS_ERROR_AUTH: Final = 4
+WS_ERROR_MESSAGES: Final = {
+    WS_ERROR_BAD_REQUEST: "Invalid request body format",
+    WS_ERROR_BAD_ARGUMENT: "Invalid argument provided",
+    WS_ERROR_SERVER: "Server side error happened",
+    WS_ERROR_AUTH: "Authentication fail",
+}
+WS_DUPLICATE_SUBSCRIPTION_MESSAGE: Final = "Alert sub {payload}"  # code 2, as answered on spot.obu
 WS_AUTH_METHOD: Final = "api_key"
 WS_PING_INTERVAL_S: Final = 10  # gatews pings every 5 s, [HB] every 10 s
 OBU_DUPLICATE_SUBSCRIPTION_CODE: Final = 2
@@ -82,6 +102,14 @@ SPOT_ORDER_PLACE_LIMIT: Final = (10, 1.0)  # place + amend, per UID and market
 SPOT_ORDER_CANCEL_LIMIT: Final = (200, 1.0)
 FUTURES_ORDER_PLACE_LIMIT: Final = (100, 1.0)  # place + amend
 FUTURES_ORDER_CANCEL_LIMIT: Final = (200, 1.0)
+# Rate-limit ids of the shared limiter: one budget per public endpoint and IP.
+SPOT_ORDER_BOOK_RATE_LIMIT: Final = "gateio:public:" + ORDER_BOOK_PATH
+FUTURES_ORDER_BOOK_RATE_LIMIT: Final = "gateio:public:" + FUTURES_ORDER_BOOK_PATH
+ORDER_BOOK_WEIGHT: Final = 1
+RATE_LIMITS: Final = {
+    SPOT_ORDER_BOOK_RATE_LIMIT: PUBLIC_ENDPOINT_LIMIT,
+    FUTURES_ORDER_BOOK_RATE_LIMIT: PUBLIC_ENDPOINT_LIMIT,
+}
 RATE_LIMIT_REMAIN_HEADER: Final = "X-Gate-RateLimit-Requests-Remain"
 RATE_LIMIT_LIMIT_HEADER: Final = "X-Gate-RateLimit-Limit"
 RATE_LIMIT_RESET_HEADER: Final = "X-Gate-RateLimit-Reset-Timestamp"

@@ -144,3 +144,17 @@ class ErrorResponse(msgspec.Struct, frozen=True):
     label: str
     message: str = ""
     detail: str | None = None
+
+
+class WsRequest(msgspec.Struct, frozen=True):
+    """A client websocket request: ``{"time":s,"id":n,"channel":..,"event":"subscribe","payload":[..]}``.
+
+    ``payload`` stays raw: its type is channel specific (a list of strings on market data).
+    """
+
+    time: int  # request time, s
+    channel: str
+    event: str = ""  # subscribe | unsubscribe | api; absent on spot.ping
+    id: int | None = None  # echoed in the reply
+    payload: msgspec.Raw = msgspec.Raw(b"null")  # JSON text, null when absent
+    auth: dict[str, str] | None = None  # private channels: method, KEY, SIGN

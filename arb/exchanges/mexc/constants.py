@@ -75,7 +75,29 @@ AGGRE_DEALS_TOPIC: Final = "spot@public.aggre.deals.v3.api.pb@{interval}@{symbol
 PRIVATE_ACCOUNT_TOPIC: Final = "spot@private.account.v3.api.pb"
 PRIVATE_DEALS_TOPIC: Final = "spot@private.deals.v3.api.pb"
 PRIVATE_ORDERS_TOPIC: Final = "spot@private.orders.v3.api.pb"
+DEPTH_INTERVAL: Final = "100ms"  # aggre depth push period: 100ms | 10ms
+DEPTH_INTERVALS: Final = ("100ms", "10ms")
+DEPTH_SYNC_LIMIT: Final = 1000  # snapshot depth of the documented book sync procedure
+# A refused subscription is still answered with code 0; only the text tells, e.g.
+# "Not Subscribed successfully! [spot@public.miniTicker.v3.api@BTCUSDT@UTC+0].  Reason： Blocked!"
+# (note the full-width colon).
+WS_NOT_SUBSCRIBED: Final = "Not Subscribed successfully! [{topics}].  Reason\uff1a {reason} "
+WS_NOT_SUBSCRIBED_PREFIX: Final = "Not Subscribed successfully!"
+WS_BLOCKED_REASON: Final = "Blocked!"
+WS_OK_CODE: Final = 0
+# Undocumented answers the simulator gives (the live wording is not published).
+WS_LIMIT_REASON: Final = "Subscription limit exceeded!"
+WS_BAD_REQUEST_CODE: Final = 1
+WS_BAD_REQUEST_MSG: Final = "Invalid request: {detail}"
 WS_MAX_SUBSCRIPTIONS: Final = 30  # per connection
+# PushDataV3ApiWrapper field numbers (mexcdevelop/websocket-proto)
+PUSH_CHANNEL: Final = 1  # string
+PUSH_SYMBOL: Final = 3  # string
+PUSH_SEND_TIME: Final = 6  # int64 ms
+PUSH_LIMIT_DEPTHS: Final = 303  # PublicLimitDepthsV3Api: top-N book, version
+PUSH_AGGRE_DEPTHS: Final = 313  # PublicAggreDepthsV3Api: 1 asks, 2 bids, 3 eventType, 4 fromVersion, 5 toVersion
+PUSH_DEPTH_BODIES: Final = frozenset({PUSH_LIMIT_DEPTHS, PUSH_AGGRE_DEPTHS})
+AGGRE_DEPTH_EVENT_TYPE: Final = "spot@public.aggre.depth.v3.api.pb@{interval}"
 WS_MAX_MESSAGES_PER_S: Final = 100  # per connection, client -> server
 WS_NO_SUBSCRIPTION_TIMEOUT_S: Final = 30
 WS_IDLE_TIMEOUT_S: Final = 60
@@ -187,7 +209,13 @@ FUTURES_WS_ERROR_CHANNEL: Final = "rs.error"
 FUTURES_DEPTH_SUBSCRIBE: Final = "sub.depth"
 FUTURES_DEPTH_FULL_SUBSCRIBE: Final = "sub.depth.full"  # limit 5 | 10 | 20
 FUTURES_DEPTH_ACK_CHANNEL: Final = "rs.sub.depth"
+FUTURES_DEPTH_UNSUBSCRIBE: Final = "unsub.depth"
+FUTURES_DEPTH_UNSUB_ACK_CHANNEL: Final = "rs.unsub.depth"
+FUTURES_WS_ACK_DATA: Final = "success"
 FUTURES_DEPTH_CHANNEL: Final = "push.depth"
+# rs.error texts of the simulator (the live wording is not published)
+FUTURES_WS_UNKNOWN_SYMBOL: Final = "contract {symbol} does not exist"
+FUTURES_WS_BAD_REQUEST: Final = "invalid request: {detail}"
 FUTURES_WS_PING_INTERVAL_S: Final = 15  # server drops after 60 s without a ping; docs advise 10-20 s
 
 # Contract API codes; recalled from the contract docs' error table, not re-checked against

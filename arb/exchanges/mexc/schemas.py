@@ -137,3 +137,44 @@ class ContractDepth(msgspec.Struct, frozen=True):
     bids: list[list[Decimal]]
     version: int
     timestamp: int | None = None  # ms
+
+
+class SpotWsRequest(msgspec.Struct, frozen=True):
+    """A spot websocket control frame: ``{"method":"SUBSCRIPTION","params":["spot@public..."],"id":1}``."""
+
+    method: str  # SUBSCRIPTION | UNSUBSCRIPTION | PING
+    params: list[str] = []  # topics
+    id: int = 0
+
+
+class SpotWsReply(msgspec.Struct, frozen=True):
+    """A spot websocket reply: ``{"id":0,"code":0,"msg":"spot@public.aggre.deals.v3.api.pb@100ms@BTCUSDT"}``.
+
+    ``msg`` is the topic list on success, ``PONG`` for a ping, or a refusal text (still code 0).
+    """
+
+    id: int
+    code: int
+    msg: str
+
+
+class ContractWsParam(msgspec.Struct, frozen=True):
+    """``param`` of a contract websocket request."""
+
+    symbol: str | None = None  # "BTC_USDT"
+
+
+class ContractWsRequest(msgspec.Struct, frozen=True):
+    """A contract websocket request: ``{"method":"sub.depth","param":{"symbol":"BTC_USDT"}}``."""
+
+    method: str  # sub.depth | unsub.depth | ping | ...
+    param: ContractWsParam = ContractWsParam()
+
+
+class ContractWsReply(msgspec.Struct, frozen=True):
+    """A contract websocket reply: ``{"channel":"rs.sub.depth","data":"success","ts":1587442022003}``;
+    the pong is ``{"channel":"pong","data":1587453241453}``, errors come on ``rs.error``."""
+
+    channel: str
+    data: str | int | None = None
+    ts: int | None = None  # ms
