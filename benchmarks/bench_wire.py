@@ -161,17 +161,12 @@ def _per_frame(benchmark: Any) -> None:
     benchmark.extra_info["ns_per_frame_median"] = round(benchmark.stats.stats.median / FRAMES * 1e9, 1)
 
 
-# ---------------------------------------------------------------------------
-# Gate.io spot: frame bytes -> book
-
-
-@pytest.mark.benchmark(group="gateio spot.order_book_update 20 levels -> book")
-def test_gateio_compiled(benchmark: Any, gate: dict[str, Any]) -> None:
-    """decode_spot_update into a DeltaBatch + OrderBook.apply_batch, per frame."""
-    scale, batch, book = WireScale(*GATE_SCALE, b"BTC_USDC"), DeltaBatch(), OrderBook("BTC_USDC")
-    snapshot, frames = DeltaBatch(), gate["frames"]
-    gateio.decode_spot_snapshot(gate["snapshot"], scale, snapshot)
-    decode, apply = gateio.decode_spot_update, book.apply_batch
+def _compiled(benchmark: Any, decode_snapshot: Callable[..., int], decode: Callable[..., int],
+              data: dict[str, Any], scale: WireScale, expected: DictBook) -> None:
+    """Time decode + OrderBook.apply_batch over data["frames"], then check the book."""
+    batch, book, snapshot, frames = DeltaBatch(), OrderBook("book"), DeltaBatch(), data["frames"]
+    decode_snapshot(data["snapshot"], scale, snapshot)
+    apply = book.apply_batch
 
     def run() -> None:
         for frame in frames:
@@ -181,31 +176,40 @@ def test_gateio_compiled(benchmark: Any, gate: dict[str, Any]) -> None:
     benchmark.pedantic(run, setup=lambda: book.apply_snapshot(snapshot, 0), rounds=ROUNDS,
                        warmup_rounds=2)
     _per_frame(benchmark)
-    expected = _expected_gate_book(gate)
     assert book.last_update_id == expected.last_update_id
     assert _top(book, BID) == expected.top(BID) and _top(book, ASK) == expected.top(ASK)
+
+
+def _gate_dict_baseline(benchmark: Any, gate: dict[str, Any], sorted_dict: Callable[[], Any]) -> None:
+    book = DictBook(sorted_dict)
+    benchmark.pedantic(_gate_baseline, args=(book, gate["frames"]), rounds=ROUNDS // 3,
+                       setup=lambda: _gate_book_reset(book, gate["snapshot"]), warmup_rounds=1)
+    _per_frame(benchmark)
+    expected = _expected_gate_book(gate)
+    assert book.top(BID) == expected.top(BID) and book.top(ASK) == expected.top(ASK)
+
+
+# ---------------------------------------------------------------------------
+# Gate.io spot: frame bytes -> book
+
+
+@pytest.mark.benchmark(group="gateio spot.order_book_update 20 levels -> book")
+def test_gateio_compiled(benchmark: Any, gate: dict[str, Any]) -> None:
+    """decode_spot_update into a DeltaBatch + OrderBook.apply_batch, per frame."""
+    _compiled(benchmark, gateio.decode_spot_snapshot, gateio.decode_spot_update, gate,
+              WireScale(*GATE_SCALE, b"BTC_USDC"), _expected_gate_book(gate))
 
 
 @pytest.mark.benchmark(group="gateio spot.order_book_update 20 levels -> book")
 def test_gateio_orjson_sorteddict_baseline(benchmark: Any, gate: dict[str, Any]) -> None:
     """orjson.loads + Decimal -> int + sortedcontainers.SortedDict book, per frame."""
-    book = DictBook(SortedDict)
-    benchmark.pedantic(_gate_baseline, args=(book, gate["frames"]), rounds=ROUNDS // 3,
-                       setup=lambda: _gate_book_reset(book, gate["snapshot"]), warmup_rounds=1)
-    _per_frame(benchmark)
-    expected = _expected_gate_book(gate)
-    assert book.top(BID) == expected.top(BID) and book.top(ASK) == expected.top(ASK)
+    _gate_dict_baseline(benchmark, gate, SortedDict)
 
 
 @pytest.mark.benchmark(group="gateio spot.order_book_update 20 levels -> book")
 def test_gateio_orjson_order_book_package(benchmark: Any, gate: dict[str, Any]) -> None:
     """orjson.loads + Decimal -> int + the C SortedDict of the order-book package, per frame."""
-    book = DictBook(_order_book_dict())
-    benchmark.pedantic(_gate_baseline, args=(book, gate["frames"]), rounds=ROUNDS // 3,
-                       setup=lambda: _gate_book_reset(book, gate["snapshot"]), warmup_rounds=1)
-    _per_frame(benchmark)
-    expected = _expected_gate_book(gate)
-    assert book.top(BID) == expected.top(BID) and book.top(ASK) == expected.top(ASK)
+    _gate_dict_baseline(benchmark, gate, _order_book_dict())
 
 
 # ---------------------------------------------------------------------------
@@ -244,22 +248,8 @@ def _expected_mexc_book(pushes: dict[str, Any]) -> DictBook:
 @pytest.mark.benchmark(group="mexc aggre depth protobuf 20 levels -> book")
 def test_mexc_compiled(benchmark: Any, mexc_pushes: dict[str, Any]) -> None:
     """decode_spot_depth into a DeltaBatch + OrderBook.apply_batch, per push."""
-    scale, batch, book = WireScale(*MEXC_SCALE, b"BTCUSDC"), DeltaBatch(), OrderBook("BTCUSDC")
-    snapshot, frames = DeltaBatch(), mexc_pushes["frames"]
-    mexc.decode_spot_snapshot(mexc_pushes["snapshot"], scale, snapshot)
-    decode, apply = mexc.decode_spot_depth, book.apply_batch
-
-    def run() -> None:
-        for frame in frames:
-            decode(frame, scale, batch)
-            apply(batch, 0)
-
-    benchmark.pedantic(run, setup=lambda: book.apply_snapshot(snapshot, 0), rounds=ROUNDS,
-                       warmup_rounds=2)
-    _per_frame(benchmark)
-    expected = _expected_mexc_book(mexc_pushes)
-    assert book.last_update_id == expected.last_update_id
-    assert _top(book, BID) == expected.top(BID) and _top(book, ASK) == expected.top(ASK)
+    _compiled(benchmark, mexc.decode_spot_snapshot, mexc.decode_spot_depth, mexc_pushes,
+              WireScale(*MEXC_SCALE, b"BTCUSDC"), _expected_mexc_book(mexc_pushes))
 
 
 @pytest.mark.benchmark(group="mexc aggre depth protobuf 20 levels -> book")

@@ -93,6 +93,15 @@ def snapshot_symbol(url: str) -> str:
     return m.group(1)
 
 
+def scales(args: ScaleArgs, symbol: str | None = None) -> tuple[Any, Any]:
+    """The compiled WireScale and the reference Scale of the same instrument."""
+    from arb_core.wire.common import WireScale
+    from reference.wire_common import Scale
+
+    raw = symbol.encode() if symbol else None
+    return WireScale(*args, symbol=raw), Scale(*args, symbol=raw)
+
+
 def same_outcome(
     compiled: Any,
     reference: Any,

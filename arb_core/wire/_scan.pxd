@@ -463,40 +463,12 @@ cdef inline int open_container(Reader* r, unsigned char c) noexcept nogil:
     return 0
 
 
-cdef inline int next_key(Reader* r, bint first, Py_ssize_t* ks, Py_ssize_t* ke) noexcept nogil:
-    """Inside an object: 1 and the key span (cursor after ':'), 0 after '}', -1 on error.
-
-    Keys are compared byte-wise, so an escaped key is rejected rather than misread.
-    """
+cdef inline int _next_in(Reader* r, bint first, unsigned char close) noexcept nogil:
+    """Inside a container: 1 when a member follows (cursor on it), 0 after ``close``."""
     cdef int c = peek(r)
     if c < 0:
         return fail(r, ERR_EOF, r.n)
-    if c == 125:  # '}'
-        r.pos += 1
-        r.depth -= 1
-        return 0
-    if not first:
-        if c != 44:
-            return fail(r, ERR_SYNTAX, r.pos)
-        r.pos += 1
-        c = peek(r)
-        if c < 0:
-            return fail(r, ERR_EOF, r.n)
-    if c != 34:
-        return fail(r, ERR_SYNTAX, r.pos)
-    if scan_string(r, ks, ke, True) < 0:
-        return -1
-    if expect_byte(r, 58) < 0:
-        return -1
-    return 1
-
-
-cdef inline int next_item(Reader* r, bint first) noexcept nogil:
-    """Inside an array: 1 when an element follows (cursor on it), 0 after ']', -1 on error."""
-    cdef int c = peek(r)
-    if c < 0:
-        return fail(r, ERR_EOF, r.n)
-    if c == 93:  # ']'
+    if c == close:
         r.pos += 1
         r.depth -= 1
         return 0
@@ -507,6 +479,28 @@ cdef inline int next_item(Reader* r, bint first) noexcept nogil:
         if peek(r) < 0:
             return fail(r, ERR_EOF, r.n)
     return 1
+
+
+cdef inline int next_key(Reader* r, bint first, Py_ssize_t* ks, Py_ssize_t* ke) noexcept nogil:
+    """Inside an object: 1 and the key span (cursor after ':'), 0 after '}', -1 on error.
+
+    Keys are compared byte-wise, so an escaped key is rejected rather than misread.
+    """
+    cdef int rc = _next_in(r, first, 125)
+    if rc <= 0:
+        return rc
+    if r.buf[r.pos] != 34:
+        return fail(r, ERR_SYNTAX, r.pos)
+    if scan_string(r, ks, ke, True) < 0:
+        return -1
+    if expect_byte(r, 58) < 0:
+        return -1
+    return 1
+
+
+cdef inline int next_item(Reader* r, bint first) noexcept nogil:
+    """Inside an array: 1 when an element follows (cursor on it), 0 after ']', -1 on error."""
+    return _next_in(r, first, 93)
 
 
 cdef inline int end_document(Reader* r) noexcept nogil:
@@ -589,6 +583,111 @@ cdef inline int read_json_fixed(Reader* r, bint quoted, int decimals, int64_t un
     if code != ERR_NONE:
         return fail(r, code, s)
     return 0
+
+
+cdef inline int seek_key(Reader* r, const char* name, Py_ssize_t size) noexcept nogil:
+    """Inside a just-opened object: skip members up to key ``name``.
+
+    1 with the cursor on its value, 0 after '}' when it is absent, -1 on error.
+    """
+    cdef bint first = True
+    cdef int rc
+    cdef Py_ssize_t ks, ke
+    while True:
+        rc = next_key(r, first, &ks, &ke)
+        if rc <= 0 or key_is(r.buf, ks, ke, name, size):
+            return rc
+        first = False
+        if skip_value(r) < 0:
+            return -1
+
+
+cdef inline int expect_string(Reader* r, const char* want, Py_ssize_t size) noexcept nogil:
+    """A plain string value that must equal ``want`` (a channel, an event), else ERR_MISMATCH."""
+    cdef Py_ssize_t s, e
+    if read_plain_string(r, &s, &e) < 0:
+        return -1
+    if not key_is(r.buf, s, e, want, size):
+        return fail(r, ERR_MISMATCH, s)
+    return 0
+
+
+# ---------------------------------------------------------------------------
+# Field bookkeeping: a bit per field a decoder reads
+
+cdef inline int seen_once(Reader* r, int* seen, int bit, Py_ssize_t at) noexcept nogil:
+    """Mark a field as read; a second occurrence is ERR_DUPLICATE at ``at``."""
+    if seen[0] & bit:
+        return fail(r, ERR_DUPLICATE, at)
+    seen[0] |= bit
+    return 0
+
+
+cdef inline int require(Reader* r, int seen, int bit, const char* field) noexcept nogil:
+    """ERR_MISSING naming ``field`` unless its bit was seen."""
+    if not seen & bit:
+        r.field = field
+        return fail(r, ERR_MISSING, r.pos)
+    return 0
+
+
+cdef inline int read_uint_member(Reader* r, int* seen, int bit, Py_ssize_t at,
+                                 int64_t* out) noexcept nogil:
+    """The value of a once-only integer member (an update id, a timestamp)."""
+    if seen_once(r, seen, bit, at) < 0:
+        return -1
+    return read_json_uint(r, out)
+
+
+# ---------------------------------------------------------------------------
+# JSON book levels: lists of [price, size(, ...)] arrays or of {price, size} objects
+
+# How a price or size is written
+cdef enum:
+    NUM_STRING = 0          # "0.12"
+    NUM_BARE = 1            # 0.12
+    NUM_INT = 2             # 12: a JSON integer (whole contracts), scaled like any size
+
+cdef inline int read_json_number(Reader* r, int kind, int decimals, int64_t units,
+                                 int64_t* out) noexcept nogil:
+    """A price or size written as ``kind``, in fixed point."""
+    cdef Py_ssize_t s, e
+    cdef int code
+    cdef uint64_t acc
+    if kind != NUM_INT:
+        return read_json_fixed(r, kind == NUM_STRING, decimals, units, out)
+    if read_number_token(r, &s, &e) < 0:
+        return -1
+    code = parse_uint(r.buf, s, e, out)
+    if code == ERR_NONE:
+        acc = <uint64_t>out[0]
+        if acc > arb_pow10_limit[decimals]:
+            code = ERR_OVERFLOW
+        else:
+            acc *= arb_pow10[decimals]
+            if acc % <uint64_t>units:
+                code = ERR_NOT_MULTIPLE
+            else:
+                out[0] = <int64_t>(acc / <uint64_t>units)
+    if code != ERR_NONE:
+        return fail(r, code, s)
+    return 0
+
+
+cdef inline int open_levels(Reader* r) noexcept nogil:
+    """Enter a level list; r.index then counts the levels (the caller adds 1 after each)."""
+    if open_container(r, 91) < 0:
+        return -1
+    r.index = 0
+    return 0
+
+
+cdef inline int next_level(Reader* r) noexcept nogil:
+    """1 when another level follows, 0 after ']' (r.index back to -1), -1 on error."""
+    cdef int rc = next_item(r, r.index == 0)
+    if rc == 0:
+        r.index = -1
+    return rc
 
 
 # ---------------------------------------------------------------------------

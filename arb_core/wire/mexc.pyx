@@ -12,14 +12,17 @@ from libc.stdint cimport int64_t, uint64_t
 
 from arb_core.book cimport DeltaBatch, BID, ASK
 from arb_core.wire._scan cimport (
-    Reader, reader_init, fail, open_container, next_key, next_item, skip_value, end_document,
-    key_is, read_plain_string, read_number_token, read_json_uint, read_json_fixed, peek,
-    parse_fixed, parse_uint, read_varint, read_tag, read_length, skip_field,
-    ERR_MISSING, ERR_DUPLICATE, ERR_MISMATCH, ERR_NOT_POSITIVE, ERR_SEQUENCE, ERR_ARITY,
-    ERR_NONE, ERR_TYPE, ERR_OVERFLOW, ERR_EOF,
+    Reader, reader_init, fail, open_container, next_key, skip_value, end_document, key_is,
+    read_plain_string, read_json_uint, peek, parse_fixed, parse_uint, read_varint, read_tag,
+    read_length, skip_field, seek_key, expect_string, seen_once, require, read_uint_member,
+    NUM_STRING, NUM_BARE, ERR_MISSING, ERR_NOT_POSITIVE, ERR_SEQUENCE, ERR_NONE, ERR_TYPE,
+    ERR_OVERFLOW,
 )
 from arb_core.wire.common cimport (
-    Frame, frame_acquire, frame_release, reset_batch, WireScale, raise_wire_error, FRAME_OTHER, FRAME_BOOK_UPDATE, FRAME_SUBSCRIPTION, FRAME_PONG,
+    WireScale, Frame, frame_acquire, frame_release, reset_batch, raise_wire_error, decode_buffer,
+    next_member,
+    check_symbol, read_symbol, string_member, read_array_levels, FRAME_OTHER, FRAME_BOOK_UPDATE,
+    FRAME_SUBSCRIPTION, FRAME_PONG,
 )
 
 cdef enum:
@@ -47,20 +50,6 @@ cdef enum:
     F_DATA = 1 << 11
 
 
-cdef inline int _seen(Reader* r, int* seen, int bit, Py_ssize_t at) noexcept nogil:
-    if seen[0] & bit:
-        return fail(r, ERR_DUPLICATE, at)
-    seen[0] |= bit
-    return 0
-
-
-cdef inline int _require(Reader* r, int seen, int bit, const char* field) noexcept nogil:
-    if not seen & bit:
-        r.field = field
-        return fail(r, ERR_MISSING, r.pos)
-    return 0
-
-
 # ---------------------------------------------------------------------------
 # Protobuf pushes
 
@@ -83,7 +72,7 @@ cdef inline int _pb_item(Reader* r, WireScale scale, DeltaBatch batch, int side)
         if read_tag(r, &field, &wt) < 0:
             return raise_wire_error(r, scale)
         if field == 1 or field == 2:
-            if (_wire_type(r, wt, 2, at) < 0 or _seen(r, &seen, F_PRICE if field == 1 else F_SIZE, at) < 0
+            if (_wire_type(r, wt, 2, at) < 0 or seen_once(r, &seen, F_PRICE if field == 1 else F_SIZE, at) < 0
                     or read_length(r, &s, &e) < 0):
                 return raise_wire_error(r, scale)
             if field == 1:
@@ -97,7 +86,7 @@ cdef inline int _pb_item(Reader* r, WireScale scale, DeltaBatch batch, int side)
                 return raise_wire_error(r, scale)
         elif skip_field(r, field, wt) < 0:
             return raise_wire_error(r, scale)
-    if _require(r, seen, F_PRICE, r.field) < 0 or _require(r, seen, F_SIZE, r.field) < 0:
+    if require(r, seen, F_PRICE, r.field) < 0 or require(r, seen, F_SIZE, r.field) < 0:
         return raise_wire_error(r, scale)
     batch.push(side, price, size)
     return 0
@@ -152,7 +141,7 @@ cdef int _pb_depths(Reader* r, WireScale scale, DeltaBatch batch, bint aggre) ex
                 r.field = b"publicAggreDepths.fromVersion" if field == 4 else b"publicAggreDepths.toVersion"
             else:
                 r.field = b"publicLimitDepths.version"
-            if _seen(r, &seen, F_FROM if field == 4 else F_TO, at) < 0:
+            if seen_once(r, &seen, F_FROM if field == 4 else F_TO, at) < 0:
                 return raise_wire_error(r, scale)
             _pb_version(r, scale, wt, at, &value)
             if field == 4:
@@ -164,14 +153,14 @@ cdef int _pb_depths(Reader* r, WireScale scale, DeltaBatch batch, bint aggre) ex
         elif skip_field(r, field, wt) < 0:
             return raise_wire_error(r, scale)
     if aggre:
-        if (_require(r, seen, F_FROM, b"publicAggreDepths.fromVersion") < 0
-                or _require(r, seen, F_TO, b"publicAggreDepths.toVersion") < 0):
+        if (require(r, seen, F_FROM, b"publicAggreDepths.fromVersion") < 0
+                or require(r, seen, F_TO, b"publicAggreDepths.toVersion") < 0):
             return raise_wire_error(r, scale)
         if batch.first_update_id > batch.last_update_id:
             r.field = b"publicAggreDepths.fromVersion"
             fail(r, ERR_SEQUENCE, r.pos)
             return raise_wire_error(r, scale)
-    elif _require(r, seen, F_FROM, b"publicLimitDepths.version") < 0:
+    elif require(r, seen, F_FROM, b"publicLimitDepths.version") < 0:
         return raise_wire_error(r, scale)
     return 0
 
@@ -194,7 +183,7 @@ cdef int decode_spot_depth_c(const unsigned char* buf, Py_ssize_t n, WireScale s
             return raise_wire_error(&r, scale)
         if field == PB_AGGRE_DEPTHS or field == PB_LIMIT_DEPTHS:
             r.field = b"publicAggreDepths" if field == PB_AGGRE_DEPTHS else b"publicLimitDepths"
-            if (_wire_type(&r, wt, 2, at) < 0 or _seen(&r, &seen, F_BODY, at) < 0
+            if (_wire_type(&r, wt, 2, at) < 0 or seen_once(&r, &seen, F_BODY, at) < 0
                     or read_length(&r, &s, &e) < 0):
                 return raise_wire_error(&r, scale)
             r.pos = s
@@ -204,7 +193,7 @@ cdef int decode_spot_depth_c(const unsigned char* buf, Py_ssize_t n, WireScale s
             batch.is_snapshot = field == PB_LIMIT_DEPTHS
         elif field == PB_SEND_TIME:
             r.field = b"sendTime"
-            if (_wire_type(&r, wt, 0, at) < 0 or _seen(&r, &seen, F_TIME, at) < 0
+            if (_wire_type(&r, wt, 0, at) < 0 or seen_once(&r, &seen, F_TIME, at) < 0
                     or read_varint(&r, &value) < 0):
                 return raise_wire_error(&r, scale)
             if value > <uint64_t>0x7FFFFFFFFFFFFFFF:
@@ -213,19 +202,18 @@ cdef int decode_spot_depth_c(const unsigned char* buf, Py_ssize_t n, WireScale s
             batch.event_time_ms = <int64_t>value
         elif field == PB_SYMBOL:
             r.field = b"symbol"
-            if (_wire_type(&r, wt, 2, at) < 0 or _seen(&r, &seen, F_SYMBOL, at) < 0
+            if (_wire_type(&r, wt, 2, at) < 0 or seen_once(&r, &seen, F_SYMBOL, at) < 0
                     or read_length(&r, &sym_s, &sym_e) < 0):
                 return raise_wire_error(&r, scale)
         elif skip_field(&r, field, wt) < 0:
             return raise_wire_error(&r, scale)
-    if _require(&r, seen, F_BODY, b"publicAggreDepths") < 0:
+    if require(&r, seen, F_BODY, b"publicAggreDepths") < 0:
         return raise_wire_error(&r, scale)
     if scale.symbol is not None:
-        if _require(&r, seen, F_SYMBOL, b"symbol") < 0:
+        if require(&r, seen, F_SYMBOL, b"symbol") < 0:
             return raise_wire_error(&r, scale)
-        if not scale.symbol_matches(r.buf, sym_s, sym_e):
-            r.field = b"symbol"
-            fail(&r, ERR_MISMATCH, sym_s)
+        r.field = b"symbol"
+        if check_symbol(&r, scale, sym_s, sym_e) < 0:
             return raise_wire_error(&r, scale)
     return <int>batch.count
 
@@ -241,12 +229,7 @@ def decode_spot_depth(frame, WireScale scale not None, DeltaBatch batch not None
          "sendTime":"1755973885809","publicAggreDepths":{"bids":[{"price":"114838.84",
          "quantity":"0.000101"}],"asks":[...],"fromVersion":"17521975448","toVersion":"17521975455"}}
     """
-    cdef Frame f
-    frame_acquire(&f, frame)
-    try:
-        return decode_spot_depth_c(f.buf, f.n, scale, batch)
-    finally:
-        frame_release(&f)
+    return decode_buffer(decode_spot_depth_c, frame, scale, batch)
 
 
 def spot_frame_symbol(frame):
@@ -301,148 +284,33 @@ def spot_push_body(frame):
 # ---------------------------------------------------------------------------
 # JSON: contract push.depth and the REST snapshots
 
-cdef int _number_levels(Reader* r, WireScale scale, DeltaBatch batch, int side) except -1:
-    """[[price, vol(, orderCount)], ...] with bare JSON numbers."""
-    cdef bint first = True
-    cdef int rc
-    cdef int64_t price = 0, size = 0
-    cdef Py_ssize_t s, e
-    if open_container(r, 91) < 0:
-        return raise_wire_error(r, scale)
-    r.index = 0
-    while True:
-        rc = next_item(r, first)
-        if rc < 0:
-            return raise_wire_error(r, scale)
-        if rc == 0:
-            break
-        first = False
-        if open_container(r, 91) < 0:
-            return raise_wire_error(r, scale)
-        rc = next_item(r, True)
-        if rc <= 0:
-            if rc == 0:
-                fail(r, ERR_ARITY, r.pos - 1)
-            return raise_wire_error(r, scale)
-        if read_json_fixed(r, False, scale.price_decimals, scale.tick_units, &price) < 0:
-            return raise_wire_error(r, scale)
-        if price == 0:
-            fail(r, ERR_NOT_POSITIVE, r.pos)
-            return raise_wire_error(r, scale)
-        rc = next_item(r, False)
-        if rc <= 0:
-            if rc == 0:
-                fail(r, ERR_ARITY, r.pos - 1)
-            return raise_wire_error(r, scale)
-        if read_json_fixed(r, False, scale.size_decimals, scale.lot_units, &size) < 0:
-            return raise_wire_error(r, scale)
-        rc = next_item(r, False)
-        if rc == 1:
-            # optional order count: any JSON number
-            if read_number_token(r, &s, &e) < 0:
-                return raise_wire_error(r, scale)
-            rc = next_item(r, False)
-            if rc == 1:
-                fail(r, ERR_ARITY, r.pos)
-        if rc != 0:
-            return raise_wire_error(r, scale)
-        batch.push(side, price, size)
-        r.index += 1
-    r.index = -1
-    return 0
-
-
-cdef int _string_levels(Reader* r, WireScale scale, DeltaBatch batch, int side) except -1:
-    """[[priceStr, qtyStr], ...]"""
-    cdef bint first = True
-    cdef int rc
-    cdef int64_t price = 0, size = 0
-    if open_container(r, 91) < 0:
-        return raise_wire_error(r, scale)
-    r.index = 0
-    while True:
-        rc = next_item(r, first)
-        if rc < 0:
-            return raise_wire_error(r, scale)
-        if rc == 0:
-            break
-        first = False
-        if open_container(r, 91) < 0:
-            return raise_wire_error(r, scale)
-        rc = next_item(r, True)
-        if rc <= 0:
-            if rc == 0:
-                fail(r, ERR_ARITY, r.pos - 1)
-            return raise_wire_error(r, scale)
-        if read_json_fixed(r, True, scale.price_decimals, scale.tick_units, &price) < 0:
-            return raise_wire_error(r, scale)
-        if price == 0:
-            fail(r, ERR_NOT_POSITIVE, r.pos)
-            return raise_wire_error(r, scale)
-        rc = next_item(r, False)
-        if rc <= 0:
-            if rc == 0:
-                fail(r, ERR_ARITY, r.pos - 1)
-            return raise_wire_error(r, scale)
-        if read_json_fixed(r, True, scale.size_decimals, scale.lot_units, &size) < 0:
-            return raise_wire_error(r, scale)
-        rc = next_item(r, False)
-        if rc != 0:
-            if rc == 1:
-                fail(r, ERR_ARITY, r.pos)
-            return raise_wire_error(r, scale)
-        batch.push(side, price, size)
-        r.index += 1
-    r.index = -1
-    return 0
-
-
 cdef int _contract_depth(Reader* r, WireScale scale, DeltaBatch batch, int* seen,
                          bint allow_data) except -1:
     """Members of a contract depth object {asks, bids, version}; with ``allow_data`` the
     object may instead wrap it as {"success":true,"code":0,"data":{...}}."""
     cdef bint first = True
-    cdef int rc
-    cdef Py_ssize_t ks, ke
-    cdef int64_t value
+    cdef Py_ssize_t ks = 0, ke = 0
     if open_container(r, 123) < 0:
         return raise_wire_error(r, scale)
-    while True:
-        r.field = b""
-        rc = next_key(r, first, &ks, &ke)
-        if rc < 0:
-            return raise_wire_error(r, scale)
-        if rc == 0:
-            break
-        first = False
+    while next_member(r, scale, b"", &first, &ks, &ke):
         if key_is(r.buf, ks, ke, b"asks", 4) or key_is(r.buf, ks, ke, b"bids", 4):
             r.field = b"asks[]" if r.buf[ks] == 97 else b"bids[]"
-            if _seen(r, seen, F_ASKS if r.buf[ks] == 97 else F_BIDS, ks) < 0:
+            if seen_once(r, seen, F_ASKS if r.buf[ks] == 97 else F_BIDS, ks) < 0:
                 return raise_wire_error(r, scale)
-            _number_levels(r, scale, batch, ASK if r.buf[ks] == 97 else BID)
+            # [[6859.5, 3251, 1], ...]: price, vol and an optional order count
+            read_array_levels(r, scale, batch, ASK if r.buf[ks] == 97 else BID, NUM_BARE, NUM_BARE, 1)
         elif key_is(r.buf, ks, ke, b"version", 7):
             r.field = b"version"
-            if _seen(r, seen, F_VERSION, ks) < 0 or read_json_uint(r, &value) < 0:
+            if read_uint_member(r, seen, F_VERSION, ks, &batch.first_update_id) < 0:
                 return raise_wire_error(r, scale)
-            batch.first_update_id = value
-            batch.last_update_id = value
+            batch.last_update_id = batch.first_update_id
         elif allow_data and key_is(r.buf, ks, ke, b"data", 4):
             r.field = b"data"
-            if _seen(r, seen, F_DATA, ks) < 0:
+            if seen_once(r, seen, F_DATA, ks) < 0:
                 return raise_wire_error(r, scale)
             _contract_depth(r, scale, batch, seen, False)
         elif skip_value(r) < 0:
             return raise_wire_error(r, scale)
-    return 0
-
-
-cdef int _expect_string(Reader* r, WireScale scale, const char* want, Py_ssize_t size) except -1:
-    cdef Py_ssize_t s, e
-    if read_plain_string(r, &s, &e) < 0:
-        return raise_wire_error(r, scale)
-    if not key_is(r.buf, s, e, want, size):
-        fail(r, ERR_MISMATCH, s)
-        return raise_wire_error(r, scale)
     return 0
 
 
@@ -451,48 +319,34 @@ cdef int decode_futures_depth_c(const unsigned char* buf, Py_ssize_t n, WireScal
     cdef Reader r
     cdef int seen = 0
     cdef bint first = True
-    cdef int rc
-    cdef Py_ssize_t ks, ke, s, e
-    cdef int64_t value
+    cdef Py_ssize_t ks = 0, ke = 0
     reader_init(&r, buf, n, b"mexc contract push.depth")
     reset_batch(batch)
     if open_container(&r, 123) < 0:
         return raise_wire_error(&r, scale)
-    while True:
-        r.field = b""
-        rc = next_key(&r, first, &ks, &ke)
-        if rc < 0:
-            return raise_wire_error(&r, scale)
-        if rc == 0:
-            break
-        first = False
+    while next_member(&r, scale, b"", &first, &ks, &ke):
         if key_is(r.buf, ks, ke, b"data", 4):
             r.field = b"data"
-            if _seen(&r, &seen, F_DATA, ks) < 0:
+            if seen_once(&r, &seen, F_DATA, ks) < 0:
                 return raise_wire_error(&r, scale)
             _contract_depth(&r, scale, batch, &seen, False)
         elif key_is(r.buf, ks, ke, b"channel", 7):
             r.field = b"channel"
-            if _seen(&r, &seen, F_CHANNEL, ks) < 0:
+            if seen_once(&r, &seen, F_CHANNEL, ks) < 0 or expect_string(&r, b"push.depth", 10) < 0:
                 return raise_wire_error(&r, scale)
-            _expect_string(&r, scale, b"push.depth", 10)
         elif key_is(r.buf, ks, ke, b"symbol", 6):
             r.field = b"symbol"
-            if _seen(&r, &seen, F_SYMBOL, ks) < 0 or read_plain_string(&r, &s, &e) < 0:
-                return raise_wire_error(&r, scale)
-            if not scale.symbol_matches(r.buf, s, e):
-                fail(&r, ERR_MISMATCH, s)
+            if seen_once(&r, &seen, F_SYMBOL, ks) < 0 or read_symbol(&r, scale) < 0:
                 return raise_wire_error(&r, scale)
         elif key_is(r.buf, ks, ke, b"ts", 2):
             r.field = b"ts"
-            if _seen(&r, &seen, F_TIME, ks) < 0 or read_json_uint(&r, &value) < 0:
+            if read_uint_member(&r, &seen, F_TIME, ks, &batch.event_time_ms) < 0:
                 return raise_wire_error(&r, scale)
-            batch.event_time_ms = value
         elif skip_value(&r) < 0:
             return raise_wire_error(&r, scale)
-    if (_require(&r, seen, F_CHANNEL, b"channel") < 0 or _require(&r, seen, F_DATA, b"data") < 0
-            or _require(&r, seen, F_SYMBOL, b"symbol") < 0
-            or _require(&r, seen, F_VERSION, b"data.version") < 0 or end_document(&r) < 0):
+    if (require(&r, seen, F_CHANNEL, b"channel") < 0 or require(&r, seen, F_DATA, b"data") < 0
+            or require(&r, seen, F_SYMBOL, b"symbol") < 0
+            or require(&r, seen, F_VERSION, b"data.version") < 0 or end_document(&r) < 0):
         return raise_wire_error(&r, scale)
     return <int>batch.count
 
@@ -505,8 +359,8 @@ cdef int decode_futures_snapshot_c(const unsigned char* buf, Py_ssize_t n, WireS
     reset_batch(batch)
     batch.is_snapshot = True
     _contract_depth(&r, scale, batch, &seen, True)
-    if (_require(&r, seen, F_VERSION, b"version") < 0 or _require(&r, seen, F_ASKS, b"asks") < 0
-            or _require(&r, seen, F_BIDS, b"bids") < 0 or end_document(&r) < 0):
+    if (require(&r, seen, F_VERSION, b"version") < 0 or require(&r, seen, F_ASKS, b"asks") < 0
+            or require(&r, seen, F_BIDS, b"bids") < 0 or end_document(&r) < 0):
         return raise_wire_error(&r, scale)
     return <int>batch.count
 
@@ -516,32 +370,26 @@ cdef int decode_spot_snapshot_c(const unsigned char* buf, Py_ssize_t n, WireScal
     cdef Reader r
     cdef int seen = 0
     cdef bint first = True
-    cdef int rc
     cdef int code
-    cdef Py_ssize_t ks, ke, s, e
+    cdef Py_ssize_t ks = 0, ke = 0, s, e
     cdef int64_t value
     reader_init(&r, buf, n, b"mexc spot depth (REST)")
     reset_batch(batch)
     batch.is_snapshot = True
     if open_container(&r, 123) < 0:
         return raise_wire_error(&r, scale)
-    while True:
-        r.field = b""
-        rc = next_key(&r, first, &ks, &ke)
-        if rc < 0:
-            return raise_wire_error(&r, scale)
-        if rc == 0:
-            break
-        first = False
+    while next_member(&r, scale, b"", &first, &ks, &ke):
         if key_is(r.buf, ks, ke, b"asks", 4) or key_is(r.buf, ks, ke, b"bids", 4):
             r.field = b"asks[]" if r.buf[ks] == 97 else b"bids[]"
-            if _seen(&r, &seen, F_ASKS if r.buf[ks] == 97 else F_BIDS, ks) < 0:
+            if seen_once(&r, &seen, F_ASKS if r.buf[ks] == 97 else F_BIDS, ks) < 0:
                 return raise_wire_error(&r, scale)
-            _string_levels(&r, scale, batch, ASK if r.buf[ks] == 97 else BID)
+            # [["45995.47", "10.337165"], ...]
+            read_array_levels(&r, scale, batch, ASK if r.buf[ks] == 97 else BID, NUM_STRING,
+                              NUM_STRING, 0)
         elif key_is(r.buf, ks, ke, b"lastUpdateId", 12):
             # an integer in the docs, a decimal string in live responses
             r.field = b"lastUpdateId"
-            if _seen(&r, &seen, F_VERSION, ks) < 0:
+            if seen_once(&r, &seen, F_VERSION, ks) < 0:
                 return raise_wire_error(&r, scale)
             if peek(&r) == 34:
                 if read_plain_string(&r, &s, &e) < 0:
@@ -556,8 +404,8 @@ cdef int decode_spot_snapshot_c(const unsigned char* buf, Py_ssize_t n, WireScal
             batch.last_update_id = value
         elif skip_value(&r) < 0:
             return raise_wire_error(&r, scale)
-    if (_require(&r, seen, F_VERSION, b"lastUpdateId") < 0 or _require(&r, seen, F_ASKS, b"asks") < 0
-            or _require(&r, seen, F_BIDS, b"bids") < 0 or end_document(&r) < 0):
+    if (require(&r, seen, F_VERSION, b"lastUpdateId") < 0 or require(&r, seen, F_ASKS, b"asks") < 0
+            or require(&r, seen, F_BIDS, b"bids") < 0 or end_document(&r) < 0):
         return raise_wire_error(&r, scale)
     return <int>batch.count
 
@@ -568,12 +416,7 @@ def decode_futures_depth(frame, WireScale scale not None, DeltaBatch batch not N
         {"channel":"push.depth","data":{"asks":[[6859.5,3251,1]],"bids":[],
          "version":96801927},"symbol":"BTC_USDT","ts":1587442022003}
     """
-    cdef Frame f
-    frame_acquire(&f, frame)
-    try:
-        return decode_futures_depth_c(f.buf, f.n, scale, batch)
-    finally:
-        frame_release(&f)
+    return decode_buffer(decode_futures_depth_c, frame, scale, batch)
 
 
 def decode_spot_snapshot(body, WireScale scale not None, DeltaBatch batch not None):
@@ -582,12 +425,7 @@ def decode_spot_snapshot(body, WireScale scale not None, DeltaBatch batch not No
         {"lastUpdateId":"20453289489","bids":[["45995.47","10.337165"]],
          "asks":[["45995.48","13.457322"]],"timestamp":"1704908526228"}
     """
-    cdef Frame f
-    frame_acquire(&f, body)
-    try:
-        return decode_spot_snapshot_c(f.buf, f.n, scale, batch)
-    finally:
-        frame_release(&f)
+    return decode_buffer(decode_spot_snapshot_c, body, scale, batch)
 
 
 def decode_futures_snapshot(body, WireScale scale not None, DeltaBatch batch not None):
@@ -597,12 +435,7 @@ def decode_futures_snapshot(body, WireScale scale not None, DeltaBatch batch not
         {"asks":[[3968.5,121],[3968.6,160,4]],"bids":[[3968.4,179,4]],"version":1,
          "timestamp":1587442022003}
     """
-    cdef Frame f
-    frame_acquire(&f, body)
-    try:
-        return decode_futures_snapshot_c(f.buf, f.n, scale, batch)
-    finally:
-        frame_release(&f)
+    return decode_buffer(decode_futures_snapshot_c, body, scale, batch)
 
 
 def classify_futures(frame):
@@ -612,36 +445,25 @@ def classify_futures(frame):
     ``rs.unsub.*``, ``rs.error``) or OTHER; stops at the channel, builds no dict.
     """
     cdef Reader r
-    cdef bint first = True
     cdef int rc
-    cdef Py_ssize_t ks, ke, s, e
+    cdef Py_ssize_t s, e
     cdef Frame f
     frame_acquire(&f, frame)
     try:
         reader_init(&r, f.buf, f.n, b"mexc contract frame")
-        if open_container(&r, 123) < 0:
+        rc = -1 if open_container(&r, 123) < 0 else seek_key(&r, b"channel", 7)
+        if rc <= 0:
+            return FRAME_OTHER if rc == 0 else raise_wire_error(&r, None)
+        r.field = b"channel"
+        if read_plain_string(&r, &s, &e) < 0:
             return raise_wire_error(&r, None)
-        while True:
-            r.field = b""
-            rc = next_key(&r, first, &ks, &ke)
-            if rc < 0:
-                return raise_wire_error(&r, None)
-            if rc == 0:
-                return FRAME_OTHER
-            first = False
-            if key_is(r.buf, ks, ke, b"channel", 7):
-                r.field = b"channel"
-                if read_plain_string(&r, &s, &e) < 0:
-                    return raise_wire_error(&r, None)
-                if key_is(r.buf, s, e, b"push.depth", 10):
-                    return FRAME_BOOK_UPDATE
-                if key_is(r.buf, s, e, b"pong", 4):
-                    return FRAME_PONG
-                if e - s >= 3 and key_is(r.buf, s, s + 3, b"rs.", 3):
-                    return FRAME_SUBSCRIPTION
-                return FRAME_OTHER
-            if skip_value(&r) < 0:
-                return raise_wire_error(&r, None)
+        if key_is(r.buf, s, e, b"push.depth", 10):
+            return FRAME_BOOK_UPDATE
+        if key_is(r.buf, s, e, b"pong", 4):
+            return FRAME_PONG
+        if e - s >= 3 and key_is(r.buf, s, s + 3, b"rs.", 3):
+            return FRAME_SUBSCRIPTION
+        return FRAME_OTHER
     finally:
         frame_release(&f)
 
@@ -649,33 +471,12 @@ def classify_futures(frame):
 def futures_frame_symbol(frame):
     """The top-level ``symbol`` of a contract push as bytes, to route it before decoding."""
     cdef Reader r
-    cdef bint first = True
     cdef int rc
-    cdef Py_ssize_t ks, ke, s, e
     cdef Frame f
     frame_acquire(&f, frame)
     try:
         reader_init(&r, f.buf, f.n, b"mexc contract frame")
-        if open_container(&r, 123) < 0:
-            return raise_wire_error(&r, None)
-        while True:
-            r.field = b""
-            rc = next_key(&r, first, &ks, &ke)
-            if rc < 0:
-                return raise_wire_error(&r, None)
-            if rc == 0:
-                break
-            first = False
-            if key_is(r.buf, ks, ke, b"symbol", 6):
-                r.field = b"symbol"
-                if read_plain_string(&r, &s, &e) < 0:
-                    return raise_wire_error(&r, None)
-                return PyBytes_FromStringAndSize(<const char*>r.buf + s, e - s)
-            if skip_value(&r) < 0:
-                return raise_wire_error(&r, None)
-        r.field = b"symbol"
-        fail(&r, ERR_MISSING, r.pos)
-        return raise_wire_error(&r, None)
-
+        rc = -1 if open_container(&r, 123) < 0 else seek_key(&r, b"symbol", 6)
+        return string_member(&r, rc, b"symbol")
     finally:
         frame_release(&f)

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from decimal import Context, Decimal, localcontext
 from typing import NoReturn
 
 MAX_DEPTH = 64
 INT64_MAX = 2**63 - 1
+
+BID, ASK = 0, 1
 
 OTHER = 0
 BOOK_UPDATE = 1
@@ -187,3 +190,55 @@ def size(text: str, scale: Scale, where: str) -> int:
 def check_symbol(symbol: bytes | None, scale: Scale, where: str) -> None:
     if scale.symbol is not None and symbol != scale.symbol:
         fail(f"{where}: {symbol!r} is not {scale.symbol!r}")
+
+
+def expect_string(doc: object, key: str, want: str) -> str:
+    """A required string member that must equal ``want`` (a channel, an event)."""
+    value = string(required(member(doc, key, ""), key), key)
+    if value != want:
+        fail(f"{key} is not {want}")
+    return value
+
+
+# ---------------------------------------------------------------------------
+# Book levels: the shared list, array and object shapes
+
+Level = Callable[[object, Scale, str], tuple[int, int]]
+
+
+def array_level(quoted: bool, optional: int = 0) -> Level:
+    """``[price, size]`` (strings when ``quoted``, else bare numbers) + ``optional`` numbers."""
+
+    def read(level: object, scale: Scale, where: str) -> tuple[int, int]:
+        items = array(level, where)
+        if not 2 <= len(items) <= 2 + optional:
+            fail(f"{where}: expected [price, size] and at most {optional} more numbers")
+        texts = [string(v, where) if quoted and i < 2 else number_text(v, where)
+                 for i, v in enumerate(items)]
+        return price(texts[0], scale, where), size(texts[1], scale, where)
+
+    return read
+
+
+def object_level(price_key: str, size_key: str) -> Level:
+    """``{price_key: "price", size_key: integer}`` (sizes in whole contracts)."""
+
+    def read(level: object, scale: Scale, where: str) -> tuple[int, int]:
+        at_p, at_s = f"{where}.{price_key}", f"{where}.{size_key}"
+        p = string(required(member(level, price_key, where), at_p), at_p)
+        s = number_text(required(member(level, size_key, where), at_s), at_s)
+        uint_text(s, at_s)  # a JSON integer
+        return price(p, scale, at_p), size(s, scale, at_s)
+
+    return read
+
+
+def levels(out: Decoded, value: object, side: int, scale: Scale, read: Level, where: str) -> None:
+    """Append every level of a JSON list to ``out.rows``."""
+    for i, level in enumerate(array(value, where)):
+        out.rows.append((side, *read(level, scale, f"{where}[{i}]")))
+
+
+def sides_in_order(obj: object, sides: dict[str, int]) -> list[tuple[str, int]]:
+    """The side keys of ``obj`` in frame order (levels are applied in that order)."""
+    return [(k, sides[k]) for k, _ in pairs(obj, "") if k in sides]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from reference.wire_common import (
+    ASK,
+    BID,
     BOOK_UPDATE,
     MISSING,
     OTHER,
@@ -10,56 +12,31 @@ from reference.wire_common import (
     SUBSCRIPTION,
     Decoded,
     Scale,
-    array,
+    array_level,
     check_symbol,
+    expect_string,
     fail,
     json_uint,
+    levels,
     load_json,
     member,
+    object_level,
     pairs,
-    number_text,
-    price,
     required,
-    size,
+    sides_in_order,
     string,
-    uint_text,
 )
 
 SPOT_CHANNEL = "spot.order_book_update"
 FUTURES_CHANNEL = "futures.order_book_update"
-BID, ASK = 0, 1
-
-
-def _spot_level(level: object, scale: Scale, where: str) -> tuple[int, int]:
-    items = array(level, where)
-    if len(items) != 2:
-        fail(f"{where}: expected [price, amount]")
-    return (
-        price(string(items[0], where), scale, where),
-        size(string(items[1], where), scale, where),
-    )
-
-
-def _futures_level(level: object, scale: Scale, where: str) -> tuple[int, int]:
-    p = string(required(member(level, "p", where), f"{where}.p"), f"{where}.p")
-    s = number_text(required(member(level, "s", where), f"{where}.s"), f"{where}.s")
-    uint_text(s, f"{where}.s")  # contracts are a JSON integer
-    return price(p, scale, f"{where}.p"), size(s, scale, f"{where}.s")
-
-
-def _levels(out: Decoded, value: object, side: int, scale: Scale, futures: bool, where: str) -> None:
-    decode = _futures_level if futures else _spot_level
-    for i, level in enumerate(array(value, where)):
-        out.rows.append((side, *decode(level, scale, f"{where}[{i}]")))
+SPOT_LEVEL = array_level(quoted=True)  # ["7.883", "263.375"]
+FUTURES_LEVEL = object_level("p", "s")  # {"p": "55.87", "s": 175}
 
 
 def _update(frame: bytes, scale: Scale, futures: bool) -> Decoded:
     doc = load_json(frame)
-    channel = FUTURES_CHANNEL if futures else SPOT_CHANNEL
-    if string(required(member(doc, "channel", ""), "channel"), "channel") != channel:
-        fail(f"channel is not {channel}")
-    if string(required(member(doc, "event", ""), "event"), "event") != "update":
-        fail("event is not update")
+    expect_string(doc, "channel", FUTURES_CHANNEL if futures else SPOT_CHANNEL)
+    expect_string(doc, "event", "update")
     result = required(member(doc, "result", ""), "result")
     out = Decoded()
     t = member(result, "t", "result")
@@ -75,9 +52,9 @@ def _update(frame: bytes, scale: Scale, futures: bool) -> Decoded:
     out.first_update_id = json_uint(required(member(result, "U", "result"), "result.U"), "result.U")
     out.last_update_id = json_uint(required(member(result, "u", "result"), "result.u"), "result.u")
     # levels in frame order, whichever side comes first
-    sides = {"b": BID, "a": ASK}
-    for key in [k for k, _ in pairs(result, "") if k in sides]:
-        _levels(out, member(result, key, "result"), sides[key], scale, futures, f"result.{key}")
+    level = FUTURES_LEVEL if futures else SPOT_LEVEL
+    for key, side in sides_in_order(result, {"b": BID, "a": ASK}):
+        levels(out, member(result, key, "result"), side, scale, level, f"result.{key}")
     if out.first_update_id > out.last_update_id:
         fail("result.U is above result.u")
     return out
@@ -89,9 +66,9 @@ def _snapshot(body: bytes, scale: Scale, futures: bool) -> Decoded:
     out.first_update_id = out.last_update_id = json_uint(required(member(doc, "id", ""), "id"), "id")
     required(member(doc, "bids", ""), "bids")
     required(member(doc, "asks", ""), "asks")
-    sides = {"bids": BID, "asks": ASK}
-    for key in [k for k, _ in pairs(doc, "") if k in sides]:
-        _levels(out, member(doc, key, ""), sides[key], scale, futures, key)
+    level = FUTURES_LEVEL if futures else SPOT_LEVEL
+    for key, side in sides_in_order(doc, {"bids": BID, "asks": ASK}):
+        levels(out, member(doc, key, ""), side, scale, level, key)
     return out
 
 

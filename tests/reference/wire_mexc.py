@@ -11,34 +11,38 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from reference.wire_common import (
+    ASK,
+    BID,
     BOOK_UPDATE,
     INT64_MAX,
     MAX_DEPTH,
     MISSING,
     OTHER,
-    Num,
-    Obj,
     PONG,
     SUBSCRIPTION,
     Decoded,
+    Num,
+    Obj,
     Scale,
-    array,
+    array_level,
     check_symbol,
+    expect_string,
     fail,
-    fixed,
     json_uint,
+    levels,
     load_json,
     member,
     pairs,
-    number_text,
     price,
     required,
+    sides_in_order,
     size,
     string,
     uint_text,
 )
 
-BID, ASK = 0, 1
+CONTRACT_LEVEL = array_level(quoted=False, optional=1)  # [6859.5, 3251, 1]: order count optional
+SPOT_REST_LEVEL = array_level(quoted=True)  # ["45995.47", "10.337165"]
 SYMBOL, SEND_TIME = 3, 6
 LIMIT_DEPTHS, AGGRE_DEPTHS = 303, 313
 BODY_FIELDS = range(301, 316)
@@ -74,7 +78,7 @@ def field_bytes(field: int, value: bytes | str) -> bytes:
     return tag(field, 2) + varint(len(data)) + data
 
 
-def _levels(field: int, levels: Sequence[Mapping[str, str]]) -> bytes:
+def _encode_levels(field: int, levels: Sequence[Mapping[str, str]]) -> bytes:
     out = b""
     for level in levels:
         item = b""
@@ -88,7 +92,7 @@ def _levels(field: int, levels: Sequence[Mapping[str, str]]) -> bytes:
 
 def encode_depths(body: Mapping[str, Any], aggre: bool) -> bytes:
     """PublicAggreDepthsV3Api / PublicLimitDepthsV3Api, fields in number order."""
-    out = _levels(1, body.get("asks", ())) + _levels(2, body.get("bids", ()))
+    out = _encode_levels(1, body.get("asks", ())) + _encode_levels(2, body.get("bids", ()))
     if body.get("eventType"):
         out += field_bytes(3, body["eventType"])
     if aggre:
@@ -329,27 +333,6 @@ def spot_push_body(frame: bytes) -> int:
     return 0
 
 
-def _number_levels(out: Decoded, value: object, side: int, scale: Scale, where: str) -> None:
-    for i, level in enumerate(array(value, where)):
-        at = f"{where}[{i}]"
-        items = array(level, at)
-        if len(items) not in (2, 3):
-            fail(f"{at}: expected [price, vol(, count)]")
-        texts = [number_text(v, at) for v in items]
-        out.rows.append((side, price(texts[0], scale, at), size(texts[1], scale, at)))
-
-
-def _string_levels(out: Decoded, value: object, side: int, scale: Scale, where: str) -> None:
-    for i, level in enumerate(array(value, where)):
-        at = f"{where}[{i}]"
-        items = array(level, at)
-        if len(items) != 2:
-            fail(f"{at}: expected [price, qty]")
-        out.rows.append(
-            (side, price(string(items[0], at), scale, at), size(string(items[1], at), scale, at))
-        )
-
-
 def _contract_depth(obj: object, out: Decoded, scale: Scale, seen: set[str], allow_data: bool) -> None:
     keys = ["asks", "bids", "version"] + (["data"] if allow_data else [])
     for key in [k for k, _ in pairs(obj, "") if k in keys]:
@@ -364,14 +347,13 @@ def _contract_depth(obj: object, out: Decoded, scale: Scale, seen: set[str], all
                 fail("data: expected an object")
             _contract_depth(value, out, scale, seen, False)
         else:
-            _number_levels(out, value, ASK if key == "asks" else BID, scale, key)
+            levels(out, value, ASK if key == "asks" else BID, scale, CONTRACT_LEVEL, key)
 
 
 def decode_futures_depth(frame: bytes, scale: Scale) -> Decoded:
     """Contract ``push.depth``: [price, vol, count] number levels, version, ts."""
     doc = load_json(frame)
-    if string(required(member(doc, "channel", ""), "channel"), "channel") != "push.depth":
-        fail("channel is not push.depth")
+    expect_string(doc, "channel", "push.depth")
     symbol = string(required(member(doc, "symbol", ""), "symbol"), "symbol")
     check_symbol(symbol.encode(), scale, "symbol")
     out = Decoded()
@@ -411,8 +393,8 @@ def decode_spot_snapshot(body: bytes, scale: Scale) -> Decoded:
         out.first_update_id = out.last_update_id = json_uint(last, "lastUpdateId")
     required(member(doc, "bids", ""), "bids")
     required(member(doc, "asks", ""), "asks")
-    for key in [k for k, _ in pairs(doc, "") if k in ("asks", "bids")]:
-        _string_levels(out, member(doc, key, ""), ASK if key == "asks" else BID, scale, key)
+    for key, side in sides_in_order(doc, {"asks": ASK, "bids": BID}):
+        levels(out, member(doc, key, ""), side, scale, SPOT_REST_LEVEL, key)
     return out
 
 

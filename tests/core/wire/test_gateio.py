@@ -24,6 +24,7 @@ from wire_data import (
     gate_spot_scales,
     http_bodies,
     same_outcome,
+    scales,
     server_frames,
     snapshot_symbol,
     symbol_of,
@@ -59,49 +60,46 @@ def docs(shared_data: Path) -> dict[str, object]:
     return json.loads((shared_data / "examples" / "gate_docs_ws_examples.json").read_bytes())
 
 
-def scales(args: ScaleArgs, symbol: str | None = None) -> tuple[WireScale, Scale]:
-    raw = symbol.encode() if symbol else None
-    return WireScale(*args, symbol=raw), Scale(*args, symbol=raw)
+# futures -> (compiled update, reference update, compiled snapshot, reference snapshot)
+DECODERS = {
+    False: (gateio.decode_spot_update, ref.decode_spot_update,
+            gateio.decode_spot_snapshot, ref.decode_spot_snapshot),
+    True: (gateio.decode_futures_update, ref.decode_futures_update,
+           gateio.decode_futures_snapshot, ref.decode_futures_snapshot),
+}
+REST = {False: "cryptofeed/GATEIO.http.0.0", True: "cryptofeed/GATEIO_FUTURES.http.0.0"}
 
 
-def test_recorded_spot_updates_decode_like_reference(
-    spot_updates: list[bytes], spot_scales: dict[str, ScaleArgs]
+def _recorded(request: pytest.FixtureRequest, futures: bool) -> tuple[list[bytes], dict[str, ScaleArgs]]:
+    """Recorded update frames and scale table of spot or futures."""
+    kind = "futures" if futures else "spot"
+    return request.getfixturevalue(f"{kind}_updates"), request.getfixturevalue(f"{kind}_scales")
+
+
+@pytest.mark.parametrize("futures, count", [(False, 172), (True, 352)])
+def test_recorded_updates_decode_like_reference(
+    request: pytest.FixtureRequest, futures: bool, count: int
 ) -> None:
+    frames, table = _recorded(request, futures)
+    compiled, reference, _, _ = DECODERS[futures]
     batch = DeltaBatch()
-    assert len(spot_updates) == 172
-    for frame in spot_updates:
+    assert len(frames) == count
+    for frame in frames:
         symbol = symbol_of(frame)
-        assert same_outcome(gateio.decode_spot_update, ref.decode_spot_update, frame,
-                            *scales(spot_scales[symbol], symbol), batch)
-        assert not batch.is_snapshot  # the 2021 feed has no "full" key
+        assert same_outcome(compiled, reference, frame, *scales(table[symbol], symbol), batch)
+        assert futures or not batch.is_snapshot  # the 2021 spot feed has no "full" key
         assert gateio.frame_symbol(frame) == symbol.encode()
         assert gateio.classify(frame) == BOOK_UPDATE
 
 
-def test_recorded_futures_updates_decode_like_reference(
-    futures_updates: list[bytes], futures_scales: dict[str, ScaleArgs]
-) -> None:
-    batch = DeltaBatch()
-    assert len(futures_updates) == 352
-    for frame in futures_updates:
-        symbol = symbol_of(frame)
-        assert same_outcome(gateio.decode_futures_update, ref.decode_futures_update, frame,
-                            *scales(futures_scales[symbol], symbol), batch)
-        assert gateio.frame_symbol(frame) == symbol.encode()
-        assert gateio.classify(frame) == BOOK_UPDATE
-
-
-@pytest.mark.parametrize("path, futures", [("cryptofeed/GATEIO.http.0.0", False),
-                                           ("cryptofeed/GATEIO_FUTURES.http.0.0", True)])
+@pytest.mark.parametrize("futures", [False, True])
 def test_recorded_snapshots_decode_like_reference(
-    shared_data: Path, spot_scales: dict[str, ScaleArgs], futures_scales: dict[str, ScaleArgs],
-    path: str, futures: bool,
+    request: pytest.FixtureRequest, shared_data: Path, futures: bool
 ) -> None:
-    bodies = http_bodies(shared_data / path)
+    bodies = http_bodies(shared_data / REST[futures])
     assert len(bodies) == 10
-    table = futures_scales if futures else spot_scales
-    compiled = gateio.decode_futures_snapshot if futures else gateio.decode_spot_snapshot
-    reference = ref.decode_futures_snapshot if futures else ref.decode_spot_snapshot
+    _, table = _recorded(request, futures)
+    _, _, compiled, reference = DECODERS[futures]
     batch = DeltaBatch()
     for url, body in bodies:
         assert same_outcome(compiled, reference, body, *scales(table[snapshot_symbol(url)]), batch)
@@ -187,7 +185,7 @@ FUTURES = (b'{"channel":"futures.order_book_update","event":"update","result":'
 
 
 def _reject(frame: bytes, *fragments: str, futures: bool = False, scale: WireScale | None = None) -> str:
-    decode = gateio.decode_futures_update if futures else gateio.decode_spot_update
+    decode = DECODERS[futures][0]
     scale = scale or (WireScale(4, 1, 0, 1) if futures else WireScale(3, 1, 3, 1))
     with pytest.raises(WireError) as info:
         decode(frame, scale, DeltaBatch())
@@ -319,15 +317,15 @@ def test_frame_symbol_and_classify_reject_garbage() -> None:
 # Replays: REST snapshot + recorded diffs through OrderBook vs the reference book
 
 
-def _replay(shared_data: Path, rest: str, ws: str, channel: str, table: dict[str, ScaleArgs],
-            futures: bool) -> int:
-    snapshot = gateio.decode_futures_snapshot if futures else gateio.decode_spot_snapshot
-    ref_snapshot = ref.decode_futures_snapshot if futures else ref.decode_spot_snapshot
-    update = gateio.decode_futures_update if futures else gateio.decode_spot_update
-    ref_update = ref.decode_futures_update if futures else ref.decode_spot_update
+@pytest.mark.parametrize("futures, min_applied", [(False, 50), (True, 100)])
+def test_replay_matches_the_reference_book(
+    request: pytest.FixtureRequest, shared_data: Path, futures: bool, min_applied: int
+) -> None:
+    update, ref_update, snapshot, ref_snapshot = DECODERS[futures]
+    frames, table = _recorded(request, futures)
     books: dict[str, tuple[OrderBook, ref_book.OrderBook, WireScale, Scale]] = {}
     batch = DeltaBatch()
-    for url, body in http_bodies(shared_data / rest):
+    for url, body in http_bodies(shared_data / REST[futures]):
         symbol = snapshot_symbol(url)
         wscale, rscale = scales(table[symbol], symbol)
         book, expected = OrderBook(symbol), ref_book.OrderBook(symbol)
@@ -336,7 +334,7 @@ def _replay(shared_data: Path, rest: str, ws: str, channel: str, table: dict[str
         expected.apply_snapshot(ref_snapshot(body, rscale), 0)
         books[symbol] = (book, expected, wscale, rscale)
     applied = 0
-    for frame in channel_updates(shared_data / ws, channel):
+    for frame in frames:
         book, expected, wscale, rscale = books[symbol_of(frame)]
         update(frame, wscale, batch)
         status = book.apply_batch(batch, 1)
@@ -347,23 +345,7 @@ def _replay(shared_data: Path, rest: str, ws: str, channel: str, table: dict[str
         for side in (BID, ASK):
             assert book.top(side, 10_000) == expected.top(side, 10_000)
         assert book.best_bid_price() < book.best_ask_price()
-    return applied
-
-
-def test_spot_replay_matches_the_reference_book(
-    shared_data: Path, spot_scales: dict[str, ScaleArgs]
-) -> None:
-    applied = _replay(shared_data, "cryptofeed/GATEIO.http.0.0", SPOT_WS,
-                      "spot.order_book_update", spot_scales, False)
-    assert applied > 50
-
-
-def test_futures_replay_matches_the_reference_book(
-    shared_data: Path, futures_scales: dict[str, ScaleArgs]
-) -> None:
-    applied = _replay(shared_data, "cryptofeed/GATEIO_FUTURES.http.0.0", FUTURES_WS,
-                      "futures.order_book_update", futures_scales, True)
-    assert applied > 100
+    assert applied > min_applied
 
 
 # ---------------------------------------------------------------------------
@@ -403,17 +385,13 @@ def update_frames(draw: st.DrawFn, futures: bool) -> bytes:
     return f'{{"time":1,"channel":"{channel}","event":"update","result":{result}}}'.encode()
 
 
+@pytest.mark.parametrize("futures", [False, True])
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(frame=update_frames(futures=False), args=scale_args)
-def test_generated_spot_frames_match_reference(frame: bytes, args: ScaleArgs) -> None:
-    same_outcome(gateio.decode_spot_update, ref.decode_spot_update, frame,
-                 WireScale(*args), Scale(*args), DeltaBatch(4))
-
-
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(frame=update_frames(futures=True), args=scale_args)
-def test_generated_futures_frames_match_reference(frame: bytes, args: ScaleArgs) -> None:
-    same_outcome(gateio.decode_futures_update, ref.decode_futures_update, frame,
+@given(data=st.data(), args=scale_args)
+def test_generated_update_frames_match_reference(futures: bool, data: st.DataObject,
+                                                 args: ScaleArgs) -> None:
+    compiled, reference, _, _ = DECODERS[futures]
+    same_outcome(compiled, reference, data.draw(update_frames(futures=futures)),
                  WireScale(*args), Scale(*args), DeltaBatch(4))
 
 

@@ -22,7 +22,7 @@ from reference import book as ref_book
 from reference import wire_mexc as ref
 from reference.wire_common import Scale
 from reference.wire_common import WireError as RefWireError
-from wire_data import same_outcome
+from wire_data import same_outcome, scales
 
 BTC = (2, 1, 6, 1)  # BTCUSDC / BTCUSDT on MEXC: 0.01 price tick, 1e-6 quantity
 
@@ -60,11 +60,6 @@ def spot_frames(examples: dict[str, Any]) -> dict[str, bytes]:
         "docs_limit": ref.encode_push(
             _rendered_to_proto(examples["ws_limit_depth_push_rendered"], "publicLimitDepths")),
     }
-
-
-def scales(args: tuple[int, int, int, int], symbol: str | None = None) -> tuple[WireScale, Scale]:
-    raw = symbol.encode() if symbol else None
-    return WireScale(*args, symbol=raw), Scale(*args, symbol=raw)
 
 
 def test_synthesized_spot_pushes_decode_like_reference(spot_frames: dict[str, bytes]) -> None:
