@@ -1,6 +1,6 @@
 """Typed Python API of arb_core.wire.mexc (compiled)."""
 
-from collections.abc import Buffer
+from typing_extensions import Buffer
 
 from arb_core.book import DeltaBatch
 from arb_core.wire.common import WireScale
