@@ -187,3 +187,71 @@ HTTP_STATUSES: Final = {
     401: ErrorCategory.AUTH_FAILED,
     403: ErrorCategory.AUTH_FAILED,
 }  # any other 5xx: OUTCOME_UNKNOWN (an order may have been placed)
+
+# --- trading (client side and simulator) ----------------------------------------------
+SERVER_TIME_PATH: Final = "/spot/time"
+FUTURES_CONTRACT_PATH: Final = "/futures/usdt/contracts/{contract}"
+CURRENCY_PAIR_PATH: Final = "/spot/currency_pairs/{currency_pair}"
+SPOT_ACCOUNT: Final = "spot"  # "account" of a spot order
+SPOT_ORDER_STATUS_OPEN: Final = "open"  # spot "status": open | closed | cancelled
+FUTURES_ORDER_STATUS_OPEN: Final = "open"  # futures "status": open | finished
+FUTURES_MARKET_PRICE: Final = "0"  # futures market order: price "0" with tif ioc (or fok)
+# ``text``: "t-" + at most 28 bytes of these characters.
+CLIENT_ORDER_ID_ALPHABET: Final = frozenset("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_-.")
+REQUEST_WINDOW_S: Final = 60  # Timestamp must be within this many seconds of the server clock
+
+# Private budgets (ids of the shared limiter -> (requests, window s)); spot placement is
+# limited per market at Gate, one shared bucket here keeps every market within it.
+SPOT_ORDER_PLACE_RATE_LIMIT: Final = "gateio:spot:order_place"
+SPOT_ORDER_CANCEL_RATE_LIMIT: Final = "gateio:spot:order_cancel"
+SPOT_ORDER_QUERY_RATE_LIMIT: Final = "gateio:private:" + ORDER_PATH
+SPOT_ORDERS_LIST_RATE_LIMIT: Final = "gateio:private:" + ORDERS_PATH
+SPOT_OPEN_ORDERS_RATE_LIMIT: Final = "gateio:private:" + OPEN_ORDERS_PATH
+SPOT_ACCOUNTS_RATE_LIMIT: Final = "gateio:private:" + ACCOUNTS_PATH
+FUTURES_ORDER_PLACE_RATE_LIMIT: Final = "gateio:futures:order_place"
+FUTURES_ORDER_CANCEL_RATE_LIMIT: Final = "gateio:futures:order_cancel"
+FUTURES_ORDER_QUERY_RATE_LIMIT: Final = "gateio:private:" + FUTURES_ORDER_PATH
+FUTURES_ORDERS_LIST_RATE_LIMIT: Final = "gateio:private:" + FUTURES_ORDERS_PATH
+FUTURES_ACCOUNTS_RATE_LIMIT: Final = "gateio:private:" + FUTURES_ACCOUNTS_PATH
+FUTURES_POSITIONS_RATE_LIMIT: Final = "gateio:private:" + FUTURES_POSITIONS_PATH
+TRADING_RATE_LIMITS: Final = {
+    SPOT_ORDER_PLACE_RATE_LIMIT: SPOT_ORDER_PLACE_LIMIT,
+    SPOT_ORDER_CANCEL_RATE_LIMIT: SPOT_ORDER_CANCEL_LIMIT,
+    SPOT_ORDER_QUERY_RATE_LIMIT: PRIVATE_ENDPOINT_LIMIT,
+    SPOT_ORDERS_LIST_RATE_LIMIT: PRIVATE_ENDPOINT_LIMIT,
+    SPOT_OPEN_ORDERS_RATE_LIMIT: PRIVATE_ENDPOINT_LIMIT,
+    SPOT_ACCOUNTS_RATE_LIMIT: PRIVATE_ENDPOINT_LIMIT,
+    FUTURES_ORDER_PLACE_RATE_LIMIT: FUTURES_ORDER_PLACE_LIMIT,
+    FUTURES_ORDER_CANCEL_RATE_LIMIT: FUTURES_ORDER_CANCEL_LIMIT,
+    FUTURES_ORDER_QUERY_RATE_LIMIT: PRIVATE_ENDPOINT_LIMIT,
+    FUTURES_ORDERS_LIST_RATE_LIMIT: PRIVATE_ENDPOINT_LIMIT,
+    FUTURES_ACCOUNTS_RATE_LIMIT: PRIVATE_ENDPOINT_LIMIT,
+    FUTURES_POSITIONS_RATE_LIMIT: PRIVATE_ENDPOINT_LIMIT,
+}
+
+# The label (HTTP status, message) a venue answers for each kind of refusal: the reverse of
+# ERROR_LABELS, as the simulator speaks it. Spot and futures spell some labels differently.
+SPOT_REJECT_LABELS: Final = {
+    ErrorCategory.INSUFFICIENT_BALANCE: ("BALANCE_NOT_ENOUGH", 400, "Not enough balance"),
+    ErrorCategory.PRECISION: ("INVALID_PRECISION", 400, "Invalid precision"),
+    ErrorCategory.MIN_NOTIONAL: ("AMOUNT_TOO_LITTLE", 400, "Order amount too little"),
+    ErrorCategory.UNKNOWN_ORDER: ("ORDER_NOT_FOUND", 404, "Order not found"),
+    ErrorCategory.ORDER_REJECTED: ("TRADE_RESTRICTED", 400, "Trading restricted"),
+    ErrorCategory.INVALID_REQUEST: ("INVALID_PARAM_VALUE", 400, "Invalid parameter value"),
+    ErrorCategory.RATE_LIMITED: ("TOO_MANY_REQUESTS", 429, "Request Rate limit Exceeded"),
+    ErrorCategory.AUTH_FAILED: ("FORBIDDEN", 401, "Forbidden"),
+    ErrorCategory.TIMESTAMP: ("REQUEST_EXPIRED", 401, "Request Timestamp Far From Current Time"),
+    ErrorCategory.MAINTENANCE: ("TOO_BUSY", 503, "Server is too busy"),
+    ErrorCategory.OUTCOME_UNKNOWN: ("SERVER_ERROR", 500, "Internal server error"),
+}
+FUTURES_REJECT_LABELS: Final = {
+    **SPOT_REJECT_LABELS,
+    ErrorCategory.INSUFFICIENT_BALANCE: ("INSUFFICIENT_AVAILABLE", 400, "Insufficient available balance"),
+    ErrorCategory.MIN_NOTIONAL: ("SIZE_TOO_SMALL", 400, "Order size too small"),
+    ErrorCategory.ORDER_REJECTED: ("RISK_LIMIT_EXCEEDED", 400, "Risk limit exceeded"),
+}
+# Authentication failures, all HTTP 401 at Gate.
+AUTH_MISSING_HEADER: Final = ("MISSING_REQUIRED_HEADER", 401, "Missing required authentication header")
+AUTH_INVALID_KEY: Final = ("INVALID_KEY", 401, "Invalid key provided")
+AUTH_INVALID_SIGNATURE: Final = ("INVALID_SIGNATURE", 401, "Signature mismatch")
+AUTH_REQUEST_EXPIRED: Final = ("REQUEST_EXPIRED", 401, "Request timestamp far from current time")

@@ -99,6 +99,7 @@ class SpotOrder(msgspec.Struct, frozen=True):
     price: Decimal = Decimal(0)
     time_in_force: str = "gtc"
     left: Decimal = Decimal(0)  # amount still open
+    filled_amount: Decimal | None = None  # base filled (newer payloads)
     fill_price: Decimal = Decimal(0)  # total filled in quote (historic name)
     filled_total: Decimal = Decimal(0)  # total filled in quote
     avg_deal_price: Decimal | None = None
@@ -127,6 +128,38 @@ class FuturesOrder(msgspec.Struct, frozen=True):
     mkfr: Decimal | None = None  # maker fee rate
     create_time: Decimal | None = None  # s
     finish_time: Decimal | None = None  # s
+
+
+class SpotOpenOrders(msgspec.Struct, frozen=True):
+    """One pair of ``GET /spot/open_orders``: ``{"currency_pair":"BTC_USDT","total":1,"orders":[...]}``."""
+
+    currency_pair: str
+    orders: list[SpotOrder]
+    total: int = 0
+
+
+class FuturesAccount(msgspec.Struct, frozen=True):
+    """``GET /futures/usdt/accounts``: ``{"total":"10","unrealised_pnl":"0","position_margin":"0",
+    "order_margin":"0","available":"10","currency":"USDT",...}``."""
+
+    total: Decimal  # wallet balance, excluding unrealised PnL
+    available: Decimal
+    currency: str
+    unrealised_pnl: Decimal = Decimal(0)
+    position_margin: Decimal = Decimal(0)
+    order_margin: Decimal = Decimal(0)
+
+
+class FuturesPosition(msgspec.Struct, frozen=True):
+    """One entry of ``GET /futures/usdt/positions``."""
+
+    contract: str
+    size: Decimal  # contracts, signed: > 0 long, < 0 short
+    entry_price: Decimal = Decimal(0)
+    mark_price: Decimal | None = None
+    unrealised_pnl: Decimal | None = None
+    leverage: Decimal | None = None  # 0 = cross margin
+    margin: Decimal | None = None
 
 
 class SpotAccount(msgspec.Struct, frozen=True):

@@ -19,15 +19,30 @@ trailing zeros. Pushes are built from precomputed byte fragments and per-value c
 
 from __future__ import annotations
 
+import decimal
+import hmac
+import urllib.parse
+import zlib
 from abc import ABC, abstractmethod
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from decimal import Decimal
 from typing import ClassVar, NamedTuple
 
 import msgspec
 
 from arb_core.wire.common import WireScale
 
+from ...instruments import Instrument
+from ...sim.faults import OrderFaultKind
+from ...sim.http import Handler, Route, SimContext, SimRequest, SimResponse
+from ...sim.matching import MatchingEngine, OrderEvent, OrderRejected, PlaceResult, SimExchange, from_atoms, to_atoms
+from ...sim.matching import OrderStatus as SimOrderStatus
+from ...sim.matching import OrderType as SimOrderType
+from ...sim.matching import TimeInForce as SimTimeInForce
+from ...types import ExchangeName, OrderSide
+from ..errors import ErrorCategory
 from . import constants
+from .auth import GateioSigner
 from .schemas import WsRequest
 
 Level = tuple[int, int]  # (price_ticks, size_lots)
@@ -482,3 +497,722 @@ class FuturesBookEncoder(_BookEncoder):
         for price, size in levels:
             parts.append(b'{"s":%s,"p":"%s"}' % (self._size_text(size), self._price_text(price)))
         return b",".join(parts)
+
+
+# --- REST -------------------------------------------------------------------------------
+# Handlers of the simulated REST API (``rest_routes``). Private requests are verified as
+# Gate does (KEY known, Timestamp within 60 s, SIGN over the five-line string); the user of
+# the matching engine is the api key. Order bodies are read with the engine's own
+# tick/lot conversion, so a price or amount off the order grid is INVALID_PRECISION.
+# Orders carry their ``text`` as the engine's client id.
+
+
+class _GateRefusal(Exception):
+    """A request Gate answers with an error body: label, HTTP status, message, extra headers."""
+
+    def __init__(self, label: str, status: int, message: str, headers: tuple[tuple[str, str], ...] = ()) -> None:
+        super().__init__(message)
+        self.label = label
+        self.status = status
+        self.headers = headers
+
+    @classmethod
+    def of(cls, error: tuple[str, int, str], detail: str = "") -> _GateRefusal:
+        label, status, message = error
+        return cls(label, status, f"{message}: {detail}" if detail else message)
+
+    def response(self) -> SimResponse:
+        body = _encode({"label": self.label, "message": str(self)})
+        return SimResponse(status=self.status, body=body, headers=(("Content-Type", "application/json"), *self.headers))
+
+
+_PrivateHandler = Callable[[SimRequest, SimContext, str], SimResponse]
+_MARKET_TIF = {"ioc": SimTimeInForce.IOC, "fok": SimTimeInForce.FOK}
+_TIF = {"gtc": SimTimeInForce.GTC, "poc": SimTimeInForce.POST_ONLY, **_MARKET_TIF}
+_SIDES = {"buy": OrderSide.BUY, "sell": OrderSide.SELL}
+_PPM = 1_000_000
+_QUOTE_EXACT = decimal.Context(prec=40)
+
+
+def rest_routes() -> list[Route]:
+    """Every REST endpoint of the simulated Gate venue; paths include ``/api/v4`` as requests send it."""
+    p = constants.API_PREFIX
+    c = constants
+    return [
+        Route("GET", p + c.SERVER_TIME_PATH, _server_time),
+        Route("GET", p + c.ORDER_BOOK_PATH, _spot_order_book),
+        Route("GET", p + c.FUTURES_ORDER_BOOK_PATH, _futures_order_book),
+        Route("GET", p + c.CURRENCY_PAIRS_PATH, _currency_pairs),
+        Route("GET", p + c.CURRENCY_PAIR_PATH, _currency_pair),
+        Route("GET", p + c.FUTURES_CONTRACTS_PATH, _contracts),
+        Route("GET", p + c.FUTURES_CONTRACT_PATH, _contract),
+        Route("POST", p + c.ORDERS_PATH, _private(_spot_place)),
+        Route("GET", p + c.ORDERS_PATH, _private(_spot_list)),
+        Route("GET", p + c.ORDER_PATH, _private(_spot_get)),
+        Route("DELETE", p + c.ORDER_PATH, _private(_spot_cancel)),
+        Route("GET", p + c.OPEN_ORDERS_PATH, _private(_spot_open_orders)),
+        Route("GET", p + c.ACCOUNTS_PATH, _private(_spot_accounts)),
+        Route("POST", p + c.FUTURES_ORDERS_PATH, _private(_futures_place)),
+        Route("GET", p + c.FUTURES_ORDERS_PATH, _private(_futures_list)),
+        Route("GET", p + c.FUTURES_ORDER_PATH, _private(_futures_get)),
+        Route("DELETE", p + c.FUTURES_ORDER_PATH, _private(_futures_cancel)),
+        Route("GET", p + c.FUTURES_ACCOUNTS_PATH, _private(_futures_account)),
+        Route("GET", p + c.FUTURES_POSITIONS_PATH, _private(_futures_positions)),
+    ]
+
+
+def _json(doc: object) -> SimResponse:
+    return SimResponse(status=200, body=_encode(doc))
+
+
+def _public(handler: Handler) -> Handler:
+    def guarded(request: SimRequest, ctx: SimContext) -> SimResponse:
+        try:
+            return handler(request, ctx)
+        except _GateRefusal as refusal:
+            return refusal.response()
+
+    return guarded
+
+
+def _private(handler: _PrivateHandler) -> Handler:
+    """Verify the signature as Gate does, then run ``handler`` for the key's user; map refusals."""
+
+    def guarded(request: SimRequest, ctx: SimContext) -> SimResponse:
+        try:
+            user = _authenticate(request, ctx)
+            return handler(request, ctx, user)
+        except _GateRefusal as refusal:
+            return refusal.response()
+        except OrderRejected as rejected:
+            return _rejection(rejected.category, str(rejected), _is_futures(request)).response()
+
+    return guarded
+
+
+def _authenticate(request: SimRequest, ctx: SimContext) -> str:
+    headers = request.headers
+    key = headers.get(constants.KEY_HEADER.lower())
+    timestamp = headers.get(constants.TIMESTAMP_HEADER.lower())
+    sign = headers.get(constants.SIGN_HEADER.lower())
+    if not key or not timestamp or not sign:
+        raise _GateRefusal.of(constants.AUTH_MISSING_HEADER, "KEY, Timestamp and SIGN are required")
+    credentials = ctx.credentials.get(key)
+    if credentials is None:
+        raise _GateRefusal.of(constants.AUTH_INVALID_KEY)
+    try:
+        sent_s = Decimal(timestamp)
+    except decimal.InvalidOperation:
+        sent_s = Decimal("NaN")
+    if not sent_s.is_finite() or abs(sent_s * 1000 - ctx.wall_ms()) > constants.REQUEST_WINDOW_S * 1000:
+        raise _GateRefusal.of(constants.AUTH_REQUEST_EXPIRED, f"Timestamp {timestamp}")
+    expected = GateioSigner(credentials).sign_rest(request.method, request.path, request.query, request.body, timestamp)
+    if not hmac.compare_digest(expected, sign):
+        raise _GateRefusal.of(constants.AUTH_INVALID_SIGNATURE)
+    return key
+
+
+def _is_futures(request: SimRequest) -> bool:
+    return request.path.startswith(constants.API_PREFIX + "/futures/")
+
+
+def _rejection(category: ErrorCategory, detail: str, futures: bool) -> _GateRefusal:
+    table = constants.FUTURES_REJECT_LABELS if futures else constants.SPOT_REJECT_LABELS
+    return _GateRefusal.of(table[category], detail)
+
+
+def _invalid(detail: str, label: str = "INVALID_PARAM_VALUE") -> _GateRefusal:
+    return _GateRefusal(label, 400, detail)
+
+
+def _params(request: SimRequest) -> dict[str, str]:
+    return dict(urllib.parse.parse_qsl(request.query, keep_blank_values=True))
+
+
+def _required(params: Mapping[str, object], name: str) -> object:
+    value = params.get(name)
+    if value is None or value == "":
+        raise _invalid(f"missing required parameter {name!r}", "MISSING_REQUIRED_PARAM")
+    return value
+
+
+def _exchange(ctx: SimContext, futures: bool) -> SimExchange:
+    name = ExchangeName.GATEIO_FUTURES if futures else ExchangeName.GATEIO
+    exchange = ctx.exchanges.get(name)
+    if exchange is None:
+        raise _GateRefusal("NOT_FOUND", 404, f"market {name.value} is not simulated")
+    return exchange
+
+
+def _engine(ctx: SimContext, venue_symbol: object, futures: bool) -> MatchingEngine:
+    for engine in _exchange(ctx, futures).engines.values():
+        if engine.instrument.venue_symbol == venue_symbol:
+            return engine
+    if futures:
+        raise _GateRefusal("CONTRACT_NOT_FOUND", 400, f"contract {venue_symbol} not found")
+    raise _GateRefusal("INVALID_CURRENCY_PAIR", 400, f"invalid currency pair {venue_symbol}")
+
+
+def _body(request: SimRequest) -> dict[str, object]:
+    try:
+        doc = msgspec.json.decode(request.body)
+    except msgspec.DecodeError as exc:
+        raise _invalid(f"request body is not JSON: {exc}", "INVALID_REQUEST_BODY") from None
+    if not isinstance(doc, dict):
+        raise _invalid("request body is not a JSON object", "INVALID_REQUEST_BODY")
+    return doc
+
+
+def _text(body: Mapping[str, object]) -> str | None:
+    text = body.get("text")
+    if text is None:
+        return None
+    prefix = constants.CLIENT_ORDER_ID_PREFIX
+    if (
+        not isinstance(text, str)
+        or not text.startswith(prefix)
+        or not 0 < len(text) - len(prefix) <= constants.CLIENT_ORDER_ID_MAX_BYTES
+        or not constants.CLIENT_ORDER_ID_ALPHABET.issuperset(text)
+    ):
+        raise _invalid(f"text {text!r}: must be t- followed by at most 28 characters of 0-9 A-Z a-z _ - .")
+    return text
+
+
+def _decimal_text(value: Decimal) -> str:
+    """A Decimal as Gate writes numbers: plain, no exponent, no trailing zeros."""
+    return "0" if not value else f"{value.normalize():f}"
+
+
+def _seconds_text(ms: int) -> str:
+    return _seconds(ms).decode()
+
+
+def _wall_ms(ctx: SimContext, time_ns: int) -> int:
+    """The venue wall time of a monotonic stamp of the engine."""
+    return ctx.wall_ms() - max(0, ctx.now_ns() - time_ns) // 1_000_000
+
+
+def _apply_fault(
+    ctx: SimContext, futures: bool, place: Callable[[int | None], PlaceResult], wanted_lots: int
+) -> tuple[PlaceResult, bool]:
+    """Ask the fault plan about this order and apply it: ``(result, drop the answer)``."""
+    fault = ctx.faults.on_order(constants.VENUE)
+    if fault is None:
+        return place(None), False
+    if fault.kind is OrderFaultKind.REJECT:
+        raise _rejection(fault.category or ErrorCategory.ORDER_REJECTED, "order rejected", futures)
+    if fault.kind is OrderFaultKind.RATE_LIMIT:
+        wait_ms = fault.retry_after_ms or 0
+        label, status, message = constants.SPOT_REJECT_LABELS[ErrorCategory.RATE_LIMITED]
+        headers = (
+            ("Retry-After", _seconds_text(wait_ms)),
+            (constants.RATE_LIMIT_LIMIT_HEADER, "10"),
+            (constants.RATE_LIMIT_REMAIN_HEADER, "0"),
+            (constants.RATE_LIMIT_RESET_HEADER, str(ctx.wall_ms() + wait_ms)),
+        )
+        raise _GateRefusal(label, status, message, headers)
+    if fault.kind is OrderFaultKind.PARTIAL_FILL:
+        return place(wanted_lots * (fault.fill_ppm or 0) // _PPM), False
+    return place(None), True  # TIMEOUT_PLACED: the order exists, the answer never comes
+
+
+# -- public ------------------------------------------------------------------------------
+
+
+@_public
+def _server_time(request: SimRequest, ctx: SimContext) -> SimResponse:
+    return _json({"server_time": ctx.wall_ms()})
+
+
+def _snapshot(request: SimRequest, ctx: SimContext, futures: bool) -> SimResponse:
+    params = _params(request)
+    engine = _engine(ctx, _required(params, "contract" if futures else "currency_pair"), futures)
+    limit_text = params.get("limit", "10")
+    if not limit_text.isdigit() or not 1 <= int(limit_text) <= 100:
+        raise _invalid(f"limit {limit_text!r} must be 1..100")
+    instrument = engine.instrument
+    scale = WireScale(*instrument.wire_scale(), instrument.venue_symbol)
+    encoder_type = FuturesBookEncoder if futures else SpotBookEncoder
+    encoder = encoder_type(instrument.venue_symbol, scale)
+    book = engine.snapshot(int(limit_text))
+    now_ms = ctx.wall_ms()
+    return SimResponse(status=200, body=encoder.snapshot(book.last_update_id, book.bids, book.asks, now_ms, now_ms))
+
+
+@_public
+def _spot_order_book(request: SimRequest, ctx: SimContext) -> SimResponse:
+    return _snapshot(request, ctx, futures=False)
+
+
+@_public
+def _futures_order_book(request: SimRequest, ctx: SimContext) -> SimResponse:
+    return _snapshot(request, ctx, futures=True)
+
+
+def _pair_doc(instrument: Instrument) -> dict[str, object]:
+    """A ``currency_pairs`` entry in the recorded key order (the spot tick is a power of ten at Gate)."""
+    if instrument.tick_size != Decimal(1).scaleb(-instrument.price_decimals) or instrument.lot_size != Decimal(
+        1
+    ).scaleb(-instrument.size_decimals):
+        raise ValueError(f"gateio sim {instrument.symbol}: spot tick and lot must be powers of ten")
+    return {
+        "id": instrument.venue_symbol,
+        "base": instrument.base,
+        "quote": instrument.quote,
+        "fee": _decimal_text(instrument.taker_fee.scaleb(2)),
+        "min_base_amount": _decimal_text(instrument.min_size),
+        "min_quote_amount": _decimal_text(instrument.min_notional),
+        "amount_precision": instrument.size_decimals,
+        "precision": instrument.price_decimals,
+        "trade_status": constants.TRADE_STATUS_TRADABLE,
+        "sell_start": 0,
+        "buy_start": 0,
+    }
+
+
+@_public
+def _currency_pairs(request: SimRequest, ctx: SimContext) -> SimResponse:
+    return _json([_pair_doc(engine.instrument) for engine in _exchange(ctx, False).engines.values()])
+
+
+@_public
+def _currency_pair(request: SimRequest, ctx: SimContext) -> SimResponse:
+    return _json(_pair_doc(_engine(ctx, request.path_params.get("currency_pair"), False).instrument))
+
+
+def _contract_doc(engine: MatchingEngine, now_s: int) -> dict[str, object]:
+    """A ``contracts`` entry in the recorded key order; prices from the simulated book."""
+    instrument = engine.instrument
+    bid, ask = engine.book.best_bid(), engine.book.best_ask()
+    last = instrument.ticks_to_price(bid[0]) if bid else instrument.ticks_to_price(ask[0]) if ask else Decimal(0)
+    tick = _decimal_text(instrument.tick_size)
+    price = _decimal_text(last)
+    return {
+        "funding_rate_indicative": "0.0001",
+        "mark_price_round": tick,
+        "funding_offset": 0,
+        "in_delisting": False,
+        "risk_limit_base": "1000000",
+        "interest_rate": "0.0003",
+        "index_price": price,
+        "order_price_round": tick,
+        "order_size_min": int(instrument.min_size),
+        "ref_rebate_rate": "0.2",
+        "name": instrument.venue_symbol,
+        "ref_discount_rate": "0",
+        "order_price_deviate": "0.1",
+        "maintenance_rate": "0.005",
+        "mark_type": "index",
+        "funding_interval": 28800,
+        "type": "direct",
+        "risk_limit_step": "1000000",
+        "enable_bonus": False,
+        "leverage_min": "1",
+        "funding_rate": "0.0001",
+        "last_price": price,
+        "mark_price": price,
+        "order_size_max": 1000000,
+        "funding_next_apply": now_s - now_s % 28800 + 28800,
+        "short_users": 0,
+        "enable_credit": True,
+        "config_change_time": 0,
+        "create_time": 0,
+        "trade_size": 0,
+        "position_size": 0,
+        "long_users": 0,
+        "quanto_multiplier": _decimal_text(instrument.contract_size),
+        "funding_impact_value": "5000",
+        "leverage_max": str(engine.leverage),
+        "risk_limit_max": "10000000",
+        "maker_fee_rate": _decimal_text(instrument.maker_fee),
+        "taker_fee_rate": _decimal_text(instrument.taker_fee),
+        "orders_limit": 50,
+        "trade_id": 0,
+        "orderbook_id": engine.book.last_update_id,
+    }
+
+
+@_public
+def _contracts(request: SimRequest, ctx: SimContext) -> SimResponse:
+    now_s = ctx.wall_ms() // 1000
+    return _json([_contract_doc(engine, now_s) for engine in _exchange(ctx, True).engines.values()])
+
+
+@_public
+def _contract(request: SimRequest, ctx: SimContext) -> SimResponse:
+    engine = _engine(ctx, request.path_params.get("contract"), True)
+    return _json(_contract_doc(engine, ctx.wall_ms() // 1000))
+
+
+# -- spot orders -------------------------------------------------------------------------
+
+
+def _spot_place(request: SimRequest, ctx: SimContext, user: str) -> SimResponse:
+    body = _body(request)
+    engine = _engine(ctx, _required(body, "currency_pair"), False)
+    side = _SIDES.get(str(_required(body, "side")))
+    order_type = str(body.get("type", "limit"))
+    if side is None or order_type not in ("limit", "market"):
+        raise _invalid(f"side {body.get('side')!r} / type {order_type!r}")
+    if body.get("account", constants.SPOT_ACCOUNT) != constants.SPOT_ACCOUNT:
+        raise _invalid(f"account {body.get('account')!r}: only spot is simulated")
+    amount = _required(body, "amount")
+    text = _text(body)
+    tif_name = str(body.get("time_in_force", "ioc" if order_type == "market" else "gtc"))
+    tif = (_MARKET_TIF if order_type == "market" else _TIF).get(tif_name)
+    if tif is None:
+        raise _invalid(f"time_in_force {tif_name!r} with type {order_type}")
+    price_ticks, size_lots, quote = 0, 0, None
+    if order_type == "limit":
+        price_ticks = engine.price_ticks(_string(_required(body, "price"), "price"))
+    elif body.get("price") not in (None, "", "0"):
+        raise _invalid("a market order takes no price")
+    if order_type == "market" and side is OrderSide.BUY:
+        quote = _quote_amount(engine, _string(amount, "amount"))
+    else:
+        size_lots = engine.size_lots(_string(amount, "amount"))
+    exchange = _exchange(ctx, False)
+    wanted = size_lots or _affordable_lots(engine, quote or Decimal(0))
+
+    def place(max_fill_lots: int | None) -> PlaceResult:
+        return exchange.place_order(
+            user, engine.symbol, side, SimOrderType(order_type), size_lots, ctx.now_ns(), price_ticks=price_ticks,
+            time_in_force=tif, quote_amount=quote, client_id=text, max_fill_lots=max_fill_lots,
+        )
+
+    result, drop = _apply_fault(ctx, False, place, wanted)
+    if drop:
+        return SimResponse(status=200, body=b"", drop_connection=True)
+    return _json(_spot_order_doc(ctx, engine, result.order))
+
+
+def _string(value: object, name: str) -> str:
+    if not isinstance(value, str):
+        raise _invalid(f"{name} {value!r} must be a decimal string")
+    return value
+
+
+def _quote_amount(engine: MatchingEngine, text: str) -> Decimal:
+    """A market buy's quote amount, on the quote asset's grid (the price grid's decimals)."""
+    try:
+        value = Decimal(text)
+    except decimal.InvalidOperation:
+        raise _invalid(f"amount {text!r} is not a number") from None
+    if not value.is_finite() or value <= 0:
+        raise _invalid(f"amount {text!r} must be positive")
+    if value != value.quantize(Decimal(1).scaleb(-engine.instrument.price_decimals), context=_QUOTE_EXACT):
+        raise OrderRejected(ErrorCategory.PRECISION, f"amount {text} has more decimals than the quote allows")
+    return value
+
+
+def _affordable_lots(engine: MatchingEngine, quote: Decimal) -> int:
+    ask = engine.book.best_ask()
+    if ask is None or not quote:
+        return 0
+    return to_atoms(quote) // engine.notional_atoms(ask[0], 1)
+
+
+def _gate_status(event: OrderEvent, futures: bool) -> tuple[str, str]:
+    """``(status, finish_as)`` of an engine order in Gate's words."""
+    if event.status in (SimOrderStatus.NEW, SimOrderStatus.PARTIALLY_FILLED):
+        return "open", "open"
+    if event.status is SimOrderStatus.FILLED:
+        return ("finished" if futures else "closed"), "filled"
+    if event.status is SimOrderStatus.CANCELED:
+        return ("finished" if futures else "cancelled"), "cancelled"
+    finish_as = "fok" if event.reason == "fok" and not futures else "ioc"
+    return ("finished" if futures else "cancelled"), finish_as
+
+
+def _spot_order_doc(ctx: SimContext, engine: MatchingEngine, event: OrderEvent) -> dict[str, object]:
+    """A spot order in the key order of Gate's documented order object."""
+    instrument = engine.instrument
+    status, finish_as = _gate_status(event, futures=False)
+    quote_buy = bool(event.quote_amount_atoms)
+    filled_base = event.filled_lots * engine.base_atoms_per_lot
+    if quote_buy:
+        amount = _decimal_text(from_atoms(event.quote_amount_atoms))
+        left = _decimal_text(from_atoms(event.quote_amount_atoms - event.filled_quote_atoms))
+    else:
+        amount = instrument.format_size(event.size_lots)
+        left = instrument.format_size(event.size_lots - event.filled_lots)
+    buy = event.side is OrderSide.BUY
+    received = filled_base if buy else event.filled_quote_atoms
+    fee_rate = instrument.taker_fee.as_integer_ratio()
+    fee = -((-received * fee_rate[0]) // fee_rate[1])  # rounded up in the venue's favour, as the engine does
+    filled_total = _decimal_text(from_atoms(event.filled_quote_atoms))
+    created_ms, updated_ms = _wall_ms(ctx, event.created_ns), _wall_ms(ctx, event.time_ns)
+    average = Decimal(event.filled_quote_atoms) / Decimal(filled_base) if filled_base else Decimal(0)
+    return {
+        "id": str(event.order_id),
+        "text": event.client_id or "apiv4",
+        "amend_text": "-",
+        "create_time": str(created_ms // 1000),
+        "update_time": str(updated_ms // 1000),
+        "create_time_ms": created_ms,
+        "update_time_ms": updated_ms,
+        "status": status,
+        "currency_pair": instrument.venue_symbol,
+        "type": event.order_type.value,
+        "account": constants.SPOT_ACCOUNT,
+        "side": event.side.value,
+        "amount": amount,
+        "price": instrument.format_price(event.price_ticks) if event.price_ticks else "0",
+        "time_in_force": next(k for k, v in _TIF.items() if v is event.time_in_force),
+        "iceberg": "0",
+        "left": left,
+        "filled_amount": _decimal_text(from_atoms(filled_base)),
+        "fill_price": filled_total,
+        "filled_total": filled_total,
+        "avg_deal_price": _decimal_text(average),
+        "fee": _decimal_text(from_atoms(fee)),
+        "fee_currency": instrument.base if buy else instrument.quote,
+        "point_fee": "0",
+        "gt_fee": "0",
+        "gt_maker_fee": "0",
+        "gt_taker_fee": "0",
+        "gt_discount": False,
+        "rebated_fee": "0",
+        "rebated_fee_currency": instrument.quote,
+        "stp_id": 0,
+        "stp_act": "-",
+        "finish_as": finish_as,
+    }
+
+
+def _spot_find(ctx: SimContext, user: str, engine: MatchingEngine, ref: str) -> OrderEvent:
+    exchange = _exchange(ctx, False)
+    if ref.startswith(constants.CLIENT_ORDER_ID_PREFIX):
+        return exchange.get_order_by_client_id(user, engine.symbol, ref)
+    if not ref.isdigit():
+        raise _rejection(ErrorCategory.UNKNOWN_ORDER, f"order {ref}", futures=False)
+    event = exchange.get_order(user, int(ref))
+    if event.symbol != engine.symbol:
+        raise _rejection(ErrorCategory.UNKNOWN_ORDER, f"order {ref} is not of {engine.instrument.venue_symbol}", False)
+    return event
+
+
+def _spot_get(request: SimRequest, ctx: SimContext, user: str) -> SimResponse:
+    engine = _engine(ctx, _required(_params(request), "currency_pair"), False)
+    event = _spot_find(ctx, user, engine, request.path_params.get("order_id", ""))
+    return _json(_spot_order_doc(ctx, engine, event))
+
+
+def _spot_cancel(request: SimRequest, ctx: SimContext, user: str) -> SimResponse:
+    engine = _engine(ctx, _required(_params(request), "currency_pair"), False)
+    found = _spot_find(ctx, user, engine, request.path_params.get("order_id", ""))
+    event, _ = _exchange(ctx, False).cancel_order(user, engine.symbol, ctx.now_ns(), order_id=found.order_id)
+    return _json(_spot_order_doc(ctx, engine, event))
+
+
+def _spot_list(request: SimRequest, ctx: SimContext, user: str) -> SimResponse:
+    params = _params(request)
+    engine = _engine(ctx, _required(params, "currency_pair"), False)
+    if _required(params, "status") != constants.SPOT_ORDER_STATUS_OPEN:
+        raise _invalid(f"status {params['status']!r}: the simulator lists open orders only")
+    orders = _exchange(ctx, False).open_orders(user, engine.symbol)
+    return _json([_spot_order_doc(ctx, engine, event) for event in orders])
+
+
+def _spot_open_orders(request: SimRequest, ctx: SimContext, user: str) -> SimResponse:
+    groups = []
+    for engine in _exchange(ctx, False).engines.values():
+        orders = engine.open_orders(user)
+        if orders:
+            docs = [_spot_order_doc(ctx, engine, event) for event in orders]
+            groups.append({"currency_pair": engine.instrument.venue_symbol, "total": len(docs), "orders": docs})
+    return _json(groups)
+
+
+def _spot_accounts(request: SimRequest, ctx: SimContext, user: str) -> SimResponse:
+    balances = _exchange(ctx, False).balances(user)
+    return _json(
+        [
+            {"currency": asset, "available": _decimal_text(free), "locked": _decimal_text(locked), "update_id": 1}
+            for asset, (free, locked) in balances.items()
+        ]
+    )
+
+
+# -- futures orders ----------------------------------------------------------------------
+
+
+def _futures_place(request: SimRequest, ctx: SimContext, user: str) -> SimResponse:
+    body = _body(request)
+    engine = _engine(ctx, _required(body, "contract"), True)
+    size = _required(body, "size")
+    if isinstance(size, str) and size.lstrip("-").isdigit():
+        size = int(size)
+    if not isinstance(size, int) or isinstance(size, bool) or size == 0:
+        raise _invalid(f"size {size!r} must be a non-zero integer of contracts")
+    price = _string(_required(body, "price"), "price")
+    text = _text(body)
+    reduce_only = body.get("reduce_only", False)
+    if not isinstance(reduce_only, bool) or body.get("close", False) is not False:
+        raise _invalid("reduce_only must be a boolean; close is not simulated")
+    market = price == constants.FUTURES_MARKET_PRICE
+    tif_name = str(body.get("tif", "gtc"))
+    tif = (_MARKET_TIF if market else _TIF).get(tif_name)
+    if tif is None:
+        raise _invalid(f"tif {tif_name!r} with price {price!r} (a market order takes ioc or fok)")
+    price_ticks = 0 if market else engine.price_ticks(price)
+    side = OrderSide.BUY if size > 0 else OrderSide.SELL
+    exchange = _exchange(ctx, True)
+
+    def place(max_fill_lots: int | None) -> PlaceResult:
+        return exchange.place_order(
+            user, engine.symbol, side, SimOrderType.MARKET if market else SimOrderType.LIMIT, abs(size),
+            ctx.now_ns(), price_ticks=price_ticks, time_in_force=tif, client_id=text, reduce_only=reduce_only,
+            max_fill_lots=max_fill_lots,
+        )
+
+    result, drop = _apply_fault(ctx, True, place, abs(size))
+    if drop:
+        return SimResponse(status=200, body=b"", drop_connection=True)
+    return _json(_futures_order_doc(ctx, engine, result.order))
+
+
+def _user_number(user: str) -> str:
+    return str(zlib.crc32(user.encode()))
+
+
+def _futures_order_doc(ctx: SimContext, engine: MatchingEngine, event: OrderEvent) -> dict[str, object]:
+    """A futures order in the key order of Gate's order object (as recorded by ccxt)."""
+    instrument = engine.instrument
+    status, finish_as = _gate_status(event, futures=True)
+    sign = 1 if event.side is OrderSide.BUY else -1
+    filled_base = event.filled_lots * engine.base_atoms_per_lot
+    average = Decimal(event.filled_quote_atoms) / Decimal(filled_base) if filled_base else Decimal(0)
+    created, updated = _wall_ms(ctx, event.created_ns), _wall_ms(ctx, event.time_ns)
+    doc: dict[str, object] = {
+        "refu": "0",
+        "tkfr": _decimal_text(instrument.taker_fee),
+        "mkfr": _decimal_text(instrument.maker_fee),
+        "contract": instrument.venue_symbol,
+        "id": str(event.order_id),
+        "price": instrument.format_price(event.price_ticks) if event.price_ticks else "0",
+        "tif": next(k for k, v in _TIF.items() if v is event.time_in_force),
+        "iceberg": "0",
+        "text": event.client_id or "api",
+        "user": _user_number(event.user),
+        "is_reduce_only": event.reduce_only,
+        "is_close": False,
+        "is_liq": False,
+        "fill_price": _decimal_text(average.quantize(Decimal(1).scaleb(-18), context=_QUOTE_EXACT)),
+        "create_time": _seconds_text(created),
+        "update_time": _seconds_text(updated),
+    }
+    if status != "open":
+        doc["finish_time"] = _seconds_text(updated)
+        doc["finish_as"] = finish_as
+    doc.update(
+        status=status,
+        left=str(sign * (event.size_lots - event.filled_lots)),
+        refr="0",
+        size=str(sign * event.size_lots),
+        biz_info="-",
+        amend_text="-",
+        stp_act="-",
+        stp_id="0",
+        update_id="1",
+        pnl="0",
+        pnl_margin="0",
+        bbo="-",
+        market_order_slip_ratio="0.05",
+    )
+    return doc
+
+
+def _futures_find(ctx: SimContext, user: str, ref: str) -> tuple[MatchingEngine, OrderEvent]:
+    exchange = _exchange(ctx, True)
+    if ref.startswith(constants.CLIENT_ORDER_ID_PREFIX):
+        for engine in exchange.engines.values():
+            event = engine.order_by_client_id(user, ref)
+            if event is not None:
+                return engine, event
+        raise _rejection(ErrorCategory.UNKNOWN_ORDER, f"order {ref}", futures=True)
+    if not ref.isdigit():
+        raise _rejection(ErrorCategory.UNKNOWN_ORDER, f"order {ref}", futures=True)
+    event = exchange.get_order(user, int(ref))
+    return exchange.engine(event.symbol), event
+
+
+def _futures_get(request: SimRequest, ctx: SimContext, user: str) -> SimResponse:
+    engine, event = _futures_find(ctx, user, request.path_params.get("order_id", ""))
+    return _json(_futures_order_doc(ctx, engine, event))
+
+
+def _futures_cancel(request: SimRequest, ctx: SimContext, user: str) -> SimResponse:
+    engine, found = _futures_find(ctx, user, request.path_params.get("order_id", ""))
+    event, _ = _exchange(ctx, True).cancel_order(user, engine.symbol, ctx.now_ns(), order_id=found.order_id)
+    return _json(_futures_order_doc(ctx, engine, event))
+
+
+def _futures_list(request: SimRequest, ctx: SimContext, user: str) -> SimResponse:
+    params = _params(request)
+    if _required(params, "status") != constants.FUTURES_ORDER_STATUS_OPEN:
+        raise _invalid(f"status {params['status']!r}: the simulator lists open orders only")
+    exchange = _exchange(ctx, True)
+    engines = list(exchange.engines.values()) if "contract" not in params else [_engine(ctx, params["contract"], True)]
+    return _json([_futures_order_doc(ctx, e, event) for e in engines for event in e.open_orders(user)])
+
+
+def _futures_account(request: SimRequest, ctx: SimContext, user: str) -> SimResponse:
+    exchange = _exchange(ctx, True)
+    settle = next(iter({e.settle_asset for e in exchange.engines.values()}), "USDT")
+    free, locked = exchange.balances(user).get(settle, (Decimal(0), Decimal(0)))
+    position_margin = sum(
+        (exchange.position(user, symbol)[2] for symbol in exchange.ledger.account(user).positions), Decimal(0)
+    )
+    return _json(
+        {
+            "total": _decimal_text(free + locked),
+            "unrealised_pnl": "0",
+            "position_margin": _decimal_text(position_margin),
+            "order_margin": _decimal_text(locked - position_margin),
+            "available": _decimal_text(free),
+            "point": "0",
+            "currency": settle,
+            "in_dual_mode": False,
+            "enable_credit": False,
+            "position_initial_margin": _decimal_text(position_margin),
+            "maintenance_margin": "0",
+            "bonus": "0",
+        }
+    )
+
+
+def _futures_positions(request: SimRequest, ctx: SimContext, user: str) -> SimResponse:
+    exchange = _exchange(ctx, True)
+    docs = []
+    for symbol in exchange.ledger.account(user).positions:
+        engine = exchange.engine(symbol)
+        contracts, entry, margin, realized = exchange.position(user, symbol)
+        entry_text = _decimal_text((entry or Decimal(0)).quantize(Decimal(1).scaleb(-18), context=_QUOTE_EXACT))
+        docs.append(
+            {
+                "user": int(_user_number(user)),
+                "contract": engine.instrument.venue_symbol,
+                "size": contracts,
+                "leverage": str(engine.leverage),
+                "risk_limit": "1000000",
+                "leverage_max": str(engine.leverage),
+                "maintenance_rate": "0.005",
+                "value": "0",
+                "margin": _decimal_text(margin),
+                "entry_price": entry_text,
+                "liq_price": "0",
+                "mark_price": entry_text,
+                "unrealised_pnl": "0",
+                "realised_pnl": _decimal_text(realized),
+                "history_pnl": "0",
+                "last_close_pnl": "0",
+                "realised_point": "0",
+                "history_point": "0",
+                "adl_ranking": 5,
+                "pending_orders": len(engine.open_orders(user)),
+                "mode": "single",
+                "update_time": ctx.wall_ms() // 1000,
+            }
+        )
+    return _json(docs)

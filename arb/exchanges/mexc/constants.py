@@ -117,6 +117,21 @@ ENDPOINT_WEIGHTS: Final = {
     BOOK_TICKER_PATH: 1,
 }
 BATCH_ORDERS_PER_S: Final = 2
+# Signed spot endpoints: each spends 1 on its own 500/10 s budget plus its weight on the UID
+# budget; weights as [HB] budgets them (order 2, account and myTrades 10; the docs list
+# query order 2, open orders 3, account 10, myTrades 10).
+IP_WEIGHT_LIMIT_ID: Final = "ip_weight"
+UID_WEIGHT_LIMIT_ID: Final = "uid_weight"
+PRIVATE_ENDPOINT_WEIGHTS: Final = {
+    ORDER_PATH: 2,
+    OPEN_ORDERS_PATH: 3,
+    MY_TRADES_PATH: 10,
+    ACCOUNT_PATH: 10,
+}
+# newClientOrderId: [HB] caps it at 32 characters (MAX_ORDER_ID_LEN) and sends letters,
+# digits and '-'; the docs publish no charset, so only that conservative set is sent.
+CLIENT_ORDER_ID_MAX_LEN: Final = 32
+CLIENT_ORDER_ID_PATTERN: Final = r"[A-Za-z0-9_-]{1,32}"
 
 # --- fees -----------------------------------------------------------------------------
 # Used only when exchangeInfo lacks makerCommission/takerCommission. The docs' example
@@ -226,4 +241,10 @@ FUTURES_ERROR_CODES: Final[ErrorCodeTable] = {
     510: ErrorCategory.RATE_LIMITED,  # excessive frequency of requests
     513: ErrorCategory.TIMESTAMP,  # request time outside the allowed window
     2005: ErrorCategory.INSUFFICIENT_BALANCE,  # balance insufficient
+    # The answer to order placement for accounts without contract API trading
+    # (ccxt/ccxt#14474): {"success":false,"code":1002,"message":"Contract not allow place order!"}
+    1002: ErrorCategory.ORDER_REJECTED,
 }
+CONTRACT_ORDER_SUBMIT_PATH: Final = "/api/v1/private/order/submit"  # the path ccxt and the SDKs use
+CONTRACT_ORDER_REFUSED_CODE: Final = 1002
+CONTRACT_ORDER_REFUSED_MSG: Final = "Contract not allow place order!"

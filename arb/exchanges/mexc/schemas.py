@@ -73,6 +73,53 @@ class OrderResponse(msgspec.Struct, frozen=True):
     orderListId: int | str | None = None
 
 
+class OrderInfo(msgspec.Struct, frozen=True):
+    """An order as ``GET /api/v3/order``, ``DELETE /api/v3/order`` and ``GET /api/v3/openOrders`` report it.
+
+    ``{"symbol":"ATLASUSDT","orderId":"C02__385413065019117569043","orderListId":"-1",
+    "clientOrderId":null,"price":"0.004327","origQty":"1220","executedQty":"1220",
+    "cummulativeQuoteQty":"5.54124","status":"FILLED","timeInForce":null,"type":"MARKET",
+    "side":"SELL",...,"time":"1707671871000","updateTime":"1707671871000",...}``
+    """
+
+    symbol: str
+    orderId: str | int
+    price: Decimal
+    origQty: Decimal  # ordered quantity, base ("0" on a market buy by quote amount)
+    executedQty: Decimal  # filled quantity, base
+    cummulativeQuoteQty: Decimal  # filled value, quote (the venue's spelling)
+    status: str  # NEW, PARTIALLY_FILLED, FILLED, CANCELED, PARTIALLY_CANCELED, ...
+    type: str
+    side: str  # BUY | SELL
+    clientOrderId: str | None = None
+    origClientOrderId: str | None = None  # cancel replies
+    time: int | str | None = None  # ms
+    updateTime: int | str | None = None  # ms
+    origQuoteOrderQty: Decimal | None = None  # quote amount of a market order by value
+
+
+class Trade(msgspec.Struct, frozen=True):
+    """One fill of ``GET /api/v3/myTrades``.
+
+    ``{"symbol":"ATLASUSDT","id":"dd44f79dda764c2e927a190ac5e7a1e5","orderId":"C02__385413065019117569043",
+    "price":"0.004542","qty":"1220","quoteQty":"5.54124","commission":"0","commissionAsset":"USDT",
+    "time":"1707671871000","isBuyer":false,"isMaker":false,...,"clientOrderId":null}``
+    """
+
+    symbol: str
+    id: str | int
+    orderId: str | int
+    price: Decimal
+    qty: Decimal
+    commission: Decimal
+    commissionAsset: str
+    time: int | str  # ms
+    isBuyer: bool
+    isMaker: bool
+    quoteQty: Decimal | None = None
+    clientOrderId: str | None = None
+
+
 class Balance(msgspec.Struct, frozen=True):
     """One asset of ``GET /api/v3/account``."""
 

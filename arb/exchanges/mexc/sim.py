@@ -5,6 +5,9 @@
 * ``MexcSpotDepthEncoder`` writes protobuf ``PushDataV3ApiWrapper`` aggre-depth pushes and
   ``GET /api/v3/depth`` bodies; ``MexcFuturesDepthEncoder`` writes contract ``push.depth``
   frames and ``GET /api/v1/contract/depth/{symbol}`` bodies.
+* ``rest_routes()`` serves the REST side (``arb.sim.http`` contract): public spot and
+  contract market data, signed spot orders/cancel/query/open orders/account, and the
+  contract order endpoints refused as the venue refuses ordinary accounts.
 
 Levels come in as integers, ``(side, price_ticks, size_lots)`` for pushes (``BookUpdate.levels``,
 ``DeltaBatch.levels()``) and ``(price_ticks, size_lots)`` best first for snapshots, and go out
@@ -14,15 +17,27 @@ as plain decimal text on the instrument's grid. Frames follow ``arb.exchanges.ba
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Sequence
-from typing import NamedTuple
+import hashlib
+import hmac
+import re
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from decimal import Decimal, InvalidOperation
+from typing import Final, NamedTuple
+from urllib.parse import parse_qsl
 
 import msgspec
 
 from arb_core.book import ASK
 
 from ...instruments import Instrument
-from ...types import ExchangeName
+from ...sim.faults import OrderFaultKind
+from ...sim.http import Route, SimContext, SimRequest, SimResponse
+from ...sim.matching import MatchingEngine, OrderEvent, OrderRejected, SimExchange, from_atoms, to_atoms
+from ...sim.matching import OrderStatus as SimOrderStatus
+from ...sim.matching import OrderType as SimOrderType
+from ...sim.matching import TimeInForce as SimTimeInForce
+from ...types import ExchangeName, OrderSide
+from ..errors import ErrorCategory
 from . import constants
 from .schemas import ContractWsRequest, SpotWsRequest
 
@@ -440,3 +455,566 @@ class MexcFuturesSimSession:
 
 def _spot_reply(request_id: int, code: int, msg: str) -> str:
     return _encode({"id": request_id, "code": code, "msg": msg}).decode()
+
+
+# ---------------------------------------------------------------------------
+# REST: public endpoints and signed spot endpoints, as ``rest_routes()`` for arb.sim.http
+#
+# Answers follow the venue: errors are HTTP 400 with ``{"code":..,"msg":..}`` (codes from
+# ``constants.ERROR_CODES``), a rate limit is HTTP 429 with ``Retry-After``. Signed requests
+# are checked as MEXC does: known ``X-MEXC-APIKEY`` (10072), ``recvWindow`` <= 60000
+# (700005), HMAC-SHA256 hex of totalParams = query (without ``signature``) immediately
+# followed by the body (700002), then ``timestamp < serverTime + 1000`` and
+# ``serverTime - timestamp <= recvWindow`` (700003). The user is the API key.
+#
+# Not served: ``GET /api/v3/myTrades`` (fills reach the engine through the private
+# stream the serving layer drains from ``SimExchange.drain_events``).
+
+_SPOT_TYPES: Final = {
+    "LIMIT": (SimOrderType.LIMIT, SimTimeInForce.GTC),
+    "LIMIT_MAKER": (SimOrderType.LIMIT, SimTimeInForce.POST_ONLY),
+    "IMMEDIATE_OR_CANCEL": (SimOrderType.LIMIT, SimTimeInForce.IOC),
+    "FILL_OR_KILL": (SimOrderType.LIMIT, SimTimeInForce.FOK),
+    "MARKET": (SimOrderType.MARKET, SimTimeInForce.IOC),
+}
+_WIRE_TYPES: Final = {value: key for key, value in _SPOT_TYPES.items()}
+_SIDES: Final = {"BUY": OrderSide.BUY, "SELL": OrderSide.SELL}
+_WIRE_SIDE: Final = {OrderSide.BUY: "BUY", OrderSide.SELL: "SELL"}
+_CLIENT_ID: Final = re.compile(constants.CLIENT_ORDER_ID_PATTERN)
+
+# The answer to each refusal category; codes are keys of constants.ERROR_CODES, texts as the
+# venue words them where known (the spot v3 "Error Code" table), otherwise the table's gloss.
+_REFUSALS: Final[Mapping[ErrorCategory, tuple[int, int, str]]] = {
+    ErrorCategory.INSUFFICIENT_BALANCE: (400, 30004, "Insufficient position"),
+    ErrorCategory.PRECISION: (400, 10096, "amount decimal places is too long"),
+    ErrorCategory.MIN_NOTIONAL: (400, 30002, "The minimum transaction volume cannot be less than the minimum"),
+    ErrorCategory.UNKNOWN_ORDER: (400, -2013, "Order does not exist."),
+    ErrorCategory.ORDER_REJECTED: (400, 30041, "current order type can not place order"),
+    ErrorCategory.INVALID_REQUEST: (400, 33333, "Parameter error"),
+    ErrorCategory.RATE_LIMITED: (429, 429, "Too Many Requests"),
+    ErrorCategory.AUTH_FAILED: (400, 700002, "Signature for this request is not valid."),
+    ErrorCategory.TIMESTAMP: (400, 700003, "Timestamp for this request is outside of the recvWindow."),
+    ErrorCategory.MAINTENANCE: (400, 30000, "Trading is suspended for the requested symbol"),
+    ErrorCategory.OUTCOME_UNKNOWN: (500, 500, "Internal error"),
+}
+_UNKNOWN_ORDER_CANCEL: Final = (400, -2011, "Unknown order sent.")
+_INVALID_SYMBOL: Final = (400, 30014, "Invalid symbol.")
+_INVALID_KEY: Final = (400, 10072, "Api key info invalid")
+_KEY_REQUIRED: Final = (400, 400, "api key required")
+_RECV_WINDOW_TOO_LARGE: Final = (400, 700005, "recvWindow must less than 60000")
+_ORDER_REF_MISSING: Final = (
+    400, 700004, "Param 'origClientOrderId' or 'orderId' must be sent, but both were empty/null!"
+)
+_ILLEGAL_CHARACTERS: Final = (400, 700008, "Illegal characters found in parameter '{name}'; legal range is '{pattern}'.")
+_MISSING_PARAM: Final = (400, 44444, "Parameter '{name}' cannot be null")
+_BAD_PARAM: Final = (400, 33333, "Parameter '{name}' is invalid")
+_CONTRACT_UNKNOWN_CODE: Final = 1001  # the live code for an unknown contract is not in the stored docs
+
+_encode_numbers = msgspec.json.Encoder(decimal_format="number").encode
+
+
+class _Refusal(Exception):
+    """A venue error answer: HTTP status, MEXC code and message."""
+
+    def __init__(self, answer: tuple[int, int, str], **fields: str) -> None:
+        status, code, msg = answer
+        super().__init__(msg)
+        self.status = status
+        self.code = code
+        self.msg = msg.format(**fields) if fields else msg
+
+
+def _json(status: int, body: object, headers: tuple[tuple[str, str], ...] = ()) -> SimResponse:
+    return SimResponse(status=status, body=_encode(body), headers=(("Content-Type", "application/json"), *headers))
+
+
+def _refusal_response(refusal: _Refusal, headers: tuple[tuple[str, str], ...] = ()) -> SimResponse:
+    return _json(refusal.status, {"code": refusal.code, "msg": refusal.msg}, headers)
+
+
+def _answering(handler: Callable[[SimRequest, SimContext], SimResponse]) -> Callable[[SimRequest, SimContext], SimResponse]:
+    """Turn the refusals a handler raises into the venue's error answers."""
+
+    def answer(request: SimRequest, ctx: SimContext) -> SimResponse:
+        try:
+            return handler(request, ctx)
+        except _Refusal as refusal:
+            return _refusal_response(refusal)
+        except OrderRejected as exc:
+            return _refusal_response(_Refusal(_REFUSALS[exc.category]))
+
+    return answer
+
+
+SignedHandler = Callable[[dict[str, str], str, SimContext], SimResponse]
+
+
+def _signed(handler: SignedHandler) -> Callable[[SimRequest, SimContext], SimResponse]:
+    """Authenticate a signed request as the venue does, then call ``handler(params, user, ctx)``."""
+
+    def authenticated(request: SimRequest, ctx: SimContext) -> SimResponse:
+        user, params = _authenticate(request, ctx)
+        return handler(params, user, ctx)
+
+    return _answering(authenticated)
+
+
+def _authenticate(request: SimRequest, ctx: SimContext) -> tuple[str, dict[str, str]]:
+    api_key = request.headers.get(constants.API_KEY_HEADER.lower())
+    if not api_key:
+        raise _Refusal(_KEY_REQUIRED)
+    credentials = ctx.credentials.get(api_key)
+    if credentials is None:
+        raise _Refusal(_INVALID_KEY)
+    try:
+        body = request.body.decode("ascii")
+    except UnicodeDecodeError:
+        raise _Refusal(_BAD_PARAM, name="body") from None
+    params = dict(parse_qsl(body, keep_blank_values=True))
+    params.update(parse_qsl(request.query, keep_blank_values=True))  # the query string wins
+    recv_window = _int_param(params, "recvWindow", constants.DEFAULT_RECV_WINDOW_MS)
+    if recv_window > constants.MAX_RECV_WINDOW_MS:
+        raise _Refusal(_RECV_WINDOW_TOO_LARGE)
+    signed, signature = _strip_signature(request.query, body)
+    expected = hmac.new(credentials.secret_key.reveal().encode(), signed.encode(), hashlib.sha256).hexdigest()
+    if signature is None or not hmac.compare_digest(signature, expected):
+        raise _Refusal(_REFUSALS[ErrorCategory.AUTH_FAILED])
+    timestamp = _int_param(params, "timestamp", None)
+    now_ms = ctx.wall_ms()
+    if not (timestamp < now_ms + 1000 and now_ms - timestamp <= recv_window):
+        raise _Refusal(_REFUSALS[ErrorCategory.TIMESTAMP])
+    return api_key, params
+
+
+def _strip_signature(query: str, body: str) -> tuple[str, str | None]:
+    """totalParams without the ``signature`` pair (kept byte for byte), and the signature sent."""
+    signature = None
+    texts = []
+    for text in (query, body):
+        kept = []
+        for pair in text.split("&") if text else ():
+            if pair.startswith("signature="):
+                signature = pair[len("signature="):]
+            else:
+                kept.append(pair)
+        texts.append("&".join(kept))
+    return texts[0] + texts[1], signature
+
+
+def _int_param(params: Mapping[str, str], name: str, default: int | None) -> int:
+    value = params.get(name)
+    if value is None:
+        if default is None:
+            raise _Refusal(_MISSING_PARAM, name=name)
+        return default
+    if not value.isdigit() or len(value) > 18:
+        raise _Refusal(_BAD_PARAM, name=name)
+    return int(value)
+
+
+def _required(params: Mapping[str, str], name: str) -> str:
+    value = params.get(name)
+    if not value:
+        raise _Refusal(_MISSING_PARAM, name=name)
+    return value
+
+
+def _market(ctx: SimContext, exchange: ExchangeName) -> SimExchange:
+    market = ctx.exchanges.get(exchange)
+    if market is None:
+        raise _Refusal(_REFUSALS[ErrorCategory.MAINTENANCE])
+    return market
+
+
+def _engine(market: SimExchange, venue_symbol: str) -> MatchingEngine:
+    for engine in market.engines.values():
+        if engine.instrument.venue_symbol == venue_symbol:
+            return engine
+    raise _Refusal(_INVALID_SYMBOL)
+
+
+def _wall_ms_of(ctx: SimContext, time_ns: int) -> int:
+    """The venue-clock ms of a monotonic engine time."""
+    return ctx.wall_ms() - max(0, ctx.now_ns() - time_ns) // 1_000_000
+
+
+# -- public spot -------------------------------------------------------------------------
+
+
+def _ping(request: SimRequest, ctx: SimContext) -> SimResponse:
+    return _json(200, {})
+
+
+def _time(request: SimRequest, ctx: SimContext) -> SimResponse:
+    return _json(200, {"serverTime": ctx.wall_ms()})
+
+
+def _depth(request: SimRequest, ctx: SimContext) -> SimResponse:
+    params = dict(parse_qsl(request.query, keep_blank_values=True))
+    engine = _engine(_market(ctx, ExchangeName.MEXC), _required(params, "symbol"))
+    limit = _int_param(params, "limit", constants.DEPTH_DEFAULT_LIMIT)
+    if not 1 <= limit <= constants.DEPTH_MAX_LIMIT:
+        raise _Refusal(_BAD_PARAM, name="limit")
+    snapshot = engine.snapshot(limit)
+    body = MexcSpotDepthEncoder(engine.instrument).snapshot(
+        snapshot.bids, snapshot.asks, snapshot.last_update_id, ctx.wall_ms()
+    )
+    return SimResponse(status=200, body=body)
+
+
+def _exchange_info(request: SimRequest, ctx: SimContext) -> SimResponse:
+    """``{"timezone":"CST","serverTime":..,"rateLimits":[],"exchangeFilters":[],"symbols":[...]}``.
+
+    MEXC states precision as decimals (tick ``10**-quotePrecision``, lot
+    ``10**-baseAssetPrecision``), so an instrument whose tick or lot is not a power of ten
+    is listed at its decimals only.
+    """
+    params = dict(parse_qsl(request.query, keep_blank_values=True))
+    engines = list(_market(ctx, ExchangeName.MEXC).engines.values())
+    wanted = params.get("symbols", params.get("symbol"))
+    if wanted is not None:
+        names = wanted.split(",")
+        known = {engine.instrument.venue_symbol: engine for engine in engines}
+        if any(name not in known for name in names):
+            raise _Refusal(_INVALID_SYMBOL)
+        engines = [known[name] for name in names]
+    body = {
+        "timezone": "CST",
+        "serverTime": ctx.wall_ms(),
+        "rateLimits": [],
+        "exchangeFilters": [],
+        "symbols": [_symbol_info(engine.instrument) for engine in engines],
+    }
+    return _json(200, body)
+
+
+def _symbol_info(instrument: Instrument) -> dict[str, object]:
+    """One exchangeInfo symbol, keys in the venue's order (the docs' TOMO3LUSDT entry)."""
+    return {
+        "symbol": instrument.venue_symbol,
+        "status": "1",  # online (current docs; older payloads say "ENABLED")
+        "baseAsset": instrument.base,
+        "baseAssetPrecision": instrument.size_decimals,
+        "quoteAsset": instrument.quote,
+        "quotePrecision": instrument.price_decimals,
+        "quoteAssetPrecision": instrument.price_decimals,
+        "baseCommissionPrecision": instrument.size_decimals,
+        "quoteCommissionPrecision": instrument.price_decimals,
+        "orderTypes": list(constants.ORDER_TYPES),
+        "quoteOrderQtyMarketAllowed": True,
+        "isSpotTradingAllowed": True,
+        "isMarginTradingAllowed": False,
+        "quoteAmountPrecision": f"{instrument.min_notional:f}",
+        "baseSizePrecision": f"{instrument.min_size:f}",
+        "permissions": ["SPOT"],
+        "filters": [],
+        "maxQuoteAmount": "5000000",
+        "makerCommission": f"{instrument.maker_fee:f}",
+        "takerCommission": f"{instrument.taker_fee:f}",
+        "tradeSideType": constants.TRADE_SIDE_ALL,
+    }
+
+
+# -- signed spot -------------------------------------------------------------------------
+
+
+def _place(params: dict[str, str], user: str, ctx: SimContext) -> SimResponse:
+    engine = _engine(_market(ctx, ExchangeName.MEXC), _required(params, "symbol"))
+    side = _SIDES.get(_required(params, "side"))
+    if side is None:
+        raise _Refusal(_BAD_PARAM, name="side")
+    kind = _SPOT_TYPES.get(_required(params, "type"))
+    if kind is None:
+        raise _Refusal(_BAD_PARAM, name="type")
+    order_type, tif = kind
+    client_id = params.get("newClientOrderId")
+    if client_id is not None and not _CLIENT_ID.fullmatch(client_id):
+        raise _Refusal(_ILLEGAL_CHARACTERS, name="newClientOrderId", pattern=constants.CLIENT_ORDER_ID_PATTERN)
+    quantity, quote, price = params.get("quantity"), params.get("quoteOrderQty"), params.get("price")
+    size_lots = price_ticks = 0
+    quote_amount = None
+    if order_type is SimOrderType.LIMIT:
+        if quote is not None:
+            raise _Refusal(_BAD_PARAM, name="quoteOrderQty")
+        price_ticks = engine.price_ticks(_required(params, "price"))
+        size_lots = engine.size_lots(_required(params, "quantity"))
+    else:
+        if price is not None:
+            raise _Refusal(_BAD_PARAM, name="price")
+        if (quantity is None) == (quote is None):
+            raise _Refusal(_MISSING_PARAM, name="quantity or quoteOrderQty")
+        if quantity is not None:
+            size_lots = engine.size_lots(quantity)
+        elif quote is not None:
+            quote_amount = _positive_decimal(quote, "quoteOrderQty")
+
+    fault = ctx.faults.on_order(constants.VENUE)
+    max_fill_lots = None
+    if fault is not None:
+        if fault.kind is OrderFaultKind.REJECT:
+            raise _Refusal(_REFUSALS[fault.category or ErrorCategory.ORDER_REJECTED])
+        if fault.kind is OrderFaultKind.RATE_LIMIT:
+            retry_after = f"{Decimal(fault.retry_after_ms or 0).scaleb(-3).normalize():f}"
+            return _refusal_response(_Refusal(_REFUSALS[ErrorCategory.RATE_LIMITED]), (("Retry-After", retry_after),))
+        if fault.kind is OrderFaultKind.PARTIAL_FILL:
+            fillable = _fillable_lots(engine, side, size_lots, price_ticks, quote_amount)
+            max_fill_lots = fillable * (fault.fill_ppm or 0) // 1_000_000
+    result = _market(ctx, ExchangeName.MEXC).place_order(
+        user, engine.symbol, side, order_type, size_lots, ctx.now_ns(), price_ticks=price_ticks,
+        time_in_force=tif, quote_amount=quote_amount, client_id=client_id, max_fill_lots=max_fill_lots,
+    )
+    if fault is not None and fault.kind is OrderFaultKind.TIMEOUT_PLACED:
+        return SimResponse(status=200, body=b"", drop_connection=True)
+    order = result.order
+    body = {
+        "symbol": engine.instrument.venue_symbol,
+        "orderId": str(order.order_id),
+        "orderListId": -1,
+        "price": _price_text(engine, order),
+        "origQty": engine.instrument.format_size(order.size_lots),
+        "type": _WIRE_TYPES[(order.order_type, order.time_in_force)],
+        "side": _WIRE_SIDE[order.side],
+        "transactTime": _wall_ms_of(ctx, order.created_ns),
+    }
+    return _json(200, body)
+
+
+def _positive_decimal(value: str, name: str) -> Decimal:
+    try:
+        number = Decimal(value)
+    except InvalidOperation:
+        raise _Refusal(_BAD_PARAM, name=name) from None
+    if not number.is_finite() or number <= 0:
+        raise _Refusal(_BAD_PARAM, name=name)
+    return number
+
+
+def _fillable_lots(
+    engine: MatchingEngine, side: OrderSide, size_lots: int, limit_ticks: int, quote_amount: Decimal | None
+) -> int:
+    """Lots the order would take from the book now (the PARTIAL_FILL fault fills a share of it)."""
+    book_side = ASK if side is OrderSide.BUY else 0
+    budget = 0 if quote_amount is None else to_atoms(quote_amount)
+    per_tick_lot = engine.quote_atoms_per_tick_lot
+    taken = 0
+    for price, size in engine.book.top(book_side, engine.book.depth(book_side)):
+        if limit_ticks and (price > limit_ticks if book_side == ASK else price < limit_ticks):
+            break
+        if quote_amount is None:
+            take = min(size, size_lots - taken)
+        else:
+            take = min(size, budget // (price * per_tick_lot))
+            budget -= take * price * per_tick_lot
+        taken += take
+        if take < size:
+            break
+    return taken
+
+
+def _order_ref(params: Mapping[str, str]) -> tuple[int | None, str | None]:
+    order_id, client_id = params.get("orderId"), params.get("origClientOrderId")
+    if not order_id and not client_id:
+        raise _Refusal(_ORDER_REF_MISSING)
+    if order_id:
+        # MEXC order ids are opaque strings; the simulator's are decimal integers.
+        return (int(order_id) if order_id.isdigit() and len(order_id) < 19 else -1), None
+    return None, client_id
+
+
+def _query(params: dict[str, str], user: str, ctx: SimContext) -> SimResponse:
+    market = _market(ctx, ExchangeName.MEXC)
+    engine = _engine(market, _required(params, "symbol"))
+    order_id, client_id = _order_ref(params)
+    if order_id is not None:
+        event = market.get_order(user, order_id)
+        if event.symbol != engine.symbol:
+            raise _Refusal(_REFUSALS[ErrorCategory.UNKNOWN_ORDER])
+    else:
+        event = market.get_order_by_client_id(user, engine.symbol, client_id or "")
+    return _json(200, _order_info(engine, event, ctx))
+
+
+def _cancel(params: dict[str, str], user: str, ctx: SimContext) -> SimResponse:
+    market = _market(ctx, ExchangeName.MEXC)
+    engine = _engine(market, _required(params, "symbol"))
+    order_id, client_id = _order_ref(params)
+    try:
+        event, _ = market.cancel_order(user, engine.symbol, ctx.now_ns(), order_id=order_id, client_id=client_id)
+    except OrderRejected as exc:
+        if exc.category is ErrorCategory.UNKNOWN_ORDER:
+            raise _Refusal(_UNKNOWN_ORDER_CANCEL) from None
+        raise
+    info = _order_info(engine, event, ctx)
+    body = {
+        "symbol": info["symbol"],
+        "origClientOrderId": event.client_id,
+        "orderId": info["orderId"],
+        "clientOrderId": event.client_id,
+        **{key: info[key] for key in ("price", "origQty", "executedQty", "cummulativeQuoteQty", "status",
+                                      "timeInForce", "type", "side")},
+    }
+    return _json(200, body)
+
+
+def _open_orders(params: dict[str, str], user: str, ctx: SimContext) -> SimResponse:
+    market = _market(ctx, ExchangeName.MEXC)
+    engine = _engine(market, _required(params, "symbol"))
+    return _json(200, [_order_info(engine, event, ctx) for event in market.open_orders(user, engine.symbol)])
+
+
+def _account(params: dict[str, str], user: str, ctx: SimContext) -> SimResponse:
+    balances = _market(ctx, ExchangeName.MEXC).balances(user)
+    body = {
+        "makerCommission": None,
+        "takerCommission": None,
+        "buyerCommission": None,
+        "sellerCommission": None,
+        "canTrade": True,
+        "canWithdraw": True,
+        "canDeposit": True,
+        "updateTime": None,
+        "accountType": "SPOT",
+        "balances": [
+            {"asset": asset, "free": f"{free:f}", "locked": f"{locked:f}"} for asset, (free, locked) in balances.items()
+        ],
+        "permissions": ["SPOT"],
+    }
+    return _json(200, body)
+
+
+def _price_text(engine: MatchingEngine, order: OrderEvent) -> str:
+    return engine.instrument.format_price(order.price_ticks) if order.price_ticks else "0"
+
+
+def _status(order: OrderEvent) -> str:
+    """The venue's status: IOC/FOK/market remainders are reported canceled, as MEXC does."""
+    if order.status in (SimOrderStatus.CANCELED, SimOrderStatus.EXPIRED):
+        return "PARTIALLY_CANCELED" if order.filled_lots else "CANCELED"
+    return order.status.name
+
+
+def _order_info(engine: MatchingEngine, order: OrderEvent, ctx: SimContext) -> dict[str, object]:
+    """An order as ``GET /api/v3/order`` reports it (keys and types of the recorded allOrders reply)."""
+    instrument = engine.instrument
+    return {
+        "symbol": instrument.venue_symbol,
+        "orderId": str(order.order_id),
+        "orderListId": "-1",
+        "clientOrderId": order.client_id,
+        "price": _price_text(engine, order),
+        "origQty": instrument.format_size(order.size_lots),
+        "executedQty": instrument.format_size(order.filled_lots),
+        "cummulativeQuoteQty": f"{from_atoms(order.filled_quote_atoms):f}",
+        "status": _status(order),
+        "timeInForce": None,
+        "type": _WIRE_TYPES[(order.order_type, order.time_in_force)],
+        "side": _WIRE_SIDE[order.side],
+        "stopPrice": None,
+        "icebergQty": None,
+        "time": str(_wall_ms_of(ctx, order.created_ns)),
+        "updateTime": str(_wall_ms_of(ctx, order.time_ns)),
+        "isWorking": True,
+        "origQuoteOrderQty": f"{from_atoms(order.quote_amount_atoms):f}",
+    }
+
+
+# -- contract (public market data; order placement refused) -------------------------------
+
+
+def _contract_error(code: int, message: str) -> SimResponse:
+    return _json(200, {"success": False, "code": code, "message": message})
+
+
+def _contract_engine(ctx: SimContext, venue_symbol: str) -> MatchingEngine | None:
+    market = ctx.exchanges.get(ExchangeName.MEXC_FUTURES)
+    if market is not None:
+        for engine in market.engines.values():
+            if engine.instrument.venue_symbol == venue_symbol:
+                return engine
+    return None
+
+
+def _contract_depth(request: SimRequest, ctx: SimContext) -> SimResponse:
+    symbol = request.path_params.get("symbol", request.path.rsplit("/", 1)[-1])
+    engine = _contract_engine(ctx, symbol)
+    if engine is None:
+        return _contract_error(_CONTRACT_UNKNOWN_CODE, constants.FUTURES_WS_UNKNOWN_SYMBOL.format(symbol=symbol))
+    params = dict(parse_qsl(request.query, keep_blank_values=True))
+    limit = params.get("limit", "")
+    depth = int(limit) if limit.isdigit() and 0 < int(limit) <= constants.DEPTH_MAX_LIMIT else constants.DEPTH_DEFAULT_LIMIT
+    snapshot = engine.snapshot(depth)
+    body = MexcFuturesDepthEncoder(engine.instrument).snapshot(
+        snapshot.bids, snapshot.asks, snapshot.last_update_id, ctx.wall_ms()
+    )
+    return SimResponse(status=200, body=body)
+
+
+def _contract_detail(request: SimRequest, ctx: SimContext) -> SimResponse:
+    """``{"success":true,"code":0,"data":[...]}``; with ``?symbol=`` the data is that one contract."""
+    params = dict(parse_qsl(request.query, keep_blank_values=True))
+    symbol = params.get("symbol")
+    market = ctx.exchanges.get(ExchangeName.MEXC_FUTURES)
+    engines = [] if market is None else list(market.engines.values())
+    if symbol is None:
+        return SimResponse(status=200, body=_encode_numbers(
+            {"success": True, "code": 0, "data": [_contract_info(e.instrument) for e in engines]}
+        ))
+    engine = _contract_engine(ctx, symbol)
+    if engine is None:
+        return _contract_error(_CONTRACT_UNKNOWN_CODE, constants.FUTURES_WS_UNKNOWN_SYMBOL.format(symbol=symbol))
+    return SimResponse(status=200, body=_encode_numbers({"success": True, "code": 0, "data": _contract_info(engine.instrument)}))
+
+
+def _contract_info(instrument: Instrument) -> dict[str, object]:
+    """One contract of ``/api/v1/contract/detail`` (JSON numbers, as the venue sends them)."""
+    return {
+        "symbol": instrument.venue_symbol,
+        "displayNameEn": f"{instrument.venue_symbol} PERPETUAL",
+        "baseCoin": instrument.base,
+        "quoteCoin": instrument.quote,
+        "settleCoin": instrument.quote,
+        "contractSize": instrument.contract_size,
+        "minLeverage": 1,
+        "maxLeverage": 125,
+        "priceScale": instrument.price_decimals,
+        "volScale": instrument.size_decimals,
+        "priceUnit": instrument.tick_size,
+        "volUnit": instrument.lot_size,
+        "minVol": instrument.min_size,
+        "maxVol": Decimal(1_000_000),
+        "takerFeeRate": instrument.taker_fee,
+        "makerFeeRate": instrument.maker_fee,
+        "state": constants.CONTRACT_STATE_ENABLED,
+        "isHidden": False,
+        "apiAllowed": False,  # no contract API trading for ordinary accounts (see _contract_order)
+    }
+
+
+def _contract_order(request: SimRequest, ctx: SimContext) -> SimResponse:
+    """Contract order placement, refused as the venue refuses accounts without contract API access.
+
+    The contract docs mark the order endpoints "Under maintenance"; the live answer
+    reported in ccxt/ccxt#14474 is HTTP 200 ``{"success":false,"code":1002,"message":
+    "Contract not allow place order!"}``, given here to every caller.
+    """
+    return _contract_error(constants.CONTRACT_ORDER_REFUSED_CODE, constants.CONTRACT_ORDER_REFUSED_MSG)
+
+
+def rest_routes() -> list[Route]:
+    """Every MEXC REST endpoint the simulator serves (spot v3 and contract v1 paths)."""
+    public = _answering
+    return [
+        Route("GET", constants.PING_PATH, public(_ping)),
+        Route("GET", constants.TIME_PATH, public(_time)),
+        Route("GET", constants.DEPTH_PATH, public(_depth)),
+        Route("GET", constants.EXCHANGE_INFO_PATH, public(_exchange_info)),
+        Route("POST", constants.ORDER_PATH, _signed(_place)),
+        Route("GET", constants.ORDER_PATH, _signed(_query)),
+        Route("DELETE", constants.ORDER_PATH, _signed(_cancel)),
+        Route("GET", constants.OPEN_ORDERS_PATH, _signed(_open_orders)),
+        Route("GET", constants.ACCOUNT_PATH, _signed(_account)),
+        Route("GET", constants.CONTRACT_DEPTH_PATH, _contract_depth),
+        Route("GET", constants.CONTRACT_DETAIL_PATH, _contract_detail),
+        Route("POST", constants.CONTRACT_ORDER_CREATE_PATH, _contract_order),
+        Route("POST", constants.CONTRACT_ORDER_SUBMIT_PATH, _contract_order),
+    ]

@@ -1,0 +1,415 @@
+"""Gate.io v4 spot and USDT-perpetual trading: signed requests and response parsing, no I/O.
+
+``GateioSpotTrading`` and ``GateioFuturesTrading`` build ``RestRequest``s that a ``RestClient``
+made with ``rest_venue()`` sends unchanged, and parse the bodies it returns into the
+normalised models. Failed responses never reach the parsers: the client maps Gate's
+``{"label": ..., "message": ...}`` bodies through ``constants.ERROR_LABELS``.
+
+Paths are relative to ``constants.REST_URL`` (as in the market-data dialects), while the
+signature covers the full path with the ``/api/v4`` prefix, as Gate requires.
+
+Client order ids travel in Gate's ``text`` field: ``"t-" + client_order_id``. Gate allows at
+most 28 bytes of ``[0-9A-Za-z_.-]`` after the prefix, so ids outside that alphabet or length
+are refused when the order is built (the mapping stays the identity and needs no table).
+Gate accepts the ``text`` in place of the order id on ``GET``/``DELETE .../orders/{order_id}``
+while the order is open and for 60 s after it finishes; later only the order id works.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from decimal import Decimal
+from typing import TypeVar
+
+import msgspec
+
+from ...errors import ExchangeError
+from ...instruments import Instrument, InstrumentCatalog, InstrumentError
+from ...types import OrderSide
+from ..models import (
+    Balance,
+    OrderRequest,
+    OrderRequestError,
+    OrderState,
+    OrderStatus,
+    OrderType,
+    Position,
+    TimeInForce,
+)
+from ..rest import RateLimit, RestRequest, RestVenue
+from . import constants
+from .auth import GateioSigner
+from .schemas import (
+    FuturesAccount,
+    FuturesOrder,
+    FuturesPosition,
+    SpotAccount,
+    SpotOpenOrders,
+    SpotOrder,
+)
+
+T = TypeVar("T")
+
+_TIME_IN_FORCE = {
+    TimeInForce.GTC: "gtc",
+    TimeInForce.IOC: "ioc",
+    TimeInForce.FOK: "fok",
+    TimeInForce.POST_ONLY: "poc",
+}
+# Spot ``finish_as`` of a closed or cancelled order; unknown values fall back on the fill state.
+_SPOT_FINISHED = {
+    "filled": OrderStatus.FILLED,
+    "cancelled": OrderStatus.CANCELED,
+    "liquidate_cancelled": OrderStatus.CANCELED,
+    "stp": OrderStatus.CANCELED,
+    "ioc": OrderStatus.EXPIRED,
+    "fok": OrderStatus.EXPIRED,
+    "depth_not_enough": OrderStatus.EXPIRED,
+    "trader_not_enough": OrderStatus.EXPIRED,
+    "small": OrderStatus.EXPIRED,
+    "poc": OrderStatus.REJECTED,  # a post-only order that would have taken
+}
+_FUTURES_FINISHED = {
+    "filled": OrderStatus.FILLED,
+    "cancelled": OrderStatus.CANCELED,
+    "ioc": OrderStatus.EXPIRED,
+    "reduce_only": OrderStatus.CANCELED,
+    "reduce_out": OrderStatus.CANCELED,
+    "position_closed": OrderStatus.CANCELED,
+    "stp": OrderStatus.CANCELED,
+    "liquidated": OrderStatus.FILLED,
+    "auto_deleveraged": OrderStatus.FILLED,
+    "poc": OrderStatus.REJECTED,
+}
+_decoders: dict[object, msgspec.json.Decoder[object]] = {}
+_encode = msgspec.json.Encoder().encode
+
+
+def rest_venue(base_url: str = constants.REST_URL) -> RestVenue:
+    """Gate's ``RestVenue``: base URL (``/api/v4`` included), label table, HTTP statuses and every rate limit."""
+    limits = {**constants.RATE_LIMITS, **constants.TRADING_RATE_LIMITS}
+    return RestVenue(
+        name=constants.VENUE,
+        base_url=base_url,
+        error_codes=constants.ERROR_LABELS,
+        http_statuses=constants.HTTP_STATUSES,
+        rate_limits=tuple(RateLimit(limit_id, capacity, window) for limit_id, (capacity, window) in limits.items()),
+    )
+
+
+def to_text(client_order_id: str) -> str:
+    """Gate's ``text`` of a client order id: ``"t-" + id``; OrderRequestError if Gate would refuse it."""
+    if (
+        not client_order_id
+        or len(client_order_id.encode()) > constants.CLIENT_ORDER_ID_MAX_BYTES
+        or not constants.CLIENT_ORDER_ID_ALPHABET.issuperset(client_order_id)
+    ):
+        raise OrderRequestError(
+            f"gateio: client_order_id {client_order_id!r} must be 1..{constants.CLIENT_ORDER_ID_MAX_BYTES} "
+            "characters of 0-9 A-Z a-z _ - ."
+        )
+    return constants.CLIENT_ORDER_ID_PREFIX + client_order_id
+
+
+def from_text(text: str) -> str | None:
+    """The client order id of a ``text``; None for orders placed without one (``"api"``, ``"web"``...)."""
+    prefix = constants.CLIENT_ORDER_ID_PREFIX
+    return text[len(prefix) :] if text.startswith(prefix) and len(text) > len(prefix) else None
+
+
+def _decode(body: bytes, type_: type[T], where: str) -> T:
+    decoder = _decoders.get(type_)
+    if decoder is None:
+        decoder = _decoders[type_] = msgspec.json.Decoder(type_)
+    try:
+        result: T = decoder.decode(body)  # type: ignore[assignment]
+    except msgspec.DecodeError as exc:
+        raise ExchangeError(constants.VENUE, f"{where}: response does not match the venue schema: {exc}") from exc
+    return result
+
+
+def _divide(numerator: Decimal, denominator: Decimal) -> Decimal | None:
+    return (numerator / denominator).normalize() if denominator else None
+
+
+def _seconds_to_ms(value: Decimal | None) -> int:
+    return 0 if value is None else int(value * 1000)
+
+
+class _GateioTrading:
+    """Signing and instrument lookup shared by both markets."""
+
+    __slots__ = ("instruments", "_signer", "_clock")
+
+    def __init__(
+        self, signer: GateioSigner, instruments: InstrumentCatalog, *, clock: Callable[[], float] = time.time
+    ) -> None:
+        """``clock`` gives the wall time in seconds stamped into ``Timestamp`` (whole seconds are sent)."""
+        self.instruments = instruments
+        self._signer = signer
+        self._clock = clock
+
+    def _signed(self, method: str, path: str, limit_id: str, query: str = "", body: bytes = b"") -> RestRequest:
+        timestamp = str(int(self._clock()))
+        headers = self._signer.rest_headers(method, constants.API_PREFIX + path, query, body, timestamp)
+        return RestRequest(method=method, path=path, query=query, body=body, headers=headers, limits=((limit_id, 1),))
+
+    def _instrument(self, symbol: str) -> Instrument:
+        return self.instruments.get(symbol)
+
+    @staticmethod
+    def _order_ref(order_id: str | None, client_order_id: str | None) -> str:
+        if (order_id is None) == (client_order_id is None):
+            raise OrderRequestError("gateio: give exactly one of order_id and client_order_id")
+        ref = to_text(client_order_id) if client_order_id is not None else order_id
+        if not ref or not constants.CLIENT_ORDER_ID_ALPHABET.issuperset(ref):
+            raise OrderRequestError(f"gateio: order_id {order_id!r} is not a Gate order id")
+        return ref
+
+    def _price(self, instrument: Instrument, price: Decimal, request: OrderRequest) -> str:
+        try:
+            return instrument.format_price(instrument.price_to_ticks(price))
+        except InstrumentError as exc:
+            raise OrderRequestError(f"gateio order {request.client_order_id!r}: {exc}") from None
+
+    def _lots(self, instrument: Instrument, size: Decimal, request: OrderRequest) -> int:
+        try:
+            return instrument.size_to_lots(size)
+        except InstrumentError as exc:
+            raise OrderRequestError(f"gateio order {request.client_order_id!r}: {exc}") from None
+
+
+class GateioSpotTrading(_GateioTrading):
+    """Spot orders and balances: ``POST/GET/DELETE /spot/orders``, ``/spot/open_orders``, ``/spot/accounts``."""
+
+    __slots__ = ()
+
+    def place_order(self, request: OrderRequest, *, quote_amount: Decimal | None = None) -> RestRequest:
+        """``POST /spot/orders``; a market BUY spends ``quote_amount`` of quote (Gate's market-buy ``amount``),
+        and its ``request.quantity`` is then only the caller's intent."""
+        instrument = self._instrument(request.symbol)
+        body: dict[str, str] = {
+            "text": to_text(request.client_order_id),
+            "currency_pair": instrument.venue_symbol,
+            "type": request.type.value,
+            "account": constants.SPOT_ACCOUNT,
+            "side": request.side.value,
+        }
+        if request.reduce_only:
+            raise OrderRequestError(f"gateio order {request.client_order_id!r}: reduce_only is futures only")
+        if request.type is OrderType.MARKET and request.side is OrderSide.BUY:
+            if quote_amount is None or not quote_amount.is_finite() or quote_amount <= 0:
+                raise OrderRequestError(
+                    f"gateio order {request.client_order_id!r}: a market buy needs a positive quote_amount, "
+                    f"got {quote_amount}"
+                )
+            body["amount"] = f"{quote_amount.normalize():f}"
+        elif quote_amount is not None:
+            raise OrderRequestError(f"gateio order {request.client_order_id!r}: quote_amount is for market buys only")
+        else:
+            body["amount"] = instrument.format_size(self._lots(instrument, request.quantity, request))
+        if request.price is not None:
+            body["price"] = self._price(instrument, request.price, request)
+        if request.type is OrderType.MARKET or request.time_in_force is not TimeInForce.GTC:
+            body["time_in_force"] = _TIME_IN_FORCE[request.time_in_force]
+        return self._signed("POST", constants.ORDERS_PATH, constants.SPOT_ORDER_PLACE_RATE_LIMIT, body=_encode(body))
+
+    def cancel_order(
+        self, symbol: str, *, order_id: str | None = None, client_order_id: str | None = None
+    ) -> RestRequest:
+        """``DELETE /spot/orders/{id or text}?currency_pair=X``."""
+        ref = self._order_ref(order_id, client_order_id)
+        query = f"currency_pair={self._instrument(symbol).venue_symbol}"
+        path = constants.ORDER_PATH.format(order_id=ref)
+        return self._signed("DELETE", path, constants.SPOT_ORDER_CANCEL_RATE_LIMIT, query)
+
+    def query_order(
+        self, symbol: str, *, order_id: str | None = None, client_order_id: str | None = None
+    ) -> RestRequest:
+        """``GET /spot/orders/{id or text}?currency_pair=X``."""
+        ref = self._order_ref(order_id, client_order_id)
+        query = f"currency_pair={self._instrument(symbol).venue_symbol}"
+        path = constants.ORDER_PATH.format(order_id=ref)
+        return self._signed("GET", path, constants.SPOT_ORDER_QUERY_RATE_LIMIT, query)
+
+    def open_orders(self, symbol: str | None = None) -> RestRequest:
+        """One pair: ``GET /spot/orders?currency_pair=X&status=open`` (a list of orders); every pair:
+        ``GET /spot/open_orders`` (orders grouped by pair). Parse either with ``parse_open_orders``."""
+        if symbol is None:
+            return self._signed("GET", constants.OPEN_ORDERS_PATH, constants.SPOT_OPEN_ORDERS_RATE_LIMIT)
+        query = f"currency_pair={self._instrument(symbol).venue_symbol}&status={constants.SPOT_ORDER_STATUS_OPEN}"
+        return self._signed("GET", constants.ORDERS_PATH, constants.SPOT_ORDERS_LIST_RATE_LIMIT, query)
+
+    def balances(self) -> RestRequest:
+        """``GET /spot/accounts``."""
+        return self._signed("GET", constants.ACCOUNTS_PATH, constants.SPOT_ACCOUNTS_RATE_LIMIT)
+
+    def parse_order(self, body: bytes) -> OrderState:
+        """An order body (place, cancel, query)::
+
+        {"id":"1700664330","text":"t-my-custom-id","create_time":"1681986204","update_time_ms":1681986204832,
+         "status":"open","currency_pair":"GT_USDT","type":"limit","side":"buy","amount":"1","price":"1",
+         "time_in_force":"gtc","left":"1","filled_total":"0","fee":"0","fee_currency":"GT","finish_as":"open"}
+        """
+        return self.order_state(_decode(body, SpotOrder, "spot order"))
+
+    def parse_open_orders(self, body: bytes) -> list[OrderState]:
+        """The body of either ``open_orders`` request."""
+        if b'"orders":' in body:  # grouped by pair; an order object has no such key
+            groups = _decode(body, list[SpotOpenOrders], "spot open orders")
+            return [self.order_state(order) for group in groups for order in group.orders]
+        return [self.order_state(order) for order in _decode(body, list[SpotOrder], "spot orders")]
+
+    def parse_balances(self, body: bytes) -> dict[str, Balance]:
+        """``[{"currency":"USDT","available":"10.5","locked":"1"}]`` -> balances by asset."""
+        accounts = _decode(body, list[SpotAccount], "spot accounts")
+        return {a.currency: Balance(asset=a.currency, free=a.available, locked=a.locked) for a in accounts}
+
+    def order_state(self, order: SpotOrder) -> OrderState:
+        """The ``OrderState`` of a decoded spot order (also what ``spot.orders`` pushes carry)."""
+        instrument = self.instruments.by_venue_symbol(order.currency_pair)
+        market_buy = order.type == OrderType.MARKET.value and order.side == OrderSide.BUY.value
+        if order.filled_amount is not None:
+            filled = order.filled_amount
+        elif market_buy:  # amount and left are quote there
+            filled = _divide(order.filled_total, order.avg_deal_price or Decimal(0)) or Decimal(0)
+        else:
+            filled = order.amount - order.left
+        # A market buy has no base size until it has filled: report what filled.
+        quantity = filled if market_buy else order.amount
+        if order.status == constants.SPOT_ORDER_STATUS_OPEN:
+            status = OrderStatus.PARTIALLY_FILLED if filled else OrderStatus.NEW
+        else:
+            status = _SPOT_FINISHED.get(order.finish_as) or (
+                OrderStatus.FILLED if filled >= quantity and filled else OrderStatus.CANCELED
+            )
+        return OrderState(
+            symbol=instrument.symbol,
+            order_id=order.id,
+            client_order_id=from_text(order.text),
+            side=OrderSide(order.side),
+            type=OrderType(order.type),
+            status=status,
+            quantity=quantity,
+            price=order.price if order.type == OrderType.LIMIT.value else None,
+            filled_quantity=filled,
+            average_price=order.avg_deal_price or _divide(order.filled_total, filled),
+            fee=order.fee,
+            fee_asset=order.fee_currency or None,
+            updated_at_ms=order.update_time_ms or order.create_time_ms or 0,
+        )
+
+
+class GateioFuturesTrading(_GateioTrading):
+    """USDT-perpetual orders, account and positions under ``/futures/usdt``; sizes in whole contracts."""
+
+    __slots__ = ()
+
+    def place_order(self, request: OrderRequest) -> RestRequest:
+        """``POST /futures/usdt/orders``: ``size`` signed (> 0 buy, < 0 sell); market = price "0" + ioc/fok."""
+        instrument = self._instrument(request.symbol)
+        lots = self._lots(instrument, request.quantity, request)
+        contracts = int(instrument.lots_to_size(lots))
+        body: dict[str, str | int | bool] = {
+            "contract": instrument.venue_symbol,
+            "size": contracts if request.side is OrderSide.BUY else -contracts,
+        }
+        if request.price is not None:
+            body["price"] = self._price(instrument, request.price, request)
+        else:
+            body["price"] = constants.FUTURES_MARKET_PRICE
+        if request.type is OrderType.MARKET or request.time_in_force is not TimeInForce.GTC:
+            body["tif"] = _TIME_IN_FORCE[request.time_in_force]
+        body["text"] = to_text(request.client_order_id)
+        if request.reduce_only:
+            body["reduce_only"] = True
+        return self._signed(
+            "POST", constants.FUTURES_ORDERS_PATH, constants.FUTURES_ORDER_PLACE_RATE_LIMIT, body=_encode(body)
+        )
+
+    def cancel_order(self, *, order_id: str | None = None, client_order_id: str | None = None) -> RestRequest:
+        """``DELETE /futures/usdt/orders/{id or text}``."""
+        path = constants.FUTURES_ORDER_PATH.format(order_id=self._order_ref(order_id, client_order_id))
+        return self._signed("DELETE", path, constants.FUTURES_ORDER_CANCEL_RATE_LIMIT)
+
+    def query_order(self, *, order_id: str | None = None, client_order_id: str | None = None) -> RestRequest:
+        """``GET /futures/usdt/orders/{id or text}``."""
+        path = constants.FUTURES_ORDER_PATH.format(order_id=self._order_ref(order_id, client_order_id))
+        return self._signed("GET", path, constants.FUTURES_ORDER_QUERY_RATE_LIMIT)
+
+    def open_orders(self, symbol: str | None = None) -> RestRequest:
+        """``GET /futures/usdt/orders?status=open`` (``contract=X&`` first when a symbol is given)."""
+        query = f"status={constants.FUTURES_ORDER_STATUS_OPEN}"
+        if symbol is not None:
+            query = f"contract={self._instrument(symbol).venue_symbol}&{query}"
+        return self._signed("GET", constants.FUTURES_ORDERS_PATH, constants.FUTURES_ORDERS_LIST_RATE_LIMIT, query)
+
+    def account(self) -> RestRequest:
+        """``GET /futures/usdt/accounts``."""
+        return self._signed("GET", constants.FUTURES_ACCOUNTS_PATH, constants.FUTURES_ACCOUNTS_RATE_LIMIT)
+
+    def positions(self) -> RestRequest:
+        """``GET /futures/usdt/positions``."""
+        return self._signed("GET", constants.FUTURES_POSITIONS_PATH, constants.FUTURES_POSITIONS_RATE_LIMIT)
+
+    def parse_order(self, body: bytes) -> OrderState:
+        """An order body (place, cancel, query)::
+
+        {"id":"299207900263708423","contract":"BTC_USDT","size":"100","left":"0","price":"0","tif":"ioc",
+         "fill_price":"0.005416","text":"api","status":"finished","finish_as":"filled","tkfr":"0.0005",
+         "mkfr":"0.0002","create_time":"1768397866.662","finish_time":"1768397866.663"}
+        """
+        return self.order_state(_decode(body, FuturesOrder, "futures order"))
+
+    def parse_open_orders(self, body: bytes) -> list[OrderState]:
+        """The body of ``open_orders``: a list of orders."""
+        return [self.order_state(order) for order in _decode(body, list[FuturesOrder], "futures orders")]
+
+    def parse_balances(self, body: bytes) -> dict[str, Balance]:
+        """The settle asset's balance: free = ``available``, locked = the rest of ``total`` (margins)."""
+        account = _decode(body, FuturesAccount, "futures account")
+        free = account.available
+        return {account.currency: Balance(asset=account.currency, free=free, locked=account.total - free)}
+
+    def parse_positions(self, body: bytes) -> list[Position]:
+        """Open positions (size != 0) of ``GET /futures/usdt/positions``, sizes in contracts."""
+        return [
+            Position(
+                symbol=self.instruments.by_venue_symbol(p.contract).symbol,
+                size=p.size,
+                entry_price=p.entry_price,
+                mark_price=p.mark_price,
+                unrealized_pnl=p.unrealised_pnl,
+                leverage=p.leverage,
+            )
+            for p in _decode(body, list[FuturesPosition], "futures positions")
+            if p.size
+        ]
+
+    def order_state(self, order: FuturesOrder) -> OrderState:
+        """The ``OrderState`` of a decoded futures order; quantities are unsigned contracts."""
+        instrument = self.instruments.by_venue_symbol(order.contract)
+        quantity = abs(order.size)
+        filled = quantity - abs(order.left)
+        if order.status == constants.FUTURES_ORDER_STATUS_OPEN:
+            status = OrderStatus.PARTIALLY_FILLED if filled else OrderStatus.NEW
+        else:
+            status = _FUTURES_FINISHED.get(order.finish_as) or (
+                OrderStatus.FILLED if filled == quantity else OrderStatus.CANCELED
+            )
+        market = order.price == 0
+        return OrderState(
+            symbol=instrument.symbol,
+            order_id=str(order.id),
+            client_order_id=from_text(order.text),
+            side=OrderSide.BUY if order.size > 0 else OrderSide.SELL,
+            type=OrderType.MARKET if market else OrderType.LIMIT,
+            status=status,
+            quantity=quantity,
+            price=None if market else order.price,
+            filled_quantity=filled,
+            average_price=order.fill_price if filled else None,
+            updated_at_ms=_seconds_to_ms(order.finish_time or order.create_time),
+        )
+
