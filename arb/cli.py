@@ -29,7 +29,6 @@ EXIT_NOT_BUILT = 3
 DEPENDENCIES = ("msgspec", "orjson", "aiohttp", "picows", "numpy", "cryptography")
 NOT_BUILT = {
     "run": "the trading engine (market data, scanner, risk, execution)",
-    "sim": "the simulated venues",
     "record": "market-data recording",
     "backtest": "replay and backtest",
     "doctor": "diagnostics",
@@ -75,7 +74,14 @@ def _build_parser() -> argparse.ArgumentParser:
     key_commands.add_parser("show", help="show which venue keys are set (masked)")
 
     commands.add_parser("version", help="versions and whether the compiled core is loaded")
-    for name in ("sim", "record", "backtest", "doctor"):
+
+    sim = commands.add_parser("sim", help="serve the simulated venues on 127.0.0.1 and print their URLs")
+    sim.add_argument("--seed", type=int, default=1, help="seed of the synthetic market (same seed, same market)")
+    sim.add_argument("--symbols", nargs="+", default=["BTC/USDT", "ETH/USDT"], metavar="SYMBOL")
+    sim.add_argument("--duration", type=_positive_seconds, metavar="SECONDS", help="stop after this long")
+    sim.add_argument("--port-base", type=int, metavar="PORT", help="listen on PORT.. (default: free ports)")
+    sim.add_argument("--rate", type=int, default=100, metavar="N", help="book updates per second per market and symbol")
+    for name in ("record", "backtest", "doctor"):
         commands.add_parser(name, help=f"{NOT_BUILT[name]} (not built yet)")
     return parser
 
@@ -107,6 +113,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _keys(args.keys_command)
         if args.command == "run":
             return _run(args)
+        if args.command == "sim":
+            return _sim(args)
         return _not_built(args.command)
     except ConfigurationError as exc:
         print(f"arb: {exc}", file=sys.stderr)
@@ -180,3 +188,33 @@ def _run(args: argparse.Namespace) -> int:
     manager.load_configuration(dry_run=not args.live)
     manager.log_summary()
     return _not_built("run")
+
+
+def _sim(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from .sim.cluster import SimCluster, SimConfig
+
+    try:
+        config = SimConfig(seed=args.seed, symbols=tuple(args.symbols), port_base=args.port_base,
+                           updates_per_second=args.rate)
+        cluster = SimCluster(config)
+    except ValueError as exc:
+        print(f"arb sim: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+
+    async def serve() -> None:
+        async with cluster:
+            for line in cluster.url_lines():
+                print(line, flush=True)
+            if args.duration is None:
+                await asyncio.Event().wait()
+            else:
+                await asyncio.sleep(args.duration)
+
+    try:
+        asyncio.run(serve())
+    except OSError as exc:
+        print(f"arb sim: cannot listen: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    return EXIT_OK

@@ -74,11 +74,29 @@ def test_run_validates_config_before_anything_else(tmp_path: Path) -> None:
     assert "missing.toml: file not found" in result.stderr
 
 
-@pytest.mark.parametrize("command", ["run", "sim", "record", "backtest", "doctor"])
+@pytest.mark.parametrize("command", ["run", "record", "backtest", "doctor"])
 def test_unbuilt_commands_say_so(tmp_path: Path, command: str) -> None:
     result = arb(command, cwd=tmp_path)
     assert result.returncode == 3
     assert "is not built yet" in result.stderr
+
+
+def test_sim_prints_the_venue_urls_and_stops_after_duration(tmp_path: Path) -> None:
+    result = arb("sim", "--duration", "1", "--seed", "7", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert [line.rsplit(" ", 1)[0] for line in lines] == [
+        f"{venue} {market} {kind}" for venue in ("gateio", "mexc") for market in ("spot", "futures") for kind in ("rest", "ws")
+    ]
+    for line in lines:
+        url = line.rsplit(" ", 1)[1]
+        assert url.startswith(("http://127.0.0.1:", "ws://127.0.0.1:")), line
+
+
+def test_sim_refuses_an_unknown_symbol(tmp_path: Path) -> None:
+    result = arb("sim", "--duration", "1", "--symbols", "DOGE/USDT", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "DOGE" in result.stderr
 
 
 def test_live_and_paper_are_exclusive(tmp_path: Path) -> None:

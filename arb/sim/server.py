@@ -1,0 +1,743 @@
+"""Simulated venues on 127.0.0.1: picows websocket servers and an aiohttp REST server per venue.
+
+One ``SimulatedVenue`` serves one exchange (``gateio`` or ``mexc``): for each of its
+markets a websocket server speaking the venue dialect (``arb.sim.wire`` over the venue's
+``sim.py``), and one HTTP server mounting the venue's ``rest_routes()`` under its real path
+prefixes (Gate ``/api/v4/...``; MEXC spot ``/api/v3/...`` and contract ``/api/v1/...``).
+Book updates come from a feed (``SyntheticFeed``, ``ReplayFeed``) or from orders, and are
+pushed to subscribed connections with the stream faults of the ``FaultPlan`` applied.
+
+Fault keys: stream faults are asked per market (``ExchangeName`` value, e.g.
+``gateio_futures``), once per book update that has at least one subscriber; the clock skew
+is asked per venue (``gateio``, ``mexc``), the key of ``SimContext.venue``.
+
+Latency stamps (out of band, never on the wire): ``LatencyStamps`` keeps the monotonic
+send time of every pushed update by ``(market, symbol, last_update_id)`` and the receive
+time of every REST request, by client order id when the request names one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from decimal import Decimal
+from pathlib import Path
+from types import TracebackType
+from typing import Any, NamedTuple
+from urllib.parse import parse_qsl
+
+import msgspec
+from aiohttp import web
+from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_create_server
+
+from ..instruments import Instrument
+from ..secrets import ApiCredentials
+from ..types import ExchangeName
+from .faults import FaultPlan, StreamFault, StreamFaultKind
+from .http import Route, SimContext, SimRequest, SimResponse
+from .market import RecordedFrame, SyntheticMarket, merge_recordings, paced
+from .matching import BookUpdate, Fill, OrderEvent, PlaceResult, SimExchange
+from .wire import REST_PREFIX, WIRES, MarketWire, OutFrame, Topic
+
+log = logging.getLogger(__name__)
+
+HOST = "127.0.0.1"
+PrivateEvent = Fill | OrderEvent
+PrivateHook = Callable[[ExchangeName, Sequence[PrivateEvent]], None]
+_Encoder = Callable[[BookUpdate, Any, int], OutFrame]
+
+
+def _venue_markets(venue: str) -> tuple[ExchangeName, ExchangeName]:
+    spot = ExchangeName(venue)
+    return spot, ExchangeName(f"{venue}_futures")
+
+
+# --- latency stamps ----------------------------------------------------------------------
+
+
+class RequestStamp(NamedTuple):
+    """When a REST request arrived (local monotonic ns), and the client order id it carried."""
+
+    method: str
+    path: str
+    client_order_id: str | None
+    received_ns: int
+
+
+class LatencyStamps:
+    """Bounded rings of push send times and request receive times (oldest dropped first)."""
+
+    def __init__(self, capacity: int = 1 << 16) -> None:
+        if capacity < 1:
+            raise ValueError(f"latency stamps: capacity {capacity} must be >= 1")
+        self.capacity = capacity
+        self._pushes: dict[tuple[ExchangeName, str, int], int] = {}
+        self._push_order: deque[tuple[ExchangeName, str, int]] = deque()
+        self.requests: deque[RequestStamp] = deque(maxlen=capacity)
+
+    def record_push(self, exchange: ExchangeName, symbol: str, last_update_id: int, send_ns: int) -> None:
+        """Stamp one pushed update (the first send wins; duplicates keep the first time)."""
+        key = (exchange, symbol, last_update_id)
+        if key in self._pushes:
+            return
+        self._pushes[key] = send_ns
+        order = self._push_order
+        order.append(key)
+        if len(order) > self.capacity:
+            del self._pushes[order.popleft()]
+
+    def push_ns(self, exchange: ExchangeName, symbol: str, last_update_id: int) -> int | None:
+        """Monotonic send time of the push of ``symbol`` ending at ``last_update_id``, if still kept."""
+        return self._pushes.get((exchange, symbol, last_update_id))
+
+    def pushes(self) -> list[tuple[ExchangeName, str, int, int]]:
+        """Every kept push stamp, oldest first: ``(market, symbol, last_update_id, send_ns)``."""
+        return [(*key, self._pushes[key]) for key in self._push_order]
+
+    def request_ns(self, client_order_id: str) -> int | None:
+        """Receive time of the latest kept request carrying ``client_order_id``."""
+        for stamp in reversed(self.requests):
+            if stamp.client_order_id == client_order_id:
+                return stamp.received_ns
+        return None
+
+
+# --- websocket side ------------------------------------------------------------------------
+
+
+class _Connection(WSListener):
+    """One client connection of a market: its venue session and the streams it receives."""
+
+    def __init__(self, market: MarketServer) -> None:
+        super().__init__()
+        self.market = market
+        self.session = market.wire.new_session()
+        self.topics: frozenset[Topic] = frozenset()
+        self.transport: WSTransport | None = None
+
+    def on_ws_connected(self, transport: WSTransport) -> None:
+        self.transport = transport
+        self.market.connections.append(self)
+        self.market.connects += 1
+
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        msg_type = frame.msg_type
+        if msg_type is WSMsgType.CLOSE:
+            transport.send_close(frame.get_close_code(), frame.get_close_message())
+            transport.disconnect()
+            return
+        if msg_type is not WSMsgType.TEXT and msg_type is not WSMsgType.BINARY:
+            return
+        market = self.market
+        market.control_frames += 1
+        for out_type, payload in market.wire.handle(self.session, frame.get_payload_as_bytes(), market.wall_ms()):
+            transport.send(out_type, payload)
+        topics = market.wire.topics(self.session)
+        if topics != self.topics:
+            market.resubscribe(self, topics)
+
+    def on_ws_disconnected(self, transport: WSTransport) -> None:
+        self.market.disconnected(self)
+
+
+class _RawFrame(NamedTuple):
+    """A recorded frame to forward as is to the subscribers of ``kind`` on ``venue_symbol``."""
+
+    kind: str
+    venue_symbol: str
+    last_update_id: int
+    msg_type: WSMsgType
+    payload: bytes
+
+
+_Stream = tuple[Topic, _Encoder, dict[_Connection, None]]
+
+
+class MarketServer:
+    """The websocket server of one market: connections, subscriptions, fan-out and stream faults."""
+
+    def __init__(self, venue: SimulatedVenue, wire: MarketWire, exchange: SimExchange, port: int = 0) -> None:
+        self.venue = venue
+        self.wire = wire
+        self.exchange = exchange
+        self.exchange_name = exchange.exchange
+        self._fault_key = exchange.exchange.value
+        self.requested_port = port
+        self.port = 0
+        self.connections: list[_Connection] = []
+        self._subscribers: dict[Topic, dict[_Connection, None]] = {}
+        self._encoders: dict[Topic, _Encoder] = {}
+        self._streams: dict[str, list[_Stream]] = {}  # venue symbol -> streams with subscribers
+        self._venue_symbol = dict(wire.venue_symbols)
+        self._held: list[BookUpdate | _RawFrame] | None = None  # pushes held by a STALL
+        self._reordered: dict[str, BookUpdate | _RawFrame] = {}
+        self._server: asyncio.Server | None = None
+        self.connects = 0
+        self.control_frames = 0
+        self.offered = 0  # updates that had a subscriber (the fault plan's update count)
+        self.pushed = 0  # updates sent (once per update, whatever the number of connections)
+        self.frames_sent = 0
+        self.faults: Counter[str] = Counter()
+
+    @property
+    def url(self) -> str:
+        """``ws://127.0.0.1:<port><venue path>``."""
+        return f"ws://{HOST}:{self.port}{self.wire.ws_path}"
+
+    async def start(self) -> None:
+        """Listen on 127.0.0.1 (the requested port, or one the OS picks)."""
+        self._server = await ws_create_server(lambda request: _Connection(self), HOST, self.requested_port)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        """Drop every connection and stop listening."""
+        for conn in list(self.connections):
+            if conn.transport is not None:
+                conn.transport.disconnect(graceful=False)
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+
+    def wall_ms(self) -> int:
+        """The venue's clock in ms (clock skew applied)."""
+        return self.venue.context.wall_ms()
+
+    # --- subscriptions ------------------------------------------------------------------------
+
+    def resubscribe(self, conn: _Connection, topics: frozenset[Topic]) -> None:
+        """Move ``conn`` to the streams of ``topics``."""
+        changed = {t[1] for t in conn.topics ^ topics}
+        for topic in conn.topics - topics:
+            subscribers = self._subscribers.get(topic)
+            if subscribers is not None:
+                subscribers.pop(conn, None)
+        for topic in topics - conn.topics:
+            self._subscribers.setdefault(topic, {})[conn] = None
+        conn.topics = topics
+        for venue_symbol in changed:
+            self._rebuild(venue_symbol)
+
+    def disconnected(self, conn: _Connection) -> None:
+        """Forget a closed connection."""
+        if conn in self.connections:
+            self.connections.remove(conn)
+        self.resubscribe(conn, frozenset())
+
+    def _rebuild(self, venue_symbol: str) -> None:
+        streams: list[_Stream] = []
+        for topic, subscribers in self._subscribers.items():
+            if topic[1] != venue_symbol or not subscribers:
+                continue
+            encoder = self._encoders.get(topic)
+            if encoder is None and topic[1] in self.wire.instruments:
+                encoder = self._encoders[topic] = self.wire.encoder(topic)
+            if encoder is not None:
+                streams.append((topic, encoder, subscribers))
+        if streams:
+            self._streams[venue_symbol] = streams
+        else:
+            self._streams.pop(venue_symbol, None)
+
+    def subscribed(self, venue_symbol: str) -> bool:
+        """Whether any connection receives a stream of ``venue_symbol``."""
+        return any(t[1] == venue_symbol and c for t, c in self._subscribers.items())
+
+    # --- pushes -----------------------------------------------------------------------------
+
+    def publish(self, update: BookUpdate) -> None:
+        """Push one sequenced book change to its subscribers, faults applied."""
+        venue_symbol = self._venue_symbol[update.symbol]
+        if venue_symbol in self._streams:
+            self._deliver(venue_symbol, update)
+
+    def publish_raw(self, frame: _RawFrame) -> None:
+        """Forward one recorded frame to the subscribers of its channel and symbol, faults applied."""
+        if any(t[0] == frame.kind and t[1] == frame.venue_symbol and c for t, c in self._subscribers.items()):
+            self._deliver(frame.venue_symbol, frame)
+
+    def _deliver(self, venue_symbol: str, item: BookUpdate | _RawFrame) -> None:
+        if self._held is not None:
+            self._held.append(item)
+            return
+        reordered = self._reordered.pop(venue_symbol, None)
+        self.offered += 1
+        fault = self.venue.faults.on_book_update(self._fault_key)
+        if fault is None:
+            self._send(venue_symbol, item, False)
+        else:
+            self._fault(venue_symbol, item, fault)
+        if reordered is not None:
+            self._send(venue_symbol, reordered, False)
+
+    def _fault(self, venue_symbol: str, item: BookUpdate | _RawFrame, fault: StreamFault) -> None:
+        kind = fault.kind
+        self.faults[kind.value] += 1
+        if kind is StreamFaultKind.GAP:
+            return
+        if kind is StreamFaultKind.DUPLICATE:
+            self._send(venue_symbol, item, False)
+            self._send(venue_symbol, item, False)
+        elif kind is StreamFaultKind.REORDER:
+            self._reordered[venue_symbol] = item
+        elif kind is StreamFaultKind.MALFORMED:
+            self._send(venue_symbol, item, True)
+        elif kind is StreamFaultKind.STALL:
+            self._held = [item]
+            asyncio.get_running_loop().call_later(fault.stall_ms / 1000, self._release)
+        elif kind is StreamFaultKind.DISCONNECT:
+            for conn in self._receivers(venue_symbol, item):
+                if conn.transport is not None:
+                    conn.transport.disconnect(graceful=False)
+
+    def _release(self) -> None:
+        held, self._held = self._held or [], None
+        for item in held:
+            symbol = item.venue_symbol if isinstance(item, _RawFrame) else self._venue_symbol[item.symbol]
+            self._send(symbol, item, False)
+
+    def _receivers(self, venue_symbol: str, item: BookUpdate | _RawFrame) -> list[_Connection]:
+        if isinstance(item, _RawFrame):
+            return [c for t, s in self._subscribers.items() if t[0] == item.kind and t[1] == venue_symbol for c in s]
+        return [c for _, _, subscribers in self._streams.get(venue_symbol, ()) for c in subscribers]
+
+    def _send(self, venue_symbol: str, item: BookUpdate | _RawFrame, corrupt: bool) -> None:
+        stamped = False
+        if isinstance(item, _RawFrame):
+            payload = self.wire.malformed(item.payload) if corrupt else item.payload
+            receivers = self._receivers(venue_symbol, item)
+            self.venue.stamps.record_push(self.exchange_name, venue_symbol, item.last_update_id, time.monotonic_ns())
+            for conn in receivers:
+                if conn.transport is not None:
+                    conn.transport.send(item.msg_type, payload)
+            self.frames_sent += len(receivers)
+            self.pushed += 1
+            return
+        streams = self._streams.get(venue_symbol)
+        if not streams:
+            return
+        engine = self.exchange.engines[item.symbol]
+        send_ms = self.venue.context.wall_ms()
+        for _topic, encode, subscribers in streams:
+            msg_type, payload = encode(item, engine, send_ms)
+            if corrupt:
+                payload = self.wire.malformed(payload)
+            if not stamped:
+                self.venue.stamps.record_push(self.exchange_name, item.symbol, item.last_update_id, time.monotonic_ns())
+                stamped = True
+            for conn in subscribers:
+                transport = conn.transport
+                if transport is not None:
+                    transport.send(msg_type, payload)
+            self.frames_sent += len(subscribers)
+        self.pushed += 1
+
+
+# --- the venue ---------------------------------------------------------------------------------
+
+
+class VenuePorts(msgspec.Struct, frozen=True, kw_only=True):
+    """Ports to listen on (0: the OS picks a free one)."""
+
+    rest: int = 0
+    spot_ws: int = 0
+    futures_ws: int = 0
+
+
+class VenueUrls(msgspec.Struct, frozen=True, kw_only=True):
+    """Where a connector reaches a simulated venue; field names match ``ExchangeConfig`` overrides."""
+
+    rest_url: str
+    ws_url: str
+    futures_rest_url: str
+    futures_ws_url: str
+
+    def overrides(self) -> dict[str, str]:
+        """The ``ExchangeConfig`` endpoint overrides (``msgspec.structs.replace(config, **overrides)``)."""
+        return msgspec.structs.asdict(self)
+
+
+class _PublishingExchange(SimExchange):
+    """A ``SimExchange`` that hands the public book change of every order and cancel to its venue."""
+
+    def __init__(self, exchange: ExchangeName, instruments: Iterable[Instrument], leverage: int,
+                 on_update: Callable[[BookUpdate], None]) -> None:
+        super().__init__(exchange, instruments, leverage=leverage)
+        self._on_update = on_update
+
+    def place_order(self, *args: Any, **kwargs: Any) -> PlaceResult:
+        result = super().place_order(*args, **kwargs)
+        if result.book_update is not None:
+            self._on_update(result.book_update)
+        return result
+
+    def cancel_order(self, *args: Any, **kwargs: Any) -> tuple[OrderEvent, BookUpdate | None]:
+        event, update = super().cancel_order(*args, **kwargs)
+        if update is not None:
+            self._on_update(update)
+        return event, update
+
+
+def _venue_rest_routes(venue: str) -> list[Route]:
+    """The venue's own REST dialect routes, when its ``sim.py`` defines them."""
+    if venue == "gateio":
+        from ..exchanges.gateio import sim as module
+    else:
+        from ..exchanges.mexc import sim as module  # type: ignore[no-redef]
+    factory = getattr(module, "rest_routes", None)
+    return list(factory()) if callable(factory) else []
+
+
+class SimulatedVenue:
+    """One simulated exchange (both markets) on 127.0.0.1; use as an async context manager.
+
+    ``instruments`` may include other venues' (they are ignored). ``routes`` replaces the
+    venue's own ``rest_routes()``; either way a depth snapshot route of each market is added
+    when none is given. ``listed`` adds venue symbols served without an instrument (replay).
+    """
+
+    def __init__(
+        self,
+        venue: str,
+        instruments: Iterable[Instrument],
+        *,
+        faults: FaultPlan | None = None,
+        credentials: Mapping[str, ApiCredentials] | None = None,
+        routes: Sequence[Route] | None = None,
+        ports: VenuePorts | None = None,
+        leverage: int = 10,
+        stamp_capacity: int = 1 << 16,
+        listed: Mapping[ExchangeName, Iterable[str]] | None = None,
+        private_event_capacity: int = 1 << 16,
+    ) -> None:
+        if venue not in REST_PREFIX:
+            raise ValueError(f"simulated venue {venue!r}: not one of {sorted(REST_PREFIX)}")
+        self.venue = venue
+        self.faults = faults or FaultPlan()
+        self.stamps = LatencyStamps(stamp_capacity)
+        self.ports = ports or VenuePorts()
+        instruments = list(instruments)
+        self.exchanges: dict[ExchangeName, SimExchange] = {}
+        self.markets: dict[ExchangeName, MarketServer] = {}
+        for name in _venue_markets(venue):
+            exchange = _PublishingExchange(name, (i for i in instruments if i.exchange is name), leverage, self.publish)
+            wire = WIRES[name](instruments, (listed or {}).get(name, ()))
+            port = self.ports.futures_ws if name.is_futures else self.ports.spot_ws
+            self.exchanges[name] = exchange
+            self.markets[name] = MarketServer(self, wire, exchange, port)
+        self.context = SimContext(
+            venue=venue,
+            exchanges=self.exchanges,
+            faults=self.faults,
+            credentials=dict(credentials or {}),
+            now_ns=time.monotonic_ns,
+            wall_ms=self._wall_ms,
+        )
+        self.routes = list(_venue_rest_routes(venue) if routes is None else routes)
+        self.private_events: deque[tuple[ExchangeName, PrivateEvent]] = deque(maxlen=private_event_capacity)
+        self.on_private_events: PrivateHook | None = None
+        self.requests = 0
+        self.handler_errors = 0
+        self.bypassed_updates = 0
+        self._published: dict[tuple[ExchangeName, str], int] = {}
+        self._order_keys = tuple(
+            dict.fromkeys(key for market in self.markets.values() for key in market.wire.client_order_id_keys)
+        )
+        self._runner: web.AppRunner | None = None
+        self.rest_port = 0
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open the websocket servers and the REST server."""
+        for market in self.markets.values():
+            await market.start()
+        app = web.Application()
+        prefix = REST_PREFIX[self.venue]
+        mounted = {(r.method.upper(), r.path) for r in self.routes}
+        routes = list(self.routes)
+        for market in self.markets.values():
+            fallback = market.wire.snapshot_route(prefix)
+            if (fallback.method, fallback.path) not in mounted:
+                routes.append(fallback)
+        for route in routes:
+            app.router.add_route(route.method.upper(), route.path, self._aiohttp_handler(route))
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, HOST, self.ports.rest)
+        await site.start()
+        self.rest_port = self._runner.addresses[0][1]
+
+    async def stop(self) -> None:
+        """Close every server and connection."""
+        for market in self.markets.values():
+            await market.stop()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> SimulatedVenue:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()
+
+    def urls(self) -> VenueUrls:
+        """Base URLs for the connectors (REST bases include the venue's path prefix)."""
+        rest = f"http://{HOST}:{self.rest_port}{REST_PREFIX[self.venue]}"
+        spot, futures = _venue_markets(self.venue)
+        return VenueUrls(
+            rest_url=rest, ws_url=self.markets[spot].url, futures_rest_url=rest, futures_ws_url=self.markets[futures].url
+        )
+
+    # --- market data ----------------------------------------------------------------------------
+
+    def publish(self, update: BookUpdate) -> None:
+        """Push a sequenced book change of one of this venue's markets."""
+        self._published[(update.exchange, update.symbol)] = update.last_update_id
+        self.markets[update.exchange].publish(update)
+
+    def inject_stream_fault(self, exchange: ExchangeName, kind: StreamFaultKind, stall_ms: int | None = None) -> None:
+        """The market's next pushed book update (one with a subscriber) gets ``kind``."""
+        # The plan numbers a key's updates by its on_book_update calls; this server is their only caller.
+        self.faults.at_update(exchange.value, self.markets[exchange].offered + 1, kind, stall_ms)
+
+    def drain_private_events(self) -> None:
+        """Move every market's private events to ``private_events`` and the hook."""
+        for name, exchange in self.exchanges.items():
+            events = exchange.drain_events()
+            if events:
+                self.private_events.extend((name, event) for event in events)
+                if self.on_private_events is not None:
+                    self.on_private_events(name, events)
+
+    def _wall_ms(self) -> int:
+        return time.time_ns() // 1_000_000 + self.faults.clock_skew_ms(self.venue)
+
+    # --- REST -------------------------------------------------------------------------------------
+
+    def _aiohttp_handler(self, route: Route) -> Callable[[web.Request], Any]:
+        async def handle(request: web.Request) -> web.StreamResponse:
+            received_ns = time.monotonic_ns()
+            body = await request.read()
+            url = request.rel_url
+            sim_request = SimRequest(
+                method=request.method,
+                path=url.raw_path,
+                query=url.raw_query_string,
+                body=body,
+                headers={k.lower(): v for k, v in request.headers.items()},
+                path_params=dict(request.match_info),
+                received_ns=received_ns,
+            )
+            return await self._answer(request, route, sim_request)
+
+        return handle
+
+    async def _answer(self, request: web.Request, route: Route, sim_request: SimRequest) -> web.StreamResponse:
+        self.requests += 1
+        self.stamps.requests.append(
+            RequestStamp(sim_request.method, sim_request.path, self._client_order_id(sim_request), sim_request.received_ns)
+        )
+        try:
+            response = route.handler(sim_request, self.context)
+        except Exception:
+            self.handler_errors += 1
+            log.exception("sim %s: handler of %s %s raised", self.venue, route.method, route.path)
+            response = SimResponse(status=500, body=b'{"message":"simulator handler error"}')
+        self._check_published()
+        self.drain_private_events()
+        if response.delay_ms:
+            await asyncio.sleep(response.delay_ms / 1000)
+        if response.drop_connection:
+            if request.transport is not None:
+                request.transport.abort()
+            # Nothing can be answered on an aborted socket; aiohttp discards this response.
+            return web.Response(status=500)
+        return web.Response(status=response.status, body=response.body, headers=dict(response.headers))
+
+    def _client_order_id(self, request: SimRequest) -> str | None:
+        if request.method == "GET" or not self._order_keys:
+            return None
+        fields: dict[str, object] = dict(parse_qsl(request.query))
+        body = request.body
+        if body[:1] == b"{":
+            try:
+                document = msgspec.json.decode(body)
+            except msgspec.DecodeError:
+                document = None
+            if isinstance(document, dict):
+                fields.update(document)
+        elif body:
+            fields.update(parse_qsl(body.decode("utf-8", "replace")))
+        for key in self._order_keys:
+            value = fields.get(key)
+            if isinstance(value, str):
+                return value
+        return None
+
+    def _check_published(self) -> None:
+        # A handler that changed a book without going through place_order/cancel_order left a
+        # change the streams never saw; clients find out by a gap. Counted, not hidden.
+        for name, exchange in self.exchanges.items():
+            for symbol, engine in exchange.engines.items():
+                last = engine.book.last_update_id
+                if self._published.get((name, symbol), last) != last:
+                    self.bypassed_updates += 1
+                    self._published[(name, symbol)] = last
+
+
+# --- market feeds ----------------------------------------------------------------------------
+
+
+class SyntheticFeed:
+    """Steps seeded ``SyntheticMarket``s on a fixed simulated tick and pushes their updates.
+
+    Simulated time advances in whole ticks to catch up with the monotonic clock, so the
+    sequence of updates depends only on the seeds, never on scheduling jitter.
+    """
+
+    def __init__(
+        self, markets: Sequence[SyntheticMarket], venues: Iterable[SimulatedVenue], *, tick_ns: int = 1_000_000,
+        max_ticks_per_wakeup: int = 100,
+    ) -> None:
+        if tick_ns < 1 or max_ticks_per_wakeup < 1:
+            raise ValueError("synthetic feed: tick_ns and max_ticks_per_wakeup must be >= 1")
+        self.markets = list(markets)
+        self.venues = list(venues)
+        self._route = {name: venue for venue in self.venues for name in venue.markets}
+        self.tick_ns = tick_ns
+        self.max_ticks_per_wakeup = max_ticks_per_wakeup
+        self.sim_ns = 0
+        self.updates = 0
+
+    def advance(self, ticks: int = 1) -> int:
+        """Step every market ``ticks`` ticks and push what they produced; returns the update count."""
+        route = self._route
+        count = 0
+        for _ in range(ticks):
+            self.sim_ns += self.tick_ns
+            for market in self.markets:
+                for update in market.step(self.sim_ns):
+                    venue = route.get(update.exchange)
+                    if venue is not None:
+                        venue.publish(update)
+                    count += 1
+        for venue in self.venues:
+            venue.drain_private_events()
+        self.updates += count
+        return count
+
+    async def run(self) -> None:
+        """Advance with the monotonic clock until cancelled."""
+        start = time.monotonic_ns()
+        while True:
+            due = (time.monotonic_ns() - start - self.sim_ns) // self.tick_ns
+            if due > 0:
+                self.advance(min(due, self.max_ticks_per_wakeup))
+            await asyncio.sleep(self.tick_ns / 1e9)
+
+
+class _Head(msgspec.Struct):
+    channel: str = ""
+    event: str = ""
+    result: msgspec.Raw = msgspec.Raw(b"null")
+
+
+class _ResultIds(msgspec.Struct):
+    s: str = ""
+    u: int = 0
+
+
+_head_decoder = msgspec.json.Decoder(_Head)
+_ids_decoder = msgspec.json.Decoder(_ResultIds)
+
+
+def recorded_route(frame: RecordedFrame) -> _RawFrame | None:
+    """Where a recorded Gate.io websocket frame goes: its channel and pair, or None (acks, other channels)."""
+    try:
+        head = _head_decoder.decode(frame.raw)
+        ids = _ids_decoder.decode(head.result) if head.event == "update" else None
+    except msgspec.DecodeError:
+        return None
+    if ids is None or not ids.s:
+        return None
+    return _RawFrame(head.channel, ids.s, ids.u, WSMsgType.TEXT, frame.raw)
+
+
+class ReplayFeed:
+    """Re-sends recorded frames (the cryptofeed recording format) to subscribers at a chosen speed.
+
+    Websocket frames go to the market of their URL, to connections subscribed to the frame's
+    channel and pair; recorded REST depth snapshots answer the market's snapshot route
+    (``snapshot_body``). ``speed`` 1 is real time, None as fast as possible.
+    """
+
+    def __init__(self, paths: Iterable[Path], speed: Decimal | int | None = 1) -> None:
+        self.frames = list(merge_recordings(paths))
+        self.speed = speed
+        self._route: dict[ExchangeName, SimulatedVenue] = {}
+        self.snapshots: dict[tuple[ExchangeName, str], bytes] = {}
+        self.sent = 0
+        for frame in self.frames:
+            if frame.kind == "http":
+                query = dict(parse_qsl(frame.url.partition("?")[2]))
+                symbol = query.get("currency_pair") or query.get("contract")
+                if symbol:
+                    self.snapshots[(frame.exchange, symbol)] = frame.raw
+
+    def attach(self, venues: Iterable[SimulatedVenue]) -> None:
+        """Send to these venues' markets (build them with ``listed=symbols()`` and ``snapshot_routes``)."""
+        self._route.update((name, venue) for venue in venues for name in venue.markets)
+
+    def symbols(self) -> dict[ExchangeName, set[str]]:
+        """Venue symbols with recorded streams, per market (for ``SimulatedVenue(listed=...)``)."""
+        found: dict[ExchangeName, set[str]] = {}
+        for frame in self.frames:
+            routed = recorded_route(frame) if frame.kind == "ws" else None
+            if routed is not None:
+                found.setdefault(frame.exchange, set()).add(routed.venue_symbol)
+        return found
+
+    def snapshot_routes(self, venue: str) -> list[Route]:
+        """Routes answering the recorded depth snapshots of ``venue``'s markets."""
+        prefix = REST_PREFIX[venue]
+        routes = []
+        for name in _venue_markets(venue):
+            wire_route = WIRES[name]([]).snapshot_route(prefix)
+            routes.append(Route(wire_route.method, wire_route.path, self._snapshot_handler(name)))
+        return routes
+
+    def _snapshot_handler(self, name: ExchangeName) -> Callable[[SimRequest, SimContext], SimResponse]:
+        def handler(request: SimRequest, context: SimContext) -> SimResponse:
+            query = dict(parse_qsl(request.query))
+            symbol = query.get("currency_pair") or query.get("contract") or ""
+            body = self.snapshots.get((name, symbol))
+            if body is None:
+                return SimResponse(status=400, body=b'{"label":"INVALID_CURRENCY","message":"not recorded"}')
+            return SimResponse(status=200, body=body)
+
+        return handler
+
+    async def run(self) -> None:
+        """Send every recorded websocket frame when due, then return."""
+        loop_start = time.monotonic_ns()
+        for due_ns, frame in paced(self.frames, loop_start, self.speed):
+            if frame.kind != "ws":
+                continue
+            wait = due_ns - time.monotonic_ns()
+            if wait > 0:
+                await asyncio.sleep(wait / 1e9)
+            routed = recorded_route(frame)
+            venue = self._route.get(frame.exchange)
+            if routed is not None and venue is not None:
+                venue.markets[frame.exchange].publish_raw(routed)
+                self.sent += 1
+            if self.speed is None and self.sent % 256 == 0:
+                await asyncio.sleep(0)

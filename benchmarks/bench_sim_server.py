@@ -1,0 +1,226 @@
+"""Simulated venue push rate over loopback: one subscribed picows client per venue.
+
+Groups (medians in ``extra_info``: messages per second and the server's own ns per message):
+
+* ``sim push <venue>``: pre-generated book updates pushed through ``MarketServer.publish``
+  (encode, fault check, stamp, send) vs the baseline of sending the same frames already
+  encoded with a bare ``transport.send``;
+* ``sim feed``: the seeded generator stepping and pushing flat out, with a REST order
+  answered every 500 updates (the target is >= 50,000 messages/s per venue).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import aiohttp
+from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
+
+from arb.exchanges.gateio.market_data import GateioSpotMarketData
+from arb.exchanges.mexc.market_data import MexcSpotMarketData
+from arb.sim.cluster import SimCluster, SimConfig
+from arb.sim.http import Route, SimContext, SimRequest, SimResponse
+from arb.sim.matching import BookUpdate, OrderType
+from arb.sim.server import SimulatedVenue, SyntheticFeed
+from arb.types import ExchangeName, OrderSide
+
+MESSAGES = 20_000
+SUBSCRIBE = {
+    "gateio": GateioSpotMarketData().subscribe_frames(["BTC_USDT"]),
+    "mexc": MexcSpotMarketData().subscribe_frames(["BTCUSDT"]),
+}
+
+
+class Counter(WSListener):
+    """Counts book pushes (everything after the subscription reply)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.frames = 0
+        self.done: asyncio.Future[None] | None = None
+        self.target = 0
+
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        self.frames += 1
+        if self.done is not None and self.frames >= self.target and not self.done.done():
+            self.done.set_result(None)
+
+
+def _place(request: SimRequest, context: SimContext) -> SimResponse:
+    exchange = next(iter(context.exchanges.values()))
+    result = exchange.place_order("sim-key", "BTC/USDT", OrderSide.BUY, OrderType.MARKET, 1, context.now_ns())
+    return SimResponse(status=200, body=b'{"id":%d}' % result.order.order_id)
+
+
+class Rig:
+    """A cluster of one venue, its feed, and one subscribed client on the venue's spot market."""
+
+    def __init__(self, venue: str) -> None:
+        self.loop = asyncio.new_event_loop()
+        config = SimConfig(venues=(venue,), symbols=("BTC/USDT",), updates_per_second=200_000, depth_levels=50)
+        self.sim = SimCluster(config)
+        self.venue: SimulatedVenue = self.sim.venues[venue]
+        self.venue.routes.append(Route("POST", "/sim-bench/order", _place))
+        self.exchange = ExchangeName(venue)
+        self.market = self.venue.markets[self.exchange]
+        assert isinstance(self.sim.feed, SyntheticFeed)
+        self.feed: SyntheticFeed = self.sim.feed
+        self.loop.run_until_complete(self._connect(venue))
+
+    async def _connect(self, venue: str) -> None:
+        await self.venue.start()
+        self.transport, listener = await ws_connect(Counter, self.market.url)
+        assert isinstance(listener, Counter)
+        self.client = listener
+        for frame in SUBSCRIBE[venue]:
+            self.transport.send(WSMsgType.TEXT, str(frame).encode())
+        while not self.market.subscribed("BTC_USDT" if venue == "gateio" else "BTCUSDT"):
+            await asyncio.sleep(0.001)
+        self.http = aiohttp.ClientSession()
+
+    def updates(self, count: int) -> list[BookUpdate]:
+        """``count`` fresh updates of the generator (applied to the server books, not pushed)."""
+        market = self.feed.markets[0]
+        out: list[BookUpdate] = []
+        while len(out) < count:
+            self.feed.sim_ns += self.feed.tick_ns
+            out += [u for u in market.step(self.feed.sim_ns) if u.exchange is self.exchange]
+        return out[:count]
+
+    async def wait_for(self, frames: int) -> None:
+        client = self.client
+        client.target = frames
+        client.done = self.loop.create_future()
+        if client.frames < frames:
+            await asyncio.wait_for(client.done, 30)
+
+    def close(self) -> None:
+        async def shutdown() -> None:
+            await self.http.close()
+            self.transport.disconnect()
+            await self.venue.stop()
+
+        self.loop.run_until_complete(shutdown())
+        self.loop.close()
+
+
+def _push_bench(benchmark: Any, venue: str, baseline: bool) -> None:
+    rig = Rig(venue)
+    state: dict[str, Any] = {"server_ns": []}
+
+    def setup() -> tuple[tuple[()], dict[str, Any]]:
+        updates = rig.updates(MESSAGES)
+        state["updates"] = updates
+        if baseline:
+            engine = rig.market.exchange.engines["BTC/USDT"]
+            encode = next(iter(rig.market._streams.values()))[0][1]
+            state["frames"] = [encode(u, engine, 0) for u in updates]
+        return (), {}
+
+    async def push() -> None:
+        start_frames = rig.client.frames
+        spent = 0
+        if baseline:
+            send = rig.market.connections[0].transport.send  # type: ignore[union-attr]
+            frames = state["frames"]
+            for offset in range(0, len(frames), 1000):
+                t0 = time.perf_counter_ns()
+                for msg_type, payload in frames[offset:offset + 1000]:
+                    send(msg_type, payload)
+                spent += time.perf_counter_ns() - t0
+                await asyncio.sleep(0)
+        else:
+            publish = rig.venue.publish
+            updates = state["updates"]
+            for offset in range(0, len(updates), 1000):
+                t0 = time.perf_counter_ns()
+                for update in updates[offset:offset + 1000]:
+                    publish(update)
+                spent += time.perf_counter_ns() - t0
+                await asyncio.sleep(0)
+        await rig.wait_for(start_frames + MESSAGES)
+        state["server_ns"].append(spent / MESSAGES)
+
+    def run() -> None:
+        rig.loop.run_until_complete(push())
+
+    try:
+        benchmark.pedantic(run, setup=setup, rounds=5, iterations=1)
+        median_s = benchmark.stats.stats.median
+        benchmark.extra_info["messages_per_s"] = round(MESSAGES / median_s)
+        benchmark.extra_info["server_ns_per_message"] = round(sorted(state["server_ns"])[len(state["server_ns"]) // 2])
+        assert rig.client.frames >= 5 * MESSAGES
+    finally:
+        rig.close()
+
+
+def test_push_gateio(benchmark: Any) -> None:
+    """Gate spot pushes through the server (encode, faults, stamps, send)."""
+    benchmark.group = "sim push gateio"
+    _push_bench(benchmark, "gateio", baseline=False)
+
+
+def test_push_gateio_bare_send_baseline(benchmark: Any) -> None:
+    """The same frames, pre-encoded, sent with a bare transport.send."""
+    benchmark.group = "sim push gateio"
+    _push_bench(benchmark, "gateio", baseline=True)
+
+
+def test_push_mexc(benchmark: Any) -> None:
+    """MEXC spot protobuf pushes through the server."""
+    benchmark.group = "sim push mexc"
+    _push_bench(benchmark, "mexc", baseline=False)
+
+
+def test_push_mexc_bare_send_baseline(benchmark: Any) -> None:
+    """The same frames, pre-encoded, sent with a bare transport.send."""
+    benchmark.group = "sim push mexc"
+    _push_bench(benchmark, "mexc", baseline=True)
+
+
+def _feed_bench(benchmark: Any, venue: str) -> None:
+    rig = Rig(venue)
+    orders: list[int] = []
+    url = rig.venue.urls().rest_url.removesuffix("/api/v4") + "/sim-bench/order"
+
+    async def order() -> None:
+        async with rig.http.post(url) as response:
+            orders.append(response.status)
+
+    async def pump() -> None:
+        start_frames = rig.client.frames
+        start_updates = rig.market.pushed
+        pending = []
+        while rig.market.pushed - start_updates < MESSAGES:
+            before = rig.market.pushed
+            rig.feed.advance(1)
+            if (rig.market.pushed - start_updates) // 500 != (before - start_updates) // 500:
+                pending.append(asyncio.ensure_future(order()))
+            await asyncio.sleep(0)
+        await asyncio.gather(*pending)
+        await rig.wait_for(start_frames + rig.market.pushed - start_updates)
+
+    def run() -> None:
+        rig.loop.run_until_complete(pump())
+
+    try:
+        benchmark.pedantic(run, rounds=5, iterations=1)
+        benchmark.extra_info["messages_per_s"] = round(MESSAGES / benchmark.stats.stats.median)
+        benchmark.extra_info["orders_answered"] = len(orders)
+        assert orders and set(orders) == {200}
+    finally:
+        rig.close()
+
+
+def test_feed_gateio_with_orders(benchmark: Any) -> None:
+    """Generator + pushes + REST orders on one loop, Gate spot."""
+    benchmark.group = "sim feed"
+    _feed_bench(benchmark, "gateio")
+
+
+def test_feed_mexc_with_orders(benchmark: Any) -> None:
+    """Generator + pushes + REST orders on one loop, MEXC spot."""
+    benchmark.group = "sim feed"
+    _feed_bench(benchmark, "mexc")

@@ -1,0 +1,463 @@
+"""The simulated venues over real loopback sockets: dialect conformance, the real client
+mechanism staying in sync, every stream fault seen by the client, determinism, REST plumbing."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from loopback import RecordingSink, eventually, run
+from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
+
+from arb.exchanges.base import MarketDataDialect
+from arb.exchanges.book_sync import BookSpec, BookSync, rest_snapshot_fetcher
+from arb.exchanges.gateio.market_data import GateioFuturesMarketData, GateioSpotMarketData
+from arb.exchanges.mexc.market_data import MexcFuturesMarketData, MexcSpotMarketData
+from arb.exchanges.models import FrameKind
+from arb.exchanges.rest import RateLimit, RestClient, RestRequest, RestVenue
+from arb.exchanges.ws import WsSettings
+from arb.instruments import Instrument
+from arb.sim.cluster import SimCluster, SimConfig, default_instruments
+from arb.sim.faults import FaultPlan, StreamFaultKind
+from arb.sim.http import Route, SimContext, SimRequest, SimResponse
+from arb.sim.matching import OrderType, TimeInForce
+from arb.sim.server import SimulatedVenue, SyntheticFeed
+from arb.types import ExchangeName, OrderSide
+from arb_core.book import ASK, BID, DeltaBatch, OrderBook
+
+MARKETS = [ExchangeName.GATEIO, ExchangeName.GATEIO_FUTURES, ExchangeName.MEXC, ExchangeName.MEXC_FUTURES]
+DIALECTS: dict[ExchangeName, Callable[[str], MarketDataDialect]] = {
+    ExchangeName.GATEIO: lambda url: GateioSpotMarketData(url),
+    ExchangeName.GATEIO_FUTURES: lambda url: GateioFuturesMarketData(url),
+    ExchangeName.MEXC: lambda url: MexcSpotMarketData(url),
+    ExchangeName.MEXC_FUTURES: lambda url: MexcFuturesMarketData(url),
+}
+FAST = WsSettings(backoff_initial_s=0.01, backoff_max_s=0.05, heartbeat_interval_s=5, heartbeat_timeout_s=5)
+
+
+def instrument(exchange: ExchangeName, symbol: str = "BTC") -> Instrument:
+    return next(i for i in default_instruments([symbol]) if i.exchange is exchange)
+
+
+@asynccontextmanager
+async def cluster(seed: int = 3, faults: FaultPlan | None = None) -> AsyncIterator[SimCluster]:
+    """A started cluster whose feed the test advances by hand (no background task)."""
+    sim = SimCluster(SimConfig(seed=seed, updates_per_second=1_000, depth_levels=30), faults=faults)
+    for venue in sim.venues.values():
+        await venue.start()
+    try:
+        yield sim
+    finally:
+        for venue in sim.venues.values():
+            await venue.stop()
+
+
+def feed(sim: SimCluster) -> SyntheticFeed:
+    assert isinstance(sim.feed, SyntheticFeed)
+    return sim.feed
+
+
+def ws_url(sim: SimCluster, exchange: ExchangeName) -> str:
+    return sim.venues[exchange.venue].markets[exchange].url
+
+
+def to_client_ticks(levels: list[tuple[int, int]], inst: Instrument, dialect: Any) -> list[tuple[int, int]]:
+    """Server levels (order grid) in the client's book scale (Gate spot books are finer)."""
+    pd, tu, sd, lu = inst.wire_scale()
+    scale = dialect.book_scale(inst)
+    price = tu * 10 ** (scale.price_decimals - pd) // scale.tick_units
+    size = lu * 10 ** (scale.size_decimals - sd) // scale.lot_units
+    return [(p * price, s * size) for p, s in levels]
+
+
+class Collector(WSListener):
+    """A raw client keeping a copy of every frame."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.frames: list[tuple[WSMsgType, bytes]] = []
+
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        if frame.msg_type in (WSMsgType.TEXT, WSMsgType.BINARY):
+            self.frames.append((frame.msg_type, frame.get_payload_as_bytes()))
+
+
+async def raw_subscriber(sim: SimCluster, exchange: ExchangeName) -> tuple[WSTransport, Collector, MarketDataDialect]:
+    dialect = DIALECTS[exchange](ws_url(sim, exchange))
+    transport, listener = await ws_connect(Collector, ws_url(sim, exchange))
+    assert isinstance(listener, Collector)
+    for frame in dialect.subscribe_frames([instrument(exchange).venue_symbol]):
+        transport.send(WSMsgType.TEXT, frame.encode() if isinstance(frame, str) else frame)
+    market = sim.venues[exchange.venue].markets[exchange]
+    await eventually(lambda: market.subscribed(instrument(exchange).venue_symbol), what="subscription")
+    return transport, listener, dialect
+
+
+def decoded(frames: list[tuple[WSMsgType, bytes]], exchange: ExchangeName, dialect: Any) -> list[tuple[int, int, list[Any]]]:
+    scale = dialect.book_scale(instrument(exchange))
+    batch = DeltaBatch(64)
+    out = []
+    for _, payload in frames:
+        if dialect.classify(payload) == FrameKind.BOOK_UPDATE:
+            dialect.decode_update(payload, scale, batch)
+            out.append((batch.first_update_id, batch.last_update_id, batch.levels()))
+    return out
+
+
+# --- conformance ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("exchange", MARKETS, ids=lambda e: e.value)
+def test_subscribed_client_receives_frames_the_compiled_decoders_read(exchange: ExchangeName) -> None:
+    async def main() -> None:
+        async with cluster() as sim:
+            transport, listener, dialect = await raw_subscriber(sim, exchange)
+            feed(sim).advance(20)
+            await eventually(lambda: len(decoded(listener.frames, exchange, dialect)) >= 20, what="20 pushes")
+            updates = decoded(listener.frames, exchange, dialect)
+            ids = [(first, last) for first, last, _ in updates]
+            assert all(b[0] == a[1] + 1 for a, b in zip(ids, ids[1:])), ids
+            assert all(levels for _, _, levels in updates)
+            assert dialect.classify(listener.frames[0][1]) == FrameKind.ACK  # the subscription reply
+            stamps = sim.venues[exchange.venue].stamps
+            assert stamps.push_ns(exchange, instrument(exchange).symbol, ids[-1][1]) is not None
+            binary = exchange is ExchangeName.MEXC
+            assert {t for t, p in listener.frames if dialect.classify(p) == FrameKind.BOOK_UPDATE} == {
+                WSMsgType.BINARY if binary else WSMsgType.TEXT
+            }
+            transport.disconnect()
+
+    run(main())
+
+
+def test_unsubscribe_stops_the_pushes_and_ping_is_answered() -> None:
+    async def main() -> None:
+        async with cluster() as sim:
+            exchange = ExchangeName.GATEIO
+            transport, listener, dialect = await raw_subscriber(sim, exchange)
+            feed(sim).advance(5)
+            await eventually(lambda: len(decoded(listener.frames, exchange, dialect)) >= 5, what="pushes")
+            for frame in dialect.unsubscribe_frames(["BTC_USDT"]):
+                transport.send(WSMsgType.TEXT, str(frame).encode())
+            ping = dialect.ping_frame()
+            assert ping is not None
+            transport.send(WSMsgType.TEXT, str(ping).encode())
+            await eventually(lambda: any(dialect.is_pong(p) for _, p in listener.frames), what="pong")
+            market = sim.venues["gateio"].markets[exchange]
+            assert not market.subscribed("BTC_USDT")
+            count = len(listener.frames)
+            feed(sim).advance(5)
+            await asyncio.sleep(0.05)
+            assert len(listener.frames) == count
+            transport.disconnect()
+
+    run(main())
+
+
+# --- the real client mechanism ---------------------------------------------------------------
+
+
+class Client:
+    """BookSync + WsSession + RestClient of one market against the simulator."""
+
+    def __init__(self, sim: SimCluster, exchange: ExchangeName) -> None:
+        urls = sim.venues[exchange.venue].urls()
+        self.exchange = exchange
+        self.instrument = instrument(exchange)
+        self.dialect = DIALECTS[exchange](urls.futures_ws_url if exchange.is_futures else urls.ws_url)
+        base = urls.futures_rest_url if exchange.is_futures else urls.rest_url
+        limits = tuple(
+            RateLimit(limit_id, 1_000_000, 1.0)
+            for limit_id, _ in self.dialect.snapshot_request(self.instrument.venue_symbol).limits
+        )
+        self.rest = RestClient(
+            RestVenue(name=exchange.value, base_url=base, error_codes={}, http_statuses={}, rate_limits=limits)
+        )
+        self.sink = RecordingSink()
+        spec = BookSpec(self.instrument.symbol, self.instrument.venue_symbol, self.dialect.book_scale(self.instrument))
+        self.sync = BookSync(
+            exchange, self.dialect, [spec], self.sink, fetch_snapshot=rest_snapshot_fetcher(self.rest, self.dialect)
+        )
+        self.session = self.sync.make_session(FAST)
+        self.server_book = sim.venues[exchange.venue].exchanges[exchange].engine(self.instrument.symbol).book
+
+    @property
+    def book(self) -> OrderBook:
+        return self.sync.books[self.instrument.symbol]
+
+    def stats(self) -> Any:
+        return self.sync.stats()[self.instrument.symbol]
+
+    def caught_up(self) -> bool:
+        return self.book.in_sync and self.book.last_update_id == self.server_book.last_update_id
+
+    def assert_same_book(self) -> None:
+        for side in (BID, ASK):
+            expected = to_client_ticks(self.server_book.top(side, 20), self.instrument, self.dialect)
+            assert self.book.top(side, 20) == expected
+
+    async def close(self) -> None:
+        await self.session.close()
+        await self.sync.close()
+        await self.rest.close()
+
+
+async def synced(sim: SimCluster, client: Client, ticks: int = 10) -> None:
+    """Advance the market until the client has applied a diff after its snapshot, and is caught up."""
+    start = client.stats().applied
+
+    def done() -> bool:
+        return client.caught_up() and client.stats().applied > start
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 10
+    while not done():
+        assert loop.time() < deadline, f"{client.exchange.value}: not in sync: {client.stats()}"
+        feed(sim).advance(ticks)
+        await asyncio.sleep(0.01)
+
+
+@pytest.mark.parametrize("exchange", MARKETS, ids=lambda e: e.value)
+def test_book_sync_stays_in_sync_with_the_server_book(exchange: ExchangeName) -> None:
+    async def main() -> None:
+        async with cluster() as sim:
+            client = Client(sim, exchange)
+            client.session.start()
+            await client.session.wait_connected(5)
+            await synced(sim, client)
+            for _ in range(5):
+                feed(sim).advance(40)
+                await eventually(client.caught_up, what="client catching up")
+                client.assert_same_book()
+            stats = client.stats()
+            assert stats.applied >= 200 and stats.snapshots == 1 and not stats.resyncs
+            await client.close()
+
+    run(main())
+
+
+def test_orders_move_the_streamed_book_and_reach_the_private_hook() -> None:
+    exchange = ExchangeName.MEXC_FUTURES
+
+    def place(request: SimRequest, context: SimContext) -> SimResponse:
+        engine = context.exchanges[exchange].engine("BTC/USDT:USDT")
+        best = engine.book.best_bid_price()
+        result = context.exchanges[exchange].place_order(
+            "sim-key", "BTC/USDT:USDT", OrderSide.BUY, OrderType.LIMIT, 7, context.now_ns(),
+            price_ticks=best, time_in_force=TimeInForce.GTC, client_id="c-1",
+        )
+        return SimResponse(status=200, body=b'{"orderId":%d}' % result.order.order_id)
+
+    async def main() -> None:
+        async with cluster() as sim:
+            venue = sim.venues["mexc"]
+            await venue.stop()
+            venue.routes.append(Route("POST", "/sim-test/place", place))
+            await venue.start()
+            hooked: list[Any] = []
+            venue.on_private_events = lambda name, events: hooked.extend(events)
+            client = Client(sim, exchange)
+            client.session.start()
+            await synced(sim, client)
+            before = client.server_book.last_update_id
+            body = await client.rest.fetch(
+                RestRequest(method="POST", path="/sim-test/place", body=b'{"externalOid":"c-1"}')
+            )
+            assert body.startswith(b'{"orderId":')
+            assert client.server_book.last_update_id == before + 1
+            await eventually(client.caught_up, what="the order's book change")
+            client.assert_same_book()
+            assert [type(e).__name__ for e in hooked] == ["OrderEvent"]
+            assert venue.stamps.request_ns("c-1") is not None and venue.bypassed_updates == 0
+            await client.close()
+
+    run(main())
+
+
+# --- faults ---------------------------------------------------------------------------------
+
+
+FAULT_MARKETS = [ExchangeName.GATEIO, ExchangeName.MEXC_FUTURES, ExchangeName.MEXC]
+
+
+@pytest.mark.parametrize("exchange", FAULT_MARKETS, ids=lambda e: e.value)
+@pytest.mark.parametrize(
+    "kind",
+    [StreamFaultKind.GAP, StreamFaultKind.DUPLICATE, StreamFaultKind.REORDER, StreamFaultKind.MALFORMED,
+     StreamFaultKind.DISCONNECT],
+    ids=lambda k: k.value,
+)
+def test_stream_fault_is_seen_by_the_client_which_recovers(exchange: ExchangeName, kind: StreamFaultKind) -> None:
+    async def main() -> None:
+        async with cluster() as sim:
+            client = Client(sim, exchange)
+            client.session.start()
+            await synced(sim, client)
+            venue = sim.venues[exchange.venue]
+            venue.inject_stream_fault(exchange, kind)
+            feed(sim).advance(3)
+            await asyncio.sleep(0.02)
+            await synced(sim, client)  # recovers: back in sync and applying diffs
+            client.assert_same_book()
+            stats = client.stats()
+            assert venue.faults.count(exchange.value, kind) == 1
+            if kind is StreamFaultKind.GAP or kind is StreamFaultKind.REORDER:
+                assert stats.resyncs.get("gap", 0) + stats.resyncs.get("snapshot_too_old", 0) >= 1, stats
+                assert stats.snapshots == 2
+            elif kind is StreamFaultKind.DUPLICATE:
+                assert stats.stale >= 1 and not stats.resyncs
+            elif kind is StreamFaultKind.MALFORMED:
+                assert stats.malformed == 1 and stats.resyncs == {"malformed": 1}
+            else:
+                assert stats.resyncs.get("reconnect", 0) >= 1 and client.session.connects == 2
+            await client.close()
+
+    run(main())
+
+
+def test_stall_leaves_the_client_book_stale_then_catches_up() -> None:
+    exchange = ExchangeName.GATEIO_FUTURES
+
+    async def main() -> None:
+        async with cluster() as sim:
+            client = Client(sim, exchange)
+            client.session.start()
+            await synced(sim, client)
+            sim.venues["gateio"].inject_stream_fault(exchange, StreamFaultKind.STALL, stall_ms=300)
+            stalled_at = client.book.last_update_id
+            for _ in range(10):
+                feed(sim).advance(5)
+                await asyncio.sleep(0.01)
+            assert client.book.last_update_id == stalled_at
+            assert client.server_book.last_update_id > stalled_at
+            assert time.monotonic_ns() - client.book.last_recv_ns >= 100_000_000  # stale by age
+            await eventually(client.caught_up, what="release after the stall")
+            client.assert_same_book()
+            assert not client.stats().resyncs
+            await client.close()
+
+    run(main())
+
+
+# --- determinism ----------------------------------------------------------------------------
+
+
+def test_same_seed_pushes_the_same_frames() -> None:
+    async def pushed(seed: int) -> list[tuple[int, int, list[Any]]]:
+        async with cluster(seed) as sim:
+            exchange = ExchangeName.GATEIO_FUTURES
+            transport, listener, dialect = await raw_subscriber(sim, exchange)
+            feed(sim).advance(50)
+            await eventually(lambda: len(decoded(listener.frames, exchange, dialect)) >= 50, what="50 pushes")
+            transport.disconnect()
+            return decoded(listener.frames, exchange, dialect)
+
+    async def main() -> None:
+        first, second, other = await pushed(11), await pushed(11), await pushed(12)
+        assert first == second
+        assert first != other
+
+    run(main())
+
+
+# --- REST plumbing --------------------------------------------------------------------------
+
+
+def test_rest_requests_arrive_verbatim_and_faults_delay_or_drop_them() -> None:
+    seen: list[SimRequest] = []
+
+    def echo(request: SimRequest, context: SimContext) -> SimResponse:
+        seen.append(request)
+        mode = request.path_params["mode"]
+        if mode == "drop":
+            return SimResponse(status=200, body=b"{}", drop_connection=True)
+        return SimResponse(status=201, body=b'{"ok":true}', delay_ms=50 if mode == "slow" else 0,
+                           headers=(("X-Sim", "1"),))
+
+    async def main() -> None:
+        venue = SimulatedVenue("gateio", default_instruments(["BTC"]), routes=[Route("POST", "/api/v4/echo/{mode}", echo)])
+        async with venue:
+            import aiohttp
+
+            base = venue.urls().rest_url
+            async with aiohttp.ClientSession() as http:
+                from yarl import URL
+
+                url = URL(base + "/echo/fast?b=2&a=%2F", encoded=True)
+                async with http.post(url, data=b'{"text":"t-9"}', headers={"KEY": "k"}) as response:
+                    assert response.status == 201 and response.headers["X-Sim"] == "1"
+                started = time.monotonic()
+                async with http.post(base + "/echo/slow") as response:
+                    assert response.status == 201
+                assert time.monotonic() - started >= 0.05
+                with pytest.raises(aiohttp.ClientError):
+                    async with http.post(base + "/echo/drop") as response:
+                        await response.read()
+            first = seen[0]
+            assert (first.method, first.path, first.query, first.body) == ("POST", "/api/v4/echo/fast", "b=2&a=%2F", b'{"text":"t-9"}')
+            assert first.headers["key"] == "k" and first.path_params == {"mode": "fast"} and first.received_ns > 0
+            assert venue.stamps.request_ns("t-9") == first.received_ns
+
+    run(main())
+
+
+def test_clock_skew_moves_the_venue_clock() -> None:
+    from arb.sim.faults import VenueFaults
+
+    venue = SimulatedVenue("mexc", [], faults=FaultPlan(venues={"mexc": VenueFaults(clock_skew_ms=-5_000)}))
+    assert abs(time.time() * 1000 - 5_000 - venue.context.wall_ms()) < 1_000
+
+
+# --- replay ---------------------------------------------------------------------------------
+
+
+def test_replay_resends_the_recorded_gate_frames(shared_data: Path) -> None:
+    path = shared_data / "cryptofeed" / "GATEIO_FUTURES.ws.1.0"
+    recorded = [line.partition(b": ")[2] for line in path.read_bytes().splitlines() if b"RDNT_USDT" in line
+                and b'"futures.order_book_update","event":"update"' in line and not line.startswith(b"wss")]
+
+    async def main() -> None:
+        config = SimConfig(replay=(path, shared_data / "cryptofeed" / "GATEIO_FUTURES.http.0.0"), replay_speed=None,
+                           venues=("gateio",))
+        sim = SimCluster(config)
+        for venue in sim.venues.values():
+            await venue.start()
+        url = sim.venues["gateio"].markets[ExchangeName.GATEIO_FUTURES].url
+        transport, listener = await ws_connect(Collector, url)
+        assert isinstance(listener, Collector)
+        for frame in GateioFuturesMarketData(url).subscribe_frames(["RDNT_USDT"]):
+            transport.send(WSMsgType.TEXT, str(frame).encode())
+        await eventually(lambda: sim.venues["gateio"].markets[ExchangeName.GATEIO_FUTURES].subscribed("RDNT_USDT"))
+        await sim.feed.run()
+        await eventually(lambda: len(listener.frames) >= len(recorded) + 1, what="recorded frames")
+        assert [p for _, p in listener.frames[1:]] == recorded
+        rest = sim.venues["gateio"].urls().futures_rest_url
+        import aiohttp
+
+        async with aiohttp.ClientSession() as http:
+            async with http.get(rest + "/futures/usdt/order_book?contract=RDNT_USDT&limit=100&with_id=true") as response:
+                assert response.status == 200 and b'"id":' in await response.read()
+        transport.disconnect()
+        for venue in sim.venues.values():
+            await venue.stop()
+
+    run(main())
+
+
+def test_cluster_runs_its_feed_in_the_background() -> None:
+    async def main() -> None:
+        async with SimCluster(SimConfig(venues=("mexc",), symbols=("ETH/USDT",), updates_per_second=500)) as sim:
+            assert isinstance(sim.feed, SyntheticFeed)
+            await eventually(lambda: sim.feed.updates > 100, what="background updates")  # type: ignore[union-attr]
+            urls = sim.urls()["mexc"].overrides()
+            assert set(urls) == {"rest_url", "ws_url", "futures_rest_url", "futures_ws_url"}
+            exchange = sim.venues["mexc"].exchanges[ExchangeName.MEXC]
+            assert exchange.balances("sim-key")["USDT"] == (Decimal(1_000_000), Decimal(0))
+
+    run(main())
