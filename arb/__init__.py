@@ -15,6 +15,7 @@ from .errors import (
     RecoveryError,
     RiskManagementError,
 )
+from .exchanges.factory import ExchangeFactory
 from .types import (
     ArbitrageConfig,
     ArbitrageOpportunity,
@@ -44,6 +45,7 @@ __all__ = [
     "EngineStatistics",
     "ExchangeConnectionError",
     "ExchangeError",
+    "ExchangeFactory",
     "ExchangeName",
     "ExecutionResult",
     "OpportunityType",

@@ -1,0 +1,151 @@
+"""Gate.io spot and USDT-perpetual connectors: Gate's data bound to the shared ``ExchangeConnector``.
+
+Both markets share the REST host (``/api/v4``), the signer and the error labels; they differ
+in the market-data dialect, the metadata endpoint and the trading class. The adapters
+below only rename ``trading.py``'s calls into the connector's ``Trading`` shape.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from ...instruments import InstrumentCatalog
+from ...secrets import ApiCredentials
+from ...types import ExchangeName
+from ..connector import ExchangeConnector, PublicEndpoints, VenueBinding
+from ..factory import register
+from ..models import Balance, OrderRequest, OrderState, Position
+from ..rest import RestRequest, RestVenue
+from . import constants
+from .auth import GateioSigner
+from .instruments import parse_currency_pairs, parse_futures_contracts
+from .market_data import GateioFuturesMarketData, GateioSpotMarketData
+from .trading import GateioFuturesTrading, GateioSpotTrading, rest_venue
+
+
+class ServerTime(msgspec.Struct, frozen=True):
+    """``GET /spot/time``: ``{"server_time":1597026383085}`` (ms)."""
+
+    server_time: int
+
+
+_server_time = msgspec.json.Decoder(ServerTime)
+_TIME = RestRequest(method="GET", path=constants.SERVER_TIME_PATH)
+
+
+def parse_server_time(body: bytes) -> int:
+    """Gate's clock in ms from a ``/spot/time`` body."""
+    return _server_time.decode(body).server_time
+
+
+def _rest_venue(base_url: str | None) -> RestVenue:
+    return rest_venue(base_url or constants.REST_URL)
+
+
+class _Trading:
+    """What both markets' trading classes spell alike, in the connector's ``Trading`` shape."""
+
+    open_orders_need_symbol = False
+    _t: GateioSpotTrading | GateioFuturesTrading
+
+    def place_order(self, order: OrderRequest) -> RestRequest:
+        return self._t.place_order(order)
+
+    def parse_placed(self, body: bytes, order: OrderRequest) -> OrderState:
+        return self._t.parse_order(body)
+
+    def parse_order(self, body: bytes) -> OrderState:
+        return self._t.parse_order(body)
+
+    def open_orders(self, symbol: str | None) -> RestRequest:
+        return self._t.open_orders(symbol)
+
+    def parse_open_orders(self, body: bytes) -> list[OrderState]:
+        return self._t.parse_open_orders(body)
+
+    def parse_balances(self, body: bytes) -> dict[str, Balance]:
+        return self._t.parse_balances(body)
+
+
+class _SpotTrading(_Trading):
+    """Spot orders are addressed with their pair; spot has no positions."""
+
+    def __init__(self, credentials: ApiCredentials, catalog: InstrumentCatalog) -> None:
+        self._t = self._spot = GateioSpotTrading(GateioSigner(credentials), catalog)
+
+    def cancel_order(self, symbol: str, order_id: str | None, client_order_id: str | None) -> RestRequest:
+        return self._spot.cancel_order(symbol, order_id=order_id, client_order_id=client_order_id)
+
+    def query_order(self, symbol: str, order_id: str | None, client_order_id: str | None) -> RestRequest:
+        return self._spot.query_order(symbol, order_id=order_id, client_order_id=client_order_id)
+
+    def balances(self) -> RestRequest:
+        return self._spot.balances()
+
+    def positions(self) -> None:
+        return None
+
+    def parse_positions(self, body: bytes) -> list[Position]:
+        return []
+
+
+class _FuturesTrading(_Trading):
+    """Futures orders are addressed by id alone; the balance is the futures account."""
+
+    def __init__(self, credentials: ApiCredentials, catalog: InstrumentCatalog) -> None:
+        self._t = self._futures = GateioFuturesTrading(GateioSigner(credentials), catalog)
+
+    def cancel_order(self, symbol: str, order_id: str | None, client_order_id: str | None) -> RestRequest:
+        return self._futures.cancel_order(order_id=order_id, client_order_id=client_order_id)
+
+    def query_order(self, symbol: str, order_id: str | None, client_order_id: str | None) -> RestRequest:
+        return self._futures.query_order(order_id=order_id, client_order_id=client_order_id)
+
+    def balances(self) -> RestRequest:
+        return self._futures.account()
+
+    def positions(self) -> RestRequest:
+        return self._futures.positions()
+
+    def parse_positions(self, body: bytes) -> list[Position]:
+        return self._futures.parse_positions(body)
+
+
+class GateioSpotConnector(ExchangeConnector):
+    """Gate.io spot: ``spot.order_book_update`` books, ``/spot`` orders and balances."""
+
+    binding = VenueBinding(
+        exchange=ExchangeName.GATEIO,
+        dialect=GateioSpotMarketData,
+        rest_venue=_rest_venue,
+        endpoints=PublicEndpoints(
+            instruments=RestRequest(method="GET", path=constants.CURRENCY_PAIRS_PATH),
+            parse_instruments=parse_currency_pairs,
+            server_time=_TIME,
+            parse_server_time=parse_server_time,
+            ping=_TIME,
+        ),
+        trading=_SpotTrading,
+    )
+
+
+class GateioFuturesConnector(ExchangeConnector):
+    """Gate.io USDT perpetuals: ``futures.order_book_update`` books, ``/futures/usdt`` orders and positions."""
+
+    binding = VenueBinding(
+        exchange=ExchangeName.GATEIO_FUTURES,
+        dialect=GateioFuturesMarketData,
+        rest_venue=_rest_venue,
+        endpoints=PublicEndpoints(
+            instruments=RestRequest(method="GET", path=constants.FUTURES_CONTRACTS_PATH),
+            parse_instruments=parse_futures_contracts,
+            server_time=_TIME,
+            parse_server_time=parse_server_time,
+            ping=_TIME,
+        ),
+        trading=_FuturesTrading,
+    )
+
+
+register(ExchangeName.GATEIO, GateioSpotConnector)
+register(ExchangeName.GATEIO_FUTURES, GateioFuturesConnector)

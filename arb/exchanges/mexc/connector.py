@@ -1,0 +1,152 @@
+"""MEXC spot and USDT-perpetual connectors: MEXC's data bound to the shared ``ExchangeConnector``.
+
+MEXC futures are market data only: the contract order API is "Under maintenance" for
+ordinary accounts, so every trading call of ``MexcFuturesConnector`` raises
+``FuturesTradingUnavailable`` before anything is sent.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from ...instruments import InstrumentCatalog
+from ...secrets import ApiCredentials
+from ...types import ExchangeName
+from ..connector import ExchangeConnector, PublicEndpoints, VenueBinding
+from ..factory import register
+from ..models import Balance, OrderRequest, OrderState, Position
+from ..rest import RestRequest, RestVenue
+from . import constants
+from .auth import MexcSigner
+from .instruments import parse_contract_detail, parse_exchange_info
+from .market_data import MexcFuturesMarketData, MexcSpotMarketData
+from .trading import FuturesTradingUnavailable, MexcSpotTrading, futures_rest_venue, spot_rest_venue
+
+
+class ServerTime(msgspec.Struct, frozen=True):
+    """``GET /api/v3/time``: ``{"serverTime":1645539742000}`` (ms)."""
+
+    serverTime: int
+
+
+class ContractPing(msgspec.Struct, frozen=True):
+    """``GET /api/v1/contract/ping``: ``{"success":true,"code":0,"data":1587442022003}`` (server ms)."""
+
+    success: bool
+    code: int
+    data: int
+
+
+_server_time = msgspec.json.Decoder(ServerTime)
+_contract_ping = msgspec.json.Decoder(ContractPing)
+
+
+def parse_server_time(body: bytes) -> int:
+    """MEXC spot's clock in ms from a ``/api/v3/time`` body."""
+    return _server_time.decode(body).serverTime
+
+
+def parse_contract_time(body: bytes) -> int:
+    """MEXC contract's clock in ms from a ``/api/v1/contract/ping`` body."""
+    reply = _contract_ping.decode(body)
+    if not reply.success:
+        raise ValueError(f"mexc_futures ping: success=false code={reply.code}")
+    return reply.data
+
+
+def _spot_venue(base_url: str | None) -> RestVenue:
+    return spot_rest_venue(base_url or constants.REST_URL)
+
+
+def _futures_venue(base_url: str | None) -> RestVenue:
+    return futures_rest_venue(base_url or constants.FUTURES_REST_URL)
+
+
+def _get(path: str) -> RestRequest:
+    weight = constants.ENDPOINT_WEIGHTS.get(path)
+    limits = () if weight is None else ((path, 1), (constants.IP_WEIGHT_LIMIT_ID, weight))
+    return RestRequest(method="GET", path=path, limits=limits)
+
+
+class _SpotTrading:
+    """``MexcSpotTrading`` as the connector's ``Trading``."""
+
+    open_orders_need_symbol = True  # GET /api/v3/openOrders requires the symbol
+
+    def __init__(self, credentials: ApiCredentials, catalog: InstrumentCatalog) -> None:
+        self._t = MexcSpotTrading(MexcSigner(credentials), catalog)
+
+    def place_order(self, order: OrderRequest) -> RestRequest:
+        return self._t.place_order_request(order)
+
+    def parse_placed(self, body: bytes, order: OrderRequest) -> OrderState:
+        return self._t.parse_new_order(body, order.client_order_id)
+
+    def cancel_order(self, symbol: str, order_id: str | None, client_order_id: str | None) -> RestRequest:
+        return self._t.cancel_order_request(symbol, order_id=order_id, client_order_id=client_order_id)
+
+    def query_order(self, symbol: str, order_id: str | None, client_order_id: str | None) -> RestRequest:
+        return self._t.query_order_request(symbol, order_id=order_id, client_order_id=client_order_id)
+
+    def parse_order(self, body: bytes) -> OrderState:
+        return self._t.parse_order(body)
+
+    def open_orders(self, symbol: str | None) -> RestRequest:
+        if symbol is None:
+            raise ValueError("mexc: open orders are listed per symbol")
+        return self._t.open_orders_request(symbol)
+
+    def parse_open_orders(self, body: bytes) -> list[OrderState]:
+        return self._t.parse_open_orders(body)
+
+    def balances(self) -> RestRequest:
+        return self._t.account_request()
+
+    def parse_balances(self, body: bytes) -> dict[str, Balance]:
+        return self._t.parse_balances(body)
+
+    def positions(self) -> None:
+        return None
+
+    def parse_positions(self, body: bytes) -> list[Position]:
+        return []
+
+
+class MexcSpotConnector(ExchangeConnector):
+    """MEXC spot: protobuf aggregated-depth books, ``/api/v3`` orders and balances."""
+
+    binding = VenueBinding(
+        exchange=ExchangeName.MEXC,
+        dialect=MexcSpotMarketData,
+        rest_venue=_spot_venue,
+        endpoints=PublicEndpoints(
+            instruments=_get(constants.EXCHANGE_INFO_PATH),
+            parse_instruments=parse_exchange_info,
+            server_time=_get(constants.TIME_PATH),
+            parse_server_time=parse_server_time,
+            ping=_get(constants.PING_PATH),
+        ),
+        trading=_SpotTrading,
+    )
+
+
+class MexcFuturesConnector(ExchangeConnector):
+    """MEXC USDT perpetuals: ``push.depth`` books and contract metadata; trading is refused (see module doc)."""
+
+    binding = VenueBinding(
+        exchange=ExchangeName.MEXC_FUTURES,
+        dialect=MexcFuturesMarketData,
+        rest_venue=_futures_venue,
+        endpoints=PublicEndpoints(
+            instruments=_get(constants.CONTRACT_DETAIL_PATH),
+            parse_instruments=parse_contract_detail,
+            server_time=_get(constants.CONTRACT_PING_PATH),
+            parse_server_time=parse_contract_time,
+            ping=_get(constants.CONTRACT_PING_PATH),
+        ),
+        trading_unavailable=FuturesTradingUnavailable,
+    )
+
+
+register(ExchangeName.MEXC, MexcSpotConnector)
+register(ExchangeName.MEXC_FUTURES, MexcFuturesConnector)

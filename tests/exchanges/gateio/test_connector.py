@@ -1,0 +1,60 @@
+"""arb.exchanges.gateio.connector: Gate's data bound to the shared connector."""
+
+from __future__ import annotations
+
+from decimal import Decimal as D
+
+import msgspec
+import pytest
+from simvenues import CREDENTIALS
+from sim.simdata import perp, spot
+
+from arb.exchanges.gateio import constants
+from arb.exchanges.gateio.connector import GateioFuturesConnector, GateioSpotConnector, parse_server_time
+from arb.exchanges.models import OrderRequest, OrderType
+from arb.instruments import InstrumentCatalog
+from arb.types import ExchangeName, OrderSide
+
+
+def test_defaults_are_the_venue_urls() -> None:
+    spot_connector, futures_connector = GateioSpotConnector(), GateioFuturesConnector()
+    assert spot_connector.rest.venue.base_url == futures_connector.rest.venue.base_url == constants.REST_URL
+    assert spot_connector.dialect.ws_url == constants.SPOT_WS_URL
+    assert futures_connector.dialect.ws_url == constants.FUTURES_WS_URL
+
+
+def test_server_time() -> None:
+    assert parse_server_time(b'{"server_time":1597026383085}') == 1597026383085
+    with pytest.raises(msgspec.ValidationError):
+        parse_server_time(b'{"serverTime":1}')
+
+
+def test_book_scales_spot_finer_than_the_order_grid_futures_whole_contracts() -> None:
+    spot_scale = GateioSpotConnector().dialect.book_scale(spot())
+    assert (spot_scale.price_decimals, spot_scale.size_decimals) == (8, 10)
+    futures_scale = GateioFuturesConnector().dialect.book_scale(perp())
+    assert (futures_scale.price_decimals, futures_scale.tick_units, futures_scale.size_decimals) == (1, 1, 0)
+
+
+def test_orders_are_addressed_per_market() -> None:
+    spot_trading = GateioSpotConnector.binding.trading
+    futures_trading = GateioFuturesConnector.binding.trading
+    assert spot_trading is not None and futures_trading is not None
+    spot_side = spot_trading(CREDENTIALS, InstrumentCatalog(ExchangeName.GATEIO, [spot()]))
+    cancel = spot_side.cancel_order("BTC/USDT", None, "abc")
+    assert (cancel.method, cancel.path, cancel.query) == ("DELETE", "/spot/orders/t-abc", "currency_pair=BTC_USDT")
+    assert spot_side.positions() is None and spot_side.parse_positions(b"[]") == []
+    futures_side = futures_trading(CREDENTIALS, InstrumentCatalog(ExchangeName.GATEIO_FUTURES, [perp()]))
+    query = futures_side.query_order("BTC/USDT:USDT", "42", None)
+    assert (query.method, query.path, query.query) == ("GET", "/futures/usdt/orders/42", "")
+    assert futures_side.balances().path == constants.FUTURES_ACCOUNTS_PATH
+    positions = futures_side.positions()
+    assert positions is not None and positions.path == constants.FUTURES_POSITIONS_PATH
+    order = OrderRequest(
+        symbol="BTC/USDT:USDT", side=OrderSide.SELL, type=OrderType.LIMIT, quantity=D(2), price=D("60000.5"),
+        client_order_id="hedge-1",
+    )
+    placed = futures_side.place_order(order)
+    body = msgspec.json.decode(placed.body)
+    assert (placed.path, body["size"], body["text"]) == (constants.FUTURES_ORDERS_PATH, -2, "t-hedge-1")
+    assert constants.SIGN_HEADER in placed.headers

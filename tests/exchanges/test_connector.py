@@ -1,0 +1,390 @@
+"""arb.exchanges.connector end to end: every market's connector against the simulated venues on
+127.0.0.1, and the shared failure handling against scripted loopback servers."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from decimal import Decimal as D
+
+import msgspec
+import pytest
+from aiohttp import web
+from loopback import eventually, run
+from simvenues import CREDENTIALS, PERP, SPOT, SYMBOL, simulated_venues
+
+from arb.errors import ExchangeConnectionError, ExchangeError, OrderRejectedError, RateLimitError
+from arb.exchanges.connector import ConnectorSettings
+from arb.exchanges.errors import ErrorCategory
+from arb.exchanges.gateio.connector import GateioSpotConnector
+from arb.exchanges.mexc.connector import MexcFuturesConnector
+from arb.exchanges.mexc.trading import FuturesTradingUnavailable
+from arb.exchanges.models import OrderRequest, OrderState, OrderStatus, OrderType
+from arb.exchanges.ws import WsSettings
+from arb.instruments import InstrumentError
+from arb.sim.faults import OrderFaultKind
+from arb.types import ExchangeConfig, ExchangeName, OrderSide
+
+MARKETS = list(ExchangeName)
+TRADED = [ExchangeName.GATEIO, ExchangeName.GATEIO_FUTURES, ExchangeName.MEXC]
+
+
+def limit_buy(market: ExchangeName, client_order_id: str, price: str = "50000") -> OrderRequest:
+    """A resting buy well below the synthetic market (around 60000)."""
+    return OrderRequest(
+        symbol=SYMBOL[market],
+        side=OrderSide.BUY,
+        type=OrderType.LIMIT,
+        quantity=D("2") if market.is_futures else D("0.001"),
+        price=D(price),
+        client_order_id=client_order_id,
+    )
+
+
+@pytest.mark.parametrize("market", MARKETS, ids=lambda m: m.value)
+def test_instruments_books_and_snapshot_against_the_simulator(market: ExchangeName) -> None:
+    async def scenario() -> None:
+        async with simulated_venues() as sim:
+            connector = sim.connector(market)
+            try:
+                catalog = await connector.instruments()
+                assert [i.symbol for i in catalog] == [SYMBOL[market]]
+                assert await connector.instruments() is catalog  # cached
+                await connector.start_books([SYMBOL[market]])
+                book = connector.books()[SYMBOL[market]]
+                await eventually(lambda: book.in_sync and book.last_update_id > 0, what=f"{market.value} in sync")
+                bid, ask = book.best_bid(), book.best_ask()
+                assert bid is not None and ask is not None and bid[0] < ask[0]
+                # The book's ticks are of the book scale, which prices back to the synthetic ~60000.
+                scale = connector.book_scale(SYMBOL[market])
+                mid = D(bid[0] * scale.tick_units).scaleb(-scale.price_decimals)
+                assert D(55000) < mid < D(65000)
+                stats = connector.book_sync().stats()[SYMBOL[market]]  # type: ignore[union-attr]
+                assert stats.snapshots >= 1 and stats.malformed == 0
+                health = connector.health()
+                assert health.connected and health.messages > 0
+                snapshot = await connector.depth_snapshot(SYMBOL[market])
+                assert snapshot.in_sync and snapshot.best_bid() is not None
+                await connector.stop_books()
+                assert not connector.health().connected and not book.in_sync
+            finally:
+                await connector.close()
+
+    run(scenario())
+
+
+@pytest.mark.parametrize("market", TRADED, ids=lambda m: m.value)
+def test_server_time_and_ping_against_the_simulator(market: ExchangeName) -> None:
+    async def scenario() -> None:
+        async with simulated_venues() as sim:
+            connector = sim.connector(market)
+            try:
+                server_ms = await connector.server_time()
+                assert abs(server_ms - sim.venues[market.venue]._wall_ms()) < 10_000
+                assert await connector.ping() > 0
+            finally:
+                await connector.close()
+
+    run(scenario())
+
+
+@pytest.mark.parametrize("market", TRADED, ids=lambda m: m.value)
+def test_place_query_cancel_by_id_and_client_id(market: ExchangeName) -> None:
+    async def scenario() -> None:
+        async with simulated_venues() as sim:
+            connector = sim.connector(market)
+            symbol = SYMBOL[market]
+            try:
+                balances = await connector.balances()
+                assert balances["USDT"].free == D("100000")
+                placed = await connector.place_order(limit_buy(market, "cx-1"))
+                assert placed.status is OrderStatus.NEW and placed.client_order_id == "cx-1"
+                by_id = await connector.query_order(symbol, order_id=placed.order_id)
+                by_client = await connector.query_order(symbol, client_order_id="cx-1")
+                assert by_id.order_id == by_client.order_id == placed.order_id
+                assert by_client.quantity == placed.quantity and by_client.price == D("50000")
+                assert [o.client_order_id for o in await connector.open_orders(symbol)] == ["cx-1"]
+                assert [o.order_id for o in await connector.open_orders()] == [placed.order_id]
+                second = await connector.place_order(limit_buy(market, "cx-2", "49000"))
+                cancelled = await connector.cancel_order(symbol, client_order_id="cx-1")
+                assert cancelled.status is OrderStatus.CANCELED and cancelled.order_id == placed.order_id
+                cancelled = await connector.cancel_order(symbol, order_id=second.order_id)
+                assert cancelled.status is OrderStatus.CANCELED and cancelled.client_order_id == "cx-2"
+                assert await connector.open_orders(symbol) == []
+                assert list(await connector.positions()) == []
+            finally:
+                await connector.close()
+
+    run(scenario())
+
+
+def test_futures_position_after_a_fill() -> None:
+    async def scenario() -> None:
+        async with simulated_venues() as sim:
+            connector = sim.connector(ExchangeName.GATEIO_FUTURES)
+            try:
+                order = OrderRequest(
+                    symbol=PERP, side=OrderSide.BUY, type=OrderType.LIMIT, quantity=D(3), price=D(70000),
+                    client_order_id="take-1",
+                )
+                placed = await connector.place_order(order)
+                final = await connector.query_order(PERP, order_id=placed.order_id)
+                assert final.status is OrderStatus.FILLED and final.filled_quantity == D(3)
+                [position] = await connector.positions()
+                assert position.symbol == PERP and position.size == D(3)
+            finally:
+                await connector.close()
+
+    run(scenario())
+
+
+def test_rejected_order_raises_with_its_category() -> None:
+    async def scenario() -> None:
+        async with simulated_venues() as sim:
+            connector = sim.connector(ExchangeName.GATEIO)
+            try:
+                sim.faults.fail_next_orders("gateio", OrderFaultKind.REJECT, category=ErrorCategory.INSUFFICIENT_BALANCE)
+                with pytest.raises(OrderRejectedError) as info:
+                    await connector.place_order(limit_buy(ExchangeName.GATEIO, "rej-1"))
+                assert info.value.category == ErrorCategory.INSUFFICIENT_BALANCE
+                # Nothing was placed: the client id is unknown to the venue.
+                with pytest.raises(OrderRejectedError) as info:
+                    await connector.query_order(SPOT, client_order_id="rej-1")
+                assert info.value.category == ErrorCategory.UNKNOWN_ORDER
+            finally:
+                await connector.close()
+
+    run(scenario())
+
+
+@pytest.mark.parametrize("market", [ExchangeName.GATEIO, ExchangeName.MEXC], ids=lambda m: m.value)
+def test_rate_limited_order_then_the_retry_after_the_block_succeeds(market: ExchangeName) -> None:
+    async def scenario() -> None:
+        async with simulated_venues() as sim:
+            connector = sim.connector(market)
+            try:
+                sim.faults.fail_next_orders(market.venue, OrderFaultKind.RATE_LIMIT, retry_after_ms=200)
+                with pytest.raises(RateLimitError) as info:
+                    await connector.place_order(limit_buy(market, "rl-1"))
+                assert info.value.retry_after_s == pytest.approx(0.2)
+                # The client holds the order budget for Retry-After, then the retry goes through.
+                placed = await connector.place_order(limit_buy(market, "rl-1"))
+                assert placed.client_order_id == "rl-1" and placed.status is OrderStatus.NEW
+                assert connector.rest.limiter.waits >= 1
+            finally:
+                await connector.close()
+
+    run(scenario())
+
+
+@pytest.mark.parametrize("market", TRADED, ids=lambda m: m.value)
+def test_timeout_with_the_order_placed_is_outcome_unknown_and_resolved_by_client_id(market: ExchangeName) -> None:
+    async def scenario() -> None:
+        async with simulated_venues() as sim:
+            connector = sim.connector(market, rest_timeout_s=0.3)
+            try:
+                sim.faults.fail_next_orders(market.venue, OrderFaultKind.TIMEOUT_PLACED)
+                with pytest.raises(ExchangeError) as info:
+                    await connector.place_order(limit_buy(market, "lost-1"))
+                assert info.value.category == ErrorCategory.OUTCOME_UNKNOWN
+                assert "client_order_id='lost-1'" in str(info.value)
+                found = await connector.query_order(SYMBOL[market], client_order_id="lost-1")
+                assert found.client_order_id == "lost-1" and found.status is OrderStatus.NEW
+            finally:
+                await connector.close()
+
+    run(scenario())
+
+
+def test_mexc_futures_trading_is_refused_before_anything_is_sent() -> None:
+    async def scenario() -> None:
+        async with simulated_venues() as sim:
+            connector = sim.connector(ExchangeName.MEXC_FUTURES)
+            try:
+                await connector.instruments()
+                before = sim.venues["mexc"].requests
+                order = OrderRequest(
+                    symbol=PERP, side=OrderSide.BUY, type=OrderType.LIMIT, quantity=D(1), price=D(50000),
+                    client_order_id="mf-1",
+                )
+                calls = [
+                    connector.place_order(order),
+                    connector.cancel_order(PERP, order_id="1"),
+                    connector.query_order(PERP, client_order_id="mf-1"),
+                    connector.open_orders(),
+                    connector.balances(),
+                    connector.positions(),
+                    connector.start_private_stream(lambda state: None, lambda fill: None),
+                ]
+                for call in calls:
+                    with pytest.raises(FuturesTradingUnavailable, match="market data only"):
+                        await call
+                assert sim.venues["mexc"].requests == before
+                assert not connector.can_trade
+            finally:
+                await connector.close()
+
+    run(scenario())
+
+
+def test_polled_private_stream_reports_order_changes() -> None:
+    async def scenario() -> None:
+        async with simulated_venues() as sim:
+            connector = sim.connector(ExchangeName.GATEIO)
+            seen: list[OrderState] = []
+            try:
+                await connector.start_private_stream(seen.append, lambda fill: None)
+                await connector.place_order(limit_buy(ExchangeName.GATEIO, "ps-1"))
+                await eventually(lambda: any(s.status is OrderStatus.NEW for s in seen), what="NEW reported")
+                await connector.cancel_order(SPOT, client_order_id="ps-1")
+                await eventually(lambda: seen[-1].status is OrderStatus.CANCELED, what="CANCELED reported")
+                assert [s.status for s in seen] == [OrderStatus.NEW, OrderStatus.CANCELED]
+                await asyncio.sleep(0.1)  # final orders are no longer polled
+                assert len(seen) == 2
+            finally:
+                await connector.close()
+
+    run(scenario())
+
+
+def test_trading_without_credentials_and_bad_arguments_fail_before_sending() -> None:
+    async def scenario() -> None:
+        async with simulated_venues() as sim:
+            connector = sim.connector(ExchangeName.GATEIO, credentials=None)
+            try:
+                with pytest.raises(ExchangeError, match="needs API credentials") as info:
+                    await connector.balances()
+                assert info.value.category == ErrorCategory.AUTH_FAILED
+                with pytest.raises(ValueError, match="exactly one"):
+                    await connector.query_order(SPOT)
+                with pytest.raises(ValueError, match="exactly one"):
+                    await connector.cancel_order(SPOT, order_id="1", client_order_id="x")
+                with pytest.raises(InstrumentError, match="no instrument 'DOGE/USDT'"):
+                    await connector.start_books(["DOGE/USDT"])
+                with pytest.raises(ExchangeError, match="no book of 'BTC/USDT'"):
+                    connector.book_scale(SPOT)
+            finally:
+                await connector.close()
+
+    run(scenario())
+
+
+# --- scripted loopback venue: answers the simulator does not give ----------------------------
+
+
+@asynccontextmanager
+async def scripted(routes: dict[tuple[str, str], web.Response]) -> AsyncIterator[str]:
+    """An aiohttp server on 127.0.0.1 answering fixed responses; yields its base URL."""
+    app = web.Application()
+    for (method, path), response in routes.items():
+
+        async def handler(request: web.Request, response: web.Response = response) -> web.Response:
+            return web.Response(body=response.body, status=response.status, content_type="application/json")
+
+        app.router.add_route(method, path, handler)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+    finally:
+        await runner.cleanup()
+
+
+def _gate_pairs() -> bytes:
+    return (
+        b'[{"id":"BTC_USDT","base":"BTC","quote":"USDT","fee":"0.2","min_base_amount":"0.0001",'
+        b'"min_quote_amount":"1","amount_precision":4,"precision":2,"trade_status":"tradable"}]'
+    )
+
+
+def test_unreadable_answer_to_an_order_is_outcome_unknown_but_to_a_read_is_not() -> None:
+    async def scenario() -> None:
+        routes = {
+            ("GET", "/spot/currency_pairs"): web.Response(body=_gate_pairs()),
+            ("POST", "/spot/orders"): web.Response(body=b'{"unexpected": true}'),
+            ("GET", "/spot/accounts"): web.Response(body=b'{"not": "a list"}'),
+        }
+        async with scripted(routes) as url:
+            connector = GateioSpotConnector(credentials=CREDENTIALS, rest_url=url, ws_url="ws://127.0.0.1:9/")
+            try:
+                with pytest.raises(ExchangeError, match="place_order: unreadable answer") as info:
+                    await connector.place_order(limit_buy(ExchangeName.GATEIO, "odd-1"))
+                assert info.value.category == ErrorCategory.OUTCOME_UNKNOWN
+                with pytest.raises(ExchangeError, match="accounts") as info:
+                    await connector.balances()
+                assert info.value.category is None
+            finally:
+                await connector.close()
+
+    run(scenario())
+
+
+def test_server_error_on_an_order_is_outcome_unknown() -> None:
+    async def scenario() -> None:
+        routes = {
+            ("GET", "/spot/currency_pairs"): web.Response(body=_gate_pairs()),
+            ("POST", "/spot/orders"): web.Response(status=502, body=b"bad gateway"),
+        }
+        async with scripted(routes) as url:
+            connector = GateioSpotConnector(credentials=CREDENTIALS, rest_url=url, ws_url="ws://127.0.0.1:9/")
+            try:
+                with pytest.raises(ExchangeError, match="outcome unknown") as info:
+                    await connector.place_order(limit_buy(ExchangeName.GATEIO, "five-1"))
+                assert info.value.category == ErrorCategory.OUTCOME_UNKNOWN
+                assert connector.rest.stats.requests == 2  # no retry of a write
+            finally:
+                await connector.close()
+
+    run(scenario())
+
+
+def test_mexc_futures_clock_from_the_contract_ping() -> None:
+    async def scenario() -> None:
+        routes = {("GET", "/api/v1/contract/ping"): web.Response(body=b'{"success":true,"code":0,"data":1587442022003}')}
+        async with scripted(routes) as url:
+            connector = MexcFuturesConnector(rest_url=url, ws_url="ws://127.0.0.1:9/")
+            try:
+                assert await connector.server_time() == 1587442022003
+                assert await connector.ping() > 0
+            finally:
+                await connector.close()
+
+    run(scenario())
+
+
+def test_from_config_takes_the_market_overrides_and_timeouts() -> None:
+    config = ExchangeConfig(
+        name="mexc",
+        rest_timeout_ms=750,
+        ws_heartbeat_interval_ms=4000,
+        rest_url="http://127.0.0.1:1",
+        ws_url="ws://127.0.0.1:2/ws",
+        futures_rest_url="http://127.0.0.1:3",
+        futures_ws_url="ws://127.0.0.1:4/edge",
+    )
+    futures = MexcFuturesConnector.from_config(config)
+    assert futures.rest.venue.base_url == "http://127.0.0.1:3" and futures.dialect.ws_url == "ws://127.0.0.1:4/edge"
+    assert futures.settings.rest.timeout_s == 0.75 and futures.settings.ws.heartbeat_interval_s == 4.0
+    spot = GateioSpotConnector.from_config(msgspec.structs.replace(config, name="gateio"))
+    assert spot.rest.venue.base_url == "http://127.0.0.1:1" and spot.dialect.ws_url == "ws://127.0.0.1:2/ws"
+    assert not spot.health().connected and spot.books() == {}
+
+
+def test_start_books_fails_cleanly_when_the_stream_cannot_connect() -> None:
+    async def scenario() -> None:
+        async with simulated_venues() as sim:
+            urls = sim.venues["gateio"].urls()
+            settings = ConnectorSettings(ws=WsSettings(handshake_timeout_s=0.1, backoff_initial_s=0.05))
+            # Port 9 (discard) on loopback: nothing listens, every connect is refused.
+            connector = GateioSpotConnector(rest_url=urls.rest_url, ws_url="ws://127.0.0.1:9/", settings=settings)
+            try:
+                with pytest.raises(ExchangeConnectionError, match="not connected within 0.2 s"):
+                    await connector.start_books([SPOT])
+                assert connector.books() == {} and connector.book_sync() is None
+            finally:
+                await connector.close()
+
+    run(scenario())
