@@ -16,6 +16,10 @@ from .errors import (
     RiskManagementError,
 )
 from .exchanges.factory import ExchangeFactory
+from .journal import Journal
+from .monitor import PerformanceMonitor
+from .risk import RiskManager
+from .shutdown import ShutdownManager
 from .types import (
     ArbitrageConfig,
     ArbitrageOpportunity,
@@ -48,14 +52,18 @@ __all__ = [
     "ExchangeFactory",
     "ExchangeName",
     "ExecutionResult",
+    "Journal",
     "OpportunityType",
     "OrderExecutionError",
     "OrderRejectedError",
     "OrderSide",
+    "PerformanceMonitor",
     "PositionEntry",
     "RateLimitError",
     "RecoveryError",
     "RiskLimits",
     "RiskManagementError",
+    "RiskManager",
+    "ShutdownManager",
     "__version__",
 ]

@@ -120,6 +120,12 @@ def _choices(allowed: tuple[str, ...]) -> Callable[[Any], list[str]]:
     return parse
 
 
+def _file_path(raw: Any) -> str:
+    if not isinstance(raw, str) or not raw.strip():
+        raise _Invalid("expected a file path")
+    return raw.strip()
+
+
 def _symbols(raw: Any) -> list[str]:
     values = _string_list(raw)
     if not values:
@@ -146,6 +152,7 @@ ENGINE_FIELDS: dict[str, Callable[[Any], Any]] = {
     "enable_circuit_breakers": _boolean,
     "enable_risk_checks": _boolean,
     "enable_recovery_mode": _boolean,
+    "journal_path": _file_path,
 }
 RISK_FIELDS: dict[str, Callable[[Any], Any]] = {
     "max_position_size_usd": _money(positive=True),
@@ -183,6 +190,7 @@ ENV_OVERRIDES: dict[str, str] = {
     "ARB_ENABLE_RISK_CHECKS": "engine.enable_risk_checks",
     "ARB_ENABLE_RECOVERY_MODE": "engine.enable_recovery_mode",
     "ARB_MAX_DATA_AGE_MS": "engine.max_data_age_ms",
+    "ARB_JOURNAL_PATH": "engine.journal_path",
 }
 
 
@@ -287,6 +295,7 @@ class ConfigurationManager:
             f"balances every {c.balance_refresh_interval_ms} ms, max data age {c.max_data_age_ms} ms",
             f"safety          circuit breakers {_on(c.enable_circuit_breakers)}, risk checks "
             f"{_on(c.enable_risk_checks)}, recovery {_on(c.enable_recovery_mode)}",
+            f"journal         {c.journal_path}",
         ]
         return "\n".join(lines)
 

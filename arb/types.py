@@ -105,6 +105,7 @@ class ArbitrageConfig(msgspec.Struct, frozen=True, kw_only=True):
     enable_circuit_breakers: bool = True
     enable_risk_checks: bool = True
     enable_recovery_mode: bool = True
+    journal_path: str = "arb-journal.sqlite3"  # SQLite order journal; relative to the working directory
     sources: tuple[str, ...] = ()
 
 

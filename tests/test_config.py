@@ -163,6 +163,7 @@ ENV_CASES = [
     ("ARB_ENABLE_RISK_CHECKS", "0", "enable_risk_checks", False),
     ("ARB_ENABLE_RECOVERY_MODE", "no", "enable_recovery_mode", False),
     ("ARB_MAX_DATA_AGE_MS", "250", "max_data_age_ms", 250),
+    ("ARB_JOURNAL_PATH", "/var/lib/arb/journal.sqlite3", "journal_path", "/var/lib/arb/journal.sqlite3"),
     ("ARB_SYMBOLS", "SOL/USDT, BTC/USDT", "symbols", ("SOL/USDT", "BTC/USDT")),
     ("ARB_OPPORTUNITY_TYPES", "spot_spot", "opportunity_types", (OpportunityType.SPOT_SPOT,)),
 ]

@@ -1,0 +1,634 @@
+"""Append-only order journal on SQLite: the intent before every order, every outcome after.
+
+Write-ahead: ``record_intent`` commits before the order is sent, so after a crash every
+order that may exist at a venue has a row. Every later fact (ack, fill, cancel, reject,
+unknown outcome, recovery step) is appended in its own transaction, committed before the
+call returns. Rows are never updated: an intent is open until a *closing* event is
+appended, and it closes only when the venue's final status is known **and** its fills
+are recorded, so a crash between "order filled" and "fills written" leaves it open for
+``reconcile`` to finish.
+
+Durability: WAL mode. ``synchronous=FULL`` (the default) fsyncs the WAL on every commit,
+so a committed record survives power loss; ``NORMAL`` syncs only at checkpoints, which
+survives a killed process but may lose the last commits on power loss, at a lower
+commit latency (``benchmarks/bench_journal.py`` measures both). Either way a crash at any
+point leaves a consistent database: a transaction is all there or not at all.
+
+Money is stored as decimal strings, exactly; times are wall-clock ms.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sqlite3
+import time
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from contextlib import contextmanager
+from decimal import Decimal
+from typing import Any, Literal
+
+import msgspec
+
+from .errors import ArbitrageEngineError
+from .exchanges.models import Fill, OrderRequest, OrderState, OrderStatus
+from .types import ExchangeName, OrderSide
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+ZERO = Decimal(0)
+
+_SCHEMA = """
+CREATE TABLE intents (
+    intent_id INTEGER PRIMARY KEY,
+    opportunity_id TEXT NOT NULL,
+    leg TEXT NOT NULL,
+    exchange TEXT NOT NULL,
+    client_order_id TEXT NOT NULL,
+    symbol TEXT NOT NULL,
+    request TEXT NOT NULL,           -- OrderRequest as JSON, decimals as strings
+    created_at_ms INTEGER NOT NULL,
+    UNIQUE (exchange, client_order_id)
+);
+CREATE INDEX intents_opportunity ON intents (opportunity_id);
+CREATE TABLE order_events (
+    event_id INTEGER PRIMARY KEY,
+    intent_id INTEGER NOT NULL REFERENCES intents (intent_id),
+    kind TEXT NOT NULL,              -- ack, update, cancel, reject, unknown, filled, reconciled, not_found, ...
+    status TEXT,                     -- OrderStatus value when the venue reported one
+    order_id TEXT,
+    filled_quantity TEXT,            -- the venue's cumulative filled quantity with that status
+    closes INTEGER NOT NULL CHECK (closes IN (0, 1)),
+    detail TEXT NOT NULL,
+    at_ms INTEGER NOT NULL
+);
+CREATE INDEX order_events_intent ON order_events (intent_id, closes);
+CREATE INDEX order_events_order_id ON order_events (order_id) WHERE order_id IS NOT NULL;
+CREATE TABLE fills (
+    fill_id INTEGER PRIMARY KEY,
+    intent_id INTEGER REFERENCES intents (intent_id),
+    exchange TEXT NOT NULL,
+    symbol TEXT NOT NULL,
+    trade_id TEXT NOT NULL,
+    order_id TEXT NOT NULL,
+    client_order_id TEXT,
+    side TEXT NOT NULL,
+    price TEXT NOT NULL,
+    quantity TEXT NOT NULL,
+    fee TEXT NOT NULL,
+    fee_asset TEXT NOT NULL,
+    is_maker INTEGER NOT NULL,
+    timestamp_ms INTEGER NOT NULL,
+    source TEXT NOT NULL,            -- venue, or reconcile (the gap between the venue's total and recorded fills)
+    recorded_at_ms INTEGER NOT NULL,
+    UNIQUE (exchange, symbol, trade_id)
+);
+CREATE INDEX fills_intent ON fills (intent_id);
+CREATE TABLE recovery_steps (
+    step_id INTEGER PRIMARY KEY,
+    opportunity_id TEXT NOT NULL,
+    step TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    at_ms INTEGER NOT NULL
+);
+"""
+
+_FINAL_STATUSES = tuple(status.value for status in OrderStatus if status.is_final)
+
+_OPEN_INTENTS = """
+SELECT intent_id, opportunity_id, leg, exchange, request, created_at_ms FROM intents i
+WHERE NOT EXISTS (SELECT 1 FROM order_events e WHERE e.intent_id = i.intent_id AND e.closes = 1)
+ORDER BY intent_id
+"""
+
+
+class JournalError(ArbitrageEngineError):
+    """The journal cannot be opened or a record contradicts it (unknown intent, duplicate client id...)."""
+
+
+class IntentRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """An order intent with what the journal knows of its outcome."""
+
+    intent_id: int
+    opportunity_id: str
+    leg: str
+    exchange: ExchangeName
+    request: OrderRequest
+    created_at_ms: int
+    order_id: str | None
+    filled_quantity: Decimal  # sum of the recorded fills
+
+    @property
+    def client_order_id(self) -> str:
+        """The client order id the order was (or would have been) sent with."""
+        return self.request.client_order_id
+
+
+class FillRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """A recorded fill with the opportunity and leg it belongs to (None for a fill of no known intent)."""
+
+    exchange: ExchangeName
+    opportunity_id: str | None
+    leg: str | None
+    fill: Fill
+    source: str
+
+
+class OpportunityPnl(msgspec.Struct, frozen=True, kw_only=True):
+    """Cash flow of one opportunity's fills, in the quote currency, exactly.
+
+    ``realized_pnl`` = sell notional - buy notional - fees paid in the quote currency; it is
+    the realized PnL when ``residual_quantity`` is zero. Fees in other assets are listed apart.
+    """
+
+    opportunity_id: str
+    bought_quantity: Decimal
+    sold_quantity: Decimal
+    buy_notional: Decimal
+    sell_notional: Decimal
+    quote_fees: Decimal
+    other_fees: dict[str, Decimal]
+    realized_pnl: Decimal
+    residual_quantity: Decimal  # bought - sold, base units
+
+
+class ReconcileSummary(msgspec.Struct, kw_only=True):
+    """What reconciling the open intents against the venues found."""
+
+    checked: int = 0
+    filled: int = 0
+    partially_filled: int = 0  # final with part of the quantity filled
+    canceled: int = 0  # final with nothing filled: canceled, expired or rejected
+    not_found: int = 0  # the venue never received the order
+    still_open: int = 0  # resting or partially filled at the venue: left open for recovery
+    errors: int = 0  # the venue could not be asked: left open
+    fills_added: int = 0  # gaps between the venue's filled quantity and the recorded fills
+
+
+OrderResolver = Callable[[ExchangeName, str, str], Awaitable[OrderState | None]]
+"""``(exchange, symbol, client_order_id) -> the order's state, or None when the venue does not know it``."""
+
+
+class Journal:
+    """The SQLite order journal at ``path``; one connection, used from one thread."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        synchronous: Literal["FULL", "NORMAL"] = "FULL",
+        wall_clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+    ) -> None:
+        if synchronous not in ("FULL", "NORMAL"):
+            raise ValueError(f"synchronous={synchronous!r}: expected 'FULL' or 'NORMAL'")
+        self.path = os.fspath(path)
+        self._now_ms = wall_clock_ms
+        try:
+            self._db = sqlite3.connect(self.path, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute(f"PRAGMA synchronous={synchronous}")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._migrate()
+        except sqlite3.Error as exc:
+            raise JournalError(f"journal {self.path}: cannot open: {exc}") from exc
+
+    def _migrate(self) -> None:
+        (version,) = self._db.execute("PRAGMA user_version").fetchone()
+        if version == SCHEMA_VERSION:
+            return
+        if version != 0:
+            raise JournalError(
+                f"journal {self.path}: schema version {version}, this arb reads version {SCHEMA_VERSION}"
+            )
+        with self._transaction():
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    self._db.execute(statement)
+            self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    def close(self) -> None:
+        """Checkpoint the WAL into the database file and close."""
+        self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        self._db.close()
+
+    def __enter__(self) -> Journal:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- writes -------------------------------------------------------------------------
+
+    def record_intent(self, opportunity_id: str, leg: str, request: OrderRequest, exchange: ExchangeName) -> int:
+        """Record an order about to be sent; returns its intent id. Call before sending."""
+        try:
+            with self._transaction() as db:
+                cursor = db.execute(
+                    "INSERT INTO intents (opportunity_id, leg, exchange, client_order_id, symbol, request, "
+                    "created_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        opportunity_id,
+                        leg,
+                        exchange.value,
+                        request.client_order_id,
+                        request.symbol,
+                        msgspec.json.encode(request).decode(),
+                        self._now_ms(),
+                    ),
+                )
+        except sqlite3.IntegrityError as exc:
+            raise JournalError(
+                f"journal {self.path}: {exchange.value} client order id {request.client_order_id!r} "
+                "is already journaled; client ids must be unique per market"
+            ) from exc
+        intent_id = cursor.lastrowid
+        if intent_id is None:  # pragma: no cover - an INSERT always sets it
+            raise JournalError(f"journal {self.path}: insert returned no row id")
+        return intent_id
+
+    def record_ack(self, exchange: ExchangeName, client_order_id: str, state: OrderState) -> None:
+        """Record the venue's answer to placing the order."""
+        self._record_state("ack", exchange, client_order_id, state)
+
+    def record_order_update(self, exchange: ExchangeName, client_order_id: str, state: OrderState) -> None:
+        """Record an order update from the private stream or a query."""
+        self._record_state("update", exchange, client_order_id, state)
+
+    def record_cancel(self, exchange: ExchangeName, client_order_id: str, state: OrderState) -> None:
+        """Record the venue's answer to canceling the order."""
+        self._record_state("cancel", exchange, client_order_id, state)
+
+    def record_reject(self, exchange: ExchangeName, client_order_id: str, reason: str) -> None:
+        """Record that the venue refused the order (nothing filled): closes the intent."""
+        with self._transaction():
+            intent_id = self._intent_id(exchange, client_order_id)
+            self._append(intent_id, "reject", OrderStatus.REJECTED.value, None, ZERO, True, {"reason": reason})
+
+    def record_unknown(self, exchange: ExchangeName, client_order_id: str, reason: str) -> None:
+        """Record that sending failed with an unknown outcome; the intent stays open for reconciliation."""
+        with self._transaction():
+            intent_id = self._intent_id(exchange, client_order_id)
+            self._append(intent_id, "unknown", None, None, None, False, {"reason": reason})
+
+    def record_fill(self, exchange: ExchangeName, fill: Fill, *, client_order_id: str | None = None) -> bool:
+        """Record a fill once: False when this venue trade id is already journaled.
+
+        The intent is found by client order id (``fill.client_order_id`` or the argument)
+        or by the venue order id of an earlier ack. A fill of no known intent is still kept.
+        """
+        with self._transaction():
+            intent_id = self._find_intent(exchange, client_order_id or fill.client_order_id, fill.order_id)
+            added = self._insert_fill(intent_id, exchange, fill, "venue")
+            if added and intent_id is not None:
+                self._close_if_complete(intent_id)
+        if added and intent_id is None:
+            log.warning(
+                "journal: fill %s on %s %s (order %s) matches no journaled intent",
+                fill.trade_id, exchange.value, fill.symbol, fill.order_id,
+            )
+        return added
+
+    def record_recovery_step(self, opportunity_id: str, step: str, detail: Mapping[str, Any] | None = None) -> int:
+        """Record one recovery action (hedge, unwind, give up...) of an opportunity; returns its id."""
+        with self._transaction() as db:
+            cursor = db.execute(
+                "INSERT INTO recovery_steps (opportunity_id, step, detail, at_ms) VALUES (?, ?, ?, ?)",
+                (opportunity_id, step, _encode(detail or {}), self._now_ms()),
+            )
+        return cursor.lastrowid or 0
+
+    # -- reads --------------------------------------------------------------------------
+
+    def open_intents(self) -> list[IntentRecord]:
+        """Intents without a closing outcome, oldest first."""
+        rows = self._db.execute(_OPEN_INTENTS).fetchall()
+        return [self._intent(row) for row in rows]
+
+    def intent(self, exchange: ExchangeName, client_order_id: str) -> IntentRecord:
+        """One intent by market and client order id."""
+        row = self._db.execute(
+            "SELECT intent_id, opportunity_id, leg, exchange, request, created_at_ms FROM intents "
+            "WHERE exchange = ? AND client_order_id = ?",
+            (exchange.value, client_order_id),
+        ).fetchone()
+        if row is None:
+            raise JournalError(
+                f"journal {self.path}: no intent for {exchange.value} client order id {client_order_id!r}"
+            )
+        return self._intent(row)
+
+    def is_open(self, intent_id: int) -> bool:
+        """Whether the intent has no closing outcome yet."""
+        row = self._db.execute(
+            "SELECT 1 FROM order_events WHERE intent_id = ? AND closes = 1 LIMIT 1", (intent_id,)
+        ).fetchone()
+        return row is None
+
+    def fills(self, opportunity_id: str | None = None) -> list[FillRecord]:
+        """Recorded fills in journal order, of one opportunity or all."""
+        sql = (
+            "SELECT f.exchange, i.opportunity_id, i.leg, f.symbol, f.order_id, f.client_order_id, f.trade_id, "
+            "f.side, f.price, f.quantity, f.fee, f.fee_asset, f.is_maker, f.timestamp_ms, f.source "
+            "FROM fills f LEFT JOIN intents i ON i.intent_id = f.intent_id"
+        )
+        args: tuple[str, ...] = ()
+        if opportunity_id is not None:
+            sql += " WHERE i.opportunity_id = ?"
+            args = (opportunity_id,)
+        return [
+            FillRecord(
+                exchange=ExchangeName(row[0]),
+                opportunity_id=row[1],
+                leg=row[2],
+                fill=Fill(
+                    symbol=row[3],
+                    order_id=row[4],
+                    client_order_id=row[5],
+                    trade_id=row[6],
+                    side=OrderSide(row[7]),
+                    price=Decimal(row[8]),
+                    quantity=Decimal(row[9]),
+                    fee=Decimal(row[10]),
+                    fee_asset=row[11],
+                    is_maker=bool(row[12]),
+                    timestamp_ms=row[13],
+                ),
+                source=row[14],
+            )
+            for row in self._db.execute(sql + " ORDER BY f.fill_id", args)
+        ]
+
+    def opportunity_pnl(self, opportunity_id: str, *, quote_asset: str = "USDT") -> OpportunityPnl:
+        """Cash flow of one opportunity's fills (spot legs in base units; see ``OpportunityPnl``)."""
+        bought = sold = buy_notional = sell_notional = quote_fees = ZERO
+        other: dict[str, Decimal] = {}
+        for record in self.fills(opportunity_id):
+            fill = record.fill
+            notional = fill.price * fill.quantity
+            if fill.side is OrderSide.BUY:
+                bought += fill.quantity
+                buy_notional += notional
+            else:
+                sold += fill.quantity
+                sell_notional += notional
+            if fill.fee_asset == quote_asset:
+                quote_fees += fill.fee
+            elif fill.fee:
+                other[fill.fee_asset] = other.get(fill.fee_asset, ZERO) + fill.fee
+        return OpportunityPnl(
+            opportunity_id=opportunity_id,
+            bought_quantity=bought,
+            sold_quantity=sold,
+            buy_notional=buy_notional,
+            sell_notional=sell_notional,
+            quote_fees=quote_fees,
+            other_fees=other,
+            realized_pnl=sell_notional - buy_notional - quote_fees,
+            residual_quantity=bought - sold,
+        )
+
+    def recovery_steps(self, opportunity_id: str) -> list[tuple[str, dict[str, Any]]]:
+        """The recovery steps of one opportunity as (step, detail), in order."""
+        rows = self._db.execute(
+            "SELECT step, detail FROM recovery_steps WHERE opportunity_id = ? ORDER BY step_id", (opportunity_id,)
+        )
+        return [(step, msgspec.json.decode(detail)) for step, detail in rows]
+
+    # -- reconciliation -----------------------------------------------------------------
+
+    async def reconcile(self, resolve: OrderResolver) -> ReconcileSummary:
+        """Ask the venues about every open intent, record what they say, log a summary.
+
+        Safe to run again: a venue total already matched by recorded fills adds nothing.
+        """
+        summary = ReconcileSummary()
+        for intent in self.open_intents():
+            summary.checked += 1
+            try:
+                state = await resolve(intent.exchange, intent.request.symbol, intent.client_order_id)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                summary.errors += 1
+                log.warning(
+                    "journal reconcile: %s %s %s: venue query failed, left open: %s",
+                    intent.exchange.value, intent.request.symbol, intent.client_order_id, exc,
+                )
+                with self._transaction():
+                    self._append(intent.intent_id, "reconcile_error", None, None, None, False, {"error": str(exc)})
+                continue
+            self._apply_reconciled(intent, state, summary)
+        log.info(
+            "journal reconcile: %d open intents: %d filled, %d partially filled, %d canceled, %d not found, "
+            "%d still open, %d errors; %d fills added",
+            summary.checked, summary.filled, summary.partially_filled, summary.canceled, summary.not_found,
+            summary.still_open, summary.errors, summary.fills_added,
+        )
+        return summary
+
+    def _apply_reconciled(self, intent: IntentRecord, state: OrderState | None, summary: ReconcileSummary) -> None:
+        with self._transaction():
+            if state is None:
+                self._append(intent.intent_id, "not_found", None, None, ZERO, True, {})
+                summary.not_found += 1
+                return
+            gap = state.filled_quantity - intent.filled_quantity
+            if gap > ZERO:
+                self._insert_fill(intent.intent_id, intent.exchange, self._gap_fill(intent, state, gap), "reconcile")
+                summary.fills_added += 1
+            self._append(
+                intent.intent_id,
+                "reconciled",
+                state.status.value,
+                state.order_id,
+                state.filled_quantity,
+                False,
+                {"average_price": state.average_price, "fee": state.fee, "fee_asset": state.fee_asset},
+            )
+            closed = self._close_if_complete(intent.intent_id)
+        if not closed:
+            summary.still_open += 1
+        elif state.filled_quantity >= state.quantity:
+            summary.filled += 1
+        elif state.filled_quantity > ZERO:
+            summary.partially_filled += 1
+        else:
+            summary.canceled += 1
+
+    # -- internals ----------------------------------------------------------------------
+
+    def _record_state(self, kind: str, exchange: ExchangeName, client_order_id: str, state: OrderState) -> None:
+        with self._transaction():
+            intent_id = self._intent_id(exchange, client_order_id)
+            detail = {"average_price": state.average_price, "fee": state.fee, "fee_asset": state.fee_asset}
+            self._append(intent_id, kind, state.status.value, state.order_id, state.filled_quantity, False, detail)
+            self._close_if_complete(intent_id)
+
+    def _append(
+        self,
+        intent_id: int,
+        kind: str,
+        status: str | None,
+        order_id: str | None,
+        filled_quantity: Decimal | None,
+        closes: bool,
+        detail: Mapping[str, Any],
+    ) -> None:
+        self._db.execute(
+            "INSERT INTO order_events (intent_id, kind, status, order_id, filled_quantity, closes, detail, at_ms) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                intent_id,
+                kind,
+                status,
+                order_id,
+                None if filled_quantity is None else str(filled_quantity),
+                int(closes),
+                _encode(detail),
+                self._now_ms(),
+            ),
+        )
+
+    def _close_if_complete(self, intent_id: int) -> bool:
+        """Close the intent when the venue's final status is known and its fills are all recorded."""
+        db = self._db
+        if db.execute("SELECT 1 FROM order_events WHERE intent_id = ? AND closes = 1", (intent_id,)).fetchone():
+            return True
+        recorded = self._filled(intent_id)
+        (request_json,) = db.execute("SELECT request FROM intents WHERE intent_id = ?", (intent_id,)).fetchone()
+        status = OrderStatus.FILLED.value
+        if recorded < msgspec.json.decode(request_json, type=OrderRequest).quantity:
+            row = db.execute(
+                f"SELECT status, filled_quantity FROM order_events WHERE intent_id = ? AND status IN "
+                f"({', '.join('?' * len(_FINAL_STATUSES))}) ORDER BY event_id DESC LIMIT 1",
+                (intent_id, *_FINAL_STATUSES),
+            ).fetchone()
+            if row is None or Decimal(row[1]) > recorded:
+                return False
+            status = row[0]
+        self._append(intent_id, "closed", status, None, recorded, True, {})
+        return True
+
+    def _gap_fill(self, intent: IntentRecord, state: OrderState, gap: Decimal) -> Fill:
+        """A fill for the part the venue reports filled but no recorded fill covers.
+
+        Its trade id carries the venue's cumulative total, so reconciling the same state
+        twice adds it once. It is priced so that the intent's fills average to the venue's
+        average price, and carries the fee the recorded fills do not.
+        """
+        rows = self._db.execute(
+            "SELECT price, quantity, fee, fee_asset FROM fills WHERE intent_id = ?", (intent.intent_id,)
+        )
+        notional = fees = ZERO
+        for price_text, quantity_text, fee_text, fee_asset in rows:
+            notional += Decimal(price_text) * Decimal(quantity_text)
+            if fee_asset == state.fee_asset:
+                fees += Decimal(fee_text)
+        if state.average_price is not None:
+            price = (state.filled_quantity * state.average_price - notional) / gap
+        else:
+            price = state.price or intent.request.price or ZERO
+        return Fill(
+            symbol=intent.request.symbol,
+            order_id=state.order_id,
+            client_order_id=intent.client_order_id,
+            trade_id=f"reconciled:{intent.client_order_id}:{state.filled_quantity}",
+            side=intent.request.side,
+            price=price,
+            quantity=gap,
+            fee=max(state.fee - fees, ZERO),
+            fee_asset=state.fee_asset or "",
+            is_maker=False,
+            timestamp_ms=state.updated_at_ms,
+        )
+
+    def _filled(self, intent_id: int) -> Decimal:
+        rows = self._db.execute("SELECT quantity FROM fills WHERE intent_id = ?", (intent_id,))
+        return sum((Decimal(q) for (q,) in rows), ZERO)
+
+    def _insert_fill(self, intent_id: int | None, exchange: ExchangeName, fill: Fill, source: str) -> bool:
+        cursor = self._db.execute(
+            "INSERT OR IGNORE INTO fills (intent_id, exchange, symbol, trade_id, order_id, client_order_id, side, "
+            "price, quantity, fee, fee_asset, is_maker, timestamp_ms, source, recorded_at_ms) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                intent_id,
+                exchange.value,
+                fill.symbol,
+                fill.trade_id,
+                fill.order_id,
+                fill.client_order_id,
+                fill.side.value,
+                str(fill.price),
+                str(fill.quantity),
+                str(fill.fee),
+                fill.fee_asset,
+                int(fill.is_maker),
+                fill.timestamp_ms,
+                source,
+                self._now_ms(),
+            ),
+        )
+        return cursor.rowcount == 1
+
+    def _intent_id(self, exchange: ExchangeName, client_order_id: str) -> int:
+        row = self._db.execute(
+            "SELECT intent_id FROM intents WHERE exchange = ? AND client_order_id = ?",
+            (exchange.value, client_order_id),
+        ).fetchone()
+        if row is None:
+            raise JournalError(
+                f"journal {self.path}: no intent for {exchange.value} client order id {client_order_id!r}; "
+                "record_intent must come first"
+            )
+        return int(row[0])
+
+    def _find_intent(self, exchange: ExchangeName, client_order_id: str | None, order_id: str) -> int | None:
+        if client_order_id:
+            row = self._db.execute(
+                "SELECT intent_id FROM intents WHERE exchange = ? AND client_order_id = ?",
+                (exchange.value, client_order_id),
+            ).fetchone()
+            if row is not None:
+                return int(row[0])
+        row = self._db.execute(
+            "SELECT e.intent_id FROM order_events e JOIN intents i ON i.intent_id = e.intent_id "
+            "WHERE e.order_id = ? AND i.exchange = ? LIMIT 1",
+            (order_id, exchange.value),
+        ).fetchone()
+        return None if row is None else int(row[0])
+
+    def _intent(self, row: tuple[Any, ...]) -> IntentRecord:
+        intent_id = row[0]
+        order = self._db.execute(
+            "SELECT order_id FROM order_events WHERE intent_id = ? AND order_id IS NOT NULL "
+            "ORDER BY event_id DESC LIMIT 1",
+            (intent_id,),
+        ).fetchone()
+        return IntentRecord(
+            intent_id=intent_id,
+            opportunity_id=row[1],
+            leg=row[2],
+            exchange=ExchangeName(row[3]),
+            request=msgspec.json.decode(row[4], type=OrderRequest),
+            created_at_ms=row[5],
+            order_id=None if order is None else order[0],
+            filled_quantity=self._filled(intent_id),
+        )
+
+
+def _encode(detail: Mapping[str, Any]) -> str:
+    return msgspec.json.encode(detail).decode()

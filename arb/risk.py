@@ -1,0 +1,566 @@
+"""Risk manager: hard limits on every new entry, circuit breakers, and a manual kill switch.
+
+Boundaries, one rule for all: a maximum is inclusive (a trade whose notional equals
+``max_position_size_usd`` passes, one unit more is rejected); the minimum margin is
+inclusive; the daily loss limit and every breaker trip when their count or loss *reaches*
+the threshold. Money is ``Decimal`` throughout, exactly.
+
+Exposure is market risk, in USD: per symbol, ``|net base quantity over every market| *
+last fill price`` (a hedged spot-spot or spot-futures pair nets to zero), plus the
+worst-case leg notional of each execution in flight (one leg filled, the other not).
+
+A tripped breaker blocks new entries (``validate_opportunity_risk`` raises) until it is
+reset; recoveries that reduce an open position are still allowed (``validate_recovery``).
+Breakers latch: a money-moving engine stays stopped until someone looks.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from decimal import Decimal
+from enum import Enum
+
+import msgspec
+
+from arb_core.freshness import monotonic_ns
+
+from .errors import RiskManagementError
+from .exchanges.models import Fill
+from .types import (
+    ArbitrageOpportunity,
+    ArbitrageState,
+    ExchangeName,
+    ExecutionResult,
+    OrderSide,
+    PositionEntry,
+    RiskLimits,
+)
+
+log = logging.getLogger(__name__)
+
+ZERO = Decimal(0)
+HUNDRED = Decimal(100)
+NS_PER_DAY = 86_400_000_000_000
+
+
+class Breaker(str, Enum):
+    """A circuit breaker."""
+
+    CONSECUTIVE_FAILURES = "consecutive_failures"
+    EXECUTION_LATENCY = "execution_latency"
+    STALE_DATA = "stale_data"
+    VENUE_ERRORS = "venue_errors"
+    KILL_SWITCH = "kill_switch"
+
+
+class RiskCheck(str, Enum):
+    """Why the risk manager refused something."""
+
+    CIRCUIT_BREAKER = "circuit_breaker"
+    INVALID_OPPORTUNITY = "invalid_opportunity"
+    MIN_PROFIT_MARGIN = "min_profit_margin_bps"
+    MAX_POSITION_SIZE = "max_position_size_usd"
+    MAX_TOTAL_EXPOSURE = "max_total_exposure_usd"
+    MAX_SYMBOL_EXPOSURE = "max_symbol_exposure_usd"
+    MAX_DAILY_LOSS = "max_daily_loss_usd"
+    RECOVERY_NOT_REDUCING = "recovery_not_reducing"
+
+
+_REJECTION_TEXT = {
+    RiskCheck.MAX_DAILY_LOSS: ("daily realized loss (USD)", "reached"),
+    RiskCheck.MIN_PROFIT_MARGIN: ("profit margin (bps)", "below"),
+    RiskCheck.MAX_POSITION_SIZE: ("leg notional (USD)", "over"),
+    RiskCheck.MAX_TOTAL_EXPOSURE: ("total exposure with this trade (USD)", "over"),
+    RiskCheck.MAX_SYMBOL_EXPOSURE: ("symbol exposure with this trade (USD)", "over"),
+}
+
+class RiskRejection(RiskManagementError):
+    """A limit refused an action; ``check`` names it, ``value`` and ``limit`` are the numbers compared."""
+
+    def __init__(
+        self, check: RiskCheck, message: str, *, value: Decimal | None = None, limit: Decimal | None = None
+    ) -> None:
+        super().__init__(message)
+        self.check = check
+        self.value = value
+        self.limit = limit
+
+
+class CircuitBreakerOpen(RiskRejection):
+    """A tripped circuit breaker refused a new entry."""
+
+    def __init__(self, breaker: Breaker, message: str) -> None:
+        super().__init__(RiskCheck.CIRCUIT_BREAKER, message)
+        self.breaker = breaker
+
+
+class BreakerTrip(msgspec.Struct, frozen=True, kw_only=True):
+    """One trip of a breaker, as passed to the alert callback."""
+
+    breaker: Breaker
+    reason: str
+    tripped_at_ns: int  # monotonic
+    tripped_at_ms: int  # wall clock
+
+
+class BreakerStatus(msgspec.Struct, frozen=True, kw_only=True):
+    """State of one breaker: its current count against its threshold, and the active trip."""
+
+    breaker: Breaker
+    tripped: bool
+    count: int
+    threshold: int
+    trips: int
+    trip: BreakerTrip | None = None
+
+
+class RiskMetrics(msgspec.Struct, frozen=True, kw_only=True):
+    """Current exposure, positions and daily PnL against the limits."""
+
+    total_exposure_usd: Decimal
+    in_flight_usd: Decimal
+    max_total_exposure_usd: Decimal
+    exposure_utilisation_pct: Decimal
+    symbol_exposure_usd: dict[str, Decimal]
+    positions: tuple[PositionEntry, ...]
+    trading_day: int  # days since the epoch, UTC
+    daily_realized_pnl_usd: Decimal
+    max_daily_loss_usd: Decimal
+    daily_loss_utilisation_pct: Decimal
+    executions_in_flight: int
+
+
+class RiskStatistics(msgspec.Struct, frozen=True, kw_only=True):
+    """Counters since start: validations, rejections by check, breaker trips."""
+
+    validations: int
+    accepted: int
+    rejections: dict[str, int]
+    breaker_trips: dict[str, int]
+    recoveries_allowed: int
+    recoveries_refused: int
+
+
+AlertCallback = Callable[[BreakerTrip], None]
+
+
+class _Position:
+    __slots__ = ("entry_price", "opened_at_ms", "quantity")
+
+    def __init__(self) -> None:
+        self.quantity = ZERO  # signed base quantity
+        self.entry_price = ZERO
+        self.opened_at_ms = 0
+
+
+class RiskManager:
+    """Enforces ``RiskLimits`` on new entries and runs the circuit breakers.
+
+    Parameters
+    ----------
+    latency_trips_after:
+        Consecutive executions slower than ``max_execution_latency_ms`` that trip the
+        latency breaker (1: a single slow execution trips it).
+    stale_data_trips_at, stale_data_window_ns:
+        Stale or desynced books reported at decision time within the window that trip.
+    venue_errors_trip_at, venue_errors_window_ns:
+        Errors of one venue within the window that trip.
+    clock, wall_clock:
+        Monotonic ns (breaker windows, trip times) and wall ns (the UTC trading day).
+    """
+
+    def __init__(
+        self,
+        limits: RiskLimits,
+        *,
+        enable_risk_checks: bool = True,
+        enable_circuit_breakers: bool = True,
+        on_alert: AlertCallback | None = None,
+        latency_trips_after: int = 1,
+        stale_data_trips_at: int = 5,
+        stale_data_window_ns: int = 10_000_000_000,
+        venue_errors_trip_at: int = 5,
+        venue_errors_window_ns: int = 60_000_000_000,
+        clock: Callable[[], int] = monotonic_ns,
+        wall_clock: Callable[[], int] = time.time_ns,
+    ) -> None:
+        for name, value in (
+            ("latency_trips_after", latency_trips_after),
+            ("stale_data_trips_at", stale_data_trips_at),
+            ("venue_errors_trip_at", venue_errors_trip_at),
+            ("stale_data_window_ns", stale_data_window_ns),
+            ("venue_errors_window_ns", venue_errors_window_ns),
+        ):
+            if value < 1:
+                raise ValueError(f"{name}={value}: must be at least 1")
+        self.limits = limits
+        self.enable_risk_checks = enable_risk_checks
+        self.enable_circuit_breakers = enable_circuit_breakers
+        self._on_alert = on_alert
+        self._clock = clock
+        self._wall_clock = wall_clock
+        # Limits read on every validation, bound once.
+        self._min_margin = limits.min_profit_margin_bps
+        self._max_position = limits.max_position_size_usd
+        self._max_total = limits.max_total_exposure_usd
+        self._max_symbol = limits.max_symbol_exposure_usd
+        self._max_daily_loss = limits.max_daily_loss_usd
+        self._daily_floor = -limits.max_daily_loss_usd
+        self._max_latency_ms = Decimal(limits.max_execution_latency_ms)
+        self._thresholds = {
+            Breaker.CONSECUTIVE_FAILURES: limits.max_consecutive_failures,
+            Breaker.EXECUTION_LATENCY: latency_trips_after,
+            Breaker.STALE_DATA: stale_data_trips_at,
+            Breaker.VENUE_ERRORS: venue_errors_trip_at,
+            Breaker.KILL_SWITCH: 1,
+        }
+        self._stale_window_ns = stale_data_window_ns
+        self._venue_window_ns = venue_errors_window_ns
+
+        self._positions: dict[tuple[ExchangeName, str], _Position] = {}
+        self._marks: dict[str, Decimal] = {}
+        self._symbol_exposure: dict[str, Decimal] = {}
+        self._in_flight: dict[str, tuple[str, Decimal]] = {}
+        # Position exposure plus in-flight reservations, the sums validation compares.
+        self._used_total = ZERO
+        self._used_by_symbol: dict[str, Decimal] = {}
+
+        self._day = wall_clock() // NS_PER_DAY
+        self._day_end_ns = (self._day + 1) * NS_PER_DAY
+        self._daily_pnl = ZERO
+
+        self._tripped: dict[Breaker, BreakerTrip] = {}
+        self._trip_counts = dict.fromkeys(Breaker, 0)
+        self._consecutive_failures = 0
+        self._slow_streak = 0
+        self._stale_times: deque[int] = deque()
+        self._venue_error_times: dict[str, deque[int]] = {}
+
+        self._validations = 0
+        self._rejections: dict[RiskCheck, int] = dict.fromkeys(RiskCheck, 0)
+        self._recoveries_allowed = 0
+
+    # -- the hot path -------------------------------------------------------------------
+
+    def validate_opportunity_risk(self, opportunity: ArbitrageOpportunity) -> None:
+        """Accept a new entry by returning; refuse it by raising ``RiskRejection``.
+
+        ``CircuitBreakerOpen`` (a ``RiskRejection``) when any breaker is tripped; otherwise
+        the message names the limit and both values.
+        """
+        self._validations += 1
+        if self._tripped:
+            self._refuse_breaker(opportunity)
+        if not self.enable_risk_checks:
+            return
+        if self._wall_clock() >= self._day_end_ns:
+            self._roll_day()
+        if self._daily_pnl <= self._daily_floor:
+            self._reject(RiskCheck.MAX_DAILY_LOSS, opportunity, -self._daily_pnl, self._max_daily_loss)
+        margin = opportunity.profit_margin_bps
+        if margin < self._min_margin:
+            self._reject(RiskCheck.MIN_PROFIT_MARGIN, opportunity, margin, self._min_margin)
+        quantity = opportunity.max_quantity
+        buy = opportunity.buy_price
+        sell = opportunity.sell_price
+        if not (quantity > ZERO and buy > ZERO and sell > ZERO):
+            self._reject_invalid(opportunity)
+        notional = quantity * (sell if sell > buy else buy)
+        if notional > self._max_position:
+            self._reject(RiskCheck.MAX_POSITION_SIZE, opportunity, notional, self._max_position)
+        total = self._used_total + notional
+        if total > self._max_total:
+            self._reject(RiskCheck.MAX_TOTAL_EXPOSURE, opportunity, total, self._max_total)
+        if self._max_symbol is not None:
+            used = self._used_by_symbol.get(opportunity.symbol, ZERO) + notional
+            if used > self._max_symbol:
+                self._reject(RiskCheck.MAX_SYMBOL_EXPOSURE, opportunity, used, self._max_symbol)
+
+    def _reject(self, check: RiskCheck, opp: ArbitrageOpportunity, value: Decimal, limit: Decimal) -> None:
+        self._rejections[check] += 1
+        what, relation = _REJECTION_TEXT[check]
+        message = f"opportunity {opp.opportunity_id} {opp.symbol}: {what} {value} {relation} {check.value} {limit}"
+        raise RiskRejection(check, message, value=value, limit=limit)
+
+    def _reject_invalid(self, opp: ArbitrageOpportunity) -> None:
+        self._rejections[RiskCheck.INVALID_OPPORTUNITY] += 1
+        raise RiskRejection(
+            RiskCheck.INVALID_OPPORTUNITY,
+            f"opportunity {opp.opportunity_id} {opp.symbol}: max_quantity={opp.max_quantity}, "
+            f"buy_price={opp.buy_price}, sell_price={opp.sell_price}: all must be positive",
+        )
+
+    def _refuse_breaker(self, opp: ArbitrageOpportunity) -> None:
+        self._rejections[RiskCheck.CIRCUIT_BREAKER] += 1
+        breaker, trip = next(iter(self._tripped.items()))
+        others = f" (+{len(self._tripped) - 1} more)" if len(self._tripped) > 1 else ""
+        raise CircuitBreakerOpen(
+            breaker,
+            f"opportunity {opp.opportunity_id} {opp.symbol}: circuit breaker {breaker.value} tripped: "
+            f"{trip.reason}{others}",
+        )
+
+    # -- recoveries ---------------------------------------------------------------------
+
+    def validate_recovery(self, exchange: ExchangeName, symbol: str, side: OrderSide, quantity: Decimal) -> None:
+        """Allow an order that reduces the open net position of ``symbol``, breakers or not.
+
+        ``quantity`` is in base units. Raises ``RiskRejection`` when the order would open,
+        grow or flip the net position (that is a new entry, not a recovery).
+        """
+        net = self.net_position(symbol)
+        signed = quantity if side is OrderSide.BUY else -quantity
+        if quantity <= ZERO or net == ZERO or (net > ZERO) == (signed > ZERO) or quantity > abs(net):
+            self._rejections[RiskCheck.RECOVERY_NOT_REDUCING] += 1
+            raise RiskRejection(
+                RiskCheck.RECOVERY_NOT_REDUCING,
+                f"recovery {side.value} {quantity} {symbol} on {exchange.value}: net position is {net}; "
+                "a recovery must reduce it without flipping",
+                value=quantity,
+                limit=abs(net),
+            )
+        self._recoveries_allowed += 1
+
+    # -- feeding the state --------------------------------------------------------------
+
+    def record_execution_started(self, opportunity: ArbitrageOpportunity) -> None:
+        """Reserve the worst-case leg notional of an execution until ``record_execution``."""
+        notional = opportunity.max_quantity * max(opportunity.buy_price, opportunity.sell_price)
+        previous = self._in_flight.get(opportunity.opportunity_id)
+        if previous is not None:
+            self._adjust_used(previous[0], -previous[1])
+        self._in_flight[opportunity.opportunity_id] = (opportunity.symbol, notional)
+        self._adjust_used(opportunity.symbol, notional)
+
+    def record_execution(self, result: ExecutionResult) -> None:
+        """Account a finished execution: release its reservation, realized PnL, failure and latency breakers."""
+        reserved = self._in_flight.pop(result.opportunity_id, None)
+        if reserved is not None:
+            self._adjust_used(reserved[0], -reserved[1])
+        self.record_realized_pnl(result.realized_profit)
+        if result.final_state is ArbitrageState.COMPLETED:
+            self._consecutive_failures = 0
+        else:
+            self._consecutive_failures += 1
+            threshold = self._thresholds[Breaker.CONSECUTIVE_FAILURES]
+            if self._consecutive_failures >= threshold:
+                self._trip(
+                    Breaker.CONSECUTIVE_FAILURES,
+                    f"{self._consecutive_failures} consecutive failed executions (max_consecutive_failures "
+                    f"{threshold}); last {result.opportunity_id}: {result.error or result.final_state.name}",
+                )
+        latency = result.total_execution_time_ms
+        if latency > self._max_latency_ms:
+            self._slow_streak += 1
+            threshold = self._thresholds[Breaker.EXECUTION_LATENCY]
+            if self._slow_streak >= threshold:
+                self._trip(
+                    Breaker.EXECUTION_LATENCY,
+                    f"{self._slow_streak} consecutive executions over max_execution_latency_ms "
+                    f"{self._max_latency_ms}; last {result.opportunity_id} took {latency} ms",
+                )
+        else:
+            self._slow_streak = 0
+
+    def record_fill(self, exchange: ExchangeName, fill: Fill, *, contract_size: Decimal = Decimal(1)) -> None:
+        """Update the position of ``exchange``/``fill.symbol``; ``contract_size`` converts futures contracts to base."""
+        quantity = fill.quantity * contract_size
+        if quantity <= ZERO or fill.price <= ZERO:
+            raise ValueError(
+                f"fill {fill.trade_id} on {exchange.value} {fill.symbol}: quantity={fill.quantity} "
+                f"and price={fill.price} must be positive"
+            )
+        key = (exchange, fill.symbol)
+        position = self._positions.get(key)
+        if position is None:
+            position = self._positions[key] = _Position()
+        signed = quantity if fill.side is OrderSide.BUY else -quantity
+        old = position.quantity
+        new = old + signed
+        if old == ZERO or (new > ZERO) != (old > ZERO) and new != ZERO:
+            position.entry_price = fill.price
+            position.opened_at_ms = fill.timestamp_ms
+        elif (signed > ZERO) == (old > ZERO):
+            position.entry_price = (old * position.entry_price + signed * fill.price) / new
+        position.quantity = new
+        self._marks[fill.symbol] = fill.price
+        self._refresh_symbol(fill.symbol)
+
+    def record_realized_pnl(self, amount: Decimal) -> None:
+        """Add realized PnL in USD (negative for a loss) to the current UTC day."""
+        if self._wall_clock() >= self._day_end_ns:
+            self._roll_day()
+        self._daily_pnl += amount
+
+    def record_stale_data(self, exchange: ExchangeName, symbol: str, *, desynced: bool = False) -> None:
+        """Report a book found stale (or out of sync) when a decision needed it."""
+        now = self._clock()
+        times = self._stale_times
+        self._prune(times, now - self._stale_window_ns)
+        times.append(now)
+        if len(times) >= self._thresholds[Breaker.STALE_DATA]:
+            what = "desynced" if desynced else "stale"
+            self._trip(
+                Breaker.STALE_DATA,
+                f"{len(times)} stale or desynced books within {self._stale_window_ns // 1_000_000} ms; "
+                f"last {exchange.value} {symbol} {what}",
+            )
+
+    def record_venue_error(self, exchange: ExchangeName, error: str | BaseException) -> None:
+        """Report a venue error (rejected request, timeout, disconnect)."""
+        now = self._clock()
+        times = self._venue_error_times.setdefault(exchange.venue, deque())
+        self._prune(times, now - self._venue_window_ns)
+        times.append(now)
+        if len(times) >= self._thresholds[Breaker.VENUE_ERRORS]:
+            self._trip(
+                Breaker.VENUE_ERRORS,
+                f"{len(times)} errors from {exchange.venue} within {self._venue_window_ns // 1_000_000} ms; "
+                f"last: {error}",
+            )
+
+    def kill(self, reason: str = "manual kill switch") -> None:
+        """Stop every new entry now, whether breakers are enabled or not."""
+        self._trip(Breaker.KILL_SWITCH, reason, force=True)
+
+    def resume(self) -> None:
+        """Release the kill switch (other tripped breakers stay tripped)."""
+        self.reset_circuit_breaker(Breaker.KILL_SWITCH)
+
+    def reset_circuit_breaker(self, breaker: Breaker | None = None) -> None:
+        """Reset one breaker (or all of them) and its counter."""
+        for item in Breaker if breaker is None else (breaker,):
+            if self._tripped.pop(item, None) is not None:
+                log.warning("circuit breaker %s reset", item.value)
+            if item is Breaker.CONSECUTIVE_FAILURES:
+                self._consecutive_failures = 0
+            elif item is Breaker.EXECUTION_LATENCY:
+                self._slow_streak = 0
+            elif item is Breaker.STALE_DATA:
+                self._stale_times.clear()
+            elif item is Breaker.VENUE_ERRORS:
+                self._venue_error_times.clear()
+
+    # -- reports ------------------------------------------------------------------------
+
+    @property
+    def is_tripped(self) -> bool:
+        """Whether any breaker currently blocks new entries."""
+        return bool(self._tripped)
+
+    def net_position(self, symbol: str) -> Decimal:
+        """Signed base quantity of ``symbol`` summed over every market."""
+        return sum((p.quantity for (_, s), p in self._positions.items() if s == symbol), ZERO)
+
+    def get_circuit_breaker_status(self) -> dict[Breaker, BreakerStatus]:
+        """Every breaker: tripped or not, its count against its threshold, its active trip."""
+        now = self._clock()
+        self._prune(self._stale_times, now - self._stale_window_ns)
+        for times in self._venue_error_times.values():
+            self._prune(times, now - self._venue_window_ns)
+        counts = {
+            Breaker.CONSECUTIVE_FAILURES: self._consecutive_failures,
+            Breaker.EXECUTION_LATENCY: self._slow_streak,
+            Breaker.STALE_DATA: len(self._stale_times),
+            Breaker.VENUE_ERRORS: max((len(t) for t in self._venue_error_times.values()), default=0),
+            Breaker.KILL_SWITCH: int(Breaker.KILL_SWITCH in self._tripped),
+        }
+        return {
+            breaker: BreakerStatus(
+                breaker=breaker,
+                tripped=breaker in self._tripped,
+                count=counts[breaker],
+                threshold=self._thresholds[breaker],
+                trips=self._trip_counts[breaker],
+                trip=self._tripped.get(breaker),
+            )
+            for breaker in Breaker
+        }
+
+    def get_current_risk_metrics(self) -> RiskMetrics:
+        """Exposure, positions and daily PnL, with utilisation of the limits in percent."""
+        if self._wall_clock() >= self._day_end_ns:
+            self._roll_day()
+        in_flight = sum((n for _, n in self._in_flight.values()), ZERO)
+        loss = max(-self._daily_pnl, ZERO)
+        positions = tuple(
+            PositionEntry(
+                exchange=exchange,
+                symbol=symbol,
+                side=OrderSide.BUY if p.quantity > ZERO else OrderSide.SELL,
+                quantity=abs(p.quantity),
+                entry_price=p.entry_price,
+                opened_at=p.opened_at_ms,
+            )
+            for (exchange, symbol), p in self._positions.items()
+            if p.quantity != ZERO
+        )
+        return RiskMetrics(
+            total_exposure_usd=self._used_total,
+            in_flight_usd=in_flight,
+            max_total_exposure_usd=self._max_total,
+            exposure_utilisation_pct=self._used_total * HUNDRED / self._max_total,
+            symbol_exposure_usd={s: e for s, e in self._symbol_exposure.items() if e != ZERO},
+            positions=positions,
+            trading_day=self._day,
+            daily_realized_pnl_usd=self._daily_pnl,
+            max_daily_loss_usd=self._max_daily_loss,
+            daily_loss_utilisation_pct=loss * HUNDRED / self._max_daily_loss,
+            executions_in_flight=len(self._in_flight),
+        )
+
+    def get_risk_statistics(self) -> RiskStatistics:
+        """Validations, rejections by check and breaker trips since start."""
+        refused = RiskCheck.RECOVERY_NOT_REDUCING
+        rejected = sum(n for check, n in self._rejections.items() if check is not refused)
+        return RiskStatistics(
+            validations=self._validations,
+            accepted=self._validations - rejected,
+            rejections={check.value: n for check, n in self._rejections.items() if n},
+            breaker_trips={b.value: n for b, n in self._trip_counts.items() if n},
+            recoveries_allowed=self._recoveries_allowed,
+            recoveries_refused=self._rejections[refused],
+        )
+
+    # -- internals ----------------------------------------------------------------------
+
+    def _trip(self, breaker: Breaker, reason: str, *, force: bool = False) -> None:
+        if breaker in self._tripped or not (force or self.enable_circuit_breakers):
+            return
+        trip = BreakerTrip(
+            breaker=breaker, reason=reason, tripped_at_ns=self._clock(), tripped_at_ms=self._wall_clock() // 1_000_000
+        )
+        self._tripped[breaker] = trip
+        self._trip_counts[breaker] += 1
+        log.error("circuit breaker %s tripped: %s", breaker.value, reason)
+        if self._on_alert is not None:
+            try:
+                self._on_alert(trip)
+            except Exception:
+                # The breaker is already tripped; a failing alert sink must not undo or hide that.
+                log.exception("alert callback failed for circuit breaker %s", breaker.value)
+
+    def _roll_day(self) -> None:
+        day = self._wall_clock() // NS_PER_DAY
+        if day != self._day:
+            log.info("trading day %d closed with realized PnL %s USD", self._day, self._daily_pnl)
+            self._day = day
+            self._daily_pnl = ZERO
+        self._day_end_ns = (day + 1) * NS_PER_DAY
+
+    def _refresh_symbol(self, symbol: str) -> None:
+        exposure = abs(self.net_position(symbol)) * self._marks[symbol]
+        self._adjust_used(symbol, exposure - self._symbol_exposure.get(symbol, ZERO))
+        self._symbol_exposure[symbol] = exposure
+
+    def _adjust_used(self, symbol: str, delta: Decimal) -> None:
+        self._used_total += delta
+        self._used_by_symbol[symbol] = self._used_by_symbol.get(symbol, ZERO) + delta
+
+    @staticmethod
+    def _prune(times: deque[int], oldest_ns: int) -> None:
+        while times and times[0] <= oldest_ns:
+            times.popleft()

@@ -1,0 +1,215 @@
+"""Graceful shutdown: on SIGINT/SIGTERM run named steps in order, each with a timeout.
+
+The engine registers its steps in the order they must run: stop scanning, cancel open
+orders, hand residual positions to recovery, close the connectors, flush and close the
+journal. Each step gets its own timeout, capped by what is left of the overall one; a step
+that fails or times out is logged and the next one still runs (a stuck cancel must not
+keep the journal from closing). Steps left when the overall timeout is spent are skipped.
+A second signal while shutting down exits the process at once.
+
+Usage::
+
+    async with ShutdownManager(timeout_s=15) as shutdown:
+        shutdown.add_step("stop scanning", controller.stop_scanning, timeout_s=1)
+        shutdown.add_step("cancel open orders", executor.cancel_all, timeout_s=5)
+        ...
+        await shutdown.wait()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import time
+from collections.abc import Awaitable, Callable
+from enum import Enum
+from types import TracebackType
+from typing import NoReturn
+
+import msgspec
+
+log = logging.getLogger(__name__)
+
+StepAction = Callable[[], Awaitable[object]]
+
+
+class StepStatus(str, Enum):
+    """How a shutdown step ended."""
+
+    OK = "ok"
+    TIMEOUT = "timeout"
+    ERROR = "error"
+    SKIPPED = "skipped"  # the overall timeout was spent before it could start
+
+
+class StepOutcome(msgspec.Struct, frozen=True, kw_only=True):
+    """One step's result."""
+
+    name: str
+    status: StepStatus
+    elapsed_ns: int
+    error: str | None = None
+
+
+class _Step(msgspec.Struct, frozen=True):
+    name: str
+    action: StepAction
+    timeout_s: float
+
+
+class ShutdownManager:
+    """Runs the registered shutdown steps once, on a signal or on ``request_shutdown``."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop | None = None,
+        *,
+        timeout_s: float = 30.0,
+        signals: tuple[signal.Signals, ...] = (signal.SIGINT, signal.SIGTERM),
+        force_exit: Callable[[int], NoReturn] = os._exit,
+        force_exit_code: int = 1,
+    ) -> None:
+        if timeout_s <= 0:
+            raise ValueError(f"timeout_s={timeout_s}: must be positive")
+        self._loop = loop
+        self.timeout_s = timeout_s
+        self._signals = signals
+        self._installed: list[signal.Signals] = []
+        self._force_exit = force_exit
+        self._force_exit_code = force_exit_code
+        self._steps: list[_Step] = []
+        self._reason: str | None = None
+        self._task: asyncio.Task[list[StepOutcome]] | None = None
+        self._requested: asyncio.Event | None = None
+
+    @property
+    def is_shutting_down(self) -> bool:
+        """Whether shutdown was requested (by a signal or a call)."""
+        return self._reason is not None
+
+    @property
+    def reason(self) -> str | None:
+        """Why shutdown was requested."""
+        return self._reason
+
+    @property
+    def outcomes(self) -> list[StepOutcome]:
+        """The steps' results once shutdown has finished, else empty."""
+        task = self._task
+        return task.result() if task is not None and task.done() and not task.cancelled() else []
+
+    @property
+    def exit_code(self) -> int:
+        """0 when every step ended OK, 1 otherwise (for the process exit status)."""
+        done = self.outcomes
+        return 0 if done and all(o.status is StepStatus.OK for o in done) else 1
+
+    def add_step(self, name: str, action: StepAction, *, timeout_s: float) -> None:
+        """Register a step; steps run in registration order."""
+        if timeout_s <= 0:
+            raise ValueError(f"shutdown step {name!r}: timeout_s={timeout_s}: must be positive")
+        if self._task is not None:
+            raise RuntimeError(f"shutdown step {name!r}: shutdown already started")
+        self._steps.append(_Step(name, action, timeout_s))
+
+    def install(self) -> None:
+        """Handle the signals on the event loop (call from a coroutine on that loop)."""
+        loop = self._loop = self._loop or asyncio.get_running_loop()
+        for sig in self._signals:
+            loop.add_signal_handler(sig, self._on_signal, sig)
+            self._installed.append(sig)
+
+    def uninstall(self) -> None:
+        """Give the signals back to their default handling."""
+        if self._loop is not None:
+            for sig in self._installed:
+                self._loop.remove_signal_handler(sig)
+        self._installed.clear()
+
+    def request_shutdown(self, reason: str) -> None:
+        """Start the shutdown steps (once; later requests are ignored)."""
+        if self._reason is not None:
+            log.info("shutdown already in progress (%s); ignoring: %s", self._reason, reason)
+            return
+        self._reason = reason
+        log.warning("shutting down: %s", reason)
+        loop = self._loop = self._loop or asyncio.get_running_loop()
+        self._task = loop.create_task(self._run_steps(), name="arb-shutdown")
+        if self._requested is not None:
+            self._requested.set()
+
+    async def wait(self) -> list[StepOutcome]:
+        """Wait until shutdown is requested and its steps have run; returns their outcomes."""
+        if self._task is None:
+            if self._requested is None:
+                self._requested = asyncio.Event()
+            await self._requested.wait()
+        if self._task is None:  # pragma: no cover - set before the event
+            raise RuntimeError("shutdown requested without a shutdown task")
+        return await asyncio.shield(self._task)
+
+    async def __aenter__(self) -> ShutdownManager:
+        self.install()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        try:
+            if self._task is None:
+                self.request_shutdown("leaving the engine" if exc is None else f"engine stopped by {exc!r}")
+            await self.wait()
+        finally:
+            self.uninstall()
+
+    def _on_signal(self, sig: signal.Signals) -> None:
+        if self._reason is None:
+            self.request_shutdown(f"received {sig.name}")
+            return
+        log.critical("received %s while shutting down (%s): forcing exit", sig.name, self._reason)
+        logging.shutdown()
+        self._force_exit(self._force_exit_code)
+
+    async def _run_steps(self) -> list[StepOutcome]:
+        outcomes: list[StepOutcome] = []
+        deadline = time.monotonic() + self.timeout_s
+        for step in self._steps:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                outcome = StepOutcome(name=step.name, status=StepStatus.SKIPPED, elapsed_ns=0)
+                log.error("shutdown step %r skipped: overall timeout of %.1f s spent", step.name, self.timeout_s)
+                outcomes.append(outcome)
+                continue
+            outcomes.append(await self._run_step(step, min(step.timeout_s, left)))
+        failed = [o.name for o in outcomes if o.status is not StepStatus.OK]
+        if failed:
+            log.error("shutdown finished with problems in: %s", ", ".join(failed))
+        else:
+            log.info("shutdown finished: %d steps OK", len(outcomes))
+        return outcomes
+
+    async def _run_step(self, step: _Step, timeout_s: float) -> StepOutcome:
+        start = time.monotonic_ns()
+        log.info("shutdown step %r started (timeout %.1f s)", step.name, timeout_s)
+        try:
+            await asyncio.wait_for(step.action(), timeout_s)
+        except TimeoutError:
+            elapsed = time.monotonic_ns() - start
+            log.error("shutdown step %r timed out after %.1f s", step.name, timeout_s)
+            return StepOutcome(name=step.name, status=StepStatus.TIMEOUT, elapsed_ns=elapsed)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise
+            elapsed = time.monotonic_ns() - start
+            log.error("shutdown step %r was cancelled", step.name)
+            return StepOutcome(name=step.name, status=StepStatus.ERROR, elapsed_ns=elapsed, error="cancelled")
+        except Exception as exc:
+            elapsed = time.monotonic_ns() - start
+            log.error("shutdown step %r failed: %r", step.name, exc, exc_info=exc)
+            return StepOutcome(name=step.name, status=StepStatus.ERROR, elapsed_ns=elapsed, error=repr(exc))
+        elapsed = time.monotonic_ns() - start
+        log.info("shutdown step %r done in %.3f s", step.name, elapsed / 1e9)
+        return StepOutcome(name=step.name, status=StepStatus.OK, elapsed_ns=elapsed)

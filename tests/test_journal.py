@@ -1,0 +1,276 @@
+"""Journal: intents before, outcomes after, idempotent fills, reconciliation, and kill -9 safety."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections import Counter
+from contextlib import closing
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from arb.exchanges.models import Fill, OrderRequest, OrderState, OrderStatus, OrderType
+from arb.journal import SCHEMA_VERSION, Journal, JournalError
+from arb.types import ExchangeName, OrderSide
+
+D = Decimal
+GATE, MEXC = ExchangeName.GATEIO, ExchangeName.MEXC
+WRITER = Path(__file__).with_name("journal_crash_writer.py")
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def journal(tmp_path: Path) -> Journal:
+    return Journal(tmp_path / "journal.sqlite3", wall_clock_ms=lambda: 1_700_000_000_000)
+
+
+def request(coid: str, quantity: str = "1", side: OrderSide = OrderSide.BUY, price: str = "100") -> OrderRequest:
+    return OrderRequest(
+        symbol="BTC/USDT", side=side, type=OrderType.LIMIT, quantity=D(quantity), price=D(price), client_order_id=coid
+    )
+
+
+def state(coid: str, status: OrderStatus, filled: str = "0", average: str | None = None) -> OrderState:
+    return OrderState(
+        symbol="BTC/USDT",
+        order_id=f"v-{coid}",
+        client_order_id=coid,
+        side=OrderSide.BUY,
+        type=OrderType.LIMIT,
+        status=status,
+        quantity=D(1),
+        price=D("100"),
+        filled_quantity=D(filled),
+        average_price=None if average is None else D(average),
+        fee=D("0"),
+        fee_asset="USDT",
+    )
+
+
+def fill(
+    trade_id: str,
+    quantity: str,
+    price: str = "100",
+    coid: str | None = "c1",
+    order_id: str = "v-c1",
+    side: OrderSide = OrderSide.BUY,
+    fee: str = "0",
+    fee_asset: str = "USDT",
+) -> Fill:
+    return Fill(
+        symbol="BTC/USDT",
+        order_id=order_id,
+        client_order_id=coid,
+        trade_id=trade_id,
+        side=side,
+        price=D(price),
+        quantity=D(quantity),
+        fee=D(fee),
+        fee_asset=fee_asset,
+        is_maker=False,
+        timestamp_ms=5,
+    )
+
+
+def open_ids(journal: Journal) -> list[str]:
+    return [intent.client_order_id for intent in journal.open_intents()]
+
+
+def test_database_is_wal_and_versioned(tmp_path: Path) -> None:
+    path = tmp_path / "j.sqlite3"
+    Journal(path).close()
+    with closing(sqlite3.connect(path)) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        assert db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
+        db.execute("PRAGMA user_version=99")
+    with pytest.raises(JournalError, match="schema version 99, this arb reads version 1"):
+        Journal(path)
+
+
+def test_intent_is_open_until_the_fills_complete_it(journal: Journal) -> None:
+    intent_id = journal.record_intent("opp1", "buy", request("c1"), GATE)
+    assert open_ids(journal) == ["c1"]
+    journal.record_ack(GATE, "c1", state("c1", OrderStatus.NEW))
+    assert journal.record_fill(GATE, fill("t1", "0.4"))
+    assert journal.is_open(intent_id)
+    (intent,) = journal.open_intents()
+    assert (intent.order_id, intent.filled_quantity) == ("v-c1", D("0.4"))
+    assert (intent.opportunity_id, intent.leg) == ("opp1", "buy")
+    assert journal.record_fill(GATE, fill("t2", "0.6"))
+    assert open_ids(journal) == [] and not journal.is_open(intent_id)
+
+
+def test_outcome_without_intent_is_refused(journal: Journal) -> None:
+    with pytest.raises(JournalError, match="no intent for gateio client order id 'c9'; record_intent must come first"):
+        journal.record_ack(GATE, "c9", state("c9", OrderStatus.NEW))
+
+
+def test_client_order_id_is_unique_per_market(journal: Journal) -> None:
+    journal.record_intent("opp1", "buy", request("c1"), GATE)
+    journal.record_intent("opp1", "sell", request("c1"), MEXC)  # another market may reuse it
+    with pytest.raises(JournalError, match="gateio client order id 'c1' is already journaled"):
+        journal.record_intent("opp2", "buy", request("c1"), GATE)
+
+
+def test_replayed_fill_is_recorded_once(journal: Journal) -> None:
+    journal.record_intent("opp1", "buy", request("c1"), GATE)
+    assert journal.record_fill(GATE, fill("t1", "0.5")) is True
+    assert journal.record_fill(GATE, fill("t1", "0.5")) is False
+    assert [r.fill.trade_id for r in journal.fills()] == ["t1"]
+    assert journal.open_intents()[0].filled_quantity == D("0.5")
+
+
+def test_fill_without_client_id_matches_the_acked_order_id(journal: Journal) -> None:
+    journal.record_intent("opp1", "buy", request("c1"), GATE)
+    journal.record_ack(GATE, "c1", state("c1", OrderStatus.NEW))
+    journal.record_fill(GATE, fill("t1", "1", coid=None, order_id="v-c1"))
+    (record,) = journal.fills("opp1")
+    assert (record.opportunity_id, record.leg, record.source) == ("opp1", "buy", "venue")
+    assert open_ids(journal) == []
+
+
+def test_fill_of_no_intent_is_kept(journal: Journal, caplog: pytest.LogCaptureFixture) -> None:
+    assert journal.record_fill(MEXC, fill("t1", "1", coid="other", order_id="v-other"))
+    (record,) = journal.fills()
+    assert record.opportunity_id is None and "matches no journaled intent" in caplog.text
+
+
+def test_final_status_waits_for_its_fills(journal: Journal) -> None:
+    journal.record_intent("opp1", "buy", request("c1"), GATE)
+    journal.record_fill(GATE, fill("t1", "0.4"))
+    # canceled after 0.6 filled, but only 0.4 of fills known yet: stays open
+    journal.record_cancel(GATE, "c1", state("c1", OrderStatus.CANCELED, filled="0.6"))
+    assert open_ids(journal) == ["c1"]
+    journal.record_fill(GATE, fill("t2", "0.2"))
+    assert open_ids(journal) == []
+
+
+def test_ack_with_final_status_and_no_fill_closes(journal: Journal) -> None:
+    journal.record_intent("opp1", "buy", request("c1"), GATE)
+    journal.record_ack(GATE, "c1", state("c1", OrderStatus.EXPIRED))
+    assert open_ids(journal) == []
+
+
+def test_reject_closes_and_unknown_stays_open(journal: Journal) -> None:
+    journal.record_intent("opp1", "buy", request("c1"), GATE)
+    journal.record_intent("opp1", "sell", request("c2", side=OrderSide.SELL), MEXC)
+    journal.record_reject(GATE, "c1", "insufficient balance")
+    journal.record_unknown(MEXC, "c2", "HTTP 504 after send")
+    assert open_ids(journal) == ["c2"]
+
+
+def test_reconcile_with_a_fake_resolver(journal: Journal, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("INFO")
+    for coid in ("lost", "filled", "partial", "resting", "unreachable"):
+        journal.record_intent("opp1", coid, request(coid), GATE)
+    journal.record_fill(GATE, fill("p1", "0.3", coid="partial", order_id="v-partial"))
+    journal.record_fill(GATE, fill("f1", "0.5", coid="filled", order_id="v-filled"))
+    venue = {
+        "lost": None,
+        "filled": state("filled", OrderStatus.FILLED, filled="1", average="101"),
+        "partial": state("partial", OrderStatus.CANCELED, filled="0.3", average="100"),
+        "resting": state("resting", OrderStatus.NEW),
+    }
+    asked: list[tuple[ExchangeName, str, str]] = []
+
+    async def resolve(exchange: ExchangeName, symbol: str, client_order_id: str) -> OrderState | None:
+        asked.append((exchange, symbol, client_order_id))
+        if client_order_id == "unreachable":
+            raise ConnectionError("gateio: connection refused")
+        return venue[client_order_id]
+
+    summary = asyncio.run(journal.reconcile(resolve))
+    assert asked[0] == (GATE, "BTC/USDT", "lost") and len(asked) == 5
+    assert (summary.checked, summary.filled, summary.partially_filled, summary.canceled) == (5, 1, 1, 0)
+    assert (summary.not_found, summary.still_open, summary.errors, summary.fills_added) == (1, 1, 1, 1)
+    assert open_ids(journal) == ["resting", "unreachable"]
+    expected = "5 open intents: 1 filled, 1 partially filled, 0 canceled, 1 not found, 1 still open, 1 errors"
+    assert expected in caplog.text
+    # the gap fill makes the recorded fills average to the venue's price: 0.5 @ 100 + 0.5 @ 102
+    gap = [r.fill for r in journal.fills() if r.source == "reconcile"]
+    assert [(f.quantity, f.price, f.trade_id) for f in gap] == [(D("0.5"), D("102"), "reconciled:filled:1")]
+
+    again = asyncio.run(journal.reconcile(resolve))
+    assert (again.checked, again.still_open, again.errors, again.fills_added) == (2, 1, 1, 0)
+    assert len(journal.fills()) == 3
+
+
+def test_opportunity_pnl_is_exact(journal: Journal) -> None:
+    journal.record_intent("opp1", "buy", request("c1", quantity="0.3"), MEXC)
+    journal.record_intent("opp1", "sell", request("c2", quantity="0.3", side=OrderSide.SELL, price="101.1"), GATE)
+    journal.record_fill(MEXC, fill("t1", "0.1", "100.1", fee="0.01001"))
+    journal.record_fill(MEXC, fill("t2", "0.2", "100.2", fee="0.0002", fee_asset="BTC"))
+    journal.record_fill(GATE, fill("t3", "0.25", "101.1", coid="c2", order_id="v-c2", side=OrderSide.SELL, fee="0.01"))
+    pnl = journal.opportunity_pnl("opp1")
+    assert (pnl.buy_notional, pnl.sell_notional) == (D("30.05"), D("25.275"))
+    assert pnl.quote_fees == D("0.02001") and pnl.other_fees == {"BTC": D("0.0002")}
+    assert pnl.realized_pnl == D("25.275") - D("30.05") - D("0.02001")
+    assert pnl.residual_quantity == D("0.05")
+
+
+def test_recovery_steps(journal: Journal) -> None:
+    journal.record_recovery_step("opp1", "hedge", {"exchange": "gateio", "quantity": "0.5"})
+    journal.record_recovery_step("opp1", "done")
+    assert journal.recovery_steps("opp1") == [("hedge", {"exchange": "gateio", "quantity": "0.5"}), ("done", {})]
+
+
+def test_records_survive_reopening(tmp_path: Path) -> None:
+    path = tmp_path / "j.sqlite3"
+    with Journal(path) as first:
+        first.record_intent("opp1", "buy", request("c1"), GATE)
+    with Journal(path) as second:
+        assert open_ids(second) == ["c1"]
+
+
+def _reported(path: Path) -> list[str]:
+    text = path.read_text() if path.exists() else ""
+    lines = text.split("\n")
+    return lines[:-1]  # the part after the last newline is empty, or a torn line
+
+
+def test_kill_9_at_random_points_loses_and_doubles_nothing(tmp_path: Path) -> None:
+    db, report = tmp_path / "crash.sqlite3", tmp_path / "committed.txt"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    rng = random.Random(20240601)
+    kills = 0
+    for _ in range(20):
+        child = subprocess.Popen([sys.executable, str(WRITER), str(db), str(report)], env=env)
+        time.sleep(rng.uniform(0.15, 0.6))
+        if child.poll() is None:
+            child.send_signal(signal.SIGKILL)
+            kills += 1
+        assert child.wait(timeout=10) in (-signal.SIGKILL, 0), "the writer failed on its own"
+        with closing(sqlite3.connect(db)) as check:
+            assert check.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+            if check.execute("SELECT 1 FROM sqlite_master WHERE name = 'intents'").fetchone() is None:
+                assert _reported(report) == []  # killed before the schema was committed
+                continue
+            intents = {row[0] for row in check.execute("SELECT client_order_id FROM intents")}
+            acks = {row[0] for row in check.execute(
+                "SELECT i.client_order_id FROM order_events e JOIN intents i USING (intent_id) WHERE e.kind = 'ack'"
+            )}
+            fills = {row[0] for row in check.execute("SELECT trade_id FROM fills")}
+        for line in _reported(report):
+            kind, key = line.split()
+            assert key in {"intent": intents, "ack": acks, "fill": fills}[kind], f"committed {line!r} was lost"
+    assert kills >= 15
+
+    subprocess.run([sys.executable, str(WRITER), str(db), str(report), "--finish"], env=env, check=True, timeout=30)
+    with Journal(db) as journal:
+        assert journal.open_intents() == []
+        records = journal.fills()
+        per_intent = Counter(r.fill.client_order_id for r in records)
+    assert records and set(per_intent.values()) == {1}, "a fill was doubled"
+    reported = Counter(line.split()[1] for line in _reported(report) if line.startswith("intent"))
+    assert set(reported.values()) == {1}
+    with closing(sqlite3.connect(db)) as check:
+        intents = check.execute("SELECT count(*) FROM intents").fetchone()[0]
+    assert intents == len(records) >= len(reported) > 20

@@ -1,0 +1,427 @@
+"""RiskManager: every limit and breaker trips exactly at its boundary, recoveries pass while tripped."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from arb.errors import RiskManagementError
+from arb.exchanges.models import Fill
+from arb.risk import Breaker, BreakerTrip, CircuitBreakerOpen, RiskCheck, RiskManager, RiskRejection
+from arb.types import (
+    ArbitrageOpportunity,
+    ArbitrageState,
+    ExchangeName,
+    ExecutionResult,
+    OpportunityType,
+    OrderSide,
+    RiskLimits,
+)
+
+D = Decimal
+MEXC, GATE = ExchangeName.MEXC, ExchangeName.GATEIO
+DAY_NS = 86_400_000_000_000
+LIMITS = RiskLimits(
+    max_position_size_usd=D("1000"),
+    max_total_exposure_usd=D("2500"),
+    max_daily_loss_usd=D("50"),
+    min_profit_margin_bps=D("10"),
+    max_consecutive_failures=3,
+    max_execution_latency_ms=500,
+    max_symbol_exposure_usd=D("1500"),
+)
+
+
+class FakeClock:
+    def __init__(self, now: int) -> None:
+        self.now = now
+
+    def __call__(self) -> int:
+        return self.now
+
+
+def make(**kwargs: object) -> tuple[RiskManager, FakeClock, FakeClock, list[BreakerTrip]]:
+    clock, wall = FakeClock(1_000_000_000), FakeClock(20_000 * DAY_NS + 1)
+    alerts: list[BreakerTrip] = []
+    limits = kwargs.pop("limits", LIMITS)
+    assert isinstance(limits, RiskLimits)
+    manager = RiskManager(
+        limits, clock=clock, wall_clock=wall, on_alert=alerts.append, **kwargs  # type: ignore[arg-type]
+    )
+    return manager, clock, wall, alerts
+
+
+def opportunity(
+    quantity: str = "1",
+    buy: str = "100",
+    sell: str = "101",
+    margin: str = "20",
+    symbol: str = "BTC/USDT",
+    oid: str = "o1",
+) -> ArbitrageOpportunity:
+    return ArbitrageOpportunity(
+        opportunity_id=oid,
+        opportunity_type=OpportunityType.SPOT_SPOT,
+        symbol=symbol,
+        buy_exchange=MEXC,
+        sell_exchange=GATE,
+        buy_price=D(buy),
+        sell_price=D(sell),
+        max_quantity=D(quantity),
+        profit_per_unit=D(sell) - D(buy),
+        total_profit_estimate=(D(sell) - D(buy)) * D(quantity),
+        profit_margin_bps=D(margin),
+        detected_at=0,
+    )
+
+
+def fill(side: OrderSide, quantity: str, price: str, symbol: str = "ETH/USDT", trade_id: str = "t1") -> Fill:
+    return Fill(
+        symbol=symbol,
+        order_id="x",
+        client_order_id=None,
+        trade_id=trade_id,
+        side=side,
+        price=D(price),
+        quantity=D(quantity),
+        fee=D(0),
+        fee_asset="USDT",
+        is_maker=False,
+        timestamp_ms=1,
+    )
+
+
+def result(state: ArbitrageState = ArbitrageState.COMPLETED, ms: str = "10", oid: str = "o1") -> ExecutionResult:
+    return ExecutionResult(opportunity_id=oid, final_state=state, total_execution_time_ms=D(ms), realized_profit=D(0))
+
+
+def outcome(manager: RiskManager, opp: ArbitrageOpportunity) -> RiskCheck | None:
+    try:
+        manager.validate_opportunity_risk(opp)
+    except RiskRejection as exc:
+        return exc.check
+    return None
+
+
+# -- limits -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("quantity", "expected"),
+    [("9.9999", None), ("10", None), ("10.0001", RiskCheck.MAX_POSITION_SIZE)],
+    ids=["below", "at", "above"],
+)
+def test_position_size_boundary(quantity: str, expected: RiskCheck | None) -> None:
+    manager, *_ = make()
+    # notional uses the higher leg price: 10 * 100 = 1000 USD at the limit
+    assert outcome(manager, opportunity(quantity, buy="99", sell="100")) is expected
+
+
+@pytest.mark.parametrize(
+    ("margin", "expected"),
+    [("9.99", RiskCheck.MIN_PROFIT_MARGIN), ("10", None), ("10.01", None)],
+    ids=["below", "at", "above"],
+)
+def test_min_margin_boundary(margin: str, expected: RiskCheck | None) -> None:
+    manager, *_ = make()
+    assert outcome(manager, opportunity(margin=margin)) is expected
+
+
+@pytest.mark.parametrize(
+    ("quantity", "expected"),
+    [("4.9999", None), ("5", None), ("5.0001", RiskCheck.MAX_TOTAL_EXPOSURE)],
+    ids=["below", "at", "above"],
+)
+def test_total_exposure_boundary(quantity: str, expected: RiskCheck | None) -> None:
+    manager, *_ = make()
+    manager.record_fill(MEXC, fill(OrderSide.BUY, "1", "1000", symbol="ETH/USDT"))
+    manager.record_fill(MEXC, fill(OrderSide.BUY, "1", "1000", symbol="SOL/USDT", trade_id="t2"))
+    assert manager.get_current_risk_metrics().total_exposure_usd == D("2000")
+    assert outcome(manager, opportunity(quantity, buy="99", sell="100")) is expected
+
+
+@pytest.mark.parametrize(
+    ("quantity", "expected"),
+    [("0.4999", None), ("0.5", None), ("0.5001", RiskCheck.MAX_SYMBOL_EXPOSURE)],
+    ids=["below", "at", "above"],
+)
+def test_symbol_exposure_boundary(quantity: str, expected: RiskCheck | None) -> None:
+    manager, *_ = make()
+    manager.record_fill(GATE, fill(OrderSide.SELL, "0.5", "2000"))  # short 1000 USD of ETH
+    opp = opportunity(quantity, buy="1000", sell="999", symbol="ETH/USDT")  # the higher leg price counts
+    assert outcome(manager, opp) is expected
+
+
+def test_symbol_cap_counts_only_its_symbol() -> None:
+    manager, *_ = make()
+    manager.record_fill(GATE, fill(OrderSide.SELL, "0.5", "2000"))
+    assert outcome(manager, opportunity("1", buy="1000", sell="1000", symbol="BTC/USDT")) is None
+
+
+def test_hedged_positions_carry_no_exposure() -> None:
+    manager, *_ = make()
+    manager.record_fill(MEXC, fill(OrderSide.BUY, "1", "2000", trade_id="a"))
+    manager.record_fill(GATE, fill(OrderSide.SELL, "1", "2001", trade_id="b"))
+    metrics = manager.get_current_risk_metrics()
+    assert metrics.total_exposure_usd == 0
+    assert {(p.exchange, p.side, p.quantity) for p in metrics.positions} == {
+        (MEXC, OrderSide.BUY, D(1)),
+        (GATE, OrderSide.SELL, D(1)),
+    }
+
+
+def test_contract_size_converts_futures_fills_to_base() -> None:
+    manager, *_ = make()
+    manager.record_fill(ExchangeName.GATEIO_FUTURES, fill(OrderSide.SELL, "10", "2000"), contract_size=D("0.01"))
+    assert manager.net_position("ETH/USDT") == D("-0.1")
+    assert manager.get_current_risk_metrics().symbol_exposure_usd == {"ETH/USDT": D("200.00")}
+
+
+@pytest.mark.parametrize(
+    ("loss", "expected"),
+    [("49.99", None), ("50", RiskCheck.MAX_DAILY_LOSS), ("50.01", RiskCheck.MAX_DAILY_LOSS)],
+    ids=["below", "at", "above"],
+)
+def test_daily_loss_boundary(loss: str, expected: RiskCheck | None) -> None:
+    manager, *_ = make()
+    manager.record_realized_pnl(D("10"))
+    manager.record_realized_pnl(-D(loss) - D("10"))
+    assert outcome(manager, opportunity()) is expected
+
+
+def test_in_flight_execution_reserves_exposure_until_recorded() -> None:
+    manager, *_ = make()
+    for oid, symbol in (("a", "ETH/USDT"), ("b", "SOL/USDT")):
+        manager.record_execution_started(opportunity("10", buy="99", sell="100", symbol=symbol, oid=oid))  # 1000 USD
+    assert manager.get_current_risk_metrics().in_flight_usd == D("2000")
+    assert outcome(manager, opportunity("5.0001", buy="99", sell="100")) is RiskCheck.MAX_TOTAL_EXPOSURE
+    manager.record_execution(result(oid="a"))
+    assert outcome(manager, opportunity("5.0001", buy="99", sell="100")) is None
+    assert manager.get_current_risk_metrics().executions_in_flight == 1
+
+
+def test_daily_loss_resets_at_utc_midnight() -> None:
+    manager, _, wall, _ = make()
+    wall.now = 20_001 * DAY_NS - 1  # last ns of the day
+    manager.record_realized_pnl(D("-50"))
+    assert outcome(manager, opportunity()) is RiskCheck.MAX_DAILY_LOSS
+    wall.now += 1
+    assert outcome(manager, opportunity()) is None
+    metrics = manager.get_current_risk_metrics()
+    assert (metrics.trading_day, metrics.daily_realized_pnl_usd) == (20_001, 0)
+
+
+def test_rejection_message_names_limit_and_values() -> None:
+    manager, *_ = make()
+    expected = r"o1 BTC/USDT: leg notional \(USD\) 1010 over max_position_size_usd 1000"
+    with pytest.raises(RiskManagementError, match=expected):
+        manager.validate_opportunity_risk(opportunity("10", buy="100", sell="101"))
+
+
+@pytest.mark.parametrize(("quantity", "buy"), [("0", "100"), ("-1", "100"), ("1", "0")])
+def test_invalid_opportunity_is_rejected(quantity: str, buy: str) -> None:
+    manager, *_ = make()
+    assert outcome(manager, opportunity(quantity, buy=buy)) is RiskCheck.INVALID_OPPORTUNITY
+
+
+def test_disabled_risk_checks_skip_limits_but_not_breakers() -> None:
+    manager, *_ = make(enable_risk_checks=False)
+    assert outcome(manager, opportunity("1000", margin="0")) is None
+    manager.kill()
+    assert outcome(manager, opportunity()) is RiskCheck.CIRCUIT_BREAKER
+
+
+# -- breakers -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("failures", "tripped"), [(2, False), (3, True), (4, True)], ids=["below", "at", "above"])
+def test_consecutive_failures_boundary(failures: int, tripped: bool) -> None:
+    manager, _, _, alerts = make()
+    for _ in range(failures):
+        manager.record_execution(result(ArbitrageState.FAILED))
+    assert manager.is_tripped is tripped
+    assert len(alerts) == int(tripped)  # once per trip, not per failure after it
+    status = manager.get_circuit_breaker_status()[Breaker.CONSECUTIVE_FAILURES]
+    assert (status.tripped, status.count, status.threshold) == (tripped, failures, 3)
+
+
+def test_success_resets_consecutive_failures() -> None:
+    manager, *_ = make()
+    for state in (ArbitrageState.FAILED, ArbitrageState.RECOVERING, ArbitrageState.COMPLETED):
+        manager.record_execution(result(state))
+    manager.record_execution(result(ArbitrageState.FAILED))
+    manager.record_execution(result(ArbitrageState.FAILED))
+    assert not manager.is_tripped
+
+
+@pytest.mark.parametrize(("ms", "tripped"), [("499.999", False), ("500", False), ("500.001", True)])
+def test_single_slow_execution_boundary(ms: str, tripped: bool) -> None:
+    manager, *_ = make()
+    manager.record_execution(result(ms=ms))
+    assert manager.is_tripped is tripped
+
+
+@pytest.mark.parametrize(("slow", "tripped"), [(2, False), (3, True)])
+def test_latency_streak_boundary(slow: int, tripped: bool) -> None:
+    manager, *_ = make(latency_trips_after=3)
+    manager.record_execution(result(ms="900"))
+    manager.record_execution(result(ms="10"))  # a fast one resets the streak
+    for _ in range(slow):
+        manager.record_execution(result(ms="900"))
+    assert manager.is_tripped is tripped
+
+
+@pytest.mark.parametrize(("reports", "tripped"), [(2, False), (3, True), (4, True)])
+def test_stale_data_boundary(reports: int, tripped: bool) -> None:
+    manager, clock, _, alerts = make(stale_data_trips_at=3, stale_data_window_ns=1_000)
+    for _ in range(reports):
+        clock.now += 10
+        manager.record_stale_data(MEXC, "BTC/USDT", desynced=True)
+    assert manager.is_tripped is tripped
+    assert len(alerts) == int(tripped)
+    if tripped:
+        assert "desynced" in alerts[0].reason
+
+
+def test_stale_reports_outside_the_window_expire() -> None:
+    manager, clock, _, _ = make(stale_data_trips_at=3, stale_data_window_ns=1_000)
+    for _ in range(10):
+        manager.record_stale_data(GATE, "BTC/USDT")
+        clock.now += 500  # at most 2 reports in any 1000 ns window
+    assert not manager.is_tripped
+    assert manager.get_circuit_breaker_status()[Breaker.STALE_DATA].count == 1
+
+
+@pytest.mark.parametrize(("errors", "tripped"), [(4, False), (5, True)])
+def test_venue_errors_boundary_per_venue(errors: int, tripped: bool) -> None:
+    manager, clock, _, alerts = make(venue_errors_trip_at=5, venue_errors_window_ns=10_000)
+    for _ in range(4):
+        manager.record_venue_error(GATE, "timeout")  # another venue does not add up
+    for _ in range(errors):
+        clock.now += 1
+        manager.record_venue_error(ExchangeName.MEXC_FUTURES if _ % 2 else MEXC, "HTTP 503")
+    assert manager.is_tripped is tripped
+    if tripped:
+        assert alerts[0].breaker is Breaker.VENUE_ERRORS and "mexc" in alerts[0].reason
+
+
+def test_kill_switch_and_resume() -> None:
+    manager, _, _, alerts = make(enable_circuit_breakers=False)
+    manager.kill("operator: venue maintenance")
+    with pytest.raises(CircuitBreakerOpen, match="kill_switch tripped: operator: venue maintenance") as info:
+        manager.validate_opportunity_risk(opportunity())
+    assert info.value.breaker is Breaker.KILL_SWITCH
+    assert [a.breaker for a in alerts] == [Breaker.KILL_SWITCH]
+    manager.resume()
+    assert outcome(manager, opportunity()) is None
+
+
+def test_disabled_breakers_never_trip_automatically() -> None:
+    manager, _, _, alerts = make(enable_circuit_breakers=False)
+    for _ in range(10):
+        manager.record_execution(result(ArbitrageState.FAILED, ms="10000"))
+        manager.record_venue_error(MEXC, "x")
+        manager.record_stale_data(MEXC, "BTC/USDT")
+    assert not manager.is_tripped and alerts == []
+
+
+def test_breakers_latch_until_reset_and_alert_again_on_the_next_trip() -> None:
+    manager, _, _, alerts = make()
+    for _ in range(3):
+        manager.record_execution(result(ArbitrageState.FAILED))
+    manager.record_execution(result(ArbitrageState.COMPLETED))
+    assert manager.is_tripped  # a success resets the count, not the trip
+    manager.reset_circuit_breaker(Breaker.CONSECUTIVE_FAILURES)
+    assert outcome(manager, opportunity()) is None
+    for _ in range(3):
+        manager.record_execution(result(ArbitrageState.FAILED))
+    assert len(alerts) == 2
+    status = manager.get_circuit_breaker_status()[Breaker.CONSECUTIVE_FAILURES]
+    assert status.trips == 2 and status.trip is not None and status.trip.tripped_at_ns == 1_000_000_000
+
+
+def test_failing_alert_callback_does_not_undo_the_trip(caplog: pytest.LogCaptureFixture) -> None:
+    def broken(trip: BreakerTrip) -> None:
+        raise OSError("pager unreachable")
+
+    manager = RiskManager(LIMITS, on_alert=broken)
+    manager.kill()
+    assert manager.is_tripped
+    assert "alert callback failed" in caplog.text
+
+
+# -- recoveries ---------------------------------------------------------------------------
+
+
+def test_recoveries_pass_while_tripped() -> None:
+    manager, *_ = make()
+    manager.record_fill(MEXC, fill(OrderSide.BUY, "0.5", "2000"))  # residual long from a failed leg
+    manager.kill()
+    assert outcome(manager, opportunity()) is RiskCheck.CIRCUIT_BREAKER
+    manager.validate_recovery(GATE, "ETH/USDT", OrderSide.SELL, D("0.5"))  # hedge on the other venue
+    manager.validate_recovery(MEXC, "ETH/USDT", OrderSide.SELL, D("0.2"))  # partial unwind
+    assert manager.get_risk_statistics().recoveries_allowed == 2
+
+
+@pytest.mark.parametrize(
+    ("side", "quantity"),
+    [(OrderSide.BUY, "0.1"), (OrderSide.SELL, "0.5001"), (OrderSide.SELL, "0")],
+    ids=["grows", "flips", "empty"],
+)
+def test_recovery_must_reduce_without_flipping(side: OrderSide, quantity: str) -> None:
+    manager, *_ = make()
+    manager.record_fill(MEXC, fill(OrderSide.BUY, "0.5", "2000"))
+    with pytest.raises(RiskRejection, match="net position is 0.5") as info:
+        manager.validate_recovery(GATE, "ETH/USDT", side, D(quantity))
+    assert info.value.check is RiskCheck.RECOVERY_NOT_REDUCING
+
+
+def test_recovery_without_position_is_refused() -> None:
+    manager, *_ = make()
+    with pytest.raises(RiskRejection):
+        manager.validate_recovery(GATE, "ETH/USDT", OrderSide.SELL, D("1"))
+
+
+# -- reports ------------------------------------------------------------------------------
+
+
+def test_statistics_and_metrics() -> None:
+    manager, *_ = make()
+    manager.validate_opportunity_risk(opportunity())
+    outcome(manager, opportunity(margin="1"))
+    outcome(manager, opportunity("100"))
+    manager.record_fill(MEXC, fill(OrderSide.BUY, "0.25", "2000"))
+    manager.record_fill(MEXC, fill(OrderSide.BUY, "0.25", "2100", trade_id="t2"))
+    manager.record_realized_pnl(D("-12.5"))
+    manager.kill()
+    outcome(manager, opportunity())
+    stats = manager.get_risk_statistics()
+    assert (stats.validations, stats.accepted) == (4, 1)
+    assert stats.rejections == {"circuit_breaker": 1, "min_profit_margin_bps": 1, "max_position_size_usd": 1}
+    assert stats.breaker_trips == {"kill_switch": 1}
+    metrics = manager.get_current_risk_metrics()
+    assert metrics.total_exposure_usd == D("1050.00")  # 0.5 at the last fill price
+    assert metrics.exposure_utilisation_pct == D("42")
+    assert metrics.daily_loss_utilisation_pct == D("25")
+    (position,) = metrics.positions
+    assert (position.quantity, position.entry_price) == (D("0.50"), D("2050"))
+
+
+def test_constructor_validates_thresholds() -> None:
+    with pytest.raises(ValueError, match="stale_data_trips_at=0"):
+        RiskManager(LIMITS, stale_data_trips_at=0)
+
+
+def test_execution_results_feed_the_daily_loss() -> None:
+    manager, *_ = make()
+    for pnl in ("-30", "-19.99"):
+        manager.record_execution(
+            ExecutionResult(
+                opportunity_id="o", final_state=ArbitrageState.COMPLETED,
+                total_execution_time_ms=D(1), realized_profit=D(pnl),
+            )
+        )
+    assert outcome(manager, opportunity()) is None
+    manager.record_realized_pnl(D("-0.01"))  # a recovery's loss
+    assert outcome(manager, opportunity()) is RiskCheck.MAX_DAILY_LOSS

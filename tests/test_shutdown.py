@@ -1,0 +1,126 @@
+"""ShutdownManager: ordered steps with timeouts, signals in a real process, a second signal forces exit."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import IO
+
+import pytest
+
+from arb.shutdown import ShutdownManager, StepStatus
+
+CHILD = Path(__file__).with_name("shutdown_child.py")
+ROOT = Path(__file__).resolve().parent.parent
+STEPS = ["stop scanning", "cancel open orders", "hand residuals to recovery", "close connectors", "close journal"]
+
+
+def start(mode: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    child = subprocess.Popen(
+        [sys.executable, str(CHILD), mode], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert child.stdout is not None
+    assert child.stdout.readline() == "ready\n"
+    return child
+
+
+def lines(stream: IO[str] | None) -> list[str]:
+    assert stream is not None
+    return stream.read().splitlines()
+
+
+def test_sigterm_runs_the_steps_in_order_and_exits_0() -> None:
+    child = start("ok")
+    child.send_signal(signal.SIGTERM)
+    assert child.wait(timeout=10) == 0
+    assert lines(child.stdout) == STEPS
+    log = "\n".join(lines(child.stderr))
+    assert "shutting down: received SIGTERM" in log and "shutdown finished: 5 steps OK" in log
+
+
+def test_hanging_step_is_timed_out_and_the_rest_still_run() -> None:
+    child = start("hang")
+    child.send_signal(signal.SIGINT)
+    assert child.wait(timeout=10) == 1
+    assert lines(child.stdout) == STEPS
+    log = "\n".join(lines(child.stderr))
+    assert "shutdown step 'cancel open orders' timed out after 0.3 s" in log
+    assert "shutdown finished with problems in: cancel open orders" in log
+
+
+def test_second_signal_forces_exit() -> None:
+    child = start("force")
+    child.send_signal(signal.SIGTERM)
+    assert child.stdout is not None and child.stdout.readline() == "stop scanning\n"
+    child.send_signal(signal.SIGTERM)
+    assert child.wait(timeout=10) == 3
+    assert "received SIGTERM while shutting down (received SIGTERM): forcing exit" in "\n".join(lines(child.stderr))
+
+
+def test_request_runs_steps_once_and_reports_outcomes() -> None:
+    order: list[str] = []
+
+    async def ok() -> None:
+        order.append("ok")
+
+    async def broken() -> None:
+        order.append("broken")
+        raise OSError("socket already closed")
+
+    async def main() -> ShutdownManager:
+        shutdown = ShutdownManager(signals=())
+        shutdown.add_step("first", ok, timeout_s=1)
+        shutdown.add_step("second", broken, timeout_s=1)
+        shutdown.add_step("third", ok, timeout_s=1)
+        assert not shutdown.is_shutting_down
+        shutdown.request_shutdown("test")
+        shutdown.request_shutdown("again")  # ignored
+        with pytest.raises(RuntimeError, match="already started"):
+            shutdown.add_step("late", ok, timeout_s=1)
+        await shutdown.wait()
+        return shutdown
+
+    shutdown = asyncio.run(main())
+    assert order == ["ok", "broken", "ok"]
+    assert [(o.name, o.status) for o in shutdown.outcomes] == [
+        ("first", StepStatus.OK),
+        ("second", StepStatus.ERROR),
+        ("third", StepStatus.OK),
+    ]
+    assert shutdown.outcomes[1].error == "OSError('socket already closed')"
+    assert (shutdown.reason, shutdown.exit_code) == ("test", 1)
+
+
+def test_overall_timeout_skips_the_remaining_steps() -> None:
+    async def slow() -> None:
+        await asyncio.sleep(10)
+
+    async def main() -> list[StepStatus]:
+        shutdown = ShutdownManager(timeout_s=0.2, signals=())
+        shutdown.add_step("slow", slow, timeout_s=5)  # capped by the 0.2 s left overall
+        shutdown.add_step("after", slow, timeout_s=5)
+        shutdown.request_shutdown("test")
+        return [o.status for o in await shutdown.wait()]
+
+    assert asyncio.run(main()) == [StepStatus.TIMEOUT, StepStatus.SKIPPED]
+
+
+def test_context_manager_shuts_down_when_the_body_raises() -> None:
+    ran: list[str] = []
+
+    async def close() -> None:
+        ran.append("close")
+
+    async def main() -> None:
+        async with ShutdownManager(signals=()) as shutdown:
+            shutdown.add_step("close", close, timeout_s=1)
+            raise ConnectionError("venue gone")
+
+    with pytest.raises(ConnectionError):
+        asyncio.run(main())
+    assert ran == ["close"]
