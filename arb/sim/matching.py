@@ -43,6 +43,10 @@ from typing import NamedTuple
 from arb_core.book import ASK, BID, DeltaBatch, OrderBook
 
 from ..exchanges.errors import ErrorCategory
+# Re-exported: the simulator speaks the same order vocabulary as the connectors.
+from ..exchanges.models import OrderStatus as OrderStatus
+from ..exchanges.models import OrderType as OrderType
+from ..exchanges.models import TimeInForce as TimeInForce
 from ..instruments import Instrument, InstrumentError
 from ..types import ExchangeName, OrderSide
 
@@ -50,32 +54,6 @@ ATOM_DECIMALS = 30
 _ATOM = 10**ATOM_DECIMALS
 FEE_ACCOUNT = "fees"
 MARKET_ACCOUNT = "market"
-
-
-class OrderType(str, Enum):
-    """How the order is priced."""
-
-    LIMIT = "limit"
-    MARKET = "market"
-
-
-class TimeInForce(str, Enum):
-    """What happens to the part that does not fill at once (POST_ONLY: must not take)."""
-
-    GTC = "gtc"
-    IOC = "ioc"
-    FOK = "fok"
-    POST_ONLY = "post_only"
-
-
-class OrderStatus(str, Enum):
-    """Lifecycle state of a simulated order."""
-
-    NEW = "new"
-    PARTIALLY_FILLED = "partially_filled"
-    FILLED = "filled"
-    CANCELED = "canceled"
-    EXPIRED = "expired"
 
 
 class Liquidity(str, Enum):
