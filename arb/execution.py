@@ -1,0 +1,270 @@
+"""Two-leg executor: both legs at once, drives ``arb_core.fsm``, hands residuals to recovery.
+
+``execute`` turns an opportunity into two IOC limit orders at the scanned worst prices,
+journals both intents, sends them concurrently and waits for each final outcome (an
+unknown outcome is resolved by querying the client id, never guessed). Equal fills
+complete the opportunity with its exact realized profit; anything else goes to the
+``RecoveryManager``, so an execution ends flat or flagged for manual approval.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections import OrderedDict
+from collections.abc import Mapping
+from decimal import ROUND_FLOOR, Decimal, localcontext
+from typing import Protocol
+
+import msgspec
+
+from arb_core.fsm import StateMachine
+
+from .errors import OrderExecutionError
+from .exchanges.base import PrivateExchange
+from .exchanges.models import OrderRequest, OrderType, TimeInForce
+from .instruments import Instrument, InstrumentCatalog
+from .monitor import Stage
+from .orders import (
+    ZERO,
+    Clock,
+    OrderJournal,
+    OrderOutcome,
+    OrderRunner,
+    OrderSettings,
+    Sleep,
+    catalog_instrument,
+    client_order_id,
+    round_price,
+)
+from .recovery import RecoveryManager, RecoveryOutcome, Residual
+from .types import ArbitrageOpportunity, ArbitrageState, ExchangeName, ExecutionResult, OpportunityType, OrderSide
+
+log = logging.getLogger(__name__)
+
+_NS_PER_MS = Decimal(1_000_000)
+_KEPT_HISTORIES = 256
+
+
+class ExecutionObserver(Protocol):
+    """Latency hooks (``arb.monitor.PerformanceMonitor`` satisfies it)."""
+
+    def record_stage(self, stage: Stage, duration_ns: int) -> None:
+        """Record how long ``stage`` took."""
+
+
+class LegPlan(msgspec.Struct, frozen=True, kw_only=True):
+    """One leg about to be sent."""
+
+    leg: str  # "buy" or "sell"
+    instrument: Instrument
+    request: OrderRequest
+
+
+class TwoLegExecutor:
+    """Executes opportunities as one two-leg operation; the residual of a failed leg goes to ``recovery``."""
+
+    def __init__(
+        self,
+        exchanges: Mapping[ExchangeName, PrivateExchange],
+        instruments: Mapping[ExchangeName, InstrumentCatalog],
+        *,
+        recovery: RecoveryManager,
+        journal: OrderJournal | None = None,
+        clock: Clock = time.monotonic_ns,
+        sleep: Sleep = asyncio.sleep,
+        order_settings: OrderSettings = OrderSettings(),
+        monitor: ExecutionObserver | None = None,
+    ) -> None:
+        self.instruments = instruments
+        self.recovery = recovery
+        self.clock = clock
+        self.monitor = monitor
+        self.orders = OrderRunner(exchanges, journal=journal, settings=order_settings, clock=clock, sleep=sleep)
+        self._histories: OrderedDict[str, list[tuple[ArbitrageState, int]]] = OrderedDict()
+
+    def plan(self, opportunity: ArbitrageOpportunity) -> tuple[LegPlan, LegPlan]:
+        """The two IOC orders of ``opportunity``; raises OrderExecutionError when it cannot be traded as given.
+
+        The quantity is ``max_quantity`` rounded down to a step both markets can trade
+        exactly (futures: whole contracts); prices are the scanned worst prices on each
+        market's tick grid, rounded toward the market by at most one tick.
+        """
+        opp = opportunity
+        where = f"opportunity {opp.opportunity_id} {opp.symbol}"
+        if opp.buy_exchange is opp.sell_exchange:
+            raise OrderExecutionError(f"{where}: buy and sell market are both {opp.buy_exchange.value}")
+        futures = (opp.buy_exchange.is_futures, opp.sell_exchange.is_futures)
+        if opp.opportunity_type is OpportunityType.SPOT_SPOT and any(futures):
+            raise OrderExecutionError(f"{where}: a spot_spot opportunity names a futures market")
+        if opp.opportunity_type is OpportunityType.SPOT_FUTURES_HEDGE and futures[0] == futures[1]:
+            raise OrderExecutionError(f"{where}: a spot_futures_hedge needs one spot and one futures market")
+        buy = catalog_instrument(self.instruments, opp.buy_exchange, opp.symbol)
+        sell = catalog_instrument(self.instruments, opp.sell_exchange, opp.symbol)
+        step = _common_step(buy.lot_size * buy.contract_size, sell.lot_size * sell.contract_size)
+        quantity = (opp.max_quantity / step).to_integral_value(rounding=ROUND_FLOOR) * step
+        if quantity <= 0:
+            raise OrderExecutionError(f"{where}: max_quantity {opp.max_quantity} is below one common lot {step}")
+        legs = []
+        for leg, side, instrument, price in (
+            ("buy", OrderSide.BUY, buy, opp.buy_price),
+            ("sell", OrderSide.SELL, sell, opp.sell_price),
+        ):
+            size = instrument.lots_to_size(instrument.size_to_lots(_exact_div(quantity, instrument.contract_size)))
+            limit = round_price(instrument, price, side, marketable=True)
+            if size < instrument.min_size or quantity * limit < instrument.min_notional:
+                raise OrderExecutionError(
+                    f"{where}: {leg} {size} on {instrument.exchange.value} is below min_size {instrument.min_size} "
+                    f"or min_notional {instrument.min_notional}"
+                )
+            request = OrderRequest(
+                symbol=instrument.symbol,
+                side=side,
+                type=OrderType.LIMIT,
+                quantity=size,
+                price=limit,
+                time_in_force=TimeInForce.IOC,
+                client_order_id=client_order_id(opp.opportunity_id, leg[0]),
+            )
+            legs.append(LegPlan(leg=leg, instrument=instrument, request=request))
+        return legs[0], legs[1]
+
+    async def execute(self, opportunity: ArbitrageOpportunity) -> ExecutionResult:
+        """Execute both legs of ``opportunity`` and recover any residual; never raises on venue failures."""
+        start = self.clock()
+        opp_id = opportunity.opportunity_id
+        fsm = StateMachine(int(ArbitrageState.OPPORTUNITY_FOUND), now_ns=start)
+        self._move(fsm, ArbitrageState.EXECUTING)
+        intended: list[LegPlan] = []
+        try:
+            buy_plan, sell_plan = self.plan(opportunity)
+            for plan in (buy_plan, sell_plan):
+                self.orders.intend(opp_id, plan.leg, plan.instrument.exchange, plan.request)
+                intended.append(plan)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # nothing was sent
+            log.warning("opportunity %s not executed: %s", opp_id, exc)
+            for plan in intended:
+                self.orders.abandon(plan.instrument.exchange, plan.request, str(exc))
+            self._move(fsm, ArbitrageState.FAILED)
+            return self._result(opportunity, fsm, start, (), ZERO, f"not executed: {exc}")
+        sent = self.clock()
+        buy, sell = await asyncio.gather(
+            self.orders.run(buy_plan.instrument.exchange, buy_plan.instrument, buy_plan.request, buy_plan.leg),
+            self.orders.run(sell_plan.instrument.exchange, sell_plan.instrument, sell_plan.request, sell_plan.leg),
+        )
+        if self.monitor is not None:
+            answered = [o.answered_ns for o in (buy, sell) if o.answered_ns]
+            if answered:
+                self.monitor.record_stage(Stage.PLACE, max(answered) - sent)
+            self.monitor.record_stage(Stage.FILL, self.clock() - sent)
+        tolerance = min(buy.instrument.lot_size * buy.instrument.contract_size,
+                        sell.instrument.lot_size * sell.instrument.contract_size)
+        if buy.resolved and sell.resolved and abs(buy.filled_base - sell.filled_base) < tolerance:
+            if not buy.filled and not sell.filled:
+                self._move(fsm, ArbitrageState.FAILED)
+                return self._result(opportunity, fsm, start, (buy, sell), ZERO, _errors("nothing filled", buy, sell))
+            self._move(fsm, ArbitrageState.COMPLETED)
+            return self._result(opportunity, fsm, start, (buy, sell), _realized([buy, sell]), None)
+        self._move(fsm, ArbitrageState.RECOVERING)
+        log.warning(
+            "opportunity %s: legs differ (buy %s filled %s of %s, sell %s filled %s of %s); recovering",
+            opp_id, buy.exchange.value, buy.filled, buy.request.quantity, sell.exchange.value, sell.filled,
+            sell.request.quantity,
+        )
+        try:
+            outcome = await self.recovery.recover(Residual(opportunity_id=opp_id, buy=buy, sell=sell))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.exception("opportunity %s: recovery failed; REQUIRES MANUAL APPROVAL", opp_id)
+            error = f"requires manual approval: recovery failed: {exc}"
+            return self._result(opportunity, fsm, start, (buy, sell), _realized((buy, sell)), error)
+        return self._recovered(opportunity, fsm, start, outcome)
+
+    def transitions(self, opportunity_id: str) -> list[tuple[ArbitrageState, int]]:
+        """The state machine history of a recent execution as (state, entered_at_ns), oldest first."""
+        return list(self._histories.get(opportunity_id, ()))
+
+    def _recovered(
+        self, opportunity: ArbitrageOpportunity, fsm: StateMachine, start: int, outcome: RecoveryOutcome
+    ) -> ExecutionResult:
+        orders = (outcome.buy, outcome.sell, *outcome.orders)
+        if outcome.requires_manual_approval:
+            # The state machine stays in RECOVERING: the residual is open until an operator acts.
+            error = f"requires manual approval: {outcome.reason}"
+            return self._result(opportunity, fsm, start, orders, _realized(orders), error)
+        # Completed only when hedges finished the planned trade; any unwind means the arbitrage did not happen.
+        completed = not outcome.unwound_base and any(o.filled for o in orders)
+        self._move(fsm, ArbitrageState.COMPLETED if completed else ArbitrageState.FAILED)
+        failure = None
+        if not completed:
+            what = f"recovered by unwind (cost {outcome.cost})" if outcome.unwound_base else "nothing filled"
+            failure = _errors(what, outcome.buy, outcome.sell)
+        return self._result(opportunity, fsm, start, orders, _realized(orders), failure)
+
+    def _move(self, fsm: StateMachine, state: ArbitrageState) -> None:
+        fsm.transition(int(state), max(self.clock(), fsm.entered_at_ns))
+
+    def _result(
+        self, opportunity: ArbitrageOpportunity, fsm: StateMachine, start: int, orders: tuple[OrderOutcome, ...],
+        profit: Decimal, error: str | None,
+    ) -> ExecutionResult:
+        elapsed_ns = self.clock() - start
+        self._histories[opportunity.opportunity_id] = [(ArbitrageState(s), t) for s, t in fsm.history()]
+        while len(self._histories) > _KEPT_HISTORIES:
+            self._histories.popitem(last=False)
+        return ExecutionResult(
+            opportunity_id=opportunity.opportunity_id,
+            final_state=ArbitrageState(fsm.state),
+            total_execution_time_ms=Decimal(elapsed_ns) / _NS_PER_MS,
+            realized_profit=profit,
+            legs=tuple(o.to_leg() for o in orders),
+            error=error,
+        )
+
+
+def _realized(orders: list[OrderOutcome] | tuple[OrderOutcome, ...]) -> Decimal:
+    """Sell proceeds minus buy cost minus fees over the matched base quantity, exactly when flat."""
+    bought = sold = buy_notional = sell_notional = fees = ZERO
+    with localcontext() as ctx:
+        ctx.prec = 60  # wide enough that products of venue decimals stay exact
+        for order in orders:
+            if not order.filled:
+                continue
+            fees += order.fee_quote
+            if order.request.side is OrderSide.BUY:
+                bought += order.filled_base
+                buy_notional += order.notional
+            else:
+                sold += order.filled_base
+                sell_notional += order.notional
+        if bought == sold:
+            return sell_notional - buy_notional - fees
+        # Open residual (flagged): count only the matched part at each side's average price.
+        matched = min(bought, sold)
+        if not matched:
+            return -fees
+        return matched * (sell_notional / sold - buy_notional / bought) - fees
+
+
+def _errors(prefix: str, *orders: OrderOutcome) -> str:
+    details = "; ".join(f"{o.leg} on {o.exchange.value}: {o.error}" for o in orders if o.error)
+    return f"{prefix}: {details}" if details else prefix
+
+
+def _common_step(a: Decimal, b: Decimal) -> Decimal:
+    """The smallest positive quantity that is a whole multiple of both ``a`` and ``b``."""
+    exponent = min(int(a.normalize().as_tuple().exponent), int(b.normalize().as_tuple().exponent), 0)
+    ia, ib = int(a.scaleb(-exponent)), int(b.scaleb(-exponent))
+    return Decimal(math.lcm(ia, ib)).scaleb(exponent).normalize()
+
+
+def _exact_div(value: Decimal, divisor: Decimal) -> Decimal:
+    with localcontext() as ctx:
+        ctx.prec = 60
+        return (value / divisor).normalize()
+

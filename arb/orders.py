@@ -1,0 +1,484 @@
+"""One order, sent once and its outcome known for sure: journal first, 429 waits, unknown outcomes resolved by query.
+
+Shared by the two-leg executor and the recovery manager. An order whose answer was lost
+(timeout, disconnect, 5xx) is never assumed placed or not placed: it is queried by its
+client order id until the venue says what happened. Only an explicit venue refusal or a
+"no such order" answer from the venue counts as "nothing executed".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import re
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_EVEN, Decimal, localcontext
+from typing import Any, Protocol
+
+import msgspec
+
+from .errors import ExchangeError, OrderRejectedError, RateLimitError
+from .exchanges.base import PrivateExchange
+from .exchanges.errors import ErrorCategory
+from .exchanges.models import Fill, OrderRequest, OrderRequestError, OrderState
+from .instruments import Instrument, InstrumentCatalog, split_symbol, unified_symbol
+from .types import ExchangeName, ExecutionLeg, OrderSide
+
+log = logging.getLogger(__name__)
+
+ZERO = Decimal(0)
+
+# Client ids valid on every venue: Gate ``text`` allows 28 bytes of [0-9A-Za-z_.-] after "t-",
+# MEXC 32 of [A-Za-z0-9_-]; the intersection is 28 of [A-Za-z0-9_-].
+CLIENT_ID_MAX_LEN = 28
+CLIENT_ID_TAG_MAX_LEN = 5
+_CLIENT_ID_BASE_MAX_LEN = CLIENT_ID_MAX_LEN - 1 - CLIENT_ID_TAG_MAX_LEN
+_CLIENT_ID_CHARS = re.compile(r"[A-Za-z0-9_-]+")
+
+# Categories under which the venue refused the order outright: nothing exists there.
+REFUSED = frozenset(
+    {
+        ErrorCategory.INSUFFICIENT_BALANCE,
+        ErrorCategory.PRECISION,
+        ErrorCategory.MIN_NOTIONAL,
+        ErrorCategory.UNKNOWN_ORDER,
+        ErrorCategory.ORDER_REJECTED,
+        ErrorCategory.INVALID_REQUEST,
+        ErrorCategory.AUTH_FAILED,
+        ErrorCategory.TIMESTAMP,
+        ErrorCategory.MAINTENANCE,
+    }
+)
+# Refusals that sending the same order again cannot cure ("unknown order" is an order lost
+# on the way, which may well go through when sent again).
+PERMANENT = REFUSED - {ErrorCategory.MAINTENANCE, ErrorCategory.TIMESTAMP, ErrorCategory.UNKNOWN_ORDER}
+
+Sleep = Callable[[float], Awaitable[None]]
+Clock = Callable[[], int]
+
+
+def client_order_id(opportunity_id: str, tag: str) -> str:
+    """A client order id valid on every venue, derived deterministically from ``opportunity_id`` and ``tag``.
+
+    The opportunity id is used as is when short enough and spelled in ``[A-Za-z0-9_-]``;
+    otherwise a 22-character hash of it stands in, so ids stay stable across restarts.
+    """
+    if not tag or len(tag) > CLIENT_ID_TAG_MAX_LEN or not _CLIENT_ID_CHARS.fullmatch(tag):
+        raise ValueError(f"client id tag {tag!r}: expected 1..{CLIENT_ID_TAG_MAX_LEN} characters of [A-Za-z0-9_-]")
+    base = opportunity_id
+    if len(base) > _CLIENT_ID_BASE_MAX_LEN or not _CLIENT_ID_CHARS.fullmatch(base):
+        base = hashlib.blake2b(opportunity_id.encode(), digest_size=11).hexdigest()
+    return f"{base}-{tag}"
+
+
+def market_symbol(symbol: str, exchange: ExchangeName) -> str:
+    """The unified symbol of ``symbol``'s pair on ``exchange``: ``BTC/USDT`` on spot, ``BTC/USDT:USDT`` on a perpetual."""
+    base, quote, _ = split_symbol(symbol)
+    return unified_symbol(base, quote, quote if exchange.is_futures else None)
+
+
+def round_price(instrument: Instrument, price: Decimal, side: OrderSide, *, marketable: bool) -> Decimal:
+    """``price`` on the tick grid: toward the market (buy up, sell down) when ``marketable``, else away from it."""
+    up = (side is OrderSide.BUY) == marketable
+    steps = (price / instrument.tick_size).to_integral_value(rounding=ROUND_CEILING if up else ROUND_FLOOR)
+    return instrument.ticks_to_price(max(int(steps), 1))
+
+
+def lots_of_base(instrument: Instrument, base_quantity: Decimal) -> int:
+    """Whole lots of ``instrument`` not exceeding ``base_quantity`` (base asset units)."""
+    step = instrument.lot_size * instrument.contract_size
+    return int((base_quantity / step).to_integral_value(rounding=ROUND_FLOOR))
+
+
+class Backoff(msgspec.Struct, frozen=True, kw_only=True):
+    """Exponential backoff: ``initial_s * factor**attempt``, capped at ``max_s``."""
+
+    initial_s: float = 0.05
+    factor: float = 2.0
+    max_s: float = 1.0
+
+    def delay(self, attempt: int) -> float:
+        """Seconds to wait before retry number ``attempt`` (0-based)."""
+        return float(min(self.max_s, self.initial_s * self.factor**attempt))
+
+
+class OrderSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """How hard to try to learn an order's outcome."""
+
+    query_attempts: int = 6  # queries by client id before an outcome counts as unresolved
+    backoff: Backoff = Backoff()
+    rate_limit_deadline_s: float = 1.0  # longest total wait on 429s before giving an order up
+
+
+class OrderJournal(Protocol):
+    """The part of ``arb.journal.Journal`` the executor and recovery write to."""
+
+    def record_intent(self, opportunity_id: str, leg: str, request: OrderRequest, exchange: ExchangeName) -> int:
+        """Record an order about to be sent."""
+
+    def record_ack(self, exchange: ExchangeName, client_order_id: str, state: OrderState) -> None:
+        """Record the venue's answer to placing the order."""
+
+    def record_order_update(self, exchange: ExchangeName, client_order_id: str, state: OrderState) -> None:
+        """Record an order state learned by query."""
+
+    def record_cancel(self, exchange: ExchangeName, client_order_id: str, state: OrderState) -> None:
+        """Record the venue's answer to canceling the order."""
+
+    def record_reject(self, exchange: ExchangeName, client_order_id: str, reason: str) -> None:
+        """Record that the order executed nothing (refused, or unknown to the venue)."""
+
+    def record_unknown(self, exchange: ExchangeName, client_order_id: str, reason: str) -> None:
+        """Record that the outcome of sending is not known yet."""
+
+    def record_fill(self, exchange: ExchangeName, fill: Fill, *, client_order_id: str | None = None) -> bool:
+        """Record an execution of the order."""
+
+    def record_recovery_step(self, opportunity_id: str, step: str, detail: Mapping[str, Any] | None = None) -> int:
+        """Record one recovery action."""
+
+
+class OrderOutcome(msgspec.Struct, frozen=True, kw_only=True):
+    """What became of one order: its final venue state, or why there is none.
+
+    ``state`` is None when nothing exists at the venue (refused, or never received);
+    ``resolved`` is False when the venue could not tell (the order may exist and may fill).
+    """
+
+    exchange: ExchangeName
+    instrument: Instrument
+    request: OrderRequest
+    leg: str
+    state: OrderState | None = None
+    resolved: bool = True
+    error: str | None = None
+    category: str | None = None
+    answered_ns: int = 0  # monotonic time of the venue's first answer (0: none)
+
+    @property
+    def filled(self) -> Decimal:
+        """Filled quantity in the order unit (contracts on futures)."""
+        return ZERO if self.state is None else self.state.filled_quantity
+
+    @property
+    def filled_base(self) -> Decimal:
+        """Filled quantity in base asset units."""
+        return self.filled * self.instrument.contract_size
+
+    @property
+    def average_price(self) -> Decimal:
+        """Average fill price (the limit price when the venue reported fills without one)."""
+        state = self.state
+        if state is not None and state.average_price is not None:
+            return state.average_price
+        return self.request.price if self.request.price is not None else ZERO
+
+    @property
+    def notional(self) -> Decimal:
+        """Quote value of the fills, exactly.
+
+        Every fill is a whole number of ticks times a whole number of lots, so the sum lies on
+        the grid of ``tick_size * lot_size * contract_size``. Venues report a rounded average
+        price (Gate: quote total / base total to 28 digits); snapping ``average * filled`` to
+        that grid recovers the exact total.
+        """
+        if not self.filled:
+            return ZERO
+        instrument = self.instrument
+        quantum = instrument.tick_size * instrument.lot_size * instrument.contract_size
+        with localcontext() as ctx:
+            ctx.prec = 60
+            steps = (self.filled_base * self.average_price / quantum).to_integral_value(rounding=ROUND_HALF_EVEN)
+            return steps * quantum
+
+    @property
+    def fee(self) -> tuple[Decimal, str]:
+        """The fee and its asset.
+
+        Some venues' order queries carry no fee (MEXC spot reports it only per trade): an
+        order with fills, a zero fee and no fee asset is charged the instrument's taker fee
+        in the asset received (base on a spot buy, quote otherwise), as the venue does for IOC.
+        """
+        state = self.state
+        instrument = self.instrument
+        if state is None or not state.filled_quantity:
+            return ZERO, instrument.quote
+        if state.fee or state.fee_asset is not None:
+            return state.fee, state.fee_asset or instrument.quote
+        if self.request.side is OrderSide.BUY and not instrument.is_futures:
+            return self.filled_base * instrument.taker_fee, instrument.base
+        return self.notional * instrument.taker_fee, instrument.quote
+
+    @property
+    def fee_quote(self) -> Decimal:
+        """Fee in the quote asset; a fee in the base asset is valued at the average fill price."""
+        fee, asset = self.fee
+        if not fee or asset == self.instrument.quote:
+            return fee
+        if asset == self.instrument.base:
+            return fee * self.average_price
+        log.warning(
+            "%s %s order %s: fee %s %s is in neither base nor quote and is not counted in PnL",
+            self.exchange.value, self.request.symbol, self.request.client_order_id, fee, asset,
+        )
+        return ZERO
+
+    @property
+    def refused_permanently(self) -> bool:
+        """Whether the venue refused the order for a reason that sending it again cannot cure."""
+        return self.state is None and self.resolved and self.category in PERMANENT
+
+    def to_leg(self) -> ExecutionLeg:
+        """The order as an ``ExecutionLeg`` record."""
+        state = self.state
+        return ExecutionLeg(
+            exchange=self.exchange,
+            symbol=self.request.symbol,
+            side=self.request.side,
+            client_order_id=self.request.client_order_id,
+            requested_quantity=self.request.quantity,
+            limit_price=self.request.price if self.request.price is not None else ZERO,
+            filled_quantity=self.filled,
+            average_price=None if state is None or not self.filled else self.average_price,
+            fee=self.fee[0],
+            order_id=None if state is None else state.order_id,
+            error=self.error,
+        )
+
+
+class OrderRunner:
+    """Sends orders and learns their final outcome, journaling every step when a journal is given."""
+
+    def __init__(
+        self,
+        exchanges: Mapping[ExchangeName, PrivateExchange],
+        *,
+        journal: OrderJournal | None = None,
+        settings: OrderSettings = OrderSettings(),
+        clock: Clock = time.monotonic_ns,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        self.exchanges = exchanges
+        self.journal = journal
+        self.settings = settings
+        self.clock = clock
+        self.sleep = sleep
+
+    def exchange(self, name: ExchangeName) -> PrivateExchange:
+        """The connector of market ``name``."""
+        try:
+            return self.exchanges[name]
+        except KeyError:
+            raise ExchangeError(name.value, "no connector configured for this market") from None
+
+    def intend(self, opportunity_id: str, leg: str, exchange: ExchangeName, request: OrderRequest) -> None:
+        """Journal the intent to send ``request``; must precede ``run``. Raises if the journal refuses."""
+        if self.journal is not None:
+            self.journal.record_intent(opportunity_id, leg, request, exchange)
+
+    def abandon(self, exchange: ExchangeName, request: OrderRequest, reason: str) -> None:
+        """Close the journaled intent of an order that will not be sent."""
+        self._journal_reject(exchange, request.client_order_id, f"not sent: {reason}")
+
+    async def run(
+        self, exchange: ExchangeName, instrument: Instrument, request: OrderRequest, leg: str
+    ) -> OrderOutcome:
+        """Send ``request`` (its intent already journaled) and return its final outcome; raises only on cancellation."""
+        venue = self.exchange(exchange)
+        cid = request.client_order_id
+        deadline_ns = self.clock() + int(self.settings.rate_limit_deadline_s * 1e9)
+        waits = 0
+        while True:
+            try:
+                state = await venue.place_order(request)
+            except asyncio.CancelledError:
+                raise
+            except RateLimitError as exc:
+                # A 429 is a refusal before matching: the same order (same client id) may be sent again.
+                wait_s = exc.retry_after_s if exc.retry_after_s is not None else self.settings.backoff.delay(waits)
+                if self.clock() + int(wait_s * 1e9) > deadline_ns:
+                    reason = f"rate limited past the {self.settings.rate_limit_deadline_s} s deadline: {exc}"
+                    return self._refused(exchange, instrument, request, leg, reason, ErrorCategory.RATE_LIMITED)
+                log.info("%s order %s rate limited, retrying in %.3f s", exchange.value, cid, wait_s)
+                waits += 1
+                await self.sleep(wait_s)
+                continue
+            except (OrderRejectedError, OrderRequestError) as exc:
+                category = getattr(exc, "category", None) or ErrorCategory.ORDER_REJECTED
+                return self._refused(exchange, instrument, request, leg, str(exc), category)
+            except ExchangeError as exc:
+                if exc.category in REFUSED:
+                    return self._refused(exchange, instrument, request, leg, str(exc), exc.category)
+                return await self._unknown(exchange, instrument, request, leg, exc)
+            except Exception as exc:  # transport failures after sending: the order may exist
+                return await self._unknown(exchange, instrument, request, leg, exc)
+            answered_ns = self.clock()
+            self._journal("record_ack", exchange, cid, state)
+            if not state.is_final:
+                return await self._resolve(exchange, instrument, request, leg, state, answered_ns)
+            return self._finished(exchange, instrument, request, leg, state, answered_ns)
+
+    async def resolve(self, outcome: OrderOutcome) -> OrderOutcome:
+        """Ask the venue again about an unresolved outcome; returns it unchanged when already resolved."""
+        if outcome.resolved:
+            return outcome
+        return await self._resolve(
+            outcome.exchange, outcome.instrument, outcome.request, outcome.leg, outcome.state, outcome.answered_ns
+        )
+
+    def _refused(
+        self, exchange: ExchangeName, instrument: Instrument, request: OrderRequest, leg: str, reason: str,
+        category: str,
+    ) -> OrderOutcome:
+        log.warning("%s order %s %s refused: %s", exchange.value, request.client_order_id, request.symbol, reason)
+        self._journal_reject(exchange, request.client_order_id, reason)
+        return OrderOutcome(
+            exchange=exchange, instrument=instrument, request=request, leg=leg, error=reason, category=category,
+            answered_ns=self.clock(),
+        )
+
+    async def _unknown(
+        self, exchange: ExchangeName, instrument: Instrument, request: OrderRequest, leg: str, exc: BaseException
+    ) -> OrderOutcome:
+        reason = f"outcome unknown: {exc}"
+        log.warning("%s order %s %s: %s; querying by client id", exchange.value, request.client_order_id,
+                    request.symbol, reason)
+        if self.journal is not None:
+            self._call_journal(lambda j: j.record_unknown(exchange, request.client_order_id, reason), request)
+        return await self._resolve(exchange, instrument, request, leg, None, 0)
+
+    async def _resolve(
+        self, exchange: ExchangeName, instrument: Instrument, request: OrderRequest, leg: str,
+        last: OrderState | None, answered_ns: int,
+    ) -> OrderOutcome:
+        """Query by client id until the order is final; cancel a remainder that outlives the window."""
+        venue = self.exchange(exchange)
+        cid = request.client_order_id
+        not_found = False
+        error = "no answer"
+        for attempt in range(self.settings.query_attempts):
+            await self.sleep(self.settings.backoff.delay(attempt))
+            try:
+                state = await venue.query_order(request.symbol, client_order_id=cid)
+            except asyncio.CancelledError:
+                raise
+            except RateLimitError as exc:
+                error = str(exc)
+                await self.sleep(exc.retry_after_s or 0.0)
+                continue
+            except ExchangeError as exc:
+                not_found = exc.category == ErrorCategory.UNKNOWN_ORDER
+                error = str(exc)
+                continue
+            except Exception as exc:
+                not_found = False
+                error = f"{type(exc).__name__}: {exc}"
+                continue
+            not_found = False
+            answered_ns = answered_ns or self.clock()
+            last = state
+            if state.is_final:
+                self._journal("record_order_update", exchange, cid, state)
+                return self._finished(exchange, instrument, request, leg, state, answered_ns)
+        if last is not None:
+            # An IOC should never rest; if one does, cancel so it cannot fill behind our back.
+            try:
+                state = await venue.cancel_order(request.symbol, client_order_id=cid)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                error = f"still {last.status.value} after {self.settings.query_attempts} queries; cancel failed: {exc}"
+            else:
+                self._journal("record_cancel", exchange, cid, state)
+                if state.is_final:
+                    return self._finished(exchange, instrument, request, leg, state, answered_ns)
+                error = f"still {state.status.value} after cancel"
+        elif not_found:
+            reason = f"not found at the venue after {self.settings.query_attempts} queries: {error}"
+            self._journal_reject(exchange, cid, reason)
+            return OrderOutcome(
+                exchange=exchange, instrument=instrument, request=request, leg=leg, error=reason,
+                category=ErrorCategory.UNKNOWN_ORDER, answered_ns=answered_ns or self.clock(),
+            )
+        log.error(
+            "%s order %s %s: outcome still unknown after %d queries (%s); it may exist and fill",
+            exchange.value, cid, request.symbol, self.settings.query_attempts, error,
+        )
+        return OrderOutcome(
+            exchange=exchange, instrument=instrument, request=request, leg=leg, state=last, resolved=False,
+            error=f"outcome unknown: {error}", category=ErrorCategory.OUTCOME_UNKNOWN, answered_ns=answered_ns,
+        )
+
+    def _finished(
+        self, exchange: ExchangeName, instrument: Instrument, request: OrderRequest, leg: str, state: OrderState,
+        answered_ns: int,
+    ) -> OrderOutcome:
+        outcome = OrderOutcome(
+            exchange=exchange, instrument=instrument, request=request, leg=leg, state=state, answered_ns=answered_ns,
+        )
+        if state.filled_quantity and self.journal is not None:
+            # Connectors report executions as cumulative order states, so the order's whole
+            # execution is journaled as one fill at its average price.
+            fee, fee_asset = outcome.fee
+            fill = Fill(
+                symbol=request.symbol,
+                order_id=state.order_id,
+                client_order_id=request.client_order_id,
+                trade_id=f"order:{request.client_order_id}",
+                side=request.side,
+                price=outcome.average_price,
+                quantity=state.filled_quantity,
+                fee=fee,
+                fee_asset=fee_asset,
+                is_maker=False,
+                timestamp_ms=state.updated_at_ms,
+            )
+            cid = request.client_order_id
+            self._call_journal(lambda j: j.record_fill(exchange, fill, client_order_id=cid), request)
+        return outcome
+
+    def _journal(self, method: str, exchange: ExchangeName, cid: str, state: OrderState) -> None:
+        journal = self.journal
+        if journal is not None:
+            record: Callable[[ExchangeName, str, OrderState], None] = getattr(journal, method)
+            self._call_journal(lambda _: record(exchange, cid, state), state)
+
+    def _journal_reject(self, exchange: ExchangeName, cid: str, reason: str) -> None:
+        if self.journal is not None:
+            self._call_journal(lambda j: j.record_reject(exchange, cid, reason), cid)
+
+    def _call_journal(self, write: Callable[[OrderJournal], object], what: object) -> None:
+        """Journal writes after sending must not stop the order flow: a failure is logged loudly instead."""
+        journal = self.journal
+        if journal is None:
+            return
+        try:
+            write(journal)
+        except Exception:
+            log.exception("journal write failed for %r; the venue state is reconciled on restart", what)
+
+
+def catalog_instrument(
+    instruments: Mapping[ExchangeName, InstrumentCatalog], exchange: ExchangeName, symbol: str
+) -> Instrument:
+    """The instrument of ``symbol``'s pair on market ``exchange``."""
+    catalog = instruments.get(exchange)
+    if catalog is None:
+        raise ExchangeError(exchange.value, "no instrument catalog for this market")
+    return catalog.get(market_symbol(symbol, exchange))
+
+
+__all__ = [
+    "Backoff",
+    "OrderJournal",
+    "OrderOutcome",
+    "OrderRunner",
+    "OrderSettings",
+    "catalog_instrument",
+    "client_order_id",
+    "lots_of_base",
+    "market_symbol",
+    "round_price",
+]

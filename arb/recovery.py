@@ -1,0 +1,378 @@
+"""Hedge or unwind what two legs left unmatched; resolve journaled orders against the venues on restart.
+
+A residual is the base quantity one leg filled beyond the other. ``RecoveryManager``
+closes it with IOC orders, either completing the missing leg on the venue that under-filled
+(hedge) or reversing the excess on the venue that over-filled (unwind). Every order is
+priced so that closing the residual loses at most ``max_loss_quote`` against the over-filled
+leg's average price, fees included. When that bound or the attempts run out, the residual
+is flagged for manual approval, logged as an error and journaled; it is never left silent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from decimal import Decimal
+from enum import Enum
+
+import msgspec
+
+from .errors import ExchangeError, RecoveryError
+from .exchanges.base import PrivateExchange
+from .exchanges.errors import ErrorCategory
+from .exchanges.models import OrderRequest, OrderState, OrderType, TimeInForce
+from .instruments import Instrument
+from .orders import (
+    ZERO,
+    Backoff,
+    Clock,
+    OrderJournal,
+    OrderOutcome,
+    OrderRunner,
+    OrderSettings,
+    Sleep,
+    client_order_id,
+    lots_of_base,
+    round_price,
+)
+from .types import ExchangeName, OrderSide
+
+log = logging.getLogger(__name__)
+
+OrderResolver = Callable[[ExchangeName, str, str], Awaitable[OrderState | None]]
+"""``(exchange, symbol, client_order_id) -> the order's state, or None when the venue does not know it``."""
+
+
+class RecoveryAction(str, Enum):
+    """How a residual is closed."""
+
+    HEDGE = "hedge"  # complete the missing leg on the venue that under-filled
+    UNWIND = "unwind"  # reverse the excess on the venue that over-filled
+
+
+class RecoveryStatus(str, Enum):
+    """Where an active recovery stands."""
+
+    RECOVERING = "recovering"
+    AWAITING_APPROVAL = "awaiting_approval"  # flagged: an operator must decide
+
+
+class Residual(msgspec.Struct, frozen=True, kw_only=True):
+    """The two legs of one opportunity whose fills differ, or whose outcome is not known."""
+
+    opportunity_id: str
+    buy: OrderOutcome
+    sell: OrderOutcome
+
+    @property
+    def net_base(self) -> Decimal:
+        """Bought minus sold, base units: positive means long exposure."""
+        return self.buy.filled_base - self.sell.filled_base
+
+
+class RecoveryOutcome(msgspec.Struct, frozen=True, kw_only=True):
+    """What recovering a residual achieved.
+
+    ``cost`` is the quote-currency loss of closing the residual against the over-filled leg's
+    average price, recovery fees included (negative when closing it gained).
+    """
+
+    opportunity_id: str
+    recovered: bool
+    requires_manual_approval: bool
+    residual_quantity: Decimal  # base units still open, signed like ``Residual.net_base``
+    cost: Decimal
+    buy: OrderOutcome  # the legs as finally resolved
+    sell: OrderOutcome
+    orders: tuple[OrderOutcome, ...] = ()  # recovery orders, in the order sent
+    reason: str = ""
+
+    @property
+    def hedged_base(self) -> Decimal:
+        """Base quantity closed by hedge orders."""
+        return sum((o.filled_base for o in self.orders if o.leg.startswith(RecoveryAction.HEDGE.value)), ZERO)
+
+    @property
+    def unwound_base(self) -> Decimal:
+        """Base quantity closed by unwind orders."""
+        return sum((o.filled_base for o in self.orders if o.leg.startswith(RecoveryAction.UNWIND.value)), ZERO)
+
+
+class ActiveRecovery(msgspec.Struct, kw_only=True):
+    """A recovery in progress, or flagged and waiting for an operator."""
+
+    opportunity_id: str
+    symbol: str
+    status: RecoveryStatus
+    residual_quantity: Decimal
+    attempts: int
+    cost: Decimal
+    started_ns: int
+    reason: str = ""
+
+
+class RecoveryStatistics(msgspec.Struct, frozen=True, kw_only=True):
+    """Counters over every recovery run so far."""
+
+    recoveries: int
+    attempts: int  # recovery orders sent
+    recovered: int
+    flagged: int
+    total_recovery_cost: Decimal
+    active: int
+    awaiting_approval: int
+
+
+class RecoveryManager:
+    """Closes residuals within a loss bound, retrying with backoff; flags what it cannot close."""
+
+    def __init__(
+        self,
+        exchanges: Mapping[ExchangeName, PrivateExchange],
+        *,
+        max_loss_quote: Decimal,
+        max_slippage: Decimal = Decimal("0.02"),
+        max_attempts: int = 4,
+        backoff: Backoff = Backoff(),
+        clock: Clock = time.monotonic_ns,
+        sleep: Sleep = asyncio.sleep,
+        journal: OrderJournal | None = None,
+        order_settings: OrderSettings = OrderSettings(),
+    ) -> None:
+        if not max_loss_quote.is_finite() or max_loss_quote < 0:
+            raise ValueError(f"max_loss_quote={max_loss_quote}: expected a finite amount >= 0")
+        if not max_slippage.is_finite() or not 0 <= max_slippage < 1:
+            raise ValueError(f"max_slippage={max_slippage}: expected a fraction in [0, 1)")
+        if max_attempts < 1:
+            raise ValueError(f"max_attempts={max_attempts}: expected >= 1")
+        self.max_loss_quote = max_loss_quote
+        self.max_slippage = max_slippage
+        self.max_attempts = max_attempts
+        self.backoff = backoff
+        self.clock = clock
+        self.sleep = sleep
+        self.journal = journal
+        self.orders = OrderRunner(exchanges, journal=journal, settings=order_settings, clock=clock, sleep=sleep)
+        self._active: dict[str, ActiveRecovery] = {}
+        self._recoveries = self._attempts = self._recovered = self._flagged = 0
+        self._total_cost = ZERO
+
+    async def recover(self, residual: Residual) -> RecoveryOutcome:
+        """Close ``residual``; never raises on venue failures (they end in a flagged outcome)."""
+        opp = residual.opportunity_id
+        self._recoveries += 1
+        active = self._active[opp] = ActiveRecovery(
+            opportunity_id=opp,
+            symbol=residual.buy.request.symbol,
+            status=RecoveryStatus.RECOVERING,
+            residual_quantity=residual.net_base,
+            attempts=0,
+            cost=ZERO,
+            started_ns=self.clock(),
+        )
+        try:
+            return await self._recover(residual, active)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.exception("recovery %s failed", opp)
+            return self._flag(active, residual.buy, residual.sell, (), active.cost, f"recovery failed: {exc}")
+
+    async def _recover(self, residual: Residual, active: ActiveRecovery) -> RecoveryOutcome:
+        opp = residual.opportunity_id
+        buy = await self.orders.resolve(residual.buy)
+        sell = await self.orders.resolve(residual.sell)
+        unresolved = [o for o in (buy, sell) if not o.resolved]
+        if unresolved:
+            names = ", ".join(f"{o.leg} {o.exchange.value} {o.request.client_order_id}" for o in unresolved)
+            return self._flag(active, buy, sell, (), ZERO, f"outcome of {names} still unknown after querying")
+        net = buy.filled_base - sell.filled_base
+        active.residual_quantity = net
+        self._step(opp, "start", {"net_base": net, "buy_filled": buy.filled, "sell_filled": sell.filled})
+        over, under = (buy, sell) if net > 0 else (sell, buy)
+        tolerance = min(self._base_lot(buy.instrument), self._base_lot(sell.instrument))
+        reference = over.average_price
+        venues: list[tuple[RecoveryAction, ExchangeName, Instrument]] = []
+        if not under.refused_permanently:
+            venues.append((RecoveryAction.HEDGE, under.exchange, under.instrument))
+        venues.append((RecoveryAction.UNWIND, over.exchange, over.instrument))
+        orders: list[OrderOutcome] = []
+        cost = ZERO
+        attempt = 0
+        while abs(net) >= tolerance:
+            if attempt >= self.max_attempts:
+                return self._flag(active, buy, sell, orders, cost, f"{attempt} recovery attempts did not close it")
+            budget = self.max_loss_quote - cost
+            if budget < 0:
+                return self._flag(active, buy, sell, orders, cost, f"loss bound {self.max_loss_quote} reached")
+            side = OrderSide.SELL if net > 0 else OrderSide.BUY
+            choice = self._pick(venues, attempt, side, abs(net), reference, budget)
+            if choice is None:
+                return self._flag(
+                    active, buy, sell, orders, cost,
+                    f"residual {abs(net)} is below the minimum order on every venue that could close it",
+                )
+            action, exchange, instrument, quantity, price = choice
+            request = OrderRequest(
+                symbol=instrument.symbol,
+                side=side,
+                type=OrderType.LIMIT,
+                quantity=quantity,
+                price=price,
+                time_in_force=TimeInForce.IOC,
+                client_order_id=client_order_id(opp, f"{action.value[0]}{attempt + 1}"),
+            )
+            if attempt:
+                await self.sleep(self.backoff.delay(attempt - 1))
+            leg = f"{action.value}-{attempt + 1}"
+            try:
+                self.orders.intend(opp, leg, exchange, request)
+            except Exception as exc:  # not sent: the journal must hold every order before it exists
+                return self._flag(active, buy, sell, orders, cost, f"journal refused recovery order: {exc}")
+            self._step(opp, action.value, {
+                "exchange": exchange.value, "side": side.value, "quantity": quantity, "price": price,
+                "client_order_id": request.client_order_id, "budget": budget,
+            })
+            log.info("recovery %s: %s %s %s %s @ %s on %s (residual %s base, budget %s)", opp, action.value,
+                     side.value, quantity, instrument.symbol, price, exchange.value, net, budget)
+            outcome = await self.orders.run(exchange, instrument, request, leg)
+            orders.append(outcome)
+            attempt += 1
+            self._attempts += 1
+            active.attempts = attempt
+            if not outcome.resolved:
+                return self._flag(active, buy, sell, orders, cost, f"recovery order {leg} outcome unknown")
+            filled = outcome.filled_base
+            if filled:
+                loss = outcome.notional - reference * filled  # paid above the reference on a buy
+                cost += (-loss if side is OrderSide.SELL else loss) + outcome.fee_quote
+                net += -filled if side is OrderSide.SELL else filled
+                active.residual_quantity, active.cost = net, cost
+            if outcome.refused_permanently:
+                venues = [v for v in venues if v[1] is not exchange]
+                if not venues:
+                    return self._flag(active, buy, sell, orders, cost, f"every venue refused: {outcome.error}")
+        self._recovered += 1
+        self._total_cost += cost
+        del self._active[opp]
+        self._step(opp, "recovered", {"residual": net, "cost": cost, "orders": len(orders)})
+        log.info("recovery %s: closed with %d orders, cost %s, residual %s", opp, len(orders), cost, net)
+        return RecoveryOutcome(
+            opportunity_id=opp, recovered=True, requires_manual_approval=False, residual_quantity=net, cost=cost,
+            buy=buy, sell=sell, orders=tuple(orders),
+        )
+
+    def get_recovery_statistics(self) -> RecoveryStatistics:
+        """Counters over every recovery so far; ``total_recovery_cost`` includes flagged ones (cost so far)."""
+        waiting = sum(1 for a in self._active.values() if a.status is RecoveryStatus.AWAITING_APPROVAL)
+        return RecoveryStatistics(
+            recoveries=self._recoveries,
+            attempts=self._attempts,
+            recovered=self._recovered,
+            flagged=self._flagged,
+            total_recovery_cost=self._total_cost,
+            active=len(self._active) - waiting,
+            awaiting_approval=waiting,
+        )
+
+    def get_active_recoveries(self) -> list[ActiveRecovery]:
+        """Recoveries in progress and flagged ones awaiting an operator, oldest first."""
+        return [msgspec.structs.replace(a) for a in self._active.values()]
+
+    def acknowledge(self, opportunity_id: str) -> ActiveRecovery:
+        """Remove a flagged recovery once an operator has dealt with it; raises RecoveryError if none is flagged."""
+        active = self._active.get(opportunity_id)
+        if active is None or active.status is not RecoveryStatus.AWAITING_APPROVAL:
+            raise RecoveryError(f"recovery {opportunity_id!r}: nothing awaits approval")
+        del self._active[opportunity_id]
+        self._step(opportunity_id, "acknowledged", {"residual": active.residual_quantity})
+        return active
+
+    def resolver(self) -> OrderResolver:
+        """The start-up resolver for ``Journal.reconcile``: order state by client id, None if the venue has none."""
+        return order_resolver(self.orders.exchanges)
+
+    def _pick(
+        self, venues: list[tuple[RecoveryAction, ExchangeName, Instrument]], attempt: int, side: OrderSide,
+        base: Decimal, reference: Decimal, budget: Decimal,
+    ) -> tuple[RecoveryAction, ExchangeName, Instrument, Decimal, Decimal] | None:
+        """This attempt's venue (alternating over the usable ones) with the size and limit price to send there."""
+        usable: list[tuple[RecoveryAction, ExchangeName, Instrument, Decimal, Decimal]] = []
+        for action, exchange, instrument in venues:
+            lots = lots_of_base(instrument, base)
+            if lots <= 0:
+                continue
+            size = instrument.lots_to_size(lots)
+            traded = size * instrument.contract_size
+            price = self._bounded_price(instrument, side, reference, traded, budget)
+            if size >= instrument.min_size and traded * price >= instrument.min_notional:
+                usable.append((action, exchange, instrument, size, price))
+        return usable[attempt % len(usable)] if usable else None
+
+    def _bounded_price(
+        self, instrument: Instrument, side: OrderSide, reference: Decimal, base: Decimal, budget: Decimal
+    ) -> Decimal:
+        """The worst limit at which closing ``base`` against ``reference`` loses at most ``budget`` (taker fee
+        included) and strays at most ``max_slippage`` from ``reference``."""
+        fee = instrument.taker_fee
+        if side is OrderSide.SELL:
+            limit = max((reference * base - budget) / (base * (1 - fee)), reference * (1 - self.max_slippage))
+        else:
+            limit = min((reference * base + budget) / (base * (1 + fee)), reference * (1 + self.max_slippage))
+        # Rounded inward so both bounds hold on the tick grid.
+        return round_price(instrument, limit, side, marketable=False)
+
+    @staticmethod
+    def _base_lot(instrument: Instrument) -> Decimal:
+        return instrument.lot_size * instrument.contract_size
+
+    def _flag(
+        self, active: ActiveRecovery, buy: OrderOutcome, sell: OrderOutcome, orders: list[OrderOutcome] | tuple[()],
+        cost: Decimal, reason: str,
+    ) -> RecoveryOutcome:
+        opp = active.opportunity_id
+        net = buy.filled_base - sell.filled_base + sum(
+            (o.filled_base if o.request.side is OrderSide.BUY else -o.filled_base for o in orders), ZERO
+        )
+        active.status = RecoveryStatus.AWAITING_APPROVAL
+        active.residual_quantity, active.cost, active.reason = net, cost, reason
+        self._flagged += 1
+        self._total_cost += cost
+        log.error(
+            "recovery %s %s: REQUIRES MANUAL APPROVAL: %s; open residual %s base (buy %s on %s, sell %s on %s), "
+            "cost so far %s",
+            opp, active.symbol, reason, net, buy.filled, buy.exchange.value, sell.filled, sell.exchange.value, cost,
+        )
+        self._step(opp, "manual_approval", {"reason": reason, "residual": net, "cost": cost})
+        return RecoveryOutcome(
+            opportunity_id=opp, recovered=False, requires_manual_approval=True, residual_quantity=net, cost=cost,
+            buy=buy, sell=sell, orders=tuple(orders), reason=reason,
+        )
+
+    def _step(self, opportunity_id: str, step: str, detail: Mapping[str, object]) -> None:
+        journal = self.journal
+        if journal is None:
+            return
+        try:
+            journal.record_recovery_step(opportunity_id, step, detail)
+        except Exception:
+            log.exception("recovery %s: journaling step %r failed", opportunity_id, step)
+
+
+def order_resolver(exchanges: Mapping[ExchangeName, PrivateExchange]) -> OrderResolver:
+    """An ``OrderResolver`` over ``exchanges``: query by client id; None only when the venue has no such order."""
+
+    async def resolve(exchange: ExchangeName, symbol: str, client_order_id: str) -> OrderState | None:
+        venue = exchanges.get(exchange)
+        if venue is None:
+            raise ExchangeError(exchange.value, f"no connector to resolve order {client_order_id!r} on {symbol}")
+        try:
+            return await venue.query_order(symbol, client_order_id=client_order_id)
+        except ExchangeError as exc:
+            if exc.category == ErrorCategory.UNKNOWN_ORDER:
+                return None
+            raise
+
+    return resolve

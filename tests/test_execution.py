@@ -1,0 +1,399 @@
+"""Two-leg executor against scripted venues: exact PnL, every fault ends flat or flagged, journal complete."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import tempfile
+from decimal import Decimal as D
+from pathlib import Path
+
+import msgspec
+import pytest
+from fakevenue import FakeExchange, FakeTime, Step, catalogs, perp, spot
+from simvenues import SPOT, simulated_venues
+
+from arb.exchanges.errors import ErrorCategory
+from arb.exchanges.models import TimeInForce
+from arb.execution import TwoLegExecutor
+from arb.journal import Journal
+from arb.monitor import Stage
+from arb.orders import Backoff, OrderSettings, client_order_id
+from arb.recovery import RecoveryManager, RecoveryStatus
+from arb.sim.faults import OrderFaultKind
+from arb.types import ArbitrageOpportunity, ArbitrageState, ExchangeName, ExecutionResult, OpportunityType
+from arb_core.fsm import legal_targets
+
+GATE, MEXC, MEXC_PERP = "gateio", "mexc", "mexc_futures"
+S = ArbitrageState
+
+
+def opportunity(
+    opportunity_id: str = "opp1",
+    *,
+    buy: str = GATE,
+    sell: str = MEXC,
+    buy_price: str = "60000.10",
+    sell_price: str = "60010.50",
+    quantity: str = "0.5",
+    kind: OpportunityType = OpportunityType.SPOT_SPOT,
+) -> ArbitrageOpportunity:
+    spread = D(sell_price) - D(buy_price)
+    return ArbitrageOpportunity(
+        opportunity_id=opportunity_id, opportunity_type=kind, symbol="BTC/USDT",
+        buy_exchange=ExchangeName(buy), sell_exchange=ExchangeName(sell), buy_price=D(buy_price),
+        sell_price=D(sell_price), max_quantity=D(quantity), profit_per_unit=spread,
+        total_profit_estimate=spread * D(quantity), profit_margin_bps=D(1), detected_at=0,
+    )
+
+
+class Stages:
+    def __init__(self) -> None:
+        self.seen: list[tuple[Stage, int]] = []
+
+    def record_stage(self, stage: Stage, duration_ns: int) -> None:
+        self.seen.append((stage, duration_ns))
+
+
+class Harness:
+    def __init__(
+        self, tmp_path: Path, buy: FakeExchange, sell: FakeExchange, *, max_loss: str = "50", attempts: int = 3
+    ) -> None:
+        self.buy, self.sell = buy, sell
+        self.time = FakeTime()
+        self.journal = Journal(tmp_path / "journal.sqlite3", wall_clock_ms=lambda: 1_700_000_000_000)
+        venues = {buy.exchange: buy, sell.exchange: sell}
+        settings = OrderSettings(query_attempts=4, rate_limit_deadline_s=1.0)
+        self.recovery = RecoveryManager(
+            venues, max_loss_quote=D(max_loss), max_attempts=attempts, clock=self.time.clock, sleep=self.time.sleep,
+            journal=self.journal, order_settings=settings,
+        )
+        self.stages = Stages()
+        self.executor = TwoLegExecutor(
+            venues, catalogs(buy, sell), recovery=self.recovery, journal=self.journal, clock=self.time.clock,
+            sleep=self.time.sleep, order_settings=settings, monitor=self.stages,
+        )
+
+    def run(self, opp: ArbitrageOpportunity) -> ExecutionResult:
+        result = asyncio.run(self.executor.execute(opp))
+        self.check_fsm(opp.opportunity_id, result)
+        return result
+
+    def check_fsm(self, opportunity_id: str, result: ExecutionResult) -> None:
+        history = self.executor.transitions(opportunity_id)
+        states = [state for state, _ in history]
+        assert states[0] is S.OPPORTUNITY_FOUND and states[1] is S.EXECUTING
+        assert states[-1] is result.final_state
+        for (a, ta), (b, tb) in zip(history, history[1:]):
+            assert int(b) in legal_targets(int(a)) and tb >= ta
+
+    def net_base(self) -> D:
+        return self.buy.net_base() + self.sell.net_base()
+
+    def check_journal_accounts_for_every_order(self, open_expected: int = 0) -> None:
+        """Every order any venue saw has an intent; all but ``open_expected`` are closed."""
+        for venue in (self.buy, self.sell):
+            for request in venue.placed:
+                assert self.journal.intent(venue.exchange, request.client_order_id).request == request
+        assert len(self.journal.open_intents()) == open_expected
+
+
+def venues(buy_script: tuple[Step, ...] = (), sell_script: tuple[Step, ...] = ()) -> tuple[FakeExchange, FakeExchange]:
+    return (
+        FakeExchange(spot(ExchangeName.GATEIO), buy_script),
+        FakeExchange(spot(ExchangeName.MEXC, venue_symbol="BTCUSDT"), sell_script),
+    )
+
+
+def test_spot_spot_completes_with_exact_pnl(tmp_path: Path) -> None:
+    h = Harness(tmp_path, *venues())
+    result = h.run(opportunity())
+    assert result.final_state is S.COMPLETED and result.error is None
+    # buy 0.5 @ 60000.10 (fee 0.0005 BTC valued at 60000.10), sell 0.5 @ 60010.50 (fee 0.1 % in USDT)
+    expected = D("0.5") * D("60010.50") - D("0.5") * D("60000.10") - D("0.0005") * D("60000.10") - D("30.00525")
+    assert result.realized_profit == expected == D("-54.80530")
+    buy_leg, sell_leg = result.legs
+    assert (buy_leg.client_order_id, sell_leg.client_order_id) == ("opp1-b", "opp1-s")
+    assert buy_leg.filled_quantity == sell_leg.filled_quantity == D("0.5")
+    assert buy_leg.limit_price == D("60000.10") and sell_leg.limit_price == D("60010.50")
+    assert all(r.time_in_force is TimeInForce.IOC for r in h.buy.placed + h.sell.placed)
+    assert result.total_execution_time_ms == D(0)  # the fake clock only moves when slept on
+    assert [s for s, _ in h.executor.transitions("opp1")] == [S.OPPORTUNITY_FOUND, S.EXECUTING, S.COMPLETED]
+    assert {stage for stage, _ in h.stages.seen} == {Stage.PLACE, Stage.FILL}
+    h.check_journal_accounts_for_every_order()
+    # The journal's cash flow agrees once its base-asset fee is valued at the buy price.
+    pnl = h.journal.opportunity_pnl("opp1")
+    assert pnl.realized_pnl - pnl.other_fees["BTC"] * D("60000.10") == expected and pnl.residual_quantity == 0
+    assert h.net_base() == 0
+
+
+def test_spot_futures_hedge_trades_whole_contracts_with_exact_pnl(tmp_path: Path) -> None:
+    buy = FakeExchange(spot(ExchangeName.GATEIO))
+    sell = FakeExchange(perp(ExchangeName.MEXC_FUTURES, venue_symbol="BTC_USDT", contract_size=D("0.001")))
+    h = Harness(tmp_path, buy, sell)
+    opp = opportunity(sell=MEXC_PERP, sell_price="60020.34", quantity="0.5237",
+                      kind=OpportunityType.SPOT_FUTURES_HEDGE)
+    result = h.run(opp)
+    assert result.final_state is S.COMPLETED
+    (spot_order,), (perp_order,) = buy.placed, sell.placed
+    assert spot_order.quantity == D("0.523") and perp_order.quantity == D("523")  # 0.001 BTC contracts, exact
+    assert perp_order.price == D("60020.3") and perp_order.symbol == "BTC/USDT:USDT"
+    base = D("0.523")
+    expected = (base * D("60020.3") - base * D("60000.10") - base * D("0.001") * D("60000.10")
+                - base * D("60020.3") * D("0.0005"))
+    assert result.realized_profit == expected
+    assert h.net_base() == 0
+    h.check_journal_accounts_for_every_order()
+
+
+def test_nothing_is_sent_when_the_quantity_is_below_a_lot(tmp_path: Path) -> None:
+    h = Harness(tmp_path, *venues())
+    result = h.run(opportunity(quantity="0.00005"))
+    assert result.final_state is S.FAILED and "below one common lot" in (result.error or "")
+    assert not h.buy.placed and not h.sell.placed and result.legs == ()
+
+
+def test_an_opportunity_is_executed_at_most_once(tmp_path: Path) -> None:
+    h = Harness(tmp_path, *venues())
+    assert h.run(opportunity()).final_state is S.COMPLETED
+    again = h.run(opportunity())  # same id, same client ids: the journal refuses before anything is sent
+    assert again.final_state is S.FAILED and "already journaled" in (again.error or "")
+    assert len(h.buy.placed) == len(h.sell.placed) == 1
+    h.check_journal_accounts_for_every_order()
+
+
+def test_a_spot_spot_opportunity_naming_a_futures_market_is_refused(tmp_path: Path) -> None:
+    buy, _ = venues()
+    sell = FakeExchange(perp(ExchangeName.MEXC_FUTURES))
+    h = Harness(tmp_path, buy, sell)
+    result = h.run(opportunity(sell=MEXC_PERP))
+    assert result.final_state is S.FAILED and "names a futures market" in (result.error or "")
+    assert not buy.placed and not sell.placed
+
+
+def test_rejected_leg_is_unwound_to_flat(tmp_path: Path) -> None:
+    h = Harness(tmp_path, *venues(sell_script=(Step(kind="reject"),)))
+    result = h.run(opportunity())
+    assert result.final_state is S.FAILED and "unwind" in (result.error or "")
+    assert len(h.sell.placed) == 1  # the refused venue is not retried for a balance refusal
+    unwind = h.buy.placed[1]
+    assert unwind.side.value == "sell" and unwind.quantity == D("0.5") and unwind.client_order_id == "opp1-u1"
+    assert h.net_base() == 0
+    legs = [leg.client_order_id for leg in result.legs]
+    assert legs == ["opp1-b", "opp1-s", "opp1-u1"]
+    h.check_journal_accounts_for_every_order()
+    assert [step for step, _ in h.journal.recovery_steps("opp1")] == ["start", "unwind", "recovered"]
+
+
+def test_partial_fill_is_hedged_to_flat_and_completes(tmp_path: Path) -> None:
+    h = Harness(tmp_path, *venues(sell_script=(Step(fraction=D("0.6")),)))
+    result = h.run(opportunity())
+    assert result.final_state is S.COMPLETED
+    first, hedge = h.sell.placed
+    assert hedge.quantity == D("0.2") and hedge.client_order_id == "opp1-h1" and hedge.time_in_force is TimeInForce.IOC
+    assert h.net_base() == 0
+    # The hedge sold at its loss-bounded limit (the fake fills at the limit): PnL counts every fill.
+    proceeds = D("0.3") * D("60010.50") + D("0.2") * hedge.price  # type: ignore[operator]
+    fees = (D("0.0005") * D("60000.10") + D("0.3") * D("60010.50") * D("0.001")
+            + D("0.2") * hedge.price * D("0.001"))  # type: ignore[operator]
+    assert result.realized_profit == proceeds - D("0.5") * D("60000.10") - fees
+    h.check_journal_accounts_for_every_order()
+
+
+def test_lost_answer_with_order_placed_is_resolved_by_client_id_without_resending(tmp_path: Path) -> None:
+    h = Harness(tmp_path, *venues(buy_script=(Step(kind="lost"),)))
+    result = h.run(opportunity())
+    assert result.final_state is S.COMPLETED
+    assert [r.client_order_id for r in h.buy.placed] == ["opp1-b"]  # sent exactly once
+    assert h.buy.queries == ["opp1-b"]
+    assert result.realized_profit == D("-54.80530")
+    h.check_journal_accounts_for_every_order()
+
+
+def test_disconnect_mid_execution_is_resolved_after_failed_queries(tmp_path: Path) -> None:
+    buy, sell = venues(sell_script=(Step(kind="lost", error="disconnect", fraction=D("0.4")),))
+    sell.failing_queries = 2
+    h = Harness(tmp_path, buy, sell)
+    result = h.run(opportunity())
+    assert h.sell.queries == ["opp1-s"] * 3
+    assert len([r for r in h.sell.placed if r.client_order_id == "opp1-s"]) == 1
+    assert result.final_state is S.COMPLETED  # the 0.3 missing is hedged on the same venue
+    assert h.net_base() == 0
+    h.check_journal_accounts_for_every_order()
+
+
+def test_lost_request_never_placed_counts_as_nothing_and_is_unwound(tmp_path: Path) -> None:
+    h = Harness(tmp_path, *venues(sell_script=(Step(kind="vanish"),)))
+    result = h.run(opportunity())
+    assert result.legs[1].filled_quantity == 0 and "not found" in (result.legs[1].error or "")
+    assert h.sell.queries == ["opp1-s"] * 4  # asked until the query window ran out
+    assert [r.client_order_id for r in h.sell.placed] == ["opp1-s", "opp1-h1"]  # then hedged on the same venue
+    assert result.final_state is S.COMPLETED
+    assert h.net_base() == 0
+    h.check_journal_accounts_for_every_order()
+
+
+def test_unresolvable_outcome_is_flagged_and_left_open_for_reconciliation(tmp_path: Path) -> None:
+    buy, sell = venues(sell_script=(Step(kind="lost"),))
+    sell.failing_queries = 100
+    h = Harness(tmp_path, buy, sell)
+    result = h.run(opportunity())
+    assert result.final_state is S.RECOVERING and "requires manual approval" in (result.error or "")
+    assert h.recovery.get_recovery_statistics().flagged == 1
+    (active,) = h.recovery.get_active_recoveries()
+    assert active.status is RecoveryStatus.AWAITING_APPROVAL and active.opportunity_id == "opp1"
+    h.check_journal_accounts_for_every_order(open_expected=1)
+    (open_intent,) = h.journal.open_intents()
+    assert open_intent.client_order_id == "opp1-s"
+
+
+def test_a_failing_recovery_is_flagged_not_raised(tmp_path: Path) -> None:
+    h = Harness(tmp_path, *venues(sell_script=(Step(kind="reject"),)))
+
+    async def broken(residual: object) -> None:
+        raise RuntimeError("recovery bug")
+
+    h.recovery.recover = broken  # type: ignore[assignment]
+    result = h.run(opportunity())
+    assert result.final_state is S.RECOVERING
+    assert result.error == "requires manual approval: recovery failed: recovery bug"
+
+
+def test_rate_limit_waits_retry_after_and_proceeds(tmp_path: Path) -> None:
+    script = (Step(kind="ratelimit", retry_after_s=0.25), Step(kind="ratelimit", retry_after_s=0.25))
+    h = Harness(tmp_path, *venues(buy_script=script))
+    result = h.run(opportunity())
+    assert result.final_state is S.COMPLETED
+    assert h.time.sleeps == [0.25, 0.25]
+    assert [r.client_order_id for r in h.buy.placed] == ["opp1-b"] * 3
+    assert result.total_execution_time_ms == D(500)
+    h.check_journal_accounts_for_every_order()
+
+
+def test_rate_limit_past_the_deadline_gives_the_leg_up_and_recovers(tmp_path: Path) -> None:
+    limited = Step(kind="ratelimit", retry_after_s=5.0)
+    h = Harness(tmp_path, *venues(sell_script=(limited, limited)))
+    result = h.run(opportunity())
+    assert result.final_state is S.FAILED
+    assert "rate limited" in (result.legs[1].error or "")
+    assert 5.0 not in h.time.sleeps  # a wait past the deadline is not taken
+    # The refused sell, a hedge on the same venue (refused again), then an unwind on the buy venue.
+    assert [r.client_order_id for r in h.sell.placed] == ["opp1-s", "opp1-h1"]
+    assert [r.client_order_id for r in h.buy.placed] == ["opp1-b", "opp1-u2"]
+    assert h.net_base() == 0
+    h.check_journal_accounts_for_every_order()
+
+
+def test_rate_limited_hedge_completes_the_trade(tmp_path: Path) -> None:
+    h = Harness(tmp_path, *venues(sell_script=(Step(kind="ratelimit", retry_after_s=5.0),)))
+    result = h.run(opportunity())
+    assert result.final_state is S.COMPLETED  # the hedge sold the missing 0.5 on the sell venue
+    assert [r.client_order_id for r in h.sell.placed] == ["opp1-s", "opp1-h1"]
+    assert h.net_base() == 0
+    h.check_journal_accounts_for_every_order()
+
+
+def test_loss_bound_exceeded_requires_manual_approval(tmp_path: Path) -> None:
+    # The sell leg is refused; the buy venue's bid is far below what a 10 USDT loss bound allows.
+    buy, sell = venues(sell_script=(Step(kind="reject"),))
+    buy.touch = (D("59000"), D("60000"))
+    h = Harness(tmp_path, buy, sell, max_loss="10", attempts=3)
+    result = h.run(opportunity())
+    assert result.final_state is S.RECOVERING
+    assert "requires manual approval" in (result.error or "") and "3 recovery attempts" in (result.error or "")
+    unwinds = buy.placed[1:]
+    # Closing 0.5 bought at 60000 within 10 USDT, 0.1 % fee included: sell at >= (30000 - 10) / 0.4995.
+    assert [u.price for u in unwinds] == [D("60040.05")] * 3
+    assert all(u.filled_quantity == 0 for u in result.legs[2:])
+    assert h.time.sleeps[-2:] == [0.05, 0.1]  # backoff between recovery attempts
+    stats = h.recovery.get_recovery_statistics()
+    assert (stats.flagged, stats.recovered, stats.attempts, stats.awaiting_approval) == (1, 0, 3, 1)
+    assert h.net_base() == D("0.5")
+    assert [s for s, _ in h.journal.recovery_steps("opp1")][-1] == "manual_approval"
+    h.check_journal_accounts_for_every_order()
+
+
+def test_client_order_ids_fit_both_venues_and_are_deterministic() -> None:
+    long_id = "spot_spot:BTC/USDT:gateio->mexc:1732560000123456789"
+    first, again = client_order_id(long_id, "b"), client_order_id(long_id, "b")
+    assert first == again and len(first) <= 28 and re.fullmatch(r"[A-Za-z0-9_-]+", first)
+    assert client_order_id(long_id, "s") != first
+    assert client_order_id("opp1", "h12") == "opp1-h12"
+    with pytest.raises(ValueError):
+        client_order_id("opp1", "toolong")
+
+
+def test_results_are_msgspec_encodable(tmp_path: Path) -> None:
+    h = Harness(tmp_path, *venues(sell_script=(Step(fraction=D("0.5")),)))
+    result = h.run(opportunity())
+    decoded = msgspec.json.decode(msgspec.json.encode(result), type=ExecutionResult)
+    assert decoded == result
+
+
+# --- end to end: the real connectors against the simulated Gate.io and MEXC spot venues over loopback ---
+
+
+async def _simulated_execution(fault: OrderFaultKind | None) -> tuple[ExecutionResult, D, D]:
+    async with simulated_venues(moving=False) as sim:
+        gate, mexc = sim.connector(ExchangeName.GATEIO), sim.connector(ExchangeName.MEXC)
+        try:
+            exchanges = {ExchangeName.GATEIO: gate, ExchangeName.MEXC: mexc}
+            instruments = {name: await connector.instruments() for name, connector in exchanges.items()}
+            # Buy at Gate's best ask, sell at MEXC's best bid: the exactness of PnL is what is tested.
+            gate_engine = sim.venues["gateio"].exchanges[ExchangeName.GATEIO].engine(SPOT)
+            mexc_engine = sim.venues["mexc"].exchanges[ExchangeName.MEXC].engine(SPOT)
+            gate_spot, mexc_spot = gate_engine.instrument, mexc_engine.instrument
+            (ask_ticks, ask_lots), (bid_ticks, bid_lots) = gate_engine.snapshot(1).asks[0], mexc_engine.snapshot(1).bids[0]
+            ask, bid = gate_spot.ticks_to_price(ask_ticks), mexc_spot.ticks_to_price(bid_ticks)
+            quantity = min(gate_spot.lots_to_size(ask_lots), mexc_spot.lots_to_size(bid_lots))
+            before = [await c.balances() for c in exchanges.values()]
+            if fault is not None:
+                sim.faults.fail_next_orders("mexc", fault, fill_ppm=400_000, retry_after_ms=200,
+                                            category=ErrorCategory.INSUFFICIENT_BALANCE)
+            with tempfile.TemporaryDirectory() as tmp:
+                journal = Journal(Path(tmp) / "journal.sqlite3")
+                settings = OrderSettings(query_attempts=8, backoff=Backoff(initial_s=0.05, max_s=0.2))
+                recovery = RecoveryManager(exchanges, max_loss_quote=D("50"), journal=journal,
+                                           order_settings=settings)
+                executor = TwoLegExecutor(exchanges, instruments, recovery=recovery, journal=journal,
+                                          order_settings=settings)
+                opp = opportunity("sim1", buy_price=str(ask), sell_price=str(bid), quantity=str(quantity))
+                result = await executor.execute(opp)
+                assert journal.open_intents() == []
+                journal.close()
+            after = [await c.balances() for c in exchanges.values()]
+            delta = {asset: sum((a[asset].total - b[asset].total for a, b in zip(after, before)), D(0))
+                     for asset in ("USDT", "BTC")}
+            return result, delta["USDT"], delta["BTC"]
+        finally:
+            await gate.close()
+            await mexc.close()
+
+
+def _average_buy_price(result: ExecutionResult) -> D:
+    buys = [leg for leg in result.legs if leg.side.value == "buy" and leg.filled_quantity]
+    (buy,) = buys
+    assert buy.average_price is not None
+    return buy.average_price
+
+
+SIM_CASES = {
+    # fault on MEXC's sell: (final state, client ids of the orders sent)
+    None: (S.COMPLETED, ["sim1-b", "sim1-s"]),
+    OrderFaultKind.TIMEOUT_PLACED: (S.COMPLETED, ["sim1-b", "sim1-s"]),  # resolved by query, not resent
+    OrderFaultKind.RATE_LIMIT: (S.COMPLETED, ["sim1-b", "sim1-s"]),  # 429: waited 200 ms, sent again
+    OrderFaultKind.PARTIAL_FILL: (S.COMPLETED, ["sim1-b", "sim1-s", "sim1-h1"]),  # 40 % filled, rest hedged
+    OrderFaultKind.REJECT: (S.FAILED, ["sim1-b", "sim1-s", "sim1-u1"]),  # balance refusal: buy unwound
+}
+
+
+@pytest.mark.parametrize("fault", list(SIM_CASES), ids=lambda f: "clean" if f is None else f.value)
+def test_end_to_end_pnl_equals_the_simulators_balance_changes(fault: OrderFaultKind | None) -> None:
+    result, usdt, btc = asyncio.run(_simulated_execution(fault))
+    state, orders = SIM_CASES[fault]
+    assert result.final_state is state, result.error
+    assert [leg.client_order_id for leg in result.legs] == orders
+    # Flat: BTC moved only by the buy's fee, taken in BTC by the venue.
+    assert btc == -result.legs[0].fee
+    # The simulator's balances moved by exactly the fills and fees the executor accounted.
+    assert result.realized_profit == usdt + btc * _average_buy_price(result)

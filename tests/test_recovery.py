@@ -1,0 +1,205 @@
+"""Recovery manager: hedge/unwind within the loss bound, backoff, flags, statistics, start-up resolution."""
+
+from __future__ import annotations
+
+import asyncio
+from decimal import Decimal as D
+from pathlib import Path
+
+import pytest
+from fakevenue import FakeExchange, FakeTime, Step, spot
+
+from arb.errors import ExchangeConnectionError, ExchangeError, RecoveryError
+from arb.exchanges.errors import ErrorCategory
+from arb.exchanges.models import OrderRequest, OrderState, OrderStatus, OrderType, TimeInForce
+from arb.journal import Journal
+from arb.orders import Backoff, OrderOutcome, OrderSettings
+from arb.recovery import RecoveryManager, RecoveryStatus, Residual, order_resolver
+from arb.types import ExchangeName, OrderSide
+
+GATE, MEXC = ExchangeName.GATEIO, ExchangeName.MEXC
+
+
+def leg(venue: FakeExchange, side: OrderSide, quantity: str, filled: str, price: str, **extra: object) -> OrderOutcome:
+    """An executed leg as the executor hands it over (fee-free to keep the arithmetic visible)."""
+    tag = "b" if side is OrderSide.BUY else "s"
+    request = OrderRequest(
+        symbol="BTC/USDT", side=side, type=OrderType.LIMIT, quantity=D(quantity), price=D(price),
+        time_in_force=TimeInForce.IOC, client_order_id=f"opp1-{tag}",
+    )
+    state = OrderState(
+        symbol="BTC/USDT", order_id=f"{tag}1", client_order_id=request.client_order_id, side=side,
+        type=OrderType.LIMIT, status=OrderStatus.EXPIRED, quantity=D(quantity), price=D(price),
+        filled_quantity=D(filled), average_price=D(price) if D(filled) else None,
+    )
+    fields: dict[str, object] = dict(exchange=venue.exchange, instrument=venue.instrument, request=request, leg=tag,
+                                     state=state)
+    fields.update(extra)
+    return OrderOutcome(**fields)  # type: ignore[arg-type]
+
+
+def manager(*venues: FakeExchange, max_loss: str = "20", attempts: int = 4, journal: Journal | None = None
+            ) -> tuple[RecoveryManager, FakeTime]:
+    time = FakeTime()
+    return RecoveryManager(
+        {v.exchange: v for v in venues}, max_loss_quote=D(max_loss), max_attempts=attempts,
+        backoff=Backoff(initial_s=0.1, factor=2.0, max_s=0.3), clock=time.clock, sleep=time.sleep, journal=journal,
+        order_settings=OrderSettings(query_attempts=3),
+    ), time
+
+
+def fee_free(exchange: ExchangeName, **overrides: object) -> FakeExchange:
+    return FakeExchange(spot(exchange, taker_fee=D(0), **overrides))
+
+
+def test_hedge_sells_the_missing_quantity_at_the_loss_bounded_price() -> None:
+    buy, sell = fee_free(GATE), fee_free(MEXC)
+    sell.touch = (D("99.50"), D("99.60"))
+    recovery, _ = manager(buy, sell, max_loss="2")
+    residual = Residual(opportunity_id="opp1", buy=leg(buy, OrderSide.BUY, "10", "10", "100"),
+                        sell=leg(sell, OrderSide.SELL, "10", "6", "101"))
+    outcome = asyncio.run(recovery.recover(residual))
+    assert outcome.recovered and not outcome.requires_manual_approval and outcome.residual_quantity == 0
+    (hedge,) = sell.placed
+    # 4 bought at 100 closed within 2 quote: sell at >= 100 - 2/4 = 99.50.
+    assert (hedge.side, hedge.quantity, hedge.price) == (OrderSide.SELL, D("4"), D("99.50"))
+    assert outcome.cost == D("2.00") and outcome.hedged_base == D(4) and outcome.unwound_base == 0
+    stats = recovery.get_recovery_statistics()
+    assert (stats.recoveries, stats.recovered, stats.attempts, stats.total_recovery_cost) == (1, 1, 1, D("2.00"))
+    assert recovery.get_active_recoveries() == []
+
+
+def test_short_residual_buys_at_a_price_capped_by_the_bound_and_fee() -> None:
+    buy, sell = FakeExchange(spot(GATE)), FakeExchange(spot(MEXC))
+    recovery, _ = manager(buy, sell, max_loss="1")
+    residual = Residual(opportunity_id="opp1", buy=leg(buy, OrderSide.BUY, "1", "0", "100"),
+                        sell=leg(sell, OrderSide.SELL, "1", "1", "101"))
+    outcome = asyncio.run(recovery.recover(residual))
+    assert outcome.recovered
+    (hedge,) = buy.placed[:1]
+    # 1 sold at 101, bought back within 1 with a 0.1 % fee: price <= (101 + 1) / 1.001 = 101.898..., floored.
+    assert hedge.side is OrderSide.BUY and hedge.price == D("101.89")
+    assert outcome.cost <= D(1)
+
+
+def test_alternates_hedge_and_unwind_with_backoff_until_flat() -> None:
+    buy, sell = fee_free(GATE), fee_free(MEXC)
+    sell.touch = (D("90"), D("91"))  # the hedge venue's bid is out of the bound: no fill there
+    recovery, time = manager(buy, sell, max_loss="5")
+    residual = Residual(opportunity_id="opp1", buy=leg(buy, OrderSide.BUY, "10", "10", "100"),
+                        sell=leg(sell, OrderSide.SELL, "10", "0", "101"))
+    outcome = asyncio.run(recovery.recover(residual))
+    assert outcome.recovered and outcome.unwound_base == D(10) and outcome.hedged_base == 0
+    assert [o.request.client_order_id for o in outcome.orders] == ["opp1-h1", "opp1-u2"]
+    assert time.sleeps == [0.1]  # one backoff before the second attempt
+    assert buy.net_base() == -10  # the unwind sold the 10 the (pre-existing) buy leg holds
+
+
+def test_unresolved_leg_is_queried_again_before_acting() -> None:
+    buy, sell = fee_free(GATE), fee_free(MEXC)
+    sell.orders["opp1-s"] = leg(sell, OrderSide.SELL, "10", "10", "101").state  # type: ignore[assignment]
+    recovery, _ = manager(buy, sell)
+    unknown = leg(sell, OrderSide.SELL, "10", "0", "101", state=None, resolved=False,
+                  category=ErrorCategory.OUTCOME_UNKNOWN)
+    residual = Residual(opportunity_id="opp1", buy=leg(buy, OrderSide.BUY, "10", "10", "100"), sell=unknown)
+    outcome = asyncio.run(recovery.recover(residual))
+    assert outcome.recovered and outcome.orders == () and outcome.sell.filled == D(10)
+    assert sell.queries == ["opp1-s"] and not sell.placed
+
+
+def test_residual_within_one_lot_needs_no_order() -> None:
+    buy, sell = fee_free(GATE), fee_free(MEXC)
+    recovery, _ = manager(buy, sell)
+    sell_leg = leg(sell, OrderSide.SELL, "1", "1", "101")
+    buy_leg = leg(buy, OrderSide.BUY, "1", "1", "100")
+    outcome = asyncio.run(recovery.recover(Residual(opportunity_id="opp1", buy=buy_leg, sell=sell_leg)))
+    assert outcome.recovered and outcome.orders == () and not buy.placed and not sell.placed
+
+
+def test_residual_below_every_minimum_order_is_flagged(tmp_path: Path) -> None:
+    buy, sell = fee_free(GATE, min_size=D("0.01")), fee_free(MEXC, min_size=D("0.01"))
+    journal = Journal(tmp_path / "j.sqlite3")
+    recovery, _ = manager(buy, sell, journal=journal)
+    residual = Residual(opportunity_id="opp1", buy=leg(buy, OrderSide.BUY, "1", "1", "100"),
+                        sell=leg(sell, OrderSide.SELL, "1", "0.995", "101"))
+    outcome = asyncio.run(recovery.recover(residual))
+    assert outcome.requires_manual_approval and not outcome.recovered
+    assert outcome.residual_quantity == D("0.005") and "below the minimum order" in outcome.reason
+    (active,) = recovery.get_active_recoveries()
+    assert active.status is RecoveryStatus.AWAITING_APPROVAL and active.residual_quantity == D("0.005")
+    assert recovery.acknowledge("opp1").opportunity_id == "opp1"
+    assert recovery.get_active_recoveries() == []
+    with pytest.raises(RecoveryError, match="nothing awaits approval"):
+        recovery.acknowledge("opp1")
+    assert [step for step, _ in journal.recovery_steps("opp1")] == ["start", "manual_approval", "acknowledged"]
+
+
+def test_active_recovery_is_visible_while_it_runs() -> None:
+    buy, sell = fee_free(GATE), fee_free(MEXC)
+    recovery, _ = manager(buy, sell)
+    seen: list[tuple[str, RecoveryStatus, int]] = []
+    original = sell.place_order
+
+    async def place(request: OrderRequest) -> OrderState:
+        seen.extend((a.opportunity_id, a.status, recovery.get_recovery_statistics().active)
+                    for a in recovery.get_active_recoveries())
+        return await original(request)
+
+    sell.place_order = place  # type: ignore[method-assign]
+    residual = Residual(opportunity_id="opp1", buy=leg(buy, OrderSide.BUY, "2", "2", "100"),
+                        sell=leg(sell, OrderSide.SELL, "2", "1", "101"))
+    assert asyncio.run(recovery.recover(residual)).recovered
+    assert seen == [("opp1", RecoveryStatus.RECOVERING, 1)]
+
+
+def test_permanent_refusal_of_every_venue_is_flagged() -> None:
+    buy = FakeExchange(spot(GATE, taker_fee=D(0)), [Step(kind="reject")])
+    sell = fee_free(MEXC)
+    recovery, _ = manager(buy, sell)
+    residual = Residual(opportunity_id="opp1", buy=leg(buy, OrderSide.BUY, "2", "2", "100"),
+                        sell=leg(sell, OrderSide.SELL, "2", "0", "101", state=None,
+                                 category=ErrorCategory.INSUFFICIENT_BALANCE, error="balance"))
+    outcome = asyncio.run(recovery.recover(residual))
+    assert outcome.requires_manual_approval and "every venue refused" in outcome.reason
+    assert not sell.placed and len(buy.placed) == 1
+
+
+def test_constructor_validates_bounds() -> None:
+    with pytest.raises(ValueError, match="max_loss_quote"):
+        RecoveryManager({}, max_loss_quote=D(-1))
+    with pytest.raises(ValueError, match="max_attempts"):
+        RecoveryManager({}, max_loss_quote=D(1), max_attempts=0)
+    assert [Backoff(initial_s=0.1, factor=2, max_s=0.3).delay(n) for n in range(4)] == [0.1, 0.2, 0.3, 0.3]
+
+
+def test_resolver_reconciles_open_journal_intents(tmp_path: Path) -> None:
+    venue = fee_free(GATE)
+    journal = Journal(tmp_path / "j.sqlite3")
+    placed = leg(venue, OrderSide.BUY, "2", "2", "100")
+    never = leg(venue, OrderSide.SELL, "1", "0", "101")
+    for outcome in (placed, never):
+        journal.record_intent("opp1", outcome.leg, outcome.request, GATE)
+    assert placed.state is not None
+    venue.orders["opp1-b"] = placed.state  # the venue has the buy; the sell never reached it
+    recovery, _ = manager(venue)
+    summary = asyncio.run(journal.reconcile(recovery.resolver()))
+    assert (summary.checked, summary.partially_filled + summary.filled, summary.not_found) == (2, 1, 1)
+    assert journal.open_intents() == []
+
+
+def test_resolver_raises_on_venue_failures_and_unknown_markets() -> None:
+    venue = fee_free(GATE)
+    venue.failing_queries = 1
+    resolve = order_resolver({GATE: venue})
+
+    def ask(exchange: ExchangeName) -> OrderState | None:
+        async def query() -> OrderState | None:
+            return await resolve(exchange, "BTC/USDT", "x-b")
+
+        return asyncio.run(query())
+
+    with pytest.raises(ExchangeConnectionError):
+        ask(GATE)
+    assert ask(GATE) is None  # the venue answered: no such order
+    with pytest.raises(ExchangeError, match="no connector"):
+        ask(MEXC)
