@@ -29,7 +29,10 @@ from . import constants
 # Gate spot books carry levels finer than the pair's order precision: amounts with up to
 # 10 decimals whatever ``amount_precision`` says, and prices 1-2 decimals finer than
 # ``precision`` (orders resting from before a precision change; see the 2021 recording).
-SPOT_BOOK_PRICE_DECIMALS = 8
+# Widening prices only by those 2 decimals keeps a price x size product (1e-14 USDT for
+# BTC_USDT) inside int64 up to about 92,000 USDT per walk; an absolute 8 decimals would
+# overflow at about 9 USDT.
+SPOT_BOOK_EXTRA_PRICE_DECIMALS = 2
 SPOT_BOOK_SIZE_DECIMALS = 10
 
 # Pong frames are about 100 bytes; anything much longer is a data frame.
@@ -52,8 +55,8 @@ class _GateioMarketData:
     snapshot_rate_limit: ClassVar[str]
     intervals: ClassVar[Mapping[int, str]]  # depth -> interval
     level_in_payload: ClassVar[bool]  # futures name the depth in the payload
-    book_price_decimals: ClassVar[int]  # minimum decimals of the BOOK scale
-    book_size_decimals: ClassVar[int]
+    book_extra_price_decimals: ClassVar[int]  # BOOK price decimals beyond the order grid's
+    book_size_decimals: ClassVar[int]  # minimum size decimals of the BOOK scale
 
     __slots__ = ("ws_url", "depth", "_clock", "_pong_tag")
 
@@ -126,8 +129,8 @@ class _GateioMarketData:
         """The fixed-point scale of ``instrument``'s BOOK (the order grid, widened where the venue's
         books are finer); decoders bound to it check that frames are for this symbol."""
         price_decimals, tick_units, size_decimals, lot_units = instrument.wire_scale()
-        if price_decimals < self.book_price_decimals:
-            price_decimals, tick_units = self.book_price_decimals, 1
+        if self.book_extra_price_decimals:
+            price_decimals, tick_units = price_decimals + self.book_extra_price_decimals, 1
         if size_decimals < self.book_size_decimals:
             size_decimals, lot_units = self.book_size_decimals, 1
         return WireScale(price_decimals, tick_units, size_decimals, lot_units, instrument.venue_symbol)
@@ -137,7 +140,7 @@ class GateioSpotMarketData(_GateioMarketData):
     """Gate.io spot ``spot.order_book_update`` diffs over ``/spot/order_book`` snapshots.
 
     Levels are ``[priceStr, amountStr]``; book scales are finer than the order grid
-    (``SPOT_BOOK_PRICE_DECIMALS`` / ``SPOT_BOOK_SIZE_DECIMALS``).
+    (``SPOT_BOOK_EXTRA_PRICE_DECIMALS`` / ``SPOT_BOOK_SIZE_DECIMALS``).
     """
 
     __slots__ = ()
@@ -149,7 +152,7 @@ class GateioSpotMarketData(_GateioMarketData):
     snapshot_rate_limit = constants.SPOT_ORDER_BOOK_RATE_LIMIT
     intervals = constants.SPOT_BOOK_INTERVALS
     level_in_payload = False
-    book_price_decimals = SPOT_BOOK_PRICE_DECIMALS
+    book_extra_price_decimals = SPOT_BOOK_EXTRA_PRICE_DECIMALS
     book_size_decimals = SPOT_BOOK_SIZE_DECIMALS
     decode_update = staticmethod(wire.decode_spot_update)
     decode_snapshot = staticmethod(wire.decode_spot_snapshot)
@@ -171,7 +174,7 @@ class GateioFuturesMarketData(_GateioMarketData):
     snapshot_rate_limit = constants.FUTURES_ORDER_BOOK_RATE_LIMIT
     intervals = constants.FUTURES_BOOK_INTERVALS
     level_in_payload = True
-    book_price_decimals = 0
+    book_extra_price_decimals = 0
     book_size_decimals = 0
     decode_update = staticmethod(wire.decode_futures_update)
     decode_snapshot = staticmethod(wire.decode_futures_snapshot)

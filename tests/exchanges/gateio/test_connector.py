@@ -31,7 +31,7 @@ def test_server_time() -> None:
 
 def test_book_scales_spot_finer_than_the_order_grid_futures_whole_contracts() -> None:
     spot_scale = GateioSpotConnector().dialect.book_scale(spot())
-    assert (spot_scale.price_decimals, spot_scale.size_decimals) == (8, 10)
+    assert (spot_scale.price_decimals, spot_scale.size_decimals) == (4, 10)  # order grid 0.01 + 2 decimals
     futures_scale = GateioFuturesConnector().dialect.book_scale(perp())
     assert (futures_scale.price_decimals, futures_scale.tick_units, futures_scale.size_decimals) == (1, 1, 0)
 

@@ -10,7 +10,6 @@ import pytest
 from wire_data import (
     channel_updates,
     gate_futures_scales,
-    gate_spot_book_scales,
     http_bodies,
     snapshot_symbol,
     symbol_of,
@@ -150,11 +149,11 @@ def test_snapshot_requests_match_recorded_urls(shared_data: Path) -> None:
 
 
 def test_spot_book_scale_is_finer_than_order_grid(spot_catalog: InstrumentCatalog, shared_data: Path) -> None:
-    expected = gate_spot_book_scales(shared_data)
     dialect = GateioSpotMarketData()
     for instrument in spot_catalog:
         scale = dialect.book_scale(instrument)
-        assert scale_args(scale) == expected[instrument.venue_symbol]
+        price_decimals, _, size_decimals, _ = instrument.wire_scale()
+        assert scale_args(scale) == (price_decimals + 2, 1, max(size_decimals, 10), 1)
         assert scale.symbol == instrument.venue_symbol.encode()
 
 
@@ -171,7 +170,7 @@ def test_book_scale_keeps_a_finer_order_grid() -> None:
         tick_size=Decimal("0.000000005"), lot_size=Decimal("1"), min_size=Decimal("1"), min_notional=Decimal("1"),
         taker_fee=Decimal("0.002"), maker_fee=Decimal("0.002"), price_decimals=9, size_decimals=0,
     )
-    assert scale_args(GateioSpotMarketData().book_scale(instrument)) == (9, 5, 10, 1)
+    assert scale_args(GateioSpotMarketData().book_scale(instrument)) == (11, 1, 10, 1)
 
 
 # --- recorded frames through the dialect ----------------------------------------------------
