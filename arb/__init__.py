@@ -3,6 +3,7 @@
 from importlib.metadata import PackageNotFoundError, version
 
 from .config import ConfigurationManager
+from .controller import ArbitrageController, ArbitrageEngine
 from .errors import (
     ArbitrageEngineError,
     ConfigurationError,
@@ -40,6 +41,8 @@ except PackageNotFoundError:  # running from a source tree that was never instal
 
 __all__ = [
     "ArbitrageConfig",
+    "ArbitrageController",
+    "ArbitrageEngine",
     "ArbitrageEngineError",
     "ArbitrageOpportunity",
     "ArbitrageState",

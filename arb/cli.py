@@ -28,7 +28,6 @@ EXIT_NOT_BUILT = 3
 
 DEPENDENCIES = ("msgspec", "orjson", "aiohttp", "picows", "numpy", "cryptography")
 NOT_BUILT = {
-    "run": "the trading engine (market data, scanner, risk, execution)",
     "record": "market-data recording",
     "backtest": "replay and backtest",
     "doctor": "diagnostics",
@@ -187,7 +186,26 @@ def _run(args: argparse.Namespace) -> int:
     manager = ConfigurationManager(args.config)
     manager.load_configuration(dry_run=not args.live)
     manager.log_summary()
-    return _not_built("run")
+    if args.paper:
+        print(
+            "arb run --paper: paper trading (real public market data, fills simulated against the live book) "
+            "is not built yet; `python -m arb run` is a dry run on the simulated venues.",
+            file=sys.stderr,
+        )
+        return EXIT_NOT_BUILT
+    import asyncio
+
+    from .controller import ArbitrageController, RunSummary
+
+    controller = ArbitrageController(manager, status=lambda line: print(line, flush=True))
+
+    async def trade() -> RunSummary:
+        await controller.initialize(dry_run=not args.live)
+        return await controller.run(args.duration)
+
+    summary = asyncio.run(trade())
+    print("\n".join(summary.lines()), flush=True)
+    return EXIT_OK if summary.ok else EXIT_ERROR
 
 
 def _sim(args: argparse.Namespace) -> int:

@@ -74,11 +74,38 @@ def test_run_validates_config_before_anything_else(tmp_path: Path) -> None:
     assert "missing.toml: file not found" in result.stderr
 
 
-@pytest.mark.parametrize("command", ["run", "record", "backtest", "doctor"])
+@pytest.mark.parametrize("command", ["record", "backtest", "doctor"])
 def test_unbuilt_commands_say_so(tmp_path: Path, command: str) -> None:
     result = arb(command, cwd=tmp_path)
     assert result.returncode == 3
     assert "is not built yet" in result.stderr
+
+
+def test_run_is_a_dry_run_on_the_simulated_venues_and_prints_a_summary(tmp_path: Path) -> None:
+    result = arb("run", "--duration", "3", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "opportunities" in result.stdout.splitlines()[0]  # the status line, once a second
+    summary = result.stdout[result.stdout.index("arb run summary (dry run") :]
+    detected = int(summary.split("opportunities detected")[1].split()[0])
+    assert detected >= 1, result.stdout
+    for field in ("opportunities executed", "realized PnL", "latency cycle", "circuit breakers", "book resyncs"):
+        assert field in summary
+    assert (tmp_path / "arb-journal-dry.sqlite3").exists()
+
+
+def test_live_without_keys_exits_2_naming_the_variables(tmp_path: Path) -> None:
+    result = arb("run", "--live", "--duration", "1", cwd=tmp_path)
+    assert result.returncode == 2
+    for name in ("MEXC_API_KEY", "MEXC_SECRET_KEY", "GATEIO_API_KEY", "GATEIO_SECRET_KEY"):
+        assert name in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_paper_is_not_built_yet(tmp_path: Path) -> None:
+    result = arb("run", "--paper", cwd=tmp_path)
+    assert result.returncode == 3
+    assert "paper trading" in result.stderr and "not built yet" in result.stderr
 
 
 def test_sim_prints_the_venue_urls_and_stops_after_duration(tmp_path: Path) -> None:
@@ -138,6 +165,6 @@ def test_keys_show_masks_values(tmp_path: Path) -> None:
 
 def test_run_log_never_contains_secrets(tmp_path: Path) -> None:
     env = {"GATEIO_API_KEY": "visible-api-key", "GATEIO_SECRET_KEY": "visible-secret"}
-    result = arb("run", "--log-level", "DEBUG", cwd=tmp_path, env=env)
+    result = arb("run", "--log-level", "DEBUG", "--duration", "1", cwd=tmp_path, env=env)
     assert "effective configuration" in result.stderr
     assert "visible" not in result.stdout + result.stderr

@@ -1,0 +1,742 @@
+"""The engine's top level: builds the parts, runs market data -> scan -> risk -> execute, shuts down.
+
+``ArbitrageController`` composes, by dependency injection (every part can be replaced in
+tests): the ``ExchangeFactory`` and its connectors, the ``ScannerPipeline`` sink over the
+books, ``BalanceMonitor``, ``RiskManager``, the executor, ``RecoveryManager``,
+``PerformanceMonitor``, the ``Journal`` and the ``ShutdownManager``.
+
+Modes. A dry run (the default) starts the simulated venues in-process and points the
+factory at them; nothing reaches a real host. Live trading refuses to start unless API
+keys are present for every trading venue, a signed balance call succeeds on each, and the
+configuration names the symbols and limits explicitly (a ``--config`` file or ``ARB_*``
+variables, not only the shipped defaults). Paper trading is not built.
+
+``ArbitrageEngine`` wraps a controller for programmatic use: ``session()`` starts and
+stops it, ``execute_opportunity`` runs one opportunity through risk and execution.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import tomllib
+from collections.abc import AsyncIterator, Callable, Sequence
+from decimal import Decimal
+from pathlib import Path
+from typing import Protocol
+
+import msgspec
+
+from arb_core.freshness import monotonic_ns
+
+from .balances import BalanceMonitor, SkewAlert
+from .config import ConfigurationManager
+from .errors import ArbitrageEngineError, ConfigurationError
+from .exchanges.base import BookKey
+from .exchanges.book_sync import BookSyncStats
+from .exchanges.connector import ExchangeConnector
+from .exchanges.factory import ExchangeFactory, market_symbols
+from .exchanges.models import Fill
+from .execution import TwoLegExecutor
+from .instruments import InstrumentCatalog, split_symbol
+from .journal import Journal
+from .monitor import PerformanceMonitor, Stage
+from .pipeline import ScannerPipeline, SymbolPlan
+from .recovery import RecoveryManager
+from .risk import RiskManager, RiskRejection
+from .secrets import VENUE_ENV_PREFIX, ApiCredentials, Secret
+from .shutdown import ShutdownManager, StepOutcome
+from .sim.cluster import SimCluster, SimConfig
+from .sim.market import Dislocation, SyntheticMarket
+from .sim.server import SyntheticFeed
+from .types import (
+    ArbitrageConfig,
+    ArbitrageOpportunity,
+    ArbitrageState,
+    EngineStatistics,
+    ExchangeName,
+    ExecutionResult,
+    OpportunityType,
+)
+
+log = logging.getLogger(__name__)
+
+ZERO = Decimal(0)
+# Settings live trading needs stated by the operator, not inherited from the shipped defaults.
+LIVE_REQUIRED = (
+    "engine.symbols", "risk.max_position_size_usd", "risk.max_total_exposure_usd", "risk.max_daily_loss_usd",
+)
+# The simulated market of a dry run: random one-venue dislocations wide enough to pay both
+# taker fees (Gate spot 0.2 %, MEXC spot 0.05 %) and the default 10 bps margin.
+DRY_RUN_DISLOCATIONS_PER_MINUTE = 30
+DRY_RUN_DISLOCATION_BPS = 60
+DRY_RUN_DISLOCATION_NS = 1_500_000_000
+# A residual may cost at most this fraction of max_position_size_usd to close before it is flagged.
+RECOVERY_LOSS_FRACTION = Decimal("0.01")
+
+
+class Executor(Protocol):
+    """Executes one opportunity to a final result (``arb.execution.TwoLegExecutor``)."""
+
+    async def execute(self, opportunity: ArbitrageOpportunity) -> ExecutionResult:
+        """Trade both legs; never raises for a venue failure (it is in the result)."""
+
+
+class RunSummary(msgspec.Struct, kw_only=True):
+    """What one run did, for the final report."""
+
+    mode: str
+    duration_s: Decimal
+    statistics: EngineStatistics
+    fills: int
+    rejected_by_risk: dict[str, int]
+    latency_ms: dict[str, tuple[Decimal, Decimal]]  # stage -> (p50, p99)
+    breakers_tripped: list[str]
+    resyncs: dict[str, int]
+    skew_alerts: list[str]
+    shutdown: list[StepOutcome]
+    stop_reason: str | None = None
+    error: str | None = None  # an engine task failed
+
+    @property
+    def ok(self) -> bool:
+        """No engine failure and every shutdown step ended OK."""
+        return self.error is None and all(o.status.value == "ok" for o in self.shutdown)
+
+    def lines(self) -> list[str]:
+        """The summary as printable lines."""
+        s = self.statistics
+        out = [
+            f"arb run summary ({self.mode}, {self.duration_s} s, stopped: {self.stop_reason or '-'})",
+            f"  opportunities detected   {s.opportunities_detected}",
+            f"  opportunities executed   {s.opportunities_executed}",
+            f"  succeeded / failed       {s.executions_succeeded} / {s.executions_failed}",
+            f"  fills                    {self.fills}",
+            f"  realized PnL             {s.total_realized_profit} USDT",
+            f"  avg execution time       {s.average_execution_time_ms} ms",
+            "  rejected by risk         "
+            + (", ".join(f"{k} {v}" for k, v in sorted(self.rejected_by_risk.items())) or "none"),
+        ]
+        for stage, (p50, p99) in self.latency_ms.items():
+            out.append(f"  latency {stage:<8}         p50 {p50} ms, p99 {p99} ms")
+        out.append(f"  circuit breakers         {', '.join(self.breakers_tripped) or 'none tripped'}")
+        out.append(
+            "  book resyncs             " + (", ".join(f"{k} {v}" for k, v in sorted(self.resyncs.items())) or "none")
+        )
+        for alert in self.skew_alerts:
+            out.append(f"  {alert}")
+        if self.error is not None:
+            out.append(f"  ENGINE ERROR             {self.error}")
+        failed = [o for o in self.shutdown if o.status.value != "ok"]
+        out.append(
+            f"  shutdown                 {len(self.shutdown)} steps"
+            + (f", problems: {', '.join(f'{o.name} ({o.status.value})' for o in failed)}" if failed else ", all OK")
+        )
+        return out
+
+
+def dry_run_cluster(
+    config: ArbitrageConfig,
+    seed: int = 1,
+    *,
+    dislocations: Sequence[Dislocation] = (),
+    random_per_minute: int = DRY_RUN_DISLOCATIONS_PER_MINUTE,
+) -> SimCluster:
+    """The simulated venues of a dry run: the configured symbols, with dislocations.
+
+    The cluster's synthetic markets are replaced by the same markets (same seeds, same
+    books) plus ``random_per_minute`` random one-venue dislocations and the scheduled
+    ``dislocations`` (times on the simulator's clock, which starts with the cluster), so a
+    run finds opportunities within seconds.
+    """
+    cluster = SimCluster(SimConfig(seed=seed, symbols=config.symbols))
+    if not isinstance(cluster.feed, SyntheticFeed):
+        return cluster
+    engines = {
+        (name, symbol): engine
+        for venue in cluster.venues.values()
+        for name, exchange in venue.exchanges.items()
+        for symbol, engine in exchange.engines.items()
+    }
+    markets = []
+    for market in cluster.feed.markets:
+        specs = market.config.markets
+        served = {(s.exchange, s.symbol) for s in specs}
+        synthetic = msgspec.structs.replace(
+            market.config,
+            dislocations=tuple(d for d in dislocations if (d.exchange, d.symbol) in served),
+            random_dislocations_per_minute=random_per_minute,
+            random_dislocation_bps=DRY_RUN_DISLOCATION_BPS,
+            random_dislocation_ns=DRY_RUN_DISLOCATION_NS,
+        )
+        markets.append(SyntheticMarket(synthetic, [engines[(s.exchange, s.symbol)] for s in specs], 0))
+    cluster.feed = SyntheticFeed(markets, cluster.venues.values())
+    return cluster
+
+
+def _dry_journal_path(path: str) -> str:
+    """Dry runs journal apart from live trading, so a live restart never reconciles simulated orders."""
+    p = Path(path)
+    return str(p.with_name(f"{p.stem}-dry{p.suffix or '.sqlite3'}"))
+
+
+class ArbitrageController:
+    """Builds and runs the engine; every collaborator may be injected.
+
+    ``status``: where the once-a-second status line goes (None: nowhere).
+    """
+
+    def __init__(
+        self,
+        config_manager: ConfigurationManager,
+        *,
+        factory: ExchangeFactory | None = None,
+        risk: RiskManager | None = None,
+        executor: Executor | None = None,
+        recovery: RecoveryManager | None = None,
+        monitor: PerformanceMonitor | None = None,
+        shutdown: ShutdownManager | None = None,
+        journal: Journal | None = None,
+        balances: BalanceMonitor | None = None,
+        pipeline: ScannerPipeline | None = None,
+        sim_cluster: SimCluster | None = None,
+        status: Callable[[str], None] | None = None,
+        status_interval_s: float = 1.0,
+    ) -> None:
+        self.config_manager = config_manager
+        self.config = config_manager.config
+        self.factory = factory
+        self.risk = risk
+        self.executor = executor
+        self.recovery = recovery
+        self.monitor = monitor or PerformanceMonitor.from_config(self.config)
+        self.shutdown_manager = shutdown or ShutdownManager()
+        self.journal = journal
+        self.balances = balances
+        self.pipeline = pipeline
+        self.sim_cluster = sim_cluster
+        self.status = status
+        self.status_interval_s = status_interval_s
+        self.mode = "not initialized"
+        self.connectors: dict[ExchangeName, ExchangeConnector] = {}
+        self._owned_sim = False
+        self._pending: dict[int, ArbitrageOpportunity] = {}
+        self._wake = asyncio.Event()
+        self._scanning = False
+        self._initialized = False
+        self._started_ns = 0
+        self._fills = 0
+        self._results: list[ExecutionResult] = []
+        self._book_stats: dict[ExchangeName, dict[str, BookSyncStats]] = {}
+        self._skew_alerts: list[str] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self._catalogs: dict[ExchangeName, InstrumentCatalog] = {}
+        self._error: str | None = None
+        self._traded_ns: dict[str, int] = {}
+
+    # --- start-up -----------------------------------------------------------------------
+
+    async def initialize(self, dry_run: bool = True) -> None:
+        """Build every part, connect the markets, start the books and register the shutdown steps.
+
+        Raises ``ConfigurationError`` when live trading is not allowed (keys missing or
+        refused, symbols and limits not stated).
+        """
+        if self._initialized:
+            raise ArbitrageEngineError("controller already initialized")
+        config = self.config
+        if dry_run:
+            self.mode = "dry run"
+            if self.factory is None:
+                if self.sim_cluster is None:
+                    self.sim_cluster = dry_run_cluster(config)
+                    self._owned_sim = True
+                if self._owned_sim:
+                    await self.sim_cluster.start()
+                sim = self.sim_cluster.config
+                credentials = ApiCredentials(Secret(sim.api_key), Secret(sim.api_secret))
+                self.factory = ExchangeFactory(
+                    self.config_manager, {v: credentials for v in VENUE_ENV_PREFIX}, self.sim_cluster.urls()
+                )
+        else:
+            self.mode = "LIVE"
+            _check_live_allowed(self.config_manager)
+            if self.factory is None:
+                self.factory = ExchangeFactory(self.config_manager)
+        try:
+            hedging = OpportunityType.SPOT_FUTURES_HEDGE in config.opportunity_types
+            markets = [
+                market
+                for exchange in config.exchanges
+                if exchange.enabled
+                for market in exchange.exchange_names
+                if hedging or not market.is_futures
+            ]
+            self.connectors = await self.factory.create_exchanges(markets, dry_run=dry_run)
+            if not dry_run:
+                await self._verify_keys()
+            await self._build_parts(dry_run)
+            if self.journal is not None and self.recovery is not None:
+                # Orders an earlier run left open are settled before anything new is sent.
+                await self.journal.reconcile(self.recovery.resolver())
+            await self._start_books()
+            if self.balances is not None:
+                await self.balances.refresh()
+        except BaseException:
+            await self._close_quietly()
+            raise
+        self._register_shutdown_steps()
+        self._initialized = True
+
+    async def _verify_keys(self) -> None:
+        """A signed balance call on every market that trades; refuses live trading if any fails."""
+        problems = []
+        for market, connector in self.connectors.items():
+            if connector.binding.trading is None:
+                continue
+            try:
+                await connector.balances()
+            except ArbitrageEngineError as exc:
+                prefix = VENUE_ENV_PREFIX.get(market.venue, market.venue.upper())
+                problems.append(f"exchange {market.value}: the signed balance call failed with {prefix}_API_KEY: {exc}")
+        if problems:
+            raise ConfigurationError(problems)
+
+    async def _build_parts(self, dry_run: bool) -> None:
+        config = self.config
+        if self.risk is None:
+            self.risk = RiskManager(
+                config.risk_limits,
+                enable_risk_checks=config.enable_risk_checks,
+                enable_circuit_breakers=config.enable_circuit_breakers,
+            )
+        if self.journal is None:
+            self.journal = Journal(_dry_journal_path(config.journal_path) if dry_run else config.journal_path)
+        if self.pipeline is None:
+            self.pipeline = ScannerPipeline(
+                max_data_age_ms=config.max_data_age_ms,
+                opportunity_types=config.opportunity_types,
+                min_profit_bps=config.risk_limits.min_profit_margin_bps,
+                max_position_usd=config.risk_limits.max_position_size_usd,
+                id_prefix=_run_token(),
+            )
+        self.pipeline.on_opportunity = self._on_opportunity
+        self.pipeline.on_desync = self._on_desync
+        if self.balances is None:
+            self.balances = BalanceMonitor(
+                {m: c for m, c in self.connectors.items() if c.can_trade},
+                refresh_interval_ms=config.balance_refresh_interval_ms,
+                on_alert=self._on_skew,
+            )
+        self.balances.pipeline = self.pipeline
+        if self.recovery is None:
+            self.recovery = RecoveryManager(
+                self.connectors,
+                max_loss_quote=config.risk_limits.max_position_size_usd * RECOVERY_LOSS_FRACTION,
+                journal=self.journal,
+            )
+        self._catalogs = {market: await c.instruments() for market, c in self.connectors.items()}
+        if self.executor is None:
+            catalogs = self._catalogs
+            self.executor = TwoLegExecutor(
+                self.connectors, catalogs, recovery=self.recovery, journal=self.journal, monitor=self.monitor
+            )
+
+    async def _start_books(self) -> None:
+        pipeline = self.pipeline
+        if pipeline is None:
+            raise ArbitrageEngineError("controller: the scanner pipeline was not built")
+        symbols = self.config.symbols
+        await asyncio.gather(
+            *(c.start_books(market_symbols(m, symbols), pipeline) for m, c in self.connectors.items())
+        )
+        for symbol in symbols:
+            legs = []
+            for market, connector in self.connectors.items():
+                (name,) = market_symbols(market, [symbol])
+                legs.append((await connector.instrument(name), connector.books()[name], connector.book_scale(name)))
+            pipeline.register_symbol(symbol, legs)
+
+    def _register_shutdown_steps(self) -> None:
+        add = self.shutdown_manager.add_step
+        add("stop scanning", self._stop_scanning, timeout_s=15)
+        add("cancel open orders", self._cancel_open_orders, timeout_s=5)
+        add("close connectors", self._close_connectors, timeout_s=5)
+        add("flush journal", self._close_journal, timeout_s=5)
+        if self._owned_sim:
+            add("stop simulated venues", self._stop_sim, timeout_s=5)
+
+    # --- the loop -----------------------------------------------------------------------
+
+    async def run(self, duration_s: float | None = None) -> RunSummary:
+        """Trade until ``duration_s`` elapses or shutdown is requested (SIGINT/SIGTERM), then shut down.
+
+        Returns the run's summary.
+        """
+        if not self._initialized:
+            raise ArbitrageEngineError("controller not initialized: call initialize() first")
+        shutdown = self.shutdown_manager
+        shutdown.install()
+        self._started_ns = monotonic_ns()
+        self._scanning = True
+        loop = asyncio.get_running_loop()
+        self._tasks = [
+            loop.create_task(self._trade_loop(), name="arb trade loop"),
+            loop.create_task(self._housekeeping(), name="arb status"),
+        ]
+        if self.balances is not None:
+            self._tasks.append(loop.create_task(self.balances.run(), name="arb balances"))
+        try:
+            waiter = asyncio.ensure_future(shutdown.wait())
+            done, _ = await asyncio.wait(
+                [waiter, *self._tasks], timeout=duration_s, return_when=asyncio.FIRST_COMPLETED
+            )
+            crashed = [t for t in self._tasks if t in done and not t.cancelled() and t.exception() is not None]
+            if crashed:
+                self._error = f"{crashed[0].get_name()}: {crashed[0].exception()!r}"
+                log.error("engine task failed", exc_info=crashed[0].exception())
+            if not shutdown.is_shutting_down:
+                shutdown.request_shutdown(self._error or "duration elapsed")
+            await waiter
+        finally:
+            shutdown.uninstall()
+        return self.summary()
+
+    async def shutdown(self, reason: str = "requested") -> list[StepOutcome]:
+        """Run the shutdown steps (once) and return their outcomes."""
+        self.shutdown_manager.request_shutdown(reason)
+        return await self.shutdown_manager.wait()
+
+    def _on_opportunity(self, opportunity: ArbitrageOpportunity, plan: SymbolPlan) -> None:
+        if self._scanning:
+            self._pending[plan.symbol_id] = opportunity
+            self._wake.set()
+
+    def _on_desync(self, key: BookKey, reason: str) -> None:
+        if self.risk is not None and self._scanning and reason != "shutdown":
+            self.risk.record_stale_data(key.exchange, key.symbol, desynced=True)
+
+    def _on_skew(self, alert: SkewAlert) -> None:
+        self._skew_alerts.append(alert.message())
+
+    async def _trade_loop(self) -> None:
+        interval_s = self.config.opportunity_scan_interval_ms / 1000
+        pipeline = self.pipeline
+        if pipeline is None:
+            raise ArbitrageEngineError("controller: the scanner pipeline was not built")
+        while self._scanning:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), interval_s)
+            self._wake.clear()
+            pipeline.scan_pending()
+            while self._pending and self._scanning:
+                symbol_id = next(iter(self._pending))
+                opportunity = self._pending.pop(symbol_id)
+                # A scan older than our own last trade on the symbol priced liquidity we may have taken.
+                if opportunity.detected_at <= self._traded_ns.get(opportunity.symbol, -1):
+                    continue
+                await self.process(opportunity)
+                self._traded_ns[opportunity.symbol] = monotonic_ns()
+
+    async def process(self, opportunity: ArbitrageOpportunity) -> ExecutionResult | None:
+        """Risk-check and execute one opportunity, recording it everywhere; None when refused."""
+        risk, executor, monitor = self.risk, self.executor, self.monitor
+        if risk is None or executor is None:
+            raise ArbitrageEngineError("controller not initialized: call initialize() first")
+        monitor.record_opportunity_detected()
+        start = monotonic_ns()
+        monitor.record_stage(Stage.DETECT, max(0, start - opportunity.detected_at))
+        try:
+            risk.validate_opportunity_risk(opportunity)
+        except RiskRejection as exc:
+            log.debug("%s", exc)
+            return None
+        finally:
+            monitor.record_stage(Stage.RISK, monotonic_ns() - start)
+        risk.record_execution_started(opportunity)
+        result = await executor.execute(opportunity)
+        self._record_fills(result)
+        risk.record_execution(result)
+        monitor.record_execution(result)
+        monitor.record_cycle(monotonic_ns() - opportunity.detected_at, opportunity.opportunity_id)
+        self._results.append(result)
+        self._fills += sum(1 for leg in result.legs if leg.filled_quantity > 0)
+        log.info(
+            "%s %s buy %s sell %s: %s, realized %s",
+            opportunity.opportunity_id, opportunity.symbol, opportunity.buy_exchange.value,
+            opportunity.sell_exchange.value, result.final_state.name, result.realized_profit,
+        )
+        if self.balances is not None:
+            await self.balances.refresh({leg.exchange for leg in result.legs})
+        return result
+
+    def _record_fills(self, result: ExecutionResult) -> None:
+        """Each leg's fills as one position change for the risk manager (its exposure and marks)."""
+        risk = self.risk
+        if risk is None:
+            return
+        now_ms = time.time_ns() // 1_000_000
+        for leg in result.legs:
+            if leg.filled_quantity <= 0 or leg.average_price is None:
+                continue
+            catalog = self._catalogs.get(leg.exchange)
+            contract = catalog.get(leg.symbol).contract_size if catalog is not None else Decimal(1)
+            base, quote, _ = split_symbol(leg.symbol)
+            fill = Fill(
+                symbol=f"{base}/{quote}",  # spot and perpetual of a pair net against each other
+                order_id=leg.order_id or leg.client_order_id,
+                client_order_id=leg.client_order_id,
+                trade_id=leg.client_order_id,
+                side=leg.side,
+                price=leg.average_price,
+                quantity=leg.filled_quantity,
+                fee=leg.fee,
+                fee_asset="",
+                is_maker=False,
+                timestamp_ms=now_ms,
+            )
+            risk.record_fill(leg.exchange, fill, contract_size=contract)
+
+    async def _housekeeping(self) -> None:
+        while True:
+            await asyncio.sleep(self.status_interval_s)
+            if self.pipeline is not None:
+                self.pipeline.refresh_position_caps()
+            if self.balances is not None:
+                self.balances.update_caps()
+            if self.status is not None:
+                self.status(self.status_line())
+
+    # --- reports ------------------------------------------------------------------------
+
+    @property
+    def results(self) -> list[ExecutionResult]:
+        """Every execution result of this run, in order."""
+        return list(self._results)
+
+    def statistics(self) -> EngineStatistics:
+        """The engine counters so far."""
+        return self.monitor.get_statistics()
+
+    def books_in_sync(self) -> tuple[int, int]:
+        """(books in sync, books) over every market."""
+        books = [b for c in self.connectors.values() for b in c.books().values()]
+        return sum(1 for b in books if b.in_sync), len(books)
+
+    def status_line(self) -> str:
+        """One line: opportunities, fills, PnL, latency, breakers, connections."""
+        s = self.statistics()
+        (cycle,) = self.monitor.stage_latencies((Stage.CYCLE,))
+        in_sync, books = self.books_in_sync()
+        links = " ".join(f"{m.value}:{'up' if c.health().connected else 'DOWN'}" for m, c in self.connectors.items())
+        elapsed = (monotonic_ns() - self._started_ns) / 1e9 if self._started_ns else 0.0
+        return (
+            f"[{elapsed:6.1f}s] opportunities {s.opportunities_detected} seen, {s.opportunities_executed} taken | "
+            f"fills {self._fills} | PnL {s.total_realized_profit} USDT | cycle p50 {cycle.p50_ns / 1e6:.2f} ms "
+            f"p99 {cycle.p99_ns / 1e6:.2f} ms | breakers {self._breaker_text()} | books {in_sync}/{books} | {links}"
+        )
+
+    def _breaker_text(self) -> str:
+        if self.risk is None:
+            return "-"
+        tripped = [b.value for b, status in self.risk.get_circuit_breaker_status().items() if status.tripped]
+        return ",".join(tripped) if tripped else "ok"
+
+    def summary(self) -> RunSummary:
+        """The run so far as a ``RunSummary``."""
+        elapsed = Decimal(monotonic_ns() - self._started_ns) / 1_000_000_000 if self._started_ns else ZERO
+        latencies = {
+            lat.stage.value: (_ms(lat.p50_ns), _ms(lat.p99_ns))
+            for lat in self.monitor.stage_latencies()
+            if lat.count
+        }
+        resyncs: dict[str, int] = {}
+        stats = dict(self._book_stats)
+        for market, connector in self.connectors.items():
+            sync = connector.book_sync()
+            if sync is not None:
+                stats[market] = sync.stats()
+        for market, books in stats.items():
+            for symbol, book_stats in books.items():
+                total = sum(book_stats.resyncs.values())
+                if total:
+                    resyncs[f"{market.value} {symbol}"] = total
+        tripped: list[str] = []
+        rejected: dict[str, int] = {}
+        if self.risk is not None:
+            tripped = [
+                f"{b.value} ({status.trip.reason if status.trip else 'tripped'})"
+                for b, status in self.risk.get_circuit_breaker_status().items()
+                if status.tripped
+            ]
+            rejected = self.risk.get_risk_statistics().rejections
+        return RunSummary(
+            mode=self.mode,
+            duration_s=elapsed.quantize(Decimal("0.1")),
+            statistics=self.statistics(),
+            fills=self._fills,
+            rejected_by_risk=rejected,
+            latency_ms=latencies,
+            breakers_tripped=tripped,
+            resyncs=resyncs,
+            skew_alerts=list(dict.fromkeys(self._skew_alerts)),
+            shutdown=self.shutdown_manager.outcomes,
+            stop_reason=self.shutdown_manager.reason,
+            error=self._error,
+        )
+
+    @property
+    def is_healthy(self) -> bool:
+        """Initialized, not shutting down, no breaker tripped, and every market-data stream connected."""
+        if not self._initialized or self.shutdown_manager.is_shutting_down:
+            return False
+        if self.risk is not None and self.risk.is_tripped:
+            return False
+        return all(c.health().connected for c in self.connectors.values())
+
+    # --- shutdown steps -------------------------------------------------------------------
+
+    async def _stop_scanning(self) -> None:
+        self._scanning = False
+        self._wake.set()
+        self._pending.clear()
+        if self.pipeline is not None:
+            self.pipeline.on_opportunity = None
+        tasks, self._tasks = self._tasks, []
+        trade_loop, others = tasks[:1], tasks[1:]
+        for task in others:
+            task.cancel()
+        for task in others:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        # An execution in flight finishes: cancelling it would leave orders with unknown outcomes.
+        for task in trade_loop:
+            await asyncio.shield(task)
+
+    async def _cancel_open_orders(self) -> None:
+        for market, connector in self.connectors.items():
+            if not connector.can_trade:
+                continue
+            for order in await connector.open_orders():
+                log.warning("%s: cancelling open order %s (%s)", market.value, order.client_order_id, order.symbol)
+                state = await connector.cancel_order(order.symbol, order_id=order.order_id)
+                if self.journal is not None and order.client_order_id:
+                    with contextlib.suppress(ArbitrageEngineError):
+                        self.journal.record_cancel(market, order.client_order_id, state)
+
+    async def _close_connectors(self) -> None:
+        for market, connector in self.connectors.items():
+            sync = connector.book_sync()
+            if sync is not None:
+                self._book_stats[market] = sync.stats()
+        if self.factory is not None:
+            await self.factory.close_all()
+
+    async def _close_journal(self) -> None:
+        if self.journal is not None:
+            self.journal.close()
+            self.journal = None
+
+    async def _stop_sim(self) -> None:
+        if self.sim_cluster is not None:
+            await self.sim_cluster.stop()
+
+    async def _close_quietly(self) -> None:
+        """Undo a failed ``initialize``."""
+        if self.factory is not None:
+            await self.factory.close_all()
+        if self.journal is not None:
+            self.journal.close()
+            self.journal = None
+        if self._owned_sim and self.sim_cluster is not None:
+            await self.sim_cluster.stop()
+
+
+class ArbitrageEngine:
+    """A controller for programmatic use: a session, single executions, statistics and health."""
+
+    def __init__(self, controller: ArbitrageController, *, dry_run: bool = True) -> None:
+        self.controller = controller
+        self.dry_run = dry_run
+
+    @contextlib.asynccontextmanager
+    async def session(self, *, trade: bool = True) -> AsyncIterator[ArbitrageEngine]:
+        """Initialize the controller; with ``trade``, run its loop in the background; shut down on exit."""
+        controller = self.controller
+        await controller.initialize(self.dry_run)
+        runner = asyncio.get_running_loop().create_task(controller.run()) if trade else None
+        try:
+            yield self
+        finally:
+            if runner is None:
+                await controller.shutdown("session closed")
+            else:
+                controller.shutdown_manager.request_shutdown("session closed")
+                await runner
+
+    async def execute_opportunity(self, opportunity: ArbitrageOpportunity) -> ExecutionResult:
+        """Risk-check and execute ``opportunity``; a refusal comes back as a FAILED result naming the check."""
+        start = monotonic_ns()
+        result = await self.controller.process(opportunity)
+        if result is not None:
+            return result
+        return ExecutionResult(
+            opportunity_id=opportunity.opportunity_id,
+            final_state=ArbitrageState.FAILED,
+            total_execution_time_ms=_ms(monotonic_ns() - start),
+            realized_profit=ZERO,
+            error="refused by risk checks",
+        )
+
+    def get_engine_statistics(self) -> EngineStatistics:
+        """Opportunities detected and executed, successes, failures, realized PnL, average execution time."""
+        return self.controller.statistics()
+
+    @property
+    def is_healthy(self) -> bool:
+        """Whether the engine can trade now."""
+        return self.controller.is_healthy
+
+
+def _check_live_allowed(manager: ConfigurationManager) -> None:
+    """Live trading needs keys for every venue and the symbols and limits stated by the operator."""
+    problems = []
+    for exchange in manager.config.exchanges:
+        if exchange.enabled and manager.get_credentials(exchange.name) is None:
+            prefix = VENUE_ENV_PREFIX[exchange.name]
+            problems.append(
+                f"exchange {exchange.name}: live trading needs API keys; set {prefix}_API_KEY and {prefix}_SECRET_KEY "
+                f"(or {prefix}_API_KEY_ENCRYPTED and {prefix}_SECRET_KEY_ENCRYPTED with ENCRYPTION_KEY)"
+            )
+    stated: set[str] = set()
+    if manager.config_file is not None:
+        with contextlib.suppress(OSError, tomllib.TOMLDecodeError):
+            table = tomllib.loads(manager.config_file.read_text(encoding="utf-8"))
+            stated = {f"{section}.{key}" for section, body in table.items() if isinstance(body, dict) for key in body}
+    missing = [key for key in LIVE_REQUIRED if key not in stated]
+    if missing:
+        problems.append(
+            "live trading needs the symbols and limits stated in a --config FILE, not taken from the shipped "
+            f"defaults; missing there: {', '.join(missing)}"
+        )
+    if problems:
+        raise ConfigurationError(problems)
+
+
+def _run_token() -> str:
+    """A short base-36 stamp of the start second, so client order ids differ between runs."""
+    n = time.time_ns() // 1_000_000_000
+    digits = ""
+    while n:
+        n, r = divmod(n, 36)
+        digits = "0123456789abcdefghijklmnopqrstuvwxyz"[r] + digits
+    return digits[-6:]
+
+
+def _ms(ns: int) -> Decimal:
+    return (Decimal(ns) / 1_000_000).quantize(Decimal("0.001"))
+
+
+__all__ = ["ArbitrageController", "ArbitrageEngine", "RunSummary", "dry_run_cluster"]

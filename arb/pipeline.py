@@ -1,0 +1,360 @@
+"""Market data -> scanner: the ``BookSink`` that maps every venue book onto ``SpreadScanner`` legs.
+
+Scales. Each symbol gets one common fixed-point grid: ``10**-price_decimals`` quote per
+price unit and ``10**-size_decimals`` base per size unit, the finest of its legs' book
+and order steps, so every book level and every order step is a whole number of common
+units. A leg's ``price_mult`` is common price units per book tick, its ``size_mult``
+common size units per book lot (a futures lot includes the contract size).
+
+Opportunities. The scanner prices on the books; the venues accept only their order grid.
+A found ``arb_core`` opportunity becomes an ``ArbitrageOpportunity`` with the buy limit
+rounded UP and the sell limit rounded DOWN to the order ticks, the quantity rounded down
+to both order lots, and the profit recomputed on those numbers: a conversion never
+promises a better price than the book allowed, and one that no longer pays is dropped.
+``max_quantity`` is in base units (the executor converts to contracts on futures);
+``buy_fee``/``sell_fee`` are the taker fee rates.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+from math import gcd
+
+from arb_core.book import OrderBook
+from arb_core.freshness import monotonic_ns
+from arb_core.scanner import Opportunity, OpportunityKind, SpreadScanner
+from arb_core.wire.common import WireScale
+
+from .instruments import INT64_MAX, Instrument, decimals_of
+from .types import ArbitrageOpportunity, ExchangeName, OpportunityType
+from .exchanges.base import BookKey
+
+log = logging.getLogger(__name__)
+
+PPM = 1_000_000
+BPS = Decimal(10_000)
+ZERO = Decimal(0)
+# Headroom of the notional cap over the best ask: the scanner walks deeper levels.
+_WALK_HEADROOM = Decimal("1.125")
+
+
+def _units(value: Decimal, decimals: int) -> int:
+    """``value * 10**decimals`` as an int; raises ValueError when it is not whole."""
+    scaled = value.scaleb(decimals)
+    if scaled != scaled.to_integral_value():
+        raise ValueError(f"{value} is not a whole number of 10**-{decimals} units")
+    return int(scaled)
+
+
+def book_tick(scale: WireScale) -> Decimal:
+    """The price of one book tick."""
+    return Decimal(scale.tick_units).scaleb(-scale.price_decimals)
+
+
+def book_lot(scale: WireScale) -> Decimal:
+    """The size of one book lot, in the instrument's order unit (contracts on futures)."""
+    return Decimal(scale.lot_units).scaleb(-scale.size_decimals)
+
+
+class Leg:
+    """One market of a symbol as the scanner sees it: its book, scale and trading rules."""
+
+    __slots__ = (
+        "leg_id", "exchange", "instrument", "book", "scale", "price_mult", "size_mult", "fee_ppm",
+        "min_notional_common", "order_lot_common",
+    )
+
+    def __init__(
+        self, leg_id: int, instrument: Instrument, book: OrderBook, scale: WireScale, price_decimals: int,
+        size_decimals: int,
+    ) -> None:
+        self.leg_id = leg_id
+        self.exchange = instrument.exchange
+        self.instrument = instrument
+        self.book = book
+        self.scale = scale
+        self.price_mult = _units(book_tick(scale), price_decimals)
+        self.size_mult = _units(book_lot(scale) * instrument.contract_size, size_decimals)
+        self.order_lot_common = _units(instrument.lot_size * instrument.contract_size, size_decimals)
+        # Fees and minimums are rounded against us.
+        self.fee_ppm = int((instrument.taker_fee * PPM).to_integral_value(ROUND_CEILING))
+        minimum = instrument.min_notional.scaleb(price_decimals + size_decimals).to_integral_value(ROUND_CEILING)
+        self.min_notional_common = min(int(minimum), INT64_MAX)
+
+    def book_price(self, ticks: int) -> Decimal:
+        """The exact price of ``ticks`` book ticks."""
+        return Decimal(ticks * self.scale.tick_units).scaleb(-self.scale.price_decimals)
+
+
+class SymbolPlan:
+    """The scanner registration of one symbol: common grid and legs.
+
+    With only SPOT_FUTURES_HEDGE enabled, a symbol is registered once per spot market
+    (that spot leg with every futures leg), so the scanner never pairs two spot legs.
+    """
+
+    __slots__ = ("symbol_id", "symbol", "price_decimals", "size_decimals", "legs")
+
+    def __init__(self, symbol_id: int, symbol: str, legs: Sequence[tuple[Instrument, OrderBook, WireScale]]) -> None:
+        if len(legs) < 2:
+            raise ValueError(f"symbol {symbol}: needs at least two markets to scan, got {len(legs)}")
+        self.symbol_id = symbol_id
+        self.symbol = symbol
+        self.price_decimals = max(
+            max(decimals_of(book_tick(scale)), decimals_of(i.tick_size)) for i, _, scale in legs
+        )
+        self.size_decimals = max(
+            max(decimals_of(book_lot(scale) * i.contract_size), decimals_of(i.lot_size * i.contract_size))
+            for i, _, scale in legs
+        )
+        self.legs = [
+            Leg(index, instrument, book, scale, self.price_decimals, self.size_decimals)
+            for index, (instrument, book, scale) in enumerate(legs)
+        ]
+
+    def size_of(self, common: int) -> Decimal:
+        """Base quantity of ``common`` size units."""
+        return Decimal(common).scaleb(-self.size_decimals)
+
+    def common_size(self, base_quantity: Decimal) -> int:
+        """``base_quantity`` in common size units, rounded down."""
+        return int(base_quantity.scaleb(self.size_decimals).to_integral_value(ROUND_FLOOR))
+
+    def common_price(self, price: Decimal) -> int:
+        """``price`` in common price units, rounded up."""
+        return int(price.scaleb(self.price_decimals).to_integral_value(ROUND_CEILING))
+
+    def notional_cap(self) -> int | None:
+        """Largest size (common units) whose notional fits the scanner's int64, at the current best asks.
+
+        None when no leg has an ask yet.
+        """
+        asks = [leg.book_price(leg.book.best_ask_price()) for leg in self.legs if leg.book.ask_count]
+        if not asks:
+            return None
+        price = self.common_price(max(asks) * _WALK_HEADROOM)
+        return INT64_MAX // max(price, 1)
+
+
+OpportunityHandler = Callable[[ArbitrageOpportunity, SymbolPlan], None]
+
+
+class ScannerPipeline:
+    """``BookSink`` over a ``SpreadScanner``: registers legs, scans on updates, converts what it finds.
+
+    Book updates mark their symbols; the scan runs once per socket read (``on_batch_end``)
+    or on ``scan_pending``. Found opportunities go to ``on_opportunity`` after conversion.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_data_age_ms: int,
+        opportunity_types: Iterable[OpportunityType] = (OpportunityType.SPOT_SPOT,),
+        min_profit_bps: Decimal = ZERO,
+        max_position_usd: Decimal | None = None,
+        on_opportunity: OpportunityHandler | None = None,
+        id_prefix: str = "",
+        clock: Callable[[], int] = monotonic_ns,
+        scanner: SpreadScanner | None = None,
+    ) -> None:
+        if max_data_age_ms < 1:
+            raise ValueError(f"max_data_age_ms={max_data_age_ms}: must be at least 1")
+        self.max_age_ns = max_data_age_ms * 1_000_000
+        self.types = frozenset(opportunity_types)
+        if not self.types:
+            raise ValueError("opportunity_types: at least one type must be enabled")
+        self.min_profit_bps = min_profit_bps
+        self._floor_bps = int(min_profit_bps.to_integral_value(ROUND_CEILING))
+        self.max_position_usd = max_position_usd
+        self.on_opportunity = on_opportunity
+        self.id_prefix = id_prefix
+        self.clock = clock
+        self.scanner = scanner if scanner is not None else SpreadScanner()
+        self.plans: dict[int, SymbolPlan] = {}
+        self._by_key: dict[BookKey, list[int]] = {}
+        self._dirty: set[int] = set()
+        self._counter = 0
+        self.scans = 0
+        self.found = 0  # scanner hits
+        self.dropped_after_rounding = 0
+        self.overflows = 0
+        self.desyncs = 0
+        self.on_desync: Callable[[BookKey, str], None] | None = None
+
+    # --- registration -----------------------------------------------------------------
+
+    def register_symbol(self, symbol: str, legs: Sequence[tuple[Instrument, OrderBook, WireScale]]) -> list[SymbolPlan]:
+        """Register ``symbol``'s markets (instrument, live book, book scale); returns the scanner symbols made."""
+        spot = [leg for leg in legs if not leg[0].is_futures]
+        futures = [leg for leg in legs if leg[0].is_futures]
+        groups: list[list[tuple[Instrument, OrderBook, WireScale]]] = []
+        if OpportunityType.SPOT_FUTURES_HEDGE in self.types:
+            if OpportunityType.SPOT_SPOT in self.types:
+                groups.append([*spot, *futures])
+            else:
+                groups.extend([leg, *futures] for leg in spot)
+        else:
+            groups.append(spot)
+        plans = []
+        for group in groups:
+            if len(group) < 2 or all(i.is_futures for i, _, _ in group):
+                continue
+            symbol_id = len(self.plans)
+            plan = SymbolPlan(symbol_id, symbol, group)
+            self.scanner.add_symbol(symbol_id, 0, self._floor_bps)
+            for leg in plan.legs:
+                self.scanner.add_leg(
+                    symbol_id, leg.book, leg.leg_id, leg.instrument.is_futures, leg.fee_ppm, leg.price_mult,
+                    leg.size_mult, leg.min_notional_common,
+                )
+                self._by_key.setdefault(BookKey(leg.exchange, leg.instrument.symbol), []).append(symbol_id)
+            self.plans[symbol_id] = plan
+            plans.append(plan)
+        if not plans:
+            raise ValueError(
+                f"symbol {symbol}: no pair of markets for {', '.join(sorted(t.value for t in self.types))}"
+            )
+        self.refresh_position_caps()
+        return plans
+
+    def refresh_position_caps(self) -> None:
+        """Re-derive each symbol's size cap from ``max_position_usd`` and the int64 notional bound."""
+        for plan in self.plans.values():
+            cap = plan.notional_cap()
+            if cap is None:
+                cap = 0
+            elif self.max_position_usd is not None:
+                asks = [leg.book_price(leg.book.best_ask_price()) for leg in plan.legs if leg.book.ask_count]
+                cap = min(cap, plan.common_size(self.max_position_usd / max(asks)))
+            self.scanner.set_symbol_limits(plan.symbol_id, cap, self._floor_bps)
+
+    def set_leg_limits(self, symbol_id: int, leg_id: int, max_buy_base: Decimal, max_sell_base: Decimal) -> None:
+        """How much base a leg can buy (from its quote balance) and sell (its inventory or margin)."""
+        plan = self.plans[symbol_id]
+        self.scanner.set_limits(
+            symbol_id,
+            leg_id,
+            min(max(plan.common_size(max_buy_base), 0), INT64_MAX),
+            min(max(plan.common_size(max_sell_base), 0), INT64_MAX),
+        )
+
+    # --- BookSink ---------------------------------------------------------------------
+
+    def on_book_update(self, key: BookKey) -> None:
+        """Mark the symbols this book belongs to for the next scan."""
+        ids = self._by_key.get(key)
+        if ids is not None:
+            self._dirty.update(ids)
+
+    def on_batch_end(self) -> None:
+        """Scan every symbol updated during this socket read."""
+        self.scan_pending()
+
+    def on_book_state(self, key: BookKey, in_sync: bool, reason: str) -> None:
+        """A book went out of sync (the scanner skips it by itself) or came back."""
+        if not in_sync:
+            self.desyncs += 1
+            if self.on_desync is not None:
+                self.on_desync(key, reason)
+        elif key in self._by_key:
+            self._dirty.update(self._by_key[key])
+
+    # --- scanning ---------------------------------------------------------------------
+
+    def scan_pending(self) -> None:
+        """Scan the symbols marked since the last scan."""
+        if not self._dirty:
+            return
+        dirty, self._dirty = self._dirty, set()
+        for symbol_id in sorted(dirty):
+            self.scan(symbol_id)
+
+    def scan(self, symbol_id: int) -> ArbitrageOpportunity | None:
+        """Scan one symbol now; the converted opportunity (also handed to ``on_opportunity``) or None."""
+        now = self.clock()
+        self.scans += 1
+        try:
+            found = self.scanner.scan_symbol(symbol_id, now, self.max_age_ns)
+        except OverflowError as exc:
+            # A price jump since the caps were set; the caps follow the book on the next refresh.
+            self.overflows += 1
+            log.warning("scanner: symbol %s: %s", self.plans[symbol_id].symbol, exc)
+            return None
+        if found is None:
+            return None
+        self.found += 1
+        opportunity = self.convert(found, now)
+        if opportunity is None:
+            self.dropped_after_rounding += 1
+            return None
+        if self.on_opportunity is not None:
+            self.on_opportunity(opportunity, self.plans[symbol_id])
+        return opportunity
+
+    def convert(self, found: Opportunity, detected_ns: int) -> ArbitrageOpportunity | None:
+        """``found`` on the venues' order grids, or None when it no longer pays after rounding."""
+        plan = self.plans[found.symbol_id]
+        buy, sell = plan.legs[found.buy_leg], plan.legs[found.sell_leg]
+        bi, si = buy.instrument, sell.instrument
+        buy_price = _to_step(buy.book_price(found.buy_limit_ticks), bi.tick_size, ROUND_CEILING)
+        sell_price = _to_step(sell.book_price(found.sell_limit_ticks), si.tick_size, ROUND_FLOOR)
+        step = _lcm(buy.order_lot_common, sell.order_lot_common)
+        common = found.size_common - found.size_common % step
+        quantity = plan.size_of(common)
+        if (
+            common <= 0
+            or quantity < bi.min_size * bi.contract_size
+            or quantity < si.min_size * si.contract_size
+            or quantity * buy_price < bi.min_notional
+            or quantity * sell_price < si.min_notional
+        ):
+            return None
+        cost = quantity * buy_price
+        proceeds = quantity * sell_price
+        profit = proceeds - cost - cost * bi.taker_fee - proceeds * si.taker_fee
+        if profit <= 0:
+            return None
+        margin = profit * BPS / cost
+        if margin < self.min_profit_bps:
+            return None
+        self._counter += 1
+        kind = (
+            OpportunityType.SPOT_FUTURES_HEDGE
+            if found.kind == OpportunityKind.SPOT_FUTURES_HEDGE
+            else OpportunityType.SPOT_SPOT
+        )
+        return ArbitrageOpportunity(
+            opportunity_id=f"{self.id_prefix}{self._counter}{bi.base.lower()}",
+            opportunity_type=kind,
+            symbol=plan.symbol,
+            buy_exchange=buy.exchange,
+            sell_exchange=sell.exchange,
+            buy_price=buy_price,
+            sell_price=sell_price,
+            max_quantity=quantity,
+            profit_per_unit=profit / quantity,
+            total_profit_estimate=profit,
+            profit_margin_bps=margin.quantize(Decimal("0.01"), ROUND_FLOOR),
+            detected_at=detected_ns,
+            buy_fee=bi.taker_fee,
+            sell_fee=si.taker_fee,
+        )
+
+    def legs_of(self, exchange: ExchangeName) -> list[tuple[SymbolPlan, Leg]]:
+        """Every registered leg on ``exchange``, with its symbol."""
+        return [(plan, leg) for plan in self.plans.values() for leg in plan.legs if leg.exchange is exchange]
+
+    def symbol_plans(self) -> Mapping[int, SymbolPlan]:
+        """Registered scanner symbols by id."""
+        return self.plans
+
+
+def _to_step(price: Decimal, step: Decimal, rounding: str) -> Decimal:
+    return (price / step).to_integral_value(rounding) * step
+
+
+def _lcm(a: int, b: int) -> int:
+    return a // gcd(a, b) * b

@@ -1,0 +1,172 @@
+"""arb.controller: an in-process dry run against the simulated venues, live-mode refusals, the engine API."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from decimal import Decimal as D
+from pathlib import Path
+
+import pytest
+
+from arb import ArbitrageController, ArbitrageEngine
+from arb.config import ConfigurationManager
+from arb.controller import RunSummary, dry_run_cluster
+from arb.errors import ConfigurationError
+from arb.exchanges.factory import registered
+from arb.exchanges.models import OrderState
+from arb.journal import Journal
+from arb.secrets import ApiCredentials, Secret
+from arb.sim.cluster import SimCluster
+from arb.sim.market import Dislocation
+from arb.sim.server import VenueUrls
+from arb.types import ArbitrageOpportunity, ArbitrageState, ExchangeName, ExecutionResult, OpportunityType, OrderSide
+
+CONFIG = """
+[engine]
+symbols = ["BTC/USDT"]
+"""
+SECOND = 1_000_000_000
+
+
+def manager(tmp_path: Path, text: str = CONFIG, environ: dict[str, str] | None = None) -> ConfigurationManager:
+    path = tmp_path / "arb.toml"
+    path.write_text(text)
+    configuration = ConfigurationManager(path, environ=environ or {})
+    configuration.load_configuration(dry_run=True)
+    return configuration
+
+
+async def order_states(
+    cluster_urls: Mapping[str, VenueUrls], legs: list[tuple[ExchangeName, str, str]]
+) -> list[OrderState]:
+    """The venues' own record of each (market, symbol, client id), read by fresh connectors."""
+    credentials = ApiCredentials(Secret("sim-key"), Secret("sim-secret"))
+    states = []
+    connectors = {}
+    try:
+        for market, symbol, client_id in legs:
+            if market not in connectors:
+                urls = cluster_urls[market.venue]
+                connectors[market] = registered()[market](
+                    credentials=credentials, rest_url=urls.rest_url, ws_url=urls.ws_url
+                )
+            states.append(await connectors[market].query_order(symbol, client_order_id=client_id))
+    finally:
+        for connector in connectors.values():
+            await connector.close()
+    return states
+
+
+def holdings(cluster: SimCluster) -> dict[str, D]:
+    """Free plus locked of every asset of the funded user, summed over the spot markets."""
+    total: dict[str, D] = {}
+    for venue in cluster.venues.values():
+        for market, exchange in venue.exchanges.items():
+            if market.is_futures:
+                continue
+            for asset, (free, locked) in exchange.balances(cluster.config.api_key).items():
+                total[asset] = total.get(asset, D(0)) + free + locked
+    return total
+
+
+def test_dry_run_trades_a_scheduled_dislocation_with_exact_pnl_and_a_full_journal(tmp_path: Path) -> None:
+    configuration = manager(tmp_path)
+    # MEXC's BTC/USDT 80 bps cheap from 1 s to 3 s of simulator time: buy on MEXC, sell on Gate.
+    dislocation = Dislocation(
+        exchange=ExchangeName.MEXC, symbol="BTC/USDT", start_ns=SECOND, duration_ns=2 * SECOND, bps=-80
+    )
+    cluster = dry_run_cluster(configuration.config, dislocations=(dislocation,), random_per_minute=0)
+    journal_path = tmp_path / "journal.sqlite3"
+    status: list[str] = []
+
+    async def scenario() -> tuple[RunSummary, list[ExecutionResult], list[OrderState], dict[str, D]]:
+        async with cluster:
+            before = holdings(cluster)
+            controller = ArbitrageController(
+                configuration, sim_cluster=cluster, journal=Journal(journal_path), status=status.append
+            )
+            await controller.initialize(dry_run=True)
+            summary = await controller.run(duration_s=3.5)
+            legs = [(leg.exchange, leg.symbol, leg.client_order_id) for r in controller.results for leg in r.legs]
+            states = await order_states(cluster.urls(), legs)
+            after = holdings(cluster)
+            return summary, controller.results, states, {a: after[a] - before.get(a, D(0)) for a in after}
+
+    summary, results, states, change = asyncio.run(scenario())
+    stats = summary.statistics
+    assert stats.opportunities_detected >= 1 and stats.opportunities_executed >= 1
+    assert summary.ok and summary.stop_reason == "duration elapsed"
+    assert status and "opportunities" in status[-1]
+    assert all(r.legs for r in results)
+    assert [r for r in results if r.legs[0].exchange is ExchangeName.MEXC], "the dislocation makes MEXC the cheap side"
+
+    # Each leg as the venue reports the order: same fills at the same average price.
+    by_id = {state.client_order_id: state for state in states}
+    legs = [leg for result in results for leg in result.legs]
+    for leg in legs:
+        state = by_id[leg.client_order_id]
+        assert (state.filled_quantity, state.side) == (leg.filled_quantity, leg.side)
+        if leg.filled_quantity:
+            assert state.average_price == leg.average_price
+    # The venues' ledgers: spot fees are charged in the asset received (BTC on a buy, USDT on a sell),
+    # and realized PnL values a BTC fee at its order's average price, exactly.
+    bought = sum((leg.filled_quantity for leg in legs if leg.side is OrderSide.BUY), D(0))
+    sold = sum((leg.filled_quantity for leg in legs if leg.side is OrderSide.SELL), D(0))
+    buy_fees = [(leg.fee, leg.average_price or D(0)) for leg in legs if leg.side is OrderSide.BUY]
+    assert bought == sold > 0
+    assert change["BTC"] == -sum((fee for fee, _ in buy_fees), D(0))
+    realized = change["USDT"] - sum((fee * price for fee, price in buy_fees), D(0))
+    assert stats.total_realized_profit == sum((r.realized_profit for r in results), D(0)) == realized > 0
+    assert stats.executions_succeeded == sum(r.final_state is ArbitrageState.COMPLETED for r in results)
+
+    # Every order has its journaled intent, and none is left open.
+    with Journal(journal_path) as journal:
+        for leg in (leg for result in results for leg in result.legs):
+            assert journal.intent(leg.exchange, leg.client_order_id).client_order_id == leg.client_order_id
+        assert journal.open_intents() == []
+
+
+def test_live_mode_refuses_without_keys_and_without_stated_limits(tmp_path: Path) -> None:
+    controller = ArbitrageController(manager(tmp_path, "[engine]\nsymbols = ['BTC/USDT']\n"))
+    with pytest.raises(ConfigurationError) as refused:
+        asyncio.run(controller.initialize(dry_run=False))
+    text = str(refused.value)
+    for name in ("MEXC_API_KEY", "MEXC_SECRET_KEY", "GATEIO_API_KEY", "GATEIO_SECRET_KEY"):
+        assert name in text
+    assert "risk.max_position_size_usd" in text and "engine.symbols" not in text.split("missing there:")[1]
+
+
+def test_engine_session_statistics_health_and_a_refused_opportunity(tmp_path: Path) -> None:
+    configuration = manager(tmp_path)
+    cluster = dry_run_cluster(configuration.config, random_per_minute=0)
+
+    async def scenario() -> None:
+        async with cluster:
+            journal = Journal(tmp_path / "j.sqlite3")
+            controller = ArbitrageController(configuration, sim_cluster=cluster, journal=journal)
+            engine = ArbitrageEngine(controller)
+            async with engine.session(trade=False):
+                assert engine.is_healthy
+                thin = ArbitrageOpportunity(
+                    opportunity_id="thin1btc",
+                    opportunity_type=OpportunityType.SPOT_SPOT,
+                    symbol="BTC/USDT",
+                    buy_exchange=ExchangeName.MEXC,
+                    sell_exchange=ExchangeName.GATEIO,
+                    buy_price=D("60000"),
+                    sell_price=D("60001"),
+                    max_quantity=D("0.0001"),
+                    profit_per_unit=D("0.1"),
+                    total_profit_estimate=D("0.00001"),
+                    profit_margin_bps=D("0.1"),  # below the 10 bps floor
+                    detected_at=0,
+                )
+                result = await engine.execute_opportunity(thin)
+                assert result.final_state is ArbitrageState.FAILED and result.error == "refused by risk checks"
+                stats = engine.get_engine_statistics()
+                assert (stats.opportunities_detected, stats.opportunities_executed) == (1, 0)
+                assert stats.success_rate == 0
+            assert not engine.is_healthy
+
+    asyncio.run(scenario())

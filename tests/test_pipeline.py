@@ -1,0 +1,154 @@
+"""arb.pipeline: common scales over venue book scales, opportunity conversion to the order grid, freshness."""
+
+from __future__ import annotations
+
+from decimal import Decimal as D
+
+import pytest
+
+from arb_core.book import ASK, BID, DeltaBatch, OrderBook
+from arb_core.wire.common import WireScale
+
+from arb.exchanges.base import BookKey
+from arb.instruments import Instrument
+from arb.pipeline import ScannerPipeline
+from arb.sim.cluster import default_instruments
+from arb.types import ArbitrageOpportunity, ExchangeName, OpportunityType
+
+INSTRUMENTS = {(i.exchange, i.base): i for i in default_instruments(("BTC",))}
+GATE = INSTRUMENTS[(ExchangeName.GATEIO, "BTC")]
+MEXC = INSTRUMENTS[(ExchangeName.MEXC, "BTC")]
+GATE_PERP = INSTRUMENTS[(ExchangeName.GATEIO_FUTURES, "BTC")]
+GATE_BOOK = WireScale(8, 1, 10, 1)  # Gate spot books: finer than the 0.1 / 0.000001 order grid
+MEXC_BOOK = WireScale(*MEXC.wire_scale())
+GATE_PERP_BOOK = WireScale(*GATE_PERP.wire_scale())
+MAX_AGE_MS = 100
+
+
+def book(
+    name: str, scale: WireScale, bids: list[tuple[str, str]], asks: list[tuple[str, str]], recv_ns: int = 1
+) -> OrderBook:
+    """An in-sync book holding the given (price, size) levels, converted exactly into ``scale``."""
+    tick = D(scale.tick_units).scaleb(-scale.price_decimals)
+    lot = D(scale.lot_units).scaleb(-scale.size_decimals)
+    batch = DeltaBatch(64)
+    for side, levels in ((BID, bids), (ASK, asks)):
+        for price, size in levels:
+            ticks, lots = D(price) / tick, D(size) / lot
+            assert ticks == int(ticks) and lots == int(lots)
+            batch.add(side, int(ticks), int(lots))
+    batch.first_update_id = batch.last_update_id = 1
+    result = OrderBook(name)
+    result.apply_snapshot(batch, recv_ns)
+    return result
+
+
+def pipeline(
+    *legs: tuple[Instrument, OrderBook, WireScale], now_ns: int = 2, **kwargs: object
+) -> tuple[ScannerPipeline, list[ArbitrageOpportunity]]:
+    found: list[ArbitrageOpportunity] = []
+    p = ScannerPipeline(
+        max_data_age_ms=MAX_AGE_MS, on_opportunity=lambda opp, plan: found.append(opp), clock=lambda: now_ns,
+        id_prefix="t", **kwargs,  # type: ignore[arg-type]
+    )
+    (plan,) = p.register_symbol("BTC/USDT", legs)
+    for leg in plan.legs:
+        p.set_leg_limits(plan.symbol_id, leg.leg_id, D(100), D(100))
+    return p, found
+
+
+def test_common_scale_is_the_finest_of_gate_and_mexc_books() -> None:
+    gate = book("gate", GATE_BOOK, [("59999.9", "1")], [("60000", "1")])
+    mexc = book("mexc", MEXC_BOOK, [("59999.99", "1")], [("60000.01", "1")])
+    perp = book("perp", GATE_PERP_BOOK, [("59999.9", "10")], [("60000", "10")])
+    p, _ = pipeline((GATE, gate, GATE_BOOK), (MEXC, mexc, MEXC_BOOK), (GATE_PERP, perp, GATE_PERP_BOOK),
+                    opportunity_types=(OpportunityType.SPOT_SPOT, OpportunityType.SPOT_FUTURES_HEDGE))
+    (plan,) = p.plans.values()
+    assert (plan.price_decimals, plan.size_decimals) == (8, 10)
+    gate_leg, mexc_leg, perp_leg = plan.legs
+    # common units per book tick / lot: 1e-8 quote and 1e-10 base
+    assert (gate_leg.price_mult, gate_leg.size_mult) == (1, 1)
+    assert (mexc_leg.price_mult, mexc_leg.size_mult) == (10**6, 10**4)  # tick 0.01, lot 0.000001 BTC
+    assert (perp_leg.price_mult, perp_leg.size_mult) == (10**7, 10**6)  # tick 0.1, one contract of 0.0001 BTC
+    assert (gate_leg.fee_ppm, mexc_leg.fee_ppm, perp_leg.fee_ppm) == (2000, 500, 500)
+    assert gate_leg.min_notional_common == 3 * 10**18 and mexc_leg.min_notional_common == 10**18
+    assert gate_leg.order_lot_common == 10**4 and perp_leg.order_lot_common == 10**6
+
+
+def test_spot_spot_only_leaves_futures_out_and_hedge_only_pairs_each_spot_with_futures() -> None:
+    legs = [
+        (GATE, book("gate", GATE_BOOK, [("1", "1")], [("2", "1")]), GATE_BOOK),
+        (MEXC, book("mexc", MEXC_BOOK, [("1", "1")], [("2", "1")]), MEXC_BOOK),
+        (GATE_PERP, book("perp", GATE_PERP_BOOK, [("1", "1")], [("2", "1")]), GATE_PERP_BOOK),
+    ]
+    spot = ScannerPipeline(max_data_age_ms=MAX_AGE_MS)
+    (plan,) = spot.register_symbol("BTC/USDT", legs)
+    assert [leg.exchange for leg in plan.legs] == [ExchangeName.GATEIO, ExchangeName.MEXC]
+    hedge = ScannerPipeline(max_data_age_ms=MAX_AGE_MS, opportunity_types=(OpportunityType.SPOT_FUTURES_HEDGE,))
+    plans = hedge.register_symbol("BTC/USDT", legs)
+    assert [[leg.exchange for leg in p.legs] for p in plans] == [
+        [ExchangeName.GATEIO, ExchangeName.GATEIO_FUTURES],
+        [ExchangeName.MEXC, ExchangeName.GATEIO_FUTURES],
+    ]
+    hedge.on_book_update(BookKey(ExchangeName.GATEIO_FUTURES, "BTC/USDT:USDT"))
+    assert hedge._dirty == {0, 1}
+
+
+def test_buy_limit_rounds_up_and_sell_limit_down_to_the_order_grid() -> None:
+    # Buy on Gate, whose book prices (8 decimals) are finer than its 0.1 order tick; sell on MEXC.
+    gate = book("gate", GATE_BOOK, [("59000", "1")], [("60000.01234567", "0.0001234567")])
+    mexc = book("mexc", MEXC_BOOK, [("60400.01", "5")], [("60500", "5")])
+    p, found = pipeline((GATE, gate, GATE_BOOK), (MEXC, mexc, MEXC_BOOK))
+    p.on_book_update(BookKey(ExchangeName.GATEIO, "BTC/USDT"))
+    p.on_batch_end()
+    (opp,) = found
+    assert (opp.buy_exchange, opp.sell_exchange) == (ExchangeName.GATEIO, ExchangeName.MEXC)
+    assert opp.buy_price == D("60000.1")  # never below the book's worst ask
+    assert opp.sell_price == D("60400.01")
+    assert opp.max_quantity == D("0.000123")  # 0.0001234567 down to both 0.000001 lots
+    cost, proceeds = opp.max_quantity * opp.buy_price, opp.max_quantity * opp.sell_price
+    assert opp.total_profit_estimate == proceeds - cost - cost * GATE.taker_fee - proceeds * MEXC.taker_fee
+    assert opp.opportunity_id == "t1btc" and opp.opportunity_type is OpportunityType.SPOT_SPOT
+
+    # The other way round: Gate's bid rounds down.
+    gate = book("gate", GATE_BOOK, [("60400.16789", "1")], [("60500", "1")])
+    mexc = book("mexc", MEXC_BOOK, [("59000", "5")], [("60000.01", "0.0001")])
+    p, found = pipeline((GATE, gate, GATE_BOOK), (MEXC, mexc, MEXC_BOOK))
+    opp2 = p.scan(0)
+    assert opp2 is not None and found == [opp2]
+    assert opp2.sell_price == D("60400.1") and opp2.buy_price == D("60000.01")
+    assert opp2.max_quantity == D("0.0001")
+
+
+def test_an_opportunity_that_stops_paying_after_rounding_is_dropped() -> None:
+    # 60150.35 * (1 - 0.2 %) beats 60000 * (1 + 0.05 %) on the book; at the 0.1 order tick (60150.3) it does not.
+    gate = book("gate", GATE_BOOK, [("60150.35", "1")], [("60200", "1")])
+    mexc = book("mexc", MEXC_BOOK, [("59000", "5")], [("60000", "0.01")])
+    p, found = pipeline((GATE, gate, GATE_BOOK), (MEXC, mexc, MEXC_BOOK))
+    assert p.scan(0) is None
+    assert p.found == 1 and p.dropped_after_rounding == 1 and found == []
+
+
+def test_a_stale_book_gives_no_opportunity() -> None:
+    gate = book("gate", GATE_BOOK, [("59000", "1")], [("60000", "1")], recv_ns=1_000)
+    mexc = book("mexc", MEXC_BOOK, [("60400", "5")], [("60500", "5")], recv_ns=1_000)
+    max_age_ns = MAX_AGE_MS * 1_000_000
+    fresh, _ = pipeline((GATE, gate, GATE_BOOK), (MEXC, mexc, MEXC_BOOK), now_ns=1_000 + max_age_ns)
+    assert fresh.scan(0) is not None
+    stale, found = pipeline((GATE, gate, GATE_BOOK), (MEXC, mexc, MEXC_BOOK), now_ns=1_001 + max_age_ns)
+    assert stale.scan(0) is None and found == []
+    gate.mark_out_of_sync()
+    assert fresh.scan(0) is None
+
+
+def test_position_cap_follows_max_position_usd_and_the_int64_notional_bound() -> None:
+    gate = book("gate", GATE_BOOK, [("59000", "1")], [("60000", "1")])
+    mexc = book("mexc", MEXC_BOOK, [("60400", "5")], [("60500", "5")])
+    capped, _ = pipeline((GATE, gate, GATE_BOOK), (MEXC, mexc, MEXC_BOOK), max_position_usd=D("6"))
+    opp = capped.scan(0)
+    assert opp is not None and opp.max_quantity == D("0.000099")  # 6 / 60500 rounded down to the lot
+    # Without a USD cap the int64 bound on notionals at 1e-18 USDT units still holds the size.
+    uncapped, _ = pipeline((GATE, gate, GATE_BOOK), (MEXC, mexc, MEXC_BOOK))
+    opp = uncapped.scan(0)
+    assert opp is not None and opp.max_quantity * opp.sell_price < D("9.3")
+    assert uncapped.overflows == 0
