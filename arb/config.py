@@ -21,7 +21,7 @@ from typing import Any
 
 from .errors import ConfigurationError
 from .secrets import ApiCredentials, load_credentials
-from .types import ArbitrageConfig, ExchangeConfig, ExchangeName, OpportunityType, RiskLimits
+from .types import ArbitrageConfig, ExchangeConfig, ExchangeName, MetricsConfig, OpportunityType, RiskLimits
 
 log = logging.getLogger(__name__)
 
@@ -120,9 +120,30 @@ def _choices(allowed: tuple[str, ...]) -> Callable[[Any], list[str]]:
     return parse
 
 
+def _one_of(allowed: tuple[str, ...]) -> Callable[[Any], str]:
+    def parse(raw: Any) -> str:
+        if not isinstance(raw, str) or raw not in allowed:
+            raise _Invalid(f"choose one of {', '.join(map(repr, allowed))}")
+        return raw
+
+    return parse
+
+
 def _file_path(raw: Any) -> str:
     if not isinstance(raw, str) or not raw.strip():
         raise _Invalid("expected a file path")
+    return raw.strip()
+
+
+def _sync_mode(raw: Any) -> str:
+    if not isinstance(raw, str) or raw.strip().upper() not in ("FULL", "NORMAL"):
+        raise _Invalid("expected FULL or NORMAL")
+    return raw.strip().upper()
+
+
+def _host(raw: Any) -> str:
+    if not isinstance(raw, str) or not re.fullmatch(r"[A-Za-z0-9.:\-]+", raw.strip()):
+        raise _Invalid("expected a host name or IP address such as 127.0.0.1 or 0.0.0.0")
     return raw.strip()
 
 
@@ -153,6 +174,7 @@ ENGINE_FIELDS: dict[str, Callable[[Any], Any]] = {
     "enable_risk_checks": _boolean,
     "enable_recovery_mode": _boolean,
     "journal_path": _file_path,
+    "journal_synchronous": _sync_mode,
 }
 RISK_FIELDS: dict[str, Callable[[Any], Any]] = {
     "max_position_size_usd": _money(positive=True),
@@ -172,8 +194,40 @@ EXCHANGE_FIELDS: dict[str, Callable[[Any], Any]] = {
     "ws_url": _optional_url,
     "futures_rest_url": _optional_url,
     "futures_ws_url": _optional_url,
+    "order_transport": _one_of(("rest", "ws")),
 }
-SECTIONS: dict[str, dict[str, Callable[[Any], Any]]] = {"engine": ENGINE_FIELDS, "risk": RISK_FIELDS}
+METRICS_FIELDS: dict[str, Callable[[Any], Any]] = {
+    "enabled": _boolean,
+    "host": _host,
+    "port": _bounded_int(1, 65_535),
+}
+ASSET_PATTERN = re.compile(r"^[A-Z0-9]{1,20}$")
+
+
+def _inventory(raw: Any) -> dict[str, Decimal]:
+    """A paper market's starting balances: a table of asset -> amount >= 0, every bad entry named."""
+    if not isinstance(raw, dict):
+        raise _Invalid('expected a table of asset = "amount", e.g. { USDT = "10000", BTC = "0.1" }')
+    balances: dict[str, Decimal] = {}
+    bad: list[str] = []
+    for asset, amount in raw.items():
+        if not ASSET_PATTERN.match(asset):
+            bad.append(f"{asset!r} is not an asset name (capitals and digits, e.g. USDT)")
+            continue
+        try:
+            balances[asset] = _money(positive=False)(amount)
+        except _Invalid as exc:
+            bad.append(f"{asset} = {amount!r}: {exc}")
+    if bad:
+        raise _Invalid("; ".join(bad))
+    return balances
+
+
+# Paper mode's starting inventory, one table per market (``[paper] gateio_futures = { USDT = "1000" }``).
+PAPER_FIELDS: dict[str, Callable[[Any], Any]] = {market.value: _inventory for market in ExchangeName}
+SECTIONS: dict[str, dict[str, Callable[[Any], Any]]] = {
+    "engine": ENGINE_FIELDS, "risk": RISK_FIELDS, "metrics": METRICS_FIELDS, "paper": PAPER_FIELDS,
+}
 
 ENV_OVERRIDES: dict[str, str] = {
     "ARB_SYMBOLS": "engine.symbols",
@@ -191,6 +245,10 @@ ENV_OVERRIDES: dict[str, str] = {
     "ARB_ENABLE_RECOVERY_MODE": "engine.enable_recovery_mode",
     "ARB_MAX_DATA_AGE_MS": "engine.max_data_age_ms",
     "ARB_JOURNAL_PATH": "engine.journal_path",
+    "ARB_JOURNAL_SYNCHRONOUS": "engine.journal_synchronous",
+    "ARB_METRICS_ENABLED": "metrics.enabled",
+    "ARB_METRICS_HOST": "metrics.host",
+    "ARB_METRICS_PORT": "metrics.port",
 }
 
 
@@ -295,7 +353,9 @@ class ConfigurationManager:
             f"balances every {c.balance_refresh_interval_ms} ms, max data age {c.max_data_age_ms} ms",
             f"safety          circuit breakers {_on(c.enable_circuit_breakers)}, risk checks "
             f"{_on(c.enable_risk_checks)}, recovery {_on(c.enable_recovery_mode)}",
-            f"journal         {c.journal_path}",
+            f"journal         {c.journal_path} (synchronous={c.journal_synchronous})",
+            f"metrics         "
+            + (f"http://{c.metrics.host}:{c.metrics.port}/metrics" if c.metrics.enabled else "off"),
         ]
         return "\n".join(lines)
 
@@ -421,6 +481,11 @@ def _build(
         if "markets" in fields:
             fields["markets"] = tuple(fields["markets"])
         exchanges.append(ExchangeConfig(name=venue, **fields))
+    for exchange in exchanges:
+        # Only Gate.io has a websocket trading API; elsewhere "ws" would silently mean REST.
+        if exchange.order_transport == "ws" and exchange.name != "gateio":
+            setting = settings[f"exchanges.{exchange.name}.order_transport"]
+            problems.append(f'{setting.source}: "ws": {exchange.name} has no websocket trading API; use "rest"')
     markets = [name for exchange in exchanges if exchange.enabled for name in exchange.exchange_names]
     if len(markets) < 2:
         problems.append(
@@ -440,11 +505,14 @@ def _build(
     engine = {key: values[f"engine.{key}"] for key in ENGINE_FIELDS if f"engine.{key}" in values}
     engine.pop("symbols")
     engine["opportunity_types"] = types
+    metrics = {key: values[f"metrics.{key}"] for key in METRICS_FIELDS if f"metrics.{key}" in values}
     return ArbitrageConfig(
         dry_run=dry_run,
         symbols=tuple(symbols),
         exchanges=tuple(exchanges),
         risk_limits=RiskLimits(**{k: v for k, v in risk_values.items() if v is not None}),
         sources=sources,
+        metrics=MetricsConfig(**metrics),
+        paper_balances={key: values[f"paper.{key}"] for key in PAPER_FIELDS if f"paper.{key}" in values},
         **engine,
     )

@@ -81,6 +81,7 @@ class ExchangeConfig(msgspec.Struct, frozen=True, kw_only=True):
     ws_url: str | None = None
     futures_rest_url: str | None = None
     futures_ws_url: str | None = None
+    order_transport: str | None = None  # "rest" | "ws" (Gate.io's websocket trading API); None: the measured default
 
     @property
     def exchange_names(self) -> tuple[ExchangeName, ...]:
@@ -88,6 +89,14 @@ class ExchangeConfig(msgspec.Struct, frozen=True, kw_only=True):
         return tuple(
             ExchangeName(self.name if market == "spot" else f"{self.name}_{market}") for market in self.markets
         )
+
+
+class MetricsConfig(msgspec.Struct, frozen=True, kw_only=True):
+    """The Prometheus ``/metrics`` and health endpoints; off unless enabled."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = 9464
 
 
 class ArbitrageConfig(msgspec.Struct, frozen=True, kw_only=True):
@@ -106,7 +115,14 @@ class ArbitrageConfig(msgspec.Struct, frozen=True, kw_only=True):
     enable_risk_checks: bool = True
     enable_recovery_mode: bool = True
     journal_path: str = "arb-journal.sqlite3"  # SQLite order journal; relative to the working directory
+    # FULL: every commit (each intent before its order) fsyncs, surviving power loss, at ~ms per commit.
+    # NORMAL (WAL): a commit is a write without fsync, durable against a crash of the process, not of
+    # the machine. Dry runs always journal with NORMAL.
+    journal_synchronous: str = "FULL"
     sources: tuple[str, ...] = ()
+    metrics: MetricsConfig = msgspec.field(default_factory=MetricsConfig)
+    # Starting inventory of each market in paper mode: market name ("gateio_futures") -> asset -> amount.
+    paper_balances: dict[str, dict[str, Decimal]] = msgspec.field(default_factory=dict)
 
 
 class ArbitrageOpportunity(msgspec.Struct, frozen=True, kw_only=True):

@@ -68,6 +68,8 @@ def test_defaults_are_safe_and_small(tmp_path: Path) -> None:
         ("[engine]\nopportunity_types = ['triangular']\n", "'triangular' not allowed; choose from"),
         ("[exchanges.gateio]\nmarkets = ['options']\n", "'options' not allowed; choose from spot, futures"),
         ("[exchanges.mexc]\nrest_url = 'ftp://x'\n", "expected an http(s):// or ws(s):// URL"),
+        ("[exchanges.gateio]\norder_transport = 'fix'\n", "'fix': choose one of 'rest', 'ws'"),
+        ("[exchanges.mexc]\norder_transport = 'ws'\n", "mexc has no websocket trading API; use \"rest\""),
         ("[exchanges.mexc]\nenabled = false\n", "spot_spot needs the spot market enabled on both venues"),
         ("[risk]\nmax_total_exposure_usd = 50\n", "50: must be at least risk.max_position_size_usd (100"),
         ("[risk]\nmax_symbol_exposure_usd = 501\n", "501: must not exceed risk.max_total_exposure_usd"),
@@ -164,8 +166,12 @@ ENV_CASES = [
     ("ARB_ENABLE_RECOVERY_MODE", "no", "enable_recovery_mode", False),
     ("ARB_MAX_DATA_AGE_MS", "250", "max_data_age_ms", 250),
     ("ARB_JOURNAL_PATH", "/var/lib/arb/journal.sqlite3", "journal_path", "/var/lib/arb/journal.sqlite3"),
+    ("ARB_JOURNAL_SYNCHRONOUS", "normal", "journal_synchronous", "NORMAL"),
     ("ARB_SYMBOLS", "SOL/USDT, BTC/USDT", "symbols", ("SOL/USDT", "BTC/USDT")),
     ("ARB_OPPORTUNITY_TYPES", "spot_spot", "opportunity_types", (OpportunityType.SPOT_SPOT,)),
+    ("ARB_METRICS_ENABLED", "true", "metrics.enabled", True),
+    ("ARB_METRICS_HOST", "0.0.0.0", "metrics.host", "0.0.0.0"),
+    ("ARB_METRICS_PORT", "9100", "metrics.port", 9100),
 ]
 
 
@@ -216,3 +222,35 @@ def test_summary_masks_secrets(tmp_path: Path, caplog: pytest.LogCaptureFixture)
         assert "visible" not in text
     assert "gateio" in summary and "key <20 chars>" in summary
     assert manager.get_credentials("mexc") is None
+
+
+def test_gateio_order_transport_reaches_the_connector_settings(tmp_path: Path) -> None:
+    from arb.exchanges.connector import DEFAULT_ORDER_TRANSPORT, ConnectorSettings
+
+    gate = load(tmp_path, "[exchanges.gateio]\norder_transport = 'rest'\n").get_exchange_config("gateio")
+    assert gate.order_transport == "rest" and ConnectorSettings.from_exchange_config(gate).order_transport == "rest"
+    mexc = load(tmp_path).get_exchange_config("mexc")
+    assert mexc.order_transport is None
+    assert ConnectorSettings.from_exchange_config(mexc).order_transport == DEFAULT_ORDER_TRANSPORT
+
+
+def test_paper_inventory_defaults_and_per_market_overrides(tmp_path: Path) -> None:
+    defaults = load(tmp_path).config.paper_balances
+    assert defaults["mexc"] == {"USDT": Decimal("10000"), "BTC": Decimal("0.1"), "ETH": Decimal("2")}
+    assert defaults["gateio_futures"] == {"USDT": Decimal("10000")}
+    # A user table replaces one market's inventory; the others keep the shipped defaults.
+    config = load(tmp_path, '[paper]\ngateio = { USDT = "250.5", SOL = 3 }\n').config
+    assert config.paper_balances["gateio"] == {"USDT": Decimal("250.5"), "SOL": Decimal("3")}
+    assert config.paper_balances["mexc"] == defaults["mexc"]
+
+
+def test_paper_inventory_problems_are_reported_together(tmp_path: Path) -> None:
+    found = problems(
+        tmp_path,
+        '[paper]\nmexc = { USDT = "-1", btc = "1", ETH = "lots" }\ngateio = "10000"\nkraken = { USDT = "1" }\n',
+    )
+    text = "\n".join(found)
+    assert "paper.mexc" in text and "USDT = '-1': must be 0 or more" in text
+    assert "'btc' is not an asset name" in text and "ETH = 'lots'" in text
+    assert "paper.gateio" in text and "expected a table of asset" in text
+    assert "paper.kraken: unknown key" in text

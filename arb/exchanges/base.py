@@ -9,7 +9,7 @@ Normalised data types live in ``arb.exchanges.models``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import NamedTuple, Protocol, TypeAlias
 
 import msgspec
@@ -107,8 +107,27 @@ class MarketDataDialect(Protocol):
         """Decode a REST snapshot body into ``batch`` (both ids = the snapshot id)."""
 
 
+class MarketDataTap(Protocol):
+    """Sees a connector's raw market data (a recorder): every websocket message and REST snapshot.
+
+    ``start_books(..., tap=...)`` wraps the message handler and the snapshot fetcher with it;
+    a wrapped handler must copy what it keeps (the payload is borrowed) and never raise.
+    """
+
+    def wrap_messages(
+        self, exchange: ExchangeName, dialect: MarketDataDialect, handler: Callable[[memoryview, bool, bool, int], None]
+    ) -> Callable[[memoryview, bool, bool, int], None]:
+        """A ``(payload, is_binary, last_in_buffer, recv_ns)`` handler that sees each message, then calls ``handler``."""
+
+    def wrap_snapshots(
+        self, exchange: ExchangeName, fetch: Callable[[str], Awaitable[bytes]]
+    ) -> Callable[[str], Awaitable[bytes]]:
+        """A ``venue_symbol -> body`` snapshot fetcher that sees each body ``fetch`` returns."""
+
+
 OrderHandler: TypeAlias = Callable[[OrderState], None]
 FillHandler: TypeAlias = Callable[[Fill], None]
+BalanceHandler: TypeAlias = Callable[[Balance], None]
 
 
 class PublicExchange(Protocol):
@@ -177,8 +196,11 @@ class PrivateExchange(Protocol):
     async def positions(self) -> Sequence[Position]:
         """Open futures positions (empty on spot)."""
 
-    async def start_private_stream(self, on_order: OrderHandler, on_fill: FillHandler) -> None:
-        """Stream order updates and fills to the handlers (called synchronously, in venue order)."""
+    async def start_private_stream(
+        self, on_order: OrderHandler, on_fill: FillHandler, on_balance: BalanceHandler | None = None
+    ) -> None:
+        """Stream order updates, fills and (when ``on_balance`` is given) balance changes to the
+        handlers (called synchronously, in venue order)."""
 
     async def stop_private_stream(self) -> None:
         """Close the private stream."""

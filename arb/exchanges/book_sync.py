@@ -39,7 +39,7 @@ from ..types import ExchangeName
 from .base import BookKey, BookSink, Frame, MarketDataDialect, WsPayload
 from .models import FrameKind
 from .rest import RestClient, RestRequest
-from .ws import WsSession, WsSettings
+from .ws import MessageHandler, WsSession, WsSettings
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +140,7 @@ class BookSync:
         fetch_snapshot: SnapshotFetcher | None = None,
         settings: BookSyncSettings | None = None,
         rng: random.Random | None = None,
+        clock: Callable[[], int] = time.monotonic_ns,
     ) -> None:
         self.exchange = exchange
         self.venue = dialect.venue
@@ -150,6 +151,7 @@ class BookSync:
         self._fetch_snapshot = fetch_snapshot
         self.settings = settings or BookSyncSettings()
         self._rng = rng or random.Random()
+        self._clock = clock  # receive time of REST snapshots (a backtest's virtual clock)
         self._sink = sink
         self._on_update = sink.on_book_update
         self._on_batch_end = sink.on_batch_end
@@ -180,15 +182,23 @@ class BookSync:
         return self._dialect.subscribe_frames([s.spec.venue_symbol for s in self._books.values()])
 
     def make_session(
-        self, settings: WsSettings | None = None, *, url: str | None = None, ssl_context: SSLContext | None = None
+        self,
+        settings: WsSettings | None = None,
+        *,
+        url: str | None = None,
+        ssl_context: SSLContext | None = None,
+        on_message: MessageHandler | None = None,
     ) -> WsSession:
-        """A ``WsSession`` feeding this synchroniser, with the dialect's heartbeat."""
+        """A ``WsSession`` feeding this synchroniser, with the dialect's heartbeat.
+
+        ``on_message`` replaces ``self.on_message`` as the session's handler (one that
+        forwards to it, such as a recorder's tap)."""
         d = self._dialect
         app_ping = d.ping_frame() is not None
         session = WsSession(
             d.venue,
             url or d.ws_url,
-            self.on_message,
+            on_message or self.on_message,
             connect_frames=self.subscribe_frames,
             ping_frame=d.ping_frame if app_ping else None,
             is_pong=d.is_pong if app_ping else None,
@@ -371,7 +381,7 @@ class BookSync:
             state.fetch = None
             try:
                 if not state.book.in_sync:
-                    self._apply_snapshot(state, batch, time.monotonic_ns())
+                    self._apply_snapshot(state, batch, self._clock())
             except Exception:
                 log.exception("%s %s: applying the snapshot failed", self.venue, state.spec.symbol)
             finally:

@@ -31,10 +31,11 @@ from ..errors import ArbitrageEngineError, ExchangeConnectionError, ExchangeErro
 from ..instruments import Instrument, InstrumentCatalog
 from ..secrets import ApiCredentials
 from ..types import ExchangeConfig, ExchangeName
-from .base import BookKey, BookSink, FillHandler, MarketDataDialect, OrderHandler
+from .base import BalanceHandler, BookKey, BookSink, FillHandler, MarketDataDialect, MarketDataTap, OrderHandler
 from .book_sync import BookSpec, BookSync, BookSyncSettings, rest_snapshot_fetcher
 from .errors import ErrorCategory
-from .models import Balance, ConnectionHealth, OrderRequest, OrderState, OrderStatus, Position
+from .models import Balance, ConnectionHealth, OrderRequest, OrderRequestError, OrderState, OrderStatus, Position
+from .private_stream import PrivateDialect, PrivateStream
 from .rest import RestClient, RestRequest, RestSettings, RestVenue
 from .ws import WsSession, WsSettings
 
@@ -107,6 +108,57 @@ class Trading(Protocol):
 TradingFactory = Callable[[ApiCredentials, InstrumentCatalog], Trading]
 
 
+class OrderTransport(Protocol):
+    """Orders over a venue's websocket trading API instead of REST (``order_transport = "ws"``).
+
+    Each call answers the body the REST call would have returned (the same order object),
+    so ``Trading``'s parsers read it; failures raise the same ``ExchangeError`` tree, with
+    OUTCOME_UNKNOWN when a written request got no answer.
+    """
+
+    async def start(self, timeout_s: float) -> None:
+        """Connect and authenticate; raises when the venue refuses."""
+
+    async def close(self) -> None:
+        """Close the connection."""
+
+    def use_catalog(self, catalog: InstrumentCatalog) -> None:
+        """Build requests with ``catalog`` from now on."""
+
+    async def place_order(self, order: OrderRequest) -> bytes:
+        """The placed order's body."""
+
+    async def cancel_order(self, symbol: str, order_id: str | None, client_order_id: str | None) -> bytes:
+        """The cancelled order's body."""
+
+    async def query_order(self, symbol: str, order_id: str | None, client_order_id: str | None) -> bytes:
+        """The order's body."""
+
+
+OrderTransportFactory = Callable[[ApiCredentials, InstrumentCatalog, str, RestClient, WsSettings, float], OrderTransport]
+"""``(credentials, catalog, market-data ws URL, REST client (its limiter), ws settings, timeout s) -> transport``."""
+
+
+class FeeSource(Protocol):
+    """Where a venue tells an account's own fee rates (its tier) rather than the listed defaults."""
+
+    per_symbol: bool  # one request per symbol (MEXC tradeFee) rather than one per account (Gate)
+
+    def fee_request(self, instrument: Instrument | None) -> RestRequest:
+        """The signed request of the rates of ``instrument`` (None where ``per_symbol`` is False)."""
+
+    def parse_fees(self, body: bytes) -> tuple[Decimal, Decimal]:
+        """``(taker, maker)`` fractions of an answer."""
+
+
+FeeSourceFactory = Callable[[ApiCredentials], FeeSource]
+ORDER_TRANSPORTS = ("rest", "ws")
+DEFAULT_ORDER_TRANSPORT = "ws"
+"""Measured by ``benchmarks/bench_order_transport.py``: Gate's WS API answers sooner than REST."""
+PrivateStreamFactory = Callable[[ApiCredentials, InstrumentCatalog, str], PrivateDialect]
+"""``(credentials, catalog, market-data ws URL) -> dialect`` of a venue's private websocket."""
+
+
 class VenueBinding(msgspec.Struct, frozen=True, kw_only=True):
     """Everything a connector needs to know about one market; data and small callables only."""
 
@@ -117,6 +169,14 @@ class VenueBinding(msgspec.Struct, frozen=True, kw_only=True):
     trading: TradingFactory | None = None
     # Where ``trading`` is None: the error raised by every trading call (named after the action).
     trading_unavailable: Callable[[str], ArbitrageEngineError] | None = None
+    # The private websocket of orders and fills; None: orders are followed by REST polling.
+    private_stream: PrivateStreamFactory | None = None
+    # The websocket trading API, used when ``ConnectorSettings.order_transport == "ws"``.
+    ws_orders: OrderTransportFactory | None = None
+    # The account's fee tier; None: the instruments' listed fees stand.
+    fees: FeeSourceFactory | None = None
+    # The client-side budgets one order placement spends, on REST and the websocket API alike.
+    order_limits: tuple[tuple[str, int], ...] = ()
 
 
 class ConnectorSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -126,11 +186,25 @@ class ConnectorSettings(msgspec.Struct, frozen=True, kw_only=True):
     ws: WsSettings = WsSettings()
     book_sync: BookSyncSettings = BookSyncSettings()
     poll_interval_s: float = 0.5  # private stream by REST polling
+    # Where the venue has a websocket trading API (Gate.io): "ws" sends orders, cancels and
+    # status reads over it, "rest" over REST. Other venues always use REST.
+    order_transport: str = DEFAULT_ORDER_TRANSPORT
+    order_timeout_s: float | None = None  # a websocket request's answer; defaults to rest.timeout_s
+
+    def __post_init__(self) -> None:
+        if self.order_transport not in ORDER_TRANSPORTS:
+            raise ValueError(f"ConnectorSettings.order_transport={self.order_transport!r} is not one of {ORDER_TRANSPORTS}")
+        if self.order_timeout_s is not None and self.order_timeout_s <= 0:
+            raise ValueError(f"ConnectorSettings.order_timeout_s={self.order_timeout_s} must be > 0")
 
     @classmethod
     def from_exchange_config(cls, config: ExchangeConfig) -> ConnectorSettings:
-        """Settings with the venue's configured REST timeout and websocket heartbeat."""
-        return cls(rest=RestSettings.from_exchange_config(config), ws=WsSettings.from_exchange_config(config))
+        """Settings with the venue's configured REST timeout, websocket heartbeat and order transport."""
+        return cls(
+            rest=RestSettings.from_exchange_config(config),
+            ws=WsSettings.from_exchange_config(config),
+            order_transport=config.order_transport or DEFAULT_ORDER_TRANSPORT,
+        )
 
 
 class _NullSink:
@@ -183,8 +257,12 @@ class ExchangeConnector:
         self._session: WsSession | None = None
         self._scales: dict[str, WireScale] = {}
         self._poller: asyncio.Task[None] | None = None
+        self._private: PrivateStream | None = None
         self._tracked: dict[str, str] = {}  # client order id -> symbol: orders the polled stream follows
         self._order_symbols: set[str] = set()
+        self._orders_ws: OrderTransport | None = None
+        self._orders_ws_lock = asyncio.Lock()
+        self.fees_from_account = False  # whether the catalog's fees are the account's (else the listed defaults)
 
     @classmethod
     def from_config(
@@ -240,39 +318,94 @@ class ExchangeConnector:
         catalog = endpoints.parse_instruments(body)
         if catalog.exchange is not self.exchange:
             raise ExchangeError(self.venue, f"instrument parser returned a {catalog.exchange.value} catalog")
+        source = self._fee_source()
+        if source is not None and not source.per_symbol:
+            catalog = await self._account_fees(catalog, source, list(catalog))
         return catalog
+
+    def _fee_source(self) -> FeeSource | None:
+        factory = self.binding.fees
+        return None if factory is None or self._credentials is None else factory(self._credentials)
+
+    async def load_account_fees(self, symbols: Sequence[str] | None = None) -> InstrumentCatalog:
+        """Give the instruments of ``symbols`` (all when None) the account's own fee rates.
+
+        Done by ``instruments()`` for venues answering per account (Gate ``/spot/fee``) and by
+        ``start_books`` for those answering per symbol (MEXC ``tradeFee``). Without credentials,
+        or where the venue's answer fails (logged), the listed fees stay: the documented defaults.
+        """
+        catalog = await self.instruments()
+        source = self._fee_source()
+        if source is None:
+            return catalog
+        chosen = list(catalog) if symbols is None else [catalog.get(s) for s in symbols]
+        async with self._catalog_lock:
+            self._catalog = await self._account_fees(catalog, source, chosen)
+            return self._catalog
+
+    async def _account_fees(
+        self, catalog: InstrumentCatalog, source: FeeSource, chosen: Sequence[Instrument]
+    ) -> InstrumentCatalog:
+        targets: list[Instrument | None] = list(chosen) if source.per_symbol else [None]
+        try:
+            bodies = await asyncio.gather(*(self.rest.fetch(source.fee_request(i)) for i in targets))
+            rates = [source.parse_fees(body) for body in bodies]
+        except (ArbitrageEngineError, ValueError, msgspec.DecodeError) as exc:
+            log.warning("%s: account fees unavailable, keeping the listed fees: %s", self.venue, exc)
+            return catalog
+        by_symbol = {i.symbol: r for i, r in zip(chosen, rates)} if source.per_symbol else {i.symbol: rates[0] for i in chosen}
+        self.fees_from_account = True
+        instruments = [
+            msgspec.structs.replace(i, taker_fee=by_symbol[i.symbol][0], maker_fee=by_symbol[i.symbol][1])
+            if i.symbol in by_symbol
+            else i
+            for i in catalog
+        ]
+        return InstrumentCatalog(catalog.exchange, instruments, catalog.skipped)
 
     async def instrument(self, symbol: str) -> Instrument:
         """The instrument of unified ``symbol``; raises InstrumentError saying why it is missing."""
         return (await self.instruments()).get(symbol)
 
-    async def start_books(self, symbols: Sequence[str], sink: BookSink | None = None) -> None:
+    async def start_books(
+        self, symbols: Sequence[str], sink: BookSink | None = None, *, tap: MarketDataTap | None = None
+    ) -> None:
         """Subscribe the books of unified ``symbols`` and keep them in sync until ``stop_books``.
 
         Returns once the stream is connected (books become ``in_sync`` as snapshots land);
-        ``sink`` is told about every applied update. Raises ``ExchangeConnectionError`` (and
-        stops again) when no connection is made within twice the handshake timeout.
+        ``sink`` is told about every applied update; ``tap`` (a recorder) sees every raw
+        message and REST snapshot first. Raises ``ExchangeConnectionError`` (and stops
+        again) when no connection is made within twice the handshake timeout.
         """
         if self._sync is not None:
             raise ExchangeError(self.venue, "books already started; call stop_books() first")
         if not symbols:
             raise ValueError(f"{self.venue}: start_books needs at least one symbol")
         catalog = await self.instruments()
+        source = self._fee_source()
+        if source is not None and source.per_symbol:
+            catalog = await self.load_account_fees(symbols)
         specs = []
         for symbol in symbols:
             instrument = catalog.get(symbol)
             scale = self.dialect.book_scale(instrument)
             self._scales[symbol] = scale
             specs.append(BookSpec(symbol, instrument.venue_symbol, scale))
+        fetch = rest_snapshot_fetcher(self.rest, self.dialect)
+        if tap is not None:
+            fetch = tap.wrap_snapshots(self.exchange, fetch)
         sync = BookSync(
             self.exchange,
             self.dialect,
             specs,
             sink or _NullSink(),
-            fetch_snapshot=rest_snapshot_fetcher(self.rest, self.dialect),
+            fetch_snapshot=fetch,
             settings=self.settings.book_sync,
         )
-        session = sync.make_session(self.settings.ws)
+        session = sync.make_session(
+            self.settings.ws,
+            on_message=None if tap is None else tap.wrap_messages(self.exchange, self.dialect, sync.on_message),
+        )
         self._sync, self._session = sync, session
         session.start()
         timeout_s = self.settings.ws.handshake_timeout_s * 2
@@ -359,6 +492,15 @@ class ExchangeConnector:
         """Whether trading calls can be made (credentials given and the venue offers trading here)."""
         return self._credentials is not None and self.binding.trading is not None
 
+    def order_wait_s(self) -> float:
+        """Seconds until the order budget admits one more order (0: one can be sent now); spends nothing.
+
+        A two-leg trade checks both venues before sending either leg: a leg that queued for
+        its budget would reach the venue that much later than the other, at a stale price.
+        """
+        limits = self.binding.order_limits
+        return self.rest.limiter.wait_s(limits) if limits else 0.0
+
     async def _trader(self, action: str) -> Trading:
         """The trading module bound to the current catalog; raises before anything is sent when unavailable."""
         binding = self.binding
@@ -378,6 +520,24 @@ class ExchangeConnector:
             self._trading_catalog = catalog
         return self._trading
 
+    async def _order_transport(self) -> OrderTransport | None:
+        """The logged-in websocket trading API when it is the chosen transport (started on first use), else None."""
+        factory = self.binding.ws_orders
+        if factory is None or self.settings.order_transport != "ws" or self._credentials is None:
+            return None
+        catalog = await self.instruments()
+        async with self._orders_ws_lock:
+            transport = self._orders_ws
+            if transport is None:
+                timeout_s = self.settings.order_timeout_s or self.settings.rest.timeout_s
+                transport = factory(
+                    self._credentials, catalog, self.dialect.ws_url, self.rest, self.settings.ws, timeout_s
+                )
+                await transport.start(self.settings.ws.handshake_timeout_s * 2)
+                self._orders_ws = transport
+            transport.use_catalog(catalog)
+            return transport
+
     async def balances(self) -> Mapping[str, Balance]:
         """Balances by asset."""
         trading = await self._trader("balances")
@@ -393,16 +553,23 @@ class ExchangeConnector:
         it with ``query_order(symbol, client_order_id=...)``.
         """
         trading = await self._trader("place_order")
-        signed = trading.place_order(request)
-        # Tracked before sending: an order whose answer is lost is still polled.
-        self._tracked[request.client_order_id] = request.symbol
+        orders_ws = await self._order_transport()
+        sending = self.rest.fetch(trading.place_order(request)) if orders_ws is None else orders_ws.place_order(request)
+        # Polled streams track before sending, so an order whose answer is lost is still followed;
+        # with the websocket stream only lost answers are polled (the pushes report the rest).
+        if self._private is None:
+            self._tracked[request.client_order_id] = request.symbol
         self._order_symbols.add(request.symbol)
         try:
-            body = await self.rest.fetch(signed)
+            body = await sending
+        except OrderRequestError:
+            self._tracked.pop(request.client_order_id, None)  # nothing was sent
+            raise
         except ExchangeError as exc:
             if exc.category != ErrorCategory.OUTCOME_UNKNOWN:
                 self._tracked.pop(request.client_order_id, None)  # refused: nothing exists at the venue
                 raise
+            self._tracked[request.client_order_id] = request.symbol
             raise ExchangeError(
                 self.venue,
                 f"order {request.client_order_id!r} on {request.symbol}: outcome unknown ({exc}); resolve with "
@@ -417,7 +584,11 @@ class ExchangeConnector:
         """Cancel by venue id or client id (exactly one); returns the final state the venue reports."""
         _one_id(f"{self.venue} cancel_order {symbol}", order_id, client_order_id)
         trading = await self._trader("cancel_order")
-        body = await self.rest.fetch(trading.cancel_order(symbol, order_id, client_order_id))
+        orders_ws = await self._order_transport()
+        if orders_ws is not None:
+            body = await orders_ws.cancel_order(symbol, order_id, client_order_id)
+        else:
+            body = await self.rest.fetch(trading.cancel_order(symbol, order_id, client_order_id))
         return self._parsed("cancel_order", trading.parse_order, body, write=True)
 
     async def query_order(
@@ -426,7 +597,11 @@ class ExchangeConnector:
         """The current state of an order, by venue id or client id (exactly one)."""
         _one_id(f"{self.venue} query_order {symbol}", order_id, client_order_id)
         trading = await self._trader("query_order")
-        body = await self.rest.fetch(trading.query_order(symbol, order_id, client_order_id))
+        orders_ws = await self._order_transport()
+        if orders_ws is not None:
+            body = await orders_ws.query_order(symbol, order_id, client_order_id)
+        else:
+            body = await self.rest.fetch(trading.query_order(symbol, order_id, client_order_id))
         return self._parsed("query_order", trading.parse_order, body, write=False)
 
     async def open_orders(self, symbol: str | None = None) -> Sequence[OrderState]:
@@ -466,25 +641,55 @@ class ExchangeConnector:
             category=ErrorCategory.OUTCOME_UNKNOWN if write else None,
         ) from failure
 
-    # --- private stream (REST polling) ----------------------------------------------------
+    # --- private stream (websocket, REST polling as the fallback) ----------------------------
 
-    async def start_private_stream(self, on_order: OrderHandler, on_fill: FillHandler) -> None:
-        """Stream order updates by REST polling: the venues' private websocket encodings are not built.
+    async def start_private_stream(
+        self, on_order: OrderHandler, on_fill: FillHandler, on_balance: BalanceHandler | None = None
+    ) -> None:
+        """Stream order updates to ``on_order`` and executions to ``on_fill``.
 
-        Every order placed through this connector is queried by client id each
-        ``settings.poll_interval_s`` until it is final; each change of status or filled
-        quantity goes to ``on_order`` (cumulative ``filled_quantity``, ``average_price`` and
-        ``fee``). ``on_fill`` is not called: per-trade fills (price, maker flag) need the
-        private streams; read executions from the order updates.
+        Where the venue binds a private websocket (``VenueBinding.private_stream``), its
+        pushes are decoded into ``OrderState`` (cumulative ``filled_quantity`` and ``fee``)
+        and ``Fill`` (price, quantity, fee, maker flag, trade id); returns once the
+        subscriptions are acknowledged and raises ``ExchangeError`` (AUTH_FAILED) when the
+        venue refuses them. Orders whose placement outcome is unknown are still queried by
+        client id every ``settings.poll_interval_s`` until final. Without a private websocket
+        every order placed here is polled that way, and ``on_fill`` is never called.
+
+        ``on_balance`` receives the ``Balance`` of each asset the venue reports changed (after
+        fills, order placement and cancels); where the push lacks free/locked (Gate futures)
+        the balances are read by REST when it arrives. Never called when polling.
         """
         await self._trader("start_private_stream")
         if self._poller is not None and not self._poller.done():
             raise ExchangeError(self.venue, "private stream already started")
+        factory = self.binding.private_stream
+        if factory is not None and self._credentials is not None:
+            dialect = factory(self._credentials, await self.instruments(), self.dialect.ws_url)
+            stream = PrivateStream(
+                dialect,
+                self.rest,
+                on_order,
+                on_fill,
+                self.settings.ws,
+                on_balance=on_balance,
+                balance_source=self.balances,
+            )
+            await stream.start(self.settings.ws.handshake_timeout_s * 2)
+            self._private = stream
         self._poller = asyncio.get_running_loop().create_task(self._poll(on_order), name=f"{self.venue} orders poll")
 
+    @property
+    def private_stream(self) -> PrivateStream | None:
+        """The running private websocket stream (None when polling only or stopped)."""
+        return self._private
+
     async def stop_private_stream(self) -> None:
-        """Stop polling."""
+        """Stop the private stream (websocket and polling)."""
         poller, self._poller = self._poller, None
+        stream, self._private = self._private, None
+        if stream is not None:
+            await stream.close()
         if poller is not None:
             poller.cancel()
             try:
@@ -520,7 +725,10 @@ class ExchangeConnector:
     # --- lifecycle ------------------------------------------------------------------------
 
     async def close(self) -> None:
-        """Stop streams and close the REST session."""
+        """Stop streams, the websocket trading API and the REST session."""
+        orders_ws, self._orders_ws = self._orders_ws, None
+        if orders_ws is not None:
+            await orders_ws.close()
         await self.stop_private_stream()
         await self.stop_books()
         await self.rest.close()

@@ -96,15 +96,24 @@ class RateLimiter:
                     f"{self.venue}: weight {weight} for rate limit {limit_id!r} outside 1..{bucket.limit.capacity}"
                 )
 
+    def wait_s(self, costs: Sequence[tuple[str, int]]) -> float:
+        """Seconds until every ``(limit id, weight)`` fits (0 when they fit now); spends nothing."""
+        self.check(costs)
+        return max(0.0, self._wait_s(costs))
+
+    def _wait_s(self, costs: Sequence[tuple[str, int]]) -> float:
+        now = self._clock()
+        wait = self._blocked_until - now
+        for limit_id, weight in costs:
+            wait = max(wait, self._buckets[limit_id].wait_s(weight, now))
+        return wait
+
     async def acquire(self, costs: Sequence[tuple[str, int]]) -> None:
         """Wait until every ``(limit id, weight)`` fits, then spend them all at once."""
         self.check(costs)
         waited = False
         while True:
-            now = self._clock()
-            wait = self._blocked_until - now
-            for limit_id, weight in costs:
-                wait = max(wait, self._buckets[limit_id].wait_s(weight, now))
+            wait = self._wait_s(costs)
             if wait <= 0:
                 for limit_id, weight in costs:
                     self._buckets[limit_id].take(weight)

@@ -13,7 +13,7 @@ import logging
 import random
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from functools import partial
 from ssl import SSLContext
 
@@ -29,7 +29,7 @@ from picows import (
     ws_connect,
 )
 
-from ..errors import ExchangeConnectionError
+from ..errors import ArbitrageEngineError, ExchangeConnectionError
 from ..types import ExchangeConfig
 from .base import Frame, WsPayload
 from .models import ConnectionHealth
@@ -208,6 +208,7 @@ class WsSession:
         settings: WsSettings | None = None,
         ssl_context: SSLContext | None = None,
         rng: random.Random | None = None,
+        refresh_url: Callable[[], Awaitable[str]] | None = None,
     ) -> None:
         if (ping_frame is None) != (is_pong is None):
             raise ValueError(f"{venue} ws {url}: ping_frame and is_pong must be given together")
@@ -223,6 +224,7 @@ class WsSession:
         self._on_disconnected = on_disconnected
         self._ssl_context = ssl_context
         self._rng = rng
+        self._refresh_url = refresh_url  # asked before every connect (a fresh stream token in the URL)
         self._transport: WSTransport | None = None
         self._task: asyncio.Task[None] | None = None
         self._closing = False
@@ -273,6 +275,13 @@ class WsSession:
             raise ExchangeConnectionError(self.venue, f"websocket {self.url} is not connected")
         _send(transport, payload)
 
+    def send_text(self, payload: bytes) -> None:
+        """Send UTF-8 ``payload`` as one TEXT message, without a ``str`` round trip (order requests)."""
+        transport = self._transport
+        if transport is None:
+            raise ExchangeConnectionError(self.venue, f"websocket {self.url} is not connected")
+        transport.send(_TEXT, payload)
+
     def drop(self) -> None:
         """Close the current connection without stopping the session (it reconnects)."""
         transport = self._transport
@@ -302,6 +311,8 @@ class WsSession:
         while not self._closing:
             started = time.monotonic()
             try:
+                if self._refresh_url is not None:
+                    self.url = await self._refresh_url()
                 transport, _ = await ws_connect(
                     partial(_Listener, self),
                     self.url,
@@ -317,7 +328,7 @@ class WsSession:
                 await transport.wait_disconnected()
             except asyncio.CancelledError:
                 raise
-            except (OSError, WSError, asyncio.TimeoutError) as exc:
+            except (OSError, WSError, asyncio.TimeoutError, ArbitrageEngineError) as exc:
                 self._count_error("connect", f"connection to {self.url} failed: {exc!r}")
             if self._closing:
                 break

@@ -226,6 +226,10 @@ class SimCluster:
         """Per venue name, the URLs to put in its ``ExchangeConfig`` (``VenueUrls.overrides()``)."""
         return {name: venue.urls() for name, venue in self.venues.items()}
 
+    def endpoints(self) -> SimEndpoints:
+        """The URLs and the funded user's key, for an engine in another process (``arb run --sim-urls``)."""
+        return SimEndpoints(venues=self.urls(), api_key=self.config.api_key, api_secret=self.config.api_secret)
+
     def url_lines(self) -> list[str]:
         """One printable line per endpoint: ``gateio spot ws ws://127.0.0.1:PORT/ws/v4/``."""
         lines = []
@@ -237,3 +241,31 @@ class SimCluster:
                 f"{name} futures ws {urls.futures_ws_url}",
             ]
         return lines
+
+
+class SimEndpoints(msgspec.Struct, frozen=True, kw_only=True):
+    """Where running simulated venues listen and which key they fund, as a JSON file.
+
+    ``python -m arb sim --urls-out FILE`` writes it; ``python -m arb run --sim-urls FILE``
+    attaches a dry run to those venues instead of starting its own, so the venues outlive
+    the engine process (crash and restart tests).
+    """
+
+    venues: dict[str, VenueUrls]
+    api_key: str
+    api_secret: str
+
+    def write(self, path: str | Path) -> None:
+        """Write the file atomically (a reader never sees half of it)."""
+        target = Path(path)
+        partial = target.with_name(f".{target.name}.partial")
+        partial.write_bytes(msgspec.json.encode(self))
+        partial.replace(target)
+
+    @classmethod
+    def read(cls, path: str | Path) -> SimEndpoints:
+        """Read a file written by ``write``; ValueError naming the file when it is missing or malformed."""
+        try:
+            return msgspec.json.decode(Path(path).read_bytes(), type=cls)
+        except (OSError, msgspec.DecodeError) as exc:
+            raise ValueError(f"simulator endpoints {path}: {exc}") from None

@@ -50,6 +50,8 @@ class SimContext(msgspec.Struct, kw_only=True):
     credentials: Mapping[str, ApiCredentials]  # api key -> credentials; the user is the api key
     now_ns: Callable[[], int]  # monotonic
     wall_ms: Callable[[], int]  # venue clock (clock skew applied)
+    # User data stream tokens (MEXC listenKey) -> (user, expiry in venue ms), shared by REST and websocket.
+    user_streams: dict[str, tuple[str, int]] = {}
 
 
 Handler = Callable[[SimRequest, SimContext], SimResponse]

@@ -31,7 +31,7 @@ from urllib.parse import parse_qsl
 
 import msgspec
 from aiohttp import web
-from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_create_server
+from picows import WSFrame, WSListener, WSMsgType, WSTransport, WSUpgradeRequest, ws_create_server
 
 from ..instruments import Instrument
 from ..secrets import ApiCredentials
@@ -111,10 +111,10 @@ class LatencyStamps:
 class _Connection(WSListener):
     """One client connection of a market: its venue session and the streams it receives."""
 
-    def __init__(self, market: MarketServer) -> None:
+    def __init__(self, market: MarketServer, session: object) -> None:
         super().__init__()
         self.market = market
-        self.session = market.wire.new_session()
+        self.session = session
         self.topics: frozenset[Topic] = frozenset()
         self.transport: WSTransport | None = None
 
@@ -131,16 +131,35 @@ class _Connection(WSListener):
             return
         if msg_type is not WSMsgType.TEXT and msg_type is not WSMsgType.BINARY:
             return
+        received_ns = time.monotonic_ns()
         market = self.market
         market.control_frames += 1
-        for out_type, payload in market.wire.handle(self.session, frame.get_payload_as_bytes(), market.wall_ms()):
+        data = frame.get_payload_as_bytes()
+        cid = _ws_client_order_id(data, market.wire.client_order_id_keys)
+        if cid is not None:  # an order over a websocket trading API: stamped like a REST order
+            market.venue.stamps.requests.append(RequestStamp("WS", market.wire.ws_path, cid, received_ns))
+        for out_type, payload in market.wire.handle(self.session, data, market.wall_ms()):
             transport.send(out_type, payload)
+        # Orders sent over a websocket trading API (Gate) make private events as REST orders do.
+        market.venue.drain_private_events()
         topics = market.wire.topics(self.session)
         if topics != self.topics:
             market.resubscribe(self, topics)
 
     def on_ws_disconnected(self, transport: WSTransport) -> None:
         self.market.disconnected(self)
+
+
+def _ws_client_order_id(data: bytes, keys: Sequence[str]) -> str | None:
+    """The client order id a websocket request carries under one of ``keys`` (a byte search, no decode)."""
+    for key in keys:
+        start = data.find(b'"' + key.encode() + b'":"')
+        if start >= 0:
+            start += len(key) + 4
+            end = data.find(b'"', start)
+            if end > start:
+                return data[start:end].decode("utf-8", "replace")
+    return None
 
 
 class _RawFrame(NamedTuple):
@@ -180,6 +199,7 @@ class MarketServer:
         self.offered = 0  # updates that had a subscriber (the fault plan's update count)
         self.pushed = 0  # updates sent (once per update, whatever the number of connections)
         self.frames_sent = 0
+        self.private_frames_sent = 0
         self.faults: Counter[str] = Counter()
 
     @property
@@ -189,8 +209,25 @@ class MarketServer:
 
     async def start(self) -> None:
         """Listen on 127.0.0.1 (the requested port, or one the OS picks)."""
-        self._server = await ws_create_server(lambda request: _Connection(self), HOST, self.requested_port)
+        self._server = await ws_create_server(self._accept, HOST, self.requested_port)
         self.port = self._server.sockets[0].getsockname()[1]
+
+    def _accept(self, request: WSUpgradeRequest) -> _Connection | None:
+        target = request.path.decode("latin-1") if isinstance(request.path, bytes) else str(request.path)
+        session = self.wire.open_session(target)
+        return None if session is None else _Connection(self, session)
+
+    def publish_private(self, events: Sequence[PrivateEvent]) -> None:
+        """Push private events to the connections of their users that subscribed to them."""
+        items = self.wire.prepare_private(events)
+        send_ms = self.venue.context.wall_ms()
+        for conn in self.connections:
+            transport = conn.transport
+            if transport is None:
+                continue
+            for msg_type, payload in self.wire.private_frames(conn.session, items, send_ms):
+                transport.send(msg_type, payload)
+                self.private_frames_sent += 1
 
     async def stop(self) -> None:
         """Drop every connection and stop listening."""
@@ -251,8 +288,31 @@ class MarketServer:
     def publish(self, update: BookUpdate) -> None:
         """Push one sequenced book change to its subscribers, faults applied."""
         venue_symbol = self._venue_symbol[update.symbol]
-        if venue_symbol in self._streams:
+        if venue_symbol not in self._streams:
+            return
+        if self._held is not None or self._reordered:
             self._deliver(venue_symbol, update)
+            return
+        # _deliver and _send without a held or reordered push: the path of nearly every update
+        self.offered += 1
+        fault = self.venue.faults.on_book_update(self._fault_key)
+        if fault is not None:
+            self._fault(venue_symbol, update, fault)
+            return
+        engine = self.exchange.engines[update.symbol]
+        send_ms = self.venue.context.wall_ms()
+        stamped = False
+        for _topic, encode, subscribers in self._streams[venue_symbol]:
+            msg_type, payload = encode(update, engine, send_ms)
+            if not stamped:
+                self.venue.stamps.record_push(self.exchange_name, update.symbol, update.last_update_id, time.monotonic_ns())
+                stamped = True
+            for conn in subscribers:
+                transport = conn.transport
+                if transport is not None:
+                    transport.send(msg_type, payload)
+            self.frames_sent += len(subscribers)
+        self.pushed += 1
 
     def publish_raw(self, frame: _RawFrame) -> None:
         """Forward one recorded frame to the subscribers of its channel and symbol, faults applied."""
@@ -436,6 +496,8 @@ class SimulatedVenue:
             now_ns=time.monotonic_ns,
             wall_ms=self._wall_ms,
         )
+        for market in self.markets.values():
+            market.wire.context = self.context
         self.routes = list(_venue_rest_routes(venue) if routes is None else routes)
         self.private_events: deque[tuple[ExchangeName, PrivateEvent]] = deque(maxlen=private_event_capacity)
         self.on_private_events: PrivateHook | None = None
@@ -516,6 +578,7 @@ class SimulatedVenue:
                 self.private_events.extend((name, event) for event in events)
                 if self.on_private_events is not None:
                     self.on_private_events(name, events)
+                self.markets[name].publish_private(events)
 
     def _wall_ms(self) -> int:
         return time.time_ns() // 1_000_000 + self.faults.clock_skew_ms(self.venue)

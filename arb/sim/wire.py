@@ -23,10 +23,11 @@ from urllib.parse import parse_qsl
 import msgspec
 from picows import WSMsgType
 
-from arb_core.book import BID
 from arb_core.wire.common import WireScale
 
 from ..exchanges.gateio import constants as gate
+from ..exchanges.gateio.private_sim import FUTURES_PRIVATE, SPOT_PRIVATE, GateioPrivateSimSession
+from ..exchanges.gateio.ws_trading_sim import GateioWsApiSimSession
 from ..exchanges.gateio.sim import (
     FUTURES as GATE_FUTURES,
     SPOT as GATE_SPOT,
@@ -36,6 +37,7 @@ from ..exchanges.gateio.sim import (
     SpotBookEncoder,
 )
 from ..exchanges.mexc import constants as mexc
+from ..exchanges.mexc.private_sim import MexcPrivateSimSession, listen_key_user
 from ..exchanges.mexc.sim import (
     MexcFuturesDepthEncoder,
     MexcFuturesSimSession,
@@ -45,7 +47,8 @@ from ..exchanges.mexc.sim import (
 from ..instruments import Instrument
 from ..types import ExchangeName
 from .http import Route, SimContext, SimRequest, SimResponse
-from .matching import BookUpdate, MatchingEngine
+from .matching import BookUpdate, Fill, MatchingEngine, OrderEvent
+from .matching import OrderStatus as SimOrderStatus
 
 Topic = tuple[str, str, str]
 """``(kind, venue_symbol, variant)``: one stream a connection receives."""
@@ -93,6 +96,30 @@ class MarketWire(ABC):
         self.instruments = {i.venue_symbol: i for i in instruments if i.exchange is self.exchange}
         self.venue_symbols = {i.symbol: i.venue_symbol for i in self.instruments.values()}
         self.listed = frozenset(self.instruments) | frozenset(listed)
+        self.context: SimContext | None = None  # set by the venue: private channels need its keys and markets
+        self._order_fees: dict[int, int] = {}  # open order id -> fee atoms so far
+
+    def open_session(self, target: str) -> object | None:
+        """The session of a connection to ``target`` (path and query); None refuses the handshake."""
+        return self.new_session()
+
+    def prepare_private(self, events: Iterable[Fill | OrderEvent]) -> list[tuple[Fill | OrderEvent, int]]:
+        """Each event with its order's cumulative fee in atoms (order pushes report it)."""
+        fees = self._order_fees
+        out: list[tuple[Fill | OrderEvent, int]] = []
+        for event in events:
+            fee = fees.get(event.order_id, 0)
+            if isinstance(event, Fill):
+                fee += event.fee_atoms
+                fees[event.order_id] = fee
+            elif event.status not in (SimOrderStatus.NEW, SimOrderStatus.PARTIALLY_FILLED):
+                fees.pop(event.order_id, None)
+            out.append((event, fee))
+        return out
+
+    def private_frames(self, session: Any, items: list[tuple[Fill | OrderEvent, int]], send_ms: int) -> tuple[OutFrame, ...]:
+        """The private pushes ``session`` receives for ``items`` (none where the market has no private stream)."""
+        return ()
 
     @abstractmethod
     def new_session(self) -> object:
@@ -130,14 +157,6 @@ class MarketWire(ABC):
 # --- Gate.io ----------------------------------------------------------------------------
 
 
-def _split(levels: Iterable[tuple[int, int, int]]) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
-    bids: list[tuple[int, int]] = []
-    asks: list[tuple[int, int]] = []
-    for side, price, size in levels:
-        (bids if side == BID else asks).append((price, size))
-    return bids, asks
-
-
 class _GateWire(MarketWire):
     """Gate spot and futures: ``order_book_update`` diffs and ``book_ticker`` pushes (JSON text)."""
 
@@ -151,8 +170,22 @@ class _GateWire(MarketWire):
         """The order grid: Gate books may be finer, so pushes on the order grid decode at the book scale."""
         return WireScale(*instrument.wire_scale(), symbol=instrument.venue_symbol)
 
-    def new_session(self) -> GateioSimSession:
-        return GateioSimSession(self.market, self.listed)
+    def new_session(self) -> GateioSimSession | GateioWsApiSimSession:
+        public = GateioSimSession(self.market, self.listed)
+        if self.context is None:
+            return public
+        futures = self.exchange is ExchangeName.GATEIO_FUTURES
+        channels = FUTURES_PRIVATE if futures else SPOT_PRIVATE
+        # The WS trading API shares the connection with market data and private channels, as at Gate.
+        private = GateioPrivateSimSession(public, self.context, self.listed, channels)
+        return GateioWsApiSimSession(private, self.context, futures=futures)
+
+    def private_frames(self, session: Any, items: list[tuple[Fill | OrderEvent, int]], send_ms: int) -> tuple[OutFrame, ...]:
+        if isinstance(session, GateioWsApiSimSession):
+            session = session.inner
+        if not isinstance(session, GateioPrivateSimSession):
+            return ()
+        return _text(session.private_frames(items, send_ms))
 
     def handle(self, session: Any, raw: bytes, now_ms: int) -> tuple[OutFrame, ...]:
         reply = session.handle(raw, now_ms)
@@ -175,11 +208,10 @@ class _GateWire(MarketWire):
                 return _TEXT, encoder.book_ticker(update.last_update_id, book.best_bid(), book.best_ask(), send_ms)
 
             return ticker
-        encode = encoder.update
+        encode = encoder.update_levels
 
         def diff(update: BookUpdate, engine: MatchingEngine, send_ms: int) -> OutFrame:
-            bids, asks = _split(update.levels)
-            return _TEXT, encode(update.first_update_id, update.last_update_id, bids, asks, send_ms)
+            return _TEXT, encode(update.first_update_id, update.last_update_id, update.levels, send_ms)
 
         return diff
 
@@ -237,6 +269,18 @@ class MexcSpotWire(MarketWire):
 
     def new_session(self) -> MexcSpotSimSession:
         return MexcSpotSimSession(self.listed)
+
+    def open_session(self, target: str) -> object | None:
+        """A ``?listenKey=`` connection belongs to the key's user; an unknown or expired key is refused."""
+        if self.context is None:
+            return self.new_session()
+        accepted, user = listen_key_user(self.context, target)
+        return MexcPrivateSimSession(self.new_session(), self.context, user) if accepted else None
+
+    def private_frames(self, session: Any, items: list[tuple[Fill | OrderEvent, int]], send_ms: int) -> tuple[OutFrame, ...]:
+        if not isinstance(session, MexcPrivateSimSession):
+            return ()
+        return tuple((_BINARY, frame) for frame in session.private_frames(items, send_ms))
 
     def handle(self, session: Any, raw: bytes, now_ms: int) -> tuple[OutFrame, ...]:
         return _text(session.handle(raw, now_ms).frames)

@@ -27,6 +27,7 @@ from arb.sim.faults import OrderFaultKind
 from arb.types import ExchangeConfig, ExchangeName, OrderSide
 
 MARKETS = list(ExchangeName)
+REST_ORDERS = ConnectorSettings(order_transport="rest")  # the scripted venues below answer REST only
 TRADED = [ExchangeName.GATEIO, ExchangeName.GATEIO_FUTURES, ExchangeName.MEXC]
 
 
@@ -308,7 +309,9 @@ def test_unreadable_answer_to_an_order_is_outcome_unknown_but_to_a_read_is_not()
             ("GET", "/spot/accounts"): web.Response(body=b'{"not": "a list"}'),
         }
         async with scripted(routes) as url:
-            connector = GateioSpotConnector(credentials=CREDENTIALS, rest_url=url, ws_url="ws://127.0.0.1:9/")
+            connector = GateioSpotConnector(
+                credentials=CREDENTIALS, rest_url=url, ws_url="ws://127.0.0.1:9/", settings=REST_ORDERS
+            )
             try:
                 with pytest.raises(ExchangeError, match="place_order: unreadable answer") as info:
                     await connector.place_order(limit_buy(ExchangeName.GATEIO, "odd-1"))
@@ -329,12 +332,15 @@ def test_server_error_on_an_order_is_outcome_unknown() -> None:
             ("POST", "/spot/orders"): web.Response(status=502, body=b"bad gateway"),
         }
         async with scripted(routes) as url:
-            connector = GateioSpotConnector(credentials=CREDENTIALS, rest_url=url, ws_url="ws://127.0.0.1:9/")
+            connector = GateioSpotConnector(
+                credentials=CREDENTIALS, rest_url=url, ws_url="ws://127.0.0.1:9/", settings=REST_ORDERS
+            )
             try:
                 with pytest.raises(ExchangeError, match="outcome unknown") as info:
                     await connector.place_order(limit_buy(ExchangeName.GATEIO, "five-1"))
                 assert info.value.category == ErrorCategory.OUTCOME_UNKNOWN
-                assert connector.rest.stats.requests == 2  # no retry of a write
+                # pairs, the account's fee tier (404 here: the listed fee stays), the order: no retry of a write
+                assert connector.rest.stats.requests == 3 and not connector.fees_from_account
             finally:
                 await connector.close()
 
@@ -388,3 +394,18 @@ def test_start_books_fails_cleanly_when_the_stream_cannot_connect() -> None:
                 await connector.close()
 
     run(scenario())
+
+
+def test_order_wait_s_follows_the_order_place_budget() -> None:
+    async def main() -> None:
+        connector = GateioSpotConnector(credentials=CREDENTIALS, rest_url="http://127.0.0.1:9", ws_url="ws://127.0.0.1:9/")
+        try:
+            assert connector.order_wait_s() == 0.0
+            for _ in range(10):  # Gate.io: 10 spot orders a second
+                await connector.rest.limiter.acquire(connector.binding.order_limits)
+            assert 0 < connector.order_wait_s() <= 0.1
+            assert MexcFuturesConnector(rest_url="http://127.0.0.1:9", ws_url="ws://127.0.0.1:9/").order_wait_s() == 0.0
+        finally:
+            await connector.close()
+
+    run(main())

@@ -308,6 +308,25 @@ def test_rate_limiter_spends_with_a_fake_clock() -> None:
     run(main())
 
 
+def test_rate_limiter_wait_s_reports_without_spending() -> None:
+    now = [100.0]
+    limiter = RateLimiter("v", [RateLimit("a", 2, 1.0), RateLimit("b", 10, 1.0)], clock=lambda: now[0])
+
+    async def main() -> None:
+        assert limiter.wait_s([("a", 2), ("b", 1)]) == 0.0
+        assert limiter.wait_s([("a", 2), ("b", 1)]) == 0.0  # asking spent nothing
+        await limiter.acquire([("a", 2)])
+        assert limiter.wait_s([("a", 1), ("b", 1)]) == pytest.approx(0.5)
+        now[0] += 0.5
+        assert limiter.wait_s([("a", 1)]) == 0.0
+        limiter.block(None, 2.0)
+        assert limiter.wait_s([("b", 1)]) == pytest.approx(2.0)
+        with pytest.raises(ValueError, match="unknown rate limit id 'c'"):
+            limiter.wait_s([("c", 1)])
+
+    run(main())
+
+
 def test_parse_retry_after() -> None:
     assert parse_retry_after("2") == 2.0
     assert parse_retry_after(" 0.5 ") == 0.5

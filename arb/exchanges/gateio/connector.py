@@ -7,20 +7,25 @@ below only rename ``trading.py``'s calls into the connector's ``Trading`` shape.
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import msgspec
 
-from ...instruments import InstrumentCatalog
+from ...instruments import Instrument, InstrumentCatalog
 from ...secrets import ApiCredentials
 from ...types import ExchangeName
-from ..connector import ExchangeConnector, PublicEndpoints, VenueBinding
+from ..connector import ExchangeConnector, OrderTransportFactory, PublicEndpoints, VenueBinding
 from ..factory import register
 from ..models import Balance, OrderRequest, OrderState, Position
-from ..rest import RestRequest, RestVenue
+from ..rest import RestClient, RestRequest, RestVenue
+from ..ws import WsSettings
 from . import constants
 from .auth import GateioSigner
 from .instruments import parse_currency_pairs, parse_futures_contracts
 from .market_data import GateioFuturesMarketData, GateioSpotMarketData
+from .private_stream import GateioFuturesPrivateStream, GateioSpotPrivateStream
 from .trading import GateioFuturesTrading, GateioSpotTrading, rest_venue
+from .ws_trading import GateioWsOrders
 
 
 class ServerTime(msgspec.Struct, frozen=True):
@@ -111,6 +116,43 @@ class _FuturesTrading(_Trading):
         return self._futures.parse_positions(body)
 
 
+class _Fees:
+    """The account's tier from ``GET /spot/fee`` (one answer for every pair, spot and futures rates)."""
+
+    per_symbol = False
+
+    def __init__(self, credentials: ApiCredentials, futures: bool) -> None:
+        signer = GateioSigner(credentials)
+        market = ExchangeName.GATEIO_FUTURES if futures else ExchangeName.GATEIO
+        trading = GateioFuturesTrading if futures else GateioSpotTrading
+        self._t = trading(signer, InstrumentCatalog(market, []))
+
+    def fee_request(self, instrument: Instrument | None) -> RestRequest:
+        return self._t.fee_request()
+
+    def parse_fees(self, body: bytes) -> tuple[Decimal, Decimal]:
+        return self._t.parse_fees(body)
+
+
+def _spot_fees(credentials: ApiCredentials) -> _Fees:
+    return _Fees(credentials, futures=False)
+
+
+def _futures_fees(credentials: ApiCredentials) -> _Fees:
+    return _Fees(credentials, futures=True)
+
+
+def _ws_orders(futures: bool) -> OrderTransportFactory:
+    """The factory of the market's ``GateioWsOrders`` (it shares the REST client's rate limiter)."""
+
+    def factory(
+        credentials: ApiCredentials, catalog: InstrumentCatalog, url: str, rest: RestClient, ws: WsSettings, timeout_s: float
+    ) -> GateioWsOrders:
+        return GateioWsOrders(credentials, catalog, url, rest, futures=futures, timeout_s=timeout_s, settings=ws)
+
+    return factory
+
+
 class GateioSpotConnector(ExchangeConnector):
     """Gate.io spot: ``spot.order_book_update`` books, ``/spot`` orders and balances."""
 
@@ -126,6 +168,10 @@ class GateioSpotConnector(ExchangeConnector):
             ping=_TIME,
         ),
         trading=_SpotTrading,
+        private_stream=GateioSpotPrivateStream,
+        ws_orders=_ws_orders(futures=False),
+        order_limits=((constants.SPOT_ORDER_PLACE_RATE_LIMIT, 1),),
+        fees=_spot_fees,
     )
 
 
@@ -144,6 +190,10 @@ class GateioFuturesConnector(ExchangeConnector):
             ping=_TIME,
         ),
         trading=_FuturesTrading,
+        private_stream=GateioFuturesPrivateStream,
+        ws_orders=_ws_orders(futures=True),
+        order_limits=((constants.FUTURES_ORDER_PLACE_RATE_LIMIT, 1),),
+        fees=_futures_fees,
     )
 
 

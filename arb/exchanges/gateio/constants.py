@@ -69,8 +69,19 @@ FUTURES_ORDER_BOOK_UPDATE_CHANNEL: Final = "futures.order_book_update"  # payloa
 FUTURES_OBU_CHANNEL: Final = "futures.obu"
 FUTURES_BOOK_TICKER_CHANNEL: Final = "futures.book_ticker"
 FUTURES_ORDERS_CHANNEL: Final = "futures.orders"
+FUTURES_USERTRADES_CHANNEL: Final = "futures.usertrades"
+FUTURES_BALANCES_CHANNEL: Final = "futures.balances"
+# Futures private channels take the account's user id first: [user_id, contract | "!all"],
+# futures.balances [user_id]; spot.balances takes no payload. The id is the ``user`` field
+# of GET /futures/usdt/accounts.
+ALL_CONTRACTS: Final = "!all"
 FUTURES_LOGIN_CHANNEL: Final = "futures.login"
 FUTURES_ORDER_PLACE_CHANNEL: Final = "futures.order_place"
+# WS trading API (event "api"): login once per connection, then requests carry ``req_id``/``req_param``.
+SPOT_ORDER_STATUS_CHANNEL: Final = "spot.order_status"
+FUTURES_ORDER_CANCEL_CHANNEL: Final = "futures.order_cancel"
+FUTURES_ORDER_STATUS_CHANNEL: Final = "futures.order_status"
+WS_API_STATUS_OK: Final = "200"  # header.status of a successful reply
 # order_book_update: the interval fixes the depth on spot (20ms <-> 20, 100ms <-> 100 levels); futures
 # take the depth as a third payload item ("100" when omitted), 20ms only with "20".
 SPOT_BOOK_INTERVALS: Final = {100: "100ms", 20: "20ms"}  # depth -> interval
@@ -214,6 +225,7 @@ FUTURES_ORDER_QUERY_RATE_LIMIT: Final = "gateio:private:" + FUTURES_ORDER_PATH
 FUTURES_ORDERS_LIST_RATE_LIMIT: Final = "gateio:private:" + FUTURES_ORDERS_PATH
 FUTURES_ACCOUNTS_RATE_LIMIT: Final = "gateio:private:" + FUTURES_ACCOUNTS_PATH
 FUTURES_POSITIONS_RATE_LIMIT: Final = "gateio:private:" + FUTURES_POSITIONS_PATH
+SPOT_FEE_RATE_LIMIT: Final = "gateio:private:" + FEE_PATH
 TRADING_RATE_LIMITS: Final = {
     SPOT_ORDER_PLACE_RATE_LIMIT: SPOT_ORDER_PLACE_LIMIT,
     SPOT_ORDER_CANCEL_RATE_LIMIT: SPOT_ORDER_CANCEL_LIMIT,
@@ -227,6 +239,7 @@ TRADING_RATE_LIMITS: Final = {
     FUTURES_ORDERS_LIST_RATE_LIMIT: PRIVATE_ENDPOINT_LIMIT,
     FUTURES_ACCOUNTS_RATE_LIMIT: PRIVATE_ENDPOINT_LIMIT,
     FUTURES_POSITIONS_RATE_LIMIT: PRIVATE_ENDPOINT_LIMIT,
+    SPOT_FEE_RATE_LIMIT: PRIVATE_ENDPOINT_LIMIT,
 }
 
 # The label (HTTP status, message) a venue answers for each kind of refusal: the reverse of

@@ -130,6 +130,65 @@ class FuturesOrder(msgspec.Struct, frozen=True):
     finish_time: Decimal | None = None  # s
 
 
+class FuturesOrderPush(FuturesOrder, frozen=True):
+    """One order of a ``futures.orders`` push: the REST order object with numbers as JSON numbers.
+
+    ``{"contract":"BTC_USD","create_time":1628736847,"create_time_ms":1628736847325,"fill_price":40000.4,
+    "finish_as":"filled","finish_time":1628736848,"finish_time_ms":1628736848321,"iceberg":0,"id":4872460,
+    "is_close":false,"is_liq":false,"is_reduce_only":false,"left":0,"mkfr":-0.00025,"price":40000.4,"refr":0,
+    "refu":0,"size":1,"status":"finished","text":"-","tif":"gtc","tkfr":0.0005,"user":"110xxxxx",
+    "update_id":1,"update_time":1541505434123,"stop_loss_price":"","stop_profit_price":""}``
+    """
+
+    update_time: int = 0  # ms
+
+
+class FuturesUserTrade(msgspec.Struct, frozen=True):
+    """One fill of a ``futures.usertrades`` push; ``size`` in contracts, negative on a sell.
+
+    ``{"id":"3335259","create_time":1628736848,"create_time_ms":1628736848321,"contract":"BTC_USD",
+    "order_id":"4872460","size":1,"price":"40000.4","role":"maker","text":"api","fee":0.0009290592,"point_fee":0}``
+    """
+
+    id: str | int
+    contract: str
+    order_id: str | int
+    size: int  # contracts, signed: > 0 buy, < 0 sell
+    price: Decimal
+    role: str  # maker | taker
+    fee: Decimal = Decimal(0)  # settle currency (a JSON number, decoded from its text)
+    text: str = ""
+    create_time_ms: int = 0
+
+
+class SpotBalancePush(msgspec.Struct, frozen=True):
+    """One currency of a ``spot.balances`` push.
+
+    ``{"timestamp":"1667556323","timestamp_ms":"1667556323730","user":"1000001","currency":"USDT","change":"0",
+    "total":"222244.3827652","available":"222244.3827","freeze":"5","freeze_change":"5.000000",
+    "change_type":"order-create"}``
+    """
+
+    currency: str
+    available: Decimal
+    freeze: Decimal = Decimal(0)  # locked
+    total: Decimal | None = None
+    change_type: str = ""
+
+
+class FuturesBalancePush(msgspec.Struct, frozen=True):
+    """One change of a ``futures.balances`` push: the wallet balance after it, nothing on margins.
+
+    ``{"balance":9.998739899488,"change":-0.000002074115,"text":"BTC_USD:3914424","time":1547199246,
+    "time_ms":1547199246123,"type":"fee","user":"211xxx","currency":"btc"}``
+    """
+
+    balance: Decimal
+    currency: str  # lower case
+    change: Decimal = Decimal(0)
+    type: str = ""
+
+
 class SpotOpenOrders(msgspec.Struct, frozen=True):
     """One pair of ``GET /spot/open_orders``: ``{"currency_pair":"BTC_USDT","total":1,"orders":[...]}``."""
 
@@ -145,6 +204,7 @@ class FuturesAccount(msgspec.Struct, frozen=True):
     total: Decimal  # wallet balance, excluding unrealised PnL
     available: Decimal
     currency: str
+    user: int | None = None  # the account's user id (futures private channels name it)
     unrealised_pnl: Decimal = Decimal(0)
     position_margin: Decimal = Decimal(0)
     order_margin: Decimal = Decimal(0)
@@ -191,3 +251,119 @@ class WsRequest(msgspec.Struct, frozen=True):
     id: int | None = None  # echoed in the reply
     payload: msgspec.Raw = msgspec.Raw(b"null")  # JSON text, null when absent
     auth: dict[str, str] | None = None  # private channels: method, KEY, SIGN
+
+
+class SpotOrderPush(msgspec.Struct, frozen=True):
+    """One order of a ``spot.orders`` push; ``event`` is put (created), update (filled) or finish.
+
+    ``{"id":"30784435","user":123456,"text":"t-abc","create_time":"1605175506","event":"put",
+    "currency_pair":"BTC_USDT","type":"limit","side":"sell","amount":"1","price":"10001","left":"1",
+    "filled_total":"0","fee":"0","fee_currency":"USDT",...,"finish_as":"open"}``
+    """
+
+    id: str
+    currency_pair: str
+    type: str  # limit | market
+    side: str  # buy | sell
+    amount: Decimal  # base (quote for market buys)
+    event: str  # put | update | finish
+    text: str = ""
+    price: Decimal = Decimal(0)
+    left: Decimal = Decimal(0)
+    filled_amount: Decimal | None = None  # base filled (newer payloads)
+    filled_total: Decimal = Decimal(0)  # quote filled
+    avg_deal_price: Decimal | None = None
+    fee: Decimal = Decimal(0)  # cumulative
+    fee_currency: str = ""
+    finish_as: str = ""
+    create_time_ms: Decimal | None = None  # ms (a string on the wire)
+    update_time_ms: Decimal | None = None
+
+
+class SpotUserTrade(msgspec.Struct, frozen=True):
+    """One fill of a ``spot.usertrades`` push.
+
+    ``{"id":5736713,"user_id":1000001,"order_id":"30784428","currency_pair":"BTC_USDT","create_time":1605176741,
+    "create_time_ms":"1605176741123.456","side":"sell","amount":"1.00000000","role":"taker",
+    "price":"10000.00000000","fee":"0.00200000000000","fee_currency":"USDT","point_fee":"0","gt_fee":"0","text":"apiv4"}``
+    """
+
+    id: int | str  # trade id
+    order_id: str
+    currency_pair: str
+    side: str  # buy | sell
+    amount: Decimal  # base
+    role: str  # maker | taker
+    price: Decimal
+    fee: Decimal = Decimal(0)
+    fee_currency: str = ""
+    create_time_ms: Decimal | None = None  # ms with a sub-ms fraction (a string on the wire)
+    text: str = ""
+
+
+class WsPush(msgspec.Struct, frozen=True):
+    """A server frame of a channel: an update push, an ack or an error reply."""
+
+    channel: str = ""
+    event: str = ""
+    result: msgspec.Raw = msgspec.Raw(b"null")
+    error: WsError | None = None
+    time: int = 0  # s
+
+
+class WsError(msgspec.Struct, frozen=True):
+    """``{"code":4,"message":"Authentication fail"}`` of a refused request."""
+
+    code: int
+    message: str = ""
+
+
+class AccountFee(msgspec.Struct, frozen=True):
+    """``GET /spot/fee``: the account's tier, as fractions (not percent).
+
+    ``{"user_id":10001,"taker_fee":"0.002","maker_fee":"0.002","gt_discount":false,"gt_taker_fee":"0",
+    "gt_maker_fee":"0","loan_fee":"0.18","point_type":"1","futures_taker_fee":"0.0005","futures_maker_fee":"0"}``
+    """
+
+    taker_fee: Decimal
+    maker_fee: Decimal
+    futures_taker_fee: Decimal | None = None
+    futures_maker_fee: Decimal | None = None
+
+
+class WsApiErrs(msgspec.Struct, frozen=True):
+    """``data.errs`` of a refused WS API request: ``{"label":"INVALID_SIGNATURE","message":"..."}``."""
+
+    label: str
+    message: str = ""
+
+
+class WsApiHeader(msgspec.Struct, frozen=True):
+    """``header`` of a WS API reply (the fields the client reads; times in us, the reset in ms)."""
+
+    status: str = "200"
+    channel: str = ""
+    response_time: str = ""  # ms, as a string
+    x_in_time: int = 0
+    x_out_time: int = 0
+    x_gate_ratelimit_reset_timestamp: int | None = None
+
+
+class WsApiData(msgspec.Struct, frozen=True):
+    """``data`` of a WS API reply: the result, or ``errs`` when refused."""
+
+    result: msgspec.Raw = msgspec.Raw(b"null")
+    errs: WsApiErrs | None = None
+
+
+class WsApiReply(msgspec.Struct, frozen=True):
+    """One WS API reply: the ack (``"ack":true``, order_place only) or the result of request ``request_id``.
+
+    ``{"request_id":"request-2","ack":true,"header":{"status":"200","channel":"spot.order_place",
+    "x_in_time":1681985856667508,"x_out_time":1681985856667598,...},"data":{"result":{"req_id":"request-2",...}}}``
+    """
+
+    request_id: str = ""
+    ack: bool = False
+    header: WsApiHeader = WsApiHeader()
+    data: WsApiData = WsApiData()

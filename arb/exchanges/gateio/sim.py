@@ -13,8 +13,9 @@ snapshot bodies, key for key in the order of Gate's recorded frames::
 
 Levels are ``(price_ticks, size_lots)`` pairs in the BOOK scale (``market_data.book_scale``),
 best first; numbers are written as Gate writes them: plain decimals without exponent or
-trailing zeros. Pushes are built from precomputed byte fragments and per-value caches, not
-``json.dumps``: the simulator must sustain tens of thousands of pushes per second.
+trailing zeros. Pushes are built from precomputed byte fragments, a cache of price fragments
+(a book revisits its prices) and sizes written straight from their integers (sizes rarely
+repeat), not ``json.dumps``: the simulator must sustain tens of thousands of pushes per second.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from typing import ClassVar, NamedTuple
 
 import msgspec
 
+from arb_core.book import ASK, BID
 from arb_core.wire.common import WireScale
 
 from ...instruments import Instrument
@@ -47,7 +49,7 @@ from .schemas import WsRequest
 
 Level = tuple[int, int]  # (price_ticks, size_lots)
 
-_CACHE_LIMIT = 1 << 16  # values per cache before it is emptied (a random walk keeps making new ones)
+_CACHE_LIMIT = 1 << 16  # prices cached before the cache is emptied (a random walk keeps making new ones)
 
 _request_decoder = msgspec.json.Decoder(WsRequest)
 _payload_decoder = msgspec.json.Decoder(list[str])
@@ -270,7 +272,10 @@ class _BookEncoder(ABC):
     """Pushes and snapshots of one symbol; subclasses declare the market's templates and key order."""
 
     market: ClassVar[SimMarket]
-    __slots__ = ("symbol", "scale", "depth", "_prices", "_sizes", "_update", "_full", "_ticker")
+    size_tail: ClassVar[bytes]  # what follows a size in a pushed level
+    __slots__ = (
+        "symbol", "scale", "depth", "_prices", "_update", "_full", "_ticker", "_lot_units", "_size_unit", "_size_format"
+    )
 
     def __init__(self, symbol: str, scale: WireScale, depth: int | None = None) -> None:
         if depth is None:
@@ -283,7 +288,10 @@ class _BookEncoder(ABC):
         self.scale = scale
         self.depth = depth
         self._prices: dict[int, bytes] = {}
-        self._sizes: dict[int, bytes] = {}
+        # sizes as plain_decimal writes them: whole part, then the zero-padded fraction trimmed
+        self._lot_units = scale.lot_units
+        self._size_unit = 10**scale.size_decimals
+        self._size_format = b"%%d.%%0%dd" % scale.size_decimals
         sym = symbol.encode()
         self._update = self._update_template(sym, depth)
         self._full = b""
@@ -305,39 +313,31 @@ class _BookEncoder(ABC):
     def _size_text(self, lots: int) -> bytes:
         if type(lots) is not int or lots < 0:
             raise ValueError(f"gateio sim {self.symbol}: size_lots={lots!r} must be an int >= 0")
-        return plain_decimal(lots * self.scale.lot_units, self.scale.size_decimals).encode()
+        whole, frac = divmod(lots * self._lot_units, self._size_unit)
+        return (self._size_format % (whole, frac)).rstrip(b"0") if frac else b"%d" % whole
 
     @abstractmethod
     def _price_fragment(self, text: bytes) -> bytes:
         """Subclass data."""
 
-    @abstractmethod
-    def _size_fragment(self, text: bytes) -> bytes:
-        """Subclass data."""
-
-    def _fill(self, levels: Iterable[Level]) -> None:
-        prices, sizes = self._prices, self._sizes
-        if len(prices) > _CACHE_LIMIT:
+    def _price_item(self, ticks: int) -> bytes:
+        prices = self._prices
+        if len(prices) >= _CACHE_LIMIT:
             prices.clear()
-        if len(sizes) > _CACHE_LIMIT:
-            sizes.clear()
+        fragment = prices[ticks] = self._price_fragment(self._price_text(ticks))
+        return fragment
+
+    def levels(self, levels: Sequence[Level]) -> bytes:
+        """The JSON array body (without brackets) of ``levels``."""
+        prices = self._prices
+        tail = self.size_tail
+        items: list[bytes] = []
         for level in levels:
             if len(level) != 2:
                 raise ValueError(f"gateio sim {self.symbol}: level {level!r} is not (price_ticks, size_lots)")
             price, size = level
-            if price not in prices:
-                prices[price] = self._price_fragment(self._price_text(price))
-            if size not in sizes:
-                sizes[size] = self._size_fragment(self._size_text(size))
-
-    def levels(self, levels: Sequence[Level]) -> bytes:
-        """The JSON array body (without brackets) of ``levels``."""
-        prices, sizes = self._prices, self._sizes
-        try:
-            return b",".join([prices[p] + sizes[s] for p, s in levels])
-        except (KeyError, TypeError, ValueError):
-            self._fill(levels)
-            return b",".join([prices[p] + sizes[s] for p, s in levels])
+            items.append((prices.get(price) or self._price_item(price)) + self._size_text(size) + tail)
+        return b",".join(items)
 
     def update(
         self,
@@ -357,6 +357,33 @@ class _BookEncoder(ABC):
         time_ms = event_ms if send_ms is None else send_ms
         return self._update % self._update_values(
             time_ms, event_ms, first_id, last_id, self.levels(bids), self.levels(asks), full
+        )
+
+    def update_levels(self, first_id: int, last_id: int, levels: Iterable[tuple[int, int, int]], event_ms: int) -> bytes:
+        """``update`` of side-tagged ``(side, price_ticks, size_lots)`` changes (``BookUpdate.levels``),
+        each side keeping the given order: the serving layer's hot path, one pass, no per-level calls."""
+        if not 0 < first_id <= last_id:
+            raise ValueError(f"gateio sim {self.symbol}: ids U={first_id!r} u={last_id!r} need 0 < U <= u")
+        prices = self._prices
+        tail = self.size_tail
+        units, unit, size_format = self._lot_units, self._size_unit, self._size_format
+        bids: list[bytes] = []
+        asks: list[bytes] = []
+        for side, price, size in levels:
+            fragment = prices.get(price) or self._price_item(price)
+            if type(size) is int and size >= 0:
+                whole, frac = divmod(size * units, unit)
+                text = (size_format % (whole, frac)).rstrip(b"0") if frac else b"%d" % whole
+            else:
+                text = self._size_text(size)  # raises
+            if side == BID:
+                bids.append(fragment + text + tail)
+            elif side == ASK:
+                asks.append(fragment + text + tail)
+            else:
+                raise ValueError(f"gateio sim {self.symbol}: side {side!r} is neither BID ({BID}) nor ASK ({ASK})")
+        return self._update % self._update_values(
+            event_ms, event_ms, first_id, last_id, b",".join(bids), b",".join(asks), False
         )
 
     @abstractmethod
@@ -410,11 +437,10 @@ class SpotBookEncoder(_BookEncoder):
             % (self.market.book_ticker_channel.encode(), symbol)
         )
 
+    size_tail = b'"]'
+
     def _price_fragment(self, text: bytes) -> bytes:
         return b'["' + text + b'","'
-
-    def _size_fragment(self, text: bytes) -> bytes:
-        return text + b'"]'
 
     def _update_values(
         self, time_ms: int, event_ms: int, first: int, last: int, bids: bytes, asks: bytes, full: bool
@@ -467,11 +493,10 @@ class FuturesBookEncoder(_BookEncoder):
             % (self.market.book_ticker_channel.encode(), symbol)
         )
 
+    size_tail = b"}"
+
     def _price_fragment(self, text: bytes) -> bytes:
         return b'{"p":"' + text + b'","s":'
-
-    def _size_fragment(self, text: bytes) -> bytes:
-        return text + b"}"
 
     def _update_values(
         self, time_ms: int, event_ms: int, first: int, last: int, bids: bytes, asks: bytes, full: bool
@@ -552,6 +577,7 @@ def rest_routes() -> list[Route]:
         Route("DELETE", p + c.ORDER_PATH, _private(_spot_cancel)),
         Route("GET", p + c.OPEN_ORDERS_PATH, _private(_spot_open_orders)),
         Route("GET", p + c.ACCOUNTS_PATH, _private(_spot_accounts)),
+        Route("GET", p + c.FEE_PATH, _private(_spot_fee)),
         Route("POST", p + c.FUTURES_ORDERS_PATH, _private(_futures_place)),
         Route("GET", p + c.FUTURES_ORDERS_PATH, _private(_futures_list)),
         Route("GET", p + c.FUTURES_ORDER_PATH, _private(_futures_get)),
@@ -847,8 +873,22 @@ def _contract(request: SimRequest, ctx: SimContext) -> SimResponse:
 # -- spot orders -------------------------------------------------------------------------
 
 
+def _dropped() -> SimResponse:
+    """The answer of a TIMEOUT_PLACED order: the socket closes instead."""
+    return SimResponse(status=200, body=b"", drop_connection=True)
+
+
 def _spot_place(request: SimRequest, ctx: SimContext, user: str) -> SimResponse:
-    body = _body(request)
+    doc = place_spot_order(ctx, user, _body(request))
+    return _dropped() if doc is None else _json(doc)
+
+
+def place_spot_order(ctx: SimContext, user: str, body: Mapping[str, object]) -> dict[str, object] | None:
+    """Place the spot order object ``body`` (``POST /spot/orders`` and ``spot.order_place``), faults applied.
+
+    Returns Gate's order object, or None when the TIMEOUT_PLACED fault keeps the answer; raises
+    ``_GateRefusal`` / ``OrderRejected`` for refusals (REST and WS API render them).
+    """
     engine = _engine(ctx, _required(body, "currency_pair"), False)
     side = _SIDES.get(str(_required(body, "side")))
     order_type = str(body.get("type", "limit"))
@@ -881,9 +921,7 @@ def _spot_place(request: SimRequest, ctx: SimContext, user: str) -> SimResponse:
         )
 
     result, drop = _apply_fault(ctx, False, place, wanted)
-    if drop:
-        return SimResponse(status=200, body=b"", drop_connection=True)
-    return _json(_spot_order_doc(ctx, engine, result.order))
+    return None if drop else _spot_order_doc(ctx, engine, result.order)
 
 
 def _string(value: object, name: str) -> str:
@@ -992,17 +1030,62 @@ def _spot_find(ctx: SimContext, user: str, engine: MatchingEngine, ref: str) -> 
     return event
 
 
+def spot_order(ctx: SimContext, user: str, pair: object, ref: str) -> dict[str, object]:
+    """The order object of ``ref`` (order id or ``t-`` text) on ``pair`` (REST GET and ``spot.order_status``)."""
+    engine = _engine(ctx, pair, False)
+    return _spot_order_doc(ctx, engine, _spot_find(ctx, user, engine, ref))
+
+
+def cancel_spot_order(ctx: SimContext, user: str, pair: object, ref: str) -> dict[str, object]:
+    """Cancel ``ref`` on ``pair``; the cancelled order object (REST DELETE and ``spot.order_cancel``)."""
+    engine = _engine(ctx, pair, False)
+    found = _spot_find(ctx, user, engine, ref)
+    event, _ = _exchange(ctx, False).cancel_order(user, engine.symbol, ctx.now_ns(), order_id=found.order_id)
+    return _spot_order_doc(ctx, engine, event)
+
+
 def _spot_get(request: SimRequest, ctx: SimContext, user: str) -> SimResponse:
-    engine = _engine(ctx, _required(_params(request), "currency_pair"), False)
-    event = _spot_find(ctx, user, engine, request.path_params.get("order_id", ""))
-    return _json(_spot_order_doc(ctx, engine, event))
+    pair = _required(_params(request), "currency_pair")
+    return _json(spot_order(ctx, user, pair, request.path_params.get("order_id", "")))
 
 
 def _spot_cancel(request: SimRequest, ctx: SimContext, user: str) -> SimResponse:
-    engine = _engine(ctx, _required(_params(request), "currency_pair"), False)
-    found = _spot_find(ctx, user, engine, request.path_params.get("order_id", ""))
-    event, _ = _exchange(ctx, False).cancel_order(user, engine.symbol, ctx.now_ns(), order_id=found.order_id)
-    return _json(_spot_order_doc(ctx, engine, event))
+    pair = _required(_params(request), "currency_pair")
+    return _json(cancel_spot_order(ctx, user, pair, request.path_params.get("order_id", "")))
+
+
+def _spot_fee(request: SimRequest, ctx: SimContext, user: str) -> SimResponse:
+    """``GET /spot/fee``: the account's tier, here the rates of the simulated instruments."""
+    pair = _params(request).get("currency_pair")
+    spot = ctx.exchanges.get(ExchangeName.GATEIO)
+    futures = ctx.exchanges.get(ExchangeName.GATEIO_FUTURES)
+    spot_instrument = _engine(ctx, pair, False).instrument if pair else _first_instrument(spot)
+    futures_instrument = _first_instrument(futures)
+    taker = spot_instrument.taker_fee if spot_instrument else constants.DEFAULT_SPOT_FEE
+    maker = spot_instrument.maker_fee if spot_instrument else constants.DEFAULT_SPOT_FEE
+    f_taker = futures_instrument.taker_fee if futures_instrument else constants.DEFAULT_FUTURES_TAKER_FEE
+    f_maker = futures_instrument.maker_fee if futures_instrument else constants.DEFAULT_FUTURES_MAKER_FEE
+    return _json(
+        {
+            "user_id": int(_user_number(user)),
+            "taker_fee": _decimal_text(taker),
+            "maker_fee": _decimal_text(maker),
+            "gt_discount": False,
+            "gt_taker_fee": "0",
+            "gt_maker_fee": "0",
+            "loan_fee": "0.18",
+            "point_type": "1",
+            "futures_taker_fee": _decimal_text(f_taker),
+            "futures_maker_fee": _decimal_text(f_maker),
+            "delivery_taker_fee": _decimal_text(f_taker),
+            "delivery_maker_fee": _decimal_text(f_maker),
+            "debit_fee": 3,
+        }
+    )
+
+
+def _first_instrument(exchange: SimExchange | None) -> Instrument | None:
+    return None if exchange is None else next((e.instrument for e in exchange.engines.values()), None)
 
 
 def _spot_list(request: SimRequest, ctx: SimContext, user: str) -> SimResponse:
@@ -1038,7 +1121,13 @@ def _spot_accounts(request: SimRequest, ctx: SimContext, user: str) -> SimRespon
 
 
 def _futures_place(request: SimRequest, ctx: SimContext, user: str) -> SimResponse:
-    body = _body(request)
+    doc = place_futures_order(ctx, user, _body(request))
+    return _dropped() if doc is None else _json(doc)
+
+
+def place_futures_order(ctx: SimContext, user: str, body: Mapping[str, object]) -> dict[str, object] | None:
+    """Place the futures order object ``body`` (REST and ``futures.order_place``); None: the answer is kept
+    by the TIMEOUT_PLACED fault."""
     engine = _engine(ctx, _required(body, "contract"), True)
     size = _required(body, "size")
     if isinstance(size, str) and size.lstrip("-").isdigit():
@@ -1067,9 +1156,7 @@ def _futures_place(request: SimRequest, ctx: SimContext, user: str) -> SimRespon
         )
 
     result, drop = _apply_fault(ctx, True, place, abs(size))
-    if drop:
-        return SimResponse(status=200, body=b"", drop_connection=True)
-    return _json(_futures_order_doc(ctx, engine, result.order))
+    return None if drop else _futures_order_doc(ctx, engine, result.order)
 
 
 def _user_number(user: str) -> str:
@@ -1137,15 +1224,25 @@ def _futures_find(ctx: SimContext, user: str, ref: str) -> tuple[MatchingEngine,
     return exchange.engine(event.symbol), event
 
 
+def futures_order(ctx: SimContext, user: str, ref: str) -> dict[str, object]:
+    """The futures order object of ``ref`` (REST GET and ``futures.order_status``)."""
+    engine, event = _futures_find(ctx, user, ref)
+    return _futures_order_doc(ctx, engine, event)
+
+
+def cancel_futures_order(ctx: SimContext, user: str, ref: str) -> dict[str, object]:
+    """Cancel ``ref``; the cancelled futures order object (REST DELETE and ``futures.order_cancel``)."""
+    engine, found = _futures_find(ctx, user, ref)
+    event, _ = _exchange(ctx, True).cancel_order(user, engine.symbol, ctx.now_ns(), order_id=found.order_id)
+    return _futures_order_doc(ctx, engine, event)
+
+
 def _futures_get(request: SimRequest, ctx: SimContext, user: str) -> SimResponse:
-    engine, event = _futures_find(ctx, user, request.path_params.get("order_id", ""))
-    return _json(_futures_order_doc(ctx, engine, event))
+    return _json(futures_order(ctx, user, request.path_params.get("order_id", "")))
 
 
 def _futures_cancel(request: SimRequest, ctx: SimContext, user: str) -> SimResponse:
-    engine, found = _futures_find(ctx, user, request.path_params.get("order_id", ""))
-    event, _ = _exchange(ctx, True).cancel_order(user, engine.symbol, ctx.now_ns(), order_id=found.order_id)
-    return _json(_futures_order_doc(ctx, engine, event))
+    return _json(cancel_futures_order(ctx, user, request.path_params.get("order_id", "")))
 
 
 def _futures_list(request: SimRequest, ctx: SimContext, user: str) -> SimResponse:
@@ -1166,6 +1263,7 @@ def _futures_account(request: SimRequest, ctx: SimContext, user: str) -> SimResp
     )
     return _json(
         {
+            "user": int(_user_number(user)),
             "total": _decimal_text(free + locked),
             "unrealised_pnl": "0",
             "position_margin": _decimal_text(position_margin),

@@ -41,6 +41,7 @@ from ..rest import RateLimit, RestRequest, RestVenue
 from . import constants
 from .auth import GateioSigner
 from .schemas import (
+    AccountFee,
     FuturesAccount,
     FuturesOrder,
     FuturesPosition,
@@ -158,6 +159,10 @@ class _GateioTrading:
     def _instrument(self, symbol: str) -> Instrument:
         return self.instruments.get(symbol)
 
+    def fee_request(self) -> RestRequest:
+        """``GET /spot/fee``: the account's fee tier (spot and futures rates in one answer)."""
+        return self._signed("GET", constants.FEE_PATH, constants.SPOT_FEE_RATE_LIMIT)
+
     @staticmethod
     def _order_ref(order_id: str | None, client_order_id: str | None) -> str:
         if (order_id is None) == (client_order_id is None):
@@ -188,6 +193,11 @@ class GateioSpotTrading(_GateioTrading):
     def place_order(self, request: OrderRequest, *, quote_amount: Decimal | None = None) -> RestRequest:
         """``POST /spot/orders``; a market BUY spends ``quote_amount`` of quote (Gate's market-buy ``amount``),
         and its ``request.quantity`` is then only the caller's intent."""
+        body = self.order_body(request, quote_amount=quote_amount)
+        return self._signed("POST", constants.ORDERS_PATH, constants.SPOT_ORDER_PLACE_RATE_LIMIT, body=body)
+
+    def order_body(self, request: OrderRequest, *, quote_amount: Decimal | None = None) -> bytes:
+        """The JSON order object of ``request``: the REST body and the WS API ``req_param`` alike."""
         instrument = self._instrument(request.symbol)
         body: dict[str, str] = {
             "text": to_text(request.client_order_id),
@@ -213,7 +223,7 @@ class GateioSpotTrading(_GateioTrading):
             body["price"] = self._price(instrument, request.price, request)
         if request.type is OrderType.MARKET or request.time_in_force is not TimeInForce.GTC:
             body["time_in_force"] = _TIME_IN_FORCE[request.time_in_force]
-        return self._signed("POST", constants.ORDERS_PATH, constants.SPOT_ORDER_PLACE_RATE_LIMIT, body=_encode(body))
+        return _encode(body)
 
     def cancel_order(
         self, symbol: str, *, order_id: str | None = None, client_order_id: str | None = None
@@ -260,6 +270,11 @@ class GateioSpotTrading(_GateioTrading):
             groups = _decode(body, list[SpotOpenOrders], "spot open orders")
             return [self.order_state(order) for group in groups for order in group.orders]
         return [self.order_state(order) for order in _decode(body, list[SpotOrder], "spot orders")]
+
+    def parse_fees(self, body: bytes) -> tuple[Decimal, Decimal]:
+        """``(taker, maker)`` spot fractions of a ``GET /spot/fee`` body."""
+        fee = _decode(body, AccountFee, "spot fee")
+        return fee.taker_fee, fee.maker_fee
 
     def parse_balances(self, body: bytes) -> dict[str, Balance]:
         """``[{"currency":"USDT","available":"10.5","locked":"1"}]`` -> balances by asset."""
@@ -308,6 +323,12 @@ class GateioFuturesTrading(_GateioTrading):
 
     def place_order(self, request: OrderRequest) -> RestRequest:
         """``POST /futures/usdt/orders``: ``size`` signed (> 0 buy, < 0 sell); market = price "0" + ioc/fok."""
+        return self._signed(
+            "POST", constants.FUTURES_ORDERS_PATH, constants.FUTURES_ORDER_PLACE_RATE_LIMIT, body=self.order_body(request)
+        )
+
+    def order_body(self, request: OrderRequest) -> bytes:
+        """The JSON order object of ``request``: the REST body and the WS API ``req_param`` alike."""
         instrument = self._instrument(request.symbol)
         lots = self._lots(instrument, request.quantity, request)
         contracts = int(instrument.lots_to_size(lots))
@@ -324,9 +345,7 @@ class GateioFuturesTrading(_GateioTrading):
         body["text"] = to_text(request.client_order_id)
         if request.reduce_only:
             body["reduce_only"] = True
-        return self._signed(
-            "POST", constants.FUTURES_ORDERS_PATH, constants.FUTURES_ORDER_PLACE_RATE_LIMIT, body=_encode(body)
-        )
+        return _encode(body)
 
     def cancel_order(self, *, order_id: str | None = None, client_order_id: str | None = None) -> RestRequest:
         """``DELETE /futures/usdt/orders/{id or text}``."""
@@ -365,6 +384,13 @@ class GateioFuturesTrading(_GateioTrading):
     def parse_open_orders(self, body: bytes) -> list[OrderState]:
         """The body of ``open_orders``: a list of orders."""
         return [self.order_state(order) for order in _decode(body, list[FuturesOrder], "futures orders")]
+
+    def parse_fees(self, body: bytes) -> tuple[Decimal, Decimal]:
+        """``(taker, maker)`` USDT-perpetual fractions of a ``GET /spot/fee`` body (``futures_*_fee``)."""
+        fee = _decode(body, AccountFee, "spot fee")
+        if fee.futures_taker_fee is None or fee.futures_maker_fee is None:
+            raise ExchangeError(constants.VENUE, "spot fee: the answer has no futures_taker_fee/futures_maker_fee")
+        return fee.futures_taker_fee, fee.futures_maker_fee
 
     def parse_balances(self, body: bytes) -> dict[str, Balance]:
         """The settle asset's balance: free = ``available``, locked = the rest of ``total`` (margins)."""

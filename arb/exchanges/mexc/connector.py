@@ -7,9 +7,11 @@ ordinary accounts, so every trading call of ``MexcFuturesConnector`` raises
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import msgspec
 
-from ...instruments import InstrumentCatalog
+from ...instruments import Instrument, InstrumentCatalog
 from ...secrets import ApiCredentials
 from ...types import ExchangeName
 from ..connector import ExchangeConnector, PublicEndpoints, VenueBinding
@@ -20,6 +22,7 @@ from . import constants
 from .auth import MexcSigner
 from .instruments import parse_contract_detail, parse_exchange_info
 from .market_data import MexcFuturesMarketData, MexcSpotMarketData
+from .private_stream import MexcSpotPrivateStream
 from .trading import FuturesTradingUnavailable, MexcSpotTrading, futures_rest_venue, spot_rest_venue
 
 
@@ -112,6 +115,25 @@ class _SpotTrading:
         return []
 
 
+class _Fees:
+    """The account's rates per symbol from ``GET /api/v3/tradeFee`` (the account endpoint leaves them null)."""
+
+    per_symbol = True
+
+    def __init__(self, credentials: ApiCredentials) -> None:
+        self._signer = MexcSigner(credentials)
+
+    def fee_request(self, instrument: Instrument | None) -> RestRequest:
+        if instrument is None:
+            raise ValueError("mexc: trade fees are asked per symbol")
+        return MexcSpotTrading(self._signer, InstrumentCatalog(ExchangeName.MEXC, [instrument])).trade_fee_request(
+            instrument.symbol
+        )
+
+    def parse_fees(self, body: bytes) -> tuple[Decimal, Decimal]:
+        return MexcSpotTrading.parse_trade_fee(body)
+
+
 class MexcSpotConnector(ExchangeConnector):
     """MEXC spot: protobuf aggregated-depth books, ``/api/v3`` orders and balances."""
 
@@ -127,6 +149,12 @@ class MexcSpotConnector(ExchangeConnector):
             ping=_get(constants.PING_PATH),
         ),
         trading=_SpotTrading,
+        private_stream=MexcSpotPrivateStream,
+        fees=_Fees,
+        order_limits=(
+            (constants.ORDER_PATH, 1),
+            (constants.UID_WEIGHT_LIMIT_ID, constants.PRIVATE_ENDPOINT_WEIGHTS[constants.ORDER_PATH]),
+        ),
     )
 
 

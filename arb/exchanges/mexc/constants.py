@@ -127,6 +127,7 @@ PRIVATE_ENDPOINT_WEIGHTS: Final = {
     OPEN_ORDERS_PATH: 3,
     MY_TRADES_PATH: 10,
     ACCOUNT_PATH: 10,
+    TRADE_FEE_PATH: 20,  # [MX-S] "Query Symbol Commission"
 }
 # newClientOrderId: [HB] caps it at 32 characters (MAX_ORDER_ID_LEN) and sends letters,
 # digits and '-'; the docs publish no charset, so only that conservative set is sent.

@@ -225,3 +225,19 @@ class ContractWsReply(msgspec.Struct, frozen=True):
     channel: str
     data: str | int | None = None
     ts: int | None = None  # ms
+
+
+class Commission(msgspec.Struct, frozen=True):
+    """The rates of ``GET /api/v3/tradeFee`` (fractions, written as JSON numbers)."""
+
+    makerCommission: Decimal
+    takerCommission: Decimal
+
+
+class TradeFee(msgspec.Struct, frozen=True):
+    """``GET /api/v3/tradeFee?symbol=``: ``{"data":{"makerCommission":0.002,"takerCommission":0.002},"code":0,
+    "msg":"success"}``."""
+
+    data: Commission
+    code: int = 0
+    msg: str = ""

@@ -58,6 +58,8 @@ def varint(value: int) -> bytes:
         raise ValueError(f"varint value {value} outside 0..2**64-1")
     if value < 0x80:
         return _BYTE[value]
+    if value < 0x4000:  # a push body's length
+        return bytes((value & 0x7F | 0x80, value >> 7))
     out = bytearray()
     while value >= 0x80:
         out.append(value & 0x7F | 0x80)
@@ -77,6 +79,7 @@ def length_delimited(field: int, data: bytes) -> bytes:
 
 
 _BYTE = tuple(bytes((i,)) for i in range(256))
+_INT63 = 1 << 63
 _ASKS_TAG = tag(1, 2)  # PublicAggreDepthsV3Api.asks
 _BIDS_TAG = tag(2, 2)
 _PRICE_TAG = tag(1, 2)  # PublicAggreDepthV3ApiItem.price
@@ -161,7 +164,12 @@ class MexcSpotDepthEncoder:
         )
         self._event = length_delimited(3, constants.AGGRE_DEPTH_EVENT_TYPE.format(interval=interval).encode())
         self._prices: dict[int, bytes] = {}  # ticks -> price field (tag, length, text)
-        self._sizes: dict[int, bytes] = {}  # lots -> quantity field
+        # quantities rarely repeat: written straight from the int, "%d.%0<decimals>d" of units
+        # (whole-unit grids take the general path)
+        _, _, size_decimals, self._lot_units = instrument.wire_scale()
+        self._size_unit = 10**size_decimals
+        self._size_format = b"%%d.%%0%dd" % size_decimals if size_decimals else b""
+        self._send_time = (-1, b"")  # the last send time and its varint (many pushes share a ms)
 
     def push(
         self, levels: Iterable[tuple[int, int, int]], from_version: int, to_version: int, send_time_ms: int
@@ -175,7 +183,7 @@ class MexcSpotDepthEncoder:
             _check_ids(from_version=from_version, to_version=to_version, send_time_ms=send_time_ms)
             raise ValueError(f"mexc spot push: from_version={from_version} is above to_version={to_version}")
         prices = self._prices
-        sizes = self._sizes
+        units, unit, size_format = self._lot_units, self._size_unit, self._size_format
         byte = _BYTE
         asks: list[bytes] = []
         bids: list[bytes] = []
@@ -183,22 +191,28 @@ class MexcSpotDepthEncoder:
             p = prices.get(price)
             if p is None:
                 p = self._price_field(price)
-            q = sizes.get(size)
-            if q is None:
-                q = self._size_field(size)
+            if size_format and type(size) is int and 0 <= size < _INT63:
+                text = size_format % divmod(size * units, unit)
+            else:
+                text = self._size_text(size).encode()  # raises on a bad size
+            n = len(text)
             if side == ASK:
-                asks += (_ASKS_TAG, byte[len(p) + len(q)], p, q)
+                asks += (_ASKS_TAG, byte[len(p) + n + 2], p, _QUANTITY_TAG, byte[n], text)
             elif side == 0:
-                bids += (_BIDS_TAG, byte[len(p) + len(q)], p, q)
+                bids += (_BIDS_TAG, byte[len(p) + n + 2], p, _QUANTITY_TAG, byte[n], text)
             else:
                 raise ValueError(f"mexc spot push: side {side!r} is neither BID (0) nor ASK (1)")
             # an item is at most 2 * (2 + 40) bytes, so its length is a one-byte varint
-        first = str(from_version).encode()
-        last = str(to_version).encode()
+        first = b"%d" % from_version
+        last = b"%d" % to_version
         asks += bids
         asks += (self._event, _FROM_TAG, byte[len(first)], first, _TO_TAG, byte[len(last)], last)
         body = b"".join(asks)
-        return b"".join((self._head, _SEND_TIME_TAG, varint(send_time_ms), _AGGRE_TAG, varint(len(body)), body))
+        sent_ms, sent = self._send_time
+        if sent_ms != send_time_ms:
+            sent = varint(send_time_ms)
+            self._send_time = (send_time_ms, sent)
+        return b"".join((self._head, _SEND_TIME_TAG, sent, _AGGRE_TAG, varint(len(body)), body))
 
     def snapshot(
         self, bids: Sequence[tuple[int, int]], asks: Sequence[tuple[int, int]], last_update_id: int, timestamp_ms: int
@@ -222,13 +236,6 @@ class MexcSpotDepthEncoder:
         if len(self._prices) >= _CACHE_MAX:
             self._prices.clear()
         field = self._prices[ticks] = _PRICE_TAG + _BYTE[len(text)] + text
-        return field
-
-    def _size_field(self, lots: int) -> bytes:
-        text = self._size_text(lots).encode()
-        if len(self._sizes) >= _CACHE_MAX:
-            self._sizes.clear()
-        field = self._sizes[lots] = _QUANTITY_TAG + _BYTE[len(text)] + text
         return field
 
 
@@ -862,6 +869,16 @@ def _open_orders(params: dict[str, str], user: str, ctx: SimContext) -> SimRespo
     return _json(200, [_order_info(engine, event, ctx) for event in market.open_orders(user, engine.symbol)])
 
 
+def _trade_fee(params: dict[str, str], user: str, ctx: SimContext) -> SimResponse:
+    """``GET /api/v3/tradeFee?symbol=``: the account's rates on one symbol, here the instrument's (JSON numbers)."""
+    instrument = _engine(_market(ctx, ExchangeName.MEXC), _required(params, "symbol")).instrument
+    body = b'{"data":{"makerCommission":%s,"takerCommission":%s},"code":0,"msg":"success"}' % (
+        f"{instrument.maker_fee:f}".encode(),
+        f"{instrument.taker_fee:f}".encode(),
+    )
+    return SimResponse(status=200, body=body)
+
+
 def _account(params: dict[str, str], user: str, ctx: SimContext) -> SimResponse:
     balances = _market(ctx, ExchangeName.MEXC).balances(user)
     body = {
@@ -1000,10 +1017,18 @@ def _contract_order(request: SimRequest, ctx: SimContext) -> SimResponse:
     return _contract_error(constants.CONTRACT_ORDER_REFUSED_CODE, constants.CONTRACT_ORDER_REFUSED_MSG)
 
 
+def _contract_ping(request: SimRequest, ctx: SimContext) -> SimResponse:
+    """``{"success":true,"code":0,"data":1587442022003}``: the contract server's time in ms."""
+    return _json(200, {"success": True, "code": 0, "data": ctx.wall_ms()})
+
+
 def rest_routes() -> list[Route]:
     """Every MEXC REST endpoint the simulator serves (spot v3 and contract v1 paths)."""
+    from .private_sim import user_stream_routes  # it builds on this module
+
     public = _answering
     return [
+        *user_stream_routes(),
         Route("GET", constants.PING_PATH, public(_ping)),
         Route("GET", constants.TIME_PATH, public(_time)),
         Route("GET", constants.DEPTH_PATH, public(_depth)),
@@ -1013,6 +1038,8 @@ def rest_routes() -> list[Route]:
         Route("DELETE", constants.ORDER_PATH, _signed(_cancel)),
         Route("GET", constants.OPEN_ORDERS_PATH, _signed(_open_orders)),
         Route("GET", constants.ACCOUNT_PATH, _signed(_account)),
+        Route("GET", constants.TRADE_FEE_PATH, _signed(_trade_fee)),
+        Route("GET", constants.CONTRACT_PING_PATH, _contract_ping),
         Route("GET", constants.CONTRACT_DEPTH_PATH, _contract_depth),
         Route("GET", constants.CONTRACT_DETAIL_PATH, _contract_detail),
         Route("POST", constants.CONTRACT_ORDER_CREATE_PATH, _contract_order),

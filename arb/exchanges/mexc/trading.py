@@ -37,7 +37,7 @@ from ..models import Balance, Fill, OrderRequest, OrderRequestError, OrderState,
 from ..rest import RateLimit, RestRequest, RestVenue
 from . import constants
 from .auth import MexcSigner, ParamValue
-from .schemas import Account, OrderInfo, OrderResponse, Trade
+from .schemas import Account, OrderInfo, OrderResponse, Trade, TradeFee
 
 T = TypeVar("T")
 
@@ -83,6 +83,7 @@ _order_info = msgspec.json.Decoder(OrderInfo)
 _order_list = msgspec.json.Decoder(list[OrderInfo])
 _account = msgspec.json.Decoder(Account)
 _trades = msgspec.json.Decoder(list[Trade])
+_trade_fee = msgspec.json.Decoder(TradeFee)
 
 
 class FuturesTradingUnavailable(OrderRejectedError):
@@ -223,6 +224,11 @@ class MexcSpotTrading:
         """``GET /api/v3/account`` (balances)."""
         return self._signed("GET", constants.ACCOUNT_PATH, [])
 
+    def trade_fee_request(self, symbol: str) -> RestRequest:
+        """``GET /api/v3/tradeFee?symbol=``: the account's rates on one symbol."""
+        instrument = self._instrument(symbol, "trade fee")
+        return self._signed("GET", constants.TRADE_FEE_PATH, [("symbol", instrument.venue_symbol)])
+
     def my_trades_request(self, symbol: str, *, order_id: str | None = None, limit: int | None = None) -> RestRequest:
         """``GET /api/v3/myTrades`` of one symbol, optionally of one order; ``limit`` 1..1000 (venue default 500)."""
         instrument = self._instrument(symbol, "my trades")
@@ -273,6 +279,14 @@ class MexcSpotTrading:
         """A ``GET /api/v3/account`` reply: ``{"balances":[{"asset":"USDT","free":"10.5","locked":"0"}],...}``."""
         account = _decode(_account, body, constants.ACCOUNT_PATH, None)
         return {b.asset: Balance(asset=b.asset, free=b.free, locked=b.locked) for b in account.balances}
+
+    @staticmethod
+    def parse_trade_fee(body: bytes) -> tuple[Decimal, Decimal]:
+        """``(taker, maker)`` of a ``GET /api/v3/tradeFee`` reply; a non-zero ``code`` is a refusal."""
+        reply = _decode(_trade_fee, body, constants.TRADE_FEE_PATH, None)
+        if reply.code != 0:
+            raise ExchangeError(constants.VENUE, f"{constants.TRADE_FEE_PATH}: code {reply.code} {reply.msg}")
+        return reply.data.takerCommission, reply.data.makerCommission
 
     def parse_my_trades(self, body: bytes) -> list[Fill]:
         """A ``GET /api/v3/myTrades`` reply as fills (``isBuyer`` gives the side)."""

@@ -1,0 +1,321 @@
+"""Gate.io private streams: signed order, fill and balance subscriptions and their pushes.
+
+Private channels live on the public websockets; each subscribe request carries
+``"auth":{"method":"api_key","KEY":..,"SIGN":hex(HMAC-SHA512(secret,"channel=<ch>&event=<ev>&time=<t>"))}``.
+A refused request is answered with ``"error":{"code":4,"message":"Authentication fail"}``.
+
+* Spot: ``spot.orders`` and ``spot.usertrades`` with payload ``["!all"]`` (every pair),
+  ``spot.balances`` without payload.
+* Futures (USDT): ``futures.orders`` and ``futures.usertrades`` with payload
+  ``[user_id, "!all"]``, ``futures.balances`` with ``[user_id]``; the user id is the ``user``
+  of ``GET /futures/usdt/accounts``, read once before the first connection. Sizes are signed
+  contracts; orders and fills report unsigned contracts (the futures order unit), numbers
+  arrive as JSON numbers and are decoded exactly from their text.
+
+Pushes::
+
+    {"time":1605175506,"time_ms":1605175506123,"channel":"spot.orders","event":"update",
+     "result":[{"id":"30784435","text":"t-abc","event":"put","currency_pair":"BTC_USDT",...}]}
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from decimal import Decimal
+
+import msgspec
+
+from ...errors import ExchangeError
+from ...instruments import InstrumentCatalog
+from ...secrets import ApiCredentials
+from ...types import OrderSide
+from ..base import Frame, WsPayload
+from ..models import Balance, Fill, OrderState
+from ..private_stream import PrivateMessage
+from ..rest import RestClient
+from . import constants
+from .auth import GateioSigner
+from .schemas import (
+    FuturesAccount,
+    FuturesBalancePush,
+    FuturesOrderPush,
+    FuturesUserTrade,
+    SpotBalancePush,
+    SpotOrder,
+    SpotOrderPush,
+    SpotUserTrade,
+    WsPush,
+)
+from .trading import GateioFuturesTrading, GateioSpotTrading, from_text
+
+PRIVATE_CHANNELS = (constants.SPOT_ORDERS_CHANNEL, constants.SPOT_USERTRADES_CHANNEL, constants.SPOT_BALANCES_CHANNEL)
+FUTURES_PRIVATE_CHANNELS = (
+    constants.FUTURES_ORDERS_CHANNEL,
+    constants.FUTURES_USERTRADES_CHANNEL,
+    constants.FUTURES_BALANCES_CHANNEL,
+)
+ALL_PAIRS = "!all"
+
+_push = msgspec.json.Decoder(WsPush)
+_orders = msgspec.json.Decoder(list[SpotOrderPush])
+_trades = msgspec.json.Decoder(list[SpotUserTrade])
+_balances = msgspec.json.Decoder(list[SpotBalancePush])
+_futures_orders = msgspec.json.Decoder(list[FuturesOrderPush])
+_futures_trades = msgspec.json.Decoder(list[FuturesUserTrade])
+_futures_balances = msgspec.json.Decoder(list[FuturesBalancePush])
+_futures_account = msgspec.json.Decoder(FuturesAccount)
+_encode = msgspec.json.Encoder().encode
+_PONG = b'"' + constants.SPOT_PONG_CHANNEL.encode() + b'"'
+_FUTURES_PONG = b'"' + constants.FUTURES_PONG_CHANNEL.encode() + b'"'
+
+
+def _subscribe_frame(
+    signer: GateioSigner, channel: str, payload: list[str] | None, now_s: int, request_id: int
+) -> str:
+    request: dict[str, object] = {"time": now_s, "id": request_id, "channel": channel, "event": constants.EVENT_SUBSCRIBE}
+    if payload is not None:
+        request["payload"] = payload
+    request["auth"] = signer.channel_auth(channel, constants.EVENT_SUBSCRIBE, now_s)
+    return _encode(request).decode()
+
+
+def _channel_push(frame: Frame, channels: tuple[str, ...]) -> WsPush | PrivateMessage:
+    """The push of one of ``channels`` to decode further, or the message an ack/error/other frame is."""
+    push = _push.decode(frame)
+    if push.error is not None:
+        return PrivateMessage(error=f"{push.channel} {push.event}: code {push.error.code} {push.error.message}")
+    if push.channel not in channels:
+        return PrivateMessage()
+    if push.event == constants.EVENT_SUBSCRIBE:
+        return PrivateMessage(ack=True)
+    if push.event != constants.EVENT_UPDATE:
+        return PrivateMessage()
+    return push
+
+
+def order_of_push(push: SpotOrderPush) -> SpotOrder:
+    """The REST order object a ``spot.orders`` push describes (open until its ``finish`` event)."""
+    return SpotOrder(
+        id=push.id,
+        currency_pair=push.currency_pair,
+        type=push.type,
+        side=push.side,
+        amount=push.amount,
+        status=constants.SPOT_ORDER_STATUS_OPEN if push.event != "finish" else "closed",
+        text=push.text,
+        price=push.price,
+        left=push.left,
+        filled_amount=push.filled_amount,
+        filled_total=push.filled_total,
+        avg_deal_price=push.avg_deal_price,
+        fee=push.fee,
+        fee_currency=push.fee_currency,
+        finish_as=push.finish_as,
+        create_time_ms=None if push.create_time_ms is None else int(push.create_time_ms),
+        update_time_ms=None if push.update_time_ms is None else int(push.update_time_ms),
+    )
+
+
+class GateioSpotPrivateStream:
+    """The ``PrivateDialect`` of Gate.io spot for one key over one instrument catalog."""
+
+    keepalive_interval_s = None
+
+    def __init__(
+        self,
+        credentials: ApiCredentials,
+        catalog: InstrumentCatalog,
+        ws_url: str,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._signer = GateioSigner(credentials)
+        self._trading = GateioSpotTrading(self._signer, catalog)
+        self._catalog = catalog
+        self._ws_url = ws_url
+        self._clock = clock
+        self._request_id = 0
+
+    @property
+    def venue(self) -> str:
+        return constants.VENUE
+
+    async def connect_url(self, rest: RestClient) -> str:
+        return self._ws_url
+
+    async def keepalive(self, rest: RestClient) -> None:
+        return None
+
+    async def release(self, rest: RestClient) -> None:
+        return None
+
+    def subscribe_frames(self) -> Sequence[WsPayload]:
+        """``spot.orders`` and ``spot.usertrades`` of every pair and ``spot.balances``, signed now."""
+        now_s = int(self._clock())
+        frames = []
+        for channel in PRIVATE_CHANNELS:
+            self._request_id += 1
+            payload = None if channel == constants.SPOT_BALANCES_CHANNEL else [ALL_PAIRS]
+            frames.append(_subscribe_frame(self._signer, channel, payload, now_s, self._request_id))
+        return frames
+
+    def ping_frame(self) -> WsPayload:
+        return _encode({"time": int(self._clock()), "channel": constants.SPOT_PING_CHANNEL}).decode()
+
+    def is_pong(self, frame: Frame) -> bool:
+        return _PONG in bytes(frame[:120])
+
+    def decode(self, frame: Frame, is_binary: bool) -> PrivateMessage:
+        """An update push of a private channel, an ack, an error reply, or nothing of interest."""
+        try:
+            push = _channel_push(frame, PRIVATE_CHANNELS)
+            if isinstance(push, PrivateMessage):
+                return push
+            if push.channel == constants.SPOT_ORDERS_CHANNEL:
+                orders = [self._trading.order_state(order_of_push(p)) for p in _orders.decode(push.result)]
+                return PrivateMessage(orders=orders)
+            if push.channel == constants.SPOT_BALANCES_CHANNEL:
+                items = _balances.decode(push.result)
+                return PrivateMessage(balances=[Balance(asset=b.currency, free=b.available, locked=b.freeze) for b in items])
+            return PrivateMessage(fills=[self.fill(t) for t in _trades.decode(push.result)])
+        except msgspec.DecodeError as exc:
+            raise ValueError(f"gateio private frame: {exc}") from None
+
+    def fill(self, trade: SpotUserTrade) -> Fill:
+        """The ``Fill`` of one ``spot.usertrades`` item (fee asset as Gate charges it when not given:
+        the asset received)."""
+        instrument = self._catalog.by_venue_symbol(trade.currency_pair)
+        side = OrderSide(trade.side)
+        fee_asset = trade.fee_currency or (instrument.base if side is OrderSide.BUY else instrument.quote)
+        return Fill(
+            symbol=instrument.symbol,
+            order_id=trade.order_id,
+            client_order_id=from_text(trade.text),
+            trade_id=str(trade.id),
+            side=side,
+            price=trade.price,
+            quantity=trade.amount,
+            fee=trade.fee,
+            fee_asset=fee_asset,
+            is_maker=trade.role == "maker",
+            timestamp_ms=int(trade.create_time_ms or Decimal(0)),
+        )
+
+
+class GateioFuturesPrivateStream:
+    """The ``PrivateDialect`` of Gate.io USDT perpetuals for one key over one instrument catalog.
+
+    Order pushes carry no fee: ``OrderState.fee`` is the sum of the ``futures.usertrades``
+    fees pushed for the order so far, in the settle asset. ``futures.balances`` tells the
+    wallet balance only, so it is reported as ``balances_changed`` (the stream reads the
+    account's free and locked margin by REST).
+    """
+
+    keepalive_interval_s = None
+
+    def __init__(
+        self,
+        credentials: ApiCredentials,
+        catalog: InstrumentCatalog,
+        ws_url: str,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._signer = GateioSigner(credentials)
+        self._trading = GateioFuturesTrading(self._signer, catalog, clock=clock)
+        self._catalog = catalog
+        self._ws_url = ws_url
+        self._clock = clock
+        self._request_id = 0
+        self.user_id: str | None = None
+        self._fees: dict[str, Decimal] = {}  # order id -> fees pushed so far
+
+    @property
+    def venue(self) -> str:
+        return constants.VENUE
+
+    async def connect_url(self, rest: RestClient) -> str:
+        """The websocket URL, after reading the account's user id (once) from ``/futures/usdt/accounts``."""
+        if self.user_id is None:
+            body = await rest.fetch(self._trading.account())
+            try:
+                user = _futures_account.decode(body).user
+            except msgspec.DecodeError as exc:
+                raise ExchangeError(constants.VENUE, f"futures account: unreadable answer {body[:200]!r}") from exc
+            if user is None:
+                raise ExchangeError(constants.VENUE, "futures account: the answer names no user id")
+            self.user_id = str(user)
+        return self._ws_url
+
+    async def keepalive(self, rest: RestClient) -> None:
+        return None
+
+    async def release(self, rest: RestClient) -> None:
+        return None
+
+    def subscribe_frames(self) -> Sequence[WsPayload]:
+        """``futures.orders`` and ``futures.usertrades`` of every contract and ``futures.balances``, signed now."""
+        user_id = self.user_id
+        if user_id is None:
+            raise ExchangeError(constants.VENUE, "futures private stream: user id unknown before connecting")
+        now_s = int(self._clock())
+        frames = []
+        for channel in FUTURES_PRIVATE_CHANNELS:
+            self._request_id += 1
+            payload = [user_id] if channel == constants.FUTURES_BALANCES_CHANNEL else [user_id, constants.ALL_CONTRACTS]
+            frames.append(_subscribe_frame(self._signer, channel, payload, now_s, self._request_id))
+        return frames
+
+    def ping_frame(self) -> WsPayload:
+        return _encode({"time": int(self._clock()), "channel": constants.FUTURES_PING_CHANNEL}).decode()
+
+    def is_pong(self, frame: Frame) -> bool:
+        return _FUTURES_PONG in bytes(frame[:120])
+
+    def decode(self, frame: Frame, is_binary: bool) -> PrivateMessage:
+        """An update push of a private channel, an ack, an error reply, or nothing of interest."""
+        try:
+            push = _channel_push(frame, FUTURES_PRIVATE_CHANNELS)
+            if isinstance(push, PrivateMessage):
+                return push
+            if push.channel == constants.FUTURES_ORDERS_CHANNEL:
+                return PrivateMessage(orders=[self.order(p) for p in _futures_orders.decode(push.result)])
+            if push.channel == constants.FUTURES_USERTRADES_CHANNEL:
+                return PrivateMessage(fills=[self.fill(t) for t in _futures_trades.decode(push.result)])
+            _futures_balances.decode(push.result)  # validated; the split comes from REST
+            return PrivateMessage(balances_changed=True)
+        except msgspec.DecodeError as exc:
+            raise ValueError(f"gateio futures private frame: {exc}") from None
+
+    def order(self, push: FuturesOrderPush) -> OrderState:
+        """The ``OrderState`` of one ``futures.orders`` item (unsigned contracts, fee from the fills seen)."""
+        state = self._trading.order_state(push)
+        instrument = self._catalog.by_venue_symbol(push.contract)
+        fee = self._fees.get(state.order_id, Decimal(0))
+        if state.is_final:
+            self._fees.pop(state.order_id, None)
+        return msgspec.structs.replace(
+            state, fee=fee, fee_asset=instrument.quote, updated_at_ms=push.update_time or state.updated_at_ms
+        )
+
+    def fill(self, trade: FuturesUserTrade) -> Fill:
+        """The ``Fill`` of one ``futures.usertrades`` item: ``|size|`` contracts, fee in the settle asset."""
+        if not trade.size:
+            raise ValueError(f"gateio futures trade {trade.id}: size 0")
+        instrument = self._catalog.by_venue_symbol(trade.contract)
+        order_id = str(trade.order_id)
+        self._fees[order_id] = self._fees.get(order_id, Decimal(0)) + trade.fee
+        return Fill(
+            symbol=instrument.symbol,
+            order_id=order_id,
+            client_order_id=from_text(trade.text),
+            trade_id=str(trade.id),
+            side=OrderSide.BUY if trade.size > 0 else OrderSide.SELL,
+            price=trade.price,
+            quantity=Decimal(abs(trade.size)),
+            fee=trade.fee,
+            fee_asset=instrument.quote,
+            is_maker=trade.role == "maker",
+            timestamp_ms=trade.create_time_ms,
+        )

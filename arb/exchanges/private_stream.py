@@ -1,0 +1,259 @@
+"""Private order and fill streams written once: a venue supplies a ``PrivateDialect``, this runs it.
+
+``PrivateStream`` keeps one ``WsSession`` on the venue's private websocket: before every
+(re)connect it asks the dialect for the URL (MEXC creates a fresh listenKey there), on every
+connect it sends the dialect's signed subscribe frames, keeps the venue's stream token alive
+while connected (``keepalive``), and hands each decoded push to ``on_order``/``on_fill``
+(and balance pushes to the optional ``on_balance``). A venue whose balance push lacks the
+free/locked split (Gate futures sends the wallet balance only) flags the change instead, and
+the stream reads the balances from ``balance_source`` (the signed REST call) and reports
+those: a burst of pushes costs one read in flight plus at most one more.
+``start`` returns once the first subscriptions are acknowledged and raises when the venue
+refuses them (bad key or signature), so an unusable stream fails at start, not silently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from typing import NamedTuple, Protocol
+
+from ..errors import ArbitrageEngineError, ExchangeConnectionError, ExchangeError
+from .base import BalanceHandler, FillHandler, Frame, OrderHandler, WsPayload
+from .errors import ErrorCategory
+from .models import Balance, Fill, OrderState
+from .rest import RestClient
+from .ws import WsSession, WsSettings
+
+log = logging.getLogger(__name__)
+
+
+class PrivateMessage(NamedTuple):
+    """One decoded private frame: orders, fills or balances it carries, or an ack, or a venue error."""
+
+    orders: Sequence[OrderState] = ()
+    fills: Sequence[Fill] = ()
+    ack: bool = False  # a subscription was accepted
+    error: str | None = None  # the venue refused a request (auth, channel...)
+    balances: Sequence[Balance] = ()
+    balances_changed: bool = False  # balances changed but the push does not tell free and locked
+
+
+BalanceSource = Callable[[], Awaitable[Mapping[str, Balance]]]
+"""The signed REST balance call of the stream's account."""
+
+
+class PrivateDialect(Protocol):
+    """A venue's private-stream wire format and token lifecycle; the loop is ``PrivateStream``."""
+
+    @property
+    def venue(self) -> str:
+        """Market name for messages (``gateio``)."""
+
+    @property
+    def keepalive_interval_s(self) -> float | None:
+        """How often ``keepalive`` must run while streaming; None when the venue needs nothing."""
+
+    async def connect_url(self, rest: RestClient) -> str:
+        """The URL of the next connection (may create a stream token over ``rest``)."""
+
+    async def keepalive(self, rest: RestClient) -> None:
+        """Extend the current stream token."""
+
+    async def release(self, rest: RestClient) -> None:
+        """Close the current stream token (best effort, on stop)."""
+
+    def subscribe_frames(self) -> Sequence[WsPayload]:
+        """Signed subscribe frames sent on every connect; each is acknowledged once."""
+
+    def ping_frame(self) -> WsPayload:
+        """The application-level ping."""
+
+    def is_pong(self, frame: Frame) -> bool:
+        """Cheap check that ``frame`` answers ``ping_frame``."""
+
+    def decode(self, frame: Frame, is_binary: bool) -> PrivateMessage:
+        """One received frame; raises ``ValueError`` on a frame it cannot read."""
+
+
+class PrivateStream:
+    """The private websocket of one connector: reconnect, resubscribe, keep-alive, dispatch."""
+
+    def __init__(
+        self,
+        dialect: PrivateDialect,
+        rest: RestClient,
+        on_order: OrderHandler,
+        on_fill: FillHandler,
+        settings: WsSettings | None = None,
+        *,
+        on_balance: BalanceHandler | None = None,
+        balance_source: BalanceSource | None = None,
+    ) -> None:
+        self.dialect = dialect
+        self.rest = rest
+        self._on_order = on_order
+        self._on_fill = on_fill
+        self._on_balance = on_balance
+        self._balance_source = balance_source
+        self._balance_read: asyncio.Task[None] | None = None
+        self._read_again = False
+        self.session = WsSession(
+            dialect.venue,
+            "",
+            self._on_message,
+            connect_frames=self._connect_frames,
+            ping_frame=dialect.ping_frame,
+            is_pong=dialect.is_pong,
+            on_disconnected=self._disconnected,
+            settings=settings,
+            refresh_url=self._next_url,
+        )
+        self.urls: list[str] = []  # every URL connected to, in order (new listenKeys show here)
+        self.errors: list[str] = []  # venue refusals, in order
+        self.malformed = 0
+        self._pending_acks = 0
+        self._ready: asyncio.Future[None] | None = None
+        self._keepalive: asyncio.Task[None] | None = None
+
+    async def start(self, timeout_s: float) -> None:
+        """Connect and subscribe; raises ``ExchangeError`` (AUTH_FAILED) when the venue refuses the
+        subscriptions, ``ExchangeConnectionError`` when nothing is acknowledged within ``timeout_s``."""
+        self._ready = asyncio.get_running_loop().create_future()
+        self.session.start()
+        interval = self.dialect.keepalive_interval_s
+        if interval is not None:
+            self._keepalive = asyncio.get_running_loop().create_task(
+                self._keep_alive(interval), name=f"{self.dialect.venue} private keepalive"
+            )
+        try:
+            await asyncio.wait_for(asyncio.shield(self._ready), timeout_s)
+        except asyncio.TimeoutError:
+            await self.close()
+            raise ExchangeConnectionError(
+                self.dialect.venue, f"private stream not subscribed within {timeout_s} s"
+            ) from None
+        except ArbitrageEngineError:
+            await self.close()
+            raise
+
+    async def close(self) -> None:
+        """Stop reconnecting, close the connection and release the stream token."""
+        for task in (self._keepalive, self._balance_read):
+            if task is None:
+                continue
+            task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                if not task.cancelled():
+                    raise
+        self._keepalive = self._balance_read = None
+        await self.session.close()
+        if self.urls:
+            try:
+                await self.dialect.release(self.rest)
+            except ArbitrageEngineError as exc:
+                log.warning("%s: releasing the private stream token failed: %s", self.dialect.venue, exc)
+
+    async def _next_url(self) -> str:
+        try:
+            url = await self.dialect.connect_url(self.rest)
+        except ExchangeError as exc:
+            # A refused key cannot succeed on retry: fail start() instead of looping.
+            if exc.category in (ErrorCategory.AUTH_FAILED, ErrorCategory.TIMESTAMP):
+                self._fail(exc)
+            raise
+        self.urls.append(url)
+        return url
+
+    async def _keep_alive(self, interval_s: float) -> None:
+        while True:
+            await asyncio.sleep(interval_s)
+            try:
+                await self.dialect.keepalive(self.rest)
+            except asyncio.CancelledError:
+                raise
+            except ArbitrageEngineError as exc:
+                # The token may be gone; a fresh one comes with the next connection.
+                log.warning("%s: private stream keep-alive failed (%s); reconnecting", self.dialect.venue, exc)
+                self.session.drop()
+
+    def _connect_frames(self) -> Sequence[WsPayload]:
+        frames = self.dialect.subscribe_frames()
+        self._pending_acks = len(frames)
+        return frames
+
+    def _disconnected(self) -> None:
+        self._pending_acks = 0
+
+    def _fail(self, error: ArbitrageEngineError) -> None:
+        ready = self._ready
+        if ready is not None and not ready.done():
+            ready.set_exception(error)
+
+    def _on_message(self, payload: memoryview, is_binary: bool, last_in_buffer: bool, recv_ns: int) -> None:
+        venue = self.dialect.venue
+        try:
+            message = self.dialect.decode(payload, is_binary)
+        except (ValueError, KeyError) as exc:
+            self.malformed += 1
+            log.warning("%s: unreadable private frame (%s): %r", venue, exc, bytes(payload[:200]))
+            return
+        if message.error is not None:
+            self.errors.append(message.error)
+            log.warning("%s: private stream request refused: %s", venue, message.error)
+            self._fail(ExchangeError(venue, f"private stream refused: {message.error}", category=ErrorCategory.AUTH_FAILED))
+            return
+        if message.ack and self._pending_acks:
+            self._pending_acks -= 1
+            ready = self._ready
+            if not self._pending_acks and ready is not None and not ready.done():
+                ready.set_result(None)
+        for fill in message.fills:
+            try:
+                self._on_fill(fill)
+            except Exception:
+                log.exception("%s: fill handler raised on %r", venue, fill.trade_id)
+        for order in message.orders:
+            try:
+                self._on_order(order)
+            except Exception:
+                log.exception("%s: order handler raised on %r", venue, order.order_id)
+        self._report_balances(message.balances)
+        if message.balances_changed:
+            self._read_balances_soon()
+
+    def _report_balances(self, balances: Iterable[Balance]) -> None:
+        on_balance = self._on_balance
+        if on_balance is None:
+            return
+        for balance in balances:
+            try:
+                on_balance(balance)
+            except Exception:
+                log.exception("%s: balance handler raised on %r", self.dialect.venue, balance.asset)
+
+    def _read_balances_soon(self) -> None:
+        source = self._balance_source
+        if self._on_balance is None or source is None:
+            return
+        if self._balance_read is not None and not self._balance_read.done():
+            self._read_again = True  # the read in flight may predate this change
+            return
+        self._balance_read = asyncio.get_running_loop().create_task(
+            self._read_balances(source), name=f"{self.dialect.venue} balance read"
+        )
+
+    async def _read_balances(self, source: BalanceSource) -> None:
+        while True:
+            self._read_again = False
+            try:
+                balances = await source()
+            except ArbitrageEngineError as exc:
+                log.warning("%s: reading balances after a balance push failed: %s", self.dialect.venue, exc)
+                return
+            self._report_balances(balances.values())
+            if not self._read_again:
+                return

@@ -1,0 +1,239 @@
+"""Gate.io WS trading API: the simulator's side frame by frame, then the connector end to end over loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from decimal import Decimal as D
+from typing import Any
+
+import msgspec
+import pytest
+from loopback import run
+from shapes import assert_same_shape
+from simvenues import API_KEY, CREDENTIALS, PERP, SPOT, instruments, simulated_venues
+
+from arb.errors import ExchangeError, OrderRejectedError, RateLimitError
+from arb.exchanges.connector import ConnectorSettings
+from arb.exchanges.errors import ErrorCategory
+from arb.exchanges.gateio.auth import GateioSigner
+from arb.exchanges.gateio.ws_trading import GateioWsOrders
+from arb.exchanges.gateio.ws_trading_sim import GateioWsApiSimSession
+from arb.exchanges.models import OrderRequest, OrderStatus, OrderType
+from arb.exchanges.rest import RestSettings
+from arb.secrets import ApiCredentials, Secret
+from arb.sim.faults import OrderFaultKind
+from arb.sim.server import SimulatedVenue
+from arb.types import ExchangeName, OrderSide
+
+# Keys that Gate's newer order objects carry and the 2023 docs example does not (and vice versa).
+ORDER_OPTIONAL = ("$.data.result.filled_amount", "$.data.result.avg_deal_price")
+
+
+def _session(futures: bool = False) -> tuple[GateioWsApiSimSession, SimulatedVenue]:
+    venue = SimulatedVenue("gateio", instruments(), credentials={API_KEY: CREDENTIALS})
+    for exchange in venue.exchanges.values():
+        exchange.deposit(API_KEY, "USDT", "100000")
+    market = ExchangeName.GATEIO_FUTURES if futures else ExchangeName.GATEIO
+    session = venue.markets[market].wire.new_session()
+    assert isinstance(session, GateioWsApiSimSession)
+    return session, venue
+
+
+def _login_frame(now_s: int, secret: str = "sim-secret-1", key: str = API_KEY, channel: str = "spot.login") -> bytes:
+    signer = GateioSigner(ApiCredentials(Secret(key), Secret(secret)))
+    payload = signer.ws_login_payload(channel, now_s, "login-1")
+    return json.dumps({"time": now_s, "channel": channel, "event": "api", "payload": payload}).encode()
+
+
+def _api(channel: str, req_id: str, param: dict[str, Any], now_s: int) -> bytes:
+    frame = {"time": now_s, "channel": channel, "event": "api", "payload": {"req_id": req_id, "req_param": param}}
+    return json.dumps(frame).encode()
+
+
+def _replies(session: GateioWsApiSimSession, frame: bytes, now_ms: int) -> list[dict[str, Any]]:
+    return [json.loads(f) for f in session.handle(frame, now_ms).frames]
+
+
+ORDER = {"text": "t-ws-1", "currency_pair": "BTC_USDT", "type": "limit", "account": "spot", "side": "buy",
+         "amount": "0.001", "price": "50000"}
+
+
+def test_login_is_verified_as_gate_does() -> None:
+    session, venue = _session()
+    now_ms = venue.context.wall_ms()
+    now_s = now_ms // 1000
+    for frame, label in [
+        (_login_frame(now_s, secret="wrong"), "INVALID_SIGNATURE"),
+        (_login_frame(now_s, key="unknown"), "INVALID_KEY"),
+        (_login_frame(now_s - 120), "REQUEST_EXPIRED"),
+        (_login_frame(now_s, channel="futures.login"), "INVALID_PROTOCOL"),  # the spot endpoint
+    ]:
+        [reply] = _replies(session, frame, now_ms)
+        assert reply["data"]["errs"]["label"] == label and reply["request_id"] == "login-1"
+        assert reply["header"]["status"] == ("400" if label == "INVALID_PROTOCOL" else "401")
+    [refused] = _replies(session, _api("spot.order_place", "r1", ORDER, now_s), now_ms)
+    assert refused["data"]["errs"]["label"] == "FORBIDDEN" and session.user is None
+    assert venue.exchanges[ExchangeName.GATEIO].open_orders(API_KEY) == []
+    [accepted] = _replies(session, _login_frame(now_s), now_ms)
+    assert accepted["header"]["status"] == "200" and accepted["data"]["result"]["api_key"] == API_KEY
+    assert session.user == API_KEY
+
+
+def test_order_place_ack_then_result_shaped_like_the_docs(shared_data: Any) -> None:
+    examples = json.loads((shared_data / "examples" / "gate_docs_ws_examples.json").read_text())
+    session, venue = _session()
+    now_ms = venue.context.wall_ms()
+    _replies(session, _login_frame(now_ms // 1000), now_ms)
+    ack, result = _replies(session, _api("spot.order_place", "request-2", ORDER, now_ms // 1000), now_ms)
+    assert_same_shape(ack, examples["spot_ws_api_order_place_ack"])
+    assert_same_shape(result, examples["spot_ws_api_order_place_result"], optional=ORDER_OPTIONAL)
+    assert ack["ack"] is True and ack["data"]["result"]["req_param"] == ORDER
+    assert result["request_id"] == "request-2" and result["data"]["result"]["text"] == "t-ws-1"
+    assert result["header"]["x_in_time"] <= result["header"]["x_out_time"]
+    [status] = _replies(session, _api("spot.order_status", "r3", {"order_id": "t-ws-1", "currency_pair": "BTC_USDT"}, 0), now_ms)
+    assert status["data"]["result"]["status"] == "open"
+    [cancel] = _replies(session, _api("spot.order_cancel", "r4", {"order_id": "t-ws-1", "currency_pair": "BTC_USDT"}, 0), now_ms)
+    assert cancel["data"]["result"]["finish_as"] == "cancelled"
+    [again] = _replies(session, _api("spot.order_cancel", "r5", {"order_id": "t-ws-1", "currency_pair": "BTC_USDT"}, 0), now_ms)
+    assert again["data"]["errs"]["label"] == "ORDER_NOT_FOUND" and again["header"]["status"] == "404"
+
+
+def test_other_frames_still_reach_the_market_data_session() -> None:
+    session, venue = _session()
+    frame = b'{"time":1,"channel":"spot.order_book_update","event":"subscribe","payload":["BTC_USDT","100ms"]}'
+    [ack] = _replies(session, frame, venue.context.wall_ms())
+    assert ack["result"] == {"status": "success"} and list(session.subscriptions) == [("spot.order_book_update", "BTC_USDT")]
+
+
+# --- connector end to end over loopback --------------------------------------------------------
+
+
+def limit_buy(symbol: str, client_order_id: str, price: str = "50000") -> OrderRequest:
+    quantity = D(2) if symbol == PERP else D("0.001")
+    return OrderRequest(
+        symbol=symbol, side=OrderSide.BUY, type=OrderType.LIMIT, quantity=quantity, price=D(price),
+        client_order_id=client_order_id,
+    )
+
+
+@pytest.mark.parametrize("market", [ExchangeName.GATEIO, ExchangeName.GATEIO_FUTURES], ids=lambda m: m.value)
+def test_place_status_cancel_over_the_ws_api(market: ExchangeName) -> None:
+    symbol = PERP if market.is_futures else SPOT
+
+    async def scenario() -> None:
+        async with simulated_venues(moving=False) as sim:
+            connector = sim.connector(market)
+            assert connector.settings.order_transport == "ws"
+            try:
+                await connector.instruments()
+                rest_before = sim.venues["gateio"].requests
+                placed = await connector.place_order(limit_buy(symbol, "w-1"))
+                assert placed.status is OrderStatus.NEW and placed.client_order_id == "w-1"
+                by_client = await connector.query_order(symbol, client_order_id="w-1")
+                by_id = await connector.query_order(symbol, order_id=placed.order_id)
+                assert by_client.order_id == by_id.order_id == placed.order_id and by_id.price == D(50000)
+                cancelled = await connector.cancel_order(symbol, client_order_id="w-1")
+                assert cancelled.status is OrderStatus.CANCELED and cancelled.order_id == placed.order_id
+                # Login, orders, reads and cancels all went over the websocket.
+                assert sim.venues["gateio"].requests == rest_before
+                orders = connector._orders_ws
+                assert isinstance(orders, GateioWsOrders) and orders.acks == 1 and orders.results == 4
+            finally:
+                await connector.close()
+
+    run(scenario())
+
+
+def test_login_refused_with_a_bad_signature() -> None:
+    async def scenario() -> None:
+        async with simulated_venues(moving=False) as sim:
+            bad = ApiCredentials(Secret(API_KEY), Secret("not-the-secret"))
+            connector = sim.connector(ExchangeName.GATEIO, credentials=bad)
+            try:
+                with pytest.raises(ExchangeError, match="Signature mismatch") as info:
+                    await connector.place_order(limit_buy(SPOT, "bad-1"))
+                assert info.value.category == ErrorCategory.AUTH_FAILED
+                assert sim.venues["gateio"].exchanges[ExchangeName.GATEIO].open_orders(API_KEY) == []
+            finally:
+                await connector.close()
+
+    run(scenario())
+
+
+def test_timeout_is_outcome_unknown_then_the_client_id_resolves_it() -> None:
+    async def scenario() -> None:
+        async with simulated_venues(moving=False) as sim:
+            connector = sim.connector(ExchangeName.GATEIO, rest_timeout_s=0.3)
+            try:
+                sim.faults.fail_next_orders("gateio", OrderFaultKind.TIMEOUT_PLACED)
+                with pytest.raises(ExchangeError) as info:
+                    await connector.place_order(limit_buy(SPOT, "lost-1"))
+                assert info.value.category == ErrorCategory.OUTCOME_UNKNOWN
+                assert "client_order_id='lost-1'" in str(info.value)
+                found = await connector.query_order(SPOT, client_order_id="lost-1")
+                assert found.status is OrderStatus.NEW and found.client_order_id == "lost-1"
+            finally:
+                await connector.close()
+
+    run(scenario())
+
+
+def test_rate_limit_and_reject_faults_map_through_the_label_table() -> None:
+    async def scenario() -> None:
+        async with simulated_venues(moving=False) as sim:
+            connector = sim.connector(ExchangeName.GATEIO)
+            try:
+                sim.faults.fail_next_orders("gateio", OrderFaultKind.RATE_LIMIT, retry_after_ms=200)
+                with pytest.raises(RateLimitError) as limited:
+                    await connector.place_order(limit_buy(SPOT, "rl-1"))
+                assert limited.value.retry_after_s == pytest.approx(0.2, abs=0.02)
+                placed = await connector.place_order(limit_buy(SPOT, "rl-1"))  # waits out the block
+                assert placed.status is OrderStatus.NEW and connector.rest.limiter.waits >= 1
+                sim.faults.fail_next_orders("gateio", OrderFaultKind.REJECT, category=ErrorCategory.INSUFFICIENT_BALANCE)
+                with pytest.raises(OrderRejectedError) as rejected:
+                    await connector.place_order(limit_buy(SPOT, "rej-1"))
+                assert rejected.value.category == ErrorCategory.INSUFFICIENT_BALANCE
+                assert rejected.value.code == "BALANCE_NOT_ENOUGH"
+                with pytest.raises(OrderRejectedError) as unknown:
+                    await connector.query_order(SPOT, client_order_id="rej-1")
+                assert unknown.value.category == ErrorCategory.UNKNOWN_ORDER
+            finally:
+                await connector.close()
+
+    run(scenario())
+
+
+def test_lost_connection_leaves_a_pending_order_unknown_and_rest_transport_still_works() -> None:
+    async def scenario() -> None:
+        async with simulated_venues(moving=False) as sim:
+            connector = sim.connector(ExchangeName.GATEIO)
+            rest_only = sim.connector(ExchangeName.GATEIO)
+            rest_only.settings = msgspec.structs.replace(rest_only.settings, order_transport="rest")
+            try:
+                await connector.place_order(limit_buy(SPOT, "up-1"))
+                orders = connector._orders_ws
+                assert isinstance(orders, GateioWsOrders)
+                sim.faults.fail_next_orders("gateio", OrderFaultKind.TIMEOUT_PLACED)
+                pending = connector.place_order(limit_buy(SPOT, "drop-1"))
+                task = asyncio.ensure_future(pending)
+                await asyncio.sleep(0.05)
+                orders.session.drop()
+                with pytest.raises(ExchangeError, match="connection lost") as info:
+                    await task
+                assert info.value.category == ErrorCategory.OUTCOME_UNKNOWN
+                # The REST transport reads the order the websocket placed.
+                found = await rest_only.query_order(SPOT, client_order_id="drop-1")
+                assert found.status is OrderStatus.NEW and rest_only._orders_ws is None
+            finally:
+                await connector.close()
+                await rest_only.close()
+
+    run(scenario())
+
+
+def test_settings_refuse_an_unknown_transport() -> None:
+    with pytest.raises(ValueError, match="order_transport='fix'"):
+        ConnectorSettings(order_transport="fix")
+    with pytest.raises(ValueError, match="order_timeout_s"):
+        ConnectorSettings(rest=RestSettings(), order_timeout_s=0)

@@ -1,0 +1,133 @@
+"""MEXC user data stream: protobuf private pushes against the .proto field numbers, listenKey routes."""
+
+from __future__ import annotations
+
+import time
+from decimal import Decimal as D
+
+import msgspec
+import pytest
+from sim.simdata import spot
+
+from arb.exchanges.mexc.private_sim import MexcPrivateSimSession, deal_push, listen_key_user, order_push, user_stream_routes
+from arb.exchanges.mexc.private_stream import (
+    ACCOUNT_FIELDS,
+    DEAL_FIELDS,
+    ORDER_FIELDS,
+    MexcSpotPrivateStream,
+    fields,
+    message,
+)
+from arb.exchanges.models import Balance
+from arb.exchanges.mexc.sim import MexcSpotSimSession
+from arb.instruments import InstrumentCatalog
+from arb.secrets import ApiCredentials, Secret
+from arb.sim.faults import FaultPlan
+from arb.sim.http import SimContext
+from arb.sim.matching import Fill, SimExchange
+from arb.sim.matching import OrderType as SimOrderType
+from arb.sim.matching import TimeInForce as SimTimeInForce
+from arb.types import ExchangeName, OrderSide
+
+KEY = "k1"
+CREDENTIALS = ApiCredentials(Secret(KEY), Secret("s1"))
+NOW_MS = 1_700_000_000_000
+# mexcdevelop/websocket-proto PrivateDealsV3Api.proto / PrivateOrdersV3Api.proto (field -> name), kept apart from the code.
+PROTO_DEALS = {1: "price", 2: "quantity", 3: "amount", 4: "tradeType", 5: "isMaker", 6: "isSelfTrade", 7: "tradeId",
+               8: "clientOrderId", 9: "orderId", 10: "feeAmount", 11: "feeCurrency", 12: "time"}
+PROTO_ORDERS_PREFIX = {1: "id", 2: "clientId", 3: "price", 4: "quantity", 5: "amount", 6: "avgPrice", 7: "orderType",
+                       8: "tradeType", 9: "isMaker", 10: "remainAmount", 11: "remainQuantity", 12: "lastDealQuantity",
+                       13: "cumulativeQuantity", 14: "cumulativeAmount", 15: "status", 16: "createTime"}
+
+
+def setup() -> tuple[SimExchange, SimContext, MexcSpotPrivateStream]:
+    instrument = spot(ExchangeName.MEXC, venue_symbol="BTCUSDT")
+    exchange = SimExchange(ExchangeName.MEXC, [instrument])
+    context = SimContext(venue="mexc", exchanges={ExchangeName.MEXC: exchange}, faults=FaultPlan(),
+                         credentials={KEY: CREDENTIALS}, now_ns=time.monotonic_ns, wall_ms=lambda: NOW_MS)
+    client = MexcSpotPrivateStream(CREDENTIALS, InstrumentCatalog(ExchangeName.MEXC, [instrument]), "ws://x",
+                                   clock_ms=lambda: NOW_MS)
+    return exchange, context, client
+
+
+PROTO_ACCOUNT = {1: "vcoinName", 2: "coinId", 3: "balanceAmount", 4: "balanceAmountChange", 5: "frozenAmount",
+                 6: "frozenAmountChange", 7: "type", 8: "time"}
+
+
+def test_field_tables_follow_the_proto() -> None:
+    assert DEAL_FIELDS == PROTO_DEALS and ORDER_FIELDS == PROTO_ORDERS_PREFIX and ACCOUNT_FIELDS == PROTO_ACCOUNT
+
+
+def test_pushes_round_trip_exactly() -> None:
+    exchange, context, client = setup()
+    engine = exchange.engines["BTC/USDT"]
+    exchange.deposit("maker", "BTC", "1")
+    exchange.deposit(KEY, "USDT", "10000")
+    exchange.place_order("maker", "BTC/USDT", OrderSide.SELL, SimOrderType.LIMIT, engine.size_lots("0.25"),
+                         time.monotonic_ns(), price_ticks=engine.price_ticks("60000.5"))
+    exchange.place_order(KEY, "BTC/USDT", OrderSide.BUY, SimOrderType.LIMIT, engine.size_lots("0.1"),
+                         time.monotonic_ns(), price_ticks=engine.price_ticks("61000"),
+                         time_in_force=SimTimeInForce.IOC, client_id="c1")
+    mine = [e for e in exchange.drain_events() if e.user == KEY]
+    messages = []
+    for event in mine:
+        frame = (deal_push(engine, event, NOW_MS, NOW_MS) if isinstance(event, Fill)
+                 else order_push(engine, event, NOW_MS, NOW_MS))
+        wrapper = dict(fields(frame))
+        assert wrapper[1] in (b"spot@private.deals.v3.api.pb", b"spot@private.orders.v3.api.pb")
+        assert wrapper[3] == b"BTCUSDT" and wrapper[6] == NOW_MS
+        messages.append(client.decode(frame, True))
+    fills = [f for m in messages for f in m.fills]
+    orders = [o for m in messages for o in m.orders]
+    assert len(fills) == 1 and fills[0].price == D("60000.5") and fills[0].quantity == D("0.1")
+    assert fills[0].fee_asset == "BTC" and not fills[0].is_maker and fills[0].client_order_id == "c1"
+    assert orders[-1].filled_quantity == D("0.1") and orders[-1].fee == fills[0].fee > 0
+    assert orders[-1].average_price == D("60000.5") and orders[0].quantity == D("0.1")
+
+
+def test_listen_key_lifecycle_and_private_topics() -> None:
+    _, context, client = setup()
+    assert [r.method for r in user_stream_routes()] == ["POST", "PUT", "DELETE"]
+    key = "a" * 64
+    context.user_streams[key] = (KEY, NOW_MS + 3_600_000)
+    assert listen_key_user(context, f"/ws?listenKey={key}") == (True, KEY)
+    assert listen_key_user(context, "/ws?listenKey=unknown") == (False, None)
+    context.user_streams[key] = (KEY, NOW_MS - 1)
+    assert listen_key_user(context, f"/ws?listenKey={key}")[0] is False  # expired
+    session = MexcPrivateSimSession(MexcSpotSimSession(["BTCUSDT"]), context, KEY)
+    (ack,) = session.handle(client.subscribe_frames()[0], NOW_MS).frames
+    assert client.decode(ack.encode(), False).ack and len(session.private) == 3
+    anonymous = MexcPrivateSimSession(MexcSpotSimSession(["BTCUSDT"]), context, None)
+    (refused,) = anonymous.handle(client.subscribe_frames()[0], NOW_MS).frames
+    assert client.decode(refused.encode(), False).error is not None
+    assert msgspec.json.decode(refused)["code"] == 0  # refused with code 0, as MEXC does
+
+
+def test_truncated_protobuf_is_refused() -> None:
+    _, _, client = setup()
+    with pytest.raises(ValueError, match="past the message end"):
+        client.decode(b"\x0a\x09spot@", True)  # a string field running past the end
+    with pytest.raises(ValueError, match="truncated varint"):
+        client.decode(b"\x08\x80", True)
+    assert message(b"\x08\x01", {1: "x"}) == {"x": 1}
+
+
+def test_account_pushes_after_a_fill_equal_the_venue_balances() -> None:
+    exchange, context, client = setup()
+    session = MexcPrivateSimSession(MexcSpotSimSession(["BTCUSDT"]), context, KEY)
+    exchange.deposit("maker", "BTC", "1")
+    exchange.deposit(KEY, "USDT", "10000")
+    session.handle(client.subscribe_frames()[0], NOW_MS)
+    engine = exchange.engines["BTC/USDT"]
+    exchange.place_order("maker", "BTC/USDT", OrderSide.SELL, SimOrderType.LIMIT, engine.size_lots("0.25"),
+                         time.monotonic_ns(), price_ticks=engine.price_ticks("60000.5"))
+    exchange.drain_events()
+    exchange.place_order(KEY, "BTC/USDT", OrderSide.BUY, SimOrderType.LIMIT, engine.size_lots("0.1"),
+                         time.monotonic_ns(), price_ticks=engine.price_ticks("61000"),
+                         time_in_force=SimTimeInForce.IOC, client_id="c1")
+    frames = session.private_frames([(e, 0) for e in exchange.drain_events()], NOW_MS)
+    decoded = [client.decode(f, True) for f in frames]
+    assert [bool(m.balances) for m in decoded][-2:] == [True, True]  # after the order and deal pushes
+    pushed = {b.asset: b for m in decoded for b in m.balances}
+    assert pushed == {a: Balance(asset=a, free=f, locked=l) for a, (f, l) in exchange.balances(KEY).items()}
+    assert dict(fields(frames[-1]))[1] == b"spot@private.account.v3.api.pb"
