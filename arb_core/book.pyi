@@ -1,5 +1,6 @@
 """Typed Python API of arb_core.book (compiled)."""
 
+from collections.abc import Iterable
 from typing import Final
 
 BID: Final[int]  # 0
@@ -31,6 +32,12 @@ class DeltaBatch:
         """Empty the buffer and reset the header; capacity is kept."""
     def add(self, side: int, price_ticks: int, size_lots: int) -> None:
         """Append one level (validated: side BID/ASK, price > 0, size >= 0)."""
+    def extend(self, levels: Iterable[tuple[int, int, int]]) -> int:
+        """Append (side, price_ticks, size_lots) tuples validated as add() does; on error none is kept.
+
+        Then every (side, price_ticks) of the batch appears once: at its first position, with its
+        last size. Returns how many entries that merged away (0: the batch grew by len(levels)).
+        """
     def levels(self) -> list[tuple[int, int, int]]:
         """The buffered levels as a list of (side, price_ticks, size_lots), in order."""
     def __len__(self) -> int: ...

@@ -14,8 +14,8 @@ Worst case: an insert or delete at the far (worst-priced) end of a deep side
 moves the whole side, O(n); lookups stay O(log n).
 """
 
-from libc.stdint cimport int64_t, uint8_t, INT64_MAX
-from libc.stdlib cimport malloc, realloc, free, qsort
+from libc.stdint cimport int64_t, uint8_t, uint64_t, INT64_MAX
+from libc.stdlib cimport calloc, malloc, realloc, free, qsort
 from libc.string cimport memmove
 
 from arb_core.fixed cimport checked_add, checked_mul
@@ -88,6 +88,38 @@ cdef class DeltaBatch:
             raise ValueError(f"size_lots must be >= 0, got {size_lots}")
         self.push(side, price_ticks, size_lots)
 
+    def extend(self, levels):
+        """Append (side, price_ticks, size_lots) tuples validated as add() does; on error none is kept.
+
+        Then every (side, price_ticks) of the batch appears once: at its first position, with its
+        last size. Returns how many entries that merged away (0: the batch grew by len(levels)).
+        """
+        cdef Py_ssize_t start = self.count
+        cdef Py_ssize_t i = 0
+        cdef int side
+        cdef int64_t price_ticks, size_lots
+        if levels is None:
+            raise ValueError("levels must be an iterable of (side, price_ticks, size_lots), got None")
+        try:
+            for level in levels:
+                if not isinstance(level, tuple) or len(level) != 3:
+                    raise ValueError(f"levels[{i}] must be a (side, price_ticks, size_lots) tuple, got {level!r}")
+                side = level[0]
+                price_ticks = level[1]
+                size_lots = level[2]
+                if side != BID and side != ASK:
+                    raise ValueError(f"side must be 0 (bid) or 1 (ask), got {side}")
+                if price_ticks <= 0:
+                    raise ValueError(f"price_ticks must be > 0, got {price_ticks}")
+                if size_lots < 0:
+                    raise ValueError(f"size_lots must be >= 0, got {size_lots}")
+                self.push(side, price_ticks, size_lots)
+                i += 1
+        except BaseException:
+            self.count = start
+            raise
+        return _merge_repeats(self)
+
     def levels(self):
         """The buffered levels as a list of (side, price_ticks, size_lots), in order."""
         return [(self.sides[i], self.prices[i], self.sizes[i]) for i in range(self.count)]
@@ -98,6 +130,67 @@ cdef class DeltaBatch:
     def __repr__(self):
         return (f"DeltaBatch(levels={self.count}, first_update_id={self.first_update_id}, "
                 f"last_update_id={self.last_update_id}, snapshot={bool(self.is_snapshot)})")
+
+
+cdef enum:
+    _MERGE_SCAN = 16   # batches up to this size find repeats by pairwise comparison, larger ones by hashing
+    _MERGED = 2        # side mark of an entry merged into an earlier one, squeezed out afterwards
+
+
+cdef Py_ssize_t _merge_repeats(DeltaBatch batch) except -1:
+    # Keep the first entry of each (side, price) with the size of its last one, in order.
+    cdef Py_ssize_t n = batch.count
+    cdef uint8_t* sides = batch.sides
+    cdef int64_t* prices = batch.prices
+    cdef int64_t* sizes = batch.sizes
+    cdef Py_ssize_t i, j, w
+    cdef Py_ssize_t merged = 0
+    cdef Py_ssize_t* slots
+    cdef size_t cap, mask, h
+    if n < 2:
+        return 0
+    if n <= _MERGE_SCAN:
+        for i in range(1, n):
+            for j in range(i):
+                if prices[j] == prices[i] and sides[j] == sides[i]:
+                    sizes[j] = sizes[i]
+                    sides[i] = _MERGED
+                    merged += 1
+                    break
+    else:
+        # Open addressing; a slot holds 1 + the index of the first entry of its key, 0 if empty.
+        cap = 32
+        while cap < <size_t>n * 2:
+            cap <<= 1
+        slots = <Py_ssize_t*>calloc(cap, sizeof(Py_ssize_t))
+        if slots == NULL:
+            raise MemoryError()
+        mask = cap - 1
+        for i in range(n):
+            h = <size_t>((((<uint64_t>prices[i]) << 1 | sides[i]) * <uint64_t>0x9E3779B97F4A7C15) >> 32) & mask
+            while True:
+                j = slots[h]
+                if j == 0:
+                    slots[h] = i + 1
+                    break
+                j -= 1
+                if prices[j] == prices[i] and sides[j] == sides[i]:
+                    sizes[j] = sizes[i]
+                    sides[i] = _MERGED
+                    merged += 1
+                    break
+                h = (h + 1) & mask
+        free(slots)
+    if merged:
+        w = 0
+        for i in range(n):
+            if sides[i] != _MERGED:
+                sides[w] = sides[i]
+                prices[w] = prices[i]
+                sizes[w] = sizes[i]
+                w += 1
+        batch.count = w
+    return merged
 
 
 class BookError(Exception):

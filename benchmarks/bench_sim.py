@@ -33,6 +33,7 @@ def test_synthetic_updates_per_venue(benchmark: Any) -> None:
         state["updates"] = state["market"].step(now_ns)
 
     benchmark.pedantic(run, setup=setup, rounds=15, iterations=1)
+    benchmark.extra_info["updates_per_s"] = round(UPDATES / benchmark.stats.stats.median)
     updates = state["updates"]
     assert len(updates) == UPDATES
     assert [u.first_update_id for u in updates] == list(range(2, UPDATES + 2))

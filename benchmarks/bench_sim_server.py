@@ -1,12 +1,18 @@
-"""Simulated venue push rate over loopback: one subscribed picows client per venue.
+"""Simulated venue push rate over loopback, with subscribed picows clients.
 
 Groups (medians in ``extra_info``: messages per second and the server's own ns per message):
 
+* ``sim feed per venue``: the seeded generator stepping and pushing flat out to a client
+  subscribed to both markets of the venue (spot and futures, every message counted), with
+  a REST order answered every 500 messages; the target is >= 50,000 messages/s per venue;
+* ``sim feed``: the same with the client on the spot market only (the futures market is
+  still generated, unsubscribed, so every spot message carries the cost of two updates);
 * ``sim push <venue>``: pre-generated book updates pushed through ``MarketServer.publish``
   (encode, fault check, stamp, send) vs the baseline of sending the same frames already
-  encoded with a bare ``transport.send``;
-* ``sim feed``: the seeded generator stepping and pushing flat out, with a REST order
-  answered every 500 updates (the target is >= 50,000 messages/s per venue).
+  encoded with a bare ``transport.send``.
+
+The server's ns per message is the time spent in ``SyntheticFeed.advance`` (generator,
+matching, encode, send) or in ``publish``, per message pushed.
 """
 
 from __future__ import annotations
@@ -18,18 +24,20 @@ from typing import Any
 import aiohttp
 from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
-from arb.exchanges.gateio.market_data import GateioSpotMarketData
-from arb.exchanges.mexc.market_data import MexcSpotMarketData
+from arb.exchanges.gateio.market_data import GateioFuturesMarketData, GateioSpotMarketData
+from arb.exchanges.mexc.market_data import MexcFuturesMarketData, MexcSpotMarketData
 from arb.sim.cluster import SimCluster, SimConfig
 from arb.sim.http import Route, SimContext, SimRequest, SimResponse
 from arb.sim.matching import BookUpdate, OrderType
-from arb.sim.server import SimulatedVenue, SyntheticFeed
+from arb.sim.server import MarketServer, SimulatedVenue, SyntheticFeed
 from arb.types import ExchangeName, OrderSide
 
 MESSAGES = 20_000
-SUBSCRIBE = {
-    "gateio": GateioSpotMarketData().subscribe_frames(["BTC_USDT"]),
-    "mexc": MexcSpotMarketData().subscribe_frames(["BTCUSDT"]),
+SUBSCRIBE = {  # market -> (venue symbol, subscription frames)
+    ExchangeName.GATEIO: ("BTC_USDT", GateioSpotMarketData().subscribe_frames(["BTC_USDT"])),
+    ExchangeName.GATEIO_FUTURES: ("BTC_USDT", GateioFuturesMarketData().subscribe_frames(["BTC_USDT"])),
+    ExchangeName.MEXC: ("BTCUSDT", MexcSpotMarketData().subscribe_frames(["BTCUSDT"])),
+    ExchangeName.MEXC_FUTURES: ("BTC_USDT", MexcFuturesMarketData().subscribe_frames(["BTC_USDT"])),
 }
 
 
@@ -55,9 +63,9 @@ def _place(request: SimRequest, context: SimContext) -> SimResponse:
 
 
 class Rig:
-    """A cluster of one venue, its feed, and one subscribed client on the venue's spot market."""
+    """A cluster of one venue, its feed, and a subscribed client per market: spot, or spot and futures."""
 
-    def __init__(self, venue: str) -> None:
+    def __init__(self, venue: str, *, both_markets: bool = False) -> None:
         self.loop = asyncio.new_event_loop()
         config = SimConfig(venues=(venue,), symbols=("BTC/USDT",), updates_per_second=200_000, depth_levels=50)
         self.sim = SimCluster(config)
@@ -65,20 +73,33 @@ class Rig:
         self.venue.routes.append(Route("POST", "/sim-bench/order", _place))
         self.exchange = ExchangeName(venue)
         self.market = self.venue.markets[self.exchange]
+        self.markets: list[MarketServer] = [self.market]
+        if both_markets:
+            self.markets.append(self.venue.markets[ExchangeName(f"{venue}_futures")])
         assert isinstance(self.sim.feed, SyntheticFeed)
         self.feed: SyntheticFeed = self.sim.feed
-        self.loop.run_until_complete(self._connect(venue))
+        self.clients: list[Counter] = []
+        self.transports: list[WSTransport] = []
+        self.loop.run_until_complete(self._connect())
 
-    async def _connect(self, venue: str) -> None:
+    async def _connect(self) -> None:
         await self.venue.start()
-        self.transport, listener = await ws_connect(Counter, self.market.url)
-        assert isinstance(listener, Counter)
-        self.client = listener
-        for frame in SUBSCRIBE[venue]:
-            self.transport.send(WSMsgType.TEXT, str(frame).encode())
-        while not self.market.subscribed("BTC_USDT" if venue == "gateio" else "BTCUSDT"):
-            await asyncio.sleep(0.001)
+        for market in self.markets:
+            transport, listener = await ws_connect(Counter, market.url)
+            assert isinstance(listener, Counter)
+            self.transports.append(transport)
+            self.clients.append(listener)
+            venue_symbol, frames = SUBSCRIBE[market.exchange_name]
+            for frame in frames:
+                transport.send(WSMsgType.TEXT, str(frame).encode())
+            while not market.subscribed(venue_symbol):
+                await asyncio.sleep(0.001)
+        self.client = self.clients[0]
         self.http = aiohttp.ClientSession()
+
+    def pushed(self) -> int:
+        """Updates pushed so far by the rig's markets (each to its one client)."""
+        return sum(market.pushed for market in self.markets)
 
     def updates(self, count: int) -> list[BookUpdate]:
         """``count`` fresh updates of the generator (applied to the server books, not pushed)."""
@@ -89,8 +110,9 @@ class Rig:
             out += [u for u in market.step(self.feed.sim_ns) if u.exchange is self.exchange]
         return out[:count]
 
-    async def wait_for(self, frames: int) -> None:
-        client = self.client
+    async def wait_for(self, frames: int, client: Counter | None = None) -> None:
+        """Until ``client`` (default: the spot one) has received ``frames`` frames in all."""
+        client = client or self.client
         client.target = frames
         client.done = self.loop.create_future()
         if client.frames < frames:
@@ -99,7 +121,8 @@ class Rig:
     def close(self) -> None:
         async def shutdown() -> None:
             await self.http.close()
-            self.transport.disconnect()
+            for transport in self.transports:
+                transport.disconnect()
             await self.venue.stop()
 
         self.loop.run_until_complete(shutdown())
@@ -180,47 +203,69 @@ def test_push_mexc_bare_send_baseline(benchmark: Any) -> None:
     _push_bench(benchmark, "mexc", baseline=True)
 
 
-def _feed_bench(benchmark: Any, venue: str) -> None:
-    rig = Rig(venue)
+def _feed_bench(benchmark: Any, venue: str, both_markets: bool) -> None:
+    rig = Rig(venue, both_markets=both_markets)
     orders: list[int] = []
     url = rig.venue.urls().rest_url.removesuffix("/api/v4") + "/sim-bench/order"
+    state: dict[str, list[float]] = {"server_ns": [], "messages": []}
 
     async def order() -> None:
         async with rig.http.post(url) as response:
             orders.append(response.status)
 
     async def pump() -> None:
-        start_frames = rig.client.frames
-        start_updates = rig.market.pushed
+        start_frames = [client.frames for client in rig.clients]
+        start_pushed = [market.pushed for market in rig.markets]
+        start = rig.pushed()
         pending = []
-        while rig.market.pushed - start_updates < MESSAGES:
-            before = rig.market.pushed
+        spent = 0
+        while (before := rig.pushed()) - start < MESSAGES:
+            t0 = time.perf_counter_ns()
             rig.feed.advance(1)
-            if (rig.market.pushed - start_updates) // 500 != (before - start_updates) // 500:
+            spent += time.perf_counter_ns() - t0
+            if (rig.pushed() - start) // 500 != (before - start) // 500:
                 pending.append(asyncio.ensure_future(order()))
             await asyncio.sleep(0)
         await asyncio.gather(*pending)
-        await rig.wait_for(start_frames + rig.market.pushed - start_updates)
+        for client, frames, market, pushed in zip(rig.clients, start_frames, rig.markets, start_pushed):
+            await rig.wait_for(frames + market.pushed - pushed, client)
+        state["messages"].append(rig.pushed() - start)
+        state["server_ns"].append(spent / (rig.pushed() - start))
 
     def run() -> None:
         rig.loop.run_until_complete(pump())
 
     try:
         benchmark.pedantic(run, rounds=5, iterations=1)
-        benchmark.extra_info["messages_per_s"] = round(MESSAGES / benchmark.stats.stats.median)
+        messages = state["messages"]
+        benchmark.extra_info["messages_per_s"] = round(sum(messages) / len(messages) / benchmark.stats.stats.median)
+        benchmark.extra_info["server_ns_per_message"] = round(sorted(state["server_ns"])[len(state["server_ns"]) // 2])
         benchmark.extra_info["orders_answered"] = len(orders)
         assert orders and set(orders) == {200}
+        assert sum(state["messages"]) >= 5 * MESSAGES and all(market.pushed for market in rig.markets)
     finally:
         rig.close()
 
 
+def test_feed_per_venue_gateio_with_orders(benchmark: Any) -> None:
+    """Generator + pushes of Gate spot and futures to one client + REST orders, on one loop."""
+    benchmark.group = "sim feed per venue"
+    _feed_bench(benchmark, "gateio", both_markets=True)
+
+
+def test_feed_per_venue_mexc_with_orders(benchmark: Any) -> None:
+    """Generator + pushes of MEXC spot and futures to one client + REST orders, on one loop."""
+    benchmark.group = "sim feed per venue"
+    _feed_bench(benchmark, "mexc", both_markets=True)
+
+
 def test_feed_gateio_with_orders(benchmark: Any) -> None:
-    """Generator + pushes + REST orders on one loop, Gate spot."""
+    """Generator + pushes + REST orders on one loop, Gate spot subscribed."""
     benchmark.group = "sim feed"
-    _feed_bench(benchmark, "gateio")
+    _feed_bench(benchmark, "gateio", both_markets=False)
 
 
 def test_feed_mexc_with_orders(benchmark: Any) -> None:
-    """Generator + pushes + REST orders on one loop, MEXC spot."""
+    """Generator + pushes + REST orders on one loop, MEXC spot subscribed."""
     benchmark.group = "sim feed"
-    _feed_bench(benchmark, "mexc")
+    _feed_bench(benchmark, "mexc", both_markets=False)

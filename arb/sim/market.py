@@ -19,6 +19,8 @@ from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from decimal import Decimal
 from fractions import Fraction
+from math import log
+from operator import attrgetter
 from pathlib import Path
 from typing import NamedTuple
 from urllib.parse import urlsplit
@@ -76,19 +78,52 @@ class SyntheticConfig(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class _Quoter:
-    """Generator state of one market: where its own best bid/ask are and when it updates next."""
+    """Generator state of one market: where its own best bid/ask are and when it updates next.
 
-    __slots__ = ("spec", "engine", "tick_common", "bid", "ask", "interval_ns", "next_ns")
+    ``sizes[distance]`` is ``(low, width, bits)`` of the size drawn at ``distance`` levels from
+    the best: ``low + r`` for the first ``r = getrandbits(bits)`` below ``width``, which is
+    exactly what ``Random.randint(low, low + width - 1)`` draws, without its call layers
+    (``_draw`` writes the same loop inline where it is hot).
+    """
+
+    __slots__ = (
+        "spec", "engine", "tick_common", "bid", "ask", "interval_ns", "next_ns", "sizes", "near_top_rate", "noise_bits",
+        "depth", "spread", "half_spread", "lag_ns", "basis_bps", "noise", "apply",
+    )
 
     def __init__(self, spec: MarketSpec, engine: MatchingEngine, start_ns: int) -> None:
         self.spec = spec
         self.engine = engine
+        self.apply = engine.apply_market_levels
+        # The spec's fields the hot path reads, as plain slots.
+        self.depth = spec.depth_levels
+        self.spread = spec.spread_ticks
+        self.half_spread = spec.spread_ticks // 2
+        self.lag_ns = spec.lag_ns
+        self.basis_bps = spec.basis_bps
+        self.noise = spec.noise_ticks
         instrument = engine.instrument
         self.tick_common = _scaled(instrument.tick_size, COMMON_DECIMALS)
         self.bid = 0
         self.ask = 0
         self.interval_ns = max(1, 1_000_000_000 // spec.updates_per_second)
         self.next_ns = start_ns + self.interval_ns
+        self.sizes: list[tuple[int, int, int]] = []
+        for distance in range(spec.depth_levels):
+            size = spec.base_size_lots + spec.size_slope_lots * distance
+            low = max(1, size // 2)
+            width = size + size // 2 - low + 1
+            self.sizes.append((low, width, width.bit_length()))
+        self.near_top_rate = 1.0 / spec.near_top_levels
+        self.noise_bits = (2 * spec.noise_ticks + 1).bit_length()
+
+
+def _draw(rng: random.Random, low: int, width: int, bits: int) -> int:
+    """``rng.randint(low, low + width - 1)`` for ``bits = width.bit_length()``: the same draws."""
+    r = rng.getrandbits(bits)
+    while r >= width:
+        r = rng.getrandbits(bits)
+    return low + r
 
 
 class SyntheticMarket:
@@ -127,11 +162,17 @@ class SyntheticMarket:
         """Advance to ``now_ns``: every update due by then, in time order (ties in market order)."""
         self._advance_walk(now_ns)
         updates: list[BookUpdate] = []
+        append = updates.append
+        update = self._update
         for quoter in self._quoters:
-            while quoter.next_ns <= now_ns:
-                updates.append(self._update(quoter, quoter.next_ns))
-                quoter.next_ns += quoter.interval_ns
-        updates.sort(key=_update_time)
+            next_ns = quoter.next_ns
+            interval_ns = quoter.interval_ns
+            while next_ns <= now_ns:
+                append(update(quoter, next_ns))
+                next_ns += interval_ns
+            quoter.next_ns = next_ns
+        if len(self._quoters) > 1:
+            updates.sort(key=_update_time)
         return updates
 
     # -- the shared walk ---------------------------------------------------------------------------
@@ -140,12 +181,13 @@ class SyntheticMarket:
         config = self.config
         rng = self._rng
         vol = config.volatility_ppm
+        vol_bits = (2 * vol + 1).bit_length()
         # Probability per walk step of a random dislocation, in ppm.
         chance_ppm = config.random_dislocations_per_minute * config.walk_interval_ns * _PPM // 60_000_000_000
         while self._walk_ns + config.walk_interval_ns <= now_ns:
             self._walk_ns += config.walk_interval_ns
             if vol:
-                self._mid += self._mid * rng.randint(-vol, vol) // _PPM
+                self._mid += self._mid * _draw(rng, -vol, 2 * vol + 1, vol_bits) // _PPM
             self._history.append((self._walk_ns, self._mid))
             if chance_ppm and self._quoters and rng.randrange(_PPM) < chance_ppm:
                 spec = self._quoters[rng.randrange(len(self._quoters))].spec
@@ -155,12 +197,6 @@ class SyntheticMarket:
                     duration_ns=config.random_dislocation_ns, bps=bps,
                 )
                 self._dislocations.append(event)
-
-    def _mid_at(self, time_ns: int) -> int:
-        for walk_ns, mid in reversed(self._history):
-            if walk_ns <= time_ns:
-                return mid
-        return self._history[0][1]
 
     def _offset_bps(self, spec: MarketSpec, time_ns: int) -> int:
         offset = spec.basis_bps
@@ -176,19 +212,34 @@ class SyntheticMarket:
         return offset
 
     def _target(self, quoter: _Quoter, time_ns: int) -> tuple[int, int]:
-        spec = quoter.spec
-        fair = self._mid_at(time_ns - spec.lag_ns) * (_BPS + self._offset_bps(spec, time_ns)) // _BPS
-        mid = fair // quoter.tick_common
-        if spec.noise_ticks:
-            mid += self._rng.randint(-spec.noise_ticks, spec.noise_ticks)
-        bid = max(1, mid - spec.spread_ticks // 2)
-        return bid, bid + spec.spread_ticks
+        offset = self._offset_bps(quoter.spec, time_ns) if self._dislocations else quoter.basis_bps
+        seen_ns = time_ns - quoter.lag_ns
+        history = self._history
+        walk_ns, mid = history[-1]
+        if walk_ns > seen_ns:
+            # the last walk step at or before seen_ns, else the oldest one kept
+            for walk_ns, mid in reversed(history):
+                if walk_ns <= seen_ns:
+                    break
+        mid = mid * (_BPS + offset) // _BPS // quoter.tick_common
+        noise = quoter.noise
+        if noise:
+            draw = self._rng.getrandbits
+            bits = quoter.noise_bits
+            r = draw(bits)
+            while r > 2 * noise:
+                r = draw(bits)
+            mid += r - noise
+        bid = mid - quoter.half_spread
+        if bid < 1:
+            bid = 1
+        return bid, bid + quoter.spread
 
     # -- books -------------------------------------------------------------------------------------
 
-    def _size(self, spec: MarketSpec, distance: int) -> int:
-        size = spec.base_size_lots + spec.size_slope_lots * distance
-        return self._rng.randint(max(1, size // 2), size + size // 2)
+    def _size(self, quoter: _Quoter, distance: int) -> int:
+        """The market's size ``distance`` levels from the best: uniform in ``[size // 2, size * 3 // 2]``."""
+        return _draw(self._rng, *quoter.sizes[distance])
 
     def _initial_book(self, quoter: _Quoter, now_ns: int) -> None:
         spec = quoter.spec
@@ -196,66 +247,103 @@ class SyntheticMarket:
         levels: list[tuple[int, int, int]] = []
         for distance in range(spec.depth_levels):
             if quoter.bid - distance > 0:
-                levels.append((BID, quoter.bid - distance, self._size(spec, distance)))
-            levels.append((ASK, quoter.ask + distance, self._size(spec, distance)))
+                levels.append((BID, quoter.bid - distance, self._size(quoter, distance)))
+            levels.append((ASK, quoter.ask + distance, self._size(quoter, distance)))
         quoter.engine.apply_market_levels(levels, now_ns)
 
     def _update(self, quoter: _Quoter, time_ns: int) -> BookUpdate:
-        spec = quoter.spec
         rng = self._rng
         bid, ask = self._target(quoter, time_ns)
         levels: list[tuple[int, int, int]] = []
         if bid != quoter.bid:
-            self._shift(quoter, BID, quoter.bid, bid, levels)
-            self._shift(quoter, ASK, quoter.ask, ask, levels)
+            self._shift(quoter, quoter.bid, bid, levels)
             quoter.bid, quoter.ask = bid, ask
-        # Most traffic is size changes near the top; distance ~ geometric with the configured mean.
-        distance = min(int(rng.expovariate(1.0 / spec.near_top_levels)), spec.depth_levels - 1)
+        # Most traffic is size changes near the top; distance ~ geometric with the configured mean
+        # (the exponential draw of Random.expovariate, inlined).
+        distance = int(-log(1.0 - rng.random()) / quoter.near_top_rate)
+        if distance >= quoter.depth:
+            distance = quoter.depth - 1
+        low, width, bits = quoter.sizes[distance]
         if rng.random() < 0.5:
             if bid - distance > 0:
-                levels.append((BID, bid - distance, self._size(spec, distance)))
+                r = rng.getrandbits(bits)  # _draw, inlined as in _shift
+                while r >= width:
+                    r = rng.getrandbits(bits)
+                levels.append((BID, bid - distance, low + r))
         else:
-            levels.append((ASK, ask + distance, self._size(spec, distance)))
+            r = rng.getrandbits(bits)
+            while r >= width:
+                r = rng.getrandbits(bits)
+            levels.append((ASK, ask + distance, low + r))
         if not levels:
-            levels.append((ASK, ask, self._size(spec, 0)))
-        return quoter.engine.apply_market_levels(levels, time_ns)
+            levels.append((ASK, ask, self._size(quoter, 0)))
+        return quoter.apply(levels, time_ns)
 
-    def _shift(self, quoter: _Quoter, side: int, old: int, new: int, levels: list[tuple[int, int, int]]) -> None:
-        """Move one side's best from ``old`` to ``new``: delete what is now inside, add the new top, trim depth."""
-        spec = quoter.spec
-        depth = spec.depth_levels
-        own = quoter.engine.market_levels[side]
-        step = -1 if side == BID else 1  # away from the top
-        if abs(new - old) >= depth:
-            levels.extend((side, price, 0) for price in own)
-            levels.extend(
-                (side, new + step * distance, self._size(spec, distance))
-                for distance in range(depth)
-                if new + step * distance > 0
-            )
+    def _shift(self, quoter: _Quoter, old_bid: int, bid: int, levels: list[tuple[int, int, int]]) -> None:
+        """Move both sides' best by ``bid - old_bid`` (the spread is fixed): delete what is now
+        inside, add the new top, trim the depth; bid levels first, then ask levels."""
+        depth = quoter.depth
+        own_bids, own_asks = quoter.engine.market_levels
+        old_ask, ask = old_bid + quoter.spread, bid + quoter.spread
+        moved = bid - old_bid if bid > old_bid else old_bid - bid
+        if moved >= depth:
+            size = self._size
+            for side, own, new, step in ((BID, own_bids, bid, -1), (ASK, own_asks, ask, 1)):
+                levels.extend((side, price, 0) for price in own)
+                levels.extend(
+                    (side, new + step * distance, size(quoter, distance))
+                    for distance in range(depth)
+                    if new + step * distance > 0
+                )
             return
-        towards_top = (new > old) == (side == BID)
-        if towards_top:
-            # New levels between the new and old best; the far end drops off.
-            for price in range(new, old, step):
-                levels.append((side, price, self._size(spec, abs(price - new))))
-            for distance in range(depth, depth + abs(new - old)):
-                price = old + step * (distance - abs(new - old))
-                if price in own:
-                    levels.append((side, price, 0))
+        sizes = quoter.sizes
+        draw = self._rng.getrandbits
+        append = levels.append
+        # The size draws (_draw, inlined: this is the generator's hot loop) go nearest the
+        # top first on the side that moved towards it, nearest the far end on the other.
+        if bid > old_bid:
+            for distance in range(moved):  # new bids between the new and old best
+                low, width, bits = sizes[distance]
+                r = draw(bits)
+                while r >= width:
+                    r = draw(bits)
+                append((BID, bid - distance, low + r))
+            for price in range(old_bid - depth + moved, old_bid - depth, -1):  # the far end drops off
+                if price in own_bids:
+                    append((BID, price, 0))
+            for price in range(old_ask, ask):  # asks below the new best are gone
+                if price in own_asks:
+                    append((ASK, price, 0))
+            for distance in range(depth - moved, depth):  # new deep asks
+                low, width, bits = sizes[distance]
+                r = draw(bits)
+                while r >= width:
+                    r = draw(bits)
+                append((ASK, ask + distance, low + r))
         else:
-            # Levels above the new best are gone; new deep levels fill the far end.
-            for price in range(old, new, step):
-                if price in own:
-                    levels.append((side, price, 0))
-            for distance in range(depth - abs(new - old), depth):
-                price = new + step * distance
+            for price in range(old_bid, bid, -1):  # bids above the new best are gone
+                if price in own_bids:
+                    append((BID, price, 0))
+            for distance in range(depth - moved, depth):  # new deep bids
+                price = bid - distance
                 if price > 0:
-                    levels.append((side, price, self._size(spec, distance)))
+                    low, width, bits = sizes[distance]
+                    r = draw(bits)
+                    while r >= width:
+                        r = draw(bits)
+                    append((BID, price, low + r))
+            for distance in range(moved):  # new asks between the new and old best
+                low, width, bits = sizes[distance]
+                r = draw(bits)
+                while r >= width:
+                    r = draw(bits)
+                append((ASK, ask + distance, low + r))
+            for price in range(old_ask + depth - moved, old_ask + depth):  # the far end drops off
+                if price in own_asks:
+                    append((ASK, price, 0))
 
 
-def _update_time(update: BookUpdate) -> int:
-    return update.time_ns
+_update_time = attrgetter("time_ns")
 
 
 # -- recorded frames ---------------------------------------------------------------------------------

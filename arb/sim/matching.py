@@ -733,20 +733,38 @@ class MatchingEngine:
         at the user's price, consuming the market's size there. Returns the sequenced public
         change (also applied to ``book``).
         """
-        changes: dict[tuple[int, int], int] = {}
-        for side, price, size in levels:
-            market = self.market_levels[side]
+        user_bids, user_asks = self._user_lots
+        if user_bids or user_asks:
+            changes: dict[tuple[int, int], int] = {}
+            for side, price, size in levels:
+                market = self.market_levels[side]
+                if size:
+                    market[price] = size
+                else:
+                    market.pop(price, None)
+                changes[(side, price)] = size + self._user_lots[side].get(price, 0)
+                if size and self._user_lots[side ^ 1]:
+                    self._cross(side, price, now_ns, changes)
+            update = self._publish(changes, now_ns)
+            if update is None:
+                raise ValueError(f"{self._where}: apply_market_levels needs at least one level")
+            return update
+        # No resting user order: the public change is the market's levels, a repeated
+        # (side, price) merged at its first position with its last size.
+        given = tuple(levels)
+        if not given:
+            raise ValueError(f"{self._where}: apply_market_levels needs at least one level")
+        batch = self._batch
+        batch.clear()
+        merged = batch.extend(given)  # validates every level before anything changes
+        bids, asks = self.market_levels
+        for side, price, size in given:
+            market = asks if side else bids
             if size:
                 market[price] = size
             else:
                 market.pop(price, None)
-            changes[(side, price)] = size + self._user_lots[side].get(price, 0)
-            if size and self._user_lots[side ^ 1]:
-                self._cross(side, price, now_ns, changes)
-        update = self._publish(changes, now_ns)
-        if update is None:
-            raise ValueError(f"{self._where}: apply_market_levels needs at least one level")
-        return update
+        return self._commit(tuple(batch.levels()) if merged else given, now_ns)
 
     def _cross(self, side: int, price: int, now_ns: int, changes: dict[tuple[int, int], int]) -> None:
         user_side = side ^ 1
@@ -771,16 +789,20 @@ class MatchingEngine:
     def _publish(self, changes: Mapping[tuple[int, int], int], now_ns: int) -> BookUpdate | None:
         if not changes:
             return None
+        levels = tuple([(side, price, size) for (side, price), size in changes.items()])
         batch = self._batch
         batch.clear()
+        batch.extend(levels)
+        return self._commit(levels, now_ns)
+
+    def _commit(self, levels: tuple[tuple[int, int, int], ...], now_ns: int) -> BookUpdate:
+        """Sequence the levels already in ``_batch`` (which are ``levels``), apply them to ``book``, describe them."""
+        batch = self._batch
         update_id = self.book.last_update_id + 1
         batch.first_update_id = batch.last_update_id = update_id
         batch.event_time_ms = now_ns // 1_000_000
-        levels = tuple((side, price, size) for (side, price), size in changes.items())
-        for side, price, size in levels:
-            batch.add(side, price, size)
         self.book.apply_batch(batch, now_ns)
-        return BookUpdate(self.exchange, self.symbol, update_id, update_id, now_ns, levels)
+        return BookUpdate._make((self.exchange, self.symbol, update_id, update_id, now_ns, levels))
 
     def _event(self, order: _Order, now_ns: int) -> OrderEvent:
         return OrderEvent(

@@ -420,3 +420,60 @@ def test_differential_deep_books(
     for op in ops:
         assert run(compiled, op) == run(reference, op), op
         assert state(compiled) == state(reference), op
+
+
+# ---- DeltaBatch.extend ------------------------------------------------------------------
+
+def test_extend_merges_repeats_and_keeps_nothing_on_error() -> None:
+    batch = make_batch([(BID, 5, 1)])
+    assert batch.extend(((ASK, 5, 2), (BID, 5, 3), (BID, 6, 0))) == 1
+    assert batch.levels() == [(BID, 5, 3), (ASK, 5, 2), (BID, 6, 0)]
+    with pytest.raises(ValueError, match="price_ticks must be > 0, got 0"):
+        batch.extend([(BID, 7, 1), (BID, 0, 1)])
+    with pytest.raises(ValueError, match=r"levels\[1\] must be a \(side, price_ticks, size_lots\) tuple, got \[0, 1, 1\]"):
+        batch.extend([(BID, 7, 1), [0, 1, 1]])
+    with pytest.raises(ValueError, match="levels must be an iterable"):
+        batch.extend(None)  # type: ignore[arg-type]
+    with pytest.raises(OverflowError):
+        batch.extend([(BID, 7, 1), (BID, 7, 2**63)])
+    assert batch.levels() == [(BID, 5, 3), (ASK, 5, 2), (BID, 6, 0)]
+
+
+def run_extend(batch: Any, new: list[Any]) -> tuple[str, Any]:
+    try:
+        return "ok", batch.extend(new) if isinstance(batch, DeltaBatch) else ref.extend_batch(batch, new)
+    except (ValueError, OverflowError) as exc:
+        return "raise", type(exc).__name__
+
+
+# Few distinct prices so repeats are common; long lists reach the hashed merge (> 16 entries).
+extend_level = st.one_of(
+    st.tuples(st.sampled_from([BID, ASK]), st.integers(1, 12), st.integers(0, 50)),
+    st.tuples(st.sampled_from([BID, ASK]), st.integers(1, 400), st.integers(0, 2**62)),
+)
+bad_level = st.one_of(
+    st.tuples(st.sampled_from([-1, 2]), st.integers(1, 5), st.integers(0, 5)),
+    st.tuples(st.just(BID), st.sampled_from([0, -3, 2**63]), st.integers(0, 5)),
+    st.tuples(st.just(ASK), st.integers(1, 5), st.sampled_from([-1, 2**63])),
+    st.tuples(st.just(BID), st.integers(1, 5)),
+)
+
+
+@settings(max_examples=800, deadline=None)
+@given(
+    first=st.lists(extend_level, max_size=20),
+    calls=st.lists(st.lists(st.one_of(extend_level, extend_level, extend_level, bad_level), max_size=80), max_size=4),
+)
+def test_extend_differential(first: list[Level], calls: list[list[Any]]) -> None:
+    compiled = make_batch(first)
+    reference = list(first)
+    for new in calls:
+        assert run_extend(compiled, new) == run_extend(reference, new), new
+        assert compiled.levels() == reference, new
+
+
+def test_extend_large_batch_matches_reference() -> None:
+    levels = [((i // 3) % 2, (i * 7919) % 1000 + 1, i) for i in range(20_000)]
+    compiled, reference = DeltaBatch(), []
+    assert compiled.extend(levels) == ref.extend_batch(reference, levels) == 18_000
+    assert compiled.levels() == reference

@@ -1,4 +1,4 @@
-"""Pure-Python reference of arb_core.book.OrderBook: the readable spec and test oracle.
+"""Pure-Python reference of arb_core.book.OrderBook (and DeltaBatch.extend): the readable spec and test oracle.
 
 Each side is a dict price_ticks -> size_lots; ordering is done on demand. Semantics
 (validation, sequence rule, errors, overflow) match the compiled book exactly.
@@ -6,6 +6,7 @@ Each side is a dict price_ticks -> size_lots; ordering is done on demand. Semant
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Protocol
 
 BID = 0
@@ -44,6 +45,31 @@ class Batch(Protocol):
 def _check_side(side: int) -> None:
     if side != BID and side != ASK:
         raise ValueError(f"side must be 0 (bid) or 1 (ask), got {side}")
+
+
+def extend_batch(levels: list[tuple[int, int, int]], new: Iterable[object]) -> int:
+    """``DeltaBatch.extend`` on a batch holding ``levels`` (changed in place); returns the merged count."""
+    added: list[tuple[int, int, int]] = []
+    for i, level in enumerate(new):
+        if not isinstance(level, tuple) or len(level) != 3:
+            raise ValueError(f"levels[{i}] must be a (side, price_ticks, size_lots) tuple, got {level!r}")
+        side, price, size = level
+        # converted to C int, int64, int64 before any check, as the compiled loop does
+        for value, bound in ((side, 2**31), (price, 2**63), (size, 2**63)):
+            if not -bound <= value < bound:
+                raise OverflowError(f"{value} does not fit the C type")
+        _check_side(side)
+        if price <= 0:
+            raise ValueError(f"price_ticks must be > 0, got {price}")
+        if size < 0:
+            raise ValueError(f"size_lots must be >= 0, got {size}")
+        added.append((side, price, size))
+    merged: dict[tuple[int, int], int] = {}
+    for side, price, size in levels + added:
+        merged[(side, price)] = size  # an existing key keeps its position and takes the new size
+    count = len(levels) + len(added) - len(merged)
+    levels[:] = [(side, price, size) for (side, price), size in merged.items()]
+    return count
 
 
 class OrderBook:
