@@ -330,6 +330,11 @@ class Journal:
             )
         return self._intent(row)
 
+    def last_opportunity_id(self) -> str | None:
+        """The opportunity of the newest intent (the one in flight if the engine stopped abruptly)."""
+        row = self._db.execute("SELECT opportunity_id FROM intents ORDER BY intent_id DESC LIMIT 1").fetchone()
+        return None if row is None else str(row[0])
+
     def is_open(self, intent_id: int) -> bool:
         """Whether the intent has no closing outcome yet."""
         row = self._db.execute(

@@ -22,7 +22,7 @@ import msgspec
 from .errors import ExchangeError, OrderRejectedError, RateLimitError
 from .exchanges.base import PrivateExchange
 from .exchanges.errors import ErrorCategory
-from .exchanges.models import Fill, OrderRequest, OrderRequestError, OrderState
+from .exchanges.models import Fill, OrderRequest, OrderRequestError, OrderState, TimeInForce
 from .instruments import Instrument, InstrumentCatalog, split_symbol, unified_symbol
 from .types import ExchangeName, ExecutionLeg, OrderSide
 
@@ -317,7 +317,9 @@ class OrderRunner:
             answered_ns = self.clock()
             self._journal("record_ack", exchange, cid, state)
             if not state.is_final:
-                return await self._resolve(exchange, instrument, request, leg, state, answered_ns)
+                # An acked IOC has already matched (MEXC acks it as NEW without fills): ask at once.
+                immediate = request.time_in_force is TimeInForce.IOC
+                return await self._resolve(exchange, instrument, request, leg, state, answered_ns, immediate=immediate)
             return self._finished(exchange, instrument, request, leg, state, answered_ns)
 
     async def resolve(self, outcome: OrderOutcome) -> OrderOutcome:
@@ -351,15 +353,20 @@ class OrderRunner:
 
     async def _resolve(
         self, exchange: ExchangeName, instrument: Instrument, request: OrderRequest, leg: str,
-        last: OrderState | None, answered_ns: int,
+        last: OrderState | None, answered_ns: int, *, immediate: bool = False,
     ) -> OrderOutcome:
-        """Query by client id until the order is final; cancel a remainder that outlives the window."""
+        """Query by client id until the order is final; cancel a remainder that outlives the window.
+
+        ``immediate``: the first query goes out without the backoff wait (the venue answered, so
+        the order exists; only an unknown outcome needs time for a lost request to land).
+        """
         venue = self.exchange(exchange)
         cid = request.client_order_id
         not_found = False
         error = "no answer"
         for attempt in range(self.settings.query_attempts):
-            await self.sleep(self.settings.backoff.delay(attempt))
+            if attempt or not immediate:
+                await self.sleep(self.settings.backoff.delay(attempt - immediate))
             try:
                 state = await venue.query_order(request.symbol, client_order_id=cid)
             except asyncio.CancelledError:

@@ -5,7 +5,9 @@ Each venue's ``arb/exchanges/<venue>/connector.py`` registers its connector clas
 module, so a new venue is added as a new folder without touching this file. The factory picks the endpoints per run mode: a dry run points every connector at
 the simulated venues (``sim_urls`` or the configured overrides) and never at a real host;
 a live run uses the venue's own URLs (or the configured overrides) and requires API keys
-for every market that trades.
+for every market that trades; paper trading builds public-data connectors without keys
+(the venue's URLs, the configured overrides or ``sim_urls``) and fills orders with
+``arb.exchanges.paper.PaperExchange``.
 """
 
 from __future__ import annotations
@@ -104,8 +106,12 @@ class ExchangeFactory:
                 return exchange
         return ExchangeConfig(name=name.venue)
 
-    def build(self, name: ExchangeName | str, *, dry_run: bool | None = None) -> ExchangeConnector:
-        """A connector of ``name`` for the run mode (``dry_run`` defaults to the configuration's), not started."""
+    def build(self, name: ExchangeName | str, *, dry_run: bool | None = None, paper: bool = False) -> ExchangeConnector:
+        """A connector of ``name`` for the run mode (``dry_run`` defaults to the configuration's), not started.
+
+        ``paper``: a public-data connector without keys (paper trading): the configured venue
+        URLs, or ``sim_urls`` where given; ``dry_run`` is then ignored.
+        """
         market = _market(name)
         dry = self.config.dry_run if dry_run is None else dry_run
         connector_class = registered().get(market)
@@ -113,6 +119,10 @@ class ExchangeFactory:
             known = ", ".join(sorted(m.value for m in registered()))
             raise ConfigurationError([f"exchange {market.value}: no connector registered (registered: {known})"])
         config = self.exchange_config(market)
+        if paper:
+            if market.venue in self.sim_urls:
+                config = self._simulated(market, config)
+            return connector_class.from_config(config)
         credentials = self._credentials(market.venue)
         if dry:
             config = self._simulated(market, config)
@@ -152,7 +162,8 @@ class ExchangeFactory:
         return config
 
     async def create_exchange(
-        self, name: ExchangeName | str, symbols: Sequence[str] = (), *, dry_run: bool | None = None
+        self, name: ExchangeName | str, symbols: Sequence[str] = (), *, dry_run: bool | None = None,
+        paper: bool = False,
     ) -> ExchangeConnector:
         """Build the connector of ``name``, load its instruments and check it lists ``symbols``.
 
@@ -163,7 +174,7 @@ class ExchangeFactory:
         market = _market(name)
         if market in self._active:
             raise ConfigurationError([f"exchange {market.value}: already created; close_all() first"])
-        connector = self.build(market, dry_run=dry_run)
+        connector = self.build(market, dry_run=dry_run, paper=paper)
         try:
             catalog = await connector.instruments()
             for symbol in market_symbols(market, symbols):
@@ -176,7 +187,7 @@ class ExchangeFactory:
         return connector
 
     async def create_exchanges(
-        self, names: Iterable[ExchangeName | str] | None = None, dry_run: bool | None = None
+        self, names: Iterable[ExchangeName | str] | None = None, dry_run: bool | None = None, *, paper: bool = False
     ) -> dict[ExchangeName, ExchangeConnector]:
         """Create every market of ``names`` (default: every enabled market) concurrently, for the
         configured symbols; if one fails, the ones created by this call are closed and the first
@@ -186,7 +197,8 @@ class ExchangeFactory:
         else:
             markets = [_market(n) for n in names]
         results = await asyncio.gather(
-            *(self.create_exchange(m, self.config.symbols, dry_run=dry_run) for m in markets), return_exceptions=True
+            *(self.create_exchange(m, self.config.symbols, dry_run=dry_run, paper=paper) for m in markets),
+            return_exceptions=True,
         )
         failures = [r for r in results if isinstance(r, BaseException)]
         if failures:

@@ -1,0 +1,498 @@
+"""Paper mode: real public data, simulated fills against the live books.
+
+``PaperExchange`` is the ``PrivateExchange`` of one market whose orders never leave the
+process: each order is filled against the LIVE book of a public connector (``PaperSource``)
+at the moment it is placed, and a paper account keeps the balances, positions, orders and
+fills a venue would report.
+
+What is simulated, and how:
+
+* Immediate orders only. Market, IOC and FOK orders walk the book best level first at the
+  book's own prices (converted from the book scale, which may be finer than the order grid);
+  a limit bounds the walk. FOK fills completely or not at all (``EXPIRED``); an IOC or
+  market remainder expires. Resting orders (GTC, post-only) are refused with category
+  INVALID_REQUEST: a paper order cannot sit in a queue it is not part of.
+* Fill sizes stay on the order's lot grid: of each level only whole lots are taken (a
+  remainder below one lot, possible on Gate.io spot books, is skipped).
+* Fees: the instrument's taker fee, exact, in the asset the venue charges: the base asset
+  received on a spot buy, the quote asset on a spot sell and on futures.
+* Balances: a starting inventory per market (``[paper]`` in the configuration). Funds are
+  checked before anything fills, as the venues check at placement: a limit buy needs
+  ``price * quantity`` of quote, a market buy the cost of its walk, a spot sell the base
+  quantity; a futures order needs the margin of the part that opens or grows a position
+  plus its fee. Too little raises ``OrderRejectedError`` with category INSUFFICIENT_BALANCE.
+* Futures: positions at 1x leverage and one average entry price each; opening locks
+  ``contracts * contract_size * price`` of the settle asset as margin, reducing releases
+  its share of the margin plus the realized PnL. No funding, no mark price, no liquidation.
+* Consumed liquidity: the public book does not know about paper fills, so the exchange
+  keeps a "taken" overlay per book level: the size taken and the level's size when it was
+  taken. While the live book still shows that same size at that price, the taken part is not
+  offered again; as soon as the venue updates the level (its size differs, or the level
+  left the book) the overlay entry is dropped and the live size stands. The same liquidity
+  is thus never taken twice in a row, and a refreshed level is trusted as published.
+
+The private-stream handlers (``on_fill`` per level filled, then ``on_order`` with the final
+state, then ``on_balance`` per asset changed) run synchronously inside ``place_order``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from decimal import ROUND_FLOOR, Decimal, localcontext
+from typing import NamedTuple, Protocol
+
+from arb_core.book import ASK, BID, OrderBook
+from arb_core.wire.common import WireScale
+
+from ..errors import ExchangeError, OrderRejectedError
+from ..instruments import Instrument, InstrumentError
+from ..types import ExchangeName, OrderSide
+from .base import BalanceHandler, FillHandler, OrderHandler
+from .errors import ErrorCategory
+from .models import (
+    Balance,
+    ConnectionHealth,
+    Fill,
+    OrderRequest,
+    OrderState,
+    OrderStatus,
+    OrderType,
+    Position,
+    TimeInForce,
+)
+
+log = logging.getLogger(__name__)
+
+ZERO = Decimal(0)
+_PRECISION = 60  # wide enough that products and sums of venue decimals stay exact
+_FIRST_LEVELS = 8  # levels read per step of a walk; doubled while the order is not done
+
+
+class PaperSource(Protocol):
+    """The public side a paper market fills against (``ExchangeConnector`` fits)."""
+
+    @property
+    def exchange(self) -> ExchangeName:
+        """The market."""
+
+    async def instrument(self, symbol: str) -> Instrument:
+        """Trading rules of ``symbol``."""
+
+    def books(self) -> Mapping[str, OrderBook]:
+        """The live books by unified symbol, in their book scale."""
+
+    def book_scale(self, symbol: str) -> WireScale:
+        """The fixed-point scale of the book of ``symbol``."""
+
+
+class _Taken(NamedTuple):
+    level_lots: int  # the level's live size (book lots) when the liquidity was taken
+    taken: Decimal  # order units taken from it since
+
+
+class _LevelFill(NamedTuple):
+    price: Decimal
+    quantity: Decimal
+    price_ticks: int
+    level_lots: int
+
+
+class _PaperPosition:
+    __slots__ = ("size", "entry_price")
+
+    def __init__(self) -> None:
+        self.size = ZERO  # signed contracts
+        self.entry_price = ZERO
+
+
+class PaperExchange:
+    """``PrivateExchange`` of one market, filled against ``source``'s live books.
+
+    ``balances``: the starting inventory, asset -> amount (exact). The account's state is
+    only in memory: a new ``PaperExchange`` starts from the inventory again.
+    """
+
+    def __init__(self, source: PaperSource, balances: Mapping[str, Decimal], *, clock_ms: int | None = None) -> None:
+        for asset, amount in balances.items():
+            if not amount.is_finite() or amount < 0:
+                raise ValueError(f"paper {source.exchange.value}: starting balance {asset}={amount} must be >= 0")
+        self.source = source
+        self._free: dict[str, Decimal] = dict(balances)
+        self._locked: dict[str, Decimal] = {}
+        self._positions: dict[str, _PaperPosition] = {}
+        self._orders: dict[str, OrderState] = {}
+        self._by_client: dict[str, str] = {}
+        self._fills: list[Fill] = []
+        self._taken: dict[str, dict[tuple[int, int], _Taken]] = {}
+        self._ids = itertools.count(1)
+        self._trade_ids = itertools.count(1)
+        self._fixed_ms = clock_ms
+        self._on_order: OrderHandler | None = None
+        self._on_fill: FillHandler | None = None
+        self._on_balance: BalanceHandler | None = None
+
+    @property
+    def exchange(self) -> ExchangeName:
+        """The market traded."""
+        return self.source.exchange
+
+    @property
+    def can_trade(self) -> bool:
+        """Always: paper trading needs no keys."""
+        return True
+
+    def __repr__(self) -> str:
+        return f"PaperExchange({self.exchange.value}, {len(self._orders)} orders)"
+
+    # --- account ----------------------------------------------------------------------------
+
+    async def balances(self) -> Mapping[str, Balance]:
+        """Balances by asset (futures: position margin is locked)."""
+        return {asset: self._balance(asset) for asset in sorted({*self._free, *self._locked})}
+
+    async def positions(self) -> Sequence[Position]:
+        """Open futures positions (empty on spot)."""
+        return [
+            Position(symbol=symbol, size=p.size, entry_price=p.entry_price, leverage=Decimal(1))
+            for symbol, p in sorted(self._positions.items())
+            if p.size
+        ]
+
+    def fills(self) -> list[Fill]:
+        """Every paper fill so far, in order."""
+        return list(self._fills)
+
+    def _balance(self, asset: str) -> Balance:
+        return Balance(asset=asset, free=self._free.get(asset, ZERO), locked=self._locked.get(asset, ZERO))
+
+    # --- orders -----------------------------------------------------------------------------
+
+    async def place_order(self, request: OrderRequest) -> OrderState:
+        """Fill ``request`` against the live book now; returns its final state.
+
+        Raises ``OrderRejectedError`` (INSUFFICIENT_BALANCE, PRECISION, MIN_NOTIONAL,
+        ORDER_REJECTED) or ``ExchangeError`` (INVALID_REQUEST) when the order is refused;
+        nothing is recorded then.
+        """
+        instrument = await self.source.instrument(request.symbol)
+        where = f"paper order {request.client_order_id!r} {request.symbol}"
+        self._check_request(request, instrument, where)
+        with localcontext() as ctx:
+            ctx.prec = _PRECISION
+            plan = self._walk(request, instrument, where)
+            filled = sum((f.quantity for f in plan), ZERO)
+            if request.time_in_force is TimeInForce.FOK and filled < request.quantity:
+                plan, filled = [], ZERO
+            self._check_funds(request, instrument, plan, where)
+            state = self._execute(request, instrument, plan, filled)
+        return state
+
+    def _check_request(self, request: OrderRequest, instrument: Instrument, where: str) -> None:
+        if request.client_order_id in self._by_client:
+            raise OrderRejectedError(
+                self._venue, f"{where}: client order id already used", category=ErrorCategory.ORDER_REJECTED
+            )
+        if request.type is OrderType.LIMIT and request.time_in_force in (TimeInForce.GTC, TimeInForce.POST_ONLY):
+            raise ExchangeError(
+                self._venue,
+                f"{where}: paper trading fills only immediate orders (market, IOC, FOK); "
+                f"{request.time_in_force.value} orders would rest and are not simulated",
+                category=ErrorCategory.INVALID_REQUEST,
+            )
+        if request.reduce_only and not instrument.is_futures:
+            raise ExchangeError(
+                self._venue, f"{where}: reduce_only is for futures", category=ErrorCategory.INVALID_REQUEST
+            )
+        try:
+            instrument.size_to_lots(request.quantity)
+            if request.price is not None:
+                instrument.price_to_ticks(request.price)
+        except InstrumentError as exc:
+            raise OrderRejectedError(self._venue, f"{where}: {exc}", category=ErrorCategory.PRECISION) from None
+        if request.quantity < instrument.min_size:
+            raise OrderRejectedError(
+                self._venue, f"{where}: quantity {request.quantity} is below min_size {instrument.min_size}",
+                category=ErrorCategory.MIN_NOTIONAL,
+            )
+        if request.price is not None:
+            value = request.quantity * instrument.contract_size * request.price
+            if value < instrument.min_notional:
+                raise OrderRejectedError(
+                    self._venue, f"{where}: value {value} is below min_notional {instrument.min_notional}",
+                    category=ErrorCategory.MIN_NOTIONAL,
+                )
+
+    def _walk(self, request: OrderRequest, instrument: Instrument, where: str) -> list[_LevelFill]:
+        """The level fills of ``request`` against the live book, the taken overlay applied."""
+        book = self.source.books().get(request.symbol)
+        if book is None or not book.in_sync:
+            raise OrderRejectedError(
+                self._venue, f"{where}: no live book in sync to fill against", category=ErrorCategory.ORDER_REJECTED
+            )
+        scale = self.source.book_scale(request.symbol)
+        tick = Decimal(scale.tick_units).scaleb(-scale.price_decimals)
+        lot = Decimal(scale.lot_units).scaleb(-scale.size_decimals)
+        side = ASK if request.side is OrderSide.BUY else BID
+        taken = self._taken.setdefault(request.symbol, {})
+        best = book.best_ask_price() if side == ASK else book.best_bid_price()
+        for key in [k for k in taken if k[0] == side]:
+            # A level better than the best one left the book: the venue updated it.
+            if best == 0 or (key[1] < best if side == ASK else key[1] > best):
+                del taken[key]
+        remaining = request.quantity
+        plan: list[_LevelFill] = []
+        seen = 0
+        wanted = _FIRST_LEVELS
+        # Per order, not per message: a walk reads only as many levels as the order needs.
+        while remaining > 0 and seen < book.depth(side):
+            levels = book.top(side, wanted)
+            for price_ticks, level_lots in levels[seen:]:
+                price = price_ticks * tick
+                if request.price is not None and (
+                    price > request.price if side == ASK else price < request.price
+                ):
+                    return plan
+                available = level_lots * lot
+                entry = taken.get((side, price_ticks))
+                if entry is not None:
+                    if entry.level_lots == level_lots:
+                        available -= entry.taken
+                    else:
+                        del taken[(side, price_ticks)]
+                whole = (available / instrument.lot_size).to_integral_value(rounding=ROUND_FLOOR) * instrument.lot_size
+                quantity = min(remaining, whole)
+                if quantity > 0:
+                    plan.append(_LevelFill(price, quantity, price_ticks, level_lots))
+                    remaining -= quantity
+                    if not remaining:
+                        return plan
+            seen = len(levels)
+            wanted *= 2
+        return plan
+
+    def _check_funds(
+        self, request: OrderRequest, instrument: Instrument, plan: list[_LevelFill], where: str
+    ) -> None:
+        walked = sum((f.price * f.quantity for f in plan), ZERO)
+        contract = instrument.contract_size
+        if instrument.is_futures:
+            filled = sum((f.quantity for f in plan), ZERO)
+            opening = self._opening_part(request, instrument, filled)
+            if request.price is not None:
+                opening_value = opening * contract * request.price
+                fee = request.quantity * contract * request.price * instrument.taker_fee
+            else:
+                opening_value = walked * contract * opening / filled if filled else ZERO
+                fee = walked * contract * instrument.taker_fee
+            asset, needed = instrument.quote, opening_value + max(fee, ZERO)
+        elif request.side is OrderSide.BUY:
+            asset = instrument.quote
+            needed = request.quantity * request.price if request.price is not None else walked
+        else:
+            asset, needed = instrument.base, request.quantity
+        free = self._free.get(asset, ZERO)
+        if needed > free:
+            raise OrderRejectedError(
+                self._venue,
+                f"{where}: insufficient paper balance: needs {needed} {asset}, free {free} {asset}",
+                category=ErrorCategory.INSUFFICIENT_BALANCE,
+            )
+
+    def _opening_part(self, request: OrderRequest, instrument: Instrument, quantity: Decimal) -> Decimal:
+        """Contracts of ``quantity`` that open or grow a position (the rest reduces one)."""
+        position = self._positions.get(instrument.symbol)
+        size = position.size if position is not None else ZERO
+        delta = quantity if request.side is OrderSide.BUY else -quantity
+        if size == 0 or (size > 0) == (delta > 0):
+            return abs(delta)
+        return max(abs(delta) - abs(size), ZERO)
+
+    def _execute(
+        self, request: OrderRequest, instrument: Instrument, plan: list[_LevelFill], filled: Decimal
+    ) -> OrderState:
+        now_ms = self._now_ms()
+        order_id = f"paper-{next(self._ids)}"
+        taken = self._taken.setdefault(request.symbol, {})
+        side = ASK if request.side is OrderSide.BUY else BID
+        fills: list[Fill] = []
+        changed: set[str] = set()
+        notional = fee_total = ZERO
+        fee_asset = instrument.base if request.side is OrderSide.BUY and not instrument.is_futures else instrument.quote
+        for level in plan:
+            entry = taken.get((side, level.price_ticks))
+            before = entry.taken if entry is not None and entry.level_lots == level.level_lots else ZERO
+            taken[(side, level.price_ticks)] = _Taken(level.level_lots, before + level.quantity)
+            value = level.price * level.quantity * instrument.contract_size
+            fee = (level.quantity if fee_asset == instrument.base else value) * instrument.taker_fee
+            changed |= self._settle(request, instrument, level, value, fee, fee_asset)
+            notional += value
+            fee_total += fee
+            fill = Fill(
+                symbol=request.symbol,
+                order_id=order_id,
+                client_order_id=request.client_order_id,
+                trade_id=f"paper-t{next(self._trade_ids)}",
+                side=request.side,
+                price=level.price,
+                quantity=level.quantity,
+                fee=fee,
+                fee_asset=fee_asset,
+                is_maker=False,
+                timestamp_ms=now_ms,
+            )
+            fills.append(fill)
+        if filled == request.quantity:
+            status = OrderStatus.FILLED
+        else:
+            status = OrderStatus.EXPIRED
+        state = OrderState(
+            symbol=request.symbol,
+            order_id=order_id,
+            client_order_id=request.client_order_id,
+            side=request.side,
+            type=request.type,
+            status=status,
+            quantity=request.quantity,
+            price=request.price,
+            filled_quantity=filled,
+            average_price=notional / (filled * instrument.contract_size) if filled else None,
+            fee=fee_total,
+            fee_asset=fee_asset if filled else None,
+            updated_at_ms=now_ms,
+        )
+        self._orders[order_id] = state
+        self._by_client[request.client_order_id] = order_id
+        self._fills.extend(fills)
+        log.info(
+            "paper %s %s %s %s %s: %s, filled %s at %s, fee %s %s",
+            self._venue, request.client_order_id, request.side.value, request.quantity, request.symbol,
+            status.value, filled, state.average_price, fee_total, fee_asset,
+        )
+        self._notify(fills, state, changed)
+        return state
+
+    def _settle(
+        self, request: OrderRequest, instrument: Instrument, level: _LevelFill, value: Decimal, fee: Decimal,
+        fee_asset: str,
+    ) -> set[str]:
+        """Book one level fill into the account; returns the assets whose balance changed."""
+        base, quote = instrument.base, instrument.quote
+        if not instrument.is_futures:
+            if request.side is OrderSide.BUY:
+                self._add(quote, -value)
+                self._add(base, level.quantity - fee)
+            else:
+                self._add(base, -level.quantity)
+                self._add(quote, value - fee)
+            return {base, quote}
+        position = self._positions.setdefault(instrument.symbol, _PaperPosition())
+        delta = level.quantity if request.side is OrderSide.BUY else -level.quantity
+        contract = instrument.contract_size
+        if position.size and (position.size > 0) != (delta > 0):
+            closing = min(abs(delta), abs(position.size))
+            direction = 1 if position.size > 0 else -1
+            pnl = closing * contract * (level.price - position.entry_price) * direction
+            margin = closing * contract * position.entry_price
+            self._locked[quote] = self._locked.get(quote, ZERO) - margin
+            self._add(quote, margin + pnl)
+            position.size += closing if delta > 0 else -closing
+            delta += -closing if delta > 0 else closing
+            if not position.size:
+                position.entry_price = ZERO
+        if delta:
+            opened = abs(delta) * contract * level.price
+            total = abs(position.size) + abs(delta)
+            position.entry_price = (position.entry_price * abs(position.size) + level.price * abs(delta)) / total
+            position.size += delta
+            self._add(quote, -opened)
+            self._locked[quote] = self._locked.get(quote, ZERO) + opened
+        self._add(fee_asset, -fee)
+        return {quote}
+
+    def _add(self, asset: str, amount: Decimal) -> None:
+        self._free[asset] = self._free.get(asset, ZERO) + amount
+
+    def _notify(self, fills: list[Fill], state: OrderState, changed: set[str]) -> None:
+        on_fill, on_order, on_balance = self._on_fill, self._on_order, self._on_balance
+        if on_fill is not None:
+            for fill in fills:
+                on_fill(fill)
+        if on_order is not None:
+            on_order(state)
+        if on_balance is not None:
+            for asset in sorted(changed):
+                on_balance(self._balance(asset))
+
+    def _now_ms(self) -> int:
+        return self._fixed_ms if self._fixed_ms is not None else time.time_ns() // 1_000_000
+
+    @property
+    def _venue(self) -> str:
+        return f"paper {self.exchange.value}"
+
+    def _find(self, symbol: str, order_id: str | None, client_order_id: str | None, action: str) -> OrderState:
+        if (order_id is None) == (client_order_id is None):
+            raise ValueError(
+                f"{self._venue} {action} {symbol}: give exactly one of order_id={order_id!r} and "
+                f"client_order_id={client_order_id!r}"
+            )
+        key = order_id if order_id is not None else self._by_client.get(client_order_id or "")
+        state = self._orders.get(key or "")
+        if state is None or state.symbol != symbol:
+            which = f"order id {order_id!r}" if order_id is not None else f"client order id {client_order_id!r}"
+            raise OrderRejectedError(
+                self._venue, f"{action} {symbol}: unknown {which}", category=ErrorCategory.UNKNOWN_ORDER
+            )
+        return state
+
+    async def query_order(
+        self, symbol: str, *, order_id: str | None = None, client_order_id: str | None = None
+    ) -> OrderState:
+        """The recorded state of an order, by paper order id or client id (exactly one)."""
+        return self._find(symbol, order_id, client_order_id, "query_order")
+
+    async def cancel_order(
+        self, symbol: str, *, order_id: str | None = None, client_order_id: str | None = None
+    ) -> OrderState:
+        """Paper orders are final when placed: a known order raises UNKNOWN_ORDER ("already closed"),
+        as venues answer a cancel of a finished order."""
+        state = self._find(symbol, order_id, client_order_id, "cancel_order")
+        raise OrderRejectedError(
+            self._venue, f"cancel_order {symbol}: order {state.order_id} is already {state.status.value}",
+            category=ErrorCategory.UNKNOWN_ORDER,
+        )
+
+    async def open_orders(self, symbol: str | None = None) -> Sequence[OrderState]:
+        """Resting orders: none, paper orders never rest."""
+        return []
+
+    # --- private stream -----------------------------------------------------------------------
+
+    async def start_private_stream(
+        self, on_order: OrderHandler, on_fill: FillHandler, on_balance: BalanceHandler | None = None
+    ) -> None:
+        """Report every paper order, fill and balance change to the handlers, synchronously."""
+        self._on_order, self._on_fill, self._on_balance = on_order, on_fill, on_balance
+
+    async def stop_private_stream(self) -> None:
+        """Stop reporting."""
+        self._on_order = self._on_fill = self._on_balance = None
+
+    def health(self) -> ConnectionHealth:
+        """Always connected: the private side is in-process."""
+        return ConnectionHealth(
+            venue=self._venue,
+            url="paper://",
+            connected=True,
+            connects=1,
+            reconnects=0,
+            messages=len(self._orders),
+            last_message_age_ns=None,
+            errors={},
+        )
+
+
+__all__ = ["PaperExchange", "PaperSource"]

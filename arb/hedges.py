@@ -1,0 +1,185 @@
+"""Open spot/futures hedges and when to close them.
+
+A ``spot_futures_hedge`` execution buys one market and sells the other of the same pair
+(spot and perpetual), locking in the basis ``futures price - spot price`` it traded at.
+``HedgeBook`` keeps the matched quantity of every such pair as a ``HedgePosition``
+(positive base: long spot and short futures), with the average entry prices.
+
+Closing rule. A position is closed by the opposite pair (sell spot and buy futures for a
+long-spot position) once the basis it can be closed at, walked through the live books for
+the whole open quantity, has reverted far enough that the round trip still earns at least
+``min_profit_bps`` of the spot entry notional after all four taker fees (two at entry,
+two at exit, at each instrument's rate). While the dislocation lasts the exit basis is as
+wide as the entry basis and the round trip would lose both fees, so nothing closes; when
+it reverts the close goes out as an ordinary two-leg execution.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from decimal import ROUND_CEILING, Decimal
+
+import msgspec
+
+from arb_core.book import ASK, BID
+
+from .instruments import InstrumentCatalog, split_symbol
+from .pipeline import BPS, Leg, book_lot
+from .types import ArbitrageOpportunity, ExchangeName, ExecutionResult, OpportunityType, OrderSide
+
+ZERO = Decimal(0)
+
+
+class HedgePosition(msgspec.Struct, kw_only=True):
+    """The open hedge of one pair between one spot and one futures market."""
+
+    symbol: str  # the pair, spot form (BTC/USDT)
+    spot: ExchangeName
+    futures: ExchangeName
+    base: Decimal  # signed: > 0 long spot and short futures, < 0 the reverse
+    spot_price: Decimal  # average entry prices of the open quantity
+    futures_price: Decimal
+
+    @property
+    def entry_basis(self) -> Decimal:
+        """Futures minus spot entry price, quote per base unit."""
+        return self.futures_price - self.spot_price
+
+
+class HedgeBook:
+    """Hedge positions built from execution results; proposes the closing pair when the basis reverts."""
+
+    def __init__(self, catalogs: Mapping[ExchangeName, InstrumentCatalog], *, min_profit_bps: Decimal) -> None:
+        self.catalogs = catalogs
+        self.min_profit_bps = min_profit_bps
+        self._positions: dict[tuple[str, ExchangeName, ExchangeName], HedgePosition] = {}
+        self._closes = 0
+
+    def positions(self) -> list[HedgePosition]:
+        """Every open (non-zero) position."""
+        return [msgspec.structs.replace(p) for p in self._positions.values() if p.base]
+
+    def record(self, opportunity: ArbitrageOpportunity, result: ExecutionResult) -> HedgePosition | None:
+        """Add the matched spot/futures quantity of a hedge execution (an opening or a closing pair).
+
+        Only the part both markets filled is a hedge; an unmatched residual belongs to
+        recovery (flat or flagged) and is not counted here. Returns the updated position.
+        """
+        if opportunity.opportunity_type is not OpportunityType.SPOT_FUTURES_HEDGE:
+            return None
+        spot_market, futures_market = (
+            (opportunity.buy_exchange, opportunity.sell_exchange)
+            if opportunity.sell_exchange.is_futures
+            else (opportunity.sell_exchange, opportunity.buy_exchange)
+        )
+        spot_base = futures_base = spot_notional = futures_notional = ZERO
+        for leg in result.legs:
+            if not leg.filled_quantity or leg.average_price is None:
+                continue
+            contract = self.catalogs[leg.exchange].get(leg.symbol).contract_size
+            base = leg.filled_quantity * contract
+            sign = 1 if leg.side is OrderSide.BUY else -1
+            if leg.exchange is spot_market:
+                spot_base += sign * base
+                spot_notional += leg.average_price * base
+            elif leg.exchange is futures_market:
+                futures_base += sign * base
+                futures_notional += leg.average_price * base
+        if not spot_base or not futures_base or (spot_base > 0) == (futures_base > 0):
+            return None
+        matched = min(abs(spot_base), abs(futures_base))
+        spot_price = spot_notional / abs(spot_base)
+        futures_price = futures_notional / abs(futures_base)
+        signed = matched if spot_base > 0 else -matched
+        key = (opportunity.symbol, spot_market, futures_market)
+        position = self._positions.get(key)
+        if position is None or not position.base:
+            position = self._positions[key] = HedgePosition(
+                symbol=opportunity.symbol, spot=spot_market, futures=futures_market, base=signed,
+                spot_price=spot_price, futures_price=futures_price,
+            )
+        elif (position.base > 0) == (signed > 0):
+            total = position.base + signed
+            position.spot_price = (position.spot_price * position.base + spot_price * signed) / total
+            position.futures_price = (position.futures_price * position.base + futures_price * signed) / total
+            position.base = total
+        else:
+            remaining = position.base + signed
+            if remaining and (remaining > 0) != (position.base > 0):
+                position.spot_price, position.futures_price = spot_price, futures_price
+            position.base = remaining
+        return msgspec.structs.replace(position)
+
+    def close_opportunity(
+        self, position: HedgePosition, spot: Leg, futures: Leg, *, id_prefix: str, detected_ns: int,
+        max_notional: Decimal | None = None,
+    ) -> ArbitrageOpportunity | None:
+        """The opposite pair closing ``position`` (at most ``max_notional`` of quote at the walked prices)
+        at the books of ``spot`` and ``futures``, when the rule allows.
+
+        None while the round trip would earn less than ``min_profit_bps`` after fees, or
+        when either book is out of sync or cannot fill the quantity.
+        """
+        if not (spot.book.in_sync and futures.book.in_sync):
+            return None
+        quantity = abs(position.base)
+        if max_notional is not None:
+            quantity = min(quantity, max_notional / position.spot_price)
+        long_spot = position.base > 0
+        # A long-spot hedge closes by selling spot into the bids and buying futures from the asks.
+        spot_price = _walk(spot, BID if long_spot else ASK, quantity)
+        futures_price = _walk(futures, ASK if long_spot else BID, quantity)
+        if spot_price is None or futures_price is None:
+            return None
+        exit_basis = futures_price - spot_price
+        gain = position.entry_basis - exit_basis if long_spot else exit_basis - position.entry_basis
+        si, fi = spot.instrument, futures.instrument
+        fees = (position.spot_price + spot_price) * si.taker_fee
+        fees += (position.futures_price + futures_price) * fi.taker_fee
+        profit = (gain - fees) * quantity
+        entry_notional = position.spot_price * quantity
+        margin = profit * BPS / entry_notional
+        if margin < self.min_profit_bps:
+            return None
+        # The books move while the orders travel: the profit above the floor buys room in the
+        # limits (a quarter per leg, leaving tick rounding inside it), and the round trip still
+        # keeps min_profit_bps at the worst fills.
+        room = (profit - self.min_profit_bps * entry_notional / BPS) / quantity / 4
+        if long_spot:
+            spot_price, futures_price = spot_price - room, futures_price + room
+        else:
+            spot_price, futures_price = spot_price + room, futures_price - room
+        if max_notional is not None and quantity * max(spot_price, futures_price) > max_notional:
+            # Less quantity walks no deeper, so the limits found stay valid for it.
+            smaller = max_notional / max(spot_price, futures_price)
+            profit = profit * smaller / quantity
+            quantity = smaller
+        self._closes += 1
+        buy, sell = (futures, spot) if long_spot else (spot, futures)
+        base, _, _ = split_symbol(position.symbol)
+        return ArbitrageOpportunity(
+            opportunity_id=f"{id_prefix}c{self._closes}{base.lower()}",
+            opportunity_type=OpportunityType.SPOT_FUTURES_HEDGE,
+            symbol=position.symbol,
+            buy_exchange=buy.exchange,
+            sell_exchange=sell.exchange,
+            buy_price=futures_price if long_spot else spot_price,
+            sell_price=spot_price if long_spot else futures_price,
+            max_quantity=quantity,
+            profit_per_unit=profit / quantity,
+            total_profit_estimate=profit,
+            profit_margin_bps=margin.quantize(Decimal("0.01")),
+            detected_at=detected_ns,
+            buy_fee=buy.instrument.taker_fee,
+            sell_fee=sell.instrument.taker_fee,
+        )
+
+
+def _walk(leg: Leg, side: int, base: Decimal) -> Decimal | None:
+    """Worst price of taking ``base`` from ``leg``'s book (ASK: buying, BID: selling); None when too thin."""
+    lot = book_lot(leg.scale) * leg.instrument.contract_size
+    lots = int((base / lot).to_integral_value(ROUND_CEILING))
+    filled, _, worst, _ = leg.book.walk(side, lots)
+    if filled < lots or worst <= 0:
+        return None
+    return leg.book_price(worst)

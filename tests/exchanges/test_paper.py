@@ -1,0 +1,243 @@
+"""arb.exchanges.paper: fills walk the live book exactly; fees, balances, positions, refusals, the overlay."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from decimal import Decimal as D
+
+import pytest
+
+from arb_core.book import ASK, BID, DeltaBatch, OrderBook
+from arb_core.wire.common import WireScale
+
+from arb.errors import ExchangeError, OrderRejectedError
+from arb.exchanges.errors import ErrorCategory
+from arb.exchanges.models import Balance, Fill, OrderRequest, OrderState, OrderStatus, OrderType, TimeInForce
+from arb.exchanges.paper import PaperExchange
+from arb.instruments import Instrument
+from arb.types import ExchangeName, OrderSide
+
+SPOT = Instrument(
+    exchange=ExchangeName.GATEIO, symbol="BTC/USDT", venue_symbol="BTC_USDT", base="BTC", quote="USDT",
+    tick_size=D("0.1"), lot_size=D("0.0001"), min_size=D("0.0001"), min_notional=D("1"),
+    taker_fee=D("0.002"), maker_fee=D("0.002"), price_decimals=1, size_decimals=4,
+)
+PERP = Instrument(
+    exchange=ExchangeName.GATEIO_FUTURES, symbol="BTC/USDT:USDT", venue_symbol="BTC_USDT", base="BTC",
+    quote="USDT", tick_size=D("0.1"), lot_size=D("1"), min_size=D("1"), min_notional=D("0"),
+    contract_size=D("0.0001"), taker_fee=D("0.0005"), maker_fee=D("0.0002"), price_decimals=1, size_decimals=0,
+)
+# Book scales finer than the order grids, as Gate.io spot books are: cents and 6 size decimals.
+SPOT_SCALE = WireScale(2, 1, 6, 1)
+PERP_SCALE = WireScale(2, 1, 0, 1)
+
+
+class Source:
+    """A public side with one hand-built book per instrument (what ``ExchangeConnector`` offers)."""
+
+    def __init__(self, instrument: Instrument, scale: WireScale, levels: list[tuple[int, str, str]]) -> None:
+        self.instrument_ = instrument
+        self.scale = scale
+        self.book = OrderBook("paper test")
+        batch = DeltaBatch(len(levels) + 1)
+        for side, price, size in levels:
+            batch.add(side, self.ticks(price), self.lots(size))
+        batch.is_snapshot = True
+        self.book.apply_snapshot(batch, 0)
+
+    def ticks(self, price: str) -> int:
+        return int(D(price).scaleb(self.scale.price_decimals)) // self.scale.tick_units
+
+    def lots(self, size: str) -> int:
+        return int(D(size).scaleb(self.scale.size_decimals)) // self.scale.lot_units
+
+    @property
+    def exchange(self) -> ExchangeName:
+        return self.instrument_.exchange
+
+    async def instrument(self, symbol: str) -> Instrument:
+        assert symbol == self.instrument_.symbol
+        return self.instrument_
+
+    def books(self) -> Mapping[str, OrderBook]:
+        return {self.instrument_.symbol: self.book}
+
+    def book_scale(self, symbol: str) -> WireScale:
+        return self.scale
+
+
+def spot_source() -> Source:
+    return Source(SPOT, SPOT_SCALE, [
+        (ASK, "60000.05", "0.015050"),  # a price between ticks, and 0.5 lot beyond 0.0150
+        (ASK, "60000.10", "0.020000"),
+        (ASK, "60001.00", "0.500000"),
+        (BID, "59999.90", "0.010000"),
+        (BID, "59999.00", "1.000000"),
+    ])
+
+
+def order(
+    cid: str, side: OrderSide, quantity: str, price: str | None, tif: TimeInForce = TimeInForce.IOC,
+    symbol: str = "BTC/USDT",
+) -> OrderRequest:
+    return OrderRequest(
+        symbol=symbol, side=side, type=OrderType.MARKET if price is None else OrderType.LIMIT,
+        quantity=D(quantity), price=None if price is None else D(price), time_in_force=tif, client_order_id=cid,
+    )
+
+
+class Stream:
+    def __init__(self) -> None:
+        self.events: list[OrderState | Fill | Balance] = []
+
+
+def paper(source: Source, balances: dict[str, str]) -> tuple[PaperExchange, Stream]:
+    exchange = PaperExchange(source, {k: D(v) for k, v in balances.items()}, clock_ms=1_700_000_000_000)
+    stream = Stream()
+    asyncio.run(exchange.start_private_stream(stream.events.append, stream.events.append, stream.events.append))
+    return exchange, stream
+
+
+def free(exchange: PaperExchange) -> dict[str, D]:
+    return {asset: b.free for asset, b in asyncio.run(exchange.balances()).items()}
+
+
+def test_an_ioc_buy_walks_the_asks_at_the_book_prices_with_the_fee_in_base() -> None:
+    exchange, stream = paper(spot_source(), {"USDT": "10000", "BTC": "0.1"})
+    state = asyncio.run(exchange.place_order(order("b1", OrderSide.BUY, "0.03", "60001")))
+    # 0.0150 of the first level (its 0.00005 below one lot stays), then 0.0150 of the second.
+    fills = exchange.fills()
+    assert [(f.price, f.quantity, f.fee, f.fee_asset) for f in fills] == [
+        (D("60000.05"), D("0.0150"), D("0.0000300"), "BTC"),
+        (D("60000.10"), D("0.0150"), D("0.0000300"), "BTC"),
+    ]
+    assert state.status is OrderStatus.FILLED and state.filled_quantity == D("0.03")
+    assert state.average_price == D("60000.075")  # (900.00075 + 900.0015) / 0.03
+    assert (state.fee, state.fee_asset) == (D("0.00006"), "BTC")
+    assert free(exchange) == {"BTC": D("0.12994"), "USDT": D("8199.99775")}
+    # The stream: each fill, then the order, then each changed balance, synchronously.
+    assert stream.events[:2] == fills and stream.events[2] == state
+    assert stream.events[3:] == [Balance(asset="BTC", free=D("0.12994")), Balance(asset="USDT", free=D("8199.99775"))]
+    assert asyncio.run(exchange.query_order("BTC/USDT", client_order_id="b1")) == state
+    assert asyncio.run(exchange.query_order("BTC/USDT", order_id=state.order_id)) == state
+
+
+def test_taken_liquidity_is_not_offered_again_until_the_venue_updates_the_level() -> None:
+    source = spot_source()
+    exchange, _ = paper(source, {"USDT": "10000", "BTC": "0"})
+    asyncio.run(exchange.place_order(order("b1", OrderSide.BUY, "0.03", "60001")))
+    # The book did not change: 0.0050 is left at 60000.10 and nothing usable at 60000.05.
+    second = asyncio.run(exchange.place_order(order("b2", OrderSide.BUY, "0.01", "60000.1")))
+    assert (second.status, second.filled_quantity, second.average_price) == (
+        OrderStatus.EXPIRED, D("0.0050"), D("60000.10")
+    )
+    # The venue republishes 60000.05 with a new size: the overlay of that level is dropped.
+    source.book.apply_delta(ASK, source.ticks("60000.05"), source.lots("0.02"))
+    third = asyncio.run(exchange.place_order(order("b3", OrderSide.BUY, "0.01", "60000.1")))
+    assert (third.status, third.filled_quantity, third.average_price) == (OrderStatus.FILLED, D("0.01"), D("60000.05"))
+    # 60000.10 was not updated: its remaining 0 stays taken.
+    fourth = asyncio.run(exchange.place_order(order("b4", OrderSide.BUY, "0.02", "60000.1")))
+    assert fourth.filled_quantity == D("0.0100")  # what is left at 60000.05 only
+
+
+def test_a_sell_fills_into_the_bids_with_the_fee_in_quote() -> None:
+    exchange, _ = paper(spot_source(), {"USDT": "0", "BTC": "0.05"})
+    state = asyncio.run(exchange.place_order(order("s1", OrderSide.SELL, "0.02", "59999")))
+    assert [(f.price, f.quantity) for f in exchange.fills()] == [(D("59999.90"), D("0.0100")), (D("59999.00"), D("0.0100"))]
+    notional = D("599.999") + D("599.99")
+    assert (state.fee, state.fee_asset) == (notional * D("0.002"), "USDT")
+    assert free(exchange) == {"BTC": D("0.03"), "USDT": notional - notional * D("0.002")}
+
+
+def test_market_and_fok_orders() -> None:
+    exchange, _ = paper(spot_source(), {"USDT": "100000", "BTC": "0"})
+    market = asyncio.run(exchange.place_order(order("m1", OrderSide.BUY, "0.04", None)))
+    assert market.status is OrderStatus.FILLED
+    assert [(f.price, f.quantity) for f in exchange.fills()] == [
+        (D("60000.05"), D("0.0150")), (D("60000.10"), D("0.0200")), (D("60001.00"), D("0.0050"))
+    ]
+    before = free(exchange)
+    # Only 0.495 is left within 60001: a FOK for 0.5 fills nothing.
+    fok = asyncio.run(exchange.place_order(order("f1", OrderSide.BUY, "0.5", "60001", TimeInForce.FOK)))
+    assert (fok.status, fok.filled_quantity, fok.fee_asset) == (OrderStatus.EXPIRED, 0, None)
+    assert free(exchange) == before and len(exchange.fills()) == 3
+    whole = asyncio.run(exchange.place_order(order("f2", OrderSide.BUY, "0.495", "60001", TimeInForce.FOK)))
+    assert (whole.status, whole.filled_quantity, whole.average_price) == (OrderStatus.FILLED, D("0.495"), D("60001"))
+
+
+@pytest.mark.parametrize(
+    ("request_", "category"),
+    [
+        (order("x", OrderSide.BUY, "0.2", "60001"), ErrorCategory.INSUFFICIENT_BALANCE),  # 12000.2 USDT > 10000
+        (order("x", OrderSide.SELL, "0.1001", "59999"), ErrorCategory.INSUFFICIENT_BALANCE),  # holds 0.1 BTC
+        (order("x", OrderSide.BUY, "0.01", "60000.05"), ErrorCategory.PRECISION),  # between ticks of the order grid
+        (order("x", OrderSide.BUY, "0.00005", "60001"), ErrorCategory.PRECISION),
+        (order("x", OrderSide.BUY, "0.0001", "5000"), ErrorCategory.MIN_NOTIONAL),  # 0.5 USDT < 1
+    ],
+)
+def test_refusals_name_their_category_and_record_nothing(request_: OrderRequest, category: ErrorCategory) -> None:
+    exchange, stream = paper(spot_source(), {"USDT": "10000", "BTC": "0.1"})
+    with pytest.raises(OrderRejectedError) as refused:
+        asyncio.run(exchange.place_order(request_))
+    assert refused.value.category == category
+    assert "paper gateio" in str(refused.value)
+    assert exchange.fills() == [] and stream.events == []
+    assert free(exchange) == {"USDT": D("10000"), "BTC": D("0.1")}
+    with pytest.raises(OrderRejectedError) as unknown:
+        asyncio.run(exchange.query_order("BTC/USDT", client_order_id="x"))
+    assert unknown.value.category == ErrorCategory.UNKNOWN_ORDER
+
+
+def test_resting_orders_are_refused_and_orders_are_final() -> None:
+    exchange, _ = paper(spot_source(), {"USDT": "10000"})
+    for tif in (TimeInForce.GTC, TimeInForce.POST_ONLY):
+        with pytest.raises(ExchangeError) as refused:
+            asyncio.run(exchange.place_order(order("g", OrderSide.BUY, "0.01", "59000", tif)))
+        assert refused.value.category == ErrorCategory.INVALID_REQUEST and "not simulated" in str(refused.value)
+    state = asyncio.run(exchange.place_order(order("i", OrderSide.BUY, "0.01", "59000")))
+    assert (state.status, state.filled_quantity) == (OrderStatus.EXPIRED, 0)  # nothing at or below 59000
+    with pytest.raises(OrderRejectedError) as duplicate:
+        asyncio.run(exchange.place_order(order("i", OrderSide.BUY, "0.01", "60001")))
+    assert duplicate.value.category == ErrorCategory.ORDER_REJECTED
+    with pytest.raises(OrderRejectedError) as cancel:
+        asyncio.run(exchange.cancel_order("BTC/USDT", client_order_id="i"))
+    assert cancel.value.category == ErrorCategory.UNKNOWN_ORDER
+    assert asyncio.run(exchange.open_orders()) == []
+
+
+def test_an_out_of_sync_book_is_not_filled_against() -> None:
+    source = spot_source()
+    source.book.mark_out_of_sync()
+    exchange, _ = paper(source, {"USDT": "10000"})
+    with pytest.raises(OrderRejectedError, match="no live book"):
+        asyncio.run(exchange.place_order(order("o", OrderSide.BUY, "0.01", "60001")))
+
+
+def test_futures_positions_margin_fees_and_realized_pnl() -> None:
+    source = Source(PERP, PERP_SCALE, [(ASK, "60000.00", "100"), (BID, "59990.00", "100")])
+    exchange, _ = paper(source, {"USDT": "100"})
+    perp = "BTC/USDT:USDT"
+    # Buy 10 contracts (0.001 BTC) at 60000: 60 USDT margin, fee 0.03 USDT.
+    asyncio.run(exchange.place_order(order("p1", OrderSide.BUY, "10", "60000", symbol=perp)))
+    balances = asyncio.run(exchange.balances())
+    assert (balances["USDT"].free, balances["USDT"].locked) == (D("39.97"), D("60"))
+    (position,) = asyncio.run(exchange.positions())
+    assert (position.size, position.entry_price) == (D("10"), D("60000"))
+    # The market rises 100.
+    source.book.apply_delta(ASK, source.ticks("60000"), 0)
+    source.book.apply_delta(ASK, source.ticks("60200"), 100)
+    source.book.apply_delta(BID, source.ticks("59990"), 0)
+    source.book.apply_delta(BID, source.ticks("60100"), 100)
+    # Sell 15 at 60100: closes 10 (PnL +0.1 USDT, 60 released), opens 5 short (30.05 margin); fee 0.045075.
+    state = asyncio.run(exchange.place_order(order("p2", OrderSide.SELL, "15", "60100", symbol=perp)))
+    assert (state.fee, state.fee_asset) == (D("0.045075"), "USDT")
+    balances = asyncio.run(exchange.balances())
+    assert balances["USDT"].free == D("39.97") + 60 + D("0.1") - D("30.05") - D("0.045075") == D("69.974925")
+    assert balances["USDT"].locked == D("30.05")
+    (position,) = asyncio.run(exchange.positions())
+    assert (position.size, position.entry_price) == (D("-5"), D("60100"))
+    # Opening 200 more short needs 120.2 margin: refused.
+    with pytest.raises(OrderRejectedError) as refused:
+        asyncio.run(exchange.place_order(order("p3", OrderSide.SELL, "200", "60100", symbol=perp)))
+    assert refused.value.category == ErrorCategory.INSUFFICIENT_BALANCE
