@@ -1,6 +1,6 @@
 """Command line: ``python -m arb <command>``.
 
-Exit codes: 0 success, 1 runtime error, 2 bad configuration or usage, 3 command not built yet.
+Exit codes: 0 success, 1 runtime error (a backtest: the recording is damaged), 2 bad configuration or usage.
 """
 
 from __future__ import annotations
@@ -15,23 +15,47 @@ import pkgutil
 import platform
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from . import __version__
 from .config import ConfigurationManager
 from .errors import ArbitrageEngineError, ConfigurationError
 from .secrets import VENUE_ENV_PREFIX, encrypt_secret, generate_encryption_key, load_credentials
 
+if TYPE_CHECKING:
+    import asyncio
+
 EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_CONFIG = 2
-EXIT_NOT_BUILT = 3
 
-DEPENDENCIES = ("msgspec", "orjson", "aiohttp", "picows", "numpy", "cryptography")
-NOT_BUILT = {
-    "record": "market-data recording",
-    "backtest": "replay and backtest",
-    "doctor": "diagnostics",
-}
+DEPENDENCIES = ("msgspec", "orjson", "aiohttp", "picows", "uvloop", "numpy", "cryptography", "rich")
+
+
+EVENT_LOOP_ENV = "ARB_EVENT_LOOP"
+EVENT_LOOPS = ("uvloop", "asyncio")
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """The engine's event loop: uvloop where it is installed, else asyncio's.
+
+    ``ARB_EVENT_LOOP=asyncio`` forces asyncio's loop, ``ARB_EVENT_LOOP=uvloop`` requires uvloop.
+    uvloop cuts the ingest lag (``benchmarks/bench_ingest_sustained.py``).
+    """
+    import asyncio
+
+    choice = os.environ.get(EVENT_LOOP_ENV, "")
+    if choice not in ("", *EVENT_LOOPS):
+        raise ConfigurationError([f"{EVENT_LOOP_ENV}={choice!r}: must be one of {', '.join(EVENT_LOOPS)}"])
+    if choice != "asyncio":
+        try:
+            import uvloop
+        except ImportError:
+            if choice == "uvloop":
+                raise ConfigurationError([f"{EVENT_LOOP_ENV}=uvloop: uvloop is not installed"]) from None
+        else:
+            return uvloop.new_event_loop()
+    return asyncio.new_event_loop()
 
 
 def compiled_core_status() -> list[tuple[str, str | None]]:
@@ -60,6 +84,16 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("--config", metavar="FILE", help="user TOML file layered over the shipped defaults")
     run.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     run.add_argument("--duration", type=_positive_seconds, metavar="SECONDS", help="stop after this long")
+    run.add_argument(
+        "--sim-urls", metavar="FILE",
+        help="dry run on the simulated venues of `arb sim --urls-out FILE` instead of starting its own "
+        "(with --paper: read their public market data)",
+    )
+    run.add_argument(
+        "--headless", action="store_true",
+        help="JSON lines on stdout (status each second, executions, breaker trips, resyncs) instead of the live view",
+    )
+    run.add_argument("--report", metavar="DIR", help="at the end, write report.html, summary.json and charts to DIR")
 
     check = commands.add_parser("check-config", help="validate a configuration and print the effective settings")
     check.add_argument("file", nargs="?", metavar="FILE", help="user TOML file (default: shipped defaults only)")
@@ -79,10 +113,62 @@ def _build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--symbols", nargs="+", default=["BTC/USDT", "ETH/USDT"], metavar="SYMBOL")
     sim.add_argument("--duration", type=_positive_seconds, metavar="SECONDS", help="stop after this long")
     sim.add_argument("--port-base", type=int, metavar="PORT", help="listen on PORT.. (default: free ports)")
+    sim.add_argument(
+        "--urls-out", metavar="FILE", help="also write the URLs and the funded key as JSON (for run --sim-urls)"
+    )
     sim.add_argument("--rate", type=int, default=100, metavar="N", help="book updates per second per market and symbol")
-    for name in ("record", "backtest", "doctor"):
-        commands.add_parser(name, help=f"{NOT_BUILT[name]} (not built yet)")
+    record = commands.add_parser(
+        "record", help="record raw market data (simulated venues by default; --live: real public data)"
+    )
+    record_source = record.add_mutually_exclusive_group()
+    record_source.add_argument("--sim", action="store_true", help="record the in-process simulated venues (default)")
+    record_source.add_argument("--live", action="store_true", help="record the real venues' public market data")
+    record.add_argument("--venues", type=_word_list, default=["gateio", "mexc"], metavar="V1,V2",
+                        help="venues to record (default: gateio,mexc)")
+    record.add_argument("--markets", type=_word_list, default=["spot"], metavar="M1,M2",
+                        help="spot and/or futures (default: spot)")
+    record.add_argument("--symbols", nargs="+", default=["BTC/USDT"], metavar="SYMBOL", help="spot-form symbols")
+    record.add_argument("--out", required=True, metavar="FILE", help="recording file (never overwritten)")
+    record.add_argument("--rotate-mb", type=_positive_seconds, metavar="N", help="start a new part every N MB")
+    record.add_argument("--rotate-hours", type=_positive_seconds, metavar="H",
+                        help="start a new part every H hours (aligned: 1 rotates on the UTC hour)")
+    record.add_argument("--duration", type=_positive_seconds, metavar="SECONDS", help="stop after this long")
+    record.add_argument("--config", metavar="FILE", help="user TOML file (timeouts, URL overrides)")
+    record.add_argument("--log-level", default="WARNING", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+
+    doctor = commands.add_parser("doctor", help="check config, keys, clock, compiled core and latency to each venue")
+    doctor.add_argument("--config", metavar="FILE", help="user TOML file layered over the shipped defaults")
+    doctor.add_argument("--sim", action="store_true", help="check against the in-process simulated venues")
+    doctor.add_argument("--log-level", default="ERROR", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    backtest = commands.add_parser(
+        "backtest", help="replay recordings through the engine with simulated fills (deterministic)"
+    )
+    backtest.add_argument("files", nargs="+", metavar="FILE",
+                          help="recordings (arb record files or cryptofeed text recordings)")
+    backtest.add_argument("--config", metavar="FILE", help="user TOML file layered over the shipped defaults")
+    backtest.add_argument("--latency-ms", type=_non_negative_ms, default=0.0, metavar="X",
+                          help="order arrival delay on every market, ms (default 0)")
+    backtest.add_argument("--report", metavar="DIR", help="write report.html, summary.json and charts to DIR")
+    backtest.add_argument("--json", action="store_true", help="print the JSON summary on stdout instead of text")
+    backtest.add_argument("--log-level", default="WARNING", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     return parser
+
+
+def _word_list(text: str) -> list[str]:
+    words = [word.strip() for word in text.split(",") if word.strip()]
+    if not words:
+        raise argparse.ArgumentTypeError(f"expected a comma-separated list, got {text!r}")
+    return words
+
+
+def _non_negative_ms(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of milliseconds, got {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text!r}")
+    return value
 
 
 def _positive_seconds(text: str) -> float:
@@ -114,7 +200,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run(args)
         if args.command == "sim":
             return _sim(args)
-        return _not_built(args.command)
+        if args.command == "record":
+            return _record(args)
+        if args.command == "doctor":
+            return _doctor(args)
+        return _backtest(args)
     except ConfigurationError as exc:
         print(f"arb: {exc}", file=sys.stderr)
         return EXIT_CONFIG
@@ -123,11 +213,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_ERROR
     except KeyboardInterrupt:
         return 130
-
-
-def _not_built(command: str) -> int:
-    print(f"arb {command}: {NOT_BUILT[command]} is not built yet; see README.md (Features).", file=sys.stderr)
-    return EXIT_NOT_BUILT
 
 
 def _version() -> int:
@@ -186,26 +271,96 @@ def _run(args: argparse.Namespace) -> int:
     manager = ConfigurationManager(args.config)
     manager.load_configuration(dry_run=not args.live)
     manager.log_summary()
-    if args.paper:
-        print(
-            "arb run --paper: paper trading (real public market data, fills simulated against the live book) "
-            "is not built yet; `python -m arb run` is a dry run on the simulated venues.",
-            file=sys.stderr,
-        )
-        return EXIT_NOT_BUILT
     import asyncio
 
     from .controller import ArbitrageController, RunSummary
+    from .metrics import serve_metrics
+    from .view import Output, choose_output, install_json_events, watch_run
 
-    controller = ArbitrageController(manager, status=lambda line: print(line, flush=True))
+    output = choose_output(args.headless, sys.stdout)
+    if output is Output.HEADLESS:
+        install_json_events(sys.stdout)
+    endpoints = None
+    if args.sim_urls is not None:
+        if args.live:
+            raise ConfigurationError(["--sim-urls: live trading never attaches to simulated venues"])
+        from .sim.cluster import SimEndpoints
+
+        try:
+            endpoints = SimEndpoints.read(args.sim_urls)
+        except ValueError as exc:
+            raise ConfigurationError([f"--sim-urls: {exc}"]) from None
+    from .replay.report import LoggingMonitor, TradeLog, report_data, write_report
+
+    trade_log = TradeLog()
+    monitor = LoggingMonitor(manager.config.target_execution_time_ms, trade_log)
+    controller = ArbitrageController(manager, sim_endpoints=endpoints, monitor=monitor)
 
     async def trade() -> RunSummary:
-        await controller.initialize(dry_run=not args.live)
-        return await controller.run(args.duration)
+        config = manager.config
+        # Up before initialize: liveness answers while the venues connect; readiness follows the books.
+        async with serve_metrics(config.metrics, controller, max_data_age_ms=config.max_data_age_ms):
+            await controller.initialize(dry_run=not args.live, paper=args.paper)
+            sampler = None
+            if args.report is not None and controller.pipeline is not None:
+                trade_log.attach(controller)
+                sampler = asyncio.get_running_loop().create_task(
+                    trade_log.sample_spreads_every(controller.pipeline, controller.clock)
+                )
+            started_ns = controller.clock()
+            try:
+                return await watch_run(controller, output, args.duration)
+            finally:
+                if sampler is not None:
+                    sampler.cancel()
+                if args.report is not None:
+                    _run_report(controller, trade_log, started_ns, args.report)
 
-    summary = asyncio.run(trade())
-    print("\n".join(summary.lines()), flush=True)
+    def _run_report(controller: ArbitrageController, log: TradeLog, started_ns: int, directory: str) -> None:
+        if controller.risk is not None:
+            log.trips += [s.trip for s in controller.risk.get_circuit_breaker_status().values() if s.trip is not None]
+        data = report_data(f"arb run ({controller.mode})", controller.summary(), log, controller.monitor,
+                           start_ns=started_ns)
+        print(f"report written: {write_report(data, directory)[0]}", file=sys.stderr)
+
+    with asyncio.Runner(loop_factory=new_event_loop) as runner:
+        summary = runner.run(trade())
+    # Headless stdout carries JSON only (the summary was its last event); the text goes to stderr.
+    print("\n".join(summary.lines()), file=sys.stderr if output is Output.HEADLESS else sys.stdout, flush=True)
     return EXIT_OK if summary.ok else EXIT_ERROR
+
+
+def _backtest(args: argparse.Namespace) -> int:
+    from decimal import Decimal
+
+    import msgspec
+
+    from .replay.player import BacktestSettings, LatencyModel, backtest
+    from .replay.report import write_report
+
+    missing = [f"{name}: file not found" for name in args.files if not os.path.isfile(name)]
+    if missing:
+        raise ConfigurationError(missing)
+    manager = ConfigurationManager(args.config)
+    manager.load_configuration(dry_run=True)
+    settings = BacktestSettings(
+        latency=LatencyModel.fixed_ms(Decimal(str(args.latency_ms))), progress=not args.json and sys.stderr.isatty()
+    )
+    result = backtest(args.files, manager, settings)
+    if args.report is not None and result.report is not None:
+        written = write_report(result.report, args.report)
+        print(f"report written: {written[0]}", file=sys.stderr)
+    if args.json:
+        summary = result.report.summary() if result.report is not None else {}
+        summary.update(
+            records=result.records, records_per_s=round(result.records_per_s),
+            damage=None if result.damage is None else msgspec.to_builtins(result.damage),
+            markets=[m.value for m in result.markets], symbols=result.symbols, books=len(result.books),
+        )
+        print(msgspec.json.encode(summary).decode())
+    else:
+        print("\n".join(result.lines()))
+    return EXIT_OK if result.damage is None else EXIT_ERROR
 
 
 def _sim(args: argparse.Namespace) -> int:
@@ -223,6 +378,8 @@ def _sim(args: argparse.Namespace) -> int:
 
     async def serve() -> None:
         async with cluster:
+            if args.urls_out is not None:
+                cluster.endpoints().write(args.urls_out)
             for line in cluster.url_lines():
                 print(line, flush=True)
             if args.duration is None:
@@ -236,3 +393,87 @@ def _sim(args: argparse.Namespace) -> int:
         print(f"arb sim: cannot listen: {exc}", file=sys.stderr)
         return EXIT_ERROR
     return EXIT_OK
+
+
+def _record(args: argparse.Namespace) -> int:
+    import asyncio
+    import contextlib
+
+    from .doctor import public_connector
+    from .exchanges.connector import ExchangeConnector
+    from .exchanges.factory import ExchangeFactory, market_symbols
+    from .replay.recorder import Recorder, record_markets
+    from .sim.cluster import SimCluster, SimConfig
+    from .types import ExchangeName
+
+    problems = [f"--venues: unknown venue {v!r} (known: gateio, mexc)" for v in args.venues if v not in VENUE_ENV_PREFIX]
+    problems += [f"--markets: unknown market {m!r} (known: spot, futures)" for m in args.markets
+                 if m not in ("spot", "futures")]
+    if problems:
+        raise ConfigurationError(problems)
+    markets = [ExchangeName(v if m == "spot" else f"{v}_{m}") for v in args.venues for m in args.markets]
+    sim = not args.live
+    manager = ConfigurationManager(args.config)
+    manager.load_configuration(dry_run=sim)
+    cluster = None
+    if sim:
+        try:
+            cluster = SimCluster(SimConfig(symbols=tuple(args.symbols), venues=tuple(dict.fromkeys(args.venues))))
+        except ValueError as exc:
+            raise ConfigurationError([f"--symbols: {exc}"]) from None
+    try:
+        recorder = Recorder(
+            args.out,
+            rotate_bytes=None if args.rotate_mb is None else int(args.rotate_mb * 1_000_000),
+            rotate_interval_s=None if args.rotate_hours is None else max(1, int(args.rotate_hours * 3600)),
+        )
+    except OSError as exc:
+        print(f"arb record: cannot create {args.out}: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    source = "simulated venues" if sim else "real venues (public data)"
+    print(f"recording {', '.join(m.value for m in markets)} {' '.join(args.symbols)} from {source} to {args.out}",
+          flush=True)
+
+    async def record() -> dict[ExchangeName, int]:
+        async with contextlib.AsyncExitStack() as stack:
+            factory = ExchangeFactory(manager)
+            if cluster is not None:
+                await stack.enter_async_context(cluster)
+                factory = ExchangeFactory(manager, sim_urls=cluster.urls())
+            connectors: dict[ExchangeName, ExchangeConnector] = {}
+            for market in markets:
+                connector = public_connector(factory, market, sim)
+                stack.push_async_callback(connector.close)
+                connectors[market] = connector
+            symbols = {market: market_symbols(market, args.symbols) for market in markets}
+            return await record_markets(
+                connectors, symbols, recorder, args.duration, status=lambda line: print(line, flush=True)
+            )
+
+    delivered: dict[ExchangeName, int] = {}
+    try:
+        delivered = asyncio.run(record())
+    finally:
+        stats = recorder.close()
+    for market, count in delivered.items():
+        print(f"  {market.value:<15} {count} websocket messages")
+    ratio = f", {stats.stored_bytes / stats.records:.0f} B/record" if stats.records else ""
+    print(f"recorded {stats.records} records, {stats.stored_bytes} bytes{ratio} in {len(stats.files)} file(s):")
+    for name in stats.files:
+        print(f"  {name}")
+    if stats.error is not None:
+        print(f"arb record: {stats.error}; {stats.dropped} records dropped", file=sys.stderr)
+        return EXIT_ERROR
+    return EXIT_OK
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from .doctor import diagnose
+
+    diagnosis = asyncio.run(diagnose(args.config, sim=args.sim))
+    print("\n".join(diagnosis.lines()), flush=True)
+    if diagnosis.config_failed:
+        return EXIT_CONFIG
+    return EXIT_ERROR if diagnosis.failed else EXIT_OK

@@ -29,8 +29,8 @@ VENUES = ("mexc", "gateio")
 MARKETS = ("spot", "futures")
 QUOTE_CURRENCIES = ("USDT",)
 SYMBOL_PATTERN = re.compile(r"^([A-Z0-9]{1,20})/([A-Z0-9]{1,20})$")
-# ARB_* variables that configure the build, not the engine.
-NON_CONFIG_ENV = frozenset({"ARB_BUILD_ONLY", "ARB_CYTHON_ANNOTATE", "ARB_CYTHON_TRACE"})
+# ARB_* variables that configure the build or the process (the event loop), not the engine.
+NON_CONFIG_ENV = frozenset({"ARB_BUILD_ONLY", "ARB_CYTHON_ANNOTATE", "ARB_CYTHON_TRACE", "ARB_EVENT_LOOP"})
 
 
 class _Invalid(ValueError):

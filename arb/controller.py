@@ -6,10 +6,15 @@ books, ``BalanceMonitor``, ``RiskManager``, the executor, ``RecoveryManager``,
 ``PerformanceMonitor``, the ``Journal`` and the ``ShutdownManager``.
 
 Modes. A dry run (the default) starts the simulated venues in-process and points the
-factory at them; nothing reaches a real host. Live trading refuses to start unless API
+factory at them (or attaches to venues another process serves, ``sim_endpoints``);
+nothing reaches a real host. Live trading refuses to start unless API
 keys are present for every trading venue, a signed balance call succeeds on each, and the
 configuration names the symbols and limits explicitly (a ``--config`` file or ``ARB_*``
-variables, not only the shipped defaults). Paper trading is not built.
+variables, not only the shipped defaults). Paper trading (``initialize(paper=True)``) reads
+the real venues' public market data (or the simulated venues' public endpoints,
+``sim_endpoints``) with connectors that hold no keys, and trades through
+``arb.exchanges.paper.PaperExchange``: fills simulated against the live books, balances
+from the ``[paper]`` inventory; no order leaves the process.
 
 ``ArbitrageEngine`` wraps a controller for programmatic use: ``session()`` starts and
 stops it, ``execute_opportunity`` runs one opportunity through risk and execution.
@@ -34,21 +39,24 @@ from arb_core.freshness import monotonic_ns
 from .balances import BalanceMonitor, SkewAlert
 from .config import ConfigurationManager
 from .errors import ArbitrageEngineError, ConfigurationError
-from .exchanges.base import BookKey
+from .exchanges.base import BookKey, MarketDataTap
 from .exchanges.book_sync import BookSyncStats
 from .exchanges.connector import ExchangeConnector
 from .exchanges.factory import ExchangeFactory, market_symbols
-from .exchanges.models import Fill
+from .exchanges.models import Fill, OrderRequest, OrderState
+from .exchanges.paper import PaperExchange
 from .execution import TwoLegExecutor
+from .hedges import HedgeBook, HedgePosition
 from .instruments import InstrumentCatalog, split_symbol
-from .journal import Journal
+from .journal import Journal, OrderResolver
+from .orders import OrderOutcome
 from .monitor import PerformanceMonitor, Stage
-from .pipeline import ScannerPipeline, SymbolPlan
+from .pipeline import Leg, ScannerPipeline, SymbolPlan
 from .recovery import RecoveryManager
 from .risk import RiskManager, RiskRejection
 from .secrets import VENUE_ENV_PREFIX, ApiCredentials, Secret
 from .shutdown import ShutdownManager, StepOutcome
-from .sim.cluster import SimCluster, SimConfig
+from .sim.cluster import SimCluster, SimConfig, SimEndpoints
 from .sim.market import Dislocation, SyntheticMarket
 from .sim.server import SyntheticFeed
 from .types import (
@@ -59,6 +67,7 @@ from .types import (
     ExchangeName,
     ExecutionResult,
     OpportunityType,
+    OrderSide,
 )
 
 log = logging.getLogger(__name__)
@@ -99,6 +108,7 @@ class RunSummary(msgspec.Struct, kw_only=True):
     shutdown: list[StepOutcome]
     stop_reason: str | None = None
     error: str | None = None  # an engine task failed
+    skipped_for_order_budget: int = 0  # opportunities passed up: a venue's order rate budget was spent
 
     @property
     def ok(self) -> bool:
@@ -118,6 +128,7 @@ class RunSummary(msgspec.Struct, kw_only=True):
             f"  avg execution time       {s.average_execution_time_ms} ms",
             "  rejected by risk         "
             + (", ".join(f"{k} {v}" for k, v in sorted(self.rejected_by_risk.items())) or "none"),
+            f"  skipped, order budget    {self.skipped_for_order_budget}",
         ]
         for stage, (p50, p99) in self.latency_ms.items():
             out.append(f"  latency {stage:<8}         p50 {p50} ms, p99 {p99} ms")
@@ -143,15 +154,17 @@ def dry_run_cluster(
     *,
     dislocations: Sequence[Dislocation] = (),
     random_per_minute: int = DRY_RUN_DISLOCATIONS_PER_MINUTE,
+    sim_config: SimConfig | None = None,
 ) -> SimCluster:
     """The simulated venues of a dry run: the configured symbols, with dislocations.
 
     The cluster's synthetic markets are replaced by the same markets (same seeds, same
     books) plus ``random_per_minute`` random one-venue dislocations and the scheduled
     ``dislocations`` (times on the simulator's clock, which starts with the cluster), so a
-    run finds opportunities within seconds.
+    run finds opportunities within seconds. ``sim_config`` replaces the cluster's own settings
+    (default: ``seed`` and the configured symbols).
     """
-    cluster = SimCluster(SimConfig(seed=seed, symbols=config.symbols))
+    cluster = SimCluster(sim_config or SimConfig(seed=seed, symbols=config.symbols))
     if not isinstance(cluster.feed, SyntheticFeed):
         return cluster
     engines = {
@@ -176,10 +189,10 @@ def dry_run_cluster(
     return cluster
 
 
-def _dry_journal_path(path: str) -> str:
-    """Dry runs journal apart from live trading, so a live restart never reconciles simulated orders."""
+def _dry_journal_path(path: str, tag: str = "dry") -> str:
+    """Dry and paper runs journal apart from live trading, so a live restart never reconciles simulated orders."""
     p = Path(path)
-    return str(p.with_name(f"{p.stem}-dry{p.suffix or '.sqlite3'}"))
+    return str(p.with_name(f"{p.stem}-{tag}{p.suffix or '.sqlite3'}"))
 
 
 class ArbitrageController:
@@ -202,8 +215,11 @@ class ArbitrageController:
         balances: BalanceMonitor | None = None,
         pipeline: ScannerPipeline | None = None,
         sim_cluster: SimCluster | None = None,
+        sim_endpoints: SimEndpoints | None = None,
+        tap: MarketDataTap | None = None,
         status: Callable[[str], None] | None = None,
         status_interval_s: float = 1.0,
+        clock: Callable[[], int] = monotonic_ns,
     ) -> None:
         self.config_manager = config_manager
         self.config = config_manager.config
@@ -217,10 +233,15 @@ class ArbitrageController:
         self.balances = balances
         self.pipeline = pipeline
         self.sim_cluster = sim_cluster
+        self.sim_endpoints = sim_endpoints
+        self.tap = tap  # sees every market-data message and snapshot (a Recorder)
         self.status = status
         self.status_interval_s = status_interval_s
+        self.clock = clock  # monotonic ns; a backtest passes its virtual clock
         self.mode = "not initialized"
         self.connectors: dict[ExchangeName, ExchangeConnector] = {}
+        # The private side the executor, recovery and balances use: the connectors, or paper markets.
+        self.traders: dict[ExchangeName, ExchangeConnector | PaperExchange] = {}
         self._owned_sim = False
         self._pending: dict[int, ArbitrageOpportunity] = {}
         self._wake = asyncio.Event()
@@ -228,6 +249,7 @@ class ArbitrageController:
         self._initialized = False
         self._started_ns = 0
         self._fills = 0
+        self._budget_skips = 0
         self._results: list[ExecutionResult] = []
         self._book_stats: dict[ExchangeName, dict[str, BookSyncStats]] = {}
         self._skew_alerts: list[str] = []
@@ -235,20 +257,37 @@ class ArbitrageController:
         self._catalogs: dict[ExchangeName, InstrumentCatalog] = {}
         self._error: str | None = None
         self._traded_ns: dict[str, int] = {}
+        self.hedges: HedgeBook | None = None
 
     # --- start-up -----------------------------------------------------------------------
 
-    async def initialize(self, dry_run: bool = True) -> None:
+    async def initialize(self, dry_run: bool = True, *, paper: bool = False) -> None:
         """Build every part, connect the markets, start the books and register the shutdown steps.
 
+        ``paper``: paper trading (real public data, simulated fills; never with ``dry_run=False``).
         Raises ``ConfigurationError`` when live trading is not allowed (keys missing or
         refused, symbols and limits not stated).
         """
         if self._initialized:
             raise ArbitrageEngineError("controller already initialized")
+        if paper and not dry_run:
+            raise ArbitrageEngineError("paper trading sends no orders: initialize(paper=True) takes dry_run=True")
         config = self.config
-        if dry_run:
+        if paper:
+            self.mode = "paper"
+            if self.factory is None:
+                # No keys: public data only, from the configured venues or the given simulated ones.
+                urls = self.sim_endpoints.venues if self.sim_endpoints is not None else None
+                self.factory = ExchangeFactory(self.config_manager, {}, urls)
+        elif dry_run:
             self.mode = "dry run"
+            if self.factory is None and self.sim_endpoints is not None:
+                # Simulated venues of another process: they outlive this engine (crash tests).
+                endpoints = self.sim_endpoints
+                credentials = ApiCredentials(Secret(endpoints.api_key), Secret(endpoints.api_secret))
+                self.factory = ExchangeFactory(
+                    self.config_manager, {v: credentials for v in VENUE_ENV_PREFIX}, endpoints.venues
+                )
             if self.factory is None:
                 if self.sim_cluster is None:
                     self.sim_cluster = dry_run_cluster(config)
@@ -274,13 +313,25 @@ class ArbitrageController:
                 for market in exchange.exchange_names
                 if hedging or not market.is_futures
             ]
-            self.connectors = await self.factory.create_exchanges(markets, dry_run=dry_run)
+            self.connectors = await self.factory.create_exchanges(markets, dry_run=dry_run, paper=paper)
+            if paper:
+                self.traders = {
+                    m: PaperExchange(c, config.paper_balances.get(m.value, {})) for m, c in self.connectors.items()
+                }
+            else:
+                self.traders = dict(self.connectors)
             if not dry_run:
                 await self._verify_keys()
             await self._build_parts(dry_run)
             if self.journal is not None and self.recovery is not None:
                 # Orders an earlier run left open are settled before anything new is sent.
-                await self.journal.reconcile(self.recovery.resolver())
+                journal = self.journal
+                interrupted = {i.opportunity_id for i in journal.open_intents()}
+                last = journal.last_opportunity_id()
+                await journal.reconcile(self._resolver_with_fees(self.recovery.resolver()))
+                # The trade loop runs one execution at a time, so only the newest one can have
+                # been cut short with every order closed but its legs unmatched.
+                self._flag_interrupted(journal, sorted(interrupted | ({last} if last else set())))
             await self._start_books()
             if self.balances is not None:
                 await self.balances.refresh()
@@ -289,6 +340,55 @@ class ArbitrageController:
             raise
         self._register_shutdown_steps()
         self._initialized = True
+
+    def _resolver_with_fees(self, resolve: OrderResolver) -> OrderResolver:
+        """``resolve`` with the fee filled in where the venue's order query reports none.
+
+        MEXC spot reports fees only per trade; the executor then charges the instrument's
+        taker fee in the asset received (``OrderOutcome.fee``), and a fill recorded at
+        start-up reconciliation must carry the same fee, or the journal would undercount it.
+        """
+
+        async def resolved(exchange: ExchangeName, symbol: str, client_order_id: str) -> OrderState | None:
+            state = await resolve(exchange, symbol, client_order_id)
+            if state is None or not state.filled_quantity or state.fee or state.fee_asset is not None:
+                return state
+            request = OrderRequest(
+                symbol=symbol, side=state.side, type=state.type, quantity=state.quantity, price=state.price,
+                client_order_id=client_order_id,
+            )
+            instrument = self._catalogs[exchange].get(symbol)
+            fee, asset = OrderOutcome(
+                exchange=exchange, instrument=instrument, request=request, leg="reconcile", state=state
+            ).fee
+            return msgspec.structs.replace(state, fee=fee, fee_asset=asset)
+
+        return resolved
+
+    def _flag_interrupted(self, journal: Journal, opportunity_ids: Sequence[str]) -> None:
+        """Flag for manual approval every opportunity an earlier run left with unmatched legs.
+
+        The net is the signed base quantity over all its recorded fills (spot and futures
+        legs, recovery orders included): a completed or recovered execution nets to zero.
+        """
+        for opp in opportunity_ids:
+            steps = {step for step, _ in journal.recovery_steps(opp)}
+            if "manual_approval" in steps:
+                continue
+            net = ZERO
+            lot: Decimal | None = None
+            for record in journal.fills(opp):
+                fill = record.fill
+                instrument = self._catalogs[record.exchange].get(fill.symbol)
+                base = fill.quantity * instrument.contract_size
+                net += base if fill.side is OrderSide.BUY else -base
+                step = instrument.lot_size * instrument.contract_size
+                lot = step if lot is None else min(lot, step)
+            if lot is None or abs(net) < lot:
+                continue
+            reason = "interrupted by an engine restart with unmatched legs"
+            log.error("opportunity %s: REQUIRES MANUAL APPROVAL: %s; open residual %s base", opp, reason, net)
+            journal.record_recovery_step(opp, "manual_approval", {"reason": reason, "residual": net})
 
     async def _verify_keys(self) -> None:
         """A signed balance call on every market that trades; refuses live trading if any fails."""
@@ -313,7 +413,13 @@ class ArbitrageController:
                 enable_circuit_breakers=config.enable_circuit_breakers,
             )
         if self.journal is None:
-            self.journal = Journal(_dry_journal_path(config.journal_path) if dry_run else config.journal_path)
+            if dry_run:
+                tag = "paper" if self.mode == "paper" else "dry"
+                self.journal = Journal(_dry_journal_path(config.journal_path, tag), synchronous="NORMAL")
+            else:
+                self.journal = Journal(
+                    config.journal_path, synchronous="NORMAL" if config.journal_synchronous == "NORMAL" else "FULL"
+                )
         if self.pipeline is None:
             self.pipeline = ScannerPipeline(
                 max_data_age_ms=config.max_data_age_ms,
@@ -326,22 +432,24 @@ class ArbitrageController:
         self.pipeline.on_desync = self._on_desync
         if self.balances is None:
             self.balances = BalanceMonitor(
-                {m: c for m, c in self.connectors.items() if c.can_trade},
+                {m: c for m, c in self.traders.items() if c.can_trade},
                 refresh_interval_ms=config.balance_refresh_interval_ms,
                 on_alert=self._on_skew,
             )
         self.balances.pipeline = self.pipeline
         if self.recovery is None:
             self.recovery = RecoveryManager(
-                self.connectors,
+                self.traders,
                 max_loss_quote=config.risk_limits.max_position_size_usd * RECOVERY_LOSS_FRACTION,
                 journal=self.journal,
             )
         self._catalogs = {market: await c.instruments() for market, c in self.connectors.items()}
+        if OpportunityType.SPOT_FUTURES_HEDGE in config.opportunity_types and self.hedges is None:
+            self.hedges = HedgeBook(self._catalogs, min_profit_bps=config.risk_limits.min_profit_margin_bps)
         if self.executor is None:
             catalogs = self._catalogs
             self.executor = TwoLegExecutor(
-                self.connectors, catalogs, recovery=self.recovery, journal=self.journal, monitor=self.monitor
+                self.traders, catalogs, recovery=self.recovery, journal=self.journal, monitor=self.monitor
             )
 
     async def _start_books(self) -> None:
@@ -350,7 +458,7 @@ class ArbitrageController:
             raise ArbitrageEngineError("controller: the scanner pipeline was not built")
         symbols = self.config.symbols
         await asyncio.gather(
-            *(c.start_books(market_symbols(m, symbols), pipeline) for m, c in self.connectors.items())
+            *(c.start_books(market_symbols(m, symbols), pipeline, tap=self.tap) for m, c in self.connectors.items())
         )
         for symbol in symbols:
             legs = []
@@ -379,7 +487,7 @@ class ArbitrageController:
             raise ArbitrageEngineError("controller not initialized: call initialize() first")
         shutdown = self.shutdown_manager
         shutdown.install()
-        self._started_ns = monotonic_ns()
+        self._started_ns = self.clock()
         self._scanning = True
         loop = asyncio.get_running_loop()
         self._tasks = [
@@ -438,7 +546,34 @@ class ArbitrageController:
                 if opportunity.detected_at <= self._traded_ns.get(opportunity.symbol, -1):
                     continue
                 await self.process(opportunity)
-                self._traded_ns[opportunity.symbol] = monotonic_ns()
+                self._traded_ns[opportunity.symbol] = self.clock()
+            if self.hedges is not None and self._scanning:
+                await self._close_hedges(self.hedges, pipeline)
+
+    async def _close_hedges(self, hedges: HedgeBook, pipeline: ScannerPipeline) -> None:
+        """Send the closing pair of every hedge position whose basis has reverted (``arb.hedges``)."""
+        for position in hedges.positions():
+            legs = self._hedge_legs(pipeline, position)
+            if legs is None:
+                continue
+            closing = hedges.close_opportunity(
+                position, *legs, id_prefix=pipeline.id_prefix, detected_ns=self.clock(),
+                max_notional=self.config.risk_limits.max_position_size_usd,
+            )
+            if closing is not None:
+                await self.process(closing)
+                self._traded_ns[closing.symbol] = self.clock()
+
+    @staticmethod
+    def _hedge_legs(pipeline: ScannerPipeline, position: HedgePosition) -> tuple[Leg, Leg] | None:
+        found: dict[ExchangeName, Leg] = {}
+        for market in (position.spot, position.futures):
+            for plan, leg in pipeline.legs_of(market):
+                if plan.symbol == position.symbol:
+                    found[market] = leg
+        if len(found) < 2:
+            return None
+        return found[position.spot], found[position.futures]
 
     async def process(self, opportunity: ArbitrageOpportunity) -> ExecutionResult | None:
         """Risk-check and execute one opportunity, recording it everywhere; None when refused."""
@@ -446,7 +581,7 @@ class ArbitrageController:
         if risk is None or executor is None:
             raise ArbitrageEngineError("controller not initialized: call initialize() first")
         monitor.record_opportunity_detected()
-        start = monotonic_ns()
+        start = self.clock()
         monitor.record_stage(Stage.DETECT, max(0, start - opportunity.detected_at))
         try:
             risk.validate_opportunity_risk(opportunity)
@@ -454,14 +589,23 @@ class ArbitrageController:
             log.debug("%s", exc)
             return None
         finally:
-            monitor.record_stage(Stage.RISK, monotonic_ns() - start)
+            monitor.record_stage(Stage.RISK, self.clock() - start)
+        wait_s = self._order_wait_s(opportunity)
+        if wait_s > 0:
+            # Both legs go now or neither does: a leg queued behind its venue's order budget
+            # would arrive up to a refill period after the other one, at a price long gone.
+            self._budget_skips += 1
+            log.debug("%s: skipped, the order budget admits the next order in %.3f s", opportunity.opportunity_id, wait_s)
+            return None
         risk.record_execution_started(opportunity)
         result = await executor.execute(opportunity)
         self._record_fills(result)
         risk.record_execution(result)
         monitor.record_execution(result)
-        monitor.record_cycle(monotonic_ns() - opportunity.detected_at, opportunity.opportunity_id)
+        monitor.record_cycle(self.clock() - opportunity.detected_at, opportunity.opportunity_id)
         self._results.append(result)
+        if self.hedges is not None:
+            self.hedges.record(opportunity, result)
         self._fills += sum(1 for leg in result.legs if leg.filled_quantity > 0)
         log.info(
             "%s %s buy %s sell %s: %s, realized %s",
@@ -471,6 +615,14 @@ class ArbitrageController:
         if self.balances is not None:
             await self.balances.refresh({leg.exchange for leg in result.legs})
         return result
+
+    def _order_wait_s(self, opportunity: ArbitrageOpportunity) -> float:
+        """Seconds until both legs' venues admit an order (0: both can be sent now)."""
+        connectors = self.connectors
+        return max(
+            (connectors[m].order_wait_s() for m in (opportunity.buy_exchange, opportunity.sell_exchange) if m in connectors),
+            default=0.0,
+        )
 
     def _record_fills(self, result: ExecutionResult) -> None:
         """Each leg's fills as one position change for the risk manager (its exposure and marks)."""
@@ -516,6 +668,10 @@ class ArbitrageController:
         """Every execution result of this run, in order."""
         return list(self._results)
 
+    def results_from(self, start: int) -> list[ExecutionResult]:
+        """The execution results from position ``start`` on (the run's n-th execution is at n - 1)."""
+        return self._results[start:]
+
     def statistics(self) -> EngineStatistics:
         """The engine counters so far."""
         return self.monitor.get_statistics()
@@ -531,7 +687,7 @@ class ArbitrageController:
         (cycle,) = self.monitor.stage_latencies((Stage.CYCLE,))
         in_sync, books = self.books_in_sync()
         links = " ".join(f"{m.value}:{'up' if c.health().connected else 'DOWN'}" for m, c in self.connectors.items())
-        elapsed = (monotonic_ns() - self._started_ns) / 1e9 if self._started_ns else 0.0
+        elapsed = (self.clock() - self._started_ns) / 1e9 if self._started_ns else 0.0
         return (
             f"[{elapsed:6.1f}s] opportunities {s.opportunities_detected} seen, {s.opportunities_executed} taken | "
             f"fills {self._fills} | PnL {s.total_realized_profit} USDT | cycle p50 {cycle.p50_ns / 1e6:.2f} ms "
@@ -546,7 +702,7 @@ class ArbitrageController:
 
     def summary(self) -> RunSummary:
         """The run so far as a ``RunSummary``."""
-        elapsed = Decimal(monotonic_ns() - self._started_ns) / 1_000_000_000 if self._started_ns else ZERO
+        elapsed = Decimal(self.clock() - self._started_ns) / 1_000_000_000 if self._started_ns else ZERO
         latencies = {
             lat.stage.value: (_ms(lat.p50_ns), _ms(lat.p99_ns))
             for lat in self.monitor.stage_latencies()
@@ -585,6 +741,7 @@ class ArbitrageController:
             shutdown=self.shutdown_manager.outcomes,
             stop_reason=self.shutdown_manager.reason,
             error=self._error,
+            skipped_for_order_budget=self._budget_skips,
         )
 
     @property
@@ -616,7 +773,7 @@ class ArbitrageController:
             await asyncio.shield(task)
 
     async def _cancel_open_orders(self) -> None:
-        for market, connector in self.connectors.items():
+        for market, connector in self.traders.items():
             if not connector.can_trade:
                 continue
             for order in await connector.open_orders():
@@ -657,15 +814,16 @@ class ArbitrageController:
 class ArbitrageEngine:
     """A controller for programmatic use: a session, single executions, statistics and health."""
 
-    def __init__(self, controller: ArbitrageController, *, dry_run: bool = True) -> None:
+    def __init__(self, controller: ArbitrageController, *, dry_run: bool = True, paper: bool = False) -> None:
         self.controller = controller
         self.dry_run = dry_run
+        self.paper = paper
 
     @contextlib.asynccontextmanager
     async def session(self, *, trade: bool = True) -> AsyncIterator[ArbitrageEngine]:
         """Initialize the controller; with ``trade``, run its loop in the background; shut down on exit."""
         controller = self.controller
-        await controller.initialize(self.dry_run)
+        await controller.initialize(self.dry_run, paper=self.paper)
         runner = asyncio.get_running_loop().create_task(controller.run()) if trade else None
         try:
             yield self
@@ -678,14 +836,14 @@ class ArbitrageEngine:
 
     async def execute_opportunity(self, opportunity: ArbitrageOpportunity) -> ExecutionResult:
         """Risk-check and execute ``opportunity``; a refusal comes back as a FAILED result naming the check."""
-        start = monotonic_ns()
+        start = self.controller.clock()
         result = await self.controller.process(opportunity)
         if result is not None:
             return result
         return ExecutionResult(
             opportunity_id=opportunity.opportunity_id,
             final_state=ArbitrageState.FAILED,
-            total_execution_time_ms=_ms(monotonic_ns() - start),
+            total_execution_time_ms=_ms(self.controller.clock() - start),
             realized_profit=ZERO,
             error="refused by risk checks",
         )

@@ -76,6 +76,7 @@ class PerformanceMonitor:
         self.slow_cycles = 0
         self._statistics = EngineStatistics()
         self._execution_time_ms = Decimal(0)
+        self._outcomes: dict[ArbitrageState, int] = {}
 
     @classmethod
     def from_config(cls, config: ArbitrageConfig) -> PerformanceMonitor:
@@ -132,6 +133,11 @@ class PerformanceMonitor:
             stats.executions_failed += 1
         stats.total_realized_profit += result.realized_profit
         self._execution_time_ms += result.total_execution_time_ms
+        self._outcomes[result.final_state] = self._outcomes.get(result.final_state, 0) + 1
+
+    def execution_outcomes(self) -> dict[ArbitrageState, int]:
+        """Executions by final state: COMPLETED, FAILED, or RECOVERING (a residual awaiting an operator)."""
+        return dict(self._outcomes)
 
     def histogram(self, stage: Stage) -> LatencyHistogram:
         """The live histogram of ``stage``."""
@@ -169,6 +175,7 @@ class PerformanceMonitor:
             h.reset()
         self._statistics = EngineStatistics()
         self._execution_time_ms = Decimal(0)
+        self._outcomes.clear()
         self.slow_cycles = 0
         self._suppressed = 0
         self._last_warning_ns = None

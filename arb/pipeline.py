@@ -183,6 +183,7 @@ class ScannerPipeline:
         self.overflows = 0
         self.desyncs = 0
         self.on_desync: Callable[[BookKey, str], None] | None = None
+        self._standing: dict[int, ArbitrageOpportunity] = {}
 
     # --- registration -----------------------------------------------------------------
 
@@ -284,12 +285,15 @@ class ScannerPipeline:
             log.warning("scanner: symbol %s: %s", self.plans[symbol_id].symbol, exc)
             return None
         if found is None:
+            self._standing.pop(symbol_id, None)
             return None
         self.found += 1
         opportunity = self.convert(found, now)
         if opportunity is None:
             self.dropped_after_rounding += 1
+            self._standing.pop(symbol_id, None)
             return None
+        self._standing[symbol_id] = opportunity
         if self.on_opportunity is not None:
             self.on_opportunity(opportunity, self.plans[symbol_id])
         return opportunity
@@ -350,6 +354,10 @@ class ScannerPipeline:
     def symbol_plans(self) -> Mapping[int, SymbolPlan]:
         """Registered scanner symbols by id."""
         return self.plans
+
+    def standing_opportunities(self) -> list[ArbitrageOpportunity]:
+        """The opportunity each symbol's latest scan found (symbols whose latest scan found none are left out)."""
+        return list(self._standing.values())
 
 
 def _to_step(price: Decimal, step: Decimal, rounding: str) -> Decimal:

@@ -74,13 +74,6 @@ def test_run_validates_config_before_anything_else(tmp_path: Path) -> None:
     assert "missing.toml: file not found" in result.stderr
 
 
-@pytest.mark.parametrize("command", ["record", "backtest", "doctor"])
-def test_unbuilt_commands_say_so(tmp_path: Path, command: str) -> None:
-    result = arb(command, cwd=tmp_path)
-    assert result.returncode == 3
-    assert "is not built yet" in result.stderr
-
-
 def test_run_is_a_dry_run_on_the_simulated_venues_and_prints_a_summary(tmp_path: Path) -> None:
     result = arb("run", "--duration", "3", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
@@ -102,10 +95,20 @@ def test_live_without_keys_exits_2_naming_the_variables(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
-def test_paper_is_not_built_yet(tmp_path: Path) -> None:
-    result = arb("run", "--paper", cwd=tmp_path)
-    assert result.returncode == 3
-    assert "paper trading" in result.stderr and "not built yet" in result.stderr
+def test_paper_reads_the_configured_venue_urls_without_keys(tmp_path: Path) -> None:
+    # Nothing listens on port 9 of loopback: the paper run fails there, with no keys asked for.
+    config = tmp_path / "paper.toml"
+    config.write_text(
+        "".join(
+            f'[exchanges.{venue}]\nrest_url = "http://127.0.0.1:9"\nws_url = "ws://127.0.0.1:9"\n'
+            f'futures_rest_url = "http://127.0.0.1:9"\nfutures_ws_url = "ws://127.0.0.1:9"\n'
+            for venue in ("mexc", "gateio")
+        )
+    )
+    result = arb("run", "--paper", "--config", str(config), "--duration", "1", cwd=tmp_path)
+    assert result.returncode == 1, result.stderr
+    assert "127.0.0.1:9" in result.stderr and "Traceback" not in result.stderr
+    assert "API_KEY" not in result.stderr and "not built" not in result.stderr
 
 
 def test_sim_prints_the_venue_urls_and_stops_after_duration(tmp_path: Path) -> None:
@@ -168,3 +171,27 @@ def test_run_log_never_contains_secrets(tmp_path: Path) -> None:
     result = arb("run", "--log-level", "DEBUG", "--duration", "1", cwd=tmp_path, env=env)
     assert "effective configuration" in result.stderr
     assert "visible" not in result.stdout + result.stderr
+
+
+def test_event_loop_switch(monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+
+    from arb.cli import new_event_loop
+    from arb.errors import ConfigurationError
+
+    uvloop = pytest.importorskip("uvloop")
+    for value, expected in (("", uvloop.Loop), ("uvloop", uvloop.Loop), ("asyncio", asyncio.SelectorEventLoop)):
+        monkeypatch.setenv("ARB_EVENT_LOOP", value)
+        loop = new_event_loop()
+        try:
+            assert type(loop) is expected, value
+        finally:
+            loop.close()
+    monkeypatch.setenv("ARB_EVENT_LOOP", "tokio")
+    with pytest.raises(ConfigurationError, match="ARB_EVENT_LOOP='tokio'"):
+        new_event_loop()
+
+
+def test_run_accepts_the_event_loop_variable(tmp_path: Path) -> None:
+    result = arb("run", "--duration", "1", cwd=tmp_path, env={"ARB_EVENT_LOOP": "asyncio"})
+    assert result.returncode == 0, result.stderr

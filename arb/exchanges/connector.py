@@ -255,6 +255,7 @@ class ExchangeConnector:
         self._catalog_lock = asyncio.Lock()
         self._sync: BookSync | None = None
         self._session: WsSession | None = None
+        self._stopped_health: ConnectionHealth | None = None  # final counts of the last stopped stream
         self._scales: dict[str, WireScale] = {}
         self._poller: asyncio.Task[None] | None = None
         self._private: PrivateStream | None = None
@@ -423,6 +424,7 @@ class ExchangeConnector:
         self._session = self._sync = None
         if session is not None:
             await session.close()
+            self._stopped_health = session.health()
         if sync is not None:
             await sync.close()
 
@@ -471,9 +473,12 @@ class ExchangeConnector:
         return time.monotonic_ns() - started
 
     def health(self) -> ConnectionHealth:
-        """The market-data connection's health (not connected before ``start_books``)."""
+        """The market-data connection's health (not connected before ``start_books``; after
+        ``stop_books``, the stopped stream's final counts)."""
         if self._session is not None:
             return self._session.health()
+        if self._stopped_health is not None:
+            return self._stopped_health
         return ConnectionHealth(
             venue=self.venue,
             url=self.dialect.ws_url,

@@ -1,0 +1,265 @@
+"""``python -m arb doctor``: is this machine ready to run arb, and how far are the venues?
+
+Checks, in order: the configuration (every problem at once), the compiled core, the API
+keys (masked), then for every enabled market the REST round trip (median of a few
+pings), the clock against the venue's server time, and the websocket handshake time.
+Each finding has a level and, when something is off, one line of advice. With
+``sim=True`` the markets are the in-process simulated venues and nothing leaves the machine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import statistics
+import time
+from enum import Enum
+
+import msgspec
+
+from .config import ConfigurationManager
+from .errors import ArbitrageEngineError, ConfigurationError, ExchangeConnectionError
+from .exchanges.connector import ExchangeConnector
+from .exchanges.factory import ExchangeFactory, registered
+from .exchanges.ws import WsSession, WsSettings
+from .secrets import VENUE_ENV_PREFIX
+from .types import ArbitrageConfig, ExchangeName
+
+CLOCK_WARN_MS = 500
+# MEXC's default recvWindow: signed requests whose timestamp is further off are refused.
+CLOCK_FAIL_MS = 5000
+PINGS = 5
+
+
+class Level(str, Enum):
+    """How bad a finding is; only FAIL makes ``doctor`` exit non-zero."""
+
+    OK = "ok"
+    WARN = "WARN"
+    FAIL = "FAIL"
+
+
+class Finding(msgspec.Struct, frozen=True, kw_only=True):
+    """One check's outcome."""
+
+    check: str
+    level: Level
+    detail: str
+    advice: str = ""
+
+    def lines(self) -> list[str]:
+        """The finding as printable lines (advice indented under it)."""
+        out = [f"  {self.level.value:<5} {self.check:<22} {self.detail}"]
+        if self.advice:
+            out.append(f"  {'':<5} {'':<22} -> {self.advice}")
+        return out
+
+
+class Diagnosis(msgspec.Struct, kw_only=True):
+    """Every finding of one ``doctor`` run."""
+
+    sim: bool
+    findings: list[Finding] = msgspec.field(default_factory=list)
+
+    @property
+    def config_failed(self) -> bool:
+        """The configuration itself is invalid."""
+        return any(f.check == "config" and f.level is Level.FAIL for f in self.findings)
+
+    @property
+    def failed(self) -> bool:
+        """Something is wrong (a FAIL finding)."""
+        return any(f.level is Level.FAIL for f in self.findings)
+
+    def lines(self) -> list[str]:
+        """The report as printable lines, with a verdict last."""
+        out = [f"arb doctor ({'simulated venues' if self.sim else 'real venues'})"]
+        for finding in self.findings:
+            out += finding.lines()
+        failures = sum(f.level is Level.FAIL for f in self.findings)
+        warnings = sum(f.level is Level.WARN for f in self.findings)
+        verdict = "everything OK" if not failures and not warnings else f"{failures} problem(s), {warnings} warning(s)"
+        out.append(f"doctor: {verdict}")
+        return out
+
+
+def check_core() -> Finding:
+    """Whether every ``arb_core`` module loads as a compiled extension."""
+    advice = "build it: `pip install -e .` or `python setup.py build_ext --inplace` (needs a C compiler)"
+    try:
+        from .cli import compiled_core_status
+
+        status = compiled_core_status()
+    except ImportError as exc:
+        return Finding(check="compiled core", level=Level.FAIL, detail=f"arb_core does not import: {exc}", advice=advice)
+    missing = [name for name, path in status if path is None]
+    if not status or missing:
+        return Finding(
+            check="compiled core", level=Level.FAIL,
+            detail=f"not compiled: {', '.join(missing) or 'no modules found'}", advice=advice,
+        )
+    return Finding(check="compiled core", level=Level.OK, detail=f"{len(status)} compiled modules loaded")
+
+
+def check_keys(manager: ConfigurationManager, config: ArbitrageConfig, sim: bool) -> list[Finding]:
+    """API keys of each enabled venue, masked; missing keys only matter for live trading."""
+    findings = []
+    for exchange in config.exchanges:
+        if not exchange.enabled:
+            continue
+        credentials = manager.get_credentials(exchange.name)
+        prefix = VENUE_ENV_PREFIX.get(exchange.name, exchange.name.upper())
+        if credentials is None:
+            findings.append(Finding(
+                check=f"keys {exchange.name}", level=Level.OK if sim else Level.WARN,
+                detail="no API keys (fine for dry runs, recording and public data)",
+                advice="" if sim else f"live trading needs {prefix}_API_KEY and {prefix}_SECRET_KEY "
+                "(or their *_ENCRYPTED forms with ENCRYPTION_KEY)",
+            ))
+        else:
+            findings.append(Finding(
+                check=f"keys {exchange.name}", level=Level.OK,
+                detail=f"api key {credentials.api_key.masked()}, secret {credentials.secret_key.masked()}",
+            ))
+    return findings
+
+
+async def check_market(connector: ExchangeConnector, target_ms: int, pings: int = PINGS) -> list[Finding]:
+    """REST round trip, clock skew and websocket handshake of one market."""
+    name = connector.exchange.value
+    url = connector.rest.venue.base_url
+    findings = []
+    try:
+        rtts = [await connector.ping() for _ in range(pings)]
+    except (ExchangeConnectionError, OSError, asyncio.TimeoutError) as exc:
+        findings.append(Finding(
+            check=f"{name} rest", level=Level.FAIL, detail=f"{url} unreachable: {exc}",
+            advice="check the network, DNS and firewall, the venue's status page, and any rest_url override",
+        ))
+    except ArbitrageEngineError as exc:
+        findings.append(Finding(
+            check=f"{name} rest", level=Level.FAIL, detail=f"{url} answered the ping with an error: {exc}",
+            advice="check that any rest_url override points at the venue's API root; retry if the venue is degraded",
+        ))
+    else:
+        median_ms = statistics.median(rtts) / 1e6
+        detail = f"median {median_ms:.1f} ms over {pings} pings (min {min(rtts) / 1e6:.1f}, max {max(rtts) / 1e6:.1f})"
+        if median_ms > target_ms:
+            findings.append(Finding(
+                check=f"{name} rest", level=Level.WARN, detail=detail,
+                advice=f"slower than target_execution_time_ms={target_ms}: run arb nearer the venue or raise the target",
+            ))
+        else:
+            findings.append(Finding(check=f"{name} rest", level=Level.OK, detail=detail))
+        findings.append(await _check_clock(connector))
+    findings.append(await _check_ws(connector))
+    return findings
+
+
+async def _check_clock(connector: ExchangeConnector) -> Finding:
+    check = f"{connector.exchange.value} clock"
+    try:
+        sent_ns = time.time_ns()
+        server_ms = await connector.server_time()
+        received_ns = time.time_ns()
+    except (ArbitrageEngineError, OSError, asyncio.TimeoutError) as exc:
+        return Finding(check=check, level=Level.FAIL, detail=f"server time unavailable: {exc}",
+                       advice="the venue's time endpoint failed; retry, then check the venue's status")
+    skew_ms = server_ms - (sent_ns + received_ns) / 2e6
+    detail = f"local clock {'behind' if skew_ms > 0 else 'ahead of'} the venue by {abs(skew_ms):.0f} ms"
+    advice = "synchronise the clock (chrony or `timedatectl set-ntp true`); signed requests carry local timestamps"
+    if abs(skew_ms) > CLOCK_FAIL_MS:
+        return Finding(check=check, level=Level.FAIL, detail=detail,
+                       advice=advice + f"; beyond {CLOCK_FAIL_MS} ms the venue refuses them")
+    if abs(skew_ms) > CLOCK_WARN_MS:
+        return Finding(check=check, level=Level.WARN, detail=detail, advice=advice)
+    return Finding(check=check, level=Level.OK, detail=detail)
+
+
+async def _check_ws(connector: ExchangeConnector) -> Finding:
+    check = f"{connector.exchange.value} ws"
+    url = connector.dialect.ws_url
+    settings = WsSettings(handshake_timeout_s=connector.settings.ws.handshake_timeout_s, backoff_initial_s=60.0,
+                          backoff_max_s=60.0)
+    session = WsSession(connector.venue, url, _ignore, settings=settings)
+    started = time.monotonic_ns()
+    session.start()
+    try:
+        await session.wait_connected(settings.handshake_timeout_s)
+    except asyncio.TimeoutError:
+        errors = ", ".join(f"{kind} {count}" for kind, count in session.errors.items()) or "no answer"
+        return Finding(check=check, level=Level.FAIL,
+                       detail=f"{url}: no handshake within {settings.handshake_timeout_s:.0f} s ({errors})",
+                       advice="check that outbound websockets (TLS, port 443) are allowed and any ws_url override")
+    finally:
+        elapsed_ms = (time.monotonic_ns() - started) / 1e6
+        await session.close()
+    return Finding(check=check, level=Level.OK, detail=f"connected in {elapsed_ms:.1f} ms")
+
+
+def _ignore(payload: memoryview, is_binary: bool, last_in_buffer: bool, recv_ns: int) -> None:
+    pass
+
+
+def public_connector(factory: ExchangeFactory, market: ExchangeName, sim: bool) -> ExchangeConnector:
+    """A connector of ``market`` for public data only: the simulated venue, or the real one without keys."""
+    if sim:
+        return factory.build(market, dry_run=True)
+    connector_class = registered().get(market)
+    if connector_class is None:
+        raise ConfigurationError([f"exchange {market.value}: no connector registered"])
+    return connector_class.from_config(factory.exchange_config(market))
+
+
+def enabled_markets(config: ArbitrageConfig) -> list[ExchangeName]:
+    """Every market of every enabled venue."""
+    return [market for exchange in config.exchanges if exchange.enabled for market in exchange.exchange_names]
+
+
+async def diagnose(config_file: str | None, *, sim: bool, pings: int = PINGS) -> Diagnosis:
+    """Run every check; never raises for what it finds."""
+    diagnosis = Diagnosis(sim=sim)
+    findings = diagnosis.findings
+    findings.append(check_core())
+    manager = ConfigurationManager(config_file)
+    try:
+        config = manager.load_configuration(dry_run=sim)
+    except ConfigurationError as exc:
+        findings.append(Finding(
+            check="config", level=Level.FAIL, detail="; ".join(exc.problems),
+            advice=f"fix the {'value' if len(exc.problems) == 1 else 'values'} named above; "
+            "`python -m arb check-config FILE` prints the effective settings once valid",
+        ))
+        return diagnosis
+    markets = enabled_markets(config)
+    findings.append(Finding(
+        check="config", level=Level.OK if markets else Level.FAIL,
+        detail=f"{len(markets)} markets ({', '.join(m.value for m in markets)}), symbols {', '.join(config.symbols)}",
+        advice="" if markets else "enable at least one venue under [exchanges.<venue>]",
+    ))
+    findings += check_keys(manager, config, sim)
+    async with contextlib.AsyncExitStack() as stack:
+        factory = ExchangeFactory(manager)
+        if sim:
+            from .sim.cluster import SimCluster, SimConfig
+
+            try:
+                cluster = SimCluster(SimConfig(symbols=config.symbols))
+            except ValueError as exc:
+                findings.append(Finding(check="simulator", level=Level.FAIL, detail=str(exc),
+                                        advice="the simulated venues list BTC/USDT and ETH/USDT only"))
+                return diagnosis
+            await stack.enter_async_context(cluster)
+            factory = ExchangeFactory(manager, sim_urls=cluster.urls())
+        connectors = []
+        for market in markets:
+            try:
+                connector = public_connector(factory, market, sim)
+            except ConfigurationError as exc:
+                findings.append(Finding(check=market.value, level=Level.FAIL, detail="; ".join(exc.problems)))
+                continue
+            stack.push_async_callback(connector.close)
+            connectors.append(connector)
+        for connector in connectors:  # one at a time, so the measurements do not disturb each other
+            findings += await check_market(connector, config.target_execution_time_ms, pings)
+    return diagnosis

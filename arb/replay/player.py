@@ -1,0 +1,810 @@
+"""Backtest: a recording replayed through the live engine, on virtual time, with simulated fills.
+
+Nothing about detection, risk or execution is written twice: ``backtest`` runs the real
+``ArbitrageController`` (scanner pipeline, risk manager, two-leg executor, recovery,
+balance monitor, journal) over ``BacktestConnector``\\s. Each connector is the venue's own
+``ExchangeConnector`` (same dialect, same compiled decoders, same ``BookSync``) whose
+websocket is the recording: every recorded message goes to ``BookSync.on_message`` with its
+recorded receive time, and every recorded REST snapshot answers the book's snapshot fetch,
+in recording order. Orders never leave the process: a connector fills them with
+``arb.sim.matching`` against the replayed book as it stands when the order arrives
+(decision time + the ``LatencyModel``'s delay for that market).
+
+Time is virtual. The controller runs on a ``VirtualTimeLoop``: an asyncio loop whose
+clock is the recording's receive clock and which, instead of sleeping, jumps to its next
+timer. Trade loop timeouts, balance refreshes, order latency and shutdown timeouts all run
+on recording time, and every component that takes a clock gets the same virtual one, so a
+backtest of the same files with the same configuration gives the same result.
+
+Decisions taken: each recorded message counts as the last of its socket read (the recorder
+does not keep read boundaries), so the scanner runs after every message; the replayed book
+is mirrored into the matching engine at each order's arrival, so our own earlier fills are
+forgotten unless the recording shows them (it does for recordings of the simulator, which
+publishes them); books finer than the order grid (Gate spot) are rounded against us (asks
+up, bids down). A damaged recording is replayed up to the damage, which the result reports.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import selectors
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, ClassVar
+
+import msgspec
+
+from arb_core.book import ASK, BID
+from arb_core.wire.common import WireScale
+
+from ..balances import BalanceMonitor
+from ..config import ConfigurationManager
+from ..controller import RECOVERY_LOSS_FRACTION, ArbitrageController, RunSummary
+from ..errors import ArbitrageEngineError, ExchangeError, OrderRejectedError
+from ..exchanges.base import BookSink, MarketDataTap
+from ..exchanges.book_sync import BookSpec, BookSync, BookSyncStats
+from ..exchanges.connector import ExchangeConnector
+from ..exchanges.errors import ErrorCategory
+from ..exchanges.factory import ExchangeFactory, registered
+from ..exchanges.models import Balance, ConnectionHealth, OrderRequest, OrderState, Position
+from ..execution import TwoLegExecutor
+from ..instruments import InstrumentCatalog, split_symbol, unified_symbol
+from ..journal import Journal
+from ..pipeline import ScannerPipeline
+from ..recovery import RecoveryManager
+from ..risk import RiskManager
+from ..secrets import ApiCredentials, Secret
+from ..sim.cluster import SimConfig, default_instruments
+from ..sim.matching import MatchingEngine, OrderEvent, OrderRejected, SimExchange, from_atoms
+from ..types import ArbitrageConfig, ArbitrageOpportunity, ExchangeName, ExecutionResult, OpportunityType
+from .reader import Record, RecordingDamaged, read_records
+from .recorder import RecordKind
+from .report import LoggingMonitor, ReportData, TradeLog, report_data
+
+log = logging.getLogger(__name__)
+
+USER = "backtest"
+PROGRESS_MIN_RECORDS = 20_000  # a progress bar only for files that take a moment
+
+
+# --- virtual time ------------------------------------------------------------------------
+
+
+class VirtualClock:
+    """Monotonic ns of the recording; the loop advances it, the player sets it per record."""
+
+    __slots__ = ("now_ns", "wall_offset_ns")
+
+    def __init__(self, now_ns: int = 0, wall_offset_ns: int = 0) -> None:
+        self.now_ns = now_ns
+        self.wall_offset_ns = wall_offset_ns  # wall - monotonic, from the recording
+
+    def __call__(self) -> int:
+        return self.now_ns
+
+    def wall_ns(self) -> int:
+        """The recording's wall clock at the current virtual time."""
+        return self.now_ns + self.wall_offset_ns
+
+    def advance_to(self, ns: int) -> None:
+        """Move forward to ``ns`` (never backward)."""
+        if ns > self.now_ns:
+            self.now_ns = ns
+
+
+class _VirtualSelector(selectors.BaseSelector):
+    """Polls the real selector without blocking; where the loop would wait for its next
+    timer, the virtual clock jumps there instead."""
+
+    def __init__(self, clock: VirtualClock) -> None:
+        self._real = selectors.DefaultSelector()
+        self._clock = clock
+
+    def register(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
+        return self._real.register(fileobj, events, data)
+
+    def unregister(self, fileobj: Any) -> selectors.SelectorKey:
+        return self._real.unregister(fileobj)
+
+    def modify(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
+        return self._real.modify(fileobj, events, data)
+
+    def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
+        events = self._real.select(0)
+        if events or (timeout is not None and timeout <= 0):
+            return events
+        if timeout is None:
+            # Nothing scheduled: only a real event (another thread) can wake the loop.
+            return self._real.select(None)
+        self._clock.advance_to(self._clock.now_ns + max(1, math.ceil(timeout * 1e9)))
+        return []
+
+    def get_map(self) -> Mapping[Any, selectors.SelectorKey]:
+        return self._real.get_map()
+
+    def close(self) -> None:
+        self._real.close()
+
+
+class VirtualTimeLoop(asyncio.SelectorEventLoop):
+    """An asyncio loop on ``clock``: ``time()`` is virtual and idle waits take no real time."""
+
+    def __init__(self, clock: VirtualClock) -> None:
+        self.clock = clock
+        # Seconds since the start: small floats keep ns resolution (a recording's wall-clock
+        # ns as float seconds would be coarser than the timers scheduled on them).
+        self._origin_ns = clock.now_ns
+        super().__init__(_VirtualSelector(clock))
+
+    def time(self) -> float:
+        return (self.clock.now_ns - self._origin_ns) / 1e9
+
+
+# --- configuration and results ------------------------------------------------------------
+
+
+class LatencyModel(msgspec.Struct, frozen=True, kw_only=True):
+    """Delay from an order decision to its arrival at the venue, per market (ns)."""
+
+    default_ns: int = 0
+    per_market: dict[ExchangeName, int] = {}
+
+    def __post_init__(self) -> None:
+        if self.default_ns < 0 or any(v < 0 for v in self.per_market.values()):
+            raise ValueError(f"LatencyModel: delays must be >= 0 ns, got {self.default_ns} and {self.per_market}")
+
+    def delay_ns(self, market: ExchangeName) -> int:
+        """The delay of an order sent to ``market``."""
+        return self.per_market.get(market, self.default_ns)
+
+    @classmethod
+    def fixed_ms(cls, ms: Decimal | float | int) -> LatencyModel:
+        """The same delay on every market."""
+        return cls(default_ns=int(Decimal(str(ms)) * 1_000_000))
+
+
+class BacktestSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """How to replay: latency, starting balances per asset on every market, read batching, progress bar.
+
+    ``batch_window_ns``: the recorder keeps no socket-read boundaries, so messages received
+    closer together than this count as one read: handled back to back (the engine's other
+    tasks run only after the batch), each market's book scanned once at the batch's end.
+    """
+
+    latency: LatencyModel = LatencyModel()
+    batch_window_ns: int = 200_000
+    deposits: dict[str, Decimal] = msgspec.field(default_factory=lambda: dict(SimConfig().deposits))
+    progress: bool = False
+
+
+class ExecutedOrder(msgspec.Struct, frozen=True, kw_only=True):
+    """One order the backtest sent, as the venue saw it."""
+
+    market: ExchangeName
+    symbol: str
+    side: str
+    price: Decimal | None
+    quantity: Decimal
+    filled: Decimal
+    time_ns: int
+
+
+class BacktestResult(msgspec.Struct, kw_only=True):
+    """What a backtest replayed and what the engine did."""
+
+    files: list[str]
+    records: int
+    markets: list[ExchangeName]
+    symbols: list[str]  # traded (scanned) symbols; empty when the books were only replayed
+    instruments: dict[ExchangeName, str]  # where each market's instruments came from
+    start_ns: int
+    end_ns: int
+    wall_s: float
+    damage: RecordingDamaged | None
+    books: dict[str, BookSyncStats]  # "market symbol" -> counters
+    orders: list[ExecutedOrder]
+    opportunities: list[ArbitrageOpportunity]  # every one the scanner handed to the engine
+    results: list[ExecutionResult]
+    summary: RunSummary | None
+    report: ReportData | None
+    notes: list[str]
+
+    @property
+    def executed_opportunities(self) -> list[ArbitrageOpportunity]:
+        """The opportunity of each execution, in execution order."""
+        by_id = {o.opportunity_id: o for o in self.opportunities}
+        return [by_id[r.opportunity_id] for r in self.results if r.opportunity_id in by_id]
+
+    @property
+    def records_per_s(self) -> float:
+        """Replay speed (records per real second)."""
+        return self.records / self.wall_s if self.wall_s > 0 else 0.0
+
+    def lines(self) -> list[str]:
+        """The result as printable lines."""
+        out = [
+            f"arb backtest: {self.records} records from {len(self.files)} file(s) in {self.wall_s:.2f} s "
+            f"({self.records_per_s:,.0f} records/s), {(self.end_ns - self.start_ns) / 1e9:.3f} s of market time",
+            f"  markets {', '.join(m.value for m in self.markets) or '-'}; traded symbols {', '.join(self.symbols) or 'none'}",
+        ]
+        out += [f"  instruments of {m.value}: {source}" for m, source in self.instruments.items()]
+        in_sync = sum(1 for s in self.books.values() if s.snapshots)
+        out.append(f"  books {len(self.books)}, synchronised {in_sync}, orders sent {len(self.orders)}")
+        if self.summary is not None:
+            out += self.summary.lines()
+        out += [f"  note: {note}" for note in self.notes]
+        if self.damage is not None:
+            out.append(f"  RECORDING DAMAGED, replayed up to the damage: {self.damage}")
+        return out
+
+
+# --- the venue side -------------------------------------------------------------------------
+
+
+class _RecordedSnapshots:
+    """REST snapshots in recording order: a fetch takes the next recorded one of its symbol,
+    waiting for the replay to reach it when none is pending."""
+
+    def __init__(self) -> None:
+        self._ready: dict[str, deque[bytes]] = {}
+        self._waiting: dict[str, asyncio.Future[bytes]] = {}
+
+    async def fetch(self, venue_symbol: str) -> bytes:
+        ready = self._ready.get(venue_symbol)
+        if ready:
+            return ready.popleft()
+        waiter: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self._waiting[venue_symbol] = waiter
+        return await waiter
+
+    def offer(self, venue_symbol: str, body: bytes) -> None:
+        waiter = self._waiting.pop(venue_symbol, None)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(body)
+        else:
+            self._ready.setdefault(venue_symbol, deque()).append(body)
+
+
+class BacktestConnector(ExchangeConnector):
+    """A market replayed from a recording: the venue's dialect and ``BookSync`` for books, the
+    simulator's matching engine for orders (use ``connector_class`` for a market's subclass)."""
+
+    binding: ClassVar[Any]
+
+    def __init__(
+        self, catalog: InstrumentCatalog, clock: VirtualClock, latency_ns: int, deposits: Mapping[str, Decimal],
+        orders: list[ExecutedOrder],
+    ) -> None:
+        super().__init__(credentials=ApiCredentials(Secret(USER), Secret(USER)))
+        self.catalog = catalog
+        self._clock = clock
+        self._latency_s = latency_ns / 1e9
+        self._snapshots = _RecordedSnapshots()
+        self._orders_log = orders
+        self._fees: dict[str, tuple[Decimal, str]] = {}
+        self.messages = 0
+        self._last_stats: dict[str, BookSyncStats] = {}
+        self.venue_sim = SimExchange(self.exchange, list(catalog))
+        for asset, amount in deposits.items():
+            self.venue_sim.deposit(USER, asset, amount)
+
+    # --- market data -------------------------------------------------------------------
+
+    async def instruments(self) -> InstrumentCatalog:
+        """The recording's (or the simulator's) instruments."""
+        return self.catalog
+
+    async def reload_instruments(self) -> InstrumentCatalog:
+        return self.catalog
+
+    async def load_account_fees(self, symbols: Sequence[str] | None = None) -> InstrumentCatalog:
+        return self.catalog
+
+    async def start_books(
+        self, symbols: Sequence[str], sink: BookSink | None = None, *, tap: MarketDataTap | None = None
+    ) -> None:
+        """Keep the books of ``symbols`` from the replayed messages (``tap`` is not supported)."""
+        if self._sync is not None:
+            raise ExchangeError(self.venue, "books already started; call stop_books() first")
+        specs = []
+        for symbol in symbols:
+            instrument = self.catalog.get(symbol)
+            scale = self.dialect.book_scale(instrument)
+            self._scales[symbol] = scale
+            specs.append(BookSpec(symbol, instrument.venue_symbol, scale))
+        self._sync = BookSync(
+            self.exchange, self.dialect, specs, sink or _NullSink(), fetch_snapshot=self._snapshots.fetch,
+            settings=self.settings.book_sync, clock=self._clock,
+        )
+
+    async def stop_books(self) -> None:
+        sync, self._sync = self._sync, None
+        if sync is not None:
+            self._last_stats = sync.stats()
+            await sync.close()
+
+    def book_stats(self) -> dict[str, BookSyncStats]:
+        """Per-book counters of the running books, or of the last ones stopped."""
+        return self._sync.stats() if self._sync is not None else dict(self._last_stats)
+
+    def feed(self, record: Record, last_in_buffer: bool = True) -> None:
+        """Replay one record (a websocket message or a REST snapshot) at the current virtual time."""
+        sync = self._sync
+        if sync is None:
+            return
+        if record.kind is RecordKind.REST_SNAPSHOT:
+            self._snapshots.offer(record.venue_symbol, record.payload)
+        elif record.kind is RecordKind.WS_TEXT or record.kind is RecordKind.WS_BINARY:
+            self.messages += 1
+            sync.on_message(
+                memoryview(record.payload), record.kind is RecordKind.WS_BINARY, last_in_buffer, record.recv_ns
+            )
+
+    def health(self) -> ConnectionHealth:
+        return ConnectionHealth(
+            venue=self.venue, url="recording", connected=self._sync is not None, connects=1, reconnects=0,
+            messages=self.messages, last_message_age_ns=None, errors={},
+        )
+
+    def order_wait_s(self) -> float:
+        """No client-side order budget in a backtest."""
+        return 0.0
+
+    # --- trading on the matching engine ---------------------------------------------------
+
+    async def balances(self) -> Mapping[str, Balance]:
+        return {
+            asset: Balance(asset=asset, free=free, locked=locked)
+            for asset, (free, locked) in self.venue_sim.balances(USER).items()
+        }
+
+    async def place_order(self, request: OrderRequest) -> OrderState:
+        """Fill ``request`` against the replayed book as it is when the order arrives."""
+        await asyncio.sleep(self._latency_s)
+        now = self._clock()
+        engine = self._engine(request.symbol)
+        try:
+            self._mirror(engine, now)
+            result = self.venue_sim.place_order(
+                USER, request.symbol, request.side, request.type, engine.size_lots(request.quantity), now,
+                price_ticks=0 if request.price is None else engine.price_ticks(request.price),
+                time_in_force=request.time_in_force, client_id=request.client_order_id,
+            )
+        except OrderRejected as exc:
+            raise OrderRejectedError(self.venue, str(exc), category=exc.category) from None
+        fee = sum((f.fee_atoms for f in result.fills), 0)
+        if result.fills:
+            self._fees[request.client_order_id] = (from_atoms(fee), result.fills[0].fee_asset)
+        state = self._state(result.order)
+        self._orders_log.append(
+            ExecutedOrder(
+                market=self.exchange, symbol=request.symbol, side=request.side.value, price=request.price,
+                quantity=request.quantity, filled=state.filled_quantity, time_ns=now,
+            )
+        )
+        return state
+
+    async def cancel_order(
+        self, symbol: str, *, order_id: str | None = None, client_order_id: str | None = None
+    ) -> OrderState:
+        try:
+            event, _ = self.venue_sim.cancel_order(
+                USER, symbol, self._clock(), order_id=None if order_id is None else int(order_id),
+                client_id=client_order_id,
+            )
+        except OrderRejected as exc:
+            raise OrderRejectedError(self.venue, str(exc), category=exc.category) from None
+        return self._state(event)
+
+    async def query_order(
+        self, symbol: str, *, order_id: str | None = None, client_order_id: str | None = None
+    ) -> OrderState:
+        engine = self._engine(symbol)
+        event = (
+            engine.order(int(order_id)) if order_id is not None
+            else engine.order_by_client_id(USER, client_order_id or "")
+        )
+        if event is None:
+            raise ExchangeError(self.venue, f"order {order_id or client_order_id!r} not found",
+                                category=ErrorCategory.UNKNOWN_ORDER)
+        return self._state(event)
+
+    async def open_orders(self, symbol: str | None = None) -> Sequence[OrderState]:
+        return [self._state(event) for event in self.venue_sim.open_orders(USER, symbol)]
+
+    async def positions(self) -> Sequence[Position]:
+        if not self.exchange.is_futures:
+            return []
+        out = []
+        for symbol in self.venue_sim.engines:
+            contracts, entry, _, _ = self.venue_sim.position(USER, symbol)
+            if contracts:
+                out.append(Position(symbol=symbol, size=Decimal(contracts) * self.catalog.get(symbol).lot_size,
+                                    entry_price=entry or Decimal(0)))
+        return out
+
+    async def close(self) -> None:
+        await self.stop_books()
+
+    def _engine(self, symbol: str) -> MatchingEngine:
+        engine = self.venue_sim.engines.get(symbol)
+        if engine is None:
+            raise ExchangeError(self.venue, f"no instrument {symbol!r} in this backtest",
+                                category=ErrorCategory.INVALID_REQUEST)
+        return engine
+
+    def _mirror(self, engine: MatchingEngine, now_ns: int) -> None:
+        """Make the engine's market liquidity the replayed book, converted to the order grid."""
+        book = self.books().get(engine.symbol)
+        scale = self._scales.get(engine.symbol)
+        wanted: tuple[dict[int, int], dict[int, int]] = ({}, {})
+        if book is not None and scale is not None and book.in_sync:
+            price_num, price_den, size_num, size_den = _grid_ratios(scale, engine.instrument.wire_scale())
+            for side in (BID, ASK):
+                units: dict[int, int] = {}
+                for price, size in book.top(side, book.depth(side)):
+                    scaled = price * price_num
+                    ticks = -(-scaled // price_den) if side == ASK else scaled // price_den
+                    if ticks > 0:
+                        units[ticks] = units.get(ticks, 0) + size * size_num
+                wanted[side].update((t, u // size_den) for t, u in units.items() if u >= size_den)
+        removals = []
+        additions = []
+        for side in (BID, ASK):
+            have = engine.market_levels[side]
+            removals += [(side, price, 0) for price in have if price not in wanted[side]]
+            additions += [(side, price, lots) for price, lots in wanted[side].items() if have.get(price) != lots]
+        # Removals first: the kept and added levels never cross each other.
+        for changes in (removals, additions):
+            for start in range(0, len(changes), 128):
+                engine.apply_market_levels(changes[start : start + 128], now_ns)
+
+    def _state(self, event: OrderEvent) -> OrderState:
+        instrument = self.catalog.get(event.symbol)
+        filled = instrument.lots_to_size(event.filled_lots)
+        average = None
+        if event.filled_lots:
+            average = from_atoms(event.filled_quote_atoms) / (filled * instrument.contract_size)
+        fee, asset = self._fees.get(event.client_id or "", (Decimal(0), None))
+        return OrderState(
+            symbol=event.symbol, order_id=str(event.order_id), client_order_id=event.client_id, side=event.side,
+            type=event.order_type, status=event.status,
+            quantity=instrument.lots_to_size(event.size_lots),
+            price=instrument.ticks_to_price(event.price_ticks) if event.price_ticks else None,
+            filled_quantity=filled, average_price=average, fee=fee, fee_asset=asset,
+            updated_at_ms=(event.time_ns + self._clock.wall_offset_ns) // 1_000_000,
+        )
+
+
+class _NullSink:
+    def on_book_update(self, key: Any) -> None:
+        pass
+
+    def on_batch_end(self) -> None:
+        pass
+
+    def on_book_state(self, key: Any, in_sync: bool, reason: str) -> None:
+        pass
+
+
+def _grid_ratios(book: WireScale, order: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+    """``(price_num, price_den, size_num, size_den)``: order ticks = book ticks * num / den, likewise lots."""
+    price_decimals, tick_units, size_decimals, lot_units = order
+    p = max(book.price_decimals, price_decimals)
+    s = max(book.size_decimals, size_decimals)
+    return (
+        book.tick_units * 10 ** (p - book.price_decimals), tick_units * 10 ** (p - price_decimals),
+        book.lot_units * 10 ** (s - book.size_decimals), lot_units * 10 ** (s - size_decimals),
+    )
+
+
+_CLASSES: dict[ExchangeName, type[BacktestConnector]] = {}
+
+
+def connector_class(market: ExchangeName) -> type[BacktestConnector]:
+    """The backtest connector of ``market``: ``BacktestConnector`` with the venue's binding."""
+    cls = _CLASSES.get(market)
+    if cls is None:
+        live = registered().get(market)
+        if live is None:
+            raise ExchangeError(market.value, "no connector is registered for this market")
+        cls = _CLASSES[market] = type(f"Backtest{live.__name__}", (BacktestConnector,), {"binding": live.binding})
+    return cls
+
+
+class BacktestFactory(ExchangeFactory):
+    """Hands the controller the backtest connectors of the markets the recording holds."""
+
+    def __init__(self, manager: ConfigurationManager, connectors: Mapping[ExchangeName, BacktestConnector]) -> None:
+        super().__init__(manager)
+        self.connectors = dict(connectors)
+
+    async def create_exchanges(
+        self, names: Iterable[ExchangeName | str] | None = None, dry_run: bool | None = None, *, paper: bool = False
+    ) -> dict[ExchangeName, ExchangeConnector]:
+        wanted = None if names is None else {ExchangeName(n) for n in names}
+        return {m: c for m, c in self.connectors.items() if wanted is None or m in wanted}
+
+    async def close_all(self) -> None:
+        for connector in self.connectors.values():
+            await connector.close()
+
+
+# --- the recording --------------------------------------------------------------------------
+
+
+class _Survey(msgspec.Struct, kw_only=True):
+    """A first pass over the files: markets, symbols, instrument lists, first record, count."""
+
+    records: int = 0
+    first: Record | None = None
+    last_ns: int = 0
+    venue_symbols: dict[ExchangeName, set[str]] = {}
+    instrument_bodies: dict[ExchangeName, list[bytes]] = {}
+
+
+def _survey(files: Sequence[str | Path]) -> _Survey:
+    survey = _Survey()
+    reader = read_records(*files)
+    for record in reader:
+        survey.records += 1
+        if survey.first is None:
+            survey.first = record
+        survey.last_ns = record.recv_ns
+        if record.kind is RecordKind.REST_RESPONSE:
+            survey.instrument_bodies.setdefault(record.market, []).append(record.payload)
+        elif record.venue_symbol:
+            survey.venue_symbols.setdefault(record.market, set()).add(record.venue_symbol)
+    return survey
+
+
+def _catalog(market: ExchangeName, bodies: Sequence[bytes]) -> tuple[InstrumentCatalog, str]:
+    parse = connector_class(market).binding.endpoints.parse_instruments
+    for body in bodies:
+        try:
+            catalog = parse(body)
+        except (ValueError, TypeError, msgspec.DecodeError, ArbitrageEngineError):
+            continue
+        if catalog.exchange is market:
+            return catalog, "recorded instrument list"
+    instruments = [i for i in default_instruments() if i.exchange is market]
+    return InstrumentCatalog(market, instruments, ()), "simulator defaults (the recording lists none)"
+
+
+def _tradable(
+    symbols: Mapping[ExchangeName, set[str]], types: frozenset[OpportunityType], wanted: Sequence[str] | None
+) -> list[str]:
+    """Spot-form symbols recorded on markets the scanner can pair."""
+    markets_of: dict[str, list[ExchangeName]] = {}
+    for market, names in symbols.items():
+        for name in names:
+            base, quote, _ = split_symbol(name)
+            markets_of.setdefault(unified_symbol(base, quote, None), []).append(market)
+    out = []
+    for symbol, markets in sorted(markets_of.items()):
+        spot = sum(1 for m in markets if not m.is_futures)
+        futures = len(markets) - spot
+        pairs = (OpportunityType.SPOT_SPOT in types and spot >= 2) or (
+            OpportunityType.SPOT_FUTURES_HEDGE in types and spot >= 1 and futures >= 1
+        )
+        if pairs and (wanted is None or symbol in wanted):
+            out.append(symbol)
+    return out
+
+
+# --- the driver -----------------------------------------------------------------------------
+
+
+def backtest(
+    files: Sequence[str | Path], manager: ConfigurationManager, settings: BacktestSettings | None = None
+) -> BacktestResult:
+    """Replay ``files`` through the engine configured by ``manager`` (loaded); deterministic."""
+    settings = settings or BacktestSettings()
+    survey = _survey(files)
+    start_ns = survey.first.recv_ns if survey.first is not None else 0
+    clock = VirtualClock(start_ns, survey.first.wall_ns - start_ns if survey.first is not None else 0)
+    loop = VirtualTimeLoop(clock)
+    started = time.perf_counter()
+    try:
+        result = loop.run_until_complete(_replay(files, manager, settings, survey, clock))
+    finally:
+        loop.close()
+    result.wall_s = time.perf_counter() - started
+    return result
+
+
+async def _replay(
+    files: Sequence[str | Path], manager: ConfigurationManager, settings: BacktestSettings, survey: _Survey,
+    clock: VirtualClock,
+) -> BacktestResult:
+    config = manager.config
+    notes: list[str] = []
+    catalogs: dict[ExchangeName, InstrumentCatalog] = {}
+    sources: dict[ExchangeName, str] = {}
+    symbols: dict[ExchangeName, set[str]] = {}
+    for market in sorted(survey.venue_symbols, key=lambda m: m.value):
+        catalog, sources[market] = _catalog(market, survey.instrument_bodies.get(market, ()))
+        known = set()
+        for venue_symbol in sorted(survey.venue_symbols[market]):
+            try:
+                known.add(catalog.by_venue_symbol(venue_symbol).symbol)
+            except ArbitrageEngineError:
+                notes.append(f"{market.value} {venue_symbol}: no instrument known, its messages are skipped")
+        if known:
+            catalogs[market], symbols[market] = catalog, known
+    wanted = list(config.symbols) if manager.config_file is not None else None
+    traded = _tradable(symbols, frozenset(config.opportunity_types), wanted)
+    orders: list[ExecutedOrder] = []
+    connectors = {
+        market: connector_class(market)(
+            catalogs[market], clock, settings.latency.delay_ns(market), settings.deposits, orders
+        )
+        for market in catalogs
+    }
+    log_ = TradeLog()
+    controller = None
+    if traded:
+        controller = _controller(manager, config, traded, connectors, catalogs, clock, log_)
+        await controller.initialize(dry_run=True)
+        controller.mode = "backtest"
+        log_.attach(controller)
+    # Books of markets or symbols the engine does not trade still replay (and are reported).
+    for market, connector in connectors.items():
+        if connector.book_sync() is None:
+            await connector.start_books(sorted(symbols[market]))
+    runner = None
+    sampler = None
+    if controller is not None:
+        runner = asyncio.get_running_loop().create_task(controller.run())
+        if controller.pipeline is not None:
+            sampler = asyncio.get_running_loop().create_task(log_.sample_spreads_every(controller.pipeline, clock))
+    else:
+        notes.append("no symbol is recorded on two markets the scanner can pair: books replayed only")
+    reader = read_records(*files)
+    with _progress(settings.progress and survey.records >= PROGRESS_MIN_RECORDS, survey.records) as advance:
+        count = await _feed(reader, connectors, clock, advance, settings.batch_window_ns)
+    summary = None
+    if runner is not None and controller is not None:
+        if sampler is not None:
+            sampler.cancel()
+        controller.shutdown_manager.request_shutdown("recording ended")
+        summary = await runner
+    for connector in connectors.values():
+        await connector.stop_books()
+    books = {
+        f"{market.value} {symbol}": stats
+        for market, connector in connectors.items()
+        for symbol, stats in connector.book_stats().items()
+    }
+    if reader.damage is not None:
+        notes.append(f"recording damaged, replayed up to the damage: {reader.damage}")
+    report = None
+    if controller is not None and summary is not None:
+        report = report_data(
+            "arb backtest: " + ", ".join(Path(f).name for f in files), summary, log_, controller.monitor,
+            start_ns=survey.first.recv_ns if survey.first is not None else 0, notes=notes,
+        )
+    return BacktestResult(
+        files=[str(f) for f in files], records=count, markets=sorted(connectors, key=lambda m: m.value),
+        symbols=traded, instruments=sources, start_ns=survey.first.recv_ns if survey.first is not None else 0,
+        end_ns=clock.now_ns, wall_s=0.0, damage=reader.damage, books=books, orders=orders,
+        opportunities=log_.opportunities, results=controller.results if controller is not None else [], summary=summary,
+        report=report, notes=notes,
+    )
+
+
+def _controller(
+    manager: ConfigurationManager, config: ArbitrageConfig, traded: list[str],
+    connectors: Mapping[ExchangeName, BacktestConnector], catalogs: Mapping[ExchangeName, InstrumentCatalog],
+    clock: VirtualClock, log_: TradeLog,
+) -> ArbitrageController:
+    """The live controller, its clocked parts given explicitly (it builds the rest itself)."""
+    config = msgspec.structs.replace(config, symbols=tuple(traded))
+    limits = config.risk_limits
+    journal = Journal(":memory:", synchronous="NORMAL", wall_clock_ms=lambda: clock.wall_ns() // 1_000_000)
+    monitor = LoggingMonitor(config.target_execution_time_ms, log_, clock=clock)
+    recovery = RecoveryManager(
+        connectors, max_loss_quote=limits.max_position_size_usd * RECOVERY_LOSS_FRACTION, journal=journal, clock=clock
+    )
+    controller = ArbitrageController(
+        manager,
+        factory=BacktestFactory(manager, connectors),
+        risk=RiskManager(
+            limits, enable_risk_checks=config.enable_risk_checks, enable_circuit_breakers=config.enable_circuit_breakers,
+            on_alert=log_.on_trip, clock=clock, wall_clock=clock.wall_ns,
+        ),
+        executor=TwoLegExecutor(connectors, catalogs, recovery=recovery, journal=journal, monitor=monitor, clock=clock),
+        recovery=recovery,
+        monitor=monitor,
+        journal=journal,
+        balances=BalanceMonitor(
+            {m: c for m, c in connectors.items() if c.can_trade}, refresh_interval_ms=config.balance_refresh_interval_ms
+        ),
+        pipeline=ScannerPipeline(
+            max_data_age_ms=config.max_data_age_ms, opportunity_types=config.opportunity_types,
+            min_profit_bps=limits.min_profit_margin_bps, max_position_usd=limits.max_position_size_usd,
+            id_prefix="bt", clock=clock,
+        ),
+        clock=clock,
+    )
+    controller.config = config
+    return controller
+
+
+async def _feed(
+    reader: Iterable[Record], connectors: Mapping[ExchangeName, BacktestConnector], clock: VirtualClock,
+    advance: Callable[[int], None], window_ns: int,
+) -> int:
+    """Deliver every record at its receive time; between batches the loop runs everything due."""
+    count = 0
+    records = iter(reader)
+    record = next(records, None)
+    while record is not None:
+        following = next(records, None)
+        if record.recv_ns - clock.now_ns > window_ns:
+            await asyncio.sleep((record.recv_ns - clock.now_ns) / 1e9)
+        clock.advance_to(record.recv_ns)
+        connector = connectors.get(record.market)
+        if connector is not None:
+            same_read = (
+                following is not None and following.market is record.market
+                and following.recv_ns - record.recv_ns <= window_ns
+            )
+            connector.feed(record, not same_read)
+        count += 1
+        if not count % 1000:
+            advance(1000)
+        record = following
+    advance(count % 1000)
+    # Let an execution that started on the last message finish before shutdown.
+    await asyncio.sleep(0)
+    return count
+
+
+class _progress:
+    """A rich progress bar over the records (or nothing); yields ``advance(n)``."""
+
+    def __init__(self, enabled: bool, total: int) -> None:
+        self._enabled = enabled
+        self._total = total
+        self._bar: Any = None
+        self._task: Any = None
+
+    def __enter__(self) -> Callable[[int], None]:
+        if not self._enabled:
+            return _ignore
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self._bar = Progress(
+            TextColumn("backtest"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), transient=True
+        )
+        self._bar.start()
+        self._task = self._bar.add_task("records", total=self._total)
+        bar, task = self._bar, self._task
+        return lambda n: bar.advance(task, n)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+
+def _ignore(n: int) -> None:
+    pass
+
+
+__all__ = [
+    "BacktestConnector",
+    "BacktestResult",
+    "BacktestSettings",
+    "ExecutedOrder",
+    "LatencyModel",
+    "VirtualClock",
+    "VirtualTimeLoop",
+    "backtest",
+    "connector_class",
+]

@@ -1,0 +1,47 @@
+"""``python -m arb record`` on the simulated venues, as a subprocess."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from arb.replay import RecordKind, read_records, recording_files
+from arb.types import ExchangeName
+
+
+def arb(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ARB_", "MEXC_", "GATEIO_", "ENCRYPTION_"))}
+    return subprocess.run(
+        [sys.executable, "-m", "arb", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=60
+    )
+
+
+def test_record_the_simulator_with_rotation(tmp_path: Path) -> None:
+    result = arb(
+        "record", "--sim", "--venues", "gateio,mexc", "--markets", "spot,futures", "--symbols", "BTC/USDT",
+        "--out", "md.arbrec", "--rotate-mb", "0.02", "--duration", "2", cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    parts = recording_files(tmp_path / "md.arbrec")
+    assert len(parts) >= 2
+    reader = read_records(tmp_path / "md.arbrec")
+    records = list(reader)
+    assert reader.damage is None
+    assert f"recorded {len(records)} records" in result.stdout
+    markets = {r.market for r in records}
+    assert markets == set(ExchangeName)
+    for market in ExchangeName:
+        line = next(line for line in result.stdout.splitlines() if line.split()[:1] == [market.value])
+        delivered = int(line.split()[1])
+        assert delivered == sum(r.market is market and r.kind is not RecordKind.REST_SNAPSHOT for r in records)
+
+
+def test_record_refuses_to_overwrite_and_bad_arguments(tmp_path: Path) -> None:
+    (tmp_path / "taken.arbrec").write_bytes(b"x")
+    result = arb("record", "--out", "taken.arbrec", "--duration", "1", cwd=tmp_path)
+    assert result.returncode == 1 and "cannot create" in result.stderr
+    result = arb("record", "--out", "x.arbrec", "--venues", "kraken", "--duration", "1", cwd=tmp_path)
+    assert result.returncode == 2 and "'kraken'" in result.stderr
+    result = arb("record", "--out", "x.arbrec", "--symbols", "DOGE/USDT", "--duration", "1", cwd=tmp_path)
+    assert result.returncode == 2 and "DOGE" in result.stderr
+    assert not (tmp_path / "x.arbrec").exists()

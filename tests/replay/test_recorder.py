@@ -1,0 +1,271 @@
+"""The recorder and its reader: every frame back byte for byte, damage found and located, rotation."""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import pytest
+
+from arb.config import ConfigurationManager
+from arb.doctor import public_connector
+from arb.exchanges.base import MarketDataDialect
+from arb.exchanges.factory import ExchangeFactory
+from arb.replay import Record, RecordingReader, RecordKind, read_records, recording_files
+from arb.replay.recorder import BLOCK_HEADER, FILE_HEADER, Recorder, record_markets
+from arb.sim.cluster import SimCluster, SimConfig
+from arb.sim.market import read_recording
+from arb.types import ExchangeName
+
+Handler = Callable[[memoryview, bool, bool, int], None]
+Fetch = Callable[[str], Awaitable[bytes]]
+MARKETS = (ExchangeName.GATEIO, ExchangeName.GATEIO_FUTURES, ExchangeName.MEXC, ExchangeName.MEXC_FUTURES)
+
+
+class CapturingTap:
+    """A tap in front of the recorder's: keeps what the client received, in order."""
+
+    def __init__(self, recorder: Recorder) -> None:
+        self.recorder = recorder
+        self.seen: list[tuple[ExchangeName, RecordKind, bytes]] = []
+
+    def wrap_messages(self, exchange: ExchangeName, dialect: MarketDataDialect, handler: Handler) -> Handler:
+        inner = self.recorder.wrap_messages(exchange, dialect, handler)
+
+        def on_message(payload: memoryview, is_binary: bool, last: bool, recv_ns: int) -> None:
+            kind = RecordKind.WS_BINARY if is_binary else RecordKind.WS_TEXT
+            self.seen.append((exchange, kind, bytes(payload)))
+            inner(payload, is_binary, last, recv_ns)
+
+        return on_message
+
+    def wrap_snapshots(self, exchange: ExchangeName, fetch: Fetch) -> Fetch:
+        inner = self.recorder.wrap_snapshots(exchange, fetch)
+
+        async def fetch_and_capture(venue_symbol: str) -> bytes:
+            body = await inner(venue_symbol)
+            self.seen.append((exchange, RecordKind.REST_SNAPSHOT, body))
+            return body
+
+        return fetch_and_capture
+
+
+def test_two_seconds_of_the_simulator_read_back_frame_for_frame(tmp_path: Path) -> None:
+    path = tmp_path / "sim.arbrec"
+    recorder = Recorder(path)
+    tap = CapturingTap(recorder)
+    manager = ConfigurationManager(environ={})
+    manager.load_configuration()
+
+    async def record() -> dict[ExchangeName, int]:
+        async with SimCluster(SimConfig(symbols=("BTC/USDT", "ETH/USDT"))) as cluster:
+            factory = ExchangeFactory(manager, sim_urls=cluster.urls())
+            connectors = {market: public_connector(factory, market, True) for market in MARKETS}
+            symbols = {m: ["BTC/USDT:USDT" if m.is_futures else "BTC/USDT", "ETH/USDT" + (":USDT" if m.is_futures else "")]
+                       for m in MARKETS}
+            try:
+                for market, connector in connectors.items():
+                    await connector.start_books(symbols[market], tap=tap)
+                await asyncio.sleep(2.0)
+                for connector in connectors.values():
+                    await connector.stop_books()  # stop before counting, or a late message is uncounted
+                return {m: c.health().messages for m, c in connectors.items()}
+            finally:
+                for connector in connectors.values():
+                    await connector.close()
+
+    delivered = asyncio.run(record())
+    stats = recorder.close()
+    records = list(reader := read_records(path))
+
+    assert reader.damage is None
+    assert [(r.market, r.kind, r.payload) for r in records] == tap.seen
+    ws = [r for r in records if r.kind is not RecordKind.REST_SNAPSHOT]
+    for market in MARKETS:
+        assert sum(r.market is market for r in ws) == delivered[market] > 50
+    snapshots = {(r.market, r.venue_symbol) for r in records if r.kind is RecordKind.REST_SNAPSHOT}
+    assert (ExchangeName.GATEIO, "BTC_USDT") in snapshots
+    assert {r.venue_symbol for r in ws if r.market is ExchangeName.MEXC and r.kind is RecordKind.WS_BINARY} == {
+        "BTCUSDT", "ETHUSDT"
+    }
+    assert stats.records == len(records) and stats.dropped == 0 and stats.error is None
+    recv = [r.recv_ns for r in records]
+    assert recv == sorted(recv)
+
+
+def _write_sample(path: Path, blocks: int = 6, per_block: int = 7, **options: int) -> list[tuple[ExchangeName, bytes]]:
+    """A closed recording of ``blocks`` blocks (one flush each); returns what was recorded."""
+    recorder = Recorder(path, **options)
+    written = []
+    for block in range(blocks):
+        for index in range(per_block):
+            market = MARKETS[(block + index) % 4]
+            payload = b'{"u":%d,"b":[["60000.%d","0.5"]],"pad":"%s"}' % (block * 100 + index, index, b"x" * index * 9)
+            recorder.record(market, RecordKind.WS_TEXT, payload, recv_ns=1_000 + block * 100 + index)
+            written.append((market, payload))
+        recorder.flush()
+    recorder.close()
+    return written
+
+
+def _block_ends(data: bytes) -> dict[int, int]:
+    """Byte offset of every block boundary -> records in the blocks before it."""
+    ends = {FILE_HEADER.size: 0}
+    offset, count = FILE_HEADER.size, 0
+    while offset < len(data):
+        magic, stored, _raw, records, _crc = BLOCK_HEADER.unpack_from(data, offset)
+        if magic == b"ARBE":
+            break
+        offset += BLOCK_HEADER.size + stored
+        count += records
+        ends[offset] = count
+    return ends
+
+
+def _read(path: Path) -> tuple[list[Record], RecordingReader]:
+    reader = RecordingReader([path])
+    return list(reader), reader
+
+
+def test_a_file_cut_anywhere_reads_up_to_the_last_whole_block(tmp_path: Path) -> None:
+    full = tmp_path / "full.arbrec"
+    written = _write_sample(full)
+    data = full.read_bytes()
+    ends = _block_ends(data)
+    records, reader = _read(full)
+    assert reader.damage is None and [(r.market, r.payload) for r in records] == written
+
+    cut = tmp_path / "cut.arbrec"
+    for length in range(FILE_HEADER.size, len(data)):
+        cut.write_bytes(data[:length])
+        records, reader = _read(cut)
+        damage = reader.damage
+        assert damage is not None, length
+        boundary = max(end for end in ends if end <= length)
+        assert (damage.offset, damage.records, len(records)) == (boundary, ends[boundary], ends[boundary]), length
+        assert [(r.market, r.payload) for r in records] == written[: len(records)]
+        assert damage.path == str(cut)
+        if length == boundary:
+            assert "no end marker" in damage.reason
+
+    for length in range(FILE_HEADER.size):
+        cut.write_bytes(data[:length])
+        records, reader = _read(cut)
+        assert records == [] and reader.damage is not None and reader.damage.offset == 0
+
+
+def test_a_corrupted_byte_stops_reading_at_its_block_and_says_where(tmp_path: Path) -> None:
+    full = tmp_path / "full.arbrec"
+    written = _write_sample(full, blocks=4, per_block=5)
+    data = full.read_bytes()
+    ends = _block_ends(data)
+    bad = tmp_path / "bad.arbrec"
+    for position in range(len(data)):
+        corrupted = bytearray(data)
+        corrupted[position] ^= 0x5A
+        bad.write_bytes(bytes(corrupted))
+        records, reader = _read(bad)
+        damage = reader.damage
+        assert damage is not None, position
+        assert [(r.market, r.payload) for r in records] == written[: len(records)], position
+        if position >= FILE_HEADER.size:
+            block_start = max(end for end in ends if end <= position)
+            assert damage.offset == min(block_start, max(ends)), position
+            assert damage.records == len(records) == ends[damage.offset], position
+        else:
+            assert records == [] and damage.offset == 0, position
+
+
+def test_rotation_by_size_writes_parts_that_read_back_in_order(tmp_path: Path) -> None:
+    base = tmp_path / "md.arbrec"
+    written = _write_sample(base, blocks=12, per_block=20, rotate_bytes=1_500)
+    parts = recording_files(base)
+    assert len(parts) >= 3
+    assert not base.exists()
+    assert [p.name.split(".")[1] for p in parts] == [f"{n:05d}" for n in range(1, len(parts) + 1)]
+    reader = read_records(base)
+    records = list(reader)
+    assert reader.damage is None
+    assert [(r.market, r.payload) for r in records] == written
+    for part in parts:
+        alone = RecordingReader([part])
+        assert list(alone) and alone.damage is None
+
+    more = _write_sample(base, blocks=2, per_block=3, rotate_bytes=1_500)  # a second recording never overwrites
+    assert len(recording_files(base)) > len(parts)
+    assert len(list(read_records(base))) == len(written) + len(more)
+
+
+def test_existing_file_is_never_overwritten(tmp_path: Path) -> None:
+    path = tmp_path / "md.arbrec"
+    path.write_bytes(b"keep")
+    with pytest.raises(FileExistsError):
+        Recorder(path)
+    assert path.read_bytes() == b"keep"
+
+
+def test_a_damaged_part_stops_the_whole_replay_there(tmp_path: Path) -> None:
+    base = tmp_path / "md.arbrec"
+    _write_sample(base, blocks=12, per_block=20, rotate_bytes=1_500)
+    parts = recording_files(base)
+    second = parts[1]
+    second.write_bytes(second.read_bytes()[:-30])
+    first_count = len(list(RecordingReader([parts[0]])))
+    reader = read_records(base)
+    records = list(reader)
+    assert reader.damage is not None and reader.damage.path == str(second)
+    assert len(records) == first_count + reader.damage.records
+
+
+def test_record_markets_stops_books_and_counts_messages(tmp_path: Path) -> None:
+    recorder = Recorder(tmp_path / "one.arbrec", block_interval_ms=20)
+    manager = ConfigurationManager(environ={})
+    manager.load_configuration()
+
+    async def record() -> dict[ExchangeName, int]:
+        async with SimCluster(SimConfig(symbols=("BTC/USDT",), venues=("gateio",))) as cluster:
+            factory = ExchangeFactory(manager, sim_urls=cluster.urls())
+            connector = public_connector(factory, ExchangeName.GATEIO, True)
+            try:
+                return await record_markets({ExchangeName.GATEIO: connector}, {ExchangeName.GATEIO: ["BTC/USDT"]},
+                                            recorder, 0.5)
+            finally:
+                await connector.close()
+
+    delivered = asyncio.run(record())
+    stats = recorder.close()
+    assert stats.records == delivered[ExchangeName.GATEIO] + 1  # + the REST snapshot
+    assert stats.blocks > 1
+
+
+def test_cryptofeed_recordings_read_through_the_same_reader(shared_data: Path) -> None:
+    files = sorted((shared_data / "cryptofeed").glob("GATEIO*"))
+    reader = RecordingReader(files)
+    records = list(reader)
+    assert reader.damage is None
+    expected = sorted((frame.raw for path in files for frame in read_recording(path)))
+    assert sorted(r.payload for r in records) == expected
+    walls = [r.wall_ns for r in records]
+    assert walls == sorted(walls)
+    spot_updates = [r for r in records if r.market is ExchangeName.GATEIO and b"order_book_update" in r.payload
+                    and b'"update"' in r.payload]
+    assert len(spot_updates) == 172 and all(r.venue_symbol for r in spot_updates)
+    snapshots = [r for r in records if r.kind is RecordKind.REST_SNAPSHOT]
+    assert len(snapshots) == 20 and {r.venue_symbol for r in snapshots} >= {"NEO_BTC", "RDNT_USDT"}
+
+
+def test_a_cut_cryptofeed_file_reads_up_to_the_cut(shared_data: Path, tmp_path: Path) -> None:
+    source = shared_data / "cryptofeed" / "GATEIO.ws.1.0"
+    data = source.read_bytes()
+    cut_at = len(data) // 2
+    cut = tmp_path / "GATEIO.ws.1.0"
+    cut.write_bytes(data[:cut_at])
+    line_start = data.rfind(b"\n", 0, cut_at) + 1
+    reader = RecordingReader([cut])
+    records = list(reader)
+    assert reader.damage is not None and reader.damage.offset == line_start
+    complete = [frame.raw for frame in read_recording(source)][: len(records)]
+    assert [r.payload for r in records] == complete
+    assert reader.damage.records == len(records) > 0

@@ -1,0 +1,101 @@
+"""arb.replay.report: a report from a short backtest (HTML, non-empty PNG charts, JSON summary); the CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from decimal import Decimal as D
+from pathlib import Path
+
+import pytest
+
+from arb import ArbitrageController
+from arb.config import ConfigurationManager
+from arb.controller import dry_run_cluster
+from arb.journal import Journal
+from arb.replay.player import BacktestSettings, backtest
+from arb.replay.recorder import Recorder
+from arb.replay.report import CHARTS, charts_available, write_report
+from arb.sim.cluster import SimConfig
+from arb.sim.market import Dislocation
+from arb.types import ExchangeName
+
+SECOND = 1_000_000_000
+DEPOSITS = {"USDT": D("1000"), "BTC": D("1"), "ETH": D("10")}
+
+
+@pytest.fixture(scope="module")
+def recording(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, ConfigurationManager]:
+    """A 2 s dry run on the simulator with a dislocation, recorded."""
+    tmp_path = tmp_path_factory.mktemp("report")
+    config = tmp_path / "arb.toml"
+    config.write_text('[engine]\nsymbols = ["BTC/USDT"]\n')
+    manager = ConfigurationManager(config, environ={})
+    manager.load_configuration(dry_run=True)
+    dislocation = Dislocation(exchange=ExchangeName.MEXC, symbol="BTC/USDT", start_ns=SECOND,
+                              duration_ns=SECOND // 2, bps=-80)
+    sim = SimConfig(symbols=manager.config.symbols, deposits=DEPOSITS)
+    cluster = dry_run_cluster(manager.config, dislocations=(dislocation,), random_per_minute=0, sim_config=sim)
+    path = tmp_path / "short.arbrec"
+    recorder = Recorder(path)
+
+    async def scenario() -> None:
+        async with cluster:
+            controller = ArbitrageController(manager, sim_cluster=cluster, journal=Journal(tmp_path / "j.sqlite3"),
+                                             tap=recorder)
+            await controller.initialize(dry_run=True)
+            await controller.run(duration_s=2.0)
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        recorder.close()
+    return path, manager
+
+
+def test_a_short_backtest_writes_the_html_report_the_charts_and_the_json_summary(recording, tmp_path: Path) -> None:
+    path, manager = recording
+    result = backtest([path], manager, BacktestSettings(deposits=DEPOSITS))
+    assert result.report is not None and result.results
+    written = write_report(result.report, tmp_path / "out")
+    page = (tmp_path / "out" / "report.html").read_text()
+    for title in ("Realized PnL over time", "Opportunities by size and margin", "Spread distribution",
+                  "Fill ratio", "Latency histograms per stage", "Circuit breaker trips"):
+        assert title in page
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["opportunities_executed"] == len(result.results) >= 1
+    assert D(summary["realized_pnl"]) == sum((r.realized_profit for r in result.results), D(0))
+    assert result.report.spreads and result.report.opportunities
+    if not charts_available():
+        assert "Charts need matplotlib" in page
+        pytest.skip("matplotlib (the report extra) is not installed: PNG charts not written")
+    for name in CHARTS:
+        png = tmp_path / "out" / f"{name}.png"
+        assert png in written and png.stat().st_size > 1000
+        assert png.read_bytes().startswith(b"\x89PNG") and f"{name}.png" in page
+
+
+def test_backtest_cli_prints_a_json_summary_and_writes_the_report(recording, tmp_path: Path) -> None:
+    path, _ = recording
+    out = tmp_path / "cli"
+    result = subprocess.run(
+        [sys.executable, "-m", "arb", "backtest", str(path), "--latency-ms", "1", "--report", str(out), "--json"],
+        capture_output=True, text=True, timeout=120, cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["records"] > 100 and summary["damage"] is None and summary["symbols"] == ["BTC/USDT"]
+    assert {"opportunities_detected", "realized_pnl", "fill_ratio", "latency_ns"} <= set(summary)
+    assert (out / "report.html").is_file() and (out / "summary.json").is_file()
+
+
+def test_backtest_cli_exits_1_on_a_damaged_recording_and_names_the_place(recording, tmp_path: Path) -> None:
+    path, _ = recording
+    cut = tmp_path / "cut.arbrec"
+    cut.write_bytes(path.read_bytes()[:-40])
+    result = subprocess.run([sys.executable, "-m", "arb", "backtest", str(cut)], capture_output=True, text=True,
+                            timeout=120, cwd=tmp_path)
+    assert result.returncode == 1
+    assert "RECORDING DAMAGED" in result.stdout and str(cut) in result.stdout

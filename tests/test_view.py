@@ -1,0 +1,331 @@
+"""arb.view: the dashboard rendered from fake parts, the JSON event lines, and ``run --headless``."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import logging
+import os
+import subprocess
+import sys
+from collections.abc import Iterator, Mapping
+from decimal import Decimal as D
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from arb_core.book import ASK, BID, DeltaBatch, OrderBook
+from arb_core.wire.common import WireScale
+
+from arb.exchanges.book_sync import BookSyncStats
+from arb.exchanges.models import Balance, ConnectionHealth, Fill
+from arb.monitor import PerformanceMonitor, Stage
+from arb.pipeline import ScannerPipeline
+from arb.risk import RiskManager
+from arb.sim.cluster import default_instruments
+from arb.types import (
+    ArbitrageOpportunity,
+    ArbitrageState,
+    ExchangeName,
+    ExecutionLeg,
+    ExecutionResult,
+    OpportunityType,
+    OrderSide,
+    RiskLimits,
+)
+from arb.view import (
+    EVENTS_LOGGER,
+    JsonLogFormatter,
+    LiveView,
+    Output,
+    choose_output,
+    install_json_events,
+    render_snapshot,
+)
+
+MS = 1_000_000
+NOW = 10_000 * MS
+LIMITS = RiskLimits(
+    max_position_size_usd=D(100), max_total_exposure_usd=D(500), max_daily_loss_usd=D(50), min_profit_margin_bps=D(10)
+)
+
+
+class FakeSync:
+    def __init__(self, books: dict[str, BookSyncStats]) -> None:
+        self.books = books
+
+    def stats(self) -> Mapping[str, BookSyncStats]:
+        return self.books
+
+
+class FakeConnector:
+    def __init__(self, venue: str, connected: bool, age_ns: int | None, reconnects: int, sync: FakeSync | None) -> None:
+        self.venue, self.connected, self.age_ns, self.reconnects, self.sync = venue, connected, age_ns, reconnects, sync
+
+    def health(self) -> ConnectionHealth:
+        return ConnectionHealth(
+            venue=self.venue, url=f"ws://127.0.0.1/{self.venue}", connected=self.connected, connects=1,
+            reconnects=self.reconnects, messages=1234, last_message_age_ns=self.age_ns, errors={},
+        )
+
+    def book_sync(self) -> FakeSync | None:
+        return self.sync
+
+
+class FakeBalances:
+    def snapshot(self) -> Mapping[ExchangeName, Mapping[str, Balance]]:
+        return {ExchangeName.MEXC: {"USDT": Balance(asset="USDT", free=D("987.65"), locked=D(0))}}
+
+
+def book_stats(symbol: str, in_sync: bool, resyncs: dict[str, int]) -> BookSyncStats:
+    return BookSyncStats(
+        symbol=symbol, venue_symbol=symbol.replace("/", ""), in_sync=in_sync, last_update_id=7, applied=100, stale=0,
+        snapshots=1, malformed=0, snapshot_failures=0, buffered=0, resyncs=resyncs,
+    )
+
+
+def opportunity(symbol: str, bps: str, detected_at: int) -> ArbitrageOpportunity:
+    return ArbitrageOpportunity(
+        opportunity_id=f"o-{symbol}", opportunity_type=OpportunityType.SPOT_SPOT, symbol=symbol,
+        buy_exchange=ExchangeName.GATEIO, sell_exchange=ExchangeName.MEXC, buy_price=D("3000.04"),
+        sell_price=D("3018.03"), max_quantity=D("0.0331"), profit_per_unit=D("10.5"),
+        total_profit_estimate=D("0.3469"), profit_margin_bps=D(bps), detected_at=detected_at,
+    )
+
+
+def result(opportunity_id: str, state: ArbitrageState, pnl: str, ms: str) -> ExecutionResult:
+    leg = ExecutionLeg(
+        exchange=ExchangeName.GATEIO, symbol="ETH/USDT", side=OrderSide.BUY, client_order_id=f"{opportunity_id}-b",
+        requested_quantity=D("0.0331"), limit_price=D("3000.04"), filled_quantity=D("0.0331"),
+        average_price=D("3000.04"),
+    )
+    return ExecutionResult(
+        opportunity_id=opportunity_id, final_state=state, total_execution_time_ms=D(ms), realized_profit=D(pnl),
+        legs=(leg,), error=None if state is ArbitrageState.COMPLETED else "sell leg rejected",
+    )
+
+
+class Parts:
+    """Real monitor and risk manager, fake connectors, balances, opportunities and results."""
+
+    def __init__(self) -> None:
+        self.now = NOW
+        self.monitor = PerformanceMonitor(50, clock=lambda: self.now)
+        self.risk = RiskManager(LIMITS, clock=lambda: self.now)
+        self.gate_books = {"ETH/USDT": book_stats("ETH/USDT", True, {"gap": 2})}
+        mexc_books = {"ETH/USDT": book_stats("ETH/USDT", True, {})}
+        self.connectors = {
+            ExchangeName.MEXC: FakeConnector("mexc", True, 7 * MS, 0, FakeSync(mexc_books)),
+            ExchangeName.GATEIO: FakeConnector("gateio", False, None, 3, FakeSync(self.gate_books)),
+        }
+        self.opportunities = [opportunity("BTC/USDT", "12.5", NOW - 40 * MS), opportunity("ETH/USDT", "42.5", NOW)]
+        self.results = [
+            result("r1eth", ArbitrageState.COMPLETED, "0.3469", "59.8"),
+            result("r2eth", ArbitrageState.FAILED, "-0.0125", "71.2"),
+        ]
+        for r in self.results:
+            self.monitor.record_opportunity_detected()
+            self.monitor.record_execution(r)
+            self.risk.record_execution(r)
+        self.monitor.record_stage(Stage.PLACE, 2_500_000)
+        self.monitor.record_cycle(48_000_000)
+        self.risk.record_fill(
+            ExchangeName.GATEIO,
+            Fill(symbol="ETH/USDT", order_id="1", client_order_id="c1", trade_id="t1", side=OrderSide.BUY,
+                 price=D(3000), quantity=D("0.5"), fee=D(0), fee_asset="", is_maker=False, timestamp_ms=1),
+        )
+        self.risk.kill("operator pressed stop")
+
+    def view(self) -> LiveView:
+        return LiveView(
+            monitor=self.monitor, risk=self.risk, connectors=self.connectors,
+            opportunities=lambda: self.opportunities, executions=lambda start: self.results[start:],
+            balances=FakeBalances(), mode="dry run", clock=lambda: self.now,
+        )
+
+
+def rendered(view: LiveView, width: int = 200) -> str:
+    snapshot, _ = view.poll()
+    console = Console(record=True, width=width, file=io.StringIO())
+    console.print(render_snapshot(snapshot))
+    return console.export_text()
+
+
+def test_the_dashboard_shows_every_section_with_its_values() -> None:
+    text = rendered(Parts().view())
+    for section in ("Connections", "Top opportunities now", "Recent executions", "PnL and exposure", "Latency (ms)",
+                    "Circuit breakers"):
+        assert section in text
+    lines = text.splitlines()
+    mexc = next(line for line in lines if "mexc " in line and " up " in line)
+    assert "7 ms" in mexc and "1234" in mexc and "1/1" in mexc
+    gate = next(line for line in lines if "gateio" in line and "DOWN" in line)
+    assert " 3 " in gate and " 2 " in gate  # reconnects, resyncs
+    # Opportunities, best first, with their direction, size and age.
+    eth = next(i for i, line in enumerate(lines) if "42.50" in line)
+    btc = next(i for i, line in enumerate(lines) if "12.50" in line)
+    assert eth < btc
+    assert "gateio -> mexc" in lines[eth] and "0.0331" in lines[eth] and "40 ms" in lines[btc]
+    # Executions, newest first.
+    failed = next(i for i, line in enumerate(lines) if "r2eth" in line)
+    done = next(i for i, line in enumerate(lines) if "r1eth" in line)
+    assert failed < done
+    assert "FAILED" in lines[failed] and "-0.0125" in lines[failed] and "71.2" in lines[failed]
+    assert "COMPLETED" in lines[done] and "0.3469" in lines[done]
+    # PnL, exposure, the position and the free quote per market.
+    assert "0.3344 USDT" in text  # 0.3469 - 0.0125
+    assert "1500.00 / 500 USD" in text
+    assert "987.65" in text and "1500.00" in text
+    # Latency per stage in ms, and the tripped breaker with its reason.
+    place = next(line for line in lines if "│ place " in line)
+    assert "2.500" in place.split("│ place ")[1]
+    kill = next(line for line in lines if "kill_switch" in line)
+    assert "TRIPPED" in kill and "operator pressed stop" in kill
+
+
+def test_narrow_terminal_still_renders_every_section() -> None:
+    text = rendered(Parts().view(), width=80)
+    assert "Connections" in text and "Circuit breakers" in text and "Latency" in text
+
+
+def test_an_empty_run_says_so() -> None:
+    parts = Parts()
+    parts.opportunities, parts.results = [], []
+    text = rendered(parts.view())
+    assert "none standing" in text and "none yet" in text
+
+
+def test_poll_reports_each_event_once() -> None:
+    parts = Parts()
+    view = parts.view()
+    _, events = view.poll()
+    kinds = [e.event for e in events]
+    assert kinds.count("execution") == 2 and kinds.count("breaker_trip") == 1 and kinds.count("resync") == 1
+    resync = next(e for e in events if e.event == "resync")
+    assert resync.data == {"market": "gateio", "symbol": "ETH/USDT", "reason": "gap", "count": 2, "total": 2}
+    assert view.poll()[1] == []
+    parts.results.append(result("r3eth", ArbitrageState.COMPLETED, "0.2", "50"))
+    parts.gate_books["ETH/USDT"] = book_stats("ETH/USDT", False, {"gap": 3, "crossed": 1})
+    _, events = view.poll()
+    assert sorted((e.event, e.data.get("reason"), e.data.get("count")) for e in events) == [
+        ("execution", None, None), ("resync", "crossed", 1), ("resync", "gap", 1),
+    ]
+    snapshot = view.latest
+    assert snapshot is not None and [e.opportunity_id for e in snapshot.executions] == ["r3eth", "r2eth", "r1eth"]
+
+
+@pytest.fixture
+def json_events() -> Iterator[io.StringIO]:
+    stream = io.StringIO()
+    handler = install_json_events(stream)
+    yield stream
+    logger = logging.getLogger(EVENTS_LOGGER)
+    logger.removeHandler(handler)
+    logger.propagate = True
+
+
+def test_headless_lines_are_json_objects_with_the_expected_keys(json_events: io.StringIO) -> None:
+    view = Parts().view()
+    view.report("[   1.0s] status line")
+    objects = [json.loads(line) for line in json_events.getvalue().splitlines()]
+    assert [o["event"] for o in objects] == ["execution", "execution", "breaker_trip", "resync", "status"]
+    for o in objects:
+        assert {"ts", "level", "logger", "event", "message"} <= o.keys()
+    execution = objects[1]
+    assert execution["opportunity_id"] == "r2eth" and execution["state"] == "FAILED"
+    assert execution["realized_profit"] == "-0.0125" and execution["error"] == "sell leg rejected"
+    assert execution["legs"][0]["market"] == "gateio" and execution["legs"][0]["filled"] == "0.0331"
+    trip = objects[2]
+    assert trip["breaker"] == "kill_switch" and trip["reason"] == "operator pressed stop"
+    status = objects[-1]
+    assert status["message"] == "[   1.0s] status line"
+    for key in ("uptime_s", "realized_pnl", "connections", "opportunities", "venues", "latencies", "breakers"):
+        assert key in status
+    assert "executions" not in status  # each has its own line
+    assert status["connections"][1] == {
+        "market": "gateio", "connected": False, "message_age_ms": None, "messages": 1234, "reconnects": 3,
+        "resyncs": 2, "books_in_sync": 1, "books": 1,
+    }
+    assert {lat["stage"]: lat["p50_ms"] for lat in status["latencies"]}["place"] == "2.500"
+
+
+def test_the_json_formatter_keeps_its_own_keys_and_adds_exceptions() -> None:
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        record = logging.LogRecord("arb.x", logging.ERROR, __file__, 1, "failed %s", ("here",), sys.exc_info())
+    record.data = {"event": "not this", "value": D("1.50")}
+    line = json.loads(JsonLogFormatter().format(record))
+    assert line["event"] == "log" and line["message"] == "failed here" and line["value"] == "1.50"
+    assert "ValueError: boom" in line["exception"]
+
+
+class Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_output_is_headless_on_request_live_on_a_terminal_and_plain_otherwise() -> None:
+    assert choose_output(True, Tty()) is Output.HEADLESS
+    assert choose_output(False, Tty()) is Output.LIVE
+    assert choose_output(False, io.StringIO()) is Output.PLAIN
+
+
+def test_the_live_view_draws_on_a_terminal_console() -> None:
+    parts = Parts()
+    view = parts.view()
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=True, width=160)
+
+    async def body() -> None:
+        async with view.live(console, refresh_per_second=20):
+            parts.results.append(result("r9eth", ArbitrageState.COMPLETED, "0.1", "40"))
+            await asyncio.sleep(0.2)
+
+    asyncio.run(body())
+    text = out.getvalue()
+    assert "Connections" in text and "r9eth" in text and "kill_switch" in text
+
+
+def test_the_pipeline_keeps_each_symbols_standing_opportunity() -> None:
+    (mexc, gate) = sorted(
+        (i for i in default_instruments(("BTC",)) if not i.is_futures), key=lambda i: i.exchange.value
+    )
+    books = []
+    for instrument, (bid, ask) in ((gate, ("59000", "60000")), (mexc, ("60400", "60500"))):
+        scale = WireScale(*instrument.wire_scale())
+        tick, lot = D(scale.tick_units).scaleb(-scale.price_decimals), D(scale.lot_units).scaleb(-scale.size_decimals)
+        batch = DeltaBatch(4)
+        batch.add(BID, int(D(bid) / tick), int(D(1) / lot))
+        batch.add(ASK, int(D(ask) / tick), int(D(1) / lot))
+        batch.first_update_id = batch.last_update_id = 1
+        book = OrderBook(instrument.exchange.value)
+        book.apply_snapshot(batch, 1)
+        books.append((instrument, book, scale))
+    pipeline = ScannerPipeline(max_data_age_ms=100, clock=lambda: 2)
+    (plan,) = pipeline.register_symbol("BTC/USDT", books)
+    for leg in plan.legs:
+        pipeline.set_leg_limits(plan.symbol_id, leg.leg_id, D(1), D(1))
+    found = pipeline.scan(plan.symbol_id)
+    assert found is not None and pipeline.standing_opportunities() == [found]
+    books[0][1].mark_out_of_sync()
+    assert pipeline.scan(plan.symbol_id) is None and pipeline.standing_opportunities() == []
+
+
+def test_run_headless_prints_json_lines_and_exits_0(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ARB_", "MEXC_", "GATEIO_", "ENCRYPTION_"))}
+    done = subprocess.run(
+        [sys.executable, "-m", "arb", "run", "--duration", "2", "--headless"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    objects = [json.loads(line) for line in done.stdout.splitlines()]
+    kinds = [o["event"] for o in objects]
+    assert "status" in kinds and kinds[-1] == "summary"
+    summary = objects[-1]
+    assert summary["ok"] is True and summary["stop_reason"] == "duration elapsed"
+    # Every execution of the run has its own line, the last ones included.
+    assert kinds.count("execution") == summary["statistics"]["opportunities_executed"]
+    assert "arb run summary" in done.stderr
