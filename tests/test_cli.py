@@ -179,8 +179,12 @@ def test_event_loop_switch(monkeypatch: pytest.MonkeyPatch) -> None:
     from arb.cli import new_event_loop
     from arb.errors import ConfigurationError
 
+    monkeypatch.delenv("ARB_EVENT_LOOP", raising=False)
+    loop = new_event_loop()
+    assert type(loop) is asyncio.SelectorEventLoop
+    loop.close()
     uvloop = pytest.importorskip("uvloop")
-    for value, expected in (("", uvloop.Loop), ("uvloop", uvloop.Loop), ("asyncio", asyncio.SelectorEventLoop)):
+    for value, expected in (("uvloop", uvloop.Loop), ("asyncio", asyncio.SelectorEventLoop)):
         monkeypatch.setenv("ARB_EVENT_LOOP", value)
         loop = new_event_loop()
         try:
