@@ -15,12 +15,11 @@ import pytest
 from arb.shutdown import ShutdownManager, StepStatus
 
 CHILD = Path(__file__).with_name("shutdown_child.py")
-ROOT = Path(__file__).resolve().parent.parent
 STEPS = ["stop scanning", "cancel open orders", "hand residuals to recovery", "close connectors", "close journal"]
 
 
 def start(mode: str) -> subprocess.Popen[str]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    env = dict(os.environ)
     child = subprocess.Popen(
         [sys.executable, str(CHILD), mode], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )

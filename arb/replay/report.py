@@ -393,10 +393,10 @@ def _ms(ns: int) -> Decimal:
 
 
 def _draw_charts(data: ReportData, out: Path) -> dict[str, Path]:
-    import matplotlib
-
+    # Imported by name: matplotlib is an optional extra, so type checking must not depend on it.
+    matplotlib = importlib.import_module("matplotlib")
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt: Any = importlib.import_module("matplotlib.pyplot")
 
     drawn: dict[str, Path] = {}
     for name in CHARTS:

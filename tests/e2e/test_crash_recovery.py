@@ -75,7 +75,8 @@ async def start_engine(config: Path, urls: Path, log: Path, duration: str | None
         argv += ["--duration", duration]
     with log.open("ab") as out:
         return await asyncio.create_subprocess_exec(
-            *argv, stdout=asyncio.subprocess.DEVNULL, stderr=out, env={**os.environ, "PYTHONUNBUFFERED": "1"}
+            *argv, stdout=asyncio.subprocess.DEVNULL, stderr=out, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            cwd=log.parent,  # not the repository root: its arb_core sources would shadow the built package
         )
 
 

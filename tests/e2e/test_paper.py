@@ -161,6 +161,7 @@ def test_python_m_arb_run_paper_attaches_to_the_simulators_public_endpoints(tmp_
                 "--headless", "--duration", "3.5", "--log-level", "WARNING",
                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
                 env={k: v for k, v in os.environ.items() if not k.startswith(("ARB_", "MEXC_", "GATEIO_"))},
+                cwd=config.parent,  # not the repository root: its arb_core sources would shadow the built package
             )
             out, err = await asyncio.wait_for(child.communicate(), 40)
             assert_no_orders_reached(cluster, [])
