@@ -1,10 +1,15 @@
-"""Balances per market and asset, reconciled by REST, feeding the scanner's size caps.
+"""Balances per market and asset from private pushes, reconciled by REST, feeding the scanner's size caps.
 
-The connectors' private streams report orders, not balances, so balances come from the
-signed balance call: every ``balance_refresh_interval_ms`` and right after each
-execution on the two markets it touched. From the free balances the scanner learns how
-much each leg can trade: buy up to free quote / ask (fee included), sell up to the free
-base on spot; a futures leg can open either way up to its free margin at 1x.
+A market whose private stream pushes balances (``balance_handler``) has each push applied
+as that asset's current balance, and the scanner's caps on that market follow at once.
+The signed balance call still reads every market every ``balance_refresh_interval_ms``
+(and on request, e.g. after an execution on a market without pushes). On a pushed market
+the answer is the reconciliation: an asset whose read disagrees with the pushed state (free
+or locked differ at all) is a drift, logged, counted and reported, and the read wins; an
+asset pushed while the read was in flight keeps the push, which may be the newer of the two.
+From the free balances the scanner learns how much each leg can trade: buy up to free
+quote / ask (fee included), sell up to the free base on spot; a futures leg can open either
+way up to its free margin at 1x.
 
 Skew: arbitrage moves inventory from one venue to the other. When a venue's share of an
 asset falls below ``skew_threshold`` of that asset's total, selling it there (or buying
@@ -21,6 +26,7 @@ from typing import Protocol
 
 import msgspec
 
+from .exchanges.base import BalanceHandler
 from .exchanges.models import Balance
 from .pipeline import ScannerPipeline
 from .types import ExchangeName
@@ -54,8 +60,24 @@ class SkewAlert(msgspec.Struct, frozen=True, kw_only=True):
         )
 
 
+class BalanceDrift(msgspec.Struct, frozen=True, kw_only=True):
+    """A REST read disagreed with the balance the private stream had pushed: a missed or wrong push."""
+
+    exchange: ExchangeName
+    asset: str
+    pushed: Balance  # the state before the read (zero when the asset was unknown)
+    read: Balance  # the venue's answer, now the state
+
+    def message(self) -> str:
+        """A one-line alert text."""
+        return (
+            f"balance drift: {self.exchange.value} {self.asset} pushed free {self.pushed.free} locked "
+            f"{self.pushed.locked}, REST reads free {self.read.free} locked {self.read.locked}"
+        )
+
+
 class BalanceMonitor:
-    """Free balances by market and asset, refreshed by REST; pushes leg caps into the scanner."""
+    """Free balances by market and asset from pushes and REST; pushes leg caps into the scanner."""
 
     def __init__(
         self,
@@ -64,6 +86,7 @@ class BalanceMonitor:
         refresh_interval_ms: int = 5_000,
         skew_threshold: Decimal = Decimal("0.1"),
         on_alert: Callable[[SkewAlert], None] | None = None,
+        on_drift: Callable[[BalanceDrift], None] | None = None,
     ) -> None:
         if refresh_interval_ms < 1:
             raise ValueError(f"refresh_interval_ms={refresh_interval_ms}: must be at least 1")
@@ -73,10 +96,17 @@ class BalanceMonitor:
         self.refresh_interval_s = refresh_interval_ms / 1000
         self.skew_threshold = skew_threshold
         self.on_alert = on_alert
+        self.on_drift = on_drift
         self._balances: dict[ExchangeName, dict[str, Balance]] = {}
         self._alerted: set[tuple[str, ExchangeName]] = set()
+        self._streamed: set[ExchangeName] = set()  # markets whose balances arrive by push
+        self._read: set[ExchangeName] = set()  # markets with a REST read to reconcile against
+        self._push_seq = 0
+        self._pushed_at: dict[tuple[ExchangeName, str], int] = {}  # the push sequence of each asset's last push
         self.refreshes = 0
         self.errors = 0
+        self.pushes = 0
+        self.drifts = 0
         self.pipeline: ScannerPipeline | None = None
 
     def free(self, exchange: ExchangeName, asset: str) -> Decimal:
@@ -88,12 +118,37 @@ class BalanceMonitor:
         """The latest balances by market and asset."""
         return {exchange: dict(assets) for exchange, assets in self._balances.items()}
 
+    def streamed(self, exchange: ExchangeName) -> bool:
+        """Whether ``exchange``'s balances arrive by push (a ``balance_handler`` was made for it)."""
+        return exchange in self._streamed
+
+    def balance_handler(self, exchange: ExchangeName) -> BalanceHandler:
+        """The ``on_balance`` handler of ``exchange``'s private stream; from now on its REST reads reconcile."""
+        self._streamed.add(exchange)
+
+        def on_balance(balance: Balance) -> None:
+            self.push(exchange, balance)
+
+        return on_balance
+
+    def push(self, exchange: ExchangeName, balance: Balance) -> None:
+        """Apply a pushed balance as the asset's current one; the caps on ``exchange`` follow at once."""
+        self._streamed.add(exchange)
+        self._push_seq += 1
+        self._pushed_at[(exchange, balance.asset)] = self._push_seq
+        self._balances.setdefault(exchange, {})[balance.asset] = balance
+        self.pushes += 1
+        self.update_caps((exchange,))
+        self.check_skew()
+
     async def refresh(self, exchanges: Iterable[ExchangeName] | None = None) -> None:
         """Read the balances of ``exchanges`` (default: all) concurrently, then update caps and alerts.
 
-        A failed read keeps that market's previous balances and is logged.
+        A failed read keeps that market's previous balances and is logged. On a pushed market
+        the read is reconciled against the pushed state (drifts reported).
         """
         names = [e for e in (self.sources if exchanges is None else exchanges) if e in self.sources]
+        started = self._push_seq
         results = await asyncio.gather(*(self.sources[e].balances() for e in names), return_exceptions=True)
         for exchange, result in zip(names, results):
             if isinstance(result, asyncio.CancelledError):
@@ -102,10 +157,41 @@ class BalanceMonitor:
                 self.errors += 1
                 log.warning("%s: balance refresh failed: %s", exchange.value, result)
                 continue
-            self._balances[exchange] = dict(result)
+            self._reconcile(exchange, result, started)
         self.refreshes += 1
         self.update_caps()
         self.check_skew()
+
+    def _reconcile(self, exchange: ExchangeName, read: Mapping[str, Balance], started: int) -> None:
+        """Make ``read`` the balances of ``exchange``, keeping assets pushed after push number ``started``."""
+        current = self._balances.get(exchange, {})
+        fresh = {
+            asset: balance for asset, balance in current.items() if self._pushed_at.get((exchange, asset), 0) > started
+        }
+        check = exchange in self._streamed and exchange in self._read
+        for asset, balance in read.items():
+            if asset in fresh:
+                continue
+            if check:
+                self._check_drift(exchange, asset, current.get(asset), balance)
+            fresh[asset] = balance
+        if check:
+            for asset, pushed in current.items():
+                if asset not in fresh:  # the venue no longer lists it: zero now
+                    self._check_drift(exchange, asset, pushed, None)
+        self._balances[exchange] = fresh
+        self._read.add(exchange)
+
+    def _check_drift(self, exchange: ExchangeName, asset: str, pushed: Balance | None, read: Balance | None) -> None:
+        before = pushed if pushed is not None else Balance(asset=asset, free=ZERO)
+        after = read if read is not None else Balance(asset=asset, free=ZERO)
+        if (before.free, before.locked) == (after.free, after.locked):
+            return
+        drift = BalanceDrift(exchange=exchange, asset=asset, pushed=before, read=after)
+        self.drifts += 1
+        log.warning(drift.message())
+        if self.on_drift is not None:
+            self.on_drift(drift)
 
     async def run(self) -> None:
         """Refresh every ``refresh_interval_ms`` until cancelled."""
@@ -118,13 +204,17 @@ class BalanceMonitor:
             except Exception:
                 log.exception("balance refresh failed")
 
-    def update_caps(self) -> None:
-        """Set every scanner leg's buy and sell caps from the free balances and the current best prices."""
+    def update_caps(self, exchanges: Iterable[ExchangeName] | None = None) -> None:
+        """Set the buy and sell caps of every scanner leg (on ``exchanges``: default all) from the
+        free balances and the current best prices."""
         pipeline = self.pipeline
         if pipeline is None:
             return
+        markets = None if exchanges is None else set(exchanges)
         for plan in pipeline.plans.values():
             for leg in plan.legs:
+                if markets is not None and leg.exchange not in markets:
+                    continue
                 instrument = leg.instrument
                 quote = self.free(leg.exchange, instrument.quote)
                 ask = leg.book.best_ask_price() if leg.book.ask_count else None

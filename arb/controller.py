@@ -109,6 +109,7 @@ class RunSummary(msgspec.Struct, kw_only=True):
     stop_reason: str | None = None
     error: str | None = None  # an engine task failed
     skipped_for_order_budget: int = 0  # opportunities passed up: a venue's order rate budget was spent
+    balance_drifts: int = 0  # REST reads that disagreed with the pushed balances
 
     @property
     def ok(self) -> bool:
@@ -138,6 +139,8 @@ class RunSummary(msgspec.Struct, kw_only=True):
         )
         for alert in self.skew_alerts:
             out.append(f"  {alert}")
+        if self.balance_drifts:
+            out.append(f"  balance drifts           {self.balance_drifts} (REST disagreed with the pushed balances)")
         if self.error is not None:
             out.append(f"  ENGINE ERROR             {self.error}")
         failed = [o for o in self.shutdown if o.status.value != "ok"]
@@ -334,6 +337,7 @@ class ArbitrageController:
                 self._flag_interrupted(journal, sorted(interrupted | ({last} if last else set())))
             await self._start_books()
             if self.balances is not None:
+                await self._start_balance_streams(self.balances)
                 await self.balances.refresh()
         except BaseException:
             await self._close_quietly()
@@ -466,6 +470,21 @@ class ArbitrageController:
                 (name,) = market_symbols(market, [symbol])
                 legs.append((await connector.instrument(name), connector.books()[name], connector.book_scale(name)))
             pipeline.register_symbol(symbol, legs)
+
+    async def _start_balance_streams(self, balances: BalanceMonitor) -> None:
+        """Start the private stream of every trading market with its balance pushes feeding ``balances``.
+
+        Started before the first REST read, so no change falls between the two. A market
+        without a private websocket would only poll orders the executor already follows:
+        its balances come from REST alone (and after each execution on it).
+        """
+        for market, trader in self.traders.items():
+            if not trader.can_trade:
+                continue
+            if isinstance(trader, ExchangeConnector) and trader.binding.private_stream is None:
+                log.info("%s: no private balance stream; balances by REST only", market.value)
+                continue
+            await trader.start_private_stream(_ignore, _ignore, balances.balance_handler(market))
 
     def _register_shutdown_steps(self) -> None:
         add = self.shutdown_manager.add_step
@@ -612,8 +631,12 @@ class ArbitrageController:
             opportunity.opportunity_id, opportunity.symbol, opportunity.buy_exchange.value,
             opportunity.sell_exchange.value, result.final_state.name, result.realized_profit,
         )
-        if self.balances is not None:
-            await self.balances.refresh({leg.exchange for leg in result.legs})
+        balances = self.balances
+        if balances is not None:
+            # Pushed markets are current already; the others are read now.
+            unpushed = {leg.exchange for leg in result.legs if not balances.streamed(leg.exchange)}
+            if unpushed:
+                await balances.refresh(unpushed)
         return result
 
     def _order_wait_s(self, opportunity: ArbitrageOpportunity) -> float:
@@ -742,6 +765,7 @@ class ArbitrageController:
             stop_reason=self.shutdown_manager.reason,
             error=self._error,
             skipped_for_order_budget=self._budget_skips,
+            balance_drifts=self.balances.drifts if self.balances is not None else 0,
         )
 
     @property
@@ -891,6 +915,10 @@ def _run_token() -> str:
         n, r = divmod(n, 36)
         digits = "0123456789abcdefghijklmnopqrstuvwxyz"[r] + digits
     return digits[-6:]
+
+
+def _ignore(event: object) -> None:
+    """Order and fill pushes: the executor follows its orders itself."""
 
 
 def _ms(ns: int) -> Decimal:

@@ -8,7 +8,7 @@ from decimal import Decimal as D
 
 from test_pipeline import GATE, GATE_BOOK, MEXC, MEXC_BOOK, book
 
-from arb.balances import BalanceMonitor, SkewAlert
+from arb.balances import BalanceDrift, BalanceMonitor, SkewAlert
 from arb.errors import ExchangeError
 from arb.exchanges.models import Balance
 from arb.pipeline import ScannerPipeline
@@ -90,3 +90,82 @@ def test_skew_alerts_once_per_episode() -> None:
     mexc.free["BTC"] = D("0.1")
     asyncio.run(monitor.refresh())
     assert len(alerts) == 2
+
+
+def test_a_push_sets_the_free_balance_and_the_caps_at_once() -> None:
+    gate, mexc = FakeVenue(USDT="1000", BTC="1"), FakeVenue(USDT="1000", BTC="1")
+    monitor = BalanceMonitor({ExchangeName.GATEIO: gate, ExchangeName.MEXC: mexc})
+    monitor.pipeline = pipeline = scanner_pipeline()
+    asyncio.run(monitor.refresh())
+    on_mexc = monitor.balance_handler(ExchangeName.MEXC)
+    assert monitor.streamed(ExchangeName.MEXC) and not monitor.streamed(ExchangeName.GATEIO)
+
+    on_mexc(Balance(asset="BTC", free=D("0.00005"), locked=D("0.5")))
+    assert monitor.free(ExchangeName.MEXC, "BTC") == D("0.00005")
+    opp = pipeline.scan(0)
+    assert opp is not None and opp.max_quantity == D("0.00005")  # no REST read since
+    assert (gate.calls, mexc.calls, monitor.pushes) == (1, 1, 1)
+
+    on_mexc(Balance(asset="BTC", free=D("0")))
+    assert pipeline.scan(0) is None
+    assert monitor.snapshot()[ExchangeName.MEXC]["USDT"] == Balance(asset="USDT", free=D("1000"))
+
+
+def test_rest_reconciliation_corrects_a_wrong_push_and_reports_the_drift() -> None:
+    gate, mexc = FakeVenue(USDT="1000", BTC="1"), FakeVenue(USDT="1000", BTC="1")
+    drifts: list[BalanceDrift] = []
+    monitor = BalanceMonitor({ExchangeName.GATEIO: gate, ExchangeName.MEXC: mexc}, on_drift=drifts.append)
+    monitor.pipeline = pipeline = scanner_pipeline()
+    on_mexc = monitor.balance_handler(ExchangeName.MEXC)
+    asyncio.run(monitor.refresh())  # the first read is the baseline, nothing to disagree with
+    on_mexc(Balance(asset="BTC", free=D("0.00002")))  # wrong: the venue still holds 1 BTC
+    asyncio.run(monitor.refresh())
+    assert monitor.free(ExchangeName.MEXC, "BTC") == D("1")
+    opp = pipeline.scan(0)
+    assert opp is not None and opp.max_quantity > D("0.00002")
+    (drift,) = drifts
+    assert (drift.exchange, drift.asset, drift.pushed.free, drift.read.free) == (
+        ExchangeName.MEXC, "BTC", D("0.00002"), D("1"),
+    )
+    assert "mexc BTC pushed free 0.00002" in drift.message() and monitor.drifts == 1
+
+    # A change with no push at all is a drift too; a market without pushes never drifts.
+    mexc.free["USDT"] = D("900")
+    gate.free["USDT"] = D("5")
+    asyncio.run(monitor.refresh())
+    assert [(d.exchange, d.asset) for d in drifts[1:]] == [(ExchangeName.MEXC, "USDT")]
+    asyncio.run(monitor.refresh())
+    assert monitor.drifts == 2
+
+
+def test_a_push_during_a_read_is_kept_over_the_read() -> None:
+    mexc = FakeVenue(USDT="1000", BTC="1")
+    monitor = BalanceMonitor({ExchangeName.MEXC: mexc})
+    on_mexc = monitor.balance_handler(ExchangeName.MEXC)
+    asyncio.run(monitor.refresh())
+    balances = mexc.balances
+
+    async def read_then_push() -> Mapping[str, Balance]:
+        answer = await balances()  # taken before the venue's next change
+        on_mexc(Balance(asset="BTC", free=D("0.4")))
+        return answer
+
+    mexc.balances = read_then_push  # type: ignore[method-assign]
+    asyncio.run(monitor.refresh())
+    assert monitor.free(ExchangeName.MEXC, "BTC") == D("0.4") and monitor.drifts == 0
+
+
+def test_pushes_raise_and_clear_the_skew_alert() -> None:
+    gate, mexc = FakeVenue(BTC="5"), FakeVenue(BTC="5")
+    alerts: list[SkewAlert] = []
+    monitor = BalanceMonitor({ExchangeName.GATEIO: gate, ExchangeName.MEXC: mexc}, on_alert=alerts.append)
+    on_mexc = monitor.balance_handler(ExchangeName.MEXC)
+    asyncio.run(monitor.refresh())
+    assert alerts == []
+    on_mexc(Balance(asset="BTC", free=D("0.25")))
+    (alert,) = alerts
+    assert (alert.exchange, alert.share) == (ExchangeName.MEXC, D("0.25") / D("5.25"))
+    on_mexc(Balance(asset="BTC", free=D("0.2")))
+    assert len(alerts) == 1  # the same episode
+    on_mexc(Balance(asset="BTC", free=D("5")))
+    assert monitor.check_skew() == []

@@ -8,6 +8,7 @@ from decimal import Decimal as D
 from pathlib import Path
 
 import pytest
+from loopback import eventually
 
 from arb import ArbitrageController, ArbitrageEngine
 from arb.config import ConfigurationManager
@@ -168,5 +169,35 @@ def test_engine_session_statistics_health_and_a_refused_opportunity(tmp_path: Pa
                 assert (stats.opportunities_detected, stats.opportunities_executed) == (1, 0)
                 assert stats.success_rate == 0
             assert not engine.is_healthy
+
+    asyncio.run(scenario())
+
+
+def test_dry_run_balances_follow_the_private_pushes_to_the_venues_answers(tmp_path: Path) -> None:
+    # No periodic read during the run: after the start-up read, only pushes move the monitor's balances.
+    configuration = manager(tmp_path, CONFIG + "balance_refresh_interval_ms = 3600000\n")
+    dislocation = Dislocation(
+        exchange=ExchangeName.MEXC, symbol="BTC/USDT", start_ns=SECOND, duration_ns=2 * SECOND, bps=-80
+    )
+    cluster = dry_run_cluster(configuration.config, dislocations=(dislocation,), random_per_minute=0)
+
+    async def scenario() -> None:
+        async with cluster:
+            journal = Journal(tmp_path / "j.sqlite3")
+            controller = ArbitrageController(configuration, sim_cluster=cluster, journal=journal)
+            await controller.initialize(dry_run=True)
+            monitor = controller.balances
+            assert monitor is not None and monitor.refreshes == 1
+            assert all(monitor.streamed(market) for market in controller.traders)
+            runner = asyncio.get_running_loop().create_task(controller.run())
+            try:
+                await asyncio.sleep(3.5)  # past the dislocation: the executions are over
+                assert controller.results
+                answers = {market: dict(await trader.balances()) for market, trader in controller.traders.items()}
+                await eventually(lambda: monitor.snapshot() == answers, what="pushed balances equal balances()")
+                assert monitor.refreshes == 1 and monitor.pushes > 0 and monitor.drifts == 0
+            finally:
+                controller.shutdown_manager.request_shutdown("test over")
+                await runner
 
     asyncio.run(scenario())
