@@ -15,6 +15,8 @@ import pkgutil
 import platform
 import sys
 from collections.abc import Sequence
+from decimal import Decimal
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import __version__
@@ -117,6 +119,12 @@ def _build_parser() -> argparse.ArgumentParser:
         "--urls-out", metavar="FILE", help="also write the URLs and the funded key as JSON (for run --sim-urls)"
     )
     sim.add_argument("--rate", type=int, default=100, metavar="N", help="book updates per second per market and symbol")
+    sim.add_argument(
+        "--replay", nargs="+", metavar="FILE",
+        help="replay recordings (arb record files or cryptofeed text recordings) instead of the synthetic market",
+    )
+    sim.add_argument("--speed", type=_replay_speed, default=Decimal(1), metavar="X",
+                     help="with --replay: X times real time (default 1), or \"max\" for as fast as possible")
     record = commands.add_parser(
         "record", help="record raw market data (simulated venues by default; --live: real public data)"
     )
@@ -159,6 +167,18 @@ def _word_list(text: str) -> list[str]:
     if not words:
         raise argparse.ArgumentTypeError(f"expected a comma-separated list, got {text!r}")
     return words
+
+
+def _replay_speed(text: str) -> Decimal | None:
+    if text == "max":
+        return None
+    try:
+        value = Decimal(text)
+    except ArithmeticError:
+        raise argparse.ArgumentTypeError(f"expected a speed factor or \"max\", got {text!r}") from None
+    if not value.is_finite() or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be greater than 0, got {text!r}")
+    return value
 
 
 def _non_negative_ms(text: str) -> float:
@@ -331,8 +351,6 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _backtest(args: argparse.Namespace) -> int:
-    from decimal import Decimal
-
     import msgspec
 
     from .replay.player import BacktestSettings, LatencyModel, backtest
@@ -370,11 +388,17 @@ def _sim(args: argparse.Namespace) -> int:
 
     try:
         config = SimConfig(seed=args.seed, symbols=tuple(args.symbols), port_base=args.port_base,
-                           updates_per_second=args.rate)
+                           updates_per_second=args.rate, replay=tuple(Path(f) for f in args.replay or ()),
+                           replay_speed=args.speed)
         cluster = SimCluster(config)
     except ValueError as exc:
         print(f"arb sim: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    if cluster.replay is not None:
+        replay = cluster.replay
+        print(f"replaying {len(replay.frames)} book updates of {replay.records} records", flush=True)
+        if replay.damage is not None:
+            print(f"arb sim: replay stops early: {replay.damage}", file=sys.stderr)
 
     async def serve() -> None:
         async with cluster:

@@ -163,7 +163,7 @@ class SimCluster:
                 ports = VenuePorts(rest=base_port, spot_ws=base_port + 1, futures_ws=base_port + 2)
             routes = None
             if self.replay is not None:
-                routes = self.replay.snapshot_routes(venue)
+                routes = self.replay.rest_routes(venue)
             self.venues[venue] = SimulatedVenue(
                 venue, self.instruments, faults=self.faults, credentials=credentials, ports=ports, listed=listed,
                 routes=routes,

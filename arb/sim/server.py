@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from decimal import Decimal
-from pathlib import Path
+from fractions import Fraction
 from types import TracebackType
 from typing import Any, NamedTuple
 from urllib.parse import parse_qsl
@@ -34,11 +35,13 @@ from aiohttp import web
 from picows import WSFrame, WSListener, WSMsgType, WSTransport, WSUpgradeRequest, ws_create_server
 
 from ..instruments import Instrument
+from ..replay.reader import Record, RecordingDamaged, read_records
+from ..replay.recorder import RecordKind
 from ..secrets import ApiCredentials
 from ..types import ExchangeName
 from .faults import FaultPlan, StreamFault, StreamFaultKind
 from .http import Route, SimContext, SimRequest, SimResponse
-from .market import RecordedFrame, SyntheticMarket, merge_recordings, paced
+from .market import SyntheticMarket
 from .matching import BookUpdate, Fill, OrderEvent, PlaceResult, SimExchange
 from .wire import REST_PREFIX, WIRES, MarketWire, OutFrame, Topic
 
@@ -718,54 +721,153 @@ class _ResultIds(msgspec.Struct):
     u: int = 0
 
 
+class _Version(msgspec.Struct):
+    version: int = 0
+
+
+class _FuturesPush(msgspec.Struct):
+    data: _Version = msgspec.field(default_factory=_Version)
+
+
 _head_decoder = msgspec.json.Decoder(_Head)
 _ids_decoder = msgspec.json.Decoder(_ResultIds)
+_futures_push_decoder = msgspec.json.Decoder(_FuturesPush)
+_WS_KINDS = {RecordKind.WS_TEXT: WSMsgType.TEXT, RecordKind.WS_BINARY: WSMsgType.BINARY}
+_MEXC_SPOT_DEPTH = (313, 5)  # publicAggreDepths.toVersion (a decimal string)
+_TRUSTED_STEP_NS = 1_000_000_000
 
 
-def recorded_route(frame: RecordedFrame) -> _RawFrame | None:
-    """Where a recorded Gate.io websocket frame goes: its channel and pair, or None (acks, other channels)."""
+def _varint(data: bytes, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while shift < 64:
+        if pos >= len(data):
+            raise ValueError("varint runs past the frame")
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, pos
+        shift += 7
+    raise ValueError("varint longer than 64 bits")
+
+
+def _protobuf_bytes(data: bytes, path: tuple[int, ...]) -> bytes | None:
+    """The first length-delimited field at ``path`` (field numbers, outermost first), or None."""
+    start, end = 0, len(data)
+    for number in path:
+        pos, found = start, None
+        while pos < end and found is None:
+            key, pos = _varint(data, pos)
+            wire_type = key & 7
+            if wire_type == 0:
+                pos = _varint(data, pos)[1]
+            elif wire_type == 1:
+                pos += 8
+            elif wire_type == 5:
+                pos += 4
+            elif wire_type == 2:
+                length, pos = _varint(data, pos)
+                if key >> 3 == number:
+                    found = (pos, pos + length)
+                pos += length
+            else:
+                return None
+        if found is None or found[1] > end:
+            return None
+        start, end = found
+    return data[start:end]
+
+
+def _last_update_id(market: ExchangeName, payload: bytes) -> int:
+    """The update id a recorded push ends at (for the latency stamps), 0 when it names none."""
     try:
-        head = _head_decoder.decode(frame.raw)
-        ids = _ids_decoder.decode(head.result) if head.event == "update" else None
-    except msgspec.DecodeError:
+        if market is ExchangeName.MEXC:
+            version = _protobuf_bytes(payload, _MEXC_SPOT_DEPTH)
+            return int(version) if version is not None and version.isdigit() else 0
+        if market is ExchangeName.MEXC_FUTURES:
+            return _futures_push_decoder.decode(payload).data.version
+        return _ids_decoder.decode(_head_decoder.decode(payload).result).u
+    except (msgspec.DecodeError, ValueError):
+        return 0
+
+
+def recorded_route(record: Record) -> _RawFrame | None:
+    """Where a recorded websocket message goes: its stream kind and venue symbol, or None
+    (acks, pongs, anything but a book update of a known symbol)."""
+    msg_type = _WS_KINDS.get(record.kind)
+    if msg_type is None or not record.venue_symbol:
         return None
-    if ids is None or not ids.s:
-        return None
-    return _RawFrame(head.channel, ids.s, ids.u, WSMsgType.TEXT, frame.raw)
+    market, payload = record.market, record.payload
+    if market.venue == "gateio":
+        try:
+            head = _head_decoder.decode(payload)
+        except msgspec.DecodeError:
+            return None
+        if head.event != "update":
+            return None
+        kind = head.channel
+    else:
+        kind = "depth"  # the kind of every MEXC depth topic (``arb.sim.wire``)
+    return _RawFrame(kind, record.venue_symbol, _last_update_id(market, payload), msg_type, payload)
+
+
+def _step_ns(previous: Record, record: Record) -> int:
+    """Recording time between two consecutive records: their receive clock, unless the
+    records come from different recordings (another process's monotonic clock), then the wall clock."""
+    recv = record.recv_ns - previous.recv_ns
+    wall = max(0, record.wall_ns - previous.wall_ns)
+    return recv if 0 <= recv <= wall + _TRUSTED_STEP_NS else wall
 
 
 class ReplayFeed:
-    """Re-sends recorded frames (the cryptofeed recording format) to subscribers at a chosen speed.
+    """Re-sends recorded messages to subscribers at a chosen speed.
 
-    Websocket frames go to the market of their URL, to connections subscribed to the frame's
-    channel and pair; recorded REST depth snapshots answer the market's snapshot route
-    (``snapshot_body``). ``speed`` 1 is real time, None as fast as possible.
+    Reads the recorder's files (``arb.replay.recorder``) and cryptofeed recordings, told
+    apart by their first bytes (``arb.replay.reader``). Each recorded book update goes to
+    the connections of its market subscribed to its stream and venue symbol, as the frame
+    type it arrived in (MEXC spot pushes stay binary); recorded REST depth snapshots answer
+    the market's snapshot route, the latest one recorded before the replay position (the
+    first one before that). ``speed`` 1 is real time (receive-time deltas), 10 ten times
+    faster, None as fast as possible. A path naming a rotated recording stands for all its
+    parts. Reading stops at the first damage: the records before
+    it are replayed, ``damage`` says where, and ``run`` logs it.
     """
 
-    def __init__(self, paths: Iterable[Path], speed: Decimal | int | None = 1) -> None:
-        self.frames = list(merge_recordings(paths))
+    def __init__(self, paths: Iterable[str | os.PathLike[str]], speed: Decimal | int | None = 1) -> None:
+        if speed is not None and speed <= 0:
+            raise ValueError(f"replay speed {speed!r} must be positive (or None for as fast as possible)")
         self.speed = speed
+        reader = read_records(*paths)
+        self.frames: list[tuple[int, ExchangeName, _RawFrame]] = []  # (recording ns since the first record, ...)
+        self.snapshots: dict[tuple[ExchangeName, str], list[tuple[int, bytes]]] = {}  # -> [(frames before, body)]
+        elapsed = 0
+        previous: Record | None = None
+        for record in reader:
+            if previous is not None:
+                elapsed += _step_ns(previous, record)
+            previous = record
+            if record.kind is RecordKind.REST_SNAPSHOT:
+                if record.venue_symbol:
+                    key = (record.market, record.venue_symbol)
+                    self.snapshots.setdefault(key, []).append((len(self.frames), record.payload))
+                continue
+            routed = recorded_route(record)
+            if routed is not None:
+                self.frames.append((elapsed, record.market, routed))
+        self.records = reader.records
+        self.damage: RecordingDamaged | None = reader.damage
         self._route: dict[ExchangeName, SimulatedVenue] = {}
-        self.snapshots: dict[tuple[ExchangeName, str], bytes] = {}
         self.sent = 0
-        for frame in self.frames:
-            if frame.kind == "http":
-                query = dict(parse_qsl(frame.url.partition("?")[2]))
-                symbol = query.get("currency_pair") or query.get("contract")
-                if symbol:
-                    self.snapshots[(frame.exchange, symbol)] = frame.raw
 
     def attach(self, venues: Iterable[SimulatedVenue]) -> None:
-        """Send to these venues' markets (build them with ``listed=symbols()`` and ``snapshot_routes``)."""
+        """Send to these venues' markets (build them with ``listed=symbols()`` and ``rest_routes``)."""
         self._route.update((name, venue) for venue in venues for name in venue.markets)
 
     def symbols(self) -> dict[ExchangeName, set[str]]:
         """Venue symbols with recorded streams, per market (for ``SimulatedVenue(listed=...)``)."""
         found: dict[ExchangeName, set[str]] = {}
-        for frame in self.frames:
-            routed = recorded_route(frame) if frame.kind == "ws" else None
-            if routed is not None:
-                found.setdefault(frame.exchange, set()).add(routed.venue_symbol)
+        for _, market, frame in self.frames:
+            found.setdefault(market, set()).add(frame.venue_symbol)
         return found
 
     def snapshot_routes(self, venue: str) -> list[Route]:
@@ -777,30 +879,46 @@ class ReplayFeed:
             routes.append(Route(wire_route.method, wire_route.path, self._snapshot_handler(name)))
         return routes
 
+    def rest_routes(self, venue: str) -> list[Route]:
+        """The venue's own REST routes (instruments, time, orders), its depth snapshots from the recording."""
+        replayed = self.snapshot_routes(venue)
+        taken = {(r.method.upper(), r.path) for r in replayed}
+        return replayed + [r for r in _venue_rest_routes(venue) if (r.method.upper(), r.path) not in taken]
+
     def _snapshot_handler(self, name: ExchangeName) -> Callable[[SimRequest, SimContext], SimResponse]:
         def handler(request: SimRequest, context: SimContext) -> SimResponse:
             query = dict(parse_qsl(request.query))
-            symbol = query.get("currency_pair") or query.get("contract") or ""
-            body = self.snapshots.get((name, symbol))
-            if body is None:
+            symbol = (
+                query.get("currency_pair") or query.get("contract") or query.get("symbol")
+                or request.path_params.get("symbol", "")
+            )
+            recorded = self.snapshots.get((name, symbol))
+            if not recorded:
                 return SimResponse(status=400, body=b'{"label":"INVALID_CURRENCY","message":"not recorded"}')
+            body = recorded[0][1]
+            for position, later in recorded:
+                if position > self.sent:
+                    break
+                body = later
             return SimResponse(status=200, body=body)
 
         return handler
 
     async def run(self) -> None:
-        """Send every recorded websocket frame when due, then return."""
-        loop_start = time.monotonic_ns()
-        for due_ns, frame in paced(self.frames, loop_start, self.speed):
-            if frame.kind != "ws":
-                continue
-            wait = due_ns - time.monotonic_ns()
-            if wait > 0:
-                await asyncio.sleep(wait / 1e9)
-            routed = recorded_route(frame)
-            venue = self._route.get(frame.exchange)
-            if routed is not None and venue is not None:
-                venue.markets[frame.exchange].publish_raw(routed)
-                self.sent += 1
-            if self.speed is None and self.sent % 256 == 0:
+        """Send every recorded book update when due, then return (logging any damage that ended the recording)."""
+        start_ns = time.monotonic_ns()
+        factor = None if self.speed is None else Fraction(self.speed)
+        for elapsed, market, frame in self.frames:
+            if factor is not None:
+                due = elapsed / factor
+                wait = start_ns + due.numerator // due.denominator - time.monotonic_ns()
+                if wait > 0:
+                    await asyncio.sleep(wait / 1e9)
+            venue = self._route.get(market)
+            if venue is not None:
+                venue.markets[market].publish_raw(frame)
+            self.sent += 1
+            if factor is None and self.sent % 256 == 0:
                 await asyncio.sleep(0)
+        if self.damage is not None:
+            log.warning("replay stopped at damage after %d records: %s", self.records, self.damage)
