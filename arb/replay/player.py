@@ -69,6 +69,7 @@ from .report import LoggingMonitor, ReportData, TradeLog, report_data
 log = logging.getLogger(__name__)
 
 USER = "backtest"
+_IDLE_MARGIN_S = 1e-6
 PROGRESS_MIN_RECORDS = 20_000  # a progress bar only for files that take a moment
 
 
@@ -143,6 +144,17 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
 
     def time(self) -> float:
         return (self.clock.now_ns - self._origin_ns) / 1e9
+
+    def idle_until(self, ns: int) -> bool:
+        """Whether nothing is ready to run and no timer falls due up to ``ns`` (clock ns): the
+        loop would then only move its clock there."""
+        # asyncio's own queues (BaseEventLoop); without them, never idle: the loop decides.
+        ready = getattr(self, "_ready", None)
+        timers = getattr(self, "_scheduled", None)
+        if ready is None or timers is None or ready:
+            return False
+        # The margin keeps timers due at (about) ``ns`` on the loop, where their order is the heap's.
+        return not timers or timers[0].when() > (ns - self._origin_ns) / 1e9 + _IDLE_MARGIN_S
 
 
 # --- configuration and results ------------------------------------------------------------
@@ -337,13 +349,12 @@ class BacktestConnector(ExchangeConnector):
         sync = self._sync
         if sync is None:
             return
-        if record.kind is RecordKind.REST_SNAPSHOT:
-            self._snapshots.offer(record.venue_symbol, record.payload)
-        elif record.kind is RecordKind.WS_TEXT or record.kind is RecordKind.WS_BINARY:
+        kind = record.kind
+        if kind is RecordKind.WS_TEXT or kind is RecordKind.WS_BINARY:
             self.messages += 1
-            sync.on_message(
-                memoryview(record.payload), record.kind is RecordKind.WS_BINARY, last_in_buffer, record.recv_ns
-            )
+            sync.on_message(memoryview(record.payload), kind is RecordKind.WS_BINARY, last_in_buffer, record.recv_ns)
+        elif kind is RecordKind.REST_SNAPSHOT:
+            self._snapshots.offer(record.venue_symbol, record.payload)
 
     def health(self) -> ConnectionHealth:
         return ConnectionHealth(
@@ -513,7 +524,9 @@ def connector_class(market: ExchangeName) -> type[BacktestConnector]:
         live = registered().get(market)
         if live is None:
             raise ExchangeError(market.value, "no connector is registered for this market")
-        cls = _CLASSES[market] = type(f"Backtest{live.__name__}", (BacktestConnector,), {"binding": live.binding})
+        # No private stream: orders fill in process and balances are read from the matching engine.
+        binding = msgspec.structs.replace(live.binding, private_stream=None)
+        cls = _CLASSES[market] = type(f"Backtest{live.__name__}", (BacktestConnector,), {"binding": binding})
     return cls
 
 
@@ -740,22 +753,30 @@ async def _feed(
     reader: Iterable[Record], connectors: Mapping[ExchangeName, BacktestConnector], clock: VirtualClock,
     advance: Callable[[int], None], window_ns: int,
 ) -> int:
-    """Deliver every record at its receive time; between batches the loop runs everything due."""
+    """Deliver every record at its receive time; between batches the loop runs everything due.
+
+    Where nothing is ready to run and no timer falls due before the next batch, waiting for
+    it would only move the clock: the records are then fed on without a trip through the loop.
+    """
+    loop = asyncio.get_running_loop()
+    idle_until = loop.idle_until if isinstance(loop, VirtualTimeLoop) else None
+    feeds = {market: connector.feed for market, connector in connectors.items()}
     count = 0
     records = iter(reader)
     record = next(records, None)
     while record is not None:
         following = next(records, None)
-        if record.recv_ns - clock.now_ns > window_ns:
-            await asyncio.sleep((record.recv_ns - clock.now_ns) / 1e9)
-        clock.advance_to(record.recv_ns)
-        connector = connectors.get(record.market)
-        if connector is not None:
-            same_read = (
-                following is not None and following.market is record.market
-                and following.recv_ns - record.recv_ns <= window_ns
+        recv_ns = record.recv_ns
+        if recv_ns - clock.now_ns > window_ns and (idle_until is None or not idle_until(recv_ns)):
+            await asyncio.sleep((recv_ns - clock.now_ns) / 1e9)
+        if recv_ns > clock.now_ns:
+            clock.now_ns = recv_ns
+        feed = feeds.get(record.market)
+        if feed is not None:
+            feed(
+                record, following is None or following.market is not record.market
+                or following.recv_ns - recv_ns > window_ns,
             )
-            connector.feed(record, not same_read)
         count += 1
         if not count % 1000:
             advance(1000)

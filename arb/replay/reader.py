@@ -123,6 +123,14 @@ class RecordingReader:
         streams = self._streams()
         if self.damage is not None:
             return
+        if len(streams) == 1:
+            # Nothing to merge: a stream's damage is known once its records end.
+            (stream,) = streams
+            for record in stream.records():
+                self.records += 1
+                yield record
+            self.damage = stream.damage
+            return
         heap: list[tuple[int, int, Record, Iterator[Record]]] = []
         for index, stream in enumerate(streams):
             iterator = stream.records()
@@ -248,9 +256,9 @@ def _native_records(path: Path, counter: list[int]) -> Iterator[Record]:
                 raise _Damage(offset, f"block records unreadable: {exc!r}") from None
             if position != raw_len:
                 raise _Damage(offset, f"block holds {raw_len - position} bytes after its {count} records")
-            for record in records:
-                counter[0] += 1
-                yield record
+            # The counter is read only when the next block turns out damaged, after these.
+            counter[0] += count
+            yield from records
             offset += BLOCK_HEADER.size + stored_len
 
 

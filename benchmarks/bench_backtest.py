@@ -1,0 +1,303 @@
+"""Backtest throughput: recorded frames per second through the full replay path, with a per-stage breakdown.
+
+The recording is built once per session with the ``Recorder`` from the simulator's own
+generator and venue encoders: BTC/USDT on the four markets (Gate.io spot and perpetual, MEXC
+spot and perpetual), 1000 diffs per second each, one REST snapshot per book at the start,
+FRAMES diff frames in all (75 s of market time), and two 80 bps dislocations on MEXC spot so
+the engine detects, risk-checks and executes.
+
+Group ``backtest stages``: the same file through growing parts of the path.
+``read`` (baseline): decompress and iterate the records. ``books``: ``backtest`` with no
+tradable symbol configured, so no controller: the survey pass, reading, the player's feed
+loop and ``BookSync`` (compiled decode + apply), on the ``VirtualTimeLoop``. ``full``:
+``backtest`` with the default configuration: all of that plus the scanner pipeline and the
+controller (risk, executor, recovery, journal, balance refreshes). extra_info:
+``frames_per_s`` over the whole ``backtest`` call, ``replay_frames_per_s`` as
+``BacktestResult.records_per_s`` reports it (the survey pass excluded), and for ``full`` the
+breakdown of one separate instrumented run in seconds: ``monotonic_ns`` accumulators around
+the survey, the reader's ``__next__``, ``BookSync.on_message`` (minus the scan it triggers:
+``decode_apply_s``), ``ScannerPipeline.on_batch_end`` (``scan_s``), the feed coroutine's
+own steps minus those (``player_feed_s``), every other loop callback (``executor_other_s``:
+controller tasks, executions, timers) and the rest of the replay (``event_loop_s``: the
+loop's own scheduling). The accumulators add about 0.2 µs per call, so the instrumented run
+is a little slower than the timed ones.
+
+Asserted after timing: every book synchronised once and applied all its frames, and each
+timed run took the same decisions (opportunities, orders) as an untimed run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Coroutine, Generator, Iterator
+from decimal import Decimal as D
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+
+import arb.replay.player as player
+from arb.config import ConfigurationManager
+from arb.exchanges.book_sync import BookSync
+from arb.exchanges.gateio.sim import FuturesBookEncoder, SpotBookEncoder
+from arb.exchanges.mexc.sim import MexcFuturesDepthEncoder, MexcSpotDepthEncoder
+from arb.pipeline import ScannerPipeline
+from arb.replay.player import BacktestResult, BacktestSettings, backtest
+from arb.replay.reader import Record, read_records
+from arb.replay.recorder import Recorder, RecordKind
+from arb.sim.cluster import SimConfig, default_instruments, market_specs
+from arb.sim.market import Dislocation, SyntheticConfig, SyntheticMarket
+from arb.sim.matching import SimExchange
+from arb.sim.wire import WIRES
+from arb.types import ExchangeName
+
+FRAMES = 300_000
+RATE = 1_000  # diffs per second per market
+SECOND = 1_000_000_000
+START_NS = SECOND
+WALL_OFFSET_NS = 1_700_000_000 * SECOND
+ROUNDS = 3
+GROUP = f"backtest stages, {FRAMES // 1000}k frames"
+TOPICS = {
+    ExchangeName.GATEIO: ("spot.order_book_update", "100"),
+    ExchangeName.GATEIO_FUTURES: ("futures.order_book_update", "100"),
+    ExchangeName.MEXC: ("depth", "100ms"),
+    ExchangeName.MEXC_FUTURES: ("depth", ""),
+}
+
+
+def _snapshot_body(market: ExchangeName, wire: Any, engine: Any, now_ms: int) -> bytes:
+    instrument = engine.instrument
+    book = engine.snapshot(1000)
+    if market is ExchangeName.GATEIO or market is ExchangeName.GATEIO_FUTURES:
+        encoder = (SpotBookEncoder if market is ExchangeName.GATEIO else FuturesBookEncoder)(
+            instrument.venue_symbol, wire.scale(instrument)
+        )
+        return encoder.snapshot(book.last_update_id, book.bids, book.asks, now_ms, now_ms)
+    depth = MexcSpotDepthEncoder if market is ExchangeName.MEXC else MexcFuturesDepthEncoder
+    return depth(instrument).snapshot(book.bids, book.asks, book.last_update_id, now_ms)
+
+
+def _record(path: Path) -> None:
+    instruments = default_instruments(("BTC",))
+    venues = {i.exchange: SimExchange(i.exchange, [i]) for i in instruments}
+    specs = tuple(
+        msgspec.structs.replace(s, updates_per_second=RATE) for s in market_specs(SimConfig(), instruments)["BTC"]
+    )
+    dislocations = tuple(
+        Dislocation(
+            exchange=ExchangeName.MEXC, symbol="BTC/USDT", start_ns=START_NS + at * SECOND, duration_ns=SECOND // 2,
+            bps=-80,
+        )
+        for at in (5, 40)
+    )
+    engines = [e for venue in venues.values() for e in venue.engines.values()]
+    market = SyntheticMarket(
+        SyntheticConfig(seed=7, start_price=D("65000"), markets=specs, volatility_ppm=2, dislocations=dislocations),
+        engines, START_NS,
+    )
+    recorder = Recorder(path)
+    encoders: dict[ExchangeName, tuple[Callable[..., tuple[Any, bytes]], str, RecordKind]] = {}
+    for instrument in instruments:
+        exchange = instrument.exchange
+        wire = WIRES[exchange](instruments)
+        channel, variant = TOPICS[exchange]
+        kind = RecordKind.WS_BINARY if exchange is ExchangeName.MEXC else RecordKind.WS_TEXT
+        encoders[exchange] = (wire.encoder((channel, instrument.venue_symbol, variant)), instrument.venue_symbol, kind)
+        engine = venues[exchange].engines[instrument.symbol]
+        body = _snapshot_body(exchange, wire, engine, (START_NS + WALL_OFFSET_NS) // 1_000_000)
+        recorder.record(
+            exchange, RecordKind.REST_SNAPSHOT, body, recv_ns=START_NS, venue_symbol=instrument.venue_symbol
+        )
+    frames = 0
+    now = START_NS
+    while frames < FRAMES:
+        now += 10_000_000
+        for update in market.step(now):
+            encode, venue_symbol, kind = encoders[update.exchange]
+            engine = venues[update.exchange].engines[update.symbol]
+            _, payload = encode(update, engine, (update.time_ns + WALL_OFFSET_NS) // 1_000_000)
+            recorder.record(update.exchange, kind, payload, recv_ns=update.time_ns, venue_symbol=venue_symbol)
+            frames += 1
+    stats = recorder.close()
+    assert stats.error is None and stats.records == frames + len(instruments)
+
+
+@pytest.fixture(scope="session")
+def recording(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("backtest") / "four-markets.arbrec"
+    _record(path)
+    return path
+
+
+def _manager(tmp_path: Path, toml: str | None) -> ConfigurationManager:
+    path = None
+    if toml is not None:
+        path = tmp_path / "arb.toml"
+        path.write_text(toml)
+    manager = ConfigurationManager(path, environ={})
+    manager.load_configuration(dry_run=True)
+    return manager
+
+
+def _decisions(result: BacktestResult) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    opportunities = [
+        (o.symbol, o.buy_exchange, o.sell_exchange, o.buy_price, o.sell_price, o.max_quantity)
+        for o in result.opportunities
+    ]
+    orders = [(o.market, o.side, o.price, o.quantity, o.filled, o.time_ns) for o in result.orders]
+    return opportunities, orders
+
+
+def _assert_books(result: BacktestResult) -> None:
+    assert result.damage is None and result.records == FRAMES + 4
+    assert len(result.books) == 4
+    for stats in result.books.values():
+        assert stats.snapshots == 1 and stats.applied == FRAMES // 4 and stats.stale == 0
+
+
+def _report(benchmark: Any, result: BacktestResult) -> None:
+    benchmark.extra_info["frames_per_s"] = round(result.records / benchmark.stats.stats.median)
+    benchmark.extra_info["replay_frames_per_s"] = round(result.records_per_s)
+
+
+def test_read(benchmark: Any, recording: Path) -> None:
+    benchmark.group = GROUP
+
+    def read() -> int:
+        return sum(1 for _ in read_records(recording))
+
+    count = benchmark.pedantic(read, rounds=ROUNDS, warmup_rounds=0)
+    benchmark.extra_info["frames_per_s"] = round(count / benchmark.stats.stats.median)
+    assert count == FRAMES + 4
+
+
+def test_books(benchmark: Any, recording: Path, tmp_path: Path) -> None:
+    benchmark.group = GROUP
+    manager = _manager(tmp_path, '[engine]\nsymbols = ["ETH/USDT"]\n')  # not recorded: books only
+    result = benchmark.pedantic(backtest, args=([recording], manager), rounds=ROUNDS, warmup_rounds=0)
+    _report(benchmark, result)
+    _assert_books(result)
+    assert result.symbols == [] and result.summary is None
+
+
+# --- the instrumented run ------------------------------------------------------------------
+
+
+class _Accumulators:
+    def __init__(self) -> None:
+        self.ns: dict[str, int] = dict.fromkeys(("survey", "read", "on_message", "scan", "feed", "callbacks"), 0)
+
+    def wrap(self, name: str, function: Callable[..., Any]) -> Callable[..., Any]:
+        ns = self.ns
+        clock = time.monotonic_ns
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            start = clock()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                ns[name] += clock() - start
+
+        return timed
+
+    def iterate(self, records: Iterator[Record]) -> Iterator[Record]:
+        ns = self.ns
+        clock = time.monotonic_ns
+        while True:
+            start = clock()
+            record = next(records, None)
+            ns["read"] += clock() - start
+            if record is None:
+                return
+            yield record
+
+
+class _TimedReader:
+    def __init__(self, reader: Any, accumulators: _Accumulators) -> None:
+        self._reader = reader
+        self._accumulators = accumulators
+
+    def __iter__(self) -> Iterator[Record]:
+        return self._accumulators.iterate(iter(self._reader))
+
+    @property
+    def damage(self) -> Any:
+        return self._reader.damage
+
+
+class _TimedCoroutine:
+    """Awaits ``coroutine``, adding the time of each of its steps to ``ns[name]``."""
+
+    def __init__(self, coroutine: Coroutine[Any, Any, Any], accumulators: _Accumulators, name: str) -> None:
+        self._coroutine = coroutine
+        self._ns = accumulators.ns
+        self._name = name
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        send, value = self._coroutine.send, None
+        while True:
+            start = time.monotonic_ns()
+            try:
+                future = send(value)
+            except StopIteration as done:
+                self._ns[self._name] += time.monotonic_ns() - start
+                return done.value
+            self._ns[self._name] += time.monotonic_ns() - start
+            value = yield future
+
+
+def _instrumented(
+    recording: Path, manager: ConfigurationManager, monkeypatch: pytest.MonkeyPatch
+) -> tuple[BacktestResult, dict[str, float]]:
+    acc = _Accumulators()
+    survey, read, feed = player._survey, read_records, player._feed
+
+    def survey_only(files: Any) -> Any:
+        before = acc.ns["read"]  # the survey reads through the patched reader too: count it as survey
+        try:
+            return survey(files)
+        finally:
+            acc.ns["read"] = before
+
+    monkeypatch.setattr(player, "_survey", acc.wrap("survey", survey_only))
+    monkeypatch.setattr(player, "read_records", lambda *files: _TimedReader(read(*files), acc))
+    monkeypatch.setattr(player, "_feed", lambda *args: _TimedCoroutine(feed(*args), acc, "feed"))
+    monkeypatch.setattr(BookSync, "on_message", acc.wrap("on_message", BookSync.on_message))
+    monkeypatch.setattr(ScannerPipeline, "on_batch_end", acc.wrap("scan", ScannerPipeline.on_batch_end))
+    monkeypatch.setattr(asyncio.events.Handle, "_run", acc.wrap("callbacks", asyncio.events.Handle._run))
+    started = time.monotonic_ns()
+    result = backtest([recording], manager)
+    total = time.monotonic_ns() - started
+    monkeypatch.undo()
+    ns = acc.ns
+    replay = total - ns["survey"]
+    stages = {
+        "survey_s": ns["survey"],
+        "read_s": ns["read"],
+        "decode_apply_s": ns["on_message"] - ns["scan"],
+        "scan_s": ns["scan"],
+        "player_feed_s": ns["feed"] - ns["read"] - ns["on_message"],
+        "executor_other_s": ns["callbacks"] - ns["feed"],
+        "event_loop_s": replay - ns["callbacks"],
+    }
+    breakdown = {name: round(value / 1e9, 3) for name, value in stages.items()}
+    breakdown["total_s"] = round(total / 1e9, 3)
+    return result, breakdown
+
+
+def test_full(benchmark: Any, recording: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    benchmark.group = GROUP
+    manager = _manager(tmp_path, None)
+    untimed = backtest([recording], manager, BacktestSettings())
+    result = benchmark.pedantic(backtest, args=([recording], manager), rounds=ROUNDS, warmup_rounds=0)
+    _report(benchmark, result)
+    instrumented, breakdown = _instrumented(recording, manager, monkeypatch)
+    benchmark.extra_info.update(breakdown)
+    for run in (untimed, result, instrumented):
+        _assert_books(run)
+    assert untimed.results and untimed.summary is not None
+    assert _decisions(result) == _decisions(untimed) == _decisions(instrumented)
+    assert [r.opportunity_id for r in result.results] == [r.opportunity_id for r in untimed.results]
