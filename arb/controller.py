@@ -82,6 +82,9 @@ LIVE_REQUIRED = (
 DRY_RUN_DISLOCATIONS_PER_MINUTE = 30
 DRY_RUN_DISLOCATION_BPS = 60
 DRY_RUN_DISLOCATION_NS = 1_500_000_000
+# Commits after which the idle trade loop checkpoints the journal (SQLite's own checkpoint
+# comes at 1000 WAL pages, several times more).
+JOURNAL_CHECKPOINT_COMMITS = 64
 # A residual may cost at most this fraction of max_position_size_usd to close before it is flagged.
 RECOVERY_LOSS_FRACTION = Decimal("0.01")
 
@@ -247,7 +250,7 @@ class ArbitrageController:
         self.traders: dict[ExchangeName, ExchangeConnector | PaperExchange] = {}
         self._owned_sim = False
         self._pending: dict[int, ArbitrageOpportunity] = {}
-        self._wake = asyncio.Event()
+        self._waiter: asyncio.Future[None] | None = None  # the idle trade loop's wake-up
         self._scanning = False
         self._initialized = False
         self._started_ns = 0
@@ -539,7 +542,7 @@ class ArbitrageController:
     def _on_opportunity(self, opportunity: ArbitrageOpportunity, plan: SymbolPlan) -> None:
         if self._scanning:
             self._pending[plan.symbol_id] = opportunity
-            self._wake.set()
+            self._wake()
 
     def _on_desync(self, key: BookKey, reason: str) -> None:
         if self.risk is not None and self._scanning and reason != "shutdown":
@@ -548,15 +551,32 @@ class ArbitrageController:
     def _on_skew(self, alert: SkewAlert) -> None:
         self._skew_alerts.append(alert.message())
 
+    def _wake(self) -> None:
+        """Resume the idle trade loop (one event-loop step away; a no-op while it is busy)."""
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
     async def _trade_loop(self) -> None:
         interval_s = self.config.opportunity_scan_interval_ms / 1000
         pipeline = self.pipeline
         if pipeline is None:
             raise ArbitrageEngineError("controller: the scanner pipeline was not built")
+        loop = asyncio.get_running_loop()
         while self._scanning:
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), interval_s)
-            self._wake.clear()
+            if not self._pending:
+                journal = self.journal
+                if journal is not None and journal.uncheckpointed >= JOURNAL_CHECKPOINT_COMMITS:
+                    journal.checkpoint()  # while idle, rather than automatically on an intent's commit
+                # A bare future rather than ``wait_for(event.wait())``: the scan's wake-up reaches
+                # this task in one loop step instead of three (event task, wait_for, this task).
+                self._waiter = waiter = loop.create_future()
+                timer = loop.call_later(interval_s, self._wake)
+                try:
+                    await waiter
+                finally:
+                    timer.cancel()
+                    self._waiter = None
             pipeline.scan_pending()
             while self._pending and self._scanning:
                 symbol_id = next(iter(self._pending))
@@ -781,7 +801,7 @@ class ArbitrageController:
 
     async def _stop_scanning(self) -> None:
         self._scanning = False
-        self._wake.set()
+        self._wake()
         self._pending.clear()
         if self.pipeline is not None:
             self.pipeline.on_opportunity = None

@@ -137,18 +137,16 @@ class TwoLegExecutor:
         opp_id = opportunity.opportunity_id
         fsm = StateMachine(int(ArbitrageState.OPPORTUNITY_FOUND), now_ns=start)
         self._move(fsm, ArbitrageState.EXECUTING)
-        intended: list[LegPlan] = []
         try:
             buy_plan, sell_plan = self.plan(opportunity)
-            for plan in (buy_plan, sell_plan):
-                self.orders.intend(opp_id, plan.leg, plan.instrument.exchange, plan.request)
-                intended.append(plan)
+            # Both intents in one transaction: durable together before either order is sent.
+            self.orders.intend_all(
+                opp_id, [(plan.leg, plan.instrument.exchange, plan.request) for plan in (buy_plan, sell_plan)]
+            )
         except asyncio.CancelledError:
             raise
-        except Exception as exc:  # nothing was sent
+        except Exception as exc:  # nothing was sent, nothing was journaled
             log.warning("opportunity %s not executed: %s", opp_id, exc)
-            for plan in intended:
-                self.orders.abandon(plan.instrument.exchange, plan.request, str(exc))
             self._move(fsm, ArbitrageState.FAILED)
             return self._result(opportunity, fsm, start, (), ZERO, f"not executed: {exc}")
         sent = self.clock()
@@ -207,7 +205,10 @@ class TwoLegExecutor:
         return self._result(opportunity, fsm, start, orders, _realized(orders), failure)
 
     def _move(self, fsm: StateMachine, state: ArbitrageState) -> None:
-        fsm.transition(int(state), max(self.clock(), fsm.entered_at_ns))
+        now = self.clock()
+        fsm.transition(int(state), max(now, fsm.entered_at_ns))
+        if self.monitor is not None:
+            self.monitor.record_stage(Stage.TRANSITION, self.clock() - now)
 
     def _result(
         self, opportunity: ArbitrageOpportunity, fsm: StateMachine, start: int, orders: tuple[OrderOutcome, ...],

@@ -24,7 +24,7 @@ import logging
 import os
 import sqlite3
 import time
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from decimal import Decimal
 from typing import Any, Literal
@@ -97,6 +97,10 @@ CREATE TABLE recovery_steps (
 
 _FINAL_STATUSES = tuple(status.value for status in OrderStatus if status.is_final)
 
+_INSERT_INTENT = (
+    "INSERT INTO intents (opportunity_id, leg, exchange, client_order_id, symbol, request, created_at_ms) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
 _OPEN_INTENTS = """
 SELECT intent_id, opportunity_id, leg, exchange, request, created_at_ms FROM intents i
 WHERE NOT EXISTS (SELECT 1 FROM order_events e WHERE e.intent_id = i.intent_id AND e.closes = 1)
@@ -185,6 +189,7 @@ class Journal:
             raise ValueError(f"synchronous={synchronous!r}: expected 'FULL' or 'NORMAL'")
         self.path = os.fspath(path)
         self._now_ms = wall_clock_ms
+        self.uncheckpointed = 0  # commits since the last explicit ``checkpoint``
         try:
             self._db = sqlite3.connect(self.path, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -218,6 +223,16 @@ class Journal:
             db.execute("ROLLBACK")
             raise
         db.execute("COMMIT")
+        self.uncheckpointed += 1
+
+    def checkpoint(self) -> None:
+        """Copy the WAL into the database file now (PASSIVE: it never waits for a reader).
+
+        The engine calls it between trades, so SQLite's automatic checkpoint (a database
+        file sync, milliseconds) does not land on the commit of an intent about to be sent.
+        """
+        self._db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        self.uncheckpointed = 0
 
     def close(self) -> None:
         """Checkpoint the WAL into the database file and close."""
@@ -234,30 +249,39 @@ class Journal:
 
     def record_intent(self, opportunity_id: str, leg: str, request: OrderRequest, exchange: ExchangeName) -> int:
         """Record an order about to be sent; returns its intent id. Call before sending."""
-        try:
-            with self._transaction() as db:
-                cursor = db.execute(
-                    "INSERT INTO intents (opportunity_id, leg, exchange, client_order_id, symbol, request, "
-                    "created_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        opportunity_id,
-                        leg,
-                        exchange.value,
-                        request.client_order_id,
-                        request.symbol,
-                        msgspec.json.encode(request).decode(),
-                        self._now_ms(),
-                    ),
-                )
-        except sqlite3.IntegrityError as exc:
-            raise JournalError(
-                f"journal {self.path}: {exchange.value} client order id {request.client_order_id!r} "
-                "is already journaled; client ids must be unique per market"
-            ) from exc
-        intent_id = cursor.lastrowid
-        if intent_id is None:  # pragma: no cover - an INSERT always sets it
-            raise JournalError(f"journal {self.path}: insert returned no row id")
+        (intent_id,) = self.record_intents(opportunity_id, [(leg, exchange, request)])
         return intent_id
+
+    def record_intents(
+        self, opportunity_id: str, orders: Sequence[tuple[str, ExchangeName, OrderRequest]]
+    ) -> list[int]:
+        """Record orders about to be sent, (leg, market, request) each, in one transaction; their intent ids.
+
+        One commit (one WAL sync under ``synchronous=FULL``) makes every intent durable
+        together; a refused intent (a reused client id) records none of them.
+        """
+        now_ms = self._now_ms()
+        rows = [
+            (
+                opportunity_id, leg, exchange.value, request.client_order_id, request.symbol,
+                msgspec.json.encode(request).decode(), now_ms,
+            )
+            for leg, exchange, request in orders
+        ]
+        intent_ids: list[int] = []
+        with self._transaction() as db:
+            for row in rows:
+                try:
+                    intent_id = db.execute(_INSERT_INTENT, row).lastrowid
+                except sqlite3.IntegrityError as exc:
+                    raise JournalError(
+                        f"journal {self.path}: {row[2]} client order id {row[3]!r} "
+                        "is already journaled; client ids must be unique per market"
+                    ) from exc
+                if intent_id is None:  # pragma: no cover - an INSERT always sets it
+                    raise JournalError(f"journal {self.path}: insert returned no row id")
+                intent_ids.append(intent_id)
+        return intent_ids
 
     def record_ack(self, exchange: ExchangeName, client_order_id: str, state: OrderState) -> None:
         """Record the venue's answer to placing the order."""

@@ -199,7 +199,7 @@ class EngineCollector(Collector):
             "arb_slow_cycles", "Cycles over target_execution_time_ms.", value=monitor.slow_cycles
         )
         latency = HistogramMetricFamily(
-            "arb_stage_latency_seconds", "Latency per stage (detect, risk, place, fill, cycle).", labels=["stage"]
+            "arb_stage_latency_seconds", "Latency per stage (detect, risk, place, fill, transition, cycle).", labels=["stage"]
         )
         for stage in Stage:
             histogram = monitor.histogram(stage)

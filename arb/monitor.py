@@ -2,7 +2,7 @@
 
 A cycle is one opportunity from detection to its last fill, in stages: detect (book
 update to candidate), risk (validation), place (both orders sent and acked), fill (acks to
-the last fill). Each stage and the whole cycle go into an ``arb_core.latency`` histogram;
+the last fill); transition times each state-machine move of the executor. Each stage and the whole cycle go into an ``arb_core.latency`` histogram;
 recording is one compiled call, cheap enough for every cycle.
 """
 
@@ -33,6 +33,7 @@ class Stage(str, Enum):
     RISK = "risk"
     PLACE = "place"
     FILL = "fill"
+    TRANSITION = "transition"
     CYCLE = "cycle"
 
 

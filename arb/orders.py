@@ -13,7 +13,7 @@ import hashlib
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_EVEN, Decimal, localcontext
 from typing import Any, Protocol
 
@@ -117,6 +117,11 @@ class OrderJournal(Protocol):
 
     def record_intent(self, opportunity_id: str, leg: str, request: OrderRequest, exchange: ExchangeName) -> int:
         """Record an order about to be sent."""
+
+    def record_intents(
+        self, opportunity_id: str, orders: Sequence[tuple[str, ExchangeName, OrderRequest]]
+    ) -> list[int]:
+        """Record orders about to be sent, (leg, market, request) each, in one transaction."""
 
     def record_ack(self, exchange: ExchangeName, client_order_id: str, state: OrderState) -> None:
         """Record the venue's answer to placing the order."""
@@ -278,9 +283,10 @@ class OrderRunner:
         if self.journal is not None:
             self.journal.record_intent(opportunity_id, leg, request, exchange)
 
-    def abandon(self, exchange: ExchangeName, request: OrderRequest, reason: str) -> None:
-        """Close the journaled intent of an order that will not be sent."""
-        self._journal_reject(exchange, request.client_order_id, f"not sent: {reason}")
+    def intend_all(self, opportunity_id: str, orders: Sequence[tuple[str, ExchangeName, OrderRequest]]) -> None:
+        """Journal the intents of ``orders`` (leg, market, request) in one transaction: all of them or none."""
+        if self.journal is not None:
+            self.journal.record_intents(opportunity_id, orders)
 
     async def run(
         self, exchange: ExchangeName, instrument: Instrument, request: OrderRequest, leg: str

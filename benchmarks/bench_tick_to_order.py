@@ -3,8 +3,10 @@
 The whole engine runs (``ArbitrageController`` in a dry run): picows connectors and
 ``BookSync`` on the simulated venues' websockets, the scanner pipeline, the risk manager,
 the two-leg executor with its SQLite journal, aiohttp REST orders. The simulated venues
-(``SimCluster``) run in the same process and event loop, with their synthetic feed moving
-every book 100 times a second (so books stay fresh and consumed liquidity is re-quoted).
+(``SimCluster``) run in a forked child process with their own event loop (the engine attaches
+by URL, as ``arb run --sim-urls`` does), their synthetic feed moving every book 100 times a
+second (so books stay fresh and consumed liquidity is re-quoted). The simulator's work never
+shares the engine's loop, so the stamps measure the engine's own path.
 
 One event: a market maker on the simulator rests a small ask on one venue below the other
 venue's best bid (or a bid above its best ask), alternating direction. That order's public
@@ -25,12 +27,15 @@ the issue's event count).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import multiprocessing
 import os
 import statistics
 import time
 from collections.abc import Iterator
 from decimal import ROUND_CEILING, ROUND_FLOOR
 from decimal import Decimal as D
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -43,13 +48,14 @@ from arb.config import ConfigurationManager
 from arb.cli import new_event_loop
 from arb.controller import ArbitrageController, dry_run_cluster
 from arb.exchanges.models import OrderType, TimeInForce
-from arb.sim.cluster import SimCluster
+from arb.sim.cluster import SimCluster, SimEndpoints
 from arb.sim.market import SyntheticMarket
 from arb.sim.matching import SimExchange
 from arb.sim.server import LatencyStamps, SyntheticFeed
 from arb.types import ArbitrageConfig, ExchangeName, OrderSide
 
 EVENTS = int(os.environ.get("ARB_TICK_EVENTS", "500"))
+WARMUP = 10
 MAKER = "bench-maker"
 # Gate.io's BTC/USDT sits 50 bps under MEXC's, spreads are 120 bps wide: no opportunity until the
 # maker's order, 40 bps through the other venue's best, pays both taker fees (25 bps) and the 10 bps floor.
@@ -120,6 +126,132 @@ def _us(ns: float) -> str:
     return f"{ns / 1000:9.1f} µs"
 
 
+class _SimProcess:
+    """The simulated venues in a child process, driven over a pipe.
+
+    The engine under test gets the parent's event loop to itself: the simulator's matching,
+    pushes and stamps run on the child's loop, so a receive stamp is the moment the order
+    reached the venue, not the moment the engine's loop let the simulator look. Commands
+    (one small message each): ``("event", n)`` rests the maker's dislocating order and
+    answers ``(market, last_update_id)``; ``("finish", n, market, update_id, client_ids)``
+    answers the tick-to-order ns (or None) and withdraws what the engine left of the order;
+    ``("stop",)`` ends the child. Both processes stamp with the one system-wide monotonic clock.
+    """
+
+    def __init__(self, config: ArbitrageConfig) -> None:
+        context = multiprocessing.get_context("fork")
+        self._conn, child = context.Pipe()
+        self._process = context.Process(target=_sim_child, args=(config, child), daemon=True)
+        self._process.start()
+        child.close()
+        self.endpoints: SimEndpoints = self._conn.recv()
+
+    def send(self, *command: object) -> None:
+        self._conn.send(command)
+
+    def recv(self) -> Any:
+        answer = self._conn.recv()
+        if isinstance(answer, BaseException):
+            raise answer
+        return answer
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self._conn.send(("stop",))
+        self._process.join(10)
+        if self._process.is_alive():
+            self._process.kill()
+            self._process.join()
+        self._conn.close()
+
+
+def _sim_child(config: ArbitrageConfig, conn: Connection) -> None:
+    loop = new_event_loop()
+    try:
+        loop.run_until_complete(_serve_sim(config, conn))
+    finally:
+        loop.close()
+        conn.close()
+
+
+async def _serve_sim(config: ArbitrageConfig, conn: Connection) -> None:
+    cluster = _cluster(config)
+    async with cluster:
+        exchanges: dict[ExchangeName, SimExchange] = {}
+        stamps: dict[ExchangeName, LatencyStamps] = {}
+        for venue in cluster.venues.values():
+            for name, exchange in venue.exchanges.items():
+                if not name.is_futures:
+                    exchanges[name] = exchange
+                    stamps[name] = venue.stamps
+                    exchange.deposit(MAKER, "USDT", "10000000")
+                    exchange.deposit(MAKER, "BTC", "1000")
+        stopped = asyncio.get_running_loop().create_future()
+
+        def command() -> None:
+            try:
+                message = conn.recv()
+            except EOFError:
+                message = ("stop",)
+            try:
+                if message[0] == "stop":
+                    if not stopped.done():
+                        stopped.set_result(None)
+                elif message[0] == "event":
+                    conn.send(_rest_maker_order(exchanges, message[1]))
+                else:
+                    _, n, where, update_id, client_ids = message
+                    conn.send(_finish(exchanges[where], stamps, n, where, update_id, client_ids))
+            except Exception as exc:  # reported to the parent, which raises it
+                conn.send(exc)
+
+        loop = asyncio.get_running_loop()
+        loop.add_reader(conn.fileno(), command)
+        conn.send(cluster.endpoints())
+        try:
+            await stopped
+        finally:
+            loop.remove_reader(conn.fileno())
+
+
+def _rest_maker_order(exchanges: dict[ExchangeName, SimExchange], n: int) -> tuple[ExchangeName, int]:
+    """Rest the maker order of event ``n`` (alternating venue and side); its market and book update id."""
+    symbol = "BTC/USDT"
+    gate, mexc = exchanges[ExchangeName.GATEIO].engines[symbol], exchanges[ExchangeName.MEXC].engines[symbol]
+    # Gate.io quotes below MEXC, by less than the fees; the maker's order closes the rest of the gap.
+    if n % 2 == 0:
+        where, side = ExchangeName.GATEIO, OrderSide.SELL
+        price = mexc.instrument.ticks_to_price(mexc.book.best_bid_price()) * (1 - EDGE)
+    else:
+        where, side = ExchangeName.MEXC, OrderSide.BUY
+        price = gate.instrument.ticks_to_price(gate.book.best_ask_price()) * (1 + EDGE)
+    instrument = exchanges[where].engines[symbol].instrument
+    result = exchanges[where].place_order(
+        MAKER, symbol, side, OrderType.LIMIT, instrument.size_to_lots(SIZE_BTC), time.monotonic_ns(),
+        price_ticks=int((price / instrument.tick_size).to_integral_value(ROUND_FLOOR if side is OrderSide.SELL
+                                                                         else ROUND_CEILING)),
+        time_in_force=TimeInForce.GTC, client_id=f"mm{n}",
+    )
+    if result.book_update is None:
+        raise RuntimeError(f"event {n}: the maker order crossed its own book")
+    return where, result.book_update.last_update_id
+
+
+def _finish(
+    exchange: SimExchange, stamps: dict[ExchangeName, LatencyStamps], n: int, where: ExchangeName, update_id: int,
+    client_ids: list[tuple[ExchangeName, str]],
+) -> int | None:
+    """Event ``n``'s tick to order (None when a stamp is gone); withdraws what is left of the maker order."""
+    symbol = "BTC/USDT"
+    pushed = stamps[where].push_ns(where, symbol, update_id)
+    received = [_received(stamps[market], cid) for market, cid in client_ids]
+    if any(o.client_id == f"mm{n}" for o in exchange.engines[symbol].open_orders(MAKER)):
+        exchange.cancel_order(MAKER, symbol, time.monotonic_ns(), client_id=f"mm{n}")
+    if pushed is None or any(r is None for r in received):
+        return None
+    return max(r for r in received if r is not None) - pushed
+
+
 class TickToOrder:
     """Runs ``events`` dislocations through a dry-run controller; collects per-event latencies."""
 
@@ -133,33 +265,27 @@ class TickToOrder:
         self.stages: dict[str, tuple[int, int, int]] = {}
         self.completed = 0
 
-    async def run(self) -> None:
-        cluster = _cluster(self.manager.config)
-        async with cluster:
-            exchanges: dict[ExchangeName, SimExchange] = {}
-            stamps: dict[ExchangeName, LatencyStamps] = {}
-            for venue in cluster.venues.values():
-                for name, exchange in venue.exchanges.items():
-                    if not name.is_futures:
-                        exchanges[name] = exchange
-                        stamps[name] = venue.stamps
-                        exchange.deposit(MAKER, "USDT", "10000000")
-                        exchange.deposit(MAKER, "BTC", "1000")
-            controller = ArbitrageController(self.manager, sim_cluster=cluster)
-            await controller.initialize(dry_run=True)
-            runner = asyncio.get_running_loop().create_task(controller.run())
-            try:
-                await self._wait_books(controller)
-                await asyncio.sleep(0.3)
-                controller.monitor.reset()
-                for n in range(self.events):
-                    await self._event(controller, exchanges, stamps, n)
-                for latency in controller.monitor.stage_latencies():
-                    self.stages[latency.stage.value] = (latency.count, latency.p50_ns, latency.p99_ns)
-                self.completed = controller.statistics().executions_succeeded
-            finally:
-                controller.shutdown_manager.request_shutdown("benchmark done")
-                await runner
+    async def run(self, sim: _SimProcess) -> None:
+        controller = ArbitrageController(self.manager, sim_endpoints=sim.endpoints)
+        await controller.initialize(dry_run=True)
+        runner = asyncio.get_running_loop().create_task(controller.run())
+        try:
+            await self._wait_books(controller)
+            await asyncio.sleep(0.3)
+            # Warm-up, not counted: the first orders open Gate.io's websocket trading session and
+            # MEXC's REST connection.
+            for n in range(WARMUP):
+                await self._event(controller, sim, n)
+            self.tick_to_order_ns.clear()
+            controller.monitor.reset()
+            for n in range(WARMUP, WARMUP + self.events):
+                await self._event(controller, sim, n)
+            for latency in controller.monitor.stage_latencies():
+                self.stages[latency.stage.value] = (latency.count, latency.p50_ns, latency.p99_ns)
+            self.completed = controller.statistics().executions_succeeded
+        finally:
+            controller.shutdown_manager.request_shutdown("benchmark done")
+            await runner
 
     async def _wait_books(self, controller: ArbitrageController) -> None:
         for _ in range(500):
@@ -169,34 +295,13 @@ class TickToOrder:
             await asyncio.sleep(0.01)
         raise RuntimeError("books never came in sync")
 
-    async def _event(
-        self, controller: ArbitrageController, exchanges: dict[ExchangeName, SimExchange],
-        stamps: dict[ExchangeName, LatencyStamps], n: int,
-    ) -> None:
-        symbol = "BTC/USDT"
-        gate, mexc = exchanges[ExchangeName.GATEIO].engines[symbol], exchanges[ExchangeName.MEXC].engines[symbol]
-        # Gate.io quotes below MEXC, by less than the fees; the maker's order closes the rest of the gap.
-        if n % 2 == 0:
-            where, side = ExchangeName.GATEIO, OrderSide.SELL
-            price = mexc.instrument.ticks_to_price(mexc.book.best_bid_price()) * (1 - EDGE)
-        else:
-            where, side = ExchangeName.MEXC, OrderSide.BUY
-            price = gate.instrument.ticks_to_price(gate.book.best_ask_price()) * (1 + EDGE)
-        engine = exchanges[where].engines[symbol]
-        instrument = engine.instrument
+    async def _event(self, controller: ArbitrageController, sim: _SimProcess, n: int) -> None:
         for connector in controller.connectors.values():
             while (wait_s := connector.order_wait_s()) > 0:
                 await asyncio.sleep(wait_s)
         before = len(controller.results)
-        result = exchanges[where].place_order(
-            MAKER, symbol, side, OrderType.LIMIT, instrument.size_to_lots(SIZE_BTC), time.monotonic_ns(),
-            price_ticks=int((price / instrument.tick_size).to_integral_value(ROUND_FLOOR if side is OrderSide.SELL
-                                                                             else ROUND_CEILING)),
-            time_in_force=TimeInForce.GTC, client_id=f"mm{n}",
-        )
-        update = result.book_update
-        if update is None:
-            raise RuntimeError(f"event {n}: the maker order crossed its own book")
+        # Not waited for: the engine's loop stays free for the frame the maker order pushes.
+        sim.send("event", n)
         deadline = time.monotonic() + 1.0  # by the clock: uvloop rounds sub-ms sleeps down to 0
         while len(controller.results) <= before:
             if time.monotonic() > deadline:
@@ -207,15 +312,14 @@ class TickToOrder:
                     f"risk {controller.risk and controller.risk.get_risk_statistics().rejections})"
                 )
             await asyncio.sleep(0.0005)
+        where, update_id = sim.recv()
         execution = controller.results[-1]
-        pushed = stamps[where].push_ns(where, symbol, update.last_update_id)
-        received = [_received(stamps[leg.exchange], leg.client_order_id) for leg in execution.legs[:2]]
-        if pushed is not None and all(r is not None for r in received):
-            self.tick_to_order_ns.append(max(r for r in received if r is not None) - pushed)
-        # Idle again (balance refresh done) before the next event; withdraw what the engine left.
+        # Idle again (balance refresh done) before the next event; the child withdraws what the engine left.
         await asyncio.sleep(0.002)
-        if any(o.client_id == f"mm{n}" for o in engine.open_orders(MAKER)):
-            exchanges[where].cancel_order(MAKER, symbol, time.monotonic_ns(), client_id=f"mm{n}")
+        sim.send("finish", n, where, update_id, [(leg.exchange, leg.client_order_id) for leg in execution.legs[:2]])
+        latency = sim.recv()
+        if latency is not None:
+            self.tick_to_order_ns.append(latency)
 
 
 def _report(run: TickToOrder) -> str:
@@ -239,7 +343,11 @@ def loop() -> Iterator[asyncio.AbstractEventLoop]:
 def test_tick_to_order_engine(benchmark: Any, tmp_path: Path, loop: asyncio.AbstractEventLoop) -> None:
     """Engine: frame -> book -> scan -> risk -> journal -> both IOC orders received by the simulator."""
     run = TickToOrder(tmp_path, EVENTS)
-    benchmark.pedantic(lambda: loop.run_until_complete(run.run()), rounds=1, iterations=1)
+    sim = _SimProcess(run.manager.config)  # forked before the engine's loop runs
+    try:
+        benchmark.pedantic(lambda: loop.run_until_complete(run.run(sim)), rounds=1, iterations=1)
+    finally:
+        sim.close()
     print("\n" + _report(run))
     benchmark.extra_info.update(
         events=len(run.tick_to_order_ns),

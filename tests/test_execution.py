@@ -119,7 +119,7 @@ def test_spot_spot_completes_with_exact_pnl(tmp_path: Path) -> None:
     assert all(r.time_in_force is TimeInForce.IOC for r in h.buy.placed + h.sell.placed)
     assert result.total_execution_time_ms == D(0)  # the fake clock only moves when slept on
     assert [s for s, _ in h.executor.transitions("opp1")] == [S.OPPORTUNITY_FOUND, S.EXECUTING, S.COMPLETED]
-    assert {stage for stage, _ in h.stages.seen} == {Stage.PLACE, Stage.FILL}
+    assert {stage for stage, _ in h.stages.seen} == {Stage.PLACE, Stage.FILL, Stage.TRANSITION}
     h.check_journal_accounts_for_every_order()
     # The journal's cash flow agrees once its base-asset fee is valued at the buy price.
     pnl = h.journal.opportunity_pnl("opp1")

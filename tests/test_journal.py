@@ -119,6 +119,23 @@ def test_client_order_id_is_unique_per_market(journal: Journal) -> None:
         journal.record_intent("opp2", "buy", request("c1"), GATE)
 
 
+def test_intents_of_one_execution_are_recorded_together_or_not_at_all(journal: Journal) -> None:
+    ids = journal.record_intents("opp1", [("buy", GATE, request("c1")), ("sell", MEXC, request("c2"))])
+    assert [journal.intent(m, c).intent_id for m, c in ((GATE, "c1"), (MEXC, "c2"))] == ids
+    with pytest.raises(JournalError, match="gateio client order id 'c1' is already journaled"):
+        journal.record_intents("opp2", [("sell", MEXC, request("c3")), ("buy", GATE, request("c1"))])
+    assert [i.client_order_id for i in journal.open_intents()] == ["c1", "c2"]  # c3 rolled back with c1
+
+
+def test_checkpoint_counts_commits_since_the_last_one(journal: Journal) -> None:
+    before = journal.uncheckpointed
+    journal.record_intents("opp1", [("buy", GATE, request("c1")), ("sell", MEXC, request("c2"))])
+    journal.record_ack(GATE, "c1", state("c1", OrderStatus.NEW))
+    assert journal.uncheckpointed == before + 2
+    journal.checkpoint()
+    assert journal.uncheckpointed == 0 and len(journal.open_intents()) == 2
+
+
 def test_replayed_fill_is_recorded_once(journal: Journal) -> None:
     journal.record_intent("opp1", "buy", request("c1"), GATE)
     assert journal.record_fill(GATE, fill("t1", "0.5")) is True
