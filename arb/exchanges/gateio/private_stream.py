@@ -23,6 +23,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from decimal import Decimal
+from typing import ClassVar
 
 import msgspec
 
@@ -117,21 +118,19 @@ def order_of_push(push: SpotOrderPush) -> SpotOrder:
     )
 
 
-class GateioSpotPrivateStream:
-    """The ``PrivateDialect`` of Gate.io spot for one key over one instrument catalog."""
+class _GateioPrivateStream:
+    """What Gate.io's spot and futures private dialects share: signing, subscribe frames, ping
+    and pong, and the ack/error handling of pushes; a market supplies its channels, their
+    payloads and the decoding of an update."""
 
     keepalive_interval_s = None
+    channels: ClassVar[tuple[str, ...]]
+    ping_channel: ClassVar[str]
+    pong_marker: ClassVar[bytes]
+    market: ClassVar[str]  # for error messages
 
-    def __init__(
-        self,
-        credentials: ApiCredentials,
-        catalog: InstrumentCatalog,
-        ws_url: str,
-        *,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self._signer = GateioSigner(credentials)
-        self._trading = GateioSpotTrading(self._signer, catalog)
+    def __init__(self, catalog: InstrumentCatalog, ws_url: str, signer: GateioSigner, clock: Callable[[], float]) -> None:
+        self._signer = signer
         self._catalog = catalog
         self._ws_url = ws_url
         self._clock = clock
@@ -151,36 +150,70 @@ class GateioSpotPrivateStream:
         return None
 
     def subscribe_frames(self) -> Sequence[WsPayload]:
-        """``spot.orders`` and ``spot.usertrades`` of every pair and ``spot.balances``, signed now."""
+        """One signed subscribe frame per private channel, signed now."""
         now_s = int(self._clock())
         frames = []
-        for channel in PRIVATE_CHANNELS:
+        for channel in self.channels:
+            payload = self._payload(channel)
             self._request_id += 1
-            payload = None if channel == constants.SPOT_BALANCES_CHANNEL else [ALL_PAIRS]
             frames.append(_subscribe_frame(self._signer, channel, payload, now_s, self._request_id))
         return frames
 
+    def _payload(self, channel: str) -> list[str] | None:
+        raise NotImplementedError
+
     def ping_frame(self) -> WsPayload:
-        return _encode({"time": int(self._clock()), "channel": constants.SPOT_PING_CHANNEL}).decode()
+        return _encode({"time": int(self._clock()), "channel": self.ping_channel}).decode()
 
     def is_pong(self, frame: Frame) -> bool:
-        return _PONG in bytes(frame[:120])
+        return self.pong_marker in bytes(frame[:120])
 
     def decode(self, frame: Frame, is_binary: bool) -> PrivateMessage:
         """An update push of a private channel, an ack, an error reply, or nothing of interest."""
         try:
-            push = _channel_push(frame, PRIVATE_CHANNELS)
+            push = _channel_push(frame, self.channels)
             if isinstance(push, PrivateMessage):
                 return push
-            if push.channel == constants.SPOT_ORDERS_CHANNEL:
-                orders = [self._trading.order_state(order_of_push(p)) for p in _orders.decode(push.result)]
-                return PrivateMessage(orders=orders)
-            if push.channel == constants.SPOT_BALANCES_CHANNEL:
-                items = _balances.decode(push.result)
-                return PrivateMessage(balances=[Balance(asset=b.currency, free=b.available, locked=b.freeze) for b in items])
-            return PrivateMessage(fills=[self.fill(t) for t in _trades.decode(push.result)])
+            return self._update(push)
         except msgspec.DecodeError as exc:
-            raise ValueError(f"gateio private frame: {exc}") from None
+            raise ValueError(f"gateio {self.market}private frame: {exc}") from None
+
+    def _update(self, push: WsPush) -> PrivateMessage:
+        raise NotImplementedError
+
+
+class GateioSpotPrivateStream(_GateioPrivateStream):
+    """The ``PrivateDialect`` of Gate.io spot for one key over one instrument catalog:
+    ``spot.orders`` and ``spot.usertrades`` of every pair, and ``spot.balances``."""
+
+    channels = PRIVATE_CHANNELS
+    ping_channel = constants.SPOT_PING_CHANNEL
+    pong_marker = _PONG
+    market = ""
+
+    def __init__(
+        self,
+        credentials: ApiCredentials,
+        catalog: InstrumentCatalog,
+        ws_url: str,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        signer = GateioSigner(credentials)
+        super().__init__(catalog, ws_url, signer, clock)
+        self._trading = GateioSpotTrading(signer, catalog)
+
+    def _payload(self, channel: str) -> list[str] | None:
+        return None if channel == constants.SPOT_BALANCES_CHANNEL else [ALL_PAIRS]
+
+    def _update(self, push: WsPush) -> PrivateMessage:
+        if push.channel == constants.SPOT_ORDERS_CHANNEL:
+            orders = [self._trading.order_state(order_of_push(p)) for p in _orders.decode(push.result)]
+            return PrivateMessage(orders=orders)
+        if push.channel == constants.SPOT_BALANCES_CHANNEL:
+            items = _balances.decode(push.result)
+            return PrivateMessage(balances=[Balance(asset=b.currency, free=b.available, locked=b.freeze) for b in items])
+        return PrivateMessage(fills=[self.fill(t) for t in _trades.decode(push.result)])
 
     def fill(self, trade: SpotUserTrade) -> Fill:
         """The ``Fill`` of one ``spot.usertrades`` item (fee asset as Gate charges it when not given:
@@ -203,7 +236,7 @@ class GateioSpotPrivateStream:
         )
 
 
-class GateioFuturesPrivateStream:
+class GateioFuturesPrivateStream(_GateioPrivateStream):
     """The ``PrivateDialect`` of Gate.io USDT perpetuals for one key over one instrument catalog.
 
     Order pushes carry no fee: ``OrderState.fee`` is the sum of the ``futures.usertrades``
@@ -212,7 +245,10 @@ class GateioFuturesPrivateStream:
     account's free and locked margin by REST).
     """
 
-    keepalive_interval_s = None
+    channels = FUTURES_PRIVATE_CHANNELS
+    ping_channel = constants.FUTURES_PING_CHANNEL
+    pong_marker = _FUTURES_PONG
+    market = "futures "
 
     def __init__(
         self,
@@ -222,18 +258,11 @@ class GateioFuturesPrivateStream:
         *,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._signer = GateioSigner(credentials)
-        self._trading = GateioFuturesTrading(self._signer, catalog, clock=clock)
-        self._catalog = catalog
-        self._ws_url = ws_url
-        self._clock = clock
-        self._request_id = 0
+        signer = GateioSigner(credentials)
+        super().__init__(catalog, ws_url, signer, clock)
+        self._trading = GateioFuturesTrading(signer, catalog, clock=clock)
         self.user_id: str | None = None
         self._fees: dict[str, Decimal] = {}  # order id -> fees pushed so far
-
-    @property
-    def venue(self) -> str:
-        return constants.VENUE
 
     async def connect_url(self, rest: RestClient) -> str:
         """The websocket URL, after reading the account's user id (once) from ``/futures/usdt/accounts``."""
@@ -248,45 +277,20 @@ class GateioFuturesPrivateStream:
             self.user_id = str(user)
         return self._ws_url
 
-    async def keepalive(self, rest: RestClient) -> None:
-        return None
-
-    async def release(self, rest: RestClient) -> None:
-        return None
-
-    def subscribe_frames(self) -> Sequence[WsPayload]:
-        """``futures.orders`` and ``futures.usertrades`` of every contract and ``futures.balances``, signed now."""
-        user_id = self.user_id
-        if user_id is None:
+    def _payload(self, channel: str) -> list[str] | None:
+        if self.user_id is None:
             raise ExchangeError(constants.VENUE, "futures private stream: user id unknown before connecting")
-        now_s = int(self._clock())
-        frames = []
-        for channel in FUTURES_PRIVATE_CHANNELS:
-            self._request_id += 1
-            payload = [user_id] if channel == constants.FUTURES_BALANCES_CHANNEL else [user_id, constants.ALL_CONTRACTS]
-            frames.append(_subscribe_frame(self._signer, channel, payload, now_s, self._request_id))
-        return frames
+        if channel == constants.FUTURES_BALANCES_CHANNEL:
+            return [self.user_id]
+        return [self.user_id, constants.ALL_CONTRACTS]
 
-    def ping_frame(self) -> WsPayload:
-        return _encode({"time": int(self._clock()), "channel": constants.FUTURES_PING_CHANNEL}).decode()
-
-    def is_pong(self, frame: Frame) -> bool:
-        return _FUTURES_PONG in bytes(frame[:120])
-
-    def decode(self, frame: Frame, is_binary: bool) -> PrivateMessage:
-        """An update push of a private channel, an ack, an error reply, or nothing of interest."""
-        try:
-            push = _channel_push(frame, FUTURES_PRIVATE_CHANNELS)
-            if isinstance(push, PrivateMessage):
-                return push
-            if push.channel == constants.FUTURES_ORDERS_CHANNEL:
-                return PrivateMessage(orders=[self.order(p) for p in _futures_orders.decode(push.result)])
-            if push.channel == constants.FUTURES_USERTRADES_CHANNEL:
-                return PrivateMessage(fills=[self.fill(t) for t in _futures_trades.decode(push.result)])
-            _futures_balances.decode(push.result)  # validated; the split comes from REST
-            return PrivateMessage(balances_changed=True)
-        except msgspec.DecodeError as exc:
-            raise ValueError(f"gateio futures private frame: {exc}") from None
+    def _update(self, push: WsPush) -> PrivateMessage:
+        if push.channel == constants.FUTURES_ORDERS_CHANNEL:
+            return PrivateMessage(orders=[self.order(p) for p in _futures_orders.decode(push.result)])
+        if push.channel == constants.FUTURES_USERTRADES_CHANNEL:
+            return PrivateMessage(fills=[self.fill(t) for t in _futures_trades.decode(push.result)])
+        _futures_balances.decode(push.result)  # validated; the split comes from REST
+        return PrivateMessage(balances_changed=True)
 
     def order(self, push: FuturesOrderPush) -> OrderState:
         """The ``OrderState`` of one ``futures.orders`` item (unsigned contracts, fee from the fills seen)."""
