@@ -175,6 +175,8 @@ ENGINE_FIELDS: dict[str, Callable[[Any], Any]] = {
     "enable_recovery_mode": _boolean,
     "journal_path": _file_path,
     "journal_synchronous": _sync_mode,
+    "hedge_holding_horizon_s": _bounded_int(0, 30 * 86_400),
+    "funding_refresh_interval_ms": _bounded_int(1_000, 3_600_000),
 }
 RISK_FIELDS: dict[str, Callable[[Any], Any]] = {
     "max_position_size_usd": _money(positive=True),
@@ -246,6 +248,8 @@ ENV_OVERRIDES: dict[str, str] = {
     "ARB_MAX_DATA_AGE_MS": "engine.max_data_age_ms",
     "ARB_JOURNAL_PATH": "engine.journal_path",
     "ARB_JOURNAL_SYNCHRONOUS": "engine.journal_synchronous",
+    "ARB_HEDGE_HOLDING_HORIZON_S": "engine.hedge_holding_horizon_s",
+    "ARB_FUNDING_REFRESH_INTERVAL_MS": "engine.funding_refresh_interval_ms",
     "ARB_METRICS_ENABLED": "metrics.enabled",
     "ARB_METRICS_HOST": "metrics.host",
     "ARB_METRICS_PORT": "metrics.port",
@@ -354,6 +358,8 @@ class ConfigurationManager:
             f"safety          circuit breakers {_on(c.enable_circuit_breakers)}, risk checks "
             f"{_on(c.enable_risk_checks)}, recovery {_on(c.enable_recovery_mode)}",
             f"journal         {c.journal_path} (synchronous={c.journal_synchronous})",
+            f"hedge funding   over {c.hedge_holding_horizon_s} s held, rates read every "
+            f"{c.funding_refresh_interval_ms} ms",
             f"metrics         "
             + (f"http://{c.metrics.host}:{c.metrics.port}/metrics" if c.metrics.enabled else "off"),
         ]

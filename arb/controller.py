@@ -46,6 +46,7 @@ from .exchanges.factory import ExchangeFactory, market_symbols
 from .exchanges.models import Fill, OrderRequest, OrderState
 from .exchanges.paper import PaperExchange
 from .execution import TwoLegExecutor
+from .funding import FundingBook
 from .hedges import HedgeBook, HedgePosition
 from .instruments import InstrumentCatalog, split_symbol
 from .journal import Journal, OrderResolver
@@ -87,6 +88,8 @@ DRY_RUN_DISLOCATION_NS = 1_500_000_000
 JOURNAL_CHECKPOINT_COMMITS = 64
 # A residual may cost at most this fraction of max_position_size_usd to close before it is flagged.
 RECOVERY_LOSS_FRACTION = Decimal("0.01")
+# A funding rate not refreshed for this many refresh intervals counts as missing (hedges refused).
+FUNDING_STALE_REFRESHES = 3
 
 
 class Executor(Protocol):
@@ -264,6 +267,7 @@ class ArbitrageController:
         self._error: str | None = None
         self._traded_ns: dict[str, int] = {}
         self.hedges: HedgeBook | None = None
+        self.funding: FundingBook | None = None
 
     # --- start-up -----------------------------------------------------------------------
 
@@ -338,6 +342,11 @@ class ArbitrageController:
                 # The trade loop runs one execution at a time, so only the newest one can have
                 # been cut short with every order closed but its legs unmatched.
                 self._flag_interrupted(journal, sorted(interrupted | ({last} if last else set())))
+            if self.hedges is not None and self.journal is not None:
+                # After reconciliation, so fills an earlier run did not live to record are in.
+                self.hedges.restore(self.journal)
+            if self.funding is not None:
+                await self.funding.refresh(*self._funding_sources())
             await self._start_books()
             if self.balances is not None:
                 await self._start_balance_streams(self.balances)
@@ -453,11 +462,27 @@ class ArbitrageController:
         self._catalogs = {market: await c.instruments() for market, c in self.connectors.items()}
         if OpportunityType.SPOT_FUTURES_HEDGE in config.opportunity_types and self.hedges is None:
             self.hedges = HedgeBook(self._catalogs, min_profit_bps=config.risk_limits.min_profit_margin_bps)
+        if (
+            OpportunityType.SPOT_FUTURES_HEDGE in config.opportunity_types
+            and config.hedge_holding_horizon_s > 0
+            and self.pipeline.funding is None
+        ):
+            if self.funding is None:
+                self.funding = FundingBook(
+                    horizon_s=config.hedge_holding_horizon_s,
+                    max_age_ms=FUNDING_STALE_REFRESHES * config.funding_refresh_interval_ms,
+                )
+            self.pipeline.funding = self.funding
         if self.executor is None:
             catalogs = self._catalogs
             self.executor = TwoLegExecutor(
                 self.traders, catalogs, recovery=self.recovery, journal=self.journal, monitor=self.monitor
             )
+
+    def _funding_sources(self) -> tuple[dict[ExchangeName, ExchangeConnector], dict[ExchangeName, list[str]]]:
+        """The perpetual markets (their connectors) and the symbols whose funding rates are read."""
+        sources = {m: c for m, c in self.connectors.items() if m.is_futures}
+        return sources, {m: market_symbols(m, self.config.symbols) for m in sources}
 
     async def _start_books(self) -> None:
         pipeline = self.pipeline
@@ -518,6 +543,11 @@ class ArbitrageController:
         ]
         if self.balances is not None:
             self._tasks.append(loop.create_task(self.balances.run(), name="arb balances"))
+        if self.funding is not None:
+            interval_s = self.config.funding_refresh_interval_ms / 1000
+            self._tasks.append(
+                loop.create_task(self.funding.run(*self._funding_sources(), interval_s), name="arb funding")
+            )
         try:
             waiter = asyncio.ensure_future(shutdown.wait())
             done, _ = await asyncio.wait(
@@ -647,9 +677,10 @@ class ArbitrageController:
             self.hedges.record(opportunity, result)
         self._fills += sum(1 for leg in result.legs if leg.filled_quantity > 0)
         log.info(
-            "%s %s buy %s sell %s: %s, realized %s",
+            "%s %s buy %s sell %s: %s, realized %s%s",
             opportunity.opportunity_id, opportunity.symbol, opportunity.buy_exchange.value,
             opportunity.sell_exchange.value, result.final_state.name, result.realized_profit,
+            f", expected funding {opportunity.expected_funding}" if opportunity.expected_funding else "",
         )
         balances = self.balances
         if balances is not None:

@@ -11,23 +11,54 @@ the whole open quantity, has reverted far enough that the round trip still earns
 ``min_profit_bps`` of the spot entry notional after all four taker fees (two at entry,
 two at exit, at each instrument's rate). While the dislocation lasts the exit basis is as
 wide as the entry basis and the round trip would lose both fees, so nothing closes; when
-it reverts the close goes out as an ordinary two-leg execution.
+it reverts the close goes out as an ordinary two-leg execution. The funding settled while
+the position was open is not part of the rule: the engine sees only announced rates, not
+the amounts the venue actually settled on the position, so it cannot count them exactly.
+(The opening decision included the funding expected over the holding horizon, see
+``arb.pipeline``.)
+
+Restart. The book lives in memory; ``restore`` rebuilds it from the order journal, which
+holds every order intent with its leg (``buy``/``sell``, or a recovery leg) and market and
+every fill. An opportunity whose buy and sell legs are one spot and one futures market is
+a spot/futures hedge (the executor refuses any other mix for this type, and SPOT_SPOT never
+names a futures market), so no extra record is needed: replaying each such opportunity's
+journaled fills, in journal order, through the same arithmetic as ``record`` gives the
+positions and average entry prices the book held. The one difference is deliberate: an
+execution cut short by a crash, which the running book never recorded, counts with its
+matched part, since that part is open at the venues.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import logging
+from collections.abc import Mapping, Sequence
 from decimal import ROUND_CEILING, Decimal
+from typing import Protocol
 
 import msgspec
 
 from arb_core.book import ASK, BID
 
-from .instruments import InstrumentCatalog, split_symbol
+from .instruments import InstrumentCatalog, InstrumentError, split_symbol
+from .journal import FillRecord
 from .pipeline import BPS, Leg, book_lot
-from .types import ArbitrageOpportunity, ExchangeName, ExecutionResult, OpportunityType, OrderSide
+from .types import ArbitrageOpportunity, ExchangeName, ExecutionLeg, ExecutionResult, OpportunityType, OrderSide
+
+log = logging.getLogger(__name__)
 
 ZERO = Decimal(0)
+# The executor's two legs; recovery legs are named after their action ("hedge-1", "unwind-2").
+_MAIN_LEGS = ("buy", "sell")
+
+
+class HedgeJournal(Protocol):
+    """The reads of ``arb.journal.Journal`` that ``HedgeBook.restore`` needs."""
+
+    def order_legs(self) -> list[tuple[str, str, ExchangeName, str]]:
+        """(opportunity id, leg, market, symbol) of every intent, oldest first."""
+
+    def fills(self, opportunity_id: str | None = None) -> list[FillRecord]:
+        """Recorded fills in journal order."""
 
 
 class HedgePosition(msgspec.Struct, kw_only=True):
@@ -72,8 +103,60 @@ class HedgeBook:
             if opportunity.sell_exchange.is_futures
             else (opportunity.sell_exchange, opportunity.buy_exchange)
         )
+        return self._apply(opportunity.symbol, spot_market, futures_market, result.legs)
+
+    def restore(self, journal: HedgeJournal) -> list[HedgePosition]:
+        """Rebuild the positions from ``journal`` (see the module doc); returns the open ones, logged.
+
+        Replaces whatever the book held. An opportunity whose instruments are no longer in the
+        catalogs is left out with an error naming it.
+        """
+        self._positions.clear()
+        markets: dict[str, dict[str, tuple[ExchangeName, str]]] = {}
+        for opportunity_id, leg, exchange, symbol in journal.order_legs():
+            if leg in _MAIN_LEGS:
+                markets.setdefault(opportunity_id, {})[leg] = (exchange, symbol)
+        hedges = {
+            opp: legs for opp, legs in markets.items()
+            if len(legs) == 2 and legs["buy"][0].is_futures != legs["sell"][0].is_futures
+        }
+        fills: dict[str, list[ExecutionLeg]] = {}
+        for record in journal.fills():
+            if record.opportunity_id in hedges:
+                fill = record.fill
+                fills.setdefault(record.opportunity_id, []).append(
+                    ExecutionLeg(
+                        exchange=record.exchange, symbol=fill.symbol, side=fill.side,
+                        client_order_id=fill.client_order_id or fill.order_id, requested_quantity=fill.quantity,
+                        limit_price=fill.price, filled_quantity=fill.quantity, average_price=fill.price,
+                        fee=fill.fee, order_id=fill.order_id,
+                    )
+                )
+        for opp, legs in hedges.items():
+            if opp not in fills:
+                continue
+            (buy_market, buy_symbol), (sell_market, _) = legs["buy"], legs["sell"]
+            spot, futures = (sell_market, buy_market) if buy_market.is_futures else (buy_market, sell_market)
+            base, quote, _ = split_symbol(buy_symbol)
+            try:
+                self._apply(f"{base}/{quote}", spot, futures, fills[opp])
+            except InstrumentError as exc:
+                log.error("hedges: opportunity %s left out of the rebuilt hedge book: %s", opp, exc)
+        positions = self.positions()
+        for p in positions:
+            log.info(
+                "hedges: restored %s %s/%s: %s base %s, entry spot %s futures %s (basis %s)",
+                p.symbol, p.spot.value, p.futures.value, "long spot" if p.base > 0 else "short spot", abs(p.base),
+                p.spot_price, p.futures_price, p.entry_basis,
+            )
+        log.info("hedges: %d open positions rebuilt from %d journaled hedge executions", len(positions), len(fills))
+        return positions
+
+    def _apply(
+        self, symbol: str, spot_market: ExchangeName, futures_market: ExchangeName, legs: Sequence[ExecutionLeg]
+    ) -> HedgePosition | None:
         spot_base = futures_base = spot_notional = futures_notional = ZERO
-        for leg in result.legs:
+        for leg in legs:
             if not leg.filled_quantity or leg.average_price is None:
                 continue
             contract = self.catalogs[leg.exchange].get(leg.symbol).contract_size
@@ -91,11 +174,11 @@ class HedgeBook:
         spot_price = spot_notional / abs(spot_base)
         futures_price = futures_notional / abs(futures_base)
         signed = matched if spot_base > 0 else -matched
-        key = (opportunity.symbol, spot_market, futures_market)
+        key = (symbol, spot_market, futures_market)
         position = self._positions.get(key)
         if position is None or not position.base:
             position = self._positions[key] = HedgePosition(
-                symbol=opportunity.symbol, spot=spot_market, futures=futures_market, base=signed,
+                symbol=symbol, spot=spot_market, futures=futures_market, base=signed,
                 spot_price=spot_price, futures_price=futures_price,
             )
         elif (position.base > 0) == (signed > 0):

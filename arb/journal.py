@@ -354,6 +354,11 @@ class Journal:
             )
         return self._intent(row)
 
+    def order_legs(self) -> list[tuple[str, str, ExchangeName, str]]:
+        """(opportunity id, leg, market, symbol) of every intent, oldest first."""
+        rows = self._db.execute("SELECT opportunity_id, leg, exchange, symbol FROM intents ORDER BY intent_id")
+        return [(opp, leg, ExchangeName(exchange), symbol) for opp, leg, exchange, symbol in rows]
+
     def last_opportunity_id(self) -> str | None:
         """The opportunity of the newest intent (the one in flight if the engine stopped abruptly)."""
         row = self._db.execute("SELECT opportunity_id FROM intents ORDER BY intent_id DESC LIMIT 1").fetchone()

@@ -13,6 +13,14 @@ to both order lots, and the profit recomputed on those numbers: a conversion nev
 promises a better price than the book allowed, and one that no longer pays is dropped.
 ``max_quantity`` is in base units (the executor converts to contracts on futures);
 ``buy_fee``/``sell_fee`` are the taker fee rates.
+
+Funding. A SPOT_FUTURES_HEDGE also earns or pays the perpetual's funding while it is held.
+With a ``funding`` book set, ``convert`` adds the funding the hedge expects over the
+book's holding horizon (``arb.funding``) to the profit before the margin check, and
+records it as ``expected_funding``; with no fresh rate the hedge is dropped. This is the
+one place: the risk manager reads the margin computed here, and the compiled scanner
+stays funding-blind (it prices fees only), so positive funding never makes the scanner
+report more, it only changes which of its hedges pass the margin floor.
 """
 
 from __future__ import annotations
@@ -27,8 +35,9 @@ from arb_core.freshness import monotonic_ns
 from arb_core.scanner import Opportunity, OpportunityKind, SpreadScanner
 from arb_core.wire.common import WireScale
 
+from .funding import FundingBook
 from .instruments import INT64_MAX, Instrument, decimals_of
-from .types import ArbitrageOpportunity, ExchangeName, OpportunityType
+from .types import ArbitrageOpportunity, ExchangeName, OpportunityType, OrderSide
 from .exchanges.base import BookKey
 
 log = logging.getLogger(__name__)
@@ -180,6 +189,8 @@ class ScannerPipeline:
         self.scans = 0
         self.found = 0  # scanner hits
         self.dropped_after_rounding = 0
+        self.dropped_for_funding = 0  # hedges without a fresh funding rate
+        self.funding: FundingBook | None = None
         self.overflows = 0
         self.desyncs = 0
         self.on_desync: Callable[[BookKey, str], None] | None = None
@@ -319,17 +330,26 @@ class ScannerPipeline:
         cost = quantity * buy_price
         proceeds = quantity * sell_price
         profit = proceeds - cost - cost * bi.taker_fee - proceeds * si.taker_fee
+        kind = (
+            OpportunityType.SPOT_FUTURES_HEDGE
+            if found.kind == OpportunityKind.SPOT_FUTURES_HEDGE
+            else OpportunityType.SPOT_SPOT
+        )
+        funding = ZERO
+        if kind is OpportunityType.SPOT_FUTURES_HEDGE and self.funding is not None:
+            futures, side, price = (bi, OrderSide.BUY, buy_price) if bi.is_futures else (si, OrderSide.SELL, sell_price)
+            expected = self.funding.expected(futures.exchange, futures.symbol, side, quantity * price)
+            if expected is None:
+                self.dropped_for_funding += 1
+                return None
+            funding = expected
+            profit += funding
         if profit <= 0:
             return None
         margin = profit * BPS / cost
         if margin < self.min_profit_bps:
             return None
         self._counter += 1
-        kind = (
-            OpportunityType.SPOT_FUTURES_HEDGE
-            if found.kind == OpportunityKind.SPOT_FUTURES_HEDGE
-            else OpportunityType.SPOT_SPOT
-        )
         return ArbitrageOpportunity(
             opportunity_id=f"{self.id_prefix}{self._counter}{bi.base.lower()}",
             opportunity_type=kind,
@@ -345,6 +365,7 @@ class ScannerPipeline:
             detected_at=detected_ns,
             buy_fee=bi.taker_fee,
             sell_fee=si.taker_fee,
+            expected_funding=funding,
         )
 
     def legs_of(self, exchange: ExchangeName) -> list[tuple[SymbolPlan, Leg]]:

@@ -123,6 +123,10 @@ class ArbitrageConfig(msgspec.Struct, frozen=True, kw_only=True):
     metrics: MetricsConfig = msgspec.field(default_factory=MetricsConfig)
     # Starting inventory of each market in paper mode: market name ("gateio_futures") -> asset -> amount.
     paper_balances: dict[str, dict[str, Decimal]] = msgspec.field(default_factory=dict)
+    # SPOT_FUTURES_HEDGE: how long a hedge is expected to stay open (its expected funding counts the
+    # settlements within it), and how often the perpetuals' funding rates are read.
+    hedge_holding_horizon_s: int = 28_800
+    funding_refresh_interval_ms: int = 60_000
 
 
 class ArbitrageOpportunity(msgspec.Struct, frozen=True, kw_only=True):
@@ -142,6 +146,9 @@ class ArbitrageOpportunity(msgspec.Struct, frozen=True, kw_only=True):
     detected_at: int  # monotonic ns
     buy_fee: Decimal = Decimal(0)
     sell_fee: Decimal = Decimal(0)
+    # SPOT_FUTURES_HEDGE: funding the hedge expects over the holding horizon, quote (> 0 received,
+    # < 0 paid); already included in the profit fields.
+    expected_funding: Decimal = Decimal(0)
 
 
 class PositionEntry(msgspec.Struct, frozen=True, kw_only=True):

@@ -61,6 +61,8 @@ def test_defaults_are_safe_and_small(tmp_path: Path) -> None:
         ("[engine]\nmax_data_age_ms = 1.5\n", "engine.max_data_age_ms: 1.5: expected an integer"),
         ("[engine]\nmax_data_age_ms = 0\n", "must be an integer from 1 to 60000"),
         ("[engine]\nenable_risk_checks = 'sometimes'\n", "'sometimes': expected true or false"),
+        ("[engine]\nhedge_holding_horizon_s = -1\n", "engine.hedge_holding_horizon_s: -1: must be an integer from 0 to 2592000"),
+        ("[engine]\nfunding_refresh_interval_ms = 10\n", "funding_refresh_interval_ms: 10: must be an integer from 1000 to"),
         ("[engine]\nsymbols = ['BTCUSDT']\n", "'BTCUSDT' is not a symbol; write BASE/QUOTE"),
         ("[engine]\nsymbols = ['BTC/EUR']\n", "'BTC/EUR' is not supported; the quote currency must be"),
         ("[engine]\nsymbols = []\n", "must list at least one symbol"),
@@ -172,6 +174,8 @@ ENV_CASES = [
     ("ARB_METRICS_ENABLED", "true", "metrics.enabled", True),
     ("ARB_METRICS_HOST", "0.0.0.0", "metrics.host", "0.0.0.0"),
     ("ARB_METRICS_PORT", "9100", "metrics.port", 9100),
+    ("ARB_HEDGE_HOLDING_HORIZON_S", "3600", "hedge_holding_horizon_s", 3600),
+    ("ARB_FUNDING_REFRESH_INTERVAL_MS", "30000", "funding_refresh_interval_ms", 30000),
 ]
 
 
@@ -196,6 +200,8 @@ def test_hedge_configuration_loads(tmp_path: Path) -> None:
     text = "[engine]\nopportunity_types = ['spot_spot', 'spot_futures_hedge']\n"
     config = load(tmp_path, text).config
     assert config.opportunity_types == (OpportunityType.SPOT_SPOT, OpportunityType.SPOT_FUTURES_HEDGE)
+    # The shipped funding defaults: one 8 h Gate.io funding period held, rates read every minute.
+    assert (config.hedge_holding_horizon_s, config.funding_refresh_interval_ms) == (28_800, 60_000)
 
 
 def test_get_exchange_config(tmp_path: Path) -> None:

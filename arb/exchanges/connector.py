@@ -28,6 +28,7 @@ from arb_core.book import DeltaBatch, OrderBook
 from arb_core.wire.common import WireError, WireScale
 
 from ..errors import ArbitrageEngineError, ExchangeConnectionError, ExchangeError
+from ..funding import FundingRate
 from ..instruments import Instrument, InstrumentCatalog
 from ..secrets import ApiCredentials
 from ..types import ExchangeConfig, ExchangeName
@@ -51,6 +52,14 @@ class BookDialect(MarketDataDialect, Protocol):
         """The decoders' scale of ``instrument``'s book (may be finer than its order grid)."""
 
 
+class FundingEndpoint(msgspec.Struct, frozen=True, kw_only=True):
+    """A perpetual market's funding-rate call: one answer for every contract, or one per contract."""
+
+    request: Callable[[str | None], RestRequest]  # venue symbol (None: every contract) -> request
+    parse: Callable[[bytes], list[FundingRate]]  # raises ValueError on an unreadable body
+    per_symbol: bool = False
+
+
 class PublicEndpoints(msgspec.Struct, frozen=True, kw_only=True):
     """A venue's public REST calls besides depth snapshots: requests and response parsers."""
 
@@ -59,6 +68,7 @@ class PublicEndpoints(msgspec.Struct, frozen=True, kw_only=True):
     server_time: RestRequest
     parse_server_time: Callable[[bytes], int]  # body -> wall-clock ms
     ping: RestRequest
+    funding: FundingEndpoint | None = None  # perpetuals only
 
 
 class Trading(Protocol):
@@ -465,6 +475,23 @@ class ExchangeConnector:
             return endpoints.parse_server_time(body)
         except (msgspec.DecodeError, ValueError) as exc:
             raise ExchangeError(self.venue, f"server time: unreadable answer {body[:200]!r}") from exc
+
+    async def funding_rates(self, symbols: Sequence[str]) -> list[FundingRate]:
+        """The current funding rates of ``symbols`` (unified perpetual symbols) that the venue reports."""
+        endpoint = self.binding.endpoints.funding
+        if endpoint is None:
+            raise ExchangeError(self.venue, "this market has no funding rates")
+        catalog = await self.instruments()
+        wanted = {catalog.get(symbol).venue_symbol for symbol in symbols}
+        requests = [endpoint.request(v) for v in sorted(wanted)] if endpoint.per_symbol else [endpoint.request(None)]
+        rates: list[FundingRate] = []
+        for request in requests:
+            body = await self.rest.fetch(request)
+            try:
+                rates.extend(endpoint.parse(body))
+            except (msgspec.DecodeError, ValueError) as exc:
+                raise ExchangeError(self.venue, f"funding rates: unreadable answer ({exc}): {body[:200]!r}") from exc
+        return [rate for rate in rates if rate.symbol in symbols]
 
     async def ping(self) -> int:
         """REST round trip in ns."""

@@ -14,14 +14,14 @@ import msgspec
 from ...instruments import Instrument, InstrumentCatalog
 from ...secrets import ApiCredentials
 from ...types import ExchangeName
-from ..connector import ExchangeConnector, OrderTransportFactory, PublicEndpoints, VenueBinding
+from ..connector import ExchangeConnector, FundingEndpoint, OrderTransportFactory, PublicEndpoints, VenueBinding
 from ..factory import register
 from ..models import Balance, OrderRequest, OrderState, Position
 from ..rest import RestClient, RestRequest, RestVenue
 from ..ws import WsSettings
 from . import constants
 from .auth import GateioSigner
-from .instruments import parse_currency_pairs, parse_futures_contracts
+from .instruments import parse_currency_pairs, parse_funding_rates, parse_futures_contracts
 from .market_data import GateioFuturesMarketData, GateioSpotMarketData
 from .private_stream import GateioFuturesPrivateStream, GateioSpotPrivateStream
 from .trading import GateioFuturesTrading, GateioSpotTrading, rest_venue
@@ -36,6 +36,7 @@ class ServerTime(msgspec.Struct, frozen=True):
 
 _server_time = msgspec.json.Decoder(ServerTime)
 _TIME = RestRequest(method="GET", path=constants.SERVER_TIME_PATH)
+_CONTRACTS = RestRequest(method="GET", path=constants.FUTURES_CONTRACTS_PATH)
 
 
 def parse_server_time(body: bytes) -> int:
@@ -183,11 +184,13 @@ class GateioFuturesConnector(ExchangeConnector):
         dialect=GateioFuturesMarketData,
         rest_venue=_rest_venue,
         endpoints=PublicEndpoints(
-            instruments=RestRequest(method="GET", path=constants.FUTURES_CONTRACTS_PATH),
+            instruments=_CONTRACTS,
             parse_instruments=parse_futures_contracts,
             server_time=_TIME,
             parse_server_time=parse_server_time,
             ping=_TIME,
+            # The contracts list carries every contract's funding_rate / interval / next settlement.
+            funding=FundingEndpoint(request=lambda _: _CONTRACTS, parse=parse_funding_rates),
         ),
         trading=_FuturesTrading,
         private_stream=GateioFuturesPrivateStream,

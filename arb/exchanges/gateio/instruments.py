@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+import msgspec
+
+from ...funding import FundingRate
 from ...instruments import (
     Instrument,
     InstrumentCatalog,
@@ -111,6 +114,34 @@ def parse_futures_contracts(payload: bytes | str) -> InstrumentCatalog:
         base, _, quote = contract.name.rpartition("_")
         skipped.append(SkippedPair.of(contract.name, base, quote, quote, reason))
     return InstrumentCatalog(ExchangeName.GATEIO_FUTURES, instruments, skipped)
+
+
+_contracts = msgspec.json.Decoder(list[FuturesContract])
+
+
+def parse_funding_rates(payload: bytes | str) -> list[FundingRate]:
+    """Funding rates of a ``GET /futures/usdt/contracts`` body.
+
+    ``{"name":"BTC_USDT","funding_rate":"0.0001","funding_interval":28800,"funding_next_apply":1684944000,...}``;
+    contracts that carry no rate, interval or next settlement time are left out.
+    """
+    rates = []
+    for contract in _contracts.decode(payload):
+        if contract.funding_rate is None or not contract.funding_interval or contract.funding_next_apply is None:
+            continue
+        base, sep, quote = contract.name.rpartition("_")
+        if not sep or not base or not quote:
+            continue
+        rates.append(
+            FundingRate(
+                exchange=ExchangeName.GATEIO_FUTURES,
+                symbol=unified_symbol(base, quote, quote),
+                rate=contract.funding_rate,
+                interval_s=contract.funding_interval,
+                next_settle_ms=contract.funding_next_apply * 1000,
+            )
+        )
+    return rates
 
 
 def _contract_skip_reason(contract: FuturesContract) -> str | None:

@@ -52,8 +52,9 @@ class FuturesContract(msgspec.Struct, frozen=True):
     type: str = "direct"  # direct (linear) | inverse
     status: str | None = None  # newer payloads: "trading" | "delisting" | ...
     orderbook_id: int | None = None
-    funding_rate: Decimal | None = None
+    funding_rate: Decimal | None = None  # fraction per settlement; > 0: longs pay shorts
     funding_interval: int | None = None  # s
+    funding_next_apply: int | None = None  # s, next settlement
     last_price: Decimal | None = None
     mark_price: Decimal | None = None
 

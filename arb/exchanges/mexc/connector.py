@@ -14,13 +14,13 @@ import msgspec
 from ...instruments import Instrument, InstrumentCatalog
 from ...secrets import ApiCredentials
 from ...types import ExchangeName
-from ..connector import ExchangeConnector, PublicEndpoints, VenueBinding
+from ..connector import ExchangeConnector, FundingEndpoint, PublicEndpoints, VenueBinding
 from ..factory import register
 from ..models import Balance, OrderRequest, OrderState, Position
 from ..rest import RestRequest, RestVenue
 from . import constants
 from .auth import MexcSigner
-from .instruments import parse_contract_detail, parse_exchange_info
+from .instruments import parse_contract_detail, parse_contract_funding_rate, parse_exchange_info
 from .market_data import MexcFuturesMarketData, MexcSpotMarketData
 from .private_stream import MexcSpotPrivateStream
 from .trading import FuturesTradingUnavailable, MexcSpotTrading, futures_rest_venue, spot_rest_venue
@@ -69,6 +69,12 @@ def _get(path: str) -> RestRequest:
     weight = constants.ENDPOINT_WEIGHTS.get(path)
     limits = () if weight is None else ((path, 1), (constants.IP_WEIGHT_LIMIT_ID, weight))
     return RestRequest(method="GET", path=path, limits=limits)
+
+
+def _funding_rate(venue_symbol: str | None) -> RestRequest:
+    if venue_symbol is None:
+        raise ValueError("mexc_futures funding rates are read one contract at a time")
+    return RestRequest(method="GET", path=constants.CONTRACT_FUNDING_RATE_PATH.format(symbol=venue_symbol))
 
 
 class _SpotTrading:
@@ -171,6 +177,7 @@ class MexcFuturesConnector(ExchangeConnector):
             server_time=_get(constants.CONTRACT_PING_PATH),
             parse_server_time=parse_contract_time,
             ping=_get(constants.CONTRACT_PING_PATH),
+            funding=FundingEndpoint(request=_funding_rate, parse=parse_contract_funding_rate, per_symbol=True),
         ),
         trading_unavailable=FuturesTradingUnavailable,
     )

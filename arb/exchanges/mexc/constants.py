@@ -204,6 +204,7 @@ CONTRACT_PING_PATH: Final = "/api/v1/contract/ping"
 CONTRACT_DETAIL_PATH: Final = "/api/v1/contract/detail"
 CONTRACT_DEPTH_PATH: Final = "/api/v1/contract/depth/{symbol}"
 CONTRACT_DEPTH_COMMITS_PATH: Final = "/api/v1/contract/depth_commits/{symbol}/{limit}"
+CONTRACT_FUNDING_RATE_PATH: Final = "/api/v1/contract/funding_rate/{symbol}"  # fundingRate, collectCycle (h), nextSettleTime (ms)
 CONTRACT_ORDER_CREATE_PATH: Final = "/api/v1/private/order/create"  # marked "Under maintenance" in the docs
 CONTRACT_ASSETS_PATH: Final = "/api/v1/private/account/assets"
 CONTRACT_DEPTH_LIMIT: Final = (20, 2.0)  # (requests, window seconds)

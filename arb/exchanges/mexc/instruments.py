@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+import msgspec
+
+from ...funding import FundingRate
 from ...instruments import (
     Instrument,
     InstrumentCatalog,
@@ -17,7 +20,13 @@ from ...instruments import (
 )
 from ...types import ExchangeName
 from . import constants
-from .schemas import ContractDetail, ContractDetailResponse, ExchangeInfo, ExchangeInfoSymbol
+from .schemas import (
+    ContractDetail,
+    ContractDetailResponse,
+    ContractFundingRateResponse,
+    ExchangeInfo,
+    ExchangeInfoSymbol,
+)
 
 SPOT_SYMBOLS = SymbolFormat(venue=ExchangeName.MEXC.value, separator="", quote_assets=constants.SPOT_QUOTE_ASSETS)
 FUTURES_SYMBOLS = SymbolFormat(venue=ExchangeName.MEXC_FUTURES.value, separator="_", perpetual=True)
@@ -132,6 +141,32 @@ def parse_contract_detail(payload: bytes | str) -> InstrumentCatalog:
         settle = detail.settleCoin or detail.quoteCoin
         skipped.append(SkippedPair.of(detail.symbol, detail.baseCoin, detail.quoteCoin, settle, reason))
     return InstrumentCatalog(ExchangeName.MEXC_FUTURES, instruments, skipped)
+
+
+_funding_reply = msgspec.json.Decoder(ContractFundingRateResponse)
+
+
+def parse_contract_funding_rate(payload: bytes | str) -> list[FundingRate]:
+    """The funding rate in a ``GET /api/v1/contract/funding_rate/{symbol}`` body (``collectCycle`` in hours).
+
+    Raises ValueError when the venue answers ``success: false``.
+    """
+    reply = _funding_reply.decode(payload)
+    data = reply.data
+    if not reply.success or data is None:
+        raise ValueError(f"funding rate: success={reply.success} code={reply.code} {reply.message or ''}".strip())
+    base, sep, quote = data.symbol.rpartition("_")
+    if not sep or not base or not quote:
+        raise ValueError(f"funding rate: contract {data.symbol!r} is not BASE_QUOTE")
+    return [
+        FundingRate(
+            exchange=ExchangeName.MEXC_FUTURES,
+            symbol=unified_symbol(base, quote, quote),
+            rate=data.fundingRate,
+            interval_s=data.collectCycle * 3600,
+            next_settle_ms=data.nextSettleTime,
+        )
+    ]
 
 
 def _symbol_skip_reason(entry: ExchangeInfoSymbol) -> str | None:

@@ -177,6 +177,31 @@ class ContractDetailResponse(msgspec.Struct, frozen=True):
     message: str | None = None
 
 
+class ContractFundingRate(msgspec.Struct, frozen=True):
+    """``GET /api/v1/contract/funding_rate/{symbol}`` data.
+
+    ``{"symbol":"BTC_USDT","fundingRate":0.0001,"maxFundingRate":0.003,"minFundingRate":-0.003,
+    "collectCycle":8,"nextSettleTime":1587442022003,"timestamp":1587442022003}``
+    """
+
+    symbol: str  # "BTC_USDT"
+    fundingRate: Decimal  # fraction per settlement; > 0: longs pay shorts
+    collectCycle: int  # hours between settlements
+    nextSettleTime: int  # ms
+    maxFundingRate: Decimal | None = None
+    minFundingRate: Decimal | None = None
+    timestamp: int | None = None  # ms
+
+
+class ContractFundingRateResponse(msgspec.Struct, frozen=True):
+    """``{"success":true,"code":0,"data":{...}}`` wrapper of one contract's funding rate."""
+
+    success: bool
+    code: int
+    data: ContractFundingRate | None = None
+    message: str | None = None
+
+
 class ContractDepth(msgspec.Struct, frozen=True):
     """``GET /api/v1/contract/depth/{symbol}`` data: ``{"asks":[[3968.5,121],...],"bids":...,"version":1}``."""
 

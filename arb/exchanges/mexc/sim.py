@@ -516,6 +516,8 @@ _ILLEGAL_CHARACTERS: Final = (400, 700008, "Illegal characters found in paramete
 _MISSING_PARAM: Final = (400, 44444, "Parameter '{name}' cannot be null")
 _BAD_PARAM: Final = (400, 33333, "Parameter '{name}' is invalid")
 _CONTRACT_UNKNOWN_CODE: Final = 1001  # the live code for an unknown contract is not in the stored docs
+SIM_FUNDING_RATE: Final = Decimal("0.0001")  # every simulated contract's funding rate per settlement
+SIM_FUNDING_CYCLE_H: Final = 8
 
 _encode_numbers = msgspec.json.Encoder(decimal_format="number").encode
 
@@ -1007,6 +1009,29 @@ def _contract_info(instrument: Instrument) -> dict[str, object]:
     }
 
 
+def _contract_funding_rate(request: SimRequest, ctx: SimContext) -> SimResponse:
+    """``{"success":true,"code":0,"data":{"symbol":...,"fundingRate":0.0001,"collectCycle":8,"nextSettleTime":ms}}``.
+
+    Every simulated contract funds at ``SIM_FUNDING_RATE`` every ``SIM_FUNDING_CYCLE_H`` hours,
+    settling on the venue clock's whole cycles.
+    """
+    symbol = request.path_params.get("symbol", request.path.rsplit("/", 1)[-1])
+    if _contract_engine(ctx, symbol) is None:
+        return _contract_error(_CONTRACT_UNKNOWN_CODE, constants.FUTURES_WS_UNKNOWN_SYMBOL.format(symbol=symbol))
+    now_ms = ctx.wall_ms()
+    cycle_ms = SIM_FUNDING_CYCLE_H * 3_600_000
+    data = {
+        "symbol": symbol,
+        "fundingRate": SIM_FUNDING_RATE,
+        "maxFundingRate": Decimal("0.003"),
+        "minFundingRate": Decimal("-0.003"),
+        "collectCycle": SIM_FUNDING_CYCLE_H,
+        "nextSettleTime": now_ms - now_ms % cycle_ms + cycle_ms,
+        "timestamp": now_ms,
+    }
+    return SimResponse(status=200, body=_encode_numbers({"success": True, "code": 0, "data": data}))
+
+
 def _contract_order(request: SimRequest, ctx: SimContext) -> SimResponse:
     """Contract order placement, refused as the venue refuses accounts without contract API access.
 
@@ -1042,6 +1067,7 @@ def rest_routes() -> list[Route]:
         Route("GET", constants.CONTRACT_PING_PATH, _contract_ping),
         Route("GET", constants.CONTRACT_DEPTH_PATH, _contract_depth),
         Route("GET", constants.CONTRACT_DETAIL_PATH, _contract_detail),
+        Route("GET", constants.CONTRACT_FUNDING_RATE_PATH, _contract_funding_rate),
         Route("POST", constants.CONTRACT_ORDER_CREATE_PATH, _contract_order),
         Route("POST", constants.CONTRACT_ORDER_SUBMIT_PATH, _contract_order),
     ]

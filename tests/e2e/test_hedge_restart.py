@@ -1,0 +1,97 @@
+"""SPOT_FUTURES_HEDGE across a restart: hedges opened by one engine are closed by the next one on the same journal.
+
+The simulated venues (MEXC spot, Gate.io spot and perpetual) run in this process for the
+whole test. Gate.io's BTC perpetual trades 80 bps rich from 1 s to 3.5 s of simulator
+time. A first engine opens hedges during the dislocation and is shut down while it still
+lasts, holding them open. A second engine starts on the same journal after the basis has
+reverted: it rebuilds the hedge book from the journal (the same positions, to the last
+digit), opens nothing, and closes the positions by the opposite pairs. The venues' ledgers
+agree with the rebuilt book throughout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from decimal import Decimal as D
+from pathlib import Path
+
+from arb.config import ConfigurationManager
+from arb.controller import ArbitrageController, dry_run_cluster
+from arb.hedges import HedgePosition
+from arb.journal import Journal
+from arb.sim.cluster import SimCluster
+from arb.sim.market import Dislocation
+from arb.types import ArbitrageState, ExchangeName, ExecutionResult, OrderSide
+
+SECOND = 1_000_000_000
+CONFIG = """
+[engine]
+symbols = ["BTC/USDT"]
+opportunity_types = ["spot_futures_hedge"]
+"""
+PERP = "BTC/USDT:USDT"
+CONTRACT = D("0.0001")  # the simulated perpetual's base units per contract
+DISLOCATION_END_S = 3.5
+
+
+def perp_contracts(cluster: SimCluster) -> D:
+    """The funded user's signed contracts of the Gate.io perpetual."""
+    exchange = cluster.venues["gateio"].exchanges[ExchangeName.GATEIO_FUTURES]
+    return D(exchange.ledger.account(cluster.config.api_key).position(PERP).contracts)
+
+
+def test_a_restarted_engine_rebuilds_the_hedges_from_the_journal_and_closes_them(tmp_path: Path) -> None:
+    path = tmp_path / "arb.toml"
+    path.write_text(CONFIG)
+    manager = ConfigurationManager(path, environ={})
+    manager.load_configuration(dry_run=True)
+    rich = Dislocation(
+        exchange=ExchangeName.GATEIO_FUTURES, symbol=PERP, start_ns=SECOND,
+        duration_ns=int((DISLOCATION_END_S - 1) * SECOND), bps=80,
+    )
+    cluster = dry_run_cluster(manager.config, dislocations=(rich,), random_per_minute=0)
+    journal_path = tmp_path / "journal.sqlite3"
+
+    async def scenario() -> tuple[list[HedgePosition], list[HedgePosition], D, list[ExecutionResult], list[HedgePosition], D]:
+        loop = asyncio.get_running_loop()
+        async with cluster:
+            started = loop.time()
+            first = ArbitrageController(manager, sim_cluster=cluster, journal=Journal(journal_path))
+            await first.initialize(dry_run=True)
+            # Stop while the dislocation lasts: the hedges stay open.
+            summary = await first.run(duration_s=max(2.6 - (loop.time() - started), 0.5))
+            assert summary.ok and first.hedges is not None
+            # The hedges were decided with the perpetual's funding (read from the simulated venue).
+            assert first.funding is not None and first.pipeline is not None
+            assert [(r.exchange, r.rate) for r in first.funding.rates()] == [(ExchangeName.GATEIO_FUTURES, D("0.0001"))]
+            assert first.funding.refused == 0 and first.pipeline.dropped_for_funding == 0
+            assert loop.time() - started < DISLOCATION_END_S, "the first engine must stop before the basis reverts"
+            held = first.hedges.positions()
+            contracts_held = perp_contracts(cluster)
+
+            await asyncio.sleep(max(DISLOCATION_END_S + 0.3 - (loop.time() - started), 0))
+            second = ArbitrageController(manager, sim_cluster=cluster, journal=Journal(journal_path))
+            await second.initialize(dry_run=True)
+            assert second.hedges is not None
+            rebuilt = second.hedges.positions()
+            summary = await second.run(duration_s=2.5)
+            assert summary.ok
+            return held, rebuilt, contracts_held, second.results, second.hedges.positions(), perp_contracts(cluster)
+
+    held, rebuilt, contracts_held, results, left, contracts_left = asyncio.run(scenario())
+    assert held, "the dislocation opened hedges"
+    assert all(p.base > 0 for p in held)  # long spot, short the rich perpetual
+    assert rebuilt == held  # quantities and average entry prices, exactly
+    assert contracts_held * CONTRACT == -sum((p.base for p in held), D(0))
+
+    # After the reversion the second engine only closes: buy the perpetual back, sell spot.
+    assert results and all(r.final_state is ArbitrageState.COMPLETED for r in results)
+    for result in results:
+        futures_leg = next(leg for leg in result.legs if leg.exchange.is_futures)
+        spot_leg = next(leg for leg in result.legs if not leg.exchange.is_futures)
+        assert futures_leg.side is OrderSide.BUY and spot_leg.side is OrderSide.SELL
+    closed = sum((next(leg for leg in r.legs if leg.exchange.is_futures).filled_quantity for r in results), D(0))
+    open_base = sum((p.base for p in left), D(0))
+    assert open_base == sum((p.base for p in held), D(0)) - closed * CONTRACT
+    assert open_base < sum((p.base for p in held), D(0))
+    assert contracts_left * CONTRACT == -open_base  # the venue holds what the book says

@@ -1,0 +1,124 @@
+"""arb.hedges: positions from execution results, and the same positions rebuilt from the journal after a restart."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from decimal import Decimal as D
+from pathlib import Path
+
+import pytest
+from fakevenue import FakeExchange, FakeTime, Step, catalogs, perp, spot
+
+from arb.execution import TwoLegExecutor
+from arb.hedges import HedgeBook, HedgePosition
+from arb.journal import Journal
+from arb.orders import OrderSettings
+from arb.recovery import RecoveryManager
+from arb.types import ArbitrageOpportunity, ExchangeName, ExecutionResult, OpportunityType
+
+GATE, MEXC, PERP = ExchangeName.GATEIO, ExchangeName.MEXC, ExchangeName.GATEIO_FUTURES
+HEDGE, SPOT_SPOT = OpportunityType.SPOT_FUTURES_HEDGE, OpportunityType.SPOT_SPOT
+
+
+def opportunity(
+    opportunity_id: str, buy: ExchangeName, sell: ExchangeName, buy_price: str, sell_price: str, quantity: str,
+    kind: OpportunityType = HEDGE,
+) -> ArbitrageOpportunity:
+    spread = D(sell_price) - D(buy_price)
+    return ArbitrageOpportunity(
+        opportunity_id=opportunity_id, opportunity_type=kind, symbol="BTC/USDT", buy_exchange=buy,
+        sell_exchange=sell, buy_price=D(buy_price), sell_price=D(sell_price), max_quantity=D(quantity),
+        profit_per_unit=spread, total_profit_estimate=spread * D(quantity), profit_margin_bps=D(1), detected_at=0,
+    )
+
+
+class Venues:
+    """Gate.io spot, MEXC spot and the Gate.io perpetual as scripted venues, with a journal and an executor."""
+
+    def __init__(self, journal_path: Path) -> None:
+        self.venues = {
+            GATE: FakeExchange(spot(GATE)),
+            MEXC: FakeExchange(spot(MEXC, venue_symbol="BTCUSDT")),
+            PERP: FakeExchange(perp(PERP)),
+        }
+        self.catalogs = catalogs(*self.venues.values())
+        self.journal = Journal(journal_path, wall_clock_ms=lambda: 1_700_000_000_000)
+        time = FakeTime()
+        settings = OrderSettings(query_attempts=3)
+        recovery = RecoveryManager(
+            self.venues, max_loss_quote=D(1000), clock=time.clock, sleep=time.sleep, journal=self.journal,
+            order_settings=settings,
+        )
+        self.executor = TwoLegExecutor(
+            self.venues, self.catalogs, recovery=recovery, journal=self.journal, clock=time.clock, sleep=time.sleep,
+            order_settings=settings,
+        )
+
+    def run(self, opp: ArbitrageOpportunity, *scripts: tuple[ExchangeName, list[Step]]) -> ExecutionResult:
+        for market, script in scripts:
+            self.venues[market].script = script
+        return asyncio.run(self.executor.execute(opp))
+
+
+def test_journaled_hedges_rebuild_the_exact_positions_after_a_restart(tmp_path: Path) -> None:
+    path = tmp_path / "journal.sqlite3"
+    venues = Venues(path)
+    book = HedgeBook(venues.catalogs, min_profit_bps=D(10))
+    executions = [
+        # Two openings at different prices (the averages do not terminate), one half-filled
+        # futures leg completed by recovery, a spot-spot trade that is no hedge, a partial
+        # close, and a short-spot opening on the other pair of markets.
+        (opportunity("o1", GATE, PERP, "60000.13", "60300.1", "0.5"), ()),
+        (opportunity("o2", GATE, PERP, "60123.37", "60555.5", "0.3"), ()),
+        (opportunity("o3", GATE, PERP, "60211.11", "60620.3", "0.7"), ((PERP, [Step(fraction=D("0.5"))]),)),
+        (opportunity("s1", GATE, MEXC, "60000.00", "60400.00", "0.2", SPOT_SPOT), ()),
+        (opportunity("c1", PERP, GATE, "60050.7", "60049.99", "0.4"), ()),
+        (opportunity("o4", PERP, MEXC, "59900.3", "60333.33", "0.1234"), ()),
+    ]
+    for opp, scripts in executions:
+        result = venues.run(opp, *scripts)
+        assert result.error is None or "recovered" not in result.error
+        book.record(opp, result)
+    before = book.positions()
+    by_market = {(p.spot, p.futures): p for p in before}
+    assert set(by_market) == {(GATE, PERP), (MEXC, PERP)}
+    assert by_market[(GATE, PERP)].base == D("0.5") + D("0.3") + D("0.7") - D("0.4")
+    assert by_market[(MEXC, PERP)].base == D("-0.1234")
+    # The venues agree: the perpetual's contracts are the negative of the hedged base.
+    assert venues.venues[PERP].net_base() == -sum((p.base for p in before), D(0))
+    venues.journal.close()
+    del venues, book
+
+    with Journal(path) as journal:
+        rebuilt = HedgeBook(catalogs(FakeExchange(spot(GATE)), FakeExchange(spot(MEXC, venue_symbol="BTCUSDT")),
+                                     FakeExchange(perp(PERP))), min_profit_bps=D(10))
+        restored = rebuilt.restore(journal)
+    assert restored == before  # every field exactly, average entry prices to the last digit
+    assert rebuilt.positions() == before
+
+
+def test_restore_replaces_the_book_and_ignores_spot_spot_and_empty_executions(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    venues = Venues(tmp_path / "journal.sqlite3")
+    venues.run(opportunity("s1", GATE, MEXC, "60000.00", "60400.00", "0.2", SPOT_SPOT))
+    venues.run(opportunity("o1", GATE, PERP, "60000.13", "60300.1", "0.5"), (GATE, [Step(kind="reject")]))
+    book = HedgeBook(venues.catalogs, min_profit_bps=D(10))
+    book._positions[("BTC/USDT", GATE, PERP)] = HedgePosition(
+        symbol="BTC/USDT", spot=GATE, futures=PERP, base=D(1), spot_price=D(1), futures_price=D(2)
+    )
+    with caplog.at_level(logging.INFO, logger="arb.hedges"):
+        assert book.restore(venues.journal) == []
+    assert book.positions() == []
+    assert "0 open positions rebuilt" in caplog.text
+
+
+def test_a_hedge_cut_short_by_a_crash_counts_with_its_matched_part(tmp_path: Path) -> None:
+    """Fills the running book never recorded (the engine died before ``record``) still rebuild the position."""
+    venues = Venues(tmp_path / "journal.sqlite3")
+    venues.run(opportunity("o1", GATE, PERP, "60000.13", "60300.1", "0.5"))  # never recorded in a book
+    book = HedgeBook(venues.catalogs, min_profit_bps=D(10))
+    (position,) = book.restore(venues.journal)
+    assert (position.base, position.spot_price, position.futures_price) == (D("0.5"), D("60000.13"), D("60300.1"))
+    assert position.entry_basis == D("299.97")
