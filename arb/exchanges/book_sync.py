@@ -32,6 +32,7 @@ from arb_core.book import (
     OrderBook,
     SequenceGapError,
 )
+from arb_core.router import DIALECT_NONE, ROUTE_APPLIED, ROUTE_OTHER, BookRouter
 from arb_core.wire.common import WireError, WireScale
 
 from ..errors import ArbitrageEngineError, RateLimitError
@@ -51,6 +52,7 @@ _PONG = int(FrameKind.PONG)
 _ACK = int(FrameKind.ACK)
 _ERROR = int(FrameKind.ERROR)
 _DECODE_ERRORS = (WireError, ValueError, OverflowError)
+_ROUTE_ERRORS = (BookError, *_DECODE_ERRORS)
 _POOL_MAX = 64
 
 
@@ -100,15 +102,16 @@ def rest_snapshot_fetcher(client: RestClient, dialect: MarketDataDialect) -> Sna
 
 
 class _Book:
-    """Sync state of one book."""
+    """Sync state of one book; ``applied``/``stale`` count the Python path only (the router counts its own)."""
 
     __slots__ = (
-        "key", "spec", "scale", "book", "buffer", "fetch", "resyncs", "applied", "stale", "snapshots",
+        "key", "spec", "scale", "book", "slot", "buffer", "fetch", "resyncs", "applied", "stale", "snapshots",
         "malformed", "snapshot_failures",
     )
 
-    def __init__(self, exchange: ExchangeName, spec: BookSpec) -> None:
+    def __init__(self, exchange: ExchangeName, spec: BookSpec, slot: int) -> None:
         self.key = BookKey(exchange, spec.symbol)
+        self.slot = slot
         self.spec = spec
         self.scale = spec.scale
         self.book = OrderBook(f"{exchange.value} {spec.symbol}")
@@ -128,6 +131,11 @@ class BookSync:
     Wire it to a websocket with ``make_session`` (or pass ``on_message``, ``subscribe_frames``
     and ``on_disconnected`` to a ``WsSession`` yourself). ``fetch_snapshot`` is required
     unless the dialect's first push is a full book.
+
+    The steady state (a diff for an in-sync book) runs in ``router``, one compiled call per
+    frame, when the dialect names a compiled ``router_dialect``; every other frame takes the
+    Python path. A compiled loop can drive ``router.route_c`` itself and pass the frames it
+    returns ROUTE_OTHER for to ``on_message`` (routing them again changes nothing).
     """
 
     def __init__(
@@ -158,12 +166,20 @@ class BookSync:
         self._classify = dialect.classify
         self._frame_symbol = dialect.frame_symbol
         self._decode = dialect.decode_update
+        router_dialect: int = getattr(dialect, "router_dialect", DIALECT_NONE)
+        self.router = BookRouter(router_dialect)
+        self._route = None if router_dialect == DIALECT_NONE else self.router.route
         self._books: dict[bytes, _Book] = {}
+        self._slots: list[_Book] = []
         for spec in specs:
             venue_symbol = spec.venue_symbol.encode()
             if venue_symbol in self._books:
                 raise ValueError(f"{exchange.value}: venue symbol {spec.venue_symbol!r} given twice")
-            self._books[venue_symbol] = _Book(exchange, spec)
+            state = _Book(exchange, spec, len(self._slots))
+            self.router.add_book(venue_symbol, state.book, state.scale)
+            self._books[venue_symbol] = state
+            self._slots.append(state)
+        self._by_symbol: dict[str, _Book] = {s.spec.symbol: s for s in self._slots}
         self.books: dict[str, OrderBook] = {s.spec.symbol: s.book for s in self._books.values()}
         self._batch = DeltaBatch(256)
         self._pool: list[DeltaBatch] = []
@@ -211,6 +227,44 @@ class BookSync:
 
     def on_message(self, payload: memoryview, binary: bool, last_in_buffer: bool, recv_ns: int) -> None:
         """Handle one websocket message (the ``WsSession`` message handler); never raises."""
+        route = self._route
+        if route is None:
+            self._handle(payload, recv_ns)
+        else:
+            try:
+                routed = route(payload, recv_ns)
+            except _ROUTE_ERRORS as exc:
+                self._route_failed(exc, payload, recv_ns)
+            else:
+                if routed == ROUTE_APPLIED:
+                    self._dirty = True
+                    state = self._slots[self.router.last_slot]
+                    try:
+                        self._on_update(state.key)
+                    except Exception:
+                        log.exception("%s %s: book update consumer raised", self.venue, state.spec.symbol)
+                elif routed == ROUTE_OTHER:
+                    self._handle(payload, recv_ns)
+        if last_in_buffer and self._dirty:
+            self._dirty = False
+            try:
+                self._on_batch_end()
+            except Exception:
+                log.exception("%s: batch-end consumer raised", self.venue)
+
+    def _route_failed(self, exc: Exception, payload: Frame, recv_ns: int) -> None:
+        """What the Python path does with an exception of the router's book at ``last_slot``."""
+        slot = self.router.last_slot
+        if slot < 0:
+            # refused before any book was touched (an argument out of range): the Python path decides
+            self._handle(payload, recv_ns)
+        elif isinstance(exc, BookError):
+            self._book_failed(self._slots[slot], exc)
+        else:
+            self._malformed(self._slots[slot], exc)
+
+    def _handle(self, payload: Frame, recv_ns: int) -> None:
+        """The full Python path of one message: replies, resyncs, buffering, full pushes."""
         try:
             kind = self._classify(payload)
             state = self._books.get(self._frame_symbol(payload)) if kind == _BOOK_UPDATE else None
@@ -249,12 +303,6 @@ class BookSync:
         elif kind == _ERROR:
             self.venue_errors += 1
             log.warning("%s: venue error frame: %r", self.venue, bytes(payload[:300]))
-        if last_in_buffer and self._dirty:
-            self._dirty = False
-            try:
-                self._on_batch_end()
-            except Exception:
-                log.exception("%s: batch-end consumer raised", self.venue)
 
     def on_disconnected(self) -> None:
         """The stream dropped: every book is out of sync until its resync completes."""
@@ -274,16 +322,21 @@ class BookSync:
 
     # --- inspection -----------------------------------------------------------------------
 
+    def slot_of(self, symbol: str) -> int:
+        """The ``router`` slot of the book of unified ``symbol``; KeyError when it is not kept here."""
+        return self._by_symbol[symbol].slot
+
     def stats(self) -> dict[str, BookSyncStats]:
         """Per-book counters by unified symbol."""
+        router = self.router
         return {
             s.spec.symbol: BookSyncStats(
                 symbol=s.spec.symbol,
                 venue_symbol=s.spec.venue_symbol,
                 in_sync=s.book.in_sync,
                 last_update_id=s.book.last_update_id,
-                applied=s.applied,
-                stale=s.stale,
+                applied=s.applied + router.applied(s.slot),
+                stale=s.stale + router.stale(s.slot),
                 snapshots=s.snapshots,
                 malformed=s.malformed,
                 snapshot_failures=s.snapshot_failures,

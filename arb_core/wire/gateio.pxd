@@ -11,3 +11,12 @@ cdef int decode_spot_snapshot_c(const unsigned char* buf, Py_ssize_t n, WireScal
                                 DeltaBatch batch) except -1
 cdef int decode_futures_snapshot_c(const unsigned char* buf, Py_ssize_t n, WireScale scale,
                                    DeltaBatch batch) except -1
+
+# Routing helpers for compiled callers (arb_core.router): no GIL, no exception. Each
+# initialises ``r`` over the frame; on failure it returns -1 and ``r`` holds the error
+# that ``raise_wire_error(r, None)`` turns into the WireError the ``def`` functions raise.
+from arb_core.wire._scan cimport Reader
+
+cdef int classify_c(const unsigned char* buf, Py_ssize_t n, Reader* r) noexcept nogil
+cdef int frame_symbol_c(const unsigned char* buf, Py_ssize_t n, Reader* r, Py_ssize_t* s,
+                        Py_ssize_t* e) noexcept nogil

@@ -7,18 +7,19 @@ exactly. Keys and the string values it reads must be free of JSON escapes (Gate 
 escapes them); escapes elsewhere are accepted.
 """
 
+from cpython.bytes cimport PyBytes_FromStringAndSize
 from libc.stdint cimport int64_t
 
 from arb_core.book cimport DeltaBatch, BID, ASK
 from arb_core.wire._scan cimport (
     Reader, reader_init, fail, open_container, next_key, skip_value, end_document,
     key_is, read_plain_string, scan_bool, seek_key, expect_string, seen_once, require,
-    read_uint_member, NUM_STRING, NUM_INT, ERR_SEQUENCE,
+    read_uint_member, NUM_STRING, NUM_INT, ERR_SEQUENCE, ERR_MISSING,
 )
 from arb_core.wire.common cimport (
     WireScale, Frame, frame_acquire, frame_release, reset_batch, raise_wire_error, decode_buffer,
     next_member,
-    read_symbol, string_member, read_array_levels, read_object_levels, FRAME_OTHER, FRAME_BOOK_UPDATE,
+    read_symbol, read_array_levels, read_object_levels, FRAME_OTHER, FRAME_BOOK_UPDATE,
     FRAME_SUBSCRIPTION, FRAME_PONG,
 )
 
@@ -223,29 +224,83 @@ def decode_futures_snapshot(body, WireScale scale not None, DeltaBatch batch not
     return decode_buffer(decode_futures_snapshot_c, body, scale, batch)
 
 
+cdef int frame_symbol_c(const unsigned char* buf, Py_ssize_t n, Reader* r, Py_ssize_t* s,
+                        Py_ssize_t* e) noexcept nogil:
+    cdef int rc
+    reader_init(r, buf, n, b"gateio frame")
+    rc = -1 if open_container(r, 123) < 0 else seek_key(r, b"result", 6)
+    if rc == 1:
+        r.field = b"result"
+        rc = -1 if open_container(r, 123) < 0 else seek_key(r, b"s", 1)
+    if rc < 0:
+        return -1
+    r.field = b"result.s"
+    if rc == 0:
+        return fail(r, ERR_MISSING, r.pos)
+    return read_plain_string(r, s, e)
+
+
 def frame_symbol(frame):
     """``result.s`` of a channel frame as bytes, to route it to its book before decoding.
 
     Stops at the symbol; the decoder validates the rest of the frame.
     """
     cdef Reader r
-    cdef int rc
+    cdef Py_ssize_t s = 0, e = 0
     cdef Frame f
     frame_acquire(&f, frame)
     try:
-        reader_init(&r, f.buf, f.n, b"gateio frame")
-        rc = -1 if open_container(&r, 123) < 0 else seek_key(&r, b"result", 6)
-        if rc == 1:
-            r.field = b"result"
-            rc = -1 if open_container(&r, 123) < 0 else seek_key(&r, b"s", 1)
-        return string_member(&r, rc, b"result.s")
+        if frame_symbol_c(f.buf, f.n, &r, &s, &e) < 0:
+            return raise_wire_error(&r, None)
+        return PyBytes_FromStringAndSize(<const char*>f.buf + s, e - s)
     finally:
         frame_release(&f)
 
 
 cdef inline bint _ends_with(const unsigned char* b, Py_ssize_t s, Py_ssize_t e,
-                            const char* tail, Py_ssize_t size) noexcept:
+                            const char* tail, Py_ssize_t size) noexcept nogil:
     return e - s >= size and key_is(b, e - size, e, tail, size)
+
+
+cdef int classify_c(const unsigned char* buf, Py_ssize_t n, Reader* r) noexcept nogil:
+    cdef bint first = True
+    cdef int rc
+    cdef Py_ssize_t ks, ke
+    cdef Py_ssize_t cs = 0, ce = 0, es = 0, ee = 0
+    cdef int seen = 0
+    reader_init(r, buf, n, b"gateio frame")
+    if open_container(r, 123) < 0:
+        return -1
+    while seen != F_CHANNEL | F_EVENT:
+        r.field = b""
+        rc = next_key(r, first, &ks, &ke)
+        if rc < 0:
+            return -1
+        if rc == 0:
+            break
+        first = False
+        if key_is(r.buf, ks, ke, b"channel", 7) and not seen & F_CHANNEL:
+            r.field = b"channel"
+            if read_plain_string(r, &cs, &ce) < 0:
+                return -1
+            seen |= F_CHANNEL
+        elif key_is(r.buf, ks, ke, b"event", 5) and not seen & F_EVENT:
+            r.field = b"event"
+            if read_plain_string(r, &es, &ee) < 0:
+                return -1
+            seen |= F_EVENT
+        elif skip_value(r) < 0:
+            return -1
+    if seen & F_CHANNEL:
+        if _ends_with(r.buf, cs, ce, b".pong", 5):
+            return FRAME_PONG
+        if seen & F_EVENT and key_is(r.buf, es, ee, b"update", 6) and _ends_with(
+                r.buf, cs, ce, b".order_book_update", 18):
+            return FRAME_BOOK_UPDATE
+    if seen & F_EVENT and (key_is(r.buf, es, ee, b"subscribe", 9)
+                           or key_is(r.buf, es, ee, b"unsubscribe", 11)):
+        return FRAME_SUBSCRIPTION
+    return FRAME_OTHER
 
 
 def classify(frame):
@@ -256,47 +311,13 @@ def classify(frame):
     Stops as soon as both keys were seen; no dict is built.
     """
     cdef Reader r
-    cdef bint first = True
-    cdef int rc
-    cdef Py_ssize_t ks, ke
-    cdef Py_ssize_t cs = 0, ce = 0, es = 0, ee = 0
-    cdef int seen = 0
+    cdef int kind
     cdef Frame f
     frame_acquire(&f, frame)
     try:
-        reader_init(&r, f.buf, f.n, b"gateio frame")
-        if open_container(&r, 123) < 0:
+        kind = classify_c(f.buf, f.n, &r)
+        if kind < 0:
             return raise_wire_error(&r, None)
-        while seen != F_CHANNEL | F_EVENT:
-            r.field = b""
-            rc = next_key(&r, first, &ks, &ke)
-            if rc < 0:
-                return raise_wire_error(&r, None)
-            if rc == 0:
-                break
-            first = False
-            if key_is(r.buf, ks, ke, b"channel", 7) and not seen & F_CHANNEL:
-                r.field = b"channel"
-                if read_plain_string(&r, &cs, &ce) < 0:
-                    return raise_wire_error(&r, None)
-                seen |= F_CHANNEL
-            elif key_is(r.buf, ks, ke, b"event", 5) and not seen & F_EVENT:
-                r.field = b"event"
-                if read_plain_string(&r, &es, &ee) < 0:
-                    return raise_wire_error(&r, None)
-                seen |= F_EVENT
-            elif skip_value(&r) < 0:
-                return raise_wire_error(&r, None)
-        if seen & F_CHANNEL:
-            if _ends_with(r.buf, cs, ce, b".pong", 5):
-                return FRAME_PONG
-            if seen & F_EVENT and key_is(r.buf, es, ee, b"update", 6) and _ends_with(
-                    r.buf, cs, ce, b".order_book_update", 18):
-                return FRAME_BOOK_UPDATE
-        if seen & F_EVENT and (key_is(r.buf, es, ee, b"subscribe", 9)
-                               or key_is(r.buf, es, ee, b"unsubscribe", 11)):
-            return FRAME_SUBSCRIPTION
-        return FRAME_OTHER
-
+        return kind
     finally:
         frame_release(&f)

@@ -11,3 +11,20 @@ cdef int decode_spot_snapshot_c(const unsigned char* buf, Py_ssize_t n, WireScal
                                 DeltaBatch batch) except -1
 cdef int decode_futures_snapshot_c(const unsigned char* buf, Py_ssize_t n, WireScale scale,
                                    DeltaBatch batch) except -1
+
+# Routing helpers for compiled callers (arb_core.router): no GIL, no exception. Each
+# initialises ``r`` over the frame; on failure it returns -1 and ``r`` holds the error
+# that ``raise_wire_error(r, None)`` turns into the WireError the ``def`` functions raise.
+# Symbols come back as the span [s, e) of the frame.
+from arb_core.wire._scan cimport Reader
+
+cdef enum:
+    PB_LIMIT_DEPTHS = 303   # PushDataV3ApiWrapper.publicLimitDepths (a top-N book)
+    PB_AGGRE_DEPTHS = 313   # PushDataV3ApiWrapper.publicAggreDepths (a diff)
+
+cdef int spot_push_body_c(const unsigned char* buf, Py_ssize_t n, Reader* r) noexcept nogil
+cdef int spot_frame_symbol_c(const unsigned char* buf, Py_ssize_t n, Reader* r, Py_ssize_t* s,
+                             Py_ssize_t* e) noexcept nogil
+cdef int classify_futures_c(const unsigned char* buf, Py_ssize_t n, Reader* r) noexcept nogil
+cdef int futures_frame_symbol_c(const unsigned char* buf, Py_ssize_t n, Reader* r, Py_ssize_t* s,
+                                Py_ssize_t* e) noexcept nogil

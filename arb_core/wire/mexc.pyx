@@ -21,7 +21,7 @@ from arb_core.wire._scan cimport (
 from arb_core.wire.common cimport (
     WireScale, Frame, frame_acquire, frame_release, reset_batch, raise_wire_error, decode_buffer,
     next_member,
-    check_symbol, read_symbol, string_member, read_array_levels, FRAME_OTHER, FRAME_BOOK_UPDATE,
+    check_symbol, read_symbol, read_array_levels, FRAME_OTHER, FRAME_BOOK_UPDATE,
     FRAME_SUBSCRIPTION, FRAME_PONG,
 )
 
@@ -29,8 +29,6 @@ cdef enum:
     # PushDataV3ApiWrapper field numbers
     PB_SYMBOL = 3
     PB_SEND_TIME = 6
-    PB_LIMIT_DEPTHS = 303
-    PB_AGGRE_DEPTHS = 313
     PB_BODY_FIRST = 301
     PB_BODY_LAST = 315
 
@@ -232,51 +230,66 @@ def decode_spot_depth(frame, WireScale scale not None, DeltaBatch batch not None
     return decode_buffer(decode_spot_depth_c, frame, scale, batch)
 
 
+cdef int spot_frame_symbol_c(const unsigned char* buf, Py_ssize_t n, Reader* r, Py_ssize_t* s,
+                             Py_ssize_t* e) noexcept nogil:
+    cdef uint64_t field
+    cdef int wt
+    cdef Py_ssize_t at
+    reader_init(r, buf, n, b"mexc spot PushDataV3ApiWrapper")
+    while r.pos < r.n:
+        at = r.pos
+        if read_tag(r, &field, &wt) < 0:
+            return -1
+        if field == PB_SYMBOL:
+            r.field = b"symbol"
+            if _wire_type(r, wt, 2, at) < 0:
+                return -1
+            return read_length(r, s, e)
+        if skip_field(r, field, wt) < 0:
+            return -1
+    r.field = b"symbol"
+    return fail(r, ERR_MISSING, r.pos)
+
+
 def spot_frame_symbol(frame):
     """The ``symbol`` field of a spot push as bytes, to route it before decoding."""
     cdef Reader r
-    cdef uint64_t field
-    cdef int wt
-    cdef Py_ssize_t at, s, e
+    cdef Py_ssize_t s = 0, e = 0
     cdef Frame f
     frame_acquire(&f, frame)
     try:
-        reader_init(&r, f.buf, f.n, b"mexc spot PushDataV3ApiWrapper")
-        while r.pos < r.n:
-            at = r.pos
-            if read_tag(&r, &field, &wt) < 0:
-                return raise_wire_error(&r, None)
-            if field == PB_SYMBOL:
-                r.field = b"symbol"
-                if _wire_type(&r, wt, 2, at) < 0 or read_length(&r, &s, &e) < 0:
-                    return raise_wire_error(&r, None)
-                return PyBytes_FromStringAndSize(<const char*>r.buf + s, e - s)
-            if skip_field(&r, field, wt) < 0:
-                return raise_wire_error(&r, None)
-        r.field = b"symbol"
-        fail(&r, ERR_MISSING, r.pos)
-        return raise_wire_error(&r, None)
+        if spot_frame_symbol_c(f.buf, f.n, &r, &s, &e) < 0:
+            return raise_wire_error(&r, None)
+        return PyBytes_FromStringAndSize(<const char*>f.buf + s, e - s)
     finally:
         frame_release(&f)
+
+
+cdef int spot_push_body_c(const unsigned char* buf, Py_ssize_t n, Reader* r) noexcept nogil:
+    cdef uint64_t field
+    cdef int wt
+    reader_init(r, buf, n, b"mexc spot PushDataV3ApiWrapper")
+    while r.pos < r.n:
+        if read_tag(r, &field, &wt) < 0:
+            return -1
+        if PB_BODY_FIRST <= field <= PB_BODY_LAST:
+            return <int>field
+        if skip_field(r, field, wt) < 0:
+            return -1
+    return 0
 
 
 def spot_push_body(frame):
     """Field number of the push's body (e.g. 313 publicAggreDepths), 0 when it has none."""
     cdef Reader r
-    cdef uint64_t field
-    cdef int wt
+    cdef int body
     cdef Frame f
     frame_acquire(&f, frame)
     try:
-        reader_init(&r, f.buf, f.n, b"mexc spot PushDataV3ApiWrapper")
-        while r.pos < r.n:
-            if read_tag(&r, &field, &wt) < 0:
-                return raise_wire_error(&r, None)
-            if PB_BODY_FIRST <= field <= PB_BODY_LAST:
-                return <int>field
-            if skip_field(&r, field, wt) < 0:
-                return raise_wire_error(&r, None)
-        return 0
+        body = spot_push_body_c(f.buf, f.n, &r)
+        if body < 0:
+            return raise_wire_error(&r, None)
+        return body
     finally:
         frame_release(&f)
 
@@ -438,6 +451,25 @@ def decode_futures_snapshot(body, WireScale scale not None, DeltaBatch batch not
     return decode_buffer(decode_futures_snapshot_c, body, scale, batch)
 
 
+cdef int classify_futures_c(const unsigned char* buf, Py_ssize_t n, Reader* r) noexcept nogil:
+    cdef int rc
+    cdef Py_ssize_t s, e
+    reader_init(r, buf, n, b"mexc contract frame")
+    rc = -1 if open_container(r, 123) < 0 else seek_key(r, b"channel", 7)
+    if rc <= 0:
+        return FRAME_OTHER if rc == 0 else -1
+    r.field = b"channel"
+    if read_plain_string(r, &s, &e) < 0:
+        return -1
+    if key_is(r.buf, s, e, b"push.depth", 10):
+        return FRAME_BOOK_UPDATE
+    if key_is(r.buf, s, e, b"pong", 4):
+        return FRAME_PONG
+    if e - s >= 3 and key_is(r.buf, s, s + 3, b"rs.", 3):
+        return FRAME_SUBSCRIPTION
+    return FRAME_OTHER
+
+
 def classify_futures(frame):
     """Kind of a contract websocket frame from its ``channel`` alone.
 
@@ -445,38 +477,40 @@ def classify_futures(frame):
     ``rs.unsub.*``, ``rs.error``) or OTHER; stops at the channel, builds no dict.
     """
     cdef Reader r
-    cdef int rc
-    cdef Py_ssize_t s, e
+    cdef int kind
     cdef Frame f
     frame_acquire(&f, frame)
     try:
-        reader_init(&r, f.buf, f.n, b"mexc contract frame")
-        rc = -1 if open_container(&r, 123) < 0 else seek_key(&r, b"channel", 7)
-        if rc <= 0:
-            return FRAME_OTHER if rc == 0 else raise_wire_error(&r, None)
-        r.field = b"channel"
-        if read_plain_string(&r, &s, &e) < 0:
+        kind = classify_futures_c(f.buf, f.n, &r)
+        if kind < 0:
             return raise_wire_error(&r, None)
-        if key_is(r.buf, s, e, b"push.depth", 10):
-            return FRAME_BOOK_UPDATE
-        if key_is(r.buf, s, e, b"pong", 4):
-            return FRAME_PONG
-        if e - s >= 3 and key_is(r.buf, s, s + 3, b"rs.", 3):
-            return FRAME_SUBSCRIPTION
-        return FRAME_OTHER
+        return kind
     finally:
         frame_release(&f)
+
+
+cdef int futures_frame_symbol_c(const unsigned char* buf, Py_ssize_t n, Reader* r, Py_ssize_t* s,
+                                Py_ssize_t* e) noexcept nogil:
+    cdef int rc
+    reader_init(r, buf, n, b"mexc contract frame")
+    rc = -1 if open_container(r, 123) < 0 else seek_key(r, b"symbol", 6)
+    if rc < 0:
+        return -1
+    r.field = b"symbol"
+    if rc == 0:
+        return fail(r, ERR_MISSING, r.pos)
+    return read_plain_string(r, s, e)
 
 
 def futures_frame_symbol(frame):
     """The top-level ``symbol`` of a contract push as bytes, to route it before decoding."""
     cdef Reader r
-    cdef int rc
+    cdef Py_ssize_t s = 0, e = 0
     cdef Frame f
     frame_acquire(&f, frame)
     try:
-        reader_init(&r, f.buf, f.n, b"mexc contract frame")
-        rc = -1 if open_container(&r, 123) < 0 else seek_key(&r, b"symbol", 6)
-        return string_member(&r, rc, b"symbol")
+        if futures_frame_symbol_c(f.buf, f.n, &r, &s, &e) < 0:
+            return raise_wire_error(&r, None)
+        return PyBytes_FromStringAndSize(<const char*>f.buf + s, e - s)
     finally:
         frame_release(&f)

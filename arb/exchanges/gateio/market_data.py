@@ -19,6 +19,7 @@ from typing import ClassVar
 
 import msgspec
 
+from arb_core import router
 from arb_core.wire import gateio as wire
 from arb_core.wire.common import WireScale
 
@@ -57,6 +58,7 @@ class _GateioMarketData:
     level_in_payload: ClassVar[bool]  # futures name the depth in the payload
     book_extra_price_decimals: ClassVar[int]  # BOOK price decimals beyond the order grid's
     book_size_decimals: ClassVar[int]  # minimum size decimals of the BOOK scale
+    router_dialect: ClassVar[int]  # arb_core.router dialect running this market's steady state
 
     __slots__ = ("ws_url", "depth", "_clock", "_pong_tag")
 
@@ -154,6 +156,7 @@ class GateioSpotMarketData(_GateioMarketData):
     level_in_payload = False
     book_extra_price_decimals = SPOT_BOOK_EXTRA_PRICE_DECIMALS
     book_size_decimals = SPOT_BOOK_SIZE_DECIMALS
+    router_dialect = router.DIALECT_GATEIO_SPOT
     decode_update = staticmethod(wire.decode_spot_update)
     decode_snapshot = staticmethod(wire.decode_spot_snapshot)
 
@@ -176,5 +179,6 @@ class GateioFuturesMarketData(_GateioMarketData):
     level_in_payload = True
     book_extra_price_decimals = 0
     book_size_decimals = 0
+    router_dialect = router.DIALECT_GATEIO_FUTURES
     decode_update = staticmethod(wire.decode_futures_update)
     decode_snapshot = staticmethod(wire.decode_futures_snapshot)

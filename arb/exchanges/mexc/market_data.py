@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 import msgspec
 
+from arb_core import router
 from arb_core.wire import mexc as wire
 from arb_core.wire.common import WireError, WireScale
 
@@ -55,6 +56,7 @@ class _MexcMarketData(ABC):
     _pong_marker: ClassVar[bytes]  # a pong contains this, and is short
     _snapshot_path: ClassVar[str]
     _snapshot_weight: ClassVar[int]
+    router_dialect: ClassVar[int]  # arb_core.router dialect running this market's steady state
 
     def __init__(self, ws_url: str | None = None, *, snapshot_limit: int | None = None) -> None:
         if snapshot_limit is not None and snapshot_limit <= 0:
@@ -153,6 +155,7 @@ class MexcSpotMarketData(_MexcMarketData):
     _pong_marker = b'"msg":"' + constants.WS_PONG_MSG.encode() + b'"'
     _snapshot_path = constants.DEPTH_PATH
     _snapshot_weight = constants.ENDPOINT_WEIGHTS[constants.DEPTH_PATH]
+    router_dialect = router.DIALECT_MEXC_SPOT
 
     frame_symbol = staticmethod(wire.spot_frame_symbol)
     decode_update = staticmethod(wire.decode_spot_depth)
@@ -232,6 +235,7 @@ class MexcFuturesMarketData(_MexcMarketData):
     _pong_marker = b'"channel":"' + constants.FUTURES_WS_PONG_CHANNEL.encode() + b'"'
     _snapshot_path = constants.CONTRACT_DEPTH_PATH
     _snapshot_weight = 1
+    router_dialect = router.DIALECT_MEXC_FUTURES
 
     classify = staticmethod(wire.classify_futures)
     frame_symbol = staticmethod(wire.futures_frame_symbol)
