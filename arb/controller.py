@@ -204,6 +204,27 @@ def _dry_journal_path(path: str, tag: str = "dry") -> str:
     return str(p.with_name(f"{p.stem}-{tag}{p.suffix or '.sqlite3'}"))
 
 
+def _set_aside(path: str) -> None:
+    """Start a fresh journal at ``path``, keeping the last one as ``<stem>.previous<suffix>``.
+
+    The built-in simulated venues and paper balances start afresh with every run, so the
+    orders, positions and hedges an earlier run journaled no longer exist anywhere:
+    reconciling or restoring them would trade against positions nobody holds.
+    """
+    p = Path(path)
+    if not p.exists():
+        return
+    previous = p.with_name(f"{p.stem}.previous{p.suffix}")
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{previous}{suffix}").unlink(missing_ok=True)
+    p.replace(previous)
+    for suffix in ("-wal", "-shm"):
+        side = Path(f"{p}{suffix}")
+        if side.exists():
+            side.replace(f"{previous}{suffix}")
+    log.info("journal: the simulated venues start afresh, so does %s (the last one is kept as %s)", p, previous)
+
+
 class ArbitrageController:
     """Builds and runs the engine; every collaborator may be injected.
 
@@ -345,6 +366,9 @@ class ArbitrageController:
             if self.hedges is not None and self.journal is not None:
                 # After reconciliation, so fills an earlier run did not live to record are in.
                 self.hedges.restore(self.journal)
+            if self.risk is not None and self.journal is not None:
+                # Same source, same moment: today's realized loss and the positions still held count.
+                self.risk.restore(self.journal, self._catalogs)
             if self.funding is not None:
                 await self.funding.refresh(*self._funding_sources())
             await self._start_books()
@@ -431,7 +455,10 @@ class ArbitrageController:
         if self.journal is None:
             if dry_run:
                 tag = "paper" if self.mode == "paper" else "dry"
-                self.journal = Journal(_dry_journal_path(config.journal_path, tag), synchronous="NORMAL")
+                path = _dry_journal_path(config.journal_path, tag)
+                if self._owned_sim or self.mode == "paper":
+                    _set_aside(path)
+                self.journal = Journal(path, synchronous="NORMAL")
             else:
                 self.journal = Journal(
                     config.journal_path, synchronous="NORMAL" if config.journal_synchronous == "NORMAL" else "FULL"

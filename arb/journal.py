@@ -138,6 +138,8 @@ class FillRecord(msgspec.Struct, frozen=True, kw_only=True):
     leg: str | None
     fill: Fill
     source: str
+    intent_id: int | None = None  # the order the fill belongs to
+    recorded_at_ms: int = 0  # when the journal recorded it (wall clock)
 
 
 class OpportunityPnl(msgspec.Struct, frozen=True, kw_only=True):
@@ -375,8 +377,8 @@ class Journal:
         """Recorded fills in journal order, of one opportunity or all."""
         sql = (
             "SELECT f.exchange, i.opportunity_id, i.leg, f.symbol, f.order_id, f.client_order_id, f.trade_id, "
-            "f.side, f.price, f.quantity, f.fee, f.fee_asset, f.is_maker, f.timestamp_ms, f.source "
-            "FROM fills f LEFT JOIN intents i ON i.intent_id = f.intent_id"
+            "f.side, f.price, f.quantity, f.fee, f.fee_asset, f.is_maker, f.timestamp_ms, f.source, "
+            "f.intent_id, f.recorded_at_ms FROM fills f LEFT JOIN intents i ON i.intent_id = f.intent_id"
         )
         args: tuple[str, ...] = ()
         if opportunity_id is not None:
@@ -401,6 +403,8 @@ class Journal:
                     timestamp_ms=row[13],
                 ),
                 source=row[14],
+                intent_id=row[15],
+                recorded_at_ms=row[16],
             )
             for row in self._db.execute(sql + " ORDER BY f.fill_id", args)
         ]

@@ -12,6 +12,15 @@ worst-case leg notional of each execution in flight (one leg filled, the other n
 A tripped breaker blocks new entries (``validate_opportunity_risk`` raises) until it is
 reset; recoveries that reduce an open position are still allowed (``validate_recovery``).
 Breakers latch: a money-moving engine stays stopped until someone looks.
+
+Restart. Positions and the daily realized PnL live in memory; ``restore`` rebuilds them from
+the order journal, which holds every order with its fills (one fill per order at its average
+price, as the executor journals it, plus any gap a start-up reconciliation added). Replaying
+the orders in journal (intent) order through ``record_fill`` gives the positions, entry
+prices and marks the live path built from the execution legs; grouping them by opportunity
+and applying the executor's realized-PnL rule gives each execution's PnL, counted on the
+trading day of its last journaled fill. An execution cut short by a crash, which the running
+engine never accounted, counts too: its fills are real, at the venues.
 """
 
 from __future__ import annotations
@@ -19,9 +28,10 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
-from decimal import Decimal
+from collections.abc import Callable, Mapping
+from decimal import ROUND_HALF_EVEN, Decimal, localcontext
 from enum import Enum
+from typing import Protocol
 
 import msgspec
 
@@ -29,6 +39,8 @@ from arb_core.freshness import monotonic_ns
 
 from .errors import RiskManagementError
 from .exchanges.models import Fill
+from .instruments import Instrument, InstrumentCatalog, InstrumentError, split_symbol
+from .journal import FillRecord
 from .types import (
     ArbitrageOpportunity,
     ArbitrageState,
@@ -44,6 +56,7 @@ log = logging.getLogger(__name__)
 ZERO = Decimal(0)
 HUNDRED = Decimal(100)
 NS_PER_DAY = 86_400_000_000_000
+MS_PER_DAY = 86_400_000
 
 
 class Breaker(str, Enum):
@@ -144,6 +157,25 @@ class RiskStatistics(msgspec.Struct, frozen=True, kw_only=True):
     recoveries_refused: int
 
 
+class RestoredRisk(msgspec.Struct, frozen=True, kw_only=True):
+    """What ``RiskManager.restore`` rebuilt from the journal."""
+
+    orders: int  # journaled orders with fills, replayed into the positions
+    executions_today: int  # executions whose realized PnL counts on the current trading day
+    trading_day: int  # days since the epoch, UTC
+    daily_realized_pnl_usd: Decimal
+    positions: int  # open (non-zero) positions
+    total_exposure_usd: Decimal
+    skipped: tuple[str, ...]  # opportunities (or orphan trade ids) left out, each logged as an error
+
+
+class RiskJournal(Protocol):
+    """The read of ``arb.journal.Journal`` that ``RiskManager.restore`` needs."""
+
+    def fills(self, opportunity_id: str | None = None) -> list[FillRecord]:
+        """Recorded fills in journal order."""
+
+
 AlertCallback = Callable[[BreakerTrip], None]
 
 
@@ -154,6 +186,101 @@ class _Position:
         self.quantity = ZERO  # signed base quantity
         self.entry_price = ZERO
         self.opened_at_ms = 0
+
+
+class _JournaledOrder:
+    """The journaled fills of one order, summed into the one fill the live path records per leg."""
+
+    __slots__ = ("exchange", "fees", "notional", "order_id", "price", "quantity", "recorded_at_ms", "side", "symbol")
+
+    def __init__(self, record: FillRecord) -> None:
+        fill = record.fill
+        self.exchange = record.exchange
+        self.symbol = fill.symbol
+        self.side = fill.side
+        self.order_id = fill.client_order_id or fill.order_id
+        self.price: Decimal | None = fill.price
+        self.quantity = ZERO
+        self.notional = ZERO
+        self.fees: list[tuple[Decimal, str]] = []
+        self.recorded_at_ms = 0
+        self.add(record)
+
+    def add(self, record: FillRecord) -> None:
+        fill = record.fill
+        if self.quantity:
+            self.price = None  # more than one fill: the average is notional / quantity
+        with localcontext() as ctx:
+            ctx.prec = 60
+            self.quantity += fill.quantity
+            self.notional += fill.price * fill.quantity
+        self.fees.append((fill.fee, fill.fee_asset))
+        self.recorded_at_ms = max(self.recorded_at_ms, record.recorded_at_ms)
+
+    @property
+    def average_price(self) -> Decimal:
+        if self.price is not None:
+            return self.price
+        with localcontext() as ctx:
+            ctx.prec = 60
+            return self.notional / self.quantity
+
+
+class _ExecutionPnl:
+    """The executor's realized-PnL rule (``arb.execution``) over one opportunity's journaled orders."""
+
+    __slots__ = ("buy_notional", "bought", "fees", "recorded_at_ms", "sell_notional", "sold")
+
+    def __init__(self) -> None:
+        self.bought = self.sold = self.buy_notional = self.sell_notional = self.fees = ZERO
+        self.recorded_at_ms = 0
+
+    def add(self, order: _JournaledOrder, instrument: Instrument) -> None:
+        with localcontext() as ctx:
+            ctx.prec = 60
+            average = order.average_price
+            base = order.quantity * instrument.contract_size
+            # As ``OrderOutcome.notional``: the exact total lies on the tick x lot x contract grid.
+            quantum = instrument.tick_size * instrument.lot_size * instrument.contract_size
+            notional = (base * average / quantum).to_integral_value(rounding=ROUND_HALF_EVEN) * quantum
+            for fee, asset in order.fees:
+                # As ``OrderOutcome.fee_quote``; a fee journaled without its asset is in quote.
+                if not fee or asset in (instrument.quote, ""):
+                    self.fees += fee
+                elif asset == instrument.base:
+                    self.fees += fee * average
+            if order.side is OrderSide.BUY:
+                self.bought += base
+                self.buy_notional += notional
+            else:
+                self.sold += base
+                self.sell_notional += notional
+        self.recorded_at_ms = max(self.recorded_at_ms, order.recorded_at_ms)
+
+    def realized(self) -> Decimal:
+        with localcontext() as ctx:
+            ctx.prec = 60
+            if self.bought == self.sold:
+                return self.sell_notional - self.buy_notional - self.fees
+            matched = min(self.bought, self.sold)
+            if not matched:
+                return -self.fees
+            return matched * (self.sell_notional / self.sold - self.buy_notional / self.bought) - self.fees
+
+
+def _journaled_instrument(
+    catalogs: Mapping[ExchangeName, InstrumentCatalog], order: _JournaledOrder
+) -> Instrument:
+    catalog = catalogs.get(order.exchange)
+    if catalog is None:
+        raise InstrumentError(f"market {order.exchange.value} has no instrument catalog")
+    instrument = catalog.get(order.symbol)
+    if order.quantity <= ZERO or order.average_price <= ZERO:
+        raise InstrumentError(
+            f"order {order.order_id} on {order.exchange.value} {order.symbol}: journaled quantity "
+            f"{order.quantity} at {order.average_price} is not positive"
+        )
+    return instrument
 
 
 class RiskManager:
@@ -443,6 +570,93 @@ class RiskManager:
                 self._stale_times.clear()
             elif item is Breaker.VENUE_ERRORS:
                 self._venue_error_times.clear()
+
+    # -- restart ------------------------------------------------------------------------
+
+    def restore(self, journal: RiskJournal, catalogs: Mapping[ExchangeName, InstrumentCatalog]) -> RestoredRisk:
+        """Rebuild positions, exposure and today's realized PnL from ``journal`` (see the module doc).
+
+        ``catalogs`` give each journaled market symbol its contract size, grid and assets.
+        Replaces the positions and the daily PnL held; reservations of executions in flight
+        are kept. An opportunity with an order whose instrument is no longer listed (or a
+        malformed fill) is left out whole, with an error naming it. The breakers, the
+        consecutive-failure count included, start reset: a restart is a deliberate operator
+        action, and a latched breaker is the operator's to clear.
+        """
+        by_intent: dict[int, tuple[str | None, _JournaledOrder]] = {}
+        orphans: list[tuple[str | None, _JournaledOrder]] = []
+        for record in journal.fills():
+            if record.intent_id is None:
+                orphans.append((None, _JournaledOrder(record)))
+            elif record.intent_id in by_intent:
+                by_intent[record.intent_id][1].add(record)
+            else:
+                by_intent[record.intent_id] = (record.opportunity_id, _JournaledOrder(record))
+        # Intents are journaled in the order the live path lists the legs (buy, sell, recovery
+        # orders); fills of no known intent were never in a leg and go last.
+        sequence = [by_intent[i] for i in sorted(by_intent)] + orphans
+        resolved: list[tuple[str | None, _JournaledOrder, Instrument]] = []
+        skipped: dict[str, str] = {}
+        for opportunity_id, order in sequence:
+            try:
+                resolved.append((opportunity_id, order, _journaled_instrument(catalogs, order)))
+            except InstrumentError as exc:
+                skipped.setdefault(opportunity_id or order.order_id, str(exc))
+
+        if self._wall_clock() >= self._day_end_ns:
+            self._roll_day()
+        self._positions.clear()
+        self._marks.clear()
+        self._symbol_exposure.clear()
+        self._used_total = ZERO
+        self._used_by_symbol.clear()
+        for symbol, notional in self._in_flight.values():
+            self._adjust_used(symbol, notional)
+        executions: dict[str, _ExecutionPnl] = {}
+        replayed = 0
+        for opportunity_id, order, instrument in resolved:
+            if opportunity_id in skipped:
+                continue
+            base, quote, _ = split_symbol(order.symbol)
+            fill = Fill(
+                symbol=f"{base}/{quote}",  # as the live path: spot and perpetual of a pair net
+                order_id=order.order_id,
+                client_order_id=order.order_id,
+                trade_id=order.order_id,
+                side=order.side,
+                price=order.average_price,
+                quantity=order.quantity,
+                fee=ZERO,
+                fee_asset="",
+                is_maker=False,
+                timestamp_ms=order.recorded_at_ms,
+            )
+            self.record_fill(order.exchange, fill, contract_size=instrument.contract_size)
+            replayed += 1
+            if opportunity_id is not None:
+                executions.setdefault(opportunity_id, _ExecutionPnl()).add(order, instrument)
+        self._daily_pnl = ZERO
+        today = [e for e in executions.values() if e.recorded_at_ms // MS_PER_DAY == self._day]
+        for execution in today:
+            self._daily_pnl += execution.realized()
+        for what, reason in skipped.items():
+            log.error("risk: %s left out of the restored positions and daily PnL: %s", what, reason)
+        restored = RestoredRisk(
+            orders=replayed,
+            executions_today=len(today),
+            trading_day=self._day,
+            daily_realized_pnl_usd=self._daily_pnl,
+            positions=sum(1 for p in self._positions.values() if p.quantity != ZERO),
+            total_exposure_usd=self._used_total,
+            skipped=tuple(skipped),
+        )
+        log.info(
+            "risk: restored from the journal: %d orders, %d open positions, exposure %s USD; trading day %d "
+            "realized PnL %s USD from %d executions; %d left out",
+            restored.orders, restored.positions, restored.total_exposure_usd, restored.trading_day,
+            restored.daily_realized_pnl_usd, restored.executions_today, len(restored.skipped),
+        )
+        return restored
 
     # -- reports ------------------------------------------------------------------------
 

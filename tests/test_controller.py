@@ -201,3 +201,24 @@ def test_dry_run_balances_follow_the_private_pushes_to_the_venues_answers(tmp_pa
                 await runner
 
     asyncio.run(scenario())
+
+
+def test_a_dry_run_on_its_own_simulator_starts_a_fresh_journal_and_keeps_the_last_one(tmp_path: Path) -> None:
+    # The built-in venues start with fresh ledgers, so an earlier run's orders and positions exist nowhere.
+    configuration = manager(tmp_path, environ={"ARB_JOURNAL_PATH": str(tmp_path / "arb.sqlite3")})
+    dry = tmp_path / "arb-dry.sqlite3"
+    previous = tmp_path / "arb-dry.previous.sqlite3"
+
+    async def one_run() -> None:
+        controller = ArbitrageController(configuration)
+        await controller.initialize(dry_run=True)
+        await controller.shutdown()
+
+    asyncio.run(one_run())
+    with Journal(dry) as journal:
+        journal.record_recovery_step("earlier-run", "flagged")
+    asyncio.run(one_run())
+    with Journal(previous) as journal:
+        assert journal.recovery_steps("earlier-run") == [("flagged", {})]
+    with Journal(dry) as journal:
+        assert journal.recovery_steps("earlier-run") == []

@@ -1,0 +1,330 @@
+"""RiskManager.restore: positions, exposure and today's PnL rebuilt from the journal equal the live state."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+from decimal import Decimal as D
+from pathlib import Path
+
+import pytest
+from fakevenue import FakeExchange, FakeTime, Step, catalogs, perp, spot
+
+from arb.exchanges.models import Fill, OrderState, OrderStatus, OrderType
+from arb.execution import TwoLegExecutor
+from arb.instruments import InstrumentCatalog, split_symbol
+from arb.journal import SCHEMA_VERSION, Journal
+from arb.orders import OrderSettings
+from arb.recovery import RecoveryManager
+from arb.risk import RiskCheck, RiskManager, RiskRejection
+from arb.types import (
+    ArbitrageOpportunity,
+    ArbitrageState,
+    ExchangeName,
+    ExecutionResult,
+    OpportunityType,
+    OrderSide,
+    RiskLimits,
+)
+
+GATE, MEXC, MEXC_PERP = ExchangeName.GATEIO, ExchangeName.MEXC, ExchangeName.MEXC_FUTURES
+DAY_MS = 86_400_000
+TODAY_MS = 20_000 * DAY_MS + 3_600_000  # 01:00 UTC
+LIMITS = RiskLimits(
+    max_position_size_usd=D("100000"),
+    max_total_exposure_usd=D("250000"),
+    max_daily_loss_usd=D("500"),
+    min_profit_margin_bps=D("1"),
+    max_consecutive_failures=3,
+    max_execution_latency_ms=500,
+)
+
+
+class Wall:
+    """A wall clock in ms shared by the journal and the risk managers."""
+
+    def __init__(self, ms: int) -> None:
+        self.ms = ms
+
+    def ns(self) -> int:
+        return self.ms * 1_000_000
+
+
+def opportunity(
+    opportunity_id: str,
+    *,
+    sell: ExchangeName = MEXC,
+    sell_price: str = "60010.50",
+    quantity: str = "0.5",
+    kind: OpportunityType = OpportunityType.SPOT_SPOT,
+) -> ArbitrageOpportunity:
+    buy_price = D("60000.10")
+    spread = D(sell_price) - buy_price
+    return ArbitrageOpportunity(
+        opportunity_id=opportunity_id, opportunity_type=kind, symbol="BTC/USDT", buy_exchange=GATE,
+        sell_exchange=sell, buy_price=buy_price, sell_price=D(sell_price), max_quantity=D(quantity),
+        profit_per_unit=spread, total_profit_estimate=spread * D(quantity), profit_margin_bps=D(2), detected_at=0,
+    )
+
+
+class Engine:
+    """Executor, recovery and journal over scripted venues, feeding a RiskManager as the controller does."""
+
+    def __init__(self, tmp_path: Path, wall: Wall, limits: RiskLimits = LIMITS) -> None:
+        self.wall = wall
+        self.gate = FakeExchange(spot(GATE))
+        self.mexc = FakeExchange(spot(MEXC, venue_symbol="BTCUSDT"))
+        self.perp = FakeExchange(perp(MEXC_PERP, venue_symbol="BTC_USDT", contract_size=D("0.001")))
+        venues = {v.exchange: v for v in (self.gate, self.mexc, self.perp)}
+        self.catalogs = catalogs(self.gate, self.mexc, self.perp)
+        self.path = tmp_path / "journal.sqlite3"
+        self.journal = Journal(self.path, wall_clock_ms=lambda: wall.ms)
+        time = FakeTime()
+        settings = OrderSettings(query_attempts=4, rate_limit_deadline_s=1.0)
+        self.recovery = RecoveryManager(
+            venues, max_loss_quote=D("50"), max_attempts=3, clock=time.clock, sleep=time.sleep,
+            journal=self.journal, order_settings=settings,
+        )
+        self.executor = TwoLegExecutor(
+            venues, self.catalogs, recovery=self.recovery, journal=self.journal, clock=time.clock,
+            sleep=time.sleep, order_settings=settings,
+        )
+        self.risk = RiskManager(limits, wall_clock=wall.ns)
+
+    def run(self, opp: ArbitrageOpportunity) -> ExecutionResult:
+        """What ``ArbitrageController.process`` does around the executor."""
+        self.risk.record_execution_started(opp)
+        result = asyncio.run(self.executor.execute(opp))
+        for leg in result.legs:
+            if leg.filled_quantity <= 0 or leg.average_price is None:
+                continue
+            base, quote, _ = split_symbol(leg.symbol)
+            fill = Fill(
+                symbol=f"{base}/{quote}", order_id=leg.order_id or leg.client_order_id,
+                client_order_id=leg.client_order_id, trade_id=leg.client_order_id, side=leg.side,
+                price=leg.average_price, quantity=leg.filled_quantity, fee=leg.fee, fee_asset="", is_maker=False,
+                timestamp_ms=self.wall.ms,
+            )
+            contract = self.catalogs[leg.exchange].get(leg.symbol).contract_size
+            self.risk.record_fill(leg.exchange, fill, contract_size=contract)
+        self.risk.record_execution(result)
+        return result
+
+    def restarted(self, limits: RiskLimits = LIMITS) -> RiskManager:
+        """A fresh RiskManager restored from the journal file, as ``initialize`` does after a restart."""
+        risk = RiskManager(limits, wall_clock=self.wall.ns)
+        with Journal(self.path, wall_clock_ms=lambda: self.wall.ms) as journal:
+            risk.restore(journal, self.catalogs)
+        return risk
+
+
+def trade_a_day(engine: Engine) -> list[ExecutionResult]:
+    """A losing completed trade, a partial fill hedged, a refused leg unwound, a spot/futures hedge left open
+    and a residual flagged for manual approval (left open)."""
+    results = [engine.run(opportunity("loss1"))]
+    engine.wall.ms += 1_000
+    engine.mexc.script = [Step(fraction=D("0.6"))]
+    results.append(engine.run(opportunity("part2")))
+    engine.wall.ms += 1_000
+    engine.mexc.script = [Step(kind="reject")]
+    results.append(engine.run(opportunity("unw3")))
+    engine.wall.ms += 1_000
+    results.append(
+        engine.run(opportunity("hdg4", sell=MEXC_PERP, sell_price="60020.34", quantity="0.5237",
+                               kind=OpportunityType.SPOT_FUTURES_HEDGE))
+    )
+    engine.wall.ms += 1_000
+    engine.mexc.script = [Step(kind="reject")]
+    engine.gate.touch = (D("59000"), D("60000"))
+    engine.recovery.max_loss_quote = D("10")
+    results.append(engine.run(opportunity("flag5", quantity="0.2")))
+    engine.gate.touch = None
+    engine.recovery.max_loss_quote = D("50")
+    return results
+
+
+def test_restart_restores_identical_metrics(tmp_path: Path) -> None:
+    engine = Engine(tmp_path, Wall(TODAY_MS))
+    results = trade_a_day(engine)
+    states = [r.final_state for r in results]
+    assert states == [ArbitrageState.COMPLETED, ArbitrageState.COMPLETED, ArbitrageState.FAILED,
+                      ArbitrageState.COMPLETED, ArbitrageState.RECOVERING]
+    live = engine.risk.get_current_risk_metrics()
+    assert live.daily_realized_pnl_usd == sum((r.realized_profit for r in results), D(0)) < 0
+    assert engine.risk.net_position("BTC/USDT") == D("0.2")  # the flagged residual
+    assert len(live.positions) == 3 and live.total_exposure_usd > 0
+
+    restored = engine.restarted()
+    assert restored.get_current_risk_metrics() == live
+    assert restored.net_position("BTC/USDT") == D("0.2")
+
+
+def test_restore_reports_and_logs_what_it_rebuilt(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    engine = Engine(tmp_path, Wall(TODAY_MS))
+    results = trade_a_day(engine)
+    risk = RiskManager(LIMITS, wall_clock=engine.wall.ns)
+    with caplog.at_level(logging.INFO, logger="arb.risk"):
+        summary = risk.restore(engine.journal, engine.catalogs)
+    assert summary.executions_today == 5 and summary.positions == 3 and summary.skipped == ()
+    assert summary.orders == sum(1 for r in results for leg in r.legs if leg.filled_quantity > 0)
+    assert summary.daily_realized_pnl_usd == engine.risk.get_current_risk_metrics().daily_realized_pnl_usd
+    (line,) = [r.getMessage() for r in caplog.records if "restored from the journal" in r.getMessage()]
+    assert "3 open positions" in line and "from 5 executions" in line
+
+
+def test_yesterdays_trades_restore_no_pnl_but_keep_positions(tmp_path: Path) -> None:
+    wall = Wall(TODAY_MS - DAY_MS)
+    engine = Engine(tmp_path, wall)
+    trade_a_day(engine)
+    assert engine.risk.get_current_risk_metrics().daily_realized_pnl_usd < 0
+    wall.ms = TODAY_MS
+    live = engine.risk.get_current_risk_metrics()  # the running engine rolled the day
+    assert live.daily_realized_pnl_usd == 0 and len(live.positions) == 3
+    restored = engine.restarted()
+    assert restored.get_current_risk_metrics() == live
+    # Today's trades count, yesterday's do not.
+    today = engine.run(opportunity("today6"))
+    assert engine.restarted().get_current_risk_metrics() == engine.risk.get_current_risk_metrics()
+    assert engine.risk.get_current_risk_metrics().daily_realized_pnl_usd == today.realized_profit
+
+
+def loss_limits(max_daily_loss: D) -> RiskLimits:
+    return RiskLimits(
+        max_position_size_usd=D("100000"), max_total_exposure_usd=D("250000"), max_daily_loss_usd=max_daily_loss,
+        min_profit_margin_bps=D("1"), max_consecutive_failures=3, max_execution_latency_ms=500,
+    )
+
+
+def test_daily_loss_limit_trips_after_restart_at_the_boundary(tmp_path: Path) -> None:
+    engine = Engine(tmp_path, Wall(TODAY_MS))
+    engine.run(opportunity("loss1"))
+    loss = -engine.risk.get_current_risk_metrics().daily_realized_pnl_usd
+    assert loss == D("54.80530")
+    next_trade = opportunity("next", quantity="0.01")
+
+    at_limit = engine.restarted(loss_limits(loss))
+    with pytest.raises(RiskRejection) as refused:
+        at_limit.validate_opportunity_risk(next_trade)
+    assert refused.value.check is RiskCheck.MAX_DAILY_LOSS and refused.value.value == loss
+
+    unit_below = engine.restarted(loss_limits(loss + D("0.00001")))
+    unit_below.validate_opportunity_risk(next_trade)  # passes: the loss is one unit short of the limit
+
+    fresh = RiskManager(loss_limits(loss), wall_clock=engine.wall.ns)  # what a restart used to give
+    fresh.validate_opportunity_risk(next_trade)
+
+
+def test_restored_positions_count_against_the_exposure_limit(tmp_path: Path) -> None:
+    engine = Engine(tmp_path, Wall(TODAY_MS))
+    trade_a_day(engine)  # leaves 0.2 BTC open at 60000
+    limits = RiskLimits(
+        max_position_size_usd=D("100000"), max_total_exposure_usd=D("12100"), max_daily_loss_usd=D("500"),
+        min_profit_margin_bps=D("1"), max_consecutive_failures=3, max_execution_latency_ms=500,
+    )
+    restored = engine.restarted(limits)
+    assert restored.get_current_risk_metrics().total_exposure_usd == D("0.2") * D("60000")
+    with pytest.raises(RiskRejection) as refused:
+        restored.validate_opportunity_risk(opportunity("next", quantity="0.002"))  # 120.021 more: over
+    assert refused.value.check is RiskCheck.MAX_TOTAL_EXPOSURE
+
+
+def test_a_crash_mid_execution_counts_after_reconciliation(tmp_path: Path) -> None:
+    """Both orders filled at the venues; the sell fill was never journaled, reconciliation adds it."""
+    wall = Wall(TODAY_MS)
+    engine = Engine(tmp_path, wall)
+    journal = engine.journal
+    buy = engine.executor.plan(opportunity("crash1"))[0].request
+    sell = engine.executor.plan(opportunity("crash1"))[1].request
+    journal.record_intents("crash1", [("buy", GATE, buy), ("sell", MEXC, sell)])
+    journal.record_fill(GATE, Fill(
+        symbol="BTC/USDT", order_id="g1", client_order_id=buy.client_order_id, trade_id="order:b",
+        side=OrderSide.BUY, price=D("60000.10"), quantity=D("0.5"), fee=D("0.0005"), fee_asset="BTC",
+        is_maker=False, timestamp_ms=wall.ms,
+    ))
+    states = {
+        buy.client_order_id: OrderState(
+            symbol="BTC/USDT", order_id="g1", client_order_id=buy.client_order_id, side=OrderSide.BUY,
+            type=OrderType.LIMIT, status=OrderStatus.FILLED, quantity=D("0.5"), price=D("60000.10"),
+            filled_quantity=D("0.5"), average_price=D("60000.10"), fee=D("0.0005"), fee_asset="BTC",
+        ),
+        sell.client_order_id: OrderState(
+            symbol="BTC/USDT", order_id="m1", client_order_id=sell.client_order_id, side=OrderSide.SELL,
+            type=OrderType.LIMIT, status=OrderStatus.FILLED, quantity=D("0.5"), price=D("60010.50"),
+            filled_quantity=D("0.5"), average_price=D("60010.50"), fee=D("30.00525"), fee_asset="USDT",
+        ),
+    }
+
+    async def resolve(exchange: ExchangeName, symbol: str, client_order_id: str) -> OrderState | None:
+        return states[client_order_id]
+
+    wall.ms += 5_000
+    summary = asyncio.run(journal.reconcile(resolve))
+    assert summary.fills_added == 1
+    restored = engine.restarted().get_current_risk_metrics()
+    assert restored.daily_realized_pnl_usd == D("-54.80530")  # as the completed trade above
+    assert restored.positions[0].quantity == D("0.5") and restored.total_exposure_usd == 0
+
+
+def test_an_instrument_no_longer_listed_leaves_its_opportunity_out(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    engine = Engine(tmp_path, Wall(TODAY_MS))
+    engine.run(opportunity("spot1"))
+    engine.run(opportunity("hdg2", sell=MEXC_PERP, sell_price="60020.34", quantity="0.5237",
+                           kind=OpportunityType.SPOT_FUTURES_HEDGE))
+    listed = {m: c for m, c in engine.catalogs.items() if m is not MEXC_PERP}
+    risk = RiskManager(LIMITS, wall_clock=engine.wall.ns)
+    with caplog.at_level(logging.ERROR, logger="arb.risk"):
+        summary = risk.restore(engine.journal, listed)
+    assert summary.skipped == ("hdg2",) and summary.executions_today == 1
+    assert risk.get_current_risk_metrics().daily_realized_pnl_usd == D("-54.80530")
+    assert any("hdg2 left out" in r.getMessage() and "mexc_futures" in r.getMessage() for r in caplog.records)
+
+
+def test_restore_replaces_state_and_keeps_in_flight_reservations(tmp_path: Path) -> None:
+    engine = Engine(tmp_path, Wall(TODAY_MS))
+    trade_a_day(engine)
+    risk = engine.risk
+    expected = engine.restarted().get_current_risk_metrics()
+    pending = opportunity("inflight", quantity="0.1")
+    risk.record_execution_started(pending)
+    risk.restore(engine.journal, engine.catalogs)  # again, over the live state: nothing counted twice
+    metrics = risk.get_current_risk_metrics()
+    reserved = D("0.1") * D("60010.50")
+    assert metrics.daily_realized_pnl_usd == expected.daily_realized_pnl_usd
+    assert metrics.positions == expected.positions
+    assert metrics.in_flight_usd == reserved
+    assert metrics.total_exposure_usd == expected.total_exposure_usd + reserved
+
+
+def test_a_journal_written_by_an_earlier_version_restores(tmp_path: Path) -> None:
+    """The journal schema is unchanged (version 1): a file with only v1 rows, written without
+    this code, opens and restores."""
+    assert SCHEMA_VERSION == 1
+    path = tmp_path / "old.sqlite3"
+    Journal(path).close()  # creates the version 1 tables
+    db = sqlite3.connect(path)
+    request = (
+        '{"symbol":"BTC/USDT","side":"buy","type":"limit","quantity":"0.5","price":"60000.10",'
+        '"client_order_id":"old1-b"}'
+    )
+    db.execute(
+        "INSERT INTO intents (opportunity_id, leg, exchange, client_order_id, symbol, request, created_at_ms) "
+        "VALUES ('old1', 'buy', 'gateio', 'old1-b', 'BTC/USDT', ?, ?)", (request, TODAY_MS),
+    )
+    db.execute(
+        "INSERT INTO fills (intent_id, exchange, symbol, trade_id, order_id, client_order_id, side, price, "
+        "quantity, fee, fee_asset, is_maker, timestamp_ms, source, recorded_at_ms) VALUES "
+        "(1, 'gateio', 'BTC/USDT', 'order:old1-b', 'g1', 'old1-b', 'buy', '60000.10', '0.5', '0.0005', 'BTC', 0, "
+        "?, 'venue', ?)", (TODAY_MS, TODAY_MS),
+    )
+    db.commit()
+    db.close()
+    risk = RiskManager(LIMITS, wall_clock=Wall(TODAY_MS).ns)
+    with Journal(path) as journal:
+        summary = risk.restore(journal, {GATE: InstrumentCatalog(GATE, [spot(GATE)])})
+    assert summary.orders == 1 and summary.positions == 1
+    # An open residual: no matched quantity, so only the fee (0.0005 BTC at 60000.10) is realized.
+    assert summary.daily_realized_pnl_usd == -D("0.0005") * D("60000.10")
+    assert risk.net_position("BTC/USDT") == D("0.5")
