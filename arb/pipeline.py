@@ -295,6 +295,12 @@ class ScannerPipeline:
             self.overflows += 1
             log.warning("scanner: symbol %s: %s", self.plans[symbol_id].symbol, exc)
             return None
+        return self.handle_scan(symbol_id, found, now)
+
+    def handle_scan(self, symbol_id: int, found: Opportunity | None, now: int) -> ArbitrageOpportunity | None:
+        """What ``scan`` does with the scanner's answer for ``symbol_id`` at ``now`` (a compiled
+        replay scans in C and hands over what it found here; the scan itself it counts with
+        ``count_scans``)."""
         if found is None:
             self._standing.pop(symbol_id, None)
             return None
@@ -308,6 +314,10 @@ class ScannerPipeline:
         if self.on_opportunity is not None:
             self.on_opportunity(opportunity, self.plans[symbol_id])
         return opportunity
+
+    def count_scans(self, n: int) -> None:
+        """Count ``n`` scans made outside ``scan`` (a compiled replay's scans)."""
+        self.scans += n
 
     def convert(self, found: Opportunity, detected_ns: int) -> ArbitrageOpportunity | None:
         """``found`` on the venues' order grids, or None when it no longer pays after rounding."""

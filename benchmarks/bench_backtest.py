@@ -7,29 +7,40 @@ FRAMES diff frames in all (75 s of market time), and two 80 bps dislocations on 
 the engine detects, risk-checks and executes.
 
 Group ``backtest stages``: the same file through growing parts of the path.
-``read`` (baseline): decompress and iterate the records. ``books``: ``backtest`` with no
-tradable symbol configured, so no controller: the survey pass, reading, the player's feed
-loop and ``BookSync`` (compiled decode + apply), on the ``VirtualTimeLoop``. ``full``:
-``backtest`` with the default configuration: all of that plus the scanner pipeline and the
-controller (risk, executor, recovery, journal, balance refreshes). extra_info:
-``frames_per_s`` over the whole ``backtest`` call, ``replay_frames_per_s`` as
-``BacktestResult.records_per_s`` reports it (the survey pass excluded), and for ``full`` the
-breakdown of one separate instrumented run in seconds: ``monotonic_ns`` accumulators around
-the survey, the reader's ``__next__``, ``BookSync.on_message`` (minus the scan it triggers:
-``decode_apply_s``), ``ScannerPipeline.on_batch_end`` (``scan_s``), the feed coroutine's
-own steps minus those (``player_feed_s``), every other loop callback (``executor_other_s``:
-controller tasks, executions, timers) and the rest of the replay (``event_loop_s``: the
-loop's own scheduling). The accumulators add about 0.2 µs per call, so the instrumented run
-is a little slower than the timed ones.
+``read`` (baseline): read, decompress and check every block (``check_block`` walks its
+records in C), what the survey pass does before walking them. ``books``: ``backtest`` with
+no tradable symbol configured, so no controller: the survey pass, then the compiled record
+loop (``arb_core.replay``) routing every frame into its book (``BookRouter``), on the
+``VirtualTimeLoop``. ``full``: ``backtest`` with the default configuration: all of that plus
+the scans (in the compiled loop) and the controller (risk, executor, recovery, journal,
+balance refreshes). ``full python``: the same with ``BacktestSettings(compiled=False)``,
+every record fed through Python (the reference path).
 
-Asserted after timing: every book synchronised once and applied all its frames, and each
-timed run took the same decisions (opportunities, orders) as an untimed run.
+extra_info: ``frames_per_s`` over the whole ``backtest`` call, ``replay_frames_per_s`` as
+``BacktestResult.records_per_s`` reports it (the survey pass excluded), and for ``full``
+the breakdown of one separate instrumented run in seconds. The compiled loop does in one
+call per stretch of records what the Python feed did in several calls per record, so the
+breakdown is coarser than the Python feed's was: the survey pass (``survey_s``: it reads,
+checks and decompresses every block, and keeps them for the replay when they fit
+``SURVEY_CACHE_BYTES``), the replay's own block reads (``read_s``, about 0 when kept), the
+compiled loop (``record_loop_s``: routing, decode + apply, scans that find nothing),
+Python's share of the feed coroutine (``handover_s``: the records, opportunities, scans and
+router errors the loop hands back, and its waits on the event loop), every other loop
+callback (``executor_other_s``: controller tasks, executions, timers) and the rest of the
+replay (``event_loop_s``: the loop's own scheduling). ``handovers`` counts the loop's stops
+by kind. The accumulators add about 0.2 µs per call, so the instrumented run is a little
+slower than the timed ones.
+
+Asserted after timing: every book synchronised once and applied all its frames, each timed
+run took the same decisions (opportunities, orders) as an untimed run, and the compiled and
+the Python path took the same decisions.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from collections.abc import Callable, Coroutine, Generator, Iterator
 from decimal import Decimal as D
 from pathlib import Path
@@ -39,13 +50,13 @@ import msgspec
 import pytest
 
 import arb.replay.player as player
+from arb_core import replay as compiled
+from arb_core.replay import RecordLoop
 from arb.config import ConfigurationManager
-from arb.exchanges.book_sync import BookSync
 from arb.exchanges.gateio.sim import FuturesBookEncoder, SpotBookEncoder
 from arb.exchanges.mexc.sim import MexcFuturesDepthEncoder, MexcSpotDepthEncoder
-from arb.pipeline import ScannerPipeline
 from arb.replay.player import BacktestResult, BacktestSettings, backtest
-from arb.replay.reader import Record, read_records
+from arb.replay.reader import read_records
 from arb.replay.recorder import Recorder, RecordKind
 from arb.sim.cluster import SimConfig, default_instruments, market_specs
 from arb.sim.market import Dislocation, SyntheticConfig, SyntheticMarket
@@ -58,7 +69,8 @@ RATE = 1_000  # diffs per second per market
 SECOND = 1_000_000_000
 START_NS = SECOND
 WALL_OFFSET_NS = 1_700_000_000 * SECOND
-ROUNDS = 3
+ROUNDS = 5
+PYTHON_ROUNDS = 3
 GROUP = f"backtest stages, {FRAMES // 1000}k frames"
 TOPICS = {
     ExchangeName.GATEIO: ("spot.order_book_update", "100"),
@@ -167,7 +179,10 @@ def test_read(benchmark: Any, recording: Path) -> None:
     benchmark.group = GROUP
 
     def read() -> int:
-        return sum(1 for _ in read_records(recording))
+        reader = read_records(recording)
+        count = sum(count for _, count in reader.blocks())
+        assert reader.damage is None
+        return count
 
     count = benchmark.pedantic(read, rounds=ROUNDS, warmup_rounds=0)
     benchmark.extra_info["frames_per_s"] = round(count / benchmark.stats.stats.median)
@@ -188,7 +203,8 @@ def test_books(benchmark: Any, recording: Path, tmp_path: Path) -> None:
 
 class _Accumulators:
     def __init__(self) -> None:
-        self.ns: dict[str, int] = dict.fromkeys(("survey", "read", "on_message", "scan", "feed", "callbacks"), 0)
+        self.ns: dict[str, int] = dict.fromkeys(("survey", "read", "loop", "feed", "callbacks"), 0)
+        self.stops: Counter[str] = Counter()
 
     def wrap(self, name: str, function: Callable[..., Any]) -> Callable[..., Any]:
         ns = self.ns
@@ -203,29 +219,35 @@ class _Accumulators:
 
         return timed
 
-    def iterate(self, records: Iterator[Record]) -> Iterator[Record]:
+    def iterate(self, blocks: Iterator[tuple[bytes, int]]) -> Iterator[tuple[bytes, int]]:
         ns = self.ns
         clock = time.monotonic_ns
         while True:
             start = clock()
-            record = next(records, None)
+            block = next(blocks, None)
             ns["read"] += clock() - start
-            if record is None:
+            if block is None:
                 return
-            yield record
+            yield block
 
 
-class _TimedReader:
-    def __init__(self, reader: Any, accumulators: _Accumulators) -> None:
-        self._reader = reader
-        self._accumulators = accumulators
+_STOPS = {
+    getattr(compiled, name): name.removeprefix("STOP_").lower() for name in dir(compiled) if name.startswith("STOP_")
+}
 
-    def __iter__(self) -> Iterator[Record]:
-        return self._accumulators.iterate(iter(self._reader))
 
-    @property
-    def damage(self) -> Any:
-        return self._reader.damage
+def _timed_loop(accumulators: _Accumulators) -> type[RecordLoop]:
+    ns, stops, clock = accumulators.ns, accumulators.stops, time.monotonic_ns
+
+    class TimedRecordLoop(RecordLoop):
+        def run(self, busy: bool, next_timer_s: float, waited: bool = False, budget: int = 0) -> int:
+            start = clock()
+            status = super().run(busy, next_timer_s, waited, budget)
+            ns["loop"] += clock() - start
+            stops[_STOPS[status]] += 1
+            return status
+
+    return TimedRecordLoop
 
 
 class _TimedCoroutine:
@@ -251,22 +273,14 @@ class _TimedCoroutine:
 
 def _instrumented(
     recording: Path, manager: ConfigurationManager, monkeypatch: pytest.MonkeyPatch
-) -> tuple[BacktestResult, dict[str, float]]:
+) -> tuple[BacktestResult, dict[str, Any]]:
     acc = _Accumulators()
-    survey, read, feed = player._survey, read_records, player._feed
-
-    def survey_only(files: Any) -> Any:
-        before = acc.ns["read"]  # the survey reads through the patched reader too: count it as survey
-        try:
-            return survey(files)
-        finally:
-            acc.ns["read"] = before
-
-    monkeypatch.setattr(player, "_survey", acc.wrap("survey", survey_only))
-    monkeypatch.setattr(player, "read_records", lambda *files: _TimedReader(read(*files), acc))
-    monkeypatch.setattr(player, "_feed", lambda *args: _TimedCoroutine(feed(*args), acc, "feed"))
-    monkeypatch.setattr(BookSync, "on_message", acc.wrap("on_message", BookSync.on_message))
-    monkeypatch.setattr(ScannerPipeline, "on_batch_end", acc.wrap("scan", ScannerPipeline.on_batch_end))
+    feed = player._feed_blocks
+    monkeypatch.setattr(player, "_survey", acc.wrap("survey", player._survey))
+    monkeypatch.setattr(player, "RecordLoop", _timed_loop(acc))
+    monkeypatch.setattr(
+        player, "_feed_blocks", lambda blocks, *args: _TimedCoroutine(feed(acc.iterate(blocks), *args), acc, "feed")
+    )
     monkeypatch.setattr(asyncio.events.Handle, "_run", acc.wrap("callbacks", asyncio.events.Handle._run))
     started = time.monotonic_ns()
     result = backtest([recording], manager)
@@ -277,14 +291,14 @@ def _instrumented(
     stages = {
         "survey_s": ns["survey"],
         "read_s": ns["read"],
-        "decode_apply_s": ns["on_message"] - ns["scan"],
-        "scan_s": ns["scan"],
-        "player_feed_s": ns["feed"] - ns["read"] - ns["on_message"],
+        "record_loop_s": ns["loop"],
+        "handover_s": ns["feed"] - ns["read"] - ns["loop"],
         "executor_other_s": ns["callbacks"] - ns["feed"],
         "event_loop_s": replay - ns["callbacks"],
     }
-    breakdown = {name: round(value / 1e9, 3) for name, value in stages.items()}
+    breakdown: dict[str, Any] = {name: round(value / 1e9, 3) for name, value in stages.items()}
     breakdown["total_s"] = round(total / 1e9, 3)
+    breakdown["handovers"] = dict(acc.stops)
     return result, breakdown
 
 
@@ -301,3 +315,16 @@ def test_full(benchmark: Any, recording: Path, tmp_path: Path, monkeypatch: pyte
     assert untimed.results and untimed.summary is not None
     assert _decisions(result) == _decisions(untimed) == _decisions(instrumented)
     assert [r.opportunity_id for r in result.results] == [r.opportunity_id for r in untimed.results]
+
+
+def test_full_python(benchmark: Any, recording: Path, tmp_path: Path) -> None:
+    benchmark.group = GROUP
+    benchmark.name = "full python"
+    manager = _manager(tmp_path, None)
+    settings = BacktestSettings(compiled=False)
+    result = benchmark.pedantic(backtest, args=([recording], manager, settings), rounds=PYTHON_ROUNDS, warmup_rounds=0)
+    _report(benchmark, result)
+    _assert_books(result)
+    compiled_run = backtest([recording], manager)
+    assert _decisions(result) == _decisions(compiled_run)
+    assert result.opportunities == compiled_run.opportunities and result.books == compiled_run.books

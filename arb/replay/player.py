@@ -16,6 +16,14 @@ timer. Trade loop timeouts, balance refreshes, order latency and shutdown timeou
 on recording time, and every component that takes a clock gets the same virtual one, so a
 backtest of the same files with the same configuration gives the same result.
 
+Speed: a recording of the recorder's own format replays on a compiled record loop
+(``arb_core.replay.RecordLoop``): it walks the decompressed blocks, routes each websocket
+message straight into its book (``BookRouter.route_c``) and scans in C, and hands back to
+Python exactly where the per-record Python feed (``_feed``, still used for cryptofeed
+files and merged recordings, and with ``BacktestSettings(compiled=False)``) would do
+something else: a REST record, a frame the router leaves to ``BookSync``, an opportunity,
+a wait on the event loop. Both take the same decisions.
+
 Decisions taken: each recorded message counts as the last of its socket read (the recorder
 does not keep read boundaries), so the scanner runs after every message; the replayed book
 is mirrored into the matching engine at each order's arrival, so our own earlier fills are
@@ -32,21 +40,24 @@ import math
 import selectors
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Sized
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, ClassVar
 
 import msgspec
 
-from arb_core.book import ASK, BID
-from arb_core.wire.common import WireScale
+from arb_core import replay as compiled
+from arb_core.book import ASK, BID, BookError
+from arb_core.replay import BlockSurvey, RecordLoop
+from arb_core.router import DIALECT_NONE
+from arb_core.wire.common import WireError, WireScale
 
 from ..balances import BalanceMonitor
 from ..config import ConfigurationManager
 from ..controller import RECOVERY_LOSS_FRACTION, ArbitrageController, RunSummary
 from ..errors import ArbitrageEngineError, ExchangeError, OrderRejectedError
-from ..exchanges.base import BookSink, MarketDataTap
+from ..exchanges.base import BookKey, BookSink, MarketDataTap
 from ..exchanges.book_sync import BookSpec, BookSync, BookSyncStats
 from ..exchanges.connector import ExchangeConnector
 from ..exchanges.errors import ErrorCategory
@@ -62,15 +73,20 @@ from ..secrets import ApiCredentials, Secret
 from ..sim.cluster import SimConfig, default_instruments
 from ..sim.matching import MatchingEngine, OrderEvent, OrderRejected, SimExchange, from_atoms
 from ..types import ArbitrageConfig, ArbitrageOpportunity, ExchangeName, ExecutionResult, OpportunityType
-from .reader import Record, RecordingDamaged, read_records
-from .recorder import RecordKind
+from .reader import Record, RecordingDamaged, RecordingReader, read_records
+from .recorder import MARKET_CODES, RecordKind
 from .report import LoggingMonitor, ReportData, TradeLog, report_data
 
 log = logging.getLogger(__name__)
 
 USER = "backtest"
 _IDLE_MARGIN_S = 1e-6
+_POLL_INTERVAL_NS = 1_000_000
 PROGRESS_MIN_RECORDS = 20_000  # a progress bar only for files that take a moment
+SURVEY_CACHE_BYTES = 256 << 20  # decompressed blocks the survey keeps for the replay (else read twice)
+_PROGRESS_RECORDS = 10_000  # the compiled loop's records between progress bar updates
+_MARKETS = {code: market for market, code in MARKET_CODES.items()}
+_ROUTE_ERRORS = (BookError, WireError, ValueError, OverflowError)
 
 
 # --- virtual time ------------------------------------------------------------------------
@@ -105,6 +121,7 @@ class _VirtualSelector(selectors.BaseSelector):
     def __init__(self, clock: VirtualClock) -> None:
         self._real = selectors.DefaultSelector()
         self._clock = clock
+        self._polled_ns = 0
 
     def register(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
         return self._real.register(fileobj, events, data)
@@ -116,9 +133,16 @@ class _VirtualSelector(selectors.BaseSelector):
         return self._real.modify(fileobj, events, data)
 
     def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
-        events = self._real.select(0)
-        if events or (timeout is not None and timeout <= 0):
-            return events
+        # Only other threads and signals reach the real selector in a backtest: poll it at
+        # most once per real millisecond, not on each of the loop's many virtual steps.
+        now = time.monotonic_ns()
+        if timeout is None or now - self._polled_ns >= _POLL_INTERVAL_NS:
+            self._polled_ns = now
+            events = self._real.select(0)
+            if events:
+                return events
+        if timeout is not None and timeout <= 0:
+            return []
         if timeout is None:
             # Nothing scheduled: only a real event (another thread) can wake the loop.
             return self._real.select(None)
@@ -144,6 +168,21 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
 
     def time(self) -> float:
         return (self.clock.now_ns - self._origin_ns) / 1e9
+
+    @property
+    def origin_ns(self) -> int:
+        """Clock ns of loop time 0."""
+        return self._origin_ns
+
+    def exposes_queues(self) -> bool:
+        """Whether asyncio's ready queue and timer heap are readable (``queues``)."""
+        return getattr(self, "_ready", None) is not None and getattr(self, "_scheduled", None) is not None
+
+    def queues(self) -> tuple[Sized, list[asyncio.TimerHandle]]:
+        """asyncio's ready callbacks and timer heap (the objects ``idle_until`` reads)."""
+        ready: Sized = getattr(self, "_ready")
+        timers: list[asyncio.TimerHandle] = getattr(self, "_scheduled")
+        return ready, timers
 
     def idle_until(self, ns: int) -> bool:
         """Whether nothing is ready to run and no timer falls due up to ``ns`` (clock ns): the
@@ -186,12 +225,18 @@ class BacktestSettings(msgspec.Struct, frozen=True, kw_only=True):
     ``batch_window_ns``: the recorder keeps no socket-read boundaries, so messages received
     closer together than this count as one read: handled back to back (the engine's other
     tasks run only after the batch), each market's book scanned once at the batch's end.
+
+    ``compiled``: replay one recording of the recorder's format with the compiled record
+    loop (``arb_core.replay``); False feeds every record through Python, the reference path
+    (always used for cryptofeed files and several recordings merged by time). Both take the
+    same decisions.
     """
 
     latency: LatencyModel = LatencyModel()
     batch_window_ns: int = 200_000
     deposits: dict[str, Decimal] = msgspec.field(default_factory=lambda: dict(SimConfig().deposits))
     progress: bool = False
+    compiled: bool = True
 
 
 class ExecutedOrder(msgspec.Struct, frozen=True, kw_only=True):
@@ -300,6 +345,7 @@ class BacktestConnector(ExchangeConnector):
         self._orders_log = orders
         self._fees: dict[str, tuple[Decimal, str]] = {}
         self.messages = 0
+        self.sink: BookSink | None = None  # what the running books report to
         self._last_stats: dict[str, BookSyncStats] = {}
         self.venue_sim = SimExchange(self.exchange, list(catalog))
         for asset, amount in deposits.items():
@@ -329,8 +375,9 @@ class BacktestConnector(ExchangeConnector):
             scale = self.dialect.book_scale(instrument)
             self._scales[symbol] = scale
             specs.append(BookSpec(symbol, instrument.venue_symbol, scale))
+        self.sink = sink or _NullSink()
         self._sync = BookSync(
-            self.exchange, self.dialect, specs, sink or _NullSink(), fetch_snapshot=self._snapshots.fetch,
+            self.exchange, self.dialect, specs, self.sink, fetch_snapshot=self._snapshots.fetch,
             settings=self.settings.book_sync, clock=self._clock,
         )
 
@@ -456,14 +503,20 @@ class BacktestConnector(ExchangeConnector):
         wanted: tuple[dict[int, int], dict[int, int]] = ({}, {})
         if book is not None and scale is not None and book.in_sync:
             price_num, price_den, size_num, size_den = _grid_ratios(scale, engine.instrument.wire_scale())
+            same_grid = price_num == price_den and size_num == size_den
             for side in (BID, ASK):
+                levels = book.top(side, book.depth(side))
+                if same_grid and (not levels or min(levels)[0] > 0):
+                    wanted[side].update(levels)  # book ticks and lots are order ticks and lots
+                    continue
                 units: dict[int, int] = {}
-                for price, size in book.top(side, book.depth(side)):
+                get = units.get
+                for price, size in levels:
                     scaled = price * price_num
                     ticks = -(-scaled // price_den) if side == ASK else scaled // price_den
                     if ticks > 0:
-                        units[ticks] = units.get(ticks, 0) + size * size_num
-                wanted[side].update((t, u // size_den) for t, u in units.items() if u >= size_den)
+                        units[ticks] = get(ticks, 0) + size * size_num
+                wanted[side].update({t: u // size_den for t, u in units.items() if u >= size_den})
         removals = []
         additions = []
         for side in (BID, ASK):
@@ -508,10 +561,10 @@ def _grid_ratios(book: WireScale, order: tuple[int, int, int, int]) -> tuple[int
     price_decimals, tick_units, size_decimals, lot_units = order
     p = max(book.price_decimals, price_decimals)
     s = max(book.size_decimals, size_decimals)
-    return (
-        book.tick_units * 10 ** (p - book.price_decimals), tick_units * 10 ** (p - price_decimals),
-        book.lot_units * 10 ** (s - book.size_decimals), lot_units * 10 ** (s - size_decimals),
-    )
+    price_num, price_den = book.tick_units * 10 ** (p - book.price_decimals), tick_units * 10 ** (p - price_decimals)
+    size_num, size_den = book.lot_units * 10 ** (s - book.size_decimals), lot_units * 10 ** (s - size_decimals)
+    price_gcd, size_gcd = math.gcd(price_num, price_den), math.gcd(size_num, size_den)
+    return price_num // price_gcd, price_den // price_gcd, size_num // size_gcd, size_den // size_gcd
 
 
 _CLASSES: dict[ExchangeName, type[BacktestConnector]] = {}
@@ -559,11 +612,17 @@ class _Survey(msgspec.Struct, kw_only=True):
     last_ns: int = 0
     venue_symbols: dict[ExchangeName, set[str]] = {}
     instrument_bodies: dict[ExchangeName, list[bytes]] = {}
+    # A native recording's checked blocks, kept for the replay when they fit SURVEY_CACHE_BYTES,
+    # and where reading them stopped.
+    blocks: deque[tuple[bytes, int]] | None = None
+    damage: RecordingDamaged | None = None
 
 
-def _survey(files: Sequence[str | Path]) -> _Survey:
-    survey = _Survey()
+def _survey(files: Sequence[str | Path], compiled: bool = True) -> _Survey:
     reader = read_records(*files)
+    if compiled and reader.single_native():
+        return _survey_blocks(reader)
+    survey = _Survey()
     for record in reader:
         survey.records += 1
         if survey.first is None:
@@ -574,6 +633,35 @@ def _survey(files: Sequence[str | Path]) -> _Survey:
         elif record.venue_symbol:
             survey.venue_symbols.setdefault(record.market, set()).add(record.venue_symbol)
     return survey
+
+
+def _survey_blocks(reader: RecordingReader) -> _Survey:
+    """The survey of a native recording: its record headers walked in C, block by block; the
+    decompressed blocks are kept for the replay unless they exceed ``SURVEY_CACHE_BYTES``."""
+    blocks = BlockSurvey()
+    kept: deque[tuple[bytes, int]] | None = deque()
+    size = 0
+    for raw, count in reader.blocks():
+        blocks.add(raw, count)
+        if kept is not None:
+            size += len(raw)
+            if size <= SURVEY_CACHE_BYTES:
+                kept.append((raw, count))
+            else:
+                kept = None
+    survey = _Survey(records=blocks.records, last_ns=blocks.last_ns, blocks=kept, damage=reader.damage)
+    if blocks.first is not None:
+        survey.first = _record(blocks.first)
+    for code, payload in blocks.responses:
+        survey.instrument_bodies.setdefault(_MARKETS[code], []).append(payload)
+    for code, venue_symbol in blocks.symbols:
+        survey.venue_symbols.setdefault(_MARKETS[code], set()).add(venue_symbol.decode("ascii"))
+    return survey
+
+
+def _record(fields: tuple[int, int, int, int, bytes, bytes]) -> Record:
+    recv_ns, wall_ns, code, kind, venue_symbol, payload = fields
+    return Record(recv_ns, wall_ns, _MARKETS[code], RecordKind(kind), venue_symbol.decode("ascii"), payload)
 
 
 def _catalog(market: ExchangeName, bodies: Sequence[bytes]) -> tuple[InstrumentCatalog, str]:
@@ -618,7 +706,7 @@ def backtest(
 ) -> BacktestResult:
     """Replay ``files`` through the engine configured by ``manager`` (loaded); deterministic."""
     settings = settings or BacktestSettings()
-    survey = _survey(files)
+    survey = _survey(files, settings.compiled)
     start_ns = survey.first.recv_ns if survey.first is not None else 0
     clock = VirtualClock(start_ns, survey.first.wall_ns - start_ns if survey.first is not None else 0)
     loop = VirtualTimeLoop(clock)
@@ -679,8 +767,20 @@ async def _replay(
     else:
         notes.append("no symbol is recorded on two markets the scanner can pair: books replayed only")
     reader = read_records(*files)
-    with _progress(settings.progress and survey.records >= PROGRESS_MIN_RECORDS, survey.records) as advance:
-        count = await _feed(reader, connectors, clock, advance, settings.batch_window_ns)
+    progress = settings.progress and survey.records >= PROGRESS_MIN_RECORDS
+    with _progress(progress, survey.records) as advance:
+        pipeline = controller.pipeline if controller is not None else None
+        loop = _record_loop(connectors, clock, settings.batch_window_ns, pipeline) if settings.compiled else None
+        if loop is not None and survey.blocks is not None:
+            kept, survey.blocks = survey.blocks, None
+            count = await _feed_blocks(_taken(kept), loop, connectors, clock, advance, pipeline, progress)
+            damage = survey.damage
+        elif loop is not None and reader.single_native():
+            count = await _feed_blocks(reader.blocks(), loop, connectors, clock, advance, pipeline, progress)
+            damage = reader.damage
+        else:
+            count = await _feed(reader, connectors, clock, advance, settings.batch_window_ns)
+            damage = reader.damage
     summary = None
     if runner is not None and controller is not None:
         if sampler is not None:
@@ -694,8 +794,8 @@ async def _replay(
         for market, connector in connectors.items()
         for symbol, stats in connector.book_stats().items()
     }
-    if reader.damage is not None:
-        notes.append(f"recording damaged, replayed up to the damage: {reader.damage}")
+    if damage is not None:
+        notes.append(f"recording damaged, replayed up to the damage: {damage}")
     report = None
     if controller is not None and summary is not None:
         report = report_data(
@@ -705,7 +805,7 @@ async def _replay(
     return BacktestResult(
         files=[str(f) for f in files], records=count, markets=sorted(connectors, key=lambda m: m.value),
         symbols=traded, instruments=sources, start_ns=survey.first.recv_ns if survey.first is not None else 0,
-        end_ns=clock.now_ns, wall_s=0.0, damage=reader.damage, books=books, orders=orders,
+        end_ns=clock.now_ns, wall_s=0.0, damage=damage, books=books, orders=orders,
         opportunities=log_.opportunities, results=controller.results if controller is not None else [], summary=summary,
         report=report, notes=notes,
     )
@@ -785,6 +885,122 @@ async def _feed(
     # Let an execution that started on the last message finish before shutdown.
     await asyncio.sleep(0)
     return count
+
+
+def _record_loop(
+    connectors: Mapping[ExchangeName, BacktestConnector], clock: VirtualClock, window_ns: int,
+    pipeline: ScannerPipeline | None,
+) -> RecordLoop | None:
+    """The compiled loop over the running books, or None where it cannot mirror the Python feed
+    (not on a ``VirtualTimeLoop``, or a pipeline on another clock)."""
+    loop = asyncio.get_running_loop()
+    if not isinstance(loop, VirtualTimeLoop) or not loop.exposes_queues():
+        return None
+    if pipeline is not None and (type(pipeline) is not ScannerPipeline or pipeline.clock is not clock):
+        return None
+    symbols = max(pipeline.plans, default=-1) + 1 if pipeline is not None else 0
+    record_loop = RecordLoop(
+        clock, window_ns, loop.origin_ns, _IDLE_MARGIN_S, pipeline, pipeline.scanner if pipeline else None,
+        pipeline.max_age_ns if pipeline else 0, symbols,
+    )
+    for market, code in MARKET_CODES.items():
+        connector = connectors.get(market)
+        sync = connector.book_sync() if connector is not None else None
+        if connector is None or sync is None:
+            continue  # the record is only counted
+        sink = connector.sink
+        if sync.router.dialect == DIALECT_NONE:
+            record_loop.add_market(code, compiled.MODE_PYTHON)
+        elif type(sink) is _NullSink:
+            record_loop.add_market(code, compiled.MODE_BOOKS, sync.router, sync, connector)
+        elif pipeline is not None and sink is pipeline:
+            slots: list[list[int]] = [[] for _ in sync.books]
+            for symbol in sync.books:
+                slots[sync.slot_of(symbol)] = list(pipeline._by_key.get(BookKey(market, symbol), ()))
+            record_loop.add_market(code, compiled.MODE_SCAN, sync.router, sync, connector, slots)
+        else:
+            record_loop.add_market(code, compiled.MODE_PYTHON)
+    return record_loop
+
+
+def _taken(blocks: deque[tuple[bytes, int]]) -> Iterator[tuple[bytes, int]]:
+    """The blocks, each dropped from ``blocks`` as it is handed out."""
+    while blocks:
+        yield blocks.popleft()
+
+
+async def _feed_blocks(
+    blocks: Iterator[tuple[bytes, int]], record_loop: RecordLoop, connectors: Mapping[ExchangeName, BacktestConnector],
+    clock: VirtualClock, advance: Callable[[int], None], pipeline: ScannerPipeline | None, progress: bool,
+) -> int:
+    """``_feed`` over a native recording's blocks, the records replayed by ``record_loop``.
+
+    Python takes over exactly where the per-record feed would run Python the compiled loop
+    cannot mirror: a REST record, a frame the router leaves to ``BookSync``, a router
+    exception, an opportunity found, a wait on the event loop.
+    """
+    loop = asyncio.get_running_loop()
+    if not isinstance(loop, VirtualTimeLoop):
+        raise TypeError("the compiled record loop runs on a VirtualTimeLoop")
+    ready, timers = loop.queues()
+    feeds = {market: connector.feed for market, connector in connectors.items()}
+    run = record_loop.run
+    budget = _PROGRESS_RECORDS if progress else 0
+    inf = math.inf
+    waited = False
+    reported = 0
+    while True:
+        status = run(bool(ready), timers[0].when() if timers else inf, waited, budget)
+        waited = False
+        if status == compiled.STOP_NEED_BLOCK:
+            block = next(blocks, None)
+            if block is None:
+                record_loop.push(None, 0)
+            else:
+                record_loop.push(*block)
+        elif status == compiled.STOP_RECORD:
+            record = _record(record_loop.record())
+            if record.recv_ns > clock.now_ns:
+                clock.now_ns = record.recv_ns
+            feed = feeds.get(record.market)
+            if feed is not None:
+                feed(record, record_loop.last_in_buffer)
+            record_loop.advance()
+        elif status == compiled.STOP_WAIT:
+            await asyncio.sleep((record_loop.recv_ns - clock.now_ns) / 1e9)
+            waited = True
+        elif status == compiled.STOP_FOUND or status == compiled.STOP_SCAN:
+            if pipeline is None:
+                raise RuntimeError("the compiled record loop scanned without a pipeline")
+            try:
+                if status == compiled.STOP_FOUND:
+                    pipeline.handle_scan(record_loop.symbol_id, record_loop.found, clock.now_ns)
+                else:
+                    pipeline.scan(record_loop.symbol_id)
+            except Exception:
+                # As BookSync does with a batch end that raises: the rest of the batch is not scanned.
+                log.exception("%s: batch-end consumer raised", _MARKETS[record_loop.record()[2]].value)
+                record_loop.drop_scans()
+        elif status == compiled.STOP_ROUTE_ERROR:
+            error = record_loop.error
+            if error is None:
+                raise RuntimeError("the compiled record loop stopped on a router error without one")
+            if not isinstance(error, _ROUTE_ERRORS):
+                raise error
+            _, _, code, _, _, payload = record_loop.record()
+            sync = connectors[_MARKETS[code]].book_sync()
+            if sync is None:
+                raise RuntimeError("the compiled record loop routed a market without books")
+            sync._route_failed(error, memoryview(payload), record_loop.recv_ns)
+        elif status == compiled.STOP_END:
+            break
+        if record_loop.count - reported >= 1000:
+            advance(record_loop.count - reported)
+            reported = record_loop.count
+    advance(record_loop.count - reported)
+    # Let an execution that started on the last message finish before shutdown.
+    await asyncio.sleep(0)
+    return record_loop.count
 
 
 class _progress:

@@ -10,6 +10,11 @@ are merged by wall-clock time. Reading stops at the first damage in any file (a 
 bad CRC, a block that does not decompress, a file that was never closed) and
 ``RecordingReader.damage`` says where: file, byte offset of the first unread byte,
 records read from that file, and why. Damage is reported, never raised.
+
+``RecordingReader.blocks`` reads one recording of the recorder's format as decompressed
+blocks instead, their records checked in C (``arb_core.replay.check_block``) and not
+parsed: the compiled replay walks them itself. A block the check refuses goes through the
+Python parser, so both report the same damage.
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import msgspec
 import zstandard
+
+from arb_core.replay import check_block
 
 from ..sim.market import RecordedFrame, read_recording
 from ..types import ExchangeName
@@ -49,6 +56,10 @@ __all__ = ["Record", "RecordingDamaged", "RecordingReader", "read_records", "rec
 
 _MARKETS = {code: market for market, code in MARKET_CODES.items()}
 _KINDS = {int(kind): kind for kind in RecordKind}
+MARKET_TABLE = bytes(1 if code in _MARKETS else 0 for code in range(256))
+"""``check_block``'s table of known market codes."""
+KIND_TABLE = bytes(1 if code in _KINDS else 0 for code in range(256))
+"""``check_block``'s table of known record kinds."""
 _LINE_NUMBER = re.compile(r":(\d+): ")
 _json_check = msgspec.json.Decoder()
 
@@ -107,6 +118,21 @@ class _Stream:
                 self.damage = RecordingDamaged(path=str(path), offset=0, records=counter[0], reason=f"unreadable: {exc}")
                 return
 
+    def blocks(self) -> Iterator[tuple[bytes, int]]:
+        """The checked blocks of a native stream as ``(raw, count)``, up to any damage."""
+        for path in self.paths:
+            counter = [0]
+            try:
+                yield from _checked_blocks(path, counter)
+            except _Damage as damage:
+                self.damage = RecordingDamaged(
+                    path=str(path), offset=damage.offset, records=counter[0], reason=damage.reason
+                )
+                return
+            except OSError as exc:
+                self.damage = RecordingDamaged(path=str(path), offset=0, records=counter[0], reason=f"unreadable: {exc}")
+                return
+
 
 class RecordingReader:
     """Iterates the records of ``paths`` in time order; after iteration ``damage`` says
@@ -154,6 +180,28 @@ class RecordingReader:
                 heapq.heappop(heap)
             else:
                 heapq.heapreplace(heap, (following.wall_ns, index, following, iterator))
+
+    def single_native(self) -> bool:
+        """Whether the files are one recording of the recorder's own format (``blocks`` reads them)."""
+        streams = self._streams()
+        self.damage = None
+        return len(streams) == 1 and streams[0].native
+
+    def blocks(self) -> Iterator[tuple[bytes, int]]:
+        """The decompressed blocks of a ``single_native`` recording as ``(raw, count)``, each
+        checked by ``arb_core.replay.check_block``; ``damage`` and ``records`` as for ``__iter__``."""
+        self.damage = None
+        self.records = 0
+        streams = self._streams()
+        if self.damage is not None:
+            return
+        if len(streams) != 1 or not streams[0].native:
+            raise ValueError(f"blocks() reads one recording of the recorder's format, not {self.paths}")
+        (stream,) = streams
+        for raw, count in stream.blocks():
+            self.records += count
+            yield raw, count
+        self.damage = stream.damage
 
     def _streams(self) -> list[_Stream]:
         parts: dict[bytes, list[tuple[int, Path]]] = {}
@@ -203,9 +251,26 @@ def _file_header(head: bytes) -> tuple[bytes, int]:
 
 
 def _native_records(path: Path, counter: list[int]) -> Iterator[Record]:
+    for offset, raw, count in _native_blocks(path, counter):
+        records = _block_records(raw, count, offset)
+        # The counter is read only when the next block turns out damaged, after these.
+        counter[0] += count
+        yield from records
+
+
+def _checked_blocks(path: Path, counter: list[int]) -> Iterator[tuple[bytes, int]]:
+    """The blocks of ``path`` whose records ``check_block`` found readable, as ``(raw, count)``."""
+    for offset, raw, count in _native_blocks(path, counter):
+        if check_block(raw, count, MARKET_TABLE, KIND_TABLE) != -1:
+            _block_records(raw, count, offset)  # raises the damage the Python reader reports
+            raise _Damage(offset, "block records unreadable")  # pragma: no cover - the two checks agree
+        counter[0] += count
+        yield raw, count
+
+
+def _native_blocks(path: Path, counter: list[int]) -> Iterator[tuple[int, bytes, int]]:
+    """``(offset, raw, count)`` of every block of ``path``, decompressed and checked up to its records."""
     decompressor = zstandard.ZstdDecompressor()
-    unpack_record = RECORD_HEADER.unpack_from
-    record_size = RECORD_HEADER.size
     with path.open("rb") as file:
         _file_header(file.read(FILE_HEADER.size))
         offset = FILE_HEADER.size
@@ -239,27 +304,33 @@ def _native_records(path: Path, counter: list[int]) -> Iterator[Record]:
                 raise _Damage(offset, f"block does not decompress: {exc}") from None
             if len(raw) != raw_len:
                 raise _Damage(offset, f"block decompressed to {len(raw)} bytes, header says {raw_len}")
-            records = []
-            position = 0
-            try:
-                for _ in range(count):
-                    recv_ns, wall_ns, code, kind, symbol_len, payload_len = unpack_record(raw, position)
-                    position += record_size
-                    symbol = raw[position : position + symbol_len].decode("ascii")
-                    position += symbol_len
-                    payload = raw[position : position + payload_len]
-                    position += payload_len
-                    if position > raw_len:
-                        raise ValueError("record runs past the block")
-                    records.append(Record(recv_ns, wall_ns, _MARKETS[code], _KINDS[kind], symbol, payload))
-            except (struct.error, ValueError, KeyError) as exc:
-                raise _Damage(offset, f"block records unreadable: {exc!r}") from None
-            if position != raw_len:
-                raise _Damage(offset, f"block holds {raw_len - position} bytes after its {count} records")
-            # The counter is read only when the next block turns out damaged, after these.
-            counter[0] += count
-            yield from records
+            yield offset, raw, count
             offset += BLOCK_HEADER.size + stored_len
+
+
+def _block_records(raw: bytes, count: int, offset: int) -> list[Record]:
+    """The ``count`` records of the decompressed block ``raw`` (the reference parser); raises the damage."""
+    unpack_record = RECORD_HEADER.unpack_from
+    record_size = RECORD_HEADER.size
+    raw_len = len(raw)
+    records = []
+    position = 0
+    try:
+        for _ in range(count):
+            recv_ns, wall_ns, code, kind, symbol_len, payload_len = unpack_record(raw, position)
+            position += record_size
+            symbol = raw[position : position + symbol_len].decode("ascii")
+            position += symbol_len
+            payload = raw[position : position + payload_len]
+            position += payload_len
+            if position > raw_len:
+                raise ValueError("record runs past the block")
+            records.append(Record(recv_ns, wall_ns, _MARKETS[code], _KINDS[kind], symbol, payload))
+    except (struct.error, ValueError, KeyError) as exc:
+        raise _Damage(offset, f"block records unreadable: {exc!r}") from None
+    if position != raw_len:
+        raise _Damage(offset, f"block holds {raw_len - position} bytes after its {count} records")
+    return records
 
 
 def _crc(header: bytes, stored: bytes) -> int:

@@ -3,21 +3,29 @@
 from __future__ import annotations
 
 import asyncio
+import re
+import struct
+import zlib
 from decimal import Decimal as D
 from pathlib import Path
 
+import msgspec
 import pytest
+import zstandard
 
+import arb.replay.player as player
 from arb import ArbitrageController
 from arb.config import ConfigurationManager
 from arb.controller import dry_run_cluster
 from arb.journal import Journal
 from arb.replay.player import BacktestResult, BacktestSettings, LatencyModel, backtest
-from arb.replay.recorder import Recorder
+from arb.replay.reader import read_records
+from arb.replay.recorder import BLOCK_HEADER, FILE_HEADER, Recorder, RecordKind, recording_files
 from arb.replay.report import TradeLog
 from arb.sim.cluster import SimConfig
 from arb.sim.market import Dislocation
 from arb.types import ArbitrageOpportunity, ExchangeName, ExecutionResult
+from simulated_recording import record_simulated
 
 SECOND = 1_000_000_000
 # A still market (no walk, no noise) moved only by the dislocation, and MEXC USDT for one
@@ -139,3 +147,217 @@ def test_cryptofeed_gate_recordings_replay_their_books(shared_data: Path, tmp_pa
     assert result.markets == [ExchangeName.GATEIO] and result.symbols == []
     assert len(result.books) == 10 and all(stats.snapshots >= 1 for stats in result.books.values())
     assert sum(stats.applied for stats in result.books.values()) > 100
+
+
+# --- the compiled record loop against the Python feed ----------------------------------------
+
+
+def _assert_same_backtest(compiled: BacktestResult, python: BacktestResult) -> None:
+    """The two paths took the same decisions and replayed the same books."""
+    assert compiled.records == python.records
+    assert compiled.damage == python.damage
+    assert compiled.books == python.books
+    assert compiled.opportunities == python.opportunities
+    assert compiled.orders == python.orders
+    assert compiled.results == python.results
+    assert (compiled.start_ns, compiled.end_ns, compiled.notes) == (python.start_ns, python.end_ns, python.notes)
+    assert (compiled.markets, compiled.symbols, compiled.instruments) == (python.markets, python.symbols, python.instruments)
+    if python.summary is not None:
+        assert compiled.summary is not None
+        # The shutdown steps carry their real elapsed time; everything else is on recording time.
+        assert msgspec.structs.replace(compiled.summary, shutdown=[]) == msgspec.structs.replace(python.summary, shutdown=[])
+
+
+def _both(files: list[Path], manager: ConfigurationManager, settings: BacktestSettings) -> tuple[BacktestResult, BacktestResult]:
+    compiled = backtest(files, manager, msgspec.structs.replace(settings, compiled=True))
+    python = backtest(files, manager, msgspec.structs.replace(settings, compiled=False))
+    return compiled, python
+
+
+@pytest.fixture(scope="module")
+def simulated(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The backtest benchmark's recording, smaller: four markets, a dislocation at 0.5 s."""
+    path = tmp_path_factory.mktemp("simulated") / "four.arbrec"
+    record_simulated(path, 12_000, dislocations_at_s=(0.5,), block_records=700)
+    return path
+
+
+def _default_manager() -> ConfigurationManager:
+    manager = ConfigurationManager(None, environ={})
+    manager.load_configuration(dry_run=True)
+    return manager
+
+
+@pytest.mark.parametrize("latency_ms", ["0", "0.4"])
+def test_the_compiled_loop_takes_the_python_feeds_decisions_on_a_simulated_recording(
+    simulated: Path, latency_ms: str
+) -> None:
+    settings = BacktestSettings(latency=LatencyModel.fixed_ms(D(latency_ms)))
+    compiled, python = _both([simulated], _default_manager(), settings)
+    assert python.opportunities and python.orders and python.results, "the dislocation must make the engine trade"
+    _assert_same_backtest(compiled, python)
+
+
+def test_the_compiled_loop_replays_books_only_like_the_python_feed(simulated: Path, tmp_path: Path) -> None:
+    path = tmp_path / "arb.toml"
+    path.write_text('[engine]\nsymbols = ["ETH/USDT"]\n')
+    manager = ConfigurationManager(path, environ={})
+    manager.load_configuration(dry_run=True)
+    compiled, python = _both([simulated], manager, BacktestSettings(batch_window_ns=0))
+    assert python.symbols == [] and sum(s.applied for s in python.books.values()) == 12_000
+    _assert_same_backtest(compiled, python)
+
+
+def test_the_compiled_loop_takes_the_recorded_dry_runs_decisions(recorded_run) -> None:
+    path, manager, _, _ = recorded_run
+    compiled, python = _both([path], manager, BacktestSettings(latency=LatencyModel(), deposits=DEPOSITS))
+    assert python.results
+    _assert_same_backtest(compiled, python)
+
+
+@pytest.mark.parametrize("window_ns", [0, 5_000_000])
+def test_the_compiled_loop_follows_the_batch_window(simulated: Path, window_ns: int) -> None:
+    compiled, python = _both([simulated], _default_manager(), BacktestSettings(batch_window_ns=window_ns))
+    _assert_same_backtest(compiled, python)
+
+
+@pytest.mark.parametrize("damage", ["cut", "crc", "records"])
+def test_a_damaged_recording_reports_the_same_damage_on_both_paths(
+    simulated: Path, tmp_path: Path, damage: str
+) -> None:
+    data = bytearray(simulated.read_bytes())
+    bad = tmp_path / f"{damage}.arbrec"
+    if damage == "cut":
+        data = data[: len(data) * 3 // 5]
+    elif damage == "crc":
+        data[len(data) // 2] ^= 0xFF
+    else:
+        data = bytearray(_with_unreadable_block(bytes(data), block=5))
+    bad.write_bytes(bytes(data))
+    compiled, python = _both([bad], _default_manager(), BacktestSettings())
+    assert python.damage is not None and python.damage.path == str(bad)
+    if damage == "records":
+        assert "block records unreadable" in python.damage.reason
+    assert 0 < python.records == python.damage.records
+    _assert_same_backtest(compiled, python)
+
+
+def _with_unreadable_block(data: bytes, block: int) -> bytes:
+    """``data`` with block number ``block`` re-encoded so that one of its records names market code 200."""
+    offset = FILE_HEADER.size
+    for _ in range(block):
+        stored_len = BLOCK_HEADER.unpack_from(data, offset)[1]
+        offset += BLOCK_HEADER.size + stored_len
+    magic, stored_len, raw_len, count, _ = BLOCK_HEADER.unpack_from(data, offset)
+    raw = bytearray(zstandard.ZstdDecompressor().decompress(data[offset + BLOCK_HEADER.size : offset + BLOCK_HEADER.size + stored_len]))
+    raw[16] = 200  # the first record's market byte
+    stored = zstandard.ZstdCompressor().compress(bytes(raw))
+    fields = struct.pack("<III", len(stored), raw_len, count)
+    header = magic + fields + struct.pack("<I", zlib.crc32(stored, zlib.crc32(fields)))
+    return data[:offset] + header + stored + data[offset + BLOCK_HEADER.size + stored_len :]
+
+
+def test_a_native_recording_replays_on_the_compiled_loop(simulated: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_python_feed(*args: object) -> None:
+        raise AssertionError("the Python feed ran")
+
+    monkeypatch.setattr(player, "_feed", no_python_feed)
+    result = backtest([simulated], _default_manager())
+    assert result.records == 12_004 and result.opportunities
+
+
+def test_merged_recordings_take_the_python_feed(
+    recorded_run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path, manager, _, _ = recorded_run
+    data = bytearray(path.read_bytes())
+    data[8:16] = bytes(8)  # another recording id: merged by time, not read as a part
+    data[28:32] = struct.pack("<I", zlib.crc32(bytes(data[:28])))
+    second = tmp_path / "second.arbrec"
+    second.write_bytes(bytes(data))
+
+    def no_compiled_feed(*args: object) -> None:
+        raise AssertionError("the compiled loop ran")
+
+    monkeypatch.setattr(player, "_feed_blocks", no_compiled_feed)
+    compiled, python = _both([path, second], manager, BacktestSettings(latency=LatencyModel(), deposits=DEPOSITS))
+    assert compiled.records == python.records == 2 * backtest([path], manager, BacktestSettings(compiled=False)).records
+    _assert_same_backtest(compiled, python)
+
+
+@pytest.mark.parametrize("damage", [False, True])
+def test_a_recording_too_big_to_keep_is_read_again_for_the_replay(
+    simulated: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, damage: bool
+) -> None:
+    path = simulated
+    if damage:
+        path = tmp_path / "cut.arbrec"
+        path.write_bytes(simulated.read_bytes()[: simulated.stat().st_size // 2])
+    monkeypatch.setattr(player, "SURVEY_CACHE_BYTES", 0)
+    compiled, python = _both([path], _default_manager(), BacktestSettings())
+    assert (python.damage is not None) == damage
+    _assert_same_backtest(compiled, python)
+
+
+def test_a_rotated_recording_replays_on_the_compiled_loop_like_the_python_feed(tmp_path: Path) -> None:
+    path = tmp_path / "rotated.arbrec"
+    record_simulated(path, 8000, dislocations_at_s=(0.5,), block_records=500, rotate_bytes=60_000)
+    assert len(recording_files(path)) > 3
+    compiled, python = _both([path], _default_manager(), BacktestSettings())
+    assert python.records == 8004 and python.orders
+    _assert_same_backtest(compiled, python)
+
+
+def test_the_compiled_survey_finds_what_the_python_survey_finds(simulated: Path, tmp_path: Path) -> None:
+    path = tmp_path / "mixed.arbrec"
+    recorder = Recorder(path, block_records=3)
+    recorder.record(ExchangeName.GATEIO, RecordKind.REST_RESPONSE, b'[{"id":"BTC_USDT"}]', recv_ns=5)
+    recorder.record(ExchangeName.MEXC, RecordKind.REST_SNAPSHOT, b"{}", recv_ns=6, venue_symbol="BTCUSDT")
+    for index, (market, symbol) in enumerate(
+        [(ExchangeName.GATEIO, "BTC_USDT"), (ExchangeName.GATEIO, "ETH_USDT"), (ExchangeName.MEXC, ""),
+         (ExchangeName.GATEIO, "BTC_USDT"), (ExchangeName.MEXC_FUTURES, "BTC_USDT")]
+    ):
+        recorder.record(market, RecordKind.WS_TEXT, b"{}", recv_ns=10 + index, venue_symbol=symbol)
+    recorder.record(ExchangeName.MEXC, RecordKind.REST_RESPONSE, b"{}", recv_ns=20, venue_symbol="BTCUSDT")
+    assert recorder.close().error is None
+    for files in ([path], [simulated]):
+        compiled, python = player._survey(files, True), player._survey(files, False)
+        assert compiled.blocks is not None and python.blocks is None
+        compiled.blocks = None
+        assert compiled == python
+
+
+def test_the_progress_bar_takes_nothing_from_the_decisions(simulated: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(player, "PROGRESS_MIN_RECORDS", 0)
+    monkeypatch.setattr(player, "_PROGRESS_RECORDS", 333)  # the compiled loop returns every 333 records
+    compiled, python = _both([simulated], _default_manager(), BacktestSettings(progress=True))
+    _assert_same_backtest(compiled, python)
+
+
+def test_gaps_and_malformed_frames_resync_the_same_way_on_both_paths(simulated: Path, tmp_path: Path) -> None:
+    path = tmp_path / "faults.arbrec"
+    recorder = Recorder(path, block_records=500)
+    gaps = malformed = 0
+    for index, record in enumerate(read_records(simulated)):
+        payload = record.payload
+        if index > 2000 and index % 1500 < 4 and record.market is ExchangeName.GATEIO and b'"U":' in payload:
+            # a diff from far ahead: a sequence gap
+            payload = re.sub(rb'"U":(\d+),"u":(\d+)', lambda m: b'"U":%d,"u":%d' % (int(m[1]) + 50, int(m[2]) + 50), payload)
+            gaps += 1
+        elif index > 2000 and index % 1700 < 4 and record.market is ExchangeName.MEXC_FUTURES:
+            payload = payload.replace(b'"asks":[[', b'"asks":[[-', 1)  # an unreadable level
+            malformed += 1
+        recorder.record(record.market, record.kind, payload, recv_ns=record.recv_ns, venue_symbol=record.venue_symbol)
+    assert recorder.close().error is None and gaps and malformed
+    compiled, python = _both([path], _default_manager(), BacktestSettings())
+    resyncs = {name: stats.resyncs for name, stats in python.books.items()}
+    assert resyncs["gateio BTC/USDT"].get("gap") and any(s.malformed for s in python.books.values())
+    _assert_same_backtest(compiled, python)
+
+
+def test_an_empty_recording_replays_to_nothing_on_both_paths(tmp_path: Path) -> None:
+    path = tmp_path / "empty.arbrec"
+    assert Recorder(path).close().records == 0
+    compiled, python = _both([path], _default_manager(), BacktestSettings())
+    assert python.records == 0 and python.damage is None
+    _assert_same_backtest(compiled, python)
