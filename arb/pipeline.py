@@ -184,7 +184,7 @@ class ScannerPipeline:
         self.scanner = scanner if scanner is not None else SpreadScanner()
         self.plans: dict[int, SymbolPlan] = {}
         self._by_key: dict[BookKey, list[int]] = {}
-        self._dirty: set[int] = set()
+        self.marked: set[int] = set()  # symbol ids to scan at the next batch end
         self._counter = 0
         self.scans = 0
         self.found = 0  # scanner hits
@@ -259,7 +259,7 @@ class ScannerPipeline:
         """Mark the symbols this book belongs to for the next scan."""
         ids = self._by_key.get(key)
         if ids is not None:
-            self._dirty.update(ids)
+            self.marked.update(ids)
 
     def on_batch_end(self) -> None:
         """Scan every symbol updated during this socket read."""
@@ -272,15 +272,15 @@ class ScannerPipeline:
             if self.on_desync is not None:
                 self.on_desync(key, reason)
         elif key in self._by_key:
-            self._dirty.update(self._by_key[key])
+            self.marked.update(self._by_key[key])
 
     # --- scanning ---------------------------------------------------------------------
 
     def scan_pending(self) -> None:
         """Scan the symbols marked since the last scan."""
-        if not self._dirty:
+        if not self.marked:
             return
-        dirty, self._dirty = self._dirty, set()
+        dirty, self.marked = self.marked, set()
         for symbol_id in sorted(dirty):
             self.scan(symbol_id)
 

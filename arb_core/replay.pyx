@@ -170,8 +170,8 @@ cdef class RecordLoop:
     opportunity, a scan of a symbol with a standing opportunity, a router exception.
 
     The Python state it mirrors is read when ``run`` starts and written back when it
-    returns: ``clock.now_ns``; per market ``sync._dirty`` (bool) and
-    ``connector.messages`` (websocket messages fed); ``pipeline._dirty`` (set of symbol
+    returns: ``clock.now_ns``; per market ``sync.batch_updated`` (bool) and
+    ``connector.messages`` (websocket messages fed); ``pipeline.marked`` (set of symbol
     ids), ``pipeline._standing`` (dict by symbol id) and ``pipeline.count_scans(n)``.
     """
 
@@ -368,11 +368,11 @@ cdef class RecordLoop:
         cdef int code
         self._now = self._clock.now_ns
         for code in self._codes:
-            self._market_dirty[code] = 1 if self._syncs[code]._dirty else 0
+            self._market_dirty[code] = 1 if self._syncs[code].batch_updated else 0
         if self._pipeline is not None:
             memset(self._sym_dirty, 0, n)
             memset(self._standing, 0, n)
-            for symbol_id in self._pipeline._dirty:
+            for symbol_id in self._pipeline.marked:
                 if not 0 <= symbol_id < n:
                     raise ValueError(f"dirty symbol id {symbol_id} is not in [0, {n})")
                 self._sym_dirty[<Py_ssize_t>symbol_id] = 1
@@ -388,13 +388,13 @@ cdef class RecordLoop:
         cdef object connector
         self._clock.now_ns = self._now
         for code in self._codes:
-            self._syncs[code]._dirty = self._market_dirty[code] != 0
+            self._syncs[code].batch_updated = self._market_dirty[code] != 0
             if self._messages[code]:
                 connector = self._connectors[code]
                 connector.messages = connector.messages + self._messages[code]
                 self._messages[code] = 0
         if self._pipeline is not None:
-            dirty = self._pipeline._dirty
+            dirty = self._pipeline.marked
             dirty.clear()
             for i in range(self._n_symbols):
                 if self._sym_dirty[i]:

@@ -91,7 +91,7 @@ def test_spot_spot_only_leaves_futures_out_and_hedge_only_pairs_each_spot_with_f
         [ExchangeName.MEXC, ExchangeName.GATEIO_FUTURES],
     ]
     hedge.on_book_update(BookKey(ExchangeName.GATEIO_FUTURES, "BTC/USDT:USDT"))
-    assert hedge._dirty == {0, 1}
+    assert hedge.marked == {0, 1}
 
 
 def test_buy_limit_rounds_up_and_sell_limit_down_to_the_order_grid() -> None:

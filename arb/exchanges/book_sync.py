@@ -183,7 +183,7 @@ class BookSync:
         self.books: dict[str, OrderBook] = {s.spec.symbol: s.book for s in self._books.values()}
         self._batch = DeltaBatch(256)
         self._pool: list[DeltaBatch] = []
-        self._dirty = False
+        self.batch_updated = False  # a book changed since the last batch end (a compiled replay sets it too)
         self._session: WsSession | None = None
         self._logged: set[str] = set()
         self.acks = 0
@@ -234,10 +234,10 @@ class BookSync:
             try:
                 routed = route(payload, recv_ns)
             except _ROUTE_ERRORS as exc:
-                self._route_failed(exc, payload, recv_ns)
+                self.on_route_error(exc, payload, recv_ns)
             else:
                 if routed == ROUTE_APPLIED:
-                    self._dirty = True
+                    self.batch_updated = True
                     state = self._slots[self.router.last_slot]
                     try:
                         self._on_update(state.key)
@@ -245,15 +245,16 @@ class BookSync:
                         log.exception("%s %s: book update consumer raised", self.venue, state.spec.symbol)
                 elif routed == ROUTE_OTHER:
                     self._handle(payload, recv_ns)
-        if last_in_buffer and self._dirty:
-            self._dirty = False
+        if last_in_buffer and self.batch_updated:
+            self.batch_updated = False
             try:
                 self._on_batch_end()
             except Exception:
                 log.exception("%s: batch-end consumer raised", self.venue)
 
-    def _route_failed(self, exc: Exception, payload: Frame, recv_ns: int) -> None:
-        """What the Python path does with an exception of the router's book at ``last_slot``."""
+    def on_route_error(self, exc: Exception, payload: Frame, recv_ns: int) -> None:
+        """Handle an exception ``router`` raised for ``payload`` (its book is ``router.last_slot``) as the
+        Python path would; for callers that drive ``router.route_c`` themselves."""
         slot = self.router.last_slot
         if slot < 0:
             # refused before any book was touched (an argument out of range): the Python path decides
@@ -282,7 +283,7 @@ class BookSync:
                         self._apply_snapshot(state, batch, recv_ns)
                     elif book.apply_batch(batch, recv_ns) == APPLIED:
                         state.applied += 1
-                        self._dirty = True
+                        self.batch_updated = True
                         self._on_update(state.key)
                     else:
                         state.stale += 1
@@ -404,7 +405,7 @@ class BookSync:
                 applied_any = True
             else:
                 state.stale += 1
-        self._dirty = True
+        self.batch_updated = True
         if not was_in_sync:
             self._sink.on_book_state(state.key, True, "snapshot")
         self._on_update(state.key)

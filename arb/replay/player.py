@@ -991,7 +991,7 @@ async def _feed_blocks(
             sync = connectors[_MARKETS[code]].book_sync()
             if sync is None:
                 raise RuntimeError("the compiled record loop routed a market without books")
-            sync._route_failed(error, memoryview(payload), record_loop.recv_ns)
+            sync.on_route_error(error, memoryview(payload), record_loop.recv_ns)
         elif status == compiled.STOP_END:
             break
         if record_loop.count - reported >= 1000:

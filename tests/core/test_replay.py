@@ -189,7 +189,7 @@ class _Clock:
 
 class _Sync:
     def __init__(self) -> None:
-        self._dirty = False
+        self.batch_updated = False
 
 
 class _Connector:
@@ -261,17 +261,17 @@ class _World:
             market.dialect.decode_snapshot(payload, market.scale, self.batch)
             market.book.apply_snapshot(self.batch, recv_ns)
             self.batch.clear()
-            market.sync._dirty = True
+            market.sync.batch_updated = True
             self.pipeline.on_book_update(market.key)
             self.pipeline.refresh_position_caps()
         elif kind in (replay.KIND_WS_TEXT, replay.KIND_WS_BINARY):
             market.connector.messages += 1
             if market.router.route(payload, recv_ns) == 0:
-                market.sync._dirty = True
+                market.sync.batch_updated = True
                 if market.mode != replay.MODE_BOOKS:
                     self.pipeline.on_book_update(market.key)
-        if last_in_buffer and market.sync._dirty:
-            market.sync._dirty = False
+        if last_in_buffer and market.sync.batch_updated:
+            market.sync.batch_updated = False
             if market.mode != replay.MODE_BOOKS:
                 self.pipeline.scan_pending()
 
@@ -284,8 +284,8 @@ class _World:
             next_timer_s = math.inf if timer is None else (clock.now_ns - self.origin_ns + timer) / 1e9
             status = loop.run(busy[step % len(busy)], next_timer_s, waited, budget)
             waited = False
-            state = (status, loop.count, clock.now_ns, pipeline.scans, sorted(pipeline._dirty),
-                     tuple((m.sync._dirty, m.connector.messages) for m in self.markets.values()))
+            state = (status, loop.count, clock.now_ns, pipeline.scans, sorted(pipeline.marked),
+                     tuple((m.sync.batch_updated, m.connector.messages) for m in self.markets.values()))
             if status == replay.STOP_END:
                 trace.append(state)
                 return trace

@@ -139,20 +139,20 @@ class RecordLoop:
     def run(self, busy: bool, next_timer_s: float, waited: bool = False, budget: int = 0) -> int:
         self._now = self._clock.now_ns
         for market in self._routed():
-            self._market_dirty[market] = bool(self._markets[market][2]._dirty)
+            self._market_dirty[market] = bool(self._markets[market][2].batch_updated)
         if self._pipeline is not None:
-            self._sym_dirty = set(self._pipeline._dirty)
+            self._sym_dirty = set(self._pipeline.marked)
         try:
             return self._run(busy, next_timer_s, waited, budget)
         finally:
             self._clock.now_ns = self._now
             for market in self._routed():
                 _, _, sync, connector, _ = self._markets[market]
-                sync._dirty = self._market_dirty[market]
+                sync.batch_updated = self._market_dirty[market]
                 connector.messages += self._messages.pop(market, 0)
             if self._pipeline is not None:
-                self._pipeline._dirty.clear()
-                self._pipeline._dirty.update(self._sym_dirty)
+                self._pipeline.marked.clear()
+                self._pipeline.marked.update(self._sym_dirty)
                 if self._scans:
                     self._pipeline.count_scans(self._scans)
                     self._scans = 0
