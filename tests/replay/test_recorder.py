@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import struct
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -14,10 +13,11 @@ from arb.doctor import public_connector
 from arb.exchanges.base import MarketDataDialect
 from arb.exchanges.factory import ExchangeFactory
 from arb.replay import Record, RecordingReader, RecordKind, read_records, recording_files
-from arb.replay.recorder import BLOCK_HEADER, FILE_HEADER, Recorder, record_markets
+from arb.replay.recorder import BLOCK_HEADER, FILE_HEADER, MARKET_CODES, Recorder, record_markets
 from arb.sim.cluster import SimCluster, SimConfig
 from arb.sim.market import read_recording
 from arb.types import ExchangeName
+from reference.replay import records_of
 
 Handler = Callable[[memoryview, bool, bool, int], None]
 Fetch = Callable[[str], Awaitable[bytes]]
@@ -125,8 +125,18 @@ def _block_ends(data: bytes) -> dict[int, int]:
 
 
 def _read(path: Path) -> tuple[list[Record], RecordingReader]:
+    """The records and damage of ``path``; the compiled path's blocks must hold the same, up to the same damage."""
     reader = RecordingReader([path])
-    return list(reader), reader
+    records = list(reader)
+    blocks = RecordingReader([path])
+    if blocks.single_native():
+        fields = [f for raw, count in blocks.blocks() for f, _ in records_of(raw, count)]
+        assert fields == [
+            (r.recv_ns, r.wall_ns, MARKET_CODES[r.market], int(r.kind), r.venue_symbol.encode(), r.payload)
+            for r in records
+        ]
+        assert (blocks.damage, blocks.records) == (reader.damage, reader.records)
+    return records, reader
 
 
 def test_a_file_cut_anywhere_reads_up_to_the_last_whole_block(tmp_path: Path) -> None:
