@@ -26,7 +26,8 @@ a wait on the event loop. Both take the same decisions.
 
 Decisions taken: each recorded message counts as the last of its socket read (the recorder
 does not keep read boundaries), so the scanner runs after every message; the replayed book
-is mirrored into the matching engine at each order's arrival, so our own earlier fills are
+is mirrored into the matching engine at each order's arrival (for an immediate-or-cancel
+order, only the side it takes up to its limit: all it can reach), so our own earlier fills are
 forgotten unless the recording shows them (it does for recordings of the simulator, which
 publishes them); books finer than the order grid (Gate spot) are rounded against us (asks
 up, bids down). A damaged recording is replayed up to the damage, which the result reports.
@@ -48,7 +49,7 @@ from typing import Any, ClassVar
 import msgspec
 
 from arb_core import replay as compiled
-from arb_core.book import ASK, BID, BookError
+from arb_core.book import ASK, BID, BookError, OrderBook
 from arb_core.replay import BlockSurvey, RecordLoop
 from arb_core.router import DIALECT_NONE
 from arb_core.wire.common import WireError, WireScale
@@ -62,7 +63,7 @@ from ..exchanges.book_sync import BookSpec, BookSync, BookSyncStats
 from ..exchanges.connector import ExchangeConnector
 from ..exchanges.errors import ErrorCategory
 from ..exchanges.factory import ExchangeFactory, registered
-from ..exchanges.models import Balance, ConnectionHealth, OrderRequest, OrderState, Position
+from ..exchanges.models import Balance, ConnectionHealth, OrderRequest, OrderState, OrderType, Position, TimeInForce
 from ..execution import TwoLegExecutor
 from ..instruments import InstrumentCatalog, split_symbol, unified_symbol
 from ..journal import Journal
@@ -72,7 +73,7 @@ from ..risk import RiskManager
 from ..secrets import ApiCredentials, Secret
 from ..sim.cluster import SimConfig, default_instruments
 from ..sim.matching import MatchingEngine, OrderEvent, OrderRejected, SimExchange, from_atoms
-from ..types import ArbitrageConfig, ArbitrageOpportunity, ExchangeName, ExecutionResult, OpportunityType
+from ..types import ArbitrageConfig, ArbitrageOpportunity, ExchangeName, ExecutionResult, OpportunityType, OrderSide
 from .reader import Record, RecordingDamaged, RecordingReader, read_records
 from .recorder import MARKET_CODES, RecordKind
 from .report import LoggingMonitor, ReportData, TradeLog, report_data
@@ -87,6 +88,8 @@ SURVEY_CACHE_BYTES = 256 << 20  # decompressed blocks the survey keeps for the r
 _PROGRESS_RECORDS = 10_000  # the compiled loop's records between progress bar updates
 _MARKETS = {code: market for market, code in MARKET_CODES.items()}
 _ROUTE_ERRORS = (BookError, WireError, ValueError, OverflowError)
+_IMMEDIATE = (TimeInForce.IOC, TimeInForce.FOK)  # orders that never rest: mirrored up to their limit
+_REACH_LEVELS = 8  # book levels first read for an order's reach (then 4x more while short)
 
 
 # --- virtual time ------------------------------------------------------------------------
@@ -347,7 +350,8 @@ class BacktestConnector(ExchangeConnector):
         self.messages = 0
         self.sink: BookSink | None = None  # what the running books report to
         self._last_stats: dict[str, BookSyncStats] = {}
-        self.venue_sim = SimExchange(self.exchange, list(catalog))
+        self._ratios: dict[str, tuple[WireScale, tuple[int, int, int, int]]] = {}  # grid ratios per book scale
+        self.venue_sim = SimExchange(self.exchange, list(catalog), events=False)
         for asset, amount in deposits.items():
             self.venue_sim.deposit(USER, asset, amount)
 
@@ -427,17 +431,20 @@ class BacktestConnector(ExchangeConnector):
         now = self._clock()
         engine = self._engine(request.symbol)
         try:
-            self._mirror(engine, now)
+            size_lots = engine.size_lots(request.quantity)
+            price_ticks = 0 if request.price is None else engine.price_ticks(request.price)
+            immediate = request.type is OrderType.LIMIT and request.time_in_force in _IMMEDIATE
+            self._mirror(engine, now, request.side, price_ticks if immediate else 0)
             result = self.venue_sim.place_order(
-                USER, request.symbol, request.side, request.type, engine.size_lots(request.quantity), now,
-                price_ticks=0 if request.price is None else engine.price_ticks(request.price),
+                USER, request.symbol, request.side, request.type, size_lots, now, price_ticks=price_ticks,
                 time_in_force=request.time_in_force, client_id=request.client_order_id,
             )
         except OrderRejected as exc:
             raise OrderRejectedError(self.venue, str(exc), category=exc.category) from None
-        fee = sum((f.fee_atoms for f in result.fills), 0)
-        if result.fills:
-            self._fees[request.client_order_id] = (from_atoms(fee), result.fills[0].fee_asset)
+        fills = result.fills
+        if fills:
+            fee = fills[0].fee_atoms if len(fills) == 1 else sum(f.fee_atoms for f in fills)
+            self._fees[request.client_order_id] = (from_atoms(fee), fills[0].fee_asset)
         state = self._state(result.order)
         self._orders_log.append(
             ExecutedOrder(
@@ -496,41 +503,37 @@ class BacktestConnector(ExchangeConnector):
                                 category=ErrorCategory.INVALID_REQUEST)
         return engine
 
-    def _mirror(self, engine: MatchingEngine, now_ns: int) -> None:
-        """Make the engine's market liquidity the replayed book, converted to the order grid."""
-        book = self.books().get(engine.symbol)
-        scale = self._scales.get(engine.symbol)
-        wanted: tuple[dict[int, int], dict[int, int]] = ({}, {})
-        if book is not None and scale is not None and book.in_sync:
-            price_num, price_den, size_num, size_den = _grid_ratios(scale, engine.instrument.wire_scale())
-            same_grid = price_num == price_den and size_num == size_den
-            for side in (BID, ASK):
-                levels = book.top(side, book.depth(side))
-                if same_grid and (not levels or min(levels)[0] > 0):
-                    wanted[side].update(levels)  # book ticks and lots are order ticks and lots
-                    continue
-                units: dict[int, int] = {}
-                get = units.get
-                for price, size in levels:
-                    scaled = price * price_num
-                    ticks = -(-scaled // price_den) if side == ASK else scaled // price_den
-                    if ticks > 0:
-                        units[ticks] = get(ticks, 0) + size * size_num
-                wanted[side].update({t: u // size_den for t, u in units.items() if u >= size_den})
-        removals = []
-        additions = []
-        for side in (BID, ASK):
-            have = engine.market_levels[side]
-            removals += [(side, price, 0) for price in have if price not in wanted[side]]
-            additions += [(side, price, lots) for price, lots in wanted[side].items() if have.get(price) != lots]
-        # Removals first: the kept and added levels never cross each other.
-        for changes in (removals, additions):
-            for start in range(0, len(changes), 128):
-                engine.apply_market_levels(changes[start : start + 128], now_ns)
+    def _mirror(self, engine: MatchingEngine, now_ns: int, side: OrderSide, through_ticks: int = 0) -> None:
+        """Make the engine's market liquidity the replayed book, converted to the order grid.
+
+        An order that takes liquidity no further than ``through_ticks`` (> 0: an immediate-or-cancel
+        limit) can only reach the levels up to its limit: only those are mirrored, the rest of
+        the book is not needed (what it gets is the same).
+        """
+        symbol = engine.symbol
+        book = self.books().get(symbol)
+        scale = self._scales.get(symbol)
+        if book is None or scale is None or not book.in_sync:
+            engine.set_market_levels({}, {}, now_ns)
+            return
+        cached = self._ratios.get(symbol)
+        if cached is None or cached[0] is not scale:
+            cached = self._ratios[symbol] = (scale, _grid_ratios(scale, engine.instrument.wire_scale()))
+        ratios = cached[1]
+        if through_ticks > 0 and not engine.has_resting_orders:
+            taker = ASK if side is OrderSide.BUY else BID
+            engine.set_market_side(taker, _reachable_levels(book, taker, ratios, through_ticks), through_ticks, now_ns)
+            return
+        engine.set_market_levels(
+            _order_levels(book.top(BID, book.bid_count), BID, ratios),
+            _order_levels(book.top(ASK, book.ask_count), ASK, ratios),
+            now_ns,
+        )
 
     def _state(self, event: OrderEvent) -> OrderState:
         instrument = self.catalog.get(event.symbol)
-        filled = instrument.lots_to_size(event.filled_lots)
+        quantity = instrument.lots_to_size(event.size_lots)
+        filled = quantity if event.filled_lots == event.size_lots else instrument.lots_to_size(event.filled_lots)
         average = None
         if event.filled_lots:
             average = from_atoms(event.filled_quote_atoms) / (filled * instrument.contract_size)
@@ -538,7 +541,7 @@ class BacktestConnector(ExchangeConnector):
         return OrderState(
             symbol=event.symbol, order_id=str(event.order_id), client_order_id=event.client_id, side=event.side,
             type=event.order_type, status=event.status,
-            quantity=instrument.lots_to_size(event.size_lots),
+            quantity=quantity,
             price=instrument.ticks_to_price(event.price_ticks) if event.price_ticks else None,
             filled_quantity=filled, average_price=average, fee=fee, fee_asset=asset,
             updated_at_ms=(event.time_ns + self._clock.wall_offset_ns) // 1_000_000,
@@ -565,6 +568,57 @@ def _grid_ratios(book: WireScale, order: tuple[int, int, int, int]) -> tuple[int
     size_num, size_den = book.lot_units * 10 ** (s - book.size_decimals), lot_units * 10 ** (s - size_decimals)
     price_gcd, size_gcd = math.gcd(price_num, price_den), math.gcd(size_num, size_den)
     return price_num // price_gcd, price_den // price_gcd, size_num // size_gcd, size_den // size_gcd
+
+
+def _reachable_levels(
+    book: OrderBook, side: int, ratios: tuple[int, int, int, int], through_ticks: int
+) -> dict[int, int]:
+    """The levels of ``side`` up to ``through_ticks`` (order grid), as ``_order_levels`` gives them
+    for the whole side: the book's best levels are read until one converts beyond the limit."""
+    price_num, price_den = ratios[0], ratios[1]
+    count = book.ask_count if side == ASK else book.bid_count
+    n = _REACH_LEVELS
+    while True:
+        levels = book.top(side, n)
+        if len(levels) >= count:
+            break
+        # Ticks only grow away from the best price: past the limit, no later level converts back.
+        if side == ASK:
+            if -(-levels[-1][0] * price_num // price_den) > through_ticks:
+                break
+        elif levels[-1][0] * price_num // price_den < through_ticks:
+            break
+        n *= 4
+    wanted = _order_levels(levels, side, ratios)
+    if side == ASK:
+        return {ticks: lots for ticks, lots in wanted.items() if ticks <= through_ticks}
+    return {ticks: lots for ticks, lots in wanted.items() if ticks >= through_ticks}
+
+
+def _order_levels(levels: list[tuple[int, int]], side: int, ratios: tuple[int, int, int, int]) -> dict[int, int]:
+    """Book levels (best first) as ``{order ticks: order lots}``, best first: asks rounded up,
+    bids down (against us), levels merged where they round to one tick, less than a lot dropped."""
+    if not levels:
+        return {}
+    price_num, price_den, size_num, size_den = ratios
+    # Best first: the lowest price is the last bid or the first ask.
+    if price_num == price_den and (levels[-1] if side == BID else levels[0])[0] > 0:
+        if size_num == size_den:
+            return dict(levels)  # book ticks and lots are order ticks and lots
+        return {price: size * size_num // size_den for price, size in levels if size * size_num >= size_den}
+    units: dict[int, int] = {}
+    get = units.get
+    if side == ASK:
+        for price, size in levels:
+            ticks = -(-price * price_num // price_den)
+            if ticks > 0:
+                units[ticks] = get(ticks, 0) + size * size_num
+    else:
+        for price, size in levels:
+            ticks = price * price_num // price_den
+            if ticks > 0:
+                units[ticks] = get(ticks, 0) + size * size_num
+    return {ticks: size // size_den for ticks, size in units.items() if size >= size_den}
 
 
 _CLASSES: dict[ExchangeName, type[BacktestConnector]] = {}
@@ -969,6 +1023,9 @@ async def _feed_blocks(
         elif status == compiled.STOP_WAIT:
             await asyncio.sleep((record_loop.recv_ns - clock.now_ns) / 1e9)
             waited = True
+            # Where cancelled timers pile up, asyncio replaces its heap with a new list while we
+            # wait: a stale one would show a long-gone first timer and stop the loop at every record.
+            ready, timers = loop.queues()
         elif status == compiled.STOP_FOUND or status == compiled.STOP_SCAN:
             if pipeline is None:
                 raise RuntimeError("the compiled record loop scanned without a pipeline")

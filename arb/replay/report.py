@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
 ZERO = Decimal(0)
 BPS = Decimal(10_000)
+_CENT = Decimal("0.01")
 CHARTS = ("pnl", "opportunities", "spreads", "fill_ratio", "latency", "breakers")
 CHART_TITLES = {
     "pnl": "Realized PnL over time",
@@ -89,20 +90,24 @@ class TradeLog:
 
     def sample_spreads(self, pipeline: ScannerPipeline, now_ns: int) -> None:
         """Record the spread of every ordered pair of in-sync legs of every scanned symbol."""
+        append = self.spreads.append
         for plan in pipeline.symbol_plans().values():
-            legs = [leg for leg in plan.legs if leg.book.in_sync and leg.book.bid_count and leg.book.ask_count]
-            for buy in legs:
-                ask = buy.book_price(buy.book.best_ask_price())
-                for sell in legs:
-                    if sell is buy or ask <= 0:
-                        continue
-                    bid = sell.book_price(sell.book.best_bid_price())
-                    self.spreads.append(
-                        SpreadSample(
-                            time_ns=now_ns, symbol=plan.symbol, buy=buy.exchange.value, sell=sell.exchange.value,
-                            spread_bps=((bid - ask) * BPS / ask).quantize(Decimal("0.01")),
+            quotes = [
+                (leg.exchange.value, leg.book_price(book.best_ask_price()), leg.book_price(book.best_bid_price()))
+                for leg in plan.legs
+                if (book := leg.book).in_sync and book.bid_count and book.ask_count
+            ]
+            for i, (buy, ask, _) in enumerate(quotes):
+                if ask <= 0:
+                    continue
+                for j, (sell, _, bid) in enumerate(quotes):
+                    if i != j:
+                        append(
+                            SpreadSample(
+                                time_ns=now_ns, symbol=plan.symbol, buy=buy, sell=sell,
+                                spread_bps=((bid - ask) * BPS / ask).quantize(_CENT),
+                            )
                         )
-                    )
 
     async def sample_spreads_every(
         self, pipeline: ScannerPipeline, clock: Callable[[], int], interval_s: float = SPREAD_SAMPLE_INTERVAL_S

@@ -54,6 +54,7 @@ ATOM_DECIMALS = 30
 _ATOM = 10**ATOM_DECIMALS
 FEE_ACCOUNT = "fees"
 MARKET_ACCOUNT = "market"
+_MARKET_CHUNK = 128  # most levels ``set_market_levels`` applies as one book update
 
 
 class Liquidity(str, Enum):
@@ -306,7 +307,10 @@ def _truncate(plan: list[_Step], lots: int) -> list[_Step]:
 class MatchingEngine:
     """Book, resting orders and matching of one symbol on one market (use through ``SimExchange``)."""
 
-    def __init__(self, instrument: Instrument, ledger: Ledger, ids: _IdSource, leverage: int, outbox: list[Fill | OrderEvent]) -> None:
+    def __init__(
+        self, instrument: Instrument, ledger: Ledger, ids: _IdSource, leverage: int,
+        outbox: list[Fill | OrderEvent] | None,
+    ) -> None:
         self.instrument = instrument
         self.exchange = instrument.exchange
         self.symbol = instrument.symbol
@@ -440,7 +444,8 @@ class MatchingEngine:
         self._orders[order.order_id] = order
         if client_id is not None:
             self._by_client[(user, client_id)] = order
-        self._outbox.append(self._event(order, now_ns))
+        if self._outbox is not None:
+            self._outbox.append(self._event(order, now_ns))
         changes: dict[tuple[int, int], int] = {}
         fills = self._execute(order, account, plan, changes, now_ns)
         if resting and order.status in OPEN_STATUSES:
@@ -613,8 +618,9 @@ class MatchingEngine:
             self._ids.trade_id, order.order_id, order.client_id, order.user, self.exchange, self.symbol, order.side,
             price, lots, fee, fee_asset, liquidity, now_ns,
         )
-        self._outbox.append(fill)
-        self._outbox.append(self._event(order, now_ns))
+        if self._outbox is not None:
+            self._outbox.append(fill)
+            self._outbox.append(self._event(order, now_ns))
         return fill
 
     def _settle_spot(self, account: Account, side: OrderSide, lots: int, notional: int, rate: tuple[int, int]) -> tuple[int, str]:
@@ -707,7 +713,8 @@ class MatchingEngine:
     def _finish(self, order: _Order, status: OrderStatus, reason: str, now_ns: int) -> None:
         order.status = status
         order.reason = reason
-        self._outbox.append(self._event(order, now_ns))
+        if self._outbox is not None:
+            self._outbox.append(self._event(order, now_ns))
 
     def cancel(self, user: str, now_ns: int, *, order_id: int | None = None, client_id: str | None = None) -> tuple[OrderEvent, BookUpdate | None]:
         """Cancel a user's open order by id or client id; OrderRejected(UNKNOWN_ORDER) if none is open."""
@@ -766,6 +773,61 @@ class MatchingEngine:
                 market.pop(price, None)
         return self._commit(tuple(batch.levels()) if merged else given, now_ns)
 
+    def set_market_levels(self, bids: Mapping[int, int], asks: Mapping[int, int], now_ns: int) -> None:
+        """Make the market's own size exactly ``bids`` and ``asks`` (``{price_ticks: size_lots}``),
+        applying only the levels that differ, as ``apply_market_levels`` would.
+
+        Removals go first, so kept and added levels never cross each other; additions go in
+        the order given (one reaching resting user orders fills them, as there).
+        """
+        removals: list[tuple[int, int, int]] = []
+        additions: list[tuple[int, int, int]] = []
+        for side, want in ((BID, bids), (ASK, asks)):
+            have = self.market_levels[side]
+            if have == want:
+                continue
+            if have.keys() != want.keys():
+                removals += [(side, price, 0) for price in have if price not in want]
+            additions += [(side, price, lots) for price, lots in want.items() if have.get(price) != lots]
+        self._replace_market_levels(removals, additions, now_ns)
+
+    @property
+    def has_resting_orders(self) -> bool:
+        """Whether any user order rests in the book."""
+        return bool(self._user_lots[BID] or self._user_lots[ASK])
+
+    def set_market_side(self, side: int, levels: Mapping[int, int], through_ticks: int, now_ns: int) -> None:
+        """Make the market's size on ``side`` exactly ``levels`` at every price up to ``through_ticks``
+        (at or better: asks at or below it, bids at or above) and clear the other side; the
+        market's levels beyond ``through_ticks`` stay as they were.
+
+        What an order that takes ``side`` no further than ``through_ticks`` gets is then what
+        ``set_market_levels`` with the whole book would have given it: immediate-or-cancel
+        orders need only this much. ``levels`` must all lie up to ``through_ticks``; not with
+        resting user orders (they could cross what is kept).
+        """
+        if self.has_resting_orders:
+            raise ValueError(f"{self._where}: set_market_side with resting user orders")
+        have = self.market_levels[side]
+        removals = [(side ^ 1, price, 0) for price in self.market_levels[side ^ 1]]
+        if side == ASK:
+            removals += [(side, price, 0) for price in have if price <= through_ticks and price not in levels]
+        else:
+            removals += [(side, price, 0) for price in have if price >= through_ticks and price not in levels]
+        additions = [(side, price, lots) for price, lots in levels.items() if have.get(price) != lots]
+        self._replace_market_levels(removals, additions, now_ns)
+
+    def _replace_market_levels(
+        self, removals: list[tuple[int, int, int]], additions: list[tuple[int, int, int]], now_ns: int
+    ) -> None:
+        if len(removals) + len(additions) <= _MARKET_CHUNK:
+            if removals or additions:
+                self.apply_market_levels(removals + additions, now_ns)
+            return
+        for changes in (removals, additions):
+            for start in range(0, len(changes), _MARKET_CHUNK):
+                self.apply_market_levels(changes[start : start + _MARKET_CHUNK], now_ns)
+
     def _cross(self, side: int, price: int, now_ns: int, changes: dict[tuple[int, int], int]) -> None:
         user_side = side ^ 1
         queues = self._queues[user_side]
@@ -819,16 +881,19 @@ class SimExchange:
     crossing resting orders) is appended to one outbox; the serving layer takes them with
     ``drain_events`` and pushes them on the users' private streams. Public book changes are
     returned by the call that caused them (``PlaceResult.book_update``, ``cancel_order``,
-    ``MatchingEngine.apply_market_levels``).
+    ``MatchingEngine.apply_market_levels``). With ``events=False`` none is kept (for a caller
+    that never drains them, such as the backtest, which reads the calls' results).
     """
 
-    def __init__(self, exchange: ExchangeName, instruments: Iterable[Instrument], *, leverage: int = 10) -> None:
+    def __init__(
+        self, exchange: ExchangeName, instruments: Iterable[Instrument], *, leverage: int = 10, events: bool = True
+    ) -> None:
         if not isinstance(leverage, int) or leverage < 1:
             raise ValueError(f"sim {exchange.value}: leverage {leverage!r} must be an int >= 1")
         self.exchange = exchange
         self.ledger = Ledger(exchange)
         self._ids = _IdSource()
-        self._outbox: list[Fill | OrderEvent] = []
+        self._outbox: list[Fill | OrderEvent] | None = [] if events else None
         self.engines: dict[str, MatchingEngine] = {}
         for instrument in instruments:
             if instrument.exchange is not exchange:
@@ -942,7 +1007,9 @@ class SimExchange:
         return [event for engine in engines for event in engine.open_orders(user)]
 
     def drain_events(self) -> list[Fill | OrderEvent]:
-        """Every private event since the last drain, in the order they happened."""
+        """Every private event since the last drain, in the order they happened (none with ``events=False``)."""
+        if self._outbox is None:
+            return []
         events = self._outbox[:]
         self._outbox.clear()
         return events

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import random
 import re
 import struct
 import zlib
@@ -25,6 +27,7 @@ from arb.replay.report import TradeLog
 from arb.sim.cluster import SimConfig
 from arb.sim.market import Dislocation
 from arb.types import ArbitrageOpportunity, ExchangeName, ExecutionResult
+from arb_core.book import ASK, BID, DeltaBatch, OrderBook
 from simulated_recording import record_simulated
 
 SECOND = 1_000_000_000
@@ -361,3 +364,84 @@ def test_an_empty_recording_replays_to_nothing_on_both_paths(tmp_path: Path) -> 
     compiled, python = _both([path], _default_manager(), BacktestSettings())
     assert python.records == 0 and python.damage is None
     _assert_same_backtest(compiled, python)
+
+
+# --- the engine's decisions, pinned -----------------------------------------------------------
+
+# SHA-256 of (opportunities, orders, results) as msgspec JSON, taken before the per-order cost
+# work on the backtest's mirror and matching engine: such work must not move one decision.
+PINNED_DECISIONS = {
+    "0": "fda238fe5f21545c7c732a71c75756e6c98f86fc5c1565531f71b49273950948",
+    "0.4": "39428551b0e3d7bced4215d31d176f14031567072e762d17c729455a56ea45bf",
+}
+
+
+@pytest.fixture(scope="module")
+def two_dislocations(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Four markets, dislocations at 0.5 s and 2 s: about 500 executions, with recoveries."""
+    path = tmp_path_factory.mktemp("pinned") / "two.arbrec"
+    record_simulated(path, 16_000, dislocations_at_s=(0.5, 2.0), block_records=700)
+    return path
+
+
+@pytest.mark.parametrize("latency_ms", sorted(PINNED_DECISIONS))
+def test_the_backtest_takes_the_pinned_decisions(two_dislocations: Path, latency_ms: str) -> None:
+    settings = BacktestSettings(latency=LatencyModel.fixed_ms(D(latency_ms)))
+    result = backtest([two_dislocations], _default_manager(), settings)
+    assert len(result.results) > 400 and len(result.orders) > 2 * len(result.results) - 10
+    assert {o.market for o in result.orders} == {ExchangeName.GATEIO, ExchangeName.MEXC}
+    decisions = msgspec.json.encode((result.opportunities, result.orders, result.results))
+    assert hashlib.sha256(decisions).hexdigest() == PINNED_DECISIONS[latency_ms]
+
+
+def test_the_compiled_loop_sees_the_timer_heap_asyncio_rebuilds(
+    two_dislocations: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A trade loop timer of a minute, cancelled at each execution: cancelled timers pile up until
+    # asyncio replaces its heap with a new list; the loop must be told the new list's first timer.
+    config = tmp_path / "arb.toml"
+    config.write_text("[engine]\nopportunity_scan_interval_ms = 60000\n")
+    manager = ConfigurationManager(config, environ={})
+    manager.load_configuration(dry_run=True)
+    heaps: set[int] = set()
+    stale: list[float] = []
+
+    class CheckedRecordLoop(player.RecordLoop):
+        def run(self, busy: bool, next_timer_s: float, waited: bool = False, budget: int = 0) -> int:
+            loop = asyncio.get_running_loop()
+            assert isinstance(loop, player.VirtualTimeLoop)
+            _, timers = loop.queues()
+            heaps.add(id(timers))
+            if next_timer_s != (timers[0].when() if timers else float("inf")):
+                stale.append(next_timer_s)
+            return super().run(busy, next_timer_s, waited, budget)
+
+    monkeypatch.setattr(player, "RecordLoop", CheckedRecordLoop)
+    compiled, python = _both([two_dislocations], manager, BacktestSettings())
+    assert len(heaps) > 1, "the run must make asyncio rebuild its timer heap"
+    assert stale == []
+    assert len(python.results) > 400
+    _assert_same_backtest(compiled, python)
+
+
+@pytest.mark.parametrize("ratios", [(1, 1, 1, 1), (1, 100, 1, 10_000), (1, 7, 3, 20)])
+def test_an_orders_reach_is_the_whole_books_conversion_up_to_its_limit(ratios: tuple[int, int, int, int]) -> None:
+    rng = random.Random(ratios[1])
+    for _ in range(300):
+        mid = 6_500_000 + rng.randrange(-500, 500)
+        step = rng.choice((1, 3, 100))
+        batch = DeltaBatch(64)
+        batch.is_snapshot = True
+        for side, sign in ((BID, -1), (ASK, 1)):
+            offset = 0
+            for _ in range(rng.randrange(0, 120)):
+                offset += rng.randrange(1, 3)
+                batch.add(side, mid + sign * step * offset, rng.randrange(1, 40_000))
+        book = OrderBook("test")
+        book.apply_snapshot(batch, 0)
+        for side in (BID, ASK):
+            whole = player._order_levels(book.top(side, 1000), side, ratios)
+            limit = (mid + rng.randrange(-60 * step, 60 * step)) * ratios[0] // ratios[1]
+            reach = player._reachable_levels(book, side, ratios, limit)
+            assert reach == {t: lots for t, lots in whole.items() if (t <= limit if side == ASK else t >= limit)}
+            assert list(reach) == [t for t in whole if t in reach]  # best first, as the whole book's

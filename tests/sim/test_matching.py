@@ -1,5 +1,6 @@
 """arb.sim.matching: bad inputs, hand-checked fills and fees, and hypothesis properties of the ledger."""
 
+import random
 from decimal import Decimal as D
 
 import pytest
@@ -324,3 +325,70 @@ def test_futures_properties(operations: list[tuple[object, ...]]) -> None:
     for user in USERS:
         venue.deposit(user, "USDT", "50")
     run_ops(venue, PERP, operations)
+
+
+# -- replacing the market's liquidity (the backtest's mirror) --------------------------------------
+
+
+def _random_book(rng: random.Random, mid: int) -> tuple[dict[int, int], dict[int, int]]:
+    """Market bids below ``mid``, asks above, best first, with gaps."""
+    bids = {mid - 1 - rng.randrange(3) - 3 * i: rng.randrange(1, 30_000) for i in range(rng.randrange(0, 12))}
+    asks = {mid + 1 + rng.randrange(3) + 3 * i: rng.randrange(1, 30_000) for i in range(rng.randrange(0, 12))}
+    return bids, asks
+
+
+def test_set_market_levels_makes_the_markets_size_exactly_the_levels_given() -> None:
+    rng = random.Random(5)
+    venue = spot_venue()
+    engine = venue.engine(SYM)
+    for step in range(200):
+        bids, asks = _random_book(rng, 10_000 + rng.randrange(-30, 30))
+        engine.set_market_levels(bids, asks, step)
+        assert engine.market_levels == (bids, asks)
+        assert engine.book.top(BID, 100) == sorted(bids.items(), reverse=True)
+        assert engine.book.top(ASK, 100) == sorted(asks.items())
+
+
+def test_set_market_levels_crosses_resting_orders_as_apply_market_levels_does() -> None:
+    venue = spot_venue()
+    engine = venue.engine(SYM)
+    resting = venue.place_order("alice", SYM, BUY, LIMIT, 5_000, 2, price_ticks=9_999)
+    assert resting.order.status is OrderStatus.NEW and engine.has_resting_orders
+    with pytest.raises(ValueError, match="resting user orders"):
+        engine.set_market_side(ASK, {}, 10_000, 3)
+    venue.drain_events()
+    engine.set_market_levels({9_998: 10_000}, {9_999: 3_000, 10_001: 4_000}, 3)  # an ask reaches the bid at 99.99
+    fills = [e for e in venue.drain_events() if isinstance(e, Fill)]
+    assert [(f.price_ticks, f.size_lots, f.liquidity) for f in fills] == [(9_999, 3_000, Liquidity.MAKER)]
+    assert engine.market_levels == ({9_998: 10_000}, {10_001: 4_000})
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_an_ioc_order_fills_alike_after_the_whole_book_or_only_its_reach(seed: int) -> None:
+    rng = random.Random(seed)
+    whole, reach = (SimExchange(ExchangeName.GATEIO, [spot()], events=False) for _ in range(2))
+    for venue in (whole, reach):
+        venue.deposit("alice", "USDT", "100000000")
+        venue.deposit("alice", "BTC", "1000")
+    fills = 0
+    for step in range(300):
+        mid = 10_000 + rng.randrange(-40, 40)
+        bids, asks = _random_book(rng, mid)
+        side = rng.choice((BUY, SELL))
+        limit = mid + rng.randrange(-15, 16)
+        size = rng.randrange(200, 60_000)  # above the 1 USDT minimum
+        tif = rng.choice((TimeInForce.IOC, TimeInForce.FOK))
+        whole.engine(SYM).set_market_levels(bids, asks, step)
+        taker, levels = (ASK, asks) if side is BUY else (BID, bids)
+        within = {p: s for p, s in levels.items() if (p <= limit if taker == ASK else p >= limit)}
+        reach.engine(SYM).set_market_side(taker, within, limit, step)
+        results = [
+            venue.place_order("alice", SYM, side, LIMIT, size, step, price_ticks=limit, time_in_force=tif)
+            for venue in (whole, reach)
+        ]
+        assert results[0].order == results[1].order
+        assert results[0].fills == results[1].fills
+        fills += len(results[0].fills)
+    assert fills > 100
+    assert whole.balances("alice") == reach.balances("alice")
+    assert whole.drain_events() == reach.drain_events() == []
