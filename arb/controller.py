@@ -83,9 +83,10 @@ LIVE_REQUIRED = (
 DRY_RUN_DISLOCATIONS_PER_MINUTE = 30
 DRY_RUN_DISLOCATION_BPS = 60
 DRY_RUN_DISLOCATION_NS = 1_500_000_000
-# Commits after which the idle trade loop checkpoints the journal (SQLite's own checkpoint
-# comes at 1000 WAL pages, several times more).
-JOURNAL_CHECKPOINT_COMMITS = 64
+# Commits after which the idle trade loop starts a background journal checkpoint (about 128
+# trades; SQLite's own, at ``journal.AUTOCHECKPOINT_PAGES``, comes later). Each one syncs
+# files, which slows the commits running beside it: fewer, larger checkpoints stall fewer intents.
+JOURNAL_CHECKPOINT_COMMITS = 1024
 # A residual may cost at most this fraction of max_position_size_usd to close before it is flagged.
 RECOVERY_LOSS_FRACTION = Decimal("0.01")
 # A funding rate not refreshed for this many refresh intervals counts as missing (hedges refused).
@@ -624,7 +625,7 @@ class ArbitrageController:
             if not self._pending:
                 journal = self.journal
                 if journal is not None and journal.uncheckpointed >= JOURNAL_CHECKPOINT_COMMITS:
-                    journal.checkpoint()  # while idle, rather than automatically on an intent's commit
+                    journal.start_checkpoint()  # off the loop, rather than automatically on an intent's commit
                 # A bare future rather than ``wait_for(event.wait())``: the scan's wake-up reaches
                 # this task in one loop step instead of three (event task, wait_for, this task).
                 self._waiter = waiter = loop.create_future()

@@ -10,6 +10,7 @@ complete the opportunity with its exact realized profit; anything else goes to t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import time
@@ -150,10 +151,26 @@ class TwoLegExecutor:
             self._move(fsm, ArbitrageState.FAILED)
             return self._result(opportunity, fsm, start, (), ZERO, f"not executed: {exc}")
         sent = self.clock()
-        buy, sell = await asyncio.gather(
-            self.orders.run(buy_plan.instrument.exchange, buy_plan.instrument, buy_plan.request, buy_plan.leg),
-            self.orders.run(sell_plan.instrument.exchange, sell_plan.instrument, sell_plan.request, sell_plan.leg),
+        # The buy leg runs in this task, so it goes out without waiting for a task to be
+        # scheduled; the sell leg's task is created first and starts as soon as the buy
+        # leg waits for its answer (in the next loop step).
+        sell_task = asyncio.ensure_future(
+            self.orders.run(sell_plan.instrument.exchange, sell_plan.instrument, sell_plan.request, sell_plan.leg)
         )
+        try:
+            buy = await self.orders.run(
+                buy_plan.instrument.exchange, buy_plan.instrument, buy_plan.request, buy_plan.leg
+            )
+        except asyncio.CancelledError:
+            # Cancelled with us, as ``gather`` would do, and awaited so it cannot outlive us.
+            sell_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sell_task
+            raise
+        except BaseException:
+            await asyncio.wait([sell_task])  # the sell leg still learns (and journals) its outcome
+            raise
+        sell = await sell_task
         if self.monitor is not None:
             answered = [o.answered_ns for o in (buy, sell) if o.answered_ns]
             if answered:

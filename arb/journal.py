@@ -14,6 +14,14 @@ survives a killed process but may lose the last commits on power loss, at a lowe
 commit latency (``benchmarks/bench_journal.py`` measures both). Either way a crash at any
 point leaves a consistent database: a transaction is all there or not at all.
 
+Checkpoints (copying the WAL into the database file, then syncing it) take milliseconds
+of file I/O. ``start_checkpoint`` runs one on a background thread with its own connection,
+so the event loop never blocks on it (measured on ext4 in ``bench_tick_to_order.py``: a
+checkpoint on the loop blocked it 2.4 ms at the median). Commits running beside a
+checkpoint's syncs still slow down (intent commit p99 0.2 ms without checkpoints, up to
+a few ms beside one), so the engine checkpoints rarely; SQLite's own checkpoint, inside a
+commit, is pushed out to ``AUTOCHECKPOINT_PAGES`` as a safety net.
+
 Money is stored as decimal strings, exactly; times are wall-clock ms.
 """
 
@@ -23,6 +31,7 @@ import asyncio
 import logging
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -38,6 +47,9 @@ from .types import ExchangeName, OrderSide
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
+# SQLite's own checkpoint, run inside a commit once the WAL holds this many pages: a safety net
+# well above the cadence of ``start_checkpoint`` (the engine's, about 4 pages per commit).
+AUTOCHECKPOINT_PAGES = 8192
 ZERO = Decimal(0)
 
 _SCHEMA = """
@@ -192,10 +204,15 @@ class Journal:
         self.path = os.fspath(path)
         self._now_ms = wall_clock_ms
         self.uncheckpointed = 0  # commits since the last explicit ``checkpoint``
+        self._checkpointer: threading.Thread | None = None
+        self._checkpoint_wanted = threading.Event()
+        self._checkpointer_stop = False
+        self.checkpoint_errors = 0
         try:
             self._db = sqlite3.connect(self.path, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(f"PRAGMA synchronous={synchronous}")
+            self._db.execute(f"PRAGMA wal_autocheckpoint={AUTOCHECKPOINT_PAGES}")
             self._db.execute("PRAGMA foreign_keys=ON")
             self._migrate()
         except sqlite3.Error as exc:
@@ -228,16 +245,54 @@ class Journal:
         self.uncheckpointed += 1
 
     def checkpoint(self) -> None:
-        """Copy the WAL into the database file now (PASSIVE: it never waits for a reader).
+        """Copy the WAL into the database file now, on this thread (PASSIVE: it never waits for a reader).
 
-        The engine calls it between trades, so SQLite's automatic checkpoint (a database
-        file sync, milliseconds) does not land on the commit of an intent about to be sent.
+        The engine uses ``start_checkpoint`` instead, which does the same off the event loop.
         """
         self._db.execute("PRAGMA wal_checkpoint(PASSIVE)")
         self.uncheckpointed = 0
 
+    def start_checkpoint(self) -> None:
+        """Start a PASSIVE checkpoint on the journal's checkpoint thread and return at once.
+
+        The thread has its own connection; SQLite lets it copy the WAL while this connection
+        keeps committing. A request made while one runs is served when it ends.
+        """
+        if self.path in ("", ":memory:"):  # no file, and another connection would open another database
+            self.checkpoint()
+            return
+        self.uncheckpointed = 0
+        if self._checkpointer is None:
+            thread = threading.Thread(target=self._checkpoint_loop, name="arb journal checkpoint", daemon=True)
+            self._checkpointer = thread
+            thread.start()
+        self._checkpoint_wanted.set()
+
+    def _checkpoint_loop(self) -> None:
+        db = sqlite3.connect(self.path, isolation_level=None)
+        try:
+            while True:
+                self._checkpoint_wanted.wait()
+                self._checkpoint_wanted.clear()
+                if self._checkpointer_stop:
+                    return
+                try:
+                    db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                except sqlite3.Error:
+                    # The next checkpoint (or SQLite's automatic one) copies what this one could not.
+                    self.checkpoint_errors += 1
+                    log.exception("journal %s: background checkpoint failed", self.path)
+        finally:
+            db.close()
+
     def close(self) -> None:
-        """Checkpoint the WAL into the database file and close."""
+        """Stop the checkpoint thread, checkpoint the WAL into the database file and close."""
+        thread = self._checkpointer
+        if thread is not None:
+            self._checkpointer_stop = True
+            self._checkpoint_wanted.set()
+            thread.join()
+            self._checkpointer = None
         self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         self._db.close()
 

@@ -2,11 +2,13 @@
 
 The whole engine runs (``ArbitrageController`` in a dry run): picows connectors and
 ``BookSync`` on the simulated venues' websockets, the scanner pipeline, the risk manager,
-the two-leg executor with its SQLite journal, aiohttp REST orders. The simulated venues
-(``SimCluster``) run in a forked child process with their own event loop (the engine attaches
-by URL, as ``arb run --sim-urls`` does), their synthetic feed moving every book 100 times a
-second (so books stay fresh and consumed liquidity is re-quoted). The simulator's work never
-shares the engine's loop, so the stamps measure the engine's own path.
+the two-leg executor with its SQLite journal, Gate.io orders over its websocket trading
+API and MEXC orders over REST (``Http1Pool``). Each simulated venue runs in its own forked
+child process with its own event loop (the engine attaches by URL, as ``arb run --sim-urls``
+does); every child runs the same seeded ``SimCluster`` whose synthetic feed, started at one
+shared instant, moves every book 100 times a second (so books stay fresh and consumed
+liquidity is re-quoted) in step across the processes. The simulator's work never shares the
+engine's loop, and one venue's matching never delays the other's receipt of an order.
 
 One event: a market maker on the simulator rests a small ask on one venue below the other
 venue's best bid (or a bid above its best ask), alternating direction. That order's public
@@ -15,6 +17,25 @@ last_update_id)`` names it in ``LatencyStamps``. The engine buys the cheap side 
 the rich one with two IOC orders; their client ids name the simulator's receive stamps.
 Tick to order is ``max(both receive stamps) - push stamp``, every stamp on the one
 monotonic clock. The engine's own ``PerformanceMonitor`` gives the stage breakdown.
+
+What the stamps mark (``arb.sim.server``): the push stamp is taken just before the
+simulator's first socket write of the frame. A receive stamp is the moment the simulator
+has the complete order bytes, before routing and matching: Gate.io orders (websocket
+trading API) in ``on_ws_frame``, called by picows from the socket read that completed the
+frame; MEXC orders (REST) at the time of the connection's last socket read before the
+handler runs, taken after the body has been read (``_StampingProtocol``), so never before
+the request was complete. The venues' matching, answers and pushes come after the stamps.
+
+Processes and cores (``CORES``, ``PRIORITIES``; when two or more cores are usable): the engine
+is pinned alone to one core, both venues to the other, as real-time (FIFO) processes where
+the OS allows it, MEXC above Gate.io. Unpinned, the scheduler woke the receiving process on
+the sender's core and let it preempt the sender inside its ``send()``: the simulator's push
+then "took" the engine's whole reaction time, and an order reached the simulator only after
+the engine's next wait (about 0.5 ms per hop on a 2-core machine). Two venues at normal
+priority on one core do not preempt each other: the order that arrived second waited for
+the other venue's matching (about 0.4 ms). Gate.io's order is the first sent in this
+benchmark, so MEXC's real-time priority lets the second order be read at once; a Gate.io
+order arriving while MEXC's simulator runs waits for it (seen only in the tail).
 
 Every event is a full execution (fills, journal, balance refresh), so events are paced:
 the next is injected once the previous result is in, the engine is idle again and both
@@ -81,8 +102,9 @@ markets = ["spot"]
 """
 
 
-def _cluster(config: ArbitrageConfig) -> SimCluster:
-    """The dry-run venues with Gate.io's book shifted down and every spread widened (see ``GATE_BASIS_BPS``)."""
+def _cluster(config: ArbitrageConfig, start_ns: int | None = None) -> SimCluster:
+    """The dry-run venues with Gate.io's book shifted down and every spread widened (see ``GATE_BASIS_BPS``);
+    ``start_ns`` pins the feed's simulated time 0 (copies in several processes move in step)."""
     cluster = dry_run_cluster(config, random_per_minute=0)
     if not isinstance(cluster.feed, SyntheticFeed):
         raise RuntimeError("the dry-run cluster has no synthetic feed")
@@ -107,7 +129,7 @@ def _cluster(config: ArbitrageConfig) -> SimCluster:
             ))
         synthetic = msgspec.structs.replace(market.config, markets=tuple(specs))
         markets.append(SyntheticMarket(synthetic, [engines[(s.exchange, s.symbol)] for s in specs], 0))
-    cluster.feed = SyntheticFeed(markets, cluster.venues.values())
+    cluster.feed = SyntheticFeed(markets, cluster.venues.values(), start_ns=start_ns)
     return cluster
 
 
@@ -127,21 +149,25 @@ def _us(ns: float) -> str:
 
 
 class _SimProcess:
-    """The simulated venues in a child process, driven over a pipe.
+    """One simulated venue in a child process, driven over a pipe.
 
-    The engine under test gets the parent's event loop to itself: the simulator's matching,
-    pushes and stamps run on the child's loop, so a receive stamp is the moment the order
-    reached the venue, not the moment the engine's loop let the simulator look. Commands
-    (one small message each): ``("event", n)`` rests the maker's dislocating order and
-    answers ``(market, last_update_id)``; ``("finish", n, market, update_id, client_ids)``
-    answers the tick-to-order ns (or None) and withdraws what the engine left of the order;
-    ``("stop",)`` ends the child. Both processes stamp with the one system-wide monotonic clock.
+    The engine under test gets the parent's event loop to itself, and each venue gets its
+    own loop: a venue's matching, pushes and stamps never delay the other venue's receipt
+    of an order (real venues are separate machines). Every child runs the same seeded
+    cluster with one feed start, so both venues' books move in step; each serves only its
+    own venue to the engine. Commands (one small message each): ``("event", n)`` rests the
+    maker's dislocating order and answers ``(market, last_update_id)``;
+    ``("finish", n, market, update_id, client_ids)`` answers ``(push ns or None, {client id:
+    receive ns})`` for what this venue saw, and withdraws what the engine left of the maker's
+    order; ``("stop",)`` ends the child. Every process stamps with the one system-wide
+    monotonic clock.
     """
 
-    def __init__(self, config: ArbitrageConfig) -> None:
+    def __init__(self, config: ArbitrageConfig, venue: str, start_ns: int) -> None:
         context = multiprocessing.get_context("fork")
+        self.venue = venue
         self._conn, child = context.Pipe()
-        self._process = context.Process(target=_sim_child, args=(config, child), daemon=True)
+        self._process = context.Process(target=_sim_child, args=(config, venue, start_ns, child), daemon=True)
         self._process.start()
         child.close()
         self.endpoints: SimEndpoints = self._conn.recv()
@@ -165,27 +191,69 @@ class _SimProcess:
         self._conn.close()
 
 
-def _sim_child(config: ArbitrageConfig, conn: Connection) -> None:
+class _Simulator:
+    """The simulated venues, one child process each (Gate.io, MEXC); the engine attaches by URL."""
+
+    def __init__(self, config: ArbitrageConfig) -> None:
+        start_ns = time.monotonic_ns() + 200_000_000  # after both children are up
+        self.venues: dict[str, _SimProcess] = {}
+        try:
+            for venue in ("gateio", "mexc"):
+                self.venues[venue] = _SimProcess(config, venue, start_ns)
+        except BaseException:
+            self.close()
+            raise
+        first = self.venues["gateio"].endpoints
+        self.endpoints = SimEndpoints(
+            venues={venue: sim.endpoints.venues[venue] for venue, sim in self.venues.items()},
+            api_key=first.api_key, api_secret=first.api_secret,
+        )
+
+    def close(self) -> None:
+        for sim in self.venues.values():
+            sim.close()
+
+
+# Which of the first two usable cores each process gets (see the module docstring).
+CORES = {"engine": 0, "gateio": 1, "mexc": 1}
+# Real-time priorities of the venues sharing the simulator core: the higher one preempts the other.
+PRIORITIES = {"gateio": 1, "mexc": 2}
+
+
+def _core(process: str) -> set[int] | None:
+    """The core ``process`` is pinned to; None when fewer than two cores are usable (nothing is pinned)."""
+    if not hasattr(os, "sched_getaffinity"):
+        return None
+    cores = sorted(os.sched_getaffinity(0))
+    return {cores[CORES[process]]} if len(cores) >= 2 else None
+
+
+def _sim_child(config: ArbitrageConfig, venue: str, start_ns: int, conn: Connection) -> None:
+    core = _core(venue)
+    if core is not None:
+        os.sched_setaffinity(0, core)
+        # A venue runs when its bytes arrive, whatever the engine is doing on the core (where allowed).
+        with contextlib.suppress(AttributeError, PermissionError, OSError):
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(PRIORITIES[venue]))
     loop = new_event_loop()
     try:
-        loop.run_until_complete(_serve_sim(config, conn))
+        loop.run_until_complete(_serve_sim(config, venue, start_ns, conn))
     finally:
         loop.close()
         conn.close()
 
 
-async def _serve_sim(config: ArbitrageConfig, conn: Connection) -> None:
-    cluster = _cluster(config)
+async def _serve_sim(config: ArbitrageConfig, venue: str, start_ns: int, conn: Connection) -> None:
+    cluster = _cluster(config, start_ns)
     async with cluster:
         exchanges: dict[ExchangeName, SimExchange] = {}
-        stamps: dict[ExchangeName, LatencyStamps] = {}
-        for venue in cluster.venues.values():
-            for name, exchange in venue.exchanges.items():
+        for sim_venue in cluster.venues.values():
+            for name, exchange in sim_venue.exchanges.items():
                 if not name.is_futures:
                     exchanges[name] = exchange
-                    stamps[name] = venue.stamps
                     exchange.deposit(MAKER, "USDT", "10000000")
                     exchange.deposit(MAKER, "BTC", "1000")
+        stamps = cluster.venues[venue].stamps
         stopped = asyncio.get_running_loop().create_future()
 
         def command() -> None:
@@ -198,10 +266,10 @@ async def _serve_sim(config: ArbitrageConfig, conn: Connection) -> None:
                     if not stopped.done():
                         stopped.set_result(None)
                 elif message[0] == "event":
-                    conn.send(_rest_maker_order(exchanges, message[1]))
+                    conn.send(_rest_maker_order(exchanges, venue, message[1]))
                 else:
                     _, n, where, update_id, client_ids = message
-                    conn.send(_finish(exchanges[where], stamps, n, where, update_id, client_ids))
+                    conn.send(_finish(exchanges[where], venue, stamps, n, where, update_id, client_ids))
             except Exception as exc:  # reported to the parent, which raises it
                 conn.send(exc)
 
@@ -214,16 +282,25 @@ async def _serve_sim(config: ArbitrageConfig, conn: Connection) -> None:
             loop.remove_reader(conn.fileno())
 
 
-def _rest_maker_order(exchanges: dict[ExchangeName, SimExchange], n: int) -> tuple[ExchangeName, int]:
+def _maker_market(n: int) -> ExchangeName:
+    """Where event ``n``'s maker order rests: Gate.io on even events, MEXC on odd ones."""
+    return ExchangeName.GATEIO if n % 2 == 0 else ExchangeName.MEXC
+
+
+def _rest_maker_order(exchanges: dict[ExchangeName, SimExchange], venue: str, n: int) -> tuple[ExchangeName, int]:
     """Rest the maker order of event ``n`` (alternating venue and side); its market and book update id."""
     symbol = "BTC/USDT"
     gate, mexc = exchanges[ExchangeName.GATEIO].engines[symbol], exchanges[ExchangeName.MEXC].engines[symbol]
+    where = _maker_market(n)
+    if where.venue != venue:
+        raise RuntimeError(f"event {n}: the maker order belongs to {where.value}, not to {venue}")
     # Gate.io quotes below MEXC, by less than the fees; the maker's order closes the rest of the gap.
-    if n % 2 == 0:
-        where, side = ExchangeName.GATEIO, OrderSide.SELL
+    # The other venue's book is this process's copy, moved by the same feed in step with the real one.
+    if where is ExchangeName.GATEIO:
+        side = OrderSide.SELL
         price = mexc.instrument.ticks_to_price(mexc.book.best_bid_price()) * (1 - EDGE)
     else:
-        where, side = ExchangeName.MEXC, OrderSide.BUY
+        side = OrderSide.BUY
         price = gate.instrument.ticks_to_price(gate.book.best_ask_price()) * (1 + EDGE)
     instrument = exchanges[where].engines[symbol].instrument
     result = exchanges[where].place_order(
@@ -238,18 +315,19 @@ def _rest_maker_order(exchanges: dict[ExchangeName, SimExchange], n: int) -> tup
 
 
 def _finish(
-    exchange: SimExchange, stamps: dict[ExchangeName, LatencyStamps], n: int, where: ExchangeName, update_id: int,
+    exchange: SimExchange, venue: str, stamps: LatencyStamps, n: int, where: ExchangeName, update_id: int,
     client_ids: list[tuple[ExchangeName, str]],
-) -> int | None:
-    """Event ``n``'s tick to order (None when a stamp is gone); withdraws what is left of the maker order."""
+) -> tuple[int | None, dict[str, int | None]]:
+    """What this venue saw of event ``n``: the push stamp (None: not its push) and the receive stamps of
+    its legs; withdraws what is left of the maker order."""
     symbol = "BTC/USDT"
-    pushed = stamps[where].push_ns(where, symbol, update_id)
-    received = [_received(stamps[market], cid) for market, cid in client_ids]
-    if any(o.client_id == f"mm{n}" for o in exchange.engines[symbol].open_orders(MAKER)):
-        exchange.cancel_order(MAKER, symbol, time.monotonic_ns(), client_id=f"mm{n}")
-    if pushed is None or any(r is None for r in received):
-        return None
-    return max(r for r in received if r is not None) - pushed
+    pushed = None
+    if where.venue == venue:
+        pushed = stamps.push_ns(where, symbol, update_id)
+        if any(o.client_id == f"mm{n}" for o in exchange.engines[symbol].open_orders(MAKER)):
+            exchange.cancel_order(MAKER, symbol, time.monotonic_ns(), client_id=f"mm{n}")
+    received = {cid: _received(stamps, cid) for market, cid in client_ids if market.venue == venue}
+    return pushed, received
 
 
 class TickToOrder:
@@ -265,7 +343,7 @@ class TickToOrder:
         self.stages: dict[str, tuple[int, int, int]] = {}
         self.completed = 0
 
-    async def run(self, sim: _SimProcess) -> None:
+    async def run(self, sim: _Simulator) -> None:
         controller = ArbitrageController(self.manager, sim_endpoints=sim.endpoints)
         await controller.initialize(dry_run=True)
         runner = asyncio.get_running_loop().create_task(controller.run())
@@ -295,13 +373,14 @@ class TickToOrder:
             await asyncio.sleep(0.01)
         raise RuntimeError("books never came in sync")
 
-    async def _event(self, controller: ArbitrageController, sim: _SimProcess, n: int) -> None:
+    async def _event(self, controller: ArbitrageController, sim: _Simulator, n: int) -> None:
         for connector in controller.connectors.values():
             while (wait_s := connector.order_wait_s()) > 0:
                 await asyncio.sleep(wait_s)
         before = len(controller.results)
         # Not waited for: the engine's loop stays free for the frame the maker order pushes.
-        sim.send("event", n)
+        maker = sim.venues[_maker_market(n).venue]
+        maker.send("event", n)
         deadline = time.monotonic() + 1.0  # by the clock: uvloop rounds sub-ms sleeps down to 0
         while len(controller.results) <= before:
             if time.monotonic() > deadline:
@@ -312,14 +391,22 @@ class TickToOrder:
                     f"risk {controller.risk and controller.risk.get_risk_statistics().rejections})"
                 )
             await asyncio.sleep(0.0005)
-        where, update_id = sim.recv()
+        where, update_id = maker.recv()
         execution = controller.results[-1]
         # Idle again (balance refresh done) before the next event; the child withdraws what the engine left.
         await asyncio.sleep(0.002)
-        sim.send("finish", n, where, update_id, [(leg.exchange, leg.client_order_id) for leg in execution.legs[:2]])
-        latency = sim.recv()
-        if latency is not None:
-            self.tick_to_order_ns.append(latency)
+        legs = [(leg.exchange, leg.client_order_id) for leg in execution.legs[:2]]
+        pushed: int | None = None
+        received: dict[str, int | None] = {}
+        for venue in sim.venues.values():
+            venue.send("finish", n, where, update_id, legs)
+        for venue in sim.venues.values():
+            push, seen = venue.recv()
+            pushed = push if push is not None else pushed
+            received.update(seen)
+        stamps = [received.get(cid) for _, cid in legs]
+        if pushed is not None and len(stamps) == 2 and all(r is not None for r in stamps):
+            self.tick_to_order_ns.append(max(r for r in stamps if r is not None) - pushed)
 
 
 def _report(run: TickToOrder) -> str:
@@ -343,10 +430,16 @@ def loop() -> Iterator[asyncio.AbstractEventLoop]:
 def test_tick_to_order_engine(benchmark: Any, tmp_path: Path, loop: asyncio.AbstractEventLoop) -> None:
     """Engine: frame -> book -> scan -> risk -> journal -> both IOC orders received by the simulator."""
     run = TickToOrder(tmp_path, EVENTS)
-    sim = _SimProcess(run.manager.config)  # forked before the engine's loop runs
+    sim = _Simulator(run.manager.config)  # forked before the engine's loop runs
+    core = _core("engine")
+    affinity = os.sched_getaffinity(0) if core is not None else None
     try:
+        if core is not None:
+            os.sched_setaffinity(0, core)
         benchmark.pedantic(lambda: loop.run_until_complete(run.run(sim)), rounds=1, iterations=1)
     finally:
+        if affinity is not None:
+            os.sched_setaffinity(0, affinity)
         sim.close()
     print("\n" + _report(run))
     benchmark.extra_info.update(

@@ -290,3 +290,28 @@ def test_kill_9_at_random_points_loses_and_doubles_nothing(tmp_path: Path) -> No
     with closing(sqlite3.connect(db)) as check:
         intents = check.execute("SELECT count(*) FROM intents").fetchone()[0]
     assert intents == len(records) >= len(reported) > 20
+
+
+def test_background_checkpoint_copies_the_wal_while_commits_go_on(tmp_path: Path) -> None:
+    path = tmp_path / "bg.sqlite3"
+    journal = Journal(path, synchronous="NORMAL")
+    try:
+        for n in range(3):
+            journal.record_intent("opp", "buy", request(f"bg-{n}"), ExchangeName.MEXC)
+        journal.start_checkpoint()
+        assert journal.uncheckpointed == 0
+        journal.record_intent("opp", "buy", request("bg-3"), ExchangeName.MEXC)  # commits while it runs
+        journal.start_checkpoint()
+    finally:
+        journal.close()
+    assert journal.checkpoint_errors == 0
+    with Journal(path) as reopened:
+        assert sorted(i.request.client_order_id for i in reopened.open_intents()) == [f"bg-{n}" for n in range(4)]
+
+
+def test_background_checkpoint_of_an_in_memory_journal_runs_inline() -> None:
+    journal = Journal(":memory:", synchronous="NORMAL")
+    journal.record_intent("opp", "buy", request("mem-1"), ExchangeName.MEXC)
+    journal.start_checkpoint()
+    assert journal.uncheckpointed == 0 and journal._checkpointer is None
+    journal.close()

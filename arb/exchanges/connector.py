@@ -693,6 +693,10 @@ class ExchangeConnector:
         the balances are read by REST when it arrives. Never called when polling.
         """
         await self._trader("start_private_stream")
+        try:
+            await self.rest.prewarm()  # the first order then finds its connection (and TLS session) open
+        except ExchangeConnectionError as exc:
+            log.warning("%s: order connection not opened ahead (orders connect on demand): %s", self.venue, exc)
         if self._poller is not None and not self._poller.done():
             raise ExchangeError(self.venue, "private stream already started")
         factory = self.binding.private_stream

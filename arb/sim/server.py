@@ -13,7 +13,13 @@ is asked per venue (``gateio``, ``mexc``), the key of ``SimContext.venue``.
 
 Latency stamps (out of band, never on the wire): ``LatencyStamps`` keeps the monotonic
 send time of every pushed update by ``(market, symbol, last_update_id)`` and the receive
-time of every REST request, by client order id when the request names one.
+time of every request carrying an order, by client order id when the request names one.
+A push is stamped just before its first socket write. A request is stamped at the socket
+read that completed it, before routing and matching: for REST, the last ``data_received``
+on its connection before the handler runs (``_StampingProtocol``; bytes of a later
+pipelined request can only make the stamp later, never earlier than complete); for the
+websocket trading API, ``on_ws_frame``, which picows calls from the read that completed
+the frame.
 """
 
 from __future__ import annotations
@@ -106,6 +112,41 @@ class LatencyStamps:
             if stamp.client_order_id == client_order_id:
                 return stamp.received_ns
         return None
+
+
+class _StampingProtocol(asyncio.Protocol):
+    """aiohttp's request handler behind a shim that notes the time of every socket read.
+
+    The REST handler stamps a request with its connection's last read time: the moment
+    the simulator had the complete request, before aiohttp's dispatch (a task wake-up and
+    routing, about 150 µs) and the matching.
+    """
+
+    def __init__(self, inner: asyncio.Protocol, reads: dict[object, int]) -> None:
+        self._inner = inner
+        self._reads = reads
+        self._transport: asyncio.BaseTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport
+        self._inner.connection_made(transport)
+
+    def data_received(self, data: bytes) -> None:
+        self._reads[self._transport] = time.monotonic_ns()
+        self._inner.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return self._inner.eof_received()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._reads.pop(self._transport, None)
+        self._inner.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self._inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self._inner.resume_writing()
 
 
 # --- websocket side ------------------------------------------------------------------------
@@ -512,6 +553,8 @@ class SimulatedVenue:
             dict.fromkeys(key for market in self.markets.values() for key in market.wire.client_order_id_keys)
         )
         self._runner: web.AppRunner | None = None
+        self._rest_server: asyncio.Server | None = None
+        self._reads: dict[object, int] = {}  # REST transport -> monotonic time of its last read
         self.rest_port = 0
 
     # --- lifecycle ------------------------------------------------------------------------------
@@ -530,19 +573,29 @@ class SimulatedVenue:
                 routes.append(fallback)
         for route in routes:
             app.router.add_route(route.method.upper(), route.path, self._aiohttp_handler(route))
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, HOST, self.ports.rest)
-        await site.start()
-        self.rest_port = self._runner.addresses[0][1]
+        runner = self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await runner.setup()
+        handler_factory = runner.server
+        if handler_factory is None:
+            raise RuntimeError(f"sim {self.venue}: aiohttp runner has no server after setup")
+        reads = self._reads
+        self._rest_server = await asyncio.get_running_loop().create_server(
+            lambda: _StampingProtocol(handler_factory(), reads), HOST, self.ports.rest
+        )
+        self.rest_port = self._rest_server.sockets[0].getsockname()[1]
 
     async def stop(self) -> None:
         """Close every server and connection."""
         for market in self.markets.values():
             await market.stop()
+        server, self._rest_server = self._rest_server, None
+        if server is not None:
+            server.close()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        if server is not None:
+            await server.wait_closed()
 
     async def __aenter__(self) -> SimulatedVenue:
         await self.start()
@@ -590,8 +643,9 @@ class SimulatedVenue:
 
     def _aiohttp_handler(self, route: Route) -> Callable[[web.Request], Any]:
         async def handle(request: web.Request) -> web.StreamResponse:
-            received_ns = time.monotonic_ns()
             body = await request.read()
+            # The read that completed the request (body included), else now.
+            received_ns = self._reads.get(request.transport) or time.monotonic_ns()
             url = request.rel_url
             sim_request = SimRequest(
                 method=request.method,
@@ -666,12 +720,14 @@ class SyntheticFeed:
     """Steps seeded ``SyntheticMarket``s on a fixed simulated tick and pushes their updates.
 
     Simulated time advances in whole ticks to catch up with the monotonic clock, so the
-    sequence of updates depends only on the seeds, never on scheduling jitter.
+    sequence of updates depends only on the seeds, never on scheduling jitter. ``start_ns``
+    is the monotonic time of simulated time 0 (default: when ``run`` starts); copies of one
+    feed in several processes, given the same start, move their books in step.
     """
 
     def __init__(
         self, markets: Sequence[SyntheticMarket], venues: Iterable[SimulatedVenue], *, tick_ns: int = 1_000_000,
-        max_ticks_per_wakeup: int = 100,
+        max_ticks_per_wakeup: int = 100, start_ns: int | None = None,
     ) -> None:
         if tick_ns < 1 or max_ticks_per_wakeup < 1:
             raise ValueError("synthetic feed: tick_ns and max_ticks_per_wakeup must be >= 1")
@@ -680,6 +736,7 @@ class SyntheticFeed:
         self._route = {name: venue for venue in self.venues for name in venue.markets}
         self.tick_ns = tick_ns
         self.max_ticks_per_wakeup = max_ticks_per_wakeup
+        self.start_ns = start_ns
         self.sim_ns = 0
         self.updates = 0
 
@@ -702,7 +759,7 @@ class SyntheticFeed:
 
     async def run(self) -> None:
         """Advance with the monotonic clock until cancelled."""
-        start = time.monotonic_ns()
+        start = time.monotonic_ns() if self.start_ns is None else self.start_ns
         while True:
             due = (time.monotonic_ns() - start - self.sim_ns) // self.tick_ns
             if due > 0:

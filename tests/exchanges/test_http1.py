@@ -1,0 +1,294 @@
+"""arb.exchanges.http1 (and RestClient's writes over it) against scripted raw HTTP servers on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+import pytest
+from loopback import run
+
+from arb.errors import ExchangeConnectionError, ExchangeError, OrderRejectedError, RateLimitError
+from arb.exchanges.errors import ErrorCategory
+from arb.exchanges.gateio import constants as gate
+from arb.exchanges.http1 import Http1Pool, HttpConnectError, HttpProtocolError, HttpStatusError
+from arb.exchanges.mexc import constants as mexc
+from arb.exchanges.rest import RateLimit, RestClient, RestRequest, RestSettings, RestVenue
+from arb.types import ExchangeConfig
+
+# A script answers one request (its raw bytes) with raw response bytes; None: close without answering,
+# b"": never answer.
+Script = Callable[[bytes], bytes | None]
+
+JSON_OK = b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 11\r\n\r\n{"ok":true}'
+
+
+class RawServer:
+    """Reads whole requests (head + Content-Length body) and answers with the script; records them."""
+
+    def __init__(self, script: Script) -> None:
+        self.script = script
+        self.requests: list[tuple[int, bytes]] = []  # (connection number, raw request)
+        self.connections = 0
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        number = self.connections
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = 0
+                for line in head.split(b"\r\n"):
+                    if line.lower().startswith(b"content-length:"):
+                        length = int(line.split(b":", 1)[1])
+                raw = head + await reader.readexactly(length)
+                self.requests.append((number, raw))
+                answer = self.script(raw)
+                if answer is None:
+                    break
+                if answer:
+                    writer.write(answer)
+                    await writer.drain()
+                    if b"\r\nConnection: close\r\n" in answer:
+                        break
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+
+@asynccontextmanager
+async def serve(script: Script) -> AsyncIterator[tuple[str, RawServer]]:
+    server = RawServer(script)
+    listener = await asyncio.start_server(server.handle, "127.0.0.1", 0)
+    port = listener.sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}", server
+    finally:
+        listener.close()
+
+
+def venue(base_url: str, codes=gate.ERROR_LABELS, statuses=gate.HTTP_STATUSES, limits=()) -> RestVenue:  # type: ignore[no-untyped-def]
+    return RestVenue(name="gateio", base_url=base_url, error_codes=codes, http_statuses=statuses, rate_limits=limits)
+
+
+LEAN = RestSettings(timeout_s=0.3, retry_backoff_s=0.001, http1_writes=True)
+
+
+def test_request_bytes_are_the_signed_parts_unchanged() -> None:
+    pool = Http1Pool("http://127.0.0.1:8080/api/v3")
+    data = pool.encode("POST", "/order", "symbol=BTCUSDT&signature=ab12", b"", {"X-MEXC-APIKEY": "k"})
+    assert data == (
+        b"POST /api/v3/order?symbol=BTCUSDT&signature=ab12 HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n"
+        b"X-MEXC-APIKEY: k\r\nContent-Length: 0\r\n\r\n"
+    )
+    secure = Http1Pool("https://api.mexc.com")
+    assert secure.secure and secure.port == 443 and secure.ssl is not None
+    assert secure.encode("DELETE", "/o", "", b"", {}) == b"DELETE /o HTTP/1.1\r\nHost: api.mexc.com\r\n\r\n"
+    with pytest.raises(ValueError, match="must be an http"):
+        Http1Pool("ws://127.0.0.1:1")
+
+
+def test_keep_alive_reuses_one_connection() -> None:
+    async def main() -> None:
+        async with serve(lambda raw: JSON_OK) as (url, server), RestClient(venue(url), LEAN) as client:
+            query = "symbol=BTCUSDT&signature=ab12"
+            body = b'{"currency_pair":"BTC_USDT"}'
+            headers = {"KEY": "k", "Content-Type": "application/json"}
+            for _ in range(3):
+                assert await client.fetch(RestRequest(method="POST", path="/order", query=query, body=body, headers=headers)) == b'{"ok":true}'
+        assert [n for n, _ in server.requests] == [1, 1, 1]
+        raw = server.requests[0][1]
+        assert raw.startswith(b"POST /order?symbol=BTCUSDT&signature=ab12 HTTP/1.1\r\n")
+        assert b"\r\nKEY: k\r\n" in raw and raw.endswith(b"\r\n\r\n" + body)
+        assert client.stats.requests == client.stats.responses == 3
+
+    run(main())
+
+
+def test_chunked_and_close_delimited_bodies() -> None:
+    chunked = (
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"4\r\n{\"a\"\r\n6;ext=1\r\n:[1,2]\r\n1\r\n}\r\n0\r\nX-Trailer: t\r\n\r\n"
+    )
+    until_close = b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n{\"b\":2}"
+
+    async def main() -> None:
+        answers = iter([chunked, chunked, until_close])
+        async with serve(lambda raw: next(answers)) as (url, server), RestClient(venue(url), LEAN) as client:
+            assert await client.fetch(RestRequest(method="POST", path="/a")) == b'{"a":[1,2]}'
+            assert await client.fetch(RestRequest(method="POST", path="/a")) == b'{"a":[1,2]}'
+            assert await client.fetch(RestRequest(method="POST", path="/b")) == b'{"b":2}'
+            # the close-delimited answer ended its connection: the next request opens another
+            answers = iter([JSON_OK])
+            assert await client.fetch(RestRequest(method="DELETE", path="/c")) == b'{"ok":true}'
+        assert [n for n, _ in server.requests] == [1, 1, 1, 2]
+
+    run(main())
+
+
+def test_split_response_is_reassembled() -> None:
+    async def main() -> None:
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.readuntil(b"\r\n\r\n")
+            for piece in (JSON_OK[:10], JSON_OK[10:60], JSON_OK[60:]):
+                writer.write(piece)
+                await writer.drain()
+                await asyncio.sleep(0.01)
+            await reader.read()
+
+        listener = await asyncio.start_server(handle, "127.0.0.1", 0)
+        pool = Http1Pool(f"http://127.0.0.1:{listener.sockets[0].getsockname()[1]}")
+        response = await pool.request(pool.encode("GET", "/x", "", b"", {}), timeout_s=1.0)
+        assert (response.status, response.reason, response.body) == (200, "OK", b'{"ok":true}')
+        assert response.headers["content-type"] == "application/json"
+        await pool.close()
+        listener.close()
+
+    run(main())
+
+
+def test_timeout_is_outcome_unknown_and_the_connection_is_not_reused() -> None:
+    async def main() -> None:
+        answers = iter([b"", JSON_OK])
+        async with serve(lambda raw: next(answers)) as (url, server), RestClient(venue(url), LEAN) as client:
+            with pytest.raises(ExchangeError, match="POST /slow: timed out; the outcome is unknown") as info:
+                await client.fetch(RestRequest(method="POST", path="/slow", body=b"{}"))
+            assert type(info.value) is ExchangeError and info.value.category is ErrorCategory.OUTCOME_UNKNOWN
+            assert isinstance(info.value.__cause__, asyncio.TimeoutError)
+            # a late answer must never be read as the next request's: a new connection carries it
+            assert await client.fetch(RestRequest(method="POST", path="/next")) == b'{"ok":true}'
+            assert client.stats.errors == {"timeout": 1}
+        assert [n for n, _ in server.requests] == [1, 2]
+
+    run(main())
+
+
+def test_server_close_before_answering_is_outcome_unknown_and_never_retried() -> None:
+    async def main() -> None:
+        async with serve(lambda raw: None) as (url, server), RestClient(venue(url), LEAN) as client:
+            with pytest.raises(ExchangeError, match="POST /order: connection failed") as info:
+                await client.fetch(RestRequest(method="POST", path="/order"))
+            assert info.value.category is ErrorCategory.OUTCOME_UNKNOWN
+            assert isinstance(info.value.__cause__, ConnectionError)
+        assert len(server.requests) == 1
+
+    run(main())
+
+
+def test_idle_connection_closed_by_the_server_is_not_used() -> None:
+    async def main() -> None:
+        closing = JSON_OK.replace(b"Content-Type", b"Connection: keep-alive\r\nContent-Type")
+        answers = iter([closing, JSON_OK])
+
+        def script(raw: bytes) -> bytes | None:
+            return next(answers)
+
+        async with serve(script) as (url, server), RestClient(venue(url), LEAN) as client:
+            await client.fetch(RestRequest(method="POST", path="/a"))
+            # the server drops the idle connection (as a venue's keep-alive timeout does)
+            for task in asyncio.all_tasks():
+                if task.get_coro().__qualname__.startswith("RawServer.handle"):  # type: ignore[union-attr]
+                    task.cancel()
+            await asyncio.sleep(0.05)
+            assert await client.fetch(RestRequest(method="POST", path="/b")) == b'{"ok":true}'
+        assert [n for n, _ in server.requests] == [1, 2]
+
+    run(main())
+
+
+def test_429_retry_after_blocks_the_budget_and_venue_codes_map() -> None:
+    limited = (
+        b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 0.2\r\nContent-Length: 55\r\n\r\n"
+        b'{"label":"TOO_MANY_REQUESTS","message":"slow down"}    '
+    )
+    refused = b'{"label":"BALANCE_NOT_ENOUGH","message":"Not enough balance"}'
+    rejected = b"HTTP/1.1 400 Bad Request\r\nContent-Length: %d\r\n\r\n%s" % (len(refused), refused)
+
+    async def main() -> None:
+        answers = iter([limited, JSON_OK, JSON_OK, rejected])
+        limits = (RateLimit("orders", 100, 1.0), RateLimit("public", 10, 1.0))
+        async with serve(lambda raw: next(answers)) as (url, _), RestClient(venue(url, limits=limits), LEAN) as client:
+            with pytest.raises(RateLimitError) as info:
+                await client.fetch(RestRequest(method="POST", path="/order", limits=(("orders", 1),)))
+            assert info.value.retry_after_s == pytest.approx(0.2) and info.value.category is ErrorCategory.RATE_LIMITED
+            assert isinstance(info.value.__cause__, HttpStatusError) and info.value.__cause__.status == 429
+            await client.fetch(RestRequest(method="POST", path="/other", limits=(("public", 1),)))
+            assert client.limiter.waits == 0  # another budget is not blocked
+            await client.fetch(RestRequest(method="POST", path="/order", limits=(("orders", 1),)))
+            assert client.limiter.waits == 1 and client.limiter.waited_s > 0
+            with pytest.raises(OrderRejectedError) as rejection:
+                await client.fetch(RestRequest(method="POST", path="/order"))
+            err = rejection.value
+            assert err.category is ErrorCategory.INSUFFICIENT_BALANCE and err.code == "BALANCE_NOT_ENOUGH"
+            assert str(err) == "gateio: POST /order: Not enough balance [HTTP 400] (code BALANCE_NOT_ENOUGH)"
+
+    run(main())
+
+
+def test_5xx_on_an_order_is_outcome_unknown_and_mexc_codes_map() -> None:
+    mexc_body = b'{"code":700003,"msg":"Timestamp for this request is outside of the recvWindow."}'
+
+    async def main() -> None:
+        answers = iter([
+            b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 11\r\n\r\nbad gateway",
+            b"HTTP/1.1 400 Bad Request\r\nContent-Length: %d\r\n\r\n%s" % (len(mexc_body), mexc_body),
+        ])
+        async with serve(lambda raw: next(answers)) as (url, server):
+            client = RestClient(venue(url, mexc.ERROR_CODES, mexc.HTTP_STATUSES), LEAN)
+            async with client:
+                with pytest.raises(ExchangeError) as info:
+                    await client.fetch(RestRequest(method="POST", path="/boom"))
+                assert info.value.category is ErrorCategory.OUTCOME_UNKNOWN and "[HTTP 502]" in str(info.value)
+                with pytest.raises(ExchangeError) as info:
+                    await client.fetch(RestRequest(method="DELETE", path="/order"))
+                assert info.value.category is ErrorCategory.TIMESTAMP and info.value.code == 700003
+        assert len(server.requests) == 2  # writes are never retried
+
+    run(main())
+
+
+def test_refused_connection_is_a_connection_error_and_garbage_is_outcome_unknown() -> None:
+    async def main() -> None:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        async with RestClient(venue(f"http://127.0.0.1:{port}"), LEAN) as client:
+            with pytest.raises(ExchangeConnectionError, match="POST /order: cannot connect") as info:
+                await client.fetch(RestRequest(method="POST", path="/order"))  # never sent: not "unknown"
+            assert isinstance(info.value.__cause__, HttpConnectError)
+            with pytest.raises(ExchangeConnectionError):
+                await client.prewarm()
+        async with serve(lambda raw: b"SPDY/9 what\r\n\r\n") as (url, _), RestClient(venue(url), LEAN) as client:
+            with pytest.raises(ExchangeError) as info:
+                await client.fetch(RestRequest(method="POST", path="/order"))
+            assert info.value.category is ErrorCategory.OUTCOME_UNKNOWN
+            assert isinstance(info.value.__cause__, HttpProtocolError)
+
+    run(main())
+
+
+def test_prewarm_opens_the_connection_the_first_order_uses() -> None:
+    async def main() -> None:
+        async with serve(lambda raw: JSON_OK) as (url, server), RestClient(venue(url), LEAN) as client:
+            await client.prewarm()
+            assert server.requests == []
+            await client.fetch(RestRequest(method="POST", path="/order"))
+        assert server.connections == 1 and [n for n, _ in server.requests] == [1]
+
+    run(main())
+
+
+def test_reads_stay_on_aiohttp_and_config_settings_enable_lean_writes() -> None:
+    assert RestSettings.from_exchange_config(ExchangeConfig(name="mexc", rest_timeout_ms=1500)).http1_writes
+    assert not RestSettings().http1_writes
+
+    async def main() -> None:
+        async with serve(lambda raw: JSON_OK) as (url, server), RestClient(venue(url), LEAN) as client:
+            assert await client.fetch(RestRequest(method="GET", path="/ticker")) == b'{"ok":true}'
+        assert server.requests[0][1].startswith(b"GET /ticker HTTP/1.1\r\n")
+        assert b"aiohttp/" in server.requests[0][1]  # aiohttp's User-Agent; Http1Pool sends none
+
+    run(main())
