@@ -629,11 +629,17 @@ class ArbitrageController:
                 # A bare future rather than ``wait_for(event.wait())``: the scan's wake-up reaches
                 # this task in one loop step instead of three (event task, wait_for, this task).
                 self._waiter = waiter = loop.create_future()
-                timer = loop.call_later(interval_s, self._wake)
+                # Scans run on every book update and wake this loop themselves; the timer only
+                # re-checks open hedges, whose closing rule needs no update of its own to turn.
+                hedges = self.hedges
+                timer = None
+                if hedges is not None and hedges.has_positions():
+                    timer = loop.call_later(interval_s, self._wake)
                 try:
                     await waiter
                 finally:
-                    timer.cancel()
+                    if timer is not None:
+                        timer.cancel()
                     self._waiter = None
             pipeline.scan_pending()
             while self._pending and self._scanning:

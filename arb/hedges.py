@@ -90,6 +90,10 @@ class HedgeBook:
         """Every open (non-zero) position."""
         return [msgspec.structs.replace(p) for p in self._positions.values() if p.base]
 
+    def has_positions(self) -> bool:
+        """Whether any position is open."""
+        return any(p.base for p in self._positions.values())
+
     def record(self, opportunity: ArbitrageOpportunity, result: ExecutionResult) -> HedgePosition | None:
         """Add the matched spot/futures quantity of a hedge execution (an opening or a closing pair).
 

@@ -65,6 +65,7 @@ from ..exchanges.errors import ErrorCategory
 from ..exchanges.factory import ExchangeFactory, registered
 from ..exchanges.models import Balance, ConnectionHealth, OrderRequest, OrderState, OrderType, Position, TimeInForce
 from ..execution import TwoLegExecutor
+from ..funding import FundingRate
 from ..instruments import InstrumentCatalog, split_symbol, unified_symbol
 from ..journal import Journal
 from ..pipeline import ScannerPipeline
@@ -366,6 +367,10 @@ class BacktestConnector(ExchangeConnector):
 
     async def load_account_fees(self, symbols: Sequence[str] | None = None) -> InstrumentCatalog:
         return self.catalog
+
+    async def funding_rates(self, symbols: Sequence[str]) -> list[FundingRate]:
+        """A recording holds no funding-rate history (and a backtest never reaches a venue)."""
+        raise ExchangeError(self.venue, "a backtest has no funding rates")
 
     async def start_books(
         self, symbols: Sequence[str], sink: BookSink | None = None, *, tap: MarketDataTap | None = None
@@ -804,6 +809,8 @@ async def _replay(
     log_ = TradeLog()
     controller = None
     if traded:
+        if OpportunityType.SPOT_FUTURES_HEDGE in config.opportunity_types and config.hedge_holding_horizon_s:
+            notes.append("expected funding is not modelled: hedges are decided on the basis net of fees alone")
         controller = _controller(manager, config, traded, connectors, catalogs, clock, log_)
         await controller.initialize(dry_run=True)
         controller.mode = "backtest"
@@ -871,7 +878,8 @@ def _controller(
     clock: VirtualClock, log_: TradeLog,
 ) -> ArbitrageController:
     """The live controller, its clocked parts given explicitly (it builds the rest itself)."""
-    config = msgspec.structs.replace(config, symbols=tuple(traded))
+    # Recordings carry no funding-rate history, so the backtest decides hedges without funding.
+    config = msgspec.structs.replace(config, symbols=tuple(traded), hedge_holding_horizon_s=0)
     limits = config.risk_limits
     journal = Journal(":memory:", synchronous="NORMAL", wall_clock_ms=lambda: clock.wall_ns() // 1_000_000)
     monitor = LoggingMonitor(config.target_execution_time_ms, log_, clock=clock)
