@@ -42,105 +42,31 @@ import asyncio
 import time
 from collections import Counter
 from collections.abc import Callable, Coroutine, Generator, Iterator
-from decimal import Decimal as D
 from pathlib import Path
 from typing import Any
 
-import msgspec
 import pytest
 
 import arb.replay.player as player
 from arb_core import replay as compiled
 from arb_core.replay import RecordLoop
 from arb.config import ConfigurationManager
-from arb.exchanges.gateio.sim import FuturesBookEncoder, SpotBookEncoder
-from arb.exchanges.mexc.sim import MexcFuturesDepthEncoder, MexcSpotDepthEncoder
 from arb.replay.player import BacktestResult, BacktestSettings, backtest
 from arb.replay.reader import read_records
-from arb.replay.recorder import Recorder, RecordKind
-from arb.sim.cluster import SimConfig, default_instruments, market_specs
-from arb.sim.market import Dislocation, SyntheticConfig, SyntheticMarket
-from arb.sim.matching import SimExchange
-from arb.sim.wire import WIRES
-from arb.types import ExchangeName
+from simulated_recording import record_simulated
 
 FRAMES = 300_000
 RATE = 1_000  # diffs per second per market
-SECOND = 1_000_000_000
-START_NS = SECOND
-WALL_OFFSET_NS = 1_700_000_000 * SECOND
 ROUNDS = 5
 PYTHON_ROUNDS = 3
 GROUP = f"backtest stages, {FRAMES // 1000}k frames"
-TOPICS = {
-    ExchangeName.GATEIO: ("spot.order_book_update", "100"),
-    ExchangeName.GATEIO_FUTURES: ("futures.order_book_update", "100"),
-    ExchangeName.MEXC: ("depth", "100ms"),
-    ExchangeName.MEXC_FUTURES: ("depth", ""),
-}
-
-
-def _snapshot_body(market: ExchangeName, wire: Any, engine: Any, now_ms: int) -> bytes:
-    instrument = engine.instrument
-    book = engine.snapshot(1000)
-    if market is ExchangeName.GATEIO or market is ExchangeName.GATEIO_FUTURES:
-        encoder = (SpotBookEncoder if market is ExchangeName.GATEIO else FuturesBookEncoder)(
-            instrument.venue_symbol, wire.scale(instrument)
-        )
-        return encoder.snapshot(book.last_update_id, book.bids, book.asks, now_ms, now_ms)
-    depth = MexcSpotDepthEncoder if market is ExchangeName.MEXC else MexcFuturesDepthEncoder
-    return depth(instrument).snapshot(book.bids, book.asks, book.last_update_id, now_ms)
-
-
-def _record(path: Path) -> None:
-    instruments = default_instruments(("BTC",))
-    venues = {i.exchange: SimExchange(i.exchange, [i]) for i in instruments}
-    specs = tuple(
-        msgspec.structs.replace(s, updates_per_second=RATE) for s in market_specs(SimConfig(), instruments)["BTC"]
-    )
-    dislocations = tuple(
-        Dislocation(
-            exchange=ExchangeName.MEXC, symbol="BTC/USDT", start_ns=START_NS + at * SECOND, duration_ns=SECOND // 2,
-            bps=-80,
-        )
-        for at in (5, 40)
-    )
-    engines = [e for venue in venues.values() for e in venue.engines.values()]
-    market = SyntheticMarket(
-        SyntheticConfig(seed=7, start_price=D("65000"), markets=specs, volatility_ppm=2, dislocations=dislocations),
-        engines, START_NS,
-    )
-    recorder = Recorder(path)
-    encoders: dict[ExchangeName, tuple[Callable[..., tuple[Any, bytes]], str, RecordKind]] = {}
-    for instrument in instruments:
-        exchange = instrument.exchange
-        wire = WIRES[exchange](instruments)
-        channel, variant = TOPICS[exchange]
-        kind = RecordKind.WS_BINARY if exchange is ExchangeName.MEXC else RecordKind.WS_TEXT
-        encoders[exchange] = (wire.encoder((channel, instrument.venue_symbol, variant)), instrument.venue_symbol, kind)
-        engine = venues[exchange].engines[instrument.symbol]
-        body = _snapshot_body(exchange, wire, engine, (START_NS + WALL_OFFSET_NS) // 1_000_000)
-        recorder.record(
-            exchange, RecordKind.REST_SNAPSHOT, body, recv_ns=START_NS, venue_symbol=instrument.venue_symbol
-        )
-    frames = 0
-    now = START_NS
-    while frames < FRAMES:
-        now += 10_000_000
-        for update in market.step(now):
-            encode, venue_symbol, kind = encoders[update.exchange]
-            engine = venues[update.exchange].engines[update.symbol]
-            _, payload = encode(update, engine, (update.time_ns + WALL_OFFSET_NS) // 1_000_000)
-            recorder.record(update.exchange, kind, payload, recv_ns=update.time_ns, venue_symbol=venue_symbol)
-            frames += 1
-    stats = recorder.close()
-    assert stats.error is None and stats.records == frames + len(instruments)
 
 
 @pytest.fixture(scope="session")
 def recording(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("backtest") / "four-markets.arbrec"
-    _record(path)
+    records = record_simulated(path, FRAMES, rate=RATE, dislocations_at_s=(5, 40))
+    assert records == FRAMES + 4  # one REST snapshot per market
     return path
 
 
