@@ -26,7 +26,7 @@ import struct
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 import msgspec
@@ -95,6 +95,9 @@ class _Damage(Exception):
         self.reason = reason
 
 
+_Item = TypeVar("_Item")
+
+
 class _Stream:
     """One time-ordered source: the parts of one native recording, or one cryptofeed file."""
 
@@ -104,26 +107,18 @@ class _Stream:
         self.damage: RecordingDamaged | None = None
 
     def records(self) -> Iterator[Record]:
-        for path in self.paths:
-            read = _native_records if self.native else _cryptofeed_records
-            counter = [0]
-            try:
-                yield from read(path, counter)
-            except _Damage as damage:
-                self.damage = RecordingDamaged(
-                    path=str(path), offset=damage.offset, records=counter[0], reason=damage.reason
-                )
-                return
-            except OSError as exc:
-                self.damage = RecordingDamaged(path=str(path), offset=0, records=counter[0], reason=f"unreadable: {exc}")
-                return
+        return self._read(_native_records if self.native else _cryptofeed_records)
 
     def blocks(self) -> Iterator[tuple[bytes, int]]:
         """The checked blocks of a native stream as ``(raw, count)``, up to any damage."""
+        return self._read(_checked_blocks)
+
+    def _read(self, read: Callable[[Path, list[int]], Iterator[_Item]]) -> Iterator[_Item]:
+        """``read`` of every path in turn; the first damage or unreadable file ends it (``damage``)."""
         for path in self.paths:
             counter = [0]
             try:
-                yield from _checked_blocks(path, counter)
+                yield from read(path, counter)
             except _Damage as damage:
                 self.damage = RecordingDamaged(
                     path=str(path), offset=damage.offset, records=counter[0], reason=damage.reason
