@@ -8,6 +8,15 @@ appended, and it closes only when the venue's final status is known **and** its 
 are recorded, so a crash between "order filled" and "fills written" leaves it open for
 ``reconcile`` to finish.
 
+Index: the journal keeps in memory, per open intent of this process (written by it or open
+in the file when it was opened), the intent id, the requested quantity, the sum of its
+recorded fills and its last final status, so the writes on the order path find the intent
+and decide whether it closes without reading the database. The database stays the source
+of truth: the index changes only when the transaction that wrote the rows commits, and an
+intent it does not hold (closed, or written by another connection) is looked up in the
+database as before. Closed intents leave the index, so it holds only the orders in flight.
+Like the rest of the class, it assumes one writer: this connection.
+
 Durability: WAL mode. ``synchronous=FULL`` (the default) fsyncs the WAL on every commit,
 so a committed record survives power loss; ``NORMAL`` syncs only at checkpoints, which
 survives a killed process but may lose the last commits on power loss, at a lower
@@ -118,6 +127,39 @@ SELECT intent_id, opportunity_id, leg, exchange, request, created_at_ms FROM int
 WHERE NOT EXISTS (SELECT 1 FROM order_events e WHERE e.intent_id = i.intent_id AND e.closes = 1)
 ORDER BY intent_id
 """
+_OPEN_INDEX = """
+SELECT intent_id, exchange, client_order_id, request FROM intents i
+WHERE NOT EXISTS (SELECT 1 FROM order_events e WHERE e.intent_id = i.intent_id AND e.closes = 1)
+"""
+_LAST_FINAL = (
+    "SELECT status, filled_quantity FROM order_events WHERE intent_id = ? AND status IN "
+    f"({', '.join('?' * len(_FINAL_STATUSES))}) ORDER BY event_id DESC LIMIT 1"
+)
+
+
+class _OpenIntent:
+    """What closing an open intent depends on, mirrored from its rows (see the module doc, Index)."""
+
+    __slots__ = ("intent_id", "key", "quantity", "filled", "final", "closed")
+
+    def __init__(
+        self,
+        intent_id: int,
+        key: tuple[str, str],
+        quantity: Decimal,
+        filled: Decimal,
+        final: tuple[str, Decimal] | None,
+        closed: bool = False,
+    ) -> None:
+        self.intent_id = intent_id
+        self.key = key  # (market, client order id)
+        self.quantity = quantity  # requested
+        self.filled = filled  # sum of the recorded fills
+        self.final = final  # (status, venue filled quantity) of the newest event with a final status
+        self.closed = closed
+
+    def copy(self) -> _OpenIntent:
+        return _OpenIntent(self.intent_id, self.key, self.quantity, self.filled, self.final, self.closed)
 
 
 class JournalError(ArbitrageEngineError):
@@ -208,6 +250,9 @@ class Journal:
         self._checkpoint_wanted = threading.Event()
         self._checkpointer_stop = False
         self.checkpoint_errors = 0
+        self._open: dict[tuple[str, str], _OpenIntent] = {}
+        self._open_ids: dict[int, _OpenIntent] = {}
+        self._staged: dict[int, _OpenIntent] = {}  # index entries changed by the running transaction
         try:
             self._db = sqlite3.connect(self.path, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -215,6 +260,7 @@ class Journal:
             self._db.execute(f"PRAGMA wal_autocheckpoint={AUTOCHECKPOINT_PAGES}")
             self._db.execute("PRAGMA foreign_keys=ON")
             self._migrate()
+            self._load_index()
         except sqlite3.Error as exc:
             raise JournalError(f"journal {self.path}: cannot open: {exc}") from exc
 
@@ -232,17 +278,40 @@ class Journal:
                     self._db.execute(statement)
             self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
+    def _load_index(self) -> None:
+        for intent_id, exchange, client_order_id, request_json in self._db.execute(_OPEN_INDEX):
+            key = (exchange, client_order_id)
+            quantity = msgspec.json.decode(request_json, type=OrderRequest).quantity
+            entry = _OpenIntent(intent_id, key, quantity, self._filled(intent_id), self._last_final(intent_id))
+            self._open[key] = entry
+            self._open_ids[intent_id] = entry
+
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
             yield db
+            db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            self._staged.clear()
+            if db.in_transaction:  # a failed COMMIT may have rolled back already
+                db.execute("ROLLBACK")
             raise
-        db.execute("COMMIT")
         self.uncheckpointed += 1
+        if self._staged:
+            self._publish()
+
+    def _publish(self) -> None:
+        """Move the committed transaction's index changes into the index."""
+        for intent_id, entry in self._staged.items():
+            if entry.closed:
+                self._open.pop(entry.key, None)
+                self._open_ids.pop(intent_id, None)
+            else:
+                self._open[entry.key] = entry
+                self._open_ids[intent_id] = entry
+        self._staged.clear()
 
     def checkpoint(self) -> None:
         """Copy the WAL into the database file now, on this thread (PASSIVE: it never waits for a reader).
@@ -327,7 +396,7 @@ class Journal:
         ]
         intent_ids: list[int] = []
         with self._transaction() as db:
-            for row in rows:
+            for row, (_, _, request) in zip(rows, orders):
                 try:
                     intent_id = db.execute(_INSERT_INTENT, row).lastrowid
                 except sqlite3.IntegrityError as exc:
@@ -338,6 +407,7 @@ class Journal:
                 if intent_id is None:  # pragma: no cover - an INSERT always sets it
                     raise JournalError(f"journal {self.path}: insert returned no row id")
                 intent_ids.append(intent_id)
+                self._staged[intent_id] = _OpenIntent(intent_id, (row[2], row[3]), request.quantity, ZERO, None)
         return intent_ids
 
     def record_ack(self, exchange: ExchangeName, client_order_id: str, state: OrderState) -> None:
@@ -351,6 +421,33 @@ class Journal:
     def record_cancel(self, exchange: ExchangeName, client_order_id: str, state: OrderState) -> None:
         """Record the venue's answer to canceling the order."""
         self._record_state("cancel", exchange, client_order_id, state)
+
+    def record_result(
+        self,
+        exchange: ExchangeName,
+        client_order_id: str,
+        state: OrderState,
+        fills: Sequence[Fill] = (),
+        *,
+        kind: Literal["ack", "update", "cancel"] = "ack",
+    ) -> None:
+        """Record the venue's answer to the order (as ``record_ack``, ``record_order_update`` or
+        ``record_cancel`` by ``kind``) and the order's fills, in one transaction.
+
+        The rows are those of the separate calls, in the same order (the fills as
+        ``record_fill(exchange, fill, client_order_id=client_order_id)`` each); only the
+        commits are fewer. Crash safety: the answer and its fills commit together or not at
+        all, so after a crash the file holds either both, or neither (the intent then stays
+        open without that answer, as after a crash before ``record_ack`` today, and
+        ``reconcile`` asks the venue). The state the separate calls also allow, the answer
+        without its fills, can no longer occur. An unknown intent raises ``JournalError``
+        and writes nothing.
+        """
+        with self._transaction():
+            intent_id = self._append_state(kind, exchange, client_order_id, state)
+            for fill in fills:
+                if self._insert_fill(intent_id, exchange, fill, "venue"):
+                    self._close_if_complete(intent_id)
 
     def record_reject(self, exchange: ExchangeName, client_order_id: str, reason: str) -> None:
         """Record that the venue refused the order (nothing filled): closes the intent."""
@@ -565,10 +662,14 @@ class Journal:
 
     def _record_state(self, kind: str, exchange: ExchangeName, client_order_id: str, state: OrderState) -> None:
         with self._transaction():
-            intent_id = self._intent_id(exchange, client_order_id)
-            detail = {"average_price": state.average_price, "fee": state.fee, "fee_asset": state.fee_asset}
-            self._append(intent_id, kind, state.status.value, state.order_id, state.filled_quantity, False, detail)
-            self._close_if_complete(intent_id)
+            self._append_state(kind, exchange, client_order_id, state)
+
+    def _append_state(self, kind: str, exchange: ExchangeName, client_order_id: str, state: OrderState) -> int:
+        intent_id = self._intent_id(exchange, client_order_id)
+        detail = {"average_price": state.average_price, "fee": state.fee, "fee_asset": state.fee_asset}
+        self._append(intent_id, kind, state.status.value, state.order_id, state.filled_quantity, False, detail)
+        self._close_if_complete(intent_id)
+        return intent_id
 
     def _append(
         self,
@@ -594,9 +695,41 @@ class Journal:
                 self._now_ms(),
             ),
         )
+        entry = self._working(intent_id)
+        if entry is not None:
+            if status in _FINAL_STATUSES and filled_quantity is not None:
+                entry.final = (status, filled_quantity)
+            if closes:
+                entry.closed = True
+
+    def _working(self, intent_id: int) -> _OpenIntent | None:
+        """The running transaction's copy of the intent's index entry; None when the index does not hold it."""
+        entry = self._staged.get(intent_id)
+        if entry is None:
+            committed = self._open_ids.get(intent_id)
+            if committed is None:
+                return None
+            entry = self._staged[intent_id] = committed.copy()
+        return entry
 
     def _close_if_complete(self, intent_id: int) -> bool:
         """Close the intent when the venue's final status is known and its fills are all recorded."""
+        entry = self._working(intent_id)
+        if entry is None:
+            return self._close_if_complete_stored(intent_id)
+        if entry.closed:
+            return True
+        recorded = entry.filled
+        status = OrderStatus.FILLED.value
+        if recorded < entry.quantity:
+            if entry.final is None or entry.final[1] > recorded:
+                return False
+            status = entry.final[0]
+        self._append(intent_id, "closed", status, None, recorded, True, {})
+        return True
+
+    def _close_if_complete_stored(self, intent_id: int) -> bool:
+        """``_close_if_complete`` from the rows, for an intent the index does not hold."""
         db = self._db
         if db.execute("SELECT 1 FROM order_events WHERE intent_id = ? AND closes = 1", (intent_id,)).fetchone():
             return True
@@ -604,16 +737,17 @@ class Journal:
         (request_json,) = db.execute("SELECT request FROM intents WHERE intent_id = ?", (intent_id,)).fetchone()
         status = OrderStatus.FILLED.value
         if recorded < msgspec.json.decode(request_json, type=OrderRequest).quantity:
-            row = db.execute(
-                f"SELECT status, filled_quantity FROM order_events WHERE intent_id = ? AND status IN "
-                f"({', '.join('?' * len(_FINAL_STATUSES))}) ORDER BY event_id DESC LIMIT 1",
-                (intent_id, *_FINAL_STATUSES),
-            ).fetchone()
-            if row is None or Decimal(row[1]) > recorded:
+            final = self._last_final(intent_id)
+            if final is None or final[1] > recorded:
                 return False
-            status = row[0]
+            status = final[0]
         self._append(intent_id, "closed", status, None, recorded, True, {})
         return True
+
+    def _last_final(self, intent_id: int) -> tuple[str, Decimal] | None:
+        """(status, venue filled quantity) of the intent's newest event with a final status."""
+        row = self._db.execute(_LAST_FINAL, (intent_id, *_FINAL_STATUSES)).fetchone()
+        return None if row is None else (row[0], Decimal(row[1]))
 
     def _gap_fill(self, intent: IntentRecord, state: OrderState, gap: Decimal) -> Fill:
         """A fill for the part the venue reports filled but no recorded fill covers.
@@ -675,9 +809,18 @@ class Journal:
                 self._now_ms(),
             ),
         )
-        return cursor.rowcount == 1
+        if cursor.rowcount != 1:
+            return False
+        if intent_id is not None:
+            entry = self._working(intent_id)
+            if entry is not None:
+                entry.filled += fill.quantity
+        return True
 
     def _intent_id(self, exchange: ExchangeName, client_order_id: str) -> int:
+        entry = self._open.get((exchange.value, client_order_id))
+        if entry is not None:
+            return entry.intent_id
         row = self._db.execute(
             "SELECT intent_id FROM intents WHERE exchange = ? AND client_order_id = ?",
             (exchange.value, client_order_id),
@@ -691,6 +834,9 @@ class Journal:
 
     def _find_intent(self, exchange: ExchangeName, client_order_id: str | None, order_id: str) -> int | None:
         if client_order_id:
+            entry = self._open.get((exchange.value, client_order_id))
+            if entry is not None:
+                return entry.intent_id
             row = self._db.execute(
                 "SELECT intent_id FROM intents WHERE exchange = ? AND client_order_id = ?",
                 (exchange.value, client_order_id),

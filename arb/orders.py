@@ -15,7 +15,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_EVEN, Decimal, localcontext
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import msgspec
 
@@ -131,6 +131,17 @@ class OrderJournal(Protocol):
 
     def record_cancel(self, exchange: ExchangeName, client_order_id: str, state: OrderState) -> None:
         """Record the venue's answer to canceling the order."""
+
+    def record_result(
+        self,
+        exchange: ExchangeName,
+        client_order_id: str,
+        state: OrderState,
+        fills: Sequence[Fill] = (),
+        *,
+        kind: Literal["ack", "update", "cancel"] = "ack",
+    ) -> None:
+        """Record the venue's final answer (an ack, update or cancel) and the order's fills in one transaction."""
 
     def record_reject(self, exchange: ExchangeName, client_order_id: str, reason: str) -> None:
         """Record that the order executed nothing (refused, or unknown to the venue)."""
@@ -321,12 +332,12 @@ class OrderRunner:
             except Exception as exc:  # transport failures after sending: the order may exist
                 return await self._unknown(exchange, instrument, request, leg, exc)
             answered_ns = self.clock()
-            self._journal("record_ack", exchange, cid, state)
             if not state.is_final:
+                self._journal("record_ack", exchange, cid, state)
                 # An acked IOC has already matched (MEXC acks it as NEW without fills): ask at once.
                 immediate = request.time_in_force is TimeInForce.IOC
                 return await self._resolve(exchange, instrument, request, leg, state, answered_ns, immediate=immediate)
-            return self._finished(exchange, instrument, request, leg, state, answered_ns)
+            return self._finished(exchange, instrument, request, leg, state, answered_ns, "ack")
 
     async def resolve(self, outcome: OrderOutcome) -> OrderOutcome:
         """Ask the venue again about an unresolved outcome; returns it unchanged when already resolved."""
@@ -393,8 +404,7 @@ class OrderRunner:
             answered_ns = answered_ns or self.clock()
             last = state
             if state.is_final:
-                self._journal("record_order_update", exchange, cid, state)
-                return self._finished(exchange, instrument, request, leg, state, answered_ns)
+                return self._finished(exchange, instrument, request, leg, state, answered_ns, "update")
         if last is not None:
             # An IOC should never rest; if one does, cancel so it cannot fill behind our back.
             try:
@@ -404,9 +414,9 @@ class OrderRunner:
             except Exception as exc:
                 error = f"still {last.status.value} after {self.settings.query_attempts} queries; cancel failed: {exc}"
             else:
-                self._journal("record_cancel", exchange, cid, state)
                 if state.is_final:
-                    return self._finished(exchange, instrument, request, leg, state, answered_ns)
+                    return self._finished(exchange, instrument, request, leg, state, answered_ns, "cancel")
+                self._journal("record_cancel", exchange, cid, state)
                 error = f"still {state.status.value} after cancel"
         elif not_found:
             reason = f"not found at the venue after {self.settings.query_attempts} queries: {error}"
@@ -426,16 +436,20 @@ class OrderRunner:
 
     def _finished(
         self, exchange: ExchangeName, instrument: Instrument, request: OrderRequest, leg: str, state: OrderState,
-        answered_ns: int,
+        answered_ns: int, answer: Literal["ack", "update", "cancel"],
     ) -> OrderOutcome:
+        """The outcome of a final ``state``; journals that answer (of kind ``answer``) with its fill in one commit."""
         outcome = OrderOutcome(
             exchange=exchange, instrument=instrument, request=request, leg=leg, state=state, answered_ns=answered_ns,
         )
-        if state.filled_quantity and self.journal is not None:
+        if self.journal is None:
+            return outcome
+        fills: list[Fill] = []
+        if state.filled_quantity:
             # Connectors report executions as cumulative order states, so the order's whole
             # execution is journaled as one fill at its average price.
             fee, fee_asset = outcome.fee
-            fill = Fill(
+            fills.append(Fill(
                 symbol=request.symbol,
                 order_id=state.order_id,
                 client_order_id=request.client_order_id,
@@ -447,9 +461,9 @@ class OrderRunner:
                 fee_asset=fee_asset,
                 is_maker=False,
                 timestamp_ms=state.updated_at_ms,
-            )
-            cid = request.client_order_id
-            self._call_journal(lambda j: j.record_fill(exchange, fill, client_order_id=cid), request)
+            ))
+        cid = request.client_order_id
+        self._call_journal(lambda j: j.record_result(exchange, cid, state, fills, kind=answer), state)
         return outcome
 
     def _journal(self, method: str, exchange: ExchangeName, cid: str, state: OrderState) -> None:

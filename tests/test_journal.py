@@ -315,3 +315,235 @@ def test_background_checkpoint_of_an_in_memory_journal_runs_inline() -> None:
     journal.start_checkpoint()
     assert journal.uncheckpointed == 0 and journal._checkpointer is None
     journal.close()
+
+
+# -- the in-memory index of open intents --------------------------------------------------
+
+QUANTITIES = ["0.2", "0.3", "0.5", "1"]
+FINAL = [OrderStatus.FILLED, OrderStatus.CANCELED, OrderStatus.EXPIRED, OrderStatus.REJECTED]
+
+
+class StoredJournal(Journal):
+    """The journal with its index switched off: every lookup and close decision reads the rows."""
+
+    def _load_index(self) -> None:
+        pass
+
+    def _publish(self) -> None:
+        self._staged.clear()
+
+
+def stored_index(db: sqlite3.Connection) -> dict[tuple[str, str], tuple[int, D, D, tuple[str, D] | None]]:
+    """What the index must hold, from the rows: (intent id, quantity, filled, last final status) per open intent."""
+    finals = ", ".join(f"'{s.value}'" for s in OrderStatus if s.is_final)
+    expected = {}
+    rows = db.execute(
+        "SELECT intent_id, exchange, client_order_id, request FROM intents i WHERE NOT EXISTS "
+        "(SELECT 1 FROM order_events e WHERE e.intent_id = i.intent_id AND e.closes = 1)"
+    ).fetchall()
+    for intent_id, exchange, coid, request_json in rows:
+        quantity = _stored_quantity(request_json)
+        filled = sum((D(q) for (q,) in db.execute("SELECT quantity FROM fills WHERE intent_id = ?", (intent_id,))), D(0))
+        final = db.execute(
+            f"SELECT status, filled_quantity FROM order_events WHERE intent_id = ? AND status IN ({finals}) "
+            "ORDER BY event_id DESC LIMIT 1",
+            (intent_id,),
+        ).fetchone()
+        expected[(exchange, coid)] = (intent_id, quantity, filled, None if final is None else (final[0], D(final[1])))
+    return expected
+
+
+def _stored_quantity(request_json: str) -> D:
+    import msgspec
+
+    return msgspec.json.decode(request_json, type=OrderRequest).quantity
+
+
+def indexed(journal: Journal) -> dict[tuple[str, str], tuple[int, D, D, tuple[str, D] | None]]:
+    assert {e.intent_id: e for e in journal._open.values()} == journal._open_ids and not journal._staged
+    return {key: (e.intent_id, e.quantity, e.filled, e.final) for key, e in journal._open.items()}
+
+
+def dump(path: Path) -> dict[str, list[tuple[object, ...]]]:
+    with closing(sqlite3.connect(path)) as db:
+        return {
+            table: db.execute(f"SELECT * FROM {table} ORDER BY 1").fetchall()
+            for table in ("intents", "order_events", "fills", "recovery_steps")
+        }
+
+
+def fixed_clock() -> int:
+    """One wall clock for both twins, so their rows can be compared whole."""
+    return 1_700_000_000_000
+
+
+class Twins:
+    """The same writes to an indexed journal and to a ``StoredJournal``; both must write the same rows."""
+
+    def __init__(self, tmp_path: Path, rng: random.Random) -> None:
+        self.rng = rng
+        self.paths = (tmp_path / "indexed.sqlite3", tmp_path / "stored.sqlite3")
+        self.coids: list[tuple[ExchangeName, str, D]] = []
+        self.trades = 0
+        self.open()
+
+    def open(self) -> None:
+        self.journal = Journal(self.paths[0], synchronous="NORMAL", wall_clock_ms=fixed_clock)
+        self.stored = StoredJournal(self.paths[1], synchronous="NORMAL", wall_clock_ms=fixed_clock)
+
+    def reopen(self) -> None:
+        self.journal.close()
+        self.stored.close()
+        self.open()
+
+    def both(self, method: str, *args: object, **kwargs: object) -> None:
+        """``method(*args, **kwargs)`` on both journals: the same result, or the same exception type, from each."""
+        outcomes: list[object] = []
+        for journal in (self.journal, self.stored):
+            try:
+                result = getattr(journal, method)(*args, **kwargs)
+                outcomes.append(asyncio.run(result) if asyncio.iscoroutine(result) else result)
+            except JournalError as exc:
+                outcomes.append(type(exc))
+        assert outcomes[0] == outcomes[1]
+
+    def state(self, market: ExchangeName, coid: str, quantity: D, status: OrderStatus) -> OrderState:
+        filled = self.rng.choice([D(0), quantity / 2, quantity, D("0.1")]) if status is not OrderStatus.FILLED else quantity
+        if status is OrderStatus.REJECTED:
+            filled = D(0)
+        return OrderState(
+            symbol="BTC/USDT", order_id=f"v-{market.value}-{coid}", client_order_id=coid, side=OrderSide.BUY,
+            type=OrderType.LIMIT, status=status, quantity=quantity, price=D("100"), filled_quantity=filled,
+            average_price=D("100") if filled else None, fee=D("0.01"), fee_asset="USDT",
+        )
+
+    def fill(self, market: ExchangeName, coid: str | None, order_coid: str, quantity: D) -> Fill:
+        trade = self.rng.randrange(self.trades + 1) if self.rng.random() < 0.1 else self.trades  # some replays
+        self.trades += trade == self.trades
+        return Fill(
+            symbol="BTC/USDT", order_id=f"v-{market.value}-{order_coid}", client_order_id=coid, trade_id=f"t{trade}",
+            side=OrderSide.BUY, price=D("100"), quantity=quantity, fee=D("0.01"), fee_asset="USDT", is_maker=False,
+            timestamp_ms=5,
+        )
+
+    def step(self) -> None:
+        rng = self.rng
+        op = rng.choice(["intents"] * 3 + ["state"] * 4 + ["fill"] * 4 + ["result"] * 3 + ["reject", "unknown"] * 1
+                        + ["reconcile", "reopen", "unknown_id"])
+        if op == "intents" or not self.coids:
+            orders, new = [], []
+            for n in range(rng.choice([1, 2])):
+                market, coid, quantity = rng.choice([GATE, MEXC]), f"c{len(self.coids)}-{n}", D(rng.choice(QUANTITIES))
+                if rng.random() < 0.05 and self.coids:  # a reused client id: refused, nothing recorded
+                    market, coid, _ = rng.choice(self.coids)
+                else:
+                    new.append((market, coid, quantity))
+                orders.append(("buy", market, request(coid, str(quantity))))
+            self.both("record_intents", f"opp{len(self.coids)}", orders)
+            if len(new) == len(orders):
+                self.coids.extend(new)
+            return
+        market, coid, quantity = rng.choice(self.coids)
+        status = rng.choice(FINAL + [OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED])
+        if op == "state":
+            method = rng.choice(["record_ack", "record_order_update", "record_cancel"])
+            st = self.state(market, coid, quantity, status)
+            self.both(method, market, coid, st)
+        elif op == "fill":
+            by_order_id = rng.random() < 0.2
+            f = self.fill(market, None if by_order_id else coid, coid, D(rng.choice(QUANTITIES)) / 2)
+            self.both("record_fill", market, f, client_order_id=None if by_order_id else coid)
+        elif op == "result":
+            kind = rng.choice(["ack", "update", "cancel"])
+            st = self.state(market, coid, quantity, status)
+            fills = [self.fill(market, coid, coid, D(rng.choice(QUANTITIES)) / 2) for _ in range(rng.choice([0, 1, 1, 2]))]
+            self.journal.record_result(market, coid, st, fills, kind=kind)  # type: ignore[arg-type]
+            getattr(self.stored, {"ack": "record_ack", "update": "record_order_update", "cancel": "record_cancel"}[kind])(
+                market, coid, st
+            )
+            for f in fills:
+                self.stored.record_fill(market, f, client_order_id=coid)
+        elif op == "reject":
+            self.both("record_reject", market, coid, "refused")
+        elif op == "unknown":
+            self.both("record_unknown", market, coid, "timeout")
+        elif op == "unknown_id":
+            self.both("record_ack", market, "nobody", self.state(market, "nobody", quantity, status))
+        elif op == "reconcile":
+            answers: dict[str, OrderState | None] = {}
+            for m, c, q in self.coids:
+                answers[c] = None if rng.random() < 0.2 else self.state(m, c, q, rng.choice(FINAL + [OrderStatus.NEW]))
+            unreachable = {c for c in answers if rng.random() < 0.15}
+
+            async def resolve(exchange: ExchangeName, symbol: str, client_order_id: str) -> OrderState | None:
+                if client_order_id in unreachable:
+                    raise ConnectionError("unreachable")
+                return answers[client_order_id]
+
+            self.both("reconcile", resolve)
+        else:
+            self.reopen()
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_index_agrees_with_the_rows_after_random_writes(tmp_path: Path, seed: int) -> None:
+    twins = Twins(tmp_path, random.Random(seed))
+    for _ in range(120):
+        twins.step()
+        with closing(sqlite3.connect(twins.paths[0])) as db:
+            assert indexed(twins.journal) == stored_index(db)
+    twins.journal.close()
+    twins.stored.close()
+    assert dump(twins.paths[0]) == dump(twins.paths[1])
+    reopened = Journal(twins.paths[0])
+    with closing(sqlite3.connect(twins.paths[0])) as db:
+        assert indexed(reopened) == stored_index(db)
+    reopened.close()
+
+
+def test_reopened_journal_closes_what_it_loaded(tmp_path: Path) -> None:
+    path = tmp_path / "j.sqlite3"
+    with Journal(path) as first:
+        first.record_intents("opp1", [("buy", GATE, request("c1")), ("sell", MEXC, request("c2"))])
+        first.record_fill(GATE, fill("t1", "0.4"))
+        first.record_cancel(GATE, "c1", state("c1", OrderStatus.CANCELED, filled="0.6"))
+        first.record_result(MEXC, "c2", state("c2", OrderStatus.CANCELED))
+        assert open_ids(first) == ["c1"]
+    with Journal(path) as second:
+        assert indexed(second) == {("gateio", "c1"): (1, D(1), D("0.4"), ("canceled", D("0.6")))}
+        second.record_fill(GATE, fill("t2", "0.2"))
+        assert open_ids(second) == [] and indexed(second) == {}
+        events = [(e[0], e[1]) for e in sqlite3.connect(path).execute(
+            "SELECT kind, status FROM order_events WHERE intent_id = 1 ORDER BY event_id")]
+    assert events == [("cancel", "canceled"), ("closed", "canceled")]
+
+
+def test_result_is_written_in_one_transaction_or_not_at_all(
+    journal: Journal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    journal.record_intent("opp1", "buy", request("c1"), GATE)
+    before = journal.uncheckpointed
+    journal.record_result(GATE, "c1", state("c1", OrderStatus.FILLED, filled="1", average="100"), [fill("t1", "1")])
+    assert journal.uncheckpointed == before + 1 and open_ids(journal) == []
+    assert [r.fill.trade_id for r in journal.fills()] == ["t1"]
+
+    journal.record_intent("opp2", "buy", request("c2"), GATE)
+
+    def broken(*args: object) -> bool:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(journal, "_insert_fill", broken)
+    with pytest.raises(sqlite3.OperationalError):
+        journal.record_result(GATE, "c2", state("c2", OrderStatus.FILLED, filled="1"), [fill("t2", "1", coid="c2")])
+    monkeypatch.undo()
+    (intent,) = journal.open_intents()
+    assert (intent.client_order_id, intent.order_id, intent.filled_quantity) == ("c2", None, D(0))  # no ack either
+    assert indexed(journal) == {("gateio", "c2"): (2, D(1), D(0), None)}
+    journal.record_result(GATE, "c2", state("c2", OrderStatus.FILLED, filled="1"), [fill("t2", "1", coid="c2")])
+    assert open_ids(journal) == [] and indexed(journal) == {}
+
+
+def test_result_of_an_unknown_intent_writes_nothing(journal: Journal) -> None:
+    with pytest.raises(JournalError, match="no intent for gateio client order id 'c9'"):
+        journal.record_result(GATE, "c9", state("c9", OrderStatus.FILLED, filled="1"), [fill("t1", "1", coid="c9")])
+    assert journal.fills() == []
