@@ -337,8 +337,6 @@ class RestClient:
     async def _send(self, request: RestRequest) -> bytes:
         if self.settings.http1_writes and not request.is_read:
             return await self._send_http1(request)
-        venue = self.venue.name
-        where = f"{request.method} {request.path}"
         await self.limiter.acquire(request.limits)
         target = self._base_url + request.path + ("?" + request.query if request.query else "")
         session = self._ensure_session()
@@ -363,24 +361,14 @@ class RestClient:
         except asyncio.CancelledError:
             raise
         except aiohttp.ClientConnectorError as exc:
-            # The connection was never made, so the request was never sent.
-            self.stats.errors["connect"] += 1
-            raise ExchangeConnectionError(venue, f"{where}: cannot connect: {exc}") from exc
+            raise self._not_connected(request, f"cannot connect: {exc}") from exc
         except (asyncio.TimeoutError, aiohttp.ClientError, OSError) as exc:
-            kind = "timeout" if isinstance(exc, asyncio.TimeoutError) else "connection"
-            self.stats.errors[kind] += 1
-            what = "timed out" if kind == "timeout" else f"connection failed: {exc!r}"
-            if request.is_read:
-                raise ExchangeConnectionError(venue, f"{where}: {what}") from exc
-            raise ExchangeError(
-                venue, f"{where}: {what}; the outcome is unknown", category=ErrorCategory.OUTCOME_UNKNOWN
-            ) from exc
+            raise self._lost(request, exc) from exc
         self.stats.responses += 1
         raise self._failure(request, status, http_error.headers, body) from http_error
 
     async def _send_http1(self, request: RestRequest) -> bytes:
         """``_send`` of a write over ``Http1Pool``: the same outcomes, mapped the same way."""
-        venue = self.venue.name
         await self.limiter.acquire(request.limits)
         pool = self._ensure_http1()
         data = pool.encode(request.method, request.path, request.query, request.body, request.headers)
@@ -391,22 +379,31 @@ class RestClient:
         except asyncio.CancelledError:
             raise
         except HttpConnectError as exc:
-            # The connection was never made, so the request was never sent.
-            self.stats.errors["connect"] += 1
-            raise ExchangeConnectionError(venue, f"{request.method} {request.path}: {exc}") from exc
+            raise self._not_connected(request, str(exc)) from exc
         except (asyncio.TimeoutError, OSError) as exc:
-            where = f"{request.method} {request.path}"
-            kind = "timeout" if isinstance(exc, asyncio.TimeoutError) else "connection"
-            self.stats.errors[kind] += 1
-            what = "timed out" if kind == "timeout" else f"connection failed: {exc!r}"
-            raise ExchangeError(
-                venue, f"{where}: {what}; the outcome is unknown", category=ErrorCategory.OUTCOME_UNKNOWN
-            ) from exc
+            raise self._lost(request, exc) from exc
         self.stats.responses += 1
         if 200 <= response.status < 300:
             return response.body
         error = HttpStatusError(request.method, self._base_url + request.path, response)
         raise self._failure(request, response.status, response.headers, response.body) from error
+
+    def _not_connected(self, request: RestRequest, detail: str) -> ExchangeConnectionError:
+        """The connection was never made, so the request was never sent."""
+        self.stats.errors["connect"] += 1
+        return ExchangeConnectionError(self.venue.name, f"{request.method} {request.path}: {detail}")
+
+    def _lost(self, request: RestRequest, exc: BaseException) -> ExchangeError:
+        """A timeout or a dropped connection after sending: a read failed, a write's outcome is unknown."""
+        kind = "timeout" if isinstance(exc, asyncio.TimeoutError) else "connection"
+        self.stats.errors[kind] += 1
+        what = "timed out" if kind == "timeout" else f"connection failed: {exc!r}"
+        where = f"{request.method} {request.path}"
+        if request.is_read:
+            return ExchangeConnectionError(self.venue.name, f"{where}: {what}")
+        return ExchangeError(
+            self.venue.name, f"{where}: {what}; the outcome is unknown", category=ErrorCategory.OUTCOME_UNKNOWN
+        )
 
     def _failure(
         self, request: RestRequest, status: int, headers: Mapping[str, str] | None, body: bytes
@@ -421,7 +418,8 @@ class RestClient:
             code=code,
             http_status=status,
             retry_after_s=parse_retry_after(
-                None if headers is None else headers.get("Retry-After", headers.get("retry-after"))
+                # aiohttp's headers are case-insensitive, Http1Pool's are lower-cased
+                None if headers is None else headers.get("retry-after")
             ),
         )
         self.stats.errors[ErrorCategory(error.category).value if error.category is not None else f"http_{status}"] += 1
