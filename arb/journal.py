@@ -127,10 +127,6 @@ SELECT intent_id, opportunity_id, leg, exchange, request, created_at_ms FROM int
 WHERE NOT EXISTS (SELECT 1 FROM order_events e WHERE e.intent_id = i.intent_id AND e.closes = 1)
 ORDER BY intent_id
 """
-_OPEN_INDEX = """
-SELECT intent_id, exchange, client_order_id, request FROM intents i
-WHERE NOT EXISTS (SELECT 1 FROM order_events e WHERE e.intent_id = i.intent_id AND e.closes = 1)
-"""
 _LAST_FINAL = (
     "SELECT status, filled_quantity FROM order_events WHERE intent_id = ? AND status IN "
     f"({', '.join('?' * len(_FINAL_STATUSES))}) ORDER BY event_id DESC LIMIT 1"
@@ -279,12 +275,10 @@ class Journal:
             self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     def _load_index(self) -> None:
-        for intent_id, exchange, client_order_id, request_json in self._db.execute(_OPEN_INDEX):
-            key = (exchange, client_order_id)
-            quantity = msgspec.json.decode(request_json, type=OrderRequest).quantity
-            entry = _OpenIntent(intent_id, key, quantity, self._filled(intent_id), self._last_final(intent_id))
-            self._open[key] = entry
-            self._open_ids[intent_id] = entry
+        for intent in self.open_intents():
+            entry = self._stored(intent.intent_id)
+            self._open[entry.key] = entry
+            self._open_ids[entry.intent_id] = entry
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -714,9 +708,7 @@ class Journal:
 
     def _close_if_complete(self, intent_id: int) -> bool:
         """Close the intent when the venue's final status is known and its fills are all recorded."""
-        entry = self._working(intent_id)
-        if entry is None:
-            return self._close_if_complete_stored(intent_id)
+        entry = self._working(intent_id) or self._stored(intent_id)
         if entry.closed:
             return True
         recorded = entry.filled
@@ -728,21 +720,17 @@ class Journal:
         self._append(intent_id, "closed", status, None, recorded, True, {})
         return True
 
-    def _close_if_complete_stored(self, intent_id: int) -> bool:
-        """``_close_if_complete`` from the rows, for an intent the index does not hold."""
+    def _stored(self, intent_id: int) -> _OpenIntent:
+        """What the index would hold for an intent it does not hold, read from the rows."""
         db = self._db
+        exchange, client_order_id, request_json = db.execute(
+            "SELECT exchange, client_order_id, request FROM intents WHERE intent_id = ?", (intent_id,)
+        ).fetchone()
+        key = (exchange, client_order_id)
         if db.execute("SELECT 1 FROM order_events WHERE intent_id = ? AND closes = 1", (intent_id,)).fetchone():
-            return True
-        recorded = self._filled(intent_id)
-        (request_json,) = db.execute("SELECT request FROM intents WHERE intent_id = ?", (intent_id,)).fetchone()
-        status = OrderStatus.FILLED.value
-        if recorded < msgspec.json.decode(request_json, type=OrderRequest).quantity:
-            final = self._last_final(intent_id)
-            if final is None or final[1] > recorded:
-                return False
-            status = final[0]
-        self._append(intent_id, "closed", status, None, recorded, True, {})
-        return True
+            return _OpenIntent(intent_id, key, ZERO, ZERO, None, closed=True)
+        quantity = msgspec.json.decode(request_json, type=OrderRequest).quantity
+        return _OpenIntent(intent_id, key, quantity, self._filled(intent_id), self._last_final(intent_id))
 
     def _last_final(self, intent_id: int) -> tuple[str, Decimal] | None:
         """(status, venue filled quantity) of the intent's newest event with a final status."""
