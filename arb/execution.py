@@ -35,6 +35,7 @@ from .orders import (
     OrderOutcome,
     OrderRunner,
     OrderSettings,
+    RealizedPnl,
     Sleep,
     catalog_instrument,
     client_order_id,
@@ -246,27 +247,12 @@ class TwoLegExecutor:
 
 
 def _realized(orders: list[OrderOutcome] | tuple[OrderOutcome, ...]) -> Decimal:
-    """Sell proceeds minus buy cost minus fees over the matched base quantity, exactly when flat."""
-    bought = sold = buy_notional = sell_notional = fees = ZERO
-    with localcontext() as ctx:
-        ctx.prec = 60  # wide enough that products of venue decimals stay exact
-        for order in orders:
-            if not order.filled:
-                continue
-            fees += order.fee_quote
-            if order.request.side is OrderSide.BUY:
-                bought += order.filled_base
-                buy_notional += order.notional
-            else:
-                sold += order.filled_base
-                sell_notional += order.notional
-        if bought == sold:
-            return sell_notional - buy_notional - fees
-        # Open residual (flagged): count only the matched part at each side's average price.
-        matched = min(bought, sold)
-        if not matched:
-            return -fees
-        return matched * (sell_notional / sold - buy_notional / bought) - fees
+    """The orders' realized profit (``RealizedPnl``)."""
+    pnl = RealizedPnl()
+    for order in orders:
+        if order.filled:
+            pnl.add(order.request.side, order.filled_base, order.notional, order.fee_quote)
+    return pnl.value()
 
 
 def _errors(prefix: str, *orders: OrderOutcome) -> str:

@@ -92,6 +92,63 @@ def lots_of_base(instrument: Instrument, base_quantity: Decimal) -> int:
     return int((base_quantity / step).to_integral_value(rounding=ROUND_FLOOR))
 
 
+def exact_notional(instrument: Instrument, base: Decimal, average_price: Decimal) -> Decimal:
+    """Quote value of ``base`` filled at ``average_price``, exactly.
+
+    Every fill is a whole number of ticks times a whole number of lots, so the sum lies on
+    the grid of ``tick_size * lot_size * contract_size``. Venues report a rounded average
+    price (Gate: quote total / base total to 28 digits); snapping ``average * filled`` to
+    that grid recovers the exact total.
+    """
+    quantum = instrument.tick_size * instrument.lot_size * instrument.contract_size
+    with localcontext() as ctx:
+        ctx.prec = 60
+        steps = (base * average_price / quantum).to_integral_value(rounding=ROUND_HALF_EVEN)
+        return steps * quantum
+
+
+def fee_in_quote(instrument: Instrument, fee: Decimal, asset: str, average_price: Decimal) -> Decimal | None:
+    """``fee`` charged in ``asset`` as quote (a base fee valued at ``average_price``); None in any other asset."""
+    if not fee or asset == instrument.quote:
+        return fee
+    if asset == instrument.base:
+        return fee * average_price
+    return None
+
+
+class RealizedPnl:
+    """Realized profit of one execution's orders: sell proceeds minus buy cost minus fees over
+    the matched base quantity, exactly when the orders leave no residual."""
+
+    __slots__ = ("bought", "sold", "buy_notional", "sell_notional", "fees")
+
+    def __init__(self) -> None:
+        self.bought = self.sold = self.buy_notional = self.sell_notional = self.fees = ZERO
+
+    def add(self, side: OrderSide, base: Decimal, notional: Decimal, fee_quote: Decimal) -> None:
+        """One order's filled base quantity, its exact quote value and its fee in quote."""
+        with localcontext() as ctx:
+            ctx.prec = 60  # wide enough that products of venue decimals stay exact
+            self.fees += fee_quote
+            if side is OrderSide.BUY:
+                self.bought += base
+                self.buy_notional += notional
+            else:
+                self.sold += base
+                self.sell_notional += notional
+
+    def value(self) -> Decimal:
+        """The realized profit; with an open residual (flagged), only the matched part at each side's average."""
+        with localcontext() as ctx:
+            ctx.prec = 60
+            if self.bought == self.sold:
+                return self.sell_notional - self.buy_notional - self.fees
+            matched = min(self.bought, self.sold)
+            if not matched:
+                return -self.fees
+            return matched * (self.sell_notional / self.sold - self.buy_notional / self.bought) - self.fees
+
+
 class Backoff(msgspec.Struct, frozen=True, kw_only=True):
     """Exponential backoff: ``initial_s * factor**attempt``, capped at ``max_s``."""
 
@@ -193,21 +250,8 @@ class OrderOutcome(msgspec.Struct, frozen=True, kw_only=True):
 
     @property
     def notional(self) -> Decimal:
-        """Quote value of the fills, exactly.
-
-        Every fill is a whole number of ticks times a whole number of lots, so the sum lies on
-        the grid of ``tick_size * lot_size * contract_size``. Venues report a rounded average
-        price (Gate: quote total / base total to 28 digits); snapping ``average * filled`` to
-        that grid recovers the exact total.
-        """
-        if not self.filled:
-            return ZERO
-        instrument = self.instrument
-        quantum = instrument.tick_size * instrument.lot_size * instrument.contract_size
-        with localcontext() as ctx:
-            ctx.prec = 60
-            steps = (self.filled_base * self.average_price / quantum).to_integral_value(rounding=ROUND_HALF_EVEN)
-            return steps * quantum
+        """Quote value of the fills, exactly (``exact_notional``)."""
+        return exact_notional(self.instrument, self.filled_base, self.average_price) if self.filled else ZERO
 
     @property
     def fee(self) -> tuple[Decimal, str]:
@@ -231,10 +275,9 @@ class OrderOutcome(msgspec.Struct, frozen=True, kw_only=True):
     def fee_quote(self) -> Decimal:
         """Fee in the quote asset; a fee in the base asset is valued at the average fill price."""
         fee, asset = self.fee
-        if not fee or asset == self.instrument.quote:
-            return fee
-        if asset == self.instrument.base:
-            return fee * self.average_price
+        in_quote = fee_in_quote(self.instrument, fee, asset, self.average_price)
+        if in_quote is not None:
+            return in_quote
         log.warning(
             "%s %s order %s: fee %s %s is in neither base nor quote and is not counted in PnL",
             self.exchange.value, self.request.symbol, self.request.client_order_id, fee, asset,

@@ -29,7 +29,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
-from decimal import ROUND_HALF_EVEN, Decimal, localcontext
+from decimal import Decimal, localcontext
 from enum import Enum
 from typing import Protocol
 
@@ -41,6 +41,7 @@ from .errors import RiskManagementError
 from .exchanges.models import Fill
 from .instruments import Instrument, InstrumentCatalog, InstrumentError, split_symbol
 from .journal import FillRecord
+from .orders import RealizedPnl, exact_notional, fee_in_quote
 from .types import (
     ArbitrageOpportunity,
     ArbitrageState,
@@ -226,46 +227,26 @@ class _JournaledOrder:
             return self.notional / self.quantity
 
 
-class _ExecutionPnl:
-    """The executor's realized-PnL rule (``arb.execution``) over one opportunity's journaled orders."""
+class _ExecutionPnl(RealizedPnl):
+    """The executor's realized-PnL rule over one opportunity's journaled orders, and when its last fill was recorded."""
 
-    __slots__ = ("buy_notional", "bought", "fees", "recorded_at_ms", "sell_notional", "sold")
+    __slots__ = ("recorded_at_ms",)
 
     def __init__(self) -> None:
-        self.bought = self.sold = self.buy_notional = self.sell_notional = self.fees = ZERO
+        super().__init__()
         self.recorded_at_ms = 0
 
-    def add(self, order: _JournaledOrder, instrument: Instrument) -> None:
+    def add_order(self, order: _JournaledOrder, instrument: Instrument) -> None:
+        average = order.average_price
         with localcontext() as ctx:
             ctx.prec = 60
-            average = order.average_price
             base = order.quantity * instrument.contract_size
-            # As ``OrderOutcome.notional``: the exact total lies on the tick x lot x contract grid.
-            quantum = instrument.tick_size * instrument.lot_size * instrument.contract_size
-            notional = (base * average / quantum).to_integral_value(rounding=ROUND_HALF_EVEN) * quantum
+            # A fee journaled without its asset is in quote; one in neither base nor quote counts 0, as live.
+            fees = ZERO
             for fee, asset in order.fees:
-                # As ``OrderOutcome.fee_quote``; a fee journaled without its asset is in quote.
-                if not fee or asset in (instrument.quote, ""):
-                    self.fees += fee
-                elif asset == instrument.base:
-                    self.fees += fee * average
-            if order.side is OrderSide.BUY:
-                self.bought += base
-                self.buy_notional += notional
-            else:
-                self.sold += base
-                self.sell_notional += notional
+                fees += fee_in_quote(instrument, fee, asset or instrument.quote, average) or ZERO
+        self.add(order.side, base, exact_notional(instrument, base, average), fees)
         self.recorded_at_ms = max(self.recorded_at_ms, order.recorded_at_ms)
-
-    def realized(self) -> Decimal:
-        with localcontext() as ctx:
-            ctx.prec = 60
-            if self.bought == self.sold:
-                return self.sell_notional - self.buy_notional - self.fees
-            matched = min(self.bought, self.sold)
-            if not matched:
-                return -self.fees
-            return matched * (self.sell_notional / self.sold - self.buy_notional / self.bought) - self.fees
 
 
 def _journaled_instrument(
@@ -634,11 +615,11 @@ class RiskManager:
             self.record_fill(order.exchange, fill, contract_size=instrument.contract_size)
             replayed += 1
             if opportunity_id is not None:
-                executions.setdefault(opportunity_id, _ExecutionPnl()).add(order, instrument)
+                executions.setdefault(opportunity_id, _ExecutionPnl()).add_order(order, instrument)
         self._daily_pnl = ZERO
         today = [e for e in executions.values() if e.recorded_at_ms // MS_PER_DAY == self._day]
         for execution in today:
-            self._daily_pnl += execution.realized()
+            self._daily_pnl += execution.value()
         for what, reason in skipped.items():
             log.error("risk: %s left out of the restored positions and daily PnL: %s", what, reason)
         restored = RestoredRisk(
