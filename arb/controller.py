@@ -216,13 +216,12 @@ def _set_aside(path: str) -> None:
     if not p.exists():
         return
     previous = p.with_name(f"{p.stem}.previous{p.suffix}")
-    for suffix in ("", "-wal", "-shm"):
-        Path(f"{previous}{suffix}").unlink(missing_ok=True)
-    p.replace(previous)
-    for suffix in ("-wal", "-shm"):
-        side = Path(f"{p}{suffix}")
-        if side.exists():
-            side.replace(f"{previous}{suffix}")
+    for suffix in ("", "-wal", "-shm"):  # the database and SQLite's files beside it
+        kept = Path(f"{previous}{suffix}")
+        kept.unlink(missing_ok=True)
+        current = Path(f"{p}{suffix}")
+        if current.exists():
+            current.replace(kept)
     log.info("journal: the simulated venues start afresh, so does %s (the last one is kept as %s)", p, previous)
 
 

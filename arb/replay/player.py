@@ -65,7 +65,6 @@ from ..exchanges.errors import ErrorCategory
 from ..exchanges.factory import ExchangeFactory, registered
 from ..exchanges.models import Balance, ConnectionHealth, OrderRequest, OrderState, OrderType, Position, TimeInForce
 from ..execution import TwoLegExecutor
-from ..funding import FundingRate
 from ..instruments import InstrumentCatalog, split_symbol, unified_symbol
 from ..journal import Journal
 from ..pipeline import ScannerPipeline
@@ -367,10 +366,6 @@ class BacktestConnector(ExchangeConnector):
 
     async def load_account_fees(self, symbols: Sequence[str] | None = None) -> InstrumentCatalog:
         return self.catalog
-
-    async def funding_rates(self, symbols: Sequence[str]) -> list[FundingRate]:
-        """A recording holds no funding-rate history (and a backtest never reaches a venue)."""
-        raise ExchangeError(self.venue, "a backtest has no funding rates")
 
     async def start_books(
         self, symbols: Sequence[str], sink: BookSink | None = None, *, tap: MarketDataTap | None = None
