@@ -8,33 +8,26 @@ otherwise the budget, not the round trip, would be measured).
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 from collections.abc import Iterator
-from contextlib import AsyncExitStack
 from decimal import Decimal as D
 from typing import Any
 
 import pytest
-from simvenues import SYMBOL, SimVenues, simulated_venues
+from simvenues import SYMBOL, SimVenuesOnLoop
 
-from arb.exchanges.connector import ExchangeConnector
 from arb.exchanges.models import OrderRequest, OrderState, OrderStatus, OrderType
-from arb.exchanges.rest import RateLimiter
 from arb.types import ExchangeName, OrderSide
 
 MARKETS = [ExchangeName.GATEIO, ExchangeName.GATEIO_FUTURES, ExchangeName.MEXC]
 ROUNDS = 200
 
 
-class Harness:
+class Harness(SimVenuesOnLoop):
     """An event loop running both simulated venues and one connector per traded market."""
 
     def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.stack = AsyncExitStack()
-        self.sim: SimVenues = self.loop.run_until_complete(self.stack.enter_async_context(simulated_venues(moving=False)))
-        self.connectors: dict[ExchangeName, ExchangeConnector] = {}
+        super().__init__()
         for market in MARKETS:
             connector = self.sim.connector(market)
             self.loop.run_until_complete(connector.instruments())
@@ -44,8 +37,7 @@ class Harness:
     def order(self, market: ExchangeName) -> OrderRequest:
         """A fresh resting buy below the market (never fills, so every round does the same work),
         with the market's order budget refilled."""
-        rest = self.connectors[market].rest
-        rest.limiter = RateLimiter(rest.venue.name, rest.venue.rate_limits)
+        self.refill_order_budget(self.connectors[market])
         return OrderRequest(
             symbol=SYMBOL[market],
             side=OrderSide.BUY,
@@ -54,12 +46,6 @@ class Harness:
             price=D("30000"),
             client_order_id=f"bench-{next(self.ids)}",
         )
-
-    def close(self) -> None:
-        for connector in self.connectors.values():
-            self.loop.run_until_complete(connector.close())
-        self.loop.run_until_complete(self.stack.aclose())
-        self.loop.close()
 
 
 @pytest.fixture(scope="module")

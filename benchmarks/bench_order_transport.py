@@ -10,20 +10,16 @@ and printed.
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 from collections.abc import Iterator
-from contextlib import AsyncExitStack
 from decimal import Decimal as D
 from typing import Any
 
 import msgspec
 import pytest
-from simvenues import SYMBOL, SimVenues, simulated_venues
+from simvenues import SYMBOL, SimVenuesOnLoop
 
-from arb.exchanges.connector import ExchangeConnector
 from arb.exchanges.models import OrderRequest, OrderState, OrderStatus, OrderType, TimeInForce
-from arb.exchanges.rest import RateLimiter
 from arb.types import ExchangeName, OrderSide
 
 ROUNDS = 500
@@ -31,14 +27,11 @@ WARMUP = 20
 TRANSPORTS = ("rest", "ws")
 
 
-class Harness:
+class Harness(SimVenuesOnLoop):
     """One event loop running the simulated venues and one Gate spot connector per transport."""
 
     def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.stack = AsyncExitStack()
-        self.sim: SimVenues = self.loop.run_until_complete(self.stack.enter_async_context(simulated_venues(moving=False)))
-        self.connectors: dict[str, ExchangeConnector] = {}
+        super().__init__()
         for transport in TRANSPORTS:
             connector = self.sim.connector(ExchangeName.GATEIO)
             connector.settings = msgspec.structs.replace(connector.settings, order_transport=transport)
@@ -47,8 +40,7 @@ class Harness:
 
     def order(self, transport: str) -> OrderRequest:
         """A fresh IOC buy that expires unfilled, with the connector's order budget refilled."""
-        rest = self.connectors[transport].rest
-        rest.limiter = RateLimiter(rest.venue.name, rest.venue.rate_limits)
+        self.refill_order_budget(self.connectors[transport])
         return OrderRequest(
             symbol=SYMBOL[ExchangeName.GATEIO],
             side=OrderSide.BUY,
@@ -58,12 +50,6 @@ class Harness:
             price=D("30000"),
             client_order_id=f"bt-{transport}-{next(self.ids)}",
         )
-
-    def close(self) -> None:
-        for connector in self.connectors.values():
-            self.loop.run_until_complete(connector.close())
-        self.loop.run_until_complete(self.stack.aclose())
-        self.loop.close()
 
 
 @pytest.fixture(scope="module")

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from decimal import Decimal as D
+from typing import Any
 
 import msgspec
 from sim.simdata import perp, spot
 
 from arb.exchanges.connector import ConnectorSettings, ExchangeConnector
 from arb.exchanges.factory import registered
-from arb.exchanges.rest import RestSettings
+from arb.exchanges.rest import RateLimiter, RestSettings
 from arb.instruments import Instrument
 from arb.secrets import ApiCredentials, Secret
 from arb.sim.faults import FaultPlan
@@ -99,3 +100,26 @@ async def simulated_venues(updates_per_second: int = 200, *, moving: bool = True
                 pass
         for venue in venues.values():
             await venue.stop()
+
+
+class SimVenuesOnLoop:
+    """Simulated venues (book moves off) on an event loop of their own, for synchronous callers
+    such as benchmarks; ``connectors`` are closed with the venues by ``close``."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._stack = AsyncExitStack()
+        self.sim: SimVenues = self.loop.run_until_complete(self._stack.enter_async_context(simulated_venues(moving=False)))
+        self.connectors: dict[Any, ExchangeConnector] = {}
+
+    @staticmethod
+    def refill_order_budget(connector: ExchangeConnector) -> None:
+        """A fresh client-side rate limiter, so every round finds a full order budget."""
+        rest = connector.rest
+        rest.limiter = RateLimiter(rest.venue.name, rest.venue.rate_limits)
+
+    def close(self) -> None:
+        for connector in self.connectors.values():
+            self.loop.run_until_complete(connector.close())
+        self.loop.run_until_complete(self._stack.aclose())
+        self.loop.close()

@@ -443,7 +443,7 @@ class BacktestConnector(ExchangeConnector):
             raise OrderRejectedError(self.venue, str(exc), category=exc.category) from None
         fills = result.fills
         if fills:
-            fee = fills[0].fee_atoms if len(fills) == 1 else sum(f.fee_atoms for f in fills)
+            fee = sum(f.fee_atoms for f in fills)
             self._fees[request.client_order_id] = (from_atoms(fee), fills[0].fee_asset)
         state = self._state(result.order)
         self._orders_log.append(
