@@ -3,6 +3,7 @@
 from libc.stdint cimport int64_t, uint64_t
 
 from arb_core.book cimport DeltaBatch
+from arb_core.wire.common cimport RawBatch
 
 cdef enum:
     ROUTE_APPLIED = 0   # a diff decoded and applied to an in-sync book (last_slot names it)
@@ -39,5 +40,8 @@ cdef class BookRouter:
     cdef Py_ssize_t* _table     # open addressing: slot per bucket, -1 empty
     cdef Py_ssize_t _mask       # buckets - 1 (a power of two minus one)
     cdef DeltaBatch _batch
+    cdef RawBatch _raw          # the single pass's read of the current frame
+    cdef bint _single_pass      # try the single pass first (False: always the three steps)
+    cdef int64_t _single        # frames the single pass decoded
 
     cdef int route_c(self, const unsigned char* buf, Py_ssize_t n, int64_t recv_ns) except -1

@@ -24,6 +24,10 @@ class BookRouter:
     in-sync book, decodes and applies it. Anything else is ROUTE_OTHER with nothing
     changed. Decode errors (WireError, ValueError, OverflowError) and BookError
     subclasses propagate with ``last_slot`` naming the book.
+
+    A diff in the venue's usual compact shape is read in a single pass; every other
+    frame takes the three steps (classify, frame symbol, decode), with the same
+    results. ``single_pass=False`` always takes the three steps (for comparison).
     """
 
     @property
@@ -34,7 +38,10 @@ class BookRouter:
     @property
     def slots(self) -> int:
         """Number of registered books."""
-    def __init__(self, dialect: int) -> None: ...
+    @property
+    def single_pass_frames(self) -> int:
+        """Diffs the single pass read (the rest of the frames took the three steps)."""
+    def __init__(self, dialect: int, *, single_pass: bool = True) -> None: ...
     def add_book(self, venue_symbol: bytes, book: OrderBook, scale: WireScale) -> int:
         """Register ``book`` for frames naming ``venue_symbol``, decoded with ``scale``; returns its slot."""
     def route(self, frame: Buffer, recv_ns: int) -> int:

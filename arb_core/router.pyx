@@ -7,6 +7,13 @@ applies it: the same decisions the Python path of ``BookSync.on_message`` makes,
 in C. Everything else (replies, pongs, unknown symbols, out-of-sync books, full pushes,
 unreadable frames) returns ROUTE_OTHER with nothing changed, and the caller runs its
 full path on the frame.
+
+A diff in the venue's usual compact shape is read once: the wire module's single pass
+(``fast_*_c``) takes its symbol, ids and levels as unscaled decimals in one read, and
+the levels are scaled once the symbol has named the book. Any other frame, and any
+number that the book's scale would refuse, takes the three steps (classify, frame
+symbol, decode) whose errors and results are the reference; the single pass only ever
+accepts what those steps decode the same way.
 """
 
 from cpython.mem cimport PyMem_Malloc, PyMem_Realloc, PyMem_Free
@@ -15,14 +22,19 @@ from libc.string cimport memcmp
 
 from arb_core.book cimport DeltaBatch, OrderBook, APPLIED
 from arb_core.wire._scan cimport Reader
-from arb_core.wire.common cimport WireScale, Frame, frame_acquire, frame_release, FRAME_BOOK_UPDATE
+from arb_core.wire.common cimport (
+    WireScale, Frame, frame_acquire, frame_release, FRAME_BOOK_UPDATE, raw_to_batch, raw_free,
+)
 from arb_core.wire.gateio cimport (
+    fast_update_c as gate_fast_c,
     classify_c as gate_classify_c,
     frame_symbol_c as gate_frame_symbol_c,
     decode_spot_update_c as gate_decode_spot_c,
     decode_futures_update_c as gate_decode_futures_c,
 )
 from arb_core.wire.mexc cimport (
+    fast_spot_depth_c as mexc_fast_spot_c,
+    fast_futures_depth_c as mexc_fast_futures_c,
     spot_push_body_c as mexc_push_body_c,
     spot_frame_symbol_c as mexc_spot_symbol_c,
     classify_futures_c as mexc_classify_futures_c,
@@ -122,14 +134,16 @@ cdef class BookRouter:
 
     ``dialect`` is one of the ``DIALECT_*`` constants of this module (DIALECT_NONE
     routes nothing). Books are registered with ``add_book`` and
-    addressed by slot (0, 1, ... in registration order).
+    addressed by slot (0, 1, ... in registration order). ``single_pass=False`` routes
+    every frame through the three steps: the same results, more slowly (for comparison).
     """
 
-    def __cinit__(self, int dialect):
+    def __cinit__(self, int dialect, *, bint single_pass=True):
         if dialect < DIALECT_NONE or dialect > DIALECT_MEXC_FUTURES:
             raise ValueError(f"dialect must be one of the arb_core.router dialect constants "
                              f"({DIALECT_NONE}..{DIALECT_MEXC_FUTURES}), got {dialect}")
         self.dialect = dialect
+        self._single_pass = single_pass
         self.last_slot = -1
         self._books = []
         self._scales = []
@@ -142,6 +156,7 @@ cdef class BookRouter:
         PyMem_Free(self._applied)
         PyMem_Free(self._stale)
         PyMem_Free(self._table)
+        raw_free(&self._raw)
 
     def add_book(self, bytes venue_symbol not None, OrderBook book not None,
                  WireScale scale not None):
@@ -179,6 +194,11 @@ cdef class BookRouter:
         """Number of registered books."""
         return self._count
 
+    @property
+    def single_pass_frames(self):
+        """Diffs the single pass read (the rest of the frames took the three steps)."""
+        return self._single
+
     def applied(self, Py_ssize_t slot):
         """Diffs ``route`` applied to the book at ``slot``."""
         _check_slot(self, slot)
@@ -211,13 +231,24 @@ cdef class BookRouter:
         cdef Py_ssize_t slot
         cdef int body
         cdef int dialect = self.dialect
+        cdef bint single = False
         cdef OrderBook book
         cdef WireScale scale
         cdef DeltaBatch batch = self._batch
         self.last_slot = -1
+        if self._single_pass:
+            if dialect == DIALECT_GATEIO_SPOT or dialect == DIALECT_GATEIO_FUTURES:
+                single = gate_fast_c(buf, n, &self._raw, dialect == DIALECT_GATEIO_FUTURES)
+            elif dialect == DIALECT_MEXC_SPOT:
+                single = mexc_fast_spot_c(buf, n, &self._raw)
+            elif dialect == DIALECT_MEXC_FUTURES:
+                single = mexc_fast_futures_c(buf, n, &self._raw)
         # Classification and symbol errors are not raised here: the Python path meets
         # them again and counts the frame as unroutable.
-        if dialect == DIALECT_GATEIO_SPOT or dialect == DIALECT_GATEIO_FUTURES:
+        if single:
+            s = self._raw.symbol_start
+            e = self._raw.symbol_end
+        elif dialect == DIALECT_GATEIO_SPOT or dialect == DIALECT_GATEIO_FUTURES:
             if (gate_classify_c(buf, n, &r) != FRAME_BOOK_UPDATE
                     or gate_frame_symbol_c(buf, n, &r, &s, &e) < 0):
                 return ROUTE_OTHER
@@ -242,7 +273,9 @@ cdef class BookRouter:
         if not book.in_sync:
             return ROUTE_OTHER
         scale = <WireScale>self._scales[slot]
-        if dialect == DIALECT_GATEIO_SPOT:
+        if single and scale.symbol_matches(buf, s, e) and raw_to_batch(&self._raw, scale, batch):
+            self._single += 1
+        elif dialect == DIALECT_GATEIO_SPOT:
             gate_decode_spot_c(buf, n, scale, batch)
         elif dialect == DIALECT_GATEIO_FUTURES:
             gate_decode_futures_c(buf, n, scale, batch)

@@ -6,11 +6,15 @@ book is reset by a snapshot outside the timing); ns per frame is in extra_info.
 * ``python_path``: the steady state of ``BookSync.on_message`` before the router, copied
   below (``OldSteadyState``): dialect.classify, frame_symbol, dict lookup, decode into a
   DeltaBatch, apply_batch, counters, sink call, each a Python-level call.
-* ``router``: ``BookRouter.route`` alone (classify, symbol, decode and apply in one call).
+* ``three_steps``: ``BookRouter(single_pass=False).route``: classify, frame symbol and
+  decode as three compiled passes over the frame, then apply, in one call.
+* ``router``: ``BookRouter.route`` alone (the single pass reads the diff once, then apply).
 * ``book_sync``: ``BookSync.on_message`` now (router, then the sink call).
 
-Gate.io frames are a recorded ``spot.order_book_update`` diff with renumbered ids; MEXC
-frames are the published ``aggre_depth_push`` example encoded as protobuf, renumbered.
+Gate.io frames are a recorded ``spot.order_book_update`` diff (and, for the futures group, a
+recorded ``futures.order_book_update`` diff) with renumbered ids; MEXC frames are the
+published ``aggre_depth_push`` example encoded as protobuf (and the documented contract
+``push.depth``), renumbered. The futures groups compare the two router paths only.
 """
 
 from __future__ import annotations
@@ -26,14 +30,14 @@ from reference import wire_mexc as ref_mexc
 
 from arb.exchanges.base import BookKey
 from arb.exchanges.book_sync import BookSpec, BookSync
-from arb.exchanges.gateio.market_data import GateioSpotMarketData
-from arb.exchanges.mexc.market_data import MexcSpotMarketData
+from arb.exchanges.gateio.market_data import GateioFuturesMarketData, GateioSpotMarketData
+from arb.exchanges.mexc.market_data import MexcFuturesMarketData, MexcSpotMarketData
 from arb.exchanges.models import FrameKind
 from arb.types import ExchangeName
 from arb_core.book import APPLIED, DeltaBatch, OrderBook
-from arb_core.router import ROUTE_APPLIED
+from arb_core.router import ROUTE_APPLIED, BookRouter
 from arb_core.wire.common import WireError, WireScale
-from wire_data import channel_updates, gate_spot_book_scales, symbol_of
+from wire_data import channel_updates, gate_futures_scales, gate_spot_book_scales, symbol_of
 
 FRAMES = 200
 ROUNDS = 300
@@ -140,6 +144,28 @@ def gate(shared_data: Path) -> Case:
 
 
 @pytest.fixture(scope="module")
+def gate_futures(shared_data: Path) -> Case:
+    frames = channel_updates(shared_data / "cryptofeed" / "GATEIO_FUTURES.ws.1.0", "futures.order_book_update")
+    template = max((f for f in frames if symbol_of(f) == "QUICK_USDT"), key=lambda f: f.count(b'"p"'))
+    first, last = re.compile(rb'"U":\d+'), re.compile(rb'"u":\d+')
+    assert first.search(template) and last.search(template)
+    renumbered = [last.sub(b'"u":%d' % (FIRST_ID + i), first.sub(b'"U":%d' % (FIRST_ID + i), template)) for i in range(FRAMES)]
+    scale = WireScale(*gate_futures_scales(shared_data)["QUICK_USDT"], symbol=b"QUICK_USDT")
+    return Case(ExchangeName.GATEIO_FUTURES, GateioFuturesMarketData(), "QUICK_USDT", scale, renumbered)
+
+
+@pytest.fixture(scope="module")
+def mexc_futures(shared_data: Path) -> Case:
+    push = json.loads((shared_data / "examples" / "mexc_docs_examples.json").read_bytes())["contract_ws_push_depth"]
+    frames = [
+        json.dumps(dict(push, data=dict(push["data"], version=FIRST_ID + i)), separators=(",", ":")).encode()
+        for i in range(FRAMES)
+    ]
+    scale = WireScale(1, 1, 0, 1, symbol=push["symbol"])
+    return Case(ExchangeName.MEXC_FUTURES, MexcFuturesMarketData(), push["symbol"], scale, frames)
+
+
+@pytest.fixture(scope="module")
 def mexc(shared_data: Path) -> Case:
     examples = json.loads((shared_data / "examples" / "mexc_spot_ws_pb_as_dict.hummingbot.json").read_bytes())
     push = examples["aggre_depth_push"]
@@ -174,9 +200,13 @@ def _python_path(benchmark: Any, case: Case) -> None:
     assert book.in_sync and book.last_update_id == FIRST_ID + FRAMES - 1
 
 
-def _router(benchmark: Any, case: Case) -> None:
+def _router(benchmark: Any, case: Case, single_pass: bool = True) -> None:
     sync = case.sync()
-    book, route, frames = sync.books[case.symbol], sync.router.route, case.frames
+    book, frames = sync.books[case.symbol], case.frames
+    router = sync.router if single_pass else BookRouter(sync.router.dialect, single_pass=False)
+    if not single_pass:
+        router.add_book(case.symbol.encode(), book, case.scale)
+    route = router.route
 
     def run() -> None:
         for i, frame in enumerate(frames):
@@ -187,7 +217,8 @@ def _router(benchmark: Any, case: Case) -> None:
     benchmark.pedantic(run, setup=lambda: case.reset(book), rounds=ROUNDS)
     _per_frame(benchmark)
     assert book.in_sync and book.last_update_id == FIRST_ID + FRAMES - 1
-    assert sync.router.applied(0) == FRAMES * case.rounds
+    assert router.applied(0) == FRAMES * case.rounds
+    assert router.single_pass_frames == (FRAMES * case.rounds if single_pass else 0)
 
 
 def _book_sync(benchmark: Any, case: Case) -> None:
@@ -207,11 +238,18 @@ async def _never_called(venue_symbol: str) -> bytes:
 
 GATE_GROUP = f"router: Gate.io spot diff -> in-sync book (per round of {FRAMES} frames)"
 MEXC_GROUP = f"router: MEXC spot protobuf diff -> in-sync book (per round of {FRAMES} frames)"
+GATE_FUTURES_GROUP = f"router: Gate.io futures diff -> in-sync book (per round of {FRAMES} frames)"
+MEXC_FUTURES_GROUP = f"router: MEXC contract diff -> in-sync book (per round of {FRAMES} frames)"
 
 
 @pytest.mark.benchmark(group=GATE_GROUP)
 def test_gate_python_path(benchmark: Any, gate: Case) -> None:
     _python_path(benchmark, gate)
+
+
+@pytest.mark.benchmark(group=GATE_GROUP)
+def test_gate_three_steps(benchmark: Any, gate: Case) -> None:
+    _router(benchmark, gate, single_pass=False)
 
 
 @pytest.mark.benchmark(group=GATE_GROUP)
@@ -230,6 +268,11 @@ def test_mexc_python_path(benchmark: Any, mexc: Case) -> None:
 
 
 @pytest.mark.benchmark(group=MEXC_GROUP)
+def test_mexc_three_steps(benchmark: Any, mexc: Case) -> None:
+    _router(benchmark, mexc, single_pass=False)
+
+
+@pytest.mark.benchmark(group=MEXC_GROUP)
 def test_mexc_router(benchmark: Any, mexc: Case) -> None:
     _router(benchmark, mexc)
 
@@ -237,3 +280,23 @@ def test_mexc_router(benchmark: Any, mexc: Case) -> None:
 @pytest.mark.benchmark(group=MEXC_GROUP)
 def test_mexc_book_sync(benchmark: Any, mexc: Case) -> None:
     _book_sync(benchmark, mexc)
+
+
+@pytest.mark.benchmark(group=GATE_FUTURES_GROUP)
+def test_gate_futures_three_steps(benchmark: Any, gate_futures: Case) -> None:
+    _router(benchmark, gate_futures, single_pass=False)
+
+
+@pytest.mark.benchmark(group=GATE_FUTURES_GROUP)
+def test_gate_futures_router(benchmark: Any, gate_futures: Case) -> None:
+    _router(benchmark, gate_futures)
+
+
+@pytest.mark.benchmark(group=MEXC_FUTURES_GROUP)
+def test_mexc_futures_three_steps(benchmark: Any, mexc_futures: Case) -> None:
+    _router(benchmark, mexc_futures, single_pass=False)
+
+
+@pytest.mark.benchmark(group=MEXC_FUTURES_GROUP)
+def test_mexc_futures_router(benchmark: Any, mexc_futures: Case) -> None:
+    _router(benchmark, mexc_futures)

@@ -1,10 +1,12 @@
 # Header-only byte scanners shared by the venue decoders.
 #
-# Every helper works on a Reader (a borrowed pointer plus length and a cursor), checks
-# each index against the length before reading, never allocates and never raises:
-# on failure it records the first error code and byte offset in the Reader and returns
-# -1, so the decoder raises one WireError with the full context at its boundary.
+# Every helper checks each index against the length before reading, never allocates and
+# never raises. The exact helpers work on a Reader (a borrowed pointer plus length and a
+# cursor): on failure they record the first error code and byte offset in the Reader and
+# return -1, so the decoder raises one WireError with the full context at its boundary.
+# The single-pass helpers at the end work on a plain index and only say yes or no.
 from libc.stdint cimport int64_t, uint64_t
+from libc.string cimport memcmp
 
 cdef enum:
     MAX_DEPTH = 64          # nested JSON containers (or protobuf groups) accepted
@@ -792,3 +794,237 @@ cdef inline int skip_field(Reader* r, uint64_t field, int wire_type) noexcept no
             else:
                 wire_type = wt
                 break
+
+
+# ---------------------------------------------------------------------------
+# Single pass: the compact shape venues send
+#
+# These read only the compact form of a frame (no blanks between tokens, keys and read
+# strings in plain ASCII, numbers as bare digits) and return the index after what they
+# read, or -1. -1 means "not the compact shape", never "invalid": the caller then hands
+# the frame to the exact decoders above, which accept or reject it with their own error.
+# So everything a fast path accepts must be a frame the exact path decodes to the same
+# result; anything unusual is simply declined.
+
+cdef enum:
+    FAST_DIGITS = 18        # longest digit string read in one pass (never overflows int64)
+
+
+cdef inline Py_ssize_t fast_plain(const unsigned char* b, Py_ssize_t i, Py_ssize_t n) noexcept nogil:
+    """b[i] is '"': the index after the closing quote of an ASCII string without escapes."""
+    i += 1
+    while i < n and not arb_string_special[b[i]]:
+        i += 1
+    if i < n and b[i] == 34:
+        return i + 1
+    return -1
+
+
+cdef inline Py_ssize_t fast_key(const unsigned char* b, Py_ssize_t i, Py_ssize_t n,
+                                Py_ssize_t* ks) noexcept nogil:
+    """A member's key and its ':': the index of the value; the key is [ks, result - 2)."""
+    if i >= n or b[i] != 34:
+        return -1
+    ks[0] = i + 1
+    i = fast_plain(b, i, n)
+    if i < 0 or i >= n or b[i] != 58:
+        return -1
+    return i + 1
+
+
+cdef inline Py_ssize_t _fast_digit_run(const unsigned char* b, Py_ssize_t i, Py_ssize_t n,
+                                       uint64_t* acc) noexcept nogil:
+    """Digits from i, appended to acc (modulo 2**64: callers bound the count); index after them."""
+    cdef uint64_t value = acc[0]
+    cdef unsigned int d
+    while i < n:
+        d = b[i] - 48
+        if d > 9:
+            break
+        value = value * 10 + d
+        i += 1
+    acc[0] = value
+    return i
+
+
+cdef inline Py_ssize_t fast_decimal(const unsigned char* b, Py_ssize_t i, Py_ssize_t n,
+                                    uint64_t* digits, int* frac) noexcept nogil:
+    """DIGITS['.'DIGITS] (at most FAST_DIGITS digits): the digits without the point and how
+    many follow it; leading zeros are kept as the exact decoders keep them."""
+    cdef Py_ssize_t start = i
+    cdef Py_ssize_t point
+    cdef uint64_t acc = 0
+    i = _fast_digit_run(b, i, n, &acc)
+    if i == start:
+        return -1
+    frac[0] = 0
+    if i < n and b[i] == 46:  # '.'
+        point = i
+        i = _fast_digit_run(b, i + 1, n, &acc)
+        if i == point + 1:
+            return -1
+        frac[0] = <int>(i - point - 1)
+        start += 1
+    if i - start > FAST_DIGITS:
+        return -1
+    digits[0] = acc
+    return i
+
+
+cdef inline Py_ssize_t fast_quoted(const unsigned char* b, Py_ssize_t i, Py_ssize_t n,
+                                   uint64_t* digits, int* frac) noexcept nogil:
+    """A decimal string "DIGITS['.'DIGITS]", as read_json_fixed reads a quoted price or size."""
+    if i >= n or b[i] != 34:
+        return -1
+    i = fast_decimal(b, i + 1, n, digits, frac)
+    if i < 0 or i >= n or b[i] != 34:
+        return -1
+    return i + 1
+
+
+cdef inline Py_ssize_t fast_number(const unsigned char* b, Py_ssize_t i, Py_ssize_t n,
+                                   uint64_t* digits, int* frac) noexcept nogil:
+    """A bare JSON number of the form DIGITS['.'DIGITS] (JSON forbids a leading zero before a
+    digit); the caller checks that a separator follows, which rules out exponents."""
+    if i + 1 < n and b[i] == 48 and _is_digit(b[i + 1]):
+        return -1
+    return fast_decimal(b, i, n, digits, frac)
+
+
+cdef inline Py_ssize_t fast_uint(const unsigned char* b, Py_ssize_t i, Py_ssize_t n,
+                                 int64_t* out) noexcept nogil:
+    """A bare JSON integer >= 0 (an id, a timestamp, whole contracts)."""
+    cdef uint64_t digits
+    cdef int frac
+    i = fast_number(b, i, n, &digits, &frac)
+    if i < 0 or frac:
+        return -1
+    out[0] = <int64_t>digits
+    return i
+
+
+cdef inline Py_ssize_t _fast_number_end(const unsigned char* b, Py_ssize_t i,
+                                        Py_ssize_t n) noexcept nogil:
+    """b[i] is a digit: the end of the JSON number DIGITS['.'DIGITS] starting there, or -1."""
+    if b[i] == 48:
+        i += 1
+        if i < n and _is_digit(b[i]):
+            return -1
+    else:
+        while i < n and _is_digit(b[i]):
+            i += 1
+    if i < n and b[i] == 46:  # '.'
+        i += 1
+        if i >= n or not _is_digit(b[i]):
+            return -1
+        while i < n and _is_digit(b[i]):
+            i += 1
+    return i
+
+
+cdef inline Py_ssize_t fast_skip_value(const unsigned char* b, Py_ssize_t i, Py_ssize_t n,
+                                       int depth) noexcept nogil:
+    """Any JSON value inside ``depth`` open containers, through skip_value (exact)."""
+    cdef Reader r
+    reader_init(&r, b, n, b"")
+    r.pos = i
+    r.depth = depth
+    if skip_value(&r) < 0:
+        return -1
+    return r.pos
+
+
+cdef inline Py_ssize_t fast_skip(const unsigned char* b, Py_ssize_t i, Py_ssize_t n,
+                                 int depth) noexcept nogil:
+    """Any JSON value inside ``depth`` open containers: the index after it. A plain string or a
+    number followed by a separator is read in line, anything else through skip_value (exact,
+    so an invalid value declines the frame)."""
+    cdef Py_ssize_t j = -1
+    if i < n:
+        if b[i] == 34:
+            j = fast_plain(b, i, n)
+        elif _is_digit(b[i]):
+            j = _fast_number_end(b, i, n)
+        if j >= 0 and j < n and (b[j] == 44 or b[j] == 125 or b[j] == 93):
+            return j
+    return fast_skip_value(b, i, n, depth)
+
+
+cdef inline bint fast_is(const unsigned char* b, Py_ssize_t s, Py_ssize_t e, const char* name,
+                         Py_ssize_t size) noexcept nogil:
+    """[s, e) spells ``name``."""
+    return e - s == size and memcmp(b + s, name, size) == 0
+
+
+cdef inline Py_ssize_t fast_literal(const unsigned char* b, Py_ssize_t i, Py_ssize_t n,
+                                    const char* text, Py_ssize_t size) noexcept nogil:
+    """The bytes of ``text`` (a quoted string or a literal) at i."""
+    if n - i >= size and memcmp(b + i, text, size) == 0:
+        return i + size
+    return -1
+
+
+cdef inline Py_ssize_t fast_varint(const unsigned char* b, Py_ssize_t i, Py_ssize_t end,
+                                   uint64_t* out) noexcept nogil:
+    """A protobuf varint as read_varint reads it."""
+    cdef uint64_t acc = 0
+    cdef int shift = 0
+    cdef unsigned char c
+    if i < end and b[i] < 0x80:
+        out[0] = b[i]
+        return i + 1
+    while True:
+        if i >= end:
+            return -1
+        c = b[i]
+        if shift == 63 and c > 1:
+            return -1
+        acc |= (<uint64_t>(c & 0x7F)) << shift
+        i += 1
+        if c < 0x80:
+            break
+        shift += 7
+    out[0] = acc
+    return i
+
+
+cdef inline Py_ssize_t fast_tag(const unsigned char* b, Py_ssize_t i, Py_ssize_t end,
+                                uint64_t* field, int* wire_type) noexcept nogil:
+    """A protobuf tag as read_tag accepts it."""
+    cdef uint64_t tag
+    i = fast_varint(b, i, end, &tag)
+    if i < 0:
+        return -1
+    field[0] = tag >> 3
+    wire_type[0] = <int>(tag & 7)
+    if field[0] == 0 or field[0] > 536870911 or wire_type[0] > 5:
+        return -1
+    return i
+
+
+cdef inline Py_ssize_t fast_length(const unsigned char* b, Py_ssize_t i, Py_ssize_t end,
+                                   Py_ssize_t* stop) noexcept nogil:
+    """A length prefix whose bytes lie inside [i, end): their start, and their end in stop."""
+    cdef uint64_t size
+    i = fast_varint(b, i, end, &size)
+    if i < 0 or size > <uint64_t>(end - i):
+        return -1
+    stop[0] = i + <Py_ssize_t>size
+    return i
+
+
+cdef inline Py_ssize_t fast_skip_field(const unsigned char* b, Py_ssize_t i, Py_ssize_t end,
+                                       int wire_type) noexcept nogil:
+    """The value of an unknown field as skip_field steps over it; groups are declined."""
+    cdef uint64_t scratch
+    cdef Py_ssize_t stop
+    if wire_type == 0:
+        return fast_varint(b, i, end, &scratch)
+    if wire_type == 1 or wire_type == 5:
+        stop = i + (8 if wire_type == 1 else 4)
+        return stop if stop <= end else -1
+    if wire_type == 2:
+        if fast_length(b, i, end, &stop) < 0:
+            return -1
+        return stop
+    return -1

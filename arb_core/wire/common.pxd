@@ -3,7 +3,8 @@ from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE
 from cpython.bytes cimport (
     PyBytes_CheckExact, PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_FromStringAndSize,
 )
-from libc.stdint cimport int64_t
+from libc.stdint cimport int64_t, uint64_t
+from libc.stdlib cimport realloc, free
 from libc.string cimport strlen
 
 from arb_core.book cimport DeltaBatch
@@ -61,6 +62,69 @@ cdef inline void frame_release(Frame* f) noexcept:
     if f.held:
         PyBuffer_Release(&f.view)
         f.held = False
+
+
+cdef struct RawLevel:
+    uint64_t price          # the decimal digits of the price as written, point removed
+    uint64_t size
+    int price_frac          # how many of those digits follow the point
+    int size_frac
+    int side
+
+
+cdef struct RawBatch:
+    # A diff read in a single pass, before its book (and so its scale) is known: the
+    # numbers stay decimal digits until raw_to_batch scales them.
+    RawLevel* levels
+    Py_ssize_t count
+    Py_ssize_t capacity
+    int64_t first_update_id
+    int64_t last_update_id
+    int64_t event_time_ms
+    Py_ssize_t symbol_start     # the frame's symbol is its bytes [symbol_start, symbol_end)
+    Py_ssize_t symbol_end
+
+
+cdef inline void raw_reset(RawBatch* raw) noexcept nogil:
+    raw.count = 0
+    raw.first_update_id = 0
+    raw.last_update_id = 0
+    raw.event_time_ms = 0
+    raw.symbol_start = 0
+    raw.symbol_end = 0
+
+
+cdef inline int raw_push(RawBatch* raw, int side, uint64_t price, int price_frac, uint64_t size,
+                         int size_frac) noexcept nogil:
+    """Append a level; -1 when the buffer cannot grow (the frame then takes the exact path)."""
+    cdef Py_ssize_t cap
+    cdef void* p
+    cdef RawLevel* level
+    if raw.count == raw.capacity:
+        cap = raw.capacity * 2 if raw.capacity else 64
+        p = realloc(raw.levels, cap * sizeof(RawLevel))
+        if p == NULL:
+            return -1
+        raw.levels = <RawLevel*>p
+        raw.capacity = cap
+    level = &raw.levels[raw.count]
+    level.price = price
+    level.size = size
+    level.price_frac = price_frac
+    level.size_frac = size_frac
+    level.side = side
+    raw.count += 1
+    return 0
+
+
+cdef inline void raw_free(RawBatch* raw) noexcept nogil:
+    free(raw.levels)
+    raw.levels = NULL
+    raw.count = 0
+    raw.capacity = 0
+
+
+cdef int raw_to_batch(RawBatch* raw, WireScale scale, DeltaBatch batch) except -1
 
 
 cdef inline void reset_batch(DeltaBatch batch) noexcept:

@@ -1,14 +1,14 @@
 """Shared by the venue decoders: the instrument scale, the error type, frame kinds."""
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
-from libc.stdint cimport int64_t
+from libc.stdint cimport int64_t, uint8_t, uint64_t
 from libc.string cimport memcmp
 
 from arb_core.wire._scan cimport (
     Reader, ERR_EOF, ERR_SYNTAX, ERR_UTF8, ERR_CONTROL, ERR_ESCAPE, ERR_DEPTH, ERR_TRAILING,
     ERR_TYPE, ERR_MISSING, ERR_DUPLICATE, ERR_MISMATCH, ERR_NUMBER, ERR_OVERFLOW,
     ERR_TOO_FINE, ERR_NOT_MULTIPLE, ERR_NOT_POSITIVE, ERR_SEQUENCE, ERR_ARITY, ERR_VARINT,
-    ERR_LENGTH, ERR_FIELD, ERR_GROUP, MAX_DEPTH,
+    ERR_LENGTH, ERR_FIELD, ERR_GROUP, MAX_DEPTH, arb_pow10, arb_pow10_limit,
 )
 
 OTHER = FRAME_OTHER
@@ -114,3 +114,52 @@ cdef int raise_wire_error(Reader* r, WireScale scale) except -1:
         reason = f"{reason} ({scale!r})"
     raise WireError(f"{(<bytes>r.context).decode('ascii')}: {field or 'frame'} at byte "
                     f"{r.err_pos}: {reason}; near {near!r}")
+
+
+cdef inline bint _scaled(uint64_t digits, int frac, int decimals, uint64_t units,
+                         int64_t* out) noexcept nogil:
+    """digits * 10**(decimals - frac) / units, when scan_fixed would give it without an error."""
+    while frac > decimals:
+        if digits % 10:
+            return False    # too fine
+        digits //= 10
+        frac -= 1
+    if digits > arb_pow10_limit[decimals - frac]:
+        return False        # overflow
+    digits *= arb_pow10[decimals - frac]
+    if units != 1:
+        if digits % units:
+            return False    # not a whole number of ticks / lots
+        digits //= units
+    out[0] = <int64_t>digits
+    return True
+
+
+cdef int raw_to_batch(RawBatch* raw, WireScale scale, DeltaBatch batch) except -1:
+    """Scale a single-pass read into ``batch``: 1, or 0 when a number is not exact on ``scale``
+    (or a price is zero); the exact decoder then raises the error it always raised."""
+    cdef Py_ssize_t k
+    cdef RawLevel* level
+    cdef int64_t price = 0, size = 0
+    cdef int price_decimals = scale.price_decimals
+    cdef int size_decimals = scale.size_decimals
+    cdef uint64_t tick_units = <uint64_t>scale.tick_units
+    cdef uint64_t lot_units = <uint64_t>scale.lot_units
+    reset_batch(batch)
+    for k in range(raw.count):
+        level = &raw.levels[k]
+        if (not _scaled(level.price, level.price_frac, price_decimals, tick_units, &price)
+                or price == 0 or not _scaled(level.size, level.size_frac, size_decimals, lot_units, &size)):
+            return 0
+        if batch.count < batch.capacity:
+            # DeltaBatch.push without the method call while the buffer has room
+            batch.sides[batch.count] = <uint8_t>level.side
+            batch.prices[batch.count] = price
+            batch.sizes[batch.count] = size
+            batch.count += 1
+        else:
+            batch.push(level.side, price, size)
+    batch.first_update_id = raw.first_update_id
+    batch.last_update_id = raw.last_update_id
+    batch.event_time_ms = raw.event_time_ms
+    return 1

@@ -20,3 +20,12 @@ from arb_core.wire._scan cimport Reader
 cdef int classify_c(const unsigned char* buf, Py_ssize_t n, Reader* r) noexcept nogil
 cdef int frame_symbol_c(const unsigned char* buf, Py_ssize_t n, Reader* r, Py_ssize_t* s,
                         Py_ssize_t* e) noexcept nogil
+
+# Single pass for the router: 1 when the frame is a diff in Gate's compact shape, read into
+# ``raw`` (symbol span, ids, unscaled levels) exactly as the decoder above would read it;
+# 0 when it is anything else, which the caller then routes through classify_c,
+# frame_symbol_c and decode_*_update_c.
+from arb_core.wire.common cimport RawBatch
+
+cdef int fast_update_c(const unsigned char* buf, Py_ssize_t n, RawBatch* raw,
+                       bint futures) noexcept nogil

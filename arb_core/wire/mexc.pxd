@@ -28,3 +28,12 @@ cdef int spot_frame_symbol_c(const unsigned char* buf, Py_ssize_t n, Reader* r, 
 cdef int classify_futures_c(const unsigned char* buf, Py_ssize_t n, Reader* r) noexcept nogil
 cdef int futures_frame_symbol_c(const unsigned char* buf, Py_ssize_t n, Reader* r, Py_ssize_t* s,
                                 Py_ssize_t* e) noexcept nogil
+
+# Single pass for the router: 1 when the frame is a diff in its usual shape (an aggre depth
+# push; a contract push.depth), read into ``raw`` (symbol span, versions, unscaled levels)
+# exactly as the decoders above would read it; 0 when it is anything else, which the
+# caller then routes through the helpers above and decode_*_depth_c.
+from arb_core.wire.common cimport RawBatch
+
+cdef int fast_spot_depth_c(const unsigned char* buf, Py_ssize_t n, RawBatch* raw) noexcept nogil
+cdef int fast_futures_depth_c(const unsigned char* buf, Py_ssize_t n, RawBatch* raw) noexcept nogil

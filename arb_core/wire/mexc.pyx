@@ -16,13 +16,14 @@ from arb_core.wire._scan cimport (
     read_plain_string, read_json_uint, peek, parse_fixed, parse_uint, read_varint, read_tag,
     read_length, skip_field, seek_key, expect_string, seen_once, require, read_uint_member,
     NUM_STRING, NUM_BARE, ERR_MISSING, ERR_NOT_POSITIVE, ERR_SEQUENCE, ERR_NONE, ERR_TYPE,
-    ERR_OVERFLOW,
+    ERR_OVERFLOW, fast_plain, fast_key, fast_decimal, fast_number, fast_uint, fast_skip, fast_is,
+    fast_literal, fast_tag, fast_varint, fast_length, fast_skip_field,
 )
 from arb_core.wire.common cimport (
     WireScale, Frame, frame_acquire, frame_release, reset_batch, raise_wire_error, decode_buffer,
     next_member,
     check_symbol, read_symbol, read_array_levels, FRAME_OTHER, FRAME_BOOK_UPDATE,
-    FRAME_SUBSCRIPTION, FRAME_PONG,
+    FRAME_SUBSCRIPTION, FRAME_PONG, RawBatch, raw_reset, raw_push,
 )
 
 cdef enum:
@@ -514,3 +515,254 @@ def futures_frame_symbol(frame):
         return PyBytes_FromStringAndSize(<const char*>f.buf + s, e - s)
     finally:
         frame_release(&f)
+
+
+# ---------------------------------------------------------------------------
+# Single pass (arb_core.router): a diff's symbol, versions and levels in one read
+#
+# Only the usual shape of a diff is read here (see "Single pass" in _scan.pxd); anything
+# else is declined and takes the routing helpers and the decoders above, so what is
+# accepted decodes exactly as there.
+
+cdef Py_ssize_t _fast_pb_level(const unsigned char* b, Py_ssize_t i, Py_ssize_t end,
+                               RawBatch* raw, int side) noexcept nogil:
+    """One PublicAggreDepthV3ApiItem filling [i, end): 1 price, 2 quantity."""
+    cdef uint64_t field
+    cdef int wt
+    cdef int seen = 0
+    cdef Py_ssize_t s, stop
+    cdef uint64_t price = 0, size = 0
+    cdef int price_frac = 0, size_frac = 0
+    while i < end:
+        i = fast_tag(b, i, end, &field, &wt)
+        if i < 0:
+            return -1
+        if field == 1 or field == 2:
+            if wt != 2 or seen & <int>field:
+                return -1
+            seen |= <int>field
+            s = fast_length(b, i, end, &stop)
+            if s < 0:
+                return -1
+            if field == 1:
+                s = fast_decimal(b, s, stop, &price, &price_frac)
+            else:
+                s = fast_decimal(b, s, stop, &size, &size_frac)
+            if s != stop:
+                return -1
+            i = stop
+        else:
+            i = fast_skip_field(b, i, end, wt)
+            if i < 0:
+                return -1
+    if seen != 3 or raw_push(raw, side, price, price_frac, size, size_frac) < 0:
+        return -1
+    return end
+
+
+cdef Py_ssize_t _fast_pb_version(const unsigned char* b, Py_ssize_t i, Py_ssize_t end,
+                                 int64_t* out) noexcept nogil:
+    """A version as a decimal string field; the index after it."""
+    cdef Py_ssize_t s, stop
+    cdef uint64_t digits = 0
+    cdef int frac = 0
+    s = fast_length(b, i, end, &stop)
+    if s < 0 or fast_decimal(b, s, stop, &digits, &frac) != stop or frac:
+        return -1
+    out[0] = <int64_t>digits
+    return stop
+
+
+cdef Py_ssize_t _fast_pb_aggre(const unsigned char* b, Py_ssize_t i, Py_ssize_t end,
+                               RawBatch* raw) noexcept nogil:
+    """PublicAggreDepthsV3Api filling [i, end): 1 asks, 2 bids, 4 fromVersion, 5 toVersion."""
+    cdef uint64_t field
+    cdef int wt
+    cdef int seen = 0
+    cdef Py_ssize_t s, stop
+    while i < end:
+        i = fast_tag(b, i, end, &field, &wt)
+        if i < 0:
+            return -1
+        if field == 1 or field == 2:
+            if wt != 2:
+                return -1
+            s = fast_length(b, i, end, &stop)
+            if s < 0 or _fast_pb_level(b, s, stop, raw, ASK if field == 1 else BID) < 0:
+                return -1
+            i = stop
+        elif field == 4 or field == 5:
+            if wt != 2 or seen & (F_FROM if field == 4 else F_TO):
+                return -1
+            seen |= F_FROM if field == 4 else F_TO
+            i = _fast_pb_version(b, i, end, &raw.first_update_id if field == 4 else &raw.last_update_id)
+        else:
+            i = fast_skip_field(b, i, end, wt)
+        if i < 0:
+            return -1
+    if seen != (F_FROM | F_TO) or raw.first_update_id > raw.last_update_id:
+        return -1
+    return end
+
+
+cdef int fast_spot_depth_c(const unsigned char* buf, Py_ssize_t n, RawBatch* raw) noexcept nogil:
+    cdef const unsigned char* b = buf
+    cdef uint64_t field
+    cdef uint64_t value
+    cdef int wt
+    cdef int seen = 0
+    cdef Py_ssize_t i = 0, s, stop
+    raw_reset(raw)
+    if n == 0 or b[0] == 123:
+        return 0
+    while i < n:
+        i = fast_tag(b, i, n, &field, &wt)
+        if i < 0:
+            return 0
+        if field == PB_AGGRE_DEPTHS:
+            if wt != 2 or seen & F_BODY:
+                return 0
+            seen |= F_BODY
+            s = fast_length(b, i, n, &stop)
+            if s < 0 or _fast_pb_aggre(b, s, stop, raw) < 0:
+                return 0
+            i = stop
+        elif PB_BODY_FIRST <= field <= PB_BODY_LAST:
+            return 0    # a top-N book or another push: the exact path decides
+        elif field == PB_SEND_TIME:
+            if wt != 0 or seen & F_TIME:
+                return 0
+            seen |= F_TIME
+            i = fast_varint(b, i, n, &value)
+            if i < 0 or value > <uint64_t>0x7FFFFFFFFFFFFFFF:
+                return 0
+            raw.event_time_ms = <int64_t>value
+        elif field == PB_SYMBOL:
+            if wt != 2 or seen & F_SYMBOL:
+                return 0
+            seen |= F_SYMBOL
+            s = fast_length(b, i, n, &stop)
+            if s < 0:
+                return 0
+            raw.symbol_start = s
+            raw.symbol_end = stop
+            i = stop
+        else:
+            i = fast_skip_field(b, i, n, wt)
+            if i < 0:
+                return 0
+    return (seen & (F_BODY | F_SYMBOL)) == (F_BODY | F_SYMBOL)
+
+
+cdef Py_ssize_t _fast_contract_levels(const unsigned char* b, Py_ssize_t i, Py_ssize_t n,
+                                      RawBatch* raw, int side) noexcept nogil:
+    """[[6859.5,3251,1],...]: price, vol and an optional order count, bare numbers."""
+    cdef uint64_t price, size
+    cdef int price_frac, size_frac
+    cdef int64_t orders
+    if i >= n or b[i] != 91:
+        return -1
+    i += 1
+    if i < n and b[i] == 93:
+        return i + 1
+    while True:
+        if i >= n or b[i] != 91:
+            return -1
+        i = fast_number(b, i + 1, n, &price, &price_frac)
+        if i < 0 or i >= n or b[i] != 44:
+            return -1
+        i = fast_number(b, i + 1, n, &size, &size_frac)
+        if i < 0 or i >= n:
+            return -1
+        if b[i] == 44:
+            i = fast_uint(b, i + 1, n, &orders)
+            if i < 0 or i >= n:
+                return -1
+        if b[i] != 93 or i + 1 >= n or raw_push(raw, side, price, price_frac, size, size_frac) < 0:
+            return -1
+        i += 1
+        if b[i] == 93:
+            return i + 1
+        if b[i] != 44:
+            return -1
+        i += 1
+
+
+cdef Py_ssize_t _fast_contract_data(const unsigned char* b, Py_ssize_t i, Py_ssize_t n,
+                                    RawBatch* raw, int* seen) noexcept nogil:
+    """{"asks":[...],"bids":[...],"version":96801927}"""
+    cdef Py_ssize_t ks
+    if i >= n or b[i] != 123:
+        return -1
+    i += 1
+    while True:
+        i = fast_key(b, i, n, &ks)
+        if i < 0:
+            return -1
+        if fast_is(b, ks, i - 2, b"asks", 4) or fast_is(b, ks, i - 2, b"bids", 4):
+            if seen[0] & (F_ASKS if b[ks] == 97 else F_BIDS):
+                return -1
+            seen[0] |= F_ASKS if b[ks] == 97 else F_BIDS
+            i = _fast_contract_levels(b, i, n, raw, ASK if b[ks] == 97 else BID)
+        elif fast_is(b, ks, i - 2, b"version", 7):
+            if seen[0] & F_VERSION:
+                return -1
+            seen[0] |= F_VERSION
+            i = fast_uint(b, i, n, &raw.first_update_id)
+            raw.last_update_id = raw.first_update_id
+        else:
+            i = fast_skip(b, i, n, 2)
+        if i < 0 or i >= n:
+            return -1
+        if b[i] == 125:
+            return i + 1
+        if b[i] != 44:
+            return -1
+        i += 1
+
+
+cdef int fast_futures_depth_c(const unsigned char* buf, Py_ssize_t n, RawBatch* raw) noexcept nogil:
+    cdef const unsigned char* b = buf
+    cdef int seen = 0
+    cdef Py_ssize_t i, ks
+    raw_reset(raw)
+    if n < 2 or b[0] != 123:
+        return 0
+    i = 1
+    while True:
+        i = fast_key(b, i, n, &ks)
+        if i < 0:
+            return 0
+        if fast_is(b, ks, i - 2, b"data", 4):
+            if seen & F_DATA:
+                return 0
+            seen |= F_DATA
+            i = _fast_contract_data(b, i, n, raw, &seen)
+        elif fast_is(b, ks, i - 2, b"channel", 7):
+            if seen & F_CHANNEL:
+                return 0
+            seen |= F_CHANNEL
+            i = fast_literal(b, i, n, b'"push.depth"', 12)
+        elif fast_is(b, ks, i - 2, b"symbol", 6):
+            if seen & F_SYMBOL or i >= n or b[i] != 34:
+                return 0
+            seen |= F_SYMBOL
+            raw.symbol_start = i + 1
+            i = fast_plain(b, i, n)
+            raw.symbol_end = i - 1
+        elif fast_is(b, ks, i - 2, b"ts", 2):
+            if seen & F_TIME:
+                return 0
+            seen |= F_TIME
+            i = fast_uint(b, i, n, &raw.event_time_ms)
+        else:
+            i = fast_skip(b, i, n, 1)
+        if i < 0 or i >= n:
+            return 0
+        if b[i] == 125:
+            break
+        if b[i] != 44:
+            return 0
+        i += 1
+    return i + 1 == n and (seen & (F_CHANNEL | F_DATA | F_SYMBOL | F_VERSION)) == (
+        F_CHANNEL | F_DATA | F_SYMBOL | F_VERSION)

@@ -3,6 +3,11 @@
 Frames are real Gate.io recordings and synthesized MEXC pushes (MEXC publishes no raw
 protobuf recording). Every outcome is compared: return code, exception class, last_slot,
 per-slot counters and the books level by level.
+
+The router reads a diff in the venue's compact shape in a single pass and sends every
+other frame through the three steps (classify, frame symbol, decode). Each comparison
+also drives a ``single_pass=False`` router over its own books, which must agree with the
+default one exactly, exception messages included.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import re
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -183,23 +189,36 @@ def _outcome(call: Callable[[], int]) -> int | str:
         return type(exc).__name__
 
 
+def _detailed(call: Callable[[], int]) -> int | str:
+    try:
+        return call()
+    except Exception as exc:  # the single pass and the three steps raise the very same error
+        return f"{type(exc).__name__}: {exc}"
+
+
 class Twin:
-    """The compiled router and the reference router over twin books, driven in lockstep."""
+    """The compiled router (single pass), a three-step compiled router and the reference
+    router, each over its own books, driven in lockstep."""
 
     def __init__(self, pool: Pool, symbols: list[str]) -> None:
         self.pool = pool
         self.compiled = router.BookRouter(pool.dialect)
+        self.exact = router.BookRouter(pool.dialect, single_pass=False)
         self.reference = ref_router.BookRouter(pool.dialect)
         self.books: list[OrderBook] = []
+        self.exact_books: list[OrderBook] = []
         self.ref_books: list[ref_book.OrderBook] = []
         self.symbols = symbols
+        self.referenced = True  # the reference saw every frame so far
         for symbol in symbols:
             args = pool.scales[symbol]
-            book, ref = OrderBook(symbol), ref_book.OrderBook(symbol)
+            book, exact, ref = OrderBook(symbol), OrderBook(symbol), ref_book.OrderBook(symbol)
             raw = symbol.encode()
             slot = self.compiled.add_book(raw, book, WireScale(*args, symbol=raw))
-            assert slot == self.reference.add_book(raw, ref, Scale(*args, symbol=raw)) == len(self.books)
+            assert slot == self.exact.add_book(raw, exact, WireScale(*args, symbol=raw)) == len(self.books)
+            assert slot == self.reference.add_book(raw, ref, Scale(*args, symbol=raw))
             self.books.append(book)
+            self.exact_books.append(exact)
             self.ref_books.append(ref)
 
     def snapshot(self, slot: int, rows: list[tuple[int, int, int]], last_update_id: int) -> None:
@@ -210,6 +229,7 @@ class Twin:
         batch.is_snapshot = True
         ref = Decoded(list(rows), last_update_id, last_update_id, 0, True)
         got = _outcome(lambda: self.books[slot].apply_snapshot(batch, 5))
+        assert got == _outcome(lambda: self.exact_books[slot].apply_snapshot(batch, 5))
         assert got == _outcome(lambda: self.ref_books[slot].apply_snapshot(ref, 5))
         self.check_book(slot)
 
@@ -220,28 +240,46 @@ class Twin:
         rows = {(side, price): size for side, price, size in decoded.rows if size}
         self.snapshot(slot, [(s, p, q) for (s, p), q in rows.items()], decoded.first_update_id - 1 - offset)
 
-    def route(self, frame: bytes, recv_ns: int = 7) -> int | str:
-        got = _outcome(lambda: self.compiled.route(frame, recv_ns))
-        want = _outcome(lambda: self.reference.route(frame, recv_ns))
-        assert got == want, frame
-        assert self.compiled.last_slot == self.reference.last_slot, frame
+    def desync(self, slot: int) -> None:
+        for books in (self.books, self.exact_books, self.ref_books):
+            books[slot].mark_out_of_sync()
+
+    def route(self, frame: bytes, recv_ns: int = 7, reference: bool = True) -> int | str:
+        """Route ``frame`` through every router. ``reference=False`` leaves the reference out (it
+        reads JSON escapes that the compiled decoders refuse) from here on: its books may differ."""
+        self.referenced = self.referenced and reference
+        got = _detailed(lambda: self.compiled.route(frame, recv_ns))
+        assert got == _detailed(lambda: self.exact.route(frame, recv_ns)), frame
+        assert self.compiled.last_slot == self.exact.last_slot, frame
+        if self.referenced:
+            want = _outcome(lambda: self.reference.route(frame, recv_ns))
+            assert (got if isinstance(got, int) else got.partition(":")[0]) == want, frame
+            assert self.compiled.last_slot == self.reference.last_slot, frame
         if self.compiled.last_slot >= 0:
             self.check_book(self.compiled.last_slot)
-        return got
+        return got if isinstance(got, int) else got.partition(":")[0]
 
     def check_book(self, slot: int) -> None:
-        book, ref = self.books[slot], self.ref_books[slot]
-        assert (book.in_sync, book.last_update_id, book.last_recv_ns, book.last_event_ms) == (
-            ref.in_sync, ref.last_update_id, ref.last_recv_ns, ref.last_event_ms)
+        book, exact, ref = self.books[slot], self.exact_books[slot], self.ref_books[slot]
+        state = (book.in_sync, book.last_update_id, book.last_recv_ns, book.last_event_ms)
+        assert state == (exact.in_sync, exact.last_update_id, exact.last_recv_ns, exact.last_event_ms)
+        if self.referenced:
+            assert state == (ref.in_sync, ref.last_update_id, ref.last_recv_ns, ref.last_event_ms)
         for side in (BID, ASK):
-            assert book.top(side, 10_000) == ref.top(side, 10_000)
+            assert book.top(side, 10_000) == exact.top(side, 10_000)
+            if self.referenced:
+                assert book.top(side, 10_000) == ref.top(side, 10_000)
 
     def check_all(self) -> None:
-        assert self.compiled.slots == self.reference.slots == len(self.books)
+        assert self.compiled.slots == self.exact.slots == len(self.books)
         for slot in range(len(self.books)):
-            assert self.compiled.applied(slot) == self.reference.applied(slot)
-            assert self.compiled.stale(slot) == self.reference.stale(slot)
+            assert self.compiled.applied(slot) == self.exact.applied(slot)
+            assert self.compiled.stale(slot) == self.exact.stale(slot)
+            if self.referenced:
+                assert self.compiled.applied(slot) == self.reference.applied(slot)
+                assert self.compiled.stale(slot) == self.reference.stale(slot)
             self.check_book(slot)
+        assert self.exact.single_pass_frames == 0
 
 
 # --- contract and boundary ----------------------------------------------------------------------
@@ -387,8 +425,7 @@ def test_random_sequences_match_the_reference(data: st.DataObject, pools: dict[i
             twin.snapshot_near(slot, frame, data.draw(st.integers(-3, 3)))
         elif op == "desync":
             slot = data.draw(st.integers(0, len(symbols) - 1))
-            twin.books[slot].mark_out_of_sync()
-            twin.ref_books[slot].mark_out_of_sync()
+            twin.desync(slot)
         elif op == "other":
             twin.route(data.draw(st.sampled_from(pool.others)))
         elif op == "mutant":
@@ -418,6 +455,350 @@ def test_mutated_real_frames_route_like_the_reference(pools: dict[int, Pool]) ->
             if b"\\" in mutant:
                 continue
             outcomes[twin.route(mutant)] += 1
+        twin.check_all()
+    assert outcomes[router.ROUTE_APPLIED] and outcomes[router.ROUTE_OTHER] and outcomes["WireError"]
+
+
+# --- the single pass against the three steps ----------------------------------------------------
+#
+# The single pass may only ever accept what the three steps decode the same way. The routers in
+# ``Twin`` check that on every frame; these tests feed frames next to the compact shape (blanks,
+# odd numbers, unknown or repeated members, protobuf fields of every kind), say which ones the
+# single pass is expected to read, and generate many more.
+
+_PLAIN_VALUES = [b'"x"', b"0", b"12", b"1.25", b"true", b"false", b"null", b"[]", b"{}"]
+_ODD_VALUES = [
+    b'"caf\xc3\xa9"', b'"a\\"b"', b'"\\u00e9"', b"-1", b"1e5", b"-0.5E-3", b'[1,[2,{"a":[]}],"b"]',
+    b'{"b":[["1","2"]],"s":"X"}', b" 7", b"[ ]", b"012", b"1.", b'"\x01"', b"nul", b"{", b"9" * 30,
+]
+
+
+def _with_member(frame: bytes, anchor: bytes, member: bytes) -> bytes:
+    """``member`` (``"key":value``) inserted right after ``anchor``'s first occurrence."""
+    at = frame.index(anchor) + len(anchor)
+    return frame[:at] + member + b"," + frame[at:]
+
+
+def _span(frame: bytes, pattern: bytes) -> tuple[int, int]:
+    """Where the first match of ``pattern``'s group 1 lies in ``frame``."""
+    match = re.search(pattern, frame)
+    assert match is not None, (pattern, frame)
+    return match.span(1)
+
+
+def _gate_variants(frame: bytes, futures: bool) -> dict[str, tuple[bytes, bool | None]]:
+    """Variants of a Gate diff: name -> (frame, True when the single pass must read it, False when
+    it must decline it, None when either is fine)."""
+    p0, p1 = _span(frame, rb'"p":"(\d+(?:\.\d+)?)"' if futures else rb'\[\["(\d+(?:\.\d+)?)"')
+    u0, u1 = _span(frame, rb'"U":(\d+)')
+    out: dict[str, tuple[bytes, bool | None]] = {
+        "as recorded": (frame, True),
+        "result first": (b'{"result":' + frame[frame.index(b"{", 1):-1] + b"," + frame[1:frame.index(b'"result"') - 1] + b"}", True),
+        "unknown members": (_with_member(_with_member(frame, b'"result":{', b'"zz":{"a":[1,2.5,"x"]}'), b"{", b'"q":null'), True),
+        "full false": (_with_member(frame, b'"result":{', b'"full":false'), True),
+        "full true": (_with_member(frame, b'"result":{', b'"full":true'), False),
+        "blank after colon": (frame.replace(b'"event":', b'"event": ', 1), False),
+        "blank inside result": (frame.replace(b'"result":{', b'"result":{ ', 1), False),
+        "trailing newline": (frame + b"\n", False),
+        "escaped unknown value": (_with_member(frame, b"{", b'"note":"a\\u00e9\\n"'), True),
+        "utf-8 unknown value": (_with_member(frame, b"{", b'"note":"caf\xc3\xa9"'), True),
+        "negative unknown number": (_with_member(frame, b"{", b'"q":-1.5e3'), True),
+        "leading zeros in a price": (frame[:p0] + b"00" + frame[p0:], None),
+        "19 digits in a price": (frame[:p1] + (b"" if b"." in frame[p0:p1] else b".") + b"0" * 19 + frame[p1:], False),
+        "zero price": (frame[:p0] + b"0" + frame[p1:], False),
+        "19-digit id": (frame[:u0] + b"1" + b"0" * 18 + frame[u1:], False),
+        "id beyond int64": (frame[:u0] + b"9" * 20 + frame[u1:], False),
+        "leading zero in an id": (frame[:u0] + b"0" + frame[u0:], False),
+        "fractional id": (frame[:u1] + b".0" + frame[u1:], False),
+        "U above u": (frame[:u0] + b"9" + frame[u0:], False),
+        "repeated U": (_with_member(frame, b'"result":{', b'"U":%s' % frame[u0:u1]), False),
+        "repeated channel": (_with_member(frame, b"{", frame[frame.index(b'"channel"'):frame.index(b',"event"')]), False),
+        "escaped key": (frame.replace(b'"event"', b'"\\u0065vent"', 1), False),
+        "other channel": (frame.replace(b"order_book_update", b"order_book", 1), False),
+        "symbol of no book": (frame.replace(b'"s":"', b'"s":"NO', 1), None),
+        "no symbol": (re.sub(rb',?"s":"[A-Z0-9_]+"', b"", frame, count=1).replace(b"{,", b"{"), False),
+        "bytes after the document": (frame + b"{}", False),
+        "cut short": (frame[:-1], False),
+    }
+    if futures:
+        s0, s1 = _span(frame, rb'"s":(\d+)')
+        out |= {
+            "extra level member": (frame.replace(b'{"p":', b'{"x":[0],"p":', 1), True),
+            "size before price": (re.sub(rb'\{"p":("[^"]*"),"s":(\d+)\}', rb'{"s":\2,"p":\1}', frame, count=1), True),
+            "repeated size": (frame[:s1] + b',"s":1' + frame[s1:], False),
+            "fractional size": (frame[:s1] + b".0" + frame[s1:], False),
+            "quoted size": (frame[:s0] + b'"' + frame[s0:s1] + b'"' + frame[s1:], False),
+            "negative size": (frame[:s0] + b"-" + frame[s0:], False),
+        }
+    else:
+        out |= {
+            "three-element level": (frame.replace(b'"]', b'","1"]', 1), False),
+            "bare price": (frame[:p0 - 1] + frame[p0:p1] + frame[p1 + 1:], False),
+            "price with exponent": (frame[:p1] + b"e0" + frame[p1:], False),
+        }
+    return out
+
+
+def _mexc_futures_variants(frame: bytes) -> dict[str, tuple[bytes, bool | None]]:
+    p0, p1 = _span(frame, rb"\[\[(\d+(?:\.\d+)?),")
+    return {
+        "as generated": (frame, True),
+        "symbol first": (b'{"symbol":"' + json.loads(frame)["symbol"].encode() + b'",' + frame[1:].replace(
+            b',"symbol":"%s"' % json.loads(frame)["symbol"].encode(), b""), True),
+        "unknown members": (_with_member(_with_member(frame, b'"data":{', b'"data":{"x":1}'), b"{", b'"q":[]'), True),
+        "no ts": (re.sub(rb',"ts":\d+', b"", frame), True),
+        "blank between levels": (frame.replace(b"],[", b"], [", 1), False),
+        "negative order count": (frame.replace(b",1]", b",-1]", 1), False),
+        "fractional order count": (frame.replace(b",1]", b",1.5]", 1), False),
+        "four-element level": (frame.replace(b",1]", b",1,1]", 1), False),
+        "price with exponent": (frame[:p1] + b"e0" + frame[p1:], False),
+        "leading zero in a price": (frame[:p0] + b"0" + frame[p0:], False),
+        "negative price": (frame[:p0] + b"-" + frame[p0:], False),
+        "quoted price": (frame[:p0] + b'"' + frame[p0:p1] + b'"' + frame[p1:], False),
+        "repeated version": (_with_member(frame, b'"data":{', b'"version":1'), False),
+        "version outside data": (_with_member(frame, b"{", b'"version":1'), True),
+        "other channel": (frame.replace(b"push.depth", b"push.deal", 1), False),
+        "bytes after the document": (frame + b" ", False),
+    }
+
+
+def _pb(field: int, wire_type: int, payload: bytes | int) -> bytes:
+    if wire_type == 0:
+        return ref_mexc.tag(field, 0) + ref_mexc.varint(int(payload))
+    assert isinstance(payload, bytes)
+    return ref_mexc.tag(field, wire_type) + (ref_mexc.varint(len(payload)) + payload if wire_type == 2 else payload)
+
+
+def _long_varint(value: int) -> bytes:
+    """``value`` as a varint one byte longer than needed (still valid protobuf)."""
+    raw = bytearray(ref_mexc.varint(value))
+    raw[-1] |= 0x80
+    return bytes(raw) + b"\x00"
+
+
+def _mexc_spot_variants(frame: bytes) -> dict[str, tuple[bytes, bool | None]]:
+    pb = ref_mexc._Pb(frame)
+    fields: list[tuple[int, int, bytes]] = []  # (field, wire type, raw field bytes)
+    while pb.more():
+        start = pb.pos
+        field_no, wire_type = pb.tag()
+        pb.skip(field_no, wire_type)
+        fields.append((field_no, wire_type, frame[start:pb.pos]))
+    raw = {f: r for f, _, r in fields}
+    body_at = frame.index(raw[313])
+    price = re.search(rb"\n\x08(\d+\.\d+)", frame)
+    assert price is not None
+    p0, p1 = price.span(1)
+    group = ref_mexc.tag(9, 3) + _pb(1, 0, 5) + ref_mexc.tag(9, 4)
+    return {
+        "as generated": (frame, True),
+        "body first": (raw[313] + b"".join(r for f, _, r in fields if f != 313), True),
+        "unknown fields": (_pb(7, 0, 2**40) + _pb(8, 1, b"\x00" * 8) + _pb(10, 5, b"\x01" * 4) + frame, True),
+        "a group": (group + frame, False),
+        "long tag varint": (frame.replace(raw[3], _long_varint(3 << 3 | 2) + raw[3][1:], 1), True),
+        "repeated symbol": (raw[3] + frame, False),
+        "repeated sendTime": (_pb(6, 0, 1) + frame, False),
+        "sendTime beyond int64": (frame.replace(raw[6], _pb(6, 0, 2**63)), False),
+        "sendTime as bytes": (frame.replace(raw[6], _pb(6, 2, b"1")), False),
+        "no symbol": (frame.replace(raw[3], b""), False),
+        "top-N book": (frame.replace(raw[313][:2], ref_mexc.tag(303, 2), 1), False),
+        "deals before depth": (_pb(314, 2, b"") + frame, False),
+        "leading zeros in a price": (frame[:p0 - 1] + bytes([p1 - p0 + 2]) + b"00" + frame[p0:], None),
+        "price without fraction digits": (frame[:p0 - 1] + bytes([p1 - p0 - 2]) + frame[p0:p1 - 2] + frame[p1:], None),
+        "empty price": (frame[:p0 - 1] + b"\x00" + frame[p1:], False),
+        "cut short": (frame[:-1], False),
+        "length past the end": (frame[:body_at] + raw[313][:2] + b"\x7f" + frame[body_at + 3:], False),
+    }
+
+
+def _variant_pool(pool: Pool) -> tuple[str, bytes]:
+    symbol = max(pool.diffs, key=lambda s: len(pool.diffs[s]))
+    frame = max((f for f in pool.diffs[symbol] if len(f) < 600), key=lambda f: f.count(b","))  # the most levels
+    return symbol, frame
+
+
+def _variants(pools: dict[int, Pool], dialect: int) -> tuple[str, bytes, dict[str, tuple[bytes, bool | None]]]:
+    symbol, frame = _variant_pool(pools[dialect])
+    if dialect == router.DIALECT_GATEIO_SPOT:
+        return symbol, frame, _gate_variants(frame, False)
+    if dialect == router.DIALECT_GATEIO_FUTURES:
+        return symbol, frame, _gate_variants(frame, True)
+    if dialect == router.DIALECT_MEXC_SPOT:
+        return symbol, frame, _mexc_spot_variants(frame)
+    return symbol, frame, _mexc_futures_variants(frame)
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_frames_next_to_the_compact_shape_route_like_the_three_steps(
+    pools: dict[int, Pool], dialect: int
+) -> None:
+    symbol, base, variants = _variants(pools, dialect)
+    outcomes = {}
+    for name, (frame, single) in variants.items():
+        twin = Twin(pools[dialect], [symbol])
+        twin.snapshot_near(0, base, 0)
+        outcomes[name] = twin.route(frame, reference=b"\\" not in frame)
+        twin.check_all()
+        if single is not None:
+            assert twin.compiled.single_pass_frames == int(single), name
+    assert outcomes["as recorded" if "as recorded" in outcomes else "as generated"] == router.ROUTE_APPLIED
+    # declining is never refusing: frames off the compact shape still apply through the three steps
+    declined = [n for n, (_, single) in variants.items() if single is False and outcomes[n] == router.ROUTE_APPLIED]
+    assert declined and "WireError" in outcomes.values() and router.ROUTE_OTHER in outcomes.values()
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_the_single_pass_reads_every_diff_of_the_stream(pools: dict[int, Pool], dialect: int) -> None:
+    pool = pools[dialect]
+    for symbol, frames in pool.diffs.items():
+        twin = Twin(pool, [symbol])
+        twin.snapshot_near(0, frames[0], 0)
+        routed = 0
+        for frame in frames:
+            before = twin.compiled.single_pass_frames
+            outcome = twin.route(frame)
+            if outcome in (router.ROUTE_APPLIED, router.ROUTE_STALE):
+                assert twin.compiled.single_pass_frames == before + 1, frame
+                routed += 1
+        assert routed and twin.compiled.applied(0) + twin.compiled.stale(0) == routed
+        twin.check_all()
+
+
+# Structure-aware edits: each keeps a frame close to valid, so that the single pass, not only the
+# three steps, has to decide.
+
+_JSON_EDITS = ("blank", "lead0", "trail0", "digit", "member", "repeat", "exponent", "sign", "cut")
+
+
+def _edit_json(rng: random.Random, frame: bytes, edit: str) -> bytes:
+    numbers = [m.span() for m in re.finditer(rb"\d+(?:\.\d+)?", frame)]
+    tokens = [m.end() for m in re.finditer(rb"[:,\[\]{}]", frame)]
+    if not numbers or not tokens or b"{" not in frame:
+        return frame[:-1]
+    a, b = rng.choice(numbers)
+    if edit == "blank":
+        at = rng.choice(tokens)
+        return frame[:at] + rng.choice((b" ", b"\n", b"\t", b"\r ")) + frame[at:]
+    if edit == "lead0":
+        return frame[:a] + b"0" * rng.randrange(1, 3) + frame[a:]
+    if edit == "trail0":
+        zeros = b"0" * rng.choice((1, 2, 9, 20))
+        return frame[:b] + (zeros if b"." in frame[a:b] else b"." + zeros) + frame[b:]
+    if edit == "digit":
+        at = rng.randrange(a, b)
+        return frame[:at] + str(rng.randrange(10)).encode() + frame[at + 1:] if frame[at:at + 1] != b"." else frame
+    if edit == "member":
+        at = rng.choice([m.end() for m in re.finditer(rb"\{", frame)])
+        value = rng.choice(_PLAIN_VALUES + _ODD_VALUES)
+        return frame[:at] + b'"%s":%s,' % (rng.choice((b"k", b"t", b"s", b"U", b"full", b"data", b"p")), value) + frame[at:]
+    if edit == "repeat":
+        members = list(re.finditer(rb'"[A-Za-z]+":(?:"[^"]*"|\d+)', frame))
+        if not members:
+            return frame
+        member = rng.choice(members)
+        return frame[:member.end()] + b"," + member.group() + frame[member.end():]
+    if edit == "exponent":
+        return frame[:b] + rng.choice((b"e0", b"E+1", b"e-2")) + frame[b:]
+    if edit == "sign":
+        return frame[:a] + b"-" + frame[a:]
+    return frame[: rng.randrange(len(frame) + 1)]
+
+
+_PB_VALUES: list[tuple[int, bytes | int]] = [(0, 0), (0, 2**63), (0, 2**64 - 1), (1, b"\x00" * 8), (5, b"\xff" * 4),
+                                            (2, b""), (2, b"x"), (2, b"1.5"), (2, b"\x0a\x02\x08\x01")]
+
+
+def _edit_pb(rng: random.Random, frame: bytes, edit: str) -> bytes:
+    """Protobuf edits on a push built by ``_pb_push`` (``edit`` picks one at random)."""
+    if edit == "cut":
+        return frame[: rng.randrange(len(frame) + 1)]
+    if edit == "digit":
+        digits = [i for i, c in enumerate(frame) if 48 <= c <= 57]
+        if not digits:
+            return frame
+        at = rng.choice(digits)
+        return frame[:at] + rng.choice((b"0", b"7", b".", b"-", b"e")) + frame[at + 1:]
+    wire_type, value = rng.choice(_PB_VALUES)
+    field_no = rng.choice((1, 2, 3, 4, 5, 6, 7, 303, 313, 314, 999))
+    return _pb(field_no, wire_type, value) + frame
+
+
+def _decimal(rng: random.Random, whole: int, places: int) -> str:
+    text = str(whole) + ("." + "".join(rng.choice("0123456789") for _ in range(places)) if places else "")
+    return rng.choice(("", "", "", "0")) + text + ("0" * rng.choice((0, 0, 0, 1, 12)) if "." in text else "")
+
+
+def _pb_push(rng: random.Random, symbol: str, first: int, last: int) -> bytes:
+    """An aggre depth push whose fields come in any order, with unknown fields of every kind."""
+    levels = []
+    for _ in range(rng.randrange(4)):
+        item = [_pb(1, 2, _decimal(rng, rng.randrange(1, 200_000), rng.choice((0, 1, 2, 2, 3))).encode()),
+                _pb(2, 2, _decimal(rng, rng.randrange(0, 50), rng.choice((0, 6, 6, 7))).encode())]
+        if rng.random() < 0.2:
+            item.append(_pb(rng.choice((3, 9)), *rng.choice(_PB_VALUES)))
+        rng.shuffle(item)
+        levels.append(_pb(rng.choice((1, 2)), 2, b"".join(item)))
+    body = levels + [_pb(4, 2, str(first).encode()), _pb(5, 2, str(last).encode()),
+                     _pb(3, 2, b"spot@public.aggre.depth.v3.api.pb@100ms")]
+    rng.shuffle(body)
+    top = [_pb(1, 2, f"spot@public.aggre.depth.v3.api.pb@100ms@{symbol}".encode()), _pb(3, 2, symbol.encode()),
+           _pb(6, 0, 1_755_973_885_809 + first), _pb(313, 2, b"".join(body))]
+    if rng.random() < 0.3:
+        top.append(_pb(rng.choice((7, 8, 20, 400)), *rng.choice(_PB_VALUES)))
+    rng.shuffle(top)
+    return b"".join(top)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_edited_frames_route_like_the_three_steps(data: st.DataObject, pools: dict[int, Pool]) -> None:
+    dialect = data.draw(st.sampled_from(DIALECTS), label="dialect")
+    pool = pools[dialect]
+    rng = random.Random(data.draw(st.integers(0, 2**32), label="seed"))
+    symbols = sorted(pool.diffs)
+    twin = Twin(pool, symbols)
+    for _ in range(data.draw(st.integers(1, 12), label="frames")):
+        slot = rng.randrange(len(symbols))
+        if dialect == router.DIALECT_MEXC_SPOT:
+            first = rng.randrange(1, 10**12)
+            base = _pb_push(rng, symbols[slot], first, first + rng.randrange(3))
+            edits = data.draw(st.lists(st.sampled_from(("field", "digit", "cut")), max_size=2), label="edits")
+            frame = base
+            for edit in edits:
+                frame = _edit_pb(rng, frame, edit)
+        else:
+            base = rng.choice(pool.diffs[symbols[slot]])
+            edits = data.draw(st.lists(st.sampled_from(_JSON_EDITS), max_size=2), label="edits")
+            frame = base
+            for edit in edits:
+                frame = _edit_json(rng, frame, edit)
+        try:
+            twin.snapshot_near(slot, base, rng.choice((0, 0, 1)))
+        except ValueError:  # a generated push the reference refuses (e.g. a price too fine): no snapshot
+            twin.desync(slot)
+        twin.route(frame, reference=dialect == router.DIALECT_MEXC_SPOT or b"\\" not in frame)
+    twin.check_all()
+
+
+def test_mutated_frames_with_escapes_route_like_the_three_steps(pools: dict[int, Pool]) -> None:
+    """Mutation fuzzing without the reference, so escapes are fed too."""
+    rng = random.Random(SEED + 2)
+    outcomes: Counter[int | str] = Counter()
+    for dialect in DIALECTS:
+        pool = pools[dialect]
+        symbols = sorted(pool.diffs)
+        twin = Twin(pool, symbols)
+        slot_of = {f: slot for slot, symbol in enumerate(symbols) for f in pool.diffs[symbol]}
+        frames = pool.frames + pool.others
+        for _ in range(4_000):
+            original = rng.choice(frames)
+            if original in slot_of:
+                twin.snapshot_near(slot_of[original], original, 0)
+            mutant = _mutate(rng, original)
+            if rng.random() < 0.3:
+                at = rng.randrange(len(mutant) + 1)
+                mutant = mutant[:at] + rng.choice((b"\\", b'\\"', b"\\u0041", b"\\n")) + mutant[at:]
+            outcomes[twin.route(mutant, reference=False)] += 1
         twin.check_all()
     assert outcomes[router.ROUTE_APPLIED] and outcomes[router.ROUTE_OTHER] and outcomes["WireError"]
 
