@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import math
 import time
 from collections import OrderedDict
 from collections.abc import Mapping
-from decimal import ROUND_FLOOR, Decimal, localcontext
-from typing import Protocol
+from decimal import ROUND_FLOOR, Decimal
+from typing import NamedTuple, Protocol
 
 import msgspec
 
@@ -26,9 +27,10 @@ from arb_core.fsm import StateMachine
 from .errors import OrderExecutionError
 from .exchanges.base import PrivateExchange
 from .exchanges.models import OrderRequest, OrderType, TimeInForce
-from .instruments import Instrument, InstrumentCatalog
+from .instruments import INT64_MAX, Instrument, InstrumentCatalog
 from .monitor import Stage
 from .orders import (
+    WIDE,
     ZERO,
     Clock,
     OrderJournal,
@@ -48,6 +50,10 @@ log = logging.getLogger(__name__)
 
 _NS_PER_MS = Decimal(1_000_000)
 _KEPT_HISTORIES = 256
+_FUTURES = frozenset(market for market in ExchangeName if market.is_futures)
+_STATES = {int(state): state for state in ArbitrageState}
+_EXACT_PRODUCT = 10**28  # coefficients below this are exact in the default decimal context
+_LONGEST_LOT = Decimal(10**40)
 
 
 class ExecutionObserver(Protocol):
@@ -85,7 +91,7 @@ class TwoLegExecutor:
         self.clock = clock
         self.monitor = monitor
         self.orders = OrderRunner(exchanges, journal=journal, settings=order_settings, clock=clock, sleep=sleep)
-        self._histories: OrderedDict[str, list[tuple[ArbitrageState, int]]] = OrderedDict()
+        self._histories: OrderedDict[str, list[tuple[int, int]]] = OrderedDict()  # raw, converted when read
 
     def plan(self, opportunity: ArbitrageOpportunity) -> tuple[LegPlan, LegPlan]:
         """The two IOC orders of ``opportunity``; raises OrderExecutionError when it cannot be traded as given.
@@ -95,43 +101,33 @@ class TwoLegExecutor:
         market's tick grid, rounded toward the market by at most one tick.
         """
         opp = opportunity
-        where = f"opportunity {opp.opportunity_id} {opp.symbol}"
-        if opp.buy_exchange is opp.sell_exchange:
-            raise OrderExecutionError(f"{where}: buy and sell market are both {opp.buy_exchange.value}")
-        futures = (opp.buy_exchange.is_futures, opp.sell_exchange.is_futures)
-        if opp.opportunity_type is OpportunityType.SPOT_SPOT and any(futures):
-            raise OrderExecutionError(f"{where}: a spot_spot opportunity names a futures market")
-        if opp.opportunity_type is OpportunityType.SPOT_FUTURES_HEDGE and futures[0] == futures[1]:
-            raise OrderExecutionError(f"{where}: a spot_futures_hedge needs one spot and one futures market")
-        buy = catalog_instrument(self.instruments, opp.buy_exchange, opp.symbol)
-        sell = catalog_instrument(self.instruments, opp.sell_exchange, opp.symbol)
-        step = _common_step(buy.lot_size * buy.contract_size, sell.lot_size * sell.contract_size)
-        quantity = (opp.max_quantity / step).to_integral_value(rounding=ROUND_FLOOR) * step
+        buy_market, sell_market = opp.buy_exchange, opp.sell_exchange
+        if buy_market is sell_market:
+            raise OrderExecutionError(f"{_where(opp)}: buy and sell market are both {buy_market.value}")
+        buy_futures, sell_futures = buy_market in _FUTURES, sell_market in _FUTURES
+        if opp.opportunity_type is OpportunityType.SPOT_SPOT and (buy_futures or sell_futures):
+            raise OrderExecutionError(f"{_where(opp)}: a spot_spot opportunity names a futures market")
+        if opp.opportunity_type is OpportunityType.SPOT_FUTURES_HEDGE and buy_futures == sell_futures:
+            raise OrderExecutionError(f"{_where(opp)}: a spot_futures_hedge needs one spot and one futures market")
+        buy = catalog_instrument(self.instruments, buy_market, opp.symbol)
+        sell = catalog_instrument(self.instruments, sell_market, opp.symbol)
+        grid = _pair_grid(buy, sell)
+        step = grid.step
+        steps = (opp.max_quantity / step).to_integral_value(rounding=ROUND_FLOOR)
+        quantity = steps * step
         if quantity <= 0:
-            raise OrderExecutionError(f"{where}: max_quantity {opp.max_quantity} is below one common lot {step}")
-        legs = []
-        for leg, side, instrument, price in (
-            ("buy", OrderSide.BUY, buy, opp.buy_price),
-            ("sell", OrderSide.SELL, sell, opp.sell_price),
-        ):
-            size = instrument.lots_to_size(instrument.size_to_lots(_exact_div(quantity, instrument.contract_size)))
-            limit = round_price(instrument, price, side, marketable=True)
-            if size < instrument.min_size or quantity * limit < instrument.min_notional:
-                raise OrderExecutionError(
-                    f"{where}: {leg} {size} on {instrument.exchange.value} is below min_size {instrument.min_size} "
-                    f"or min_notional {instrument.min_notional}"
-                )
-            request = OrderRequest(
-                symbol=instrument.symbol,
-                side=side,
-                type=OrderType.LIMIT,
-                quantity=size,
-                price=limit,
-                time_in_force=TimeInForce.IOC,
-                client_order_id=client_order_id(opp.opportunity_id, leg[0]),
+            raise OrderExecutionError(
+                f"{_where(opp)}: max_quantity {opp.max_quantity} is below one common lot {step}"
             )
-            legs.append(LegPlan(leg=leg, instrument=instrument, request=request))
-        return legs[0], legs[1]
+        # Below 28 digits the product above is exact (the default context's precision), so
+        # each leg is ``whole`` times its lots per step; beyond, the Decimal route decides.
+        whole = int(steps) if steps.is_finite() else 0
+        if whole * grid.step_coefficient >= _EXACT_PRODUCT:
+            whole = 0
+        return (
+            _leg(opp, "buy", OrderSide.BUY, buy, opp.buy_price, quantity, whole * grid.buy_lots),
+            _leg(opp, "sell", OrderSide.SELL, sell, opp.sell_price, quantity, whole * grid.sell_lots),
+        )
 
     async def execute(self, opportunity: ArbitrageOpportunity) -> ExecutionResult:
         """Execute both legs of ``opportunity`` and recover any residual; never raises on venue failures."""
@@ -203,7 +199,7 @@ class TwoLegExecutor:
 
     def transitions(self, opportunity_id: str) -> list[tuple[ArbitrageState, int]]:
         """The state machine history of a recent execution as (state, entered_at_ns), oldest first."""
-        return list(self._histories.get(opportunity_id, ()))
+        return [(_STATES[state], at_ns) for state, at_ns in self._histories.get(opportunity_id, ())]
 
     def _recovered(
         self, opportunity: ArbitrageOpportunity, fsm: StateMachine, start: int, outcome: RecoveryOutcome
@@ -233,15 +229,16 @@ class TwoLegExecutor:
         profit: Decimal, error: str | None,
     ) -> ExecutionResult:
         elapsed_ns = self.clock() - start
-        self._histories[opportunity.opportunity_id] = [(ArbitrageState(s), t) for s, t in fsm.history()]
-        while len(self._histories) > _KEPT_HISTORIES:
-            self._histories.popitem(last=False)
+        histories = self._histories
+        histories[opportunity.opportunity_id] = fsm.history()
+        if len(histories) > _KEPT_HISTORIES:
+            histories.popitem(last=False)
         return ExecutionResult(
             opportunity_id=opportunity.opportunity_id,
-            final_state=ArbitrageState(fsm.state),
+            final_state=_STATES[fsm.state],
             total_execution_time_ms=Decimal(elapsed_ns) / _NS_PER_MS,
             realized_profit=profit,
-            legs=tuple(o.to_leg() for o in orders),
+            legs=tuple([o.to_leg() for o in orders]),
             error=error,
         )
 
@@ -260,6 +257,70 @@ def _errors(prefix: str, *orders: OrderOutcome) -> str:
     return f"{prefix}: {details}" if details else prefix
 
 
+def _where(opportunity: ArbitrageOpportunity) -> str:
+    return f"opportunity {opportunity.opportunity_id} {opportunity.symbol}"
+
+
+def _leg(
+    opportunity: ArbitrageOpportunity, leg: str, side: OrderSide, instrument: Instrument, price: Decimal,
+    quantity: Decimal, lots: int,
+) -> LegPlan:
+    """The IOC order of one leg trading ``quantity`` (base units) at ``price`` rounded toward the market.
+
+    ``lots`` is ``quantity`` in the leg's lots when known exactly, else 0: then it is derived from
+    ``quantity`` by the Decimal conversions, which raise for what cannot be sent.
+    """
+    if 0 < lots <= INT64_MAX:
+        size = instrument.lots_to_size(lots)
+    else:
+        size = instrument.lots_to_size(instrument.size_to_lots(_exact_div(quantity, instrument.contract_size)))
+    limit = round_price(instrument, price, side, marketable=True)
+    if size < instrument.min_size or quantity * limit < instrument.min_notional:
+        raise OrderExecutionError(
+            f"{_where(opportunity)}: {leg} {size} on {instrument.exchange.value} is below min_size "
+            f"{instrument.min_size} or min_notional {instrument.min_notional}"
+        )
+    request = OrderRequest(
+        symbol=instrument.symbol,
+        side=side,
+        type=OrderType.LIMIT,
+        quantity=size,
+        price=limit,
+        time_in_force=TimeInForce.IOC,
+        client_order_id=client_order_id(opportunity.opportunity_id, leg[0]),
+    )
+    return LegPlan(leg=leg, instrument=instrument, request=request)
+
+
+class _PairGrid(NamedTuple):
+    """The quantity grid two markets share."""
+
+    step: Decimal  # the smallest base quantity both trade as whole lots (futures: whole contracts)
+    step_coefficient: int  # ``step`` without its exponent: 0.0015 -> 15
+    buy_lots: int  # lots of the buy market in one step (0: not exactly a whole number)
+    sell_lots: int
+
+
+@functools.lru_cache(maxsize=1024)  # instruments are immutable and hash by value: it cannot go stale
+def _pair_grid(buy: Instrument, sell: Instrument) -> _PairGrid:
+    step = _common_step(buy.lot_size * buy.contract_size, sell.lot_size * sell.contract_size)
+    return _PairGrid(step, int(Decimal((0, step.as_tuple().digits, 0))), _lots_in(buy, step), _lots_in(sell, step))
+
+
+def _lots_in(instrument: Instrument, quantity: Decimal) -> int:
+    """Lots of ``instrument`` in ``quantity`` base units when that is exactly a whole number of them, else 0.
+
+    Also 0 for lot sizes of 40 digits or more, whose int64 multiples the Decimal route would round.
+    """
+    if instrument.lot_size.scaleb(instrument.size_decimals) >= _LONGEST_LOT:
+        return 0
+    quantity_n, quantity_d = quantity.as_integer_ratio()
+    lot_n, lot_d = instrument.lot_size.as_integer_ratio()
+    contract_n, contract_d = instrument.contract_size.as_integer_ratio()
+    lots, rest = divmod(quantity_n * lot_d * contract_d, quantity_d * lot_n * contract_n)
+    return lots if not rest else 0
+
+
 def _common_step(a: Decimal, b: Decimal) -> Decimal:
     """The smallest positive quantity that is a whole multiple of both ``a`` and ``b``."""
     exponent = min(int(a.normalize().as_tuple().exponent), int(b.normalize().as_tuple().exponent), 0)
@@ -268,7 +329,5 @@ def _common_step(a: Decimal, b: Decimal) -> Decimal:
 
 
 def _exact_div(value: Decimal, divisor: Decimal) -> Decimal:
-    with localcontext() as ctx:
-        ctx.prec = 60
-        return (value / divisor).normalize()
+    return WIDE.divide(value, divisor).normalize(WIDE)
 

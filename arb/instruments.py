@@ -6,6 +6,7 @@ crosses between those integers and venue ``Decimal`` values goes through ``Instr
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Iterator
 from decimal import Context, Decimal, Inexact, InvalidOperation, Overflow
 from typing import TypeVar
@@ -47,6 +48,12 @@ def round_up_to_step(value: Decimal, step: Decimal) -> Decimal:
 def _scaled(value: Decimal, decimals: int) -> int:
     """``value * 10**decimals`` as an exact int; raises ArithmeticError if it is not whole."""
     return int(value.scaleb(decimals, _EXACT).to_integral_exact(context=_EXACT))
+
+
+@functools.lru_cache(maxsize=1024)  # a function of the values only; one entry per distinct step
+def _step_units(step: Decimal, decimals: int) -> int:
+    """A tick or lot size in units of its last decimal (``_scaled``), for the per-order conversions."""
+    return _scaled(step, decimals)
 
 
 def unified_symbol(base: str, quote: str, settle: str | None = None) -> str:
@@ -205,10 +212,10 @@ class Instrument(msgspec.Struct, frozen=True, kw_only=True):
                 f"({type(value).__name__}) is not a finite Decimal"
             )
         try:
-            units = _scaled(value, decimals)
+            units = int(value.scaleb(decimals, _EXACT).to_integral_exact(context=_EXACT))  # _scaled, inlined
         except ArithmeticError:
             units = None
-        step_units = _scaled(step, decimals)
+        step_units = _step_units(step, decimals)
         if units is None or units % step_units:
             raise InstrumentError(
                 f"instrument {self.exchange.value} {self.symbol}: {what} {value} is not a multiple of "
@@ -226,7 +233,7 @@ class Instrument(msgspec.Struct, frozen=True, kw_only=True):
             raise InstrumentError(
                 f"instrument {self.exchange.value} {self.symbol}: {what} {steps!r} is not an int64"
             )
-        return Decimal(steps * _scaled(step, decimals)).scaleb(-decimals, _EXACT)
+        return Decimal(steps * _step_units(step, decimals)).scaleb(-decimals, _EXACT)
 
 
 class SkippedPair(msgspec.Struct, frozen=True):

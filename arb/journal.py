@@ -42,9 +42,9 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from decimal import Decimal
+from types import TracebackType
 from typing import Any, Literal
 
 import msgspec
@@ -117,10 +117,23 @@ CREATE TABLE recovery_steps (
 """
 
 _FINAL_STATUSES = tuple(status.value for status in OrderStatus if status.is_final)
+_FINAL_STATUS_SET = frozenset(_FINAL_STATUSES)
+_FILLED = OrderStatus.FILLED.value
+_REJECTED = OrderStatus.REJECTED.value
+_NO_DETAIL = "{}"
 
 _INSERT_INTENT = (
     "INSERT INTO intents (opportunity_id, leg, exchange, client_order_id, symbol, request, created_at_ms) "
     "VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+_INSERT_EVENT = (
+    "INSERT INTO order_events (intent_id, kind, status, order_id, filled_quantity, closes, detail, at_ms) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_INSERT_FILL = (
+    "INSERT OR IGNORE INTO fills (intent_id, exchange, symbol, trade_id, order_id, client_order_id, side, "
+    "price, quantity, fee, fee_asset, is_maker, timestamp_ms, source, recorded_at_ms) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _OPEN_INTENTS = """
 SELECT intent_id, opportunity_id, leg, exchange, request, created_at_ms FROM intents i
@@ -156,6 +169,38 @@ class _OpenIntent:
 
     def copy(self) -> _OpenIntent:
         return _OpenIntent(self.intent_id, self.key, self.quantity, self.filled, self.final, self.closed)
+
+
+class _Transaction:
+    """A journal's write transaction: ``BEGIN IMMEDIATE`` on entry; on exit ``COMMIT`` and publish the
+    index changes, or ``ROLLBACK`` and drop them when the body (or the commit) raised.
+
+    One reusable object per journal (every write enters it), cheaper than a generator context manager.
+    """
+
+    __slots__ = ("_journal",)
+
+    def __init__(self, journal: Journal) -> None:
+        self._journal = journal
+
+    def __enter__(self) -> None:
+        self._journal._write("BEGIN IMMEDIATE")
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        journal = self._journal
+        if exc_type is not None:
+            journal._roll_back()
+            return
+        try:
+            journal._write("COMMIT")
+        except BaseException:
+            journal._roll_back()
+            raise
+        journal.uncheckpointed += 1
+        if journal._staged:
+            journal._publish()
 
 
 class JournalError(ArbitrageEngineError):
@@ -249,8 +294,11 @@ class Journal:
         self._open: dict[tuple[str, str], _OpenIntent] = {}
         self._open_ids: dict[int, _OpenIntent] = {}
         self._staged: dict[int, _OpenIntent] = {}  # index entries changed by the running transaction
+        self._transaction = _Transaction(self)
         try:
             self._db = sqlite3.connect(self.path, isolation_level=None)
+            # Writes go through one cursor (none of them reads rows back), sparing a cursor per statement.
+            self._write = self._db.cursor().execute
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(f"PRAGMA synchronous={synchronous}")
             self._db.execute(f"PRAGMA wal_autocheckpoint={AUTOCHECKPOINT_PAGES}")
@@ -268,7 +316,7 @@ class Journal:
             raise JournalError(
                 f"journal {self.path}: schema version {version}, this arb reads version {SCHEMA_VERSION}"
             )
-        with self._transaction():
+        with self._transaction:
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     self._db.execute(statement)
@@ -280,21 +328,10 @@ class Journal:
             self._open[entry.key] = entry
             self._open_ids[entry.intent_id] = entry
 
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        db = self._db
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            yield db
-            db.execute("COMMIT")
-        except BaseException:
-            self._staged.clear()
-            if db.in_transaction:  # a failed COMMIT may have rolled back already
-                db.execute("ROLLBACK")
-            raise
-        self.uncheckpointed += 1
-        if self._staged:
-            self._publish()
+    def _roll_back(self) -> None:
+        self._staged.clear()
+        if self._db.in_transaction:  # a failed COMMIT may have rolled back already
+            self._write("ROLLBACK")
 
     def _publish(self) -> None:
         """Move the committed transaction's index changes into the index."""
@@ -381,18 +418,20 @@ class Journal:
         together; a refused intent (a reused client id) records none of them.
         """
         now_ms = self._now_ms()
+        # Enum values are read as ``_value_`` on the order path: a plain attribute, cheaper than ``value``.
         rows = [
             (
-                opportunity_id, leg, exchange.value, request.client_order_id, request.symbol,
-                msgspec.json.encode(request).decode(), now_ms,
+                opportunity_id, leg, exchange._value_, request.client_order_id, request.symbol,
+                _encode_request(request).decode(), now_ms,
             )
             for leg, exchange, request in orders
         ]
         intent_ids: list[int] = []
-        with self._transaction() as db:
+        write, staged = self._write, self._staged
+        with self._transaction:
             for row, (_, _, request) in zip(rows, orders):
                 try:
-                    intent_id = db.execute(_INSERT_INTENT, row).lastrowid
+                    intent_id = write(_INSERT_INTENT, row).lastrowid
                 except sqlite3.IntegrityError as exc:
                     raise JournalError(
                         f"journal {self.path}: {row[2]} client order id {row[3]!r} "
@@ -401,7 +440,7 @@ class Journal:
                 if intent_id is None:  # pragma: no cover - an INSERT always sets it
                     raise JournalError(f"journal {self.path}: insert returned no row id")
                 intent_ids.append(intent_id)
-                self._staged[intent_id] = _OpenIntent(intent_id, (row[2], row[3]), request.quantity, ZERO, None)
+                staged[intent_id] = _OpenIntent(intent_id, (row[2], row[3]), request.quantity, ZERO, None)
         return intent_ids
 
     def record_ack(self, exchange: ExchangeName, client_order_id: str, state: OrderState) -> None:
@@ -437,23 +476,49 @@ class Journal:
         without its fills, can no longer occur. An unknown intent raises ``JournalError``
         and writes nothing.
         """
-        with self._transaction():
-            intent_id = self._append_state(kind, exchange, client_order_id, state)
+        entry = self._open.get((exchange._value_, client_order_id))
+        if entry is None:  # not in the index: the rows decide
+            with self._transaction:
+                intent_id = self._append_state(kind, exchange, client_order_id, state)
+                for fill in fills:
+                    if self._insert_fill(intent_id, exchange, fill, "venue"):
+                        self._add_filled(intent_id, fill.quantity)
+                        self._close_if_complete(intent_id)
+            return
+        # The same rows as above, with the index entry followed in locals (the order path's common case).
+        intent_id, quantity, filled = entry.intent_id, entry.quantity, entry.filled
+        status, filled_quantity = state.status._value_, state.filled_quantity
+        final = (status, filled_quantity) if status in _FINAL_STATUS_SET else entry.final
+        with self._transaction:
+            self._write(
+                _INSERT_EVENT,
+                (
+                    intent_id, kind, status, state.order_id, str(filled_quantity), 0, _state_detail(state),
+                    self._now_ms(),
+                ),
+            )
+            closed = self._close_if_due(intent_id, quantity, filled, final)
             for fill in fills:
                 if self._insert_fill(intent_id, exchange, fill, "venue"):
-                    self._close_if_complete(intent_id)
+                    filled += fill.quantity
+                    closed = closed or self._close_if_due(intent_id, quantity, filled, final)
+        # Committed: the index follows.
+        if closed:
+            del self._open[entry.key], self._open_ids[intent_id]
+        else:
+            entry.filled, entry.final = filled, final
 
     def record_reject(self, exchange: ExchangeName, client_order_id: str, reason: str) -> None:
         """Record that the venue refused the order (nothing filled): closes the intent."""
-        with self._transaction():
+        with self._transaction:
             intent_id = self._intent_id(exchange, client_order_id)
-            self._append(intent_id, "reject", OrderStatus.REJECTED.value, None, ZERO, True, {"reason": reason})
+            self._append(intent_id, "reject", _REJECTED, None, ZERO, True, _encode({"reason": reason}))
 
     def record_unknown(self, exchange: ExchangeName, client_order_id: str, reason: str) -> None:
         """Record that sending failed with an unknown outcome; the intent stays open for reconciliation."""
-        with self._transaction():
+        with self._transaction:
             intent_id = self._intent_id(exchange, client_order_id)
-            self._append(intent_id, "unknown", None, None, None, False, {"reason": reason})
+            self._append(intent_id, "unknown", None, None, None, False, _encode({"reason": reason}))
 
     def record_fill(self, exchange: ExchangeName, fill: Fill, *, client_order_id: str | None = None) -> bool:
         """Record a fill once: False when this venue trade id is already journaled.
@@ -461,10 +526,11 @@ class Journal:
         The intent is found by client order id (``fill.client_order_id`` or the argument)
         or by the venue order id of an earlier ack. A fill of no known intent is still kept.
         """
-        with self._transaction():
+        with self._transaction:
             intent_id = self._find_intent(exchange, client_order_id or fill.client_order_id, fill.order_id)
             added = self._insert_fill(intent_id, exchange, fill, "venue")
             if added and intent_id is not None:
+                self._add_filled(intent_id, fill.quantity)
                 self._close_if_complete(intent_id)
         if added and intent_id is None:
             log.warning(
@@ -475,12 +541,12 @@ class Journal:
 
     def record_recovery_step(self, opportunity_id: str, step: str, detail: Mapping[str, Any] | None = None) -> int:
         """Record one recovery action (hedge, unwind, give up...) of an opportunity; returns its id."""
-        with self._transaction() as db:
-            cursor = db.execute(
+        with self._transaction:
+            step_id = self._write(
                 "INSERT INTO recovery_steps (opportunity_id, step, detail, at_ms) VALUES (?, ?, ?, ?)",
                 (opportunity_id, step, _encode(detail or {}), self._now_ms()),
-            )
-        return cursor.lastrowid or 0
+            ).lastrowid
+        return step_id or 0
 
     # -- reads --------------------------------------------------------------------------
 
@@ -611,8 +677,10 @@ class Journal:
                     "journal reconcile: %s %s %s: venue query failed, left open: %s",
                     intent.exchange.value, intent.request.symbol, intent.client_order_id, exc,
                 )
-                with self._transaction():
-                    self._append(intent.intent_id, "reconcile_error", None, None, None, False, {"error": str(exc)})
+                with self._transaction:
+                    self._append(
+                        intent.intent_id, "reconcile_error", None, None, None, False, _encode({"error": str(exc)})
+                    )
                 continue
             self._apply_reconciled(intent, state, summary)
         log.info(
@@ -624,23 +692,20 @@ class Journal:
         return summary
 
     def _apply_reconciled(self, intent: IntentRecord, state: OrderState | None, summary: ReconcileSummary) -> None:
-        with self._transaction():
+        with self._transaction:
             if state is None:
-                self._append(intent.intent_id, "not_found", None, None, ZERO, True, {})
+                self._append(intent.intent_id, "not_found", None, None, ZERO, True, _NO_DETAIL)
                 summary.not_found += 1
                 return
             gap = state.filled_quantity - intent.filled_quantity
             if gap > ZERO:
-                self._insert_fill(intent.intent_id, intent.exchange, self._gap_fill(intent, state, gap), "reconcile")
+                gap_fill = self._gap_fill(intent, state, gap)
+                if self._insert_fill(intent.intent_id, intent.exchange, gap_fill, "reconcile"):
+                    self._add_filled(intent.intent_id, gap)
                 summary.fills_added += 1
             self._append(
-                intent.intent_id,
-                "reconciled",
-                state.status.value,
-                state.order_id,
-                state.filled_quantity,
-                False,
-                {"average_price": state.average_price, "fee": state.fee, "fee_asset": state.fee_asset},
+                intent.intent_id, "reconciled", state.status.value, state.order_id, state.filled_quantity, False,
+                _state_detail(state),
             )
             closed = self._close_if_complete(intent.intent_id)
         if not closed:
@@ -655,13 +720,14 @@ class Journal:
     # -- internals ----------------------------------------------------------------------
 
     def _record_state(self, kind: str, exchange: ExchangeName, client_order_id: str, state: OrderState) -> None:
-        with self._transaction():
+        with self._transaction:
             self._append_state(kind, exchange, client_order_id, state)
 
     def _append_state(self, kind: str, exchange: ExchangeName, client_order_id: str, state: OrderState) -> int:
         intent_id = self._intent_id(exchange, client_order_id)
-        detail = {"average_price": state.average_price, "fee": state.fee, "fee_asset": state.fee_asset}
-        self._append(intent_id, kind, state.status.value, state.order_id, state.filled_quantity, False, detail)
+        self._append(
+            intent_id, kind, state.status.value, state.order_id, state.filled_quantity, False, _state_detail(state)
+        )
         self._close_if_complete(intent_id)
         return intent_id
 
@@ -673,25 +739,25 @@ class Journal:
         order_id: str | None,
         filled_quantity: Decimal | None,
         closes: bool,
-        detail: Mapping[str, Any],
+        detail: str,
     ) -> None:
-        self._db.execute(
-            "INSERT INTO order_events (intent_id, kind, status, order_id, filled_quantity, closes, detail, at_ms) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        """Append one event; ``detail`` is its JSON text (``_encode``)."""
+        self._write(
+            _INSERT_EVENT,
             (
                 intent_id,
                 kind,
                 status,
                 order_id,
                 None if filled_quantity is None else str(filled_quantity),
-                int(closes),
-                _encode(detail),
+                1 if closes else 0,
+                detail,
                 self._now_ms(),
             ),
         )
         entry = self._working(intent_id)
         if entry is not None:
-            if status in _FINAL_STATUSES and filled_quantity is not None:
+            if status in _FINAL_STATUS_SET and filled_quantity is not None:
                 entry.final = (status, filled_quantity)
             if closes:
                 entry.closed = True
@@ -711,13 +777,21 @@ class Journal:
         entry = self._working(intent_id) or self._stored(intent_id)
         if entry.closed:
             return True
-        recorded = entry.filled
-        status = OrderStatus.FILLED.value
-        if recorded < entry.quantity:
-            if entry.final is None or entry.final[1] > recorded:
+        if not self._close_if_due(intent_id, entry.quantity, entry.filled, entry.final):
+            return False
+        entry.closed = True
+        return True
+
+    def _close_if_due(
+        self, intent_id: int, quantity: Decimal, recorded: Decimal, final: tuple[str, Decimal] | None
+    ) -> bool:
+        """Append the closing event when ``recorded`` fills complete the order or match its final status."""
+        status = _FILLED
+        if recorded < quantity:
+            if final is None or final[1] > recorded:
                 return False
-            status = entry.final[0]
-        self._append(intent_id, "closed", status, None, recorded, True, {})
+            status = final[0]
+        self._write(_INSERT_EVENT, (intent_id, "closed", status, None, str(recorded), 1, _NO_DETAIL, self._now_ms()))
         return True
 
     def _stored(self, intent_id: int) -> _OpenIntent:
@@ -775,35 +849,33 @@ class Journal:
         return sum((Decimal(q) for (q,) in rows), ZERO)
 
     def _insert_fill(self, intent_id: int | None, exchange: ExchangeName, fill: Fill, source: str) -> bool:
-        cursor = self._db.execute(
-            "INSERT OR IGNORE INTO fills (intent_id, exchange, symbol, trade_id, order_id, client_order_id, side, "
-            "price, quantity, fee, fee_asset, is_maker, timestamp_ms, source, recorded_at_ms) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        """Insert the fill unless its trade id is journaled; whether it was (the caller updates the index)."""
+        cursor = self._write(
+            _INSERT_FILL,
             (
                 intent_id,
-                exchange.value,
+                exchange._value_,
                 fill.symbol,
                 fill.trade_id,
                 fill.order_id,
                 fill.client_order_id,
-                fill.side.value,
+                fill.side._value_,
                 str(fill.price),
                 str(fill.quantity),
                 str(fill.fee),
                 fill.fee_asset,
-                int(fill.is_maker),
+                1 if fill.is_maker else 0,
                 fill.timestamp_ms,
                 source,
                 self._now_ms(),
             ),
         )
-        if cursor.rowcount != 1:
-            return False
-        if intent_id is not None:
-            entry = self._working(intent_id)
-            if entry is not None:
-                entry.filled += fill.quantity
-        return True
+        return cursor.rowcount == 1
+
+    def _add_filled(self, intent_id: int, quantity: Decimal) -> None:
+        entry = self._working(intent_id)
+        if entry is not None:
+            entry.filled += quantity
 
     def _intent_id(self, exchange: ExchangeName, client_order_id: str) -> int:
         entry = self._open.get((exchange.value, client_order_id))
@@ -857,5 +929,13 @@ class Journal:
         )
 
 
+_encode_request = msgspec.json.Encoder().encode
+
+
 def _encode(detail: Mapping[str, Any]) -> str:
     return msgspec.json.encode(detail).decode()
+
+
+def _state_detail(state: OrderState) -> str:
+    """The detail of an event carrying a venue order state."""
+    return _encode({"average_price": state.average_price, "fee": state.fee, "fee_asset": state.fee_asset})

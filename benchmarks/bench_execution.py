@@ -3,7 +3,12 @@
 The baseline in the group sends the same two prebuilt orders with ``asyncio.gather`` straight
 to the same venues, so the difference is what planning, the state machine, outcome handling,
 exact PnL and the result cost. A second group adds the SQLite journal (``synchronous=NORMAL``):
-four commits per opportunity (two intents, two fills with their closing events).
+three commits per opportunity (both intents, then each order's answer with its fill and
+closing event).
+
+Group ``plan``: ``TwoLegExecutor.plan`` (instrument lookup, the common lot step, sizes and
+limit prices on each market's grid, client ids) against building the same two requests from
+precomputed values, the part no plan can skip.
 """
 
 from __future__ import annotations
@@ -81,6 +86,23 @@ def test_execute(benchmark, loop: asyncio.AbstractEventLoop) -> None:  # type: i
     result = benchmark.pedantic(lambda: run(execute(next(opps))), rounds=ROUNDS, warmup_rounds=50)
     assert result.final_state is ArbitrageState.COMPLETED and result.realized_profit == EXPECTED_PROFIT
     assert buy.net_base() + sell.net_base() == 0
+
+
+@pytest.mark.benchmark(group="plan")
+def test_baseline_requests_built(benchmark) -> None:  # type: ignore[no-untyped-def]
+    pairs = requests()
+    result = benchmark.pedantic(lambda: next(pairs), rounds=ROUNDS, warmup_rounds=50)
+    assert [r.quantity for r in result] == [D("0.5"), D("0.5")]
+
+
+@pytest.mark.benchmark(group="plan")
+def test_plan(benchmark) -> None:  # type: ignore[no-untyped-def]
+    engine, _, _ = executor(None)
+    opps, plan = opportunities(), engine.plan
+    buy, sell = benchmark.pedantic(lambda: plan(next(opps)), rounds=ROUNDS, warmup_rounds=50)
+    assert (buy.request.quantity, buy.request.price, sell.request.quantity, sell.request.price) == (
+        D("0.5"), D("60000.10"), D("0.5"), D("60010.50")
+    )
 
 
 @pytest.mark.benchmark(group="execute-journal")

@@ -11,19 +11,27 @@ three calls (``intent+ack+fill``, the baseline) or with the answer and the fill 
 decide its close from the journal's in-memory index of open intents. Before that index
 every record read the rows again (5 SELECTs per order): the same ``intent+ack+fill`` took
 about 1.6x as long in memory and 1.3x on a file.
+
+Groups ``journal execution (memory|file)``: one execution's writes as the executor makes
+them, both intents in one ``record_intents`` and each order's answer with its fill in one
+``record_result``, against the same SQL statements with prebuilt parameters sent straight to
+``sqlite3`` (``bare statements``): the floor of those writes, so the difference is the
+journal's own Python.
 """
 
 from __future__ import annotations
 
 import itertools
+import sqlite3
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
+import msgspec
 import pytest
 
 from arb.exchanges.models import Fill, OrderRequest, OrderState, OrderStatus, OrderType, TimeInForce
-from arb.journal import Journal
+from arb.journal import AUTOCHECKPOINT_PAGES, Journal
 from arb.types import ExchangeName, OrderSide
 
 ROUNDS = 300
@@ -135,4 +143,98 @@ def test_order_cycle_one_result(benchmark: Any, tmp_path: Path, where: str) -> N
 
     benchmark.pedantic(run, setup=setup, rounds=CYCLE_ROUNDS, iterations=1, warmup_rounds=20)
     assert journal.open_intents() == [] and len(journal.fills()) == CYCLE_ROUNDS + 20
+    journal.close()
+
+
+EXECUTION_ROUNDS = 1000
+_EVENT = (
+    "INSERT INTO order_events (intent_id, kind, status, order_id, filled_quantity, closes, detail, at_ms) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_FILL = (
+    "INSERT OR IGNORE INTO fills (intent_id, exchange, symbol, trade_id, order_id, client_order_id, side, price, "
+    "quantity, fee, fee_asset, is_maker, timestamp_ms, source, recorded_at_ms) VALUES "
+    "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_INTENT = (
+    "INSERT INTO intents (opportunity_id, leg, exchange, client_order_id, symbol, request, created_at_ms) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def _execution(index: int) -> list[tuple[str, ExchangeName, OrderRequest, OrderState, Fill]]:
+    """The two orders of one execution (a buy and a sell, both filled) with their answers and fills."""
+    legs = []
+    for n, (leg, exchange) in enumerate((("buy", ExchangeName.MEXC), ("sell", ExchangeName.GATEIO))):
+        request, state, fill = _order(2 * index + n)
+        legs.append((leg, exchange, request, state, fill))
+    return legs
+
+
+@pytest.mark.parametrize("where", ["memory", "file"])
+def test_execution_writes(benchmark: Any, tmp_path: Path, where: str) -> None:
+    """Both intents, then each order's result: three commits."""
+    benchmark.group = f"journal execution ({where})"
+    benchmark.name = "record_intents+2 record_result"
+    journal = Journal(":memory:" if where == "memory" else tmp_path / "bench.sqlite3", synchronous="NORMAL")
+    counter = itertools.count()
+
+    def setup() -> tuple[tuple[list[tuple[str, ExchangeName, OrderRequest, OrderState, Fill]]], dict[str, Any]]:
+        return (_execution(next(counter)),), {}
+
+    def run(legs: list[tuple[str, ExchangeName, OrderRequest, OrderState, Fill]]) -> None:
+        journal.record_intents("opp", [(leg, exchange, request) for leg, exchange, request, _, _ in legs])
+        for _, exchange, request, state, fill in legs:
+            journal.record_result(exchange, request.client_order_id, state, (fill,))
+
+    benchmark.pedantic(run, setup=setup, rounds=EXECUTION_ROUNDS, iterations=1, warmup_rounds=20)
+    assert journal.open_intents() == [] and len(journal.fills()) == 2 * (EXECUTION_ROUNDS + 20)
+    journal.close()
+
+
+@pytest.mark.parametrize("where", ["memory", "file"])
+def test_execution_bare_statements(benchmark: Any, tmp_path: Path, where: str) -> None:
+    """The same rows from prebuilt parameters: the statements alone."""
+    benchmark.group = f"journal execution ({where})"
+    benchmark.name = "bare statements"
+    path = ":memory:" if where == "memory" else str(tmp_path / "bench.sqlite3")
+    journal = Journal(path, synchronous="NORMAL")  # creates the schema (in memory: on its connection only)
+    db = journal._db if where == "memory" else sqlite3.connect(path, isolation_level=None)
+    for pragma in ("synchronous=NORMAL", "foreign_keys=ON", f"wal_autocheckpoint={AUTOCHECKPOINT_PAGES}"):
+        db.execute(f"PRAGMA {pragma}")
+    execute = db.cursor().execute
+    counter = itertools.count()
+    now_ms = 1_700_000_000_000
+
+    def setup() -> tuple[tuple[list[tuple[tuple[object, ...], ...]]], dict[str, Any]]:
+        rows = []
+        for leg, exchange, request, state, fill in _execution(next(counter)):
+            coid, market = request.client_order_id, exchange.value
+            detail = {"average_price": state.average_price, "fee": state.fee, "fee_asset": state.fee_asset}
+            rows.append((
+                ("opp", leg, market, coid, request.symbol, msgspec.json.encode(request).decode(), now_ms),
+                ("ack", state.status.value, state.order_id, str(state.filled_quantity), 0,
+                 msgspec.json.encode(detail).decode(), now_ms),
+                (market, fill.symbol, fill.trade_id, fill.order_id, coid, fill.side.value, str(fill.price),
+                 str(fill.quantity), str(fill.fee), fill.fee_asset, 0, fill.timestamp_ms, "venue", now_ms),
+                ("closed", "filled", None, str(fill.quantity), 1, "{}", now_ms),
+            ))
+        return (rows,), {}
+
+    def run(rows: list[tuple[tuple[object, ...], ...]]) -> None:
+        execute("BEGIN IMMEDIATE")
+        ids = [execute(_INTENT, intent).lastrowid for intent, _, _, _ in rows]
+        execute("COMMIT")
+        for intent_id, (_, ack, fill, closed) in zip(ids, rows):
+            execute("BEGIN IMMEDIATE")
+            execute(_EVENT, (intent_id, *ack))
+            execute(_FILL, (intent_id, *fill))
+            execute(_EVENT, (intent_id, *closed))
+            execute("COMMIT")
+
+    benchmark.pedantic(run, setup=setup, rounds=EXECUTION_ROUNDS, iterations=1, warmup_rounds=20)
+    (fills,) = db.execute("SELECT count(*) FROM fills").fetchone()
+    assert fills == 2 * (EXECUTION_ROUNDS + 20) and journal.open_intents() == []
+    if db is not journal._db:
+        db.close()
     journal.close()

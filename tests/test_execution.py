@@ -3,25 +3,31 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import re
 import tempfile
+from decimal import ROUND_CEILING, ROUND_FLOOR, localcontext
 from decimal import Decimal as D
 from pathlib import Path
 
 import msgspec
 import pytest
 from fakevenue import FakeExchange, FakeTime, Step, catalogs, perp, spot
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 from simvenues import SPOT, simulated_venues
 
+from arb.errors import OrderExecutionError
 from arb.exchanges.errors import ErrorCategory
 from arb.exchanges.models import TimeInForce
 from arb.execution import TwoLegExecutor
+from arb.instruments import Instrument, InstrumentCatalog, InstrumentError
 from arb.journal import Journal
 from arb.monitor import Stage
 from arb.orders import Backoff, OrderSettings, client_order_id
 from arb.recovery import RecoveryManager, RecoveryStatus
 from arb.sim.faults import OrderFaultKind
-from arb.types import ArbitrageOpportunity, ArbitrageState, ExchangeName, ExecutionResult, OpportunityType
+from arb.types import ArbitrageOpportunity, ArbitrageState, ExchangeName, ExecutionResult, OpportunityType, OrderSide
 from arb_core.fsm import legal_targets
 
 GATE, MEXC, MEXC_PERP = "gateio", "mexc", "mexc_futures"
@@ -397,3 +403,88 @@ def test_end_to_end_pnl_equals_the_simulators_balance_changes(fault: OrderFaultK
     assert btc == -result.legs[0].fee
     # The simulator's balances moved by exactly the fills and fees the executor accounted.
     assert result.realized_profit == usdt + btc * _average_buy_price(result)
+
+
+# -- plan against the plain Decimal route ---------------------------------------------------
+
+
+def decimal_route_plan(buy: Instrument, sell: Instrument, opp: ArbitrageOpportunity) -> list[tuple[str, str, str]]:
+    """The legs' (size, limit price, client id) computed with Decimal arithmetic only, step by step."""
+    a, b = buy.lot_size * buy.contract_size, sell.lot_size * sell.contract_size
+    exponent = min(int(a.normalize().as_tuple().exponent), int(b.normalize().as_tuple().exponent), 0)
+    step = D(math.lcm(int(a.scaleb(-exponent)), int(b.scaleb(-exponent)))).scaleb(exponent).normalize()
+    quantity = (opp.max_quantity / step).to_integral_value(rounding=ROUND_FLOOR) * step
+    if quantity <= 0:
+        raise ValueError("below one common lot")
+    legs = []
+    for side, instrument, price in ((OrderSide.BUY, buy, opp.buy_price), (OrderSide.SELL, sell, opp.sell_price)):
+        with localcontext() as ctx:
+            ctx.prec = 60
+            in_order_unit = (quantity / instrument.contract_size).normalize()
+        size = instrument.lots_to_size(instrument.size_to_lots(in_order_unit))
+        ticks = (price / instrument.tick_size).to_integral_value(
+            rounding=ROUND_CEILING if side is OrderSide.BUY else ROUND_FLOOR
+        )
+        limit = instrument.ticks_to_price(max(int(ticks), 1))
+        if size < instrument.min_size or quantity * limit < instrument.min_notional:
+            raise ValueError("below the minimums")
+        legs.append((str(size), str(limit), client_order_id(opp.opportunity_id, side.value[0])))
+    return legs
+
+
+def grid_instrument(exchange: ExchangeName, lot: D, size_decimals: int, contract: D) -> Instrument:
+    futures = exchange.is_futures
+    return Instrument(
+        exchange=exchange, symbol="BTC/USDT:USDT" if futures else "BTC/USDT", venue_symbol="BTC_USDT", base="BTC",
+        quote="USDT", tick_size=D("0.05"), lot_size=lot, min_size=lot, min_notional=D(0), contract_size=contract,
+        taker_fee=D("0.001"), maker_fee=D("0.001"), price_decimals=2, size_decimals=size_decimals,
+    )
+
+
+@st.composite
+def grids(draw: st.DrawFn) -> tuple[D, int, D]:
+    """A lot size, its decimals and a contract size: small, or of up to 45 digits."""
+    size_decimals = draw(st.integers(0, 18))
+    units = draw(st.one_of(st.integers(1, 10**4), st.integers(1, 10**45)))
+    contract = D(draw(st.integers(1, 10**6))).scaleb(-draw(st.integers(0, 12)))
+    return D(units).scaleb(-size_decimals), size_decimals, contract
+
+
+quantities = st.builds(lambda units, exp: D(units).scaleb(exp), st.integers(0, 10**40), st.integers(-30, 10))
+
+
+@settings(max_examples=400, deadline=None)
+@given(buy=grids(), sell=grids(), max_quantity=quantities)
+@example(buy=(D("0.0001"), 4, D(1)), sell=(D(1), 0, D("0.0001")), max_quantity=D("1E+30"))  # lots beyond int64
+@example(  # 29 digits: the Decimal route rounds the quantity and refuses it
+    buy=(D("1.234567890123"), 12, D(1)), sell=(D("1.234567890123"), 12, D(1)),
+    max_quantity=D("123456789012299998.765432109877"),
+)
+@example(buy=(D("0.0001"), 4, D(1)), sell=(D(1), 0, D("0.0001")), max_quantity=D("Infinity"))  # not finite
+@example(  # lots of 42 digits: the Decimal route rounds the size (61 digits) and refuses it
+    buy=(D(5**60), 0, D(2**60)), sell=(D(5**60), 0, D(2**60)), max_quantity=D("1234567890123456789E+60"),
+)
+def test_plan_takes_the_decimal_routes_sizes(buy: tuple[D, int, D], sell: tuple[D, int, D], max_quantity: D) -> None:
+    """The plan's integer shortcut for the leg sizes gives the Decimal route's sizes, or its refusal."""
+    spot_leg = grid_instrument(ExchangeName.GATEIO, *buy)
+    perp_leg = grid_instrument(ExchangeName.MEXC_FUTURES, *sell)
+    opp = msgspec.structs.replace(
+        opportunity(buy=GATE, sell=MEXC_PERP, kind=OpportunityType.SPOT_FUTURES_HEDGE), max_quantity=max_quantity
+    )
+    venues_ = {m.exchange: InstrumentCatalog(m.exchange, [m]) for m in (spot_leg, perp_leg)}
+    executor = TwoLegExecutor({}, venues_, recovery=RecoveryManager({}, max_loss_quote=D(1)))
+    try:
+        expected: object = decimal_route_plan(spot_leg, perp_leg, opp)
+    except (ArithmeticError, InstrumentError) as exc:
+        expected = (type(exc), str(exc))
+    except ValueError:  # the plan's own refusals, which it words as OrderExecutionError
+        expected = ValueError
+    try:
+        legs = executor.plan(opp)
+    except OrderExecutionError:
+        assert expected is ValueError
+        return
+    except (ArithmeticError, InstrumentError) as exc:  # the same refusal, word for word
+        assert expected == (type(exc), str(exc))
+        return
+    assert [(str(p.request.quantity), str(p.request.price), p.request.client_order_id) for p in legs] == expected

@@ -292,3 +292,15 @@ def test_price_to_ticks_is_exact_or_refuses(step: tuple[Decimal, int], value: De
     else:
         with pytest.raises(InstrumentError, match="is not a multiple of tick_size"):
             instrument.price_to_ticks(value)
+
+
+def test_steps_written_differently_convert_alike() -> None:
+    """Equal steps however written (0.1, 0.10, 1E-1) and the same step at other decimals give the same results."""
+    sizes = [make(lot_size=lot, min_size=lot, size_decimals=decimals) for lot, decimals in (
+        (D("0.1"), 4), (D("0.10"), 4), (D("1E-1"), 4), (D("0.1000"), 4), (D("0.1"), 1), (D("0.1"), 7)
+    )]
+    for instrument in sizes:
+        assert instrument.size_to_lots(D("2.3")) == 23
+        assert instrument.lots_to_size(23) == D("2.3")
+    assert [str(i.lots_to_size(23)) for i in sizes] == ["2.3000"] * 4 + ["2.3", "2.3000000"]
+    assert [i.wire_scale()[2:] for i in sizes] == [(4, 1000)] * 4 + [(1, 1), (7, 1_000_000)]

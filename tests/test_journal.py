@@ -547,3 +547,31 @@ def test_result_of_an_unknown_intent_writes_nothing(journal: Journal) -> None:
     with pytest.raises(JournalError, match="no intent for gateio client order id 'c9'"):
         journal.record_result(GATE, "c9", state("c9", OrderStatus.FILLED, filled="1"), [fill("t1", "1", coid="c9")])
     assert journal.fills() == []
+
+
+def test_result_through_the_index_writes_the_rows_of_the_separate_calls(tmp_path: Path) -> None:
+    """``record_result`` on an indexed intent follows the entry in locals; the rows must be the separate calls'."""
+    clocks = [iter(range(1_700_000_000_000, 1_800_000_000_000)) for _ in range(2)]  # one tick per row, alike
+    fast = Journal(tmp_path / "fast.sqlite3", wall_clock_ms=lambda: next(clocks[0]))
+    slow = StoredJournal(tmp_path / "slow.sqlite3", wall_clock_ms=lambda: next(clocks[1]))
+    cases = [  # filled at once, partly then canceled, final before its fill, still resting, a replayed trade id
+        (state("c1", OrderStatus.FILLED, "1", "100"), [fill("t1", "1", coid="c1")]),
+        (state("c2", OrderStatus.CANCELED, "0.4", "100"), [fill("t2", "0.4", coid="c2", order_id="v-c2")]),
+        (state("c3", OrderStatus.FILLED, "1", "100"), []),
+        (state("c4", OrderStatus.PARTIALLY_FILLED, "0.5", "100"), [fill("t4", "0.5", coid="c4", order_id="v-c4")]),
+        (state("c5", OrderStatus.EXPIRED, "0.5", "100"), [fill("t4", "0.5", coid="c5", order_id="v-c5")]),
+        (state("c3", OrderStatus.FILLED, "1", "100"), [fill("t3", "1", coid="c3", order_id="v-c3")]),
+    ]
+    for journal in (fast, slow):
+        journal.record_intents("opp", [("buy", GATE, request(f"c{n}")) for n in range(1, 6)])
+    for order_state, fills in cases:
+        coid = order_state.client_order_id or ""
+        fast.record_result(GATE, coid, order_state, fills)
+        slow.record_ack(GATE, coid, order_state)
+        for f in fills:
+            slow.record_fill(GATE, f, client_order_id=coid)
+    assert open_ids(fast) == open_ids(slow) == ["c4", "c5"]
+    assert indexed(fast) == stored_index(fast._db)
+    fast.close()
+    slow.close()
+    assert dump(tmp_path / "fast.sqlite3") == dump(tmp_path / "slow.sqlite3")

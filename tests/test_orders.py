@@ -1,0 +1,80 @@
+"""Tests of arb/orders.py's exact arithmetic: notional, realized PnL and client ids, against plain Decimal code."""
+
+from __future__ import annotations
+
+from decimal import ROUND_HALF_EVEN, localcontext
+from decimal import Decimal as D
+
+from fakevenue import perp
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from arb.orders import RealizedPnl, client_order_id, exact_notional
+from arb.types import ExchangeName, OrderSide
+
+amounts = st.builds(lambda units, exp: D(units).scaleb(exp), st.integers(0, 10**30), st.integers(-20, 6))
+
+
+def reference_notional(tick: D, lot: D, contract: D, base: D, average: D) -> D:
+    quantum = tick * lot * contract
+    with localcontext() as ctx:
+        ctx.prec = 60
+        return (base * average / quantum).to_integral_value(rounding=ROUND_HALF_EVEN) * quantum
+
+
+def reference_pnl(orders: list[tuple[OrderSide, D, D, D]]) -> D:
+    bought = sold = buy_notional = sell_notional = fees = D(0)
+    with localcontext() as ctx:
+        ctx.prec = 60
+        for side, base, notional, fee in orders:
+            fees += fee
+            if side is OrderSide.BUY:
+                bought, buy_notional = bought + base, buy_notional + notional
+            else:
+                sold, sell_notional = sold + base, sell_notional + notional
+        if bought == sold:
+            return sell_notional - buy_notional - fees
+        matched = min(bought, sold)
+        if not matched:
+            return -fees
+        return matched * (sell_notional / sold - buy_notional / bought) - fees
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    tick=st.sampled_from([D("0.1"), D("0.01"), D("0.5"), D("0.00001")]),
+    contract=st.sampled_from([D(1), D("0.0001"), D("10"), D("0.3")]),
+    base=amounts,
+    average=amounts,
+)
+def test_exact_notional_matches_plain_decimal(tick: D, contract: D, base: D, average: D) -> None:
+    instrument = perp(ExchangeName.MEXC_FUTURES, tick_size=tick, price_decimals=5, contract_size=contract)
+    expected = reference_notional(tick, instrument.lot_size, contract, base, average)
+    got = exact_notional(instrument, base, average)
+    assert (got, str(got)) == (expected, str(expected))
+
+
+orders = st.lists(st.tuples(st.sampled_from(list(OrderSide)), amounts, amounts, amounts), max_size=5)
+
+
+@settings(max_examples=300, deadline=None)
+@given(orders=orders, matched=st.booleans())
+def test_realized_pnl_matches_plain_decimal(orders: list[tuple[OrderSide, D, D, D]], matched: bool) -> None:
+    if matched and orders:  # an opposite order that leaves no residual
+        net = sum((o[1] if o[0] is OrderSide.BUY else -o[1] for o in orders), D(0))
+        if net:
+            orders.append((OrderSide.SELL if net > 0 else OrderSide.BUY, abs(net), orders[0][2], orders[0][3]))
+    pnl = RealizedPnl()
+    for order in orders:
+        pnl.add(*order)
+    expected, got = reference_pnl(orders), pnl.value()
+    assert (got, str(got)) == (expected, str(expected))
+
+
+def test_client_order_ids_of_one_opportunity_share_their_base() -> None:
+    long_id = "spot_futures_hedge:ETH/USDT:gateio->mexc_futures:1732560000123456789"
+    legs = [client_order_id(long_id, tag) for tag in ("b", "s", "h1", "b")]
+    bases = {cid.rsplit("-", 1)[0] for cid in legs}
+    assert len(bases) == 1 and legs[0] == legs[3] and len(set(legs)) == 3
+    assert all(len(cid) <= 28 for cid in legs)
+    assert client_order_id("opp-7", "s") == "opp-7-s"
