@@ -65,7 +65,7 @@ from ..exchanges.errors import ErrorCategory
 from ..exchanges.factory import ExchangeFactory, registered
 from ..exchanges.models import Balance, ConnectionHealth, OrderRequest, OrderState, OrderType, Position, TimeInForce
 from ..execution import TwoLegExecutor
-from ..instruments import InstrumentCatalog, split_symbol, unified_symbol
+from ..instruments import Instrument, InstrumentCatalog, split_symbol, unified_symbol
 from ..journal import Journal
 from ..pipeline import ScannerPipeline
 from ..recovery import RecoveryManager
@@ -88,8 +88,8 @@ SURVEY_CACHE_BYTES = 256 << 20  # decompressed blocks the survey keeps for the r
 _PROGRESS_RECORDS = 10_000  # the compiled loop's records between progress bar updates
 _MARKETS = {code: market for market, code in MARKET_CODES.items()}
 _ROUTE_ERRORS = (BookError, WireError, ValueError, OverflowError)
-_IMMEDIATE = (TimeInForce.IOC, TimeInForce.FOK)  # orders that never rest: mirrored up to their limit
-_REACH_LEVELS = 8  # book levels first read for an order's reach (then 4x more while short)
+_IMMEDIATE = (TimeInForce.IOC, TimeInForce.FOK)  # orders that never rest: they meet only their reach
+_REACH_LEVELS = 2  # book levels first read for an order's reach (then 4x more while all are within)
 
 
 # --- virtual time ------------------------------------------------------------------------
@@ -335,6 +335,9 @@ class BacktestConnector(ExchangeConnector):
     simulator's matching engine for orders (use ``connector_class`` for a market's subclass)."""
 
     binding: ClassVar[Any]
+    _KNOWN_DECIMALS: ClassVar[int] = 4096  # Decimals kept per kind (and symbol) before starting over
+    _NO_FEE: ClassVar[tuple[Decimal, None]] = (Decimal(0), None)
+    _SIDES: ClassVar[Mapping[OrderSide, str]] = {side: side.value for side in OrderSide}  # without Enum.value's call
 
     def __init__(
         self, catalog: InstrumentCatalog, clock: VirtualClock, latency_ns: int, deposits: Mapping[str, Decimal],
@@ -351,6 +354,13 @@ class BacktestConnector(ExchangeConnector):
         self.sink: BookSink | None = None  # what the running books report to
         self._last_stats: dict[str, BookSyncStats] = {}
         self._ratios: dict[str, tuple[WireScale, tuple[int, int, int, int]]] = {}  # grid ratios per book scale
+        # Decimals already worked out, per symbol with the instrument they are of: sizes by lots,
+        # prices by ticks, average prices by (quote atoms, lots) filled. Orders repeat them.
+        self._decimals: dict[
+            str, tuple[Instrument, dict[int, Decimal], dict[int, Decimal], dict[tuple[int, int], Decimal]]
+        ] = {}
+        self._fee_decimals: dict[int, Decimal] = {}  # fees by atoms
+        self._balances: dict[str, tuple[tuple[int, int], Balance]] = {}  # the last Balance per asset, by its atoms
         self.venue_sim = SimExchange(self.exchange, list(catalog), events=False)
         for asset, amount in deposits.items():
             self.venue_sim.deposit(USER, asset, amount)
@@ -420,36 +430,68 @@ class BacktestConnector(ExchangeConnector):
     # --- trading on the matching engine ---------------------------------------------------
 
     async def balances(self) -> Mapping[str, Balance]:
-        return {
-            asset: Balance(asset=asset, free=free, locked=locked)
-            for asset, (free, locked) in self.venue_sim.balances(USER).items()
-        }
+        # Balances are read after every execution, which moves one or two assets: the others keep
+        # their last Balance, and a changed one the Decimal of an unchanged half (mostly locked).
+        known = self._balances
+        balances: dict[str, Balance] = {}
+        for asset, atoms in self.venue_sim.balance_atoms(USER).items():
+            last = known.get(asset)
+            if last is None:
+                balance = Balance(asset=asset, free=from_atoms(atoms[0]), locked=from_atoms(atoms[1]))
+                known[asset] = (atoms, balance)
+            elif last[0] != atoms:
+                had, was = last
+                balance = Balance(
+                    asset=asset, free=was.free if had[0] == atoms[0] else from_atoms(atoms[0]),
+                    locked=was.locked if had[1] == atoms[1] else from_atoms(atoms[1]),
+                )
+                known[asset] = (atoms, balance)
+            else:
+                balance = last[1]
+            balances[asset] = balance
+        return balances
 
     async def place_order(self, request: OrderRequest) -> OrderState:
         """Fill ``request`` against the replayed book as it is when the order arrives."""
         await asyncio.sleep(self._latency_s)
-        now = self._clock()
-        engine = self._engine(request.symbol)
+        now = self._clock.now_ns
+        engine = self.venue_sim.engines.get(request.symbol) or self._engine(request.symbol)
         try:
             size_lots = engine.size_lots(request.quantity)
             price_ticks = 0 if request.price is None else engine.price_ticks(request.price)
-            immediate = request.type is OrderType.LIMIT and request.time_in_force in _IMMEDIATE
-            self._mirror(engine, now, request.side, price_ticks if immediate else 0)
-            result = self.venue_sim.place_order(
-                USER, request.symbol, request.side, request.type, size_lots, now, price_ticks=price_ticks,
-                time_in_force=request.time_in_force, client_id=request.client_order_id,
-            )
+            if request.type is OrderType.LIMIT and request.time_in_force in _IMMEDIATE and not engine.has_resting_orders:
+                # An immediate limit meets only its side of the book up to its limit (nothing when
+                # the book is out of sync): it takes that, without mirroring the book into the engine.
+                replayed = self._replayed(engine)
+                reach = {} if replayed is None else _reachable_levels(
+                    replayed[0], ASK if request.side is OrderSide.BUY else BID, replayed[1], price_ticks
+                )
+                result = self.venue_sim.take_order(
+                    USER, request.symbol, request.side, size_lots, price_ticks, reach, now,
+                    time_in_force=request.time_in_force, client_id=request.client_order_id,
+                )
+            else:
+                self._mirror(engine, now)
+                result = self.venue_sim.place_order(
+                    USER, request.symbol, request.side, request.type, size_lots, now, price_ticks=price_ticks,
+                    time_in_force=request.time_in_force, client_id=request.client_order_id,
+                )
         except OrderRejected as exc:
             raise OrderRejectedError(self.venue, str(exc), category=exc.category) from None
         fills = result.fills
         if fills:
-            fee = sum(f.fee_atoms for f in fills)
-            self._fees[request.client_order_id] = (from_atoms(fee), fills[0].fee_asset)
-        state = self._state(result.order)
+            fee = 0
+            for fill in fills:
+                fee += fill.fee_atoms
+            fee_decimal = self._fee_decimals.get(fee)
+            if fee_decimal is None:
+                fee_decimal = self._remember(self._fee_decimals, fee, from_atoms(fee))
+            self._fees[request.client_order_id] = (fee_decimal, fills[0].fee_asset)
+        state = self._state(result.order, engine.instrument)
         self._orders_log.append(
             ExecutedOrder(
-                market=self.exchange, symbol=request.symbol, side=request.side.value, price=request.price,
-                quantity=request.quantity, filled=state.filled_quantity, time_ns=now,
+                market=self.venue_sim.exchange, symbol=request.symbol, side=self._SIDES[request.side],
+                price=request.price, quantity=request.quantity, filled=state.filled_quantity, time_ns=now,
             )
         )
         return state
@@ -503,49 +545,74 @@ class BacktestConnector(ExchangeConnector):
                                 category=ErrorCategory.INVALID_REQUEST)
         return engine
 
-    def _mirror(self, engine: MatchingEngine, now_ns: int, side: OrderSide, through_ticks: int = 0) -> None:
-        """Make the engine's market liquidity the replayed book, converted to the order grid.
-
-        An order that takes liquidity no further than ``through_ticks`` (> 0: an immediate-or-cancel
-        limit) can only reach the levels up to its limit: only those are mirrored, the rest of
-        the book is not needed (what it gets is the same).
-        """
-        symbol = engine.symbol
-        book = self.books().get(symbol)
-        scale = self._scales.get(symbol)
-        if book is None or scale is None or not book.in_sync:
+    def _mirror(self, engine: MatchingEngine, now_ns: int) -> None:
+        """Make the engine's market liquidity the replayed book, converted to the order grid."""
+        replayed = self._replayed(engine)
+        if replayed is None:
             engine.set_market_levels({}, {}, now_ns)
             return
-        cached = self._ratios.get(symbol)
-        if cached is None or cached[0] is not scale:
-            cached = self._ratios[symbol] = (scale, _grid_ratios(scale, engine.instrument.wire_scale()))
-        ratios = cached[1]
-        if through_ticks > 0 and not engine.has_resting_orders:
-            taker = ASK if side is OrderSide.BUY else BID
-            engine.set_market_side(taker, _reachable_levels(book, taker, ratios, through_ticks), through_ticks, now_ns)
-            return
+        book, ratios = replayed
         engine.set_market_levels(
             _order_levels(book.top(BID, book.bid_count), BID, ratios),
             _order_levels(book.top(ASK, book.ask_count), ASK, ratios),
             now_ns,
         )
 
-    def _state(self, event: OrderEvent) -> OrderState:
-        instrument = self.catalog.get(event.symbol)
-        quantity = instrument.lots_to_size(event.size_lots)
-        filled = quantity if event.filled_lots == event.size_lots else instrument.lots_to_size(event.filled_lots)
+    def _replayed(self, engine: MatchingEngine) -> tuple[OrderBook, tuple[int, int, int, int]] | None:
+        """The in-sync replayed book of ``engine``'s symbol and its grid ratios (``_grid_ratios``)."""
+        symbol = engine.symbol
+        sync = self._sync  # (books(), without the call)
+        book = None if sync is None else sync.books.get(symbol)
+        scale = self._scales.get(symbol)
+        if book is None or scale is None or not book.in_sync:
+            return None
+        cached = self._ratios.get(symbol)
+        if cached is None or cached[0] is not scale:
+            cached = self._ratios[symbol] = (scale, _grid_ratios(scale, engine.instrument.wire_scale()))
+        return book, cached[1]
+
+    def _state(self, event: OrderEvent, instrument: Instrument | None = None) -> OrderState:
+        """``event`` as an OrderState; ``instrument`` is the symbol's, when the caller has it at hand."""
+        if instrument is None:
+            instrument = self.catalog.get(event.symbol)
+        known = self._decimals.get(event.symbol)
+        if known is None or known[0] is not instrument:
+            known = self._decimals[event.symbol] = (instrument, {}, {}, {})
+        _, sizes, prices, averages = known
+        quantity = sizes.get(event.size_lots)
+        if quantity is None:
+            quantity = self._remember(sizes, event.size_lots, instrument.lots_to_size(event.size_lots))
+        filled = quantity if event.filled_lots == event.size_lots else sizes.get(event.filled_lots)
+        if filled is None:
+            filled = self._remember(sizes, event.filled_lots, instrument.lots_to_size(event.filled_lots))
         average = None
         if event.filled_lots:
-            average = from_atoms(event.filled_quote_atoms) / (filled * instrument.contract_size)
-        fee, asset = self._fees.get(event.client_id or "", (Decimal(0), None))
+            fill_key = (event.filled_quote_atoms, event.filled_lots)
+            average = averages.get(fill_key)
+            if average is None:
+                average = from_atoms(event.filled_quote_atoms) / (filled * instrument.contract_size)
+                self._remember(averages, fill_key, average)
+        price = None
+        if event.price_ticks:
+            price = prices.get(event.price_ticks)
+            if price is None:
+                price = self._remember(prices, event.price_ticks, instrument.ticks_to_price(event.price_ticks))
+        fee, asset = self._fees.get(event.client_id or "", self._NO_FEE)
         return OrderState(
             symbol=event.symbol, order_id=str(event.order_id), client_order_id=event.client_id, side=event.side,
             type=event.order_type, status=event.status,
             quantity=quantity,
-            price=instrument.ticks_to_price(event.price_ticks) if event.price_ticks else None,
+            price=price,
             filled_quantity=filled, average_price=average, fee=fee, fee_asset=asset,
             updated_at_ms=(event.time_ns + self._clock.wall_offset_ns) // 1_000_000,
         )
+
+    def _remember(self, known: dict[Any, Decimal], key: Any, value: Decimal) -> Decimal:
+        """``value``, kept in ``known`` under ``key`` (which starts over when full)."""
+        if len(known) >= self._KNOWN_DECIMALS:
+            known.clear()
+        known[key] = value
+        return value
 
 
 class _NullSink:
@@ -574,25 +641,38 @@ def _reachable_levels(
     book: OrderBook, side: int, ratios: tuple[int, int, int, int], through_ticks: int
 ) -> dict[int, int]:
     """The levels of ``side`` up to ``through_ticks`` (order grid), as ``_order_levels`` gives them
-    for the whole side: the book's best levels are read until one converts beyond the limit."""
-    price_num, price_den = ratios[0], ratios[1]
-    count = book.ask_count if side == ASK else book.bid_count
+    for the whole side: the book's best levels are read until one lies beyond the limit."""
+    price_num, price_den, size_num, size_den = ratios
+    # The limit in book ticks: an ask converts (rounded up) to at most ``through_ticks`` exactly
+    # when its book price is at most this, a bid (rounded down) to at least it when at least this.
+    # Prices only worsen away from the best, so the levels within are a prefix of the side.
     n = _REACH_LEVELS
-    while True:
-        levels = book.top(side, n)
-        if len(levels) >= count:
-            break
-        # Ticks only grow away from the best price: past the limit, no later level converts back.
-        if side == ASK:
-            if -(-levels[-1][0] * price_num // price_den) > through_ticks:
-                break
-        elif levels[-1][0] * price_num // price_den < through_ticks:
-            break
-        n *= 4
-    wanted = _order_levels(levels, side, ratios)
     if side == ASK:
-        return {ticks: lots for ticks, lots in wanted.items() if ticks <= through_ticks}
-    return {ticks: lots for ticks, lots in wanted.items() if ticks >= through_ticks}
+        limit = through_ticks * price_den // price_num
+        levels = book.top(ASK, n)
+        while len(levels) == n and levels[-1][0] <= limit:
+            n *= 4
+            levels = book.top(ASK, n)
+        within = len(levels)
+        while within and levels[within - 1][0] > limit:
+            within -= 1
+    else:
+        limit = -(-through_ticks * price_den // price_num)
+        levels = book.top(BID, n)
+        while len(levels) == n and levels[-1][0] >= limit:
+            n *= 4
+            levels = book.top(BID, n)
+        within = len(levels)
+        while within and levels[within - 1][0] < limit:
+            within -= 1
+    if within == 1:
+        # The usual reach, the best level alone, converted as _order_levels would (book levels
+        # have positive prices and sizes; one level merges with nothing).
+        price, size = levels[0]
+        ticks = -(-price * price_num // price_den) if side == ASK else price * price_num // price_den
+        size *= size_num
+        return {ticks: size // size_den} if ticks > 0 and size >= size_den else {}
+    return _order_levels(levels if within == len(levels) else levels[:within], side, ratios)
 
 
 def _order_levels(levels: list[tuple[int, int]], side: int, ratios: tuple[int, int, int, int]) -> dict[int, int]:

@@ -11,7 +11,8 @@ the market generator through ``apply_market_levels``) plus the remaining size of
 resting user order there. The market's size is always first in the queue, user orders
 follow in time priority, so a user order joins the back of the level as a newcomer would.
 When the market moves a level through a resting user order, that order fills as maker at
-its own price against the market's liquidity.
+its own price against the market's liquidity. An immediate order may instead ``take``
+liquidity its caller holds (the backtest's replayed book), which the engine does not keep.
 
 Money: balances are exact ints in atoms of ``10**-ATOM_DECIMALS`` of an asset. Spot fees
 are charged in the asset received (base on a buy, quote on a sell), as both venues do by
@@ -55,6 +56,8 @@ _ATOM = 10**ATOM_DECIMALS
 FEE_ACCOUNT = "fees"
 MARKET_ACCOUNT = "market"
 _MARKET_CHUNK = 128  # most levels ``set_market_levels`` applies as one book update
+_PLAN_LEVELS = 4  # book levels an order's plan reads first (then twice as many while it needs more)
+_KNOWN_STEPS = 4096  # wire prices (or sizes) whose conversion an engine remembers before starting over
 
 
 class Liquidity(str, Enum):
@@ -219,10 +222,10 @@ class Ledger:
 
     def account(self, user: str) -> Account:
         """The user's account, created empty on first use."""
-        if user in (FEE_ACCOUNT, MARKET_ACCOUNT) or not user:
-            raise ValueError(f"{self.exchange.value}: user name {user!r} is reserved or empty")
         account = self.accounts.get(user)
         if account is None:
+            if user in (FEE_ACCOUNT, MARKET_ACCOUNT) or not user:
+                raise ValueError(f"{self.exchange.value}: user name {user!r} is reserved or empty")
             account = self.accounts[user] = Account(user)
         return account
 
@@ -315,7 +318,8 @@ class MatchingEngine:
         self.exchange = instrument.exchange
         self.symbol = instrument.symbol
         self.is_futures = instrument.is_futures
-        self.book = OrderBook(f"sim {self.exchange.value} {self.symbol}")
+        self._where = f"sim {self.exchange.value} {self.symbol}"
+        self.book = OrderBook(self._where)
         snapshot = DeltaBatch(1)
         snapshot.is_snapshot = True
         self.book.apply_snapshot(snapshot, 0)
@@ -339,20 +343,33 @@ class MatchingEngine:
         self._user_lots: tuple[dict[int, int], dict[int, int]] = ({}, {})
         self._orders: dict[int, _Order] = {}
         self._by_client: dict[tuple[str, str], _Order] = {}
+        # Wire values already converted (the instrument never changes): orders repeat sizes and prices.
+        self._ticks_of: dict[Decimal, int] = {}
+        self._lots_of: dict[Decimal, int] = {}
 
     # -- edges: wire strings -> ints ---------------------------------------------------------
 
     def price_ticks(self, price: Decimal | str) -> int:
         """A wire price in ticks; OrderRejected(PRECISION) if off the tick grid, INVALID_REQUEST if malformed."""
-        return self._steps(price, "price", self.instrument.price_to_ticks)
+        if type(price) is Decimal and price.is_finite():  # (a NaN would not hash)
+            ticks = self._ticks_of.get(price)
+            if ticks is not None:
+                return ticks
+        return self._steps(price, "price", self.instrument.price_to_ticks, self._ticks_of)
 
     def size_lots(self, size: Decimal | str) -> int:
         """A wire size (base on spot, contracts on futures) in lots; OrderRejected(PRECISION) if off the lot grid."""
-        return self._steps(size, "size", self.instrument.size_to_lots)
+        if type(size) is Decimal and size.is_finite():  # (a NaN would not hash)
+            lots = self._lots_of.get(size)
+            if lots is not None:
+                return lots
+        return self._steps(size, "size", self.instrument.size_to_lots, self._lots_of)
 
-    def _steps(self, value: Decimal | str, what: str, convert: Callable[[Decimal], int]) -> int:
+    def _steps(
+        self, value: Decimal | str, what: str, convert: Callable[[Decimal], int], known: dict[Decimal, int]
+    ) -> int:
         try:
-            number = Decimal(value)
+            number = value if type(value) is Decimal else Decimal(value)
         except (InvalidOperation, TypeError, ValueError):
             raise OrderRejected(ErrorCategory.INVALID_REQUEST, f"{self._where}: {what} {value!r} is not a number") from None
         if not number.is_finite() or number <= 0:
@@ -361,11 +378,11 @@ class MatchingEngine:
             steps = convert(number)
         except InstrumentError as exc:
             raise OrderRejected(ErrorCategory.PRECISION, str(exc)) from None
+        # Remembered by value: equal Decimals convert alike whatever their exponent.
+        if len(known) >= _KNOWN_STEPS:
+            known.clear()
+        known[number] = steps
         return steps
-
-    @property
-    def _where(self) -> str:
-        return f"sim {self.exchange.value} {self.symbol}"
 
     def notional_atoms(self, price_ticks: int, size_lots: int) -> int:
         """Quote value of ``size_lots`` at ``price_ticks``, in quote atoms."""
@@ -426,8 +443,7 @@ class MatchingEngine:
                 )
             size_lots = min(size_lots, reducible)
         limit = price_ticks if order_type is OrderType.LIMIT else 0
-        plan = self._plan(side, size_lots, limit, quote_amount_atoms)
-        taken = sum(step[1] for step in plan)
+        plan, taken = self._plan(side, size_lots, limit, quote_amount_atoms)
         if tif is TimeInForce.POST_ONLY and plan:
             raise OrderRejected(ErrorCategory.ORDER_REJECTED, f"{self._where}: post-only order would take liquidity")
         if tif is TimeInForce.FOK and taken < size_lots:
@@ -438,14 +454,7 @@ class MatchingEngine:
             resting = 0
         self._check_funds(account, side, plan, resting, price_ticks)
 
-        ids = self._ids
-        ids.order_id += 1
-        order = _Order(ids.order_id, client_id, user, side, order_type, tif, limit, size_lots, quote_amount_atoms, reduce_only, now_ns)
-        self._orders[order.order_id] = order
-        if client_id is not None:
-            self._by_client[(user, client_id)] = order
-        if self._outbox is not None:
-            self._outbox.append(self._event(order, now_ns))
+        order = self._open(user, client_id, side, order_type, tif, limit, size_lots, quote_amount_atoms, reduce_only, now_ns)
         changes: dict[tuple[int, int], int] = {}
         fills = self._execute(order, account, plan, changes, now_ns)
         if resting and order.status in OPEN_STATUSES:
@@ -454,6 +463,78 @@ class MatchingEngine:
             reason = "partial_fill" if max_fill_lots is not None else tif.value if order_type is OrderType.LIMIT else "market"
             self._finish(order, OrderStatus.EXPIRED, reason, now_ns)
         return PlaceResult(self._event(order, now_ns), tuple(fills), self._publish(changes, now_ns))
+
+    def take(
+        self,
+        user: str,
+        side: OrderSide,
+        size_lots: int,
+        price_ticks: int,
+        levels: Mapping[int, int],
+        now_ns: int,
+        *,
+        time_in_force: TimeInForce = TimeInForce.IOC,
+        client_id: str | None = None,
+    ) -> PlaceResult:
+        """Fill an immediate limit order (IOC or FOK) against ``levels`` rather than the book.
+
+        ``levels`` (``{price_ticks: size_lots}``, best first, each at ``price_ticks`` or better) is
+        all the liquidity the order meets: the market's, as another source has it at this instant
+        (the backtest's replayed book). None of it is kept: the book and the market's levels stay
+        as they were, so ``book_update`` is None. The order, its fills, fees and balances are what
+        ``place`` gives on a book whose side holds exactly ``levels``; no user order may rest
+        (ValueError), as the order would meet them too.
+        """
+        if self._user_lots[BID] or self._user_lots[ASK]:
+            raise ValueError(f"{self._where}: take with resting user orders")
+        tif = self._check_request(user, side, OrderType.LIMIT, size_lots, price_ticks, time_in_force, 0, client_id, False)
+        if tif is not TimeInForce.IOC and tif is not TimeInForce.FOK:
+            raise ValueError(f"{self._where}: take needs an IOC or FOK order, got {tif.value}")
+        account = self._ledger.accounts.get(user) or self._ledger.account(user)  # (the usual hit, callless)
+        buy = side is OrderSide.BUY
+        plan: list[_Step] = []
+        want = size_lots
+        last = 0
+        for price, lots in levels.items():
+            if buy:  # asks, ascending
+                misplaced = price > price_ticks or price <= last
+            else:  # bids, descending
+                misplaced = price < price_ticks or 0 < last <= price
+            if misplaced or lots <= 0:
+                raise ValueError(
+                    f"{self._where}: level {price} x {lots} is not liquidity, best first, up to {price_ticks}"
+                )
+            last = price
+            if want:
+                lots = lots if lots < want else want
+                plan.append((price, lots, None))
+                want -= lots
+        if want and tif is TimeInForce.FOK:
+            plan = []
+        self._check_funds(account, side, plan, 0, price_ticks)
+        order = self._open(user, client_id, side, OrderType.LIMIT, tif, price_ticks, size_lots, 0, False, now_ns)
+        fills = []
+        for price, lots, _ in plan:
+            fills.append(self._fill(order, account, price, lots, Liquidity.TAKER, now_ns))
+        if order.status in OPEN_STATUSES:
+            self._finish(order, OrderStatus.EXPIRED, tif.value, now_ns)
+        # PlaceResult(...), by tuple.__new__ as in _event.
+        return tuple.__new__(PlaceResult, (self._event(order, now_ns), tuple(fills), None))
+
+    def _open(
+        self, user: str, client_id: str | None, side: OrderSide, order_type: OrderType, tif: TimeInForce, limit: int,
+        size_lots: int, quote_atoms: int, reduce_only: bool, now_ns: int,
+    ) -> _Order:
+        """A new order with the next id, known by id and client id (checked free by ``_check_request``)."""
+        ids = self._ids
+        ids.order_id += 1
+        order = _Order(ids.order_id, client_id, user, side, order_type, tif, limit, size_lots, quote_atoms, reduce_only, now_ns)
+        self._orders[order.order_id] = order
+        if client_id is not None:
+            self._by_client[(user, client_id)] = order
+        if self._outbox is not None:
+            self._outbox.append(self._event(order, now_ns))
+        return order
 
     def _check_request(
         self, user: str, side: OrderSide, order_type: OrderType, size_lots: int, price_ticks: int,
@@ -485,7 +566,8 @@ class MatchingEngine:
                 raise OrderRejected(invalid, f"{where}: size {size_lots} lots must be positive")
             if size_lots < self.min_size_lots:
                 raise OrderRejected(ErrorCategory.MIN_NOTIONAL, f"{where}: size {size_lots} lots below min size {self.min_size_lots}")
-            if order_type is OrderType.LIMIT and self.notional_atoms(price_ticks, size_lots) < self.min_notional_atoms:
+            notional = price_ticks * size_lots * self.quote_atoms_per_tick_lot
+            if order_type is OrderType.LIMIT and notional < self.min_notional_atoms:
                 raise OrderRejected(ErrorCategory.MIN_NOTIONAL, f"{where}: notional below min notional {self.instrument.min_notional}")
         if reduce_only and (not self.is_futures or tif not in (TimeInForce.IOC, TimeInForce.FOK)):
             raise OrderRejected(invalid, f"{where}: reduce-only is accepted on futures IOC/FOK/market orders only")
@@ -493,62 +575,79 @@ class MatchingEngine:
             raise OrderRejected(invalid, f"{where}: duplicate client order id {client_id!r}")
         return tif
 
-    def _plan(self, side: OrderSide, size_lots: int, limit: int, quote_atoms: int) -> list[_Step]:
-        """The executions an incoming order would get, best level first, without changing anything."""
+    def _plan(self, side: OrderSide, size_lots: int, limit: int, quote_atoms: int) -> tuple[list[_Step], int]:
+        """The executions an incoming order would get, best level first, and the lots they take,
+        without changing anything."""
         book_side = ASK if side is OrderSide.BUY else BID
         market = self.market_levels[book_side]
         queues = self._queues[book_side]
         per_lot = self.quote_atoms_per_tick_lot
         want = size_lots
         budget = quote_atoms
+        taken = 0
         plan: list[_Step] = []
-        depth = 16
+        depth = _PLAN_LEVELS
         while True:
             levels = self.book.top(book_side, depth)
-            for price, _ in levels[depth // 2 if depth > 16 else 0 :]:
+            for price, _ in levels[depth // 2 :] if depth > _PLAN_LEVELS else levels:
                 if limit and (price > limit if book_side == ASK else price < limit):
-                    return plan
+                    return plan, taken
                 if quote_atoms:
                     want = budget // (price * per_lot)
                     if want <= 0:
-                        return plan
+                        return plan, taken
                 level_start = want
-                take = min(market.get(price, 0), want)
+                take = market.get(price, 0)
                 if take:
+                    if take > want:
+                        take = want
                     plan.append((price, take, None))
                     want -= take
-                for order in queues.get(price, ()):
-                    if not want:
-                        break
-                    take = min(order.remaining, want)
-                    plan.append((price, take, order))
-                    want -= take
-                budget -= (level_start - want) * price * per_lot
-                if not want and not quote_atoms:
-                    return plan
+                if queues:
+                    for order in queues.get(price, ()):
+                        if not want:
+                            break
+                        take = min(order.remaining, want)
+                        plan.append((price, take, order))
+                        want -= take
+                taken += level_start - want
+                if quote_atoms:
+                    budget -= (level_start - want) * price * per_lot
+                elif not want:
+                    return plan, taken
             if len(levels) < depth:
-                return plan
+                return plan, taken
             depth *= 2
 
     def _check_funds(self, account: Account, side: OrderSide, plan: list[_Step], resting: int, limit: int) -> None:
         if self.is_futures:
             contracts = account.position(self.symbol).contracts
             direction = 1 if side is OrderSide.BUY else -1
+            per_tick_lot, leverage, (fee_num, fee_den) = self.quote_atoms_per_tick_lot, self.leverage, self.taker_fee
             need = 0
             for price, lots, _ in plan:
+                # The margin of what opens and the positive taker fee, both rounded up (_ceil_div, _fee).
                 closing = min(lots, abs(contracts)) if contracts * direction < 0 else 0
-                notional = self.notional_atoms(price, lots - closing)
-                need += _ceil_div(notional, self.leverage) + max(0, self._fee(self.notional_atoms(price, lots), self.taker_fee))
+                fee = -(-price * lots * per_tick_lot * fee_num // fee_den)
+                need += -(-price * (lots - closing) * per_tick_lot // leverage) + (fee if fee > 0 else 0)
                 contracts += direction * lots
-            need += resting * self._futures_lock_per_lot(limit)
+            if resting:
+                need += resting * self._futures_lock_per_lot(limit)
             have, asset = account.free.get(self.settle_asset, 0), self.settle_asset
         elif side is OrderSide.BUY:
-            need = sum(self.notional_atoms(price, lots) for price, lots, _ in plan)
-            need += self.notional_atoms(limit, resting)
-            have, asset = account.free.get(self.instrument.quote, 0), self.instrument.quote
+            need = limit * resting
+            for price, lots, _ in plan:
+                need += price * lots
+            need *= self.quote_atoms_per_tick_lot
+            asset = self.instrument.quote
+            have = account.free.get(asset, 0)
         else:
-            need = (sum(step[1] for step in plan) + resting) * self.base_atoms_per_lot
-            have, asset = account.free.get(self.instrument.base, 0), self.instrument.base
+            need = resting
+            for _, lots, _ in plan:
+                need += lots
+            need *= self.base_atoms_per_lot
+            asset = self.instrument.base
+            have = account.free.get(asset, 0)
         if need > have:
             raise OrderRejected(
                 ErrorCategory.INSUFFICIENT_BALANCE,
@@ -570,6 +669,7 @@ class MatchingEngine:
     ) -> list[Fill]:
         book_side = ASK if taker.side is OrderSide.BUY else BID
         market = self.market_levels[book_side]
+        user_lots = self._user_lots[book_side]
         fills: list[Fill] = []
         for price, lots, maker in plan:
             if maker is None:
@@ -581,7 +681,7 @@ class MatchingEngine:
             else:
                 self._fill_maker(maker, price, lots, changes, now_ns)
             fills.append(self._fill(taker, account, price, lots, Liquidity.TAKER, now_ns))
-            changes[(book_side, price)] = market.get(price, 0) + self._user_lots[book_side].get(price, 0)
+            changes[(book_side, price)] = market.get(price, 0) + user_lots.get(price, 0)
         return fills
 
     def _fill_maker(
@@ -600,78 +700,76 @@ class MatchingEngine:
 
     def _fill(self, order: _Order, account: Account, price: int, lots: int, liquidity: Liquidity, now_ns: int) -> Fill:
         rate = self.taker_fee if liquidity is Liquidity.TAKER else self.maker_fee
-        notional = self.notional_atoms(price, lots)
+        notional = price * lots * self.quote_atoms_per_tick_lot
         if self.is_futures:
             fee, fee_asset = self._settle_futures(account, order.side, price, lots, notional, rate), self.settle_asset
         else:
-            fee, fee_asset = self._settle_spot(account, order.side, lots, notional, rate)
-        order.filled_lots += lots
+            # Spot: the user pays the market quote (buy) or base (sell) and gets the other, less the
+            # fee, which is charged in what it gets, rounded up, and goes to the fee account.
+            qty = lots * self.base_atoms_per_lot
+            if order.side is OrderSide.BUY:
+                paid, got, paid_asset, fee_asset = notional, qty, self.instrument.quote, self.instrument.base
+            else:
+                paid, got, paid_asset, fee_asset = qty, notional, self.instrument.base, self.instrument.quote
+            fee = -(-got * rate[0] // rate[1])  # _ceil_div, inlined
+            free, market, fees = account.free, self._ledger.market.free, self._ledger.fees.free
+            free[paid_asset] = free.get(paid_asset, 0) - paid
+            market[paid_asset] = market.get(paid_asset, 0) + paid
+            market[fee_asset] = market.get(fee_asset, 0) - got
+            free[fee_asset] = free.get(fee_asset, 0) + (got - fee)
+            fees[fee_asset] = fees.get(fee_asset, 0) + fee
+        filled = order.filled_lots = order.filled_lots + lots
         order.filled_quote_atoms += notional
-        if order.order_type is OrderType.MARKET and order.quote_atoms:
-            order.size_lots = order.filled_lots
-        if order.remaining <= 0:
-            order.status = OrderStatus.FILLED
-        else:
-            order.status = OrderStatus.PARTIALLY_FILLED
-        self._ids.trade_id += 1
-        fill = Fill(
-            self._ids.trade_id, order.order_id, order.client_id, order.user, self.exchange, self.symbol, order.side,
+        if order.quote_atoms and order.order_type is OrderType.MARKET:
+            order.size_lots = filled
+        order.status = OrderStatus.FILLED if order.size_lots <= filled else OrderStatus.PARTIALLY_FILLED
+        ids = self._ids
+        ids.trade_id += 1
+        fill = tuple.__new__(Fill, (  # Fill(...), by tuple.__new__ as in _event
+            ids.trade_id, order.order_id, order.client_id, order.user, self.exchange, self.symbol, order.side,
             price, lots, fee, fee_asset, liquidity, now_ns,
-        )
+        ))
         if self._outbox is not None:
             self._outbox.append(fill)
             self._outbox.append(self._event(order, now_ns))
         return fill
 
-    def _settle_spot(self, account: Account, side: OrderSide, lots: int, notional: int, rate: tuple[int, int]) -> tuple[int, str]:
-        base, quote = self.instrument.base, self.instrument.quote
-        market, fees = self._ledger.market, self._ledger.fees
-        qty = lots * self.base_atoms_per_lot
-        if side is OrderSide.BUY:
-            paid, got, paid_asset, got_asset = notional, qty, quote, base
-        else:
-            paid, got, paid_asset, got_asset = qty, notional, base, quote
-        fee = self._fee(got, rate)
-        account.add(paid_asset, -paid)
-        market.add(paid_asset, paid)
-        market.add(got_asset, -got)
-        account.add(got_asset, got - fee)
-        fees.add(got_asset, fee)
-        return fee, got_asset
-
     def _settle_futures(self, account: Account, side: OrderSide, price: int, lots: int, notional: int, rate: tuple[int, int]) -> int:
         asset = self.settle_asset
-        position = account.position(self.symbol)
+        position = account.positions.get(self.symbol) or account.position(self.symbol)
+        # Account.add inlined on ``free``, in the same order: each cap reads what the step before left.
+        free = account.free
         direction = 1 if side is OrderSide.BUY else -1
         held = position.contracts
         closing = min(lots, abs(held)) if held * direction < 0 else 0
         if closing:
             cost = position.cost_atoms * closing // abs(held)
             margin = position.margin_atoms * closing // abs(held)
-            exit_notional = self.notional_atoms(price, closing)
+            exit_notional = price * closing * self.quote_atoms_per_tick_lot
             pnl = exit_notional - cost if held > 0 else cost - exit_notional
             position.cost_atoms -= cost
             position.margin_atoms -= margin
             position.contracts += direction * closing
-            account.add(asset, margin)
+            free[asset] = free.get(asset, 0) + margin
             if pnl < 0:
-                pnl = -min(-pnl, account.free.get(asset, 0))
-            account.add(asset, pnl)
+                pnl = -min(-pnl, free.get(asset, 0))
+            free[asset] = free.get(asset, 0) + pnl
             self._ledger.market.add(asset, -pnl)
             position.realized_pnl_atoms += pnl
         opening = lots - closing
         if opening:
-            opened = self.notional_atoms(price, opening)
-            margin = min(_ceil_div(opened, self.leverage), account.free.get(asset, 0))
-            account.add(asset, -margin)
+            opened = price * opening * self.quote_atoms_per_tick_lot
+            margin = min(-(-opened // self.leverage), free.get(asset, 0))  # _ceil_div, capped
+            free[asset] = free.get(asset, 0) - margin
             position.margin_atoms += margin
             position.cost_atoms += opened
             position.contracts += direction * opening
-        fee = self._fee(notional, rate)
+        fee = -(-notional * rate[0] // rate[1])  # _fee
         if fee > 0:
-            fee = min(fee, account.free.get(asset, 0))
-        account.add(asset, -fee)
-        self._ledger.fees.add(asset, fee)
+            fee = min(fee, free.get(asset, 0))
+        free[asset] = free.get(asset, 0) - fee
+        fees = self._ledger.fees.free
+        fees[asset] = fees.get(asset, 0) + fee
         return fee
 
     def _rest(self, order: _Order, account: Account, changes: dict[tuple[int, int], int]) -> None:
@@ -796,27 +894,6 @@ class MatchingEngine:
         """Whether any user order rests in the book."""
         return bool(self._user_lots[BID] or self._user_lots[ASK])
 
-    def set_market_side(self, side: int, levels: Mapping[int, int], through_ticks: int, now_ns: int) -> None:
-        """Make the market's size on ``side`` exactly ``levels`` at every price up to ``through_ticks``
-        (at or better: asks at or below it, bids at or above) and clear the other side; the
-        market's levels beyond ``through_ticks`` stay as they were.
-
-        What an order that takes ``side`` no further than ``through_ticks`` gets is then what
-        ``set_market_levels`` with the whole book would have given it: immediate-or-cancel
-        orders need only this much. ``levels`` must all lie up to ``through_ticks``; not with
-        resting user orders (they could cross what is kept).
-        """
-        if self.has_resting_orders:
-            raise ValueError(f"{self._where}: set_market_side with resting user orders")
-        have = self.market_levels[side]
-        removals = [(side ^ 1, price, 0) for price in self.market_levels[side ^ 1]]
-        if side == ASK:
-            removals += [(side, price, 0) for price in have if price <= through_ticks and price not in levels]
-        else:
-            removals += [(side, price, 0) for price in have if price >= through_ticks and price not in levels]
-        additions = [(side, price, lots) for price, lots in levels.items() if have.get(price) != lots]
-        self._replace_market_levels(removals, additions, now_ns)
-
     def _replace_market_levels(
         self, removals: list[tuple[int, int, int]], additions: list[tuple[int, int, int]], now_ns: int
     ) -> None:
@@ -851,7 +928,10 @@ class MatchingEngine:
     def _publish(self, changes: Mapping[tuple[int, int], int], now_ns: int) -> BookUpdate | None:
         if not changes:
             return None
-        levels = tuple([(side, price, size) for (side, price), size in changes.items()])
+        public: list[tuple[int, int, int]] = []
+        for (side, price), size in changes.items():
+            public.append((side, price, size))
+        levels = tuple(public)
         batch = self._batch
         batch.clear()
         batch.extend(levels)
@@ -867,11 +947,12 @@ class MatchingEngine:
         return BookUpdate._make((self.exchange, self.symbol, update_id, update_id, now_ns, levels))
 
     def _event(self, order: _Order, now_ns: int) -> OrderEvent:
-        return OrderEvent(
+        # tuple.__new__ is what OrderEvent(...) runs, minus the Python-level __new__ around it.
+        return tuple.__new__(OrderEvent, (
             order.order_id, order.client_id, order.user, self.exchange, self.symbol, order.side, order.order_type,
             order.tif, order.price_ticks, order.size_lots, order.quote_atoms, order.filled_lots,
             order.filled_quote_atoms, order.status, order.reason, order.reduce_only, order.created_ns, now_ns,
-        )
+        ))
 
 
 class SimExchange:
@@ -914,15 +995,23 @@ class SimExchange:
 
     def balances(self, user: str) -> dict[str, tuple[Decimal, Decimal]]:
         """``{asset: (free, locked)}`` of a user; locked includes futures position margin."""
-        account = self.ledger.account(user)
+        return {
+            asset: (from_atoms(free), from_atoms(locked)) for asset, (free, locked) in self.balance_atoms(user).items()
+        }
+
+    def balance_atoms(self, user: str) -> dict[str, tuple[int, int]]:
+        """``balances`` in atoms: ``{asset: (free, locked)}``, assets sorted."""
+        account = self.ledger.accounts.get(user) or self.ledger.account(user)
+        free, locked = account.free, account.locked
+        if not account.positions:
+            return {asset: (free.get(asset, 0), locked.get(asset, 0)) for asset in sorted({*free, *locked})}
         margin: dict[str, int] = {}
         for symbol, position in account.positions.items():
             asset = self.engines[symbol].settle_asset
             margin[asset] = margin.get(asset, 0) + position.margin_atoms
-        assets = sorted({*account.free, *account.locked, *margin})
         return {
-            asset: (from_atoms(account.free.get(asset, 0)), from_atoms(account.locked.get(asset, 0) + margin.get(asset, 0)))
-            for asset in assets
+            asset: (free.get(asset, 0), locked.get(asset, 0) + margin.get(asset, 0))
+            for asset in sorted({*free, *locked, *margin})
         }
 
     def position(self, user: str, symbol: str) -> tuple[int, Decimal | None, Decimal, Decimal]:
@@ -976,6 +1065,27 @@ class SimExchange:
         result = engine.place(
             user, side, order_type, size_lots, now_ns, price_ticks=price_ticks, time_in_force=time_in_force,
             quote_amount_atoms=quote_atoms, client_id=client_id, reduce_only=reduce_only, max_fill_lots=max_fill_lots,
+        )
+        self._engine_of_order[result.order.order_id] = engine
+        return result
+
+    def take_order(
+        self,
+        user: str,
+        symbol: str,
+        side: OrderSide,
+        size_lots: int,
+        price_ticks: int,
+        levels: Mapping[int, int],
+        now_ns: int,
+        *,
+        time_in_force: TimeInForce = TimeInForce.IOC,
+        client_id: str | None = None,
+    ) -> PlaceResult:
+        """An immediate limit order filled against ``levels`` instead of the book (``MatchingEngine.take``)."""
+        engine = self.engines.get(symbol) or self.engine(symbol)
+        result = engine.take(
+            user, side, size_lots, price_ticks, levels, now_ns, time_in_force=time_in_force, client_id=client_id
         )
         self._engine_of_order[result.order.order_id] = engine
         return result

@@ -1,7 +1,9 @@
 """arb.sim.matching: bad inputs, hand-checked fills and fees, and hypothesis properties of the ledger."""
 
+import math
 import random
 from decimal import Decimal as D
+from fractions import Fraction
 
 import pytest
 from hypothesis import given, settings
@@ -220,6 +222,24 @@ def test_futures_open_close_pnl_fees_rebate_and_reduce_only() -> None:
     assert fill.liquidity is Liquidity.MAKER and from_atoms(fill.fee_atoms) == D("-0.01525025")  # 0.025 % of 61.001
 
 
+def test_spot_fees_round_to_the_atom_in_the_venues_favour() -> None:
+    rate = D("0.0012345678901234567890123456789")  # a fee that is no whole number of atoms
+    venue = SimExchange(ExchangeName.GATEIO, [spot(taker_fee=rate, maker_fee=-rate)])
+    engine = venue.engine(SYM)
+    engine.apply_market_levels([(ASK, 10_000, 10_000), (BID, 9_990, 10_000)], 1)
+    venue.deposit("alice", "USDT", "10000")
+    venue.deposit("alice", "BTC", "5")
+    taker = venue.place_order("alice", SYM, BUY, LIMIT, 1_000, 2, price_ticks=10_000, time_in_force=TimeInForce.IOC)
+    exact = Fraction(to_atoms(D("0.1"))) * Fraction(rate)  # on the 0.1 BTC it got, charged in BTC
+    assert exact.denominator > 1 and taker.fills[0].fee_atoms == math.ceil(exact)
+    venue.place_order("alice", SYM, SELL, LIMIT, 1_000, 3, price_ticks=10_001)  # rests, then the market takes it
+    venue.drain_events()
+    engine.apply_market_levels([(BID, 10_001, 1_000)], 4)
+    maker = next(e for e in venue.drain_events() if isinstance(e, Fill))
+    exact = Fraction(to_atoms(D("100.01") * D("0.1"))) * Fraction(-rate)  # a rebate on the USDT it got
+    assert exact.denominator > 1 and maker.liquidity is Liquidity.MAKER and maker.fee_atoms == math.ceil(exact) < 0
+
+
 # -- properties -------------------------------------------------------------------------------------
 
 ASSETS = ("BTC", "USDT")
@@ -355,7 +375,7 @@ def test_set_market_levels_crosses_resting_orders_as_apply_market_levels_does() 
     resting = venue.place_order("alice", SYM, BUY, LIMIT, 5_000, 2, price_ticks=9_999)
     assert resting.order.status is OrderStatus.NEW and engine.has_resting_orders
     with pytest.raises(ValueError, match="resting user orders"):
-        engine.set_market_side(ASK, {}, 10_000, 3)
+        engine.take("alice", SELL, 5_000, 9_998, {}, 3)
     venue.drain_events()
     engine.set_market_levels({9_998: 10_000}, {9_999: 3_000, 10_001: 4_000}, 3)  # an ask reaches the bid at 99.99
     fills = [e for e in venue.drain_events() if isinstance(e, Fill)]
@@ -363,32 +383,94 @@ def test_set_market_levels_crosses_resting_orders_as_apply_market_levels_does() 
     assert engine.market_levels == ({9_998: 10_000}, {10_001: 4_000})
 
 
+def _within(levels: dict[int, int], taker: int, limit: int) -> dict[int, int]:
+    return {p: s for p, s in levels.items() if (p <= limit if taker == ASK else p >= limit)}
+
+
 @pytest.mark.parametrize("seed", range(6))
-def test_an_ioc_order_fills_alike_after_the_whole_book_or_only_its_reach(seed: int) -> None:
+@pytest.mark.parametrize("futures", [False, True], ids=["spot", "futures"])
+def test_an_immediate_order_taking_its_reach_fills_as_after_mirroring_the_whole_book(seed: int, futures: bool) -> None:
+    # The backtest's two ways to fill: mirror the whole book into the engine and place (any
+    # order, and every order while one rests), or let an immediate order take its reach (the
+    # engine's own market levels then stay stale). Orders, fills, balances, positions and private
+    # events must not tell them apart, also for the resting orders and fills that come later.
     rng = random.Random(seed)
-    whole, reach = (SimExchange(ExchangeName.GATEIO, [spot()], events=False) for _ in range(2))
+    if futures:
+        instrument, symbol, assets = perp(), PERP, ("USDT",)
+    else:
+        instrument, symbol, assets = spot(), SYM, ("USDT", "BTC")
+    whole, reach = (SimExchange(instrument.exchange, [instrument], leverage=5) for _ in range(2))
     for venue in (whole, reach):
         venue.deposit("alice", "USDT", "100000000")
-        venue.deposit("alice", "BTC", "1000")
-    fills = 0
+        if not futures:
+            venue.deposit("alice", "BTC", "1000")
+    fills = rests = 0
     for step in range(300):
         mid = 10_000 + rng.randrange(-40, 40)
         bids, asks = _random_book(rng, mid)
         side = rng.choice((BUY, SELL))
         limit = mid + rng.randrange(-15, 16)
         size = rng.randrange(200, 60_000)  # above the 1 USDT minimum
-        tif = rng.choice((TimeInForce.IOC, TimeInForce.FOK))
-        whole.engine(SYM).set_market_levels(bids, asks, step)
-        taker, levels = (ASK, asks) if side is BUY else (BID, bids)
-        within = {p: s for p, s in levels.items() if (p <= limit if taker == ASK else p >= limit)}
-        reach.engine(SYM).set_market_side(taker, within, limit, step)
-        results = [
-            venue.place_order("alice", SYM, side, LIMIT, size, step, price_ticks=limit, time_in_force=tif)
-            for venue in (whole, reach)
-        ]
-        assert results[0].order == results[1].order
-        assert results[0].fills == results[1].fills
-        fills += len(results[0].fills)
-    assert fills > 100
-    assert whole.balances("alice") == reach.balances("alice")
-    assert whole.drain_events() == reach.drain_events() == []
+        client_id = f"o{step}"
+        resting = whole.engine(symbol).has_resting_orders
+        assert reach.engine(symbol).has_resting_orders is resting
+        if resting and rng.random() < 0.3:
+            open_id = whole.open_orders("alice")[0].order_id
+            events = [venue.cancel_order("alice", symbol, step, order_id=open_id)[0] for venue in (whole, reach)]
+            assert events[0] == events[1]
+            continue
+        tif = rng.choice((TimeInForce.IOC, TimeInForce.FOK, TimeInForce.GTC))
+        results = []
+        for venue in (whole, reach):
+            try:
+                if venue is reach and tif is not TimeInForce.GTC and not resting:
+                    taker, levels = (ASK, asks) if side is BUY else (BID, bids)
+                    results.append(
+                        venue.take_order("alice", symbol, side, size, limit, _within(levels, taker, limit), step,
+                                         time_in_force=tif, client_id=client_id)
+                    )
+                else:
+                    venue.engine(symbol).set_market_levels(bids, asks, step)
+                    results.append(
+                        venue.place_order("alice", symbol, side, LIMIT, size, step, price_ticks=limit,
+                                          time_in_force=tif, client_id=client_id)
+                    )
+            except OrderRejected as exc:
+                results.append(exc.category)  # type: ignore[arg-type]
+        first, second = results
+        if isinstance(first, ErrorCategory):
+            assert second is first
+        else:
+            assert not isinstance(second, ErrorCategory)
+            assert first.order == second.order and first.fills == second.fills
+            fills += len(first.fills)
+            rests += first.order.status in (OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED)
+        assert whole.balances("alice") == reach.balances("alice")
+        assert whole.drain_events() == reach.drain_events()
+        if futures:
+            assert whole.position("alice", symbol) == reach.position("alice", symbol)
+        assert whole.open_orders("alice") == reach.open_orders("alice")
+    assert fills > 100 and rests > 5
+    for asset in assets:
+        assert whole.ledger.total(asset) == reach.ledger.total(asset) == 0
+
+
+def test_take_refuses_what_is_not_an_immediate_orders_liquidity() -> None:
+    venue = spot_venue()
+    engine = venue.engine(SYM)
+    with pytest.raises(ValueError, match="IOC or FOK"):
+        engine.take("alice", BUY, 1_000, 10_001, {10_000: 500}, 2, time_in_force=TimeInForce.GTC)
+    for levels in ({10_002: 500}, {10_001: 500, 10_000: 500}, {10_000: 0}, {10_000: -1}):
+        with pytest.raises(ValueError, match="not liquidity"):
+            engine.take("alice", BUY, 1_000, 10_001, levels, 2)
+    with pytest.raises(ValueError, match="not liquidity"):
+        engine.take("alice", SELL, 1_000, 9_998, {9_998: 500, 9_999: 500}, 2)
+    # Rejected as place would, before anything changes.
+    rejected(ErrorCategory.MIN_NOTIONAL, engine.take, "alice", BUY, 50, 10_000, {10_000: 500}, 2)
+    rejected(ErrorCategory.INSUFFICIENT_BALANCE, engine.take, "alice", BUY, 9_000_000, 10_000, {10_000: 9_000_000}, 2)
+    taken = venue.take_order("alice", SYM, BUY, 15_000, 10_001, {10_000: 10_000, 10_001: 2_000}, 3, client_id="x")
+    assert [(f.price_ticks, f.size_lots) for f in taken.fills] == [(10_000, 10_000), (10_001, 2_000)]
+    assert taken.order.status is OrderStatus.EXPIRED and taken.order.reason == "ioc" and taken.book_update is None
+    assert venue.get_order("alice", taken.order.order_id) == venue.get_order_by_client_id("alice", SYM, "x")
+    rejected(ErrorCategory.INVALID_REQUEST, engine.take, "alice", BUY, 1_000, 10_000, {}, 4, client_id="x")
+    assert engine.market_levels[ASK] == {10_000: 10_000, 10_001: 20_000}  # the book's own liquidity is untouched
