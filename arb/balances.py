@@ -34,6 +34,7 @@ from .types import ExchangeName
 log = logging.getLogger(__name__)
 
 ZERO = Decimal(0)
+_NONE_HELD: Mapping[str, Balance] = {}
 
 
 class BalanceSource(Protocol):
@@ -211,18 +212,25 @@ class BalanceMonitor:
         if pipeline is None:
             return
         markets = None if exchanges is None else set(exchanges)
+        balances = self._balances
         for plan in pipeline.plans.values():
             for leg in plan.legs:
-                if markets is not None and leg.exchange not in markets:
+                exchange = leg.exchange
+                if markets is not None and exchange not in markets:
                     continue
                 instrument = leg.instrument
-                quote = self.free(leg.exchange, instrument.quote)
-                ask = leg.book.best_ask_price() if leg.book.ask_count else None
-                buy = ZERO if ask is None else quote / (leg.book_price(ask) * (1 + instrument.taker_fee))
+                held = balances.get(exchange, _NONE_HELD)
+                book = leg.book
+                buy = ZERO
+                if book.ask_count:
+                    quote = held.get(instrument.quote)
+                    if quote is not None:
+                        buy = quote.free / (leg.book_price(book.best_ask_price()) * (1 + instrument.taker_fee))
                 if instrument.is_futures:
                     sell = buy
                 else:
-                    sell = self.free(leg.exchange, instrument.base)
+                    base = held.get(instrument.base)
+                    sell = base.free if base is not None else ZERO
                 pipeline.set_leg_limits(plan.symbol_id, leg.leg_id, buy, sell)
 
     def check_skew(self) -> list[SkewAlert]:

@@ -30,12 +30,12 @@ class ExchangeName(str, Enum):
     @property
     def venue(self) -> str:
         """The exchange the market belongs to (``mexc`` or ``gateio``)."""
-        return self.value.split("_", 1)[0]
+        return self._value_.split("_", 1)[0]  # _value_: a plain attribute, cheaper than the value property
 
     @property
     def is_futures(self) -> bool:
         """Whether this is the venue's USDT perpetual futures market."""
-        return self.value.endswith("_futures")
+        return self._value_.endswith("_futures")
 
 
 class OrderSide(str, Enum):

@@ -74,21 +74,23 @@ class OrderRequest(msgspec.Struct, frozen=True, kw_only=True):
     reduce_only: bool = False  # futures only
 
     def __post_init__(self) -> None:
-        where = f"order {self.client_order_id!r} {self.symbol}"
         if not self.client_order_id:
             raise OrderRequestError(f"order on {self.symbol}: client_order_id is empty")
         if not self.quantity.is_finite() or self.quantity <= 0:
-            raise OrderRequestError(f"{where}: quantity={self.quantity} must be a positive number")
+            raise OrderRequestError(f"{self._where()}: quantity={self.quantity} must be a positive number")
         if self.type is OrderType.LIMIT:
             if self.price is None or not self.price.is_finite() or self.price <= 0:
-                raise OrderRequestError(f"{where}: a limit order needs a positive price, got {self.price}")
+                raise OrderRequestError(f"{self._where()}: a limit order needs a positive price, got {self.price}")
         else:
             if self.price is not None:
-                raise OrderRequestError(f"{where}: a market order takes no price, got {self.price}")
+                raise OrderRequestError(f"{self._where()}: a market order takes no price, got {self.price}")
             if self.time_in_force not in (TimeInForce.IOC, TimeInForce.FOK):
                 raise OrderRequestError(
-                    f"{where}: a market order takes time_in_force ioc or fok, got {self.time_in_force.value}"
+                    f"{self._where()}: a market order takes time_in_force ioc or fok, got {self.time_in_force.value}"
                 )
+
+    def _where(self) -> str:
+        return f"order {self.client_order_id!r} {self.symbol}"
 
 
 class OrderState(msgspec.Struct, frozen=True, kw_only=True):
