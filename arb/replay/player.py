@@ -25,10 +25,11 @@ something else: a REST record, a frame the router leaves to ``BookSync``, an opp
 a wait on the event loop. Both take the same decisions.
 
 Decisions taken: each recorded message counts as the last of its socket read (the recorder
-does not keep read boundaries), so the scanner runs after every message; the replayed book
-is mirrored into the matching engine at each order's arrival (for an immediate-or-cancel
-order, only the side it takes up to its limit: all it can reach), so our own earlier fills are
-forgotten unless the recording shows them (it does for recordings of the simulator, which
+does not keep read boundaries), so the scanner runs after every message; an order fills
+against the replayed book as it is at the order's arrival (an immediate-or-cancel order
+takes the levels of its side up to its limit directly; any other order, or any order while
+one of ours rests, has the whole book mirrored into the matching engine first), so our own
+earlier fills are forgotten unless the recording shows them (it does for recordings of the simulator, which
 publishes them); books finer than the order grid (Gate spot) are rounded against us (asks
 up, bids down). A damaged recording is replayed up to the damage, which the result reports.
 """
