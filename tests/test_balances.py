@@ -75,6 +75,74 @@ def test_a_failed_refresh_keeps_the_last_balances() -> None:
     assert monitor.errors == 1 and monitor.refreshes == 2
 
 
+
+class SlowVenue(FakeVenue):
+    """A read that waits on ``gate`` (an asyncio.Event made on the running loop) before answering."""
+
+    def __init__(self, log: list[str], name: str, **free: str) -> None:
+        super().__init__(**free)
+        self.log, self.name = log, name
+        self.gate: asyncio.Event | None = None
+
+    async def balances(self) -> Mapping[str, Balance]:
+        self.log.append(f"{self.name} started")
+        self.gate = asyncio.Event()
+        try:
+            await self.gate.wait()
+        except asyncio.CancelledError:
+            self.log.append(f"{self.name} cancelled")
+            raise
+        self.log.append(f"{self.name} answered")
+        return await super().balances()
+
+
+async def _steps(n: int) -> None:
+    for _ in range(n):
+        await asyncio.sleep(0)
+
+
+def test_the_reads_of_a_refresh_run_concurrently() -> None:
+    log: list[str] = []
+    gate, mexc = SlowVenue(log, "gate", USDT="10"), SlowVenue(log, "mexc", USDT="20")
+    monitor = BalanceMonitor({ExchangeName.GATEIO: gate, ExchangeName.MEXC: mexc})
+
+    async def run() -> None:
+        refresh = asyncio.ensure_future(monitor.refresh())
+        await _steps(10)  # the second read starts while the first one still waits
+        assert gate.gate is not None and mexc.gate is not None and log == ["gate started", "mexc started"]
+        mexc.gate.set()
+        await asyncio.sleep(0)
+        gate.gate.set()
+        await refresh
+
+    asyncio.run(run())
+    assert log == ["gate started", "mexc started", "mexc answered", "gate answered"]
+    assert monitor.free(ExchangeName.GATEIO, "USDT") == D("10") and monitor.free(ExchangeName.MEXC, "USDT") == D("20")
+
+
+def test_a_cancelled_refresh_cancels_its_reads_and_keeps_the_last_balances() -> None:
+    log: list[str] = []
+    gate, mexc = SlowVenue(log, "gate", USDT="10"), SlowVenue(log, "mexc", USDT="20")
+    monitor = BalanceMonitor({ExchangeName.GATEIO: gate, ExchangeName.MEXC: mexc})
+
+    async def run() -> None:
+        refresh = asyncio.ensure_future(monitor.refresh())
+        await _steps(10)
+        assert log == ["gate started", "mexc started"]
+        refresh.cancel()
+        try:
+            await refresh
+        except asyncio.CancelledError:
+            pass
+        else:
+            raise AssertionError("the refresh was not cancelled")
+        await _steps(2)
+        # Before the loop closes (asyncio.run would cancel a leftover read itself).
+        assert sorted(log) == ["gate cancelled", "gate started", "mexc cancelled", "mexc started"]
+
+    asyncio.run(run())
+    assert monitor.refreshes == 0 and monitor.free(ExchangeName.GATEIO, "USDT") == D(0)
+
 def test_skew_alerts_once_per_episode() -> None:
     gate, mexc = FakeVenue(BTC="9.5", USDT="1000"), FakeVenue(BTC="0.5", USDT="1000")
     alerts: list[SkewAlert] = []
