@@ -37,6 +37,7 @@ up, bids down). A damaged recording is replayed up to the damage, which the resu
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import math
 import selectors
@@ -846,10 +847,19 @@ def backtest(
     clock = VirtualClock(start_ns, survey.first.wall_ns - start_ns if survey.first is not None else 0)
     loop = VirtualTimeLoop(clock)
     started = time.perf_counter()
+    # The replay keeps many of the objects it makes (results, orders, report samples), which
+    # sets off full collections that would walk the whole heap the caller built before it,
+    # again and again on long files. Frozen, that heap is left out (unless the caller froze
+    # objects of its own: freezing is process-wide, so it is then left as it is).
+    freeze = gc.get_freeze_count() == 0
+    if freeze:
+        gc.freeze()
     try:
         result = loop.run_until_complete(_replay(files, manager, settings, survey, clock))
     finally:
         loop.close()
+        if freeze:
+            gc.unfreeze()
     result.wall_s = time.perf_counter() - started
     return result
 
