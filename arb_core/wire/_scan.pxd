@@ -820,16 +820,95 @@ cdef inline Py_ssize_t fast_plain(const unsigned char* b, Py_ssize_t i, Py_ssize
     return -1
 
 
+cdef inline Py_ssize_t fast_string(const unsigned char* b, Py_ssize_t i, Py_ssize_t n,
+                                   Py_ssize_t* s, Py_ssize_t* e) noexcept nogil:
+    """An ASCII string without escapes at i: the index after it; its content is [s, e)."""
+    if i >= n or b[i] != 34:
+        return -1
+    s[0] = i + 1
+    i = fast_plain(b, i, n)
+    e[0] = i - 1
+    return i
+
+
 cdef inline Py_ssize_t fast_key(const unsigned char* b, Py_ssize_t i, Py_ssize_t n,
                                 Py_ssize_t* ks) noexcept nogil:
     """A member's key and its ':': the index of the value; the key is [ks, result - 2)."""
-    if i >= n or b[i] != 34:
-        return -1
-    ks[0] = i + 1
-    i = fast_plain(b, i, n)
+    cdef Py_ssize_t ke
+    i = fast_string(b, i, n, ks, &ke)
     if i < 0 or i >= n or b[i] != 58:
         return -1
     return i + 1
+
+
+# A container is read item by item; i ends past it, or at -1 when it is not the compact shape:
+#
+#     more = fast_array(b, &i, n)             more = fast_first_key(b, &i, n, &ks)
+#     while more:                             while more:
+#         i = <element at i>                      i = <value at i of the key [ks, i - 2)>
+#         more = fast_next(b, &i, n, 93)          more = fast_next_key(b, &i, n, &ks)
+#
+# where reading an item gives the index after it, or -1.
+
+cdef inline bint fast_array(const unsigned char* b, Py_ssize_t* i, Py_ssize_t n) noexcept nogil:
+    """i[0] >= 0 is at '[': True with i[0] at the first element; False with i[0] past an
+    empty array, or at -1 when '[' is not there or the frame ends after it."""
+    cdef Py_ssize_t j = i[0]
+    if j + 1 < n and b[j] == 91:
+        if b[j + 1] != 93:
+            i[0] = j + 1
+            return True
+        i[0] = j + 2
+        return False
+    i[0] = -1
+    return False
+
+
+cdef inline bint fast_next(const unsigned char* b, Py_ssize_t* i, Py_ssize_t n,
+                           unsigned char close) noexcept nogil:
+    """i[0] is past an item (-1 when reading it failed): True with i[0] past the ',' before
+    the next item; False with i[0] past ``close``, or at -1 when neither follows."""
+    cdef Py_ssize_t j = i[0]
+    if <size_t>j < <size_t>n:  # also rules out -1
+        if b[j] == 44:  # ','
+            i[0] = j + 1
+            return True
+        if b[j] == close:
+            i[0] = j + 1
+            return False
+    i[0] = -1
+    return False
+
+
+cdef inline bint fast_first_key(const unsigned char* b, Py_ssize_t* i, Py_ssize_t n,
+                                Py_ssize_t* ks) noexcept nogil:
+    """i[0] >= 0 is at '{': True with i[0] at the first member's value; otherwise False with
+    i[0] at -1 (the empty object included: every reader requires some key)."""
+    cdef Py_ssize_t j = i[0]
+    if j < n and b[j] == 123:
+        j = fast_key(b, j + 1, n, ks)
+        i[0] = j
+        return j >= 0
+    i[0] = -1
+    return False
+
+
+cdef inline bint fast_next_key(const unsigned char* b, Py_ssize_t* i, Py_ssize_t n,
+                               Py_ssize_t* ks) noexcept nogil:
+    """i[0] is past a member's value (-1 when reading it failed): True with i[0] at the next
+    member's value; False with i[0] past the '}', or at -1 when neither follows."""
+    if fast_next(b, i, n, 125):
+        i[0] = fast_key(b, i[0], n, ks)
+        return i[0] >= 0
+    return False
+
+
+cdef inline bint fast_seen(int* seen, int bit) noexcept nogil:
+    """True when a key (or field) was read before, which declines the frame; else marks it."""
+    if seen[0] & bit:
+        return True
+    seen[0] |= bit
+    return False
 
 
 cdef inline Py_ssize_t _fast_digit_run(const unsigned char* b, Py_ssize_t i, Py_ssize_t n,

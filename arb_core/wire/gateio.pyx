@@ -15,7 +15,8 @@ from arb_core.wire._scan cimport (
     Reader, reader_init, fail, open_container, next_key, skip_value, end_document,
     key_is, read_plain_string, scan_bool, seek_key, expect_string, seen_once, require,
     read_uint_member, NUM_STRING, NUM_INT, ERR_SEQUENCE, ERR_MISSING,
-    fast_plain, fast_key, fast_quoted, fast_uint, fast_skip, fast_is, fast_literal,
+    fast_string, fast_quoted, fast_uint, fast_skip, fast_is, fast_literal, fast_array,
+    fast_next, fast_first_key, fast_next_key, fast_seen,
 )
 from arb_core.wire.common cimport (
     WireScale, Frame, frame_acquire, frame_release, reset_batch, raise_wire_error, decode_buffer,
@@ -336,179 +337,117 @@ cdef Py_ssize_t _fast_spot_levels(const unsigned char* b, Py_ssize_t i, Py_ssize
     """[["7.883","263.375"],...]"""
     cdef uint64_t price, size
     cdef int price_frac, size_frac
-    if i >= n or b[i] != 91:
-        return -1
-    i += 1
-    if i < n and b[i] == 93:
-        return i + 1
-    while True:
+    cdef bint more = fast_array(b, &i, n)
+    while more:
         if i >= n or b[i] != 91:
             return -1
         i = fast_quoted(b, i + 1, n, &price, &price_frac)
         if i < 0 or i >= n or b[i] != 44:
             return -1
         i = fast_quoted(b, i + 1, n, &size, &size_frac)
-        if i < 0 or i + 1 >= n or b[i] != 93:
+        if i < 0 or i >= n or b[i] != 93:
             return -1
         if raw_push(raw, side, price, price_frac, size, size_frac) < 0:
             return -1
         i += 1
-        if b[i] == 93:
-            return i + 1
-        if b[i] != 44:
-            return -1
-        i += 1
+        more = fast_next(b, &i, n, 93)
+    return i
+
+
+cdef Py_ssize_t _fast_futures_level(const unsigned char* b, Py_ssize_t i, Py_ssize_t n,
+                                    RawBatch* raw, int side) noexcept nogil:
+    """{"p":"55.87","s":175}: any member order, other members skipped."""
+    cdef uint64_t price = 0
+    cdef int64_t size = 0
+    cdef int price_frac = 0
+    cdef int seen = 0
+    cdef Py_ssize_t ks
+    cdef bint more = fast_first_key(b, &i, n, &ks)
+    while more:
+        if i - 2 - ks == 1 and b[ks] == 112:  # p
+            i = -1 if fast_seen(&seen, 1) else fast_quoted(b, i, n, &price, &price_frac)
+        elif i - 2 - ks == 1 and b[ks] == 115:  # s
+            i = -1 if fast_seen(&seen, 2) else fast_uint(b, i, n, &size)
+        else:
+            i = fast_skip(b, i, n, 4)
+        more = fast_next_key(b, &i, n, &ks)
+    if i < 0 or seen != 3 or raw_push(raw, side, price, price_frac, <uint64_t>size, 0) < 0:
+        return -1
+    return i
 
 
 cdef Py_ssize_t _fast_futures_levels(const unsigned char* b, Py_ssize_t i, Py_ssize_t n,
                                      RawBatch* raw, int side) noexcept nogil:
-    """[{"p":"55.87","s":175},...]: any member order, other members skipped."""
-    cdef uint64_t price = 0
-    cdef int64_t size = 0
-    cdef int price_frac = 0
-    cdef int seen
-    cdef Py_ssize_t ks
-    if i >= n or b[i] != 91:
-        return -1
-    i += 1
-    if i < n and b[i] == 93:
-        return i + 1
-    while True:
-        if i >= n or b[i] != 123:
-            return -1
-        i += 1
-        seen = 0
-        while True:
-            i = fast_key(b, i, n, &ks)
-            if i < 0:
-                return -1
-            if i - 2 - ks == 1 and b[ks] == 112:  # p
-                if seen & 1:
-                    return -1
-                seen |= 1
-                i = fast_quoted(b, i, n, &price, &price_frac)
-            elif i - 2 - ks == 1 and b[ks] == 115:  # s
-                if seen & 2:
-                    return -1
-                seen |= 2
-                i = fast_uint(b, i, n, &size)
-            else:
-                i = fast_skip(b, i, n, 4)
-            if i < 0 or i >= n:
-                return -1
-            if b[i] == 125:
-                break
-            if b[i] != 44:
-                return -1
-            i += 1
-        if seen != 3 or raw_push(raw, side, price, price_frac, <uint64_t>size, 0) < 0:
-            return -1
-        i += 1
-        if i >= n:
-            return -1
-        if b[i] == 93:
-            return i + 1
-        if b[i] != 44:
-            return -1
-        i += 1
+    """[{"p":"55.87","s":175},...]"""
+    cdef bint more = fast_array(b, &i, n)
+    while more:
+        i = _fast_futures_level(b, i, n, raw, side)
+        more = fast_next(b, &i, n, 93)
+    return i
 
 
 cdef Py_ssize_t _fast_result(const unsigned char* b, Py_ssize_t i, Py_ssize_t n, RawBatch* raw,
                              bint futures) noexcept nogil:
     cdef int seen = 0
-    cdef int bit
+    cdef int side
     cdef Py_ssize_t ks
     cdef unsigned char k
-    if i >= n or b[i] != 123:
-        return -1
-    i += 1
-    while True:
-        i = fast_key(b, i, n, &ks)
-        if i < 0:
-            return -1
+    cdef bint more = fast_first_key(b, &i, n, &ks)
+    while more:
         k = b[ks] if i - 2 - ks == 1 else 0
         if k == 98 or k == 97:  # b a
-            bit = F_BIDS if k == 98 else F_ASKS
-            if seen & bit:
-                return -1
-            seen |= bit
-            if futures:
-                i = _fast_futures_levels(b, i, n, raw, BID if k == 98 else ASK)
+            side = BID if k == 98 else ASK
+            if fast_seen(&seen, F_BIDS if k == 98 else F_ASKS):
+                i = -1
+            elif futures:
+                i = _fast_futures_levels(b, i, n, raw, side)
             else:
-                i = _fast_spot_levels(b, i, n, raw, BID if k == 98 else ASK)
+                i = _fast_spot_levels(b, i, n, raw, side)
         elif k == 85 or k == 117 or k == 116:  # U u t
-            bit = F_FIRST if k == 85 else (F_LAST if k == 117 else F_T)
-            if seen & bit:
-                return -1
-            seen |= bit
-            i = fast_uint(b, i, n, &raw.first_update_id if k == 85 else (
-                &raw.last_update_id if k == 117 else &raw.event_time_ms))
+            if fast_seen(&seen, F_FIRST if k == 85 else (F_LAST if k == 117 else F_T)):
+                i = -1
+            else:
+                i = fast_uint(b, i, n, &raw.first_update_id if k == 85 else (
+                    &raw.last_update_id if k == 117 else &raw.event_time_ms))
         elif k == 115:  # s
-            if seen & F_S or i >= n or b[i] != 34:
-                return -1
-            seen |= F_S
-            raw.symbol_start = i + 1
-            i = fast_plain(b, i, n)
-            raw.symbol_end = i - 1
+            if fast_seen(&seen, F_S):
+                i = -1
+            else:
+                i = fast_string(b, i, n, &raw.symbol_start, &raw.symbol_end)
         elif fast_is(b, ks, i - 2, b"full", 4):
-            if seen & F_FULL:
-                return -1
-            seen |= F_FULL
-            i = fast_literal(b, i, n, b"false", 5)  # a full book is left to the exact path
+            # a full book is left to the exact path
+            i = -1 if fast_seen(&seen, F_FULL) else fast_literal(b, i, n, b"false", 5)
         else:
             i = fast_skip(b, i, n, 2)
-        if i < 0 or i >= n:
-            return -1
-        if b[i] == 125:
-            break
-        if b[i] != 44:
-            return -1
-        i += 1
-    if (seen & (F_S | F_FIRST | F_LAST)) != (F_S | F_FIRST | F_LAST):
+        more = fast_next_key(b, &i, n, &ks)
+    if (i < 0 or (seen & (F_S | F_FIRST | F_LAST)) != (F_S | F_FIRST | F_LAST)
+            or raw.first_update_id > raw.last_update_id):
         return -1
-    if raw.first_update_id > raw.last_update_id:
-        return -1
-    return i + 1
+    return i
 
 
 cdef int fast_update_c(const unsigned char* buf, Py_ssize_t n, RawBatch* raw,
                        bint futures) noexcept nogil:
     cdef const unsigned char* b = buf
     cdef int seen = 0
-    cdef Py_ssize_t i, ks
+    cdef Py_ssize_t i = 0
+    cdef Py_ssize_t ks
+    cdef bint more
     raw_reset(raw)
-    if n < 2 or b[0] != 123:
-        return 0
-    i = 1
-    while True:
-        i = fast_key(b, i, n, &ks)
-        if i < 0:
-            return 0
+    more = fast_first_key(b, &i, n, &ks)
+    while more:
         if fast_is(b, ks, i - 2, b"result", 6):
-            if seen & F_RESULT:
-                return 0
-            seen |= F_RESULT
-            i = _fast_result(b, i, n, raw, futures)
+            i = -1 if fast_seen(&seen, F_RESULT) else _fast_result(b, i, n, raw, futures)
         elif fast_is(b, ks, i - 2, b"channel", 7):
-            if seen & F_CHANNEL:
-                return 0
-            seen |= F_CHANNEL
-            if futures:
+            if fast_seen(&seen, F_CHANNEL):
+                i = -1
+            elif futures:
                 i = fast_literal(b, i, n, b'"futures.order_book_update"', 27)
             else:
                 i = fast_literal(b, i, n, b'"spot.order_book_update"', 24)
         elif fast_is(b, ks, i - 2, b"event", 5):
-            if seen & F_EVENT:
-                return 0
-            seen |= F_EVENT
-            i = fast_literal(b, i, n, b'"update"', 8)
+            i = -1 if fast_seen(&seen, F_EVENT) else fast_literal(b, i, n, b'"update"', 8)
         else:
             i = fast_skip(b, i, n, 1)
-        if i < 0 or i >= n:
-            return 0
-        if b[i] == 125:
-            break
-        if b[i] != 44:
-            return 0
-        i += 1
-    return i + 1 == n and seen == (F_CHANNEL | F_EVENT | F_RESULT)
+        more = fast_next_key(b, &i, n, &ks)
+    return i == n and seen == (F_CHANNEL | F_EVENT | F_RESULT)

@@ -16,8 +16,9 @@ from arb_core.wire._scan cimport (
     read_plain_string, read_json_uint, peek, parse_fixed, parse_uint, read_varint, read_tag,
     read_length, skip_field, seek_key, expect_string, seen_once, require, read_uint_member,
     NUM_STRING, NUM_BARE, ERR_MISSING, ERR_NOT_POSITIVE, ERR_SEQUENCE, ERR_NONE, ERR_TYPE,
-    ERR_OVERFLOW, fast_plain, fast_key, fast_decimal, fast_number, fast_uint, fast_skip, fast_is,
-    fast_literal, fast_tag, fast_varint, fast_length, fast_skip_field,
+    ERR_OVERFLOW, fast_string, fast_decimal, fast_number, fast_uint, fast_skip, fast_is,
+    fast_literal, fast_tag, fast_varint, fast_length, fast_skip_field, fast_array, fast_next,
+    fast_first_key, fast_next_key, fast_seen,
 )
 from arb_core.wire.common cimport (
     WireScale, Frame, frame_acquire, frame_release, reset_batch, raise_wire_error, decode_buffer,
@@ -538,9 +539,8 @@ cdef Py_ssize_t _fast_pb_level(const unsigned char* b, Py_ssize_t i, Py_ssize_t 
         if i < 0:
             return -1
         if field == 1 or field == 2:
-            if wt != 2 or seen & <int>field:
+            if wt != 2 or fast_seen(&seen, <int>field):
                 return -1
-            seen |= <int>field
             s = fast_length(b, i, end, &stop)
             if s < 0:
                 return -1
@@ -592,9 +592,8 @@ cdef Py_ssize_t _fast_pb_aggre(const unsigned char* b, Py_ssize_t i, Py_ssize_t 
                 return -1
             i = stop
         elif field == 4 or field == 5:
-            if wt != 2 or seen & (F_FROM if field == 4 else F_TO):
+            if wt != 2 or fast_seen(&seen, F_FROM if field == 4 else F_TO):
                 return -1
-            seen |= F_FROM if field == 4 else F_TO
             i = _fast_pb_version(b, i, end, &raw.first_update_id if field == 4 else &raw.last_update_id)
         else:
             i = fast_skip_field(b, i, end, wt)
@@ -620,9 +619,8 @@ cdef int fast_spot_depth_c(const unsigned char* buf, Py_ssize_t n, RawBatch* raw
         if i < 0:
             return 0
         if field == PB_AGGRE_DEPTHS:
-            if wt != 2 or seen & F_BODY:
+            if wt != 2 or fast_seen(&seen, F_BODY):
                 return 0
-            seen |= F_BODY
             s = fast_length(b, i, n, &stop)
             if s < 0 or _fast_pb_aggre(b, s, stop, raw) < 0:
                 return 0
@@ -630,17 +628,15 @@ cdef int fast_spot_depth_c(const unsigned char* buf, Py_ssize_t n, RawBatch* raw
         elif PB_BODY_FIRST <= field <= PB_BODY_LAST:
             return 0    # a top-N book or another push: the exact path decides
         elif field == PB_SEND_TIME:
-            if wt != 0 or seen & F_TIME:
+            if wt != 0 or fast_seen(&seen, F_TIME):
                 return 0
-            seen |= F_TIME
             i = fast_varint(b, i, n, &value)
             if i < 0 or value > <uint64_t>0x7FFFFFFFFFFFFFFF:
                 return 0
             raw.event_time_ms = <int64_t>value
         elif field == PB_SYMBOL:
-            if wt != 2 or seen & F_SYMBOL:
+            if wt != 2 or fast_seen(&seen, F_SYMBOL):
                 return 0
-            seen |= F_SYMBOL
             s = fast_length(b, i, n, &stop)
             if s < 0:
                 return 0
@@ -660,12 +656,8 @@ cdef Py_ssize_t _fast_contract_levels(const unsigned char* b, Py_ssize_t i, Py_s
     cdef uint64_t price, size
     cdef int price_frac, size_frac
     cdef int64_t orders
-    if i >= n or b[i] != 91:
-        return -1
-    i += 1
-    if i < n and b[i] == 93:
-        return i + 1
-    while True:
+    cdef bint more = fast_array(b, &i, n)
+    while more:
         if i >= n or b[i] != 91:
             return -1
         i = fast_number(b, i + 1, n, &price, &price_frac)
@@ -678,91 +670,55 @@ cdef Py_ssize_t _fast_contract_levels(const unsigned char* b, Py_ssize_t i, Py_s
             i = fast_uint(b, i + 1, n, &orders)
             if i < 0 or i >= n:
                 return -1
-        if b[i] != 93 or i + 1 >= n or raw_push(raw, side, price, price_frac, size, size_frac) < 0:
+        if b[i] != 93 or raw_push(raw, side, price, price_frac, size, size_frac) < 0:
             return -1
         i += 1
-        if b[i] == 93:
-            return i + 1
-        if b[i] != 44:
-            return -1
-        i += 1
+        more = fast_next(b, &i, n, 93)
+    return i
 
 
 cdef Py_ssize_t _fast_contract_data(const unsigned char* b, Py_ssize_t i, Py_ssize_t n,
                                     RawBatch* raw, int* seen) noexcept nogil:
     """{"asks":[...],"bids":[...],"version":96801927}"""
     cdef Py_ssize_t ks
-    if i >= n or b[i] != 123:
-        return -1
-    i += 1
-    while True:
-        i = fast_key(b, i, n, &ks)
-        if i < 0:
-            return -1
+    cdef bint more = fast_first_key(b, &i, n, &ks)
+    while more:
         if fast_is(b, ks, i - 2, b"asks", 4) or fast_is(b, ks, i - 2, b"bids", 4):
-            if seen[0] & (F_ASKS if b[ks] == 97 else F_BIDS):
-                return -1
-            seen[0] |= F_ASKS if b[ks] == 97 else F_BIDS
-            i = _fast_contract_levels(b, i, n, raw, ASK if b[ks] == 97 else BID)
+            if fast_seen(seen, F_ASKS if b[ks] == 97 else F_BIDS):
+                i = -1
+            else:
+                i = _fast_contract_levels(b, i, n, raw, ASK if b[ks] == 97 else BID)
         elif fast_is(b, ks, i - 2, b"version", 7):
-            if seen[0] & F_VERSION:
-                return -1
-            seen[0] |= F_VERSION
-            i = fast_uint(b, i, n, &raw.first_update_id)
+            i = -1 if fast_seen(seen, F_VERSION) else fast_uint(b, i, n, &raw.first_update_id)
             raw.last_update_id = raw.first_update_id
         else:
             i = fast_skip(b, i, n, 2)
-        if i < 0 or i >= n:
-            return -1
-        if b[i] == 125:
-            return i + 1
-        if b[i] != 44:
-            return -1
-        i += 1
+        more = fast_next_key(b, &i, n, &ks)
+    return i
 
 
 cdef int fast_futures_depth_c(const unsigned char* buf, Py_ssize_t n, RawBatch* raw) noexcept nogil:
     cdef const unsigned char* b = buf
     cdef int seen = 0
-    cdef Py_ssize_t i, ks
+    cdef Py_ssize_t i = 0
+    cdef Py_ssize_t ks
+    cdef bint more
     raw_reset(raw)
-    if n < 2 or b[0] != 123:
-        return 0
-    i = 1
-    while True:
-        i = fast_key(b, i, n, &ks)
-        if i < 0:
-            return 0
+    more = fast_first_key(b, &i, n, &ks)
+    while more:
         if fast_is(b, ks, i - 2, b"data", 4):
-            if seen & F_DATA:
-                return 0
-            seen |= F_DATA
-            i = _fast_contract_data(b, i, n, raw, &seen)
+            i = -1 if fast_seen(&seen, F_DATA) else _fast_contract_data(b, i, n, raw, &seen)
         elif fast_is(b, ks, i - 2, b"channel", 7):
-            if seen & F_CHANNEL:
-                return 0
-            seen |= F_CHANNEL
-            i = fast_literal(b, i, n, b'"push.depth"', 12)
+            i = -1 if fast_seen(&seen, F_CHANNEL) else fast_literal(b, i, n, b'"push.depth"', 12)
         elif fast_is(b, ks, i - 2, b"symbol", 6):
-            if seen & F_SYMBOL or i >= n or b[i] != 34:
-                return 0
-            seen |= F_SYMBOL
-            raw.symbol_start = i + 1
-            i = fast_plain(b, i, n)
-            raw.symbol_end = i - 1
+            if fast_seen(&seen, F_SYMBOL):
+                i = -1
+            else:
+                i = fast_string(b, i, n, &raw.symbol_start, &raw.symbol_end)
         elif fast_is(b, ks, i - 2, b"ts", 2):
-            if seen & F_TIME:
-                return 0
-            seen |= F_TIME
-            i = fast_uint(b, i, n, &raw.event_time_ms)
+            i = -1 if fast_seen(&seen, F_TIME) else fast_uint(b, i, n, &raw.event_time_ms)
         else:
             i = fast_skip(b, i, n, 1)
-        if i < 0 or i >= n:
-            return 0
-        if b[i] == 125:
-            break
-        if b[i] != 44:
-            return 0
-        i += 1
-    return i + 1 == n and (seen & (F_CHANNEL | F_DATA | F_SYMBOL | F_VERSION)) == (
+        more = fast_next_key(b, &i, n, &ks)
+    return i == n and (seen & (F_CHANNEL | F_DATA | F_SYMBOL | F_VERSION)) == (
         F_CHANNEL | F_DATA | F_SYMBOL | F_VERSION)
