@@ -476,37 +476,12 @@ class Journal:
         without its fills, can no longer occur. An unknown intent raises ``JournalError``
         and writes nothing.
         """
-        entry = self._open.get((exchange._value_, client_order_id))
-        if entry is None:  # not in the index: the rows decide
-            with self._transaction:
-                intent_id = self._append_state(kind, exchange, client_order_id, state)
-                for fill in fills:
-                    if self._insert_fill(intent_id, exchange, fill, "venue"):
-                        self._add_filled(intent_id, fill.quantity)
-                        self._close_if_complete(intent_id)
-            return
-        # The same rows as above, with the index entry followed in locals (the order path's common case).
-        intent_id, quantity, filled = entry.intent_id, entry.quantity, entry.filled
-        status, filled_quantity = state.status._value_, state.filled_quantity
-        final = (status, filled_quantity) if status in _FINAL_STATUS_SET else entry.final
         with self._transaction:
-            self._write(
-                _INSERT_EVENT,
-                (
-                    intent_id, kind, status, state.order_id, str(filled_quantity), 0, _state_detail(state),
-                    self._now_ms(),
-                ),
-            )
-            closed = self._close_if_due(intent_id, quantity, filled, final)
+            intent_id = self._append_state(kind, exchange, client_order_id, state)
             for fill in fills:
                 if self._insert_fill(intent_id, exchange, fill, "venue"):
-                    filled += fill.quantity
-                    closed = closed or self._close_if_due(intent_id, quantity, filled, final)
-        # Committed: the index follows.
-        if closed:
-            del self._open[entry.key], self._open_ids[intent_id]
-        else:
-            entry.filled, entry.final = filled, final
+                    self._add_filled(intent_id, fill.quantity)
+                    self._close_if_complete(intent_id)
 
     def record_reject(self, exchange: ExchangeName, client_order_id: str, reason: str) -> None:
         """Record that the venue refused the order (nothing filled): closes the intent."""
@@ -777,21 +752,13 @@ class Journal:
         entry = self._working(intent_id) or self._stored(intent_id)
         if entry.closed:
             return True
-        if not self._close_if_due(intent_id, entry.quantity, entry.filled, entry.final):
-            return False
-        entry.closed = True
-        return True
-
-    def _close_if_due(
-        self, intent_id: int, quantity: Decimal, recorded: Decimal, final: tuple[str, Decimal] | None
-    ) -> bool:
-        """Append the closing event when ``recorded`` fills complete the order or match its final status."""
+        recorded = entry.filled
         status = _FILLED
-        if recorded < quantity:
-            if final is None or final[1] > recorded:
+        if recorded < entry.quantity:
+            if entry.final is None or entry.final[1] > recorded:
                 return False
-            status = final[0]
-        self._write(_INSERT_EVENT, (intent_id, "closed", status, None, str(recorded), 1, _NO_DETAIL, self._now_ms()))
+            status = entry.final[0]
+        self._append(intent_id, "closed", status, None, recorded, True, _NO_DETAIL)
         return True
 
     def _stored(self, intent_id: int) -> _OpenIntent:

@@ -550,7 +550,7 @@ def test_result_of_an_unknown_intent_writes_nothing(journal: Journal) -> None:
 
 
 def test_result_through_the_index_writes_the_rows_of_the_separate_calls(tmp_path: Path) -> None:
-    """``record_result`` on an indexed intent follows the entry in locals; the rows must be the separate calls'."""
+    """``record_result`` on an indexed intent writes the rows of the separate calls, and leaves the same index."""
     clocks = [iter(range(1_700_000_000_000, 1_800_000_000_000)) for _ in range(2)]  # one tick per row, alike
     fast = Journal(tmp_path / "fast.sqlite3", wall_clock_ms=lambda: next(clocks[0]))
     slow = StoredJournal(tmp_path / "slow.sqlite3", wall_clock_ms=lambda: next(clocks[1]))
