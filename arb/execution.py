@@ -18,7 +18,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Mapping
 from decimal import ROUND_FLOOR, Decimal
-from typing import NamedTuple, Protocol
+from typing import Protocol
 
 import msgspec
 
@@ -27,7 +27,7 @@ from arb_core.fsm import StateMachine
 from .errors import OrderExecutionError
 from .exchanges.base import PrivateExchange
 from .exchanges.models import OrderRequest, OrderType, TimeInForce
-from .instruments import INT64_MAX, Instrument, InstrumentCatalog
+from .instruments import Instrument, InstrumentCatalog
 from .monitor import Stage
 from .orders import (
     WIDE,
@@ -52,8 +52,6 @@ _NS_PER_MS = Decimal(1_000_000)
 _KEPT_HISTORIES = 256
 _FUTURES = frozenset(market for market in ExchangeName if market.is_futures)
 _STATES = {int(state): state for state in ArbitrageState}
-_EXACT_PRODUCT = 10**28  # coefficients below this are exact in the default decimal context
-_LONGEST_LOT = Decimal(10**40)
 
 
 class ExecutionObserver(Protocol):
@@ -111,22 +109,15 @@ class TwoLegExecutor:
             raise OrderExecutionError(f"{_where(opp)}: a spot_futures_hedge needs one spot and one futures market")
         buy = catalog_instrument(self.instruments, buy_market, opp.symbol)
         sell = catalog_instrument(self.instruments, sell_market, opp.symbol)
-        grid = _pair_grid(buy, sell)
-        step = grid.step
-        steps = (opp.max_quantity / step).to_integral_value(rounding=ROUND_FLOOR)
-        quantity = steps * step
+        step = _common_step(buy.lot_size * buy.contract_size, sell.lot_size * sell.contract_size)
+        quantity = (opp.max_quantity / step).to_integral_value(rounding=ROUND_FLOOR) * step
         if quantity <= 0:
             raise OrderExecutionError(
                 f"{_where(opp)}: max_quantity {opp.max_quantity} is below one common lot {step}"
             )
-        # Below 28 digits the product above is exact (the default context's precision), so
-        # each leg is ``whole`` times its lots per step; beyond, the Decimal route decides.
-        whole = int(steps) if steps.is_finite() else 0
-        if whole * grid.step_coefficient >= _EXACT_PRODUCT:
-            whole = 0
         return (
-            _leg(opp, "buy", OrderSide.BUY, buy, opp.buy_price, quantity, whole * grid.buy_lots),
-            _leg(opp, "sell", OrderSide.SELL, sell, opp.sell_price, quantity, whole * grid.sell_lots),
+            _leg(opp, "buy", OrderSide.BUY, buy, opp.buy_price, quantity),
+            _leg(opp, "sell", OrderSide.SELL, sell, opp.sell_price, quantity),
         )
 
     async def execute(self, opportunity: ArbitrageOpportunity) -> ExecutionResult:
@@ -263,17 +254,10 @@ def _where(opportunity: ArbitrageOpportunity) -> str:
 
 def _leg(
     opportunity: ArbitrageOpportunity, leg: str, side: OrderSide, instrument: Instrument, price: Decimal,
-    quantity: Decimal, lots: int,
+    quantity: Decimal,
 ) -> LegPlan:
-    """The IOC order of one leg trading ``quantity`` (base units) at ``price`` rounded toward the market.
-
-    ``lots`` is ``quantity`` in the leg's lots when known exactly, else 0: then it is derived from
-    ``quantity`` by the Decimal conversions, which raise for what cannot be sent.
-    """
-    if 0 < lots <= INT64_MAX:
-        size = instrument.lots_to_size(lots)
-    else:
-        size = instrument.lots_to_size(instrument.size_to_lots(_exact_div(quantity, instrument.contract_size)))
+    """The IOC order of one leg trading ``quantity`` (base units) at ``price`` rounded toward the market."""
+    size = instrument.lots_to_size(instrument.size_to_lots(_exact_div(quantity, instrument.contract_size)))
     limit = round_price(instrument, price, side, marketable=True)
     if size < instrument.min_size or quantity * limit < instrument.min_notional:
         raise OrderExecutionError(
@@ -292,35 +276,7 @@ def _leg(
     return LegPlan(leg=leg, instrument=instrument, request=request)
 
 
-class _PairGrid(NamedTuple):
-    """The quantity grid two markets share."""
-
-    step: Decimal  # the smallest base quantity both trade as whole lots (futures: whole contracts)
-    step_coefficient: int  # ``step`` without its exponent: 0.0015 -> 15
-    buy_lots: int  # lots of the buy market in one step (0: not exactly a whole number)
-    sell_lots: int
-
-
-@functools.lru_cache(maxsize=1024)  # instruments are immutable and hash by value: it cannot go stale
-def _pair_grid(buy: Instrument, sell: Instrument) -> _PairGrid:
-    step = _common_step(buy.lot_size * buy.contract_size, sell.lot_size * sell.contract_size)
-    return _PairGrid(step, int(Decimal((0, step.as_tuple().digits, 0))), _lots_in(buy, step), _lots_in(sell, step))
-
-
-def _lots_in(instrument: Instrument, quantity: Decimal) -> int:
-    """Lots of ``instrument`` in ``quantity`` base units when that is exactly a whole number of them, else 0.
-
-    Also 0 for lot sizes of 40 digits or more, whose int64 multiples the Decimal route would round.
-    """
-    if instrument.lot_size.scaleb(instrument.size_decimals) >= _LONGEST_LOT:
-        return 0
-    quantity_n, quantity_d = quantity.as_integer_ratio()
-    lot_n, lot_d = instrument.lot_size.as_integer_ratio()
-    contract_n, contract_d = instrument.contract_size.as_integer_ratio()
-    lots, rest = divmod(quantity_n * lot_d * contract_d, quantity_d * lot_n * contract_n)
-    return lots if not rest else 0
-
-
+@functools.lru_cache(maxsize=1024)  # a function of the values only; one entry per pair of lot grids
 def _common_step(a: Decimal, b: Decimal) -> Decimal:
     """The smallest positive quantity that is a whole multiple of both ``a`` and ``b``."""
     exponent = min(int(a.normalize().as_tuple().exponent), int(b.normalize().as_tuple().exponent), 0)

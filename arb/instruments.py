@@ -212,7 +212,7 @@ class Instrument(msgspec.Struct, frozen=True, kw_only=True):
                 f"({type(value).__name__}) is not a finite Decimal"
             )
         try:
-            units = int(value.scaleb(decimals, _EXACT).to_integral_exact(context=_EXACT))  # _scaled, inlined
+            units = _scaled(value, decimals)
         except ArithmeticError:
             units = None
         step_units = _step_units(step, decimals)

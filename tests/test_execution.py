@@ -465,7 +465,7 @@ quantities = st.builds(lambda units, exp: D(units).scaleb(exp), st.integers(0, 1
     buy=(D(5**60), 0, D(2**60)), sell=(D(5**60), 0, D(2**60)), max_quantity=D("1234567890123456789E+60"),
 )
 def test_plan_takes_the_decimal_routes_sizes(buy: tuple[D, int, D], sell: tuple[D, int, D], max_quantity: D) -> None:
-    """The plan's integer shortcut for the leg sizes gives the Decimal route's sizes, or its refusal."""
+    """The plan gives the step-by-step Decimal route's sizes, prices and client ids, or its refusal."""
     spot_leg = grid_instrument(ExchangeName.GATEIO, *buy)
     perp_leg = grid_instrument(ExchangeName.MEXC_FUTURES, *sell)
     opp = msgspec.structs.replace(
