@@ -258,8 +258,6 @@ class BalanceMonitor:
         return alerts
 
 
-
-
 async def _read_all(
     reads: Sequence[Coroutine[Any, Any, Mapping[str, Balance]]],
 ) -> list[Mapping[str, Balance] | Exception]:

@@ -50,7 +50,6 @@ log = logging.getLogger(__name__)
 
 _NS_PER_MS = Decimal(1_000_000)
 _KEPT_HISTORIES = 256
-_FUTURES = frozenset(market for market in ExchangeName if market.is_futures)
 _STATES = {int(state): state for state in ArbitrageState}
 
 
@@ -102,7 +101,7 @@ class TwoLegExecutor:
         buy_market, sell_market = opp.buy_exchange, opp.sell_exchange
         if buy_market is sell_market:
             raise OrderExecutionError(f"{_where(opp)}: buy and sell market are both {buy_market.value}")
-        buy_futures, sell_futures = buy_market in _FUTURES, sell_market in _FUTURES
+        buy_futures, sell_futures = buy_market.is_futures, sell_market.is_futures
         if opp.opportunity_type is OpportunityType.SPOT_SPOT and (buy_futures or sell_futures):
             raise OrderExecutionError(f"{_where(opp)}: a spot_spot opportunity names a futures market")
         if opp.opportunity_type is OpportunityType.SPOT_FUTURES_HEDGE and buy_futures == sell_futures:

@@ -300,8 +300,7 @@ class OrderOutcome(msgspec.Struct, frozen=True, kw_only=True):
 
     def to_leg(self) -> ExecutionLeg:
         """The order as an ``ExecutionLeg`` record."""
-        state, request = self.state, self.request
-        filled = ZERO if state is None else state.filled_quantity
+        state, request, filled = self.state, self.request, self.filled
         return ExecutionLeg(
             exchange=self.exchange,
             symbol=request.symbol,
@@ -495,8 +494,7 @@ class OrderRunner:
         outcome = OrderOutcome(
             exchange=exchange, instrument=instrument, request=request, leg=leg, state=state, answered_ns=answered_ns,
         )
-        journal = self.journal
-        if journal is None:
+        if self.journal is None:
             return outcome
         cid = request.client_order_id
         fills: tuple[Fill, ...] = ()
@@ -517,10 +515,7 @@ class OrderRunner:
                 is_maker=False,
                 timestamp_ms=state.updated_at_ms,
             ),)
-        try:
-            journal.record_result(exchange, cid, state, fills, kind=answer)
-        except Exception:
-            _journal_failed(state)
+        self._call_journal(lambda j: j.record_result(exchange, cid, state, fills, kind=answer), state)
         return outcome
 
     def _journal(self, method: str, exchange: ExchangeName, cid: str, state: OrderState) -> None:
@@ -541,11 +536,7 @@ class OrderRunner:
         try:
             write(journal)
         except Exception:
-            _journal_failed(what)
-
-
-def _journal_failed(what: object) -> None:
-    log.exception("journal write failed for %r; the venue state is reconciled on restart", what)
+            log.exception("journal write failed for %r; the venue state is reconciled on restart", what)
 
 
 def catalog_instrument(
