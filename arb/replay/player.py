@@ -339,7 +339,6 @@ class BacktestConnector(ExchangeConnector):
     binding: ClassVar[Any]
     _KNOWN_DECIMALS: ClassVar[int] = 4096  # Decimals kept per kind (and symbol) before starting over
     _NO_FEE: ClassVar[tuple[Decimal, None]] = (Decimal(0), None)
-    _SIDES: ClassVar[Mapping[OrderSide, str]] = {side: side.value for side in OrderSide}  # without Enum.value's call
 
     def __init__(
         self, catalog: InstrumentCatalog, clock: VirtualClock, latency_ns: int, deposits: Mapping[str, Decimal],
@@ -457,7 +456,7 @@ class BacktestConnector(ExchangeConnector):
         """Fill ``request`` against the replayed book as it is when the order arrives."""
         await asyncio.sleep(self._latency_s)
         now = self._clock.now_ns
-        engine = self.venue_sim.engines.get(request.symbol) or self._engine(request.symbol)
+        engine = self._engine(request.symbol)
         try:
             size_lots = engine.size_lots(request.quantity)
             price_ticks = 0 if request.price is None else engine.price_ticks(request.price)
@@ -482,9 +481,7 @@ class BacktestConnector(ExchangeConnector):
             raise OrderRejectedError(self.venue, str(exc), category=exc.category) from None
         fills = result.fills
         if fills:
-            fee = 0
-            for fill in fills:
-                fee += fill.fee_atoms
+            fee = sum(fill.fee_atoms for fill in fills)
             fee_decimal = self._fee_decimals.get(fee)
             if fee_decimal is None:
                 fee_decimal = self._remember(self._fee_decimals, fee, from_atoms(fee))
@@ -492,7 +489,7 @@ class BacktestConnector(ExchangeConnector):
         state = self._state(result.order, engine.instrument)
         self._orders_log.append(
             ExecutedOrder(
-                market=self.venue_sim.exchange, symbol=request.symbol, side=self._SIDES[request.side],
+                market=self.venue_sim.exchange, symbol=request.symbol, side=request.side._value_,
                 price=request.price, quantity=request.quantity, filled=state.filled_quantity, time_ns=now,
             )
         )

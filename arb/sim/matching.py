@@ -351,23 +351,20 @@ class MatchingEngine:
 
     def price_ticks(self, price: Decimal | str) -> int:
         """A wire price in ticks; OrderRejected(PRECISION) if off the tick grid, INVALID_REQUEST if malformed."""
-        if type(price) is Decimal and price.is_finite():  # (a NaN would not hash)
-            ticks = self._ticks_of.get(price)
-            if ticks is not None:
-                return ticks
         return self._steps(price, "price", self.instrument.price_to_ticks, self._ticks_of)
 
     def size_lots(self, size: Decimal | str) -> int:
         """A wire size (base on spot, contracts on futures) in lots; OrderRejected(PRECISION) if off the lot grid."""
-        if type(size) is Decimal and size.is_finite():  # (a NaN would not hash)
-            lots = self._lots_of.get(size)
-            if lots is not None:
-                return lots
         return self._steps(size, "size", self.instrument.size_to_lots, self._lots_of)
 
     def _steps(
         self, value: Decimal | str, what: str, convert: Callable[[Decimal], int], known: dict[Decimal, int]
     ) -> int:
+        """``convert(value)``, remembered in ``known`` by value (equal Decimals convert alike whatever their exponent)."""
+        if type(value) is Decimal and value.is_finite():  # (a NaN would not hash)
+            steps = known.get(value)
+            if steps is not None:
+                return steps
         try:
             number = value if type(value) is Decimal else Decimal(value)
         except (InvalidOperation, TypeError, ValueError):
@@ -378,7 +375,6 @@ class MatchingEngine:
             steps = convert(number)
         except InstrumentError as exc:
             raise OrderRejected(ErrorCategory.PRECISION, str(exc)) from None
-        # Remembered by value: equal Decimals convert alike whatever their exponent.
         if len(known) >= _KNOWN_STEPS:
             known.clear()
         known[number] = steps
@@ -490,7 +486,7 @@ class MatchingEngine:
         tif = self._check_request(user, side, OrderType.LIMIT, size_lots, price_ticks, time_in_force, 0, client_id, False)
         if tif is not TimeInForce.IOC and tif is not TimeInForce.FOK:
             raise ValueError(f"{self._where}: take needs an IOC or FOK order, got {tif.value}")
-        account = self._ledger.accounts.get(user) or self._ledger.account(user)  # (the usual hit, callless)
+        account = self._ledger.account(user)
         buy = side is OrderSide.BUY
         plan: list[_Step] = []
         want = size_lots
@@ -736,7 +732,7 @@ class MatchingEngine:
 
     def _settle_futures(self, account: Account, side: OrderSide, price: int, lots: int, notional: int, rate: tuple[int, int]) -> int:
         asset = self.settle_asset
-        position = account.positions.get(self.symbol) or account.position(self.symbol)
+        position = account.position(self.symbol)
         # Account.add inlined on ``free``, in the same order: each cap reads what the step before left.
         free = account.free
         direction = 1 if side is OrderSide.BUY else -1
@@ -1001,7 +997,7 @@ class SimExchange:
 
     def balance_atoms(self, user: str) -> dict[str, tuple[int, int]]:
         """``balances`` in atoms: ``{asset: (free, locked)}``, assets sorted."""
-        account = self.ledger.accounts.get(user) or self.ledger.account(user)
+        account = self.ledger.account(user)
         free, locked = account.free, account.locked
         if not account.positions:
             return {asset: (free.get(asset, 0), locked.get(asset, 0)) for asset in sorted({*free, *locked})}
