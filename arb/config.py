@@ -360,7 +360,7 @@ class ConfigurationManager:
             f"journal         {c.journal_path} (synchronous={c.journal_synchronous})",
             f"hedge funding   over {c.hedge_holding_horizon_s} s held, rates read every "
             f"{c.funding_refresh_interval_ms} ms",
-            f"metrics         "
+            "metrics         "
             + (f"http://{c.metrics.host}:{c.metrics.port}/metrics" if c.metrics.enabled else "off"),
         ]
         return "\n".join(lines)
