@@ -8,7 +8,7 @@ the engine detects, risk-checks and executes.
 
 Group ``backtest stages``: the same file through growing parts of the path.
 ``read`` (baseline): read, decompress and check every block (``check_block`` walks its
-records in C), what the survey pass does before walking them. ``books``: ``backtest`` with
+records in C), what the replay's own reads do. ``books``: ``backtest`` with
 no tradable symbol configured, so no controller: the survey pass, then the compiled record
 loop (``arb_core.replay``) routing every frame into its book (``BookRouter``), on the
 ``VirtualTimeLoop``. ``full``: ``backtest`` with the default configuration: all of that plus
@@ -20,9 +20,9 @@ extra_info: ``frames_per_s`` over the whole ``backtest`` call, ``replay_frames_p
 ``BacktestResult.records_per_s`` reports it (the survey pass excluded), and for ``full``
 the breakdown of one separate instrumented run in seconds. The compiled loop does in one
 call per stretch of records what the Python feed did in several calls per record, so the
-breakdown is coarser than the Python feed's was: the survey pass (``survey_s``: it reads,
-checks and decompresses every block, and keeps them for the replay when they fit
-``SURVEY_CACHE_BYTES``), the replay's own block reads (``read_s``, about 0 when kept), the
+breakdown is coarser than the Python feed's was: the survey pass (``survey_s``: it reads the
+block headers and summaries, and decompresses only the first block and those holding REST
+responses), the replay's block reads (``read_s``: read, decompress, check), the
 compiled loop (``record_loop_s``: routing, decode + apply, scans that find nothing),
 Python's share of the feed coroutine (``handover_s``: the records, opportunities, scans and
 router errors the loop hands back, and its waits on the event loop), every other loop

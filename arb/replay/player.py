@@ -86,7 +86,6 @@ USER = "backtest"
 _IDLE_MARGIN_S = 1e-6
 _POLL_INTERVAL_NS = 1_000_000
 PROGRESS_MIN_RECORDS = 20_000  # a progress bar only for files that take a moment
-SURVEY_CACHE_BYTES = 256 << 20  # decompressed blocks the survey keeps for the replay (else read twice)
 _PROGRESS_RECORDS = 10_000  # the compiled loop's records between progress bar updates
 _MARKETS = {code: market for market, code in MARKET_CODES.items()}
 _ROUTE_ERRORS = (BookError, WireError, ValueError, OverflowError)
@@ -745,10 +744,6 @@ class _Survey(msgspec.Struct, kw_only=True):
     last_ns: int = 0
     venue_symbols: dict[ExchangeName, set[str]] = {}
     instrument_bodies: dict[ExchangeName, list[bytes]] = {}
-    # A native recording's checked blocks, kept for the replay when they fit SURVEY_CACHE_BYTES,
-    # and where reading them stopped.
-    blocks: deque[tuple[bytes, int]] | None = None
-    damage: RecordingDamaged | None = None
 
 
 def _survey(files: Sequence[str | Path], compiled: bool = True) -> _Survey:
@@ -769,25 +764,26 @@ def _survey(files: Sequence[str | Path], compiled: bool = True) -> _Survey:
 
 
 def _survey_blocks(reader: RecordingReader) -> _Survey:
-    """The survey of a native recording: its record headers walked in C, block by block; the
-    decompressed blocks are kept for the replay unless they exceed ``SURVEY_CACHE_BYTES``."""
+    """The survey of a native recording from its block summaries; only the first block and
+    blocks holding REST responses are decompressed (and walked in C). A version 1 recording
+    has no summaries: every block is decompressed and walked."""
     blocks = BlockSurvey()
-    kept: deque[tuple[bytes, int]] | None = deque()
-    size = 0
-    for raw, count in reader.blocks():
-        blocks.add(raw, count)
-        if kept is not None:
-            size += len(raw)
-            if size <= SURVEY_CACHE_BYTES:
-                kept.append((raw, count))
-            else:
-                kept = None
-    survey = _Survey(records=blocks.records, last_ns=blocks.last_ns, blocks=kept, damage=reader.damage)
+    records = last_ns = 0
+    symbols: set[tuple[int, bytes]] = set()
+    for block in reader.surveyed_blocks(lambda summary: blocks.first is None or summary.responses > 0):
+        records += block.records
+        if block.raw is not None:
+            blocks.add(block.raw, block.records)
+            last_ns = blocks.last_ns
+        elif block.summary is not None:
+            last_ns = block.summary.last_ns
+            symbols.update(block.summary.symbols)
+    survey = _Survey(records=records, last_ns=last_ns)
     if blocks.first is not None:
         survey.first = _record(blocks.first)
     for code, payload in blocks.responses:
         survey.instrument_bodies.setdefault(_MARKETS[code], []).append(payload)
-    for code, venue_symbol in blocks.symbols:
+    for code, venue_symbol in symbols | blocks.symbols:
         survey.venue_symbols.setdefault(_MARKETS[code], set()).add(venue_symbol.decode("ascii"))
     return survey
 
@@ -915,11 +911,7 @@ async def _replay(
     with _progress(progress, survey.records) as advance:
         pipeline = controller.pipeline if controller is not None else None
         loop = _record_loop(connectors, clock, settings.batch_window_ns, pipeline) if settings.compiled else None
-        if loop is not None and survey.blocks is not None:
-            kept, survey.blocks = survey.blocks, None
-            count = await _feed_blocks(_taken(kept), loop, connectors, clock, advance, pipeline, progress)
-            damage = survey.damage
-        elif loop is not None and reader.single_native():
+        if loop is not None and reader.single_native():
             count = await _feed_blocks(reader.blocks(), loop, connectors, clock, advance, pipeline, progress)
             damage = reader.damage
         else:
@@ -1066,12 +1058,6 @@ def _record_loop(
         else:
             record_loop.add_market(code, compiled.MODE_PYTHON)
     return record_loop
-
-
-def _taken(blocks: deque[tuple[bytes, int]]) -> Iterator[tuple[bytes, int]]:
-    """The blocks, each dropped from ``blocks`` as it is handed out."""
-    while blocks:
-        yield blocks.popleft()
 
 
 async def _feed_blocks(

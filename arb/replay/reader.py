@@ -14,7 +14,8 @@ records read from that file, and why. Damage is reported, never raised.
 ``RecordingReader.blocks`` reads one recording of the recorder's format as decompressed
 blocks instead, their records checked in C (``arb_core.replay.check_block``) and not
 parsed: the compiled replay walks them itself. A block the check refuses goes through the
-Python parser, so both report the same damage.
+Python parser, so both report the same damage. ``RecordingReader.surveyed_blocks`` serves a
+survey: it decompresses only the blocks whose summary the caller asks for (format version 2).
 """
 
 from __future__ import annotations
@@ -45,6 +46,8 @@ from .recorder import (
     MARKET_CODES,
     MAX_BLOCK_BYTES,
     RECORD_HEADER,
+    SUMMARY_HEAD,
+    SUMMARY_SYMBOL,
     VERSION,
     RecordKind,
     Symbolizer,
@@ -52,7 +55,9 @@ from .recorder import (
     symbolizer,
 )
 
-__all__ = ["Record", "RecordingDamaged", "RecordingReader", "read_records", "recording_files"]
+__all__ = [
+    "BlockSummary", "Record", "RecordingDamaged", "RecordingReader", "SurveyedBlock", "read_records", "recording_files"
+]
 
 _MARKETS = {code: market for market, code in MARKET_CODES.items()}
 _KINDS = {int(kind): kind for kind in RecordKind}
@@ -60,6 +65,9 @@ MARKET_TABLE = bytes(1 if code in _MARKETS else 0 for code in range(256))
 """``check_block``'s table of known market codes."""
 KIND_TABLE = bytes(1 if code in _KINDS else 0 for code in range(256))
 """``check_block``'s table of known record kinds."""
+_VERSIONS = (1, 2)
+BLOCK_HEADER_V1 = struct.Struct("<4sIIII")
+"""A version 1 block header: magic, stored length, raw length, record count, CRC32."""
 _LINE_NUMBER = re.compile(r":(\d+): ")
 _json_check = msgspec.json.Decoder()
 
@@ -112,6 +120,10 @@ class _Stream:
     def blocks(self) -> Iterator[tuple[bytes, int]]:
         """The checked blocks of a native stream as ``(raw, count)``, up to any damage."""
         return self._read(_checked_blocks)
+
+    def surveyed_blocks(self, wanted: Callable[[BlockSummary], bool]) -> Iterator[SurveyedBlock]:
+        """The blocks of a native stream as ``SurveyedBlock``s, up to any damage."""
+        return self._read(lambda path, counter: _surveyed_blocks(path, counter, wanted))
 
     def _read(self, read: Callable[[Path, list[int]], Iterator[_Item]]) -> Iterator[_Item]:
         """``read`` of every path in turn; the first damage or unreadable file ends it (``damage``)."""
@@ -198,6 +210,25 @@ class RecordingReader:
             yield raw, count
         self.damage = stream.damage
 
+    def surveyed_blocks(self, wanted: Callable[[BlockSummary], bool]) -> Iterator[SurveyedBlock]:
+        """The blocks of a ``single_native`` recording for a survey: a block written with a
+        summary (format version 2) is decompressed only when ``wanted(summary)`` says so,
+        and only its header and summary are checked otherwise (damage inside its stored
+        bytes is found by ``blocks``); a version 1 block always comes decompressed and
+        checked. ``damage`` and ``records`` as for ``blocks``."""
+        self.damage = None
+        self.records = 0
+        streams = self._streams()
+        if self.damage is not None:
+            return
+        if len(streams) != 1 or not streams[0].native:
+            raise ValueError(f"surveyed_blocks() reads one recording of the recorder's format, not {self.paths}")
+        (stream,) = streams
+        for block in stream.surveyed_blocks(wanted):
+            self.records += block.records
+            yield block
+        self.damage = stream.damage
+
     def _streams(self) -> list[_Stream]:
         parts: dict[bytes, list[tuple[int, Path]]] = {}
         streams: list[_Stream] = []
@@ -210,7 +241,7 @@ class RecordingReader:
                 return []
             if head.startswith(MAGIC) or (len(head) < FILE_HEADER.size and MAGIC.startswith(head)):
                 try:
-                    recording_id, part = _file_header(head)
+                    recording_id, part, _version = _file_header(head)
                 except _Damage as damage:
                     self.damage = RecordingDamaged(path=str(path), offset=damage.offset, records=0, reason=damage.reason)
                     return []
@@ -234,73 +265,160 @@ def read_records(*paths: str | os.PathLike[str]) -> RecordingReader:
 # --- the recorder's format ------------------------------------------------------------------
 
 
-def _file_header(head: bytes) -> tuple[bytes, int]:
+def _file_header(head: bytes) -> tuple[bytes, int, int]:
+    """``(recording id, part, format version)`` of a native file's header."""
     if len(head) < FILE_HEADER.size:
         raise _Damage(0, f"file header cut: {len(head)} of {FILE_HEADER.size} bytes")
     magic, version, recording_id, part, _created_ns, crc = FILE_HEADER.unpack(head)
     if zlib.crc32(head[: FILE_HEADER.size - 4]) != crc:
         raise _Damage(0, "file header CRC mismatch")
-    if version != VERSION:
-        raise _Damage(0, f"format version {version} is not supported (this reader reads {VERSION})")
-    return recording_id, part
+    if version not in _VERSIONS:
+        raise _Damage(0, f"format version {version} is not supported (this reader reads 1 to {VERSION})")
+    return recording_id, part, version
 
 
 def _native_records(path: Path, counter: list[int]) -> Iterator[Record]:
-    for offset, raw, count in _native_blocks(path, counter):
-        records = _block_records(raw, count, offset)
+    for block in _native_blocks(path):
+        records = _block_records(_raw(block), block.records, block.offset)
         # The counter is read only when the next block turns out damaged, after these.
-        counter[0] += count
+        counter[0] += block.records
         yield from records
 
 
 def _checked_blocks(path: Path, counter: list[int]) -> Iterator[tuple[bytes, int]]:
     """The blocks of ``path`` whose records ``check_block`` found readable, as ``(raw, count)``."""
-    for offset, raw, count in _native_blocks(path, counter):
-        if check_block(raw, count, MARKET_TABLE, KIND_TABLE) != -1:
-            _block_records(raw, count, offset)  # raises the damage the Python reader reports
-            raise _Damage(offset, "block records unreadable")  # pragma: no cover - the two checks agree
-        counter[0] += count
-        yield raw, count
+    for block in _native_blocks(path):
+        raw = _checked(block)
+        counter[0] += block.records
+        yield raw, block.records
 
 
-def _native_blocks(path: Path, counter: list[int]) -> Iterator[tuple[int, bytes, int]]:
-    """``(offset, raw, count)`` of every block of ``path``, decompressed and checked up to its records."""
+def _surveyed_blocks(path: Path, counter: list[int], wanted: Callable[[BlockSummary], bool]) -> Iterator[SurveyedBlock]:
+    for block in _native_blocks(path, wanted):
+        if block.raw is not None:
+            _checked(block)
+        counter[0] += block.records
+        yield block
+
+
+def _checked(block: SurveyedBlock) -> bytes:
+    """The block's records, checked by ``check_block`` (the reference parser raises the damage)."""
+    raw = _raw(block)
+    if check_block(raw, block.records, MARKET_TABLE, KIND_TABLE) != -1:
+        _block_records(raw, block.records, block.offset)
+        raise _Damage(block.offset, "block records unreadable")  # pragma: no cover - the two checks agree
+    return raw
+
+
+def _raw(block: SurveyedBlock) -> bytes:
+    if block.raw is None:  # pragma: no cover - only a survey's ``wanted`` leaves blocks compressed
+        raise ValueError(f"the block at byte {block.offset} was not decompressed")
+    return block.raw
+
+
+class BlockSummary(NamedTuple):
+    """What a version 2 block says of its records without decompressing them."""
+
+    last_ns: int  # receive time of its last record
+    responses: int  # REST responses among them
+    symbols: tuple[tuple[int, bytes], ...]  # (market code, venue symbol) of the others
+
+
+class SurveyedBlock(NamedTuple):
+    """One block of a native file: ``raw`` None when a survey left it compressed, ``summary``
+    None in a version 1 file."""
+
+    offset: int
+    records: int
+    summary: BlockSummary | None
+    raw: bytes | None
+
+
+def _native_blocks(path: Path, wanted: Callable[[BlockSummary], bool] | None = None) -> Iterator[SurveyedBlock]:
+    """Every block of ``path``, its header (and summary) checked; decompressed unless ``wanted``
+    turns down its summary (its stored bytes are then skipped, not read)."""
     decompressor = zstandard.ZstdDecompressor()
     with path.open("rb") as file:
-        _file_header(file.read(FILE_HEADER.size))
+        size = os.fstat(file.fileno()).st_size
+        version = _file_header(file.read(FILE_HEADER.size))[2]
+        header_size = BLOCK_HEADER.size if version >= 2 else BLOCK_HEADER_V1.size
         offset = FILE_HEADER.size
+        records = 0
         while True:
-            header = file.read(BLOCK_HEADER.size)
+            header = file.read(header_size)
             if not header:
                 raise _Damage(offset, "no end marker: the file was not closed (recorder crashed or the file was cut)")
-            if len(header) < BLOCK_HEADER.size:
-                raise _Damage(offset, f"cut inside a block header ({len(header)} of {BLOCK_HEADER.size} bytes)")
-            magic, stored_len, raw_len, count, crc = BLOCK_HEADER.unpack(header)
+            if len(header) < header_size:
+                raise _Damage(offset, f"cut inside a block header ({len(header)} of {header_size} bytes)")
+            summary_bytes = b""
+            if version >= 2:
+                magic, stored_len, raw_len, count, summary_len, summary_crc, crc = BLOCK_HEADER.unpack(header)
+                if summary_len > MAX_BLOCK_BYTES:
+                    raise _Damage(offset, f"implausible summary length {summary_len} (corrupted header)")
+                summary_bytes = file.read(summary_len)
+                if len(summary_bytes) < summary_len:
+                    raise _Damage(offset, f"block cut: {len(summary_bytes)} of {summary_len} summary bytes present")
+                if zlib.crc32(summary_bytes, zlib.crc32(header[4:20])) != summary_crc:
+                    raise _Damage(offset, "block header CRC mismatch")
+                end = magic == END_MAGIC and stored_len == raw_len == summary_len == crc == 0
+            else:
+                magic, stored_len, raw_len, count, crc = BLOCK_HEADER_V1.unpack(header)
+                end = magic == END_MAGIC and stored_len == raw_len == 0 and _v1_crc(header, b"") == crc
             if magic == END_MAGIC:
-                if _crc(header, b"") != crc or stored_len or raw_len:
+                if not end:
                     raise _Damage(offset, "end marker CRC mismatch")
-                if count != counter[0]:
-                    raise _Damage(offset, f"end marker counts {count} records, the blocks held {counter[0]}")
+                if count != records:
+                    raise _Damage(offset, f"end marker counts {count} records, the blocks held {records}")
                 if file.read(1):
-                    raise _Damage(offset + BLOCK_HEADER.size, "bytes after the end marker")
+                    raise _Damage(offset + header_size, "bytes after the end marker")
                 return
             if magic != BLOCK_MAGIC:
                 raise _Damage(offset, f"no block starts here (magic {magic!r})")
             if stored_len > MAX_BLOCK_BYTES or raw_len > MAX_BLOCK_BYTES:
                 raise _Damage(offset, f"implausible block lengths {stored_len}/{raw_len} (corrupted header)")
-            stored = file.read(stored_len)
-            if len(stored) < stored_len:
-                raise _Damage(offset, f"block cut: {len(stored)} of {stored_len} bytes present")
-            if _crc(header, stored) != crc:
-                raise _Damage(offset, "block CRC mismatch")
-            try:
-                raw = decompressor.decompress(stored, max_output_size=raw_len)
-            except zstandard.ZstdError as exc:
-                raise _Damage(offset, f"block does not decompress: {exc}") from None
-            if len(raw) != raw_len:
-                raise _Damage(offset, f"block decompressed to {len(raw)} bytes, header says {raw_len}")
-            yield offset, raw, count
-            offset += BLOCK_HEADER.size + stored_len
+            summary = _summary(summary_bytes, offset) if version >= 2 else None
+            stored_at = offset + header_size + len(summary_bytes)
+            raw = None
+            if summary is not None and wanted is not None and not wanted(summary):
+                if stored_at + stored_len > size:
+                    raise _Damage(offset, f"block cut: {max(size - stored_at, 0)} of {stored_len} bytes present")
+                file.seek(stored_len, os.SEEK_CUR)
+            else:
+                stored = file.read(stored_len)
+                if len(stored) < stored_len:
+                    raise _Damage(offset, f"block cut: {len(stored)} of {stored_len} bytes present")
+                if (zlib.crc32(stored) if version >= 2 else _v1_crc(header, stored)) != crc:
+                    raise _Damage(offset, "block CRC mismatch")
+                try:
+                    raw = decompressor.decompress(stored, max_output_size=raw_len)
+                except zstandard.ZstdError as exc:
+                    raise _Damage(offset, f"block does not decompress: {exc}") from None
+                if len(raw) != raw_len:
+                    raise _Damage(offset, f"block decompressed to {len(raw)} bytes, header says {raw_len}")
+            yield SurveyedBlock(offset, count, summary, raw)
+            records += count
+            offset = stored_at + stored_len
+
+
+def _summary(data: bytes, offset: int) -> BlockSummary:
+    """The parsed summary of the block at ``offset``; damage when it does not hold what it says."""
+    if len(data) < SUMMARY_HEAD.size:
+        raise _Damage(offset, f"block summary cut: {len(data)} bytes")
+    last_ns, responses, count = SUMMARY_HEAD.unpack_from(data)
+    at = SUMMARY_HEAD.size
+    symbols = []
+    for _ in range(count):
+        if at + SUMMARY_SYMBOL.size > len(data):
+            raise _Damage(offset, "block summary cut inside its symbols")
+        code, length = SUMMARY_SYMBOL.unpack_from(data, at)
+        at += SUMMARY_SYMBOL.size
+        if code not in _MARKETS or at + length > len(data):
+            raise _Damage(offset, f"block summary unreadable (market code {code}, symbol length {length})")
+        symbols.append((code, data[at : at + length]))
+        at += length
+    if at != len(data):
+        raise _Damage(offset, f"block summary: {len(data) - at} bytes after its {count} symbols")
+    return BlockSummary(last_ns, responses, tuple(symbols))
 
 
 def _block_records(raw: bytes, count: int, offset: int) -> list[Record]:
@@ -328,7 +446,8 @@ def _block_records(raw: bytes, count: int, offset: int) -> list[Record]:
     return records
 
 
-def _crc(header: bytes, stored: bytes) -> int:
+def _v1_crc(header: bytes, stored: bytes) -> int:
+    """A version 1 block's CRC: its 12 length/count bytes, then the stored bytes."""
     return zlib.crc32(stored, zlib.crc32(header[4:16]))
 
 

@@ -1,13 +1,18 @@
 """Recording raw market data: every websocket message and REST snapshot, with its receive time.
 
-File format, version 1 (little-endian, append-only)::
+File format, version 2 (little-endian, append-only)::
 
     file header  b"ARBREC", u16 version, 8-byte recording id, u32 part number,
                  i64 wall-clock ns at creation, u32 CRC32 of the 28 bytes before it
     block        b"ARBB", u32 stored length, u32 raw length, u32 record count,
-                 u32 CRC32 of (the 12 length/count bytes + the stored bytes),
-                 then the stored bytes: one zstd frame holding the block's records
-    end marker   b"ARBE", u32 0, u32 0, u32 records in the file, u32 CRC32 (as a block's)
+                 u32 summary length, u32 CRC32 of (the 16 length/count bytes + the
+                 summary), u32 CRC32 of the stored bytes, then the summary, then the
+                 stored bytes: one zstd frame holding the block's records
+    summary      i64 receive time of the block's last record, u32 REST responses in it,
+                 u16 venue symbols, then per symbol u8 market, u16 length, the symbol:
+                 the distinct (market, venue symbol) pairs of its other records
+    end marker   b"ARBE", u32 0, u32 0, u32 records in the file, u32 0,
+                 u32 CRC32 of the 16 bytes before it, u32 0
 
     record       i64 receive time (monotonic ns: the websocket session's ``recv_ns``),
                  i64 wall-clock ns, u8 market (``MARKET_CODES``), u8 ``RecordKind``,
@@ -15,7 +20,11 @@ File format, version 1 (little-endian, append-only)::
 
 Every block is an independent zstd frame under its own CRC, so a file cut by a crash or
 damaged on disk reads back up to the last good block (``arb.replay.reader``); the end
-marker tells a closed file from a cut one.
+marker tells a closed file from a cut one. The summaries let a backtest survey a recording
+(its markets, symbols, length) from the headers alone, decompressing only the blocks that
+hold REST responses. Version 1 files (blocks without a summary: ``b"ARBB"``, u32 stored
+length, u32 raw length, u32 record count, u32 CRC32 of the 12 bytes before it and the
+stored bytes) are still read.
 
 Hot path: the tap's handler copies the borrowed payload and appends one tuple to a deque,
 nothing more. A writer thread wakes every ``block_interval_ms``, takes up to
@@ -56,9 +65,11 @@ from ..exchanges.models import FrameKind
 from ..types import ExchangeName
 
 MAGIC = b"ARBREC"
-VERSION = 1
+VERSION = 2
 FILE_HEADER = struct.Struct("<6sH8sIqI")
-BLOCK_HEADER = struct.Struct("<4sIIII")
+BLOCK_HEADER = struct.Struct("<4sIIIIII")
+SUMMARY_HEAD = struct.Struct("<qIH")  # last receive ns, REST responses, venue symbols
+SUMMARY_SYMBOL = struct.Struct("<BH")  # market, venue symbol length (the symbol follows)
 RECORD_HEADER = struct.Struct("<qqBBHI")
 BLOCK_MAGIC = b"ARBB"
 END_MAGIC = b"ARBE"
@@ -86,6 +97,7 @@ class RecordKind(IntEnum):
 _WS_TEXT = int(RecordKind.WS_TEXT)
 _WS_BINARY = int(RecordKind.WS_BINARY)
 _REST_SNAPSHOT = int(RecordKind.REST_SNAPSHOT)
+_REST_RESPONSE = int(RecordKind.REST_RESPONSE)
 _BOOK_UPDATE = int(FrameKind.BOOK_UPDATE)
 
 MessageHandler = Callable[[memoryview, bool, bool, int], None]
@@ -157,8 +169,21 @@ def recording_files(path: str | os.PathLike[str]) -> list[Path]:
     return ([path] if path.is_file() else []) + parts
 
 
-def _block_crc(header_fields: bytes, stored: bytes) -> int:
-    return zlib.crc32(stored, zlib.crc32(header_fields))
+def block_header(magic: bytes, stored: bytes, raw_len: int, count: int, summary: bytes) -> bytes:
+    """A version 2 block header (``END_MAGIC`` with empty ``stored`` and ``summary``: the end marker)."""
+    fields = struct.pack("<IIII", len(stored), raw_len, count, len(summary))
+    return BLOCK_HEADER.pack(
+        magic, len(stored), raw_len, count, len(summary), zlib.crc32(summary, zlib.crc32(fields)),
+        zlib.crc32(stored) if stored else 0,
+    )
+
+
+def encode_summary(last_ns: int, responses: int, symbols: set[tuple[int, bytes]]) -> bytes:
+    """A block summary: its last receive time, REST responses and (market code, venue symbol) pairs."""
+    parts = [SUMMARY_HEAD.pack(last_ns, responses, len(symbols))]
+    for code, symbol in sorted(symbols):
+        parts += (SUMMARY_SYMBOL.pack(code, len(symbol)), symbol)
+    return b"".join(parts)
 
 
 class Recorder:
@@ -332,15 +357,20 @@ class Recorder:
         parts: list[bytes] = []
         pack = RECORD_HEADER.pack
         symbolizers = self._symbolizers
+        symbols: set[tuple[int, bytes]] = set()
+        responses = 0
         for recv_ns, code, kind, symbol, payload in items:
             if symbol is None:
                 symbol = symbolizers.get(code, _no_symbol)(payload) if kind <= _WS_BINARY else b""
+            if kind == _REST_RESPONSE:
+                responses += 1
+            elif symbol:
+                symbols.add((code, symbol))
             parts += (pack(recv_ns, recv_ns + offset_ns, code, kind, len(symbol), len(payload)), symbol, payload)
         raw = b"".join(parts)
         stored = self._compressor.compress(raw)
-        fields = struct.pack("<III", len(stored), len(raw), len(items))
-        header = BLOCK_MAGIC + fields + struct.pack("<I", _block_crc(fields, stored))
-        self._write(header + stored)
+        summary = encode_summary(items[-1][0], responses, symbols)
+        self._write(block_header(BLOCK_MAGIC, stored, len(raw), len(items), summary) + summary + stored)
         self._records += len(items)
         self._file_records += len(items)
         self._blocks += 1
@@ -379,8 +409,7 @@ class Recorder:
         self._file = None
         try:
             if self._error is None:
-                fields = struct.pack("<III", 0, 0, self._file_records)
-                end = END_MAGIC + fields + struct.pack("<I", _block_crc(fields, b""))
+                end = block_header(END_MAGIC, b"", 0, self._file_records, b"")
                 file.write(end)
                 self._stored_bytes += len(end)
                 file.flush()

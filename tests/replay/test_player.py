@@ -23,12 +23,13 @@ from arb.controller import dry_run_cluster
 from arb.journal import Journal
 from arb.replay.player import BacktestResult, BacktestSettings, LatencyModel, backtest
 from arb.replay.reader import read_records
-from arb.replay.recorder import BLOCK_HEADER, FILE_HEADER, Recorder, RecordKind, recording_files
+from arb.replay.recorder import Recorder, RecordKind, block_header, recording_files
 from arb.replay.report import TradeLog
 from arb.sim.cluster import SimConfig
 from arb.sim.market import Dislocation
 from arb.types import ArbitrageOpportunity, ExchangeName, ExecutionResult
 from arb_core.book import ASK, BID, DeltaBatch, OrderBook
+import recording_layout
 from simulated_recording import record_simulated
 
 SECOND = 1_000_000_000
@@ -248,17 +249,12 @@ def test_a_damaged_recording_reports_the_same_damage_on_both_paths(
 
 def _with_unreadable_block(data: bytes, block: int) -> bytes:
     """``data`` with block number ``block`` re-encoded so that one of its records names market code 200."""
-    offset = FILE_HEADER.size
-    for _ in range(block):
-        stored_len = BLOCK_HEADER.unpack_from(data, offset)[1]
-        offset += BLOCK_HEADER.size + stored_len
-    magic, stored_len, raw_len, count, _ = BLOCK_HEADER.unpack_from(data, offset)
-    raw = bytearray(zstandard.ZstdDecompressor().decompress(data[offset + BLOCK_HEADER.size : offset + BLOCK_HEADER.size + stored_len]))
+    target = recording_layout.blocks(data)[block]
+    raw = bytearray(zstandard.ZstdDecompressor().decompress(target.stored))
     raw[16] = 200  # the first record's market byte
     stored = zstandard.ZstdCompressor().compress(bytes(raw))
-    fields = struct.pack("<III", len(stored), raw_len, count)
-    header = magic + fields + struct.pack("<I", zlib.crc32(stored, zlib.crc32(fields)))
-    return data[:offset] + header + stored + data[offset + BLOCK_HEADER.size + stored_len :]
+    header = block_header(target.magic, stored, target.raw_len, target.records, target.summary)
+    return data[: target.offset] + header + target.summary + stored + data[target.end :]
 
 
 def test_a_native_recording_replays_on_the_compiled_loop(simulated: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -289,18 +285,16 @@ def test_merged_recordings_take_the_python_feed(
     _assert_same_backtest(compiled, python)
 
 
-@pytest.mark.parametrize("damage", [False, True])
-def test_a_recording_too_big_to_keep_is_read_again_for_the_replay(
-    simulated: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, damage: bool
-) -> None:
-    path = simulated
-    if damage:
-        path = tmp_path / "cut.arbrec"
-        path.write_bytes(simulated.read_bytes()[: simulated.stat().st_size // 2])
-    monkeypatch.setattr(player, "SURVEY_CACHE_BYTES", 0)
-    compiled, python = _both([path], _default_manager(), BacktestSettings())
-    assert (python.damage is not None) == damage
-    _assert_same_backtest(compiled, python)
+def test_a_version_1_recording_replays_as_its_version_2_original(simulated: Path, tmp_path: Path) -> None:
+    old = tmp_path / "v1.arbrec"
+    old.write_bytes(recording_layout.as_version_1(simulated.read_bytes()))
+    manager = _default_manager()
+    original, compiled, python = (
+        backtest([simulated], manager), backtest([old], manager), backtest([old], manager, BacktestSettings(compiled=False))
+    )
+    assert original.records == compiled.records == python.records == 12_004 and original.orders
+    _assert_same_backtest(original, compiled)
+    _assert_same_backtest(original, python)
 
 
 def test_a_rotated_recording_replays_on_the_compiled_loop_like_the_python_feed(tmp_path: Path) -> None:
@@ -324,11 +318,39 @@ def test_the_compiled_survey_finds_what_the_python_survey_finds(simulated: Path,
         recorder.record(market, RecordKind.WS_TEXT, b"{}", recv_ns=10 + index, venue_symbol=symbol)
     recorder.record(ExchangeName.MEXC, RecordKind.REST_RESPONSE, b"{}", recv_ns=20, venue_symbol="BTCUSDT")
     assert recorder.close().error is None
-    for files in ([path], [simulated]):
-        compiled, python = player._survey(files, True), player._survey(files, False)
-        assert compiled.blocks is not None and python.blocks is None
-        compiled.blocks = None
-        assert compiled == python
+    version_1 = tmp_path / "v1.arbrec"
+    version_1.write_bytes(recording_layout.as_version_1(path.read_bytes()))
+    for files in ([path], [simulated], [version_1]):
+        assert player._survey(files, True) == player._survey(files, False)
+
+
+def test_the_survey_decompresses_only_the_first_block_and_those_with_rest_responses(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "later-response.arbrec"
+    recorder = Recorder(path, block_records=2)
+    for index in range(10):
+        kind = RecordKind.REST_RESPONSE if index in (5, 6) else RecordKind.WS_TEXT
+        recorder.record(ExchangeName.GATEIO, kind, b"[]", recv_ns=index, venue_symbol="BTC_USDT")
+    assert recorder.close().error is None
+    decompressed: list[int] = []
+    real = zstandard.ZstdDecompressor
+
+    class Counting:
+        def __init__(self) -> None:
+            self._real = real()
+
+        def decompress(self, data: bytes, max_output_size: int = 0) -> bytes:
+            decompressed.append(len(data))
+            return self._real.decompress(data, max_output_size=max_output_size)
+
+    monkeypatch.setattr(zstandard, "ZstdDecompressor", Counting)
+    survey = player._survey([path], True)
+    layout = recording_layout.blocks(path.read_bytes())
+    assert survey.records == 10 and survey.last_ns == 9
+    assert survey.instrument_bodies == {ExchangeName.GATEIO: [b"[]", b"[]"]}
+    # Blocks 0 (the first record), 2 and 3 (the responses): not 1 and 4.
+    assert decompressed == [len(layout[n].stored) for n in (0, 2, 3)]
 
 
 def test_the_progress_bar_takes_nothing_from_the_decisions(simulated: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -13,11 +14,12 @@ from arb.doctor import public_connector
 from arb.exchanges.base import MarketDataDialect
 from arb.exchanges.factory import ExchangeFactory
 from arb.replay import Record, RecordingReader, RecordKind, read_records, recording_files
-from arb.replay.recorder import BLOCK_HEADER, FILE_HEADER, MARKET_CODES, Recorder, record_markets
+from arb.replay.recorder import FILE_HEADER, MARKET_CODES, Recorder, record_markets
 from arb.sim.cluster import SimCluster, SimConfig
 from arb.sim.market import read_recording
 from arb.types import ExchangeName
 from reference.replay import records_of
+import recording_layout
 
 Handler = Callable[[memoryview, bool, bool, int], None]
 Fetch = Callable[[str], Awaitable[bytes]]
@@ -113,14 +115,10 @@ def _write_sample(path: Path, blocks: int = 6, per_block: int = 7, **options: in
 def _block_ends(data: bytes) -> dict[int, int]:
     """Byte offset of every block boundary -> records in the blocks before it."""
     ends = {FILE_HEADER.size: 0}
-    offset, count = FILE_HEADER.size, 0
-    while offset < len(data):
-        magic, stored, _raw, records, _crc = BLOCK_HEADER.unpack_from(data, offset)
-        if magic == b"ARBE":
-            break
-        offset += BLOCK_HEADER.size + stored
-        count += records
-        ends[offset] = count
+    count = 0
+    for block in recording_layout.blocks(data)[:-1]:
+        count += block.records
+        ends[block.end] = count
     return ends
 
 
@@ -136,12 +134,36 @@ def _read(path: Path) -> tuple[list[Record], RecordingReader]:
             for r in records
         ]
         assert (blocks.damage, blocks.records) == (reader.damage, reader.records)
+        # A survey that decompresses every block finds what the blocks hold, up to the same damage;
+        # one that decompresses none stops no later, and only at a damage the blocks also stop at.
+        every = RecordingReader([path])
+        assert [(b.raw, b.records) for b in every.surveyed_blocks(lambda summary: True)] == list(
+            RecordingReader([path]).blocks()
+        )
+        assert (every.damage, every.records) == (reader.damage, reader.records)
+        summaries = RecordingReader([path])
+        surveyed = list(summaries.surveyed_blocks(lambda summary: False))
+        assert summaries.records >= reader.records
+        if summaries.damage is not None:
+            assert reader.damage is not None and summaries.damage.offset >= reader.damage.offset
+        for block in surveyed:
+            if block.summary is not None:
+                assert block.raw is None
     return records, reader
 
 
-def test_a_file_cut_anywhere_reads_up_to_the_last_whole_block(tmp_path: Path) -> None:
+def _written(path: Path, version: int, **options: int) -> list[tuple[ExchangeName, bytes]]:
+    """``_write_sample`` in format ``version`` (1: rewritten as the old format wrote it)."""
+    written = _write_sample(path, **options)
+    if version == 1:
+        path.write_bytes(recording_layout.as_version_1(path.read_bytes()))
+    return written
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_a_file_cut_anywhere_reads_up_to_the_last_whole_block(tmp_path: Path, version: int) -> None:
     full = tmp_path / "full.arbrec"
-    written = _write_sample(full)
+    written = _written(full, version)
     data = full.read_bytes()
     ends = _block_ends(data)
     records, reader = _read(full)
@@ -166,9 +188,32 @@ def test_a_file_cut_anywhere_reads_up_to_the_last_whole_block(tmp_path: Path) ->
         assert records == [] and reader.damage is not None and reader.damage.offset == 0
 
 
-def test_a_corrupted_byte_stops_reading_at_its_block_and_says_where(tmp_path: Path) -> None:
+def test_each_block_summary_says_what_its_records_hold(tmp_path: Path) -> None:
+    path = tmp_path / "mixed.arbrec"
+    recorder = Recorder(path, block_records=4)
+    rng = random.Random(7)
+    kinds = list(RecordKind)
+    for index in range(200):
+        kind = rng.choice(kinds)
+        symbol = rng.choice(["", "BTC_USDT", "ETH_USDT", "BTCUSDT"])
+        recorder.record(rng.choice(MARKETS), kind, b"{}", recv_ns=index * rng.randint(1, 9), venue_symbol=symbol)
+    assert recorder.close().error is None
+    layout = recording_layout.blocks(path.read_bytes())
+    reader = RecordingReader([path])
+    surveyed = list(reader.surveyed_blocks(lambda summary: True))
+    assert reader.damage is None and len(surveyed) == len(layout) - 1 == 50
+    for block in surveyed:
+        assert block.raw is not None and block.summary is not None
+        records = records_of(block.raw, block.records)
+        others = {(f[2], f[4]) for f, _ in records if f[3] != RecordKind.REST_RESPONSE and f[4]}
+        responses = sum(1 for f, _ in records if f[3] == RecordKind.REST_RESPONSE)
+        assert block.summary == (records[-1][0][0], responses, tuple(sorted(others)))
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_a_corrupted_byte_stops_reading_at_its_block_and_says_where(tmp_path: Path, version: int) -> None:
     full = tmp_path / "full.arbrec"
-    written = _write_sample(full, blocks=4, per_block=5)
+    written = _written(full, version, blocks=4, per_block=5)
     data = full.read_bytes()
     ends = _block_ends(data)
     bad = tmp_path / "bad.arbrec"
