@@ -224,7 +224,7 @@ class BalanceMonitor:
                     quote = held.get(instrument.quote)
                     if quote is not None:
                         buy = quote.free / (leg.book_price(book.best_ask_price()) * (1 + instrument.taker_fee))
-                if instrument.is_futures:
+                if leg.is_futures:
                     sell = buy
                 else:
                     base = held.get(instrument.base)

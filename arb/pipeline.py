@@ -47,6 +47,7 @@ BPS = Decimal(10_000)
 ZERO = Decimal(0)
 # Headroom of the notional cap over the best ask: the scanner walks deeper levels.
 _WALK_HEADROOM = Decimal("1.125")
+_BPS_STEP = Decimal("0.01")  # the resolution of ``profit_margin_bps``
 
 
 def _units(value: Decimal, decimals: int) -> int:
@@ -71,7 +72,7 @@ class Leg:
     """One market of a symbol as the scanner sees it: its book, scale and trading rules."""
 
     __slots__ = (
-        "leg_id", "exchange", "instrument", "book", "scale", "price_mult", "size_mult", "fee_ppm",
+        "leg_id", "exchange", "instrument", "is_futures", "book", "scale", "price_mult", "size_mult", "fee_ppm",
         "min_notional_common", "order_lot_common",
     )
 
@@ -82,6 +83,7 @@ class Leg:
         self.leg_id = leg_id
         self.exchange = instrument.exchange
         self.instrument = instrument
+        self.is_futures = instrument.is_futures
         self.book = book
         self.scale = scale
         self.price_mult = _units(book_tick(scale), price_decimals)
@@ -219,7 +221,7 @@ class ScannerPipeline:
             self.scanner.add_symbol(symbol_id, 0, self._floor_bps)
             for leg in plan.legs:
                 self.scanner.add_leg(
-                    symbol_id, leg.book, leg.leg_id, leg.instrument.is_futures, leg.fee_ppm, leg.price_mult,
+                    symbol_id, leg.book, leg.leg_id, leg.is_futures, leg.fee_ppm, leg.price_mult,
                     leg.size_mult, leg.min_notional_common,
                 )
                 self._by_key.setdefault(BookKey(leg.exchange, leg.instrument.symbol), []).append(symbol_id)
@@ -329,16 +331,16 @@ class ScannerPipeline:
         step = _lcm(buy.order_lot_common, sell.order_lot_common)
         common = found.size_common - found.size_common % step
         quantity = plan.size_of(common)
+        cost = quantity * buy_price
+        proceeds = quantity * sell_price
         if (
             common <= 0
             or quantity < bi.min_size * bi.contract_size
             or quantity < si.min_size * si.contract_size
-            or quantity * buy_price < bi.min_notional
-            or quantity * sell_price < si.min_notional
+            or cost < bi.min_notional
+            or proceeds < si.min_notional
         ):
             return None
-        cost = quantity * buy_price
-        proceeds = quantity * sell_price
         profit = proceeds - cost - cost * bi.taker_fee - proceeds * si.taker_fee
         kind = (
             OpportunityType.SPOT_FUTURES_HEDGE
@@ -371,7 +373,7 @@ class ScannerPipeline:
             max_quantity=quantity,
             profit_per_unit=profit / quantity,
             total_profit_estimate=profit,
-            profit_margin_bps=margin.quantize(Decimal("0.01"), ROUND_FLOOR),
+            profit_margin_bps=margin.quantize(_BPS_STEP, ROUND_FLOOR),
             detected_at=detected_ns,
             buy_fee=bi.taker_fee,
             sell_fee=si.taker_fee,
