@@ -250,6 +250,7 @@ class ArbitrageController:
         status: Callable[[str], None] | None = None,
         status_interval_s: float = 1.0,
         clock: Callable[[], int] = monotonic_ns,
+        wall_clock: Callable[[], int] = time.time_ns,
     ) -> None:
         self.config_manager = config_manager
         self.config = config_manager.config
@@ -268,6 +269,7 @@ class ArbitrageController:
         self.status = status
         self.status_interval_s = status_interval_s
         self.clock = clock  # monotonic ns; a backtest passes its virtual clock
+        self.wall_clock = wall_clock  # ns since the epoch; a backtest passes the recording's
         self.mode = "not initialized"
         self.connectors: dict[ExchangeName, ExchangeConnector] = {}
         # The private side the executor, recovery and balances use: the connectors, or paper markets.
@@ -736,7 +738,7 @@ class ArbitrageController:
         risk = self.risk
         if risk is None:
             return
-        now_ms = time.time_ns() // 1_000_000
+        now_ms = self.wall_clock() // 1_000_000
         for leg in result.legs:
             if leg.filled_quantity <= 0 or leg.average_price is None:
                 continue

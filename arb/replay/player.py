@@ -981,6 +981,7 @@ def _controller(
             id_prefix="bt", clock=clock,
         ),
         clock=clock,
+        wall_clock=clock.wall_ns,
     )
     controller.config = config
     return controller

@@ -10,6 +10,7 @@ import struct
 import zlib
 from decimal import Decimal as D
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import pytest
@@ -20,11 +21,13 @@ from arb import ArbitrageController
 from arb.config import ConfigurationManager
 from arb.hedges import HedgeBook
 from arb.controller import dry_run_cluster
+from arb.exchanges.models import Fill
 from arb.journal import Journal
 from arb.replay.player import BacktestResult, BacktestSettings, LatencyModel, backtest
 from arb.replay.reader import read_records
 from arb.replay.recorder import Recorder, RecordKind, block_header, recording_files
 from arb.replay.report import TradeLog
+from arb.risk import RiskManager
 from arb.sim.cluster import SimConfig
 from arb.sim.market import Dislocation
 from arb.types import ArbitrageOpportunity, ExchangeName, ExecutionResult
@@ -418,6 +421,24 @@ def test_the_backtest_takes_the_pinned_decisions(two_dislocations: Path, latency
     assert {o.market for o in result.orders} == {ExchangeName.GATEIO, ExchangeName.MEXC}
     decisions = msgspec.json.encode((result.opportunities, result.orders, result.results))
     assert hashlib.sha256(decisions).hexdigest() == PINNED_DECISIONS[latency_ms]
+
+
+def test_fills_reach_the_risk_manager_on_the_recordings_wall_clock(
+    simulated: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stamps: list[int] = []
+    record_fill = RiskManager.record_fill
+
+    def recording(self: RiskManager, exchange: ExchangeName, fill: Fill, **kwargs: Any) -> None:
+        stamps.append(fill.timestamp_ms)
+        record_fill(self, exchange, fill, **kwargs)
+
+    monkeypatch.setattr(RiskManager, "record_fill", recording)
+    result = backtest([simulated], _default_manager())
+    first = next(iter(read_records(simulated)))
+    offset_ns = first.wall_ns - first.recv_ns  # the recording's wall clock, not this machine's now
+    first_ms, last_ms = (result.start_ns + offset_ns) // 1_000_000, (result.end_ns + offset_ns) // 1_000_000
+    assert stamps and all(first_ms <= stamp <= last_ms for stamp in stamps)
 
 
 def test_the_compiled_loop_sees_the_timer_heap_asyncio_rebuilds(
