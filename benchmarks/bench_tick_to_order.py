@@ -43,6 +43,13 @@ venues' order budgets admit an order (Gate.io allows 10 spot orders a second; th
 passes up an opportunity rather than queue one leg behind its budget).
 ``ARB_TICK_EVENTS`` sets the count (default 500, about a minute; ``ARB_TICK_EVENTS=10000`` for
 the issue's event count).
+
+Baseline (``test_tick_to_order_floor``, same group): the transport alone, on the same cores
+and priorities. A venue process writes a small frame on a loopback TCP connection and the
+engine's process, on the engine's event loop, answers it at once from the protocol's
+``data_received``; the venue takes its receive stamp in its own ``data_received``. What
+that round trip takes (one hop each way, two process wake-ups) is what tick to order
+would be if the engine did nothing at all.
 """
 
 from __future__ import annotations
@@ -58,7 +65,7 @@ from decimal import ROUND_CEILING, ROUND_FLOOR
 from decimal import Decimal as D
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 import pytest
@@ -450,3 +457,110 @@ def test_tick_to_order_engine(benchmark: Any, tmp_path: Path, loop: asyncio.Abst
     )
     assert len(run.tick_to_order_ns) >= EVENTS * 0.99
     assert run.completed >= EVENTS * 0.99
+
+
+# --- the transport floor ----------------------------------------------------------------------
+
+FLOOR_ROUNDS = 20_000
+FRAME = b'{"channel":"spot.order_book_update","result":{"s":"BTC_USDT","U":1,"u":1,"b":[["1","1"]]}}'
+ORDER = b'{"channel":"spot.order_place","payload":{"text":"t-1","side":"buy","amount":"0.0002"}}'
+
+
+class _FloorVenue(asyncio.Protocol):
+    """The venue side: writes ``FRAME`` on demand, stamps the answer when its bytes arrive."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.answered: asyncio.Future[int] | None = None
+        self.connected = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's are not asyncio.Transport subclasses
+        self.connected.set_result(None)
+
+    def data_received(self, data: bytes) -> None:
+        now = time.monotonic_ns()
+        if self.answered is not None and not self.answered.done():
+            self.answered.set_result(now)
+
+    async def round_trip(self) -> int:
+        if self.transport is None:
+            raise RuntimeError("the engine side never connected")
+        self.answered = asyncio.get_running_loop().create_future()
+        pushed = time.monotonic_ns()
+        self.transport.write(FRAME)
+        return await self.answered - pushed
+
+
+class _Reflex(asyncio.Protocol):
+    """The engine side: answers every frame at once."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        self.transport.write(ORDER)
+
+
+def _floor_venue(port_conn: Connection, rounds: int) -> None:
+    core = _core("mexc")
+    if core is not None:
+        os.sched_setaffinity(0, core)
+        with contextlib.suppress(AttributeError, PermissionError, OSError):
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(PRIORITIES["mexc"]))
+    loop = new_event_loop()
+
+    async def serve() -> list[int]:
+        venue = _FloorVenue()
+        server = await asyncio.get_running_loop().create_server(lambda: venue, "127.0.0.1", 0)
+        port_conn.send(server.sockets[0].getsockname()[1])
+        await venue.connected
+        samples = []
+        for n in range(WARMUP * 10 + rounds):
+            sample = await venue.round_trip()
+            if n >= WARMUP * 10:
+                samples.append(sample)
+            await asyncio.sleep(0.001)  # paced like the engine run's events: each frame finds both sides idle
+        server.close()
+        return samples
+
+    try:
+        port_conn.send(loop.run_until_complete(serve()))
+    finally:
+        loop.close()
+        port_conn.close()
+
+
+@pytest.mark.benchmark(group="tick-to-order")
+def test_tick_to_order_floor(benchmark: Any, loop: asyncio.AbstractEventLoop) -> None:
+    """Baseline: a frame and its immediate answer over loopback TCP, on the engine's and a venue's cores."""
+    context = multiprocessing.get_context("fork")
+    conn, child = context.Pipe()
+    process = context.Process(target=_floor_venue, args=(child, FLOOR_ROUNDS), daemon=True)
+    process.start()
+    child.close()
+    core = _core("engine")
+    affinity = os.sched_getaffinity(0) if core is not None else None
+    samples: list[int] = []
+
+    async def reflex() -> None:
+        port = conn.recv()
+        transport, _ = await asyncio.get_running_loop().create_connection(_Reflex, "127.0.0.1", port)
+        while not conn.poll():
+            await asyncio.sleep(0.01)
+        samples.extend(conn.recv())
+        transport.close()
+
+    try:
+        if core is not None:
+            os.sched_setaffinity(0, core)
+        benchmark.pedantic(lambda: loop.run_until_complete(reflex()), rounds=1, iterations=1)
+    finally:
+        if affinity is not None:
+            os.sched_setaffinity(0, affinity)
+        process.join(10)
+        conn.close()
+    p50, p99 = _percentile(samples, 50), _percentile(samples, 99)
+    print(f"\ntransport floor over loopback, {len(samples)} round trips: p50 {_us(p50)}  p99 {_us(p99)}")
+    benchmark.extra_info.update(events=len(samples), p50_us=p50 / 1000, p99_us=p99 / 1000)
+    assert len(samples) == FLOOR_ROUNDS and all(s > 0 for s in samples)
