@@ -459,7 +459,10 @@ class BacktestConnector(ExchangeConnector):
         try:
             size_lots = engine.size_lots(request.quantity)
             price_ticks = 0 if request.price is None else engine.price_ticks(request.price)
-            if request.type is OrderType.LIMIT and request.time_in_force in _IMMEDIATE and not engine.has_resting_orders:
+            if (
+                request.type is OrderType.LIMIT and request.time_in_force in _IMMEDIATE and not request.reduce_only
+                and not engine.has_resting_orders
+            ):
                 # An immediate limit meets only its side of the book up to its limit (nothing when
                 # the book is out of sync): it takes that, without mirroring the book into the engine.
                 replayed = self._replayed(engine)
@@ -475,6 +478,7 @@ class BacktestConnector(ExchangeConnector):
                 result = self.venue_sim.place_order(
                     USER, request.symbol, request.side, request.type, size_lots, now, price_ticks=price_ticks,
                     time_in_force=request.time_in_force, client_id=request.client_order_id,
+                    reduce_only=request.reduce_only,
                 )
         except OrderRejected as exc:
             raise OrderRejectedError(self.venue, str(exc), category=exc.category) from None

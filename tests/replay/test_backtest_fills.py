@@ -91,7 +91,7 @@ def test_orders_fill_as_with_the_whole_book_mirrored(
 
     mid_ticks = instrument.price_to_ticks(D("65000"))
     fees: dict[str, tuple[int, str]] = {}
-    filled = rested = unsynced = made = 0
+    filled = rested = unsynced = made = reduced_filled = reduced_refused = 0
     try:
         for step in range(400):
             clock.advance_to(step * 3_000_000)
@@ -115,9 +115,11 @@ def test_orders_fill_as_with_the_whole_book_mirrored(
             away = -rng.randrange(1, 12) if tif is TimeInForce.GTC and rng.random() < 0.6 else rng.randrange(-3, 6)
             limit = mid_ticks + away if side is OrderSide.BUY else mid_ticks - away
             lots = rng.randrange(1, 3_000) * max(1, instrument.size_to_lots(instrument.min_size))
+            reduce_only = instrument.is_futures and rng.random() < 0.2  # capped to the position, or refused
             request = OrderRequest(
                 symbol=symbol, side=side, type=OrderType.LIMIT, quantity=instrument.lots_to_size(lots),
                 client_order_id=f"o{step}", price=instrument.ticks_to_price(limit), time_in_force=tif,
+                reduce_only=reduce_only,
             )
             expected: OrderState | str
             try:
@@ -132,16 +134,18 @@ def test_orders_fill_as_with_the_whole_book_mirrored(
                     engine.set_market_levels({}, {}, now)
                 result = reference.place_order(
                     USER, symbol, side, OrderType.LIMIT, lots, now, price_ticks=limit, time_in_force=tif,
-                    client_id=request.client_order_id,
+                    client_id=request.client_order_id, reduce_only=reduce_only,
                 )
             except OrderRejected as exc:
                 expected = exc.category.value
+                reduced_refused += reduce_only
             else:
                 if result.fills:
                     fees[request.client_order_id] = (sum(f.fee_atoms for f in result.fills), result.fills[0].fee_asset)
                 expected = _expected_state(instrument, result.order, fees.get(request.client_order_id))
                 filled += bool(result.fills)
                 rested += result.order.status.value in ("new", "partially_filled")
+                reduced_filled += reduce_only and bool(result.fills)
             try:
                 got: OrderState | str = run(connector.place_order(request))
             except player.OrderRejectedError as exc:
@@ -154,4 +158,6 @@ def test_orders_fill_as_with_the_whole_book_mirrored(
             }
     finally:
         loop.close()
-    assert filled > 100 and rested > 10 and made > 5 and unsynced > 5
+    assert filled > 80 and rested > 10 and made > 5 and unsynced > 5
+    if instrument.is_futures:
+        assert reduced_filled >= 3 and reduced_refused > 20  # the seed gives 5 and 57
