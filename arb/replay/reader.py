@@ -197,14 +197,9 @@ class RecordingReader:
     def blocks(self) -> Iterator[tuple[bytes, int]]:
         """The decompressed blocks of a ``single_native`` recording as ``(raw, count)``, each
         checked by ``arb_core.replay.check_block``; ``damage`` and ``records`` as for ``__iter__``."""
-        self.damage = None
-        self.records = 0
-        streams = self._streams()
-        if self.damage is not None:
+        stream = self._single_native("blocks()")
+        if stream is None:
             return
-        if len(streams) != 1 or not streams[0].native:
-            raise ValueError(f"blocks() reads one recording of the recorder's format, not {self.paths}")
-        (stream,) = streams
         for raw, count in stream.blocks():
             self.records += count
             yield raw, count
@@ -216,18 +211,25 @@ class RecordingReader:
         and only its header and summary are checked otherwise (damage inside its stored
         bytes is found by ``blocks``); a version 1 block always comes decompressed and
         checked. ``damage`` and ``records`` as for ``blocks``."""
-        self.damage = None
-        self.records = 0
-        streams = self._streams()
-        if self.damage is not None:
+        stream = self._single_native("surveyed_blocks()")
+        if stream is None:
             return
-        if len(streams) != 1 or not streams[0].native:
-            raise ValueError(f"surveyed_blocks() reads one recording of the recorder's format, not {self.paths}")
-        (stream,) = streams
         for block in stream.surveyed_blocks(wanted):
             self.records += block.records
             yield block
         self.damage = stream.damage
+
+    def _single_native(self, caller: str) -> _Stream | None:
+        """The one native stream a block reader reads, its counters reset; None (``damage`` set) when
+        a file is unreadable; ValueError when the files are not one recording of the recorder's format."""
+        self.damage = None
+        self.records = 0
+        streams = self._streams()
+        if self.damage is not None:
+            return None
+        if len(streams) != 1 or not streams[0].native:
+            raise ValueError(f"{caller} reads one recording of the recorder's format, not {self.paths}")
+        return streams[0]
 
     def _streams(self) -> list[_Stream]:
         parts: dict[bytes, list[tuple[int, Path]]] = {}
