@@ -31,6 +31,10 @@ price, as if it opened a position. ``reduce_only`` is accepted on taker-only fut
 
 Rejections raise ``OrderRejected`` with an ``ErrorCategory``; no order id is used up.
 Market and IOC/FOK remainders end ``EXPIRED`` with a reason.
+
+Order history: like a venue, an engine answers queries for recent finished orders only. Past
+``FINISHED_ORDERS_KEPT`` known orders it forgets the oldest finished ones (open orders are
+always kept), so a long run's memory stays bounded; a forgotten order is an unknown order.
 """
 
 from __future__ import annotations
@@ -58,6 +62,7 @@ MARKET_ACCOUNT = "market"
 _MARKET_CHUNK = 128  # most levels ``set_market_levels`` applies as one book update
 _PLAN_LEVELS = 4  # book levels an order's plan reads first (then twice as many while it needs more)
 _KNOWN_STEPS = 4096  # wire prices (or sizes) whose conversion an engine remembers before starting over
+FINISHED_ORDERS_KEPT = 100_000  # orders an engine knows before it forgets the oldest finished ones
 
 
 class Liquidity(str, Enum):
@@ -341,8 +346,9 @@ class MatchingEngine:
         self.market_levels: tuple[dict[int, int], dict[int, int]] = ({}, {})
         self._queues: tuple[dict[int, deque[_Order]], dict[int, deque[_Order]]] = ({}, {})
         self._user_lots: tuple[dict[int, int], dict[int, int]] = ({}, {})
-        self._orders: dict[int, _Order] = {}
+        self._orders: dict[int, _Order] = {}  # by id, oldest first
         self._by_client: dict[tuple[str, str], _Order] = {}
+        self._forget_at = FINISHED_ORDERS_KEPT  # the number of known orders that starts forgetting
         # Wire values already converted (the instrument never changes): orders repeat sizes and prices.
         self._ticks_of: dict[Decimal, int] = {}
         self._lots_of: dict[Decimal, int] = {}
@@ -404,11 +410,10 @@ class MatchingEngine:
 
     def open_orders(self, user: str) -> list[OrderEvent]:
         """The user's resting orders, oldest first."""
-        return [
-            self._event(order, order.created_ns)
-            for order in self._orders.values()
-            if order.user == user and order.status in OPEN_STATUSES
-        ]
+        # An order is open exactly while it rests in a price queue.
+        resting = [order for queues in self._queues for queue in queues.values() for order in queue if order.user == user]
+        resting.sort(key=lambda order: order.order_id)
+        return [self._event(order, order.created_ns) for order in resting]
 
     # -- placing -------------------------------------------------------------------------------
 
@@ -525,12 +530,29 @@ class MatchingEngine:
         ids = self._ids
         ids.order_id += 1
         order = _Order(ids.order_id, client_id, user, side, order_type, tif, limit, size_lots, quote_atoms, reduce_only, now_ns)
-        self._orders[order.order_id] = order
+        orders = self._orders
+        if len(orders) >= self._forget_at:
+            self._forget_finished()
+        orders[order.order_id] = order
         if client_id is not None:
             self._by_client[(user, client_id)] = order
         if self._outbox is not None:
             self._outbox.append(self._event(order, now_ns))
         return order
+
+    def _forget_finished(self) -> None:
+        """Forget the oldest finished orders, down to three quarters of ``FINISHED_ORDERS_KEPT``."""
+        orders, by_client = self._orders, self._by_client
+        target = FINISHED_ORDERS_KEPT * 3 // 4
+        forgotten = [
+            order for order in orders.values() if order.status not in OPEN_STATUSES
+        ][: max(0, len(orders) - target)]
+        for order in forgotten:
+            del orders[order.order_id]
+            if order.client_id is not None:
+                del by_client[(order.user, order.client_id)]
+        # Open orders are kept: when they alone fill the history, forget again only after as many new orders.
+        self._forget_at = max(FINISHED_ORDERS_KEPT, len(orders) + FINISHED_ORDERS_KEPT // 4)
 
     def _check_request(
         self, user: str, side: OrderSide, order_type: OrderType, size_lots: int, price_ticks: int,
@@ -976,7 +998,6 @@ class SimExchange:
             if instrument.exchange is not exchange:
                 raise ValueError(f"sim {exchange.value}: instrument {instrument.symbol} is of {instrument.exchange.value}")
             self.engines[instrument.symbol] = MatchingEngine(instrument, self.ledger, self._ids, leverage, self._outbox)
-        self._engine_of_order: dict[int, MatchingEngine] = {}
 
     def engine(self, symbol: str) -> MatchingEngine:
         """The engine of a unified symbol; OrderRejected(INVALID_REQUEST) if the market has no such symbol."""
@@ -1058,12 +1079,10 @@ class SimExchange:
                 raise OrderRejected(ErrorCategory.PRECISION, f"sim {self.exchange.value} {symbol}: {exc}") from None
             if quote_atoms <= 0:
                 raise OrderRejected(ErrorCategory.INVALID_REQUEST, f"sim {self.exchange.value} {symbol}: quote amount {quote_amount} must be positive")
-        result = engine.place(
+        return engine.place(
             user, side, order_type, size_lots, now_ns, price_ticks=price_ticks, time_in_force=time_in_force,
             quote_amount_atoms=quote_atoms, client_id=client_id, reduce_only=reduce_only, max_fill_lots=max_fill_lots,
         )
-        self._engine_of_order[result.order.order_id] = engine
-        return result
 
     def take_order(
         self,
@@ -1080,11 +1099,9 @@ class SimExchange:
     ) -> PlaceResult:
         """An immediate limit order filled against ``levels`` instead of the book (``MatchingEngine.take``)."""
         engine = self.engines.get(symbol) or self.engine(symbol)
-        result = engine.take(
+        return engine.take(
             user, side, size_lots, price_ticks, levels, now_ns, time_in_force=time_in_force, client_id=client_id
         )
-        self._engine_of_order[result.order.order_id] = engine
-        return result
 
     def cancel_order(
         self, user: str, symbol: str, now_ns: int, *, order_id: int | None = None, client_id: str | None = None
@@ -1094,8 +1111,8 @@ class SimExchange:
 
     def get_order(self, user: str, order_id: int) -> OrderEvent:
         """A user's order by id (any state); OrderRejected(UNKNOWN_ORDER) if unknown."""
-        engine = self._engine_of_order.get(order_id)
-        event = None if engine is None else engine.order(order_id)
+        # Order ids are unique across the market's engines.
+        event = next((e for e in (engine.order(order_id) for engine in self.engines.values()) if e is not None), None)
         if event is None or event.user != user:
             raise OrderRejected(ErrorCategory.UNKNOWN_ORDER, f"sim {self.exchange.value}: unknown order {order_id} of {user}")
         return event

@@ -474,3 +474,74 @@ def test_take_refuses_what_is_not_an_immediate_orders_liquidity() -> None:
     assert venue.get_order("alice", taken.order.order_id) == venue.get_order_by_client_id("alice", SYM, "x")
     rejected(ErrorCategory.INVALID_REQUEST, engine.take, "alice", BUY, 1_000, 10_000, {}, 4, client_id="x")
     assert engine.market_levels[ASK] == {10_000: 10_000, 10_001: 20_000}  # the book's own liquidity is untouched
+
+
+# -- order history -----------------------------------------------------------------------------------
+
+
+def test_open_orders_are_the_resting_ones_oldest_first_through_fills_cancels_and_market_moves() -> None:
+    venue = spot_venue()
+    venue.deposit("bob", "USDT", "10000")
+    engine = venue.engine(SYM)
+    rng = random.Random(5)
+    for n in range(400):
+        user = rng.choice(("alice", "bob"))
+        action = rng.random()
+        if action < 0.5:
+            price = rng.randrange(9_990, 10_010)
+            side = BUY if price < 10_000 else SELL
+            tif = rng.choice((TimeInForce.GTC, TimeInForce.GTC, TimeInForce.IOC))
+            try:
+                venue.place_order(user, SYM, side, LIMIT, rng.randrange(1, 20) * 1000, n, price_ticks=price, time_in_force=tif)
+            except OrderRejected:
+                pass
+        elif action < 0.7 and venue.open_orders(user):
+            venue.cancel_order(user, SYM, n, order_id=rng.choice(venue.open_orders(user)).order_id)
+        else:
+            mid = rng.randrange(9_992, 10_008)
+            engine.set_market_levels({mid - 1: 10_000}, {mid + 1: 10_000}, n)
+        for who in ("alice", "bob"):
+            known = [o for o in engine._orders.values() if o.user == who and o.status in (OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED)]
+            assert [e.order_id for e in venue.open_orders(who)] == [o.order_id for o in known]
+    assert venue.open_orders("alice") and venue.open_orders("bob")
+
+
+def test_an_engine_forgets_its_oldest_finished_orders_and_keeps_the_open_ones(monkeypatch: pytest.MonkeyPatch) -> None:
+    import arb.sim.matching as matching
+
+    monkeypatch.setattr(matching, "FINISHED_ORDERS_KEPT", 8)
+    venue = spot_venue()
+    resting = [
+        venue.place_order("alice", SYM, BUY, LIMIT, 1000, n, price_ticks=9_000 + n, time_in_force=TimeInForce.GTC,
+                          client_id=f"rest{n}").order
+        for n in range(3)
+    ]
+    finished = [
+        venue.place_order("alice", SYM, BUY, LIMIT, 1000, 10 + n, price_ticks=9_000, time_in_force=TimeInForce.IOC,
+                          client_id=f"ioc{n}").order
+        for n in range(20)
+    ]
+    assert len(venue.engine(SYM)._orders) <= 8
+    assert [e.order_id for e in venue.open_orders("alice")] == [o.order_id for o in resting]
+    for order in resting:
+        assert venue.get_order("alice", order.order_id).status is OrderStatus.NEW
+    assert venue.get_order("alice", finished[-1].order_id).status is OrderStatus.EXPIRED
+    assert venue.get_order_by_client_id("alice", SYM, "ioc19").order_id == finished[-1].order_id
+    rejected(ErrorCategory.UNKNOWN_ORDER, venue.get_order, "alice", finished[0].order_id)
+    rejected(ErrorCategory.UNKNOWN_ORDER, venue.get_order_by_client_id, "alice", SYM, "ioc0")
+    # A forgotten order's client id is free again, as on a venue past its order history.
+    again = venue.place_order("alice", SYM, BUY, LIMIT, 1000, 50, price_ticks=9_000, time_in_force=TimeInForce.IOC,
+                              client_id="ioc0")
+    assert again.order.order_id > finished[-1].order_id
+
+
+def test_open_orders_alone_past_the_bound_are_all_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    import arb.sim.matching as matching
+
+    monkeypatch.setattr(matching, "FINISHED_ORDERS_KEPT", 8)
+    venue = spot_venue()
+    orders = [
+        venue.place_order("alice", SYM, BUY, LIMIT, 1000, n, price_ticks=9_000 + n, time_in_force=TimeInForce.GTC).order
+        for n in range(20)
+    ]
+    assert [e.order_id for e in venue.open_orders("alice")] == [o.order_id for o in orders]
