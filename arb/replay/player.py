@@ -90,6 +90,7 @@ _PROGRESS_RECORDS = 10_000  # the compiled loop's records between progress bar u
 _MARKETS = {code: market for market, code in MARKET_CODES.items()}
 _ROUTE_ERRORS = (BookError, WireError, ValueError, OverflowError)
 _IMMEDIATE = (TimeInForce.IOC, TimeInForce.FOK)  # orders that never rest: they meet only their reach
+_ZERO = Decimal(0)
 _REACH_LEVELS = 2  # book levels first read for an order's reach (then 4x more while all are within)
 
 
@@ -337,8 +338,6 @@ class BacktestConnector(ExchangeConnector):
 
     binding: ClassVar[Any]
     _KNOWN_DECIMALS: ClassVar[int] = 4096  # Decimals kept per kind (and symbol) before starting over
-    _NO_FEE: ClassVar[tuple[Decimal, None]] = (Decimal(0), None)
-
     def __init__(
         self, catalog: InstrumentCatalog, clock: VirtualClock, latency_ns: int, deposits: Mapping[str, Decimal],
         orders: list[ExecutedOrder],
@@ -349,7 +348,6 @@ class BacktestConnector(ExchangeConnector):
         self._latency_s = latency_ns / 1e9
         self._snapshots = _RecordedSnapshots()
         self._orders_log = orders
-        self._fees: dict[str, tuple[Decimal, str]] = {}
         self.messages = 0
         self.sink: BookSink | None = None  # what the running books report to
         self._last_stats: dict[str, BookSyncStats] = {}
@@ -482,13 +480,6 @@ class BacktestConnector(ExchangeConnector):
                 )
         except OrderRejected as exc:
             raise OrderRejectedError(self.venue, str(exc), category=exc.category) from None
-        fills = result.fills
-        if fills:
-            fee = sum(fill.fee_atoms for fill in fills)
-            fee_decimal = self._fee_decimals.get(fee)
-            if fee_decimal is None:
-                fee_decimal = self._remember(self._fee_decimals, fee, from_atoms(fee))
-            self._fees[request.client_order_id] = (fee_decimal, fills[0].fee_asset)
         state = self._state(result.order, engine.instrument)
         self._orders_log.append(
             ExecutedOrder(
@@ -599,7 +590,13 @@ class BacktestConnector(ExchangeConnector):
             price = prices.get(event.price_ticks)
             if price is None:
                 price = self._remember(prices, event.price_ticks, instrument.ticks_to_price(event.price_ticks))
-        fee, asset = self._fees.get(event.client_id or "", self._NO_FEE)
+        fee, asset = _ZERO, None
+        if event.fee_asset:  # the order has fills: the fees they paid so far
+            asset = event.fee_asset
+            known_fee = self._fee_decimals.get(event.fee_atoms)
+            fee = known_fee if known_fee is not None else self._remember(
+                self._fee_decimals, event.fee_atoms, from_atoms(event.fee_atoms)
+            )
         return OrderState(
             symbol=event.symbol, order_id=str(event.order_id), client_order_id=event.client_id, side=event.side,
             type=event.order_type, status=event.status,

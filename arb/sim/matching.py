@@ -143,6 +143,8 @@ class OrderEvent(NamedTuple):
     reduce_only: bool
     created_ns: int
     time_ns: int
+    fee_atoms: int  # the fees of its fills so far (negative: a rebate), in atoms of ``fee_asset``
+    fee_asset: str  # "" before its first fill
 
 
 class BookUpdate(NamedTuple):
@@ -267,7 +269,7 @@ class _Order:
     __slots__ = (
         "order_id", "client_id", "user", "side", "order_type", "tif", "price_ticks", "size_lots", "quote_atoms",
         "filled_lots", "filled_quote_atoms", "status", "reason", "reduce_only", "created_ns",
-        "lock_asset", "lock_per_lot", "locked_atoms",
+        "lock_asset", "lock_per_lot", "locked_atoms", "fee_atoms", "fee_asset",
     )
 
     def __init__(
@@ -292,6 +294,8 @@ class _Order:
         self.lock_asset = ""
         self.lock_per_lot = 0
         self.locked_atoms = 0
+        self.fee_atoms = 0
+        self.fee_asset = ""
 
     @property
     def remaining(self) -> int:
@@ -738,6 +742,8 @@ class MatchingEngine:
             fees[fee_asset] = fees.get(fee_asset, 0) + fee
         filled = order.filled_lots = order.filled_lots + lots
         order.filled_quote_atoms += notional
+        order.fee_atoms += fee
+        order.fee_asset = fee_asset
         if order.quote_atoms and order.order_type is OrderType.MARKET:
             order.size_lots = filled
         order.status = OrderStatus.FILLED if order.size_lots <= filled else OrderStatus.PARTIALLY_FILLED
@@ -970,6 +976,7 @@ class MatchingEngine:
             order.order_id, order.client_id, order.user, self.exchange, self.symbol, order.side, order.order_type,
             order.tif, order.price_ticks, order.size_lots, order.quote_atoms, order.filled_lots,
             order.filled_quote_atoms, order.status, order.reason, order.reduce_only, order.created_ns, now_ns,
+            order.fee_atoms, order.fee_asset,
         ))
 
 

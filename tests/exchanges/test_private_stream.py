@@ -11,6 +11,7 @@ from simvenues import API_KEY, SYMBOL, simulated_venues
 from arb.errors import ArbitrageEngineError
 from arb.exchanges.models import Balance, Fill, OrderRequest, OrderState, OrderStatus, OrderType, TimeInForce
 from arb.secrets import ApiCredentials, Secret
+from arb.sim.matching import Fill as SimFill
 from arb.types import ExchangeName, OrderSide
 
 SPOT_STREAMED = [ExchangeName.GATEIO, ExchangeName.MEXC]
@@ -58,7 +59,7 @@ def test_ioc_order_streams_its_states_and_fills(market: ExchangeName) -> None:
                 assert final.average_price == notional / final.filled_quantity
                 assert len({f.trade_id for f in fills}) == len(fills)
                 # The simulator's record of the same executions, to the last digit.
-                recorded = [e for _, e in sim.venues[market.venue].private_events if hasattr(e, "fee_atoms")]
+                recorded = [e for _, e in sim.venues[market.venue].private_events if isinstance(e, SimFill)]
                 assert len(recorded) == len(fills)
             finally:
                 await connector.close()

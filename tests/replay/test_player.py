@@ -137,7 +137,9 @@ def test_a_corrupted_recording_replays_up_to_the_bad_block(recorded_run, tmp_pat
     path, manager, _, _ = recorded_run
     whole = backtest([path], manager)
     data = bytearray(path.read_bytes())
-    position = len(data) // 2
+    blocks = recording_layout.blocks(bytes(data))[:-1]
+    middle = blocks[len(blocks) // 2]
+    position = middle.end - len(middle.stored) // 2  # inside the middle block's compressed records
     data[position] ^= 0xFF
     bad = tmp_path / "bad.arbrec"
     bad.write_bytes(bytes(data))

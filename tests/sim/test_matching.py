@@ -545,3 +545,18 @@ def test_open_orders_alone_past_the_bound_are_all_kept(monkeypatch: pytest.Monke
         for n in range(20)
     ]
     assert [e.order_id for e in venue.open_orders("alice")] == [o.order_id for o in orders]
+
+
+def test_an_orders_state_carries_the_fees_of_all_its_fills_so_far() -> None:
+    venue = spot_venue()
+    venue.deposit("bob", "BTC", "5")
+    placed = venue.place_order("alice", SYM, BUY, LIMIT, 30_000, 1, price_ticks=10_000, time_in_force=TimeInForce.GTC)
+    assert placed.order.fee_asset == "BTC" and placed.order.fee_atoms == sum(f.fee_atoms for f in placed.fills) > 0
+    venue.drain_events()
+    venue.place_order("bob", SYM, SELL, LIMIT, 5_000, 2, price_ticks=10_000, time_in_force=TimeInForce.IOC)
+    maker_fees = [e.fee_atoms for e in venue.drain_events() if isinstance(e, Fill) and e.order_id == placed.order.order_id]
+    state = venue.get_order("alice", placed.order.order_id)
+    assert state.status is OrderStatus.PARTIALLY_FILLED and state.filled_lots > placed.order.filled_lots
+    assert maker_fees and state.fee_atoms == sum(f.fee_atoms for f in placed.fills) + sum(maker_fees)
+    fresh = venue.place_order("alice", SYM, BUY, LIMIT, 1000, 3, price_ticks=9_000, time_in_force=TimeInForce.GTC)
+    assert (fresh.order.fee_atoms, fresh.order.fee_asset) == (0, "")
