@@ -44,6 +44,10 @@ passes up an opportunity rather than queue one leg behind its budget).
 ``ARB_TICK_EVENTS`` sets the count (default 500, about a minute; ``ARB_TICK_EVENTS=10000`` for
 the issue's event count).
 
+``ARB_TICK_BREAKDOWN=1`` also stamps points along the engine's path of each event and prints
+the p50/p90 of the steps between them (``_Breakdown``); its wrappers add a little to every
+stamped call, so use a separate run for the tick-to-order figure itself.
+
 Baseline (``test_tick_to_order_floor``, same group): the transport alone, on the same cores
 and priorities. A venue process writes a small frame on a loopback TCP connection and the
 engine's process, on the engine's event loop, answers it at once from the protocol's
@@ -337,6 +341,105 @@ def _finish(
     return pushed, received
 
 
+class _Breakdown:
+    """Stamps, on the shared monotonic clock, where each event is along the engine's path.
+
+    Each point is the first time its call runs in the event: the socket read that brought the
+    frame (``BookSync.on_message``'s ``recv_ns``), the scan that found the opportunity, the trade
+    loop taking it, the risk check done, planning, the intents' journal commit, and each venue's
+    order going out (Gate.io's websocket ``send_text``, MEXC's ``Http1Pool.request``, a few
+    microseconds before its write). With the simulator's push and receipt stamps they give the
+    steps from push to the later order's receipt.
+    """
+
+    STEPS = (
+        "push", "receive", "found", "trade loop", "risk checked", "plan start", "planned", "intents start",
+        "intents committed", "first send", "second send", "last receipt",
+    )
+
+    def __init__(self) -> None:
+        self.stamps: dict[str, int] = {}
+        self.events: list[dict[str, int]] = []
+        self._recv_ns = 0
+
+    def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        from arb.exchanges.book_sync import BookSync
+        from arb.exchanges.http1 import Http1Pool
+        from arb.exchanges.ws import WsSession
+        from arb.execution import TwoLegExecutor
+        from arb.journal import Journal
+        from arb.pipeline import ScannerPipeline
+        from arb.risk import RiskManager
+
+        on_message, handle_scan = BookSync.on_message, ScannerPipeline.handle_scan
+
+        def receiving(sync: Any, payload: Any, is_binary: bool, last_in_buffer: bool, recv_ns: int) -> None:
+            self._recv_ns = recv_ns
+            on_message(sync, payload, is_binary, last_in_buffer, recv_ns)
+
+        def scanning(pipeline: Any, *args: Any) -> Any:
+            found = handle_scan(pipeline, *args)
+            if found is not None and "found" not in self.stamps:
+                self.stamps["receive"] = self._recv_ns
+                self._mark("found")
+            return found
+
+        monkeypatch.setattr(BookSync, "on_message", receiving)
+        monkeypatch.setattr(ScannerPipeline, "handle_scan", scanning)
+        self._around(monkeypatch, ArbitrageController, "process", "trade loop", None, awaited=True)
+        self._around(monkeypatch, RiskManager, "validate_opportunity_risk", None, "risk checked")
+        self._around(monkeypatch, TwoLegExecutor, "plan", "plan start", "planned")
+        self._around(monkeypatch, Journal, "record_intents", "intents start", "intents committed")
+        self._around(monkeypatch, WsSession, "send_text", "send gateio", None)
+        self._around(monkeypatch, Http1Pool, "request", "send mexc", None, awaited=True)
+
+    def _mark(self, point: str) -> None:
+        if point not in self.stamps:
+            self.stamps[point] = time.monotonic_ns()
+
+    def _around(
+        self, monkeypatch: pytest.MonkeyPatch, owner: type, name: str, before: str | None, after: str | None,
+        awaited: bool = False,
+    ) -> None:
+        function, mark = getattr(owner, name), self._mark
+
+        if awaited:
+            async def stamped_async(*args: Any, **kwargs: Any) -> Any:
+                if before is not None:
+                    mark(before)
+                return await function(*args, **kwargs)
+
+            monkeypatch.setattr(owner, name, stamped_async)
+            return
+
+        def stamped(*args: Any, **kwargs: Any) -> Any:
+            if before is not None:
+                mark(before)
+            result = function(*args, **kwargs)
+            if after is not None:
+                mark(after)
+            return result
+
+        monkeypatch.setattr(owner, name, stamped)
+
+    def start(self) -> None:
+        self.stamps = {}
+
+    def finish(self, pushed: int, receipts: list[int]) -> None:
+        stamps = self.stamps
+        sends = sorted(v for k, v in stamps.items() if k.startswith("send "))
+        if len(sends) == 2 and all(step in stamps for step in self.STEPS[1:9]):
+            self.events.append({**stamps, "push": pushed, "first send": sends[0], "second send": sends[1],
+                                "last receipt": max(receipts)})
+
+    def report(self) -> str:
+        lines = [f"  breakdown over {len(self.events)} events (p50 / p90 of each step):"]
+        for start, end in zip(self.STEPS, self.STEPS[1:]):
+            steps = [event[end] - event[start] for event in self.events]
+            lines.append(f"    {start:>17} -> {end:<17} {_us(_percentile(steps, 50))} {_us(_percentile(steps, 90))}")
+        return "\n".join(lines)
+
+
 class TickToOrder:
     """Runs ``events`` dislocations through a dry-run controller; collects per-event latencies."""
 
@@ -349,6 +452,7 @@ class TickToOrder:
         self.tick_to_order_ns: list[int] = []
         self.stages: dict[str, tuple[int, int, int]] = {}
         self.completed = 0
+        self.breakdown: _Breakdown | None = None
 
     async def run(self, sim: _Simulator) -> None:
         controller = ArbitrageController(self.manager, sim_endpoints=sim.endpoints)
@@ -362,6 +466,8 @@ class TickToOrder:
             for n in range(WARMUP):
                 await self._event(controller, sim, n)
             self.tick_to_order_ns.clear()
+            if self.breakdown is not None:
+                self.breakdown.events.clear()
             controller.monitor.reset()
             for n in range(WARMUP, WARMUP + self.events):
                 await self._event(controller, sim, n)
@@ -387,6 +493,8 @@ class TickToOrder:
         before = len(controller.results)
         # Not waited for: the engine's loop stays free for the frame the maker order pushes.
         maker = sim.venues[_maker_market(n).venue]
+        if self.breakdown is not None:
+            self.breakdown.start()
         maker.send("event", n)
         deadline = time.monotonic() + 1.0  # by the clock: uvloop rounds sub-ms sleeps down to 0
         while len(controller.results) <= before:
@@ -411,9 +519,11 @@ class TickToOrder:
             push, seen = venue.recv()
             pushed = push if push is not None else pushed
             received.update(seen)
-        stamps = [received.get(cid) for _, cid in legs]
-        if pushed is not None and len(stamps) == 2 and all(r is not None for r in stamps):
-            self.tick_to_order_ns.append(max(r for r in stamps if r is not None) - pushed)
+        stamps = [r for r in (received.get(cid) for _, cid in legs) if r is not None]
+        if pushed is not None and len(stamps) == 2:
+            self.tick_to_order_ns.append(max(stamps) - pushed)
+            if self.breakdown is not None:
+                self.breakdown.finish(pushed, stamps)
 
 
 def _report(run: TickToOrder) -> str:
@@ -423,6 +533,8 @@ def _report(run: TickToOrder) -> str:
                  f"mean {_us(statistics.fmean(values))}")
     for stage, (count, p50, p99) in run.stages.items():
         lines.append(f"  stage {stage:<10} n={count:<6} p50 {_us(p50)}  p99 {_us(p99)}")
+    if run.breakdown is not None:
+        lines.append(run.breakdown.report())
     return "\n".join(lines)
 
 
@@ -434,9 +546,14 @@ def loop() -> Iterator[asyncio.AbstractEventLoop]:
 
 
 @pytest.mark.benchmark(group="tick-to-order")
-def test_tick_to_order_engine(benchmark: Any, tmp_path: Path, loop: asyncio.AbstractEventLoop) -> None:
+def test_tick_to_order_engine(
+    benchmark: Any, tmp_path: Path, loop: asyncio.AbstractEventLoop, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Engine: frame -> book -> scan -> risk -> journal -> both IOC orders received by the simulator."""
     run = TickToOrder(tmp_path, EVENTS)
+    if os.environ.get("ARB_TICK_BREAKDOWN") == "1":
+        run.breakdown = _Breakdown()
+        run.breakdown.install(monkeypatch)
     sim = _Simulator(run.manager.config)  # forked before the engine's loop runs
     core = _core("engine")
     affinity = os.sched_getaffinity(0) if core is not None else None
@@ -457,6 +574,8 @@ def test_tick_to_order_engine(benchmark: Any, tmp_path: Path, loop: asyncio.Abst
     )
     assert len(run.tick_to_order_ns) >= EVENTS * 0.99
     assert run.completed >= EVENTS * 0.99
+    if run.breakdown is not None:
+        assert len(run.breakdown.events) >= EVENTS * 0.9
 
 
 # --- the transport floor ----------------------------------------------------------------------
