@@ -75,6 +75,7 @@ BLOCK_MAGIC = b"ARBB"
 END_MAGIC = b"ARBE"
 BLOCK_RAW_BYTES = 4 << 20  # a block closes once its records hold this many bytes
 MAX_BLOCK_BYTES = 64 << 20  # readers refuse larger blocks as damage
+MAX_SYMBOL_BYTES = 64  # a longer (or non-ASCII) venue symbol is not one: the record is kept unnamed
 
 MARKET_CODES: Mapping[ExchangeName, int] = {
     ExchangeName.MEXC: 1,
@@ -362,6 +363,10 @@ class Recorder:
         for recv_ns, code, kind, symbol, payload in items:
             if symbol is None:
                 symbol = symbolizers.get(code, _no_symbol)(payload) if kind <= _WS_BINARY else b""
+            if len(symbol) > MAX_SYMBOL_BYTES or not symbol.isascii():
+                # What a malformed frame names (readers take ASCII symbols only): the frame is
+                # recorded all the same, without a symbol, so it replays as it arrived.
+                symbol = b""
             if kind == _REST_RESPONSE:
                 responses += 1
             elif symbol:

@@ -13,6 +13,7 @@ from arb.config import ConfigurationManager
 from arb.doctor import public_connector
 from arb.exchanges.base import MarketDataDialect
 from arb.exchanges.factory import ExchangeFactory
+from arb.exchanges.gateio.market_data import GateioSpotMarketData
 from arb.replay import Record, RecordingReader, RecordKind, read_records, recording_files
 from arb.replay.recorder import FILE_HEADER, MARKET_CODES, Recorder, record_markets
 from arb.sim.cluster import SimCluster, SimConfig
@@ -251,6 +252,28 @@ def test_rotation_by_size_writes_parts_that_read_back_in_order(tmp_path: Path) -
     more = _write_sample(base, blocks=2, per_block=3, rotate_bytes=1_500)  # a second recording never overwrites
     assert len(recording_files(base)) > len(parts)
     assert len(list(read_records(base))) == len(written) + len(more)
+
+
+def test_a_frame_naming_no_readable_symbol_is_recorded_unnamed_and_the_file_stays_readable(tmp_path: Path) -> None:
+    path = tmp_path / "odd.arbrec"
+    recorder = Recorder(path)
+    seen: list[bytes] = []
+    tap = recorder.wrap_messages(ExchangeName.GATEIO, GateioSpotMarketData(), lambda m, b, last, ns: seen.append(bytes(m)))
+
+    def update(symbol: bytes) -> bytes:
+        return (b'{"time":1,"channel":"spot.order_book_update","event":"update","result":{"t":1,"E":1,"s":"'
+                + symbol + b'","U":1,"u":2,"b":[],"a":[]}}')
+
+    frames = [update(b"BTC_USDT"), update("BTC\u00e9_USDT".encode()), update(b"A" * 70_000), update(b"ETH_USDT")]
+    for n, frame in enumerate(frames):
+        tap(memoryview(frame), False, True, 10 + n)
+    stats = recorder.close()
+    assert stats.error is None and stats.records == 4 and seen == frames
+    records, reader = _read(path)
+    assert reader.damage is None
+    assert [(r.venue_symbol, r.payload) for r in records] == [
+        ("BTC_USDT", frames[0]), ("", frames[1]), ("", frames[2]), ("ETH_USDT", frames[3])
+    ]
 
 
 def test_existing_file_is_never_overwritten(tmp_path: Path) -> None:
