@@ -414,9 +414,10 @@ def _summary(data: bytes, offset: int) -> BlockSummary:
             raise _Damage(offset, "block summary cut inside its symbols")
         code, length = SUMMARY_SYMBOL.unpack_from(data, at)
         at += SUMMARY_SYMBOL.size
-        if code not in _MARKETS or at + length > len(data):
-            raise _Damage(offset, f"block summary unreadable (market code {code}, symbol length {length})")
-        symbols.append((code, data[at : at + length]))
+        symbol = data[at : at + length]
+        if code not in _MARKETS or len(symbol) < length or not symbol.isascii():
+            raise _Damage(offset, f"block summary unreadable (market code {code}, symbol {symbol[:80]!r})")
+        symbols.append((code, symbol))
         at += length
     if at != len(data):
         raise _Damage(offset, f"block summary: {len(data) - at} bytes after its {count} symbols")

@@ -15,7 +15,9 @@ from arb.exchanges.base import MarketDataDialect
 from arb.exchanges.factory import ExchangeFactory
 from arb.exchanges.gateio.market_data import GateioSpotMarketData
 from arb.replay import Record, RecordingReader, RecordKind, read_records, recording_files
-from arb.replay.recorder import FILE_HEADER, MARKET_CODES, Recorder, record_markets
+from arb.replay.recorder import (
+    FILE_HEADER, MARKET_CODES, SUMMARY_HEAD, SUMMARY_SYMBOL, Recorder, block_header, record_markets
+)
 from arb.sim.cluster import SimCluster, SimConfig
 from arb.sim.market import read_recording
 from arb.types import ExchangeName
@@ -274,6 +276,22 @@ def test_a_frame_naming_no_readable_symbol_is_recorded_unnamed_and_the_file_stay
     assert [(r.venue_symbol, r.payload) for r in records] == [
         ("BTC_USDT", frames[0]), ("", frames[1]), ("", frames[2]), ("ETH_USDT", frames[3])
     ]
+
+
+@pytest.mark.parametrize("symbol", [b"BTC\xc3\xa9", b"BTC"], ids=["non-ascii", "cut"])
+def test_a_summary_that_does_not_hold_a_readable_symbol_is_damage(tmp_path: Path, symbol: bytes) -> None:
+    path = tmp_path / "sample.arbrec"
+    _write_sample(path, blocks=3, per_block=2)
+    data = path.read_bytes()
+    block = recording_layout.blocks(data)[1]
+    # A summary with a CRC that matches, naming a symbol no reader takes (or longer than it holds).
+    bad_summary = SUMMARY_HEAD.pack(1, 0, 1) + SUMMARY_SYMBOL.pack(MARKET_CODES[ExchangeName.GATEIO], 5) + symbol
+    header = block_header(block.magic, block.stored, block.raw_len, block.records, bad_summary)
+    path.write_bytes(data[: block.offset] + header + bad_summary + block.stored + data[block.end :])
+    reader = RecordingReader([path])
+    surveyed = list(reader.surveyed_blocks(lambda summary: False))
+    assert len(surveyed) == 1 and reader.damage is not None
+    assert reader.damage.offset == block.offset and "block summary unreadable" in reader.damage.reason
 
 
 def test_existing_file_is_never_overwritten(tmp_path: Path) -> None:
