@@ -467,8 +467,8 @@ class BacktestConnector(ExchangeConnector):
                 reach = {} if replayed is None else _reachable_levels(
                     replayed[0], ASK if request.side is OrderSide.BUY else BID, replayed[1], price_ticks
                 )
-                result = self.venue_sim.take_order(
-                    USER, request.symbol, request.side, size_lots, price_ticks, reach, now,
+                result = engine.take(
+                    USER, request.side, size_lots, price_ticks, reach, now,
                     time_in_force=request.time_in_force, client_id=request.client_order_id,
                 )
             else:

@@ -1091,25 +1091,6 @@ class SimExchange:
             quote_amount_atoms=quote_atoms, client_id=client_id, reduce_only=reduce_only, max_fill_lots=max_fill_lots,
         )
 
-    def take_order(
-        self,
-        user: str,
-        symbol: str,
-        side: OrderSide,
-        size_lots: int,
-        price_ticks: int,
-        levels: Mapping[int, int],
-        now_ns: int,
-        *,
-        time_in_force: TimeInForce = TimeInForce.IOC,
-        client_id: str | None = None,
-    ) -> PlaceResult:
-        """An immediate limit order filled against ``levels`` instead of the book (``MatchingEngine.take``)."""
-        engine = self.engines.get(symbol) or self.engine(symbol)
-        return engine.take(
-            user, side, size_lots, price_ticks, levels, now_ns, time_in_force=time_in_force, client_id=client_id
-        )
-
     def cancel_order(
         self, user: str, symbol: str, now_ns: int, *, order_id: int | None = None, client_id: str | None = None
     ) -> tuple[OrderEvent, BookUpdate | None]:

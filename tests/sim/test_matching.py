@@ -426,8 +426,8 @@ def test_an_immediate_order_taking_its_reach_fills_as_after_mirroring_the_whole_
                 if venue is reach and tif is not TimeInForce.GTC and not resting:
                     taker, levels = (ASK, asks) if side is BUY else (BID, bids)
                     results.append(
-                        venue.take_order("alice", symbol, side, size, limit, _within(levels, taker, limit), step,
-                                         time_in_force=tif, client_id=client_id)
+                        venue.engine(symbol).take("alice", side, size, limit, _within(levels, taker, limit), step,
+                                                  time_in_force=tif, client_id=client_id)
                     )
                 else:
                     venue.engine(symbol).set_market_levels(bids, asks, step)
@@ -468,7 +468,7 @@ def test_take_refuses_what_is_not_an_immediate_orders_liquidity() -> None:
     # Rejected as place would, before anything changes.
     rejected(ErrorCategory.MIN_NOTIONAL, engine.take, "alice", BUY, 50, 10_000, {10_000: 500}, 2)
     rejected(ErrorCategory.INSUFFICIENT_BALANCE, engine.take, "alice", BUY, 9_000_000, 10_000, {10_000: 9_000_000}, 2)
-    taken = venue.take_order("alice", SYM, BUY, 15_000, 10_001, {10_000: 10_000, 10_001: 2_000}, 3, client_id="x")
+    taken = engine.take("alice", BUY, 15_000, 10_001, {10_000: 10_000, 10_001: 2_000}, 3, client_id="x")
     assert [(f.price_ticks, f.size_lots) for f in taken.fills] == [(10_000, 10_000), (10_001, 2_000)]
     assert taken.order.status is OrderStatus.EXPIRED and taken.order.reason == "ioc" and taken.book_update is None
     assert venue.get_order("alice", taken.order.order_id) == venue.get_order_by_client_id("alice", SYM, "x")
