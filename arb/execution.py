@@ -26,7 +26,7 @@ from arb_core.fsm import StateMachine
 
 from .errors import OrderExecutionError
 from .exchanges.base import PrivateExchange
-from .exchanges.models import OrderRequest, OrderType, TimeInForce
+from .exchanges.models import OrderRequest
 from .instruments import Instrument, InstrumentCatalog
 from .monitor import Stage
 from .orders import (
@@ -41,6 +41,7 @@ from .orders import (
     Sleep,
     catalog_instrument,
     client_order_id,
+    ioc_order,
     round_price,
 )
 from .recovery import RecoveryManager, RecoveryOutcome, Residual
@@ -263,15 +264,7 @@ def _leg(
             f"{_where(opportunity)}: {leg} {size} on {instrument.exchange.value} is below min_size "
             f"{instrument.min_size} or min_notional {instrument.min_notional}"
         )
-    request = OrderRequest(
-        symbol=instrument.symbol,
-        side=side,
-        type=OrderType.LIMIT,
-        quantity=size,
-        price=limit,
-        time_in_force=TimeInForce.IOC,
-        client_order_id=client_order_id(opportunity.opportunity_id, leg[0]),
-    )
+    request = ioc_order(instrument, side, size, limit, client_order_id(opportunity.opportunity_id, leg[0]))
     return LegPlan(leg=leg, instrument=instrument, request=request)
 
 

@@ -23,7 +23,7 @@ import msgspec
 from .errors import ExchangeError, OrderRejectedError, RateLimitError
 from .exchanges.base import PrivateExchange
 from .exchanges.errors import ErrorCategory
-from .exchanges.models import Fill, OrderRequest, OrderRequestError, OrderState, TimeInForce
+from .exchanges.models import Fill, OrderRequest, OrderRequestError, OrderState, OrderType, TimeInForce
 from .instruments import Instrument, InstrumentCatalog, split_symbol, unified_symbol
 from .types import ExchangeName, ExecutionLeg, OrderSide
 
@@ -72,6 +72,21 @@ def client_order_id(opportunity_id: str, tag: str) -> str:
     if not tag or len(tag) > CLIENT_ID_TAG_MAX_LEN or not _CLIENT_ID_CHARS.fullmatch(tag):
         raise ValueError(f"client id tag {tag!r}: expected 1..{CLIENT_ID_TAG_MAX_LEN} characters of [A-Za-z0-9_-]")
     return f"{_client_id_base(opportunity_id)}-{tag}"
+
+
+def ioc_order(
+    instrument: Instrument, side: OrderSide, quantity: Decimal, price: Decimal, client_id: str
+) -> OrderRequest:
+    """An IOC limit order on ``instrument``: how legs, hedges and unwinds are all sent."""
+    return OrderRequest(
+        symbol=instrument.symbol,
+        side=side,
+        type=OrderType.LIMIT,
+        quantity=quantity,
+        price=price,
+        time_in_force=TimeInForce.IOC,
+        client_order_id=client_id,
+    )
 
 
 @functools.lru_cache(maxsize=64)  # a function of its argument; each opportunity asks for several legs' ids

@@ -22,7 +22,7 @@ import msgspec
 from .errors import ExchangeError, RecoveryError
 from .exchanges.base import PrivateExchange
 from .exchanges.errors import ErrorCategory
-from .exchanges.models import OrderRequest, OrderState, OrderType, TimeInForce
+from .exchanges.models import OrderState
 from .instruments import Instrument
 from .orders import (
     ZERO,
@@ -34,6 +34,7 @@ from .orders import (
     OrderSettings,
     Sleep,
     client_order_id,
+    ioc_order,
     lots_of_base,
     round_price,
 )
@@ -215,15 +216,8 @@ class RecoveryManager:
                     f"residual {abs(net)} is below the minimum order on every venue that could close it",
                 )
             action, exchange, instrument, quantity, price = choice
-            request = OrderRequest(
-                symbol=instrument.symbol,
-                side=side,
-                type=OrderType.LIMIT,
-                quantity=quantity,
-                price=price,
-                time_in_force=TimeInForce.IOC,
-                client_order_id=client_order_id(opp, f"{action.value[0]}{attempt + 1}"),
-            )
+            cid = client_order_id(opp, f"{action.value[0]}{attempt + 1}")
+            request = ioc_order(instrument, side, quantity, price, cid)
             if attempt:
                 await self.sleep(self.backoff.delay(attempt - 1))
             leg = f"{action.value}-{attempt + 1}"
