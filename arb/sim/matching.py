@@ -104,6 +104,11 @@ def _ceil_div(numerator: int, denominator: int) -> int:
     return -((-numerator) // denominator)
 
 
+def _fee(notional_or_qty: int, rate: tuple[int, int]) -> int:
+    """The fee at ``rate`` (numerator, denominator), rounded up in the venue's favour."""
+    return _ceil_div(notional_or_qty * rate[0], rate[1])
+
+
 class Fill(NamedTuple):
     """One execution of one order; ``fee_atoms`` < 0 is a rebate."""
 
@@ -588,8 +593,7 @@ class MatchingEngine:
                 raise OrderRejected(invalid, f"{where}: size {size_lots} lots must be positive")
             if size_lots < self.min_size_lots:
                 raise OrderRejected(ErrorCategory.MIN_NOTIONAL, f"{where}: size {size_lots} lots below min size {self.min_size_lots}")
-            notional = price_ticks * size_lots * self.quote_atoms_per_tick_lot
-            if order_type is OrderType.LIMIT and notional < self.min_notional_atoms:
+            if order_type is OrderType.LIMIT and self.notional_atoms(price_ticks, size_lots) < self.min_notional_atoms:
                 raise OrderRejected(ErrorCategory.MIN_NOTIONAL, f"{where}: notional below min notional {self.instrument.min_notional}")
         if reduce_only and (not self.is_futures or tif not in (TimeInForce.IOC, TimeInForce.FOK)):
             raise OrderRejected(invalid, f"{where}: reduce-only is accepted on futures IOC/FOK/market orders only")
@@ -645,13 +649,13 @@ class MatchingEngine:
         if self.is_futures:
             contracts = account.position(self.symbol).contracts
             direction = 1 if side is OrderSide.BUY else -1
-            per_tick_lot, leverage, (fee_num, fee_den) = self.quote_atoms_per_tick_lot, self.leverage, self.taker_fee
+            per_tick_lot, leverage, taker_fee = self.quote_atoms_per_tick_lot, self.leverage, self.taker_fee
             need = 0
             for price, lots, _ in plan:
-                # The margin of what opens and the positive taker fee, both rounded up (_ceil_div, _fee).
+                # The margin of what opens and the positive taker fee.
                 closing = min(lots, abs(contracts)) if contracts * direction < 0 else 0
-                fee = -(-price * lots * per_tick_lot * fee_num // fee_den)
-                need += -(-price * (lots - closing) * per_tick_lot // leverage) + (fee if fee > 0 else 0)
+                fee = _fee(price * lots * per_tick_lot, taker_fee)
+                need += _ceil_div(price * (lots - closing) * per_tick_lot, leverage) + (fee if fee > 0 else 0)
                 contracts += direction * lots
             if resting:
                 need += resting * self._futures_lock_per_lot(limit)
@@ -678,11 +682,7 @@ class MatchingEngine:
 
     def _futures_lock_per_lot(self, price_ticks: int) -> int:
         notional = self.notional_atoms(price_ticks, 1)
-        return _ceil_div(notional, self.leverage) + max(0, self._fee(notional, self.maker_fee))
-
-    @staticmethod
-    def _fee(notional_or_qty: int, rate: tuple[int, int]) -> int:
-        return _ceil_div(notional_or_qty * rate[0], rate[1])
+        return _ceil_div(notional, self.leverage) + max(0, _fee(notional, self.maker_fee))
 
     # -- execution -----------------------------------------------------------------------------
 
@@ -733,13 +733,13 @@ class MatchingEngine:
                 paid, got, paid_asset, fee_asset = notional, qty, self.instrument.quote, self.instrument.base
             else:
                 paid, got, paid_asset, fee_asset = qty, notional, self.instrument.base, self.instrument.quote
-            fee = -(-got * rate[0] // rate[1])  # _ceil_div, inlined
-            free, market, fees = account.free, self._ledger.market.free, self._ledger.fees.free
-            free[paid_asset] = free.get(paid_asset, 0) - paid
-            market[paid_asset] = market.get(paid_asset, 0) + paid
-            market[fee_asset] = market.get(fee_asset, 0) - got
-            free[fee_asset] = free.get(fee_asset, 0) + (got - fee)
-            fees[fee_asset] = fees.get(fee_asset, 0) + fee
+            fee = _fee(got, rate)
+            market = self._ledger.market
+            account.add(paid_asset, -paid)
+            market.add(paid_asset, paid)
+            market.add(fee_asset, -got)
+            account.add(fee_asset, got - fee)
+            self._ledger.fees.add(fee_asset, fee)
         filled = order.filled_lots = order.filled_lots + lots
         order.filled_quote_atoms += notional
         order.fee_atoms += fee
@@ -761,8 +761,7 @@ class MatchingEngine:
     def _settle_futures(self, account: Account, side: OrderSide, price: int, lots: int, notional: int, rate: tuple[int, int]) -> int:
         asset = self.settle_asset
         position = account.position(self.symbol)
-        # Account.add inlined on ``free``, in the same order: each cap reads what the step before left.
-        free = account.free
+        free = account.free  # read by the caps: each reads what the step before left
         direction = 1 if side is OrderSide.BUY else -1
         held = position.contracts
         closing = min(lots, abs(held)) if held * direction < 0 else 0
@@ -774,26 +773,25 @@ class MatchingEngine:
             position.cost_atoms -= cost
             position.margin_atoms -= margin
             position.contracts += direction * closing
-            free[asset] = free.get(asset, 0) + margin
+            account.add(asset, margin)
             if pnl < 0:
                 pnl = -min(-pnl, free.get(asset, 0))
-            free[asset] = free.get(asset, 0) + pnl
+            account.add(asset, pnl)
             self._ledger.market.add(asset, -pnl)
             position.realized_pnl_atoms += pnl
         opening = lots - closing
         if opening:
             opened = price * opening * self.quote_atoms_per_tick_lot
-            margin = min(-(-opened // self.leverage), free.get(asset, 0))  # _ceil_div, capped
-            free[asset] = free.get(asset, 0) - margin
+            margin = min(_ceil_div(opened, self.leverage), free.get(asset, 0))
+            account.add(asset, -margin)
             position.margin_atoms += margin
             position.cost_atoms += opened
             position.contracts += direction * opening
-        fee = -(-notional * rate[0] // rate[1])  # _fee
+        fee = _fee(notional, rate)
         if fee > 0:
             fee = min(fee, free.get(asset, 0))
-        free[asset] = free.get(asset, 0) - fee
-        fees = self._ledger.fees.free
-        fees[asset] = fees.get(asset, 0) + fee
+        account.add(asset, -fee)
+        self._ledger.fees.add(asset, fee)
         return fee
 
     def _rest(self, order: _Order, account: Account, changes: dict[tuple[int, int], int]) -> None:
