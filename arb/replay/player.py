@@ -338,6 +338,7 @@ class BacktestConnector(ExchangeConnector):
 
     binding: ClassVar[Any]
     _KNOWN_DECIMALS: ClassVar[int] = 4096  # Decimals kept per kind (and symbol) before starting over
+
     def __init__(
         self, catalog: InstrumentCatalog, clock: VirtualClock, latency_ns: int, deposits: Mapping[str, Decimal],
         orders: list[ExecutedOrder],
@@ -641,7 +642,7 @@ def _reachable_levels(
 ) -> dict[int, int]:
     """The levels of ``side`` up to ``through_ticks`` (order grid), as ``_order_levels`` gives them
     for the whole side: the book's best levels are read until one lies beyond the limit."""
-    price_num, price_den, size_num, size_den = ratios
+    price_num, price_den = ratios[0], ratios[1]
     # The limit in book ticks: an ask converts (rounded up) to at most ``through_ticks`` exactly
     # when its book price is at most this, a bid (rounded down) to at least it when at least this.
     # Prices only worsen away from the best, so the levels within are a prefix of the side.
@@ -664,13 +665,6 @@ def _reachable_levels(
         within = len(levels)
         while within and levels[within - 1][0] < limit:
             within -= 1
-    if within == 1:
-        # The usual reach, the best level alone, converted as _order_levels would (book levels
-        # have positive prices and sizes; one level merges with nothing).
-        price, size = levels[0]
-        ticks = -(-price * price_num // price_den) if side == ASK else price * price_num // price_den
-        size *= size_num
-        return {ticks: size // size_den} if ticks > 0 and size >= size_den else {}
     return _order_levels(levels if within == len(levels) else levels[:within], side, ratios)
 
 
