@@ -480,7 +480,6 @@ class Journal:
             intent_id = self._append_state(kind, exchange, client_order_id, state)
             for fill in fills:
                 if self._insert_fill(intent_id, exchange, fill, "venue"):
-                    self._add_filled(intent_id, fill.quantity)
                     self._close_if_complete(intent_id)
 
     def record_reject(self, exchange: ExchangeName, client_order_id: str, reason: str) -> None:
@@ -505,7 +504,6 @@ class Journal:
             intent_id = self._find_intent(exchange, client_order_id or fill.client_order_id, fill.order_id)
             added = self._insert_fill(intent_id, exchange, fill, "venue")
             if added and intent_id is not None:
-                self._add_filled(intent_id, fill.quantity)
                 self._close_if_complete(intent_id)
         if added and intent_id is None:
             log.warning(
@@ -674,9 +672,7 @@ class Journal:
                 return
             gap = state.filled_quantity - intent.filled_quantity
             if gap > ZERO:
-                gap_fill = self._gap_fill(intent, state, gap)
-                if self._insert_fill(intent.intent_id, intent.exchange, gap_fill, "reconcile"):
-                    self._add_filled(intent.intent_id, gap)
+                self._insert_fill(intent.intent_id, intent.exchange, self._gap_fill(intent, state, gap), "reconcile")
                 summary.fills_added += 1
             self._append(
                 intent.intent_id, "reconciled", state.status.value, state.order_id, state.filled_quantity, False,
@@ -816,7 +812,8 @@ class Journal:
         return sum((Decimal(q) for (q,) in rows), ZERO)
 
     def _insert_fill(self, intent_id: int | None, exchange: ExchangeName, fill: Fill, source: str) -> bool:
-        """Insert the fill unless its trade id is journaled; whether it was (the caller updates the index)."""
+        """Insert the fill unless its trade id is journaled, counting it in its intent's index entry;
+        whether it was inserted."""
         cursor = self._write(
             _INSERT_FILL,
             (
@@ -837,12 +834,13 @@ class Journal:
                 self._now_ms(),
             ),
         )
-        return cursor.rowcount == 1
-
-    def _add_filled(self, intent_id: int, quantity: Decimal) -> None:
-        entry = self._working(intent_id)
-        if entry is not None:
-            entry.filled += quantity
+        if cursor.rowcount != 1:
+            return False
+        if intent_id is not None:
+            entry = self._working(intent_id)
+            if entry is not None:
+                entry.filled += fill.quantity
+        return True
 
     def _intent_id(self, exchange: ExchangeName, client_order_id: str) -> int:
         entry = self._open.get((exchange.value, client_order_id))
