@@ -34,7 +34,6 @@ from .types import ExchangeName
 log = logging.getLogger(__name__)
 
 ZERO = Decimal(0)
-_NONE_HELD: Mapping[str, Balance] = {}
 
 
 class BalanceSource(Protocol):
@@ -210,25 +209,17 @@ class BalanceMonitor:
         if pipeline is None:
             return
         markets = None if exchanges is None else set(exchanges)
-        balances = self._balances
         for plan in pipeline.plans.values():
             for leg in plan.legs:
                 exchange = leg.exchange
                 if markets is not None and exchange not in markets:
                     continue
-                instrument = leg.instrument
-                held = balances.get(exchange, _NONE_HELD)
-                book = leg.book
+                instrument, book = leg.instrument, leg.book
                 buy = ZERO
                 if book.ask_count:
-                    quote = held.get(instrument.quote)
-                    if quote is not None:
-                        buy = quote.free / (leg.book_price(book.best_ask_price()) * (1 + instrument.taker_fee))
-                if leg.is_futures:
-                    sell = buy
-                else:
-                    base = held.get(instrument.base)
-                    sell = base.free if base is not None else ZERO
+                    quote = self.free(exchange, instrument.quote)
+                    buy = quote / (leg.book_price(book.best_ask_price()) * (1 + instrument.taker_fee))
+                sell = buy if leg.is_futures else self.free(exchange, instrument.base)
                 pipeline.set_leg_limits(plan.symbol_id, leg.leg_id, buy, sell)
 
     def check_skew(self) -> list[SkewAlert]:
