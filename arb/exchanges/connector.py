@@ -636,7 +636,8 @@ class ExchangeConnector:
 
         None when only ``place_order`` can send it: trading or its order transport is not
         started yet, writes do not use a kept-alive connection, or the venue cannot express
-        the request (``place_order`` raises the error).
+        the request (``OrderRequestError``: ``place_order`` raises it again). Raises, as
+        ``place_order`` does before sending, for an unknown instrument or a market without trading.
         """
         trading, catalog = self._trading, self._catalog
         if trading is None or catalog is None or self._trading_catalog is not catalog:
