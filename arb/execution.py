@@ -16,7 +16,7 @@ import logging
 import math
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Mapping
+from collections.abc import Mapping
 from decimal import ROUND_FLOOR, Decimal
 from typing import Protocol
 
@@ -25,8 +25,8 @@ import msgspec
 from arb_core.fsm import StateMachine
 
 from .errors import OrderExecutionError
-from .exchanges.base import PreparedOrder, PrivateExchange
-from .exchanges.models import OrderRequest, OrderState
+from .exchanges.base import PrivateExchange
+from .exchanges.models import OrderRequest
 from .instruments import Instrument, InstrumentCatalog
 from .monitor import Stage
 from .orders import (
@@ -126,14 +126,10 @@ class TwoLegExecutor:
         opp_id = opportunity.opportunity_id
         fsm = StateMachine(int(ArbitrageState.OPPORTUNITY_FOUND), now_ns=start)
         self._move(fsm, ArbitrageState.EXECUTING)
-        orders = self.orders
         try:
             buy_plan, sell_plan = self.plan(opportunity)
-            # Encoded and signed before the intents' commit, so that after it each leg is one write.
-            buy_ready = orders.prepare(buy_plan.instrument.exchange, buy_plan.request)
-            sell_ready = orders.prepare(sell_plan.instrument.exchange, sell_plan.request)
             # Both intents in one transaction: durable together before either order is sent.
-            orders.intend_all(
+            self.orders.intend_all(
                 opp_id, [(plan.leg, plan.instrument.exchange, plan.request) for plan in (buy_plan, sell_plan)]
             )
         except asyncio.CancelledError:
@@ -143,16 +139,15 @@ class TwoLegExecutor:
             self._move(fsm, ArbitrageState.FAILED)
             return self._result(opportunity, fsm, start, (), ZERO, f"not executed: {exc}")
         sent = self.clock()
-        # Both prepared legs are written here, back to back; a leg that could not be prepared or
-        # written without waiting is placed by its own run. The buy leg's run stays in this task;
-        # the sell leg's task starts as soon as the buy leg waits for its answer.
-        buy_sent, sell_sent = _send(buy_ready), _send(sell_ready)
+        # The buy leg runs in this task, so it goes out without waiting for a task to be
+        # scheduled; the sell leg's task is created first and starts as soon as the buy
+        # leg waits for its answer (in the next loop step).
         sell_task = asyncio.ensure_future(
-            orders.run(sell_plan.instrument.exchange, sell_plan.instrument, sell_plan.request, sell_plan.leg, sell_sent)
+            self.orders.run(sell_plan.instrument.exchange, sell_plan.instrument, sell_plan.request, sell_plan.leg)
         )
         try:
-            buy = await orders.run(
-                buy_plan.instrument.exchange, buy_plan.instrument, buy_plan.request, buy_plan.leg, buy_sent
+            buy = await self.orders.run(
+                buy_plan.instrument.exchange, buy_plan.instrument, buy_plan.request, buy_plan.leg
             )
         except asyncio.CancelledError:
             # Cancelled with us, as ``gather`` would do, and awaited so it cannot outlive us.
@@ -237,21 +232,6 @@ class TwoLegExecutor:
             legs=tuple([o.to_leg() for o in orders]),
             error=error,
         )
-
-
-def _send(prepared: PreparedOrder | None) -> Awaitable[OrderState] | None:
-    """Write a prepared order now; a failure to write is raised when its outcome is awaited, where
-    ``OrderRunner.run`` resolves it as any failure after sending (the order may exist)."""
-    if prepared is None:
-        return None
-    try:
-        return prepared.send()
-    except Exception as exc:
-        return _raise(exc)
-
-
-async def _raise(exc: Exception) -> OrderState:
-    raise exc
 
 
 def _realized(orders: list[OrderOutcome] | tuple[OrderOutcome, ...]) -> Decimal:

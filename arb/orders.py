@@ -21,7 +21,7 @@ from typing import Any, Literal, Protocol
 import msgspec
 
 from .errors import ExchangeError, OrderRejectedError, RateLimitError
-from .exchanges.base import PreparedOrder, PreparesOrders, PrivateExchange
+from .exchanges.base import PrivateExchange
 from .exchanges.errors import ErrorCategory
 from .exchanges.models import Fill, OrderRequest, OrderRequestError, OrderState, OrderType, TimeInForce
 from .instruments import Instrument, InstrumentCatalog, split_symbol, unified_symbol
@@ -348,7 +348,6 @@ class OrderRunner:
         self.settings = settings
         self.clock = clock
         self.sleep = sleep
-        self._preparers: dict[ExchangeName, PreparesOrders | None] = {}
 
     def exchange(self, name: ExchangeName) -> PrivateExchange:
         """The connector of market ``name``."""
@@ -356,16 +355,6 @@ class OrderRunner:
             return self.exchanges[name]
         except KeyError:
             raise ExchangeError(name.value, "no connector configured for this market") from None
-
-    def prepare(self, exchange: ExchangeName, request: OrderRequest) -> PreparedOrder | None:
-        """``request`` encoded ahead for market ``exchange`` (``PreparesOrders``); None when its
-        connector has no such path or cannot use it now (``run`` then places the order itself)."""
-        preparers = self._preparers
-        if exchange not in preparers:  # a runtime protocol check costs microseconds: once per market
-            venue = self.exchanges.get(exchange)
-            preparers[exchange] = venue if isinstance(venue, PreparesOrders) else None
-        preparer = preparers[exchange]
-        return None if preparer is None else preparer.prepare_order(request)
 
     def intend(self, opportunity_id: str, leg: str, exchange: ExchangeName, request: OrderRequest) -> None:
         """Journal the intent to send ``request``; must precede ``run``. Raises if the journal refuses."""
@@ -378,23 +367,16 @@ class OrderRunner:
             self.journal.record_intents(opportunity_id, orders)
 
     async def run(
-        self, exchange: ExchangeName, instrument: Instrument, request: OrderRequest, leg: str,
-        sent: Awaitable[OrderState] | None = None,
+        self, exchange: ExchangeName, instrument: Instrument, request: OrderRequest, leg: str
     ) -> OrderOutcome:
-        """Send ``request`` (its intent already journaled) and return its final outcome; raises only on cancellation.
-
-        ``sent``: the outcome of ``request`` already written (``PreparedOrder.send``), awaited
-        instead of placing it; a retry after a 429 places it again.
-        """
+        """Send ``request`` (its intent already journaled) and return its final outcome; raises only on cancellation."""
         venue = self.exchange(exchange)
         cid = request.client_order_id
         deadline_ns = self.clock() + int(self.settings.rate_limit_deadline_s * 1e9)
         waits = 0
         while True:
             try:
-                placing = venue.place_order(request) if sent is None else sent
-                sent = None
-                state = await placing
+                state = await venue.place_order(request)
             except asyncio.CancelledError:
                 raise
             except RateLimitError as exc:

@@ -6,7 +6,6 @@ import asyncio
 import math
 import re
 import tempfile
-from collections.abc import Awaitable
 from decimal import ROUND_CEILING, ROUND_FLOOR, localcontext
 from decimal import Decimal as D
 from pathlib import Path
@@ -20,7 +19,7 @@ from simvenues import SPOT, simulated_venues
 
 from arb.errors import OrderExecutionError
 from arb.exchanges.errors import ErrorCategory
-from arb.exchanges.models import OrderRequest, OrderState, TimeInForce
+from arb.exchanges.models import TimeInForce
 from arb.execution import TwoLegExecutor
 from arb.instruments import Instrument, InstrumentCatalog, InstrumentError
 from arb.journal import Journal
@@ -489,105 +488,3 @@ def test_plan_takes_the_decimal_routes_sizes(buy: tuple[D, int, D], sell: tuple[
         assert expected == (type(exc), str(exc))
         return
     assert [(str(p.request.quantity), str(p.request.price), p.request.client_order_id) for p in legs] == expected
-
-
-class PreparingExchange(FakeExchange):
-    """A scripted market that also prepares orders (``PreparesOrders``); ``writes`` logs each
-    prepared write as (client id, whether its intent was journaled then, answers awaited so far).
-
-    ``write``: "ok" sends, "busy" cannot send now (None), "raise" fails after the venue got it.
-    """
-
-    def __init__(self, instrument: Instrument, script: tuple[Step, ...] = (), *, write: str = "ok") -> None:
-        super().__init__(instrument, script)
-        self.write = write
-        self.journal: Journal | None = None
-        self.writes: list[tuple[str, bool, int]] = []
-        self.answers = 0  # place_order bodies run so far, on this market
-        self.log: list[str] | None = None  # shared with the other market: "write <cid>" / "answer <cid>"
-
-    async def place_order(self, request: OrderRequest) -> OrderState:
-        self.answers += 1
-        if self.log is not None:
-            self.log.append(f"answer {request.client_order_id}")
-        return await super().place_order(request)
-
-    def prepare_order(self, request: OrderRequest) -> PreparedFake:
-        return PreparedFake(self, request)
-
-
-class PreparedFake:
-    def __init__(self, venue: PreparingExchange, request: OrderRequest) -> None:
-        self.venue, self.request = venue, request
-
-    def send(self) -> Awaitable[OrderState] | None:
-        venue, cid = self.venue, self.request.client_order_id
-        if venue.write == "busy":
-            return None
-        journaled = venue.journal is not None and venue.journal.intent(venue.exchange, cid) is not None
-        venue.writes.append((cid, journaled, venue.answers))
-        if venue.log is not None:
-            venue.log.append(f"write {cid}")
-        if venue.write == "raise":
-            venue.orders[cid] = venue._execute(self.request, D(1))  # it reached the venue
-            raise ConnectionResetError("connection reset while writing")
-        return venue.place_order(self.request)
-
-
-def preparing_venues(
-    buy_script: tuple[Step, ...] = (), *, buy_write: str = "ok", sell_write: str = "ok"
-) -> tuple[PreparingExchange, PreparingExchange]:
-    return (
-        PreparingExchange(spot(ExchangeName.GATEIO), buy_script, write=buy_write),
-        PreparingExchange(spot(ExchangeName.MEXC, venue_symbol="BTCUSDT"), write=sell_write),
-    )
-
-
-def _preparing_harness(tmp_path: Path, buy: PreparingExchange, sell: PreparingExchange) -> Harness:
-    h = Harness(tmp_path, buy, sell)
-    buy.journal = sell.journal = h.journal
-    buy.log = sell.log = []
-    return h
-
-
-def test_prepared_legs_are_both_written_after_their_intents_and_before_either_answer(tmp_path: Path) -> None:
-    buy, sell = preparing_venues()
-    h = _preparing_harness(tmp_path, buy, sell)
-    result = h.run(opportunity())
-    assert result.final_state is S.COMPLETED
-    assert buy.writes == [("opp1-b", True, 0)] and sell.writes == [("opp1-s", True, 0)]
-    assert buy.log is not None and buy.log[:2] == ["write opp1-b", "write opp1-s"]
-    assert [r.client_order_id for r in buy.placed + sell.placed] == ["opp1-b", "opp1-s"]  # each sent once
-    h.check_journal_accounts_for_every_order()
-    assert h.net_base() == 0
-
-
-def test_a_leg_that_cannot_be_written_now_is_placed_by_its_run(tmp_path: Path) -> None:
-    buy, sell = preparing_venues(sell_write="busy")
-    h = _preparing_harness(tmp_path, buy, sell)
-    result = h.run(opportunity())
-    assert result.final_state is S.COMPLETED
-    assert buy.writes == [("opp1-b", True, 0)] and sell.writes == []
-    assert [r.client_order_id for r in sell.placed] == ["opp1-s"]
-    h.check_journal_accounts_for_every_order()
-
-
-def test_a_failed_write_is_resolved_by_client_id_and_never_sent_again(tmp_path: Path) -> None:
-    buy, sell = preparing_venues(buy_write="raise")
-    h = _preparing_harness(tmp_path, buy, sell)
-    result = h.run(opportunity())
-    assert result.final_state is S.COMPLETED  # the venue had the order: the query finds it filled
-    assert buy.queries == ["opp1-b"] and buy.placed == []
-    assert h.net_base() == 0
-    assert h.journal.intent(ExchangeName.GATEIO, "opp1-b") is not None
-    assert len(h.journal.open_intents()) == 0
-
-
-def test_a_rate_limited_prepared_leg_is_placed_again(tmp_path: Path) -> None:
-    buy, sell = preparing_venues(buy_script=(Step(kind="ratelimit", retry_after_s=0.25),))
-    h = _preparing_harness(tmp_path, buy, sell)
-    result = h.run(opportunity())
-    assert result.final_state is S.COMPLETED
-    assert buy.writes == [("opp1-b", True, 0)]
-    assert [r.client_order_id for r in buy.placed] == ["opp1-b", "opp1-b"] and h.time.sleeps == [0.25]
-    h.check_journal_accounts_for_every_order()

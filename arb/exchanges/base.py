@@ -10,7 +10,7 @@ Normalised data types live in ``arb.exchanges.models``.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import NamedTuple, Protocol, TypeAlias, runtime_checkable
+from typing import NamedTuple, Protocol, TypeAlias
 
 import msgspec
 
@@ -160,24 +160,6 @@ class PublicExchange(Protocol):
 
     def health(self) -> ConnectionHealth:
         """The market-data connection's health."""
-
-
-class PreparedOrder(Protocol):
-    """An order encoded (and signed) ahead of sending, so that sending it is one write."""
-
-    request: OrderRequest
-
-    def send(self) -> Awaitable[OrderState] | None:
-        """Write the order now; the awaitable of its outcome, which ends as ``place_order`` does.
-        None when nothing was sent (it cannot go out without waiting): use ``place_order``."""
-
-
-@runtime_checkable
-class PreparesOrders(Protocol):
-    """A ``PrivateExchange`` that can encode an order ahead and send it later without waiting."""
-
-    def prepare_order(self, request: OrderRequest) -> PreparedOrder | None:
-        """``request`` ready to send, or None when only ``place_order`` can send it."""
 
 
 class PrivateExchange(Protocol):

@@ -16,10 +16,9 @@ sent raises ``ExchangeError`` with category ``OUTCOME_UNKNOWN``, and only
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from typing import ClassVar, Protocol, TypeVar
 
@@ -33,9 +32,7 @@ from ..funding import FundingRate
 from ..instruments import Instrument, InstrumentCatalog
 from ..secrets import ApiCredentials
 from ..types import ExchangeConfig, ExchangeName
-from .base import (
-    BalanceHandler, BookKey, BookSink, FillHandler, MarketDataDialect, MarketDataTap, OrderHandler, PreparedOrder,
-)
+from .base import BalanceHandler, BookKey, BookSink, FillHandler, MarketDataDialect, MarketDataTap, OrderHandler
 from .book_sync import BookSpec, BookSync, BookSyncSettings, rest_snapshot_fetcher
 from .errors import ErrorCategory
 from .models import Balance, ConnectionHealth, OrderRequest, OrderRequestError, OrderState, OrderStatus, Position
@@ -147,13 +144,6 @@ class OrderTransport(Protocol):
     async def query_order(self, symbol: str, order_id: str | None, client_order_id: str | None) -> bytes:
         """The order's body."""
 
-    def encode_place(self, order: OrderRequest) -> bytes:
-        """What ``place_now`` sends for ``order``; raises ``OrderRequestError`` as ``place_order`` does."""
-
-    def place_now(self, order: OrderRequest, encoded: bytes) -> Awaitable[bytes] | None:
-        """Write ``encoded`` at once; the awaitable of the placed order's body, or None when it
-        cannot go out without waiting (nothing sent)."""
-
 
 OrderTransportFactory = Callable[[ApiCredentials, InstrumentCatalog, str, RestClient, WsSettings, float], OrderTransport]
 """``(credentials, catalog, market-data ws URL, REST client (its limiter), ws settings, timeout s) -> transport``."""
@@ -238,31 +228,6 @@ class _NullSink:
 
     def on_book_state(self, key: BookKey, in_sync: bool, reason: str) -> None:
         pass
-
-
-class _PreparedPlacement:
-    """An order placement encoded ahead (``ExchangeConnector.prepare_order``)."""
-
-    __slots__ = ("request", "_connector", "_trading", "_write")
-
-    def __init__(
-        self, connector: ExchangeConnector, trading: Trading, request: OrderRequest,
-        write: Callable[[], Awaitable[bytes] | None],
-    ) -> None:
-        self.request = request
-        self._connector = connector
-        self._trading = trading
-        self._write = write
-
-    def send(self) -> Awaitable[OrderState] | None:
-        """Write the order now; the awaitable of its outcome (as ``place_order``'s), or None when
-        nothing was sent (no idle connection or budget right now: use ``place_order``)."""
-        sending = self._write()
-        if sending is None:
-            return None
-        connector = self._connector
-        connector._track(self.request)
-        return connector._placed(self._trading, self.request, sending)
 
 
 def _one_id(where: str, order_id: str | None, client_order_id: str | None) -> None:
@@ -603,13 +568,10 @@ class ExchangeConnector:
                 )
                 await transport.start(self.settings.ws.handshake_timeout_s * 2)
                 self._orders_ws = transport
-            self._orders_ws_catalog_is(transport, catalog)
+            if self._orders_ws_catalog is not catalog:  # it rebuilds its trading module
+                transport.use_catalog(catalog)
+                self._orders_ws_catalog = catalog
             return transport
-
-    def _orders_ws_catalog_is(self, transport: OrderTransport, catalog: InstrumentCatalog) -> None:
-        if self._orders_ws_catalog is not catalog:
-            transport.use_catalog(catalog)
-            self._orders_ws_catalog = catalog
 
     async def balances(self) -> Mapping[str, Balance]:
         """Balances by asset."""
@@ -628,49 +590,11 @@ class ExchangeConnector:
         trading = await self._trader("place_order")
         orders_ws = await self._order_transport()
         sending = self.rest.fetch(trading.place_order(request)) if orders_ws is None else orders_ws.place_order(request)
-        self._track(request)
-        return await self._placed(trading, request, sending)
-
-    def prepare_order(self, request: OrderRequest) -> PreparedOrder | None:
-        """``request`` encoded (and signed) now, to be written later without waiting (``PreparedOrder.send``).
-
-        None when only ``place_order`` can send it: trading or its order transport is not
-        started yet, writes do not use a kept-alive connection, or the venue cannot express
-        the request (``OrderRequestError``: ``place_order`` raises it again). Raises, as
-        ``place_order`` does before sending, for an unknown instrument or a market without trading.
-        """
-        trading, catalog = self._trading, self._catalog
-        if trading is None or catalog is None or self._trading_catalog is not catalog:
-            return None
-        orders_ws: OrderTransport | None = None
-        if self.binding.ws_orders is not None and self.settings.order_transport == "ws":
-            orders_ws = self._orders_ws
-            if orders_ws is None:
-                return None
-            self._orders_ws_catalog_is(orders_ws, catalog)
-        try:
-            if orders_ws is not None:
-                write = functools.partial(orders_ws.place_now, request, orders_ws.encode_place(request))
-            else:
-                rest_request = trading.place_order(request)
-                data = self.rest.encode_write(rest_request)
-                if data is None:
-                    return None
-                write = functools.partial(self.rest.send_now, rest_request, data)
-        except OrderRequestError:
-            return None
-        return _PreparedPlacement(self, trading, request, write)
-
-    def _track(self, request: OrderRequest) -> None:
-        """Note an order being sent. Polled streams track it before the answer, so an order whose
-        answer is lost is still followed; with the websocket stream only lost answers are polled
-        (the pushes report the rest)."""
+        # Polled streams track before sending, so an order whose answer is lost is still followed;
+        # with the websocket stream only lost answers are polled (the pushes report the rest).
         if self._private is None:
             self._tracked[request.client_order_id] = request.symbol
         self._order_symbols.add(request.symbol)
-
-    async def _placed(self, trading: Trading, request: OrderRequest, sending: Awaitable[bytes]) -> OrderState:
-        """The outcome of placing ``request`` (tracked), whose bytes ``sending`` writes (or wrote) and answers."""
         try:
             body = await sending
         except OrderRequestError:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections import deque
-from collections.abc import Awaitable, Mapping
+from collections.abc import Mapping
 from typing import NamedTuple, cast
 from urllib.parse import urlsplit
 
@@ -283,22 +283,12 @@ class Http1Pool:
         """
         if self._closed:
             raise ConnectionResetError("http1 pool closed")
-        deadline = asyncio.get_running_loop().time() + timeout_s
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
         conn = self._take_idle()
         if conn is None:
             conn = await self._connect(deadline)
-        return await self._response(conn, conn.send(data, head_only), deadline)
-
-    def send_now(self, data: bytes, *, timeout_s: float) -> Awaitable[HttpResponse] | None:
-        """Write ``data`` at once on an idle connection and return the awaitable of its response,
-        which ends as ``request``'s does; None, with nothing sent, when no connection is idle."""
-        conn = None if self._closed else self._take_idle()
-        if conn is None:
-            return None
-        deadline = asyncio.get_running_loop().time() + timeout_s
-        return self._response(conn, conn.send(data, False), deadline)
-
-    async def _response(self, conn: _Connection, waiter: asyncio.Future[HttpResponse], deadline: float) -> HttpResponse:
+        waiter = conn.send(data, head_only)
         try:
             async with asyncio.timeout_at(deadline):
                 response = await waiter

@@ -25,7 +25,7 @@ import email.utils
 import logging
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import aiohttp
@@ -35,7 +35,7 @@ from yarl import URL
 from ..errors import ExchangeConnectionError, ExchangeError, RateLimitError
 from ..types import ExchangeConfig
 from .errors import ErrorCategory, ErrorCodeTable, venue_error
-from .http1 import Http1Pool, HttpConnectError, HttpResponse, HttpStatusError
+from .http1 import Http1Pool, HttpConnectError, HttpStatusError
 
 log = logging.getLogger(__name__)
 
@@ -124,18 +124,14 @@ class RateLimiter:
         while True:
             wait = self._wait_s(costs)
             if wait <= 0:
-                self.spend(costs)
+                for limit_id, weight in costs:
+                    self._buckets[limit_id].take(weight)
                 return
             if not waited:
                 self.waits += 1
                 waited = True
             self.waited_s += wait
             await asyncio.sleep(wait)
-
-    def spend(self, costs: Sequence[tuple[str, int]]) -> None:
-        """Spend every ``(limit id, weight)`` now, without waiting (after ``wait_s`` returned 0)."""
-        for limit_id, weight in costs:
-            self._buckets[limit_id].take(weight)
 
     def block(self, limit_ids: Sequence[str] | None, seconds: float) -> None:
         """Refuse to spend on ``limit_ids`` (all requests when None) for ``seconds``."""
@@ -371,40 +367,15 @@ class RestClient:
         self.stats.responses += 1
         raise self._failure(request, status, http_error.headers, body) from http_error
 
-    def encode_write(self, request: RestRequest) -> bytes | None:
-        """The bytes ``send_now`` sends for the write ``request``; None when writes do not go over ``Http1Pool``."""
-        if not self.settings.http1_writes or request.is_read:
-            return None
-        return self._ensure_http1().encode(request.method, request.path, request.query, request.body, request.headers)
-
-    def send_now(self, request: RestRequest, data: bytes) -> Awaitable[bytes] | None:
-        """Write ``data`` (``encode_write(request)``) at once on an idle kept-alive connection and
-        return the awaitable of its body, which ends as ``fetch`` does.
-
-        None, with nothing sent or spent, when the budget does not admit the request now or no
-        connection is idle: ``fetch`` then waits for either.
-        """
-        pool = self._http1
-        if pool is None or self.limiter.wait_s(request.limits) > 0:
-            return None
-        responding = pool.send_now(data, timeout_s=self.settings.timeout_s)
-        if responding is None:
-            return None
-        self.limiter.spend(request.limits)
-        self.stats.requests += 1
-        return self._http1_answer(request, responding)
-
     async def _send_http1(self, request: RestRequest) -> bytes:
         """``_send`` of a write over ``Http1Pool``: the same outcomes, mapped the same way."""
         await self.limiter.acquire(request.limits)
         pool = self._ensure_http1()
         data = pool.encode(request.method, request.path, request.query, request.body, request.headers)
         self.stats.requests += 1
-        return await self._http1_answer(request, pool.request(data, timeout_s=self.settings.timeout_s))
-
-    async def _http1_answer(self, request: RestRequest, responding: Awaitable[HttpResponse]) -> bytes:
+        s = self.settings
         try:
-            response = await responding
+            response = await pool.request(data, timeout_s=s.timeout_s)
         except asyncio.CancelledError:
             raise
         except HttpConnectError as exc:

@@ -20,7 +20,7 @@ from arb.exchanges.errors import ErrorCategory
 from arb.exchanges.gateio.connector import GateioSpotConnector
 from arb.exchanges.mexc.connector import MexcFuturesConnector
 from arb.exchanges.mexc.trading import FuturesTradingUnavailable
-from arb.exchanges.models import OrderRequest, OrderRequestError, OrderState, OrderStatus, OrderType, TimeInForce
+from arb.exchanges.models import OrderRequest, OrderState, OrderStatus, OrderType
 from arb.exchanges.ws import WsSettings
 from arb.instruments import InstrumentError
 from arb.sim.faults import OrderFaultKind
@@ -410,51 +410,3 @@ def test_order_wait_s_follows_the_order_place_budget() -> None:
             await connector.close()
 
     run(main())
-
-
-@pytest.mark.parametrize("market", [ExchangeName.GATEIO, ExchangeName.MEXC], ids=lambda m: m.value)
-def test_prepared_order_is_sent_at_once_and_ends_as_place_order(market: ExchangeName) -> None:
-    def taker(client_order_id: str, **changes: object) -> OrderRequest:
-        """An IOC buy through the synthetic ask (around 60000): it fills."""
-        return msgspec.structs.replace(
-            limit_buy(market, client_order_id, "70000"), time_in_force=TimeInForce.IOC, **changes
-        )
-
-    async def scenario() -> None:
-        async with simulated_venues(moving=False) as sim:
-            connector = sim.connector(market)
-            # MEXC orders over REST with kept-alive writes; Gate's over its websocket API (the default).
-            connector.rest.settings = msgspec.structs.replace(connector.rest.settings, http1_writes=True)
-            try:
-                await connector.instruments()
-                assert connector.prepare_order(taker("pre-0")) is None  # trading not used yet
-                placed = await connector.place_order(taker("pre-1"))
-                # MEXC answers an order with its acknowledgement, Gate with the order after matching.
-                assert placed.status is (OrderStatus.NEW if market is ExchangeName.MEXC else OrderStatus.FILLED)
-                if market is ExchangeName.MEXC:
-                    assert connector._orders_ws is None and connector.rest._http1 is not None
-                else:
-                    assert connector._orders_ws is not None
-                prepared = connector.prepare_order(taker("pre-2"))
-                assert prepared is not None and prepared.request.client_order_id == "pre-2"
-                requests = connector.rest.stats.requests
-                sending = prepared.send()
-                assert sending is not None
-                assert connector._tracked["pre-2"] == connector._tracked["pre-1"] == SYMBOL[market]
-                assert connector.rest.stats.requests == requests + (market is ExchangeName.MEXC)  # sent by send()
-                sent = await sending
-                assert (sent.status, sent.side, sent.type, sent.quantity, sent.filled_quantity) == (
-                    placed.status, placed.side, placed.type, placed.quantity, placed.filled_quantity
-                )
-                assert sent.client_order_id == "pre-2" and sent.order_id != placed.order_id
-                final = await connector.query_order(SYMBOL[market], client_order_id="pre-2")
-                assert final.status is OrderStatus.FILLED and final.filled_quantity == final.quantity
-                # What the venue cannot express is left to place_order, which raises.
-                inexpressible = taker("pre-3", reduce_only=True)  # spot
-                assert connector.prepare_order(inexpressible) is None
-                with pytest.raises(OrderRequestError):
-                    await connector.place_order(inexpressible)
-            finally:
-                await connector.close()
-
-    run(scenario())

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import pytest
-from loopback import eventually, run
+from loopback import run
 
 from arb.errors import ExchangeConnectionError, ExchangeError, OrderRejectedError, RateLimitError
 from arb.exchanges.errors import ErrorCategory
@@ -290,52 +290,5 @@ def test_reads_stay_on_aiohttp_and_config_settings_enable_lean_writes() -> None:
             assert await client.fetch(RestRequest(method="GET", path="/ticker")) == b'{"ok":true}'
         assert server.requests[0][1].startswith(b"GET /ticker HTTP/1.1\r\n")
         assert b"aiohttp/" in server.requests[0][1]  # aiohttp's User-Agent; Http1Pool sends none
-
-    run(main())
-
-
-def test_send_now_writes_only_on_an_idle_connection_which_it_then_returns_to_the_pool() -> None:
-    async def main() -> None:
-        async with serve(lambda raw: JSON_OK) as (url, server):
-            pool = Http1Pool(url)
-            data = pool.encode("POST", "/order", "symbol=BTCUSDT&signature=ab12", b"", {"KEY": "k"})
-            assert pool.send_now(data, timeout_s=1.0) is None  # nothing idle: nothing connects, nothing is written
-            await pool.prewarm(1, 1.0)
-            sending = pool.send_now(data, timeout_s=1.0)
-            assert sending is not None
-            # written by the call itself: the server has it before the answer is awaited
-            await eventually(lambda: len(server.requests) == 1, what="the request at the server")
-            response = await sending
-            assert (response.status, response.body) == (200, b'{"ok":true}')
-            again = pool.send_now(data, timeout_s=1.0)  # the connection went back to the idle pool
-            assert again is not None and (await again).body == b'{"ok":true}'
-            assert pool.opened == 1 and server.requests == [(1, data), (1, data)]
-            await pool.close()
-            assert pool.send_now(data, timeout_s=1.0) is None
-        assert len(server.requests) == 2
-
-    run(main())
-
-
-def test_send_now_timeout_or_close_ends_as_request_and_the_connection_is_not_reused() -> None:
-    async def main() -> None:
-        answers = iter([JSON_OK, b"", JSON_OK, None])  # ok, never answered, ok, closed unanswered
-        async with serve(lambda raw: next(answers)) as (url, server):
-            pool = Http1Pool(url)
-            data = pool.encode("POST", "/order", "", b"{}", {})
-            await pool.request(data, timeout_s=1.0)  # a first request leaves its connection idle
-            silent = pool.send_now(data, timeout_s=0.1)
-            assert silent is not None
-            with pytest.raises(asyncio.TimeoutError):
-                await silent
-            assert pool.send_now(data, timeout_s=1.0) is None  # the timed-out connection was closed
-            await pool.request(data, timeout_s=1.0)
-            dropped = pool.send_now(data, timeout_s=1.0)
-            assert dropped is not None
-            with pytest.raises(ConnectionResetError, match="before a complete response"):
-                await dropped
-            assert pool.send_now(data, timeout_s=1.0) is None
-            await pool.close()
-        assert pool.opened == 2 and [n for n, _ in server.requests] == [1, 1, 2, 2]
 
     run(main())

@@ -19,7 +19,6 @@ from loopback import run
 from arb.errors import ExchangeConnectionError, ExchangeError, OrderRejectedError, RateLimitError
 from arb.exchanges.errors import ErrorCategory
 from arb.exchanges.gateio import constants as gate
-from arb.exchanges.http1 import Http1Pool, HttpStatusError
 from arb.exchanges.mexc import constants as mexc
 from arb.exchanges.rest import (
     RateLimit,
@@ -350,81 +349,3 @@ def test_parse_error_body() -> None:
 
 def test_settings_from_exchange_config() -> None:
     assert RestSettings.from_exchange_config(ExchangeConfig(name="mexc", rest_timeout_ms=1500)).timeout_s == 1.5
-
-
-def test_rate_limiter_spend_takes_at_once_without_waiting() -> None:
-    now = [100.0]
-    limiter = RateLimiter("v", [RateLimit("a", 2, 1.0), RateLimit("b", 10, 1.0)], clock=lambda: now[0])
-    assert limiter.wait_s([("a", 2), ("b", 3)]) == 0.0
-    limiter.spend([("a", 2), ("b", 3)])
-    assert limiter._buckets["a"].tokens == 0.0 and limiter._buckets["b"].tokens == 7.0
-    assert limiter.wait_s([("a", 1)]) == pytest.approx(0.5)
-    assert limiter.waits == 0 and limiter.waited_s == 0.0
-
-
-WRITES = msgspec.structs.replace(FAST, http1_writes=True)
-
-
-def test_encode_write_is_the_http1_bytes_of_a_write_only() -> None:
-    write = RestRequest(method="POST", path="/order", query="a=1&signature=ab", body=b'{"x":1}', headers={"KEY": "k"})
-    assert RestClient(venue("http://127.0.0.1:9/api"), FAST).encode_write(write) is None  # writes over aiohttp
-    client = RestClient(venue("http://127.0.0.1:9/api/"), WRITES)
-    assert client.encode_write(RestRequest(method="GET", path="/order", query="a=1")) is None
-    pool = Http1Pool("http://127.0.0.1:9/api")
-    expected = pool.encode("POST", "/order", "a=1&signature=ab", b'{"x":1}', {"KEY": "k"})
-    assert client.encode_write(write) == expected
-
-
-class WriteLimited(Server):
-    """``Server`` with a 429 answer to a write."""
-
-    def app(self) -> web.Application:
-        app = super().app()
-        app.router.add_route("POST", "/limited", self._record(self.limited))
-        return app
-
-
-def test_send_now_spends_once_and_ends_as_fetch_or_sends_nothing() -> None:
-    async def main() -> None:
-        server = WriteLimited()
-        limits = (RateLimit("orders", 5, 1000.0), RateLimit("other", 5, 1000.0))
-        async with serve(server) as url, RestClient(venue(url, limits=limits), WRITES) as client:
-            orders = client.limiter._buckets["orders"]
-
-            def write(path: str, limit_id: str = "orders") -> tuple[RestRequest, bytes]:
-                request = RestRequest(method="POST", path=path, body=b"{}", limits=((limit_id, 1),))
-                data = client.encode_write(request)
-                assert data is not None
-                return request, data
-
-            assert client.send_now(*write("/echo")) is None  # no idle connection yet
-            assert orders.tokens == 5.0 and client.stats.requests == 0 and not server.hits
-            await client.prewarm()
-            sending = client.send_now(*write("/echo"))
-            assert sending is not None and client.stats.requests == 1
-            assert orders.tokens == pytest.approx(4.0, abs=0.01)
-            assert await sending == b'{"ok": true}' and client.stats.responses == 1
-            # Error statuses end exactly as fetch's: class, category, message, cause.
-            for path, category in [
-                ("/gate_order", ErrorCategory.INSUFFICIENT_BALANCE),
-                ("/boom", ErrorCategory.OUTCOME_UNKNOWN),
-                ("/limited", ErrorCategory.RATE_LIMITED),
-            ]:
-                with pytest.raises(ExchangeError) as fetched:
-                    await client.fetch(write(path, "other")[0])
-                sending = client.send_now(*write(path))
-                assert sending is not None
-                with pytest.raises(ExchangeError) as sent:
-                    await sending
-                assert type(sent.value) is type(fetched.value) and str(sent.value) == str(fetched.value)
-                assert sent.value.category is fetched.value.category is category
-                assert isinstance(sent.value.__cause__, HttpStatusError)
-            assert isinstance(sent.value, RateLimitError) and sent.value.retry_after_s == pytest.approx(0.2)
-            # The 429 blocked the orders budget: nothing is sent or spent while it lasts.
-            requests, tokens = client.stats.requests, orders.tokens
-            assert client.send_now(*write("/echo")) is None
-            assert client.stats.requests == requests and orders.tokens == pytest.approx(tokens, abs=0.01)
-            assert server.hits["POST /echo"] == 1
-        assert server.hits["POST /gate_order"] == server.hits["POST /boom"] == server.hits["POST /limited"] == 2
-
-    run(main())

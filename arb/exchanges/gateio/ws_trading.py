@@ -28,7 +28,7 @@ import asyncio
 import itertools
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import msgspec
 
@@ -185,7 +185,7 @@ class GateioWsOrders:
 
     async def place_order(self, order: OrderRequest) -> bytes:
         """``order_place``: the placed order object (as the REST answer), once the result arrives."""
-        req_param = self.encode_place(order)
+        req_param = self._trading.order_body(order)
         where = f"{self.market.place} {order.client_order_id!r}"
         return await self._request(self.market.place, req_param, self.market.place_limit, True, where)
 
@@ -218,35 +218,9 @@ class GateioWsOrders:
         if self._login_error is not None:
             raise self._login_error
 
-    def encode_place(self, order: OrderRequest) -> bytes:
-        """The parameters ``place_now`` sends for ``order``; raises ``OrderRequestError`` as ``place_order`` does."""
-        return self._trading.order_body(order)
-
-    def place_now(self, order: OrderRequest, req_param: bytes) -> Awaitable[bytes] | None:
-        """``order_place`` of ``req_param`` (``encode_place(order)``) written at once; the awaitable
-        of its result, which ends as ``place_order``'s does.
-
-        None, with nothing sent or spent, when the connection is not logged in and up or the
-        budget does not admit an order now: ``place_order`` then waits for them.
-        """
-        limits = ((self.market.place_limit, 1),)
-        if not self._logged_in.is_set() or self._login_error is not None or self.rest.limiter.wait_s(limits) > 0:
-            return None
-        where = f"{self.market.place} {order.client_order_id!r}"
-        try:
-            result = self._send(self.market.place, req_param, self.market.place_limit, True, where)
-        except ExchangeConnectionError:
-            return None
-        self.rest.limiter.spend(limits)
-        return result
-
     async def _request(self, channel: str, req_param: bytes, limit_id: str, write: bool, where: str) -> bytes:
         await self._ready(self.timeout_s)
         await self.rest.limiter.acquire(((limit_id, 1),))
-        return await self._send(channel, req_param, limit_id, write, where)
-
-    def _send(self, channel: str, req_param: bytes, limit_id: str, write: bool, where: str) -> Awaitable[bytes]:
-        """Write the request now (``ExchangeConnectionError``: it was not sent); the awaitable of its result."""
         request_id = next(self._ids)
         key = str(request_id)
         future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
@@ -256,9 +230,6 @@ class GateioWsOrders:
         except ExchangeConnectionError:
             del self._pending[key]  # never sent
             raise
-        return self._result(key, future, write, where)
-
-    async def _result(self, key: str, future: asyncio.Future[bytes], write: bool, where: str) -> bytes:
         try:
             return await asyncio.wait_for(future, self.timeout_s)
         except asyncio.TimeoutError:

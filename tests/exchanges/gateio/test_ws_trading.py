@@ -9,7 +9,7 @@ from typing import Any
 
 import msgspec
 import pytest
-from loopback import eventually, run
+from loopback import run
 from shapes import assert_same_shape
 from simvenues import API_KEY, CREDENTIALS, PERP, SPOT, instruments, simulated_venues
 
@@ -19,7 +19,7 @@ from arb.exchanges.errors import ErrorCategory
 from arb.exchanges.gateio.auth import GateioSigner
 from arb.exchanges.gateio.ws_trading import GateioWsOrders
 from arb.exchanges.gateio.ws_trading_sim import GateioWsApiSimSession
-from arb.exchanges.models import OrderRequest, OrderRequestError, OrderStatus, OrderType
+from arb.exchanges.models import OrderRequest, OrderStatus, OrderType
 from arb.exchanges.rest import RestSettings
 from arb.secrets import ApiCredentials, Secret
 from arb.sim.faults import OrderFaultKind
@@ -237,70 +237,3 @@ def test_settings_refuse_an_unknown_transport() -> None:
         ConnectorSettings(order_transport="fix")
     with pytest.raises(ValueError, match="order_timeout_s"):
         ConnectorSettings(rest=RestSettings(), order_timeout_s=0)
-
-
-def test_place_now_writes_at_once_after_login_and_answers_as_place_order() -> None:
-    async def scenario() -> None:
-        async with simulated_venues(moving=False) as sim:
-            connector = sim.connector(ExchangeName.GATEIO)
-            exchange = sim.venues["gateio"].exchanges[ExchangeName.GATEIO]
-            limiter = connector.rest.limiter
-
-            def order_tokens(place_limit: str) -> float:
-                limiter.wait_s(((place_limit, 1),))  # brings the bucket up to now
-                return limiter._buckets[place_limit].tokens
-
-            def clients() -> set[str | None]:
-                return {o.client_id for o in exchange.open_orders(API_KEY)}
-
-            try:
-                catalog = await connector.instruments()
-                # Not logged in (never started): nothing is sent or spent.
-                idle = GateioWsOrders(CREDENTIALS, catalog, connector.dialect.ws_url, connector.rest)
-                order = limit_buy(SPOT, "now-0")
-                tokens = order_tokens(idle.market.place_limit)
-                assert idle.place_now(order, idle.encode_place(order)) is None
-                assert idle._pending == {} and order_tokens(idle.market.place_limit) >= tokens
-                await idle.close()
-                await connector.place_order(limit_buy(SPOT, "now-1"))  # starts the logged-in websocket
-                orders = connector._orders_ws
-                assert isinstance(orders, GateioWsOrders) and orders.logged_in
-                by_place_order = json.loads(await orders.place_order(limit_buy(SPOT, "now-2")))
-                order = limit_buy(SPOT, "now-3")
-                tokens = order_tokens(orders.market.place_limit)
-                sending = orders.place_now(order, orders.encode_place(order))
-                assert sending is not None
-                assert order_tokens(orders.market.place_limit) == pytest.approx(tokens - 1, abs=0.5)  # spent once
-                # Written by the call: the venue holds the order before the result is awaited.
-                await eventually(lambda: "t-now-3" in clients(), what="the order at the venue")
-                by_place_now = json.loads(await sending)
-                assert by_place_now["text"] == "t-now-3" and by_place_now["id"] != by_place_order["id"]
-                ignored = {"id", "text", "create_time", "update_time", "create_time_ms", "update_time_ms"}
-                assert {k: v for k, v in by_place_now.items() if k not in ignored} == {
-                    k: v for k, v in by_place_order.items() if k not in ignored
-                }
-                # Connected but the login not answered yet (as after every reconnect): nothing sent or spent.
-                orders._logged_in.clear()
-                tokens, order = order_tokens(orders.market.place_limit), limit_buy(SPOT, "now-5")
-                assert orders.place_now(order, orders.encode_place(order)) is None
-                assert orders._pending == {} and order_tokens(orders.market.place_limit) >= tokens
-                orders._logged_in.set()
-                # What place_order refuses before sending, encode_place refuses alike.
-                bad = msgspec.structs.replace(order, client_order_id="no spaces")
-                with pytest.raises(OrderRequestError):
-                    orders.encode_place(bad)
-                with pytest.raises(OrderRequestError):
-                    await orders.place_order(bad)
-                # A budget that does not admit an order now: nothing sent or spent.
-                limiter.block([orders.market.place_limit], 5.0)
-                tokens, results = order_tokens(orders.market.place_limit), orders.results
-                order = limit_buy(SPOT, "now-4")
-                assert orders.place_now(order, orders.encode_place(order)) is None
-                assert orders._pending == {} and order_tokens(orders.market.place_limit) >= tokens
-                await asyncio.sleep(0.05)
-                assert orders.results == results
-                assert not {"t-now-4", "t-now-5"} & clients()
-            finally:
-                await connector.close()
-
-    run(scenario())
