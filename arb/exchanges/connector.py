@@ -133,7 +133,7 @@ class OrderTransport(Protocol):
         """Close the connection."""
 
     def use_catalog(self, catalog: InstrumentCatalog) -> None:
-        """Build requests with ``catalog`` from now on."""
+        """Build requests with ``catalog`` from now on (called before every request; cheap when unchanged)."""
 
     async def place_order(self, order: OrderRequest) -> bytes:
         """The placed order's body."""
@@ -272,7 +272,6 @@ class ExchangeConnector:
         self._tracked: dict[str, str] = {}  # client order id -> symbol: orders the polled stream follows
         self._order_symbols: set[str] = set()
         self._orders_ws: OrderTransport | None = None
-        self._orders_ws_catalog: InstrumentCatalog | None = None  # the catalog it builds requests with
         self._orders_ws_lock = asyncio.Lock()
         self.fees_from_account = False  # whether the catalog's fees are the account's (else the listed defaults)
 
@@ -568,9 +567,7 @@ class ExchangeConnector:
                 )
                 await transport.start(self.settings.ws.handshake_timeout_s * 2)
                 self._orders_ws = transport
-            if self._orders_ws_catalog is not catalog:  # it rebuilds its trading module
-                transport.use_catalog(catalog)
-                self._orders_ws_catalog = catalog
+            transport.use_catalog(catalog)
             return transport
 
     async def balances(self) -> Mapping[str, Balance]:
@@ -765,7 +762,7 @@ class ExchangeConnector:
 
     async def close(self) -> None:
         """Stop streams, the websocket trading API and the REST session."""
-        orders_ws, self._orders_ws, self._orders_ws_catalog = self._orders_ws, None, None
+        orders_ws, self._orders_ws = self._orders_ws, None
         if orders_ws is not None:
             await orders_ws.close()
         await self.stop_private_stream()

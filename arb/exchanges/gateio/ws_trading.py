@@ -156,9 +156,13 @@ class GateioWsOrders:
         )
 
     def use_catalog(self, catalog: InstrumentCatalog, *, futures: bool | None = None) -> None:
-        """Build orders with ``catalog``'s instruments from now on (after ``reload_instruments``)."""
-        is_futures = self.market is FUTURES_API if futures is None else futures
-        trading = GateioFuturesTrading if is_futures else GateioSpotTrading
+        """Build orders with ``catalog``'s instruments from now on (after ``reload_instruments``);
+        nothing to do when they already are (the connector calls this before every request)."""
+        if futures is None:
+            if self._trading.instruments is catalog:
+                return
+            futures = self.market is FUTURES_API
+        trading = GateioFuturesTrading if futures else GateioSpotTrading
         self._trading = trading(self._signer, catalog)
 
     @property

@@ -17,10 +17,12 @@ from arb.errors import ExchangeError, OrderRejectedError, RateLimitError
 from arb.exchanges.connector import ConnectorSettings
 from arb.exchanges.errors import ErrorCategory
 from arb.exchanges.gateio.auth import GateioSigner
+from arb.exchanges.gateio.trading import GateioSpotTrading, rest_venue
 from arb.exchanges.gateio.ws_trading import GateioWsOrders
 from arb.exchanges.gateio.ws_trading_sim import GateioWsApiSimSession
 from arb.exchanges.models import OrderRequest, OrderStatus, OrderType
-from arb.exchanges.rest import RestSettings
+from arb.exchanges.rest import RestClient, RestSettings
+from arb.instruments import InstrumentCatalog
 from arb.secrets import ApiCredentials, Secret
 from arb.sim.faults import OrderFaultKind
 from arb.sim.server import SimulatedVenue
@@ -237,3 +239,16 @@ def test_settings_refuse_an_unknown_transport() -> None:
         ConnectorSettings(order_transport="fix")
     with pytest.raises(ValueError, match="order_timeout_s"):
         ConnectorSettings(rest=RestSettings(), order_timeout_s=0)
+
+
+def test_use_catalog_rebuilds_the_trading_module_only_for_another_catalog() -> None:
+    spot = [i for i in instruments() if i.exchange is ExchangeName.GATEIO]
+    catalog = InstrumentCatalog(ExchangeName.GATEIO, spot)
+    orders = GateioWsOrders(CREDENTIALS, catalog, "ws://127.0.0.1:1/ws/v4/", RestClient(rest_venue("http://127.0.0.1:1")))
+    built = orders._trading
+    orders.use_catalog(catalog)  # the connector's call before every request
+    assert orders._trading is built
+    reloaded = InstrumentCatalog(ExchangeName.GATEIO, spot)
+    orders.use_catalog(reloaded)
+    assert orders._trading is not built and orders._trading.instruments is reloaded
+    assert isinstance(orders._trading, GateioSpotTrading)
