@@ -37,6 +37,7 @@ import msgspec
 from arb_core.freshness import monotonic_ns
 
 from .balances import BalanceMonitor, SkewAlert
+from .collection import IdleCollection
 from .config import ConfigurationManager
 from .errors import ArbitrageEngineError, ConfigurationError
 from .exchanges.base import BookKey, MarketDataTap
@@ -291,6 +292,7 @@ class ArbitrageController:
         self._traded_ns: dict[str, int] = {}
         self.hedges: HedgeBook | None = None
         self.funding: FundingBook | None = None
+        self.collection = IdleCollection()  # garbage collection between executions (arb.collection)
 
     # --- start-up -----------------------------------------------------------------------
 
@@ -563,6 +565,7 @@ class ArbitrageController:
             raise ArbitrageEngineError("controller not initialized: call initialize() first")
         shutdown = self.shutdown_manager
         shutdown.install()
+        self.collection.start()
         self._started_ns = self.clock()
         self._scanning = True
         loop = asyncio.get_running_loop()
@@ -591,6 +594,7 @@ class ArbitrageController:
             await waiter
         finally:
             shutdown.uninstall()
+            self.collection.stop()
         return self.summary()
 
     async def shutdown(self, reason: str = "requested") -> list[StepOutcome]:
@@ -627,6 +631,7 @@ class ArbitrageController:
                 journal = self.journal
                 if journal is not None and journal.uncheckpointed >= JOURNAL_CHECKPOINT_COMMITS:
                     journal.start_checkpoint()  # off the loop, rather than automatically on an intent's commit
+                self.collection.collect_if_due()  # here rather than inside the next execution
                 # A bare future rather than ``wait_for(event.wait())``: the scan's wake-up reaches
                 # this task in one loop step instead of three (event task, wait_for, this task).
                 self._waiter = waiter = loop.create_future()
@@ -763,6 +768,8 @@ class ArbitrageController:
     async def _housekeeping(self) -> None:
         while True:
             await asyncio.sleep(self.status_interval_s)
+            # Trading without a pause never reaches the trade loop's idle collection.
+            self.collection.collect_if_due()
             if self.pipeline is not None:
                 self.pipeline.refresh_position_caps()
             if self.balances is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import Mapping
 from decimal import Decimal as D
 from pathlib import Path
@@ -193,12 +194,15 @@ def test_dry_run_balances_follow_the_private_pushes_to_the_venues_answers(tmp_pa
             try:
                 await asyncio.sleep(3.5)  # past the dislocation: the executions are over
                 assert controller.results
+                # Garbage is collected between executions only (arb.collection), not automatically.
+                assert controller.collection.active and not gc.isenabled()
                 answers = {market: dict(await trader.balances()) for market, trader in controller.traders.items()}
                 await eventually(lambda: monitor.snapshot() == answers, what="pushed balances equal balances()")
                 assert monitor.refreshes == 1 and monitor.pushes > 0 and monitor.drifts == 0
             finally:
                 controller.shutdown_manager.request_shutdown("test over")
                 await runner
+            assert not controller.collection.active and gc.isenabled() and gc.get_freeze_count() == 0
 
     asyncio.run(scenario())
 

@@ -1,0 +1,81 @@
+"""Python's cyclic garbage collection, moved off the order path to the engine's idle moments.
+
+Left automatic, the collector runs whenever enough container objects have been allocated,
+which is mostly while an execution builds its orders, results and journal rows: a young
+collection measured ~80 µs at the median in the engine's process and a middle one ~0.7 ms,
+each landing between a market-data frame and the orders it causes. Refcounting frees almost
+everything the engine allocates; the collector is only needed for reference cycles, and they
+can wait a few milliseconds.
+
+``IdleCollection`` freezes what start-up built (catalogs, books, connectors: kept for the whole
+run, so no collection needs to walk them again), turns automatic collection off, and collects
+when told the engine is idle, by the same per-generation thresholds CPython itself applies.
+``stop`` puts back what it found.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import time
+
+log = logging.getLogger(__name__)
+
+
+class IdleCollection:
+    """Automatic garbage collection off for a run; ``collect_if_due`` runs what it would have run."""
+
+    def __init__(self) -> None:
+        self.active = False
+        self.collections = [0, 0, 0]  # per generation, since ``start``
+        self.longest_ns = 0
+        self._was_enabled = False
+        self._froze = False
+
+    def start(self) -> None:
+        """Collect once, freeze the survivors and turn automatic collection off (no-op when active)."""
+        if self.active:
+            return
+        self.active = True
+        self._was_enabled = gc.isenabled()
+        gc.collect()
+        # Freezing is process-wide: objects frozen by someone else stay as they are.
+        self._froze = gc.get_freeze_count() == 0
+        if self._froze:
+            gc.freeze()
+        gc.disable()
+
+    def collect_if_due(self) -> int | None:
+        """Collect the oldest generation whose count passed its threshold; the generation, or None."""
+        if not self.active:
+            return None
+        counts, thresholds = gc.get_count(), gc.get_threshold()
+        due = None
+        for generation in (2, 1, 0):
+            if thresholds[generation] and counts[generation] > thresholds[generation]:
+                due = generation
+                break
+        if due is None:
+            return None
+        started = time.perf_counter_ns()
+        gc.collect(due)
+        elapsed = time.perf_counter_ns() - started
+        self.collections[due] += 1
+        if elapsed > self.longest_ns:
+            self.longest_ns = elapsed
+        return due
+
+    def stop(self) -> None:
+        """Put automatic collection (and the frozen objects) back as ``start`` found them."""
+        if not self.active:
+            return
+        self.active = False
+        if self._froze:
+            gc.unfreeze()
+            self._froze = False
+        if self._was_enabled:
+            gc.enable()
+        log.debug(
+            "idle garbage collections: %d young, %d middle, %d full; longest %.3f ms",
+            *self.collections, self.longest_ns / 1e6,
+        )

@@ -1,0 +1,106 @@
+"""arb.collection: automatic collection off for a run, the same thresholds applied at idle moments."""
+
+from __future__ import annotations
+
+import gc
+import weakref
+from collections.abc import Iterator
+
+import pytest
+
+from arb.collection import IdleCollection
+
+
+class Node:
+    """A container that can be part of a reference cycle."""
+
+    def __init__(self) -> None:
+        self.other: Node | None = None
+
+
+@pytest.fixture
+def gc_state() -> Iterator[None]:
+    """Restore the collector's switch, thresholds and frozen objects, whatever a test did."""
+    enabled, thresholds, frozen = gc.isenabled(), gc.get_threshold(), gc.get_freeze_count()
+    yield
+    if gc.get_freeze_count() and not frozen:
+        gc.unfreeze()
+    gc.set_threshold(*thresholds)
+    if enabled:
+        gc.enable()
+    else:
+        gc.disable()
+
+
+def dropped_cycle() -> weakref.ref[Node]:
+    """A two-node cycle nothing else references: only the cyclic collector can free it."""
+    a, b = Node(), Node()
+    a.other, b.other = b, a
+    return weakref.ref(a)
+
+
+@pytest.mark.usefixtures("gc_state")
+def test_start_freezes_and_disables_and_stop_puts_both_back() -> None:
+    gc.enable()
+    assert gc.get_freeze_count() == 0
+    collection = IdleCollection()
+    collection.start()
+    assert collection.active and not gc.isenabled()
+    assert gc.get_freeze_count() > 0
+    collection.start()  # a second start changes nothing
+    collection.stop()
+    assert not collection.active and gc.isenabled()
+    assert gc.get_freeze_count() == 0
+    collection.stop()  # neither does a second stop
+    assert gc.isenabled()
+
+
+@pytest.mark.usefixtures("gc_state")
+def test_stop_leaves_a_collector_that_was_off_off_and_foreign_frozen_objects_frozen() -> None:
+    gc.disable()
+    gc.freeze()
+    frozen = gc.get_freeze_count()
+    collection = IdleCollection()
+    collection.start()
+    assert gc.get_freeze_count() == frozen
+    collection.stop()
+    assert not gc.isenabled()
+    assert gc.get_freeze_count() == frozen
+
+
+@pytest.mark.usefixtures("gc_state")
+def test_cycles_wait_for_collect_if_due_which_follows_the_thresholds() -> None:
+    collection = IdleCollection()
+    assert collection.collect_if_due() is None  # not started: never collects
+    collection.start()
+    try:
+        gc.set_threshold(50, 2, 2)
+        cycle = dropped_cycle()
+        keep = [[] for _ in range(60)]  # 60 live containers: generation 0 passes its threshold
+        assert cycle() is not None, "automatic collection is off"
+        assert collection.collect_if_due() == 0
+        assert cycle() is None
+        assert collection.collect_if_due() is None  # the count starts again
+        generations = []
+        for _ in range(12):
+            keep.extend([] for _ in range(60))
+            generations.append(collection.collect_if_due())
+        # As CPython counts: each young collection adds one to the middle generation's count, each
+        # middle one to the oldest's, and a generation is due once its count passes its threshold.
+        assert generations == [0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1, 2]
+        assert collection.collections == [9, 3, 1]
+        assert collection.longest_ns > 0
+    finally:
+        collection.stop()
+
+
+@pytest.mark.usefixtures("gc_state")
+def test_a_zero_threshold_turns_its_generation_off() -> None:
+    collection = IdleCollection()
+    collection.start()
+    try:
+        gc.set_threshold(0)
+        _ = [[] for _ in range(100)]
+        assert collection.collect_if_due() is None
+    finally:
+        collection.stop()
