@@ -50,7 +50,7 @@ from .execution import TwoLegExecutor
 from .funding import FundingBook
 from .hedges import HedgeBook, HedgePosition
 from .instruments import InstrumentCatalog, split_symbol
-from .journal import Journal, OrderResolver
+from .journal import INTENT_LOG_SUFFIX, Journal, OrderResolver
 from .orders import OrderOutcome
 from .monitor import PerformanceMonitor, Stage
 from .pipeline import Leg, ScannerPipeline, SymbolPlan
@@ -217,7 +217,7 @@ def _set_aside(path: str) -> None:
     if not p.exists():
         return
     previous = p.with_name(f"{p.stem}.previous{p.suffix}")
-    for suffix in ("", "-wal", "-shm"):  # the database and SQLite's files beside it
+    for suffix in ("", "-wal", "-shm", INTENT_LOG_SUFFIX):  # the database and the files beside it
         kept = Path(f"{previous}{suffix}")
         kept.unlink(missing_ok=True)
         current = Path(f"{p}{suffix}")

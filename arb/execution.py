@@ -128,9 +128,11 @@ class TwoLegExecutor:
         self._move(fsm, ArbitrageState.EXECUTING)
         try:
             buy_plan, sell_plan = self.plan(opportunity)
-            # Both intents in one transaction: durable together before either order is sent.
+            # Both intents in one record, durable together before either order is sent.
             self.orders.intend_all(
-                opp_id, [(plan.leg, plan.instrument.exchange, plan.request) for plan in (buy_plan, sell_plan)]
+                opp_id,
+                [(plan.leg, plan.instrument.exchange, plan.request) for plan in (buy_plan, sell_plan)],
+                deferred=True,
             )
         except asyncio.CancelledError:
             raise
@@ -145,6 +147,9 @@ class TwoLegExecutor:
         sell_task = asyncio.ensure_future(
             self.orders.run(sell_plan.instrument.exchange, sell_plan.instrument, sell_plan.request, sell_plan.leg)
         )
+        # Scheduled after the sell leg's first step, which sends it: the intents' database commit
+        # then runs once both orders are out, while the venues match them.
+        asyncio.get_running_loop().call_soon(self.orders.settle_intents)
         try:
             buy = await self.orders.run(
                 buy_plan.instrument.exchange, buy_plan.instrument, buy_plan.request, buy_plan.leg

@@ -200,9 +200,17 @@ class OrderJournal(Protocol):
         """Record an order about to be sent."""
 
     def record_intents(
-        self, opportunity_id: str, orders: Sequence[tuple[str, ExchangeName, OrderRequest]]
+        self,
+        opportunity_id: str,
+        orders: Sequence[tuple[str, ExchangeName, OrderRequest]],
+        *,
+        deferred: bool = False,
     ) -> list[int]:
-        """Record orders about to be sent, (leg, market, request) each, in one transaction."""
+        """Record orders about to be sent, (leg, market, request) each, in one transaction
+        (``deferred``: through the intent log, as durable)."""
+
+    def flush_intents(self) -> None:
+        """Commit the intents recorded ``deferred`` to the database."""
 
     def record_ack(self, exchange: ExchangeName, client_order_id: str, state: OrderState) -> None:
         """Record the venue's answer to placing the order."""
@@ -361,10 +369,21 @@ class OrderRunner:
         if self.journal is not None:
             self.journal.record_intent(opportunity_id, leg, request, exchange)
 
-    def intend_all(self, opportunity_id: str, orders: Sequence[tuple[str, ExchangeName, OrderRequest]]) -> None:
-        """Journal the intents of ``orders`` (leg, market, request) in one transaction: all of them or none."""
+    def intend_all(
+        self, opportunity_id: str, orders: Sequence[tuple[str, ExchangeName, OrderRequest]], *, deferred: bool = False
+    ) -> None:
+        """Journal the intents of ``orders`` (leg, market, request) in one transaction: all of them or none.
+
+        ``deferred`` appends them to the journal's intent log, which takes less time before the
+        orders go out; ``settle_intents`` then commits them to its database.
+        """
         if self.journal is not None:
-            self.journal.record_intents(opportunity_id, orders)
+            self.journal.record_intents(opportunity_id, orders, deferred=deferred)
+
+    def settle_intents(self) -> None:
+        """Commit intents journaled ``deferred`` to the journal's database (a failure is logged)."""
+        if self.journal is not None:
+            self._call_journal(lambda j: j.flush_intents(), "the intents in the intent log")
 
     async def run(
         self, exchange: ExchangeName, instrument: Instrument, request: OrderRequest, leg: str

@@ -17,6 +17,9 @@ them, both intents in one ``record_intents`` and each order's answer with its fi
 ``record_result``, against the same SQL statements with prebuilt parameters sent straight to
 ``sqlite3`` (``bare statements``): the floor of those writes, so the difference is the
 journal's own Python.
+
+Groups ``journal intents before sending (FULL|NORMAL)``: what the order path waits for, both
+intents of an execution made durable by a commit or by an append to the intent log.
 """
 
 from __future__ import annotations
@@ -237,4 +240,30 @@ def test_execution_bare_statements(benchmark: Any, tmp_path: Path, where: str) -
     assert fills == 2 * (EXECUTION_ROUNDS + 20) and journal.open_intents() == []
     if db is not journal._db:
         db.close()
+    journal.close()
+
+
+@pytest.mark.parametrize("synchronous", ["FULL", "NORMAL"])
+@pytest.mark.parametrize("deferred", [False, True], ids=["commit", "intent log"])
+def test_intents_before_sending(
+    benchmark: Any, tmp_path: Path, synchronous: Literal["FULL", "NORMAL"], deferred: bool
+) -> None:
+    """What the order path waits for: both intents of an execution made durable, by a database
+    commit (the baseline) or by one append to the intent log (``deferred=True``, what the executor
+    does). The intent log's own commit to the database comes after the orders are sent; here it
+    runs in ``setup``, outside the timed body."""
+    benchmark.group = f"journal intents before sending ({synchronous})"
+    benchmark.name = "intent log" if deferred else "commit"
+    journal = Journal(tmp_path / "bench.sqlite3", synchronous=synchronous)
+    counter = itertools.count()
+
+    def setup() -> tuple[tuple[list[tuple[str, ExchangeName, OrderRequest]]], dict[str, Any]]:
+        journal.flush_intents()
+        return ([(leg, exchange, request) for leg, exchange, request, _, _ in _execution(next(counter))],), {}
+
+    def run(orders: list[tuple[str, ExchangeName, OrderRequest]]) -> None:
+        journal.record_intents("opp", orders, deferred=deferred)
+
+    benchmark.pedantic(run, setup=setup, rounds=ROUNDS, iterations=1, warmup_rounds=20)
+    assert len(journal.open_intents()) == 2 * (ROUNDS + 20)
     journal.close()

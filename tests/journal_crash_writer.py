@@ -1,11 +1,12 @@
 """Child process of the journal crash test: writes orders until killed.
 
-Usage: ``python journal_crash_writer.py DB REPORT [--finish]``. For order ``c<i>`` it
+Usage: ``python journal_crash_writer.py DB REPORT [--finish] [--deferred]``. For order ``c<i>`` it
 records the intent, the ack and the fill ``t<i>`` (which closes it), and after each
 commit appends one line to REPORT (``intent c3``, ``ack c3``, ``fill t3``) with a single
 unbuffered write, so the parent knows every record that was committed before the kill.
 On start it first finishes the intents a previous run left open by replaying their fill,
 which may already be journaled: the journal must keep it once. ``--finish`` stops there.
+``--deferred`` records each intent through the intent log (``record_intents(deferred=True)``).
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ def fill_of(index: int) -> Fill:
     )
 
 
-def main(db: str, report_path: str, finish: bool) -> None:
+def main(db: str, report_path: str, finish: bool, deferred: bool) -> None:
     report = os.open(report_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
 
     def committed(line: str) -> None:
@@ -65,7 +66,7 @@ def main(db: str, report_path: str, finish: bool) -> None:
             price=Decimal("60000.1"),
             client_order_id=f"c{index}",
         )
-        journal.record_intent(f"opp{index}", "buy", request, VENUE)
+        journal.record_intents(f"opp{index}", [("buy", VENUE, request)], deferred=deferred)
         committed(f"intent c{index}")
         state = OrderState(
             symbol="BTC/USDT",
@@ -85,4 +86,4 @@ def main(db: str, report_path: str, finish: bool) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2], "--finish" in sys.argv[3:])
+    main(sys.argv[1], sys.argv[2], "--finish" in sys.argv[3:], "--deferred" in sys.argv[3:])

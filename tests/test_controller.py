@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from decimal import Decimal as D
 from pathlib import Path
 
+import msgspec
 import pytest
 from loopback import eventually
 
@@ -16,7 +17,7 @@ from arb.config import ConfigurationManager
 from arb.controller import RunSummary, dry_run_cluster
 from arb.errors import ConfigurationError
 from arb.exchanges.factory import registered
-from arb.exchanges.models import OrderState
+from arb.exchanges.models import OrderRequest, OrderState, OrderType
 from arb.journal import Journal
 from arb.secrets import ApiCredentials, Secret
 from arb.sim.cluster import SimCluster
@@ -221,8 +222,16 @@ def test_a_dry_run_on_its_own_simulator_starts_a_fresh_journal_and_keeps_the_las
     asyncio.run(one_run())
     with Journal(dry) as journal:
         journal.record_recovery_step("earlier-run", "flagged")
+    # An intent the earlier run left only in its intent log (killed right after logging it).
+    request = OrderRequest(
+        symbol="BTC/USDT", side=OrderSide.BUY, type=OrderType.LIMIT, quantity=D(1), price=D(1), client_order_id="x1"
+    )
+    row = [1, "earlier-run", "buy", "gateio", "x1", "BTC/USDT", msgspec.json.encode(request).decode(), 0]
+    Path(f"{dry}-intents").write_bytes(msgspec.json.encode([row]) + b"\n")
     asyncio.run(one_run())
     with Journal(previous) as journal:
         assert journal.recovery_steps("earlier-run") == [("flagged", {})]
+        assert [i.client_order_id for i in journal.open_intents()] == ["x1"]  # the log moved with its database
     with Journal(dry) as journal:
         assert journal.recovery_steps("earlier-run") == []
+        assert journal.open_intents() == []

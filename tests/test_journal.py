@@ -15,9 +15,11 @@ from contextlib import closing
 from decimal import Decimal
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from arb.exchanges.models import Fill, OrderRequest, OrderState, OrderStatus, OrderType
+import arb.journal as journal_module
 from arb.journal import SCHEMA_VERSION, Journal, JournalError
 from arb.types import ExchangeName, OrderSide
 
@@ -252,18 +254,22 @@ def _reported(path: Path) -> list[str]:
     return lines[:-1]  # the part after the last newline is empty, or a torn line
 
 
-def test_kill_9_at_random_points_loses_and_doubles_nothing(tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", ["committed", "deferred"])
+def test_kill_9_at_random_points_loses_and_doubles_nothing(tmp_path: Path, mode: str) -> None:
     db, report = tmp_path / "crash.sqlite3", tmp_path / "committed.txt"
     env = dict(os.environ)
     rng = random.Random(20240601)
     kills = 0
+    flags = ["--deferred"] if mode == "deferred" else []
     for _ in range(20):
-        child = subprocess.Popen([sys.executable, str(WRITER), str(db), str(report)], env=env)
+        child = subprocess.Popen([sys.executable, str(WRITER), str(db), str(report), *flags], env=env)
         time.sleep(rng.uniform(0.15, 0.6))
         if child.poll() is None:
             child.send_signal(signal.SIGKILL)
             kills += 1
         assert child.wait(timeout=10) in (-signal.SIGKILL, 0), "the writer failed on its own"
+        if mode == "deferred" and db.exists():
+            Journal(db).close()  # opening moves the intents only logged into the database
         with closing(sqlite3.connect(db)) as check:
             assert check.execute("PRAGMA integrity_check").fetchone() == ("ok",)
             if check.execute("SELECT 1 FROM sqlite_master WHERE name = 'intents'").fetchone() is None:
@@ -279,7 +285,9 @@ def test_kill_9_at_random_points_loses_and_doubles_nothing(tmp_path: Path) -> No
             assert key in {"intent": intents, "ack": acks, "fill": fills}[kind], f"committed {line!r} was lost"
     assert kills >= 15
 
-    subprocess.run([sys.executable, str(WRITER), str(db), str(report), "--finish"], env=env, check=True, timeout=30)
+    subprocess.run(
+        [sys.executable, str(WRITER), str(db), str(report), "--finish", *flags], env=env, check=True, timeout=30
+    )
     with Journal(db) as journal:
         assert journal.open_intents() == []
         records = journal.fills()
@@ -575,3 +583,154 @@ def test_result_through_the_index_writes_the_rows_of_the_separate_calls(tmp_path
     fast.close()
     slow.close()
     assert dump(tmp_path / "fast.sqlite3") == dump(tmp_path / "slow.sqlite3")
+
+
+# -- the intent log (record_intents(..., deferred=True)) -------------------------------------
+
+LEGS = [("buy", GATE, request("c1")), ("sell", MEXC, request("c2", side=OrderSide.SELL))]
+CRASH_AFTER = """
+import os, sys
+from decimal import Decimal
+from arb.exchanges.models import OrderRequest, OrderType
+from arb.journal import Journal
+from arb.types import ExchangeName, OrderSide
+journal = Journal(sys.argv[1])
+request = OrderRequest(symbol="BTC/USDT", side=OrderSide.BUY, type=OrderType.LIMIT, quantity=Decimal("0.5"),
+                       price=Decimal("100"), client_order_id="k1")
+ids = journal.record_intents("opp-k", [("buy", ExchangeName.GATEIO, request)], deferred=True)
+if sys.argv[2] == "flushed":
+    journal.flush_intents()
+print(ids[0], flush=True)
+os._exit(0)  # no close: the process ends as if killed
+"""
+
+
+def database_keys(path: Path) -> list[tuple[int, str, str]]:
+    """(intent id, market, client id) of every intents row, read by another connection."""
+    with closing(sqlite3.connect(path)) as db:
+        return db.execute("SELECT intent_id, exchange, client_order_id FROM intents ORDER BY intent_id").fetchall()
+
+
+def test_deferred_intents_are_logged_then_committed_before_any_read_or_write(tmp_path: Path) -> None:
+    path = tmp_path / "j.sqlite3"
+    log = Path(f"{path}-intents")
+    with Journal(path) as journal:
+        ids = journal.record_intents("opp1", LEGS, deferred=True)
+        assert ids == [1, 2]
+        assert database_keys(path) == [] and log.stat().st_size > 0
+        assert [(i.intent_id, i.client_order_id) for i in journal.open_intents()] == [(1, "c1"), (2, "c2")]
+        assert database_keys(path) == [(1, "gateio", "c1"), (2, "mexc", "c2")]
+
+        journal.record_intents("opp2", [("buy", GATE, request("c3"))], deferred=True)
+        journal.record_ack(GATE, "c3", state("c3", OrderStatus.NEW))  # a write commits them with it
+        assert journal.intent(GATE, "c3").order_id == "v-c3"
+        journal.record_intents("opp3", [("buy", GATE, request("c4"))], deferred=True)
+        assert journal.record_intent("opp4", "buy", request("c5"), GATE) == 5  # numbered after the logged one
+        assert [row[0] for row in database_keys(path)] == [1, 2, 3, 4, 5]
+        assert log.stat().st_size > 0
+        journal.start_checkpoint()  # everything logged is committed: the log is emptied
+        assert log.stat().st_size == 0
+        journal.record_intents("opp5", [("buy", GATE, request("c6"))], deferred=True)
+        journal.flush_intents()
+        assert database_keys(path)[-1] == (6, "gateio", "c6")
+    assert log.stat().st_size == 0  # emptied on close
+
+
+def test_deferred_intents_refuse_a_reused_client_id_and_log_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "j.sqlite3"
+    log = Path(f"{path}-intents")
+    with Journal(path) as journal:
+        journal.record_intent("opp0", "buy", request("c0"), GATE)  # in the database
+        journal.record_intents("opp1", LEGS, deferred=True)  # in the log only
+        size = log.stat().st_size
+        for legs in (
+            [("buy", GATE, request("c0"))],
+            [("buy", MEXC, request("c9")), ("sell", MEXC, request("c2"))],
+            [("buy", GATE, request("c7")), ("sell", GATE, request("c7"))],
+        ):
+            with pytest.raises(JournalError, match="client order id '.*' is already journaled"):
+                journal.record_intents("opp2", legs, deferred=True)
+        assert log.stat().st_size == size
+        assert [i.client_order_id for i in journal.open_intents()] == ["c0", "c1", "c2"]
+        assert journal.record_intents("opp3", [("buy", GATE, request("c7"))], deferred=True) == [4]
+
+
+def test_a_journal_in_memory_commits_deferred_intents_at_once() -> None:
+    with Journal(":memory:") as journal:
+        assert journal.intent_log_path is None
+        assert journal.record_intents("opp1", LEGS, deferred=True) == [1, 2]
+        assert journal.uncheckpointed >= 1 and len(journal.open_intents()) == 2
+
+
+@pytest.mark.parametrize("crash", ["logged", "flushed"])
+def test_intents_a_crash_left_in_the_log_are_open_after_reopening_once(tmp_path: Path, crash: str) -> None:
+    path = tmp_path / "j.sqlite3"
+    with Journal(path) as journal:
+        journal.record_intent("opp0", "buy", request("c0"), GATE)
+    child = subprocess.run(
+        [sys.executable, "-c", CRASH_AFTER, str(path), crash],
+        capture_output=True, text=True, timeout=60, check=True, cwd=tmp_path,
+    )
+    assert Path(f"{path}-intents").stat().st_size > 0
+    expected = [(1, "gateio", "c0")] + ([(2, "gateio", "k1")] if crash == "flushed" else [])
+    assert database_keys(path) == expected
+    with Journal(path) as journal:
+        (open_k1,) = [i for i in journal.open_intents() if i.client_order_id == "k1"]
+        assert open_k1.intent_id == int(child.stdout) == 2
+        assert open_k1.request.quantity == D("0.5") and open_k1.opportunity_id == "opp-k"
+        assert journal.record_intents("opp1", [("buy", GATE, request("c1"))], deferred=True) == [3]
+    assert database_keys(path) == [(1, "gateio", "c0"), (2, "gateio", "k1"), (3, "gateio", "c1")]
+
+
+def test_a_torn_last_record_is_ignored_and_a_bad_line_or_a_conflict_refused(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "j.sqlite3"
+    log = Path(f"{path}-intents")
+    Journal(path).close()
+    whole = b'[[1,"opp1","buy","gateio","c1","BTC/USDT",' + msgspec_request("c1") + b",5]]\n"
+    log.write_bytes(whole + whole[:30])
+    with Journal(path) as journal:
+        assert [i.client_order_id for i in journal.open_intents()] == ["c1"]
+    assert "torn record (30 bytes), ignored" in caplog.text
+
+    log.write_bytes(b"not json\n")
+    with pytest.raises(JournalError, match=r"intent log .*-intents line 1: "):
+        Journal(path)
+    log.write_bytes(whole.replace(b'"c1"', b'"c9"', 1))  # intent 1 is c1 in the database
+    with pytest.raises(JournalError, match=r"intent 1 is gateio 'c1' in the database, gateio 'c9' in the log"):
+        Journal(path)
+
+
+def msgspec_request(coid: str) -> bytes:
+    """A request as the log stores it: its JSON as a JSON string."""
+    return msgspec.json.encode(msgspec.json.encode(request(coid)).decode())
+
+
+def test_reused_client_ids_are_refused_from_hashes_across_reopening_and_merging(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(journal_module, "MERGE_KEY_HASHES", 2)
+    path = tmp_path / "j.sqlite3"
+    with Journal(path) as journal:
+        journal.record_intents("opp1", LEGS, deferred=True)
+    with Journal(path) as journal:  # c1 and c2 now come from the sorted hashes read on opening
+        with pytest.raises(JournalError, match="gateio client order id 'c1' is already journaled"):
+            journal.record_intents("opp2", [("buy", GATE, request("c1"))], deferred=True)
+        journal.record_intents("opp3", [("buy", GATE, request("c3")), ("sell", GATE, request("c4"))], deferred=True)
+        journal.start_checkpoint()  # two recent hashes: merged into the sorted ones
+        with pytest.raises(JournalError, match="gateio client order id 'c4' is already journaled"):
+            journal.record_intents("opp4", [("buy", GATE, request("c4"))], deferred=True)
+        assert journal.record_intents("opp5", [("buy", MEXC, request("c4"))], deferred=True) == [5]
+
+
+def test_a_hash_that_matches_a_new_client_id_is_settled_by_the_database(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with Journal(tmp_path / "j.sqlite3") as journal:
+        journal.record_intents("opp1", LEGS, deferred=True)
+        monkeypatch.setattr(journal_module._KeyHashes, "may_hold", lambda self, key: True)
+        assert journal.record_intents("opp2", [("buy", GATE, request("c3"))], deferred=True) == [3]
+        journal.flush_intents()
+        with pytest.raises(JournalError, match="gateio client order id 'c3' is already journaled"):
+            journal.record_intents("opp3", [("buy", GATE, request("c3"))], deferred=True)
