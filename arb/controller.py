@@ -214,15 +214,15 @@ def _set_aside(path: str) -> None:
     reconciling or restoring them would trade against positions nobody holds.
     """
     p = Path(path)
-    if not p.exists():
-        return
     previous = p.with_name(f"{p.stem}.previous{p.suffix}")
-    for suffix in ("", "-wal", "-shm", INTENT_LOG_SUFFIX):  # the database and the files beside it
-        kept = Path(f"{previous}{suffix}")
-        kept.unlink(missing_ok=True)
-        current = Path(f"{p}{suffix}")
-        if current.exists():
-            current.replace(kept)
+    # The files beside the database too, even without it: a stray intent log would be recovered.
+    present = [suffix for suffix in ("", "-wal", "-shm", INTENT_LOG_SUFFIX) if Path(f"{p}{suffix}").exists()]
+    if not present:
+        return
+    for suffix in ("", "-wal", "-shm", INTENT_LOG_SUFFIX):
+        Path(f"{previous}{suffix}").unlink(missing_ok=True)
+    for suffix in present:
+        Path(f"{p}{suffix}").replace(Path(f"{previous}{suffix}"))
     log.info("journal: the simulated venues start afresh, so does %s (the last one is kept as %s)", p, previous)
 
 
@@ -565,22 +565,24 @@ class ArbitrageController:
             raise ArbitrageEngineError("controller not initialized: call initialize() first")
         shutdown = self.shutdown_manager
         shutdown.install()
-        self.collection.start()
-        self._started_ns = self.clock()
-        self._scanning = True
-        loop = asyncio.get_running_loop()
-        self._tasks = [
-            loop.create_task(self._trade_loop(), name="arb trade loop"),
-            loop.create_task(self._housekeeping(), name="arb status"),
-        ]
-        if self.balances is not None:
-            self._tasks.append(loop.create_task(self.balances.run(), name="arb balances"))
-        if self.funding is not None:
-            interval_s = self.config.funding_refresh_interval_ms / 1000
-            self._tasks.append(
-                loop.create_task(self.funding.run(*self._funding_sources(), interval_s), name="arb funding")
-            )
         try:
+            self.collection.start()
+            self._started_ns = self.clock()
+            self._scanning = True
+            loop = asyncio.get_running_loop()
+            self._tasks = [
+                loop.create_task(self._trade_loop(), name="arb trade loop"),
+                loop.create_task(self._housekeeping(), name="arb status"),
+            ]
+            if self.balances is not None:
+                self._tasks.append(loop.create_task(self.balances.run(), name="arb balances"))
+            if self.funding is not None:
+                interval_s = self.config.funding_refresh_interval_ms / 1000
+                self._tasks.append(
+                    loop.create_task(self.funding.run(*self._funding_sources(), interval_s), name="arb funding")
+                )
+            if self.config.busy_poll:
+                self._tasks.append(loop.create_task(_busy_poll(), name="arb busy poll"))
             waiter = asyncio.ensure_future(shutdown.wait())
             done, _ = await asyncio.wait(
                 [waiter, *self._tasks], timeout=duration_s, return_when=asyncio.FIRST_COMPLETED
@@ -1008,6 +1010,15 @@ def _run_token() -> str:
         n, r = divmod(n, 36)
         digits = "0123456789abcdefghijklmnopqrstuvwxyz"[r] + digits
     return digits[-6:]
+
+
+async def _busy_poll() -> None:
+    """Keep the event loop polling its sockets with no timeout, so it never sleeps (``engine.busy_poll``).
+
+    Ready work runs first: each pass yields one loop iteration, whose poll returns at once.
+    """
+    while True:
+        await asyncio.sleep(0)
 
 
 def _ignore(event: object) -> None:

@@ -40,6 +40,12 @@ in the log into the database, so the open intents include every order that may h
 sent. The log is emptied once everything in it has been committed (``start_checkpoint``,
 ``checkpoint``, ``close``). Its durability is the database's: kept across a killed process,
 and across power loss under ``FULL`` only. A journal in memory has no log and commits at once.
+The log is locked (``flock``) while its journal is open, so a second journal opened on the
+same file, in this process or another, is refused rather than taking the log away. Ids are
+given by the journal for both paths, never reused, even for an append that failed. A failed
+append is cut back off the log; when even that fails, intents are committed to the database
+at once until the log can be emptied. More than ``MAX_LOGGED_INTENTS`` waiting for a database
+that does not take them refuse the next.
 
 Money is stored as decimal strings, exactly; times are wall-clock ms.
 """
@@ -47,7 +53,7 @@ Money is stored as decimal strings, exactly; times are wall-clock ms.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import fcntl
 import logging
 import os
 import sqlite3
@@ -72,6 +78,9 @@ INTENT_LOG_SUFFIX = "-intents"  # the intent log is the database's path with thi
 # SQLite's own checkpoint, run inside a commit once the WAL holds this many pages: a safety net
 # well above the cadence of ``start_checkpoint`` (the engine's, about 4 pages per commit).
 AUTOCHECKPOINT_PAGES = 8192
+# Intents waiting in the log for the database past which no more are logged: the database has
+# been failing to take them (normally at most one execution's two wait, for a few ms).
+MAX_LOGGED_INTENTS = 64
 MERGE_KEY_HASHES = 4096  # client-id key hashes held in a set before a checkpoint sorts them into the array
 ZERO = Decimal(0)
 
@@ -136,10 +145,6 @@ _FILLED = OrderStatus.FILLED.value
 _REJECTED = OrderStatus.REJECTED.value
 _NO_DETAIL = "{}"
 
-_INSERT_INTENT = (
-    "INSERT INTO intents (opportunity_id, leg, exchange, client_order_id, symbol, request, created_at_ms) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?)"
-)
 _INSERT_NUMBERED_INTENT = (
     "INSERT INTO intents (intent_id, opportunity_id, leg, exchange, client_order_id, symbol, request, created_at_ms) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
@@ -264,6 +269,7 @@ class _Transaction:
         journal.uncheckpointed += 1
         if journal._inserting:
             del journal._logged[: journal._inserting]
+            journal._logged_keys.clear()  # the database holds them now
             journal._inserting = 0
         if journal._staged:
             journal._publish()
@@ -368,8 +374,16 @@ class Journal:
         self._logged_keys: set[tuple[str, str]] = set()
         self._inserting = 0  # logged rows the running transaction inserts
         self._next_intent_id = 1
+        self._log_damaged = False  # a failed append may have left part of a record: appends stop
         in_memory = self.path in ("", ":memory:")
         self.intent_log_path = None if in_memory else self.path + INTENT_LOG_SUFFIX
+        try:
+            self._connect(synchronous)
+        except BaseException:
+            self._release()
+            raise
+
+    def _connect(self, synchronous: str) -> None:
         try:
             self._db = sqlite3.connect(self.path, isolation_level=None)
             # Writes go through one cursor (none of them reads rows back), sparing a cursor per statement.
@@ -380,18 +394,50 @@ class Journal:
             self._db.execute("PRAGMA foreign_keys=ON")
             self._migrate()
             if self.intent_log_path is not None:
-                self._recover_intent_log(self.intent_log_path)
+                self._log_fd = self._open_intent_log(self.intent_log_path)
+                self._recover_intent_log(self.intent_log_path, self._log_fd)
             self._load_index()
             (last,) = self._db.execute("SELECT max(intent_id) FROM intents").fetchone()
             self._next_intent_id = (last or 0) + 1
             self._keys = _KeyHashes(self._db.execute("SELECT exchange, client_order_id FROM intents"))
         except sqlite3.Error as exc:
             raise JournalError(f"journal {self.path}: cannot open: {exc}") from exc
-        if self.intent_log_path is not None:
-            try:
-                self._log_fd = os.open(self.intent_log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+
+    def _release(self) -> None:
+        """Close what a failed opening had opened."""
+        db: sqlite3.Connection | None = getattr(self, "_db", None)
+        if db is not None:
+            db.close()
+        if self._log_fd is not None:
+            os.close(self._log_fd)
+            self._log_fd = None
+
+    def _open_intent_log(self, log_path: str) -> int:
+        """Open (or create) the intent log and lock it: one open journal per file, across processes too."""
+        created = not os.path.exists(log_path)
+        try:
+            fd = os.open(log_path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise JournalError(f"journal {self.path}: cannot open its intent log {log_path}: {exc}") from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(fd)
+            raise JournalError(
+                f"journal {self.path}: its intent log {log_path} is locked by another open journal "
+                "(is another engine running with the same journal_path?)"
+            ) from exc
+        if created and self._sync_log:
+            try:  # the new file's directory entry, so that the log itself survives power loss
+                directory = os.open(os.path.dirname(os.path.abspath(log_path)), os.O_RDONLY)
+                try:
+                    os.fsync(directory)
+                finally:
+                    os.close(directory)
             except OSError as exc:
-                raise JournalError(f"journal {self.path}: cannot open its intent log: {exc}") from exc
+                os.close(fd)
+                raise JournalError(f"journal {self.path}: cannot sync the directory of {log_path}: {exc}") from exc
+        return fd
 
     def _migrate(self) -> None:
         (version,) = self._db.execute("PRAGMA user_version").fetchone()
@@ -407,7 +453,7 @@ class Journal:
                     self._db.execute(statement)
             self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
-    def _recover_intent_log(self, log_path: str) -> None:
+    def _recover_intent_log(self, log_path: str, fd: int) -> None:
         """Move into the database the intents a crash left only in the log, then empty it."""
         try:
             with open(log_path, "rb") as file:
@@ -451,7 +497,7 @@ class Journal:
         if recovered:
             log.warning("journal %s: %d intents recovered from the intent log %s", self.path, recovered, log_path)
         try:
-            os.truncate(log_path, 0)
+            os.ftruncate(fd, 0)
         except OSError as exc:
             raise JournalError(f"journal {self.path}: cannot empty its intent log {log_path}: {exc}") from exc
 
@@ -459,10 +505,14 @@ class Journal:
         """Insert the logged intents into the database (the running transaction), and index them."""
         write, staged = self._write, self._staged
         for row, quantity in self._logged:
-            write(_INSERT_NUMBERED_INTENT, row)
+            try:
+                write(_INSERT_NUMBERED_INTENT, row)
+            except sqlite3.Error as exc:
+                raise JournalError(
+                    f"journal {self.path}: intent {row[0]} ({row[3]} {row[4]!r}) from the intent log: {exc}"
+                ) from exc
             staged[row[0]] = _OpenIntent(row[0], (row[3], row[4]), quantity, ZERO, None)
         self._inserting = len(self._logged)
-        self._logged_keys.clear()
 
     def flush_intents(self) -> None:
         """Commit the intents waiting in the log to the database now (no-op when none wait)."""
@@ -472,9 +522,14 @@ class Journal:
 
     def _empty_intent_log(self) -> None:
         """Truncate the intent log once the database holds everything in it."""
-        if self._log_fd is not None and self._log_size and not self._logged:
-            os.ftruncate(self._log_fd, 0)
+        if self._log_fd is not None and (self._log_size or self._log_damaged) and not self._logged:
+            try:
+                os.ftruncate(self._log_fd, 0)
+            except OSError as exc:  # what it holds is all in the database: reopening skips it
+                log.warning("journal %s: cannot empty the intent log: %s", self.path, exc)
+                return
             self._log_size = 0
+            self._log_damaged = False
 
     def _load_index(self) -> None:
         for intent in self.open_intents():
@@ -589,40 +644,44 @@ class Journal:
         writes them to the intent log instead, as durable, and to the database later (see
         the module doc); on a journal in memory it commits them at once.
         """
-        if deferred and self._log_fd is not None:
+        if deferred and self._log_fd is not None and not self._log_damaged:
             return self._log_intents(self._log_fd, opportunity_id, orders)
         now_ms = self._now_ms()
-        # Enum values are read as ``_value_`` on the order path: a plain attribute, cheaper than ``value``.
-        rows = [
+        # Numbered here rather than by SQLite, like the logged intents: an id a failed append may
+        # have left in the log is never given to another intent. Enum values are read as ``_value_``
+        # on the order path: a plain attribute, cheaper than ``value``.
+        first = self._next_intent_id
+        rows: list[_LoggedIntent] = [
             (
-                opportunity_id, leg, exchange._value_, request.client_order_id, request.symbol,
+                first + n, opportunity_id, leg, exchange._value_, request.client_order_id, request.symbol,
                 _encode_request(request).decode(), now_ms,
             )
-            for leg, exchange, request in orders
+            for n, (leg, exchange, request) in enumerate(orders)
         ]
-        intent_ids: list[int] = []
         write, staged = self._write, self._staged
         with self._transaction:
             for row, (_, _, request) in zip(rows, orders):
                 try:
-                    intent_id = write(_INSERT_INTENT, row).lastrowid
+                    write(_INSERT_NUMBERED_INTENT, row)
                 except sqlite3.IntegrityError as exc:
                     raise JournalError(
-                        f"journal {self.path}: {row[2]} client order id {row[3]!r} "
+                        f"journal {self.path}: {row[3]} client order id {row[4]!r} "
                         "is already journaled; client ids must be unique per market"
                     ) from exc
-                if intent_id is None:  # pragma: no cover - an INSERT always sets it
-                    raise JournalError(f"journal {self.path}: insert returned no row id")
-                intent_ids.append(intent_id)
-                staged[intent_id] = _OpenIntent(intent_id, (row[2], row[3]), request.quantity, ZERO, None)
-                self._keys.add((row[2], row[3]))
-        self._next_intent_id = intent_ids[-1] + 1 if intent_ids else self._next_intent_id
-        return intent_ids
+                staged[row[0]] = _OpenIntent(row[0], (row[3], row[4]), request.quantity, ZERO, None)
+                self._keys.add((row[3], row[4]))
+        self._next_intent_id = first + len(rows)
+        return [row[0] for row in rows]
 
     def _log_intents(
         self, fd: int, opportunity_id: str, orders: Sequence[tuple[str, ExchangeName, OrderRequest]]
     ) -> list[int]:
         """``record_intents`` through the intent log: one append, the database after."""
+        if len(self._logged) >= MAX_LOGGED_INTENTS:
+            raise JournalError(
+                f"journal {self.path}: {len(self._logged)} intents in the intent log are still not in the "
+                "database; no more orders until it takes them"
+            )
         now_ms = self._now_ms()
         keys: set[tuple[str, str]] = set()
         for _, exchange, request in orders:
@@ -646,6 +705,8 @@ class Journal:
             for n, (leg, exchange, request) in enumerate(orders)
         ]
         line = _encode_request(rows) + b"\n"
+        # Advanced even if the append fails: a record that may remain in the log keeps its ids.
+        self._next_intent_id = first + len(rows)
         try:
             written = os.write(fd, line)
             if written != len(line):
@@ -653,11 +714,12 @@ class Journal:
             if self._sync_log:
                 os.fdatasync(fd)
         except OSError as exc:
-            with contextlib.suppress(OSError):
+            try:
                 os.ftruncate(fd, self._log_size)  # no torn record ahead of the next one
+            except OSError:
+                self._log_damaged = True  # intents are committed to the database until the log is emptied
             raise JournalError(f"journal {self.path}: cannot write the intent log: {exc}") from exc
         self._log_size += len(line)
-        self._next_intent_id = first + len(rows)
         self._logged.extend((row, request.quantity) for row, (_, _, request) in zip(rows, orders))
         self._logged_keys |= keys
         for key in keys:

@@ -119,6 +119,8 @@ class ArbitrageConfig(msgspec.Struct, frozen=True, kw_only=True):
     # NORMAL (WAL): a commit is a write without fsync, durable against a crash of the process, not of
     # the machine. Dry runs always journal with NORMAL.
     journal_synchronous: str = "FULL"
+    # Poll the sockets without ever sleeping: a frame is read ~50 us sooner, at the cost of one core.
+    busy_poll: bool = False
     sources: tuple[str, ...] = ()
     metrics: MetricsConfig = msgspec.field(default_factory=MetricsConfig)
     # Starting inventory of each market in paper mode: market name ("gateio_futures") -> asset -> amount.

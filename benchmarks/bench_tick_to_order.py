@@ -49,7 +49,7 @@ the next is injected once the previous result is in, the engine is idle again an
 venues' order budgets admit an order (Gate.io allows 10 spot orders a second; the engine
 passes up an opportunity rather than queue one leg behind its budget).
 ``ARB_TICK_EVENTS`` sets the count (default 500, about a minute; ``ARB_TICK_EVENTS=10000`` for
-the issue's event count).
+the issue's event count). ``ARB_BUSY_POLL=1`` runs the engine with ``engine.busy_poll``.
 
 ``ARB_TICK_BREAKDOWN=1`` also stamps points along the engine's path of each event and prints
 the p50/p90 of the steps between them (``_Breakdown``); its wrappers add a little to every
@@ -476,7 +476,10 @@ class TickToOrder:
     def __init__(self, tmp: Path, events: int) -> None:
         path = tmp / "arb.toml"
         path.write_text(CONFIG)
-        self.manager = ConfigurationManager(path, environ={"ARB_JOURNAL_PATH": str(tmp / "journal.sqlite3")})
+        environ = {"ARB_JOURNAL_PATH": str(tmp / "journal.sqlite3")}
+        if "ARB_BUSY_POLL" in os.environ:  # engine.busy_poll, to compare
+            environ["ARB_BUSY_POLL"] = os.environ["ARB_BUSY_POLL"]
+        self.manager = ConfigurationManager(path, environ=environ)
         self.manager.load_configuration(dry_run=True)
         self.events = events
         self.tick_to_order_ns: list[int] = []

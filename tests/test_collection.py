@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from arb.collection import IdleCollection
+from arb.collection import FULL_COLLECTION_SPACING, IdleCollection
 
 
 class Node:
@@ -95,12 +95,48 @@ def test_cycles_wait_for_collect_if_due_which_follows_the_thresholds() -> None:
 
 
 @pytest.mark.usefixtures("gc_state")
-def test_a_zero_threshold_turns_its_generation_off() -> None:
+def test_nothing_is_collected_when_automatic_collection_was_off_or_its_young_threshold_is_zero() -> None:
+    gc.enable()
     collection = IdleCollection()
     collection.start()
     try:
         gc.set_threshold(0)
         _ = [[] for _ in range(100)]
         assert collection.collect_if_due() is None
+        gc.set_threshold(50, 0, 0)  # zero for an older generation: due once counted at all, as in CPython
+        assert [collection.collect_if_due() for _ in range(3)] == [0, 1, 2]
+    finally:
+        collection.stop()
+    gc.disable()
+    collection.start()
+    try:
+        gc.set_threshold(50)
+        _ = [[] for _ in range(100)]
+        assert collection.collect_if_due() is None
+    finally:
+        collection.stop()
+    assert not gc.isenabled()
+
+
+@pytest.mark.usefixtures("gc_state")
+def test_a_full_collection_waits_for_spacing_times_what_the_last_one_took() -> None:
+    now = [0]
+
+    def clock() -> int:
+        now[0] += 1_000  # each reading 1 us later: a collection "takes" 1 us
+        return now[0]
+
+    gc.enable()
+    collection = IdleCollection(clock=clock)
+    collection.start()
+    try:
+        gc.set_threshold(50, 0, 0)
+        keep = [[] for _ in range(60)]
+        assert [collection.collect_if_due() for _ in range(3)] == [0, 1, 2]  # the full one "took" 1 us
+        keep.extend([] for _ in range(60))
+        # The oldest generation is due again after a young and a middle collection, but too soon.
+        assert [collection.collect_if_due() for _ in range(3)] == [0, 1, None]
+        now[0] += FULL_COLLECTION_SPACING * 1_000
+        assert collection.collect_if_due() == 2
     finally:
         collection.stop()

@@ -14,7 +14,7 @@ from loopback import eventually
 
 from arb import ArbitrageController, ArbitrageEngine
 from arb.config import ConfigurationManager
-from arb.controller import RunSummary, dry_run_cluster
+from arb.controller import RunSummary, _set_aside, dry_run_cluster
 from arb.errors import ConfigurationError
 from arb.exchanges.factory import registered
 from arb.exchanges.models import OrderRequest, OrderState, OrderType
@@ -235,3 +235,49 @@ def test_a_dry_run_on_its_own_simulator_starts_a_fresh_journal_and_keeps_the_las
     with Journal(dry) as journal:
         assert journal.recovery_steps("earlier-run") == []
         assert journal.open_intents() == []
+
+
+@pytest.mark.parametrize("busy_poll", [False, True])
+def test_busy_poll_keeps_the_loop_from_sleeping_until_the_run_ends(tmp_path: Path, busy_poll: bool) -> None:
+    configuration = manager(tmp_path, CONFIG + f"busy_poll = {str(busy_poll).lower()}\n")
+    cluster = dry_run_cluster(configuration.config, random_per_minute=0)
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        selector = loop._selector  # type: ignore[attr-defined]
+        select = selector.select
+        timeouts: list[float | None] = []
+
+        def recording_select(timeout: float | None = None) -> object:
+            timeouts.append(timeout)
+            return select(timeout)
+
+        async with cluster:
+            controller = ArbitrageController(configuration, sim_cluster=cluster, journal=Journal(tmp_path / "j.sqlite3"))
+            await controller.initialize(dry_run=True)
+            runner = loop.create_task(controller.run())
+            await asyncio.sleep(0.3)
+            selector.select = recording_select
+            try:
+                await asyncio.sleep(0.5)
+            finally:
+                selector.select = select
+            names = {task.get_name() for task in asyncio.all_tasks()}
+            controller.shutdown_manager.request_shutdown("test over")
+            summary = await runner
+            assert summary.ok
+            assert "arb busy poll" not in {task.get_name() for task in asyncio.all_tasks()}
+        assert ("arb busy poll" in names) is busy_poll
+        # Polled with a zero timeout every time, or allowed to sleep until the next event or timer.
+        assert len(timeouts) > 100
+        assert (max(t or 0 for t in timeouts) == 0) is busy_poll
+
+    asyncio.run(scenario())
+
+
+def test_setting_a_dry_journal_aside_moves_a_stray_intent_log_without_its_database(tmp_path: Path) -> None:
+    path = tmp_path / "arb-dry.sqlite3"
+    Path(f"{path}-intents").write_bytes(b"[]\n")
+    _set_aside(str(path))
+    assert not Path(f"{path}-intents").exists()
+    assert Path(f"{tmp_path / 'arb-dry.previous.sqlite3'}-intents").read_bytes() == b"[]\n"

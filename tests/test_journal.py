@@ -734,3 +734,65 @@ def test_a_hash_that_matches_a_new_client_id_is_settled_by_the_database(
         journal.flush_intents()
         with pytest.raises(JournalError, match="gateio client order id 'c3' is already journaled"):
             journal.record_intents("opp3", [("buy", GATE, request("c3"))], deferred=True)
+
+
+def test_logged_intents_stay_guarded_when_the_transaction_that_inserts_them_rolls_back(tmp_path: Path) -> None:
+    with Journal(tmp_path / "j.sqlite3") as journal:
+        journal.record_intents("opp1", LEGS, deferred=True)
+        with pytest.raises(JournalError, match="no intent for gateio client order id 'nope'"):
+            journal.record_ack(GATE, "nope", state("nope", OrderStatus.NEW))  # inserts c1 and c2, rolls back
+        with pytest.raises(JournalError, match="gateio client order id 'c1' is already journaled"):
+            journal.record_intents("opp2", [("buy", GATE, request("c1"))], deferred=True)
+        assert [i.client_order_id for i in journal.open_intents()] == ["c1", "c2"]
+
+
+def test_a_second_open_journal_on_the_same_file_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "j.sqlite3"
+    with Journal(path) as journal:
+        journal.record_intents("opp1", LEGS, deferred=True)
+        with pytest.raises(JournalError, match="intent log .* is locked by another open journal"):
+            Journal(path)
+        assert Path(f"{path}-intents").stat().st_size > 0  # the refused opener did not take the log
+    with Journal(path) as journal:
+        assert len(journal.open_intents()) == 2
+
+
+def test_a_failed_append_sends_nothing_and_gives_no_id_twice(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "j.sqlite3"
+    log = Path(f"{path}-intents")
+    with Journal(path) as journal:
+        journal.record_intents("opp1", LEGS, deferred=True)
+        real_write = os.write
+
+        def half_write(fd: int, data: bytes) -> int:
+            real_write(fd, data[:10])
+            raise OSError(5, "injected EIO")
+
+        def no_truncate(fd: int, length: int) -> None:
+            raise OSError(5, "injected EIO")
+
+        monkeypatch.setattr(journal_module.os, "write", half_write)
+        monkeypatch.setattr(journal_module.os, "ftruncate", no_truncate)
+        with pytest.raises(JournalError, match="cannot write the intent log: .*injected EIO"):
+            journal.record_intents("opp2", [("buy", GATE, request("c3"))], deferred=True)
+        monkeypatch.undo()
+        # The log may end in part of a record now: intents are committed to the database until it is emptied.
+        assert journal.record_intents("opp3", [("buy", GATE, request("c4"))], deferred=True) == [4]
+        assert database_keys(path)[-1] == (4, "gateio", "c4")
+        journal.start_checkpoint()
+        assert log.stat().st_size == 0
+        assert journal.record_intents("opp4", [("buy", GATE, request("c5"))], deferred=True) == [5]
+        assert database_keys(path)[-1] == (4, "gateio", "c4")  # logged again
+    assert [row[2] for row in database_keys(path)] == ["c1", "c2", "c4", "c5"]
+
+
+def test_no_more_intents_are_logged_while_the_database_does_not_take_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(journal_module, "MAX_LOGGED_INTENTS", 2)
+    with Journal(tmp_path / "j.sqlite3") as journal:
+        journal.record_intents("opp1", LEGS, deferred=True)
+        with pytest.raises(JournalError, match="2 intents in the intent log are still not in the database"):
+            journal.record_intents("opp2", [("buy", GATE, request("c3"))], deferred=True)
+        journal.flush_intents()
+        assert journal.record_intents("opp2", [("buy", GATE, request("c3"))], deferred=True) == [3]

@@ -79,18 +79,23 @@ class Engine:
         venues = {v.exchange: v for v in (self.gate, self.mexc, self.perp)}
         self.catalogs = catalogs(self.gate, self.mexc, self.perp)
         self.path = tmp_path / "journal.sqlite3"
-        self.journal = Journal(self.path, wall_clock_ms=lambda: wall.ms)
+        self.venues = venues
+        self.wire(Journal(self.path, wall_clock_ms=lambda: wall.ms))
+        self.risk = RiskManager(limits, wall_clock=wall.ns)
+
+    def wire(self, journal: Journal) -> None:
+        """The executor and recovery, journaling to ``journal``."""
+        self.journal = journal
         time = FakeTime()
         settings = OrderSettings(query_attempts=4, rate_limit_deadline_s=1.0)
         self.recovery = RecoveryManager(
-            venues, max_loss_quote=D("50"), max_attempts=3, clock=time.clock, sleep=time.sleep,
-            journal=self.journal, order_settings=settings,
+            self.venues, max_loss_quote=D("50"), max_attempts=3, clock=time.clock, sleep=time.sleep,
+            journal=journal, order_settings=settings,
         )
         self.executor = TwoLegExecutor(
-            venues, self.catalogs, recovery=self.recovery, journal=self.journal, clock=time.clock,
+            self.venues, self.catalogs, recovery=self.recovery, journal=journal, clock=time.clock,
             sleep=time.sleep, order_settings=settings,
         )
-        self.risk = RiskManager(limits, wall_clock=wall.ns)
 
     def run(self, opp: ArbitrageOpportunity) -> ExecutionResult:
         """What ``ArbitrageController.process`` does around the executor."""
@@ -112,10 +117,16 @@ class Engine:
         return result
 
     def restarted(self, limits: RiskLimits = LIMITS) -> RiskManager:
-        """A fresh RiskManager restored from the journal file, as ``initialize`` does after a restart."""
+        """A fresh RiskManager restored from the journal file, as ``initialize`` does after a restart.
+
+        The running engine's journal is closed first (one open journal per file) and opened again
+        for it afterwards, so it can go on trading.
+        """
+        self.journal.close()
         risk = RiskManager(limits, wall_clock=self.wall.ns)
         with Journal(self.path, wall_clock_ms=lambda: self.wall.ms) as journal:
             risk.restore(journal, self.catalogs)
+        self.wire(Journal(self.path, wall_clock_ms=lambda: self.wall.ms))
         return risk
 
 
