@@ -393,7 +393,7 @@ class _Breakdown:
         self._around(monkeypatch, ArbitrageController, "process", "trade loop", None, awaited=True)
         self._around(monkeypatch, RiskManager, "validate_opportunity_risk", None, "risk checked")
         self._around(monkeypatch, TwoLegExecutor, "plan", "plan start", "planned")
-        self._around(monkeypatch, Journal, "record_intents", "intents start", "intents committed")
+        self._around(monkeypatch, Journal, "record_intents", "intents start", "intents recorded")
 
     def _mark(self, point: str) -> None:
         if point not in self.stamps:
