@@ -23,6 +23,7 @@ stops it, ``execute_opportunity`` runs one opportunity through risk and executio
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import time
@@ -88,6 +89,8 @@ DRY_RUN_DISLOCATION_NS = 1_500_000_000
 # trades; SQLite's own, at ``journal.AUTOCHECKPOINT_PAGES``, comes later). Each one syncs
 # files, which slows the commits running beside it: fewer, larger checkpoints stall fewer intents.
 JOURNAL_CHECKPOINT_COMMITS = 1024
+# Execution results a controller keeps in memory for its reports and the live view, newest last.
+RESULTS_KEPT = 10_000
 # A residual may cost at most this fraction of max_position_size_usd to close before it is flagged.
 RECOVERY_LOSS_FRACTION = Decimal("0.01")
 # A funding rate not refreshed for this many refresh intervals counts as missing (hedges refused).
@@ -250,6 +253,7 @@ class ArbitrageController:
         tap: MarketDataTap | None = None,
         status: Callable[[str], None] | None = None,
         status_interval_s: float = 1.0,
+        results_kept: int | None = RESULTS_KEPT,
         clock: Callable[[], int] = monotonic_ns,
         wall_clock: Callable[[], int] = time.time_ns,
     ) -> None:
@@ -283,7 +287,10 @@ class ArbitrageController:
         self._started_ns = 0
         self._fills = 0
         self._budget_skips = 0
-        self._results: list[ExecutionResult] = []
+        # The newest results (all of them with ``results_kept=None``, as a backtest's report needs):
+        # a live run trades for weeks, and its statistics live in the monitor, not here.
+        self._results: collections.deque[ExecutionResult] = collections.deque(maxlen=results_kept)
+        self._results_total = 0
         self._book_stats: dict[ExchangeName, dict[str, BookSyncStats]] = {}
         self._skew_alerts: list[str] = []
         self._tasks: list[asyncio.Task[None]] = []
@@ -715,6 +722,7 @@ class ArbitrageController:
         monitor.record_execution(result)
         monitor.record_cycle(self.clock() - opportunity.detected_at, opportunity.opportunity_id)
         self._results.append(result)
+        self._results_total += 1
         if self.hedges is not None:
             self.hedges.record(opportunity, result)
         self._fills += sum(1 for leg in result.legs if leg.filled_quantity > 0)
@@ -783,12 +791,16 @@ class ArbitrageController:
 
     @property
     def results(self) -> list[ExecutionResult]:
-        """Every execution result of this run, in order."""
+        """The execution results of this run kept in memory (see ``results_kept``), oldest first."""
         return list(self._results)
 
     def results_from(self, start: int) -> list[ExecutionResult]:
-        """The execution results from position ``start`` on (the run's n-th execution is at n - 1)."""
-        return self._results[start:]
+        """The kept execution results from position ``start`` on (the run's n-th execution is at n - 1)."""
+        results = self._results
+        newer = self._results_total - max(start, 0)
+        count = min(newer, len(results))
+        # Indexed from the right: the view asks for the few newest, and a deque indexes its ends cheaply.
+        return [results[i] for i in range(len(results) - count, len(results))] if count > 0 else []
 
     def statistics(self) -> EngineStatistics:
         """The engine counters so far."""

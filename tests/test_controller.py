@@ -19,6 +19,7 @@ from arb.errors import ConfigurationError
 from arb.exchanges.factory import registered
 from arb.exchanges.models import OrderRequest, OrderState, OrderType
 from arb.journal import Journal
+from arb.risk import RiskManager
 from arb.secrets import ApiCredentials, Secret
 from arb.sim.cluster import SimCluster
 from arb.sim.market import Dislocation
@@ -281,3 +282,37 @@ def test_setting_a_dry_journal_aside_moves_a_stray_intent_log_without_its_databa
     _set_aside(str(path))
     assert not Path(f"{path}-intents").exists()
     assert Path(f"{tmp_path / 'arb-dry.previous.sqlite3'}-intents").read_bytes() == b"[]\n"
+
+
+class InstantExecutor:
+    """Completes every opportunity at once, with no legs."""
+
+    async def execute(self, opportunity: ArbitrageOpportunity) -> ExecutionResult:
+        return ExecutionResult(
+            opportunity_id=opportunity.opportunity_id, final_state=ArbitrageState.COMPLETED,
+            total_execution_time_ms=D(0), realized_profit=D(0),
+        )
+
+
+def test_a_long_run_keeps_the_newest_results_and_counts_them_all(tmp_path: Path) -> None:
+    configuration = manager(tmp_path)
+    controller = ArbitrageController(
+        configuration, executor=InstantExecutor(), risk=RiskManager(configuration.config.risk_limits), results_kept=3
+    )
+
+    async def scenario() -> None:
+        for n in range(5):
+            opportunity = ArbitrageOpportunity(
+                opportunity_id=f"o{n}", opportunity_type=OpportunityType.SPOT_SPOT, symbol="BTC/USDT",
+                buy_exchange=ExchangeName.MEXC, sell_exchange=ExchangeName.GATEIO, buy_price=D("60000"),
+                sell_price=D("60300"), max_quantity=D("0.0001"), profit_per_unit=D("300"),
+                total_profit_estimate=D("0.03"), profit_margin_bps=D("50"), detected_at=0,
+            )
+            assert await controller.process(opportunity) is not None
+
+    asyncio.run(scenario())
+    assert [r.opportunity_id for r in controller.results] == ["o2", "o3", "o4"]
+    assert [r.opportunity_id for r in controller.results_from(3)] == ["o3", "o4"]  # positions count every result
+    assert [r.opportunity_id for r in controller.results_from(0)] == ["o2", "o3", "o4"]
+    assert controller.results_from(5) == []
+    assert controller.statistics().opportunities_executed == 5  # the monitor counts them all

@@ -975,6 +975,7 @@ def _controller(
             min_profit_bps=limits.min_profit_margin_bps, max_position_usd=limits.max_position_size_usd,
             id_prefix="bt", clock=clock,
         ),
+        results_kept=None,  # the report shows every execution
         clock=clock,
         wall_clock=clock.wall_ns,
     )
