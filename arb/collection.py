@@ -47,6 +47,9 @@ class IdleCollection:
         if self.active:
             return
         self.active = True
+        self.collections = [0, 0, 0]
+        self.longest_ns = 0
+        self._full_not_before_ns = 0
         self._was_enabled = gc.isenabled()
         gc.collect()
         # Freezing is process-wide: objects frozen by someone else stay as they are.

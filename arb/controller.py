@@ -51,7 +51,7 @@ from .execution import TwoLegExecutor
 from .funding import FundingBook
 from .hedges import HedgeBook, HedgePosition
 from .instruments import InstrumentCatalog, split_symbol
-from .journal import INTENT_LOG_SUFFIX, Journal, OrderResolver
+from .journal import INTENT_LOG_SUFFIX, Journal, OrderResolver, intent_log_in_use
 from .orders import OrderOutcome
 from .monitor import PerformanceMonitor, Stage
 from .pipeline import Leg, ScannerPipeline, SymbolPlan
@@ -217,6 +217,10 @@ def _set_aside(path: str) -> None:
     reconciling or restoring them would trade against positions nobody holds.
     """
     p = Path(path)
+    if intent_log_in_use(p):
+        raise ArbitrageEngineError(
+            f"journal {p} is open in another running engine; stop it, or give this one another journal_path"
+        )
     previous = p.with_name(f"{p.stem}.previous{p.suffix}")
     # The files beside the database too, even without it: a stray intent log would be recovered.
     present = [suffix for suffix in ("", "-wal", "-shm", INTENT_LOG_SUFFIX) if Path(f"{p}{suffix}").exists()]
@@ -572,6 +576,7 @@ class ArbitrageController:
             raise ArbitrageEngineError("controller not initialized: call initialize() first")
         shutdown = self.shutdown_manager
         shutdown.install()
+        busy: asyncio.Task[None] | None = None
         try:
             self.collection.start()
             self._started_ns = self.clock()
@@ -589,7 +594,8 @@ class ArbitrageController:
                     loop.create_task(self.funding.run(*self._funding_sources(), interval_s), name="arb funding")
                 )
             if self.config.busy_poll:
-                self._tasks.append(loop.create_task(_busy_poll(), name="arb busy poll"))
+                busy = loop.create_task(_busy_poll(), name="arb busy poll")
+                self._tasks.append(busy)
             waiter = asyncio.ensure_future(shutdown.wait())
             done, _ = await asyncio.wait(
                 [waiter, *self._tasks], timeout=duration_s, return_when=asyncio.FIRST_COMPLETED
@@ -604,6 +610,8 @@ class ArbitrageController:
         finally:
             shutdown.uninstall()
             self.collection.stop()
+            if busy is not None:  # the shutdown steps cancel it; a cancelled run() must not leave it spinning
+                busy.cancel()
         return self.summary()
 
     async def shutdown(self, reason: str = "requested") -> list[StepOutcome]:
@@ -794,13 +802,20 @@ class ArbitrageController:
         """The execution results of this run kept in memory (see ``results_kept``), oldest first."""
         return list(self._results)
 
-    def results_from(self, start: int) -> list[ExecutionResult]:
-        """The kept execution results from position ``start`` on (the run's n-th execution is at n - 1)."""
-        results = self._results
-        newer = self._results_total - max(start, 0)
-        count = min(newer, len(results))
+    @property
+    def result_count(self) -> int:
+        """Execution results recorded in this run, kept in memory or not."""
+        return self._results_total
+
+    def results_since(self, start: int) -> tuple[list[ExecutionResult], int]:
+        """The kept execution results from position ``start`` on (the run's n-th execution is at n - 1),
+        and the position after the newest: where the next call starts, even when the window dropped some."""
+        results, total = self._results, self._results_total
+        count = min(total - max(start, 0), len(results))
+        if count <= 0:
+            return [], total
         # Indexed from the right: the view asks for the few newest, and a deque indexes its ends cheaply.
-        return [results[i] for i in range(len(results) - count, len(results))] if count > 0 else []
+        return [results[i] for i in range(len(results) - count, len(results))], total
 
     def statistics(self) -> EngineStatistics:
         """The engine counters so far."""

@@ -275,6 +275,21 @@ class _Transaction:
             journal._publish()
 
 
+def intent_log_in_use(journal_path: str | os.PathLike[str]) -> bool:
+    """Whether an open journal (in any process) holds the intent log of ``journal_path``."""
+    try:
+        fd = os.open(os.fspath(journal_path) + INTENT_LOG_SUFFIX, os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    finally:
+        os.close(fd)  # releases the lock taken, if any
+    return False
+
+
 class JournalError(ArbitrageEngineError):
     """The journal cannot be opened or a record contradicts it (unknown intent, duplicate client id...)."""
 
@@ -375,6 +390,7 @@ class Journal:
         self._inserting = 0  # logged rows the running transaction inserts
         self._next_intent_id = 1
         self._log_damaged = False  # a failed append may have left part of a record: appends stop
+        self._closed = False
         in_memory = self.path in ("", ":memory:")
         self.intent_log_path = None if in_memory else self.path + INTENT_LOG_SUFFIX
         try:
@@ -384,6 +400,8 @@ class Journal:
             raise
 
     def _connect(self, synchronous: str) -> None:
+        if self.intent_log_path is not None:  # first: a second opener is refused before it touches anything
+            self._log_fd = self._open_intent_log(self.intent_log_path)
         try:
             self._db = sqlite3.connect(self.path, isolation_level=None)
             # Writes go through one cursor (none of them reads rows back), sparing a cursor per statement.
@@ -393,8 +411,7 @@ class Journal:
             self._db.execute(f"PRAGMA wal_autocheckpoint={AUTOCHECKPOINT_PAGES}")
             self._db.execute("PRAGMA foreign_keys=ON")
             self._migrate()
-            if self.intent_log_path is not None:
-                self._log_fd = self._open_intent_log(self.intent_log_path)
+            if self._log_fd is not None and self.intent_log_path is not None:
                 self._recover_intent_log(self.intent_log_path, self._log_fd)
             self._load_index()
             (last,) = self._db.execute("SELECT max(intent_id) FROM intents").fetchone()
@@ -475,7 +492,12 @@ class Journal:
                 try:
                     rows = _decode_log_line(line)
                 except msgspec.DecodeError as exc:
-                    raise JournalError(f"journal {self.path}: intent log {log_path} line {number}: {exc}") from exc
+                    # Not a torn append (the line is whole): a lost page, e.g. after power loss under NORMAL.
+                    raise JournalError(
+                        f"journal {self.path}: intent log {log_path} line {number} is damaged ({exc}); the "
+                        "orders it recorded may exist: check the venues' recent orders, then repair or remove "
+                        "the line"
+                    ) from exc
                 for row in rows:
                     found = self._db.execute(
                         "SELECT exchange, client_order_id FROM intents WHERE intent_id = ?", (row[0],)
@@ -602,20 +624,29 @@ class Journal:
             db.close()
 
     def close(self) -> None:
-        """Stop the checkpoint thread, checkpoint the WAL into the database file and close."""
+        """Stop the checkpoint thread, checkpoint the WAL into the database file and close (once).
+
+        The files are closed (and the log's lock released) even when the last writes fail:
+        intents still only in the log are recovered when the journal is opened again.
+        """
+        if self._closed:
+            return
         thread = self._checkpointer
         if thread is not None:
             self._checkpointer_stop = True
             self._checkpoint_wanted.set()
             thread.join()
             self._checkpointer = None
-        self.flush_intents()
-        self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        self._db.close()
-        if self._log_fd is not None:
-            self._empty_intent_log()
-            os.close(self._log_fd)
-            self._log_fd = None
+        try:
+            self.flush_intents()
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        finally:
+            self._closed = True
+            self._db.close()
+            if self._log_fd is not None:
+                self._empty_intent_log()
+                os.close(self._log_fd)
+                self._log_fd = None
 
     def __enter__(self) -> Journal:
         return self
@@ -664,6 +695,13 @@ class Journal:
                 try:
                     write(_INSERT_NUMBERED_INTENT, row)
                 except sqlite3.IntegrityError as exc:
+                    if "intent_id" in str(exc):  # only another connection writing intents takes our ids
+                        (last,) = self._db.execute("SELECT max(intent_id) FROM intents").fetchone()
+                        self._next_intent_id = last + 1
+                        raise JournalError(
+                            f"journal {self.path}: intent id {row[0]} was taken by another writer; the journal "
+                            "must have one"
+                        ) from exc
                     raise JournalError(
                         f"journal {self.path}: {row[3]} client order id {row[4]!r} "
                         "is already journaled; client ids must be unique per market"

@@ -211,7 +211,8 @@ class LiveView:
     """A read-only view over the engine's parts; ``poll()`` snapshots them, ``render()`` draws a snapshot.
 
     ``opportunities`` returns the scanner's standing opportunities; ``executions(start)``
-    returns the execution results from position ``start`` on (results are only appended);
+    returns the execution results from position ``start`` on that are still kept (results are
+    only appended; the oldest may be dropped) and the position after the newest;
     ``stopping`` returns why shutdown was requested, None while running.
     """
 
@@ -222,7 +223,7 @@ class LiveView:
         risk: RiskManager,
         connectors: Mapping[ExchangeName, ConnectionSource],
         opportunities: Callable[[], Sequence[ArbitrageOpportunity]],
-        executions: Callable[[int], Sequence[ExecutionResult]],
+        executions: Callable[[int], tuple[Sequence[ExecutionResult], int]],
         balances: BalanceSource | None = None,
         stopping: Callable[[], str | None] | None = None,
         mode: str = "",
@@ -260,7 +261,7 @@ class LiveView:
             risk=controller.risk,
             connectors=controller.connectors,
             opportunities=controller.pipeline.standing_opportunities,
-            executions=controller.results_from,
+            executions=controller.results_since,
             balances=controller.balances,
             stopping=lambda: controller.shutdown_manager.reason,
             mode=controller.mode,
@@ -275,8 +276,7 @@ class LiveView:
         """Snapshot the parts now, with the events since the previous poll."""
         now = self._clock()
         events: list[ViewEvent] = []
-        new = self._executions(self._seen)
-        self._seen += len(new)
+        new, self._seen = self._executions(self._seen)
         self._recent.extend(new)
         events.extend(_execution_event(result) for result in new)
 

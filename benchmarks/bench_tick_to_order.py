@@ -526,7 +526,7 @@ class TickToOrder:
         for connector in controller.connectors.values():
             while (wait_s := connector.order_wait_s()) > 0:
                 await asyncio.sleep(wait_s)
-        before = len(controller.results)
+        before = controller.result_count
         # Not waited for: the engine's loop stays free for the frame the maker order pushes.
         maker = sim.venues[_maker_market(n).venue]
         self.writes.stamps.clear()
@@ -534,7 +534,7 @@ class TickToOrder:
             self.breakdown.start()
         maker.send("event", n)
         deadline = time.monotonic() + 1.0  # by the clock: uvloop rounds sub-ms sleeps down to 0
-        while len(controller.results) <= before:
+        while controller.result_count <= before:
             if time.monotonic() > deadline:
                 pipeline = controller.pipeline
                 raise RuntimeError(

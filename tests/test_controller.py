@@ -15,7 +15,7 @@ from loopback import eventually
 from arb import ArbitrageController, ArbitrageEngine
 from arb.config import ConfigurationManager
 from arb.controller import RunSummary, _set_aside, dry_run_cluster
-from arb.errors import ConfigurationError
+from arb.errors import ArbitrageEngineError, ConfigurationError
 from arb.exchanges.factory import registered
 from arb.exchanges.models import OrderRequest, OrderState, OrderType
 from arb.journal import Journal
@@ -312,7 +312,39 @@ def test_a_long_run_keeps_the_newest_results_and_counts_them_all(tmp_path: Path)
 
     asyncio.run(scenario())
     assert [r.opportunity_id for r in controller.results] == ["o2", "o3", "o4"]
-    assert [r.opportunity_id for r in controller.results_from(3)] == ["o3", "o4"]  # positions count every result
-    assert [r.opportunity_id for r in controller.results_from(0)] == ["o2", "o3", "o4"]
-    assert controller.results_from(5) == []
+    since_3, since_0 = controller.results_since(3), controller.results_since(0)
+    assert ([r.opportunity_id for r in since_3[0]], since_3[1]) == (["o3", "o4"], 5)  # positions count every result
+    assert ([r.opportunity_id for r in since_0[0]], since_0[1]) == (["o2", "o3", "o4"], 5)  # o0, o1 dropped
+    assert controller.results_since(5) == ([], 5) and controller.result_count == 5
     assert controller.statistics().opportunities_executed == 5  # the monitor counts them all
+
+
+def test_a_dry_journal_open_in_another_engine_is_not_set_aside(tmp_path: Path) -> None:
+    path = tmp_path / "arb-dry.sqlite3"
+    with Journal(path):
+        with pytest.raises(ArbitrageEngineError, match="is open in another running engine"):
+            _set_aside(str(path))
+        assert path.exists()
+    _set_aside(str(path))
+    assert not path.exists() and (tmp_path / "arb-dry.previous.sqlite3").exists()
+
+
+def test_a_cancelled_run_leaves_no_busy_poll_spinning(tmp_path: Path) -> None:
+    configuration = manager(tmp_path, CONFIG + "busy_poll = true\n")
+    cluster = dry_run_cluster(configuration.config, random_per_minute=0)
+
+    async def scenario() -> None:
+        async with cluster:
+            controller = ArbitrageController(configuration, sim_cluster=cluster, journal=Journal(tmp_path / "j.sqlite3"))
+            await controller.initialize(dry_run=True)
+            runner = asyncio.get_running_loop().create_task(controller.run())
+            await asyncio.sleep(0.2)
+            assert "arb busy poll" in {task.get_name() for task in asyncio.all_tasks()}
+            runner.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await runner
+            await asyncio.sleep(0)
+            assert "arb busy poll" not in {task.get_name() for task in asyncio.all_tasks() if not task.done()}
+            await controller.shutdown("test over")
+
+    asyncio.run(scenario())

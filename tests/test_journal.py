@@ -695,7 +695,7 @@ def test_a_torn_last_record_is_ignored_and_a_bad_line_or_a_conflict_refused(
     assert "torn record (30 bytes), ignored" in caplog.text
 
     log.write_bytes(b"not json\n")
-    with pytest.raises(JournalError, match=r"intent log .*-intents line 1: "):
+    with pytest.raises(JournalError, match=r"intent log .*-intents line 1 is damaged .*repair or remove the line"):
         Journal(path)
     log.write_bytes(whole.replace(b'"c1"', b'"c9"', 1))  # intent 1 is c1 in the database
     with pytest.raises(JournalError, match=r"intent 1 is gateio 'c1' in the database, gateio 'c9' in the log"):
@@ -796,3 +796,37 @@ def test_no_more_intents_are_logged_while_the_database_does_not_take_them(
             journal.record_intents("opp2", [("buy", GATE, request("c3"))], deferred=True)
         journal.flush_intents()
         assert journal.record_intents("opp2", [("buy", GATE, request("c3"))], deferred=True) == [3]
+
+
+def test_a_failed_close_still_releases_the_files_and_reopening_recovers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "j.sqlite3"
+    journal = Journal(path)
+    journal.record_intents("opp1", LEGS, deferred=True)
+
+    def failing_insert() -> None:
+        raise JournalError("injected: disk I/O error")
+
+    monkeypatch.setattr(journal, "_insert_logged", failing_insert)
+    with pytest.raises(JournalError, match="injected"):
+        journal.close()
+    journal.close()  # closed already: nothing to do
+    assert not journal_module.intent_log_in_use(path)
+    with Journal(path) as reopened:
+        assert [i.client_order_id for i in reopened.open_intents()] == ["c1", "c2"]
+
+
+def test_an_intent_id_taken_by_another_writer_is_reported_as_such_and_skipped(tmp_path: Path) -> None:
+    path = tmp_path / "j.sqlite3"
+    with Journal(path) as journal:
+        journal.record_intent("opp1", "buy", request("c1"), GATE)
+        with closing(sqlite3.connect(path)) as other:
+            other.execute(
+                "INSERT INTO intents (intent_id, opportunity_id, leg, exchange, client_order_id, symbol, request, "
+                "created_at_ms) VALUES (2, 'x', 'buy', 'gateio', 'foreign', 'BTC/USDT', '{}', 0)"
+            )
+            other.commit()
+        with pytest.raises(JournalError, match="intent id 2 was taken by another writer"):
+            journal.record_intent("opp2", "buy", request("c2"), GATE)
+        assert journal.record_intent("opp2", "buy", request("c2"), GATE) == 3

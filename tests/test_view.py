@@ -141,7 +141,7 @@ class Parts:
     def view(self) -> LiveView:
         return LiveView(
             monitor=self.monitor, risk=self.risk, connectors=self.connectors,
-            opportunities=lambda: self.opportunities, executions=lambda start: self.results[start:],
+            opportunities=lambda: self.opportunities, executions=lambda start: (self.results[start:], len(self.results)),
             balances=FakeBalances(), mode="dry run", clock=lambda: self.now,
         )
 
@@ -329,3 +329,21 @@ def test_run_headless_prints_json_lines_and_exits_0(tmp_path: Path) -> None:
     # Every execution of the run has its own line, the last ones included.
     assert kinds.count("execution") == summary["statistics"]["opportunities_executed"]
     assert "arb run summary" in done.stderr
+
+
+def test_results_dropped_before_they_were_shown_are_skipped_and_none_is_shown_twice() -> None:
+    parts = Parts()
+    window = 2  # the controller keeps only the newest results
+
+    def executions(start: int) -> tuple[list[ExecutionResult], int]:
+        return parts.results[max(start, len(parts.results) - window):], len(parts.results)
+
+    view = LiveView(
+        monitor=parts.monitor, risk=parts.risk, connectors=parts.connectors,
+        opportunities=lambda: parts.opportunities, executions=executions, clock=lambda: parts.now,
+    )
+    parts.results.extend(result(f"r{n}eth", ArbitrageState.COMPLETED, "0.1", "50") for n in range(3, 7))
+    snapshot, events = view.poll()
+    assert [e.opportunity_id for e in snapshot.executions] == ["r6eth", "r5eth"]
+    assert sum(e.event == "execution" for e in events) == 2
+    assert not [e for e in view.poll()[1] if e.event == "execution"]

@@ -949,7 +949,9 @@ def _controller(
 ) -> ArbitrageController:
     """The live controller, its clocked parts given explicitly (it builds the rest itself)."""
     # Recordings carry no funding-rate history, so the backtest decides hedges without funding.
-    config = msgspec.structs.replace(config, symbols=tuple(traded), hedge_holding_horizon_s=0)
+    # Busy polling would keep virtual time from ever advancing: the loop moves its clock only
+    # when it has nothing to run.
+    config = msgspec.structs.replace(config, symbols=tuple(traded), hedge_holding_horizon_s=0, busy_poll=False)
     limits = config.risk_limits
     journal = Journal(":memory:", synchronous="NORMAL", wall_clock_ms=lambda: clock.wall_ns() // 1_000_000)
     monitor = LoggingMonitor(config.target_execution_time_ms, log_, clock=clock)

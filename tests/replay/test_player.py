@@ -7,6 +7,8 @@ import hashlib
 import random
 import re
 import struct
+import subprocess
+import sys
 import zlib
 from decimal import Decimal as D
 from pathlib import Path
@@ -500,3 +502,27 @@ def test_an_orders_reach_is_the_whole_books_conversion_up_to_its_limit(ratios: t
             reach = player._reachable_levels(book, side, ratios, limit)
             assert reach == {t: lots for t, lots in whole.items() if (t <= limit if side == ASK else t >= limit)}
             assert list(reach) == [t for t in whole if t in reach]  # best first, as the whole book's
+
+
+BUSY_POLLING_BACKTEST = """
+import sys
+from arb.config import ConfigurationManager
+from arb.replay.player import backtest
+manager = ConfigurationManager(None, environ={"ARB_BUSY_POLL": "true"})
+manager.load_configuration(dry_run=True)
+assert manager.config.busy_poll
+result = backtest([sys.argv[1]], manager)
+print(len(result.opportunities), len(result.orders), len(result.results))
+"""
+
+
+def test_busy_polling_in_the_config_is_ignored_by_the_backtest(simulated: Path, tmp_path: Path) -> None:
+    # In a child with a time limit: a busy-polling backtest would never end (its loop moves virtual
+    # time only when it has nothing to run).
+    child = subprocess.run(
+        [sys.executable, "-c", BUSY_POLLING_BACKTEST, str(simulated)],
+        capture_output=True, text=True, timeout=120, check=True, cwd=tmp_path,
+    )
+    plain = backtest([simulated], _default_manager())
+    assert plain.results
+    assert child.stdout.split() == [str(len(plain.opportunities)), str(len(plain.orders)), str(len(plain.results))]
