@@ -60,9 +60,7 @@ class IdleCollection:
 
     def collect_if_due(self) -> int | None:
         """Collect the oldest generation whose count passed its threshold; the generation, or None."""
-        if not self.active:
-            return None
-        if not self._was_enabled:
+        if not (self.active and self._was_enabled):
             return None
         counts, thresholds = gc.get_count(), gc.get_threshold()
         if thresholds[0] == 0:  # CPython's switch for "never collect automatically"

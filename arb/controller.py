@@ -91,6 +91,8 @@ DRY_RUN_DISLOCATION_NS = 1_500_000_000
 JOURNAL_CHECKPOINT_COMMITS = 1024
 # Execution results a controller keeps in memory for its reports and the live view, newest last.
 RESULTS_KEPT = 10_000
+# A journal's files: the database, SQLite's beside it, and the intent log.
+_JOURNAL_FILE_SUFFIXES = ("", "-wal", "-shm", INTENT_LOG_SUFFIX)
 # A residual may cost at most this fraction of max_position_size_usd to close before it is flagged.
 RECOVERY_LOSS_FRACTION = Decimal("0.01")
 # A funding rate not refreshed for this many refresh intervals counts as missing (hedges refused).
@@ -223,10 +225,10 @@ def _set_aside(path: str) -> None:
         )
     previous = p.with_name(f"{p.stem}.previous{p.suffix}")
     # The files beside the database too, even without it: a stray intent log would be recovered.
-    present = [suffix for suffix in ("", "-wal", "-shm", INTENT_LOG_SUFFIX) if Path(f"{p}{suffix}").exists()]
+    present = [suffix for suffix in _JOURNAL_FILE_SUFFIXES if Path(f"{p}{suffix}").exists()]
     if not present:
         return
-    for suffix in ("", "-wal", "-shm", INTENT_LOG_SUFFIX):
+    for suffix in _JOURNAL_FILE_SUFFIXES:
         Path(f"{previous}{suffix}").unlink(missing_ok=True)
     for suffix in present:
         Path(f"{p}{suffix}").replace(Path(f"{previous}{suffix}"))

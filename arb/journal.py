@@ -198,6 +198,11 @@ class _OpenIntent:
     def copy(self) -> _OpenIntent:
         return _OpenIntent(self.intent_id, self.key, self.quantity, self.filled, self.final, self.closed)
 
+    @staticmethod
+    def inserted(row: _LoggedIntent, quantity: Decimal) -> _OpenIntent:
+        """The entry of an intents row just inserted: nothing filled, no answer yet."""
+        return _OpenIntent(row[0], (row[3], row[4]), quantity, ZERO, None)
+
 
 class _KeyHashes:
     """Hashes of the journaled (market, client order id) keys, so that a reused client id is refused
@@ -269,7 +274,6 @@ class _Transaction:
         journal.uncheckpointed += 1
         if journal._inserting:
             del journal._logged[: journal._inserting]
-            journal._logged_keys.clear()  # the database holds them now
             journal._inserting = 0
         if journal._staged:
             journal._publish()
@@ -386,7 +390,6 @@ class Journal:
         self._log_fd: int | None = None
         self._log_size = 0  # bytes in the intent log
         self._logged: list[tuple[_LoggedIntent, Decimal]] = []  # in the log, not yet in the database; quantity
-        self._logged_keys: set[tuple[str, str]] = set()
         self._inserting = 0  # logged rows the running transaction inserts
         self._next_intent_id = 1
         self._log_damaged = False  # a failed append may have left part of a record: appends stop
@@ -533,7 +536,7 @@ class Journal:
                 raise JournalError(
                     f"journal {self.path}: intent {row[0]} ({row[3]} {row[4]!r}) from the intent log: {exc}"
                 ) from exc
-            staged[row[0]] = _OpenIntent(row[0], (row[3], row[4]), quantity, ZERO, None)
+            staged[row[0]] = _OpenIntent.inserted(row, quantity)
         self._inserting = len(self._logged)
 
     def flush_intents(self) -> None:
@@ -541,6 +544,12 @@ class Journal:
         if self._logged and not self._db.in_transaction:
             with self._transaction:
                 pass
+
+    def _tidy_intent_log(self) -> None:
+        """At a checkpoint: the logged intents into the database, the log emptied, recent key hashes sorted."""
+        self.flush_intents()
+        self._empty_intent_log()
+        self._keys.merge()
 
     def _empty_intent_log(self) -> None:
         """Truncate the intent log once the database holds everything in it."""
@@ -581,9 +590,7 @@ class Journal:
 
         The engine uses ``start_checkpoint`` instead, which does the same off the event loop.
         """
-        self.flush_intents()
-        self._empty_intent_log()
-        self._keys.merge()
+        self._tidy_intent_log()
         self._db.execute("PRAGMA wal_checkpoint(PASSIVE)")
         self.uncheckpointed = 0
 
@@ -596,9 +603,7 @@ class Journal:
         if self.path in ("", ":memory:"):  # no file, and another connection would open another database
             self.checkpoint()
             return
-        self.flush_intents()
-        self._empty_intent_log()
-        self._keys.merge()
+        self._tidy_intent_log()
         self.uncheckpointed = 0
         if self._checkpointer is None:
             thread = threading.Thread(target=self._checkpoint_loop, name="arb journal checkpoint", daemon=True)
@@ -677,18 +682,7 @@ class Journal:
         """
         if deferred and self._log_fd is not None and not self._log_damaged:
             return self._log_intents(self._log_fd, opportunity_id, orders)
-        now_ms = self._now_ms()
-        # Numbered here rather than by SQLite, like the logged intents: an id a failed append may
-        # have left in the log is never given to another intent. Enum values are read as ``_value_``
-        # on the order path: a plain attribute, cheaper than ``value``.
-        first = self._next_intent_id
-        rows: list[_LoggedIntent] = [
-            (
-                first + n, opportunity_id, leg, exchange._value_, request.client_order_id, request.symbol,
-                _encode_request(request).decode(), now_ms,
-            )
-            for n, (leg, exchange, request) in enumerate(orders)
-        ]
+        rows = self._numbered_rows(opportunity_id, orders)
         write, staged = self._write, self._staged
         with self._transaction:
             for row, (_, _, request) in zip(rows, orders):
@@ -702,14 +696,35 @@ class Journal:
                             f"journal {self.path}: intent id {row[0]} was taken by another writer; the journal "
                             "must have one"
                         ) from exc
-                    raise JournalError(
-                        f"journal {self.path}: {row[3]} client order id {row[4]!r} "
-                        "is already journaled; client ids must be unique per market"
-                    ) from exc
-                staged[row[0]] = _OpenIntent(row[0], (row[3], row[4]), request.quantity, ZERO, None)
+                    raise self._reused((row[3], row[4])) from exc
+                staged[row[0]] = _OpenIntent.inserted(row, request.quantity)
                 self._keys.add((row[3], row[4]))
-        self._next_intent_id = first + len(rows)
+        self._next_intent_id += len(rows)
         return [row[0] for row in rows]
+
+    def _numbered_rows(
+        self, opportunity_id: str, orders: Sequence[tuple[str, ExchangeName, OrderRequest]]
+    ) -> list[_LoggedIntent]:
+        """The intents rows of ``orders``, numbered from the next intent id.
+
+        Numbered here rather than by SQLite on both paths: an id a failed append may have left
+        in the log is never given to another intent. Enum values are read as ``_value_`` on the
+        order path: a plain attribute, cheaper than ``value``.
+        """
+        now_ms, first = self._now_ms(), self._next_intent_id
+        return [
+            (
+                first + n, opportunity_id, leg, exchange._value_, request.client_order_id, request.symbol,
+                _encode_request(request).decode(), now_ms,
+            )
+            for n, (leg, exchange, request) in enumerate(orders)
+        ]
+
+    def _reused(self, key: tuple[str, str]) -> JournalError:
+        return JournalError(
+            f"journal {self.path}: {key[0]} client order id {key[1]!r} "
+            "is already journaled; client ids must be unique per market"
+        )
 
     def _log_intents(
         self, fd: int, opportunity_id: str, orders: Sequence[tuple[str, ExchangeName, OrderRequest]]
@@ -720,31 +735,21 @@ class Journal:
                 f"journal {self.path}: {len(self._logged)} intents in the intent log are still not in the "
                 "database; no more orders until it takes them"
             )
-        now_ms = self._now_ms()
+        waiting = {(row[3], row[4]) for row, _ in self._logged}  # normally none: flushed once orders are out
         keys: set[tuple[str, str]] = set()
         for _, exchange, request in orders:
             key = (exchange._value_, request.client_order_id)
             if (
                 key in keys
-                or key in self._logged_keys
+                or key in waiting
                 or (self._keys.may_hold(key) and self._db.execute(_INTENT_KEY_EXISTS, key).fetchone())
             ):
-                raise JournalError(
-                    f"journal {self.path}: {key[0]} client order id {key[1]!r} "
-                    "is already journaled; client ids must be unique per market"
-                )
+                raise self._reused(key)
             keys.add(key)
-        first = self._next_intent_id
-        rows: list[_LoggedIntent] = [
-            (
-                first + n, opportunity_id, leg, exchange._value_, request.client_order_id, request.symbol,
-                _encode_request(request).decode(), now_ms,
-            )
-            for n, (leg, exchange, request) in enumerate(orders)
-        ]
+        rows = self._numbered_rows(opportunity_id, orders)
         line = _encode_request(rows) + b"\n"
         # Advanced even if the append fails: a record that may remain in the log keeps its ids.
-        self._next_intent_id = first + len(rows)
+        self._next_intent_id += len(rows)
         try:
             written = os.write(fd, line)
             if written != len(line):
@@ -759,7 +764,6 @@ class Journal:
             raise JournalError(f"journal {self.path}: cannot write the intent log: {exc}") from exc
         self._log_size += len(line)
         self._logged.extend((row, request.quantity) for row, (_, _, request) in zip(rows, orders))
-        self._logged_keys |= keys
         for key in keys:
             self._keys.add(key)
         return [row[0] for row in rows]
