@@ -141,18 +141,21 @@ class TwoLegExecutor:
             self._move(fsm, ArbitrageState.FAILED)
             return self._result(opportunity, fsm, start, (), ZERO, f"not executed: {exc}")
         sent = self.clock()
-        # The buy leg runs in this task, so it goes out without waiting for a task to be
-        # scheduled; the sell leg's task is created first and starts as soon as the buy
-        # leg waits for its answer (in the next loop step).
+        # Both orders are written back to back here when their venues can take them at once;
+        # a leg that cannot is sent by its ``run``. The buy leg's runs in this task; the sell
+        # leg's task starts as soon as the buy leg waits for its answer (in the next loop step).
+        orders = self.orders
+        buy_written = orders.write(buy_plan.instrument.exchange, buy_plan.request)
+        sell_written = orders.write(sell_plan.instrument.exchange, sell_plan.request)
         sell_task = asyncio.ensure_future(
-            self.orders.run(sell_plan.instrument.exchange, sell_plan.instrument, sell_plan.request, sell_plan.leg)
+            orders.run(sell_plan.instrument.exchange, sell_plan.instrument, sell_plan.request, sell_plan.leg, sell_written)
         )
-        # Scheduled after the sell leg's first step, which sends it: the intents' database commit
-        # then runs once both orders are out, while the venues match them.
-        asyncio.get_running_loop().call_soon(self.orders.settle_intents)
+        # Scheduled after the sell leg's first step, which sends it when not written yet: the
+        # intents' database commit then runs once both orders are out, while the venues match them.
+        asyncio.get_running_loop().call_soon(orders.settle_intents)
         try:
-            buy = await self.orders.run(
-                buy_plan.instrument.exchange, buy_plan.instrument, buy_plan.request, buy_plan.leg
+            buy = await orders.run(
+                buy_plan.instrument.exchange, buy_plan.instrument, buy_plan.request, buy_plan.leg, buy_written
             )
         except asyncio.CancelledError:
             # Cancelled with us, as ``gather`` would do, and awaited so it cannot outlive us.

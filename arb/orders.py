@@ -385,17 +385,37 @@ class OrderRunner:
         if self.journal is not None:
             self._call_journal(lambda j: j.flush_intents(), "the intents in the intent log")
 
+    def write(self, exchange: ExchangeName, request: OrderRequest) -> Awaitable[OrderState] | None:
+        """Write ``request`` (its intent already journaled) to its venue now, when it can go without
+        waiting (``PrivateExchange.write_order``); pass the result to ``run`` as ``written``.
+
+        None when it cannot: nothing was sent, and ``run`` sends it (and reports any failure).
+        """
+        try:
+            return self.exchange(exchange).write_order(request)
+        except Exception as exc:  # refused before writing: ``run`` meets the same failure and reports it
+            log.debug("%s order %s not written at once: %s", exchange.value, request.client_order_id, exc)
+            return None
+
     async def run(
-        self, exchange: ExchangeName, instrument: Instrument, request: OrderRequest, leg: str
+        self, exchange: ExchangeName, instrument: Instrument, request: OrderRequest, leg: str,
+        written: Awaitable[OrderState] | None = None,
     ) -> OrderOutcome:
-        """Send ``request`` (its intent already journaled) and return its final outcome; raises only on cancellation."""
+        """Send ``request`` (its intent already journaled) and return its final outcome; raises only on cancellation.
+
+        ``written``: the answer of the same request already written by ``write``; awaited instead of sending it.
+        """
         venue = self.exchange(exchange)
         cid = request.client_order_id
         deadline_ns = self.clock() + int(self.settings.rate_limit_deadline_s * 1e9)
         waits = 0
         while True:
             try:
-                state = await venue.place_order(request)
+                if written is None:
+                    state = await venue.place_order(request)
+                else:
+                    sending, written = written, None
+                    state = await sending
             except asyncio.CancelledError:
                 raise
             except RateLimitError as exc:

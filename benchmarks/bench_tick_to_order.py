@@ -353,14 +353,14 @@ class _Breakdown:
 
     Each point is the first time its call runs in the event: the socket read that brought the
     frame (``BookSync.on_message``'s ``recv_ns``), the scan that found the opportunity, the trade
-    loop taking it, the risk check done, planning, the intents' journal commit, and each venue's
+    loop taking it, the risk check done, planning, the intents journaled, and each venue's
     order written (``_WriteStamps``). With the simulator's push and receipt stamps they give the
     steps from push to the later order's receipt.
     """
 
     STEPS = (
         "push", "receive", "found", "trade loop", "risk checked", "plan start", "planned", "intents start",
-        "intents committed", "first send", "second send", "last receipt",
+        "intents recorded", "first send", "second send", "last receipt",
     )
 
     def __init__(self) -> None:
@@ -436,6 +436,8 @@ class _Breakdown:
 
     def report(self) -> str:
         lines = [f"  breakdown over {len(self.events)} events (p50 / p90 of each step):"]
+        if not self.events:
+            return lines[0] + " none had every point stamped"
         for start, end in zip(self.STEPS, self.STEPS[1:]):
             steps = [event[end] - event[start] for event in self.events]
             lines.append(f"    {start:>17} -> {end:<17} {_us(_percentile(steps, 50))} {_us(_percentile(steps, 90))}")
@@ -444,30 +446,31 @@ class _Breakdown:
 
 class _WriteStamps:
     """When the engine wrote each venue's order of an event: the first Gate.io websocket
-    ``send_text`` of the event, stamped when the call returns (the socket write done), and the
-    first MEXC ``Http1Pool.request``, stamped on entry, a few microseconds before its write."""
+    ``send_text`` and the first MEXC request written on an HTTP/1.1 connection of the event,
+    each stamped when the call returns (the socket write done)."""
 
     def __init__(self) -> None:
         self.stamps: dict[str, int] = {}
 
     def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        from arb.exchanges.http1 import Http1Pool
+        from arb.exchanges.http1 import _Connection
         from arb.exchanges.ws import WsSession
 
         stamps = self.stamps
-        send_text, request = WsSession.send_text, Http1Pool.request
+        send_text, send = WsSession.send_text, _Connection.send
 
         def sending_text(session: Any, *args: Any) -> Any:
             result = send_text(session, *args)
             stamps.setdefault("gateio", time.monotonic_ns())
             return result
 
-        async def requesting(pool: Any, *args: Any, **kwargs: Any) -> Any:
+        def sending(connection: Any, *args: Any) -> Any:
+            result = send(connection, *args)
             stamps.setdefault("mexc", time.monotonic_ns())
-            return await request(pool, *args, **kwargs)
+            return result
 
         monkeypatch.setattr(WsSession, "send_text", sending_text)
-        monkeypatch.setattr(Http1Pool, "request", requesting)
+        monkeypatch.setattr(_Connection, "send", sending)
 
 
 class TickToOrder:

@@ -87,6 +87,9 @@ class FakeExchange:
             total += base if state.side is OrderSide.BUY else -base
         return total
 
+    def write_order(self, request: OrderRequest) -> None:
+        return None  # every order goes through the scripted place_order
+
     async def place_order(self, request: OrderRequest) -> OrderState:
         self.placed.append(request)
         step = self.script.pop(0) if self.script else Step()

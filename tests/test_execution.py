@@ -6,6 +6,7 @@ import asyncio
 import math
 import re
 import tempfile
+from collections.abc import Awaitable
 from decimal import ROUND_CEILING, ROUND_FLOOR, localcontext
 from decimal import Decimal as D
 from pathlib import Path
@@ -19,7 +20,7 @@ from simvenues import SPOT, simulated_venues
 
 from arb.errors import OrderExecutionError
 from arb.exchanges.errors import ErrorCategory
-from arb.exchanges.models import TimeInForce
+from arb.exchanges.models import OrderRequest, OrderState, TimeInForce
 from arb.execution import TwoLegExecutor
 from arb.instruments import Instrument, InstrumentCatalog, InstrumentError
 from arb.journal import Journal
@@ -273,6 +274,63 @@ def test_rate_limit_waits_retry_after_and_proceeds(tmp_path: Path) -> None:
     assert h.time.sleeps == [0.25, 0.25]
     assert [r.client_order_id for r in h.buy.placed] == ["opp1-b"] * 3
     assert result.total_execution_time_ms == D(500)
+    h.check_journal_accounts_for_every_order()
+
+
+class WritingExchange(FakeExchange):
+    """Writes its orders at once (``write_order``), as a connector whose order connection is ready does."""
+
+    def __init__(self, *args: object, log: list[str], refuse_writes: bool = False, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.log = log
+        self.refuse_writes = refuse_writes
+
+    def write_order(self, request: OrderRequest) -> Awaitable[OrderState]:  # type: ignore[override]
+        if self.refuse_writes:
+            raise ValueError("this order cannot be expressed at once")
+        self.log.append(f"write {request.client_order_id}")
+        answer = self.place_order(request)
+
+        async def awaited() -> OrderState:
+            self.log.append(f"await {request.client_order_id}")
+            return await answer
+
+        return awaited()
+
+
+def writing_venues(log: list[str], buy_script: tuple[Step, ...] = (), **kwargs: bool) -> tuple[FakeExchange, FakeExchange]:
+    return (
+        WritingExchange(spot(ExchangeName.GATEIO), buy_script, log=log, **kwargs),
+        WritingExchange(spot(ExchangeName.MEXC, venue_symbol="BTCUSDT"), log=log),
+    )
+
+
+def test_both_orders_are_written_before_either_answer_is_awaited(tmp_path: Path) -> None:
+    log: list[str] = []
+    h = Harness(tmp_path, *writing_venues(log))
+    result = h.run(opportunity())
+    assert result.final_state is S.COMPLETED
+    assert log[:2] == ["write opp1-b", "write opp1-s"] and sorted(log[2:]) == ["await opp1-b", "await opp1-s"]
+    assert [r.client_order_id for r in h.buy.placed + h.sell.placed] == ["opp1-b", "opp1-s"]  # each sent once
+    h.check_journal_accounts_for_every_order()
+    assert h.net_base() == 0
+
+
+def test_a_written_order_refused_by_its_rate_limit_is_sent_again(tmp_path: Path) -> None:
+    log: list[str] = []
+    h = Harness(tmp_path, *writing_venues(log, (Step(kind="ratelimit", retry_after_s=0.25),)))
+    result = h.run(opportunity())
+    assert result.final_state is S.COMPLETED and h.time.sleeps == [0.25]
+    assert log.count("write opp1-b") == 1 and [r.client_order_id for r in h.buy.placed] == ["opp1-b"] * 2
+    h.check_journal_accounts_for_every_order()
+
+
+def test_an_order_that_cannot_be_written_at_once_is_sent_the_ordinary_way(tmp_path: Path) -> None:
+    log: list[str] = []
+    h = Harness(tmp_path, *writing_venues(log, refuse_writes=True))
+    result = h.run(opportunity())
+    assert result.final_state is S.COMPLETED
+    assert "write opp1-b" not in log and [r.client_order_id for r in h.buy.placed] == ["opp1-b"]
     h.check_journal_accounts_for_every_order()
 
 

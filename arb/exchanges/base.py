@@ -180,6 +180,10 @@ class PrivateExchange(Protocol):
     async def place_order(self, request: OrderRequest) -> OrderState:
         """Submit an order. ``status=NEW`` with nothing filled means accepted, fills not yet known."""
 
+    def write_order(self, request: OrderRequest) -> Awaitable[OrderState] | None:
+        """Submit an order, written to the venue before this returns; await the result for what
+        ``place_order`` returns. None (nothing sent) when the order cannot go without waiting."""
+
     async def cancel_order(
         self, symbol: str, *, order_id: str | None = None, client_order_id: str | None = None
     ) -> OrderState:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from decimal import Decimal
 from typing import ClassVar, Protocol, TypeVar
 
@@ -137,6 +137,10 @@ class OrderTransport(Protocol):
 
     async def place_order(self, order: OrderRequest) -> bytes:
         """The placed order's body."""
+
+    def write_order(self, order: OrderRequest) -> Awaitable[bytes] | None:
+        """The placed order's body, the order written before returning; None (nothing written) when
+        it cannot go at once (not logged in, no budget now)."""
 
     async def cancel_order(self, symbol: str, order_id: str | None, client_order_id: str | None) -> bytes:
         """The cancelled order's body."""
@@ -589,9 +593,39 @@ class ExchangeConnector:
         sending = self.rest.fetch(trading.place_order(request)) if orders_ws is None else orders_ws.place_order(request)
         # Polled streams track before sending, so an order whose answer is lost is still followed;
         # with the websocket stream only lost answers are polled (the pushes report the rest).
+        self._track(request)
+        return await self._placed(trading, request, sending)
+
+    def write_order(self, request: OrderRequest) -> Awaitable[OrderState] | None:
+        """Write the order of ``request`` before returning, when nothing has to be awaited first.
+
+        That needs trading set up by an earlier call, and the order transport connected with
+        budget free now. Otherwise nothing is written or spent and the answer is None (use
+        ``place_order``). Await the returned awaitable for what ``place_order`` would return.
+        """
+        trading, catalog = self._trading, self._catalog
+        if trading is None or catalog is None or self._trading_catalog is not catalog:
+            return None
+        if self.binding.ws_orders is not None and self.settings.order_transport == "ws":
+            orders_ws = self._orders_ws
+            if orders_ws is None:
+                return None
+            orders_ws.use_catalog(catalog)
+            sending = orders_ws.write_order(request)
+        else:
+            sending = self.rest.write_now(trading.place_order(request))
+        if sending is None:
+            return None
+        self._track(request)  # nothing was awaited since the write: no answer can have come yet
+        return self._placed(trading, request, sending)
+
+    def _track(self, request: OrderRequest) -> None:
         if self._private is None:
             self._tracked[request.client_order_id] = request.symbol
         self._order_symbols.add(request.symbol)
+
+    async def _placed(self, trading: Trading, request: OrderRequest, sending: Awaitable[bytes]) -> OrderState:
+        """The state placing ``request`` ended in, once ``sending`` gives the venue's answer."""
         try:
             body = await sending
         except OrderRequestError:
@@ -694,7 +728,10 @@ class ExchangeConnector:
         """
         await self._trader("start_private_stream")
         try:
-            await self.rest.prewarm()  # the first order then finds its connection (and TLS session) open
+            # The first order then finds its connection (and TLS session) open, and where orders
+            # go over the websocket, that connection logged in, so it can be written at once.
+            await self.rest.prewarm()
+            await self._order_transport()
         except ExchangeConnectionError as exc:
             log.warning("%s: order connection not opened ahead (orders connect on demand): %s", self.venue, exc)
         if self._poller is not None and not self._poller.done():

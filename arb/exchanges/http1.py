@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from typing import NamedTuple, cast
 from urllib.parse import urlsplit
 
@@ -281,14 +281,27 @@ class Http1Pool:
         sending, ``asyncio.TimeoutError`` or ``ConnectionError`` leave the outcome
         unknown. The connection is reused only after a complete, well-delimited response.
         """
-        if self._closed:
-            raise ConnectionResetError("http1 pool closed")
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout_s
+        self._check_open()
+        deadline = asyncio.get_running_loop().time() + timeout_s
         conn = self._take_idle()
         if conn is None:
             conn = await self._connect(deadline)
-        waiter = conn.send(data, head_only)
+        return await self._response(conn, conn.send(data, head_only), deadline)
+
+    def write(self, data: bytes, *, timeout_s: float, head_only: bool = False) -> Awaitable[HttpResponse] | None:
+        """Write ``data`` now on an idle connection; None (nothing written) when none is idle.
+
+        The returned awaitable gives what ``request`` would and must be awaited: it also puts
+        the connection back in the pool.
+        """
+        self._check_open()
+        conn = self._take_idle()
+        if conn is None:
+            return None
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        return self._response(conn, conn.send(data, head_only), deadline)
+
+    async def _response(self, conn: _Connection, waiter: asyncio.Future[HttpResponse], deadline: float) -> HttpResponse:
         try:
             async with asyncio.timeout_at(deadline):
                 response = await waiter
@@ -300,6 +313,10 @@ class Http1Pool:
         else:
             conn.close()
         return response
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ConnectionResetError("http1 pool closed")
 
     async def close(self) -> None:
         """Close every idle connection; later requests fail."""

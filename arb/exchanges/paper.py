@@ -190,6 +190,10 @@ class PaperExchange:
             state = self._execute(request, instrument, plan, filled)
         return state
 
+    def write_order(self, request: OrderRequest) -> None:
+        """None: a paper order is filled when ``place_order`` runs, against the book as it is then."""
+        return None
+
     def _check_request(self, request: OrderRequest, instrument: Instrument, where: str) -> None:
         if request.client_order_id in self._by_client:
             raise OrderRejectedError(

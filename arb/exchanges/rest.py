@@ -25,7 +25,7 @@ import email.utils
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import aiohttp
@@ -35,7 +35,7 @@ from yarl import URL
 from ..errors import ExchangeConnectionError, ExchangeError, RateLimitError
 from ..types import ExchangeConfig
 from .errors import ErrorCategory, ErrorCodeTable, venue_error
-from .http1 import Http1Pool, HttpConnectError, HttpStatusError
+from .http1 import Http1Pool, HttpConnectError, HttpResponse, HttpStatusError
 
 log = logging.getLogger(__name__)
 
@@ -117,16 +117,26 @@ class RateLimiter:
             wait = max(wait, self._buckets[limit_id].wait_s(weight, now))
         return wait
 
+    def try_spend(self, costs: Sequence[tuple[str, int]]) -> bool:
+        """Spend every ``(limit id, weight)`` if they all fit now; False (nothing spent) when one does not."""
+        self.check(costs)
+        return self._spend_if_fit(costs)
+
+    def _spend_if_fit(self, costs: Sequence[tuple[str, int]]) -> bool:
+        if self._wait_s(costs) > 0:
+            return False
+        for limit_id, weight in costs:
+            self._buckets[limit_id].take(weight)
+        return True
+
     async def acquire(self, costs: Sequence[tuple[str, int]]) -> None:
         """Wait until every ``(limit id, weight)`` fits, then spend them all at once."""
         self.check(costs)
         waited = False
         while True:
-            wait = self._wait_s(costs)
-            if wait <= 0:
-                for limit_id, weight in costs:
-                    self._buckets[limit_id].take(weight)
+            if self._spend_if_fit(costs):
                 return
+            wait = self._wait_s(costs)
             if not waited:
                 self.waits += 1
                 waited = True
@@ -373,15 +383,41 @@ class RestClient:
         pool = self._ensure_http1()
         data = pool.encode(request.method, request.path, request.query, request.body, request.headers)
         self.stats.requests += 1
-        s = self.settings
         try:
-            response = await pool.request(data, timeout_s=s.timeout_s)
-        except asyncio.CancelledError:
-            raise
+            response = await pool.request(data, timeout_s=self.settings.timeout_s)
         except HttpConnectError as exc:
             raise self._not_connected(request, str(exc)) from exc
         except (asyncio.TimeoutError, OSError) as exc:
             raise self._lost(request, exc) from exc
+        return self._body(request, response)
+
+    def write_now(self, request: RestRequest) -> Awaitable[bytes] | None:
+        """Write the order-path ``request`` before returning, when it can go at once.
+
+        That needs ``http1_writes``, a write, its budget free now and an idle connection;
+        otherwise nothing is written or spent and the answer is None (use ``fetch``). The
+        returned awaitable gives what ``fetch`` would (without retries: writes have none).
+        """
+        if request.is_read or not self.settings.http1_writes or self.limiter.wait_s(request.limits) > 0:
+            return None
+        pool = self._ensure_http1()
+        data = pool.encode(request.method, request.path, request.query, request.body, request.headers)
+        answer = pool.write(data, timeout_s=self.settings.timeout_s)
+        if answer is None:
+            return None
+        self.limiter.try_spend(request.limits)  # fits: checked above, with nothing awaited since
+        self.stats.requests += 1
+        return self._written_answer(request, answer)
+
+    async def _written_answer(self, request: RestRequest, answer: Awaitable[HttpResponse]) -> bytes:
+        try:
+            response = await answer
+        except (asyncio.TimeoutError, OSError) as exc:
+            raise self._lost(request, exc) from exc
+        return self._body(request, response)
+
+    def _body(self, request: RestRequest, response: HttpResponse) -> bytes:
+        """The body of a 2xx answer to ``request``; raises the venue error of any other."""
         self.stats.responses += 1
         if 200 <= response.status < 300:
             return response.body

@@ -450,6 +450,10 @@ class BacktestConnector(ExchangeConnector):
             balances[asset] = balance
         return balances
 
+    def write_order(self, request: OrderRequest) -> None:
+        """None: a replayed order reaches its venue after the modelled latency (``place_order``)."""
+        return None
+
     async def place_order(self, request: OrderRequest) -> OrderState:
         """Fill ``request`` against the replayed book as it is when the order arrives."""
         await asyncio.sleep(self._latency_s)

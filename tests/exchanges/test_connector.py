@@ -12,7 +12,7 @@ import msgspec
 import pytest
 from aiohttp import web
 from loopback import eventually, run
-from simvenues import CREDENTIALS, PERP, SPOT, SYMBOL, simulated_venues
+from simvenues import API_KEY, CREDENTIALS, PERP, SPOT, SYMBOL, simulated_venues
 
 from arb.errors import ExchangeConnectionError, ExchangeError, OrderRejectedError, RateLimitError
 from arb.exchanges.connector import ConnectorSettings
@@ -410,3 +410,32 @@ def test_order_wait_s_follows_the_order_place_budget() -> None:
             await connector.close()
 
     run(main())
+
+
+@pytest.mark.parametrize("market", TRADED, ids=lambda m: m.value)
+def test_write_order_writes_before_returning_once_trading_is_set_up(market: ExchangeName) -> None:
+    async def scenario() -> None:
+        async with simulated_venues(moving=False) as sim:
+            connector = sim.connector(market)
+            connector.rest.settings = msgspec.structs.replace(connector.rest.settings, http1_writes=True)
+            venue = sim.venues[market.venue].exchanges[market]
+
+            def resting() -> list[str]:  # client ids as sent (Gate.io's carry its "t-" prefix)
+                return [str(order.client_id).removeprefix("t-") for order in venue.open_orders(API_KEY)]
+
+            try:
+                assert connector.write_order(limit_buy(market, "wr-0")) is None  # trading not set up: it would wait
+                await connector.start_private_stream(lambda state: None, lambda fill: None)
+                written = connector.write_order(limit_buy(market, "wr-1"))
+                assert written is not None
+                await eventually(lambda: resting() == ["wr-1"], what="the order at the venue before it is awaited")
+                placed = await written
+                assert placed.status is OrderStatus.NEW and placed.client_order_id == "wr-1"
+                connector.rest.limiter.block([limit_id for limit_id, _ in connector.binding.order_limits], 60.0)
+                assert connector.write_order(limit_buy(market, "wr-2")) is None  # no budget now: not written
+                await asyncio.sleep(0.05)
+                assert resting() == ["wr-1"]
+            finally:
+                await connector.close()
+
+    run(scenario())

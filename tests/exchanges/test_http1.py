@@ -292,3 +292,60 @@ def test_reads_stay_on_aiohttp_and_config_settings_enable_lean_writes() -> None:
         assert b"aiohttp/" in server.requests[0][1]  # aiohttp's User-Agent; Http1Pool sends none
 
     run(main())
+
+
+def test_write_now_writes_before_returning_and_answers_as_fetch_does() -> None:
+    refused = b'{"label":"BALANCE_NOT_ENOUGH","message":"Not enough balance"}'
+    rejected = b"HTTP/1.1 400 Bad Request\r\nContent-Length: %d\r\n\r\n%s" % (len(refused), refused)
+
+    async def main() -> None:
+        answers = iter([JSON_OK, rejected, b""])
+        limits = (RateLimit("orders", 3, 60.0),)
+        async with serve(lambda raw: next(answers)) as (url, server), RestClient(venue(url, limits=limits), LEAN) as client:
+            await client.prewarm()
+            order = RestRequest(method="POST", path="/order", body=b"{}", limits=(("orders", 1),))
+            answer = client.write_now(order)
+            assert answer is not None and client.limiter.wait_s((("orders", 3),)) > 0  # one of 3 spent
+            await asyncio.sleep(0.05)  # the loop runs, the answer is not awaited: the request is out
+            assert [raw.split(b" ")[1] for _, raw in server.requests] == [b"/order"]
+            assert await answer == b'{"ok":true}'
+            second = client.write_now(order)  # the connection went back to the pool
+            assert second is not None
+            with pytest.raises(OrderRejectedError) as info:
+                await second
+            assert info.value.category is ErrorCategory.INSUFFICIENT_BALANCE
+            third = client.write_now(order)
+            assert third is not None
+            with pytest.raises(ExchangeError, match="POST /order: timed out; the outcome is unknown") as lost:
+                await third
+            assert lost.value.category is ErrorCategory.OUTCOME_UNKNOWN
+            assert client.stats.requests == client.stats.responses + 1 == 3
+            # The budget is spent (3 of 3): nothing is written and nothing more is spent.
+            assert client.write_now(order) is None
+            # The timed-out connection was closed, not put back: a late answer is never read as another's.
+            assert client._ensure_http1().write(b"", timeout_s=1.0) is None
+        assert server.connections == 1 and len(server.requests) == 3
+
+    run(main())
+
+
+def test_write_now_declines_what_cannot_go_at_once_without_spending() -> None:
+    async def main() -> None:
+        limits = (RateLimit("orders", 1, 60.0),)
+        order = RestRequest(method="POST", path="/order", limits=(("orders", 1),))
+        async with serve(lambda raw: JSON_OK) as (url, server):
+            async with RestClient(venue(url, limits=limits), LEAN) as client:
+                assert client.write_now(order) is None  # no connection open yet: connecting means waiting
+                assert client.write_now(RestRequest(method="GET", path="/order")) is None  # reads take aiohttp
+                await client.prewarm()
+                plain = RestClient(venue(url, limits=limits), RestSettings(timeout_s=0.3))
+                assert plain.write_now(order) is None  # lean writes off
+                assert client.limiter.try_spend((("orders", 1),))  # nothing above spent the one token
+                assert client.write_now(order) is None  # no budget now: nothing is written
+                pool = client._ensure_http1()
+                await pool.close()
+                with pytest.raises(ConnectionResetError, match="pool closed"):
+                    pool.write(b"", timeout_s=1.0)
+        assert server.requests == []
+
+    run(main())

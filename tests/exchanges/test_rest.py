@@ -327,6 +327,25 @@ def test_rate_limiter_wait_s_reports_without_spending() -> None:
     run(main())
 
 
+def test_rate_limiter_try_spend_takes_all_costs_or_none() -> None:
+    now = [100.0]
+    limiter = RateLimiter("v", [RateLimit("a", 2, 1.0), RateLimit("b", 1, 1.0)], clock=lambda: now[0])
+    assert limiter.try_spend([("a", 1), ("b", 1)])
+    assert not limiter.try_spend([("a", 1), ("b", 1)])  # b is spent: neither is taken
+    assert limiter.wait_s([("a", 1)]) == 0.0  # a still has its second token
+    assert limiter.try_spend([("a", 1)]) and not limiter.try_spend([("a", 1)])
+    now[0] += 0.5
+    assert limiter.try_spend([("a", 1)])
+    limiter.block(None, 1.0)
+    now[0] += 0.5
+    assert not limiter.try_spend([("b", 1)])  # b has refilled, but every budget is blocked for 1 s
+    now[0] += 0.5
+    assert limiter.try_spend([("b", 1)])
+    with pytest.raises(ValueError, match="unknown rate limit id 'c'"):
+        limiter.try_spend([("c", 1)])
+    assert limiter.waits == 0
+
+
 def test_parse_retry_after() -> None:
     assert parse_retry_after("2") == 2.0
     assert parse_retry_after(" 0.5 ") == 0.5

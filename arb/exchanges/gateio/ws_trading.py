@@ -28,7 +28,7 @@ import asyncio
 import itertools
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 import msgspec
 
@@ -190,8 +190,23 @@ class GateioWsOrders:
     async def place_order(self, order: OrderRequest) -> bytes:
         """``order_place``: the placed order object (as the REST answer), once the result arrives."""
         req_param = self._trading.order_body(order)
-        where = f"{self.market.place} {order.client_order_id!r}"
-        return await self._request(self.market.place, req_param, self.market.place_limit, True, where)
+        return await self._request(self.market.place, req_param, self.market.place_limit, True, self._where_placed(order))
+
+    def write_order(self, order: OrderRequest) -> Awaitable[bytes] | None:
+        """``order_place`` written before returning, when logged in and the budget admits it now;
+        else None (nothing written or spent: use ``place_order``). Await the result for the body."""
+        if not self._logged_in.is_set() or self._login_error is not None:
+            return None
+        market = self.market
+        if self.rest.limiter.wait_s(((market.place_limit, 1),)) > 0:
+            return None
+        req_param = self._trading.order_body(order)
+        try:
+            written = self._send(market.place, req_param, market.place_limit, True, self._where_placed(order))
+        except ExchangeConnectionError:
+            return None
+        self.rest.limiter.try_spend(((market.place_limit, 1),))  # fits: checked above, with nothing awaited since
+        return self._answer(*written)
 
     async def cancel_order(self, symbol: str, order_id: str | None, client_order_id: str | None) -> bytes:
         """``order_cancel`` by id or client id (exactly one): the cancelled order object."""
@@ -204,6 +219,9 @@ class GateioWsOrders:
         req_param = self._address(symbol, order_id, client_order_id)
         where = f"{self.market.status} {order_id or client_order_id!r}"
         return await self._request(self.market.status, req_param, self.market.status_limit, False, where)
+
+    def _where_placed(self, order: OrderRequest) -> str:
+        return f"{self.market.place} {order.client_order_id!r}"
 
     def _address(self, symbol: str, order_id: str | None, client_order_id: str | None) -> bytes:
         ref = self._trading._order_ref(order_id, client_order_id)
@@ -225,20 +243,28 @@ class GateioWsOrders:
     async def _request(self, channel: str, req_param: bytes, limit_id: str, write: bool, where: str) -> bytes:
         await self._ready(self.timeout_s)
         await self.rest.limiter.acquire(((limit_id, 1),))
+        return await self._answer(*self._send(channel, req_param, limit_id, write, where))
+
+    def _send(self, channel: str, req_param: bytes, limit_id: str, write: bool, where: str) -> tuple[str, _Pending]:
+        """Write one request now; its key and pending entry. Raises ``ExchangeConnectionError``
+        when the connection cannot take it (nothing written)."""
         request_id = next(self._ids)
         key = str(request_id)
-        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
-        self._pending[key] = _Pending(future, write, where, limit_id)
+        pending = self._pending[key] = _Pending(asyncio.get_running_loop().create_future(), write, where, limit_id)
         try:
             self.session.send_text(_REQUEST % (int(self._clock()), self._channel[channel], request_id, req_param))
         except ExchangeConnectionError:
-            del self._pending[key]  # never sent
+            del self._pending[key]
             raise
+        return key, pending
+
+    async def _answer(self, key: str, pending: _Pending) -> bytes:
+        """The result of the request written as ``key``; raises what its answer, or its absence, means."""
         try:
-            return await asyncio.wait_for(future, self.timeout_s)
+            return await asyncio.wait_for(pending.future, self.timeout_s)
         except asyncio.TimeoutError:
             self._pending.pop(key, None)
-            raise self._lost(where, f"no result within {self.timeout_s} s", write) from None
+            raise self._lost(pending.where, f"no result within {self.timeout_s} s", pending.write) from None
 
     def _lost(self, where: str, what: str, write: bool) -> ExchangeError:
         if write:

@@ -9,7 +9,7 @@ from typing import Any
 
 import msgspec
 import pytest
-from loopback import run
+from loopback import eventually, run
 from shapes import assert_same_shape
 from simvenues import API_KEY, CREDENTIALS, PERP, SPOT, instruments, simulated_venues
 
@@ -230,6 +230,28 @@ def test_lost_connection_leaves_a_pending_order_unknown_and_rest_transport_still
             finally:
                 await connector.close()
                 await rest_only.close()
+
+    run(scenario())
+
+
+def test_write_order_writes_only_on_a_logged_in_connection() -> None:
+    async def scenario() -> None:
+        async with simulated_venues(moving=False) as sim:
+            connector = sim.connector(ExchangeName.GATEIO)
+            try:
+                await connector.place_order(limit_buy(SPOT, "up-1"))
+                orders = connector._orders_ws
+                assert isinstance(orders, GateioWsOrders)
+                orders.session.drop()
+                await eventually(lambda: not orders.logged_in, what="the drop noticed")
+                assert orders.write_order(limit_buy(SPOT, "w-1")) is None  # no login yet: it would wait
+                await eventually(lambda: orders.logged_in, what="logged in again")
+                written = orders.write_order(limit_buy(SPOT, "w-1"))
+                assert written is not None and orders.results == 1
+                placed = json.loads(await written)
+                assert placed["text"] == "t-w-1" and orders.results == 2
+            finally:
+                await connector.close()
 
     run(scenario())
 
