@@ -41,7 +41,9 @@ sent. The log is emptied once everything in it has been committed (``start_check
 ``checkpoint``, ``close``). Its durability is the database's: kept across a killed process,
 and across power loss under ``FULL`` only. A journal in memory has no log and commits at once.
 The log is locked (``flock``) while its journal is open, so a second journal opened on the
-same file, in this process or another, is refused rather than taking the log away. Ids are
+same file, in this process or another, is refused rather than taking the log away. A log
+deleted or replaced while open is opened and locked again at the next checkpoint; when that
+fails, the journal records no more intents. Ids are
 given by the journal for both paths, never reused, even for an append that failed. A failed
 append is cut back off the log; when even that fails, intents are committed to the database
 at once until the log can be emptied. More than ``MAX_LOGGED_INTENTS`` waiting for a database
@@ -393,6 +395,7 @@ class Journal:
         self._inserting = 0  # logged rows the running transaction inserts
         self._next_intent_id = 1
         self._log_damaged = False  # a failed append may have left part of a record: appends stop
+        self._log_lost: JournalError | None = None  # the log was moved away and could not be taken back
         self._closed = False
         in_memory = self.path in ("", ":memory:")
         self.intent_log_path = None if in_memory else self.path + INTENT_LOG_SUFFIX
@@ -546,10 +549,54 @@ class Journal:
                 pass
 
     def _tidy_intent_log(self) -> None:
-        """At a checkpoint: the logged intents into the database, the log emptied, recent key hashes sorted."""
+        """At a checkpoint: the logged intents into the database, the log emptied (or opened again
+        when it was moved away), recent key hashes sorted."""
         self.flush_intents()
         self._empty_intent_log()
+        self._reopen_moved_log()
         self._keys.merge()
+
+    def _reopen_moved_log(self) -> None:
+        """Open the intent log again when its file was deleted or replaced while the journal is open.
+
+        The lock went with the old file, so a second journal could open the path unnoticed. Once
+        the database holds everything logged, the log is opened and locked again at its path. When
+        that fails (another journal holds it, or a file that is not this journal's is there), no
+        more intents are recorded: two engines on one journal must not trade.
+        """
+        fd, path = self._log_fd, self.intent_log_path
+        if fd is None or path is None or self._logged:
+            return
+        try:
+            held = os.fstat(fd)
+            on_disk = os.stat(path)
+            if (held.st_dev, held.st_ino) == (on_disk.st_dev, on_disk.st_ino):
+                return
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            log.warning("journal %s: cannot check its intent log %s: %s", self.path, path, exc)
+            return
+        log.error("journal %s: its intent log %s was deleted or replaced while open; opening it again", self.path, path)
+        os.close(fd)
+        self._log_fd = None
+        self._log_size = 0
+        self._log_damaged = False
+        try:
+            fd = self._open_intent_log(path)
+        except JournalError as exc:
+            self._log_lost = exc
+        else:
+            if os.fstat(fd).st_size:
+                os.close(fd)
+                self._log_lost = JournalError(
+                    f"journal {self.path}: a file that is not its intent log is at {path}; move it away "
+                    "and restart"
+                )
+            else:
+                self._log_fd = fd
+        if self._log_lost is not None:
+            log.error("%s; no more intents are recorded", self._log_lost)
 
     def _empty_intent_log(self) -> None:
         """Truncate the intent log once the database holds everything in it."""
@@ -680,6 +727,8 @@ class Journal:
         writes them to the intent log instead, as durable, and to the database later (see
         the module doc); on a journal in memory it commits them at once.
         """
+        if self._log_lost is not None:
+            raise self._log_lost
         if deferred and self._log_fd is not None and not self._log_damaged:
             return self._log_intents(self._log_fd, opportunity_id, orders)
         rows = self._numbered_rows(opportunity_id, orders)

@@ -757,6 +757,53 @@ def test_a_second_open_journal_on_the_same_file_is_refused(tmp_path: Path) -> No
         assert len(journal.open_intents()) == 2
 
 
+def test_an_intent_log_deleted_while_open_is_taken_back_at_the_next_checkpoint(tmp_path: Path) -> None:
+    path = tmp_path / "j.sqlite3"
+    log = Path(f"{path}-intents")
+    with Journal(path) as journal:
+        journal.record_intents("opp1", LEGS, deferred=True)
+        log.unlink()  # by hand: the lock goes with the deleted file
+        journal.start_checkpoint()
+        assert log.exists()
+        with pytest.raises(JournalError, match="is locked by another open journal"):
+            Journal(path)  # locked again
+        journal.record_intents("opp2", [("buy", GATE, request("c3"))], deferred=True)
+        assert log.stat().st_size > 0  # logged in the new file
+    assert [row[2] for row in database_keys(path)] == ["c1", "c2", "c3"]
+
+
+def test_an_intent_log_taken_by_a_second_journal_stops_the_first_from_recording(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "j.sqlite3"
+    log = Path(f"{path}-intents")
+    with Journal(path) as first:
+        first.record_intents("opp1", LEGS, deferred=True)
+        first.flush_intents()
+        log.unlink()
+        with Journal(path) as second:  # nothing held the path: a second engine could open it
+            first.checkpoint()
+            assert "deleted or replaced while open" in caplog.text
+            with pytest.raises(JournalError, match="is locked by another open journal"):
+                first.record_intents("opp2", [("buy", GATE, request("c3"))], deferred=True)
+            with pytest.raises(JournalError, match="is locked by another open journal"):
+                first.record_intent("opp2", "buy", request("c3"), GATE)
+            second.record_intents("opp3", [("buy", GATE, request("c4"))], deferred=True)
+    assert [row[2] for row in database_keys(path)] == ["c1", "c2", "c4"]
+
+
+def test_a_foreign_file_in_place_of_the_intent_log_is_left_alone(tmp_path: Path) -> None:
+    path = tmp_path / "j.sqlite3"
+    log = Path(f"{path}-intents")
+    with Journal(path) as journal:
+        log.unlink()
+        log.write_bytes(b"not an intent log\n")
+        journal.checkpoint()
+        with pytest.raises(JournalError, match="a file that is not its intent log is at .*-intents; move it away"):
+            journal.record_intents("opp1", LEGS, deferred=True)
+    assert log.read_bytes() == b"not an intent log\n" and database_keys(path) == []
+
+
 def test_a_failed_append_sends_nothing_and_gives_no_id_twice(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "j.sqlite3"
     log = Path(f"{path}-intents")

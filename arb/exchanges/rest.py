@@ -91,11 +91,14 @@ class RateLimiter:
         now = clock()
         self._buckets = {limit.limit_id: TokenBucket(limit, now) for limit in limits}
         self._blocked_until = 0.0  # every request, limited or not (IP ban)
+        self._valid: set[tuple[tuple[str, int], ...]] = set()  # costs that passed ``check``
         self.waits = 0
         self.waited_s = 0.0
 
     def check(self, costs: Sequence[tuple[str, int]]) -> None:
         """Raise ValueError if a cost names an unknown limit or exceeds its capacity."""
+        if type(costs) is tuple and costs in self._valid:
+            return  # each request of a kind carries the same costs: checked once, not on every order
         for limit_id, weight in costs:
             bucket = self._buckets.get(limit_id)
             if bucket is None:
@@ -104,6 +107,8 @@ class RateLimiter:
                 raise ValueError(
                     f"{self.venue}: weight {weight} for rate limit {limit_id!r} outside 1..{bucket.limit.capacity}"
                 )
+        if type(costs) is tuple:
+            self._valid.add(costs)
 
     def wait_s(self, costs: Sequence[tuple[str, int]]) -> float:
         """Seconds until every ``(limit id, weight)`` fits (0 when they fit now); spends nothing."""

@@ -290,6 +290,11 @@ def test_rate_limiter_checks_costs() -> None:
         limiter.check([("public", 6)])
     with pytest.raises(ValueError, match="capacity=0"):
         RateLimit("x", 0, 1.0)
+    limiter.check((("public", 5),))
+    limiter.check((("public", 5),))  # remembered as valid; an invalid tuple is still refused every time
+    for _ in range(2):
+        with pytest.raises(ValueError, match="weight 6"):
+            limiter.check((("public", 6),))
 
 
 def test_rate_limiter_spends_with_a_fake_clock() -> None:
