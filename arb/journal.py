@@ -42,8 +42,8 @@ sent. The log is emptied once everything in it has been committed (``start_check
 and across power loss under ``FULL`` only. A journal in memory has no log and commits at once.
 The log is locked (``flock``) while its journal is open, so a second journal opened on the
 same file, in this process or another, is refused rather than taking the log away. A log
-deleted or replaced while open is opened and locked again at the next checkpoint; when that
-fails, the journal records no more intents. Ids are
+deleted while open is created and locked again at the next checkpoint; when another file is
+there by then, or another journal has written intents, the journal records no more intents. Ids are
 given by the journal for both paths, never reused, even for an append that failed. A failed
 append is cut back off the log; when even that fails, intents are committed to the database
 at once until the log can be emptied. More than ``MAX_LOGGED_INTENTS`` waiting for a database
@@ -395,7 +395,7 @@ class Journal:
         self._inserting = 0  # logged rows the running transaction inserts
         self._next_intent_id = 1
         self._log_damaged = False  # a failed append may have left part of a record: appends stop
-        self._log_lost: JournalError | None = None  # the log was moved away and could not be taken back
+        self._log_lost: str | None = None  # why no more intents are recorded: the log was moved away
         self._closed = False
         in_memory = self.path in ("", ":memory:")
         self.intent_log_path = None if in_memory else self.path + INTENT_LOG_SUFFIX
@@ -557,12 +557,13 @@ class Journal:
         self._keys.merge()
 
     def _reopen_moved_log(self) -> None:
-        """Open the intent log again when its file was deleted or replaced while the journal is open.
+        """Open the intent log again when its file was deleted while the journal is open.
 
         The lock went with the old file, so a second journal could open the path unnoticed. Once
-        the database holds everything logged, the log is opened and locked again at its path. When
-        that fails (another journal holds it, or a file that is not this journal's is there), no
-        more intents are recorded: two engines on one journal must not trade.
+        the database holds everything logged, a log that is gone is created and locked again at
+        its path. When another file is there (another journal made it, and may have logged orders
+        in it), or the database holds intents this journal did not write, no more intents are
+        recorded: two engines on one journal must not trade.
         """
         fd, path = self._log_fd, self.intent_log_path
         if fd is None or path is None or self._logged:
@@ -570,31 +571,36 @@ class Journal:
         try:
             held = os.fstat(fd)
             on_disk = os.stat(path)
-            if (held.st_dev, held.st_ino) == (on_disk.st_dev, on_disk.st_ino):
-                return
         except FileNotFoundError:
-            pass
+            on_disk = None
         except OSError as exc:
             log.warning("journal %s: cannot check its intent log %s: %s", self.path, path, exc)
             return
-        log.error("journal %s: its intent log %s was deleted or replaced while open; opening it again", self.path, path)
+        if on_disk is not None and (held.st_dev, held.st_ino) == (on_disk.st_dev, on_disk.st_ino):
+            return
         os.close(fd)
         self._log_fd = None
         self._log_size = 0
         self._log_damaged = False
-        try:
-            fd = self._open_intent_log(path)
-        except JournalError as exc:
-            self._log_lost = exc
+        if on_disk is not None:
+            self._log_lost = (
+                f"journal {self.path}: its intent log {path} was replaced while open, so another journal has "
+                "opened this one and may have logged orders there; stop every engine on this journal, then "
+                "start one, which recovers them"
+            )
         else:
-            if os.fstat(fd).st_size:
-                os.close(fd)
-                self._log_lost = JournalError(
-                    f"journal {self.path}: a file that is not its intent log is at {path}; move it away "
-                    "and restart"
-                )
+            log.error("journal %s: its intent log %s was deleted while open; creating it again", self.path, path)
+            try:
+                self._log_fd = self._open_intent_log(path)
+            except JournalError as exc:
+                self._log_lost = str(exc)
             else:
-                self._log_fd = fd
+                (last,) = self._db.execute("SELECT max(intent_id) FROM intents").fetchone()
+                if (last or 0) >= self._next_intent_id:
+                    self._log_lost = (
+                        f"journal {self.path}: intents up to {last} are in the database but this journal "
+                        f"numbered only up to {self._next_intent_id - 1}: another journal has written to it"
+                    )
         if self._log_lost is not None:
             log.error("%s; no more intents are recorded", self._log_lost)
 
@@ -728,7 +734,7 @@ class Journal:
         the module doc); on a journal in memory it commits them at once.
         """
         if self._log_lost is not None:
-            raise self._log_lost
+            raise JournalError(self._log_lost)
         if deferred and self._log_fd is not None and not self._log_damaged:
             return self._log_intents(self._log_fd, opportunity_id, orders)
         rows = self._numbered_rows(opportunity_id, orders)

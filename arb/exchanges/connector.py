@@ -727,13 +727,14 @@ class ExchangeConnector:
         the balances are read by REST when it arrives. Never called when polling.
         """
         await self._trader("start_private_stream")
-        try:
-            # The first order then finds its connection (and TLS session) open, and where orders
-            # go over the websocket, that connection logged in, so it can be written at once.
-            await self.rest.prewarm()
-            await self._order_transport()
-        except ExchangeConnectionError as exc:
-            log.warning("%s: order connection not opened ahead (orders connect on demand): %s", self.venue, exc)
+        # The first order then finds its connection (and TLS session) open, and where orders go
+        # over the websocket, that connection logged in, so it can be written at once. A refused
+        # login raises here, before trading starts, rather than at the first order.
+        for open_ahead in (self.rest.prewarm, self._order_transport):
+            try:
+                await open_ahead()
+            except ExchangeConnectionError as exc:
+                log.warning("%s: order connection not opened ahead (orders connect on demand): %s", self.venue, exc)
         if self._poller is not None and not self._poller.done():
             raise ExchangeError(self.venue, "private stream already started")
         factory = self.binding.private_stream
