@@ -156,6 +156,10 @@ def test_login_refused_with_a_bad_signature() -> None:
                 with pytest.raises(ExchangeError, match="Signature mismatch") as info:
                     await connector.place_order(limit_buy(SPOT, "bad-1"))
                 assert info.value.category == ErrorCategory.AUTH_FAILED
+                # Starting the private stream logs the order transport in ahead: refused there, before any order.
+                with pytest.raises(ExchangeError, match="spot.login: Signature mismatch") as info:
+                    await connector.start_private_stream(lambda state: None, lambda fill: None)
+                assert info.value.category == ErrorCategory.AUTH_FAILED
                 assert sim.venues["gateio"].exchanges[ExchangeName.GATEIO].open_orders(API_KEY) == []
             finally:
                 await connector.close()
