@@ -125,13 +125,9 @@ class RateLimiter:
     def try_spend(self, costs: Sequence[tuple[str, int]]) -> bool:
         """Spend every ``(limit id, weight)`` if they all fit now; False (nothing spent) when one does not."""
         self.check(costs)
-        return self._spend_if_fit(costs)
-
-    def _spend_if_fit(self, costs: Sequence[tuple[str, int]]) -> bool:
         if self._wait_s(costs) > 0:
             return False
-        for limit_id, weight in costs:
-            self._buckets[limit_id].take(weight)
+        self._take(costs)
         return True
 
     async def acquire(self, costs: Sequence[tuple[str, int]]) -> None:
@@ -139,14 +135,19 @@ class RateLimiter:
         self.check(costs)
         waited = False
         while True:
-            if self._spend_if_fit(costs):
-                return
             wait = self._wait_s(costs)
+            if wait <= 0:
+                self._take(costs)
+                return
             if not waited:
                 self.waits += 1
                 waited = True
             self.waited_s += wait
             await asyncio.sleep(wait)
+
+    def _take(self, costs: Sequence[tuple[str, int]]) -> None:
+        for limit_id, weight in costs:
+            self._buckets[limit_id].take(weight)
 
     def block(self, limit_ids: Sequence[str] | None, seconds: float) -> None:
         """Refuse to spend on ``limit_ids`` (all requests when None) for ``seconds``."""
