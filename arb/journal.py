@@ -420,8 +420,7 @@ class Journal:
             if self._log_fd is not None and self.intent_log_path is not None:
                 self._recover_intent_log(self.intent_log_path, self._log_fd)
             self._load_index()
-            (last,) = self._db.execute("SELECT max(intent_id) FROM intents").fetchone()
-            self._next_intent_id = (last or 0) + 1
+            self._next_intent_id = self._last_intent_id() + 1
             self._keys = _KeyHashes(self._db.execute("SELECT exchange, client_order_id FROM intents"))
         except sqlite3.Error as exc:
             raise JournalError(f"journal {self.path}: cannot open: {exc}") from exc
@@ -595,8 +594,8 @@ class Journal:
             except JournalError as exc:
                 self._log_lost = str(exc)
             else:
-                (last,) = self._db.execute("SELECT max(intent_id) FROM intents").fetchone()
-                if (last or 0) >= self._next_intent_id:
+                last = self._last_intent_id()
+                if last >= self._next_intent_id:
                     self._log_lost = (
                         f"journal {self.path}: intents up to {last} are in the database but this journal "
                         f"numbered only up to {self._next_intent_id - 1}: another journal has written to it"
@@ -614,6 +613,11 @@ class Journal:
                 return
             self._log_size = 0
             self._log_damaged = False
+
+    def _last_intent_id(self) -> int:
+        """The highest intent id in the database (0 when it holds none)."""
+        (last,) = self._db.execute("SELECT max(intent_id) FROM intents").fetchone()
+        return int(last or 0)
 
     def _load_index(self) -> None:
         for intent in self.open_intents():
@@ -745,8 +749,7 @@ class Journal:
                     write(_INSERT_NUMBERED_INTENT, row)
                 except sqlite3.IntegrityError as exc:
                     if "intent_id" in str(exc):  # only another connection writing intents takes our ids
-                        (last,) = self._db.execute("SELECT max(intent_id) FROM intents").fetchone()
-                        self._next_intent_id = last + 1
+                        self._next_intent_id = self._last_intent_id() + 1
                         raise JournalError(
                             f"journal {self.path}: intent id {row[0]} was taken by another writer; the journal "
                             "must have one"

@@ -389,13 +389,7 @@ class RestClient:
         pool = self._ensure_http1()
         data = pool.encode(request.method, request.path, request.query, request.body, request.headers)
         self.stats.requests += 1
-        try:
-            response = await pool.request(data, timeout_s=self.settings.timeout_s)
-        except HttpConnectError as exc:
-            raise self._not_connected(request, str(exc)) from exc
-        except (asyncio.TimeoutError, OSError) as exc:
-            raise self._lost(request, exc) from exc
-        return self._body(request, response)
+        return await self._http1_answer(request, pool.request(data, timeout_s=self.settings.timeout_s))
 
     def write_now(self, request: RestRequest) -> Awaitable[bytes] | None:
         """Write the order-path ``request`` before returning, when it can go at once.
@@ -413,17 +407,17 @@ class RestClient:
             return None
         self.limiter.try_spend(request.limits)  # fits: checked above, with nothing awaited since
         self.stats.requests += 1
-        return self._written_answer(request, answer)
+        return self._http1_answer(request, answer)
 
-    async def _written_answer(self, request: RestRequest, answer: Awaitable[HttpResponse]) -> bytes:
+    async def _http1_answer(self, request: RestRequest, answer: Awaitable[HttpResponse]) -> bytes:
+        """The body of the 2xx ``answer`` to ``request`` over ``Http1Pool``; raises the mapped error
+        of any other outcome."""
         try:
             response = await answer
+        except HttpConnectError as exc:
+            raise self._not_connected(request, str(exc)) from exc
         except (asyncio.TimeoutError, OSError) as exc:
             raise self._lost(request, exc) from exc
-        return self._body(request, response)
-
-    def _body(self, request: RestRequest, response: HttpResponse) -> bytes:
-        """The body of a 2xx answer to ``request``; raises the venue error of any other."""
         self.stats.responses += 1
         if 200 <= response.status < 300:
             return response.body

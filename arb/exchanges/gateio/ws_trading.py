@@ -189,23 +189,25 @@ class GateioWsOrders:
 
     async def place_order(self, order: OrderRequest) -> bytes:
         """``order_place``: the placed order object (as the REST answer), once the result arrives."""
+        market = self.market
         req_param = self._trading.order_body(order)
-        return await self._request(self.market.place, req_param, self.market.place_limit, True, self._where_placed(order))
+        return await self._request(market.place, req_param, market.place_limit, True, self._where_placed(order))
 
     def write_order(self, order: OrderRequest) -> Awaitable[bytes] | None:
         """``order_place`` written before returning, when logged in and the budget admits it now;
         else None (nothing written or spent: use ``place_order``). Await the result for the body."""
         if not self._logged_in.is_set() or self._login_error is not None:
             return None
-        market = self.market
-        if self.rest.limiter.wait_s(((market.place_limit, 1),)) > 0:
+        market, limiter = self.market, self.rest.limiter
+        cost = ((market.place_limit, 1),)
+        if limiter.wait_s(cost) > 0:
             return None
         req_param = self._trading.order_body(order)
         try:
             written = self._send(market.place, req_param, market.place_limit, True, self._where_placed(order))
         except ExchangeConnectionError:
             return None
-        self.rest.limiter.try_spend(((market.place_limit, 1),))  # fits: checked above, with nothing awaited since
+        limiter.try_spend(cost)  # fits: checked above, with nothing awaited since
         return self._answer(*written)
 
     async def cancel_order(self, symbol: str, order_id: str | None, client_order_id: str | None) -> bytes:
