@@ -178,6 +178,7 @@ ENGINE_FIELDS: dict[str, Callable[[Any], Any]] = {
     "hedge_holding_horizon_s": _bounded_int(0, 30 * 86_400),
     "funding_refresh_interval_ms": _bounded_int(1_000, 3_600_000),
     "busy_poll": _boolean,
+    "rehearsal_interval_ms": _bounded_int(0, 60_000),
 }
 RISK_FIELDS: dict[str, Callable[[Any], Any]] = {
     "max_position_size_usd": _money(positive=True),
@@ -252,6 +253,7 @@ ENV_OVERRIDES: dict[str, str] = {
     "ARB_HEDGE_HOLDING_HORIZON_S": "engine.hedge_holding_horizon_s",
     "ARB_FUNDING_REFRESH_INTERVAL_MS": "engine.funding_refresh_interval_ms",
     "ARB_BUSY_POLL": "engine.busy_poll",
+    "ARB_REHEARSAL_INTERVAL_MS": "engine.rehearsal_interval_ms",
     "ARB_METRICS_ENABLED": "metrics.enabled",
     "ARB_METRICS_HOST": "metrics.host",
     "ARB_METRICS_PORT": "metrics.port",
@@ -358,7 +360,8 @@ class ConfigurationManager:
             f"timing          target {c.target_execution_time_ms} ms, scan every {c.opportunity_scan_interval_ms} ms, "
             f"balances every {c.balance_refresh_interval_ms} ms, max data age {c.max_data_age_ms} ms",
             f"safety          circuit breakers {_on(c.enable_circuit_breakers)}, risk checks "
-            f"{_on(c.enable_risk_checks)}, recovery {_on(c.enable_recovery_mode)}, busy poll {_on(c.busy_poll)}",
+            f"{_on(c.enable_risk_checks)}, recovery {_on(c.enable_recovery_mode)}, busy poll {_on(c.busy_poll)}, "
+            f"rehearsal {f'every {c.rehearsal_interval_ms} ms' if c.rehearsal_interval_ms else 'off'}",
             f"journal         {c.journal_path} (synchronous={c.journal_synchronous})",
             f"hedge funding   over {c.hedge_holding_horizon_s} s held, rates read every "
             f"{c.funding_refresh_interval_ms} ms",

@@ -105,6 +105,10 @@ class Executor(Protocol):
     async def execute(self, opportunity: ArbitrageOpportunity) -> ExecutionResult:
         """Trade both legs; never raises for a venue failure (it is in the result)."""
 
+    def rehearse(self, opportunity: ArbitrageOpportunity) -> bool:
+        """Encode ``opportunity``'s orders and drop them, to keep the order path warm; False when it
+        cannot be planned."""
+
 
 class RunSummary(msgspec.Struct, kw_only=True):
     """What one run did, for the final report."""
@@ -288,6 +292,7 @@ class ArbitrageController:
         self._owned_sim = False
         self._pending: dict[int, ArbitrageOpportunity] = {}
         self._waiter: asyncio.Future[None] | None = None  # the idle trade loop's wake-up
+        self._rehearsed: ArbitrageOpportunity | None = None  # the last executed opportunity, re-encoded while idle
         self._scanning = False
         self._initialized = False
         self._started_ns = 0
@@ -595,6 +600,8 @@ class ArbitrageController:
                 self._tasks.append(
                     loop.create_task(self.funding.run(*self._funding_sources(), interval_s), name="arb funding")
                 )
+            if self.config.rehearsal_interval_ms:
+                self._tasks.append(loop.create_task(self._rehearsals(), name="arb rehearsals"))
             if self.config.busy_poll:
                 busy = loop.create_task(_busy_poll(), name="arb busy poll")
                 self._tasks.append(busy)
@@ -678,6 +685,19 @@ class ArbitrageController:
             if self.hedges is not None and self._scanning:
                 await self._close_hedges(self.hedges, pipeline)
 
+    async def _rehearsals(self) -> None:
+        """Rehearse the last executed opportunity (``TwoLegExecutor.rehearse``) every
+        ``engine.rehearsal_interval_ms`` while the trade loop waits for the next one."""
+        interval_s = self.config.rehearsal_interval_ms / 1000
+        executor = self.executor
+        if executor is None:
+            raise ArbitrageEngineError("controller: the executor was not built")
+        while True:
+            await asyncio.sleep(interval_s)
+            opportunity = self._rehearsed
+            if opportunity is not None and self._waiter is not None and not executor.rehearse(opportunity):
+                self._rehearsed = None  # cannot be planned any more (instruments changed): wait for the next
+
     async def _close_hedges(self, hedges: HedgeBook, pipeline: ScannerPipeline) -> None:
         """Send the closing pair of every hedge position whose basis has reverted (``arb.hedges``)."""
         for position in hedges.positions():
@@ -726,6 +746,7 @@ class ArbitrageController:
             log.debug("%s: skipped, the order budget admits the next order in %.3f s", opportunity.opportunity_id, wait_s)
             return None
         risk.record_execution_started(opportunity)
+        self._rehearsed = opportunity
         result = await executor.execute(opportunity)
         self._record_fills(result)
         risk.record_execution(result)

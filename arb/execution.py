@@ -129,11 +129,7 @@ class TwoLegExecutor:
         try:
             buy_plan, sell_plan = self.plan(opportunity)
             # Both intents in one record, durable together before either order is sent.
-            self.orders.intend_all(
-                opp_id,
-                [(plan.leg, plan.instrument.exchange, plan.request) for plan in (buy_plan, sell_plan)],
-                deferred=True,
-            )
+            self.orders.intend_all(opp_id, _intents(buy_plan, sell_plan), deferred=True)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # nothing was sent, nothing was journaled
@@ -196,6 +192,22 @@ class TwoLegExecutor:
             return self._result(opportunity, fsm, start, (buy, sell), _realized((buy, sell)), error)
         return self._recovered(opportunity, fsm, start, outcome)
 
+    def rehearse(self, opportunity: ArbitrageOpportunity) -> bool:
+        """Plan ``opportunity`` and encode its intents and orders as ``execute`` would, then drop them:
+        nothing is journaled, sent or spent. False when it cannot be planned.
+
+        Between executions the order path's code and data leave the CPU's caches, and the next
+        execution then runs several times slower than a warm one; rehearsing every few
+        milliseconds keeps them there (``engine.rehearsal_interval_ms``).
+        """
+        try:
+            buy_plan, sell_plan = self.plan(opportunity)
+            self.orders.rehearse(opportunity.opportunity_id, _intents(buy_plan, sell_plan))
+        except Exception as exc:  # a rehearsal never fails the engine; it is only not repeated
+            log.debug("opportunity %s not rehearsed: %s", opportunity.opportunity_id, exc)
+            return False
+        return True
+
     def transitions(self, opportunity_id: str) -> list[tuple[ArbitrageState, int]]:
         """The state machine history of a recent execution as (state, entered_at_ns), oldest first."""
         return [(_STATES[state], at_ns) for state, at_ns in self._histories.get(opportunity_id, ())]
@@ -240,6 +252,10 @@ class TwoLegExecutor:
             legs=tuple([o.to_leg() for o in orders]),
             error=error,
         )
+
+
+def _intents(*plans: LegPlan) -> list[tuple[str, ExchangeName, OrderRequest]]:
+    return [(plan.leg, plan.instrument.exchange, plan.request) for plan in plans]
 
 
 def _realized(orders: list[OrderOutcome] | tuple[OrderOutcome, ...]) -> Decimal:

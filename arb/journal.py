@@ -760,6 +760,11 @@ class Journal:
         self._next_intent_id += len(rows)
         return [row[0] for row in rows]
 
+    def rehearse_intents(self, opportunity_id: str, orders: Sequence[tuple[str, ExchangeName, OrderRequest]]) -> None:
+        """Encode the record ``record_intents`` would log for ``orders`` and drop it: nothing is written,
+        numbered or checked. Keeps the encoding warm in the CPU's caches (``TwoLegExecutor.rehearse``)."""
+        _encode_request(self._numbered_rows(opportunity_id, orders))
+
     def _numbered_rows(
         self, opportunity_id: str, orders: Sequence[tuple[str, ExchangeName, OrderRequest]]
     ) -> list[_LoggedIntent]:

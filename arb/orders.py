@@ -209,6 +209,9 @@ class OrderJournal(Protocol):
         """Record orders about to be sent, (leg, market, request) each, in one transaction
         (``deferred``: through the intent log, as durable)."""
 
+    def rehearse_intents(self, opportunity_id: str, orders: Sequence[tuple[str, ExchangeName, OrderRequest]]) -> None:
+        """Encode what ``record_intents`` would record and drop it; nothing is recorded."""
+
     def flush_intents(self) -> None:
         """Commit the intents recorded ``deferred`` to the database."""
 
@@ -384,6 +387,14 @@ class OrderRunner:
         """Commit intents journaled ``deferred`` to the journal's database (a failure is logged)."""
         if self.journal is not None:
             self._call_journal(lambda j: j.flush_intents(), "the intents in the intent log")
+
+    def rehearse(self, opportunity_id: str, orders: Sequence[tuple[str, ExchangeName, OrderRequest]]) -> None:
+        """Encode the intents and orders of ``orders`` (leg, market, request) as ``intend_all`` and
+        ``write`` would, and drop them: nothing is journaled, sent or spent."""
+        if self.journal is not None:
+            self.journal.rehearse_intents(opportunity_id, orders)
+        for _, exchange, request in orders:
+            self.exchange(exchange).rehearse_order(request)
 
     def write(self, exchange: ExchangeName, request: OrderRequest) -> Awaitable[OrderState] | None:
         """Write ``request`` (its intent already journaled) to its venue now, when it can go without

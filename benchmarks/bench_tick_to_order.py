@@ -49,7 +49,8 @@ the next is injected once the previous result is in, the engine is idle again an
 venues' order budgets admit an order (Gate.io allows 10 spot orders a second; the engine
 passes up an opportunity rather than queue one leg behind its budget).
 ``ARB_TICK_EVENTS`` sets the count (default 500, about a minute; ``ARB_TICK_EVENTS=10000`` for
-the issue's event count). ``ARB_BUSY_POLL=1`` runs the engine with ``engine.busy_poll``.
+the issue's event count). ``ARB_BUSY_POLL=1`` runs the engine with ``engine.busy_poll``;
+``ARB_REHEARSAL_INTERVAL_MS`` sets ``engine.rehearsal_interval_ms`` (``0``: no rehearsals, to compare).
 
 ``ARB_TICK_BREAKDOWN=1`` also stamps points along the engine's path of each event and prints
 the p50/p90 of the steps between them (``_Breakdown``); its wrappers add a little to every
@@ -367,6 +368,7 @@ class _Breakdown:
         self.stamps: dict[str, int] = {}
         self.events: list[dict[str, int]] = []
         self._recv_ns = 0
+        self._rehearsing = False  # a rehearsal between events plans too: its calls are not the event's
 
     def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
         from arb.exchanges.book_sync import BookSync
@@ -388,15 +390,25 @@ class _Breakdown:
                 self._mark("found")
             return found
 
+        rehearse = TwoLegExecutor.rehearse
+
+        def rehearsing(executor: Any, *args: Any) -> bool:
+            self._rehearsing = True
+            try:
+                return rehearse(executor, *args)
+            finally:
+                self._rehearsing = False
+
         monkeypatch.setattr(BookSync, "on_message", receiving)
         monkeypatch.setattr(ScannerPipeline, "handle_scan", scanning)
+        monkeypatch.setattr(TwoLegExecutor, "rehearse", rehearsing)
         self._around(monkeypatch, ArbitrageController, "process", "trade loop", None, awaited=True)
         self._around(monkeypatch, RiskManager, "validate_opportunity_risk", None, "risk checked")
         self._around(monkeypatch, TwoLegExecutor, "plan", "plan start", "planned")
         self._around(monkeypatch, Journal, "record_intents", "intents start", "intents recorded")
 
     def _mark(self, point: str) -> None:
-        if point not in self.stamps:
+        if point not in self.stamps and not self._rehearsing:
             self.stamps[point] = time.monotonic_ns()
 
     def _around(
@@ -480,8 +492,9 @@ class TickToOrder:
         path = tmp / "arb.toml"
         path.write_text(CONFIG)
         environ = {"ARB_JOURNAL_PATH": str(tmp / "journal.sqlite3")}
-        if "ARB_BUSY_POLL" in os.environ:  # engine.busy_poll, to compare
-            environ["ARB_BUSY_POLL"] = os.environ["ARB_BUSY_POLL"]
+        for variable in ("ARB_BUSY_POLL", "ARB_REHEARSAL_INTERVAL_MS"):  # engine settings, to compare
+            if variable in os.environ:
+                environ[variable] = os.environ[variable]
         self.manager = ConfigurationManager(path, environ=environ)
         self.manager.load_configuration(dry_run=True)
         self.events = events

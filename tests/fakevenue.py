@@ -70,6 +70,7 @@ class FakeExchange:
         self.failing_queries = failing_queries  # the next queries fail as if disconnected
         self.orders: dict[str, OrderState] = {}
         self.placed: list[OrderRequest] = []  # every place_order call, including refused ones
+        self.rehearsed: list[OrderRequest] = []  # every rehearse_order call
         self.queries: list[str] = []
         self.cancels: list[str] = []
         self._pending: dict[str, OrderState] = {}
@@ -89,6 +90,9 @@ class FakeExchange:
 
     def write_order(self, request: OrderRequest) -> None:
         return None  # every order goes through the scripted place_order
+
+    def rehearse_order(self, request: OrderRequest) -> None:
+        self.rehearsed.append(request)
 
     async def place_order(self, request: OrderRequest) -> OrderState:
         self.placed.append(request)

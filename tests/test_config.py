@@ -177,6 +177,7 @@ ENV_CASES = [
     ("ARB_HEDGE_HOLDING_HORIZON_S", "3600", "hedge_holding_horizon_s", 3600),
     ("ARB_FUNDING_REFRESH_INTERVAL_MS", "30000", "funding_refresh_interval_ms", 30000),
     ("ARB_BUSY_POLL", "true", "busy_poll", True),
+    ("ARB_REHEARSAL_INTERVAL_MS", "0", "rehearsal_interval_ms", 0),
 ]
 
 

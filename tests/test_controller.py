@@ -16,6 +16,7 @@ from arb import ArbitrageController, ArbitrageEngine
 from arb.config import ConfigurationManager
 from arb.controller import RunSummary, _set_aside, dry_run_cluster
 from arb.errors import ArbitrageEngineError, ConfigurationError
+from arb.execution import TwoLegExecutor
 from arb.exchanges.factory import registered
 from arb.exchanges.models import OrderRequest, OrderState, OrderType
 from arb.journal import Journal
@@ -274,6 +275,54 @@ def test_busy_poll_keeps_the_loop_from_sleeping_until_the_run_ends(tmp_path: Pat
         assert (max(t or 0 for t in timeouts) == 0) is busy_poll
 
     asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("interval_ms", [0, 10])
+def test_the_last_executed_opportunity_is_rehearsed_only_between_executions(
+    tmp_path: Path, interval_ms: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    configuration = manager(tmp_path, CONFIG + f"rehearsal_interval_ms = {interval_ms}\n")
+    dislocation = Dislocation(
+        exchange=ExchangeName.MEXC, symbol="BTC/USDT", start_ns=SECOND, duration_ns=SECOND, bps=-80
+    )
+    cluster = dry_run_cluster(configuration.config, dislocations=(dislocation,), random_per_minute=0)
+    events: list[tuple[str, str]] = []
+    execute, rehearse = TwoLegExecutor.execute, TwoLegExecutor.rehearse
+
+    async def executing(executor: TwoLegExecutor, opportunity: ArbitrageOpportunity) -> ExecutionResult:
+        events.append(("execute", opportunity.opportunity_id))
+        try:
+            return await execute(executor, opportunity)
+        finally:
+            events.append(("executed", opportunity.opportunity_id))
+
+    def rehearsing(executor: TwoLegExecutor, opportunity: ArbitrageOpportunity) -> bool:
+        events.append(("rehearse", opportunity.opportunity_id))
+        return rehearse(executor, opportunity)
+
+    monkeypatch.setattr(TwoLegExecutor, "execute", executing)
+    monkeypatch.setattr(TwoLegExecutor, "rehearse", rehearsing)
+
+    async def scenario() -> RunSummary:
+        async with cluster:
+            controller = ArbitrageController(configuration, sim_cluster=cluster, journal=Journal(tmp_path / "j.sqlite3"))
+            await controller.initialize(dry_run=True)
+            return await controller.run(duration_s=2.5)
+
+    summary = asyncio.run(scenario())
+    assert summary.ok and summary.statistics.opportunities_executed >= 1
+    assert events[0][0] == "execute"  # nothing to rehearse before the first execution
+    executing_now, last = None, None
+    for kind, opportunity_id in events:
+        if kind == "execute":
+            executing_now = opportunity_id
+        elif kind == "executed":
+            executing_now, last = None, opportunity_id
+        else:
+            assert executing_now is None and opportunity_id == last
+    rehearsals = sum(kind == "rehearse" for kind, _ in events)
+    # The run goes on ~1 s after the dislocation's last execution: ~100 rehearsals at 10 ms.
+    assert rehearsals == 0 if interval_ms == 0 else rehearsals > 30
 
 
 def test_setting_a_dry_journal_aside_moves_a_stray_intent_log_without_its_database(tmp_path: Path) -> None:

@@ -316,6 +316,26 @@ def test_both_orders_are_written_before_either_answer_is_awaited(tmp_path: Path)
     assert h.net_base() == 0
 
 
+def test_a_rehearsal_encodes_both_legs_and_sends_and_journals_nothing(tmp_path: Path) -> None:
+    h = Harness(tmp_path, *venues())
+    for _ in range(3):
+        assert h.executor.rehearse(opportunity())
+    assert [r.client_order_id for r in h.buy.rehearsed] == ["opp1-b"] * 3
+    assert [r.client_order_id for r in h.sell.rehearsed] == ["opp1-s"] * 3
+    assert h.buy.rehearsed[0] == h.executor.plan(opportunity())[0].request  # the very order execute would send
+    assert not h.buy.placed and not h.sell.placed and not h.journal.open_intents()
+    # Rehearsed ids are still free: the real execution goes through, journaled with its first intent ids.
+    assert h.run(opportunity()).final_state is S.COMPLETED
+    assert [h.journal.intent(v.exchange, cid).intent_id for v, cid in ((h.buy, "opp1-b"), (h.sell, "opp1-s"))] == [1, 2]
+    h.check_journal_accounts_for_every_order()
+
+
+def test_an_opportunity_that_cannot_be_planned_is_not_rehearsed(tmp_path: Path) -> None:
+    h = Harness(tmp_path, *venues())
+    assert not h.executor.rehearse(opportunity(quantity="0.00005"))  # below one common lot
+    assert not h.buy.rehearsed and not h.sell.rehearsed
+
+
 def test_a_written_order_refused_by_its_rate_limit_is_sent_again(tmp_path: Path) -> None:
     log: list[str] = []
     h = Harness(tmp_path, *writing_venues(log, (Step(kind="ratelimit", retry_after_s=0.25),)))

@@ -655,6 +655,20 @@ def test_deferred_intents_refuse_a_reused_client_id_and_log_nothing(tmp_path: Pa
         assert journal.record_intents("opp3", [("buy", GATE, request("c7"))], deferred=True) == [4]
 
 
+def test_rehearsed_intents_are_neither_logged_nor_numbered(tmp_path: Path) -> None:
+    path = tmp_path / "j.sqlite3"
+    log = Path(f"{path}-intents")
+    with Journal(path) as journal:
+        journal.record_intents("opp1", LEGS, deferred=True)
+        size = log.stat().st_size
+        for _ in range(3):
+            journal.rehearse_intents("opp1", LEGS)  # ids already journaled: a rehearsal checks nothing
+            journal.rehearse_intents("opp2", [("buy", GATE, request("c3"))])
+        assert log.stat().st_size == size
+        assert [i.client_order_id for i in journal.open_intents()] == ["c1", "c2"]
+        assert journal.record_intents("opp2", [("buy", GATE, request("c3"))], deferred=True) == [3]
+
+
 def test_a_journal_in_memory_commits_deferred_intents_at_once() -> None:
     with Journal(":memory:") as journal:
         assert journal.intent_log_path is None

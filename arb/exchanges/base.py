@@ -184,6 +184,10 @@ class PrivateExchange(Protocol):
         """Submit an order, written to the venue before this returns; await the result for what
         ``place_order`` returns. None (nothing sent) when the order cannot go without waiting."""
 
+    def rehearse_order(self, request: OrderRequest) -> None:
+        """Encode ``request`` as ``write_order`` would and drop it: nothing is sent, spent or tracked.
+        Called between executions to keep the order path in the CPU's caches."""
+
     async def cancel_order(
         self, symbol: str, *, order_id: str | None = None, client_order_id: str | None = None
     ) -> OrderState:

@@ -142,6 +142,9 @@ class OrderTransport(Protocol):
         """The placed order's body, the order written before returning; None (nothing written) when
         it cannot go at once (not logged in, no budget now)."""
 
+    def rehearse_order(self, order: OrderRequest) -> None:
+        """Encode the request ``write_order`` would write and drop it; nothing is sent or spent."""
+
     async def cancel_order(self, symbol: str, order_id: str | None, client_order_id: str | None) -> bytes:
         """The cancelled order's body."""
 
@@ -603,6 +606,36 @@ class ExchangeConnector:
         budget free now. Otherwise nothing is written or spent and the answer is None (use
         ``place_order``). Await the returned awaitable for what ``place_order`` would return.
         """
+        ready = self._ready_to_write()
+        if ready is None:
+            return None
+        trading, orders_ws = ready
+        if orders_ws is not None:
+            sending = orders_ws.write_order(request)
+        else:
+            sending = self.rest.write_now(trading.place_order(request))
+        if sending is None:
+            return None
+        self._track(request)  # nothing was awaited since the write: no answer can have come yet
+        return self._placed(trading, request, sending)
+
+    def rehearse_order(self, request: OrderRequest) -> None:
+        """Encode ``request`` as ``write_order`` would and drop it: nothing is sent, spent or tracked.
+
+        Between executions this keeps the order path's code and data in the CPU's caches.
+        """
+        ready = self._ready_to_write()
+        if ready is None:
+            return
+        trading, orders_ws = ready
+        if orders_ws is not None:
+            orders_ws.rehearse_order(request)
+        else:
+            self.rest.rehearse_write(trading.place_order(request))
+
+    def _ready_to_write(self) -> tuple[Trading, OrderTransport | None] | None:
+        """``(trading, the logged-in ws order transport or None for REST)`` when trading was set up by
+        an earlier call and the chosen transport is open; else None."""
         trading, catalog = self._trading, self._catalog
         if trading is None or catalog is None or self._trading_catalog is not catalog:
             return None
@@ -611,13 +644,8 @@ class ExchangeConnector:
             if orders_ws is None:
                 return None
             orders_ws.use_catalog(catalog)
-            sending = orders_ws.write_order(request)
-        else:
-            sending = self.rest.write_now(trading.place_order(request))
-        if sending is None:
-            return None
-        self._track(request)  # nothing was awaited since the write: no answer can have come yet
-        return self._placed(trading, request, sending)
+            return trading, orders_ws
+        return trading, None
 
     def _track(self, request: OrderRequest) -> None:
         if self._private is None:

@@ -194,6 +194,9 @@ class PaperExchange:
         """None: a paper order is filled when ``place_order`` runs, against the book as it is then."""
         return None
 
+    def rehearse_order(self, request: OrderRequest) -> None:
+        """Nothing to encode: a paper order is never written."""
+
     def _check_request(self, request: OrderRequest, instrument: Instrument, where: str) -> None:
         if request.client_order_id in self._by_client:
             raise OrderRejectedError(

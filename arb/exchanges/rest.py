@@ -409,6 +409,12 @@ class RestClient:
         self.stats.requests += 1
         return self._http1_answer(request, answer)
 
+    def rehearse_write(self, request: RestRequest) -> None:
+        """Encode ``request`` as ``write_now`` would and drop it: nothing is written or spent."""
+        pool = self._http1
+        if pool is not None and not request.is_read and self.settings.http1_writes:
+            pool.encode(request.method, request.path, request.query, request.body, request.headers)
+
     async def _http1_answer(self, request: RestRequest, answer: Awaitable[HttpResponse]) -> bytes:
         """The body of the 2xx ``answer`` to ``request`` over ``Http1Pool``; raises the mapped error
         of any other outcome."""

@@ -454,6 +454,9 @@ class BacktestConnector(ExchangeConnector):
         """None: a replayed order reaches its venue after the modelled latency (``place_order``)."""
         return None
 
+    def rehearse_order(self, request: OrderRequest) -> None:
+        """Nothing to encode: a replayed order is never written."""
+
     async def place_order(self, request: OrderRequest) -> OrderState:
         """Fill ``request`` against the replayed book as it is when the order arrives."""
         await asyncio.sleep(self._latency_s)
@@ -954,8 +957,11 @@ def _controller(
     """The live controller, its clocked parts given explicitly (it builds the rest itself)."""
     # Recordings carry no funding-rate history, so the backtest decides hedges without funding.
     # Busy polling would keep virtual time from ever advancing: the loop moves its clock only
-    # when it has nothing to run.
-    config = msgspec.structs.replace(config, symbols=tuple(traded), hedge_holding_horizon_s=0, busy_poll=False)
+    # when it has nothing to run. Rehearsals only warm the CPU's caches: in virtual time they are work
+    # with no effect.
+    config = msgspec.structs.replace(
+        config, symbols=tuple(traded), hedge_holding_horizon_s=0, busy_poll=False, rehearsal_interval_ms=0
+    )
     limits = config.risk_limits
     journal = Journal(":memory:", synchronous="NORMAL", wall_clock_ms=lambda: clock.wall_ns() // 1_000_000)
     monitor = LoggingMonitor(config.target_execution_time_ms, log_, clock=clock)

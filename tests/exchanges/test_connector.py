@@ -18,6 +18,8 @@ from arb.errors import ExchangeConnectionError, ExchangeError, OrderRejectedErro
 from arb.exchanges.connector import ConnectorSettings
 from arb.exchanges.errors import ErrorCategory
 from arb.exchanges.gateio.connector import GateioSpotConnector
+from arb.exchanges.gateio.trading import GateioFuturesTrading, GateioSpotTrading
+from arb.exchanges.http1 import Http1Pool
 from arb.exchanges.mexc.connector import MexcFuturesConnector
 from arb.exchanges.mexc.trading import FuturesTradingUnavailable
 from arb.exchanges.models import OrderRequest, OrderState, OrderStatus, OrderType
@@ -391,6 +393,53 @@ def test_start_books_fails_cleanly_when_the_stream_cannot_connect() -> None:
                 with pytest.raises(ExchangeConnectionError, match="not connected within 0.2 s"):
                     await connector.start_books([SPOT])
                 assert connector.books() == {} and connector.book_sync() is None
+            finally:
+                await connector.close()
+
+    run(scenario())
+
+
+@pytest.mark.parametrize("market", TRADED, ids=lambda m: m.value)
+def test_rehearse_order_encodes_the_order_and_sends_spends_and_tracks_nothing(
+    market: ExchangeName, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    encoded: list[bytes] = []  # what the order transports' encoders produced
+
+    def spying(owner: type, name: str) -> None:
+        encode = getattr(owner, name)
+
+        def spy(*args: object, **kwargs: object) -> bytes:
+            data: bytes = encode(*args, **kwargs)
+            encoded.append(data)
+            return data
+
+        monkeypatch.setattr(owner, name, spy)
+
+    for owner in (Http1Pool, GateioSpotTrading, GateioFuturesTrading):
+        spying(owner, "encode" if owner is Http1Pool else "order_body")
+
+    async def scenario() -> None:
+        async with simulated_venues(moving=False) as sim:
+            connector = sim.connector(market)
+            connector.rest.settings = msgspec.structs.replace(connector.rest.settings, http1_writes=True)
+            venue = sim.venues[market.venue].exchanges[market]
+            limiter = connector.rest.limiter
+            try:
+                connector.rehearse_order(limit_buy(market, "re-0"))  # trading not set up: nothing to encode
+                assert encoded == []
+                await connector.start_private_stream(lambda state: None, lambda fill: None)
+                encoded.clear()
+                tokens = {limit_id: bucket.tokens for limit_id, bucket in limiter._buckets.items()}
+                requests, tracked = connector.rest.stats.requests, (dict(connector._tracked), set(connector._order_symbols))
+                for n in range(1, 31):  # more than Gate.io's order budget of a second
+                    connector.rehearse_order(limit_buy(market, f"re-{n}"))
+                assert [any(f"re-{n}".encode() in data for data in encoded) for n in range(1, 31)] == [True] * 30
+                await asyncio.sleep(0.05)
+                assert venue.open_orders(API_KEY) == [] and connector.rest.stats.requests == requests
+                assert all(limiter._buckets[limit_id].tokens >= left for limit_id, left in tokens.items())
+                assert (connector._tracked, connector._order_symbols) == tracked and connector.order_wait_s() == 0.0
+                written = connector.write_order(limit_buy(market, "re-31"))  # the order path is as it was
+                assert written is not None and (await written).client_order_id == "re-31"
             finally:
                 await connector.close()
 

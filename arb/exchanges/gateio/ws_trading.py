@@ -210,6 +210,10 @@ class GateioWsOrders:
         limiter.try_spend(cost)  # fits: checked above, with nothing awaited since
         return self._answer(*written)
 
+    def rehearse_order(self, order: OrderRequest) -> None:
+        """Encode the ``order_place`` request ``write_order`` would write and drop it."""
+        _REQUEST % (int(self._clock()), self._channel[self.market.place], 0, self._trading.order_body(order))
+
     async def cancel_order(self, symbol: str, order_id: str | None, client_order_id: str | None) -> bytes:
         """``order_cancel`` by id or client id (exactly one): the cancelled order object."""
         req_param = self._address(symbol, order_id, client_order_id)
