@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from decimal import Decimal as D
 
-import pytest
-
 from arb_core.book import ASK, BID, DeltaBatch, OrderBook
 from arb_core.wire.common import WireScale
 
