@@ -634,8 +634,8 @@ class ExchangeConnector:
             self.rest.rehearse_write(trading.place_order(request))
 
     def _ready_to_write(self) -> tuple[Trading, OrderTransport | None] | None:
-        """``(trading, the logged-in ws order transport or None for REST)`` when trading was set up by
-        an earlier call and the chosen transport is open; else None."""
+        """``(trading, the websocket order transport, or None when orders go over REST)`` once an
+        earlier call has set trading up and started the chosen transport; else None."""
         trading, catalog = self._trading, self._catalog
         if trading is None or catalog is None or self._trading_catalog is not catalog:
             return None
