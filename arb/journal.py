@@ -54,7 +54,9 @@ Money is stored as decimal strings, exactly; times are wall-clock ms.
 
 from __future__ import annotations
 
+import array
 import asyncio
+import bisect
 import fcntl
 import logging
 import os
@@ -213,12 +215,14 @@ class _KeyHashes:
     The keys the file held when it was opened sit in a sorted array (8 bytes each), later ones in
     a set that ``merge`` (called at idle moments) moves into the array. A hash it holds says only
     that the key may be journaled (the database then decides); one it lacks says the key is not.
+    The array is sorted and merged with numpy but searched with ``bisect``: on the order path,
+    where the lookup runs cold, numpy's ``searchsorted`` took ~17 us a call in the engine.
     """
 
     __slots__ = ("_sorted", "_recent")
 
     def __init__(self, keys: Iterable[tuple[str, str]]) -> None:
-        self._sorted = np.sort(np.fromiter((hash(key) for key in keys), dtype=np.int64))
+        self._sorted = array.array("q", np.sort(np.fromiter((hash(key) for key in keys), dtype=np.int64)).tobytes())
         self._recent: set[int] = set()
 
     def may_hold(self, key: tuple[str, str]) -> bool:
@@ -226,8 +230,8 @@ class _KeyHashes:
         if h in self._recent:
             return True
         hashes = self._sorted
-        i = int(hashes.searchsorted(h))
-        return i < hashes.size and int(hashes[i]) == h
+        i = bisect.bisect_left(hashes, h)
+        return i < len(hashes) and hashes[i] == h
 
     def add(self, key: tuple[str, str]) -> None:
         self._recent.add(hash(key))
@@ -235,7 +239,8 @@ class _KeyHashes:
     def merge(self) -> None:
         if len(self._recent) >= MERGE_KEY_HASHES:
             recent = np.fromiter(self._recent, dtype=np.int64, count=len(self._recent))
-            self._sorted = np.union1d(self._sorted, recent)
+            merged = np.union1d(np.frombuffer(self._sorted, dtype=np.int64), recent)
+            self._sorted = array.array("q", merged.tobytes())
             self._recent.clear()
 
 

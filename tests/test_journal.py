@@ -17,6 +17,8 @@ from pathlib import Path
 
 import msgspec
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from arb.exchanges.models import Fill, OrderRequest, OrderState, OrderStatus, OrderType
 import arb.journal as journal_module
@@ -736,6 +738,28 @@ def test_reused_client_ids_are_refused_from_hashes_across_reopening_and_merging(
         with pytest.raises(JournalError, match="gateio client order id 'c4' is already journaled"):
             journal.record_intents("opp4", [("buy", GATE, request("c4"))], deferred=True)
         assert journal.record_intents("opp5", [("buy", MEXC, request("c4"))], deferred=True) == [5]
+
+
+KEYS = st.tuples(st.sampled_from(["gateio", "mexc"]), st.text(max_size=4))
+
+
+@given(st.lists(KEYS, unique=True, max_size=30), st.integers(0, 30), st.lists(KEYS, max_size=10), st.integers(1, 4))
+def test_key_hashes_hold_exactly_the_keys_given_and_added_across_merges(
+    keys: list[tuple[str, str]], opened_with: int, probes: list[tuple[str, str]], merge_at: int
+) -> None:
+    hashes = journal_module._KeyHashes(keys[:opened_with])
+    held = {hash(key) for key in keys[:opened_with]}
+    before = journal_module.MERGE_KEY_HASHES
+    journal_module.MERGE_KEY_HASHES = merge_at
+    try:
+        for key in keys[opened_with:]:
+            hashes.add(key)
+            held.add(hash(key))
+            hashes.merge()
+            assert all(hashes.may_hold(k) == (hash(k) in held) for k in [*keys, *probes])
+    finally:
+        journal_module.MERGE_KEY_HASHES = before
+    assert all(hashes.may_hold(k) == (hash(k) in held) for k in [*keys, *probes])
 
 
 def test_a_hash_that_matches_a_new_client_id_is_settled_by_the_database(
