@@ -387,7 +387,7 @@ class RestClient:
         """``_send`` of a write over ``Http1Pool``: the same outcomes, mapped the same way."""
         await self.limiter.acquire(request.limits)
         pool = self._ensure_http1()
-        data = pool.encode(request.method, request.path, request.query, request.body, request.headers)
+        data = _http1_bytes(pool, request)
         self.stats.requests += 1
         return await self._http1_answer(request, pool.request(data, timeout_s=self.settings.timeout_s))
 
@@ -401,7 +401,7 @@ class RestClient:
         if request.is_read or not self.settings.http1_writes or self.limiter.wait_s(request.limits) > 0:
             return None
         pool = self._ensure_http1()
-        data = pool.encode(request.method, request.path, request.query, request.body, request.headers)
+        data = _http1_bytes(pool, request)
         answer = pool.write(data, timeout_s=self.settings.timeout_s)
         if answer is None:
             return None
@@ -413,7 +413,7 @@ class RestClient:
         """Encode ``request`` as ``write_now`` would and drop it: nothing is written or spent."""
         pool = self._http1
         if pool is not None and not request.is_read and self.settings.http1_writes:
-            pool.encode(request.method, request.path, request.query, request.body, request.headers)
+            _http1_bytes(pool, request)
 
     async def _http1_answer(self, request: RestRequest, answer: Awaitable[HttpResponse]) -> bytes:
         """The body of the 2xx ``answer`` to ``request`` over ``Http1Pool``; raises the mapped error
@@ -474,3 +474,8 @@ class RestClient:
             self.limiter.block(limit_ids, error.retry_after_s)
             log.warning("%s: %s; requests blocked for %.3f s", self.venue.name, error, error.retry_after_s)
         return error
+
+
+def _http1_bytes(pool: Http1Pool, request: RestRequest) -> bytes:
+    """``request`` as ``pool`` writes it."""
+    return pool.encode(request.method, request.path, request.query, request.body, request.headers)

@@ -212,7 +212,7 @@ class GateioWsOrders:
 
     def rehearse_order(self, order: OrderRequest) -> None:
         """Encode the ``order_place`` request ``write_order`` would write and drop it."""
-        _REQUEST % (int(self._clock()), self._channel[self.market.place], 0, self._trading.order_body(order))
+        self._frame(self.market.place, 0, self._trading.order_body(order))
 
     async def cancel_order(self, symbol: str, order_id: str | None, client_order_id: str | None) -> bytes:
         """``order_cancel`` by id or client id (exactly one): the cancelled order object."""
@@ -258,11 +258,14 @@ class GateioWsOrders:
         key = str(request_id)
         pending = self._pending[key] = _Pending(asyncio.get_running_loop().create_future(), write, where, limit_id)
         try:
-            self.session.send_text(_REQUEST % (int(self._clock()), self._channel[channel], request_id, req_param))
+            self.session.send_text(self._frame(channel, request_id, req_param))
         except ExchangeConnectionError:
             del self._pending[key]
             raise
         return key, pending
+
+    def _frame(self, channel: str, request_id: int, req_param: bytes) -> bytes:
+        return _REQUEST % (int(self._clock()), self._channel[channel], request_id, req_param)
 
     async def _answer(self, key: str, pending: _Pending) -> bytes:
         """The result of the request written as ``key``; raises what its answer, or its absence, means."""
