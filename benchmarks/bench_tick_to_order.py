@@ -268,6 +268,22 @@ def _venue_core_awake() -> Iterator[bool]:
         spinner.join()
 
 
+@contextlib.contextmanager
+def _cores_arranged() -> Iterator[bool]:
+    """This process pinned to the engine's core (its affinity put back after) and the venues' core
+    kept awake while the block runs; yields whether that core is kept awake."""
+    core = _core("engine")
+    affinity = os.sched_getaffinity(0) if core is not None else None
+    try:
+        with _venue_core_awake() as awake:
+            if core is not None:
+                os.sched_setaffinity(0, core)
+            yield awake
+    finally:
+        if affinity is not None:
+            os.sched_setaffinity(0, affinity)
+
+
 def _spin(core: set[int]) -> None:
     os.sched_setaffinity(0, core)
     try:
@@ -650,16 +666,10 @@ def test_tick_to_order_engine(
         run.breakdown = _Breakdown()
         run.breakdown.install(monkeypatch)
     sim = _Simulator(run.manager.config)  # forked before the engine's loop runs
-    core = _core("engine")
-    affinity = os.sched_getaffinity(0) if core is not None else None
     try:
-        with _venue_core_awake() as awake:
-            if core is not None:
-                os.sched_setaffinity(0, core)
+        with _cores_arranged() as awake:
             benchmark.pedantic(lambda: loop.run_until_complete(run.run(sim)), rounds=1, iterations=1)
     finally:
-        if affinity is not None:
-            os.sched_setaffinity(0, affinity)
         sim.close()
     print("\n" + _report(run) + f"\n  venues' core kept awake: {'yes' if awake else 'no'}")
     benchmark.extra_info.update(
@@ -761,8 +771,6 @@ def test_tick_to_order_floor(benchmark: Any, loop: asyncio.AbstractEventLoop) ->
     process = context.Process(target=_floor_venue, args=(child, FLOOR_ROUNDS), daemon=True)
     process.start()
     child.close()
-    core = _core("engine")
-    affinity = os.sched_getaffinity(0) if core is not None else None
     stamps: list[tuple[int, int]] = []  # (pushed, received) of each counted round trip
     written: list[int] = []  # the engine side's write stamp of every answer, warm-up included
 
@@ -776,13 +784,9 @@ def test_tick_to_order_floor(benchmark: Any, loop: asyncio.AbstractEventLoop) ->
         transport.close()
 
     try:
-        with _venue_core_awake() as awake:
-            if core is not None:
-                os.sched_setaffinity(0, core)
+        with _cores_arranged() as awake:
             benchmark.pedantic(lambda: loop.run_until_complete(reflex()), rounds=1, iterations=1)
     finally:
-        if affinity is not None:
-            os.sched_setaffinity(0, affinity)
         process.join(10)
         conn.close()
     assert len(stamps) == FLOOR_ROUNDS and len(written) == WARMUP * 10 + FLOOR_ROUNDS
