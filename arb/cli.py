@@ -125,6 +125,8 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     sim.add_argument("--speed", type=_replay_speed, default=Decimal(1), metavar="X",
                      help="with --replay: X times real time (default 1), or \"max\" for as fast as possible")
+    sim.add_argument("--matching-delay-ms", type=_non_negative_ms, default=0.0, metavar="X",
+                     help="hold each order X ms after receiving it before matching it (default 0)")
     record = commands.add_parser(
         "record", help="record raw market data (simulated venues by default; --live: real public data)"
     )
@@ -389,7 +391,7 @@ def _sim(args: argparse.Namespace) -> int:
     try:
         config = SimConfig(seed=args.seed, symbols=tuple(args.symbols), port_base=args.port_base,
                            updates_per_second=args.rate, replay=tuple(Path(f) for f in args.replay or ()),
-                           replay_speed=args.speed)
+                           replay_speed=args.speed, matching_delay_ms=args.matching_delay_ms)
         cluster = SimCluster(config)
     except ValueError as exc:
         print(f"arb sim: {exc}", file=sys.stderr)

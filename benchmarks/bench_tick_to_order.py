@@ -8,7 +8,8 @@ child process with its own event loop (the engine attaches by URL, as ``arb run 
 does); every child runs the same seeded ``SimCluster`` whose synthetic feed, started at one
 shared instant, moves every book 100 times a second (so books stay fresh and consumed
 liquidity is re-quoted) in step across the processes. The simulator's work never shares the
-engine's loop, and one venue's matching never delays the other's receipt of an order.
+engine's loop, and one venue's matching does not delay the other's receipt of an order (see
+the hold below).
 
 One event: a market maker on the simulator rests a small ask on one venue below the other
 venue's best bid (or a bid above its best ask), alternating direction. That order's public
@@ -21,9 +22,18 @@ monotonic clock. The engine's own ``PerformanceMonitor`` gives the stage breakdo
 A second figure, tick to both written, ends at the later of the engine's two order writes
 (``_WriteStamps``: the call that wrote the order's bytes to its socket has returned), in the
 engine's process. It leaves out the venues' wake-up and their scheduling on the core they
-share: when both orders arrive close together, Gate.io's venue (the lower priority) may not be
-running yet when MEXC's order arrives, and then reads its own only after MEXC's venue has
-matched (~0.8 ms of the simulator's Python). The floor reports both figures as well.
+share. The floor reports both figures as well.
+
+Each venue holds an order ``MATCHING_DELAY_MS`` (1 ms) between reading it and handling it
+(``SimConfig.matching_delay_ms``, as a real venue's gateway does before its matching engine;
+``ARB_TICK_MATCHING_DELAY_MS=0`` to compare); the receive stamp is taken on the read, before
+the hold. Without it, the venue that read its order first went on to match it (~0.8 ms of
+the simulator's Python, MEXC's REST dispatch included) on the core both venues share, and the
+other venue's order waited to be read: in ~2% of events Gate.io's venue, busy with its feed
+when its order came, was preempted by MEXC's venue for all of that, and the later receipt
+came ~0.8 ms after the engine's second write (alternating 500-event runs: both received p99
+1.05-1.29 ms without the hold, 0.71-0.86 ms with it). Venues on separate machines cannot
+delay each other's reads; the hold keeps them from it here.
 
 What the stamps mark (``arb.sim.server``): the push stamp is taken just before the
 simulator's first socket write of the frame. A receive stamp is the moment the simulator
@@ -42,7 +52,9 @@ the engine's next wait (about 0.5 ms per hop on a 2-core machine). Two venues at
 priority on one core do not preempt each other: the order that arrived second waited for
 the other venue's matching (about 0.4 ms). Gate.io's order is the first sent in this
 benchmark, so MEXC's real-time priority lets the second order be read at once; a Gate.io
-order arriving while MEXC's simulator runs waits for it (seen only in the tail).
+order arriving while MEXC's simulator runs waits for it (seen only in the tail). With the
+hold in place, Gate.io above MEXC was tried as well: the later receipt came p90 106 us after
+the engine's second write, against 38 us this way round.
 
 The venues' core is kept from going idle by a process spinning there at idle priority
 (``SCHED_IDLE``: it runs only when neither venue wants the core), as a venue's gateway would
@@ -62,7 +74,7 @@ the issue's event count). ``ARB_BUSY_POLL=1`` runs the engine with ``engine.busy
 ``ARB_REHEARSAL_INTERVAL_MS`` sets ``engine.rehearsal_interval_ms`` (``0``: no rehearsals, to compare).
 
 ``ARB_TICK_BREAKDOWN=1`` also stamps points along the engine's path of each event and prints
-the p50/p90 of the steps between them (``_Breakdown``); its wrappers add a little to every
+the p50/p90/p99 of the steps between them (``_Breakdown``); its wrappers add a little to every
 stamped call, so use a separate run for the tick-to-order figure itself.
 
 Baseline (``test_tick_to_order_floor``, same group): the transport alone, on the same cores
@@ -97,13 +109,14 @@ from arb.config import ConfigurationManager
 from arb.cli import new_event_loop
 from arb.controller import ArbitrageController, dry_run_cluster
 from arb.exchanges.models import OrderType, TimeInForce
-from arb.sim.cluster import SimCluster, SimEndpoints
+from arb.sim.cluster import SimCluster, SimConfig, SimEndpoints
 from arb.sim.market import SyntheticMarket
 from arb.sim.matching import SimExchange
 from arb.sim.server import LatencyStamps, SyntheticFeed
 from arb.types import ArbitrageConfig, ExchangeName, OrderSide
 
 EVENTS = int(os.environ.get("ARB_TICK_EVENTS", "500"))
+MATCHING_DELAY_MS = float(os.environ.get("ARB_TICK_MATCHING_DELAY_MS", "1"))
 WARMUP = 10
 MAKER = "bench-maker"
 # Gate.io's BTC/USDT sits 50 bps under MEXC's, spreads are 120 bps wide: no opportunity until the
@@ -133,7 +146,8 @@ markets = ["spot"]
 def _cluster(config: ArbitrageConfig, start_ns: int | None = None) -> SimCluster:
     """The dry-run venues with Gate.io's book shifted down and every spread widened (see ``GATE_BASIS_BPS``);
     ``start_ns`` pins the feed's simulated time 0 (copies in several processes move in step)."""
-    cluster = dry_run_cluster(config, random_per_minute=0)
+    sim_config = SimConfig(seed=1, symbols=config.symbols, matching_delay_ms=MATCHING_DELAY_MS)
+    cluster = dry_run_cluster(config, random_per_minute=0, sim_config=sim_config)
     if not isinstance(cluster.feed, SyntheticFeed):
         raise RuntimeError("the dry-run cluster has no synthetic feed")
     engines = {
@@ -502,12 +516,12 @@ class _Breakdown:
                                 "last receipt": max(receipts)})
 
     def report(self) -> str:
-        lines = [f"  breakdown over {len(self.events)} events (p50 / p90 of each step):"]
+        lines = [f"  breakdown over {len(self.events)} events (p50 / p90 / p99 of each step):"]
         if not self.events:
             return lines[0] + " none had every point stamped"
         for start, end in zip(self.STEPS, self.STEPS[1:]):
             steps = [event[end] - event[start] for event in self.events]
-            lines.append(f"    {start:>17} -> {end:<17} {_us(_percentile(steps, 50))} {_us(_percentile(steps, 90))}")
+            lines.append(f"    {start:>17} -> {end:<17} " + " ".join(_us(_percentile(steps, p)) for p in (50, 90, 99)))
         return "\n".join(lines)
 
 

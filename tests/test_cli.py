@@ -112,7 +112,7 @@ def test_paper_reads_the_configured_venue_urls_without_keys(tmp_path: Path) -> N
 
 
 def test_sim_prints_the_venue_urls_and_stops_after_duration(tmp_path: Path) -> None:
-    result = arb("sim", "--duration", "1", "--seed", "7", cwd=tmp_path)
+    result = arb("sim", "--duration", "1", "--seed", "7", "--matching-delay-ms", "2", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert [line.rsplit(" ", 1)[0] for line in lines] == [
@@ -127,6 +127,12 @@ def test_sim_refuses_an_unknown_symbol(tmp_path: Path) -> None:
     result = arb("sim", "--duration", "1", "--symbols", "DOGE/USDT", cwd=tmp_path)
     assert result.returncode == 2
     assert "DOGE" in result.stderr
+
+
+def test_sim_refuses_a_negative_matching_delay(tmp_path: Path) -> None:
+    result = arb("sim", "--duration", "1", "--matching-delay-ms", "-5", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "--matching-delay-ms" in result.stderr and "must be 0 or more" in result.stderr
 
 
 def test_live_and_paper_are_exclusive(tmp_path: Path) -> None:

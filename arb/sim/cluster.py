@@ -111,6 +111,7 @@ class SimConfig(msgspec.Struct, frozen=True, kw_only=True):
     port_base: int | None = None  # venue i listens on port_base + 3*i + (0 rest, 1 spot ws, 2 futures ws)
     replay: tuple[Path, ...] = ()  # recorded files; replaces the synthetic market
     replay_speed: Decimal | None = Decimal(1)
+    matching_delay_ms: float = 0  # how long each venue holds an order before matching it (``SimulatedVenue``)
 
 
 def market_specs(config: SimConfig, instruments: Iterable[Instrument]) -> dict[str, list[MarketSpec]]:
@@ -166,7 +167,7 @@ class SimCluster:
                 routes = self.replay.rest_routes(venue)
             self.venues[venue] = SimulatedVenue(
                 venue, self.instruments, faults=self.faults, credentials=credentials, ports=ports, listed=listed,
-                routes=routes,
+                routes=routes, matching_delay_ms=config.matching_delay_ms,
             )
         for sim_venue in self.venues.values():
             for exchange in sim_venue.exchanges.values():

@@ -19,7 +19,8 @@ read that completed it, before routing and matching: for REST, the last ``data_r
 on its connection before the handler runs (``_StampingProtocol``; bytes of a later
 pipelined request can only make the stamp later, never earlier than complete); for the
 websocket trading API, ``on_ws_frame``, which picows calls from the read that completed
-the frame.
+the frame. Stamps are taken on receipt, also when the venue holds an order before
+matching it (``matching_delay_ms``).
 """
 
 from __future__ import annotations
@@ -114,31 +115,86 @@ class LatencyStamps:
         return None
 
 
+class _HeldReads:
+    """What one connection received while its venue holds an order (``matching_delay_ms``).
+
+    An order is handed on once its delay is over; whatever the connection received after it
+    waits behind it and follows it in arrival order, so nothing overtakes an order.
+    """
+
+    __slots__ = ("_handle", "_items", "_timer")
+
+    def __init__(self, handle: Callable[[bytes], None]) -> None:
+        self._handle = handle
+        self._items: deque[tuple[int, bytes]] = deque()  # (monotonic ns due, or 0 behind an order; data)
+        self._timer: asyncio.TimerHandle | None = None
+
+    def hold(self, data: bytes, received_ns: int, delay_ns: int, is_order: bool) -> bool:
+        """Hold ``data`` when it is an order and the venue delays orders, or when something is held
+        already; False: nothing is held, handle it now."""
+        if not delay_ns or not (is_order or self._items):
+            return False
+        self._items.append((received_ns + delay_ns if is_order else 0, data))
+        if self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(delay_ns / 1e9, self._release)
+        return True
+
+    def flush(self) -> None:
+        """Hand on everything held now (the connection is closing)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        while self._items:
+            self._handle(self._items.popleft()[1])
+
+    def _release(self) -> None:
+        self._timer = None
+        items = self._items
+        self._handle(items.popleft()[1])  # the order the timer was set for
+        while items:
+            due_ns, data = items[0]
+            wait_ns = due_ns - time.monotonic_ns()
+            if wait_ns > 0:
+                self._timer = asyncio.get_running_loop().call_later(wait_ns / 1e9, self._release)
+                return
+            items.popleft()
+            self._handle(data)
+
+
 class _StampingProtocol(asyncio.Protocol):
     """aiohttp's request handler behind a shim that notes the time of every socket read.
 
     The REST handler stamps a request with its connection's last read time: the moment
     the simulator had the complete request, before aiohttp's dispatch (a task wake-up and
-    routing, about 150 µs) and the matching.
+    routing, about 150 µs) and the matching. A read that names a client order id is held
+    for the venue's matching delay before aiohttp sees it (``_HeldReads``).
     """
 
-    def __init__(self, inner: asyncio.Protocol, reads: dict[object, int]) -> None:
+    def __init__(self, inner: asyncio.Protocol, reads: dict[object, int], venue: SimulatedVenue) -> None:
         self._inner = inner
+        self._venue = venue
         self._reads = reads
         self._transport: asyncio.BaseTransport | None = None
+        self._held = _HeldReads(inner.data_received)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport
         self._inner.connection_made(transport)
 
     def data_received(self, data: bytes) -> None:
-        self._reads[self._transport] = time.monotonic_ns()
+        received_ns = self._reads[self._transport] = time.monotonic_ns()
+        venue = self._venue
+        delay_ns = venue.matching_delay_ns
+        if delay_ns and self._held.hold(data, received_ns, delay_ns, any(m in data for m in venue.order_markers)):
+            return
         self._inner.data_received(data)
 
     def eof_received(self) -> bool | None:
+        self._held.flush()
         return self._inner.eof_received()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._held.flush()
         self._reads.pop(self._transport, None)
         self._inner.connection_lost(exc)
 
@@ -161,6 +217,8 @@ class _Connection(WSListener):
         self.session = session
         self.topics: frozenset[Topic] = frozenset()
         self.transport: WSTransport | None = None
+        self.closed = False
+        self._held = _HeldReads(self._handle)
 
     def on_ws_connected(self, transport: WSTransport) -> None:
         self.transport = transport
@@ -182,15 +240,25 @@ class _Connection(WSListener):
         cid = _ws_client_order_id(data, market.wire.client_order_id_keys)
         if cid is not None:  # an order over a websocket trading API: stamped like a REST order
             market.venue.stamps.requests.append(RequestStamp("WS", market.wire.ws_path, cid, received_ns))
+        if self._held.hold(data, received_ns, market.venue.matching_delay_ns, cid is not None):
+            return
+        self._handle(data)
+
+    def _handle(self, data: bytes) -> None:
+        market = self.market
         for out_type, payload in market.wire.handle(self.session, data, market.wall_ms()):
-            transport.send(out_type, payload)
+            if self.transport is not None and not self.closed:
+                self.transport.send(out_type, payload)
         # Orders sent over a websocket trading API (Gate) make private events as REST orders do.
         market.venue.drain_private_events()
         topics = market.wire.topics(self.session)
-        if topics != self.topics:
+        if topics != self.topics and not self.closed:
             market.resubscribe(self, topics)
 
     def on_ws_disconnected(self, transport: WSTransport) -> None:
+        # Held orders still reach matching, as they would at a venue that received them; their answers go nowhere.
+        self.closed = True
+        self._held.flush()
         self.market.disconnected(self)
 
 
@@ -501,6 +569,9 @@ class SimulatedVenue:
     ``instruments`` may include other venues' (they are ignored). ``routes`` replaces the
     venue's own ``rest_routes()``; either way a depth snapshot route of each market is added
     when none is given. ``listed`` adds venue symbols served without an instrument (replay).
+    ``matching_delay_ms`` holds every request that carries a client order id that long after
+    its receive stamp before handling it, as a real venue's gateway does before its matching
+    engine; on a websocket the frames behind a held order wait with it, in order.
     """
 
     def __init__(
@@ -516,10 +587,14 @@ class SimulatedVenue:
         stamp_capacity: int = 1 << 16,
         listed: Mapping[ExchangeName, Iterable[str]] | None = None,
         private_event_capacity: int = 1 << 16,
+        matching_delay_ms: float = 0,
     ) -> None:
         if venue not in REST_PREFIX:
             raise ValueError(f"simulated venue {venue!r}: not one of {sorted(REST_PREFIX)}")
+        if not matching_delay_ms >= 0:
+            raise ValueError(f"simulated venue {venue!r}: matching_delay_ms {matching_delay_ms} must be >= 0")
         self.venue = venue
+        self.matching_delay_ns = int(matching_delay_ms * 1_000_000)
         self.faults = faults or FaultPlan()
         self.stamps = LatencyStamps(stamp_capacity)
         self.ports = ports or VenuePorts()
@@ -552,6 +627,10 @@ class SimulatedVenue:
         self._order_keys = tuple(
             dict.fromkeys(key for market in self.markets.values() for key in market.wire.client_order_id_keys)
         )
+        # How a REST read names a client order id: in a query or form, or as a JSON key.
+        self.order_markers = tuple(
+            marker for key in self._order_keys for marker in (f"{key}=".encode(), f'"{key}"'.encode())
+        )
         self._runner: web.AppRunner | None = None
         self._rest_server: asyncio.Server | None = None
         self._reads: dict[object, int] = {}  # REST transport -> monotonic time of its last read
@@ -580,7 +659,7 @@ class SimulatedVenue:
             raise RuntimeError(f"sim {self.venue}: aiohttp runner has no server after setup")
         reads = self._reads
         self._rest_server = await asyncio.get_running_loop().create_server(
-            lambda: _StampingProtocol(handler_factory(), reads), HOST, self.ports.rest
+            lambda: _StampingProtocol(handler_factory(), reads, self), HOST, self.ports.rest
         )
         self.rest_port = self._rest_server.sockets[0].getsockname()[1]
 
@@ -662,8 +741,9 @@ class SimulatedVenue:
 
     async def _answer(self, request: web.Request, route: Route, sim_request: SimRequest) -> web.StreamResponse:
         self.requests += 1
+        client_order_id = self._client_order_id(sim_request)
         self.stamps.requests.append(
-            RequestStamp(sim_request.method, sim_request.path, self._client_order_id(sim_request), sim_request.received_ns)
+            RequestStamp(sim_request.method, sim_request.path, client_order_id, sim_request.received_ns)
         )
         try:
             response = route.handler(sim_request, self.context)

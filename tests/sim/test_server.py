@@ -13,13 +13,14 @@ from typing import Any
 
 import pytest
 from loopback import RecordingSink, eventually, run
+from simvenues import API_KEY, SPOT, simulated_venues
 from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
 from arb.exchanges.base import MarketDataDialect
 from arb.exchanges.book_sync import BookSpec, BookSync, rest_snapshot_fetcher
 from arb.exchanges.gateio.market_data import GateioFuturesMarketData, GateioSpotMarketData
 from arb.exchanges.mexc.market_data import MexcFuturesMarketData, MexcSpotMarketData
-from arb.exchanges.models import FrameKind
+from arb.exchanges.models import FrameKind, OrderRequest, OrderStatus, OrderType
 from arb.exchanges.rest import RateLimit, RestClient, RestRequest, RestVenue
 from arb.exchanges.ws import WsSettings
 from arb.instruments import Instrument
@@ -405,6 +406,85 @@ def test_rest_requests_arrive_verbatim_and_faults_delay_or_drop_them() -> None:
             assert venue.stamps.request_ns("t-9") == first.received_ns
 
     run(main())
+
+
+# --- matching delay ---------------------------------------------------------------------------
+
+HOLD_NS = 300_000_000
+
+
+def _resting_buy(client_order_id: str) -> OrderRequest:
+    return OrderRequest(symbol=SPOT, side=OrderSide.BUY, type=OrderType.LIMIT, quantity=Decimal("0.001"),
+                        price=Decimal(50000), client_order_id=client_order_id)
+
+
+def _received_ns(venue: SimulatedVenue, client_order_id: str) -> int | None:
+    """The venue's receive stamp of an order (Gate.io names it ``t-<id>`` on the wire)."""
+    return venue.stamps.request_ns(client_order_id) or venue.stamps.request_ns(f"t-{client_order_id}")
+
+
+@pytest.mark.parametrize("market", [ExchangeName.GATEIO, ExchangeName.MEXC], ids=["gateio-ws", "mexc-rest"])
+def test_a_held_order_is_stamped_on_receipt_and_matched_after_the_delay(market: ExchangeName) -> None:
+    async def main() -> None:
+        async with simulated_venues(moving=False) as sim:
+            venue = sim.venues[market.venue]
+            connector = sim.connector(market)
+            try:
+                await connector.place_order(_resting_buy("before-1"))  # sets up the session, not held
+                venue.matching_delay_ns = HOLD_NS
+                sent_ns = time.monotonic_ns()
+                placed = await connector.place_order(_resting_buy("held-1"))
+                received_ns = _received_ns(venue, "held-1")
+                assert placed.status is OrderStatus.NEW and received_ns is not None and received_ns >= sent_ns
+                [matched] = [o for o in venue.exchanges[market].open_orders(API_KEY) if o.client_id.endswith("held-1")]
+                assert matched.created_ns - received_ns >= HOLD_NS
+            finally:
+                await connector.close()
+
+    run(main())
+
+
+def test_frames_behind_a_held_order_wait_for_it_in_arrival_order() -> None:
+    async def main() -> None:
+        async with simulated_venues(moving=False) as sim:
+            venue = sim.venues["gateio"]
+            connector = sim.connector(ExchangeName.GATEIO)
+            try:
+                await connector.place_order(_resting_buy("before-2"))
+                venue.matching_delay_ns = HOLD_NS
+                placing = asyncio.ensure_future(connector.place_order(_resting_buy("held-2")))
+                await eventually(lambda: _received_ns(venue, "held-2") is not None, what="the receive stamp")
+                # The cancel goes on the same websocket while the order is held: it must not overtake it.
+                cancelled = await connector.cancel_order(SPOT, client_order_id="held-2")
+                assert cancelled.status is OrderStatus.CANCELED
+                assert (await placing).status is OrderStatus.NEW
+            finally:
+                await connector.close()
+
+    run(main())
+
+
+def test_a_request_naming_no_order_is_not_held() -> None:
+    async def main() -> None:
+        async with simulated_venues(moving=False) as sim:
+            venue = sim.venues["mexc"]
+            connector = sim.connector(ExchangeName.MEXC)
+            try:
+                await connector.place_order(_resting_buy("before-3"))
+                venue.matching_delay_ns = 1_000_000_000
+                placing = asyncio.ensure_future(connector.place_order(_resting_buy("held-3")))
+                balances = await connector.balances()
+                assert balances["USDT"].free > 0 and not placing.done()
+                assert (await placing).status is OrderStatus.NEW
+            finally:
+                await connector.close()
+
+    run(main())
+
+
+def test_a_negative_matching_delay_is_refused() -> None:
+    with pytest.raises(ValueError, match="matching_delay_ms -1 must be >= 0"):
+        SimulatedVenue("mexc", [], matching_delay_ms=-1)
 
 
 def test_clock_skew_moves_the_venue_clock() -> None:
