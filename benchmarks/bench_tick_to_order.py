@@ -70,7 +70,8 @@ the next is injected once the previous result is in, the engine is idle again an
 venues' order budgets admit an order (Gate.io allows 10 spot orders a second; the engine
 passes up an opportunity rather than queue one leg behind its budget).
 ``ARB_TICK_EVENTS`` sets the count (default 500, about a minute; ``ARB_TICK_EVENTS=10000`` for
-the issue's event count). ``ARB_BUSY_POLL=1`` runs the engine with ``engine.busy_poll``;
+the issue's event count). ``ARB_BUSY_POLL=1`` runs the engine with ``engine.busy_poll`` (and
+the floor's engine side polls the same way);
 ``ARB_REHEARSAL_INTERVAL_MS`` sets ``engine.rehearsal_interval_ms`` (``0``: no rehearsals, to compare).
 
 ``ARB_TICK_BREAKDOWN=1`` also stamps points along the engine's path of each event and prints
@@ -117,6 +118,8 @@ from arb.types import ArbitrageConfig, ExchangeName, OrderSide
 
 EVENTS = int(os.environ.get("ARB_TICK_EVENTS", "500"))
 MATCHING_DELAY_MS = float(os.environ.get("ARB_TICK_MATCHING_DELAY_MS", "1"))
+# The floor's engine side polls like ``engine.busy_poll`` when the engine run does (same words as the config).
+BUSY_POLL = os.environ.get("ARB_BUSY_POLL", "").strip().lower() in ("true", "1", "yes", "on")
 WARMUP = 10
 MAKER = "bench-maker"
 # Gate.io's BTC/USDT sits 50 bps under MEXC's, spreads are 120 bps wide: no opportunity until the
@@ -685,7 +688,8 @@ def test_tick_to_order_engine(
             benchmark.pedantic(lambda: loop.run_until_complete(run.run(sim)), rounds=1, iterations=1)
     finally:
         sim.close()
-    print("\n" + _report(run) + f"\n  venues' core kept awake: {'yes' if awake else 'no'}")
+    print("\n" + _report(run) + f"\n  venues' core kept awake: {'yes' if awake else 'no'}; "
+          f"engine busy poll: {'yes' if run.manager.config.busy_poll else 'no'}")
     benchmark.extra_info.update(
         events=len(run.tick_to_order_ns),
         p50_us=_percentile(run.tick_to_order_ns, 50) / 1000,
@@ -705,6 +709,12 @@ def test_tick_to_order_engine(
 FLOOR_ROUNDS = 20_000
 FRAME = b'{"channel":"spot.order_book_update","result":{"s":"BTC_USDT","U":1,"u":1,"b":[["1","1"]]}}'
 ORDER = b'{"channel":"spot.order_place","payload":{"text":"t-1","side":"buy","amount":"0.0002"}}'
+
+
+async def _poll_without_sleeping() -> None:
+    """The floor's engine side under ``ARB_BUSY_POLL``: each pass yields one loop iteration, whose poll returns at once."""
+    while True:
+        await asyncio.sleep(0)
 
 
 class _FloorVenue(asyncio.Protocol):
@@ -789,6 +799,7 @@ def test_tick_to_order_floor(benchmark: Any, loop: asyncio.AbstractEventLoop) ->
     written: list[int] = []  # the engine side's write stamp of every answer, warm-up included
 
     async def reflex() -> None:
+        polling = asyncio.ensure_future(_poll_without_sleeping()) if BUSY_POLL else None
         port = conn.recv()
         transport, reflex = await asyncio.get_running_loop().create_connection(_Reflex, "127.0.0.1", port)
         while not conn.poll():
@@ -796,6 +807,8 @@ def test_tick_to_order_floor(benchmark: Any, loop: asyncio.AbstractEventLoop) ->
         stamps.extend(conn.recv())
         written.extend(reflex.written)
         transport.close()
+        if polling is not None:
+            polling.cancel()
 
     try:
         with _cores_arranged() as awake:
@@ -810,7 +823,7 @@ def test_tick_to_order_floor(benchmark: Any, loop: asyncio.AbstractEventLoop) ->
     w50, w99 = _percentile(to_written, 50), _percentile(to_written, 99)
     print(f"\ntransport floor over loopback, {len(samples)} round trips:\n"
           f"  answer received  p50 {_us(p50)}  p99 {_us(p99)}\n  answer written   p50 {_us(w50)}  p99 {_us(w99)}\n"
-          f"  venue's core kept awake: {'yes' if awake else 'no'}")
+          f"  venue's core kept awake: {'yes' if awake else 'no'}; engine busy poll: {'yes' if BUSY_POLL else 'no'}")
     benchmark.extra_info.update(
         events=len(samples), p50_us=p50 / 1000, p99_us=p99 / 1000, written_p50_us=w50 / 1000,
         written_p99_us=w99 / 1000,
