@@ -686,16 +686,22 @@ class ArbitrageController:
                 await self._close_hedges(self.hedges, pipeline)
 
     async def _rehearsals(self) -> None:
-        """Rehearse the last executed opportunity (``TwoLegExecutor.rehearse``) every
-        ``engine.rehearsal_interval_ms`` while the trade loop waits for the next one."""
+        """Every ``engine.rehearsal_interval_ms`` while the trade loop waits for the next opportunity,
+        rehearse converting the scanner's last hit (``ScannerPipeline.rehearse``) and executing the
+        last executed opportunity (``TwoLegExecutor.rehearse``)."""
         interval_s = self.config.rehearsal_interval_ms / 1000
         executor = self.executor
         if executor is None:
             raise ArbitrageEngineError("controller: the executor was not built")
         while True:
             await asyncio.sleep(interval_s)
+            if self._waiter is None:
+                continue
+            pipeline = self.pipeline
+            if pipeline is not None:
+                pipeline.rehearse(self.clock())
             opportunity = self._rehearsed
-            if opportunity is not None and self._waiter is not None and not executor.rehearse(opportunity):
+            if opportunity is not None and not executor.rehearse(opportunity):
                 self._rehearsed = None  # cannot be planned any more (instruments changed): wait for the next
 
     async def _close_hedges(self, hedges: HedgeBook, pipeline: ScannerPipeline) -> None:

@@ -197,6 +197,7 @@ class ScannerPipeline:
         self.desyncs = 0
         self.on_desync: Callable[[BookKey, str], None] | None = None
         self._standing: dict[int, ArbitrageOpportunity] = {}
+        self._last_found: Opportunity | None = None  # the last hit that converted, for ``rehearse``
 
     # --- registration -----------------------------------------------------------------
 
@@ -313,6 +314,7 @@ class ScannerPipeline:
             self._standing.pop(symbol_id, None)
             return None
         self._standing[symbol_id] = opportunity
+        self._last_found = found
         if self.on_opportunity is not None:
             self.on_opportunity(opportunity, self.plans[symbol_id])
         return opportunity
@@ -323,6 +325,27 @@ class ScannerPipeline:
 
     def convert(self, found: Opportunity, detected_ns: int) -> ArbitrageOpportunity | None:
         """``found`` on the venues' order grids, or None when it no longer pays after rounding."""
+        return self._convert(found, detected_ns, rehearsal=False)
+
+    def rehearse(self, detected_ns: int) -> ArbitrageOpportunity | None:
+        """Convert the last hit that converted again, as ``convert`` would, and drop the result: no
+        opportunity id is used up and nothing is counted. None when there is none (or it no
+        longer pays); the result's id is a placeholder.
+
+        Between executions this keeps the conversion's code and data in the CPU's caches
+        (``engine.rehearsal_interval_ms``, with ``TwoLegExecutor.rehearse``).
+        """
+        found = self._last_found
+        if found is None or found.symbol_id not in self.plans:
+            return None
+        try:
+            return self._convert(found, detected_ns, rehearsal=True)
+        except Exception as exc:  # a rehearsal never fails the engine; it is only not repeated
+            log.debug("scanner: the last opportunity found was not rehearsed: %s", exc)
+            self._last_found = None
+            return None
+
+    def _convert(self, found: Opportunity, detected_ns: int, rehearsal: bool) -> ArbitrageOpportunity | None:
         plan = self.plans[found.symbol_id]
         buy, sell = plan.legs[found.buy_leg], plan.legs[found.sell_leg]
         bi, si = buy.instrument, sell.instrument
@@ -352,7 +375,8 @@ class ScannerPipeline:
             futures, side, price = (bi, OrderSide.BUY, buy_price) if bi.is_futures else (si, OrderSide.SELL, sell_price)
             expected = self.funding.expected(futures.exchange, futures.symbol, side, quantity * price)
             if expected is None:
-                self.dropped_for_funding += 1
+                if not rehearsal:
+                    self.dropped_for_funding += 1
                 return None
             funding = expected
             profit += funding
@@ -361,9 +385,13 @@ class ScannerPipeline:
         margin = profit * BPS / cost
         if margin < self.min_profit_bps:
             return None
-        self._counter += 1
+        if rehearsal:
+            opportunity_id = f"{self.id_prefix}rehearsal"
+        else:
+            self._counter += 1
+            opportunity_id = f"{self.id_prefix}{self._counter}{bi.base.lower()}"
         return ArbitrageOpportunity(
-            opportunity_id=f"{self.id_prefix}{self._counter}{bi.base.lower()}",
+            opportunity_id=opportunity_id,
             opportunity_type=kind,
             symbol=plan.symbol,
             buy_exchange=buy.exchange,

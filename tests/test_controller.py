@@ -20,6 +20,7 @@ from arb.execution import TwoLegExecutor
 from arb.exchanges.factory import registered
 from arb.exchanges.models import OrderRequest, OrderState, OrderType
 from arb.journal import Journal
+from arb.pipeline import ScannerPipeline
 from arb.risk import RiskManager
 from arb.secrets import ApiCredentials, Secret
 from arb.sim.cluster import SimCluster
@@ -300,8 +301,16 @@ def test_the_last_executed_opportunity_is_rehearsed_only_between_executions(
         events.append(("rehearse", opportunity.opportunity_id))
         return rehearse(executor, opportunity)
 
+    convert_again = ScannerPipeline.rehearse
+
+    def converting_again(pipeline: ScannerPipeline, detected_ns: int) -> ArbitrageOpportunity | None:
+        converted = convert_again(pipeline, detected_ns)
+        events.append(("convert", converted.opportunity_id if converted is not None else ""))
+        return converted
+
     monkeypatch.setattr(TwoLegExecutor, "execute", executing)
     monkeypatch.setattr(TwoLegExecutor, "rehearse", rehearsing)
+    monkeypatch.setattr(ScannerPipeline, "rehearse", converting_again)
 
     async def scenario() -> RunSummary:
         async with cluster:
@@ -311,18 +320,23 @@ def test_the_last_executed_opportunity_is_rehearsed_only_between_executions(
 
     summary = asyncio.run(scenario())
     assert summary.ok and summary.statistics.opportunities_executed >= 1
-    assert events[0][0] == "execute"  # nothing to rehearse before the first execution
+    # Nothing for the executor to rehearse before the first execution.
+    assert next(kind for kind, _ in events if kind != "convert") == "execute"
     executing_now, last = None, None
     for kind, opportunity_id in events:
         if kind == "execute":
             executing_now = opportunity_id
         elif kind == "executed":
             executing_now, last = None, opportunity_id
+        elif kind == "convert":  # the scanner's last hit, converted again under a placeholder id
+            assert executing_now is None and (opportunity_id == "" or opportunity_id.endswith("rehearsal"))
         else:
             assert executing_now is None and opportunity_id == last
     rehearsals = sum(kind == "rehearse" for kind, _ in events)
+    conversions = sum(kind == "convert" for kind, _ in events)
     # The run goes on ~1 s after the dislocation's last execution: ~100 rehearsals at 10 ms.
     assert rehearsals == 0 if interval_ms == 0 else rehearsals > 30
+    assert conversions == 0 if interval_ms == 0 else conversions > 30
 
 
 def test_setting_a_dry_journal_aside_moves_a_stray_intent_log_without_its_database(tmp_path: Path) -> None:

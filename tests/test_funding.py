@@ -238,6 +238,7 @@ def test_a_hedge_without_a_fresh_funding_rate_is_dropped() -> None:
     funding.update([rate()])
     assert p.scan(0) is not None
     clock.ns += 1001 * 1_000_000
+    assert p.rehearse(0) is None and p.dropped_for_funding == 1  # a rehearsal counts nothing
     assert p.scan(0) is None and p.dropped_for_funding == 2
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from decimal import Decimal as D
 
+import msgspec
+
 from arb_core.book import ASK, BID, DeltaBatch, OrderBook
 from arb_core.wire.common import WireScale
 
@@ -116,6 +118,23 @@ def test_buy_limit_rounds_up_and_sell_limit_down_to_the_order_grid() -> None:
     assert opp2 is not None and found == [opp2]
     assert opp2.sell_price == D("60400.1") and opp2.buy_price == D("60000.01")
     assert opp2.max_quantity == D("0.0001")
+
+
+def test_a_rehearsal_converts_the_last_hit_again_without_using_an_id_or_counting() -> None:
+    gate = book("gate", GATE_BOOK, [("59000", "1")], [("60000.01234567", "0.0001234567")])
+    mexc = book("mexc", MEXC_BOOK, [("60400.01", "5")], [("60500", "5")])
+    p, found = pipeline((GATE, gate, GATE_BOOK), (MEXC, mexc, MEXC_BOOK))
+    assert p.rehearse(5) is None  # no hit yet
+    first = p.scan(0)
+    assert first is not None and first.opportunity_id == "t1btc"
+    counts = (p.scans, p.found, p.dropped_after_rounding, p.dropped_for_funding)
+    rehearsed = p.rehearse(7)
+    assert rehearsed is not None and rehearsed.opportunity_id == "trehearsal" and rehearsed.detected_at == 7
+    assert msgspec.structs.replace(rehearsed, opportunity_id=first.opportunity_id, detected_at=first.detected_at) == first
+    assert (p.scans, p.found, p.dropped_after_rounding, p.dropped_for_funding) == counts
+    assert found == [first] and p.standing_opportunities() == [first]
+    second = p.scan(0)
+    assert second is not None and second.opportunity_id == "t2btc"
 
 
 def test_an_opportunity_that_stops_paying_after_rounding_is_dropped() -> None:
