@@ -687,12 +687,14 @@ class ArbitrageController:
 
     async def _rehearsals(self) -> None:
         """Every ``engine.rehearsal_interval_ms`` while the trade loop waits for the next opportunity,
-        rehearse converting the scanner's last hit (``ScannerPipeline.rehearse``) and executing the
-        last executed opportunity (``TwoLegExecutor.rehearse``)."""
+        rehearse the path of the next one: converting the scanner's last hit
+        (``ScannerPipeline.rehearse``), then, for the last executed opportunity, the risk check
+        (``RiskManager.rehearse``), the order-budget check and the execution up to its writes
+        (``TwoLegExecutor.rehearse``). Nothing is counted, reserved, spent or sent."""
         interval_s = self.config.rehearsal_interval_ms / 1000
-        executor = self.executor
-        if executor is None:
-            raise ArbitrageEngineError("controller: the executor was not built")
+        executor, risk = self.executor, self.risk
+        if executor is None or risk is None:
+            raise ArbitrageEngineError("controller: the executor and the risk manager were not built")
         while True:
             await asyncio.sleep(interval_s)
             if self._waiter is None:
@@ -701,7 +703,11 @@ class ArbitrageController:
             if pipeline is not None:
                 pipeline.rehearse(self.clock())
             opportunity = self._rehearsed
-            if opportunity is not None and not executor.rehearse(opportunity):
+            if opportunity is None:
+                continue
+            risk.rehearse(opportunity)
+            self._order_wait_s(opportunity)
+            if not executor.rehearse(opportunity):
                 self._rehearsed = None  # cannot be planned any more (instruments changed): wait for the next
 
     async def _close_hedges(self, hedges: HedgeBook, pipeline: ScannerPipeline) -> None:

@@ -124,8 +124,6 @@ class TwoLegExecutor:
         """Execute both legs of ``opportunity`` and recover any residual; never raises on venue failures."""
         start = self.clock()
         opp_id = opportunity.opportunity_id
-        fsm = StateMachine(int(ArbitrageState.OPPORTUNITY_FOUND), now_ns=start)
-        self._move(fsm, ArbitrageState.EXECUTING)
         try:
             buy_plan, sell_plan = self.plan(opportunity)
             # Both intents in one record, durable together before either order is sent.
@@ -134,6 +132,7 @@ class TwoLegExecutor:
             raise
         except Exception as exc:  # nothing was sent, nothing was journaled
             log.warning("opportunity %s not executed: %s", opp_id, exc)
+            fsm = self._executing(start)
             self._move(fsm, ArbitrageState.FAILED)
             return self._result(opportunity, fsm, start, (), ZERO, f"not executed: {exc}")
         sent = self.clock()
@@ -143,6 +142,8 @@ class TwoLegExecutor:
         orders = self.orders
         buy_written = orders.write(buy_plan.instrument.exchange, buy_plan.request)
         sell_written = orders.write(sell_plan.instrument.exchange, sell_plan.request)
+        # Entered at ``start``, recorded once both orders are out: nothing reads it before.
+        fsm = self._executing(start)
         sell_task = asyncio.ensure_future(
             orders.run(sell_plan.instrument.exchange, sell_plan.instrument, sell_plan.request, sell_plan.leg, sell_written)
         )
@@ -229,9 +230,15 @@ class TwoLegExecutor:
             failure = _errors(what, outcome.buy, outcome.sell)
         return self._result(opportunity, fsm, start, orders, _realized(orders), failure)
 
-    def _move(self, fsm: StateMachine, state: ArbitrageState) -> None:
+    def _executing(self, start: int) -> StateMachine:
+        """An execution's state machine, moved from OPPORTUNITY_FOUND to EXECUTING at ``start``."""
+        fsm = StateMachine(int(ArbitrageState.OPPORTUNITY_FOUND), now_ns=start)
+        self._move(fsm, ArbitrageState.EXECUTING, start)
+        return fsm
+
+    def _move(self, fsm: StateMachine, state: ArbitrageState, at_ns: int | None = None) -> None:
         now = self.clock()
-        fsm.transition(int(state), max(now, fsm.entered_at_ns))
+        fsm.transition(int(state), max(now if at_ns is None else at_ns, fsm.entered_at_ns))
         if self.monitor is not None:
             self.monitor.record_stage(Stage.TRANSITION, self.clock() - now)
 

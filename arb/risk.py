@@ -360,49 +360,67 @@ class RiskManager:
         the message names the limit and both values.
         """
         self._validations += 1
+        self._validate(opportunity, True)
+
+    def rehearse(self, opportunity: ArbitrageOpportunity) -> bool:
+        """Check ``opportunity`` as ``validate_opportunity_risk`` would, counting nothing; True when
+        it would be accepted. Between executions this keeps the check in the CPU's caches
+        (``engine.rehearsal_interval_ms``)."""
+        try:
+            self._validate(opportunity, False)
+        except RiskRejection:
+            return False
+        return True
+
+    def _validate(self, opportunity: ArbitrageOpportunity, counted: bool) -> None:
         if self._tripped:
-            self._refuse_breaker(opportunity)
+            self._refuse_breaker(opportunity, counted)
         if not self.enable_risk_checks:
             return
         if self._wall_clock() >= self._day_end_ns:
             self._roll_day()
         if self._daily_pnl <= self._daily_floor:
-            self._reject(RiskCheck.MAX_DAILY_LOSS, opportunity, -self._daily_pnl, self._max_daily_loss)
+            self._reject(RiskCheck.MAX_DAILY_LOSS, opportunity, -self._daily_pnl, self._max_daily_loss, counted)
         margin = opportunity.profit_margin_bps
         if margin < self._min_margin:
-            self._reject(RiskCheck.MIN_PROFIT_MARGIN, opportunity, margin, self._min_margin)
+            self._reject(RiskCheck.MIN_PROFIT_MARGIN, opportunity, margin, self._min_margin, counted)
         quantity = opportunity.max_quantity
         buy = opportunity.buy_price
         sell = opportunity.sell_price
         if not (quantity > ZERO and buy > ZERO and sell > ZERO):
-            self._reject_invalid(opportunity)
+            self._reject_invalid(opportunity, counted)
         notional = quantity * (sell if sell > buy else buy)
         if notional > self._max_position:
-            self._reject(RiskCheck.MAX_POSITION_SIZE, opportunity, notional, self._max_position)
+            self._reject(RiskCheck.MAX_POSITION_SIZE, opportunity, notional, self._max_position, counted)
         total = self._used_total + notional
         if total > self._max_total:
-            self._reject(RiskCheck.MAX_TOTAL_EXPOSURE, opportunity, total, self._max_total)
+            self._reject(RiskCheck.MAX_TOTAL_EXPOSURE, opportunity, total, self._max_total, counted)
         if self._max_symbol is not None:
             used = self._used_by_symbol.get(opportunity.symbol, ZERO) + notional
             if used > self._max_symbol:
-                self._reject(RiskCheck.MAX_SYMBOL_EXPOSURE, opportunity, used, self._max_symbol)
+                self._reject(RiskCheck.MAX_SYMBOL_EXPOSURE, opportunity, used, self._max_symbol, counted)
 
-    def _reject(self, check: RiskCheck, opp: ArbitrageOpportunity, value: Decimal, limit: Decimal) -> None:
-        self._rejections[check] += 1
+    def _reject(
+        self, check: RiskCheck, opp: ArbitrageOpportunity, value: Decimal, limit: Decimal, counted: bool
+    ) -> None:
+        if counted:
+            self._rejections[check] += 1
         what, relation = _REJECTION_TEXT[check]
         message = f"opportunity {opp.opportunity_id} {opp.symbol}: {what} {value} {relation} {check.value} {limit}"
         raise RiskRejection(check, message, value=value, limit=limit)
 
-    def _reject_invalid(self, opp: ArbitrageOpportunity) -> None:
-        self._rejections[RiskCheck.INVALID_OPPORTUNITY] += 1
+    def _reject_invalid(self, opp: ArbitrageOpportunity, counted: bool) -> None:
+        if counted:
+            self._rejections[RiskCheck.INVALID_OPPORTUNITY] += 1
         raise RiskRejection(
             RiskCheck.INVALID_OPPORTUNITY,
             f"opportunity {opp.opportunity_id} {opp.symbol}: max_quantity={opp.max_quantity}, "
             f"buy_price={opp.buy_price}, sell_price={opp.sell_price}: all must be positive",
         )
 
-    def _refuse_breaker(self, opp: ArbitrageOpportunity) -> None:
-        self._rejections[RiskCheck.CIRCUIT_BREAKER] += 1
+    def _refuse_breaker(self, opp: ArbitrageOpportunity, counted: bool) -> None:
+        if counted:
+            self._rejections[RiskCheck.CIRCUIT_BREAKER] += 1
         breaker, trip = next(iter(self._tripped.items()))
         others = f" (+{len(self._tripped) - 1} more)" if len(self._tripped) > 1 else ""
         raise CircuitBreakerOpen(

@@ -317,6 +317,28 @@ def test_kill_switch_and_resume() -> None:
     assert outcome(manager, opportunity()) is None
 
 
+@pytest.mark.parametrize(
+    "opp",
+    [opportunity(), opportunity("10.0001", buy="99", sell="100"), opportunity(margin="9.99"), opportunity("0")],
+    ids=["accepted", "position", "margin", "invalid"],
+)
+def test_a_rehearsal_gives_the_checks_verdict_and_counts_nothing(opp: ArbitrageOpportunity) -> None:
+    manager, *_ = make()
+    before = manager.get_risk_statistics()
+    verdict = manager.rehearse(opp)
+    assert manager.get_risk_statistics() == before
+    assert verdict is (outcome(manager, opp) is None)
+    assert manager.get_risk_statistics() != before  # the check itself counts
+
+
+def test_a_rehearsal_while_a_breaker_is_tripped_is_refused_and_counts_nothing() -> None:
+    manager, *_ = make(enable_circuit_breakers=False)
+    manager.kill("operator")
+    before = manager.get_risk_statistics()
+    assert manager.rehearse(opportunity()) is False
+    assert manager.get_risk_statistics() == before
+
+
 def test_disabled_breakers_never_trip_automatically() -> None:
     manager, _, _, alerts = make(enable_circuit_breakers=False)
     for _ in range(10):
