@@ -121,7 +121,7 @@ class ArbitrageConfig(msgspec.Struct, frozen=True, kw_only=True):
     journal_synchronous: str = "FULL"
     # Poll the sockets without ever sleeping: a frame is read ~50 us sooner, at the cost of one core.
     busy_poll: bool = False
-    # Between executions, re-encode the last executed opportunity's orders (sending nothing) this
+    # Between executions, rehearse the last trade's path (sending and counting nothing) this
     # often, so the next execution finds its code in the CPU's caches; 0: never.
     rehearsal_interval_ms: int = 2
     sources: tuple[str, ...] = ()
