@@ -18,9 +18,10 @@ from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
 from arb.exchanges.base import MarketDataDialect
 from arb.exchanges.book_sync import BookSpec, BookSync, rest_snapshot_fetcher
+from arb.exchanges.connector import ExchangeConnector
 from arb.exchanges.gateio.market_data import GateioFuturesMarketData, GateioSpotMarketData
 from arb.exchanges.mexc.market_data import MexcFuturesMarketData, MexcSpotMarketData
-from arb.exchanges.models import FrameKind, OrderRequest, OrderStatus, OrderType
+from arb.exchanges.models import FrameKind, OrderRequest, OrderStatus
 from arb.exchanges.rest import RateLimit, RestClient, RestRequest, RestVenue
 from arb.exchanges.ws import WsSettings
 from arb.instruments import Instrument
@@ -423,61 +424,55 @@ def _received_ns(venue: SimulatedVenue, client_order_id: str) -> int | None:
     return venue.stamps.request_ns(client_order_id) or venue.stamps.request_ns(f"t-{client_order_id}")
 
 
+@asynccontextmanager
+async def holding_venue(market: ExchangeName, hold_ns: int) -> AsyncIterator[tuple[SimulatedVenue, ExchangeConnector]]:
+    """``market``'s simulated venue and a connector to it, one order placed to set up the session,
+    then the venue's matching delay set to ``hold_ns``."""
+    async with simulated_venues(moving=False) as sim:
+        venue = sim.venues[market.venue]
+        connector = sim.connector(market)
+        try:
+            await connector.place_order(_resting_buy("before"))
+            venue.matching_delay_ns = hold_ns
+            yield venue, connector
+        finally:
+            await connector.close()
+
+
 @pytest.mark.parametrize("market", [ExchangeName.GATEIO, ExchangeName.MEXC], ids=["gateio-ws", "mexc-rest"])
 def test_a_held_order_is_stamped_on_receipt_and_matched_after_the_delay(market: ExchangeName) -> None:
     async def main() -> None:
-        async with simulated_venues(moving=False) as sim:
-            venue = sim.venues[market.venue]
-            connector = sim.connector(market)
-            try:
-                await connector.place_order(_resting_buy("before-1"))  # sets up the session, not held
-                venue.matching_delay_ns = HOLD_NS
-                sent_ns = time.monotonic_ns()
-                placed = await connector.place_order(_resting_buy("held-1"))
-                received_ns = _received_ns(venue, "held-1")
-                assert placed.status is OrderStatus.NEW and received_ns is not None and received_ns >= sent_ns
-                [matched] = [o for o in venue.exchanges[market].open_orders(API_KEY) if o.client_id.endswith("held-1")]
-                assert matched.created_ns - received_ns >= HOLD_NS
-            finally:
-                await connector.close()
+        async with holding_venue(market, HOLD_NS) as (venue, connector):
+            sent_ns = time.monotonic_ns()
+            placed = await connector.place_order(_resting_buy("held-1"))
+            received_ns = _received_ns(venue, "held-1")
+            assert placed.status is OrderStatus.NEW and received_ns is not None and received_ns >= sent_ns
+            [matched] = [o for o in venue.exchanges[market].open_orders(API_KEY) if o.client_id.endswith("held-1")]
+            assert matched.created_ns - received_ns >= HOLD_NS
 
     run(main())
 
 
 def test_frames_behind_a_held_order_wait_for_it_in_arrival_order() -> None:
     async def main() -> None:
-        async with simulated_venues(moving=False) as sim:
-            venue = sim.venues["gateio"]
-            connector = sim.connector(ExchangeName.GATEIO)
-            try:
-                await connector.place_order(_resting_buy("before-2"))
-                venue.matching_delay_ns = HOLD_NS
-                placing = asyncio.ensure_future(connector.place_order(_resting_buy("held-2")))
-                await eventually(lambda: _received_ns(venue, "held-2") is not None, what="the receive stamp")
-                # The cancel goes on the same websocket while the order is held: it must not overtake it.
-                cancelled = await connector.cancel_order(SPOT, client_order_id="held-2")
-                assert cancelled.status is OrderStatus.CANCELED
-                assert (await placing).status is OrderStatus.NEW
-            finally:
-                await connector.close()
+        async with holding_venue(ExchangeName.GATEIO, HOLD_NS) as (venue, connector):
+            placing = asyncio.ensure_future(connector.place_order(_resting_buy("held-2")))
+            await eventually(lambda: _received_ns(venue, "held-2") is not None, what="the receive stamp")
+            # The cancel goes on the same websocket while the order is held: it must not overtake it.
+            cancelled = await connector.cancel_order(SPOT, client_order_id="held-2")
+            assert cancelled.status is OrderStatus.CANCELED
+            assert (await placing).status is OrderStatus.NEW
 
     run(main())
 
 
 def test_a_request_naming_no_order_is_not_held() -> None:
     async def main() -> None:
-        async with simulated_venues(moving=False) as sim:
-            venue = sim.venues["mexc"]
-            connector = sim.connector(ExchangeName.MEXC)
-            try:
-                await connector.place_order(_resting_buy("before-3"))
-                venue.matching_delay_ns = 1_000_000_000
-                placing = asyncio.ensure_future(connector.place_order(_resting_buy("held-3")))
-                balances = await connector.balances()
-                assert balances["USDT"].free > 0 and not placing.done()
-                assert (await placing).status is OrderStatus.NEW
-            finally:
-                await connector.close()
+        async with holding_venue(ExchangeName.MEXC, 1_000_000_000) as (_, connector):
+            placing = asyncio.ensure_future(connector.place_order(_resting_buy("held-3")))
+            balances = await connector.balances()
+            assert balances["USDT"].free > 0 and not placing.done()
+            assert (await placing).status is OrderStatus.NEW
 
     run(main())
 
