@@ -741,9 +741,8 @@ class SimulatedVenue:
 
     async def _answer(self, request: web.Request, route: Route, sim_request: SimRequest) -> web.StreamResponse:
         self.requests += 1
-        client_order_id = self._client_order_id(sim_request)
         self.stamps.requests.append(
-            RequestStamp(sim_request.method, sim_request.path, client_order_id, sim_request.received_ns)
+            RequestStamp(sim_request.method, sim_request.path, self._client_order_id(sim_request), sim_request.received_ns)
         )
         try:
             response = route.handler(sim_request, self.context)
