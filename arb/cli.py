@@ -230,6 +230,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigurationError as exc:
         print(f"arb: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    except BrokenPipeError:
+        # The reader went away (``arb version | head -1``): stop quietly, as other tools do. The
+        # interpreter's final flush of stdout would fail again, so stdout now goes nowhere.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_ERROR
     except ArbitrageEngineError as exc:
         print(f"arb: {exc}", file=sys.stderr)
         return EXIT_ERROR

@@ -135,6 +135,20 @@ def test_sim_refuses_a_negative_matching_delay(tmp_path: Path) -> None:
     assert "--matching-delay-ms" in result.stderr and "must be 0 or more" in result.stderr
 
 
+def test_output_to_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before the first write, as with ``| head`` done early
+    try:
+        process = subprocess.run(
+            [sys.executable, "-m", "arb", "version"], cwd=tmp_path, stdout=write_end, stderr=subprocess.PIPE,
+            text=True, timeout=60,
+        )
+    finally:
+        os.close(write_end)
+    assert process.returncode == 1
+    assert process.stderr == ""
+
+
 def test_live_and_paper_are_exclusive(tmp_path: Path) -> None:
     result = arb("run", "--live", "--paper", cwd=tmp_path)
     assert result.returncode == 2
