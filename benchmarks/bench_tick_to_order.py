@@ -106,9 +106,9 @@ import pytest
 
 from arb_core.book import ASK, BID
 
-from arb.config import ConfigurationManager
+from arb.config import ENGINE_FIELDS, ConfigurationManager
 from arb.cli import new_event_loop
-from arb.controller import ArbitrageController, dry_run_cluster
+from arb.controller import ArbitrageController, _busy_poll, dry_run_cluster
 from arb.exchanges.models import OrderType, TimeInForce
 from arb.sim.cluster import SimCluster, SimConfig, SimEndpoints
 from arb.sim.market import SyntheticMarket
@@ -118,8 +118,8 @@ from arb.types import ArbitrageConfig, ExchangeName, OrderSide
 
 EVENTS = int(os.environ.get("ARB_TICK_EVENTS", "500"))
 MATCHING_DELAY_MS = float(os.environ.get("ARB_TICK_MATCHING_DELAY_MS", "1"))
-# The floor's engine side polls like ``engine.busy_poll`` when the engine run does (same words as the config).
-BUSY_POLL = os.environ.get("ARB_BUSY_POLL", "").strip().lower() in ("true", "1", "yes", "on")
+# The floor's engine side polls like ``engine.busy_poll`` when the engine run does (read as the config reads it).
+BUSY_POLL: bool = ENGINE_FIELDS["busy_poll"](os.environ.get("ARB_BUSY_POLL", "false"))
 WARMUP = 10
 MAKER = "bench-maker"
 # Gate.io's BTC/USDT sits 50 bps under MEXC's, spreads are 120 bps wide: no opportunity until the
@@ -711,12 +711,6 @@ FRAME = b'{"channel":"spot.order_book_update","result":{"s":"BTC_USDT","U":1,"u"
 ORDER = b'{"channel":"spot.order_place","payload":{"text":"t-1","side":"buy","amount":"0.0002"}}'
 
 
-async def _poll_without_sleeping() -> None:
-    """The floor's engine side under ``ARB_BUSY_POLL``: each pass yields one loop iteration, whose poll returns at once."""
-    while True:
-        await asyncio.sleep(0)
-
-
 class _FloorVenue(asyncio.Protocol):
     """The venue side: writes ``FRAME`` on demand, stamps the answer when its bytes arrive."""
 
@@ -799,7 +793,7 @@ def test_tick_to_order_floor(benchmark: Any, loop: asyncio.AbstractEventLoop) ->
     written: list[int] = []  # the engine side's write stamp of every answer, warm-up included
 
     async def reflex() -> None:
-        polling = asyncio.ensure_future(_poll_without_sleeping()) if BUSY_POLL else None
+        polling = asyncio.ensure_future(_busy_poll()) if BUSY_POLL else None
         port = conn.recv()
         transport, reflex = await asyncio.get_running_loop().create_connection(_Reflex, "127.0.0.1", port)
         while not conn.poll():
