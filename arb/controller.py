@@ -47,7 +47,7 @@ from .exchanges.connector import ExchangeConnector
 from .exchanges.factory import ExchangeFactory, market_symbols
 from .exchanges.models import Fill, OrderRequest, OrderState
 from .exchanges.paper import PaperExchange
-from .execution import TwoLegExecutor
+from .execution import StartedExecution, TwoLegExecutor, finish_despite_cancellation
 from .funding import FundingBook
 from .hedges import HedgeBook, HedgePosition
 from .instruments import InstrumentCatalog, split_symbol
@@ -102,8 +102,11 @@ FUNDING_STALE_REFRESHES = 3
 class Executor(Protocol):
     """Executes one opportunity to a final result (``arb.execution.TwoLegExecutor``)."""
 
-    async def execute(self, opportunity: ArbitrageOpportunity) -> ExecutionResult:
-        """Trade both legs; never raises for a venue failure (it is in the result)."""
+    def start(self, opportunity: ArbitrageOpportunity) -> StartedExecution:
+        """Journal and write both legs' orders now, awaiting nothing."""
+
+    async def finish(self, started: StartedExecution) -> ExecutionResult:
+        """Wait for both legs and settle any residual; never raises for a venue failure (it is in the result)."""
 
     def rehearse(self, opportunity: ArbitrageOpportunity) -> bool:
         """Encode ``opportunity``'s orders and drop them, to keep the order path warm; False when it
@@ -736,7 +739,10 @@ class ArbitrageController:
         return found[position.spot], found[position.futures]
 
     async def process(self, opportunity: ArbitrageOpportunity) -> ExecutionResult | None:
-        """Risk-check and execute one opportunity, recording it everywhere; None when refused."""
+        """Risk-check and execute one opportunity, recording it everywhere; None when refused.
+
+        A cancellation once the orders are out waits for the execution to end and be recorded.
+        """
         risk, executor, monitor = self.risk, self.executor, self.monitor
         if risk is None or executor is None:
             raise ArbitrageEngineError("controller not initialized: call initialize() first")
@@ -759,7 +765,22 @@ class ArbitrageController:
             return None
         risk.record_execution_started(opportunity)
         self._rehearsed = opportunity
-        result = await executor.execute(opportunity)
+        # The orders go out in this step; from then on the execution and its records run to their
+        # end even if this call is cancelled (the cancellation is raised once they have).
+        started = executor.start(opportunity)
+        result = await finish_despite_cancellation(self._finish(executor, risk, started))
+        balances = self.balances
+        if balances is not None:
+            # Pushed markets are current already; the others are read now.
+            unpushed = {leg.exchange for leg in result.legs if not balances.streamed(leg.exchange)}
+            if unpushed:
+                await balances.refresh(unpushed)
+        return result
+
+    async def _finish(self, executor: Executor, risk: RiskManager, started: StartedExecution) -> ExecutionResult:
+        """Finish a started execution and record its result everywhere."""
+        result = await executor.finish(started)
+        opportunity, monitor = started.opportunity, self.monitor
         self._record_fills(result)
         risk.record_execution(result)
         monitor.record_execution(result)
@@ -775,12 +796,6 @@ class ArbitrageController:
             opportunity.sell_exchange.value, result.final_state.name, result.realized_profit,
             f", expected funding {opportunity.expected_funding}" if opportunity.expected_funding else "",
         )
-        balances = self.balances
-        if balances is not None:
-            # Pushed markets are current already; the others are read now.
-            unpushed = {leg.exchange for leg in result.legs if not balances.streamed(leg.exchange)}
-            if unpushed:
-                await balances.refresh(unpushed)
         return result
 
     def _order_wait_s(self, opportunity: ArbitrageOpportunity) -> float:

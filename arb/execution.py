@@ -5,6 +5,9 @@ journals both intents, sends them concurrently and waits for each final outcome 
 unknown outcome is resolved by querying the client id, never guessed). Equal fills
 complete the opportunity with its exact realized profit; anything else goes to the
 ``RecoveryManager``, so an execution ends flat or flagged for manual approval.
+
+``start`` is the synchronous part (plan, journal, both writes) and ``finish`` the rest, so a
+caller can keep its own records of the result safe from cancellation too (the controller does).
 """
 
 from __future__ import annotations
@@ -16,9 +19,9 @@ import logging
 import math
 import time
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Awaitable, Coroutine, Mapping
 from decimal import ROUND_FLOOR, Decimal
-from typing import Protocol
+from typing import Any, Protocol, TypeVar
 
 import msgspec
 
@@ -26,7 +29,7 @@ from arb_core.fsm import StateMachine
 
 from .errors import OrderExecutionError
 from .exchanges.base import PrivateExchange
-from .exchanges.models import OrderRequest
+from .exchanges.models import OrderRequest, OrderState
 from .instruments import Instrument, InstrumentCatalog
 from .monitor import Stage
 from .orders import (
@@ -52,6 +55,7 @@ log = logging.getLogger(__name__)
 _NS_PER_MS = Decimal(1_000_000)
 _KEPT_HISTORIES = 256
 _STATES = {int(state): state for state in ArbitrageState}
+_T = TypeVar("_T")
 
 
 class ExecutionObserver(Protocol):
@@ -67,6 +71,41 @@ class LegPlan(msgspec.Struct, frozen=True, kw_only=True):
     leg: str  # "buy" or "sell"
     instrument: Instrument
     request: OrderRequest
+
+
+class StartedExecution:
+    """An execution whose orders ``TwoLegExecutor.start`` wrote (or that ended there: ``result``)."""
+
+    __slots__ = ("opportunity", "start_ns", "sent_ns", "legs", "result")
+
+    def __init__(
+        self, opportunity: ArbitrageOpportunity, start_ns: int, sent_ns: int,
+        legs: tuple[tuple[LegPlan, Awaitable[OrderState] | None], ...], *, result: ExecutionResult | None = None,
+    ) -> None:
+        self.opportunity = opportunity
+        self.start_ns = start_ns
+        self.sent_ns = sent_ns
+        self.legs = legs  # (plan, the written order's answer or None) of the buy leg, then the sell leg
+        self.result = result
+
+
+async def finish_despite_cancellation(finishing: Coroutine[Any, Any, _T]) -> _T:
+    """Run ``finishing`` to its end in a task of its own and return its result.
+
+    A cancellation of the caller meanwhile does not reach it: the caller keeps waiting for it
+    and raises ``CancelledError`` once it has ended. For the part of an execution after its
+    orders are out, which must learn, journal and settle what the venues did.
+    """
+    task = asyncio.ensure_future(finishing)
+    cancelled = False
+    while not task.done():
+        try:
+            await asyncio.wait([task])
+        except asyncio.CancelledError:
+            cancelled = True
+    if cancelled:
+        raise asyncio.CancelledError from (None if task.cancelled() else task.exception())
+    return task.result()
 
 
 class TwoLegExecutor:
@@ -121,27 +160,54 @@ class TwoLegExecutor:
         )
 
     async def execute(self, opportunity: ArbitrageOpportunity) -> ExecutionResult:
-        """Execute both legs of ``opportunity`` and recover any residual; never raises on venue failures."""
+        """Execute both legs of ``opportunity`` and recover any residual; never raises on venue failures.
+
+        ``start`` then ``finish``. Once the orders are out a cancellation does not cut the
+        execution short: it waits for the execution to end (both outcomes known and journaled,
+        any residual recovered) and is raised then; ``transitions`` keeps how it ended.
+        """
+        return await finish_despite_cancellation(self.finish(self.start(opportunity)))
+
+    def start(self, opportunity: ArbitrageOpportunity) -> StartedExecution:
+        """Plan both legs, journal their intents and write both orders, before returning (nothing is
+        awaited, so nothing runs between the writes). Pass the result to ``finish``.
+
+        Nothing is sent when planning or journaling fails; ``finish`` then gives the FAILED result.
+        """
         start = self.clock()
         opp_id = opportunity.opportunity_id
         try:
             buy_plan, sell_plan = self.plan(opportunity)
             # Both intents in one record, durable together before either order is sent.
             self.orders.intend_all(opp_id, _intents(buy_plan, sell_plan), deferred=True)
-        except asyncio.CancelledError:
-            raise
         except Exception as exc:  # nothing was sent, nothing was journaled
             log.warning("opportunity %s not executed: %s", opp_id, exc)
             fsm = self._executing(start)
             self._move(fsm, ArbitrageState.FAILED)
-            return self._result(opportunity, fsm, start, (), ZERO, f"not executed: {exc}")
+            return StartedExecution(
+                opportunity, start, start, (), result=self._result(opportunity, fsm, start, (), ZERO, f"not executed: {exc}")
+            )
         sent = self.clock()
         # Both orders are written back to back here when their venues can take them at once;
-        # a leg that cannot is sent by its ``run``. The buy leg's runs in this task; the sell
-        # leg's task starts as soon as the buy leg waits for its answer (in the next loop step).
+        # a leg that cannot is sent by its ``run`` in ``finish``.
         orders = self.orders
         buy_written = orders.write(buy_plan.instrument.exchange, buy_plan.request)
         sell_written = orders.write(sell_plan.instrument.exchange, sell_plan.request)
+        return StartedExecution(opportunity, start, sent, ((buy_plan, buy_written), (sell_plan, sell_written)))
+
+    async def finish(self, started: StartedExecution) -> ExecutionResult:
+        """Wait for both legs of a ``start``ed execution, recover any residual; its final result.
+
+        Await it to the end once ``start`` has written orders: a cancellation meanwhile leaves
+        the outcomes unknown to this process until a restart reconciles them
+        (``finish_despite_cancellation`` holds one off instead).
+        """
+        if started.result is not None:
+            return started.result
+        opportunity, start, sent = started.opportunity, started.start_ns, started.sent_ns
+        (buy_plan, buy_written), (sell_plan, sell_written) = started.legs
+        opp_id = opportunity.opportunity_id
+        orders = self.orders
         # Entered at ``start``, recorded once both orders are out: nothing reads it before.
         fsm = self._executing(start)
         sell_task = asyncio.ensure_future(

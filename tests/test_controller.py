@@ -16,7 +16,7 @@ from arb import ArbitrageController, ArbitrageEngine
 from arb.config import ConfigurationManager
 from arb.controller import RunSummary, _set_aside, dry_run_cluster
 from arb.errors import ArbitrageEngineError, ConfigurationError
-from arb.execution import TwoLegExecutor
+from arb.execution import StartedExecution, TwoLegExecutor
 from arb.exchanges.factory import registered
 from arb.exchanges.models import OrderRequest, OrderState, OrderType
 from arb.journal import Journal
@@ -24,7 +24,7 @@ from arb.pipeline import ScannerPipeline
 from arb.risk import RiskManager
 from arb.secrets import ApiCredentials, Secret
 from arb.sim.cluster import SimCluster
-from arb.sim.market import Dislocation
+from arb.sim.market import COMMON_DECIMALS, Dislocation
 from arb.sim.server import VenueUrls
 from arb.types import ArbitrageOpportunity, ArbitrageState, ExchangeName, ExecutionResult, OpportunityType, OrderSide
 
@@ -288,14 +288,17 @@ def test_the_last_executed_opportunity_is_rehearsed_only_between_executions(
     )
     cluster = dry_run_cluster(configuration.config, dislocations=(dislocation,), random_per_minute=0)
     events: list[tuple[str, str]] = []
-    execute, rehearse = TwoLegExecutor.execute, TwoLegExecutor.rehearse
+    start, finish, rehearse = TwoLegExecutor.start, TwoLegExecutor.finish, TwoLegExecutor.rehearse
 
-    async def executing(executor: TwoLegExecutor, opportunity: ArbitrageOpportunity) -> ExecutionResult:
+    def starting(executor: TwoLegExecutor, opportunity: ArbitrageOpportunity) -> StartedExecution:
         events.append(("execute", opportunity.opportunity_id))
+        return start(executor, opportunity)
+
+    async def finishing(executor: TwoLegExecutor, started: StartedExecution) -> ExecutionResult:
         try:
-            return await execute(executor, opportunity)
+            return await finish(executor, started)
         finally:
-            events.append(("executed", opportunity.opportunity_id))
+            events.append(("executed", started.opportunity.opportunity_id))
 
     def rehearsing(executor: TwoLegExecutor, opportunity: ArbitrageOpportunity) -> bool:
         events.append(("rehearse", opportunity.opportunity_id))
@@ -308,7 +311,8 @@ def test_the_last_executed_opportunity_is_rehearsed_only_between_executions(
         events.append(("convert", converted.opportunity_id if converted is not None else ""))
         return converted
 
-    monkeypatch.setattr(TwoLegExecutor, "execute", executing)
+    monkeypatch.setattr(TwoLegExecutor, "start", starting)
+    monkeypatch.setattr(TwoLegExecutor, "finish", finishing)
     monkeypatch.setattr(TwoLegExecutor, "rehearse", rehearsing)
     monkeypatch.setattr(ScannerPipeline, "rehearse", converting_again)
 
@@ -350,11 +354,17 @@ def test_setting_a_dry_journal_aside_moves_a_stray_intent_log_without_its_databa
 class InstantExecutor:
     """Completes every opportunity at once, with no legs."""
 
-    async def execute(self, opportunity: ArbitrageOpportunity) -> ExecutionResult:
+    def start(self, opportunity: ArbitrageOpportunity) -> StartedExecution:
+        return StartedExecution(opportunity, 0, 0, ())
+
+    async def finish(self, started: StartedExecution) -> ExecutionResult:
         return ExecutionResult(
-            opportunity_id=opportunity.opportunity_id, final_state=ArbitrageState.COMPLETED,
+            opportunity_id=started.opportunity.opportunity_id, final_state=ArbitrageState.COMPLETED,
             total_execution_time_ms=D(0), realized_profit=D(0),
         )
+
+    def rehearse(self, opportunity: ArbitrageOpportunity) -> bool:
+        return False
 
 
 def test_a_long_run_keeps_the_newest_results_and_counts_them_all(tmp_path: Path) -> None:
@@ -409,5 +419,50 @@ def test_a_cancelled_run_leaves_no_busy_poll_spinning(tmp_path: Path) -> None:
             await asyncio.sleep(0)
             assert "arb busy poll" not in {task.get_name() for task in asyncio.all_tasks() if not task.done()}
             await controller.shutdown("test over")
+
+    asyncio.run(scenario())
+
+
+def test_cancelling_execute_opportunity_after_the_orders_are_out_still_finishes_and_records_it(tmp_path: Path) -> None:
+    configuration = manager(tmp_path)
+    cluster = dry_run_cluster(configuration.config, random_per_minute=0)
+    journal_path = tmp_path / "j.sqlite3"
+
+    async def scenario() -> None:
+        async with cluster:
+            controller = ArbitrageController(configuration, sim_cluster=cluster, journal=Journal(journal_path))
+            engine = ArbitrageEngine(controller)
+            async with engine.session(trade=False):
+                mid = cluster.feed.markets[0].mid_common / D(10) ** COMMON_DECIMALS  # both books quote near it
+                # Limits 2% through both books: both IOC orders fill at the venues' best prices.
+                crossing = ArbitrageOpportunity(
+                    opportunity_id="cut1btc",
+                    opportunity_type=OpportunityType.SPOT_SPOT,
+                    symbol="BTC/USDT",
+                    buy_exchange=ExchangeName.MEXC,
+                    sell_exchange=ExchangeName.GATEIO,
+                    buy_price=(mid * D("1.02")).quantize(D("0.01")),
+                    sell_price=(mid * D("0.98")).quantize(D("0.01")),
+                    max_quantity=D("0.001"),
+                    profit_per_unit=D("100"),
+                    total_profit_estimate=D("0.1"),
+                    profit_margin_bps=D("20"),
+                    detected_at=controller.clock(),
+                )
+                task = asyncio.ensure_future(engine.execute_opportunity(crossing))
+                mexc, gate = cluster.venues["mexc"].stamps, cluster.venues["gateio"].stamps
+                while mexc.request_ns("cut1btc-b") is None or gate.request_ns("t-cut1btc-s") is None:
+                    await asyncio.sleep(0)
+                task.cancel()  # both orders are out, no answer is in yet
+                with pytest.raises(asyncio.CancelledError):
+                    await task
+                # The execution ran to its end before the cancellation was honoured: both legs known and
+                # recorded, the risk reservation released, the result kept.
+                [result] = controller.results
+                assert result.opportunity_id == "cut1btc" and result.final_state is ArbitrageState.COMPLETED
+                assert [leg.filled_quantity for leg in result.legs] == [D("0.001"), D("0.001")]
+                assert controller.risk is not None and controller.risk.get_current_risk_metrics().executions_in_flight == 0
+                assert controller.journal is not None and controller.journal.open_intents() == []
+                assert engine.get_engine_statistics().opportunities_executed == 1
 
     asyncio.run(scenario())

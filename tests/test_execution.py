@@ -134,6 +134,49 @@ def test_spot_spot_completes_with_exact_pnl(tmp_path: Path) -> None:
     assert h.net_base() == 0
 
 
+class HeldAnswers(FakeExchange):
+    """Answers orders only once ``release`` is called."""
+
+    def __init__(self, instrument: Instrument) -> None:
+        super().__init__(instrument)
+        self.waiting = 0
+        self._released: asyncio.Event | None = None
+
+    async def place_order(self, request: OrderRequest) -> OrderState:
+        if self._released is None:
+            self._released = asyncio.Event()
+        self.waiting += 1
+        await self._released.wait()
+        return await super().place_order(request)
+
+    def release(self) -> None:
+        assert self._released is not None
+        self._released.set()
+
+
+def test_a_cancelled_execution_ends_and_journals_both_legs_before_the_cancellation_is_raised(tmp_path: Path) -> None:
+    buy, sell = HeldAnswers(spot(ExchangeName.GATEIO)), HeldAnswers(spot(ExchangeName.MEXC, venue_symbol="BTCUSDT"))
+    h = Harness(tmp_path, buy, sell)
+
+    async def scenario() -> None:
+        task = asyncio.ensure_future(h.executor.execute(opportunity()))
+        while buy.waiting + sell.waiting < 2:  # both orders sent, neither answered
+            await asyncio.sleep(0)
+        task.cancel()
+        await asyncio.sleep(0)
+        assert not task.done()  # held until the execution ends
+        buy.release()
+        sell.release()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(scenario())
+    assert [s for s, _ in h.executor.transitions("opp1")] == [S.OPPORTUNITY_FOUND, S.EXECUTING, S.COMPLETED]
+    assert len(buy.placed) == len(sell.placed) == 1
+    h.check_journal_accounts_for_every_order()  # both outcomes journaled: no intent left open
+    assert h.net_base() == 0
+
+
 def test_spot_futures_hedge_trades_whole_contracts_with_exact_pnl(tmp_path: Path) -> None:
     buy = FakeExchange(spot(ExchangeName.GATEIO))
     sell = FakeExchange(perp(ExchangeName.MEXC_FUTURES, venue_symbol="BTC_USDT", contract_size=D("0.001")))
