@@ -506,6 +506,8 @@ class OrderRunner:
             except asyncio.CancelledError:
                 raise
             except RateLimitError as exc:
+                # Says nothing about the order: "not found" holds only when it was the last answer.
+                not_found = False
                 error = str(exc)
                 await self.sleep(exc.retry_after_s or 0.0)
                 continue

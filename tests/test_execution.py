@@ -18,7 +18,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from simvenues import SPOT, simulated_venues
 
-from arb.errors import OrderExecutionError
+from arb.errors import ExchangeError, OrderExecutionError, OrderRejectedError, RateLimitError
 from arb.exchanges.errors import ErrorCategory
 from arb.exchanges.models import OrderRequest, OrderState, TimeInForce
 from arb.execution import TwoLegExecutor
@@ -270,6 +270,40 @@ def test_disconnect_mid_execution_is_resolved_after_failed_queries(tmp_path: Pat
     assert result.final_state is S.COMPLETED  # the 0.3 missing is hedged on the same venue
     assert h.net_base() == 0
     h.check_journal_accounts_for_every_order()
+
+
+class LandsLateThenRateLimits(FakeExchange):
+    """The first order's answer is lost and the order lands just after the first query (which finds
+    nothing); every later query of it is refused with a 429."""
+
+    async def place_order(self, request: OrderRequest) -> OrderState:
+        if self.placed:
+            return await super().place_order(request)
+        self.placed.append(request)
+        self.landing = self._execute(request, D(1))
+        raise ExchangeError(self.exchange.value, "gateway timeout [HTTP 504]", category=ErrorCategory.OUTCOME_UNKNOWN)
+
+    async def query_order(
+        self, symbol: str, *, order_id: str | None = None, client_order_id: str | None = None
+    ) -> OrderState:
+        if client_order_id == self.landing.client_order_id:
+            self.queries.append(client_order_id)
+            if len(self.queries) == 1:
+                self.orders[client_order_id] = self.landing
+                raise OrderRejectedError(self.exchange.value, "order not found", category=ErrorCategory.UNKNOWN_ORDER)
+            raise RateLimitError(self.exchange.value, "too many requests", category=ErrorCategory.RATE_LIMITED)
+        return await super().query_order(symbol, order_id=order_id, client_order_id=client_order_id)
+
+
+def test_not_found_then_rate_limited_queries_leave_the_order_unknown_not_unfilled(tmp_path: Path) -> None:
+    buy, sell = LandsLateThenRateLimits(spot(ExchangeName.GATEIO)), FakeExchange(spot(ExchangeName.MEXC))
+    h = Harness(tmp_path, buy, sell)
+    result = h.run(opportunity())
+    # Only the first answer said "not found"; the order exists. Concluding "nothing executed" would
+    # buy the leg again and end long, reported COMPLETED.
+    assert [r.client_order_id for r in buy.placed] == ["opp1-b"]
+    assert result.final_state is S.RECOVERING and "requires manual approval" in (result.error or "")
+    assert h.journal.open_intents()[0].client_order_id == "opp1-b"  # left open for reconciliation
 
 
 def test_lost_request_never_placed_counts_as_nothing_and_is_unwound(tmp_path: Path) -> None:
