@@ -129,6 +129,7 @@ class RunSummary(msgspec.Struct, kw_only=True):
     stop_reason: str | None = None
     error: str | None = None  # an engine task failed
     skipped_for_order_budget: int = 0  # opportunities passed up: a venue's order rate budget was spent
+    skipped_as_outdated: int = 0  # queued behind an execution past the data age limit (scanned again instead)
     balance_drifts: int = 0  # REST reads that disagreed with the pushed balances
 
     @property
@@ -150,6 +151,7 @@ class RunSummary(msgspec.Struct, kw_only=True):
             "  rejected by risk         "
             + (", ".join(f"{k} {v}" for k, v in sorted(self.rejected_by_risk.items())) or "none"),
             f"  skipped, order budget    {self.skipped_for_order_budget}",
+            f"  skipped, outdated        {self.skipped_as_outdated}",
         ]
         for stage, (p50, p99) in self.latency_ms.items():
             out.append(f"  latency {stage:<8}         p50 {p50} ms, p99 {p99} ms")
@@ -301,6 +303,7 @@ class ArbitrageController:
         self._started_ns = 0
         self._fills = 0
         self._budget_skips = 0
+        self._expired_skips = 0  # queued opportunities scanned again: their data passed the age limit in the queue
         # The newest results (all of them with ``results_kept=None``, as a backtest's report needs):
         # a live run trades for weeks, and its statistics live in the monitor, not here.
         self._results: collections.deque[ExecutionResult] = collections.deque(maxlen=results_kept)
@@ -683,6 +686,12 @@ class ArbitrageController:
                 # A scan older than our own last trade on the symbol priced liquidity we may have taken.
                 if opportunity.detected_at <= self._traded_ns.get(opportunity.symbol, -1):
                     continue
+                # Queued behind another execution until its data is older than the limit: stale data
+                # never trades, so a fresh scan decides (it queues the opportunity again if it stands).
+                if self.clock() - opportunity.detected_at > pipeline.max_age_ns:
+                    self._expired_skips += 1
+                    pipeline.scan(symbol_id)
+                    continue
                 await self.process(opportunity)
                 self._traded_ns[opportunity.symbol] = self.clock()
             if self.hedges is not None and self._scanning:
@@ -937,6 +946,7 @@ class ArbitrageController:
             stop_reason=self.shutdown_manager.reason,
             error=self._error,
             skipped_for_order_budget=self._budget_skips,
+            skipped_as_outdated=self._expired_skips,
             balance_drifts=self.balances.drifts if self.balances is not None else 0,
         )
 

@@ -4,29 +4,33 @@ from __future__ import annotations
 
 import asyncio
 import gc
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from decimal import Decimal as D
 from pathlib import Path
 
 import msgspec
 import pytest
 from loopback import eventually
+from test_pipeline import book
 
 from arb import ArbitrageController, ArbitrageEngine
 from arb.config import ConfigurationManager
 from arb.controller import RunSummary, _set_aside, dry_run_cluster
 from arb.errors import ArbitrageEngineError, ConfigurationError
 from arb.execution import StartedExecution, TwoLegExecutor
+from arb.exchanges.base import BookKey
 from arb.exchanges.factory import registered
 from arb.exchanges.models import OrderRequest, OrderState, OrderType
 from arb.journal import Journal
 from arb.pipeline import ScannerPipeline
 from arb.risk import RiskManager
 from arb.secrets import ApiCredentials, Secret
-from arb.sim.cluster import SimCluster
+from arb.sim.cluster import SimCluster, default_instruments
 from arb.sim.market import COMMON_DECIMALS, Dislocation
 from arb.sim.server import VenueUrls
 from arb.types import ArbitrageOpportunity, ArbitrageState, ExchangeName, ExecutionResult, OpportunityType, OrderSide
+from arb_core.book import DeltaBatch
+from arb_core.wire.common import WireScale
 
 CONFIG = """
 [engine]
@@ -466,3 +470,89 @@ def test_cancelling_execute_opportunity_after_the_orders_are_out_still_finishes_
                 assert engine.get_engine_statistics().opportunities_executed == 1
 
     asyncio.run(scenario())
+
+
+class SlowFirstExecution:
+    """Records what each execution was sent with; the first takes ``first_ms`` (the clock moves on)."""
+
+    def __init__(self, now: list[int], first_ms: int, during_first: Callable[[], None]) -> None:
+        self.now, self.first_ms, self.during_first = now, first_ms, during_first
+        self.sent: list[tuple[str, int]] = []  # (symbol, ns since its detection)
+
+    def start(self, opportunity: ArbitrageOpportunity) -> StartedExecution:
+        self.sent.append((opportunity.symbol, self.now[0] - opportunity.detected_at))
+        return StartedExecution(opportunity, 0, 0, ())
+
+    async def finish(self, started: StartedExecution) -> ExecutionResult:
+        if len(self.sent) == 1:
+            self.now[0] += self.first_ms * 1_000_000
+            self.during_first()
+        return ExecutionResult(
+            opportunity_id=started.opportunity.opportunity_id, final_state=ArbitrageState.COMPLETED,
+            total_execution_time_ms=D(0), realized_profit=D(0),
+        )
+
+    def rehearse(self, opportunity: ArbitrageOpportunity) -> bool:
+        return False
+
+
+@pytest.mark.parametrize("eth_updated", [False, True])
+def test_an_opportunity_queued_past_the_data_age_limit_is_scanned_again_not_traded_stale(
+    tmp_path: Path, eth_updated: bool
+) -> None:
+    """BTC and ETH both cross; BTC's execution takes 500 ms, five times the data age limit. ETH's queued
+    opportunity is then scanned again: traded only when its books have fresh data."""
+    now = [10_000_000]
+    pipeline = ScannerPipeline(max_data_age_ms=100, clock=lambda: now[0])
+    instruments = {(i.exchange, i.base): i for i in default_instruments(("BTC", "ETH"))}
+    books = {}
+    for base, low, high in (("BTC", "60000", "60400"), ("ETH", "3000", "3020")):
+        legs = []
+        for exchange, bids, asks in ((ExchangeName.GATEIO, [("1", "1")], [(low, "1")]),
+                                     (ExchangeName.MEXC, [(high, "1")], [("99999", "1")])):
+            scale = WireScale(*instruments[(exchange, base)].wire_scale())
+            books[(exchange, base)] = book(f"{exchange.value} {base}", scale, bids, asks, recv_ns=now[0])
+            legs.append((instruments[(exchange, base)], books[(exchange, base)], scale))
+        (plan,) = pipeline.register_symbol(f"{base}/USDT", legs)
+        cap = D("0.001") if base == "BTC" else D("0.01")  # ~60 and ~30 USDT, inside the default risk limits
+        for leg in plan.legs:
+            pipeline.set_leg_limits(plan.symbol_id, leg.leg_id, cap, cap)
+
+    def refresh_eth() -> None:
+        if not eth_updated:
+            return
+        for exchange in (ExchangeName.GATEIO, ExchangeName.MEXC):
+            eth = books[(exchange, "ETH")]
+            batch = DeltaBatch(1)
+            batch.first_update_id = batch.last_update_id = eth.last_update_id + 1
+            eth.apply_batch(batch, now[0])  # a diff that changes nothing: fresh data, same prices
+            pipeline.on_book_update(BookKey(exchange, "ETH/USDT"))
+        pipeline.on_batch_end()
+
+    configuration = manager(tmp_path)
+    executor = SlowFirstExecution(now, 500, refresh_eth)
+    controller = ArbitrageController(
+        configuration, executor=executor, risk=RiskManager(configuration.config.risk_limits), pipeline=pipeline,
+        clock=lambda: now[0],
+    )
+    pipeline.on_opportunity = controller._on_opportunity
+
+    async def scenario() -> None:
+        controller._scanning = True
+        trading = asyncio.get_running_loop().create_task(controller._trade_loop())
+        await asyncio.sleep(0)
+        for key in (BookKey(ExchangeName.GATEIO, "BTC/USDT"), BookKey(ExchangeName.GATEIO, "ETH/USDT")):
+            pipeline.on_book_update(key)
+        pipeline.on_batch_end()  # both found and queued, BTC first
+        await eventually(lambda: len(executor.sent) == (2 if eth_updated else 1) and not controller._pending)
+        controller._scanning = False
+        controller._wake()
+        await asyncio.wait_for(trading, 5)
+
+    asyncio.run(scenario())
+    assert executor.sent[0] == ("BTC/USDT", 0)
+    if eth_updated:  # found again by the scan of its fresh update, and traded on that
+        assert executor.sent[1] == ("ETH/USDT", 0)
+    else:  # 500 ms old by the time BTC was done: scanned again, and the stale books find nothing
+        assert executor.sent[1:] == []
+        assert controller.summary().skipped_as_outdated == 1
