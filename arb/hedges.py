@@ -159,24 +159,11 @@ class HedgeBook:
     def _apply(
         self, symbol: str, spot_market: ExchangeName, futures_market: ExchangeName, legs: Sequence[ExecutionLeg]
     ) -> HedgePosition | None:
-        spot_base = futures_base = spot_notional = futures_notional = ZERO
-        for leg in legs:
-            if not leg.filled_quantity or leg.average_price is None:
-                continue
-            contract = self.catalogs[leg.exchange].get(leg.symbol).contract_size
-            base = leg.filled_quantity * contract
-            sign = 1 if leg.side is OrderSide.BUY else -1
-            if leg.exchange is spot_market:
-                spot_base += sign * base
-                spot_notional += leg.average_price * base
-            elif leg.exchange is futures_market:
-                futures_base += sign * base
-                futures_notional += leg.average_price * base
+        spot_base, spot_price = self._net(spot_market, legs)
+        futures_base, futures_price = self._net(futures_market, legs)
         if not spot_base or not futures_base or (spot_base > 0) == (futures_base > 0):
             return None
         matched = min(abs(spot_base), abs(futures_base))
-        spot_price = spot_notional / abs(spot_base)
-        futures_price = futures_notional / abs(futures_base)
         signed = matched if spot_base > 0 else -matched
         key = (symbol, spot_market, futures_market)
         position = self._positions.get(key)
@@ -196,6 +183,24 @@ class HedgeBook:
                 position.spot_price, position.futures_price = spot_price, futures_price
             position.base = remaining
         return msgspec.structs.replace(position)
+
+    def _net(self, market: ExchangeName, legs: Sequence[ExecutionLeg]) -> tuple[Decimal, Decimal]:
+        """The signed base quantity ``legs`` left on ``market`` and its average entry price, the legs
+        taken in order: a leg against the quantity held reduces it at the same average (a recovery
+        unwinding part of a leg), one past zero opens the rest at its own price."""
+        base = price = ZERO
+        for leg in legs:
+            if leg.exchange is not market or not leg.filled_quantity or leg.average_price is None:
+                continue
+            filled = leg.filled_quantity * self.catalogs[market].get(leg.symbol).contract_size
+            signed = filled if leg.side is OrderSide.BUY else -filled
+            total = base + signed
+            if not base or (base > 0) == (signed > 0):
+                price = (price * abs(base) + leg.average_price * filled) / abs(total)
+            elif total and (total > 0) != (base > 0):
+                price = leg.average_price
+            base = total
+        return base, price
 
     def close_opportunity(
         self, position: HedgePosition, spot: Leg, futures: Leg, *, id_prefix: str, detected_ns: int,

@@ -122,3 +122,21 @@ def test_a_hedge_cut_short_by_a_crash_counts_with_its_matched_part(tmp_path: Pat
     (position,) = book.restore(venues.journal)
     assert (position.base, position.spot_price, position.futures_price) == (D("0.5"), D("60000.13"), D("60300.1"))
     assert position.entry_basis == D("299.97")
+
+
+@pytest.mark.parametrize("short_market", [PERP, GATE])
+def test_a_leg_unwound_by_recovery_keeps_the_entry_prices_of_what_is_held(tmp_path: Path, short_market: ExchangeName) -> None:
+    """One leg fills 60 %, its completion is refused, and recovery unwinds the other leg's excess: the
+    position is the matched 60 % at the prices it was opened at, live and after a restart. (Before, the
+    unwinding sale counted as more cost, so the entry price and basis of the rest were wrong.)"""
+    venues = Venues(tmp_path / "journal.sqlite3")
+    book = HedgeBook(venues.catalogs, min_profit_bps=D(10))
+    opp = opportunity("h1", GATE, PERP, "60000", "60300", "0.5")
+    result = venues.run(opp, (short_market, [Step(fraction=D("0.6")), Step(kind="reject")]))
+    unwound = [leg for leg in result.legs[2:] if leg.filled_quantity]
+    assert unwound and unwound[0].exchange is not short_market  # the other leg's excess went back
+    live = book.record(opp, result)
+    assert live is not None and live.base == D("0.3")
+    assert (live.spot_price, live.futures_price) == (D("60000"), D("60300"))
+    restored = HedgeBook(venues.catalogs, min_profit_bps=D(10)).restore(venues.journal)
+    assert restored == [live]
