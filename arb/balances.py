@@ -216,11 +216,11 @@ class BalanceMonitor:
                     continue
                 instrument, book = leg.instrument, leg.book
                 buy = ZERO
+                quote = self.free(exchange, instrument.quote)
                 if book.ask_count:
-                    quote = self.free(exchange, instrument.quote)
                     buy = quote / (leg.book_price(book.best_ask_price()) * (1 + instrument.taker_fee))
                 sell = buy if leg.is_futures else self.free(exchange, instrument.base)
-                pipeline.set_leg_limits(plan.symbol_id, leg.leg_id, buy, sell)
+                pipeline.set_leg_limits(plan.symbol_id, leg.leg_id, buy, sell, max_buy_quote=quote)
 
     def check_skew(self) -> list[SkewAlert]:
         """Current skews (each alerted once until it clears)."""

@@ -197,6 +197,7 @@ class ScannerPipeline:
         self.desyncs = 0
         self.on_desync: Callable[[BookKey, str], None] | None = None
         self._standing: dict[int, ArbitrageOpportunity] = {}
+        self._buy_quote: dict[tuple[int, int], Decimal] = {}  # (symbol id, leg id) -> quote a buy may spend
         self._last_found: Opportunity | None = None  # the last hit that converted, for ``rehearse``
 
     # --- registration -----------------------------------------------------------------
@@ -246,9 +247,21 @@ class ScannerPipeline:
                 cap = min(cap, plan.common_size(self.max_position_usd / max(asks)))
             self.scanner.set_symbol_limits(plan.symbol_id, cap, self._floor_bps)
 
-    def set_leg_limits(self, symbol_id: int, leg_id: int, max_buy_base: Decimal, max_sell_base: Decimal) -> None:
-        """How much base a leg can buy (from its quote balance) and sell (its inventory or margin)."""
+    def set_leg_limits(
+        self, symbol_id: int, leg_id: int, max_buy_base: Decimal, max_sell_base: Decimal,
+        *, max_buy_quote: Decimal | None = None,
+    ) -> None:
+        """How much base a leg can buy (from its quote balance) and sell (its inventory or margin).
+
+        ``max_buy_quote``: the quote a buy on the leg may spend, taker fee included. The base
+        cap is set from the best ask, and a buy that walks deeper pays more per unit: its
+        quantity is cut down to what this quote pays for at the buy limit.
+        """
         plan = self.plans[symbol_id]
+        if max_buy_quote is None:
+            self._buy_quote.pop((symbol_id, leg_id), None)
+        else:
+            self._buy_quote[(symbol_id, leg_id)] = max_buy_quote
         self.scanner.set_limits(
             symbol_id,
             leg_id,
@@ -353,6 +366,11 @@ class ScannerPipeline:
         sell_price = _to_step(sell.book_price(found.sell_limit_ticks), si.tick_size, ROUND_FLOOR)
         step = _lcm(buy.order_lot_common, sell.order_lot_common)
         common = found.size_common - found.size_common % step
+        budget = self._buy_quote.get((found.symbol_id, found.buy_leg))
+        if budget is not None:
+            affordable = plan.common_size(budget / (buy_price * (1 + bi.taker_fee)))
+            if affordable < common:
+                common = affordable - affordable % step
         quantity = plan.size_of(common)
         cost = quantity * buy_price
         proceeds = quantity * sell_price

@@ -8,6 +8,7 @@ from decimal import Decimal as D
 
 from test_pipeline import GATE, GATE_BOOK, MEXC, MEXC_BOOK, book
 
+from arb_core.wire.common import WireScale
 from arb.balances import BalanceDrift, BalanceMonitor, SkewAlert
 from arb.errors import ExchangeError
 from arb.exchanges.models import Balance
@@ -61,6 +62,24 @@ def test_caps_follow_free_quote_on_the_buy_leg_and_free_base_on_the_sell_leg() -
     gate.free["USDT"] = D("0")
     asyncio.run(monitor.refresh())
     assert pipeline.scan(0) is None
+
+
+def test_a_buy_that_walks_past_the_best_ask_still_costs_no_more_than_the_free_quote() -> None:
+    pipeline = ScannerPipeline(max_data_age_ms=100, clock=lambda: 2)
+    gate_book = WireScale(3, 1, 10, 1)  # Gate.io's BTC_USDT book grid: prices to 0.001, sizes to 1e-10
+    pipeline.register_symbol("BTC/USDT", [
+        # A thin best ask, then a deeper level 0.8 % above it: the base cap is set at the best ask.
+        (GATE, book("gate", gate_book, [("59000", "1")], [("60000", "0.001"), ("60500", "1")]), gate_book),
+        (MEXC, book("mexc", MEXC_BOOK, [("62000", "1")], [("62500", "1")]), MEXC_BOOK),
+    ])
+    monitor = BalanceMonitor({ExchangeName.GATEIO: FakeVenue(USDT="600"), ExchangeName.MEXC: FakeVenue(BTC="1")})
+    monitor.pipeline = pipeline
+    asyncio.run(monitor.refresh())
+    opp = pipeline.scan(0)
+    assert opp is not None and opp.buy_exchange is ExchangeName.GATEIO and opp.buy_price == D("60500")
+    # 600 / (60500 * 1.002) = 0.0098973 BTC, down to the 0.000001 lot; the base cap alone allowed 0.009980
+    assert opp.max_quantity == D("0.009897")
+    assert opp.max_quantity * opp.buy_price * (1 + opp.buy_fee) <= D(600)
 
 
 def test_a_failed_refresh_keeps_the_last_balances() -> None:
