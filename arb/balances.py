@@ -102,6 +102,8 @@ class BalanceMonitor:
         self._streamed: set[ExchangeName] = set()  # markets whose balances arrive by push
         self._read: set[ExchangeName] = set()  # markets with a REST read to reconcile against
         self._push_seq = 0
+        self._read_seq = 0  # refreshes started
+        self._applied_read: dict[ExchangeName, int] = {}  # the refresh whose read each market's balances came from
         self._pushed_at: dict[tuple[ExchangeName, str], int] = {}  # the push sequence of each asset's last push
         self.refreshes = 0
         self.errors = 0
@@ -145,16 +147,24 @@ class BalanceMonitor:
         """Read the balances of ``exchanges`` (default: all) concurrently, then update caps and alerts.
 
         A failed read keeps that market's previous balances and is logged. On a pushed market
-        the read is reconciled against the pushed state (drifts reported).
+        the read is reconciled against the pushed state (drifts reported). A read that answers
+        after the read of a later refresh of the same market is older than what it would
+        replace, and is dropped.
         """
         names = [e for e in (self.sources if exchanges is None else exchanges) if e in self.sources]
         started = self._push_seq
+        self._read_seq += 1
+        read_seq = self._read_seq
         results = await _read_all([self.sources[e].balances() for e in names])
         for exchange, result in zip(names, results):
             if isinstance(result, Exception):
                 self.errors += 1
                 log.warning("%s: balance refresh failed: %s", exchange.value, result)
                 continue
+            if self._applied_read.get(exchange, 0) > read_seq:
+                log.debug("%s: balance read dropped: a later read has answered", exchange.value)
+                continue
+            self._applied_read[exchange] = read_seq
             self._reconcile(exchange, result, started)
         self.refreshes += 1
         self.update_caps()

@@ -256,3 +256,38 @@ def test_pushes_raise_and_clear_the_skew_alert() -> None:
     assert len(alerts) == 1  # the same episode
     on_mexc(Balance(asset="BTC", free=D("5")))
     assert monitor.check_skew() == []
+
+
+class HeldReads:
+    """Each ``balances()`` answers with the venue's balance when the read was made, once released."""
+
+    def __init__(self, usdt: str) -> None:
+        self.usdt = D(usdt)
+        self.waiting: list[asyncio.Future[None]] = []
+
+    async def balances(self) -> Mapping[str, Balance]:
+        answer = {"USDT": Balance(asset="USDT", free=self.usdt)}
+        released: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.waiting.append(released)
+        await released
+        return answer
+
+
+def test_an_older_read_answering_after_a_newer_one_is_dropped() -> None:
+    async def scenario() -> None:
+        venue = HeldReads("1000")
+        monitor = BalanceMonitor({ExchangeName.GATEIO: venue})  # no pushes: REST reads only
+        periodic = asyncio.ensure_future(monitor.refresh())  # reads 1000 free
+        await asyncio.sleep(0)
+        venue.usdt = D("100")  # an execution spends 900; the controller reads the market again
+        after_trade = asyncio.ensure_future(monitor.refresh([ExchangeName.GATEIO]))
+        await asyncio.sleep(0)
+        older, newer = venue.waiting
+        newer.set_result(None)
+        await after_trade
+        older.set_result(None)
+        await periodic
+        assert monitor.free(ExchangeName.GATEIO, "USDT") == D("100")
+        assert monitor.refreshes == 2 and monitor.errors == 0
+
+    asyncio.run(scenario())
