@@ -366,13 +366,14 @@ class ScannerPipeline:
         sell_price = _to_step(sell.book_price(found.sell_limit_ticks), si.tick_size, ROUND_FLOOR)
         step = _lcm(buy.order_lot_common, sell.order_lot_common)
         common = found.size_common - found.size_common % step
-        budget = self._buy_quote.get((found.symbol_id, found.buy_leg))
-        if budget is not None:
-            affordable = plan.common_size(budget / (buy_price * (1 + bi.taker_fee)))
-            if affordable < common:
-                common = affordable - affordable % step
         quantity = plan.size_of(common)
         cost = quantity * buy_price
+        budget = self._buy_quote.get((found.symbol_id, found.buy_leg))
+        if budget is not None and cost * (1 + bi.taker_fee) > budget:  # walked past the best ask
+            affordable = plan.common_size(budget / (buy_price * (1 + bi.taker_fee)))
+            common = affordable - affordable % step
+            quantity = plan.size_of(common)
+            cost = quantity * buy_price
         proceeds = quantity * sell_price
         if (
             common <= 0
