@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 VENUES = ("mexc", "gateio")
 MARKETS = ("spot", "futures")
 QUOTE_CURRENCIES = ("USDT",)
-SYMBOL_PATTERN = re.compile(r"^([A-Z0-9]{1,20})/([A-Z0-9]{1,20})$")
+SYMBOL_PATTERN = re.compile(r"^([A-Z0-9]{1,20})/([A-Z0-9]{1,20})\Z")  # \Z: "$" would pass a final newline
 # ARB_* variables that configure the build or the process (the event loop), not the engine.
 NON_CONFIG_ENV = frozenset({"ARB_BUILD_ONLY", "ARB_CYTHON_ANNOTATE", "ARB_CYTHON_TRACE", "ARB_EVENT_LOOP"})
 
@@ -85,11 +85,13 @@ def _optional_url(raw: Any) -> str:
     return raw
 
 
-def _money(*, positive: bool) -> Callable[[Any], Decimal]:
+def _money(*, positive: bool, maximum: Decimal | None = None) -> Callable[[Any], Decimal]:
     def parse(raw: Any) -> Decimal:
         value = _decimal(raw)
         if value < 0 or (positive and value == 0):
             raise _Invalid("must be greater than 0" if positive else "must be 0 or more")
+        if maximum is not None and value > maximum:
+            raise _Invalid(f"must be at most {maximum}")
         return value
 
     return parse
@@ -184,7 +186,7 @@ RISK_FIELDS: dict[str, Callable[[Any], Any]] = {
     "max_position_size_usd": _money(positive=True),
     "max_total_exposure_usd": _money(positive=True),
     "max_daily_loss_usd": _money(positive=True),
-    "min_profit_margin_bps": _money(positive=False),
+    "min_profit_margin_bps": _money(positive=False, maximum=Decimal(10_000)),  # 10000 bps: the whole notional
     "max_consecutive_failures": _bounded_int(1, 1000),
     "max_execution_latency_ms": _bounded_int(1, 60_000),
     "max_symbol_exposure_usd": _money(positive=True),
@@ -205,7 +207,7 @@ METRICS_FIELDS: dict[str, Callable[[Any], Any]] = {
     "host": _host,
     "port": _bounded_int(1, 65_535),
 }
-ASSET_PATTERN = re.compile(r"^[A-Z0-9]{1,20}$")
+ASSET_PATTERN = re.compile(r"^[A-Z0-9]{1,20}\Z")
 
 
 def _inventory(raw: Any) -> dict[str, Decimal]:

@@ -349,7 +349,12 @@ class ArbitrageController:
                 )
             if self.factory is None:
                 if self.sim_cluster is None:
-                    self.sim_cluster = dry_run_cluster(config)
+                    try:
+                        self.sim_cluster = dry_run_cluster(config)
+                    except ValueError as exc:  # a valid symbol the built-in venues do not list
+                        raise ConfigurationError(
+                            [f"engine.symbols: {exc}; trade it with --paper, or against venues given by --sim-urls"]
+                        ) from None
                     self._owned_sim = True
                 if self._owned_sim:
                     await self.sim_cluster.start()
@@ -469,6 +474,12 @@ class ArbitrageController:
             except ArbitrageEngineError as exc:
                 prefix = VENUE_ENV_PREFIX.get(market.venue, market.venue.upper())
                 problems.append(f"exchange {market.value}: the signed balance call failed with {prefix}_API_KEY: {exc}")
+            except Exception as exc:  # named by type only: its text could quote a header, the key's value
+                prefix = VENUE_ENV_PREFIX.get(market.venue, market.venue.upper())
+                problems.append(
+                    f"exchange {market.value}: the signed balance call with {prefix}_API_KEY could not be made "
+                    f"({type(exc).__name__})"
+                )
         if problems:
             raise ConfigurationError(problems)
 

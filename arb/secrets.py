@@ -71,10 +71,11 @@ def load_credentials(venue: str, environ: Mapping[str, str] | None = None) -> Ap
         if plain and encrypted:
             problems.append(f"env {plain_name} and {encrypted_name}: set one or the other, not both")
         elif plain:
-            values[part] = plain
+            if _well_formed(plain_name, plain, problems):
+                values[part] = plain
         elif encrypted:
             decrypted = _decrypt(encrypted_name, encrypted, env, problems)
-            if decrypted is not None:
+            if decrypted is not None and _well_formed(encrypted_name, decrypted, problems):
                 values[part] = decrypted
     if not problems and len(values) == 1:
         missing = "SECRET_KEY" if "API_KEY" in values else "API_KEY"
@@ -84,6 +85,16 @@ def load_credentials(venue: str, environ: Mapping[str, str] | None = None) -> Ap
     if not values:
         return None
     return ApiCredentials(Secret(values["API_KEY"]), Secret(values["SECRET_KEY"]))
+
+
+def _well_formed(name: str, value: str, problems: list[str]) -> bool:
+    """Whether ``value`` can go into a request header as it is: printable ASCII, no whitespace."""
+    if value.isascii() and value.isprintable() and not any(c.isspace() for c in value):
+        return True
+    problems.append(
+        f"env {name}: contains whitespace, control or non-ASCII characters (a trailing newline from a file?)"
+    )
+    return False
 
 
 def _decrypt(name: str, token: str, env: Mapping[str, str], problems: list[str]) -> str | None:
@@ -100,7 +111,7 @@ def _decrypt(name: str, token: str, env: Mapping[str, str], problems: list[str])
         return None
     try:
         return fernet.decrypt(token.encode()).decode()
-    except InvalidToken:
+    except (InvalidToken, UnicodeEncodeError):
         problems.append(f"env {name}: cannot be decrypted with ENCRYPTION_KEY (wrong key or corrupted value)")
     except UnicodeDecodeError:
         problems.append(f"env {name}: decrypts to bytes that are not UTF-8 text")

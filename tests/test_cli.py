@@ -219,3 +219,10 @@ def test_event_loop_switch(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_run_accepts_the_event_loop_variable(tmp_path: Path) -> None:
     result = arb("run", "--duration", "1", cwd=tmp_path, env={"ARB_EVENT_LOOP": "asyncio"})
     assert result.returncode == 0, result.stderr
+
+
+def test_a_dry_run_of_a_symbol_the_simulated_venues_do_not_list_is_a_configuration_error(tmp_path: Path) -> None:
+    result = arb("run", "--headless", "--duration", "1", cwd=tmp_path, env={"ARB_SYMBOLS": "SOL/USDT"})
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert "engine.symbols: simulator: no default instrument for 'SOL'" in result.stderr
+    assert "--paper" in result.stderr

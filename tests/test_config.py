@@ -262,3 +262,16 @@ def test_paper_inventory_problems_are_reported_together(tmp_path: Path) -> None:
     assert "'btc' is not an asset name" in text and "ETH = 'lots'" in text
     assert "paper.gateio" in text and "expected a table of asset" in text
     assert "paper.kraken: unknown key" in text
+
+
+def test_a_symbol_or_asset_with_a_trailing_newline_is_refused(tmp_path: Path) -> None:
+    found = problems(
+        tmp_path, text='[engine]\nsymbols = ["BTC/USDT\\n"]\n[paper]\nmexc = { "USDT\\n" = "10" }\n'
+    )
+    assert any("user.toml: engine.symbols:" in p for p in found), found
+    assert any("user.toml: paper.mexc:" in p and "is not an asset name" in p for p in found), found
+
+
+def test_the_minimum_margin_is_bounded_by_the_whole_notional(tmp_path: Path) -> None:
+    found = problems(tmp_path, env={"ARB_MIN_PROFIT_MARGIN_BPS": "1e19"})
+    assert found == ("env ARB_MIN_PROFIT_MARGIN_BPS: '1e19': must be at most 10000",)

@@ -7,6 +7,7 @@ import gc
 from collections.abc import Callable, Mapping
 from decimal import Decimal as D
 from pathlib import Path
+from types import SimpleNamespace
 
 import msgspec
 import pytest
@@ -556,3 +557,21 @@ def test_an_opportunity_queued_past_the_data_age_limit_is_scanned_again_not_trad
     else:  # 500 ms old by the time BTC was done: scanned again, and the stale books find nothing
         assert executor.sent[1:] == []
         assert controller.summary().skipped_as_outdated == 1
+
+
+def test_a_signed_call_that_cannot_be_made_refuses_live_trading_without_quoting_the_error(tmp_path: Path) -> None:
+    class Unsendable:
+        """A connector whose signed call fails below the engine's error tree, quoting a header."""
+
+        binding = SimpleNamespace(trading=object())  # it trades
+
+        async def balances(self) -> None:
+            raise ValueError("invalid header value 'KEY-sk-live-abc\\n'")
+
+    controller = ArbitrageController(manager(tmp_path))
+    controller.connectors = {ExchangeName.GATEIO: Unsendable()}  # type: ignore[dict-item]
+    with pytest.raises(ConfigurationError) as refused:
+        asyncio.run(controller._verify_keys())
+    assert refused.value.problems == (
+        "exchange gateio: the signed balance call with GATEIO_API_KEY could not be made (ValueError)",
+    )

@@ -79,3 +79,23 @@ def test_decryption_problems_name_the_variable_not_the_value(encryption_key: str
         load_credentials("mexc", env)
     assert info.value.problems[0].startswith(expected)
     assert token not in str(info.value) and VALUE not in str(info.value)
+
+
+@pytest.mark.parametrize("bad", [f"{VALUE}\n", f" {VALUE}", "ke\ty", "kéy"])
+def test_a_key_that_cannot_go_into_a_header_is_refused_naming_the_variable(bad: str) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        load_credentials("gateio", {"GATEIO_API_KEY": bad, "GATEIO_SECRET_KEY": "s"})
+    assert info.value.problems == (
+        "env GATEIO_API_KEY: contains whitespace, control or non-ASCII characters (a trailing newline from a file?)",
+    )
+    key = generate_encryption_key()
+    encrypted = {"ENCRYPTION_KEY": key, "GATEIO_API_KEY": "k", "GATEIO_SECRET_KEY_ENCRYPTED": encrypt_secret(bad, key)}
+    with pytest.raises(ConfigurationError, match="env GATEIO_SECRET_KEY_ENCRYPTED: contains whitespace"):
+        load_credentials("gateio", encrypted)
+
+
+def test_an_encrypted_value_that_is_not_text_is_a_problem_not_a_crash() -> None:
+    # os.environ holds an undecodable byte as a lone surrogate.
+    env = {"ENCRYPTION_KEY": generate_encryption_key(), "MEXC_API_KEY_ENCRYPTED": "gAAAA\udcff", "MEXC_SECRET_KEY": "s"}
+    with pytest.raises(ConfigurationError, match="env MEXC_API_KEY_ENCRYPTED: cannot be decrypted"):
+        load_credentials("mexc", env)
