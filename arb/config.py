@@ -186,7 +186,9 @@ RISK_FIELDS: dict[str, Callable[[Any], Any]] = {
     "max_position_size_usd": _money(positive=True),
     "max_total_exposure_usd": _money(positive=True),
     "max_daily_loss_usd": _money(positive=True),
-    "min_profit_margin_bps": _money(positive=False, maximum=Decimal(10_000)),  # 10000 bps: the whole notional
+    # 1,000,000 bps (10,000 %): no spread comes near it, so it can stand for "never enter"; it keeps the
+    # value inside the compiled scanner's int64.
+    "min_profit_margin_bps": _money(positive=False, maximum=Decimal(1_000_000)),
     "max_consecutive_failures": _bounded_int(1, 1000),
     "max_execution_latency_ms": _bounded_int(1, 60_000),
     "max_symbol_exposure_usd": _money(positive=True),

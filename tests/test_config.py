@@ -272,6 +272,7 @@ def test_a_symbol_or_asset_with_a_trailing_newline_is_refused(tmp_path: Path) ->
     assert any("user.toml: paper.mexc:" in p and "is not an asset name" in p for p in found), found
 
 
-def test_the_minimum_margin_is_bounded_by_the_whole_notional(tmp_path: Path) -> None:
+def test_the_minimum_margin_is_bounded_inside_the_compiled_scanner_range(tmp_path: Path) -> None:
     found = problems(tmp_path, env={"ARB_MIN_PROFIT_MARGIN_BPS": "1e19"})
-    assert found == ("env ARB_MIN_PROFIT_MARGIN_BPS: '1e19': must be at most 10000",)
+    assert found == ("env ARB_MIN_PROFIT_MARGIN_BPS: '1e19': must be at most 1000000",)
+    assert load(tmp_path, env={"ARB_MIN_PROFIT_MARGIN_BPS": "1000000"}).config.risk_limits.min_profit_margin_bps == 10**6
