@@ -52,8 +52,14 @@ def classify_error(
     http_status: int | None,
     codes: ErrorCodeTable,
     http_statuses: Mapping[int, ErrorCategory],
+    *,
+    write: bool = False,
 ) -> ErrorCategory | None:
-    """The category of a venue failure: the venue code wins, then the HTTP status; any 5xx is OUTCOME_UNKNOWN."""
+    """The category of a venue failure: the venue code wins, then the HTTP status; any other 5xx is
+    OUTCOME_UNKNOWN. A 5xx answer to a ``write`` is OUTCOME_UNKNOWN whatever its code: a server
+    that failed or was too busy to answer may still have processed it."""
+    if write and http_status is not None and 500 <= http_status <= 599:
+        return ErrorCategory.OUTCOME_UNKNOWN
     if code is not None:
         category = codes.get(code)
         if category is None and isinstance(code, str) and code.lstrip("-").isdigit():
@@ -78,13 +84,14 @@ def venue_error(
     code: str | int | None = None,
     http_status: int | None = None,
     retry_after_s: float | None = None,
+    write: bool = False,
 ) -> ExchangeError:
     """The exception for a failed venue response, to be raised by the caller (``raise venue_error(...) from exc``).
 
     ``message`` should be the venue's own text plus where it happened (endpoint, symbol);
     it must never contain request headers or signed parameters.
     """
-    category = classify_error(code, http_status, codes, http_statuses)
+    category = classify_error(code, http_status, codes, http_statuses, write=write)
     if http_status is not None:
         message = f"{message} [HTTP {http_status}]"
     if category is ErrorCategory.RATE_LIMITED:

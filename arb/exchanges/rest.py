@@ -479,6 +479,7 @@ class RestClient:
                 # aiohttp's headers are case-insensitive, Http1Pool's are lower-cased
                 None if headers is None else headers.get("retry-after")
             ),
+            write=not request.is_read,
         )
         self.stats.errors[ErrorCategory(error.category).value if error.category is not None else f"http_{status}"] += 1
         if isinstance(error, RateLimitError):

@@ -98,3 +98,15 @@ def test_venue_error_chains_when_raised_from() -> None:
         except KeyError as exc:
             raise gate_error(code="ORDER_NOT_FOUND") from exc
     assert isinstance(info.value.__cause__, KeyError)
+
+
+@pytest.mark.parametrize(("label", "status"), [("TOO_BUSY", 503), ("SERVER_ERROR", 500), (None, 502)])
+def test_a_server_error_answering_a_write_leaves_its_outcome_unknown_whatever_its_code(
+    label: str | None, status: int
+) -> None:
+    """A venue too busy or failing may still have placed the order: the engine queries it, never assumes."""
+    assert gate_error(code=label, http_status=status, write=True).category is ErrorCategory.OUTCOME_UNKNOWN
+    assert mexc_error(code=503, http_status=status, write=True).category is ErrorCategory.OUTCOME_UNKNOWN
+    # A read is retried as the code says (TOO_BUSY: the venue is busy, try again later).
+    if label == "TOO_BUSY":
+        assert gate_error(code=label, http_status=status).category is ErrorCategory.MAINTENANCE
