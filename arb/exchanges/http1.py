@@ -146,16 +146,24 @@ class _Connection(asyncio.Protocol):
     def _parse(self, eof: bool) -> HttpResponse | None:
         """The complete response in the buffer (consumed), or None when more bytes are needed."""
         buffer = self._buffer
-        head = self._head
-        if head is None:
-            end = buffer.find(_HEAD_END)
-            if end < 0:
-                if len(buffer) > _MAX_HEAD:
-                    raise HttpProtocolError(f"response head longer than {_MAX_HEAD} bytes")
-                return None
-            head = self._head = _parse_head(bytes(buffer[:end]), end + 4)
-        status, reason, headers, start = head
-        if self._head_only or status in _NO_BODY_STATUSES or 100 <= status < 200:
+        while True:
+            head = self._head
+            if head is None:
+                end = buffer.find(_HEAD_END)
+                if end < 0:
+                    if len(buffer) > _MAX_HEAD:
+                        raise HttpProtocolError(f"response head longer than {_MAX_HEAD} bytes")
+                    return None
+                head = self._head = _parse_head(bytes(buffer[:end]), end + 4)
+            status, reason, headers, start = head
+            if not 100 <= status < 200:
+                break
+            if status == 101:
+                raise HttpProtocolError("101 Switching Protocols answering a request that asked for no upgrade")
+            # An interim response (100 Continue, 103 Early Hints from a proxy): the final one follows.
+            del buffer[:start]
+            self._head = None
+        if self._head_only or status in _NO_BODY_STATUSES:
             return self._take(status, reason, headers, start, start)
         if "chunked" in headers.get("transfer-encoding", "").lower():
             return self._chunked(status, reason, headers, start)

@@ -129,6 +129,23 @@ def test_chunked_and_close_delimited_bodies() -> None:
     run(main())
 
 
+def test_interim_responses_are_skipped_for_the_final_one() -> None:
+    early = b"HTTP/1.1 103 Early Hints\r\nLink: </x>; rel=preload\r\n\r\n"
+    proceed = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+    async def main() -> None:
+        answers = iter([early + JSON_OK, proceed + early + JSON_OK, b"HTTP/1.1 101 Switching Protocols\r\n\r\n"])
+        async with serve(lambda raw: next(answers)) as (url, server), RestClient(venue(url), LEAN) as client:
+            assert await client.fetch(RestRequest(method="POST", path="/a")) == b'{"ok":true}'
+            assert await client.fetch(RestRequest(method="POST", path="/b")) == b'{"ok":true}'
+            with pytest.raises(ExchangeError) as info:  # an upgrade nobody asked for: what happened is unknown
+                await client.fetch(RestRequest(method="POST", path="/c"))
+            assert info.value.category is ErrorCategory.OUTCOME_UNKNOWN
+        assert [n for n, _ in server.requests] == [1, 1, 1]  # the interim heads left the connection usable
+
+    run(main())
+
+
 def test_split_response_is_reassembled() -> None:
     async def main() -> None:
         async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
