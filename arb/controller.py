@@ -741,7 +741,7 @@ class ArbitrageController:
                 continue
             closing = hedges.close_opportunity(
                 position, *legs, id_prefix=pipeline.id_prefix, detected_ns=self.clock(),
-                max_notional=self.config.risk_limits.max_position_size_usd,
+                max_age_ns=pipeline.max_age_ns, max_notional=self.config.risk_limits.max_position_size_usd,
             )
             if closing is not None:
                 await self.process(closing)

@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
-import math
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Coroutine, Mapping
@@ -30,7 +28,7 @@ from arb_core.fsm import StateMachine
 from .errors import OrderExecutionError
 from .exchanges.base import PrivateExchange
 from .exchanges.models import OrderRequest, OrderState
-from .instruments import Instrument, InstrumentCatalog
+from .instruments import Instrument, InstrumentCatalog, common_step
 from .monitor import Stage
 from .orders import (
     WIDE,
@@ -148,7 +146,7 @@ class TwoLegExecutor:
             raise OrderExecutionError(f"{_where(opp)}: a spot_futures_hedge needs one spot and one futures market")
         buy = catalog_instrument(self.instruments, buy_market, opp.symbol)
         sell = catalog_instrument(self.instruments, sell_market, opp.symbol)
-        step = _common_step(buy.lot_size * buy.contract_size, sell.lot_size * sell.contract_size)
+        step = common_step(buy.lot_size * buy.contract_size, sell.lot_size * sell.contract_size)
         quantity = (opp.max_quantity / step).to_integral_value(rounding=ROUND_FLOOR) * step
         if quantity <= 0:
             raise OrderExecutionError(
@@ -363,14 +361,6 @@ def _leg(
         )
     request = ioc_order(instrument, side, size, limit, client_order_id(opportunity.opportunity_id, leg[0]))
     return LegPlan(leg=leg, instrument=instrument, request=request)
-
-
-@functools.lru_cache(maxsize=1024)  # a function of the values only; one entry per pair of lot grids
-def _common_step(a: Decimal, b: Decimal) -> Decimal:
-    """The smallest positive quantity that is a whole multiple of both ``a`` and ``b``."""
-    exponent = min(int(a.normalize().as_tuple().exponent), int(b.normalize().as_tuple().exponent), 0)
-    ia, ib = int(a.scaleb(-exponent)), int(b.scaleb(-exponent))
-    return Decimal(math.lcm(ia, ib)).scaleb(exponent).normalize()
 
 
 def _exact_div(value: Decimal, divisor: Decimal) -> Decimal:

@@ -32,14 +32,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from decimal import ROUND_CEILING, Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import Protocol
 
 import msgspec
 
 from arb_core.book import ASK, BID
+from arb_core.freshness import is_fresh
 
-from .instruments import InstrumentCatalog, InstrumentError, split_symbol
+from .instruments import InstrumentCatalog, InstrumentError, common_step, split_symbol
 from .journal import FillRecord
 from .pipeline import BPS, Leg, book_lot
 from .types import ArbitrageOpportunity, ExchangeName, ExecutionLeg, ExecutionResult, OpportunityType, OrderSide
@@ -204,19 +205,26 @@ class HedgeBook:
 
     def close_opportunity(
         self, position: HedgePosition, spot: Leg, futures: Leg, *, id_prefix: str, detected_ns: int,
-        max_notional: Decimal | None = None,
+        max_age_ns: int, max_notional: Decimal | None = None,
     ) -> ArbitrageOpportunity | None:
         """The opposite pair closing ``position`` (at most ``max_notional`` of quote at the walked prices)
         at the books of ``spot`` and ``futures``, when the rule allows.
 
-        None while the round trip would earn less than ``min_profit_bps`` after fees, or
-        when either book is out of sync or cannot fill the quantity.
+        None while the round trip would earn less than ``min_profit_bps`` after fees, when
+        either book is out of sync, older than ``max_age_ns`` at ``detected_ns`` or cannot
+        fill the quantity, and when what is left is less than both markets can trade (a whole
+        common lot, each market's minimum size and notional).
         """
-        if not (spot.book.in_sync and futures.book.in_sync):
+        if not (is_fresh(spot.book, detected_ns, max_age_ns) and is_fresh(futures.book, detected_ns, max_age_ns)):
             return None
+        si, fi = spot.instrument, futures.instrument
+        step = common_step(si.lot_size * si.contract_size, fi.lot_size * fi.contract_size)
         quantity = abs(position.base)
         if max_notional is not None:
             quantity = min(quantity, max_notional / position.spot_price)
+        quantity = _floor_to(quantity, step)
+        if not quantity:
+            return None
         long_spot = position.base > 0
         # A long-spot hedge closes by selling spot into the bids and buying futures from the asks.
         spot_price = _walk(spot, BID if long_spot else ASK, quantity)
@@ -225,7 +233,6 @@ class HedgeBook:
             return None
         exit_basis = futures_price - spot_price
         gain = position.entry_basis - exit_basis if long_spot else exit_basis - position.entry_basis
-        si, fi = spot.instrument, futures.instrument
         fees = (position.spot_price + spot_price) * si.taker_fee
         fees += (position.futures_price + futures_price) * fi.taker_fee
         profit = (gain - fees) * quantity
@@ -243,9 +250,17 @@ class HedgeBook:
             spot_price, futures_price = spot_price + room, futures_price - room
         if max_notional is not None and quantity * max(spot_price, futures_price) > max_notional:
             # Less quantity walks no deeper, so the limits found stay valid for it.
-            smaller = max_notional / max(spot_price, futures_price)
+            smaller = _floor_to(max_notional / max(spot_price, futures_price), step)
             profit = profit * smaller / quantity
             quantity = smaller
+        if (
+            not quantity
+            or quantity < si.min_size * si.contract_size
+            or quantity < fi.min_size * fi.contract_size
+            or quantity * spot_price < si.min_notional
+            or quantity * futures_price < fi.min_notional
+        ):
+            return None
         self._closes += 1
         buy, sell = (futures, spot) if long_spot else (spot, futures)
         base, _, _ = split_symbol(position.symbol)
@@ -267,11 +282,20 @@ class HedgeBook:
         )
 
 
+def _floor_to(quantity: Decimal, step: Decimal) -> Decimal:
+    """``quantity`` rounded down to a whole multiple of ``step``."""
+    return (quantity / step).to_integral_value(ROUND_FLOOR) * step
+
+
 def _walk(leg: Leg, side: int, base: Decimal) -> Decimal | None:
     """Worst price of taking ``base`` from ``leg``'s book (ASK: buying, BID: selling); None when too thin."""
     lot = book_lot(leg.scale) * leg.instrument.contract_size
     lots = int((base / lot).to_integral_value(ROUND_CEILING))
-    filled, _, worst, _ = leg.book.walk(side, lots)
+    try:
+        filled, _, worst, _ = leg.book.walk(side, lots)
+    except OverflowError as exc:  # a notional past the book's int64 fixed point: not priced, so not closed
+        log.warning("hedges: %s %s: cannot walk %s base: %s", leg.exchange.value, leg.instrument.symbol, base, exc)
+        return None
     if filled < lots or worst <= 0:
         return None
     return leg.book_price(worst)

@@ -7,6 +7,7 @@ crosses between those integers and venue ``Decimal`` values goes through ``Instr
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Iterable, Iterator
 from decimal import Context, Decimal, Inexact, InvalidOperation, Overflow
 from typing import TypeVar
@@ -37,6 +38,14 @@ def decimals_of(step: Decimal) -> int:
     if not isinstance(exponent, int):
         raise InstrumentError(f"step {step!r} is not a finite number")
     return max(0, -exponent)
+
+
+@functools.lru_cache(maxsize=1024)  # a function of the values only; one entry per pair of lot grids
+def common_step(a: Decimal, b: Decimal) -> Decimal:
+    """The smallest positive quantity that is a whole multiple of both ``a`` and ``b``."""
+    exponent = min(int(a.normalize().as_tuple().exponent), int(b.normalize().as_tuple().exponent), 0)
+    ia, ib = int(a.scaleb(-exponent)), int(b.scaleb(-exponent))
+    return Decimal(math.lcm(ia, ib)).scaleb(exponent).normalize()
 
 
 def round_up_to_step(value: Decimal, step: Decimal) -> Decimal:

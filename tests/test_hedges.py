@@ -9,13 +9,18 @@ from pathlib import Path
 
 import pytest
 from fakevenue import FakeExchange, FakeTime, Step, catalogs, perp, spot
+from test_pipeline import GATE as GATE_SPOT
+from test_pipeline import GATE_BOOK, GATE_PERP, GATE_PERP_BOOK, book
 
 from arb.execution import TwoLegExecutor
 from arb.hedges import HedgeBook, HedgePosition
+from arb.instruments import InstrumentCatalog
 from arb.journal import Journal
 from arb.orders import OrderSettings
+from arb.pipeline import ScannerPipeline
 from arb.recovery import RecoveryManager
 from arb.types import ArbitrageOpportunity, ExchangeName, ExecutionResult, OpportunityType
+from arb_core.wire.common import WireScale
 
 GATE, MEXC, PERP = ExchangeName.GATEIO, ExchangeName.MEXC, ExchangeName.GATEIO_FUTURES
 HEDGE, SPOT_SPOT = OpportunityType.SPOT_FUTURES_HEDGE, OpportunityType.SPOT_SPOT
@@ -140,3 +145,45 @@ def test_a_leg_unwound_by_recovery_keeps_the_entry_prices_of_what_is_held(tmp_pa
     assert (live.spot_price, live.futures_price) == (D("60000"), D("60300"))
     restored = HedgeBook(venues.catalogs, min_profit_bps=D(10)).restore(venues.journal)
     assert restored == [live]
+
+
+def close_of(
+    base: str, books_at_ns: int, now_ns: int, spot_book: WireScale = WireScale(3, 1, 10, 1)
+) -> ArbitrageOpportunity | None:
+    """The close of a long-spot hedge (entry basis 600) on books where the basis has reverted to 0.1
+    (Gate.io's BTC_USDT book grid by default: prices to 0.001, sizes to 1e-10)."""
+    markets = {GATE: GATE_SPOT, PERP: GATE_PERP}
+    hedges = HedgeBook({m: InstrumentCatalog(m, [i]) for m, i in markets.items()}, min_profit_bps=D(10))
+    scans = ScannerPipeline(max_data_age_ms=100, opportunity_types=(HEDGE,), clock=lambda: now_ns)
+    (plan,) = scans.register_symbol("BTC/USDT", [
+        (GATE_SPOT, book("spot", spot_book, [("60000", "10")], [("60000.1", "10")], books_at_ns), spot_book),
+        (GATE_PERP, book("perp", GATE_PERP_BOOK, [("59999.9", "10000000")], [("60000.1", "10000000")], books_at_ns),
+         GATE_PERP_BOOK),
+    ])
+    position = HedgePosition(
+        symbol="BTC/USDT", spot=GATE, futures=PERP, base=D(base), spot_price=D("60000"), futures_price=D("60600")
+    )
+    return hedges.close_opportunity(
+        position, *plan.legs, id_prefix="t", detected_ns=now_ns, max_age_ns=scans.max_age_ns
+    )
+
+
+def test_a_hedge_is_not_closed_on_books_older_than_the_data_age_limit() -> None:
+    closing = close_of("0.0015", books_at_ns=10**9, now_ns=10**9 + 50_000_000)
+    assert closing is not None and closing.max_quantity == D("0.0015")
+    assert close_of("0.0015", books_at_ns=10**9, now_ns=10**9 + 150_000_000) is None  # 150 ms old
+
+
+def test_a_close_trades_whole_common_lots_and_leaves_a_smaller_remainder_alone() -> None:
+    # Gate.io's perpetual trades whole contracts of 0.0001 BTC: 0.00015 closes 0.0001, 0.00005 nothing.
+    closing = close_of("0.00015", books_at_ns=10**9, now_ns=10**9)
+    assert closing is not None and closing.max_quantity == D("0.0001")
+    assert close_of("0.00005", books_at_ns=10**9, now_ns=10**9) is None
+
+
+def test_a_close_too_deep_for_the_book_fixed_point_is_not_proposed_and_raises_nothing(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # 0.0015 BTC at 60000 on a book grid of 1e-8 quote x 1e-10 base: the notional passes int64.
+    assert close_of("0.0015", books_at_ns=10**9, now_ns=10**9, spot_book=GATE_BOOK) is None
+    assert "cannot walk 0.0015 base: fixed-point overflow" in caplog.text
