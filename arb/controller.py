@@ -665,10 +665,12 @@ class ArbitrageController:
 
     async def _trade_loop(self) -> None:
         interval_s = self.config.opportunity_scan_interval_ms / 1000
+        interval_ns = self.config.opportunity_scan_interval_ms * 1_000_000
         pipeline = self.pipeline
         if pipeline is None:
             raise ArbitrageEngineError("controller: the scanner pipeline was not built")
         loop = asyncio.get_running_loop()
+        hedges_checked_ns = self.clock()
         while self._scanning:
             if not self._pending:
                 journal = self.journal
@@ -705,8 +707,14 @@ class ArbitrageController:
                     continue
                 await self.process(opportunity)
                 self._traded_ns[opportunity.symbol] = self.clock()
+                # Standing opportunities on several symbols can keep the queue from emptying: open
+                # hedges are still checked every scan interval.
+                if self.hedges is not None and self._scanning and self.clock() - hedges_checked_ns >= interval_ns:
+                    await self._close_hedges(self.hedges, pipeline)
+                    hedges_checked_ns = self.clock()
             if self.hedges is not None and self._scanning:
                 await self._close_hedges(self.hedges, pipeline)
+                hedges_checked_ns = self.clock()
 
     async def _rehearsals(self) -> None:
         """Every ``engine.rehearsal_interval_ms`` while the trade loop waits for the next opportunity,

@@ -22,6 +22,7 @@ from arb.execution import StartedExecution, TwoLegExecutor
 from arb.exchanges.base import BookKey
 from arb.exchanges.factory import registered
 from arb.exchanges.models import OrderRequest, OrderState, OrderType
+from arb.hedges import HedgeBook
 from arb.journal import Journal
 from arb.pipeline import ScannerPipeline
 from arb.risk import RiskManager
@@ -575,3 +576,56 @@ def test_a_signed_call_that_cannot_be_made_refuses_live_trading_without_quoting_
     assert refused.value.problems == (
         "exchange gateio: the signed balance call with GATEIO_API_KEY could not be made (ValueError)",
     )
+
+
+def test_open_hedges_are_checked_every_scan_interval_while_the_queue_never_empties(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two symbols whose opportunities stand are each found again while the other executes, so the
+    queue never empties; the open hedge is still checked for its close every scan interval."""
+    now = [10**9]
+    configuration = manager(tmp_path, '[engine]\nsymbols = ["BTC/USDT", "ETH/USDT"]\n')
+    interval_ms = configuration.config.opportunity_scan_interval_ms
+
+    def found(symbol: str) -> ArbitrageOpportunity:
+        return ArbitrageOpportunity(
+            opportunity_id=f"{symbol[:3].lower()}{now[0]}", opportunity_type=OpportunityType.SPOT_SPOT,
+            symbol=symbol, buy_exchange=ExchangeName.MEXC, sell_exchange=ExchangeName.GATEIO, buy_price=D("100"),
+            sell_price=D("101"), max_quantity=D("0.1"), profit_per_unit=D("0.5"), total_profit_estimate=D("0.05"),
+            profit_margin_bps=D("50"), detected_at=now[0],
+        )
+
+    class TakesTwoIntervals(InstantExecutor):
+        executed = 0
+
+        async def finish(self, started: StartedExecution) -> ExecutionResult:
+            TakesTwoIntervals.executed += 1
+            now[0] += 2 * interval_ms * 1_000_000
+            other = "ETH/USDT" if started.opportunity.symbol == "BTC/USDT" else "BTC/USDT"
+            controller._on_opportunity(found(other), SimpleNamespace(symbol_id=other))  # type: ignore[arg-type]
+            return await super().finish(started)
+
+    controller = ArbitrageController(
+        configuration, executor=TakesTwoIntervals(), risk=RiskManager(configuration.config.risk_limits),
+        pipeline=ScannerPipeline(max_data_age_ms=100, clock=lambda: now[0]), clock=lambda: now[0],
+    )
+    controller.hedges = HedgeBook({}, min_profit_bps=D(10))
+    checks: list[int] = []
+
+    async def close_hedges(hedges: HedgeBook, pipeline: ScannerPipeline) -> None:
+        checks.append(now[0])
+
+    monkeypatch.setattr(controller, "_close_hedges", close_hedges)
+
+    async def scenario() -> None:
+        controller._scanning = True
+        trading = asyncio.get_running_loop().create_task(controller._trade_loop())
+        await asyncio.sleep(0)
+        controller._on_opportunity(found("BTC/USDT"), SimpleNamespace(symbol_id="BTC/USDT"))  # type: ignore[arg-type]
+        await eventually(lambda: TakesTwoIntervals.executed >= 100)
+        controller._scanning = False
+        controller._wake()
+        await asyncio.wait_for(trading, 5)
+
+    asyncio.run(scenario())
+    assert len(checks) >= 99  # once after each execution: each took two scan intervals
