@@ -44,6 +44,7 @@ from .errors import ArbitrageEngineError, ConfigurationError
 from .exchanges.base import BookKey, MarketDataTap
 from .exchanges.book_sync import BookSyncStats
 from .exchanges.connector import ExchangeConnector
+from .exchanges.errors import ErrorCategory
 from .exchanges.factory import ExchangeFactory, market_symbols
 from .exchanges.models import Fill, OrderRequest, OrderState
 from .exchanges.paper import PaperExchange
@@ -95,6 +96,13 @@ RESULTS_KEPT = 10_000
 _JOURNAL_FILE_SUFFIXES = ("", "-wal", "-shm", INTENT_LOG_SUFFIX)
 # A residual may cost at most this fraction of max_position_size_usd to close before it is flagged.
 RECOVERY_LOSS_FRACTION = Decimal("0.01")
+# Order failures that are the venue's state, not the order's: they feed the venue-errors breaker.
+# Refusals of the order itself (balance, precision, size, unknown order) are left to the
+# consecutive-failures breaker.
+VENUE_FAULTS = frozenset(category.value for category in (
+    ErrorCategory.OUTCOME_UNKNOWN, ErrorCategory.MAINTENANCE, ErrorCategory.RATE_LIMITED, ErrorCategory.AUTH_FAILED,
+    ErrorCategory.TIMESTAMP,
+))
 # A funding rate not refreshed for this many refresh intervals counts as missing (hedges refused).
 FUNDING_STALE_REFRESHES = 3
 
@@ -811,6 +819,9 @@ class ArbitrageController:
         opportunity, monitor = started.opportunity, self.monitor
         self._record_fills(result)
         risk.record_execution(result)
+        for leg in result.legs:
+            if leg.error_category in VENUE_FAULTS:
+                risk.record_venue_error(leg.exchange, leg.error or leg.error_category or "")
         monitor.record_execution(result)
         monitor.record_cycle(self.clock() - opportunity.detected_at, opportunity.opportunity_id)
         self._results.append(result)

@@ -339,6 +339,7 @@ class OrderOutcome(msgspec.Struct, frozen=True, kw_only=True):
             fee=self.fee[0],
             order_id=None if state is None else state.order_id,
             error=self.error,
+            error_category=None if self.category is None else ErrorCategory(self.category).value,
         )
 
 

@@ -182,6 +182,7 @@ class ExecutionLeg(msgspec.Struct, frozen=True, kw_only=True):
     fee: Decimal = Decimal(0)
     order_id: str | None = None
     error: str | None = None
+    error_category: str | None = None  # what kind of failure ``error`` is (``ErrorCategory`` value), when known
 
 
 class ExecutionResult(msgspec.Struct, frozen=True, kw_only=True):

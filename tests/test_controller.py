@@ -25,12 +25,14 @@ from arb.exchanges.models import OrderRequest, OrderState, OrderType
 from arb.hedges import HedgeBook
 from arb.journal import Journal
 from arb.pipeline import ScannerPipeline
-from arb.risk import RiskManager
+from arb.risk import Breaker, RiskManager
 from arb.secrets import ApiCredentials, Secret
 from arb.sim.cluster import SimCluster, default_instruments
 from arb.sim.market import COMMON_DECIMALS, Dislocation
 from arb.sim.server import VenueUrls
-from arb.types import ArbitrageOpportunity, ArbitrageState, ExchangeName, ExecutionResult, OpportunityType, OrderSide
+from arb.types import (
+    ArbitrageOpportunity, ArbitrageState, ExchangeName, ExecutionLeg, ExecutionResult, OpportunityType, OrderSide,
+)
 from arb_core.book import DeltaBatch
 from arb_core.wire.common import WireScale
 
@@ -629,3 +631,40 @@ def test_open_hedges_are_checked_every_scan_interval_while_the_queue_never_empti
 
     asyncio.run(scenario())
     assert len(checks) >= 99  # once after each execution: each took two scan intervals
+
+
+@pytest.mark.parametrize(("category", "trips"), [("maintenance", True), ("outcome_unknown", True),
+                                                  ("insufficient_balance", False)])
+def test_legs_failing_for_the_venue_feed_the_venue_errors_breaker(
+    tmp_path: Path, category: str, trips: bool
+) -> None:
+    class FirstLegRefused(InstantExecutor):
+        async def finish(self, started: StartedExecution) -> ExecutionResult:
+            opportunity = started.opportunity
+            refused = ExecutionLeg(
+                exchange=opportunity.buy_exchange, symbol=opportunity.symbol, side=OrderSide.BUY,
+                client_order_id=f"{opportunity.opportunity_id}-b", requested_quantity=D("0.001"),
+                limit_price=opportunity.buy_price, error=f"refused: {category}", error_category=category,
+            )
+            # Completed by recovery: only the venue-errors breaker can see the refusals.
+            return ExecutionResult(
+                opportunity_id=opportunity.opportunity_id, final_state=ArbitrageState.COMPLETED,
+                total_execution_time_ms=D(0), realized_profit=D(0), legs=(refused,),
+            )
+
+    configuration = manager(tmp_path)
+    risk = RiskManager(configuration.config.risk_limits)
+    controller = ArbitrageController(configuration, executor=FirstLegRefused(), risk=risk)
+    threshold = risk.get_circuit_breaker_status()[Breaker.VENUE_ERRORS].threshold
+
+    async def scenario() -> None:
+        for n in range(threshold):
+            await controller.process(ArbitrageOpportunity(
+                opportunity_id=f"v{n}", opportunity_type=OpportunityType.SPOT_SPOT, symbol="BTC/USDT",
+                buy_exchange=ExchangeName.MEXC, sell_exchange=ExchangeName.GATEIO, buy_price=D("60000"),
+                sell_price=D("60300"), max_quantity=D("0.001"), profit_per_unit=D("300"),
+                total_profit_estimate=D("0.3"), profit_margin_bps=D("50"), detected_at=0,
+            ))
+
+    asyncio.run(scenario())
+    assert risk.get_circuit_breaker_status()[Breaker.VENUE_ERRORS].tripped is trips
