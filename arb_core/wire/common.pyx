@@ -1,5 +1,6 @@
 """Shared by the venue decoders: the instrument scale, the error type, frame kinds."""
 
+cimport cython
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 from libc.stdint cimport int64_t, uint8_t, uint64_t
 from libc.string cimport memcmp
@@ -47,6 +48,7 @@ cdef dict _REASONS = {
 }
 
 
+@cython.auto_pickle(False)  # pickled by __reduce__, through the checks below
 cdef class WireScale:
     """Fixed-point description of one instrument's prices and sizes on the wire.
 
@@ -56,8 +58,10 @@ cdef class WireScale:
     frame is for that instrument.
     """
 
-    def __init__(self, int price_decimals, int64_t tick_units, int size_decimals,
-                 int64_t lot_units, symbol=None):
+    # Checked in __cinit__, which every instance goes through (``__new__`` included): the
+    # decoders divide by the units and index powers of ten by the decimals unchecked.
+    def __cinit__(self, int price_decimals, int64_t tick_units, int size_decimals,
+                  int64_t lot_units, symbol=None):
         if not 0 <= price_decimals <= 18:
             raise ValueError(f"price_decimals must be in 0..18, got {price_decimals}")
         if not 0 <= size_decimals <= 18:
@@ -83,6 +87,9 @@ cdef class WireScale:
         if PyBytes_GET_SIZE(self.symbol) != end - start:
             return False
         return memcmp(PyBytes_AS_STRING(self.symbol), buf + start, end - start) == 0
+
+    def __reduce__(self):
+        return WireScale, (self.price_decimals, self.tick_units, self.size_decimals, self.lot_units, self.symbol)
 
     def __repr__(self):
         return (f"WireScale(price_decimals={self.price_decimals}, tick_units={self.tick_units}, "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pickle
 from collections import defaultdict
 from pathlib import Path
 
@@ -302,6 +303,17 @@ def test_wire_scale_validates_its_arguments(args: tuple[int, int, int, int]) -> 
         WireScale(*args)
     with pytest.raises(ValueError):
         WireScale(2, 1, 2, 1, symbol=b"")
+
+
+def test_a_wire_scale_cannot_exist_unchecked() -> None:
+    """Every instance passes the checks (the decoders divide by the units unchecked): there is no
+    bare ``__new__`` and no pickle state to set; pickling goes back through the constructor."""
+    with pytest.raises(TypeError):
+        WireScale.__new__(WireScale)
+    assert not hasattr(WireScale(2, 1, 2, 1), "__setstate_cython__")
+    scale = WireScale(2, 5, 3, 1, symbol="BTC_USDT")
+    assert pickle.loads(pickle.dumps(scale)) == scale
+    assert scale.__reduce__() == (WireScale, (2, 5, 3, 1, b"BTC_USDT"))
 
 
 def test_frame_symbol_and_classify_reject_garbage() -> None:
