@@ -112,7 +112,7 @@ cdef class ClockOffset:
         if best_rtt >= 0:
             return checked_add(delay, -rtt_offset)
         if min_delay != INT64_MAX:
-            return delay - min_delay
+            return checked_add(delay, -min_delay)
         return 0    # this push fell outside the window and none is inside
 
     cpdef int64_t observe_round_trip(
@@ -135,15 +135,18 @@ cdef class ClockOffset:
         return offset
 
     cdef void _window(self, int64_t* min_delay, int64_t* best_rtt, int64_t* rtt_offset) noexcept:
-        # Oldest bucket first with strict comparisons, so ties keep the older sample.
-        cdef int64_t e = self.latest_epoch - OFFSET_BUCKETS + 1
+        # Oldest bucket first with strict comparisons, so ties keep the older sample. A fixed
+        # count rather than a loop up to latest_epoch, which cannot end at INT64_MAX.
+        cdef int64_t e
+        cdef int k
         cdef OffsetBucket* b
         min_delay[0] = INT64_MAX
         best_rtt[0] = -1
         rtt_offset[0] = 0
-        if e < 0:
-            e = 0
-        while e <= self.latest_epoch:
+        for k in range(OFFSET_BUCKETS):
+            e = self.latest_epoch - (OFFSET_BUCKETS - 1) + k
+            if e < 0:
+                continue
             b = &self.buckets[e % OFFSET_BUCKETS]
             if b.epoch == e:
                 if b.min_delay_ns < min_delay[0]:
@@ -151,7 +154,6 @@ cdef class ClockOffset:
                 if b.min_rtt_ns >= 0 and (best_rtt[0] < 0 or b.min_rtt_ns < best_rtt[0]):
                     best_rtt[0] = b.min_rtt_ns
                     rtt_offset[0] = b.rtt_offset_ns
-            e += 1
 
     @property
     def min_delay_ns(self):

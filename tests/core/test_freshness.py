@@ -162,3 +162,15 @@ def test_is_fresh_and_age_match_reference(recv_ns: int, in_sync: bool, now_ns: i
         book.mark_out_of_sync()
     assert is_fresh(book, now_ns, max_age_ns) == ref.is_fresh(book, now_ns, max_age_ns)
     assert age_ns(book, now_ns) == ref.age_ns(book, now_ns)
+
+
+def test_clock_offset_at_the_end_of_int64_ends_and_never_wraps() -> None:
+    # A 1 ns bucket puts the epoch at INT64_MAX: the window scan used to count up to it forever.
+    offset = ClockOffset(8)
+    assert offset.observe(2**63 - 1, 0) == 0
+    assert offset.offset_ns is None
+    # A latency past int64 raises instead of wrapping to a plausible number.
+    offset = ClockOffset(1000)
+    offset.observe(9_223_372_036_854_775_000, 0)
+    with pytest.raises(OverflowError):
+        offset.observe(1, 9_223_372_036_854)
