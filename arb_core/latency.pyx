@@ -195,7 +195,8 @@ cdef class LatencyHistogram:
     def __setstate__(self, state):
         count, overflow_count, min_ns, max_ns, total_ns, buckets = state
         cdef Py_ssize_t i
-        cdef int64_t n, total = 0
+        cdef int64_t n
+        total = 0  # a Python int: bucket counts near INT64_MAX must not wrap into agreement
         for i, n in buckets:
             if i < 0 or i >= self.n_buckets or n <= 0:
                 raise ValueError(f"invalid pickled bucket ({i}, {n})")

@@ -100,6 +100,7 @@ def test_merge_requires_the_same_configuration() -> None:
         (1, 2, 100, 100, 100, [(0, 1)]),
         (1, 0, -5, 100, 100, [(0, 1)]),
         (1, 0, 100, 10**12, 100, [(0, 1)]),
+        (0, 0, 0, 0, 0, [(0, 2**63 - 1), (1, 2**63 - 1), (2, 2)]),  # sums to 2**64: 0 if it wrapped
     ],
 )
 def test_corrupt_pickle_state_is_rejected(state: tuple[object, ...]) -> None:
