@@ -9,6 +9,8 @@ records straight into each market's ``BookRouter`` and the scanner, returning to
 for everything the per-record Python feed would do differently.
 """
 
+import operator
+
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_FromStringAndSize
 from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
 from libc.stdint cimport int64_t, uint16_t, uint32_t
@@ -193,6 +195,9 @@ cdef class RecordLoop:
 
     def __init__(self, clock, int64_t window_ns, int64_t origin_ns, double idle_margin_s=1e-6, pipeline=None,
                  SpreadScanner scanner=None, int64_t max_age_ns=0, Py_ssize_t symbols=0):
+        if self._sym_dirty != NULL:
+            # A second __init__ would keep the markets' tables while replacing the ranges they index.
+            raise ValueError("RecordLoop is initialised once; make a new one")
         if clock is None:
             raise ValueError("clock must not be None")
         if window_ns < 0:
@@ -268,13 +273,15 @@ cdef class RecordLoop:
             raise ValueError(f"market {market}: mode {mode} needs its router, sync and connector")
         if mode == MODE_SCAN and self._pipeline is None:
             raise ValueError(f"market {market}: MODE_SCAN needs the loop's pipeline")
-        cdef list ranges = [list(ids) for ids in slot_ids] if mode == MODE_SCAN else []
+        # Plain ints, converted once and compared in C: what is checked is what is stored.
+        cdef list ranges = [[int(operator.index(i)) for i in ids] for ids in slot_ids] if mode == MODE_SCAN else []
         cdef Py_ssize_t total = sum(len(ids) for ids in ranges)
-        cdef Py_ssize_t slots = len(ranges), slot, k
+        cdef Py_ssize_t slots = len(ranges), slot, k, checked_id
         cdef object symbol_id
         for ids in ranges:
             for symbol_id in ids:
-                if not 0 <= symbol_id < self._n_symbols:
+                checked_id = symbol_id
+                if not 0 <= checked_id < self._n_symbols:
                     raise ValueError(f"market {market}: symbol id {symbol_id} is not in [0, {self._n_symbols})")
         cdef Py_ssize_t* new_ranges = <Py_ssize_t*>PyMem_Realloc(
             self._ranges, (2 * (self._n_ranges + slots) + 2) * sizeof(Py_ssize_t))
@@ -364,7 +371,7 @@ cdef class RecordLoop:
 
     cdef int _load(self) except -1:
         cdef object symbol_id
-        cdef Py_ssize_t i, n = self._n_symbols
+        cdef Py_ssize_t i, sid, n = self._n_symbols
         cdef int code
         self._now = self._clock.now_ns
         for code in self._codes:
@@ -373,12 +380,14 @@ cdef class RecordLoop:
             memset(self._sym_dirty, 0, n)
             memset(self._standing, 0, n)
             for symbol_id in self._pipeline.marked:
-                if not 0 <= symbol_id < n:
+                sid = symbol_id  # converted once, then checked and used in C
+                if not 0 <= sid < n:
                     raise ValueError(f"dirty symbol id {symbol_id} is not in [0, {n})")
-                self._sym_dirty[<Py_ssize_t>symbol_id] = 1
+                self._sym_dirty[sid] = 1
             for symbol_id in self._pipeline._standing:
-                if 0 <= symbol_id < n:
-                    self._standing[<Py_ssize_t>symbol_id] = 1
+                sid = symbol_id
+                if 0 <= sid < n:
+                    self._standing[sid] = 1
         return 0
 
     cdef int _store(self) except -1:

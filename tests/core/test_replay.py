@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from decimal import Decimal
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -26,7 +27,8 @@ from arb.sim.cluster import default_instruments
 from arb.types import OpportunityType
 from arb_core import replay
 from arb_core.book import DeltaBatch, OrderBook
-from arb_core.router import BookRouter
+from arb_core.router import DIALECT_GATEIO_SPOT, BookRouter
+from arb_core.scanner import SpreadScanner
 from reference import replay as ref
 from simulated_recording import record_simulated
 
@@ -405,3 +407,42 @@ def test_a_router_exception_is_handed_over_with_the_record(
         traces.append(world.replay([False], [None], 0))
     assert traces[0] == traces[1]
     assert any(step == ("error", "SequenceGapError") for step in traces[0])
+
+
+class _Pipeline:
+    """What RecordLoop reads of a scanner pipeline."""
+
+    def __init__(self, marked: set[int]) -> None:
+        self.marked = marked
+        self._standing: dict[int, object] = {}
+
+    def count_scans(self, n: int) -> None:
+        pass
+
+
+class _AgreesWithEverything(int):
+    """An int whose comparisons all pass: a range check made in Python on it proves nothing."""
+
+    def __lt__(self, other: object) -> bool:
+        return True
+
+    __le__ = __gt__ = __ge__ = __lt__
+
+
+def test_symbol_ids_are_checked_as_the_c_integers_that_index_the_tables() -> None:
+    router = BookRouter(DIALECT_GATEIO_SPOT)
+    sync = SimpleNamespace(batch_updated=False)
+    liar = _AgreesWithEverything(1 << 40)
+    loop = replay.RecordLoop(_Clock(0), 0, 0, 1e-6, _Pipeline(set()), SpreadScanner(), 0, 1)
+    with pytest.raises(ValueError, match="symbol id 1099511627776 is not in"):
+        loop.add_market(CODES[0], replay.MODE_SCAN, router, sync, SimpleNamespace(messages=0), [[liar]])
+    loop = replay.RecordLoop(_Clock(0), 0, 0, 1e-6, _Pipeline({liar}), SpreadScanner(), 0, 1)
+    loop.push(None, 0)
+    with pytest.raises(ValueError, match="dirty symbol id 1099511627776"):
+        loop.run(False, math.inf)
+
+
+def test_a_record_loop_is_initialised_once() -> None:
+    loop = replay.RecordLoop(_Clock(0), 0, 0)
+    with pytest.raises(ValueError, match="initialised once"):
+        loop.__init__(_Clock(0), 0, 0)  # type: ignore[misc]
