@@ -43,6 +43,20 @@ symbols = ["BTC/USDT"]
 SECOND = 1_000_000_000
 
 
+def mexc_to_gate(
+    opportunity_id: str, buy_price: D, sell_price: D, quantity: str, *, margin_bps: str = "50",
+    symbol: str = "BTC/USDT", detected_at: int = 0,
+) -> ArbitrageOpportunity:
+    """A spot-spot opportunity buying on MEXC and selling on Gate.io; profit from the prices given."""
+    per_unit = sell_price - buy_price
+    return ArbitrageOpportunity(
+        opportunity_id=opportunity_id, opportunity_type=OpportunityType.SPOT_SPOT, symbol=symbol,
+        buy_exchange=ExchangeName.MEXC, sell_exchange=ExchangeName.GATEIO, buy_price=buy_price,
+        sell_price=sell_price, max_quantity=D(quantity), profit_per_unit=per_unit,
+        total_profit_estimate=per_unit * D(quantity), profit_margin_bps=D(margin_bps), detected_at=detected_at,
+    )
+
+
 def manager(tmp_path: Path, text: str = CONFIG, environ: dict[str, str] | None = None) -> ConfigurationManager:
     path = tmp_path / "arb.toml"
     path.write_text(text)
@@ -162,20 +176,7 @@ def test_engine_session_statistics_health_and_a_refused_opportunity(tmp_path: Pa
             engine = ArbitrageEngine(controller)
             async with engine.session(trade=False):
                 assert engine.is_healthy
-                thin = ArbitrageOpportunity(
-                    opportunity_id="thin1btc",
-                    opportunity_type=OpportunityType.SPOT_SPOT,
-                    symbol="BTC/USDT",
-                    buy_exchange=ExchangeName.MEXC,
-                    sell_exchange=ExchangeName.GATEIO,
-                    buy_price=D("60000"),
-                    sell_price=D("60001"),
-                    max_quantity=D("0.0001"),
-                    profit_per_unit=D("0.1"),
-                    total_profit_estimate=D("0.00001"),
-                    profit_margin_bps=D("0.1"),  # below the 10 bps floor
-                    detected_at=0,
-                )
+                thin = mexc_to_gate("thin1btc", D("60000"), D("60001"), "0.0001", margin_bps="0.1")  # floor: 10 bps
                 result = await engine.execute_opportunity(thin)
                 assert result.final_state is ArbitrageState.FAILED and result.error == "refused by risk checks"
                 stats = engine.get_engine_statistics()
@@ -383,13 +384,7 @@ def test_a_long_run_keeps_the_newest_results_and_counts_them_all(tmp_path: Path)
 
     async def scenario() -> None:
         for n in range(5):
-            opportunity = ArbitrageOpportunity(
-                opportunity_id=f"o{n}", opportunity_type=OpportunityType.SPOT_SPOT, symbol="BTC/USDT",
-                buy_exchange=ExchangeName.MEXC, sell_exchange=ExchangeName.GATEIO, buy_price=D("60000"),
-                sell_price=D("60300"), max_quantity=D("0.0001"), profit_per_unit=D("300"),
-                total_profit_estimate=D("0.03"), profit_margin_bps=D("50"), detected_at=0,
-            )
-            assert await controller.process(opportunity) is not None
+            assert await controller.process(mexc_to_gate(f"o{n}", D("60000"), D("60300"), "0.0001")) is not None
 
     asyncio.run(scenario())
     assert [r.opportunity_id for r in controller.results] == ["o2", "o3", "o4"]
@@ -442,19 +437,10 @@ def test_cancelling_execute_opportunity_after_the_orders_are_out_still_finishes_
             engine = ArbitrageEngine(controller)
             async with engine.session(trade=False):
                 mid = cluster.feed.markets[0].mid_common / D(10) ** COMMON_DECIMALS  # both books quote near it
-                # Limits 2% through both books: both IOC orders fill at the venues' best prices.
-                crossing = ArbitrageOpportunity(
-                    opportunity_id="cut1btc",
-                    opportunity_type=OpportunityType.SPOT_SPOT,
-                    symbol="BTC/USDT",
-                    buy_exchange=ExchangeName.MEXC,
-                    sell_exchange=ExchangeName.GATEIO,
-                    buy_price=(mid * D("1.02")).quantize(D("0.01")),
-                    sell_price=(mid * D("0.98")).quantize(D("0.01")),
-                    max_quantity=D("0.001"),
-                    profit_per_unit=D("100"),
-                    total_profit_estimate=D("0.1"),
-                    profit_margin_bps=D("20"),
+                # Limits 2% through both books: both IOC orders fill at the venues' best prices (the
+                # opportunity's stated margin is what the risk check reads; the prices only limit the orders).
+                crossing = mexc_to_gate(
+                    "cut1btc", (mid * D("1.02")).quantize(D("0.01")), (mid * D("0.98")).quantize(D("0.01")), "0.001",
                     detected_at=controller.clock(),
                 )
                 task = asyncio.ensure_future(engine.execute_opportunity(crossing))
@@ -590,12 +576,7 @@ def test_open_hedges_are_checked_every_scan_interval_while_the_queue_never_empti
     interval_ms = configuration.config.opportunity_scan_interval_ms
 
     def found(symbol: str) -> ArbitrageOpportunity:
-        return ArbitrageOpportunity(
-            opportunity_id=f"{symbol[:3].lower()}{now[0]}", opportunity_type=OpportunityType.SPOT_SPOT,
-            symbol=symbol, buy_exchange=ExchangeName.MEXC, sell_exchange=ExchangeName.GATEIO, buy_price=D("100"),
-            sell_price=D("101"), max_quantity=D("0.1"), profit_per_unit=D("0.5"), total_profit_estimate=D("0.05"),
-            profit_margin_bps=D("50"), detected_at=now[0],
-        )
+        return mexc_to_gate(f"{symbol[:3].lower()}{now[0]}", D("100"), D("101"), "0.1", symbol=symbol, detected_at=now[0])
 
     class TakesTwoIntervals(InstantExecutor):
         executed = 0
@@ -659,12 +640,7 @@ def test_legs_failing_for_the_venue_feed_the_venue_errors_breaker(
 
     async def scenario() -> None:
         for n in range(threshold):
-            await controller.process(ArbitrageOpportunity(
-                opportunity_id=f"v{n}", opportunity_type=OpportunityType.SPOT_SPOT, symbol="BTC/USDT",
-                buy_exchange=ExchangeName.MEXC, sell_exchange=ExchangeName.GATEIO, buy_price=D("60000"),
-                sell_price=D("60300"), max_quantity=D("0.001"), profit_per_unit=D("300"),
-                total_profit_estimate=D("0.3"), profit_margin_bps=D("50"), detected_at=0,
-            ))
+            await controller.process(mexc_to_gate(f"v{n}", D("60000"), D("60300"), "0.001"))
 
     asyncio.run(scenario())
     assert risk.get_circuit_breaker_status()[Breaker.VENUE_ERRORS].tripped is trips
