@@ -18,7 +18,7 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Coroutine, Mapping
-from decimal import ROUND_FLOOR, Decimal
+from decimal import Decimal
 from typing import Any, Protocol, TypeVar
 
 import msgspec
@@ -28,7 +28,7 @@ from arb_core.fsm import StateMachine
 from .errors import OrderExecutionError
 from .exchanges.base import PrivateExchange
 from .exchanges.models import OrderRequest, OrderState
-from .instruments import Instrument, InstrumentCatalog, common_step
+from .instruments import Instrument, InstrumentCatalog, common_step, round_down_to_step
 from .monitor import Stage
 from .orders import (
     WIDE,
@@ -147,7 +147,7 @@ class TwoLegExecutor:
         buy = catalog_instrument(self.instruments, buy_market, opp.symbol)
         sell = catalog_instrument(self.instruments, sell_market, opp.symbol)
         step = common_step(buy.lot_size * buy.contract_size, sell.lot_size * sell.contract_size)
-        quantity = (opp.max_quantity / step).to_integral_value(rounding=ROUND_FLOOR) * step
+        quantity = round_down_to_step(opp.max_quantity, step)
         if quantity <= 0:
             raise OrderExecutionError(
                 f"{_where(opp)}: max_quantity {opp.max_quantity} is below one common lot {step}"

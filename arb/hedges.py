@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+from decimal import ROUND_CEILING, Decimal
 from typing import Protocol
 
 import msgspec
@@ -40,7 +40,7 @@ import msgspec
 from arb_core.book import ASK, BID
 from arb_core.freshness import is_fresh
 
-from .instruments import InstrumentCatalog, InstrumentError, common_step, split_symbol
+from .instruments import InstrumentCatalog, InstrumentError, common_step, round_down_to_step, split_symbol
 from .journal import FillRecord
 from .pipeline import BPS, Leg, book_lot
 from .types import ArbitrageOpportunity, ExchangeName, ExecutionLeg, ExecutionResult, OpportunityType, OrderSide
@@ -222,7 +222,7 @@ class HedgeBook:
         quantity = abs(position.base)
         if max_notional is not None:
             quantity = min(quantity, max_notional / position.spot_price)
-        quantity = _floor_to(quantity, step)
+        quantity = round_down_to_step(quantity, step)
         if not quantity:
             return None
         long_spot = position.base > 0
@@ -250,7 +250,7 @@ class HedgeBook:
             spot_price, futures_price = spot_price + room, futures_price - room
         if max_notional is not None and quantity * max(spot_price, futures_price) > max_notional:
             # Less quantity walks no deeper, so the limits found stay valid for it.
-            smaller = _floor_to(max_notional / max(spot_price, futures_price), step)
+            smaller = round_down_to_step(max_notional / max(spot_price, futures_price), step)
             profit = profit * smaller / quantity
             quantity = smaller
         if (
@@ -280,11 +280,6 @@ class HedgeBook:
             buy_fee=buy.instrument.taker_fee,
             sell_fee=sell.instrument.taker_fee,
         )
-
-
-def _floor_to(quantity: Decimal, step: Decimal) -> Decimal:
-    """``quantity`` rounded down to a whole multiple of ``step``."""
-    return (quantity / step).to_integral_value(ROUND_FLOOR) * step
 
 
 def _walk(leg: Leg, side: int, base: Decimal) -> Decimal | None:

@@ -48,6 +48,11 @@ def common_step(a: Decimal, b: Decimal) -> Decimal:
     return Decimal(math.lcm(ia, ib)).scaleb(exponent).normalize()
 
 
+def round_down_to_step(value: Decimal, step: Decimal) -> Decimal:
+    """The largest whole multiple of ``step`` that is <= ``value`` (a quantity both grids can trade)."""
+    return (value / step).to_integral_value(rounding="ROUND_FLOOR") * step
+
+
 def round_up_to_step(value: Decimal, step: Decimal) -> Decimal:
     """The smallest whole multiple of ``step`` that is >= ``value`` (for venue minimums)."""
     steps = (value / step).to_integral_value(rounding="ROUND_CEILING")

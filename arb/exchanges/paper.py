@@ -41,14 +41,14 @@ import itertools
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from decimal import ROUND_FLOOR, Decimal, localcontext
+from decimal import Decimal, localcontext
 from typing import NamedTuple, Protocol
 
 from arb_core.book import ASK, BID, OrderBook
 from arb_core.wire.common import WireScale
 
 from ..errors import ExchangeError, OrderRejectedError
-from ..instruments import Instrument, InstrumentError
+from ..instruments import Instrument, InstrumentError, round_down_to_step
 from ..types import ExchangeName, OrderSide
 from .base import BalanceHandler, FillHandler, OrderHandler
 from .errors import ErrorCategory
@@ -269,7 +269,7 @@ class PaperExchange:
                         available -= entry.taken
                     else:
                         del taken[(side, price_ticks)]
-                whole = (available / instrument.lot_size).to_integral_value(rounding=ROUND_FLOOR) * instrument.lot_size
+                whole = round_down_to_step(available, instrument.lot_size)
                 quantity = min(remaining, whole)
                 if quantity > 0:
                     plan.append(_LevelFill(price, quantity, price_ticks, level_lots))
