@@ -477,13 +477,12 @@ class ArbitrageController:
         for market, connector in self.connectors.items():
             if connector.binding.trading is None:
                 continue
+            prefix = VENUE_ENV_PREFIX.get(market.venue, market.venue.upper())
             try:
                 await connector.balances()
             except ArbitrageEngineError as exc:
-                prefix = VENUE_ENV_PREFIX.get(market.venue, market.venue.upper())
                 problems.append(f"exchange {market.value}: the signed balance call failed with {prefix}_API_KEY: {exc}")
             except Exception as exc:  # named by type only: its text could quote a header, the key's value
-                prefix = VENUE_ENV_PREFIX.get(market.venue, market.venue.upper())
                 problems.append(
                     f"exchange {market.value}: the signed balance call with {prefix}_API_KEY could not be made "
                     f"({type(exc).__name__})"
