@@ -35,6 +35,7 @@ from typing import Protocol
 
 import msgspec
 
+from arb_core.book import OrderBook
 from arb_core.freshness import monotonic_ns
 
 from .balances import BalanceMonitor, SkewAlert
@@ -138,6 +139,7 @@ class RunSummary(msgspec.Struct, kw_only=True):
     error: str | None = None  # an engine task failed
     skipped_for_order_budget: int = 0  # opportunities passed up: a venue's order rate budget was spent
     skipped_as_outdated: int = 0  # queued behind an execution past the data age limit (scanned again instead)
+    skipped_for_unseen_fills: int = 0  # a market's book had not been updated since our last fill there
     balance_drifts: int = 0  # REST reads that disagreed with the pushed balances
 
     @property
@@ -160,6 +162,7 @@ class RunSummary(msgspec.Struct, kw_only=True):
             + (", ".join(f"{k} {v}" for k, v in sorted(self.rejected_by_risk.items())) or "none"),
             f"  skipped, order budget    {self.skipped_for_order_budget}",
             f"  skipped, outdated        {self.skipped_as_outdated}",
+            f"  skipped, fills unseen    {self.skipped_for_unseen_fills}",
         ]
         for stage, (p50, p99) in self.latency_ms.items():
             out.append(f"  latency {stage:<8}         p50 {p50} ms, p99 {p99} ms")
@@ -312,6 +315,10 @@ class ArbitrageController:
         self._fills = 0
         self._budget_skips = 0
         self._expired_skips = 0  # queued opportunities scanned again: their data passed the age limit in the queue
+        self._unseen_skips = 0
+        # Markets where our orders filled, with the book and the time of the orders' writes: until a
+        # frame received after that time updates the book, it still shows the liquidity we took.
+        self._unseen_fills: dict[tuple[ExchangeName, str], tuple[OrderBook, int]] = {}
         # The newest results (all of them with ``results_kept=None``, as a backtest's report needs):
         # a live run trades for weeks, and its statistics live in the monitor, not here.
         self._results: collections.deque[ExecutionResult] = collections.deque(maxlen=results_kept)
@@ -712,6 +719,10 @@ class ArbitrageController:
                     self._expired_skips += 1
                     pipeline.scan(symbol_id)
                     continue
+                # The update that shows our last fill is still to come (its scan queues this again if it stands).
+                if self._unseen_fills and self._fills_unseen(opportunity):
+                    self._unseen_skips += 1
+                    continue
                 await self.process(opportunity)
                 self._traded_ns[opportunity.symbol] = self.clock()
                 # Standing opportunities on several symbols can keep the queue from emptying: open
@@ -758,7 +769,7 @@ class ArbitrageController:
                 position, *legs, id_prefix=pipeline.id_prefix, detected_ns=self.clock(),
                 max_age_ns=pipeline.max_age_ns, max_notional=self.config.risk_limits.max_position_size_usd,
             )
-            if closing is not None:
+            if closing is not None and not (self._unseen_fills and self._fills_unseen(closing)):
                 await self.process(closing)
                 self._traded_ns[closing.symbol] = self.clock()
 
@@ -828,6 +839,7 @@ class ArbitrageController:
         if self.hedges is not None:
             self.hedges.record(opportunity, result)
         self._fills += sum(1 for leg in result.legs if leg.filled_quantity > 0)
+        self._hold_until_fills_seen(started, result)
         log.info(
             "%s %s buy %s sell %s: %s, realized %s%s",
             opportunity.opportunity_id, opportunity.symbol, opportunity.buy_exchange.value,
@@ -835,6 +847,42 @@ class ArbitrageController:
             f", expected funding {opportunity.expected_funding}" if opportunity.expected_funding else "",
         )
         return result
+
+    def _hold_until_fills_seen(self, started: StartedExecution, result: ExecutionResult) -> None:
+        """Note the markets where a leg of ``result`` filled: their books show the liquidity it took
+        until the venue's update arrives, and trading on them waits for that (``_fills_unseen``)."""
+        pipeline = self.pipeline
+        if pipeline is None:
+            return
+        symbol = started.opportunity.symbol
+        for index, leg in enumerate(result.legs):
+            if leg.filled_quantity <= 0:
+                continue
+            book = pipeline.book_of(leg.exchange, symbol)
+            if book is not None:
+                # Both legs were written at ``sent_ns``; a recovery order later, at a time not kept here.
+                written_ns = started.sent_ns if index < 2 else self.clock()
+                held = self._unseen_fills.get((leg.exchange, symbol))
+                if held is None or held[1] < written_ns:
+                    self._unseen_fills[leg.exchange, symbol] = (book, written_ns)
+
+    def _fills_unseen(self, opportunity: ArbitrageOpportunity) -> bool:
+        """Whether a market of ``opportunity`` has had no book update since our last fill there.
+
+        An update received after our orders were written is taken to show their fills: the
+        venue matched them after they were written, and it publishes what a match took in the
+        book updates that follow it (a venue that batches its pushes can still lag by one).
+        """
+        unseen = self._unseen_fills
+        for market in (opportunity.buy_exchange, opportunity.sell_exchange):
+            key = (market, opportunity.symbol)
+            held = unseen.get(key)
+            if held is not None:
+                book, written_ns = held
+                if book.last_recv_ns <= written_ns:
+                    return True
+                del unseen[key]
+        return False
 
     def _order_wait_s(self, opportunity: ArbitrageOpportunity) -> float:
         """Seconds until both legs' venues admit an order (0: both can be sent now)."""
@@ -976,6 +1024,7 @@ class ArbitrageController:
             error=self._error,
             skipped_for_order_budget=self._budget_skips,
             skipped_as_outdated=self._expired_skips,
+            skipped_for_unseen_fills=self._unseen_skips,
             balance_drifts=self.balances.drifts if self.balances is not None else 0,
         )
 

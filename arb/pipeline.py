@@ -431,6 +431,13 @@ class ScannerPipeline:
         """Every registered leg on ``exchange``, with its symbol."""
         return [(plan, leg) for plan in self.plans.values() for leg in plan.legs if leg.exchange is exchange]
 
+    def book_of(self, exchange: ExchangeName, symbol: str) -> OrderBook | None:
+        """The book the scanner reads for ``symbol`` on ``exchange`` (None: not scanned)."""
+        for plan, leg in self.legs_of(exchange):
+            if plan.symbol == symbol:
+                return leg.book
+        return None
+
     def symbol_plans(self) -> Mapping[int, SymbolPlan]:
         """Registered scanner symbols by id."""
         return self.plans

@@ -548,6 +548,92 @@ def test_an_opportunity_queued_past_the_data_age_limit_is_scanned_again_not_trad
         assert controller.summary().skipped_as_outdated == 1
 
 
+class FillsEveryLeg:
+    """Records each execution; both legs fill in full, written at the clock's time of the start."""
+
+    def __init__(self, now: list[int], filled: bool) -> None:
+        self.now, self.filled = now, filled
+        self.sent: list[int] = []  # the clock at each start
+
+    def start(self, opportunity: ArbitrageOpportunity) -> StartedExecution:
+        self.sent.append(self.now[0])
+        return StartedExecution(opportunity, self.now[0], self.now[0], ())
+
+    async def finish(self, started: StartedExecution) -> ExecutionResult:
+        opp = started.opportunity
+        self.now[0] += 1_000_000
+        legs = tuple(
+            ExecutionLeg(
+                exchange=market, symbol=opp.symbol, side=side, client_order_id=f"{opp.opportunity_id}-{side.value}",
+                requested_quantity=opp.max_quantity, limit_price=price,
+                filled_quantity=opp.max_quantity if self.filled else D(0), average_price=price if self.filled else None,
+            )
+            for market, side, price in ((opp.buy_exchange, OrderSide.BUY, opp.buy_price),
+                                        (opp.sell_exchange, OrderSide.SELL, opp.sell_price))
+        )
+        return ExecutionResult(
+            opportunity_id=opp.opportunity_id, final_state=ArbitrageState.COMPLETED,
+            total_execution_time_ms=D(1), realized_profit=D(0), legs=legs,
+        )
+
+    def rehearse(self, opportunity: ArbitrageOpportunity) -> bool:
+        return False
+
+
+@pytest.mark.parametrize("filled", [True, False])
+def test_a_market_is_not_traded_again_until_its_book_has_shown_our_fills(tmp_path: Path, filled: bool) -> None:
+    """Gate.io's ask and MEXC's bid cross; our execution takes both. MEXC's next update still crosses
+    Gate.io's book, which has not been updated since: the liquidity our buy took is still in it, so
+    the opportunity is passed up until Gate.io's book is updated. Legs that filled nothing hold nothing."""
+    now = [10_000_000]
+    pipeline = ScannerPipeline(max_data_age_ms=100, clock=lambda: now[0])
+    instruments = {i.exchange: i for i in default_instruments(("BTC",))}
+    books, legs = {}, []
+    for exchange, bids, asks in ((ExchangeName.GATEIO, [("1", "1")], [("60000", "1")]),
+                                 (ExchangeName.MEXC, [("60400", "1")], [("99999", "1")])):
+        scale = WireScale(*instruments[exchange].wire_scale())
+        books[exchange] = book(f"{exchange.value} BTC", scale, bids, asks, recv_ns=now[0])
+        legs.append((instruments[exchange], books[exchange], scale))
+    (plan,) = pipeline.register_symbol("BTC/USDT", legs)
+    for leg in plan.legs:
+        pipeline.set_leg_limits(plan.symbol_id, leg.leg_id, D("0.001"), D("0.001"))
+
+    def update(exchange: ExchangeName) -> None:
+        """A diff that changes nothing, received now."""
+        now[0] += 1_000_000
+        target = books[exchange]
+        batch = DeltaBatch(1)
+        batch.first_update_id = batch.last_update_id = target.last_update_id + 1
+        target.apply_batch(batch, now[0])
+        pipeline.on_book_update(BookKey(exchange, "BTC/USDT"))
+        pipeline.on_batch_end()
+
+    configuration = manager(tmp_path)
+    executor = FillsEveryLeg(now, filled)
+    controller = ArbitrageController(
+        configuration, executor=executor, risk=RiskManager(configuration.config.risk_limits), pipeline=pipeline,
+        clock=lambda: now[0],
+    )
+    pipeline.on_opportunity = controller._on_opportunity
+
+    async def scenario() -> None:
+        controller._scanning = True
+        trading = asyncio.get_running_loop().create_task(controller._trade_loop())
+        await asyncio.sleep(0)
+        update(ExchangeName.MEXC)
+        await eventually(lambda: len(executor.sent) == 1 and not controller._pending)
+        update(ExchangeName.MEXC)  # received after our fills were written; Gate.io's book is older
+        await eventually(lambda: len(executor.sent) == (1 if filled else 2) and not controller._pending)
+        update(ExchangeName.GATEIO)
+        await eventually(lambda: len(executor.sent) == (2 if filled else 3) and not controller._pending)
+        controller._scanning = False
+        controller._wake()
+        await asyncio.wait_for(trading, 5)
+
+    asyncio.run(scenario())
+    assert controller.summary().skipped_for_unseen_fills == (1 if filled else 0)
+
+
 def test_a_signed_call_that_cannot_be_made_refuses_live_trading_without_quoting_the_error(tmp_path: Path) -> None:
     class Unsendable:
         """A connector whose signed call fails below the engine's error tree, quoting a header."""
