@@ -97,6 +97,10 @@ RESULTS_KEPT = 10_000
 _JOURNAL_FILE_SUFFIXES = ("", "-wal", "-shm", INTENT_LOG_SUFFIX)
 # A residual may cost at most this fraction of max_position_size_usd to close before it is flagged.
 RECOVERY_LOSS_FRACTION = Decimal("0.01")
+# Orders each venue's budget must admit before an execution starts: its leg, and one recovery
+# order kept in reserve, so that a leg that fails is hedged or unwound at once rather than once
+# the budget's window has passed (a second on Gate.io spot, after a burst of trades).
+ENTRY_ORDER_BUDGET = 2
 # Order failures that are the venue's state, not the order's: they feed the venue-errors breaker.
 # Refusals of the order itself (balance, precision, size, unknown order) are left to the
 # consecutive-failures breaker.
@@ -805,7 +809,7 @@ class ArbitrageController:
         wait_s = self._order_wait_s(opportunity)
         if wait_s > 0:
             # Both legs go now or neither does: a leg queued behind its venue's order budget
-            # would arrive up to a refill period after the other one, at a price long gone.
+            # would arrive up to a window after the other one, at a price long gone.
             self._budget_skips += 1
             log.debug("%s: skipped, the order budget admits the next order in %.3f s", opportunity.opportunity_id, wait_s)
             return None
@@ -885,10 +889,13 @@ class ArbitrageController:
         return False
 
     def _order_wait_s(self, opportunity: ArbitrageOpportunity) -> float:
-        """Seconds until both legs' venues admit an order (0: both can be sent now)."""
+        """Seconds until both legs' venues admit ``ENTRY_ORDER_BUDGET`` orders (0: both can trade now)."""
         connectors = self.connectors
         return max(
-            (connectors[m].order_wait_s() for m in (opportunity.buy_exchange, opportunity.sell_exchange) if m in connectors),
+            (
+                connectors[m].order_wait_s(ENTRY_ORDER_BUDGET)
+                for m in (opportunity.buy_exchange, opportunity.sell_exchange) if m in connectors
+            ),
             default=0.0,
         )
 

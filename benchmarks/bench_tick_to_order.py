@@ -108,7 +108,7 @@ from arb_core.book import ASK, BID
 
 from arb.config import ENGINE_FIELDS, ConfigurationManager
 from arb.cli import new_event_loop
-from arb.controller import ArbitrageController, _busy_poll, dry_run_cluster
+from arb.controller import ENTRY_ORDER_BUDGET, ArbitrageController, _busy_poll, dry_run_cluster
 from arb.exchanges.models import OrderType, TimeInForce
 from arb.sim.cluster import SimCluster, SimConfig, SimEndpoints
 from arb.sim.market import SyntheticMarket
@@ -612,7 +612,7 @@ class TickToOrder:
 
     async def _event(self, controller: ArbitrageController, sim: _Simulator, n: int) -> None:
         for connector in controller.connectors.values():
-            while (wait_s := connector.order_wait_s()) > 0:
+            while (wait_s := connector.order_wait_s(ENTRY_ORDER_BUDGET)) > 0:
                 await asyncio.sleep(wait_s)
         before = controller.result_count
         # Not waited for: the engine's loop stays free for the frame the maker order pushes.

@@ -12,6 +12,7 @@ from types import SimpleNamespace
 import msgspec
 import pytest
 from loopback import eventually
+from simvenues import CREDENTIALS
 from test_pipeline import book
 
 from arb import ArbitrageController, ArbitrageEngine
@@ -21,6 +22,7 @@ from arb.errors import ArbitrageEngineError, ConfigurationError
 from arb.execution import StartedExecution, TwoLegExecutor
 from arb.exchanges.base import BookKey
 from arb.exchanges.factory import registered
+from arb.exchanges.gateio.connector import GateioSpotConnector
 from arb.exchanges.models import OrderRequest, OrderState, OrderType
 from arb.hedges import HedgeBook
 from arb.journal import Journal
@@ -730,3 +732,33 @@ def test_legs_failing_for_the_venue_feed_the_venue_errors_breaker(
 
     asyncio.run(scenario())
     assert risk.get_circuit_breaker_status()[Breaker.VENUE_ERRORS].tripped is trips
+
+
+def test_an_execution_starts_only_when_both_venues_admit_its_leg_and_a_recovery_order(tmp_path: Path) -> None:
+    """Gate.io admits 10 spot orders in any second. With 8 spent, an opportunity selling there is
+    traded; with 9 spent, one order is left: it would take the leg and leave a failed leg's
+    recovery to wait for the window, so the opportunity is passed up."""
+    configuration = manager(tmp_path)
+    controller = ArbitrageController(
+        configuration, executor=InstantExecutor(), risk=RiskManager(configuration.config.risk_limits)
+    )
+
+    async def scenario() -> list[bool]:
+        gate = GateioSpotConnector(credentials=CREDENTIALS, rest_url="http://127.0.0.1:9", ws_url="ws://127.0.0.1:9/")
+        controller.connectors[ExchangeName.GATEIO] = gate
+        traded = []
+        try:
+            for n in range(9):
+                if n >= 8:
+                    result = await controller.process(mexc_to_gate(f"b{n}", D("60000"), D("60300"), "0.0001"))
+                    traded.append(result is not None)
+                await gate.rest.limiter.acquire(gate.binding.order_limits)
+            result = await controller.process(mexc_to_gate("b9", D("60000"), D("60300"), "0.0001"))
+            traded.append(result is not None)
+        finally:
+            await gate.close()
+        return traded
+
+    assert asyncio.run(scenario()) == [True, False]
+    assert controller.summary().skipped_for_order_budget == 1
+

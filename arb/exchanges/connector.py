@@ -531,14 +531,19 @@ class ExchangeConnector:
         """Whether trading calls can be made (credentials given and the venue offers trading here)."""
         return self._credentials is not None and self.binding.trading is not None
 
-    def order_wait_s(self) -> float:
-        """Seconds until the order budget admits one more order (0: one can be sent now); spends nothing.
+    def order_wait_s(self, orders: int = 1) -> float:
+        """Seconds until the order budget admits ``orders`` more orders (0: they can be sent now);
+        spends nothing.
 
         A two-leg trade checks both venues before sending either leg: a leg that queued for
         its budget would reach the venue that much later than the other, at a stale price.
         """
         limits = self.binding.order_limits
-        return self.rest.limiter.wait_s(limits) if limits else 0.0
+        if not limits:
+            return 0.0
+        if orders != 1:
+            limits = tuple((limit_id, weight * orders) for limit_id, weight in limits)
+        return self.rest.limiter.wait_s(limits)
 
     async def _trader(self, action: str) -> Trading:
         """The trading module bound to the current catalog; raises before anything is sent when unavailable."""

@@ -422,7 +422,7 @@ class BacktestConnector(ExchangeConnector):
             messages=self.messages, last_message_age_ns=None, errors={},
         )
 
-    def order_wait_s(self) -> float:
+    def order_wait_s(self, orders: int = 1) -> float:
         """No client-side order budget in a backtest."""
         return 0.0
 
