@@ -24,7 +24,7 @@ import asyncio
 import email.utils
 import logging
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -45,7 +45,7 @@ _TRANSIENT = frozenset({ErrorCategory.OUTCOME_UNKNOWN, ErrorCategory.MAINTENANCE
 
 
 class RateLimit(msgspec.Struct, frozen=True):
-    """A documented budget: ``capacity`` weight per ``window_s`` seconds, refilled continuously."""
+    """A documented budget: at most ``capacity`` weight in any ``window_s`` seconds."""
 
     limit_id: str
     capacity: int
@@ -58,28 +58,44 @@ class RateLimit(msgspec.Struct, frozen=True):
             )
 
 
-class TokenBucket:
-    """Token bucket of one ``RateLimit``; it can also be blocked until a time (after a 429/418)."""
+class SpendWindow:
+    """What one ``RateLimit`` spent in its last window, by time; it can also be blocked until a time
+    (after a 429/418).
 
-    __slots__ = ("limit", "tokens", "rate", "updated", "blocked_until")
+    A sliding window rather than a token bucket: a bucket that starts full and refills at
+    ``capacity / window_s`` admits up to twice the capacity within one window (the full
+    bucket, then what refills while it is spent), which the venue answers with 429s.
+    """
+
+    __slots__ = ("limit", "spent", "total", "now", "blocked_until")
 
     def __init__(self, limit: RateLimit, now: float) -> None:
         self.limit = limit
-        self.tokens = float(limit.capacity)
-        self.rate = limit.capacity / limit.window_s
-        self.updated = now
+        self.spent: deque[tuple[float, int]] = deque()  # (when, weight), oldest first, within the window
+        self.total = 0  # weight in ``spent``
+        self.now = now  # of the last ``wait_s``, when ``take`` spends
         self.blocked_until = 0.0
 
     def wait_s(self, weight: int, now: float) -> float:
         """Seconds until ``weight`` can be spent (0 when it can be spent now)."""
-        self.tokens = min(float(self.limit.capacity), self.tokens + (now - self.updated) * self.rate)
-        self.updated = now
-        shortfall = (weight - self.tokens) / self.rate if weight > self.tokens else 0.0
-        return max(shortfall, self.blocked_until - now)
+        self.now = now
+        spent, window_s = self.spent, self.limit.window_s
+        while spent and spent[0][0] <= now - window_s:
+            self.total -= spent.popleft()[1]
+        excess = self.total + weight - self.limit.capacity
+        wait = 0.0
+        if excess > 0:
+            for when, spent_weight in spent:  # the spends that must leave the window first
+                excess -= spent_weight
+                if excess <= 0:
+                    wait = when + window_s - now
+                    break
+        return max(wait, self.blocked_until - now)
 
     def take(self, weight: int) -> None:
-        """Spend ``weight`` (after ``wait_s`` returned 0)."""
-        self.tokens -= weight
+        """Spend ``weight`` (after ``wait_s`` returned 0, with nothing awaited since)."""
+        self.spent.append((self.now, weight))
+        self.total += weight
 
 
 class RateLimiter:
@@ -89,7 +105,7 @@ class RateLimiter:
         self.venue = venue
         self._clock = clock
         now = clock()
-        self._buckets = {limit.limit_id: TokenBucket(limit, now) for limit in limits}
+        self._buckets = {limit.limit_id: SpendWindow(limit, now) for limit in limits}
         self._blocked_until = 0.0  # every request, limited or not (IP ban)
         self._valid: set[tuple[tuple[str, int], ...]] = set()  # costs that passed ``check``
         self.waits = 0

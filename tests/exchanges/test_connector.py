@@ -429,14 +429,14 @@ def test_rehearse_order_encodes_the_order_and_sends_spends_and_tracks_nothing(
                 assert encoded == []
                 await connector.start_private_stream(lambda state: None, lambda fill: None)
                 encoded.clear()
-                tokens = {limit_id: bucket.tokens for limit_id, bucket in limiter._buckets.items()}
+                spent = {limit_id: bucket.total for limit_id, bucket in limiter._buckets.items()}
                 requests, tracked = connector.rest.stats.requests, (dict(connector._tracked), set(connector._order_symbols))
                 for n in range(1, 31):  # more than Gate.io's order budget of a second
                     connector.rehearse_order(limit_buy(market, f"re-{n}"))
                 assert [any(f"re-{n}".encode() in data for data in encoded) for n in range(1, 31)] == [True] * 30
                 await asyncio.sleep(0.05)
                 assert venue.open_orders(API_KEY) == [] and connector.rest.stats.requests == requests
-                assert all(limiter._buckets[limit_id].tokens >= left for limit_id, left in tokens.items())
+                assert all(limiter._buckets[limit_id].total <= before for limit_id, before in spent.items())
                 assert (connector._tracked, connector._order_symbols) == tracked and connector.order_wait_s() == 0.0
                 written = connector.write_order(limit_buy(market, "re-31"))  # the order path is as it was
                 assert written is not None and (await written).client_order_id == "re-31"
@@ -451,9 +451,12 @@ def test_order_wait_s_follows_the_order_place_budget() -> None:
         connector = GateioSpotConnector(credentials=CREDENTIALS, rest_url="http://127.0.0.1:9", ws_url="ws://127.0.0.1:9/")
         try:
             assert connector.order_wait_s() == 0.0
-            for _ in range(10):  # Gate.io: 10 spot orders a second
+            for _ in range(9):  # Gate.io: 10 spot orders a second
                 await connector.rest.limiter.acquire(connector.binding.order_limits)
-            assert 0 < connector.order_wait_s() <= 0.1
+            assert connector.order_wait_s() == 0.0
+            assert 0.9 < connector.order_wait_s(2) <= 1.0  # one left, not two
+            await connector.rest.limiter.acquire(connector.binding.order_limits)
+            assert 0.9 < connector.order_wait_s() <= 1.0  # until the first of them leaves the 1 s window
             assert MexcFuturesConnector(rest_url="http://127.0.0.1:9", ws_url="ws://127.0.0.1:9/").order_wait_s() == 0.0
         finally:
             await connector.close()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import bisect
+import random
 import socket
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -303,14 +305,30 @@ def test_rate_limiter_spends_with_a_fake_clock() -> None:
 
     async def main() -> None:
         await limiter.acquire([("a", 2)])
-        assert limiter._buckets["a"].wait_s(1, now[0]) == pytest.approx(0.5)
-        now[0] += 0.5
+        assert limiter._buckets["a"].wait_s(1, now[0]) == pytest.approx(1.0)  # until the spend leaves the window
+        now[0] += 1.0
         await limiter.acquire([("a", 1)])
         limiter.block(["a"], 3.0)
         assert limiter._buckets["a"].wait_s(1, now[0]) == pytest.approx(3.0)
         assert limiter.waits == 0
 
     run(main())
+
+
+def test_no_window_ever_holds_more_than_the_capacity() -> None:
+    """Spending as soon as allowed, at random moments: every window of ``window_s`` holds at most the
+    capacity (a token bucket starting full would admit up to twice as much)."""
+    rng = random.Random(7)
+    now = [0.0]
+    limiter = RateLimiter("v", [RateLimit("orders", 10, 1.0)], clock=lambda: now[0])
+    spends: list[float] = []
+    for _ in range(2_000):
+        now[0] += rng.choice((0.0, 0.001, 0.01, 0.05, 0.3))
+        weight = rng.choice((1, 1, 2, 3))
+        if limiter.try_spend([("orders", weight)]):
+            spends.extend([now[0]] * weight)
+    assert len(spends) > 500
+    assert max(bisect.bisect_right(spends, t + 1.0 - 1e-9) - i for i, t in enumerate(spends)) == 10
 
 
 def test_rate_limiter_wait_s_reports_without_spending() -> None:
@@ -321,8 +339,8 @@ def test_rate_limiter_wait_s_reports_without_spending() -> None:
         assert limiter.wait_s([("a", 2), ("b", 1)]) == 0.0
         assert limiter.wait_s([("a", 2), ("b", 1)]) == 0.0  # asking spent nothing
         await limiter.acquire([("a", 2)])
-        assert limiter.wait_s([("a", 1), ("b", 1)]) == pytest.approx(0.5)
-        now[0] += 0.5
+        assert limiter.wait_s([("a", 1), ("b", 1)]) == pytest.approx(1.0)
+        now[0] += 1.0
         assert limiter.wait_s([("a", 1)]) == 0.0
         limiter.block(None, 2.0)
         assert limiter.wait_s([("b", 1)]) == pytest.approx(2.0)
@@ -340,10 +358,12 @@ def test_rate_limiter_try_spend_takes_all_costs_or_none() -> None:
     assert limiter.wait_s([("a", 1)]) == 0.0  # a still has its second token
     assert limiter.try_spend([("a", 1)]) and not limiter.try_spend([("a", 1)])
     now[0] += 0.5
+    assert not limiter.try_spend([("a", 1)])  # both spends are still in the window
+    now[0] += 0.5
     assert limiter.try_spend([("a", 1)])
     limiter.block(None, 1.0)
     now[0] += 0.5
-    assert not limiter.try_spend([("b", 1)])  # b has refilled, but every budget is blocked for 1 s
+    assert not limiter.try_spend([("b", 1)])  # b's spend has left its window, but every budget is blocked for 1 s
     now[0] += 0.5
     assert limiter.try_spend([("b", 1)])
     with pytest.raises(ValueError, match="unknown rate limit id 'c'"):
