@@ -1,6 +1,8 @@
 # C-level interface of arb_core.book; other Cython modules cimport this and skip Python.
 from libc.stdint cimport int64_t, uint8_t
 
+from arb_core.fixed cimport int_arg
+
 cdef enum:
     BID = 0
     ASK = 1
@@ -50,8 +52,8 @@ cdef class OrderBook:
     cdef readonly int64_t last_event_ms   # venue event time of the last applied update
 
     cdef int set_level(self, int side, int64_t price_ticks, int64_t size_lots) except -1
-    cpdef int apply_snapshot(self, DeltaBatch batch, int64_t recv_ns) except -1
-    cpdef int apply_batch(self, DeltaBatch batch, int64_t recv_ns) except -1
+    cpdef int apply_snapshot(self, DeltaBatch batch, int_arg recv_ns) except -1
+    cpdef int apply_batch(self, DeltaBatch batch, int_arg recv_ns) except -1
     cpdef void mark_out_of_sync(self)
     cdef int walk_c(self, int side, int64_t size_lots, WalkResult* out) except -1
     cdef int64_t size_up_to_c(self, int side, int64_t limit_price_ticks) noexcept

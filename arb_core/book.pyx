@@ -18,7 +18,7 @@ from libc.stdint cimport int64_t, uint8_t, uint64_t, INT64_MAX
 from libc.stdlib cimport calloc, malloc, realloc, free, qsort
 from libc.string cimport memmove
 
-from arb_core.fixed cimport checked_add, checked_mul
+from arb_core.fixed cimport checked_add, checked_mul, int_arg
 
 # The enums in book.pxd exist only at C level; publish the same values to Python.
 globals().update(BID=BID, ASK=ASK, APPLIED=APPLIED, STALE=STALE)
@@ -78,7 +78,7 @@ cdef class DeltaBatch:
         self.event_time_ms = 0
         self.is_snapshot = False
 
-    def add(self, int side, int64_t price_ticks, int64_t size_lots):
+    def add(self, int_arg side, int_arg price_ticks, int_arg size_lots):
         """Append one level (validated: side BID/ASK, price > 0, size >= 0)."""
         if side != BID and side != ASK:
             raise ValueError(f"side must be 0 (bid) or 1 (ask), got {side}")
@@ -96,8 +96,7 @@ cdef class DeltaBatch:
         """
         cdef Py_ssize_t start = self.count
         cdef Py_ssize_t i = 0
-        cdef int side
-        cdef int64_t price_ticks, size_lots
+        cdef int_arg side, price_ticks, size_lots
         if levels is None:
             raise ValueError("levels must be an iterable of (side, price_ticks, size_lots), got None")
         try:
@@ -347,7 +346,7 @@ cdef int _load(int64_t** prices, int64_t** sizes, Py_ssize_t* n, Py_ssize_t* cap
     return 0
 
 
-cdef inline int _check_side(int side) except -1:
+cdef inline int _check_side(int_arg side) except -1:
     if side != BID and side != ASK:
         raise ValueError(f"side must be 0 (bid) or 1 (ask), got {side}")
     return 0
@@ -399,7 +398,7 @@ cdef class OrderBook:
         return _set(&self.ask_prices, &self.ask_sizes, &self.n_asks, &self.cap_asks,
                     -1, price_ticks, size_lots)
 
-    cpdef int apply_snapshot(self, DeltaBatch batch, int64_t recv_ns) except -1:
+    cpdef int apply_snapshot(self, DeltaBatch batch, int_arg recv_ns) except -1:
         """Replace the book with ``batch`` (size-0 levels skipped) and mark it in sync.
 
         Raises ValueError on a duplicate price within one side (the book is left
@@ -449,7 +448,7 @@ cdef class OrderBook:
         self.in_sync = True
         return APPLIED
 
-    cpdef int apply_batch(self, DeltaBatch batch, int64_t recv_ns) except -1:
+    cpdef int apply_batch(self, DeltaBatch batch, int_arg recv_ns) except -1:
         """Apply a diff batch under the sequence rule; returns APPLIED or STALE.
 
         Raises BookOutOfSyncError if the book needs a snapshot, SequenceGapError if
@@ -559,7 +558,7 @@ cdef class OrderBook:
 
     # ---- Python API -----------------------------------------------------------------
 
-    def apply_delta(self, int side, int64_t price_ticks, int64_t size_lots):
+    def apply_delta(self, int_arg side, int_arg price_ticks, int_arg size_lots):
         """Set one level (size 0 deletes; deleting a missing level is a no-op).
 
         A raw edit: no sequence or crossing check.
@@ -593,7 +592,7 @@ cdef class OrderBook:
         """Best ask in ticks, 0 when there are no asks."""
         return self.best_ask_price_c()
 
-    def top(self, int side, Py_ssize_t n):
+    def top(self, int_arg side, Py_ssize_t n):
         """Up to ``n`` levels of ``side`` as (price_ticks, size_lots), best first."""
         cdef const int64_t* prices
         cdef const int64_t* sizes
@@ -614,7 +613,7 @@ cdef class OrderBook:
             n = count
         return [(prices[count - 1 - i], sizes[count - 1 - i]) for i in range(n)]
 
-    def walk(self, int side, int64_t size_lots):
+    def walk(self, int_arg side, int_arg size_lots):
         """Fill ``size_lots`` against ``side`` (ASK = buy, BID = sell), best level first.
 
         Returns (filled_lots, notional, worst_price_ticks, levels); notional is the sum of
@@ -627,14 +626,14 @@ cdef class OrderBook:
         self.walk_c(side, size_lots, &result)
         return (result.filled_lots, result.notional, result.worst_price_ticks, result.levels)
 
-    def size_up_to(self, int side, int64_t limit_price_ticks):
+    def size_up_to(self, int_arg side, int_arg limit_price_ticks):
         """Lots on ``side`` at prices at least as good as the limit (ASK <=, BID >=)."""
         _check_side(side)
         if limit_price_ticks <= 0:
             raise ValueError(f"limit_price_ticks must be > 0, got {limit_price_ticks}")
         return self.size_up_to_c(side, limit_price_ticks)
 
-    def depth(self, int side):
+    def depth(self, int_arg side):
         """Number of levels on ``side``."""
         _check_side(side)
         return self.n_bids if side == BID else self.n_asks

@@ -15,6 +15,19 @@ cdef extern from *:
     bint arb_add_overflows(long long a, long long b, long long *out) noexcept nogil
 
 
+# The type of every integer argument (and settable integer attribute) that Python code hands to
+# the compiled modules. Cython converts a Python object to an ordinary C integer with ``__int__``,
+# which truncates a float or Decimal (10.9 -> 10) without a word; to ``Py_ssize_t`` it converts
+# with ``__index__``, which takes ints and numpy integers and refuses the rest with TypeError
+# (out of range: OverflowError). Inside, values are int64: the assertion below keeps the widths equal.
+ctypedef Py_ssize_t int_arg
+
+cdef extern from *:
+    """
+    _Static_assert(sizeof(Py_ssize_t) == sizeof(int64_t), "arb_core needs a 64-bit Py_ssize_t");
+    """
+
+
 cdef inline int64_t checked_mul(int64_t a, int64_t b) except? -1:
     """a * b, raising OverflowError instead of wrapping."""
     cdef long long out

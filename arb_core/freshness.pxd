@@ -1,5 +1,7 @@
 # C-level interface of arb_core.freshness: book age on the monotonic clock and venue clock offsets.
 from libc.stdint cimport int64_t
+
+from arb_core.fixed cimport int_arg
 from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC, CLOCK_REALTIME
 
 from arb_core.book cimport OrderBook
@@ -41,7 +43,7 @@ cdef class ClockOffset:
 
     cdef OffsetBucket* _bucket(self, int64_t local_wall_ns) noexcept
     cdef void _window(self, int64_t* min_delay, int64_t* best_rtt, int64_t* rtt_offset) noexcept
-    cpdef int64_t observe(self, int64_t local_wall_ns, int64_t venue_event_ms) except? -1
+    cpdef int64_t observe(self, int_arg local_wall_ns, int_arg venue_event_ms) except? -1
     cpdef int64_t observe_round_trip(
-        self, int64_t local_send_ns, int64_t local_recv_ns, int64_t venue_time_ms
+        self, int_arg local_send_ns, int_arg local_recv_ns, int_arg venue_time_ms
     ) except? -1

@@ -10,7 +10,7 @@ local time needs the offset between the clocks, estimated by ``ClockOffset``.
 from libc.stdint cimport int64_t, INT64_MAX
 
 from arb_core.book cimport OrderBook
-from arb_core.fixed cimport checked_add
+from arb_core.fixed cimport checked_add, int_arg
 
 cdef int64_t NS_PER_MS = 1000000
 cdef int64_t MAX_MS = INT64_MAX // NS_PER_MS
@@ -34,7 +34,7 @@ cdef inline int _check_args(OrderBook book, int64_t now_ns) except -1:
     return 0
 
 
-def is_fresh(OrderBook book, int64_t now_ns, int64_t max_age_ns):
+def is_fresh(OrderBook book, int_arg now_ns, int_arg max_age_ns):
     """True when ``book`` is in sync and its last update is at most ``max_age_ns`` old."""
     _check_args(book, now_ns)
     if max_age_ns < 0:
@@ -42,7 +42,7 @@ def is_fresh(OrderBook book, int64_t now_ns, int64_t max_age_ns):
     return is_fresh_c(book, now_ns, max_age_ns)
 
 
-def age_ns(OrderBook book, int64_t now_ns):
+def age_ns(OrderBook book, int_arg now_ns):
     """Nanoseconds since ``book`` last applied an update, or None if it never did."""
     _check_args(book, now_ns)
     if book.last_recv_ns <= 0:
@@ -72,7 +72,7 @@ cdef class ClockOffset:
     at the newest sample seen, so old minima expire without storing every sample.
     """
 
-    def __cinit__(self, int64_t window_ns):
+    def __cinit__(self, int_arg window_ns):
         if window_ns < OFFSET_BUCKETS:
             raise ValueError(f"window_ns must be >= {OFFSET_BUCKETS}, got {window_ns}")
         self.window_ns = window_ns
@@ -97,7 +97,7 @@ cdef class ClockOffset:
             b.rtt_offset_ns = 0
         return b
 
-    cpdef int64_t observe(self, int64_t local_wall_ns, int64_t venue_event_ms) except? -1:
+    cpdef int64_t observe(self, int_arg local_wall_ns, int_arg venue_event_ms) except? -1:
         """Record one push; returns its one-way latency estimate (delay - offset) in ns."""
         if local_wall_ns < 0:
             raise ValueError(f"local_wall_ns must be >= 0, got {local_wall_ns}")
@@ -116,7 +116,7 @@ cdef class ClockOffset:
         return 0    # this push fell outside the window and none is inside
 
     cpdef int64_t observe_round_trip(
-        self, int64_t local_send_ns, int64_t local_recv_ns, int64_t venue_time_ms
+        self, int_arg local_send_ns, int_arg local_recv_ns, int_arg venue_time_ms
     ) except? -1:
         """Record one server-time round trip; returns its offset sample in ns."""
         if local_send_ns < 0:
@@ -182,7 +182,7 @@ cdef class ClockOffset:
             return <object>min_delay - <object>rtt_offset
         return 0
 
-    def venue_to_local_ns(self, int64_t venue_event_ms):
+    def venue_to_local_ns(self, int_arg venue_event_ms):
         """A venue timestamp mapped onto the local wall clock, or None without an estimate."""
         if venue_event_ms < 0 or venue_event_ms > MAX_MS:
             raise ValueError(f"venue_event_ms must be in [0, {MAX_MS}], got {venue_event_ms}")

@@ -1,6 +1,8 @@
 # C-level interface of arb_core.fsm: the opportunity lifecycle as a transition table.
 from libc.stdint cimport int64_t
 
+from arb_core.fixed cimport int_arg
+
 # Values match arb.types.ArbitrageState.
 cpdef enum:
     IDLE = 0
@@ -48,8 +50,8 @@ cdef class StateMachine:
     cdef Py_ssize_t size          # entries held, <= capacity
 
     cdef void push_c(self, int state, int64_t now_ns) noexcept
-    cpdef int transition(self, int to_state, int64_t now_ns) except -1
-    cpdef bint can_transition(self, int to_state) except -1
-    cpdef int64_t time_in_state_ns(self, int64_t now_ns) except -1
+    cpdef int transition(self, int_arg to_state, int_arg now_ns) except -1
+    cpdef bint can_transition(self, int_arg to_state) except -1
+    cpdef int64_t time_in_state_ns(self, int_arg now_ns) except -1
     cdef int64_t duration_c(self, int from_state, int to_state) noexcept
-    cpdef void reset(self, int64_t now_ns) except *
+    cpdef void reset(self, int_arg now_ns) except *

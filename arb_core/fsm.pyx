@@ -16,6 +16,8 @@ leave a residual position. No state transitions to itself.
 """
 
 from libc.stdint cimport int64_t
+
+from arb_core.fixed cimport int_arg
 from libc.stdlib cimport malloc, free
 
 STATE_NAMES = (
@@ -30,19 +32,19 @@ class IllegalTransitionError(ValueError):
     """A transition not in the table was requested."""
 
 
-cdef inline int check_state(int state, str argument) except -1:
-    if <unsigned int>state >= N_STATES:
+cdef inline int check_state(int_arg state, str argument) except -1:
+    if state < 0 or state >= N_STATES:
         raise ValueError(f"{argument} must be a state in 0..{N_STATES - 1}, got {state}")
     return 0
 
 
-cpdef str state_name(int state):
+cpdef str state_name(int_arg state):
     """Name of a state constant, e.g. ``state_name(2) == "OPPORTUNITY_FOUND"``."""
     check_state(state, "state")
     return STATE_NAMES[state]
 
 
-def legal_targets(int state):
+def legal_targets(int_arg state):
     """The states reachable from ``state`` in one transition, ascending."""
     check_state(state, "state")
     return tuple([s for s in range(N_STATES) if transition_allowed_c(state, s)])
@@ -63,7 +65,7 @@ cdef class StateMachine:
     The initial state is recorded in the history as entered at ``now_ns``.
     """
 
-    def __cinit__(self, int initial=IDLE, Py_ssize_t history=32, int64_t now_ns=0):
+    def __cinit__(self, int_arg initial=IDLE, Py_ssize_t history=32, int_arg now_ns=0):
         check_state(initial, "initial")
         if history < 1 or history > MAX_HISTORY:
             raise ValueError(f"history must be in 1..{MAX_HISTORY}, got {history}")
@@ -94,7 +96,7 @@ cdef class StateMachine:
         if self.size < self.capacity:
             self.size += 1
 
-    cpdef int transition(self, int to_state, int64_t now_ns) except -1:
+    cpdef int transition(self, int_arg to_state, int_arg now_ns) except -1:
         """Move to ``to_state`` at ``now_ns``; returns the state left.
 
         Raises ``IllegalTransitionError`` (a ``ValueError``) naming both states when the
@@ -113,12 +115,12 @@ cdef class StateMachine:
         self.push_c(to_state, now_ns)
         return from_state
 
-    cpdef bint can_transition(self, int to_state) except -1:
+    cpdef bint can_transition(self, int_arg to_state) except -1:
         """True if ``transition(to_state, ...)`` would be accepted by the table."""
         check_state(to_state, "to_state")
         return transition_allowed_c(self.state, to_state)
 
-    cpdef int64_t time_in_state_ns(self, int64_t now_ns) except -1:
+    cpdef int64_t time_in_state_ns(self, int_arg now_ns) except -1:
         """Nanoseconds spent in the current state as of ``now_ns``."""
         if now_ns < self.entered_at_ns:
             raise ValueError(
@@ -148,7 +150,7 @@ cdef class StateMachine:
                 return self.ring_times[slot] - start
         return -1
 
-    def duration_ns(self, int from_state, int to_state):
+    def duration_ns(self, int_arg from_state, int_arg to_state):
         """Nanoseconds from the last entry into ``from_state`` to the next entry into
         ``to_state`` after it, or ``None`` if the retained history has no such pair.
 
@@ -172,7 +174,7 @@ cdef class StateMachine:
             out.append((self.ring_states[slot], self.ring_times[slot]))
         return out
 
-    cpdef void reset(self, int64_t now_ns) except *:
+    cpdef void reset(self, int_arg now_ns) except *:
         """Return to the initial state at ``now_ns`` and clear the history."""
         if now_ns < 0:
             raise ValueError(f"now_ns must be >= 0, got {now_ns}")

@@ -14,6 +14,8 @@ than the bucket precision.
 
 from libc.math cimport ceil
 from libc.stdint cimport int64_t, INT64_MAX
+
+from arb_core.fixed cimport int_arg
 from libc.stdlib cimport calloc, free
 from libc.string cimport memset
 
@@ -33,9 +35,9 @@ cdef class LatencyHistogram:
     ``max`` and ``mean`` are 0 while the histogram is empty.
     """
 
-    def __cinit__(self, int64_t lowest_ns=DEFAULT_LOWEST_NS,
-                  int64_t highest_ns=DEFAULT_HIGHEST_NS,
-                  int precision_bits=DEFAULT_PRECISION_BITS):
+    def __cinit__(self, int_arg lowest_ns=DEFAULT_LOWEST_NS,
+                  int_arg highest_ns=DEFAULT_HIGHEST_NS,
+                  int_arg precision_bits=DEFAULT_PRECISION_BITS):
         if lowest_ns < 1:
             raise ValueError(f"lowest_ns must be >= 1, got {lowest_ns}")
         if highest_ns <= lowest_ns or highest_ns > MAX_HIGHEST_NS:
@@ -68,7 +70,7 @@ cdef class LatencyHistogram:
         self.max_ns = 0
         self.total_ns = 0
 
-    def record(self, int64_t value_ns):
+    def record(self, int_arg value_ns):
         """Record one latency in ns; raises ValueError if it is negative."""
         if value_ns < 0:
             raise ValueError(f"value_ns must be >= 0, got {value_ns}")

@@ -14,6 +14,8 @@ import operator
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_FromStringAndSize
 from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
 from libc.stdint cimport int64_t, uint16_t, uint32_t
+
+from arb_core.fixed cimport int_arg
 from libc.string cimport memcmp, memcpy, memset
 
 from arb_core.router cimport BookRouter, ROUTE_APPLIED, ROUTE_OTHER
@@ -193,8 +195,8 @@ cdef class RecordLoop:
         self._standing = NULL
         self._pending = NULL
 
-    def __init__(self, clock, int64_t window_ns, int64_t origin_ns, double idle_margin_s=1e-6, pipeline=None,
-                 SpreadScanner scanner=None, int64_t max_age_ns=0, Py_ssize_t symbols=0):
+    def __init__(self, clock, int_arg window_ns, int_arg origin_ns, double idle_margin_s=1e-6, pipeline=None,
+                 SpreadScanner scanner=None, int_arg max_age_ns=0, Py_ssize_t symbols=0):
         if self._sym_dirty != NULL:
             # A second __init__ would keep the markets' tables while replacing the ranges they index.
             raise ValueError("RecordLoop is initialised once; make a new one")
@@ -256,7 +258,7 @@ cdef class RecordLoop:
 
     # --- setup ----------------------------------------------------------------------------
 
-    def add_market(self, int market, int mode, BookRouter router=None, sync=None, connector=None, slot_ids=()):
+    def add_market(self, int_arg market, int_arg mode, BookRouter router=None, sync=None, connector=None, slot_ids=()):
         """Say how records of ``market`` (its code) are handled.
 
         ``MODE_BOOKS``/``MODE_SCAN`` need the market's ``router``, its ``sync`` and

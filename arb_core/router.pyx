@@ -18,6 +18,8 @@ accepts what those steps decode the same way.
 
 from cpython.mem cimport PyMem_Malloc, PyMem_Realloc, PyMem_Free
 from libc.stdint cimport int64_t, uint64_t
+
+from arb_core.fixed cimport int_arg
 from libc.string cimport memcmp
 
 from arb_core.book cimport DeltaBatch, OrderBook, APPLIED
@@ -138,7 +140,7 @@ cdef class BookRouter:
     every frame through the three steps: the same results, more slowly (for comparison).
     """
 
-    def __cinit__(self, int dialect, *, bint single_pass=True):
+    def __cinit__(self, int_arg dialect, *, bint single_pass=True):
         if dialect < DIALECT_NONE or dialect > DIALECT_MEXC_FUTURES:
             raise ValueError(f"dialect must be one of the arb_core.router dialect constants "
                              f"({DIALECT_NONE}..{DIALECT_MEXC_FUTURES}), got {dialect}")

@@ -1,6 +1,8 @@
 # C-level interface of arb_core.scanner: cross-venue spread scan over compiled books.
 from libc.stdint cimport int64_t
 
+from arb_core.fixed cimport int_arg
+
 cpdef enum OpportunityKind:
     SPOT_SPOT = 0            # buy spot on one venue, sell spot on another
     SPOT_FUTURES_HEDGE = 1   # one leg is a perpetual future hedging the spot leg
@@ -32,5 +34,5 @@ cdef class SpreadScanner:
     cdef dict _by_id         # symbol_id -> _Symbol
     cdef list _symbols       # _Symbol in registration order
 
-    cpdef object scan_symbol(self, int64_t symbol_id, int64_t now_ns, int64_t max_age_ns)
-    cpdef list scan_all(self, int64_t now_ns, int64_t max_age_ns)
+    cpdef object scan_symbol(self, int_arg symbol_id, int_arg now_ns, int_arg max_age_ns)
+    cpdef list scan_all(self, int_arg now_ns, int_arg max_age_ns)

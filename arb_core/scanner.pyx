@@ -25,7 +25,7 @@ cimport cython
 from libc.stdint cimport int64_t, INT64_MAX
 
 from arb_core.book cimport OrderBook, WalkResult, ASK, BID
-from arb_core.fixed cimport checked_mul, checked_add
+from arb_core.fixed cimport checked_mul, checked_add, int_arg
 from arb_core.freshness cimport is_fresh_c
 
 cdef extern from *:
@@ -282,8 +282,8 @@ cdef class SpreadScanner:
         self._by_id = {}
         self._symbols = []
 
-    def add_symbol(self, int64_t symbol_id, int64_t max_position_common,
-                   int64_t min_profit_bps=0):
+    def add_symbol(self, int_arg symbol_id, int_arg max_position_common,
+                   int_arg min_profit_bps=0):
         """Register a symbol with its position cap (common size units) and profit floor."""
         _check_non_negative("symbol_id", symbol_id)
         if symbol_id in self._by_id:
@@ -300,8 +300,8 @@ cdef class SpreadScanner:
         self._by_id[symbol_id] = sym
         self._symbols.append(sym)
 
-    def set_symbol_limits(self, int64_t symbol_id, int64_t max_position_common,
-                          int64_t min_profit_bps):
+    def set_symbol_limits(self, int_arg symbol_id, int_arg max_position_common,
+                          int_arg min_profit_bps):
         """Replace a symbol's position cap (common size units) and profit floor (bps)."""
         cdef _Symbol sym = _lookup(self, symbol_id)
         _check_non_negative("max_position_common", max_position_common)
@@ -309,9 +309,9 @@ cdef class SpreadScanner:
         sym.max_position = max_position_common
         sym.min_profit_bps = min_profit_bps
 
-    def add_leg(self, int64_t symbol_id, OrderBook book, int64_t leg_id,
-                bint is_futures, int64_t taker_fee_ppm, int64_t price_mult,
-                int64_t size_mult, int64_t min_notional_common):
+    def add_leg(self, int_arg symbol_id, OrderBook book, int_arg leg_id,
+                bint is_futures, int_arg taker_fee_ppm, int_arg price_mult,
+                int_arg size_mult, int_arg min_notional_common):
         """Register one venue market of a symbol.
 
         ``price_mult``: common price units per tick of ``book``; ``size_mult``:
@@ -375,8 +375,8 @@ cdef class SpreadScanner:
                 sym.pairs[sym.n_pairs].step = step
                 sym.n_pairs += 1
 
-    def set_limits(self, int64_t symbol_id, int64_t leg_id, int64_t max_buy_common,
-                   int64_t max_sell_common):
+    def set_limits(self, int_arg symbol_id, int_arg leg_id, int_arg max_buy_common,
+                   int_arg max_sell_common):
         """Set how much a leg can buy (quote balance) and sell (inventory), in common size units."""
         cdef _Symbol sym = _lookup(self, symbol_id)
         cdef _Leg leg
@@ -389,12 +389,12 @@ cdef class SpreadScanner:
                 return
         raise ValueError(f"leg_id {leg_id} is not registered for symbol {symbol_id}")
 
-    cpdef object scan_symbol(self, int64_t symbol_id, int64_t now_ns, int64_t max_age_ns):
+    cpdef object scan_symbol(self, int_arg symbol_id, int_arg now_ns, int_arg max_age_ns):
         """Re-evaluate one symbol; its best Opportunity at or above the profit floor, or None."""
         _check_clock(now_ns, max_age_ns)
         return _scan(_lookup(self, symbol_id), now_ns, max_age_ns)
 
-    cpdef list scan_all(self, int64_t now_ns, int64_t max_age_ns):
+    cpdef list scan_all(self, int_arg now_ns, int_arg max_age_ns):
         """Re-evaluate every symbol; the opportunities found, in registration order."""
         cdef list found = []
         cdef _Symbol sym
@@ -404,7 +404,7 @@ cdef class SpreadScanner:
                 found.append(sym.best)
         return found
 
-    def best(self, int64_t symbol_id):
+    def best(self, int_arg symbol_id):
         """The opportunity found by the latest scan of ``symbol_id``, or None."""
         return _lookup(self, symbol_id).best
 
@@ -412,7 +412,7 @@ cdef class SpreadScanner:
         """Registered symbol ids in registration order."""
         return [(<_Symbol>sym).symbol_id for sym in self._symbols]
 
-    def leg_ids(self, int64_t symbol_id):
+    def leg_ids(self, int_arg symbol_id):
         """Leg ids of ``symbol_id`` in registration order."""
         return [(<_Leg>leg).leg_id for leg in _lookup(self, symbol_id).legs]
 

@@ -3,6 +3,8 @@
 cimport cython
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 from libc.stdint cimport int64_t, uint8_t, uint64_t
+
+from arb_core.fixed cimport int_arg
 from libc.string cimport memcmp
 
 from arb_core.wire._scan cimport (
@@ -60,8 +62,8 @@ cdef class WireScale:
 
     # Checked in __cinit__, which every instance goes through (``__new__`` included): the
     # decoders divide by the units and index powers of ten by the decimals unchecked.
-    def __cinit__(self, int price_decimals, int64_t tick_units, int size_decimals,
-                  int64_t lot_units, symbol=None):
+    def __cinit__(self, int_arg price_decimals, int_arg tick_units, int_arg size_decimals,
+                  int_arg lot_units, symbol=None):
         if not 0 <= price_decimals <= 18:
             raise ValueError(f"price_decimals must be in 0..18, got {price_decimals}")
         if not 0 <= size_decimals <= 18:

@@ -1,0 +1,97 @@
+"""Integer arguments at the compiled boundary (``arb_core/fixed.pxd``'s ``int_arg``).
+
+A float or ``Decimal`` handed to a compiled routine where an integer (ticks, lots, ns, a side
+or a state) is expected is refused with TypeError rather than truncated; ints and numpy
+integers are taken.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+
+import numpy as np
+import pytest
+
+from arb_core import freshness, fsm
+from arb_core.book import ASK, BID, DeltaBatch, OrderBook
+from arb_core.freshness import ClockOffset
+from arb_core.fsm import StateMachine
+from arb_core.latency import LatencyHistogram
+from arb_core.router import DIALECT_GATEIO_SPOT, BookRouter
+from arb_core.scanner import SpreadScanner
+from arb_core.wire.common import WireScale
+
+
+def _book() -> OrderBook:
+    book = OrderBook("b")
+    snapshot = DeltaBatch(2)
+    snapshot.add(BID, 99, 5)
+    snapshot.add(ASK, 101, 5)
+    snapshot.last_update_id = 1
+    book.apply_snapshot(snapshot, 1)
+    return book
+
+
+def _scanner() -> SpreadScanner:
+    scanner = SpreadScanner()
+    scanner.add_symbol(0, 1_000)
+    return scanner
+
+
+# (what, call with one integer argument replaced by ``value``)
+CALLS: list[tuple[str, Callable[[Any], object]]] = [
+    ("DeltaBatch.add price", lambda v: DeltaBatch(2).add(BID, v, 1)),
+    ("DeltaBatch.add size", lambda v: DeltaBatch(2).add(BID, 100, v)),
+    ("DeltaBatch.add side", lambda v: DeltaBatch(2).add(v, 100, 1)),
+    ("DeltaBatch.extend price", lambda v: DeltaBatch(2).extend([(ASK, v, 1)])),
+    ("OrderBook.apply_delta price", lambda v: _book().apply_delta(BID, v, 1)),
+    ("OrderBook.apply_delta size", lambda v: _book().apply_delta(BID, 98, v)),
+    ("OrderBook.apply_batch recv_ns", lambda v: _book().apply_batch(DeltaBatch(1), v)),
+    ("OrderBook.walk size", lambda v: _book().walk(ASK, v)),
+    ("OrderBook.size_up_to price", lambda v: _book().size_up_to(ASK, v)),
+    ("OrderBook.top side", lambda v: _book().top(v, 1)),
+    ("is_fresh now_ns", lambda v: freshness.is_fresh(_book(), v, 10)),
+    ("age_ns now_ns", lambda v: freshness.age_ns(_book(), v)),
+    ("ClockOffset window_ns", lambda v: ClockOffset(v)),
+    ("ClockOffset.observe venue ms", lambda v: ClockOffset(10**9).observe(10**12, v)),
+    ("StateMachine.transition state", lambda v: StateMachine().transition(v, 1)),
+    ("StateMachine.transition now_ns", lambda v: StateMachine().transition(fsm.DETECTING, v)),
+    ("state_name", lambda v: fsm.state_name(v)),
+    ("LatencyHistogram.record", lambda v: LatencyHistogram().record(v)),
+    ("LatencyHistogram lowest_ns", lambda v: LatencyHistogram(lowest_ns=v)),
+    ("SpreadScanner.add_symbol cap", lambda v: SpreadScanner().add_symbol(0, v)),
+    ("SpreadScanner.scan_symbol now_ns", lambda v: _scanner().scan_symbol(0, v, 10)),
+    ("WireScale tick_units", lambda v: WireScale(2, v, 4, 1)),
+    ("BookRouter dialect", lambda v: BookRouter(v)),
+]
+
+
+@pytest.mark.parametrize("value", [2.0, 2.5, Decimal(2), Decimal("2.5")], ids=repr)
+@pytest.mark.parametrize(("what", "call"), CALLS, ids=[what for what, _ in CALLS])
+def test_a_float_or_decimal_integer_argument_is_refused_not_truncated(
+    what: str, call: Callable[[Any], object], value: object
+) -> None:
+    with pytest.raises(TypeError, match="cannot be interpreted as an integer"):
+        call(value)
+
+
+def test_ints_and_numpy_integers_are_taken() -> None:
+    book = _book()
+    book.apply_delta(np.int64(BID), np.int64(98), np.int32(3))
+    book.apply_delta(True, 102, 1)  # a bool is an int: ASK
+    assert book.top(BID, 2) == [(99, 5), (98, 3)]
+    assert book.top(ASK, 2) == [(101, 5), (102, 1)]
+    assert StateMachine().transition(np.int8(fsm.DETECTING), np.uint16(5)) == fsm.IDLE
+    assert WireScale(2, np.int64(1), 4, 1).tick_units == 1
+    assert BookRouter(np.int64(DIALECT_GATEIO_SPOT)).dialect == DIALECT_GATEIO_SPOT
+
+
+def test_a_wide_integer_is_checked_at_its_width_not_narrowed_first() -> None:
+    with pytest.raises(ValueError, match="side must be 0"):
+        _book().apply_delta((1 << 32) + BID, 98, 1)  # would read as BID once narrowed to a C int
+    with pytest.raises(ValueError, match="must be a state"):
+        fsm.legal_targets((1 << 32) + fsm.IDLE)
+    with pytest.raises(OverflowError):
+        _book().walk(ASK, 1 << 63)
