@@ -420,7 +420,10 @@ class ArbitrageController:
                 self.hedges.restore(self.journal)
             if self.risk is not None and self.journal is not None:
                 # Same source, same moment: today's realized loss and the positions still held count.
-                self.risk.restore(self.journal, self._catalogs)
+                self.risk.restore(
+                    self.journal, self._catalogs,
+                    held_basis_by_day=self.hedges.restored_basis_by_day if self.hedges is not None else None,
+                )
             if self.funding is not None:
                 await self.funding.refresh(*self._funding_sources())
             await self._start_books()
@@ -841,7 +844,11 @@ class ArbitrageController:
         self._results.append(result)
         self._results_total += 1
         if self.hedges is not None:
+            # A hedge's opening reports the basis it locked in as realized PnL, and its close gives
+            # it back: the daily loss limit counts it only once a close realizes it.
+            held = self.hedges.held_basis()
             self.hedges.record(opportunity, result)
+            risk.record_realized_pnl(held - self.hedges.held_basis())
         self._fills += sum(1 for leg in result.legs if leg.filled_quantity > 0)
         self._hold_until_fills_seen(started, result)
         log.info(

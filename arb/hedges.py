@@ -48,6 +48,7 @@ from .types import ArbitrageOpportunity, ExchangeName, ExecutionLeg, ExecutionRe
 log = logging.getLogger(__name__)
 
 ZERO = Decimal(0)
+MS_PER_DAY = 86_400_000
 # The executor's two legs; recovery legs are named after their action ("hedge-1", "unwind-2").
 _MAIN_LEGS = ("buy", "sell")
 
@@ -86,6 +87,8 @@ class HedgeBook:
         self.min_profit_bps = min_profit_bps
         self._positions: dict[tuple[str, ExchangeName, ExchangeName], HedgePosition] = {}
         self._closes = 0
+        # Set by ``restore``: how each UTC day's restored executions changed ``held_basis``.
+        self.restored_basis_by_day: dict[int, Decimal] = {}
 
     def positions(self) -> list[HedgePosition]:
         """Every open (non-zero) position."""
@@ -94,6 +97,12 @@ class HedgeBook:
     def has_positions(self) -> bool:
         """Whether any position is open."""
         return any(p.base for p in self._positions.values())
+
+    def held_basis(self) -> Decimal:
+        """The basis the open positions locked in, in quote (``entry_basis * base`` summed): what their
+        openings reported as realized PnL and their closes give back. The daily loss limit leaves it
+        out (see ``RiskManager``) until a close realizes it."""
+        return sum((p.entry_basis * p.base for p in self._positions.values() if p.base), ZERO)
 
     def record(self, opportunity: ArbitrageOpportunity, result: ExecutionResult) -> HedgePosition | None:
         """Add the matched spot/futures quantity of a hedge execution (an opening or a closing pair).
@@ -117,6 +126,7 @@ class HedgeBook:
         catalogs is left out with an error naming it.
         """
         self._positions.clear()
+        self.restored_basis_by_day = {}
         markets: dict[str, dict[str, tuple[ExchangeName, str]]] = {}
         for opportunity_id, leg, exchange, symbol in journal.order_legs():
             if leg in _MAIN_LEGS:
@@ -126,8 +136,10 @@ class HedgeBook:
             if len(legs) == 2 and legs["buy"][0].is_futures != legs["sell"][0].is_futures
         }
         fills: dict[str, list[ExecutionLeg]] = {}
+        last_fill_ms: dict[str, int] = {}  # an execution's day is that of its last fill, as in RiskManager.restore
         for record in journal.fills():
             if record.opportunity_id in hedges:
+                last_fill_ms[record.opportunity_id] = max(last_fill_ms.get(record.opportunity_id, 0), record.recorded_at_ms)
                 fill = record.fill
                 fills.setdefault(record.opportunity_id, []).append(
                     ExecutionLeg(
@@ -143,10 +155,14 @@ class HedgeBook:
             (buy_market, buy_symbol), (sell_market, _) = legs["buy"], legs["sell"]
             spot, futures = (sell_market, buy_market) if buy_market.is_futures else (buy_market, sell_market)
             base, quote, _ = split_symbol(buy_symbol)
+            held = self.held_basis()
             try:
                 self._apply(f"{base}/{quote}", spot, futures, fills[opp])
             except InstrumentError as exc:
                 log.error("hedges: opportunity %s left out of the rebuilt hedge book: %s", opp, exc)
+                continue
+            day = last_fill_ms[opp] // MS_PER_DAY
+            self.restored_basis_by_day[day] = self.restored_basis_by_day.get(day, ZERO) + self.held_basis() - held
         positions = self.positions()
         for p in positions:
             log.info(

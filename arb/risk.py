@@ -21,6 +21,12 @@ prices and marks the live path built from the execution legs; grouping them by o
 and applying the executor's realized-PnL rule gives each execution's PnL, counted on the
 trading day of its last journaled fill. An execution cut short by a crash, which the running
 engine never accounted, counts too: its fills are real, at the venues.
+
+Hedges. A spot/futures hedge's opening reports the basis it locked in as realized PnL and its
+close reports minus the exit basis; the basis is realized only by the close. The controller
+takes the locked basis out of the daily PnL when a hedge opens and puts it back when it closes
+(``HedgeBook.held_basis``), live and on restore, so that the daily loss limit never counts a
+gain that an open hedge could still give back.
 """
 
 from __future__ import annotations
@@ -572,10 +578,16 @@ class RiskManager:
 
     # -- restart ------------------------------------------------------------------------
 
-    def restore(self, journal: RiskJournal, catalogs: Mapping[ExchangeName, InstrumentCatalog]) -> RestoredRisk:
+    def restore(
+        self, journal: RiskJournal, catalogs: Mapping[ExchangeName, InstrumentCatalog], *,
+        held_basis_by_day: Mapping[int, Decimal] | None = None,
+    ) -> RestoredRisk:
         """Rebuild positions, exposure and today's realized PnL from ``journal`` (see the module doc).
 
         ``catalogs`` give each journaled market symbol its contract size, grid and assets.
+        ``held_basis_by_day``: by UTC day, how much hedge basis that day's executions locked in
+        net of what they closed (``HedgeBook.restored_basis_by_day``); today's is left out of the
+        daily PnL, as the live path leaves it out.
         Replaces the positions and the daily PnL held; reservations of executions in flight
         are kept. An opportunity with an order whose instrument is no longer listed (or a
         malformed fill) is left out whole, with an error naming it. The breakers, the
@@ -638,6 +650,8 @@ class RiskManager:
         today = [e for e in executions.values() if e.recorded_at_ms // MS_PER_DAY == self._day]
         for execution in today:
             self._daily_pnl += execution.value()
+        if held_basis_by_day:
+            self._daily_pnl -= held_basis_by_day.get(self._day, ZERO)
         for what, reason in skipped.items():
             log.error("risk: %s left out of the restored positions and daily PnL: %s", what, reason)
         restored = RestoredRisk(

@@ -762,3 +762,45 @@ def test_an_execution_starts_only_when_both_venues_admit_its_leg_and_a_recovery_
     assert asyncio.run(scenario()) == [True, False]
     assert controller.summary().skipped_for_order_budget == 1
 
+
+
+def test_the_daily_loss_limit_counts_a_hedge_basis_when_the_close_realizes_it(tmp_path: Path) -> None:
+    """A hedge opened at basis 300 on 0.001 BTC reports +0.3 of realized PnL less its fees; the daily PnL
+    the loss limit reads counts only the fees until the close (exit basis 50) realizes the round trip,
+    live and after a restart."""
+    from test_hedges import PERP, Venues, opportunity
+
+    venues = Venues(tmp_path / "journal.sqlite3")
+    configuration = manager(tmp_path)
+    day_ns = 1_700_000_000_000 * 1_000_000  # the journal's wall clock
+
+    def risk_manager() -> RiskManager:
+        return RiskManager(configuration.config.risk_limits, wall_clock=lambda: day_ns)
+
+    controller = ArbitrageController(configuration, executor=venues.executor, risk=risk_manager())
+    controller.hedges = HedgeBook(venues.catalogs, min_profit_bps=D(10))
+    controller._catalogs = dict(venues.catalogs)  # contract sizes, as initialize() would set them
+    daily: list[D] = []
+
+    async def scenario() -> None:
+        for opp in (opportunity("o1", ExchangeName.GATEIO, PERP, "60000", "60300", "0.001"),
+                    opportunity("c1", PERP, ExchangeName.GATEIO, "60100", "60050", "0.001")):
+            result = await controller.process(msgspec.structs.replace(opp, profit_margin_bps=D(100)))
+            assert result is not None and result.final_state is ArbitrageState.COMPLETED
+            daily.append(controller.risk.get_current_risk_metrics().daily_realized_pnl_usd)  # type: ignore[union-attr]
+
+    asyncio.run(scenario())
+    opened, closed = (r.realized_profit for r in controller.results)
+    fees = D("0.3") - opened
+    assert fees > 0 and closed < 0
+    assert daily == [-fees, opened + closed]  # the round trip: (300 - 50) * 0.001 less all four fees
+
+    hedges = HedgeBook(venues.catalogs, min_profit_bps=D(10))
+    hedges.restore(venues.journal)
+    restored = risk_manager().restore(venues.journal, venues.catalogs, held_basis_by_day=hedges.restored_basis_by_day)
+    assert restored.daily_realized_pnl_usd == opened + closed
+    opened_only = HedgeBook(venues.catalogs, min_profit_bps=D(10))
+    opened_only.restored_basis_by_day = {day_ns // 86_400_000_000_000: D("0.3")}  # as if the close had not happened
+    assert risk_manager().restore(
+        venues.journal, venues.catalogs, held_basis_by_day=opened_only.restored_basis_by_day
+    ).daily_realized_pnl_usd == opened + closed - D("0.3")

@@ -187,3 +187,21 @@ def test_a_close_too_deep_for_the_book_fixed_point_is_not_proposed_and_raises_no
     # 0.0015 BTC at 60000 on a book grid of 1e-8 quote x 1e-10 base: the notional passes int64.
     assert close_of("0.0015", books_at_ns=10**9, now_ns=10**9, spot_book=GATE_BOOK) is None
     assert "cannot walk 0.0015 base: fixed-point overflow" in caplog.text
+
+
+def test_held_basis_is_the_locked_basis_of_what_is_open_and_a_restore_dates_its_changes(tmp_path: Path) -> None:
+    """Opening 0.5 at basis 299.97 holds 149.985 of quote; closing 0.4 gives back 0.4 of it at that
+    basis; a restart rebuilds the same changes, dated by the journal's (fixed) clock."""
+    venues = Venues(tmp_path / "journal.sqlite3")
+    book = HedgeBook(venues.catalogs, min_profit_bps=D(10))
+    held = [book.held_basis()]
+    for opp in (opportunity("o1", GATE, PERP, "60000.13", "60300.1", "0.5"),
+                opportunity("c1", PERP, GATE, "60050.7", "60049.99", "0.4"),
+                opportunity("o2", PERP, MEXC, "59900.3", "60333.33", "0.1")):  # short spot: basis -433.03
+        book.record(opp, venues.run(opp))
+        held.append(book.held_basis())
+    assert held == [D(0), D("149.985"), D("29.997"), D("29.997") + D("-433.03") * D("-0.1")]
+    rebuilt = HedgeBook(venues.catalogs, min_profit_bps=D(10))
+    rebuilt.restore(venues.journal)
+    assert rebuilt.restored_basis_by_day == {1_700_000_000_000 // 86_400_000: held[-1]}
+    assert rebuilt.held_basis() == held[-1]
