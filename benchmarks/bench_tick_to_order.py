@@ -73,7 +73,7 @@ passes up an opportunity rather than queue one leg behind its budget), at least
 ``EVENT_INTERVAL_S`` after the previous event (so that each finds the engine's caches as
 cold as a rare opportunity would), and then after a random 0-10 ms (see ``_event``). An
 event whose book the feed moves while a venue holds its order before matching gets a leg
-unfilled and recovered (about 6 % of events); the report counts them.
+unfilled and recovered (5-7 % of events in 300- and 500-event runs); the report counts them.
 ``ARB_TICK_EVENTS`` sets the count (default 500, about a minute; ``ARB_TICK_EVENTS=10000`` for
 the issue's event count). ``ARB_BUSY_POLL=1`` runs the engine with ``engine.busy_poll`` (and
 the floor's engine side polls the same way);
