@@ -17,7 +17,7 @@ from test_pipeline import book
 
 from arb import ArbitrageController, ArbitrageEngine
 from arb.config import ConfigurationManager
-from arb.controller import RunSummary, _set_aside, dry_run_cluster
+from arb.controller import Executor, RunSummary, _set_aside, dry_run_cluster
 from arb.errors import ArbitrageEngineError, ConfigurationError
 from arb.execution import StartedExecution, TwoLegExecutor
 from arb.exchanges.base import BookKey
@@ -464,6 +464,27 @@ def test_cancelling_execute_opportunity_after_the_orders_are_out_still_finishes_
     asyncio.run(scenario())
 
 
+def scanning_controller(
+    tmp_path: Path, executor: Executor, pipeline: ScannerPipeline, now: list[int]
+) -> ArbitrageController:
+    """A controller trading what ``pipeline``'s scans find with ``executor``, on the clock ``now[0]``."""
+    configuration = manager(tmp_path)
+    controller = ArbitrageController(
+        configuration, executor=executor, risk=RiskManager(configuration.config.risk_limits), pipeline=pipeline,
+        clock=lambda: now[0],
+    )
+    pipeline.on_opportunity = controller._on_opportunity
+    return controller
+
+
+async def start_trading(controller: ArbitrageController) -> asyncio.Task[None]:
+    """The controller's trade loop, running and waiting for its first opportunity."""
+    controller._scanning = True
+    trading = asyncio.get_running_loop().create_task(controller._trade_loop())
+    await asyncio.sleep(0)
+    return trading
+
+
 class SlowFirstExecution:
     """Records what each execution was sent with; the first takes ``first_ms`` (the clock moves on)."""
 
@@ -521,18 +542,11 @@ def test_an_opportunity_queued_past_the_data_age_limit_is_scanned_again_not_trad
             pipeline.on_book_update(BookKey(exchange, "ETH/USDT"))
         pipeline.on_batch_end()
 
-    configuration = manager(tmp_path)
     executor = SlowFirstExecution(now, 500, refresh_eth)
-    controller = ArbitrageController(
-        configuration, executor=executor, risk=RiskManager(configuration.config.risk_limits), pipeline=pipeline,
-        clock=lambda: now[0],
-    )
-    pipeline.on_opportunity = controller._on_opportunity
+    controller = scanning_controller(tmp_path, executor, pipeline, now)
 
     async def scenario() -> None:
-        controller._scanning = True
-        trading = asyncio.get_running_loop().create_task(controller._trade_loop())
-        await asyncio.sleep(0)
+        trading = await start_trading(controller)
         for key in (BookKey(ExchangeName.GATEIO, "BTC/USDT"), BookKey(ExchangeName.GATEIO, "ETH/USDT")):
             pipeline.on_book_update(key)
         pipeline.on_batch_end()  # both found and queued, BTC first
@@ -610,18 +624,11 @@ def test_a_market_is_not_traded_again_until_its_book_has_shown_our_fills(tmp_pat
         pipeline.on_book_update(BookKey(exchange, "BTC/USDT"))
         pipeline.on_batch_end()
 
-    configuration = manager(tmp_path)
     executor = FillsEveryLeg(now, filled)
-    controller = ArbitrageController(
-        configuration, executor=executor, risk=RiskManager(configuration.config.risk_limits), pipeline=pipeline,
-        clock=lambda: now[0],
-    )
-    pipeline.on_opportunity = controller._on_opportunity
+    controller = scanning_controller(tmp_path, executor, pipeline, now)
 
     async def scenario() -> None:
-        controller._scanning = True
-        trading = asyncio.get_running_loop().create_task(controller._trade_loop())
-        await asyncio.sleep(0)
+        trading = await start_trading(controller)
         update(ExchangeName.MEXC)
         await eventually(lambda: len(executor.sent) == 1 and not controller._pending)
         update(ExchangeName.MEXC)  # received after our fills were written; Gate.io's book is older
