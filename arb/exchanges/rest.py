@@ -105,7 +105,7 @@ class RateLimiter:
         self.venue = venue
         self._clock = clock
         now = clock()
-        self._buckets = {limit.limit_id: SpendWindow(limit, now) for limit in limits}
+        self._windows = {limit.limit_id: SpendWindow(limit, now) for limit in limits}
         self._blocked_until = 0.0  # every request, limited or not (IP ban)
         self._valid: set[tuple[tuple[str, int], ...]] = set()  # costs that passed ``check``
         self.waits = 0
@@ -116,12 +116,12 @@ class RateLimiter:
         if type(costs) is tuple and costs in self._valid:
             return  # each request of a kind carries the same costs: checked once, not on every order
         for limit_id, weight in costs:
-            bucket = self._buckets.get(limit_id)
-            if bucket is None:
-                raise ValueError(f"{self.venue}: unknown rate limit id {limit_id!r} (known: {sorted(self._buckets)})")
-            if not 0 < weight <= bucket.limit.capacity:
+            window = self._windows.get(limit_id)
+            if window is None:
+                raise ValueError(f"{self.venue}: unknown rate limit id {limit_id!r} (known: {sorted(self._windows)})")
+            if not 0 < weight <= window.limit.capacity:
                 raise ValueError(
-                    f"{self.venue}: weight {weight} for rate limit {limit_id!r} outside 1..{bucket.limit.capacity}"
+                    f"{self.venue}: weight {weight} for rate limit {limit_id!r} outside 1..{window.limit.capacity}"
                 )
         if type(costs) is tuple:
             self._valid.add(costs)
@@ -135,7 +135,7 @@ class RateLimiter:
         now = self._clock()
         wait = self._blocked_until - now
         for limit_id, weight in costs:
-            wait = max(wait, self._buckets[limit_id].wait_s(weight, now))
+            wait = max(wait, self._windows[limit_id].wait_s(weight, now))
         return wait
 
     def try_spend(self, costs: Sequence[tuple[str, int]]) -> bool:
@@ -163,7 +163,7 @@ class RateLimiter:
 
     def _take(self, costs: Sequence[tuple[str, int]]) -> None:
         for limit_id, weight in costs:
-            self._buckets[limit_id].take(weight)
+            self._windows[limit_id].take(weight)
 
     def block(self, limit_ids: Sequence[str] | None, seconds: float) -> None:
         """Refuse to spend on ``limit_ids`` (all requests when None) for ``seconds``."""
@@ -172,8 +172,8 @@ class RateLimiter:
             self._blocked_until = max(self._blocked_until, until)
             return
         for limit_id in limit_ids:
-            bucket = self._buckets[limit_id]
-            bucket.blocked_until = max(bucket.blocked_until, until)
+            window = self._windows[limit_id]
+            window.blocked_until = max(window.blocked_until, until)
 
 
 VenueFailure = tuple[str | int | None, str]

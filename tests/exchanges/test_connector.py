@@ -429,14 +429,14 @@ def test_rehearse_order_encodes_the_order_and_sends_spends_and_tracks_nothing(
                 assert encoded == []
                 await connector.start_private_stream(lambda state: None, lambda fill: None)
                 encoded.clear()
-                spent = {limit_id: bucket.total for limit_id, bucket in limiter._buckets.items()}
+                spent = {limit_id: window.total for limit_id, window in limiter._windows.items()}
                 requests, tracked = connector.rest.stats.requests, (dict(connector._tracked), set(connector._order_symbols))
                 for n in range(1, 31):  # more than Gate.io's order budget of a second
                     connector.rehearse_order(limit_buy(market, f"re-{n}"))
                 assert [any(f"re-{n}".encode() in data for data in encoded) for n in range(1, 31)] == [True] * 30
                 await asyncio.sleep(0.05)
                 assert venue.open_orders(API_KEY) == [] and connector.rest.stats.requests == requests
-                assert all(limiter._buckets[limit_id].total <= before for limit_id, before in spent.items())
+                assert all(limiter._windows[limit_id].total <= before for limit_id, before in spent.items())
                 assert (connector._tracked, connector._order_symbols) == tracked and connector.order_wait_s() == 0.0
                 written = connector.write_order(limit_buy(market, "re-31"))  # the order path is as it was
                 assert written is not None and (await written).client_order_id == "re-31"

@@ -305,11 +305,11 @@ def test_rate_limiter_spends_with_a_fake_clock() -> None:
 
     async def main() -> None:
         await limiter.acquire([("a", 2)])
-        assert limiter._buckets["a"].wait_s(1, now[0]) == pytest.approx(1.0)  # until the spend leaves the window
+        assert limiter._windows["a"].wait_s(1, now[0]) == pytest.approx(1.0)  # until the spend leaves the window
         now[0] += 1.0
         await limiter.acquire([("a", 1)])
         limiter.block(["a"], 3.0)
-        assert limiter._buckets["a"].wait_s(1, now[0]) == pytest.approx(3.0)
+        assert limiter._windows["a"].wait_s(1, now[0]) == pytest.approx(3.0)
         assert limiter.waits == 0
 
     run(main())
