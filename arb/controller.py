@@ -101,6 +101,8 @@ RECOVERY_LOSS_FRACTION = Decimal("0.01")
 # order kept in reserve, so that a leg that fails is hedged or unwound at once rather than once
 # the budget's window has passed (a second on Gate.io spot, after a burst of trades).
 ENTRY_ORDER_BUDGET = 2
+# Modes whose fills carry the venue's own time (live venues, and the simulated ones of a dry run).
+_VENUE_STAMPED_MODES = frozenset({"LIVE", "dry run"})
 # Order failures that are the venue's state, not the order's: they feed the venue-errors breaker.
 # Refusals of the order itself (balance, precision, size, unknown order) are left to the
 # consecutive-failures breaker.
@@ -320,9 +322,10 @@ class ArbitrageController:
         self._budget_skips = 0
         self._expired_skips = 0  # queued opportunities scanned again: their data passed the age limit in the queue
         self._unseen_skips = 0
-        # Markets where our orders filled, with the book and the time of the orders' writes: until a
-        # frame received after that time updates the book, it still shows the liquidity we took.
-        self._unseen_fills: dict[tuple[ExchangeName, str], tuple[OrderBook, int]] = {}
+        # Markets where our orders filled: the book, when the orders were written, and the venue's
+        # time of the last fill (0: not comparable with the book's event times). Until the book has
+        # caught up with them (``_fills_unseen``), it still shows the liquidity we took.
+        self._unseen_fills: dict[tuple[ExchangeName, str], tuple[OrderBook, int, int]] = {}
         # The newest results (all of them with ``results_kept=None``, as a backtest's report needs):
         # a live run trades for weeks, and its statistics live in the monitor, not here.
         self._results: collections.deque[ExecutionResult] = collections.deque(maxlen=results_kept)
@@ -866,6 +869,8 @@ class ArbitrageController:
         if pipeline is None:
             return
         symbol = started.opportunity.symbol
+        # Paper and backtest fills are stamped on the local clock, not the venue's.
+        venue_stamped = self.mode in _VENUE_STAMPED_MODES
         for index, leg in enumerate(result.legs):
             if leg.filled_quantity <= 0:
                 continue
@@ -873,24 +878,31 @@ class ArbitrageController:
             if book is not None:
                 # Both legs were written at ``sent_ns``; a recovery order later, at a time not kept here.
                 written_ns = started.sent_ns if index < 2 else self.clock()
-                held = self._unseen_fills.get((leg.exchange, symbol))
-                if held is None or held[1] < written_ns:
-                    self._unseen_fills[leg.exchange, symbol] = (book, written_ns)
+                venue_ms = leg.updated_at_ms if venue_stamped else 0
+                key = (leg.exchange, symbol)
+                held = self._unseen_fills.get(key)
+                if held is not None:
+                    written_ns, venue_ms = max(written_ns, held[1]), max(venue_ms, held[2])
+                self._unseen_fills[key] = (book, written_ns, venue_ms)
 
     def _fills_unseen(self, opportunity: ArbitrageOpportunity) -> bool:
-        """Whether a market of ``opportunity`` has had no book update since our last fill there.
+        """Whether a market of ``opportunity``'s book may not show our last fills there yet.
 
-        An update received after our orders were written is taken to show their fills: the
-        venue matched them after they were written, and it publishes what a match took in the
-        book updates that follow it (a venue that batches its pushes can still lag by one).
+        It has caught up once it has applied a frame received after our orders were written
+        and, where the fills carry the venue's time and the book the venue's event times, a
+        frame the venue stamped later than the last fill. Venues batch their book pushes, so
+        a push composed before our fill can arrive after our write (or after the answer).
         """
         unseen = self._unseen_fills
         for market in (opportunity.buy_exchange, opportunity.sell_exchange):
             key = (market, opportunity.symbol)
             held = unseen.get(key)
             if held is not None:
-                book, written_ns = held
+                book, written_ns, venue_ms = held
                 if book.last_recv_ns <= written_ns:
+                    return True
+                event_ms = book.last_event_ms
+                if venue_ms and event_ms and event_ms <= venue_ms:
                     return True
                 del unseen[key]
         return False

@@ -340,6 +340,7 @@ class OrderOutcome(msgspec.Struct, frozen=True, kw_only=True):
             order_id=None if state is None else state.order_id,
             error=self.error,
             error_category=None if self.category is None else ErrorCategory(self.category).value,
+            updated_at_ms=0 if state is None else state.updated_at_ms,
         )
 
 

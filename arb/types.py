@@ -183,6 +183,7 @@ class ExecutionLeg(msgspec.Struct, frozen=True, kw_only=True):
     order_id: str | None = None
     error: str | None = None
     error_category: str | None = None  # what kind of failure ``error`` is (``ErrorCategory`` value), when known
+    updated_at_ms: int = 0  # the venue's time of the order's last update (0: not known)
 
 
 class ExecutionResult(msgspec.Struct, frozen=True, kw_only=True):

@@ -35,7 +35,7 @@ from arb.sim.server import VenueUrls
 from arb.types import (
     ArbitrageOpportunity, ArbitrageState, ExchangeName, ExecutionLeg, ExecutionResult, OpportunityType, OrderSide,
 )
-from arb_core.book import DeltaBatch
+from arb_core.book import DeltaBatch, OrderBook
 from arb_core.wire.common import WireScale
 
 CONFIG = """
@@ -565,10 +565,11 @@ def test_an_opportunity_queued_past_the_data_age_limit_is_scanned_again_not_trad
 
 
 class FillsEveryLeg:
-    """Records each execution; both legs fill in full, written at the clock's time of the start."""
+    """Records each execution; both legs fill in full (or not at all), written at the clock's time of
+    the start, the venue stamping the fills ``venue_ms``."""
 
-    def __init__(self, now: list[int], filled: bool) -> None:
-        self.now, self.filled = now, filled
+    def __init__(self, now: list[int], filled: bool, venue_ms: int = 0) -> None:
+        self.now, self.filled, self.venue_ms = now, filled, venue_ms
         self.sent: list[int] = []  # the clock at each start
 
     def start(self, opportunity: ArbitrageOpportunity) -> StartedExecution:
@@ -583,6 +584,7 @@ class FillsEveryLeg:
                 exchange=market, symbol=opp.symbol, side=side, client_order_id=f"{opp.opportunity_id}-{side.value}",
                 requested_quantity=opp.max_quantity, limit_price=price,
                 filled_quantity=opp.max_quantity if self.filled else D(0), average_price=price if self.filled else None,
+                updated_at_ms=self.venue_ms,
             )
             for market, side, price in ((opp.buy_exchange, OrderSide.BUY, opp.buy_price),
                                         (opp.sell_exchange, OrderSide.SELL, opp.sell_price))
@@ -596,44 +598,53 @@ class FillsEveryLeg:
         return False
 
 
+class CrossedBtc:
+    """Gate.io's BTC ask below MEXC's bid, scanned by a pipeline on the clock ``now[0]``."""
+
+    def __init__(self, now: list[int]) -> None:
+        self.now = now
+        self.pipeline = ScannerPipeline(max_data_age_ms=100, clock=lambda: now[0])
+        instruments = {i.exchange: i for i in default_instruments(("BTC",))}
+        self.books: dict[ExchangeName, OrderBook] = {}
+        legs = []
+        for exchange, bids, asks in ((ExchangeName.GATEIO, [("1", "1")], [("60000", "1")]),
+                                     (ExchangeName.MEXC, [("60400", "1")], [("99999", "1")])):
+            scale = WireScale(*instruments[exchange].wire_scale())
+            self.books[exchange] = book(f"{exchange.value} BTC", scale, bids, asks, recv_ns=now[0])
+            legs.append((instruments[exchange], self.books[exchange], scale))
+        (plan,) = self.pipeline.register_symbol("BTC/USDT", legs)
+        for leg in plan.legs:
+            self.pipeline.set_leg_limits(plan.symbol_id, leg.leg_id, D("0.001"), D("0.001"))
+
+    def update(self, exchange: ExchangeName, event_ms: int = 0) -> None:
+        """A diff that changes nothing, received 1 ms later, stamped ``event_ms`` by the venue; then the scan."""
+        self.now[0] += 1_000_000
+        target = self.books[exchange]
+        batch = DeltaBatch(1)
+        batch.first_update_id = batch.last_update_id = target.last_update_id + 1
+        batch.event_time_ms = event_ms
+        target.apply_batch(batch, self.now[0])
+        self.pipeline.on_book_update(BookKey(exchange, "BTC/USDT"))
+        self.pipeline.on_batch_end()
+
+
 @pytest.mark.parametrize("filled", [True, False])
 def test_a_market_is_not_traded_again_until_its_book_has_shown_our_fills(tmp_path: Path, filled: bool) -> None:
     """Gate.io's ask and MEXC's bid cross; our execution takes both. MEXC's next update still crosses
     Gate.io's book, which has not been updated since: the liquidity our buy took is still in it, so
     the opportunity is passed up until Gate.io's book is updated. Legs that filled nothing hold nothing."""
     now = [10_000_000]
-    pipeline = ScannerPipeline(max_data_age_ms=100, clock=lambda: now[0])
-    instruments = {i.exchange: i for i in default_instruments(("BTC",))}
-    books, legs = {}, []
-    for exchange, bids, asks in ((ExchangeName.GATEIO, [("1", "1")], [("60000", "1")]),
-                                 (ExchangeName.MEXC, [("60400", "1")], [("99999", "1")])):
-        scale = WireScale(*instruments[exchange].wire_scale())
-        books[exchange] = book(f"{exchange.value} BTC", scale, bids, asks, recv_ns=now[0])
-        legs.append((instruments[exchange], books[exchange], scale))
-    (plan,) = pipeline.register_symbol("BTC/USDT", legs)
-    for leg in plan.legs:
-        pipeline.set_leg_limits(plan.symbol_id, leg.leg_id, D("0.001"), D("0.001"))
-
-    def update(exchange: ExchangeName) -> None:
-        """A diff that changes nothing, received now."""
-        now[0] += 1_000_000
-        target = books[exchange]
-        batch = DeltaBatch(1)
-        batch.first_update_id = batch.last_update_id = target.last_update_id + 1
-        target.apply_batch(batch, now[0])
-        pipeline.on_book_update(BookKey(exchange, "BTC/USDT"))
-        pipeline.on_batch_end()
-
+    market = CrossedBtc(now)
     executor = FillsEveryLeg(now, filled)
-    controller = scanning_controller(tmp_path, executor, pipeline, now)
+    controller = scanning_controller(tmp_path, executor, market.pipeline, now)
 
     async def scenario() -> None:
         trading = await start_trading(controller)
-        update(ExchangeName.MEXC)
+        market.update(ExchangeName.MEXC)
         await eventually(lambda: len(executor.sent) == 1 and not controller._pending)
-        update(ExchangeName.MEXC)  # received after our fills were written; Gate.io's book is older
+        market.update(ExchangeName.MEXC)  # received after our fills were written; Gate.io's book is older
         await eventually(lambda: len(executor.sent) == (1 if filled else 2) and not controller._pending)
-        update(ExchangeName.GATEIO)
+        market.update(ExchangeName.GATEIO)
         await eventually(lambda: len(executor.sent) == (2 if filled else 3) and not controller._pending)
         controller._scanning = False
         controller._wake()
@@ -641,6 +652,43 @@ def test_a_market_is_not_traded_again_until_its_book_has_shown_our_fills(tmp_pat
 
     asyncio.run(scenario())
     assert controller.summary().skipped_for_unseen_fills == (1 if filled else 0)
+
+
+@pytest.mark.parametrize("mode", ["LIVE", "dry run", "paper"])
+def test_a_push_the_venue_stamped_before_our_fill_does_not_show_it(tmp_path: Path, mode: str) -> None:
+    """The venues stamp our fills at 5000 ms. Updates of both books received after our orders were
+    written but stamped 5000 ms (composed by then, delivered late) do not count as showing them;
+    updates stamped 5001 ms do. Paper fills carry the local clock, so there only receipt counts."""
+    now = [10_000_000]
+    market = CrossedBtc(now)
+    executor = FillsEveryLeg(now, True, venue_ms=5_000)
+    controller = scanning_controller(tmp_path, executor, market.pipeline, now)
+    controller.mode = mode
+
+    async def both_updated(event_ms: int) -> None:
+        for exchange in (ExchangeName.MEXC, ExchangeName.GATEIO):
+            market.update(exchange, event_ms)
+            await eventually(lambda: not controller._pending)
+
+    async def scenario() -> list[int]:
+        trading = await start_trading(controller)
+        market.update(ExchangeName.MEXC, 4_000)
+        await eventually(lambda: len(executor.sent) == 1 and not controller._pending)
+        traded = []
+        for event_ms in (5_000, 5_001):
+            await both_updated(event_ms)
+            traded.append(len(executor.sent))
+        controller._scanning = False
+        controller._wake()
+        await asyncio.wait_for(trading, 5)
+        return traded
+
+    traded = asyncio.run(scenario())
+    if mode == "paper":
+        assert traded[0] == 2  # traded on the second book's update, stamps aside
+    else:
+        assert traded == [1, 2]
+        assert controller.summary().skipped_for_unseen_fills == 3  # both 5000 ms updates, then MEXC's at 5001
 
 
 def test_a_signed_call_that_cannot_be_made_refuses_live_trading_without_quoting_the_error(tmp_path: Path) -> None:
