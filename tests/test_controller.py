@@ -17,7 +17,7 @@ from test_pipeline import book
 
 from arb import ArbitrageController, ArbitrageEngine
 from arb.config import ConfigurationManager
-from arb.controller import Executor, RunSummary, _set_aside, dry_run_cluster
+from arb.controller import ENTRY_ORDER_BUDGET, Executor, RunSummary, _set_aside, dry_run_cluster
 from arb.errors import ArbitrageEngineError, ConfigurationError
 from arb.execution import StartedExecution, TwoLegExecutor
 from arb.exchanges.base import BookKey
@@ -859,3 +859,20 @@ def test_the_daily_loss_limit_counts_a_hedge_basis_when_the_close_realizes_it(tm
     assert risk_manager().restore(
         venues.journal, venues.catalogs, held_basis_by_day=opened_only.restored_basis_by_day
     ).daily_realized_pnl_usd == opened + closed - D("0.3")
+
+
+def test_every_market_s_order_budget_admits_an_execution_s_orders() -> None:
+    """``ENTRY_ORDER_BUDGET`` orders fit every market's order budget: a budget smaller than that would
+    make the check before each execution raise (a weight beyond the capacity) instead of answering."""
+
+    async def waits() -> dict[ExchangeName, float]:
+        found = {}
+        for market, connector_class in registered().items():
+            connector = connector_class(rest_url="http://127.0.0.1:9", ws_url="ws://127.0.0.1:9/")
+            try:
+                found[market] = connector.order_wait_s(ENTRY_ORDER_BUDGET)
+            finally:
+                await connector.close()
+        return found
+
+    assert asyncio.run(waits()) == {market: 0.0 for market in registered()}
