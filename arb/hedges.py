@@ -43,12 +43,12 @@ from arb_core.freshness import is_fresh
 from .instruments import InstrumentCatalog, InstrumentError, common_step, round_down_to_step, split_symbol
 from .journal import FillRecord
 from .pipeline import BPS, Leg, book_lot
+from .risk import MS_PER_DAY
 from .types import ArbitrageOpportunity, ExchangeName, ExecutionLeg, ExecutionResult, OpportunityType, OrderSide
 
 log = logging.getLogger(__name__)
 
 ZERO = Decimal(0)
-MS_PER_DAY = 86_400_000
 # The executor's two legs; recovery legs are named after their action ("hedge-1", "unwind-2").
 _MAIN_LEGS = ("buy", "sell")
 

@@ -1,10 +1,9 @@
 # C-level interface of arb_core.freshness: book age on the monotonic clock and venue clock offsets.
 from libc.stdint cimport int64_t
-
-from arb_core.fixed cimport int_arg
 from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC, CLOCK_REALTIME
 
 from arb_core.book cimport OrderBook
+from arb_core.fixed cimport int_arg
 
 cdef enum:
     OFFSET_BUCKETS = 8      # time buckets of a ClockOffset window

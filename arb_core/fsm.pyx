@@ -16,9 +16,9 @@ leave a residual position. No state transitions to itself.
 """
 
 from libc.stdint cimport int64_t
+from libc.stdlib cimport malloc, free
 
 from arb_core.fixed cimport int_arg
-from libc.stdlib cimport malloc, free
 
 STATE_NAMES = (
     "IDLE", "DETECTING", "OPPORTUNITY_FOUND", "EXECUTING", "COMPLETED", "FAILED", "RECOVERING",

@@ -14,10 +14,10 @@ than the bucket precision.
 
 from libc.math cimport ceil
 from libc.stdint cimport int64_t, INT64_MAX
-
-from arb_core.fixed cimport int_arg
 from libc.stdlib cimport calloc, free
 from libc.string cimport memset
+
+from arb_core.fixed cimport int_arg
 
 DEFAULT_LOWEST_NS = 100
 DEFAULT_HIGHEST_NS = 60_000_000_000

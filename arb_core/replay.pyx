@@ -14,10 +14,9 @@ import operator
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_FromStringAndSize
 from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
 from libc.stdint cimport int64_t, uint16_t, uint32_t
-
-from arb_core.fixed cimport int_arg
 from libc.string cimport memcmp, memcpy, memset
 
+from arb_core.fixed cimport int_arg
 from arb_core.router cimport BookRouter, ROUTE_APPLIED, ROUTE_OTHER
 from arb_core.scanner cimport SpreadScanner
 

@@ -18,11 +18,10 @@ accepts what those steps decode the same way.
 
 from cpython.mem cimport PyMem_Malloc, PyMem_Realloc, PyMem_Free
 from libc.stdint cimport int64_t, uint64_t
-
-from arb_core.fixed cimport int_arg
 from libc.string cimport memcmp
 
 from arb_core.book cimport DeltaBatch, OrderBook, APPLIED
+from arb_core.fixed cimport int_arg
 from arb_core.wire._scan cimport Reader
 from arb_core.wire.common cimport (
     WireScale, Frame, frame_acquire, frame_release, FRAME_BOOK_UPDATE, raw_to_batch, raw_free,

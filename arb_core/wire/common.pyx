@@ -3,10 +3,9 @@
 cimport cython
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 from libc.stdint cimport int64_t, uint8_t, uint64_t
-
-from arb_core.fixed cimport int_arg
 from libc.string cimport memcmp
 
+from arb_core.fixed cimport int_arg
 from arb_core.wire._scan cimport (
     Reader, ERR_EOF, ERR_SYNTAX, ERR_UTF8, ERR_CONTROL, ERR_ESCAPE, ERR_DEPTH, ERR_TRAILING,
     ERR_TYPE, ERR_MISSING, ERR_DUPLICATE, ERR_MISMATCH, ERR_NUMBER, ERR_OVERFLOW,
