@@ -536,6 +536,7 @@ class ArbitrageController:
             )
         self.pipeline.on_opportunity = self._on_opportunity
         self.pipeline.on_desync = self._on_desync
+        self.pipeline.on_sync = self._on_sync
         if self.balances is None:
             self.balances = BalanceMonitor(
                 {m: c for m, c in self.traders.items() if c.can_trade},
@@ -673,6 +674,11 @@ class ArbitrageController:
         if self._scanning:
             self._pending[plan.symbol_id] = opportunity
             self._wake()
+
+    def _on_sync(self, key: BookKey) -> None:
+        """A book came (back) in sync: its market's balance caps follow its prices now, not at the next refresh."""
+        if self.balances is not None:
+            self.balances.update_caps((key.exchange,))
 
     def _on_desync(self, key: BookKey, reason: str) -> None:
         if self.risk is not None and self._scanning and reason != "shutdown":

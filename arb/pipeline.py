@@ -196,6 +196,7 @@ class ScannerPipeline:
         self.overflows = 0
         self.desyncs = 0
         self.on_desync: Callable[[BookKey, str], None] | None = None
+        self.on_sync: Callable[[BookKey], None] | None = None  # a registered book came (back) in sync
         self._standing: dict[int, ArbitrageOpportunity] = {}
         self._buy_quote: dict[tuple[int, int], Decimal] = {}  # (symbol id, leg id) -> quote a buy may spend
         self._last_found: Opportunity | None = None  # the last hit that converted, for ``rehearse``
@@ -288,6 +289,10 @@ class ScannerPipeline:
             if self.on_desync is not None:
                 self.on_desync(key, reason)
         elif key in self._by_key:
+            # Caps derive from the best asks: a book that was empty (at start-up) left them at zero.
+            self.refresh_position_caps()
+            if self.on_sync is not None:
+                self.on_sync(key)
             self.marked.update(self._by_key[key])
 
     # --- scanning ---------------------------------------------------------------------

@@ -29,6 +29,13 @@ def book(
     name: str, scale: WireScale, bids: list[tuple[str, str]], asks: list[tuple[str, str]], recv_ns: int = 1
 ) -> OrderBook:
     """An in-sync book holding the given (price, size) levels, converted exactly into ``scale``."""
+    result = OrderBook(name)
+    result.apply_snapshot(snapshot(scale, bids, asks), recv_ns)
+    return result
+
+
+def snapshot(scale: WireScale, bids: list[tuple[str, str]], asks: list[tuple[str, str]]) -> DeltaBatch:
+    """A snapshot (update id 1) of the given (price, size) levels, converted exactly into ``scale``."""
     tick = D(scale.tick_units).scaleb(-scale.price_decimals)
     lot = D(scale.lot_units).scaleb(-scale.size_decimals)
     batch = DeltaBatch(64)
@@ -38,9 +45,7 @@ def book(
             assert ticks == int(ticks) and lots == int(lots)
             batch.add(side, int(ticks), int(lots))
     batch.first_update_id = batch.last_update_id = 1
-    result = OrderBook(name)
-    result.apply_snapshot(batch, recv_ns)
-    return result
+    return batch
 
 
 def pipeline(
@@ -156,6 +161,24 @@ def test_a_stale_book_gives_no_opportunity() -> None:
     assert stale.scan(0) is None and found == []
     gate.mark_out_of_sync()
     assert fresh.scan(0) is None
+
+
+def test_a_book_coming_in_sync_after_registration_sets_the_position_cap() -> None:
+    """Registered while both books are empty (start-up), the symbol's size cap is zero; their
+    snapshots set it before the scan that follows, and the owner hears of each."""
+    gate, mexc = OrderBook("gate"), OrderBook("mexc")
+    p, found = pipeline((GATE, gate, GATE_BOOK), (MEXC, mexc, MEXC_BOOK), max_position_usd=D("6"))
+    synced: list[BookKey] = []
+    p.on_sync = synced.append
+    assert p.scan(0) is None
+    keys = [BookKey(GATE.exchange, "BTC/USDT"), BookKey(MEXC.exchange, "BTC/USDT")]
+    gate.apply_snapshot(snapshot(GATE_BOOK, [("59000", "1")], [("60000", "1")]), 2)
+    p.on_book_state(keys[0], True, "snapshot")
+    mexc.apply_snapshot(snapshot(MEXC_BOOK, [("60400", "5")], [("60500", "5")]), 2)
+    p.on_book_state(keys[1], True, "snapshot")
+    p.on_batch_end()
+    assert synced == keys
+    assert [o.max_quantity for o in found] == [D("0.000099")]  # 6 / 60500 rounded down to the lot
 
 
 def test_position_cap_follows_max_position_usd_and_the_int64_notional_bound() -> None:

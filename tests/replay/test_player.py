@@ -35,7 +35,7 @@ from arb.sim.market import Dislocation
 from arb.types import ArbitrageOpportunity, ExchangeName, ExecutionResult
 from arb_core.book import ASK, BID, DeltaBatch, OrderBook
 import recording_layout
-from simulated_recording import record_simulated
+from simulated_recording import START_NS, record_simulated
 
 SECOND = 1_000_000_000
 # A still market (no walk, no noise) moved only by the dislocation, and MEXC USDT for one
@@ -208,6 +208,16 @@ def test_the_compiled_loop_takes_the_python_feeds_decisions_on_a_simulated_recor
     compiled, python = _both([simulated], _default_manager(), settings)
     assert python.opportunities and python.orders and python.results, "the dislocation must make the engine trade"
     _assert_same_backtest(compiled, python)
+
+
+def test_a_dislocation_in_the_first_second_is_traded_from_its_start(simulated: Path) -> None:
+    """The books come in sync from their snapshots after the balances are read: the scanner's caps
+    follow at once, not at the first status tick 1 s later (the dislocation ends then)."""
+    result = backtest([simulated], _default_manager())
+    starts = START_NS + SECOND // 2
+    first = min(o.detected_at for o in result.opportunities)
+    assert starts <= first <= starts + 2_000_000
+    assert result.results and all(r.final_state.name == "COMPLETED" for r in result.results)
 
 
 def test_the_compiled_loop_replays_books_only_like_the_python_feed(simulated: Path, tmp_path: Path) -> None:
@@ -407,9 +417,12 @@ def test_an_empty_recording_replays_to_nothing_on_both_paths(tmp_path: Path) -> 
 # encoding, the new records hashed to the values pinned before (checked then; no leg had one).
 # And again when it gained ``updated_at_ms``: with that key taken out, both runs hashed to the
 # values pinned before (checked then; 1006 legs of each run carry one).
+# And again when a book's coming in sync started setting the scanner's caps: until then they
+# waited for the first status tick, 1 s into the recording, the end of its first dislocation.
+# Both runs now trade that dislocation from its start too: 1002 executions instead of 502.
 PINNED_DECISIONS = {
-    "0": "53f54517d9ffdcb5d028b7380a9345d458ea181687f4e37744e8b5827f856b58",
-    "0.4": "df1ef956a278f9bd0185d5dfa2777d7c47a5b7d3cfe3b6ac9f5e26a123f40193",
+    "0": "47a2d8d0bd13dd92c5f1c7cd2e7276c84210972f48ffc16c3c7e1c495b83c6ea",
+    "0.4": "01505b20a7e069f91a5208f37e98b53016c21fae664fcb1a60a5545188786e17",
 }
 
 
