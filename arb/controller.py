@@ -146,6 +146,7 @@ class RunSummary(msgspec.Struct, kw_only=True):
     skipped_for_order_budget: int = 0  # opportunities passed up: a venue's order rate budget was spent
     skipped_as_outdated: int = 0  # queued behind an execution past the data age limit (scanned again instead)
     skipped_for_unseen_fills: int = 0  # a market's book had not been updated since our last fill there
+    skipped_as_withdrawn: int = 0  # queued, then a later scan of the symbol found it gone before its turn
     balance_drifts: int = 0  # REST reads that disagreed with the pushed balances
 
     @property
@@ -169,6 +170,7 @@ class RunSummary(msgspec.Struct, kw_only=True):
             f"  skipped, order budget    {self.skipped_for_order_budget}",
             f"  skipped, outdated        {self.skipped_as_outdated}",
             f"  skipped, fills unseen    {self.skipped_for_unseen_fills}",
+            f"  skipped, withdrawn       {self.skipped_as_withdrawn}",
         ]
         for stage, (p50, p99) in self.latency_ms.items():
             out.append(f"  latency {stage:<8}         p50 {p50} ms, p99 {p99} ms")
@@ -322,6 +324,7 @@ class ArbitrageController:
         self._budget_skips = 0
         self._expired_skips = 0  # queued opportunities scanned again: their data passed the age limit in the queue
         self._unseen_skips = 0
+        self._withdrawn_skips = 0  # queued opportunities a later scan no longer found
         # Markets where our orders filled: the book, when the orders were written, and the venue's
         # time of the last fill (0: not comparable with the book's event times). Until the book has
         # caught up with them (``_fills_unseen``), it still shows the liquidity we took.
@@ -729,6 +732,11 @@ class ArbitrageController:
                 # A scan older than our own last trade on the symbol priced liquidity we may have taken.
                 if opportunity.detected_at <= self._traded_ns.get(opportunity.symbol, -1):
                     continue
+                # A read after the one that queued it scanned the symbol again and found nothing (a
+                # new hit would have replaced it in the queue): the books no longer show it.
+                if not pipeline.stands(symbol_id, opportunity):
+                    self._withdrawn_skips += 1
+                    continue
                 # Queued behind another execution until its data is older than the limit: stale data
                 # never trades, so a fresh scan decides (it queues the opportunity again if it stands).
                 if self.clock() - opportunity.detected_at > pipeline.max_age_ns:
@@ -1057,6 +1065,7 @@ class ArbitrageController:
             skipped_for_order_budget=self._budget_skips,
             skipped_as_outdated=self._expired_skips,
             skipped_for_unseen_fills=self._unseen_skips,
+            skipped_as_withdrawn=self._withdrawn_skips,
             balance_drifts=self.balances.drifts if self.balances is not None else 0,
         )
 

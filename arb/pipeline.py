@@ -447,6 +447,10 @@ class ScannerPipeline:
         """Registered scanner symbols by id."""
         return self.plans
 
+    def stands(self, symbol_id: int, opportunity: ArbitrageOpportunity) -> bool:
+        """Whether ``opportunity`` is what ``symbol_id``'s latest scan found (a later scan replaced or withdrew it otherwise)."""
+        return self._standing.get(symbol_id) is opportunity
+
     def standing_opportunities(self) -> list[ArbitrageOpportunity]:
         """The opportunity each symbol's latest scan found (symbols whose latest scan found none are left out)."""
         return list(self._standing.values())

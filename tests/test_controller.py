@@ -35,7 +35,7 @@ from arb.sim.server import VenueUrls
 from arb.types import (
     ArbitrageOpportunity, ArbitrageState, ExchangeName, ExecutionLeg, ExecutionResult, OpportunityType, OrderSide,
 )
-from arb_core.book import DeltaBatch, OrderBook
+from arb_core.book import ASK, DeltaBatch, OrderBook
 from arb_core.wire.common import WireScale
 
 CONFIG = """
@@ -628,6 +628,48 @@ class CrossedBtc:
         self.pipeline.on_batch_end()
 
 
+def test_an_opportunity_a_later_read_withdrew_before_its_turn_is_not_traded(tmp_path: Path) -> None:
+    """MEXC's update queues the crossing of Gate.io's 60000 ask; before the trade loop takes it, Gate.io's
+    next read removes that ask and its scan finds nothing. The queued opportunity is dropped, not traded
+    on books that no longer show it; a later crossing is traded as usual."""
+    now = [10_000_000]
+    market = CrossedBtc(now)
+    executor = FillsEveryLeg(now, False)
+    controller = scanning_controller(tmp_path, executor, market.pipeline, now)
+    gate = market.books[ExchangeName.GATEIO]
+    instrument = {i.exchange: i for i in default_instruments(("BTC",))}[ExchangeName.GATEIO]
+
+    def gate_ask(price: str | None) -> None:
+        """Gate.io's read: the 60000 ask removed, or ``price`` added; then its scan."""
+        now[0] += 1_000_000
+        batch = DeltaBatch(1)
+        batch.first_update_id = batch.last_update_id = gate.last_update_id + 1
+        if price is None:
+            batch.add(ASK, instrument.price_to_ticks(D("60000")), 0)
+        else:
+            batch.add(ASK, instrument.price_to_ticks(D(price)), instrument.size_to_lots(D(1)))
+        gate.apply_batch(batch, now[0])
+        market.pipeline.on_book_update(BookKey(ExchangeName.GATEIO, "BTC/USDT"))
+        market.pipeline.on_batch_end()
+
+    async def scenario() -> None:
+        trading = await start_trading(controller)
+        market.update(ExchangeName.MEXC)
+        assert controller._pending  # queued; the trade loop has not run yet
+        gate_ask(None)  # the same loop step: another socket's read
+        await eventually(lambda: not controller._pending)
+        await asyncio.sleep(0.01)
+        assert executor.sent == []
+        gate_ask("60100")  # crosses MEXC's 60400 bid again
+        await eventually(lambda: len(executor.sent) == 1 and not controller._pending)
+        controller._scanning = False
+        controller._wake()
+        await asyncio.wait_for(trading, 5)
+
+    asyncio.run(scenario())
+    assert controller.summary().skipped_as_withdrawn == 1
+
+
 @pytest.mark.parametrize("filled", [True, False])
 def test_a_market_is_not_traded_again_until_its_book_has_shown_our_fills(tmp_path: Path, filled: bool) -> None:
     """Gate.io's ask and MEXC's bid cross; our execution takes both. MEXC's next update still crosses
@@ -718,8 +760,15 @@ def test_open_hedges_are_checked_every_scan_interval_while_the_queue_never_empti
     configuration = manager(tmp_path, '[engine]\nsymbols = ["BTC/USDT", "ETH/USDT"]\n')
     interval_ms = configuration.config.opportunity_scan_interval_ms
 
-    def found(symbol: str) -> ArbitrageOpportunity:
-        return mexc_to_gate(f"{symbol[:3].lower()}{now[0]}", D("100"), D("101"), "0.1", symbol=symbol, detected_at=now[0])
+    pipeline = ScannerPipeline(max_data_age_ms=100, clock=lambda: now[0])
+
+    def found(symbol: str) -> None:
+        """``symbol``'s scan finds an opportunity (standing in the pipeline) and queues it."""
+        opportunity = mexc_to_gate(
+            f"{symbol[:3].lower()}{now[0]}", D("100"), D("101"), "0.1", symbol=symbol, detected_at=now[0]
+        )
+        pipeline._standing[symbol] = opportunity  # type: ignore[index]
+        controller._on_opportunity(opportunity, SimpleNamespace(symbol_id=symbol))  # type: ignore[arg-type]
 
     class TakesTwoIntervals(InstantExecutor):
         executed = 0
@@ -728,12 +777,12 @@ def test_open_hedges_are_checked_every_scan_interval_while_the_queue_never_empti
             TakesTwoIntervals.executed += 1
             now[0] += 2 * interval_ms * 1_000_000
             other = "ETH/USDT" if started.opportunity.symbol == "BTC/USDT" else "BTC/USDT"
-            controller._on_opportunity(found(other), SimpleNamespace(symbol_id=other))  # type: ignore[arg-type]
+            found(other)
             return await super().finish(started)
 
     controller = ArbitrageController(
         configuration, executor=TakesTwoIntervals(), risk=RiskManager(configuration.config.risk_limits),
-        pipeline=ScannerPipeline(max_data_age_ms=100, clock=lambda: now[0]), clock=lambda: now[0],
+        pipeline=pipeline, clock=lambda: now[0],
     )
     controller.hedges = HedgeBook({}, min_profit_bps=D(10))
     checks: list[int] = []
@@ -747,7 +796,7 @@ def test_open_hedges_are_checked_every_scan_interval_while_the_queue_never_empti
         controller._scanning = True
         trading = asyncio.get_running_loop().create_task(controller._trade_loop())
         await asyncio.sleep(0)
-        controller._on_opportunity(found("BTC/USDT"), SimpleNamespace(symbol_id="BTC/USDT"))  # type: ignore[arg-type]
+        found("BTC/USDT")
         await eventually(lambda: TakesTwoIntervals.executed >= 100)
         controller._scanning = False
         controller._wake()
