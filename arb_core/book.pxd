@@ -26,9 +26,11 @@ cdef class DeltaBatch:
     cdef int64_t* sizes
     cdef Py_ssize_t count
     cdef Py_ssize_t capacity
-    cdef public int64_t first_update_id   # first sequence id covered (Gate U, MEXC fromVersion)
-    cdef public int64_t last_update_id    # last sequence id covered (Gate u, MEXC toVersion)
-    cdef public int64_t event_time_ms     # venue event time, 0 if unknown
+    # Python reads and sets these as first_update_id, last_update_id and event_time_ms (properties
+    # taking only integers; a Cython public attribute would truncate a float).
+    cdef int64_t first_id                 # first sequence id covered (Gate U, MEXC fromVersion)
+    cdef int64_t last_id                  # last sequence id covered (Gate u, MEXC toVersion)
+    cdef int64_t event_ms                 # venue event time, 0 if unknown
     cdef public bint is_snapshot          # a full replacement rather than a diff
 
     cdef int push(self, int side, int64_t price_ticks, int64_t size_lots) except -1

@@ -73,10 +73,37 @@ cdef class DeltaBatch:
     cpdef void clear(self):
         """Empty the buffer and reset the header; capacity is kept."""
         self.count = 0
-        self.first_update_id = 0
-        self.last_update_id = 0
-        self.event_time_ms = 0
+        self.first_id = 0
+        self.last_id = 0
+        self.event_ms = 0
         self.is_snapshot = False
+
+    @property
+    def first_update_id(self):
+        """First sequence id covered (Gate ``U``, MEXC ``fromVersion``)."""
+        return self.first_id
+
+    @first_update_id.setter
+    def first_update_id(self, int_arg value):
+        self.first_id = value
+
+    @property
+    def last_update_id(self):
+        """Last sequence id covered (Gate ``u``, MEXC ``toVersion``)."""
+        return self.last_id
+
+    @last_update_id.setter
+    def last_update_id(self, int_arg value):
+        self.last_id = value
+
+    @property
+    def event_time_ms(self):
+        """Venue event time in ms, 0 if unknown."""
+        return self.event_ms
+
+    @event_time_ms.setter
+    def event_time_ms(self, int_arg value):
+        self.event_ms = value
 
     def add(self, int_arg side, int_arg price_ticks, int_arg size_lots):
         """Append one level (validated: side BID/ASK, price > 0, size >= 0)."""
@@ -127,8 +154,8 @@ cdef class DeltaBatch:
         return self.count
 
     def __repr__(self):
-        return (f"DeltaBatch(levels={self.count}, first_update_id={self.first_update_id}, "
-                f"last_update_id={self.last_update_id}, snapshot={bool(self.is_snapshot)})")
+        return (f"DeltaBatch(levels={self.count}, first_update_id={self.first_id}, "
+                f"last_update_id={self.last_id}, snapshot={bool(self.is_snapshot)})")
 
 
 cdef enum:
@@ -441,9 +468,9 @@ cdef class OrderBook:
                   levels + nb, na)
         finally:
             free(levels)
-        self.last_update_id = batch.last_update_id
+        self.last_update_id = batch.last_id
         self.last_recv_ns = recv_ns
-        self.last_event_ms = batch.event_time_ms
+        self.last_event_ms = batch.event_ms
         _raise_if_crossed(self)
         self.in_sync = True
         return APPLIED
@@ -462,13 +489,13 @@ cdef class OrderBook:
             raise BookOutOfSyncError(
                 f"book {self.name!r} is out of sync (last_update_id {self.last_update_id}); "
                 f"a snapshot is needed before batch "
-                f"{batch.first_update_id}..{batch.last_update_id}")
-        if batch.last_update_id <= self.last_update_id:
+                f"{batch.first_id}..{batch.last_id}")
+        if batch.last_id <= self.last_update_id:
             return STALE
-        if batch.first_update_id > self.last_update_id + 1:
+        if batch.first_id > self.last_update_id + 1:
             self.in_sync = False
             raise SequenceGapError(
-                f"book {self.name!r}: gap, batch starts at update {batch.first_update_id} "
+                f"book {self.name!r}: gap, batch starts at update {batch.first_id} "
                 f"but the book is at {self.last_update_id}")
         try:
             for i in range(batch.count):
@@ -481,9 +508,9 @@ cdef class OrderBook:
         except BaseException:
             self.in_sync = False
             raise
-        self.last_update_id = batch.last_update_id
+        self.last_update_id = batch.last_id
         self.last_recv_ns = recv_ns
-        self.last_event_ms = batch.event_time_ms
+        self.last_event_ms = batch.event_ms
         if self.n_bids and self.n_asks and self.best_bid_price_c() >= self.best_ask_price_c():
             _raise_if_crossed(self)
         return APPLIED

@@ -130,9 +130,9 @@ cdef int raw_to_batch(RawBatch* raw, WireScale scale, DeltaBatch batch) except -
 cdef inline void reset_batch(DeltaBatch batch) noexcept:
     """DeltaBatch.clear() without the cpdef dispatch (same fields, same values)."""
     batch.count = 0
-    batch.first_update_id = 0
-    batch.last_update_id = 0
-    batch.event_time_ms = 0
+    batch.first_id = 0
+    batch.last_id = 0
+    batch.event_ms = 0
     batch.is_snapshot = False
 
 

@@ -167,7 +167,7 @@ cdef int raw_to_batch(RawBatch* raw, WireScale scale, DeltaBatch batch) except -
             batch.count += 1
         else:
             batch.push(level.side, price, size)
-    batch.first_update_id = raw.first_update_id
-    batch.last_update_id = raw.last_update_id
-    batch.event_time_ms = raw.event_time_ms
+    batch.first_id = raw.first_update_id
+    batch.last_id = raw.last_update_id
+    batch.event_ms = raw.event_time_ms
     return 1

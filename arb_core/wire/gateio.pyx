@@ -75,8 +75,8 @@ cdef int _update_result(Reader* r, WireScale scale, DeltaBatch batch, bint futur
         elif k == 85 or k == 117 or k == 116:  # U u t: first / last update id, event time
             r.field = b"result.U" if k == 85 else (b"result.u" if k == 117 else b"result.t")
             if read_uint_member(r, &seen, F_FIRST if k == 85 else (F_LAST if k == 117 else F_T), ks,
-                                &batch.first_update_id if k == 85 else (
-                                    &batch.last_update_id if k == 117 else &batch.event_time_ms)) < 0:
+                                &batch.first_id if k == 85 else (
+                                    &batch.last_id if k == 117 else &batch.event_ms)) < 0:
                 return raise_wire_error(r, scale)
         elif k == 115:  # s
             r.field = b"result.s"
@@ -92,7 +92,7 @@ cdef int _update_result(Reader* r, WireScale scale, DeltaBatch batch, bint futur
     if (require(r, seen, F_S, b"result.s") < 0 or require(r, seen, F_FIRST, b"result.U") < 0
             or require(r, seen, F_LAST, b"result.u") < 0):
         return raise_wire_error(r, scale)
-    if batch.first_update_id > batch.last_update_id:
+    if batch.first_id > batch.last_id:
         r.field = b"result.U"
         fail(r, ERR_SEQUENCE, r.pos)
         return raise_wire_error(r, scale)
@@ -146,9 +146,9 @@ cdef int _snapshot(Reader* r, WireScale scale, DeltaBatch batch, bint futures) e
             _levels(r, scale, batch, BID if r.buf[ks] == 98 else ASK, futures)
         elif key_is(r.buf, ks, ke, b"id", 2):
             r.field = b"id"
-            if read_uint_member(r, &seen, F_ID, ks, &batch.first_update_id) < 0:
+            if read_uint_member(r, &seen, F_ID, ks, &batch.first_id) < 0:
                 return raise_wire_error(r, scale)
-            batch.last_update_id = batch.first_update_id
+            batch.last_id = batch.first_id
         elif skip_value(r) < 0:
             return raise_wire_error(r, scale)
     if (require(r, seen, F_ID, b"id") < 0 or require(r, seen, F_BIDS, b"bids") < 0

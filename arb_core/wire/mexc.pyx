@@ -145,18 +145,18 @@ cdef int _pb_depths(Reader* r, WireScale scale, DeltaBatch batch, bint aggre) ex
                 return raise_wire_error(r, scale)
             _pb_version(r, scale, wt, at, &value)
             if field == 4:
-                batch.first_update_id = value
+                batch.first_id = value
                 if not aggre:
-                    batch.last_update_id = value
+                    batch.last_id = value
             else:
-                batch.last_update_id = value
+                batch.last_id = value
         elif skip_field(r, field, wt) < 0:
             return raise_wire_error(r, scale)
     if aggre:
         if (require(r, seen, F_FROM, b"publicAggreDepths.fromVersion") < 0
                 or require(r, seen, F_TO, b"publicAggreDepths.toVersion") < 0):
             return raise_wire_error(r, scale)
-        if batch.first_update_id > batch.last_update_id:
+        if batch.first_id > batch.last_id:
             r.field = b"publicAggreDepths.fromVersion"
             fail(r, ERR_SEQUENCE, r.pos)
             return raise_wire_error(r, scale)
@@ -199,7 +199,7 @@ cdef int decode_spot_depth_c(const unsigned char* buf, Py_ssize_t n, WireScale s
             if value > <uint64_t>0x7FFFFFFFFFFFFFFF:
                 fail(&r, ERR_OVERFLOW, at)
                 return raise_wire_error(&r, scale)
-            batch.event_time_ms = <int64_t>value
+            batch.event_ms = <int64_t>value
         elif field == PB_SYMBOL:
             r.field = b"symbol"
             if (_wire_type(&r, wt, 2, at) < 0 or seen_once(&r, &seen, F_SYMBOL, at) < 0
@@ -316,9 +316,9 @@ cdef int _contract_depth(Reader* r, WireScale scale, DeltaBatch batch, int* seen
             read_array_levels(r, scale, batch, ASK if r.buf[ks] == 97 else BID, NUM_BARE, NUM_BARE, 1)
         elif key_is(r.buf, ks, ke, b"version", 7):
             r.field = b"version"
-            if read_uint_member(r, seen, F_VERSION, ks, &batch.first_update_id) < 0:
+            if read_uint_member(r, seen, F_VERSION, ks, &batch.first_id) < 0:
                 return raise_wire_error(r, scale)
-            batch.last_update_id = batch.first_update_id
+            batch.last_id = batch.first_id
         elif allow_data and key_is(r.buf, ks, ke, b"data", 4):
             r.field = b"data"
             if seen_once(r, seen, F_DATA, ks) < 0:
@@ -355,7 +355,7 @@ cdef int decode_futures_depth_c(const unsigned char* buf, Py_ssize_t n, WireScal
                 return raise_wire_error(&r, scale)
         elif key_is(r.buf, ks, ke, b"ts", 2):
             r.field = b"ts"
-            if read_uint_member(&r, &seen, F_TIME, ks, &batch.event_time_ms) < 0:
+            if read_uint_member(&r, &seen, F_TIME, ks, &batch.event_ms) < 0:
                 return raise_wire_error(&r, scale)
         elif skip_value(&r) < 0:
             return raise_wire_error(&r, scale)
@@ -415,8 +415,8 @@ cdef int decode_spot_snapshot_c(const unsigned char* buf, Py_ssize_t n, WireScal
                     return raise_wire_error(&r, scale)
             elif read_json_uint(&r, &value) < 0:
                 return raise_wire_error(&r, scale)
-            batch.first_update_id = value
-            batch.last_update_id = value
+            batch.first_id = value
+            batch.last_id = value
         elif skip_value(&r) < 0:
             return raise_wire_error(&r, scale)
     if (require(&r, seen, F_VERSION, b"lastUpdateId") < 0 or require(&r, seen, F_ASKS, b"asks") < 0

@@ -65,6 +65,9 @@ CALLS: list[tuple[str, Callable[[Any], object]]] = [
     ("SpreadScanner.scan_symbol now_ns", lambda v: _scanner().scan_symbol(0, v, 10)),
     ("WireScale tick_units", lambda v: WireScale(2, v, 4, 1)),
     ("BookRouter dialect", lambda v: BookRouter(v)),
+    ("DeltaBatch.first_update_id", lambda v: setattr(DeltaBatch(1), "first_update_id", v)),
+    ("DeltaBatch.last_update_id", lambda v: setattr(DeltaBatch(1), "last_update_id", v)),
+    ("DeltaBatch.event_time_ms", lambda v: setattr(DeltaBatch(1), "event_time_ms", v)),
 ]
 
 
@@ -86,6 +89,9 @@ def test_ints_and_numpy_integers_are_taken() -> None:
     assert StateMachine().transition(np.int8(fsm.DETECTING), np.uint16(5)) == fsm.IDLE
     assert WireScale(2, np.int64(1), 4, 1).tick_units == 1
     assert BookRouter(np.int64(DIALECT_GATEIO_SPOT)).dialect == DIALECT_GATEIO_SPOT
+    batch = DeltaBatch(1)
+    batch.first_update_id, batch.last_update_id, batch.event_time_ms = np.int64(7), 2**63 - 1, np.uint32(5)
+    assert (batch.first_update_id, batch.last_update_id, batch.event_time_ms) == (7, 2**63 - 1, 5)
 
 
 def test_a_wide_integer_is_checked_at_its_width_not_narrowed_first() -> None:
