@@ -4,9 +4,13 @@ A market whose private stream pushes balances (``balance_handler``) has each pus
 as that asset's current balance, and the scanner's caps on that market follow at once.
 The signed balance call still reads every market every ``balance_refresh_interval_ms``
 (and on request, e.g. after an execution on a market without pushes). On a pushed market
-the answer is the reconciliation: an asset whose read disagrees with the pushed state (free
-or locked differ at all) is a drift, logged, counted and reported, and the read wins; an
-asset pushed while the read was in flight keeps the push, which may be the newer of the two.
+the answer is the reconciliation: the read wins, except for an asset pushed while the read
+was in flight, which keeps the push (it may be the newer of the two). An asset whose read
+disagrees with the pushed state (free or locked differ at all) is a drift unless the push that
+brings the read's state is merely late: it is reported (logged, counted, ``on_drift``) at
+the next read of the market if no push has brought that state by then. A market whose stream
+only says that balances changed has them read by REST (``read_handler``): those reads keep
+it current but are not pushes, and its periodic reads are not checked for drift.
 From the free balances the scanner learns how much each leg can trade: buy up to free
 quote / ask (fee included), sell up to the free base on spot; a futures leg can open either
 way up to its free margin at 1x.
@@ -26,7 +30,7 @@ from typing import Any, Protocol
 
 import msgspec
 
-from .exchanges.base import BalanceHandler
+from .exchanges.base import BalanceHandler, BalancesReadHandler
 from .exchanges.models import Balance
 from .pipeline import ScannerPipeline
 from .types import ExchangeName
@@ -99,7 +103,9 @@ class BalanceMonitor:
         self.on_drift = on_drift
         self._balances: dict[ExchangeName, dict[str, Balance]] = {}
         self._alerted: set[tuple[str, ExchangeName]] = set()
-        self._streamed: set[ExchangeName] = set()  # markets whose balances arrive by push
+        self._streamed: set[ExchangeName] = set()  # markets kept current by their private stream
+        self._pushing: set[ExchangeName] = set()  # markets whose stream pushes the balances themselves
+        self._suspects: dict[tuple[ExchangeName, str], BalanceDrift] = {}  # disagreements a late push may explain
         self._read: set[ExchangeName] = set()  # markets with a REST read to reconcile against
         self._push_seq = 0
         self._read_seq = 0  # refreshes started
@@ -121,7 +127,7 @@ class BalanceMonitor:
         return {exchange: dict(assets) for exchange, assets in self._balances.items()}
 
     def streamed(self, exchange: ExchangeName) -> bool:
-        """Whether ``exchange``'s balances arrive by push (a ``balance_handler`` was made for it)."""
+        """Whether ``exchange``'s private stream keeps its balances current (a handler was made for it)."""
         return exchange in self._streamed
 
     def balance_handler(self, exchange: ExchangeName) -> BalanceHandler:
@@ -133,21 +139,44 @@ class BalanceMonitor:
 
         return on_balance
 
+    def read_handler(self, exchange: ExchangeName) -> BalancesReadHandler:
+        """The ``on_balances_read`` handler of ``exchange``'s private stream: the balances it reads by
+        REST when a push says they changed. Applied as pushes are, never checked for drift."""
+        self._streamed.add(exchange)
+
+        def on_read(balances: Mapping[str, Balance]) -> None:
+            for balance in balances.values():
+                self._apply(exchange, balance)
+            self.update_caps((exchange,))
+            self.check_skew()
+
+        return on_read
+
     def push(self, exchange: ExchangeName, balance: Balance) -> None:
         """Apply a pushed balance as the asset's current one; the caps on ``exchange`` follow at once."""
+        self._pushing.add(exchange)
+        key = (exchange, balance.asset)
+        suspect = self._suspects.get(key)
+        if suspect is not None and (balance.free, balance.locked) == (suspect.read.free, suspect.read.locked):
+            del self._suspects[key]  # the push the read was ahead of
+        self._apply(exchange, balance)
+        self.pushes += 1
+        self.update_caps((exchange,))
+        self.check_skew()
+
+    def _apply(self, exchange: ExchangeName, balance: Balance) -> None:
+        """``balance`` as its asset's current one, numbered as a push (a read in flight keeps it)."""
         self._streamed.add(exchange)
         self._push_seq += 1
         self._pushed_at[(exchange, balance.asset)] = self._push_seq
         self._balances.setdefault(exchange, {})[balance.asset] = balance
-        self.pushes += 1
-        self.update_caps((exchange,))
-        self.check_skew()
 
     async def refresh(self, exchanges: Iterable[ExchangeName] | None = None) -> None:
         """Read the balances of ``exchanges`` (default: all) concurrently, then update caps and alerts.
 
         A failed read keeps that market's previous balances and is logged. On a pushed market
-        the read is reconciled against the pushed state (drifts reported). A read that answers
+        the read is reconciled against the pushed state (drifts noted, and reported at the next
+        read unless a push explains them meanwhile). A read that answers
         after the read of a later refresh of the same market is older than what it would
         replace, and is dropped.
         """
@@ -176,26 +205,33 @@ class BalanceMonitor:
         fresh = {
             asset: balance for asset, balance in current.items() if self._pushed_at.get((exchange, asset), 0) > started
         }
-        check = exchange in self._streamed and exchange in self._read
+        check = exchange in self._pushing and exchange in self._read
+        if check:
+            # A refresh interval on, no push has brought what the last read disagreed with.
+            for key in [key for key in self._suspects if key[0] is exchange]:
+                self._report(self._suspects.pop(key))
         for asset, balance in read.items():
             if asset in fresh:
                 continue
             if check:
-                self._check_drift(exchange, asset, current.get(asset), balance)
+                self._suspect(exchange, asset, current.get(asset), balance)
             fresh[asset] = balance
         if check:
             for asset, pushed in current.items():
                 if asset not in fresh:  # the venue no longer lists it: zero now
-                    self._check_drift(exchange, asset, pushed, None)
+                    self._suspect(exchange, asset, pushed, None)
         self._balances[exchange] = fresh
         self._read.add(exchange)
 
-    def _check_drift(self, exchange: ExchangeName, asset: str, pushed: Balance | None, read: Balance | None) -> None:
+    def _suspect(self, exchange: ExchangeName, asset: str, pushed: Balance | None, read: Balance | None) -> None:
+        """Note a read that disagrees with the pushed state (a drift, unless its push is only late)."""
         before = pushed if pushed is not None else Balance(asset=asset, free=ZERO)
         after = read if read is not None else Balance(asset=asset, free=ZERO)
         if (before.free, before.locked) == (after.free, after.locked):
             return
-        drift = BalanceDrift(exchange=exchange, asset=asset, pushed=before, read=after)
+        self._suspects[(exchange, asset)] = BalanceDrift(exchange=exchange, asset=asset, pushed=before, read=after)
+
+    def _report(self, drift: BalanceDrift) -> None:
         self.drifts += 1
         log.warning(drift.message())
         if self.on_drift is not None:

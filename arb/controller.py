@@ -173,7 +173,7 @@ class RunSummary(msgspec.Struct, kw_only=True):
             f"  skipped, withdrawn       {self.skipped_as_withdrawn}",
         ]
         for stage, (p50, p99) in self.latency_ms.items():
-            out.append(f"  latency {stage:<8}         p50 {p50} ms, p99 {p99} ms")
+            out.append(f"  {'latency ' + stage:<25}p50 {p50} ms, p99 {p99} ms")
         out.append(f"  circuit breakers         {', '.join(self.breakers_tripped) or 'none tripped'}")
         out.append(
             "  book resyncs             " + (", ".join(f"{k} {v}" for k, v in sorted(self.resyncs.items())) or "none")
@@ -606,7 +606,9 @@ class ArbitrageController:
             if isinstance(trader, ExchangeConnector) and trader.binding.private_stream is None:
                 log.info("%s: no private balance stream; balances by REST only", market.value)
                 continue
-            await trader.start_private_stream(_ignore, _ignore, balances.balance_handler(market))
+            await trader.start_private_stream(
+                _ignore, _ignore, balances.balance_handler(market), on_balances_read=balances.read_handler(market)
+            )
 
     def _register_shutdown_steps(self) -> None:
         add = self.shutdown_manager.add_step

@@ -198,7 +198,7 @@ def test_a_push_sets_the_free_balance_and_the_caps_at_once() -> None:
     assert monitor.snapshot()[ExchangeName.MEXC]["USDT"] == Balance(asset="USDT", free=D("1000"))
 
 
-def test_rest_reconciliation_corrects_a_wrong_push_and_reports_the_drift() -> None:
+def test_rest_reconciliation_corrects_a_wrong_push_and_reports_the_drift_a_read_later() -> None:
     gate, mexc = FakeVenue(USDT="1000", BTC="1"), FakeVenue(USDT="1000", BTC="1")
     drifts: list[BalanceDrift] = []
     monitor = BalanceMonitor({ExchangeName.GATEIO: gate, ExchangeName.MEXC: mexc}, on_drift=drifts.append)
@@ -207,9 +207,11 @@ def test_rest_reconciliation_corrects_a_wrong_push_and_reports_the_drift() -> No
     asyncio.run(monitor.refresh())  # the first read is the baseline, nothing to disagree with
     on_mexc(Balance(asset="BTC", free=D("0.00002")))  # wrong: the venue still holds 1 BTC
     asyncio.run(monitor.refresh())
-    assert monitor.free(ExchangeName.MEXC, "BTC") == D("1")
+    assert monitor.free(ExchangeName.MEXC, "BTC") == D("1")  # the read wins at once
     opp = pipeline.scan(0)
     assert opp is not None and opp.max_quantity > D("0.00002")
+    assert drifts == []  # the push that brings 1 BTC may only be late
+    asyncio.run(monitor.refresh())  # a refresh interval on, no push has brought it
     (drift,) = drifts
     assert (drift.exchange, drift.asset, drift.pushed.free, drift.read.free) == (
         ExchangeName.MEXC, "BTC", D("0.00002"), D("1"),
@@ -220,9 +222,51 @@ def test_rest_reconciliation_corrects_a_wrong_push_and_reports_the_drift() -> No
     mexc.free["USDT"] = D("900")
     gate.free["USDT"] = D("5")
     asyncio.run(monitor.refresh())
+    asyncio.run(monitor.refresh())
     assert [(d.exchange, d.asset) for d in drifts[1:]] == [(ExchangeName.MEXC, "USDT")]
     asyncio.run(monitor.refresh())
     assert monitor.drifts == 2
+
+
+def test_a_push_later_than_the_read_that_showed_its_change_is_not_a_drift() -> None:
+    """The venue's fill changes MEXC's BTC; the periodic read shows it before the fill's push arrives.
+    The push then brings the same state: late, not wrong. A push that brings another state (the
+    venue's push is wrong) leaves the drift to be reported at the next read."""
+    mexc = FakeVenue(USDT="1000", BTC="1")
+    drifts: list[BalanceDrift] = []
+    monitor = BalanceMonitor({ExchangeName.MEXC: mexc}, on_drift=drifts.append)
+    on_mexc = monitor.balance_handler(ExchangeName.MEXC)
+    asyncio.run(monitor.refresh())
+    mexc.free["BTC"] = D("0.5")  # sold; the push is on its way
+    asyncio.run(monitor.refresh())
+    on_mexc(Balance(asset="BTC", free=D("0.5")))
+    asyncio.run(monitor.refresh())
+    assert drifts == [] and monitor.free(ExchangeName.MEXC, "BTC") == D("0.5")
+
+    mexc.free["BTC"] = D("0.25")
+    asyncio.run(monitor.refresh())
+    on_mexc(Balance(asset="BTC", free=D("0.3")))  # not the state the read showed
+    assert drifts == []
+    asyncio.run(monitor.refresh())
+    assert [(d.asset, d.pushed.free, d.read.free) for d in drifts] == [("BTC", D("0.5"), D("0.25"))]
+
+
+def test_balances_a_stream_reads_by_rest_keep_the_market_current_but_are_never_drifts() -> None:
+    """Gate.io futures pushes only say the balances changed; its stream reads them by REST. A stream
+    read answering after a periodic read that already saw a later change is older, not wrong."""
+    futures = FakeVenue(USDT="1000")
+    drifts: list[BalanceDrift] = []
+    monitor = BalanceMonitor({ExchangeName.GATEIO_FUTURES: futures}, on_drift=drifts.append)
+    on_read = monitor.read_handler(ExchangeName.GATEIO_FUTURES)
+    assert monitor.streamed(ExchangeName.GATEIO_FUTURES)
+    asyncio.run(monitor.refresh())
+    on_read({"USDT": Balance(asset="USDT", free=D("900"), locked=D("100"))})
+    assert monitor.free(ExchangeName.GATEIO_FUTURES, "USDT") == D("900")
+    futures.free["USDT"] = D("800")  # the stream's next read is still on its way
+    for _ in range(3):
+        asyncio.run(monitor.refresh())
+    assert drifts == [] and monitor.free(ExchangeName.GATEIO_FUTURES, "USDT") == D("800")
+    assert monitor.pushes == 0
 
 
 def test_a_push_during_a_read_is_kept_over_the_read() -> None:

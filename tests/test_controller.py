@@ -33,7 +33,8 @@ from arb.sim.cluster import SimCluster, default_instruments
 from arb.sim.market import COMMON_DECIMALS, Dislocation
 from arb.sim.server import VenueUrls
 from arb.types import (
-    ArbitrageOpportunity, ArbitrageState, ExchangeName, ExecutionLeg, ExecutionResult, OpportunityType, OrderSide,
+    ArbitrageOpportunity, ArbitrageState, EngineStatistics, ExchangeName, ExecutionLeg, ExecutionResult,
+    OpportunityType, OrderSide,
 )
 from arb_core.book import ASK, DeltaBatch, OrderBook
 from arb_core.wire.common import WireScale
@@ -925,3 +926,14 @@ def test_every_market_s_order_budget_admits_an_execution_s_orders() -> None:
         return found
 
     assert asyncio.run(waits()) == {market: 0.0 for market in registered()}
+
+
+def test_the_run_summary_lines_up_every_value_whatever_the_stage_name() -> None:
+    summary = RunSummary(
+        mode="dry run", duration_s=D(1), statistics=EngineStatistics(), fills=0, rejected_by_risk={},
+        latency_ms={"risk": (D("0.004"), D("0.02")), "transition": (D("0.002"), D("0.006"))},
+        breakers_tripped=[], resyncs={}, skew_alerts=[], shutdown=[],
+    )
+    lines = summary.lines()[1:]
+    assert any("latency transition" in line for line in lines)
+    assert [line for line in lines if line[25:27] != "  " or line[27] == " "] == []  # values start at column 27

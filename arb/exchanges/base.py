@@ -128,6 +128,8 @@ class MarketDataTap(Protocol):
 OrderHandler: TypeAlias = Callable[[OrderState], None]
 FillHandler: TypeAlias = Callable[[Fill], None]
 BalanceHandler: TypeAlias = Callable[[Balance], None]
+BalancesReadHandler: TypeAlias = Callable[[Mapping[str, Balance]], None]
+"""The account's balances by asset, read by REST because a push said they changed without telling them."""
 
 
 class PublicExchange(Protocol):
@@ -205,10 +207,13 @@ class PrivateExchange(Protocol):
         """Open futures positions (empty on spot)."""
 
     async def start_private_stream(
-        self, on_order: OrderHandler, on_fill: FillHandler, on_balance: BalanceHandler | None = None
+        self, on_order: OrderHandler, on_fill: FillHandler, on_balance: BalanceHandler | None = None,
+        *, on_balances_read: BalancesReadHandler | None = None,
     ) -> None:
         """Stream order updates, fills and (when ``on_balance`` is given) balance changes to the
-        handlers (called synchronously, in venue order)."""
+        handlers (called synchronously, in venue order). Where a push only says the balances
+        changed, they are read by REST and go to ``on_balances_read`` (to ``on_balance``, asset
+        by asset, without it)."""
 
     async def stop_private_stream(self) -> None:
         """Close the private stream."""

@@ -32,7 +32,9 @@ from ..funding import FundingRate
 from ..instruments import Instrument, InstrumentCatalog
 from ..secrets import ApiCredentials
 from ..types import ExchangeConfig, ExchangeName
-from .base import BalanceHandler, BookKey, BookSink, FillHandler, MarketDataDialect, MarketDataTap, OrderHandler
+from .base import (
+    BalanceHandler, BalancesReadHandler, BookKey, BookSink, FillHandler, MarketDataDialect, MarketDataTap, OrderHandler,
+)
 from .book_sync import BookSpec, BookSync, BookSyncSettings, rest_snapshot_fetcher
 from .errors import ErrorCategory
 from .models import Balance, ConnectionHealth, OrderRequest, OrderRequestError, OrderState, OrderStatus, Position
@@ -743,7 +745,8 @@ class ExchangeConnector:
     # --- private stream (websocket, REST polling as the fallback) ----------------------------
 
     async def start_private_stream(
-        self, on_order: OrderHandler, on_fill: FillHandler, on_balance: BalanceHandler | None = None
+        self, on_order: OrderHandler, on_fill: FillHandler, on_balance: BalanceHandler | None = None,
+        *, on_balances_read: BalancesReadHandler | None = None,
     ) -> None:
         """Stream order updates to ``on_order`` and executions to ``on_fill``.
 
@@ -757,7 +760,8 @@ class ExchangeConnector:
 
         ``on_balance`` receives the ``Balance`` of each asset the venue reports changed (after
         fills, order placement and cancels); where the push lacks free/locked (Gate futures)
-        the balances are read by REST when it arrives. Never called when polling.
+        the balances are read by REST when it arrives, and go to ``on_balances_read`` when given.
+        Never called when polling.
         """
         await self._trader("start_private_stream")
         # The first order then finds its connection (and TLS session) open, and where orders go
@@ -780,6 +784,7 @@ class ExchangeConnector:
                 on_fill,
                 self.settings.ws,
                 on_balance=on_balance,
+                on_balances_read=on_balances_read,
                 balance_source=self.balances,
             )
             await stream.start(self.settings.ws.handshake_timeout_s * 2)

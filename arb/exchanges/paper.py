@@ -50,7 +50,7 @@ from arb_core.wire.common import WireScale
 from ..errors import ExchangeError, OrderRejectedError
 from ..instruments import Instrument, InstrumentError, round_down_to_step
 from ..types import ExchangeName, OrderSide
-from .base import BalanceHandler, FillHandler, OrderHandler
+from .base import BalanceHandler, BalancesReadHandler, FillHandler, OrderHandler
 from .errors import ErrorCategory
 from .models import (
     Balance,
@@ -479,9 +479,11 @@ class PaperExchange:
     # --- private stream -----------------------------------------------------------------------
 
     async def start_private_stream(
-        self, on_order: OrderHandler, on_fill: FillHandler, on_balance: BalanceHandler | None = None
+        self, on_order: OrderHandler, on_fill: FillHandler, on_balance: BalanceHandler | None = None,
+        *, on_balances_read: BalancesReadHandler | None = None,
     ) -> None:
-        """Report every paper order, fill and balance change to the handlers, synchronously."""
+        """Report every paper order, fill and balance change to the handlers, synchronously
+        (paper balances are pushed whole: ``on_balances_read`` is never called)."""
         self._on_order, self._on_fill, self._on_balance = on_order, on_fill, on_balance
 
     async def stop_private_stream(self) -> None:

@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import NamedTuple, Protocol
 
 from ..errors import ArbitrageEngineError, ExchangeConnectionError, ExchangeError
-from .base import BalanceHandler, FillHandler, Frame, OrderHandler, WsPayload
+from .base import BalanceHandler, BalancesReadHandler, FillHandler, Frame, OrderHandler, WsPayload
 from .errors import ErrorCategory
 from .models import Balance, Fill, OrderState
 from .rest import RestClient
@@ -89,6 +89,7 @@ class PrivateStream:
         settings: WsSettings | None = None,
         *,
         on_balance: BalanceHandler | None = None,
+        on_balances_read: BalancesReadHandler | None = None,
         balance_source: BalanceSource | None = None,
     ) -> None:
         self.dialect = dialect
@@ -96,6 +97,7 @@ class PrivateStream:
         self._on_order = on_order
         self._on_fill = on_fill
         self._on_balance = on_balance
+        self._on_balances_read = on_balances_read
         self._balance_source = balance_source
         self._balance_read: asyncio.Task[None] | None = None
         self._read_again = False
@@ -237,7 +239,7 @@ class PrivateStream:
 
     def _read_balances_soon(self) -> None:
         source = self._balance_source
-        if self._on_balance is None or source is None:
+        if (self._on_balance is None and self._on_balances_read is None) or source is None:
             return
         if self._balance_read is not None and not self._balance_read.done():
             self._read_again = True  # the read in flight may predate this change
@@ -254,6 +256,12 @@ class PrivateStream:
             except ArbitrageEngineError as exc:
                 log.warning("%s: reading balances after a balance push failed: %s", self.dialect.venue, exc)
                 return
-            self._report_balances(balances.values())
+            if self._on_balances_read is not None:
+                try:
+                    self._on_balances_read(balances)
+                except Exception:
+                    log.exception("%s: balances-read handler raised", self.dialect.venue)
+            else:
+                self._report_balances(balances.values())
             if not self._read_again:
                 return

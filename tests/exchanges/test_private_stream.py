@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from decimal import Decimal as D
 
 import pytest
@@ -168,6 +169,32 @@ def test_balance_pushes_after_a_fill_equal_the_venue_balances(market: ExchangeNa
                     return all(latest.get(a) == expected[a] for a in assets)
 
                 await eventually(latest_match, what=f"{market.value} balance pushes equal balances()")
+            finally:
+                await connector.close()
+
+    run(scenario())
+
+
+def test_gate_futures_balances_read_after_a_push_go_to_the_read_handler_whole() -> None:
+    """Gate.io's futures.balances push tells no free/locked split: the stream reads the account by
+    REST and hands the whole read to ``on_balances_read``; ``on_balance`` gets nothing."""
+    market = ExchangeName.GATEIO_FUTURES
+
+    async def scenario() -> None:
+        async with simulated_venues(moving=False) as sim:
+            connector = sim.connector(market)
+            pushed: list[Balance] = []
+            reads: list[Mapping[str, Balance]] = []
+            fills: list[Fill] = []
+            try:
+                await connector.start_private_stream(
+                    lambda o: None, fills.append, pushed.append, on_balances_read=reads.append
+                )
+                await connector.place_order(ioc_buy(market, "pbal2"))
+                await eventually(lambda: sum((f.quantity for f in fills), D(0)) == QUANTITY[market], what="fills")
+                expected = await connector.balances()
+                await eventually(lambda: bool(reads) and reads[-1] == expected, what="a read equal to balances()")
+                assert pushed == []
             finally:
                 await connector.close()
 
