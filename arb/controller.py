@@ -148,6 +148,8 @@ class RunSummary(msgspec.Struct, kw_only=True):
     skipped_for_unseen_fills: int = 0  # a market's book had not been updated since our last fill there
     skipped_as_withdrawn: int = 0  # queued, then a later scan of the symbol found it gone before its turn
     balance_drifts: int = 0  # REST reads that disagreed with the pushed balances
+    open_hedges: int = 0  # spot-futures hedge positions still open at the end
+    held_hedge_basis: Decimal = Decimal(0)  # the basis they locked in: in realized PnL until closed
 
     @property
     def ok(self) -> bool:
@@ -163,7 +165,8 @@ class RunSummary(msgspec.Struct, kw_only=True):
             f"  opportunities executed   {s.opportunities_executed}",
             f"  succeeded / failed       {s.executions_succeeded} / {s.executions_failed}",
             f"  fills                    {self.fills}",
-            f"  realized PnL             {s.total_realized_profit} USDT",
+            f"  realized PnL             {s.total_realized_profit} USDT"
+            + (f" ({self.held_hedge_basis} of it locked in {self.open_hedges} open hedges)" if self.open_hedges else ""),
             f"  avg execution time       {s.average_execution_time_ms} ms",
             "  rejected by risk         "
             + (", ".join(f"{k} {v}" for k, v in sorted(self.rejected_by_risk.items())) or "none"),
@@ -1069,6 +1072,8 @@ class ArbitrageController:
             skipped_for_unseen_fills=self._unseen_skips,
             skipped_as_withdrawn=self._withdrawn_skips,
             balance_drifts=self.balances.drifts if self.balances is not None else 0,
+            open_hedges=len(self.hedges.positions()) if self.hedges is not None else 0,
+            held_hedge_basis=self.hedges.held_basis() if self.hedges is not None else Decimal(0),
         )
 
     @property

@@ -928,12 +928,15 @@ def test_every_market_s_order_budget_admits_an_execution_s_orders() -> None:
     assert asyncio.run(waits()) == {market: 0.0 for market in registered()}
 
 
-def test_the_run_summary_lines_up_every_value_whatever_the_stage_name() -> None:
+def test_the_run_summary_lines_up_its_values_and_says_what_open_hedges_hold_of_the_pnl() -> None:
     summary = RunSummary(
-        mode="dry run", duration_s=D(1), statistics=EngineStatistics(), fills=0, rejected_by_risk={},
-        latency_ms={"risk": (D("0.004"), D("0.02")), "transition": (D("0.002"), D("0.006"))},
-        breakers_tripped=[], resyncs={}, skew_alerts=[], shutdown=[],
+        mode="dry run", duration_s=D(1), statistics=EngineStatistics(total_realized_profit=D("4.5")), fills=0,
+        rejected_by_risk={}, latency_ms={"risk": (D("0.004"), D("0.02")), "transition": (D("0.002"), D("0.006"))},
+        breakers_tripped=[], resyncs={}, skew_alerts=[], shutdown=[], open_hedges=2, held_hedge_basis=D("1.5"),
     )
     lines = summary.lines()[1:]
     assert any("latency transition" in line for line in lines)
     assert [line for line in lines if line[25:27] != "  " or line[27] == " "] == []  # values start at column 27
+    assert "  realized PnL             4.5 USDT (1.5 of it locked in 2 open hedges)" in lines
+    flat = msgspec.structs.replace(summary, open_hedges=0, held_hedge_basis=D(0))
+    assert "  realized PnL             4.5 USDT" in flat.lines()

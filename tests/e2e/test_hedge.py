@@ -71,7 +71,13 @@ def test_basis_dislocation_opens_and_reversion_closes_hedges_with_exact_pnl(tmp_
             summary = await controller.run(duration_s=5.5)
             assert summary.ok
             assert controller.hedges is not None
-            open_base = sum((p.base for p in controller.hedges.positions()), D(0))
+            positions = controller.hedges.positions()
+            open_base = sum((p.base for p in positions), D(0))
+            # The summary says how much of the realized PnL the open positions' openings locked in.
+            assert summary.open_hedges == len(positions)
+            assert summary.held_hedge_basis == sum((p.entry_basis * p.base for p in positions), D(0))
+            if positions:
+                assert f"{summary.held_hedge_basis} of it locked in {len(positions)} open hedges" in summary.lines()[5]
             return controller.results, before, ledger(cluster), open_base
 
     results, before, after, open_base = asyncio.run(scenario())
