@@ -3,7 +3,9 @@
 A ``spot_futures_hedge`` execution buys one market and sells the other of the same pair
 (spot and perpetual), locking in the basis ``futures price - spot price`` it traded at.
 ``HedgeBook`` keeps the matched quantity of every such pair as a ``HedgePosition``
-(positive base: long spot and short futures), with the average entry prices.
+(positive base: long spot and short futures), with the average entry prices and the basis
+locked in, summed from the fills' exact notionals (a partial close releases its share,
+rounded to ``BASIS_QUANTUM``; the last close releases the rest).
 
 Closing rule. A position is closed by the opposite pair (sell spot and buy futures for a
 long-spot position) once the basis it can be closed at, walked through the live books for
@@ -32,7 +34,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from decimal import ROUND_CEILING, Decimal
+from decimal import ROUND_CEILING, ROUND_HALF_EVEN, Decimal
 from typing import Protocol
 
 import msgspec
@@ -42,6 +44,7 @@ from arb_core.freshness import is_fresh
 
 from .instruments import InstrumentCatalog, InstrumentError, common_step, round_down_to_step, split_symbol
 from .journal import FillRecord
+from .orders import WIDE, exact_notional, round_price
 from .pipeline import BPS, Leg, book_lot
 from .risk import MS_PER_DAY
 from .types import ArbitrageOpportunity, ExchangeName, ExecutionLeg, ExecutionResult, OpportunityType, OrderSide
@@ -49,6 +52,9 @@ from .types import ArbitrageOpportunity, ExchangeName, ExecutionLeg, ExecutionRe
 log = logging.getLogger(__name__)
 
 ZERO = Decimal(0)
+# A share of a position's locked basis (a partial close releases its part) is rounded to this;
+# what rounding leaves stays with the position and goes with its last close.
+BASIS_QUANTUM = Decimal("1e-12")
 # The executor's two legs; recovery legs are named after their action ("hedge-1", "unwind-2").
 _MAIN_LEGS = ("buy", "sell")
 
@@ -72,6 +78,10 @@ class HedgePosition(msgspec.Struct, kw_only=True):
     base: Decimal  # signed: > 0 long spot and short futures, < 0 the reverse
     spot_price: Decimal  # average entry prices of the open quantity
     futures_price: Decimal
+    # Quote the openings of the open quantity locked in, from their exact notionals (about
+    # ``entry_basis * base``, which rounds through the averages): what they reported as
+    # realized PnL and the closes give back.
+    locked_basis: Decimal = ZERO
 
     @property
     def entry_basis(self) -> Decimal:
@@ -102,7 +112,7 @@ class HedgeBook:
         """The basis the open positions locked in, in quote (``entry_basis * base`` summed): what their
         openings reported as realized PnL and their closes give back. The daily loss limit leaves it
         out (see ``RiskManager``) until a close realizes it."""
-        return sum((p.entry_basis * p.base for p in self._positions.values() if p.base), ZERO)
+        return sum((p.locked_basis for p in self._positions.values() if p.base), ZERO)
 
     def record(self, opportunity: ArbitrageOpportunity, result: ExecutionResult) -> HedgePosition | None:
         """Add the matched spot/futures quantity of a hedge execution (an opening or a closing pair).
@@ -176,48 +186,62 @@ class HedgeBook:
     def _apply(
         self, symbol: str, spot_market: ExchangeName, futures_market: ExchangeName, legs: Sequence[ExecutionLeg]
     ) -> HedgePosition | None:
-        spot_base, spot_price = self._net(spot_market, legs)
-        futures_base, futures_price = self._net(futures_market, legs)
+        spot_base, spot_cost = self._net(spot_market, legs)
+        futures_base, futures_cost = self._net(futures_market, legs)
         if not spot_base or not futures_base or (spot_base > 0) == (futures_base > 0):
             return None
         matched = min(abs(spot_base), abs(futures_base))
+        spot_cost = _share(spot_cost, matched, abs(spot_base))
+        futures_cost = _share(futures_cost, matched, abs(futures_base))
+        spot_price, futures_price = spot_cost / matched, futures_cost / matched
         signed = matched if spot_base > 0 else -matched
+        # Long spot: sold futures, bought spot; short spot the reverse.
+        locked = futures_cost - spot_cost if signed > 0 else spot_cost - futures_cost
         key = (symbol, spot_market, futures_market)
         position = self._positions.get(key)
         if position is None or not position.base:
             position = self._positions[key] = HedgePosition(
                 symbol=symbol, spot=spot_market, futures=futures_market, base=signed,
-                spot_price=spot_price, futures_price=futures_price,
+                spot_price=spot_price, futures_price=futures_price, locked_basis=locked,
             )
         elif (position.base > 0) == (signed > 0):
             total = position.base + signed
             position.spot_price = (position.spot_price * position.base + spot_price * signed) / total
             position.futures_price = (position.futures_price * position.base + futures_price * signed) / total
             position.base = total
+            position.locked_basis += locked
         else:
             remaining = position.base + signed
+            closed = min(matched, abs(position.base))
+            position.locked_basis -= _share(position.locked_basis, closed, abs(position.base))
             if remaining and (remaining > 0) != (position.base > 0):
                 position.spot_price, position.futures_price = spot_price, futures_price
+                position.locked_basis = _share(locked, abs(remaining), matched)
             position.base = remaining
         return msgspec.structs.replace(position)
 
     def _net(self, market: ExchangeName, legs: Sequence[ExecutionLeg]) -> tuple[Decimal, Decimal]:
-        """The signed base quantity ``legs`` left on ``market`` and its average entry price, the legs
-        taken in order: a leg against the quantity held reduces it at the same average (a recovery
-        unwinding part of a leg), one past zero opens the rest at its own price."""
-        base = price = ZERO
+        """The signed base quantity ``legs`` left on ``market`` and the quote it cost (the exact
+        notionals of its fills), the legs taken in order: a leg against the quantity held reduces
+        it and its cost in proportion (a recovery unwinding part of a leg), one past zero opens
+        the rest at its own price."""
+        base = cost = ZERO
         for leg in legs:
             if leg.exchange is not market or not leg.filled_quantity or leg.average_price is None:
                 continue
-            filled = leg.filled_quantity * self.catalogs[market].get(leg.symbol).contract_size
+            instrument = self.catalogs[market].get(leg.symbol)
+            filled = leg.filled_quantity * instrument.contract_size
+            notional = exact_notional(instrument, filled, leg.average_price)
             signed = filled if leg.side is OrderSide.BUY else -filled
             total = base + signed
             if not base or (base > 0) == (signed > 0):
-                price = (price * abs(base) + leg.average_price * filled) / abs(total)
+                cost += notional
             elif total and (total > 0) != (base > 0):
-                price = leg.average_price
+                cost = _share(notional, abs(total), filled)
+            else:
+                cost -= _share(cost, filled, abs(base))
             base = total
-        return base, price
+        return base, cost
 
     def close_opportunity(
         self, position: HedgePosition, spot: Leg, futures: Leg, *, id_prefix: str, detected_ns: int,
@@ -264,6 +288,11 @@ class HedgeBook:
             spot_price, futures_price = spot_price - room, futures_price + room
         else:
             spot_price, futures_price = spot_price + room, futures_price - room
+        # On each market's tick grid, toward the market, as the executor sends them: the limits
+        # and the notional reserved against the risk limits are then exact.
+        spot_side, futures_side = (OrderSide.SELL, OrderSide.BUY) if long_spot else (OrderSide.BUY, OrderSide.SELL)
+        spot_price = round_price(si, spot_price, spot_side, marketable=True)
+        futures_price = round_price(fi, futures_price, futures_side, marketable=True)
         if max_notional is not None and quantity * max(spot_price, futures_price) > max_notional:
             # Less quantity walks no deeper, so the limits found stay valid for it.
             smaller = round_down_to_step(max_notional / max(spot_price, futures_price), step)
@@ -296,6 +325,13 @@ class HedgeBook:
             buy_fee=buy.instrument.taker_fee,
             sell_fee=sell.instrument.taker_fee,
         )
+
+
+def _share(amount: Decimal, part: Decimal, whole: Decimal) -> Decimal:
+    """``amount * part / whole``: all of it when ``part`` is the whole, else rounded to ``BASIS_QUANTUM``."""
+    if part == whole:
+        return amount
+    return WIDE.divide(WIDE.multiply(amount, part), whole).quantize(BASIS_QUANTUM, ROUND_HALF_EVEN)
 
 
 def _walk(leg: Leg, side: int, base: Decimal) -> Decimal | None:

@@ -174,6 +174,18 @@ def test_a_hedge_is_not_closed_on_books_older_than_the_data_age_limit() -> None:
     assert close_of("0.0015", books_at_ns=10**9, now_ns=10**9 + 150_000_000) is None  # 150 ms old
 
 
+def test_a_close_is_priced_on_each_markets_tick_grid_toward_the_market() -> None:
+    """The walked prices widened by the profit room (a quotient) are rounded as the executor sends
+    them, so the opportunity's limits, and the notional the risk manager reserves, are exact."""
+    closing = close_of("0.0015", books_at_ns=10**9, now_ns=10**9)
+    assert closing is not None
+    # Long spot: the spot leg sells into the 60000 bid, the perpetual buys from the 60000.1 ask.
+    spot_limit, futures_limit = closing.sell_price, closing.buy_price
+    assert spot_limit % GATE_SPOT.tick_size == 0 and futures_limit % GATE_PERP.tick_size == 0
+    assert spot_limit < D("60000") and futures_limit > D("60000.1")
+    assert (closing.max_quantity * futures_limit).as_tuple().exponent >= -12
+
+
 def test_a_close_trades_whole_common_lots_and_leaves_a_smaller_remainder_alone() -> None:
     # Gate.io's perpetual trades whole contracts of 0.0001 BTC: 0.00015 closes 0.0001, 0.00005 nothing.
     closing = close_of("0.00015", books_at_ns=10**9, now_ns=10**9)
@@ -205,3 +217,28 @@ def test_held_basis_is_the_locked_basis_of_what_is_open_and_a_restore_dates_its_
     rebuilt.restore(venues.journal)
     assert rebuilt.restored_basis_by_day == {1_700_000_000_000 // 86_400_000: held[-1]}
     assert rebuilt.held_basis() == held[-1]
+
+
+def test_the_locked_basis_is_exact_and_a_partial_close_releases_a_rounded_share_the_last_close_settles(
+    tmp_path: Path,
+) -> None:
+    """Three openings of 0.1 lock 29.997 + 43.213 + 40.929 = 114.139 of quote, taken from the fills'
+    exact notionals (the average prices do not terminate, and ``entry_basis * base`` through them
+    would leave 28th-digit dust in the daily PnL). Closing a third releases a third rounded to
+    1e-12; closing the rest releases what is left: the book holds exactly zero once flat."""
+    venues = Venues(tmp_path / "journal.sqlite3")
+    book = HedgeBook(venues.catalogs, min_profit_bps=D(10))
+    held = []
+    for opp in (opportunity("o1", GATE, PERP, "60000.13", "60300.1", "0.1"),
+                opportunity("o2", GATE, PERP, "60123.37", "60555.5", "0.1"),
+                opportunity("o3", GATE, PERP, "60211.11", "60620.4", "0.1"),
+                opportunity("c1", PERP, GATE, "60050.7", "60049.99", "0.1"),
+                opportunity("c2", PERP, GATE, "60050.7", "60049.99", "0.2")):
+        book.record(opp, venues.run(opp))
+        held.append(book.held_basis())
+    assert held == [D("29.997"), D("73.210"), D("114.139"), D("76.092666666667"), D(0)]
+    (position,) = [p for p in book._positions.values()]
+    assert position.base == 0 and position.locked_basis == 0
+    rebuilt = HedgeBook(venues.catalogs, min_profit_bps=D(10))
+    rebuilt.restore(venues.journal)
+    assert sum(rebuilt.restored_basis_by_day.values(), D(0)) == 0 and rebuilt.held_basis() == 0
