@@ -372,6 +372,13 @@ class ScannerPipeline:
         step = _lcm(buy.order_lot_common, sell.order_lot_common)
         common = found.size_common - found.size_common % step
         quantity = plan.size_of(common)
+        top = max(buy_price, sell_price)
+        if self.max_position_usd is not None and quantity * top > self.max_position_usd:
+            # The scanner's size cap follows the best asks at its last refresh; the limits found
+            # can be higher. Less quantity walks no deeper, so they stay valid for it.
+            capped = plan.common_size(self.max_position_usd / top)
+            common = capped - capped % step
+            quantity = plan.size_of(common)
         cost = quantity * buy_price
         budget = self._buy_quote.get((found.symbol_id, found.buy_leg))
         if budget is not None and cost * (1 + bi.taker_fee) > budget:  # walked past the best ask
@@ -448,7 +455,7 @@ class ScannerPipeline:
         return self.plans
 
     def stands(self, symbol_id: int, opportunity: ArbitrageOpportunity) -> bool:
-        """Whether ``opportunity`` is what ``symbol_id``'s latest scan found (a later scan replaced or withdrew it otherwise)."""
+        """Whether ``opportunity`` is what ``symbol_id``'s latest scan found (not replaced or withdrawn since)."""
         return self._standing.get(symbol_id) is opportunity
 
     def standing_opportunities(self) -> list[ArbitrageOpportunity]:

@@ -163,6 +163,21 @@ def test_a_stale_book_gives_no_opportunity() -> None:
     assert fresh.scan(0) is None
 
 
+def test_an_opportunity_priced_above_the_asks_the_cap_was_set_at_is_cut_to_max_position_usd() -> None:
+    """The size cap (6 USD at the 60500 ask) was set before both books moved up 10 %: the hit's
+    0.000099 BTC at a 66440 limit would be 6.58 USD, over the limit the risk check applies to each
+    leg. It is cut to what 6 USD buys at its higher limit instead of being traded too big (or refused)."""
+    gate = book("gate", GATE_BOOK, [("59000", "1")], [("60000", "1")])
+    mexc = book("mexc", MEXC_BOOK, [("60400", "5")], [("60500", "5")])
+    p, _ = pipeline((GATE, gate, GATE_BOOK), (MEXC, mexc, MEXC_BOOK), max_position_usd=D("6"))
+    gate.apply_snapshot(snapshot(GATE_BOOK, [("64900", "1")], [("66000", "1")]), 2)
+    mexc.apply_snapshot(snapshot(MEXC_BOOK, [("66440", "5")], [("66550", "5")]), 2)
+    opp = p.scan(0)
+    assert opp is not None and opp.sell_price == D("66440")
+    assert opp.max_quantity == D("0.000090")  # 6 / 66440 rounded down to the lot
+    assert opp.max_quantity * opp.sell_price <= D("6")
+
+
 def test_a_book_coming_in_sync_after_registration_sets_the_position_cap() -> None:
     """Registered while both books are empty (start-up), the symbol's size cap is zero; their
     snapshots set it before the scan that follows, and the owner hears of each."""
