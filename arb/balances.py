@@ -116,6 +116,9 @@ class BalanceMonitor:
         self.pushes = 0
         self.drifts = 0
         self.pipeline: ScannerPipeline | None = None
+        # (market, symbol) -> the base a futures leg may buy and sell before its position limit
+        # (``RiskManager.futures_room``); None: no bound but the balances.
+        self.position_room: Callable[[ExchangeName, str], tuple[Decimal, Decimal] | None] | None = None
 
     def free(self, exchange: ExchangeName, asset: str) -> Decimal:
         """Free balance of ``asset`` on ``exchange`` (0 when unknown)."""
@@ -266,6 +269,9 @@ class BalanceMonitor:
                 if book.ask_count:
                     buy = quote / (leg.book_price(book.best_ask_price()) * (1 + instrument.taker_fee))
                 sell = buy if leg.is_futures else self.free(exchange, instrument.base)
+                room = self.position_room(exchange, plan.symbol) if leg.is_futures and self.position_room else None
+                if room is not None:
+                    buy, sell = min(buy, room[0]), min(sell, room[1])
                 pipeline.set_leg_limits(plan.symbol_id, leg.leg_id, buy, sell, max_buy_quote=quote)
 
     def check_skew(self) -> list[SkewAlert]:

@@ -550,6 +550,8 @@ class ArbitrageController:
                 on_alert=self._on_skew,
             )
         self.balances.pipeline = self.pipeline
+        if self.risk is not None:
+            self.balances.position_room = self.risk.futures_room
         if self.recovery is None:
             self.recovery = RecoveryManager(
                 self.traders,
@@ -857,6 +859,9 @@ class ArbitrageController:
         result = await executor.finish(started)
         opportunity, monitor = started.opportunity, self.monitor
         self._record_fills(result)
+        futures = {leg.exchange for leg in result.legs if leg.filled_quantity > 0 and leg.exchange.is_futures}
+        if futures and self.balances is not None:
+            self.balances.update_caps(futures)  # the scanner's caps follow the positions' room at once
         risk.record_execution(result)
         for leg in result.legs:
             if leg.error_category in VENUE_FAULTS:

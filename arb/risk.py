@@ -9,6 +9,15 @@ Exposure is market risk, in USD: per symbol, ``|net base quantity over every mar
 last fill price`` (a hedged spot-spot or spot-futures pair nets to zero), plus the
 worst-case leg notional of each execution in flight (one leg filled, the other not).
 
+A perpetual futures position is a position of its own even when spot hedges it: it is
+margined and can be liquidated whatever the spot side holds. An entry that would grow one
+past ``max_position_size_usd`` (its base after the trade times the symbol's mark, the last
+fill price, or the leg's price before any fill) is refused (``max_futures_position_usd``),
+so hedges cannot pile up past the limit one opening at a time; an entry that shrinks it
+always passes. ``futures_room`` gives the scanner the same bound as leg caps, so it looks for
+another pair rather than proposing the refused one again. Spot holdings are inventory, capped
+by the balances, not by this limit.
+
 A tripped breaker blocks new entries (``validate_opportunity_risk`` raises) until it is
 reset; recoveries that reduce an open position are still allowed (``validate_recovery``).
 Breakers latch: a money-moving engine stays stopped until someone looks.
@@ -61,6 +70,7 @@ from .types import (
 log = logging.getLogger(__name__)
 
 ZERO = Decimal(0)
+_FUTURES_MARKETS = frozenset(market for market in ExchangeName if market.is_futures)
 HUNDRED = Decimal(100)
 NS_PER_DAY = 86_400_000_000_000
 MS_PER_DAY = 86_400_000
@@ -83,6 +93,7 @@ class RiskCheck(str, Enum):
     INVALID_OPPORTUNITY = "invalid_opportunity"
     MIN_PROFIT_MARGIN = "min_profit_margin_bps"
     MAX_POSITION_SIZE = "max_position_size_usd"
+    MAX_FUTURES_POSITION = "max_futures_position_usd"
     MAX_TOTAL_EXPOSURE = "max_total_exposure_usd"
     MAX_SYMBOL_EXPOSURE = "max_symbol_exposure_usd"
     MAX_DAILY_LOSS = "max_daily_loss_usd"
@@ -93,6 +104,7 @@ _REJECTION_TEXT = {
     RiskCheck.MAX_DAILY_LOSS: ("daily realized loss (USD)", "reached"),
     RiskCheck.MIN_PROFIT_MARGIN: ("profit margin (bps)", "below"),
     RiskCheck.MAX_POSITION_SIZE: ("leg notional (USD)", "over"),
+    RiskCheck.MAX_FUTURES_POSITION: ("futures position with this trade (USD)", "over"),
     RiskCheck.MAX_TOTAL_EXPOSURE: ("total exposure with this trade (USD)", "over"),
     RiskCheck.MAX_SYMBOL_EXPOSURE: ("symbol exposure with this trade (USD)", "over"),
 }
@@ -398,6 +410,10 @@ class RiskManager:
         notional = quantity * (sell if sell > buy else buy)
         if notional > self._max_position:
             self._reject(RiskCheck.MAX_POSITION_SIZE, opportunity, notional, self._max_position, counted)
+        if opportunity.buy_exchange in _FUTURES_MARKETS:
+            self._check_futures_position(opportunity, opportunity.buy_exchange, quantity, buy, counted)
+        if opportunity.sell_exchange in _FUTURES_MARKETS:
+            self._check_futures_position(opportunity, opportunity.sell_exchange, -quantity, sell, counted)
         total = self._used_total + notional
         if total > self._max_total:
             self._reject(RiskCheck.MAX_TOTAL_EXPOSURE, opportunity, total, self._max_total, counted)
@@ -405,6 +421,17 @@ class RiskManager:
             used = self._used_by_symbol.get(opportunity.symbol, ZERO) + notional
             if used > self._max_symbol:
                 self._reject(RiskCheck.MAX_SYMBOL_EXPOSURE, opportunity, used, self._max_symbol, counted)
+
+    def _check_futures_position(
+        self, opportunity: ArbitrageOpportunity, market: ExchangeName, signed: Decimal, price: Decimal, counted: bool
+    ) -> None:
+        """Refuse a leg that grows ``market``'s futures position past the position limit."""
+        position = self._positions.get((market, opportunity.symbol))
+        held = position.quantity if position is not None else ZERO
+        after = abs(held + signed)
+        size = after * self._marks.get(opportunity.symbol, price)
+        if after > abs(held) and size > self._max_position:
+            self._reject(RiskCheck.MAX_FUTURES_POSITION, opportunity, size, self._max_position, counted)
 
     def _reject(
         self, check: RiskCheck, opp: ArbitrageOpportunity, value: Decimal, limit: Decimal, counted: bool
@@ -677,6 +704,18 @@ class RiskManager:
     def is_tripped(self) -> bool:
         """Whether any breaker currently blocks new entries."""
         return bool(self._tripped)
+
+    def futures_room(self, market: ExchangeName, symbol: str) -> tuple[Decimal, Decimal] | None:
+        """How much base an entry may buy and sell on futures ``market`` of ``symbol`` (spot form,
+        BTC/USDT) before its position passes ``max_position_size_usd`` at the symbol's mark; None
+        before the symbol's first fill (no mark: each entry's own leg limit bounds it)."""
+        mark = self._marks.get(symbol)
+        if mark is None:
+            return None
+        position = self._positions.get((market, symbol))
+        held = position.quantity if position is not None else ZERO
+        limit = self._max_position / mark
+        return max(limit - held, ZERO), max(limit + held, ZERO)
 
     def net_position(self, symbol: str) -> Decimal:
         """Signed base quantity of ``symbol`` summed over every market."""

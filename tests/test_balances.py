@@ -6,14 +6,14 @@ import asyncio
 from collections.abc import Mapping
 from decimal import Decimal as D
 
-from test_pipeline import GATE, GATE_BOOK, MEXC, MEXC_BOOK, book
+from test_pipeline import GATE, GATE_BOOK, GATE_PERP, GATE_PERP_BOOK, MEXC, MEXC_BOOK, book
 
 from arb_core.wire.common import WireScale
 from arb.balances import BalanceDrift, BalanceMonitor, SkewAlert
 from arb.errors import ExchangeError
 from arb.exchanges.models import Balance
 from arb.pipeline import ScannerPipeline
-from arb.types import ExchangeName
+from arb.types import ExchangeName, OpportunityType
 
 
 class FakeVenue:
@@ -335,3 +335,28 @@ def test_an_older_read_answering_after_a_newer_one_is_dropped() -> None:
         assert monitor.refreshes == 2 and monitor.errors == 0
 
     asyncio.run(scenario())
+
+
+def test_a_futures_legs_caps_stop_at_the_room_its_position_limit_leaves() -> None:
+    """Buy Gate.io spot at 60000, sell the perpetual at 60400: the free margin would sell 0.0166 BTC
+    of it; the risk manager's room (0.0005 more short) caps the sell instead, and no room leaves the
+    scanner nothing to propose on that leg."""
+    spot, perp = FakeVenue(USDT="1000"), FakeVenue(USDT="1000")
+    coarse = WireScale(3, 1, 10, 1)  # a Gate.io spot book grid whose int64 notionals fit 0.0166 BTC
+    monitor = BalanceMonitor({ExchangeName.GATEIO: spot, ExchangeName.GATEIO_FUTURES: perp})
+    pipeline = ScannerPipeline(
+        max_data_age_ms=100, clock=lambda: 2, opportunity_types=(OpportunityType.SPOT_FUTURES_HEDGE,)
+    )
+    pipeline.register_symbol("BTC/USDT", [
+        (GATE, book("gate", coarse, [("59000", "1")], [("60000", "1")]), coarse),
+        (GATE_PERP, book("perp", GATE_PERP_BOOK, [("60400", "100000")], [("61000", "100000")]), GATE_PERP_BOOK),
+    ])
+    monitor.pipeline = pipeline
+    rooms = {"BTC/USDT": (D(1), D("0.0005"))}
+    monitor.position_room = lambda market, symbol: rooms[symbol] if market is ExchangeName.GATEIO_FUTURES else None
+    asyncio.run(monitor.refresh())
+    opp = pipeline.scan(0)
+    assert opp is not None and opp.sell_exchange is ExchangeName.GATEIO_FUTURES and opp.max_quantity == D("0.0005")
+    rooms["BTC/USDT"] = (D(1), D(0))
+    monitor.update_caps()
+    assert pipeline.scan(0) is None

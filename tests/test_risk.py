@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+import msgspec
 import pytest
 
 from arb.errors import RiskManagementError
@@ -169,6 +170,50 @@ def test_hedged_positions_carry_no_exposure() -> None:
         (MEXC, OrderSide.BUY, D(1)),
         (GATE, OrderSide.SELL, D(1)),
     }
+
+
+def hedge_opening(quantity: str, *, closes: bool = False) -> ArbitrageOpportunity:
+    """Buy ETH spot on Gate.io and sell its perpetual at 100 (or the reverse pair: a close)."""
+    spot, perp = GATE, ExchangeName.GATEIO_FUTURES
+    return msgspec.structs.replace(
+        opportunity(quantity, buy="100", sell="100", symbol="ETH/USDT"),
+        opportunity_type=OpportunityType.SPOT_FUTURES_HEDGE,
+        buy_exchange=perp if closes else spot, sell_exchange=spot if closes else perp,
+    )
+
+
+@pytest.mark.parametrize(
+    ("quantity", "expected"),
+    [("3.9999", None), ("4", None), ("4.0001", RiskCheck.MAX_FUTURES_POSITION)],
+    ids=["below", "at", "above"],
+)
+def test_futures_position_boundary(quantity: str, expected: RiskCheck | None) -> None:
+    """A hedge of 6 ETH nets to no exposure, but its short perpetual is a position: openings may grow
+    it to 1000 USD (10 ETH at 100) and no further, however small each one is."""
+    manager, *_ = make()
+    manager.record_fill(GATE, fill(OrderSide.BUY, "6", "100", trade_id="s"))
+    short = fill(OrderSide.SELL, "600", "100", trade_id="f")  # contracts of 0.01 ETH
+    manager.record_fill(ExchangeName.GATEIO_FUTURES, short, contract_size=D("0.01"))
+    assert manager.get_current_risk_metrics().total_exposure_usd == 0
+    assert outcome(manager, hedge_opening(quantity)) is expected
+
+
+def test_a_trade_that_shrinks_a_futures_position_passes_whatever_its_size() -> None:
+    manager, *_ = make()
+    manager.record_fill(GATE, fill(OrderSide.BUY, "12", "100", trade_id="s"))
+    manager.record_fill(ExchangeName.GATEIO_FUTURES, fill(OrderSide.SELL, "12", "100", trade_id="f"))  # 1200 USD
+    assert outcome(manager, hedge_opening("0.01")) is RiskCheck.MAX_FUTURES_POSITION
+    assert outcome(manager, hedge_opening("2", closes=True)) is None
+    assert outcome(manager, hedge_opening("9", closes=True)) is None
+
+
+def test_futures_room_is_what_entries_may_buy_and_sell_before_the_limit_at_the_mark() -> None:
+    manager, *_ = make()
+    perp = ExchangeName.GATEIO_FUTURES
+    assert manager.futures_room(perp, "ETH/USDT") is None  # no mark yet: each entry's leg limit bounds it
+    manager.record_fill(perp, fill(OrderSide.SELL, "6", "100"))  # short 6 ETH; 1000 USD is 10 ETH at 100
+    assert manager.futures_room(perp, "ETH/USDT") == (D(16), D(4))
+    assert outcome(manager, hedge_opening("4")) is None and outcome(manager, hedge_opening("4.0001")) is not None
 
 
 def test_contract_size_converts_futures_fills_to_base() -> None:

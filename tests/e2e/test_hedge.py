@@ -87,6 +87,14 @@ def test_basis_dislocation_opens_and_reversion_closes_hedges_with_exact_pnl(tmp_
     closed = [r for r in results if r.legs[0].exchange.is_futures and r.legs[0].side is OrderSide.BUY]
     assert opened and closed, "the dislocation opens hedges and its reversion closes some"
     contract = D("0.0001")
+    # The perpetual short never grew past the position limit, however long the dislocation stood.
+    limit = manager.config.risk_limits.max_position_size_usd
+    short = D(0)
+    for result in results:
+        for leg in result.legs:
+            if leg.exchange.is_futures and leg.filled_quantity:
+                short += leg.filled_quantity * contract * (1 if leg.side is OrderSide.SELL else -1)
+                assert short * leg.average_price <= limit * D("1.01"), "within the limit at the mark, 1 % aside"
 
     # Positions: the perpetual's contracts are the negative of the hedge book's open base.
     assert after["contracts"] * contract == -open_base
