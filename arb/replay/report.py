@@ -206,6 +206,8 @@ class ReportData(msgspec.Struct, kw_only=True):
     breaker_trips: list[TripPoint]
     rejected_by_risk: dict[str, int]
     notes: list[str] = []  # e.g. where a damaged recording stopped
+    open_hedges: int = 0  # hedge positions open at the end
+    held_hedge_basis: Decimal = ZERO  # the basis they locked in, part of realized_pnl until closed
 
     def summary(self) -> dict[str, Any]:
         """The JSON summary: counts, PnL, fill ratios, latency percentiles, trips (Decimals as strings)."""
@@ -218,6 +220,8 @@ class ReportData(msgspec.Struct, kw_only=True):
             "executions_succeeded": self.executions_succeeded,
             "executions_failed": self.executions_failed,
             "realized_pnl": str(self.realized_pnl),
+            "open_hedges": self.open_hedges,
+            "held_hedge_basis": str(self.held_hedge_basis),
             "fill_ratio": {f.market: str(f.ratio) for f in self.fill_ratios},
             "latency_ns": {s.stage: {"count": s.count, "p50": s.p50_ns, "p99": s.p99_ns, "max": s.max_ns}
                            for s in self.latency if s.count},
@@ -300,6 +304,8 @@ def report_data(
         ],
         rejected_by_risk={k: v for k, v in summary.rejected_by_risk.items() if v},
         notes=list(notes),
+        open_hedges=summary.open_hedges,
+        held_hedge_basis=summary.held_hedge_basis,
     )
 
 
@@ -350,9 +356,11 @@ def _html(data: ReportData, charts: dict[str, Path]) -> str:
     ]
     parts += [f"<p class='note'>{e(note)}</p>" for note in data.notes]
     parts.append(_table(
-        ("mode", "duration s", "detected", "executed", "succeeded", "failed", "realized PnL"),
+        ("mode", "duration s", "detected", "executed", "succeeded", "failed", "realized PnL",
+         "of it in open hedges"),
         [(data.mode, data.duration_s, data.opportunities_detected, data.opportunities_executed,
-          data.executions_succeeded, data.executions_failed, data.realized_pnl)],
+          data.executions_succeeded, data.executions_failed, data.realized_pnl,
+          f"{data.held_hedge_basis} ({data.open_hedges} open)")],
     ))
     if not charts:
         parts.append(

@@ -13,14 +13,15 @@ import pytest
 
 from arb import ArbitrageController
 from arb.config import ConfigurationManager
-from arb.controller import dry_run_cluster
+from arb.controller import RunSummary, dry_run_cluster
 from arb.journal import Journal
 from arb.replay.player import BacktestSettings, backtest
 from arb.replay.recorder import Recorder
-from arb.replay.report import CHARTS, charts_available, write_report
+from arb.monitor import PerformanceMonitor
+from arb.replay.report import CHARTS, TradeLog, charts_available, report_data, write_report
 from arb.sim.cluster import SimConfig
 from arb.sim.market import Dislocation
-from arb.types import ExchangeName
+from arb.types import EngineStatistics, ExchangeName
 
 SECOND = 1_000_000_000
 DEPOSITS = {"USDT": D("1000"), "BTC": D("1"), "ETH": D("10")}
@@ -99,3 +100,17 @@ def test_backtest_cli_exits_1_on_a_damaged_recording_and_names_the_place(recordi
                             timeout=120, cwd=tmp_path)
     assert result.returncode == 1
     assert "RECORDING DAMAGED" in result.stdout and str(cut) in result.stdout
+
+
+def test_the_report_says_how_much_of_the_realized_pnl_open_hedges_hold(tmp_path: Path) -> None:
+    summary = RunSummary(
+        mode="backtest", duration_s=D(1), statistics=EngineStatistics(total_realized_profit=D("4.5")), fills=0,
+        rejected_by_risk={}, latency_ms={}, breakers_tripped=[], resyncs={}, skew_alerts=[], shutdown=[],
+        open_hedges=2, held_hedge_basis=D("1.5"),
+    )
+    data = report_data("t", summary, TradeLog(), PerformanceMonitor(100), start_ns=0)
+    write_report(data, tmp_path)
+    saved = json.loads((tmp_path / "summary.json").read_text())
+    assert (saved["realized_pnl"], saved["open_hedges"], saved["held_hedge_basis"]) == ("4.5", 2, "1.5")
+    page = (tmp_path / "report.html").read_text()
+    assert "of it in open hedges" in page and "1.5 (2 open)" in page
