@@ -156,6 +156,11 @@ class RunSummary(msgspec.Struct, kw_only=True):
         """No engine failure and every shutdown step ended OK."""
         return self.error is None and all(o.status.value == "ok" for o in self.shutdown)
 
+    def _held_hedges(self) -> str:
+        if not self.open_hedges:
+            return ""
+        return f" ({self.held_hedge_basis} of it locked in {self.open_hedges} open hedges)"
+
     def lines(self) -> list[str]:
         """The summary as printable lines."""
         s = self.statistics
@@ -165,8 +170,7 @@ class RunSummary(msgspec.Struct, kw_only=True):
             f"  opportunities executed   {s.opportunities_executed}",
             f"  succeeded / failed       {s.executions_succeeded} / {s.executions_failed}",
             f"  fills                    {self.fills}",
-            f"  realized PnL             {s.total_realized_profit} USDT"
-            + (f" ({self.held_hedge_basis} of it locked in {self.open_hedges} open hedges)" if self.open_hedges else ""),
+            f"  realized PnL             {s.total_realized_profit} USDT" + self._held_hedges(),
             f"  avg execution time       {s.average_execution_time_ms} ms",
             "  rejected by risk         "
             + (", ".join(f"{k} {v}" for k, v in sorted(self.rejected_by_risk.items())) or "none"),
@@ -801,7 +805,7 @@ class ArbitrageController:
                 max_age_ns=pipeline.max_age_ns, max_notional=self.config.risk_limits.max_position_size_usd,
             )
             if closing is not None and not (self._unseen_fills and self._fills_unseen(closing)):
-                await self.process(closing)
+                await self.process(closing, closes_hedge=True)
                 self._traded_ns[closing.symbol] = self.clock()
 
     @staticmethod
@@ -815,8 +819,10 @@ class ArbitrageController:
             return None
         return found[position.spot], found[position.futures]
 
-    async def process(self, opportunity: ArbitrageOpportunity) -> ExecutionResult | None:
+    async def process(self, opportunity: ArbitrageOpportunity, *, closes_hedge: bool = False) -> ExecutionResult | None:
         """Risk-check and execute one opportunity, recording it everywhere; None when refused.
+
+        ``closes_hedge``: the pair closes an open hedge (``RiskManager.validate_opportunity_risk``).
 
         A cancellation once the orders are out waits for the execution to end and be recorded.
         """
@@ -827,7 +833,7 @@ class ArbitrageController:
         start = self.clock()
         monitor.record_stage(Stage.DETECT, max(0, start - opportunity.detected_at))
         try:
-            risk.validate_opportunity_risk(opportunity)
+            risk.validate_opportunity_risk(opportunity, closes_hedge=closes_hedge)
         except RiskRejection as exc:
             log.debug("%s", exc)
             return None

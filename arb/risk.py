@@ -14,9 +14,11 @@ margined and can be liquidated whatever the spot side holds. An entry that would
 past ``max_position_size_usd`` (its base after the trade times the symbol's mark, the last
 fill price, or the leg's price before any fill) is refused (``max_futures_position_usd``),
 so hedges cannot pile up past the limit one opening at a time; an entry that shrinks it
-always passes. ``futures_room`` gives the scanner the same bound as leg caps, so it looks for
-another pair rather than proposing the refused one again. Spot holdings are inventory, capped
-by the balances, not by this limit.
+always passes, and so does a hedge's close (``closes_hedge``): it takes both legs of the
+hedge off, though where hedges of one perpetual against two spot venues offset each other it
+leaves the perpetual with the other one's larger position. ``futures_room`` gives the scanner
+the same bound as leg caps, so it looks for another pair rather than proposing the refused
+one again. Spot holdings are inventory, capped by the balances, not by this limit.
 
 A tripped breaker blocks new entries (``validate_opportunity_risk`` raises) until it is
 reset; recoveries that reduce an open position are still allowed (``validate_recovery``).
@@ -371,14 +373,16 @@ class RiskManager:
 
     # -- the hot path -------------------------------------------------------------------
 
-    def validate_opportunity_risk(self, opportunity: ArbitrageOpportunity) -> None:
+    def validate_opportunity_risk(self, opportunity: ArbitrageOpportunity, *, closes_hedge: bool = False) -> None:
         """Accept a new entry by returning; refuse it by raising ``RiskRejection``.
 
         ``CircuitBreakerOpen`` (a ``RiskRejection``) when any breaker is tripped; otherwise
-        the message names the limit and both values.
+        the message names the limit and both values. ``closes_hedge``: the pair closes (part
+        of) an open hedge, which takes both its legs off; the futures position limit does not
+        apply (the perpetual can still grow where another hedge offsets it, see the module doc).
         """
         self._validations += 1
-        self._validate(opportunity, True)
+        self._validate(opportunity, True, closes_hedge)
 
     def rehearse(self, opportunity: ArbitrageOpportunity) -> bool:
         """Check ``opportunity`` as ``validate_opportunity_risk`` would, counting nothing; True when
@@ -390,7 +394,7 @@ class RiskManager:
             return False
         return True
 
-    def _validate(self, opportunity: ArbitrageOpportunity, counted: bool) -> None:
+    def _validate(self, opportunity: ArbitrageOpportunity, counted: bool, closes_hedge: bool = False) -> None:
         if self._tripped:
             self._refuse_breaker(opportunity, counted)
         if not self.enable_risk_checks:
@@ -410,10 +414,11 @@ class RiskManager:
         notional = quantity * (sell if sell > buy else buy)
         if notional > self._max_position:
             self._reject(RiskCheck.MAX_POSITION_SIZE, opportunity, notional, self._max_position, counted)
-        if opportunity.buy_exchange in _FUTURES_MARKETS:
-            self._check_futures_position(opportunity, opportunity.buy_exchange, quantity, buy, counted)
-        if opportunity.sell_exchange in _FUTURES_MARKETS:
-            self._check_futures_position(opportunity, opportunity.sell_exchange, -quantity, sell, counted)
+        if not closes_hedge:  # an opportunity has at most one futures leg
+            if opportunity.buy_exchange in _FUTURES_MARKETS:
+                self._check_futures_position(opportunity, opportunity.buy_exchange, quantity, buy, counted)
+            elif opportunity.sell_exchange in _FUTURES_MARKETS:
+                self._check_futures_position(opportunity, opportunity.sell_exchange, -quantity, sell, counted)
         total = self._used_total + notional
         if total > self._max_total:
             self._reject(RiskCheck.MAX_TOTAL_EXPOSURE, opportunity, total, self._max_total, counted)

@@ -207,6 +207,18 @@ def test_a_trade_that_shrinks_a_futures_position_passes_whatever_its_size() -> N
     assert outcome(manager, hedge_opening("9", closes=True)) is None
 
 
+def test_a_hedge_close_passes_even_where_it_leaves_the_perpetual_past_the_limit() -> None:
+    """A long-spot hedge against Gate.io (short 6 ETH of perpetual) and a short-spot one against MEXC
+    (long 12) leave the perpetual long 6. Closing the first buys 6 more: the perpetual would hold
+    12 ETH (1200 USD), past the limit, yet both legs of a hedge come off. As an opening it is refused."""
+    manager, *_ = make()
+    perp = ExchangeName.GATEIO_FUTURES
+    manager.record_fill(perp, fill(OrderSide.BUY, "6", "100"))
+    close = hedge_opening("6", closes=True)
+    assert outcome(manager, close) is RiskCheck.MAX_FUTURES_POSITION
+    manager.validate_opportunity_risk(close, closes_hedge=True)
+
+
 def test_futures_room_is_what_entries_may_buy_and_sell_before_the_limit_at_the_mark() -> None:
     manager, *_ = make()
     perp = ExchangeName.GATEIO_FUTURES
