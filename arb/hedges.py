@@ -109,7 +109,7 @@ class HedgeBook:
         return any(p.base for p in self._positions.values())
 
     def held_basis(self) -> Decimal:
-        """The basis the open positions locked in, in quote (``entry_basis * base`` summed): what their
+        """The basis the open positions locked in, in quote (their ``locked_basis`` summed): what their
         openings reported as realized PnL and their closes give back. The daily loss limit leaves it
         out (see ``RiskManager``) until a close realizes it."""
         return sum((p.locked_basis for p in self._positions.values() if p.base), ZERO)
