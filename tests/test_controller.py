@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal as D
 from pathlib import Path
 from types import SimpleNamespace
@@ -605,25 +605,28 @@ class CrossedBtc:
     def __init__(self, now: list[int]) -> None:
         self.now = now
         self.pipeline = ScannerPipeline(max_data_age_ms=100, clock=lambda: now[0])
-        instruments = {i.exchange: i for i in default_instruments(("BTC",))}
+        self.instruments = {i.exchange: i for i in default_instruments(("BTC",))}
         self.books: dict[ExchangeName, OrderBook] = {}
         legs = []
         for exchange, bids, asks in ((ExchangeName.GATEIO, [("1", "1")], [("60000", "1")]),
                                      (ExchangeName.MEXC, [("60400", "1")], [("99999", "1")])):
-            scale = WireScale(*instruments[exchange].wire_scale())
+            scale = WireScale(*self.instruments[exchange].wire_scale())
             self.books[exchange] = book(f"{exchange.value} BTC", scale, bids, asks, recv_ns=now[0])
-            legs.append((instruments[exchange], self.books[exchange], scale))
+            legs.append((self.instruments[exchange], self.books[exchange], scale))
         (plan,) = self.pipeline.register_symbol("BTC/USDT", legs)
         for leg in plan.legs:
             self.pipeline.set_leg_limits(plan.symbol_id, leg.leg_id, D("0.001"), D("0.001"))
 
-    def update(self, exchange: ExchangeName, event_ms: int = 0) -> None:
-        """A diff that changes nothing, received 1 ms later, stamped ``event_ms`` by the venue; then the scan."""
+    def update(self, exchange: ExchangeName, event_ms: int = 0, asks: Sequence[tuple[str, str]] = ()) -> None:
+        """A diff setting ``asks`` (price, size; size 0 removes), nothing by default, received 1 ms later
+        and stamped ``event_ms`` by the venue; then the scan."""
         self.now[0] += 1_000_000
-        target = self.books[exchange]
+        target, instrument = self.books[exchange], self.instruments[exchange]
         batch = DeltaBatch(1)
         batch.first_update_id = batch.last_update_id = target.last_update_id + 1
         batch.event_time_ms = event_ms
+        for price, size in asks:
+            batch.add(ASK, instrument.price_to_ticks(D(price)), instrument.size_to_lots(D(size)))
         target.apply_batch(batch, self.now[0])
         self.pipeline.on_book_update(BookKey(exchange, "BTC/USDT"))
         self.pipeline.on_batch_end()
@@ -637,31 +640,16 @@ def test_an_opportunity_a_later_read_withdrew_before_its_turn_is_not_traded(tmp_
     market = CrossedBtc(now)
     executor = FillsEveryLeg(now, False)
     controller = scanning_controller(tmp_path, executor, market.pipeline, now)
-    gate = market.books[ExchangeName.GATEIO]
-    instrument = {i.exchange: i for i in default_instruments(("BTC",))}[ExchangeName.GATEIO]
-
-    def gate_ask(price: str | None) -> None:
-        """Gate.io's read: the 60000 ask removed, or ``price`` added; then its scan."""
-        now[0] += 1_000_000
-        batch = DeltaBatch(1)
-        batch.first_update_id = batch.last_update_id = gate.last_update_id + 1
-        if price is None:
-            batch.add(ASK, instrument.price_to_ticks(D("60000")), 0)
-        else:
-            batch.add(ASK, instrument.price_to_ticks(D(price)), instrument.size_to_lots(D(1)))
-        gate.apply_batch(batch, now[0])
-        market.pipeline.on_book_update(BookKey(ExchangeName.GATEIO, "BTC/USDT"))
-        market.pipeline.on_batch_end()
 
     async def scenario() -> None:
         trading = await start_trading(controller)
         market.update(ExchangeName.MEXC)
         assert controller._pending  # queued; the trade loop has not run yet
-        gate_ask(None)  # the same loop step: another socket's read
+        market.update(ExchangeName.GATEIO, asks=[("60000", "0")])  # the same loop step: another socket's read
         await eventually(lambda: not controller._pending)
         await asyncio.sleep(0.01)
         assert executor.sent == []
-        gate_ask("60100")  # crosses MEXC's 60400 bid again
+        market.update(ExchangeName.GATEIO, asks=[("60100", "1")])  # crosses MEXC's 60400 bid again
         await eventually(lambda: len(executor.sent) == 1 and not controller._pending)
         controller._scanning = False
         controller._wake()
