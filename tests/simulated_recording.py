@@ -64,7 +64,7 @@ def record_simulated(
         SyntheticConfig(seed=7, start_price=D("65000"), markets=specs, volatility_ppm=2, dislocations=dislocations),
         engines, START_NS,
     )
-    recorder = Recorder(path, block_records=block_records, rotate_bytes=rotate_bytes)
+    recorder = Recorder(path, block_records=block_records, rotate_bytes=rotate_bytes, wall_offset_ns=WALL_OFFSET_NS)
     encoders: dict[ExchangeName, tuple[Callable[..., tuple[Any, bytes]], str, RecordKind]] = {}
     for instrument in instruments:
         exchange = instrument.exchange

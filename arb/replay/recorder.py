@@ -191,8 +191,10 @@ class Recorder:
     """Writes raw market data to ``path`` (a ``MarketDataTap`` for ``start_books``).
 
     ``rotate_bytes``/``rotate_interval_s``: rotation (see the module docs); ``block_records``
-    and ``block_interval_ms``: the flush policy; ``level``: the zstd level. The first file
-    is created here (``FileExistsError`` if ``path`` exists). Stop the streams, then
+    and ``block_interval_ms``: the flush policy; ``level``: the zstd level.
+    ``wall_offset_ns``: the wall clock minus the receive clock, fixed, for records whose
+    receive stamps are not this machine's monotonic clock (a synthetic recording); by default
+    each block reads both clocks. The first file is created here (``FileExistsError`` if ``path`` exists). Stop the streams, then
     ``close()``: it writes what is pending and the end marker.
     """
 
@@ -206,6 +208,7 @@ class Recorder:
         block_interval_ms: int = 100,
         level: int = 3,
         fsync: bool = False,
+        wall_offset_ns: int | None = None,
     ) -> None:
         if rotate_bytes is not None and rotate_bytes <= 0:
             raise ValueError(f"Recorder: rotate_bytes={rotate_bytes} must be > 0")
@@ -222,6 +225,7 @@ class Recorder:
         self._block_records = block_records
         self._interval_s = block_interval_ms / 1000
         self._fsync = fsync
+        self._wall_offset_ns = wall_offset_ns
         self._compressor = zstandard.ZstdCompressor(level=level, write_content_size=True)
         self._queue: deque[_Item] = deque()
         self._symbolizers: dict[int, Symbolizer] = {}
@@ -353,7 +357,9 @@ class Recorder:
 
     def _write_block(self, items: list[_Item]) -> None:
         now_ns = time.time_ns()
-        offset_ns = now_ns - time.monotonic_ns()  # wall - monotonic, as of this block
+        offset_ns = self._wall_offset_ns
+        if offset_ns is None:
+            offset_ns = now_ns - time.monotonic_ns()  # wall - monotonic, as of this block
         self._maybe_rotate(now_ns)
         parts: list[bytes] = []
         pack = RECORD_HEADER.pack

@@ -424,9 +424,14 @@ def test_an_empty_recording_replays_to_nothing_on_both_paths(tmp_path: Path) -> 
 # runs lost the two executions queued as a dislocation ended (each lost a leg and recovered it,
 # -0.25 USDT each); the other 1000 are unchanged but for the simulator's order ids, which the
 # missing orders no longer take (checked then).
+# And again when the recording's wall clock stopped depending on the machine: the recorder took
+# it from this machine's wall-minus-monotonic offset, so a leg's ``updated_at_ms`` (the venue's
+# time of its last update) moved with the machine's boot time. Now the recording carries the
+# helper's fixed offset: every ``updated_at_ms`` moved by that one constant, nothing else did
+# (checked then).
 PINNED_DECISIONS = {
-    "0": "5ceb7bea66c19620131339805ba89fef904463d25faf065211feb3907b225c3a",
-    "0.4": "ff718b972e789f287d8ecb955e750cc292561ab0d86f0891404636dacba9aa19",
+    "0": "8fd035373c3a8763e3e8edefdcec27785e62f9d767fc340faea60e5fe1e272da",
+    "0.4": "9ceee740a06b3b3ea58bfee67a412b07d88d35d66859b17182a53d6137b5a2f8",
 }
 
 

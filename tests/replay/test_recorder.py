@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -254,6 +255,20 @@ def test_rotation_by_size_writes_parts_that_read_back_in_order(tmp_path: Path) -
     more = _write_sample(base, blocks=2, per_block=3, rotate_bytes=1_500)  # a second recording never overwrites
     assert len(recording_files(base)) > len(parts)
     assert len(list(read_records(base))) == len(written) + len(more)
+
+
+def test_the_wall_clock_follows_this_machine_unless_the_recording_fixes_its_offset(tmp_path: Path) -> None:
+    def wall_offsets(recorder: Recorder, path: Path) -> set[int]:
+        for recv_ns in (5_000, 6_000_000_000):  # stamps of a synthetic clock, not this machine's
+            recorder.record(ExchangeName.MEXC, RecordKind.WS_TEXT, b"{}", recv_ns=recv_ns)
+        assert recorder.close().error is None
+        return {record.wall_ns - record.recv_ns for record in read_records(path)}
+
+    fixed = 1_700_000_000 * 1_000_000_000
+    assert wall_offsets(Recorder(tmp_path / "fixed.arbrec", wall_offset_ns=fixed), tmp_path / "fixed.arbrec") == {fixed}
+    before = time.time_ns() - time.monotonic_ns()
+    (machine,) = wall_offsets(Recorder(tmp_path / "machine.arbrec"), tmp_path / "machine.arbrec")
+    assert abs(machine - before) < 1_000_000_000  # this machine's offset, whatever its boot time
 
 
 def test_a_frame_naming_no_readable_symbol_is_recorded_unnamed_and_the_file_stays_readable(tmp_path: Path) -> None:
