@@ -158,6 +158,8 @@ def _build_parser() -> argparse.ArgumentParser:
     backtest.add_argument("--config", metavar="FILE", help="user TOML file layered over the shipped defaults")
     backtest.add_argument("--latency-ms", type=_non_negative_ms, default=0.0, metavar="X",
                           help="order arrival delay on every market, ms (default 0)")
+    backtest.add_argument("--no-order-budgets", dest="order_budgets", action="store_false",
+                          help="trade every opportunity, past the venues' order rate limits (an upper bound)")
     backtest.add_argument("--report", metavar="DIR", help="write report.html, summary.json and charts to DIR")
     backtest.add_argument("--json", action="store_true", help="print the JSON summary on stdout instead of text")
     backtest.add_argument("--log-level", default="WARNING", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
@@ -369,7 +371,8 @@ def _backtest(args: argparse.Namespace) -> int:
     manager = ConfigurationManager(args.config)
     manager.load_configuration(dry_run=True)
     settings = BacktestSettings(
-        latency=LatencyModel.fixed_ms(Decimal(str(args.latency_ms))), progress=not args.json and sys.stderr.isatty()
+        latency=LatencyModel.fixed_ms(Decimal(str(args.latency_ms))), progress=not args.json and sys.stderr.isatty(),
+        order_budgets=args.order_budgets,
     )
     result = backtest(args.files, manager, settings)
     if args.report is not None and result.report is not None:

@@ -14,7 +14,9 @@ loop (``arb_core.replay``) routing every frame into its book (``BookRouter``), o
 ``VirtualTimeLoop``. ``full``: ``backtest`` with the default configuration: all of that plus
 the scans (in the compiled loop) and the controller (risk, executor, recovery, journal,
 balance refreshes). ``full python``: the same with ``BacktestSettings(compiled=False)``,
-every record fed through Python (the reference path).
+every record fed through Python (the reference path). The ``full`` runs apply no order
+budgets (``EXECUTING``), so the engine trades every opportunity the dislocations show: the
+heaviest replay (a backtest's default budgets pass up most of them and replay faster).
 
 extra_info: ``frames_per_s`` over the whole ``backtest`` call, ``replay_frames_per_s`` as
 ``BacktestResult.records_per_s`` reports it (the survey pass excluded), and for ``full``
@@ -60,6 +62,7 @@ RATE = 1_000  # diffs per second per market
 ROUNDS = 5
 PYTHON_ROUNDS = 3
 GROUP = f"backtest stages, {FRAMES // 1000}k frames"
+EXECUTING = BacktestSettings(order_budgets=False)  # every opportunity traded (see the module doc)
 
 
 @pytest.fixture(scope="session")
@@ -209,7 +212,7 @@ def _instrumented(
     )
     monkeypatch.setattr(asyncio.events.Handle, "_run", acc.wrap("callbacks", asyncio.events.Handle._run))
     started = time.monotonic_ns()
-    result = backtest([recording], manager)
+    result = backtest([recording], manager, EXECUTING)
     total = time.monotonic_ns() - started
     monkeypatch.undo()
     ns = acc.ns
@@ -231,8 +234,8 @@ def _instrumented(
 def test_full(benchmark: Any, recording: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     benchmark.group = GROUP
     manager = _manager(tmp_path, None)
-    untimed = backtest([recording], manager, BacktestSettings())
-    result = benchmark.pedantic(backtest, args=([recording], manager), rounds=ROUNDS, warmup_rounds=0)
+    untimed = backtest([recording], manager, EXECUTING)
+    result = benchmark.pedantic(backtest, args=([recording], manager, EXECUTING), rounds=ROUNDS, warmup_rounds=0)
     _report(benchmark, result)
     instrumented, breakdown = _instrumented(recording, manager, monkeypatch)
     benchmark.extra_info.update(breakdown)
@@ -247,10 +250,10 @@ def test_full_python(benchmark: Any, recording: Path, tmp_path: Path) -> None:
     benchmark.group = GROUP
     benchmark.name = "full python"
     manager = _manager(tmp_path, None)
-    settings = BacktestSettings(compiled=False)
+    settings = BacktestSettings(compiled=False, order_budgets=False)
     result = benchmark.pedantic(backtest, args=([recording], manager, settings), rounds=PYTHON_ROUNDS, warmup_rounds=0)
     _report(benchmark, result)
     _assert_books(result)
-    compiled_run = backtest([recording], manager)
+    compiled_run = backtest([recording], manager, EXECUTING)
     assert _decisions(result) == _decisions(compiled_run)
     assert result.opportunities == compiled_run.opportunities and result.books == compiled_run.books

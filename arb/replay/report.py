@@ -205,6 +205,7 @@ class ReportData(msgspec.Struct, kw_only=True):
     latency: list[LatencyStage]
     breaker_trips: list[TripPoint]
     rejected_by_risk: dict[str, int]
+    skipped: dict[str, int] = {}  # opportunities passed up untraded, by reason (as the run summary's)
     notes: list[str] = []  # e.g. where a damaged recording stopped
     open_hedges: int = 0  # hedge positions open at the end
     held_hedge_basis: Decimal = ZERO  # the basis they locked in, part of realized_pnl until closed
@@ -228,6 +229,7 @@ class ReportData(msgspec.Struct, kw_only=True):
             "breaker_trips": [{"breaker": t.breaker, "reason": t.reason, "seconds": str(t.seconds)}
                               for t in self.breaker_trips],
             "rejected_by_risk": dict(self.rejected_by_risk),
+            "skipped": dict(self.skipped),
             "notes": list(self.notes),
         }
 
@@ -303,6 +305,10 @@ def report_data(
             for t in log.trips
         ],
         rejected_by_risk={k: v for k, v in summary.rejected_by_risk.items() if v},
+        skipped={reason: count for reason, count in (
+            ("order_budget", summary.skipped_for_order_budget), ("outdated", summary.skipped_as_outdated),
+            ("fills_unseen", summary.skipped_for_unseen_fills), ("withdrawn", summary.skipped_as_withdrawn),
+        ) if count},
         notes=list(notes),
         open_hedges=summary.open_hedges,
         held_hedge_basis=summary.held_hedge_basis,
@@ -387,7 +393,8 @@ def _html(data: ReportData, charts: dict[str, Path]) -> str:
             [(s.stage, s.count, _ms(s.p50_ns), _ms(s.p99_ns), _ms(s.max_ns)) for s in data.latency],
         ),
         "breakers": _table(("breaker", "seconds", "reason"), [(t.breaker, t.seconds, t.reason) for t in data.breaker_trips])
-        + _table(("risk check", "rejections"), sorted(data.rejected_by_risk.items())),
+        + _table(("risk check", "rejections"), sorted(data.rejected_by_risk.items()))
+        + _table(("passed up", "opportunities"), sorted(data.skipped.items())),
     }
     for name in CHARTS:
         parts.append(f"<h2>{e(CHART_TITLES[name])}</h2>")

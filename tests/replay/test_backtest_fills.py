@@ -74,7 +74,10 @@ def test_orders_fill_as_with_the_whole_book_mirrored(
     instrument = _instrument(market)
     symbol = instrument.symbol
     clock = VirtualClock(0, 0)
-    connector = connector_class(market)(InstrumentCatalog(market, [instrument]), clock, 0, DEPOSITS, [])
+    # No order budget: its waits would sleep on a clock only this test moves.
+    connector = connector_class(market)(
+        InstrumentCatalog(market, [instrument]), clock, 0, DEPOSITS, [], order_budgets=False
+    )
     scale = connector.dialect.book_scale(instrument)
     ratios = player._grid_ratios(scale, instrument.wire_scale())
     books: dict[str, OrderBook] = {}

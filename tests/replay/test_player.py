@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import bisect
 import hashlib
 import random
 import re
@@ -22,7 +23,8 @@ import arb.replay.player as player
 from arb import ArbitrageController
 from arb.config import ConfigurationManager
 from arb.hedges import HedgeBook
-from arb.controller import dry_run_cluster
+from arb.controller import ENTRY_ORDER_BUDGET, dry_run_cluster
+from arb.exchanges.gateio.constants import SPOT_ORDER_PLACE_LIMIT as GATEIO_SPOT_ORDER_PLACE_LIMIT
 from arb.exchanges.models import Fill
 from arb.journal import Journal
 from arb.replay.player import BacktestResult, BacktestSettings, LatencyModel, backtest
@@ -32,7 +34,7 @@ from arb.replay.report import TradeLog
 from arb.risk import RiskManager
 from arb.sim.cluster import SimConfig
 from arb.sim.market import Dislocation
-from arb.types import ArbitrageOpportunity, ExchangeName, ExecutionResult
+from arb.types import ArbitrageOpportunity, ArbitrageState, ExchangeName, ExecutionResult
 from arb_core.book import ASK, BID, DeltaBatch, OrderBook
 import recording_layout
 from simulated_recording import START_NS, record_simulated
@@ -429,9 +431,15 @@ def test_an_empty_recording_replays_to_nothing_on_both_paths(tmp_path: Path) -> 
 # time of its last update) moved with the machine's boot time. Now the recording carries the
 # helper's fixed offset: every ``updated_at_ms`` moved by that one constant, nothing else did
 # (checked then).
+# These two trade without order budgets (the capacity of the engine, ~1000 executions). Budgets
+# (the backtest's default) hold it to what the venues' rate limits allow: pinned below.
 PINNED_DECISIONS = {
     "0": "8fd035373c3a8763e3e8edefdcec27785e62f9d767fc340faea60e5fe1e272da",
     "0.4": "9ceee740a06b3b3ea58bfee67a412b07d88d35d66859b17182a53d6137b5a2f8",
+}
+PINNED_BUDGETED_DECISIONS = {
+    "0": "65b701c05e9c65f11500a1c37226294407d9496939b653105f55f109589d5ccc",
+    "0.4": "4759ebeecfc508fb925304a7e0cc7096d84fafb4b934071fefb2e0f2a1a84dfd",
 }
 
 
@@ -445,12 +453,29 @@ def two_dislocations(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.mark.parametrize("latency_ms", sorted(PINNED_DECISIONS))
 def test_the_backtest_takes_the_pinned_decisions(two_dislocations: Path, latency_ms: str) -> None:
-    settings = BacktestSettings(latency=LatencyModel.fixed_ms(D(latency_ms)))
+    settings = BacktestSettings(latency=LatencyModel.fixed_ms(D(latency_ms)), order_budgets=False)
     result = backtest([two_dislocations], _default_manager(), settings)
     assert len(result.results) > 400 and len(result.orders) > 2 * len(result.results) - 10
     assert {o.market for o in result.orders} == {ExchangeName.GATEIO, ExchangeName.MEXC}
     decisions = msgspec.json.encode((result.opportunities, result.orders, result.results))
     assert hashlib.sha256(decisions).hexdigest() == PINNED_DECISIONS[latency_ms]
+
+
+@pytest.mark.parametrize("latency_ms", sorted(PINNED_BUDGETED_DECISIONS))
+def test_order_budgets_hold_the_backtest_to_the_venues_rate_limits(two_dislocations: Path, latency_ms: str) -> None:
+    latency = LatencyModel.fixed_ms(D(latency_ms))
+    result = backtest([two_dislocations], _default_manager(), BacktestSettings(latency=latency))
+    capacity, window_s = GATEIO_SPOT_ORDER_PLACE_LIMIT
+    sent = sorted(o.time_ns - latency.default_ns for o in result.orders if o.market is ExchangeName.GATEIO)
+    # Both dislocations are traded while Gate.io's budget lasts, and never past it in any window.
+    assert len(sent) > 2 * capacity - 2 * ENTRY_ORDER_BUDGET
+    assert max(bisect.bisect_right(sent, t) - bisect.bisect_right(sent, t - int(window_s * 1e9)) for t in sent) == (
+        capacity - ENTRY_ORDER_BUDGET + 1  # a recovery order stays in reserve; none was needed
+    )
+    assert result.summary is not None and result.summary.skipped_for_order_budget > 100
+    assert all(r.final_state is ArbitrageState.COMPLETED for r in result.results)
+    decisions = msgspec.json.encode((result.opportunities, result.orders, result.results))
+    assert hashlib.sha256(decisions).hexdigest() == PINNED_BUDGETED_DECISIONS[latency_ms]
 
 
 def test_fills_reach_the_risk_manager_on_the_recordings_wall_clock(
@@ -498,7 +523,8 @@ def test_the_compiled_loop_sees_the_timer_heap_asyncio_rebuilds(
             return super().run(busy, next_timer_s, waited, budget)
 
     monkeypatch.setattr(player, "RecordLoop", CheckedRecordLoop)
-    compiled, python = _both([two_dislocations], manager, BacktestSettings())
+    # Without order budgets: the ~1000 executions cancel enough timers.
+    compiled, python = _both([two_dislocations], manager, BacktestSettings(order_budgets=False))
     assert len(heaps) > 1, "the run must make asyncio rebuild its timer heap"
     assert stale == []
     # Hedges traded without reading funding rates (no venue is reached), and the result says so.

@@ -69,6 +69,7 @@ def test_a_short_backtest_writes_the_html_report_the_charts_and_the_json_summary
     assert summary["opportunities_executed"] == len(result.results) >= 1
     assert D(summary["realized_pnl"]) == sum((r.realized_profit for r in result.results), D(0))
     assert result.report.spreads and result.report.opportunities
+    assert result.report.skipped["order_budget"] > 0 and "passed up" in page
     if not charts_available():
         assert "Charts need matplotlib" in page
         pytest.skip("matplotlib (the report extra) is not installed: PNG charts not written")
@@ -90,6 +91,19 @@ def test_backtest_cli_prints_a_json_summary_and_writes_the_report(recording, tmp
     assert summary["records"] > 100 and summary["damage"] is None and summary["symbols"] == ["BTC/USDT"]
     assert {"opportunities_detected", "realized_pnl", "fill_ratio", "latency_ns"} <= set(summary)
     assert (out / "report.html").is_file() and (out / "summary.json").is_file()
+
+
+def test_backtest_cli_applies_the_order_budgets_unless_told_not_to(recording, tmp_path: Path) -> None:
+    path, _ = recording
+    summaries = {}
+    for flags in ((), ("--no-order-budgets",)):
+        result = subprocess.run([sys.executable, "-m", "arb", "backtest", str(path), "--json", *flags],
+                                capture_output=True, text=True, timeout=120, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        summaries[flags] = json.loads(result.stdout)
+    budgeted, unbounded = summaries[()], summaries[("--no-order-budgets",)]
+    assert budgeted["skipped"]["order_budget"] > 0 and "order_budget" not in unbounded["skipped"]
+    assert unbounded["opportunities_executed"] > budgeted["opportunities_executed"] > 0
 
 
 def test_backtest_cli_exits_1_on_a_damaged_recording_and_names_the_place(recording, tmp_path: Path) -> None:
