@@ -41,7 +41,7 @@ from arb_core.freshness import monotonic_ns
 from .balances import BalanceMonitor, SkewAlert
 from .collection import IdleCollection
 from .config import ConfigurationManager
-from .errors import ArbitrageEngineError, ConfigurationError
+from .errors import ArbitrageEngineError, ConfigurationError, ExchangeError
 from .exchanges.base import BookKey, MarketDataTap
 from .exchanges.book_sync import BookSyncStats
 from .exchanges.connector import ExchangeConnector
@@ -431,6 +431,7 @@ class ArbitrageController:
             if self.hedges is not None and self.journal is not None:
                 # After reconciliation, so fills an earlier run did not live to record are in.
                 self.hedges.restore(self.journal)
+                await self._check_hedges_at_venues(self.hedges)
             if self.risk is not None and self.journal is not None:
                 # Same source, same moment: today's realized loss and the positions still held count.
                 self.risk.restore(
@@ -448,6 +449,20 @@ class ArbitrageController:
             raise
         self._register_shutdown_steps()
         self._initialized = True
+
+    async def _check_hedges_at_venues(self, hedges: HedgeBook) -> None:
+        """Take out of ``hedges`` what the futures venues no longer hold (``HedgeBook.check_venue``)."""
+        for market in sorted({p.futures for p in hedges.positions()}, key=lambda m: m.value):
+            trader = self.traders.get(market)
+            if trader is None:
+                log.warning("hedges: %s is not traded in this run; its restored hedges are not checked", market.value)
+                continue
+            try:
+                positions = await trader.positions()
+            except ExchangeError as exc:
+                log.warning("hedges: %s positions unreadable (%s); its restored hedges are kept unchecked", market.value, exc)
+                continue
+            hedges.check_venue(market, positions)
 
     def _resolver_with_fees(self, resolve: OrderResolver) -> OrderResolver:
         """``resolve`` with the fee filled in where the venue's order query reports none.

@@ -28,6 +28,16 @@ journaled fills, in journal order, through the same arithmetic as ``record`` giv
 positions and average entry prices the book held. The one difference is deliberate: an
 execution cut short by a crash, which the running book never recorded, counts with its
 matched part, since that part is open at the venues.
+
+Venue check. The journal knows only what this engine traded: a futures position closed or
+liquidated at the venue while the engine was stopped is still open in the rebuilt book, and
+the closing pair would then open a new position instead of closing one. So after a restore
+the controller reads each futures market's positions and ``check_venue`` compares them: a
+pair whose restored hedges the venue's position does not cover (the same direction, at least
+as large, within one lot) is taken out of the book, with an error naming both quantities;
+the engine no longer closes it, and its spot side is plain inventory. A venue position
+larger than the book's (other trading on the account) leaves the book as it is, with a
+warning that the engine closes only its own part.
 """
 
 from __future__ import annotations
@@ -44,6 +54,7 @@ from arb_core.freshness import is_fresh
 
 from .instruments import InstrumentCatalog, InstrumentError, common_step, round_down_to_step, split_symbol
 from .journal import FillRecord
+from .exchanges.models import Position
 from .orders import WIDE, exact_notional, round_price
 from .pipeline import BPS, Leg, book_lot
 from .risk import MS_PER_DAY
@@ -87,6 +98,23 @@ class HedgePosition(msgspec.Struct, kw_only=True):
     def entry_basis(self) -> Decimal:
         """Futures minus spot entry price, quote per base unit."""
         return self.futures_price - self.spot_price
+
+
+class HedgeMismatch(msgspec.Struct, frozen=True, kw_only=True):
+    """A pair whose restored hedges the venue's futures position does not cover (see the module doc)."""
+
+    futures: ExchangeName
+    symbol: str  # the pair, spot form
+    booked: Decimal  # the futures base the book's hedges held (signed: < 0 short)
+    at_venue: Decimal  # the futures base the venue reports (signed)
+    dropped: tuple[HedgePosition, ...]  # what was taken out of the book
+
+    def __str__(self) -> str:
+        return (
+            f"{self.futures.value} {self.symbol}: the journal's hedges hold {self.booked} base of futures, "
+            f"the venue {self.at_venue}; {len(self.dropped)} hedge position(s) taken out of the book "
+            "(the engine will not close them; check the account)"
+        )
 
 
 class HedgeBook:
@@ -182,6 +210,44 @@ class HedgeBook:
             )
         log.info("hedges: %d open positions rebuilt from %d journaled hedge executions", len(positions), len(fills))
         return positions
+
+    def check_venue(self, futures: ExchangeName, positions: Sequence[Position]) -> list[HedgeMismatch]:
+        """Compare the book's hedges on ``futures`` with the venue's open ``positions`` there; take
+        out of the book, and return, every pair the venue does not cover (see the module doc)."""
+        catalog = self.catalogs[futures]
+        at_venue: dict[str, tuple[Decimal, Decimal]] = {}  # pair -> (signed base, one lot of base)
+        for position in positions:
+            try:
+                instrument = catalog.get(position.symbol)
+            except InstrumentError:
+                log.warning("hedges: %s holds %s of %s, which is not listed", futures.value, position.size, position.symbol)
+                continue
+            base, quote, _ = split_symbol(position.symbol)
+            size = position.size * instrument.contract_size
+            held, _ = at_venue.get(f"{base}/{quote}", (ZERO, ZERO))
+            at_venue[f"{base}/{quote}"] = (held + size, instrument.lot_size * instrument.contract_size)
+        booked: dict[str, Decimal] = {}
+        for hedge in self._positions.values():
+            if hedge.futures is futures and hedge.base:
+                booked[hedge.symbol] = booked.get(hedge.symbol, ZERO) - hedge.base  # long spot: short futures
+        mismatches = []
+        for symbol, held in booked.items():
+            venue, lot = at_venue.get(symbol, (ZERO, ZERO))
+            if venue and (venue > 0) == (held > 0) and abs(venue) >= abs(held) - lot:
+                if abs(venue) > abs(held) + lot:
+                    log.warning(
+                        "hedges: %s %s: the venue holds %s base of futures, the engine's hedges %s; "
+                        "the engine closes only its own part", futures.value, symbol, venue, held,
+                    )
+                continue
+            keys = [k for k, p in self._positions.items() if p.futures is futures and p.symbol == symbol and p.base]
+            mismatch = HedgeMismatch(
+                futures=futures, symbol=symbol, booked=held, at_venue=venue,
+                dropped=tuple(self._positions.pop(key) for key in keys),
+            )
+            log.error("hedges: %s", mismatch)
+            mismatches.append(mismatch)
+        return mismatches
 
     def _apply(
         self, symbol: str, spot_market: ExchangeName, futures_market: ExchangeName, legs: Sequence[ExecutionLeg]

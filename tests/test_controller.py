@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal as D
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import msgspec
 import pytest
@@ -18,7 +20,7 @@ from test_pipeline import book
 from arb import ArbitrageController, ArbitrageEngine
 from arb.config import ConfigurationManager
 from arb.controller import ENTRY_ORDER_BUDGET, Executor, RunSummary, _set_aside, dry_run_cluster
-from arb.errors import ArbitrageEngineError, ConfigurationError
+from arb.errors import ArbitrageEngineError, ConfigurationError, ExchangeError
 from arb.execution import StartedExecution, TwoLegExecutor
 from arb.exchanges.base import BookKey
 from arb.exchanges.factory import registered
@@ -928,3 +930,28 @@ def test_the_run_summary_lines_up_its_values_and_says_what_open_hedges_hold_of_t
     assert "  realized PnL             4.5 USDT (1.5 of it locked in 2 open hedges)" in lines
     flat = msgspec.structs.replace(summary, open_hedges=0, held_hedge_basis=D(0))
     assert "  realized PnL             4.5 USDT" in flat.lines()
+
+
+def test_restored_hedges_are_kept_unchecked_when_the_futures_venue_cannot_say_what_it_holds(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from test_hedges import PERP, Venues, opportunity
+
+    venues = Venues(tmp_path / "journal.sqlite3")
+    venues.run(opportunity("o1", ExchangeName.GATEIO, PERP, "60000", "60300", "0.001"))
+    hedges = HedgeBook(venues.catalogs, min_profit_bps=D(10))
+    (restored,) = hedges.restore(venues.journal)
+    controller = ArbitrageController(manager(tmp_path))
+    controller.traders = dict(venues.venues)
+
+    async def unreadable() -> list[Any]:
+        raise ExchangeError("gateio", "positions: HTTP 503")
+
+    monkeypatch.setattr(venues.venues[PERP], "positions", unreadable)
+    with caplog.at_level(logging.WARNING, logger="arb.controller"):
+        asyncio.run(controller._check_hedges_at_venues(hedges))
+    assert hedges.positions() == [restored]
+    assert "gateio_futures positions unreadable" in caplog.text and "HTTP 503" in caplog.text
+    del controller.traders[PERP]
+    asyncio.run(controller._check_hedges_at_venues(hedges))
+    assert hedges.positions() == [restored] and "gateio_futures is not traded in this run" in caplog.text

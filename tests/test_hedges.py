@@ -12,6 +12,7 @@ from fakevenue import FakeExchange, FakeTime, Step, catalogs, perp, spot
 from test_pipeline import GATE as GATE_SPOT
 from test_pipeline import GATE_BOOK, GATE_PERP, GATE_PERP_BOOK, book
 
+from arb.exchanges.models import Position
 from arb.execution import TwoLegExecutor
 from arb.hedges import HedgeBook, HedgePosition
 from arb.instruments import InstrumentCatalog
@@ -242,3 +243,41 @@ def test_the_locked_basis_is_exact_and_a_partial_close_releases_a_rounded_share_
     rebuilt = HedgeBook(venues.catalogs, min_profit_bps=D(10))
     rebuilt.restore(venues.journal)
     assert sum(rebuilt.restored_basis_by_day.values(), D(0)) == 0 and rebuilt.held_basis() == 0
+
+
+@pytest.mark.parametrize(("contracts", "kept"), [
+    (-3766, True),  # what the hedges hold: 0.5 short and 0.1234 long, in contracts of 0.0001 BTC
+    (-3765, True),  # one lot less: a rounding of the venue's, not a closed position
+    (-5000, True),  # more: other trading on the account, not the engine's to close
+    (-3000, False),  # partly closed at the venue
+    (None, False),  # closed, or liquidated
+    (3766, False),  # the other way round
+])
+def test_a_venue_that_does_not_hold_the_restored_hedges_futures_takes_them_out_of_the_book(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, contracts: int | None, kept: bool
+) -> None:
+    venues = Venues(tmp_path / "journal.sqlite3")
+    for opp in (opportunity("o1", GATE, PERP, "60000.13", "60300.1", "0.5"),
+                opportunity("o4", PERP, MEXC, "59900.3", "60333.33", "0.1234")):
+        venues.run(opp)
+    book = HedgeBook(venues.catalogs, min_profit_bps=D(10))
+    restored = book.restore(venues.journal)
+    assert len(restored) == 2 and venues.venues[PERP].net_base() == D("-0.3766")
+    symbol = venues.venues[PERP].instrument.symbol
+    positions = [] if contracts is None else [Position(symbol=symbol, size=D(contracts), entry_price=D("60000"))]
+    positions.append(Position(symbol="ETH/USDT:USDT", size=D(5), entry_price=D("3000")))  # not listed here: ignored
+
+    with caplog.at_level(logging.WARNING, logger="arb.hedges"):
+        mismatches = book.check_venue(PERP, positions)
+    assert "ETH/USDT:USDT, which is not listed" in caplog.text
+    if kept:
+        assert mismatches == [] and book.positions() == restored
+        assert ("closes only its own part" in caplog.text) == (contracts == -5000)
+        return
+    (mismatch,) = mismatches
+    at_venue = D(0) if contracts is None else D(contracts) * D("0.0001")
+    assert (mismatch.futures, mismatch.symbol, mismatch.booked, mismatch.at_venue) == (
+        PERP, "BTC/USDT", D("-0.3766"), at_venue
+    )
+    assert list(mismatch.dropped) == restored and book.positions() == [] and book.held_basis() == 0
+    assert f"the venue {at_venue}; 2 hedge position(s) taken out of the book" in caplog.text

@@ -6,17 +6,24 @@ time. A first engine opens hedges during the dislocation and is shut down while 
 lasts, holding them open. A second engine starts on the same journal after the basis has
 reverted: it rebuilds the hedge book from the journal (the same positions, to the last
 digit), opens nothing, and closes the positions by the opposite pairs. The venues' ledgers
-agree with the rebuilt book throughout.
+agree with the rebuilt book throughout. Or, when the perpetual position was closed at the
+venue between the two engines, the second one finds the venue no longer holds it: it takes
+the hedges out of its book and sends nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 from decimal import Decimal as D
 from pathlib import Path
 
+import pytest
+
 from arb.config import ConfigurationManager
 from arb.controller import ArbitrageController, dry_run_cluster
+from arb.exchanges.models import OrderType
 from arb.hedges import HedgePosition
 from arb.journal import Journal
 from arb.sim.cluster import SimCluster
@@ -40,7 +47,7 @@ def perp_contracts(cluster: SimCluster) -> D:
     return D(exchange.ledger.account(cluster.config.api_key).position(PERP).contracts)
 
 
-def test_a_restarted_engine_rebuilds_the_hedges_from_the_journal_and_closes_them(tmp_path: Path) -> None:
+def _setup(tmp_path: Path) -> tuple[ConfigurationManager, SimCluster]:
     path = tmp_path / "arb.toml"
     path.write_text(CONFIG)
     manager = ConfigurationManager(path, environ={})
@@ -49,27 +56,34 @@ def test_a_restarted_engine_rebuilds_the_hedges_from_the_journal_and_closes_them
         exchange=ExchangeName.GATEIO_FUTURES, symbol=PERP, start_ns=SECOND,
         duration_ns=int((DISLOCATION_END_S - 1) * SECOND), bps=80,
     )
-    cluster = dry_run_cluster(manager.config, dislocations=(rich,), random_per_minute=0)
+    return manager, dry_run_cluster(manager.config, dislocations=(rich,), random_per_minute=0)
+
+
+async def open_hedges(manager: ConfigurationManager, cluster: SimCluster, journal_path: Path) -> list[HedgePosition]:
+    """Run the first engine during the dislocation and stop it while the dislocation lasts: the hedges stay open."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    first = ArbitrageController(manager, sim_cluster=cluster, journal=Journal(journal_path))
+    await first.initialize(dry_run=True)
+    summary = await first.run(duration_s=max(2.6 - (loop.time() - started), 0.5))
+    assert summary.ok and first.hedges is not None
+    # The hedges were decided with the perpetual's funding (read from the simulated venue).
+    assert first.funding is not None and first.pipeline is not None
+    assert [(r.exchange, r.rate) for r in first.funding.rates()] == [(ExchangeName.GATEIO_FUTURES, D("0.0001"))]
+    assert first.funding.refused == 0 and first.pipeline.dropped_for_funding == 0
+    assert loop.time() - started < DISLOCATION_END_S, "the first engine must stop before the basis reverts"
+    await asyncio.sleep(max(DISLOCATION_END_S + 0.3 - (loop.time() - started), 0))
+    return first.hedges.positions()
+
+
+def test_a_restarted_engine_rebuilds_the_hedges_from_the_journal_and_closes_them(tmp_path: Path) -> None:
+    manager, cluster = _setup(tmp_path)
     journal_path = tmp_path / "journal.sqlite3"
 
     async def scenario() -> tuple[list[HedgePosition], list[HedgePosition], D, list[ExecutionResult], list[HedgePosition], D]:
-        loop = asyncio.get_running_loop()
         async with cluster:
-            started = loop.time()
-            first = ArbitrageController(manager, sim_cluster=cluster, journal=Journal(journal_path))
-            await first.initialize(dry_run=True)
-            # Stop while the dislocation lasts: the hedges stay open.
-            summary = await first.run(duration_s=max(2.6 - (loop.time() - started), 0.5))
-            assert summary.ok and first.hedges is not None
-            # The hedges were decided with the perpetual's funding (read from the simulated venue).
-            assert first.funding is not None and first.pipeline is not None
-            assert [(r.exchange, r.rate) for r in first.funding.rates()] == [(ExchangeName.GATEIO_FUTURES, D("0.0001"))]
-            assert first.funding.refused == 0 and first.pipeline.dropped_for_funding == 0
-            assert loop.time() - started < DISLOCATION_END_S, "the first engine must stop before the basis reverts"
-            held = first.hedges.positions()
+            held = await open_hedges(manager, cluster, journal_path)
             contracts_held = perp_contracts(cluster)
-
-            await asyncio.sleep(max(DISLOCATION_END_S + 0.3 - (loop.time() - started), 0))
             second = ArbitrageController(manager, sim_cluster=cluster, journal=Journal(journal_path))
             await second.initialize(dry_run=True)
             assert second.hedges is not None
@@ -95,3 +109,34 @@ def test_a_restarted_engine_rebuilds_the_hedges_from_the_journal_and_closes_them
     assert open_base == sum((p.base for p in held), D(0)) - closed * CONTRACT
     assert open_base < sum((p.base for p in held), D(0))
     assert contracts_left * CONTRACT == -open_base  # the venue holds what the book says
+
+
+def test_a_restarted_engine_drops_hedges_whose_futures_were_closed_at_the_venue_and_sends_nothing(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    manager, cluster = _setup(tmp_path)
+    journal_path = tmp_path / "journal.sqlite3"
+
+    async def scenario() -> tuple[list[HedgePosition], list[HedgePosition], list[ExecutionResult], D]:
+        async with cluster:
+            held = await open_hedges(manager, cluster, journal_path)
+            # The operator buys the perpetual back by hand while no engine runs.
+            futures = cluster.venues["gateio"].exchanges[ExchangeName.GATEIO_FUTURES]
+            short = -int(perp_contracts(cluster))
+            assert short > 0
+            futures.place_order(cluster.config.api_key, PERP, OrderSide.BUY, OrderType.MARKET, short, time.monotonic_ns())
+            assert perp_contracts(cluster) == 0
+            second = ArbitrageController(manager, sim_cluster=cluster, journal=Journal(journal_path))
+            with caplog.at_level(logging.ERROR, logger="arb.hedges"):
+                await second.initialize(dry_run=True)
+            assert second.hedges is not None
+            rebuilt = second.hedges.positions()
+            summary = await second.run(duration_s=1.5)
+            assert summary.ok
+            return held, rebuilt, second.results, perp_contracts(cluster)
+
+    held, rebuilt, results, contracts_left = asyncio.run(scenario())
+    assert held and rebuilt == []
+    booked = -sum((p.base for p in held), D(0))
+    assert f"gateio_futures BTC/USDT: the journal's hedges hold {booked} base of futures, the venue 0" in caplog.text
+    assert results == [] and contracts_left == 0  # no "close" opened a new position
