@@ -26,6 +26,7 @@ import asyncio
 import collections
 import contextlib
 import logging
+import signal
 import time
 import tomllib
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -101,6 +102,8 @@ RECOVERY_LOSS_FRACTION = Decimal("0.01")
 # order kept in reserve, so that a leg that fails is hedged or unwound at once rather than once
 # the budget's window has passed (a second on Gate.io spot, after a burst of trades).
 ENTRY_ORDER_BUDGET = 2
+# Operator signals of a running engine: engage and release the risk manager's kill switch.
+KILL_SWITCH_ENGAGE, KILL_SWITCH_RELEASE = signal.SIGUSR1, signal.SIGUSR2
 # Modes whose fills carry the venue's own time (live venues, and the simulated ones of a dry run).
 _VENUE_STAMPED_MODES = frozenset({"LIVE", "dry run"})
 # Order failures that are the venue's state, not the order's: they feed the venue-errors breaker.
@@ -654,6 +657,7 @@ class ArbitrageController:
             raise ArbitrageEngineError("controller not initialized: call initialize() first")
         shutdown = self.shutdown_manager
         shutdown.install()
+        kill_switch = self._install_kill_switch()
         busy: asyncio.Task[None] | None = None
         try:
             self.collection.start()
@@ -689,10 +693,39 @@ class ArbitrageController:
             await waiter
         finally:
             shutdown.uninstall()
+            for sig in kill_switch:
+                asyncio.get_running_loop().remove_signal_handler(sig)
             self.collection.stop()
             if busy is not None:  # the shutdown steps cancel it; a cancelled run() must not leave it spinning
                 busy.cancel()
         return self.summary()
+
+    def _install_kill_switch(self) -> list[signal.Signals]:
+        """SIGUSR1 engages the risk manager's kill switch, SIGUSR2 releases it, while ``run`` runs
+        (where the loop takes signal handlers: the main thread, POSIX); the signals handled."""
+        risk = self.risk
+        if risk is None:
+            return []
+
+        def engage() -> None:
+            log.warning("kill switch engaged by SIGUSR1: no new entries until SIGUSR2; executions in flight "
+                        "and recoveries finish")
+            risk.kill("engaged by the operator (SIGUSR1)")
+
+        def release() -> None:
+            log.warning("kill switch released by SIGUSR2")
+            risk.resume()
+
+        loop = asyncio.get_running_loop()
+        installed: list[signal.Signals] = []
+        for sig, handler in ((KILL_SWITCH_ENGAGE, engage), (KILL_SWITCH_RELEASE, release)):
+            try:
+                loop.add_signal_handler(sig, handler)
+            except (NotImplementedError, RuntimeError, ValueError) as exc:
+                log.warning("kill switch: %s is not handled here (%s)", sig.name, exc)
+                continue
+            installed.append(sig)
+        return installed
 
     async def shutdown(self, reason: str = "requested") -> list[StepOutcome]:
         """Run the shutdown steps (once) and return their outcomes."""

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
+import signal
 from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal as D
 from pathlib import Path
@@ -955,3 +957,37 @@ def test_restored_hedges_are_kept_unchecked_when_the_futures_venue_cannot_say_wh
     del controller.traders[PERP]
     asyncio.run(controller._check_hedges_at_venues(hedges))
     assert hedges.positions() == [restored] and "gateio_futures is not traded in this run" in caplog.text
+
+
+def test_sigusr1_engages_the_kill_switch_of_a_running_engine_and_sigusr2_releases_it(tmp_path: Path) -> None:
+    configuration = manager(tmp_path)
+    # MEXC's BTC/USDT 80 bps cheap for the whole test: an opportunity stands all along.
+    dislocation = Dislocation(
+        exchange=ExchangeName.MEXC, symbol="BTC/USDT", start_ns=SECOND // 2, duration_ns=60 * SECOND, bps=-80
+    )
+    cluster = dry_run_cluster(configuration.config, dislocations=(dislocation,), random_per_minute=0)
+
+    async def scenario() -> tuple[int, int, int, RunSummary]:
+        async with cluster:
+            controller = ArbitrageController(configuration, sim_cluster=cluster, journal=Journal(tmp_path / "j.sqlite3"))
+            await controller.initialize(dry_run=True)
+            risk = controller.risk
+            assert risk is not None
+            running = asyncio.ensure_future(controller.run(duration_s=30))
+            await eventually(lambda: len(controller.results) >= 2, 10, "trades on the dislocation")
+            os.kill(os.getpid(), signal.SIGUSR1)
+            await eventually(lambda: risk.get_circuit_breaker_status()[Breaker.KILL_SWITCH].tripped, 2, "the kill switch")
+            engaged = len(controller.results)
+            await asyncio.sleep(1.0)  # the dislocation stands; nothing new may start
+            held = len(controller.results)
+            os.kill(os.getpid(), signal.SIGUSR2)
+            await eventually(lambda: len(controller.results) > held, 5, "trading again once released")
+            assert not risk.get_circuit_breaker_status()[Breaker.KILL_SWITCH].tripped
+            resumed = len(controller.results)
+            assert risk.get_risk_statistics().breaker_trips.get(Breaker.KILL_SWITCH.value) == 1
+            assert all(step.status.value == "ok" for step in await controller.shutdown("test over"))
+            return engaged, held, resumed, await running
+
+    engaged, held, resumed, summary = asyncio.run(scenario())
+    assert held <= engaged + 1  # at most the execution in flight when the signal came finishes
+    assert resumed > held and summary.ok
