@@ -434,13 +434,14 @@ class ArbitrageController:
             if self.hedges is not None and self.journal is not None:
                 # After reconciliation, so fills an earlier run did not live to record are in.
                 self.hedges.restore(self.journal)
-                await self._check_hedges_at_venues(self.hedges)
             if self.risk is not None and self.journal is not None:
                 # Same source, same moment: today's realized loss and the positions still held count.
                 self.risk.restore(
                     self.journal, self._catalogs,
                     held_basis_by_day=self.hedges.restored_basis_by_day if self.hedges is not None else None,
                 )
+            # The journal knows only this engine's trades: the futures venues say what is held.
+            await self._check_futures_positions()
             if self.funding is not None:
                 await self.funding.refresh(*self._funding_sources())
             await self._start_books()
@@ -453,19 +454,28 @@ class ArbitrageController:
         self._register_shutdown_steps()
         self._initialized = True
 
-    async def _check_hedges_at_venues(self, hedges: HedgeBook) -> None:
-        """Take out of ``hedges`` what the futures venues no longer hold (``HedgeBook.check_venue``)."""
-        for market in sorted({p.futures for p in hedges.positions()}, key=lambda m: m.value):
+    async def _check_futures_positions(self) -> None:
+        """Read each futures market's open positions: the hedge book drops what the venue no longer
+        holds (``HedgeBook.check_venue``), the risk manager counts what it holds
+        (``RiskManager.align_futures_positions``)."""
+        hedges, risk = self.hedges, self.risk
+        booked = {p.futures for p in hedges.positions()} if hedges is not None else set()
+        traded = {m for m, t in self.traders.items() if m.is_futures and t.can_trade}
+        for market in sorted(booked | traded, key=lambda m: m.value):
             trader = self.traders.get(market)
             if trader is None:
-                log.warning("hedges: %s is not traded in this run; its restored hedges are not checked", market.value)
+                log.warning("%s is not traded in this run: the hedges restored on it are not checked", market.value)
                 continue
             try:
                 positions = await trader.positions()
             except ExchangeError as exc:
-                log.warning("hedges: %s positions unreadable (%s); its restored hedges are kept unchecked", market.value, exc)
+                log.warning("%s positions unreadable (%s): the journal's are kept unchecked", market.value, exc)
                 continue
-            hedges.check_venue(market, positions)
+            if hedges is not None:
+                hedges.check_venue(market, positions)
+            catalog = self._catalogs.get(market)
+            if risk is not None and catalog is not None:
+                risk.align_futures_positions(market, positions, catalog)
 
     def _resolver_with_fees(self, resolve: OrderResolver) -> OrderResolver:
         """``resolve`` with the fee filled in where the venue's order query reports none.

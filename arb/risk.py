@@ -31,7 +31,10 @@ the orders in journal (intent) order through ``record_fill`` gives the positions
 prices and marks the live path built from the execution legs; grouping them by opportunity
 and applying the executor's realized-PnL rule gives each execution's PnL, counted on the
 trading day of its last journaled fill. An execution cut short by a crash, which the running
-engine never accounted, counts too: its fills are real, at the venues.
+engine never accounted, counts too: its fills are real, at the venues. The journal knows only
+what this engine traded, so the controller then reads the futures venues' open positions and
+``align_futures_positions`` puts each in place of the journal's where they differ (a position
+closed by hand or liquidated while the engine was stopped no longer offsets its spot side).
 
 Hedges. A spot/futures hedge's opening reports the basis it locked in as realized PnL and its
 close reports minus the exit basis; the basis is realized only by the close. The controller
@@ -45,7 +48,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal, localcontext
 from enum import Enum
 from typing import Protocol
@@ -55,7 +58,7 @@ import msgspec
 from arb_core.freshness import monotonic_ns
 
 from .errors import RiskManagementError
-from .exchanges.models import Fill
+from .exchanges.models import Fill, Position
 from .instruments import Instrument, InstrumentCatalog, InstrumentError, split_symbol
 from .journal import FillRecord
 from .orders import RealizedPnl, exact_notional, fee_in_quote
@@ -704,6 +707,41 @@ class RiskManager:
         return restored
 
     # -- reports ------------------------------------------------------------------------
+
+    def align_futures_positions(
+        self, market: ExchangeName, positions: Sequence[Position], catalog: InstrumentCatalog
+    ) -> dict[str, tuple[Decimal, Decimal]]:
+        """Take futures ``market``'s open ``positions`` (as the venue reports them, in contracts) as
+        its positions, in place of the journal's; returns ``{pair: (journal's base, venue's base)}``
+        of every pair that changed, each logged. Pairs the venue does not list are flat there."""
+        at_venue: dict[str, tuple[Decimal, Decimal]] = {}  # pair -> (signed base, entry price)
+        for position in positions:
+            try:
+                instrument = catalog.get(position.symbol)
+            except InstrumentError:
+                continue  # not listed: not a market this engine can trade or value
+            base, quote, _ = split_symbol(position.symbol)
+            at_venue[f"{base}/{quote}"] = (position.size * instrument.contract_size, position.entry_price)
+        held = {symbol: p.quantity for (m, symbol), p in self._positions.items() if m is market and p.quantity}
+        changed = {}
+        for symbol in sorted(held.keys() | at_venue.keys()):
+            quantity, price = at_venue.get(symbol, (ZERO, ZERO))
+            journaled = held.get(symbol, ZERO)
+            if quantity == journaled:
+                continue
+            changed[symbol] = (journaled, quantity)
+            log.warning(
+                "risk: %s %s: the journal's position is %s base, the venue's %s; the venue's counts against the limits",
+                market.value, symbol, journaled, quantity,
+            )
+            aligned = self._positions.setdefault((market, symbol), _Position())
+            aligned.quantity = quantity
+            if quantity and price > ZERO:
+                aligned.entry_price = price
+                self._marks.setdefault(symbol, price)
+            if symbol in self._marks:
+                self._refresh_symbol(symbol)
+        return changed
 
     @property
     def is_tripped(self) -> bool:

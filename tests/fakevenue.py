@@ -76,6 +76,8 @@ class FakeExchange:
         self._pending: dict[str, OrderState] = {}
         self._ids = 0
 
+    can_trade = True
+
     @property
     def exchange(self) -> ExchangeName:
         return self.instrument.exchange
@@ -185,7 +187,12 @@ class FakeExchange:
         return []
 
     async def positions(self) -> Sequence[Position]:
-        return []
+        """A perpetual's net position from its fills, as a venue reports it (contracts); none on spot."""
+        contracts = self.net_base() / self.instrument.contract_size
+        if not self.instrument.is_futures or not contracts:
+            return []
+        last = next(s for s in reversed(list(self.orders.values())) if s.filled_quantity and s.average_price)
+        return [Position(symbol=self.instrument.symbol, size=contracts, entry_price=last.average_price or ZERO)]
 
     async def start_private_stream(self, on_order: OrderHandler, on_fill: FillHandler) -> None:
         return None

@@ -941,22 +941,27 @@ def test_restored_hedges_are_kept_unchecked_when_the_futures_venue_cannot_say_wh
 
     venues = Venues(tmp_path / "journal.sqlite3")
     venues.run(opportunity("o1", ExchangeName.GATEIO, PERP, "60000", "60300", "0.001"))
-    hedges = HedgeBook(venues.catalogs, min_profit_bps=D(10))
-    (restored,) = hedges.restore(venues.journal)
-    controller = ArbitrageController(manager(tmp_path))
+    controller = ArbitrageController(manager(tmp_path), risk=RiskManager(manager(tmp_path).config.risk_limits))
+    controller.hedges = HedgeBook(venues.catalogs, min_profit_bps=D(10))
+    (restored,) = controller.hedges.restore(venues.journal)
+    assert controller.risk is not None
+    controller.risk.restore(venues.journal, venues.catalogs)
+    journaled = controller.risk.get_current_risk_metrics().positions
     controller.traders = dict(venues.venues)
+    controller._catalogs = dict(venues.catalogs)
 
     async def unreadable() -> list[Any]:
         raise ExchangeError("gateio", "positions: HTTP 503")
 
     monkeypatch.setattr(venues.venues[PERP], "positions", unreadable)
     with caplog.at_level(logging.WARNING, logger="arb.controller"):
-        asyncio.run(controller._check_hedges_at_venues(hedges))
-    assert hedges.positions() == [restored]
+        asyncio.run(controller._check_futures_positions())
+    assert controller.hedges.positions() == [restored]
+    assert controller.risk.get_current_risk_metrics().positions == journaled
     assert "gateio_futures positions unreadable" in caplog.text and "HTTP 503" in caplog.text
     del controller.traders[PERP]
-    asyncio.run(controller._check_hedges_at_venues(hedges))
-    assert hedges.positions() == [restored] and "gateio_futures is not traded in this run" in caplog.text
+    asyncio.run(controller._check_futures_positions())
+    assert controller.hedges.positions() == [restored] and "gateio_futures is not traded in this run" in caplog.text
 
 
 def test_sigusr1_engages_the_kill_switch_of_a_running_engine_and_sigusr2_releases_it(tmp_path: Path) -> None:

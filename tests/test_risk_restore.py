@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from fakevenue import FakeExchange, FakeTime, Step, catalogs, perp, spot
 
-from arb.exchanges.models import Fill, OrderState, OrderStatus, OrderType
+from arb.exchanges.models import Fill, OrderState, OrderStatus, OrderType, Position
 from arb.execution import TwoLegExecutor
 from arb.instruments import InstrumentCatalog, split_symbol
 from arb.journal import SCHEMA_VERSION, Journal
@@ -339,3 +339,36 @@ def test_a_journal_written_by_an_earlier_version_restores(tmp_path: Path) -> Non
     # An open residual: no matched quantity, so only the fee (0.0005 BTC at 60000.10) is realized.
     assert summary.daily_realized_pnl_usd == -D("0.0005") * D("60000.10")
     assert risk.net_position("BTC/USDT") == D("0.5")
+
+
+def test_the_futures_venues_positions_replace_the_journals_where_they_differ(caplog: pytest.LogCaptureFixture) -> None:
+    perp_market = ExchangeName.GATEIO_FUTURES
+    catalog = catalogs(FakeExchange(perp(perp_market)))[perp_market]
+    contract = perp(perp_market).contract_size
+    risk = RiskManager(LIMITS)
+
+    def fill(exchange: ExchangeName, side: OrderSide, quantity: str, price: str) -> Fill:
+        return Fill(symbol="BTC/USDT", order_id="1", client_order_id="c", trade_id="t", side=side, price=D(price),
+                    quantity=D(quantity), fee=D(0), fee_asset="", is_maker=False, timestamp_ms=TODAY_MS)
+
+    # A hedge: long 0.5 spot, short 5000 contracts of 0.0001: no exposure while both legs are held.
+    risk.record_fill(GATE, fill(GATE, OrderSide.BUY, "0.5", "60000"))
+    risk.record_fill(perp_market, fill(perp_market, OrderSide.SELL, "5000", "60300"), contract_size=contract)
+    assert risk.get_current_risk_metrics().total_exposure_usd == 0
+    held = Position(symbol="BTC/USDT:USDT", size=D(-5000), entry_price=D("60300"))
+    unlisted = Position(symbol="DOGE/USDT:USDT", size=D(7), entry_price=D("0.1"))
+    assert risk.align_futures_positions(perp_market, [held, unlisted], catalog) == {}
+
+    # Bought back at the venue while the engine was stopped: the spot leg is exposure again.
+    with caplog.at_level(logging.WARNING, logger="arb.risk"):
+        assert risk.align_futures_positions(perp_market, [], catalog) == {"BTC/USDT": (D("-0.5"), D(0))}
+    assert "the journal's position is -0.5000 base, the venue's 0" in caplog.text
+    metrics = risk.get_current_risk_metrics()
+    assert metrics.total_exposure_usd == D("0.5") * D("60300")  # at the symbol's last mark
+    assert [(p.exchange, p.quantity) for p in metrics.positions] == [(GATE, D("0.5"))]
+    assert risk.futures_room(perp_market, "BTC/USDT") == (LIMITS.max_position_size_usd / D("60300"),) * 2
+
+    # A position the journal never had counts as well (here: back to the hedge, short 0.3).
+    short = Position(symbol="BTC/USDT:USDT", size=D(-3000), entry_price=D("61000"))
+    assert risk.align_futures_positions(perp_market, [short], catalog) == {"BTC/USDT": (D(0), D("-0.3000"))}
+    assert risk.net_position("BTC/USDT") == D("0.2")

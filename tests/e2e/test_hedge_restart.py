@@ -117,7 +117,7 @@ def test_a_restarted_engine_drops_hedges_whose_futures_were_closed_at_the_venue_
     manager, cluster = _setup(tmp_path)
     journal_path = tmp_path / "journal.sqlite3"
 
-    async def scenario() -> tuple[list[HedgePosition], list[HedgePosition], list[ExecutionResult], D]:
+    async def scenario() -> tuple[list[HedgePosition], list[HedgePosition], list[ExecutionResult], D, list[str]]:
         async with cluster:
             held = await open_hedges(manager, cluster, journal_path)
             # The operator buys the perpetual back by hand while no engine runs.
@@ -129,13 +129,16 @@ def test_a_restarted_engine_drops_hedges_whose_futures_were_closed_at_the_venue_
             second = ArbitrageController(manager, sim_cluster=cluster, journal=Journal(journal_path))
             with caplog.at_level(logging.ERROR, logger="arb.hedges"):
                 await second.initialize(dry_run=True)
-            assert second.hedges is not None
+            assert second.hedges is not None and second.risk is not None
             rebuilt = second.hedges.positions()
+            # The risk manager counts what the venues hold: the spot side alone.
+            positions = [p.exchange.value for p in second.risk.get_current_risk_metrics().positions]
             summary = await second.run(duration_s=1.5)
             assert summary.ok
-            return held, rebuilt, second.results, perp_contracts(cluster)
+            return held, rebuilt, second.results, perp_contracts(cluster), positions
 
-    held, rebuilt, results, contracts_left = asyncio.run(scenario())
+    held, rebuilt, results, contracts_left, positions = asyncio.run(scenario())
+    assert positions and not any(market.endswith("_futures") for market in positions)
     assert held and rebuilt == []
     booked = -sum((p.base for p in held), D(0))
     assert f"gateio_futures BTC/USDT: the journal's hedges hold {booked} base of futures, the venue 0" in caplog.text
