@@ -276,7 +276,9 @@ def _set_aside(path: str) -> None:
 class ArbitrageController:
     """Builds and runs the engine; every collaborator may be injected.
 
-    ``status``: where the once-a-second status line goes (None: nowhere).
+    ``status``: where the once-a-second status line goes (None: nowhere). ``watch_positions``:
+    read the futures venues' positions every ``balance_refresh_interval_ms`` while running, as
+    at start-up (``_check_futures_positions``); a backtest's in-process venues need no check.
     """
 
     def __init__(
@@ -300,6 +302,7 @@ class ArbitrageController:
         results_kept: int | None = RESULTS_KEPT,
         clock: Callable[[], int] = monotonic_ns,
         wall_clock: Callable[[], int] = time.time_ns,
+        watch_positions: bool = True,
     ) -> None:
         self.config_manager = config_manager
         self.config = config_manager.config
@@ -319,6 +322,7 @@ class ArbitrageController:
         self.status_interval_s = status_interval_s
         self.clock = clock  # monotonic ns; a backtest passes its virtual clock
         self.wall_clock = wall_clock  # ns since the epoch; a backtest passes the recording's
+        self.watch_positions = watch_positions
         self.mode = "not initialized"
         self.connectors: dict[ExchangeName, ExchangeConnector] = {}
         # The private side the executor, recovery and balances use: the connectors, or paper markets.
@@ -441,7 +445,7 @@ class ArbitrageController:
                     held_basis_by_day=self.hedges.restored_basis_by_day if self.hedges is not None else None,
                 )
             # The journal knows only this engine's trades: the futures venues say what is held.
-            await self._check_futures_positions()
+            await self._check_futures_positions(restored=True)
             if self.funding is not None:
                 await self.funding.refresh(*self._funding_sources())
             await self._start_books()
@@ -454,22 +458,50 @@ class ArbitrageController:
         self._register_shutdown_steps()
         self._initialized = True
 
-    async def _check_futures_positions(self) -> None:
+    async def _watch_futures_positions(self) -> None:
+        """``_check_futures_positions`` every ``balance_refresh_interval_ms`` until cancelled."""
+        while True:
+            await asyncio.sleep(self.config.balance_refresh_interval_ms / 1000)
+            try:
+                await self._check_futures_positions()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("futures position check failed")
+
+    def _trading_mark(self) -> int | None:
+        """The count of finished executions while none is in flight; None while one is."""
+        risk = self.risk
+        if risk is not None and risk.get_current_risk_metrics().executions_in_flight:
+            return None
+        return self._results_total
+
+    async def _check_futures_positions(self, *, restored: bool = False) -> None:
         """Read each futures market's open positions: the hedge book drops what the venue no longer
         holds (``HedgeBook.check_venue``), the risk manager counts what it holds
-        (``RiskManager.align_futures_positions``)."""
+        (``RiskManager.align_futures_positions``). A read overlapped by an execution is dropped:
+        its positions may hold fills the books have not recorded yet, or miss some they have.
+        ``restored``: just after a restore, markets the hedge book holds but this run does not
+        trade are named in a warning."""
         hedges, risk = self.hedges, self.risk
-        booked = {p.futures for p in hedges.positions()} if hedges is not None else set()
+        booked = {p.futures for p in hedges.positions()} if hedges is not None and restored else set()
         traded = {m for m, t in self.traders.items() if m.is_futures and t.can_trade}
         for market in sorted(booked | traded, key=lambda m: m.value):
             trader = self.traders.get(market)
             if trader is None:
                 log.warning("%s is not traded in this run: the hedges restored on it are not checked", market.value)
                 continue
+            mark = self._trading_mark()
+            if mark is None:
+                return
             try:
                 positions = await trader.positions()
             except ExchangeError as exc:
-                log.warning("%s positions unreadable (%s): the journal's are kept unchecked", market.value, exc)
+                log.warning("%s positions unreadable (%s): the hedge book and the risk positions are kept unchecked",
+                            market.value, exc)
+                continue
+            if self._trading_mark() != mark:
+                log.debug("%s positions read while an execution ran: not compared", market.value)
                 continue
             if hedges is not None:
                 hedges.check_venue(market, positions)
@@ -687,6 +719,8 @@ class ArbitrageController:
                 )
             if self.config.rehearsal_interval_ms:
                 self._tasks.append(loop.create_task(self._rehearsals(), name="arb rehearsals"))
+            if self.watch_positions and any(m.is_futures and t.can_trade for m, t in self.traders.items()):
+                self._tasks.append(loop.create_task(self._watch_futures_positions(), name="arb positions"))
             if self.config.busy_poll:
                 busy = loop.create_task(_busy_poll(), name="arb busy poll")
                 self._tasks.append(busy)

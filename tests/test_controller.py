@@ -955,12 +955,12 @@ def test_restored_hedges_are_kept_unchecked_when_the_futures_venue_cannot_say_wh
 
     monkeypatch.setattr(venues.venues[PERP], "positions", unreadable)
     with caplog.at_level(logging.WARNING, logger="arb.controller"):
-        asyncio.run(controller._check_futures_positions())
+        asyncio.run(controller._check_futures_positions(restored=True))
     assert controller.hedges.positions() == [restored]
     assert controller.risk.get_current_risk_metrics().positions == journaled
     assert "gateio_futures positions unreadable" in caplog.text and "HTTP 503" in caplog.text
     del controller.traders[PERP]
-    asyncio.run(controller._check_futures_positions())
+    asyncio.run(controller._check_futures_positions(restored=True))
     assert controller.hedges.positions() == [restored] and "gateio_futures is not traded in this run" in caplog.text
 
 
@@ -996,3 +996,28 @@ def test_sigusr1_engages_the_kill_switch_of_a_running_engine_and_sigusr2_release
     engaged, held, resumed, summary = asyncio.run(scenario())
     assert held <= engaged + 1  # at most the execution in flight when the signal came finishes
     assert resumed > held and summary.ok
+
+
+def test_a_futures_position_read_overlapped_by_an_execution_is_not_compared(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from test_hedges import PERP, Venues, opportunity
+
+    venues = Venues(tmp_path / "journal.sqlite3")
+    venues.run(opportunity("o1", ExchangeName.GATEIO, PERP, "60000", "60300", "0.001"))
+    controller = ArbitrageController(manager(tmp_path), risk=RiskManager(manager(tmp_path).config.risk_limits))
+    controller.hedges = HedgeBook(venues.catalogs, min_profit_bps=D(10))
+    (restored,) = controller.hedges.restore(venues.journal)
+    controller.traders = dict(venues.venues)
+    controller._catalogs = dict(venues.catalogs)
+
+    async def read_while_an_execution_finishes() -> list[Any]:
+        controller._results_total += 1  # an execution ended while the answer was on its way
+        return []  # a stale answer: flat
+
+    monkeypatch.setattr(venues.venues[PERP], "positions", read_while_an_execution_finishes)
+    asyncio.run(controller._check_futures_positions())
+    assert controller.hedges.positions() == [restored]
+    monkeypatch.setattr(venues.venues[PERP], "positions", lambda: asyncio.sleep(0, []))
+    asyncio.run(controller._check_futures_positions())
+    assert controller.hedges.positions() == []  # the same answer, read while nothing traded

@@ -20,6 +20,7 @@ from decimal import Decimal as D
 from pathlib import Path
 
 import pytest
+from loopback import eventually
 
 from arb.config import ConfigurationManager
 from arb.controller import ArbitrageController, dry_run_cluster
@@ -47,9 +48,9 @@ def perp_contracts(cluster: SimCluster) -> D:
     return D(exchange.ledger.account(cluster.config.api_key).position(PERP).contracts)
 
 
-def _setup(tmp_path: Path) -> tuple[ConfigurationManager, SimCluster]:
+def _setup(tmp_path: Path, extra: str = "") -> tuple[ConfigurationManager, SimCluster]:
     path = tmp_path / "arb.toml"
-    path.write_text(CONFIG)
+    path.write_text(CONFIG + extra)
     manager = ConfigurationManager(path, environ={})
     manager.load_configuration(dry_run=True)
     rich = Dislocation(
@@ -143,3 +144,41 @@ def test_a_restarted_engine_drops_hedges_whose_futures_were_closed_at_the_venue_
     booked = -sum((p.base for p in held), D(0))
     assert f"gateio_futures BTC/USDT: the journal's hedges hold {booked} base of futures, the venue 0" in caplog.text
     assert results == [] and contracts_left == 0  # no "close" opened a new position
+
+
+def test_a_running_engine_drops_hedges_whose_futures_were_closed_at_the_venue_before_it_would_close_them(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    manager, cluster = _setup(tmp_path, "balance_refresh_interval_ms = 200\n")
+
+    async def scenario() -> tuple[list[ExecutionResult], list[str], D]:
+        loop = asyncio.get_running_loop()
+        async with cluster:
+            started = loop.time()
+            engine = ArbitrageController(manager, sim_cluster=cluster, journal=Journal(tmp_path / "journal.sqlite3"))
+            await engine.initialize(dry_run=True)
+            hedges, risk = engine.hedges, engine.risk
+            assert hedges is not None and risk is not None
+            running = asyncio.ensure_future(engine.run(duration_s=30))
+            await eventually(hedges.has_positions, 5, "a hedge opened on the dislocation")
+            risk.kill("test: hold entries while the perpetual is bought back by hand")
+            await asyncio.sleep(0.1)  # an execution in flight finishes
+            futures = cluster.venues["gateio"].exchanges[ExchangeName.GATEIO_FUTURES]
+            futures.place_order(cluster.config.api_key, PERP, OrderSide.BUY, OrderType.MARKET,
+                                -int(perp_contracts(cluster)), time.monotonic_ns())
+            with caplog.at_level(logging.ERROR, logger="arb.hedges"):
+                await eventually(lambda: not hedges.has_positions(), 3, "the hedges dropped")
+            held = len(engine.results)
+            # Released once the basis has reverted: the engine would close its hedges now, had it kept them.
+            await asyncio.sleep(max(DISLOCATION_END_S + 0.3 - (loop.time() - started), 0))
+            risk.resume()
+            await asyncio.sleep(1.0)
+            positions = [p.exchange.value for p in risk.get_current_risk_metrics().positions]
+            await engine.shutdown("test over")
+            await running
+            return engine.results[held:], positions, perp_contracts(cluster)
+
+    after, positions, contracts = asyncio.run(scenario())
+    assert "hedge position(s) taken out of the book" in caplog.text
+    assert after == [] and contracts == 0  # no "close" opened a new position
+    assert positions and not any(market.endswith("_futures") for market in positions)
