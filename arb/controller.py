@@ -507,7 +507,7 @@ class ArbitrageController:
                 hedges.check_venue(market, positions)
             catalog = self._catalogs.get(market)
             if risk is not None and catalog is not None:
-                risk.align_futures_positions(market, positions, catalog)
+                risk.align_futures_positions(market, positions, catalog, self.config.symbols)
 
     def _resolver_with_fees(self, resolve: OrderResolver) -> OrderResolver:
         """``resolve`` with the fee filled in where the venue's order query reports none.

@@ -29,15 +29,16 @@ positions and average entry prices the book held. The one difference is delibera
 execution cut short by a crash, which the running book never recorded, counts with its
 matched part, since that part is open at the venues.
 
-Venue check. The journal knows only what this engine traded: a futures position closed or
-liquidated at the venue while the engine was stopped is still open in the rebuilt book, and
-the closing pair would then open a new position instead of closing one. So after a restore
-the controller reads each futures market's positions and ``check_venue`` compares them: a
-pair whose restored hedges the venue's position does not cover (the same direction, at least
-as large, within one lot) is taken out of the book, with an error naming both quantities;
-the engine no longer closes it, and its spot side is plain inventory. A venue position
-larger than the book's (other trading on the account) leaves the book as it is, with a
-warning that the engine closes only its own part.
+Venue check. The journal and the fills know only what this engine traded: a futures
+position closed by hand or liquidated at the venue is still open in the book, and the
+closing pair would then open a new position instead of closing one. So after a restore, and
+periodically while running, the controller reads each futures market's positions and
+``check_venue`` compares them: a pair whose hedges the venue's position does not cover (the
+same direction, at least as large, within one lot) is taken out of the book, with an error
+naming both quantities; the engine no longer closes it, and its spot side is plain
+inventory. A venue position larger than the book's (other trading on the account) leaves the
+book as it is, with a warning (once per pair and quantities) that the engine closes only its
+own part.
 """
 
 from __future__ import annotations
@@ -125,6 +126,7 @@ class HedgeBook:
         self.min_profit_bps = min_profit_bps
         self._positions: dict[tuple[str, ExchangeName, ExchangeName], HedgePosition] = {}
         self._closes = 0
+        self._larger_at_venue: dict[tuple[ExchangeName, str], tuple[Decimal, Decimal]] = {}  # last warned
         # Set by ``restore``: how each UTC day's restored executions changed ``held_basis``.
         self.restored_basis_by_day: dict[int, Decimal] = {}
 
@@ -234,7 +236,9 @@ class HedgeBook:
         for symbol, held in booked.items():
             venue, lot = at_venue.get(symbol, (ZERO, ZERO))
             if venue and (venue > 0) == (held > 0) and abs(venue) >= abs(held) - lot:
-                if abs(venue) > abs(held) + lot:
+                larger = abs(venue) > abs(held) + lot
+                if larger and self._larger_at_venue.get((futures, symbol)) != (venue, held):
+                    self._larger_at_venue[(futures, symbol)] = (venue, held)
                     log.warning(
                         "hedges: %s %s: the venue holds %s base of futures, the engine's hedges %s; "
                         "the engine closes only its own part", futures.value, symbol, venue, held,

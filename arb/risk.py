@@ -48,7 +48,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from decimal import Decimal, localcontext
 from enum import Enum
 from typing import Protocol
@@ -709,11 +709,14 @@ class RiskManager:
     # -- reports ------------------------------------------------------------------------
 
     def align_futures_positions(
-        self, market: ExchangeName, positions: Sequence[Position], catalog: InstrumentCatalog
+        self, market: ExchangeName, positions: Sequence[Position], catalog: InstrumentCatalog,
+        symbols: Collection[str],
     ) -> dict[str, tuple[Decimal, Decimal]]:
         """Take futures ``market``'s open ``positions`` (as the venue reports them, in contracts) as
-        its positions, in place of the journal's; returns ``{pair: (journal's base, venue's base)}``
-        of every pair that changed, each logged. Pairs the venue does not list are flat there."""
+        its positions of the pairs ``symbols`` (spot form: BTC/USDT), in place of the journal's;
+        returns ``{pair: (journal's base, venue's base)}`` of every pair that changed, each logged.
+        A pair the venue does not list is flat there; other pairs (the account's other trading)
+        are left as they are."""
         at_venue: dict[str, tuple[Decimal, Decimal]] = {}  # pair -> (signed base, entry price)
         for position in positions:
             try:
@@ -723,8 +726,9 @@ class RiskManager:
             base, quote, _ = split_symbol(position.symbol)
             at_venue[f"{base}/{quote}"] = (position.size * instrument.contract_size, position.entry_price)
         held = {symbol: p.quantity for (m, symbol), p in self._positions.items() if m is market and p.quantity}
+        wanted = set(symbols)
         changed = {}
-        for symbol in sorted(held.keys() | at_venue.keys()):
+        for symbol in sorted((held.keys() | at_venue.keys()) & wanted):
             quantity, price = at_venue.get(symbol, (ZERO, ZERO))
             journaled = held.get(symbol, ZERO)
             if quantity == journaled:

@@ -273,6 +273,10 @@ def test_a_venue_that_does_not_hold_the_restored_hedges_futures_takes_them_out_o
     if kept:
         assert mismatches == [] and book.positions() == restored
         assert ("closes only its own part" in caplog.text) == (contracts == -5000)
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="arb.hedges"):
+            assert book.check_venue(PERP, positions) == []
+        assert "closes only its own part" not in caplog.text  # said once, not at every read
         return
     (mismatch,) = mismatches
     at_venue = D(0) if contracts is None else D(contracts) * D("0.0001")
