@@ -153,6 +153,7 @@ class RunSummary(msgspec.Struct, kw_only=True):
     balance_drifts: int = 0  # REST reads that disagreed with the pushed balances
     open_hedges: int = 0  # spot-futures hedge positions still open at the end
     held_hedge_basis: Decimal = Decimal(0)  # the basis they locked in: in realized PnL until closed
+    hedges_dropped: list[str] = []  # hedges taken out of the book: the venue no longer held their futures
 
     @property
     def ok(self) -> bool:
@@ -190,6 +191,8 @@ class RunSummary(msgspec.Struct, kw_only=True):
         )
         for alert in self.skew_alerts:
             out.append(f"  {alert}")
+        for dropped in self.hedges_dropped:
+            out.append(f"  HEDGE DROPPED            {dropped}")
         if self.balance_drifts:
             out.append(f"  balance drifts           {self.balance_drifts} (REST disagreed with the pushed balances)")
         if self.error is not None:
@@ -349,6 +352,7 @@ class ArbitrageController:
         self._results_total = 0
         self._book_stats: dict[ExchangeName, dict[str, BookSyncStats]] = {}
         self._skew_alerts: list[str] = []
+        self._hedges_dropped: list[str] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._catalogs: dict[ExchangeName, InstrumentCatalog] = {}
         self._error: str | None = None
@@ -504,7 +508,7 @@ class ArbitrageController:
                 log.debug("%s positions read while an execution ran: not compared", market.value)
                 continue
             if hedges is not None:
-                hedges.check_venue(market, positions)
+                self._hedges_dropped += [str(m) for m in hedges.check_venue(market, positions)]
             catalog = self._catalogs.get(market)
             if risk is not None and catalog is not None:
                 risk.align_futures_positions(market, positions, catalog, self.config.symbols)
@@ -1167,6 +1171,7 @@ class ArbitrageController:
             breakers_tripped=tripped,
             resyncs=resyncs,
             skew_alerts=list(dict.fromkeys(self._skew_alerts)),
+            hedges_dropped=list(self._hedges_dropped),
             shutdown=self.shutdown_manager.outcomes,
             stop_reason=self.shutdown_manager.reason,
             error=self._error,

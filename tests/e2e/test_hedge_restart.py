@@ -135,7 +135,7 @@ def test_a_restarted_engine_drops_hedges_whose_futures_were_closed_at_the_venue_
             # The risk manager counts what the venues hold: the spot side alone.
             positions = [p.exchange.value for p in second.risk.get_current_risk_metrics().positions]
             summary = await second.run(duration_s=1.5)
-            assert summary.ok
+            assert summary.ok and len(summary.hedges_dropped) == 1
             return held, rebuilt, second.results, perp_contracts(cluster), positions
 
     held, rebuilt, results, contracts_left, positions = asyncio.run(scenario())
@@ -175,7 +175,9 @@ def test_a_running_engine_drops_hedges_whose_futures_were_closed_at_the_venue_be
             await asyncio.sleep(1.0)
             positions = [p.exchange.value for p in risk.get_current_risk_metrics().positions]
             await engine.shutdown("test over")
-            await running
+            summary = await running
+            (dropped,) = summary.hedges_dropped  # the run's summary says so too
+            assert f"  HEDGE DROPPED            {dropped}" in summary.lines()
             return engine.results[held:], positions, perp_contracts(cluster)
 
     after, positions, contracts = asyncio.run(scenario())
