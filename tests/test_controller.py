@@ -28,7 +28,7 @@ from arb.exchanges.base import BookKey
 from arb.exchanges.factory import registered
 from arb.exchanges.gateio.connector import GateioSpotConnector
 from arb.exchanges.models import OrderRequest, OrderState, OrderType
-from arb.hedges import HedgeBook
+from arb.hedges import HedgeBook, HedgePosition
 from arb.journal import Journal
 from arb.pipeline import ScannerPipeline
 from arb.risk import Breaker, RiskManager
@@ -934,9 +934,9 @@ def test_the_run_summary_lines_up_its_values_and_says_what_open_hedges_hold_of_t
     assert "  realized PnL             4.5 USDT" in flat.lines()
 
 
-def test_restored_hedges_are_kept_unchecked_when_the_futures_venue_cannot_say_what_it_holds(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def restored_hedge(tmp_path: Path) -> tuple[ArbitrageController, Any, HedgePosition]:
+    """A controller whose hedge book and risk manager were restored from a journal holding one hedge
+    (Gate.io spot against its perpetual), trading on the scripted venues that made it."""
     from test_hedges import PERP, Venues, opportunity
 
     venues = Venues(tmp_path / "journal.sqlite3")
@@ -946,9 +946,19 @@ def test_restored_hedges_are_kept_unchecked_when_the_futures_venue_cannot_say_wh
     (restored,) = controller.hedges.restore(venues.journal)
     assert controller.risk is not None
     controller.risk.restore(venues.journal, venues.catalogs)
-    journaled = controller.risk.get_current_risk_metrics().positions
     controller.traders = dict(venues.venues)
     controller._catalogs = dict(venues.catalogs)
+    return controller, venues, restored
+
+
+def test_restored_hedges_are_kept_unchecked_when_the_futures_venue_cannot_say_what_it_holds(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from test_hedges import PERP
+
+    controller, venues, restored = restored_hedge(tmp_path)
+    assert controller.hedges is not None and controller.risk is not None
+    journaled = controller.risk.get_current_risk_metrics().positions
 
     async def unreadable() -> list[Any]:
         raise ExchangeError("gateio", "positions: HTTP 503")
@@ -1001,15 +1011,10 @@ def test_sigusr1_engages_the_kill_switch_of_a_running_engine_and_sigusr2_release
 def test_a_futures_position_read_overlapped_by_an_execution_is_not_compared(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from test_hedges import PERP, Venues, opportunity
+    from test_hedges import PERP
 
-    venues = Venues(tmp_path / "journal.sqlite3")
-    venues.run(opportunity("o1", ExchangeName.GATEIO, PERP, "60000", "60300", "0.001"))
-    controller = ArbitrageController(manager(tmp_path), risk=RiskManager(manager(tmp_path).config.risk_limits))
-    controller.hedges = HedgeBook(venues.catalogs, min_profit_bps=D(10))
-    (restored,) = controller.hedges.restore(venues.journal)
-    controller.traders = dict(venues.venues)
-    controller._catalogs = dict(venues.catalogs)
+    controller, venues, restored = restored_hedge(tmp_path)
+    assert controller.hedges is not None
 
     async def read_while_an_execution_finishes() -> list[Any]:
         controller._results_total += 1  # an execution ended while the answer was on its way
