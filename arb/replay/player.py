@@ -14,7 +14,11 @@ Time is virtual. The controller runs on a ``VirtualTimeLoop``: an asyncio loop w
 clock is the recording's receive clock and which, instead of sleeping, jumps to its next
 timer. Trade loop timeouts, balance refreshes, order latency and shutdown timeouts all run
 on recording time, and every component that takes a clock gets the same virtual one, so a
-backtest of the same files with the same configuration gives the same result.
+backtest of the same files with the same configuration gives the same result. A stretch with
+no record longer than ``GAP_WALK_NS`` (recordings of different days, merged) is walked timer
+by timer for its first ``GAP_WALK_NS`` only, then crossed in one step: the engine's periodic
+work (status, balance reads, hedge checks) runs once at its end rather than once per tick of
+the gap, which over days of it would take hours.
 
 Speed: a recording of the recorder's own format replays on a compiled record loop
 (``arb_core.replay.RecordLoop``): it walks the decompressed blocks, routes each websocket
@@ -86,6 +90,9 @@ log = logging.getLogger(__name__)
 USER = "backtest"
 _IDLE_MARGIN_S = 1e-6
 _POLL_INTERVAL_NS = 1_000_000
+# Loop times (s since the start) below this have float steps of at most 1 ns (2**23 s, ~97 days).
+_NS_EXACT_S = float(2**23)
+GAP_WALK_NS = 60 * 1_000_000_000  # the part of a gap between records the loop walks timer by timer
 PROGRESS_MIN_RECORDS = 20_000  # a progress bar only for files that take a moment
 _PROGRESS_RECORDS = 10_000  # the compiled loop's records between progress bar updates
 _MARKETS = {code: market for market, code in MARKET_CODES.items()}
@@ -165,6 +172,8 @@ class _VirtualSelector(selectors.BaseSelector):
 class VirtualTimeLoop(asyncio.SelectorEventLoop):
     """An asyncio loop on ``clock``: ``time()`` is virtual and idle waits take no real time."""
 
+    _clock_resolution: float  # asyncio's, set by its __init__ (see ``time``)
+
     def __init__(self, clock: VirtualClock) -> None:
         self.clock = clock
         # Seconds since the start: small floats keep ns resolution (a recording's wall-clock
@@ -173,7 +182,13 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
         super().__init__(_VirtualSelector(clock))
 
     def time(self) -> float:
-        return (self.clock.now_ns - self._origin_ns) / 1e9
+        now = (self.clock.now_ns - self._origin_ns) / 1e9
+        if now > _NS_EXACT_S:
+            # asyncio runs a timer once its time < time() + _clock_resolution (1 ns). Past ~97
+            # days from the start a float's step is wider than 1 ns; soon the sum rounds back to
+            # time(), and a timer due now would never run: the loop would spin on it.
+            self._clock_resolution = max(self._clock_resolution, 2 * math.ulp(now))
+        return now
 
     @property
     def origin_ns(self) -> int:
@@ -1029,7 +1044,7 @@ async def _feed(
         following = next(records, None)
         recv_ns = record.recv_ns
         if recv_ns - clock.now_ns > window_ns and (idle_until is None or not idle_until(recv_ns)):
-            await asyncio.sleep((recv_ns - clock.now_ns) / 1e9)
+            await _wait_until(clock, recv_ns)
         if recv_ns > clock.now_ns:
             clock.now_ns = recv_ns
         feed = feeds.get(record.market)
@@ -1046,6 +1061,17 @@ async def _feed(
     # Let an execution that started on the last message finish before shutdown.
     await asyncio.sleep(0)
     return count
+
+
+async def _wait_until(clock: VirtualClock, ns: int) -> None:
+    """Let the loop run everything that falls due until ``ns``: timer by timer for at most
+    ``GAP_WALK_NS``, then one step to ``ns``, where every timer passed runs once."""
+    if ns - clock.now_ns <= GAP_WALK_NS:
+        await asyncio.sleep((ns - clock.now_ns) / 1e9)
+        return
+    await asyncio.sleep(GAP_WALK_NS / 1e9)
+    clock.advance_to(ns)
+    await asyncio.sleep(0)
 
 
 def _record_loop(
@@ -1122,7 +1148,7 @@ async def _feed_blocks(
                 feed(record, record_loop.last_in_buffer)
             record_loop.advance()
         elif status == compiled.STOP_WAIT:
-            await asyncio.sleep((record_loop.recv_ns - clock.now_ns) / 1e9)
+            await _wait_until(clock, record_loop.recv_ns)
             waited = True
             # Where cancelled timers pile up, asyncio replaces its heap with a new list while we
             # wait: a stale one would show a long-gone first timer and stop the loop at every record.

@@ -21,6 +21,7 @@ import zstandard
 
 import arb.replay.player as player
 from arb import ArbitrageController
+from arb.balances import BalanceMonitor
 from arb.config import ConfigurationManager
 from arb.hedges import HedgeBook
 from arb.controller import ENTRY_ORDER_BUDGET, dry_run_cluster
@@ -578,3 +579,57 @@ def test_busy_polling_in_the_config_is_ignored_by_the_backtest(simulated: Path, 
     plain = backtest([simulated], _default_manager())
     assert plain.results
     assert child.stdout.split() == [str(len(plain.opportunities)), str(len(plain.orders)), str(len(plain.results))]
+
+
+def test_timers_due_more_than_a_year_into_a_backtest_still_run() -> None:
+    # Loop time is float seconds from the start; past 2**24 s a float's step is wider than twice
+    # asyncio's 1 ns clock resolution, and a timer due now was never run: the loop spun on it.
+    clock = player.VirtualClock(0)
+    loop = player.VirtualTimeLoop(clock)
+    clock.advance_to(2**25 * 1_000_000_000 + 123)
+    steps = 0
+    run_once = loop._run_once  # type: ignore[attr-defined]
+
+    def counted() -> None:
+        nonlocal steps
+        steps += 1
+        assert steps < 10_000, "the loop spins on a timer that is due"
+        run_once()
+
+    loop._run_once = counted  # type: ignore[attr-defined]
+    try:
+        start = loop.time()
+        for delay in (1e-9, 3e-9, 1e-6, 0.5):
+            loop.run_until_complete(asyncio.sleep(delay))
+        assert 0.5 <= loop.time() - start < 0.501
+    finally:
+        loop.close()
+
+
+def test_a_gap_of_days_between_records_is_crossed_in_one_step(two_dislocations: Path, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    # The second dislocation two days after the first (as recordings of two days merged): the
+    # engine's periodic work runs once at the end of the gap, not once per tick of two days.
+    gap_ns = 2 * 86_400 * 1_000_000_000
+    path = tmp_path / "gap.arbrec"
+    recorder = Recorder(path, block_records=700)
+    for record in read_records(two_dislocations):
+        recv_ns = record.recv_ns + (gap_ns if record.recv_ns >= START_NS + 1_800_000_000 else 0)
+        recorder.record(record.market, record.kind, record.payload, recv_ns=recv_ns, venue_symbol=record.venue_symbol)
+    assert recorder.close().error is None
+    refreshes = 0
+    refresh = BalanceMonitor.refresh
+
+    async def counted(self: BalanceMonitor, *args: Any, **kwargs: Any) -> None:
+        nonlocal refreshes
+        refreshes += 1
+        await refresh(self, *args, **kwargs)
+
+    monkeypatch.setattr(BalanceMonitor, "refresh", counted)
+    compiled, python = _both([path], _default_manager(), BacktestSettings())
+    _assert_same_backtest(compiled, python)
+    assert python.end_ns - python.start_ns > gap_ns
+    second = START_NS + gap_ns + 1_800_000_000
+    assert [o for o in python.orders if o.time_ns < second] and [o for o in python.orders if o.time_ns > second]
+    # Balances are read every 5 s: walked tick by tick, two days would read them ~70,000 times.
+    assert refreshes < 1_000
