@@ -59,7 +59,7 @@ from .orders import OrderOutcome
 from .monitor import PerformanceMonitor, Stage
 from .pipeline import Leg, ScannerPipeline, SymbolPlan
 from .recovery import RecoveryManager
-from .risk import RiskManager, RiskRejection
+from .risk import RiskManager, RiskRejection, futures_holdings
 from .secrets import VENUE_ENV_PREFIX, ApiCredentials, Secret
 from .shutdown import ShutdownManager, StepOutcome
 from .sim.cluster import SimCluster, SimConfig, SimEndpoints
@@ -489,8 +489,7 @@ class ArbitrageController:
         trade are named in a warning."""
         hedges, risk = self.hedges, self.risk
         booked = {p.futures for p in hedges.positions()} if hedges is not None and restored else set()
-        traded = {m for m, t in self.traders.items() if m.is_futures and t.can_trade}
-        for market in sorted(booked | traded, key=lambda m: m.value):
+        for market in sorted(booked | self._traded_futures(), key=lambda m: m.value):
             trader = self.traders.get(market)
             if trader is None:
                 log.warning("%s is not traded in this run: the hedges restored on it are not checked", market.value)
@@ -507,11 +506,15 @@ class ArbitrageController:
             if self._trading_mark() != mark:
                 log.debug("%s positions read while an execution ran: not compared", market.value)
                 continue
+            holdings = futures_holdings(market, positions, self._catalogs[market])
             if hedges is not None:
-                self._hedges_dropped += [str(m) for m in hedges.check_venue(market, positions)]
-            catalog = self._catalogs.get(market)
-            if risk is not None and catalog is not None:
-                risk.align_futures_positions(market, positions, catalog, self.config.symbols)
+                self._hedges_dropped += [str(m) for m in hedges.check_venue(market, holdings)]
+            if risk is not None:
+                risk.align_futures_positions(market, holdings, self.config.symbols)
+
+    def _traded_futures(self) -> set[ExchangeName]:
+        """The futures markets this run trades on."""
+        return {m for m, t in self.traders.items() if m.is_futures and t.can_trade}
 
     def _resolver_with_fees(self, resolve: OrderResolver) -> OrderResolver:
         """``resolve`` with the fee filled in where the venue's order query reports none.
@@ -723,7 +726,7 @@ class ArbitrageController:
                 )
             if self.config.rehearsal_interval_ms:
                 self._tasks.append(loop.create_task(self._rehearsals(), name="arb rehearsals"))
-            if self.watch_positions and any(m.is_futures and t.can_trade for m, t in self.traders.items()):
+            if self.watch_positions and self._traded_futures():
                 self._tasks.append(loop.create_task(self._watch_futures_positions(), name="arb positions"))
             if self.config.busy_poll:
                 busy = loop.create_task(_busy_poll(), name="arb busy poll")

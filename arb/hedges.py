@@ -55,10 +55,9 @@ from arb_core.freshness import is_fresh
 
 from .instruments import InstrumentCatalog, InstrumentError, common_step, round_down_to_step, split_symbol
 from .journal import FillRecord
-from .exchanges.models import Position
 from .orders import WIDE, exact_notional, round_price
 from .pipeline import BPS, Leg, book_lot
-from .risk import MS_PER_DAY
+from .risk import MS_PER_DAY, FuturesHolding
 from .types import ArbitrageOpportunity, ExchangeName, ExecutionLeg, ExecutionResult, OpportunityType, OrderSide
 
 log = logging.getLogger(__name__)
@@ -213,28 +212,17 @@ class HedgeBook:
         log.info("hedges: %d open positions rebuilt from %d journaled hedge executions", len(positions), len(fills))
         return positions
 
-    def check_venue(self, futures: ExchangeName, positions: Sequence[Position]) -> list[HedgeMismatch]:
-        """Compare the book's hedges on ``futures`` with the venue's open ``positions`` there; take
-        out of the book, and return, every pair the venue does not cover (see the module doc)."""
-        catalog = self.catalogs[futures]
-        at_venue: dict[str, tuple[Decimal, Decimal]] = {}  # pair -> (signed base, one lot of base)
-        for position in positions:
-            try:
-                instrument = catalog.get(position.symbol)
-            except InstrumentError:
-                log.warning("hedges: %s holds %s of %s, which is not listed", futures.value, position.size, position.symbol)
-                continue
-            base, quote, _ = split_symbol(position.symbol)
-            size = position.size * instrument.contract_size
-            held, _ = at_venue.get(f"{base}/{quote}", (ZERO, ZERO))
-            at_venue[f"{base}/{quote}"] = (held + size, instrument.lot_size * instrument.contract_size)
+    def check_venue(self, futures: ExchangeName, holdings: Mapping[str, FuturesHolding]) -> list[HedgeMismatch]:
+        """Compare the book's hedges on ``futures`` with what its venue holds (``futures_holdings``);
+        take out of the book, and return, every pair the venue does not cover (see the module doc)."""
         booked: dict[str, Decimal] = {}
         for hedge in self._positions.values():
             if hedge.futures is futures and hedge.base:
                 booked[hedge.symbol] = booked.get(hedge.symbol, ZERO) - hedge.base  # long spot: short futures
         mismatches = []
         for symbol, held in booked.items():
-            venue, lot = at_venue.get(symbol, (ZERO, ZERO))
+            holding = holdings.get(symbol)
+            venue, lot = (holding.base, holding.lot) if holding is not None else (ZERO, ZERO)
             if venue and (venue > 0) == (held > 0) and abs(venue) >= abs(held) - lot:
                 larger = abs(venue) > abs(held) + lot
                 if larger and self._larger_at_venue.get((futures, symbol)) != (venue, held):

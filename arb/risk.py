@@ -181,6 +181,37 @@ class RiskStatistics(msgspec.Struct, frozen=True, kw_only=True):
     recoveries_refused: int
 
 
+class FuturesHolding(msgspec.Struct, frozen=True, kw_only=True):
+    """What a futures venue reports holding in one pair, in base."""
+
+    base: Decimal  # signed: < 0 short
+    lot: Decimal  # one contract, in base
+    entry_price: Decimal
+
+
+def futures_holdings(
+    market: ExchangeName, positions: Sequence[Position], catalog: InstrumentCatalog
+) -> dict[str, FuturesHolding]:
+    """``market``'s open ``positions`` (as the venue reports them, in contracts) by pair (spot form,
+    BTC/USDT), in base; a contract ``catalog`` does not list is left out, with a warning."""
+    holdings: dict[str, FuturesHolding] = {}
+    for position in positions:
+        try:
+            instrument = catalog.get(position.symbol)
+        except InstrumentError:
+            log.warning("%s holds %s of %s, which is not listed", market.value, position.size, position.symbol)
+            continue
+        base, quote, _ = split_symbol(position.symbol)
+        pair = f"{base}/{quote}"
+        size = position.size * instrument.contract_size
+        held = holdings.get(pair)
+        holdings[pair] = FuturesHolding(
+            base=size + (held.base if held is not None else ZERO), lot=instrument.lot_size * instrument.contract_size,
+            entry_price=held.entry_price if held is not None else position.entry_price,
+        )
+    return holdings
+
+
 class RestoredRisk(msgspec.Struct, frozen=True, kw_only=True):
     """What ``RiskManager.restore`` rebuilt from the journal."""
 
@@ -709,27 +740,19 @@ class RiskManager:
     # -- reports ------------------------------------------------------------------------
 
     def align_futures_positions(
-        self, market: ExchangeName, positions: Sequence[Position], catalog: InstrumentCatalog,
-        symbols: Collection[str],
+        self, market: ExchangeName, holdings: Mapping[str, FuturesHolding], symbols: Collection[str]
     ) -> dict[str, tuple[Decimal, Decimal]]:
-        """Take futures ``market``'s open ``positions`` (as the venue reports them, in contracts) as
-        its positions of the pairs ``symbols`` (spot form: BTC/USDT), in place of the journal's;
-        returns ``{pair: (journal's base, venue's base)}`` of every pair that changed, each logged.
-        A pair the venue does not list is flat there; other pairs (the account's other trading)
-        are left as they are."""
-        at_venue: dict[str, tuple[Decimal, Decimal]] = {}  # pair -> (signed base, entry price)
-        for position in positions:
-            try:
-                instrument = catalog.get(position.symbol)
-            except InstrumentError:
-                continue  # not listed: not a market this engine can trade or value
-            base, quote, _ = split_symbol(position.symbol)
-            at_venue[f"{base}/{quote}"] = (position.size * instrument.contract_size, position.entry_price)
+        """Take what futures ``market``'s venue holds (``futures_holdings``) as its positions of the
+        pairs ``symbols`` (spot form: BTC/USDT), in place of the journal's; returns
+        ``{pair: (journal's base, venue's base)}`` of every pair that changed, each logged. A pair
+        the venue does not hold is flat there; other pairs (the account's other trading) are left
+        as they are."""
         held = {symbol: p.quantity for (m, symbol), p in self._positions.items() if m is market and p.quantity}
         wanted = set(symbols)
         changed = {}
-        for symbol in sorted((held.keys() | at_venue.keys()) & wanted):
-            quantity, price = at_venue.get(symbol, (ZERO, ZERO))
+        for symbol in sorted((held.keys() | holdings.keys()) & wanted):
+            holding = holdings.get(symbol)
+            quantity, price = (holding.base, holding.entry_price) if holding is not None else (ZERO, ZERO)
             journaled = held.get(symbol, ZERO)
             if quantity == journaled:
                 continue

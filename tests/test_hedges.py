@@ -20,6 +20,7 @@ from arb.journal import Journal
 from arb.orders import OrderSettings
 from arb.pipeline import ScannerPipeline
 from arb.recovery import RecoveryManager
+from arb.risk import futures_holdings
 from arb.types import ArbitrageOpportunity, ExchangeName, ExecutionResult, OpportunityType
 from arb_core.wire.common import WireScale
 
@@ -268,14 +269,14 @@ def test_a_venue_that_does_not_hold_the_restored_hedges_futures_takes_them_out_o
     positions.append(Position(symbol="ETH/USDT:USDT", size=D(5), entry_price=D("3000")))  # not listed here: ignored
 
     with caplog.at_level(logging.WARNING, logger="arb.hedges"):
-        mismatches = book.check_venue(PERP, positions)
+        mismatches = book.check_venue(PERP, futures_holdings(PERP, positions, venues.catalogs[PERP]))
     assert "ETH/USDT:USDT, which is not listed" in caplog.text
     if kept:
         assert mismatches == [] and book.positions() == restored
         assert ("closes only its own part" in caplog.text) == (contracts == -5000)
         caplog.clear()
         with caplog.at_level(logging.WARNING, logger="arb.hedges"):
-            assert book.check_venue(PERP, positions) == []
+            assert book.check_venue(PERP, futures_holdings(PERP, positions, venues.catalogs[PERP])) == []
         assert "closes only its own part" not in caplog.text  # said once, not at every read
         return
     (mismatch,) = mismatches

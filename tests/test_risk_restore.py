@@ -17,7 +17,7 @@ from arb.instruments import InstrumentCatalog, split_symbol
 from arb.journal import SCHEMA_VERSION, Journal
 from arb.orders import OrderSettings
 from arb.recovery import RecoveryManager
-from arb.risk import RiskCheck, RiskManager, RiskRejection
+from arb.risk import RiskCheck, RiskManager, RiskRejection, futures_holdings
 from arb.types import (
     ArbitrageOpportunity,
     ArbitrageState,
@@ -358,11 +358,11 @@ def test_the_futures_venues_positions_replace_the_journals_where_they_differ(cap
     assert risk.get_current_risk_metrics().total_exposure_usd == 0
     held = Position(symbol="BTC/USDT:USDT", size=D(-5000), entry_price=D("60300"))
     unlisted = Position(symbol="DOGE/USDT:USDT", size=D(7), entry_price=D("0.1"))
-    assert risk.align_futures_positions(perp_market, [held, unlisted], catalog, traded) == {}
+    assert risk.align_futures_positions(perp_market, futures_holdings(perp_market, [held, unlisted], catalog), traded) == {}
 
     # Bought back at the venue while the engine was stopped: the spot leg is exposure again.
     with caplog.at_level(logging.WARNING, logger="arb.risk"):
-        assert risk.align_futures_positions(perp_market, [], catalog, traded) == {"BTC/USDT": (D("-0.5"), D(0))}
+        assert risk.align_futures_positions(perp_market, {}, traded) == {"BTC/USDT": (D("-0.5"), D(0))}
     assert "the journal's position is -0.5000 base, the venue's 0" in caplog.text
     metrics = risk.get_current_risk_metrics()
     assert metrics.total_exposure_usd == D("0.5") * D("60300")  # at the symbol's last mark
@@ -371,8 +371,8 @@ def test_the_futures_venues_positions_replace_the_journals_where_they_differ(cap
 
     # A position the journal never had counts as well (here: back to the hedge, short 0.3).
     short = Position(symbol="BTC/USDT:USDT", size=D(-3000), entry_price=D("61000"))
-    assert risk.align_futures_positions(perp_market, [short], catalog, traded) == {"BTC/USDT": (D(0), D("-0.3000"))}
+    assert risk.align_futures_positions(perp_market, futures_holdings(perp_market, [short], catalog), traded) == {"BTC/USDT": (D(0), D("-0.3000"))}
     assert risk.net_position("BTC/USDT") == D("0.2")
     # A pair this engine does not trade is the account's other business: left as it is.
-    assert risk.align_futures_positions(perp_market, [], catalog, ("ETH/USDT",)) == {}
+    assert risk.align_futures_positions(perp_market, {}, ("ETH/USDT",)) == {}
     assert risk.net_position("BTC/USDT") == D("0.2")

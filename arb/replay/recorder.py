@@ -194,8 +194,9 @@ class Recorder:
     and ``block_interval_ms``: the flush policy; ``level``: the zstd level.
     ``wall_offset_ns``: the wall clock minus the receive clock, fixed, for records whose
     receive stamps are not this machine's monotonic clock (a synthetic recording); by default
-    each block reads both clocks. The first file is created here (``FileExistsError`` if ``path`` exists). Stop the streams, then
-    ``close()``: it writes what is pending and the end marker.
+    each block reads both clocks. The first file is created here (``FileExistsError`` if
+    ``path`` exists). Stop the streams, then ``close()``: it writes what is pending and the end
+    marker.
     """
 
     def __init__(
