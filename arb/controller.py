@@ -55,7 +55,7 @@ from .funding import FundingBook
 from .hedges import HedgeBook, HedgePosition
 from .instruments import InstrumentCatalog, split_symbol
 from .journal import INTENT_LOG_SUFFIX, Journal, OrderResolver, intent_log_in_use
-from .orders import OrderOutcome
+from .orders import OrderOutcome, market_symbol
 from .monitor import PerformanceMonitor, Stage
 from .pipeline import Leg, ScannerPipeline, SymbolPlan
 from .recovery import RecoveryManager
@@ -357,6 +357,7 @@ class ArbitrageController:
         self._catalogs: dict[ExchangeName, InstrumentCatalog] = {}
         self._error: str | None = None
         self._traded_ns: dict[str, int] = {}
+        self._leg_symbols: dict[tuple[str, ExchangeName], str] = {}  # market_symbol, kept for the order path
         self.hedges: HedgeBook | None = None
         self.funding: FundingBook | None = None
         self.collection = IdleCollection()  # garbage collection between executions (arb.collection)
@@ -1037,15 +1038,22 @@ class ArbitrageController:
         return False
 
     def _order_wait_s(self, opportunity: ArbitrageOpportunity) -> float:
-        """Seconds until both legs' venues admit ``ENTRY_ORDER_BUDGET`` orders (0: both can trade now)."""
-        connectors = self.connectors
+        """Seconds until both legs' budgets admit ``ENTRY_ORDER_BUDGET`` orders (0: both can trade now)."""
+        connectors, symbol = self.connectors, opportunity.symbol
         return max(
             (
-                connectors[m].order_wait_s(ENTRY_ORDER_BUDGET)
+                connectors[m].order_wait_s(self._leg_symbol(symbol, m), ENTRY_ORDER_BUDGET)
                 for m in (opportunity.buy_exchange, opportunity.sell_exchange) if m in connectors
             ),
             default=0.0,
         )
+
+    def _leg_symbol(self, symbol: str, market: ExchangeName) -> str:
+        """``market_symbol(symbol, market)``: the symbol a leg's order on ``market`` names."""
+        leg = self._leg_symbols.get((symbol, market))
+        if leg is None:
+            leg = self._leg_symbols[(symbol, market)] = market_symbol(symbol, market)
+        return leg
 
     def _record_fills(self, result: ExecutionResult) -> None:
         """Each leg's fills as one position change for the risk manager (its exposure and marks)."""

@@ -115,6 +115,7 @@ from arb_core.book import ASK, BID
 from arb.config import ENGINE_FIELDS, ConfigurationManager
 from arb.cli import new_event_loop
 from arb.controller import ENTRY_ORDER_BUDGET, ArbitrageController, _busy_poll, dry_run_cluster
+from arb.exchanges.factory import market_symbols
 from arb.exchanges.models import OrderType, TimeInForce
 from arb.sim.cluster import SimCluster, SimConfig, SimEndpoints
 from arb.sim.market import SyntheticMarket
@@ -622,8 +623,8 @@ class TickToOrder:
         raise RuntimeError("books never came in sync")
 
     async def _event(self, controller: ArbitrageController, sim: _Simulator, n: int) -> None:
-        for connector in controller.connectors.values():
-            while (wait_s := connector.order_wait_s(ENTRY_ORDER_BUDGET)) > 0:
+        for market, connector in controller.connectors.items():
+            while (wait_s := connector.order_wait_s(market_symbols(market, ["BTC/USDT"])[0], ENTRY_ORDER_BUDGET)) > 0:
                 await asyncio.sleep(wait_s)
         if (wait_s := self._next_event - time.monotonic()) > 0:
             await asyncio.sleep(wait_s)

@@ -1,4 +1,4 @@
-"""A recording of the simulator's four BTC/USDT markets, as the backtest benchmark builds it (smaller)."""
+"""A recording of the simulator's four BTC/USDT markets (and other bases'), as the backtest benchmark builds it (smaller)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import msgspec
 from arb.exchanges.gateio.sim import FuturesBookEncoder, SpotBookEncoder
 from arb.exchanges.mexc.sim import MexcFuturesDepthEncoder, MexcSpotDepthEncoder
 from arb.replay.recorder import Recorder, RecordKind
-from arb.sim.cluster import SimConfig, default_instruments, market_specs
+from arb.sim.cluster import ASSETS, SimConfig, default_instruments, market_specs
 from arb.sim.market import Dislocation, SyntheticConfig, SyntheticMarket
 from arb.sim.matching import SimExchange
 from arb.sim.wire import WIRES
@@ -43,35 +43,43 @@ def _snapshot_body(market: ExchangeName, wire: Any, engine: Any, now_ms: int) ->
 
 def record_simulated(
     path: Path, frames: int, *, rate: int = 1000, dislocations_at_s: Sequence[float] = (), step_ns: int = 10_000_000,
-    block_records: int = 1000, rotate_bytes: int | None = None,
+    block_records: int = 1000, rotate_bytes: int | None = None, bases: Sequence[str] = ("BTC",),
 ) -> int:
     """Record ``frames`` diff frames (``rate`` per second per market) after one REST snapshot per
-    book, with an 80 bps dislocation on MEXC spot at each of ``dislocations_at_s``; the record count."""
-    instruments = default_instruments(("BTC",))
-    venues = {i.exchange: SimExchange(i.exchange, [i]) for i in instruments}
-    specs = tuple(
-        msgspec.structs.replace(s, updates_per_second=rate) for s in market_specs(SimConfig(), instruments)["BTC"]
-    )
-    dislocations = tuple(
-        Dislocation(
-            exchange=ExchangeName.MEXC, symbol="BTC/USDT", start_ns=START_NS + int(at * SECOND),
-            duration_ns=SECOND // 2, bps=-80,
+    book, with an 80 bps dislocation on MEXC spot of every base at each of ``dislocations_at_s``;
+    the record count. BTC starts at 65000, any other base at the simulator's price for it."""
+    instruments = default_instruments(bases)
+    venues = {
+        exchange: SimExchange(exchange, [i for i in instruments if i.exchange is exchange])
+        for exchange in dict.fromkeys(i.exchange for i in instruments)
+    }
+    markets = []
+    for index, (base, specs) in enumerate(market_specs(SimConfig(), instruments).items()):
+        specs = [msgspec.structs.replace(s, updates_per_second=rate) for s in specs]
+        dislocations = tuple(
+            Dislocation(
+                exchange=ExchangeName.MEXC, symbol=f"{base}/USDT", start_ns=START_NS + int(at * SECOND),
+                duration_ns=SECOND // 2, bps=-80,
+            )
+            for at in dislocations_at_s
         )
-        for at in dislocations_at_s
-    )
-    engines = [e for venue in venues.values() for e in venue.engines.values()]
-    market = SyntheticMarket(
-        SyntheticConfig(seed=7, start_price=D("65000"), markets=specs, volatility_ppm=2, dislocations=dislocations),
-        engines, START_NS,
-    )
+        start_price = D("65000") if base == "BTC" else ASSETS[base].start_price
+        config = SyntheticConfig(
+            seed=7 + index, start_price=start_price, markets=tuple(specs), volatility_ppm=2, dislocations=dislocations
+        )
+        engines = [venues[s.exchange].engines[s.symbol] for s in specs]
+        markets.append(SyntheticMarket(config, engines, START_NS))
     recorder = Recorder(path, block_records=block_records, rotate_bytes=rotate_bytes, wall_offset_ns=WALL_OFFSET_NS)
-    encoders: dict[ExchangeName, tuple[Callable[..., tuple[Any, bytes]], str, RecordKind]] = {}
+    encoders: dict[tuple[ExchangeName, str], tuple[Callable[..., tuple[Any, bytes]], str, RecordKind]] = {}
+    wires = {exchange: WIRES[exchange](instruments) for exchange in venues}
     for instrument in instruments:
         exchange = instrument.exchange
-        wire = WIRES[exchange](instruments)
+        wire = wires[exchange]
         channel, variant = TOPICS[exchange]
         kind = RecordKind.WS_BINARY if exchange is ExchangeName.MEXC else RecordKind.WS_TEXT
-        encoders[exchange] = (wire.encoder((channel, instrument.venue_symbol, variant)), instrument.venue_symbol, kind)
+        encoders[(exchange, instrument.symbol)] = (
+            wire.encoder((channel, instrument.venue_symbol, variant)), instrument.venue_symbol, kind
+        )
         engine = venues[exchange].engines[instrument.symbol]
         body = _snapshot_body(exchange, wire, engine, (START_NS + WALL_OFFSET_NS) // 1_000_000)
         recorder.record(exchange, RecordKind.REST_SNAPSHOT, body, recv_ns=START_NS, venue_symbol=instrument.venue_symbol)
@@ -79,12 +87,13 @@ def record_simulated(
     now = START_NS
     while count < frames:
         now += step_ns
-        for update in market.step(now):
-            encode, venue_symbol, kind = encoders[update.exchange]
-            engine = venues[update.exchange].engines[update.symbol]
-            _, payload = encode(update, engine, (update.time_ns + WALL_OFFSET_NS) // 1_000_000)
-            recorder.record(update.exchange, kind, payload, recv_ns=update.time_ns, venue_symbol=venue_symbol)
-            count += 1
+        for market in markets:
+            for update in market.step(now):
+                encode, venue_symbol, kind = encoders[(update.exchange, update.symbol)]
+                engine = venues[update.exchange].engines[update.symbol]
+                _, payload = encode(update, engine, (update.time_ns + WALL_OFFSET_NS) // 1_000_000)
+                recorder.record(update.exchange, kind, payload, recv_ns=update.time_ns, venue_symbol=venue_symbol)
+                count += 1
     stats = recorder.close()
     if stats.error is not None:
         raise RuntimeError(stats.error)

@@ -25,7 +25,7 @@ from arb.controller import ENTRY_ORDER_BUDGET, Executor, RunSummary, _set_aside,
 from arb.errors import ArbitrageEngineError, ConfigurationError, ExchangeError
 from arb.execution import StartedExecution, TwoLegExecutor
 from arb.exchanges.base import BookKey
-from arb.exchanges.factory import registered
+from arb.exchanges.factory import market_symbols, registered
 from arb.exchanges.gateio.connector import GateioSpotConnector
 from arb.exchanges.models import OrderRequest, OrderState, OrderType
 from arb.hedges import HedgeBook, HedgePosition
@@ -832,9 +832,10 @@ def test_legs_failing_for_the_venue_feed_the_venue_errors_breaker(
 
 
 def test_an_execution_starts_only_when_both_venues_admit_its_leg_and_a_recovery_order(tmp_path: Path) -> None:
-    """Gate.io admits 10 spot orders in any second. With 8 spent, an opportunity selling there is
-    traded; with 9 spent, one order is left: it would take the leg and leave a failed leg's
-    recovery to wait for the window, so the opportunity is passed up."""
+    """Gate.io admits 10 spot orders of a pair in any second. With 8 spent, an opportunity selling
+    there is traded; with 9 spent, one order is left: it would take the leg and leave a failed
+    leg's recovery to wait for the window, so the opportunity is passed up. Another pair's budget
+    is its own: its opportunity is traded."""
     configuration = manager(tmp_path)
     controller = ArbitrageController(
         configuration, executor=InstantExecutor(), risk=RiskManager(configuration.config.risk_limits)
@@ -849,14 +850,16 @@ def test_an_execution_starts_only_when_both_venues_admit_its_leg_and_a_recovery_
                 if n >= 8:
                     result = await controller.process(mexc_to_gate(f"b{n}", D("60000"), D("60300"), "0.0001"))
                     traded.append(result is not None)
-                await gate.rest.limiter.acquire(gate.binding.order_limits)
+                await gate.rest.limiter.acquire(gate.order_limits("BTC/USDT"))
             result = await controller.process(mexc_to_gate("b9", D("60000"), D("60300"), "0.0001"))
+            traded.append(result is not None)
+            result = await controller.process(mexc_to_gate("e0", D("3000"), D("3015"), "0.01", symbol="ETH/USDT"))
             traded.append(result is not None)
         finally:
             await gate.close()
         return traded
 
-    assert asyncio.run(scenario()) == [True, False]
+    assert asyncio.run(scenario()) == [True, False, True]
     assert controller.summary().skipped_for_order_budget == 1
 
 
@@ -912,7 +915,7 @@ def test_every_market_s_order_budget_admits_an_execution_s_orders() -> None:
         for market, connector_class in registered().items():
             connector = connector_class(rest_url="http://127.0.0.1:9", ws_url="ws://127.0.0.1:9/")
             try:
-                found[market] = connector.order_wait_s(ENTRY_ORDER_BUDGET)
+                found[market] = connector.order_wait_s(market_symbols(market, ["BTC/USDT"])[0], ENTRY_ORDER_BUDGET)
             finally:
                 await connector.close()
         return found

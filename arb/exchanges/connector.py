@@ -533,19 +533,23 @@ class ExchangeConnector:
         """Whether trading calls can be made (credentials given and the venue offers trading here)."""
         return self._credentials is not None and self.binding.trading is not None
 
-    def order_wait_s(self, orders: int = 1) -> float:
-        """Seconds until the order budget admits ``orders`` more orders (0: they can be sent now);
-        spends nothing.
+    def order_wait_s(self, symbol: str, orders: int = 1) -> float:
+        """Seconds until the order budget of ``symbol`` admits ``orders`` more orders (0: they can be
+        sent now); spends nothing. A budget the venue keeps per market is ``symbol``'s own.
 
         A two-leg trade checks both venues before sending either leg: a leg that queued for
         its budget would reach the venue that much later than the other, at a stale price.
         """
-        limits = self.binding.order_limits
+        limits = self.order_limits(symbol)
         if not limits:
             return 0.0
         if orders != 1:
             limits = tuple((limit_id, weight * orders) for limit_id, weight in limits)
         return self.rest.limiter.wait_s(limits)
+
+    def order_limits(self, symbol: str) -> tuple[tuple[str, int], ...]:
+        """The budgets one order on ``symbol`` spends, ``(limit id, weight)`` each."""
+        return self.rest.limiter.for_market(self.binding.order_limits, symbol)
 
     async def _trader(self, action: str) -> Trading:
         """The trading module bound to the current catalog; raises before anything is sent when unavailable."""

@@ -44,18 +44,33 @@ T = TypeVar("T")
 _TRANSIENT = frozenset({ErrorCategory.OUTCOME_UNKNOWN, ErrorCategory.MAINTENANCE})
 
 
+MARKET_SEPARATOR = "@"
+
+
 class RateLimit(msgspec.Struct, frozen=True):
-    """A documented budget: at most ``capacity`` weight in any ``window_s`` seconds."""
+    """A documented budget: at most ``capacity`` weight in any ``window_s`` seconds.
+
+    ``per_market``: the venue keeps one such budget per market (Gate.io's spot order placement,
+    per currency pair); a cost names one market's budget as ``market_limit(limit_id, symbol)``.
+    """
 
     limit_id: str
     capacity: int
     window_s: float
+    per_market: bool = False
 
     def __post_init__(self) -> None:
         if self.capacity <= 0 or self.window_s <= 0:
             raise ValueError(
                 f"rate limit {self.limit_id!r}: capacity={self.capacity} and window_s={self.window_s} must be > 0"
             )
+        if MARKET_SEPARATOR in self.limit_id:
+            raise ValueError(f"rate limit {self.limit_id!r}: an id may not contain {MARKET_SEPARATOR!r}")
+
+
+def market_limit(limit_id: str, symbol: str) -> str:
+    """The id of market ``symbol``'s own budget of the ``per_market`` limit ``limit_id``."""
+    return f"{limit_id}{MARKET_SEPARATOR}{symbol}"
 
 
 class SpendWindow:
@@ -105,20 +120,35 @@ class RateLimiter:
         self.venue = venue
         self._clock = clock
         now = clock()
-        self._windows = {limit.limit_id: SpendWindow(limit, now) for limit in limits}
+        limits = list(limits)
+        self._windows = {limit.limit_id: SpendWindow(limit, now) for limit in limits if not limit.per_market}
+        # Per-market limits: a market's window is made when a cost first names it.
+        self._per_market = {limit.limit_id: limit for limit in limits if limit.per_market}
+        self._market_costs: dict[tuple[tuple[tuple[str, int], ...], str], tuple[tuple[str, int], ...]] = {}
         self._blocked_until = 0.0  # every request, limited or not (IP ban)
         self._valid: set[tuple[tuple[str, int], ...]] = set()  # costs that passed ``check``
         self.waits = 0
         self.waited_s = 0.0
 
+    def for_market(self, costs: tuple[tuple[str, int], ...], symbol: str) -> tuple[tuple[str, int], ...]:
+        """``costs`` with each ``per_market`` limit named as market ``symbol``'s own budget."""
+        key = (costs, symbol)
+        scoped = self._market_costs.get(key)
+        if scoped is None:
+            per_market = self._per_market
+            scoped = self._market_costs[key] = tuple(
+                (market_limit(limit_id, symbol) if limit_id in per_market else limit_id, weight)
+                for limit_id, weight in costs
+            )
+        return scoped
+
     def check(self, costs: Sequence[tuple[str, int]]) -> None:
-        """Raise ValueError if a cost names an unknown limit or exceeds its capacity."""
+        """Raise ValueError if a cost names an unknown limit (or a per-market limit without its
+        market) or exceeds its capacity."""
         if type(costs) is tuple and costs in self._valid:
             return  # each request of a kind carries the same costs: checked once, not on every order
         for limit_id, weight in costs:
-            window = self._windows.get(limit_id)
-            if window is None:
-                raise ValueError(f"{self.venue}: unknown rate limit id {limit_id!r} (known: {sorted(self._windows)})")
+            window = self._window(limit_id)
             if not 0 < weight <= window.limit.capacity:
                 raise ValueError(
                     f"{self.venue}: weight {weight} for rate limit {limit_id!r} outside 1..{window.limit.capacity}"
@@ -172,8 +202,25 @@ class RateLimiter:
             self._blocked_until = max(self._blocked_until, until)
             return
         for limit_id in limit_ids:
-            window = self._windows[limit_id]
+            window = self._window(limit_id)
             window.blocked_until = max(window.blocked_until, until)
+
+    def _window(self, limit_id: str) -> SpendWindow:
+        """The window of ``limit_id`` (a market's, made on first use); raises ValueError when unknown."""
+        window = self._windows.get(limit_id)
+        if window is not None:
+            return window
+        base, _, symbol = limit_id.partition(MARKET_SEPARATOR)
+        limit = self._per_market.get(base)
+        if limit is None or not symbol:
+            if limit is not None:
+                detail = f"kept per market: name one market's as market_limit({base!r}, symbol)"
+            else:
+                known = sorted(i for i in (*self._windows, *self._per_market) if MARKET_SEPARATOR not in i)
+                detail = f"known: {known}"
+            raise ValueError(f"{self.venue}: unknown rate limit id {limit_id!r} ({detail})")
+        window = self._windows[limit_id] = SpendWindow(limit, self._clock())
+        return window
 
 
 VenueFailure = tuple[str | int | None, str]

@@ -448,9 +448,9 @@ class BacktestConnector(ExchangeConnector):
             messages=self.messages, last_message_age_ns=None, errors={},
         )
 
-    def order_wait_s(self, orders: int = 1) -> float:
+    def order_wait_s(self, symbol: str, orders: int = 1) -> float:
         """The live budget's wait on the recording's clock (0 without ``order_budgets``)."""
-        return super().order_wait_s(orders) if self._order_budgets else 0.0
+        return super().order_wait_s(symbol, orders) if self._order_budgets else 0.0
 
     # --- trading on the matching engine ---------------------------------------------------
 
@@ -486,7 +486,7 @@ class BacktestConnector(ExchangeConnector):
     async def place_order(self, request: OrderRequest) -> OrderState:
         """Fill ``request`` against the replayed book as it is when the order arrives."""
         if self._order_budgets and self.binding.order_limits:
-            await self.rest.limiter.acquire(self.binding.order_limits)  # spent on sending, as live
+            await self.rest.limiter.acquire(self.order_limits(request.symbol))  # spent on sending, as live
         await asyncio.sleep(self._latency_s)
         now = self._clock.now_ns
         engine = self._engine(request.symbol)

@@ -17,6 +17,7 @@ from simvenues import API_KEY, CREDENTIALS, PERP, SPOT, SYMBOL, simulated_venues
 from arb.errors import ExchangeConnectionError, ExchangeError, OrderRejectedError, RateLimitError
 from arb.exchanges.connector import ConnectorSettings
 from arb.exchanges.errors import ErrorCategory
+from arb.exchanges.factory import registered
 from arb.exchanges.gateio.connector import GateioSpotConnector
 from arb.exchanges.gateio.trading import GateioFuturesTrading, GateioSpotTrading
 from arb.exchanges.http1 import Http1Pool
@@ -437,7 +438,8 @@ def test_rehearse_order_encodes_the_order_and_sends_spends_and_tracks_nothing(
                 await asyncio.sleep(0.05)
                 assert venue.open_orders(API_KEY) == [] and connector.rest.stats.requests == requests
                 assert all(limiter._windows[limit_id].total <= before for limit_id, before in spent.items())
-                assert (connector._tracked, connector._order_symbols) == tracked and connector.order_wait_s() == 0.0
+                assert (connector._tracked, connector._order_symbols) == tracked
+                assert connector.order_wait_s(SYMBOL[market]) == 0.0
                 written = connector.write_order(limit_buy(market, "re-31"))  # the order path is as it was
                 assert written is not None and (await written).client_order_id == "re-31"
             finally:
@@ -450,14 +452,39 @@ def test_order_wait_s_follows_the_order_place_budget() -> None:
     async def main() -> None:
         connector = GateioSpotConnector(credentials=CREDENTIALS, rest_url="http://127.0.0.1:9", ws_url="ws://127.0.0.1:9/")
         try:
-            assert connector.order_wait_s() == 0.0
+            assert connector.order_wait_s(SPOT) == 0.0
             for _ in range(9):  # Gate.io: 10 spot orders a second
-                await connector.rest.limiter.acquire(connector.binding.order_limits)
-            assert connector.order_wait_s() == 0.0
-            assert 0.9 < connector.order_wait_s(2) <= 1.0  # one left, not two
-            await connector.rest.limiter.acquire(connector.binding.order_limits)
-            assert 0.9 < connector.order_wait_s() <= 1.0  # until the first of them leaves the 1 s window
-            assert MexcFuturesConnector(rest_url="http://127.0.0.1:9", ws_url="ws://127.0.0.1:9/").order_wait_s() == 0.0
+                await connector.rest.limiter.acquire(connector.order_limits(SPOT))
+            assert connector.order_wait_s(SPOT) == 0.0
+            assert 0.9 < connector.order_wait_s(SPOT, 2) <= 1.0  # one left, not two
+            await connector.rest.limiter.acquire(connector.order_limits(SPOT))
+            assert 0.9 < connector.order_wait_s(SPOT) <= 1.0  # until the first of them leaves the 1 s window
+            # Gate.io counts spot placement per currency pair: another pair's budget is untouched.
+            assert connector.order_wait_s("ETH/USDT", 10) == 0.0
+            futures = MexcFuturesConnector(rest_url="http://127.0.0.1:9", ws_url="ws://127.0.0.1:9/")
+            assert futures.order_wait_s(PERP) == 0.0
+        finally:
+            await connector.close()
+
+    run(main())
+
+
+@pytest.mark.parametrize(
+    ("market", "per_market"),
+    [(ExchangeName.GATEIO, True), (ExchangeName.GATEIO_FUTURES, False), (ExchangeName.MEXC, False)],
+    ids=lambda v: getattr(v, "value", str(v)),
+)
+def test_order_budget_is_shared_across_pairs_unless_the_venue_keeps_it_per_pair(
+    market: ExchangeName, per_market: bool
+) -> None:
+    async def main() -> None:
+        connector = registered()[market](credentials=CREDENTIALS, rest_url="http://127.0.0.1:9", ws_url="ws://127.0.0.1:9/")
+        symbol, other = SYMBOL[market], SYMBOL[market].replace("BTC/", "ETH/")
+        try:
+            limiter = connector.rest.limiter
+            limiter.block([limit_id for limit_id, _ in connector.order_limits(symbol)], 60.0)  # as after a 429
+            assert connector.order_wait_s(symbol) > 59
+            assert (connector.order_wait_s(other) == 0.0) is per_market
         finally:
             await connector.close()
 
@@ -483,7 +510,7 @@ def test_write_order_writes_before_returning_once_trading_is_set_up(market: Exch
                 await eventually(lambda: resting() == ["wr-1"], what="the order at the venue before it is awaited")
                 placed = await written
                 assert placed.status is OrderStatus.NEW and placed.client_order_id == "wr-1"
-                connector.rest.limiter.block([limit_id for limit_id, _ in connector.binding.order_limits], 60.0)
+                connector.rest.limiter.block([limit_id for limit_id, _ in connector.order_limits(SYMBOL[market])], 60.0)
                 assert connector.write_order(limit_buy(market, "wr-2")) is None  # no budget now: not written
                 await asyncio.sleep(0.05)
                 assert resting() == ["wr-1"]

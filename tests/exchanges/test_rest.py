@@ -29,6 +29,7 @@ from arb.exchanges.rest import (
     RestRequest,
     RestSettings,
     RestVenue,
+    market_limit,
     parse_error_body,
     parse_retry_after,
 )
@@ -348,6 +349,34 @@ def test_rate_limiter_wait_s_reports_without_spending() -> None:
             limiter.wait_s([("c", 1)])
 
     run(main())
+
+
+def test_a_per_market_limit_keeps_one_budget_per_market() -> None:
+    now = [100.0]
+    limiter = RateLimiter(
+        "gateio", [RateLimit("orders", 2, 1.0, per_market=True), RateLimit("account", 3, 1.0)], clock=lambda: now[0]
+    )
+    costs = (("orders", 1), ("account", 1))
+    btc, eth = limiter.for_market(costs, "BTC/USDT"), limiter.for_market(costs, "ETH/USDT")
+    assert btc == ((market_limit("orders", "BTC/USDT"), 1), ("account", 1)) and btc[0][0] == "orders@BTC/USDT"
+    assert limiter.for_market(costs, "BTC/USDT") is btc  # built once per market
+    assert limiter.try_spend(btc) and limiter.try_spend(btc) and not limiter.try_spend(btc)
+    assert limiter.wait_s(btc) == pytest.approx(1.0)
+    assert limiter.try_spend(eth)  # its own budget, while both spend the account-wide one
+    assert not limiter.try_spend(eth) and limiter.wait_s(eth) == pytest.approx(1.0)  # "account": 3 spent
+    now[0] += 1.0
+    limiter.block([market_limit("orders", "ETH/USDT")], 5.0)  # a 429 on one pair
+    assert limiter.wait_s(btc) == 0.0 and limiter.wait_s(eth) == pytest.approx(5.0)
+    limiter.block([market_limit("orders", "SOL/USDT")], 5.0)  # a market not spent on yet
+    assert limiter.wait_s(limiter.for_market(costs, "SOL/USDT")) == pytest.approx(5.0)
+    with pytest.raises(ValueError, match=r"'orders' \(kept per market: name one market's as market_limit"):
+        limiter.check([("orders", 1)])
+    with pytest.raises(ValueError, match=r"unknown rate limit id 'account@BTC/USDT' \(known: \['account', 'orders'\]\)"):
+        limiter.check([("account@BTC/USDT", 1)])
+    with pytest.raises(ValueError, match="weight 3 for rate limit 'orders@BTC/USDT' outside 1..2"):
+        limiter.check([(market_limit("orders", "BTC/USDT"), 3)])
+    with pytest.raises(ValueError, match="may not contain '@'"):
+        RateLimit("a@b", 1, 1.0)
 
 
 def test_rate_limiter_try_spend_takes_all_costs_or_none() -> None:

@@ -479,6 +479,25 @@ def test_order_budgets_hold_the_backtest_to_the_venues_rate_limits(two_dislocati
     assert hashlib.sha256(decisions).hexdigest() == PINNED_BUDGETED_DECISIONS[latency_ms]
 
 
+def test_gate_io_spot_budgets_are_kept_per_pair_in_a_backtest(tmp_path: Path) -> None:
+    """BTC/USDT and ETH/USDT dislocated together: each pair trades within its own Gate.io budget of
+    10 orders a second, so together they send more than one pair's budget allows in a second."""
+    path = tmp_path / "pairs.arbrec"
+    record_simulated(path, 12_000, dislocations_at_s=(0.5,), bases=("BTC", "ETH"))
+    result = backtest([path], _default_manager(), BacktestSettings())
+    capacity, window_s = GATEIO_SPOT_ORDER_PLACE_LIMIT
+    window_ns = int(window_s * 1e9)
+
+    def busiest_second(sent: list[int]) -> int:
+        return max(bisect.bisect_right(sent, t) - bisect.bisect_right(sent, t - window_ns) for t in sent)
+
+    gate = [o for o in result.orders if o.market is ExchangeName.GATEIO]
+    per_pair = {symbol: sorted(o.time_ns for o in gate if o.symbol == symbol) for symbol in ("BTC/USDT", "ETH/USDT")}
+    assert all(busiest_second(sent) == capacity - ENTRY_ORDER_BUDGET + 1 for sent in per_pair.values())
+    assert busiest_second(sorted(o.time_ns for o in gate)) > capacity
+    assert all(r.final_state is ArbitrageState.COMPLETED for r in result.results)
+
+
 def test_fills_reach_the_risk_manager_on_the_recordings_wall_clock(
     simulated: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

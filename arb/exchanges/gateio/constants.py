@@ -211,8 +211,8 @@ FUTURES_MARKET_PRICE: Final = "0"  # futures market order: price "0" with tif io
 CLIENT_ORDER_ID_ALPHABET: Final = frozenset("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_-.")
 REQUEST_WINDOW_S: Final = 60  # Timestamp must be within this many seconds of the server clock
 
-# Private budgets (ids of the shared limiter -> (requests, window s)); spot placement is
-# limited per market at Gate, one shared bucket here keeps every market within it.
+# Private budgets (ids of the shared limiter -> (requests, window s)). Spot placement is kept
+# per currency pair (``PER_MARKET_RATE_LIMITS``), as Gate counts it [GT rate_limits.md].
 SPOT_ORDER_PLACE_RATE_LIMIT: Final = "gateio:spot:order_place"
 SPOT_ORDER_CANCEL_RATE_LIMIT: Final = "gateio:spot:order_cancel"
 SPOT_ORDER_QUERY_RATE_LIMIT: Final = "gateio:private:" + ORDER_PATH
@@ -226,6 +226,7 @@ FUTURES_ORDERS_LIST_RATE_LIMIT: Final = "gateio:private:" + FUTURES_ORDERS_PATH
 FUTURES_ACCOUNTS_RATE_LIMIT: Final = "gateio:private:" + FUTURES_ACCOUNTS_PATH
 FUTURES_POSITIONS_RATE_LIMIT: Final = "gateio:private:" + FUTURES_POSITIONS_PATH
 SPOT_FEE_RATE_LIMIT: Final = "gateio:private:" + FEE_PATH
+PER_MARKET_RATE_LIMITS: Final = frozenset({SPOT_ORDER_PLACE_RATE_LIMIT})
 TRADING_RATE_LIMITS: Final = {
     SPOT_ORDER_PLACE_RATE_LIMIT: SPOT_ORDER_PLACE_LIMIT,
     SPOT_ORDER_CANCEL_RATE_LIMIT: SPOT_ORDER_CANCEL_LIMIT,

@@ -37,7 +37,7 @@ from ..models import (
     Position,
     TimeInForce,
 )
-from ..rest import RateLimit, RestRequest, RestVenue
+from ..rest import RateLimit, RestRequest, RestVenue, market_limit
 from . import constants
 from .auth import GateioSigner
 from .schemas import (
@@ -95,7 +95,10 @@ def rest_venue(base_url: str = constants.REST_URL) -> RestVenue:
         base_url=base_url,
         error_codes=constants.ERROR_LABELS,
         http_statuses=constants.HTTP_STATUSES,
-        rate_limits=tuple(RateLimit(limit_id, capacity, window) for limit_id, (capacity, window) in limits.items()),
+        rate_limits=tuple(
+            RateLimit(limit_id, capacity, window, per_market=limit_id in constants.PER_MARKET_RATE_LIMITS)
+            for limit_id, (capacity, window) in limits.items()
+        ),
     )
 
 
@@ -194,7 +197,8 @@ class GateioSpotTrading(_GateioTrading):
         """``POST /spot/orders``; a market BUY spends ``quote_amount`` of quote (Gate's market-buy ``amount``),
         and its ``request.quantity`` is then only the caller's intent."""
         body = self.order_body(request, quote_amount=quote_amount)
-        return self._signed("POST", constants.ORDERS_PATH, constants.SPOT_ORDER_PLACE_RATE_LIMIT, body=body)
+        limit_id = market_limit(constants.SPOT_ORDER_PLACE_RATE_LIMIT, request.symbol)
+        return self._signed("POST", constants.ORDERS_PATH, limit_id, body=body)
 
     def order_body(self, request: OrderRequest, *, quote_amount: Decimal | None = None) -> bytes:
         """The JSON order object of ``request``: the REST body and the WS API ``req_param`` alike."""

@@ -189,22 +189,22 @@ class GateioWsOrders:
 
     async def place_order(self, order: OrderRequest) -> bytes:
         """``order_place``: the placed order object (as the REST answer), once the result arrives."""
-        market = self.market
         req_param = self._trading.order_body(order)
-        return await self._request(market.place, req_param, market.place_limit, True, self._where_placed(order))
+        ((limit_id, _),) = self._place_cost(order)
+        return await self._request(self.market.place, req_param, limit_id, True, self._where_placed(order))
 
     def write_order(self, order: OrderRequest) -> Awaitable[bytes] | None:
         """``order_place`` written before returning, when logged in and the budget admits it now;
         else None (nothing written or spent: use ``place_order``). Await the result for the body."""
         if not self._logged_in.is_set() or self._login_error is not None:
             return None
-        market, limiter = self.market, self.rest.limiter
-        cost = ((market.place_limit, 1),)
+        limiter = self.rest.limiter
+        cost = self._place_cost(order)
         if limiter.wait_s(cost) > 0:
             return None
         req_param = self._trading.order_body(order)
         try:
-            written = self._send(market.place, req_param, market.place_limit, True, self._where_placed(order))
+            written = self._send(self.market.place, req_param, cost[0][0], True, self._where_placed(order))
         except ExchangeConnectionError:
             return None
         limiter.try_spend(cost)  # fits: checked above, with nothing awaited since
@@ -225,6 +225,10 @@ class GateioWsOrders:
         req_param = self._address(symbol, order_id, client_order_id)
         where = f"{self.market.status} {order_id or client_order_id!r}"
         return await self._request(self.market.status, req_param, self.market.status_limit, False, where)
+
+    def _place_cost(self, order: OrderRequest) -> tuple[tuple[str, int], ...]:
+        """The budget placing ``order`` spends: its market's place limit (on spot, its pair's own)."""
+        return self.rest.limiter.for_market(((self.market.place_limit, 1),), order.symbol)
 
     def _where_placed(self, order: OrderRequest) -> str:
         return f"{self.market.place} {order.client_order_id!r}"

@@ -15,7 +15,7 @@ from arb.exchanges.gateio import constants
 from arb.exchanges.gateio.auth import GateioSigner
 from arb.exchanges.gateio.trading import GateioFuturesTrading, GateioSpotTrading, from_text, rest_venue, to_text
 from arb.exchanges.models import OrderRequest, OrderRequestError, OrderStatus, OrderType, TimeInForce
-from arb.exchanges.rest import RateLimiter
+from arb.exchanges.rest import RateLimiter, market_limit
 from arb.instruments import InstrumentCatalog, InstrumentError
 from arb.types import ExchangeName, OrderSide
 
@@ -124,6 +124,9 @@ def test_every_request_spends_a_limit_the_venue_declares() -> None:
     for request in requests:
         limiter.check(request.limits)
     assert rest_venue().base_url == constants.REST_URL
+    # Spot placement spends its pair's own budget, as Gate counts it; futures placement the account's.
+    assert requests[0].limits == ((market_limit(constants.SPOT_ORDER_PLACE_RATE_LIMIT, "BTC/USDT"), 1),)
+    assert requests[6].limits == ((constants.FUTURES_ORDER_PLACE_RATE_LIMIT, 1),)
 
 
 def recorded_bodies(shared_data: Path) -> dict[str, dict[str, object]]:

@@ -194,6 +194,8 @@ def test_rate_limit_and_reject_faults_map_through_the_label_table() -> None:
                 with pytest.raises(RateLimitError) as limited:
                     await connector.place_order(limit_buy(SPOT, "rl-1"))
                 assert limited.value.retry_after_s == pytest.approx(0.2, abs=0.02)
+                # Gate counts spot placement per pair: the refusal holds this pair's budget only.
+                assert connector.order_wait_s(SPOT) > 0.1 and connector.order_wait_s("ETH/USDT") == 0.0
                 placed = await connector.place_order(limit_buy(SPOT, "rl-1"))  # waits out the block
                 assert placed.status is OrderStatus.NEW and connector.rest.limiter.waits >= 1
                 sim.faults.fail_next_orders("gateio", OrderFaultKind.REJECT, category=ErrorCategory.INSUFFICIENT_BALANCE)
