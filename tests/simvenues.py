@@ -17,6 +17,7 @@ from arb.exchanges.rest import RateLimiter, RestSettings
 from arb.instruments import Instrument
 from arb.secrets import ApiCredentials, Secret
 from arb.sim.faults import FaultPlan
+from arb.sim.http import DEFAULT_FUNDING_INTERVAL_S
 from arb.sim.market import MarketSpec, SyntheticConfig, SyntheticMarket
 from arb.sim.server import SimulatedVenue, SyntheticFeed, VenueUrls
 from arb.types import ExchangeName
@@ -64,12 +65,16 @@ class SimVenues(msgspec.Struct, kw_only=True):
 
 
 @asynccontextmanager
-async def simulated_venues(updates_per_second: int = 200, *, moving: bool = True) -> AsyncIterator[SimVenues]:
+async def simulated_venues(
+    updates_per_second: int = 200, *, moving: bool = True, funding_interval_s: int = DEFAULT_FUNDING_INTERVAL_S
+) -> AsyncIterator[SimVenues]:
     """Gate.io and MEXC simulated, funded for ``CREDENTIALS``, books moving (unless not ``moving``); stopped on exit."""
     faults = FaultPlan(seed=3)
     listed = instruments()
     venues = {
-        name: SimulatedVenue(name, listed, faults=faults, credentials={API_KEY: CREDENTIALS})
+        name: SimulatedVenue(
+            name, listed, faults=faults, credentials={API_KEY: CREDENTIALS}, funding_interval_s=funding_interval_s
+        )
         for name in ("gateio", "mexc")
     }
     for venue in venues.values():

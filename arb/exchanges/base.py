@@ -19,7 +19,7 @@ from arb_core.wire.common import WireScale
 
 from ..instruments import InstrumentCatalog
 from ..types import ExchangeName
-from .models import Balance, ConnectionHealth, Fill, OrderRequest, OrderState, Position
+from .models import Balance, ConnectionHealth, Fill, FundingPayment, OrderRequest, OrderState, Position
 
 WsPayload: TypeAlias = bytes | str
 """A websocket message to send: ``str`` goes as a TEXT frame, ``bytes`` as BINARY."""
@@ -205,6 +205,9 @@ class PrivateExchange(Protocol):
 
     async def positions(self) -> Sequence[Position]:
         """Open futures positions (empty on spot)."""
+
+    async def funding_payments(self, since_ms: int) -> Sequence[FundingPayment]:
+        """Funding settled on the account's futures positions since ``since_ms``, oldest first (empty on spot)."""
 
     async def start_private_stream(
         self, on_order: OrderHandler, on_fill: FillHandler, on_balance: BalanceHandler | None = None,

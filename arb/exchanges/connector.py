@@ -37,7 +37,16 @@ from .base import (
 )
 from .book_sync import BookSpec, BookSync, BookSyncSettings, rest_snapshot_fetcher
 from .errors import ErrorCategory
-from .models import Balance, ConnectionHealth, OrderRequest, OrderRequestError, OrderState, OrderStatus, Position
+from .models import (
+    Balance,
+    ConnectionHealth,
+    FundingPayment,
+    OrderRequest,
+    OrderRequestError,
+    OrderState,
+    OrderStatus,
+    Position,
+)
 from .private_stream import PrivateDialect, PrivateStream
 from .rest import RestClient, RestRequest, RestSettings, RestVenue
 from .ws import WsSession, WsSettings
@@ -115,6 +124,30 @@ class Trading(Protocol):
 
     def parse_positions(self, body: bytes) -> list[Position]:
         """The open positions of a positions answer."""
+
+    def funding_payments(self, since_ms: int, offset: int) -> RestRequest | None:
+        """The request reading one page (from entry ``offset``) of the funding settled on the
+        account's positions since ``since_ms``; None where the market settles none (spot)."""
+
+    def parse_funding_payments(self, body: bytes) -> tuple[list[FundingPayment], int]:
+        """The payments of a funding page, and the entries it held when it was full (the next page's
+        offset moves by that much), else 0 (the last page)."""
+
+
+class NoPositions:
+    """The position and funding part of ``Trading`` for a market that has neither (spot)."""
+
+    def positions(self) -> None:
+        return None
+
+    def parse_positions(self, body: bytes) -> list[Position]:
+        return []
+
+    def funding_payments(self, since_ms: int, offset: int) -> None:
+        return None
+
+    def parse_funding_payments(self, body: bytes) -> tuple[list[FundingPayment], int]:
+        return [], 0
 
 
 TradingFactory = Callable[[ApiCredentials, InstrumentCatalog], Trading]
@@ -728,6 +761,23 @@ class ExchangeConnector:
             return []
         body = await self.rest.fetch(request)
         return self._parsed("positions", trading.parse_positions, body, write=False)
+
+    async def funding_payments(self, since_ms: int) -> Sequence[FundingPayment]:
+        """Funding settled on the account's futures positions since ``since_ms`` (empty on spot), oldest first."""
+        trading = await self._trader("funding_payments")
+        payments: list[FundingPayment] = []
+        offset = 0
+        while True:
+            request = trading.funding_payments(since_ms, offset)
+            if request is None:
+                return []
+            body = await self.rest.fetch(request)
+            page, more = self._parsed("funding_payments", trading.parse_funding_payments, body, write=False)
+            payments.extend(page)
+            if not more:
+                break
+            offset += more
+        return sorted(payments, key=lambda payment: (payment.time_ms, payment.payment_id))
 
     def _parsed(self, action: str, parse: Callable[[bytes], T], body: bytes, *, write: bool) -> T:
         """Run a reply parser; an unreadable answer to a write leaves its outcome unknown."""

@@ -161,6 +161,15 @@ class Position(msgspec.Struct, frozen=True, kw_only=True):
     leverage: Decimal | None = None
 
 
+class FundingPayment(msgspec.Struct, frozen=True, kw_only=True):
+    """Funding a venue settled on one futures position: ``amount`` in the settle asset, > 0 received."""
+
+    payment_id: str  # unique per market
+    symbol: str
+    amount: Decimal
+    time_ms: int  # wall-clock ms of the settlement
+
+
 class ConnectionHealth(msgspec.Struct, frozen=True, kw_only=True):
     """A point-in-time view of one websocket session."""
 

@@ -56,6 +56,7 @@ from .models import (
     Balance,
     ConnectionHealth,
     Fill,
+    FundingPayment,
     OrderRequest,
     OrderState,
     OrderStatus,
@@ -160,6 +161,10 @@ class PaperExchange:
             for symbol, p in sorted(self._positions.items())
             if p.size
         ]
+
+    async def funding_payments(self, since_ms: int) -> Sequence[FundingPayment]:
+        """None: paper positions settle no funding."""
+        return []
 
     def fills(self) -> list[Fill]:
         """Every paper fill so far, in order."""

@@ -69,7 +69,16 @@ from ..exchanges.book_sync import BookSpec, BookSync, BookSyncStats
 from ..exchanges.connector import ExchangeConnector
 from ..exchanges.errors import ErrorCategory
 from ..exchanges.factory import ExchangeFactory, registered
-from ..exchanges.models import Balance, ConnectionHealth, OrderRequest, OrderState, OrderType, Position, TimeInForce
+from ..exchanges.models import (
+    Balance,
+    ConnectionHealth,
+    FundingPayment,
+    OrderRequest,
+    OrderState,
+    OrderType,
+    Position,
+    TimeInForce,
+)
 from ..exchanges.rest import RateLimiter
 from ..execution import TwoLegExecutor
 from ..instruments import Instrument, InstrumentCatalog, split_symbol, unified_symbol
@@ -552,6 +561,10 @@ class BacktestConnector(ExchangeConnector):
 
     async def open_orders(self, symbol: str | None = None) -> Sequence[OrderState]:
         return [self._state(event) for event in self.venue_sim.open_orders(USER, symbol)]
+
+    async def funding_payments(self, since_ms: int) -> Sequence[FundingPayment]:
+        """None: a recording has no funding history, so a backtest settles none."""
+        return []
 
     async def positions(self) -> Sequence[Position]:
         if not self.exchange.is_futures:

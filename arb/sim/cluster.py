@@ -21,6 +21,7 @@ from ..instruments import Instrument, decimals_of
 from ..secrets import ApiCredentials, Secret
 from ..types import ExchangeName
 from .faults import FaultPlan
+from .http import DEFAULT_FUNDING_INTERVAL_S
 from .market import MarketSpec, SyntheticConfig, SyntheticMarket
 from .server import ReplayFeed, SimulatedVenue, SyntheticFeed, VenuePorts, VenueUrls
 
@@ -112,6 +113,7 @@ class SimConfig(msgspec.Struct, frozen=True, kw_only=True):
     replay: tuple[Path, ...] = ()  # recorded files; replaces the synthetic market
     replay_speed: Decimal | None = Decimal(1)
     matching_delay_ms: float = 0  # how long each venue holds an order before matching it (``SimulatedVenue``)
+    funding_interval_s: int = DEFAULT_FUNDING_INTERVAL_S  # perpetuals settle funding at each multiple of it
 
 
 def market_specs(config: SimConfig, instruments: Iterable[Instrument]) -> dict[str, list[MarketSpec]]:
@@ -167,7 +169,7 @@ class SimCluster:
                 routes = self.replay.rest_routes(venue)
             self.venues[venue] = SimulatedVenue(
                 venue, self.instruments, faults=self.faults, credentials=credentials, ports=ports, listed=listed,
-                routes=routes, matching_delay_ms=config.matching_delay_ms,
+                routes=routes, matching_delay_ms=config.matching_delay_ms, funding_interval_s=config.funding_interval_s,
             )
         for sim_venue in self.venues.values():
             for exchange in sim_venue.exchanges.values():

@@ -8,6 +8,7 @@ exposes its REST endpoints as ``Route`` entries whose handlers are plain functio
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from decimal import Decimal
 from typing import TYPE_CHECKING
 
 import msgspec
@@ -17,6 +18,10 @@ if TYPE_CHECKING:
     from ..types import ExchangeName
     from .faults import FaultPlan
     from .matching import SimExchange
+
+
+DEFAULT_FUNDING_RATE = Decimal("0.0001")
+DEFAULT_FUNDING_INTERVAL_S = 28_800
 
 
 class SimRequest(msgspec.Struct, frozen=True, kw_only=True):
@@ -52,6 +57,8 @@ class SimContext(msgspec.Struct, kw_only=True):
     wall_ms: Callable[[], int]  # venue clock (clock skew applied)
     # User data stream tokens (MEXC listenKey) -> (user, expiry in venue ms), shared by REST and websocket.
     user_streams: dict[str, tuple[str, int]] = {}
+    funding_rate: Decimal = DEFAULT_FUNDING_RATE  # announced on every perpetual and settled at each interval
+    funding_interval_s: int = DEFAULT_FUNDING_INTERVAL_S  # settlements at whole multiples of it (venue clock)
 
 
 Handler = Callable[[SimRequest, SimContext], SimResponse]

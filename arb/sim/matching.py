@@ -24,7 +24,11 @@ Futures margin (simplified): isolated per position with a fixed ``leverage``; op
 ``n`` of notional locks ``ceil(n / leverage)`` as position margin; reducing releases margin
 pro rata and settles realized PnL in the settle asset against the ``market`` account
 (the clearing house, also for user-vs-user fills). A loss larger than what the account
-holds is capped at what it holds (no liquidation engine, no funding, no mark price).
+holds is capped at what it holds (no liquidation engine, no mark price). Funding is settled
+when the serving layer calls ``settle_funding``: every open position pays or receives
+``rate x contracts x price`` (longs pay a positive rate), rounded in the venue's favour and
+capped at what a paying account holds, against the ``market`` account, and recorded in the
+account's ``funding`` list as the venue's account book would list it.
 A resting futures order locks, per contract, the margin plus the positive maker fee at its
 price, as if it opened a position. ``reduce_only`` is accepted on taker-only futures orders
 (market, IOC, FOK): the size is clipped to the position it reduces.
@@ -193,16 +197,28 @@ class Position:
         self.realized_pnl_atoms = 0
 
 
-class Account:
-    """One user's balances (free and locked per asset) and futures positions on one market."""
+class FundingEntry(NamedTuple):
+    """One funding settlement of one position, as an account book lists it."""
 
-    __slots__ = ("user", "free", "locked", "positions")
+    entry_id: int
+    wall_ms: int
+    symbol: str
+    asset: str
+    change_atoms: int  # > 0 received, < 0 paid
+    balance_atoms: int  # the asset's free balance after it
+
+
+class Account:
+    """One user's balances (free and locked per asset), futures positions and funding record on one market."""
+
+    __slots__ = ("user", "free", "locked", "positions", "funding")
 
     def __init__(self, user: str) -> None:
         self.user = user
         self.free: dict[str, int] = {}
         self.locked: dict[str, int] = {}
         self.positions: dict[str, Position] = {}
+        self.funding: list[FundingEntry] = []
 
     def add(self, asset: str, atoms: int) -> None:
         self.free[asset] = self.free.get(asset, 0) + atoms
@@ -261,11 +277,12 @@ class Ledger:
 
 
 class _IdSource:
-    __slots__ = ("order_id", "trade_id")
+    __slots__ = ("order_id", "trade_id", "funding_id")
 
     def __init__(self) -> None:
         self.order_id = 0
         self.trade_id = 0
+        self.funding_id = 0
 
 
 class _Order:
@@ -1109,6 +1126,37 @@ class SimExchange:
         if event is None:
             raise OrderRejected(ErrorCategory.UNKNOWN_ORDER, f"sim {self.exchange.value} {symbol}: unknown client order id {client_id!r}")
         return event
+
+    def settle_funding(self, symbol: str, rate: Decimal, wall_ms: int) -> list[FundingEntry]:
+        """Settle one funding interval of ``symbol`` at ``rate`` (> 0: longs pay shorts) on every open
+        position, valued at the book's mid (the best price when one side is empty; nothing is
+        settled on an empty book). The entries made, one per position."""
+        engine = self.engine(symbol)
+        if not engine.is_futures:
+            raise ValueError(f"sim {self.exchange.value}: {symbol} is not a futures market")
+        best = [level[0] for level in (engine.book.best_bid(), engine.book.best_ask()) if level is not None]
+        if not best:
+            return []
+        twice_mid = 2 * best[0] if len(best) == 1 else best[0] + best[1]  # in ticks: the value stays exact
+        numerator, denominator = rate.as_integer_ratio()
+        asset, market = engine.settle_asset, self.ledger.market
+        entries = []
+        for account in self.ledger.accounts.values():
+            position = account.positions.get(symbol)
+            if position is None or not position.contracts:
+                continue
+            # -contracts: a long pays a positive rate. Floored: a payment rounds up, a receipt down.
+            value = -position.contracts * twice_mid * engine.quote_atoms_per_tick_lot * numerator
+            change = value // (2 * denominator)
+            if change < 0:
+                change = -min(-change, account.free.get(asset, 0))
+            account.add(asset, change)
+            market.add(asset, -change)
+            self._ids.funding_id += 1
+            entry = FundingEntry(self._ids.funding_id, wall_ms, symbol, asset, change, account.free[asset])
+            account.funding.append(entry)
+            entries.append(entry)
+        return entries
 
     def open_orders(self, user: str, symbol: str | None = None) -> list[OrderEvent]:
         """A user's open orders, of one symbol or all, oldest first per symbol."""

@@ -26,6 +26,7 @@ matching it (``matching_delay_ms``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import time
@@ -47,7 +48,7 @@ from ..replay.recorder import RecordKind
 from ..secrets import ApiCredentials
 from ..types import ExchangeName
 from .faults import FaultPlan, StreamFault, StreamFaultKind
-from .http import Route, SimContext, SimRequest, SimResponse
+from .http import DEFAULT_FUNDING_INTERVAL_S, Route, SimContext, SimRequest, SimResponse
 from .market import SyntheticMarket
 from .matching import BookUpdate, Fill, OrderEvent, PlaceResult, SimExchange
 from .wire import REST_PREFIX, WIRES, MarketWire, OutFrame, Topic
@@ -588,11 +589,14 @@ class SimulatedVenue:
         listed: Mapping[ExchangeName, Iterable[str]] | None = None,
         private_event_capacity: int = 1 << 16,
         matching_delay_ms: float = 0,
+        funding_interval_s: int = DEFAULT_FUNDING_INTERVAL_S,
     ) -> None:
         if venue not in REST_PREFIX:
             raise ValueError(f"simulated venue {venue!r}: not one of {sorted(REST_PREFIX)}")
         if not matching_delay_ms >= 0:
             raise ValueError(f"simulated venue {venue!r}: matching_delay_ms {matching_delay_ms} must be >= 0")
+        if not isinstance(funding_interval_s, int) or funding_interval_s < 1:
+            raise ValueError(f"simulated venue {venue!r}: funding_interval_s {funding_interval_s!r} must be an int >= 1")
         self.venue = venue
         self.matching_delay_ns = int(matching_delay_ms * 1_000_000)
         self.faults = faults or FaultPlan()
@@ -614,6 +618,7 @@ class SimulatedVenue:
             credentials=dict(credentials or {}),
             now_ns=time.monotonic_ns,
             wall_ms=self._wall_ms,
+            funding_interval_s=funding_interval_s,
         )
         for market in self.markets.values():
             market.wire.context = self.context
@@ -632,6 +637,7 @@ class SimulatedVenue:
             marker for key in self._order_keys for marker in (f"{key}=".encode(), f'"{key}"'.encode())
         )
         self._runner: web.AppRunner | None = None
+        self._funding: asyncio.Task[None] | None = None
         self._rest_server: asyncio.Server | None = None
         self._reads: dict[object, int] = {}  # REST transport -> monotonic time of its last read
         self.rest_port = 0
@@ -662,9 +668,16 @@ class SimulatedVenue:
             lambda: _StampingProtocol(handler_factory(), reads, self), HOST, self.ports.rest
         )
         self.rest_port = self._rest_server.sockets[0].getsockname()[1]
+        if any(name.is_futures for name in self.exchanges):
+            self._funding = asyncio.get_running_loop().create_task(self._settle_funding(), name=f"sim {self.venue} funding")
 
     async def stop(self) -> None:
         """Close every server and connection."""
+        funding, self._funding = self._funding, None
+        if funding is not None:
+            funding.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await funding
         for market in self.markets.values():
             await market.stop()
         server, self._rest_server = self._rest_server, None
@@ -717,6 +730,20 @@ class SimulatedVenue:
 
     def _wall_ms(self) -> int:
         return time.time_ns() // 1_000_000 + self.faults.clock_skew_ms(self.venue)
+
+    async def _settle_funding(self) -> None:
+        """At every whole multiple of the funding interval (venue clock), settle the announced rate
+        on every open position of every perpetual (``SimExchange.settle_funding``)."""
+        context = self.context
+        interval_ms = context.funding_interval_s * 1000
+        while True:
+            now_ms = self._wall_ms()
+            due_ms = now_ms - now_ms % interval_ms + interval_ms
+            await asyncio.sleep((due_ms - now_ms) / 1000)
+            for exchange in self.exchanges.values():
+                for symbol, engine in exchange.engines.items():
+                    if engine.is_futures:
+                        exchange.settle_funding(symbol, context.funding_rate, due_ms)
 
     # --- REST -------------------------------------------------------------------------------------
 

@@ -23,10 +23,11 @@ from arb.exchanges.gateio.trading import GateioFuturesTrading, GateioSpotTrading
 from arb.exchanges.http1 import Http1Pool
 from arb.exchanges.mexc.connector import MexcFuturesConnector
 from arb.exchanges.mexc.trading import FuturesTradingUnavailable
-from arb.exchanges.models import OrderRequest, OrderState, OrderStatus, OrderType
+from arb.exchanges.models import OrderRequest, OrderState, OrderStatus, OrderType, TimeInForce
 from arb.exchanges.ws import WsSettings
 from arb.instruments import InstrumentError
 from arb.sim.faults import OrderFaultKind
+from arb.sim.matching import from_atoms
 from arb.types import ExchangeConfig, ExchangeName, OrderSide
 
 MARKETS = list(ExchangeName)
@@ -444,6 +445,37 @@ def test_rehearse_order_encodes_the_order_and_sends_spends_and_tracks_nothing(
                 assert written is not None and (await written).client_order_id == "re-31"
             finally:
                 await connector.close()
+
+    run(scenario())
+
+
+def test_funding_settled_by_the_venue_is_read_with_its_amount_and_time() -> None:
+    async def scenario() -> None:
+        async with simulated_venues(moving=False, funding_interval_s=1) as sim:
+            perp, spot = sim.connector(ExchangeName.GATEIO_FUTURES), sim.connector(ExchangeName.GATEIO)
+            venue = sim.venues["gateio"].exchanges[ExchangeName.GATEIO_FUTURES]
+            try:
+                since_ms = sim.venues["gateio"].context.wall_ms()
+                sell = OrderRequest(
+                    symbol=PERP, side=OrderSide.SELL, type=OrderType.MARKET, quantity=D(3), client_order_id="fund-1",
+                    time_in_force=TimeInForce.IOC,
+                )
+                await perp.place_order(sell)
+                await eventually(lambda: len(venue.ledger.account(API_KEY).funding) >= 2, timeout_s=5.0,
+                                 what="two settlements of the 1 s interval")
+                settled = venue.ledger.account(API_KEY).funding[:2]
+                payments = (await perp.funding_payments(since_ms))[:2]
+                assert [(p.payment_id, p.symbol, p.amount, p.time_ms) for p in payments] == [
+                    (str(e.entry_id), PERP, from_atoms(e.change_atoms), e.wall_ms) for e in settled
+                ]
+                assert all(p.amount > 0 for p in payments)  # a short receives the simulator's positive rate
+                assert all(p.time_ms % 1000 == 0 for p in payments)  # at whole multiples of the interval
+                assert await spot.funding_payments(since_ms) == []  # spot settles none
+                (rate,) = await perp.funding_rates([PERP])  # what the venue announces is what it settles
+                assert (rate.rate, rate.interval_s, rate.next_settle_ms % 1000) == (D("0.0001"), 1, 0)
+            finally:
+                await perp.close()
+                await spot.close()
 
     run(scenario())
 

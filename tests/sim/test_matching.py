@@ -222,6 +222,37 @@ def test_futures_open_close_pnl_fees_rebate_and_reduce_only() -> None:
     assert fill.liquidity is Liquidity.MAKER and from_atoms(fill.fee_atoms) == D("-0.01525025")  # 0.025 % of 61.001
 
 
+def test_funding_is_settled_on_every_open_position_at_the_mid_in_the_venues_favour() -> None:
+    venue = SimExchange(ExchangeName.GATEIO_FUTURES, [perp()], leverage=10)
+    engine = venue.engine(PERP)
+    assert venue.settle_funding(PERP, D("0.0001"), 5) == []  # an empty book: no price, nothing settled
+    engine.apply_market_levels([(ASK, 600_010, 1_000), (BID, 599_990, 1_000)], 1)  # mid 60000
+    for user in ("long", "short", "poor"):
+        venue.deposit(user, "USDT", "1000")
+    venue.place_order("long", PERP, BUY, MARKET, 333, 2)  # 333 x 0.0001 BTC: 1998 USDT at the mid
+    venue.place_order("short", PERP, SELL, MARKET, 333, 3)
+    venue.place_order("poor", PERP, BUY, MARKET, 100, 4)
+    venue.ledger.account("poor").free["USDT"] = to_atoms("0.05")  # less than the 0.0738 it owes
+    totals = venue.ledger.total("USDT")
+    before = {user: venue.balances(user)["USDT"][0] for user in ("long", "short", "poor")}
+    entries = venue.settle_funding(PERP, D("0.000123"), 1_700_000_000_123)
+    by_user = {user: venue.ledger.account(user).funding for user in ("long", "short", "poor")}
+    assert [len(found) for found in by_user.values()] == [1, 1, 1] and len(entries) == 3
+    # 1998 x 0.000123 = 0.245754: the long pays it, the short receives it (exact here).
+    assert from_atoms(by_user["long"][0].change_atoms) == D("-0.245754")
+    assert from_atoms(by_user["short"][0].change_atoms) == D("0.245754")
+    assert from_atoms(by_user["poor"][0].change_atoms) == D("-0.05")  # capped at what it holds
+    assert venue.balances("long")["USDT"][0] == before["long"] - D("0.245754")
+    assert by_user["short"][0].balance_atoms == to_atoms(venue.balances("short")["USDT"][0])
+    assert {e.wall_ms for e in entries} == {1_700_000_000_123} and len({e.entry_id for e in entries}) == 3
+    assert venue.ledger.total("USDT") == totals  # paid to and taken from the market account
+    # A rate whose payment is not a whole atom rounds a payment up and a receipt down.
+    long_entry, short_entry = venue.settle_funding(PERP, D(1) / D(3) * D("0.001"), 6)[:2]
+    assert -long_entry.change_atoms > short_entry.change_atoms > 0
+    with pytest.raises(ValueError, match="not a futures market"):
+        spot_venue().settle_funding(SYM, D("0.0001"), 7)
+
+
 def test_spot_fees_round_to_the_atom_in_the_venues_favour() -> None:
     rate = D("0.0012345678901234567890123456789")  # a fee that is no whole number of atoms
     venue = SimExchange(ExchangeName.GATEIO, [spot(taker_fee=rate, maker_fee=-rate)])
@@ -254,6 +285,8 @@ order_op = st.tuples(
 cancel_op = st.tuples(st.just("cancel"), st.sampled_from(USERS), st.integers(0, 30))
 market_op = st.tuples(st.just("market"), st.sampled_from([BID, ASK]), st.integers(0, 15), st.integers(0, 30_000))
 ops = st.lists(st.one_of(order_op, cancel_op, market_op), min_size=1, max_size=40)
+funding_op = st.tuples(st.just("funding"), st.decimals(D("-0.01"), D("0.01"), places=6))
+futures_ops = st.lists(st.one_of(order_op, cancel_op, market_op, funding_op), min_size=1, max_size=40)
 
 
 def check_invariants(venue: SimExchange, totals: dict[str, int]) -> None:
@@ -308,6 +341,15 @@ def run_ops(venue: SimExchange, symbol: str, operations: list[tuple[object, ...]
                 assert result.order.filled_lots in (0, result.order.size_lots)
             if tif is TimeInForce.POST_ONLY:
                 assert result.fills == ()
+        elif op[0] == "funding":
+            free = {user: venue.ledger.account(user).free.get("USDT", 0) for user in USERS}
+            entries = venue.settle_funding(symbol, op[1], now)  # type: ignore[arg-type]
+            for user in USERS:
+                account = venue.ledger.account(user)
+                settled = [entry for entry in entries if entry in account.funding]
+                assert len(settled) == (1 if account.positions.get(symbol) and account.positions[symbol].contracts else 0)
+                assert account.free.get("USDT", 0) - free[user] == sum(entry.change_atoms for entry in settled)
+                assert all(entry.balance_atoms == account.free["USDT"] for entry in settled)
         elif op[0] == "cancel":
             _, user, index = op
             open_orders = venue.open_orders(user)  # type: ignore[arg-type]
@@ -338,7 +380,7 @@ def test_spot_properties(operations: list[tuple[object, ...]]) -> None:
 
 
 @settings(max_examples=300, deadline=None)
-@given(ops)
+@given(futures_ops)
 def test_futures_properties(operations: list[tuple[object, ...]]) -> None:
     venue = SimExchange(ExchangeName.GATEIO_FUTURES, [perp(maker_fee=D("-0.00025"))], leverage=5)
     venue.engine(PERP).apply_market_levels([(ASK, 10_000, 5_000), (BID, 9_990, 5_000)], 1)

@@ -14,9 +14,9 @@ import msgspec
 from ...instruments import Instrument, InstrumentCatalog
 from ...secrets import ApiCredentials
 from ...types import ExchangeName
-from ..connector import ExchangeConnector, FundingEndpoint, OrderTransportFactory, PublicEndpoints, VenueBinding
+from ..connector import ExchangeConnector, FundingEndpoint, NoPositions, OrderTransportFactory, PublicEndpoints, VenueBinding
 from ..factory import register
-from ..models import Balance, OrderRequest, OrderState, Position
+from ..models import Balance, FundingPayment, OrderRequest, OrderState, Position
 from ..rest import RestClient, RestRequest, RestVenue
 from ..ws import WsSettings
 from . import constants
@@ -73,7 +73,7 @@ class _Trading:
         return self._t.parse_balances(body)
 
 
-class _SpotTrading(_Trading):
+class _SpotTrading(NoPositions, _Trading):
     """Spot orders are addressed with their pair; spot has no positions."""
 
     def __init__(self, credentials: ApiCredentials, catalog: InstrumentCatalog) -> None:
@@ -88,11 +88,6 @@ class _SpotTrading(_Trading):
     def balances(self) -> RestRequest:
         return self._spot.balances()
 
-    def positions(self) -> None:
-        return None
-
-    def parse_positions(self, body: bytes) -> list[Position]:
-        return []
 
 
 class _FuturesTrading(_Trading):
@@ -115,6 +110,12 @@ class _FuturesTrading(_Trading):
 
     def parse_positions(self, body: bytes) -> list[Position]:
         return self._futures.parse_positions(body)
+
+    def funding_payments(self, since_ms: int, offset: int) -> RestRequest:
+        return self._futures.funding_payments(since_ms, offset)
+
+    def parse_funding_payments(self, body: bytes) -> tuple[list[FundingPayment], int]:
+        return self._futures.parse_funding_payments(body)
 
 
 class _Fees:

@@ -33,6 +33,9 @@ FUTURES_ORDERS_PATH: Final = "/futures/usdt/orders"
 FUTURES_ORDER_PATH: Final = "/futures/usdt/orders/{order_id}"
 FUTURES_ACCOUNTS_PATH: Final = "/futures/usdt/accounts"
 FUTURES_POSITIONS_PATH: Final = "/futures/usdt/positions"
+FUTURES_ACCOUNT_BOOK_PATH: Final = "/futures/usdt/account_book"  # ?type=fund: funding settled on positions
+ACCOUNT_BOOK_FUNDING: Final = "fund"
+ACCOUNT_BOOK_PAGE: Final = 100  # entries per request (Gate's default limit)
 
 KEY_HEADER: Final = "KEY"
 TIMESTAMP_HEADER: Final = "Timestamp"  # UNIX seconds, within 60 s of server time
@@ -225,6 +228,7 @@ FUTURES_ORDER_QUERY_RATE_LIMIT: Final = "gateio:private:" + FUTURES_ORDER_PATH
 FUTURES_ORDERS_LIST_RATE_LIMIT: Final = "gateio:private:" + FUTURES_ORDERS_PATH
 FUTURES_ACCOUNTS_RATE_LIMIT: Final = "gateio:private:" + FUTURES_ACCOUNTS_PATH
 FUTURES_POSITIONS_RATE_LIMIT: Final = "gateio:private:" + FUTURES_POSITIONS_PATH
+FUTURES_ACCOUNT_BOOK_RATE_LIMIT: Final = "gateio:private:" + FUTURES_ACCOUNT_BOOK_PATH
 SPOT_FEE_RATE_LIMIT: Final = "gateio:private:" + FEE_PATH
 PER_MARKET_RATE_LIMITS: Final = frozenset({SPOT_ORDER_PLACE_RATE_LIMIT})
 TRADING_RATE_LIMITS: Final = {
@@ -240,6 +244,7 @@ TRADING_RATE_LIMITS: Final = {
     FUTURES_ORDERS_LIST_RATE_LIMIT: PRIVATE_ENDPOINT_LIMIT,
     FUTURES_ACCOUNTS_RATE_LIMIT: PRIVATE_ENDPOINT_LIMIT,
     FUTURES_POSITIONS_RATE_LIMIT: PRIVATE_ENDPOINT_LIMIT,
+    FUTURES_ACCOUNT_BOOK_RATE_LIMIT: PRIVATE_ENDPOINT_LIMIT,
     SPOT_FEE_RATE_LIMIT: PRIVATE_ENDPOINT_LIMIT,
 }
 

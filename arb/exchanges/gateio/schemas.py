@@ -211,6 +211,17 @@ class FuturesAccount(msgspec.Struct, frozen=True):
     order_margin: Decimal = Decimal(0)
 
 
+class FuturesAccountBookEntry(msgspec.Struct, frozen=True):
+    """One entry of ``GET /futures/usdt/account_book``."""
+
+    time: Decimal  # seconds, with a fraction
+    change: Decimal  # > 0 credited, < 0 debited
+    type: str  # "fund": funding settled on a position; "pnl", "fee", "dnw"... otherwise
+    contract: str = ""  # given on entries since 2023-10-30
+    id: str = ""  # the entry's id, where the venue gives one
+    text: str = ""
+
+
 class FuturesPosition(msgspec.Struct, frozen=True):
     """One entry of ``GET /futures/usdt/positions``."""
 

@@ -584,6 +584,7 @@ def rest_routes() -> list[Route]:
         Route("DELETE", p + c.FUTURES_ORDER_PATH, _private(_futures_cancel)),
         Route("GET", p + c.FUTURES_ACCOUNTS_PATH, _private(_futures_account)),
         Route("GET", p + c.FUTURES_POSITIONS_PATH, _private(_futures_positions)),
+        Route("GET", p + c.FUTURES_ACCOUNT_BOOK_PATH, _private(_futures_account_book)),
     ]
 
 
@@ -806,15 +807,16 @@ def _currency_pair(request: SimRequest, ctx: SimContext) -> SimResponse:
     return _json(_pair_doc(_engine(ctx, request.path_params.get("currency_pair"), False).instrument))
 
 
-def _contract_doc(engine: MatchingEngine, now_s: int) -> dict[str, object]:
+def _contract_doc(engine: MatchingEngine, ctx: SimContext) -> dict[str, object]:
     """A ``contracts`` entry in the recorded key order; prices from the simulated book."""
     instrument = engine.instrument
     bid, ask = engine.book.best_bid(), engine.book.best_ask()
     last = instrument.ticks_to_price(bid[0]) if bid else instrument.ticks_to_price(ask[0]) if ask else Decimal(0)
     tick = _decimal_text(instrument.tick_size)
     price = _decimal_text(last)
+    rate, interval, now_s = _decimal_text(ctx.funding_rate), ctx.funding_interval_s, ctx.wall_ms() // 1000
     return {
-        "funding_rate_indicative": "0.0001",
+        "funding_rate_indicative": rate,
         "mark_price_round": tick,
         "funding_offset": 0,
         "in_delisting": False,
@@ -829,16 +831,16 @@ def _contract_doc(engine: MatchingEngine, now_s: int) -> dict[str, object]:
         "order_price_deviate": "0.1",
         "maintenance_rate": "0.005",
         "mark_type": "index",
-        "funding_interval": 28800,
+        "funding_interval": interval,
         "type": "direct",
         "risk_limit_step": "1000000",
         "enable_bonus": False,
         "leverage_min": "1",
-        "funding_rate": "0.0001",
+        "funding_rate": rate,
         "last_price": price,
         "mark_price": price,
         "order_size_max": 1000000,
-        "funding_next_apply": now_s - now_s % 28800 + 28800,
+        "funding_next_apply": now_s - now_s % interval + interval,
         "short_users": 0,
         "enable_credit": True,
         "config_change_time": 0,
@@ -860,14 +862,13 @@ def _contract_doc(engine: MatchingEngine, now_s: int) -> dict[str, object]:
 
 @_public
 def _contracts(request: SimRequest, ctx: SimContext) -> SimResponse:
-    now_s = ctx.wall_ms() // 1000
-    return _json([_contract_doc(engine, now_s) for engine in _exchange(ctx, True).engines.values()])
+    return _json([_contract_doc(engine, ctx) for engine in _exchange(ctx, True).engines.values()])
 
 
 @_public
 def _contract(request: SimRequest, ctx: SimContext) -> SimResponse:
     engine = _engine(ctx, request.path_params.get("contract"), True)
-    return _json(_contract_doc(engine, ctx.wall_ms() // 1000))
+    return _json(_contract_doc(engine, ctx))
 
 
 # -- spot orders -------------------------------------------------------------------------
@@ -1278,6 +1279,54 @@ def _futures_account(request: SimRequest, ctx: SimContext, user: str) -> SimResp
             "bonus": "0",
         }
     )
+
+
+def _futures_account_book(request: SimRequest, ctx: SimContext, user: str) -> SimResponse:
+    """``GET /futures/usdt/account_book``: the account's changes, newest first. The simulator records
+    funding (``type=fund``) only; ``contract``, ``from``/``to`` (seconds, inclusive), ``limit``
+    (1..1000, 100 by default) and ``offset`` filter and page it."""
+    params = _params(request)
+    exchange = _exchange(ctx, True)
+    kind = params.get("type")
+    limit, offset = _int_param(params, "limit", 100, 1, 1000), _int_param(params, "offset", 0, 0, 1 << 31)
+    first_ms = _int_param(params, "from", 0, 0, 1 << 40) * 1000
+    last_ms = _int_param(params, "to", 1 << 40, 0, 1 << 40) * 1000 + 999
+    symbol = None if "contract" not in params else _engine(ctx, params["contract"], True).symbol
+    entries = [
+        entry for entry in reversed(exchange.ledger.account(user).funding)
+        if (symbol is None or entry.symbol == symbol) and first_ms <= entry.wall_ms <= last_ms
+    ]
+    if kind not in (None, constants.ACCOUNT_BOOK_FUNDING):
+        entries = []
+    docs = []
+    for entry in entries[offset : offset + limit]:
+        contract = exchange.engine(entry.symbol).instrument.venue_symbol
+        docs.append(
+            {
+                "time": entry.wall_ms / 1000,
+                "change": _decimal_text(from_atoms(entry.change_atoms)),
+                "balance": _decimal_text(from_atoms(entry.balance_atoms)),
+                "type": constants.ACCOUNT_BOOK_FUNDING,
+                "text": f"{contract}:{entry.entry_id}",
+                "contract": contract,
+                "trade_id": "",
+                "id": str(entry.entry_id),
+            }
+        )
+    return _json(docs)
+
+
+def _int_param(params: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    text = params.get(name)
+    if text is None:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        raise _invalid(f"{name} {text!r} is not an integer") from None
+    if not low <= value <= high:
+        raise _invalid(f"{name} {value} is outside {low}..{high}")
+    return value
 
 
 def _futures_positions(request: SimRequest, ctx: SimContext, user: str) -> SimResponse:

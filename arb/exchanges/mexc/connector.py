@@ -14,9 +14,9 @@ import msgspec
 from ...instruments import Instrument, InstrumentCatalog
 from ...secrets import ApiCredentials
 from ...types import ExchangeName
-from ..connector import ExchangeConnector, FundingEndpoint, PublicEndpoints, VenueBinding
+from ..connector import ExchangeConnector, FundingEndpoint, NoPositions, PublicEndpoints, VenueBinding
 from ..factory import register
-from ..models import Balance, OrderRequest, OrderState, Position
+from ..models import Balance, OrderRequest, OrderState
 from ..rest import RestRequest, RestVenue
 from . import constants
 from .auth import MexcSigner
@@ -77,7 +77,7 @@ def _funding_rate(venue_symbol: str | None) -> RestRequest:
     return RestRequest(method="GET", path=constants.CONTRACT_FUNDING_RATE_PATH.format(symbol=venue_symbol))
 
 
-class _SpotTrading:
+class _SpotTrading(NoPositions):
     """``MexcSpotTrading`` as the connector's ``Trading``."""
 
     open_orders_need_symbol = True  # GET /api/v3/openOrders requires the symbol
@@ -113,12 +113,6 @@ class _SpotTrading:
 
     def parse_balances(self, body: bytes) -> dict[str, Balance]:
         return self._t.parse_balances(body)
-
-    def positions(self) -> None:
-        return None
-
-    def parse_positions(self, body: bytes) -> list[Position]:
-        return []
 
 
 class _Fees:

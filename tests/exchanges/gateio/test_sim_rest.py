@@ -264,6 +264,31 @@ def test_futures_limit_ioc_market_reduce_only_positions_and_account() -> None:
     assert client.parse_order(venue.fetch(client.query_order(order_id=ioc.order_id))).filled_quantity == D(50)
 
 
+def test_funding_settled_on_a_position_is_read_back_from_the_account_book_page_by_page() -> None:
+    venue = GateVenue()
+    client = venue.futures_client
+    client.parse_order(venue.fetch(client.place_order(order(PERP, quantity="20", price="30000", tif=TimeInForce.IOC))))
+    assert client.parse_funding_payments(venue.fetch(client.funding_payments(WALL_MS))) == ([], 0)
+    for n in range(constants.ACCOUNT_BOOK_PAGE + 5):  # more than one page
+        venue.futures.settle_funding(PERP, D("0.0001"), WALL_MS + 1_000 * n + 250)
+    settled = venue.futures.ledger.account(API_KEY).funding
+    first, more = client.parse_funding_payments(venue.fetch(client.funding_payments(WALL_MS)))
+    assert more == constants.ACCOUNT_BOOK_PAGE and len(first) == more
+    rest, last = client.parse_funding_payments(venue.fetch(client.funding_payments(WALL_MS, offset=more)))
+    assert last == 0 and len(rest) == 5
+    payments = sorted(first + rest, key=lambda p: p.time_ms)
+    # Long 20 contracts x 0.0001 BTC, 59.999 USDT at the mid 29999.5: pays 0.0059999 a settlement, stamped to the ms.
+    assert [(p.symbol, p.amount, p.time_ms) for p in payments] == [
+        (PERP, D("-0.0059999"), WALL_MS + 1_000 * n + 250) for n in range(constants.ACCOUNT_BOOK_PAGE + 5)
+    ]
+    assert [p.payment_id for p in payments] == [str(entry.entry_id) for entry in settled]
+    # ``from`` is in whole seconds: the settlements of the last 3 seconds.
+    since = client.funding_payments(WALL_MS + 1_000 * (constants.ACCOUNT_BOOK_PAGE + 2))
+    assert [p.time_ms for p in client.parse_funding_payments(venue.fetch(since))[0]] == [
+        WALL_MS + 1_000 * n + 250 for n in range(constants.ACCOUNT_BOOK_PAGE + 4, constants.ACCOUNT_BOOK_PAGE + 1, -1)
+    ]
+
+
 # --- faults -------------------------------------------------------------------------------
 
 

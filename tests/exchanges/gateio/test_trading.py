@@ -119,7 +119,7 @@ def test_every_request_spends_a_limit_the_venue_declares() -> None:
         client.query_order("BTC/USDT", order_id="1"), client.open_orders(), client.open_orders("BTC/USDT"),
         client.balances(), fclient.place_order(req("BTC/USDT:USDT", OrderSide.BUY, "1", "100")),
         fclient.cancel_order(order_id="1"), fclient.query_order(order_id="1"), fclient.open_orders(),
-        fclient.account(), fclient.positions(),
+        fclient.account(), fclient.positions(), fclient.funding_payments(0),
     ]
     for request in requests:
         limiter.check(request.limits)
@@ -127,6 +127,31 @@ def test_every_request_spends_a_limit_the_venue_declares() -> None:
     # Spot placement spends its pair's own budget, as Gate counts it; futures placement the account's.
     assert requests[0].limits == ((market_limit(constants.SPOT_ORDER_PLACE_RATE_LIMIT, "BTC/USDT"), 1),)
     assert requests[6].limits == ((constants.FUTURES_ORDER_PLACE_RATE_LIMIT, 1),)
+
+
+def test_funding_payments_are_read_from_the_account_books_fund_entries() -> None:
+    client = futures_client()
+    request = client.funding_payments(1_700_000_123_456, offset=200)
+    assert (request.method, request.path) == ("GET", constants.FUTURES_ACCOUNT_BOOK_PATH)
+    assert request.query == "from=1700000123&limit=100&offset=200&type=fund"
+    assert request.limits == ((constants.FUTURES_ACCOUNT_BOOK_RATE_LIMIT, 1),)
+    body = json.dumps([
+        {"time": 1700003600.123, "change": "0.0123", "balance": "100.0123", "type": "fund", "text": "BTC_USDT:1",
+         "contract": "BTC_USDT", "trade_id": "", "id": "77"},
+        {"time": 1700003600, "change": "-0.5", "balance": "99.5", "type": "fund", "text": "", "contract": "LTC_USDT"},
+        {"time": 1700003601, "change": "-0.01", "balance": "99.49", "type": "fee", "contract": "BTC_USDT", "id": "78"},
+        {"time": 1700003602, "change": "1", "balance": "100.49", "type": "fund", "contract": "DOGE_USDT", "id": "79"},
+    ]).encode()
+    payments, more = client.parse_funding_payments(body)
+    assert more == 0  # not a full page
+    assert [(p.payment_id, p.symbol, p.amount, p.time_ms) for p in payments] == [
+        ("77", "BTC/USDT:USDT", D("0.0123"), 1_700_003_600_123),
+        ("1700003600:LTC_USDT:-0.5", "LTC/USDT:USDT", D("-0.5"), 1_700_003_600_000),  # no id: named by its fields
+    ]  # the fee entry and the contract the catalog does not list are left out
+    full = json.dumps([{"time": 1, "change": "0", "type": "pnl"}] * constants.ACCOUNT_BOOK_PAGE).encode()
+    assert client.parse_funding_payments(full) == ([], constants.ACCOUNT_BOOK_PAGE)
+    with pytest.raises(ExchangeError, match="futures account book"):
+        client.parse_funding_payments(b'{"label": "oops"}')
 
 
 def recorded_bodies(shared_data: Path) -> dict[str, dict[str, object]]:
