@@ -48,7 +48,7 @@ from .exchanges.book_sync import BookSyncStats
 from .exchanges.connector import ExchangeConnector
 from .exchanges.errors import ErrorCategory
 from .exchanges.factory import ExchangeFactory, market_symbols
-from .exchanges.models import Fill, OrderRequest, OrderState
+from .exchanges.models import Fill, FundingPayment, OrderRequest, OrderState
 from .exchanges.paper import PaperExchange
 from .execution import StartedExecution, TwoLegExecutor, finish_despite_cancellation
 from .funding import FundingBook
@@ -59,7 +59,7 @@ from .orders import OrderOutcome, market_symbol
 from .monitor import PerformanceMonitor, Stage
 from .pipeline import Leg, ScannerPipeline, SymbolPlan
 from .recovery import RecoveryManager
-from .risk import RiskManager, RiskRejection, futures_holdings
+from .risk import MS_PER_DAY, RiskManager, RiskRejection, futures_holdings
 from .secrets import VENUE_ENV_PREFIX, ApiCredentials, Secret
 from .shutdown import ShutdownManager, StepOutcome
 from .sim.cluster import SimCluster, SimConfig, SimEndpoints
@@ -115,6 +115,9 @@ VENUE_FAULTS = frozenset(category.value for category in (
 ))
 # A funding rate not refreshed for this many refresh intervals counts as missing (hedges refused).
 FUNDING_STALE_REFRESHES = 3
+# Each read of settled funding starts this long before the previous read began: a venue may list
+# a settlement in its account book a little after the settlement's time.
+FUNDING_READ_OVERLAP_MS = 3_600_000
 
 
 class Executor(Protocol):
@@ -154,6 +157,8 @@ class RunSummary(msgspec.Struct, kw_only=True):
     open_hedges: int = 0  # spot-futures hedge positions still open at the end
     held_hedge_basis: Decimal = Decimal(0)  # the basis they locked in: in realized PnL until closed
     hedges_dropped: list[str] = []  # hedges taken out of the book: the venue no longer held their futures
+    funding_settled: Decimal = Decimal(0)  # funding the venues settled on the traded perpetuals in this run
+    funding_payments: int = 0
 
     @property
     def ok(self) -> bool:
@@ -175,6 +180,11 @@ class RunSummary(msgspec.Struct, kw_only=True):
             f"  succeeded / failed       {s.executions_succeeded} / {s.executions_failed}",
             f"  fills                    {self.fills}",
             f"  realized PnL             {s.total_realized_profit} USDT" + self._held_hedges(),
+            *(
+                [f"  funding settled          {self.funding_settled} USDT in {self.funding_payments} payments "
+                 "(in the daily PnL, not above)"]
+                if self.funding_payments else []
+            ),
             f"  avg execution time       {s.average_execution_time_ms} ms",
             "  rejected by risk         "
             + (", ".join(f"{k} {v}" for k, v in sorted(self.rejected_by_risk.items())) or "none"),
@@ -281,7 +291,9 @@ class ArbitrageController:
 
     ``status``: where the once-a-second status line goes (None: nowhere). ``watch_positions``:
     read the futures venues' positions every ``balance_refresh_interval_ms`` while running, as
-    at start-up (``_check_futures_positions``); a backtest's in-process venues need no check.
+    at start-up (``_check_futures_positions``), and the funding they settled every
+    ``funding_refresh_interval_ms`` (``_record_funding``); a backtest's in-process venues need
+    neither.
     """
 
     def __init__(
@@ -353,6 +365,10 @@ class ArbitrageController:
         self._book_stats: dict[ExchangeName, dict[str, BookSyncStats]] = {}
         self._skew_alerts: list[str] = []
         self._hedges_dropped: list[str] = []
+        self._funding_read_ms: int | None = None  # wall ms at which the last read of settled funding began
+        self._funding_seen: set[tuple[ExchangeName, str]] = set()  # payments counted (without a journal)
+        self._funding_settled = ZERO  # counted in this run
+        self._funding_payments = 0
         self._tasks: list[asyncio.Task[None]] = []
         self._catalogs: dict[ExchangeName, InstrumentCatalog] = {}
         self._error: str | None = None
@@ -473,6 +489,58 @@ class ArbitrageController:
                 raise
             except Exception:
                 log.exception("futures position check failed")
+
+    async def _watch_funding(self) -> None:
+        """``_record_funding`` now and every ``funding_refresh_interval_ms`` until cancelled."""
+        while True:
+            try:
+                await self._record_funding()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("reading settled funding failed")
+            await asyncio.sleep(self.config.funding_refresh_interval_ms / 1000)
+
+    async def _record_funding(self) -> None:
+        """Read the funding each traded futures market settled on the configured pairs, journal the
+        payments not seen before and count them in the daily PnL (``RiskManager.record_funding``).
+
+        The first read starts at the UTC day's start; each later one an hour before the previous
+        read began, so that an entry the venue lists late is still read (the journal, or this
+        run's memory without one, counts each payment once)."""
+        now_ms = self.wall_clock() // 1_000_000
+        last = self._funding_read_ms
+        since_ms = now_ms - now_ms % MS_PER_DAY if last is None else last - FUNDING_READ_OVERLAP_MS
+        pairs = set(self.config.symbols)
+        complete = True
+        for market in sorted(self._traded_futures(), key=lambda m: m.value):
+            try:
+                payments = await self.traders[market].funding_payments(since_ms)
+            except ExchangeError as exc:
+                log.warning("%s settled funding unreadable (%s): read again next time", market.value, exc)
+                complete = False
+                continue
+            wanted = [p for p in payments if _pair(p.symbol) in pairs]
+            for payment in self._new_funding(market, wanted):
+                self._funding_settled += payment.amount
+                self._funding_payments += 1
+                if self.risk is not None:
+                    self.risk.record_funding(payment)
+                log.info("%s %s: funding settled %s USDT (payment %s)", market.value, payment.symbol, payment.amount,
+                         payment.payment_id)
+        if complete:
+            self._funding_read_ms = now_ms
+
+    def _new_funding(self, market: ExchangeName, payments: list[FundingPayment]) -> list[FundingPayment]:
+        """The payments of ``market`` not counted before: journaled now, or remembered without a journal."""
+        if self.journal is not None:
+            return self.journal.record_funding(market, payments)
+        seen, new = self._funding_seen, []
+        for payment in payments:
+            if (market, payment.payment_id) not in seen:
+                seen.add((market, payment.payment_id))
+                new.append(payment)
+        return new
 
     def _trading_mark(self) -> int | None:
         """The count of finished executions while none is in flight; None while one is."""
@@ -729,6 +797,7 @@ class ArbitrageController:
                 self._tasks.append(loop.create_task(self._rehearsals(), name="arb rehearsals"))
             if self.watch_positions and self._traded_futures():
                 self._tasks.append(loop.create_task(self._watch_futures_positions(), name="arb positions"))
+                self._tasks.append(loop.create_task(self._watch_funding(), name="arb funding payments"))
             if self.config.busy_poll:
                 busy = loop.create_task(_busy_poll(), name="arb busy poll")
                 self._tasks.append(busy)
@@ -1183,6 +1252,8 @@ class ArbitrageController:
             resyncs=resyncs,
             skew_alerts=list(dict.fromkeys(self._skew_alerts)),
             hedges_dropped=list(self._hedges_dropped),
+            funding_settled=self._funding_settled,
+            funding_payments=self._funding_payments,
             shutdown=self.shutdown_manager.outcomes,
             stop_reason=self.shutdown_manager.reason,
             error=self._error,
@@ -1355,6 +1426,12 @@ async def _busy_poll() -> None:
 
 def _ignore(event: object) -> None:
     """Order and fill pushes: the executor follows its orders itself."""
+
+
+def _pair(symbol: str) -> str:
+    """``BASE/QUOTE`` of a spot or perpetual symbol."""
+    base, quote, _ = split_symbol(symbol)
+    return f"{base}/{quote}"
 
 
 def _ms(ns: int) -> Decimal:

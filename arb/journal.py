@@ -72,12 +72,12 @@ import msgspec
 import numpy as np
 
 from .errors import ArbitrageEngineError
-from .exchanges.models import Fill, OrderRequest, OrderState, OrderStatus
+from .exchanges.models import Fill, FundingPayment, OrderRequest, OrderState, OrderStatus
 from .types import ExchangeName, OrderSide
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 INTENT_LOG_SUFFIX = "-intents"  # the intent log is the database's path with this suffix
 # SQLite's own checkpoint, run inside a commit once the WAL holds this many pages: a safety net
 # well above the cadence of ``start_checkpoint`` (the engine's, about 4 pages per commit).
@@ -142,6 +142,21 @@ CREATE TABLE recovery_steps (
     at_ms INTEGER NOT NULL
 );
 """
+# Version 2: funding the venues settled on futures positions, each payment once.
+_FUNDING_SCHEMA = """
+CREATE TABLE funding_payments (
+    exchange TEXT NOT NULL,
+    payment_id TEXT NOT NULL,
+    symbol TEXT NOT NULL,
+    amount TEXT NOT NULL,            -- in the settle asset: > 0 received, < 0 paid
+    settled_at_ms INTEGER NOT NULL,  -- the venue's time of the settlement
+    recorded_at_ms INTEGER NOT NULL,
+    PRIMARY KEY (exchange, payment_id)
+);
+CREATE INDEX funding_settled ON funding_payments (settled_at_ms);
+"""
+# What brings a journal of each older version to SCHEMA_VERSION (0: a new file).
+_UPGRADES = {0: _SCHEMA + _FUNDING_SCHEMA, 1: _FUNDING_SCHEMA}
 
 _FINAL_STATUSES = tuple(status.value for status in OrderStatus if status.is_final)
 _FINAL_STATUS_SET = frozenset(_FINAL_STATUSES)
@@ -470,15 +485,18 @@ class Journal:
         (version,) = self._db.execute("PRAGMA user_version").fetchone()
         if version == SCHEMA_VERSION:
             return
-        if version != 0:
+        upgrade = _UPGRADES.get(version)
+        if upgrade is None:
             raise JournalError(
-                f"journal {self.path}: schema version {version}, this arb reads version {SCHEMA_VERSION}"
+                f"journal {self.path}: schema version {version}, this arb reads versions up to {SCHEMA_VERSION}"
             )
         with self._transaction:
-            for statement in _SCHEMA.split(";"):
+            for statement in upgrade.split(";"):
                 if statement.strip():
                     self._db.execute(statement)
             self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        if version:
+            log.info("journal %s: schema upgraded from version %d to %d", self.path, version, SCHEMA_VERSION)
 
     def _recover_intent_log(self, log_path: str, fd: int) -> None:
         """Move into the database the intents a crash left only in the log, then empty it."""
@@ -914,7 +932,34 @@ class Journal:
             ).lastrowid
         return step_id or 0
 
+    def record_funding(self, exchange: ExchangeName, payments: Iterable[FundingPayment]) -> list[FundingPayment]:
+        """Record funding ``exchange`` settled, in one transaction; the payments not recorded before
+        (a payment, named by its id, is recorded once however often it is read)."""
+        now_ms, added = self._now_ms(), []
+        with self._transaction:
+            for payment in payments:
+                cursor = self._write(
+                    "INSERT OR IGNORE INTO funding_payments "
+                    "(exchange, payment_id, symbol, amount, settled_at_ms, recorded_at_ms) VALUES (?, ?, ?, ?, ?, ?)",
+                    (exchange.value, payment.payment_id, payment.symbol, str(payment.amount), payment.time_ms, now_ms),
+                )
+                if cursor.rowcount:
+                    added.append(payment)
+        return added
+
     # -- reads --------------------------------------------------------------------------
+
+    def funding_payments(self, since_ms: int = 0) -> list[tuple[ExchangeName, FundingPayment]]:
+        """Recorded funding settled at or after ``since_ms``, by settlement time: (market, payment) each."""
+        rows = self._db.execute(
+            "SELECT exchange, payment_id, symbol, amount, settled_at_ms FROM funding_payments "
+            "WHERE settled_at_ms >= ? ORDER BY settled_at_ms, exchange, payment_id",
+            (since_ms,),
+        )
+        return [
+            (ExchangeName(row[0]), FundingPayment(payment_id=row[1], symbol=row[2], amount=Decimal(row[3]), time_ms=row[4]))
+            for row in rows
+        ]
 
     def open_intents(self) -> list[IntentRecord]:
         """Intents without a closing outcome, oldest first."""

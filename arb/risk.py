@@ -36,6 +36,10 @@ what this engine traded, so the controller then reads the futures venues' open p
 ``align_futures_positions`` puts each in place of the journal's where they differ (a position
 closed by hand or liquidated while the engine was stopped no longer offsets its spot side).
 
+Funding. What the venues settle on futures positions counts in the daily realized PnL of the
+UTC day it was settled on (``record_funding``), live and on restore (from the journal's
+funding record): paid funding brings the daily loss limit nearer, received funding offsets it.
+
 Hedges. A spot/futures hedge's opening reports the basis it locked in as realized PnL and its
 close reports minus the exit basis; the basis is realized only by the close. The controller
 takes the locked basis out of the daily PnL when a hedge opens and puts it back when it closes
@@ -58,7 +62,7 @@ import msgspec
 from arb_core.freshness import monotonic_ns
 
 from .errors import RiskManagementError
-from .exchanges.models import Fill, Position
+from .exchanges.models import Fill, FundingPayment, Position
 from .instruments import Instrument, InstrumentCatalog, InstrumentError, split_symbol
 from .journal import FillRecord
 from .orders import RealizedPnl, exact_notional, fee_in_quote
@@ -218,10 +222,11 @@ class RestoredRisk(msgspec.Struct, frozen=True, kw_only=True):
     orders: int  # journaled orders with fills, replayed into the positions
     executions_today: int  # executions whose realized PnL counts on the current trading day
     trading_day: int  # days since the epoch, UTC
-    daily_realized_pnl_usd: Decimal
+    daily_realized_pnl_usd: Decimal  # funding settled today included
     positions: int  # open (non-zero) positions
     total_exposure_usd: Decimal
     skipped: tuple[str, ...]  # opportunities (or orphan trade ids) left out, each logged as an error
+    funding_today_usd: Decimal = Decimal(0)  # settled on the current trading day (in the daily PnL)
 
 
 class RiskJournal(Protocol):
@@ -229,6 +234,9 @@ class RiskJournal(Protocol):
 
     def fills(self, opportunity_id: str | None = None) -> list[FillRecord]:
         """Recorded fills in journal order."""
+
+    def funding_payments(self, since_ms: int = 0) -> list[tuple[ExchangeName, FundingPayment]]:
+        """Recorded funding settled at or after ``since_ms``."""
 
 
 AlertCallback = Callable[[BreakerTrip], None]
@@ -593,6 +601,14 @@ class RiskManager:
             self._roll_day()
         self._daily_pnl += amount
 
+    def record_funding(self, payment: FundingPayment) -> None:
+        """Count funding a venue settled (USD, > 0 received) in the daily PnL when it was settled on
+        the current UTC day (a payment of an earlier day, read late, belongs to that day)."""
+        if self._wall_clock() >= self._day_end_ns:
+            self._roll_day()
+        if payment.time_ms // MS_PER_DAY == self._day:
+            self._daily_pnl += payment.amount
+
     def record_stale_data(self, exchange: ExchangeName, symbol: str, *, desynced: bool = False) -> None:
         """Report a book found stale (or out of sync) when a decision needed it."""
         now = self._clock()
@@ -718,6 +734,8 @@ class RiskManager:
             self._daily_pnl += execution.value()
         if held_basis_by_day:
             self._daily_pnl -= held_basis_by_day.get(self._day, ZERO)
+        funding = sum((p.amount for _, p in journal.funding_payments(since_ms=self._day * MS_PER_DAY)), ZERO)
+        self._daily_pnl += funding
         for what, reason in skipped.items():
             log.error("risk: %s left out of the restored positions and daily PnL: %s", what, reason)
         restored = RestoredRisk(
@@ -728,12 +746,13 @@ class RiskManager:
             positions=sum(1 for p in self._positions.values() if p.quantity != ZERO),
             total_exposure_usd=self._used_total,
             skipped=tuple(skipped),
+            funding_today_usd=funding,
         )
         log.info(
             "risk: restored from the journal: %d orders, %d open positions, exposure %s USD; trading day %d "
-            "realized PnL %s USD from %d executions; %d left out",
+            "realized PnL %s USD from %d executions and %s USD of funding; %d left out",
             restored.orders, restored.positions, restored.total_exposure_usd, restored.trading_day,
-            restored.daily_realized_pnl_usd, restored.executions_today, len(restored.skipped),
+            restored.daily_realized_pnl_usd, restored.executions_today, funding, len(restored.skipped),
         )
         return restored
 

@@ -20,7 +20,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from arb.exchanges.models import Fill, OrderRequest, OrderState, OrderStatus, OrderType
+from arb.exchanges.models import Fill, FundingPayment, OrderRequest, OrderState, OrderStatus, OrderType
 import arb.journal as journal_module
 from arb.journal import SCHEMA_VERSION, Journal, JournalError
 from arb.types import ExchangeName, OrderSide
@@ -83,6 +83,27 @@ def fill(
     )
 
 
+def test_funding_payments_are_recorded_once_and_read_back_by_settlement_time(tmp_path: Path) -> None:
+    from arb.types import ExchangeName
+
+    gate = ExchangeName.GATEIO_FUTURES
+
+    def payment(payment_id: str, amount: str, time_ms: int) -> FundingPayment:
+        return FundingPayment(payment_id=payment_id, symbol="BTC/USDT:USDT", amount=Decimal(amount), time_ms=time_ms)
+
+    first, second = payment("7", "0.0123", 2_000), payment("8", "-0.5", 1_000)
+    with Journal(tmp_path / "j.sqlite3") as journal:
+        assert journal.record_funding(gate, [first, second]) == [first, second]
+        assert journal.record_funding(gate, [second, payment("9", "1", 3_000)]) == [payment("9", "1", 3_000)]
+        # The same id on another market is another payment.
+        assert journal.record_funding(ExchangeName.MEXC_FUTURES, [first]) == [first]
+    with Journal(tmp_path / "j.sqlite3") as journal:  # durable
+        assert journal.funding_payments() == [
+            (gate, second), (gate, first), (ExchangeName.MEXC_FUTURES, first), (gate, payment("9", "1", 3_000))
+        ]
+        assert [p.payment_id for _, p in journal.funding_payments(since_ms=2_001)] == ["9"]
+
+
 def open_ids(journal: Journal) -> list[str]:
     return [intent.client_order_id for intent in journal.open_intents()]
 
@@ -94,7 +115,7 @@ def test_database_is_wal_and_versioned(tmp_path: Path) -> None:
         assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
         assert db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
         db.execute("PRAGMA user_version=99")
-    with pytest.raises(JournalError, match="schema version 99, this arb reads version 1"):
+    with pytest.raises(JournalError, match=f"schema version 99, this arb reads versions up to {SCHEMA_VERSION}"):
         Journal(path)
 
 

@@ -5,15 +5,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
+from contextlib import closing
 from decimal import Decimal as D
 from pathlib import Path
 
 import pytest
 from fakevenue import FakeExchange, FakeTime, Step, catalogs, perp, spot
 
-from arb.exchanges.models import Fill, OrderState, OrderStatus, OrderType, Position
+from arb.exchanges.models import Fill, FundingPayment, OrderState, OrderStatus, OrderType, Position
 from arb.execution import TwoLegExecutor
 from arb.instruments import InstrumentCatalog, split_symbol
+from arb import journal as journal_module
 from arb.journal import SCHEMA_VERSION, Journal
 from arb.orders import OrderSettings
 from arb.recovery import RecoveryManager
@@ -309,13 +311,34 @@ def test_restore_replaces_state_and_keeps_in_flight_reservations(tmp_path: Path)
     assert metrics.total_exposure_usd == expected.total_exposure_usd + reserved
 
 
+def test_funding_settled_today_counts_in_the_daily_pnl_live_and_after_a_restart(tmp_path: Path) -> None:
+    perp_market = ExchangeName.GATEIO_FUTURES
+
+    def payment(payment_id: str, amount: str, time_ms: int) -> FundingPayment:
+        return FundingPayment(payment_id=payment_id, symbol="BTC/USDT:USDT", amount=D(amount), time_ms=time_ms)
+
+    midnight = TODAY_MS - TODAY_MS % DAY_MS
+    yesterday = payment("1", "5", midnight - 1)  # the last millisecond of yesterday
+    today = payment("2", "1.25", midnight)
+    paid = payment("3", "-0.5", TODAY_MS)
+    live = RiskManager(LIMITS, wall_clock=Wall(TODAY_MS).ns)
+    for settled in (yesterday, today, paid):
+        live.record_funding(settled)
+    assert live.get_current_risk_metrics().daily_realized_pnl_usd == D("0.75")  # yesterday's belongs to yesterday
+    with Journal(tmp_path / "j.sqlite3", wall_clock_ms=lambda: TODAY_MS) as journal:
+        journal.record_funding(perp_market, [yesterday, today, paid])
+        restored = RiskManager(LIMITS, wall_clock=Wall(TODAY_MS).ns).restore(journal, {})
+    assert restored.funding_today_usd == D("0.75") and restored.daily_realized_pnl_usd == D("0.75")
+
+
 def test_a_journal_written_by_an_earlier_version_restores(tmp_path: Path) -> None:
-    """The journal schema is unchanged (version 1): a file with only v1 rows, written without
-    this code, opens and restores."""
-    assert SCHEMA_VERSION == 1
+    """A version 1 file (before the funding table), written without this code, is upgraded when
+    opened and restores."""
+    assert SCHEMA_VERSION == 2
     path = tmp_path / "old.sqlite3"
-    Journal(path).close()  # creates the version 1 tables
     db = sqlite3.connect(path)
+    db.executescript(journal_module._SCHEMA)  # the version 1 tables, as that version created them
+    db.execute("PRAGMA user_version=1")
     request = (
         '{"symbol":"BTC/USDT","side":"buy","type":"limit","quantity":"0.5","price":"60000.10",'
         '"client_order_id":"old1-b"}'
@@ -335,6 +358,9 @@ def test_a_journal_written_by_an_earlier_version_restores(tmp_path: Path) -> Non
     risk = RiskManager(LIMITS, wall_clock=Wall(TODAY_MS).ns)
     with Journal(path) as journal:
         summary = risk.restore(journal, {GATE: InstrumentCatalog(GATE, [spot(GATE)])})
+        assert journal.funding_payments() == []  # the table version 2 added is there, empty
+    with closing(sqlite3.connect(path)) as db:
+        assert db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
     assert summary.orders == 1 and summary.positions == 1
     # An open residual: no matched quantity, so only the fee (0.0005 BTC at 60000.10) is realized.
     assert summary.daily_realized_pnl_usd == -D("0.0005") * D("60000.10")
