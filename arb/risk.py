@@ -172,6 +172,7 @@ class RiskMetrics(msgspec.Struct, frozen=True, kw_only=True):
     max_daily_loss_usd: Decimal
     daily_loss_utilisation_pct: Decimal
     executions_in_flight: int
+    daily_funding_usd: Decimal = Decimal(0)  # funding settled today, part of ``daily_realized_pnl_usd``
 
 
 class RiskStatistics(msgspec.Struct, frozen=True, kw_only=True):
@@ -401,6 +402,7 @@ class RiskManager:
         self._day = wall_clock() // NS_PER_DAY
         self._day_end_ns = (self._day + 1) * NS_PER_DAY
         self._daily_pnl = ZERO
+        self._daily_funding = ZERO  # part of _daily_pnl
 
         self._tripped: dict[Breaker, BreakerTrip] = {}
         self._trip_counts = dict.fromkeys(Breaker, 0)
@@ -608,6 +610,7 @@ class RiskManager:
             self._roll_day()
         if payment.time_ms // MS_PER_DAY == self._day:
             self._daily_pnl += payment.amount
+            self._daily_funding += payment.amount
 
     def record_stale_data(self, exchange: ExchangeName, symbol: str, *, desynced: bool = False) -> None:
         """Report a book found stale (or out of sync) when a decision needed it."""
@@ -736,6 +739,7 @@ class RiskManager:
             self._daily_pnl -= held_basis_by_day.get(self._day, ZERO)
         funding = sum((p.amount for _, p in journal.funding_payments(since_ms=self._day * MS_PER_DAY)), ZERO)
         self._daily_pnl += funding
+        self._daily_funding = funding
         for what, reason in skipped.items():
             log.error("risk: %s left out of the restored positions and daily PnL: %s", what, reason)
         restored = RestoredRisk(
@@ -865,6 +869,7 @@ class RiskManager:
             max_daily_loss_usd=self._max_daily_loss,
             daily_loss_utilisation_pct=loss * HUNDRED / self._max_daily_loss,
             executions_in_flight=len(self._in_flight),
+            daily_funding_usd=self._daily_funding,
         )
 
     def get_risk_statistics(self) -> RiskStatistics:
@@ -904,6 +909,7 @@ class RiskManager:
             log.info("trading day %d closed with realized PnL %s USD", self._day, self._daily_pnl)
             self._day = day
             self._daily_pnl = ZERO
+            self._daily_funding = ZERO
         self._day_end_ns = (day + 1) * NS_PER_DAY
 
     def _refresh_symbol(self, symbol: str) -> None:

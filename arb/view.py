@@ -183,6 +183,7 @@ class ViewSnapshot(msgspec.Struct, frozen=True, kw_only=True):
     executions_failed: int
     realized_pnl: Decimal
     daily_pnl: Decimal
+    daily_funding: Decimal  # settled today, part of ``daily_pnl``
     max_daily_loss: Decimal
     exposure_usd: Decimal
     max_exposure_usd: Decimal
@@ -368,6 +369,7 @@ class LiveView:
             executions_failed=stats.executions_failed,
             realized_pnl=stats.total_realized_profit,
             daily_pnl=metrics.daily_realized_pnl_usd,
+            daily_funding=metrics.daily_funding_usd,
             max_daily_loss=metrics.max_daily_loss_usd,
             exposure_usd=metrics.total_exposure_usd,
             max_exposure_usd=metrics.max_total_exposure_usd,
@@ -600,6 +602,8 @@ def _pnl(s: ViewSnapshot) -> RenderableType:
     totals.add_column(justify="right")
     totals.add_row("realized PnL", _signed(s.realized_pnl, f" {s.quote_asset}"))
     totals.add_row("today", Text.assemble(_signed(s.daily_pnl), f" (max loss {s.max_daily_loss})"))
+    if s.daily_funding:
+        totals.add_row("  of it funding", _signed(s.daily_funding))
     totals.add_row("exposure", f"{s.exposure_usd:.2f} / {s.max_exposure_usd} USD")
     totals.add_row("in flight", f"{s.in_flight_usd:.2f} USD")
     venues = _table("market", "positions", "net USD", f"free {s.quote_asset}")

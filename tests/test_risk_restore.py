@@ -324,11 +324,18 @@ def test_funding_settled_today_counts_in_the_daily_pnl_live_and_after_a_restart(
     live = RiskManager(LIMITS, wall_clock=Wall(TODAY_MS).ns)
     for settled in (yesterday, today, paid):
         live.record_funding(settled)
-    assert live.get_current_risk_metrics().daily_realized_pnl_usd == D("0.75")  # yesterday's belongs to yesterday
+    metrics = live.get_current_risk_metrics()
+    assert metrics.daily_realized_pnl_usd == metrics.daily_funding_usd == D("0.75")  # yesterday's belongs to yesterday
     with Journal(tmp_path / "j.sqlite3", wall_clock_ms=lambda: TODAY_MS) as journal:
         journal.record_funding(perp_market, [yesterday, today, paid])
-        restored = RiskManager(LIMITS, wall_clock=Wall(TODAY_MS).ns).restore(journal, {})
+        wall = Wall(TODAY_MS)
+        restarted = RiskManager(LIMITS, wall_clock=wall.ns)
+        restored = restarted.restore(journal, {})
     assert restored.funding_today_usd == D("0.75") and restored.daily_realized_pnl_usd == D("0.75")
+    assert restarted.get_current_risk_metrics().daily_funding_usd == D("0.75")
+    wall.ms += DAY_MS  # the day rolls: today's funding is yesterday's
+    restarted.record_realized_pnl(D(0))
+    assert restarted.get_current_risk_metrics().daily_funding_usd == 0
 
 
 def test_a_journal_written_by_an_earlier_version_restores(tmp_path: Path) -> None:

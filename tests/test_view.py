@@ -9,6 +9,7 @@ import logging
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator, Mapping
 from decimal import Decimal as D
 from pathlib import Path
@@ -20,7 +21,7 @@ from arb_core.book import ASK, BID, DeltaBatch, OrderBook
 from arb_core.wire.common import WireScale
 
 from arb.exchanges.book_sync import BookSyncStats
-from arb.exchanges.models import Balance, ConnectionHealth, Fill
+from arb.exchanges.models import Balance, ConnectionHealth, Fill, FundingPayment
 from arb.monitor import PerformanceMonitor, Stage
 from arb.pipeline import ScannerPipeline
 from arb.risk import RiskManager
@@ -183,6 +184,15 @@ def test_the_dashboard_shows_every_section_with_its_values() -> None:
     assert "2.500" in place.split("│ place ")[1]
     kill = next(line for line in lines if "kill_switch" in line)
     assert "TRIPPED" in kill and "operator pressed stop" in kill
+
+
+def test_funding_settled_today_shows_as_part_of_todays_pnl() -> None:
+    parts = Parts()
+    assert "of it funding" not in rendered(parts.view())  # none settled: no row
+    now_ms = time.time_ns() // 1_000_000
+    parts.risk.record_funding(FundingPayment(payment_id="1", symbol="BTC/USDT:USDT", amount=D("0.0421"), time_ms=now_ms))
+    funding = next(line for line in rendered(parts.view()).splitlines() if "of it funding" in line)
+    assert "0.0421" in funding.split("of it funding")[1].split("│")[0]
 
 
 def test_narrow_terminal_still_renders_every_section() -> None:
