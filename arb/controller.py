@@ -29,7 +29,7 @@ import logging
 import signal
 import time
 import tomllib
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import Protocol
@@ -43,12 +43,12 @@ from .balances import BalanceMonitor, SkewAlert
 from .collection import IdleCollection
 from .config import ConfigurationManager
 from .errors import ArbitrageEngineError, ConfigurationError, ExchangeError
-from .exchanges.base import BookKey, MarketDataTap
+from .exchanges.base import BalancesReadHandler, BookKey, MarketDataTap
 from .exchanges.book_sync import BookSyncStats
 from .exchanges.connector import ExchangeConnector
 from .exchanges.errors import ErrorCategory
 from .exchanges.factory import ExchangeFactory, market_symbols
-from .exchanges.models import Fill, FundingPayment, OrderRequest, OrderState
+from .exchanges.models import Balance, Fill, FundingPayment, OrderRequest, OrderState
 from .exchanges.paper import PaperExchange
 from .execution import StartedExecution, TwoLegExecutor, finish_despite_cancellation
 from .funding import FundingBook
@@ -115,6 +115,9 @@ VENUE_FAULTS = frozenset(category.value for category in (
 ))
 # A funding rate not refreshed for this many refresh intervals counts as missing (hedges refused).
 FUNDING_STALE_REFRESHES = 3
+# Least time between two futures position checks brought forward by balance changes: a burst of
+# executions moves the balances many times a second, and each check is a signed REST read.
+EARLY_POSITION_CHECK_SPACING_S = 0.5
 # Each read of settled funding starts this long before the previous read began: a venue may list
 # a settlement in its account book a little after the settlement's time.
 FUNDING_READ_OVERLAP_MS = 3_600_000
@@ -365,6 +368,7 @@ class ArbitrageController:
         self._book_stats: dict[ExchangeName, dict[str, BookSyncStats]] = {}
         self._skew_alerts: list[str] = []
         self._hedges_dropped: list[str] = []
+        self._positions_due = asyncio.Event()  # a futures balance changed: check positions before the interval ends
         self._funding_read_ms: int | None = None  # wall ms at which the last read of settled funding began
         self._funding_seen: set[tuple[ExchangeName, str]] = set()  # payments counted (without a journal)
         self._funding_settled = ZERO  # counted in this run
@@ -480,15 +484,25 @@ class ArbitrageController:
         self._initialized = True
 
     async def _watch_futures_positions(self) -> None:
-        """``_check_futures_positions`` every ``balance_refresh_interval_ms`` until cancelled."""
+        """``_check_futures_positions`` every ``balance_refresh_interval_ms`` until cancelled, and
+        sooner (at most every ``EARLY_POSITION_CHECK_SPACING_S``) once a futures market's balances
+        changed: a liquidation or a position closed by hand moves the margin account first."""
+        interval_s, due = self.config.balance_refresh_interval_ms / 1000, self._positions_due
         while True:
-            await asyncio.sleep(self.config.balance_refresh_interval_ms / 1000)
+            try:
+                await asyncio.wait_for(due.wait(), interval_s)
+                early = True
+            except asyncio.TimeoutError:
+                early = False
+            due.clear()
             try:
                 await self._check_futures_positions()
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("futures position check failed")
+            if early:
+                await asyncio.sleep(EARLY_POSITION_CHECK_SPACING_S)
 
     async def _watch_funding(self) -> None:
         """``_record_funding`` now and every ``funding_refresh_interval_ms`` until cancelled."""
@@ -751,9 +765,20 @@ class ArbitrageController:
             if isinstance(trader, ExchangeConnector) and trader.binding.private_stream is None:
                 log.info("%s: no private balance stream; balances by REST only", market.value)
                 continue
-            await trader.start_private_stream(
-                _ignore, _ignore, balances.balance_handler(market), on_balances_read=balances.read_handler(market)
-            )
+            read = balances.read_handler(market)
+            if market.is_futures and self.watch_positions:
+                read = self._checking_positions(read)
+            await trader.start_private_stream(_ignore, _ignore, balances.balance_handler(market), on_balances_read=read)
+
+    def _checking_positions(self, read: BalancesReadHandler) -> BalancesReadHandler:
+        """``read``, then the futures position check brought forward (``_watch_futures_positions``)."""
+        due = self._positions_due
+
+        def on_read(balances: Mapping[str, Balance]) -> None:
+            read(balances)
+            due.set()
+
+        return on_read
 
     def _register_shutdown_steps(self) -> None:
         add = self.shutdown_manager.add_step

@@ -146,10 +146,15 @@ def test_a_restarted_engine_drops_hedges_whose_futures_were_closed_at_the_venue_
     assert results == [] and contracts_left == 0  # no "close" opened a new position
 
 
+@pytest.mark.parametrize(
+    "refresh_ms", [200, 60_000], ids=["periodic check", "check brought forward by the balance push"]
+)
 def test_a_running_engine_drops_hedges_whose_futures_were_closed_at_the_venue_before_it_would_close_them(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, refresh_ms: int
 ) -> None:
-    manager, cluster = _setup(tmp_path, "balance_refresh_interval_ms = 200\n")
+    """With a one-minute check interval the hedge is still dropped at once: the buy-back moves the
+    futures margin account, its balance push brings the position check forward."""
+    manager, cluster = _setup(tmp_path, f"balance_refresh_interval_ms = {refresh_ms}\n")
 
     async def scenario() -> tuple[list[ExecutionResult], list[str], D]:
         loop = asyncio.get_running_loop()
