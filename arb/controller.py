@@ -53,7 +53,7 @@ from .exchanges.paper import PaperExchange
 from .execution import StartedExecution, TwoLegExecutor, finish_despite_cancellation
 from .funding import FundingBook
 from .hedges import HedgeBook, HedgePosition
-from .instruments import InstrumentCatalog, split_symbol
+from .instruments import InstrumentCatalog, split_symbol, unified_symbol
 from .journal import INTENT_LOG_SUFFIX, Journal, OrderResolver, intent_log_in_use
 from .orders import OrderOutcome, market_symbol
 from .monitor import PerformanceMonitor, Stage
@@ -1160,9 +1160,8 @@ class ArbitrageController:
                 continue
             catalog = self._catalogs.get(leg.exchange)
             contract = catalog.get(leg.symbol).contract_size if catalog is not None else Decimal(1)
-            base, quote, _ = split_symbol(leg.symbol)
             fill = Fill(
-                symbol=f"{base}/{quote}",  # spot and perpetual of a pair net against each other
+                symbol=_pair(leg.symbol),  # spot and perpetual of a pair net against each other
                 order_id=leg.order_id or leg.client_order_id,
                 client_order_id=leg.client_order_id,
                 trade_id=leg.client_order_id,
@@ -1456,7 +1455,7 @@ def _ignore(event: object) -> None:
 def _pair(symbol: str) -> str:
     """``BASE/QUOTE`` of a spot or perpetual symbol."""
     base, quote, _ = split_symbol(symbol)
-    return f"{base}/{quote}"
+    return unified_symbol(base, quote)
 
 
 def _ms(ns: int) -> Decimal:
