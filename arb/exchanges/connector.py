@@ -204,6 +204,7 @@ class FeeSource(Protocol):
 
 
 FeeSourceFactory = Callable[[ApiCredentials], FeeSource]
+MAX_FUNDING_PAGES = 50  # pages of settled funding one read follows before giving up with an error
 ORDER_TRANSPORTS = ("rest", "ws")
 DEFAULT_ORDER_TRANSPORT = "ws"
 """Measured by ``benchmarks/bench_order_transport.py``: Gate's WS API answers sooner than REST."""
@@ -767,7 +768,7 @@ class ExchangeConnector:
         trading = await self._trader("funding_payments")
         payments: list[FundingPayment] = []
         offset = 0
-        while True:
+        for _ in range(MAX_FUNDING_PAGES):
             request = trading.funding_payments(since_ms, offset)
             if request is None:
                 return []
@@ -775,9 +776,12 @@ class ExchangeConnector:
             page, more = self._parsed("funding_payments", trading.parse_funding_payments, body, write=False)
             payments.extend(page)
             if not more:
-                break
+                return sorted(payments, key=lambda payment: (payment.time_ms, payment.payment_id))
             offset += more
-        return sorted(payments, key=lambda payment: (payment.time_ms, payment.payment_id))
+        # Never normal (a few settlements a day per contract): the venue may be ignoring the offset.
+        raise ExchangeError(
+            self.venue, f"funding_payments: still more after {MAX_FUNDING_PAGES} pages ({offset} entries) since {since_ms}"
+        )
 
     def _parsed(self, action: str, parse: Callable[[bytes], T], body: bytes, *, write: bool) -> T:
         """Run a reply parser; an unreadable answer to a write leaves its outcome unknown."""

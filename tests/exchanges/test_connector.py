@@ -15,7 +15,8 @@ from loopback import eventually, run
 from simvenues import API_KEY, CREDENTIALS, PERP, SPOT, SYMBOL, simulated_venues
 
 from arb.errors import ExchangeConnectionError, ExchangeError, OrderRejectedError, RateLimitError
-from arb.exchanges.connector import ConnectorSettings
+from arb.exchanges.connector import MAX_FUNDING_PAGES, ConnectorSettings
+from arb.exchanges.gateio import constants
 from arb.exchanges.errors import ErrorCategory
 from arb.exchanges.factory import registered
 from arb.exchanges.gateio.connector import GateioSpotConnector
@@ -476,6 +477,25 @@ def test_funding_settled_by_the_venue_is_read_with_its_amount_and_time() -> None
             finally:
                 await perp.close()
                 await spot.close()
+
+    run(scenario())
+
+
+def test_a_funding_read_that_never_ends_is_an_error_not_a_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    full = constants.ACCOUNT_BOOK_PAGE
+    monkeypatch.setattr(GateioFuturesTrading, "parse_funding_payments", lambda self, body: ([], full))
+
+    async def scenario() -> None:
+        async with simulated_venues(moving=False) as sim:
+            perp = sim.connector(ExchangeName.GATEIO_FUTURES)
+            try:
+                await perp.positions()  # trading set up: what follows is the funding read alone
+                requests = perp.rest.stats.requests
+                with pytest.raises(ExchangeError, match=f"still more after {MAX_FUNDING_PAGES} pages"):
+                    await perp.funding_payments(0)
+                assert perp.rest.stats.requests - requests == MAX_FUNDING_PAGES
+            finally:
+                await perp.close()
 
     run(scenario())
 
