@@ -559,7 +559,7 @@ class ArbitrageController:
     def _trading_mark(self) -> int | None:
         """The count of finished executions while none is in flight; None while one is."""
         risk = self.risk
-        if risk is not None and risk.get_current_risk_metrics().executions_in_flight:
+        if risk is not None and risk.executions_in_flight:
             return None
         return self._results_total
 

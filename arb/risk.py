@@ -603,6 +603,11 @@ class RiskManager:
             self._roll_day()
         self._daily_pnl += amount
 
+    @property
+    def executions_in_flight(self) -> int:
+        """Executions started (``record_execution_started``) and not yet recorded as finished."""
+        return len(self._in_flight)
+
     def record_funding(self, payment: FundingPayment) -> None:
         """Count funding a venue settled (USD, > 0 received) in the daily PnL when it was settled on
         the current UTC day (a payment of an earlier day, read late, belongs to that day)."""
@@ -868,7 +873,7 @@ class RiskManager:
             daily_realized_pnl_usd=self._daily_pnl,
             max_daily_loss_usd=self._max_daily_loss,
             daily_loss_utilisation_pct=loss * HUNDRED / self._max_daily_loss,
-            executions_in_flight=len(self._in_flight),
+            executions_in_flight=self.executions_in_flight,
             daily_funding_usd=self._daily_funding,
         )
 

@@ -251,11 +251,11 @@ def test_in_flight_execution_reserves_exposure_until_recorded() -> None:
     manager, *_ = make()
     for oid, symbol in (("a", "ETH/USDT"), ("b", "SOL/USDT")):
         manager.record_execution_started(opportunity("10", buy="99", sell="100", symbol=symbol, oid=oid))  # 1000 USD
-    assert manager.get_current_risk_metrics().in_flight_usd == D("2000")
+    assert manager.get_current_risk_metrics().in_flight_usd == D("2000") and manager.executions_in_flight == 2
     assert outcome(manager, opportunity("5.0001", buy="99", sell="100")) is RiskCheck.MAX_TOTAL_EXPOSURE
     manager.record_execution(result(oid="a"))
     assert outcome(manager, opportunity("5.0001", buy="99", sell="100")) is None
-    assert manager.get_current_risk_metrics().executions_in_flight == 1
+    assert manager.get_current_risk_metrics().executions_in_flight == manager.executions_in_flight == 1
 
 
 def test_daily_loss_resets_at_utc_midnight() -> None:
