@@ -316,6 +316,8 @@ class EngineCollector(Collector):
         yield position
         yield GaugeMetricFamily("arb_daily_realized_pnl_usd", "Realized PnL of the current UTC day, USD.",
                                 value=float(metrics.daily_realized_pnl_usd))
+        yield GaugeMetricFamily("arb_daily_funding_usd", "Funding settled on the current UTC day, USD (in the daily PnL).",
+                                value=float(metrics.daily_funding_usd))
         yield GaugeMetricFamily("arb_daily_loss_limit_usd", "max_daily_loss_usd.",
                                 value=float(metrics.max_daily_loss_usd))
         yield GaugeMetricFamily("arb_executions_in_flight", "Executions started and not yet finished.",

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import time
+from decimal import Decimal as D
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from arb.config import ConfigurationManager
 from arb.controller import ArbitrageController
 from arb.errors import ConfigurationError
+from arb.exchanges.models import FundingPayment
 from arb.metrics import (
     LATENCY_BOUNDS_NS,
     EngineParts,
@@ -60,6 +63,19 @@ async def scrape(parts: EngineParts, path: str = "/metrics", **server: Any) -> t
 
 
 # --- /metrics -----------------------------------------------------------------------------
+
+
+def test_funding_settled_today_is_a_gauge_and_part_of_the_daily_pnl() -> None:
+    async def main() -> tuple[int, str, str]:
+        parts = await engine_parts()
+        assert parts.risk is not None
+        now_ms = time.time_ns() // 1_000_000
+        parts.risk.record_funding(FundingPayment(payment_id="1", symbol="BTC/USDT:USDT", amount=D("-0.5"), time_ms=now_ms))
+        return await scrape(parts)
+
+    _, _, text = run(main())
+    s = parse(text)
+    assert value(s, "arb_daily_funding_usd") == -0.5 and value(s, "arb_daily_realized_pnl_usd") == 0.75
 
 
 def test_metrics_endpoint_serves_every_family_with_values() -> None:
