@@ -160,7 +160,7 @@ class RunSummary(msgspec.Struct, kw_only=True):
     open_hedges: int = 0  # spot-futures hedge positions still open at the end
     held_hedge_basis: Decimal = Decimal(0)  # the basis they locked in: in realized PnL until closed
     hedges_dropped: list[str] = []  # hedges taken out of the book: the venue no longer held their futures
-    funding_settled: Decimal = Decimal(0)  # funding the venues settled on the traded perpetuals in this run
+    funding_settled: Decimal = Decimal(0)  # settled funding this run counted (its first read: since 00:00 UTC)
     funding_payments: int = 0
 
     @property
