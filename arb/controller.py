@@ -486,7 +486,8 @@ class ArbitrageController:
     async def _watch_futures_positions(self) -> None:
         """``_check_futures_positions`` every ``balance_refresh_interval_ms`` until cancelled, and
         sooner (at most every ``EARLY_POSITION_CHECK_SPACING_S``) once a futures market's balances
-        changed: a liquidation or a position closed by hand moves the margin account first."""
+        changed: a liquidation or a position closed by hand moves the margin account first. An
+        early check that could not compare (an execution overlapped it) is tried again."""
         interval_s, due = self.config.balance_refresh_interval_ms / 1000, self._positions_due
         while True:
             try:
@@ -496,13 +497,16 @@ class ArbitrageController:
                 early = False
             due.clear()
             try:
-                await self._check_futures_positions()
+                checked = await self._check_futures_positions()
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("futures position check failed")
+                checked = True  # logged; the next periodic check tries again
             if early:
                 await asyncio.sleep(EARLY_POSITION_CHECK_SPACING_S)
+                if not checked:
+                    due.set()  # the change that brought this check forward is still unseen: again
 
     async def _watch_funding(self) -> None:
         """``_record_funding`` now and every ``funding_refresh_interval_ms`` until cancelled."""
@@ -563,15 +567,17 @@ class ArbitrageController:
             return None
         return self._results_total
 
-    async def _check_futures_positions(self, *, restored: bool = False) -> None:
+    async def _check_futures_positions(self, *, restored: bool = False) -> bool:
         """Read each futures market's open positions: the hedge book drops what the venue no longer
         holds (``HedgeBook.check_venue``), the risk manager counts what it holds
         (``RiskManager.align_futures_positions``). A read overlapped by an execution is dropped:
         its positions may hold fills the books have not recorded yet, or miss some they have.
         ``restored``: just after a restore, markets the hedge book holds but this run does not
-        trade are named in a warning."""
+        trade are named in a warning. False when an execution kept a market from being compared
+        (an unreadable market is logged and left to the next check)."""
         hedges, risk = self.hedges, self.risk
         booked = {p.futures for p in hedges.positions()} if hedges is not None and restored else set()
+        checked = True
         for market in sorted(booked | self._traded_futures(), key=lambda m: m.value):
             trader = self.traders.get(market)
             if trader is None:
@@ -579,7 +585,7 @@ class ArbitrageController:
                 continue
             mark = self._trading_mark()
             if mark is None:
-                return
+                return False
             try:
                 positions = await trader.positions()
             except ExchangeError as exc:
@@ -588,12 +594,14 @@ class ArbitrageController:
                 continue
             if self._trading_mark() != mark:
                 log.debug("%s positions read while an execution ran: not compared", market.value)
+                checked = False
                 continue
             holdings = futures_holdings(market, positions, self._catalogs[market])
             if hedges is not None:
                 self._hedges_dropped += [str(m) for m in hedges.check_venue(market, holdings)]
             if risk is not None:
                 risk.align_futures_positions(market, holdings, self.config.symbols)
+        return checked
 
     def _traded_futures(self) -> set[ExchangeName]:
         """The futures markets this run trades on."""

@@ -29,6 +29,7 @@ from arb.exchanges.factory import market_symbols, registered
 from arb.exchanges.gateio.connector import GateioSpotConnector
 from arb.exchanges.models import OrderRequest, OrderState, OrderType
 from arb.hedges import HedgeBook, HedgePosition
+from arb.instruments import InstrumentCatalog
 from arb.journal import Journal
 from arb.pipeline import ScannerPipeline
 from arb.risk import Breaker, RiskManager
@@ -904,6 +905,44 @@ def test_the_daily_loss_limit_counts_a_hedge_basis_when_the_close_realizes_it(tm
     assert risk_manager().restore(
         venues.journal, venues.catalogs, held_basis_by_day=opened_only.restored_basis_by_day
     ).daily_realized_pnl_usd == opened + closed - D("0.3")
+
+
+def test_an_early_position_check_that_an_execution_overlapped_is_tried_again(tmp_path: Path) -> None:
+    """A balance push brings the check forward; an execution starting while the positions are read
+    makes that read useless, so the watcher reads again soon, not a minute later."""
+    configuration = manager(tmp_path, CONFIG + "balance_refresh_interval_ms = 60000\n")
+    risk = RiskManager(configuration.config.risk_limits)
+    controller = ArbitrageController(configuration, executor=InstantExecutor(), risk=risk)
+    perp = ExchangeName.GATEIO_FUTURES
+    opportunity = mexc_to_gate("overlap", D("60000"), D("60300"), "0.001")
+    done = ExecutionResult(
+        opportunity_id="overlap", final_state=ArbitrageState.COMPLETED, total_execution_time_ms=D(0),
+        realized_profit=D(0),
+    )
+
+    class Venue:
+        can_trade = True
+        reads = 0
+
+        async def positions(self) -> list[object]:
+            self.reads += 1
+            if self.reads == 1:  # an execution starts while this read is out, and ends a moment later
+                risk.record_execution_started(opportunity)
+                asyncio.get_running_loop().call_later(0.1, risk.record_execution, done)
+            return []
+
+    venue = Venue()
+    controller.traders = {perp: venue}  # type: ignore[dict-item]
+    controller._catalogs[perp] = InstrumentCatalog(perp, [])
+
+    async def scenario() -> int:
+        watcher = asyncio.ensure_future(controller._watch_futures_positions())
+        controller._positions_due.set()  # as a futures balance read does
+        await asyncio.sleep(1.5)
+        watcher.cancel()
+        return venue.reads
+
+    assert asyncio.run(scenario()) == 2
 
 
 def test_every_market_s_order_budget_admits_an_execution_s_orders() -> None:

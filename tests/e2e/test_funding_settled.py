@@ -52,7 +52,7 @@ def test_funding_settled_on_open_hedges_is_journaled_once_and_counted(tmp_path: 
             assert hedges is not None
             running = asyncio.ensure_future(engine.run(duration_s=30))
             await eventually(hedges.has_positions, 5, "a hedge opened on the dislocation")
-            await eventually(lambda: engine.summary().funding_payments >= 2, 5, "two settlements counted")
+            await eventually(lambda: engine.summary().funding_payments >= 2, 10, "two settlements counted")
             await engine.shutdown("test over")
             summary = await running
             account = cluster.venues["gateio"].exchanges[ExchangeName.GATEIO_FUTURES].ledger.account(

@@ -462,7 +462,7 @@ def test_funding_settled_by_the_venue_is_read_with_its_amount_and_time() -> None
                     time_in_force=TimeInForce.IOC,
                 )
                 await perp.place_order(sell)
-                await eventually(lambda: len(venue.ledger.account(API_KEY).funding) >= 2, timeout_s=5.0,
+                await eventually(lambda: len(venue.ledger.account(API_KEY).funding) >= 2, timeout_s=10.0,
                                  what="two settlements of the 1 s interval")
                 settled = venue.ledger.account(API_KEY).funding[:2]
                 payments = (await perp.funding_payments(since_ms))[:2]
