@@ -14,10 +14,10 @@ the whole open quantity, has reverted far enough that the round trip still earns
 two at exit, at each instrument's rate). While the dislocation lasts the exit basis is as
 wide as the entry basis and the round trip would lose both fees, so nothing closes; when
 it reverts the close goes out as an ordinary two-leg execution. The funding settled while
-the position was open is not part of the rule: the engine sees only announced rates, not
-the amounts the venue actually settled on the position, so it cannot count them exactly.
-(The opening decision included the funding expected over the holding horizon, see
-``arb.pipeline``.)
+the position was open is not part of the rule: the venue settles it on the account's whole
+position, and sharing it out between hedge positions so that a restart rebuilds exactly what
+the running book held is not built (the daily PnL counts it, ``ArbitrageController``). The
+opening decision included the funding expected over the holding horizon (``arb.pipeline``).
 
 Restart. The book lives in memory; ``restore`` rebuilds it from the order journal, which
 holds every order intent with its leg (``buy``/``sell``, or a recovery leg) and market and
