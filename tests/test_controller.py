@@ -27,7 +27,7 @@ from arb.execution import StartedExecution, TwoLegExecutor
 from arb.exchanges.base import BookKey
 from arb.exchanges.factory import market_symbols, registered
 from arb.exchanges.gateio.connector import GateioSpotConnector
-from arb.exchanges.models import OrderRequest, OrderState, OrderType
+from arb.exchanges.models import FundingPayment, OrderRequest, OrderState, OrderType
 from arb.hedges import HedgeBook, HedgePosition
 from arb.instruments import InstrumentCatalog
 from arb.journal import Journal
@@ -943,6 +943,52 @@ def test_an_early_position_check_that_an_execution_overlapped_is_tried_again(tmp
         return venue.reads
 
     assert asyncio.run(scenario()) == 2
+
+
+def test_settled_funding_is_read_again_from_the_same_point_after_a_failed_read(tmp_path: Path) -> None:
+    """Without a journal the run remembers the payments it counted; a market whose read fails keeps
+    the next read at the same starting point, so a payment listed meanwhile is not skipped."""
+    configuration = manager(tmp_path)
+    now_ms = [1_700_013_600_000]  # 02:00 UTC: a read an hour before the last one would start after 00:00
+    risk = RiskManager(configuration.config.risk_limits, wall_clock=lambda: now_ms[0] * 1_000_000)
+    controller = ArbitrageController(
+        configuration, executor=InstantExecutor(), risk=risk, wall_clock=lambda: now_ms[0] * 1_000_000
+    )
+    day_start = now_ms[0] - now_ms[0] % 86_400_000
+
+    def payment(payment_id: str, amount: str, symbol: str = "BTC/USDT:USDT") -> FundingPayment:
+        return FundingPayment(payment_id=payment_id, symbol=symbol, amount=D(amount), time_ms=day_start + 1)
+
+    class Venue:
+        can_trade = True
+
+        def __init__(self, answers: list[list[FundingPayment] | None]) -> None:
+            self.answers = answers
+            self.since: list[int] = []
+
+        async def funding_payments(self, since_ms: int) -> list[FundingPayment]:
+            self.since.append(since_ms)
+            answer = self.answers.pop(0)
+            if answer is None:
+                raise ExchangeError("mexc_futures", "account book unreadable")
+            return answer
+
+    gate = Venue([[payment("1", "0.5"), payment("x", "9", "XRP/USDT:USDT")], [payment("1", "0.5"), payment("2", "0.25")]])
+    mexc = Venue([None, []])
+    controller.traders = {ExchangeName.GATEIO_FUTURES: gate, ExchangeName.MEXC_FUTURES: mexc}  # type: ignore[dict-item]
+
+    async def scenario() -> None:
+        await controller._record_funding()
+        now_ms[0] += 60_000
+        await controller._record_funding()
+
+    asyncio.run(scenario())
+    # The failed read kept the start of the day for the second read; XRP is not a configured pair.
+    assert gate.since == mexc.since == [day_start, day_start]
+    summary = controller.summary()
+    assert (summary.funding_payments, summary.funding_settled) == (2, D("0.75"))
+    assert risk.get_current_risk_metrics().daily_funding_usd == D("0.75")
+    assert controller._funding_read_ms == now_ms[0]
 
 
 def test_every_market_s_order_budget_admits_an_execution_s_orders() -> None:
