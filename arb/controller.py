@@ -53,7 +53,7 @@ from .exchanges.paper import PaperExchange
 from .execution import StartedExecution, TwoLegExecutor, finish_despite_cancellation
 from .funding import FundingBook
 from .hedges import HedgeBook, HedgePosition
-from .instruments import InstrumentCatalog, split_symbol, unified_symbol
+from .instruments import InstrumentCatalog, pair_symbol
 from .journal import INTENT_LOG_SUFFIX, Journal, OrderResolver, intent_log_in_use
 from .orders import OrderOutcome, market_symbol
 from .monitor import PerformanceMonitor, Stage
@@ -538,7 +538,7 @@ class ArbitrageController:
                 log.warning("%s settled funding unreadable (%s): read again next time", market.value, exc)
                 complete = False
                 continue
-            wanted = [p for p in payments if _pair(p.symbol) in pairs]
+            wanted = [p for p in payments if pair_symbol(p.symbol) in pairs]
             for payment in self._new_funding(market, wanted):
                 self._funding_settled += payment.amount
                 self._funding_payments += 1
@@ -1169,7 +1169,7 @@ class ArbitrageController:
             catalog = self._catalogs.get(leg.exchange)
             contract = catalog.get(leg.symbol).contract_size if catalog is not None else Decimal(1)
             fill = Fill(
-                symbol=_pair(leg.symbol),  # spot and perpetual of a pair net against each other
+                symbol=pair_symbol(leg.symbol),  # spot and perpetual of a pair net against each other
                 order_id=leg.order_id or leg.client_order_id,
                 client_order_id=leg.client_order_id,
                 trade_id=leg.client_order_id,
@@ -1458,12 +1458,6 @@ async def _busy_poll() -> None:
 
 def _ignore(event: object) -> None:
     """Order and fill pushes: the executor follows its orders itself."""
-
-
-def _pair(symbol: str) -> str:
-    """``BASE/QUOTE`` of a spot or perpetual symbol."""
-    base, quote, _ = split_symbol(symbol)
-    return unified_symbol(base, quote)
 
 
 def _ms(ns: int) -> Decimal:

@@ -53,7 +53,7 @@ import msgspec
 from arb_core.book import ASK, BID
 from arb_core.freshness import is_fresh
 
-from .instruments import InstrumentCatalog, InstrumentError, common_step, round_down_to_step, split_symbol
+from .instruments import InstrumentCatalog, InstrumentError, common_step, pair_symbol, round_down_to_step, split_symbol
 from .journal import FillRecord
 from .orders import WIDE, exact_notional, round_price
 from .pipeline import BPS, Leg, book_lot
@@ -193,10 +193,10 @@ class HedgeBook:
                 continue
             (buy_market, buy_symbol), (sell_market, _) = legs["buy"], legs["sell"]
             spot, futures = (sell_market, buy_market) if buy_market.is_futures else (buy_market, sell_market)
-            base, quote, _ = split_symbol(buy_symbol)
+            pair = pair_symbol(buy_symbol)
             held = self.held_basis()
             try:
-                self._apply(f"{base}/{quote}", spot, futures, fills[opp])
+                self._apply(pair, spot, futures, fills[opp])
             except InstrumentError as exc:
                 log.error("hedges: opportunity %s left out of the rebuilt hedge book: %s", opp, exc)
                 continue

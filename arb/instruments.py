@@ -87,6 +87,12 @@ def split_symbol(symbol: str) -> tuple[str, str, str | None]:
     return base, quote, settle if colon else None
 
 
+def pair_symbol(symbol: str) -> str:
+    """``BASE/QUOTE`` of a spot or perpetual unified symbol: the pair its spot and perpetual share."""
+    base, quote, _ = split_symbol(symbol)
+    return f"{base}/{quote}"
+
+
 class SymbolFormat(msgspec.Struct, frozen=True, kw_only=True):
     """How one market spells pair names on the wire (``BTCUSDT``, ``BTC_USDT``).
 

@@ -63,7 +63,7 @@ from arb_core.freshness import monotonic_ns
 
 from .errors import RiskManagementError
 from .exchanges.models import Fill, FundingPayment, Position
-from .instruments import Instrument, InstrumentCatalog, InstrumentError, split_symbol
+from .instruments import Instrument, InstrumentCatalog, InstrumentError, pair_symbol
 from .journal import FillRecord
 from .orders import RealizedPnl, exact_notional, fee_in_quote
 from .types import (
@@ -206,8 +206,7 @@ def futures_holdings(
         except InstrumentError:
             log.warning("%s holds %s of %s, which is not listed", market.value, position.size, position.symbol)
             continue
-        base, quote, _ = split_symbol(position.symbol)
-        pair = f"{base}/{quote}"
+        pair = pair_symbol(position.symbol)
         size = position.size * instrument.contract_size
         held = holdings.get(pair)
         holdings[pair] = FuturesHolding(
@@ -718,9 +717,8 @@ class RiskManager:
         for opportunity_id, order, instrument in resolved:
             if opportunity_id in skipped:
                 continue
-            base, quote, _ = split_symbol(order.symbol)
             fill = Fill(
-                symbol=f"{base}/{quote}",  # as the live path: spot and perpetual of a pair net
+                symbol=pair_symbol(order.symbol),  # as the live path: spot and perpetual of a pair net
                 order_id=order.order_id,
                 client_order_id=order.order_id,
                 trade_id=order.order_id,
