@@ -48,7 +48,7 @@ from .exchanges.book_sync import BookSyncStats
 from .exchanges.connector import ExchangeConnector
 from .exchanges.errors import ErrorCategory
 from .exchanges.factory import ExchangeFactory, market_symbols
-from .exchanges.models import Balance, Fill, FundingPayment, OrderRequest, OrderState
+from .exchanges.models import Balance, Fill, OrderRequest, OrderState
 from .exchanges.paper import PaperExchange
 from .execution import StartedExecution, TwoLegExecutor, finish_despite_cancellation
 from .funding import FundingBook
@@ -370,7 +370,6 @@ class ArbitrageController:
         self._hedges_dropped: list[str] = []
         self._positions_due = asyncio.Event()  # a futures balance changed: check positions before the interval ends
         self._funding_read_ms: int | None = None  # wall ms at which the last read of settled funding began
-        self._funding_seen: set[tuple[ExchangeName, str]] = set()  # payments counted (without a journal)
         self._funding_settled = ZERO  # counted in this run
         self._funding_payments = 0
         self._tasks: list[asyncio.Task[None]] = []
@@ -524,8 +523,11 @@ class ArbitrageController:
         payments not seen before and count them in the daily PnL (``RiskManager.record_funding``).
 
         The first read starts at the UTC day's start; each later one an hour before the previous
-        read began, so that an entry the venue lists late is still read (the journal, or this
-        run's memory without one, counts each payment once)."""
+        read began, so that an entry the venue lists late is still read (the journal keeps each
+        payment once: only those it had not recorded are counted)."""
+        journal = self.journal
+        if journal is None:
+            raise ArbitrageEngineError("controller: the journal was not built")
         now_ms = self.wall_clock() // 1_000_000
         last = self._funding_read_ms
         since_ms = now_ms - now_ms % MS_PER_DAY if last is None else last - FUNDING_READ_OVERLAP_MS
@@ -539,7 +541,7 @@ class ArbitrageController:
                 complete = False
                 continue
             wanted = [p for p in payments if pair_symbol(p.symbol) in pairs]
-            for payment in self._new_funding(market, wanted):
+            for payment in journal.record_funding(market, wanted):
                 self._funding_settled += payment.amount
                 self._funding_payments += 1
                 if self.risk is not None:
@@ -548,17 +550,6 @@ class ArbitrageController:
                          payment.payment_id)
         if complete:
             self._funding_read_ms = now_ms
-
-    def _new_funding(self, market: ExchangeName, payments: list[FundingPayment]) -> list[FundingPayment]:
-        """The payments of ``market`` not counted before: journaled now, or remembered without a journal."""
-        if self.journal is not None:
-            return self.journal.record_funding(market, payments)
-        seen, new = self._funding_seen, []
-        for payment in payments:
-            if (market, payment.payment_id) not in seen:
-                seen.add((market, payment.payment_id))
-                new.append(payment)
-        return new
 
     def _trading_mark(self) -> int | None:
         """The count of finished executions while none is in flight; None while one is."""

@@ -946,13 +946,14 @@ def test_an_early_position_check_that_an_execution_overlapped_is_tried_again(tmp
 
 
 def test_settled_funding_is_read_again_from_the_same_point_after_a_failed_read(tmp_path: Path) -> None:
-    """Without a journal the run remembers the payments it counted; a market whose read fails keeps
-    the next read at the same starting point, so a payment listed meanwhile is not skipped."""
+    """The journal counts each payment once across overlapping reads; a market whose read fails
+    keeps the next read at the same starting point, so a payment listed meanwhile is not skipped."""
     configuration = manager(tmp_path)
     now_ms = [1_700_013_600_000]  # 02:00 UTC: a read an hour before the last one would start after 00:00
     risk = RiskManager(configuration.config.risk_limits, wall_clock=lambda: now_ms[0] * 1_000_000)
     controller = ArbitrageController(
-        configuration, executor=InstantExecutor(), risk=risk, wall_clock=lambda: now_ms[0] * 1_000_000
+        configuration, executor=InstantExecutor(), risk=risk, journal=Journal(":memory:"),
+        wall_clock=lambda: now_ms[0] * 1_000_000,
     )
     day_start = now_ms[0] - now_ms[0] % 86_400_000
 
