@@ -89,7 +89,6 @@ class _SpotTrading(NoPositions, _Trading):
         return self._spot.balances()
 
 
-
 class _FuturesTrading(_Trading):
     """Futures orders are addressed by id alone; the balance is the futures account."""
 

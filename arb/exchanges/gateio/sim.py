@@ -754,14 +754,12 @@ def _server_time(request: SimRequest, ctx: SimContext) -> SimResponse:
 def _snapshot(request: SimRequest, ctx: SimContext, futures: bool) -> SimResponse:
     params = _params(request)
     engine = _engine(ctx, _required(params, "contract" if futures else "currency_pair"), futures)
-    limit_text = params.get("limit", "10")
-    if not limit_text.isdigit() or not 1 <= int(limit_text) <= 100:
-        raise _invalid(f"limit {limit_text!r} must be 1..100")
+    limit = _int_param(params, "limit", 10, 1, 100)
     instrument = engine.instrument
     scale = WireScale(*instrument.wire_scale(), instrument.venue_symbol)
     encoder_type = FuturesBookEncoder if futures else SpotBookEncoder
     encoder = encoder_type(instrument.venue_symbol, scale)
-    book = engine.snapshot(int(limit_text))
+    book = engine.snapshot(limit)
     now_ms = ctx.wall_ms()
     return SimResponse(status=200, body=encoder.snapshot(book.last_update_id, book.bids, book.asks, now_ms, now_ms))
 
@@ -1287,17 +1285,17 @@ def _futures_account_book(request: SimRequest, ctx: SimContext, user: str) -> Si
     (1..1000, 100 by default) and ``offset`` filter and page it."""
     params = _params(request)
     exchange = _exchange(ctx, True)
-    kind = params.get("type")
     limit, offset = _int_param(params, "limit", 100, 1, 1000), _int_param(params, "offset", 0, 0, 1 << 31)
     first_ms = _int_param(params, "from", 0, 0, 1 << 40) * 1000
     last_ms = _int_param(params, "to", 1 << 40, 0, 1 << 40) * 1000 + 999
     symbol = None if "contract" not in params else _engine(ctx, params["contract"], True).symbol
+    recorded = exchange.ledger.account(user).funding
+    if params.get("type", constants.ACCOUNT_BOOK_FUNDING) != constants.ACCOUNT_BOOK_FUNDING:
+        recorded = []  # the simulator records funding only
     entries = [
-        entry for entry in reversed(exchange.ledger.account(user).funding)
+        entry for entry in reversed(recorded)
         if (symbol is None or entry.symbol == symbol) and first_ms <= entry.wall_ms <= last_ms
     ]
-    if kind not in (None, constants.ACCOUNT_BOOK_FUNDING):
-        entries = []
     docs = []
     for entry in entries[offset : offset + limit]:
         contract = exchange.engine(entry.symbol).instrument.venue_symbol
@@ -1317,16 +1315,13 @@ def _futures_account_book(request: SimRequest, ctx: SimContext, user: str) -> Si
 
 
 def _int_param(params: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    """A whole-number query parameter within ``low..high`` (``default`` when absent)."""
     text = params.get(name)
     if text is None:
         return default
-    try:
-        value = int(text)
-    except ValueError:
-        raise _invalid(f"{name} {text!r} is not an integer") from None
-    if not low <= value <= high:
-        raise _invalid(f"{name} {value} is outside {low}..{high}")
-    return value
+    if not (text.isascii() and text.isdigit()) or not low <= int(text) <= high:
+        raise _invalid(f"{name} {text!r} must be {low}..{high}")
+    return int(text)
 
 
 def _futures_positions(request: SimRequest, ctx: SimContext, user: str) -> SimResponse:
