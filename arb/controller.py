@@ -292,7 +292,7 @@ def _set_aside(path: str) -> None:
 class ArbitrageController:
     """Builds and runs the engine; every collaborator may be injected.
 
-    ``status``: where the once-a-second status line goes (None: nowhere). ``watch_positions``:
+    ``status``: where the once-a-second status line goes (None: nowhere). ``watch_accounts``:
     read the futures venues' positions every ``balance_refresh_interval_ms`` while running, as
     at start-up (``_check_futures_positions``), and the funding they settled every
     ``funding_refresh_interval_ms`` (``_record_funding``); a backtest's in-process venues need
@@ -320,7 +320,7 @@ class ArbitrageController:
         results_kept: int | None = RESULTS_KEPT,
         clock: Callable[[], int] = monotonic_ns,
         wall_clock: Callable[[], int] = time.time_ns,
-        watch_positions: bool = True,
+        watch_accounts: bool = True,
     ) -> None:
         self.config_manager = config_manager
         self.config = config_manager.config
@@ -340,7 +340,7 @@ class ArbitrageController:
         self.status_interval_s = status_interval_s
         self.clock = clock  # monotonic ns; a backtest passes its virtual clock
         self.wall_clock = wall_clock  # ns since the epoch; a backtest passes the recording's
-        self.watch_positions = watch_positions
+        self.watch_accounts = watch_accounts
         self.mode = "not initialized"
         self.connectors: dict[ExchangeName, ExchangeConnector] = {}
         # The private side the executor, recovery and balances use: the connectors, or paper markets.
@@ -765,7 +765,7 @@ class ArbitrageController:
                 log.info("%s: no private balance stream; balances by REST only", market.value)
                 continue
             read = balances.read_handler(market)
-            if market.is_futures and self.watch_positions:
+            if market.is_futures and self.watch_accounts:
                 read = self._checking_positions(read)
             await trader.start_private_stream(_ignore, _ignore, balances.balance_handler(market), on_balances_read=read)
 
@@ -819,7 +819,7 @@ class ArbitrageController:
                 )
             if self.config.rehearsal_interval_ms:
                 self._tasks.append(loop.create_task(self._rehearsals(), name="arb rehearsals"))
-            if self.watch_positions and self._traded_futures():
+            if self.watch_accounts and self._traded_futures():
                 self._tasks.append(loop.create_task(self._watch_futures_positions(), name="arb positions"))
                 self._tasks.append(loop.create_task(self._watch_funding(), name="arb funding payments"))
             if self.config.busy_poll:

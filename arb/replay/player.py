@@ -1030,7 +1030,7 @@ def _controller(
             id_prefix="bt", clock=clock,
         ),
         results_kept=None,  # the report shows every execution
-        watch_positions=False,  # the in-process venues hold what the books record
+        watch_accounts=False,  # the in-process venues hold what the books record
         clock=clock,
         wall_clock=clock.wall_ns,
     )
