@@ -14,7 +14,8 @@ variables, not only the shipped defaults). Paper trading (``initialize(paper=Tru
 the real venues' public market data (or the simulated venues' public endpoints,
 ``sim_endpoints``) with connectors that hold no keys, and trades through
 ``arb.exchanges.paper.PaperExchange``: fills simulated against the live books, balances
-from the ``[paper]`` inventory; no order leaves the process.
+from the ``[paper]`` inventory, funding settled on paper perpetual positions at the rates the
+venues announce (``_settle_paper_funding``); no order leaves the process.
 
 ``ArbitrageEngine`` wraps a controller for programmatic use: ``session()`` starts and
 stops it, ``execute_opportunity`` runs one opportunity through risk and execution.
@@ -121,6 +122,9 @@ EARLY_POSITION_CHECK_SPACING_S = 0.5
 # Each read of settled funding starts this long before the previous read began: a venue may list
 # a settlement in its account book a little after the settlement's time.
 FUNDING_READ_OVERLAP_MS = 3_600_000
+# Paper runs look this often for a funding settlement time that has passed: the most a paper
+# settlement is valued after its time.
+PAPER_FUNDING_CHECK_S = 0.25
 
 
 class Executor(Protocol):
@@ -551,6 +555,16 @@ class ArbitrageController:
         if complete:
             self._funding_read_ms = now_ms
 
+    async def _settle_paper_funding(self, funding: FundingBook, markets: Sequence[PaperExchange]) -> None:
+        """Paper runs: settle the announced funding rates on the paper positions as their settlement
+        times pass (``PaperExchange.settle_due_funding``), every ``PAPER_FUNDING_CHECK_S``; the
+        payments are then read, journaled and counted like a venue's (``_record_funding``)."""
+        while True:
+            await asyncio.sleep(PAPER_FUNDING_CHECK_S)
+            rates, now_ms = funding.rates(), self.wall_clock() // 1_000_000
+            for market in markets:
+                market.settle_due_funding(rates, now_ms)
+
     def _trading_mark(self) -> int | None:
         """The count of finished executions while none is in flight; None while one is."""
         risk = self.risk
@@ -714,17 +728,15 @@ class ArbitrageController:
         self._catalogs = {market: await c.instruments() for market, c in self.connectors.items()}
         if OpportunityType.SPOT_FUTURES_HEDGE in config.opportunity_types and self.hedges is None:
             self.hedges = HedgeBook(self._catalogs, min_profit_bps=config.risk_limits.min_profit_margin_bps)
-        if (
-            OpportunityType.SPOT_FUTURES_HEDGE in config.opportunity_types
-            and config.hedge_holding_horizon_s > 0
-            and self.pipeline.funding is None
-        ):
-            if self.funding is None:
+        if OpportunityType.SPOT_FUTURES_HEDGE in config.opportunity_types and self.pipeline.funding is None:
+            # The rates price hedges over their horizon, and paper runs settle them on paper positions.
+            if self.funding is None and (config.hedge_holding_horizon_s > 0 or self.mode == "paper"):
                 self.funding = FundingBook(
                     horizon_s=config.hedge_holding_horizon_s,
                     max_age_ms=FUNDING_STALE_REFRESHES * config.funding_refresh_interval_ms,
                 )
-            self.pipeline.funding = self.funding
+            if config.hedge_holding_horizon_s > 0:
+                self.pipeline.funding = self.funding
         if self.executor is None:
             catalogs = self._catalogs
             self.executor = TwoLegExecutor(
@@ -822,6 +834,11 @@ class ArbitrageController:
             if self.watch_accounts and self._traded_futures():
                 self._tasks.append(loop.create_task(self._watch_futures_positions(), name="arb positions"))
                 self._tasks.append(loop.create_task(self._watch_funding(), name="arb funding payments"))
+            paper_futures = [t for m, t in self.traders.items() if m.is_futures and isinstance(t, PaperExchange)]
+            if self.funding is not None and paper_futures:
+                self._tasks.append(
+                    loop.create_task(self._settle_paper_funding(self.funding, paper_futures), name="arb paper funding")
+                )
             if self.config.busy_poll:
                 busy = loop.create_task(_busy_poll(), name="arb busy poll")
                 self._tasks.append(busy)

@@ -23,7 +23,13 @@ What is simulated, and how:
   plus its fee. Too little raises ``OrderRejectedError`` with category INSUFFICIENT_BALANCE.
 * Futures: positions at 1x leverage and one average entry price each; opening locks
   ``contracts * contract_size * price`` of the settle asset as margin, reducing releases
-  its share of the margin plus the realized PnL. No funding, no mark price, no liquidation.
+  its share of the margin plus the realized PnL. No mark price, no liquidation.
+* Funding: ``settle_due_funding`` settles each perpetual's announced rate (``FundingRate``,
+  read from the venue's public data) on the open position once the settlement time it
+  announces has passed: ``-size x contract_size x mid x rate`` of the settle asset, valued at
+  the live book's mid when it is settled (longs pay a positive rate), exact, a payment capped
+  at the free balance. Each settlement is settled once, and only on positions open at it.
+  The payments are listed by ``funding_payments``, as a venue's account book lists them.
 * Consumed liquidity: the public book does not know about paper fills, so the exchange
   keeps a "taken" overlay per book level: the size taken and the level's size when it was
   taken. While the live book still shows that same size at that price, the taken part is not
@@ -40,7 +46,7 @@ from __future__ import annotations
 import itertools
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal, localcontext
 from typing import NamedTuple, Protocol
 
@@ -48,6 +54,7 @@ from arb_core.book import ASK, BID, OrderBook
 from arb_core.wire.common import WireScale
 
 from ..errors import ExchangeError, OrderRejectedError
+from ..funding import FundingRate
 from ..instruments import Instrument, InstrumentError, round_down_to_step
 from ..types import ExchangeName, OrderSide
 from .base import BalanceHandler, BalancesReadHandler, FillHandler, OrderHandler
@@ -102,9 +109,10 @@ class _LevelFill(NamedTuple):
 
 
 class _PaperPosition:
-    __slots__ = ("size", "entry_price")
+    __slots__ = ("instrument", "size", "entry_price")
 
-    def __init__(self) -> None:
+    def __init__(self, instrument: Instrument) -> None:
+        self.instrument = instrument
         self.size = ZERO  # signed contracts
         self.entry_price = ZERO
 
@@ -127,9 +135,14 @@ class PaperExchange:
         self._orders: dict[str, OrderState] = {}
         self._by_client: dict[str, str] = {}
         self._fills: list[Fill] = []
+        self._funding: list[FundingPayment] = []
+        self._announced: dict[str, FundingRate] = {}  # the latest rate seen per perpetual
+        self._settled_ms: dict[str, int] = {}  # the last settlement time settled (or passed flat) per perpetual
+        self._waiting: tuple[str, int] | None = None  # the settlement last reported waiting for its book
         self._taken: dict[str, dict[tuple[int, int], _Taken]] = {}
         self._ids = itertools.count(1)
         self._trade_ids = itertools.count(1)
+        self._funding_ids = itertools.count(1)
         self._fixed_ms = clock_ms
         self._on_order: OrderHandler | None = None
         self._on_fill: FillHandler | None = None
@@ -163,8 +176,72 @@ class PaperExchange:
         ]
 
     async def funding_payments(self, since_ms: int) -> Sequence[FundingPayment]:
-        """None: paper positions settle no funding."""
-        return []
+        """The funding settled on paper positions at or after ``since_ms`` (``settle_due_funding``), oldest first."""
+        return [payment for payment in self._funding if payment.time_ms >= since_ms]
+
+    def settle_due_funding(self, rates: Iterable[FundingRate], now_ms: int) -> list[FundingPayment]:
+        """Settle every announced settlement of this market whose time is at or before ``now_ms`` and
+        has not been settled; returns the payments made.
+
+        ``rates``: the latest announced rates (other markets' are ignored). A rate announcing a later
+        settlement than the one seen before means that earlier settlement has happened: it is
+        settled first, at the rate announced for it. Nothing is settled while the position's book
+        is not in sync or is empty (the next call settles it).
+        """
+        made: list[FundingPayment] = []
+        for rate in rates:
+            if rate.exchange is not self.exchange:
+                continue
+            earlier = self._announced.get(rate.symbol)
+            if (
+                earlier is not None
+                and earlier.next_settle_ms < rate.next_settle_ms
+                and not self._settle_if_due(earlier, now_ms, made)
+            ):
+                continue  # kept announced until its book allows it to settle
+            self._announced[rate.symbol] = rate
+            self._settle_if_due(rate, now_ms, made)
+        return made
+
+    def _settle_if_due(self, rate: FundingRate, now_ms: int, made: list[FundingPayment]) -> bool:
+        """Settle ``rate``'s settlement if its time has come; False only when it is due and could not be settled."""
+        symbol, at_ms = rate.symbol, rate.next_settle_ms
+        if at_ms > now_ms or self._settled_ms.get(symbol, -1) >= at_ms:
+            return True
+        position = self._positions.get(symbol)
+        if position is None or not position.size:
+            self._settled_ms[symbol] = at_ms
+            return True
+        book = self.source.books().get(symbol)
+        if book is None or not book.in_sync or not (book.best_bid_price() or book.best_ask_price()):
+            if self._waiting != (symbol, at_ms):  # once per settlement, not on every call until the book is back
+                self._waiting = (symbol, at_ms)
+                log.warning("%s %s: funding due at %d ms waits for a live book to be valued on", self._venue, symbol, at_ms)
+            return False
+        bid, ask = book.best_bid_price(), book.best_ask_price()
+        scale = self.source.book_scale(symbol)
+        tick = Decimal(scale.tick_units).scaleb(-scale.price_decimals)
+        contract_size, asset = position.instrument.contract_size, position.instrument.quote
+        with localcontext() as ctx:
+            ctx.prec = _PRECISION
+            mid = (bid + ask) * tick / 2 if bid and ask else (bid or ask) * tick
+            amount = -position.size * contract_size * mid * rate.rate
+            if amount < 0:
+                amount = -min(-amount, self._free.get(asset, ZERO))
+            self._add(asset, amount)
+        self._settled_ms[symbol] = at_ms
+        if not amount:
+            return True
+        payment = FundingPayment(
+            payment_id=f"paper-f{next(self._funding_ids)}", symbol=symbol, amount=amount, time_ms=at_ms
+        )
+        self._funding.append(payment)
+        made.append(payment)
+        log.info("%s %s: funding %s %s on %s contracts at mid %s, rate %s", self._venue, symbol, amount, asset,
+                 position.size, mid, rate.rate)
+        if self._on_balance is not None:
+            self._on_balance(self._balance(asset))
+        return True
 
     def fills(self) -> list[Fill]:
         """Every paper fill so far, in order."""
@@ -400,7 +477,9 @@ class PaperExchange:
                 self._add(base, -level.quantity)
                 self._add(quote, value - fee)
             return {base, quote}
-        position = self._positions.setdefault(instrument.symbol, _PaperPosition())
+        position = self._positions.get(instrument.symbol)
+        if position is None:
+            position = self._positions[instrument.symbol] = _PaperPosition(instrument)
         delta = level.quantity if request.side is OrderSide.BUY else -level.quantity
         contract = instrument.contract_size
         if position.size and (position.size > 0) != (delta > 0):

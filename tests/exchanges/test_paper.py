@@ -15,6 +15,7 @@ from arb.errors import ExchangeError, OrderRejectedError
 from arb.exchanges.errors import ErrorCategory
 from arb.exchanges.models import Balance, Fill, OrderRequest, OrderState, OrderStatus, OrderType, TimeInForce
 from arb.exchanges.paper import PaperExchange
+from arb.funding import FundingRate
 from arb.instruments import Instrument
 from arb.types import ExchangeName, OrderSide
 
@@ -241,3 +242,81 @@ def test_futures_positions_margin_fees_and_realized_pnl() -> None:
     with pytest.raises(OrderRejectedError) as refused:
         asyncio.run(exchange.place_order(order("p3", OrderSide.SELL, "200", "60100", symbol=perp)))
     assert refused.value.category == ErrorCategory.INSUFFICIENT_BALANCE
+
+
+def perp_paper(usdt: str = "100") -> tuple[Source, PaperExchange, Stream]:
+    """A perpetual book at 59990.00 / 60000.00 (mid 59995.00)."""
+    source = Source(PERP, PERP_SCALE, [(ASK, "60000.00", "100"), (BID, "59990.00", "100")])
+    exchange, stream = paper(source, {"USDT": usdt})
+    return source, exchange, stream
+
+
+def rate(value: str, at_ms: int, exchange: ExchangeName = ExchangeName.GATEIO_FUTURES) -> FundingRate:
+    return FundingRate(exchange=exchange, symbol="BTC/USDT:USDT", rate=D(value), interval_s=28_800, next_settle_ms=at_ms)
+
+
+T = 1_700_006_400_000  # a settlement time
+EIGHT_HOURS_MS = 28_800_000
+
+
+def test_funding_settles_the_announced_rate_on_the_open_position_once_at_its_time() -> None:
+    _, exchange, stream = perp_paper()
+    perp = "BTC/USDT:USDT"
+    asyncio.run(exchange.place_order(order("p1", OrderSide.BUY, "10", "60000", symbol=perp)))  # long 0.001 BTC
+    before = free(exchange)["USDT"]
+    announced = rate("0.0001", T)
+    assert exchange.settle_due_funding([announced], T - 1) == []  # not yet
+    assert exchange.settle_due_funding([rate("0.0001", T, ExchangeName.MEXC_FUTURES)], T) == []  # not this market
+    stream.events.clear()
+    (paid,) = exchange.settle_due_funding([announced], T)
+    # A long pays a positive rate: 10 contracts x 0.0001 BTC x mid 59995 x 0.0001.
+    assert (paid.symbol, paid.amount, paid.time_ms) == (perp, D("-0.0059995"), T)
+    assert free(exchange)["USDT"] == before - D("0.0059995")
+    assert stream.events == [Balance(asset="USDT", free=before - D("0.0059995"), locked=D("60"))]
+    assert exchange.settle_due_funding([announced], T + 60_000) == []  # once per settlement
+    # Turned short 5, then a negative rate: shorts pay it.
+    asyncio.run(exchange.place_order(order("p2", OrderSide.SELL, "15", "59990", symbol=perp)))
+    (second,) = exchange.settle_due_funding([rate("-0.0002", T + EIGHT_HOURS_MS)], T + EIGHT_HOURS_MS + 10)
+    assert (second.amount, second.time_ms) == (-5 * D("0.0001") * D("59995") * D("0.0002"), T + EIGHT_HOURS_MS)
+    assert second.payment_id != paid.payment_id
+    assert asyncio.run(exchange.funding_payments(0)) == [paid, second]
+    assert asyncio.run(exchange.funding_payments(T + 1)) == [second]
+
+
+def test_a_rate_rolled_forward_settles_the_settlement_it_replaced_at_its_own_rate() -> None:
+    _, exchange, _ = perp_paper()
+    asyncio.run(exchange.place_order(order("s1", OrderSide.SELL, "10", "59990", symbol="BTC/USDT:USDT")))
+    assert exchange.settle_due_funding([rate("0.0003", T)], T - 5_000) == []
+    # The next look comes after the venue announced the following settlement: T happened at 0.0003.
+    (received,) = exchange.settle_due_funding([rate("0.0001", T + EIGHT_HOURS_MS)], T + 2_000)
+    assert (received.amount, received.time_ms) == (10 * D("0.0001") * D("59995") * D("0.0003"), T)
+    assert exchange.settle_due_funding([rate("0.0001", T + EIGHT_HOURS_MS)], T + 4_000) == []
+
+
+def test_funding_waits_for_a_live_book_and_skips_positions_opened_after_the_settlement() -> None:
+    source, exchange, _ = perp_paper()
+    perp = "BTC/USDT:USDT"
+    # Flat at T: nothing to settle, and a position opened after it does not pay for it.
+    assert exchange.settle_due_funding([rate("0.0001", T)], T) == []
+    asyncio.run(exchange.place_order(order("p1", OrderSide.BUY, "10", "60000", symbol=perp)))
+    assert exchange.settle_due_funding([rate("0.0001", T)], T + 1_000) == []
+    later = T + EIGHT_HOURS_MS
+    source.book.mark_out_of_sync()
+    assert exchange.settle_due_funding([rate("0.0001", later)], later) == []
+    assert exchange.settle_due_funding([rate("0.0001", later + EIGHT_HOURS_MS)], later + 1_000) == []
+    batch = DeltaBatch(2)
+    batch.add(ASK, source.ticks("60010.00"), 100)
+    batch.add(BID, source.ticks("60000.00"), 100)
+    batch.is_snapshot = True
+    source.book.apply_snapshot(batch, 1)
+    # Back in sync: the settlement that waited is valued now (mid 60005), at its own rate and time.
+    (paid,) = exchange.settle_due_funding([rate("0.0001", later + EIGHT_HOURS_MS)], later + 2_000)
+    assert (paid.amount, paid.time_ms) == (-10 * D("0.0001") * D("60005") * D("0.0001"), later)
+
+
+def test_a_funding_payment_is_capped_at_the_free_balance() -> None:
+    _, exchange, _ = perp_paper(usdt="60.05")
+    asyncio.run(exchange.place_order(order("p1", OrderSide.BUY, "10", "60000", symbol="BTC/USDT:USDT")))
+    assert free(exchange)["USDT"] == D("0.02")  # 60 margin and 0.03 fee
+    (paid,) = exchange.settle_due_funding([rate("0.5", T)], T)
+    assert paid.amount == D("-0.02") and free(exchange)["USDT"] == 0
