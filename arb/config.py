@@ -21,7 +21,15 @@ from typing import Any
 
 from .errors import ConfigurationError
 from .secrets import ApiCredentials, load_credentials
-from .types import ArbitrageConfig, ExchangeConfig, ExchangeName, MetricsConfig, OpportunityType, RiskLimits
+from .types import (
+    DEFAULT_MAX_PROFIT_MARGIN_BPS,
+    ArbitrageConfig,
+    ExchangeConfig,
+    ExchangeName,
+    MetricsConfig,
+    OpportunityType,
+    RiskLimits,
+)
 
 log = logging.getLogger(__name__)
 
@@ -189,6 +197,7 @@ RISK_FIELDS: dict[str, Callable[[Any], Any]] = {
     # 1,000,000 bps (10,000 %): no spread comes near it, so it can stand for "never enter"; it keeps the
     # value inside the compiled scanner's int64.
     "min_profit_margin_bps": _money(positive=False, maximum=Decimal(1_000_000)),
+    "max_profit_margin_bps": _money(positive=True, maximum=Decimal(1_000_000)),
     "max_consecutive_failures": _bounded_int(1, 1000),
     "max_execution_latency_ms": _bounded_int(1, 60_000),
     "max_symbol_exposure_usd": _money(positive=True),
@@ -243,6 +252,7 @@ ENV_OVERRIDES: dict[str, str] = {
     "ARB_MAX_POSITION_SIZE_USD": "risk.max_position_size_usd",
     "ARB_MAX_TOTAL_EXPOSURE_USD": "risk.max_total_exposure_usd",
     "ARB_MIN_PROFIT_MARGIN_BPS": "risk.min_profit_margin_bps",
+    "ARB_MAX_PROFIT_MARGIN_BPS": "risk.max_profit_margin_bps",
     "ARB_MAX_DAILY_LOSS_USD": "risk.max_daily_loss_usd",
     "ARB_MAX_CONSECUTIVE_FAILURES": "risk.max_consecutive_failures",
     "ARB_TARGET_EXECUTION_TIME_MS": "engine.target_execution_time_ms",
@@ -360,7 +370,7 @@ class ConfigurationManager:
             lines.append(f"{exchange.name:<15} {state}; timeout {exchange.rest_timeout_ms} ms; {keys}")
         lines += [
             f"risk            position {r.max_position_size_usd} USD, exposure {r.max_total_exposure_usd} USD, "
-            f"daily loss {r.max_daily_loss_usd} USD, min margin {r.min_profit_margin_bps} bps",
+            f"daily loss {r.max_daily_loss_usd} USD, margin {r.min_profit_margin_bps}-{r.max_profit_margin_bps} bps",
             f"timing          target {c.target_execution_time_ms} ms, scan every {c.opportunity_scan_interval_ms} ms, "
             f"balances every {c.balance_refresh_interval_ms} ms, max data age {c.max_data_age_ms} ms",
             f"safety          circuit breakers {_on(c.enable_circuit_breakers)}, risk checks "
@@ -480,6 +490,16 @@ def _build(
         problems.append(
             f"{settings['risk.max_total_exposure_usd'].source}: {exposure}: must be at least "
             f"risk.max_position_size_usd ({position}, from {settings['risk.max_position_size_usd'].source})"
+        )
+    low, high = risk_values["min_profit_margin_bps"], risk_values["max_profit_margin_bps"]
+    if high is None:
+        high, where = DEFAULT_MAX_PROFIT_MARGIN_BPS, "the built-in default"
+    else:
+        where = settings["risk.max_profit_margin_bps"].source
+    if low is not None and high < low:
+        problems.append(
+            f"risk.max_profit_margin_bps ({high}, {where}) must be at least risk.min_profit_margin_bps ({low}, from "
+            f"{settings['risk.min_profit_margin_bps'].source}): no margin would pass both"
         )
     symbol_cap = risk_values["max_symbol_exposure_usd"]
     if symbol_cap is not None and exposure is not None and symbol_cap > exposure:

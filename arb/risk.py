@@ -5,6 +5,13 @@ Boundaries, one rule for all: a maximum is inclusive (a trade whose notional equ
 inclusive; the daily loss limit and every breaker trip when their count or loss *reaches*
 the threshold. Money is ``Decimal`` throughout, exactly.
 
+Too good to be true. An entry whose margin is above ``max_profit_margin_bps`` (500 bps by
+default, inclusive) is refused: real dislocations between liquid venues are a few dozen bps,
+and a margin many times that comes from a market the engine should not trade (a wrong or
+stale price, deposits or withdrawals halted on one venue, another asset listed under the same
+name). Each symbol's first such refusal, and one a minute after while it lasts, is logged as a
+warning with both venues and prices. A hedge's close is never refused this way: it takes risk off.
+
 Exposure is market risk, in USD: per symbol, ``|net base quantity over every market| *
 last fill price`` (a hedged spot-spot or spot-futures pair nets to zero), plus the
 worst-case leg notional of each execution in flight (one leg filled, the other not).
@@ -83,6 +90,7 @@ _FUTURES_MARKETS = frozenset(market for market in ExchangeName if market.is_futu
 HUNDRED = Decimal(100)
 NS_PER_DAY = 86_400_000_000_000
 MS_PER_DAY = 86_400_000
+IMPLAUSIBLE_WARNING_INTERVAL_NS = 60_000_000_000  # one warning a minute per symbol while margins stay implausible
 
 
 class Breaker(str, Enum):
@@ -101,6 +109,7 @@ class RiskCheck(str, Enum):
     CIRCUIT_BREAKER = "circuit_breaker"
     INVALID_OPPORTUNITY = "invalid_opportunity"
     MIN_PROFIT_MARGIN = "min_profit_margin_bps"
+    MAX_PROFIT_MARGIN = "max_profit_margin_bps"
     MAX_POSITION_SIZE = "max_position_size_usd"
     MAX_FUTURES_POSITION = "max_futures_position_usd"
     MAX_TOTAL_EXPOSURE = "max_total_exposure_usd"
@@ -112,6 +121,7 @@ class RiskCheck(str, Enum):
 _REJECTION_TEXT = {
     RiskCheck.MAX_DAILY_LOSS: ("daily realized loss (USD)", "reached"),
     RiskCheck.MIN_PROFIT_MARGIN: ("profit margin (bps)", "below"),
+    RiskCheck.MAX_PROFIT_MARGIN: ("profit margin (bps)", "over"),
     RiskCheck.MAX_POSITION_SIZE: ("leg notional (USD)", "over"),
     RiskCheck.MAX_FUTURES_POSITION: ("futures position with this trade (USD)", "over"),
     RiskCheck.MAX_TOTAL_EXPOSURE: ("total exposure with this trade (USD)", "over"),
@@ -374,6 +384,8 @@ class RiskManager:
         self._wall_clock = wall_clock
         # Limits read on every validation, bound once.
         self._min_margin = limits.min_profit_margin_bps
+        self._max_margin = limits.max_profit_margin_bps
+        self._implausible_warned_ns: dict[str, int] = {}  # symbol -> when its last implausible margin was logged
         self._max_position = limits.max_position_size_usd
         self._max_total = limits.max_total_exposure_usd
         self._max_symbol = limits.max_symbol_exposure_usd
@@ -449,6 +461,10 @@ class RiskManager:
         margin = opportunity.profit_margin_bps
         if margin < self._min_margin:
             self._reject(RiskCheck.MIN_PROFIT_MARGIN, opportunity, margin, self._min_margin, counted)
+        if margin > self._max_margin and not closes_hedge:
+            if counted:
+                self._warn_implausible(opportunity)
+            self._reject(RiskCheck.MAX_PROFIT_MARGIN, opportunity, margin, self._max_margin, counted)
         quantity = opportunity.max_quantity
         buy = opportunity.buy_price
         sell = opportunity.sell_price
@@ -489,6 +505,20 @@ class RiskManager:
         what, relation = _REJECTION_TEXT[check]
         message = f"opportunity {opp.opportunity_id} {opp.symbol}: {what} {value} {relation} {check.value} {limit}"
         raise RiskRejection(check, message, value=value, limit=limit)
+
+    def _warn_implausible(self, opp: ArbitrageOpportunity) -> None:
+        """Log a refused too-good margin: a symbol's first, then at most one a minute."""
+        now = self._clock()
+        last = self._implausible_warned_ns.get(opp.symbol)
+        if last is not None and now - last < IMPLAUSIBLE_WARNING_INTERVAL_NS:
+            return
+        self._implausible_warned_ns[opp.symbol] = now
+        log.warning(
+            "risk: %s: buy on %s at %s, sell on %s at %s is %s bps, over max_profit_margin_bps %s: refused as "
+            "implausible; check both markets (prices, deposit and withdrawal status, that they list the same asset)",
+            opp.symbol, opp.buy_exchange.value, opp.buy_price, opp.sell_exchange.value, opp.sell_price,
+            opp.profit_margin_bps, self._max_margin,
+        )
 
     def _reject_invalid(self, opp: ArbitrageOpportunity, counted: bool) -> None:
         if counted:

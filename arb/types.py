@@ -57,6 +57,9 @@ class ArbitrageState(IntEnum):
     RECOVERING = 6
 
 
+DEFAULT_MAX_PROFIT_MARGIN_BPS = Decimal(500)
+
+
 class RiskLimits(msgspec.Struct, frozen=True, kw_only=True):
     """Hard limits the risk manager enforces."""
 
@@ -67,6 +70,9 @@ class RiskLimits(msgspec.Struct, frozen=True, kw_only=True):
     max_consecutive_failures: int = 3
     max_execution_latency_ms: int = 500
     max_symbol_exposure_usd: Decimal | None = None
+    # A margin above this is taken for a market the engine cannot trade safely (bad data, a transfer
+    # halt, another asset under the same name), not for an opportunity.
+    max_profit_margin_bps: Decimal = DEFAULT_MAX_PROFIT_MARGIN_BPS
 
 
 class ExchangeConfig(msgspec.Struct, frozen=True, kw_only=True):

@@ -65,6 +65,8 @@ class NaiveRiskCheck:
             raise RiskManagementError("daily loss")
         if opp.profit_margin_bps < Decimal(str(limits.min_profit_margin_bps)):
             raise RiskManagementError("margin")
+        if opp.profit_margin_bps > Decimal(str(limits.max_profit_margin_bps)):
+            raise RiskManagementError("implausible margin")
         notional = opp.max_quantity * max(opp.buy_price, opp.sell_price)
         if notional > Decimal(str(limits.max_position_size_usd)):
             raise RiskManagementError("position")

@@ -158,6 +158,7 @@ ENV_CASES = [
     ("ARB_MAX_POSITION_SIZE_USD", "150.25", "risk_limits.max_position_size_usd", Decimal("150.25")),
     ("ARB_MAX_TOTAL_EXPOSURE_USD", "900", "risk_limits.max_total_exposure_usd", Decimal("900")),
     ("ARB_MIN_PROFIT_MARGIN_BPS", "7.5", "risk_limits.min_profit_margin_bps", Decimal("7.5")),
+    ("ARB_MAX_PROFIT_MARGIN_BPS", "80", "risk_limits.max_profit_margin_bps", Decimal("80")),
     ("ARB_MAX_DAILY_LOSS_USD", "12", "risk_limits.max_daily_loss_usd", Decimal("12")),
     ("ARB_MAX_CONSECUTIVE_FAILURES", "5", "risk_limits.max_consecutive_failures", 5),
     ("ARB_TARGET_EXECUTION_TIME_MS", "25", "target_execution_time_ms", 25),
@@ -275,4 +276,21 @@ def test_a_symbol_or_asset_with_a_trailing_newline_is_refused(tmp_path: Path) ->
 def test_the_minimum_margin_is_bounded_inside_the_compiled_scanner_range(tmp_path: Path) -> None:
     found = problems(tmp_path, env={"ARB_MIN_PROFIT_MARGIN_BPS": "1e19"})
     assert found == ("env ARB_MIN_PROFIT_MARGIN_BPS: '1e19': must be at most 1000000",)
-    assert load(tmp_path, env={"ARB_MIN_PROFIT_MARGIN_BPS": "1000000"}).config.risk_limits.min_profit_margin_bps == 10**6
+    never = {"ARB_MIN_PROFIT_MARGIN_BPS": "1000000", "ARB_MAX_PROFIT_MARGIN_BPS": "1000000"}
+    assert load(tmp_path, env=never).config.risk_limits.min_profit_margin_bps == 10**6
+
+
+def test_the_maximum_margin_defaults_to_500_bps_and_must_not_be_below_the_minimum(tmp_path: Path) -> None:
+    assert load(tmp_path).config.risk_limits.max_profit_margin_bps == 500
+    assert load(tmp_path, env={"ARB_MAX_PROFIT_MARGIN_BPS": "10"}).config.risk_limits.max_profit_margin_bps == 10
+    found = problems(tmp_path, text='[risk]\nmin_profit_margin_bps = "600"\n')
+    assert found == (
+        "risk.max_profit_margin_bps (500, "
+        f"{default_config_path()}: risk.max_profit_margin_bps) must be at least risk.min_profit_margin_bps (600, "
+        f"from {tmp_path / 'user.toml'}: risk.min_profit_margin_bps): no margin would pass both",
+    )
+    (problem,) = problems(tmp_path, env={"ARB_MAX_PROFIT_MARGIN_BPS": "9.99"})
+    assert problem.startswith("risk.max_profit_margin_bps (9.99, env ARB_MAX_PROFIT_MARGIN_BPS) must be at least")
+    assert problems(tmp_path, env={"ARB_MAX_PROFIT_MARGIN_BPS": "0"}) == (
+        "env ARB_MAX_PROFIT_MARGIN_BPS: '0': must be greater than 0",
+    )

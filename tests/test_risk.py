@@ -130,6 +130,38 @@ def test_min_margin_boundary(margin: str, expected: RiskCheck | None) -> None:
 
 
 @pytest.mark.parametrize(
+    ("margin", "expected"),
+    [("499.99", None), ("500", None), ("500.01", RiskCheck.MAX_PROFIT_MARGIN)],
+    ids=["below", "at", "above"],
+)
+def test_max_margin_boundary(margin: str, expected: RiskCheck | None) -> None:
+    manager, *_ = make()
+    assert outcome(manager, opportunity(margin=margin)) is expected
+
+
+def test_an_implausible_margin_is_warned_once_a_minute_per_symbol_and_never_blocks_a_hedge_close(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    manager, clock, *_ = make()
+    implausible = opportunity(margin="2400", buy="100", sell="124")
+    with caplog.at_level("WARNING", logger="arb.risk"):
+        assert not manager.rehearse(implausible)  # a rehearsal neither counts nor warns
+        assert caplog.records == []
+        for _ in range(3):
+            assert outcome(manager, implausible) is RiskCheck.MAX_PROFIT_MARGIN
+        assert outcome(manager, opportunity(margin="2400", symbol="ETH/USDT")) is RiskCheck.MAX_PROFIT_MARGIN
+        clock.now += 59_999_999_999
+        assert outcome(manager, implausible) is RiskCheck.MAX_PROFIT_MARGIN
+        clock.now += 1
+        assert outcome(manager, implausible) is RiskCheck.MAX_PROFIT_MARGIN
+    warned = [r.getMessage() for r in caplog.records]
+    assert [m.split(":")[1].strip() for m in warned] == ["BTC/USDT", "ETH/USDT", "BTC/USDT"]
+    assert "buy on mexc at 100, sell on gateio at 124 is 2400 bps, over max_profit_margin_bps 500" in warned[0]
+    assert manager.get_risk_statistics().rejections["max_profit_margin_bps"] == 6
+    manager.validate_opportunity_risk(implausible, closes_hedge=True)  # closing takes risk off: never refused
+
+
+@pytest.mark.parametrize(
     ("quantity", "expected"),
     [("4.9999", None), ("5", None), ("5.0001", RiskCheck.MAX_TOTAL_EXPOSURE)],
     ids=["below", "at", "above"],

@@ -41,6 +41,7 @@ journal_path = "{journal}"
 
 [risk]
 min_profit_margin_bps = "{margin}"
+max_profit_margin_bps = "1000000"  # the settling run's minimum (never enter) must not exceed it
 max_consecutive_failures = 1000
 
 [exchanges.gateio]

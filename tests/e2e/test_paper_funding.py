@@ -33,6 +33,11 @@ symbols = ["BTC/USDT"]
 opportunity_types = ["spot_futures_hedge"]
 funding_refresh_interval_ms = 1000
 
+[risk]
+# A settlement every second puts ~28,800 of them in the holding horizon: the expected funding
+# is a margin of ~29,000 bps, far above the default ceiling.
+max_profit_margin_bps = "1000000"
+
 [paper]
 mexc = {{ USDT = "{usdt}" }}
 gateio = {{ USDT = "{usdt}" }}
