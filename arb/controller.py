@@ -463,15 +463,18 @@ class ArbitrageController:
                 # The trade loop runs one execution at a time, so only the newest one can have
                 # been cut short with every order closed but its legs unmatched.
                 self._flag_interrupted(journal, sorted(interrupted | ({last} if last else set())))
-            if self.hedges is not None and self.journal is not None:
-                # After reconciliation, so fills an earlier run did not live to record are in.
-                self.hedges.restore(self.journal)
-            if self.risk is not None and self.journal is not None:
-                # Same source, same moment: today's realized loss and the positions still held count.
-                self.risk.restore(
-                    self.journal, self._catalogs,
-                    held_basis_by_day=self.hedges.restored_basis_by_day if self.hedges is not None else None,
-                )
+            if self.journal is not None:
+                # After reconciliation, so fills an earlier run did not live to record are in; both
+                # restores replay the same read of them.
+                fills = self.journal.fills()
+                if self.hedges is not None:
+                    self.hedges.restore(self.journal, fills=fills)
+                if self.risk is not None:
+                    # Same source, same moment: today's realized loss and the positions still held count.
+                    self.risk.restore(
+                        self.journal, self._catalogs, fills=fills,
+                        held_basis_by_day=self.hedges.restored_basis_by_day if self.hedges is not None else None,
+                    )
             # The journal knows only this engine's trades: the futures venues say what is held.
             await self._check_futures_positions(restored=True)
             if self.funding is not None:

@@ -158,11 +158,12 @@ class HedgeBook:
         )
         return self._apply(opportunity.symbol, spot_market, futures_market, result.legs)
 
-    def restore(self, journal: HedgeJournal) -> list[HedgePosition]:
+    def restore(self, journal: HedgeJournal, *, fills: Sequence[FillRecord] | None = None) -> list[HedgePosition]:
         """Rebuild the positions from ``journal`` (see the module doc); returns the open ones, logged.
 
         Replaces whatever the book held. An opportunity whose instruments are no longer in the
-        catalogs is left out with an error naming it.
+        catalogs is left out with an error naming it. ``fills``: ``journal.fills()`` when the
+        caller has read them already (start-up restores share one read).
         """
         self._positions.clear()
         self.restored_basis_by_day = {}
@@ -174,13 +175,13 @@ class HedgeBook:
             opp: legs for opp, legs in markets.items()
             if len(legs) == 2 and legs["buy"][0].is_futures != legs["sell"][0].is_futures
         }
-        fills: dict[str, list[ExecutionLeg]] = {}
+        legs_filled: dict[str, list[ExecutionLeg]] = {}
         last_fill_ms: dict[str, int] = {}  # an execution's day is that of its last fill, as in RiskManager.restore
-        for record in journal.fills():
+        for record in journal.fills() if fills is None else fills:
             if record.opportunity_id in hedges:
                 last_fill_ms[record.opportunity_id] = max(last_fill_ms.get(record.opportunity_id, 0), record.recorded_at_ms)
                 fill = record.fill
-                fills.setdefault(record.opportunity_id, []).append(
+                legs_filled.setdefault(record.opportunity_id, []).append(
                     ExecutionLeg(
                         exchange=record.exchange, symbol=fill.symbol, side=fill.side,
                         client_order_id=fill.client_order_id or fill.order_id, requested_quantity=fill.quantity,
@@ -189,14 +190,14 @@ class HedgeBook:
                     )
                 )
         for opp, legs in hedges.items():
-            if opp not in fills:
+            if opp not in legs_filled:
                 continue
             (buy_market, buy_symbol), (sell_market, _) = legs["buy"], legs["sell"]
             spot, futures = (sell_market, buy_market) if buy_market.is_futures else (buy_market, sell_market)
             pair = pair_symbol(buy_symbol)
             held = self.held_basis()
             try:
-                self._apply(pair, spot, futures, fills[opp])
+                self._apply(pair, spot, futures, legs_filled[opp])
             except InstrumentError as exc:
                 log.error("hedges: opportunity %s left out of the rebuilt hedge book: %s", opp, exc)
                 continue
@@ -209,7 +210,7 @@ class HedgeBook:
                 p.symbol, p.spot.value, p.futures.value, "long spot" if p.base > 0 else "short spot", abs(p.base),
                 p.spot_price, p.futures_price, p.entry_basis,
             )
-        log.info("hedges: %d open positions rebuilt from %d journaled hedge executions", len(positions), len(fills))
+        log.info("hedges: %d open positions rebuilt from %d journaled hedge executions", len(positions), len(legs_filled))
         return positions
 
     def check_venue(self, futures: ExchangeName, holdings: Mapping[str, FuturesHolding]) -> list[HedgeMismatch]:

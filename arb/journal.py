@@ -87,6 +87,9 @@ AUTOCHECKPOINT_PAGES = 8192
 MAX_LOGGED_INTENTS = 64
 MERGE_KEY_HASHES = 4096  # client-id key hashes held in a set before a checkpoint sorts them into the array
 ZERO = Decimal(0)
+# Enum members by value: a dict lookup, where calling the enum costs ~0.7 us a row on a restore's reads.
+_MARKETS = {market.value: market for market in ExchangeName}
+_SIDES = {side.value: side for side in OrderSide}
 
 _SCHEMA = """
 CREATE TABLE intents (
@@ -957,7 +960,7 @@ class Journal:
             (since_ms,),
         )
         return [
-            (ExchangeName(row[0]), FundingPayment(payment_id=row[1], symbol=row[2], amount=Decimal(row[3]), time_ms=row[4]))
+            (_market(row[0]), FundingPayment(payment_id=row[1], symbol=row[2], amount=Decimal(row[3]), time_ms=row[4]))
             for row in rows
         ]
 
@@ -985,7 +988,7 @@ class Journal:
         """(opportunity id, leg, market, symbol) of every intent, oldest first."""
         self.flush_intents()
         rows = self._db.execute("SELECT opportunity_id, leg, exchange, symbol FROM intents ORDER BY intent_id")
-        return [(opp, leg, ExchangeName(exchange), symbol) for opp, leg, exchange, symbol in rows]
+        return [(opp, leg, _market(exchange), symbol) for opp, leg, exchange, symbol in rows]
 
     def last_opportunity_id(self) -> str | None:
         """The opportunity of the newest intent (the one in flight if the engine stopped abruptly)."""
@@ -1015,7 +1018,7 @@ class Journal:
             args = (opportunity_id,)
         return [
             FillRecord(
-                exchange=ExchangeName(row[0]),
+                exchange=_market(row[0]),
                 opportunity_id=row[1],
                 leg=row[2],
                 fill=Fill(
@@ -1023,7 +1026,7 @@ class Journal:
                     order_id=row[4],
                     client_order_id=row[5],
                     trade_id=row[6],
-                    side=OrderSide(row[7]),
+                    side=_SIDES.get(row[7]) or OrderSide(row[7]),
                     price=Decimal(row[8]),
                     quantity=Decimal(row[9]),
                     fee=Decimal(row[10]),
@@ -1330,7 +1333,7 @@ class Journal:
             intent_id=intent_id,
             opportunity_id=row[1],
             leg=row[2],
-            exchange=ExchangeName(row[3]),
+            exchange=_market(row[3]),
             request=msgspec.json.decode(row[4], type=OrderRequest),
             created_at_ms=row[5],
             order_id=None if order is None else order[0],
@@ -1348,3 +1351,8 @@ def _encode(detail: Mapping[str, Any]) -> str:
 def _state_detail(state: OrderState) -> str:
     """The detail of an event carrying a venue order state."""
     return _encode({"average_price": state.average_price, "fee": state.fee, "fee_asset": state.fee_asset})
+
+
+def _market(value: str) -> ExchangeName:
+    """The market journaled as ``value`` (an unknown one raises ``ValueError``, as ``ExchangeName`` does)."""
+    return _MARKETS.get(value) or ExchangeName(value)

@@ -699,14 +699,15 @@ class RiskManager:
 
     def restore(
         self, journal: RiskJournal, catalogs: Mapping[ExchangeName, InstrumentCatalog], *,
-        held_basis_by_day: Mapping[int, Decimal] | None = None,
+        held_basis_by_day: Mapping[int, Decimal] | None = None, fills: Sequence[FillRecord] | None = None,
     ) -> RestoredRisk:
         """Rebuild positions, exposure and today's realized PnL from ``journal`` (see the module doc).
 
         ``catalogs`` give each journaled market symbol its contract size, grid and assets.
         ``held_basis_by_day``: by UTC day, how much hedge basis that day's executions locked in
         net of what they closed (``HedgeBook.restored_basis_by_day``); today's is left out of the
-        daily PnL, as the live path leaves it out.
+        daily PnL, as the live path leaves it out. ``fills``: ``journal.fills()`` when the caller
+        has read them already (start-up restores share one read).
         Replaces the positions and the daily PnL held; reservations of executions in flight
         are kept. An opportunity with an order whose instrument is no longer listed (or a
         malformed fill) is left out whole, with an error naming it. The breakers, the
@@ -715,7 +716,7 @@ class RiskManager:
         """
         by_intent: dict[int, tuple[str | None, _JournaledOrder]] = {}
         orphans: list[tuple[str | None, _JournaledOrder]] = []
-        for record in journal.fills():
+        for record in journal.fills() if fills is None else fills:
             if record.intent_id is None:
                 orphans.append((None, _JournaledOrder(record)))
             elif record.intent_id in by_intent:

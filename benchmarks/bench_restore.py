@@ -3,7 +3,8 @@ journaled execution, so their cost grows with the journal.
 
 The journal holds ``EXECUTIONS`` filled executions (two orders with one fill each), every fourth
 one a spot/futures hedge. Timed: each restore on its own, against reading the fills alone
-(``Journal.fills``, which both restores do first): the baseline, the floor of a replay.
+(``Journal.fills``, which both restores do first): the baseline, the floor of a replay; and
+both as start-up runs them, sharing one read of the fills.
 """
 
 from __future__ import annotations
@@ -107,3 +108,17 @@ def test_hedge_restore(benchmark: Any, journaled: tuple[Journal, dict[ExchangeNa
     positions = benchmark.pedantic(book.restore, args=(journal,), rounds=ROUNDS, warmup_rounds=1)
     [position] = positions
     assert position.base == Decimal("0.01") * (EXECUTIONS // 4)
+
+
+@pytest.mark.benchmark(group="restore")
+def test_startup_restore(benchmark: Any, journaled: tuple[Journal, dict[ExchangeName, InstrumentCatalog]]) -> None:
+    """Both restores as the controller runs them at start-up: one read of the fills, shared."""
+    journal, markets = journaled
+    book, risk = HedgeBook(markets, min_profit_bps=Decimal(1)), RiskManager(LIMITS)
+
+    def restore() -> int:
+        fills = journal.fills()
+        book.restore(journal, fills=fills)
+        return risk.restore(journal, markets, fills=fills, held_basis_by_day=book.restored_basis_by_day).orders
+
+    assert benchmark.pedantic(restore, rounds=ROUNDS, warmup_rounds=1) == 2 * EXECUTIONS
