@@ -1,6 +1,7 @@
 """Command line: ``python -m arb <command>``.
 
-Exit codes: 0 success, 1 runtime error (a backtest: the recording is damaged), 2 bad configuration or usage.
+Exit codes: 0 success, 1 runtime error (a backtest: the recording is damaged), 2 bad configuration or usage,
+130 interrupted.
 """
 
 from __future__ import annotations

@@ -9,8 +9,8 @@ Modes. A dry run (the default) starts the simulated venues in-process and points
 factory at them (or attaches to venues another process serves, ``sim_endpoints``);
 nothing reaches a real host. Live trading refuses to start unless API
 keys are present for every trading venue, a signed balance call succeeds on each, and the
-configuration names the symbols and limits explicitly (a ``--config`` file or ``ARB_*``
-variables, not only the shipped defaults). Paper trading (``initialize(paper=True)``) reads
+``--config`` file itself states the symbols and limits (not the shipped defaults, nor
+``ARB_*`` variables alone). Paper trading (``initialize(paper=True)``) reads
 the real venues' public market data (or the simulated venues' public endpoints,
 ``sim_endpoints``) with connectors that hold no keys, and trades through
 ``arb.exchanges.paper.PaperExchange``: fills simulated against the live books, balances
