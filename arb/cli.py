@@ -164,7 +164,30 @@ def _build_parser() -> argparse.ArgumentParser:
     backtest.add_argument("--report", metavar="DIR", help="write report.html, summary.json and charts to DIR")
     backtest.add_argument("--json", action="store_true", help="print the JSON summary on stdout instead of text")
     backtest.add_argument("--log-level", default="WARNING", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+
+    export = commands.add_parser(
+        "export", help="write the journal's fills, settled funding or orders as CSV (read-only, safe while running)"
+    )
+    export.add_argument("kind", choices=("fills", "funding", "orders"), help="what to export")
+    export_source = export.add_mutually_exclusive_group()
+    export_source.add_argument("--journal", metavar="FILE", help="the journal file (default: engine.journal_path)")
+    export_source.add_argument("--config", metavar="FILE", help="user TOML file naming engine.journal_path")
+    export.add_argument("--from", dest="from_day", type=_day, metavar="YYYY-MM-DD",
+                        help="first UTC day to include (default: the journal's start)")
+    export.add_argument("--to", dest="to_day", type=_day, metavar="YYYY-MM-DD",
+                        help="last UTC day to include (default: today)")
+    export.add_argument("--out", metavar="FILE", help="write to FILE instead of standard output (never overwritten)")
+    export.add_argument("--log-level", default="WARNING", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     return parser
+
+
+def _day(text: str) -> int:
+    from .export import parse_day
+
+    try:
+        return parse_day(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _word_list(text: str) -> list[str]:
@@ -229,6 +252,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _record(args)
         if args.command == "doctor":
             return _doctor(args)
+        if args.command == "export":
+            return _export(args)
         return _backtest(args)
     except ConfigurationError as exc:
         print(f"arb: {exc}", file=sys.stderr)
@@ -499,6 +524,34 @@ def _record(args: argparse.Namespace) -> int:
     if stats.error is not None:
         print(f"arb record: {stats.error}; {stats.dropped} records dropped", file=sys.stderr)
         return EXIT_ERROR
+    return EXIT_OK
+
+
+def _export(args: argparse.Namespace) -> int:
+    from .export import MS_PER_DAY, export_journal
+
+    path = args.journal
+    if path is None:
+        manager = ConfigurationManager(args.config)
+        path = manager.load_configuration(dry_run=True).journal_path
+    since_ms = args.from_day or 0
+    until_ms = None if args.to_day is None else args.to_day + MS_PER_DAY
+    if until_ms is not None and until_ms <= since_ms:
+        raise ConfigurationError(["export: --to must not be before --from"])
+    if args.out is None:
+        count = export_journal(path, args.kind, sys.stdout, since_ms=since_ms, until_ms=until_ms)
+    else:
+        try:
+            file = open(args.out, "x", encoding="utf-8", newline="")
+        except OSError as exc:
+            raise ConfigurationError([f"export --out {args.out}: {exc.strerror or exc}"]) from None
+        try:
+            with file:
+                count = export_journal(path, args.kind, file, since_ms=since_ms, until_ms=until_ms)
+        except BaseException:
+            os.unlink(args.out)  # no partial export left behind to be taken for a whole one
+            raise
+    print(f"arb export: {count} {args.kind} rows from {path}", file=sys.stderr)
     return EXIT_OK
 
 

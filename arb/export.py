@@ -1,0 +1,205 @@
+"""CSV exports of the order journal: its fills, settled funding and orders, as recorded.
+
+For the operator's books and for checking the engine against the venues' own statements.
+The journal is opened read-only (SQLite's ``mode=ro``): an export runs beside an engine that is
+writing it (a WAL reader never blocks the writer) and changes nothing. Money is written as the
+journal stores it, exact decimal text; times as ISO 8601 UTC with milliseconds. Intents a crash
+left only in the intent log (``<journal>-intents``) reach the database at the next start; an
+export warns when that log is not empty.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime
+import logging
+import os
+import sqlite3
+from collections.abc import Iterable
+from decimal import Decimal
+from typing import Any, TextIO
+
+import msgspec
+
+from .errors import ArbitrageEngineError
+from .exchanges.models import OrderRequest
+from .journal import INTENT_LOG_SUFFIX, SCHEMA_VERSION
+
+log = logging.getLogger(__name__)
+
+KINDS = ("fills", "funding", "orders")
+MS_PER_DAY = 86_400_000
+
+FILL_COLUMNS = (
+    "recorded_at", "market", "symbol", "side", "price", "quantity", "fee", "fee_asset", "is_maker", "venue_time",
+    "trade_id", "order_id", "client_order_id", "opportunity_id", "leg", "source",
+)
+FUNDING_COLUMNS = ("settled_at", "market", "symbol", "amount", "payment_id", "recorded_at")
+ORDER_COLUMNS = (
+    "created_at", "intent_id", "opportunity_id", "leg", "market", "symbol", "client_order_id", "side", "type",
+    "time_in_force", "quantity", "price", "order_id", "status", "closed", "venue_filled_quantity", "fills_quantity",
+)
+
+_FILLS = """
+SELECT f.recorded_at_ms, f.exchange, f.symbol, f.side, f.price, f.quantity, f.fee, f.fee_asset, f.is_maker,
+       f.timestamp_ms, f.trade_id, f.order_id, f.client_order_id, i.opportunity_id, i.leg, f.source
+FROM fills f LEFT JOIN intents i ON i.intent_id = f.intent_id
+WHERE f.recorded_at_ms >= ? AND f.recorded_at_ms < ? ORDER BY f.fill_id
+"""
+_FUNDING = """
+SELECT settled_at_ms, exchange, symbol, amount, payment_id, recorded_at_ms FROM funding_payments
+WHERE settled_at_ms >= ? AND settled_at_ms < ? ORDER BY settled_at_ms, exchange, payment_id
+"""
+# The last status and order id any event reported, whether one closed it, and the last filled quantity the
+# venue reported (the closing event records the journal's own sum of fills instead).
+_ORDERS = """
+SELECT i.created_at_ms, i.intent_id, i.opportunity_id, i.leg, i.exchange, i.symbol, i.client_order_id, i.request,
+       (SELECT order_id FROM order_events e WHERE e.intent_id = i.intent_id AND e.order_id IS NOT NULL
+        ORDER BY e.event_id DESC LIMIT 1),
+       (SELECT status FROM order_events e WHERE e.intent_id = i.intent_id AND e.status IS NOT NULL
+        ORDER BY e.event_id DESC LIMIT 1),
+       EXISTS (SELECT 1 FROM order_events e WHERE e.intent_id = i.intent_id AND e.closes = 1),
+       (SELECT filled_quantity FROM order_events e WHERE e.intent_id = i.intent_id
+        AND e.filled_quantity IS NOT NULL AND e.kind <> 'closed' ORDER BY e.event_id DESC LIMIT 1)
+FROM intents i WHERE i.created_at_ms >= ? AND i.created_at_ms < ? ORDER BY i.intent_id
+"""
+_FILL_QUANTITIES = "SELECT intent_id, quantity FROM fills WHERE intent_id IS NOT NULL"
+_decode_request = msgspec.json.Decoder(OrderRequest).decode
+
+
+class ExportError(ArbitrageEngineError):
+    """The journal cannot be exported: missing, not a journal, or of a newer version."""
+
+
+def parse_day(text: str) -> int:
+    """Wall-clock ms of 00:00 UTC of ``YYYY-MM-DD``; ``ValueError`` naming the text otherwise."""
+    try:
+        day = datetime.date.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"expected a day as YYYY-MM-DD, got {text!r}") from None
+    return (day - datetime.date(1970, 1, 1)).days * MS_PER_DAY
+
+
+def export_journal(
+    path: str | os.PathLike[str], kind: str, out: TextIO, *, since_ms: int = 0, until_ms: int | None = None
+) -> int:
+    """Write the journal's ``kind`` (``fills``, ``funding`` or ``orders``) recorded in
+    ``[since_ms, until_ms)`` to ``out`` as CSV with a header; returns the rows written."""
+    if kind not in KINDS:
+        raise ValueError(f"export: kind {kind!r}: expected one of {', '.join(KINDS)}")
+    where = os.fspath(path)
+    window = (since_ms, until_ms if until_ms is not None else 2**62)
+    db = _open_read_only(where)
+    try:
+        version = _schema_version(db, where)
+        _warn_pending_intents(where)
+        writer = csv.writer(out, lineterminator="\n")
+        try:
+            if kind == "fills":
+                return _write(writer, FILL_COLUMNS, (_fill_row(row) for row in db.execute(_FILLS, window)))
+            if kind == "funding":
+                rows: Iterable[tuple[Any, ...]] = db.execute(_FUNDING, window) if version >= 2 else ()  # v1: none
+                return _write(writer, FUNDING_COLUMNS, (_funding_row(row) for row in rows))
+            filled = _fill_quantities(db)
+            return _write(writer, ORDER_COLUMNS, (_order_row(row, filled) for row in db.execute(_ORDERS, window)))
+        except sqlite3.Error as exc:
+            raise ExportError(f"journal {where}: cannot read its {kind}: {exc}") from exc
+    finally:
+        db.close()
+
+
+def _open_read_only(path: str) -> sqlite3.Connection:
+    if not os.path.isfile(path):
+        raise ExportError(f"journal {path}: no such file")
+    try:
+        return sqlite3.connect(f"file:{_uri_path(path)}?mode=ro", uri=True)
+    except sqlite3.Error as exc:
+        raise ExportError(f"journal {path}: cannot open it read-only: {exc}") from exc
+
+
+def _uri_path(path: str) -> str:
+    """``path`` for an SQLite file URI: absolute, with the characters URIs reserve escaped."""
+    return os.path.abspath(path).replace("%", "%25").replace("?", "%3f").replace("#", "%23")
+
+
+def _schema_version(db: sqlite3.Connection, path: str) -> int:
+    try:
+        (version,) = db.execute("PRAGMA user_version").fetchone()
+        tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    except sqlite3.DatabaseError as exc:
+        raise ExportError(f"journal {path}: not an SQLite database ({exc})") from exc
+    if "intents" not in tables or "fills" not in tables or version < 1:
+        raise ExportError(f"journal {path}: not an arb journal (no intents and fills tables)")
+    if version > SCHEMA_VERSION:
+        raise ExportError(f"journal {path}: schema version {version}, this arb reads versions up to {SCHEMA_VERSION}")
+    return int(version)
+
+
+def _warn_pending_intents(path: str) -> None:
+    try:
+        size = os.path.getsize(path + INTENT_LOG_SUFFIX)
+    except OSError:
+        return
+    if size:
+        log.warning(
+            "journal %s: its intent log holds %d bytes of intents not yet in the database (the engine is running, "
+            "or stopped abruptly and has not been started since); they are not in this export", path, size,
+        )
+
+
+def _write(writer: Any, columns: tuple[str, ...], rows: Iterable[list[str]]) -> int:
+    writer.writerow(columns)
+    count = 0
+    for row in rows:
+        writer.writerow(row)
+        count += 1
+    return count
+
+
+def _time(ms: int | None) -> str:
+    if ms is None:
+        return ""
+    stamp = datetime.datetime.fromtimestamp(ms / 1000, tz=datetime.timezone.utc)
+    return stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+
+
+def _text(value: object) -> str:
+    return "" if value is None else str(value)
+
+
+def _fill_row(row: tuple[Any, ...]) -> list[str]:
+    (recorded, market, symbol, side, price, quantity, fee, fee_asset, is_maker, venue_ms, trade_id, order_id,
+     client_order_id, opportunity_id, leg, source) = row
+    return [
+        _time(recorded), market, symbol, side, price, quantity, fee, fee_asset, "yes" if is_maker else "no",
+        _time(venue_ms) if venue_ms else "", trade_id, order_id, _text(client_order_id), _text(opportunity_id),
+        _text(leg), source,
+    ]
+
+
+def _funding_row(row: tuple[Any, ...]) -> list[str]:
+    settled, market, symbol, amount, payment_id, recorded = row
+    return [_time(settled), market, symbol, amount, payment_id, _time(recorded)]
+
+
+def _fill_quantities(db: sqlite3.Connection) -> dict[int, Decimal]:
+    """The recorded fill quantity per intent, summed exactly."""
+    filled: dict[int, Decimal] = {}
+    for intent_id, quantity in db.execute(_FILL_QUANTITIES):
+        filled[intent_id] = filled.get(intent_id, Decimal(0)) + Decimal(quantity)
+    return filled
+
+
+def _order_row(row: tuple[Any, ...], filled: dict[int, Decimal]) -> list[str]:
+    (created, intent_id, opportunity_id, leg, market, symbol, client_order_id, request_json, order_id, status,
+     closed, venue_filled) = row
+    request = _decode_request(request_json)
+    return [
+        _time(created), str(intent_id), opportunity_id, leg, market, symbol, client_order_id, request.side.value,
+        request.type.value, request.time_in_force.value, str(request.quantity), _text(request.price),
+        _text(order_id), _text(status), "yes" if closed else "no", _text(venue_filled),
+        str(filled.get(intent_id, Decimal(0))),
+    ]
+
+
+__all__ = ["ExportError", "KINDS", "export_journal", "parse_day"]
