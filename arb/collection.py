@@ -16,14 +16,20 @@ not walked again and again; that count is not exposed, so a full collection here
 instead until the time since the last one is ``FULL_COLLECTION_SPACING`` times what that one
 took (at most ~4 % of the time in full collections). ``stop`` puts back what it found; with
 automatic collection off before ``start``, it stays off and nothing is collected.
+
+``collection_paused`` turns automatic collection off around a bulk build of objects that all
+stay alive, such as the start-up restore from the journal: there every young collection
+promotes what it walked, and the older generations' collections walk the growing heap again
+and again (a third of a restore's time, ``benchmarks/bench_restore.py``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 log = logging.getLogger(__name__)
 
@@ -98,3 +104,15 @@ class IdleCollection:
             "idle garbage collections: %d young, %d middle, %d full; longest %.3f ms",
             *self.collections, self.longest_ns / 1e6,
         )
+
+
+@contextlib.contextmanager
+def collection_paused() -> Iterator[None]:
+    """Automatic garbage collection off inside the block, then back as it was (nothing is collected here)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()

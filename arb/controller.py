@@ -41,7 +41,7 @@ from arb_core.book import OrderBook
 from arb_core.freshness import monotonic_ns
 
 from .balances import BalanceMonitor, SkewAlert
-from .collection import IdleCollection
+from .collection import IdleCollection, collection_paused
 from .config import ConfigurationManager
 from .errors import ArbitrageEngineError, ConfigurationError, ExchangeError
 from .exchanges.base import BalancesReadHandler, BookKey, MarketDataTap
@@ -466,15 +466,16 @@ class ArbitrageController:
             if self.journal is not None:
                 # After reconciliation, so fills an earlier run did not live to record are in; both
                 # restores replay the same read of them.
-                fills = self.journal.fills()
-                if self.hedges is not None:
-                    self.hedges.restore(self.journal, fills=fills)
-                if self.risk is not None:
-                    # Same source, same moment: today's realized loss and the positions still held count.
-                    self.risk.restore(
-                        self.journal, self._catalogs, fills=fills,
-                        held_basis_by_day=self.hedges.restored_basis_by_day if self.hedges is not None else None,
-                    )
+                with collection_paused():
+                    fills = self.journal.fills()
+                    if self.hedges is not None:
+                        self.hedges.restore(self.journal, fills=fills)
+                    if self.risk is not None:
+                        # Same source, same moment: today's realized loss and the positions still held count.
+                        self.risk.restore(
+                            self.journal, self._catalogs, fills=fills,
+                            held_basis_by_day=self.hedges.restored_basis_by_day if self.hedges is not None else None,
+                        )
             # The journal knows only this engine's trades: the futures venues say what is held.
             await self._check_futures_positions(restored=True)
             if self.funding is not None:

@@ -72,7 +72,7 @@ from .errors import RiskManagementError
 from .exchanges.models import Fill, FundingPayment, Position
 from .instruments import Instrument, InstrumentCatalog, InstrumentError, pair_symbol
 from .journal import FillRecord
-from .orders import RealizedPnl, exact_notional, fee_in_quote
+from .orders import WIDE, RealizedPnl, exact_notional, fee_in_quote
 from .types import (
     ArbitrageOpportunity,
     ArbitrageState,
@@ -283,10 +283,8 @@ class _JournaledOrder:
         fill = record.fill
         if self.quantity:
             self.price = None  # more than one fill: the average is notional / quantity
-        with localcontext() as ctx:
-            ctx.prec = 60
-            self.quantity += fill.quantity
-            self.notional += fill.price * fill.quantity
+        self.quantity = WIDE.add(self.quantity, fill.quantity)
+        self.notional = WIDE.add(self.notional, WIDE.multiply(fill.price, fill.quantity))
         self.fees.append((fill.fee, fill.fee_asset))
         self.recorded_at_ms = max(self.recorded_at_ms, record.recorded_at_ms)
 
@@ -294,9 +292,7 @@ class _JournaledOrder:
     def average_price(self) -> Decimal:
         if self.price is not None:
             return self.price
-        with localcontext() as ctx:
-            ctx.prec = 60
-            return self.notional / self.quantity
+        return WIDE.divide(self.notional, self.quantity)
 
 
 class _ExecutionPnl(RealizedPnl):
@@ -610,21 +606,27 @@ class RiskManager:
                 f"fill {fill.trade_id} on {exchange.value} {fill.symbol}: quantity={fill.quantity} "
                 f"and price={fill.price} must be positive"
             )
-        key = (exchange, fill.symbol)
+        self._move_position(exchange, fill.symbol, fill.side, quantity, fill.price, fill.timestamp_ms)
+        self._refresh_symbol(fill.symbol)
+
+    def _move_position(
+        self, exchange: ExchangeName, symbol: str, side: OrderSide, quantity: Decimal, price: Decimal, at_ms: int
+    ) -> None:
+        """Apply a fill of ``quantity`` base (> 0) at ``price`` to the position and the mark, not the exposure."""
+        key = (exchange, symbol)
         position = self._positions.get(key)
         if position is None:
             position = self._positions[key] = _Position()
-        signed = quantity if fill.side is OrderSide.BUY else -quantity
+        signed = quantity if side is OrderSide.BUY else -quantity
         old = position.quantity
         new = old + signed
         if old == ZERO or (new > ZERO) != (old > ZERO) and new != ZERO:
-            position.entry_price = fill.price
-            position.opened_at_ms = fill.timestamp_ms
+            position.entry_price = price
+            position.opened_at_ms = at_ms
         elif (signed > ZERO) == (old > ZERO):
-            position.entry_price = (old * position.entry_price + signed * fill.price) / new
+            position.entry_price = (old * position.entry_price + signed * price) / new
         position.quantity = new
-        self._marks[fill.symbol] = fill.price
-        self._refresh_symbol(fill.symbol)
+        self._marks[symbol] = price
 
     def record_realized_pnl(self, amount: Decimal) -> None:
         """Add realized PnL in USD (negative for a loss) to the current UTC day."""
@@ -745,26 +747,23 @@ class RiskManager:
             self._adjust_used(symbol, notional)
         executions: dict[str, _ExecutionPnl] = {}
         replayed = 0
+        moved: set[str] = set()
         for opportunity_id, order, instrument in resolved:
             if opportunity_id in skipped:
                 continue
-            fill = Fill(
-                symbol=pair_symbol(order.symbol),  # as the live path: spot and perpetual of a pair net
-                order_id=order.order_id,
-                client_order_id=order.order_id,
-                trade_id=order.order_id,
-                side=order.side,
-                price=order.average_price,
-                quantity=order.quantity,
-                fee=ZERO,
-                fee_asset="",
-                is_maker=False,
-                timestamp_ms=order.recorded_at_ms,
+            # What record_fill does with the leg's one fill, the exposure left to the end (it
+            # depends only on the final positions and marks).
+            symbol = pair_symbol(order.symbol)  # as the live path: spot and perpetual of a pair net
+            self._move_position(
+                order.exchange, symbol, order.side, order.quantity * instrument.contract_size, order.average_price,
+                order.recorded_at_ms,
             )
-            self.record_fill(order.exchange, fill, contract_size=instrument.contract_size)
+            moved.add(symbol)
             replayed += 1
             if opportunity_id is not None:
                 executions.setdefault(opportunity_id, _ExecutionPnl()).add_order(order, instrument)
+        for symbol in sorted(moved):
+            self._refresh_symbol(symbol)
         self._daily_pnl = ZERO
         today = [e for e in executions.values() if e.recorded_at_ms // MS_PER_DAY == self._day]
         for execution in today:

@@ -4,11 +4,13 @@ journaled execution, so their cost grows with the journal.
 The journal holds ``EXECUTIONS`` filled executions (two orders with one fill each), every fourth
 one a spot/futures hedge. Timed: each restore on its own, against reading the fills alone
 (``Journal.fills``, which both restores do first): the baseline, the floor of a replay; and
-both as start-up runs them, sharing one read of the fills.
+both as start-up runs them, sharing one read of the fills, with the garbage collector paused
+as start-up pauses it and, to compare, left automatic.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
@@ -16,6 +18,7 @@ from typing import Any
 import pytest
 from fakevenue import FakeExchange, catalogs, perp, spot
 
+from arb.collection import collection_paused
 from arb.exchanges.models import Fill, OrderRequest, OrderState, OrderStatus, OrderType
 from arb.hedges import HedgeBook
 from arb.instruments import InstrumentCatalog
@@ -111,14 +114,19 @@ def test_hedge_restore(benchmark: Any, journaled: tuple[Journal, dict[ExchangeNa
 
 
 @pytest.mark.benchmark(group="restore")
-def test_startup_restore(benchmark: Any, journaled: tuple[Journal, dict[ExchangeName, InstrumentCatalog]]) -> None:
-    """Both restores as the controller runs them at start-up: one read of the fills, shared."""
+@pytest.mark.parametrize("collection", ["automatic", "paused"])
+def test_startup_restore(
+    benchmark: Any, journaled: tuple[Journal, dict[ExchangeName, InstrumentCatalog]], collection: str
+) -> None:
+    """Both restores as the controller runs them at start-up: one read of the fills, shared, with
+    automatic garbage collection paused (``collection_paused``); ``automatic``: the same with it on."""
     journal, markets = journaled
     book, risk = HedgeBook(markets, min_profit_bps=Decimal(1)), RiskManager(LIMITS)
 
     def restore() -> int:
-        fills = journal.fills()
-        book.restore(journal, fills=fills)
-        return risk.restore(journal, markets, fills=fills, held_basis_by_day=book.restored_basis_by_day).orders
+        with collection_paused() if collection == "paused" else contextlib.nullcontext():
+            fills = journal.fills()
+            book.restore(journal, fills=fills)
+            return risk.restore(journal, markets, fills=fills, held_basis_by_day=book.restored_basis_by_day).orders
 
     assert benchmark.pedantic(restore, rounds=ROUNDS, warmup_rounds=1) == 2 * EXECUTIONS

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from arb.collection import FULL_COLLECTION_SPACING, IdleCollection
+from arb.collection import FULL_COLLECTION_SPACING, IdleCollection, collection_paused
 
 
 class Node:
@@ -140,3 +140,23 @@ def test_a_full_collection_waits_for_spacing_times_what_the_last_one_took() -> N
         assert collection.collect_if_due() == 2
     finally:
         collection.stop()
+
+
+def test_collection_paused_turns_automatic_collection_off_inside_and_puts_it_back(gc_state: None) -> None:
+    gc.enable()
+    with collection_paused():
+        assert not gc.isenabled()
+        ring = Node()
+        ring.other = ring
+        alive = weakref.ref(ring)
+        del ring
+        kept = [Node() for _ in range(10 * gc.get_threshold()[0])]  # far past the young threshold
+        assert alive() is not None and kept  # the cycle was not collected
+    assert gc.isenabled()
+    with pytest.raises(RuntimeError), collection_paused():
+        raise RuntimeError("a failed restore")
+    assert gc.isenabled()  # back on after an error too
+    gc.disable()
+    with collection_paused():
+        pass
+    assert not gc.isenabled()  # off before, off after
