@@ -115,6 +115,17 @@ def _bounded_int(low: int, high: int) -> Callable[[Any], int]:
     return parse
 
 
+def _off_or_bounded_int(low: int, high: int) -> Callable[[Any], int]:
+    """0 (off), or an integer from ``low`` to ``high``."""
+    def parse(raw: Any) -> int:
+        value = _integer(raw)
+        if value != 0 and not low <= value <= high:
+            raise _Invalid(f"must be 0 (off) or an integer from {low} to {high}")
+        return value
+
+    return parse
+
+
 def _choices(allowed: tuple[str, ...]) -> Callable[[Any], list[str]]:
     def parse(raw: Any) -> list[str]:
         values = _string_list(raw)
@@ -187,6 +198,7 @@ ENGINE_FIELDS: dict[str, Callable[[Any], Any]] = {
     "journal_synchronous": _sync_mode,
     "hedge_holding_horizon_s": _bounded_int(0, 30 * 86_400),
     "funding_refresh_interval_ms": _bounded_int(1_000, 3_600_000),
+    "instrument_refresh_interval_ms": _off_or_bounded_int(1_000, 86_400_000),
     "busy_poll": _boolean,
     "rehearsal_interval_ms": _bounded_int(0, 60_000),
 }
@@ -266,6 +278,7 @@ ENV_OVERRIDES: dict[str, str] = {
     "ARB_JOURNAL_SYNCHRONOUS": "engine.journal_synchronous",
     "ARB_HEDGE_HOLDING_HORIZON_S": "engine.hedge_holding_horizon_s",
     "ARB_FUNDING_REFRESH_INTERVAL_MS": "engine.funding_refresh_interval_ms",
+    "ARB_INSTRUMENT_REFRESH_INTERVAL_MS": "engine.instrument_refresh_interval_ms",
     "ARB_BUSY_POLL": "engine.busy_poll",
     "ARB_REHEARSAL_INTERVAL_MS": "engine.rehearsal_interval_ms",
     "ARB_METRICS_ENABLED": "metrics.enabled",
@@ -379,6 +392,9 @@ class ConfigurationManager:
             f"journal         {c.journal_path} (synchronous={c.journal_synchronous})",
             f"hedge funding   over {c.hedge_holding_horizon_s} s held, rates read every "
             f"{c.funding_refresh_interval_ms} ms",
+            "trading rules   "
+            + (f"read again every {c.instrument_refresh_interval_ms} ms" if c.instrument_refresh_interval_ms
+               else "read at start-up only"),
             "metrics         "
             + (f"http://{c.metrics.host}:{c.metrics.port}/metrics" if c.metrics.enabled else "off"),
         ]

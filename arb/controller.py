@@ -54,7 +54,7 @@ from .exchanges.paper import PaperExchange
 from .execution import StartedExecution, TwoLegExecutor, finish_despite_cancellation
 from .funding import FundingBook
 from .hedges import HedgeBook, HedgePosition
-from .instruments import InstrumentCatalog, pair_symbol
+from .instruments import InstrumentCatalog, InstrumentError, pair_symbol, trading_rules_changed
 from .journal import INTENT_LOG_SUFFIX, Journal, OrderResolver, intent_log_in_use
 from .orders import OrderOutcome, market_symbol
 from .monitor import PerformanceMonitor, Stage
@@ -160,6 +160,8 @@ class RunSummary(msgspec.Struct, kw_only=True):
     skipped_as_outdated: int = 0  # queued behind an execution past the data age limit (scanned again instead)
     skipped_for_unseen_fills: int = 0  # a market's book had not been updated since our last fill there
     skipped_as_withdrawn: int = 0  # queued, then a later scan of the symbol found it gone before its turn
+    skipped_for_halted_market: int = 0  # a leg's market stopped trading or changed its rules (``_check_trading_rules``)
+    halted_markets: list[str] = []  # markets not traded at the end, each with why
     balance_drifts: int = 0  # REST reads that disagreed with the pushed balances
     open_hedges: int = 0  # spot-futures hedge positions still open at the end
     held_hedge_basis: Decimal = Decimal(0)  # the basis they locked in: in realized PnL until closed
@@ -199,6 +201,8 @@ class RunSummary(msgspec.Struct, kw_only=True):
             f"  skipped, outdated        {self.skipped_as_outdated}",
             f"  skipped, fills unseen    {self.skipped_for_unseen_fills}",
             f"  skipped, withdrawn       {self.skipped_as_withdrawn}",
+            *([f"  skipped, market halted   {self.skipped_for_halted_market}"] if self.skipped_for_halted_market else []),
+            *(f"  market halted            {halt}" for halt in self.halted_markets),
         ]
         for stage, (p50, p99) in self.latency_ms.items():
             out.append(f"  {'latency ' + stage:<25}p50 {p50} ms, p99 {p99} ms")
@@ -299,8 +303,9 @@ class ArbitrageController:
     ``status``: where the once-a-second status line goes (None: nowhere). ``watch_accounts``:
     read the futures venues' positions every ``balance_refresh_interval_ms`` while running, as
     at start-up (``_check_futures_positions``), and the funding they settled every
-    ``funding_refresh_interval_ms`` (``_record_funding``); a backtest's in-process venues need
-    neither.
+    ``funding_refresh_interval_ms`` (``_record_funding``), and every market's trading rules every
+    ``instrument_refresh_interval_ms`` (``_watch_trading_rules``); a backtest's in-process venues
+    need none of it.
     """
 
     def __init__(
@@ -361,6 +366,7 @@ class ArbitrageController:
         self._expired_skips = 0  # queued opportunities scanned again: their data passed the age limit in the queue
         self._unseen_skips = 0
         self._withdrawn_skips = 0  # queued opportunities a later scan no longer found
+        self._halted_skips = 0  # opportunities with a leg on a halted market
         # Markets where our orders filled: the book, when the orders were written, and the venue's
         # time of the last fill (0: not comparable with the book's event times). Until the book has
         # caught up with them (``_fills_unseen``), it still shows the liquidity we took.
@@ -558,6 +564,44 @@ class ArbitrageController:
                          payment.payment_id)
         if complete:
             self._funding_read_ms = now_ms
+
+    async def _watch_trading_rules(self) -> None:
+        """Read every market's trading rules again every ``instrument_refresh_interval_ms`` and check
+        them (``_check_trading_rules``) until cancelled; a market whose rules cannot be read is
+        checked at the next read."""
+        interval_s = self.config.instrument_refresh_interval_ms / 1000
+        while True:
+            await asyncio.sleep(interval_s)
+            for market, connector in sorted(self.connectors.items(), key=lambda item: item[0].value):
+                try:
+                    fresh = await connector.read_instruments()
+                except (ExchangeError, InstrumentError) as exc:
+                    log.warning("%s: trading rules unreadable (%s); read again in %.0f s", market.value, exc, interval_s)
+                    continue
+                self._check_trading_rules(market, fresh)
+
+    def _check_trading_rules(self, market: ExchangeName, fresh: InstrumentCatalog) -> None:
+        """Halt each traded symbol of ``market`` that ``fresh`` no longer lists as tradable, or lists
+        with other rules than the engine trades it by (``trading_rules_changed``); resume a halted
+        one once the venue lists it again as it was. A halted market's legs get no new opportunity,
+        and no execution or hedge close starts with a leg on it."""
+        pipeline = self.pipeline
+        if pipeline is None:
+            return
+        traded = {leg.instrument.symbol: leg.instrument for _, leg in pipeline.legs_of(market)}
+        for symbol, instrument in sorted(traded.items()):
+            try:
+                reason = trading_rules_changed(instrument, fresh.get(symbol))
+            except InstrumentError as exc:
+                reason = f"no longer tradable: {exc}"
+            if reason is not None:
+                if pipeline.halt_market(market, symbol, reason):
+                    log.error("%s %s: not traded any more: %s", market.value, symbol, reason)
+            elif pipeline.resume_market(market, symbol):
+                log.warning("%s %s: tradable again with the rules it was halted from; trading it again",
+                            market.value, symbol)
+                if self.balances is not None:
+                    self.balances.update_caps((market,))
 
     async def _settle_paper_funding(self, funding: FundingBook, markets: Sequence[PaperExchange]) -> None:
         """Paper runs: settle the announced funding rates on the paper positions as their settlement
@@ -835,6 +879,8 @@ class ArbitrageController:
                 )
             if self.config.rehearsal_interval_ms:
                 self._tasks.append(loop.create_task(self._rehearsals(), name="arb rehearsals"))
+            if self.watch_accounts and self.config.instrument_refresh_interval_ms:
+                self._tasks.append(loop.create_task(self._watch_trading_rules(), name="arb trading rules"))
             if self.watch_accounts and self._traded_futures():
                 self._tasks.append(loop.create_task(self._watch_futures_positions(), name="arb positions"))
                 self._tasks.append(loop.create_task(self._watch_funding(), name="arb funding payments"))
@@ -1043,6 +1089,10 @@ class ArbitrageController:
         risk, executor, monitor = self.risk, self.executor, self.monitor
         if risk is None or executor is None:
             raise ArbitrageEngineError("controller not initialized: call initialize() first")
+        pipeline = self.pipeline
+        if pipeline is not None and pipeline.halted and self._on_halted_market(pipeline, opportunity):
+            self._halted_skips += 1
+            return None
         monitor.record_opportunity_detected()
         start = self.clock()
         monitor.record_stage(Stage.DETECT, max(0, start - opportunity.detected_at))
@@ -1073,6 +1123,14 @@ class ArbitrageController:
             if unpushed:
                 await balances.refresh(unpushed)
         return result
+
+    def _on_halted_market(self, pipeline: ScannerPipeline, opportunity: ArbitrageOpportunity) -> bool:
+        """Whether a leg of ``opportunity`` is on a market ``_check_trading_rules`` halted."""
+        symbol = opportunity.symbol
+        return any(
+            BookKey(market, self._leg_symbol(symbol, market)) in pipeline.halted
+            for market in (opportunity.buy_exchange, opportunity.sell_exchange)
+        )
 
     async def _finish(self, executor: Executor, risk: RiskManager, started: StartedExecution) -> ExecutionResult:
         """Finish a started execution and record its result everywhere."""
@@ -1305,6 +1363,13 @@ class ArbitrageController:
             skipped_as_outdated=self._expired_skips,
             skipped_for_unseen_fills=self._unseen_skips,
             skipped_as_withdrawn=self._withdrawn_skips,
+            skipped_for_halted_market=self._halted_skips,
+            halted_markets=[
+                f"{key.exchange.value} {key.symbol}: {reason}" for key, reason in sorted(
+                    (self.pipeline.halted if self.pipeline is not None else {}).items(),
+                    key=lambda item: (item[0].exchange.value, item[0].symbol),
+                )
+            ],
             balance_drifts=self.balances.drifts if self.balances is not None else 0,
             open_hedges=len(self.hedges.positions()) if self.hedges is not None else 0,
             held_hedge_basis=self.hedges.held_basis() if self.hedges is not None else Decimal(0),

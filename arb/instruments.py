@@ -282,6 +282,33 @@ def decode_metadata(payload: bytes | str, type_: type[T], source: str) -> T:
         raise InstrumentError(f"{source}: {exc}") from exc
 
 
+# What the engine's order grid, sizing and venue requests are built from: any change needs a restart.
+_GRID_FIELDS = (
+    "venue_symbol", "base", "quote", "tick_size", "lot_size", "min_size", "min_notional", "contract_size",
+    "price_decimals", "size_decimals",
+)
+
+
+def trading_rules_changed(traded: Instrument, listed: Instrument) -> str | None:
+    """Why ``traded`` (the rules the engine trades a market by) can no longer be traded as the venue
+    now lists the market (``listed``); None when they still hold.
+
+    A changed grid, minimum, contract size or symbol does not hold. A higher taker fee does not
+    either (opportunities would be priced with too low a cost); a lower one does (they are priced
+    with a higher one, which errs on the safe side), as does a changed maker fee (entries take).
+    """
+    changes = [
+        f"{name} {getattr(traded, name)} -> {getattr(listed, name)}"
+        for name in _GRID_FIELDS
+        if getattr(traded, name) != getattr(listed, name)
+    ]
+    if listed.taker_fee > traded.taker_fee:
+        changes.append(f"taker_fee {traded.taker_fee} -> {listed.taker_fee}")
+    if not changes:
+        return None
+    return f"trading rules changed ({', '.join(changes)}); restart the engine to trade it by the new rules"
+
+
 class InstrumentCatalog:
     """The instruments of one market, looked up by unified or venue symbol, and the pairs left out (with why)."""
 

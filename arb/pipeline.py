@@ -200,6 +200,7 @@ class ScannerPipeline:
         self._standing: dict[int, ArbitrageOpportunity] = {}
         self._buy_quote: dict[tuple[int, int], Decimal] = {}  # (symbol id, leg id) -> quote a buy may spend
         self._last_found: Opportunity | None = None  # the last hit that converted, for ``rehearse``
+        self.halted: dict[BookKey, str] = {}  # markets of a symbol not traded, and why (``halt_market``)
 
     # --- registration -----------------------------------------------------------------
 
@@ -263,12 +264,33 @@ class ScannerPipeline:
             self._buy_quote.pop((symbol_id, leg_id), None)
         else:
             self._buy_quote[(symbol_id, leg_id)] = max_buy_quote
+        leg = plan.legs[leg_id]
+        if self.halted and BookKey(leg.exchange, leg.instrument.symbol) in self.halted:
+            self.scanner.set_limits(symbol_id, leg_id, 0, 0)
+            return
         self.scanner.set_limits(
             symbol_id,
             leg_id,
             min(max(plan.common_size(max_buy_base), 0), INT64_MAX),
             min(max(plan.common_size(max_sell_base), 0), INT64_MAX),
         )
+
+    def halt_market(self, exchange: ExchangeName, symbol: str, reason: str) -> bool:
+        """Stop scanning ``exchange``'s market ``symbol`` (its own symbol: BTC/USDT:USDT on futures):
+        its legs' limits stay at zero until ``resume_market`` and new limits are set. False when
+        it was halted already (the first reason is kept)."""
+        key = BookKey(exchange, symbol)
+        if key in self.halted:
+            return False
+        self.halted[key] = reason
+        for plan, leg in self.legs_of(exchange):
+            if leg.instrument.symbol == symbol:
+                self.scanner.set_limits(plan.symbol_id, leg.leg_id, 0, 0)
+        return True
+
+    def resume_market(self, exchange: ExchangeName, symbol: str) -> bool:
+        """Scan a halted market again once its limits are set again (``set_leg_limits``); False when it was not halted."""
+        return self.halted.pop(BookKey(exchange, symbol), None) is not None
 
     # --- BookSink ---------------------------------------------------------------------
 

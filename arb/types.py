@@ -138,6 +138,8 @@ class ArbitrageConfig(msgspec.Struct, frozen=True, kw_only=True):
     # settlements within it), and how often the perpetuals' funding rates are read.
     hedge_holding_horizon_s: int = 28_800
     funding_refresh_interval_ms: int = 60_000
+    # How often the venues' trading rules are read again while running (0: only at start-up).
+    instrument_refresh_interval_ms: int = 300_000
 
 
 class ArbitrageOpportunity(msgspec.Struct, frozen=True, kw_only=True):

@@ -177,6 +177,7 @@ ENV_CASES = [
     ("ARB_METRICS_PORT", "9100", "metrics.port", 9100),
     ("ARB_HEDGE_HOLDING_HORIZON_S", "3600", "hedge_holding_horizon_s", 3600),
     ("ARB_FUNDING_REFRESH_INTERVAL_MS", "30000", "funding_refresh_interval_ms", 30000),
+    ("ARB_INSTRUMENT_REFRESH_INTERVAL_MS", "0", "instrument_refresh_interval_ms", 0),
     ("ARB_BUSY_POLL", "true", "busy_poll", True),
     ("ARB_REHEARSAL_INTERVAL_MS", "0", "rehearsal_interval_ms", 0),
 ]
@@ -293,4 +294,12 @@ def test_the_maximum_margin_defaults_to_500_bps_and_must_not_be_below_the_minimu
     assert problem.startswith("risk.max_profit_margin_bps (9.99, env ARB_MAX_PROFIT_MARGIN_BPS) must be at least")
     assert problems(tmp_path, env={"ARB_MAX_PROFIT_MARGIN_BPS": "0"}) == (
         "env ARB_MAX_PROFIT_MARGIN_BPS: '0': must be greater than 0",
+    )
+
+
+def test_the_trading_rules_refresh_is_off_or_at_least_a_second(tmp_path: Path) -> None:
+    assert load(tmp_path).config.instrument_refresh_interval_ms == 300_000
+    assert load(tmp_path, env={"ARB_INSTRUMENT_REFRESH_INTERVAL_MS": "1000"}).config.instrument_refresh_interval_ms == 1000
+    assert problems(tmp_path, env={"ARB_INSTRUMENT_REFRESH_INTERVAL_MS": "999"}) == (
+        "env ARB_INSTRUMENT_REFRESH_INTERVAL_MS: '999': must be 0 (off) or an integer from 1000 to 86400000",
     )

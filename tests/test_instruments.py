@@ -20,6 +20,7 @@ from arb.instruments import (
     decode_metadata,
     round_up_to_step,
     split_symbol,
+    trading_rules_changed,
     unified_symbol,
 )
 from arb.types import ExchangeName
@@ -304,3 +305,17 @@ def test_steps_written_differently_convert_alike() -> None:
         assert instrument.lots_to_size(23) == D("2.3")
     assert [str(i.lots_to_size(23)) for i in sizes] == ["2.3000"] * 4 + ["2.3", "2.3000000"]
     assert [i.wire_scale()[2:] for i in sizes] == [(4, 1000)] * 4 + [(1, 1), (7, 1_000_000)]
+
+
+def test_trading_rules_changed_names_every_changed_rule_and_only_a_higher_taker_fee() -> None:
+    traded = make()
+    assert trading_rules_changed(traded, make()) is None
+    assert trading_rules_changed(traded, make(taker_fee=D("0.001"), maker_fee=D("0"))) is None  # cheaper: safe
+    assert trading_rules_changed(traded, make(tick_size=D("0.1"), price_decimals=1, min_notional=D("5"))) == (
+        "trading rules changed (tick_size 0.05 -> 0.1, min_notional 1 -> 5, price_decimals 2 -> 1); "
+        "restart the engine to trade it by the new rules"
+    )
+    assert trading_rules_changed(traded, make(taker_fee=D("0.0025"))) == (
+        "trading rules changed (taker_fee 0.002 -> 0.0025); restart the engine to trade it by the new rules"
+    )
+    assert "contract_size 0.0001 -> 0.001" in (trading_rules_changed(futures(), futures(contract_size=D("0.001"))) or "")

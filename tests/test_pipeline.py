@@ -207,3 +207,20 @@ def test_position_cap_follows_max_position_usd_and_the_int64_notional_bound() ->
     opp = uncapped.scan(0)
     assert opp is not None and opp.max_quantity * opp.sell_price < D("9.3")
     assert uncapped.overflows == 0
+
+
+def test_a_halted_market_gets_no_opportunity_until_resumed_and_its_limits_set_again() -> None:
+    gate = book("gate", GATE_BOOK, [("59000", "1")], [("60000.1", "0.01")])
+    mexc = book("mexc", MEXC_BOOK, [("60400.01", "5")], [("60500", "5")])
+    p, found = pipeline((GATE, gate, GATE_BOOK), (MEXC, mexc, MEXC_BOOK))
+    assert p.scan(0) is not None
+    assert p.halt_market(ExchangeName.GATEIO, "BTC/USDT", "untradable")
+    assert not p.halt_market(ExchangeName.GATEIO, "BTC/USDT", "again")  # the first reason stays
+    assert p.halted == {BookKey(ExchangeName.GATEIO, "BTC/USDT"): "untradable"}
+    assert p.scan(0) is None
+    p.set_leg_limits(0, 0, D(100), D(100))  # the balance monitor's next caps do not lift a halt
+    assert p.scan(0) is None
+    assert p.resume_market(ExchangeName.GATEIO, "BTC/USDT") and not p.resume_market(ExchangeName.GATEIO, "BTC/USDT")
+    assert p.scan(0) is None  # still zero until the caps are set again
+    p.set_leg_limits(0, 0, D(100), D(100))
+    assert p.scan(0) is not None and len(found) == 2

@@ -366,6 +366,10 @@ class ExchangeConnector:
         self._catalog = catalog
         return catalog
 
+    async def read_instruments(self) -> InstrumentCatalog:
+        """Fetch the instruments now, as the venue lists them, leaving the cached catalog as it is."""
+        return await self._fetch_instruments()
+
     async def _fetch_instruments(self) -> InstrumentCatalog:
         endpoints = self.binding.endpoints
         body = await self.rest.fetch(endpoints.instruments)
