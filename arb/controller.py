@@ -578,6 +578,11 @@ class ArbitrageController:
                 except (ExchangeError, InstrumentError) as exc:
                     log.warning("%s: trading rules unreadable (%s); read again in %.0f s", market.value, exc, interval_s)
                     continue
+                except asyncio.CancelledError:
+                    raise
+                except Exception:  # a watcher's failure must not stop the engine: the next read may do
+                    log.exception("%s: reading the trading rules failed", market.value)
+                    continue
                 self._check_trading_rules(market, fresh)
 
     def _check_trading_rules(self, market: ExchangeName, fresh: InstrumentCatalog) -> None:
