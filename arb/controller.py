@@ -452,8 +452,10 @@ class ArbitrageController:
             ]
             self.connectors = await self.factory.create_exchanges(markets, dry_run=dry_run, paper=paper)
             if paper:
+                # A market the venue offers no trading on (MEXC futures) stays market data, as live.
                 self.traders = {
-                    m: PaperExchange(c, config.paper_balances.get(m.value, {})) for m, c in self.connectors.items()
+                    m: PaperExchange(c, config.paper_balances.get(m.value, {})) if c.binding.trading is not None else c
+                    for m, c in self.connectors.items()
                 }
             else:
                 self.traders = dict(self.connectors)

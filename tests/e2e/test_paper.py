@@ -17,7 +17,7 @@ from decimal import localcontext
 from pathlib import Path
 
 from arb.config import ConfigurationManager
-from arb.controller import ArbitrageController, RunSummary, dry_run_cluster
+from arb.controller import ArbitrageController, ArbitrageEngine, RunSummary, dry_run_cluster
 from arb.exchanges.paper import PaperExchange
 from arb.journal import Journal
 from arb.sim.cluster import SimCluster
@@ -179,3 +179,35 @@ def test_python_m_arb_run_paper_attaches_to_the_simulators_public_endpoints(tmp_
     # The paper journal lies beside the configured path, apart from live and dry-run journals.
     assert (tmp_path / "journal-paper.sqlite3").exists()
 
+
+
+def test_a_market_the_venue_offers_no_trading_on_stays_market_data_in_a_paper_run(tmp_path: Path) -> None:
+    """MEXC futures cannot be traded live, so a paper run must not trade them either."""
+    path = tmp_path / "paper.toml"
+    path.write_text(
+        CONFIG.format(journal=tmp_path / "journal.sqlite3").replace(
+            '[exchanges.gateio]\nmarkets = ["spot"]',
+            '[exchanges.gateio]\nmarkets = ["spot", "futures"]\n\n[exchanges.mexc]\nmarkets = ["spot", "futures"]',
+        ).replace('symbols = ["BTC/USDT"]', 'symbols = ["BTC/USDT"]\nopportunity_types = ["spot_spot", "spot_futures_hedge"]')
+    )
+    manager = ConfigurationManager(path, environ={})
+    manager.load_configuration(dry_run=True)
+    cluster = dry_run_cluster(manager.config, random_per_minute=0)
+
+    async def scenario() -> dict[ExchangeName, bool]:
+        async with cluster:
+            engine = ArbitrageEngine(
+                ArbitrageController(manager, sim_endpoints=cluster.endpoints(), journal=Journal(tmp_path / "j.sqlite3")),
+                paper=True,
+            )
+            async with engine.session(trade=False):
+                traders = engine.controller.traders
+                assert set(traders) == {
+                    ExchangeName.MEXC, ExchangeName.MEXC_FUTURES, ExchangeName.GATEIO, ExchangeName.GATEIO_FUTURES
+                }
+                return {m: isinstance(t, PaperExchange) and t.can_trade for m, t in traders.items()}
+
+    assert asyncio.run(scenario()) == {
+        ExchangeName.MEXC: True, ExchangeName.GATEIO: True, ExchangeName.GATEIO_FUTURES: True,
+        ExchangeName.MEXC_FUTURES: False,
+    }
