@@ -42,9 +42,11 @@ from arb_core.latency import LatencyHistogram
 
 from .balances import BalanceMonitor
 from .errors import ConfigurationError
+from .exchanges.base import BookKey
 from .exchanges.book_sync import BookSync
 from .exchanges.models import ConnectionHealth
 from .monitor import PerformanceMonitor, Stage
+from .pipeline import ScannerPipeline
 from .recovery import RecoveryManager
 from .risk import Breaker, RiskManager
 from .types import ArbitrageState, ExchangeName, MetricsConfig, OrderSide
@@ -88,6 +90,8 @@ class MetricsSource(Protocol):
     def balances(self) -> BalanceMonitor | None: ...
     @property
     def connectors(self) -> Mapping[ExchangeName, MarketDataSource]: ...
+    @property
+    def pipeline(self) -> ScannerPipeline | None: ...
 
 
 @dataclass
@@ -99,6 +103,7 @@ class EngineParts:
     recovery: RecoveryManager | None = None
     balances: BalanceMonitor | None = None
     connectors: Mapping[ExchangeName, MarketDataSource] = field(default_factory=dict)
+    pipeline: ScannerPipeline | None = None
 
 
 # --- latency histograms -------------------------------------------------------------------
@@ -171,6 +176,8 @@ class EngineCollector(Collector):
             yield from self._recovery(source.recovery)
         if source.balances is not None:
             yield from self._balances(source.balances)
+        if source.pipeline is not None:
+            yield from self._markets(source.pipeline)
 
     def _engine(self, monitor: PerformanceMonitor) -> Iterator[Metric]:
         stats = monitor.get_statistics()
@@ -212,6 +219,20 @@ class EngineCollector(Collector):
             buckets.append(("+Inf", histogram.count))
             latency.add_metric([stage.value], buckets, sum_value=histogram.mean * histogram.count / NS_PER_S)
         yield latency
+
+    def _markets(self, pipeline: ScannerPipeline) -> Iterator[Metric]:
+        halted = GaugeMetricFamily(
+            "arb_market_halted", "1 when a traded market is halted: it stopped trading or changed its rules.",
+            labels=["market", "symbol"],
+        )
+        seen = set()
+        for plan in pipeline.symbol_plans().values():
+            for leg in plan.legs:
+                key = (leg.exchange, leg.instrument.symbol)
+                if key not in seen:
+                    seen.add(key)
+                    halted.add_metric([leg.exchange.value, leg.instrument.symbol], int(BookKey(*key) in pipeline.halted))
+        yield halted
 
     def _books(self, connectors: Mapping[ExchangeName, MarketDataSource]) -> Iterator[Metric]:
         book_labels = ["market", "symbol"]

@@ -32,8 +32,12 @@ from arb.metrics import (
     serve_metrics,
 )
 from arb.monitor import PerformanceMonitor
+from arb.pipeline import ScannerPipeline
+from arb.sim.cluster import default_instruments
 from arb.types import ArbitrageState, MetricsConfig
+from arb_core.book import OrderBook
 from arb_core.latency import LatencyHistogram
+from arb_core.wire.common import WireScale
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -354,3 +358,13 @@ def test_a_taken_port_is_a_configuration_error() -> None:
                     pass
 
     run(main())
+
+
+def test_each_traded_market_has_a_halted_gauge() -> None:
+    pipeline = ScannerPipeline(max_data_age_ms=100, clock=lambda: 1, id_prefix="t")
+    legs = [(i, OrderBook(i.exchange.value), WireScale(*i.wire_scale())) for i in default_instruments(("BTC",))]
+    pipeline.register_symbol("BTC/USDT", [leg for leg in legs if not leg[0].is_futures])
+    pipeline.halt_market(GATE, "BTC/USDT", "no longer tradable")
+    s = parse(MetricsExporter(EngineParts(monitor=PerformanceMonitor(50), pipeline=pipeline)).render().decode())
+    assert value(s, "arb_market_halted", market="gateio", symbol="BTC/USDT") == 1
+    assert value(s, "arb_market_halted", market="mexc", symbol="BTC/USDT") == 0
