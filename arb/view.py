@@ -12,10 +12,11 @@ Outputs (``choose_output``):
 
 * ``LIVE``, stdout is a terminal: a dashboard refreshed 4 times a second (connections,
   top opportunities, recent executions, PnL and exposure by market, latency p50/p99 per
-  stage, circuit breakers). Log lines bound for the terminal print above it.
+  stage, circuit breakers and halted markets). Log lines bound for the terminal print above it.
 * ``HEADLESS`` (``run --headless``): one JSON object per line on stdout through the
   ``arb.events`` logger and ``JsonLogFormatter``: ``status`` every second, ``execution``
-  for each execution, ``breaker_trip``, ``resync`` and a final ``summary``. Other log
+  for each execution, ``breaker_trip``, ``resync``, ``market_halted``, ``market_resumed`` and a
+  final ``summary``. Other log
   records stay plain text on stderr.
 * ``PLAIN``, stdout is not a terminal: the controller's one-line status every second.
 """
@@ -44,6 +45,7 @@ from rich.text import Text
 from arb_core.freshness import monotonic_ns
 
 from .errors import ArbitrageEngineError
+from .exchanges.base import BookKey
 from .exchanges.book_sync import BookSyncStats
 from .exchanges.models import Balance, ConnectionHealth
 from .monitor import PerformanceMonitor
@@ -171,6 +173,14 @@ class BreakerRow(msgspec.Struct, frozen=True, kw_only=True):
     reason: str | None = None
 
 
+class HaltRow(msgspec.Struct, frozen=True, kw_only=True):
+    """A market not traded: it stopped trading at the venue or changed its rules."""
+
+    market: str
+    symbol: str
+    reason: str
+
+
 class ViewSnapshot(msgspec.Struct, frozen=True, kw_only=True):
     """Everything the view shows, copied at one moment."""
 
@@ -195,6 +205,7 @@ class ViewSnapshot(msgspec.Struct, frozen=True, kw_only=True):
     venues: tuple[VenueRow, ...]
     latencies: tuple[LatencyRow, ...]
     breakers: tuple[BreakerRow, ...]
+    halted: tuple[HaltRow, ...] = ()
 
 
 class ViewEvent(msgspec.Struct, frozen=True, kw_only=True):
@@ -226,6 +237,7 @@ class LiveView:
         opportunities: Callable[[], Sequence[ArbitrageOpportunity]],
         executions: Callable[[int], tuple[Sequence[ExecutionResult], int]],
         balances: BalanceSource | None = None,
+        halted: Mapping[BookKey, str] | None = None,
         stopping: Callable[[], str | None] | None = None,
         mode: str = "",
         quote_asset: str = "USDT",
@@ -239,6 +251,7 @@ class LiveView:
         self.risk = risk
         self.connectors = dict(connectors)
         self.balances = balances
+        self.halted: Mapping[BookKey, str] = halted if halted is not None else {}
         self.mode = mode
         self.quote_asset = quote_asset
         self.top = top
@@ -250,6 +263,7 @@ class LiveView:
         self._recent: deque[ExecutionResult] = deque(maxlen=recent)
         self._trips: dict[str, int] = {}
         self._resyncs: dict[tuple[str, str, str], int] = {}
+        self._halts: dict[BookKey, str] = {}
         self._latest: ViewSnapshot | None = None
 
     @classmethod
@@ -264,6 +278,7 @@ class LiveView:
             opportunities=controller.pipeline.standing_opportunities,
             executions=controller.results_since,
             balances=controller.balances,
+            halted=controller.pipeline.halted,
             stopping=lambda: controller.shutdown_manager.reason,
             mode=controller.mode,
         )
@@ -300,6 +315,25 @@ class LiveView:
                     )
                 )
             self._trips[breaker.value] = status.trips
+
+        halts = dict(self.halted)
+        for halted, reason in halts.items():
+            if self._halts.get(halted) != reason:
+                events.append(
+                    ViewEvent(
+                        event="market_halted",
+                        message=f"{halted.exchange.value} {halted.symbol}: not traded any more: {reason}",
+                        data={"market": halted.exchange.value, "symbol": halted.symbol, "reason": reason},
+                    )
+                )
+        for resumed in self._halts.keys() - halts.keys():
+            events.append(
+                ViewEvent(
+                    event="market_resumed", message=f"{resumed.exchange.value} {resumed.symbol}: traded again",
+                    data={"market": resumed.exchange.value, "symbol": resumed.symbol},
+                )
+            )
+        self._halts = halts
 
         connections = []
         for market, source in self.connectors.items():
@@ -384,6 +418,10 @@ class LiveView:
                 for lat in self.monitor.stage_latencies()
             ),
             breakers=tuple(breakers),
+            halted=tuple(
+                HaltRow(market=key.exchange.value, symbol=key.symbol, reason=reason)
+                for key, reason in sorted(halts.items(), key=lambda item: (item[0].exchange.value, item[0].symbol))
+            ),
         )
         self._latest = snapshot
         return snapshot, events
@@ -570,6 +608,8 @@ def _breakers(s: ViewSnapshot) -> Table:
             b.breaker, Text("TRIPPED", "bold red") if b.tripped else Text("ok", "green"),
             f"{b.count}/{b.threshold}", str(b.trips), b.reason or "",
         )
+    for h in s.halted:
+        table.add_row(f"market {h.market} {h.symbol}", Text("HALTED", "bold red"), "", "", h.reason)
     return table
 
 

@@ -1,5 +1,6 @@
 """Engine parts with known state for the metrics and deployment tests: real monitor, risk,
-balances and book synchroniser (Gate.io wire format), fake connectors and recovery."""
+balances, scanner pipeline (one market halted) and book synchroniser (Gate.io wire format),
+fake connectors and recovery."""
 
 from __future__ import annotations
 
@@ -14,9 +15,12 @@ from arb.exchanges.book_sync import BookSpec, BookSync
 from arb.exchanges.models import Balance, ConnectionHealth, Fill
 from arb.metrics import EngineParts
 from arb.monitor import PerformanceMonitor, Stage
+from arb.pipeline import ScannerPipeline
 from arb.recovery import RecoveryStatistics
 from arb.risk import RiskManager
+from arb.sim.cluster import default_instruments
 from arb.types import ArbitrageState, ExchangeName, ExecutionResult, OrderSide, RiskLimits
+from arb_core.book import OrderBook
 from arb_core.wire.common import WireScale
 
 GATE = ExchangeName.GATEIO
@@ -125,7 +129,12 @@ async def engine_parts() -> EngineParts:
         MEXC: StaticBalances({"BTC": Balance(asset="BTC", free=Decimal("0.25"))}),
     })
     await balances.refresh()
+    pipeline = ScannerPipeline(max_data_age_ms=100, clock=lambda: NOW_NS, id_prefix="m")
+    spot = [i for i in default_instruments(("BTC",)) if not i.is_futures]
+    pipeline.register_symbol("BTC/USDT", [(i, OrderBook(i.exchange.value), WireScale(*i.wire_scale())) for i in spot])
+    pipeline.halt_market(GATE, "BTC/USDT", "no longer tradable: trade_status=untradable")
     return EngineParts(
         monitor=monitor, risk=risk, recovery=FakeRecovery(), balances=balances,  # type: ignore[arg-type]
         connectors={GATE: FakeConnector("gateio", await gate_sync()), MEXC: FakeConnector("mexc", None)},
+        pipeline=pipeline,
     )

@@ -20,6 +20,7 @@ from rich.console import Console
 from arb_core.book import ASK, BID, DeltaBatch, OrderBook
 from arb_core.wire.common import WireScale
 
+from arb.exchanges.base import BookKey
 from arb.exchanges.book_sync import BookSyncStats
 from arb.exchanges.models import Balance, ConnectionHealth, Fill, FundingPayment
 from arb.monitor import PerformanceMonitor, Stage
@@ -357,3 +358,25 @@ def test_results_dropped_before_they_were_shown_are_skipped_and_none_is_shown_tw
     assert [e.opportunity_id for e in snapshot.executions] == ["r6eth", "r5eth"]
     assert sum(e.event == "execution" for e in events) == 2
     assert not [e for e in view.poll()[1] if e.event == "execution"]
+
+
+def test_a_halted_market_shows_in_the_breaker_table_and_is_an_event_when_it_halts_and_resumes() -> None:
+    parts = Parts()
+    halted: dict[BookKey, str] = {}
+    view = LiveView(
+        monitor=parts.monitor, risk=parts.risk, connectors=parts.connectors, opportunities=lambda: [],
+        executions=lambda start: ([], 0), halted=halted, clock=lambda: parts.now,
+    )
+    view.poll()
+    halted[BookKey(ExchangeName.GATEIO, "ETH/USDT")] = "no longer tradable: trade_status=untradable"
+    _, events = view.poll()
+    assert [(e.event, e.data) for e in events] == [
+        ("market_halted", {"market": "gateio", "symbol": "ETH/USDT", "reason": "no longer tradable: trade_status=untradable"}),
+    ]
+    assert view.poll()[1] == []
+    text = rendered(view)
+    assert "market gateio ETH/USDT" in text and "HALTED" in text and "trade_status=untradable" in text
+    halted.clear()
+    _, events = view.poll()
+    assert [(e.event, e.message) for e in events] == [("market_resumed", "gateio ETH/USDT: traded again")]
+    assert "HALTED" not in rendered(view)
