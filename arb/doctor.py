@@ -2,7 +2,9 @@
 
 Checks, in order: the configuration (every problem at once), the compiled core, the API
 keys (masked), then for every enabled market the REST round trip (median of a few
-pings), the clock against the venue's server time, and the websocket handshake time.
+pings), the clock against the venue's server time, whether each configured symbol is listed
+as tradable there (with the trading rules the engine would trade it by), and the websocket
+handshake time.
 Each finding has a level and, when something is off, one line of advice. With
 ``sim=True`` the markets are the in-process simulated venues and nothing leaves the machine.
 """
@@ -13,6 +15,7 @@ import asyncio
 import contextlib
 import statistics
 import time
+from collections.abc import Sequence
 from enum import Enum
 
 import msgspec
@@ -20,7 +23,7 @@ import msgspec
 from .config import ConfigurationManager
 from .errors import ArbitrageEngineError, ConfigurationError, ExchangeConnectionError
 from .exchanges.connector import ExchangeConnector
-from .exchanges.factory import ExchangeFactory, registered
+from .exchanges.factory import ExchangeFactory, market_symbols, registered
 from .exchanges.ws import WsSession, WsSettings
 from .secrets import VENUE_ENV_PREFIX
 from .types import ArbitrageConfig, ExchangeName
@@ -124,8 +127,10 @@ def check_keys(manager: ConfigurationManager, config: ArbitrageConfig, sim: bool
     return findings
 
 
-async def check_market(connector: ExchangeConnector, target_ms: int, pings: int = PINGS) -> list[Finding]:
-    """REST round trip, clock skew and websocket handshake of one market."""
+async def check_market(
+    connector: ExchangeConnector, target_ms: int, pings: int = PINGS, symbols: Sequence[str] = ()
+) -> list[Finding]:
+    """REST round trip, clock skew, the listing of ``symbols`` (spot form) and websocket handshake of one market."""
     name = connector.exchange.value
     url = connector.rest.venue.base_url
     findings = []
@@ -152,7 +157,35 @@ async def check_market(connector: ExchangeConnector, target_ms: int, pings: int 
         else:
             findings.append(Finding(check=f"{name} rest", level=Level.OK, detail=detail))
         findings.append(await _check_clock(connector))
+        findings += await check_symbols(connector, symbols)
     findings.append(await _check_ws(connector))
+    return findings
+
+
+async def check_symbols(connector: ExchangeConnector, symbols: Sequence[str]) -> list[Finding]:
+    """Each of ``symbols`` listed as tradable on the market, with the rules it would be traded by."""
+    name = connector.exchange.value
+    try:
+        catalog = await connector.read_instruments()
+    except ArbitrageEngineError as exc:
+        return [Finding(check=f"{name} symbols", level=Level.FAIL, detail=f"trading rules unreadable: {exc}",
+                        advice="retry; if it persists, check the venue's status page")]
+    findings = []
+    for symbol in market_symbols(connector.exchange, symbols):
+        try:
+            i = catalog.get(symbol)
+        except ArbitrageEngineError as exc:
+            findings.append(Finding(
+                check=f"{name} {symbol}", level=Level.FAIL, detail=str(exc),
+                advice=f"take it out of engine.symbols, or the market out of [exchanges.{name.split('_')[0]}] markets",
+            ))
+            continue
+        findings.append(Finding(
+            check=f"{name} {symbol}", level=Level.OK,
+            detail=f"tradable: tick {i.tick_size}, lot {i.lot_size}, min size {i.min_size}, min notional "
+            f"{i.min_notional} {i.quote}" + (f", contract {i.contract_size} {i.base}" if i.is_futures else "")
+            + f", listed taker fee {(i.taker_fee * 100).normalize():f}%",
+        ))
     return findings
 
 
@@ -261,5 +294,5 @@ async def diagnose(config_file: str | None, *, sim: bool, pings: int = PINGS) ->
             stack.push_async_callback(connector.close)
             connectors.append(connector)
         for connector in connectors:  # one at a time, so the measurements do not disturb each other
-            findings += await check_market(connector, config.target_execution_time_ms, pings)
+            findings += await check_market(connector, config.target_execution_time_ms, pings, config.symbols)
     return diagnosis

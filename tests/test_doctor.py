@@ -1,9 +1,15 @@
 """``python -m arb doctor`` against the simulated venues: a healthy setup passes, a broken one fails with advice."""
 
+import asyncio
 import os
 import subprocess
 import sys
 from pathlib import Path
+
+from arb.doctor import Level, check_symbols
+from arb.instruments import InstrumentCatalog, SkippedPair
+from arb.sim.cluster import default_instruments
+from arb.types import ExchangeName
 
 
 def arb(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -28,6 +34,25 @@ def test_doctor_passes_on_the_simulator_and_measures_every_market(tmp_path: Path
         assert "connected in" in lines[f"{market} ws"]
     assert "api key <15 chars>" in out
     assert "visible" not in out + result.stderr
+    ok = [line.split(None, 1)[1] for line in out.splitlines() if line.startswith("  ok")]
+    assert any(line.startswith("gateio BTC/USDT        tradable: tick 0.1, lot 0.000001") for line in ok)
+    assert any(line.startswith("gateio_futures BTC/USDT:USDT tradable:") and "contract 0.0001 BTC" in line for line in ok)
+    assert any(line.startswith("mexc ETH/USDT") and line.endswith("listed taker fee 0.05%") for line in ok)
+
+
+def test_a_symbol_a_market_does_not_list_as_tradable_fails_with_the_reason() -> None:
+    listed = [i for i in default_instruments(("BTC", "ETH")) if i.exchange is ExchangeName.GATEIO and i.base == "ETH"]
+    halted = SkippedPair("BTC_USDT", "BTC/USDT", "trade_status=untradable")
+
+    class Listing:
+        exchange = ExchangeName.GATEIO
+
+        async def read_instruments(self) -> InstrumentCatalog:
+            return InstrumentCatalog(ExchangeName.GATEIO, listed, [halted])
+
+    findings = asyncio.run(check_symbols(Listing(), ["BTC/USDT", "ETH/USDT"]))  # type: ignore[arg-type]
+    assert [(f.check, f.level) for f in findings] == [("gateio BTC/USDT", Level.FAIL), ("gateio ETH/USDT", Level.OK)]
+    assert "trade_status=untradable" in findings[0].detail and "engine.symbols" in findings[0].advice
 
 
 def test_a_broken_config_fails_with_the_problem_and_advice(tmp_path: Path) -> None:
