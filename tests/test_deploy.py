@@ -1,8 +1,8 @@
 """deploy/: the Dockerfile, compose, Prometheus, Grafana and Kubernetes files, checked without running them.
 
-They are parsed and held against the code: every metric the dashboard queries is one
-the exporter serves, the probes point at endpoints the server answers, and the
-configuration they carry loads.
+They are parsed and held against the code: every metric the dashboard and the alerting
+rules query is one the exporter serves, the probes point at endpoints the server answers,
+and the configuration they carry loads.
 """
 
 from __future__ import annotations
@@ -213,6 +213,48 @@ def test_compose_runs_engine_prometheus_and_grafana_from_files_that_exist(tmp_pa
     env = {k: str(v) for k, v in services["engine"]["environment"].items()}
     config = load_config(tmp_path, None, env).config
     assert config.metrics.enabled and config.metrics.host == "0.0.0.0"
+
+
+def test_prometheus_loads_the_alerting_rules_compose_mounts() -> None:
+    compose = load_yaml(DEPLOY / "docker-compose.yml")
+    (rules,) = load_yaml(DEPLOY / "prometheus.yml")["rule_files"]
+    mounts = compose["services"]["prometheus"]["volumes"]
+    assert f"./alerts.yml:{rules}:ro" in mounts and (DEPLOY / "alerts.yml").is_file()
+
+
+def alert_rules() -> list[dict[str, Any]]:
+    return [rule for group in load_yaml(DEPLOY / "alerts.yml")["groups"] for rule in group["rules"]]
+
+
+def test_every_alert_queries_exported_metrics_and_labels(exported: dict[str, set[str]]) -> None:
+    rules = alert_rules()
+    assert {r["alert"] for r in rules} >= {
+        "ArbEngineDown", "ArbCircuitBreakerTripped", "ArbMarketHalted", "ArbRecoveryAwaitingApproval",
+        "ArbDailyLossNearLimit", "ArbConnectionDown", "ArbBooksStale",
+    }
+    for rule in rules:
+        expr = rule["expr"]
+        metrics = {w for w in PROMQL_WORDS.findall(expr) if w.startswith("arb_")}
+        assert metrics <= set(exported), f"{rule['alert']}: not exported: {sorted(metrics - set(exported))}"
+        labels = set().union(*(exported[m] for m in metrics)) if metrics else {"job"}
+        matched = set(re.findall(r"[{,]\s*([A-Za-z_]+)\s*=~?", expr))
+        templated = set(re.findall(r"\$labels\.([A-Za-z_]+)", rule["annotations"]["summary"]))
+        assert matched | templated <= labels, f"{rule['alert']}: labels {sorted((matched | templated) - labels)}"
+        assert rule["labels"]["severity"] in ("warning", "critical")
+    awaiting = next(r for r in rules if r["alert"] == "ArbRecoveryAwaitingApproval")["expr"]
+    assert 'status="awaiting_approval"' in awaiting  # a value the exporter sets, not only a label name
+    assert ("arb_recoveries_active", frozenset({("status", "awaiting_approval")})) in exported_samples()
+
+
+def exported_samples() -> set[tuple[str, frozenset[tuple[str, str]]]]:
+    async def main() -> str:
+        return MetricsExporter(await engine_parts()).render().decode()
+
+    return {
+        (sample.name, frozenset(sample.labels.items()))
+        for family in text_string_to_metric_families(run(main()))
+        for sample in family.samples
+    }
 
 
 def test_prometheus_scrapes_the_engine_metrics_endpoint() -> None:
