@@ -291,19 +291,18 @@ _GRID_FIELDS = (
 
 def trading_rules_changed(traded: Instrument, listed: Instrument) -> str | None:
     """Why ``traded`` (the rules the engine trades a market by) can no longer be traded as the venue
-    now lists the market (``listed``); None when they still hold.
+    now lists the market (``listed``); None when they still hold: a changed grid, minimum,
+    contract size or symbol does not hold.
 
-    A changed grid, minimum, contract size or symbol does not hold. A higher taker fee does not
-    either (opportunities would be priced with too low a cost); a lower one does (they are priced
-    with a higher one, which errs on the safe side), as does a changed maker fee (entries take).
+    Fees are not compared: the engine trades by the account's own rates where the venue gives
+    them (read once, at start-up, per account or per symbol), and a venue's list shows its
+    standard rates, so a difference says nothing about a change.
     """
     changes = [
         f"{name} {getattr(traded, name)} -> {getattr(listed, name)}"
         for name in _GRID_FIELDS
         if getattr(traded, name) != getattr(listed, name)
     ]
-    if listed.taker_fee > traded.taker_fee:
-        changes.append(f"taker_fee {traded.taker_fee} -> {listed.taker_fee}")
     if not changes:
         return None
     return f"trading rules changed ({', '.join(changes)}); restart the engine to trade it by the new rules"
