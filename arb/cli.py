@@ -528,7 +528,8 @@ def _record(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from .export import MS_PER_DAY, export_journal
+    from .export import export_journal
+    from .risk import MS_PER_DAY
 
     path = args.journal
     if path is None:

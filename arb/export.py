@@ -24,11 +24,11 @@ import msgspec
 from .errors import ArbitrageEngineError
 from .exchanges.models import OrderRequest
 from .journal import INTENT_LOG_SUFFIX, SCHEMA_VERSION
+from .risk import MS_PER_DAY
 
 log = logging.getLogger(__name__)
 
 KINDS = ("fills", "funding", "orders")
-MS_PER_DAY = 86_400_000
 
 FILL_COLUMNS = (
     "recorded_at", "market", "symbol", "side", "price", "quantity", "fee", "fee_asset", "is_maker", "venue_time",
@@ -63,7 +63,11 @@ SELECT i.created_at_ms, i.intent_id, i.opportunity_id, i.leg, i.exchange, i.symb
         AND e.filled_quantity IS NOT NULL AND e.kind <> 'closed' ORDER BY e.event_id DESC LIMIT 1)
 FROM intents i WHERE i.created_at_ms >= ? AND i.created_at_ms < ? ORDER BY i.intent_id
 """
-_FILL_QUANTITIES = "SELECT intent_id, quantity FROM fills WHERE intent_id IS NOT NULL"
+# The fills of the orders an export lists (summed exactly in Python: SQLite would sum the text as floats).
+_FILL_QUANTITIES = """
+SELECT f.intent_id, f.quantity FROM fills f JOIN intents i ON i.intent_id = f.intent_id
+WHERE i.created_at_ms >= ? AND i.created_at_ms < ?
+"""
 _decode_request = msgspec.json.Decoder(OrderRequest).decode
 
 
@@ -100,7 +104,7 @@ def export_journal(
             if kind == "funding":
                 rows: Iterable[tuple[Any, ...]] = db.execute(_FUNDING, window) if version >= 2 else ()  # v1: none
                 return _write(writer, FUNDING_COLUMNS, (_funding_row(row) for row in rows))
-            filled = _fill_quantities(db)
+            filled = _fill_quantities(db, window)
             return _write(writer, ORDER_COLUMNS, (_order_row(row, filled) for row in db.execute(_ORDERS, window)))
         except sqlite3.Error as exc:
             raise ExportError(f"journal {where}: cannot read its {kind}: {exc}") from exc
@@ -159,7 +163,7 @@ def _write(writer: Any, columns: tuple[str, ...], rows: Iterable[list[str]]) -> 
 def _time(ms: int | None) -> str:
     if ms is None:
         return ""
-    stamp = datetime.datetime.fromtimestamp(ms / 1000, tz=datetime.timezone.utc)
+    stamp = datetime.datetime.fromtimestamp(ms // 1000, tz=datetime.timezone.utc)
     return stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
 
 
@@ -182,10 +186,10 @@ def _funding_row(row: tuple[Any, ...]) -> list[str]:
     return [_time(settled), market, symbol, amount, payment_id, _time(recorded)]
 
 
-def _fill_quantities(db: sqlite3.Connection) -> dict[int, Decimal]:
-    """The recorded fill quantity per intent, summed exactly."""
+def _fill_quantities(db: sqlite3.Connection, window: tuple[int, int]) -> dict[int, Decimal]:
+    """The recorded fill quantity per intent created in ``window``, summed exactly."""
     filled: dict[int, Decimal] = {}
-    for intent_id, quantity in db.execute(_FILL_QUANTITIES):
+    for intent_id, quantity in db.execute(_FILL_QUANTITIES, window):
         filled[intent_id] = filled.get(intent_id, Decimal(0)) + Decimal(quantity)
     return filled
 
