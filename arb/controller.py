@@ -1372,10 +1372,8 @@ class ArbitrageController:
             skipped_as_withdrawn=self._withdrawn_skips,
             skipped_for_halted_market=self._halted_skips,
             halted_markets=[
-                f"{key.exchange.value} {key.symbol}: {reason}" for key, reason in sorted(
-                    (self.pipeline.halted if self.pipeline is not None else {}).items(),
-                    key=lambda item: (item[0].exchange.value, item[0].symbol),
-                )
+                f"{key.exchange.value} {key.symbol}: {reason}"
+                for key, reason in sorted((self.pipeline.halted if self.pipeline is not None else {}).items())
             ],
             balance_drifts=self.balances.drifts if self.balances is not None else 0,
             open_hedges=len(self.hedges.positions()) if self.hedges is not None else 0,

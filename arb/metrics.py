@@ -42,7 +42,6 @@ from arb_core.latency import LatencyHistogram
 
 from .balances import BalanceMonitor
 from .errors import ConfigurationError
-from .exchanges.base import BookKey
 from .exchanges.book_sync import BookSync
 from .exchanges.models import ConnectionHealth
 from .monitor import PerformanceMonitor, Stage
@@ -225,13 +224,8 @@ class EngineCollector(Collector):
             "arb_market_halted", "1 when a traded market is halted: it stopped trading or changed its rules.",
             labels=["market", "symbol"],
         )
-        seen = set()
-        for plan in pipeline.symbol_plans().values():
-            for leg in plan.legs:
-                key = (leg.exchange, leg.instrument.symbol)
-                if key not in seen:
-                    seen.add(key)
-                    halted.add_metric([leg.exchange.value, leg.instrument.symbol], int(BookKey(*key) in pipeline.halted))
+        for key in pipeline.markets():
+            halted.add_metric([key.exchange.value, key.symbol], int(key in pipeline.halted))
         yield halted
 
     def _books(self, connectors: Mapping[ExchangeName, MarketDataSource]) -> Iterator[Metric]:

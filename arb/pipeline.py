@@ -461,6 +461,10 @@ class ScannerPipeline:
             expected_funding=funding,
         )
 
+    def markets(self) -> list[BookKey]:
+        """Every market scanned, once each, however many symbols it is a leg of."""
+        return list(self._by_key)
+
     def legs_of(self, exchange: ExchangeName) -> list[tuple[SymbolPlan, Leg]]:
         """Every registered leg on ``exchange``, with its symbol."""
         return [(plan, leg) for plan in self.plans.values() for leg in plan.legs if leg.exchange is exchange]

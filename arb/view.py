@@ -420,7 +420,7 @@ class LiveView:
             breakers=tuple(breakers),
             halted=tuple(
                 HaltRow(market=key.exchange.value, symbol=key.symbol, reason=reason)
-                for key, reason in sorted(halts.items(), key=lambda item: (item[0].exchange.value, item[0].symbol))
+                for key, reason in sorted(halts.items())
             ),
         )
         self._latest = snapshot
