@@ -23,7 +23,9 @@ What is simulated, and how:
   plus its fee. Too little raises ``OrderRejectedError`` with category INSUFFICIENT_BALANCE.
 * Futures: positions at 1x leverage and one average entry price each; opening locks
   ``contracts * contract_size * price`` of the settle asset as margin, reducing releases
-  its share of the margin plus the realized PnL. No mark price, no liquidation.
+  its share of the margin plus the realized PnL. No mark price, no liquidation. A
+  reduce-only order is clipped to the position it reduces (its remainder expires) and
+  refused with ORDER_REJECTED when there is none in its direction, as Gate.io does.
 * Funding: ``settle_due_funding`` settles each perpetual's announced rate (``FundingRate``,
   read from the venue's public data) on the open position once the settlement time it
   announces has passed: ``-size x contract_size x mid x rate`` of the settle asset, valued at
@@ -264,9 +266,10 @@ class PaperExchange:
         self._check_request(request, instrument, where)
         with localcontext() as ctx:
             ctx.prec = _PRECISION
-            plan = self._walk(request, instrument, where)
+            quantity = self._reducible(request, where) if request.reduce_only else request.quantity
+            plan = self._walk(request, quantity, instrument, where)
             filled = sum((f.quantity for f in plan), ZERO)
-            if request.time_in_force is TimeInForce.FOK and filled < request.quantity:
+            if request.time_in_force is TimeInForce.FOK and filled < quantity:
                 plan, filled = [], ZERO
             self._check_funds(request, instrument, plan, where)
             state = self._execute(request, instrument, plan, filled)
@@ -314,8 +317,21 @@ class PaperExchange:
                     category=ErrorCategory.MIN_NOTIONAL,
                 )
 
-    def _walk(self, request: OrderRequest, instrument: Instrument, where: str) -> list[_LevelFill]:
-        """The level fills of ``request`` against the live book, the taken overlay applied."""
+    def _reducible(self, request: OrderRequest, where: str) -> Decimal:
+        """The contracts a reduce-only ``request`` may trade: its quantity clipped to the position it
+        reduces, as the venue clips it; refused when there is nothing to reduce in its direction."""
+        position = self._positions.get(request.symbol)
+        size = position.size if position is not None else ZERO
+        reducible = -size if request.side is OrderSide.BUY else size
+        if reducible <= 0:
+            raise OrderRejectedError(
+                self._venue, f"{where}: reduce-only {request.side.value} with position {size}",
+                category=ErrorCategory.ORDER_REJECTED,
+            )
+        return min(request.quantity, reducible)
+
+    def _walk(self, request: OrderRequest, quantity: Decimal, instrument: Instrument, where: str) -> list[_LevelFill]:
+        """The level fills of ``quantity`` of ``request`` against the live book, the taken overlay applied."""
         book = self.source.books().get(request.symbol)
         if book is None or not book.in_sync:
             raise OrderRejectedError(
@@ -331,7 +347,7 @@ class PaperExchange:
             # A level better than the best one left the book: the venue updated it.
             if best == 0 or (key[1] < best if side == ASK else key[1] > best):
                 del taken[key]
-        remaining = request.quantity
+        remaining = quantity
         plan: list[_LevelFill] = []
         seen = 0
         wanted = _FIRST_LEVELS

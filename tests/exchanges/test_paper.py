@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Mapping
 from decimal import Decimal as D
 
+import msgspec
 import pytest
 
 from arb_core.book import ASK, BID, DeltaBatch, OrderBook
@@ -242,6 +243,32 @@ def test_futures_positions_margin_fees_and_realized_pnl() -> None:
     with pytest.raises(OrderRejectedError) as refused:
         asyncio.run(exchange.place_order(order("p3", OrderSide.SELL, "200", "60100", symbol=perp)))
     assert refused.value.category == ErrorCategory.INSUFFICIENT_BALANCE
+
+
+def test_a_reduce_only_order_is_clipped_to_the_position_and_refused_without_one() -> None:
+    _, exchange, _ = perp_paper()
+    perp = "BTC/USDT:USDT"
+
+    def reduce_only(cid: str, side: OrderSide, quantity: str, price: str, tif: TimeInForce = TimeInForce.IOC) -> OrderState:
+        request = msgspec.structs.replace(order(cid, side, quantity, price, tif, symbol=perp), reduce_only=True)
+        return asyncio.run(exchange.place_order(request))
+
+    with pytest.raises(OrderRejectedError, match="reduce-only sell with position 0") as flat:
+        reduce_only("r0", OrderSide.SELL, "1", "59990")
+    assert flat.value.category == ErrorCategory.ORDER_REJECTED
+    asyncio.run(exchange.place_order(order("p1", OrderSide.BUY, "10", "60000", symbol=perp)))  # long 10
+    with pytest.raises(OrderRejectedError, match="reduce-only buy with position 10"):
+        reduce_only("r1", OrderSide.BUY, "1", "60000")  # would grow it
+    clipped = reduce_only("r2", OrderSide.SELL, "25", "59990")
+    assert (clipped.status, clipped.quantity, clipped.filled_quantity) == (OrderStatus.EXPIRED, D("25"), D("10"))
+    assert asyncio.run(exchange.positions()) == []  # flat, not short 15
+    balances = asyncio.run(exchange.balances())
+    # 100 - two fees (0.03 on the buy, 0.029995 on the sell) - the 0.01 USDT lost on 10 contracts.
+    assert (balances["USDT"].free, balances["USDT"].locked) == (D("100") - D("0.03") - D("0.029995") - D("0.01"), 0)
+    asyncio.run(exchange.place_order(order("p2", OrderSide.SELL, "4", "59990", symbol=perp)))  # short 4
+    fok = reduce_only("r3", OrderSide.BUY, "6", "60000", TimeInForce.FOK)  # judged on its clipped size: 4
+    assert (fok.status, fok.filled_quantity) == (OrderStatus.EXPIRED, D("4"))
+    assert asyncio.run(exchange.positions()) == []
 
 
 def perp_paper(usdt: str = "100") -> tuple[Source, PaperExchange, Stream]:

@@ -164,7 +164,8 @@ ERROR_LABELS: Final[ErrorCodeTable] = {
     "RISK_LIMIT_EXCEEDED": ErrorCategory.ORDER_REJECTED,
     "LIQUIDATE_IMMEDIATELY": ErrorCategory.ORDER_REJECTED,
     "CONTRACT_IN_DELISTING": ErrorCategory.ORDER_REJECTED,
-    "REDUCE_EXCEEDED": ErrorCategory.ORDER_REJECTED,
+    "REDUCE_EXCEEDED": ErrorCategory.ORDER_REJECTED,  # futures reduce-only: no position to reduce
+    "INCREASE_POSITION": ErrorCategory.ORDER_REJECTED,  # futures reduce-only that would grow the position
     "TOO_MANY_ORDERS": ErrorCategory.ORDER_REJECTED,
     "ORDER_EXISTS": ErrorCategory.ORDER_REJECTED,  # duplicate client order id
     "INVALID_PARAM_VALUE": ErrorCategory.INVALID_REQUEST,
