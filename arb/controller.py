@@ -1072,8 +1072,13 @@ class ArbitrageController:
                 max_age_ns=pipeline.max_age_ns, max_notional=self.config.risk_limits.max_position_size_usd,
             )
             if closing is not None and not (self._unseen_fills and self._fills_unseen(closing)):
-                await self.process(closing, closes_hedge=True)
+                result = await self.process(closing, closes_hedge=True)
                 self._traded_ns[closing.symbol] = self.clock()
+                if result is not None and _futures_short(result):
+                    # Its futures leg fell short, maybe clipped or refused as reduce-only: the venue's
+                    # position may be smaller than the book's (closed by hand, liquidated). Checked now,
+                    # the book drops what is gone before another close pays the spot round trip again.
+                    self._positions_due.set()
 
     @staticmethod
     def _hedge_legs(pipeline: ScannerPipeline, position: HedgePosition) -> tuple[Leg, Leg] | None:
@@ -1527,6 +1532,11 @@ def _run_token() -> str:
         n, r = divmod(n, 36)
         digits = "0123456789abcdefghijklmnopqrstuvwxyz"[r] + digits
     return digits[-6:]
+
+
+def _futures_short(result: ExecutionResult) -> bool:
+    """Whether the futures leg of ``result`` filled less than it asked (recovery orders aside)."""
+    return any(leg.exchange.is_futures and leg.filled_quantity < leg.requested_quantity for leg in result.legs[:2])
 
 
 async def _busy_poll() -> None:

@@ -359,7 +359,10 @@ def _leg(
             f"{_where(opportunity)}: {leg} {size} on {instrument.exchange.value} is below min_size "
             f"{instrument.min_size} or min_notional {instrument.min_notional}"
         )
-    request = ioc_order(instrument, side, size, limit, client_order_id(opportunity.opportunity_id, leg[0]))
+    request = ioc_order(
+        instrument, side, size, limit, client_order_id(opportunity.opportunity_id, leg[0]),
+        reduce_only=opportunity.futures_reduce_only,
+    )
     return LegPlan(leg=leg, instrument=instrument, request=request)
 
 

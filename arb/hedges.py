@@ -30,8 +30,13 @@ execution cut short by a crash, which the running book never recorded, counts wi
 matched part, since that part is open at the venues.
 
 Venue check. The journal and the fills know only what this engine traded: a futures
-position closed by hand or liquidated at the venue is still open in the book, and the
-closing pair would then open a new position instead of closing one. So after a restore, and
+position closed by hand or liquidated at the venue is still open in the book. A close's
+futures leg is sent reduce-only whenever the book's hedges on that perpetual net to a
+position the close shrinks (``futures_reduce_only``), so the venue clips or refuses it
+rather than opening a new position the other way; the spot leg's residual then goes to
+recovery. Hedges of one perpetual against two spot venues that offset each other leave the
+venue's position smaller than either, and a close that would grow it is sent as a plain
+order. Either way the book should not keep what the venue no longer holds: after a restore, and
 periodically while running, the controller reads each futures market's positions and
 ``check_venue`` compares them: a pair whose hedges the venue's position does not cover (the
 same direction, at least as large, within one lot) is taken out of the book, with an error
@@ -368,6 +373,10 @@ class HedgeBook:
         self._closes += 1
         buy, sell = (futures, spot) if long_spot else (spot, futures)
         base, _, _ = split_symbol(position.symbol)
+        # The venue nets every hedge on the perpetual into one position: the close only shrinks it
+        # when the hedges against other spot venues leave it at least this large, the same way.
+        held = self._short_futures_base(position.futures, position.symbol)
+        reduces = held >= quantity if long_spot else held <= -quantity
         return ArbitrageOpportunity(
             opportunity_id=f"{id_prefix}c{self._closes}{base.lower()}",
             opportunity_type=OpportunityType.SPOT_FUTURES_HEDGE,
@@ -383,7 +392,12 @@ class HedgeBook:
             detected_at=detected_ns,
             buy_fee=buy.instrument.taker_fee,
             sell_fee=sell.instrument.taker_fee,
+            futures_reduce_only=reduces,
         )
+
+    def _short_futures_base(self, futures: ExchangeName, symbol: str) -> Decimal:
+        """The short futures base of ``symbol`` the book's hedges hold on ``futures`` (< 0: long)."""
+        return sum((p.base for p in self._positions.values() if p.futures is futures and p.symbol == symbol), ZERO)
 
 
 def _share(amount: Decimal, part: Decimal, whole: Decimal) -> Decimal:

@@ -75,9 +75,13 @@ def client_order_id(opportunity_id: str, tag: str) -> str:
 
 
 def ioc_order(
-    instrument: Instrument, side: OrderSide, quantity: Decimal, price: Decimal, client_id: str
+    instrument: Instrument, side: OrderSide, quantity: Decimal, price: Decimal, client_id: str,
+    *, reduce_only: bool = False,
 ) -> OrderRequest:
-    """An IOC limit order on ``instrument``: how legs, hedges and unwinds are all sent."""
+    """An IOC limit order on ``instrument``: how legs, hedges and unwinds are all sent.
+
+    ``reduce_only`` applies on futures only; it is dropped for a spot instrument.
+    """
     return OrderRequest(
         symbol=instrument.symbol,
         side=side,
@@ -86,6 +90,7 @@ def ioc_order(
         price=price,
         time_in_force=TimeInForce.IOC,
         client_order_id=client_id,
+        reduce_only=reduce_only and instrument.is_futures,
     )
 
 

@@ -217,7 +217,10 @@ class RecoveryManager:
                 )
             action, exchange, instrument, quantity, price = choice
             cid = client_order_id(opp, f"{action.value[0]}{attempt + 1}")
-            request = ioc_order(instrument, side, quantity, price, cid)
+            # Completing a reduce-only leg reduces the same position; an unwind reverses a leg, so it
+            # may grow one (and whether it would is not known here).
+            reduce_only = action is RecoveryAction.HEDGE and under.request.reduce_only
+            request = ioc_order(instrument, side, quantity, price, cid, reduce_only=reduce_only)
             if attempt:
                 await self.sleep(self.backoff.delay(attempt - 1))
             leg = f"{action.value}-{attempt + 1}"

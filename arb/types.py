@@ -162,6 +162,9 @@ class ArbitrageOpportunity(msgspec.Struct, frozen=True, kw_only=True):
     # SPOT_FUTURES_HEDGE: funding the hedge expects over the holding horizon, quote (> 0 received,
     # < 0 paid); already included in the profit fields.
     expected_funding: Decimal = Decimal(0)
+    # A hedge's close that only shrinks the futures position this engine holds: its futures leg
+    # is sent reduce-only, so a position closed or liquidated at the venue is not reopened.
+    futures_reduce_only: bool = False
 
 
 class PositionEntry(msgspec.Struct, frozen=True, kw_only=True):

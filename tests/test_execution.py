@@ -16,11 +16,11 @@ import pytest
 from fakevenue import FakeExchange, FakeTime, Step, catalogs, perp, spot
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
-from simvenues import SPOT, simulated_venues
+from simvenues import API_KEY, PERP, SPOT, simulated_venues
 
 from arb.errors import ExchangeError, OrderExecutionError, OrderRejectedError, RateLimitError
 from arb.exchanges.errors import ErrorCategory
-from arb.exchanges.models import OrderRequest, OrderState, TimeInForce
+from arb.exchanges.models import OrderRequest, OrderState, OrderType, TimeInForce
 from arb.execution import TwoLegExecutor
 from arb.instruments import Instrument, InstrumentCatalog, InstrumentError
 from arb.journal import Journal
@@ -192,6 +192,40 @@ def test_spot_futures_hedge_trades_whole_contracts_with_exact_pnl(tmp_path: Path
     expected = (base * D("60020.3") - base * D("60000.10") - base * D("0.001") * D("60000.10")
                 - base * D("60020.3") * D("0.0005"))
     assert result.realized_profit == expected
+    assert h.net_base() == 0
+    h.check_journal_accounts_for_every_order()
+
+
+def close_venues(perp_script: tuple[Step, ...] = (), spot_script: tuple[Step, ...] = ()) -> tuple[FakeExchange, FakeExchange]:
+    perpetual = perp(ExchangeName.MEXC_FUTURES, venue_symbol="BTC_USDT", contract_size=D("0.001"))
+    return FakeExchange(perpetual, perp_script), FakeExchange(spot(ExchangeName.GATEIO), spot_script)
+
+
+def hedge_close(quantity: str = "0.5") -> ArbitrageOpportunity:
+    """Closing a long-spot hedge: buy the perpetual back, sell the spot; the futures leg reduce-only."""
+    opp = opportunity(buy=MEXC_PERP, sell=GATE, quantity=quantity, kind=OpportunityType.SPOT_FUTURES_HEDGE)
+    return msgspec.structs.replace(opp, futures_reduce_only=True)
+
+
+def test_a_reduce_only_close_sends_its_futures_leg_and_the_leg_completing_it_reduce_only(tmp_path: Path) -> None:
+    h = Harness(tmp_path, *close_venues(perp_script=(Step(fraction=D("0.6")),)))
+    result = h.run(hedge_close())
+    assert result.final_state is S.COMPLETED
+    (spot_leg,) = h.sell.placed
+    futures_leg, completion = h.buy.placed
+    assert futures_leg.reduce_only and not spot_leg.reduce_only
+    assert completion.client_order_id == "opp1-h1" and completion.quantity == D("200") and completion.reduce_only
+    assert h.net_base() == 0
+    h.check_journal_accounts_for_every_order()  # the journaled requests say reduce-only too
+
+
+def test_unwinding_a_reduce_only_leg_is_a_plain_order(tmp_path: Path) -> None:
+    """The spot leg refused: the perpetual bought back goes out again, which grows the position."""
+    h = Harness(tmp_path, *close_venues(spot_script=(Step(kind="reject"),)))
+    result = h.run(hedge_close())
+    assert result.final_state is S.FAILED
+    futures_leg, unwind = h.buy.placed
+    assert futures_leg.reduce_only and unwind.client_order_id == "opp1-u1" and not unwind.reduce_only
     assert h.net_base() == 0
     h.check_journal_accounts_for_every_order()
 
@@ -558,6 +592,62 @@ def test_end_to_end_pnl_equals_the_simulators_balance_changes(fault: OrderFaultK
     assert btc == -result.legs[0].fee
     # The simulator's balances moved by exactly the fills and fees the executor accounted.
     assert result.realized_profit == usdt + btc * _average_buy_price(result)
+
+
+async def _close_on_the_simulator(held_contracts: int, reduce_only: bool) -> tuple[ExecutionResult, int]:
+    """Close a 5-contract long-spot hedge of Gate.io's BTC perpetual (buy it back, sell spot) while the
+    venue holds ``held_contracts`` short, the rest closed by hand; the result and the contracts held after."""
+    async with simulated_venues(moving=False) as sim:
+        spot_connector, perp_connector = sim.connector(ExchangeName.GATEIO), sim.connector(ExchangeName.GATEIO_FUTURES)
+        try:
+            exchanges = {ExchangeName.GATEIO: spot_connector, ExchangeName.GATEIO_FUTURES: perp_connector}
+            instruments = {name: await connector.instruments() for name, connector in exchanges.items()}
+            venue = sim.venues["gateio"].exchanges[ExchangeName.GATEIO_FUTURES]
+            perp_engine, spot_engine = venue.engine(PERP), sim.venues["gateio"].exchanges[ExchangeName.GATEIO].engine(SPOT)
+            perp_instrument, spot_instrument = perp_engine.instrument, spot_engine.instrument
+            bid = perp_instrument.ticks_to_price(perp_engine.snapshot(1).bids[0][0])
+            ask = perp_instrument.ticks_to_price(perp_engine.snapshot(1).asks[0][0])
+            spot_bid = spot_instrument.ticks_to_price(spot_engine.snapshot(1).bids[0][0])
+            if held_contracts:
+                opened = await perp_connector.place_order(OrderRequest(
+                    symbol=PERP, side=OrderSide.SELL, type=OrderType.LIMIT, quantity=D(held_contracts), price=bid,
+                    time_in_force=TimeInForce.IOC, client_order_id="by-hand",
+                ))
+                assert opened.filled_quantity == held_contracts
+            contract = instruments[ExchangeName.GATEIO_FUTURES].get(PERP).contract_size
+            opp = opportunity(
+                "close1", buy=ExchangeName.GATEIO_FUTURES.value, sell=GATE, buy_price=str(ask), sell_price=str(spot_bid),
+                quantity=str(5 * contract), kind=OpportunityType.SPOT_FUTURES_HEDGE,
+            )
+            with tempfile.TemporaryDirectory() as tmp:
+                journal = Journal(Path(tmp) / "journal.sqlite3")
+                settings = OrderSettings(query_attempts=8, backoff=Backoff(initial_s=0.05, max_s=0.2))
+                recovery = RecoveryManager(exchanges, max_loss_quote=D("50"), journal=journal, order_settings=settings)
+                executor = TwoLegExecutor(exchanges, instruments, recovery=recovery, journal=journal,
+                                          order_settings=settings)
+                result = await executor.execute(msgspec.structs.replace(opp, futures_reduce_only=reduce_only))
+                assert journal.open_intents() == []
+                journal.close()
+            return result, venue.ledger.account(API_KEY).position(PERP).contracts
+        finally:
+            await spot_connector.close()
+            await perp_connector.close()
+
+
+@pytest.mark.parametrize("held", [0, 3])
+def test_a_reduce_only_close_on_the_simulator_never_turns_the_position_around(held: int) -> None:
+    """The venue holds less than the close buys back (none, or 3 of 5 contracts): the reduce-only leg
+    is refused or clipped, the spot sold beyond it is bought back, and the perpetual ends flat,
+    where a plain order would have opened a long position."""
+    result, contracts = asyncio.run(_close_on_the_simulator(held, reduce_only=True))
+    futures_leg = result.legs[0]
+    assert futures_leg.filled_quantity == held
+    assert result.final_state is S.FAILED and contracts == 0
+    # The excess spot is bought back; with 3 held, completing the leg (reduce-only too) was tried first.
+    expected = ["close1-b", "close1-s", "close1-u1"] if not held else ["close1-b", "close1-s", "close1-h1", "close1-u2"]
+    assert [leg.client_order_id for leg in result.legs] == expected
+    plain, plain_contracts = asyncio.run(_close_on_the_simulator(held, reduce_only=False))
+    assert plain.final_state is S.COMPLETED and plain_contracts == 5 - held
 
 
 # -- plan against the plain Decimal route ---------------------------------------------------

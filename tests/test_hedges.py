@@ -11,6 +11,7 @@ import pytest
 from fakevenue import FakeExchange, FakeTime, Step, catalogs, perp, spot
 from test_pipeline import GATE as GATE_SPOT
 from test_pipeline import GATE_BOOK, GATE_PERP, GATE_PERP_BOOK, book
+from test_pipeline import MEXC as MEXC_SPOT
 
 from arb.exchanges.models import Position
 from arb.execution import TwoLegExecutor
@@ -21,7 +22,15 @@ from arb.orders import OrderSettings
 from arb.pipeline import ScannerPipeline
 from arb.recovery import RecoveryManager
 from arb.risk import futures_holdings
-from arb.types import ArbitrageOpportunity, ExchangeName, ExecutionResult, OpportunityType
+from arb.types import (
+    ArbitrageOpportunity,
+    ArbitrageState,
+    ExchangeName,
+    ExecutionLeg,
+    ExecutionResult,
+    OpportunityType,
+    OrderSide,
+)
 from arb_core.wire.common import WireScale
 
 GATE, MEXC, PERP = ExchangeName.GATEIO, ExchangeName.MEXC, ExchangeName.GATEIO_FUTURES
@@ -149,22 +158,47 @@ def test_a_leg_unwound_by_recovery_keeps_the_entry_prices_of_what_is_held(tmp_pa
     assert restored == [live]
 
 
+def book_hedge(hedges: HedgeBook, spot_market: ExchangeName, base: str) -> HedgePosition:
+    """Record in ``hedges`` an execution that opened ``base`` (> 0: long spot) of hedge between
+    ``spot_market`` and the perpetual, spot at 60000 and futures at 60600, as the controller does."""
+    quantity, long_spot = abs(D(base)), D(base) > 0
+    contracts = quantity / GATE_PERP.contract_size
+    spot_side, futures_side = (OrderSide.BUY, OrderSide.SELL) if long_spot else (OrderSide.SELL, OrderSide.BUY)
+    legs = (
+        ExecutionLeg(exchange=spot_market, symbol="BTC/USDT", side=spot_side, client_order_id="s",
+                     requested_quantity=quantity, limit_price=D(60000), filled_quantity=quantity, average_price=D(60000)),
+        ExecutionLeg(exchange=PERP, symbol=GATE_PERP.symbol, side=futures_side, client_order_id="f",
+                     requested_quantity=contracts, limit_price=D(60600), filled_quantity=contracts,
+                     average_price=D(60600)),
+    )
+    buy, sell = (spot_market, PERP) if long_spot else (PERP, spot_market)
+    result = ExecutionResult(
+        opportunity_id="o", final_state=ArbitrageState.COMPLETED, total_execution_time_ms=D(1), realized_profit=D(0),
+        legs=legs,
+    )
+    position = hedges.record(opportunity("o", buy, sell, "60000", "60600", str(quantity)), result)
+    assert position is not None
+    return position
+
+
 def close_of(
-    base: str, books_at_ns: int, now_ns: int, spot_book: WireScale = WireScale(3, 1, 10, 1)
+    base: str, books_at_ns: int, now_ns: int, spot_book: WireScale = WireScale(3, 1, 10, 1),
+    offset_by: str | None = None,
 ) -> ArbitrageOpportunity | None:
     """The close of a long-spot hedge (entry basis 600) on books where the basis has reverted to 0.1
-    (Gate.io's BTC_USDT book grid by default: prices to 0.001, sizes to 1e-10)."""
-    markets = {GATE: GATE_SPOT, PERP: GATE_PERP}
+    (Gate.io's BTC_USDT book grid by default: prices to 0.001, sizes to 1e-10); ``offset_by``: the
+    book also holds that much hedge between MEXC spot and the same perpetual (< 0: short spot)."""
+    markets = {GATE: GATE_SPOT, MEXC: MEXC_SPOT, PERP: GATE_PERP}
     hedges = HedgeBook({m: InstrumentCatalog(m, [i]) for m, i in markets.items()}, min_profit_bps=D(10))
+    if offset_by is not None:
+        book_hedge(hedges, MEXC, offset_by)
     scans = ScannerPipeline(max_data_age_ms=100, opportunity_types=(HEDGE,), clock=lambda: now_ns)
     (plan,) = scans.register_symbol("BTC/USDT", [
         (GATE_SPOT, book("spot", spot_book, [("60000", "10")], [("60000.1", "10")], books_at_ns), spot_book),
         (GATE_PERP, book("perp", GATE_PERP_BOOK, [("59999.9", "10000000")], [("60000.1", "10000000")], books_at_ns),
          GATE_PERP_BOOK),
     ])
-    position = HedgePosition(
-        symbol="BTC/USDT", spot=GATE, futures=PERP, base=D(base), spot_price=D("60000"), futures_price=D("60600")
-    )
+    position = book_hedge(hedges, GATE, base)
     return hedges.close_opportunity(
         position, *plan.legs, id_prefix="t", detected_ns=now_ns, max_age_ns=scans.max_age_ns
     )
@@ -193,6 +227,21 @@ def test_a_close_trades_whole_common_lots_and_leaves_a_smaller_remainder_alone()
     closing = close_of("0.00015", books_at_ns=10**9, now_ns=10**9)
     assert closing is not None and closing.max_quantity == D("0.0001")
     assert close_of("0.00005", books_at_ns=10**9, now_ns=10**9) is None
+
+
+def test_a_close_goes_reduce_only_when_it_shrinks_the_perpetual_the_book_holds() -> None:
+    """Reduce-only keeps a close from opening a position where the venue's is gone; where another
+    spot venue's hedge offsets this one on the perpetual, the close would grow what the venue
+    holds, and a reduce-only order would be refused there."""
+    alone = close_of("0.0015", books_at_ns=10**9, now_ns=10**9)  # buys back all the venue holds
+    assert alone is not None and alone.max_quantity == D("0.0015") and alone.futures_reduce_only
+    same_way = close_of("0.0015", books_at_ns=10**9, now_ns=10**9, offset_by="0.001")
+    assert same_way is not None and same_way.futures_reduce_only
+    # Short 0.0015 against Gate.io spot, long 0.001 against MEXC's: the venue is short 0.0005 and
+    # the close buys 0.0015, so it flips it; with -0.0015 the venue is flat.
+    for offset in ("-0.001", "-0.0015"):
+        offset_close = close_of("0.0015", books_at_ns=10**9, now_ns=10**9, offset_by=offset)
+        assert offset_close is not None and not offset_close.futures_reduce_only
 
 
 def test_a_close_too_deep_for_the_book_fixed_point_is_not_proposed_and_raises_nothing(

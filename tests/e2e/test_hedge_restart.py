@@ -189,3 +189,52 @@ def test_a_running_engine_drops_hedges_whose_futures_were_closed_at_the_venue_be
     assert "hedge position(s) taken out of the book" in caplog.text
     assert after == [] and contracts == 0  # no "close" opened a new position
     assert positions and not any(market.endswith("_futures") for market in positions)
+
+
+def test_a_close_sent_before_the_engine_saw_the_position_closed_by_hand_opens_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Without the balance push (as when the private stream is down) and with a one-minute check
+    interval, the engine still believes in its hedge when the basis reverts and sends the close.
+    Its futures leg is reduce-only: the venue refuses it, the spot sold is bought back, the
+    perpetual stays flat, and the refused leg brings the position check forward, which drops the
+    hedge so it is not closed again."""
+    manager, cluster = _setup(tmp_path, "balance_refresh_interval_ms = 60000\n")
+
+    async def scenario() -> tuple[list[ExecutionResult], D, bool]:
+        loop = asyncio.get_running_loop()
+        async with cluster:
+            started = loop.time()
+            engine = ArbitrageController(manager, sim_cluster=cluster, journal=Journal(tmp_path / "journal.sqlite3"))
+            monkeypatch.setattr(engine, "_checking_positions", lambda read: read)  # no early check on a push
+            await engine.initialize(dry_run=True)
+            hedges, risk = engine.hedges, engine.risk
+            assert hedges is not None and risk is not None
+            running = asyncio.ensure_future(engine.run(duration_s=30))
+            await eventually(hedges.has_positions, 5, "a hedge opened on the dislocation")
+            risk.kill("test: hold entries while the perpetual is bought back by hand")
+            await asyncio.sleep(0.1)  # an execution in flight finishes
+            futures = cluster.venues["gateio"].exchanges[ExchangeName.GATEIO_FUTURES]
+            futures.place_order(cluster.config.api_key, PERP, OrderSide.BUY, OrderType.MARKET,
+                                -int(perp_contracts(cluster)), time.monotonic_ns())
+            held = len(engine.results)
+            await asyncio.sleep(max(DISLOCATION_END_S + 0.3 - (loop.time() - started), 0))
+            unseen = hedges.has_positions()  # the engine has not looked at the venue since
+            risk.resume()
+            with caplog.at_level(logging.ERROR, logger="arb.hedges"):
+                await eventually(lambda: not hedges.has_positions(), 3, "the hedges dropped")
+            await asyncio.sleep(0.5)
+            await engine.shutdown("test over")
+            summary = await running
+            assert len(summary.hedges_dropped) == 1
+            return engine.results[held:], perp_contracts(cluster), unseen
+
+    closes, contracts, unseen = asyncio.run(scenario())
+    assert unseen, "the hedge was still booked when the basis reverted"
+    assert closes, "the engine sent the close"
+    for result in closes:
+        futures_leg = next(leg for leg in result.legs if leg.exchange.is_futures)
+        assert futures_leg.side is OrderSide.BUY and futures_leg.filled_quantity == 0
+        assert result.final_state is ArbitrageState.FAILED
+    assert contracts == 0  # the plain buy would have opened a long position
+    assert "hedge position(s) taken out of the book" in caplog.text
