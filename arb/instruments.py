@@ -262,15 +262,18 @@ class SkippedPair(msgspec.Struct, frozen=True):
     venue_symbol: str
     symbol: str  # unified, "" when base/quote are unusable
     reason: str
+    closing_only: bool = False  # the venue still takes orders that reduce a position (a contract being delisted)
 
     @classmethod
-    def of(cls, venue_symbol: str, base: str, quote: str, settle: str | None, reason: str) -> SkippedPair:
+    def of(
+        cls, venue_symbol: str, base: str, quote: str, settle: str | None, reason: str, *, closing_only: bool = False
+    ) -> SkippedPair:
         """A skipped entry, with its unified symbol when base/quote allow one."""
         try:
             symbol = unified_symbol(base, quote, settle)
         except InstrumentError:
             symbol = ""
-        return cls(venue_symbol, symbol, reason)
+        return cls(venue_symbol, symbol, reason, closing_only)
 
 
 def decode_metadata(payload: bytes | str, type_: type[T], source: str) -> T:
@@ -345,6 +348,10 @@ class InstrumentCatalog:
             return self._by_symbol[symbol]
         except KeyError:
             raise InstrumentError(self._missing(symbol)) from None
+
+    def closing_only(self, symbol: str) -> bool:
+        """Whether ``symbol`` was left out as a market that takes only orders reducing a position."""
+        return any(s.closing_only for s in self.skipped if s.symbol == symbol)
 
     def by_venue_symbol(self, venue_symbol: str) -> Instrument:
         """The instrument of a venue pair name (``BTCUSDT``, ``BTC_USDT``)."""

@@ -59,6 +59,8 @@ class SimContext(msgspec.Struct, kw_only=True):
     user_streams: dict[str, tuple[str, int]] = {}
     funding_rate: Decimal = DEFAULT_FUNDING_RATE  # announced on every perpetual and settled at each interval
     funding_interval_s: int = DEFAULT_FUNDING_INTERVAL_S  # settlements at whole multiples of it (venue clock)
+    # Perpetuals (unified symbols) listed as being delisted: they take reduce-only orders only.
+    delisting: set[str] = set()
 
 
 Handler = Callable[[SimRequest, SimContext], SimResponse]

@@ -112,7 +112,9 @@ def parse_futures_contracts(payload: bytes | str) -> InstrumentCatalog:
             except InstrumentError as exc:
                 reason = str(exc)
         base, _, quote = contract.name.rpartition("_")
-        skipped.append(SkippedPair.of(contract.name, base, quote, quote, reason))
+        # A contract in delisting takes reduce-only and close orders until it is settled.
+        closing_only = contract.in_delisting or contract.status == "delisting"
+        skipped.append(SkippedPair.of(contract.name, base, quote, quote, reason, closing_only=closing_only))
     return InstrumentCatalog(ExchangeName.GATEIO_FUTURES, instruments, skipped)
 
 

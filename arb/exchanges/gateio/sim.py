@@ -817,7 +817,7 @@ def _contract_doc(engine: MatchingEngine, ctx: SimContext) -> dict[str, object]:
         "funding_rate_indicative": rate,
         "mark_price_round": tick,
         "funding_offset": 0,
-        "in_delisting": False,
+        "in_delisting": instrument.symbol in ctx.delisting,
         "risk_limit_base": "1000000",
         "interest_rate": "0.0003",
         "index_price": price,
@@ -1138,6 +1138,8 @@ def place_futures_order(ctx: SimContext, user: str, body: Mapping[str, object]) 
     reduce_only = body.get("reduce_only", False)
     if not isinstance(reduce_only, bool) or body.get("close", False) is not False:
         raise _invalid("reduce_only must be a boolean; close is not simulated")
+    if engine.symbol in ctx.delisting and not reduce_only:
+        raise _GateRefusal("CONTRACT_IN_DELISTING", 400, f"contract {engine.instrument.venue_symbol} in delisting")
     market = price == constants.FUTURES_MARKET_PRICE
     tif_name = str(body.get("tif", "gtc"))
     tif = (_MARKET_TIF if market else _TIF).get(tif_name)

@@ -136,10 +136,25 @@ def test_recorded_pair_values(pairs_body: bytes) -> None:
         catalog.get("SAL/USDT")
 
 
+@pytest.mark.parametrize(
+    ("change", "closing_only"),
+    [
+        ({"in_delisting": True}, True),
+        ({"status": "delisting"}, True),  # newer payloads say it in ``status``
+        ({"status": "delisted"}, False),
+        ({"type": "inverse"}, False),
+    ],
+)
+def test_a_contract_left_out_as_delisting_still_takes_closing_orders(change: dict[str, object], closing_only: bool) -> None:
+    catalog = parse_futures_contracts(encode([{**CONTRACT, "type": "direct", **change}]))
+    assert len(catalog) == 0 and catalog.closing_only("BTC/USDT:USDT") is closing_only
+
+
 def test_every_recorded_contract_parses(contracts_body: bytes) -> None:
     catalog = parse_futures_contracts(contracts_body)
     assert len(catalog) == 301
     assert [(s.venue_symbol, s.reason) for s in catalog.skipped] == [("COCOS_USDT", "in_delisting=true")]
+    assert catalog.closing_only("COCOS/USDT:USDT") and not catalog.closing_only("BTC/USDT:USDT")
     btc = catalog.get("BTC/USDT:USDT")
     assert (btc.tick_size, btc.lot_size, btc.contract_size, btc.min_size) == (D("0.1"), D(1), D("0.0001"), D(1))
     assert (btc.maker_fee, btc.taker_fee) == (D("-0.000152"), D("0.00075"))

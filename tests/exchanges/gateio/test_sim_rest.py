@@ -264,6 +264,27 @@ def test_futures_limit_ioc_market_reduce_only_positions_and_account() -> None:
     assert client.parse_order(venue.fetch(client.query_order(order_id=ioc.order_id))).filled_quantity == D(50)
 
 
+def test_a_contract_in_delisting_is_listed_so_and_takes_reduce_only_orders_only() -> None:
+    venue = GateVenue()
+    client = venue.futures_client
+    client.parse_order(venue.fetch(client.place_order(
+        order(PERP, side=OrderSide.SELL, quantity="5", price="29999", tif=TimeInForce.IOC, cid="open"))))
+    venue.ctx.delisting.add(PERP)
+    listed = answer(venue.routes, venue.ctx, to_sim(RestRequest(method="GET", path=constants.FUTURES_CONTRACTS_PATH), headers={}))
+    catalog = parse_futures_contracts(listed.body)
+    assert PERP not in catalog and catalog.closing_only(PERP)
+    assert [(s.symbol, s.reason) for s in catalog.skipped] == [(PERP, "in_delisting=true")]
+    assert label_of(venue, client.place_order(
+        order(PERP, side=OrderSide.SELL, quantity="1", price="29999", tif=TimeInForce.IOC, cid="more"))
+    ) == (400, "CONTRACT_IN_DELISTING")
+    refused = error_of(venue, client.place_order(
+        order(PERP, side=OrderSide.SELL, quantity="1", price="29999", tif=TimeInForce.IOC, cid="more2")))
+    assert refused.category is ErrorCategory.ORDER_REJECTED
+    close = client.parse_order(venue.fetch(client.place_order(
+        order(PERP, quantity="5", price="30000", tif=TimeInForce.IOC, cid="close", reduce_only=True))))
+    assert close.filled_quantity == D(5) and client.parse_positions(venue.fetch(client.positions())) == []
+
+
 def test_funding_settled_on_a_position_is_read_back_from_the_account_book_page_by_page() -> None:
     venue = GateVenue()
     client = venue.futures_client
