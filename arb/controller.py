@@ -114,6 +114,13 @@ VENUE_FAULTS = frozenset(category.value for category in (
     ErrorCategory.OUTCOME_UNKNOWN, ErrorCategory.MAINTENANCE, ErrorCategory.RATE_LIMITED, ErrorCategory.AUTH_FAILED,
     ErrorCategory.TIMESTAMP,
 ))
+# Refusals a change of the market's listing or rules can cause (halted, delisting, new tick or
+# minimum): the trading rules are read again at once rather than at the next interval.
+RULES_SUSPECT = frozenset(category.value for category in (
+    ErrorCategory.ORDER_REJECTED, ErrorCategory.INVALID_REQUEST, ErrorCategory.PRECISION, ErrorCategory.MIN_NOTIONAL,
+))
+# Least time between two reads of the trading rules brought forward by such refusals.
+EARLY_RULES_READ_SPACING_S = 1.0
 # A funding rate not refreshed for this many refresh intervals counts as missing (hedges refused).
 FUNDING_STALE_REFRESHES = 3
 # Least time between two futures position checks brought forward by balance changes: a burst of
@@ -367,6 +374,7 @@ class ArbitrageController:
         self._unseen_skips = 0
         self._withdrawn_skips = 0  # queued opportunities a later scan no longer found
         self._halted_skips = 0  # opportunities with a leg on a halted market
+        self._closing_only: set[BookKey] = set()  # halted markets that still take reduce-only orders
         # Markets where our orders filled: the book, when the orders were written, and the venue's
         # time of the last fill (0: not comparable with the book's event times). Until the book has
         # caught up with them (``_fills_unseen``), it still shows the liquidity we took.
@@ -379,6 +387,7 @@ class ArbitrageController:
         self._skew_alerts: list[str] = []
         self._hedges_dropped: list[str] = []
         self._positions_due = asyncio.Event()  # a futures balance changed: check positions before the interval ends
+        self._rules_due = asyncio.Event()  # a leg was refused as a changed market would refuse it: read the rules
         self._funding_read_ms: int | None = None  # wall ms at which the last read of settled funding began
         self._funding_settled = ZERO  # counted in this run
         self._funding_payments = 0
@@ -567,31 +576,49 @@ class ArbitrageController:
         if complete:
             self._funding_read_ms = now_ms
 
+    @property
+    def _rules_watched(self) -> bool:
+        """Whether this run reads the trading rules again while it runs (``_watch_trading_rules``)."""
+        return self.watch_accounts and self.config.instrument_refresh_interval_ms > 0
+
     async def _watch_trading_rules(self) -> None:
         """Read every market's trading rules again every ``instrument_refresh_interval_ms`` and check
         them (``_check_trading_rules``) until cancelled; a market whose rules cannot be read is
-        checked at the next read."""
-        interval_s = self.config.instrument_refresh_interval_ms / 1000
+        checked at the next read. A leg refused as a changed market would refuse it brings the
+        read forward (at most every ``EARLY_RULES_READ_SPACING_S``)."""
+        interval_s, due = self.config.instrument_refresh_interval_ms / 1000, self._rules_due
         while True:
-            await asyncio.sleep(interval_s)
-            for market, connector in sorted(self.connectors.items(), key=lambda item: item[0].value):
-                try:
-                    fresh = await connector.read_instruments()
-                except (ExchangeError, InstrumentError) as exc:
-                    log.warning("%s: trading rules unreadable (%s); read again in %.0f s", market.value, exc, interval_s)
-                    continue
-                except asyncio.CancelledError:
-                    raise
-                except Exception:  # a watcher's failure must not stop the engine: the next read may do
-                    log.exception("%s: reading the trading rules failed", market.value)
-                    continue
-                self._check_trading_rules(market, fresh)
+            try:
+                await asyncio.wait_for(due.wait(), interval_s)
+                early = True
+            except asyncio.TimeoutError:
+                early = False
+            due.clear()
+            await self._read_trading_rules(interval_s)
+            if early:
+                await asyncio.sleep(EARLY_RULES_READ_SPACING_S)
+
+    async def _read_trading_rules(self, interval_s: float) -> None:
+        """One read of every market's trading rules, each checked as it comes."""
+        for market, connector in sorted(self.connectors.items(), key=lambda item: item[0].value):
+            try:
+                fresh = await connector.read_instruments()
+            except (ExchangeError, InstrumentError) as exc:
+                log.warning("%s: trading rules unreadable (%s); read again in %.0f s", market.value, exc, interval_s)
+                continue
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a watcher's failure must not stop the engine: the next read may do
+                log.exception("%s: reading the trading rules failed", market.value)
+                continue
+            self._check_trading_rules(market, fresh)
 
     def _check_trading_rules(self, market: ExchangeName, fresh: InstrumentCatalog) -> None:
         """Halt each traded symbol of ``market`` that ``fresh`` no longer lists as tradable, or lists
         with other rules than the engine trades it by (``trading_rules_changed``); resume a halted
         one once the venue lists it again as it was. A halted market's legs get no new opportunity,
-        and no execution or hedge close starts with a leg on it."""
+        and no execution or hedge close starts with a leg on it, except a hedge close whose futures
+        leg is reduce-only on a market the venue lists as taking such orders still (delisting)."""
         pipeline = self.pipeline
         if pipeline is None:
             return
@@ -601,10 +628,20 @@ class ArbitrageController:
                 reason = trading_rules_changed(instrument, fresh.get(symbol))
             except InstrumentError as exc:
                 reason = f"no longer tradable: {exc}"
+            key = BookKey(market, symbol)
             if reason is not None:
                 if pipeline.halt_market(market, symbol, reason):
                     log.error("%s %s: not traded any more: %s", market.value, symbol, reason)
-            elif pipeline.resume_market(market, symbol):
+                closing_only = fresh.closing_only(symbol)
+                if closing_only and key not in self._closing_only:
+                    log.warning("%s %s: the venue still takes orders that reduce a position there: hedges on it "
+                                "are closed with reduce-only orders as their rule allows", market.value, symbol)
+                    self._closing_only.add(key)
+                elif not closing_only:
+                    self._closing_only.discard(key)
+                continue
+            self._closing_only.discard(key)
+            if pipeline.resume_market(market, symbol):
                 log.warning("%s %s: tradable again with the rules it was halted from; trading it again",
                             market.value, symbol)
                 if self.balances is not None:
@@ -886,7 +923,7 @@ class ArbitrageController:
                 )
             if self.config.rehearsal_interval_ms:
                 self._tasks.append(loop.create_task(self._rehearsals(), name="arb rehearsals"))
-            if self.watch_accounts and self.config.instrument_refresh_interval_ms:
+            if self._rules_watched:
                 self._tasks.append(loop.create_task(self._watch_trading_rules(), name="arb trading rules"))
             if self.watch_accounts and self._traded_futures():
                 self._tasks.append(loop.create_task(self._watch_futures_positions(), name="arb positions"))
@@ -1137,12 +1174,16 @@ class ArbitrageController:
         return result
 
     def _on_halted_market(self, pipeline: ScannerPipeline, opportunity: ArbitrageOpportunity) -> bool:
-        """Whether a leg of ``opportunity`` is on a market ``_check_trading_rules`` halted."""
+        """Whether a leg of ``opportunity`` is on a market ``_check_trading_rules`` halted; a reduce-only
+        futures leg may still go where the venue takes such orders (a contract being delisted)."""
         symbol = opportunity.symbol
-        return any(
-            BookKey(market, self._leg_symbol(symbol, market)) in pipeline.halted
-            for market in (opportunity.buy_exchange, opportunity.sell_exchange)
-        )
+        for market in (opportunity.buy_exchange, opportunity.sell_exchange):
+            key = BookKey(market, self._leg_symbol(symbol, market))
+            if key in pipeline.halted and not (
+                opportunity.futures_reduce_only and market.is_futures and key in self._closing_only
+            ):
+                return True
+        return False
 
     async def _finish(self, executor: Executor, risk: RiskManager, started: StartedExecution) -> ExecutionResult:
         """Finish a started execution and record its result everywhere."""
@@ -1156,6 +1197,10 @@ class ArbitrageController:
         for leg in result.legs:
             if leg.error_category in VENUE_FAULTS:
                 risk.record_venue_error(leg.exchange, leg.error or leg.error_category or "")
+            elif leg.error_category in RULES_SUSPECT and self._rules_watched and not self._rules_due.is_set():
+                log.info("%s %s refused (%s): reading the trading rules again now",
+                         leg.exchange.value, leg.symbol, leg.error_category)
+                self._rules_due.set()
         monitor.record_execution(result)
         monitor.record_cycle(self.clock() - opportunity.detected_at, opportunity.opportunity_id)
         self._results.append(result)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from decimal import Decimal as D
 from pathlib import Path
 
 import msgspec
@@ -24,7 +25,7 @@ from arb.exchanges.connector import ExchangeConnector
 from arb.instruments import InstrumentCatalog, SkippedPair
 from arb.journal import Journal
 from arb.sim.market import Dislocation
-from arb.types import ExchangeName
+from arb.types import ArbitrageState, ExchangeName, ExecutionResult, OrderSide
 
 SECOND = 1_000_000_000
 CONFIG = """
@@ -103,3 +104,105 @@ def test_a_market_that_stops_trading_or_changes_its_rules_is_halted_then_resumed
     assert any(m.startswith("gateio BTC/USDT: not traded any more: no longer tradable") for m in messages)
     assert any(m.startswith("gateio BTC/USDT: tradable again") for m in messages)
     assert any(m.startswith("gateio BTC/USDT: not traded any more: trading rules changed (tick_size") for m in messages)
+
+
+HEDGE_CONFIG = """
+[engine]
+symbols = ["BTC/USDT"]
+opportunity_types = ["spot_futures_hedge"]
+instrument_refresh_interval_ms = 1000
+"""
+PERP = "BTC/USDT:USDT"
+GATE_PERP = BookKey(ExchangeName.GATEIO_FUTURES, PERP)
+
+
+def test_hedges_on_a_perpetual_being_delisted_are_still_closed_with_reduce_only_orders(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Gate.io's perpetual trades 80 bps rich from 1 s to 5 s; once hedges are open the venue lists
+    it as being delisted, when it takes reduce-only orders only. The engine halts it (no new
+    hedge there) but still closes the hedges it holds when the basis reverts."""
+    path = tmp_path / "arb.toml"
+    path.write_text(HEDGE_CONFIG)
+    manager = ConfigurationManager(path, environ={})
+    manager.load_configuration(dry_run=True)
+    rich = Dislocation(exchange=ExchangeName.GATEIO_FUTURES, symbol=PERP, start_ns=SECOND, duration_ns=4 * SECOND, bps=80)
+    cluster = dry_run_cluster(manager.config, dislocations=(rich,), random_per_minute=0)
+    journal_path = tmp_path / "j.sqlite3"
+
+    async def scenario() -> tuple[list[ExecutionResult], D, int]:
+        loop = asyncio.get_running_loop()
+        async with cluster:
+            started = loop.time()
+            engine = ArbitrageController(manager, sim_cluster=cluster, journal=Journal(journal_path))
+            await engine.initialize(dry_run=True)
+            pipeline, hedges, risk = engine.pipeline, engine.hedges, engine.risk
+            assert pipeline is not None and hedges is not None and risk is not None
+            running = asyncio.ensure_future(engine.run(duration_s=30))
+            await eventually(hedges.has_positions, 5, "a hedge opened on the dislocation")
+            # Held while the venue's listing changes: until the engine reads it, every opening would
+            # be refused there (and trip the consecutive-failures breaker).
+            risk.kill("test: hold entries while the perpetual goes into delisting")
+            await asyncio.sleep(0.1)
+            cluster.venues["gateio"].context.delisting.add(PERP)
+            await eventually(lambda: GATE_PERP in pipeline.halted, 3, "the perpetual halted")
+            risk.resume()
+            held, open_base = len(engine.results), sum((p.base for p in hedges.positions()), D(0))
+            assert open_base > 0 and loop.time() - started < 5, "halted while the basis is still rich"
+            await eventually(lambda: not hedges.has_positions(), 8, "the hedges closed after the reversion")
+            await engine.shutdown("test over")
+            summary = await running
+            assert summary.halted_markets and summary.halted_markets[0].startswith("gateio_futures BTC/USDT:USDT")
+            contracts = cluster.venues["gateio"].exchanges[ExchangeName.GATEIO_FUTURES].ledger.account(
+                cluster.config.api_key
+            ).position(PERP).contracts
+            return engine.results[held:], open_base, contracts
+
+    with caplog.at_level(logging.WARNING, logger="arb.controller"):
+        after, open_base, contracts = asyncio.run(scenario())
+    assert "the venue still takes orders that reduce a position there" in caplog.text
+    assert after, "the hedges were closed"
+    closed = D(0)
+    with Journal(journal_path) as journal:
+        for result in after:  # nothing opened on the halted perpetual: closes only, reduce-only
+            futures_leg = next(leg for leg in result.legs if leg.exchange.is_futures)
+            assert futures_leg.side is OrderSide.BUY and result.final_state is ArbitrageState.COMPLETED
+            assert journal.intent(futures_leg.exchange, futures_leg.client_order_id).request.reduce_only
+            closed += futures_leg.filled_quantity * D("0.0001")
+    assert closed == open_base and contracts == 0
+
+
+def test_a_leg_refused_by_a_market_in_delisting_has_the_rules_read_at_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The perpetual goes into delisting before its basis dislocates, and the rules are read only
+    every minute: the first opening the venue refuses there has them read at once, which halts
+    the market before the refusals could trip the consecutive-failures breaker."""
+    path = tmp_path / "arb.toml"
+    path.write_text(HEDGE_CONFIG.replace("instrument_refresh_interval_ms = 1000", "instrument_refresh_interval_ms = 60000"))
+    manager = ConfigurationManager(path, environ={})
+    manager.load_configuration(dry_run=True)
+    rich = Dislocation(exchange=ExchangeName.GATEIO_FUTURES, symbol=PERP, start_ns=SECOND, duration_ns=3 * SECOND, bps=80)
+    cluster = dry_run_cluster(manager.config, dislocations=(rich,), random_per_minute=0)
+
+    async def scenario() -> tuple[list[ExecutionResult], list[str], int]:
+        async with cluster:
+            engine = ArbitrageController(manager, sim_cluster=cluster, journal=Journal(tmp_path / "j.sqlite3"))
+            await engine.initialize(dry_run=True)
+            pipeline = engine.pipeline
+            assert pipeline is not None
+            cluster.venues["gateio"].context.delisting.add(PERP)
+            running = asyncio.ensure_future(engine.run(duration_s=4))
+            await eventually(lambda: GATE_PERP in pipeline.halted, 4, "the perpetual halted")
+            summary = await running
+            contracts = cluster.venues["gateio"].exchanges[ExchangeName.GATEIO_FUTURES].ledger.account(
+                cluster.config.api_key
+            ).position(PERP).contracts
+            return engine.results, summary.breakers_tripped, contracts
+
+    with caplog.at_level(logging.INFO, logger="arb.controller"):
+        results, tripped, contracts = asyncio.run(scenario())
+    assert "gateio_futures BTC/USDT:USDT refused (order_rejected): reading the trading rules again now" in caplog.text
+    assert 1 <= len(results) <= 2 and all(r.final_state is ArbitrageState.FAILED for r in results)
+    assert all("CONTRACT_IN_DELISTING" in (r.error or "") for r in results)
+    assert tripped == [] and contracts == 0
