@@ -292,20 +292,23 @@ _GRID_FIELDS = (
 )
 
 
-def trading_rules_changed(traded: Instrument, listed: Instrument) -> str | None:
+def trading_rules_changed(traded: Instrument, listed: Instrument, *, fees_comparable: bool = False) -> str | None:
     """Why ``traded`` (the rules the engine trades a market by) can no longer be traded as the venue
     now lists the market (``listed``); None when they still hold: a changed grid, minimum,
-    contract size or symbol does not hold.
+    contract size or symbol does not hold, nor does a higher taker fee.
 
-    Fees are not compared: the engine trades by the account's own rates where the venue gives
-    them (read once, at start-up, per account or per symbol), and a venue's list shows its
-    standard rates, so a difference says nothing about a change.
+    Fees are compared only when ``fees_comparable``: both from the same source (the account's
+    own rates, or both the venue's list). The engine prices every opportunity with its taker
+    fee, so a higher one would make it trade what no longer pays; a lower one only makes it
+    miss some, and holds.
     """
     changes = [
         f"{name} {getattr(traded, name)} -> {getattr(listed, name)}"
         for name in _GRID_FIELDS
         if getattr(traded, name) != getattr(listed, name)
     ]
+    if fees_comparable and listed.taker_fee > traded.taker_fee:
+        changes.append(f"taker_fee {traded.taker_fee} -> {listed.taker_fee}")
     if not changes:
         return None
     return f"trading rules changed ({', '.join(changes)}); restart the engine to trade it by the new rules"
@@ -314,13 +317,16 @@ def trading_rules_changed(traded: Instrument, listed: Instrument) -> str | None:
 class InstrumentCatalog:
     """The instruments of one market, looked up by unified or venue symbol, and the pairs left out (with why)."""
 
-    __slots__ = ("exchange", "skipped", "_by_symbol", "_by_venue_symbol")
+    __slots__ = ("exchange", "skipped", "fees_from_account", "_by_symbol", "_by_venue_symbol")
 
     def __init__(
-        self, exchange: ExchangeName, instruments: Iterable[Instrument], skipped: Iterable[SkippedPair] = ()
+        self, exchange: ExchangeName, instruments: Iterable[Instrument], skipped: Iterable[SkippedPair] = (),
+        *, fees_from_account: bool = False,
     ) -> None:
         self.exchange = exchange
         self.skipped: tuple[SkippedPair, ...] = tuple(skipped)
+        # Whether the fees are the account's own rates (its tier) rather than the venue's listed ones.
+        self.fees_from_account = fees_from_account
         self._by_symbol: dict[str, Instrument] = {}
         self._by_venue_symbol: dict[str, Instrument] = {}
         for instrument in instruments:

@@ -307,12 +307,17 @@ def test_steps_written_differently_convert_alike() -> None:
     assert [i.wire_scale()[2:] for i in sizes] == [(4, 1000)] * 4 + [(1, 1), (7, 1_000_000)]
 
 
-def test_trading_rules_changed_names_every_changed_rule_of_the_grid_and_not_fees() -> None:
+def test_trading_rules_changed_names_every_changed_rule_and_a_higher_taker_fee_from_the_same_source() -> None:
     traded = make()
     assert trading_rules_changed(traded, make()) is None
     # The account's own rates against the venue's standard list: not a change of rules.
     assert trading_rules_changed(traded, make(taker_fee=D("0.001"), maker_fee=D("0"))) is None
     assert trading_rules_changed(traded, make(taker_fee=D("0.0025"))) is None
+    # Both the account's: a higher taker fee holds no more, a lower one (or a maker change) does.
+    assert trading_rules_changed(traded, make(taker_fee=D("0.0025")), fees_comparable=True) == (
+        "trading rules changed (taker_fee 0.002 -> 0.0025); restart the engine to trade it by the new rules"
+    )
+    assert trading_rules_changed(traded, make(taker_fee=D("0.001"), maker_fee=D("0.003")), fees_comparable=True) is None
     assert trading_rules_changed(traded, make(tick_size=D("0.1"), price_decimals=1, min_notional=D("5"))) == (
         "trading rules changed (tick_size 0.05 -> 0.1, min_notional 1 -> 5, price_decimals 2 -> 1); "
         "restart the engine to trade it by the new rules"

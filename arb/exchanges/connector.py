@@ -316,7 +316,11 @@ class ExchangeConnector:
         self._order_symbols: set[str] = set()
         self._orders_ws: OrderTransport | None = None
         self._orders_ws_lock = asyncio.Lock()
-        self.fees_from_account = False  # whether the catalog's fees are the account's (else the listed defaults)
+
+    @property
+    def fees_from_account(self) -> bool:
+        """Whether the cached catalog's fees are the account's (else the listed defaults)."""
+        return self._catalog is not None and self._catalog.fees_from_account
 
     @classmethod
     def from_config(
@@ -366,9 +370,20 @@ class ExchangeConnector:
         self._catalog = catalog
         return catalog
 
-    async def read_instruments(self) -> InstrumentCatalog:
-        """Fetch the instruments now, as the venue lists them, leaving the cached catalog as it is."""
-        return await self._fetch_instruments()
+    async def read_instruments(self, symbols: Sequence[str] = ()) -> InstrumentCatalog:
+        """Fetch the instruments now, as the venue lists them, leaving the cached catalog as it is.
+
+        With the account's fee rates where the venue gives them, as ``instruments()`` has them:
+        per account, and for the listed ones of ``symbols`` where the venue answers per symbol.
+        ``fees_from_account`` says whether that read succeeded.
+        """
+        catalog = await self._fetch_instruments()
+        source = self._fee_source()
+        if source is not None and source.per_symbol:
+            chosen = [catalog.get(s) for s in symbols if s in catalog]
+            if chosen:
+                catalog = await self._account_fees(catalog, source, chosen)
+        return catalog
 
     async def _fetch_instruments(self) -> InstrumentCatalog:
         endpoints = self.binding.endpoints
@@ -412,14 +427,13 @@ class ExchangeConnector:
             log.warning("%s: account fees unavailable, keeping the listed fees: %s", self.venue, exc)
             return catalog
         by_symbol = {i.symbol: r for i, r in zip(chosen, rates)} if source.per_symbol else {i.symbol: rates[0] for i in chosen}
-        self.fees_from_account = True
         instruments = [
             msgspec.structs.replace(i, taker_fee=by_symbol[i.symbol][0], maker_fee=by_symbol[i.symbol][1])
             if i.symbol in by_symbol
             else i
             for i in catalog
         ]
-        return InstrumentCatalog(catalog.exchange, instruments, catalog.skipped)
+        return InstrumentCatalog(catalog.exchange, instruments, catalog.skipped, fees_from_account=True)
 
     async def instrument(self, symbol: str) -> Instrument:
         """The instrument of unified ``symbol``; raises InstrumentError saying why it is missing."""

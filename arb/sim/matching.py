@@ -49,6 +49,8 @@ from decimal import Decimal, InvalidOperation
 from enum import Enum
 from typing import NamedTuple
 
+import msgspec
+
 from arb_core.book import ASK, BID, DeltaBatch, OrderBook
 
 from ..exchanges.errors import ErrorCategory
@@ -375,9 +377,15 @@ class MatchingEngine:
         self._orders: dict[int, _Order] = {}  # by id, oldest first
         self._by_client: dict[tuple[str, str], _Order] = {}
         self._forget_at = FINISHED_ORDERS_KEPT  # the number of known orders that starts forgetting
-        # Wire values already converted (the instrument never changes): orders repeat sizes and prices.
+        # Wire values already converted (the grid never changes): orders repeat sizes and prices.
         self._ticks_of: dict[Decimal, int] = {}
         self._lots_of: dict[Decimal, int] = {}
+
+    def set_fees(self, taker: Decimal, maker: Decimal) -> None:
+        """Charge ``taker`` and ``maker`` (fractions) from now on, as a new fee tier would; the
+        instrument, which the venue's fee and listing answers read, says so too."""
+        self.instrument = msgspec.structs.replace(self.instrument, taker_fee=taker, maker_fee=maker)
+        self.taker_fee, self.maker_fee = taker.as_integer_ratio(), maker.as_integer_ratio()
 
     # -- edges: wire strings -> ints ---------------------------------------------------------
 

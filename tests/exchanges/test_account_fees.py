@@ -162,3 +162,42 @@ def test_fee_requests_are_signed_for_the_key(kind: type[ExchangeConnector]) -> N
                 await private.close()
 
     run(scenario())
+
+
+def test_a_fresh_read_says_whether_its_fees_are_the_accounts() -> None:
+    """What the trading-rules watch compares fees by: a failed fee call must not pass the listed
+    rates off as the account's (nor touch the cached catalog)."""
+    gate_without_fee = [r for r in gate_sim.rest_routes() if not r.path.endswith("/spot/fee")]
+    mexc_listing = [
+        Route(r.method, r.path, _without_commissions(r.handler)) if r.path == mexc.EXCHANGE_INFO_PATH else r
+        for r in mexc_sim.rest_routes()
+    ]
+
+    async def scenario() -> None:
+        async with venue("gateio") as sim:
+            private = connector(GateioSpotConnector, sim, CREDENTIALS)
+            try:
+                fresh = await private.read_instruments()
+                assert fresh.fees_from_account and fresh.get(SPOT).maker_fee == D("0.0005")
+            finally:
+                await private.close()
+        async with venue("gateio", gate_without_fee) as sim:
+            private = connector(GateioSpotConnector, sim, CREDENTIALS)
+            try:
+                fresh = await private.read_instruments([SPOT])
+                assert not fresh.fees_from_account and fresh.get(SPOT).maker_fee == D("0.001")
+            finally:
+                await private.close()
+        async with venue("mexc", mexc_listing) as sim:
+            private = connector(MexcSpotConnector, sim, CREDENTIALS)
+            try:
+                await private.start_books([SPOT])  # the engine's catalog: the account's rate on SPOT
+                listed = await private.read_instruments()  # per-symbol rates are asked for named symbols only
+                assert not listed.fees_from_account and listed.get(SPOT).taker_fee == mexc.DEFAULT_SPOT_TAKER_FEE
+                fresh = await private.read_instruments([SPOT, "NOT/LISTED"])
+                assert fresh.fees_from_account and fresh.get(SPOT).taker_fee == D("0.001")
+                assert private.fees_from_account and (await private.instrument(SPOT)).taker_fee == D("0.001")
+            finally:
+                await private.close()
+
+    run(scenario())
