@@ -375,6 +375,7 @@ class ArbitrageController:
         self._withdrawn_skips = 0  # queued opportunities a later scan no longer found
         self._halted_skips = 0  # opportunities with a leg on a halted market
         self._closing_only: set[BookKey] = set()  # halted markets that still take reduce-only orders
+        self._lower_fees_warned: dict[BookKey, Decimal] = {}  # the lower taker fee last warned about
         # Markets where our orders filled: the book, when the orders were written, and the venue's
         # time of the last fill (0: not comparable with the book's event times). Until the book has
         # caught up with them (``_fills_unseen``), it still shows the liquidity we took.
@@ -600,9 +601,12 @@ class ArbitrageController:
 
     async def _read_trading_rules(self, interval_s: float) -> None:
         """One read of every market's trading rules, each checked as it comes."""
+        pipeline = self.pipeline
         for market, connector in sorted(self.connectors.items(), key=lambda item: item[0].value):
+            traded = sorted({leg.instrument.symbol for _, leg in pipeline.legs_of(market)}) if pipeline else []
             try:
-                fresh = await connector.read_instruments()
+                fresh = await connector.read_instruments(traded)
+                fees_comparable = fresh.fees_from_account == (await connector.instruments()).fees_from_account
             except (ExchangeError, InstrumentError) as exc:
                 log.warning("%s: trading rules unreadable (%s); read again in %.0f s", market.value, exc, interval_s)
                 continue
@@ -611,9 +615,9 @@ class ArbitrageController:
             except Exception:  # a watcher's failure must not stop the engine: the next read may do
                 log.exception("%s: reading the trading rules failed", market.value)
                 continue
-            self._check_trading_rules(market, fresh)
+            self._check_trading_rules(market, fresh, fees_comparable=fees_comparable)
 
-    def _check_trading_rules(self, market: ExchangeName, fresh: InstrumentCatalog) -> None:
+    def _check_trading_rules(self, market: ExchangeName, fresh: InstrumentCatalog, *, fees_comparable: bool = False) -> None:
         """Halt each traded symbol of ``market`` that ``fresh`` no longer lists as tradable, or lists
         with other rules than the engine trades it by (``trading_rules_changed``); resume a halted
         one once the venue lists it again as it was. A halted market's legs get no new opportunity,
@@ -625,10 +629,13 @@ class ArbitrageController:
         traded = {leg.instrument.symbol: leg.instrument for _, leg in pipeline.legs_of(market)}
         for symbol, instrument in sorted(traded.items()):
             try:
-                reason = trading_rules_changed(instrument, fresh.get(symbol))
+                listed = fresh.get(symbol)
+                reason = trading_rules_changed(instrument, listed, fees_comparable=fees_comparable)
             except InstrumentError as exc:
-                reason = f"no longer tradable: {exc}"
+                listed, reason = None, f"no longer tradable: {exc}"
             key = BookKey(market, symbol)
+            if fees_comparable and listed is not None and listed.taker_fee < instrument.taker_fee:
+                self._warn_lower_fee(key, instrument.taker_fee, listed.taker_fee)
             if reason is not None:
                 if pipeline.halt_market(market, symbol, reason):
                     log.error("%s %s: not traded any more: %s", market.value, symbol, reason)
@@ -646,6 +653,13 @@ class ArbitrageController:
                             market.value, symbol)
                 if self.balances is not None:
                     self.balances.update_caps((market,))
+
+    def _warn_lower_fee(self, key: BookKey, traded: Decimal, listed: Decimal) -> None:
+        """Warn once per rate that ``key``'s taker fee fell: the engine keeps pricing with the old one."""
+        if self._lower_fees_warned.get(key) != listed:
+            self._lower_fees_warned[key] = listed
+            log.warning("%s %s: taker fee fell %s -> %s; the engine prices with %s until a restart",
+                        key.exchange.value, key.symbol, traded, listed, traded)
 
     async def _settle_paper_funding(self, funding: FundingBook, markets: Sequence[PaperExchange]) -> None:
         """Paper runs: settle the announced funding rates on the paper positions as their settlement

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from decimal import Decimal as D
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from arb.exchanges.connector import ExchangeConnector
 from arb.instruments import InstrumentCatalog, SkippedPair
 from arb.journal import Journal
 from arb.sim.market import Dislocation
+from arb.sim.matching import MatchingEngine
 from arb.types import ArbitrageState, ExchangeName, ExecutionResult, OrderSide
 
 SECOND = 1_000_000_000
@@ -51,17 +53,21 @@ def test_a_market_that_stops_trading_or_changes_its_rules_is_halted_then_resumed
     listing = ["as started"]
     read = ExchangeConnector.read_instruments
 
-    async def edited(connector: ExchangeConnector) -> InstrumentCatalog:
-        catalog = await read(connector)
+    async def edited(connector: ExchangeConnector, symbols: Sequence[str] = ()) -> InstrumentCatalog:
+        catalog = await read(connector, symbols)
         if connector.exchange is not ExchangeName.GATEIO or listing[0] == "as started":
             return catalog
         btc = catalog.get("BTC/USDT")
         others = [i for i in catalog if i.symbol != "BTC/USDT"]
         if listing[0] == "untradable":
             skipped = SkippedPair.of(btc.venue_symbol, "BTC", "USDT", None, "trade_status=untradable")
-            return InstrumentCatalog(catalog.exchange, others, [*catalog.skipped, skipped])
+            return InstrumentCatalog(
+                catalog.exchange, others, [*catalog.skipped, skipped], fees_from_account=catalog.fees_from_account
+            )
         coarser = msgspec.structs.replace(btc, tick_size=btc.tick_size * 10)
-        return InstrumentCatalog(catalog.exchange, [*others, coarser], catalog.skipped)
+        return InstrumentCatalog(
+            catalog.exchange, [*others, coarser], catalog.skipped, fees_from_account=catalog.fees_from_account
+        )
 
     monkeypatch.setattr(ExchangeConnector, "read_instruments", edited)
 
@@ -206,3 +212,60 @@ def test_a_leg_refused_by_a_market_in_delisting_has_the_rules_read_at_once(
     assert 1 <= len(results) <= 2 and all(r.final_state is ArbitrageState.FAILED for r in results)
     assert all("CONTRACT_IN_DELISTING" in (r.error or "") for r in results)
     assert tripped == [] and contracts == 0
+
+
+def test_a_higher_taker_fee_halts_the_market_and_a_lower_one_is_only_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The account's tier changes while the engine runs: Gate.io's spot taker fee goes up, then back,
+    and MEXC's goes down. The engine prices every opportunity with the fees it read at start-up:
+    the higher fee halts Gate.io's market until the rate is back; the lower one is logged."""
+    path = tmp_path / "arb.toml"
+    path.write_text(CONFIG)
+    manager = ConfigurationManager(path, environ={})
+    manager.load_configuration(dry_run=True)
+    cheap = Dislocation(exchange=ExchangeName.MEXC, symbol="BTC/USDT", start_ns=SECOND, duration_ns=30 * SECOND, bps=-80)
+    cluster = dry_run_cluster(manager.config, dislocations=(cheap,), random_per_minute=0)
+
+    def engines(market: ExchangeName) -> list[MatchingEngine]:
+        return list(cluster.venues[market.venue].exchanges[market].engines.values())
+
+    async def scenario() -> tuple[str, D, D, D]:
+        async with cluster:
+            engine = ArbitrageController(manager, sim_cluster=cluster, journal=Journal(tmp_path / "j.sqlite3"))
+            await engine.initialize(dry_run=True)
+            pipeline = engine.pipeline
+            assert pipeline is not None
+            running = asyncio.ensure_future(engine.run(duration_s=40))
+            await eventually(lambda: engine.result_count >= 1, 10, "a first execution")
+            gate = engines(ExchangeName.GATEIO)
+            tier = [(e, e.instrument.taker_fee, e.instrument.maker_fee) for e in gate]
+            for e, taker, maker in tier:
+                e.set_fees(taker + D("0.0005"), maker)
+            mexc = next(e for e in engines(ExchangeName.MEXC) if e.symbol == "BTC/USDT")
+            mexc_taker = mexc.instrument.taker_fee
+            mexc.set_fees(mexc_taker / 2, mexc.instrument.maker_fee)
+            await eventually(lambda: GATE_BTC in pipeline.halted, 5, "Gate.io BTC/USDT halted for its fee")
+            reason = pipeline.halted[GATE_BTC]
+            halted_at = engine.result_count
+            await asyncio.sleep(1.5)
+            assert engine.result_count <= halted_at + 1
+            for e, taker, maker in tier:
+                e.set_fees(taker, maker)
+            await eventually(lambda: GATE_BTC not in pipeline.halted, 5, "Gate.io BTC/USDT resumed")
+            resumed_at = engine.result_count
+            await eventually(lambda: engine.result_count > resumed_at, 10, "an execution after resuming")
+            await engine.shutdown("test over")
+            await running
+            return reason, tier[0][1], mexc_taker, mexc.instrument.taker_fee
+
+    with caplog.at_level(logging.WARNING, logger="arb.controller"):
+        reason, gate_taker, mexc_taker, mexc_lower = asyncio.run(scenario())
+    assert reason == (
+        f"trading rules changed (taker_fee {gate_taker} -> {gate_taker + D('0.0005')}); "
+        "restart the engine to trade it by the new rules"
+    )
+    lower = [r.getMessage() for r in caplog.records if "taker fee fell" in r.getMessage()]
+    assert lower == [f"mexc BTC/USDT: taker fee fell {mexc_taker} -> {mexc_lower}; the engine prices with {mexc_taker} "
+                     "until a restart"]
+    assert not any(m.startswith("mexc BTC/USDT: not traded any more") for m in (r.getMessage() for r in caplog.records))
