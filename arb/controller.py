@@ -617,7 +617,7 @@ class ArbitrageController:
                 continue
             self._check_trading_rules(market, fresh, fees_comparable=fees_comparable)
 
-    def _check_trading_rules(self, market: ExchangeName, fresh: InstrumentCatalog, *, fees_comparable: bool = False) -> None:
+    def _check_trading_rules(self, market: ExchangeName, fresh: InstrumentCatalog, *, fees_comparable: bool) -> None:
         """Halt each traded symbol of ``market`` that ``fresh`` no longer lists as tradable, or lists
         with other rules than the engine trades it by (``trading_rules_changed``); resume a halted
         one once the venue lists it again as it was. A halted market's legs get no new opportunity,

@@ -209,6 +209,7 @@ class FuturesAccount(msgspec.Struct, frozen=True):
     unrealised_pnl: Decimal = Decimal(0)
     position_margin: Decimal = Decimal(0)
     order_margin: Decimal = Decimal(0)
+    in_dual_mode: bool = False  # long and short positions apart per contract (hedge mode)
 
 
 class FuturesAccountBookEntry(msgspec.Struct, frozen=True):

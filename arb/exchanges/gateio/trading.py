@@ -430,8 +430,18 @@ class GateioFuturesTrading(_GateioTrading):
         return fee.futures_taker_fee, fee.futures_maker_fee
 
     def parse_balances(self, body: bytes) -> dict[str, Balance]:
-        """The settle asset's balance: free = ``available``, locked = the rest of ``total`` (margins)."""
+        """The settle asset's balance: free = ``available``, locked = the rest of ``total`` (margins).
+
+        Refused for an account in dual (hedge) position mode: the engine trades, checks and closes
+        one net position per contract, and there a buy meant to shrink a short opens a long.
+        """
         account = _decode(body, FuturesAccount, "futures account")
+        if account.in_dual_mode:
+            raise ExchangeError(
+                constants.VENUE,
+                "the USDT futures account is in dual (hedge) position mode; the engine needs single mode "
+                "(one net position per contract): switch it in the account's futures settings",
+            )
         free = account.available
         return {account.currency: Balance(asset=account.currency, free=free, locked=account.total - free)}
 

@@ -270,6 +270,15 @@ def test_balances_and_positions_parse() -> None:
     assert [(p.symbol, p.size, p.mark_price) for p in positions] == [("BTC/USDT:USDT", D(-3), D(29000))]
 
 
+def test_a_futures_account_in_dual_position_mode_is_refused_by_name() -> None:
+    """In dual mode a buy meant to shrink a short opens a long: the balance read, which live trading
+    makes at start-up, refuses it rather than let the engine trade one net position per contract."""
+    with pytest.raises(ExchangeError, match=r"in dual \(hedge\) position mode; the engine needs single mode"):
+        futures_client().parse_balances(b'{"total":"100","available":"80","currency":"USDT","in_dual_mode":true}')
+    single = futures_client().parse_balances(b'{"total":"100","available":"80","currency":"USDT","in_dual_mode":false}')
+    assert single["USDT"].free == D(80)
+
+
 def test_sim_venue_round_trip_smoke() -> None:
     venue = GateVenue()
     state = venue.spot_client.parse_order(venue.fetch(venue.spot_client.place_order(
