@@ -159,6 +159,7 @@ class Position(msgspec.Struct, frozen=True, kw_only=True):
     mark_price: Decimal | None = None
     unrealized_pnl: Decimal | None = None
     leverage: Decimal | None = None
+    liquidation_price: Decimal | None = None  # None: the venue gives none (cross margin far from it, or no field)
 
 
 class FundingPayment(msgspec.Struct, frozen=True, kw_only=True):

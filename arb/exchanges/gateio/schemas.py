@@ -233,6 +233,7 @@ class FuturesPosition(msgspec.Struct, frozen=True):
     unrealised_pnl: Decimal | None = None
     leverage: Decimal | None = None  # 0 = cross margin
     margin: Decimal | None = None
+    liq_price: Decimal | None = None  # "0": none
 
 
 class SpotAccount(msgspec.Struct, frozen=True):

@@ -557,6 +557,7 @@ _TIF = {"gtc": SimTimeInForce.GTC, "poc": SimTimeInForce.POST_ONLY, **_MARKET_TI
 _SIDES = {"buy": OrderSide.BUY, "sell": OrderSide.SELL}
 _PPM = 1_000_000
 _QUOTE_EXACT = decimal.Context(prec=40)
+_MAINTENANCE_RATE = Decimal("0.005")  # every simulated contract's maintenance margin rate
 
 
 def rest_routes() -> list[Route]:
@@ -827,7 +828,7 @@ def _contract_doc(engine: MatchingEngine, ctx: SimContext) -> dict[str, object]:
         "name": instrument.venue_symbol,
         "ref_discount_rate": "0",
         "order_price_deviate": "0.1",
-        "maintenance_rate": "0.005",
+        "maintenance_rate": _decimal_text(_MAINTENANCE_RATE),
         "mark_type": "index",
         "funding_interval": interval,
         "type": "direct",
@@ -1326,6 +1327,25 @@ def _int_param(params: Mapping[str, str], name: str, default: int, low: int, hig
     return int(text)
 
 
+def _liquidation_price(engine: MatchingEngine, contracts: int, entry: Decimal | None) -> Decimal:
+    """Where an isolated position at the engine's leverage runs out of margin: the entry price moved
+    against it by 1/leverage less the maintenance rate, on the tick grid (0: no position)."""
+    if not contracts or not entry:
+        return Decimal(0)
+    move = 1 / Decimal(engine.leverage) - _MAINTENANCE_RATE
+    price = entry * (1 - move if contracts > 0 else 1 + move)
+    return engine.instrument.ticks_to_price(int(price / engine.instrument.tick_size))
+
+
+def _mark_price(engine: MatchingEngine, entry: Decimal | None) -> Decimal:
+    """The book's mid on the tick grid (the entry price while a side is empty): no index is simulated."""
+    bid, ask = engine.book.best_bid(), engine.book.best_ask()
+    instrument = engine.instrument
+    if not bid or not ask:
+        return (entry or Decimal(0)).quantize(Decimal(1).scaleb(-18), context=_QUOTE_EXACT)
+    return instrument.ticks_to_price((bid[0] + ask[0]) // 2)
+
+
 def _futures_positions(request: SimRequest, ctx: SimContext, user: str) -> SimResponse:
     exchange = _exchange(ctx, True)
     docs = []
@@ -1341,12 +1361,12 @@ def _futures_positions(request: SimRequest, ctx: SimContext, user: str) -> SimRe
                 "leverage": str(engine.leverage),
                 "risk_limit": "1000000",
                 "leverage_max": str(engine.leverage),
-                "maintenance_rate": "0.005",
+                "maintenance_rate": _decimal_text(_MAINTENANCE_RATE),
                 "value": "0",
                 "margin": _decimal_text(margin),
                 "entry_price": entry_text,
-                "liq_price": "0",
-                "mark_price": entry_text,
+                "liq_price": _decimal_text(_liquidation_price(engine, contracts, entry)),
+                "mark_price": _decimal_text(_mark_price(engine, entry)),
                 "unrealised_pnl": "0",
                 "realised_pnl": _decimal_text(realized),
                 "history_pnl": "0",

@@ -455,6 +455,7 @@ class GateioFuturesTrading(_GateioTrading):
                 mark_price=p.mark_price,
                 unrealized_pnl=p.unrealised_pnl,
                 leverage=p.leverage,
+                liquidation_price=p.liq_price or None,
             )
             for p in _decode(body, list[FuturesPosition], "futures positions")
             if p.size

@@ -254,6 +254,9 @@ def test_futures_limit_ioc_market_reduce_only_positions_and_account() -> None:
     assert (ioc.status, ioc.filled_quantity, ioc.average_price) == (OrderStatus.EXPIRED, D(50), D("30000"))
     positions = client.parse_positions(venue.fetch(client.positions()))
     assert [(p.symbol, p.size, p.entry_price) for p in positions] == [(PERP, D(50), D("30000"))]
+    # Isolated at 10x with a 0.5 % maintenance rate: liquidated 9.5 % below the entry; marked at the
+    # book's mid, or the entry while a side is empty (the IOC took every ask).
+    assert (positions[0].liquidation_price, positions[0].mark_price) == (D("27150.0"), D("30000"))
     account = client.parse_balances(venue.fetch(client.account()))["USDT"]
     assert account.locked == D("15")  # 50 x 0.0001 x 30000 / 10x leverage
     close = client.parse_order(venue.fetch(client.place_order(

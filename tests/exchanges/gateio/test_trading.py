@@ -264,10 +264,14 @@ def test_balances_and_positions_parse() -> None:
     account = fclient.parse_balances(b'{"total":"100","available":"80","currency":"USDT","order_margin":"5"}')
     assert (account["USDT"].free, account["USDT"].locked) == (D(80), D(20))
     positions = fclient.parse_positions(
-        b'[{"contract":"BTC_USDT","size":-3,"entry_price":"30000","mark_price":"29000","unrealised_pnl":"0.3"},'
-        b'{"contract":"BTC_USDT","size":0,"entry_price":"0"}]'
+        b'[{"contract":"BTC_USDT","size":-3,"entry_price":"30000","mark_price":"29000","unrealised_pnl":"0.3",'
+        b'"liq_price":"32850"},{"contract":"BTC_USDT","size":0,"entry_price":"0"}]'
     )
-    assert [(p.symbol, p.size, p.mark_price) for p in positions] == [("BTC/USDT:USDT", D(-3), D(29000))]
+    assert [(p.symbol, p.size, p.mark_price, p.liquidation_price) for p in positions] == [
+        ("BTC/USDT:USDT", D(-3), D(29000), D(32850))
+    ]
+    (unpriced,) = fclient.parse_positions(b'[{"contract":"BTC_USDT","size":2,"entry_price":"30000","liq_price":"0"}]')
+    assert unpriced.liquidation_price is None  # "0": the venue gives none
 
 
 def test_a_futures_account_in_dual_position_mode_is_refused_by_name() -> None:
