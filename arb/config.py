@@ -210,6 +210,7 @@ RISK_FIELDS: dict[str, Callable[[Any], Any]] = {
     # value inside the compiled scanner's int64.
     "min_profit_margin_bps": _money(positive=False, maximum=Decimal(1_000_000)),
     "max_profit_margin_bps": _money(positive=True, maximum=Decimal(1_000_000)),
+    "min_liquidation_distance_bps": _money(positive=False, maximum=Decimal(10_000)),
     "max_consecutive_failures": _bounded_int(1, 1000),
     "max_execution_latency_ms": _bounded_int(1, 60_000),
     "max_symbol_exposure_usd": _money(positive=True),
@@ -265,6 +266,7 @@ ENV_OVERRIDES: dict[str, str] = {
     "ARB_MAX_TOTAL_EXPOSURE_USD": "risk.max_total_exposure_usd",
     "ARB_MIN_PROFIT_MARGIN_BPS": "risk.min_profit_margin_bps",
     "ARB_MAX_PROFIT_MARGIN_BPS": "risk.max_profit_margin_bps",
+    "ARB_MIN_LIQUIDATION_DISTANCE_BPS": "risk.min_liquidation_distance_bps",
     "ARB_MAX_DAILY_LOSS_USD": "risk.max_daily_loss_usd",
     "ARB_MAX_CONSECUTIVE_FAILURES": "risk.max_consecutive_failures",
     "ARB_TARGET_EXECUTION_TIME_MS": "engine.target_execution_time_ms",

@@ -27,6 +27,14 @@ leaves the perpetual with the other one's larger position. ``futures_room`` give
 the same bound as leg caps, so it looks for another pair rather than proposing the refused
 one again. Spot holdings are inventory, capped by the balances, not by this limit.
 
+Liquidation. Liquidating the perpetual leg of a hedge leaves its spot leg naked. Each venue
+position read (``align_futures_positions``, at start-up and every position check) brings the
+distance from the mark to the venue's liquidation price; while it is under
+``min_liquidation_distance_bps`` (500 by default, 0: off) the position is warned about once and
+entries that would grow it are refused (``min_liquidation_distance_bps``), and ``futures_room``
+offers only what shrinks it, until a read finds it far enough again. Closes and recoveries shrink
+it and pass. The venue decides when to liquidate; this only stops the engine adding to it.
+
 A tripped breaker blocks new entries (``validate_opportunity_risk`` raises) until it is
 reset; recoveries that reduce an open position are still allowed (``validate_recovery``).
 Breakers latch: a money-moving engine stays stopped until someone looks.
@@ -73,6 +81,7 @@ from .exchanges.models import Fill, FundingPayment, Position
 from .instruments import Instrument, InstrumentCatalog, InstrumentError, pair_symbol
 from .journal import FillRecord
 from .orders import WIDE, RealizedPnl, exact_notional, fee_in_quote
+from .pipeline import BPS
 from .types import (
     ArbitrageOpportunity,
     ArbitrageState,
@@ -112,6 +121,7 @@ class RiskCheck(str, Enum):
     MAX_PROFIT_MARGIN = "max_profit_margin_bps"
     MAX_POSITION_SIZE = "max_position_size_usd"
     MAX_FUTURES_POSITION = "max_futures_position_usd"
+    LIQUIDATION_DISTANCE = "min_liquidation_distance_bps"
     MAX_TOTAL_EXPOSURE = "max_total_exposure_usd"
     MAX_SYMBOL_EXPOSURE = "max_symbol_exposure_usd"
     MAX_DAILY_LOSS = "max_daily_loss_usd"
@@ -124,6 +134,7 @@ _REJECTION_TEXT = {
     RiskCheck.MAX_PROFIT_MARGIN: ("profit margin (bps)", "over"),
     RiskCheck.MAX_POSITION_SIZE: ("leg notional (USD)", "over"),
     RiskCheck.MAX_FUTURES_POSITION: ("futures position with this trade (USD)", "over"),
+    RiskCheck.LIQUIDATION_DISTANCE: ("distance of the futures position from its liquidation (bps)", "below"),
     RiskCheck.MAX_TOTAL_EXPOSURE: ("total exposure with this trade (USD)", "over"),
     RiskCheck.MAX_SYMBOL_EXPOSURE: ("symbol exposure with this trade (USD)", "over"),
 }
@@ -202,6 +213,8 @@ class FuturesHolding(msgspec.Struct, frozen=True, kw_only=True):
     base: Decimal  # signed: < 0 short
     lot: Decimal  # one contract, in base
     entry_price: Decimal
+    # How far the mark is from the liquidation price, bps of the mark (None: the venue says no price).
+    liquidation_distance_bps: Decimal | None = None
 
 
 def futures_holdings(
@@ -219,11 +232,20 @@ def futures_holdings(
         pair = pair_symbol(position.symbol)
         size = position.size * instrument.contract_size
         held = holdings.get(pair)
+        distances = [d for d in (_liquidation_distance_bps(position), held and held.liquidation_distance_bps) if d]
         holdings[pair] = FuturesHolding(
             base=size + (held.base if held is not None else ZERO), lot=instrument.lot_size * instrument.contract_size,
             entry_price=held.entry_price if held is not None else position.entry_price,
+            liquidation_distance_bps=min(distances, default=None),
         )
     return holdings
+
+
+def _liquidation_distance_bps(position: Position) -> Decimal | None:
+    mark, liquidation = position.mark_price, position.liquidation_price
+    if not mark or mark <= 0 or not liquidation or liquidation <= 0:
+        return None
+    return (abs(mark - liquidation) * BPS / mark).quantize(Decimal("0.01"))
 
 
 class RestoredRisk(msgspec.Struct, frozen=True, kw_only=True):
@@ -383,6 +405,9 @@ class RiskManager:
         self._max_margin = limits.max_profit_margin_bps
         self._implausible_warned_ns: dict[str, int] = {}  # symbol -> when its last implausible margin was logged
         self._max_position = limits.max_position_size_usd
+        self._min_liquidation = limits.min_liquidation_distance_bps
+        # (futures market, pair) -> the last distance its venue reported under _min_liquidation.
+        self._near_liquidation: dict[tuple[ExchangeName, str], Decimal] = {}
         self._max_total = limits.max_total_exposure_usd
         self._max_symbol = limits.max_symbol_exposure_usd
         self._max_daily_loss = limits.max_daily_loss_usd
@@ -485,13 +510,19 @@ class RiskManager:
     def _check_futures_position(
         self, opportunity: ArbitrageOpportunity, market: ExchangeName, signed: Decimal, price: Decimal, counted: bool
     ) -> None:
-        """Refuse a leg that grows ``market``'s futures position past the position limit."""
+        """Refuse a leg that grows ``market``'s futures position past the position limit, or at all
+        while the venue reports it nearer its liquidation than ``min_liquidation_distance_bps``."""
         position = self._positions.get((market, opportunity.symbol))
         held = position.quantity if position is not None else ZERO
         after = abs(held + signed)
+        if after <= abs(held):
+            return
         size = after * self._marks.get(opportunity.symbol, price)
-        if after > abs(held) and size > self._max_position:
+        if size > self._max_position:
             self._reject(RiskCheck.MAX_FUTURES_POSITION, opportunity, size, self._max_position, counted)
+        if self._near_liquidation and held and (market, opportunity.symbol) in self._near_liquidation:
+            distance = self._near_liquidation[(market, opportunity.symbol)]
+            self._reject(RiskCheck.LIQUIDATION_DISTANCE, opportunity, distance, self._min_liquidation, counted)
 
     def _reject(
         self, check: RiskCheck, opp: ArbitrageOpportunity, value: Decimal, limit: Decimal, counted: bool
@@ -802,9 +833,16 @@ class RiskManager:
         pairs ``symbols`` (spot form: BTC/USDT), in place of the journal's; returns
         ``{pair: (journal's base, venue's base)}`` of every pair that changed, each logged. A pair
         the venue does not hold is flat there; other pairs (the account's other trading) are left
-        as they are."""
+        as they are.
+
+        Each pair's distance from liquidation is taken too: one under ``min_liquidation_distance_bps``
+        is warned about, and entries that grow that position are refused until a read finds it
+        farther (``validate_opportunity_risk``, ``futures_room``)."""
         held = {symbol: p.quantity for (m, symbol), p in self._positions.items() if m is market and p.quantity}
         wanted = set(symbols)
+        for symbol in sorted(wanted):
+            holding = holdings.get(symbol)
+            self._note_liquidation_distance(market, symbol, holding.liquidation_distance_bps if holding else None)
         changed = {}
         for symbol in sorted((held.keys() | holdings.keys()) & wanted):
             holding = holdings.get(symbol)
@@ -826,6 +864,20 @@ class RiskManager:
                 self._refresh_symbol(symbol)
         return changed
 
+    def _note_liquidation_distance(self, market: ExchangeName, symbol: str, distance: Decimal | None) -> None:
+        key, near = (market, symbol), self._near_liquidation
+        if distance is not None and distance < self._min_liquidation:
+            if key not in near:
+                log.warning(
+                    "risk: %s %s: the position is %s bps from its liquidation, under min_liquidation_distance_bps "
+                    "%s: entries that grow it are refused; add margin or lower the leverage", market.value, symbol,
+                    distance, self._min_liquidation,
+                )
+            near[key] = distance
+        elif near.pop(key, None) is not None:
+            log.warning("risk: %s %s: the position is %s from its liquidation again; entries may grow it",
+                        market.value, symbol, "far enough" if distance is None else f"{distance} bps")
+
     @property
     def is_tripped(self) -> bool:
         """Whether any breaker currently blocks new entries."""
@@ -833,15 +885,19 @@ class RiskManager:
 
     def futures_room(self, market: ExchangeName, symbol: str) -> tuple[Decimal, Decimal] | None:
         """How much base an entry may buy and sell on futures ``market`` of ``symbol`` (spot form,
-        BTC/USDT) before its position passes ``max_position_size_usd`` at the symbol's mark; None
-        before the symbol's first fill (no mark: each entry's own leg limit bounds it)."""
+        BTC/USDT) before its position passes ``max_position_size_usd`` at the symbol's mark, and only
+        what shrinks it while it is too near its liquidation; None before the symbol's first fill (no
+        mark: each entry's own leg limit bounds it)."""
         mark = self._marks.get(symbol)
         if mark is None:
             return None
         position = self._positions.get((market, symbol))
         held = position.quantity if position is not None else ZERO
         limit = self._max_position / mark
-        return max(limit - held, ZERO), max(limit + held, ZERO)
+        buy, sell = max(limit - held, ZERO), max(limit + held, ZERO)
+        if held and (market, symbol) in self._near_liquidation:  # only shrinking it: up to the position
+            buy, sell = (ZERO, min(sell, held)) if held > 0 else (min(buy, -held), ZERO)
+        return buy, sell
 
     def net_position(self, symbol: str) -> Decimal:
         """Signed base quantity of ``symbol`` summed over every market."""

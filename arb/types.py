@@ -58,6 +58,7 @@ class ArbitrageState(IntEnum):
 
 
 DEFAULT_MAX_PROFIT_MARGIN_BPS = Decimal(500)
+DEFAULT_MIN_LIQUIDATION_DISTANCE_BPS = Decimal(500)
 
 
 class RiskLimits(msgspec.Struct, frozen=True, kw_only=True):
@@ -73,6 +74,9 @@ class RiskLimits(msgspec.Struct, frozen=True, kw_only=True):
     # A margin above this is taken for a market the engine cannot trade safely (bad data, a transfer
     # halt, another asset under the same name), not for an opportunity.
     max_profit_margin_bps: Decimal = DEFAULT_MAX_PROFIT_MARGIN_BPS
+    # A futures position whose mark is nearer its liquidation price than this (bps of the mark) is
+    # not grown: liquidating one leg of a hedge leaves the other one naked (0: not checked).
+    min_liquidation_distance_bps: Decimal = DEFAULT_MIN_LIQUIDATION_DISTANCE_BPS
 
 
 class ExchangeConfig(msgspec.Struct, frozen=True, kw_only=True):

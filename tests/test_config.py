@@ -159,6 +159,7 @@ ENV_CASES = [
     ("ARB_MAX_TOTAL_EXPOSURE_USD", "900", "risk_limits.max_total_exposure_usd", Decimal("900")),
     ("ARB_MIN_PROFIT_MARGIN_BPS", "7.5", "risk_limits.min_profit_margin_bps", Decimal("7.5")),
     ("ARB_MAX_PROFIT_MARGIN_BPS", "80", "risk_limits.max_profit_margin_bps", Decimal("80")),
+    ("ARB_MIN_LIQUIDATION_DISTANCE_BPS", "1500", "risk_limits.min_liquidation_distance_bps", Decimal("1500")),
     ("ARB_MAX_DAILY_LOSS_USD", "12", "risk_limits.max_daily_loss_usd", Decimal("12")),
     ("ARB_MAX_CONSECUTIVE_FAILURES", "5", "risk_limits.max_consecutive_failures", 5),
     ("ARB_TARGET_EXECUTION_TIME_MS", "25", "target_execution_time_ms", 25),

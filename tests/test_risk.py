@@ -8,8 +8,18 @@ import msgspec
 import pytest
 
 from arb.errors import RiskManagementError
-from arb.exchanges.models import Fill
-from arb.risk import Breaker, BreakerTrip, CircuitBreakerOpen, RiskCheck, RiskManager, RiskRejection
+from arb.exchanges.models import Fill, Position
+from arb.instruments import Instrument, InstrumentCatalog
+from arb.risk import (
+    Breaker,
+    BreakerTrip,
+    CircuitBreakerOpen,
+    FuturesHolding,
+    RiskCheck,
+    RiskManager,
+    RiskRejection,
+    futures_holdings,
+)
 from arb.types import (
     ArbitrageOpportunity,
     ArbitrageState,
@@ -258,6 +268,65 @@ def test_futures_room_is_what_entries_may_buy_and_sell_before_the_limit_at_the_m
     manager.record_fill(perp, fill(OrderSide.SELL, "6", "100"))  # short 6 ETH; 1000 USD is 10 ETH at 100
     assert manager.futures_room(perp, "ETH/USDT") == (D(16), D(4))
     assert outcome(manager, hedge_opening("4")) is None and outcome(manager, hedge_opening("4.0001")) is not None
+
+
+def venue_position(mark: str | None, liquidation: str | None, size: str = "-600") -> dict[str, FuturesHolding]:
+    """Gate.io's perpetual short 6 ETH (contracts of 0.01), as a position read reports it."""
+    position = Position(
+        symbol="ETH/USDT:USDT", size=D(size), entry_price=D(100), mark_price=None if mark is None else D(mark),
+        liquidation_price=None if liquidation is None else D(liquidation),
+    )
+    perp = Instrument(
+        exchange=ExchangeName.GATEIO_FUTURES, symbol="ETH/USDT:USDT", venue_symbol="ETH_USDT", base="ETH",
+        quote="USDT", tick_size=D("0.01"), lot_size=D(1), min_size=D(1), min_notional=D(0),
+        contract_size=D("0.01"), taker_fee=D("0.0005"), maker_fee=D("0.0002"), price_decimals=2, size_decimals=0,
+    )
+    return futures_holdings(ExchangeName.GATEIO_FUTURES, [position], InstrumentCatalog(perp.exchange, [perp]))
+
+
+def test_the_distance_from_liquidation_is_read_from_the_venues_mark_and_liquidation_prices() -> None:
+    assert venue_position("100", "104.5")["ETH/USDT"].liquidation_distance_bps == D("450.00")
+    assert venue_position("100", "95.5", size="600")["ETH/USDT"].liquidation_distance_bps == D("450.00")
+    assert venue_position("100", None)["ETH/USDT"].liquidation_distance_bps is None  # cross margin, far from it
+    assert venue_position(None, "104.5")["ETH/USDT"].liquidation_distance_bps is None
+
+
+@pytest.mark.parametrize(
+    ("liquidation", "refused"), [("104.99", True), ("105", False), ("105.01", False)], ids=["below", "at", "above"]
+)
+def test_a_futures_position_near_its_liquidation_is_not_grown(
+    liquidation: str, refused: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Short 6 ETH of perpetual marked at 100: liquidated at 105 it is 500 bps away, the default minimum.
+    Nearer, openings that grow it are refused and the scanner is offered only what shrinks it; a close,
+    which shrinks it, passes. A read that finds it far enough again lifts that."""
+    manager, *_ = make()
+    perp = ExchangeName.GATEIO_FUTURES
+    manager.record_fill(GATE, fill(OrderSide.BUY, "6", "100", trade_id="s"))
+    manager.record_fill(perp, fill(OrderSide.SELL, "600", "100", trade_id="f"), contract_size=D("0.01"))
+    with caplog.at_level("WARNING", logger="arb.risk"):
+        manager.align_futures_positions(perp, venue_position("100", liquidation), ["ETH/USDT"])
+        manager.align_futures_positions(perp, venue_position("100", liquidation), ["ETH/USDT"])  # warned once
+    if refused:
+        assert outcome(manager, hedge_opening("0.01")) is RiskCheck.LIQUIDATION_DISTANCE
+        assert manager.futures_room(perp, "ETH/USDT") == (D(6), D(0))  # buy back up to the short, sell nothing
+        assert [r.getMessage() for r in caplog.records] == [
+            "risk: gateio_futures ETH/USDT: the position is 499.00 bps from its liquidation, under "
+            "min_liquidation_distance_bps 500: entries that grow it are refused; add margin or lower the leverage"
+        ]
+        manager.align_futures_positions(perp, venue_position("100", "110"), ["ETH/USDT"])
+        assert "the position is 1000.00 bps from its liquidation again; entries may grow it" in caplog.text
+    assert outcome(manager, hedge_opening("0.01")) is None
+    assert outcome(manager, hedge_opening("2", closes=True)) is None
+    assert manager.futures_room(perp, "ETH/USDT") == (D(16), D(4))
+
+
+def test_the_liquidation_distance_is_not_checked_when_its_minimum_is_zero() -> None:
+    manager, *_ = make(limits=msgspec.structs.replace(LIMITS, min_liquidation_distance_bps=D(0)))
+    perp = ExchangeName.GATEIO_FUTURES
+    manager.record_fill(perp, fill(OrderSide.SELL, "600", "100", trade_id="f"), contract_size=D("0.01"))
+    manager.align_futures_positions(perp, venue_position("100", "100.01"), ["ETH/USDT"])
+    assert outcome(manager, hedge_opening("0.01")) is None
 
 
 def test_contract_size_converts_futures_fills_to_base() -> None:

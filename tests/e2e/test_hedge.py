@@ -10,11 +10,16 @@ the simulator's ledgers to the last unit.
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 from decimal import Decimal as D
 from pathlib import Path
 
+import pytest
+
 from arb.config import ConfigurationManager
 from arb.controller import ArbitrageController, dry_run_cluster
+from arb.exchanges.models import OrderType
 from arb.journal import Journal
 from arb.sim.cluster import SimCluster
 from arb.sim.market import Dislocation
@@ -120,3 +125,49 @@ def test_basis_dislocation_opens_and_reversion_closes_hedges_with_exact_pnl(tmp_
         for result in results:  # every leg journaled, with its venue fill
             for leg in result.legs:
                 assert journal.intent(leg.exchange, leg.client_order_id).request.quantity == leg.requested_quantity
+
+
+@pytest.mark.parametrize("minimum", ["500", "0"], ids=["guarded", "unguarded"])
+def test_a_perpetual_position_near_its_liquidation_is_not_grown(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, minimum: str
+) -> None:
+    """The account holds a small short of Gate.io's perpetual margined at 50x, opened by hand before
+    the engine starts: isolated, it is liquidated 1.5 % above its entry. With the default 5 % minimum
+    distance the engine reads that at start-up and the dislocation's hedges, which would sell more
+    of the perpetual, do not grow it; with the check off (0) they do."""
+    path = tmp_path / "arb.toml"
+    path.write_text(CONFIG + f'[risk]\nmin_liquidation_distance_bps = "{minimum}"\n')
+    manager = ConfigurationManager(path, environ={})
+    manager.load_configuration(dry_run=True)
+    rich = Dislocation(
+        exchange=ExchangeName.GATEIO_FUTURES, symbol=PERP, start_ns=SECOND, duration_ns=2 * SECOND, bps=80
+    )
+    cluster = dry_run_cluster(manager.config, dislocations=(rich,), random_per_minute=0)
+
+    async def scenario() -> tuple[D, D, list[ExecutionResult]]:
+        async with cluster:
+            futures = cluster.venues["gateio"].exchanges[ExchangeName.GATEIO_FUTURES]
+            for engine in futures.engines.values():
+                engine.leverage = 50
+            futures.place_order(cluster.config.api_key, PERP, OrderSide.SELL, OrderType.MARKET, 3, time.monotonic_ns())
+            by_hand = ledger(cluster)["contracts"]
+            controller = ArbitrageController(manager, sim_cluster=cluster, journal=Journal(tmp_path / "j.sqlite3"))
+            await controller.initialize(dry_run=True)
+            summary = await controller.run(duration_s=3.5)
+            assert summary.ok
+            return by_hand, ledger(cluster)["contracts"], controller.results
+
+    with caplog.at_level(logging.WARNING, logger="arb.risk"):
+        by_hand, after, results = asyncio.run(scenario())
+    assert by_hand == -3
+    warning = "the position is 149.9"
+    sold = [
+        leg for result in results for leg in result.legs
+        if leg.exchange.is_futures and leg.side is OrderSide.SELL and leg.filled_quantity
+    ]
+    if minimum == "0":
+        assert sold, "unguarded, the hedges sold more of the perpetual"
+        assert warning not in caplog.text
+    else:
+        assert after == by_hand and results == [], "guarded, nothing grew the short"
+        assert warning in caplog.text and "under min_liquidation_distance_bps 500" in caplog.text
