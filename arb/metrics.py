@@ -337,6 +337,18 @@ class EngineCollector(Collector):
                                 value=float(metrics.max_daily_loss_usd))
         yield GaugeMetricFamily("arb_executions_in_flight", "Executions started and not yet finished.",
                                 value=metrics.executions_in_flight)
+        distance = GaugeMetricFamily(
+            "arb_liquidation_distance_bps", "How far a futures position's mark is from its liquidation price, bps.",
+            labels=["market", "symbol"],
+        )
+        near = GaugeMetricFamily(
+            "arb_near_liquidation", "1 while a futures position is nearer its liquidation than "
+            "min_liquidation_distance_bps: entries that grow it are refused.", labels=["market", "symbol"],
+        )
+        for (market, pair), (bps, under) in risk.liquidation_distances().items():
+            distance.add_metric([market.value, pair], float(bps))
+            near.add_metric([market.value, pair], int(under))
+        yield from (distance, near)
         rejections = CounterMetricFamily("arb_risk_rejections", "Refusals by risk check.", labels=["check"])
         for check, count in sorted(risk.get_risk_statistics().rejections.items()):
             rejections.add_metric([check], count)

@@ -406,7 +406,9 @@ class RiskManager:
         self._implausible_warned_ns: dict[str, int] = {}  # symbol -> when its last implausible margin was logged
         self._max_position = limits.max_position_size_usd
         self._min_liquidation = limits.min_liquidation_distance_bps
-        # (futures market, pair) -> the last distance its venue reported under _min_liquidation.
+        # (futures market, pair) -> the last distance from liquidation its venue reported, and those
+        # under _min_liquidation (read on the order path).
+        self._liquidation_distances: dict[tuple[ExchangeName, str], Decimal] = {}
         self._near_liquidation: dict[tuple[ExchangeName, str], Decimal] = {}
         self._max_total = limits.max_total_exposure_usd
         self._max_symbol = limits.max_symbol_exposure_usd
@@ -864,8 +866,18 @@ class RiskManager:
                 self._refresh_symbol(symbol)
         return changed
 
+    def liquidation_distances(self) -> dict[tuple[ExchangeName, str], tuple[Decimal, bool]]:
+        """(futures market, pair) -> the distance of its position from liquidation, bps of the mark, as the
+        last read found it, and whether that is under ``min_liquidation_distance_bps``."""
+        near = self._near_liquidation
+        return {key: (distance, key in near) for key, distance in sorted(self._liquidation_distances.items())}
+
     def _note_liquidation_distance(self, market: ExchangeName, symbol: str, distance: Decimal | None) -> None:
         key, near = (market, symbol), self._near_liquidation
+        if distance is None:
+            self._liquidation_distances.pop(key, None)
+        else:
+            self._liquidation_distances[key] = distance
         if distance is not None and distance < self._min_liquidation:
             if key not in near:
                 log.warning(

@@ -17,7 +17,7 @@ from arb.metrics import EngineParts
 from arb.monitor import PerformanceMonitor, Stage
 from arb.pipeline import ScannerPipeline
 from arb.recovery import RecoveryStatistics
-from arb.risk import RiskManager
+from arb.risk import FuturesHolding, RiskManager
 from arb.sim.cluster import default_instruments
 from arb.types import ArbitrageState, ExchangeName, ExecutionResult, OrderSide, RiskLimits
 from arb_core.book import OrderBook
@@ -124,6 +124,9 @@ async def engine_parts() -> EngineParts:
     )
     risk.record_fill(GATE, fill)
     risk.record_realized_pnl(Decimal("1.25"))
+    near = FuturesHolding(base=Decimal("-0.5"), lot=Decimal("0.0001"), entry_price=Decimal(100),
+                          liquidation_distance_bps=Decimal("312.5"))
+    risk.align_futures_positions(ExchangeName.GATEIO_FUTURES, {"ETH/USDT": near}, ["ETH/USDT"])
     balances = BalanceMonitor({
         GATE: StaticBalances({"USDT": Balance(asset="USDT", free=Decimal("950.5"), locked=Decimal(10))}),
         MEXC: StaticBalances({"BTC": Balance(asset="BTC", free=Decimal("0.25"))}),

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from loopback import gate_update, run
-from metrics_parts import GATE, NOW_NS, FakeConnector, engine_parts, feed, gate_sync, result, settle
+from metrics_parts import GATE, LIMITS, NOW_NS, FakeConnector, engine_parts, feed, gate_sync, result, settle
 from prometheus_client.parser import text_string_to_metric_families
 
 from arb.config import ConfigurationManager
@@ -33,8 +33,9 @@ from arb.metrics import (
 )
 from arb.monitor import PerformanceMonitor
 from arb.pipeline import ScannerPipeline
+from arb.risk import FuturesHolding, RiskManager
 from arb.sim.cluster import default_instruments
-from arb.types import ArbitrageState, MetricsConfig
+from arb.types import ArbitrageState, ExchangeName, MetricsConfig
 from arb_core.book import OrderBook
 from arb_core.latency import LatencyHistogram
 from arb_core.wire.common import WireScale
@@ -108,10 +109,14 @@ def test_metrics_endpoint_serves_every_family_with_values() -> None:
     assert value(s, "arb_recoveries_active", status="awaiting_approval") == 1
     assert value(s, "arb_realized_pnl_usd") == 1.25
     assert value(s, "arb_daily_realized_pnl_usd") == 1.25
-    assert value(s, "arb_exposure_usd", symbol="BTC/USDT") == 50
-    assert value(s, "arb_exposure_total_usd") == 50
+    # Long 0.5 BTC on Gate.io spot; short 0.5 ETH on its perpetual (read from the venue at 100).
+    assert value(s, "arb_exposure_usd", symbol="BTC/USDT") == 50 and value(s, "arb_exposure_usd", symbol="ETH/USDT") == 50
+    assert value(s, "arb_exposure_total_usd") == 100
     assert value(s, "arb_exposure_limit_usd") == 5000
     assert value(s, "arb_position_base", market="gateio", symbol="BTC/USDT") == 0.5
+    assert value(s, "arb_position_base", market="gateio_futures", symbol="ETH/USDT") == -0.5
+    assert value(s, "arb_liquidation_distance_bps", market="gateio_futures", symbol="ETH/USDT") == 312.5
+    assert value(s, "arb_near_liquidation", market="gateio_futures", symbol="ETH/USDT") == 1
     assert value(s, "arb_balance", market="gateio", asset="USDT", state="free") == 950.5
     assert value(s, "arb_balance", market="gateio", asset="USDT", state="locked") == 10
     assert value(s, "arb_balance", market="mexc", asset="BTC", state="free") == 0.25
@@ -368,3 +373,20 @@ def test_each_traded_market_has_a_halted_gauge() -> None:
     s = parse(MetricsExporter(EngineParts(monitor=PerformanceMonitor(50), pipeline=pipeline)).render().decode())
     assert value(s, "arb_market_halted", market="gateio", symbol="BTC/USDT") == 1
     assert value(s, "arb_market_halted", market="mexc", symbol="BTC/USDT") == 0
+
+
+def test_each_futures_position_read_has_its_distance_from_liquidation_and_whether_it_is_too_near() -> None:
+    risk = RiskManager(LIMITS)  # min_liquidation_distance_bps 500
+    perp = ExchangeName.GATEIO_FUTURES
+    holdings = {
+        pair: FuturesHolding(base=D("-0.5"), lot=D("0.0001"), entry_price=D(100), liquidation_distance_bps=D(bps))
+        for pair, bps in (("BTC/USDT", "312.5"), ("ETH/USDT", "950"))
+    }
+    risk.align_futures_positions(perp, holdings, ["BTC/USDT", "ETH/USDT"])
+    s = parse(MetricsExporter(EngineParts(monitor=PerformanceMonitor(50), risk=risk)).render().decode())
+    assert value(s, "arb_liquidation_distance_bps", market="gateio_futures", symbol="BTC/USDT") == 312.5
+    assert value(s, "arb_near_liquidation", market="gateio_futures", symbol="BTC/USDT") == 1
+    assert value(s, "arb_near_liquidation", market="gateio_futures", symbol="ETH/USDT") == 0
+    risk.align_futures_positions(perp, {}, ["BTC/USDT", "ETH/USDT"])  # both closed: nothing to report
+    s = parse(MetricsExporter(EngineParts(monitor=PerformanceMonitor(50), risk=risk)).render().decode())
+    assert not [key for key in s if key[0].startswith(("arb_liquidation", "arb_near"))]
