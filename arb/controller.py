@@ -515,12 +515,7 @@ class ArbitrageController:
         early check that could not compare (an execution overlapped it) is tried again."""
         interval_s, due = self.config.balance_refresh_interval_ms / 1000, self._positions_due
         while True:
-            try:
-                await asyncio.wait_for(due.wait(), interval_s)
-                early = True
-            except asyncio.TimeoutError:
-                early = False
-            due.clear()
+            early = await _set_or_elapsed(due, interval_s)
             try:
                 checked = await self._check_futures_positions()
             except asyncio.CancelledError:
@@ -589,12 +584,7 @@ class ArbitrageController:
         read forward (at most every ``EARLY_RULES_READ_SPACING_S``)."""
         interval_s, due = self.config.instrument_refresh_interval_ms / 1000, self._rules_due
         while True:
-            try:
-                await asyncio.wait_for(due.wait(), interval_s)
-                early = True
-            except asyncio.TimeoutError:
-                early = False
-            due.clear()
+            early = await _set_or_elapsed(due, interval_s)
             await self._read_trading_rules(interval_s)
             if early:
                 await asyncio.sleep(EARLY_RULES_READ_SPACING_S)
@@ -1591,6 +1581,17 @@ def _run_token() -> str:
         n, r = divmod(n, 36)
         digits = "0123456789abcdefghijklmnopqrstuvwxyz"[r] + digits
     return digits[-6:]
+
+
+async def _set_or_elapsed(due: asyncio.Event, interval_s: float) -> bool:
+    """Wait until ``due`` is set or ``interval_s`` has passed, then clear it; whether it was set."""
+    try:
+        await asyncio.wait_for(due.wait(), interval_s)
+        early = True
+    except asyncio.TimeoutError:
+        early = False
+    due.clear()
+    return early
 
 
 def _futures_short(result: ExecutionResult) -> bool:

@@ -232,7 +232,8 @@ def futures_holdings(
         pair = pair_symbol(position.symbol)
         size = position.size * instrument.contract_size
         held = holdings.get(pair)
-        distances = [d for d in (_liquidation_distance_bps(position), held and held.liquidation_distance_bps) if d]
+        earlier = held.liquidation_distance_bps if held is not None else None
+        distances = [d for d in (_liquidation_distance_bps(position), earlier) if d is not None]
         holdings[pair] = FuturesHolding(
             base=size + (held.base if held is not None else ZERO), lot=instrument.lot_size * instrument.contract_size,
             entry_price=held.entry_price if held is not None else position.entry_price,
@@ -887,8 +888,12 @@ class RiskManager:
                 )
             near[key] = distance
         elif near.pop(key, None) is not None:
-            log.warning("risk: %s %s: the position is %s from its liquidation again; entries may grow it",
-                        market.value, symbol, "far enough" if distance is None else f"{distance} bps")
+            if distance is None:
+                log.warning("risk: %s %s: no liquidation price reported any more (the position closed, or none "
+                            "given); entries may grow it", market.value, symbol)
+            else:
+                log.warning("risk: %s %s: the position is %s bps from its liquidation again; entries may grow it",
+                            market.value, symbol, distance)
 
     @property
     def is_tripped(self) -> bool:

@@ -288,6 +288,7 @@ def test_the_distance_from_liquidation_is_read_from_the_venues_mark_and_liquidat
     assert venue_position("100", "104.5")["ETH/USDT"].liquidation_distance_bps == D("450.00")
     assert venue_position("100", "95.5", size="600")["ETH/USDT"].liquidation_distance_bps == D("450.00")
     assert venue_position("100", None)["ETH/USDT"].liquidation_distance_bps is None  # cross margin, far from it
+    assert venue_position("100", "100")["ETH/USDT"].liquidation_distance_bps == 0  # at it: the nearest there is
     assert venue_position(None, "104.5")["ETH/USDT"].liquidation_distance_bps is None
 
 

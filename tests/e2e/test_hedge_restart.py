@@ -23,7 +23,7 @@ import pytest
 from loopback import eventually
 
 from arb.config import ConfigurationManager
-from arb.controller import ArbitrageController, dry_run_cluster
+from arb.controller import ArbitrageController, RunSummary, dry_run_cluster
 from arb.exchanges.models import OrderType
 from arb.hedges import HedgePosition
 from arb.journal import Journal
@@ -146,6 +146,22 @@ def test_a_restarted_engine_drops_hedges_whose_futures_were_closed_at_the_venue_
     assert results == [] and contracts_left == 0  # no "close" opened a new position
 
 
+async def hedge_then_buy_back_by_hand(engine: ArbitrageController, cluster: SimCluster) -> asyncio.Future[RunSummary]:
+    """Run ``engine`` until a hedge opens, then engage its kill switch (entries held) and buy the whole
+    perpetual short back by hand at the venue; the running engine's future."""
+    await engine.initialize(dry_run=True)
+    hedges, risk = engine.hedges, engine.risk
+    assert hedges is not None and risk is not None
+    running = asyncio.ensure_future(engine.run(duration_s=30))
+    await eventually(hedges.has_positions, 5, "a hedge opened on the dislocation")
+    risk.kill("test: hold entries while the perpetual is bought back by hand")
+    await asyncio.sleep(0.1)  # an execution in flight finishes
+    futures = cluster.venues["gateio"].exchanges[ExchangeName.GATEIO_FUTURES]
+    futures.place_order(cluster.config.api_key, PERP, OrderSide.BUY, OrderType.MARKET,
+                        -int(perp_contracts(cluster)), time.monotonic_ns())
+    return running
+
+
 @pytest.mark.parametrize(
     "refresh_ms", [200, 60_000], ids=["periodic check", "check brought forward by the balance push"]
 )
@@ -161,16 +177,9 @@ def test_a_running_engine_drops_hedges_whose_futures_were_closed_at_the_venue_be
         async with cluster:
             started = loop.time()
             engine = ArbitrageController(manager, sim_cluster=cluster, journal=Journal(tmp_path / "journal.sqlite3"))
-            await engine.initialize(dry_run=True)
+            running = await hedge_then_buy_back_by_hand(engine, cluster)
             hedges, risk = engine.hedges, engine.risk
             assert hedges is not None and risk is not None
-            running = asyncio.ensure_future(engine.run(duration_s=30))
-            await eventually(hedges.has_positions, 5, "a hedge opened on the dislocation")
-            risk.kill("test: hold entries while the perpetual is bought back by hand")
-            await asyncio.sleep(0.1)  # an execution in flight finishes
-            futures = cluster.venues["gateio"].exchanges[ExchangeName.GATEIO_FUTURES]
-            futures.place_order(cluster.config.api_key, PERP, OrderSide.BUY, OrderType.MARKET,
-                                -int(perp_contracts(cluster)), time.monotonic_ns())
             with caplog.at_level(logging.ERROR, logger="arb.hedges"):
                 await eventually(lambda: not hedges.has_positions(), 3, "the hedges dropped")
             held = len(engine.results)
@@ -207,16 +216,9 @@ def test_a_close_sent_before_the_engine_saw_the_position_closed_by_hand_opens_no
             started = loop.time()
             engine = ArbitrageController(manager, sim_cluster=cluster, journal=Journal(tmp_path / "journal.sqlite3"))
             monkeypatch.setattr(engine, "_checking_positions", lambda read: read)  # no early check on a push
-            await engine.initialize(dry_run=True)
+            running = await hedge_then_buy_back_by_hand(engine, cluster)
             hedges, risk = engine.hedges, engine.risk
             assert hedges is not None and risk is not None
-            running = asyncio.ensure_future(engine.run(duration_s=30))
-            await eventually(hedges.has_positions, 5, "a hedge opened on the dislocation")
-            risk.kill("test: hold entries while the perpetual is bought back by hand")
-            await asyncio.sleep(0.1)  # an execution in flight finishes
-            futures = cluster.venues["gateio"].exchanges[ExchangeName.GATEIO_FUTURES]
-            futures.place_order(cluster.config.api_key, PERP, OrderSide.BUY, OrderType.MARKET,
-                                -int(perp_contracts(cluster)), time.monotonic_ns())
             held = len(engine.results)
             await asyncio.sleep(max(DISLOCATION_END_S + 0.3 - (loop.time() - started), 0))
             unseen = hedges.has_positions()  # the engine has not looked at the venue since

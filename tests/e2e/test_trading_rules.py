@@ -20,11 +20,13 @@ import pytest
 from loopback import eventually
 
 from arb.config import ConfigurationManager
-from arb.controller import ArbitrageController, dry_run_cluster
+from arb.controller import ArbitrageController, RunSummary, dry_run_cluster
 from arb.exchanges.base import BookKey
 from arb.exchanges.connector import ExchangeConnector
 from arb.instruments import InstrumentCatalog, SkippedPair
 from arb.journal import Journal
+from arb.pipeline import ScannerPipeline
+from arb.sim.cluster import SimCluster
 from arb.sim.market import Dislocation
 from arb.sim.matching import MatchingEngine
 from arb.types import ArbitrageState, ExchangeName, ExecutionResult, OrderSide
@@ -41,15 +43,36 @@ markets = ["spot"]
 GATE_BTC = BookKey(ExchangeName.GATEIO, "BTC/USDT")
 
 
+def dislocated(
+    tmp_path: Path, config: str, market: ExchangeName, symbol: str, seconds: int, bps: int
+) -> tuple[ConfigurationManager, SimCluster]:
+    """The configuration ``config`` and simulated venues where ``market``'s ``symbol`` trades ``bps``
+    away from 1 s for ``seconds``."""
+    path = tmp_path / "arb.toml"
+    path.write_text(config)
+    manager = ConfigurationManager(path, environ={})
+    manager.load_configuration(dry_run=True)
+    moved = Dislocation(exchange=market, symbol=symbol, start_ns=SECOND, duration_ns=seconds * SECOND, bps=bps)
+    return manager, dry_run_cluster(manager.config, dislocations=(moved,), random_per_minute=0)
+
+
+async def trading(
+    manager: ConfigurationManager, cluster: SimCluster, tmp_path: Path
+) -> tuple[ArbitrageController, ScannerPipeline, asyncio.Future[RunSummary]]:
+    """An engine started on ``cluster`` once it has made its first execution; its pipeline and run."""
+    engine = ArbitrageController(manager, sim_cluster=cluster, journal=Journal(tmp_path / "j.sqlite3"))
+    await engine.initialize(dry_run=True)
+    pipeline = engine.pipeline
+    assert pipeline is not None
+    running = asyncio.ensure_future(engine.run(duration_s=40))
+    await eventually(lambda: engine.result_count >= 1, 10, "a first execution")
+    return engine, pipeline, running
+
+
 def test_a_market_that_stops_trading_or_changes_its_rules_is_halted_then_resumed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    path = tmp_path / "arb.toml"
-    path.write_text(CONFIG)
-    manager = ConfigurationManager(path, environ={})
-    manager.load_configuration(dry_run=True)
-    cheap = Dislocation(exchange=ExchangeName.MEXC, symbol="BTC/USDT", start_ns=SECOND, duration_ns=30 * SECOND, bps=-80)
-    cluster = dry_run_cluster(manager.config, dislocations=(cheap,), random_per_minute=0)
+    manager, cluster = dislocated(tmp_path, CONFIG, ExchangeName.MEXC, "BTC/USDT", 30, -80)
     listing = ["as started"]
     read = ExchangeConnector.read_instruments
 
@@ -73,12 +96,7 @@ def test_a_market_that_stops_trading_or_changes_its_rules_is_halted_then_resumed
 
     async def scenario() -> tuple[list[str], list[str]]:
         async with cluster:
-            engine = ArbitrageController(manager, sim_cluster=cluster, journal=Journal(tmp_path / "j.sqlite3"))
-            await engine.initialize(dry_run=True)
-            pipeline = engine.pipeline
-            assert pipeline is not None
-            running = asyncio.ensure_future(engine.run(duration_s=40))
-            await eventually(lambda: engine.result_count >= 1, 10, "a first execution")
+            engine, pipeline, running = await trading(manager, cluster, tmp_path)
             listing[0] = "untradable"
             await eventually(lambda: GATE_BTC in pipeline.halted, 5, "Gate.io BTC/USDT halted")
             halted_at = engine.result_count
@@ -128,12 +146,7 @@ def test_hedges_on_a_perpetual_being_delisted_are_still_closed_with_reduce_only_
     """Gate.io's perpetual trades 80 bps rich from 1 s to 5 s; once hedges are open the venue lists
     it as being delisted, when it takes reduce-only orders only. The engine halts it (no new
     hedge there) but still closes the hedges it holds when the basis reverts."""
-    path = tmp_path / "arb.toml"
-    path.write_text(HEDGE_CONFIG)
-    manager = ConfigurationManager(path, environ={})
-    manager.load_configuration(dry_run=True)
-    rich = Dislocation(exchange=ExchangeName.GATEIO_FUTURES, symbol=PERP, start_ns=SECOND, duration_ns=4 * SECOND, bps=80)
-    cluster = dry_run_cluster(manager.config, dislocations=(rich,), random_per_minute=0)
+    manager, cluster = dislocated(tmp_path, HEDGE_CONFIG, ExchangeName.GATEIO_FUTURES, PERP, 4, 80)
     journal_path = tmp_path / "j.sqlite3"
 
     async def scenario() -> tuple[list[ExecutionResult], D, int]:
@@ -184,12 +197,8 @@ def test_a_leg_refused_by_a_market_in_delisting_has_the_rules_read_at_once(
     """The perpetual goes into delisting before its basis dislocates, and the rules are read only
     every minute: the first opening the venue refuses there has them read at once, which halts
     the market before the refusals could trip the consecutive-failures breaker."""
-    path = tmp_path / "arb.toml"
-    path.write_text(HEDGE_CONFIG.replace("instrument_refresh_interval_ms = 1000", "instrument_refresh_interval_ms = 60000"))
-    manager = ConfigurationManager(path, environ={})
-    manager.load_configuration(dry_run=True)
-    rich = Dislocation(exchange=ExchangeName.GATEIO_FUTURES, symbol=PERP, start_ns=SECOND, duration_ns=3 * SECOND, bps=80)
-    cluster = dry_run_cluster(manager.config, dislocations=(rich,), random_per_minute=0)
+    config = HEDGE_CONFIG.replace("instrument_refresh_interval_ms = 1000", "instrument_refresh_interval_ms = 60000")
+    manager, cluster = dislocated(tmp_path, config, ExchangeName.GATEIO_FUTURES, PERP, 3, 80)
 
     async def scenario() -> tuple[list[ExecutionResult], list[str], int]:
         async with cluster:
@@ -220,24 +229,14 @@ def test_a_higher_taker_fee_halts_the_market_and_a_lower_one_is_only_logged(
     """The account's tier changes while the engine runs: Gate.io's spot taker fee goes up, then back,
     and MEXC's goes down. The engine prices every opportunity with the fees it read at start-up:
     the higher fee halts Gate.io's market until the rate is back; the lower one is logged."""
-    path = tmp_path / "arb.toml"
-    path.write_text(CONFIG)
-    manager = ConfigurationManager(path, environ={})
-    manager.load_configuration(dry_run=True)
-    cheap = Dislocation(exchange=ExchangeName.MEXC, symbol="BTC/USDT", start_ns=SECOND, duration_ns=30 * SECOND, bps=-80)
-    cluster = dry_run_cluster(manager.config, dislocations=(cheap,), random_per_minute=0)
+    manager, cluster = dislocated(tmp_path, CONFIG, ExchangeName.MEXC, "BTC/USDT", 30, -80)
 
     def engines(market: ExchangeName) -> list[MatchingEngine]:
         return list(cluster.venues[market.venue].exchanges[market].engines.values())
 
     async def scenario() -> tuple[str, D, D, D]:
         async with cluster:
-            engine = ArbitrageController(manager, sim_cluster=cluster, journal=Journal(tmp_path / "j.sqlite3"))
-            await engine.initialize(dry_run=True)
-            pipeline = engine.pipeline
-            assert pipeline is not None
-            running = asyncio.ensure_future(engine.run(duration_s=40))
-            await eventually(lambda: engine.result_count >= 1, 10, "a first execution")
+            engine, pipeline, running = await trading(manager, cluster, tmp_path)
             gate = engines(ExchangeName.GATEIO)
             tier = [(e, e.instrument.taker_fee, e.instrument.maker_fee) for e in gate]
             for e, taker, maker in tier:
