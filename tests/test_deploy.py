@@ -280,7 +280,7 @@ def test_dashboard_has_the_documented_panels() -> None:
     assert {
         "Book update rate", "Stale books", "Book resyncs", "Opportunities", "Executions by outcome",
         "Realized PnL (USD)", "Exposure (USD)", "Free balances", "Circuit breakers", "Connections",
-        "Latency p50 per stage", "Latency p99 per stage", "Halted markets",
+        "Latency p50 per stage", "Latency p99 per stage", "Halted markets", "Distance from liquidation (bps)",
     } <= titles
 
 
