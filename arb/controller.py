@@ -374,7 +374,9 @@ class ArbitrageController:
         self._unseen_skips = 0
         self._withdrawn_skips = 0  # queued opportunities a later scan no longer found
         self._halted_skips = 0  # opportunities with a leg on a halted market
-        self._closing_only: set[BookKey] = set()  # halted markets that still take reduce-only orders
+        # Halted markets hedge closes may still go to: True, with a reduce-only futures leg only (a
+        # contract being delisted); False, any close (only the fee rose: its orders stay valid).
+        self._closes_through: dict[BookKey, bool] = {}
         self._lower_fees_warned: dict[BookKey, Decimal] = {}  # the lower taker fee last warned about
         # Markets where our orders filled: the book, when the orders were written, and the venue's
         # time of the last fill (0: not comparable with the book's event times). Until the book has
@@ -611,8 +613,8 @@ class ArbitrageController:
         """Halt each traded symbol of ``market`` that ``fresh`` no longer lists as tradable, or lists
         with other rules than the engine trades it by (``trading_rules_changed``); resume a halted
         one once the venue lists it again as it was. A halted market's legs get no new opportunity,
-        and no execution or hedge close starts with a leg on it, except a hedge close whose futures
-        leg is reduce-only on a market the venue lists as taking such orders still (delisting)."""
+        and no execution starts with a leg on it. Hedge closes still go where only the taker fee
+        rose, and with a reduce-only futures leg where the venue takes such orders only (delisting)."""
         pipeline = self.pipeline
         if pipeline is None:
             return
@@ -629,20 +631,30 @@ class ArbitrageController:
             if reason is not None:
                 if pipeline.halt_market(market, symbol, reason):
                     log.error("%s %s: not traded any more: %s", market.value, symbol, reason)
-                closing_only = fresh.closing_only(symbol)
-                if closing_only and key not in self._closing_only:
-                    log.warning("%s %s: the venue still takes orders that reduce a position there: hedges on it "
-                                "are closed with reduce-only orders as their rule allows", market.value, symbol)
-                    self._closing_only.add(key)
-                elif not closing_only:
-                    self._closing_only.discard(key)
+                fee_only = listed is not None and trading_rules_changed(instrument, listed) is None
+                self._note_closes_through(key, reduce_only=fresh.closing_only(symbol), fee_only=fee_only)
                 continue
-            self._closing_only.discard(key)
+            self._closes_through.pop(key, None)
             if pipeline.resume_market(market, symbol):
                 log.warning("%s %s: tradable again with the rules it was halted from; trading it again",
                             market.value, symbol)
                 if self.balances is not None:
                     self.balances.update_caps((market,))
+
+    def _note_closes_through(self, key: BookKey, *, reduce_only: bool, fee_only: bool) -> None:
+        """Which hedge closes may still go to halted ``key`` (``_closes_through``), logged when it changes."""
+        through = False if fee_only else True if reduce_only else None
+        if through is None:
+            self._closes_through.pop(key, None)
+            return
+        if self._closes_through.get(key) is not through:
+            if through:
+                log.warning("%s %s: the venue still takes orders that reduce a position there: hedges on it are "
+                            "closed with reduce-only orders as their rule allows", key.exchange.value, key.symbol)
+            else:
+                log.warning("%s %s: only the fee changed: hedges on it are still closed as their rule allows",
+                            key.exchange.value, key.symbol)
+        self._closes_through[key] = through
 
     def _warn_lower_fee(self, key: BookKey, traded: Decimal, listed: Decimal) -> None:
         """Warn once per rate that ``key``'s taker fee fell: the engine keeps pricing with the old one."""
@@ -1143,7 +1155,7 @@ class ArbitrageController:
         if risk is None or executor is None:
             raise ArbitrageEngineError("controller not initialized: call initialize() first")
         pipeline = self.pipeline
-        if pipeline is not None and pipeline.halted and self._on_halted_market(pipeline, opportunity):
+        if pipeline is not None and pipeline.halted and self._on_halted_market(pipeline, opportunity, closes_hedge):
             self._halted_skips += 1
             return None
         monitor.record_opportunity_detected()
@@ -1177,15 +1189,18 @@ class ArbitrageController:
                 await balances.refresh(unpushed)
         return result
 
-    def _on_halted_market(self, pipeline: ScannerPipeline, opportunity: ArbitrageOpportunity) -> bool:
-        """Whether a leg of ``opportunity`` is on a market ``_check_trading_rules`` halted; a reduce-only
-        futures leg may still go where the venue takes such orders (a contract being delisted)."""
+    def _on_halted_market(
+        self, pipeline: ScannerPipeline, opportunity: ArbitrageOpportunity, closes_hedge: bool
+    ) -> bool:
+        """Whether a leg of ``opportunity`` is on a market ``_check_trading_rules`` halted, and may not go
+        there: only a hedge's close may, where ``_closes_through`` lets it."""
         symbol = opportunity.symbol
         for market in (opportunity.buy_exchange, opportunity.sell_exchange):
             key = BookKey(market, self._leg_symbol(symbol, market))
-            if key in pipeline.halted and not (
-                opportunity.futures_reduce_only and market.is_futures and key in self._closing_only
-            ):
+            if key not in pipeline.halted:
+                continue
+            through = self._closes_through.get(key) if closes_hedge else None
+            if through is None or (through and not (opportunity.futures_reduce_only and market.is_futures)):
                 return True
         return False
 

@@ -140,12 +140,19 @@ PERP = "BTC/USDT:USDT"
 GATE_PERP = BookKey(ExchangeName.GATEIO_FUTURES, PERP)
 
 
-def test_hedges_on_a_perpetual_being_delisted_are_still_closed_with_reduce_only_orders(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+@pytest.mark.parametrize(
+    ("halt", "warning"),
+    [
+        ("delisting", "the venue still takes orders that reduce a position there"),
+        ("higher fee", "only the fee changed: hedges on it are still closed"),
+    ],
+)
+def test_hedges_on_a_perpetual_halted_for_a_delisting_or_its_fee_are_still_closed(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, halt: str, warning: str
 ) -> None:
     """Gate.io's perpetual trades 80 bps rich from 1 s to 5 s; once hedges are open the venue lists
-    it as being delisted, when it takes reduce-only orders only. The engine halts it (no new
-    hedge there) but still closes the hedges it holds when the basis reverts."""
+    it as being delisted (when it takes reduce-only orders only), or raises its taker fee. The engine
+    halts it (no new hedge there) but still closes the hedges it holds when the basis reverts."""
     manager, cluster = dislocated(tmp_path, HEDGE_CONFIG, ExchangeName.GATEIO_FUTURES, PERP, 4, 80)
     journal_path = tmp_path / "j.sqlite3"
 
@@ -159,11 +166,16 @@ def test_hedges_on_a_perpetual_being_delisted_are_still_closed_with_reduce_only_
             assert pipeline is not None and hedges is not None and risk is not None
             running = asyncio.ensure_future(engine.run(duration_s=30))
             await eventually(hedges.has_positions, 5, "a hedge opened on the dislocation")
-            # Held while the venue's listing changes: until the engine reads it, every opening would
-            # be refused there (and trip the consecutive-failures breaker).
-            risk.kill("test: hold entries while the perpetual goes into delisting")
+            # Held while the venue's listing changes: until the engine reads it, openings would be
+            # refused there (delisting) or priced with the old fee.
+            risk.kill("test: hold entries while the perpetual's listing changes")
             await asyncio.sleep(0.1)
-            cluster.venues["gateio"].context.delisting.add(PERP)
+            venue = cluster.venues["gateio"]
+            if halt == "delisting":
+                venue.context.delisting.add(PERP)
+            else:
+                for engine_ in venue.exchanges[ExchangeName.GATEIO_FUTURES].engines.values():
+                    engine_.set_fees(engine_.instrument.taker_fee * 2, engine_.instrument.maker_fee)
             await eventually(lambda: GATE_PERP in pipeline.halted, 3, "the perpetual halted")
             risk.resume()
             held, open_base = len(engine.results), sum((p.base for p in hedges.positions()), D(0))
@@ -179,7 +191,7 @@ def test_hedges_on_a_perpetual_being_delisted_are_still_closed_with_reduce_only_
 
     with caplog.at_level(logging.WARNING, logger="arb.controller"):
         after, open_base, contracts = asyncio.run(scenario())
-    assert "the venue still takes orders that reduce a position there" in caplog.text
+    assert warning in caplog.text
     assert after, "the hedges were closed"
     closed = D(0)
     with Journal(journal_path) as journal:
