@@ -8,6 +8,8 @@ from decimal import Decimal as D
 
 import msgspec
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from arb_core.book import ASK, BID, DeltaBatch, OrderBook
 from arb_core.wire.common import WireScale
@@ -347,3 +349,44 @@ def test_a_funding_payment_is_capped_at_the_free_balance() -> None:
     assert free(exchange)["USDT"] == D("0.02")  # 60 margin and 0.03 fee
     (paid,) = exchange.settle_due_funding([rate("0.5", T)], T)
     assert paid.amount == D("-0.02") and free(exchange)["USDT"] == 0
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    held=st.integers(-25, 25),  # opened by a market order against 25 a side
+    buy=st.booleans(),
+    quantity=st.integers(1, 40),
+    fok=st.booleans(),
+)
+def test_a_reduce_only_order_never_grows_or_turns_the_position(held: int, buy: bool, quantity: int, fok: bool) -> None:
+    """Whatever the position and the order: refused with nothing to reduce in its direction, else
+    filled up to the smaller of its size and the position, and the position ends between zero and
+    where it was."""
+    source = Source(PERP, PERP_SCALE, [(ASK, "60000.00", "25"), (BID, "59990.00", "25")])
+    exchange, _ = paper(source, {"USDT": "1000"})
+    perp = "BTC/USDT:USDT"
+    if held:
+        side = OrderSide.BUY if held > 0 else OrderSide.SELL
+        asyncio.run(exchange.place_order(order("open", side, str(abs(held)), None, symbol=perp)))
+        source.book.apply_delta(ASK, source.ticks("60000"), 25)  # the venue refills the level taken
+        source.book.apply_delta(BID, source.ticks("59990"), 25)
+    side = OrderSide.BUY if buy else OrderSide.SELL
+    request = msgspec.structs.replace(
+        order("r", side, str(quantity), "60000" if buy else "59990", TimeInForce.FOK if fok else TimeInForce.IOC,
+              symbol=perp),
+        reduce_only=True,
+    )
+    reducible = -held if buy else held
+    if reducible <= 0:
+        with pytest.raises(OrderRejectedError, match="reduce-only"):
+            asyncio.run(exchange.place_order(request))
+        return
+    state = asyncio.run(exchange.place_order(request))
+    # The position (at most 25) fits the book: every order fills its clipped size, a FOK of more than
+    # the book holds included, as it is judged on that size.
+    expected = min(quantity, reducible)
+    assert state.filled_quantity == expected
+    after = held + (expected if buy else -expected)
+    positions = asyncio.run(exchange.positions())
+    assert [p.size for p in positions] == ([D(after)] if after else [])
+    assert abs(after) <= abs(held) and after * held >= 0
