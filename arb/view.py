@@ -12,11 +12,12 @@ Outputs (``choose_output``):
 
 * ``LIVE``, stdout is a terminal: a dashboard refreshed 4 times a second (connections,
   top opportunities, recent executions, PnL and exposure by market, latency p50/p99 per
-  stage, circuit breakers and halted markets). Log lines bound for the terminal print above it.
+  stage, circuit breakers, halted markets and positions near their liquidation). Log lines bound
+  for the terminal print above it.
 * ``HEADLESS`` (``run --headless``): one JSON object per line on stdout through the
   ``arb.events`` logger and ``JsonLogFormatter``: ``status`` every second, ``execution``
-  for each execution, ``breaker_trip``, ``resync``, ``market_halted``, ``market_resumed`` and a
-  final ``summary``. Other log
+  for each execution, ``breaker_trip``, ``resync``, ``market_halted``, ``market_resumed``,
+  ``near_liquidation``, ``liquidation_cleared`` and a final ``summary``. Other log
   records stay plain text on stderr.
 * ``PLAIN``, stdout is not a terminal: the controller's one-line status every second.
 """
@@ -181,6 +182,14 @@ class HaltRow(msgspec.Struct, frozen=True, kw_only=True):
     reason: str
 
 
+class LiquidationRow(msgspec.Struct, frozen=True, kw_only=True):
+    """A futures position nearer its liquidation than ``min_liquidation_distance_bps``: not grown."""
+
+    market: str
+    symbol: str
+    distance_bps: Decimal
+
+
 class ViewSnapshot(msgspec.Struct, frozen=True, kw_only=True):
     """Everything the view shows, copied at one moment."""
 
@@ -206,6 +215,7 @@ class ViewSnapshot(msgspec.Struct, frozen=True, kw_only=True):
     latencies: tuple[LatencyRow, ...]
     breakers: tuple[BreakerRow, ...]
     halted: tuple[HaltRow, ...] = ()
+    near_liquidation: tuple[LiquidationRow, ...] = ()
 
 
 class ViewEvent(msgspec.Struct, frozen=True, kw_only=True):
@@ -264,6 +274,7 @@ class LiveView:
         self._trips: dict[str, int] = {}
         self._resyncs: dict[tuple[str, str, str], int] = {}
         self._halts: dict[BookKey, str] = {}
+        self._near: set[tuple[ExchangeName, str]] = set()
         self._latest: ViewSnapshot | None = None
 
     @classmethod
@@ -334,6 +345,24 @@ class LiveView:
                 )
             )
         self._halts = halts
+
+        near = {key: bps for key, (bps, under) in self.risk.liquidation_distances().items() if under}
+        for market, symbol in near.keys() - self._near:
+            events.append(
+                ViewEvent(
+                    event="near_liquidation",
+                    message=f"{market.value} {symbol}: {near[(market, symbol)]} bps from its liquidation: not grown",
+                    data={"market": market.value, "symbol": symbol, "distance_bps": near[(market, symbol)]},
+                )
+            )
+        for market, symbol in self._near - near.keys():
+            events.append(
+                ViewEvent(
+                    event="liquidation_cleared", message=f"{market.value} {symbol}: far enough from its liquidation",
+                    data={"market": market.value, "symbol": symbol},
+                )
+            )
+        self._near = set(near)
 
         connections = []
         for market, source in self.connectors.items():
@@ -421,6 +450,10 @@ class LiveView:
             halted=tuple(
                 HaltRow(market=key.exchange.value, symbol=key.symbol, reason=reason)
                 for key, reason in sorted(halts.items())
+            ),
+            near_liquidation=tuple(
+                LiquidationRow(market=market.value, symbol=symbol, distance_bps=bps)
+                for (market, symbol), bps in sorted(near.items(), key=lambda item: (item[0][0].value, item[0][1]))
             ),
         )
         self._latest = snapshot
@@ -610,6 +643,9 @@ def _breakers(s: ViewSnapshot) -> Table:
         )
     for h in s.halted:
         table.add_row(f"market {h.market} {h.symbol}", Text("HALTED", "bold red"), "", "", h.reason)
+    for n in s.near_liquidation:
+        table.add_row(f"{n.market} {n.symbol}", Text("NEAR LIQ", "bold red"), "", "",
+                      f"{n.distance_bps} bps from liquidation: not grown; add margin")
     return table
 
 

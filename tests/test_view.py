@@ -25,7 +25,7 @@ from arb.exchanges.book_sync import BookSyncStats
 from arb.exchanges.models import Balance, ConnectionHealth, Fill, FundingPayment
 from arb.monitor import PerformanceMonitor, Stage
 from arb.pipeline import ScannerPipeline
-from arb.risk import RiskManager
+from arb.risk import FuturesHolding, RiskManager
 from arb.sim.cluster import default_instruments
 from arb.types import (
     ArbitrageOpportunity,
@@ -380,3 +380,36 @@ def test_a_halted_market_shows_in_the_breaker_table_and_is_an_event_when_it_halt
     _, events = view.poll()
     assert [(e.event, e.message) for e in events] == [("market_resumed", "gateio ETH/USDT: traded again")]
     assert "HALTED" not in rendered(view)
+
+
+def test_a_position_near_its_liquidation_shows_in_the_breaker_table_and_is_an_event_both_ways() -> None:
+    parts = Parts()
+    view = LiveView(
+        monitor=parts.monitor, risk=parts.risk, connectors=parts.connectors, opportunities=lambda: [],
+        executions=lambda start: ([], 0), clock=lambda: parts.now,
+    )
+    view.poll()
+    perp = ExchangeName.GATEIO_FUTURES
+
+    def read(bps: str) -> None:
+        holding = FuturesHolding(base=D("-0.1"), lot=D("0.0001"), entry_price=D(100), liquidation_distance_bps=D(bps))
+        parts.risk.align_futures_positions(perp, {"ETH/USDT": holding}, ["ETH/USDT"])
+
+    read("950")  # far enough: nothing to show
+    assert view.poll()[1] == [] and "NEAR LIQ" not in rendered(view)
+    read("312.5")
+    snapshot, events = view.poll()
+    assert [(e.event, e.data) for e in events] == [
+        ("near_liquidation", {"market": "gateio_futures", "symbol": "ETH/USDT", "distance_bps": D("312.5")}),
+    ]
+    assert [(n.market, n.symbol, n.distance_bps) for n in snapshot.near_liquidation] == [
+        ("gateio_futures", "ETH/USDT", D("312.5"))
+    ]
+    assert view.poll()[1] == []
+    text = rendered(view)
+    assert "gateio_futures ETH/USDT" in text and "NEAR LIQ" in text and "312.5 bps from liquidation" in text
+    read("600")
+    assert [(e.event, e.message) for e in view.poll()[1]] == [
+        ("liquidation_cleared", "gateio_futures ETH/USDT: far enough from its liquidation")
+    ]
+    assert "NEAR LIQ" not in rendered(view)
