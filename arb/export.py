@@ -37,7 +37,8 @@ FILL_COLUMNS = (
 FUNDING_COLUMNS = ("settled_at", "market", "symbol", "amount", "payment_id", "recorded_at")
 ORDER_COLUMNS = (
     "created_at", "intent_id", "opportunity_id", "leg", "market", "symbol", "client_order_id", "side", "type",
-    "time_in_force", "quantity", "price", "order_id", "status", "closed", "venue_filled_quantity", "fills_quantity",
+    "time_in_force", "reduce_only", "quantity", "price", "order_id", "status", "closed", "venue_filled_quantity",
+    "fills_quantity",
 )
 
 _FILLS = """
@@ -200,7 +201,8 @@ def _order_row(row: tuple[Any, ...], filled: dict[int, Decimal]) -> list[str]:
     request = _decode_request(request_json)
     return [
         _time(created), str(intent_id), opportunity_id, leg, market, symbol, client_order_id, request.side.value,
-        request.type.value, request.time_in_force.value, str(request.quantity), _text(request.price),
+        request.type.value, request.time_in_force.value, "yes" if request.reduce_only else "no", str(request.quantity),
+        _text(request.price),
         _text(order_id), _text(status), "yes" if closed else "no", _text(venue_filled),
         str(filled.get(intent_id, Decimal(0))),
     ]

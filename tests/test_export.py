@@ -8,6 +8,7 @@ import sqlite3
 from decimal import Decimal as D
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from arb.cli import main
@@ -60,7 +61,9 @@ def journal_path(tmp_path: Path) -> Path:
         ])
         now[0] = DAY2 + 60_000
         spot = request("BTC/USDT", OrderSide.BUY, "0.002", "61000", "o2-b")
-        perp = request("BTC/USDT:USDT", OrderSide.SELL, "20", "61500.5", "o2-s")
+        perp = msgspec.structs.replace(  # reduce-only, as a hedge close's futures leg is sent
+            request("BTC/USDT:USDT", OrderSide.SELL, "20", "61500.5", "o2-s"), reduce_only=True
+        )
         journal.record_intents("o2", [("buy", GATE, spot), ("sell", PERP, perp)])
         journal.record_result(PERP, "o2-s", state(perp, "20"), [
             fill(perp, "20", "61500.5", "0.0615005", "USDT", "t4", DAY2 + 59_000),
@@ -121,6 +124,7 @@ def test_orders_carry_their_request_last_status_and_recorded_fills(journal_path:
         "", "no", "", "0"
     )
     assert orders["o2-s"]["created_at"] == "2026-11-25T00:01:00.000Z"
+    assert (first["reduce_only"], orders["o2-s"]["reduce_only"]) == ("no", "yes")
 
 
 def test_each_kind_is_filtered_by_utc_day_inclusively(journal_path: Path) -> None:
