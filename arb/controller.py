@@ -598,7 +598,7 @@ class ArbitrageController:
             traded = sorted({leg.instrument.symbol for _, leg in pipeline.legs_of(market)}) if pipeline else []
             try:
                 fresh = await connector.read_instruments(traded)
-                fees_comparable = fresh.fees_from_account == (await connector.instruments()).fees_from_account
+                fees_comparable = fresh.fees_from_account == connector.fees_from_account
             except (ExchangeError, InstrumentError) as exc:
                 log.warning("%s: trading rules unreadable (%s); read again in %.0f s", market.value, exc, interval_s)
                 continue

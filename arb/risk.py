@@ -407,10 +407,8 @@ class RiskManager:
         self._implausible_warned_ns: dict[str, int] = {}  # symbol -> when its last implausible margin was logged
         self._max_position = limits.max_position_size_usd
         self._min_liquidation = limits.min_liquidation_distance_bps
-        # (futures market, pair) -> the last distance from liquidation its venue reported, and those
-        # under _min_liquidation (read on the order path).
+        # (futures market, pair) -> the last distance from liquidation its venue reported.
         self._liquidation_distances: dict[tuple[ExchangeName, str], Decimal] = {}
-        self._near_liquidation: dict[tuple[ExchangeName, str], Decimal] = {}
         self._max_total = limits.max_total_exposure_usd
         self._max_symbol = limits.max_symbol_exposure_usd
         self._max_daily_loss = limits.max_daily_loss_usd
@@ -523,9 +521,10 @@ class RiskManager:
         size = after * self._marks.get(opportunity.symbol, price)
         if size > self._max_position:
             self._reject(RiskCheck.MAX_FUTURES_POSITION, opportunity, size, self._max_position, counted)
-        if self._near_liquidation and held and (market, opportunity.symbol) in self._near_liquidation:
-            distance = self._near_liquidation[(market, opportunity.symbol)]
-            self._reject(RiskCheck.LIQUIDATION_DISTANCE, opportunity, distance, self._min_liquidation, counted)
+        if self._liquidation_distances and held:
+            distance = self._too_near_liquidation(market, opportunity.symbol)
+            if distance is not None:
+                self._reject(RiskCheck.LIQUIDATION_DISTANCE, opportunity, distance, self._min_liquidation, counted)
 
     def _reject(
         self, check: RiskCheck, opp: ArbitrageOpportunity, value: Decimal, limit: Decimal, counted: bool
@@ -870,24 +869,29 @@ class RiskManager:
     def liquidation_distances(self) -> dict[tuple[ExchangeName, str], tuple[Decimal, bool]]:
         """(futures market, pair) -> the distance of its position from liquidation, bps of the mark, as the
         last read found it, and whether that is under ``min_liquidation_distance_bps``."""
-        near = self._near_liquidation
-        return {key: (distance, key in near) for key, distance in sorted(self._liquidation_distances.items())}
+        minimum = self._min_liquidation
+        return {key: (distance, distance < minimum) for key, distance in sorted(self._liquidation_distances.items())}
+
+    def _too_near_liquidation(self, market: ExchangeName, symbol: str) -> Decimal | None:
+        """The last distance read for the position, when it is under ``min_liquidation_distance_bps``."""
+        distance = self._liquidation_distances.get((market, symbol))
+        return distance if distance is not None and distance < self._min_liquidation else None
 
     def _note_liquidation_distance(self, market: ExchangeName, symbol: str, distance: Decimal | None) -> None:
-        key, near = (market, symbol), self._near_liquidation
+        key = (market, symbol)
+        was_near = self._too_near_liquidation(market, symbol) is not None
         if distance is None:
             self._liquidation_distances.pop(key, None)
         else:
             self._liquidation_distances[key] = distance
-        if distance is not None and distance < self._min_liquidation:
-            if key not in near:
+        if self._too_near_liquidation(market, symbol) is not None:
+            if not was_near:
                 log.warning(
                     "risk: %s %s: the position is %s bps from its liquidation, under min_liquidation_distance_bps "
                     "%s: entries that grow it are refused; add margin or lower the leverage", market.value, symbol,
                     distance, self._min_liquidation,
                 )
-            near[key] = distance
-        elif near.pop(key, None) is not None:
+        elif was_near:
             if distance is None:
                 log.warning("risk: %s %s: no liquidation price reported any more (the position closed, or none "
                             "given); entries may grow it", market.value, symbol)
@@ -912,7 +916,7 @@ class RiskManager:
         held = position.quantity if position is not None else ZERO
         limit = self._max_position / mark
         buy, sell = max(limit - held, ZERO), max(limit + held, ZERO)
-        if held and (market, symbol) in self._near_liquidation:  # only shrinking it: up to the position
+        if held and self._too_near_liquidation(market, symbol) is not None:  # only shrinking it: up to the position
             buy, sell = (ZERO, min(sell, held)) if held > 0 else (min(buy, -held), ZERO)
         return buy, sell
 

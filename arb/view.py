@@ -346,6 +346,7 @@ class LiveView:
             )
         self._halts = halts
 
+        # In the risk manager's order (by market, then pair), as the rows show them.
         near = {key: bps for key, (bps, under) in self.risk.liquidation_distances().items() if under}
         for market, symbol in near.keys() - self._near:
             events.append(
@@ -453,7 +454,7 @@ class LiveView:
             ),
             near_liquidation=tuple(
                 LiquidationRow(market=market.value, symbol=symbol, distance_bps=bps)
-                for (market, symbol), bps in sorted(near.items(), key=lambda item: (item[0][0].value, item[0][1]))
+                for (market, symbol), bps in near.items()
             ),
         )
         self._latest = snapshot
