@@ -389,6 +389,20 @@ cdef class SpreadScanner:
                 return
         raise ValueError(f"leg_id {leg_id} is not registered for symbol {symbol_id}")
 
+    def set_leg_fee(self, int_arg symbol_id, int_arg leg_id, int_arg taker_fee_ppm):
+        """Replace a leg's taker fee (ppm): the venue changed the account's rate."""
+        cdef _Symbol sym = _lookup(self, symbol_id)
+        cdef _Leg leg
+        if taker_fee_ppm < 0 or taker_fee_ppm >= PPM:
+            raise ValueError(f"taker_fee_ppm must be in [0, {PPM}), got {taker_fee_ppm}")
+        for leg in sym.legs:
+            if leg.leg_id == leg_id:
+                leg.fee_ppm = taker_fee_ppm
+                leg.ask_coef = leg.price_mult * (PPM + taker_fee_ppm)
+                leg.bid_coef = leg.price_mult * (PPM - taker_fee_ppm)
+                return
+        raise ValueError(f"leg_id {leg_id} is not registered for symbol {symbol_id}")
+
     cpdef object scan_symbol(self, int_arg symbol_id, int_arg now_ns, int_arg max_age_ns):
         """Re-evaluate one symbol; its best Opportunity at or above the profit floor, or None."""
         _check_clock(now_ns, max_age_ns)

@@ -65,6 +65,21 @@ def test_spot_spot_buy_100_sell_101() -> None:
     assert opp.profit_bps == 69  # 69.8 rounded down
 
 
+def test_a_changed_fee_prices_the_next_scan() -> None:
+    # The 100.00 -> 101.00 trade above: 1 % apart, so it pays until the fees take that.
+    a = book("A", bids=[(9_990, 100)], asks=[(10_000, 500)])
+    b = book("B", bids=[(10_100, 300)], asks=[(10_110, 100)])
+    scanner = two_venues(a, b)
+    scanner.set_leg_fee(7, 1, 8_000)  # B's taker fee 0.8 %: 30.00 * 1.001 < 30.30 * 0.992 still pays
+    opp = scanner.scan_symbol(7, NOW, MAX_AGE)
+    assert opp is not None and opp.fees == 3_000 + 24_240 and opp.profit == 2_760
+    scanner.set_leg_fee(7, 1, 9_000)  # 30.03 against 30.0273: no longer pays
+    assert scanner.scan_symbol(7, NOW, MAX_AGE) is None
+    scanner.set_leg_fee(7, 1, 2_000)
+    back = scanner.scan_symbol(7, NOW, MAX_AGE)
+    assert back is not None and back.profit == 20_940
+
+
 def test_walk_stops_where_the_marginal_level_no_longer_pays_fees() -> None:
     a = book("A", bids=[(9_990, 5)], asks=[(10_000, 3), (10_010, 4), (10_060, 50)])
     b = book("B", bids=[(10_100, 2), (10_090, 10)], asks=[(10_110, 5)])
@@ -299,6 +314,10 @@ def _registered() -> SpreadScanner:
         (lambda s: s.set_limits(7, 5, 1, 1), "leg_id"),
         (lambda s: s.set_limits(7, 0, -1, 1), "max_buy_common"),
         (lambda s: s.set_limits(7, 0, 1, -1), "max_sell_common"),
+        (lambda s: s.set_leg_fee(99, 0, 1), "symbol_id"),
+        (lambda s: s.set_leg_fee(7, 5, 1), "leg_id"),
+        (lambda s: s.set_leg_fee(7, 0, -1), "taker_fee_ppm"),
+        (lambda s: s.set_leg_fee(7, 0, 1_000_000), "taker_fee_ppm"),
         (lambda s: s.scan_symbol(99, 0, 0), "symbol_id"),
         (lambda s: s.scan_symbol(7, -1, 0), "now_ns"),
         (lambda s: s.scan_symbol(7, 0, -1), "max_age_ns"),
@@ -403,6 +422,23 @@ def test_scan_symbol_matches_reference(spec: dict[str, object]) -> None:
     if want is not None:
         assert fields(got) == fields(want)
         assert fields(compiled.best(0)) == fields(want)
+
+
+@settings(max_examples=300, deadline=None)
+@given(spec=st.one_of(symbols(tradable=True), symbols()), data=st.data())
+def test_scan_after_fee_changes_matches_reference(spec: dict[str, object], data: st.DataObject) -> None:
+    compiled, reference = build([spec])
+    for scanner in (compiled, reference):
+        scanner.scan_symbol(0, NOW, MAX_AGE)  # priced with the registered fees first
+    for leg_id in range(len(spec["legs"])):
+        fee = data.draw(st.one_of(st.sampled_from([0, 500, 2_000, 999_999]), st.integers(0, 20_000)))
+        for scanner in (compiled, reference):
+            scanner.set_leg_fee(0, leg_id * 3 + 1, fee)
+    got = compiled.scan_symbol(0, NOW, MAX_AGE)
+    want = reference.scan_symbol(0, NOW, MAX_AGE)
+    assert (got is None) == (want is None)
+    if want is not None:
+        assert fields(got) == fields(want)
 
 
 @settings(max_examples=100, deadline=None)
