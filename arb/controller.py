@@ -54,7 +54,7 @@ from .exchanges.paper import PaperExchange
 from .execution import StartedExecution, TwoLegExecutor, finish_despite_cancellation
 from .funding import FundingBook
 from .hedges import HedgeBook, HedgePosition
-from .instruments import InstrumentCatalog, InstrumentError, pair_symbol, trading_rules_changed
+from .instruments import Instrument, InstrumentCatalog, InstrumentError, pair_symbol, trading_rules_changed
 from .journal import INTENT_LOG_SUFFIX, Journal, OrderResolver, intent_log_in_use
 from .orders import OrderOutcome, market_symbol
 from .monitor import PerformanceMonitor, Stage
@@ -374,10 +374,9 @@ class ArbitrageController:
         self._unseen_skips = 0
         self._withdrawn_skips = 0  # queued opportunities a later scan no longer found
         self._halted_skips = 0  # opportunities with a leg on a halted market
-        # Halted markets hedge closes may still go to: True, with a reduce-only futures leg only (a
-        # contract being delisted); False, any close (only the fee rose: its orders stay valid).
-        self._closes_through: dict[BookKey, bool] = {}
-        self._lower_fees_warned: dict[BookKey, Decimal] = {}  # the lower taker fee last warned about
+        # Halted markets hedge closes may still go to, with a reduce-only futures leg only (contracts
+        # being delisted: the venue takes only orders that reduce a position there).
+        self._closes_reduce_only: set[BookKey] = set()
         # Markets where our orders filled: the book, when the orders were written, and the venue's
         # time of the last fill (0: not comparable with the book's event times). Until the book has
         # caught up with them (``_fills_unseen``), it still shows the liquidity we took.
@@ -611,10 +610,13 @@ class ArbitrageController:
 
     def _check_trading_rules(self, market: ExchangeName, fresh: InstrumentCatalog, *, fees_comparable: bool) -> None:
         """Halt each traded symbol of ``market`` that ``fresh`` no longer lists as tradable, or lists
-        with other rules than the engine trades it by (``trading_rules_changed``); resume a halted
-        one once the venue lists it again as it was. A halted market's legs get no new opportunity,
-        and no execution starts with a leg on it. Hedge closes still go where only the taker fee
-        rose, and with a reduce-only futures leg where the venue takes such orders only (delisting)."""
+        with another grid or minimum than the engine trades it by (``trading_rules_changed``);
+        resume a halted one once the venue lists it again as it was. A halted market's legs get no
+        new opportunity, and no execution starts with a leg on it; hedge closes still go with a
+        reduce-only futures leg where the venue takes such orders only (delisting).
+
+        A new taker fee (``fees_comparable``: both reads from the same source) is taken at once
+        (``_take_fees``)."""
         pipeline = self.pipeline
         if pipeline is None:
             return
@@ -622,46 +624,49 @@ class ArbitrageController:
         for symbol, instrument in sorted(traded.items()):
             try:
                 listed = fresh.get(symbol)
-                reason = trading_rules_changed(instrument, listed, fees_comparable=fees_comparable)
+                reason = trading_rules_changed(instrument, listed)
             except InstrumentError as exc:
                 listed, reason = None, f"no longer tradable: {exc}"
             key = BookKey(market, symbol)
-            if fees_comparable and listed is not None and listed.taker_fee < instrument.taker_fee:
-                self._warn_lower_fee(key, instrument.taker_fee, listed.taker_fee)
             if reason is not None:
                 if pipeline.halt_market(market, symbol, reason):
                     log.error("%s %s: not traded any more: %s", market.value, symbol, reason)
-                fee_only = listed is not None and trading_rules_changed(instrument, listed) is None
-                self._note_closes_through(key, reduce_only=fresh.closing_only(symbol), fee_only=fee_only)
+                self._note_closes_reduce_only(key, fresh.closing_only(symbol))
                 continue
-            self._closes_through.pop(key, None)
+            self._closes_reduce_only.discard(key)
+            if fees_comparable and listed is not None and (listed.taker_fee, listed.maker_fee) != (
+                instrument.taker_fee, instrument.maker_fee
+            ):
+                self._take_fees(pipeline, instrument, listed)
             if pipeline.resume_market(market, symbol):
                 log.warning("%s %s: tradable again with the rules it was halted from; trading it again",
                             market.value, symbol)
                 if self.balances is not None:
                     self.balances.update_caps((market,))
 
-    def _note_closes_through(self, key: BookKey, *, reduce_only: bool, fee_only: bool) -> None:
-        """Which hedge closes may still go to halted ``key`` (``_closes_through``), logged when it changes."""
-        through = False if fee_only else True if reduce_only else None
-        if through is None:
-            self._closes_through.pop(key, None)
-            return
-        if self._closes_through.get(key) is not through:
-            if through:
-                log.warning("%s %s: the venue still takes orders that reduce a position there: hedges on it are "
-                            "closed with reduce-only orders as their rule allows", key.exchange.value, key.symbol)
-            else:
-                log.warning("%s %s: only the fee changed: hedges on it are still closed as their rule allows",
-                            key.exchange.value, key.symbol)
-        self._closes_through[key] = through
+    def _note_closes_reduce_only(self, key: BookKey, reduce_only: bool) -> None:
+        """Whether hedge closes may still go to halted ``key`` with a reduce-only futures leg, logged when it starts."""
+        if not reduce_only:
+            self._closes_reduce_only.discard(key)
+        elif key not in self._closes_reduce_only:
+            self._closes_reduce_only.add(key)
+            log.warning("%s %s: the venue still takes orders that reduce a position there: hedges on it are "
+                        "closed with reduce-only orders as their rule allows", key.exchange.value, key.symbol)
 
-    def _warn_lower_fee(self, key: BookKey, traded: Decimal, listed: Decimal) -> None:
-        """Warn once per rate that ``key``'s taker fee fell: the engine keeps pricing with the old one."""
-        if self._lower_fees_warned.get(key) != listed:
-            self._lower_fees_warned[key] = listed
-            log.warning("%s %s: taker fee fell %s -> %s; the engine prices with %s until a restart",
-                        key.exchange.value, key.symbol, traded, listed, traded)
+    def _take_fees(self, pipeline: ScannerPipeline, traded: Instrument, listed: Instrument) -> None:
+        """Trade ``traded``'s market at ``listed``'s fee rates from now on: the scanner prices with
+        the new taker fee; planning, recovery and hedge closes read it from the catalogs, and paper
+        fills from the connector's."""
+        market = traded.exchange
+        instrument = msgspec.structs.replace(traded, taker_fee=listed.taker_fee, maker_fee=listed.maker_fee)
+        pipeline.set_taker_fee(instrument)
+        self._catalogs[market] = self.connectors[market].use_instrument(instrument)
+        log.warning("%s %s: taker fee %s -> %s (maker %s -> %s); opportunities are priced with the new rate",
+                    market.value, traded.symbol, traded.taker_fee, listed.taker_fee, traded.maker_fee,
+                    listed.maker_fee)
+        if self.balances is not None:
+            self.balances.update_caps((market,))  # a buy's cap leaves room for its fee
+        pipeline.scan_pending()  # what stood with the old fee is found again if it still pays
 
     async def _settle_paper_funding(self, funding: FundingBook, markets: Sequence[PaperExchange]) -> None:
         """Paper runs: settle the announced funding rates on the paper positions as their settlement
@@ -870,6 +875,10 @@ class ArbitrageController:
                 (name,) = market_symbols(market, [symbol])
                 legs.append((await connector.instrument(name), connector.books()[name], connector.book_scale(name)))
             pipeline.register_symbol(symbol, legs)
+        # A venue answering fees per symbol (MEXC) gave its books' instruments the account's rates
+        # as they started: execution, recovery and hedges read the same catalogs as the scanner.
+        for market, connector in self.connectors.items():
+            self._catalogs[market] = await connector.instruments()
 
     async def _start_balance_streams(self, balances: BalanceMonitor) -> None:
         """Start the private stream of every trading market with its balance pushes feeding ``balances``.
@@ -1193,14 +1202,14 @@ class ArbitrageController:
         self, pipeline: ScannerPipeline, opportunity: ArbitrageOpportunity, closes_hedge: bool
     ) -> bool:
         """Whether a leg of ``opportunity`` is on a market ``_check_trading_rules`` halted, and may not go
-        there: only a hedge's close may, where ``_closes_through`` lets it."""
+        there: only a hedge's close may, with a reduce-only futures leg where ``_closes_reduce_only`` has the market."""
         symbol = opportunity.symbol
         for market in (opportunity.buy_exchange, opportunity.sell_exchange):
             key = BookKey(market, self._leg_symbol(symbol, market))
             if key not in pipeline.halted:
                 continue
-            through = self._closes_through.get(key) if closes_hedge else None
-            if through is None or (through and not (opportunity.futures_reduce_only and market.is_futures)):
+            if not (closes_hedge and key in self._closes_reduce_only and opportunity.futures_reduce_only
+                    and market.is_futures):
                 return True
         return False
 

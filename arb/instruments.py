@@ -292,23 +292,17 @@ _GRID_FIELDS = (
 )
 
 
-def trading_rules_changed(traded: Instrument, listed: Instrument, *, fees_comparable: bool = False) -> str | None:
+def trading_rules_changed(traded: Instrument, listed: Instrument) -> str | None:
     """Why ``traded`` (the rules the engine trades a market by) can no longer be traded as the venue
     now lists the market (``listed``); None when they still hold: a changed grid, minimum,
-    contract size or symbol does not hold, nor does a higher taker fee.
-
-    Fees are compared only when ``fees_comparable``: both from the same source (the account's
-    own rates, or both the venue's list). The engine prices every opportunity with its taker
-    fee, so a higher one would make it trade what no longer pays; a lower one only makes it
-    miss some, and holds.
+    contract size or symbol does not hold. Fees are not rules of the grid: the engine takes a
+    new rate as it runs (``ScannerPipeline.set_taker_fee``).
     """
     changes = [
         f"{name} {getattr(traded, name)} -> {getattr(listed, name)}"
         for name in _GRID_FIELDS
         if getattr(traded, name) != getattr(listed, name)
     ]
-    if fees_comparable and listed.taker_fee > traded.taker_fee:
-        changes.append(f"taker_fee {traded.taker_fee} -> {listed.taker_fee}")
     if not changes:
         return None
     return f"trading rules changed ({', '.join(changes)}); restart the engine to trade it by the new rules"
@@ -354,6 +348,14 @@ class InstrumentCatalog:
             return self._by_symbol[symbol]
         except KeyError:
             raise InstrumentError(self._missing(symbol)) from None
+
+    def replaced(self, instrument: Instrument) -> InstrumentCatalog:
+        """A copy of this catalog with ``instrument`` in place of the one of its symbol."""
+        self.get(instrument.symbol)
+        return InstrumentCatalog(
+            self.exchange, [instrument if i.symbol == instrument.symbol else i for i in self],
+            self.skipped, fees_from_account=self.fees_from_account,
+        )
 
     def closing_only(self, symbol: str) -> bool:
         """Whether ``symbol`` was left out as a market that takes only orders reducing a position."""

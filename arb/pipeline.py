@@ -36,7 +36,7 @@ from arb_core.scanner import Opportunity, OpportunityKind, SpreadScanner
 from arb_core.wire.common import WireScale
 
 from .funding import FundingBook
-from .instruments import INT64_MAX, Instrument, decimals_of
+from .instruments import INT64_MAX, Instrument, decimals_of, trading_rules_changed
 from .types import ArbitrageOpportunity, ExchangeName, OpportunityType, OrderSide
 from .exchanges.base import BookKey
 
@@ -89,8 +89,8 @@ class Leg:
         self.price_mult = _units(book_tick(scale), price_decimals)
         self.size_mult = _units(book_lot(scale) * instrument.contract_size, size_decimals)
         self.order_lot_common = _units(instrument.lot_size * instrument.contract_size, size_decimals)
-        # Fees and minimums are rounded against us.
-        self.fee_ppm = int((instrument.taker_fee * PPM).to_integral_value(ROUND_CEILING))
+        self.fee_ppm = _fee_ppm(instrument.taker_fee)
+        # Minimums are rounded against us, as fees are.
         minimum = instrument.min_notional.scaleb(price_decimals + size_decimals).to_integral_value(ROUND_CEILING)
         self.min_notional_common = min(int(minimum), INT64_MAX)
 
@@ -287,6 +287,27 @@ class ScannerPipeline:
             if leg.instrument.symbol == symbol:
                 self.scanner.set_limits(plan.symbol_id, leg.leg_id, 0, 0)
         return True
+
+    def set_taker_fee(self, instrument: Instrument) -> bool:
+        """Price ``instrument``'s market (the venue's account rate changed) with its taker fee from now
+        on: its legs take it, and their symbols are scanned again at the next scan. An opportunity
+        found with the old fee no longer stands. False when the market is not scanned.
+
+        Only the fee may differ from the instrument the legs were registered with: a new grid or
+        minimum needs new scanner registrations (ValueError).
+        """
+        legs = [(plan, leg) for plan, leg in self.legs_of(instrument.exchange) if leg.instrument.symbol == instrument.symbol]
+        for _, leg in legs:
+            changed = trading_rules_changed(leg.instrument, instrument)
+            if changed is not None:
+                raise ValueError(f"{instrument.exchange.value} {instrument.symbol}: {changed}")
+        for plan, leg in legs:
+            leg.instrument = instrument
+            leg.fee_ppm = _fee_ppm(instrument.taker_fee)
+            self.scanner.set_leg_fee(plan.symbol_id, leg.leg_id, leg.fee_ppm)
+            self._standing.pop(plan.symbol_id, None)
+            self.marked.add(plan.symbol_id)
+        return bool(legs)
 
     def resume_market(self, exchange: ExchangeName, symbol: str) -> bool:
         """Scan a halted market again once its limits are set again (``set_leg_limits``); False when it was not halted."""
@@ -487,6 +508,11 @@ class ScannerPipeline:
     def standing_opportunities(self) -> list[ArbitrageOpportunity]:
         """The opportunity each symbol's latest scan found (symbols whose latest scan found none are left out)."""
         return list(self._standing.values())
+
+
+def _fee_ppm(fee: Decimal) -> int:
+    """A taker fee rate in parts per million, rounded up against us."""
+    return int((fee * PPM).to_integral_value(ROUND_CEILING))
 
 
 def _to_step(price: Decimal, step: Decimal, rounding: str) -> Decimal:

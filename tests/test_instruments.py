@@ -180,6 +180,19 @@ def test_catalog_lookup_says_why_a_pair_is_missing() -> None:
     assert "BTC/USDT" in catalog and len(catalog) == 1 and list(catalog) == [make()]
 
 
+def test_catalog_replaced_swaps_one_instrument_and_keeps_the_rest() -> None:
+    eth = make(symbol="ETH/USDT", venue_symbol="ETH_USDT", base="ETH")
+    skipped = [SkippedPair("SAL_USDT", "SAL/USDT", "trade_status=untradable")]
+    catalog = InstrumentCatalog(ExchangeName.GATEIO, [make(), eth], skipped, fees_from_account=True)
+    cheaper = make(taker_fee=D("0.001"))
+    copy = catalog.replaced(cheaper)
+    assert copy.get("BTC/USDT") is cheaper and copy.by_venue_symbol("BTC_USDT") is cheaper
+    assert copy.get("ETH/USDT") is eth and copy.skipped == catalog.skipped and copy.fees_from_account
+    assert catalog.get("BTC/USDT") == make()  # the original is left as it was
+    with pytest.raises(InstrumentError, match="no instrument 'XRP/USDT'"):
+        catalog.replaced(make(symbol="XRP/USDT", venue_symbol="XRP_USDT", base="XRP"))
+
+
 def test_decode_metadata_names_source_and_json_path() -> None:
     class Pair(msgspec.Struct):
         precision: int
@@ -307,17 +320,12 @@ def test_steps_written_differently_convert_alike() -> None:
     assert [i.wire_scale()[2:] for i in sizes] == [(4, 1000)] * 4 + [(1, 1), (7, 1_000_000)]
 
 
-def test_trading_rules_changed_names_every_changed_rule_and_a_higher_taker_fee_from_the_same_source() -> None:
+def test_trading_rules_changed_names_every_changed_rule_and_not_fees() -> None:
     traded = make()
     assert trading_rules_changed(traded, make()) is None
-    # The account's own rates against the venue's standard list: not a change of rules.
-    assert trading_rules_changed(traded, make(taker_fee=D("0.001"), maker_fee=D("0"))) is None
+    # A new rate is taken as the engine runs, whichever way it goes.
     assert trading_rules_changed(traded, make(taker_fee=D("0.0025"))) is None
-    # Both the account's: a higher taker fee holds no more, a lower one (or a maker change) does.
-    assert trading_rules_changed(traded, make(taker_fee=D("0.0025")), fees_comparable=True) == (
-        "trading rules changed (taker_fee 0.002 -> 0.0025); restart the engine to trade it by the new rules"
-    )
-    assert trading_rules_changed(traded, make(taker_fee=D("0.001"), maker_fee=D("0.003")), fees_comparable=True) is None
+    assert trading_rules_changed(traded, make(taker_fee=D("0.001"), maker_fee=D("0.003"))) is None
     assert trading_rules_changed(traded, make(tick_size=D("0.1"), price_decimals=1, min_notional=D("5"))) == (
         "trading rules changed (tick_size 0.05 -> 0.1, min_notional 1 -> 5, price_decimals 2 -> 1); "
         "restart the engine to trade it by the new rules"

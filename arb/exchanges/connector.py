@@ -370,6 +370,18 @@ class ExchangeConnector:
         self._catalog = catalog
         return catalog
 
+    def use_instrument(self, instrument: Instrument) -> InstrumentCatalog:
+        """Cache ``instrument`` in place of its symbol's (the account's fee rate changed) and return
+        the catalog cached now; orders and paper fills go by it from the next one."""
+        catalog = self._catalog
+        if catalog is None:
+            raise ExchangeError(self.venue, f"use_instrument {instrument.symbol}: no catalog was read yet")
+        self._catalog = catalog = catalog.replaced(instrument)
+        factory, credentials = self.binding.trading, self._credentials
+        if self._trading is not None and factory is not None and credentials is not None:
+            self._bind_trading(factory, credentials, catalog)  # ready to write at once, as before
+        return catalog
+
     async def read_instruments(self, symbols: Sequence[str] = ()) -> InstrumentCatalog:
         """Fetch the instruments now, as the venue lists them, leaving the cached catalog as it is.
 
@@ -618,9 +630,14 @@ class ExchangeConnector:
             )
         catalog = await self.instruments()
         if self._trading is None or self._trading_catalog is not catalog:
-            self._trading = binding.trading(self._credentials, catalog)
-            self._trading_catalog = catalog
+            return self._bind_trading(binding.trading, self._credentials, catalog)
         return self._trading
+
+    def _bind_trading(self, factory: TradingFactory, credentials: ApiCredentials, catalog: InstrumentCatalog) -> Trading:
+        """The trading module of ``catalog``, kept for the orders to come."""
+        self._trading = trading = factory(credentials, catalog)
+        self._trading_catalog = catalog
+        return trading
 
     async def _order_transport(self) -> OrderTransport | None:
         """The logged-in websocket trading API when it is the chosen transport (started on first use), else None."""

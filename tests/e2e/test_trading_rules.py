@@ -23,13 +23,13 @@ from arb.config import ConfigurationManager
 from arb.controller import ArbitrageController, RunSummary, dry_run_cluster
 from arb.exchanges.base import BookKey
 from arb.exchanges.connector import ExchangeConnector
-from arb.instruments import InstrumentCatalog, SkippedPair
+from arb.instruments import Instrument, InstrumentCatalog, SkippedPair
 from arb.journal import Journal
-from arb.pipeline import ScannerPipeline
+from arb.pipeline import ScannerPipeline, SymbolPlan
 from arb.sim.cluster import SimCluster
 from arb.sim.market import Dislocation
 from arb.sim.matching import MatchingEngine
-from arb.types import ArbitrageState, ExchangeName, ExecutionResult, OrderSide
+from arb.types import ArbitrageOpportunity, ArbitrageState, ExchangeName, ExecutionResult, OrderSide
 
 SECOND = 1_000_000_000
 CONFIG = """
@@ -140,19 +140,12 @@ PERP = "BTC/USDT:USDT"
 GATE_PERP = BookKey(ExchangeName.GATEIO_FUTURES, PERP)
 
 
-@pytest.mark.parametrize(
-    ("halt", "warning"),
-    [
-        ("delisting", "the venue still takes orders that reduce a position there"),
-        ("higher fee", "only the fee changed: hedges on it are still closed"),
-    ],
-)
-def test_hedges_on_a_perpetual_halted_for_a_delisting_or_its_fee_are_still_closed(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture, halt: str, warning: str
+def test_hedges_on_a_perpetual_halted_for_a_delisting_are_still_closed(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Gate.io's perpetual trades 80 bps rich from 1 s to 5 s; once hedges are open the venue lists
-    it as being delisted (when it takes reduce-only orders only), or raises its taker fee. The engine
-    halts it (no new hedge there) but still closes the hedges it holds when the basis reverts."""
+    it as being delisted: it takes reduce-only orders only. The engine halts it (no new hedge
+    there) but still closes the hedges it holds, reduce-only, when the basis reverts."""
     manager, cluster = dislocated(tmp_path, HEDGE_CONFIG, ExchangeName.GATEIO_FUTURES, PERP, 4, 80)
     journal_path = tmp_path / "j.sqlite3"
 
@@ -167,15 +160,10 @@ def test_hedges_on_a_perpetual_halted_for_a_delisting_or_its_fee_are_still_close
             running = asyncio.ensure_future(engine.run(duration_s=30))
             await eventually(hedges.has_positions, 5, "a hedge opened on the dislocation")
             # Held while the venue's listing changes: until the engine reads it, openings would be
-            # refused there (delisting) or priced with the old fee.
+            # refused there.
             risk.kill("test: hold entries while the perpetual's listing changes")
             await asyncio.sleep(0.1)
-            venue = cluster.venues["gateio"]
-            if halt == "delisting":
-                venue.context.delisting.add(PERP)
-            else:
-                for engine_ in venue.exchanges[ExchangeName.GATEIO_FUTURES].engines.values():
-                    engine_.set_fees(engine_.instrument.taker_fee * 2, engine_.instrument.maker_fee)
+            cluster.venues["gateio"].context.delisting.add(PERP)
             await eventually(lambda: GATE_PERP in pipeline.halted, 3, "the perpetual halted")
             risk.resume()
             held, open_base = len(engine.results), sum((p.base for p in hedges.positions()), D(0))
@@ -191,7 +179,7 @@ def test_hedges_on_a_perpetual_halted_for_a_delisting_or_its_fee_are_still_close
 
     with caplog.at_level(logging.WARNING, logger="arb.controller"):
         after, open_base, contracts = asyncio.run(scenario())
-    assert warning in caplog.text
+    assert "the venue still takes orders that reduce a position there" in caplog.text
     assert after, "the hedges were closed"
     closed = D(0)
     with Journal(journal_path) as journal:
@@ -235,48 +223,84 @@ def test_a_leg_refused_by_a_market_in_delisting_has_the_rules_read_at_once(
     assert tripped == [] and contracts == 0
 
 
-def test_a_higher_taker_fee_halts_the_market_and_a_lower_one_is_only_logged(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    """The account's tier changes while the engine runs: Gate.io's spot taker fee goes up, then back,
-    and MEXC's goes down. The engine prices every opportunity with the fees it read at start-up:
-    the higher fee halts Gate.io's market until the rate is back; the lower one is logged."""
+def test_a_new_taker_fee_prices_the_opportunities_at_once(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The account's tier changes while the engine runs: Gate.io's spot taker fee rises past what
+    MEXC's 80 bps dislocation pays, then falls back; MEXC's halves. The engine takes each new rate
+    at its next read: nothing is traded while the fees eat the spread, and every execution after
+    a change is priced, planned and recorded with the rates of its moment. Nothing is halted."""
     manager, cluster = dislocated(tmp_path, CONFIG, ExchangeName.MEXC, "BTC/USDT", 30, -80)
 
     def engines(market: ExchangeName) -> list[MatchingEngine]:
         return list(cluster.venues[market.venue].exchanges[market].engines.values())
 
-    async def scenario() -> tuple[str, D, D, D]:
+    def scanned(engine: ArbitrageController, market: ExchangeName) -> Instrument:
+        assert engine.pipeline is not None
+        (leg,) = [leg for plan, leg in engine.pipeline.legs_of(market) if plan.symbol == "BTC/USDT"]
+        return leg.instrument
+
+    def priced(engine: ArbitrageController, market: ExchangeName) -> D:
+        return scanned(engine, market).taker_fee
+
+    def planned_alike(engine: ArbitrageController) -> bool:
+        """Whether execution plans with the instruments the scanner prices with."""
+        assert engine.executor is not None
+        instruments = engine.executor.instruments
+        return all(instruments[m].get("BTC/USDT") is scanned(engine, m) for m in (ExchangeName.GATEIO, ExchangeName.MEXC))
+
+    async def scenario() -> tuple[list[ExecutionResult], list[ArbitrageOpportunity], list[ArbitrageOpportunity], int,
+                                  D, D, D, bool]:
         async with cluster:
             engine, pipeline, running = await trading(manager, cluster, tmp_path)
+            assert planned_alike(engine)
+            found: list[ArbitrageOpportunity] = []
+            handler = pipeline.on_opportunity
+            assert handler is not None
+
+            def recording(opportunity: ArbitrageOpportunity, plan: SymbolPlan) -> None:
+                found.append(opportunity)
+                handler(opportunity, plan)
+
+            pipeline.on_opportunity = recording
             gate = engines(ExchangeName.GATEIO)
             tier = [(e, e.instrument.taker_fee, e.instrument.maker_fee) for e in gate]
+            gate_taker = tier[0][1]
             for e, taker, maker in tier:
-                e.set_fees(taker + D("0.0005"), maker)
-            mexc = next(e for e in engines(ExchangeName.MEXC) if e.symbol == "BTC/USDT")
-            mexc_taker = mexc.instrument.taker_fee
-            mexc.set_fees(mexc_taker / 2, mexc.instrument.maker_fee)
-            await eventually(lambda: GATE_BTC in pipeline.halted, 5, "Gate.io BTC/USDT halted for its fee")
-            reason = pipeline.halted[GATE_BTC]
-            halted_at = engine.result_count
+                e.set_fees(D("0.01"), maker)  # 100 bps: the 80 bps no longer pay
+            await eventually(lambda: priced(engine, ExchangeName.GATEIO) == D("0.01"), 5, "the higher fee taken")
+            raised_at, found_at = engine.result_count, len(found)
             await asyncio.sleep(1.5)
-            assert engine.result_count <= halted_at + 1
+            during, found_during = engine.result_count - raised_at, found[found_at:]
+            mexc = next(e for e in engines(ExchangeName.MEXC) if e.symbol == "BTC/USDT")
+            mexc_lower = mexc.instrument.taker_fee / 2
+            mexc.set_fees(mexc_lower, mexc.instrument.maker_fee)
             for e, taker, maker in tier:
                 e.set_fees(taker, maker)
-            await eventually(lambda: GATE_BTC not in pipeline.halted, 5, "Gate.io BTC/USDT resumed")
-            resumed_at = engine.result_count
-            await eventually(lambda: engine.result_count > resumed_at, 10, "an execution after resuming")
+            await eventually(
+                lambda: (priced(engine, ExchangeName.GATEIO), priced(engine, ExchangeName.MEXC)) == (gate_taker, mexc_lower),
+                5, "both new fees taken",
+            )
+            lowered_at, found_at = engine.result_count, len(found)
+            await eventually(lambda: engine.result_count > lowered_at + 1, 10, "executions at the new rates")
+            halted = bool(pipeline.halted)
+            assert planned_alike(engine)
             await engine.shutdown("test over")
             await running
-            return reason, tier[0][1], mexc_taker, mexc.instrument.taker_fee
+            return (engine.results[lowered_at + 1:], found_during, found[found_at:], during, gate_taker, mexc_lower,
+                    D("0.01"), halted)
 
     with caplog.at_level(logging.WARNING, logger="arb.controller"):
-        reason, gate_taker, mexc_taker, mexc_lower = asyncio.run(scenario())
-    assert reason == (
-        f"trading rules changed (taker_fee {gate_taker} -> {gate_taker + D('0.0005')}); "
-        "restart the engine to trade it by the new rules"
-    )
-    lower = [r.getMessage() for r in caplog.records if "taker fee fell" in r.getMessage()]
-    assert lower == [f"mexc BTC/USDT: taker fee fell {mexc_taker} -> {mexc_lower}; the engine prices with {mexc_taker} "
-                     "until a restart"]
-    assert not any(m.startswith("mexc BTC/USDT: not traded any more") for m in (r.getMessage() for r in caplog.records))
+        after, found_during, found_after, during, gate_taker, mexc_lower, raised, halted = asyncio.run(scenario())
+    assert during <= 1 and found_during == []  # at most one execution started before the read
+    by_id = {o.opportunity_id: o for o in found_after}
+    assert {(by_id[r.opportunity_id].buy_fee, by_id[r.opportunity_id].sell_fee) for r in after} == {(mexc_lower, gate_taker)}
+    assert not halted and "not traded any more" not in caplog.text
+    messages = [r.getMessage() for r in caplog.records]
+    assert any(m.startswith(f"gateio BTC/USDT: taker fee {gate_taker} -> {raised} ") for m in messages)
+    assert any(m.startswith(f"gateio BTC/USDT: taker fee {raised} -> {gate_taker} ") for m in messages)
+    assert any(m.startswith("mexc BTC/USDT: taker fee ") and f" -> {mexc_lower} " in m for m in messages)
+    assert after and all(r.final_state is ArbitrageState.COMPLETED for r in after)
+    for result in after:  # bought on MEXC, sold on Gate.io, each fee charged at the new rate
+        buy, sell = sorted(result.legs, key=lambda leg: leg.side is OrderSide.SELL)
+        assert buy.exchange is ExchangeName.MEXC and sell.exchange is ExchangeName.GATEIO
+        assert sell.fee == sell.filled_quantity * sell.average_price * gate_taker
+        assert buy.fee == buy.filled_quantity * mexc_lower  # spot buys pay in the asset received

@@ -12,7 +12,7 @@ import msgspec
 import pytest
 from aiohttp import web
 from loopback import eventually, run
-from simvenues import API_KEY, CREDENTIALS, PERP, SPOT, SYMBOL, simulated_venues
+from simvenues import API_KEY, CREDENTIALS, PERP, SPOT, SYMBOL, instruments, simulated_venues
 
 from arb.errors import ExchangeConnectionError, ExchangeError, OrderRejectedError, RateLimitError
 from arb.exchanges.connector import MAX_FUNDING_PAGES, ConnectorSettings
@@ -541,6 +541,30 @@ def test_order_budget_is_shared_across_pairs_unless_the_venue_keeps_it_per_pair(
             await connector.close()
 
     run(main())
+
+
+@pytest.mark.parametrize("market", TRADED, ids=lambda m: m.value)
+def test_a_new_fee_rate_is_cached_and_orders_still_write_at_once(market: ExchangeName) -> None:
+    """``use_instrument``: the engine takes a new fee tier as it runs; the order path stays ready."""
+    async def scenario() -> None:
+        async with simulated_venues(moving=False) as sim:
+            connector = sim.connector(market)
+            connector.rest.settings = msgspec.structs.replace(connector.rest.settings, http1_writes=True)
+            try:
+                with pytest.raises(ExchangeError, match="no catalog was read yet"):
+                    connector.use_instrument(next(i for i in instruments() if i.exchange is market))
+                await connector.start_private_stream(lambda state: None, lambda fill: None)
+                listed = await connector.instrument(SYMBOL[market])
+                cheaper = msgspec.structs.replace(listed, taker_fee=listed.taker_fee / 2)
+                catalog = connector.use_instrument(cheaper)
+                assert catalog.get(SYMBOL[market]) is cheaper and await connector.instrument(SYMBOL[market]) is cheaper
+                written = connector.write_order(limit_buy(market, "fee-1"))
+                assert written is not None
+                assert (await written).client_order_id == "fee-1"
+            finally:
+                await connector.close()
+
+    run(scenario())
 
 
 @pytest.mark.parametrize("market", TRADED, ids=lambda m: m.value)
