@@ -3,8 +3,9 @@
 Checks, in order: the configuration (every problem at once), the compiled core, the API
 keys (masked), then for every enabled market the REST round trip (median of a few
 pings), the clock against the venue's server time, whether each configured symbol is listed
-as tradable there (with the trading rules the engine would trade it by), and the websocket
-handshake time.
+as tradable there (with the trading rules the engine would trade it by), the websocket
+handshake time and, where keys are given and the market trades, the signed balance call live
+trading starts with (the account's own fee rates with it).
 Each finding has a level and, when something is off, one line of advice. With
 ``sim=True`` the markets are the in-process simulated venues and nothing leaves the machine.
 """
@@ -16,6 +17,7 @@ import contextlib
 import statistics
 import time
 from collections.abc import Sequence
+from decimal import Decimal
 from enum import Enum
 
 import msgspec
@@ -23,9 +25,10 @@ import msgspec
 from .config import ConfigurationManager
 from .errors import ArbitrageEngineError, ConfigurationError, ExchangeConnectionError
 from .exchanges.connector import ExchangeConnector
+from .exchanges.errors import ErrorCategory
 from .exchanges.factory import ExchangeFactory, market_symbols, registered
 from .exchanges.ws import WsSession, WsSettings
-from .secrets import VENUE_ENV_PREFIX
+from .secrets import VENUE_ENV_PREFIX, ApiCredentials, Secret
 from .types import ArbitrageConfig, ExchangeName
 
 CLOCK_WARN_MS = 500
@@ -184,9 +187,80 @@ async def check_symbols(connector: ExchangeConnector, symbols: Sequence[str]) ->
             check=f"{name} {symbol}", level=Level.OK,
             detail=f"tradable: tick {i.tick_size}, lot {i.lot_size}, min size {i.min_size}, min notional "
             f"{i.min_notional} {i.quote}" + (f", contract {i.contract_size} {i.base}" if i.is_futures else "")
-            + f", listed taker fee {(i.taker_fee * 100).normalize():f}%",
+            + f", listed taker fee {_percent(i.taker_fee)}",
         ))
     return findings
+
+
+async def check_account(connector: ExchangeConnector, symbols: Sequence[str], *, simulated: bool = False) -> list[Finding]:
+    """The signed balance call ``--live`` starts with, made with ``connector``'s keys, then the
+    account's own fee rates on ``symbols`` where the venue gives them. ``simulated``: the keys
+    are the simulated venue's account, not the configured ones."""
+    name = connector.exchange.value
+    check = f"{name} account"
+    prefix = VENUE_ENV_PREFIX.get(connector.exchange.venue, connector.exchange.venue.upper())
+    keys = "the simulated account's keys" if simulated else f"{prefix}_API_KEY"
+    try:
+        balances = await connector.balances()
+    except ArbitrageEngineError as exc:
+        auth = getattr(exc, "category", None) == ErrorCategory.AUTH_FAILED
+        return [Finding(
+            check=check, level=Level.FAIL, detail=f"the signed balance call with {keys} failed: {exc}",
+            advice="check the key and secret, that the key may read the account and trade, and its IP whitelist"
+            if auth else "live trading refuses to start until this call succeeds; the venue's reason is above",
+        )]
+    except Exception as exc:  # named by type only: its text could quote a header, the key's value
+        return [Finding(
+            check=check, level=Level.FAIL, detail=f"the signed balance call with {keys} could not be made "
+            f"({type(exc).__name__})", advice="retry; if it persists, check the network and the venue's status page",
+        )]
+    held = sorted(b.asset for b in balances.values() if b.total > 0)
+    usdt = balances.get("USDT")
+    findings = [Finding(
+        check=check, level=Level.OK,
+        detail=f"signed balance call answered ({keys}): {len(held)} asset(s) held, "
+        f"USDT free {usdt.free if usdt is not None else 0}",
+    )]
+    try:
+        catalog = await connector.instruments()
+        traded = [s for s in market_symbols(connector.exchange, symbols) if s in catalog]
+        if traded:
+            catalog = await connector.load_account_fees(traded)
+    except ArbitrageEngineError as exc:
+        return findings + [Finding(check=f"{name} fees", level=Level.WARN, detail=f"fee rates unreadable: {exc}")]
+    if not traded:
+        return findings
+    if not connector.fees_from_account:
+        return findings + [Finding(
+            check=f"{name} fees", level=Level.WARN, detail="the account's fee rates are unavailable",
+            advice="the engine then prices with the listed rates; a higher tier of the account's would cost more "
+            "than it expects",
+        )]
+    rates = "; ".join(
+        f"{symbol} taker {_percent(catalog.get(symbol).taker_fee)}, maker {_percent(catalog.get(symbol).maker_fee)}"
+        for symbol in traded
+    )
+    return findings + [Finding(check=f"{name} fees", level=Level.OK, detail=f"the account's rates: {rates}")]
+
+
+def _percent(fraction: Decimal) -> str:
+    return f"{(fraction * 100).normalize():f}%"
+
+
+def account_connector(
+    manager: ConfigurationManager, factory: ExchangeFactory, market: ExchangeName, sim: ApiCredentials | None
+) -> ExchangeConnector | None:
+    """A connector of ``market`` with the venue's keys (``sim``: the simulated account's, the
+    configured ones otherwise), or None when the market does not trade or no keys are given."""
+    connector_class = registered().get(market)
+    if connector_class is None or connector_class.binding.trading is None:
+        return None
+    if sim is not None:
+        return ExchangeFactory(manager, {market.venue: sim}, factory.sim_urls).build(market, dry_run=True)
+    credentials = manager.get_credentials(market.venue)
+    if credentials is None:
+        return None
+    return connector_class.from_config(factory.exchange_config(market), credentials)
 
 
 async def _check_clock(connector: ExchangeConnector) -> Finding:
@@ -273,6 +347,7 @@ async def diagnose(config_file: str | None, *, sim: bool, pings: int = PINGS) ->
     findings += check_keys(manager, config, sim)
     async with contextlib.AsyncExitStack() as stack:
         factory = ExchangeFactory(manager)
+        sim_account: ApiCredentials | None = None
         if sim:
             from .sim.cluster import SimCluster, SimConfig
 
@@ -284,6 +359,7 @@ async def diagnose(config_file: str | None, *, sim: bool, pings: int = PINGS) ->
                 return diagnosis
             await stack.enter_async_context(cluster)
             factory = ExchangeFactory(manager, sim_urls=cluster.urls())
+            sim_account = ApiCredentials(Secret(cluster.config.api_key), Secret(cluster.config.api_secret))
         connectors = []
         for market in markets:
             try:
@@ -295,4 +371,8 @@ async def diagnose(config_file: str | None, *, sim: bool, pings: int = PINGS) ->
             connectors.append(connector)
         for connector in connectors:  # one at a time, so the measurements do not disturb each other
             findings += await check_market(connector, config.target_execution_time_ms, pings, config.symbols)
+            private = account_connector(manager, factory, connector.exchange, sim_account if sim else None)
+            if private is not None:
+                stack.push_async_callback(private.close)
+                findings += await check_account(private, config.symbols, simulated=sim)
     return diagnosis

@@ -6,7 +6,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-from arb.doctor import Level, check_symbols
+import pytest
+from simvenues import API_KEY, CREDENTIALS, instruments
+
+from arb.doctor import Diagnosis, Level, check_account, check_symbols, diagnose
+from arb.errors import ExchangeError
+from arb.sim.server import SimulatedVenue
 from arb.instruments import InstrumentCatalog, SkippedPair
 from arb.sim.cluster import default_instruments
 from arb.types import ExchangeName
@@ -38,6 +43,12 @@ def test_doctor_passes_on_the_simulator_and_measures_every_market(tmp_path: Path
     assert any(line.startswith("gateio BTC/USDT        tradable: tick 0.1, lot 0.000001") for line in ok)
     assert any(line.startswith("gateio_futures BTC/USDT:USDT tradable:") and "contract 0.0001 BTC" in line for line in ok)
     assert any(line.startswith("mexc ETH/USDT") and line.endswith("listed taker fee 0.05%") for line in ok)
+    # The signed call --live starts with, on the simulated account (its keys, not the configured ones).
+    for market in ("mexc", "gateio", "gateio_futures"):
+        assert f"{market} account" in lines and "signed balance call answered" in lines[f"{market} account"]
+        assert "USDT free 1000000" in lines[f"{market} account"]
+    assert lines["gateio fees"].endswith("the account's rates: BTC/USDT taker 0.2%, maker 0.2%; "
+                                         "ETH/USDT taker 0.2%, maker 0.2%")
 
 
 def test_a_symbol_a_market_does_not_list_as_tradable_fails_with_the_reason() -> None:
@@ -87,3 +98,55 @@ def test_a_venue_that_does_not_answer_fails_with_advice(tmp_path: Path) -> None:
     rest = next(i for i, line in enumerate(lines) if line.split()[:3] == ["FAIL", "gateio", "rest"])
     assert "unreachable" in lines[rest] and "network" in lines[rest + 1]
     assert any(line.split()[:3] == ["FAIL", "gateio", "ws"] for line in lines)
+
+
+@pytest.mark.parametrize("right_keys", [True, False], ids=["right keys", "wrong secret"])
+def test_the_account_check_makes_the_signed_call_with_the_configured_keys(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, right_keys: bool
+) -> None:
+    """Against real venues (here a simulated MEXC at the configured URLs), the doctor signs with
+    the venue's configured keys: what ``--live`` would refuse, it fails, naming the likely causes."""
+    secret = "sim-secret-1" if right_keys else "not-the-secret"
+    for prefix, venue_secret in (("MEXC", secret), ("GATEIO", "sim-secret-1")):
+        monkeypatch.setenv(f"{prefix}_API_KEY", API_KEY)
+        monkeypatch.setenv(f"{prefix}_SECRET_KEY", venue_secret)
+
+    async def scenario() -> Diagnosis:
+        async with (
+            SimulatedVenue("mexc", instruments(), credentials={API_KEY: CREDENTIALS}) as mexc,
+            SimulatedVenue("gateio", instruments(), credentials={API_KEY: CREDENTIALS}) as gate,
+        ):
+            config = tmp_path / "arb.toml"
+            config.write_text(
+                f"[engine]\nsymbols = ['BTC/USDT']\n"
+                f"[exchanges.mexc]\nrest_url = '{mexc.urls().rest_url}'\nws_url = '{mexc.urls().ws_url}'\n"
+                f"[exchanges.gateio]\nmarkets = ['spot']\nrest_url = '{gate.urls().rest_url}'\n"
+                f"ws_url = '{gate.urls().ws_url}'\n"
+            )
+            return await diagnose(str(config), sim=False, pings=1)
+
+    diagnosis = asyncio.run(scenario())
+    by_check = {f.check: f for f in diagnosis.findings}
+    account = by_check["mexc account"]
+    text = "\n".join(diagnosis.lines())
+    assert secret not in text and API_KEY not in text
+    assert by_check["gateio account"].level is Level.OK and "(GATEIO_API_KEY)" in by_check["gateio account"].detail
+    if right_keys:
+        assert account.level is Level.OK and "(MEXC_API_KEY)" in account.detail and not diagnosis.failed, text
+        assert by_check["mexc fees"].detail == "the account's rates: BTC/USDT taker 0.1%, maker 0.05%"
+    else:
+        assert account.level is Level.FAIL and diagnosis.failed
+        assert account.detail.startswith("the signed balance call with MEXC_API_KEY failed: mexc: ")
+        assert "IP whitelist" in account.advice and "mexc fees" not in by_check
+
+
+def test_an_account_the_engine_cannot_trade_fails_with_the_venues_reason() -> None:
+    class DualMode:
+        exchange = ExchangeName.GATEIO_FUTURES
+
+        async def balances(self) -> dict[str, object]:
+            raise ExchangeError("gateio", "the USDT futures account is in dual (hedge) position mode; switch it")
+
+    (finding,) = asyncio.run(check_account(DualMode(), ["BTC/USDT"]))  # type: ignore[arg-type]
+    assert (finding.check, finding.level) == ("gateio_futures account", Level.FAIL)
+    assert "dual (hedge) position mode" in finding.detail and "live trading refuses to start" in finding.advice
