@@ -224,9 +224,16 @@ class EngineCollector(Collector):
             "arb_market_halted", "1 when a traded market is halted: it stopped trading or changed its rules.",
             labels=["market", "symbol"],
         )
+        fee = GaugeMetricFamily(
+            "arb_taker_fee_rate", "The taker fee rate a traded market is priced with (a fraction; the account's "
+            "tier where the venue gives it).", labels=["market", "symbol"],
+        )
+        fees = pipeline.taker_fees()
         for key in pipeline.markets():
             halted.add_metric([key.exchange.value, key.symbol], int(key in pipeline.halted))
+            fee.add_metric([key.exchange.value, key.symbol], float(fees[key]))
         yield halted
+        yield fee
 
     def _books(self, connectors: Mapping[ExchangeName, MarketDataSource]) -> Iterator[Metric]:
         book_labels = ["market", "symbol"]

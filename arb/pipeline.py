@@ -486,6 +486,11 @@ class ScannerPipeline:
         """Every market scanned, once each, however many symbols it is a leg of."""
         return list(self._by_key)
 
+    def taker_fees(self) -> dict[BookKey, Decimal]:
+        """The taker fee rate each scanned market is priced with."""
+        return {BookKey(leg.exchange, leg.instrument.symbol): leg.instrument.taker_fee
+                for plan in self.plans.values() for leg in plan.legs}
+
     def legs_of(self, exchange: ExchangeName) -> list[tuple[SymbolPlan, Leg]]:
         """Every registered leg on ``exchange``, with its symbol."""
         return [(plan, leg) for plan in self.plans.values() for leg in plan.legs if leg.exchange is exchange]

@@ -230,7 +230,7 @@ def test_every_alert_queries_exported_metrics_and_labels(exported: dict[str, set
     rules = alert_rules()
     assert {r["alert"] for r in rules} >= {
         "ArbEngineDown", "ArbCircuitBreakerTripped", "ArbMarketHalted", "ArbRecoveryAwaitingApproval",
-        "ArbDailyLossNearLimit", "ArbConnectionDown", "ArbBooksStale", "ArbNearLiquidation",
+        "ArbDailyLossNearLimit", "ArbConnectionDown", "ArbBooksStale", "ArbNearLiquidation", "ArbTakerFeeChanged",
     }
     for rule in rules:
         expr = rule["expr"]

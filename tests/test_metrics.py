@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import msgspec
 import prometheus_client
 import pytest
 from hypothesis import given, settings
@@ -373,6 +374,21 @@ def test_each_traded_market_has_a_halted_gauge() -> None:
     s = parse(MetricsExporter(EngineParts(monitor=PerformanceMonitor(50), pipeline=pipeline)).render().decode())
     assert value(s, "arb_market_halted", market="gateio", symbol="BTC/USDT") == 1
     assert value(s, "arb_market_halted", market="mexc", symbol="BTC/USDT") == 0
+
+
+def test_each_traded_market_exports_the_taker_fee_it_is_priced_with() -> None:
+    pipeline = ScannerPipeline(max_data_age_ms=100, clock=lambda: 1, id_prefix="t")
+    instruments = [i for i in default_instruments(("BTC",)) if not i.is_futures]
+    pipeline.register_symbol("BTC/USDT", [(i, OrderBook(i.exchange.value), WireScale(*i.wire_scale())) for i in instruments])
+
+    def fee(market: str) -> float:
+        s = parse(MetricsExporter(EngineParts(monitor=PerformanceMonitor(50), pipeline=pipeline)).render().decode())
+        return value(s, "arb_taker_fee_rate", market=market, symbol="BTC/USDT")
+
+    gate = next(i for i in instruments if i.exchange is GATE)
+    assert (fee("gateio"), fee("mexc")) == (0.002, 0.0005)
+    pipeline.set_taker_fee(msgspec.structs.replace(gate, taker_fee=D("0.0015")))  # the account's tier changed
+    assert fee("gateio") == 0.0015
 
 
 def test_each_futures_position_read_has_its_distance_from_liquidation_and_whether_it_is_too_near() -> None:
