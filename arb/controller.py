@@ -472,6 +472,7 @@ class ArbitrageController:
                 self.traders = dict(self.connectors)
             if not dry_run:
                 await self._verify_keys()
+                await self._check_clocks()
             await self._build_parts(dry_run)
             if self.journal is not None and self.recovery is not None:
                 # Orders an earlier run left open are settled before anything new is sent.
@@ -580,13 +581,15 @@ class ArbitrageController:
 
     async def _watch_trading_rules(self) -> None:
         """Read every market's trading rules again every ``instrument_refresh_interval_ms`` and check
-        them (``_check_trading_rules``) until cancelled; a market whose rules cannot be read is
-        checked at the next read. A leg refused as a changed market would refuse it brings the
-        read forward (at most every ``EARLY_RULES_READ_SPACING_S``)."""
+        them (``_check_trading_rules``) until cancelled, then the venues' clocks (``_check_clocks``);
+        a market whose rules cannot be read is checked at the next read. A leg refused as a changed
+        market would refuse it, or for its timestamp, brings the read forward (at most every
+        ``EARLY_RULES_READ_SPACING_S``)."""
         interval_s, due = self.config.instrument_refresh_interval_ms / 1000, self._rules_due
         while True:
             early = await _set_or_elapsed(due, interval_s)
             await self._read_trading_rules(interval_s)
+            await self._check_clocks()
             if early:
                 await asyncio.sleep(EARLY_RULES_READ_SPACING_S)
 
@@ -607,6 +610,27 @@ class ArbitrageController:
                 log.exception("%s: reading the trading rules failed", market.value)
                 continue
             self._check_trading_rules(market, fresh, fees_comparable=fees_comparable)
+
+    async def _check_clocks(self) -> None:
+        """Read how far the local clock is from each venue whose orders this run signs: an error
+        while the venue refuses signed requests at that distance, a warning once it is past half
+        of what the venue takes (``ClockWindow``)."""
+        for market, connector in sorted(self.connectors.items(), key=lambda item: item[0].value):
+            window = connector.binding.clock_window
+            if window is None or connector.binding.trading is None or self.mode == "paper":
+                continue
+            try:
+                skew_ms = await connector.clock_skew_ms()
+            except (ExchangeError, OSError, asyncio.TimeoutError) as exc:
+                log.warning("%s: the venue's clock was not read (%s); read again with the trading rules", market.value, exc)
+                continue
+            refusal = window.refusal(skew_ms)
+            if refusal is not None:
+                log.error("%s: %s: its orders are refused until the clock is synchronised", market.value, refusal)
+            elif window.near_edge(skew_ms):
+                log.warning("%s: the local clock is %.0f ms %s the venue's, past half of what its signed requests "
+                            "allow (%d ms ahead, %d ms behind): synchronise the clock", market.value, abs(skew_ms),
+                            "behind" if skew_ms > 0 else "ahead of", window.ahead_ms, window.behind_ms)
 
     def _check_trading_rules(self, market: ExchangeName, fresh: InstrumentCatalog, *, fees_comparable: bool) -> None:
         """Halt each traded symbol of ``market`` that ``fresh`` no longer lists as tradable, or lists
@@ -784,7 +808,9 @@ class ArbitrageController:
             try:
                 await connector.balances()
             except ArbitrageEngineError as exc:
-                problems.append(f"exchange {market.value}: the signed balance call failed with {prefix}_API_KEY: {exc}")
+                refused_for_time = isinstance(exc, ExchangeError) and exc.category == ErrorCategory.TIMESTAMP
+                clock = await self._clock_refusal(connector) if refused_for_time else ""
+                problems.append(f"exchange {market.value}: the signed balance call failed with {prefix}_API_KEY: {exc}{clock}")
             except Exception as exc:  # named by type only: its text could quote a header, the key's value
                 problems.append(
                     f"exchange {market.value}: the signed balance call with {prefix}_API_KEY could not be made "
@@ -792,6 +818,19 @@ class ArbitrageController:
                 )
         if problems:
             raise ConfigurationError(problems)
+
+    @staticmethod
+    async def _clock_refusal(connector: ExchangeConnector) -> str:
+        """For a signed call refused for its timestamp: how far the local clock is from the venue's, as a clause."""
+        try:
+            skew_ms = await connector.clock_skew_ms()
+        except (ExchangeError, OSError, asyncio.TimeoutError):
+            return ""
+        window = connector.binding.clock_window
+        reason = window.refusal(skew_ms) if window is not None else None
+        if reason is None:
+            reason = f"the local clock is {abs(skew_ms):.0f} ms {'behind' if skew_ms > 0 else 'ahead of'} the venue's"
+        return f"; {reason}: synchronise the clock (chrony or `timedatectl set-ntp true`)"
 
     async def _build_parts(self, dry_run: bool) -> None:
         config = self.config
@@ -1225,6 +1264,10 @@ class ArbitrageController:
         for leg in result.legs:
             if leg.error_category in VENUE_FAULTS:
                 risk.record_venue_error(leg.exchange, leg.error or leg.error_category or "")
+                if leg.error_category == ErrorCategory.TIMESTAMP and self._rules_watched and not self._rules_due.is_set():
+                    log.warning("%s %s refused for its timestamp: reading the venue's clock now",
+                                leg.exchange.value, leg.symbol)
+                    self._rules_due.set()
             elif leg.error_category in RULES_SUSPECT and self._rules_watched and not self._rules_due.is_set():
                 log.info("%s %s refused (%s): reading the trading rules again now",
                          leg.exchange.value, leg.symbol, leg.error_category)

@@ -23,8 +23,8 @@ from enum import Enum
 import msgspec
 
 from .config import ConfigurationManager
-from .errors import ArbitrageEngineError, ConfigurationError, ExchangeConnectionError
-from .exchanges.connector import ExchangeConnector
+from .errors import ArbitrageEngineError, ConfigurationError, ExchangeConnectionError, ExchangeError
+from .exchanges.connector import ClockWindow, ExchangeConnector
 from .exchanges.errors import ErrorCategory
 from .exchanges.factory import ExchangeFactory, market_symbols, registered
 from .exchanges.ws import WsSession, WsSettings
@@ -32,7 +32,7 @@ from .secrets import VENUE_ENV_PREFIX, ApiCredentials, Secret
 from .types import ArbitrageConfig, ExchangeName
 
 CLOCK_WARN_MS = 500
-# MEXC's default recvWindow: signed requests whose timestamp is further off are refused.
+# Where a venue's window is not known: signed requests further off than this are likely refused.
 CLOCK_FAIL_MS = 5000
 PINGS = 5
 
@@ -203,7 +203,7 @@ async def check_account(connector: ExchangeConnector, symbols: Sequence[str], *,
     try:
         balances = await connector.balances()
     except ArbitrageEngineError as exc:
-        auth = getattr(exc, "category", None) == ErrorCategory.AUTH_FAILED
+        auth = isinstance(exc, ExchangeError) and exc.category == ErrorCategory.AUTH_FAILED
         return [Finding(
             check=check, level=Level.FAIL, detail=f"the signed balance call with {keys} failed: {exc}",
             advice="check the key and secret, that the key may read the account and trade, and its IP whitelist"
@@ -266,19 +266,24 @@ def account_connector(
 async def _check_clock(connector: ExchangeConnector) -> Finding:
     check = f"{connector.exchange.value} clock"
     try:
-        sent_ns = time.time_ns()
-        server_ms = await connector.server_time()
-        received_ns = time.time_ns()
+        skew_ms = await connector.clock_skew_ms()
     except (ArbitrageEngineError, OSError, asyncio.TimeoutError) as exc:
         return Finding(check=check, level=Level.FAIL, detail=f"server time unavailable: {exc}",
                        advice="the venue's time endpoint failed; retry, then check the venue's status")
-    skew_ms = server_ms - (sent_ns + received_ns) / 2e6
+    return clock_finding(check, skew_ms, connector.binding.clock_window)
+
+
+def clock_finding(check: str, skew_ms: float, window: ClockWindow | None) -> Finding:
+    """The finding for a local clock ``skew_ms`` behind a venue's (negative: ahead) whose signed
+    requests take ``window`` (None: not known, ``CLOCK_FAIL_MS`` either way)."""
     detail = f"local clock {'behind' if skew_ms > 0 else 'ahead of'} the venue by {abs(skew_ms):.0f} ms"
     advice = "synchronise the clock (chrony or `timedatectl set-ntp true`); signed requests carry local timestamps"
-    if abs(skew_ms) > CLOCK_FAIL_MS:
-        return Finding(check=check, level=Level.FAIL, detail=detail,
-                       advice=advice + f"; beyond {CLOCK_FAIL_MS} ms the venue refuses them")
-    if abs(skew_ms) > CLOCK_WARN_MS:
+    if window is None:
+        window = ClockWindow(ahead_ms=CLOCK_FAIL_MS + 1, behind_ms=CLOCK_FAIL_MS)
+    refusal = window.refusal(skew_ms)
+    if refusal is not None:
+        return Finding(check=check, level=Level.FAIL, detail=detail, advice=f"{advice}; {refusal}")
+    if abs(skew_ms) > CLOCK_WARN_MS or window.near_edge(skew_ms):
         return Finding(check=check, level=Level.WARN, detail=detail, advice=advice)
     return Finding(check=check, level=Level.OK, detail=detail)
 

@@ -75,6 +75,10 @@ class MarketDataSource(Protocol):
     def book_sync(self) -> BookSync | None:
         """The running book synchroniser, None when stopped."""
 
+    @property
+    def clock_skew(self) -> float | None:
+        """How far the local clock was behind the venue's at the last read, ms (negative: ahead); None: not read."""
+
 
 class MetricsSource(Protocol):
     """The engine parts metrics are read from; ``ArbitrageController`` is one."""
@@ -298,7 +302,13 @@ class EngineCollector(Collector):
             "arb_connection_last_message_age_seconds", "Seconds since the last websocket message.", labels=["market"]
         )
         errors = CounterMetricFamily("arb_connection_errors", "Websocket errors by kind.", labels=["market", "kind"])
+        skew = GaugeMetricFamily(
+            "arb_clock_skew_ms", "How far the local clock was behind the venue's at the last read, ms (negative: ahead).",
+            labels=["market"],
+        )
         for market, connector in connectors.items():
+            if connector.clock_skew is not None:
+                skew.add_metric([market.value], connector.clock_skew)
             health = connector.health()
             name = [market.value]
             up.add_metric(name, int(health.connected))
@@ -309,7 +319,7 @@ class EngineCollector(Collector):
                 age.add_metric(name, health.last_message_age_ns / NS_PER_S)
             for kind, count in sorted(health.errors.items()):
                 errors.add_metric([*name, kind], count)
-        yield from (up, connects, reconnects, messages, age, errors)
+        yield from (up, connects, reconnects, messages, age, errors, skew)
 
     def _risk(self, risk: RiskManager) -> Iterator[Metric]:
         tripped = GaugeMetricFamily("arb_circuit_breaker_tripped", "1 while the breaker blocks new entries.",

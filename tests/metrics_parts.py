@@ -33,10 +33,13 @@ NOW_NS = 1_000_000_000_000
 class FakeConnector:
     """A connector as the collector sees it: health and the book synchroniser."""
 
-    def __init__(self, venue: str, sync: BookSync | None, *, connected: bool = True) -> None:
+    def __init__(
+        self, venue: str, sync: BookSync | None, *, connected: bool = True, clock_skew: float | None = -12.5
+    ) -> None:
         self.venue = venue
         self.sync = sync
         self.connected = connected
+        self.clock_skew = clock_skew
 
     def health(self) -> ConnectionHealth:
         return ConnectionHealth(
@@ -138,6 +141,6 @@ async def engine_parts() -> EngineParts:
     pipeline.halt_market(GATE, "BTC/USDT", "no longer tradable: trade_status=untradable")
     return EngineParts(
         monitor=monitor, risk=risk, recovery=FakeRecovery(), balances=balances,  # type: ignore[arg-type]
-        connectors={GATE: FakeConnector("gateio", await gate_sync()), MEXC: FakeConnector("mexc", None)},
+        connectors={GATE: FakeConnector("gateio", await gate_sync()), MEXC: FakeConnector("mexc", None, clock_skew=None)},
         pipeline=pipeline,
     )

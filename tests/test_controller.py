@@ -16,7 +16,7 @@ from typing import Any
 import msgspec
 import pytest
 from loopback import eventually
-from simvenues import CREDENTIALS
+from simvenues import CREDENTIALS, simulated_venues
 from test_pipeline import book
 
 from arb import ArbitrageController, ArbitrageEngine
@@ -35,6 +35,7 @@ from arb.pipeline import ScannerPipeline
 from arb.risk import Breaker, RiskManager
 from arb.secrets import ApiCredentials, Secret
 from arb.sim.cluster import SimCluster, default_instruments
+from arb.sim.faults import VenueFaults
 from arb.sim.market import COMMON_DECIMALS, Dislocation
 from arb.sim.server import VenueUrls
 from arb.types import (
@@ -743,6 +744,44 @@ def test_a_signed_call_that_cannot_be_made_refuses_live_trading_without_quoting_
     assert refused.value.problems == (
         "exchange gateio: the signed balance call with GATEIO_API_KEY could not be made (ValueError)",
     )
+
+
+def test_a_clock_the_venue_refuses_is_named_when_live_trading_is_refused_and_checked_while_running(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """MEXC's clock runs 1.5 s behind ours: it refuses every signed call (1 s ahead is its limit).
+    A live start says so; a run logs it as an error, and a clock past half of MEXC's window as a
+    warning. Gate.io takes 60 s either way: nothing is said of it."""
+    async def scenario() -> tuple[tuple[str, ...], list[str]]:
+        async with simulated_venues(moving=False) as sim:
+            sim.faults.configure("mexc", VenueFaults(clock_skew_ms=-1_500))
+            controller = ArbitrageController(manager(tmp_path))
+            controller.connectors = {m: sim.connector(m) for m in (ExchangeName.MEXC, ExchangeName.GATEIO)}
+            try:
+                with pytest.raises(ConfigurationError) as refused:
+                    await controller._verify_keys()
+                logged = []
+                for skew_ms in (-1_500, -700, -100):
+                    sim.faults.configure("mexc", VenueFaults(clock_skew_ms=skew_ms))
+                    caplog.clear()
+                    await controller._check_clocks()
+                    logged.append(" | ".join(f"{r.levelname} {r.getMessage()}" for r in caplog.records))
+                return refused.value.problems, logged
+            finally:
+                for connector in controller.connectors.values():
+                    await connector.close()
+
+    with caplog.at_level(logging.WARNING, logger="arb.controller"):
+        problems, logged = asyncio.run(scenario())
+    (problem,) = problems
+    assert problem.startswith("exchange mexc: the signed balance call failed with MEXC_API_KEY: mexc: ")
+    assert "outside of the recvWindow" in problem
+    assert problem.endswith("ms ahead of the venue's, which refuses signed requests 1000 ms ahead or more: "
+                            "synchronise the clock (chrony or `timedatectl set-ntp true`)")
+    assert logged[0].startswith("ERROR mexc: the local clock is 1") and logged[0].endswith(
+        "its orders are refused until the clock is synchronised")
+    assert logged[1].startswith("WARNING mexc: the local clock is") and "past half of what its signed" in logged[1]
+    assert logged[2] == ""
 
 
 def test_open_hedges_are_checked_every_scan_interval_while_the_queue_never_empties(

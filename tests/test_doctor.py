@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 from simvenues import API_KEY, CREDENTIALS, instruments
 
-from arb.doctor import Diagnosis, Level, check_account, check_symbols, diagnose
+from arb.doctor import Diagnosis, Level, check_account, check_symbols, clock_finding, diagnose
 from arb.errors import ExchangeError
+from arb.exchanges.factory import registered
 from arb.sim.server import SimulatedVenue
 from arb.instruments import InstrumentCatalog, SkippedPair
 from arb.sim.cluster import default_instruments
@@ -150,3 +151,29 @@ def test_an_account_the_engine_cannot_trade_fails_with_the_venues_reason() -> No
     (finding,) = asyncio.run(check_account(DualMode(), ["BTC/USDT"]))  # type: ignore[arg-type]
     assert (finding.check, finding.level) == ("gateio_futures account", Level.FAIL)
     assert "dual (hedge) position mode" in finding.detail and "live trading refuses to start" in finding.advice
+
+
+@pytest.mark.parametrize(
+    ("market", "skew_ms", "level"),
+    [
+        (ExchangeName.MEXC, 100, Level.OK),
+        (ExchangeName.MEXC, -700, Level.WARN),  # taken, but past half of the 1000 ms ahead MEXC allows
+        (ExchangeName.MEXC, -1_200, Level.FAIL),  # MEXC refuses a timestamp 1 s ahead of its clock
+        (ExchangeName.MEXC, 3_000, Level.WARN),
+        (ExchangeName.MEXC, 5_200, Level.FAIL),
+        (ExchangeName.GATEIO, -1_200, Level.WARN),  # Gate.io takes 60 s either way
+        (ExchangeName.GATEIO, 45_000, Level.WARN),
+        (ExchangeName.GATEIO, -61_000, Level.FAIL),
+        (ExchangeName.MEXC_FUTURES, -4_000, Level.WARN),  # no window known: 5000 ms either way
+        (ExchangeName.MEXC_FUTURES, -5_200, Level.FAIL),
+    ],
+)
+def test_the_clock_fails_where_the_venue_would_refuse_signed_requests(
+    market: ExchangeName, skew_ms: float, level: Level
+) -> None:
+    finding = clock_finding(f"{market.value} clock", skew_ms, registered()[market].binding.clock_window)
+    assert finding.level is level
+    side = "behind" if skew_ms > 0 else "ahead of"
+    assert finding.detail == f"local clock {side} the venue by {abs(skew_ms):.0f} ms"
+    if level is Level.FAIL:
+        assert "refuses signed requests" in finding.advice and "synchronise the clock" in finding.advice

@@ -128,6 +128,8 @@ def test_metrics_endpoint_serves_every_family_with_values() -> None:
     assert value(s, "arb_connection_messages_total", market="gateio") == 42
     assert value(s, "arb_connection_last_message_age_seconds", market="mexc") == 0.25
     assert value(s, "arb_connection_errors_total", market="mexc", kind="connect") == 1
+    assert value(s, "arb_clock_skew_ms", market="gateio") == -12.5  # ahead of the venue
+    assert ("arb_clock_skew_ms", frozenset({("market", "mexc")})) not in s  # not read yet
     assert value(s, "arb_stage_latency_seconds_count", stage="detect") == 3
     assert value(s, "arb_stage_latency_seconds_bucket", stage="detect", le="+Inf") == 3
     assert value(s, "arb_stage_latency_seconds_count", stage="fill") == 0

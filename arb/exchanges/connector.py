@@ -212,6 +212,28 @@ PrivateStreamFactory = Callable[[ApiCredentials, InstrumentCatalog, str], Privat
 """``(credentials, catalog, market-data ws URL) -> dialect`` of a venue's private websocket."""
 
 
+class ClockWindow(msgspec.Struct, frozen=True, kw_only=True):
+    """How far the local clock may run from the venue's before the venue refuses signed requests."""
+
+    ahead_ms: int  # refused at this much ahead or more
+    behind_ms: int  # refused beyond this much behind (the request's own trip counts against it)
+
+    def refusal(self, skew_ms: float) -> str | None:
+        """Why signed requests are refused with the local clock ``skew_ms`` behind the venue's
+        (negative: ahead of it); None when they are taken."""
+        if -skew_ms >= self.ahead_ms:
+            return (f"the local clock is {-skew_ms:.0f} ms ahead of the venue's, which refuses signed requests "
+                    f"{self.ahead_ms} ms ahead or more")
+        if skew_ms > self.behind_ms:
+            return (f"the local clock is {skew_ms:.0f} ms behind the venue's, which refuses signed requests more "
+                    f"than {self.behind_ms} ms behind")
+        return None
+
+    def near_edge(self, skew_ms: float) -> bool:
+        """Whether ``skew_ms`` is past half the window on its side: taken now, refused after a little drift or a slow trip."""
+        return -skew_ms >= self.ahead_ms / 2 or skew_ms > self.behind_ms / 2
+
+
 class VenueBinding(msgspec.Struct, frozen=True, kw_only=True):
     """Everything a connector needs to know about one market; data and small callables only."""
 
@@ -230,6 +252,8 @@ class VenueBinding(msgspec.Struct, frozen=True, kw_only=True):
     fees: FeeSourceFactory | None = None
     # The client-side budgets one order placement spends, on REST and the websocket API alike.
     order_limits: tuple[tuple[str, int], ...] = ()
+    # How far the local clock may be from the venue's for signed requests; None: not known.
+    clock_window: ClockWindow | None = None
 
 
 class ConnectorSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -316,6 +340,7 @@ class ExchangeConnector:
         self._order_symbols: set[str] = set()
         self._orders_ws: OrderTransport | None = None
         self._orders_ws_lock = asyncio.Lock()
+        self.clock_skew: float | None = None  # ms, the last ``clock_skew_ms`` read
 
     @property
     def fees_from_account(self) -> bool:
@@ -548,6 +573,15 @@ class ExchangeConnector:
             return endpoints.parse_server_time(body)
         except (msgspec.DecodeError, ValueError) as exc:
             raise ExchangeError(self.venue, f"server time: unreadable answer {body[:200]!r}") from exc
+
+    async def clock_skew_ms(self) -> float:
+        """How far the local wall clock is behind the venue's, in ms (negative: ahead), taking the
+        venue's time at the midpoint of one server-time call; kept as ``clock_skew``."""
+        sent_ns = time.time_ns()
+        server_ms = await self.server_time()
+        received_ns = time.time_ns()
+        self.clock_skew = skew = server_ms - (sent_ns + received_ns) / 2e6
+        return skew
 
     async def funding_rates(self, symbols: Sequence[str]) -> list[FundingRate]:
         """The current funding rates of ``symbols`` (unified perpetual symbols) that the venue reports."""

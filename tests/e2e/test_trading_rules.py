@@ -27,6 +27,7 @@ from arb.instruments import Instrument, InstrumentCatalog, SkippedPair
 from arb.journal import Journal
 from arb.pipeline import ScannerPipeline, SymbolPlan
 from arb.sim.cluster import SimCluster
+from arb.sim.faults import VenueFaults
 from arb.sim.market import Dislocation
 from arb.sim.matching import MatchingEngine
 from arb.types import ArbitrageOpportunity, ArbitrageState, ExchangeName, ExecutionResult, OrderSide
@@ -304,3 +305,32 @@ def test_a_new_taker_fee_prices_the_opportunities_at_once(tmp_path: Path, caplog
         assert buy.exchange is ExchangeName.MEXC and sell.exchange is ExchangeName.GATEIO
         assert sell.fee == sell.filled_quantity * sell.average_price * gate_taker
         assert buy.fee == buy.filled_quantity * mexc_lower  # spot buys pay in the asset received
+
+
+def test_a_leg_refused_for_its_timestamp_has_the_venues_clock_read_at_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The rules (and clocks) are read only every minute. MEXC's clock falls 1.5 s behind ours
+    while the engine trades there: the first order it refuses for its timestamp has the clock read
+    at once, which names the cause."""
+    config = CONFIG.replace("instrument_refresh_interval_ms = 1000", "instrument_refresh_interval_ms = 60000")
+    manager, cluster = dislocated(tmp_path, config, ExchangeName.MEXC, "BTC/USDT", 30, -80)
+
+    def messages() -> list[str]:
+        return [r.getMessage() for r in caplog.records]
+
+    async def scenario() -> None:
+        async with cluster:
+            engine, _, running = await trading(manager, cluster, tmp_path)
+            cluster.faults.configure("mexc", VenueFaults(clock_skew_ms=-1_500))
+            await eventually(
+                lambda: any(m.startswith("mexc: the local clock is") for m in messages()), 10, "the clock read"
+            )
+            await engine.shutdown("test over")
+            await running
+
+    with caplog.at_level(logging.WARNING, logger="arb.controller"):
+        asyncio.run(scenario())
+    refused = [m for m in messages() if m == "mexc BTC/USDT refused for its timestamp: reading the venue's clock now"]
+    (clock,) = [m for m in messages() if m.startswith("mexc: the local clock is")]
+    assert refused and "ahead of the venue's, which refuses signed requests 1000 ms ahead or more" in clock

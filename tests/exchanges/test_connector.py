@@ -22,12 +22,12 @@ from arb.exchanges.factory import registered
 from arb.exchanges.gateio.connector import GateioSpotConnector
 from arb.exchanges.gateio.trading import GateioFuturesTrading, GateioSpotTrading
 from arb.exchanges.http1 import Http1Pool
-from arb.exchanges.mexc.connector import MexcFuturesConnector
+from arb.exchanges.mexc.connector import MexcFuturesConnector, MexcSpotConnector
 from arb.exchanges.mexc.trading import FuturesTradingUnavailable
 from arb.exchanges.models import OrderRequest, OrderState, OrderStatus, OrderType, TimeInForce
 from arb.exchanges.ws import WsSettings
 from arb.instruments import InstrumentError
-from arb.sim.faults import OrderFaultKind
+from arb.sim.faults import OrderFaultKind, VenueFaults
 from arb.sim.matching import from_atoms
 from arb.types import ExchangeConfig, ExchangeName, OrderSide
 
@@ -592,5 +592,50 @@ def test_write_order_writes_before_returning_once_trading_is_set_up(market: Exch
                 assert resting() == ["wr-1"]
             finally:
                 await connector.close()
+
+    run(scenario())
+
+
+@pytest.mark.parametrize(
+    ("skew_ms", "refused", "near_edge"),
+    [
+        (0, None, False),
+        (-499, None, False),
+        (-500, None, True),  # half of MEXC's 1000 ms ahead
+        (-999.4, None, True),
+        (-1000, "1000 ms ahead of the venue's, which refuses signed requests 1000 ms ahead or more", True),
+        (2500, None, False),
+        (2501, None, True),  # past half of its 5000 ms behind
+        (5000, None, True),
+        (5001, "5001 ms behind the venue's, which refuses signed requests more than 5000 ms behind", True),
+    ],
+)
+def test_a_clock_window_says_when_signed_requests_are_refused(
+    skew_ms: float, refused: str | None, near_edge: bool
+) -> None:
+    window = MexcSpotConnector.binding.clock_window
+    assert window is not None and (window.ahead_ms, window.behind_ms) == (1000, 5000)
+    reason = window.refusal(skew_ms)
+    assert (reason is None) == (refused is None)
+    if refused is not None:
+        assert reason == f"the local clock is {refused}"
+    assert window.near_edge(skew_ms) is near_edge
+    gate = GateioSpotConnector.binding.clock_window
+    assert gate is not None and gate.refusal(skew_ms) is None and (gate.ahead_ms, gate.behind_ms) == (60_000, 60_000)
+
+
+def test_clock_skew_is_read_at_the_midpoint_of_a_server_time_call() -> None:
+    async def scenario() -> None:
+        async with simulated_venues(moving=False) as sim:
+            sim.faults.configure("mexc", VenueFaults(clock_skew_ms=-1_500))  # the venue's clock runs behind
+            mexc, gate = sim.connector(ExchangeName.MEXC), sim.connector(ExchangeName.GATEIO)
+            try:
+                assert mexc.clock_skew is None
+                skew = await mexc.clock_skew_ms()
+                assert -1_550 < skew < -1_450 and mexc.clock_skew == skew  # local clock ahead by 1.5 s
+                assert abs(await gate.clock_skew_ms()) < 50
+            finally:
+                await mexc.close()
+                await gate.close()
 
     run(scenario())

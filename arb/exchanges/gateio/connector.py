@@ -14,7 +14,9 @@ import msgspec
 from ...instruments import Instrument, InstrumentCatalog
 from ...secrets import ApiCredentials
 from ...types import ExchangeName
-from ..connector import ExchangeConnector, FundingEndpoint, NoPositions, OrderTransportFactory, PublicEndpoints, VenueBinding
+from ..connector import (
+    ClockWindow, ExchangeConnector, FundingEndpoint, NoPositions, OrderTransportFactory, PublicEndpoints, VenueBinding,
+)
 from ..factory import register
 from ..models import Balance, FundingPayment, OrderRequest, OrderState, Position
 from ..rest import RestClient, RestRequest, RestVenue
@@ -154,6 +156,9 @@ def _ws_orders(futures: bool) -> OrderTransportFactory:
     return factory
 
 
+_CLOCK_WINDOW = ClockWindow(ahead_ms=constants.REQUEST_WINDOW_S * 1000, behind_ms=constants.REQUEST_WINDOW_S * 1000)
+
+
 class GateioSpotConnector(ExchangeConnector):
     """Gate.io spot: ``spot.order_book_update`` books, ``/spot`` orders and balances."""
 
@@ -172,6 +177,7 @@ class GateioSpotConnector(ExchangeConnector):
         private_stream=GateioSpotPrivateStream,
         ws_orders=_ws_orders(futures=False),
         order_limits=((constants.SPOT_ORDER_PLACE_RATE_LIMIT, 1),),
+        clock_window=_CLOCK_WINDOW,
         fees=_spot_fees,
     )
 
@@ -196,6 +202,7 @@ class GateioFuturesConnector(ExchangeConnector):
         private_stream=GateioFuturesPrivateStream,
         ws_orders=_ws_orders(futures=True),
         order_limits=((constants.FUTURES_ORDER_PLACE_RATE_LIMIT, 1),),
+        clock_window=_CLOCK_WINDOW,
         fees=_futures_fees,
     )
 

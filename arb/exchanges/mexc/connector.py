@@ -14,7 +14,7 @@ import msgspec
 from ...instruments import Instrument, InstrumentCatalog
 from ...secrets import ApiCredentials
 from ...types import ExchangeName
-from ..connector import ExchangeConnector, FundingEndpoint, NoPositions, PublicEndpoints, VenueBinding
+from ..connector import ClockWindow, ExchangeConnector, FundingEndpoint, NoPositions, PublicEndpoints, VenueBinding
 from ..factory import register
 from ..models import Balance, OrderRequest, OrderState
 from ..rest import RestRequest, RestVenue
@@ -155,6 +155,7 @@ class MexcSpotConnector(ExchangeConnector):
             (constants.ORDER_PATH, 1),
             (constants.UID_WEIGHT_LIMIT_ID, constants.PRIVATE_ENDPOINT_WEIGHTS[constants.ORDER_PATH]),
         ),
+        clock_window=ClockWindow(ahead_ms=constants.CLOCK_AHEAD_LIMIT_MS, behind_ms=constants.DEFAULT_RECV_WINDOW_MS),
     )
 
 

@@ -35,6 +35,8 @@ USER_DATA_STREAM_PATH: Final = "/api/v3/userDataStream"
 API_KEY_HEADER: Final = "X-MEXC-APIKEY"
 DEFAULT_RECV_WINDOW_MS: Final = 5000
 MAX_RECV_WINDOW_MS: Final = 60000
+# Signed spot requests are refused when their timestamp is this far or more ahead of the server's.
+CLOCK_AHEAD_LIMIT_MS: Final = 1000
 DEPTH_DEFAULT_LIMIT: Final = 100
 DEPTH_MAX_LIMIT: Final = 5000
 BATCH_ORDERS_MAX: Final = 20  # orders per batch, same symbol
