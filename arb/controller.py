@@ -54,7 +54,9 @@ from .exchanges.paper import PaperExchange
 from .execution import StartedExecution, TwoLegExecutor, finish_despite_cancellation
 from .funding import FundingBook
 from .hedges import HedgeBook, HedgePosition
-from .instruments import Instrument, InstrumentCatalog, InstrumentError, pair_symbol, trading_rules_changed
+from .instruments import (
+    FEE_FIELDS, MINIMUM_FIELDS, Instrument, InstrumentCatalog, InstrumentError, pair_symbol, trading_rules_changed,
+)
 from .journal import INTENT_LOG_SUFFIX, Journal, OrderResolver, intent_log_in_use
 from .orders import OrderOutcome, market_symbol
 from .monitor import PerformanceMonitor, Stage
@@ -634,13 +636,13 @@ class ArbitrageController:
 
     def _check_trading_rules(self, market: ExchangeName, fresh: InstrumentCatalog, *, fees_comparable: bool) -> None:
         """Halt each traded symbol of ``market`` that ``fresh`` no longer lists as tradable, or lists
-        with another grid or minimum than the engine trades it by (``trading_rules_changed``);
-        resume a halted one once the venue lists it again as it was. A halted market's legs get no
-        new opportunity, and no execution starts with a leg on it; hedge closes still go with a
-        reduce-only futures leg where the venue takes such orders only (delisting).
+        with another grid than the engine trades it by (``trading_rules_changed``); resume a halted
+        one once the venue lists it again as it was. A halted market's legs get no new opportunity,
+        and no execution starts with a leg on it; hedge closes still go with a reduce-only futures
+        leg where the venue takes such orders only (delisting).
 
-        A new taker fee (``fees_comparable``: both reads from the same source) is taken at once
-        (``_take_fees``)."""
+        New minimums, and new fee rates where ``fees_comparable`` (both reads from the same source),
+        are taken at once (``_take_terms``)."""
         pipeline = self.pipeline
         if pipeline is None:
             return
@@ -658,10 +660,8 @@ class ArbitrageController:
                 self._note_closes_reduce_only(key, fresh.closing_only(symbol))
                 continue
             self._closes_reduce_only.discard(key)
-            if fees_comparable and listed is not None and (listed.taker_fee, listed.maker_fee) != (
-                instrument.taker_fee, instrument.maker_fee
-            ):
-                self._take_fees(pipeline, instrument, listed)
+            if listed is not None:
+                self._take_terms(pipeline, instrument, listed, fees_comparable=fees_comparable)
             if pipeline.resume_market(market, symbol):
                 log.warning("%s %s: tradable again with the rules it was halted from; trading it again",
                             market.value, symbol)
@@ -677,20 +677,25 @@ class ArbitrageController:
             log.warning("%s %s: the venue still takes orders that reduce a position there: hedges on it are "
                         "closed with reduce-only orders as their rule allows", key.exchange.value, key.symbol)
 
-    def _take_fees(self, pipeline: ScannerPipeline, traded: Instrument, listed: Instrument) -> None:
-        """Trade ``traded``'s market at ``listed``'s fee rates from now on: the scanner prices with
-        the new taker fee; planning, recovery and hedge closes read it from the catalogs, and paper
-        fills from the connector's."""
+    def _take_terms(
+        self, pipeline: ScannerPipeline, traded: Instrument, listed: Instrument, *, fees_comparable: bool
+    ) -> None:
+        """Trade ``traded``'s market by ``listed``'s minimums, and fee rates where ``fees_comparable``,
+        from now on: the scanner prices and sizes by them; planning, recovery and hedge closes read
+        them from the catalogs, and paper fills from the connector's."""
+        names = MINIMUM_FIELDS + FEE_FIELDS if fees_comparable else MINIMUM_FIELDS
+        changed = {name: getattr(listed, name) for name in names if getattr(listed, name) != getattr(traded, name)}
+        if not changed:
+            return
         market = traded.exchange
-        instrument = msgspec.structs.replace(traded, taker_fee=listed.taker_fee, maker_fee=listed.maker_fee)
-        pipeline.set_taker_fee(instrument)
+        instrument = msgspec.structs.replace(traded, **changed)
+        pipeline.update_terms(instrument)
         self._catalogs[market] = self.connectors[market].use_instrument(instrument)
-        log.warning("%s %s: taker fee %s -> %s (maker %s -> %s); opportunities are priced with the new rate",
-                    market.value, traded.symbol, traded.taker_fee, listed.taker_fee, traded.maker_fee,
-                    listed.maker_fee)
+        log.warning("%s %s: %s; traded by the new terms from now on", market.value, traded.symbol,
+                    ", ".join(f"{name} {getattr(traded, name)} -> {value}" for name, value in changed.items()))
         if self.balances is not None:
             self.balances.update_caps((market,))  # a buy's cap leaves room for its fee
-        pipeline.scan_pending()  # what stood with the old fee is found again if it still pays
+        pipeline.scan_pending()  # what stood with the old terms is found again if it still pays
 
     async def _settle_paper_funding(self, funding: FundingBook, markets: Sequence[PaperExchange]) -> None:
         """Paper runs: settle the announced funding rates on the paper positions as their settlement

@@ -285,18 +285,20 @@ def decode_metadata(payload: bytes | str, type_: type[T], source: str) -> T:
         raise InstrumentError(f"{source}: {exc}") from exc
 
 
-# What the engine's order grid, sizing and venue requests are built from: any change needs a restart.
+# What the engine's order grid, book scales and venue requests are built from: any change needs a restart.
 _GRID_FIELDS = (
-    "venue_symbol", "base", "quote", "tick_size", "lot_size", "min_size", "min_notional", "contract_size",
-    "price_decimals", "size_decimals",
+    "venue_symbol", "base", "quote", "tick_size", "lot_size", "contract_size", "price_decimals", "size_decimals",
 )
+# What the engine takes as it runs (``ScannerPipeline.update_terms``): the market's minimums, and the
+# account's fee rates where both reads come from the same source.
+MINIMUM_FIELDS = ("min_size", "min_notional")
+FEE_FIELDS = ("taker_fee", "maker_fee")
 
 
 def trading_rules_changed(traded: Instrument, listed: Instrument) -> str | None:
     """Why ``traded`` (the rules the engine trades a market by) can no longer be traded as the venue
-    now lists the market (``listed``); None when they still hold: a changed grid, minimum,
-    contract size or symbol does not hold. Fees are not rules of the grid: the engine takes a
-    new rate as it runs (``ScannerPipeline.set_taker_fee``).
+    now lists the market (``listed``); None when they still hold: a changed grid, contract size or
+    symbol does not hold. Minimums and fee rates are not: the engine takes new ones as it runs.
     """
     changes = [
         f"{name} {getattr(traded, name)} -> {getattr(listed, name)}"

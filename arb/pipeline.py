@@ -82,15 +82,18 @@ class Leg:
     ) -> None:
         self.leg_id = leg_id
         self.exchange = instrument.exchange
-        self.instrument = instrument
         self.is_futures = instrument.is_futures
         self.book = book
         self.scale = scale
         self.price_mult = _units(book_tick(scale), price_decimals)
         self.size_mult = _units(book_lot(scale) * instrument.contract_size, size_decimals)
         self.order_lot_common = _units(instrument.lot_size * instrument.contract_size, size_decimals)
-        self.fee_ppm = _fee_ppm(instrument.taker_fee)
-        # Minimums are rounded against us, as fees are.
+        self.set_terms(instrument, price_decimals, size_decimals)
+
+    def set_terms(self, instrument: Instrument, price_decimals: int, size_decimals: int) -> None:
+        """Take ``instrument`` (this market, same grid) with its fee rate and minimums, rounded against us."""
+        self.instrument = instrument
+        self.fee_ppm = int((instrument.taker_fee * PPM).to_integral_value(ROUND_CEILING))
         minimum = instrument.min_notional.scaleb(price_decimals + size_decimals).to_integral_value(ROUND_CEILING)
         self.min_notional_common = min(int(minimum), INT64_MAX)
 
@@ -288,13 +291,13 @@ class ScannerPipeline:
                 self.scanner.set_limits(plan.symbol_id, leg.leg_id, 0, 0)
         return True
 
-    def set_taker_fee(self, instrument: Instrument) -> bool:
-        """Price ``instrument``'s market (the venue's account rate changed) with its taker fee from now
-        on: its legs take it, and their symbols are scanned again at the next scan. An opportunity
-        found with the old fee no longer stands. False when the market is not scanned.
+    def update_terms(self, instrument: Instrument) -> bool:
+        """Trade ``instrument``'s market by its fee rate and minimums from now on (the venue changed
+        them): its legs take them, and their symbols are scanned again at the next scan. An
+        opportunity found with the old terms no longer stands. False when the market is not scanned.
 
-        Only the fee may differ from the instrument the legs were registered with: a new grid or
-        minimum needs new scanner registrations (ValueError).
+        The grid must be the one the legs were registered with: a new tick, lot or contract size
+        needs new scanner registrations (ValueError).
         """
         legs = [(plan, leg) for plan, leg in self.legs_of(instrument.exchange) if leg.instrument.symbol == instrument.symbol]
         for _, leg in legs:
@@ -302,9 +305,8 @@ class ScannerPipeline:
             if changed is not None:
                 raise ValueError(f"{instrument.exchange.value} {instrument.symbol}: {changed}")
         for plan, leg in legs:
-            leg.instrument = instrument
-            leg.fee_ppm = _fee_ppm(instrument.taker_fee)
-            self.scanner.set_leg_fee(plan.symbol_id, leg.leg_id, leg.fee_ppm)
+            leg.set_terms(instrument, plan.price_decimals, plan.size_decimals)
+            self.scanner.set_leg_costs(plan.symbol_id, leg.leg_id, leg.fee_ppm, leg.min_notional_common)
             self._standing.pop(plan.symbol_id, None)
             self.marked.add(plan.symbol_id)
         return bool(legs)
@@ -513,11 +515,6 @@ class ScannerPipeline:
     def standing_opportunities(self) -> list[ArbitrageOpportunity]:
         """The opportunity each symbol's latest scan found (symbols whose latest scan found none are left out)."""
         return list(self._standing.values())
-
-
-def _fee_ppm(fee: Decimal) -> int:
-    """A taker fee rate in parts per million, rounded up against us."""
-    return int((fee * PPM).to_integral_value(ROUND_CEILING))
 
 
 def _to_step(price: Decimal, step: Decimal, rounding: str) -> Decimal:

@@ -70,8 +70,8 @@ class SpreadScanner:
         """Register one venue market of a symbol (multipliers map its ticks/lots to common units)."""
     def set_limits(self, symbol_id: int, leg_id: int, max_buy_common: int, max_sell_common: int) -> None:
         """Set how much a leg can buy (quote balance) and sell (inventory), in common size units."""
-    def set_leg_fee(self, symbol_id: int, leg_id: int, taker_fee_ppm: int) -> None:
-        """Replace a leg's taker fee (ppm): the venue changed the account's rate."""
+    def set_leg_costs(self, symbol_id: int, leg_id: int, taker_fee_ppm: int, min_notional_common: int) -> None:
+        """Replace a leg's taker fee (ppm) and minimum order value: the venue changed them."""
     def scan_symbol(self, symbol_id: int, now_ns: int, max_age_ns: int) -> Opportunity | None:
         """Re-evaluate one symbol; its best Opportunity at or above the profit floor, or None."""
     def scan_all(self, now_ns: int, max_age_ns: int) -> list[Opportunity]:

@@ -389,17 +389,21 @@ cdef class SpreadScanner:
                 return
         raise ValueError(f"leg_id {leg_id} is not registered for symbol {symbol_id}")
 
-    def set_leg_fee(self, int_arg symbol_id, int_arg leg_id, int_arg taker_fee_ppm):
-        """Replace a leg's taker fee (ppm): the venue changed the account's rate."""
+    def set_leg_costs(self, int_arg symbol_id, int_arg leg_id, int_arg taker_fee_ppm,
+                      int_arg min_notional_common):
+        """Replace a leg's taker fee (ppm) and minimum order value (common quote units): the
+        venue changed the account's rate or the market's minimum."""
         cdef _Symbol sym = _lookup(self, symbol_id)
         cdef _Leg leg
         if taker_fee_ppm < 0 or taker_fee_ppm >= PPM:
             raise ValueError(f"taker_fee_ppm must be in [0, {PPM}), got {taker_fee_ppm}")
+        _check_non_negative("min_notional_common", min_notional_common)
         for leg in sym.legs:
             if leg.leg_id == leg_id:
                 leg.fee_ppm = taker_fee_ppm
                 leg.ask_coef = leg.price_mult * (PPM + taker_fee_ppm)
                 leg.bid_coef = leg.price_mult * (PPM - taker_fee_ppm)
+                leg.min_notional = min_notional_common
                 return
         raise ValueError(f"leg_id {leg_id} is not registered for symbol {symbol_id}")
 

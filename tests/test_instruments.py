@@ -320,14 +320,15 @@ def test_steps_written_differently_convert_alike() -> None:
     assert [i.wire_scale()[2:] for i in sizes] == [(4, 1000)] * 4 + [(1, 1), (7, 1_000_000)]
 
 
-def test_trading_rules_changed_names_every_changed_rule_and_not_fees() -> None:
+def test_trading_rules_changed_names_every_change_of_the_grid_and_not_fees_or_minimums() -> None:
     traded = make()
     assert trading_rules_changed(traded, make()) is None
     # A new rate is taken as the engine runs, whichever way it goes.
     assert trading_rules_changed(traded, make(taker_fee=D("0.0025"))) is None
     assert trading_rules_changed(traded, make(taker_fee=D("0.001"), maker_fee=D("0.003"))) is None
+    assert trading_rules_changed(traded, make(min_size=D("0.001"), min_notional=D("5"))) is None  # taken as it runs
     assert trading_rules_changed(traded, make(tick_size=D("0.1"), price_decimals=1, min_notional=D("5"))) == (
-        "trading rules changed (tick_size 0.05 -> 0.1, min_notional 1 -> 5, price_decimals 2 -> 1); "
+        "trading rules changed (tick_size 0.05 -> 0.1, price_decimals 2 -> 1); "
         "restart the engine to trade it by the new rules"
     )
     assert "contract_size 0.0001 -> 0.001" in (trading_rules_changed(futures(), futures(contract_size=D("0.001"))) or "")

@@ -389,7 +389,7 @@ def test_each_traded_market_exports_the_taker_fee_it_is_priced_with() -> None:
 
     gate = next(i for i in instruments if i.exchange is GATE)
     assert (fee("gateio"), fee("mexc")) == (0.002, 0.0005)
-    pipeline.set_taker_fee(msgspec.structs.replace(gate, taker_fee=D("0.0015")))  # the account's tier changed
+    pipeline.update_terms(msgspec.structs.replace(gate, taker_fee=D("0.0015")))  # the account's tier changed
     assert fee("gateio") == 0.0015
 
 

@@ -126,7 +126,7 @@ def test_buy_limit_rounds_up_and_sell_limit_down_to_the_order_grid() -> None:
     assert opp2.max_quantity == D("0.0001")
 
 
-def test_a_new_taker_fee_prices_the_next_scan_and_withdraws_what_stood_with_the_old_one() -> None:
+def test_new_terms_price_the_next_scan_and_withdraw_what_stood_with_the_old_ones() -> None:
     # Buy on Gate at 60000 (0.2 % taker), sell on MEXC at 60300 (0.05 %): 50 bps, 25 of them fees.
     gate = book("gate", GATE_BOOK, [("59000", "1")], [("60000", "0.01")])
     mexc = book("mexc", MEXC_BOOK, [("60300", "0.01")], [("61000", "1")])
@@ -137,22 +137,31 @@ def test_a_new_taker_fee_prices_the_next_scan_and_withdraws_what_stood_with_the_
     (first,) = found
     assert (first.buy_fee, p.stands(0, first)) == (GATE.taker_fee, True)
     dearer = msgspec.structs.replace(GATE, taker_fee=D("0.0045"), maker_fee=D("0.003"))
-    assert p.set_taker_fee(dearer)
+    assert p.update_terms(dearer)
     (plan,) = p.plans.values()
     assert plan.legs[0].instrument is dearer and plan.legs[0].fee_ppm == 4500
     assert not p.stands(0, first) and p.marked == {0}
     p.scan_pending()  # 45 + 5 bps of fees take the whole 50
     assert found == [first]
     cheaper = msgspec.structs.replace(GATE, taker_fee=D("0.001"))
-    assert p.set_taker_fee(cheaper)
+    assert p.update_terms(cheaper)
     p.scan_pending()
     assert len(found) == 2 and found[1].buy_fee == D("0.001")
     cost, proceeds = found[1].max_quantity * found[1].buy_price, found[1].max_quantity * found[1].sell_price
     assert found[1].total_profit_estimate == proceeds - cost - cost * D("0.001") - proceeds * MEXC.taker_fee
-    assert not p.set_taker_fee(GATE_PERP)  # not scanned here
+    assert not p.update_terms(GATE_PERP)  # not scanned here
     with pytest.raises(ValueError, match=r"^gateio BTC/USDT: trading rules changed \(tick_size 0.1 -> 1\)"):
-        p.set_taker_fee(msgspec.structs.replace(cheaper, tick_size=D(1)))
+        p.update_terms(msgspec.structs.replace(cheaper, tick_size=D(1)))
     assert plan.legs[0].instrument is cheaper
+    # A minimum above the 8.04 USDT the trade buys (its size capped where notionals fit the scanner's
+    # int64 at this common scale): nothing is found until it comes down again.
+    assert found[1].max_quantity * found[1].buy_price == D("8.04")
+    p.update_terms(msgspec.structs.replace(cheaper, min_notional=D("8.5")))
+    p.scan_pending()
+    assert len(found) == 2 and plan.legs[0].min_notional_common == 85 * 10**17
+    p.update_terms(msgspec.structs.replace(cheaper, min_notional=D(8)))
+    p.scan_pending()
+    assert len(found) == 3
 
 
 def test_a_rehearsal_converts_the_last_hit_again_without_using_an_id_or_counting() -> None:

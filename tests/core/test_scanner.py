@@ -65,17 +65,19 @@ def test_spot_spot_buy_100_sell_101() -> None:
     assert opp.profit_bps == 69  # 69.8 rounded down
 
 
-def test_a_changed_fee_prices_the_next_scan() -> None:
+def test_changed_costs_price_the_next_scan() -> None:
     # The 100.00 -> 101.00 trade above: 1 % apart, so it pays until the fees take that.
     a = book("A", bids=[(9_990, 100)], asks=[(10_000, 500)])
     b = book("B", bids=[(10_100, 300)], asks=[(10_110, 100)])
     scanner = two_venues(a, b)
-    scanner.set_leg_fee(7, 1, 8_000)  # B's taker fee 0.8 %: 30.00 * 1.001 < 30.30 * 0.992 still pays
+    scanner.set_leg_costs(7, 1, 8_000, 0)  # B's taker fee 0.8 %: 30.00 * 1.001 < 30.30 * 0.992 still pays
     opp = scanner.scan_symbol(7, NOW, MAX_AGE)
     assert opp is not None and opp.fees == 3_000 + 24_240 and opp.profit == 2_760
-    scanner.set_leg_fee(7, 1, 9_000)  # 30.03 against 30.0273: no longer pays
+    scanner.set_leg_costs(7, 1, 9_000, 0)  # 30.03 against 30.0273: no longer pays
     assert scanner.scan_symbol(7, NOW, MAX_AGE) is None
-    scanner.set_leg_fee(7, 1, 2_000)
+    scanner.set_leg_costs(7, 1, 2_000, 3_030_001)  # back, but B now needs more than the 30.30 sold
+    assert scanner.scan_symbol(7, NOW, MAX_AGE) is None
+    scanner.set_leg_costs(7, 1, 2_000, 3_030_000)
     back = scanner.scan_symbol(7, NOW, MAX_AGE)
     assert back is not None and back.profit == 20_940
 
@@ -314,10 +316,11 @@ def _registered() -> SpreadScanner:
         (lambda s: s.set_limits(7, 5, 1, 1), "leg_id"),
         (lambda s: s.set_limits(7, 0, -1, 1), "max_buy_common"),
         (lambda s: s.set_limits(7, 0, 1, -1), "max_sell_common"),
-        (lambda s: s.set_leg_fee(99, 0, 1), "symbol_id"),
-        (lambda s: s.set_leg_fee(7, 5, 1), "leg_id"),
-        (lambda s: s.set_leg_fee(7, 0, -1), "taker_fee_ppm"),
-        (lambda s: s.set_leg_fee(7, 0, 1_000_000), "taker_fee_ppm"),
+        (lambda s: s.set_leg_costs(99, 0, 1, 0), "symbol_id"),
+        (lambda s: s.set_leg_costs(7, 5, 1, 0), "leg_id"),
+        (lambda s: s.set_leg_costs(7, 0, -1, 0), "taker_fee_ppm"),
+        (lambda s: s.set_leg_costs(7, 0, 1_000_000, 0), "taker_fee_ppm"),
+        (lambda s: s.set_leg_costs(7, 0, 1, -1), "min_notional_common"),
         (lambda s: s.scan_symbol(99, 0, 0), "symbol_id"),
         (lambda s: s.scan_symbol(7, -1, 0), "now_ns"),
         (lambda s: s.scan_symbol(7, 0, -1), "max_age_ns"),
@@ -426,14 +429,15 @@ def test_scan_symbol_matches_reference(spec: dict[str, object]) -> None:
 
 @settings(max_examples=300, deadline=None)
 @given(spec=st.one_of(symbols(tradable=True), symbols()), data=st.data())
-def test_scan_after_fee_changes_matches_reference(spec: dict[str, object], data: st.DataObject) -> None:
+def test_scan_after_cost_changes_matches_reference(spec: dict[str, object], data: st.DataObject) -> None:
     compiled, reference = build([spec])
     for scanner in (compiled, reference):
         scanner.scan_symbol(0, NOW, MAX_AGE)  # priced with the registered fees first
     for leg_id in range(len(spec["legs"])):
         fee = data.draw(st.one_of(st.sampled_from([0, 500, 2_000, 999_999]), st.integers(0, 20_000)))
+        minimum = data.draw(st.sampled_from([0, 10**6, 3 * 10**7, 10**9]))
         for scanner in (compiled, reference):
-            scanner.set_leg_fee(0, leg_id * 3 + 1, fee)
+            scanner.set_leg_costs(0, leg_id * 3 + 1, fee, minimum)
     got = compiled.scan_symbol(0, NOW, MAX_AGE)
     want = reference.scan_symbol(0, NOW, MAX_AGE)
     assert (got is None) == (want is None)

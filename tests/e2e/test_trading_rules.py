@@ -296,9 +296,9 @@ def test_a_new_taker_fee_prices_the_opportunities_at_once(tmp_path: Path, caplog
     assert {(by_id[r.opportunity_id].buy_fee, by_id[r.opportunity_id].sell_fee) for r in after} == {(mexc_lower, gate_taker)}
     assert not halted and "not traded any more" not in caplog.text
     messages = [r.getMessage() for r in caplog.records]
-    assert any(m.startswith(f"gateio BTC/USDT: taker fee {gate_taker} -> {raised} ") for m in messages)
-    assert any(m.startswith(f"gateio BTC/USDT: taker fee {raised} -> {gate_taker} ") for m in messages)
-    assert any(m.startswith("mexc BTC/USDT: taker fee ") and f" -> {mexc_lower} " in m for m in messages)
+    assert any(m.startswith(f"gateio BTC/USDT: taker_fee {gate_taker} -> {raised};") for m in messages)
+    assert any(m.startswith(f"gateio BTC/USDT: taker_fee {raised} -> {gate_taker};") for m in messages)
+    assert any(m.startswith("mexc BTC/USDT: taker_fee ") and f" -> {mexc_lower};" in m for m in messages)
     assert after and all(r.final_state is ArbitrageState.COMPLETED for r in after)
     for result in after:  # bought on MEXC, sold on Gate.io, each fee charged at the new rate
         buy, sell = sorted(result.legs, key=lambda leg: leg.side is OrderSide.SELL)
@@ -334,3 +334,53 @@ def test_a_leg_refused_for_its_timestamp_has_the_venues_clock_read_at_once(
     refused = [m for m in messages() if m == "mexc BTC/USDT refused for its timestamp: reading the venue's clock now"]
     (clock,) = [m for m in messages() if m.startswith("mexc: the local clock is")]
     assert refused and "ahead of the venue's, which refuses signed requests 1000 ms ahead or more" in clock
+
+
+def test_a_new_minimum_is_taken_as_the_engine_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Gate.io lists BTC/USDT with a minimum order value above anything the engine would trade, then
+    as it was: the engine trades nothing there meanwhile, without halting the market, and trades
+    again once the minimum comes down."""
+    manager, cluster = dislocated(tmp_path, CONFIG, ExchangeName.MEXC, "BTC/USDT", 30, -80)
+    minimum: list[D | None] = [None]
+    read = ExchangeConnector.read_instruments
+
+    async def edited(connector: ExchangeConnector, symbols: Sequence[str] = ()) -> InstrumentCatalog:
+        catalog = await read(connector, symbols)
+        if connector.exchange is not ExchangeName.GATEIO or minimum[0] is None:
+            return catalog
+        return catalog.replaced(msgspec.structs.replace(catalog.get("BTC/USDT"), min_notional=minimum[0]))
+
+    monkeypatch.setattr(ExchangeConnector, "read_instruments", edited)
+
+    def traded_minimum(engine: ArbitrageController) -> D:
+        assert engine.pipeline is not None and engine.executor is not None
+        (leg,) = [leg for plan, leg in engine.pipeline.legs_of(ExchangeName.GATEIO) if plan.symbol == "BTC/USDT"]
+        assert engine.executor.instruments[ExchangeName.GATEIO].get("BTC/USDT") is leg.instrument
+        return leg.instrument.min_notional
+
+    async def scenario() -> tuple[D, int, bool]:
+        async with cluster:
+            engine, pipeline, running = await trading(manager, cluster, tmp_path)
+            listed = traded_minimum(engine)
+            minimum[0] = D(1_000_000)
+            await eventually(lambda: traded_minimum(engine) == D(1_000_000), 5, "the higher minimum taken")
+            raised_at = engine.result_count
+            await asyncio.sleep(1.5)
+            during = engine.result_count - raised_at
+            halted = bool(pipeline.halted)
+            minimum[0] = listed
+            await eventually(lambda: traded_minimum(engine) == listed, 5, "the minimum back")
+            lowered_at = engine.result_count
+            await eventually(lambda: engine.result_count > lowered_at, 10, "an execution after the minimum came down")
+            await engine.shutdown("test over")
+            await running
+            return listed, during, halted
+
+    with caplog.at_level(logging.WARNING, logger="arb.controller"):
+        listed, during, halted = asyncio.run(scenario())
+    assert during <= 1 and not halted  # at most one execution started before the read
+    messages = [r.getMessage() for r in caplog.records]
+    assert f"gateio BTC/USDT: min_notional {listed} -> 1000000; traded by the new terms from now on" in messages
+    assert f"gateio BTC/USDT: min_notional 1000000 -> {listed}; traded by the new terms from now on" in messages

@@ -178,8 +178,9 @@ class SpreadScanner:
         leg = next(leg for leg in self._symbols[symbol_id].legs if leg.leg_id == leg_id)
         leg.max_buy, leg.max_sell = max_buy_common, max_sell_common
 
-    def set_leg_fee(self, symbol_id: int, leg_id: int, taker_fee_ppm: int) -> None:
-        next(leg for leg in self._symbols[symbol_id].legs if leg.leg_id == leg_id).fee_ppm = taker_fee_ppm
+    def set_leg_costs(self, symbol_id: int, leg_id: int, taker_fee_ppm: int, min_notional_common: int) -> None:
+        leg = next(leg for leg in self._symbols[symbol_id].legs if leg.leg_id == leg_id)
+        leg.fee_ppm, leg.min_notional = taker_fee_ppm, min_notional_common
 
     def scan_symbol(self, symbol_id: int, now_ns: int, max_age_ns: int) -> Opportunity | None:
         sym = self._symbols[symbol_id]
