@@ -745,7 +745,11 @@ class ArbitrageController:
                 continue
             holdings = futures_holdings(market, positions, self._catalogs[market])
             if hedges is not None:
-                self._hedges_dropped += [str(m) for m in hedges.check_venue(market, holdings)]
+                for mismatch in hedges.check_venue(market, holdings):
+                    self._hedges_dropped.append(str(mismatch))
+                    if self.journal is not None:  # so that a restart does not bring them back
+                        for position in mismatch.dropped:
+                            self.journal.record_hedge_drop(position.symbol, position.spot, position.futures, str(mismatch))
             if risk is not None:
                 risk.align_futures_positions(market, holdings, self.config.symbols)
         return checked

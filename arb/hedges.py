@@ -38,8 +38,9 @@ recovery. Hedges of one perpetual against two spot venues that offset each other
 venue's position smaller than either, and a close that would grow it is sent as a plain
 order. Either way the book should not keep what the venue no longer holds: after a restore, and
 periodically while running, the controller reads each futures market's positions and
-``check_venue`` compares them: a pair whose hedges the venue's position does not cover (the
-same direction, at least as large, within one lot) is taken out of the book, with an error
+``check_venue`` compares them: a pair whose hedges the venue's position does not cover (what
+they net to on the perpetual, in the same direction, at least as large, within one lot; hedges
+netting to nothing need nothing there) is taken out of the book, with an error
 naming both quantities; the engine no longer closes it, and its spot side is plain
 inventory. A venue position larger than the book's (other trading on the account) leaves the
 book as it is, with a warning (once per pair and quantities) that the engine closes only its
@@ -59,7 +60,7 @@ from arb_core.book import ASK, BID
 from arb_core.freshness import is_fresh
 
 from .instruments import InstrumentCatalog, InstrumentError, common_step, pair_symbol, round_down_to_step, split_symbol
-from .journal import FillRecord
+from .journal import FillRecord, HedgeDrop
 from .orders import WIDE, exact_notional, round_price
 from .pipeline import BPS, Leg, book_lot
 from .risk import MS_PER_DAY, FuturesHolding
@@ -78,8 +79,11 @@ _MAIN_LEGS = ("buy", "sell")
 class HedgeJournal(Protocol):
     """The reads of ``arb.journal.Journal`` that ``HedgeBook.restore`` needs."""
 
-    def order_legs(self) -> list[tuple[str, str, ExchangeName, str]]:
-        """(opportunity id, leg, market, symbol) of every intent, oldest first."""
+    def order_legs(self) -> list[tuple[int, str, str, ExchangeName, str]]:
+        """(intent id, opportunity id, leg, market, symbol) of every intent, oldest first."""
+
+    def hedge_drops(self) -> list[HedgeDrop]:
+        """Every recorded hedge drop, oldest first."""
 
     def fills(self, opportunity_id: str | None = None) -> list[FillRecord]:
         """Recorded fills in journal order."""
@@ -173,9 +177,15 @@ class HedgeBook:
         self._positions.clear()
         self.restored_basis_by_day = {}
         markets: dict[str, dict[str, tuple[ExchangeName, str]]] = {}
-        for opportunity_id, leg, exchange, symbol in journal.order_legs():
+        first_intent: dict[str, int] = {}
+        for intent_id, opportunity_id, leg, exchange, symbol in journal.order_legs():
             if leg in _MAIN_LEGS:
                 markets.setdefault(opportunity_id, {})[leg] = (exchange, symbol)
+                first_intent.setdefault(opportunity_id, intent_id)
+        # Pairs the venue no longer held, taken out as they were while running: in journal order
+        # with the executions, so a later hedge of the pair is not merged with what was gone.
+        drops = sorted(journal.hedge_drops(), key=lambda d: d.after_intent_id)
+        dropped = 0
         hedges = {
             opp: legs for opp, legs in markets.items()
             if len(legs) == 2 and legs["buy"][0].is_futures != legs["sell"][0].is_futures
@@ -195,6 +205,9 @@ class HedgeBook:
                     )
                 )
         for opp, legs in hedges.items():
+            while dropped < len(drops) and drops[dropped].after_intent_id < first_intent[opp]:
+                self._drop(drops[dropped])
+                dropped += 1
             if opp not in legs_filled:
                 continue
             (buy_market, buy_symbol), (sell_market, _) = legs["buy"], legs["sell"]
@@ -208,6 +221,8 @@ class HedgeBook:
                 continue
             day = last_fill_ms[opp] // MS_PER_DAY
             self.restored_basis_by_day[day] = self.restored_basis_by_day.get(day, ZERO) + self.held_basis() - held
+        for drop in drops[dropped:]:
+            self._drop(drop)
         positions = self.positions()
         for p in positions:
             log.info(
@@ -217,6 +232,10 @@ class HedgeBook:
             )
         log.info("hedges: %d open positions rebuilt from %d journaled hedge executions", len(positions), len(legs_filled))
         return positions
+
+    def _drop(self, drop: HedgeDrop) -> None:
+        """Take a pair out of the book as ``drop`` recorded it (``check_venue``, while running)."""
+        self._positions.pop((drop.symbol, drop.spot, drop.futures), None)
 
     def check_venue(self, futures: ExchangeName, holdings: Mapping[str, FuturesHolding]) -> list[HedgeMismatch]:
         """Compare the book's hedges on ``futures`` with what its venue holds (``futures_holdings``);
@@ -229,7 +248,9 @@ class HedgeBook:
         for symbol, held in booked.items():
             holding = holdings.get(symbol)
             venue, lot = (holding.base, holding.lot) if holding is not None else (ZERO, ZERO)
-            if venue and (venue > 0) == (held > 0) and abs(venue) >= abs(held) - lot:
+            toward = venue if held >= 0 else -venue  # what the venue holds the way the book's hedges net
+            # Hedges netting to nothing (against both spot venues) need nothing held there.
+            if abs(held) <= lot or toward >= abs(held) - lot:
                 larger = abs(venue) > abs(held) + lot
                 if larger and self._larger_at_venue.get((futures, symbol)) != (venue, held):
                     self._larger_at_venue[(futures, symbol)] = (venue, held)

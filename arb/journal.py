@@ -77,7 +77,7 @@ from .types import ExchangeName, OrderSide
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 INTENT_LOG_SUFFIX = "-intents"  # the intent log is the database's path with this suffix
 # SQLite's own checkpoint, run inside a commit once the WAL holds this many pages: a safety net
 # well above the cadence of ``start_checkpoint`` (the engine's, about 4 pages per commit).
@@ -158,8 +158,23 @@ CREATE TABLE funding_payments (
 );
 CREATE INDEX funding_settled ON funding_payments (settled_at_ms);
 """
+# Version 3: hedges taken out of the hedge book because their venue no longer held them, so that a
+# restore does not bring them back (``HedgeBook.restore``).
+_HEDGE_DROP_SCHEMA = """
+CREATE TABLE hedge_drops (
+    drop_id INTEGER PRIMARY KEY,
+    symbol TEXT NOT NULL,              -- the pair, unified spot symbol
+    spot TEXT NOT NULL,
+    futures TEXT NOT NULL,
+    after_intent_id INTEGER NOT NULL,  -- the pair's hedge executions up to this intent are gone
+    reason TEXT NOT NULL,
+    at_ms INTEGER NOT NULL
+);
+"""
 # What brings a journal of each older version to SCHEMA_VERSION (0: a new file).
-_UPGRADES = {0: _SCHEMA + _FUNDING_SCHEMA, 1: _FUNDING_SCHEMA}
+_UPGRADES = {
+    0: _SCHEMA + _FUNDING_SCHEMA + _HEDGE_DROP_SCHEMA, 1: _FUNDING_SCHEMA + _HEDGE_DROP_SCHEMA, 2: _HEDGE_DROP_SCHEMA,
+}
 
 _FINAL_STATUSES = tuple(status.value for status in OrderStatus if status.is_final)
 _FINAL_STATUS_SET = frozenset(_FINAL_STATUSES)
@@ -339,6 +354,18 @@ class IntentRecord(msgspec.Struct, frozen=True, kw_only=True):
     def client_order_id(self) -> str:
         """The client order id the order was (or would have been) sent with."""
         return self.request.client_order_id
+
+
+class HedgeDrop(msgspec.Struct, frozen=True, kw_only=True):
+    """A pair's hedges taken out of the hedge book: every hedge execution of the pair up to
+    ``after_intent_id`` is gone at the venue (closed by hand, liquidated)."""
+
+    symbol: str
+    spot: ExchangeName
+    futures: ExchangeName
+    after_intent_id: int
+    reason: str
+    at_ms: int
 
 
 class FillRecord(msgspec.Struct, frozen=True, kw_only=True):
@@ -935,6 +962,20 @@ class Journal:
             ).lastrowid
         return step_id or 0
 
+    def record_hedge_drop(self, symbol: str, spot: ExchangeName, futures: ExchangeName, reason: str) -> HedgeDrop:
+        """Record that the hedges of pair ``symbol`` between ``spot`` and ``futures`` left the hedge
+        book: every hedge execution journaled so far is gone at the venue."""
+        self.flush_intents()
+        with self._transaction:
+            (after,) = self._db.execute("SELECT COALESCE(MAX(intent_id), 0) FROM intents").fetchone()
+            drop = HedgeDrop(symbol=symbol, spot=spot, futures=futures, after_intent_id=after, reason=reason,
+                             at_ms=self._now_ms())
+            self._write(
+                "INSERT INTO hedge_drops (symbol, spot, futures, after_intent_id, reason, at_ms) VALUES (?, ?, ?, ?, ?, ?)",
+                (symbol, spot.value, futures.value, after, reason, drop.at_ms),
+            )
+        return drop
+
     def record_funding(self, exchange: ExchangeName, payments: Iterable[FundingPayment]) -> list[FundingPayment]:
         """Record funding ``exchange`` settled, in one transaction; the payments not recorded before
         (a payment, named by its id, is recorded once however often it is read)."""
@@ -984,11 +1025,24 @@ class Journal:
             )
         return self._intent(row)
 
-    def order_legs(self) -> list[tuple[str, str, ExchangeName, str]]:
-        """(opportunity id, leg, market, symbol) of every intent, oldest first."""
+    def order_legs(self) -> list[tuple[int, str, str, ExchangeName, str]]:
+        """(intent id, opportunity id, leg, market, symbol) of every intent, oldest first."""
         self.flush_intents()
-        rows = self._db.execute("SELECT opportunity_id, leg, exchange, symbol FROM intents ORDER BY intent_id")
-        return [(opp, leg, _market(exchange), symbol) for opp, leg, exchange, symbol in rows]
+        rows = self._db.execute(
+            "SELECT intent_id, opportunity_id, leg, exchange, symbol FROM intents ORDER BY intent_id"
+        )
+        return [(intent_id, opp, leg, _market(exchange), symbol) for intent_id, opp, leg, exchange, symbol in rows]
+
+    def hedge_drops(self) -> list[HedgeDrop]:
+        """Every recorded hedge drop, oldest first."""
+        rows = self._db.execute(
+            "SELECT symbol, spot, futures, after_intent_id, reason, at_ms FROM hedge_drops ORDER BY drop_id"
+        )
+        return [
+            HedgeDrop(symbol=symbol, spot=_market(spot), futures=_market(futures), after_intent_id=after,
+                      reason=reason, at_ms=at_ms)
+            for symbol, spot, futures, after, reason, at_ms in rows
+        ]
 
     def last_opportunity_id(self) -> str | None:
         """The opportunity of the newest intent (the one in flight if the engine stopped abruptly)."""

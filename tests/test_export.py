@@ -14,7 +14,7 @@ import pytest
 from arb.cli import main
 from arb.exchanges.models import Fill, FundingPayment, OrderRequest, OrderState, OrderStatus, OrderType
 from arb.export import ExportError, export_journal, parse_day
-from arb.journal import Journal
+from arb.journal import SCHEMA_VERSION, Journal
 from arb.types import ExchangeName, OrderSide
 
 GATE, MEXC, PERP = ExchangeName.GATEIO, ExchangeName.MEXC, ExchangeName.GATEIO_FUTURES
@@ -166,7 +166,7 @@ def test_what_cannot_be_exported_is_named(tmp_path: Path, journal_path: Path) ->
     db = sqlite3.connect(journal_path)
     db.execute("PRAGMA user_version=99")
     db.close()
-    with pytest.raises(ExportError, match="schema version 99, this arb reads versions up to 2"):
+    with pytest.raises(ExportError, match=f"schema version 99, this arb reads versions up to {SCHEMA_VERSION}"):
         export_journal(journal_path, "orders", io.StringIO())
 
 

@@ -295,6 +295,53 @@ def test_the_locked_basis_is_exact_and_a_partial_close_releases_a_rounded_share_
     assert sum(rebuilt.restored_basis_by_day.values(), D(0)) == 0 and rebuilt.held_basis() == 0
 
 
+@pytest.mark.parametrize("contracts", [None, 0, -2000])
+def test_hedges_that_net_to_nothing_on_the_perpetual_are_covered_by_any_venue_position(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, contracts: int | None
+) -> None:
+    """One hedge sold 0.5 of the perpetual against Gate.io spot, the other bought 0.5 against MEXC
+    spot: the venue holds nothing, rightly. Neither hedge is taken out of the book, whatever the
+    venue holds besides (other trading on the account, said once)."""
+    venues = Venues(tmp_path / "journal.sqlite3")
+    book = HedgeBook(venues.catalogs, min_profit_bps=D(10))
+    for opp in (opportunity("o1", GATE, PERP, "60000.13", "60300.1", "0.5"),
+                opportunity("o4", PERP, MEXC, "59900.3", "60333.33", "0.5")):
+        book.record(opp, venues.run(opp))
+    held = book.positions()
+    assert len(held) == 2 and venues.venues[PERP].net_base() == 0
+    symbol = venues.venues[PERP].instrument.symbol
+    positions = [] if contracts is None else [Position(symbol=symbol, size=D(contracts), entry_price=D("60000"))]
+    with caplog.at_level(logging.WARNING, logger="arb.hedges"):
+        assert book.check_venue(PERP, futures_holdings(PERP, positions, venues.catalogs[PERP])) == []
+    assert book.positions() == held
+    assert ("closes only its own part" in caplog.text) == (contracts == -2000)
+
+
+def test_a_restore_leaves_out_what_was_dropped_and_keeps_a_later_hedge_of_the_same_pair(tmp_path: Path) -> None:
+    """A hedge of 0.5 is liquidated at the venue and dropped (the controller journals the drop); a
+    new one of 0.3 opens on the same markets. A restart rebuilds the 0.3 alone, which the venue
+    covers, rather than 0.8, which it does not (and which would have taken the 0.3 out too)."""
+    venues = Venues(tmp_path / "journal.sqlite3")
+    symbol = venues.venues[PERP].instrument.symbol
+    book = HedgeBook(venues.catalogs, min_profit_bps=D(10))
+    first = opportunity("o1", GATE, PERP, "60000.13", "60300.1", "0.5")
+    book.record(first, venues.run(first))
+    (mismatch,) = book.check_venue(PERP, futures_holdings(PERP, [], venues.catalogs[PERP]))
+    for position in mismatch.dropped:
+        venues.journal.record_hedge_drop(position.symbol, position.spot, position.futures, str(mismatch))
+    second = opportunity("o2", GATE, PERP, "60000.13", "60300.1", "0.3")
+    book.record(second, venues.run(second))
+    live = book.positions()
+    assert [p.base for p in live] == [D("0.3")]
+    rebuilt = HedgeBook(venues.catalogs, min_profit_bps=D(10))
+    assert rebuilt.restore(venues.journal) == live
+    venue = [Position(symbol=symbol, size=D(-3000), entry_price=D("60300"))]
+    assert rebuilt.check_venue(PERP, futures_holdings(PERP, venue, venues.catalogs[PERP])) == []
+    (drop,) = venues.journal.hedge_drops()
+    assert (drop.symbol, drop.spot, drop.futures, drop.reason) == ("BTC/USDT", GATE, PERP, str(mismatch))
+    assert drop.after_intent_id == 2  # o1's two orders; o2's came after
+
+
 @pytest.mark.parametrize(("contracts", "kept"), [
     (-3766, True),  # what the hedges hold: 0.5 short and 0.1234 long, in contracts of 0.0001 BTC
     (-3765, True),  # one lot less: a rounding of the venue's, not a closed position

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Mapping
 from decimal import Decimal as D
 from pathlib import Path
 
@@ -25,7 +26,8 @@ from loopback import eventually
 from arb.config import ConfigurationManager
 from arb.controller import ArbitrageController, RunSummary, dry_run_cluster
 from arb.exchanges.models import OrderType
-from arb.hedges import HedgePosition
+from arb.hedges import HedgeBook, HedgePosition
+from arb.instruments import InstrumentCatalog
 from arb.journal import Journal
 from arb.sim.cluster import SimCluster
 from arb.sim.market import Dislocation
@@ -172,11 +174,14 @@ def test_a_running_engine_drops_hedges_whose_futures_were_closed_at_the_venue_be
     futures margin account, its balance push brings the position check forward."""
     manager, cluster = _setup(tmp_path, f"balance_refresh_interval_ms = {refresh_ms}\n")
 
+    journal_path = tmp_path / "journal.sqlite3"
+    catalogs: list[Mapping[ExchangeName, InstrumentCatalog]] = []
+
     async def scenario() -> tuple[list[ExecutionResult], list[str], D]:
         loop = asyncio.get_running_loop()
         async with cluster:
             started = loop.time()
-            engine = ArbitrageController(manager, sim_cluster=cluster, journal=Journal(tmp_path / "journal.sqlite3"))
+            engine = ArbitrageController(manager, sim_cluster=cluster, journal=Journal(journal_path))
             running = await hedge_then_buy_back_by_hand(engine, cluster)
             hedges, risk = engine.hedges, engine.risk
             assert hedges is not None and risk is not None
@@ -192,10 +197,15 @@ def test_a_running_engine_drops_hedges_whose_futures_were_closed_at_the_venue_be
             summary = await running
             (dropped,) = summary.hedges_dropped  # the run's summary says so too
             assert f"  HEDGE DROPPED            {dropped}" in summary.lines()
+            catalogs.append(hedges.catalogs)
             return engine.results[held:], positions, perp_contracts(cluster)
 
     after, positions, contracts = asyncio.run(scenario())
     assert "hedge position(s) taken out of the book" in caplog.text
+    with Journal(journal_path) as journal:  # the drop is journaled: a restart does not bring them back
+        (drop,) = journal.hedge_drops()
+        assert (drop.symbol, drop.futures) == ("BTC/USDT", ExchangeName.GATEIO_FUTURES)
+        assert HedgeBook(catalogs[0], min_profit_bps=D(0)).restore(journal) == []
     assert after == [] and contracts == 0  # no "close" opened a new position
     assert positions and not any(market.endswith("_futures") for market in positions)
 
