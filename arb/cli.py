@@ -178,6 +178,16 @@ def _build_parser() -> argparse.ArgumentParser:
                         help="last UTC day to include (default: today)")
     export.add_argument("--out", metavar="FILE", help="write to FILE instead of standard output (never overwritten)")
     export.add_argument("--log-level", default="WARNING", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+
+    approvals = commands.add_parser(
+        "approvals", help="list what awaits manual approval in a stopped engine's journal, or acknowledge one"
+    )
+    approvals_source = approvals.add_mutually_exclusive_group()
+    approvals_source.add_argument("--journal", metavar="FILE", help="the journal file (default: engine.journal_path)")
+    approvals_source.add_argument("--config", metavar="FILE", help="user TOML file naming engine.journal_path")
+    approvals.add_argument("--acknowledge", metavar="OPPORTUNITY_ID",
+                           help="record that an operator has dealt with this opportunity's residual")
+    approvals.add_argument("--log-level", default="WARNING", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     return parser
 
 
@@ -254,6 +264,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _doctor(args)
         if args.command == "export":
             return _export(args)
+        if args.command == "approvals":
+            return _approvals(args)
         return _backtest(args)
     except ConfigurationError as exc:
         print(f"arb: {exc}", file=sys.stderr)
@@ -553,6 +565,33 @@ def _export(args: argparse.Namespace) -> int:
             os.unlink(args.out)  # no partial export left behind to be taken for a whole one
             raise
     print(f"arb export: {count} {args.kind} rows from {path}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _approvals(args: argparse.Namespace) -> int:
+    from .journal import Journal, intent_log_in_use
+
+    path = args.journal
+    if path is None:
+        path = ConfigurationManager(args.config).load_configuration(dry_run=True).journal_path
+    if not os.path.isfile(path):
+        raise ConfigurationError([f"approvals: no journal at {path}"])
+    if intent_log_in_use(path):
+        raise ConfigurationError([
+            f"approvals: the journal {path} is in use by a running engine; stop it first (while it runs, its "
+            "log and the arb_recoveries_active metric show what awaits approval)"
+        ])
+    with Journal(path) as journal:
+        waiting = journal.awaiting_approval()
+        if args.acknowledge is not None:
+            if args.acknowledge not in {opp for opp, _, _ in waiting}:
+                raise ConfigurationError([f"approvals: nothing awaits approval for {args.acknowledge!r} in {path}"])
+            journal.record_recovery_step(args.acknowledge, "acknowledged", {"by": "operator"})
+            print(f"arb approvals: {args.acknowledge} acknowledged; it no longer awaits approval at the next start")
+            return EXIT_OK
+    for opp, symbol, detail in waiting:
+        print(f"{opp}  {symbol}  residual {detail.get('residual', 0)}  {detail.get('reason', '')}")
+    print(f"arb approvals: {len(waiting)} awaiting approval in {path}", file=sys.stderr)
     return EXIT_OK
 
 

@@ -57,7 +57,7 @@ from .hedges import HedgeBook, HedgePosition
 from .instruments import (
     FEE_FIELDS, MINIMUM_FIELDS, Instrument, InstrumentCatalog, InstrumentError, pair_symbol, trading_rules_changed,
 )
-from .journal import INTENT_LOG_SUFFIX, Journal, OrderResolver, intent_log_in_use
+from .journal import INTENT_LOG_SUFFIX, IntentRecord, Journal, OrderResolver, intent_log_in_use
 from .orders import OrderOutcome, market_symbol
 from .monitor import PerformanceMonitor, Stage
 from .pipeline import Leg, ScannerPipeline, SymbolPlan
@@ -481,7 +481,11 @@ class ArbitrageController:
                 journal = self.journal
                 interrupted = {i.opportunity_id for i in journal.open_intents()}
                 last = journal.last_opportunity_id()
-                await journal.reconcile(self._resolver_with_fees(self.recovery.resolver()))
+                lookups = {
+                    market: connector.binding.client_id_lookup_s for market, connector in self.connectors.items()
+                    if connector.binding.client_id_lookup_s is not None
+                }
+                await journal.reconcile(self._resolver_with_fees(self.recovery.resolver(lookups)))
                 # The trade loop runs one execution at a time, so only the newest one can have
                 # been cut short with every order closed but its legs unmatched.
                 self._flag_interrupted(journal, sorted(interrupted | ({last} if last else set())))
@@ -766,13 +770,14 @@ class ArbitrageController:
         start-up reconciliation must carry the same fee, or the journal would undercount it.
         """
 
-        async def resolved(exchange: ExchangeName, symbol: str, client_order_id: str) -> OrderState | None:
-            state = await resolve(exchange, symbol, client_order_id)
+        async def resolved(intent: IntentRecord) -> OrderState | None:
+            state = await resolve(intent)
             if state is None or not state.filled_quantity or state.fee or state.fee_asset is not None:
                 return state
+            exchange, symbol = intent.exchange, intent.request.symbol
             request = OrderRequest(
                 symbol=symbol, side=state.side, type=state.type, quantity=state.quantity, price=state.price,
-                client_order_id=client_order_id,
+                client_order_id=intent.client_order_id,
             )
             instrument = self._catalogs[exchange].get(symbol)
             fee, asset = OrderOutcome(
@@ -783,11 +788,17 @@ class ArbitrageController:
         return resolved
 
     def _flag_interrupted(self, journal: Journal, opportunity_ids: Sequence[str]) -> None:
-        """Flag for manual approval every opportunity an earlier run left with unmatched legs.
+        """Flag for manual approval every opportunity an earlier run left with unmatched legs, or
+        with an order whose outcome reconciliation could not learn (left open: asked again at the
+        next start); then hold every flag not acknowledged yet, earlier runs' included, among the
+        recoveries awaiting approval (``RecoveryManager.get_active_recoveries``, the metrics' alert).
 
         The net is the signed base quantity over all its recorded fills (spot and futures
         legs, recovery orders included): a completed or recovered execution nets to zero.
         """
+        unknown: dict[str, list[str]] = {}
+        for intent in journal.open_intents():
+            unknown.setdefault(intent.opportunity_id, []).append(f"{intent.exchange.value} {intent.client_order_id}")
         for opp in opportunity_ids:
             steps = {step for step, _ in journal.recovery_steps(opp)}
             if "manual_approval" in steps:
@@ -801,11 +812,22 @@ class ArbitrageController:
                 net += base if fill.side is OrderSide.BUY else -base
                 step = instrument.lot_size * instrument.contract_size
                 lot = step if lot is None else min(lot, step)
-            if lot is None or abs(net) < lot:
+            orders = unknown.get(opp)
+            if orders:
+                reason = (f"interrupted by an engine restart; the outcome of {', '.join(orders)} is unknown (it may "
+                          "have filled; asked again at the next start)")
+            elif lot is None or abs(net) < lot:
                 continue
-            reason = "interrupted by an engine restart with unmatched legs"
+            else:
+                reason = "interrupted by an engine restart with unmatched legs"
             log.error("opportunity %s: REQUIRES MANUAL APPROVAL: %s; open residual %s base", opp, reason, net)
             journal.record_recovery_step(opp, "manual_approval", {"reason": reason, "residual": net})
+        if self.recovery is not None:
+            for opp, symbol, detail in journal.awaiting_approval():
+                self.recovery.restore_flagged(
+                    opp, pair_symbol(symbol) if symbol else symbol, Decimal(str(detail.get("residual", 0))),
+                    str(detail.get("reason", "")),
+                )
 
     async def _verify_keys(self) -> None:
         """A signed balance call on every market that trades; refuses live trading if any fails."""

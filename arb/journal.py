@@ -411,8 +411,9 @@ class ReconcileSummary(msgspec.Struct, kw_only=True):
     fills_added: int = 0  # gaps between the venue's filled quantity and the recorded fills
 
 
-OrderResolver = Callable[[ExchangeName, str, str], Awaitable[OrderState | None]]
-"""``(exchange, symbol, client_order_id) -> the order's state, or None when the venue does not know it``."""
+OrderResolver = Callable[[IntentRecord], Awaitable[OrderState | None]]
+"""``(an open intent) -> its order's state, or None when the venue says it has no such order``; raises
+when the venue cannot say (the intent is then left open)."""
 
 
 class Journal:
@@ -1124,6 +1125,21 @@ class Journal:
             residual_quantity=bought - sold,
         )
 
+    def awaiting_approval(self) -> list[tuple[str, str, dict[str, Any]]]:
+        """``(opportunity id, symbol of its first order, detail)`` of every opportunity flagged for
+        manual approval and not acknowledged since, oldest flag first."""
+        flagged: dict[str, tuple[str, dict[str, Any]]] = {}
+        rows = self._db.execute(
+            "SELECT r.opportunity_id, r.step, r.detail, (SELECT i.symbol FROM intents i WHERE i.opportunity_id = "
+            "r.opportunity_id ORDER BY i.intent_id LIMIT 1) FROM recovery_steps r "
+            "WHERE r.step IN ('manual_approval', 'acknowledged') ORDER BY r.step_id"
+        )
+        for opp, step, detail, symbol in rows:
+            flagged.pop(opp, None)
+            if step == "manual_approval":
+                flagged[opp] = (symbol or "", msgspec.json.decode(detail))
+        return [(opp, symbol, detail) for opp, (symbol, detail) in flagged.items()]
+
     def recovery_steps(self, opportunity_id: str) -> list[tuple[str, dict[str, Any]]]:
         """The recovery steps of one opportunity as (step, detail), in order."""
         rows = self._db.execute(
@@ -1142,7 +1158,7 @@ class Journal:
         for intent in self.open_intents():
             summary.checked += 1
             try:
-                state = await resolve(intent.exchange, intent.request.symbol, intent.client_order_id)
+                state = await resolve(intent)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 from enum import Enum
 
@@ -24,6 +24,7 @@ from .exchanges.base import PrivateExchange
 from .exchanges.errors import ErrorCategory
 from .exchanges.models import OrderState
 from .instruments import Instrument
+from .journal import IntentRecord, OrderResolver
 from .orders import (
     ZERO,
     Backoff,
@@ -41,10 +42,6 @@ from .orders import (
 from .types import ExchangeName, OrderSide
 
 log = logging.getLogger(__name__)
-
-OrderResolver = Callable[[ExchangeName, str, str], Awaitable[OrderState | None]]
-"""``(exchange, symbol, client_order_id) -> the order's state, or None when the venue does not know it``."""
-
 
 class RecoveryAction(str, Enum):
     """How a residual is closed."""
@@ -278,6 +275,15 @@ class RecoveryManager:
         """Recoveries in progress and flagged ones awaiting an operator, oldest first."""
         return [msgspec.structs.replace(a) for a in self._active.values()]
 
+    def restore_flagged(self, opportunity_id: str, symbol: str, residual: Decimal, reason: str) -> None:
+        """Hold an opportunity an earlier run (or its restart) flagged for manual approval and no
+        operator has acknowledged: it awaits approval here too (already journaled)."""
+        if opportunity_id not in self._active:
+            self._active[opportunity_id] = ActiveRecovery(
+                opportunity_id=opportunity_id, symbol=symbol, status=RecoveryStatus.AWAITING_APPROVAL,
+                residual_quantity=residual, attempts=0, cost=ZERO, started_ns=self.clock(), reason=reason,
+            )
+
     def acknowledge(self, opportunity_id: str) -> ActiveRecovery:
         """Remove a flagged recovery once an operator has dealt with it; raises RecoveryError if none is flagged."""
         active = self._active.get(opportunity_id)
@@ -287,9 +293,9 @@ class RecoveryManager:
         self._step(opportunity_id, "acknowledged", {"residual": active.residual_quantity})
         return active
 
-    def resolver(self) -> OrderResolver:
-        """The start-up resolver for ``Journal.reconcile``: order state by client id, None if the venue has none."""
-        return order_resolver(self.orders.exchanges)
+    def resolver(self, client_id_lookup_s: Mapping[ExchangeName, int] | None = None) -> OrderResolver:
+        """The start-up resolver for ``Journal.reconcile`` (``order_resolver`` over this manager's markets)."""
+        return order_resolver(self.orders.exchanges, client_id_lookup_s=client_id_lookup_s)
 
     def _pick(
         self, venues: list[tuple[RecoveryAction, ExchangeName, Instrument]], attempt: int, side: OrderSide,
@@ -358,18 +364,40 @@ class RecoveryManager:
             log.exception("recovery %s: journaling step %r failed", opportunity_id, step)
 
 
-def order_resolver(exchanges: Mapping[ExchangeName, PrivateExchange]) -> OrderResolver:
-    """An ``OrderResolver`` over ``exchanges``: query by client id; None only when the venue has no such order."""
+def order_resolver(
+    exchanges: Mapping[ExchangeName, PrivateExchange], *, client_id_lookup_s: Mapping[ExchangeName, int] | None = None,
+    wall_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+) -> OrderResolver:
+    """An ``OrderResolver`` over ``exchanges``: query by the venue's order id where the journal has
+    it, else by client id; None only when the venue has no such order.
 
-    async def resolve(exchange: ExchangeName, symbol: str, client_order_id: str) -> OrderState | None:
+    ``client_id_lookup_s``: per market, how long after an order ends its venue still finds it by
+    client id. An intent older than that, known by client id only, is not taken as absent when
+    the venue does not find it: it may have filled (ExchangeError, category OUTCOME_UNKNOWN).
+    """
+    windows = client_id_lookup_s or {}
+
+    async def resolve(intent: IntentRecord) -> OrderState | None:
+        exchange, symbol, cid = intent.exchange, intent.request.symbol, intent.client_order_id
         venue = exchanges.get(exchange)
         if venue is None:
-            raise ExchangeError(exchange.value, f"no connector to resolve order {client_order_id!r} on {symbol}")
+            raise ExchangeError(exchange.value, f"no connector to resolve order {cid!r} on {symbol}")
         try:
-            return await venue.query_order(symbol, client_order_id=client_order_id)
+            if intent.order_id is not None:
+                return await venue.query_order(symbol, order_id=intent.order_id)
+            return await venue.query_order(symbol, client_order_id=cid)
         except ExchangeError as exc:
-            if exc.category == ErrorCategory.UNKNOWN_ORDER:
-                return None
-            raise
+            if exc.category != ErrorCategory.UNKNOWN_ORDER:
+                raise
+        window_s = windows.get(exchange)
+        age_s = (wall_ms() - intent.created_at_ms) / 1000
+        if intent.order_id is None and window_s is not None and age_s > window_s:
+            raise ExchangeError(
+                exchange.value,
+                f"order {cid!r} on {symbol} was not found by its client id {age_s:.0f} s after it was sent, past "
+                f"the {window_s} s the venue finds a finished order by it: it may have filled",
+                category=ErrorCategory.OUTCOME_UNKNOWN,
+            )
+        return None
 
     return resolve

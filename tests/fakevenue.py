@@ -159,13 +159,16 @@ class FakeExchange:
     async def query_order(
         self, symbol: str, *, order_id: str | None = None, client_order_id: str | None = None
     ) -> OrderState:
-        assert client_order_id is not None and order_id is None
-        self.queries.append(client_order_id)
+        assert (client_order_id is None) != (order_id is None)
+        self.queries.append(client_order_id if client_order_id is not None else f"order id {order_id}")
         if self.failing_queries:
             self.failing_queries -= 1
             raise ExchangeConnectionError(self.exchange.value, "disconnected", category=ErrorCategory.OUTCOME_UNKNOWN)
-        self._pending.pop(client_order_id, None)
-        state = self.orders.get(client_order_id)
+        if client_order_id is None:
+            state = next((s for s in self.orders.values() if s.order_id == order_id), None)
+        else:
+            self._pending.pop(client_order_id, None)
+            state = self.orders.get(client_order_id)
         if state is None:
             raise OrderRejectedError(self.exchange.value, "order not found", category=ErrorCategory.UNKNOWN_ORDER)
         return state

@@ -226,3 +226,28 @@ def test_a_dry_run_of_a_symbol_the_simulated_venues_do_not_list_is_a_configurati
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
     assert "engine.symbols: simulator: no default instrument for 'SOL'" in result.stderr
     assert "--paper" in result.stderr
+
+
+def test_approvals_lists_and_acknowledges_what_awaits_an_operator(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from arb.cli import main
+    from arb.journal import Journal
+
+    path = tmp_path / "journal.sqlite3"
+    assert main(["approvals", "--journal", str(path)]) == 2  # no journal there
+    assert "approvals: no journal at" in capsys.readouterr().err
+    with Journal(path) as journal:
+        journal.record_recovery_step("o1", "manual_approval", {"reason": "residual past its bound", "residual": "0.5"})
+        journal.record_recovery_step("o2", "manual_approval", {"reason": "unknown outcome", "residual": "0"})
+        assert main(["approvals", "--journal", str(path)]) == 2  # a running engine holds it
+        assert "in use by a running engine" in capsys.readouterr().err
+    assert main(["approvals", "--journal", str(path)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out == ["o1    residual 0.5  residual past its bound", "o2    residual 0  unknown outcome"]
+    assert main(["approvals", "--journal", str(path), "--acknowledge", "o1"]) == 0
+    assert main(["approvals", "--journal", str(path), "--acknowledge", "o1"]) == 2
+    assert "nothing awaits approval for 'o1'" in capsys.readouterr().err
+    with Journal(path) as journal:
+        assert [(opp, detail["residual"]) for opp, _, detail in journal.awaiting_approval()] == [("o2", "0")]
+        assert journal.recovery_steps("o1")[-1] == ("acknowledged", {"by": "operator"})

@@ -32,6 +32,7 @@ from arb.hedges import HedgeBook, HedgePosition
 from arb.instruments import InstrumentCatalog
 from arb.journal import Journal
 from arb.pipeline import ScannerPipeline
+from arb.recovery import RecoveryManager, RecoveryStatus
 from arb.risk import Breaker, RiskManager
 from arb.secrets import ApiCredentials, Secret
 from arb.sim.cluster import SimCluster, default_instruments
@@ -782,6 +783,37 @@ def test_a_clock_the_venue_refuses_is_named_when_live_trading_is_refused_and_che
         "its orders are refused until the clock is synchronised")
     assert logged[1].startswith("WARNING mexc: the local clock is") and "past half of what its signed" in logged[1]
     assert logged[2] == ""
+
+
+def test_a_restart_flags_orders_of_unknown_outcome_and_holds_every_unacknowledged_flag(tmp_path: Path) -> None:
+    """After reconciliation, an order still open (the venue could not say what became of it) has its
+    opportunity flagged for manual approval, even with no fill recorded. Flags of earlier runs no
+    operator acknowledged are held among the recoveries awaiting approval, as this run's are."""
+    journal = Journal(tmp_path / "journal.sqlite3")
+    request = OrderRequest(
+        symbol="BTC/USDT:USDT", side=OrderSide.SELL, type=OrderType.LIMIT, quantity=D(3), price=D("60000"),
+        client_order_id="o3-s",
+    )
+    journal.record_intent("o3", "sell", request, ExchangeName.GATEIO_FUTURES)  # its outcome never learned
+    journal.record_recovery_step("o1", "manual_approval", {"reason": "past its loss bound", "residual": D("0.25")})
+    journal.record_recovery_step("o2", "manual_approval", {"reason": "past its loss bound", "residual": D("0.1")})
+    journal.record_recovery_step("o2", "acknowledged", {"by": "operator"})
+    controller = ArbitrageController(manager(tmp_path))
+    controller.recovery = RecoveryManager({}, max_loss_quote=D(1), journal=journal)
+    controller._flag_interrupted(journal, ["o3"])
+    (step, detail), = [s for s in journal.recovery_steps("o3") if s[0] == "manual_approval"]
+    assert detail["reason"] == (
+        "interrupted by an engine restart; the outcome of gateio_futures o3-s is unknown (it may have filled; "
+        "asked again at the next start)"
+    )
+    waiting = {a.opportunity_id: a for a in controller.recovery.get_active_recoveries()}
+    assert sorted(waiting) == ["o1", "o3"]
+    assert all(a.status is RecoveryStatus.AWAITING_APPROVAL for a in waiting.values())
+    assert (waiting["o1"].residual_quantity, waiting["o3"].symbol) == (D("0.25"), "BTC/USDT")
+    assert controller.recovery.get_recovery_statistics().awaiting_approval == 2
+    controller.recovery.acknowledge("o3")  # an operator dealt with it: journaled, not held at the next start
+    assert [opp for opp, _, _ in journal.awaiting_approval()] == ["o1"]
+    journal.close()
 
 
 def test_open_hedges_are_checked_every_scan_interval_while_the_queue_never_empties(

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from arb.exchanges.models import Fill, FundingPayment, OrderRequest, OrderState, OrderStatus, OrderType
 import arb.journal as journal_module
-from arb.journal import SCHEMA_VERSION, Journal, JournalError
+from arb.journal import SCHEMA_VERSION, IntentRecord, Journal, JournalError
 from arb.types import ExchangeName, OrderSide
 
 D = Decimal
@@ -222,8 +222,9 @@ def test_reconcile_with_a_fake_resolver(journal: Journal, caplog: pytest.LogCapt
     }
     asked: list[tuple[ExchangeName, str, str]] = []
 
-    async def resolve(exchange: ExchangeName, symbol: str, client_order_id: str) -> OrderState | None:
-        asked.append((exchange, symbol, client_order_id))
+    async def resolve(intent: IntentRecord) -> OrderState | None:
+        client_order_id = intent.client_order_id
+        asked.append((intent.exchange, intent.request.symbol, client_order_id))
         if client_order_id == "unreachable":
             raise ConnectionError("gateio: connection refused")
         return venue[client_order_id]

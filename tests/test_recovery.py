@@ -12,7 +12,7 @@ from fakevenue import FakeExchange, FakeTime, Step, spot
 from arb.errors import ExchangeConnectionError, ExchangeError, RecoveryError
 from arb.exchanges.errors import ErrorCategory
 from arb.exchanges.models import OrderRequest, OrderState, OrderStatus, OrderType, TimeInForce
-from arb.journal import Journal
+from arb.journal import IntentRecord, Journal
 from arb.orders import Backoff, OrderOutcome, OrderSettings
 from arb.recovery import RecoveryManager, RecoveryStatus, Residual, order_resolver
 from arb.types import ExchangeName, OrderSide
@@ -187,6 +187,21 @@ def test_resolver_reconciles_open_journal_intents(tmp_path: Path) -> None:
     assert journal.open_intents() == []
 
 
+def intent(exchange: ExchangeName, client_order_id: str, *, order_id: str | None = None, age_s: int = 0) -> IntentRecord:
+    """A journaled intent sent ``age_s`` before ``NOW_MS``."""
+    request = OrderRequest(
+        symbol="BTC/USDT", side=OrderSide.BUY, type=OrderType.LIMIT, quantity=D(1), price=D(100),
+        time_in_force=TimeInForce.IOC, client_order_id=client_order_id,
+    )
+    return IntentRecord(
+        intent_id=1, opportunity_id="x", leg="buy", exchange=exchange, request=request,
+        created_at_ms=NOW_MS - age_s * 1000, order_id=order_id, filled_quantity=D(0),
+    )
+
+
+NOW_MS = 1_700_000_000_000
+
+
 def test_resolver_raises_on_venue_failures_and_unknown_markets() -> None:
     venue = fee_free(GATE)
     venue.failing_queries = 1
@@ -194,7 +209,7 @@ def test_resolver_raises_on_venue_failures_and_unknown_markets() -> None:
 
     def ask(exchange: ExchangeName) -> OrderState | None:
         async def query() -> OrderState | None:
-            return await resolve(exchange, "BTC/USDT", "x-b")
+            return await resolve(intent(exchange, "x-b"))
 
         return asyncio.run(query())
 
@@ -203,3 +218,27 @@ def test_resolver_raises_on_venue_failures_and_unknown_markets() -> None:
     assert ask(GATE) is None  # the venue answered: no such order
     with pytest.raises(ExchangeError, match="no connector"):
         ask(MEXC)
+
+
+def test_resolver_asks_by_order_id_where_known_and_does_not_take_a_stale_client_id_as_absent() -> None:
+    """Gate.io finds a finished futures order by its client id for 60 s only: an order sent
+    earlier that the journal knows by client id alone may have filled, so "not found" is not an
+    answer then. One whose venue order id was journaled is asked for by that id."""
+    venue = fee_free(GATE)
+    placed = leg(venue, OrderSide.BUY, "2", "2", "100")
+    assert placed.state is not None
+    venue.orders["opp1-b"] = placed.state
+    resolve = order_resolver({GATE: venue}, client_id_lookup_s={GATE: 60}, wall_ms=lambda: NOW_MS)
+
+    def ask(record: IntentRecord) -> OrderState | None:
+        return asyncio.run(resolve(record))
+
+    assert ask(intent(GATE, "opp1-b", order_id="b1", age_s=600)) == placed.state
+    assert venue.queries[-1] == "order id b1"
+    assert ask(intent(GATE, "gone-b", age_s=59)) is None  # within the window: the venue would know it
+    with pytest.raises(ExchangeError, match="past the 60 s the venue finds a finished order by it") as unknown:
+        ask(intent(GATE, "gone-b", age_s=61))
+    assert unknown.value.category == ErrorCategory.OUTCOME_UNKNOWN
+    assert ask(intent(GATE, "gone-b", order_id="nope", age_s=600)) is None  # by order id: truly absent
+    # No window given (a venue that keeps client ids): "not found" is taken as absent.
+    assert asyncio.run(order_resolver({GATE: venue})(intent(GATE, "gone-b", age_s=10**6))) is None

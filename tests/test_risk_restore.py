@@ -16,7 +16,7 @@ from arb.exchanges.models import Fill, FundingPayment, OrderState, OrderStatus, 
 from arb.execution import TwoLegExecutor
 from arb.instruments import InstrumentCatalog, split_symbol
 from arb import journal as journal_module
-from arb.journal import SCHEMA_VERSION, Journal
+from arb.journal import SCHEMA_VERSION, IntentRecord, Journal
 from arb.orders import OrderSettings
 from arb.recovery import RecoveryManager
 from arb.risk import RiskCheck, RiskManager, RiskRejection, futures_holdings
@@ -268,8 +268,8 @@ def test_a_crash_mid_execution_counts_after_reconciliation(tmp_path: Path) -> No
         ),
     }
 
-    async def resolve(exchange: ExchangeName, symbol: str, client_order_id: str) -> OrderState | None:
-        return states[client_order_id]
+    async def resolve(intent: IntentRecord) -> OrderState | None:
+        return states[intent.client_order_id]
 
     wall.ms += 5_000
     summary = asyncio.run(journal.reconcile(resolve))

@@ -254,6 +254,8 @@ class VenueBinding(msgspec.Struct, frozen=True, kw_only=True):
     order_limits: tuple[tuple[str, int], ...] = ()
     # How far the local clock may be from the venue's for signed requests; None: not known.
     clock_window: ClockWindow | None = None
+    # How long after an order ends the venue still finds it by client id (s); None: as long as by its id.
+    client_id_lookup_s: int | None = None
 
 
 class ConnectorSettings(msgspec.Struct, frozen=True, kw_only=True):

@@ -178,6 +178,7 @@ class GateioSpotConnector(ExchangeConnector):
         ws_orders=_ws_orders(futures=False),
         order_limits=((constants.SPOT_ORDER_PLACE_RATE_LIMIT, 1),),
         clock_window=_CLOCK_WINDOW,
+        client_id_lookup_s=constants.SPOT_CLIENT_ID_LOOKUP_S,
         fees=_spot_fees,
     )
 
@@ -203,6 +204,7 @@ class GateioFuturesConnector(ExchangeConnector):
         ws_orders=_ws_orders(futures=True),
         order_limits=((constants.FUTURES_ORDER_PLACE_RATE_LIMIT, 1),),
         clock_window=_CLOCK_WINDOW,
+        client_id_lookup_s=constants.FUTURES_CLIENT_ID_LOOKUP_S,
         fees=_futures_fees,
     )
 

@@ -214,6 +214,10 @@ FUTURES_MARKET_PRICE: Final = "0"  # futures market order: price "0" with tif io
 # ``text``: "t-" + at most 28 bytes of these characters.
 CLIENT_ORDER_ID_ALPHABET: Final = frozenset("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_-.")
 REQUEST_WINDOW_S: Final = 60  # Timestamp must be within this many seconds of the server clock
+# How long after an order ends Gate.io still finds it by its custom id (``text``); only its order
+# id finds it after that.
+SPOT_CLIENT_ID_LOOKUP_S: Final = 3600
+FUTURES_CLIENT_ID_LOOKUP_S: Final = 60
 
 # Private budgets (ids of the shared limiter -> (requests, window s)). Spot placement is kept
 # per currency pair (``PER_MARKET_RATE_LIMITS``), as Gate counts it [GT rate_limits.md].
