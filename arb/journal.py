@@ -73,6 +73,7 @@ import numpy as np
 
 from .errors import ArbitrageEngineError
 from .exchanges.models import Fill, FundingPayment, OrderRequest, OrderState, OrderStatus
+from .instruments import InstrumentCatalog
 from .types import ExchangeName, OrderSide
 
 log = logging.getLogger(__name__)
@@ -1096,18 +1097,33 @@ class Journal:
             for row in self._db.execute(sql + " ORDER BY f.fill_id", args)
         ]
 
-    def opportunity_pnl(self, opportunity_id: str, *, quote_asset: str = "USDT") -> OpportunityPnl:
-        """Cash flow of one opportunity's fills (spot legs in base units; see ``OpportunityPnl``)."""
+    def opportunity_pnl(
+        self, opportunity_id: str, *, quote_asset: str = "USDT",
+        catalogs: Mapping[ExchangeName, InstrumentCatalog] | None = None,
+    ) -> OpportunityPnl:
+        """Cash flow of one opportunity's fills, quantities in base units (see ``OpportunityPnl``).
+
+        Futures fills are in contracts: ``catalogs`` give their contract sizes, and without them
+        an opportunity with a futures fill raises JournalError.
+        """
         bought = sold = buy_notional = sell_notional = quote_fees = ZERO
         other: dict[str, Decimal] = {}
         for record in self.fills(opportunity_id):
             fill = record.fill
-            notional = fill.price * fill.quantity
+            base = fill.quantity
+            if record.exchange.is_futures:
+                if catalogs is None or record.exchange not in catalogs:
+                    raise JournalError(
+                        f"journal {self.path}: opportunity {opportunity_id} has a {record.exchange.value} fill in "
+                        "contracts: pass the catalogs that give its contract size"
+                    )
+                base = fill.quantity * catalogs[record.exchange].get(fill.symbol).contract_size
+            notional = fill.price * base
             if fill.side is OrderSide.BUY:
-                bought += fill.quantity
+                bought += base
                 buy_notional += notional
             else:
-                sold += fill.quantity
+                sold += base
                 sell_notional += notional
             if fill.fee_asset == quote_asset:
                 quote_fees += fill.fee

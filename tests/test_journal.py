@@ -22,6 +22,8 @@ from hypothesis import strategies as st
 
 from arb.exchanges.models import Fill, FundingPayment, OrderRequest, OrderState, OrderStatus, OrderType
 import arb.journal as journal_module
+from arb.instruments import InstrumentCatalog
+from arb.sim.cluster import default_instruments
 from arb.journal import SCHEMA_VERSION, IntentRecord, Journal, JournalError
 from arb.types import ExchangeName, OrderSide
 
@@ -256,6 +258,26 @@ def test_opportunity_pnl_is_exact(journal: Journal) -> None:
     assert pnl.quote_fees == D("0.02001") and pnl.other_fees == {"BTC": D("0.0002")}
     assert pnl.realized_pnl == D("25.275") - D("30.05") - D("0.02001")
     assert pnl.residual_quantity == D("0.05")
+
+
+def test_opportunity_pnl_counts_futures_fills_in_base_units(journal: Journal) -> None:
+    """A hedge: 0.01 BTC bought on Gate.io spot, 100 contracts of 0.0001 BTC sold on its perpetual."""
+    perp = ExchangeName.GATEIO_FUTURES
+    contract = msgspec.structs.replace(
+        next(i for i in default_instruments(("BTC",)) if i.exchange is perp), contract_size=D("0.0001")
+    )
+    short = msgspec.structs.replace(request("c2", quantity="100", side=OrderSide.SELL), symbol=contract.symbol)
+    journal.record_intent("h1", "buy", request("c1", quantity="0.01"), GATE)
+    journal.record_intent("h1", "sell", short, perp)
+    journal.record_fill(GATE, fill("t1", "0.01", "100000"))
+    journal.record_fill(perp, msgspec.structs.replace(
+        fill("t2", "100", "100100", coid="c2", order_id="v-c2", side=OrderSide.SELL), symbol=contract.symbol
+    ))
+    with pytest.raises(JournalError, match="h1 has a gateio_futures fill in contracts"):
+        journal.opportunity_pnl("h1")
+    pnl = journal.opportunity_pnl("h1", catalogs={perp: InstrumentCatalog(perp, [contract])})
+    assert (pnl.bought_quantity, pnl.sold_quantity, pnl.residual_quantity) == (D("0.01"), D("0.0100"), 0)
+    assert (pnl.buy_notional, pnl.sell_notional, pnl.realized_pnl) == (D(1000), D(1001), D(1))
 
 
 def test_recovery_steps(journal: Journal) -> None:
