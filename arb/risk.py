@@ -518,7 +518,9 @@ class RiskManager:
         after = abs(held + signed)
         if after <= abs(held):
             return
-        size = after * self._marks.get(opportunity.symbol, price)
+        # At the higher of the symbol's last fill and this leg's price: a mark gone stale while the
+        # position was held must not understate it.
+        size = after * max(self._marks.get(opportunity.symbol, price), price)
         if size > self._max_position:
             self._reject(RiskCheck.MAX_FUTURES_POSITION, opportunity, size, self._max_position, counted)
         if self._liquidation_distances and held:

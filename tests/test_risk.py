@@ -240,6 +240,19 @@ def test_futures_position_boundary(quantity: str, expected: RiskCheck | None) ->
     assert outcome(manager, hedge_opening(quantity)) is expected
 
 
+def test_a_futures_position_is_valued_at_the_current_price_when_its_last_fill_is_older_and_lower() -> None:
+    """Short 6 ETH of perpetual filled at 100; ETH is at 160 now (the last fill on ETH is that old
+    one). Growing it by 0.5 makes 6.5 ETH: 650 USD at the old fill, 1040 USD at today's price,
+    past the 1000 USD limit. A lower current price does not shrink the valuation below the mark."""
+    manager, *_ = make()
+    manager.record_fill(GATE, fill(OrderSide.BUY, "6", "100", trade_id="s"))
+    manager.record_fill(ExchangeName.GATEIO_FUTURES, fill(OrderSide.SELL, "6", "100", trade_id="f"))
+    now = msgspec.structs.replace(hedge_opening("0.5"), buy_price=D(160), sell_price=D(160))
+    assert outcome(manager, now) is RiskCheck.MAX_FUTURES_POSITION
+    lower = msgspec.structs.replace(hedge_opening("4.0001"), buy_price=D(60), sell_price=D(60))
+    assert outcome(manager, lower) is RiskCheck.MAX_FUTURES_POSITION  # 10.0001 ETH at the 100 mark
+
+
 def test_a_trade_that_shrinks_a_futures_position_passes_whatever_its_size() -> None:
     manager, *_ = make()
     manager.record_fill(GATE, fill(OrderSide.BUY, "12", "100", trade_id="s"))
