@@ -111,6 +111,9 @@ class BalanceMonitor:
         self._read_seq = 0  # refreshes started
         self._applied_read: dict[ExchangeName, int] = {}  # the refresh whose read each market's balances came from
         self._pushed_at: dict[tuple[ExchangeName, str], int] = {}  # the push sequence of each asset's last push
+        # What executions just spent, off the free balance until the venue says what is left: the
+        # amount and the push sequence it was spent at (``spend``).
+        self._spent: dict[tuple[ExchangeName, str], tuple[Decimal, int]] = {}
         self.refreshes = 0
         self.errors = 0
         self.pushes = 0
@@ -121,9 +124,25 @@ class BalanceMonitor:
         self.position_room: Callable[[ExchangeName, str], tuple[Decimal, Decimal] | None] | None = None
 
     def free(self, exchange: ExchangeName, asset: str) -> Decimal:
-        """Free balance of ``asset`` on ``exchange`` (0 when unknown)."""
+        """Free balance of ``asset`` on ``exchange`` (0 when unknown), less what an execution spent
+        since the venue last said (``spend``)."""
         balance = self._balances.get(exchange, {}).get(asset)
-        return balance.free if balance is not None else ZERO
+        free = balance.free if balance is not None else ZERO
+        spent = self._spent.get((exchange, asset))
+        return free if spent is None else max(free - spent[0], ZERO)
+
+    def spend(self, exchange: ExchangeName, asset: str, amount: Decimal) -> None:
+        """Take ``amount`` of ``asset`` off ``exchange``'s free balance, and the scanner's caps there,
+        until the venue says what is left: its next push of the asset, or a read begun after this
+        (after the last spending, when several add up). An execution just spent it, and the push
+        that says so may come after the next opportunity is sized."""
+        if amount <= 0:
+            return
+        self._push_seq += 1
+        key = (exchange, asset)
+        earlier = self._spent.get(key)
+        self._spent[key] = ((earlier[0] if earlier is not None else ZERO) + amount, self._push_seq)
+        self.update_caps((exchange,))
 
     def snapshot(self) -> dict[ExchangeName, dict[str, Balance]]:
         """The latest balances by market and asset."""
@@ -173,6 +192,7 @@ class BalanceMonitor:
         self._push_seq += 1
         self._pushed_at[(exchange, balance.asset)] = self._push_seq
         self._balances.setdefault(exchange, {})[balance.asset] = balance
+        self._spent.pop((exchange, balance.asset), None)
 
     async def refresh(self, exchanges: Iterable[ExchangeName] | None = None) -> None:
         """Read the balances of ``exchanges`` (default: all) concurrently, then update caps and alerts.
@@ -225,6 +245,8 @@ class BalanceMonitor:
                     self._suspect(exchange, asset, pushed, None)
         self._balances[exchange] = fresh
         self._read.add(exchange)
+        for key in [key for key, (_, at) in self._spent.items() if key[0] is exchange and at <= started]:
+            del self._spent[key]  # the read began after the spending: it shows what is left
 
     def _suspect(self, exchange: ExchangeName, asset: str, pushed: Balance | None, read: Balance | None) -> None:
         """Note a read that disagrees with the pushed state (a drift, unless its push is only late)."""

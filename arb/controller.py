@@ -169,6 +169,7 @@ class RunSummary(msgspec.Struct, kw_only=True):
     skipped_as_outdated: int = 0  # queued behind an execution past the data age limit (scanned again instead)
     skipped_for_unseen_fills: int = 0  # a market's book had not been updated since our last fill there
     skipped_as_withdrawn: int = 0  # queued, then a later scan of the symbol found it gone before its turn
+    resized_after_trade: int = 0  # queued before a trade on one of its markets spent balance there: scanned again
     skipped_for_halted_market: int = 0  # a leg's market stopped trading or changed its rules (``_check_trading_rules``)
     halted_markets: list[str] = []  # markets not traded at the end, each with why
     balance_drifts: int = 0  # REST reads that disagreed with the pushed balances
@@ -210,6 +211,7 @@ class RunSummary(msgspec.Struct, kw_only=True):
             f"  skipped, outdated        {self.skipped_as_outdated}",
             f"  skipped, fills unseen    {self.skipped_for_unseen_fills}",
             f"  skipped, withdrawn       {self.skipped_as_withdrawn}",
+            *([f"  sized again after a trade {self.resized_after_trade}"] if self.resized_after_trade else []),
             *([f"  skipped, market halted   {self.skipped_for_halted_market}"] if self.skipped_for_halted_market else []),
             *(f"  market halted            {halt}" for halt in self.halted_markets),
         ]
@@ -375,6 +377,7 @@ class ArbitrageController:
         self._expired_skips = 0  # queued opportunities scanned again: their data passed the age limit in the queue
         self._unseen_skips = 0
         self._withdrawn_skips = 0  # queued opportunities a later scan no longer found
+        self._resized_skips = 0  # queued opportunities sized again after a trade on one of their markets
         self._halted_skips = 0  # opportunities with a leg on a halted market
         # Halted markets hedge closes may still go to, with a reduce-only futures leg only (contracts
         # being delisted: the venue takes only orders that reduce a position there).
@@ -399,6 +402,7 @@ class ArbitrageController:
         self._catalogs: dict[ExchangeName, InstrumentCatalog] = {}
         self._error: str | None = None
         self._traded_ns: dict[str, int] = {}
+        self._market_traded_ns: dict[ExchangeName, int] = {}
         self._leg_symbols: dict[tuple[str, ExchangeName], str] = {}  # market_symbol, kept for the order path
         self.hedges: HedgeBook | None = None
         self.funding: FundingBook | None = None
@@ -1153,12 +1157,21 @@ class ArbitrageController:
                     self._expired_skips += 1
                     pipeline.scan(symbol_id)
                     continue
+                # One older than our last trade on one of its markets was sized on balances that trade
+                # spent: sized again now (it queues itself again if it still stands).
+                traded = self._market_traded_ns
+                if traded and opportunity.detected_at < max(
+                    traded.get(opportunity.buy_exchange, -1), traded.get(opportunity.sell_exchange, -1)
+                ):
+                    self._resized_skips += 1
+                    pipeline.scan(symbol_id)
+                    continue
                 # The update that shows our last fill is still to come (its scan queues this again if it stands).
                 if self._unseen_fills and self._fills_unseen(opportunity):
                     self._unseen_skips += 1
                     continue
                 await self.process(opportunity)
-                self._traded_ns[opportunity.symbol] = self.clock()
+                self._note_traded(opportunity)
                 # Standing opportunities on several symbols can keep the queue from emptying: open
                 # hedges are still checked every scan interval.
                 if self.hedges is not None and self._scanning and self.clock() - hedges_checked_ns >= interval_ns:
@@ -1167,6 +1180,13 @@ class ArbitrageController:
             if self.hedges is not None and self._scanning:
                 await self._close_hedges(self.hedges, pipeline)
                 hedges_checked_ns = self.clock()
+
+    def _note_traded(self, opportunity: ArbitrageOpportunity) -> None:
+        """When ``opportunity`` was last decided on, for its symbol and both its markets (``_trade_loop``)."""
+        now = self.clock()
+        self._traded_ns[opportunity.symbol] = now
+        self._market_traded_ns[opportunity.buy_exchange] = now
+        self._market_traded_ns[opportunity.sell_exchange] = now
 
     async def _rehearsals(self) -> None:
         """Every ``engine.rehearsal_interval_ms`` while the trade loop waits for the next opportunity,
@@ -1205,7 +1225,7 @@ class ArbitrageController:
             )
             if closing is not None and not (self._unseen_fills and self._fills_unseen(closing)):
                 result = await self.process(closing, closes_hedge=True)
-                self._traded_ns[closing.symbol] = self.clock()
+                self._note_traded(closing)
                 if result is not None and _futures_short(result):
                     # Its futures leg fell short, maybe clipped or refused as reduce-only: the venue's
                     # position may be smaller than the book's (closed by hand, liquidated). Checked now,
@@ -1288,6 +1308,7 @@ class ArbitrageController:
         result = await executor.finish(started)
         opportunity, monitor = started.opportunity, self.monitor
         self._record_fills(result)
+        self._spend_balances(result)
         futures = {leg.exchange for leg in result.legs if leg.filled_quantity > 0 and leg.exchange.is_futures}
         if futures and self.balances is not None:
             self.balances.update_caps(futures)  # the scanner's caps follow the positions' room at once
@@ -1322,6 +1343,26 @@ class ArbitrageController:
             f", expected funding {opportunity.expected_funding}" if opportunity.expected_funding else "",
         )
         return result
+
+    def _spend_balances(self, result: ExecutionResult) -> None:
+        """Take what ``result``'s spot fills spent off the balances the scanner sizes by, until the
+        venues say what is left (``BalanceMonitor.spend``): a buy's quote with its taker fee, a
+        sell's base. Nothing received is counted before the venue says so."""
+        balances = self.balances
+        if balances is None:
+            return
+        for leg in result.legs:
+            if not leg.filled_quantity or leg.exchange.is_futures or leg.average_price is None:
+                continue
+            catalog = self._catalogs.get(leg.exchange)
+            if catalog is None:
+                continue
+            instrument = catalog.get(leg.symbol)
+            if leg.side is OrderSide.BUY:
+                cost = leg.filled_quantity * leg.average_price * (1 + instrument.taker_fee)
+                balances.spend(leg.exchange, instrument.quote, cost)
+            else:
+                balances.spend(leg.exchange, instrument.base, leg.filled_quantity)
 
     def _hold_until_fills_seen(self, started: StartedExecution, result: ExecutionResult) -> None:
         """Note the markets where a leg of ``result`` filled: their books show the liquidity it took
@@ -1522,6 +1563,7 @@ class ArbitrageController:
             skipped_as_outdated=self._expired_skips,
             skipped_for_unseen_fills=self._unseen_skips,
             skipped_as_withdrawn=self._withdrawn_skips,
+            resized_after_trade=self._resized_skips,
             skipped_for_halted_market=self._halted_skips,
             halted_markets=[
                 f"{key.exchange.value} {key.symbol}: {reason}"

@@ -360,3 +360,47 @@ def test_a_futures_legs_caps_stop_at_the_room_its_position_limit_leaves() -> Non
     rooms["BTC/USDT"] = (D(1), D(0))
     monitor.update_caps()
     assert pipeline.scan(0) is None
+
+
+def test_what_an_execution_spent_is_off_the_caps_until_the_venue_says_what_is_left() -> None:
+    """Gate.io's quote pays for a buy; the push saying so may come after the next opportunity is
+    sized. Until then the caps leave the spent quote out; a push of the asset, or a read begun
+    after the spending, puts the venue's figure back."""
+    gate, mexc = FakeVenue(USDT="6.02", BTC="1"), FakeVenue(USDT="1000", BTC="1")
+    monitor = BalanceMonitor({ExchangeName.GATEIO: gate, ExchangeName.MEXC: mexc})
+    monitor.pipeline = pipeline = scanner_pipeline()
+    on_gate = monitor.balance_handler(ExchangeName.GATEIO)
+    asyncio.run(monitor.refresh())
+    opp = pipeline.scan(0)
+    assert opp is not None and opp.max_quantity == D("0.0001")  # 6.02 USDT at 60000 plus 0.2 %
+
+    monitor.spend(ExchangeName.GATEIO, "USDT", D("3.01"))
+    assert monitor.free(ExchangeName.GATEIO, "USDT") == D("3.01")
+    assert monitor.snapshot()[ExchangeName.GATEIO]["USDT"].free == D("6.02")  # the venue's figure is kept apart
+    opp = pipeline.scan(0)
+    assert opp is not None and opp.max_quantity == D("0.00005")
+
+    stale = gate.balances
+
+    async def read_begun_before_the_spending() -> Mapping[str, Balance]:
+        answer = await stale()
+        monitor.spend(ExchangeName.GATEIO, "USDT", D("3.01"))  # spent while the read was on its way
+        return answer
+
+    gate.balances = read_begun_before_the_spending  # type: ignore[method-assign]
+    asyncio.run(monitor.refresh([ExchangeName.GATEIO]))
+    assert monitor.free(ExchangeName.GATEIO, "USDT") == 0 and pipeline.scan(0) is None
+    gate.balances = stale  # type: ignore[method-assign]
+    gate.free["USDT"] = D("0")
+    asyncio.run(monitor.refresh([ExchangeName.GATEIO]))  # begun after: the venue's figure stands
+    assert monitor.free(ExchangeName.GATEIO, "USDT") == 0
+    gate.free["USDT"] = D("6.02")
+    asyncio.run(monitor.refresh([ExchangeName.GATEIO]))
+    assert monitor.free(ExchangeName.GATEIO, "USDT") == D("6.02")
+
+    monitor.spend(ExchangeName.GATEIO, "USDT", D("6.02"))
+    assert pipeline.scan(0) is None
+    on_gate(Balance(asset="USDT", free=D("2")))  # the push: what is left now
+    assert monitor.free(ExchangeName.GATEIO, "USDT") == D("2")
+    monitor.spend(ExchangeName.GATEIO, "USDT", D("0"))  # nothing spent: nothing changes
+    assert monitor.free(ExchangeName.GATEIO, "USDT") == D("2")

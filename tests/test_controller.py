@@ -27,10 +27,11 @@ from arb.execution import StartedExecution, TwoLegExecutor
 from arb.exchanges.base import BookKey
 from arb.exchanges.factory import market_symbols, registered
 from arb.exchanges.gateio.connector import GateioSpotConnector
-from arb.exchanges.models import FundingPayment, OrderRequest, OrderState, OrderType
+from arb.exchanges.models import Balance, FundingPayment, OrderRequest, OrderState, OrderType
 from arb.hedges import HedgeBook, HedgePosition
 from arb.instruments import InstrumentCatalog
 from arb.journal import Journal
+from arb.balances import BalanceMonitor
 from arb.pipeline import ScannerPipeline
 from arb.recovery import RecoveryManager, RecoveryStatus
 from arb.risk import Breaker, RiskManager
@@ -570,6 +571,92 @@ def test_an_opportunity_queued_past_the_data_age_limit_is_scanned_again_not_trad
     else:  # 500 ms old by the time BTC was done: scanned again, and the stale books find nothing
         assert executor.sent[1:] == []
         assert controller.summary().skipped_as_outdated == 1
+
+
+def test_an_opportunity_queued_behind_a_trade_on_its_markets_is_sized_again_from_what_that_trade_left(
+    tmp_path: Path,
+) -> None:
+    """BTC and ETH both cross between the same two venues, BTC queued first. While BTC executes, its
+    buy spends most of Gate.io's quote (here: the ETH buy cap drops to 0.004 ETH, as the balance
+    monitor's ``spend`` sets it). ETH's queued opportunity, sized for 0.01 before that, is scanned
+    again and sent for what is left."""
+    now = [10_000_000]
+    pipeline = ScannerPipeline(max_data_age_ms=100, clock=lambda: now[0])
+    instruments = {(i.exchange, i.base): i for i in default_instruments(("BTC", "ETH"))}
+    plans = {}
+    for base, low, high in (("BTC", "60000", "60400"), ("ETH", "3000", "3020")):
+        legs = []
+        for exchange, bids, asks in ((ExchangeName.GATEIO, [("1", "1")], [(low, "1")]),
+                                     (ExchangeName.MEXC, [(high, "1")], [("99999", "1")])):
+            scale = WireScale(*instruments[(exchange, base)].wire_scale())
+            legs.append((instruments[(exchange, base)], book(f"{exchange.value} {base}", scale, bids, asks,
+                                                             recv_ns=now[0]), scale))
+        (plan,) = pipeline.register_symbol(f"{base}/USDT", legs)
+        plans[base] = plan
+        cap = D("0.001") if base == "BTC" else D("0.01")
+        for leg in plan.legs:
+            pipeline.set_leg_limits(plan.symbol_id, leg.leg_id, cap, cap)
+    eth = plans["ETH"]
+
+    def btc_spent_the_quote() -> None:
+        pipeline.set_leg_limits(eth.symbol_id, 0, D("0.004"), D("0.01"))
+
+    sent: list[ArbitrageOpportunity] = []
+
+    class Recording(SlowFirstExecution):
+        def start(self, opportunity: ArbitrageOpportunity) -> StartedExecution:
+            sent.append(opportunity)
+            return super().start(opportunity)
+
+    executor = Recording(now, 20, btc_spent_the_quote)
+    controller = scanning_controller(tmp_path, executor, pipeline, now)
+
+    async def scenario() -> None:
+        trading = await start_trading(controller)
+        for key in (BookKey(ExchangeName.GATEIO, "BTC/USDT"), BookKey(ExchangeName.GATEIO, "ETH/USDT")):
+            pipeline.on_book_update(key)
+        pipeline.on_batch_end()  # both found and queued, BTC first
+        await eventually(lambda: len(sent) == 2 and not controller._pending)
+        controller._scanning = False
+        controller._wake()
+        await asyncio.wait_for(trading, 5)
+
+    asyncio.run(scenario())
+    assert [(o.symbol, o.max_quantity) for o in sent] == [("BTC/USDT", D("0.001")), ("ETH/USDT", D("0.004"))]
+    summary = controller.summary()
+    assert summary.resized_after_trade == 1 and "  sized again after a trade 1" in summary.lines()
+
+
+def test_an_executions_spot_fills_are_spent_from_the_balances_the_scanner_sizes_by(tmp_path: Path) -> None:
+    """Bought 0.001 BTC at 60000 on Gate.io (0.2 % taker: 60.12 USDT with the fee), sold 0.001 on MEXC,
+    and a futures fill, which spends margin the position check follows instead."""
+    class Venue:
+        async def balances(self) -> dict[str, Balance]:
+            return {"USDT": Balance(asset="USDT", free=D(100)), "BTC": Balance(asset="BTC", free=D("0.5"))}
+
+    controller = ArbitrageController(manager(tmp_path))
+    controller.balances = balances = BalanceMonitor({ExchangeName.GATEIO: Venue(), ExchangeName.MEXC: Venue()})
+    controller._catalogs = {
+        m: InstrumentCatalog(m, [i for i in default_instruments(("BTC",)) if i.exchange is m])
+        for m in (ExchangeName.GATEIO, ExchangeName.MEXC, ExchangeName.GATEIO_FUTURES)
+    }
+    asyncio.run(balances.refresh())
+
+    def leg(market: ExchangeName, side: OrderSide, symbol: str = "BTC/USDT") -> ExecutionLeg:
+        return ExecutionLeg(exchange=market, symbol=symbol, side=side, client_order_id=f"o-{market.value}",
+                            requested_quantity=D("0.001"), limit_price=D(60000), filled_quantity=D("0.001"),
+                            average_price=D(60000))
+
+    result = ExecutionResult(
+        opportunity_id="o", final_state=ArbitrageState.COMPLETED, total_execution_time_ms=D(1), realized_profit=D(0),
+        legs=(leg(ExchangeName.GATEIO, OrderSide.BUY), leg(ExchangeName.MEXC, OrderSide.SELL),
+              leg(ExchangeName.GATEIO_FUTURES, OrderSide.SELL, "BTC/USDT:USDT")),
+    )
+    controller._spend_balances(result)
+    assert balances.free(ExchangeName.GATEIO, "USDT") == D("39.88")  # 100 - 60 * 1.002
+    assert balances.free(ExchangeName.GATEIO, "BTC") == D("0.5")  # what it bought counts once the venue says
+    assert balances.free(ExchangeName.MEXC, "BTC") == D("0.499")
+    assert balances.free(ExchangeName.MEXC, "USDT") == D(100)
 
 
 class FillsEveryLeg:
