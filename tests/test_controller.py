@@ -32,7 +32,7 @@ from arb.hedges import HedgeBook, HedgePosition
 from arb.instruments import InstrumentCatalog
 from arb.journal import Journal
 from arb.balances import BalanceMonitor
-from arb.pipeline import ScannerPipeline
+from arb.pipeline import ScannerPipeline, SymbolPlan
 from arb.recovery import RecoveryManager, RecoveryStatus
 from arb.risk import Breaker, RiskManager
 from arb.secrets import ApiCredentials, Secret
@@ -518,16 +518,14 @@ class SlowFirstExecution:
         return False
 
 
-@pytest.mark.parametrize("eth_updated", [False, True])
-def test_an_opportunity_queued_past_the_data_age_limit_is_scanned_again_not_traded_stale(
-    tmp_path: Path, eth_updated: bool
-) -> None:
-    """BTC and ETH both cross; BTC's execution takes 500 ms, five times the data age limit. ETH's queued
-    opportunity is then scanned again: traded only when its books have fresh data."""
-    now = [10_000_000]
+def btc_and_eth_crossed(
+    now: list[int],
+) -> tuple[ScannerPipeline, dict[tuple[ExchangeName, str], OrderBook], dict[str, SymbolPlan]]:
+    """BTC and ETH each cheap on Gate.io and rich on MEXC, books fresh at ``now[0]``; legs capped at
+    0.001 BTC and 0.01 ETH (~60 and ~30 USDT, inside the default risk limits)."""
     pipeline = ScannerPipeline(max_data_age_ms=100, clock=lambda: now[0])
     instruments = {(i.exchange, i.base): i for i in default_instruments(("BTC", "ETH"))}
-    books = {}
+    books, plans = {}, {}
     for base, low, high in (("BTC", "60000", "60400"), ("ETH", "3000", "3020")):
         legs = []
         for exchange, bids, asks in ((ExchangeName.GATEIO, [("1", "1")], [(low, "1")]),
@@ -536,9 +534,21 @@ def test_an_opportunity_queued_past_the_data_age_limit_is_scanned_again_not_trad
             books[(exchange, base)] = book(f"{exchange.value} {base}", scale, bids, asks, recv_ns=now[0])
             legs.append((instruments[(exchange, base)], books[(exchange, base)], scale))
         (plan,) = pipeline.register_symbol(f"{base}/USDT", legs)
-        cap = D("0.001") if base == "BTC" else D("0.01")  # ~60 and ~30 USDT, inside the default risk limits
+        plans[base] = plan
+        cap = D("0.001") if base == "BTC" else D("0.01")
         for leg in plan.legs:
             pipeline.set_leg_limits(plan.symbol_id, leg.leg_id, cap, cap)
+    return pipeline, books, plans
+
+
+@pytest.mark.parametrize("eth_updated", [False, True])
+def test_an_opportunity_queued_past_the_data_age_limit_is_scanned_again_not_traded_stale(
+    tmp_path: Path, eth_updated: bool
+) -> None:
+    """BTC and ETH both cross; BTC's execution takes 500 ms, five times the data age limit. ETH's queued
+    opportunity is then scanned again: traded only when its books have fresh data."""
+    now = [10_000_000]
+    pipeline, books, _ = btc_and_eth_crossed(now)
 
     def refresh_eth() -> None:
         if not eth_updated:
@@ -581,21 +591,7 @@ def test_an_opportunity_queued_behind_a_trade_on_its_markets_is_sized_again_from
     monitor's ``spend`` sets it). ETH's queued opportunity, sized for 0.01 before that, is scanned
     again and sent for what is left."""
     now = [10_000_000]
-    pipeline = ScannerPipeline(max_data_age_ms=100, clock=lambda: now[0])
-    instruments = {(i.exchange, i.base): i for i in default_instruments(("BTC", "ETH"))}
-    plans = {}
-    for base, low, high in (("BTC", "60000", "60400"), ("ETH", "3000", "3020")):
-        legs = []
-        for exchange, bids, asks in ((ExchangeName.GATEIO, [("1", "1")], [(low, "1")]),
-                                     (ExchangeName.MEXC, [(high, "1")], [("99999", "1")])):
-            scale = WireScale(*instruments[(exchange, base)].wire_scale())
-            legs.append((instruments[(exchange, base)], book(f"{exchange.value} {base}", scale, bids, asks,
-                                                             recv_ns=now[0]), scale))
-        (plan,) = pipeline.register_symbol(f"{base}/USDT", legs)
-        plans[base] = plan
-        cap = D("0.001") if base == "BTC" else D("0.01")
-        for leg in plan.legs:
-            pipeline.set_leg_limits(plan.symbol_id, leg.leg_id, cap, cap)
+    pipeline, _, plans = btc_and_eth_crossed(now)
     eth = plans["ETH"]
 
     def btc_spent_the_quote() -> None:
