@@ -541,6 +541,18 @@ def btc_and_eth_crossed(
     return pipeline, books, plans
 
 
+async def trade_both_crossed(controller: ArbitrageController, pipeline: ScannerPipeline, done: Callable[[], bool]) -> None:
+    """Queue both opportunities of ``btc_and_eth_crossed`` (BTC first) and trade until ``done`` and the queue is empty."""
+    trading = await start_trading(controller)
+    for key in (BookKey(ExchangeName.GATEIO, "BTC/USDT"), BookKey(ExchangeName.GATEIO, "ETH/USDT")):
+        pipeline.on_book_update(key)
+    pipeline.on_batch_end()
+    await eventually(lambda: done() and not controller._pending)
+    controller._scanning = False
+    controller._wake()
+    await asyncio.wait_for(trading, 5)
+
+
 @pytest.mark.parametrize("eth_updated", [False, True])
 def test_an_opportunity_queued_past_the_data_age_limit_is_scanned_again_not_traded_stale(
     tmp_path: Path, eth_updated: bool
@@ -564,17 +576,7 @@ def test_an_opportunity_queued_past_the_data_age_limit_is_scanned_again_not_trad
     executor = SlowFirstExecution(now, 500, refresh_eth)
     controller = scanning_controller(tmp_path, executor, pipeline, now)
 
-    async def scenario() -> None:
-        trading = await start_trading(controller)
-        for key in (BookKey(ExchangeName.GATEIO, "BTC/USDT"), BookKey(ExchangeName.GATEIO, "ETH/USDT")):
-            pipeline.on_book_update(key)
-        pipeline.on_batch_end()  # both found and queued, BTC first
-        await eventually(lambda: len(executor.sent) == (2 if eth_updated else 1) and not controller._pending)
-        controller._scanning = False
-        controller._wake()
-        await asyncio.wait_for(trading, 5)
-
-    asyncio.run(scenario())
+    asyncio.run(trade_both_crossed(controller, pipeline, lambda: len(executor.sent) == (2 if eth_updated else 1)))
     assert executor.sent[0] == ("BTC/USDT", 0)
     if eth_updated:  # found again by the scan of its fresh update, and traded on that
         assert executor.sent[1] == ("ETH/USDT", 0)
@@ -607,17 +609,7 @@ def test_an_opportunity_queued_behind_a_trade_on_its_markets_is_sized_again_from
     executor = Recording(now, 20, btc_spent_the_quote)
     controller = scanning_controller(tmp_path, executor, pipeline, now)
 
-    async def scenario() -> None:
-        trading = await start_trading(controller)
-        for key in (BookKey(ExchangeName.GATEIO, "BTC/USDT"), BookKey(ExchangeName.GATEIO, "ETH/USDT")):
-            pipeline.on_book_update(key)
-        pipeline.on_batch_end()  # both found and queued, BTC first
-        await eventually(lambda: len(sent) == 2 and not controller._pending)
-        controller._scanning = False
-        controller._wake()
-        await asyncio.wait_for(trading, 5)
-
-    asyncio.run(scenario())
+    asyncio.run(trade_both_crossed(controller, pipeline, lambda: len(sent) == 2))
     assert [(o.symbol, o.max_quantity) for o in sent] == [("BTC/USDT", D("0.001")), ("ETH/USDT", D("0.004"))]
     summary = controller.summary()
     assert summary.resized_after_trade == 1 and "  sized again after a trade 1" in summary.lines()
