@@ -331,6 +331,11 @@ class ScannerPipeline:
         """A book went out of sync (the scanner skips it by itself) or came back."""
         if not in_sync:
             self.desyncs += 1
+            # What its symbols' scans found was priced on this book: withdrawn (a queued opportunity
+            # no longer stands), and scanned again without it.
+            for symbol_id in self._by_key.get(key, ()):
+                self._standing.pop(symbol_id, None)
+                self.marked.add(symbol_id)
             if self.on_desync is not None:
                 self.on_desync(key, reason)
         elif key in self._by_key:

@@ -164,6 +164,23 @@ def test_new_terms_price_the_next_scan_and_withdraw_what_stood_with_the_old_ones
     assert len(found) == 3
 
 
+def test_a_book_going_out_of_sync_withdraws_what_was_found_on_it() -> None:
+    """A gap on MEXC's book right after a scan found buy-Gate/sell-MEXC: the opportunity no longer
+    stands (a queued one is not sent), and the symbol is scanned again, without that book."""
+    gate = book("gate", GATE_BOOK, [("59000", "1")], [("60000", "0.01")])
+    mexc = book("mexc", MEXC_BOOK, [("60300", "0.01")], [("61000", "1")])
+    p, found = pipeline((GATE, gate, GATE_BOOK), (MEXC, mexc, MEXC_BOOK))
+    p.on_book_update(BookKey(ExchangeName.GATEIO, "BTC/USDT"))
+    p.on_batch_end()
+    (opp,) = found
+    assert p.stands(0, opp)
+    mexc.mark_out_of_sync()
+    p.on_book_state(BookKey(ExchangeName.MEXC, "BTC/USDT"), False, "gap")
+    assert not p.stands(0, opp) and p.marked == {0} and p.desyncs == 1
+    p.scan_pending()
+    assert found == [opp] and p.standing_opportunities() == []
+
+
 def test_a_rehearsal_converts_the_last_hit_again_without_using_an_id_or_counting() -> None:
     gate = book("gate", GATE_BOOK, [("59000", "1")], [("60000.01234567", "0.0001234567")])
     mexc = book("mexc", MEXC_BOOK, [("60400.01", "5")], [("60500", "5")])
