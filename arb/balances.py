@@ -119,9 +119,9 @@ class BalanceMonitor:
         self.pushes = 0
         self.drifts = 0
         self.pipeline: ScannerPipeline | None = None
-        # (market, symbol) -> the base a futures leg may buy and sell before its position limit
-        # (``RiskManager.futures_room``); None: no bound but the balances.
-        self.position_room: Callable[[ExchangeName, str], tuple[Decimal, Decimal] | None] | None = None
+        # (market, symbol, its current price) -> the base a futures leg may buy and sell before its
+        # position limit (``RiskManager.futures_room``); None: no bound but the balances.
+        self.position_room: Callable[[ExchangeName, str, Decimal | None], tuple[Decimal, Decimal] | None] | None = None
 
     def free(self, exchange: ExchangeName, asset: str) -> Decimal:
         """Free balance of ``asset`` on ``exchange`` (0 when unknown), less what an execution spent
@@ -131,15 +131,24 @@ class BalanceMonitor:
         spent = self._spent.get((exchange, asset))
         return free if spent is None else max(free - spent[0], ZERO)
 
-    def spend(self, exchange: ExchangeName, asset: str, amount: Decimal) -> None:
+    @property
+    def sequence(self) -> int:
+        """A mark of the pushes applied so far, for ``spend``'s ``since``."""
+        return self._push_seq
+
+    def spend(self, exchange: ExchangeName, asset: str, amount: Decimal, *, since: int) -> None:
         """Take ``amount`` of ``asset`` off ``exchange``'s free balance, and the scanner's caps there,
         until the venue says what is left: its next push of the asset, or a read begun after this
         (after the last spending, when several add up). An execution just spent it, and the push
-        that says so may come after the next opportunity is sized."""
-        if amount <= 0:
+        that says so may come after the next opportunity is sized.
+
+        ``since``: ``sequence`` when the execution's orders were written. A push of the asset since
+        then already shows the spending (it usually comes before the order's answer): nothing is
+        taken off again."""
+        key = (exchange, asset)
+        if amount <= 0 or self._pushed_at.get(key, 0) > since:
             return
         self._push_seq += 1
-        key = (exchange, asset)
         earlier = self._spent.get(key)
         self._spent[key] = ((earlier[0] if earlier is not None else ZERO) + amount, self._push_seq)
         self.update_caps((exchange,))
@@ -287,11 +296,12 @@ class BalanceMonitor:
                     continue
                 instrument, book = leg.instrument, leg.book
                 buy = ZERO
+                ask = leg.book_price(book.best_ask_price()) if book.ask_count else None
                 quote = self.free(exchange, instrument.quote)
-                if book.ask_count:
-                    buy = quote / (leg.book_price(book.best_ask_price()) * (1 + instrument.taker_fee))
+                if ask is not None:
+                    buy = quote / (ask * (1 + instrument.taker_fee))
                 sell = buy if leg.is_futures else self.free(exchange, instrument.base)
-                room = self.position_room(exchange, plan.symbol) if leg.is_futures and self.position_room else None
+                room = self.position_room(exchange, plan.symbol, ask) if leg.is_futures and self.position_room else None
                 if room is not None:
                     buy, sell = min(buy, room[0]), min(sell, room[1])
                 pipeline.set_leg_limits(plan.symbol_id, leg.leg_id, buy, sell, max_buy_quote=quote)

@@ -818,8 +818,8 @@ class ArbitrageController:
                 lot = step if lot is None else min(lot, step)
             orders = unknown.get(opp)
             if orders:
-                reason = (f"interrupted by an engine restart; the outcome of {', '.join(orders)} is unknown (it may "
-                          "have filled; asked again at the next start)")
+                reason = (f"interrupted by an engine restart; {', '.join(orders)} not final (unanswered, or open at "
+                          "the venue): it may fill; asked again at each start until acknowledged")
             elif lot is None or abs(net) < lot:
                 continue
             else:
@@ -1278,8 +1278,9 @@ class ArbitrageController:
         self._rehearsed = opportunity
         # The orders go out in this step; from then on the execution and its records run to their
         # end even if this call is cancelled (the cancellation is raised once they have).
+        pushed = self.balances.sequence if self.balances is not None else 0
         started = executor.start(opportunity)
-        result = await finish_despite_cancellation(self._finish(executor, risk, started))
+        result = await finish_despite_cancellation(self._finish(executor, risk, started, pushed))
         balances = self.balances
         if balances is not None:
             # Pushed markets are current already; the others are read now.
@@ -1303,12 +1304,15 @@ class ArbitrageController:
                 return True
         return False
 
-    async def _finish(self, executor: Executor, risk: RiskManager, started: StartedExecution) -> ExecutionResult:
-        """Finish a started execution and record its result everywhere."""
+    async def _finish(
+        self, executor: Executor, risk: RiskManager, started: StartedExecution, pushed: int
+    ) -> ExecutionResult:
+        """Finish a started execution and record its result everywhere; ``pushed``: the balance
+        monitor's ``sequence`` before its orders were written."""
         result = await executor.finish(started)
         opportunity, monitor = started.opportunity, self.monitor
         self._record_fills(result)
-        self._spend_balances(result)
+        self._spend_balances(result, pushed)
         futures = {leg.exchange for leg in result.legs if leg.filled_quantity > 0 and leg.exchange.is_futures}
         if futures and self.balances is not None:
             self.balances.update_caps(futures)  # the scanner's caps follow the positions' room at once
@@ -1344,10 +1348,11 @@ class ArbitrageController:
         )
         return result
 
-    def _spend_balances(self, result: ExecutionResult) -> None:
+    def _spend_balances(self, result: ExecutionResult, pushed: int) -> None:
         """Take what ``result``'s spot fills spent off the balances the scanner sizes by, until the
-        venues say what is left (``BalanceMonitor.spend``): a buy's quote with its taker fee, a
-        sell's base. Nothing received is counted before the venue says so."""
+        venues say what is left (``BalanceMonitor.spend``, ``pushed``: its sequence before the
+        orders were written): a buy's quote with its taker fee, a sell's base. Nothing received is
+        counted before the venue says so."""
         balances = self.balances
         if balances is None:
             return
@@ -1360,9 +1365,9 @@ class ArbitrageController:
             instrument = catalog.get(leg.symbol)
             if leg.side is OrderSide.BUY:
                 cost = leg.filled_quantity * leg.average_price * (1 + instrument.taker_fee)
-                balances.spend(leg.exchange, instrument.quote, cost)
+                balances.spend(leg.exchange, instrument.quote, cost, since=pushed)
             else:
-                balances.spend(leg.exchange, instrument.base, leg.filled_quantity)
+                balances.spend(leg.exchange, instrument.base, leg.filled_quantity, since=pushed)
 
     def _hold_until_fills_seen(self, started: StartedExecution, result: ExecutionResult) -> None:
         """Note the markets where a leg of ``result`` filled: their books show the liquidity it took

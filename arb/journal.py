@@ -206,6 +206,11 @@ SELECT intent_id, opportunity_id, leg, exchange, request, created_at_ms FROM int
 WHERE NOT EXISTS (SELECT 1 FROM order_events e WHERE e.intent_id = i.intent_id AND e.closes = 1)
 ORDER BY intent_id
 """
+_OPEN_INTENTS_OF = """
+SELECT intent_id FROM intents i WHERE opportunity_id = ?
+AND NOT EXISTS (SELECT 1 FROM order_events e WHERE e.intent_id = i.intent_id AND e.closes = 1)
+ORDER BY intent_id
+"""
 _LAST_FINAL = (
     "SELECT status, filled_quantity FROM order_events WHERE intent_id = ? AND status IN "
     f"({', '.join('?' * len(_FINAL_STATUSES))}) ORDER BY event_id DESC LIMIT 1"
@@ -956,12 +961,20 @@ class Journal:
         return added
 
     def record_recovery_step(self, opportunity_id: str, step: str, detail: Mapping[str, Any] | None = None) -> int:
-        """Record one recovery action (hedge, unwind, give up...) of an opportunity; returns its id."""
+        """Record one recovery action (hedge, unwind, give up...) of an opportunity; returns its id.
+
+        An ``acknowledged`` step (an operator dealt with the opportunity) also closes its intents
+        still open, whose outcome no venue could tell: a restart does not ask about them again.
+        """
         with self._transaction:
             step_id = self._write(
                 "INSERT INTO recovery_steps (opportunity_id, step, detail, at_ms) VALUES (?, ?, ?, ?)",
                 (opportunity_id, step, _encode(detail or {}), self._now_ms()),
             ).lastrowid
+            if step == "acknowledged":
+                rows = self._db.execute(_OPEN_INTENTS_OF, (opportunity_id,)).fetchall()
+                for (intent_id,) in rows:
+                    self._append(intent_id, "acknowledged", None, None, None, True, _encode({"step": step_id}))
         return step_id or 0
 
     def record_hedge_drop(self, symbol: str, spot: ExchangeName, futures: ExchangeName, reason: str) -> HedgeDrop:

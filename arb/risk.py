@@ -906,14 +906,19 @@ class RiskManager:
         """Whether any breaker currently blocks new entries."""
         return bool(self._tripped)
 
-    def futures_room(self, market: ExchangeName, symbol: str) -> tuple[Decimal, Decimal] | None:
+    def futures_room(
+        self, market: ExchangeName, symbol: str, price: Decimal | None = None
+    ) -> tuple[Decimal, Decimal] | None:
         """How much base an entry may buy and sell on futures ``market`` of ``symbol`` (spot form,
-        BTC/USDT) before its position passes ``max_position_size_usd`` at the symbol's mark, and only
-        what shrinks it while it is too near its liquidation; None before the symbol's first fill (no
-        mark: each entry's own leg limit bounds it)."""
+        BTC/USDT) before its position passes ``max_position_size_usd`` at the higher of the symbol's
+        mark and ``price`` (the market's current price), as ``validate_opportunity_risk`` values it,
+        and only what shrinks it while it is too near its liquidation; None before the symbol's first
+        fill (no mark: each entry's own leg limit bounds it)."""
         mark = self._marks.get(symbol)
         if mark is None:
             return None
+        if price is not None:
+            mark = max(mark, price)
         position = self._positions.get((market, symbol))
         held = position.quantity if position is not None else ZERO
         limit = self._max_position / mark

@@ -353,10 +353,17 @@ def test_a_futures_legs_caps_stop_at_the_room_its_position_limit_leaves() -> Non
     ])
     monitor.pipeline = pipeline
     rooms = {"BTC/USDT": (D(1), D("0.0005"))}
-    monitor.position_room = lambda market, symbol: rooms[symbol] if market is ExchangeName.GATEIO_FUTURES else None
+    priced: list[D | None] = []
+
+    def room(market: ExchangeName, symbol: str, price: D | None) -> tuple[D, D] | None:
+        priced.append(price)
+        return rooms[symbol] if market is ExchangeName.GATEIO_FUTURES else None
+
+    monitor.position_room = room
     asyncio.run(monitor.refresh())
     opp = pipeline.scan(0)
     assert opp is not None and opp.sell_exchange is ExchangeName.GATEIO_FUTURES and opp.max_quantity == D("0.0005")
+    assert priced and set(priced) == {D(61000)}  # the perpetual's best ask: the room at today's price
     rooms["BTC/USDT"] = (D(1), D(0))
     monitor.update_caps()
     assert pipeline.scan(0) is None
@@ -374,7 +381,7 @@ def test_what_an_execution_spent_is_off_the_caps_until_the_venue_says_what_is_le
     opp = pipeline.scan(0)
     assert opp is not None and opp.max_quantity == D("0.0001")  # 6.02 USDT at 60000 plus 0.2 %
 
-    monitor.spend(ExchangeName.GATEIO, "USDT", D("3.01"))
+    monitor.spend(ExchangeName.GATEIO, "USDT", D("3.01"), since=monitor.sequence)
     assert monitor.free(ExchangeName.GATEIO, "USDT") == D("3.01")
     assert monitor.snapshot()[ExchangeName.GATEIO]["USDT"].free == D("6.02")  # the venue's figure is kept apart
     opp = pipeline.scan(0)
@@ -384,7 +391,7 @@ def test_what_an_execution_spent_is_off_the_caps_until_the_venue_says_what_is_le
 
     async def read_begun_before_the_spending() -> Mapping[str, Balance]:
         answer = await stale()
-        monitor.spend(ExchangeName.GATEIO, "USDT", D("3.01"))  # spent while the read was on its way
+        monitor.spend(ExchangeName.GATEIO, "USDT", D("3.01"), since=monitor.sequence)  # while the read was out
         return answer
 
     gate.balances = read_begun_before_the_spending  # type: ignore[method-assign]
@@ -398,9 +405,18 @@ def test_what_an_execution_spent_is_off_the_caps_until_the_venue_says_what_is_le
     asyncio.run(monitor.refresh([ExchangeName.GATEIO]))
     assert monitor.free(ExchangeName.GATEIO, "USDT") == D("6.02")
 
-    monitor.spend(ExchangeName.GATEIO, "USDT", D("6.02"))
+    monitor.spend(ExchangeName.GATEIO, "USDT", D("6.02"), since=monitor.sequence)
     assert pipeline.scan(0) is None
     on_gate(Balance(asset="USDT", free=D("2")))  # the push: what is left now
     assert monitor.free(ExchangeName.GATEIO, "USDT") == D("2")
-    monitor.spend(ExchangeName.GATEIO, "USDT", D("0"))  # nothing spent: nothing changes
+    monitor.spend(ExchangeName.GATEIO, "USDT", D("0"), since=monitor.sequence)  # nothing spent: nothing changes
     assert monitor.free(ExchangeName.GATEIO, "USDT") == D("2")
+
+    # The usual order: the orders are written, the venue pushes what is left, then the answer comes
+    # and the execution is recorded. That push shows the spending already: nothing is taken off again.
+    written = monitor.sequence
+    on_gate(Balance(asset="USDT", free=D("0.5")))
+    monitor.spend(ExchangeName.GATEIO, "USDT", D("1.5"), since=written)
+    assert monitor.free(ExchangeName.GATEIO, "USDT") == D("0.5")
+    monitor.spend(ExchangeName.GATEIO, "BTC", D("0.25"), since=written)  # another asset: not pushed since
+    assert monitor.free(ExchangeName.GATEIO, "BTC") == D("0.75")

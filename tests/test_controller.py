@@ -640,7 +640,7 @@ def test_an_executions_spot_fills_are_spent_from_the_balances_the_scanner_sizes_
         legs=(leg(ExchangeName.GATEIO, OrderSide.BUY), leg(ExchangeName.MEXC, OrderSide.SELL),
               leg(ExchangeName.GATEIO_FUTURES, OrderSide.SELL, "BTC/USDT:USDT")),
     )
-    controller._spend_balances(result)
+    controller._spend_balances(result, balances.sequence)
     assert balances.free(ExchangeName.GATEIO, "USDT") == D("39.88")  # 100 - 60 * 1.002
     assert balances.free(ExchangeName.GATEIO, "BTC") == D("0.5")  # what it bought counts once the venue says
     assert balances.free(ExchangeName.MEXC, "BTC") == D("0.499")
@@ -878,16 +878,18 @@ def test_a_restart_flags_orders_of_unknown_outcome_and_holds_every_unacknowledge
     controller._flag_interrupted(journal, ["o3"])
     (step, detail), = [s for s in journal.recovery_steps("o3") if s[0] == "manual_approval"]
     assert detail["reason"] == (
-        "interrupted by an engine restart; the outcome of gateio_futures o3-s is unknown (it may have filled; "
-        "asked again at the next start)"
+        "interrupted by an engine restart; gateio_futures o3-s not final (unanswered, or open at the venue): it "
+        "may fill; asked again at each start until acknowledged"
     )
     waiting = {a.opportunity_id: a for a in controller.recovery.get_active_recoveries()}
     assert sorted(waiting) == ["o1", "o3"]
     assert all(a.status is RecoveryStatus.AWAITING_APPROVAL for a in waiting.values())
     assert (waiting["o1"].residual_quantity, waiting["o3"].symbol) == (D("0.25"), "BTC/USDT")
     assert controller.recovery.get_recovery_statistics().awaiting_approval == 2
+    assert [i.client_order_id for i in journal.open_intents()] == ["o3-s"]  # asked about at each start
     controller.recovery.acknowledge("o3")  # an operator dealt with it: journaled, not held at the next start
     assert [opp for opp, _, _ in journal.awaiting_approval()] == ["o1"]
+    assert journal.open_intents() == []  # nor asked about again
     journal.close()
 
 

@@ -251,6 +251,12 @@ def test_a_futures_position_is_valued_at_the_current_price_when_its_last_fill_is
     assert outcome(manager, now) is RiskCheck.MAX_FUTURES_POSITION
     lower = msgspec.structs.replace(hedge_opening("4.0001"), buy_price=D(60), sell_price=D(60))
     assert outcome(manager, lower) is RiskCheck.MAX_FUTURES_POSITION  # 10.0001 ETH at the 100 mark
+    # The scanner's room agrees: at 160 the short may grow to 6.25 ETH, by 0.25.
+    perp = ExchangeName.GATEIO_FUTURES
+    assert manager.futures_room(perp, "ETH/USDT", D(160)) == (D("12.25"), D("0.25"))
+    assert manager.futures_room(perp, "ETH/USDT", D(60)) == manager.futures_room(perp, "ETH/USDT") == (D(16), D(4))
+    grown = msgspec.structs.replace(hedge_opening("0.25"), buy_price=D(160), sell_price=D(160))
+    assert outcome(manager, grown) is None
 
 
 def test_a_trade_that_shrinks_a_futures_position_passes_whatever_its_size() -> None:
