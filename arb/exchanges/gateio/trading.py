@@ -317,7 +317,9 @@ class GateioSpotTrading(_GateioTrading):
             filled_quantity=filled,
             average_price=order.avg_deal_price or _divide(order.filled_total, filled),
             fee=order.fee,
-            fee_asset=order.fee_currency or None,
+            # Paid in GT or points, the fee says 0 in the fee currency: not what the trade cost, so
+            # no fee is reported and the taker rate is charged instead (``OrderOutcome.fee``).
+            fee_asset=None if not order.fee and (order.gt_fee or order.point_fee) else order.fee_currency or None,
             updated_at_ms=order.update_time_ms or order.create_time_ms or 0,
         )
 

@@ -375,7 +375,8 @@ class MexcSpotTrading:
         return OrderState(
             symbol=instrument.symbol,
             order_id=str(info.orderId),
-            client_order_id=info.clientOrderId or info.origClientOrderId,
+            # A cancel's answer names the order in origClientOrderId (clientOrderId is the cancel's own).
+            client_order_id=info.origClientOrderId or info.clientOrderId,
             side=_side(info.side),
             type=order_type,
             status=status,

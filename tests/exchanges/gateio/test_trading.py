@@ -288,3 +288,20 @@ def test_sim_venue_round_trip_smoke() -> None:
     state = venue.spot_client.parse_order(venue.fetch(venue.spot_client.place_order(
         req("BTC/USDT", OrderSide.BUY, "0.01", "29000"))))
     assert state.status is OrderStatus.NEW
+
+
+@pytest.mark.parametrize(("fees", "reported"), [
+    ({"fee": "0.3", "fee_currency": "USDT"}, (D("0.3"), "USDT")),
+    ({"fee": "0", "fee_currency": "USDT", "point_fee": "0.3"}, (D(0), None)),  # paid in points
+    ({"fee": "0", "fee_currency": "USDT", "gt_fee": "0.02", "gt_discount": True}, (D(0), None)),  # in GT
+    ({"fee": "0", "fee_currency": "USDT"}, (D(0), "USDT")),  # a zero-fee order: nothing was charged
+])
+def test_a_spot_fee_paid_in_gt_or_points_is_not_read_as_no_fee(fees: dict[str, object], reported: tuple[D, str | None]
+                                                               ) -> None:
+    """Gate.io reports ``fee`` 0 when the account pays it with GT or points; the order then has no
+    fee the engine can count in the quote, and ``OrderOutcome.fee`` charges the taker rate instead."""
+    body = json.dumps({"id": "1", "currency_pair": "BTC_USDT", "type": "limit", "side": "sell", "amount": "0.005",
+                       "price": "60000", "status": "closed", "finish_as": "filled", "left": "0",
+                       "filled_total": "300", **fees}).encode()
+    state = spot_client().parse_order(body)
+    assert (state.fee, state.fee_asset) == reported

@@ -311,3 +311,15 @@ def test_parse_balances() -> None:
     body = b'{"canTrade":true,"balances":[{"asset":"USDT","free":"10.5","locked":"0.25"}],"permissions":["SPOT"]}'
     balances = trading().parse_balances(body)
     assert balances["USDT"].total == Decimal("10.75")
+
+
+def test_a_cancel_reply_is_read_as_the_cancelled_orders_not_the_cancels() -> None:
+    """``DELETE /api/v3/order`` names the cancelled order in ``origClientOrderId``; its ``clientOrderId``
+    is the cancel request's own id (the documented reply's ``cancelMyOrder1``)."""
+    body = {"symbol": "BTCUSDT", "orderId": 7, "price": "10.00", "origQty": "2", "executedQty": "1",
+            "cummulativeQuoteQty": "10", "status": "CANCELED", "type": "LIMIT", "side": "BUY",
+            "origClientOrderId": "arb-1", "clientOrderId": "cancelMyOrder1"}
+    state = trading().parse_order(msgspec.json.encode(body))
+    assert state.client_order_id == "arb-1" and state.filled_quantity == 1
+    query = {**body, "clientOrderId": "arb-1", "origClientOrderId": None}  # an order query's answer
+    assert trading().parse_order(msgspec.json.encode(query)).client_order_id == "arb-1"
