@@ -579,7 +579,7 @@ def _approvals(args: argparse.Namespace) -> int:
     if intent_log_in_use(path):
         raise ConfigurationError([
             f"approvals: the journal {path} is in use by a running engine; stop it first (while it runs, its "
-            "log and the arb_recoveries_active metric show what awaits approval)"
+            "live view, log and arb_recoveries_active metric show what awaits approval)"
         ])
     with Journal(path) as journal:
         waiting = journal.awaiting_approval()

@@ -12,12 +12,13 @@ Outputs (``choose_output``):
 
 * ``LIVE``, stdout is a terminal: a dashboard refreshed 4 times a second (connections,
   top opportunities, recent executions, PnL and exposure by market, latency p50/p99 per
-  stage, circuit breakers, halted markets and positions near their liquidation). Log lines bound
-  for the terminal print above it.
+  stage, circuit breakers, halted markets, positions near their liquidation and residuals
+  awaiting an operator's approval). Log lines bound for the terminal print above it.
 * ``HEADLESS`` (``run --headless``): one JSON object per line on stdout through the
   ``arb.events`` logger and ``JsonLogFormatter``: ``status`` every second, ``execution``
   for each execution, ``breaker_trip``, ``resync``, ``market_halted``, ``market_resumed``,
-  ``near_liquidation``, ``liquidation_cleared`` and a final ``summary``. Other log
+  ``near_liquidation``, ``liquidation_cleared``, ``awaiting_approval``, ``approval_cleared``
+  and a final ``summary``. Other log
   records stay plain text on stderr.
 * ``PLAIN``, stdout is not a terminal: the controller's one-line status every second.
 """
@@ -50,6 +51,7 @@ from .exchanges.base import BookKey
 from .exchanges.book_sync import BookSyncStats
 from .exchanges.models import Balance, ConnectionHealth
 from .monitor import PerformanceMonitor
+from .recovery import ActiveRecovery, RecoveryStatus
 from .risk import RiskManager
 from .types import ArbitrageOpportunity, ArbitrageState, ExchangeName, ExecutionResult, OrderSide
 
@@ -190,6 +192,15 @@ class LiquidationRow(msgspec.Struct, frozen=True, kw_only=True):
     distance_bps: Decimal
 
 
+class ApprovalRow(msgspec.Struct, frozen=True, kw_only=True):
+    """An opportunity flagged for manual approval (``RecoveryManager``): an operator must decide."""
+
+    opportunity_id: str
+    symbol: str
+    residual: Decimal
+    reason: str
+
+
 class ViewSnapshot(msgspec.Struct, frozen=True, kw_only=True):
     """Everything the view shows, copied at one moment."""
 
@@ -216,6 +227,7 @@ class ViewSnapshot(msgspec.Struct, frozen=True, kw_only=True):
     breakers: tuple[BreakerRow, ...]
     halted: tuple[HaltRow, ...] = ()
     near_liquidation: tuple[LiquidationRow, ...] = ()
+    awaiting_approval: tuple[ApprovalRow, ...] = ()
 
 
 class ViewEvent(msgspec.Struct, frozen=True, kw_only=True):
@@ -248,6 +260,7 @@ class LiveView:
         executions: Callable[[int], tuple[Sequence[ExecutionResult], int]],
         balances: BalanceSource | None = None,
         halted: Mapping[BookKey, str] | None = None,
+        recoveries: Callable[[], Sequence[ActiveRecovery]] | None = None,
         stopping: Callable[[], str | None] | None = None,
         mode: str = "",
         quote_asset: str = "USDT",
@@ -262,6 +275,7 @@ class LiveView:
         self.connectors = dict(connectors)
         self.balances = balances
         self.halted: Mapping[BookKey, str] = halted if halted is not None else {}
+        self._recoveries = recoveries
         self.mode = mode
         self.quote_asset = quote_asset
         self.top = top
@@ -275,6 +289,7 @@ class LiveView:
         self._resyncs: dict[tuple[str, str, str], int] = {}
         self._halts: dict[BookKey, str] = {}
         self._near: set[tuple[ExchangeName, str]] = set()
+        self._awaiting: set[str] = set()
         self._latest: ViewSnapshot | None = None
 
     @classmethod
@@ -290,6 +305,7 @@ class LiveView:
             executions=controller.results_since,
             balances=controller.balances,
             halted=controller.pipeline.halted,
+            recoveries=controller.recovery.get_active_recoveries if controller.recovery is not None else None,
             stopping=lambda: controller.shutdown_manager.reason,
             mode=controller.mode,
         )
@@ -364,6 +380,26 @@ class LiveView:
                 )
             )
         self._near = set(near)
+
+        awaiting = [
+            a for a in (self._recoveries() if self._recoveries is not None else ())
+            if a.status is RecoveryStatus.AWAITING_APPROVAL
+        ]
+        for a in awaiting:
+            if a.opportunity_id not in self._awaiting:
+                events.append(
+                    ViewEvent(
+                        event="awaiting_approval",
+                        message=f"{a.opportunity_id} {a.symbol}: residual {a.residual_quantity} awaits an operator: "
+                        f"{a.reason}",
+                        data={"opportunity_id": a.opportunity_id, "symbol": a.symbol, "residual": a.residual_quantity,
+                              "reason": a.reason},
+                    )
+                )
+        for gone in self._awaiting - {a.opportunity_id for a in awaiting}:
+            events.append(ViewEvent(event="approval_cleared", message=f"{gone}: acknowledged",
+                                    data={"opportunity_id": gone}))
+        self._awaiting = {a.opportunity_id for a in awaiting}
 
         connections = []
         for market, source in self.connectors.items():
@@ -455,6 +491,11 @@ class LiveView:
             near_liquidation=tuple(
                 LiquidationRow(market=market.value, symbol=symbol, distance_bps=bps)
                 for (market, symbol), bps in near.items()
+            ),
+            awaiting_approval=tuple(
+                ApprovalRow(opportunity_id=a.opportunity_id, symbol=a.symbol, residual=a.residual_quantity,
+                            reason=a.reason)
+                for a in awaiting
             ),
         )
         self._latest = snapshot
@@ -647,6 +688,9 @@ def _breakers(s: ViewSnapshot) -> Table:
     for n in s.near_liquidation:
         table.add_row(f"{n.market} {n.symbol}", Text("NEAR LIQ", "bold red"), "", "",
                       f"{n.distance_bps} bps from liquidation: not grown; add margin")
+    for a in s.awaiting_approval:
+        table.add_row(f"{a.opportunity_id} {a.symbol}", Text("APPROVAL", "bold red"), "", "",
+                      f"residual {a.residual}: {a.reason}")
     return table
 
 

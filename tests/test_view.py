@@ -25,6 +25,7 @@ from arb.exchanges.book_sync import BookSyncStats
 from arb.exchanges.models import Balance, ConnectionHealth, Fill, FundingPayment
 from arb.monitor import PerformanceMonitor, Stage
 from arb.pipeline import ScannerPipeline
+from arb.recovery import RecoveryManager
 from arb.risk import FuturesHolding, RiskManager
 from arb.sim.cluster import default_instruments
 from arb.types import (
@@ -413,3 +414,27 @@ def test_a_position_near_its_liquidation_shows_in_the_breaker_table_and_is_an_ev
         ("liquidation_cleared", "gateio_futures ETH/USDT: far enough from its liquidation")
     ]
     assert "NEAR LIQ" not in rendered(view)
+
+
+def test_a_residual_awaiting_approval_shows_in_the_breaker_table_and_is_an_event_both_ways() -> None:
+    parts = Parts()
+    recovery = RecoveryManager({}, max_loss_quote=D(1))
+    view = LiveView(
+        monitor=parts.monitor, risk=parts.risk, connectors=parts.connectors, opportunities=lambda: [],
+        executions=lambda start: ([], 0), recoveries=recovery.get_active_recoveries, clock=lambda: parts.now,
+    )
+    view.poll()  # the first poll's events (the fixture's breaker trip) are not this test's
+    assert view.poll()[1] == [] and "APPROVAL" not in rendered(view)
+    recovery.restore_flagged("o7", "BTC/USDT", D("0.25"), "interrupted by an engine restart with unmatched legs")
+    snapshot, events = view.poll()
+    assert [(e.event, e.data) for e in events] == [
+        ("awaiting_approval", {"opportunity_id": "o7", "symbol": "BTC/USDT", "residual": D("0.25"),
+                               "reason": "interrupted by an engine restart with unmatched legs"}),
+    ]
+    assert [(a.opportunity_id, a.residual) for a in snapshot.awaiting_approval] == [("o7", D("0.25"))]
+    assert view.poll()[1] == []  # said once
+    text = rendered(view, width=300)
+    assert "o7 BTC/USDT" in text and "APPROVAL" in text and "residual 0.25: interrupted by an engine" in text
+    recovery.acknowledge("o7")
+    assert [(e.event, e.message) for e in view.poll()[1]] == [("approval_cleared", "o7: acknowledged")]
+    assert "APPROVAL" not in rendered(view)
