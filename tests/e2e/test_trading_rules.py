@@ -322,7 +322,14 @@ def test_a_leg_refused_for_its_timestamp_has_the_venues_clock_read_at_once(
     async def scenario() -> None:
         async with cluster:
             engine, _, running = await trading(manager, cluster, tmp_path)
+            risk = engine.risk
+            assert risk is not None
+            # Between executions: an order already at the venue would end unknown (its queries and
+            # cancel refused too) rather than refused for its timestamp.
+            risk.kill("test: hold entries while the venue's clock moves")
+            await eventually(lambda: engine._waiter is not None, 10, "the engine between executions")
             cluster.faults.configure("mexc", VenueFaults(clock_skew_ms=-1_500))
+            risk.resume()
             await eventually(
                 lambda: any(m.startswith("mexc: the local clock is") for m in messages()), 10, "the clock read"
             )
