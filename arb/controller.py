@@ -902,6 +902,7 @@ class ArbitrageController:
                 {m: c for m, c in self.traders.items() if c.can_trade},
                 refresh_interval_ms=config.balance_refresh_interval_ms,
                 on_alert=self._on_skew,
+                on_read_failed=self._on_balance_read_failed,
             )
         self.balances.pipeline = self.pipeline
         if self.risk is not None:
@@ -1100,6 +1101,14 @@ class ArbitrageController:
     def _on_desync(self, key: BookKey, reason: str) -> None:
         if self.risk is not None and self._scanning and reason != "shutdown":
             self.risk.record_stale_data(key.exchange, key.symbol, desynced=True)
+
+    def _on_balance_read_failed(self, market: ExchangeName, exc: Exception) -> None:
+        """A signed balance read refused for its timestamp brings the venue's clock read forward
+        (with the rules read, ``_watch_trading_rules``), as an order refused that way does."""
+        if (isinstance(exc, ExchangeError) and exc.category == ErrorCategory.TIMESTAMP and self._rules_watched
+                and not self._rules_due.is_set()):
+            log.warning("%s balance read refused for its timestamp: reading the venue's clock now", market.value)
+            self._rules_due.set()
 
     def _on_skew(self, alert: SkewAlert) -> None:
         self._skew_alerts.append(alert.message())
