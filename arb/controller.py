@@ -46,7 +46,7 @@ from .config import ConfigurationManager
 from .errors import ArbitrageEngineError, ConfigurationError, ExchangeError
 from .exchanges.base import BalancesReadHandler, BookKey, MarketDataTap
 from .exchanges.book_sync import BookSyncStats
-from .exchanges.connector import ExchangeConnector
+from .exchanges.connector import ExchangeConnector, clock_distance
 from .exchanges.errors import ErrorCategory
 from .exchanges.factory import ExchangeFactory, market_symbols
 from .exchanges.models import Balance, Fill, OrderRequest, OrderState
@@ -638,9 +638,9 @@ class ArbitrageController:
             if refusal is not None:
                 log.error("%s: %s: its orders are refused until the clock is synchronised", market.value, refusal)
             elif window.near_edge(skew_ms):
-                log.warning("%s: the local clock is %.0f ms %s the venue's, past half of what its signed requests "
-                            "allow (%d ms ahead, %d ms behind): synchronise the clock", market.value, abs(skew_ms),
-                            "behind" if skew_ms > 0 else "ahead of", window.ahead_ms, window.behind_ms)
+                log.warning("%s: %s, past half of what its signed requests allow (%d ms ahead, %d ms behind): "
+                            "synchronise the clock", market.value, clock_distance(skew_ms), window.ahead_ms,
+                            window.behind_ms)
 
     def _check_trading_rules(self, market: ExchangeName, fresh: InstrumentCatalog, *, fees_comparable: bool) -> None:
         """Halt each traded symbol of ``market`` that ``fresh`` no longer lists as tradable, or lists
@@ -863,9 +863,7 @@ class ArbitrageController:
             return ""
         window = connector.binding.clock_window
         reason = window.refusal(skew_ms) if window is not None else None
-        if reason is None:
-            reason = f"the local clock is {abs(skew_ms):.0f} ms {'behind' if skew_ms > 0 else 'ahead of'} the venue's"
-        return f"; {reason}: synchronise the clock (chrony or `timedatectl set-ntp true`)"
+        return f"; {reason or clock_distance(skew_ms)}: synchronise the clock (chrony or `timedatectl set-ntp true`)"
 
     async def _build_parts(self, dry_run: bool) -> None:
         config = self.config
@@ -1105,9 +1103,15 @@ class ArbitrageController:
     def _on_balance_read_failed(self, market: ExchangeName, exc: Exception) -> None:
         """A signed balance read refused for its timestamp brings the venue's clock read forward
         (with the rules read, ``_watch_trading_rules``), as an order refused that way does."""
-        if (isinstance(exc, ExchangeError) and exc.category == ErrorCategory.TIMESTAMP and self._rules_watched
-                and not self._rules_due.is_set()):
-            log.warning("%s balance read refused for its timestamp: reading the venue's clock now", market.value)
+        if isinstance(exc, ExchangeError) and exc.category == ErrorCategory.TIMESTAMP:
+            self._read_rules_now(logging.WARNING, "%s balance read refused for its timestamp: reading the venue's "
+                                 "clock now", market.value)
+
+    def _read_rules_now(self, level: int, message: str, *args: object) -> None:
+        """Bring the next rules and clock read forward (``_watch_trading_rules``), saying why, unless
+        this run does not watch them or the read is already due."""
+        if self._rules_watched and not self._rules_due.is_set():
+            log.log(level, message, *args)
             self._rules_due.set()
 
     def _on_skew(self, alert: SkewAlert) -> None:
@@ -1329,14 +1333,12 @@ class ArbitrageController:
         for leg in result.legs:
             if leg.error_category in VENUE_FAULTS:
                 risk.record_venue_error(leg.exchange, leg.error or leg.error_category or "")
-                if leg.error_category == ErrorCategory.TIMESTAMP and self._rules_watched and not self._rules_due.is_set():
-                    log.warning("%s %s refused for its timestamp: reading the venue's clock now",
-                                leg.exchange.value, leg.symbol)
-                    self._rules_due.set()
-            elif leg.error_category in RULES_SUSPECT and self._rules_watched and not self._rules_due.is_set():
-                log.info("%s %s refused (%s): reading the trading rules again now",
-                         leg.exchange.value, leg.symbol, leg.error_category)
-                self._rules_due.set()
+                if leg.error_category == ErrorCategory.TIMESTAMP:
+                    self._read_rules_now(logging.WARNING, "%s %s refused for its timestamp: reading the venue's "
+                                         "clock now", leg.exchange.value, leg.symbol)
+            elif leg.error_category in RULES_SUSPECT:
+                self._read_rules_now(logging.INFO, "%s %s refused (%s): reading the trading rules again now",
+                                     leg.exchange.value, leg.symbol, leg.error_category)
         monitor.record_execution(result)
         monitor.record_cycle(self.clock() - opportunity.detected_at, opportunity.opportunity_id)
         self._results.append(result)

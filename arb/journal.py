@@ -201,16 +201,13 @@ _INSERT_FILL = (
     "price, quantity, fee, fee_asset, is_maker, timestamp_ms, source, recorded_at_ms) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
-_OPEN_INTENTS = """
-SELECT intent_id, opportunity_id, leg, exchange, request, created_at_ms FROM intents i
-WHERE NOT EXISTS (SELECT 1 FROM order_events e WHERE e.intent_id = i.intent_id AND e.closes = 1)
-ORDER BY intent_id
-"""
-_OPEN_INTENTS_OF = """
-SELECT intent_id FROM intents i WHERE opportunity_id = ?
-AND NOT EXISTS (SELECT 1 FROM order_events e WHERE e.intent_id = i.intent_id AND e.closes = 1)
-ORDER BY intent_id
-"""
+# An intent with no closing outcome yet (``intents`` aliased ``i``).
+_IS_OPEN = "NOT EXISTS (SELECT 1 FROM order_events e WHERE e.intent_id = i.intent_id AND e.closes = 1)"
+_OPEN_INTENTS = (
+    f"SELECT intent_id, opportunity_id, leg, exchange, request, created_at_ms FROM intents i WHERE {_IS_OPEN} "
+    "ORDER BY intent_id"
+)
+_OPEN_INTENTS_OF = f"SELECT intent_id FROM intents i WHERE opportunity_id = ? AND {_IS_OPEN} ORDER BY intent_id"
 _LAST_FINAL = (
     "SELECT status, filled_quantity FROM order_events WHERE intent_id = ? AND status IN "
     f"({', '.join('?' * len(_FINAL_STATUSES))}) ORDER BY event_id DESC LIMIT 1"

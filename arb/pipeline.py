@@ -307,9 +307,13 @@ class ScannerPipeline:
         for plan, leg in legs:
             leg.set_terms(instrument, plan.price_decimals, plan.size_decimals)
             self.scanner.set_leg_costs(plan.symbol_id, leg.leg_id, leg.fee_ppm, leg.min_notional_common)
-            self._standing.pop(plan.symbol_id, None)
-            self.marked.add(plan.symbol_id)
+            self._withdraw(plan.symbol_id)
         return bool(legs)
+
+    def _withdraw(self, symbol_id: int) -> None:
+        """What ``symbol_id``'s scans found no longer stands (``stands``); it is scanned again at the next scan."""
+        self._standing.pop(symbol_id, None)
+        self.marked.add(symbol_id)
 
     def resume_market(self, exchange: ExchangeName, symbol: str) -> bool:
         """Scan a halted market again once its limits are set again (``set_leg_limits``); False when it was not halted."""
@@ -334,8 +338,7 @@ class ScannerPipeline:
             # What its symbols' scans found was priced on this book: withdrawn (a queued opportunity
             # no longer stands), and scanned again without it.
             for symbol_id in self._by_key.get(key, ()):
-                self._standing.pop(symbol_id, None)
-                self.marked.add(symbol_id)
+                self._withdraw(symbol_id)
             if self.on_desync is not None:
                 self.on_desync(key, reason)
         elif key in self._by_key:

@@ -518,9 +518,7 @@ class RiskManager:
         after = abs(held + signed)
         if after <= abs(held):
             return
-        # At the higher of the symbol's last fill and this leg's price: a mark gone stale while the
-        # position was held must not understate it.
-        size = after * max(self._marks.get(opportunity.symbol, price), price)
+        size = after * self._position_price(opportunity.symbol, price)
         if size > self._max_position:
             self._reject(RiskCheck.MAX_FUTURES_POSITION, opportunity, size, self._max_position, counted)
         if self._liquidation_distances and held:
@@ -906,6 +904,13 @@ class RiskManager:
         """Whether any breaker currently blocks new entries."""
         return bool(self._tripped)
 
+    def _position_price(self, symbol: str, price: Decimal) -> Decimal:
+        """What a futures position of ``symbol`` is valued at against its limit: the higher of the
+        symbol's last fill and ``price`` (the current one), so that a mark gone stale while the
+        position was held does not understate it."""
+        mark = self._marks.get(symbol)
+        return price if mark is None else max(mark, price)
+
     def futures_room(
         self, market: ExchangeName, symbol: str, price: Decimal | None = None
     ) -> tuple[Decimal, Decimal] | None:
@@ -918,7 +923,7 @@ class RiskManager:
         if mark is None:
             return None
         if price is not None:
-            mark = max(mark, price)
+            mark = self._position_price(symbol, price)
         position = self._positions.get((market, symbol))
         held = position.quantity if position is not None else ZERO
         limit = self._max_position / mark

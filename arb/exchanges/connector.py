@@ -212,6 +212,11 @@ PrivateStreamFactory = Callable[[ApiCredentials, InstrumentCatalog, str], Privat
 """``(credentials, catalog, market-data ws URL) -> dialect`` of a venue's private websocket."""
 
 
+def clock_distance(skew_ms: float) -> str:
+    """"the local clock is N ms behind (or ahead of) the venue's", for a clock ``skew_ms`` behind it."""
+    return f"the local clock is {abs(skew_ms):.0f} ms {'behind' if skew_ms > 0 else 'ahead of'} the venue's"
+
+
 class ClockWindow(msgspec.Struct, frozen=True, kw_only=True):
     """How far the local clock may run from the venue's before the venue refuses signed requests."""
 
@@ -222,11 +227,9 @@ class ClockWindow(msgspec.Struct, frozen=True, kw_only=True):
         """Why signed requests are refused with the local clock ``skew_ms`` behind the venue's
         (negative: ahead of it); None when they are taken."""
         if -skew_ms >= self.ahead_ms:
-            return (f"the local clock is {-skew_ms:.0f} ms ahead of the venue's, which refuses signed requests "
-                    f"{self.ahead_ms} ms ahead or more")
+            return f"{clock_distance(skew_ms)}, which refuses signed requests {self.ahead_ms} ms ahead or more"
         if skew_ms > self.behind_ms:
-            return (f"the local clock is {skew_ms:.0f} ms behind the venue's, which refuses signed requests more "
-                    f"than {self.behind_ms} ms behind")
+            return f"{clock_distance(skew_ms)}, which refuses signed requests more than {self.behind_ms} ms behind"
         return None
 
     def near_edge(self, skew_ms: float) -> bool:
