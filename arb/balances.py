@@ -91,7 +91,6 @@ class BalanceMonitor:
         skew_threshold: Decimal = Decimal("0.1"),
         on_alert: Callable[[SkewAlert], None] | None = None,
         on_drift: Callable[[BalanceDrift], None] | None = None,
-        on_read_failed: Callable[[ExchangeName, Exception], None] | None = None,
     ) -> None:
         if refresh_interval_ms < 1:
             raise ValueError(f"refresh_interval_ms={refresh_interval_ms}: must be at least 1")
@@ -102,7 +101,6 @@ class BalanceMonitor:
         self.skew_threshold = skew_threshold
         self.on_alert = on_alert
         self.on_drift = on_drift
-        self.on_read_failed = on_read_failed  # a market's read failed (after it is logged)
         self._balances: dict[ExchangeName, dict[str, Balance]] = {}
         self._alerted: set[tuple[str, ExchangeName]] = set()
         self._streamed: set[ExchangeName] = set()  # markets kept current by their private stream
@@ -223,8 +221,6 @@ class BalanceMonitor:
             if isinstance(result, Exception):
                 self.errors += 1
                 log.warning("%s: balance refresh failed: %s", exchange.value, result)
-                if self.on_read_failed is not None:
-                    self.on_read_failed(exchange, result)
                 continue
             if self._applied_read.get(exchange, 0) > read_seq:
                 log.debug("%s: balance read dropped: a later read has answered", exchange.value)

@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import logging
 import signal
 import time
@@ -867,6 +868,8 @@ class ArbitrageController:
 
     async def _build_parts(self, dry_run: bool) -> None:
         config = self.config
+        for market, connector in self.connectors.items():
+            connector.rest.on_timestamp_refused = functools.partial(self._on_timestamp_refused, market)
         if self.risk is None:
             self.risk = RiskManager(
                 config.risk_limits,
@@ -900,7 +903,6 @@ class ArbitrageController:
                 {m: c for m, c in self.traders.items() if c.can_trade},
                 refresh_interval_ms=config.balance_refresh_interval_ms,
                 on_alert=self._on_skew,
-                on_read_failed=self._on_balance_read_failed,
             )
         self.balances.pipeline = self.pipeline
         if self.risk is not None:
@@ -1100,12 +1102,12 @@ class ArbitrageController:
         if self.risk is not None and self._scanning and reason != "shutdown":
             self.risk.record_stale_data(key.exchange, key.symbol, desynced=True)
 
-    def _on_balance_read_failed(self, market: ExchangeName, exc: Exception) -> None:
-        """A signed balance read refused for its timestamp brings the venue's clock read forward
-        (with the rules read, ``_watch_trading_rules``), as an order refused that way does."""
-        if isinstance(exc, ExchangeError) and exc.category == ErrorCategory.TIMESTAMP:
-            self._read_rules_now(logging.WARNING, "%s balance read refused for its timestamp: reading the venue's "
-                                 "clock now", market.value)
+    def _on_timestamp_refused(self, market: ExchangeName, where: str) -> None:
+        """Any signed request of ``market`` refused for its timestamp (an order, its query or cancel,
+        a balance read) brings the venue's clock read forward, with the rules read
+        (``_watch_trading_rules``)."""
+        self._read_rules_now(logging.WARNING, "%s %s refused for its timestamp: reading the venue's clock now",
+                             market.value, where)
 
     def _read_rules_now(self, level: int, message: str, *args: object) -> None:
         """Bring the next rules and clock read forward (``_watch_trading_rules``), saying why, unless
@@ -1333,9 +1335,6 @@ class ArbitrageController:
         for leg in result.legs:
             if leg.error_category in VENUE_FAULTS:
                 risk.record_venue_error(leg.exchange, leg.error or leg.error_category or "")
-                if leg.error_category == ErrorCategory.TIMESTAMP:
-                    self._read_rules_now(logging.WARNING, "%s %s refused for its timestamp: reading the venue's "
-                                         "clock now", leg.exchange.value, leg.symbol)
             elif leg.error_category in RULES_SUSPECT:
                 self._read_rules_now(logging.INFO, "%s %s refused (%s): reading the trading rules again now",
                                      leg.exchange.value, leg.symbol, leg.error_category)

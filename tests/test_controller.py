@@ -27,7 +27,6 @@ from arb.execution import StartedExecution, TwoLegExecutor
 from arb.exchanges.base import BookKey
 from arb.exchanges.factory import market_symbols, registered
 from arb.exchanges.gateio.connector import GateioSpotConnector
-from arb.exchanges.errors import ErrorCategory
 from arb.exchanges.models import Balance, FundingPayment, OrderRequest, OrderState, OrderType
 from arb.hedges import HedgeBook, HedgePosition
 from arb.instruments import InstrumentCatalog
@@ -614,24 +613,6 @@ def test_an_opportunity_queued_behind_a_trade_on_its_markets_is_sized_again_from
     assert [(o.symbol, o.max_quantity) for o in sent] == [("BTC/USDT", D("0.001")), ("ETH/USDT", D("0.004"))]
     summary = controller.summary()
     assert summary.resized_after_trade == 1 and "  sized again after a trade 1" in summary.lines()
-
-
-def test_a_balance_read_refused_for_its_timestamp_brings_the_clock_read_forward(tmp_path: Path) -> None:
-    """The periodic balance read is signed too: refused for its timestamp (no order need go out, a
-    breaker may hold them all), it has the venues' clocks read at once; other failures do not."""
-    class Refusing:
-        def __init__(self, category: ErrorCategory) -> None:
-            self.category = category
-
-        async def balances(self) -> dict[str, Balance]:
-            raise ExchangeError("mexc", "GET /api/v3/account: refused", category=self.category)
-
-    controller = ArbitrageController(manager(tmp_path))
-    for category, due in ((ErrorCategory.MAINTENANCE, False), (ErrorCategory.TIMESTAMP, True)):
-        monitor = BalanceMonitor({ExchangeName.MEXC: Refusing(category)},
-                                 on_read_failed=controller._on_balance_read_failed)
-        asyncio.run(monitor.refresh())
-        assert monitor.errors == 1 and controller._rules_due.is_set() is due
 
 
 def test_an_executions_spot_fills_are_spent_from_the_balances_the_scanner_sizes_by(tmp_path: Path) -> None:

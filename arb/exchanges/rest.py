@@ -336,6 +336,8 @@ class RestClient:
         self._session: aiohttp.ClientSession | None = None
         self._http1: Http1Pool | None = None
         self._decoders: dict[Any, msgspec.json.Decoder[Any]] = {}
+        # Called with ``METHOD path`` whenever the venue refuses a request for its timestamp.
+        self.on_timestamp_refused: Callable[[str], None] | None = None
 
     async def __aenter__(self) -> RestClient:
         self._ensure_session()
@@ -498,6 +500,12 @@ class RestClient:
         self.stats.errors["connect"] += 1
         return ExchangeConnectionError(self.venue.name, f"{request.method} {request.path}: {detail}")
 
+    def note_refusal(self, error: ExchangeError, where: str) -> None:
+        """Pass a venue's refusal of a signed request ``where`` (here or on a transport sharing this
+        client's budget) to ``on_timestamp_refused`` when it was refused for its timestamp."""
+        if error.category == ErrorCategory.TIMESTAMP and self.on_timestamp_refused is not None:
+            self.on_timestamp_refused(where)
+
     def _lost(self, request: RestRequest, exc: BaseException) -> ExchangeError:
         """A timeout or a dropped connection after sending: a read failed, a write's outcome is unknown."""
         kind = "timeout" if isinstance(exc, asyncio.TimeoutError) else "connection"
@@ -529,6 +537,7 @@ class RestClient:
             write=not request.is_read,
         )
         self.stats.errors[ErrorCategory(error.category).value if error.category is not None else f"http_{status}"] += 1
+        self.note_refusal(error, f"{request.method} {request.path}")
         if isinstance(error, RateLimitError):
             if error.retry_after_s is None:
                 banned = status == 418

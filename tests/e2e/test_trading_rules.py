@@ -338,7 +338,7 @@ def test_a_leg_refused_for_its_timestamp_has_the_venues_clock_read_at_once(
 
     with caplog.at_level(logging.WARNING, logger="arb.controller"):
         asyncio.run(scenario())
-    refused = [m for m in messages() if m == "mexc BTC/USDT refused for its timestamp: reading the venue's clock now"]
+    refused = [m for m in messages() if m == "mexc POST /api/v3/order refused for its timestamp: reading the venue's clock now"]
     (clock,) = [m for m in messages() if m.startswith("mexc: the local clock is")]
     assert refused and "ahead of the venue's, which refuses signed requests 1000 ms ahead or more" in clock
 

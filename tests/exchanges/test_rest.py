@@ -169,7 +169,9 @@ def test_venue_codes_map_to_the_error_tree_with_the_http_error_chained() -> None
     async def main() -> None:
         server = Server()
         async with serve(server) as url:
+            refused_for_time: list[str] = []
             async with RestClient(venue(url), FAST) as client:
+                client.on_timestamp_refused = refused_for_time.append
                 with pytest.raises(OrderRejectedError) as info:
                     await client.fetch(RestRequest(method="POST", path="/gate_order", body=b"{}"))
                 err = info.value
@@ -177,11 +179,14 @@ def test_venue_codes_map_to_the_error_tree_with_the_http_error_chained() -> None
                 assert str(err) == "gateio: POST /gate_order: Not enough balance [HTTP 400] (code BALANCE_NOT_ENOUGH)"
                 assert isinstance(err.__cause__, aiohttp.ClientResponseError) and err.__cause__.status == 400
             mexc_venue = venue(url, mexc.ERROR_CODES, mexc.HTTP_STATUSES)
+            assert refused_for_time == []  # refused, but not for its timestamp
             async with RestClient(mexc_venue, FAST) as client:
+                client.on_timestamp_refused = refused_for_time.append
                 with pytest.raises(ExchangeError) as info:
                     await client.fetch(RestRequest(method="GET", path="/mexc_time"))
                 assert info.value.category is ErrorCategory.TIMESTAMP and info.value.code == 700003
                 assert client.stats.errors == {"timestamp": 1}
+            assert refused_for_time == ["GET /mexc_time"]
         assert server.hits["GET /mexc_time"] == 1  # a 4xx is never retried
 
     run(main())
