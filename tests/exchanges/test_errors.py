@@ -110,3 +110,14 @@ def test_a_server_error_answering_a_write_leaves_its_outcome_unknown_whatever_it
     # A read is retried as the code says (TOO_BUSY: the venue is busy, try again later).
     if label == "TOO_BUSY":
         assert gate_error(code=label, http_status=status).category is ErrorCategory.MAINTENANCE
+
+
+def test_a_refusal_that_says_the_order_may_exist_leaves_its_outcome_unknown() -> None:
+    """A client id already in use means an order sent with it exists; MEXC's code 503 ("service not
+    available, please try again") may come back to an order it took, even under an HTTP 4xx."""
+    for label in ("ORDER_EXISTS", "REPEATED_CREATION"):
+        assert gate_error(code=label, http_status=400, write=True).category is ErrorCategory.OUTCOME_UNKNOWN
+    assert mexc_error(code=503, http_status=400, write=True).category is ErrorCategory.OUTCOME_UNKNOWN
+    assert gate_error(code="TOO_FAST", http_status=400).category is ErrorCategory.RATE_LIMITED
+    assert gate_error(code="CLIENT_ID_NOT_FOUND", http_status=400).category is ErrorCategory.UNKNOWN_ORDER
+    assert gate_error(code="AUTHENTICATION_FAILED", http_status=401).category is ErrorCategory.AUTH_FAILED

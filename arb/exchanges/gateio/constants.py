@@ -137,7 +137,8 @@ DEFAULT_FUTURES_TAKER_FEE: Final = Decimal("0.0005")  # [HB]
 # --- errors ---------------------------------------------------------------------------
 # ``label`` values from the docs' "label list" (spot, futures, authentication, server);
 # TOO_MANY_REQUESTS is not in that list but comes with HTTP 429 (ccxt maps it too), so the
-# status table below covers it either way.
+# status table below covers it either way. TOO_FAST, REPEATED_CREATION, CLIENT_ID_NOT_FOUND and
+# the websocket API's AUTHENTICATION_FAILED are mapped as ccxt maps them.
 ERROR_LABELS: Final[ErrorCodeTable] = {
     "BALANCE_NOT_ENOUGH": ErrorCategory.INSUFFICIENT_BALANCE,
     "MARGIN_BALANCE_NOT_ENOUGH": ErrorCategory.INSUFFICIENT_BALANCE,
@@ -154,6 +155,7 @@ ERROR_LABELS: Final[ErrorCodeTable] = {
     "ORDER_CANCELLED": ErrorCategory.UNKNOWN_ORDER,
     "ORDER_FINISHED": ErrorCategory.UNKNOWN_ORDER,  # futures
     "ORDER_NOT_OWNED": ErrorCategory.UNKNOWN_ORDER,  # futures
+    "CLIENT_ID_NOT_FOUND": ErrorCategory.UNKNOWN_ORDER,
     "POC_FILL_IMMEDIATELY": ErrorCategory.ORDER_REJECTED,
     "ORDER_POC_IMMEDIATE": ErrorCategory.ORDER_REJECTED,  # futures
     "FOK_NOT_FILL": ErrorCategory.ORDER_REJECTED,
@@ -167,7 +169,9 @@ ERROR_LABELS: Final[ErrorCodeTable] = {
     "REDUCE_EXCEEDED": ErrorCategory.ORDER_REJECTED,  # futures reduce-only: no position to reduce
     "INCREASE_POSITION": ErrorCategory.ORDER_REJECTED,  # futures reduce-only that would grow the position
     "TOO_MANY_ORDERS": ErrorCategory.ORDER_REJECTED,
-    "ORDER_EXISTS": ErrorCategory.ORDER_REJECTED,  # duplicate client order id
+    # A client order id in use: an order sent with it exists, so this one's outcome is that one's.
+    "ORDER_EXISTS": ErrorCategory.OUTCOME_UNKNOWN,
+    "REPEATED_CREATION": ErrorCategory.OUTCOME_UNKNOWN,
     "INVALID_PARAM_VALUE": ErrorCategory.INVALID_REQUEST,
     "INVALID_PROTOCOL": ErrorCategory.INVALID_REQUEST,
     "INVALID_ARGUMENT": ErrorCategory.INVALID_REQUEST,
@@ -183,7 +187,9 @@ ERROR_LABELS: Final[ErrorCodeTable] = {
     "CONTRACT_NOT_FOUND": ErrorCategory.INVALID_REQUEST,
     "INVALID_CLIENT_ORDER_ID": ErrorCategory.INVALID_REQUEST,
     "TOO_MANY_REQUESTS": ErrorCategory.RATE_LIMITED,
+    "TOO_FAST": ErrorCategory.RATE_LIMITED,
     "INVALID_CREDENTIALS": ErrorCategory.AUTH_FAILED,
+    "AUTHENTICATION_FAILED": ErrorCategory.AUTH_FAILED,  # websocket API: not logged in
     "INVALID_KEY": ErrorCategory.AUTH_FAILED,
     "IP_FORBIDDEN": ErrorCategory.AUTH_FAILED,
     "READ_ONLY": ErrorCategory.AUTH_FAILED,

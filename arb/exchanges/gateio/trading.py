@@ -81,10 +81,10 @@ _FUTURES_FINISHED = {
     "reduce_out": OrderStatus.CANCELED,
     "position_closed": OrderStatus.CANCELED,
     "stp": OrderStatus.CANCELED,
-    "liquidated": OrderStatus.FILLED,
-    "auto_deleveraged": OrderStatus.FILLED,
     "poc": OrderStatus.REJECTED,
 }
+# Not in the table: "liquidated" (cancelled by a liquidation) and "auto_deleveraged" (finished by
+# ADL) end FILLED or CANCELED by what filled, as an unknown ``finish_as`` does.
 _decoders: dict[object, msgspec.json.Decoder[object]] = {}
 _encode = msgspec.json.Encoder().encode
 

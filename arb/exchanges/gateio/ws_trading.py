@@ -326,7 +326,7 @@ class GateioWsOrders:
         header, data = reply.header, reply.data
         if reply.request_id == self._login_id:
             if data.errs is not None or header.status != constants.WS_API_STATUS_OK:
-                self._login_error = self._refusal(reply, self.market.login, None)
+                self._login_error = self._refusal(reply, self.market.login, None, False)
                 log.warning("%s: ws api login refused: %s", self.venue, self._login_error)
             self._logged_in.set()
             return
@@ -336,11 +336,13 @@ class GateioWsOrders:
         self.results += 1
         self.last_venue_us = header.x_out_time - header.x_in_time
         if data.errs is not None or header.status != constants.WS_API_STATUS_OK:
-            item.future.set_exception(self._refusal(reply, item.where, item.limit_id))
+            item.future.set_exception(self._refusal(reply, item.where, item.limit_id, item.write))
         else:
             item.future.set_result(bytes(data.result))
 
-    def _refusal(self, reply: WsApiReply, where: str, limit_id: str | None) -> ExchangeError:
+    def _refusal(self, reply: WsApiReply, where: str, limit_id: str | None, write: bool) -> ExchangeError:
+        """The error of a refused request; a 5xx answer to a ``write`` (place, cancel) leaves its
+        outcome unknown, as over REST, whatever its label."""
         header, errs = reply.header, reply.data.errs
         label, message = (errs.label, errs.message) if errs is not None else (None, "refused")
         status = int(header.status) if header.status.isdigit() else None
@@ -356,7 +358,9 @@ class GateioWsOrders:
             code=label,
             http_status=status,
             retry_after_s=retry_after_s,
+            write=write,
         )
+        self.rest.note_refusal(error, where)
         if isinstance(error, RateLimitError):
             if error.retry_after_s is None:
                 error.retry_after_s = 1.0

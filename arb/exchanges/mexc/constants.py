@@ -159,7 +159,9 @@ ERROR_CODES: Final[ErrorCodeTable] = {
     30003: ErrorCategory.MIN_NOTIONAL,  # The maximum transaction volume cannot be greater than
     30000: ErrorCategory.MAINTENANCE,  # suspended transaction for the symbol
     30016: ErrorCategory.MAINTENANCE,  # trading disabled
-    503: ErrorCategory.MAINTENANCE,  # service not available, please try again
+    # "service not available, please try again": a request it came back to may still have been
+    # taken (as an HTTP 5xx), so an order's outcome is unknown; reads are retried.
+    503: ErrorCategory.OUTCOME_UNKNOWN,
     30001: ErrorCategory.ORDER_REJECTED,  # transaction direction not allowed
     30010: ErrorCategory.ORDER_REJECTED,  # no valid trade price
     30018: ErrorCategory.ORDER_REJECTED,  # market order is disabled

@@ -248,6 +248,9 @@ def test_spot_status_mapping(status: str, finish_as: str, left: str, expected: O
     ("finished", "cancelled", "-2", OrderStatus.CANCELED),
     ("finished", "ioc", "-2", OrderStatus.EXPIRED),
     ("finished", "reduce_only", "-5", OrderStatus.CANCELED),
+    ("finished", "liquidated", "-1", OrderStatus.CANCELED),
+    ("finished", "auto_deleveraged", "-2", OrderStatus.CANCELED),
+    ("finished", "auto_deleveraged", "0", OrderStatus.FILLED),
 ])
 def test_futures_status_mapping(status: str, finish_as: str, left: str, expected: OrderStatus) -> None:
     body = json.dumps({"id": 7, "contract": "BTC_USDT", "size": -5, "price": "100", "status": status,

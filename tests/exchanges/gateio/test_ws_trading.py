@@ -203,6 +203,18 @@ def test_rate_limit_and_reject_faults_map_through_the_label_table() -> None:
                     await connector.place_order(limit_buy(SPOT, "rej-1"))
                 assert rejected.value.category == ErrorCategory.INSUFFICIENT_BALANCE
                 assert rejected.value.code == "BALANCE_NOT_ENOUGH"
+                # Too busy (a 5xx) answering an order: it may have been taken, as over REST.
+                sim.faults.fail_next_orders("gateio", OrderFaultKind.REJECT, category=ErrorCategory.MAINTENANCE)
+                with pytest.raises(ExchangeError) as busy:
+                    await connector.place_order(limit_buy(SPOT, "busy-1"))
+                assert busy.value.category == ErrorCategory.OUTCOME_UNKNOWN and "(code TOO_BUSY)" in str(busy.value)
+                # Refused for its timestamp: told on as the REST client tells its own (the clock is read).
+                refused_for_time: list[str] = []
+                connector.rest.on_timestamp_refused = refused_for_time.append
+                sim.faults.fail_next_orders("gateio", OrderFaultKind.REJECT, category=ErrorCategory.TIMESTAMP)
+                with pytest.raises(ExchangeError) as expired:
+                    await connector.place_order(limit_buy(SPOT, "ts-1"))
+                assert expired.value.category == ErrorCategory.TIMESTAMP and refused_for_time == ["spot.order_place 'ts-1'"]
                 with pytest.raises(OrderRejectedError) as unknown:
                     await connector.query_order(SPOT, client_order_id="rej-1")
                 assert unknown.value.category == ErrorCategory.UNKNOWN_ORDER
