@@ -26,7 +26,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import msgspec
 
@@ -62,6 +62,14 @@ class SkewAlert(msgspec.Struct, frozen=True, kw_only=True):
             f"inventory skew: {self.exchange.value} holds {self.free} of {self.total} {self.asset} "
             f"({self.share * 100:.1f} %); trades that spend {self.asset} there will stop soon"
         )
+
+
+class _Spending(NamedTuple):
+    """What an execution spent of one asset, off its free balance until the venue shows it (``spend``)."""
+
+    amount: Decimal
+    shown_at: Decimal  # a venue free balance at or below this shows it spent
+    at: int  # the push sequence when it was spent: a read begun later shows it
 
 
 class BalanceDrift(msgspec.Struct, frozen=True, kw_only=True):
@@ -111,9 +119,8 @@ class BalanceMonitor:
         self._read_seq = 0  # refreshes started
         self._applied_read: dict[ExchangeName, int] = {}  # the refresh whose read each market's balances came from
         self._pushed_at: dict[tuple[ExchangeName, str], int] = {}  # the push sequence of each asset's last push
-        # What executions just spent, off the free balance until the venue says what is left: the
-        # amount and the push sequence it was spent at (``spend``).
-        self._spent: dict[tuple[ExchangeName, str], tuple[Decimal, int]] = {}
+        # What executions just spent, off the free balance until the venue says what is left (``spend``).
+        self._spent: dict[tuple[ExchangeName, str], list[_Spending]] = {}
         self.refreshes = 0
         self.errors = 0
         self.pushes = 0
@@ -126,32 +133,40 @@ class BalanceMonitor:
     def free(self, exchange: ExchangeName, asset: str) -> Decimal:
         """Free balance of ``asset`` on ``exchange`` (0 when unknown), less what an execution spent
         since the venue last said (``spend``)."""
-        balance = self._balances.get(exchange, {}).get(asset)
-        free = balance.free if balance is not None else ZERO
+        free = self._venue_free(exchange, asset)
         spent = self._spent.get((exchange, asset))
-        return free if spent is None else max(free - spent[0], ZERO)
+        return free if not spent else max(free - sum((s.amount for s in spent), ZERO), ZERO)
 
-    @property
-    def sequence(self) -> int:
-        """A mark of the pushes applied so far, for ``spend``'s ``since``."""
-        return self._push_seq
+    def frees(self, exchanges: Iterable[ExchangeName]) -> dict[tuple[ExchangeName, str], Decimal]:
+        """``free`` of every known asset of ``exchanges``, by (market, asset): take it when an
+        execution's orders are written, for ``spend``'s ``before``."""
+        return {(e, asset): self.free(e, asset) for e in exchanges for asset in self._balances.get(e, {})}
 
-    def spend(self, exchange: ExchangeName, asset: str, amount: Decimal, *, since: int) -> None:
+    def spend(self, exchange: ExchangeName, asset: str, amount: Decimal, *, before: Decimal) -> None:
         """Take ``amount`` of ``asset`` off ``exchange``'s free balance, and the scanner's caps there,
-        until the venue says what is left: its next push of the asset, or a read begun after this
-        (after the last spending, when several add up). An execution just spent it, and the push
-        that says so may come after the next opportunity is sized.
+        until the venue shows it spent: a push of the asset whose free balance is down by at least
+        half of ``amount`` from ``before``, or a read begun after this. An execution just spent it,
+        and the push that says so may come after the next opportunity is sized.
 
-        ``since``: ``sequence`` when the execution's orders were written. A push of the asset since
-        then already shows the spending (it usually comes before the order's answer): nothing is
-        taken off again."""
-        key = (exchange, asset)
-        if amount <= 0 or self._pushed_at.get(key, 0) > since:
+        ``before``: ``free`` when the execution's orders were written. A push since then that is
+        down that far shows the spending already (it usually comes before the order's answer):
+        nothing is taken off again. Any other push, an older state or another change, leaves it
+        off. Each spending is settled on its own, so back-to-back executions each stay off until
+        the venue shows theirs. Half rather than all of it: the venue's own fee and rounding
+        differ from the estimate. A push that also brings a credit (a deposit, a sale's proceeds)
+        can hide a spending, which then stays off until the next read: the caps err low."""
+        if amount <= 0:
+            return
+        shown_at = before - amount / 2
+        if self._venue_free(exchange, asset) <= shown_at:
             return
         self._push_seq += 1
-        earlier = self._spent.get(key)
-        self._spent[key] = ((earlier[0] if earlier is not None else ZERO) + amount, self._push_seq)
+        self._spent.setdefault((exchange, asset), []).append(_Spending(amount, shown_at, self._push_seq))
         self.update_caps((exchange,))
+
+    def _venue_free(self, exchange: ExchangeName, asset: str) -> Decimal:
+        balance = self._balances.get(exchange, {}).get(asset)
+        return balance.free if balance is not None else ZERO
 
     def snapshot(self) -> dict[ExchangeName, dict[str, Balance]]:
         """The latest balances by market and asset."""
@@ -201,7 +216,9 @@ class BalanceMonitor:
         self._push_seq += 1
         self._pushed_at[(exchange, balance.asset)] = self._push_seq
         self._balances.setdefault(exchange, {})[balance.asset] = balance
-        self._spent.pop((exchange, balance.asset), None)
+        spent = self._spent.get((exchange, balance.asset))
+        if spent:  # settled: the spendings this balance is down far enough to show
+            spent[:] = [s for s in spent if balance.free > s.shown_at]
 
     async def refresh(self, exchanges: Iterable[ExchangeName] | None = None) -> None:
         """Read the balances of ``exchanges`` (default: all) concurrently, then update caps and alerts.
@@ -254,8 +271,9 @@ class BalanceMonitor:
                     self._suspect(exchange, asset, pushed, None)
         self._balances[exchange] = fresh
         self._read.add(exchange)
-        for key in [key for key, (_, at) in self._spent.items() if key[0] is exchange and at <= started]:
-            del self._spent[key]  # the read began after the spending: it shows what is left
+        for key, spent in self._spent.items():
+            if key[0] is exchange:  # a read begun after a spending shows what is left
+                spent[:] = [s for s in spent if s.at > started]
 
     def _suspect(self, exchange: ExchangeName, asset: str, pushed: Balance | None, read: Balance | None) -> None:
         """Note a read that disagrees with the pushed state (a drift, unless its push is only late)."""

@@ -1293,10 +1293,11 @@ class ArbitrageController:
         self._rehearsed = opportunity
         # The orders go out in this step; from then on the execution and its records run to their
         # end even if this call is cancelled (the cancellation is raised once they have).
-        pushed = self.balances.sequence if self.balances is not None else 0
         started = executor.start(opportunity)
-        result = await finish_despite_cancellation(self._finish(executor, risk, started, pushed))
+        # Nothing was awaited since the writes: the balances are still those the orders met.
         balances = self.balances
+        frees = balances.frees((opportunity.buy_exchange, opportunity.sell_exchange)) if balances is not None else {}
+        result = await finish_despite_cancellation(self._finish(executor, risk, started, frees))
         if balances is not None:
             # Pushed markets are current already; the others are read now.
             unpushed = {leg.exchange for leg in result.legs if not balances.streamed(leg.exchange)}
@@ -1320,14 +1321,15 @@ class ArbitrageController:
         return False
 
     async def _finish(
-        self, executor: Executor, risk: RiskManager, started: StartedExecution, pushed: int
+        self, executor: Executor, risk: RiskManager, started: StartedExecution,
+        frees: Mapping[tuple[ExchangeName, str], Decimal],
     ) -> ExecutionResult:
-        """Finish a started execution and record its result everywhere; ``pushed``: the balance
-        monitor's ``sequence`` before its orders were written."""
+        """Finish a started execution and record its result everywhere; ``frees``: the free
+        balances of its markets when its orders were written (``BalanceMonitor.frees``)."""
         result = await executor.finish(started)
         opportunity, monitor = started.opportunity, self.monitor
         self._record_fills(result)
-        self._spend_balances(result, pushed)
+        self._spend_balances(result, frees)
         futures = {leg.exchange for leg in result.legs if leg.filled_quantity > 0 and leg.exchange.is_futures}
         if futures and self.balances is not None:
             self.balances.update_caps(futures)  # the scanner's caps follow the positions' room at once
@@ -1358,11 +1360,11 @@ class ArbitrageController:
         )
         return result
 
-    def _spend_balances(self, result: ExecutionResult, pushed: int) -> None:
+    def _spend_balances(self, result: ExecutionResult, frees: Mapping[tuple[ExchangeName, str], Decimal]) -> None:
         """Take what ``result``'s spot fills spent off the balances the scanner sizes by, until the
-        venues say what is left (``BalanceMonitor.spend``, ``pushed``: its sequence before the
-        orders were written): a buy's quote with its taker fee, a sell's base. Nothing received is
-        counted before the venue says so."""
+        venues show it (``BalanceMonitor.spend``; ``frees``: the free balances when the orders were
+        written): a buy's quote with its taker fee, a sell's base. Nothing received is counted
+        before the venue says so."""
         balances = self.balances
         if balances is None:
             return
@@ -1374,10 +1376,10 @@ class ArbitrageController:
                 continue
             instrument = catalog.get(leg.symbol)
             if leg.side is OrderSide.BUY:
-                cost = leg.filled_quantity * leg.average_price * (1 + instrument.taker_fee)
-                balances.spend(leg.exchange, instrument.quote, cost, since=pushed)
+                asset, amount = instrument.quote, leg.filled_quantity * leg.average_price * (1 + instrument.taker_fee)
             else:
-                balances.spend(leg.exchange, instrument.base, leg.filled_quantity, since=pushed)
+                asset, amount = instrument.base, leg.filled_quantity
+            balances.spend(leg.exchange, asset, amount, before=frees.get((leg.exchange, asset), ZERO))
 
     def _hold_until_fills_seen(self, started: StartedExecution, result: ExecutionResult) -> None:
         """Note the markets where a leg of ``result`` filled: their books show the liquidity it took

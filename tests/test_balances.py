@@ -381,7 +381,10 @@ def test_what_an_execution_spent_is_off_the_caps_until_the_venue_says_what_is_le
     opp = pipeline.scan(0)
     assert opp is not None and opp.max_quantity == D("0.0001")  # 6.02 USDT at 60000 plus 0.2 %
 
-    monitor.spend(ExchangeName.GATEIO, "USDT", D("3.01"), since=monitor.sequence)
+    def spend(asset: str, amount: str) -> None:  # spent from what is free now, as on writing its orders
+        monitor.spend(ExchangeName.GATEIO, asset, D(amount), before=monitor.free(ExchangeName.GATEIO, asset))
+
+    spend("USDT", "3.01")
     assert monitor.free(ExchangeName.GATEIO, "USDT") == D("3.01")
     assert monitor.snapshot()[ExchangeName.GATEIO]["USDT"].free == D("6.02")  # the venue's figure is kept apart
     opp = pipeline.scan(0)
@@ -391,12 +394,15 @@ def test_what_an_execution_spent_is_off_the_caps_until_the_venue_says_what_is_le
 
     async def read_begun_before_the_spending() -> Mapping[str, Balance]:
         answer = await stale()
-        monitor.spend(ExchangeName.GATEIO, "USDT", D("3.01"), since=monitor.sequence)  # while the read was out
+        spend("USDT", "3.01")  # while the read was out
         return answer
 
     gate.balances = read_begun_before_the_spending  # type: ignore[method-assign]
     asyncio.run(monitor.refresh([ExchangeName.GATEIO]))
-    assert monitor.free(ExchangeName.GATEIO, "USDT") == 0 and pipeline.scan(0) is None
+    # The read, begun after the first spending, settles it; the second, made while it was out, stays off.
+    assert monitor.free(ExchangeName.GATEIO, "USDT") == D("3.01")
+    spend("USDT", "3.01")
+    assert pipeline.scan(0) is None
     gate.balances = stale  # type: ignore[method-assign]
     gate.free["USDT"] = D("0")
     asyncio.run(monitor.refresh([ExchangeName.GATEIO]))  # begun after: the venue's figure stands
@@ -405,18 +411,63 @@ def test_what_an_execution_spent_is_off_the_caps_until_the_venue_says_what_is_le
     asyncio.run(monitor.refresh([ExchangeName.GATEIO]))
     assert monitor.free(ExchangeName.GATEIO, "USDT") == D("6.02")
 
-    monitor.spend(ExchangeName.GATEIO, "USDT", D("6.02"), since=monitor.sequence)
+    spend("USDT", "6.02")
     assert pipeline.scan(0) is None
-    on_gate(Balance(asset="USDT", free=D("2")))  # the push: what is left now
+    on_gate(Balance(asset="USDT", free=D("2")))  # the push: what is left now (down far enough to show it)
     assert monitor.free(ExchangeName.GATEIO, "USDT") == D("2")
-    monitor.spend(ExchangeName.GATEIO, "USDT", D("0"), since=monitor.sequence)  # nothing spent: nothing changes
+    spend("USDT", "0")  # nothing spent: nothing changes
     assert monitor.free(ExchangeName.GATEIO, "USDT") == D("2")
 
     # The usual order: the orders are written, the venue pushes what is left, then the answer comes
     # and the execution is recorded. That push shows the spending already: nothing is taken off again.
-    written = monitor.sequence
+    usdt, btc = monitor.free(ExchangeName.GATEIO, "USDT"), monitor.free(ExchangeName.GATEIO, "BTC")
     on_gate(Balance(asset="USDT", free=D("0.5")))
-    monitor.spend(ExchangeName.GATEIO, "USDT", D("1.5"), since=written)
+    monitor.spend(ExchangeName.GATEIO, "USDT", D("1.5"), before=usdt)
     assert monitor.free(ExchangeName.GATEIO, "USDT") == D("0.5")
-    monitor.spend(ExchangeName.GATEIO, "BTC", D("0.25"), since=written)  # another asset: not pushed since
+    monitor.spend(ExchangeName.GATEIO, "BTC", D("0.25"), before=btc)  # another asset: not pushed since
     assert monitor.free(ExchangeName.GATEIO, "BTC") == D("0.75")
+
+
+def test_each_spending_stays_off_until_a_push_shows_it() -> None:
+    """Back-to-back executions spend 300 USDT each on Gate.io before its pushes come. The first
+    execution's push (700) shows only the first: the second stays off. A push that shows neither
+    (a lock change elsewhere, an older state) takes nothing back. The second's push settles it."""
+    gate, mexc = FakeVenue(USDT="1000", BTC="1"), FakeVenue(USDT="1000", BTC="1")
+    monitor = BalanceMonitor({ExchangeName.GATEIO: gate, ExchangeName.MEXC: mexc})
+    on_gate = monitor.balance_handler(ExchangeName.GATEIO)
+    asyncio.run(monitor.refresh())
+
+    def free() -> D:
+        return monitor.free(ExchangeName.GATEIO, "USDT")
+
+    first_written = free()
+    monitor.spend(ExchangeName.GATEIO, "USDT", D(300), before=first_written)
+    second_written = free()
+    assert second_written == D(700)
+    on_gate(Balance(asset="USDT", free=D(1000), locked=D(5)))  # shows neither spending
+    assert free() == D(700)
+    monitor.spend(ExchangeName.GATEIO, "USDT", D(300), before=second_written)
+    assert free() == D(400)
+    on_gate(Balance(asset="USDT", free=D(700)))  # the first execution's push, late
+    assert free() == D(400)
+    on_gate(Balance(asset="USDT", free=D(400)))  # the second's
+    assert free() == D(400)
+    on_gate(Balance(asset="USDT", free=D(450)))  # a credit after both: the venue's figure
+    assert free() == D(450)
+
+    # The second execution's push came before its answer, after a late push of the first: the
+    # late push shows only the first, so the second is still taken off when recorded.
+    on_gate(Balance(asset="USDT", free=D(1000)))
+    first_written = free()
+    monitor.spend(ExchangeName.GATEIO, "USDT", D(300), before=first_written)
+    second_written = free()
+    on_gate(Balance(asset="USDT", free=D(700)))  # the first's push, after the second's orders went out
+    monitor.spend(ExchangeName.GATEIO, "USDT", D(300), before=second_written)
+    assert free() == D(400)
+    # A venue fee charged in another asset (or rounded): the push is down by less than estimated,
+    # still past half of it.
+    monitor.spend(ExchangeName.GATEIO, "USDT", D("300.6"), before=free())
+    on_gate(Balance(asset="USDT", free=D(400)))  # settles the earlier one only
+    assert free() == D("99.4")
+    on_gate(Balance(asset="USDT", free=D(100)))
+    assert free() == D(100)

@@ -640,7 +640,7 @@ def test_an_executions_spot_fills_are_spent_from_the_balances_the_scanner_sizes_
         legs=(leg(ExchangeName.GATEIO, OrderSide.BUY), leg(ExchangeName.MEXC, OrderSide.SELL),
               leg(ExchangeName.GATEIO_FUTURES, OrderSide.SELL, "BTC/USDT:USDT")),
     )
-    controller._spend_balances(result, balances.sequence)
+    controller._spend_balances(result, balances.frees((ExchangeName.GATEIO, ExchangeName.MEXC)))
     assert balances.free(ExchangeName.GATEIO, "USDT") == D("39.88")  # 100 - 60 * 1.002
     assert balances.free(ExchangeName.GATEIO, "BTC") == D("0.5")  # what it bought counts once the venue says
     assert balances.free(ExchangeName.MEXC, "BTC") == D("0.499")
