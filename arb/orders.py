@@ -490,24 +490,39 @@ class OrderRunner:
                     request.symbol, reason)
         if self.journal is not None:
             self._call_journal(lambda j: j.record_unknown(exchange, request.client_order_id, reason), request)
-        return await self._resolve(exchange, instrument, request, leg, None, 0)
+        # A request delayed on its way can still be taken within the venue's window for it.
+        taken_until_ns = self.clock() + int(self.exchange(exchange).order_acceptance_s * 1e9)
+        return await self._resolve(exchange, instrument, request, leg, None, 0, taken_until_ns=taken_until_ns)
 
     async def _resolve(
         self, exchange: ExchangeName, instrument: Instrument, request: OrderRequest, leg: str,
-        last: OrderState | None, answered_ns: int, *, immediate: bool = False,
+        last: OrderState | None, answered_ns: int, *, immediate: bool = False, taken_until_ns: int = 0,
     ) -> OrderOutcome:
         """Query by client id until the order is final; cancel a remainder that outlives the window.
 
         ``immediate``: the first query goes out without the backoff wait (the venue answered, so
         the order exists; only an unknown outcome needs time for a lost request to land).
+        ``taken_until_ns``: until when the venue may still take the request (``order_acceptance_s``);
+        "not found" is final only from a query after it, so one more query is made then.
         """
         venue = self.exchange(exchange)
         cid = request.client_order_id
         not_found = False
         error = "no answer"
-        for attempt in range(self.settings.query_attempts):
-            if attempt or not immediate:
+        attempts, asked = self.settings.query_attempts, 0
+        for attempt in range(attempts + 1):
+            if attempt == attempts:
+                wait_ns = taken_until_ns - self.clock()
+                if not not_found or wait_ns <= 0:
+                    break
+                log.warning(
+                    "%s order %s %s not found yet; the venue may still take its request for %.1f s: asking then",
+                    exchange.value, cid, request.symbol, wait_ns / 1e9,
+                )
+                await self.sleep(wait_ns / 1e9)
+            elif attempt or not immediate:
                 await self.sleep(self.settings.backoff.delay(attempt - immediate))
+            asked += 1
             try:
                 state = await venue.query_order(request.symbol, client_order_id=cid)
             except asyncio.CancelledError:
@@ -538,14 +553,14 @@ class OrderRunner:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                error = f"still {last.status.value} after {self.settings.query_attempts} queries; cancel failed: {exc}"
+                error = f"still {last.status.value} after {asked} queries; cancel failed: {exc}"
             else:
                 if state.is_final:
                     return self._finished(exchange, instrument, request, leg, state, answered_ns, "cancel")
                 self._journal("record_cancel", exchange, cid, state)
                 error = f"still {state.status.value} after cancel"
         elif not_found:
-            reason = f"not found at the venue after {self.settings.query_attempts} queries: {error}"
+            reason = f"not found at the venue after {asked} queries: {error}"
             self._journal_reject(exchange, cid, reason)
             return OrderOutcome(
                 exchange=exchange, instrument=instrument, request=request, leg=leg, error=reason,
@@ -553,7 +568,7 @@ class OrderRunner:
             )
         log.error(
             "%s order %s %s: outcome still unknown after %d queries (%s); it may exist and fill",
-            exchange.value, cid, request.symbol, self.settings.query_attempts, error,
+            exchange.value, cid, request.symbol, asked, error,
         )
         return OrderOutcome(
             exchange=exchange, instrument=instrument, request=request, leg=leg, state=last, resolved=False,

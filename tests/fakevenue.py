@@ -77,6 +77,7 @@ class FakeExchange:
         self._ids = 0
 
     can_trade = True
+    order_acceptance_s = 0.0  # how long after sending the venue may still take an order
 
     @property
     def exchange(self) -> ExchangeName:

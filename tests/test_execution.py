@@ -351,6 +351,58 @@ def test_lost_request_never_placed_counts_as_nothing_and_is_unwound(tmp_path: Pa
     h.check_journal_accounts_for_every_order()
 
 
+class DelayedInTransit(FakeExchange):
+    """The first order's request is held up on its way: its answer is lost, the venue does not
+    know it at first, and it lands (and fills) ``land_after_s`` after sending, within the
+    venue's window for it (``order_acceptance_s``)."""
+
+    order_acceptance_s = 6.0
+
+    def __init__(self, instrument: Instrument, time: FakeTime, land_after_s: float) -> None:
+        super().__init__(instrument)
+        self.time, self.land_after_s = time, land_after_s
+        self.landing: tuple[int, OrderState] | None = None
+
+    async def place_order(self, request: OrderRequest) -> OrderState:
+        if self.placed:
+            return await super().place_order(request)
+        self.placed.append(request)
+        self.landing = (self.time.clock() + int(self.land_after_s * 1e9), self._execute(request, D(1)))
+        raise ExchangeError(self.exchange.value, "timed out", category=ErrorCategory.OUTCOME_UNKNOWN)
+
+    async def query_order(
+        self, symbol: str, *, order_id: str | None = None, client_order_id: str | None = None
+    ) -> OrderState:
+        if self.landing is not None and self.time.clock() >= self.landing[0]:
+            state = self.landing[1]
+            self.orders[state.client_order_id] = state
+            self.landing = None
+        return await super().query_order(symbol, order_id=order_id, client_order_id=client_order_id)
+
+
+def test_an_order_not_found_is_not_taken_as_absent_while_the_venue_may_still_take_it(tmp_path: Path) -> None:
+    """The sell leg's request lands 4 s after it was sent, past the queries' backoff (~2 s), within
+    MEXC-like 6 s: taken as never placed, recovery would sell again and the late fill double it."""
+    sell = DelayedInTransit(spot(ExchangeName.MEXC), FakeTime(), land_after_s=4.0)
+    h = Harness(tmp_path, FakeExchange(spot(ExchangeName.GATEIO)), sell)
+    sell.time = h.time  # lands by the executor's clock
+    result = h.run(opportunity())
+    assert [r.client_order_id for r in sell.placed] == ["opp1-s"]  # nothing sent again
+    assert result.final_state is S.COMPLETED and result.legs[1].filled_quantity == D("0.5")
+    assert sum(h.time.sleeps) >= 6.0 and h.sell.queries[-1] == "opp1-s"
+    assert h.net_base() == 0
+    h.check_journal_accounts_for_every_order()
+
+    # Never placed at all: "not found" stands once the window has passed, and the leg is hedged.
+    (tmp_path / "vanished").mkdir()
+    vanished = Harness(tmp_path / "vanished", *venues(sell_script=(Step(kind="vanish"),)))
+    vanished.sell.order_acceptance_s = 6.0  # type: ignore[misc]
+    result = vanished.run(opportunity())
+    assert "not found at the venue after 5 queries" in (result.legs[1].error or "")
+    assert sum(vanished.time.sleeps) >= 6.0 and result.final_state is S.COMPLETED
+    assert vanished.net_base() == 0
+
+
 def test_unresolvable_outcome_is_flagged_and_left_open_for_reconciliation(tmp_path: Path) -> None:
     buy, sell = venues(sell_script=(Step(kind="lost"),))
     sell.failing_queries = 100

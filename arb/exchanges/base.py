@@ -186,6 +186,11 @@ class PrivateExchange(Protocol):
         """Submit an order, written to the venue before this returns; await the result for what
         ``place_order`` returns. None (nothing sent) when the order cannot go without waiting."""
 
+    @property
+    def order_acceptance_s(self) -> float:
+        """How long after an order is sent the venue may still take it (a request delayed on its
+        way): an order it does not find before then may yet appear. 0: never later than answered."""
+
     def rehearse_order(self, request: OrderRequest) -> None:
         """Encode ``request`` as ``write_order`` would and drop it: nothing is sent, spent or tracked.
         Called between executions to keep the order path in the CPU's caches."""

@@ -232,6 +232,13 @@ class ClockWindow(msgspec.Struct, frozen=True, kw_only=True):
             return f"{clock_distance(skew_ms)}, which refuses signed requests more than {self.behind_ms} ms behind"
         return None
 
+    def acceptance_s(self, skew_ms: float | None) -> float:
+        """How long after a request is signed the venue may still take it: the window behind, plus
+        how far the local clock is ahead of the venue's (``skew_ms`` negative; when not measured,
+        the most it may be before requests are refused)."""
+        ahead_ms = self.ahead_ms if skew_ms is None else max(0.0, -skew_ms)
+        return (self.behind_ms + ahead_ms) / 1000
+
     def near_edge(self, skew_ms: float) -> bool:
         """Whether ``skew_ms`` is past half the window on its side: taken now, refused after a little drift or a slow trip."""
         return -skew_ms >= self.ahead_ms / 2 or skew_ms > self.behind_ms / 2
@@ -717,6 +724,13 @@ class ExchangeConnector:
         # with the websocket stream only lost answers are polled (the pushes report the rest).
         self._track(request)
         return await self._placed(trading, request, sending)
+
+    @property
+    def order_acceptance_s(self) -> float:
+        """How long after an order is sent the venue may still take it (``ClockWindow.acceptance_s``
+        at the last clock read); 0 where the window is not known."""
+        window = self.binding.clock_window
+        return 0.0 if window is None else window.acceptance_s(self.clock_skew)
 
     def write_order(self, request: OrderRequest) -> Awaitable[OrderState] | None:
         """Write the order of ``request`` before returning, when nothing has to be awaited first.

@@ -279,6 +279,11 @@ class PaperExchange:
         """None: a paper order is filled when ``place_order`` runs, against the book as it is then."""
         return None
 
+    @property
+    def order_acceptance_s(self) -> float:
+        """0: a paper order is taken when ``place_order`` runs, or never."""
+        return 0.0
+
     def rehearse_order(self, request: OrderRequest) -> None:
         """Nothing to encode: a paper order is never written."""
 

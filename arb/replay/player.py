@@ -489,6 +489,11 @@ class BacktestConnector(ExchangeConnector):
         """None: a replayed order reaches its venue after the modelled latency (``place_order``)."""
         return None
 
+    @property
+    def order_acceptance_s(self) -> float:
+        """0: a replayed order is taken when it reaches its venue, or never."""
+        return 0.0
+
     def rehearse_order(self, request: OrderRequest) -> None:
         """Nothing to encode: a replayed order is never written."""
 

@@ -624,6 +624,21 @@ def test_a_clock_window_says_when_signed_requests_are_refused(
     assert gate is not None and gate.refusal(skew_ms) is None and (gate.ahead_ms, gate.behind_ms) == (60_000, 60_000)
 
 
+def test_an_order_may_be_taken_for_the_window_behind_plus_how_far_the_clock_is_ahead() -> None:
+    """A request signed at T reaches a venue whose clock is behind ours by d as stamped d ahead: it
+    is taken until T + the window behind + d on our clock. Not yet measured: the most d may be."""
+    mexc = MexcSpotConnector.binding.clock_window
+    assert mexc is not None
+    assert mexc.acceptance_s(None) == 6.0 and mexc.acceptance_s(-400) == 5.4
+    assert mexc.acceptance_s(0) == mexc.acceptance_s(1200) == 5.0  # our clock behind: no later
+    gate = GateioSpotConnector.binding.clock_window
+    assert gate is not None and gate.acceptance_s(-250) == 60.25
+    connector = MexcSpotConnector(credentials=CREDENTIALS, rest_url="http://127.0.0.1:9", ws_url="ws://127.0.0.1:9/")
+    assert connector.order_acceptance_s == 6.0
+    connector.clock_skew = -100.0
+    assert connector.order_acceptance_s == 5.1
+
+
 def test_clock_skew_is_read_at_the_midpoint_of_a_server_time_call() -> None:
     async def scenario() -> None:
         async with simulated_venues(moving=False) as sim:
