@@ -110,6 +110,12 @@ class Trading(Protocol):
     def open_orders(self, symbol: str | None) -> RestRequest:
         """The request listing resting orders of ``symbol`` (of all symbols when None)."""
 
+    def finished_orders(self, symbol: str, since_s: int) -> tuple[RestRequest, int] | None:
+        """Where the venue finds a finished order by client id only for a while
+        (``VenueBinding.client_id_lookup_s``) and lists them: the request of the newest orders of
+        ``symbol`` finished since ``since_s`` (UNIX seconds), parsed by ``parse_open_orders``, and
+        the most it lists (a full list may leave older ones out). Else None."""
+
     def parse_open_orders(self, body: bytes) -> list[OrderState]:
         """The orders of an open-orders answer."""
 
@@ -825,11 +831,42 @@ class ExchangeConnector:
         _one_id(f"{self.venue} query_order {symbol}", order_id, client_order_id)
         trading = await self._trader("query_order")
         orders_ws = await self._order_transport()
-        if orders_ws is not None:
-            body = await orders_ws.query_order(symbol, order_id, client_order_id)
-        else:
-            body = await self.rest.fetch(trading.query_order(symbol, order_id, client_order_id))
+        try:
+            if orders_ws is not None:
+                body = await orders_ws.query_order(symbol, order_id, client_order_id)
+            else:
+                body = await self.rest.fetch(trading.query_order(symbol, order_id, client_order_id))
+        except ExchangeError as exc:
+            if client_order_id is None or exc.category != ErrorCategory.UNKNOWN_ORDER:
+                raise
+            return await self._finished_by_client_id(trading, symbol, client_order_id, exc)
         return self._parsed("query_order", trading.parse_order, body, write=False)
+
+    async def _finished_by_client_id(
+        self, trading: Trading, symbol: str, client_order_id: str, not_found: ExchangeError
+    ) -> OrderState:
+        """An order its client id did not find, looked for among the pair's finished orders where the
+        venue lists them (``Trading.finished_orders``); raises ``not_found`` when it is not there,
+        and an unknown outcome when the list was full (it may be older than the list reaches)."""
+        lookup_s = self.binding.client_id_lookup_s
+        # From the start of the lookup window, a minute earlier for the venue's clock.
+        listing = None if lookup_s is None else trading.finished_orders(symbol, int(time.time()) - lookup_s - 60)
+        if listing is None:
+            raise not_found
+        request, most = listing
+        body = await self.rest.fetch(request)
+        orders = self._parsed("finished_orders", trading.parse_open_orders, body, write=False)
+        for order in orders:
+            if order.client_order_id == client_order_id:
+                return order
+        if len(orders) >= most:
+            raise ExchangeError(
+                self.venue,
+                f"order {client_order_id!r} on {symbol}: not found by its client id nor among the {len(orders)} "
+                "newest finished orders, a full list: it may be older than the list reaches",
+                category=ErrorCategory.OUTCOME_UNKNOWN,
+            ) from not_found
+        raise not_found
 
     async def open_orders(self, symbol: str | None = None) -> Sequence[OrderState]:
         """Resting orders, of one symbol or all (where the venue lists one symbol at a time: of

@@ -70,6 +70,8 @@ class VenueFaults(msgspec.Struct, frozen=True, kw_only=True):
     retry_after_ms: int = 1_000
     stall_ms: int = 2_000
     clock_skew_ms: int = 0
+    # How long after an order ends the venue still finds it by client id (ms); None: as long as by its id.
+    client_id_lookup_ms: int | None = None
 
 
 class FaultPlan:
@@ -160,6 +162,11 @@ class FaultPlan:
         """How far the venue's clock runs ahead (negative: behind) of the true time, in ms."""
         faults = self._venues.get(venue)
         return 0 if faults is None else faults.clock_skew_ms
+
+    def client_id_lookup_ms(self, venue: str) -> int | None:
+        """How long after an order ends ``venue`` still finds it by client id (ms); None: always."""
+        faults = self._venues.get(venue)
+        return None if faults is None else faults.client_id_lookup_ms
 
     def count(self, venue: str, kind: OrderFaultKind | StreamFaultKind) -> int:
         """How many faults of ``kind`` were handed out for ``venue``."""

@@ -442,6 +442,10 @@ class MatchingEngine:
         order = self._by_client.get((user, client_id))
         return None if order is None else self._event(order, order.created_ns)
 
+    def orders_of(self, user: str) -> list[OrderEvent]:
+        """Every order of a user, open and finished, oldest first."""
+        return [self._event(order, order.created_ns) for order in self._orders.values() if order.user == user]
+
     def open_orders(self, user: str) -> list[OrderEvent]:
         """The user's resting orders, oldest first."""
         # An order is open exactly while it rests in a price queue.

@@ -25,6 +25,7 @@ from arb.exchanges.http1 import Http1Pool
 from arb.exchanges.mexc.connector import MexcFuturesConnector, MexcSpotConnector
 from arb.exchanges.mexc.trading import FuturesTradingUnavailable
 from arb.exchanges.models import OrderRequest, OrderState, OrderStatus, OrderType, TimeInForce
+from arb.exchanges.rest import RestSettings
 from arb.exchanges.ws import WsSettings
 from arb.instruments import InstrumentError
 from arb.sim.faults import OrderFaultKind, VenueFaults
@@ -652,5 +653,54 @@ def test_clock_skew_is_read_at_the_midpoint_of_a_server_time_call() -> None:
             finally:
                 await mexc.close()
                 await gate.close()
+
+    run(scenario())
+
+
+@pytest.mark.parametrize("transport", ["ws", "rest"])
+def test_a_gate_spot_order_its_text_no_longer_finds_is_found_among_the_finished_ones(
+    transport: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Gate.io's REST reference says a spot order's text finds it only while it is open. An IOC
+    that filled at once and whose answer was lost is then still found, with its fill, among the
+    pair's finished orders; an id it never placed is still 'not found'; and when the list is full
+    the order may be older than it reaches, so its outcome is unknown rather than 'never placed'."""
+    async def scenario() -> None:
+        async with simulated_venues(moving=False) as sim:
+            sim.faults.configure("gateio", VenueFaults(client_id_lookup_ms=0))
+            urls = sim.venues["gateio"].urls()
+            settings = ConnectorSettings(rest=RestSettings(timeout_s=0.3), order_transport=transport)
+            connector = GateioSpotConnector(
+                credentials=CREDENTIALS, rest_url=urls.rest_url, ws_url=urls.ws_url, settings=settings
+            )
+            engine = sim.venues["gateio"].exchanges[ExchangeName.GATEIO].engine(SPOT)
+            ask = engine.instrument.ticks_to_price(engine.snapshot(1).asks[0][0])
+            try:
+                for n in range(2):  # an earlier finished order too: the list holds more than the one
+                    sim.faults.fail_next_orders("gateio", OrderFaultKind.TIMEOUT_PLACED)
+                    with pytest.raises(ExchangeError) as lost:
+                        await connector.place_order(OrderRequest(
+                            symbol=SPOT, side=OrderSide.BUY, type=OrderType.LIMIT, quantity=D("0.001"),
+                            price=ask, client_order_id=f"gone-{n}", time_in_force=TimeInForce.IOC,
+                        ))
+                    assert lost.value.category == ErrorCategory.OUTCOME_UNKNOWN
+                trading = connector._trading
+                assert trading is not None
+                with pytest.raises(OrderRejectedError):  # the text alone: not found once finished
+                    await connector.rest.fetch(trading.query_order(SPOT, None, "gone-1"))
+                found = await connector.query_order(SPOT, client_order_id="gone-1")
+                placed = engine.order_by_client_id(API_KEY, "t-gone-1")
+                assert placed is not None and placed.filled_lots > 0
+                assert found.client_order_id == "gone-1" and found.status.is_final
+                assert found.filled_quantity == engine.instrument.lots_to_size(placed.filled_lots)
+                with pytest.raises(OrderRejectedError) as never:
+                    await connector.query_order(SPOT, client_order_id="never-sent")
+                assert never.value.category == ErrorCategory.UNKNOWN_ORDER
+                monkeypatch.setattr(constants, "FINISHED_ORDERS_LIMIT", 2)
+                with pytest.raises(ExchangeError) as full:
+                    await connector.query_order(SPOT, client_order_id="never-sent")
+                assert full.value.category == ErrorCategory.OUTCOME_UNKNOWN and "a full list" in str(full.value)
+            finally:
+                await connector.close()
 
     run(scenario())

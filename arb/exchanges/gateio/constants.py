@@ -215,13 +215,16 @@ FUTURES_CONTRACT_PATH: Final = "/futures/usdt/contracts/{contract}"
 CURRENCY_PAIR_PATH: Final = "/spot/currency_pairs/{currency_pair}"
 SPOT_ACCOUNT: Final = "spot"  # "account" of a spot order
 SPOT_ORDER_STATUS_OPEN: Final = "open"  # spot "status": open | closed | cancelled
+SPOT_ORDER_STATUS_FINISHED: Final = "finished"  # the list's filter of closed and cancelled orders
+FINISHED_ORDERS_LIMIT: Final = 100  # finished spot orders one list asks for (newest first)
 FUTURES_ORDER_STATUS_OPEN: Final = "open"  # futures "status": open | finished
 FUTURES_MARKET_PRICE: Final = "0"  # futures market order: price "0" with tif ioc (or fok)
 # ``text``: "t-" + at most 28 bytes of these characters.
 CLIENT_ORDER_ID_ALPHABET: Final = frozenset("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_-.")
 REQUEST_WINDOW_S: Final = 60  # Timestamp must be within this many seconds of the server clock
 # How long after an order ends Gate.io still finds it by its custom id (``text``); only its order
-# id finds it after that.
+# id finds it after that. For spot, Gate's SDK docs say an hour and its REST reference only while
+# the order is open: the connector also looks among the pair's orders finished in that hour.
 SPOT_CLIENT_ID_LOOKUP_S: Final = 3600
 FUTURES_CLIENT_ID_LOOKUP_S: Final = 60
 

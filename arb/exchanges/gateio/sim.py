@@ -1021,7 +1021,11 @@ def _spot_order_doc(ctx: SimContext, engine: MatchingEngine, event: OrderEvent) 
 def _spot_find(ctx: SimContext, user: str, engine: MatchingEngine, ref: str) -> OrderEvent:
     exchange = _exchange(ctx, False)
     if ref.startswith(constants.CLIENT_ORDER_ID_PREFIX):
-        return exchange.get_order_by_client_id(user, engine.symbol, ref)
+        event = exchange.get_order_by_client_id(user, engine.symbol, ref)
+        lookup_ms = ctx.faults.client_id_lookup_ms(ctx.venue)
+        if lookup_ms is not None and event.status.is_final and ctx.now_ns() - event.time_ns > lookup_ms * 1_000_000:
+            raise _rejection(ErrorCategory.UNKNOWN_ORDER, f"order {ref}", futures=False)
+        return event
     if not ref.isdigit():
         raise _rejection(ErrorCategory.UNKNOWN_ORDER, f"order {ref}", futures=False)
     event = exchange.get_order(user, int(ref))
@@ -1091,10 +1095,19 @@ def _first_instrument(exchange: SimExchange | None) -> Instrument | None:
 def _spot_list(request: SimRequest, ctx: SimContext, user: str) -> SimResponse:
     params = _params(request)
     engine = _engine(ctx, _required(params, "currency_pair"), False)
-    if _required(params, "status") != constants.SPOT_ORDER_STATUS_OPEN:
-        raise _invalid(f"status {params['status']!r}: the simulator lists open orders only")
-    orders = _exchange(ctx, False).open_orders(user, engine.symbol)
-    return _json([_spot_order_doc(ctx, engine, event) for event in orders])
+    status = _required(params, "status")
+    if status == constants.SPOT_ORDER_STATUS_OPEN:
+        orders = _exchange(ctx, False).open_orders(user, engine.symbol)
+        return _json([_spot_order_doc(ctx, engine, event) for event in orders])
+    if status != constants.SPOT_ORDER_STATUS_FINISHED:
+        raise _invalid(f"status {status!r}: must be open or finished")
+    since_ms = int(params.get("from", "0")) * 1000
+    limit = int(params.get("limit", "100"))
+    finished = [
+        event for event in reversed(engine.orders_of(user))
+        if event.status.is_final and _wall_ms(ctx, event.created_ns) >= since_ms
+    ]
+    return _json([_spot_order_doc(ctx, engine, event) for event in finished[:limit]])
 
 
 def _spot_open_orders(request: SimRequest, ctx: SimContext, user: str) -> SimResponse:

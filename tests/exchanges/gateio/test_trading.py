@@ -117,7 +117,8 @@ def test_every_request_spends_a_limit_the_venue_declares() -> None:
     requests = [
         client.place_order(req("BTC/USDT", OrderSide.BUY, "0.1", "100")), client.cancel_order("BTC/USDT", order_id="1"),
         client.query_order("BTC/USDT", order_id="1"), client.open_orders(), client.open_orders("BTC/USDT"),
-        client.balances(), fclient.place_order(req("BTC/USDT:USDT", OrderSide.BUY, "1", "100")),
+        client.balances(), client.finished_orders("BTC/USDT", 0),
+        fclient.place_order(req("BTC/USDT:USDT", OrderSide.BUY, "1", "100")),
         fclient.cancel_order(order_id="1"), fclient.query_order(order_id="1"), fclient.open_orders(),
         fclient.account(), fclient.positions(), fclient.funding_payments(0),
     ]
@@ -126,7 +127,7 @@ def test_every_request_spends_a_limit_the_venue_declares() -> None:
     assert rest_venue().base_url == constants.REST_URL
     # Spot placement spends its pair's own budget, as Gate counts it; futures placement the account's.
     assert requests[0].limits == ((market_limit(constants.SPOT_ORDER_PLACE_RATE_LIMIT, "BTC/USDT"), 1),)
-    assert requests[6].limits == ((constants.FUTURES_ORDER_PLACE_RATE_LIMIT, 1),)
+    assert requests[7].limits == ((constants.FUTURES_ORDER_PLACE_RATE_LIMIT, 1),)
 
 
 def test_funding_payments_are_read_from_the_account_books_fund_entries() -> None:
@@ -195,6 +196,9 @@ def test_futures_bodies_sign_sizes_and_flag_reduce_only() -> None:
 def test_open_orders_query_names_the_pair_and_status() -> None:
     assert spot_client().open_orders("BTC/USDT").query == "currency_pair=BTC_USDT&status=open"
     assert spot_client().open_orders().path == constants.OPEN_ORDERS_PATH
+    finished = spot_client().finished_orders("BTC/USDT", 1_700_000_000)
+    assert (finished.method, finished.path) == ("GET", constants.ORDERS_PATH)
+    assert finished.query == "currency_pair=BTC_USDT&status=finished&from=1700000000&limit=100"
     assert futures_client().open_orders("BTC/USDT:USDT").query == "contract=BTC_USDT&status=open"
 
 
