@@ -312,6 +312,12 @@ class OrderOutcome(msgspec.Struct, frozen=True, kw_only=True):
         return self.notional * instrument.taker_fee, instrument.quote
 
     @property
+    def base_fee(self) -> Decimal:
+        """The part of ``fee`` charged in the base asset (a spot buy's, taken from what it bought), else 0."""
+        fee, asset = self.fee
+        return fee if asset == self.instrument.base else ZERO
+
+    @property
     def fee_quote(self) -> Decimal:
         """Fee in the quote asset; a fee in the base asset is valued at the average fill price."""
         fee, asset = self.fee

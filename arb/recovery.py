@@ -191,6 +191,11 @@ class RecoveryManager:
         self._step(opp, "start", {"net_base": net, "buy_filled": buy.filled, "sell_filled": sell.filled})
         over, under = (buy, sell) if net > 0 else (sell, buy)
         tolerance = min(self._base_lot(buy.instrument), self._base_lot(sell.instrument))
+        # A spot buy whose fee was taken from the base it bought left only the rest on the account.
+        # An unwind sells back the whole fill, as a completed trade would have sold, the fee coming
+        # out of other inventory; refused for the balance, it sells back only what the buy left.
+        base_fee = over.base_fee if over is buy else ZERO
+        fee_kept = ZERO
         reference = over.average_price
         venues: list[tuple[RecoveryAction, ExchangeName, Instrument]] = []
         if not under.refused_permanently:
@@ -199,14 +204,19 @@ class RecoveryManager:
         orders: list[OrderOutcome] = []
         cost = ZERO
         attempt = 0
+        unwound = False
         while abs(net) >= tolerance:
+            if fee_kept and abs(net) - fee_kept < tolerance and (
+                unwound or all(action is RecoveryAction.UNWIND for action, _, _ in venues)
+            ):
+                break  # the rest is the buy's fee, never on the account
             if attempt >= self.max_attempts:
                 return self._flag(active, buy, sell, orders, cost, f"{attempt} recovery attempts did not close it")
             budget = self.max_loss_quote - cost
             if budget < 0:
                 return self._flag(active, buy, sell, orders, cost, f"loss bound {self.max_loss_quote} reached")
             side = OrderSide.SELL if net > 0 else OrderSide.BUY
-            choice = self._pick(venues, attempt, side, abs(net), reference, budget)
+            choice = self._pick(venues, attempt, side, abs(net), reference, budget, fee_kept)
             if choice is None:
                 return self._flag(
                     active, buy, sell, orders, cost,
@@ -244,6 +254,13 @@ class RecoveryManager:
                 cost += (-loss if side is OrderSide.SELL else loss) + outcome.fee_quote
                 net += -filled if side is OrderSide.SELL else filled
                 active.residual_quantity, active.cost = net, cost
+                unwound = unwound or action is RecoveryAction.UNWIND
+            if (
+                action is RecoveryAction.UNWIND and base_fee and not fee_kept
+                and outcome.category == ErrorCategory.INSUFFICIENT_BALANCE
+            ):
+                fee_kept = base_fee  # no other inventory there: sell back what the buy left
+                continue
             if outcome.refused_permanently:
                 venues = [v for v in venues if v[1] is not exchange]
                 if not venues:
@@ -299,12 +316,13 @@ class RecoveryManager:
 
     def _pick(
         self, venues: list[tuple[RecoveryAction, ExchangeName, Instrument]], attempt: int, side: OrderSide,
-        base: Decimal, reference: Decimal, budget: Decimal,
+        base: Decimal, reference: Decimal, budget: Decimal, fee_kept: Decimal = ZERO,
     ) -> tuple[RecoveryAction, ExchangeName, Instrument, Decimal, Decimal] | None:
-        """This attempt's venue (alternating over the usable ones) with the size and limit price to send there."""
+        """This attempt's venue (alternating over the usable ones) with the size and limit price to send
+        there; an unwind closes ``base`` less ``fee_kept`` (what the over-filled buy never received)."""
         usable: list[tuple[RecoveryAction, ExchangeName, Instrument, Decimal, Decimal]] = []
         for action, exchange, instrument in venues:
-            lots = lots_of_base(instrument, base)
+            lots = lots_of_base(instrument, base - fee_kept if action is RecoveryAction.UNWIND else base)
             if lots <= 0:
                 continue
             size = instrument.lots_to_size(lots)

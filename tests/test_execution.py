@@ -269,6 +269,40 @@ def test_rejected_leg_is_unwound_to_flat(tmp_path: Path) -> None:
     assert [step for step, _ in h.journal.recovery_steps("opp1")] == ["start", "unwind", "recovered"]
 
 
+class HoldsOnlyWhatItBought(FakeExchange):
+    """A spot venue whose account starts with no base: a sell of more than its buys left (their
+    fee taken in base) is refused for the balance."""
+
+    held = D(0)
+
+    async def place_order(self, request: OrderRequest) -> OrderState:
+        if request.side is OrderSide.SELL and request.quantity > self.held:
+            self.placed.append(request)
+            raise OrderRejectedError(
+                self.exchange.value, f"holds {self.held}", category=ErrorCategory.INSUFFICIENT_BALANCE
+            )
+        state = await super().place_order(request)
+        bought = request.side is OrderSide.BUY
+        fee = state.filled_quantity * self.instrument.taker_fee if bought else D(0)  # what the outcome charges
+        self.held += state.filled_quantity - fee if bought else -state.filled_quantity
+        return state
+
+
+def test_an_unwind_refused_for_the_balance_sells_back_what_the_buy_left(tmp_path: Path) -> None:
+    """Bought 0.5 BTC on a Gate.io account that held none, 0.1 % of it taken as the fee; the sell leg
+    refused. Selling back the whole 0.5 is refused for the balance; the unwind then sells the 0.4995
+    the account holds, and the execution is recovered rather than flagged."""
+    buy = HoldsOnlyWhatItBought(spot(ExchangeName.GATEIO))
+    h = Harness(tmp_path, buy, FakeExchange(spot(ExchangeName.MEXC), [Step(kind="reject")]))
+    result = h.run(opportunity())
+    assert [(r.client_order_id, r.quantity) for r in buy.placed] == [
+        ("opp1-b", D("0.5")), ("opp1-u1", D("0.5")), ("opp1-u2", D("0.4995")),
+    ]
+    assert result.final_state is S.FAILED and "requires manual approval" not in (result.error or "")
+    assert buy.held == 0 and h.recovery.get_recovery_statistics().recovered == 1
+    h.check_journal_accounts_for_every_order()
+
+
 def test_partial_fill_is_hedged_to_flat_and_completes(tmp_path: Path) -> None:
     h = Harness(tmp_path, *venues(sell_script=(Step(fraction=D("0.6")),)))
     result = h.run(opportunity())
