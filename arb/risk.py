@@ -35,8 +35,9 @@ entries that would grow it are refused (``min_liquidation_distance_bps``), and `
 offers only what shrinks it, until a read finds it far enough again. Closes and recoveries shrink
 it and pass. The venue decides when to liquidate; this only stops the engine adding to it.
 
-A tripped breaker blocks new entries (``validate_opportunity_risk`` raises) until it is
-reset; recoveries that reduce an open position are still allowed (``validate_recovery``).
+A tripped breaker blocks new entries and hedge closes (``validate_opportunity_risk`` raises)
+until it is reset. Recoveries do not ask (``RecoveryManager`` bounds their loss itself);
+``validate_recovery`` says whether an order of a caller's own would reduce the net position.
 Breakers latch: a money-moving engine stays stopped until someone looks.
 
 Restart. Positions and the daily realized PnL live in memory; ``restore`` rebuilds them from
