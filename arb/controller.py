@@ -1299,10 +1299,15 @@ class ArbitrageController:
         frees = balances.frees((opportunity.buy_exchange, opportunity.sell_exchange)) if balances is not None else {}
         result = await finish_despite_cancellation(self._finish(executor, risk, started, frees))
         if balances is not None:
-            # Pushed markets are current already; the others are read now.
-            unpushed = {leg.exchange for leg in result.legs if not balances.streamed(leg.exchange)}
-            if unpushed:
-                await balances.refresh(unpushed)
+            # Pushed markets are current already; the others are read now, and so is a futures
+            # market where a leg filled: the next futures leg is sized by the margin that fill used,
+            # which its push may bring only after the next opportunity is sized.
+            stale = {
+                leg.exchange for leg in result.legs
+                if not balances.streamed(leg.exchange) or (leg.exchange.is_futures and leg.filled_quantity > 0)
+            }
+            if stale:
+                await balances.refresh(stale)
         return result
 
     def _on_halted_market(

@@ -647,6 +647,52 @@ def test_an_executions_spot_fills_are_spent_from_the_balances_the_scanner_sizes_
     assert balances.free(ExchangeName.MEXC, "USDT") == D(100)
 
 
+def test_a_futures_fill_has_its_margin_read_before_the_next_opportunity(tmp_path: Path) -> None:
+    """Both markets push their balances, so neither is read after a spot-spot execution; a hedge's
+    futures fill has its market read at once (the next futures leg is sized by its free margin)."""
+    class Venue:
+        def __init__(self) -> None:
+            self.reads = 0
+
+        async def balances(self) -> dict[str, Balance]:
+            self.reads += 1
+            return {"USDT": Balance(asset="USDT", free=D(1000)), "BTC": Balance(asset="BTC", free=D(1))}
+
+    class FillsBothMarkets(FillsEveryLeg):
+        async def finish(self, started: StartedExecution) -> ExecutionResult:
+            result = await super().finish(started)
+            legs = [msgspec.structs.replace(leg, symbol=market_symbols(leg.exchange, [leg.symbol])[0])
+                    for leg in result.legs]
+            return msgspec.structs.replace(result, legs=tuple(legs))
+
+    now = [10_000_000]
+    configuration = manager(tmp_path)
+    controller = ArbitrageController(
+        configuration, executor=FillsBothMarkets(now, True), risk=RiskManager(configuration.config.risk_limits),
+        clock=lambda: now[0],
+    )
+    venues = {m: Venue() for m in (ExchangeName.GATEIO, ExchangeName.MEXC, ExchangeName.GATEIO_FUTURES)}
+    controller.balances = monitor = BalanceMonitor(venues)
+    for market in venues:
+        monitor.balance_handler(market)  # pushed
+    controller._catalogs = {
+        m: InstrumentCatalog(m, [i for i in default_instruments(("BTC",)) if i.exchange is m]) for m in venues
+    }
+    spot_spot = mexc_to_gate("s1", D("60000"), D("60300"), "0.001")
+    hedge = msgspec.structs.replace(
+        spot_spot, opportunity_id="h1", opportunity_type=OpportunityType.SPOT_FUTURES_HEDGE,
+        buy_exchange=ExchangeName.GATEIO, sell_exchange=ExchangeName.GATEIO_FUTURES,
+    )
+
+    async def scenario() -> None:
+        assert await controller.process(spot_spot) is not None
+        assert [v.reads for v in venues.values()] == [0, 0, 0]
+        assert await controller.process(hedge) is not None
+        assert [v.reads for v in venues.values()] == [0, 0, 1]
+
+    asyncio.run(scenario())
+
+
 class FillsEveryLeg:
     """Records each execution; both legs fill in full (or not at all), written at the clock's time of
     the start, the venue stamping the fills ``venue_ms``."""
