@@ -20,7 +20,8 @@ A perpetual futures position is a position of its own even when spot hedges it: 
 margined and can be liquidated whatever the spot side holds. An entry that would grow one
 past ``max_position_size_usd`` (its base after the trade times the symbol's mark, the last
 fill price, or the leg's price before any fill) is refused (``max_futures_position_usd``),
-so hedges cannot pile up past the limit one opening at a time; an entry that shrinks it
+so hedges cannot pile up past the limit one opening at a time (executions still in flight count
+as filled in full, so concurrent ones cannot either); an entry that shrinks it
 always passes, and so does a hedge's close (``closes_hedge``): it takes both legs of the
 hedge off, though where hedges of one perpetual against two spot venues offset each other it
 leaves the perpetual with the other one's larger position. ``futures_room`` gives the scanner
@@ -429,6 +430,8 @@ class RiskManager:
         self._marks: dict[str, Decimal] = {}
         self._symbol_exposure: dict[str, Decimal] = {}
         self._in_flight: dict[str, tuple[str, Decimal]] = {}
+        # Executions in flight with a futures leg: (market, pair symbol, signed base it may add).
+        self._futures_in_flight: dict[str, tuple[ExchangeName, str, Decimal]] = {}
         # Position exposure plus in-flight reservations, the sums validation compares.
         self._used_total = ZERO
         self._used_by_symbol: dict[str, Decimal] = {}
@@ -516,6 +519,12 @@ class RiskManager:
         while the venue reports it nearer its liquidation than ``min_liquidation_distance_bps``."""
         position = self._positions.get((market, opportunity.symbol))
         held = position.quantity if position is not None else ZERO
+        # Executions in flight that grow it the same way count as filled in full.
+        held += sum(
+            (q for m, s, q in self._futures_in_flight.values() if m is market and s == opportunity.symbol
+             and (q > 0) == (signed > 0)),
+            ZERO,
+        )
         after = abs(held + signed)
         if after <= abs(held):
             return
@@ -601,12 +610,18 @@ class RiskManager:
             self._adjust_used(previous[0], -previous[1])
         self._in_flight[opportunity.opportunity_id] = (opportunity.symbol, notional)
         self._adjust_used(opportunity.symbol, notional)
+        quantity, symbol = opportunity.max_quantity, opportunity.symbol
+        if opportunity.buy_exchange in _FUTURES_MARKETS:
+            self._futures_in_flight[opportunity.opportunity_id] = (opportunity.buy_exchange, symbol, quantity)
+        elif opportunity.sell_exchange in _FUTURES_MARKETS:
+            self._futures_in_flight[opportunity.opportunity_id] = (opportunity.sell_exchange, symbol, -quantity)
 
     def record_execution(self, result: ExecutionResult) -> None:
         """Account a finished execution: release its reservation, realized PnL, failure and latency breakers."""
         reserved = self._in_flight.pop(result.opportunity_id, None)
         if reserved is not None:
             self._adjust_used(reserved[0], -reserved[1])
+        self._futures_in_flight.pop(result.opportunity_id, None)
         self.record_realized_pnl(result.realized_profit)
         if result.final_state is ArbitrageState.COMPLETED:
             self._consecutive_failures = 0

@@ -240,6 +240,27 @@ def test_futures_position_boundary(quantity: str, expected: RiskCheck | None) ->
     assert outcome(manager, hedge_opening(quantity)) is expected
 
 
+def test_executions_in_flight_count_against_the_futures_position_limit() -> None:
+    """Short 4 ETH of perpetual at 100 against a 1000 USD limit; two openings of 5 ETH started
+    concurrently through the API: each alone would make 9 ETH, both together 14. The second is
+    refused while the first is in flight, and passes once the first ended without a fill."""
+    manager, *_ = make()
+    manager.record_fill(GATE, fill(OrderSide.BUY, "4", "100", trade_id="s"))
+    manager.record_fill(ExchangeName.GATEIO_FUTURES, fill(OrderSide.SELL, "4", "100", trade_id="f"))
+    first = msgspec.structs.replace(hedge_opening("5"), opportunity_id="first")
+    second = msgspec.structs.replace(hedge_opening("5"), opportunity_id="second")
+    assert outcome(manager, first) is None
+    manager.record_execution_started(first)
+    assert outcome(manager, second) is RiskCheck.MAX_FUTURES_POSITION
+    assert outcome(manager, hedge_opening("1")) is None  # 10 ETH with the first: at the limit
+    closing = msgspec.structs.replace(hedge_opening("2", closes=True), opportunity_id="closing")
+    manager.record_execution_started(closing)  # a close in flight does not make room before it fills
+    assert outcome(manager, hedge_opening("1.5")) is RiskCheck.MAX_FUTURES_POSITION
+    for opp in (first, closing):
+        manager.record_execution(result(ArbitrageState.FAILED, oid=opp.opportunity_id))
+    assert outcome(manager, second) is None
+
+
 def test_a_futures_position_is_valued_at_the_current_price_when_its_last_fill_is_older_and_lower() -> None:
     """Short 6 ETH of perpetual filled at 100; ETH is at 160 now (the last fill on ETH is that old
     one). Growing it by 0.5 makes 6.5 ETH: 650 USD at the old fill, 1040 USD at today's price,
