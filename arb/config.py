@@ -12,6 +12,7 @@ import logging
 import os
 import re
 import tomllib
+import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
@@ -39,6 +40,8 @@ QUOTE_CURRENCIES = ("USDT",)
 SYMBOL_PATTERN = re.compile(r"^([A-Z0-9]{1,20})/([A-Z0-9]{1,20})\Z")  # \Z: "$" would pass a final newline
 # ARB_* variables that configure the build or the process (the event loop), not the engine.
 NON_CONFIG_ENV = frozenset({"ARB_BUILD_ONLY", "ARB_CYTHON_ANNOTATE", "ARB_CYTHON_TRACE", "ARB_EVENT_LOOP"})
+MAX_EXPONENT = 30  # a number's decimal exponent, either way (amounts and rates are far inside it)
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
 class _Invalid(ValueError):
@@ -54,6 +57,9 @@ def _decimal(raw: Any) -> Decimal:
         raise _Invalid("expected a decimal number such as 100 or 12.5") from None
     if not value.is_finite():
         raise _Invalid("expected a finite number")
+    # Far past any amount or rate; an exponent this large would overflow arithmetic later.
+    if value and not -MAX_EXPONENT <= value.adjusted() <= MAX_EXPONENT:
+        raise _Invalid(f"out of range: at most {MAX_EXPONENT} digits before or after the point")
     return value
 
 
@@ -87,10 +93,19 @@ def _string_list(raw: Any) -> list[str]:
     raise _Invalid("expected a list of strings")
 
 
-def _optional_url(raw: Any) -> str:
-    if not isinstance(raw, str) or not re.match(r"^(https?|wss?)://", raw):
-        raise _Invalid("expected an http(s):// or ws(s):// URL")
-    return raw
+def _url(scheme: str) -> Callable[[Any], str]:
+    def parse(raw: Any) -> str:
+        if not isinstance(raw, str) or not re.match(rf"^{scheme}s?://[^/\s]", raw):
+            raise _Invalid(f"expected a URL starting {scheme}:// or {scheme}s://")
+        return raw
+
+    return parse
+
+
+def _cleartext_remote(url: str) -> bool:
+    """Whether ``url`` is unencrypted (http://, ws://) to a host other than this machine."""
+    parsed = urllib.parse.urlsplit(url)
+    return parsed.scheme in ("http", "ws") and parsed.hostname not in LOOPBACK_HOSTS
 
 
 def _money(*, positive: bool, maximum: Decimal | None = None) -> Callable[[Any], Decimal]:
@@ -220,10 +235,10 @@ EXCHANGE_FIELDS: dict[str, Callable[[Any], Any]] = {
     "markets": _choices(MARKETS),
     "rest_timeout_ms": _bounded_int(50, 60_000),
     "ws_heartbeat_interval_ms": _bounded_int(1000, 60_000),
-    "rest_url": _optional_url,
-    "ws_url": _optional_url,
-    "futures_rest_url": _optional_url,
-    "futures_ws_url": _optional_url,
+    "rest_url": _url("http"),
+    "ws_url": _url("ws"),
+    "futures_rest_url": _url("http"),
+    "futures_ws_url": _url("ws"),
     "order_transport": _one_of(("rest", "ws")),
 }
 METRICS_FIELDS: dict[str, Callable[[Any], Any]] = {
@@ -535,6 +550,15 @@ def _build(
             fields["markets"] = tuple(fields["markets"])
         exchanges.append(ExchangeConfig(name=venue, **fields))
     for exchange in exchanges:
+        # Signed requests carry the API key: a live run sends them over TLS unless the venue is local.
+        for key in ("rest_url", "ws_url", "futures_rest_url", "futures_ws_url"):
+            url = getattr(exchange, key)
+            if not dry_run and exchange.enabled and url is not None and _cleartext_remote(url):
+                setting = settings[f"exchanges.{exchange.name}.{key}"]
+                problems.append(
+                    f"{setting.source}: {url!r}: a live run sends its API key and signed requests only over "
+                    "https:// or wss:// (or to this machine)"
+                )
         # Only Gate.io has a websocket trading API; elsewhere "ws" would silently mean REST.
         if exchange.order_transport == "ws" and exchange.name != "gateio":
             setting = settings[f"exchanges.{exchange.name}.order_transport"]

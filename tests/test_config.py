@@ -69,7 +69,11 @@ def test_defaults_are_safe_and_small(tmp_path: Path) -> None:
         ("[engine]\nsymbols = ['BTC/USDT', 'BTC/USDT']\n", "lists a symbol twice"),
         ("[engine]\nopportunity_types = ['triangular']\n", "'triangular' not allowed; choose from"),
         ("[exchanges.gateio]\nmarkets = ['options']\n", "'options' not allowed; choose from spot, futures"),
-        ("[exchanges.mexc]\nrest_url = 'ftp://x'\n", "expected an http(s):// or ws(s):// URL"),
+        ("[exchanges.mexc]\nrest_url = 'ftp://x'\n", "expected a URL starting http:// or https://"),
+        ("[exchanges.mexc]\nrest_url = 'wss://api.mexc.com'\n", "expected a URL starting http:// or https://"),
+        ("[exchanges.gateio]\nws_url = 'https://api.gateio.ws'\n", "expected a URL starting ws:// or wss://"),
+        ("[risk]\nmax_daily_loss_usd = '1e1000000'\n", "'1e1000000': out of range: at most 30 digits"),
+        ("[risk]\nmin_profit_margin_bps = '1e-40'\n", "'1e-40': out of range"),
         ("[exchanges.gateio]\norder_transport = 'fix'\n", "'fix': choose one of 'rest', 'ws'"),
         ("[exchanges.mexc]\norder_transport = 'ws'\n", "mexc has no websocket trading API; use \"rest\""),
         ("[exchanges.mexc]\nenabled = false\n", "spot_spot needs the spot market enabled on both venues"),
@@ -304,3 +308,18 @@ def test_the_trading_rules_refresh_is_off_or_at_least_a_second(tmp_path: Path) -
     assert problems(tmp_path, env={"ARB_INSTRUMENT_REFRESH_INTERVAL_MS": "999"}) == (
         "env ARB_INSTRUMENT_REFRESH_INTERVAL_MS: '999': must be 0 (off) or an integer from 1000 to 86400000",
     )
+
+
+def test_a_live_run_sends_signed_requests_to_a_remote_venue_only_over_tls(tmp_path: Path) -> None:
+    """A live run's REST and websocket URLs carry the API key and signatures: plain http:// or ws://
+    is refused, naming the key, unless the host is this machine. A dry run may use anything."""
+    user = tmp_path / "user.toml"
+    user.write_text(
+        "[exchanges.mexc]\nrest_url = 'http://10.1.2.3:8080'\n"
+        "[exchanges.gateio]\nws_url = 'ws://127.0.0.1:9000/ws'\nrest_url = 'https://api.gateio.ws/api/v4'\n"
+    )
+    with pytest.raises(ConfigurationError) as info:
+        ConfigurationManager(user, environ={}).load_configuration(dry_run=False)
+    refused = [p for p in info.value.problems if "only over https:// or wss://" in p]
+    assert len(refused) == 1 and "exchanges.mexc.rest_url" in refused[0] and "'http://10.1.2.3:8080'" in refused[0]
+    assert ConfigurationManager(user, environ={}).load_configuration(dry_run=True).dry_run
