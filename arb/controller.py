@@ -132,6 +132,7 @@ EARLY_POSITION_CHECK_SPACING_S = 0.5
 # Each read of settled funding starts this long before the previous read began: a venue may list
 # a settlement in its account book a little after the settlement's time.
 FUNDING_READ_OVERLAP_MS = 3_600_000
+FUNDING_CATCH_UP_MS = 30 * 86_400_000  # how far back a first read looks for funding settled while stopped
 # Paper runs look this often for a funding settlement time that has passed: the most a paper
 # settlement is valued after its time.
 PAPER_FUNDING_CHECK_S = 0.25
@@ -396,7 +397,7 @@ class ArbitrageController:
         self._hedges_dropped: list[str] = []
         self._positions_due = asyncio.Event()  # a futures balance changed: check positions before the interval ends
         self._rules_due = asyncio.Event()  # a leg was refused as a changed market would refuse it: read the rules
-        self._funding_read_ms: int | None = None  # wall ms at which the last read of settled funding began
+        self._funding_since_ms: int | None = None  # wall ms the next read of settled funding starts at
         self._funding_settled = ZERO  # counted in this run
         self._funding_payments = 0
         self._tasks: list[asyncio.Task[None]] = []
@@ -556,15 +557,22 @@ class ArbitrageController:
         """Read the funding each traded futures market settled on the configured pairs, journal the
         payments not seen before and count them in the daily PnL (``RiskManager.record_funding``).
 
-        The first read starts at the UTC day's start; each later one an hour before the previous
-        read began, so that an entry the venue lists late is still read (the journal keeps each
-        payment once: only those it had not recorded are counted)."""
+        The first read starts at the UTC day's start, or an hour before the latest payment the
+        journal holds when that is earlier (what was settled while the engine was stopped, up
+        to ``FUNDING_CATCH_UP_MS`` back); each later one an hour before the previous read began,
+        so that an entry the venue lists late is still read (the journal keeps each payment
+        once: only those it had not recorded are counted)."""
         journal = self.journal
         if journal is None:
             raise ArbitrageEngineError("controller: the journal was not built")
         now_ms = self.wall_clock() // 1_000_000
-        last = self._funding_read_ms
-        since_ms = now_ms - now_ms % MS_PER_DAY if last is None else last - FUNDING_READ_OVERLAP_MS
+        since_ms = self._funding_since_ms
+        if since_ms is None:
+            since_ms = now_ms - now_ms % MS_PER_DAY
+            recorded = journal.last_funding_ms()
+            if recorded is not None:
+                since_ms = max(min(since_ms, recorded - FUNDING_READ_OVERLAP_MS), now_ms - FUNDING_CATCH_UP_MS)
+            self._funding_since_ms = since_ms
         pairs = set(self.config.symbols)
         complete = True
         for market in sorted(self._traded_futures(), key=lambda m: m.value):
@@ -583,7 +591,7 @@ class ArbitrageController:
                 log.info("%s %s: funding settled %s USDT (payment %s)", market.value, payment.symbol, payment.amount,
                          payment.payment_id)
         if complete:
-            self._funding_read_ms = now_ms
+            self._funding_since_ms = now_ms - FUNDING_READ_OVERLAP_MS
 
     @property
     def _rules_watched(self) -> bool:
@@ -810,9 +818,17 @@ class ArbitrageController:
                 continue
             net = ZERO
             lot: Decimal | None = None
+            unvalued: set[str] = set()
             for record in journal.fills(opp):
                 fill = record.fill
-                instrument = self._catalogs[record.exchange].get(fill.symbol)
+                catalog = self._catalogs.get(record.exchange)
+                try:
+                    if catalog is None:
+                        raise InstrumentError(f"{record.exchange.value} is not traded in this run")
+                    instrument = catalog.get(fill.symbol)
+                except InstrumentError as exc:
+                    unvalued.add(str(exc))
+                    continue
                 base = fill.quantity * instrument.contract_size
                 net += base if fill.side is OrderSide.BUY else -base
                 step = instrument.lot_size * instrument.contract_size
@@ -821,6 +837,9 @@ class ArbitrageController:
             if orders:
                 reason = (f"interrupted by an engine restart; {', '.join(orders)} not final (unanswered, or open at "
                           "the venue): it may fill; asked again at each start until acknowledged")
+            elif unvalued:
+                # Its legs cannot be matched without their instruments: an operator checks them.
+                reason = f"its fills could not be checked for unmatched legs: {'; '.join(sorted(unvalued))}"
             elif lot is None or abs(net) < lot:
                 continue
             else:
@@ -1617,20 +1636,31 @@ class ArbitrageController:
         trade_loop, others = tasks[:1], tasks[1:]
         for task in others:
             task.cancel()
-        for task in others:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        # A task that failed (what may have started this shutdown) was logged then: its error is
+        # not raised again here, where it would stop the wait for the execution below.
+        await asyncio.gather(*others, return_exceptions=True)
         # An execution in flight finishes: cancelling it would leave orders with unknown outcomes.
         for task in trade_loop:
             await asyncio.shield(task)
 
     async def _cancel_open_orders(self) -> None:
+        """Cancel every resting order on every trading market; one that fails (filled meanwhile, a
+        venue unreachable) is logged and the others are still cancelled."""
         for market, connector in self.traders.items():
             if not connector.can_trade:
                 continue
-            for order in await connector.open_orders():
+            try:
+                orders = await connector.open_orders()
+            except Exception as exc:
+                log.error("%s: open orders unreadable, none cancelled there: %s", market.value, exc)
+                continue
+            for order in orders:
                 log.warning("%s: cancelling open order %s (%s)", market.value, order.client_order_id, order.symbol)
-                state = await connector.cancel_order(order.symbol, order_id=order.order_id)
+                try:
+                    state = await connector.cancel_order(order.symbol, order_id=order.order_id)
+                except Exception as exc:
+                    log.error("%s: cancelling %s (%s) failed: %s", market.value, order.client_order_id, order.symbol, exc)
+                    continue
                 if self.journal is not None and order.client_order_id:
                     with contextlib.suppress(ArbitrageEngineError):
                         self.journal.record_cancel(market, order.client_order_id, state)

@@ -462,6 +462,15 @@ class Journal:
     def _connect(self, synchronous: str) -> None:
         if self.intent_log_path is not None:  # first: a second opener is refused before it touches anything
             self._log_fd = self._open_intent_log(self.intent_log_path)
+        if self.intent_log_path is not None and not os.path.exists(self.path):
+            # Orders, fills and PnL are the owner's alone; SQLite gives its WAL and shared-memory
+            # files the database file's permissions.
+            try:
+                os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            except FileExistsError:
+                pass
+            except OSError as exc:
+                raise JournalError(f"journal {self.path}: cannot create: {exc}") from exc
         try:
             self._db = sqlite3.connect(self.path, isolation_level=None)
             # Writes go through one cursor (none of them reads rows back), sparing a cursor per statement.
@@ -1016,6 +1025,11 @@ class Journal:
             (_market(row[0]), FundingPayment(payment_id=row[1], symbol=row[2], amount=Decimal(row[3]), time_ms=row[4]))
             for row in rows
         ]
+
+    def last_funding_ms(self) -> int | None:
+        """When the latest recorded funding payment was settled (ms), or None when none is recorded."""
+        row = self._db.execute("SELECT MAX(settled_at_ms) FROM funding_payments").fetchone()
+        return None if row is None or row[0] is None else int(row[0])
 
     def open_intents(self) -> list[IntentRecord]:
         """Intents without a closing outcome, oldest first."""

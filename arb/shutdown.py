@@ -81,6 +81,7 @@ class ShutdownManager:
         self._force_exit_code = force_exit_code
         self._steps: list[_Step] = []
         self._reason: str | None = None
+        self._signalled = False  # a signal has been received (the next one forces exit)
         self._task: asyncio.Task[list[StepOutcome]] | None = None
         self._requested: asyncio.Event | None = None
 
@@ -165,8 +166,15 @@ class ShutdownManager:
             self.uninstall()
 
     def _on_signal(self, sig: signal.Signals) -> None:
-        if self._reason is None:
-            self.request_shutdown(f"received {sig.name}")
+        # The first signal asks for a graceful shutdown, also when one is already running for
+        # another reason (a run's duration, a failed task); only a second one forces exit.
+        if not self._signalled:
+            self._signalled = True
+            if self._reason is None:
+                self.request_shutdown(f"received {sig.name}")
+            else:
+                log.warning("received %s while shutting down (%s): the shutdown goes on; another signal forces exit",
+                            sig.name, self._reason)
             return
         log.critical("received %s while shutting down (%s): forcing exit", sig.name, self._reason)
         logging.shutdown()

@@ -1,7 +1,8 @@
 """Child process of the shutdown tests: an engine stand-in whose shutdown steps print their names.
 
-Usage: ``python shutdown_child.py ok|hang|force``. Prints ``ready`` once the signal
-handlers are installed; exits with the shutdown's exit code.
+Usage: ``python shutdown_child.py ok|hang|force|requested``. Prints ``ready`` once the signal
+handlers are installed; exits with the shutdown's exit code. ``requested``: as ``force``, the
+shutdown requested by the program itself (a run's duration over) rather than by a signal.
 """
 
 from __future__ import annotations
@@ -28,9 +29,11 @@ def step(name: str, hang: bool) -> Callable[[], Awaitable[None]]:
 async def main(mode: str) -> int:
     async with ShutdownManager(timeout_s=10, force_exit_code=3) as shutdown:
         for index, name in enumerate(STEPS):
-            hangs = (mode == "hang" and index == 1) or (mode == "force" and index == 0)
+            hangs = (mode == "hang" and index == 1) or (mode in ("force", "requested") and index == 0)
             shutdown.add_step(name, step(name, hangs), timeout_s=0.3 if mode == "hang" else 5)
         print("ready", flush=True)
+        if mode == "requested":
+            shutdown.request_shutdown("run over")
         await shutdown.wait()
     return shutdown.exit_code
 

@@ -22,12 +22,13 @@ from test_pipeline import book
 from arb import ArbitrageController, ArbitrageEngine
 from arb.config import ConfigurationManager
 from arb.controller import ENTRY_ORDER_BUDGET, Executor, RunSummary, _set_aside, dry_run_cluster
-from arb.errors import ArbitrageEngineError, ConfigurationError, ExchangeError
+from arb.errors import ArbitrageEngineError, ConfigurationError, ExchangeError, OrderRejectedError
 from arb.execution import StartedExecution, TwoLegExecutor
 from arb.exchanges.base import BookKey
 from arb.exchanges.factory import market_symbols, registered
 from arb.exchanges.gateio.connector import GateioSpotConnector
-from arb.exchanges.models import Balance, FundingPayment, OrderRequest, OrderState, OrderType
+from arb.exchanges.errors import ErrorCategory
+from arb.exchanges.models import Balance, Fill, FundingPayment, OrderRequest, OrderState, OrderStatus, OrderType
 from arb.hedges import HedgeBook, HedgePosition
 from arb.instruments import InstrumentCatalog
 from arb.journal import Journal
@@ -906,6 +907,33 @@ def test_a_clock_the_venue_refuses_is_named_when_live_trading_is_refused_and_che
     assert logged[2] == ""
 
 
+def test_a_restart_without_a_market_the_last_execution_traded_flags_it_rather_than_failing(tmp_path: Path) -> None:
+    """The last execution bought on MEXC and sold on Gate.io; this start has MEXC disabled (down, or
+    hedging only). Its fills on MEXC cannot be valued without MEXC's instruments: the start goes on
+    and the execution is flagged for an operator to check, naming why."""
+    journal = Journal(tmp_path / "journal.sqlite3")
+    for market, side in ((ExchangeName.MEXC, OrderSide.BUY), (ExchangeName.GATEIO, OrderSide.SELL)):
+        cid = f"o1-{side.value[0]}"
+        request = OrderRequest(symbol="BTC/USDT", side=side, type=OrderType.LIMIT, quantity=D("0.001"),
+                               price=D(60000), client_order_id=cid)
+        journal.record_intent("o1", side.value, request, market)
+        state = OrderState(symbol="BTC/USDT", order_id=f"{market.value}-1", client_order_id=cid, side=side,
+                           type=OrderType.LIMIT, status=OrderStatus.FILLED, quantity=D("0.001"), price=D(60000),
+                           filled_quantity=D("0.001"), average_price=D(60000))
+        fill = Fill(symbol="BTC/USDT", order_id=f"{market.value}-1", client_order_id=cid, trade_id="t", side=side,
+                    price=D(60000), quantity=D("0.001"), fee=D(0), fee_asset="USDT", is_maker=False, timestamp_ms=1)
+        journal.record_result(market, cid, state, [fill])
+    controller = ArbitrageController(manager(tmp_path))
+    controller._catalogs = {
+        ExchangeName.GATEIO: InstrumentCatalog(
+            ExchangeName.GATEIO, [i for i in default_instruments(("BTC",)) if i.exchange is ExchangeName.GATEIO]
+        )
+    }
+    controller._flag_interrupted(journal, ["o1"])
+    (step, detail), = [s for s in journal.recovery_steps("o1") if s[0] == "manual_approval"]
+    assert detail["reason"] == "its fills could not be checked for unmatched legs: mexc is not traded in this run"
+
+
 def test_a_restart_flags_orders_of_unknown_outcome_and_holds_every_unacknowledged_flag(tmp_path: Path) -> None:
     """After reconciliation, an order still open (the venue could not say what became of it) has its
     opportunity flagged for manual approval, even with no fill recorded. Flags of earlier runs no
@@ -1183,7 +1211,40 @@ def test_settled_funding_is_read_again_from_the_same_point_after_a_failed_read(t
     summary = controller.summary()
     assert (summary.funding_payments, summary.funding_settled) == (2, D("0.75"))
     assert risk.get_current_risk_metrics().daily_funding_usd == D("0.75")
-    assert controller._funding_read_ms == now_ms[0]
+    assert controller._funding_since_ms == now_ms[0] - 3_600_000  # the next read: an hour before this one began
+
+
+def test_funding_settled_while_the_engine_was_stopped_is_read_at_the_next_start(tmp_path: Path) -> None:
+    """The journal's latest payment was settled two days ago at 16:00; the engine was stopped over
+    the settlements since. The first read of the next start reaches back to an hour before that
+    payment, not only to today's 00:00; a journal with no payment starts at today's 00:00."""
+    configuration = manager(tmp_path)
+    now_ms = 1_700_013_600_000  # 02:00 UTC
+    day_start = now_ms - now_ms % 86_400_000
+    journal = Journal(tmp_path / "j.sqlite3")
+    last_paid = day_start - 2 * 86_400_000 + 16 * 3_600_000
+    journal.record_funding(ExchangeName.GATEIO_FUTURES, [
+        FundingPayment(payment_id="old", symbol="BTC/USDT:USDT", amount=D("0.1"), time_ms=last_paid),
+    ])
+
+    class Venue:
+        can_trade = True
+
+        def __init__(self) -> None:
+            self.since: list[int] = []
+
+        async def funding_payments(self, since_ms: int) -> list[FundingPayment]:
+            self.since.append(since_ms)
+            return []
+
+    for recorded, expected in ((journal, last_paid - 3_600_000), (Journal(":memory:"), day_start)):
+        controller = ArbitrageController(
+            configuration, executor=InstantExecutor(), journal=recorded, wall_clock=lambda: now_ms * 1_000_000
+        )
+        venue = Venue()
+        controller.traders = {ExchangeName.GATEIO_FUTURES: venue}  # type: ignore[dict-item]
+        asyncio.run(controller._record_funding())
+        assert venue.since == [expected]
 
 
 def test_every_market_s_order_budget_admits_an_execution_s_orders() -> None:
@@ -1309,3 +1370,58 @@ def test_a_futures_position_read_overlapped_by_an_execution_is_not_compared(
     monkeypatch.setattr(venues.venues[PERP], "positions", lambda: asyncio.sleep(0, []))
     asyncio.run(controller._check_futures_positions())
     assert controller.hedges.positions() == []  # the same answer, read while nothing traded
+
+
+def test_shutdown_waits_for_the_execution_in_flight_even_after_another_task_failed(tmp_path: Path) -> None:
+    """A background task failed (what started this shutdown); stopping the others must not raise its
+    error again before the trade loop, with its execution in flight, has finished."""
+    controller = ArbitrageController(manager(tmp_path))
+    finished: list[str] = []
+
+    async def trade_loop() -> None:
+        await asyncio.sleep(0.05)
+        finished.append("execution")
+
+    async def failing() -> None:
+        raise RuntimeError("status task broke")
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        controller._tasks = [loop.create_task(trade_loop()), loop.create_task(failing())]
+        await asyncio.sleep(0)  # the failing task has failed
+        await controller._stop_scanning()
+
+    asyncio.run(scenario())
+    assert finished == ["execution"]
+
+
+def test_shutdown_cancels_every_open_order_it_can_when_some_cannot_be(tmp_path: Path) -> None:
+    """One venue's open orders cannot be read and one cancel fails (the order filled meanwhile): the
+    other orders are still cancelled."""
+    def resting(cid: str) -> OrderState:
+        return OrderState(symbol="BTC/USDT", order_id=cid, client_order_id=cid, side=OrderSide.BUY,
+                          type=OrderType.LIMIT, status=OrderStatus.NEW, quantity=D("0.001"), price=D(50000))
+
+    class Venue:
+        can_trade = True
+
+        def __init__(self, orders: list[OrderState] | None) -> None:
+            self.orders = orders
+            self.cancelled: list[str] = []
+
+        async def open_orders(self) -> list[OrderState]:
+            if self.orders is None:
+                raise ExchangeError("gateio", "open orders: connection refused")
+            return self.orders
+
+        async def cancel_order(self, symbol: str, *, order_id: str) -> OrderState:
+            if order_id == "filled":
+                raise OrderRejectedError("mexc", "unknown order", category=ErrorCategory.UNKNOWN_ORDER)
+            self.cancelled.append(order_id)
+            return msgspec.structs.replace(resting(order_id), status=OrderStatus.CANCELED)
+
+    unreachable, mexc = Venue(None), Venue([resting("filled"), resting("resting")])
+    controller = ArbitrageController(manager(tmp_path))
+    controller.traders = {ExchangeName.GATEIO: unreachable, ExchangeName.MEXC: mexc}  # type: ignore[dict-item]
+    asyncio.run(controller._cancel_open_orders())
+    assert mexc.cancelled == ["resting"]

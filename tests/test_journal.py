@@ -7,6 +7,7 @@ import os
 import random
 import signal
 import sqlite3
+import stat
 import subprocess
 import sys
 import time
@@ -989,3 +990,18 @@ def test_an_intent_id_taken_by_another_writer_is_reported_as_such_and_skipped(tm
         with pytest.raises(JournalError, match="intent id 2 was taken by another writer"):
             journal.record_intent("opp2", "buy", request("c2"), GATE)
         assert journal.record_intent("opp2", "buy", request("c2"), GATE) == 3
+
+
+def test_a_new_journal_and_its_files_are_readable_by_their_owner_only(tmp_path: Path) -> None:
+    """Orders, fills and PnL: the database, its WAL and shared-memory files and the intent log are
+    created 0600 whatever the umask."""
+    old = os.umask(0o022)
+    try:
+        journal = Journal(tmp_path / "j.sqlite3")
+        journal.record_recovery_step("o1", "start", {})
+        modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in tmp_path.iterdir()}
+        journal.close()
+    finally:
+        os.umask(old)
+    assert set(modes) >= {"j.sqlite3", "j.sqlite3-wal", "j.sqlite3-shm", "j.sqlite3-intents"}
+    assert set(modes.values()) == {0o600}, modes

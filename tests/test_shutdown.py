@@ -61,6 +61,21 @@ def test_second_signal_forces_exit() -> None:
     assert "received SIGTERM while shutting down (received SIGTERM): forcing exit" in "\n".join(lines(child.stderr))
 
 
+def test_one_signal_during_a_shutdown_not_begun_by_a_signal_does_not_force_exit() -> None:
+    """The run's duration is over and the shutdown is in its first step when ``docker stop`` sends
+    one SIGTERM: the shutdown goes on; a second signal forces exit."""
+    child = start("requested")
+    assert child.stdout is not None and child.stdout.readline() == "stop scanning\n"
+    child.send_signal(signal.SIGTERM)
+    with pytest.raises(subprocess.TimeoutExpired):
+        child.wait(timeout=0.5)
+    child.send_signal(signal.SIGTERM)
+    assert child.wait(timeout=10) == 3
+    log = "\n".join(lines(child.stderr))
+    assert "received SIGTERM while shutting down (run over): the shutdown goes on" in log
+    assert "received SIGTERM while shutting down (run over): forcing exit" in log
+
+
 def test_request_runs_steps_once_and_reports_outcomes() -> None:
     order: list[str] = []
 
