@@ -391,12 +391,13 @@ class PaperExchange:
         if instrument.is_futures:
             filled = sum((f.quantity for f in plan), ZERO)
             opening = self._opening_part(request, instrument, filled)
+            # The margin is locked at the fill prices (a sell fills at or above its limit): the
+            # check takes the larger of those and the limit's.
+            opening_value = walked * contract * opening / filled if filled else ZERO
+            fee = walked * contract * instrument.taker_fee
             if request.price is not None:
-                opening_value = opening * contract * request.price
-                fee = request.quantity * contract * request.price * instrument.taker_fee
-            else:
-                opening_value = walked * contract * opening / filled if filled else ZERO
-                fee = walked * contract * instrument.taker_fee
+                opening_value = max(opening_value, opening * contract * request.price)
+                fee = max(fee, request.quantity * contract * request.price * instrument.taker_fee)
             asset, needed = instrument.quote, opening_value + max(fee, ZERO)
         elif request.side is OrderSide.BUY:
             asset = instrument.quote

@@ -247,6 +247,22 @@ def test_futures_positions_margin_fees_and_realized_pnl() -> None:
     assert refused.value.category == ErrorCategory.INSUFFICIENT_BALANCE
 
 
+def test_a_futures_sell_is_checked_for_the_margin_its_fills_lock_not_its_limit() -> None:
+    """Selling 10 contracts with a limit of 50000 fills at the 59990 bid: the margin locked is
+    59.99 USDT, not the 50 at the limit. With 50.03 USDT free it is refused, not let through to
+    leave the paper margin below zero; with enough it fills at the bid and locks that."""
+    perp = "BTC/USDT:USDT"
+    _, short_of_margin, _ = perp_paper(usdt="50.03")
+    with pytest.raises(OrderRejectedError, match="needs 60.01999") as refused:
+        asyncio.run(short_of_margin.place_order(order("s1", OrderSide.SELL, "10", "50000", symbol=perp)))
+    assert refused.value.category == ErrorCategory.INSUFFICIENT_BALANCE and free(short_of_margin)["USDT"] == D("50.03")
+    _, exchange, _ = perp_paper(usdt="61")
+    state = asyncio.run(exchange.place_order(order("s2", OrderSide.SELL, "10", "50000", symbol=perp)))
+    assert (state.filled_quantity, state.average_price) == (D(10), D("59990"))
+    balances = asyncio.run(exchange.balances())
+    assert balances["USDT"].locked == D("59.99") and balances["USDT"].free == D(61) - D("59.99") - D("0.029995")
+
+
 def test_a_reduce_only_order_is_clipped_to_the_position_and_refused_without_one() -> None:
     _, exchange, _ = perp_paper()
     perp = "BTC/USDT:USDT"
