@@ -1253,9 +1253,11 @@ class ArbitrageController:
             legs = self._hedge_legs(pipeline, position)
             if legs is None:
                 continue
+            balances = self.balances
             closing = hedges.close_opportunity(
                 position, *legs, id_prefix=pipeline.id_prefix, detected_ns=self.clock(),
                 max_age_ns=pipeline.max_age_ns, max_notional=self.config.risk_limits.max_position_size_usd,
+                spot_held=balances.free(position.spot, legs[0].instrument.base) if balances is not None else None,
             )
             if closing is not None and not (self._unseen_fills and self._fills_unseen(closing)):
                 result = await self.process(closing, closes_hedge=True)

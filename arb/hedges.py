@@ -330,10 +330,12 @@ class HedgeBook:
 
     def close_opportunity(
         self, position: HedgePosition, spot: Leg, futures: Leg, *, id_prefix: str, detected_ns: int,
-        max_age_ns: int, max_notional: Decimal | None = None,
+        max_age_ns: int, max_notional: Decimal | None = None, spot_held: Decimal | None = None,
     ) -> ArbitrageOpportunity | None:
         """The opposite pair closing ``position`` (at most ``max_notional`` of quote at the walked prices)
-        at the books of ``spot`` and ``futures``, when the rule allows.
+        at the books of ``spot`` and ``futures``, when the rule allows. ``spot_held``: the base free
+        on the spot venue; a long-spot close sells no more (a buy whose fee the venue took in base
+        left less there than the book holds), the rest staying open.
 
         None while the round trip would earn less than ``min_profit_bps`` after fees, when
         either book is out of sync, older than ``max_age_ns`` at ``detected_ns`` or cannot
@@ -347,6 +349,8 @@ class HedgeBook:
         quantity = abs(position.base)
         if max_notional is not None:
             quantity = min(quantity, max_notional / position.spot_price)
+        if spot_held is not None and position.base > 0:
+            quantity = min(quantity, spot_held)
         quantity = round_down_to_step(quantity, step)
         if not quantity:
             return None

@@ -183,7 +183,7 @@ def book_hedge(hedges: HedgeBook, spot_market: ExchangeName, base: str) -> Hedge
 
 def close_of(
     base: str, books_at_ns: int, now_ns: int, spot_book: WireScale = WireScale(3, 1, 10, 1),
-    offset_by: str | None = None,
+    offset_by: str | None = None, spot_held: D | None = None,
 ) -> ArbitrageOpportunity | None:
     """The close of a long-spot hedge (entry basis 600) on books where the basis has reverted to 0.1
     (Gate.io's BTC_USDT book grid by default: prices to 0.001, sizes to 1e-10); ``offset_by``: the
@@ -200,7 +200,7 @@ def close_of(
     ])
     position = book_hedge(hedges, GATE, base)
     return hedges.close_opportunity(
-        position, *plan.legs, id_prefix="t", detected_ns=now_ns, max_age_ns=scans.max_age_ns
+        position, *plan.legs, id_prefix="t", detected_ns=now_ns, max_age_ns=scans.max_age_ns, spot_held=spot_held
     )
 
 
@@ -227,6 +227,15 @@ def test_a_close_trades_whole_common_lots_and_leaves_a_smaller_remainder_alone()
     closing = close_of("0.00015", books_at_ns=10**9, now_ns=10**9)
     assert closing is not None and closing.max_quantity == D("0.0001")
     assert close_of("0.00005", books_at_ns=10**9, now_ns=10**9) is None
+
+
+def test_a_long_spot_close_sells_no_more_spot_than_the_venue_holds() -> None:
+    """The opening bought 0.0015 BTC and the venue took its 0.1 % fee in BTC: 0.0014985 is there.
+    Selling 0.0015 would be refused for the balance, at every check; the close takes 0.0014 (whole
+    contracts of the perpetual), and the rest stays open until the venue holds it."""
+    closing = close_of("0.0015", books_at_ns=10**9, now_ns=10**9, spot_held=D("0.0014985"))
+    assert closing is not None and closing.max_quantity == D("0.0014")
+    assert close_of("0.0015", books_at_ns=10**9, now_ns=10**9, spot_held=D("0.00005")) is None
 
 
 def test_a_close_goes_reduce_only_when_it_shrinks_the_perpetual_the_book_holds() -> None:
