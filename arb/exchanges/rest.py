@@ -30,6 +30,7 @@ from typing import Any, TypeVar
 
 import aiohttp
 import msgspec
+from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from ..errors import ExchangeConnectionError, ExchangeError, RateLimitError
@@ -431,10 +432,11 @@ class RestClient:
                 if 200 <= status < 300:
                     self.stats.responses += 1
                     return body
-                # The cause of the mapped error: the status line and URL as aiohttp saw them.
+                # The cause of the mapped error: the status line and URL as aiohttp saw them (the
+                # URL without its query and the request without its headers: they are signed).
                 http_error = aiohttp.ClientResponseError(
-                    response.request_info,
-                    response.history,
+                    _unsigned(response.request_info),
+                    (),
                     status=status,
                     message=response.reason or "",
                     headers=response.headers,
@@ -444,7 +446,7 @@ class RestClient:
         except aiohttp.ClientConnectorError as exc:
             raise self._not_connected(request, f"cannot connect: {exc}") from exc
         except (asyncio.TimeoutError, aiohttp.ClientError, OSError) as exc:
-            raise self._lost(request, exc) from exc
+            raise self._lost(request, exc) from _scrubbed(exc)
         self.stats.responses += 1
         raise self._failure(request, status, http_error.headers, body) from http_error
 
@@ -510,7 +512,7 @@ class RestClient:
         """A timeout or a dropped connection after sending: a read failed, a write's outcome is unknown."""
         kind = "timeout" if isinstance(exc, asyncio.TimeoutError) else "connection"
         self.stats.errors[kind] += 1
-        what = "timed out" if kind == "timeout" else f"connection failed: {exc!r}"
+        what = "timed out" if kind == "timeout" else f"connection failed: {_scrubbed(exc)!r}"
         where = f"{request.method} {request.path}"
         if request.is_read:
             return ExchangeConnectionError(self.venue.name, f"{where}: {what}")
@@ -547,6 +549,21 @@ class RestClient:
             self.limiter.block(limit_ids, error.retry_after_s)
             log.warning("%s: %s; requests blocked for %.3f s", self.venue.name, error, error.retry_after_s)
         return error
+
+
+def _unsigned(info: aiohttp.RequestInfo) -> aiohttp.RequestInfo:
+    """``info`` without what signs a request: the URL's query and the headers."""
+    return aiohttp.RequestInfo(
+        info.url.with_query(None), info.method, CIMultiDictProxy(CIMultiDict()), info.real_url.with_query(None)
+    )
+
+
+def _scrubbed(exc: BaseException) -> BaseException:
+    """``exc``, or for an aiohttp error that carries the request (its repr shows the signed URL
+    and headers) the same error without them."""
+    if isinstance(exc, aiohttp.ClientResponseError):
+        return type(exc)(_unsigned(exc.request_info), (), status=exc.status, message=exc.message)
+    return exc
 
 
 def _http1_bytes(pool: Http1Pool, request: RestRequest) -> bytes:

@@ -262,7 +262,7 @@ class WsSession:
         """Start the connect/reconnect loop in a task (idempotent)."""
         if self._task is None or self._task.done():
             self._closing = False
-            self._task = asyncio.get_running_loop().create_task(self._run(), name=f"ws {self.venue} {self.url}")
+            self._task = asyncio.get_running_loop().create_task(self._run(), name=f"ws {self.venue} {self._shown(self.url)}")
 
     async def wait_connected(self, timeout_s: float | None = None) -> None:
         """Wait until a connection is up; raises asyncio.TimeoutError after ``timeout_s``."""
@@ -272,14 +272,14 @@ class WsSession:
         """Send one message (``str`` as TEXT, ``bytes`` as BINARY) on the current connection."""
         transport = self._transport
         if transport is None:
-            raise ExchangeConnectionError(self.venue, f"websocket {self.url} is not connected")
+            raise ExchangeConnectionError(self.venue, f"websocket {self._shown(self.url)} is not connected")
         _send(transport, payload)
 
     def send_text(self, payload: bytes) -> None:
         """Send UTF-8 ``payload`` as one TEXT message, without a ``str`` round trip (order requests)."""
         transport = self._transport
         if transport is None:
-            raise ExchangeConnectionError(self.venue, f"websocket {self.url} is not connected")
+            raise ExchangeConnectionError(self.venue, f"websocket {self._shown(self.url)} is not connected")
         transport.send(_TEXT, payload)
 
     def drop(self) -> None:
@@ -369,7 +369,13 @@ class WsSession:
         self.errors[kind] += 1
         level = logging.DEBUG if kind in self._logged else logging.WARNING
         self._logged.add(kind)
-        log.log(level, "%s ws %s: %s (%s #%d)", self.venue, self.url, message, kind, self.errors[kind], exc_info=exc_info)
+        log.log(level, "%s ws %s: %s (%s #%d)", self.venue, self._shown(self.url), self._shown(message), kind,
+                self.errors[kind], exc_info=exc_info)
+
+    def _shown(self, text: str) -> str:
+        """``text`` with the URL's query left out: a private stream's carries an account token."""
+        query = self.url.partition("?")[2]
+        return text.replace(query, "…") if query else text
 
 
 def _no_ping() -> WsPayload | None:

@@ -427,3 +427,46 @@ def test_parse_error_body() -> None:
 
 def test_settings_from_exchange_config() -> None:
     assert RestSettings.from_exchange_config(ExchangeConfig(name="mexc", rest_timeout_ms=1500)).timeout_s == 1.5
+
+
+def test_a_signed_request_s_signature_and_key_never_reach_its_errors() -> None:
+    """aiohttp's errors carry the request: their text shows the URL with its signed query and the
+    headers with the API key. Neither reaches the mapped error's text, nor the cause chained to it
+    (what a logged traceback prints): a refusal, and an answer aiohttp cannot parse."""
+    signature, key = "DEADBEEFSIGNATURE", "mx0vglSECRETAPIKEY"
+
+    async def garbled(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(65536)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: abc\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    def text_of(exc: BaseException) -> str:
+        parts = []
+        while exc is not None:
+            parts.append(f"{exc!s} {exc!r}")
+            exc = exc.__cause__  # type: ignore[assignment]
+        return " ".join(parts)
+
+    async def main() -> None:
+        request = RestRequest(method="GET", path="/mexc_time", query=f"timestamp=1&signature={signature}",
+                              headers={"X-MEXC-APIKEY": key})
+        async with serve(Server()) as url:
+            async with RestClient(venue(url, mexc.ERROR_CODES, mexc.HTTP_STATUSES), FAST) as client:
+                with pytest.raises(ExchangeError) as refused:
+                    await client.fetch(request)
+        assert isinstance(refused.value.__cause__, aiohttp.ClientResponseError)
+        assert refused.value.__cause__.status == 400 and "/mexc_time" in str(refused.value.__cause__)
+        server = await asyncio.start_server(garbled, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        try:
+            async with RestClient(venue(f"http://127.0.0.1:{port}"), RestSettings(get_retries=0)) as client:
+                with pytest.raises(ExchangeError) as unreadable:
+                    await client.fetch(msgspec.structs.replace(request, path="/api/v3/account"))
+        finally:
+            server.close()
+        for error in (refused.value, unreadable.value):
+            text = text_of(error)
+            assert signature not in text and key not in text, text
+
+    run(main())

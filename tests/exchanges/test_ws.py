@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import random
 import socket
 
@@ -287,3 +289,23 @@ def test_settings_are_validated() -> None:
         WsSettings(backoff_initial_s=5, backoff_max_s=1)
     with pytest.raises(ValueError, match="ping_frame and is_pong"):
         WsSession("v", "ws://127.0.0.1:1/", Inbox(), ping_frame=lambda: PING)
+
+
+def test_a_private_stream_s_account_token_stays_out_of_its_logs_and_errors(caplog: pytest.LogCaptureFixture) -> None:
+    """A MEXC private stream's URL carries the listenKey: failing to connect, the log names the URL
+    without it, and so does the error of a send on the closed session."""
+    token = "pqia91ma19a5s61cv6a81va65sdf19v8a65a1"
+
+    async def main() -> str:
+        ws = session(f"ws://127.0.0.1:1/ws?listenKey={token}", Inbox())
+        ws.start()
+        await asyncio.sleep(0.3)  # a connection attempt or two, refused
+        with pytest.raises(ExchangeConnectionError) as closed:
+            ws.send_text(b"{}")
+        await ws.close()
+        return str(closed.value)
+
+    with caplog.at_level(logging.DEBUG, logger="arb.exchanges.ws"):
+        error = asyncio.run(main())
+    assert "ws://127.0.0.1:1/ws?…" in error and token not in error
+    assert "connection to ws://127.0.0.1:1/ws?… failed" in caplog.text and token not in caplog.text
