@@ -359,8 +359,11 @@ def _run(args: argparse.Namespace) -> int:
             raise ConfigurationError([f"--sim-urls: {exc}"]) from None
     from .replay.report import LoggingMonitor, TradeLog, report_data, write_report
 
+    if args.report is not None:
+        _check_report_directory(args.report)
     trade_log = TradeLog()
-    monitor = LoggingMonitor(manager.config.target_execution_time_ms, trade_log)
+    # The trade log keeps every execution for the report: only a run that writes one keeps it.
+    monitor = LoggingMonitor(manager.config.target_execution_time_ms, trade_log) if args.report is not None else None
     controller = ArbitrageController(manager, sim_endpoints=endpoints, monitor=monitor)
 
     async def trade() -> RunSummary:
@@ -388,13 +391,26 @@ def _run(args: argparse.Namespace) -> int:
             log.trips += [s.trip for s in controller.risk.get_circuit_breaker_status().values() if s.trip is not None]
         data = report_data(f"arb run ({controller.mode})", controller.summary(), log, controller.monitor,
                            start_ns=started_ns)
-        print(f"report written: {write_report(data, directory)[0]}", file=sys.stderr)
+        try:
+            print(f"report written: {write_report(data, directory)[0]}", file=sys.stderr)
+        except OSError as exc:  # the run's summary still follows
+            print(f"arb run: report not written to {directory}: {exc}", file=sys.stderr)
 
     with asyncio.Runner(loop_factory=new_event_loop) as runner:
         summary = runner.run(trade())
     # Headless stdout carries JSON only (the summary was its last event); the text goes to stderr.
     print("\n".join(summary.lines()), file=sys.stderr if output is Output.HEADLESS else sys.stdout, flush=True)
     return EXIT_OK if summary.ok else EXIT_ERROR
+
+
+def _check_report_directory(directory: str) -> None:
+    """Refuse a ``--report`` directory that cannot be written before the run, not after it."""
+    try:
+        os.makedirs(directory, exist_ok=True)
+    except OSError as exc:
+        raise ConfigurationError([f"--report {directory}: cannot create the directory: {exc.strerror or exc}"]) from None
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise ConfigurationError([f"--report {directory}: not writable"])
 
 
 def _backtest(args: argparse.Namespace) -> int:
@@ -406,6 +422,8 @@ def _backtest(args: argparse.Namespace) -> int:
     missing = [f"{name}: file not found" for name in args.files if not os.path.isfile(name)]
     if missing:
         raise ConfigurationError(missing)
+    if args.report is not None:
+        _check_report_directory(args.report)
     manager = ConfigurationManager(args.config)
     manager.load_configuration(dry_run=True)
     settings = BacktestSettings(
@@ -447,6 +465,10 @@ def _sim(args: argparse.Namespace) -> int:
         print(f"replaying {len(replay.frames)} book updates of {replay.records} records", flush=True)
         if replay.damage is not None:
             print(f"arb sim: replay stops early: {replay.damage}", file=sys.stderr)
+
+    if args.urls_out is not None and not os.path.isdir(os.path.dirname(os.path.abspath(args.urls_out))):
+        print(f"arb sim: --urls-out {args.urls_out}: its directory does not exist", file=sys.stderr)
+        return EXIT_CONFIG
 
     async def serve() -> None:
         async with cluster:

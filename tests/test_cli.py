@@ -251,3 +251,47 @@ def test_approvals_lists_and_acknowledges_what_awaits_an_operator(
     with Journal(path) as journal:
         assert [(opp, detail["residual"]) for opp, _, detail in journal.awaiting_approval()] == [("o2", "0")]
         assert journal.recovery_steps("o1")[-1] == ("acknowledged", {"by": "operator"})
+
+
+def test_a_report_directory_that_cannot_be_written_is_refused_before_the_run(tmp_path: Path) -> None:
+    blocker = tmp_path / "taken"
+    blocker.write_text("a file where the report directory would go")
+    for command in (("run", "--duration", "1"), ("backtest", str(blocker))):
+        result = arb(*command, "--report", str(blocker / "report"), cwd=tmp_path)
+        assert result.returncode == 2, result.stderr
+        assert f"--report {blocker / 'report'}: cannot create the directory" in result.stderr
+        assert "Traceback" not in result.stderr
+
+
+def test_sim_names_a_urls_file_whose_directory_is_missing(tmp_path: Path) -> None:
+    result = arb("sim", "--duration", "1", "--urls-out", str(tmp_path / "missing" / "urls.json"), cwd=tmp_path)
+    assert result.returncode == 2
+    assert "--urls-out" in result.stderr and "its directory does not exist" in result.stderr
+    assert "cannot listen" not in result.stderr
+
+
+@pytest.mark.parametrize("report", [False, True])
+def test_only_a_run_that_writes_a_report_keeps_every_execution_for_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, report: bool
+) -> None:
+    """The report's trade log holds each execution of the run; without ``--report`` the run keeps
+    no such log (the monitor's own results are bounded), so a long live run does not grow it."""
+    import arb.controller
+    from arb.cli import main
+    from arb.replay.report import LoggingMonitor
+
+    monitors: list[object] = []
+
+    class Stop(Exception):
+        pass
+
+    def capture(manager: object, **kwargs: object) -> None:
+        monitors.append(kwargs.get("monitor"))
+        raise Stop
+
+    monkeypatch.setattr(arb.controller, "ArbitrageController", capture)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(Stop):
+        main(["run", "--duration", "1", *(["--report", str(tmp_path / "report")] if report else [])])
+    (monitor,) = monitors
+    assert isinstance(monitor, LoggingMonitor) is report and (monitor is None) is not report
