@@ -31,7 +31,7 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from math import gcd
 
 from arb_core.book import OrderBook
-from arb_core.freshness import monotonic_ns
+from arb_core.freshness import is_fresh, monotonic_ns
 from arb_core.scanner import Opportunity, OpportunityKind, SpreadScanner
 from arb_core.wire.common import WireScale
 
@@ -366,7 +366,9 @@ class ScannerPipeline:
             found = self.scanner.scan_symbol(symbol_id, now, self.max_age_ns)
         except OverflowError as exc:
             # A price jump since the caps were set; the caps follow the book on the next refresh.
+            # What the previous scan found is not confirmed by this one: it no longer stands.
             self.overflows += 1
+            self._standing.pop(symbol_id, None)
             log.warning("scanner: symbol %s: %s", self.plans[symbol_id].symbol, exc)
             return None
         return self.handle_scan(symbol_id, found, now)
@@ -519,6 +521,14 @@ class ScannerPipeline:
     def stands(self, symbol_id: int, opportunity: ArbitrageOpportunity) -> bool:
         """Whether ``opportunity`` is what ``symbol_id``'s latest scan found (not replaced or withdrawn since)."""
         return self._standing.get(symbol_id) is opportunity
+
+    def books_fresh(self, symbol_id: int, opportunity: ArbitrageOpportunity, now_ns: int) -> bool:
+        """Whether both books ``opportunity`` was priced on are still within the data age limit at
+        ``now_ns`` (the scan checked them when it found it; a queued one may outlive that)."""
+        markets = (opportunity.buy_exchange, opportunity.sell_exchange)
+        max_age_ns = self.max_age_ns
+        legs = self.plans[symbol_id].legs
+        return all(is_fresh(leg.book, now_ns, max_age_ns) for leg in legs if leg.exchange in markets)
 
     def standing_opportunities(self) -> list[ArbitrageOpportunity]:
         """The opportunity each symbol's latest scan found (symbols whose latest scan found none are left out)."""

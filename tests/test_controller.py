@@ -586,6 +586,21 @@ def test_an_opportunity_queued_past_the_data_age_limit_is_scanned_again_not_trad
         assert controller.summary().skipped_as_outdated == 1
 
 
+def test_an_opportunity_whose_books_passed_the_data_age_limit_in_the_queue_is_scanned_again(tmp_path: Path) -> None:
+    """Both crossings are found on books 90 ms old (the limit is 100); BTC's execution takes 20 ms.
+    ETH's opportunity is then only 20 ms old, but its books are 110 ms old: scanned again, and the
+    stale books find nothing, rather than traded on them."""
+    now = [10_000_000]
+    pipeline, _, _ = btc_and_eth_crossed(now)
+    now[0] += 90_000_000
+    executor = SlowFirstExecution(now, 20, lambda: None)
+    controller = scanning_controller(tmp_path, executor, pipeline, now)
+
+    asyncio.run(trade_both_crossed(controller, pipeline, lambda: len(executor.sent) == 1))
+    assert executor.sent == [("BTC/USDT", 0)]
+    assert controller.summary().skipped_as_outdated == 1
+
+
 def test_an_opportunity_queued_behind_a_trade_on_its_markets_is_sized_again_from_what_that_trade_left(
     tmp_path: Path,
 ) -> None:
@@ -977,6 +992,7 @@ def test_open_hedges_are_checked_every_scan_interval_while_the_queue_never_empti
     interval_ms = configuration.config.opportunity_scan_interval_ms
 
     pipeline = ScannerPipeline(max_data_age_ms=100, clock=lambda: now[0])
+    monkeypatch.setattr(pipeline, "books_fresh", lambda symbol_id, opportunity, now_ns: True)  # no books behind them
 
     def found(symbol: str) -> None:
         """``symbol``'s scan finds an opportunity (standing in the pipeline) and queues it."""
@@ -1425,3 +1441,25 @@ def test_shutdown_cancels_every_open_order_it_can_when_some_cannot_be(tmp_path: 
     controller.traders = {ExchangeName.GATEIO: unreachable, ExchangeName.MEXC: mexc}  # type: ignore[dict-item]
     asyncio.run(controller._cancel_open_orders())
     assert mexc.cancelled == ["resting"]
+
+
+def test_a_reconnect_counts_once_against_the_stale_data_breaker_whatever_its_books(tmp_path: Path) -> None:
+    """A dropped MEXC stream desyncs its six books at once: one stale-data event, not six (five trip
+    the breaker, which latches). Gaps on single books, and a reconnect a second later, count each."""
+    now = [10**9]
+    configuration = manager(tmp_path)
+    risk = RiskManager(configuration.config.risk_limits, clock=lambda: now[0])
+    controller = ArbitrageController(configuration, executor=InstantExecutor(), risk=risk, clock=lambda: now[0])
+    controller._scanning = True
+    symbols = ("BTC/USDT", "ETH/USDT", "SOL/USDT", "XRP/USDT", "DOGE/USDT", "ADA/USDT")
+    for symbol in symbols:
+        controller._on_desync(BookKey(ExchangeName.MEXC, symbol), "reconnect")
+    for symbol in symbols[:3]:
+        controller._on_desync(BookKey(ExchangeName.GATEIO, symbol), "reconnect")  # another market's stream
+    assert not risk.is_tripped
+    controller._on_desync(BookKey(ExchangeName.MEXC, "BTC/USDT"), "gap")
+    now[0] += 1_000_000_000
+    controller._on_desync(BookKey(ExchangeName.MEXC, "BTC/USDT"), "reconnect")
+    assert not risk.is_tripped  # four events
+    controller._on_desync(BookKey(ExchangeName.GATEIO, "BTC/USDT"), "gap")
+    assert risk.is_tripped

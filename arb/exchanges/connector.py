@@ -529,6 +529,9 @@ class ExchangeConnector:
             fetch_snapshot=fetch,
             settings=self.settings.book_sync,
         )
+        # A subscription the venue would refuse (too many symbols on one connection) is refused
+        # here, with its reason, rather than on every connect while start-up goes on.
+        sync.subscribe_frames()
         session = sync.make_session(
             self.settings.ws,
             on_message=None if tap is None else tap.wrap_messages(self.exchange, self.dialect, sync.on_message),

@@ -14,7 +14,7 @@ from aiohttp import web
 from loopback import eventually, run
 from simvenues import API_KEY, CREDENTIALS, PERP, SPOT, SYMBOL, instruments, simulated_venues
 
-from arb.errors import ExchangeConnectionError, ExchangeError, OrderRejectedError, RateLimitError
+from arb.errors import ArbitrageEngineError, ExchangeConnectionError, ExchangeError, OrderRejectedError, RateLimitError
 from arb.exchanges.connector import MAX_FUNDING_PAGES, ConnectorSettings
 from arb.exchanges.gateio import constants
 from arb.exchanges.errors import ErrorCategory
@@ -700,6 +700,28 @@ def test_a_gate_spot_order_its_text_no_longer_finds_is_found_among_the_finished_
                 with pytest.raises(ExchangeError) as full:
                     await connector.query_order(SPOT, client_order_id="never-sent")
                 assert full.value.category == ErrorCategory.OUTCOME_UNKNOWN and "a full list" in str(full.value)
+            finally:
+                await connector.close()
+
+    run(scenario())
+
+
+def test_more_symbols_than_the_venue_subscribes_on_one_connection_fail_the_start(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """MEXC takes 30 depth subscriptions on one connection (here 0): a start with more is refused
+    at once with the reason, rather than connecting, being refused and reconnecting forever."""
+    from arb.exchanges.mexc.market_data import MexcSpotMarketData
+
+    monkeypatch.setattr(MexcSpotMarketData, "max_subscriptions", 0)
+
+    async def scenario() -> None:
+        async with simulated_venues(moving=False) as sim:
+            connector = sim.connector(ExchangeName.MEXC)
+            try:
+                with pytest.raises(ArbitrageEngineError, match="1 depth subscriptions on one connection, the venue allows 0"):
+                    await connector.start_books([SPOT])
+                assert connector.book_sync() is None and connector.health().connected is False
             finally:
                 await connector.close()
 
