@@ -19,6 +19,7 @@ cdef enum:
     FRAME_BOOK_UPDATE = 1    # an order-book diff / depth push
     FRAME_SUBSCRIPTION = 2   # subscribe / unsubscribe reply (success or error)
     FRAME_PONG = 3           # application-level pong
+    FRAME_ERROR = 4          # a venue's error reply (a refused subscription)
 
 
 cdef class WireScale:

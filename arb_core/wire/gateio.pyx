@@ -12,7 +12,7 @@ from libc.stdint cimport int64_t, uint64_t
 
 from arb_core.book cimport DeltaBatch, BID, ASK
 from arb_core.wire._scan cimport (
-    Reader, reader_init, fail, open_container, next_key, skip_value, end_document,
+    Reader, reader_init, fail, open_container, next_key, skip_value, end_document, peek,
     key_is, read_plain_string, scan_bool, seek_key, expect_string, seen_once, require,
     read_uint_member, NUM_STRING, NUM_INT, ERR_SEQUENCE, ERR_MISSING,
     fast_string, fast_quoted, fast_uint, fast_skip, fast_is, fast_literal, fast_array,
@@ -22,7 +22,7 @@ from arb_core.wire.common cimport (
     WireScale, Frame, frame_acquire, frame_release, reset_batch, raise_wire_error, decode_buffer,
     next_member,
     read_symbol, read_array_levels, read_object_levels, FRAME_OTHER, FRAME_BOOK_UPDATE,
-    FRAME_SUBSCRIPTION, FRAME_PONG, RawBatch, raw_reset, raw_push,
+    FRAME_SUBSCRIPTION, FRAME_PONG, FRAME_ERROR, RawBatch, raw_reset, raw_push,
 )
 
 cdef enum:
@@ -38,6 +38,7 @@ cdef enum:
     F_BIDS = 1 << 8
     F_ASKS = 1 << 9
     F_ID = 1 << 10
+    F_ERROR = 1 << 11
 
 
 cdef int _spot_levels(Reader* r, WireScale scale, DeltaBatch batch, int side) except -1:
@@ -264,8 +265,13 @@ cdef inline bint _ends_with(const unsigned char* b, Py_ssize_t s, Py_ssize_t e,
     return e - s >= size and key_is(b, e - size, e, tail, size)
 
 
+cdef inline bint _subscription_event(const unsigned char* b, Py_ssize_t s, Py_ssize_t e) noexcept nogil:
+    return key_is(b, s, e, b"subscribe", 9) or key_is(b, s, e, b"unsubscribe", 11)
+
+
 cdef int classify_c(const unsigned char* buf, Py_ssize_t n, Reader* r) noexcept nogil:
     cdef bint first = True
+    cdef bint refused = False
     cdef int rc
     cdef Py_ssize_t ks, ke
     cdef Py_ssize_t cs = 0, ce = 0, es = 0, ee = 0
@@ -273,7 +279,12 @@ cdef int classify_c(const unsigned char* buf, Py_ssize_t n, Reader* r) noexcept 
     reader_init(r, buf, n, b"gateio frame")
     if open_container(r, 123) < 0:
         return -1
-    while seen != F_CHANNEL | F_EVENT:
+    while True:
+        # Done once both keys are in, except for a (un)subscribe reply: it also needs its
+        # "error" (null unless refused), which may come anywhere in it. Book updates stop early.
+        if seen & (F_CHANNEL | F_EVENT) == F_CHANNEL | F_EVENT and (
+                seen & F_ERROR or not _subscription_event(r.buf, es, ee)):
+            break
         r.field = b""
         rc = next_key(r, first, &ks, &ke)
         if rc < 0:
@@ -291,6 +302,12 @@ cdef int classify_c(const unsigned char* buf, Py_ssize_t n, Reader* r) noexcept 
             if read_plain_string(r, &es, &ee) < 0:
                 return -1
             seen |= F_EVENT
+        elif key_is(r.buf, ks, ke, b"error", 5) and not seen & F_ERROR:
+            r.field = b"error"
+            refused = peek(r) != 110  # anything but null
+            if skip_value(r) < 0:
+                return -1
+            seen |= F_ERROR
         elif skip_value(r) < 0:
             return -1
     if seen & F_CHANNEL:
@@ -299,9 +316,8 @@ cdef int classify_c(const unsigned char* buf, Py_ssize_t n, Reader* r) noexcept 
         if seen & F_EVENT and key_is(r.buf, es, ee, b"update", 6) and _ends_with(
                 r.buf, cs, ce, b".order_book_update", 18):
             return FRAME_BOOK_UPDATE
-    if seen & F_EVENT and (key_is(r.buf, es, ee, b"subscribe", 9)
-                           or key_is(r.buf, es, ee, b"unsubscribe", 11)):
-        return FRAME_SUBSCRIPTION
+    if seen & F_EVENT and _subscription_event(r.buf, es, ee):
+        return FRAME_ERROR if refused else FRAME_SUBSCRIPTION
     return FRAME_OTHER
 
 
@@ -309,8 +325,8 @@ def classify(frame):
     """Kind of a Gate websocket frame from its ``channel`` and ``event`` alone.
 
     BOOK_UPDATE (``*.order_book_update`` + ``update``), PONG (``*.pong``),
-    SUBSCRIPTION (``subscribe``/``unsubscribe`` replies, success or error) or OTHER.
-    Stops as soon as both keys were seen; no dict is built.
+    SUBSCRIPTION (``subscribe``/``unsubscribe`` replies), ERROR (such a reply whose ``error``
+    is not null: refused) or OTHER. Stops as soon as the keys it needs were seen; no dict is built.
     """
     cdef Reader r
     cdef int kind

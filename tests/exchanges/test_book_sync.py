@@ -391,3 +391,17 @@ def test_pipeline_over_sockets_resyncs_after_the_server_drops(shared_data: Path)
         await ws_server.close()
 
     run(main())
+
+
+def test_a_refused_subscription_is_a_venue_error_not_an_acknowledgement(caplog: pytest.LogCaptureFixture) -> None:
+    """Gate.io answers a subscription it refuses with a non-null "error": counted and logged as the
+    venue's error (the book never comes in sync), where an accepted one only counts as an ack."""
+    sync = synthetic_sync(Snapshots(bodies()), RecordingSink())
+    accepted = b'{"time":1,"channel":"spot.order_book_update","event":"subscribe","error":null,"result":{"status":"success"}}'
+    refused = (b'{"time":1,"channel":"spot.order_book_update","event":"subscribe",'
+               b'"error":{"code":2,"message":"unknown currency pair AAA_USDT"},"result":{"status":"fail"}}')
+    with caplog.at_level(logging.WARNING, logger="arb.exchanges.book_sync"):
+        feed(sync, accepted)
+        feed(sync, refused)
+    assert (sync.acks, sync.venue_errors) == (1, 1)
+    assert "venue error frame" in caplog.text and "unknown currency pair AAA_USDT" in caplog.text

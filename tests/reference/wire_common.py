@@ -22,6 +22,7 @@ OTHER = 0
 BOOK_UPDATE = 1
 SUBSCRIPTION = 2
 PONG = 3
+ERROR = 4
 
 
 class WireError(ValueError):

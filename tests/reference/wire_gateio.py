@@ -6,6 +6,7 @@ from reference.wire_common import (
     ASK,
     BID,
     BOOK_UPDATE,
+    ERROR,
     MISSING,
     OTHER,
     PONG,
@@ -116,5 +117,6 @@ def classify(frame: bytes) -> int:
         if event == "update" and channel.endswith(".order_book_update"):
             return BOOK_UPDATE
     if event in ("subscribe", "unsubscribe"):
-        return SUBSCRIPTION
+        error = _first(doc, "error")
+        return ERROR if error is not MISSING and error is not None else SUBSCRIPTION
     return OTHER

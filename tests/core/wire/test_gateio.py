@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from arb_core.book import ASK, BID, DeltaBatch, OrderBook
 from arb_core.wire import gateio
-from arb_core.wire.common import BOOK_UPDATE, OTHER, PONG, SUBSCRIPTION, WireError, WireScale
+from arb_core.wire.common import BOOK_UPDATE, ERROR, OTHER, PONG, SUBSCRIPTION, WireError, WireScale
 from reference import book as ref_book
 from reference import wire_gateio as ref
 from reference.wire_common import Scale
@@ -161,7 +161,8 @@ def test_docs_samples(docs: dict[str, object]) -> None:
                               (ASK, 547420, 95)]
     assert gateio.classify(json.dumps(docs["spot_pong"]).encode()) == PONG
     assert gateio.classify(json.dumps(docs["spot_obu_subscribe_ack"]).encode()) == SUBSCRIPTION
-    assert gateio.classify(json.dumps(docs["spot_obu_subscribe_fail_duplicate"]).encode()) == SUBSCRIPTION
+    # A refused subscription (its "error" not null) is an error reply, not an acknowledgement.
+    assert gateio.classify(json.dumps(docs["spot_obu_subscribe_fail_duplicate"]).encode()) == ERROR
     assert gateio.classify(json.dumps(docs["futures_book_ticker_push"]).encode()) == OTHER
     assert gateio.classify(json.dumps(docs["spot_ws_api_order_place_ack"]).encode()) == OTHER
 
@@ -174,6 +175,26 @@ def test_classify_every_recorded_frame_like_reference(shared_data: Path, path: s
         assert kind == ref.classify(frame), frame
         kinds[kind] += 1
     assert kinds[SUBSCRIPTION] == 22 and kinds[BOOK_UPDATE] in (172, 352) and kinds[OTHER] > 0
+
+
+_MEMBERS = {
+    "channel": st.sampled_from(['"spot.order_book_update"', '"spot.obu"', '"spot.pong"', '"futures.order_book"']),
+    "event": st.sampled_from(['"subscribe"', '"unsubscribe"', '"update"', '"all"']),
+    "error": st.sampled_from(["null", '{"code": 2, "message": "Alert sub"}', '"bad"', "0", "[]", "false"]),
+    "result": st.sampled_from(['{"status": "success"}', '{"status": "fail"}', "null"]),
+    "time": st.sampled_from(["1747391482", '"x"']),
+}
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from(sorted(_MEMBERS)), min_size=0, max_size=7).flatmap(
+    lambda keys: st.tuples(st.just(keys), st.tuples(*(_MEMBERS[k] for k in keys)))))
+def test_classify_matches_reference_whatever_the_order_and_the_error(members: tuple[list[str], tuple[str, ...]]) -> None:
+    """(Un)subscribe replies are errors when their "error" is anything but null, wherever it stands
+    (before or after "channel" and "event", first occurrence counted); other frames as before."""
+    keys, values = members
+    frame = ("{" + ", ".join(f'"{k}": {v}' for k, v in zip(keys, values)) + "}").encode()
+    assert gateio.classify(frame) == ref.classify(frame), frame
 
 
 # ---------------------------------------------------------------------------
