@@ -18,7 +18,9 @@ fee-adjusted price coefficients fit int64 and the marginal price comparison,
 done in 128 bits, cannot overflow for any int64 tick. Notionals (ticks x lots x
 price_mult x size_mult) use overflow-checked multiplies and raise OverflowError
 rather than wrap: with a 0.01 USDT price unit and a 1e-8 BTC size unit a
-single notional may reach about 9.2e18 units, i.e. 9.2e8 USDT.
+single notional may reach about 9.2e18 units, i.e. 9.2e8 USDT. A level's size in
+common units counts only up to the cap being filled, so a level too large for
+int64 there is walked like any other; only what is traded must fit.
 """
 
 cimport cython
@@ -148,6 +150,14 @@ cdef inline bint _profitable(int64_t ask_ticks, _Leg buy, int64_t bid_ticks, _Le
     return <wide_t>ask_ticks * buy.ask_coef < <wide_t>bid_ticks * sell.bid_coef
 
 
+cdef inline int64_t _usable(int64_t size, int64_t mult, int64_t cap) noexcept nogil:
+    """A level's ``size`` in common units, ``size * mult``, or ``cap`` where that is more: the walk
+    never takes more than ``cap`` in all, so a level past it (even past int64) plays the same."""
+    if size > cap // mult:
+        return cap
+    return size * mult
+
+
 cdef int _price_pair(_Symbol sym, _Leg buy, _Leg sell, PairSpec* spec, Candidate* out) except -1:
     """Fill ``out`` for buying on ``buy`` and selling on ``sell``; 1 if worth trading, else 0."""
     cdef OrderBook ab = buy.book
@@ -169,8 +179,8 @@ cdef int _price_pair(_Symbol sym, _Leg buy, _Leg sell, PairSpec* spec, Candidate
         return 0
     # Lift asks and hit bids level by level while the marginal unit still pays both fees;
     # prices only worsen as we go deeper, so the profitable part is a prefix.
-    ra = checked_mul(ab.ask_sizes[i], buy.size_mult)
-    rb = checked_mul(bb.bid_sizes[j], sell.size_mult)
+    ra = _usable(ab.ask_sizes[i], buy.size_mult, cap)
+    rb = _usable(bb.bid_sizes[j], sell.size_mult, cap)
     while True:
         take = ra if ra < rb else rb
         if cap - filled < take:
@@ -184,12 +194,12 @@ cdef int _price_pair(_Symbol sym, _Leg buy, _Leg sell, PairSpec* spec, Candidate
             i -= 1
             if i < 0:
                 break
-            ra = checked_mul(ab.ask_sizes[i], buy.size_mult)
+            ra = _usable(ab.ask_sizes[i], buy.size_mult, cap)
         if rb == 0:
             j -= 1
             if j < 0:
                 break
-            rb = checked_mul(bb.bid_sizes[j], sell.size_mult)
+            rb = _usable(bb.bid_sizes[j], sell.size_mult, cap)
         if not _profitable(ab.ask_prices[i], buy, bb.bid_prices[j], sell):
             break
     size = filled - filled % step

@@ -272,6 +272,46 @@ def test_notional_overflow_raises_instead_of_wrapping() -> None:
         scanner.scan_symbol(7, NOW, MAX_AGE)
 
 
+@pytest.mark.parametrize(
+    ("asks", "bids", "size_mults", "fee_ppm", "cap"),
+    [
+        ([(100, 2**62)], [(200, 10)], (4, 1), 0, 8),  # the best ask alone: 2**62 lots x 4 passes int64
+        ([(100, 5), (10_000, 10**16)], [(200, 100)], (1000, 1000), 1000, 10**6),  # a deep level never taken
+    ],
+    ids=["best-level", "untraded-level"],
+)
+def test_a_level_too_large_for_int64_in_common_units_is_walked_like_the_reference(
+    asks: list[tuple[int, int]], bids: list[tuple[int, int]], size_mults: tuple[int, int], fee_ppm: int, cap: int
+) -> None:
+    """Only what is traded must fit: a level's size counts up to the cap being filled, so a huge
+    level (a coin priced far below a cent) neither stops the scan nor changes what it finds."""
+    found = []
+    for scanner_class in (SpreadScanner, ref.SpreadScanner):
+        a, b = OrderBook("A"), OrderBook("B")
+        batch = DeltaBatch()
+        for price, size in asks:
+            batch.add(ASK, price, size)
+        batch.add(BID, 50, 1)
+        a.apply_snapshot(batch, NOW)
+        batch = DeltaBatch()
+        for price, size in bids:
+            batch.add(BID, price, size)
+        batch.add(ASK, 300, 1)
+        b.apply_snapshot(batch, NOW)
+        scanner = scanner_class()
+        scanner.add_symbol(1, cap)
+        scanner.add_leg(1, a, 0, False, fee_ppm, 1, size_mults[0], 0)
+        scanner.add_leg(1, b, 1, False, fee_ppm, 1, size_mults[1], 0)
+        scanner.set_limits(1, 0, cap, cap)
+        scanner.set_limits(1, 1, cap, cap)
+        found.append(scanner.scan_symbol(1, NOW, MAX_AGE))
+    compiled, reference = found
+    assert compiled is not None and reference is not None
+    assert (compiled.size_common, compiled.profit, compiled.buy_limit_ticks) == (
+        reference.size_common, reference.profit, reference.buy_limit_ticks
+    )
+
+
 def test_opportunity_is_not_built_by_hand() -> None:
     with pytest.raises(TypeError):
         Opportunity()
