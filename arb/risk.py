@@ -219,6 +219,22 @@ class FuturesHolding(msgspec.Struct, frozen=True, kw_only=True):
     liquidation_distance_bps: Decimal | None = None
 
 
+def _worst_notional(opportunity: ArbitrageOpportunity) -> Decimal:
+    """The larger leg notional of ``opportunity``: what it holds at worst with one leg filled and the other not."""
+    buy, sell = opportunity.buy_price, opportunity.sell_price
+    return opportunity.max_quantity * (sell if sell > buy else buy)
+
+
+def _futures_leg(opportunity: ArbitrageOpportunity) -> tuple[ExchangeName, Decimal, Decimal] | None:
+    """``(market, signed base, price)`` of ``opportunity``'s futures leg (it has at most one), the
+    base positive on a buy; None when both legs are spot."""
+    if opportunity.buy_exchange in _FUTURES_MARKETS:
+        return opportunity.buy_exchange, opportunity.max_quantity, opportunity.buy_price
+    if opportunity.sell_exchange in _FUTURES_MARKETS:
+        return opportunity.sell_exchange, -opportunity.max_quantity, opportunity.sell_price
+    return None
+
+
 def futures_holdings(
     market: ExchangeName, positions: Sequence[Position], catalog: InstrumentCatalog
 ) -> dict[str, FuturesHolding]:
@@ -429,9 +445,7 @@ class RiskManager:
         self._positions: dict[tuple[ExchangeName, str], _Position] = {}
         self._marks: dict[str, Decimal] = {}
         self._symbol_exposure: dict[str, Decimal] = {}
-        self._in_flight: dict[str, tuple[str, Decimal]] = {}
-        # Executions in flight with a futures leg: (market, pair symbol, signed base it may add).
-        self._futures_in_flight: dict[str, tuple[ExchangeName, str, Decimal]] = {}
+        self._in_flight: dict[str, ArbitrageOpportunity] = {}  # executions started, not yet recorded
         # Position exposure plus in-flight reservations, the sums validation compares.
         self._used_total = ZERO
         self._used_by_symbol: dict[str, Decimal] = {}
@@ -496,6 +510,7 @@ class RiskManager:
         sell = opportunity.sell_price
         if not (quantity > ZERO and buy > ZERO and sell > ZERO):
             self._reject_invalid(opportunity, counted)
+        # ``_worst_notional`` and ``_futures_leg``, written out: this runs on the order path.
         notional = quantity * (sell if sell > buy else buy)
         if notional > self._max_position:
             self._reject(RiskCheck.MAX_POSITION_SIZE, opportunity, notional, self._max_position, counted)
@@ -520,11 +535,10 @@ class RiskManager:
         position = self._positions.get((market, opportunity.symbol))
         held = position.quantity if position is not None else ZERO
         # Executions in flight that grow it the same way count as filled in full.
-        held += sum(
-            (q for m, s, q in self._futures_in_flight.values() if m is market and s == opportunity.symbol
-             and (q > 0) == (signed > 0)),
-            ZERO,
-        )
+        for started in self._in_flight.values():
+            leg = _futures_leg(started) if started.symbol == opportunity.symbol else None
+            if leg is not None and leg[0] is market and (leg[1] > 0) == (signed > 0):
+                held += leg[1]
         after = abs(held + signed)
         if after <= abs(held):
             return
@@ -604,24 +618,17 @@ class RiskManager:
 
     def record_execution_started(self, opportunity: ArbitrageOpportunity) -> None:
         """Reserve the worst-case leg notional of an execution until ``record_execution``."""
-        notional = opportunity.max_quantity * max(opportunity.buy_price, opportunity.sell_price)
         previous = self._in_flight.get(opportunity.opportunity_id)
         if previous is not None:
-            self._adjust_used(previous[0], -previous[1])
-        self._in_flight[opportunity.opportunity_id] = (opportunity.symbol, notional)
-        self._adjust_used(opportunity.symbol, notional)
-        quantity, symbol = opportunity.max_quantity, opportunity.symbol
-        if opportunity.buy_exchange in _FUTURES_MARKETS:
-            self._futures_in_flight[opportunity.opportunity_id] = (opportunity.buy_exchange, symbol, quantity)
-        elif opportunity.sell_exchange in _FUTURES_MARKETS:
-            self._futures_in_flight[opportunity.opportunity_id] = (opportunity.sell_exchange, symbol, -quantity)
+            self._adjust_used(previous.symbol, -_worst_notional(previous))
+        self._in_flight[opportunity.opportunity_id] = opportunity
+        self._adjust_used(opportunity.symbol, _worst_notional(opportunity))
 
     def record_execution(self, result: ExecutionResult) -> None:
         """Account a finished execution: release its reservation, realized PnL, failure and latency breakers."""
         reserved = self._in_flight.pop(result.opportunity_id, None)
         if reserved is not None:
-            self._adjust_used(reserved[0], -reserved[1])
-        self._futures_in_flight.pop(result.opportunity_id, None)
+            self._adjust_used(reserved.symbol, -_worst_notional(reserved))
         self.record_realized_pnl(result.realized_profit)
         if result.final_state is ArbitrageState.COMPLETED:
             self._consecutive_failures = 0
@@ -792,8 +799,8 @@ class RiskManager:
         self._symbol_exposure.clear()
         self._used_total = ZERO
         self._used_by_symbol.clear()
-        for symbol, notional in self._in_flight.values():
-            self._adjust_used(symbol, notional)
+        for started in self._in_flight.values():
+            self._adjust_used(started.symbol, _worst_notional(started))
         executions: dict[str, _ExecutionPnl] = {}
         replayed = 0
         moved: set[str] = set()
@@ -981,7 +988,7 @@ class RiskManager:
         """Exposure, positions and daily PnL, with utilisation of the limits in percent."""
         if self._wall_clock() >= self._day_end_ns:
             self._roll_day()
-        in_flight = sum((n for _, n in self._in_flight.values()), ZERO)
+        in_flight = sum((_worst_notional(o) for o in self._in_flight.values()), ZERO)
         loss = max(-self._daily_pnl, ZERO)
         positions = tuple(
             PositionEntry(
