@@ -460,11 +460,11 @@ class Journal:
             raise
 
     def _connect(self, synchronous: str) -> None:
-        if self.intent_log_path is not None:  # first: a second opener is refused before it touches anything
+        if self.intent_log_path is not None:
+            # First: a second opener is refused before it touches anything.
             self._log_fd = self._open_intent_log(self.intent_log_path)
-        if self.intent_log_path is not None and not os.path.exists(self.path):
-            # Orders, fills and PnL are the owner's alone; SQLite gives its WAL and shared-memory
-            # files the database file's permissions.
+            # A new database is the owner's alone (orders, fills, PnL); SQLite gives its WAL and
+            # shared-memory files the database file's permissions. One that exists is left as it is.
             try:
                 os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
             except FileExistsError:

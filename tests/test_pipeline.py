@@ -283,41 +283,21 @@ def test_a_halted_market_gets_no_opportunity_until_resumed_and_its_limits_set_ag
 
 
 def test_a_scan_that_overflows_withdraws_what_the_previous_scan_found() -> None:
-    """MEXC's ask under Gate.io's bid is found; the next scan of the symbol overflows the fixed
-    point. What the first scan found is not confirmed by the latest one: it no longer stands, so a
-    queued copy is not traded."""
-    def instrument(exchange: ExchangeName, venue_symbol: str, size_decimals: int) -> Instrument:
-        return Instrument(exchange=exchange, symbol="BTC/USDT", venue_symbol=venue_symbol, base="BTC", quote="USDT",
-                          tick_size=D("0.01"), lot_size=D(1).scaleb(-size_decimals),
-                          min_size=D(1).scaleb(-size_decimals), min_notional=D(0), taker_fee=D("0.001"),
-                          maker_fee=D("0.001"), price_decimals=2, size_decimals=size_decimals)
-
-    def snapshot(bid: tuple[int, int], ask: tuple[int, int]) -> OrderBook:
-        book, batch = OrderBook("x"), DeltaBatch()
-        batch.is_snapshot, batch.first_update_id, batch.last_update_id = True, 1, 1
-        batch.add(BID, *bid)
-        batch.add(ASK, *ask)
-        book.apply_snapshot(batch, 1)
-        return book
-
-    mexc_book = snapshot((9_990_000, 10**6), (10_000_000, 10**6))  # 99900 / 100000, 1 BTC
-    gate_book = snapshot((10_100_000, 10**10), (10_110_000, 10**10))  # 101000 / 101100
-    now = [2]
-    pipeline = ScannerPipeline(max_data_age_ms=1000, max_position_usd=D(1000), clock=lambda: now[0])
-    (plan,) = pipeline.register_symbol("BTC/USDT", [
-        (instrument(ExchangeName.MEXC, "BTCUSDT", 6), mexc_book, WireScale(2, 1, 6, 1)),
-        (instrument(ExchangeName.GATEIO, "BTC_USDT", 10), gate_book, WireScale(2, 1, 10, 1)),
-    ])
-    for leg in plan.legs:
-        pipeline.set_leg_limits(plan.symbol_id, leg.leg_id, D(1), D(1))
-    found = pipeline.scan(plan.symbol_id)
-    assert found is not None and pipeline.stands(plan.symbol_id, found)
+    """A scan found buy-Gate/sell-MEXC; the next scan of the symbol overflows the fixed point. What
+    the first scan found is not confirmed by the latest one: it no longer stands, so a queued copy
+    is not traded."""
+    gate = book("gate", GATE_BOOK, [("59000", "1")], [("60000", "0.01")])
+    mexc = book("mexc", MEXC_BOOK, [("60300", "0.01")], [("61000", "1")])
+    p, found = pipeline((GATE, gate, GATE_BOOK), (MEXC, mexc, MEXC_BOOK))
+    p.on_book_update(BookKey(ExchangeName.GATEIO, "BTC/USDT"))
+    p.on_batch_end()
+    (opp,) = found
+    assert p.stands(0, opp)
 
     class Overflowing:  # what the compiled scanner raises when a traded notional passes int64
         def scan_symbol(self, symbol_id: int, now_ns: int, max_age_ns: int) -> None:
             raise OverflowError("4611686018427387904 * 4")
 
-    pipeline.scanner = Overflowing()  # type: ignore[assignment]
-    now[0] = 4
-    assert pipeline.scan(plan.symbol_id) is None and pipeline.overflows == 1
-    assert not pipeline.stands(plan.symbol_id, found)
+    p.scanner = Overflowing()  # type: ignore[assignment]
+    assert p.scan(0) is None and p.overflows == 1
+    assert not p.stands(0, opp)
