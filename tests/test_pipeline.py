@@ -164,9 +164,9 @@ def test_new_terms_price_the_next_scan_and_withdraw_what_stood_with_the_old_ones
     assert len(found) == 3
 
 
-def test_a_book_going_out_of_sync_withdraws_what_was_found_on_it() -> None:
-    """A gap on MEXC's book right after a scan found buy-Gate/sell-MEXC: the opportunity no longer
-    stands (a queued one is not sent), and the symbol is scanned again, without that book."""
+def found_buy_gate_sell_mexc() -> tuple[ScannerPipeline, list[ArbitrageOpportunity], OrderBook]:
+    """A pipeline whose scan of Gate.io's update found (and still stands by) buy-Gate/sell-MEXC:
+    the pipeline, what it found, and MEXC's book."""
     gate = book("gate", GATE_BOOK, [("59000", "1")], [("60000", "0.01")])
     mexc = book("mexc", MEXC_BOOK, [("60300", "0.01")], [("61000", "1")])
     p, found = pipeline((GATE, gate, GATE_BOOK), (MEXC, mexc, MEXC_BOOK))
@@ -174,6 +174,14 @@ def test_a_book_going_out_of_sync_withdraws_what_was_found_on_it() -> None:
     p.on_batch_end()
     (opp,) = found
     assert p.stands(0, opp)
+    return p, found, mexc
+
+
+def test_a_book_going_out_of_sync_withdraws_what_was_found_on_it() -> None:
+    """A gap on MEXC's book right after a scan found buy-Gate/sell-MEXC: the opportunity no longer
+    stands (a queued one is not sent), and the symbol is scanned again, without that book."""
+    p, found, mexc = found_buy_gate_sell_mexc()
+    (opp,) = found
     mexc.mark_out_of_sync()
     p.on_book_state(BookKey(ExchangeName.MEXC, "BTC/USDT"), False, "gap")
     assert not p.stands(0, opp) and p.marked == {0} and p.desyncs == 1
@@ -286,13 +294,8 @@ def test_a_scan_that_overflows_withdraws_what_the_previous_scan_found() -> None:
     """A scan found buy-Gate/sell-MEXC; the next scan of the symbol overflows the fixed point. What
     the first scan found is not confirmed by the latest one: it no longer stands, so a queued copy
     is not traded."""
-    gate = book("gate", GATE_BOOK, [("59000", "1")], [("60000", "0.01")])
-    mexc = book("mexc", MEXC_BOOK, [("60300", "0.01")], [("61000", "1")])
-    p, found = pipeline((GATE, gate, GATE_BOOK), (MEXC, mexc, MEXC_BOOK))
-    p.on_book_update(BookKey(ExchangeName.GATEIO, "BTC/USDT"))
-    p.on_batch_end()
+    p, found, _ = found_buy_gate_sell_mexc()
     (opp,) = found
-    assert p.stands(0, opp)
 
     class Overflowing:  # what the compiled scanner raises when a traded notional passes int64
         def scan_symbol(self, symbol_id: int, now_ns: int, max_age_ns: int) -> None:
