@@ -240,6 +240,7 @@ EXCHANGE_FIELDS: dict[str, Callable[[Any], Any]] = {
     "futures_rest_url": _url("http"),
     "futures_ws_url": _url("ws"),
     "order_transport": _one_of(("rest", "ws")),
+    "order_deadline_ms": _bounded_int(100, 60_000),
 }
 METRICS_FIELDS: dict[str, Callable[[Any], Any]] = {
     "enabled": _boolean,

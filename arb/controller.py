@@ -482,7 +482,8 @@ class ArbitrageController:
                 self.traders = dict(self.connectors)
             if not dry_run:
                 await self._verify_keys()
-                await self._check_clocks()
+            # Also on simulated venues: orders' deadlines are stamped in the venue's clock as read.
+            await self._check_clocks()
             await self._build_parts(dry_run)
             if self.journal is not None and self.recovery is not None:
                 # Orders an earlier run left open are settled before anything new is sent.

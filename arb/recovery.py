@@ -384,7 +384,7 @@ class RecoveryManager:
 
 def order_resolver(
     exchanges: Mapping[ExchangeName, PrivateExchange], *, client_id_lookup_s: Mapping[ExchangeName, int] | None = None,
-    wall_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+    wall_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000, sleep: Sleep = asyncio.sleep,
 ) -> OrderResolver:
     """An ``OrderResolver`` over ``exchanges``: query by the venue's order id where the journal has
     it, else by client id; None only when the venue has no such order.
@@ -392,6 +392,8 @@ def order_resolver(
     ``client_id_lookup_s``: per market, how long after an order ends its venue still finds it by
     client id. An intent older than that, known by client id only, is not taken as absent when
     the venue does not find it: it may have filled (ExchangeError, category OUTCOME_UNKNOWN).
+    An intent younger than the venue's ``order_acceptance_s`` (a request held up on its way may
+    still be taken) is asked for once more when that has passed, counted from the intent's write.
     """
     windows = client_id_lookup_s or {}
 
@@ -400,16 +402,24 @@ def order_resolver(
         venue = exchanges.get(exchange)
         if venue is None:
             raise ExchangeError(exchange.value, f"no connector to resolve order {cid!r} on {symbol}")
-        try:
-            if intent.order_id is not None:
-                return await venue.query_order(symbol, order_id=intent.order_id)
-            return await venue.query_order(symbol, client_order_id=cid)
-        except ExchangeError as exc:
-            if exc.category != ErrorCategory.UNKNOWN_ORDER:
-                raise
+        if intent.order_id is not None:
+            return await _query(venue, symbol, order_id=intent.order_id)
+        state = await _query(venue, symbol, client_order_id=cid)
+        if state is not None:
+            return state
+        wait_s = (intent.created_at_ms - wall_ms()) / 1000 + venue.order_acceptance_s
+        if wait_s > 0:
+            log.warning(
+                "journal reconcile: %s order %s on %s not found yet; the venue may still take its request for "
+                "%.1f s: asking then", exchange.value, cid, symbol, wait_s,
+            )
+            await sleep(wait_s)
+            state = await _query(venue, symbol, client_order_id=cid)
+            if state is not None:
+                return state
         window_s = windows.get(exchange)
         age_s = (wall_ms() - intent.created_at_ms) / 1000
-        if intent.order_id is None and window_s is not None and age_s > window_s:
+        if window_s is not None and age_s > window_s:
             raise ExchangeError(
                 exchange.value,
                 f"order {cid!r} on {symbol} was not found by its client id {age_s:.0f} s after it was sent, past "
@@ -419,3 +429,15 @@ def order_resolver(
         return None
 
     return resolve
+
+
+async def _query(
+    venue: PrivateExchange, symbol: str, *, order_id: str | None = None, client_order_id: str | None = None
+) -> OrderState | None:
+    """The venue's state of one order; None when it answers that it has no such order."""
+    try:
+        return await venue.query_order(symbol, order_id=order_id, client_order_id=client_order_id)
+    except ExchangeError as exc:
+        if exc.category != ErrorCategory.UNKNOWN_ORDER:
+            raise
+    return None

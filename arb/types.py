@@ -92,6 +92,9 @@ class ExchangeConfig(msgspec.Struct, frozen=True, kw_only=True):
     futures_rest_url: str | None = None
     futures_ws_url: str | None = None
     order_transport: str | None = None  # "rest" | "ws" (Gate.io's websocket trading API); None: the measured default
+    # An order the venue receives later than this after it was sent is refused (MEXC ``recvWindow``,
+    # Gate.io ``x-gate-exptime``), in the venue's clock as last read.
+    order_deadline_ms: int = 5000
 
     @property
     def exchange_names(self) -> tuple[ExchangeName, ...]:

@@ -220,6 +220,28 @@ def test_resolver_raises_on_venue_failures_and_unknown_markets() -> None:
         ask(MEXC)
 
 
+def test_resolver_asks_once_more_when_the_venue_may_still_take_a_request_sent_before_the_restart() -> None:
+    """An intent written 2 s before the restart that the venue does not find may still be taken for
+    the venue's acceptance time (5 s here): the resolver waits out the 3 s left and asks again, and
+    finds the order that landed meanwhile. One written longer ago is answered at once."""
+    venue = fee_free(GATE)
+    venue.order_acceptance_s = 5.0  # type: ignore[misc]
+    placed = leg(venue, OrderSide.BUY, "2", "2", "100")
+    assert placed.state is not None
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        venue.orders["late-b"] = placed.state  # type: ignore[assignment]  # the held-up request lands
+
+    resolve = order_resolver({GATE: venue}, wall_ms=lambda: NOW_MS, sleep=sleep)
+    assert asyncio.run(resolve(intent(GATE, "late-b", age_s=2))) == placed.state
+    assert slept == [3.0] and venue.queries == ["late-b", "late-b"]
+    assert asyncio.run(resolve(intent(GATE, "gone-b", age_s=2))) is None  # asked again after the wait: absent
+    assert slept == [3.0, 3.0]
+    assert asyncio.run(resolve(intent(GATE, "gone-c", age_s=6))) is None and len(slept) == 2  # past it: no wait
+
+
 def test_resolver_asks_by_order_id_where_known_and_does_not_take_a_stale_client_id_as_absent() -> None:
     """Gate.io finds a finished futures order by its client id for 60 s only: an order sent
     earlier that the journal knows by client id alone may have filled, so "not found" is not an

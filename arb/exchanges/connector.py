@@ -92,8 +92,9 @@ class Trading(Protocol):
 
     open_orders_need_symbol: bool  # the venue lists resting orders of one symbol at a time
 
-    def place_order(self, order: OrderRequest) -> RestRequest:
-        """The request submitting ``order``."""
+    def place_order(self, order: OrderRequest, expires_at_ms: int | None) -> RestRequest:
+        """The request submitting ``order``, refused by the venue when received after ``expires_at_ms``
+        (its clock; None: the venue's own window)."""
 
     def parse_placed(self, body: bytes, order: OrderRequest) -> OrderState:
         """The order in the answer to ``place_order(order)``."""
@@ -176,14 +177,14 @@ class OrderTransport(Protocol):
     def use_catalog(self, catalog: InstrumentCatalog) -> None:
         """Build requests with ``catalog`` from now on (called before every request; cheap when unchanged)."""
 
-    async def place_order(self, order: OrderRequest) -> bytes:
-        """The placed order's body."""
+    async def place_order(self, order: OrderRequest, expires_at_ms: int | None) -> bytes:
+        """The placed order's body (``expires_at_ms`` as in ``Trading.place_order``)."""
 
-    def write_order(self, order: OrderRequest) -> Awaitable[bytes] | None:
+    def write_order(self, order: OrderRequest, expires_at_ms: int | None) -> Awaitable[bytes] | None:
         """The placed order's body, the order written before returning; None (nothing written) when
         it cannot go at once (not logged in, no budget now)."""
 
-    def rehearse_order(self, order: OrderRequest) -> None:
+    def rehearse_order(self, order: OrderRequest, expires_at_ms: int | None) -> None:
         """Encode the request ``write_order`` would write and drop it; nothing is sent or spent."""
 
     async def cancel_order(self, symbol: str, order_id: str | None, client_order_id: str | None) -> bytes:
@@ -213,6 +214,11 @@ FeeSourceFactory = Callable[[ApiCredentials], FeeSource]
 MAX_FUNDING_PAGES = 50  # pages of settled funding one read follows before giving up with an error
 ORDER_TRANSPORTS = ("rest", "ws")
 DEFAULT_ORDER_TRANSPORT = "ws"
+DEFAULT_ORDER_DEADLINE_MS = 5000
+MAX_ORDER_DEADLINE_MS = 60_000  # MEXC's largest recvWindow
+# How far a measured clock skew may be off when an order's deadline is stamped by it: half the
+# server-time call's round trip, the venue's rounding, and drift until the next read.
+CLOCK_READ_ERROR_MS = 1000
 """Measured by ``benchmarks/bench_order_transport.py``: Gate's WS API answers sooner than REST."""
 PrivateStreamFactory = Callable[[ApiCredentials, InstrumentCatalog, str], PrivateDialect]
 """``(credentials, catalog, market-data ws URL) -> dialect`` of a venue's private websocket."""
@@ -237,13 +243,6 @@ class ClockWindow(msgspec.Struct, frozen=True, kw_only=True):
         if skew_ms > self.behind_ms:
             return f"{clock_distance(skew_ms)}, which refuses signed requests more than {self.behind_ms} ms behind"
         return None
-
-    def acceptance_s(self, skew_ms: float | None) -> float:
-        """How long after a request is signed the venue may still take it: the window behind, plus
-        how far the local clock is ahead of the venue's (``skew_ms`` negative; when not measured,
-        the most it may be before requests are refused)."""
-        ahead_ms = self.ahead_ms if skew_ms is None else max(0.0, -skew_ms)
-        return (self.behind_ms + ahead_ms) / 1000
 
     def near_edge(self, skew_ms: float) -> bool:
         """Whether ``skew_ms`` is past half the window on its side: taken now, refused after a little drift or a slow trip."""
@@ -285,12 +284,15 @@ class ConnectorSettings(msgspec.Struct, frozen=True, kw_only=True):
     # status reads over it, "rest" over REST. Other venues always use REST.
     order_transport: str = DEFAULT_ORDER_TRANSPORT
     order_timeout_s: float | None = None  # a websocket request's answer; defaults to rest.timeout_s
+    order_deadline_ms: int = DEFAULT_ORDER_DEADLINE_MS  # the venue refuses an order it receives later
 
     def __post_init__(self) -> None:
         if self.order_transport not in ORDER_TRANSPORTS:
             raise ValueError(f"ConnectorSettings.order_transport={self.order_transport!r} is not one of {ORDER_TRANSPORTS}")
         if self.order_timeout_s is not None and self.order_timeout_s <= 0:
             raise ValueError(f"ConnectorSettings.order_timeout_s={self.order_timeout_s} must be > 0")
+        if not 0 < self.order_deadline_ms <= MAX_ORDER_DEADLINE_MS:
+            raise ValueError(f"ConnectorSettings.order_deadline_ms={self.order_deadline_ms} outside 1..{MAX_ORDER_DEADLINE_MS}")
 
     @classmethod
     def from_exchange_config(cls, config: ExchangeConfig) -> ConnectorSettings:
@@ -299,6 +301,7 @@ class ConnectorSettings(msgspec.Struct, frozen=True, kw_only=True):
             rest=RestSettings.from_exchange_config(config),
             ws=WsSettings.from_exchange_config(config),
             order_transport=config.order_transport or DEFAULT_ORDER_TRANSPORT,
+            order_deadline_ms=config.order_deadline_ms,
         )
 
 
@@ -728,18 +731,31 @@ class ExchangeConnector:
         """
         trading = await self._trader("place_order")
         orders_ws = await self._order_transport()
-        sending = self.rest.fetch(trading.place_order(request)) if orders_ws is None else orders_ws.place_order(request)
+        expires_at_ms = self._order_expiry_ms()
+        if orders_ws is None:
+            sending = self.rest.fetch(trading.place_order(request, expires_at_ms))
+        else:
+            sending = orders_ws.place_order(request, expires_at_ms)
         # Polled streams track before sending, so an order whose answer is lost is still followed;
         # with the websocket stream only lost answers are polled (the pushes report the rest).
         self._track(request)
         return await self._placed(trading, request, sending)
 
+    def _order_expiry_ms(self) -> int:
+        """When the venue is to refuse an order sent now: ``order_deadline_ms`` on, in its clock as last read."""
+        return time.time_ns() // 1_000_000 + round(self.clock_skew or 0.0) + self.settings.order_deadline_ms
+
     @property
     def order_acceptance_s(self) -> float:
-        """How long after an order is sent the venue may still take it (``ClockWindow.acceptance_s``
-        at the last clock read); 0 where the window is not known."""
+        """How long after an order is sent the venue may still take it: its deadline, plus how far the
+        local reading of the venue's clock may be behind it (``CLOCK_READ_ERROR_MS`` once read; before,
+        as far as the local clock may be ahead while signed requests are taken). 0 where the venue
+        does not sign orders by the clock."""
         window = self.binding.clock_window
-        return 0.0 if window is None else window.acceptance_s(self.clock_skew)
+        if window is None:
+            return 0.0
+        error_ms = window.ahead_ms if self.clock_skew is None else CLOCK_READ_ERROR_MS
+        return (self.settings.order_deadline_ms + error_ms) / 1000
 
     def write_order(self, request: OrderRequest) -> Awaitable[OrderState] | None:
         """Write the order of ``request`` before returning, when nothing has to be awaited first.
@@ -752,10 +768,11 @@ class ExchangeConnector:
         if ready is None:
             return None
         trading, orders_ws = ready
+        expires_at_ms = self._order_expiry_ms()
         if orders_ws is not None:
-            sending = orders_ws.write_order(request)
+            sending = orders_ws.write_order(request, expires_at_ms)
         else:
-            sending = self.rest.write_now(trading.place_order(request))
+            sending = self.rest.write_now(trading.place_order(request, expires_at_ms))
         if sending is None:
             return None
         self._track(request)  # nothing was awaited since the write: no answer can have come yet
@@ -770,10 +787,11 @@ class ExchangeConnector:
         if ready is None:
             return
         trading, orders_ws = ready
+        expires_at_ms = self._order_expiry_ms()
         if orders_ws is not None:
-            orders_ws.rehearse_order(request)
+            orders_ws.rehearse_order(request, expires_at_ms)
         else:
-            self.rest.rehearse_write(trading.place_order(request))
+            self.rest.rehearse_write(trading.place_order(request, expires_at_ms))
 
     def _ready_to_write(self) -> tuple[Trading, OrderTransport | None] | None:
         """``(trading, the websocket order transport, or None when orders go over REST)`` once an

@@ -494,6 +494,11 @@ class BacktestConnector(ExchangeConnector):
         """0: a replayed order is taken when it reaches its venue, or never."""
         return 0.0
 
+    async def clock_skew_ms(self) -> float:
+        """0 (nothing is asked): the replay runs on the recording's clock, which stands for the venue's."""
+        self.clock_skew = 0.0
+        return 0.0
+
     def rehearse_order(self, request: OrderRequest) -> None:
         """Nothing to encode: a replayed order is never written."""
 

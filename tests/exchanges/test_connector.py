@@ -15,7 +15,7 @@ from loopback import eventually, run
 from simvenues import API_KEY, CREDENTIALS, PERP, SPOT, SYMBOL, instruments, simulated_venues
 
 from arb.errors import ArbitrageEngineError, ExchangeConnectionError, ExchangeError, OrderRejectedError, RateLimitError
-from arb.exchanges.connector import MAX_FUNDING_PAGES, ConnectorSettings
+from arb.exchanges.connector import CLOCK_READ_ERROR_MS, MAX_FUNDING_PAGES, ConnectorSettings
 from arb.exchanges.gateio import constants
 from arb.exchanges.errors import ErrorCategory
 from arb.exchanges.factory import registered
@@ -625,19 +625,71 @@ def test_a_clock_window_says_when_signed_requests_are_refused(
     assert gate is not None and gate.refusal(skew_ms) is None and (gate.ahead_ms, gate.behind_ms) == (60_000, 60_000)
 
 
-def test_an_order_may_be_taken_for_the_window_behind_plus_how_far_the_clock_is_ahead() -> None:
-    """A request signed at T reaches a venue whose clock is behind ours by d as stamped d ahead: it
-    is taken until T + the window behind + d on our clock. Not yet measured: the most d may be."""
-    mexc = MexcSpotConnector.binding.clock_window
-    assert mexc is not None
-    assert mexc.acceptance_s(None) == 6.0 and mexc.acceptance_s(-400) == 5.4
-    assert mexc.acceptance_s(0) == mexc.acceptance_s(1200) == 5.0  # our clock behind: no later
-    gate = GateioSpotConnector.binding.clock_window
-    assert gate is not None and gate.acceptance_s(-250) == 60.25
-    connector = MexcSpotConnector(credentials=CREDENTIALS, rest_url="http://127.0.0.1:9", ws_url="ws://127.0.0.1:9/")
-    assert connector.order_acceptance_s == 6.0
-    connector.clock_skew = -100.0
-    assert connector.order_acceptance_s == 5.1
+def test_an_order_may_be_taken_until_its_deadline_plus_how_far_off_the_venues_clock_may_be_read() -> None:
+    """An order carries its deadline in the venue's clock as last read: the venue may take it until
+    the deadline plus the error of that reading. Before any reading, our clock may be as far ahead of
+    the venue's as signed requests are taken."""
+    settings = ConnectorSettings(order_deadline_ms=2000)
+    mexc = MexcSpotConnector(
+        credentials=CREDENTIALS, rest_url="http://127.0.0.1:9", ws_url="ws://127.0.0.1:9/", settings=settings
+    )
+    assert mexc.order_acceptance_s == 3.0  # 2 s + MEXC's 1 s ahead
+    mexc.clock_skew = -400.0
+    assert mexc.order_acceptance_s == (2000 + CLOCK_READ_ERROR_MS) / 1000
+    gate = GateioSpotConnector(
+        credentials=CREDENTIALS, rest_url="http://127.0.0.1:9", ws_url="ws://127.0.0.1:9/", settings=settings
+    )
+    assert gate.order_acceptance_s == 62.0  # 2 s + Gate.io's 60 s
+    gate.clock_skew = 250.0
+    assert gate.order_acceptance_s == (2000 + CLOCK_READ_ERROR_MS) / 1000
+    with pytest.raises(ValueError, match="order_deadline_ms=0"):
+        ConnectorSettings(order_deadline_ms=0)
+
+
+@pytest.mark.parametrize(("market", "transport"), [
+    (ExchangeName.MEXC, "rest"), (ExchangeName.GATEIO, "rest"), (ExchangeName.GATEIO, "ws"),
+    (ExchangeName.GATEIO_FUTURES, "ws"),
+])
+def test_an_order_received_after_its_deadline_in_the_venues_clock_is_refused(
+    market: ExchangeName, transport: str
+) -> None:
+    """The venue's clock runs 4 s ahead of ours and the deadline is 3 s. Before the clock is read
+    the order is stamped by our clock, so the venue receives it past its deadline and refuses it
+    for its timestamp, with nothing placed; once read, the deadline is in the venue's clock and the
+    same order is taken."""
+    async def scenario() -> None:
+        async with simulated_venues(moving=False) as sim:
+            sim.faults.configure(market.venue, VenueFaults(clock_skew_ms=4_000))
+            urls = sim.venues[market.venue].urls()
+            rest, ws = (urls.futures_rest_url, urls.futures_ws_url) if market.is_futures else (urls.rest_url, urls.ws_url)
+            settings = ConnectorSettings(order_transport=transport, order_deadline_ms=3000)
+            connector = registered()[market](credentials=CREDENTIALS, rest_url=rest, ws_url=ws, settings=settings)
+            symbol = PERP if market.is_futures else SPOT
+            engine = sim.venues[market.venue].exchanges[market].engine(symbol)
+            ask = engine.instrument.ticks_to_price(engine.snapshot(1).asks[0][0])
+            quantity = engine.instrument.lots_to_size(1) if market.is_futures else D("0.001")
+
+            def order(cid: str) -> OrderRequest:
+                return OrderRequest(
+                    symbol=symbol, side=OrderSide.BUY, type=OrderType.LIMIT, quantity=quantity, price=ask,
+                    client_order_id=cid, time_in_force=TimeInForce.IOC,
+                )
+
+            try:
+                with pytest.raises(ExchangeError) as late:
+                    await connector.place_order(order("late-1"))
+                assert late.value.category == ErrorCategory.TIMESTAMP
+                with pytest.raises(OrderRejectedError) as absent:
+                    await connector.query_order(symbol, client_order_id="late-1")
+                assert absent.value.category == ErrorCategory.UNKNOWN_ORDER
+                assert 3_950 < await connector.clock_skew_ms() < 4_050
+                assert (await connector.place_order(order("taken-1"))).client_order_id == "taken-1"
+                found = await connector.query_order(symbol, client_order_id="taken-1")
+                assert found.status.is_final and found.filled_quantity > 0
+            finally:
+                await connector.close()
+
+    run(scenario())
 
 
 def test_clock_skew_is_read_at_the_midpoint_of_a_server_time_call() -> None:

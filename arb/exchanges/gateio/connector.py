@@ -56,8 +56,8 @@ class _Trading:
     open_orders_need_symbol = False
     _t: GateioSpotTrading | GateioFuturesTrading
 
-    def place_order(self, order: OrderRequest) -> RestRequest:
-        return self._t.place_order(order)
+    def place_order(self, order: OrderRequest, expires_at_ms: int | None) -> RestRequest:
+        return self._t.place_order(order, expires_at_ms=expires_at_ms)
 
     def parse_placed(self, body: bytes, order: OrderRequest) -> OrderState:
         return self._t.parse_order(body)

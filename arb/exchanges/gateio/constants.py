@@ -40,6 +40,8 @@ ACCOUNT_BOOK_PAGE: Final = 100  # entries per request (Gate's default limit)
 KEY_HEADER: Final = "KEY"
 TIMESTAMP_HEADER: Final = "Timestamp"  # UNIX seconds, within 60 s of server time
 SIGN_HEADER: Final = "SIGN"
+# An order Gate receives after this instant (ms, its clock) is refused: REST header, WS API req_header.
+EXPIRY_HEADER: Final = "x-gate-exptime"
 ORDER_BOOK_LIMIT: Final = 100  # REST snapshot depth; must equal the WS level used for sync
 CLIENT_ORDER_ID_PREFIX: Final = "t-"
 CLIENT_ORDER_ID_MAX_BYTES: Final = 28  # after the prefix
@@ -288,3 +290,4 @@ AUTH_MISSING_HEADER: Final = ("MISSING_REQUIRED_HEADER", 401, "Missing required 
 AUTH_INVALID_KEY: Final = ("INVALID_KEY", 401, "Invalid key provided")
 AUTH_INVALID_SIGNATURE: Final = ("INVALID_SIGNATURE", 401, "Signature mismatch")
 AUTH_REQUEST_EXPIRED: Final = ("REQUEST_EXPIRED", 401, "Request timestamp far from current time")
+ORDER_EXPIRED: Final = ("REQUEST_EXPIRED", 401, "Request received after its x-gate-exptime")

@@ -873,12 +873,24 @@ def _contract(request: SimRequest, ctx: SimContext) -> SimResponse:
 # -- spot orders -------------------------------------------------------------------------
 
 
+def check_expiry(ctx: SimContext, expires: str | None) -> None:
+    """An order received after its ``x-gate-exptime`` (ms, the venue's clock) is refused (REST and WS API)."""
+    if expires is None:
+        return
+    if not expires.isdigit():
+        raise _invalid(f"{constants.EXPIRY_HEADER} {expires!r} is not a time in ms")
+    now_ms = ctx.wall_ms()
+    if now_ms > int(expires):
+        raise _GateRefusal.of(constants.ORDER_EXPIRED, f"received at {now_ms}, {constants.EXPIRY_HEADER} {expires}")
+
+
 def _dropped() -> SimResponse:
     """The answer of a TIMEOUT_PLACED order: the socket closes instead."""
     return SimResponse(status=200, body=b"", drop_connection=True)
 
 
 def _spot_place(request: SimRequest, ctx: SimContext, user: str) -> SimResponse:
+    check_expiry(ctx, request.headers.get(constants.EXPIRY_HEADER))
     doc = place_spot_order(ctx, user, _body(request))
     return _dropped() if doc is None else _json(doc)
 
@@ -1134,6 +1146,7 @@ def _spot_accounts(request: SimRequest, ctx: SimContext, user: str) -> SimRespon
 
 
 def _futures_place(request: SimRequest, ctx: SimContext, user: str) -> SimResponse:
+    check_expiry(ctx, request.headers.get(constants.EXPIRY_HEADER))
     doc = place_futures_order(ctx, user, _body(request))
     return _dropped() if doc is None else _json(doc)
 

@@ -158,9 +158,13 @@ class _GateioTrading:
         self._signer = signer
         self._clock = clock
 
-    def _signed(self, method: str, path: str, limit_id: str, query: str = "", body: bytes = b"") -> RestRequest:
+    def _signed(
+        self, method: str, path: str, limit_id: str, query: str = "", body: bytes = b"", expires_at_ms: int | None = None
+    ) -> RestRequest:
         timestamp = str(int(self._clock()))
         headers = self._signer.rest_headers(method, constants.API_PREFIX + path, query, body, timestamp)
+        if expires_at_ms is not None:
+            headers[constants.EXPIRY_HEADER] = str(expires_at_ms)
         return RestRequest(method=method, path=path, query=query, body=body, headers=headers, limits=((limit_id, 1),))
 
     def _instrument(self, symbol: str) -> Instrument:
@@ -197,12 +201,15 @@ class GateioSpotTrading(_GateioTrading):
 
     __slots__ = ()
 
-    def place_order(self, request: OrderRequest, *, quote_amount: Decimal | None = None) -> RestRequest:
+    def place_order(
+        self, request: OrderRequest, *, quote_amount: Decimal | None = None, expires_at_ms: int | None = None
+    ) -> RestRequest:
         """``POST /spot/orders``; a market BUY spends ``quote_amount`` of quote (Gate's market-buy ``amount``),
-        and its ``request.quantity`` is then only the caller's intent."""
+        and its ``request.quantity`` is then only the caller's intent. Gate refuses it when it arrives
+        after ``expires_at_ms`` (its clock, ``x-gate-exptime``)."""
         body = self.order_body(request, quote_amount=quote_amount)
         limit_id = market_limit(constants.SPOT_ORDER_PLACE_RATE_LIMIT, request.symbol)
-        return self._signed("POST", constants.ORDERS_PATH, limit_id, body=body)
+        return self._signed("POST", constants.ORDERS_PATH, limit_id, body=body, expires_at_ms=expires_at_ms)
 
     def order_body(self, request: OrderRequest, *, quote_amount: Decimal | None = None) -> bytes:
         """The JSON order object of ``request``: the REST body and the WS API ``req_param`` alike."""
@@ -340,10 +347,12 @@ class GateioFuturesTrading(_GateioTrading):
 
     __slots__ = ()
 
-    def place_order(self, request: OrderRequest) -> RestRequest:
-        """``POST /futures/usdt/orders``: ``size`` signed (> 0 buy, < 0 sell); market = price "0" + ioc/fok."""
+    def place_order(self, request: OrderRequest, *, expires_at_ms: int | None = None) -> RestRequest:
+        """``POST /futures/usdt/orders``: ``size`` signed (> 0 buy, < 0 sell); market = price "0" + ioc/fok.
+        Gate refuses it when it arrives after ``expires_at_ms`` (its clock, ``x-gate-exptime``)."""
         return self._signed(
-            "POST", constants.FUTURES_ORDERS_PATH, constants.FUTURES_ORDER_PLACE_RATE_LIMIT, body=self.order_body(request)
+            "POST", constants.FUTURES_ORDERS_PATH, constants.FUTURES_ORDER_PLACE_RATE_LIMIT, body=self.order_body(request),
+            expires_at_ms=expires_at_ms,
         )
 
     def order_body(self, request: OrderRequest) -> bytes:

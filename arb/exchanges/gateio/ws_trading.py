@@ -11,7 +11,8 @@ where the signature is hex(HMAC-SHA512(secret, "api\\nspot.login\\n\\n<timestamp
 ride on the authenticated connection without a signature of their own::
 
     {"time":1681986204,"channel":"spot.order_place","event":"api",
-     "payload":{"req_id":"7","req_param":{"text":"t-abc","currency_pair":"BTC_USDT",...}}}
+     "payload":{"req_id":"7","req_param":{"text":"t-abc","currency_pair":"BTC_USDT",...},
+                "req_header":{"x-gate-exptime":"1681986209000"}}}
 
 ``order_place`` is answered twice, an ack (``"ack":true``) and then the result; cancel and
 status once. Each request id has one awaiting future; the result's ``data.result`` (the
@@ -49,8 +50,15 @@ log = logging.getLogger(__name__)
 
 _reply = msgspec.json.Decoder(WsApiReply)
 _encode = msgspec.json.Encoder().encode
-# One bytes % per request: the order object comes pre-encoded from the trading module.
-_REQUEST = b'{"time":%d,"channel":"%s","event":"api","payload":{"req_id":"%d","req_param":%s}}'
+# One bytes % per request: the order object comes pre-encoded from the trading module, then
+# the payload's ``req_header`` where there is one (``_expiry``).
+_REQUEST = b'{"time":%d,"channel":"%s","event":"api","payload":{"req_id":"%d","req_param":%s%s}}'
+_EXPIRY = b',"req_header":{"%s":"%%d"}' % constants.EXPIRY_HEADER.encode()
+
+
+def _expiry(expires_at_ms: int | None) -> bytes:
+    """The ``req_header`` member of an order refused when Gate receives it after ``expires_at_ms``."""
+    return b"" if expires_at_ms is None else _EXPIRY % expires_at_ms
 
 
 class WsApiMarket(msgspec.Struct, frozen=True, kw_only=True):
@@ -187,13 +195,16 @@ class GateioWsOrders:
 
     # --- requests ---------------------------------------------------------------------------
 
-    async def place_order(self, order: OrderRequest) -> bytes:
-        """``order_place``: the placed order object (as the REST answer), once the result arrives."""
+    async def place_order(self, order: OrderRequest, expires_at_ms: int | None = None) -> bytes:
+        """``order_place``: the placed order object (as the REST answer), once the result arrives.
+        Gate refuses it when it arrives after ``expires_at_ms`` (its clock)."""
         req_param = self._trading.order_body(order)
         ((limit_id, _),) = self._place_cost(order)
-        return await self._request(self.market.place, req_param, limit_id, True, self._where_placed(order))
+        return await self._request(
+            self.market.place, req_param, limit_id, True, self._where_placed(order), _expiry(expires_at_ms)
+        )
 
-    def write_order(self, order: OrderRequest) -> Awaitable[bytes] | None:
+    def write_order(self, order: OrderRequest, expires_at_ms: int | None = None) -> Awaitable[bytes] | None:
         """``order_place`` written before returning, when logged in and the budget admits it now;
         else None (nothing written or spent: use ``place_order``). Await the result for the body."""
         if not self._logged_in.is_set() or self._login_error is not None:
@@ -204,15 +215,17 @@ class GateioWsOrders:
             return None
         req_param = self._trading.order_body(order)
         try:
-            written = self._send(self.market.place, req_param, cost[0][0], True, self._where_placed(order))
+            written = self._send(
+                self.market.place, req_param, cost[0][0], True, self._where_placed(order), _expiry(expires_at_ms)
+            )
         except ExchangeConnectionError:
             return None
         limiter.try_spend(cost)  # fits: checked above, with nothing awaited since
         return self._answer(*written)
 
-    def rehearse_order(self, order: OrderRequest) -> None:
+    def rehearse_order(self, order: OrderRequest, expires_at_ms: int | None = None) -> None:
         """Encode the ``order_place`` request ``write_order`` would write and drop it."""
-        self._frame(self.market.place, 0, self._trading.order_body(order))
+        self._frame(self.market.place, 0, self._trading.order_body(order), _expiry(expires_at_ms))
 
     async def cancel_order(self, symbol: str, order_id: str | None, client_order_id: str | None) -> bytes:
         """``order_cancel`` by id or client id (exactly one): the cancelled order object."""
@@ -250,26 +263,30 @@ class GateioWsOrders:
         if self._login_error is not None:
             raise self._login_error
 
-    async def _request(self, channel: str, req_param: bytes, limit_id: str, write: bool, where: str) -> bytes:
+    async def _request(
+        self, channel: str, req_param: bytes, limit_id: str, write: bool, where: str, header: bytes = b""
+    ) -> bytes:
         await self._ready(self.timeout_s)
         await self.rest.limiter.acquire(((limit_id, 1),))
-        return await self._answer(*self._send(channel, req_param, limit_id, write, where))
+        return await self._answer(*self._send(channel, req_param, limit_id, write, where, header))
 
-    def _send(self, channel: str, req_param: bytes, limit_id: str, write: bool, where: str) -> tuple[str, _Pending]:
+    def _send(
+        self, channel: str, req_param: bytes, limit_id: str, write: bool, where: str, header: bytes = b""
+    ) -> tuple[str, _Pending]:
         """Write one request now; its key and pending entry. Raises ``ExchangeConnectionError``
         when the connection cannot take it (nothing written)."""
         request_id = next(self._ids)
         key = str(request_id)
         pending = self._pending[key] = _Pending(asyncio.get_running_loop().create_future(), write, where, limit_id)
         try:
-            self.session.send_text(self._frame(channel, request_id, req_param))
+            self.session.send_text(self._frame(channel, request_id, req_param, header))
         except ExchangeConnectionError:
             del self._pending[key]
             raise
         return key, pending
 
-    def _frame(self, channel: str, request_id: int, req_param: bytes) -> bytes:
-        return _REQUEST % (int(self._clock()), self._channel[channel], request_id, req_param)
+    def _frame(self, channel: str, request_id: int, req_param: bytes, header: bytes) -> bytes:
+        return _REQUEST % (int(self._clock()), self._channel[channel], request_id, req_param, header)
 
     async def _answer(self, key: str, pending: _Pending) -> bytes:
         """The result of the request written as ``key``; raises what its answer, or its absence, means."""

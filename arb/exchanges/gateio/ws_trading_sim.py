@@ -35,6 +35,7 @@ from .sim import (
     _user_number,
     cancel_futures_order,
     cancel_spot_order,
+    check_expiry,
     futures_order,
     place_futures_order,
     place_spot_order,
@@ -51,6 +52,7 @@ class ApiPayload(msgspec.Struct, frozen=True):
 
     req_id: str = ""
     req_param: msgspec.Raw = msgspec.Raw(b"null")
+    req_header: dict[str, str] | None = None
     api_key: str = ""
     signature: str = ""
     timestamp: str = ""
@@ -153,6 +155,7 @@ class GateioWsApiSimSession:
         if not isinstance(param, dict):
             raise _GateRefusal("INVALID_REQUEST_BODY", 400, "req_param must be a JSON object")
         if channel == self.channels.place:
+            check_expiry(self.context, (payload.req_header or {}).get(constants.EXPIRY_HEADER))
             placed = place_futures_order(self.context, user, param) if self.futures else place_spot_order(
                 self.context, user, param
             )
@@ -207,7 +210,9 @@ class GateioWsApiSimSession:
                 "request_id": payload.req_id,
                 "ack": True,
                 "header": self._header(channel, 200, now_ms, started_ns, limits=True),
-                "data": {"result": {"req_id": payload.req_id, "req_header": None, "req_param": payload.req_param}},
+                "data": {
+                    "result": {"req_id": payload.req_id, "req_header": payload.req_header, "req_param": payload.req_param}
+                },
             }
         )
 

@@ -85,8 +85,8 @@ class _SpotTrading(NoPositions):
     def __init__(self, credentials: ApiCredentials, catalog: InstrumentCatalog) -> None:
         self._t = MexcSpotTrading(MexcSigner(credentials), catalog)
 
-    def place_order(self, order: OrderRequest) -> RestRequest:
-        return self._t.place_order_request(order)
+    def place_order(self, order: OrderRequest, expires_at_ms: int | None) -> RestRequest:
+        return self._t.place_order_request(order, expires_at_ms=expires_at_ms)
 
     def parse_placed(self, body: bytes, order: OrderRequest) -> OrderState:
         return self._t.parse_new_order(body, order.client_order_id)

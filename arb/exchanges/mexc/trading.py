@@ -158,8 +158,11 @@ class MexcSpotTrading:
 
     # -- requests ----------------------------------------------------------------------------
 
-    def place_order_request(self, order: OrderRequest) -> RestRequest:
+    def place_order_request(self, order: OrderRequest, *, expires_at_ms: int | None = None) -> RestRequest:
         """``POST /api/v3/order`` for ``order``; quantity and price must lie on the instrument's grid.
+
+        ``expires_at_ms`` (the venue's clock): the ``recvWindow`` is what is left from the request's
+        ``timestamp`` to it, so MEXC refuses the order when it arrives later (None: ``recv_window_ms``).
 
         Raises OrderRequestError for what MEXC cannot express (a FOK market order: MEXC market
         orders are IOC, use a FILL_OR_KILL limit instead; reduce-only on spot), an
@@ -186,7 +189,7 @@ class MexcSpotTrading:
             ticks = self._ticks(instrument, order.price, where)
             params.append(("price", _text(instrument.ticks_to_price(ticks))))
         params.append(("newClientOrderId", _client_order_id(order.client_order_id, where)))
-        return self._signed("POST", constants.ORDER_PATH, params)
+        return self._signed("POST", constants.ORDER_PATH, params, expires_at_ms)
 
     def market_buy_by_quote_request(self, symbol: str, quote_amount: Decimal, client_order_id: str) -> RestRequest:
         """``POST /api/v3/order`` of a MARKET buy spending ``quote_amount`` of the quote asset (``quoteOrderQty``)."""
@@ -311,8 +314,15 @@ class MexcSpotTrading:
 
     # -- helpers -----------------------------------------------------------------------------
 
-    def _signed(self, method: str, path: str, params: Sequence[tuple[str, ParamValue]]) -> RestRequest:
-        query = self._signer.signed_query(params, timestamp_ms=self._clock_ms(), recv_window_ms=self._recv_window_ms)
+    def _signed(
+        self, method: str, path: str, params: Sequence[tuple[str, ParamValue]], expires_at_ms: int | None = None
+    ) -> RestRequest:
+        timestamp_ms = self._clock_ms()
+        recv_window_ms = self._recv_window_ms
+        if expires_at_ms is not None:
+            # Past MEXC's bounds the request is refused at once (1) or the bound is the deadline (max).
+            recv_window_ms = min(max(expires_at_ms - timestamp_ms, 1), constants.MAX_RECV_WINDOW_MS)
+        query = self._signer.signed_query(params, timestamp_ms=timestamp_ms, recv_window_ms=recv_window_ms)
         weight = constants.PRIVATE_ENDPOINT_WEIGHTS[path]
         return RestRequest(
             method=method,

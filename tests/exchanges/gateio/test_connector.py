@@ -54,7 +54,9 @@ def test_orders_are_addressed_per_market() -> None:
         symbol="BTC/USDT:USDT", side=OrderSide.SELL, type=OrderType.LIMIT, quantity=D(2), price=D("60000.5"),
         client_order_id="hedge-1",
     )
-    placed = futures_side.place_order(order)
+    placed = futures_side.place_order(order, 1_700_000_005_000)
     body = msgspec.json.decode(placed.body)
     assert (placed.path, body["size"], body["text"]) == (constants.FUTURES_ORDERS_PATH, -2, "t-hedge-1")
     assert constants.SIGN_HEADER in placed.headers
+    assert placed.headers[constants.EXPIRY_HEADER] == "1700000005000"
+    assert constants.EXPIRY_HEADER not in futures_side.place_order(order, None).headers
