@@ -360,28 +360,39 @@ class HedgeBook:
         futures_price = _walk(futures, ASK if long_spot else BID, quantity)
         if spot_price is None or futures_price is None:
             return None
-        exit_basis = futures_price - spot_price
-        gain = position.entry_basis - exit_basis if long_spot else exit_basis - position.entry_basis
-        fees = (position.spot_price + spot_price) * si.taker_fee
-        fees += (position.futures_price + futures_price) * fi.taker_fee
-        profit = (gain - fees) * quantity
         entry_notional = position.spot_price * quantity
-        margin = profit * BPS / entry_notional
-        if margin < self.min_profit_bps:
+
+        def profit_at(spot_price: Decimal, futures_price: Decimal) -> Decimal:
+            """The round trip's profit after fees with the close filled at these prices."""
+            exit_basis = futures_price - spot_price
+            gain = position.entry_basis - exit_basis if long_spot else exit_basis - position.entry_basis
+            fees = (position.spot_price + spot_price) * si.taker_fee
+            fees += (position.futures_price + futures_price) * fi.taker_fee
+            return (gain - fees) * quantity
+
+        floor = self.min_profit_bps * entry_notional / BPS
+        profit = profit_at(spot_price, futures_price)
+        if profit < floor:
             return None
+        margin = profit * BPS / entry_notional
         # The books move while the orders travel: the profit above the floor buys room in the
-        # limits (a quarter per leg, leaving tick rounding inside it), and the round trip still
-        # keeps min_profit_bps at the worst fills.
-        room = (profit - self.min_profit_bps * entry_notional / BPS) / quantity / 4
-        if long_spot:
-            spot_price, futures_price = spot_price - room, futures_price + room
-        else:
-            spot_price, futures_price = spot_price + room, futures_price - room
-        # On each market's tick grid, toward the market, as the executor sends them: the limits
-        # and the notional reserved against the risk limits are then exact.
+        # limits (a quarter per leg). The limits go on each market's tick grid, toward the market,
+        # as the executor sends them (the notional reserved against the risk limits is then exact);
+        # where that rounding takes more than the room, the limits are the walked prices rounded,
+        # and the close waits while even those would keep less than the floor at the worst fills.
+        room = (profit - floor) / quantity / 4
         spot_side, futures_side = (OrderSide.SELL, OrderSide.BUY) if long_spot else (OrderSide.BUY, OrderSide.SELL)
-        spot_price = round_price(si, spot_price, spot_side, marketable=True)
-        futures_price = round_price(fi, futures_price, futures_side, marketable=True)
+        spot_room, futures_room = (-room, room) if long_spot else (room, -room)
+        for spot_limit, futures_limit in (
+            (spot_price + spot_room, futures_price + futures_room), (spot_price, futures_price)
+        ):
+            spot_limit = round_price(si, spot_limit, spot_side, marketable=True)
+            futures_limit = round_price(fi, futures_limit, futures_side, marketable=True)
+            if profit_at(spot_limit, futures_limit) >= floor:
+                break
+        else:
+            return None
+        spot_price, futures_price = spot_limit, futures_limit
         if max_notional is not None and quantity * max(spot_price, futures_price) > max_notional:
             # Less quantity walks no deeper, so the limits found stay valid for it.
             smaller = round_down_to_step(max_notional / max(spot_price, futures_price), step)

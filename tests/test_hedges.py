@@ -183,13 +183,13 @@ def book_hedge(hedges: HedgeBook, spot_market: ExchangeName, base: str) -> Hedge
 
 def close_of(
     base: str, books_at_ns: int, now_ns: int, spot_book: WireScale = WireScale(3, 1, 10, 1),
-    offset_by: str | None = None, spot_held: D | None = None,
+    offset_by: str | None = None, spot_held: D | None = None, min_profit_bps: D = D(10),
 ) -> ArbitrageOpportunity | None:
     """The close of a long-spot hedge (entry basis 600) on books where the basis has reverted to 0.1
     (Gate.io's BTC_USDT book grid by default: prices to 0.001, sizes to 1e-10); ``offset_by``: the
     book also holds that much hedge between MEXC spot and the same perpetual (< 0: short spot)."""
     markets = {GATE: GATE_SPOT, MEXC: MEXC_SPOT, PERP: GATE_PERP}
-    hedges = HedgeBook({m: InstrumentCatalog(m, [i]) for m, i in markets.items()}, min_profit_bps=D(10))
+    hedges = HedgeBook({m: InstrumentCatalog(m, [i]) for m, i in markets.items()}, min_profit_bps=min_profit_bps)
     if offset_by is not None:
         book_hedge(hedges, MEXC, offset_by)
     scans = ScannerPipeline(max_data_age_ms=100, opportunity_types=(HEDGE,), clock=lambda: now_ns)
@@ -220,6 +220,27 @@ def test_a_close_is_priced_on_each_markets_tick_grid_toward_the_market() -> None
     assert spot_limit % GATE_SPOT.tick_size == 0 and futures_limit % GATE_PERP.tick_size == 0
     assert spot_limit < D("60000") and futures_limit > D("60000.1")
     assert (closing.max_quantity * futures_limit).as_tuple().exponent >= -12
+
+
+def round_trip_bps(quantity: D, spot_exit: D, futures_exit: D) -> D:
+    """The margin of ``book_hedge``'s long-spot hedge (spot 60000, futures 60600) closed at these prices."""
+    gain = (D(60600) - D(60000)) - (futures_exit - spot_exit)
+    fees = (D(60000) + spot_exit) * GATE_SPOT.taker_fee + (D(60600) + futures_exit) * GATE_PERP.taker_fee
+    return (gain - fees) * 10_000 / D(60000)
+
+
+def test_a_close_whose_room_is_less_than_a_tick_keeps_the_floor_at_its_limits() -> None:
+    """0.01 bps above the floor buys 0.015 of room per leg, less than either tick: rounding the
+    widened limits toward the market would give away more than that, so the close goes at the
+    walked prices; with no room at all it is not proposed."""
+    walked = round_trip_bps(D("0.0015"), D("60000"), D("60000.1"))
+    closing = close_of("0.0015", books_at_ns=10**9, now_ns=10**9, min_profit_bps=walked - D("0.01"))
+    assert closing is not None and (closing.sell_price, closing.buy_price) == (D("60000"), D("60000.1"))
+    assert round_trip_bps(closing.max_quantity, closing.sell_price, closing.buy_price) >= walked - D("0.01")
+    assert close_of("0.0015", books_at_ns=10**9, now_ns=10**9, min_profit_bps=walked + D("0.01")) is None
+    wide = close_of("0.0015", books_at_ns=10**9, now_ns=10**9, min_profit_bps=walked - 1)  # room enough: widened
+    assert wide is not None and wide.sell_price < D("60000") and wide.buy_price > D("60000.1")
+    assert round_trip_bps(wide.max_quantity, wide.sell_price, wide.buy_price) >= walked - 1
 
 
 def test_a_close_trades_whole_common_lots_and_leaves_a_smaller_remainder_alone() -> None:
