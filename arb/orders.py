@@ -282,9 +282,10 @@ class OrderOutcome(msgspec.Struct, frozen=True, kw_only=True):
 
     @property
     def average_price(self) -> Decimal:
-        """Average fill price (the limit price when the venue reported fills without one)."""
+        """Average fill price (the limit price when the venue reported fills without one, or with a
+        zero one: a field the answer left out reads as 0 in some venues' schemas)."""
         state = self.state
-        if state is not None and state.average_price is not None:
+        if state is not None and state.average_price is not None and state.average_price > 0:
             return state.average_price
         return self.request.price if self.request.price is not None else ZERO
 

@@ -9,7 +9,8 @@ from fakevenue import perp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from arb.orders import RealizedPnl, client_order_id, exact_notional
+from arb.exchanges.models import OrderRequest, OrderState, OrderStatus, OrderType, TimeInForce
+from arb.orders import OrderOutcome, RealizedPnl, client_order_id, exact_notional
 from arb.types import ExchangeName, OrderSide
 
 amounts = st.builds(lambda units, exp: D(units).scaleb(exp), st.integers(0, 10**30), st.integers(-20, 6))
@@ -78,3 +79,25 @@ def test_client_order_ids_of_one_opportunity_share_their_base() -> None:
     assert len(bases) == 1 and legs[0] == legs[3] and len(set(legs)) == 3
     assert all(len(cid) <= 28 for cid in legs)
     assert client_order_id("opp-7", "s") == "opp-7-s"
+
+
+def test_a_fill_reported_with_a_zero_average_is_valued_at_its_limit() -> None:
+    """Gate.io's futures schema reads a missing ``fill_price`` as 0: a fill at 0 would book the
+    leg's whole notional as profit or loss, so it is valued at the order's limit instead."""
+    instrument = perp(ExchangeName.GATEIO_FUTURES)
+    request = OrderRequest(
+        symbol=instrument.symbol, side=OrderSide.BUY, type=OrderType.LIMIT, quantity=D(100), price=D("60000.5"),
+        time_in_force=TimeInForce.IOC, client_order_id="z-b",
+    )
+
+    def outcome(average: D | None) -> OrderOutcome:
+        state = OrderState(
+            symbol=instrument.symbol, order_id="1", client_order_id="z-b", side=OrderSide.BUY, type=OrderType.LIMIT,
+            status=OrderStatus.FILLED, quantity=D(100), price=D("60000.5"), filled_quantity=D(100),
+            average_price=average,
+        )
+        return OrderOutcome(exchange=instrument.exchange, instrument=instrument, request=request, leg="buy", state=state)
+
+    assert outcome(D(0)).average_price == outcome(None).average_price == D("60000.5")
+    assert outcome(D("59999.9")).average_price == D("59999.9")
+    assert outcome(D(0)).notional == exact_notional(instrument, D(100) * instrument.contract_size, D("60000.5"))
