@@ -11,6 +11,7 @@ import importlib
 import importlib.machinery
 import importlib.metadata
 import logging
+import math
 import os
 import pkgutil
 import platform
@@ -224,8 +225,8 @@ def _non_negative_ms(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number of milliseconds, got {text!r}") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text!r}")
+    if not 0 <= value < math.inf:
+        raise argparse.ArgumentTypeError(f"must be 0 or more and finite, got {text!r}")
     return value
 
 
@@ -417,9 +418,12 @@ def _backtest(args: argparse.Namespace) -> int:
     import msgspec
 
     from .replay.player import BacktestSettings, LatencyModel, backtest
+    from .replay.recorder import recording_files
     from .replay.report import write_report
 
-    missing = [f"{name}: file not found" for name in args.files if not os.path.isfile(name)]
+    missing = [
+        f"{name}: file not found" for name in args.files if not os.path.isfile(name) and not recording_files(name)
+    ]
     if missing:
         raise ConfigurationError(missing)
     if args.report is not None:

@@ -251,7 +251,16 @@ class RecordingReader:
             else:
                 streams.append(_Stream([path], native=False))
         for group in parts.values():
-            streams.append(_Stream([path for _, path in sorted(group)], native=True))
+            group.sort()
+            for (before, _), (part, path) in zip(group, group[1:]):
+                if part != before + 1:
+                    # The books would replay across the hole as if nothing had happened there.
+                    missing = f"part {before + 1}" if part == before + 2 else f"parts {before + 1} to {part - 1}"
+                    self.damage = RecordingDamaged(
+                        path=str(path), offset=0, records=0, reason=f"{missing} of this recording not given or missing",
+                    )
+                    return []
+            streams.append(_Stream([path for _, path in group], native=True))
         return streams
 
 

@@ -34,6 +34,11 @@ def test_record_the_simulator_with_rotation(tmp_path: Path) -> None:
         line = next(line for line in result.stdout.splitlines() if line.split()[:1] == [market.value])
         delivered = int(line.split()[1])
         assert delivered == sum(r.market is market and r.kind is not RecordKind.REST_SNAPSHOT for r in records)
+    # The --out name stands for all its parts in a backtest too.
+    replayed = arb("backtest", "md.arbrec", "--json", cwd=tmp_path)
+    assert replayed.returncode == 0, replayed.stderr
+    refused = arb("backtest", "md.arbrec", "--latency-ms", "inf", cwd=tmp_path)
+    assert refused.returncode == 2 and "must be 0 or more and finite, got 'inf'" in refused.stderr
 
 
 def test_record_refuses_to_overwrite_and_bad_arguments(tmp_path: Path) -> None:

@@ -330,6 +330,27 @@ def test_a_damaged_part_stops_the_whole_replay_there(tmp_path: Path) -> None:
     assert len(records) == first_count + reader.damage.records
 
 
+def test_a_missing_part_is_damage_where_the_hole_is(tmp_path: Path) -> None:
+    """Books would replay across a removed middle part as if nothing had happened there. A later
+    stretch of parts read alone, from its first part on, has no hole."""
+    base = tmp_path / "md.arbrec"
+    _write_sample(base, blocks=20, per_block=20, rotate_bytes=1_500)
+    parts = recording_files(base)
+    assert len(parts) >= 4
+    parts[1].unlink()
+    reader = read_records(base)
+    assert list(reader) == [] and reader.damage is not None
+    assert (reader.damage.path, reader.damage.reason) == (str(parts[2]), "part 2 of this recording not given or missing")
+    parts[2].unlink()
+    reader = read_records(base)
+    assert list(reader) == [] and reader.damage is not None
+    assert (reader.damage.path, reader.damage.reason) == (
+        str(parts[3]), "parts 2 to 3 of this recording not given or missing"
+    )
+    later = read_records(*parts[3:])
+    assert list(later) and later.damage is None
+
+
 def test_record_markets_stops_books_and_counts_messages(tmp_path: Path) -> None:
     recorder = Recorder(tmp_path / "one.arbrec", block_interval_ms=20)
     manager = ConfigurationManager(environ={})
