@@ -89,6 +89,10 @@ cdef class RecordLoop:
     cdef bint _handed             # the current record was handed to Python (STOP_RECORD)
     cdef RecordHead _head
     cdef int64_t _now
+    cdef bint _read_open          # the last record consumed was not the last of its read
+    cdef int64_t _read_start      # receive time of the current read's first record
+    cdef bint _wait_set           # _wait_from holds a time (set from the clock on the first run)
+    cdef int64_t _wait_from       # receive time at which the loop was last offered a turn
     cdef readonly bint last_in_buffer
     cdef readonly int64_t symbol_id
     cdef readonly object found

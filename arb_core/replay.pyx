@@ -167,8 +167,12 @@ cdef class RecordLoop:
     long as they need no Python: a websocket record of a market routed in C goes to
     ``route_c``; an applied diff marks its market dirty and (``MODE_SCAN``) its scanner
     symbols; at the last record of a read (the next record is of another market, more
-    than ``window_ns`` later, or there is none) a dirty market scans every marked symbol
-    in id order, and a scan that finds nothing is only counted. It stops (``run``'s
+    than ``window_ns`` after the read's first record, or there is none) a dirty market
+    scans every marked symbol in id order, and a scan that finds nothing is only counted.
+    The event loop is offered a turn (STOP_WAIT, unless it is idle until then) at a record
+    more than ``window_ns`` after the clock, and at the first record of a read more than
+    ``window_ns`` after the last offer, so a stream that never pauses still lets timers
+    and tasks run. It stops (``run``'s
     STOP_* value) where Python has work: a record to feed, a wait on the event loop, an
     opportunity, a scan of a symbol with a standing opportunity, a router exception.
 
@@ -241,6 +245,10 @@ cdef class RecordLoop:
         self._stage = 0
         self._handed = False
         self._now = 0
+        self._read_open = False
+        self._read_start = 0
+        self._wait_set = False
+        self._wait_from = 0
         self.last_in_buffer = False
         self.symbol_id = -1
         self.found = None
@@ -375,6 +383,9 @@ cdef class RecordLoop:
         cdef Py_ssize_t i, sid, n = self._n_symbols
         cdef int code
         self._now = self._clock.now_ns
+        if not self._wait_set:
+            self._wait_set = True
+            self._wait_from = self._now
         for code in self._codes:
             self._market_dirty[code] = 1 if self._syncs[code].batch_updated else 0
         if self._pipeline is not None:
@@ -417,6 +428,7 @@ cdef class RecordLoop:
     cdef int _finish(self) except -1:
         """Go past the current record."""
         self._stage = 0
+        self._read_open = not self.last_in_buffer
         self._pos = self._head.end
         self._left -= 1
         self.count += 1
@@ -482,13 +494,17 @@ cdef class RecordLoop:
             else:
                 return STOP_NEED_BLOCK
             recv_ns = self._head.recv_ns
+            if not self._read_open:
+                self._read_start = recv_ns
             self.last_in_buffer = (not has_following or following.market != self._head.market
-                                   or following.recv_ns - recv_ns > self._window_ns)
+                                   or following.recv_ns - self._read_start > self._window_ns)
             if waited:
                 waited = False
-            elif recv_ns - self._now > self._window_ns and (
-                    busy or not next_timer_s > <double>(recv_ns - self._origin_ns) / 1e9 + self._margin_s):
-                return STOP_WAIT
+            elif recv_ns - self._now > self._window_ns or (
+                    not self._read_open and recv_ns - self._wait_from > self._window_ns):
+                self._wait_from = recv_ns
+                if busy or not next_timer_s > <double>(recv_ns - self._origin_ns) / 1e9 + self._margin_s:
+                    return STOP_WAIT
             mode = self._mode[self._head.market]
             if mode == MODE_SKIP:
                 if recv_ns > self._now:

@@ -252,9 +252,9 @@ class LatencyModel(msgspec.Struct, frozen=True, kw_only=True):
 class BacktestSettings(msgspec.Struct, frozen=True, kw_only=True):
     """How to replay: latency, starting balances per asset on every market, read batching, progress bar.
 
-    ``batch_window_ns``: the recorder keeps no socket-read boundaries, so messages received
-    closer together than this count as one read: handled back to back (the engine's other
-    tasks run only after the batch), each market's book scanned once at the batch's end.
+    ``batch_window_ns``: the recorder keeps no socket-read boundaries, so a market's messages
+    received within this of the first count as one read: handled back to back (the engine's
+    other tasks run only after the batch), each market's book scanned once at the batch's end.
 
     ``compiled``: replay one recording of the recorder's format with the compiled record
     loop (``arb_core.replay``); False feeds every record through Python, the reference path
@@ -1054,8 +1054,12 @@ async def _feed(
 ) -> int:
     """Deliver every record at its receive time; between batches the loop runs everything due.
 
-    Where nothing is ready to run and no timer falls due before the next batch, waiting for
-    it would only move the clock: the records are then fed on without a trip through the loop.
+    A batch (one socket read) is a market's run of records within ``window_ns`` of its first.
+    The loop gets a turn at a record more than ``window_ns`` after the clock, and at the
+    first record of a batch more than ``window_ns`` after its last turn, so a stream that
+    never pauses still lets timers and tasks run. Where nothing is ready to run and no timer
+    falls due before the record, waiting for it would only move the clock: the records are
+    then fed on without a trip through the loop.
     """
     loop = asyncio.get_running_loop()
     idle_until = loop.idle_until if isinstance(loop, VirtualTimeLoop) else None
@@ -1063,19 +1067,25 @@ async def _feed(
     count = 0
     records = iter(reader)
     record = next(records, None)
+    batch_open, batch_start, turn_at = False, 0, clock.now_ns
     while record is not None:
         following = next(records, None)
         recv_ns = record.recv_ns
-        if recv_ns - clock.now_ns > window_ns and (idle_until is None or not idle_until(recv_ns)):
-            await _wait_until(clock, recv_ns)
+        if not batch_open:
+            batch_start = recv_ns
+        if recv_ns - clock.now_ns > window_ns or (not batch_open and recv_ns - turn_at > window_ns):
+            turn_at = recv_ns
+            if idle_until is None or not idle_until(recv_ns):
+                await _wait_until(clock, recv_ns)
         if recv_ns > clock.now_ns:
             clock.now_ns = recv_ns
+        last = (
+            following is None or following.market is not record.market or following.recv_ns - batch_start > window_ns
+        )
         feed = feeds.get(record.market)
         if feed is not None:
-            feed(
-                record, following is None or following.market is not record.market
-                or following.recv_ns - recv_ns > window_ns,
-            )
+            feed(record, last)
+        batch_open = not last
         count += 1
         if not count % 1000:
             advance(1000)

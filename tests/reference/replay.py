@@ -99,6 +99,9 @@ class RecordLoop:
         self._messages: dict[int, int] = {}
         self._now = 0
         self._scans = 0
+        self._read_open = False  # the last record consumed was not the last of its read
+        self._read_start = 0
+        self._wait_from: int | None = None  # receive time of the last turn offered to the loop
         self.last_in_buffer = False
         self.symbol_id = -1
         self.found: Any = None
@@ -130,6 +133,7 @@ class RecordLoop:
 
     def _finish(self) -> None:
         self._stage = 0
+        self._read_open = not self.last_in_buffer
         self._records.pop(0)
         self.count += 1
 
@@ -138,6 +142,8 @@ class RecordLoop:
 
     def run(self, busy: bool, next_timer_s: float, waited: bool = False, budget: int = 0) -> int:
         self._now = self._clock.now_ns
+        if self._wait_from is None:
+            self._wait_from = self._now
         for market in self._routed():
             self._market_dirty[market] = bool(self._markets[market][2].batch_updated)
         if self._pipeline is not None:
@@ -187,12 +193,18 @@ class RecordLoop:
                 return STOP_NEED_BLOCK
             recv_ns, _, market, kind, _, payload = self._records[0]
             following = self._records[1] if len(self._records) > 1 else None
+            if not self._read_open:
+                self._read_start = recv_ns
             self.last_in_buffer = (
-                following is None or following[2] != market or following[0] - recv_ns > self._window_ns
+                following is None or following[2] != market or following[0] - self._read_start > self._window_ns
             )
+            assert self._wait_from is not None
             if waited:
                 waited = False
-            elif recv_ns - self._now > self._window_ns:
+            elif recv_ns - self._now > self._window_ns or (
+                not self._read_open and recv_ns - self._wait_from > self._window_ns
+            ):
+                self._wait_from = recv_ns
                 idle = not busy and next_timer_s > (recv_ns - self._origin_ns) / 1e9 + self._margin_s
                 if not idle:
                     return STOP_WAIT

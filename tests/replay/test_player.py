@@ -38,7 +38,7 @@ from arb.sim.market import Dislocation
 from arb.types import ArbitrageOpportunity, ArbitrageState, ExchangeName, ExecutionResult
 from arb_core.book import ASK, BID, DeltaBatch, OrderBook
 import recording_layout
-from simulated_recording import START_NS, record_simulated
+from simulated_recording import START_NS, WALL_OFFSET_NS, record_simulated
 
 SECOND = 1_000_000_000
 # A still market (no walk, no noise) moved only by the dislocation, and MEXC USDT for one
@@ -243,6 +243,25 @@ def test_the_compiled_loop_takes_the_recorded_dry_runs_decisions(recorded_run) -
 @pytest.mark.parametrize("window_ns", [0, 5_000_000])
 def test_the_compiled_loop_follows_the_batch_window(simulated: Path, window_ns: int) -> None:
     compiled, python = _both([simulated], _default_manager(), BacktestSettings(batch_window_ns=window_ns))
+    _assert_same_backtest(compiled, python)
+
+
+def test_a_stream_that_never_pauses_for_a_batch_window_still_syncs_and_trades(simulated: Path, tmp_path: Path) -> None:
+    """The simulated recording re-timed to one message every 150 us, less than the 200 us batch
+    window: a read ends a window after its first message and the loop gets its turns between
+    reads, so the books sync from their snapshots and the dislocation is traded. When a read
+    lasted as long as the stream did, no book ever synced and nothing was traded."""
+    dense = tmp_path / "dense.arbrec"
+    recorder = Recorder(dense, wall_offset_ns=WALL_OFFSET_NS)
+    at = START_NS
+    for record in read_records(simulated):
+        if record.kind in (RecordKind.WS_TEXT, RecordKind.WS_BINARY):
+            at += 150_000
+        recorder.record(record.market, record.kind, record.payload, recv_ns=at, venue_symbol=record.venue_symbol)
+    recorder.close()
+    compiled, python = _both([dense], _default_manager(), BacktestSettings())
+    assert all(stats.in_sync for stats in python.books.values()) and len(python.books) == 4
+    assert python.results and all(r.final_state.name == "COMPLETED" for r in python.results)
     _assert_same_backtest(compiled, python)
 
 
