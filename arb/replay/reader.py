@@ -143,7 +143,12 @@ class _Stream:
 
 class RecordingReader:
     """Iterates the records of ``paths`` in time order; after iteration ``damage`` says
-    where reading stopped early (None: every file was read to its end)."""
+    where reading stopped early (None: every file was read to its end).
+
+    Several recordings are merged by wall-clock time. Each one's receive times are moved onto
+    the wall clock by the offset of its first record: they come from each recorder process's
+    own monotonic clock, which another boot or machine starts elsewhere, while the spacing
+    within one recording stays as measured."""
 
     def __init__(self, paths: Iterable[str | os.PathLike[str]]) -> None:
         self.paths = [Path(p) for p in paths]
@@ -165,19 +170,21 @@ class RecordingReader:
             self.damage = stream.damage
             return
         heap: list[tuple[int, int, Record, Iterator[Record]]] = []
+        offsets: list[int] = []
         for index, stream in enumerate(streams):
             iterator = stream.records()
             first = next(iterator, None)
             if stream.damage is not None:
                 self.damage = stream.damage
                 return
+            offsets.append(0 if first is None else first.wall_ns - first.recv_ns)
             if first is not None:
                 heap.append((first.wall_ns, index, first, iterator))
         heapq.heapify(heap)
         while heap:
             _, index, record, iterator = heap[0]
             self.records += 1
-            yield record
+            yield record._replace(recv_ns=record.recv_ns + offsets[index])
             following = next(iterator, None)
             damage = streams[index].damage
             if damage is not None:

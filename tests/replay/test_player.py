@@ -265,6 +265,36 @@ def test_a_stream_that_never_pauses_for_a_batch_window_still_syncs_and_trades(si
     _assert_same_backtest(compiled, python)
 
 
+def test_merged_recordings_are_replayed_on_one_clock_whatever_each_recorders_monotonic_base(
+    simulated: Path, tmp_path: Path
+) -> None:
+    """The simulated recording split in two by venue, as two recorder processes would write it:
+    each file's receive times come from its own process's monotonic clock. Whether the MEXC
+    recorder's clock starts an hour earlier (another boot) or an hour later, the merged backtest
+    takes the decisions of the one where both clocks agree."""
+    def split(shift_ns: int) -> list[Path]:
+        files = [tmp_path / f"gate{shift_ns}.arbrec", tmp_path / f"mexc{shift_ns}.arbrec"]
+        gate = Recorder(files[0], wall_offset_ns=WALL_OFFSET_NS)
+        mexc = Recorder(files[1], wall_offset_ns=WALL_OFFSET_NS - shift_ns)  # the same wall times
+        for record in read_records(simulated):
+            if record.market.venue == "gateio":
+                gate.record(record.market, record.kind, record.payload, recv_ns=record.recv_ns,
+                            venue_symbol=record.venue_symbol)
+            else:
+                mexc.record(record.market, record.kind, record.payload, recv_ns=record.recv_ns + shift_ns,
+                            venue_symbol=record.venue_symbol)
+        gate.close()
+        mexc.close()
+        return files
+
+    agreed = backtest(split(0), _default_manager())
+    assert agreed.results
+    for shift_ns in (-3600 * SECOND, 3600 * SECOND):
+        shifted = backtest(split(shift_ns), _default_manager())
+        assert shifted.opportunities == agreed.opportunities and shifted.results == agreed.results
+        assert (shifted.end_ns - shifted.start_ns) == (agreed.end_ns - agreed.start_ns)
+
+
 @pytest.mark.parametrize("damage", ["cut", "crc", "records"])
 def test_a_damaged_recording_reports_the_same_damage_on_both_paths(
     simulated: Path, tmp_path: Path, damage: str
