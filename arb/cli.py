@@ -15,6 +15,7 @@ import math
 import os
 import pkgutil
 import platform
+import signal
 import sys
 from collections.abc import Sequence
 from decimal import Decimal
@@ -532,7 +533,19 @@ def _record(args: argparse.Namespace) -> int:
     print(f"recording {', '.join(m.value for m in markets)} {' '.join(args.symbols)} from {source} to {args.out}",
           flush=True)
 
+    signalled: list[str] = []
+
     async def record() -> dict[ExchangeName, int]:
+        # SIGTERM (a service manager's stop) and Ctrl-C end the recording as --duration does:
+        # streams stopped, the file closed with its end marker, the summary printed.
+        loop, stop = asyncio.get_running_loop(), asyncio.Event()
+
+        def stop_on(signum: signal.Signals) -> None:
+            signalled.append(signum.name)
+            stop.set()
+
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop_on, signum)
         async with contextlib.AsyncExitStack() as stack:
             factory = ExchangeFactory(manager)
             if cluster is not None:
@@ -545,7 +558,7 @@ def _record(args: argparse.Namespace) -> int:
                 connectors[market] = connector
             symbols = {market: market_symbols(market, args.symbols) for market in markets}
             return await record_markets(
-                connectors, symbols, recorder, args.duration, status=lambda line: print(line, flush=True)
+                connectors, symbols, recorder, args.duration, status=lambda line: print(line, flush=True), stop=stop
             )
 
     delivered: dict[ExchangeName, int] = {}
@@ -553,6 +566,8 @@ def _record(args: argparse.Namespace) -> int:
         delivered = asyncio.run(record())
     finally:
         stats = recorder.close()
+    if signalled:
+        print(f"stopped by {signalled[0]}")
     for market, count in delivered.items():
         print(f"  {market.value:<15} {count} websocket messages")
     ratio = f", {stats.stored_bytes / stats.records:.0f} B/record" if stats.records else ""

@@ -43,6 +43,7 @@ Without rotation the recording is exactly ``path``. Existing files are never ove
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import struct
 import threading
@@ -59,10 +60,13 @@ import zstandard
 
 from arb_core.wire.common import WireError
 
+from ..errors import ExchangeError
 from ..exchanges.base import MarketDataDialect
 from ..exchanges.connector import ExchangeConnector
 from ..exchanges.models import FrameKind
 from ..types import ExchangeName
+
+log = logging.getLogger(__name__)
 
 MAGIC = b"ARBREC"
 VERSION = 2
@@ -452,23 +456,32 @@ async def record_markets(
     *,
     status: Callable[[str], None] | None = None,
     status_interval_s: float = 5.0,
+    stop: asyncio.Event | None = None,
 ) -> dict[ExchangeName, int]:
     """Stream the books of ``symbols`` on every connector into ``recorder`` for ``duration_s``
-    (None: until cancelled); returns the messages each market's stream delivered.
+    (None: until cancelled or ``stop`` is set); returns the messages each market's stream delivered.
 
-    Stops early when the recorder reports a write error. Books are kept in sync while
-    recording, so the REST snapshots they need are recorded too.
+    Each market's instrument list is recorded first (``REST_RESPONSE``), so a backtest trades
+    by the ticks, lots, minimums and listed fees of the recorded market. Stops early when the
+    recorder reports a write error. Books are kept in sync while recording, so the REST
+    snapshots they need are recorded too.
     """
     loop = asyncio.get_running_loop()
     deadline = None if duration_s is None else loop.time() + duration_s
+    stopped = stop if stop is not None else asyncio.Event()
     started: list[ExchangeConnector] = []
     try:
         for market, connector in connectors.items():
+            await _record_instruments(market, connector, recorder)
+        for market, connector in connectors.items():
             await connector.start_books(symbols[market], tap=recorder)
             started.append(connector)
-        while recorder.error is None and (deadline is None or loop.time() < deadline):
+        while recorder.error is None and not stopped.is_set() and (deadline is None or loop.time() < deadline):
             wait = status_interval_s if deadline is None else min(status_interval_s, deadline - loop.time())
-            await asyncio.sleep(max(0.0, wait))
+            try:
+                await asyncio.wait_for(stopped.wait(), max(0.0, wait))
+            except asyncio.TimeoutError:
+                pass
             if status is not None:
                 s = recorder.stats()
                 status(
@@ -481,3 +494,14 @@ async def record_markets(
         for connector in started:
             await connector.stop_books()
     return {market: connector.health().messages for market, connector in connectors.items()}
+
+
+async def _record_instruments(market: ExchangeName, connector: ExchangeConnector, recorder: Recorder) -> None:
+    """Record ``market``'s instrument list as the venue answers it; a failed read is logged, not fatal."""
+    try:
+        body = await connector.rest.fetch(connector.binding.endpoints.instruments)
+    except (ExchangeError, OSError, asyncio.TimeoutError) as exc:
+        log.warning("%s: instrument list not recorded (%s); a backtest of this recording trades it by the "
+                    "simulator's instruments", market.value, exc)
+        return
+    recorder.record(market, RecordKind.REST_RESPONSE, body)
