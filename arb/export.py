@@ -172,11 +172,17 @@ def _text(value: object) -> str:
     return "" if value is None else str(value)
 
 
+def _amount(value: Decimal | str | None) -> str:
+    """An amount as plain decimal text (``0.000000002``, never ``2E-9``); "" for none."""
+    return "" if value is None else f"{Decimal(value):f}"
+
+
 def _fill_row(row: tuple[Any, ...]) -> list[str]:
     (recorded, market, symbol, side, price, quantity, fee, fee_asset, is_maker, venue_ms, trade_id, order_id,
      client_order_id, opportunity_id, leg, source) = row
     return [
-        _time(recorded), market, symbol, side, price, quantity, fee, fee_asset, "yes" if is_maker else "no",
+        _time(recorded), market, symbol, side, _amount(price), _amount(quantity), _amount(fee), fee_asset,
+        "yes" if is_maker else "no",
         _time(venue_ms) if venue_ms else "", trade_id, order_id, _text(client_order_id), _text(opportunity_id),
         _text(leg), source,
     ]
@@ -184,7 +190,7 @@ def _fill_row(row: tuple[Any, ...]) -> list[str]:
 
 def _funding_row(row: tuple[Any, ...]) -> list[str]:
     settled, market, symbol, amount, payment_id, recorded = row
-    return [_time(settled), market, symbol, amount, payment_id, _time(recorded)]
+    return [_time(settled), market, symbol, _amount(amount), payment_id, _time(recorded)]
 
 
 def _fill_quantities(db: sqlite3.Connection, window: tuple[int, int]) -> dict[int, Decimal]:
@@ -201,10 +207,10 @@ def _order_row(row: tuple[Any, ...], filled: dict[int, Decimal]) -> list[str]:
     request = _decode_request(request_json)
     return [
         _time(created), str(intent_id), opportunity_id, leg, market, symbol, client_order_id, request.side.value,
-        request.type.value, request.time_in_force.value, "yes" if request.reduce_only else "no", str(request.quantity),
-        _text(request.price),
-        _text(order_id), _text(status), "yes" if closed else "no", _text(venue_filled),
-        str(filled.get(intent_id, Decimal(0))),
+        request.type.value, request.time_in_force.value, "yes" if request.reduce_only else "no",
+        _amount(request.quantity), _amount(request.price),
+        _text(order_id), _text(status), "yes" if closed else "no", _amount(venue_filled),
+        _amount(filled.get(intent_id, Decimal(0))),
     ]
 
 

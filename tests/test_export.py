@@ -53,7 +53,7 @@ def journal_path(tmp_path: Path) -> Path:
         sell = request("BTC/USDT", OrderSide.SELL, "0.01000", "60012.5", "o1-s")
         journal.record_intents("o1", [("buy", GATE, buy), ("sell", MEXC, sell)])
         journal.record_result(GATE, "o1-b", state(buy, "0.01000"), [
-            fill(buy, "0.004", "60000.00", "0.000008", "BTC", "t1", DAY1 + 3_599_990),
+            fill(buy, "0.004", "60000.00", "0.000000008", "BTC", "t1", DAY1 + 3_599_990),  # str(): 8E-9
             fill(buy, "0.006", "60000.10", "0.000012", "BTC", "t2", DAY1 + 3_599_991),
         ])
         journal.record_result(MEXC, "o1-s", state(sell, "0.01000"), [
@@ -92,7 +92,7 @@ def rows(path: Path, kind: str, **window: int) -> list[dict[str, str]]:
 def test_fills_are_exported_exactly_with_their_execution_and_times(journal_path: Path) -> None:
     fills = rows(journal_path, "fills")
     assert [(f["trade_id"], f["market"], f["price"], f["quantity"], f["fee"], f["fee_asset"]) for f in fills] == [
-        ("t1", "gateio", "60000.00", "0.004", "0.000008", "BTC"),
+        ("t1", "gateio", "60000.00", "0.004", "0.000000008", "BTC"),
         ("t2", "gateio", "60000.10", "0.006", "0.000012", "BTC"),
         ("t3", "mexc", "60012.5", "0.01000", "0.6001250", "USDT"),
         ("t4", "gateio_futures", "61500.5", "20", "0.0615005", "USDT"),
