@@ -1506,7 +1506,7 @@ class ArbitrageController:
                 price=leg.average_price,
                 quantity=leg.filled_quantity,
                 fee=leg.fee,
-                fee_asset="",
+                fee_asset=leg.fee_asset,
                 is_maker=False,
                 timestamp_ms=now_ms,
             )

@@ -339,6 +339,7 @@ class OrderOutcome(msgspec.Struct, frozen=True, kw_only=True):
     def to_leg(self) -> ExecutionLeg:
         """The order as an ``ExecutionLeg`` record."""
         state, request, filled = self.state, self.request, self.filled
+        fee, fee_asset = self.fee
         return ExecutionLeg(
             exchange=self.exchange,
             symbol=request.symbol,
@@ -348,7 +349,8 @@ class OrderOutcome(msgspec.Struct, frozen=True, kw_only=True):
             limit_price=request.price if request.price is not None else ZERO,
             filled_quantity=filled,
             average_price=None if state is None or not filled else self.average_price,
-            fee=self.fee[0],
+            fee=fee,
+            fee_asset=fee_asset if filled else "",
             order_id=None if state is None else state.order_id,
             error=self.error,
             error_category=None if self.category is None else ErrorCategory(self.category).value,

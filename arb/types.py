@@ -198,6 +198,7 @@ class ExecutionLeg(msgspec.Struct, frozen=True, kw_only=True):
     filled_quantity: Decimal = Decimal(0)
     average_price: Decimal | None = None
     fee: Decimal = Decimal(0)
+    fee_asset: str = ""  # what ``fee`` is counted in: base on a spot buy, else quote ("" where nothing filled)
     order_id: str | None = None
     error: str | None = None
     error_category: str | None = None  # what kind of failure ``error`` is (``ErrorCategory`` value), when known

@@ -770,7 +770,7 @@ def _execution_event(result: ExecutionResult) -> ViewEvent:
             "legs": [
                 {"market": leg.exchange.value, "symbol": leg.symbol, "side": leg.side.value,
                  "requested": leg.requested_quantity, "filled": leg.filled_quantity, "limit_price": leg.limit_price,
-                 "average_price": leg.average_price, "fee": leg.fee, "error": leg.error}
+                 "average_price": leg.average_price, "fee": leg.fee, "fee_asset": leg.fee_asset, "error": leg.error}
                 for leg in result.legs
             ],
         },

@@ -5,13 +5,13 @@ from __future__ import annotations
 from decimal import ROUND_HALF_EVEN, localcontext
 from decimal import Decimal as D
 
-from fakevenue import perp
+from fakevenue import perp, spot
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from arb.exchanges.models import OrderRequest, OrderState, OrderStatus, OrderType, TimeInForce
 from arb.orders import OrderOutcome, RealizedPnl, client_order_id, exact_notional
-from arb.types import ExchangeName, OrderSide
+from arb.types import ExecutionLeg, ExchangeName, OrderSide
 
 amounts = st.builds(lambda units, exp: D(units).scaleb(exp), st.integers(0, 10**30), st.integers(-20, 6))
 
@@ -101,3 +101,27 @@ def test_a_fill_reported_with_a_zero_average_is_valued_at_its_limit() -> None:
     assert outcome(D(0)).average_price == outcome(None).average_price == D("60000.5")
     assert outcome(D("59999.9")).average_price == D("59999.9")
     assert outcome(D(0)).notional == exact_notional(instrument, D(100) * instrument.contract_size, D("60000.5"))
+
+
+def test_an_execution_leg_says_which_asset_its_fee_is_in() -> None:
+    """A spot buy's fee is taken in the base it bought, a sell's in quote: summing leg fees without
+    the asset would add BTC to USDT."""
+    instrument = spot(ExchangeName.GATEIO)
+
+    def leg(side: OrderSide, filled: str) -> ExecutionLeg:
+        request = OrderRequest(
+            symbol=instrument.symbol, side=side, type=OrderType.LIMIT, quantity=D("0.01"), price=D("60000"),
+            time_in_force=TimeInForce.IOC, client_order_id=f"f-{side.value}",
+        )
+        state = OrderState(
+            symbol=instrument.symbol, order_id="1", client_order_id=request.client_order_id, side=side,
+            type=OrderType.LIMIT, status=OrderStatus.FILLED, quantity=D("0.01"), price=D("60000"),
+            filled_quantity=D(filled), average_price=D("60000"),
+        )
+        outcome = OrderOutcome(exchange=instrument.exchange, instrument=instrument, request=request, leg="x", state=state)
+        return outcome.to_leg()
+
+    bought, sold = leg(OrderSide.BUY, "0.01"), leg(OrderSide.SELL, "0.01")
+    assert (bought.fee, bought.fee_asset) == (D("0.01") * instrument.taker_fee, instrument.base)
+    assert (sold.fee, sold.fee_asset) == (D("600") * instrument.taker_fee, instrument.quote)
+    assert leg(OrderSide.SELL, "0").fee_asset == ""  # nothing filled, no fee
