@@ -354,9 +354,10 @@ query_op = st.tuples(
     st.integers(-1, 2),
     st.one_of(st.integers(-2, 200), st.sampled_from([2**62, INT64_MAX])),
 )
+depth_op = st.tuples(st.just("depth"), st.integers(-1, 2))
 misc_op = st.tuples(st.sampled_from(["mark_out_of_sync", "clear"]))
 ops_st = st.lists(
-    st.one_of(snapshot_op, batch_op, batch_op, delta_op, query_op, misc_op), max_size=25)
+    st.one_of(snapshot_op, batch_op, batch_op, delta_op, query_op, depth_op, misc_op), max_size=25)
 
 
 def run(book: Any, op: tuple[Any, ...]) -> tuple[str, Any]:
@@ -370,7 +371,7 @@ def run(book: Any, op: tuple[Any, ...]) -> tuple[str, Any]:
             return "ok", apply(batch, recv_ns)
         if kind == "delta":
             return "ok", book.apply_delta(*op[1:])
-        if kind in ("walk", "size_up_to", "top"):
+        if kind in ("walk", "size_up_to", "top", "depth"):
             return "ok", getattr(book, kind)(*op[1:])
         return "ok", getattr(book, kind)()
     except (BookError, ref.BookError, ValueError, OverflowError) as exc:

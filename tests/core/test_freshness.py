@@ -123,23 +123,39 @@ def test_clock_offset_forgets_samples_older_than_the_window() -> None:
     assert clock.min_delay_ns == 1_007_500
 
 
+# venue times to map: near the pushed ones, anywhere, and just outside the accepted range
+venue_times = st.one_of(st.integers(0, 150), st.integers(0, ref.MAX_MS), st.integers(-3, 2),
+                        st.integers(ref.MAX_MS - 2, ref.MAX_MS + 3))
 operations = st.lists(
     st.one_of(
         st.tuples(st.just("push"), st.integers(0, 200_000), st.integers(0, 150)),
         st.tuples(st.just("trip"), st.integers(0, 200_000), st.integers(0, 30_000), st.integers(0, 150)),
+        st.tuples(st.just("map"), venue_times),
     ),
     max_size=60,
 )
 
 
+def _mapped(clock: ClockOffset | ref.ClockOffset, venue_ms: int) -> int | None | str:
+    try:
+        return clock.venue_to_local_ns(venue_ms)
+    except ValueError as exc:
+        return f"ValueError: {exc}"
+
+
 @settings(max_examples=300, deadline=None)
 @given(window_ns=st.integers(8, 120_000), ops=operations)
 def test_clock_offset_matches_reference(window_ns: int, ops: list[tuple[int, ...]]) -> None:
+    """Every estimate, and venue times mapped onto the local clock (None before any sample,
+    ValueError outside [0, MAX_MS]), agree with the reference after each sample."""
     compiled, reference = ClockOffset(window_ns), ref.ClockOffset(window_ns)
     for op in ops:
         if op[0] == "push":
             _, local_ns, venue_ms = op
             assert compiled.observe(local_ns, venue_ms) == reference.observe(local_ns, venue_ms)
+        elif op[0] == "map":
+            _, venue_ms = op
+            assert _mapped(compiled, venue_ms) == _mapped(reference, venue_ms)
         else:
             _, send_ns, rtt_ns, venue_ms = op
             got = compiled.observe_round_trip(send_ns, send_ns + rtt_ns, venue_ms)

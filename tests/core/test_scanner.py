@@ -469,15 +469,22 @@ def test_scan_symbol_matches_reference(spec: dict[str, object]) -> None:
 
 @settings(max_examples=300, deadline=None)
 @given(spec=st.one_of(symbols(tradable=True), symbols()), data=st.data())
-def test_scan_after_cost_changes_matches_reference(spec: dict[str, object], data: st.DataObject) -> None:
+def test_scan_after_cost_and_limit_changes_matches_reference(spec: dict[str, object], data: st.DataObject) -> None:
+    """Replacing leg costs (set_leg_costs) and, at random, the symbol's position cap and profit
+    floor (set_symbol_limits) after a first scan prices the next scan like the reference."""
     compiled, reference = build([spec])
     for scanner in (compiled, reference):
-        scanner.scan_symbol(0, NOW, MAX_AGE)  # priced with the registered fees first
+        scanner.scan_symbol(0, NOW, MAX_AGE)  # priced with the registered fees and limits first
     for leg_id in range(len(spec["legs"])):
         fee = data.draw(st.one_of(st.sampled_from([0, 500, 2_000, 999_999]), st.integers(0, 20_000)))
         minimum = data.draw(st.sampled_from([0, 10**6, 3 * 10**7, 10**9]))
         for scanner in (compiled, reference):
             scanner.set_leg_costs(0, leg_id * 3 + 1, fee, minimum)
+    if data.draw(st.booleans(), label="new symbol limits"):
+        cap = data.draw(st.one_of(st.sampled_from([BIG, 10_000, 1_000, 100, 1, 0]), st.integers(0, 5_000)))
+        floor = data.draw(st.one_of(st.sampled_from([0, 1, 10, 50, 10_000]), st.integers(0, 200)))
+        for scanner in (compiled, reference):
+            scanner.set_symbol_limits(0, cap, floor)
     got = compiled.scan_symbol(0, NOW, MAX_AGE)
     want = reference.scan_symbol(0, NOW, MAX_AGE)
     assert (got is None) == (want is None)

@@ -8,6 +8,7 @@ from typing import Protocol
 OFFSET_BUCKETS = 8
 NS_PER_MS = 1_000_000
 INT64_MAX = 2**63 - 1
+MAX_MS = INT64_MAX // NS_PER_MS  # the latest venue millisecond whose nanoseconds fit int64
 
 
 class BookClock(Protocol):
@@ -101,3 +102,11 @@ class ClockOffset:
         if min_delay is None:
             return None
         return min_delay - rtt_offset if rtt_offset is not None else 0
+
+    def venue_to_local_ns(self, venue_event_ms: int) -> int | None:
+        """A venue timestamp (ms) on the local wall clock: its nanoseconds plus ``offset_ns``, or
+        None without an estimate; outside [0, MAX_MS] is a ValueError."""
+        if not 0 <= venue_event_ms <= MAX_MS:
+            raise ValueError(f"venue_event_ms must be in [0, {MAX_MS}], got {venue_event_ms}")
+        offset = self.offset_ns
+        return None if offset is None else venue_event_ms * NS_PER_MS + offset

@@ -1,8 +1,10 @@
 """Pure-Python reference of arb_core.router: the steady-state decision of ``BookSync.on_message``.
 
-Classification and symbol routing use the market-data dialects' own functions (what the
-Python path calls); decoding and book updates use the reference decoders and the
-reference book. Semantics of ``route``:
+Every step runs on the references only: classification and symbol routing use the
+routing helpers of reference.wire_gateio / reference.wire_mexc as they read (the first
+members of a JSON frame, the first fields of a protobuf push: a frame broken further on
+still routes, then fails in its decoder), decoding uses the reference decoders and book
+updates the reference book. Semantics of ``route``:
 
 * the frame is a BOOK_UPDATE of the dialect, its symbol reads, and a book is registered
   for it (else ROUTE_OTHER, ``last_slot`` -1; a frame that cannot be classified or has no
@@ -17,12 +19,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from arb.exchanges.gateio.market_data import GateioFuturesMarketData, GateioSpotMarketData
-from arb.exchanges.mexc.market_data import MexcFuturesMarketData, MexcSpotMarketData
-from arb_core.wire.common import WireError as CompiledWireError
 from reference import wire_gateio, wire_mexc
 from reference.book import APPLIED, OrderBook
-from reference.wire_common import BOOK_UPDATE, Decoded, Scale
+from reference.wire_common import BOOK_UPDATE, Decoded, Scale, WireError
 
 ROUTE_APPLIED = 0
 ROUTE_STALE = 1
@@ -34,8 +33,9 @@ DIALECT_GATEIO_FUTURES = 2
 DIALECT_MEXC_SPOT = 3
 DIALECT_MEXC_FUTURES = 4
 
-# what BookSync counts as an unroutable frame rather than a malformed one
-ROUTING_ERRORS = (CompiledWireError, ValueError, OverflowError)
+# what BookSync counts as an unroutable frame rather than a malformed one: the routing
+# helpers of the references raise nothing else
+ROUTING_ERRORS = (WireError,)
 
 
 @dataclass(frozen=True)
@@ -47,16 +47,14 @@ class Dialect:
 
 DIALECTS: dict[int, Dialect] = {
     DIALECT_GATEIO_SPOT: Dialect(
-        GateioSpotMarketData.classify, GateioSpotMarketData.frame_symbol, wire_gateio.decode_spot_update
+        wire_gateio.classify_prefix, wire_gateio.frame_symbol_prefix, wire_gateio.decode_spot_update
     ),
     DIALECT_GATEIO_FUTURES: Dialect(
-        GateioFuturesMarketData.classify, GateioFuturesMarketData.frame_symbol, wire_gateio.decode_futures_update
+        wire_gateio.classify_prefix, wire_gateio.frame_symbol_prefix, wire_gateio.decode_futures_update
     ),
-    DIALECT_MEXC_SPOT: Dialect(
-        MexcSpotMarketData().classify, MexcSpotMarketData.frame_symbol, wire_mexc.decode_spot_depth
-    ),
+    DIALECT_MEXC_SPOT: Dialect(wire_mexc.classify_spot, wire_mexc.spot_frame_symbol, wire_mexc.decode_spot_depth),
     DIALECT_MEXC_FUTURES: Dialect(
-        MexcFuturesMarketData.classify, MexcFuturesMarketData.frame_symbol, wire_mexc.decode_futures_depth
+        wire_mexc.classify_futures_prefix, wire_mexc.futures_frame_symbol_prefix, wire_mexc.decode_futures_depth
     ),
 }
 

@@ -2,14 +2,16 @@
 
 The readable spec of the compiled decoders: the stdlib ``json`` parser (strict UTF-8,
 no NaN/Infinity, nesting at most MAX_DEPTH) with numbers kept as their text, exact
-fixed-point conversion with Decimal, and the same acceptance rules.
+fixed-point conversion with Decimal, and the same acceptance rules. ``JsonPrefix`` reads
+only a frame's first members, the way the routing helpers (classify, frame symbol) do.
 """
 
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from collections.abc import Callable
 from decimal import Context, Decimal, localcontext
 from typing import NoReturn
 
@@ -243,3 +245,142 @@ def levels(out: Decoded, value: object, side: int, scale: Scale, read: Level, wh
 def sides_in_order(obj: object, sides: dict[str, int]) -> list[tuple[str, int]]:
     """The side keys of ``obj`` in frame order (levels are applied in that order)."""
     return [(k, sides[k]) for k, _ in pairs(obj, "") if k in sides]
+
+
+# ---------------------------------------------------------------------------
+# Reading a frame's first members only (the routing helpers)
+
+_BLANKS = re.compile(rb"[ \t\n\r]*")
+# a string token: plain bytes (UTF-8 checked afterwards), or the JSON escapes
+_STRING = re.compile(rb'"((?:[^"\\\x00-\x1f]|\\(?:["\\/bfnrt]|u[0-9A-Fa-f]{4}))*)"')
+_NUMBER = re.compile(rb"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
+_LITERALS = (b"true", b"false", b"null")
+
+
+class JsonPrefix:
+    """One JSON object read member by member from the start of a frame.
+
+    What a routing helper (classify, frame symbol) sees: every key it passes and every
+    value it reads or steps over must be valid JSON (grammar, UTF-8, no raw control
+    bytes, at most MAX_DEPTH open containers), but nothing after the member where its
+    caller stops is looked at, so a frame broken further on still routes. Keys and the
+    strings read as values are compared byte for byte: an escape in them is refused.
+    """
+
+    def __init__(self, frame: bytes) -> None:
+        self.data = bytes(frame)
+        self.pos = 0
+        self.depth = 0
+
+    def _next_byte(self) -> int:
+        """The next non-blank byte (the cursor left on it); fails at the end of the frame."""
+        match = _BLANKS.match(self.data, self.pos)
+        assert match is not None
+        self.pos = match.end()
+        if self.pos >= len(self.data):
+            fail("frame ends inside the document")
+        return self.data[self.pos]
+
+    def _string(self, plain: bool) -> bytes:
+        match = _STRING.match(self.data, self.pos)
+        if match is None:
+            fail(f"malformed string at byte {self.pos}")
+        raw = match.group(1)
+        if plain and b"\\" in raw:
+            fail(f"escape in a plain string at byte {self.pos}")
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError:
+            fail(f"invalid UTF-8 in the string at byte {self.pos}")
+        self.pos = match.end()
+        return raw
+
+    def _enter(self, opening: int) -> None:
+        if self._next_byte() != opening:
+            fail(f"expected {chr(opening)!r} at byte {self.pos}")
+        if self.depth + 1 > MAX_DEPTH:
+            fail(f"nested deeper than {MAX_DEPTH}")
+        self.depth += 1
+        self.pos += 1
+
+    def open_object(self) -> None:
+        """Enter the object the cursor stands before (the frame itself or a member's value)."""
+        self._enter(ord("{"))
+
+    def keys(self) -> Iterator[bytes]:
+        """Keys of the object just opened, in frame order; the caller reads or skips each value
+        before asking for the next key. Ends after the closing brace."""
+        first = True
+        while True:
+            c = self._next_byte()
+            if c == ord("}"):
+                self.pos += 1
+                self.depth -= 1
+                return
+            if not first:
+                if c != ord(","):
+                    fail(f"expected ',' or '}}' at byte {self.pos}")
+                self.pos += 1
+                self._next_byte()
+            first = False
+            key = self._string(plain=True)
+            if self._next_byte() != ord(":"):
+                fail(f"expected ':' at byte {self.pos}")
+            self.pos += 1
+            yield key
+
+    def seek(self, name: bytes) -> bool:
+        """Skip members of the object just opened up to the first key ``name`` (True, cursor on
+        its value); False once the object ended without it."""
+        for key in self.keys():
+            if key == name:
+                return True
+            self.skip()
+        return False
+
+    def plain_string(self) -> bytes:
+        """A string value without escapes, as its raw bytes."""
+        if self._next_byte() != ord('"'):
+            fail(f"expected a string at byte {self.pos}")
+        return self._string(plain=True)
+
+    def is_null(self) -> bool:
+        """Whether the value at the cursor starts like ``null`` (not consumed)."""
+        return self._next_byte() == ord("n")
+
+    def skip(self) -> None:
+        """Validate and step over one value of any type."""
+        c = self._next_byte()
+        if c in (ord("{"), ord("[")):
+            self._enter(c)
+            closing = ord("}") if c == ord("{") else ord("]")
+            if self._next_byte() == closing:
+                self.pos += 1
+            else:
+                while True:
+                    if closing == ord("}"):
+                        if self._next_byte() != ord('"'):
+                            fail(f"expected a key at byte {self.pos}")
+                        self._string(plain=False)
+                        if self._next_byte() != ord(":"):
+                            fail(f"expected ':' at byte {self.pos}")
+                        self.pos += 1
+                    self.skip()
+                    c = self._next_byte()
+                    self.pos += 1
+                    if c == closing:
+                        break
+                    if c != ord(","):
+                        fail(f"expected ',' or {chr(closing)!r} at byte {self.pos - 1}")
+            self.depth -= 1
+        elif c == ord('"'):
+            self._string(plain=False)
+        else:
+            for word in _LITERALS:
+                if self.data.startswith(word, self.pos):
+                    self.pos += len(word)
+                    return
+            match = _NUMBER.match(self.data, self.pos)
+            if match is None:
+                fail(f"unexpected byte {c:#x} at byte {self.pos}")
+            self.pos = match.end()

@@ -12,6 +12,7 @@ from reference.wire_common import (
     PONG,
     SUBSCRIPTION,
     Decoded,
+    JsonPrefix,
     Scale,
     array_level,
     check_symbol,
@@ -107,16 +108,67 @@ def _first(doc: object, key: str) -> object:
     return MISSING
 
 
-def classify(frame: bytes) -> int:
-    """Frame kind from the first ``channel`` and ``event`` of a (valid) frame."""
-    doc = load_json(frame)
-    channel, event = _first(doc, "channel"), _first(doc, "event")
+def _kind(channel: object, event: object, error: object) -> int:
+    """Frame kind from the first ``channel``, ``event`` and ``error`` (MISSING when absent)."""
     if isinstance(channel, str):
         if channel.endswith(".pong"):
             return PONG
         if event == "update" and channel.endswith(".order_book_update"):
             return BOOK_UPDATE
     if event in ("subscribe", "unsubscribe"):
-        error = _first(doc, "error")
         return ERROR if error is not MISSING and error is not None else SUBSCRIPTION
     return OTHER
+
+
+def classify(frame: bytes) -> int:
+    """Frame kind from the first ``channel`` and ``event`` of a (valid) frame.
+
+    PONG for a ``*.pong`` channel, BOOK_UPDATE for ``*.order_book_update`` with event
+    ``update``, SUBSCRIPTION / ERROR for a (un)subscribe reply whose first ``error`` is
+    null or absent / anything else, OTHER otherwise.
+    """
+    doc = load_json(frame)
+    return _kind(_first(doc, "channel"), _first(doc, "event"), _first(doc, "error"))
+
+
+# ---------------------------------------------------------------------------
+# The routing helpers as they read: the first members only (see JsonPrefix)
+
+
+def classify_prefix(frame: bytes) -> int:
+    """``classify`` reading members in frame order and stopping once the kind is known.
+
+    That is once the first ``channel`` and ``event`` are in, unless the event is a
+    (un)subscribe reply, which also needs its first ``error`` (wherever it stands: anything
+    but null makes the reply a refusal); the end of the object stops it too. Channel and
+    event must be plain strings; later duplicates are stepped over like unknown members.
+    """
+    reader = JsonPrefix(frame)
+    reader.open_object()
+    values: dict[bytes, object] = {}
+    for key in reader.keys():
+        if key in (b"channel", b"event") and key not in values:
+            values[key] = reader.plain_string().decode()
+        elif key == b"error" and key not in values:
+            values[key] = None if reader.is_null() else True
+            reader.skip()
+        else:
+            reader.skip()
+        event = values.get(b"event", MISSING)
+        if b"channel" in values and event is not MISSING and (
+                b"error" in values or event not in ("subscribe", "unsubscribe")):
+            break
+    return _kind(values.get(b"channel", MISSING), values.get(b"event", MISSING),
+                 values.get(b"error", MISSING))
+
+
+def frame_symbol_prefix(frame: bytes) -> bytes:
+    """``frame_symbol`` reading up to the first ``result`` and in it up to the first ``s``."""
+    reader = JsonPrefix(frame)
+    reader.open_object()
+    if not reader.seek(b"result"):
+        fail("result: required field missing")
+    reader.open_object()
+    if not reader.seek(b"s"):
+        fail("result.s: required field missing")
+    return reader.plain_string()

@@ -21,6 +21,7 @@ from reference.wire_common import (
     PONG,
     SUBSCRIPTION,
     Decoded,
+    JsonPrefix,
     Num,
     Obj,
     Scale,
@@ -312,6 +313,7 @@ def decode_spot_depth(frame: bytes, scale: Scale) -> Decoded:
 
 
 def spot_frame_symbol(frame: bytes) -> bytes:
+    """The first ``symbol`` (3) of a push; fields before it are stepped over, none after read."""
     pb = _Pb(bytes(frame))
     while pb.more():
         field, wt = pb.tag()
@@ -324,6 +326,7 @@ def spot_frame_symbol(frame: bytes) -> bytes:
 
 
 def spot_push_body(frame: bytes) -> int:
+    """Field number of the first body field (301..315) of a push, whatever its wire type; 0 if none."""
     pb = _Pb(bytes(frame))
     while pb.more():
         field, wt = pb.tag()
@@ -331,6 +334,18 @@ def spot_push_body(frame: bytes) -> int:
             return field
         pb.skip(field, wt)
     return 0
+
+
+def classify_spot(frame: bytes) -> int:
+    """BOOK_UPDATE for a binary push whose body is a depth (303 limit, 313 aggre), else OTHER.
+
+    A text frame (empty, or a JSON object: first byte ``{``, which no push starts with) is
+    a reply whose kind its JSON tells; it is never a book update, so OTHER here.
+    """
+    data = bytes(frame)
+    if not data or data[0] == ord("{"):
+        return OTHER
+    return BOOK_UPDATE if spot_push_body(data) in (LIMIT_DEPTHS, AGGRE_DEPTHS) else OTHER
 
 
 def _contract_depth(obj: object, out: Decoded, scale: Scale, seen: set[str], allow_data: bool) -> None:
@@ -398,13 +413,7 @@ def decode_spot_snapshot(body: bytes, scale: Scale) -> Decoded:
     return out
 
 
-def classify_futures(frame: bytes) -> int:
-    doc = load_json(frame)
-    channel = MISSING
-    for k, v in pairs(doc, ""):
-        if k == "channel":
-            channel = v
-            break
+def _contract_kind(channel: object) -> int:
     if channel == "push.depth":
         return BOOK_UPDATE
     if channel == "pong":
@@ -414,7 +423,41 @@ def classify_futures(frame: bytes) -> int:
     return OTHER
 
 
+def classify_futures(frame: bytes) -> int:
+    """Contract frame kind from its first ``channel``: BOOK_UPDATE for ``push.depth``, PONG for
+    ``pong``, SUBSCRIPTION for ``rs.*`` replies, OTHER otherwise (or without a channel)."""
+    doc = load_json(frame)
+    channel = MISSING
+    for k, v in pairs(doc, ""):
+        if k == "channel":
+            channel = v
+            break
+    return _contract_kind(channel)
+
+
 def futures_frame_symbol(frame: bytes) -> bytes:
+    """Top-level ``symbol`` of a (valid) contract push."""
     doc = load_json(frame)
     return string(required(member(doc, "symbol", ""), "symbol"), "symbol").encode()
 
+
+# ---------------------------------------------------------------------------
+# The contract routing helpers as they read: the first members only (see JsonPrefix)
+
+
+def classify_futures_prefix(frame: bytes) -> int:
+    """``classify_futures`` reading up to the first ``channel`` (a plain string) and no further."""
+    reader = JsonPrefix(frame)
+    reader.open_object()
+    if not reader.seek(b"channel"):
+        return OTHER
+    return _contract_kind(reader.plain_string().decode())
+
+
+def futures_frame_symbol_prefix(frame: bytes) -> bytes:
+    """``futures_frame_symbol`` reading up to the first top-level ``symbol`` and no further."""
+    reader = JsonPrefix(frame)
+    reader.open_object()
+    if not reader.seek(b"symbol"):
+        fail("symbol: required field missing")
+    return reader.plain_string()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import pickle
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from arb_core.wire.common import BOOK_UPDATE, ERROR, OTHER, PONG, SUBSCRIPTION, 
 from reference import book as ref_book
 from reference import wire_gateio as ref
 from reference.wire_common import Scale
+from reference.wire_common import WireError as RefWireError
 from wire_data import (
     ScaleArgs,
     channel_updates,
@@ -117,13 +119,21 @@ def test_order_entry_precision_is_too_coarse_for_recorded_spot_books(
     hai = next(f for f in spot_updates if b'"HAI_ETH"' in f)
     with pytest.raises(WireError, match=r"result\.b\[1\] at byte 216: more decimals"):
         gateio.decode_spot_update(hai, WireScale(*order_precision["HAI_ETH"]), batch)
-    rejected = 0
+    rejected = ref_rejected = 0
     for frame in spot_updates:
+        args = order_precision[symbol_of(frame)]
         try:
-            gateio.decode_spot_update(frame, WireScale(*order_precision[symbol_of(frame)]), batch)
+            gateio.decode_spot_update(frame, WireScale(*args), batch)
         except WireError:
             rejected += 1
-    assert rejected == 61
+        try:
+            ref.decode_spot_update(frame, Scale(*args))
+        except RefWireError:
+            ref_rejected += 1
+        # frame by frame too: the same frames are refused and the rest decode alike
+        same_outcome(gateio.decode_spot_update, ref.decode_spot_update, frame, WireScale(*args), Scale(*args),
+                     batch, json_escapes=False)
+    assert rejected == ref_rejected and 0 < rejected < len(spot_updates)
 
 
 def test_known_values_of_a_recorded_spot_frame(
@@ -167,14 +177,16 @@ def test_docs_samples(docs: dict[str, object]) -> None:
     assert gateio.classify(json.dumps(docs["spot_ws_api_order_place_ack"]).encode()) == OTHER
 
 
-@pytest.mark.parametrize("path", [SPOT_WS, FUTURES_WS])
-def test_classify_every_recorded_frame_like_reference(shared_data: Path, path: str) -> None:
-    kinds = defaultdict(int)
+@pytest.mark.parametrize("path, updates, others", [(SPOT_WS, 172, 45), (FUTURES_WS, 352, 76)])
+def test_classify_every_recorded_frame_like_reference(shared_data: Path, path: str, updates: int, others: int) -> None:
+    """Every server frame of a recording classifies like both references, in the counts the
+    recording holds (shared/data/README.md: updates, tickers / trades / candles, 22 acks)."""
+    kinds: dict[int, int] = defaultdict(int)
     for frame in server_frames(shared_data / path):
         kind = gateio.classify(frame)
-        assert kind == ref.classify(frame), frame
+        assert kind == ref.classify(frame) == ref.classify_prefix(frame), frame
         kinds[kind] += 1
-    assert kinds[SUBSCRIPTION] == 22 and kinds[BOOK_UPDATE] in (172, 352) and kinds[OTHER] > 0
+    assert kinds == {BOOK_UPDATE: updates, OTHER: others, SUBSCRIPTION: 22}
 
 
 _MEMBERS = {
@@ -194,7 +206,129 @@ def test_classify_matches_reference_whatever_the_order_and_the_error(members: tu
     (before or after "channel" and "event", first occurrence counted); other frames as before."""
     keys, values = members
     frame = ("{" + ", ".join(f'"{k}": {v}' for k, v in zip(keys, values)) + "}").encode()
-    assert gateio.classify(frame) == ref.classify(frame), frame
+    assert gateio.classify(frame) == ref.classify(frame) == ref.classify_prefix(frame), frame
+
+
+# Valid Gate frames of every kind, generated: the routing helpers against both references
+# (the whole document, and the first members as the compiled helpers read them) and against
+# the kind and symbol the frame was built with.
+
+gate_symbols = st.from_regex(r"[A-Z0-9]{1,10}_(USDT|USDC|USD|BTC|ETH)", fullmatch=True)
+json_text = st.text(st.characters(codec="utf-8"), max_size=8)
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats(allow_nan=False, allow_infinity=False)
+    | json_text,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(json_text, inner, max_size=3),
+    max_leaves=8,
+)
+# top-level members Gate frames carry besides channel / event / error / result
+_EXTRA_KEYS = ("time", "time_ms", "id", "conn_id", "trace_id", "payload", "request_id", "x_gate")
+
+
+@st.composite
+def _shuffled(draw: st.DrawFn, members: dict[str, object]) -> dict[str, object]:
+    """``members`` in a drawn order."""
+    return {k: members[k] for k in draw(st.permutations(list(members)))}
+
+
+@st.composite
+def _levels(draw: st.DrawFn, futures: bool) -> list[object]:
+    prices = draw(st.lists(st.decimals(min_value=0, max_value=10**6, places=4), max_size=4))
+    if futures:
+        return [draw(_shuffled({"p": str(p), "s": draw(st.integers(0, 10**6))})) for p in prices]
+    return [[str(p), str(draw(st.decimals(min_value=0, max_value=10**4, places=6)))] for p in prices]
+
+
+@st.composite
+def gate_frames(draw: st.DrawFn) -> tuple[bytes, int, bytes | None]:
+    """(frame, expected kind, ``result.s`` or None): book updates, obu / ticker / trade pushes,
+    pongs, (un)subscribe replies refused or not, WS-API replies; members in any order, with
+    the top-level extras Gate sends, compact or spaced."""
+    market = draw(st.sampled_from(["spot", "futures"]))
+    symbol = draw(gate_symbols)
+    shape = draw(st.sampled_from(["book", "obu", "ticker", "trades", "pong", "reply", "api", "event all"]))
+    first = draw(st.integers(0, 2**62))
+    members: dict[str, object] = {}
+    result_symbol: str | None = None
+    if shape in ("book", "obu", "event all"):
+        result: dict[str, object] = {
+            "t": draw(st.integers(0, 2**50)), "U": first, "u": first + draw(st.integers(0, 50)),
+            "b": draw(_levels(market == "futures")), "a": draw(_levels(market == "futures")),
+        }
+        result_symbol = f"ob.{symbol}.{draw(st.sampled_from([5, 50, 400]))}" if shape == "obu" else symbol
+        result["s"] = result_symbol
+        if market == "spot" and shape == "book":
+            result |= {"e": "depthUpdate", "E": draw(st.integers(0, 2**32))}
+        if draw(st.booleans()):
+            result["full"] = draw(st.booleans())
+        members["channel"] = f"{market}.obu" if shape == "obu" else f"{market}.order_book_update"
+        if shape != "obu":  # obu pushes carry no event
+            members["event"] = "all" if shape == "event all" else "update"
+        members["result"] = draw(_shuffled(result))
+        kind = BOOK_UPDATE if shape == "book" else OTHER
+    elif shape in ("ticker", "trades"):
+        if shape == "ticker":  # futures.book_ticker / spot.book_ticker: the symbol in result.s
+            result_symbol = symbol
+            result = {"t": draw(st.integers(0, 2**50)), "u": first, "s": symbol, "b": "1.5", "B": 3, "a": "1.6", "A": 4}
+        else:
+            result = {"id": first, "currency_pair": symbol, "side": "buy", "amount": "1", "price": "2"}
+        members |= {"channel": f"{market}.{'book_ticker' if shape == 'ticker' else 'trades'}", "event": "update",
+                    "result": draw(_shuffled(result))}
+        kind = OTHER
+    elif shape == "pong":
+        members |= {"channel": f"{market}.pong", "event": "", "result": None}
+        if draw(st.booleans()):
+            members["error"] = None
+        kind = PONG
+    elif shape == "reply":
+        refused = draw(st.booleans())
+        channel = draw(st.sampled_from([f"{market}.order_book_update", f"{market}.obu", f"{market}.trades"]))
+        members |= {"channel": channel, "event": draw(st.sampled_from(["subscribe", "unsubscribe"])),
+                    "result": {"status": "fail" if refused else "success"}}
+        if refused:
+            members["error"] = {"code": 2, "message": f"Alert sub ob.{symbol}.400"}
+        elif draw(st.booleans()):
+            members["error"] = None
+        kind = ERROR if refused else SUBSCRIPTION
+    else:  # a WS-API reply: channel and event only inside its header
+        members |= {"request_id": "request-2", "ack": True,
+                    "header": {"channel": f"{market}.order_place", "event": "api", "status": "200"},
+                    "data": {"result": {"s": symbol}}}
+        kind = OTHER
+    for key in draw(st.lists(st.sampled_from(_EXTRA_KEYS), unique=True, max_size=3)):
+        members.setdefault(key, draw(json_values))
+    spaced = draw(st.booleans())
+    frame = json.dumps(draw(_shuffled(members)), separators=(", ", ": ") if spaced else (",", ":"),
+                       ensure_ascii=draw(st.booleans()))
+    return frame.encode(), kind, None if result_symbol is None else result_symbol.encode()
+
+
+def _value(call: Callable[[bytes], object], frame: bytes) -> object:
+    """What a routing helper returns, or "WireError" for the compiled or the reference one."""
+    try:
+        return call(frame)
+    except (WireError, RefWireError):
+        return "WireError"
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(case=gate_frames())
+def test_classify_of_generated_frames_matches_both_references(case: tuple[bytes, int, bytes | None]) -> None:
+    """classify() gives the kind a valid frame was built as, like the whole-document reference and
+    the reference that reads the first members only."""
+    frame, kind, _ = case
+    assert gateio.classify(frame) == ref.classify(frame) == ref.classify_prefix(frame) == kind, frame
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(case=gate_frames())
+def test_frame_symbol_of_generated_frames_matches_both_references(case: tuple[bytes, int, bytes | None]) -> None:
+    """frame_symbol() returns ``result.s`` wherever it stands (nested "s" keys of futures levels
+    before it do not count) and fails like the references on frames without it."""
+    frame, _, symbol = case
+    got = _value(gateio.frame_symbol, frame)
+    assert got == _value(ref.frame_symbol, frame) == _value(ref.frame_symbol_prefix, frame), frame
+    assert got == (symbol if symbol is not None else "WireError"), frame
 
 
 # ---------------------------------------------------------------------------

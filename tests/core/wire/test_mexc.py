@@ -8,6 +8,7 @@ samples) with reference.wire_mexc.encode_push.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from arb.exchanges.mexc.market_data import MexcSpotMarketData
 from arb_core.book import ASK, BID, DeltaBatch, OrderBook
 from arb_core.wire import mexc
 from arb_core.wire.common import BOOK_UPDATE, OTHER, PONG, SUBSCRIPTION, WireError, WireScale
@@ -203,7 +205,7 @@ def test_bad_contract_pushes_are_rejected(old: bytes, new: bytes) -> None:
                             *scales((1, 1, 0, 1)), DeltaBatch())
 
 
-def test_contract_frame_kinds(examples: dict[str, Any]) -> None:
+def test_contract_frame_kinds() -> None:
     assert mexc.classify_futures(b'{"channel":"pong","data":1587453241453}') == PONG
     assert mexc.classify_futures(b'{"channel":"rs.sub.depth","data":"success","ts":1}') == SUBSCRIPTION
     assert mexc.classify_futures(b'{"channel":"push.deal","data":{}}') == OTHER
@@ -306,3 +308,161 @@ def contract_pushes(draw: st.DrawFn) -> bytes:
 def test_generated_contract_pushes_match_reference(frame: bytes, args: tuple[int, int, int, int]) -> None:
     same_outcome(mexc.decode_futures_depth, ref.decode_futures_depth, frame, WireScale(*args),
                  Scale(*args), DeltaBatch(4))
+
+
+# ---------------------------------------------------------------------------
+# Differential: the routing helpers on generated valid frames, against both references (the
+# whole document, and the first members / fields as the compiled helpers read them) and
+# against the kind, body and symbol each frame was built with.
+
+spot_symbols = st.from_regex(r"[A-Z0-9]{2,12}", fullmatch=True)
+contract_symbols = st.from_regex(r"[A-Z0-9]{1,10}_(USDT|USDC|USD)", fullmatch=True)
+# a field of the wrapper's future schema; never a group of field 15, whose tag is "{"
+wrapper_unknown_field = unknown_field.filter(lambda raw: not raw.startswith(b"{"))
+
+
+def _value(call: Callable[[bytes], object], frame: bytes) -> object:
+    """What a routing helper returns, or "WireError" for the compiled or the reference one."""
+    try:
+        return call(frame)
+    except (WireError, RefWireError):
+        return "WireError"
+
+
+@st.composite
+def _depth_body(draw: st.DrawFn, aggre: bool) -> bytes:
+    levels = st.lists(st.fixed_dictionaries({"price": st.decimals(0, 10**6, places=2).map(str),
+                                             "quantity": st.decimals(0, 10**3, places=6).map(str)}), max_size=4)
+    first = draw(st.integers(0, 2**62))
+    body: dict[str, Any] = {"asks": draw(levels), "bids": draw(levels),
+                            "eventType": draw(st.sampled_from(["", "spot@public.aggre.depth.v3.api.pb@100ms"]))}
+    if aggre:
+        body |= {"fromVersion": str(first), "toVersion": str(first + draw(st.integers(0, 9)))}
+    else:
+        body["version"] = str(first)
+    return ref.encode_depths(body, aggre=aggre)
+
+
+@st.composite
+def spot_wrapper_pushes(draw: st.DrawFn) -> tuple[bytes, int, bytes | None]:
+    """(push, body field number or 0, symbol or None): PushDataV3ApiWrapper messages with any
+    body (aggre / limit depth, deals, or another of 301..315), fields in any order, the optional
+    ones left out at random, and unknown fields a newer schema could add."""
+    body_field = draw(st.sampled_from([313, 313, 303, 314, 301, 305, 311, 315, 0]))
+    symbol = draw(spot_symbols)
+    fields = [ref.field_bytes(1, f"spot@public.aggre.depth.v3.api.pb@100ms@{symbol}")]
+    has_symbol = draw(st.sampled_from([True, True, True, False]))
+    if has_symbol:
+        fields.append(ref.field_bytes(3, symbol))
+    if draw(st.booleans()):
+        fields.append(ref.field_bytes(4, draw(st.from_regex(r"[0-9a-f]{32}", fullmatch=True))))
+    for number in (5, 6):  # createTime, sendTime
+        if draw(st.booleans()):
+            fields.append(ref.field_varint(number, draw(st.integers(0, 2**63 - 1))))
+    if body_field in (303, 313):
+        fields.append(ref.field_bytes(body_field, draw(_depth_body(body_field == 313))))
+    elif body_field == 314:
+        deals = [{"price": "1.5", "quantity": "2", "tradeType": draw(st.sampled_from([1, 2])), "time": 1}]
+        fields.append(ref.field_bytes(314, ref.encode_deals({"deals": deals, "eventType": "x"})))
+    elif body_field:
+        fields.append(ref.field_bytes(body_field, draw(st.binary(max_size=12))))
+    fields += draw(st.lists(wrapper_unknown_field, max_size=2))
+    push = b"".join(draw(st.permutations(fields)))
+    return push, body_field, symbol.encode() if has_symbol else None
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(case=spot_wrapper_pushes())
+def test_spot_push_body_of_generated_pushes_matches_reference(case: tuple[bytes, int, bytes | None]) -> None:
+    """spot_push_body() names the body a push was built with (0 without one), like the reference;
+    the router's and the dialect's classification follow from it."""
+    push, body, _ = case
+    assert mexc.spot_push_body(push) == ref.spot_push_body(push) == body, push
+    kind = BOOK_UPDATE if body in (303, 313) else OTHER
+    assert ref.classify_spot(push) == MexcSpotMarketData().classify(push) == kind, push
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(case=spot_wrapper_pushes())
+def test_spot_frame_symbol_of_generated_pushes_matches_reference(case: tuple[bytes, int, bytes | None]) -> None:
+    """spot_frame_symbol() returns the symbol field wherever it stands and fails like the
+    reference on a push without one."""
+    push, _, symbol = case
+    got = _value(mexc.spot_frame_symbol, push)
+    assert got == _value(ref.spot_frame_symbol, push) == (symbol if symbol is not None else "WireError"), push
+
+
+json_text = st.text(st.characters(codec="utf-8"), max_size=8)
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats(allow_nan=False, allow_infinity=False)
+    | json_text,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(json_text, inner, max_size=3),
+    max_leaves=8,
+)
+
+
+@st.composite
+def _shuffled(draw: st.DrawFn, members: dict[str, Any]) -> dict[str, Any]:
+    """``members`` in a drawn order."""
+    return {k: members[k] for k in draw(st.permutations(list(members)))}
+
+
+@st.composite
+def contract_frames(draw: st.DrawFn) -> tuple[bytes, int, bytes | None]:
+    """(frame, expected kind, top-level symbol or None): push.depth diffs, other pushes (some with
+    a "symbol" inside their data too), pongs, rs.* replies and frames without a channel; members
+    in any order, extra members, compact or spaced."""
+    symbol = draw(contract_symbols)
+    shape = draw(st.sampled_from(["push.depth", "push.depth.full", "push.deal", "push.ticker", "pong",
+                                  "rs.sub.depth", "rs.unsub.depth", "rs.error", "rs.login", "no channel"]))
+    members: dict[str, Any] = {}
+    top_symbol: str | None = None
+    if shape.startswith("push."):
+        top_symbol = symbol
+        level = st.tuples(st.decimals(0, 10**5, places=1).map(float), st.integers(0, 10**5),
+                          st.integers(0, 50)).map(lambda t: list(t[: 2 + (t[2] % 2)]))
+        if shape.startswith("push.depth"):
+            data = {"asks": draw(st.lists(level, max_size=3)), "bids": draw(st.lists(level, max_size=3)),
+                    "version": draw(st.integers(0, 2**62))}
+        elif shape == "push.deal":
+            data = {"M": 1, "O": 3, "T": 1, "p": 27000.5, "t": 1587442022003, "v": 2}
+        else:
+            data = {"symbol": draw(contract_symbols), "lastPrice": 6865.5, "volume24": 164586129}
+        members |= {"channel": shape, "data": draw(_shuffled(data)), "symbol": symbol}
+    elif shape == "pong":
+        members |= {"channel": "pong", "data": draw(st.integers(0, 2**50))}
+    elif shape == "no channel":
+        members |= {"data": draw(json_values)}
+    else:
+        members |= {"channel": shape, "data": "success" if shape != "rs.error" else "invalid symbol"}
+    if draw(st.booleans()):
+        members["ts"] = draw(st.integers(0, 2**50))
+    for key in draw(st.lists(st.sampled_from(["id", "code", "msg", "extra"]), unique=True, max_size=2)):
+        members[key] = draw(json_values)
+    kind = {"push.depth": BOOK_UPDATE, "pong": PONG}.get(shape, SUBSCRIPTION if shape.startswith("rs.") else OTHER)
+    spaced = draw(st.booleans())
+    frame = json.dumps(draw(_shuffled(members)), separators=(", ", ": ") if spaced else (",", ":"),
+                       ensure_ascii=draw(st.booleans()))
+    return frame.encode(), kind, None if top_symbol is None else top_symbol.encode()
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(case=contract_frames())
+def test_classify_futures_of_generated_frames_matches_both_references(case: tuple[bytes, int, bytes | None]) -> None:
+    """classify_futures() gives the kind a valid contract frame was built as, like both references."""
+    frame, kind, _ = case
+    got = mexc.classify_futures(frame)
+    assert got == ref.classify_futures(frame) == ref.classify_futures_prefix(frame) == kind, frame
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(case=contract_frames())
+def test_futures_frame_symbol_of_generated_frames_matches_both_references(
+    case: tuple[bytes, int, bytes | None],
+) -> None:
+    """futures_frame_symbol() returns the top-level symbol wherever it stands (not one inside
+    data) and fails like both references on a frame without one."""
+    frame, _, symbol = case
+    got = _value(mexc.futures_frame_symbol, frame)
+    assert got == _value(ref.futures_frame_symbol, frame) == _value(ref.futures_frame_symbol_prefix, frame), frame
+    assert got == (symbol if symbol is not None else "WireError"), frame
