@@ -38,7 +38,7 @@ _CENT = Decimal("0.01")
 CHARTS = ("pnl", "opportunities", "spreads", "fill_ratio", "latency", "breakers")
 CHART_TITLES = {
     "pnl": "Realized PnL over time",
-    "opportunities": "Opportunities by size and margin",
+    "opportunities": "Opportunities by size and margin (every scanner hit)",
     "spreads": "Spread distribution per symbol and venue pair",
     "fill_ratio": "Fill ratio per market",
     "latency": "Latency histograms per stage",
@@ -193,7 +193,7 @@ class ReportData(msgspec.Struct, kw_only=True):
     title: str
     mode: str
     duration_s: Decimal
-    opportunities_detected: int
+    opportunities_detected: int  # taken up by the engine (the run summary's "detected")
     opportunities_executed: int
     executions_succeeded: int
     executions_failed: int
@@ -206,6 +206,9 @@ class ReportData(msgspec.Struct, kw_only=True):
     breaker_trips: list[TripPoint]
     rejected_by_risk: dict[str, int]
     skipped: dict[str, int] = {}  # opportunities passed up untraded, by reason (as the run summary's)
+    # Every hit the scanner handed over (``opportunities``), including those a newer scan of the
+    # same symbol replaced before the engine took them up, which "detected" does not count.
+    scanner_hits: int = 0
     notes: list[str] = []  # e.g. where a damaged recording stopped
     open_hedges: int = 0  # hedge positions open at the end
     held_hedge_basis: Decimal = ZERO  # the basis they locked in, part of realized_pnl until closed
@@ -216,6 +219,7 @@ class ReportData(msgspec.Struct, kw_only=True):
             "title": self.title,
             "mode": self.mode,
             "duration_s": str(self.duration_s),
+            "scanner_hits": self.scanner_hits,
             "opportunities_detected": self.opportunities_detected,
             "opportunities_executed": self.opportunities_executed,
             "executions_succeeded": self.executions_succeeded,
@@ -288,6 +292,7 @@ def report_data(
         mode=summary.mode,
         duration_s=summary.duration_s,
         opportunities_detected=stats.opportunities_detected,
+        scanner_hits=len(log.opportunities),
         opportunities_executed=stats.opportunities_executed,
         executions_succeeded=stats.executions_succeeded,
         executions_failed=stats.executions_failed,
@@ -363,9 +368,9 @@ def _html(data: ReportData, charts: dict[str, Path]) -> str:
     ]
     parts += [f"<p class='note'>{e(note)}</p>" for note in data.notes]
     parts.append(_table(
-        ("mode", "duration s", "detected", "executed", "succeeded", "failed", "realized PnL",
+        ("mode", "duration s", "scanner hits", "detected", "executed", "succeeded", "failed", "realized PnL",
          "of it in open hedges"),
-        [(data.mode, data.duration_s, data.opportunities_detected, data.opportunities_executed,
+        [(data.mode, data.duration_s, data.scanner_hits, data.opportunities_detected, data.opportunities_executed,
           data.executions_succeeded, data.executions_failed, data.realized_pnl,
           f"{data.held_hedge_basis} ({data.open_hedges} open)")],
     ))

@@ -69,6 +69,9 @@ def test_a_short_backtest_writes_the_html_report_the_charts_and_the_json_summary
     assert summary["opportunities_executed"] == len(result.results) >= 1
     assert D(summary["realized_pnl"]) == sum((r.realized_profit for r in result.results), D(0))
     assert result.report.spreads and result.report.opportunities
+    # The chart shows every scanner hit; "detected" counts those the engine took up.
+    assert summary["scanner_hits"] == len(result.report.opportunities) >= summary["opportunities_detected"]
+    assert summary["opportunities_detected"] == result.summary.statistics.opportunities_detected
     assert result.report.skipped["order_budget"] > 0 and "passed up" in page
     if not charts_available():
         assert "Charts need matplotlib" in page
