@@ -377,7 +377,7 @@ def _run(args: argparse.Namespace) -> int:
             if args.report is not None and controller.pipeline is not None:
                 trade_log.attach(controller)
                 sampler = asyncio.get_running_loop().create_task(
-                    trade_log.sample_spreads_every(controller.pipeline, controller.clock)
+                    trade_log.sample_spreads_every(controller.pipeline)
                 )
             started_ns = controller.clock()
             try:

@@ -957,7 +957,7 @@ async def _replay(
     if controller is not None:
         runner = asyncio.get_running_loop().create_task(controller.run())
         if controller.pipeline is not None:
-            sampler = asyncio.get_running_loop().create_task(log_.sample_spreads_every(controller.pipeline, clock))
+            sampler = asyncio.get_running_loop().create_task(log_.sample_spreads_every(controller.pipeline))
     else:
         notes.append("no symbol is recorded on two markets the scanner can pair: books replayed only")
     reader = read_records(*files)

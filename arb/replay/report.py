@@ -3,7 +3,8 @@
 What a run did is collected while it runs by a ``TradeLog``: every opportunity the
 scanner handed to the engine, every execution with its time (through ``LoggingMonitor``,
 the engine's ``PerformanceMonitor``), and cross-venue spreads sampled from the books at
-a fixed interval. ``report_data`` turns that, the controller's ``RunSummary``, the latency
+a fixed interval, kept as a count per spread value (0.01 bps) so that memory does not grow
+with the length of the run. ``report_data`` turns that, the controller's ``RunSummary``, the latency
 histograms and the breaker states into one ``ReportData``; ``write_report`` writes
 ``report.html``, ``summary.json`` and, with matplotlib installed (the ``report`` extra),
 one PNG per chart. Without matplotlib the page has the tables and says how to get charts.
@@ -17,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import html
 import importlib.util
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from decimal import Decimal
 from pathlib import Path
@@ -54,23 +56,14 @@ class TimedExecution(msgspec.Struct, frozen=True, kw_only=True):
     result: ExecutionResult
 
 
-class SpreadSample(msgspec.Struct, frozen=True, kw_only=True):
-    """Best bid on ``sell`` minus best ask on ``buy``, in bps of that ask, at ``time_ns``."""
-
-    time_ns: int
-    symbol: str
-    buy: str
-    sell: str
-    spread_bps: Decimal
-
-
 class TradeLog:
     """What a run did, collected while it runs (opportunities, executions, sampled spreads)."""
 
     def __init__(self) -> None:
         self.opportunities: list[ArbitrageOpportunity] = []
         self.executions: list[TimedExecution] = []
-        self.spreads: list[SpreadSample] = []
+        # "symbol buy->sell" -> spread (best bid on sell minus best ask on buy, bps of that ask) -> samples
+        self.spreads: dict[str, Counter[Decimal]] = {}
         self.trips: list[BreakerTrip] = []
 
     def attach(self, controller: ArbitrageController) -> None:
@@ -88,9 +81,9 @@ class TradeLog:
 
         pipeline.on_opportunity = on_opportunity
 
-    def sample_spreads(self, pipeline: ScannerPipeline, now_ns: int) -> None:
-        """Record the spread of every ordered pair of in-sync legs of every scanned symbol."""
-        append = self.spreads.append
+    def sample_spreads(self, pipeline: ScannerPipeline) -> None:
+        """Count the spread of every ordered pair of in-sync legs of every scanned symbol."""
+        spreads = self.spreads
         for plan in pipeline.symbol_plans().values():
             quotes = [
                 (leg.exchange.value, leg.book_price(book.best_ask_price()), leg.book_price(book.best_bid_price()))
@@ -102,20 +95,18 @@ class TradeLog:
                     continue
                 for j, (sell, _, bid) in enumerate(quotes):
                     if i != j:
-                        append(
-                            SpreadSample(
-                                time_ns=now_ns, symbol=plan.symbol, buy=buy, sell=sell,
-                                spread_bps=((bid - ask) * BPS / ask).quantize(_CENT),
-                            )
-                        )
+                        counts = spreads.get(key := f"{plan.symbol} {buy}->{sell}")
+                        if counts is None:
+                            counts = spreads[key] = Counter()
+                        counts[((bid - ask) * BPS / ask).quantize(_CENT)] += 1
 
     async def sample_spreads_every(
-        self, pipeline: ScannerPipeline, clock: Callable[[], int], interval_s: float = SPREAD_SAMPLE_INTERVAL_S
+        self, pipeline: ScannerPipeline, interval_s: float = SPREAD_SAMPLE_INTERVAL_S
     ) -> None:
         """Sample spreads every ``interval_s`` until cancelled (a backtest runs it on virtual time)."""
         while True:
             await asyncio.sleep(interval_s)
-            self.sample_spreads(pipeline, clock())
+            self.sample_spreads(pipeline)
 
     def on_trip(self, trip: BreakerTrip) -> None:
         """A ``RiskManager`` alert callback that logs the trip."""
@@ -200,7 +191,7 @@ class ReportData(msgspec.Struct, kw_only=True):
     realized_pnl: Decimal
     pnl: list[PnlPoint]
     opportunities: list[OpportunityPoint]
-    spreads: dict[str, list[Decimal]]  # "symbol buy->sell" -> samples in bps
+    spreads: dict[str, dict[Decimal, int]]  # "symbol buy->sell" -> spread in bps -> samples, by spread
     fill_ratios: list[FillRatio]
     latency: list[LatencyStage]
     breaker_trips: list[TripPoint]
@@ -268,9 +259,7 @@ def report_data(
         )
         for o in log.opportunities
     ]
-    spreads: dict[str, list[Decimal]] = {}
-    for sample in log.spreads:
-        spreads.setdefault(f"{sample.symbol} {sample.buy}->{sample.sell}", []).append(sample.spread_bps)
+    spreads = {pair: dict(sorted(counts.items())) for pair, counts in log.spreads.items()}
     ratios: dict[str, list[Decimal]] = {}
     for timed in log.executions:
         for leg in timed.result.legs:
@@ -388,7 +377,7 @@ def _html(data: ReportData, charts: dict[str, Path]) -> str:
         ),
         "spreads": _table(
             ("symbol and pair", "samples", "min bps", "median bps", "max bps"),
-            [(pair, len(v), min(v), sorted(v)[len(v) // 2], max(v)) for pair, v in sorted(data.spreads.items()) if v],
+            [(pair, sum(v.values()), min(v), _median(v), max(v)) for pair, v in sorted(data.spreads.items()) if v],
         ),
         "fill_ratio": _table(
             ("market", "orders", "requested", "filled", "ratio"),
@@ -460,11 +449,21 @@ def _draw_opportunities(axes: Any, data: ReportData) -> bool:
     return bool(data.opportunities)
 
 
+def _median(counts: dict[Decimal, int]) -> Decimal:
+    """The median sample of ``counts`` (spread -> samples, sorted by spread): the upper one of an even count."""
+    middle, seen = sum(counts.values()) // 2, 0
+    for value, count in counts.items():
+        seen += count
+        if seen > middle:
+            return value
+    raise ValueError("no samples")
+
+
 def _draw_spreads(axes: Any, data: ReportData) -> bool:
     drawn = False
-    for pair, values in sorted(data.spreads.items()):
-        if values:
-            axes.hist([float(v) for v in values], bins=40, alpha=0.5, label=pair)
+    for pair, counts in sorted(data.spreads.items()):
+        if counts:
+            axes.hist([float(v) for v in counts], bins=40, weights=list(counts.values()), alpha=0.5, label=pair)
             drawn = True
     axes.set_xlabel("spread (bps): best bid on sell venue - best ask on buy venue")
     axes.set_ylabel("samples")
@@ -517,7 +516,6 @@ _DRAW: dict[str, Callable[[Any, ReportData], bool]] = {
 __all__ = [
     "LoggingMonitor",
     "ReportData",
-    "SpreadSample",
     "TimedExecution",
     "TradeLog",
     "charts_available",

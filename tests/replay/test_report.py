@@ -22,6 +22,7 @@ from arb.replay.report import CHARTS, TradeLog, charts_available, report_data, w
 from arb.sim.cluster import SimConfig
 from arb.sim.market import Dislocation
 from arb.types import EngineStatistics, ExchangeName
+from test_pipeline import GATE, GATE_BOOK, MEXC, MEXC_BOOK, book, pipeline, snapshot
 
 SECOND = 1_000_000_000
 DEPOSITS = {"USDT": D("1000"), "BTC": D("1"), "ETH": D("10")}
@@ -131,3 +132,30 @@ def test_the_report_says_how_much_of_the_realized_pnl_open_hedges_hold(tmp_path:
     assert (saved["realized_pnl"], saved["open_hedges"], saved["held_hedge_basis"]) == ("4.5", 2, "1.5")
     page = (tmp_path / "report.html").read_text()
     assert "of it in open hedges" in page and "1.5 (2 open)" in page
+
+
+def test_spreads_are_counted_per_value_so_a_long_run_keeps_a_bounded_log(tmp_path: Path) -> None:
+    """1,000 samples of the same two books add counts, not entries; the report's table gives the
+    sample count, extremes and median of what the books showed."""
+    gate_book = book("gate", GATE_BOOK, [("60000", "1")], [("60001", "1")])
+    mexc_book = book("mexc", MEXC_BOOK, [("60003", "1")], [("60004", "1")])
+    scans, _ = pipeline((GATE, gate_book, GATE_BOOK), (MEXC, mexc_book, MEXC_BOOK))
+    log = TradeLog()
+    for _ in range(1_000):
+        log.sample_spreads(scans)
+    # Buy on Gate.io at 60001, sell on MEXC at 60003: +2 / 60001 = 0.33 bps; the reverse -4 / 60004.
+    assert log.spreads == {
+        "BTC/USDT gateio->mexc": {D("0.33"): 1_000}, "BTC/USDT mexc->gateio": {D("-0.67"): 1_000}
+    }
+    mexc_book.apply_snapshot(snapshot(MEXC_BOOK, [("60002", "1")], [("60004", "1")]), 2)
+    for _ in range(3):
+        log.sample_spreads(scans)
+    summary = RunSummary(
+        mode="backtest", duration_s=D(1), statistics=EngineStatistics(), fills=0, rejected_by_risk={}, latency_ms={},
+        breakers_tripped=[], resyncs={}, skew_alerts=[], shutdown=[],
+    )
+    data = report_data("t", summary, log, PerformanceMonitor(100), start_ns=0)
+    assert data.spreads["BTC/USDT gateio->mexc"] == {D("0.17"): 3, D("0.33"): 1_000}
+    write_report(data, tmp_path)
+    page = (tmp_path / "report.html").read_text()
+    assert "<td>BTC/USDT gateio-&gt;mexc</td><td>1003</td><td>0.17</td><td>0.33</td><td>0.33</td>" in page
