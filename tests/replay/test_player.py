@@ -484,15 +484,17 @@ def test_an_empty_recording_replays_to_nothing_on_both_paths(tmp_path: Path) -> 
 # All four again when ArbitrageOpportunity gained ``futures_reduce_only``: with that key taken out
 # of the encoding, every run hashed to the values pinned before (checked then; these recordings
 # trade spot only, so no opportunity sets it).
+# All four again when ExecutionLeg gained ``fee_asset``: with that key taken out of the encoding,
+# every run hashed to the values pinned before (checked then).
 # These two trade without order budgets (the capacity of the engine, ~1000 executions). Budgets
 # (the backtest's default) hold it to what the venues' rate limits allow: pinned below.
 PINNED_DECISIONS = {
-    "0": "d0f59365f6ac19ed718d9b1e97f13786a7d7d57336ed7c14278f7220103c6adf",
-    "0.4": "03d92df87cdbbc6b6af948c35ba5e6b092b2870cf60ba846edb65d026d213606",
+    "0": "2cf3605e3022730ceb53f34708221691064cba0657a3636e20080993b5d02ff6",
+    "0.4": "974467eafa0f660e4d4244861ac9e29c59004e7f3f36b5671bc35cd52b9d110f",
 }
 PINNED_BUDGETED_DECISIONS = {
-    "0": "7d17310c72b3e5552c0315f6b320bbac80b33a4bbb4bdb9f5837c6b694673451",
-    "0.4": "986faa26b426df71dad01b477b003b9a03f0e89bb11153ab09a077d6aadb47ef",
+    "0": "fc60fa83f5d3cec52a5f19e7f70e922bd3657548ad55ff4364b56bac25c0cd06",
+    "0.4": "dbf41c525014256d582cc55806f7395281ea9d5c9476d8e8563f96063ac460fb",
 }
 
 

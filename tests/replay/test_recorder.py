@@ -368,7 +368,7 @@ def test_record_markets_stops_books_and_counts_messages(tmp_path: Path) -> None:
 
     delivered = asyncio.run(record())
     stats = recorder.close()
-    assert stats.records == delivered[ExchangeName.GATEIO] + 1  # + the REST snapshot
+    assert stats.records == delivered[ExchangeName.GATEIO] + 2  # + the instrument list and the REST snapshot
     assert stats.blocks > 1
 
 
