@@ -143,7 +143,8 @@ class _Stream:
 
 class RecordingReader:
     """Iterates the records of ``paths`` in time order; after iteration ``damage`` says
-    where reading stopped early (None: every file was read to its end).
+    where reading stopped early (None: every file was read to its end; of several recordings,
+    each damaged one ends at its damage and ``damage`` names the first found).
 
     Several recordings are merged by wall-clock time. Each one's receive times are moved onto
     the wall clock by the offset of its first record: they come from each recorder process's
@@ -169,16 +170,17 @@ class RecordingReader:
                 yield record
             self.damage = stream.damage
             return
+        # A damaged recording ends where its damage is; the others go on to their ends (a
+        # recorder restarted after a crash writes a new recording beside the cut one).
         heap: list[tuple[int, int, Record, Iterator[Record]]] = []
         offsets: list[int] = []
         for index, stream in enumerate(streams):
             iterator = stream.records()
             first = next(iterator, None)
-            if stream.damage is not None:
-                self.damage = stream.damage
-                return
             offsets.append(0 if first is None else first.wall_ns - first.recv_ns)
-            if first is not None:
+            if stream.damage is not None:
+                self.damage = self.damage or stream.damage
+            elif first is not None:
                 heap.append((first.wall_ns, index, first, iterator))
         heapq.heapify(heap)
         while heap:
@@ -188,9 +190,9 @@ class RecordingReader:
             following = next(iterator, None)
             damage = streams[index].damage
             if damage is not None:
-                self.damage = damage
-                return
-            if following is None:
+                self.damage = self.damage or damage
+                heapq.heappop(heap)
+            elif following is None:
                 heapq.heappop(heap)
             else:
                 heapq.heapreplace(heap, (following.wall_ns, index, following, iterator))

@@ -101,15 +101,18 @@ def test_two_seconds_of_the_simulator_read_back_frame_for_frame(tmp_path: Path) 
     assert recv == sorted(recv)
 
 
-def _write_sample(path: Path, blocks: int = 6, per_block: int = 7, **options: int) -> list[tuple[ExchangeName, bytes]]:
-    """A closed recording of ``blocks`` blocks (one flush each); returns what was recorded."""
+def _write_sample(
+    path: Path, blocks: int = 6, per_block: int = 7, start_ns: int = 1_000, **options: int
+) -> list[tuple[ExchangeName, bytes]]:
+    """A closed recording of ``blocks`` blocks (one flush each) received from ``start_ns`` on; returns
+    what was recorded."""
     recorder = Recorder(path, **options)
     written = []
     for block in range(blocks):
         for index in range(per_block):
             market = MARKETS[(block + index) % 4]
             payload = b'{"u":%d,"b":[["60000.%d","0.5"]],"pad":"%s"}' % (block * 100 + index, index, b"x" * index * 9)
-            recorder.record(market, RecordKind.WS_TEXT, payload, recv_ns=1_000 + block * 100 + index)
+            recorder.record(market, RecordKind.WS_TEXT, payload, recv_ns=start_ns + block * 100 + index)
             written.append((market, payload))
         recorder.flush()
     recorder.close()
@@ -349,6 +352,24 @@ def test_a_missing_part_is_damage_where_the_hole_is(tmp_path: Path) -> None:
     )
     later = read_records(*parts[3:])
     assert list(later) and later.damage is None
+
+
+def test_a_recording_cut_by_a_crash_does_not_stop_the_one_restarted_beside_it(tmp_path: Path) -> None:
+    """A recorder killed mid-block and restarted on the same --out writes a new recording beside the
+    cut one: the merged read takes the first up to its cut and the second whole, and names the cut."""
+    base = tmp_path / "md.arbrec"
+    first = _write_sample(base, blocks=12, per_block=20, rotate_bytes=1_500)
+    cut_parts = recording_files(base)
+    last = cut_parts[-1]
+    last.write_bytes(last.read_bytes()[:-30])  # no end marker, the last block cut short
+    whole_first = len(list(RecordingReader(cut_parts)))
+    assert 0 < whole_first < len(first)
+    second = _write_sample(base, blocks=3, per_block=5, start_ns=1_000_000, rotate_bytes=1_500)
+    reader = read_records(base)
+    records = list(reader)
+    assert reader.damage is not None and reader.damage.path == str(last)
+    assert len(records) == whole_first + len(second)
+    assert [(r.market, r.payload) for r in records[whole_first:]] == second  # received after the crash
 
 
 def test_record_markets_stops_books_and_counts_messages(tmp_path: Path) -> None:
