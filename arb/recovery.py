@@ -404,7 +404,7 @@ def order_resolver(
             raise ExchangeError(exchange.value, f"no connector to resolve order {cid!r} on {symbol}")
         if intent.order_id is not None:
             return await _query(venue, symbol, order_id=intent.order_id)
-        state = await _query(venue, symbol, client_order_id=cid)
+        state = await _query(venue, symbol, client_order_id=cid, sent_at_ms=intent.created_at_ms)
         if state is not None:
             return state
         wait_s = (intent.created_at_ms - wall_ms()) / 1000 + venue.order_acceptance_s
@@ -414,7 +414,7 @@ def order_resolver(
                 "%.1f s: asking then", exchange.value, cid, symbol, wait_s,
             )
             await sleep(wait_s)
-            state = await _query(venue, symbol, client_order_id=cid)
+            state = await _query(venue, symbol, client_order_id=cid, sent_at_ms=intent.created_at_ms)
             if state is not None:
                 return state
         window_s = windows.get(exchange)
@@ -432,11 +432,14 @@ def order_resolver(
 
 
 async def _query(
-    venue: PrivateExchange, symbol: str, *, order_id: str | None = None, client_order_id: str | None = None
+    venue: PrivateExchange, symbol: str, *, order_id: str | None = None, client_order_id: str | None = None,
+    sent_at_ms: int | None = None,
 ) -> OrderState | None:
     """The venue's state of one order; None when it answers that it has no such order."""
     try:
-        return await venue.query_order(symbol, order_id=order_id, client_order_id=client_order_id)
+        return await venue.query_order(
+            symbol, order_id=order_id, client_order_id=client_order_id, sent_at_ms=sent_at_ms
+        )
     except ExchangeError as exc:
         if exc.category != ErrorCategory.UNKNOWN_ORDER:
             raise

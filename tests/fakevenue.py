@@ -158,7 +158,8 @@ class FakeExchange:
         )
 
     async def query_order(
-        self, symbol: str, *, order_id: str | None = None, client_order_id: str | None = None
+        self, symbol: str, *, order_id: str | None = None, client_order_id: str | None = None,
+        sent_at_ms: int | None = None,
     ) -> OrderState:
         assert (client_order_id is None) != (order_id is None)
         self.queries.append(client_order_id if client_order_id is not None else f"order id {order_id}")

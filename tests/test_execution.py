@@ -352,7 +352,8 @@ class LandsLateThenRateLimits(FakeExchange):
         raise ExchangeError(self.exchange.value, "gateway timeout [HTTP 504]", category=ErrorCategory.OUTCOME_UNKNOWN)
 
     async def query_order(
-        self, symbol: str, *, order_id: str | None = None, client_order_id: str | None = None
+        self, symbol: str, *, order_id: str | None = None, client_order_id: str | None = None,
+        sent_at_ms: int | None = None,
     ) -> OrderState:
         if client_order_id == self.landing.client_order_id:
             self.queries.append(client_order_id)
@@ -405,7 +406,8 @@ class DelayedInTransit(FakeExchange):
         raise ExchangeError(self.exchange.value, "timed out", category=ErrorCategory.OUTCOME_UNKNOWN)
 
     async def query_order(
-        self, symbol: str, *, order_id: str | None = None, client_order_id: str | None = None
+        self, symbol: str, *, order_id: str | None = None, client_order_id: str | None = None,
+        sent_at_ms: int | None = None,
     ) -> OrderState:
         if self.landing is not None and self.time.clock() >= self.landing[0]:
             state = self.landing[1]

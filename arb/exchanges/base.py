@@ -201,9 +201,12 @@ class PrivateExchange(Protocol):
         """Cancel by venue id or client id (exactly one); returns the final state the venue reports."""
 
     async def query_order(
-        self, symbol: str, *, order_id: str | None = None, client_order_id: str | None = None
+        self, symbol: str, *, order_id: str | None = None, client_order_id: str | None = None,
+        sent_at_ms: int | None = None,
     ) -> OrderState:
-        """The current state of an order, by venue id or client id (exactly one)."""
+        """The current state of an order, by venue id or client id (exactly one); ``sent_at_ms``
+        (wall clock), where known, narrows the search of a venue that finds finished orders by
+        client id only for a while."""
 
     async def open_orders(self, symbol: str | None = None) -> Sequence[OrderState]:
         """Resting orders, of one symbol or all."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from decimal import Decimal
@@ -111,11 +112,14 @@ class Trading(Protocol):
     def open_orders(self, symbol: str | None) -> RestRequest:
         """The request listing resting orders of ``symbol`` (of all symbols when None)."""
 
-    def finished_orders(self, symbol: str, since_s: int) -> tuple[RestRequest, int] | None:
+    def finished_orders(
+        self, symbol: str, since_s: int, until_s: int | None, page: int
+    ) -> tuple[RestRequest, int] | None:
         """Where the venue finds a finished order by client id only for a while
-        (``VenueBinding.client_id_lookup_s``) and lists them: the request of the newest orders of
-        ``symbol`` finished since ``since_s`` (UNIX seconds), parsed by ``parse_open_orders``, and
-        the most it lists (a full list may leave older ones out). Else None."""
+        (``VenueBinding.client_id_lookup_s``) and lists them: the request of page ``page`` (from 1)
+        of the newest orders of ``symbol`` created from ``since_s`` to ``until_s`` (UNIX seconds;
+        None: now), parsed by ``parse_open_orders``, and the most a page lists (a full page may
+        leave older ones for the next). Else None."""
 
     def parse_open_orders(self, body: bytes) -> list[OrderState]:
         """The orders of an open-orders answer."""
@@ -212,6 +216,7 @@ class FeeSource(Protocol):
 
 FeeSourceFactory = Callable[[ApiCredentials], FeeSource]
 MAX_FUNDING_PAGES = 50  # pages of settled funding one read follows before giving up with an error
+MAX_FINISHED_ORDER_PAGES = 10  # pages of finished orders a client id is looked for in before giving up
 ORDER_TRANSPORTS = ("rest", "ws")
 DEFAULT_ORDER_TRANSPORT = "ws"
 DEFAULT_ORDER_DEADLINE_MS = 5000
@@ -846,9 +851,11 @@ class ExchangeConnector:
         return self._parsed("cancel_order", trading.parse_order, body, write=True)
 
     async def query_order(
-        self, symbol: str, *, order_id: str | None = None, client_order_id: str | None = None
+        self, symbol: str, *, order_id: str | None = None, client_order_id: str | None = None,
+        sent_at_ms: int | None = None,
     ) -> OrderState:
-        """The current state of an order, by venue id or client id (exactly one)."""
+        """The current state of an order, by venue id or client id (exactly one); ``sent_at_ms``
+        (wall clock), where known, narrows the search among finished orders (``_finished_by_client_id``)."""
         _one_id(f"{self.venue} query_order {symbol}", order_id, client_order_id)
         trading = await self._trader("query_order")
         orders_ws = await self._order_transport()
@@ -860,34 +867,46 @@ class ExchangeConnector:
         except ExchangeError as exc:
             if client_order_id is None or exc.category != ErrorCategory.UNKNOWN_ORDER:
                 raise
-            return await self._finished_by_client_id(trading, symbol, client_order_id, exc)
+            return await self._finished_by_client_id(trading, symbol, client_order_id, exc, sent_at_ms)
         return self._parsed("query_order", trading.parse_order, body, write=False)
 
     async def _finished_by_client_id(
-        self, trading: Trading, symbol: str, client_order_id: str, not_found: ExchangeError
+        self, trading: Trading, symbol: str, client_order_id: str, not_found: ExchangeError, sent_at_ms: int | None
     ) -> OrderState:
         """An order its client id did not find, looked for among the pair's finished orders where the
-        venue lists them (``Trading.finished_orders``); raises ``not_found`` when it is not there,
-        and an unknown outcome when the list was full (it may be older than the list reaches)."""
+        venue lists them (``Trading.finished_orders``): those of the minutes around ``sent_at_ms``
+        (until the venue can no longer take it), else of the venue's whole lookup window, page by
+        page. Raises ``not_found`` when it is not there, and an unknown outcome when the pages run
+        out before the list does (it may be among the orders not listed)."""
         lookup_s = self.binding.client_id_lookup_s
-        # From the start of the lookup window, a minute earlier for the venue's clock.
-        listing = None if lookup_s is None else trading.finished_orders(symbol, int(time.time()) - lookup_s - 60)
-        if listing is None:
+        if lookup_s is None:
             raise not_found
-        request, most = listing
-        body = await self.rest.fetch(request)
-        orders = self._parsed("finished_orders", trading.parse_open_orders, body, write=False)
-        for order in orders:
-            if order.client_order_id == client_order_id:
-                return order
-        if len(orders) >= most:
-            raise ExchangeError(
-                self.venue,
-                f"order {client_order_id!r} on {symbol}: not found by its client id nor among the {len(orders)} "
-                "newest finished orders, a full list: it may be older than the list reaches",
-                category=ErrorCategory.OUTCOME_UNKNOWN,
-            ) from not_found
-        raise not_found
+        # A minute either side for the venue's clock.
+        if sent_at_ms is None:
+            since_s, until_s = int(time.time()) - lookup_s - 60, None
+        else:
+            since_s = sent_at_ms // 1000 - 60
+            until_s = sent_at_ms // 1000 + math.ceil(self.order_acceptance_s) + 60
+        seen = 0
+        for page in range(1, MAX_FINISHED_ORDER_PAGES + 1):
+            listing = trading.finished_orders(symbol, since_s, until_s, page)
+            if listing is None:
+                raise not_found
+            request, most = listing
+            body = await self.rest.fetch(request)
+            orders = self._parsed("finished_orders", trading.parse_open_orders, body, write=False)
+            for order in orders:
+                if order.client_order_id == client_order_id:
+                    return order
+            seen += len(orders)
+            if len(orders) < most:
+                raise not_found
+        raise ExchangeError(
+            self.venue,
+            f"order {client_order_id!r} on {symbol}: not found by its client id nor among the {seen} newest "
+            f"finished orders of {MAX_FINISHED_ORDER_PAGES} full pages: it may be among those not listed",
+            category=ErrorCategory.OUTCOME_UNKNOWN,
+        ) from not_found
 
     async def open_orders(self, symbol: str | None = None) -> Sequence[OrderState]:
         """Resting orders, of one symbol or all (where the venue lists one symbol at a time: of

@@ -562,7 +562,8 @@ class PaperExchange:
         return state
 
     async def query_order(
-        self, symbol: str, *, order_id: str | None = None, client_order_id: str | None = None
+        self, symbol: str, *, order_id: str | None = None, client_order_id: str | None = None,
+        sent_at_ms: int | None = None,
     ) -> OrderState:
         """The recorded state of an order, by paper order id or client id (exactly one)."""
         return self._find(symbol, order_id, client_order_id, "query_order")

@@ -557,7 +557,8 @@ class BacktestConnector(ExchangeConnector):
         return self._state(event)
 
     async def query_order(
-        self, symbol: str, *, order_id: str | None = None, client_order_id: str | None = None
+        self, symbol: str, *, order_id: str | None = None, client_order_id: str | None = None,
+        sent_at_ms: int | None = None,
     ) -> OrderState:
         engine = self._engine(symbol)
         event = (

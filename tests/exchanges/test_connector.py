@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from decimal import Decimal as D
@@ -15,6 +16,7 @@ from loopback import eventually, run
 from simvenues import API_KEY, CREDENTIALS, PERP, SPOT, SYMBOL, instruments, simulated_venues
 
 from arb.errors import ArbitrageEngineError, ExchangeConnectionError, ExchangeError, OrderRejectedError, RateLimitError
+from arb.exchanges import connector as connector_module
 from arb.exchanges.connector import CLOCK_READ_ERROR_MS, MAX_FUNDING_PAGES, ConnectorSettings
 from arb.exchanges.gateio import constants
 from arb.exchanges.errors import ErrorCategory
@@ -715,8 +717,9 @@ def test_a_gate_spot_order_its_text_no_longer_finds_is_found_among_the_finished_
 ) -> None:
     """Gate.io's REST reference says a spot order's text finds it only while it is open. An IOC
     that filled at once and whose answer was lost is then still found, with its fill, among the
-    pair's finished orders; an id it never placed is still 'not found'; and when the list is full
-    the order may be older than it reaches, so its outcome is unknown rather than 'never placed'."""
+    pair's finished orders, page by page; an id it never placed is still 'not found'; when the
+    pages run out before the list does, the order may be among those not listed, so its outcome
+    is unknown rather than 'never placed'; and the time it was sent narrows the list to its minutes."""
     async def scenario() -> None:
         async with simulated_venues(moving=False) as sim:
             sim.faults.configure("gateio", VenueFaults(client_id_lookup_ms=0))
@@ -748,10 +751,20 @@ def test_a_gate_spot_order_its_text_no_longer_finds_is_found_among_the_finished_
                 with pytest.raises(OrderRejectedError) as never:
                     await connector.query_order(SPOT, client_order_id="never-sent")
                 assert never.value.category == ErrorCategory.UNKNOWN_ORDER
-                monkeypatch.setattr(constants, "FINISHED_ORDERS_LIMIT", 2)
+                # One order a page: the older one is found on the second page.
+                monkeypatch.setattr(constants, "FINISHED_ORDERS_LIMIT", 1)
+                assert (await connector.query_order(SPOT, client_order_id="gone-0")).client_order_id == "gone-0"
+                monkeypatch.setattr(connector_module, "MAX_FINISHED_ORDER_PAGES", 1)
                 with pytest.raises(ExchangeError) as full:
                     await connector.query_order(SPOT, client_order_id="never-sent")
-                assert full.value.category == ErrorCategory.OUTCOME_UNKNOWN and "a full list" in str(full.value)
+                assert full.value.category == ErrorCategory.OUTCOME_UNKNOWN and "1 full pages" in str(full.value)
+                # Sent an hour ago (a restart's intent): only the minutes around it are listed, and
+                # none of the orders above are there, so "not found" is an answer again.
+                with pytest.raises(OrderRejectedError) as absent:
+                    await connector.query_order(
+                        SPOT, client_order_id="never-sent", sent_at_ms=int(time.time() * 1000) - 3_600_000
+                    )
+                assert absent.value.category == ErrorCategory.UNKNOWN_ORDER
             finally:
                 await connector.close()
 

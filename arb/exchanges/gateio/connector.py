@@ -87,8 +87,8 @@ class _SpotTrading(NoPositions, _Trading):
     def query_order(self, symbol: str, order_id: str | None, client_order_id: str | None) -> RestRequest:
         return self._spot.query_order(symbol, order_id=order_id, client_order_id=client_order_id)
 
-    def finished_orders(self, symbol: str, since_s: int) -> tuple[RestRequest, int]:
-        return self._spot.finished_orders(symbol, since_s), constants.FINISHED_ORDERS_LIMIT
+    def finished_orders(self, symbol: str, since_s: int, until_s: int | None, page: int) -> tuple[RestRequest, int]:
+        return self._spot.finished_orders(symbol, since_s, until_s, page), constants.FINISHED_ORDERS_LIMIT
 
     def balances(self) -> RestRequest:
         return self._spot.balances()
@@ -106,7 +106,7 @@ class _FuturesTrading(_Trading):
     def query_order(self, symbol: str, order_id: str | None, client_order_id: str | None) -> RestRequest:
         return self._futures.query_order(order_id=order_id, client_order_id=client_order_id)
 
-    def finished_orders(self, symbol: str, since_s: int) -> None:
+    def finished_orders(self, symbol: str, since_s: int, until_s: int | None, page: int) -> None:
         return None  # a text finds a finished contract order for its whole 60 s lookup window
 
     def balances(self) -> RestRequest:

@@ -1114,12 +1114,14 @@ def _spot_list(request: SimRequest, ctx: SimContext, user: str) -> SimResponse:
     if status != constants.SPOT_ORDER_STATUS_FINISHED:
         raise _invalid(f"status {status!r}: must be open or finished")
     since_ms = int(params.get("from", "0")) * 1000
-    limit = int(params.get("limit", "100"))
+    until_ms = int(params["to"]) * 1000 + 999 if "to" in params else None
+    limit, page = int(params.get("limit", "100")), int(params.get("page", "1"))
     finished = [
         event for event in reversed(engine.orders_of(user))
-        if event.status.is_final and _wall_ms(ctx, event.created_ns) >= since_ms
+        if event.status.is_final and since_ms <= _wall_ms(ctx, event.created_ns)
+        and (until_ms is None or _wall_ms(ctx, event.created_ns) <= until_ms)
     ]
-    return _json([_spot_order_doc(ctx, engine, event) for event in finished[:limit]])
+    return _json([_spot_order_doc(ctx, engine, event) for event in finished[(page - 1) * limit: page * limit]])
 
 
 def _spot_open_orders(request: SimRequest, ctx: SimContext, user: str) -> SimResponse:

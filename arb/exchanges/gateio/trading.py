@@ -266,12 +266,14 @@ class GateioSpotTrading(_GateioTrading):
         query = f"currency_pair={self._instrument(symbol).venue_symbol}&status={constants.SPOT_ORDER_STATUS_OPEN}"
         return self._signed("GET", constants.ORDERS_PATH, constants.SPOT_ORDERS_LIST_RATE_LIMIT, query)
 
-    def finished_orders(self, symbol: str, since_s: int) -> RestRequest:
-        """``GET /spot/orders?currency_pair=X&status=finished&from=since_s&limit=...``: the pair's
-        newest orders finished since ``since_s`` (UNIX seconds); parse with ``parse_open_orders``."""
+    def finished_orders(self, symbol: str, since_s: int, until_s: int | None = None, page: int = 1) -> RestRequest:
+        """``GET /spot/orders?currency_pair=X&status=finished&page=N&limit=...&from=since_s[&to=until_s]``:
+        page ``page`` of the pair's newest finished orders created from ``since_s`` to ``until_s``
+        (UNIX seconds; None: now); parse with ``parse_open_orders``."""
         query = (
             f"currency_pair={self._instrument(symbol).venue_symbol}&status={constants.SPOT_ORDER_STATUS_FINISHED}"
-            f"&from={since_s}&limit={constants.FINISHED_ORDERS_LIMIT}"
+            f"&page={page}&limit={constants.FINISHED_ORDERS_LIMIT}&from={since_s}"
+            + ("" if until_s is None else f"&to={until_s}")
         )
         return self._signed("GET", constants.ORDERS_PATH, constants.SPOT_ORDERS_LIST_RATE_LIMIT, query)
 

@@ -97,7 +97,7 @@ class _SpotTrading(NoPositions):
     def query_order(self, symbol: str, order_id: str | None, client_order_id: str | None) -> RestRequest:
         return self._t.query_order_request(symbol, order_id=order_id, client_order_id=client_order_id)
 
-    def finished_orders(self, symbol: str, since_s: int) -> None:
+    def finished_orders(self, symbol: str, since_s: int, until_s: int | None, page: int) -> None:
         return None  # a client id finds a finished order as long as its order id does
 
     def parse_order(self, body: bytes) -> OrderState:

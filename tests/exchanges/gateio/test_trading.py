@@ -198,7 +198,9 @@ def test_open_orders_query_names_the_pair_and_status() -> None:
     assert spot_client().open_orders().path == constants.OPEN_ORDERS_PATH
     finished = spot_client().finished_orders("BTC/USDT", 1_700_000_000)
     assert (finished.method, finished.path) == ("GET", constants.ORDERS_PATH)
-    assert finished.query == "currency_pair=BTC_USDT&status=finished&from=1700000000&limit=100"
+    assert finished.query == "currency_pair=BTC_USDT&status=finished&page=1&limit=100&from=1700000000"
+    window = spot_client().finished_orders("BTC/USDT", 1_700_000_000, 1_700_000_200, 3)
+    assert window.query == "currency_pair=BTC_USDT&status=finished&page=3&limit=100&from=1700000000&to=1700000200"
     assert futures_client().open_orders("BTC/USDT:USDT").query == "contract=BTC_USDT&status=open"
 
 
