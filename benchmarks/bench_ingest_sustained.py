@@ -26,6 +26,17 @@ to the end of the scan that follows its socket read; recorded by a tap wrapping
 Asserted after timing: the achieved rate, every book in sync at the last id sent and equal
 to the expected book.
 
+Same-run baseline (``DecodeAlone``): one pass of the same four rings, frame by frame, through
+each market's compiled ``BookRouter`` alone (classify, decode and ``OrderBook`` apply: what
+``BookSync.on_message`` runs for an in-sync book), in a plain loop, with no socket, event
+loop, ``BookSync`` glue, tap or scanner; the books are reset from the same snapshots before
+each pass. The sustained run also records the process CPU time over its window per update
+(``cpu_ns_per_update``; the pusher is another process), and after the run measures the
+baseline's ns per update in the same process: ``cpu_ratio_to_decode_alone`` is the whole
+ingest path's CPU cost over decoding and applying alone. The group's baseline row times the
+same pass (its median is one pass of every ring, not a sustained window: compare ns per
+update in extra_info, not the medians).
+
 ``ARB_INGEST_RATE`` (default 105000; 0 = as fast as the pusher can write) sets the
 aggregate rate offered. A paced pusher never delivers more than it offers, so an engine that
 keeps up with exactly the target rate measures just above or just below it by timing jitter;
@@ -67,8 +78,9 @@ from arb.instruments import Instrument
 from arb.pipeline import ScannerPipeline
 from arb.sim.cluster import ASSETS, default_instruments
 from arb.types import ExchangeName, OpportunityType
-from arb_core.book import ASK, BID, OrderBook
+from arb_core.book import ASK, BID, DeltaBatch, OrderBook
 from arb_core.latency import LatencyHistogram
+from arb_core.router import BookRouter
 from arb_core.wire.common import WireScale
 
 RATE = int(os.environ.get("ARB_INGEST_RATE", "105000"))
@@ -86,6 +98,7 @@ ID_BASE = 10 ** (ID_WIDTH - 1)  # first update id of every stream; the snapshots
 TICK_S = 0.001  # the pusher's send period
 CHUNK_MAX = 4096  # frames per sendall when unpaced
 EVENT_MS = 1_700_000_000_000
+BASELINE_PASSES = 5  # passes of the decode-alone baseline the sustained run measures after its window
 
 Op = tuple[int, int, int]  # (side, price_ticks, size_lots) on the market's order grid
 
@@ -352,6 +365,7 @@ class SustainedIngest:
         self.updates = 0
         self.window_s = 0.0
         self.push_s = 0.0
+        self.cpu_s = 0.0  # this process's CPU time over the timed window
         self.syncs: dict[str, BookSync] = {}
         self.scales: dict[tuple[ExchangeName, str], WireScale] = {}
         self.troubles = 0  # session errors, malformed frames and resyncs during the run
@@ -439,6 +453,7 @@ class SustainedIngest:
         self.lag.reset()
         first = sum(s.messages for s in self.sessions)
         t0 = time.monotonic_ns()
+        cpu0 = time.process_time_ns()
         self.rss_marks["start"] = _rss_kb()
         expected = self.total * len(self.sessions)
         sample_every = max(1.0, self.seconds / 20)
@@ -456,6 +471,7 @@ class SustainedIngest:
                 raise RuntimeError(f"only {sum(s.messages for s in self.sessions)} of {expected} updates arrived")
             await asyncio.sleep(0.02)
         t1 = max(s.last_message_ns for s in self.sessions)
+        self.cpu_s = (time.process_time_ns() - cpu0) / 1e9
         self.rss_marks["end"] = _rss_kb()
         self.rss.append((round((t1 - t0) / 1e9, 1), self.rss_marks["end"]))
         self.updates = expected - first
@@ -480,13 +496,8 @@ class SustainedIngest:
                 in_sync, last_id, bids, asks = self.final[(name, symbol)]
                 assert in_sync, f"{name} {symbol} out of sync"
                 assert last_id == ID_BASE + sent[instrument.venue_symbol] - 1, (name, symbol, last_id)
-                order, scale = _order_scale(instrument), self.scales[(feed.market, symbol)]
-                price_mult = _ratio(order.tick_units, order.price_decimals, scale.tick_units, scale.price_decimals)
-                size_mult = _ratio(order.lot_units, order.size_decimals, scale.lot_units, scale.size_decimals)
-                expected = feed.streams[instrument.venue_symbol].book_after(sent[instrument.venue_symbol])
-                for side, levels in ((BID, bids), (ASK, asks)):
-                    want = sorted(expected[side].items(), reverse=side == BID)
-                    assert levels == [(p * price_mult, s * size_mult) for p, s in want], (name, symbol, side)
+                want = _expected_levels(feed, instrument, self.scales[(feed.market, symbol)], sent[instrument.venue_symbol])
+                assert (bids, asks) == want, (name, symbol)
 
     def stats(self) -> dict[str, Any]:
         p50, p99, p999 = self.lag.percentiles((50, 99, 99.9))
@@ -504,9 +515,26 @@ class SustainedIngest:
             "rss_kb": dict(self.rss_marks),
             "rss_curve_kb": self.rss,
             "pusher_s": round(self.push_s, 2),
+            "cpu_s": round(self.cpu_s, 2),
+            "cpu_ns_per_update": round(self.cpu_s * 1e9 / self.updates) if self.updates else 0,
             # the issue's target; RSS growth is read off the curve
             "target_met": self.window_s > 0 and self.updates / self.window_s >= TARGET_RATE and p99 < TARGET_P99_NS,
         }
+
+
+def _expected_levels(
+    feed: MarketFeed, instrument: Instrument, scale: WireScale, updates: int
+) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    """Bids and asks, best first and on the book grid ``scale``, after the snapshot and ``updates`` updates."""
+    order = _order_scale(instrument)
+    price_mult = _ratio(order.tick_units, order.price_decimals, scale.tick_units, scale.price_decimals)
+    size_mult = _ratio(order.lot_units, order.size_decimals, scale.lot_units, scale.size_decimals)
+    expected = feed.streams[instrument.venue_symbol].book_after(updates)
+    bids, asks = (
+        [(p * price_mult, s * size_mult) for p, s in sorted(expected[side].items(), reverse=side == BID)]
+        for side in (BID, ASK)
+    )
+    return bids, asks
 
 
 def _ratio(units_a: int, decimals_a: int, units_b: int, decimals_b: int) -> int:
@@ -518,6 +546,76 @@ def _ratio(units_a: int, decimals_a: int, units_b: int, decimals_b: int) -> int:
     return numerator // denominator
 
 
+# --- the baseline: the same frames through the compiled router alone -------------------------
+
+
+class DecodeAlone:
+    """One pass of every market's ring through a ``BookRouter`` per market, in a plain loop."""
+
+    def __init__(self, run: SustainedIngest) -> None:
+        self.run = run
+        self.frames: dict[str, list[memoryview]] = {}
+        for name, feed in run.feeds.items():
+            if feed.cycle != 0:
+                raise RuntimeError(f"{name}: the ring holds pass {feed.cycle}, the baseline replays pass 0")
+            data = feed.buffer.tobytes()  # a copy, in pass 0: the snapshots' ids continue into it
+            view = memoryview(data)
+            offsets = feed.offsets.tolist()
+            frames = []
+            for start, stop in zip(offsets, offsets[1:]):
+                length = data[start + 1] & 0x7F  # the server's frames are unmasked
+                frames.append(view[start + (2 if length < 126 else 4 if length == 126 else 10):stop])
+            self.frames[name] = frames
+        self.updates = sum(len(frames) for frames in self.frames.values())
+        self.routes: list[tuple[Callable[[memoryview, int], int], list[memoryview]]] = []
+        self.books: dict[tuple[str, str], tuple[OrderBook, WireScale]] = {}
+
+    def reset(self) -> None:
+        """Fresh books from the snapshots, one router per market (untimed)."""
+        self.routes, self.books = [], {}
+        for market in MARKETS:
+            feed = self.run.feeds[market.value]
+            dialect = _dialect(market, "ws://127.0.0.1:9/unused")
+            router = BookRouter(dialect.router_dialect)  # type: ignore[attr-defined]
+            for symbol in SYMBOLS:
+                (name,) = market_symbols(market, [symbol])
+                instrument = self.run.instruments[(market, name)]
+                scale = dialect.book_scale(instrument)
+                snapshot = DeltaBatch(2 * DEPTH)
+                dialect.decode_snapshot(feed.snapshots[instrument.venue_symbol], scale, snapshot)
+                book = OrderBook(f"{market.value} {name}")
+                book.apply_snapshot(snapshot, 0)
+                router.add_book(instrument.venue_symbol.encode(), book, scale)
+                self.books[(market.value, name)] = (book, scale)
+            self.routes.append((router.route, self.frames[market.value]))
+
+    def apply(self) -> None:
+        """The timed pass: every frame of every ring, routed once."""
+        for route, frames in self.routes:
+            for frame in frames:
+                route(frame, 0)
+
+    def check(self) -> None:
+        """Every book in sync at the ring's last id and equal to the expected book."""
+        for (name, symbol), (book, scale) in self.books.items():
+            feed = self.run.feeds[name]
+            instrument = self.run.instruments[(feed.market, symbol)]
+            updates = feed.updates_sent(len(feed.symbol_of))[instrument.venue_symbol]
+            assert book.in_sync and book.last_update_id == ID_BASE + updates - 1, (name, symbol, book.last_update_id)
+            assert (book.top(BID, DEPTH + 1), book.top(ASK, DEPTH + 1)) == _expected_levels(feed, instrument, scale, updates)
+
+    def ns_per_update(self, passes: int) -> float:
+        """Median over ``passes`` passes of the time per update, checked after the last."""
+        times = []
+        for _ in range(passes):
+            self.reset()
+            t0 = time.perf_counter_ns()
+            self.apply()
+            times.append(time.perf_counter_ns() - t0)
+        self.check()
+        return sorted(times)[len(times) // 2] / self.updates
+
+
 def _report(stats: dict[str, Any]) -> str:
     rss = stats["rss_kb"]
     curve = " ".join(f"{t:g}s:{kb / 1024:.1f}" for t, kb in stats["rss_curve_kb"])
@@ -526,6 +624,8 @@ def _report(stats: dict[str, Any]) -> str:
         f"{stats['updates']} updates in {stats['window_s']} s = {stats['updates_per_s']}/s\n"
         f"  ingest lag p50 {stats['lag_p50_us']:.1f} µs  p99 {stats['lag_p99_us']:.1f} µs  "
         f"p99.9 {stats['lag_p999_us']:.1f} µs  max {stats['lag_max_us']:.1f} µs (n={stats['lag_count']})\n"
+        f"  CPU {stats['cpu_ns_per_update']} ns/update vs the compiled router alone "
+        f"{stats.get('decode_alone_ns_per_update', '?')} ns/update: x{stats.get('cpu_ratio_to_decode_alone', '?')}\n"
         f"  VmRSS start {rss['start'] / 1024:.1f} MiB  middle {rss.get('middle', 0) / 1024:.1f} MiB  "
         f"end {rss['end'] / 1024:.1f} MiB\n  RSS curve (MiB): {curve}\n"
         f"  >= {TARGET_RATE}/s with p99 < {TARGET_P99_NS / 1e6:g} ms: {'yes' if stats['target_met'] else 'NO'}"
@@ -551,9 +651,25 @@ def test_ingest_sustained(benchmark: Any, loop: asyncio.AbstractEventLoop) -> No
         if process.is_alive():
             process.kill()
     stats = run.stats()
+    # The same-run baseline, measured here after the window (the pusher has exited: no contention).
+    decode_ns = DecodeAlone(run).ns_per_update(BASELINE_PASSES)
+    stats["decode_alone_ns_per_update"] = round(decode_ns, 1)
+    stats["cpu_ratio_to_decode_alone"] = round(stats["cpu_ns_per_update"] / decode_ns, 2)
     print("\n" + _report(stats))
     benchmark.extra_info.update(stats)
     run.check_books()
     assert run.troubles == 0
     if RATE:
         assert stats["updates_per_s"] >= 0.98 * RATE, stats
+
+
+@pytest.mark.benchmark(group="ingest: sustained, four markets over loopback")
+def test_ingest_decode_alone_baseline(benchmark: Any) -> None:
+    """Baseline: one pass of the same four rings through each market's compiled BookRouter alone."""
+    decode = DecodeAlone(SustainedIngest(RATE, SECONDS, "none"))
+    benchmark.pedantic(decode.apply, setup=decode.reset, rounds=10, warmup_rounds=1)
+    median_s = benchmark.stats.stats.median
+    benchmark.extra_info["updates"] = decode.updates
+    benchmark.extra_info["ns_per_update"] = round(median_s * 1e9 / decode.updates, 1)
+    benchmark.extra_info["updates_per_s"] = round(decode.updates / median_s)
+    decode.check()

@@ -3,8 +3,10 @@
 Each timed call encodes MESSAGES frames (10 bids + 10 asks each, the shape of a busy 100 ms
 diff); messages per second are reported in extra_info. ``warm`` reuses a bounded set of
 sizes (the fragment caches hit, as in a steady simulated book), ``cold`` gives every level a
-fresh size (every size is formatted). The baseline builds the same document as a dict and
-serialises it with orjson, formatting each number with the same ``plain_decimal``.
+fresh size (every size is formatted). The baseline in each group builds the same document
+as a dict and serialises it with orjson, formatting each number with the same ``plain_decimal``
+(futures: prices as strings, whole-contract sizes as JSON integers, in the venue's key order,
+so the futures baseline writes the encoder's bytes exactly).
 """
 
 from __future__ import annotations
@@ -91,10 +93,15 @@ def test_spot_update_orjson_baseline(benchmark: Any, cold: bool) -> None:
     assert GateioSpotMarketData.decode_update(frames[-1], SPOT_SCALE, DeltaBatch()) == 20
 
 
+def _futures_messages() -> list[tuple[Levels, Levels]]:
+    """The warm spot messages on the futures grid: 0.1 price ticks, whole contracts below 10**6."""
+    return [([(p // 10**7, s % 10**6) for p, s in b], [(p // 10**7, s % 10**6) for p, s in a])
+            for b, a in _messages(False)]
+
+
 def test_futures_update_encoder(benchmark: Any) -> None:
     benchmark.group = "gateio-sim-encode-futures-warm"
-    messages = [([(p // 10**7, s % 10**6) for p, s in b], [(p // 10**7, s % 10**6) for p, s in a])
-                for b, a in _messages(False)]
+    messages = _futures_messages()
     update = FuturesBookEncoder("BTC_USDT", FUTURES_SCALE).update
 
     def encode(i: int, bids: Levels, asks: Levels) -> bytes:
@@ -104,3 +111,26 @@ def test_futures_update_encoder(benchmark: Any) -> None:
     _report(benchmark)
     assert GateioFuturesMarketData.decode_update(frames[-1], FUTURES_SCALE, DeltaBatch()) == 20
 
+
+def test_futures_update_orjson_baseline(benchmark: Any) -> None:
+    benchmark.group = "gateio-sim-encode-futures-warm"
+    messages = _futures_messages()
+    dumps = orjson.dumps
+
+    def encode(i: int, bids: Levels, asks: Levels) -> bytes:
+        t = T0_MS + i
+        return dumps({
+            "time": t // 1000, "time_ms": t, "channel": "futures.order_book_update", "event": "update",
+            "result": {
+                "U": i,
+                "a": [{"p": plain_decimal(p, 1), "s": s} for p, s in asks],
+                "b": [{"p": plain_decimal(p, 1), "s": s} for p, s in bids],
+                "s": "BTC_USDT", "t": t, "u": i,
+            },
+        })
+
+    frames = benchmark.pedantic(_run, args=(encode, messages), rounds=ROUNDS, warmup_rounds=1)
+    _report(benchmark)
+    assert GateioFuturesMarketData.decode_update(frames[-1], FUTURES_SCALE, DeltaBatch()) == 20
+    bids, asks = messages[-1]
+    assert frames[-1] == FuturesBookEncoder("BTC_USDT", FUTURES_SCALE).update(MESSAGES, MESSAGES, bids, asks, T0_MS + MESSAGES)

@@ -11,6 +11,14 @@ Groups (medians in ``extra_info``: messages per second and the server's own ns p
   (encode, fault check, stamp, send) vs the baseline of sending the same frames already
   encoded with a bare ``transport.send``.
 
+The two ``sim feed`` groups have the same kind of baseline, one per venue: the same rig (the
+same subscribed clients over the same loopback connections), with updates of the generator
+drawn and encoded by each market's stream encoder before the timing, then written with a
+bare ``transport.send`` to each market's connection in generation order, MESSAGES in all,
+in chunks of 1000 between loop turns as the push groups do, with no REST orders. The ratio of
+a feed row to its venue's baseline is what generating, matching, publishing and answering
+orders on the one loop cost over writing the frames.
+
 The server's ns per message is the time spent in ``SyntheticFeed.advance`` (generator,
 matching, encode, send) or in ``publish``, per message pushed.
 """
@@ -108,6 +116,17 @@ class Rig:
         while len(out) < count:
             self.feed.sim_ns += self.feed.tick_ns
             out += [u for u in market.step(self.feed.sim_ns) if u.exchange is self.exchange]
+        return out[:count]
+
+    def market_updates(self, count: int) -> list[tuple[int, BookUpdate]]:
+        """``count`` fresh updates of the rig's markets, in generation order, each with the index
+        of its market in ``markets`` (applied to the server books, not pushed)."""
+        index = {market.exchange_name: i for i, market in enumerate(self.markets)}
+        out: list[tuple[int, BookUpdate]] = []
+        while len(out) < count:
+            self.feed.sim_ns += self.feed.tick_ns
+            for synthetic in self.feed.markets:
+                out += [(index[u.exchange], u) for u in synthetic.step(self.feed.sim_ns) if u.exchange in index]
         return out[:count]
 
     async def wait_for(self, frames: int, client: Counter | None = None) -> None:
@@ -269,3 +288,69 @@ def test_feed_mexc_with_orders(benchmark: Any) -> None:
     """Generator + pushes + REST orders on one loop, MEXC spot subscribed."""
     benchmark.group = "sim feed"
     _feed_bench(benchmark, "mexc", both_markets=False)
+
+
+def _feed_bare_send_bench(benchmark: Any, venue: str, both_markets: bool) -> None:
+    rig = Rig(venue, both_markets=both_markets)
+    state: dict[str, Any] = {"server_ns": []}
+    encoders = [next(iter(market._streams.values()))[0][1] for market in rig.markets]
+
+    def setup() -> tuple[tuple[()], dict[str, Any]]:
+        frames = []
+        for i, update in rig.market_updates(MESSAGES):
+            msg_type, payload = encoders[i](update, rig.markets[i].exchange.engines[update.symbol], 0)
+            frames.append((i, msg_type, payload))
+        state["frames"] = frames
+        state["per_client"] = [sum(1 for market, _, _ in frames if market == i) for i in range(len(rig.clients))]
+        return (), {}
+
+    async def push() -> None:
+        start_frames = [client.frames for client in rig.clients]
+        sends = [market.connections[0].transport.send for market in rig.markets]  # type: ignore[union-attr]
+        frames = state["frames"]
+        spent = 0
+        for offset in range(0, len(frames), 1000):
+            t0 = time.perf_counter_ns()
+            for i, msg_type, payload in frames[offset:offset + 1000]:
+                sends[i](msg_type, payload)
+            spent += time.perf_counter_ns() - t0
+            await asyncio.sleep(0)
+        for client, start, count in zip(rig.clients, start_frames, state["per_client"]):
+            await rig.wait_for(start + count, client)
+        state["server_ns"].append(spent / MESSAGES)
+
+    def run() -> None:
+        rig.loop.run_until_complete(push())
+
+    try:
+        benchmark.pedantic(run, setup=setup, rounds=5, iterations=1)
+        benchmark.extra_info["messages_per_s"] = round(MESSAGES / benchmark.stats.stats.median)
+        benchmark.extra_info["server_ns_per_message"] = round(sorted(state["server_ns"])[len(state["server_ns"]) // 2])
+        assert sum(client.frames for client in rig.clients) >= 5 * MESSAGES
+        assert all(client.frames for client in rig.clients)
+    finally:
+        rig.close()
+
+
+def test_feed_per_venue_gateio_bare_send_baseline(benchmark: Any) -> None:
+    """Gate spot and futures frames, pre-generated and pre-encoded, sent with a bare transport.send."""
+    benchmark.group = "sim feed per venue"
+    _feed_bare_send_bench(benchmark, "gateio", both_markets=True)
+
+
+def test_feed_per_venue_mexc_bare_send_baseline(benchmark: Any) -> None:
+    """MEXC spot and futures frames, pre-generated and pre-encoded, sent with a bare transport.send."""
+    benchmark.group = "sim feed per venue"
+    _feed_bare_send_bench(benchmark, "mexc", both_markets=True)
+
+
+def test_feed_gateio_bare_send_baseline(benchmark: Any) -> None:
+    """Gate spot frames, pre-generated and pre-encoded, sent with a bare transport.send."""
+    benchmark.group = "sim feed"
+    _feed_bare_send_bench(benchmark, "gateio", both_markets=False)
+
+
+def test_feed_mexc_bare_send_baseline(benchmark: Any) -> None:
+    """MEXC spot frames, pre-generated and pre-encoded, sent with a bare transport.send."""
+    benchmark.group = "sim feed"
+    _feed_bare_send_bench(benchmark, "mexc", both_markets=False)
