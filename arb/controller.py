@@ -162,7 +162,7 @@ class RunSummary(msgspec.Struct, kw_only=True):
     fills: int
     rejected_by_risk: dict[str, int]
     latency_ms: dict[str, tuple[Decimal, Decimal]]  # stage -> (p50, p99)
-    breakers_tripped: list[str]
+    breakers_tripped: list[str]  # still tripped at the end, each with its reason
     resyncs: dict[str, int]
     skew_alerts: list[str]
     shutdown: list[StepOutcome]
@@ -178,6 +178,7 @@ class RunSummary(msgspec.Struct, kw_only=True):
     balance_drifts: int = 0  # REST reads that disagreed with the pushed balances
     open_hedges: int = 0  # spot-futures hedge positions still open at the end
     held_hedge_basis: Decimal = Decimal(0)  # the basis they locked in: in realized PnL until closed
+    breaker_trips: dict[str, int] = {}  # every trip of the run by breaker, those reset since included
     hedges_dropped: list[str] = []  # hedges taken out of the book: the venue no longer held their futures
     funding_settled: Decimal = Decimal(0)  # settled funding this run counted (its first read: since 00:00 UTC)
     funding_payments: int = 0
@@ -221,6 +222,10 @@ class RunSummary(msgspec.Struct, kw_only=True):
         for stage, (p50, p99) in self.latency_ms.items():
             out.append(f"  {'latency ' + stage:<25}p50 {p50} ms, p99 {p99} ms")
         out.append(f"  circuit breakers         {', '.join(self.breakers_tripped) or 'none tripped'}")
+        if self.breaker_trips:
+            out.append(
+                "  breaker trips this run   " + ", ".join(f"{k} {v}" for k, v in sorted(self.breaker_trips.items()))
+            )
         out.append(
             "  book resyncs             " + (", ".join(f"{k} {v}" for k, v in sorted(self.resyncs.items())) or "none")
         )
@@ -1594,13 +1599,16 @@ class ArbitrageController:
                 if total:
                     resyncs[f"{market.value} {symbol}"] = total
         tripped: list[str] = []
+        trips: dict[str, int] = {}
         rejected: dict[str, int] = {}
         if self.risk is not None:
+            statuses = self.risk.get_circuit_breaker_status()
             tripped = [
                 f"{b.value} ({status.trip.reason if status.trip else 'tripped'})"
-                for b, status in self.risk.get_circuit_breaker_status().items()
+                for b, status in statuses.items()
                 if status.tripped
             ]
+            trips = {b.value: status.trips for b, status in statuses.items() if status.trips}
             rejected = self.risk.get_risk_statistics().rejections
         return RunSummary(
             mode=self.mode,
@@ -1610,6 +1618,7 @@ class ArbitrageController:
             rejected_by_risk=rejected,
             latency_ms=latencies,
             breakers_tripped=tripped,
+            breaker_trips=trips,
             resyncs=resyncs,
             skew_alerts=list(dict.fromkeys(self._skew_alerts)),
             hedges_dropped=list(self._hedges_dropped),

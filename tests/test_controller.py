@@ -1366,6 +1366,9 @@ def test_sigusr1_engages_the_kill_switch_of_a_running_engine_and_sigusr2_release
     engaged, held, resumed, summary = asyncio.run(scenario())
     assert held <= engaged + 1  # at most the execution in flight when the signal came finishes
     assert resumed > held and summary.ok
+    # Released before the end, the trip is still in the summary, as a trip of the run.
+    assert summary.breakers_tripped == [] and summary.breaker_trips == {"kill_switch": 1}
+    assert "  breaker trips this run   kill_switch 1" in summary.lines()
 
 
 def test_a_futures_position_read_overlapped_by_an_execution_is_not_compared(
