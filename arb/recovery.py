@@ -170,18 +170,22 @@ class RecoveryManager:
             cost=ZERO,
             started_ns=self.clock(),
         )
+        progress = _Progress(residual)
         try:
-            return await self._recover(residual, active)
+            return await self._recover(residual, active, progress)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             log.exception("recovery %s failed", opp)
-            return self._flag(active, residual.buy, residual.sell, (), active.cost, f"recovery failed: {exc}")
+            # With what it had learnt and sent: the residual flagged is the one left open.
+            return self._flag(
+                active, progress.buy, progress.sell, progress.orders, active.cost, f"recovery failed: {exc}"
+            )
 
-    async def _recover(self, residual: Residual, active: ActiveRecovery) -> RecoveryOutcome:
+    async def _recover(self, residual: Residual, active: ActiveRecovery, progress: _Progress) -> RecoveryOutcome:
         opp = residual.opportunity_id
-        buy = await self.orders.resolve(residual.buy)
-        sell = await self.orders.resolve(residual.sell)
+        buy = progress.buy = await self.orders.resolve(residual.buy)
+        sell = progress.sell = await self.orders.resolve(residual.sell)
         unresolved = [o for o in (buy, sell) if not o.resolved]
         if unresolved:
             names = ", ".join(f"{o.leg} {o.exchange.value} {o.request.client_order_id}" for o in unresolved)
@@ -201,7 +205,7 @@ class RecoveryManager:
         if not under.refused_permanently:
             venues.append((RecoveryAction.HEDGE, under.exchange, under.instrument))
         venues.append((RecoveryAction.UNWIND, over.exchange, over.instrument))
-        orders: list[OrderOutcome] = []
+        orders = progress.orders
         cost = ZERO
         attempt = 0
         unwound = False
@@ -380,6 +384,17 @@ class RecoveryManager:
             journal.record_recovery_step(opportunity_id, step, detail)
         except Exception:
             log.exception("recovery %s: journaling step %r failed", opportunity_id, step)
+
+
+class _Progress:
+    """What a recovery has learnt (the legs as resolved) and sent so far, for the flag raised by a
+    failure nobody foresaw."""
+
+    __slots__ = ("buy", "sell", "orders")
+
+    def __init__(self, residual: Residual) -> None:
+        self.buy, self.sell = residual.buy, residual.sell
+        self.orders: list[OrderOutcome] = []
 
 
 def order_resolver(

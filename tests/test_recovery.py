@@ -107,6 +107,32 @@ def test_unresolved_leg_is_queried_again_before_acting() -> None:
     assert sell.queries == ["opp1-s"] and not sell.placed
 
 
+def test_a_recovery_cut_short_by_an_unforeseen_failure_flags_what_it_left_open() -> None:
+    """The hedge sold 4 of the 10 the buy left unmatched, then the next attempt failed in a way
+    nothing foresaw: the flag carries that hedge and the 6 still open, not the 10 it started with."""
+    buy, sell = fee_free(GATE), FakeExchange(spot(MEXC, taker_fee=D(0)), [Step(fraction=D("0.4"))])
+    recovery, _ = manager(buy, sell)
+    run = recovery.orders.run
+    calls = 0
+
+    async def second_call_fails(*args: object, **kwargs: object) -> OrderOutcome:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise RuntimeError("disk gone")
+        return await run(*args, **kwargs)  # type: ignore[arg-type]
+
+    recovery.orders.run = second_call_fails  # type: ignore[method-assign]
+    residual = Residual(opportunity_id="opp1", buy=leg(buy, OrderSide.BUY, "10", "10", "100"),
+                        sell=leg(sell, OrderSide.SELL, "10", "0", "101"))
+    outcome = asyncio.run(recovery.recover(residual))
+    assert outcome.requires_manual_approval and outcome.reason == "recovery failed: disk gone"
+    assert [o.request.client_order_id for o in outcome.orders] == ["opp1-h1"] and outcome.orders[0].filled == D(4)
+    assert outcome.residual_quantity == D(6)
+    (active,) = recovery.get_active_recoveries()
+    assert active.residual_quantity == D(6)
+
+
 def test_residual_within_one_lot_needs_no_order() -> None:
     buy, sell = fee_free(GATE), fee_free(MEXC)
     recovery, _ = manager(buy, sell)
