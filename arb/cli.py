@@ -543,6 +543,7 @@ def _record(args: argparse.Namespace) -> int:
         def stop_on(signum: signal.Signals) -> None:
             signalled.append(signum.name)
             stop.set()
+            loop.remove_signal_handler(signum)  # a second one stops at once, should closing hang
 
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop_on, signum)

@@ -1346,7 +1346,7 @@ class Journal:
             notional += Decimal(price_text) * Decimal(quantity_text)
             if fee_asset == state.fee_asset:
                 fees += Decimal(fee_text)
-        if state.average_price is not None:
+        if state.average_price is not None and state.average_price > 0:  # some schemas read a missing one as 0
             price = (state.filled_quantity * state.average_price - notional) / gap
         else:
             price = state.price or intent.request.price or ZERO

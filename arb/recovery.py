@@ -315,8 +315,12 @@ class RecoveryManager:
         return active
 
     def resolver(self, client_id_lookup_s: Mapping[ExchangeName, int] | None = None) -> OrderResolver:
-        """The start-up resolver for ``Journal.reconcile`` (``order_resolver`` over this manager's markets)."""
-        return order_resolver(self.orders.exchanges, client_id_lookup_s=client_id_lookup_s)
+        """The start-up resolver for ``Journal.reconcile`` (``order_resolver`` over this manager's markets;
+        an order rate limited at its first send went again for up to ``rate_limit_deadline_s``)."""
+        return order_resolver(
+            self.orders.exchanges, client_id_lookup_s=client_id_lookup_s,
+            resent_for_s=self.orders.settings.rate_limit_deadline_s,
+        )
 
     def _pick(
         self, venues: list[tuple[RecoveryAction, ExchangeName, Instrument]], attempt: int, side: OrderSide,
@@ -400,6 +404,7 @@ class _Progress:
 def order_resolver(
     exchanges: Mapping[ExchangeName, PrivateExchange], *, client_id_lookup_s: Mapping[ExchangeName, int] | None = None,
     wall_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000, sleep: Sleep = asyncio.sleep,
+    resent_for_s: float = 0.0,
 ) -> OrderResolver:
     """An ``OrderResolver`` over ``exchanges``: query by the venue's order id where the journal has
     it, else by client id; None only when the venue has no such order.
@@ -408,7 +413,9 @@ def order_resolver(
     client id. An intent older than that, known by client id only, is not taken as absent when
     the venue does not find it: it may have filled (ExchangeError, category OUTCOME_UNKNOWN).
     An intent younger than the venue's ``order_acceptance_s`` (a request held up on its way may
-    still be taken) is asked for once more when that has passed, counted from the intent's write.
+    still be taken) is asked for once more when that has passed, counted from the intent's write
+    plus ``resent_for_s`` (how long after its intent an order may have been sent again, each send
+    with a deadline of its own). A wall clock stepped back since is waited out for no longer.
     """
     windows = client_id_lookup_s or {}
 
@@ -422,7 +429,8 @@ def order_resolver(
         state = await _query(venue, symbol, client_order_id=cid, sent_at_ms=intent.created_at_ms)
         if state is not None:
             return state
-        wait_s = (intent.created_at_ms - wall_ms()) / 1000 + venue.order_acceptance_s
+        acceptance_s = resent_for_s + venue.order_acceptance_s
+        wait_s = min((intent.created_at_ms - wall_ms()) / 1000 + acceptance_s, acceptance_s)
         if wait_s > 0:
             log.warning(
                 "journal reconcile: %s order %s on %s not found yet; the venue may still take its request for "

@@ -248,6 +248,19 @@ def test_reconcile_with_a_fake_resolver(journal: Journal, caplog: pytest.LogCapt
     assert len(journal.fills()) == 3
 
 
+def test_a_reconciled_fill_with_a_zero_average_is_priced_at_the_order(journal: Journal) -> None:
+    """A venue answer that reads a missing average price as 0 would price the gap fill at 0 (or
+    below, with fills recorded): it is priced at the order's price instead."""
+    journal.record_intent("opp1", "zero", request("zero", price="100.5"), GATE)
+
+    async def resolve(intent: IntentRecord) -> OrderState | None:
+        return state("zero", OrderStatus.FILLED, filled="1", average="0")
+
+    assert asyncio.run(journal.reconcile(resolve)).fills_added == 1
+    (record,) = journal.fills()
+    assert (record.fill.quantity, record.fill.price) == (D("1"), D("100"))  # the venue's order price
+
+
 def test_opportunity_pnl_is_exact(journal: Journal) -> None:
     journal.record_intent("opp1", "buy", request("c1", quantity="0.3"), MEXC)
     journal.record_intent("opp1", "sell", request("c2", quantity="0.3", side=OrderSide.SELL, price="101.1"), GATE)

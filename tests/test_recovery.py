@@ -266,6 +266,11 @@ def test_resolver_asks_once_more_when_the_venue_may_still_take_a_request_sent_be
     assert asyncio.run(resolve(intent(GATE, "gone-b", age_s=2))) is None  # asked again after the wait: absent
     assert slept == [3.0, 3.0]
     assert asyncio.run(resolve(intent(GATE, "gone-c", age_s=6))) is None and len(slept) == 2  # past it: no wait
+    # Sent again for up to 1 s after its intent (rate limited), each send with its own deadline.
+    resent = order_resolver({GATE: venue}, wall_ms=lambda: NOW_MS, sleep=sleep, resent_for_s=1.0)
+    assert asyncio.run(resent(intent(GATE, "gone-d", age_s=2))) is None and slept[-1] == 4.0
+    # An intent "from the future" (the wall clock stepped back since): no longer than the window.
+    assert asyncio.run(resent(intent(GATE, "gone-e", age_s=-3600))) is None and slept[-1] == 6.0
 
 
 def test_resolver_asks_by_order_id_where_known_and_does_not_take_a_stale_client_id_as_absent() -> None:

@@ -222,8 +222,11 @@ DEFAULT_ORDER_TRANSPORT = "ws"
 DEFAULT_ORDER_DEADLINE_MS = 5000
 MAX_ORDER_DEADLINE_MS = 60_000  # MEXC's largest recvWindow
 # How far a measured clock skew may be off when an order's deadline is stamped by it: half the
-# server-time call's round trip, the venue's rounding, and drift until the next read.
+# server-time call's round trip (at most MAX_CLOCK_READ_RTT_MS), the venue's rounding, and drift
+# until the next read.
 CLOCK_READ_ERROR_MS = 1000
+MAX_CLOCK_READ_RTT_MS = 1000
+CLOCK_READ_ATTEMPTS = 3
 """Measured by ``benchmarks/bench_order_transport.py``: Gate's WS API answers sooner than REST."""
 PrivateStreamFactory = Callable[[ApiCredentials, InstrumentCatalog, str], PrivateDialect]
 """``(credentials, catalog, market-data ws URL) -> dialect`` of a venue's private websocket."""
@@ -605,12 +608,25 @@ class ExchangeConnector:
 
     async def clock_skew_ms(self) -> float:
         """How far the local wall clock is behind the venue's, in ms (negative: ahead), taking the
-        venue's time at the midpoint of one server-time call; kept as ``clock_skew``."""
-        sent_ns = time.time_ns()
-        server_ms = await self.server_time()
-        received_ns = time.time_ns()
-        self.clock_skew = skew = server_ms - (sent_ns + received_ns) / 2e6
-        return skew
+        venue's time at the midpoint of one server-time call; kept as ``clock_skew``.
+
+        A call whose round trip (budget wait and retries included) exceeds ``MAX_CLOCK_READ_RTT_MS``
+        could put the midpoint too far off for ``CLOCK_READ_ERROR_MS``: it is made again, up to
+        ``CLOCK_READ_ATTEMPTS`` times, then an ``ExchangeError`` leaves ``clock_skew`` as it was."""
+        round_trips = []
+        for _ in range(CLOCK_READ_ATTEMPTS):
+            sent_ns = time.time_ns()
+            server_ms = await self.server_time()
+            received_ns = time.time_ns()
+            rtt_ms = (received_ns - sent_ns) / 1e6
+            if rtt_ms <= MAX_CLOCK_READ_RTT_MS:
+                self.clock_skew = skew = server_ms - (sent_ns + received_ns) / 2e6
+                return skew
+            round_trips.append(f"{rtt_ms:.0f}")
+        raise ExchangeError(
+            self.venue, f"clock not read: server-time round trips of {', '.join(round_trips)} ms, over "
+            f"the {MAX_CLOCK_READ_RTT_MS} ms that keep the reading within {CLOCK_READ_ERROR_MS} ms",
+        )
 
     async def funding_rates(self, symbols: Sequence[str]) -> list[FundingRate]:
         """The current funding rates of ``symbols`` (unified perpetual symbols) that the venue reports."""
@@ -755,11 +771,15 @@ class ExchangeConnector:
         """How long after an order is sent the venue may still take it: its deadline, plus how far the
         local reading of the venue's clock may be behind it (``CLOCK_READ_ERROR_MS`` once read; before,
         as far as the local clock may be ahead while signed requests are taken). 0 where the venue
-        does not sign orders by the clock."""
+        does not sign orders by the clock.
+
+        Once read, how far the local clock is ahead counts too: an order of an earlier run that
+        could not read the clock was stamped by the local clock, and a restart waits this out."""
         window = self.binding.clock_window
         if window is None:
             return 0.0
-        error_ms = window.ahead_ms if self.clock_skew is None else CLOCK_READ_ERROR_MS
+        skew = self.clock_skew
+        error_ms = window.ahead_ms if skew is None else CLOCK_READ_ERROR_MS + max(0.0, -skew)
         return (self.settings.order_deadline_ms + error_ms) / 1000
 
     def write_order(self, request: OrderRequest) -> Awaitable[OrderState] | None:

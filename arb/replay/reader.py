@@ -146,10 +146,10 @@ class RecordingReader:
     where reading stopped early (None: every file was read to its end; of several recordings,
     each damaged one ends at its damage and ``damage`` names the first found).
 
-    Several recordings are merged by wall-clock time. Each one's receive times are moved onto
-    the wall clock by the offset of its first record: they come from each recorder process's
-    own monotonic clock, which another boot or machine starts elsewhere, while the spacing
-    within one recording stays as measured."""
+    Several recordings are merged on one clock: each one's receive times are moved onto the
+    wall clock by the offset of its first record (they come from each recorder process's own
+    monotonic clock, which another boot or machine starts elsewhere) and merged in that order,
+    so the spacing within one recording stays as measured and time never runs back."""
 
     def __init__(self, paths: Iterable[str | os.PathLike[str]]) -> None:
         self.paths = [Path(p) for p in paths]
@@ -181,7 +181,7 @@ class RecordingReader:
             if stream.damage is not None:
                 self.damage = self.damage or stream.damage
             elif first is not None:
-                heap.append((first.wall_ns, index, first, iterator))
+                heap.append((first.recv_ns + offsets[index], index, first, iterator))
         heapq.heapify(heap)
         while heap:
             _, index, record, iterator = heap[0]
@@ -195,7 +195,7 @@ class RecordingReader:
             elif following is None:
                 heapq.heappop(heap)
             else:
-                heapq.heapreplace(heap, (following.wall_ns, index, following, iterator))
+                heapq.heapreplace(heap, (following.recv_ns + offsets[index], index, following, iterator))
 
     def single_native(self) -> bool:
         """Whether the files are one recording of the recorder's own format (``blocks`` reads them)."""
@@ -243,7 +243,12 @@ class RecordingReader:
     def _streams(self) -> list[_Stream]:
         parts: dict[bytes, list[tuple[int, Path]]] = {}
         streams: list[_Stream] = []
+        seen: set[Path] = set()
         for path in self.paths:
+            resolved = path.resolve()
+            if resolved in seen:  # named twice (a part beside its recording's --out name): read once
+                continue
+            seen.add(resolved)
             try:
                 with path.open("rb") as file:
                     head = file.read(FILE_HEADER.size)
@@ -261,7 +266,12 @@ class RecordingReader:
                 streams.append(_Stream([path], native=False))
         for group in parts.values():
             group.sort()
-            for (before, _), (part, path) in zip(group, group[1:]):
+            for (before, earlier), (part, path) in zip(group, group[1:]):
+                if part == before:
+                    self.damage = RecordingDamaged(
+                        path=str(path), offset=0, records=0, reason=f"part {part} of this recording is also {earlier}",
+                    )
+                    return []
                 if part != before + 1:
                     # The books would replay across the hole as if nothing had happened there.
                     missing = f"part {before + 1}" if part == before + 2 else f"parts {before + 1} to {part - 1}"

@@ -636,8 +636,8 @@ def test_an_order_may_be_taken_until_its_deadline_plus_how_far_off_the_venues_cl
         credentials=CREDENTIALS, rest_url="http://127.0.0.1:9", ws_url="ws://127.0.0.1:9/", settings=settings
     )
     assert mexc.order_acceptance_s == 3.0  # 2 s + MEXC's 1 s ahead
-    mexc.clock_skew = -400.0
-    assert mexc.order_acceptance_s == (2000 + CLOCK_READ_ERROR_MS) / 1000
+    mexc.clock_skew = -400.0  # our clock 0.4 s ahead: an earlier run's order may be stamped by it
+    assert mexc.order_acceptance_s == (2000 + CLOCK_READ_ERROR_MS + 400) / 1000
     gate = GateioSpotConnector(
         credentials=CREDENTIALS, rest_url="http://127.0.0.1:9", ws_url="ws://127.0.0.1:9/", settings=settings
     )
@@ -692,6 +692,26 @@ def test_an_order_received_after_its_deadline_in_the_venues_clock_is_refused(
                 await connector.close()
 
     run(scenario())
+
+
+def test_a_clock_read_whose_round_trip_is_too_long_is_made_again_or_not_taken(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The midpoint of a slow server-time call (a budget wait, a retry) may be far from when the
+    venue read its clock: a read over the round-trip bound is made again, and after three such
+    reads the last good skew stays."""
+    connector = MexcSpotConnector(credentials=CREDENTIALS, rest_url="http://127.0.0.1:9", ws_url="ws://127.0.0.1:9/")
+    monkeypatch.setattr(connector_module, "MAX_CLOCK_READ_RTT_MS", 20)
+    delays = [0.05, 0.0]
+
+    async def server_time() -> int:
+        await asyncio.sleep(delays.pop(0) if delays else 0.05)
+        return time.time_ns() // 1_000_000 + 3_000  # the venue's clock 3 s ahead of ours
+
+    monkeypatch.setattr(connector, "server_time", server_time)
+    assert 2_950 < run(connector.clock_skew_ms()) < 3_050  # the second read, the first too slow
+    before = connector.clock_skew
+    with pytest.raises(ExchangeError, match="clock not read: server-time round trips of 50, 50, 50 ms"):
+        run(connector.clock_skew_ms())
+    assert connector.clock_skew == before
 
 
 def test_clock_skew_is_read_at_the_midpoint_of_a_server_time_call() -> None:

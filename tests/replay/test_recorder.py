@@ -354,6 +354,19 @@ def test_a_missing_part_is_damage_where_the_hole_is(tmp_path: Path) -> None:
     assert list(later) and later.damage is None
 
 
+def test_a_part_named_twice_is_read_once_and_a_copy_of_one_is_named(tmp_path: Path) -> None:
+    base = tmp_path / "md.arbrec"
+    written = _write_sample(base, blocks=12, per_block=20, rotate_bytes=1_500)
+    parts = recording_files(base)
+    reader = read_records(base, parts[1])  # the --out name already stands for every part
+    assert [(r.market, r.payload) for r in reader] == written and reader.damage is None
+    copy = tmp_path / "copy.arbrec"
+    copy.write_bytes(parts[1].read_bytes())
+    reader = read_records(*parts, copy)
+    assert list(reader) == [] and reader.damage is not None
+    assert reader.damage.reason in (f"part 2 of this recording is also {p}" for p in (parts[1], copy))
+
+
 def test_a_recording_cut_by_a_crash_does_not_stop_the_one_restarted_beside_it(tmp_path: Path) -> None:
     """A recorder killed mid-block and restarted on the same --out writes a new recording beside the
     cut one: the merged read takes the first up to its cut and the second whole, and names the cut."""

@@ -320,7 +320,8 @@ class MexcSpotTrading:
         timestamp_ms = self._clock_ms()
         recv_window_ms = self._recv_window_ms
         if expires_at_ms is not None:
-            # Past MEXC's bounds the request is refused at once (1) or the bound is the deadline (max).
+            # Within MEXC's bounds: at least 1 ms (MEXC also takes a timestamp up to 1 s ahead of its
+            # clock, so a local clock that far ahead loosens the deadline by that much), at most 60 s.
             recv_window_ms = min(max(expires_at_ms - timestamp_ms, 1), constants.MAX_RECV_WINDOW_MS)
         query = self._signer.signed_query(params, timestamp_ms=timestamp_ms, recv_window_ms=recv_window_ms)
         weight = constants.PRIVATE_ENDPOINT_WEIGHTS[path]
