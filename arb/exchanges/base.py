@@ -218,11 +218,11 @@ class PrivateExchange(Protocol):
         """Funding settled on the account's futures positions since ``since_ms``, oldest first (empty on spot)."""
 
     async def start_private_stream(
-        self, on_order: OrderHandler, on_fill: FillHandler, on_balance: BalanceHandler | None = None,
+        self, on_order: OrderHandler | None, on_fill: FillHandler, on_balance: BalanceHandler | None = None,
         *, on_balances_read: BalancesReadHandler | None = None,
     ) -> None:
-        """Stream order updates, fills and (when ``on_balance`` is given) balance changes to the
-        handlers (called synchronously, in venue order). Where a push only says the balances
+        """Stream order updates (unless ``on_order`` is None), fills and (when ``on_balance`` is
+        given) balance changes to the handlers (called synchronously, in venue order). Where a push only says the balances
         changed, they are read by REST and go to ``on_balances_read`` (to ``on_balance``, asset
         by asset, without it)."""
 

@@ -326,6 +326,10 @@ class _NullSink:
         pass
 
 
+def _unreported(state: OrderState) -> None:
+    """The order handler of a stream whose order states nobody asked for."""
+
+
 def _one_id(where: str, order_id: str | None, client_order_id: str | None) -> None:
     if (order_id is None) == (client_order_id is None):
         raise ValueError(
@@ -366,6 +370,7 @@ class ExchangeConnector:
         self._poller: asyncio.Task[None] | None = None
         self._private: PrivateStream | None = None
         self._tracked: dict[str, str] = {}  # client order id -> symbol: orders the polled stream follows
+        self._polling = False  # order states are reported: ``_tracked`` is followed
         self._order_symbols: set[str] = set()
         self._orders_ws: OrderTransport | None = None
         self._orders_ws_lock = asyncio.Lock()
@@ -833,7 +838,7 @@ class ExchangeConnector:
         return trading, None
 
     def _track(self, request: OrderRequest) -> None:
-        if self._private is None:
+        if self._polling and self._private is None:
             self._tracked[request.client_order_id] = request.symbol
         self._order_symbols.add(request.symbol)
 
@@ -848,7 +853,8 @@ class ExchangeConnector:
             if exc.category != ErrorCategory.OUTCOME_UNKNOWN:
                 self._tracked.pop(request.client_order_id, None)  # refused: nothing exists at the venue
                 raise
-            self._tracked[request.client_order_id] = request.symbol
+            if self._polling:
+                self._tracked[request.client_order_id] = request.symbol
             raise ExchangeError(
                 self.venue,
                 f"order {request.client_order_id!r} on {request.symbol}: outcome unknown ({exc}); resolve with "
@@ -988,10 +994,11 @@ class ExchangeConnector:
     # --- private stream (websocket, REST polling as the fallback) ----------------------------
 
     async def start_private_stream(
-        self, on_order: OrderHandler, on_fill: FillHandler, on_balance: BalanceHandler | None = None,
+        self, on_order: OrderHandler | None, on_fill: FillHandler, on_balance: BalanceHandler | None = None,
         *, on_balances_read: BalancesReadHandler | None = None,
     ) -> None:
-        """Stream order updates to ``on_order`` and executions to ``on_fill``.
+        """Stream order updates to ``on_order`` (None: none, and no order is polled) and executions
+        to ``on_fill``.
 
         Where the venue binds a private websocket (``VenueBinding.private_stream``), its
         pushes are decoded into ``OrderState`` (cumulative ``filled_quantity`` and ``fee``)
@@ -1023,7 +1030,7 @@ class ExchangeConnector:
             stream = PrivateStream(
                 dialect,
                 self.rest,
-                on_order,
+                on_order if on_order is not None else _unreported,
                 on_fill,
                 self.settings.ws,
                 on_balance=on_balance,
@@ -1032,7 +1039,9 @@ class ExchangeConnector:
             )
             await stream.start(self.settings.ws.handshake_timeout_s * 2)
             self._private = stream
-        self._poller = asyncio.get_running_loop().create_task(self._poll(on_order), name=f"{self.venue} orders poll")
+        if on_order is not None:
+            self._polling = True
+            self._poller = asyncio.get_running_loop().create_task(self._poll(on_order), name=f"{self.venue} orders poll")
 
     @property
     def private_stream(self) -> PrivateStream | None:
@@ -1042,6 +1051,8 @@ class ExchangeConnector:
     async def stop_private_stream(self) -> None:
         """Stop the private stream (websocket and polling)."""
         poller, self._poller = self._poller, None
+        self._polling = False
+        self._tracked.clear()
         stream, self._private = self._private, None
         if stream is not None:
             await stream.close()
@@ -1055,6 +1066,7 @@ class ExchangeConnector:
 
     async def _poll(self, on_order: OrderHandler) -> None:
         reported: dict[str, tuple[OrderStatus, Decimal]] = {}
+        unknown_since: dict[str, float] = {}  # client id -> when the venue first did not know it
         while True:
             for client_id, symbol in list(self._tracked.items()):
                 try:
@@ -1062,9 +1074,16 @@ class ExchangeConnector:
                 except asyncio.CancelledError:
                     raise
                 except ArbitrageEngineError as exc:
-                    # Unknown to the venue yet (in flight) or a transient failure: ask again next round.
+                    # Unknown to the venue yet (in flight) or a transient failure: ask again next
+                    # round, until the venue can no longer take an order it does not know.
                     log.debug("%s: polling order %r: %s", self.venue, client_id, exc)
+                    if getattr(exc, "category", None) == ErrorCategory.UNKNOWN_ORDER:
+                        now = time.monotonic()
+                        if now - unknown_since.setdefault(client_id, now) > self.order_acceptance_s:
+                            self._tracked.pop(client_id, None)
+                            unknown_since.pop(client_id, None)
                     continue
+                unknown_since.pop(client_id, None)
                 seen = (state.status, state.filled_quantity)
                 if reported.get(client_id) != seen:
                     reported[client_id] = seen

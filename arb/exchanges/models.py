@@ -144,6 +144,12 @@ class Balance(msgspec.Struct, frozen=True, kw_only=True):
     free: Decimal
     locked: Decimal = Decimal(0)
 
+    def __post_init__(self) -> None:
+        # A venue's "NaN" or "Infinity" decodes as a Decimal that every later comparison raises on:
+        # refused here, so the push or read is counted unreadable instead.
+        if not (self.free.is_finite() and self.locked.is_finite()):
+            raise ValueError(f"balance of {self.asset}: free={self.free} locked={self.locked} is not a number")
+
     @property
     def total(self) -> Decimal:
         """Free plus locked."""

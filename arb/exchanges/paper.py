@@ -586,7 +586,7 @@ class PaperExchange:
     # --- private stream -----------------------------------------------------------------------
 
     async def start_private_stream(
-        self, on_order: OrderHandler, on_fill: FillHandler, on_balance: BalanceHandler | None = None,
+        self, on_order: OrderHandler | None, on_fill: FillHandler, on_balance: BalanceHandler | None = None,
         *, on_balances_read: BalancesReadHandler | None = None,
     ) -> None:
         """Report every paper order, fill and balance change to the handlers, synchronously

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import NamedTuple, Protocol
 
@@ -27,6 +28,7 @@ from .rest import RestClient
 from .ws import WsSession, WsSettings
 
 log = logging.getLogger(__name__)
+KEPT = 8  # URLs and refusals a stream remembers (a long run reconnects many times)
 
 
 class PrivateMessage(NamedTuple):
@@ -112,8 +114,9 @@ class PrivateStream:
             settings=settings,
             refresh_url=self._next_url,
         )
-        self.urls: list[str] = []  # every URL connected to, in order (new listenKeys show here)
-        self.errors: list[str] = []  # venue refusals, in order
+        # The newest URLs connected to, in order (new listenKeys show here), and venue refusals.
+        self.urls: deque[str] = deque(maxlen=KEPT)
+        self.errors: deque[str] = deque(maxlen=KEPT)
         self.malformed = 0
         self._pending_acks = 0
         self._ready: asyncio.Future[None] | None = None
@@ -205,14 +208,27 @@ class PrivateStream:
             return
         if message.error is not None:
             self.errors.append(message.error)
-            log.warning("%s: private stream request refused: %s", venue, message.error)
-            self._fail(ExchangeError(venue, f"private stream refused: {message.error}", category=ErrorCategory.AUTH_FAILED))
+            ready = self._ready
+            if ready is not None and ready.done():
+                # A refused resubscription after a reconnect leaves the connection up with nothing
+                # pushed on it: connect again (after the session's backoff) rather than go quiet.
+                log.error("%s: private stream resubscription refused (%s); reconnecting", venue, message.error)
+                self.session.drop()
+            else:
+                log.warning("%s: private stream request refused: %s", venue, message.error)
+                self._fail(
+                    ExchangeError(venue, f"private stream refused: {message.error}", category=ErrorCategory.AUTH_FAILED)
+                )
             return
         if message.ack and self._pending_acks:
             self._pending_acks -= 1
             ready = self._ready
-            if not self._pending_acks and ready is not None and not ready.done():
-                ready.set_result(None)
+            if not self._pending_acks and ready is not None:
+                if not ready.done():
+                    ready.set_result(None)
+                else:
+                    # Subscribed again after a reconnect: what was pushed meanwhile is lost.
+                    self._read_balances_soon()
         for fill in message.fills:
             try:
                 self._on_fill(fill)
@@ -254,7 +270,8 @@ class PrivateStream:
             try:
                 balances = await source()
             except ArbitrageEngineError as exc:
-                log.warning("%s: reading balances after a balance push failed: %s", self.dialect.venue, exc)
+                log.warning("%s: reading balances after a balance push or a reconnect failed: %s",
+                            self.dialect.venue, exc)
                 return
             if self._on_balances_read is not None:
                 try:

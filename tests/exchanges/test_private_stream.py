@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from decimal import Decimal as D
+from typing import Any
+
+import msgspec
 
 import pytest
 from loopback import eventually, run
 from simvenues import API_KEY, SYMBOL, simulated_venues
 
-from arb.errors import ArbitrageEngineError
+from arb.errors import ArbitrageEngineError, ExchangeError
+from arb.exchanges.errors import ErrorCategory
 from arb.exchanges.models import Balance, Fill, OrderRequest, OrderState, OrderStatus, OrderType, TimeInForce
 from arb.secrets import ApiCredentials, Secret
 from arb.sim.matching import Fill as SimFill
@@ -195,6 +200,94 @@ def test_gate_futures_balances_read_after_a_push_go_to_the_read_handler_whole() 
                 expected = await connector.balances()
                 await eventually(lambda: bool(reads) and reads[-1] == expected, what="a read equal to balances()")
                 assert pushed == []
+            finally:
+                await connector.close()
+
+    run(scenario())
+
+
+def test_a_resubscription_refused_after_a_reconnect_connects_again() -> None:
+    """One reconnect signed 120 s off (any passing refusal) used to leave the stream connected with
+    nothing pushed on it for good: it now connects again, and pushes come once the venue takes it."""
+    async def scenario() -> None:
+        async with simulated_venues(moving=False) as sim:
+            connector = sim.connector(ExchangeName.GATEIO)
+            balances: list[Balance] = []
+            try:
+                await connector.start_private_stream(None, lambda fill: None, balances.append)
+                stream = connector.private_stream
+                assert stream is not None
+                dialect: Any = stream.dialect
+                dialect._clock = lambda: time.time() - 120
+                stream.session.drop()
+                await eventually(lambda: bool(stream.errors), what="the resubscription refused")
+                dialect._clock = time.time
+                await eventually(lambda: stream.session.connects >= 3 and stream._pending_acks == 0
+                                 and stream.session.connected, what="subscribed again")
+                balances.clear()
+                await connector.place_order(ioc_buy(ExchangeName.GATEIO, "again1"))
+                await eventually(lambda: bool(balances), what="balance pushes after the refusal")
+            finally:
+                await connector.close()
+
+    run(scenario())
+
+
+@pytest.mark.parametrize("market", STREAMED, ids=lambda m: m.value)
+def test_a_reconnect_reads_the_balances_the_pushes_missed(market: ExchangeName) -> None:
+    """Pushes sent while the stream was down are gone: once subscribed again, the balances are read
+    by REST, so a change made meanwhile (here: none by this connector) reaches the handler."""
+    async def scenario() -> None:
+        async with simulated_venues(moving=False) as sim:
+            connector = sim.connector(market)
+            balances: list[Balance] = []
+            reads: list[Mapping[str, Balance]] = []
+            try:
+                read = reads.append if market.is_futures else None
+                await connector.start_private_stream(None, lambda fill: None, balances.append, on_balances_read=read)
+                stream = connector.private_stream
+                assert stream is not None and not balances and not reads
+                stream.session.drop()
+                await eventually(lambda: stream.session.connects == 2 and stream._pending_acks == 0, what="resubscribed")
+                await eventually(lambda: bool(reads if market.is_futures else balances), what="balances read")
+                got = {b.asset: b for b in (reads[-1].values() if market.is_futures else balances)}
+                assert got == dict(await connector.balances())
+            finally:
+                await connector.close()
+
+    run(scenario())
+
+
+def test_an_order_whose_outcome_is_unknown_but_the_venue_never_knew_is_polled_only_until_it_cannot_land(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A write refused before it reached the venue is OUTCOME_UNKNOWN and its order is polled; once
+    the venue could no longer take it (its deadline and the clock's error), polling stops. With
+    no order handler nothing is polled at all."""
+    async def scenario() -> None:
+        async with simulated_venues(moving=False) as sim:
+            connector = sim.connector(ExchangeName.MEXC)
+            connector.settings = msgspec.structs.replace(connector.settings, order_deadline_ms=100)
+            try:
+                await connector.start_private_stream(lambda state: None, lambda fill: None)
+                connector.clock_skew = 0.0  # read: the venue can take it for 1.1 s
+                real_fetch = connector.rest.fetch
+
+                async def refused(request: Any) -> bytes:
+                    if request.method == "POST" and request.path.endswith("/order"):
+                        raise ExchangeError("mexc", "connection refused", category=ErrorCategory.OUTCOME_UNKNOWN)
+                    return await real_fetch(request)
+
+                monkeypatch.setattr(connector.rest, "fetch", refused)
+                with pytest.raises(ExchangeError):
+                    await connector.place_order(ioc_buy(ExchangeName.MEXC, "ghost1"))
+                assert "ghost1" in connector._tracked
+                await eventually(lambda: "ghost1" not in connector._tracked, 5, "polling given up")
+                await connector.stop_private_stream()
+                await connector.start_private_stream(None, lambda fill: None)
+                with pytest.raises(ExchangeError):
+                    await connector.place_order(ioc_buy(ExchangeName.MEXC, "ghost2"))
+                assert not connector._tracked
             finally:
                 await connector.close()
 

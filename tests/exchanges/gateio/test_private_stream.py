@@ -6,6 +6,7 @@ import time
 from decimal import Decimal as D
 
 import msgspec
+import pytest
 from shapes import assert_same_shape
 from sim.simdata import perp, spot
 
@@ -224,3 +225,14 @@ def test_futures_pushes_decode_contracts_and_fees_exactly_and_have_the_documente
     wallet = msgspec.json.decode(frames[-1])["result"][0]
     free, locked = exchange.balances(KEY)["USDT"]
     assert D(str(wallet["balance"])) == free + locked == D("10000") - fill.fee
+
+
+@pytest.mark.parametrize("amount", ["NaN", "Infinity", "-Infinity", "sNaN"])
+def test_a_balance_push_that_is_not_a_number_is_unreadable(amount: str) -> None:
+    """Decimal takes "NaN" and "Infinity", and every later comparison of the balance raised: the push
+    is refused at decoding, so the stream counts it unreadable and goes on."""
+    _, _, _, client = setup()
+    push = msgspec.json.decode(msgspec.json.encode(DOC_BALANCES))
+    push["result"][0]["available"] = amount
+    with pytest.raises(ValueError, match="is not a number"):
+        client.decode(msgspec.json.encode(push), False)
