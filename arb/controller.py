@@ -1084,8 +1084,9 @@ class ArbitrageController:
         return self.summary()
 
     def _install_kill_switch(self) -> list[signal.Signals]:
-        """SIGUSR1 engages the risk manager's kill switch, SIGUSR2 releases it, while ``run`` runs
-        (where the loop takes signal handlers: the main thread, POSIX); the signals handled."""
+        """SIGUSR1 engages the risk manager's kill switch, SIGUSR2 releases it and resets every tripped
+        breaker, while ``run`` runs (where the loop takes signal handlers: the main thread, POSIX);
+        the signals handled."""
         risk = self.risk
         if risk is None:
             return []
@@ -1096,8 +1097,10 @@ class ArbitrageController:
             risk.kill("engaged by the operator (SIGUSR1)")
 
         def release() -> None:
-            log.warning("kill switch released by SIGUSR2")
-            risk.resume()
+            # The operator has looked: every breaker tripped since is cleared with the kill switch.
+            tripped = [b.value for b, s in risk.get_circuit_breaker_status().items() if s.tripped]
+            log.warning("SIGUSR2: kill switch released, breakers reset (tripped: %s)", ", ".join(tripped) or "none")
+            risk.reset_circuit_breaker()
 
         loop = asyncio.get_running_loop()
         installed: list[signal.Signals] = []

@@ -1334,7 +1334,9 @@ def test_restored_hedges_are_kept_unchecked_when_the_futures_venue_cannot_say_wh
     assert controller.hedges.positions() == [restored] and "gateio_futures is not traded in this run" in caplog.text
 
 
-def test_sigusr1_engages_the_kill_switch_of_a_running_engine_and_sigusr2_releases_it(tmp_path: Path) -> None:
+def test_sigusr1_engages_the_kill_switch_of_a_running_engine_and_sigusr2_releases_it_with_every_breaker(
+    tmp_path: Path,
+) -> None:
     configuration = manager(tmp_path)
     # MEXC's BTC/USDT 80 bps cheap for the whole test: an opportunity stands all along.
     dislocation = Dislocation(
@@ -1353,11 +1355,15 @@ def test_sigusr1_engages_the_kill_switch_of_a_running_engine_and_sigusr2_release
             os.kill(os.getpid(), signal.SIGUSR1)
             await eventually(lambda: risk.get_circuit_breaker_status()[Breaker.KILL_SWITCH].tripped, 2, "the kill switch")
             engaged = len(controller.results)
+            for _ in range(5):  # meanwhile a venue's errors trip its breaker too
+                risk.record_venue_error(ExchangeName.MEXC, "test: 503")
+            assert risk.get_circuit_breaker_status()[Breaker.VENUE_ERRORS].tripped
             await asyncio.sleep(1.0)  # the dislocation stands; nothing new may start
             held = len(controller.results)
-            os.kill(os.getpid(), signal.SIGUSR2)
+            os.kill(os.getpid(), signal.SIGUSR2)  # the operator has looked: both are cleared
             await eventually(lambda: len(controller.results) > held, 5, "trading again once released")
-            assert not risk.get_circuit_breaker_status()[Breaker.KILL_SWITCH].tripped
+            status = risk.get_circuit_breaker_status()
+            assert not status[Breaker.KILL_SWITCH].tripped and not status[Breaker.VENUE_ERRORS].tripped
             resumed = len(controller.results)
             assert risk.get_risk_statistics().breaker_trips.get(Breaker.KILL_SWITCH.value) == 1
             assert all(step.status.value == "ok" for step in await controller.shutdown("test over"))
@@ -1367,8 +1373,8 @@ def test_sigusr1_engages_the_kill_switch_of_a_running_engine_and_sigusr2_release
     assert held <= engaged + 1  # at most the execution in flight when the signal came finishes
     assert resumed > held and summary.ok
     # Released before the end, the trip is still in the summary, as a trip of the run.
-    assert summary.breakers_tripped == [] and summary.breaker_trips == {"kill_switch": 1}
-    assert "  breaker trips this run   kill_switch 1" in summary.lines()
+    assert summary.breakers_tripped == [] and summary.breaker_trips == {"kill_switch": 1, "venue_errors": 1}
+    assert "  breaker trips this run   kill_switch 1, venue_errors 1" in summary.lines()
 
 
 def test_a_futures_position_read_overlapped_by_an_execution_is_not_compared(
