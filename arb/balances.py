@@ -36,6 +36,7 @@ from .pipeline import ScannerPipeline
 from .types import ExchangeName
 
 log = logging.getLogger(__name__)
+SKEW_CLEARS_AT = Decimal("1.5")  # an alerted skew clears at this multiple of the threshold
 
 ZERO = Decimal(0)
 
@@ -338,15 +339,19 @@ class BalanceMonitor:
                 continue
             for exchange, free in holdings:
                 share = free / total
+                key = (asset, exchange)
                 if share < self.skew_threshold:
                     alert = SkewAlert(asset=asset, exchange=exchange, free=free, total=total, share=share)
                     alerts.append(alert)
-                    key = (asset, exchange)
                     active.add(key)
                     if key not in self._alerted:
                         log.warning(alert.message())
                         if self.on_alert is not None:
                             self.on_alert(alert)
+                elif key in self._alerted and share < self.skew_threshold * SKEW_CLEARS_AT:
+                    # Cleared only well clear of the threshold: a share trading back and forth
+                    # across it alerts once, not once per trade.
+                    active.add(key)
         self._alerted = active
         return alerts
 

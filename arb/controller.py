@@ -399,7 +399,8 @@ class ArbitrageController:
         self._results: collections.deque[ExecutionResult] = collections.deque(maxlen=results_kept)
         self._results_total = 0
         self._book_stats: dict[ExchangeName, dict[str, BookSyncStats]] = {}
-        self._skew_alerts: list[str] = []
+        # (asset, market) -> its newest skew alert and how many times it was raised this run
+        self._skew_alerts: dict[tuple[str, ExchangeName], tuple[str, int]] = {}
         self._hedges_dropped: list[str] = []
         self._positions_due = asyncio.Event()  # a futures balance changed: check positions before the interval ends
         self._rules_due = asyncio.Event()  # a leg was refused as a changed market would refuse it: read the rules
@@ -1156,7 +1157,9 @@ class ArbitrageController:
             self._rules_due.set()
 
     def _on_skew(self, alert: SkewAlert) -> None:
-        self._skew_alerts.append(alert.message())
+        key = (alert.asset, alert.exchange)
+        _, times = self._skew_alerts.get(key, ("", 0))
+        self._skew_alerts[key] = (alert.message(), times + 1)
 
     def _wake(self) -> None:
         """Resume the idle trade loop (one event-loop step away; a no-op while it is busy)."""
@@ -1623,7 +1626,10 @@ class ArbitrageController:
             breakers_tripped=tripped,
             breaker_trips=trips,
             resyncs=resyncs,
-            skew_alerts=list(dict.fromkeys(self._skew_alerts)),
+            skew_alerts=[
+                message if times == 1 else f"{message} (raised {times} times)"
+                for message, times in self._skew_alerts.values()
+            ],
             hedges_dropped=list(self._hedges_dropped),
             funding_settled=self._funding_settled,
             funding_payments=self._funding_payments,

@@ -179,6 +179,23 @@ def test_skew_alerts_once_per_episode() -> None:
     assert len(alerts) == 2
 
 
+
+def test_a_share_trading_back_and_forth_across_the_threshold_alerts_once() -> None:
+    """Each trade moving MEXC's BTC share between 9 % and 11 % would alert again and again: an
+    alerted skew clears only at 1.5 times the threshold (15 %)."""
+    gate, mexc = FakeVenue(BTC="9.1", USDT="1000"), FakeVenue(BTC="0.9", USDT="1000")
+    alerts: list[SkewAlert] = []
+    monitor = BalanceMonitor({ExchangeName.GATEIO: gate, ExchangeName.MEXC: mexc}, on_alert=alerts.append)
+    for mexc_btc in ("0.9", "1.1", "0.9", "1.1", "1.4", "0.9"):
+        mexc.free["BTC"], gate.free["BTC"] = D(mexc_btc), 10 - D(mexc_btc)
+        asyncio.run(monitor.refresh())
+    assert len(alerts) == 1  # 11 % and 14 % kept it alerted
+    for mexc_btc in ("1.6", "0.9"):
+        mexc.free["BTC"], gate.free["BTC"] = D(mexc_btc), 10 - D(mexc_btc)
+        asyncio.run(monitor.refresh())
+    assert len(alerts) == 2  # cleared at 16 %, then a new episode
+
+
 def test_a_push_sets_the_free_balance_and_the_caps_at_once() -> None:
     gate, mexc = FakeVenue(USDT="1000", BTC="1"), FakeVenue(USDT="1000", BTC="1")
     monitor = BalanceMonitor({ExchangeName.GATEIO: gate, ExchangeName.MEXC: mexc})

@@ -32,7 +32,7 @@ from arb.exchanges.models import Balance, Fill, FundingPayment, OrderRequest, Or
 from arb.hedges import HedgeBook, HedgePosition
 from arb.instruments import InstrumentCatalog
 from arb.journal import Journal
-from arb.balances import BalanceMonitor
+from arb.balances import BalanceMonitor, SkewAlert
 from arb.pipeline import ScannerPipeline, SymbolPlan
 from arb.recovery import RecoveryManager, RecoveryStatus
 from arb.risk import Breaker, RiskManager
@@ -1472,3 +1472,16 @@ def test_a_reconnect_counts_once_against_the_stale_data_breaker_whatever_its_boo
     assert not risk.is_tripped  # four events
     controller._on_desync(BookKey(ExchangeName.GATEIO, "BTC/USDT"), "gap")
     assert risk.is_tripped
+
+
+def test_the_summary_names_each_inventory_skew_once_with_how_often_it_was_raised(tmp_path: Path) -> None:
+    controller = ArbitrageController(manager(tmp_path))
+    for share in ("0.05", "0.04"):
+        controller._on_skew(
+            SkewAlert(asset="BTC", exchange=ExchangeName.MEXC, free=D(share) * 10, total=D(10), share=D(share))
+        )
+    controller._on_skew(SkewAlert(asset="USDT", exchange=ExchangeName.GATEIO, free=D(5), total=D(100), share=D("0.05")))
+    assert controller.summary().skew_alerts == [
+        "inventory skew: mexc holds 0.40 of 10 BTC (4.0 %); trades that spend BTC there will stop soon (raised 2 times)",
+        "inventory skew: gateio holds 5 of 100 USDT (5.0 %); trades that spend USDT there will stop soon",
+    ]

@@ -48,6 +48,7 @@ from __future__ import annotations
 import itertools
 import logging
 import time
+from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal, localcontext
 from typing import NamedTuple, Protocol
@@ -75,6 +76,7 @@ from .models import (
 )
 
 log = logging.getLogger(__name__)
+ORDERS_KEPT = 100_000  # paper orders (and fills) remembered, newest first
 
 ZERO = Decimal(0)
 _PRECISION = 60  # wide enough that products and sums of venue decimals stay exact
@@ -134,9 +136,11 @@ class PaperExchange:
         self._free: dict[str, Decimal] = dict(balances)
         self._locked: dict[str, Decimal] = {}
         self._positions: dict[str, _PaperPosition] = {}
+        # The newest ORDERS_KEPT orders and fills (a venue's order history ends too): a long paper run
+        # stays bounded in memory.
         self._orders: dict[str, OrderState] = {}
         self._by_client: dict[str, str] = {}
-        self._fills: list[Fill] = []
+        self._fills: deque[Fill] = deque(maxlen=ORDERS_KEPT)
         self._funding: list[FundingPayment] = []
         self._announced: dict[str, FundingRate] = {}  # the latest rate seen per perpetual
         self._settled_ms: dict[str, int] = {}  # the last settlement time settled (or passed flat) per perpetual
@@ -246,7 +250,7 @@ class PaperExchange:
         return True
 
     def fills(self) -> list[Fill]:
-        """Every paper fill so far, in order."""
+        """The paper fills so far, in order (the newest ``ORDERS_KEPT``)."""
         return list(self._fills)
 
     def _balance(self, asset: str) -> Balance:
@@ -476,6 +480,10 @@ class PaperExchange:
         )
         self._orders[order_id] = state
         self._by_client[request.client_order_id] = order_id
+        if len(self._orders) > ORDERS_KEPT:
+            oldest = self._orders.pop(next(iter(self._orders)))
+            if oldest.client_order_id is not None:
+                self._by_client.pop(oldest.client_order_id, None)
         self._fills.extend(fills)
         log.info(
             "paper %s %s %s %s %s: %s, filled %s at %s, fee %s %s",

@@ -17,6 +17,7 @@ from arb_core.wire.common import WireScale
 from arb.errors import ExchangeError, OrderRejectedError
 from arb.exchanges.errors import ErrorCategory
 from arb.exchanges.models import Balance, Fill, OrderRequest, OrderState, OrderStatus, OrderType, TimeInForce
+from arb.exchanges import paper as paper_module
 from arb.exchanges.paper import PaperExchange
 from arb.funding import FundingRate
 from arb.instruments import Instrument
@@ -152,6 +153,18 @@ def test_a_sell_fills_into_the_bids_with_the_fee_in_quote() -> None:
     notional = D("599.999") + D("599.99")
     assert (state.fee, state.fee_asset) == (notional * D("0.002"), "USDT")
     assert free(exchange) == {"BTC": D("0.03"), "USDT": notional - notional * D("0.002")}
+
+
+def test_a_long_paper_run_keeps_only_the_newest_orders_and_fills(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(paper_module, "ORDERS_KEPT", 2)
+    exchange, _ = paper(spot_source(), {"USDT": "0", "BTC": "0.05"})
+    for n in range(3):
+        asyncio.run(exchange.place_order(order(f"s{n}", OrderSide.SELL, "0.001", "59999")))
+    with pytest.raises(ExchangeError) as forgotten:
+        asyncio.run(exchange.query_order("BTC/USDT", client_order_id="s0"))
+    assert forgotten.value.category == ErrorCategory.UNKNOWN_ORDER
+    assert asyncio.run(exchange.query_order("BTC/USDT", client_order_id="s2")).filled_quantity == D("0.001")
+    assert len(exchange.fills()) == 2 and repr(exchange).endswith("2 orders)")
 
 
 def test_market_and_fok_orders() -> None:
