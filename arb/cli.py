@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_CONFIG = 2
+RUN_REPORT_OPPORTUNITIES = 100_000  # the newest scanner hits a run's report keeps (all are counted)
 
 DEPENDENCIES = ("msgspec", "orjson", "aiohttp", "picows", "numpy", "cryptography", "rich")
 
@@ -363,7 +364,7 @@ def _run(args: argparse.Namespace) -> int:
 
     if args.report is not None:
         _check_report_directory(args.report)
-    trade_log = TradeLog()
+    trade_log = TradeLog(opportunities_kept=RUN_REPORT_OPPORTUNITIES)
     # The trade log keeps every execution for the report: only a run that writes one keeps it.
     monitor = LoggingMonitor(manager.config.target_execution_time_ms, trade_log) if args.report is not None else None
     controller = ArbitrageController(manager, sim_endpoints=endpoints, monitor=monitor)

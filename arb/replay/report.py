@@ -57,10 +57,18 @@ class TimedExecution(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class TradeLog:
-    """What a run did, collected while it runs (opportunities, executions, sampled spreads)."""
+    """What a run did, collected while it runs (opportunities, executions, sampled spreads).
 
-    def __init__(self) -> None:
+    ``opportunities_kept``: keep about that many of the newest opportunities (None: all of them,
+    as a backtest's result lists them); ``hits`` counts every one. A standing opportunity is found
+    again on every book update, so a long live run keeps a bounded window of them."""
+
+    def __init__(self, opportunities_kept: int | None = None) -> None:
+        if opportunities_kept is not None and opportunities_kept < 1:
+            raise ValueError(f"opportunities_kept={opportunities_kept}: expected >= 1 or None")
         self.opportunities: list[ArbitrageOpportunity] = []
+        self.hits = 0
+        self._kept = opportunities_kept
         self.executions: list[TimedExecution] = []
         # "symbol buy->sell" -> spread (best bid on sell minus best ask on buy, bps of that ask) -> samples
         self.spreads: dict[str, Counter[Decimal]] = {}
@@ -72,10 +80,13 @@ class TradeLog:
         if pipeline is None:
             raise ValueError("TradeLog.attach: the controller has no scanner pipeline yet; call initialize() first")
         forward = pipeline.on_opportunity
-        found = self.opportunities.append
+        found, kept = self.opportunities, self._kept
 
         def on_opportunity(opportunity: ArbitrageOpportunity, plan: SymbolPlan) -> None:
-            found(opportunity)
+            found.append(opportunity)
+            self.hits += 1
+            if kept is not None and len(found) >= 2 * kept:
+                del found[:-kept]  # once per ``kept`` hits: amortised O(1)
             if forward is not None:
                 forward(opportunity, plan)
 
@@ -197,8 +208,9 @@ class ReportData(msgspec.Struct, kw_only=True):
     breaker_trips: list[TripPoint]
     rejected_by_risk: dict[str, int]
     skipped: dict[str, int] = {}  # opportunities passed up untraded, by reason (as the run summary's)
-    # Every hit the scanner handed over (``opportunities``), including those a newer scan of the
-    # same symbol replaced before the engine took them up, which "detected" does not count.
+    # Every hit the scanner handed over (``opportunities`` holds them, or a run's newest), including
+    # those a newer scan of the same symbol replaced before the engine took them up, which
+    # "detected" does not count.
     scanner_hits: int = 0
     notes: list[str] = []  # e.g. where a damaged recording stopped
     open_hedges: int = 0  # hedge positions open at the end
@@ -281,7 +293,7 @@ def report_data(
         mode=summary.mode,
         duration_s=summary.duration_s,
         opportunities_detected=stats.opportunities_detected,
-        scanner_hits=len(log.opportunities),
+        scanner_hits=log.hits,
         opportunities_executed=stats.opportunities_executed,
         executions_succeeded=stats.executions_succeeded,
         executions_failed=stats.executions_failed,

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from decimal import Decimal as D
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -159,3 +160,21 @@ def test_spreads_are_counted_per_value_so_a_long_run_keeps_a_bounded_log(tmp_pat
     write_report(data, tmp_path)
     page = (tmp_path / "report.html").read_text()
     assert "<td>BTC/USDT gateio-&gt;mexc</td><td>1003</td><td>0.17</td><td>0.33</td><td>0.33</td>" in page
+
+
+def test_a_run_keeps_a_bounded_window_of_the_newest_scanner_hits_and_counts_them_all() -> None:
+    """A standing opportunity is found again on every book update: a long run with --report keeps
+    about the newest ``opportunities_kept`` and counts every hit."""
+    pipeline = SimpleNamespace(on_opportunity=None)
+    log = TradeLog(opportunities_kept=3)
+    log.attach(SimpleNamespace(pipeline=pipeline))  # type: ignore[arg-type]
+    for n in range(10):
+        pipeline.on_opportunity(n, None)
+    assert log.hits == 10 and 3 <= len(log.opportunities) < 6 and log.opportunities[-3:] == [7, 8, 9]
+    everything = TradeLog()
+    everything.attach(SimpleNamespace(pipeline=pipeline))  # type: ignore[arg-type]
+    for n in range(10):
+        pipeline.on_opportunity(n, None)
+    assert everything.opportunities == list(range(10)) and everything.hits == 10
+    with pytest.raises(ValueError, match="opportunities_kept=0"):
+        TradeLog(opportunities_kept=0)
