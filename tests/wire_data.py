@@ -9,6 +9,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from hypothesis import strategies as st
+
 # `<url> <dir> <ts>` or `<ts>`, then optional `: <body>` (see shared/data/README.md)
 _LINE = re.compile(r"^(?:(\S+) (<->|<-|->) )?([0-9.]+)(?:: (.*))?$")
 
@@ -137,3 +139,14 @@ def same_outcome(
     got = (batch.first_update_id, batch.last_update_id, batch.event_time_ms, bool(batch.is_snapshot))
     assert got == expected.header(), frame
     return True
+
+
+# Any JSON value, for the members a venue's frames may carry beside the ones read: short text,
+# wide integers, finite floats, shallow lists and objects.
+json_text = st.text(st.characters(codec="utf-8"), max_size=8)
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats(allow_nan=False, allow_infinity=False)
+    | json_text,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(json_text, inner, max_size=3),
+    max_leaves=8,
+)

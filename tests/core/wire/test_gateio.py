@@ -26,6 +26,7 @@ from wire_data import (
     gate_spot_book_scales,
     gate_spot_scales,
     http_bodies,
+    json_values,
     same_outcome,
     scales,
     server_frames,
@@ -214,13 +215,6 @@ def test_classify_matches_reference_whatever_the_order_and_the_error(members: tu
 # the kind and symbol the frame was built with.
 
 gate_symbols = st.from_regex(r"[A-Z0-9]{1,10}_(USDT|USDC|USD|BTC|ETH)", fullmatch=True)
-json_text = st.text(st.characters(codec="utf-8"), max_size=8)
-json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats(allow_nan=False, allow_infinity=False)
-    | json_text,
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(json_text, inner, max_size=3),
-    max_leaves=8,
-)
 # top-level members Gate frames carry besides channel / event / error / result
 _EXTRA_KEYS = ("time", "time_ms", "id", "conn_id", "trace_id", "payload", "request_id", "x_gate")
 

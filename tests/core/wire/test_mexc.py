@@ -24,7 +24,7 @@ from reference import book as ref_book
 from reference import wire_mexc as ref
 from reference.wire_common import Scale
 from reference.wire_common import WireError as RefWireError
-from wire_data import same_outcome, scales
+from wire_data import json_values, same_outcome, scales
 
 BTC = (2, 1, 6, 1)  # BTCUSDC / BTCUSDT on MEXC: 0.01 price tick, 1e-6 quantity
 
@@ -392,13 +392,6 @@ def test_spot_frame_symbol_of_generated_pushes_matches_reference(case: tuple[byt
     assert got == _value(ref.spot_frame_symbol, push) == (symbol if symbol is not None else "WireError"), push
 
 
-json_text = st.text(st.characters(codec="utf-8"), max_size=8)
-json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats(allow_nan=False, allow_infinity=False)
-    | json_text,
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(json_text, inner, max_size=3),
-    max_leaves=8,
-)
 
 
 @st.composite
