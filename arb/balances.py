@@ -130,6 +130,7 @@ class BalanceMonitor:
         # (market, symbol, its current price) -> the base a futures leg may buy and sell before its
         # position limit (``RiskManager.futures_room``); None: no bound but the balances.
         self.position_room: Callable[[ExchangeName, str, Decimal | None], tuple[Decimal, Decimal] | None] | None = None
+        self._refreshing: dict[ExchangeName, asyncio.Task[None]] = {}  # ``refresh_soon`` reads under way
 
     def free(self, exchange: ExchangeName, asset: str) -> Decimal:
         """Free balance of ``asset`` on ``exchange`` (0 when unknown), less what an execution spent
@@ -220,6 +221,15 @@ class BalanceMonitor:
         spent = self._spent.get((exchange, balance.asset))
         if spent:  # settled: the spendings this balance is down far enough to show
             spent[:] = [s for s in spent if balance.free > s.shown_at]
+
+    def refresh_soon(self, exchange: ExchangeName) -> None:
+        """Read ``exchange``'s balances now, in the background (as ``refresh``: assets pushed while the
+        read is on its way keep their push); a read already under way for it is not doubled."""
+        task = self._refreshing.get(exchange)
+        if task is None or task.done():
+            self._refreshing[exchange] = asyncio.get_running_loop().create_task(
+                self.refresh((exchange,)), name=f"{exchange.value} balance read"
+            )
 
     async def refresh(self, exchanges: Iterable[ExchangeName] | None = None) -> None:
         """Read the balances of ``exchanges`` (default: all) concurrently, then update caps and alerts.

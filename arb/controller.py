@@ -999,7 +999,10 @@ class ArbitrageController:
             read = balances.read_handler(market)
             if market.is_futures and self.watch_accounts:
                 read = self._checking_positions(read)
-            await trader.start_private_stream(None, _ignore, balances.balance_handler(market), on_balances_read=read)
+            await trader.start_private_stream(
+                None, _ignore, balances.balance_handler(market), on_balances_read=read,
+                on_resubscribed=functools.partial(balances.refresh_soon, market),
+            )
 
     def _checking_positions(self, read: BalancesReadHandler) -> BalancesReadHandler:
         """``read``, then the futures position check brought forward (``_watch_futures_positions``)."""

@@ -488,3 +488,31 @@ def test_each_spending_stays_off_until_a_push_shows_it() -> None:
     assert free() == D("99.4")
     on_gate(Balance(asset="USDT", free=D(100)))
     assert free() == D(100)
+
+
+def test_a_read_after_a_reconnect_keeps_a_push_that_came_while_it_was_on_its_way() -> None:
+    """A stream subscribed again asks for a read (``refresh_soon``); a fill's push that lands while
+    that read is on its way is newer than the read's answer and stays."""
+    gate, mexc = FakeVenue(USDT="1000"), FakeVenue(USDT="1000")
+    monitor = BalanceMonitor({ExchangeName.GATEIO: gate, ExchangeName.MEXC: mexc})
+    release = asyncio.Event()
+    answer = gate.balances
+
+    async def slow_balances() -> Mapping[str, Balance]:
+        snapshot = await answer()  # the venue's state when the read was served: before the fill
+        await release.wait()
+        return snapshot
+
+    gate.balances = slow_balances  # type: ignore[method-assign]
+
+    async def run() -> None:
+        monitor.balance_handler(ExchangeName.GATEIO)  # a streamed market, as the controller sets it up
+        monitor.refresh_soon(ExchangeName.GATEIO)
+        monitor.refresh_soon(ExchangeName.GATEIO)  # one read under way: not doubled
+        await asyncio.sleep(0)
+        monitor.push(ExchangeName.GATEIO, Balance(asset="USDT", free=D("400")))
+        release.set()
+        await asyncio.sleep(0.01)
+
+    asyncio.run(run())
+    assert gate.calls == 1 and monitor.free(ExchangeName.GATEIO, "USDT") == D("400")

@@ -219,12 +219,13 @@ class PrivateExchange(Protocol):
 
     async def start_private_stream(
         self, on_order: OrderHandler | None, on_fill: FillHandler, on_balance: BalanceHandler | None = None,
-        *, on_balances_read: BalancesReadHandler | None = None,
+        *, on_balances_read: BalancesReadHandler | None = None, on_resubscribed: Callable[[], None] | None = None,
     ) -> None:
         """Stream order updates (unless ``on_order`` is None), fills and (when ``on_balance`` is
         given) balance changes to the handlers (called synchronously, in venue order). Where a push only says the balances
         changed, they are read by REST and go to ``on_balances_read`` (to ``on_balance``, asset
-        by asset, without it)."""
+        by asset, without it). ``on_resubscribed``: called once subscribed again after a reconnect
+        (what was pushed meanwhile is lost); without it the balances are read as after such a push."""
 
     async def stop_private_stream(self) -> None:
         """Close the private stream."""

@@ -995,7 +995,7 @@ class ExchangeConnector:
 
     async def start_private_stream(
         self, on_order: OrderHandler | None, on_fill: FillHandler, on_balance: BalanceHandler | None = None,
-        *, on_balances_read: BalancesReadHandler | None = None,
+        *, on_balances_read: BalancesReadHandler | None = None, on_resubscribed: Callable[[], None] | None = None,
     ) -> None:
         """Stream order updates to ``on_order`` (None: none, and no order is polled) and executions
         to ``on_fill``.
@@ -1022,7 +1022,7 @@ class ExchangeConnector:
                 await open_ahead()
             except ExchangeConnectionError as exc:
                 log.warning("%s: order connection not opened ahead (orders connect on demand): %s", self.venue, exc)
-        if self._poller is not None and not self._poller.done():
+        if self._private is not None or (self._poller is not None and not self._poller.done()):
             raise ExchangeError(self.venue, "private stream already started")
         factory = self.binding.private_stream
         if factory is not None and self._credentials is not None:
@@ -1036,6 +1036,7 @@ class ExchangeConnector:
                 on_balance=on_balance,
                 on_balances_read=on_balances_read,
                 balance_source=self.balances,
+                on_resubscribed=on_resubscribed,
             )
             await stream.start(self.settings.ws.handshake_timeout_s * 2)
             self._private = stream
@@ -1094,6 +1095,8 @@ class ExchangeConnector:
                 if state.is_final:
                     self._tracked.pop(client_id, None)
                     reported.pop(client_id, None)
+            for gone in unknown_since.keys() - self._tracked.keys():  # refused or dropped meanwhile
+                del unknown_since[gone]
             await asyncio.sleep(self.settings.poll_interval_s)
 
     # --- lifecycle ------------------------------------------------------------------------

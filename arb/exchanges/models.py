@@ -6,6 +6,8 @@ through ``arb.instruments.Instrument``. Times are wall-clock milliseconds unless
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterable
 from decimal import Decimal
 from enum import Enum, IntEnum
 
@@ -13,6 +15,8 @@ import msgspec
 
 from ..errors import ArbitrageEngineError
 from ..types import OrderSide
+
+log = logging.getLogger(__name__)
 
 
 class OrderRequestError(ArbitrageEngineError, ValueError):
@@ -154,6 +158,18 @@ class Balance(msgspec.Struct, frozen=True, kw_only=True):
     def total(self) -> Decimal:
         """Free plus locked."""
         return self.free + self.locked
+
+
+def listed_balances(venue: str, listed: Iterable[tuple[str, Decimal, Decimal]]) -> list[Balance]:
+    """The ``Balance`` of each ``(asset, free, locked)`` a venue lists, leaving out with a warning an
+    asset whose amounts are not numbers: one such asset must not make every other unreadable."""
+    balances = []
+    for asset, free, locked in listed:
+        if free.is_finite() and locked.is_finite():
+            balances.append(Balance(asset=asset, free=free, locked=locked))
+        else:
+            log.warning("%s: balance of %s left out: free=%s locked=%s is not a number", venue, asset, free, locked)
+    return balances
 
 
 class Position(msgspec.Struct, frozen=True, kw_only=True):

@@ -49,7 +49,7 @@ import itertools
 import logging
 import time
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from decimal import Decimal, localcontext
 from typing import NamedTuple, Protocol
 
@@ -595,10 +595,11 @@ class PaperExchange:
 
     async def start_private_stream(
         self, on_order: OrderHandler | None, on_fill: FillHandler, on_balance: BalanceHandler | None = None,
-        *, on_balances_read: BalancesReadHandler | None = None,
+        *, on_balances_read: BalancesReadHandler | None = None, on_resubscribed: Callable[[], None] | None = None,
     ) -> None:
         """Report every paper order, fill and balance change to the handlers, synchronously
-        (paper balances are pushed whole: ``on_balances_read`` is never called)."""
+        (paper balances are pushed whole: ``on_balances_read`` is never called, and nothing
+        reconnects: nor is ``on_resubscribed``)."""
         self._on_order, self._on_fill, self._on_balance = on_order, on_fill, on_balance
 
     async def stop_private_stream(self) -> None:

@@ -93,6 +93,7 @@ class PrivateStream:
         on_balance: BalanceHandler | None = None,
         on_balances_read: BalancesReadHandler | None = None,
         balance_source: BalanceSource | None = None,
+        on_resubscribed: Callable[[], None] | None = None,
     ) -> None:
         self.dialect = dialect
         self.rest = rest
@@ -101,6 +102,7 @@ class PrivateStream:
         self._on_balance = on_balance
         self._on_balances_read = on_balances_read
         self._balance_source = balance_source
+        self._on_resubscribed = on_resubscribed
         self._balance_read: asyncio.Task[None] | None = None
         self._read_again = False
         self.session = WsSession(
@@ -227,8 +229,7 @@ class PrivateStream:
                 if not ready.done():
                     ready.set_result(None)
                 else:
-                    # Subscribed again after a reconnect: what was pushed meanwhile is lost.
-                    self._read_balances_soon()
+                    self._resubscribed()
         for fill in message.fills:
             try:
                 self._on_fill(fill)
@@ -242,6 +243,17 @@ class PrivateStream:
         self._report_balances(message.balances)
         if message.balances_changed:
             self._read_balances_soon()
+
+    def _resubscribed(self) -> None:
+        """Subscribed again after a reconnect: what was pushed meanwhile is lost, so the balances are
+        read (by ``on_resubscribed`` where given, a read that keeps later pushes; else here)."""
+        if self._on_resubscribed is None:
+            self._read_balances_soon()
+            return
+        try:
+            self._on_resubscribed()
+        except Exception:
+            log.exception("%s: resubscription handler raised", self.dialect.venue)
 
     def _report_balances(self, balances: Iterable[Balance]) -> None:
         on_balance = self._on_balance

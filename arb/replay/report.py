@@ -40,7 +40,7 @@ _CENT = Decimal("0.01")
 CHARTS = ("pnl", "opportunities", "spreads", "fill_ratio", "latency", "breakers")
 CHART_TITLES = {
     "pnl": "Realized PnL over time",
-    "opportunities": "Opportunities by size and margin (every scanner hit)",
+    "opportunities": "Opportunities by size and margin (scanner hits)",
     "spreads": "Spread distribution per symbol and venue pair",
     "fill_ratio": "Fill ratio per market",
     "latency": "Latency histograms per stage",
@@ -59,16 +59,17 @@ class TimedExecution(msgspec.Struct, frozen=True, kw_only=True):
 class TradeLog:
     """What a run did, collected while it runs (opportunities, executions, sampled spreads).
 
-    ``opportunities_kept``: keep about that many of the newest opportunities (None: all of them,
-    as a backtest's result lists them); ``hits`` counts every one. A standing opportunity is found
-    again on every book update, so a long live run keeps a bounded window of them."""
+    ``opportunities_kept``: the report shows the newest that many opportunities (None: all of them,
+    as a backtest's result lists them; up to twice as many are held between trims); ``hits``
+    counts every one. A standing opportunity is found again on every book update, so a long live
+    run keeps a bounded window of them."""
 
     def __init__(self, opportunities_kept: int | None = None) -> None:
         if opportunities_kept is not None and opportunities_kept < 1:
             raise ValueError(f"opportunities_kept={opportunities_kept}: expected >= 1 or None")
         self.opportunities: list[ArbitrageOpportunity] = []
         self.hits = 0
-        self._kept = opportunities_kept
+        self.kept = opportunities_kept
         self.executions: list[TimedExecution] = []
         # "symbol buy->sell" -> spread (best bid on sell minus best ask on buy, bps of that ask) -> samples
         self.spreads: dict[str, Counter[Decimal]] = {}
@@ -80,7 +81,7 @@ class TradeLog:
         if pipeline is None:
             raise ValueError("TradeLog.attach: the controller has no scanner pipeline yet; call initialize() first")
         forward = pipeline.on_opportunity
-        found, kept = self.opportunities, self._kept
+        found, kept = self.opportunities, self.kept
 
         def on_opportunity(opportunity: ArbitrageOpportunity, plan: SymbolPlan) -> None:
             found.append(opportunity)
@@ -264,12 +265,13 @@ def report_data(
     for timed in log.executions:
         cumulative += timed.result.realized_profit
         pnl.append(PnlPoint(_seconds(timed.time_ns - start_ns), cumulative))
+    kept = log.opportunities if log.kept is None else log.opportunities[-log.kept:]
     opportunities = [
         OpportunityPoint(
             symbol=o.symbol, buy=o.buy_exchange.value, sell=o.sell_exchange.value, quantity=o.max_quantity,
             notional=o.max_quantity * o.buy_price, margin_bps=o.profit_margin_bps, executed=o.opportunity_id in executed,
         )
-        for o in log.opportunities
+        for o in kept
     ]
     spreads = {pair: dict(sorted(counts.items())) for pair, counts in log.spreads.items()}
     ratios: dict[str, list[Decimal]] = {}

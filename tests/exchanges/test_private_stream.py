@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Mapping
 from decimal import Decimal as D
@@ -288,6 +289,30 @@ def test_an_order_whose_outcome_is_unknown_but_the_venue_never_knew_is_polled_on
                 with pytest.raises(ExchangeError):
                     await connector.place_order(ioc_buy(ExchangeName.MEXC, "ghost2"))
                 assert not connector._tracked
+            finally:
+                await connector.close()
+
+    run(scenario())
+
+
+def test_a_reconnect_calls_the_resubscription_handler_once_and_reads_nothing_itself() -> None:
+    async def scenario() -> None:
+        async with simulated_venues(moving=False) as sim:
+            connector = sim.connector(ExchangeName.GATEIO)
+            balances: list[Balance] = []
+            calls: list[int] = []
+            try:
+                await connector.start_private_stream(
+                    None, lambda fill: None, balances.append, on_resubscribed=lambda: calls.append(1)
+                )
+                stream = connector.private_stream
+                assert stream is not None and calls == []  # the first subscription is not a resubscription
+                with pytest.raises(ExchangeError, match="already started"):
+                    await connector.start_private_stream(None, lambda fill: None)
+                stream.session.drop()
+                await eventually(lambda: calls == [1] and stream._pending_acks == 0, what="resubscribed")
+                await asyncio.sleep(0.2)
+                assert calls == [1] and balances == []  # the handler reads, the stream does not
             finally:
                 await connector.close()
 

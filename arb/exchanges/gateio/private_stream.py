@@ -32,7 +32,7 @@ from ...instruments import InstrumentCatalog
 from ...secrets import ApiCredentials
 from ...types import OrderSide
 from ..base import Frame, WsPayload
-from ..models import Balance, Fill, OrderState
+from ..models import Fill, OrderState, listed_balances
 from ..private_stream import PrivateMessage
 from ..rest import RestClient
 from . import constants
@@ -212,7 +212,9 @@ class GateioSpotPrivateStream(_GateioPrivateStream):
             return PrivateMessage(orders=orders)
         if push.channel == constants.SPOT_BALANCES_CHANNEL:
             items = _balances.decode(push.result)
-            return PrivateMessage(balances=[Balance(asset=b.currency, free=b.available, locked=b.freeze) for b in items])
+            return PrivateMessage(
+                balances=listed_balances(constants.VENUE, ((b.currency, b.available, b.freeze) for b in items))
+            )
         return PrivateMessage(fills=[self.fill(t) for t in _trades.decode(push.result)])
 
     def fill(self, trade: SpotUserTrade) -> Fill:

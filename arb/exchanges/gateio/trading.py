@@ -39,6 +39,7 @@ from ..models import (
     OrderType,
     Position,
     TimeInForce,
+    listed_balances,
 )
 from ..rest import RateLimit, RestRequest, RestVenue, market_limit
 from . import constants
@@ -305,7 +306,9 @@ class GateioSpotTrading(_GateioTrading):
     def parse_balances(self, body: bytes) -> dict[str, Balance]:
         """``[{"currency":"USDT","available":"10.5","locked":"1"}]`` -> balances by asset."""
         accounts = _decode(body, list[SpotAccount], "spot accounts")
-        return {a.currency: Balance(asset=a.currency, free=a.available, locked=a.locked) for a in accounts}
+        return {
+            b.asset: b for b in listed_balances(constants.VENUE, ((a.currency, a.available, a.locked) for a in accounts))
+        }
 
     def order_state(self, order: SpotOrder) -> OrderState:
         """The ``OrderState`` of a decoded spot order (also what ``spot.orders`` pushes carry)."""

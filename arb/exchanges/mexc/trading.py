@@ -33,7 +33,17 @@ from ...errors import ExchangeError, OrderRejectedError
 from ...instruments import Instrument, InstrumentCatalog, InstrumentError
 from ...types import OrderSide
 from ..errors import ErrorCategory
-from ..models import Balance, Fill, OrderRequest, OrderRequestError, OrderState, OrderStatus, OrderType, TimeInForce
+from ..models import (
+    Balance,
+    Fill,
+    OrderRequest,
+    OrderRequestError,
+    OrderState,
+    OrderStatus,
+    OrderType,
+    TimeInForce,
+    listed_balances,
+)
 from ..rest import RateLimit, RestRequest, RestVenue
 from . import constants
 from .auth import MexcSigner, ParamValue
@@ -281,7 +291,8 @@ class MexcSpotTrading:
     def parse_balances(self, body: bytes) -> dict[str, Balance]:
         """A ``GET /api/v3/account`` reply: ``{"balances":[{"asset":"USDT","free":"10.5","locked":"0"}],...}``."""
         account = _decode(_account, body, constants.ACCOUNT_PATH, None)
-        return {b.asset: Balance(asset=b.asset, free=b.free, locked=b.locked) for b in account.balances}
+        listed = listed_balances(constants.VENUE, ((b.asset, b.free, b.locked) for b in account.balances))
+        return {b.asset: b for b in listed}
 
     @staticmethod
     def parse_trade_fee(body: bytes) -> tuple[Decimal, Decimal]:

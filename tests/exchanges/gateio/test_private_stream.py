@@ -10,9 +10,11 @@ import pytest
 from shapes import assert_same_shape
 from sim.simdata import perp, spot
 
+from arb.exchanges.gateio.auth import GateioSigner
 from arb.exchanges.gateio.private_sim import FUTURES_PRIVATE, GateioPrivateSimSession
 from arb.exchanges.gateio.private_stream import GateioFuturesPrivateStream, GateioSpotPrivateStream
 from arb.exchanges.gateio.sim import FUTURES, SPOT, GateioSimSession, _user_number
+from arb.exchanges.gateio.trading import GateioSpotTrading
 from arb.exchanges.models import Balance, OrderStatus
 from arb.instruments import InstrumentCatalog
 from arb.secrets import ApiCredentials, Secret
@@ -228,11 +230,14 @@ def test_futures_pushes_decode_contracts_and_fees_exactly_and_have_the_documente
 
 
 @pytest.mark.parametrize("amount", ["NaN", "Infinity", "-Infinity", "sNaN"])
-def test_a_balance_push_that_is_not_a_number_is_unreadable(amount: str) -> None:
-    """Decimal takes "NaN" and "Infinity", and every later comparison of the balance raised: the push
-    is refused at decoding, so the stream counts it unreadable and goes on."""
+def test_a_balance_that_is_not_a_number_is_left_out_and_the_others_kept(amount: str) -> None:
+    """Decimal takes "NaN" and "Infinity", and every later comparison of such a balance raised: it is
+    left out of the push, the other assets of the same push kept (REST lists likewise)."""
     _, _, _, client = setup()
     push = msgspec.json.decode(msgspec.json.encode(DOC_BALANCES))
-    push["result"][0]["available"] = amount
-    with pytest.raises(ValueError, match="is not a number"):
-        client.decode(msgspec.json.encode(push), False)
+    good = push["result"][0]
+    push["result"] = [dict(good, currency="OLD", available=amount), good]
+    (usdt,) = client.decode(msgspec.json.encode(push), False).balances
+    assert (usdt.asset, usdt.free, usdt.locked) == ("USDT", D("222244.3827"), D("5"))
+    listed = f'[{{"currency":"OLD","available":"{amount}","locked":"0"}},{{"currency":"USDT","available":"1","locked":"0"}}]'
+    assert list(GateioSpotTrading(GateioSigner(CREDENTIALS), client._catalog).parse_balances(listed.encode())) == ["USDT"]

@@ -311,6 +311,9 @@ def test_parse_balances() -> None:
     body = b'{"canTrade":true,"balances":[{"asset":"USDT","free":"10.5","locked":"0.25"}],"permissions":["SPOT"]}'
     balances = trading().parse_balances(body)
     assert balances["USDT"].total == Decimal("10.75")
+    # An asset whose amount is not a number is left out; the others are read.
+    odd = b'{"balances":[{"asset":"OLD","free":"NaN","locked":"0"},{"asset":"USDT","free":"1","locked":"0"}]}'
+    assert list(trading().parse_balances(odd)) == ["USDT"]
 
 
 def test_a_cancel_reply_is_read_as_the_cancelled_orders_not_the_cancels() -> None:
