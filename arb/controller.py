@@ -1283,11 +1283,17 @@ class ArbitrageController:
             legs = self._hedge_legs(pipeline, position)
             if legs is None:
                 continue
-            balances = self.balances
+            balances, funding = self.balances, self.funding
+            # Holding the futures leg (short for a long-spot hedge) earns or pays funding a close forgoes.
+            held_funding = ZERO if funding is None else funding.held(
+                position.futures, legs[1].instrument.symbol, OrderSide.SELL if position.base > 0 else OrderSide.BUY,
+                position.futures_price,
+            )
             closing = hedges.close_opportunity(
                 position, *legs, id_prefix=pipeline.id_prefix, detected_ns=self.clock(),
                 max_age_ns=pipeline.max_age_ns, max_notional=self.config.risk_limits.max_position_size_usd,
                 spot_held=balances.free(position.spot, legs[0].instrument.base) if balances is not None else None,
+                held_funding_per_base=held_funding,
             )
             if closing is not None and not (self._unseen_fills and self._fills_unseen(closing)):
                 result = await self.process(closing, closes_hedge=True)

@@ -331,11 +331,16 @@ class HedgeBook:
     def close_opportunity(
         self, position: HedgePosition, spot: Leg, futures: Leg, *, id_prefix: str, detected_ns: int,
         max_age_ns: int, max_notional: Decimal | None = None, spot_held: Decimal | None = None,
+        held_funding_per_base: Decimal = ZERO,
     ) -> ArbitrageOpportunity | None:
         """The opposite pair closing ``position`` (at most ``max_notional`` of quote at the walked prices)
         at the books of ``spot`` and ``futures``, when the rule allows. ``spot_held``: the base free
         on the spot venue; a long-spot close sells no more (a buy whose fee the venue took in base
         left less there than the book holds), the rest staying open.
+
+        ``held_funding_per_base``: the funding holding the position expects over the holding horizon,
+        in quote per base unit (> 0 received): a close forgoes it, so it counts against the close
+        (and funding the position pays counts for it), as expected funding counts for an opening.
 
         None while the round trip would earn less than ``min_profit_bps`` after fees, when
         either book is out of sync, older than ``max_age_ns`` at ``detected_ns`` or cannot
@@ -363,12 +368,13 @@ class HedgeBook:
         entry_notional = position.spot_price * quantity
 
         def profit_at(spot_price: Decimal, futures_price: Decimal) -> Decimal:
-            """The round trip's profit after fees with the close filled at these prices."""
+            """The round trip's profit after fees with the close filled at these prices, less the
+            funding the close forgoes."""
             exit_basis = futures_price - spot_price
             gain = position.entry_basis - exit_basis if long_spot else exit_basis - position.entry_basis
             fees = (position.spot_price + spot_price) * si.taker_fee
             fees += (position.futures_price + futures_price) * fi.taker_fee
-            return (gain - fees) * quantity
+            return (gain - fees - held_funding_per_base) * quantity
 
         floor = self.min_profit_bps * entry_notional / BPS
         profit = profit_at(spot_price, futures_price)
@@ -428,6 +434,7 @@ class HedgeBook:
             detected_at=detected_ns,
             buy_fee=buy.instrument.taker_fee,
             sell_fee=sell.instrument.taker_fee,
+            expected_funding=-held_funding_per_base * quantity if held_funding_per_base else ZERO,
             futures_reduce_only=reduces,
         )
 

@@ -97,6 +97,21 @@ def test_a_stale_or_missing_rate_gives_no_estimate_and_one_warning(caplog: pytes
     assert book.refused == 3
 
 
+def test_a_held_position_expects_the_same_funding_and_nothing_without_a_rate(caplog: pytest.LogCaptureFixture) -> None:
+    """What an open hedge expects by holding (weighed against its close): as ``expected``, but a
+    missing or stale rate gives 0 without a warning or a refusal counted (a close never waits
+    for a rate)."""
+    clock = Clock()
+    book = FundingBook(horizon_s=8 * 3600, max_age_ms=180_000, clock=clock, wall_clock_ms=lambda: NEXT_MS - HOUR_MS)
+    market = ExchangeName.GATEIO_FUTURES
+    with caplog.at_level(logging.WARNING, logger="arb.funding"):
+        assert book.held(market, PERP, OrderSide.SELL, D(1000)) == 0
+    assert caplog.text == "" and book.refused == 0
+    book.update([rate()])
+    assert book.held(market, PERP, OrderSide.SELL, D(1000)) == D("0.1") == book.expected(market, PERP, OrderSide.SELL, D(1000))
+    assert book.held(market, PERP, OrderSide.BUY, D(1000)) == D("-0.1")
+
+
 class Source:
     def __init__(self, rates: list[FundingRate] | None) -> None:
         self.rates = rates

@@ -184,6 +184,7 @@ def book_hedge(hedges: HedgeBook, spot_market: ExchangeName, base: str) -> Hedge
 def close_of(
     base: str, books_at_ns: int, now_ns: int, spot_book: WireScale = WireScale(3, 1, 10, 1),
     offset_by: str | None = None, spot_held: D | None = None, min_profit_bps: D = D(10),
+    held_funding_per_base: D = D(0),
 ) -> ArbitrageOpportunity | None:
     """The close of a long-spot hedge (entry basis 600) on books where the basis has reverted to 0.1
     (Gate.io's BTC_USDT book grid by default: prices to 0.001, sizes to 1e-10); ``offset_by``: the
@@ -200,7 +201,8 @@ def close_of(
     ])
     position = book_hedge(hedges, GATE, base)
     return hedges.close_opportunity(
-        position, *plan.legs, id_prefix="t", detected_ns=now_ns, max_age_ns=scans.max_age_ns, spot_held=spot_held
+        position, *plan.legs, id_prefix="t", detected_ns=now_ns, max_age_ns=scans.max_age_ns, spot_held=spot_held,
+        held_funding_per_base=held_funding_per_base,
     )
 
 
@@ -241,6 +243,27 @@ def test_a_close_whose_room_is_less_than_a_tick_keeps_the_floor_at_its_limits() 
     wide = close_of("0.0015", books_at_ns=10**9, now_ns=10**9, min_profit_bps=walked - 1)  # room enough: widened
     assert wide is not None and wide.sell_price < D("60000") and wide.buy_price > D("60000.1")
     assert round_trip_bps(wide.max_quantity, wide.sell_price, wide.buy_price) >= walked - 1
+
+
+def test_funding_the_position_would_earn_counts_against_its_close_and_funding_it_pays_for_it() -> None:
+    """Closing forgoes the funding holding the hedge expects over the horizon: income it would earn
+    holds the close back, funding it would pay brings it forward, as expected funding counts for
+    an opening. The close's ``expected_funding`` is what it forgoes (< 0) or saves (> 0)."""
+    walked = round_trip_bps(D("0.0015"), D("60000"), D("60000.1"))  # ~69.9 bps
+    floor = walked - D("0.5")  # a close at the walked prices clears the floor by 0.5 bps (3 USDT per BTC)
+    plain = close_of("0.0015", books_at_ns=10**9, now_ns=10**9, min_profit_bps=floor)
+    assert plain is not None and plain.expected_funding == 0
+    # Holding earns 4 USDT per BTC over the horizon: the close would forgo more than its margin.
+    assert close_of("0.0015", books_at_ns=10**9, now_ns=10**9, min_profit_bps=floor,
+                    held_funding_per_base=D(4)) is None
+    earning = close_of("0.0015", books_at_ns=10**9, now_ns=10**9, min_profit_bps=floor, held_funding_per_base=D(2))
+    assert earning is not None and earning.expected_funding == D(-2) * D("0.0015")
+    assert earning.total_profit_estimate < plain.total_profit_estimate
+    # A floor the basis alone misses by 0.5 bps: paying 4 USDT per BTC by holding makes closing worth it.
+    assert close_of("0.0015", books_at_ns=10**9, now_ns=10**9, min_profit_bps=walked + D("0.5")) is None
+    paying = close_of("0.0015", books_at_ns=10**9, now_ns=10**9, min_profit_bps=walked + D("0.5"),
+                      held_funding_per_base=D(-4))
+    assert paying is not None and paying.expected_funding == D(4) * D("0.0015")
 
 
 def test_a_close_trades_whole_common_lots_and_leaves_a_smaller_remainder_alone() -> None:
