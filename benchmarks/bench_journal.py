@@ -20,6 +20,11 @@ journal's own Python.
 
 Groups ``journal intents before sending (FULL|NORMAL)``: what the order path waits for, both
 intents of an execution made durable by a commit or by an append to the intent log.
+
+Group ``journal client-id hashes merge``: folding the 4,096 client-id hashes journaled since the
+last merge into the sorted array of a journal holding a million intents, as the trade loop does
+at an idle moment (``_KeyHashes.merge``), against ``np.union1d`` over the same arrays (how it
+was merged before: a sort of the whole array again).
 """
 
 from __future__ import annotations
@@ -31,10 +36,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 import msgspec
+import numpy as np
 import pytest
 
 from arb.exchanges.models import Fill, OrderRequest, OrderState, OrderStatus, OrderType, TimeInForce
-from arb.journal import AUTOCHECKPOINT_PAGES, Journal
+from arb import journal as journal_module
+from arb.journal import AUTOCHECKPOINT_PAGES, MERGE_KEY_HASHES, Journal
 from arb.types import ExchangeName, OrderSide
 
 ROUNDS = 300
@@ -267,3 +274,40 @@ def test_intents_before_sending(
     benchmark.pedantic(run, setup=setup, rounds=ROUNDS, iterations=1, warmup_rounds=20)
     assert len(journal.open_intents()) == 2 * (ROUNDS + 20)
     journal.close()
+
+
+MERGE_HELD = 1_000_000  # client-id hashes a journal holds when the merge runs
+
+
+@pytest.fixture(scope="module")
+def held_keys() -> list[tuple[str, str]]:
+    return [("gateio", f"opp{i}-b") for i in range(MERGE_HELD)]
+
+
+def test_key_hashes_merge(benchmark: Any, held_keys: list[tuple[str, str]]) -> None:
+    """``_KeyHashes.merge``: the new hashes inserted at their places."""
+    benchmark.group = "journal client-id hashes merge"
+
+    def setup() -> tuple[tuple[Any], dict[str, Any]]:
+        hashes = journal_module._KeyHashes(held_keys)
+        for n in range(MERGE_KEY_HASHES):
+            hashes.add(("mexc", f"new{n}-s"))
+        return (hashes,), {}
+
+    def merge(hashes: Any) -> None:
+        hashes.merge()
+
+    benchmark.pedantic(merge, setup=setup, rounds=7, iterations=1)
+    hashes = setup()[0][0]
+    hashes.merge()
+    merged = np.frombuffer(hashes._sorted, dtype=np.int64)
+    assert len(merged) == MERGE_HELD + MERGE_KEY_HASHES and bool(np.all(merged[:-1] <= merged[1:]))
+
+
+def test_key_hashes_union1d_baseline(benchmark: Any, held_keys: list[tuple[str, str]]) -> None:
+    """Baseline: ``np.union1d`` of the held array and the new hashes (a sort of it all)."""
+    benchmark.group = "journal client-id hashes merge"
+    held = np.sort(np.fromiter((hash(key) for key in held_keys), dtype=np.int64))
+    recent = np.fromiter((hash(("mexc", f"new{n}-s")) for n in range(MERGE_KEY_HASHES)), dtype=np.int64)
+    merged = benchmark.pedantic(np.union1d, args=(held, recent), rounds=7, iterations=1)
+    assert len(merged) == MERGE_HELD + MERGE_KEY_HASHES
