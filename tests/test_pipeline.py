@@ -304,3 +304,27 @@ def test_a_scan_that_overflows_withdraws_what_the_previous_scan_found() -> None:
     p.scanner = Overflowing()  # type: ignore[assignment]
     assert p.scan(0) is None and p.overflows == 1
     assert not p.stands(0, opp)
+
+
+
+def test_a_symbol_overflowing_on_every_scan_is_warned_about_once_a_minute(caplog: pytest.LogCaptureFixture) -> None:
+    """Books that overflow the fixed point do so on every update: one warning a minute per symbol,
+    with how many scans overflowed since, instead of one per scan."""
+    p, _, _ = found_buy_gate_sell_mexc()
+    now = [0]
+    p.clock = lambda: now[0]
+
+    class Overflowing:
+        def scan_symbol(self, symbol_id: int, now_ns: int, max_age_ns: int) -> None:
+            raise OverflowError("4611686018427387904 * 4")
+
+    p.scanner = Overflowing()  # type: ignore[assignment]
+    with caplog.at_level("WARNING", logger="arb.pipeline"):
+        for _ in range(1_000):
+            now[0] += 10_000_000  # 10 s of scans, every 10 ms
+            p.scan(0)
+        now[0] += 60_000_000_000
+        p.scan(0)
+    warnings = [r.getMessage() for r in caplog.records if "scanner: symbol BTC/USDT" in r.getMessage()]
+    assert len(warnings) == 2 and p.overflows == 1_001
+    assert warnings[1].endswith("(999 more scans overflowed since the last warning)")
