@@ -75,6 +75,9 @@ class MarketDataSource(Protocol):
     def book_sync(self) -> BookSync | None:
         """The running book synchroniser, None when stopped."""
 
+    def private_subscribed(self) -> bool | None:
+        """Whether the private (account) stream is subscribed now; None where none runs."""
+
     @property
     def clock_skew(self) -> float | None:
         """How far the local clock was behind the venue's at the last read, ms (negative: ahead); None: not read."""
@@ -306,9 +309,16 @@ class EngineCollector(Collector):
             "arb_clock_skew_ms", "How far the local clock was behind the venue's at the last read, ms (negative: ahead).",
             labels=["market"],
         )
+        private = GaugeMetricFamily(
+            "arb_private_stream_subscribed", "1 while the market's private (account) stream is subscribed.",
+            labels=["market"],
+        )
         for market, connector in connectors.items():
             if connector.clock_skew is not None:
                 skew.add_metric([market.value], connector.clock_skew)
+            subscribed = connector.private_subscribed()
+            if subscribed is not None:
+                private.add_metric([market.value], int(subscribed))
             health = connector.health()
             name = [market.value]
             up.add_metric(name, int(health.connected))
@@ -319,7 +329,7 @@ class EngineCollector(Collector):
                 age.add_metric(name, health.last_message_age_ns / NS_PER_S)
             for kind, count in sorted(health.errors.items()):
                 errors.add_metric([*name, kind], count)
-        yield from (up, connects, reconnects, messages, age, errors, skew)
+        yield from (up, connects, reconnects, messages, age, errors, skew, private)
 
     def _risk(self, risk: RiskManager) -> Iterator[Metric]:
         tripped = GaugeMetricFamily("arb_circuit_breaker_tripped", "1 while the breaker blocks new entries.",
@@ -433,6 +443,8 @@ def readiness(source: MetricsSource) -> Readiness:
             reasons.append(f"{market.value}: no books started")
         elif synced < len(books):
             reasons.append(f"{market.value}: {len(books) - synced} of {len(books)} books out of sync")
+        if connector.private_subscribed() is False:
+            reasons.append(f"{market.value}: private stream not subscribed (balances by REST only)")
     if not markets:
         reasons.append("no markets started")
     kill = False

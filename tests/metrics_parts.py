@@ -34,12 +34,14 @@ class FakeConnector:
     """A connector as the collector sees it: health and the book synchroniser."""
 
     def __init__(
-        self, venue: str, sync: BookSync | None, *, connected: bool = True, clock_skew: float | None = -12.5
+        self, venue: str, sync: BookSync | None, *, connected: bool = True, clock_skew: float | None = -12.5,
+        private: bool | None = None,
     ) -> None:
         self.venue = venue
         self.sync = sync
         self.connected = connected
         self.clock_skew = clock_skew
+        self.private = private
 
     def health(self) -> ConnectionHealth:
         return ConnectionHealth(
@@ -49,6 +51,9 @@ class FakeConnector:
 
     def book_sync(self) -> BookSync | None:
         return self.sync
+
+    def private_subscribed(self) -> bool | None:
+        return self.private
 
 
 class FakeRecovery:
@@ -141,6 +146,9 @@ async def engine_parts() -> EngineParts:
     pipeline.halt_market(GATE, "BTC/USDT", "no longer tradable: trade_status=untradable")
     return EngineParts(
         monitor=monitor, risk=risk, recovery=FakeRecovery(), balances=balances,  # type: ignore[arg-type]
-        connectors={GATE: FakeConnector("gateio", await gate_sync()), MEXC: FakeConnector("mexc", None, clock_skew=None)},
+        connectors={
+            GATE: FakeConnector("gateio", await gate_sync(), private=True),
+            MEXC: FakeConnector("mexc", None, clock_skew=None),
+        },
         pipeline=pipeline,
     )

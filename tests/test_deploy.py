@@ -231,6 +231,7 @@ def test_every_alert_queries_exported_metrics_and_labels(exported: dict[str, set
     assert {r["alert"] for r in rules} >= {
         "ArbEngineDown", "ArbCircuitBreakerTripped", "ArbMarketHalted", "ArbRecoveryAwaitingApproval",
         "ArbDailyLossNearLimit", "ArbConnectionDown", "ArbBooksStale", "ArbNearLiquidation", "ArbTakerFeeChanged",
+        "ArbPrivateStreamDown",
     }
     for rule in rules:
         expr = rule["expr"]

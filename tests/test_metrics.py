@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from loopback import gate_update, run
-from metrics_parts import GATE, LIMITS, NOW_NS, FakeConnector, engine_parts, feed, gate_sync, result, settle
+from metrics_parts import GATE, LIMITS, MEXC, NOW_NS, FakeConnector, engine_parts, feed, gate_sync, result, settle
 from prometheus_client.parser import text_string_to_metric_families
 
 from arb.config import ConfigurationManager
@@ -408,3 +408,23 @@ def test_each_futures_position_read_has_its_distance_from_liquidation_and_whethe
     risk.align_futures_positions(perp, {}, ["BTC/USDT", "ETH/USDT"])  # both closed: nothing to report
     s = parse(MetricsExporter(EngineParts(monitor=PerformanceMonitor(50), risk=risk)).render().decode())
     assert not [key for key in s if key[0].startswith(("arb_liquidation", "arb_near"))]
+
+
+def test_a_private_stream_that_is_not_subscribed_shows_and_blocks_readiness() -> None:
+    """A private stream down or refused (balances then come by REST only) is a reason the engine
+    is not ready, and its gauge says so; a market without one is neither."""
+    async def main() -> tuple[EngineParts, tuple[int, str, str]]:
+        parts = await engine_parts()
+        parts.connectors = {
+            GATE: FakeConnector("gateio", await gate_sync(), private=False),
+            MEXC: FakeConnector("mexc", None, private=True),
+        }
+        return parts, await scrape(parts)
+
+    parts, (_, _, body) = run(main())
+    s = parse(body)
+    assert value(s, "arb_private_stream_subscribed", market="gateio") == 0
+    assert value(s, "arb_private_stream_subscribed", market="mexc") == 1
+    assert "gateio: private stream not subscribed (balances by REST only)" in readiness(parts).reasons
+    parts.connectors = {MEXC: FakeConnector("mexc", None)}  # none running: not a reason, no gauge
+    assert not any("private stream" in r for r in readiness(parts).reasons)

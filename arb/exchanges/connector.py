@@ -1049,6 +1049,11 @@ class ExchangeConnector:
         """The running private websocket stream (None when polling only or stopped)."""
         return self._private
 
+    def private_subscribed(self) -> bool | None:
+        """Whether the private websocket stream is subscribed now; None where none runs."""
+        stream = self._private
+        return None if stream is None else stream.subscribed
+
     async def stop_private_stream(self) -> None:
         """Stop the private stream (websocket and polling)."""
         poller, self._poller = self._poller, None

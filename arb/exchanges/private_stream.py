@@ -124,6 +124,13 @@ class PrivateStream:
         self._ready: asyncio.Future[None] | None = None
         self._keepalive: asyncio.Task[None] | None = None
 
+    @property
+    def subscribed(self) -> bool:
+        """Connected with every subscription acknowledged (False while reconnecting, and while a
+        refused resubscription waits to connect again)."""
+        ready = self._ready
+        return ready is not None and ready.done() and self.session.connected and not self._pending_acks
+
     async def start(self, timeout_s: float) -> None:
         """Connect and subscribe; raises ``ExchangeError`` (AUTH_FAILED) when the venue refuses the
         subscriptions, ``ExchangeConnectionError`` when nothing is acknowledged within ``timeout_s``."""

@@ -217,14 +217,15 @@ def test_a_resubscription_refused_after_a_reconnect_connects_again() -> None:
             try:
                 await connector.start_private_stream(None, lambda fill: None, balances.append)
                 stream = connector.private_stream
-                assert stream is not None
+                assert stream is not None and connector.private_subscribed() is True
                 dialect: Any = stream.dialect
                 dialect._clock = lambda: time.time() - 120
                 stream.session.drop()
                 await eventually(lambda: bool(stream.errors), what="the resubscription refused")
+                assert connector.private_subscribed() is False  # what readiness and the gauge show
                 dialect._clock = time.time
-                await eventually(lambda: stream.session.connects >= 3 and stream._pending_acks == 0
-                                 and stream.session.connected, what="subscribed again")
+                await eventually(lambda: stream.session.connects >= 3 and connector.private_subscribed() is True,
+                                 what="subscribed again")
                 balances.clear()
                 await connector.place_order(ioc_buy(ExchangeName.GATEIO, "again1"))
                 await eventually(lambda: bool(balances), what="balance pushes after the refusal")
