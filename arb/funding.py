@@ -140,16 +140,16 @@ class FundingBook:
             self.refused += 1
             self._warn(exchange, symbol)
             return None
-        settlements = funding.settlements_within(self.wall_clock_ms(), self.horizon_s * 1000)
-        return funding_income(funding.rate, futures_side, notional, settlements)
+        return self._over_horizon(funding, futures_side, notional)
 
     def held(self, exchange: ExchangeName, symbol: str, futures_side: OrderSide, notional: Decimal) -> Decimal:
         """Funding an open futures position of ``futures_side`` for ``notional`` quote expects over the
         horizon (> 0 received), as ``expected``; 0 when no fresh rate is known (nothing is counted,
         nor warned about: a close is not held back for want of a rate)."""
         funding = self.rate(exchange, symbol)
-        if funding is None:
-            return ZERO
+        return ZERO if funding is None else self._over_horizon(funding, futures_side, notional)
+
+    def _over_horizon(self, funding: FundingRate, futures_side: OrderSide, notional: Decimal) -> Decimal:
         settlements = funding.settlements_within(self.wall_clock_ms(), self.horizon_s * 1000)
         return funding_income(funding.rate, futures_side, notional, settlements)
 

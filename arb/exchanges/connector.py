@@ -219,6 +219,7 @@ MAX_FUNDING_PAGES = 50  # pages of settled funding one read follows before givin
 MAX_FINISHED_ORDER_PAGES = 10  # pages of finished orders a client id is looked for in before giving up
 ORDER_TRANSPORTS = ("rest", "ws")
 DEFAULT_ORDER_TRANSPORT = "ws"
+"""Measured by ``benchmarks/bench_order_transport.py``: Gate's WS API answers sooner than REST."""
 DEFAULT_ORDER_DEADLINE_MS = 5000
 MAX_ORDER_DEADLINE_MS = 60_000  # MEXC's largest recvWindow
 # How far a measured clock skew may be off when an order's deadline is stamped by it: half the
@@ -227,7 +228,6 @@ MAX_ORDER_DEADLINE_MS = 60_000  # MEXC's largest recvWindow
 CLOCK_READ_ERROR_MS = 1000
 MAX_CLOCK_READ_RTT_MS = 1000
 CLOCK_READ_ATTEMPTS = 3
-"""Measured by ``benchmarks/bench_order_transport.py``: Gate's WS API answers sooner than REST."""
 PrivateStreamFactory = Callable[[ApiCredentials, InstrumentCatalog, str], PrivateDialect]
 """``(credentials, catalog, market-data ws URL) -> dialect`` of a venue's private websocket."""
 
@@ -370,7 +370,6 @@ class ExchangeConnector:
         self._poller: asyncio.Task[None] | None = None
         self._private: PrivateStream | None = None
         self._tracked: dict[str, str] = {}  # client order id -> symbol: orders the polled stream follows
-        self._polling = False  # order states are reported: ``_tracked`` is followed
         self._order_symbols: set[str] = set()
         self._orders_ws: OrderTransport | None = None
         self._orders_ws_lock = asyncio.Lock()
@@ -838,7 +837,7 @@ class ExchangeConnector:
         return trading, None
 
     def _track(self, request: OrderRequest) -> None:
-        if self._polling and self._private is None:
+        if self._poller is not None and self._private is None:
             self._tracked[request.client_order_id] = request.symbol
         self._order_symbols.add(request.symbol)
 
@@ -853,7 +852,7 @@ class ExchangeConnector:
             if exc.category != ErrorCategory.OUTCOME_UNKNOWN:
                 self._tracked.pop(request.client_order_id, None)  # refused: nothing exists at the venue
                 raise
-            if self._polling:
+            if self._poller is not None:  # order states are reported: the poller follows it
                 self._tracked[request.client_order_id] = request.symbol
             raise ExchangeError(
                 self.venue,
@@ -1041,7 +1040,6 @@ class ExchangeConnector:
             await stream.start(self.settings.ws.handshake_timeout_s * 2)
             self._private = stream
         if on_order is not None:
-            self._polling = True
             self._poller = asyncio.get_running_loop().create_task(self._poll(on_order), name=f"{self.venue} orders poll")
 
     @property
@@ -1057,7 +1055,6 @@ class ExchangeConnector:
     async def stop_private_stream(self) -> None:
         """Stop the private stream (websocket and polling)."""
         poller, self._poller = self._poller, None
-        self._polling = False
         self._tracked.clear()
         stream, self._private = self._private, None
         if stream is not None:

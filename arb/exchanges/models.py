@@ -165,10 +165,10 @@ def listed_balances(venue: str, listed: Iterable[tuple[str, Decimal, Decimal]]) 
     asset whose amounts are not numbers: one such asset must not make every other unreadable."""
     balances = []
     for asset, free, locked in listed:
-        if free.is_finite() and locked.is_finite():
+        try:
             balances.append(Balance(asset=asset, free=free, locked=locked))
-        else:
-            log.warning("%s: balance of %s left out: free=%s locked=%s is not a number", venue, asset, free, locked)
+        except ValueError as exc:
+            log.warning("%s: %s: left out", venue, exc)
     return balances
 
 
