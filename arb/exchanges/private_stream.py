@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import NamedTuple, Protocol
+
+from decimal import Decimal
 
 from ..errors import ArbitrageEngineError, ExchangeConnectionError, ExchangeError
 from .base import BalanceHandler, BalancesReadHandler, FillHandler, Frame, OrderHandler, WsPayload
@@ -29,6 +31,7 @@ from .ws import WsSession, WsSettings
 
 log = logging.getLogger(__name__)
 KEPT = 8  # URLs and refusals a stream remembers (a long run reconnects many times)
+FEE_ORDERS_KEPT = 10_000  # orders whose pushed fees a dialect sums at once (oldest dropped past it)
 
 
 class PrivateMessage(NamedTuple):
@@ -40,6 +43,55 @@ class PrivateMessage(NamedTuple):
     error: str | None = None  # the venue refused a request (auth, channel...)
     balances: Sequence[Balance] = ()
     balances_changed: bool = False  # balances changed but the push does not tell free and locked
+
+
+class PushedFees:
+    """Fees pushed per trade, summed per order, for venues whose order pushes carry none.
+
+    A trade pushed twice (a venue resending after a reconnect) counts once. ``finish`` forgets
+    an order once its final state is reported; an order whose final push never comes, or whose
+    trades come after it, is forgotten past ``capacity`` orders, oldest first, so a long run's
+    memory stays bounded.
+    """
+
+    def __init__(self, venue: str, capacity: int = FEE_ORDERS_KEPT) -> None:
+        if capacity < 1:
+            raise ValueError(f"fee capacity must be at least 1, got {capacity}")
+        self.venue = venue
+        self.capacity = capacity
+        # order id -> (trade id -> fee), the fee asset of its first trade
+        self._orders: OrderedDict[str, tuple[dict[str, Decimal], str]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._orders)
+
+    def add(self, order_id: str, trade_id: str, fee: Decimal, asset: str) -> None:
+        """Count the fee of trade ``trade_id`` of ``order_id`` (once per trade id)."""
+        held = self._orders.get(order_id)
+        if held is None:
+            held = self._orders[order_id] = ({}, asset)
+            if len(self._orders) > self.capacity:
+                self._orders.popitem(last=False)
+        fees, first_asset = held
+        if asset != first_asset:
+            log.warning(
+                "%s order %s: trade %s charged %s %s, not in %s as its earlier trades; its pushed order "
+                "states report the %s fees only", self.venue, order_id, trade_id, fee, asset, first_asset, first_asset,
+            )
+            return
+        fees.setdefault(trade_id, fee)
+
+    def total(self, order_id: str) -> tuple[Decimal, str | None]:
+        """The fees of ``order_id`` so far and their asset; ``(0, None)`` when none were pushed."""
+        held = self._orders.get(order_id)
+        if held is None:
+            return Decimal(0), None
+        fees, asset = held
+        return sum(fees.values(), Decimal(0)), asset
+
+    def finish(self, order_id: str) -> None:
+        """Forget ``order_id`` (its final state has been reported)."""
+        self._orders.pop(order_id, None)
 
 
 BalanceSource = Callable[[], Awaitable[Mapping[str, Balance]]]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Mapping
 from decimal import Decimal as D
@@ -17,6 +18,7 @@ from simvenues import API_KEY, SYMBOL, simulated_venues
 from arb.errors import ArbitrageEngineError, ExchangeError
 from arb.exchanges.errors import ErrorCategory
 from arb.exchanges.models import Balance, Fill, OrderRequest, OrderState, OrderStatus, OrderType, TimeInForce
+from arb.exchanges.private_stream import PushedFees
 from arb.secrets import ApiCredentials, Secret
 from arb.sim.matching import Fill as SimFill
 from arb.types import ExchangeName, OrderSide
@@ -318,3 +320,22 @@ def test_a_reconnect_calls_the_resubscription_handler_once_and_reads_nothing_its
                 await connector.close()
 
     run(scenario())
+
+
+def test_pushed_fees_count_each_trade_once_and_forget_finished_and_oldest_orders(caplog: pytest.LogCaptureFixture) -> None:
+    fees = PushedFees("mexc", capacity=2)
+    assert fees.total("o1") == (D(0), None)
+    fees.add("o1", "t1", D("0.1"), "BTC")
+    fees.add("o1", "t2", D("0.02"), "BTC")
+    fees.add("o1", "t1", D("0.1"), "BTC")  # resent
+    assert fees.total("o1") == (D("0.12"), "BTC")
+    with caplog.at_level(logging.WARNING):
+        fees.add("o1", "t3", D("5"), "MX")  # another asset is not summed into BTC
+    assert fees.total("o1") == (D("0.12"), "BTC") and "not in BTC" in caplog.text
+    fees.finish("o1")
+    assert fees.total("o1") == (D(0), None) and len(fees) == 0
+    for order in ("o2", "o3", "o4"):  # o2's final push never came
+        fees.add(order, "t", D(1), "USDT")
+    assert len(fees) == 2 and fees.total("o2") == (D(0), None) and fees.total("o4") == (D(1), "USDT")
+    with pytest.raises(ValueError, match="at least 1"):
+        PushedFees("mexc", capacity=0)

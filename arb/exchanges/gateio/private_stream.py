@@ -33,7 +33,7 @@ from ...secrets import ApiCredentials
 from ...types import OrderSide
 from ..base import Frame, WsPayload
 from ..models import Fill, OrderState, listed_balances
-from ..private_stream import PrivateMessage
+from ..private_stream import PrivateMessage, PushedFees
 from ..rest import RestClient
 from . import constants
 from .auth import GateioSigner
@@ -264,7 +264,7 @@ class GateioFuturesPrivateStream(_GateioPrivateStream):
         super().__init__(catalog, ws_url, signer, clock)
         self._trading = GateioFuturesTrading(signer, catalog, clock=clock)
         self.user_id: str | None = None
-        self._fees: dict[str, Decimal] = {}  # order id -> fees pushed so far
+        self._fees = PushedFees(constants.VENUE)
 
     async def connect_url(self, rest: RestClient) -> str:
         """The websocket URL, after reading the account's user id (once) from ``/futures/usdt/accounts``."""
@@ -298,9 +298,9 @@ class GateioFuturesPrivateStream(_GateioPrivateStream):
         """The ``OrderState`` of one ``futures.orders`` item (unsigned contracts, fee from the fills seen)."""
         state = self._trading.order_state(push)
         instrument = self._catalog.by_venue_symbol(push.contract)
-        fee = self._fees.get(state.order_id, Decimal(0))
+        fee, _ = self._fees.total(state.order_id)
         if state.is_final:
-            self._fees.pop(state.order_id, None)
+            self._fees.finish(state.order_id)
         return msgspec.structs.replace(
             state, fee=fee, fee_asset=instrument.quote, updated_at_ms=push.update_time or state.updated_at_ms
         )
@@ -311,7 +311,7 @@ class GateioFuturesPrivateStream(_GateioPrivateStream):
             raise ValueError(f"gateio futures trade {trade.id}: size 0")
         instrument = self._catalog.by_venue_symbol(trade.contract)
         order_id = str(trade.order_id)
-        self._fees[order_id] = self._fees.get(order_id, Decimal(0)) + trade.fee
+        self._fees.add(order_id, str(trade.id), trade.fee, instrument.quote)
         return Fill(
             symbol=instrument.symbol,
             order_id=order_id,

@@ -26,7 +26,7 @@ from ...secrets import ApiCredentials
 from ...types import OrderSide
 from ..base import Frame, WsPayload
 from ..models import Balance, Fill, OrderState, OrderStatus, OrderType
-from ..private_stream import PrivateMessage
+from ..private_stream import PrivateMessage, PushedFees
 from ..rest import RestClient, RestRequest
 from . import constants
 from .auth import MexcSigner
@@ -177,7 +177,7 @@ class MexcSpotPrivateStream:
         self._ws_url = ws_url
         self._clock_ms = clock_ms
         self.listen_key: str | None = None
-        self._fees: dict[str, tuple[Decimal, str]] = {}  # order id -> (fee so far, asset)
+        self._fees = PushedFees(constants.VENUE)
 
     @property
     def venue(self) -> str:
@@ -262,9 +262,9 @@ class MexcSpotPrivateStream:
             raise ValueError(f"mexc private order push: id/tradeType/orderType/status missing or unknown in {doc}")
         filled = _decimal(doc, "cumulativeQuantity")
         average = _decimal(doc, "avgPrice")
-        fee, fee_asset = self._fees.get(order_id, (Decimal(0), None))
+        fee, fee_asset = self._fees.total(order_id)
         if status.is_final:
-            self._fees.pop(order_id, None)
+            self._fees.finish(order_id)
         return OrderState(
             symbol=instrument.symbol,
             order_id=order_id,
@@ -289,8 +289,7 @@ class MexcSpotPrivateStream:
         if side is None or not order_id or not trade_id or not fee_asset:
             raise ValueError(f"mexc private deal push: tradeType/orderId/tradeId/feeCurrency missing in {doc}")
         fee = _decimal(doc, "feeAmount")
-        total, _ = self._fees.get(order_id, (Decimal(0), fee_asset))
-        self._fees[order_id] = (total + fee, fee_asset)
+        self._fees.add(order_id, trade_id, fee, fee_asset)
         return Fill(
             symbol=instrument.symbol,
             order_id=order_id,

@@ -229,6 +229,28 @@ def test_futures_pushes_decode_contracts_and_fees_exactly_and_have_the_documente
     assert D(str(wallet["balance"])) == free + locked == D("10000") - fill.fee
 
 
+def test_futures_trade_pushed_twice_counts_its_fee_once() -> None:
+    exchange, session, client = setup_futures()
+    for frame in client.subscribe_frames():
+        session.handle(frame, NOW_S * 1000)
+    exchange.deposit("maker", "USDT", "100000")
+    exchange.deposit(KEY, "USDT", "10000")
+    engine = exchange.engines["BTC/USDT:USDT"]
+    exchange.place_order("maker", "BTC/USDT:USDT", OrderSide.SELL, SimOrderType.LIMIT, 5, time.monotonic_ns(),
+                         price_ticks=engine.price_ticks("60000.5"))
+    exchange.drain_events()
+    exchange.place_order(KEY, "BTC/USDT:USDT", OrderSide.BUY, SimOrderType.LIMIT, 3, time.monotonic_ns(),
+                         price_ticks=engine.price_ticks("61000.5"), time_in_force=SimTimeInForce.IOC, client_id="t-f2")
+    frames = session.private_frames([(e, 0) for e in exchange.drain_events()], NOW_S * 1000)
+    trades = [f for f in frames if b'"futures.usertrades"' in f]
+    orders = [f for f in frames if b'"futures.orders"' in f]
+    assert trades and orders
+    fill, resent = [f for frame in trades + trades for f in client.decode(frame, False).fills]
+    assert resent == fill  # a resent trade is still reported as pushed
+    final = [o for frame in orders for o in client.decode(frame, False).orders][-1]
+    assert final.status is OrderStatus.FILLED and final.fee == fill.fee > 0
+
+
 @pytest.mark.parametrize("amount", ["NaN", "Infinity", "-Infinity", "sNaN"])
 def test_a_balance_that_is_not_a_number_is_left_out_and_the_others_kept(amount: str) -> None:
     """Decimal takes "NaN" and "Infinity", and every later comparison of such a balance raised: it is

@@ -85,6 +85,24 @@ def test_pushes_round_trip_exactly() -> None:
     assert orders[-1].average_price == D("60000.5") and orders[0].quantity == D("0.1")
 
 
+def test_a_deal_pushed_twice_counts_its_fee_once() -> None:
+    exchange, context, client = setup()
+    engine = exchange.engines["BTC/USDT"]
+    exchange.deposit("maker", "BTC", "1")
+    exchange.deposit(KEY, "USDT", "10000")
+    exchange.place_order("maker", "BTC/USDT", OrderSide.SELL, SimOrderType.LIMIT, engine.size_lots("0.25"),
+                         time.monotonic_ns(), price_ticks=engine.price_ticks("60000.5"))
+    exchange.place_order(KEY, "BTC/USDT", OrderSide.BUY, SimOrderType.LIMIT, engine.size_lots("0.1"),
+                         time.monotonic_ns(), price_ticks=engine.price_ticks("61000"),
+                         time_in_force=SimTimeInForce.IOC, client_id="c1")
+    mine = [e for e in exchange.drain_events() if e.user == KEY]
+    (deal,) = [deal_push(engine, e, NOW_MS, NOW_MS) for e in mine if isinstance(e, Fill)]
+    (fill,) = client.decode(deal, True).fills
+    assert client.decode(deal, True).fills == [fill]  # a resent deal is still reported as pushed
+    orders = [o for e in mine if not isinstance(e, Fill) for o in client.decode(order_push(engine, e, NOW_MS, NOW_MS), True).orders]
+    assert orders[-1].is_final and orders[-1].fee == fill.fee > 0 and orders[-1].fee_asset == "BTC"
+
+
 def test_listen_key_lifecycle_and_private_topics() -> None:
     _, context, client = setup()
     assert [r.method for r in user_stream_routes()] == ["POST", "PUT", "DELETE"]
