@@ -37,6 +37,7 @@ from arb_core.wire.common import WireScale
 
 from .funding import FundingBook
 from .instruments import INT64_MAX, Instrument, decimals_of, trading_rules_changed
+from .throttled_log import ThrottledWarnings
 from .types import ArbitrageOpportunity, ExchangeName, OpportunityType, OrderSide
 from .exchanges.base import BookKey
 
@@ -48,9 +49,6 @@ ZERO = Decimal(0)
 # Headroom of the notional cap over the best ask: the scanner walks deeper levels.
 _WALK_HEADROOM = Decimal("1.125")
 _BPS_STEP = Decimal("0.01")  # the resolution of ``profit_margin_bps``
-# A symbol's books that overflow the fixed point do so on every scan (each book update): warned
-# about once a minute per symbol, with the count since, rather than thousands of times a second.
-OVERFLOW_WARNING_INTERVAL_NS = 60_000_000_000
 
 
 def _units(value: Decimal, decimals: int) -> int:
@@ -200,7 +198,8 @@ class ScannerPipeline:
         self.dropped_for_funding = 0  # hedges without a fresh funding rate
         self.funding: FundingBook | None = None
         self.overflows = 0
-        self._overflow_warned: dict[int, tuple[int, int]] = {}  # symbol id -> (warned at, overflows since)
+        # A symbol's books that overflow the fixed point do so on every scan (each book update).
+        self._overflow_warnings = ThrottledWarnings(log, "scans overflowed")
         self.desyncs = 0
         self.on_desync: Callable[[BookKey, str], None] | None = None
         self.on_sync: Callable[[BookKey], None] | None = None  # a registered book came (back) in sync
@@ -373,18 +372,9 @@ class ScannerPipeline:
             # What the previous scan found is not confirmed by this one: it no longer stands.
             self.overflows += 1
             self._standing.pop(symbol_id, None)
-            self._warn_overflow(symbol_id, now, exc)
+            self._overflow_warnings.warn(symbol_id, now, "scanner: symbol %s: %s", self.plans[symbol_id].symbol, exc)
             return None
         return self.handle_scan(symbol_id, found, now)
-
-    def _warn_overflow(self, symbol_id: int, now: int, exc: OverflowError) -> None:
-        warned_at, since = self._overflow_warned.get(symbol_id, (None, 0))
-        if warned_at is not None and now - warned_at < OVERFLOW_WARNING_INTERVAL_NS:
-            self._overflow_warned[symbol_id] = (warned_at, since + 1)
-            return
-        self._overflow_warned[symbol_id] = (now, 0)
-        more = f" ({since} more scans overflowed since the last warning)" if since else ""
-        log.warning("scanner: symbol %s: %s%s", self.plans[symbol_id].symbol, exc, more)
 
     def handle_scan(self, symbol_id: int, found: Opportunity | None, now: int) -> ArbitrageOpportunity | None:
         """What ``scan`` does with the scanner's answer for ``symbol_id`` at ``now`` (a compiled

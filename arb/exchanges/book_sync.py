@@ -36,6 +36,7 @@ from arb_core.router import DIALECT_NONE, ROUTE_APPLIED, ROUTE_OTHER, BookRouter
 from arb_core.wire.common import WireError, WireScale
 
 from ..errors import ArbitrageEngineError, RateLimitError
+from ..throttled_log import ThrottledWarnings
 from ..types import ExchangeName
 from .base import BookKey, BookSink, Frame, MarketDataDialect, WsPayload
 from .models import FrameKind
@@ -159,7 +160,7 @@ class BookSync:
         self._fetch_snapshot = fetch_snapshot
         self.settings = settings or BookSyncSettings()
         self._rng = rng or random.Random()
-        self._clock = clock  # receive time of REST snapshots (a backtest's virtual clock)
+        self._clock = clock  # receive time of REST snapshots, warning times (a backtest's virtual clock)
         self._sink = sink
         self._on_update = sink.on_book_update
         self._on_batch_end = sink.on_batch_end
@@ -186,6 +187,8 @@ class BookSync:
         self.batch_updated = False  # a book changed since the last batch end (a compiled replay sets it too)
         self._session: WsSession | None = None
         self._logged: set[str] = set()
+        # A venue may answer every frame with an error: counted each time, warned about once a minute.
+        self._error_warnings = ThrottledWarnings(log, "venue error frames")
         self.acks = 0
         self.venue_errors = 0
         self.unroutable = 0  # malformed frames whose symbol could not be read
@@ -303,7 +306,7 @@ class BookSync:
             self.acks += 1
         elif kind == _ERROR:
             self.venue_errors += 1
-            log.warning("%s: venue error frame: %r", self.venue, bytes(payload[:300]))
+            self._error_warnings.warn(None, self._clock(), "%s: venue error frame: %r", self.venue, bytes(payload[:300]))
 
     def on_disconnected(self) -> None:
         """The stream dropped: every book is out of sync until its resync completes."""

@@ -405,3 +405,21 @@ def test_a_refused_subscription_is_a_venue_error_not_an_acknowledgement(caplog: 
         feed(sync, refused)
     assert (sync.acks, sync.venue_errors) == (1, 1)
     assert "venue error frame" in caplog.text and "unknown currency pair AAA_USDT" in caplog.text
+
+
+def test_venue_error_frames_are_all_counted_and_warned_about_once_a_minute(caplog: pytest.LogCaptureFixture) -> None:
+    """A venue answering every frame with an error would otherwise log a warning per frame."""
+    now = [0]
+    sync = synthetic_sync(Snapshots(bodies()), RecordingSink(), clock=lambda: now[0])
+    refused = (b'{"time":1,"channel":"spot.order_book_update","event":"subscribe",'
+               b'"error":{"code":2,"message":"unknown currency pair AAA_USDT"},"result":{"status":"fail"}}')
+    with caplog.at_level(logging.WARNING, logger="arb.exchanges.book_sync"):
+        for _ in range(500):
+            now[0] += 100_000_000  # one every 100 ms: 50 s
+            feed(sync, refused)
+        now[0] += 10_100_000_000  # a minute after the first
+        feed(sync, refused)
+    warnings = [r.getMessage() for r in caplog.records if "venue error frame" in r.getMessage()]
+    assert sync.venue_errors == 501 and len(warnings) == 2
+    assert "unknown currency pair AAA_USDT" in warnings[1]
+    assert warnings[1].endswith("(499 more venue error frames since the last warning)")
