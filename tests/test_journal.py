@@ -122,6 +122,30 @@ def test_database_is_wal_and_versioned(tmp_path: Path) -> None:
         Journal(path)
 
 
+def test_a_version_3_journal_gets_the_recovery_step_indexes_and_the_starts_reads_use_them(tmp_path: Path) -> None:
+    path = tmp_path / "v3.sqlite3"
+    with Journal(path) as journal:
+        journal.record_recovery_step("o1", "manual_approval", {"reason": "r"})
+    with closing(sqlite3.connect(path)) as db:
+        db.execute("DROP INDEX recovery_steps_opportunity")
+        db.execute("DROP INDEX recovery_steps_approval")
+        db.execute("PRAGMA user_version=3")
+        db.commit()
+    with Journal(path) as journal:
+        assert [step for step, _ in journal.recovery_steps("o1")] == ["manual_approval"]
+        assert [opp for opp, _, _ in journal.awaiting_approval()] == ["o1"]
+    with closing(sqlite3.connect(path)) as db:
+        assert db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,) == (4,)
+        one = db.execute(
+            "EXPLAIN QUERY PLAN SELECT step, detail FROM recovery_steps WHERE opportunity_id = ? ORDER BY step_id", ("o1",)
+        ).fetchall()
+        flags = db.execute(
+            "EXPLAIN QUERY PLAN SELECT opportunity_id FROM recovery_steps r "
+            "WHERE r.step IN ('manual_approval', 'acknowledged') ORDER BY r.step_id"
+        ).fetchall()
+    assert "USING INDEX recovery_steps_opportunity" in str(one) and "USING INDEX recovery_steps_approval" in str(flags)
+
+
 def test_intent_is_open_until_the_fills_complete_it(journal: Journal) -> None:
     intent_id = journal.record_intent("opp1", "buy", request("c1"), GATE)
     assert open_ids(journal) == ["c1"]
