@@ -177,7 +177,9 @@ class RunSummary(msgspec.Struct, kw_only=True):
     halted_markets: list[str] = []  # markets not traded at the end, each with why
     balance_drifts: int = 0  # REST reads that disagreed with the pushed balances
     open_hedges: int = 0  # spot-futures hedge positions still open at the end
-    held_hedge_basis: Decimal = Decimal(0)  # the basis they locked in: in realized PnL until closed
+    # The basis this run's executions locked in net of what they gave back by closing (hedges of an
+    # earlier run included): the part of this run's realized PnL that a close may still give back.
+    held_hedge_basis: Decimal = Decimal(0)
     breaker_trips: dict[str, int] = {}  # every trip of the run by breaker, those reset since included
     hedges_dropped: list[str] = []  # hedges taken out of the book: the venue no longer held their futures
     funding_settled: Decimal = Decimal(0)  # settled funding this run counted (its first read: since 00:00 UTC)
@@ -189,9 +191,12 @@ class RunSummary(msgspec.Struct, kw_only=True):
         return self.error is None and all(o.status.value == "ok" for o in self.shutdown)
 
     def _held_hedges(self) -> str:
-        if not self.open_hedges:
+        held, n = self.held_hedge_basis, self.open_hedges
+        if held < 0:  # closes of hedges an earlier run opened, whose basis that run reported
+            return f" ({-held} of it hedge basis earlier runs reported, given back by closes; {n} open hedges)"
+        if not n:
             return ""
-        return f" ({self.held_hedge_basis} of it locked in {self.open_hedges} open hedges)"
+        return f" ({held} of it locked in {n} open hedges)"
 
     def lines(self) -> list[str]:
         """The summary as printable lines."""
@@ -402,6 +407,7 @@ class ArbitrageController:
         # (asset, market) -> its newest skew alert and how many times it was raised this run
         self._skew_alerts: dict[tuple[str, ExchangeName], tuple[str, int]] = {}
         self._hedges_dropped: list[str] = []
+        self._held_basis_of_run = ZERO  # hedge basis this run's executions locked in, net of closes
         self._positions_due = asyncio.Event()  # a futures balance changed: check positions before the interval ends
         self._rules_due = asyncio.Event()  # a leg was refused as a changed market would refuse it: read the rules
         self._funding_since_ms: int | None = None  # wall ms the next read of settled funding starts at
@@ -1411,7 +1417,9 @@ class ArbitrageController:
             # it back: the daily loss limit counts it only once a close realizes it.
             held = self.hedges.held_basis()
             self.hedges.record(opportunity, result)
-            risk.record_realized_pnl(held - self.hedges.held_basis())
+            locked = self.hedges.held_basis() - held
+            risk.record_realized_pnl(-locked)
+            self._held_basis_of_run += locked
         self._fills += sum(1 for leg in result.legs if leg.filled_quantity > 0)
         self._hold_until_fills_seen(started, result)
         log.info(
@@ -1657,7 +1665,7 @@ class ArbitrageController:
             ],
             balance_drifts=self.balances.drifts if self.balances is not None else 0,
             open_hedges=len(self.hedges.positions()) if self.hedges is not None else 0,
-            held_hedge_basis=self.hedges.held_basis() if self.hedges is not None else Decimal(0),
+            held_hedge_basis=self._held_basis_of_run,
         )
 
     @property

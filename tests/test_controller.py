@@ -1485,3 +1485,22 @@ def test_the_summary_names_each_inventory_skew_once_with_how_often_it_was_raised
         "inventory skew: mexc holds 0.40 of 10 BTC (4.0 %); trades that spend BTC there will stop soon (raised 2 times)",
         "inventory skew: gateio holds 5 of 100 USDT (5.0 %); trades that spend USDT there will stop soon",
     ]
+
+
+def test_the_summary_counts_only_the_hedge_basis_this_runs_executions_locked_in(tmp_path: Path) -> None:
+    """A restored hedge's basis was reported by the run that opened it; closing it gives it back
+    out of this run's realized PnL, which the summary says rather than claiming basis locked in."""
+    from test_hedges import PERP, opportunity
+
+    controller, venues, restored = restored_hedge(tmp_path)
+    assert controller.hedges is not None and controller.risk is not None and restored.locked_basis > 0
+    before = controller.summary()
+    assert before.open_hedges == 1 and before.held_hedge_basis == 0  # not this run's
+    close = opportunity("c1", PERP, ExchangeName.GATEIO, "60100", "60150", "0.001")
+    started = venues.executor.start(close)
+    result = asyncio.run(controller._finish(venues.executor, controller.risk, started, {}))
+    assert result.final_state is ArbitrageState.COMPLETED and controller.hedges.positions() == []
+    after = controller.summary()
+    assert after.open_hedges == 0 and after.held_hedge_basis == -restored.locked_basis
+    assert ("of it hedge basis earlier runs reported, given back by closes; 0 open hedges)"
+            in next(line for line in after.lines() if "realized PnL" in line))
