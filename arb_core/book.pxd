@@ -59,6 +59,7 @@ cdef class OrderBook:
     cpdef void mark_out_of_sync(self)
     cdef int walk_c(self, int side, int64_t size_lots, WalkResult* out) except -1
     cdef int64_t size_up_to_c(self, int side, int64_t limit_price_ticks) noexcept
+    cdef int64_t size_at_c(self, int side, int64_t price_ticks) noexcept
 
     cdef inline int64_t best_bid_price_c(self) noexcept:
         return self.bid_prices[self.n_bids - 1] if self.n_bids else 0

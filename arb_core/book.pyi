@@ -95,5 +95,7 @@ class OrderBook:
         """
     def size_up_to(self, side: int, limit_price_ticks: int) -> int:
         """Lots on ``side`` at prices at least as good as the limit (ASK <=, BID >=)."""
+    def size_at(self, side: int, price_ticks: int) -> int:
+        """Lots of the level of ``side`` at ``price_ticks``; 0 when the book has none there."""
     def depth(self, side: int) -> int:
         """Number of levels on ``side``."""

@@ -583,6 +583,21 @@ cdef class OrderBook:
                 total += sizes[i]
         return total
 
+    cdef int64_t size_at_c(self, int side, int64_t price_ticks) noexcept:
+        # Lots of the level at ``price_ticks``, 0 when there is none.
+        cdef const int64_t* prices
+        cdef Py_ssize_t n
+        cdef Py_ssize_t i
+        cdef int64_t sgn
+        if side == BID:
+            prices, n, sgn = self.bid_prices, self.n_bids, 1
+        else:
+            prices, n, sgn = self.ask_prices, self.n_asks, -1
+        i = _lower_bound(prices, n, sgn, sgn * price_ticks)
+        if i < n and prices[i] == price_ticks:
+            return self.bid_sizes[i] if side == BID else self.ask_sizes[i]
+        return 0
+
     # ---- Python API -----------------------------------------------------------------
 
     def apply_delta(self, int_arg side, int_arg price_ticks, int_arg size_lots):
@@ -659,6 +674,13 @@ cdef class OrderBook:
         if limit_price_ticks <= 0:
             raise ValueError(f"limit_price_ticks must be > 0, got {limit_price_ticks}")
         return self.size_up_to_c(side, limit_price_ticks)
+
+    def size_at(self, int_arg side, int_arg price_ticks):
+        """Lots of the level of ``side`` at ``price_ticks``; 0 when the book has none there."""
+        _check_side(side)
+        if price_ticks <= 0:
+            raise ValueError(f"price_ticks must be > 0, got {price_ticks}")
+        return self.size_at_c(side, price_ticks)
 
     def depth(self, int_arg side):
         """Number of levels on ``side``."""

@@ -29,15 +29,17 @@ What is simulated, and how:
 * Funding: ``settle_due_funding`` settles each perpetual's announced rate (``FundingRate``,
   read from the venue's public data) on the open position once the settlement time it
   announces has passed: ``-size x contract_size x mid x rate`` of the settle asset, valued at
-  the live book's mid when it is settled (longs pay a positive rate), exact, a payment capped
-  at the free balance. Each settlement is settled once, and only on positions open at it.
+  the live book's mid when it is settled (longs pay a positive rate), exact, charged in full
+  (the free balance may go below zero: there is no liquidation). Each settlement is settled once, and only on positions open at it.
   The payments are listed by ``funding_payments``, as a venue's account book lists them.
 * Consumed liquidity: the public book does not know about paper fills, so the exchange
-  keeps a "taken" overlay per book level: the size taken and the level's size when it was
-  taken. While the live book still shows that same size at that price, the taken part is not
-  offered again; as soon as the venue updates the level (its size differs, or the level
-  left the book) the overlay entry is dropped and the live size stands. The same liquidity
-  is thus never taken twice in a row, and a refreshed level is trusted as published.
+  keeps a "taken" overlay per book level: the size taken from it, which is not offered again
+  while the level stays in the book, whatever else changes its size. Size added to the level
+  later is offered; when the level shrinks below what was taken (others took or cancelled
+  it), what was taken is cut to the level's size, so only size added after that is offered.
+  Once the level has left the book (seen by the next order on that side) its entry is
+  dropped: a level that comes back is new liquidity. The overlay thus holds only levels
+  still in the book, and the same liquidity is never taken twice.
 
 The private-stream handlers (``on_fill`` per level filled, then ``on_order`` with the final
 state, then ``on_balance`` per asset changed) run synchronously inside ``place_order``.
@@ -101,8 +103,8 @@ class PaperSource(Protocol):
 
 
 class _Taken(NamedTuple):
-    level_lots: int  # the level's live size (book lots) when the liquidity was taken
-    taken: Decimal  # order units taken from it since
+    level_lots: int  # the level's live size (book lots) when last seen
+    taken: Decimal  # order units taken from it and not offered again, at most its size
 
 
 class _LevelFill(NamedTuple):
@@ -232,9 +234,11 @@ class PaperExchange:
             ctx.prec = _PRECISION
             mid = (bid + ask) * tick / 2 if bid and ask else (bid or ask) * tick
             amount = -position.size * contract_size * mid * rate.rate
-            if amount < 0:
-                amount = -min(-amount, self._free.get(asset, ZERO))
             self._add(asset, amount)
+        if self._free.get(asset, ZERO) < 0:
+            # A venue takes it from the position's margin; paper has no liquidation, so it shows as owed.
+            log.warning("%s %s: funding %s %s leaves the paper %s balance at %s (paper positions are not "
+                        "liquidated)", self._venue, symbol, amount, asset, asset, self._free[asset])
         self._settled_ms[symbol] = at_ms
         if not amount:
             return True
@@ -351,11 +355,14 @@ class PaperExchange:
         lot = Decimal(scale.lot_units).scaleb(-scale.size_decimals)
         side = ASK if request.side is OrderSide.BUY else BID
         taken = self._taken.setdefault(request.symbol, {})
-        best = book.best_ask_price() if side == ASK else book.best_bid_price()
-        for key in [k for k in taken if k[0] == side]:
-            # A level better than the best one left the book: the venue updated it.
-            if best == 0 or (key[1] < best if side == ASK else key[1] > best):
-                del taken[key]
+        for key, held in list(taken.items()):
+            if key[0] != side:
+                continue
+            level_lots = book.size_at(side, key[1])
+            if not level_lots:
+                del taken[key]  # the level left the book: one there later is new liquidity
+            elif level_lots != held.level_lots:
+                taken[key] = _Taken(level_lots, min(held.taken, level_lots * lot))
         remaining = quantity
         plan: list[_LevelFill] = []
         seen = 0
@@ -372,10 +379,7 @@ class PaperExchange:
                 available = level_lots * lot
                 entry = taken.get((side, price_ticks))
                 if entry is not None:
-                    if entry.level_lots == level_lots:
-                        available -= entry.taken
-                    else:
-                        del taken[(side, price_ticks)]
+                    available -= entry.taken  # the entry was brought up to this level's size above
                 whole = round_down_to_step(available, instrument.lot_size)
                 quantity = min(remaining, whole)
                 if quantity > 0:
@@ -437,8 +441,8 @@ class PaperExchange:
         notional = fee_total = ZERO
         fee_asset = instrument.base if request.side is OrderSide.BUY and not instrument.is_futures else instrument.quote
         for level in plan:
-            entry = taken.get((side, level.price_ticks))
-            before = entry.taken if entry is not None and entry.level_lots == level.level_lots else ZERO
+            entry = taken.get((side, level.price_ticks))  # as ``_walk`` left it: nothing ran since
+            before = entry.taken if entry is not None else ZERO
             taken[(side, level.price_ticks)] = _Taken(level.level_lots, before + level.quantity)
             value = level.price * level.quantity * instrument.contract_size
             fee = (level.quantity if fee_asset == instrument.base else value) * instrument.taker_fee

@@ -90,6 +90,7 @@ def test_delta_batch_validates_grows_and_clears() -> None:
         lambda b, s: b.top(s, 1),
         lambda b, s: b.walk(s, 1),
         lambda b, s: b.size_up_to(s, 100),
+        lambda b, s: b.size_at(s, 100),
         lambda b, s: b.depth(s),
     ],
 )
@@ -117,6 +118,8 @@ def test_query_arguments_are_validated(book: OrderBook) -> None:
         book.walk(ASK, -3)
     with pytest.raises(ValueError, match="limit_price_ticks must be > 0, got 0"):
         book.size_up_to(ASK, 0)
+    with pytest.raises(ValueError, match="price_ticks must be > 0, got -1"):
+        book.size_at(BID, -1)
 
 
 def test_out_of_int64_range_arguments_raise_overflow_error(book: OrderBook) -> None:
@@ -309,6 +312,12 @@ def test_walk_overflow_raises() -> None:
         book.walk(ASK, 2**23)  # each product fits, their sum does not
 
 
+def test_size_at(book: OrderBook) -> None:
+    assert [book.size_at(ASK, p) for p in (100, 101, 102, 103, 104, 105)] == [0, 4, 2, 0, 7, 0]
+    assert [book.size_at(BID, p) for p in (101, 100, 99, 98, 97)] == [0, 5, 3, 1, 0]
+    assert book.size_at(BID, 101) == 0 and book.size_at(ASK, 98) == 0  # the other side's prices
+
+
 def test_size_up_to(book: OrderBook) -> None:
     assert book.size_up_to(ASK, 102) == 6 and book.size_up_to(ASK, 100) == 0
     assert book.size_up_to(BID, 99) == 8 and book.size_up_to(BID, 1) == 9
@@ -350,7 +359,7 @@ batch_op = st.tuples(st.just("batch"), levels_st, ids, ids, st.integers(0, 2**40
 delta_op = st.tuples(
     st.just("delta"), st.integers(-1, 2), st.integers(-2, 130), st.integers(-2, 60))
 query_op = st.tuples(
-    st.sampled_from(["walk", "size_up_to", "top"]),
+    st.sampled_from(["walk", "size_up_to", "size_at", "top"]),
     st.integers(-1, 2),
     st.one_of(st.integers(-2, 200), st.sampled_from([2**62, INT64_MAX])),
 )
@@ -371,7 +380,7 @@ def run(book: Any, op: tuple[Any, ...]) -> tuple[str, Any]:
             return "ok", apply(batch, recv_ns)
         if kind == "delta":
             return "ok", book.apply_delta(*op[1:])
-        if kind in ("walk", "size_up_to", "top", "depth"):
+        if kind in ("walk", "size_up_to", "size_at", "top", "depth"):
             return "ok", getattr(book, kind)(*op[1:])
         return "ok", getattr(book, kind)()
     except (BookError, ref.BookError, ValueError, OverflowError) as exc:
@@ -418,6 +427,8 @@ def test_differential_deep_books(
     ops += [("batch", deltas[i:i + 20], 2 + i, 2 + i, i) for i in range(0, len(deltas), 20)]
     for side, amount in queries:
         ops += [("walk", side, amount), ("size_up_to", side, amount % 10_000 + 1)]
+        ops += [("size_at", side, amount % 10_000 + 1)]
+    ops += [("size_at", BID, p) for p, _ in bids[::7]] + [("size_at", ASK, p) for p, _ in asks[::7]]
     for op in ops:
         assert run(compiled, op) == run(reference, op), op
         assert state(compiled) == state(reference), op

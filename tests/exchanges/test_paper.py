@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Mapping
 from decimal import Decimal as D
 
@@ -128,22 +129,53 @@ def test_an_ioc_buy_walks_the_asks_at_the_book_prices_with_the_fee_in_base() -> 
     assert asyncio.run(exchange.query_order("BTC/USDT", order_id=state.order_id)) == state
 
 
-def test_taken_liquidity_is_not_offered_again_until_the_venue_updates_the_level() -> None:
+def test_taken_liquidity_is_not_offered_again_while_its_level_stays_in_the_book() -> None:
     source = spot_source()
     exchange, _ = paper(source, {"USDT": "10000", "BTC": "0"})
+
+    def buy(cid: str, quantity: str) -> tuple[OrderStatus, D]:
+        state = asyncio.run(exchange.place_order(order(cid, OrderSide.BUY, quantity, "60000.1")))
+        return state.status, state.filled_quantity
+
+    def level(price: str, size: str) -> None:
+        source.book.apply_delta(ASK, source.ticks(price), source.lots(size))
+
     asyncio.run(exchange.place_order(order("b1", OrderSide.BUY, "0.03", "60001")))
     # The book did not change: 0.0050 is left at 60000.10 and nothing usable at 60000.05.
-    second = asyncio.run(exchange.place_order(order("b2", OrderSide.BUY, "0.01", "60000.1")))
-    assert (second.status, second.filled_quantity, second.average_price) == (
-        OrderStatus.EXPIRED, D("0.0050"), D("60000.10")
-    )
-    # The venue republishes 60000.05 with a new size: the overlay of that level is dropped.
-    source.book.apply_delta(ASK, source.ticks("60000.05"), source.lots("0.02"))
-    third = asyncio.run(exchange.place_order(order("b3", OrderSide.BUY, "0.01", "60000.1")))
-    assert (third.status, third.filled_quantity, third.average_price) == (OrderStatus.FILLED, D("0.01"), D("60000.05"))
-    # 60000.10 was not updated: its remaining 0 stays taken.
-    fourth = asyncio.run(exchange.place_order(order("b4", OrderSide.BUY, "0.02", "60000.1")))
-    assert fourth.filled_quantity == D("0.0100")  # what is left at 60000.05 only
+    assert buy("b2", "0.01") == (OrderStatus.EXPIRED, D("0.0050"))
+    # A level nudged by someone else's order still holds what was taken from it.
+    level("60000.05", "0.015051")
+    assert buy("b3", "0.01") == (OrderStatus.EXPIRED, D(0))
+    # Size added to it is offered: 0.01 more at 60000.05.
+    level("60000.05", "0.025050")
+    assert buy("b4", "0.02") == (OrderStatus.EXPIRED, D("0.0100"))
+    # 60000.10 shrinks below what was taken (others took it): only size added after that is offered.
+    level("60000.10", "0.004")
+    assert buy("b5", "0.01") == (OrderStatus.EXPIRED, D(0))
+    level("60000.10", "0.007")
+    assert buy("b6", "0.01") == (OrderStatus.EXPIRED, D("0.0030"))
+    # A level that left the book and came back is new liquidity.
+    level("60000.05", "0")
+    assert buy("b7", "0.01") == (OrderStatus.EXPIRED, D(0))
+    level("60000.05", "0.01")
+    assert buy("b8", "0.02") == (OrderStatus.EXPIRED, D("0.0100"))
+    assert set(exchange._taken["BTC/USDT"]) == {(ASK, source.ticks("60000.05")), (ASK, source.ticks("60000.10"))}
+
+
+def test_the_taken_overlay_forgets_levels_that_left_the_book() -> None:
+    """A market moving away leaves the levels taken from behind: the overlay does not keep them."""
+    source = spot_source()
+    exchange, _ = paper(source, {"USDT": "100000", "BTC": "0"})
+    for step in range(50):  # the asks fall a dollar after every buy
+        price = D(60000) - step
+        source.book.apply_delta(ASK, source.ticks(str(price)), source.lots("0.01"))
+        state = asyncio.run(exchange.place_order(order(f"b{step}", OrderSide.BUY, "0.01", str(price))))
+        assert state.filled_quantity == D("0.01")
+        source.book.apply_delta(ASK, source.ticks(str(price)), 0)
+    assert len(exchange._taken["BTC/USDT"]) == 1  # the last level taken, until a buy sees it gone
+    source.book.apply_delta(ASK, source.ticks("60000"), source.lots("0.5"))  # a maker is back at 60000
+    back = asyncio.run(exchange.place_order(order("back", OrderSide.BUY, "0.5", "60000")))
+    assert back.filled_quantity == D("0.5") and len(exchange._taken["BTC/USDT"]) == 1
 
 
 def test_a_sell_fills_into_the_bids_with_the_fee_in_quote() -> None:
@@ -372,12 +404,17 @@ def test_funding_waits_for_a_live_book_and_skips_positions_opened_after_the_sett
     assert (paid.amount, paid.time_ms) == (-10 * D("0.0001") * D("60005") * D("0.0001"), later)
 
 
-def test_a_funding_payment_is_capped_at_the_free_balance() -> None:
+def test_a_funding_payment_is_charged_in_full_beyond_the_free_balance(caplog: pytest.LogCaptureFixture) -> None:
+    """The scanner sizes futures legs up to the free margin, so funding owed usually exceeds what is
+    free: charging only that would leave paper results better than the venue's."""
     _, exchange, _ = perp_paper(usdt="60.05")
     asyncio.run(exchange.place_order(order("p1", OrderSide.BUY, "10", "60000", symbol="BTC/USDT:USDT")))
     assert free(exchange)["USDT"] == D("0.02")  # 60 margin and 0.03 fee
-    (paid,) = exchange.settle_due_funding([rate("0.5", T)], T)
-    assert paid.amount == D("-0.02") and free(exchange)["USDT"] == 0
+    with caplog.at_level(logging.WARNING, logger="arb.exchanges.paper"):
+        (paid,) = exchange.settle_due_funding([rate("0.01", T)], T)
+    owed = D(10) * D("0.0001") * D("59995.00") * D("0.01")  # contracts x contract size x mid x rate
+    assert paid.amount == -owed == D("-0.59995") and free(exchange)["USDT"] == D("0.02") - owed
+    assert "leaves the paper USDT balance at -0.57995" in caplog.text
 
 
 @settings(max_examples=150, deadline=None)

@@ -224,6 +224,13 @@ class OrderBook:
             total = sum(s for p, s in self._sides[BID].items() if p >= limit_price_ticks)
         return min(total, INT64_MAX)
 
+    def size_at(self, side: int, price_ticks: int) -> int:
+        """Lots of the level at ``price_ticks``; 0 when there is none."""
+        _check_side(side)
+        if price_ticks <= 0:
+            raise ValueError(f"price_ticks must be > 0, got {price_ticks}")
+        return self._sides[side].get(price_ticks, 0)
+
     def depth(self, side: int) -> int:
         _check_side(side)
         return len(self._sides[side])
