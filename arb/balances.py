@@ -112,6 +112,7 @@ class BalanceMonitor:
         self.on_drift = on_drift
         self._balances: dict[ExchangeName, dict[str, Balance]] = {}
         self._alerted: set[tuple[str, ExchangeName]] = set()
+        self._listed: dict[ExchangeName, set[str]] = {}  # every asset each market's balances have named
         self._streamed: set[ExchangeName] = set()  # markets kept current by their private stream
         self._pushing: set[ExchangeName] = set()  # markets whose stream pushes the balances themselves
         self._suspects: dict[tuple[ExchangeName, str], BalanceDrift] = {}  # disagreements a late push may explain
@@ -336,11 +337,27 @@ class BalanceMonitor:
                 pipeline.set_leg_limits(plan.symbol_id, leg.leg_id, buy, sell, max_buy_quote=quote)
 
     def check_skew(self) -> list[SkewAlert]:
-        """Current skews (each alerted once until it clears)."""
+        """Current skews (each alerted once until it clears).
+
+        A market whose balances are known holds none of an asset it trades (a leg of the scanner's)
+        or listed before, when its venue does not list it: that is the deepest skew, not none.
+        """
+        traded: dict[ExchangeName, set[str]] = {}
+        if self.pipeline is not None:
+            for plan in self.pipeline.plans.values():
+                for leg in plan.legs:
+                    instrument = leg.instrument
+                    assets = traded.setdefault(leg.exchange, set())
+                    assets.add(instrument.quote)
+                    if not leg.is_futures:
+                        assets.add(instrument.base)
         totals: dict[str, list[tuple[ExchangeName, Decimal]]] = {}
-        for exchange, assets in self._balances.items():
-            for asset, balance in assets.items():
-                totals.setdefault(asset, []).append((exchange, balance.free))
+        for exchange, held in self._balances.items():
+            listed = self._listed.setdefault(exchange, set())
+            listed.update(held)
+            for asset in listed | traded.get(exchange, set()):
+                balance = held.get(asset)
+                totals.setdefault(asset, []).append((exchange, ZERO if balance is None else balance.free))
         alerts = []
         active: set[tuple[str, ExchangeName]] = set()
         for asset, holdings in totals.items():

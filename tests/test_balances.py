@@ -44,6 +44,26 @@ def scanner_pipeline() -> ScannerPipeline:
     return pipeline
 
 
+def test_a_market_holding_none_of_an_asset_it_trades_is_the_deepest_skew() -> None:
+    """Venues may leave a zero balance out of an account read: a market that sold all its BTC, or
+    never held any, holds 0 % of it."""
+    gate, mexc = FakeVenue(BTC="9.5", USDT="1000"), FakeVenue(BTC="0.5", USDT="1000")
+    alerts: list[SkewAlert] = []
+    monitor = BalanceMonitor({ExchangeName.GATEIO: gate, ExchangeName.MEXC: mexc}, on_alert=alerts.append)
+    asyncio.run(monitor.refresh())
+    assert [(a.asset, a.exchange) for a in alerts] == [("BTC", ExchangeName.MEXC)]
+    del mexc.free["BTC"]  # sold the rest: no longer listed
+    asyncio.run(monitor.refresh())
+    (alert,) = monitor.check_skew()
+    assert (alert.asset, alert.exchange, alert.free, alert.share) == ("BTC", ExchangeName.MEXC, 0, 0)
+    assert len(alerts) == 1  # still the same episode, not cleared
+
+    fresh = BalanceMonitor({ExchangeName.GATEIO: FakeVenue(BTC="1", USDT="1000"), ExchangeName.MEXC: FakeVenue(USDT="1000")})
+    fresh.pipeline = scanner_pipeline()  # MEXC trades BTC/USDT but lists no BTC from the start
+    asyncio.run(fresh.refresh())
+    assert [(a.asset, a.exchange, a.share) for a in fresh.check_skew()] == [("BTC", ExchangeName.MEXC, 0)]
+
+
 def test_caps_follow_free_quote_on_the_buy_leg_and_free_base_on_the_sell_leg() -> None:
     gate, mexc = FakeVenue(USDT="1000", BTC="1"), FakeVenue(USDT="1000", BTC="0.00005")
     monitor = BalanceMonitor({ExchangeName.GATEIO: gate, ExchangeName.MEXC: mexc})
