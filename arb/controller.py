@@ -314,10 +314,16 @@ def _set_aside(path: str) -> None:
     present = [suffix for suffix in _JOURNAL_FILE_SUFFIXES if Path(f"{p}{suffix}").exists()]
     if not present:
         return
-    for suffix in _JOURNAL_FILE_SUFFIXES:
-        Path(f"{previous}{suffix}").unlink(missing_ok=True)
-    for suffix in present:
-        Path(f"{p}{suffix}").replace(Path(f"{previous}{suffix}"))
+    try:
+        for suffix in _JOURNAL_FILE_SUFFIXES:
+            Path(f"{previous}{suffix}").unlink(missing_ok=True)
+        for suffix in present:
+            Path(f"{p}{suffix}").replace(Path(f"{previous}{suffix}"))
+    except OSError as exc:
+        raise ArbitrageEngineError(
+            f"journal {p}: the last run's journal cannot be set aside as {previous}: {exc.strerror or exc}; "
+            "make its directory writable, or give this run another journal_path"
+        ) from exc
     log.info("journal: the simulated venues start afresh, so does %s (the last one is kept as %s)", p, previous)
 
 
@@ -921,6 +927,10 @@ class ArbitrageController:
                 self.journal = Journal(
                     config.journal_path, synchronous="NORMAL" if config.journal_synchronous == "NORMAL" else "FULL"
                 )
+        if self.risk is not None:
+            # A journal that cannot record stops new entries: an order sent then could not be
+            # accounted after a crash.
+            self.journal.on_write_failure = self.risk.record_journal_failure
         if self.pipeline is None:
             self.pipeline = ScannerPipeline(
                 max_data_age_ms=config.max_data_age_ms,

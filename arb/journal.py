@@ -306,11 +306,16 @@ class _Transaction:
 
     def __enter__(self) -> None:
         journal = self._journal
-        journal._write("BEGIN IMMEDIATE")
+        try:
+            journal._write("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            journal._write_failed(exc)
+            raise
         if journal._logged:
             try:
                 journal._insert_logged()
-            except BaseException:
+            except BaseException as exc:
+                journal._write_failed(exc)
                 journal._roll_back()
                 raise
 
@@ -319,11 +324,13 @@ class _Transaction:
     ) -> None:
         journal = self._journal
         if exc_type is not None:
+            journal._write_failed(exc)
             journal._roll_back()
             return
         try:
             journal._write("COMMIT")
-        except BaseException:
+        except BaseException as failure:
+            journal._write_failed(failure)
             journal._roll_back()
             raise
         journal.uncheckpointed += 1
@@ -450,6 +457,10 @@ class Journal:
         self._checkpoint_wanted = threading.Event()
         self._checkpointer_stop = False
         self.checkpoint_errors = 0
+        self.write_failures = 0  # writes the database did not take (``on_write_failure`` hears of each)
+        # Called with the reason when a write fails: the engine stops new entries then (its journal
+        # breaker), since an order it sent could no longer be accounted after a crash.
+        self.on_write_failure: Callable[[str], None] | None = None
         self._open: dict[tuple[str, str], _OpenIntent] = {}
         self._open_ids: dict[int, _OpenIntent] = {}
         self._staged: dict[int, _OpenIntent] = {}  # index entries changed by the running transaction
@@ -492,6 +503,7 @@ class Journal:
             self._db.execute(f"PRAGMA wal_autocheckpoint={AUTOCHECKPOINT_PAGES}")
             self._db.execute("PRAGMA foreign_keys=ON")
             self._migrate()
+            self._check_writable()
             if self._log_fd is not None and self.intent_log_path is not None:
                 self._recover_intent_log(self.intent_log_path, self._log_fd)
             self._load_index()
@@ -499,6 +511,17 @@ class Journal:
             self._keys = _KeyHashes(self._db.execute("SELECT exchange, client_order_id FROM intents"))
         except sqlite3.Error as exc:
             raise JournalError(f"journal {self.path}: cannot open: {exc}") from exc
+
+    def _check_writable(self) -> None:
+        """Raise ``JournalError`` when the database cannot be written: SQLite opens such a file read-only
+        and says so only at the first write, which for an engine comes after its first order."""
+        self._write("BEGIN IMMEDIATE")
+        try:
+            self._write(f"PRAGMA user_version={SCHEMA_VERSION}")
+        except sqlite3.Error as exc:
+            raise JournalError(f"journal {self.path}: not writable: {exc}") from exc
+        finally:
+            self._write("ROLLBACK")
 
     def _release(self) -> None:
         """Close what a failed opening had opened."""
@@ -702,6 +725,18 @@ class Journal:
             entry = self._stored(intent.intent_id)
             self._open[entry.key] = entry
             self._open_ids[entry.intent_id] = entry
+
+    def _write_failed(self, exc: BaseException | None) -> None:
+        """A write the database did not take (an I/O or SQLite error, not a refusal of its content):
+        counted, and passed to ``on_write_failure``."""
+        if not isinstance(exc, (sqlite3.Error, OSError)):
+            return
+        self.write_failures += 1
+        if self.on_write_failure is not None:
+            try:
+                self.on_write_failure(f"journal {self.path}: {exc}")
+            except Exception:
+                log.exception("journal %s: write failure handler raised", self.path)
 
     def _roll_back(self) -> None:
         self._staged.clear()

@@ -112,6 +112,7 @@ class Breaker(str, Enum):
     STALE_DATA = "stale_data"
     VENUE_ERRORS = "venue_errors"
     KILL_SWITCH = "kill_switch"
+    JOURNAL_WRITES = "journal_writes"  # a journal write failed: orders could no longer be accounted
 
 
 class RiskCheck(str, Enum):
@@ -438,6 +439,7 @@ class RiskManager:
             Breaker.STALE_DATA: stale_data_trips_at,
             Breaker.VENUE_ERRORS: venue_errors_trip_at,
             Breaker.KILL_SWITCH: 1,
+            Breaker.JOURNAL_WRITES: 1,
         }
         self._stale_window_ns = stale_data_window_ns
         self._venue_window_ns = venue_errors_window_ns
@@ -459,6 +461,7 @@ class RiskManager:
         self._trip_counts = dict.fromkeys(Breaker, 0)
         self._consecutive_failures = 0
         self._slow_streak = 0
+        self._journal_failures = 0  # journal writes failed since the breaker was last reset
         self._stale_times: deque[int] = deque()
         self._venue_error_times: dict[str, deque[int]] = {}
 
@@ -731,6 +734,12 @@ class RiskManager:
                 f"last: {error}",
             )
 
+    def record_journal_failure(self, reason: str) -> None:
+        """A journal write failed: stop every new entry (whether breakers are enabled or not) until
+        an operator resets the breaker; executions and recoveries under way go on."""
+        self._journal_failures += 1
+        self._trip(Breaker.JOURNAL_WRITES, reason, force=True)
+
     def kill(self, reason: str = "manual kill switch") -> None:
         """Stop every new entry now, whether breakers are enabled or not."""
         self._trip(Breaker.KILL_SWITCH, reason, force=True)
@@ -752,6 +761,8 @@ class RiskManager:
                 self._stale_times.clear()
             elif item is Breaker.VENUE_ERRORS:
                 self._venue_error_times.clear()
+            elif item is Breaker.JOURNAL_WRITES:
+                self._journal_failures = 0
 
     # -- restart ------------------------------------------------------------------------
 
@@ -971,6 +982,7 @@ class RiskManager:
             Breaker.STALE_DATA: len(self._stale_times),
             Breaker.VENUE_ERRORS: max((len(t) for t in self._venue_error_times.values()), default=0),
             Breaker.KILL_SWITCH: int(Breaker.KILL_SWITCH in self._tripped),
+            Breaker.JOURNAL_WRITES: self._journal_failures,
         }
         return {
             breaker: BreakerStatus(

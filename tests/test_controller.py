@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import gc
 import logging
 import os
@@ -415,6 +416,21 @@ def test_a_dry_journal_open_in_another_engine_is_not_set_aside(tmp_path: Path) -
         assert path.exists()
     _set_aside(str(path))
     assert not path.exists() and (tmp_path / "arb-dry.previous.sqlite3").exists()
+
+
+def test_a_dry_journal_that_cannot_be_set_aside_is_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "arb-dry.sqlite3"
+    Journal(path).close()
+
+    def refused(self: Path, target: Path) -> Path:
+        raise PermissionError(errno.EPERM, "Operation not permitted", str(self))
+
+    monkeypatch.setattr(Path, "replace", refused)
+    with pytest.raises(ArbitrageEngineError, match=r"arb-dry\.sqlite3: the last run's journal cannot be set aside as "
+                       r".*arb-dry\.previous\.sqlite3: Operation not permitted; make its directory writable"):
+        _set_aside(str(path))
 
 
 def test_a_cancelled_run_leaves_no_busy_poll_spinning(tmp_path: Path) -> None:
@@ -1504,3 +1520,34 @@ def test_the_summary_counts_only_the_hedge_basis_this_runs_executions_locked_in(
     assert after.open_hedges == 0 and after.held_hedge_basis == -restored.locked_basis
     assert ("of it hedge basis earlier runs reported, given back by closes; 0 open hedges)"
             in next(line for line in after.lines() if "realized PnL" in line))
+
+
+def test_a_journal_that_stops_taking_writes_stops_new_entries(tmp_path: Path) -> None:
+    configuration = manager(tmp_path)
+    dislocation = Dislocation(
+        exchange=ExchangeName.MEXC, symbol="BTC/USDT", start_ns=SECOND // 2, duration_ns=60 * SECOND, bps=-80
+    )
+    cluster = dry_run_cluster(configuration.config, dislocations=(dislocation,), random_per_minute=0)
+
+    async def scenario() -> tuple[int, int, RunSummary]:
+        async with cluster:
+            journal = Journal(tmp_path / "j.sqlite3")
+            controller = ArbitrageController(configuration, sim_cluster=cluster, journal=journal)
+            await controller.initialize(dry_run=True)
+            risk = controller.risk
+            assert risk is not None
+            running = asyncio.ensure_future(controller.run(duration_s=30))
+            await eventually(lambda: len(controller.results) >= 2, 10, "trades on the dislocation")
+            journal._db.execute("PRAGMA query_only=ON")  # as a disk that stopped taking writes
+            await eventually(lambda: risk.get_circuit_breaker_status()[Breaker.JOURNAL_WRITES].tripped, 5, "the breaker")
+            tripped = len(controller.results)
+            await asyncio.sleep(1.0)  # the dislocation stands; nothing new may start
+            held = len(controller.results)
+            journal._db.execute("PRAGMA query_only=OFF")
+            await controller.shutdown("test over")
+            return tripped, held, await running
+
+    tripped, held, summary = asyncio.run(scenario())
+    assert held <= tripped + 1  # at most the execution in flight when the write failed finishes
+    assert [line for line in summary.breakers_tripped if line.startswith("journal_writes")]
+    assert "attempt to write a readonly database" in summary.breakers_tripped[0]

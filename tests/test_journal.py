@@ -164,6 +164,38 @@ def test_outcome_without_intent_is_refused(journal: Journal) -> None:
         journal.record_ack(GATE, "c9", state("c9", OrderStatus.NEW))
 
 
+def test_a_journal_sqlite_can_only_read_is_refused_at_opening(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SQLite opens a file it cannot write (another owner's, mode 0444, a read-only mount) read-only
+    and says so only at the first write: an engine would find out after its first orders."""
+    path = tmp_path / "j.sqlite3"
+    Journal(path).close()
+    connect = sqlite3.connect
+
+    def read_only(database: str, **kwargs: object) -> sqlite3.Connection:
+        return connect(f"file:{database}?mode=ro", uri=True, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(journal_module.sqlite3, "connect", read_only)
+    with pytest.raises(JournalError, match=r"j\.sqlite3: not writable: attempt to write a readonly database"):
+        Journal(path)
+
+
+def test_a_failed_write_is_counted_and_reported_but_a_refused_record_is_not(journal: Journal) -> None:
+    reasons: list[str] = []
+    journal.on_write_failure = reasons.append
+    journal.record_intent("opp1", "buy", request("c1"), GATE)
+    with pytest.raises(JournalError):
+        journal.record_ack(GATE, "c9", state("c9", OrderStatus.NEW))  # a refusal: the journal works
+    assert journal.write_failures == 0 and reasons == []
+    journal._db.execute("PRAGMA query_only=ON")  # as a disk that stopped taking writes
+    with pytest.raises(sqlite3.OperationalError):
+        journal.record_ack(GATE, "c1", state("c1", OrderStatus.NEW))
+    assert journal.write_failures == 1 and len(reasons) == 1
+    assert "journal.sqlite3: attempt to write a readonly database" in reasons[0]
+    journal._db.execute("PRAGMA query_only=OFF")
+    journal.record_ack(GATE, "c1", state("c1", OrderStatus.NEW))
+    assert journal.write_failures == 1
+
+
 def test_client_order_id_is_unique_per_market(journal: Journal) -> None:
     journal.record_intent("opp1", "buy", request("c1"), GATE)
     journal.record_intent("opp1", "sell", request("c1"), MEXC)  # another market may reuse it

@@ -516,6 +516,23 @@ def test_kill_switch_and_resume() -> None:
     assert outcome(manager, opportunity()) is None
 
 
+def test_a_failed_journal_write_stops_new_entries_until_the_breaker_is_reset() -> None:
+    manager, _, _, alerts = make(enable_circuit_breakers=False)  # tripped even with breakers off
+    assert outcome(manager, opportunity()) is None
+    manager.record_journal_failure("journal j.sqlite3: disk I/O error")
+    manager.record_journal_failure("journal j.sqlite3: disk I/O error")
+    with pytest.raises(CircuitBreakerOpen, match="journal_writes tripped: journal j.sqlite3: disk I/O error") as info:
+        manager.validate_opportunity_risk(opportunity())
+    assert info.value.breaker is Breaker.JOURNAL_WRITES and [a.breaker for a in alerts] == [Breaker.JOURNAL_WRITES]
+    status = manager.get_circuit_breaker_status()[Breaker.JOURNAL_WRITES]
+    assert (status.tripped, status.count, status.threshold, status.trips) == (True, 2, 1, 1)
+    manager.resume()  # the kill switch's release is not this breaker's
+    assert manager.is_tripped
+    manager.reset_circuit_breaker(Breaker.JOURNAL_WRITES)
+    assert outcome(manager, opportunity()) is None
+    assert manager.get_circuit_breaker_status()[Breaker.JOURNAL_WRITES].count == 0
+
+
 @pytest.mark.parametrize(
     "opp",
     [opportunity(), opportunity("10.0001", buy="99", sell="100"), opportunity(margin="9.99"), opportunity("0")],
