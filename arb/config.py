@@ -69,6 +69,8 @@ def _integer(raw: Any) -> int:
     if isinstance(raw, int):
         return raw
     if isinstance(raw, str) and re.fullmatch(r"\s*[+-]?\d+\s*", raw):
+        if len(raw.strip().lstrip("+-").lstrip("0")) > MAX_EXPONENT:
+            raise _Invalid(f"out of range: at most {MAX_EXPONENT} digits")
         return int(raw)
     raise _Invalid("expected an integer")
 
@@ -97,6 +99,15 @@ def _url(scheme: str) -> Callable[[Any], str]:
     def parse(raw: Any) -> str:
         if not isinstance(raw, str) or not re.match(rf"^{scheme}s?://[^/\s]", raw):
             raise _Invalid(f"expected a URL starting {scheme}:// or {scheme}s://")
+        if re.search(r"\s", raw):
+            raise _Invalid("a URL has no spaces")
+        try:
+            parsed = urllib.parse.urlsplit(raw)
+            parsed.port  # noqa: B018 (raises on a port out of range or not a number)
+        except ValueError as exc:
+            raise _Invalid(f"not a valid URL: {exc}") from None
+        if not parsed.hostname:
+            raise _Invalid("no host")
         return raw
 
     return parse
@@ -441,6 +452,8 @@ def _read_toml(path: Path, problems: list[str]) -> dict[str, Any] | None:
         problems.append(f"{path}: not valid TOML: {exc}")
     except UnicodeDecodeError:
         problems.append(f"{path}: not UTF-8 text")
+    except ValueError as exc:  # an integer too long to convert (tomllib converts while parsing)
+        problems.append(f"{path}: not readable: {exc}")
     return None
 
 
