@@ -17,7 +17,7 @@ import pkgutil
 import platform
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -143,8 +143,9 @@ def _build_parser() -> argparse.ArgumentParser:
                         help="spot and/or futures (default: spot)")
     record.add_argument("--symbols", nargs="+", default=["BTC/USDT"], metavar="SYMBOL", help="spot-form symbols")
     record.add_argument("--out", required=True, metavar="FILE", help="recording file (never overwritten)")
-    record.add_argument("--rotate-mb", type=_positive_seconds, metavar="N", help="start a new part every N MB")
-    record.add_argument("--rotate-hours", type=_positive_seconds, metavar="H",
+    record.add_argument("--rotate-mb", type=_rotation("MB", 1_000_000), metavar="N",
+                        help="start a new part every N MB")
+    record.add_argument("--rotate-hours", type=_rotation("hours", 3600), metavar="H",
                         help="start a new part every H hours (aligned: 1 rotates on the UTC hour)")
     record.add_argument("--duration", type=_positive_seconds, metavar="SECONDS", help="stop after this long")
     record.add_argument("--config", metavar="FILE", help="user TOML file (timeouts, URL overrides)")
@@ -240,6 +241,21 @@ def _positive_seconds(text: str) -> float:
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be greater than 0, got {text!r}")
     return value
+
+
+def _rotation(unit: str, per_unit: int) -> Callable[[str], float]:
+    """A rotation size or interval in ``unit``: finite, and at least one byte or second."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number of {unit}, got {text!r}") from None
+        if not math.isfinite(value) or value * per_unit < 1:
+            raise argparse.ArgumentTypeError(f"must be finite and at least {1 / per_unit:g} {unit}, got {text!r}")
+        return value
+
+    return parse
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -458,6 +474,13 @@ def _sim(args: argparse.Namespace) -> int:
 
     from .sim.cluster import SimCluster, SimConfig
 
+    for path in args.replay or ():
+        if not os.path.isfile(path):
+            print(f"arb sim: --replay {path}: no such file", file=sys.stderr)
+            return EXIT_CONFIG
+    if args.urls_out is not None and os.path.isdir(args.urls_out):
+        print(f"arb sim: --urls-out {args.urls_out}: is a directory, expected a file name", file=sys.stderr)
+        return EXIT_CONFIG
     try:
         config = SimConfig(seed=args.seed, symbols=tuple(args.symbols), port_base=args.port_base,
                            updates_per_second=args.rate, replay=tuple(Path(f) for f in args.replay or ()),

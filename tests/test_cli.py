@@ -270,6 +270,33 @@ def test_sim_names_a_urls_file_whose_directory_is_missing(tmp_path: Path) -> Non
     assert "cannot listen" not in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--port-base", "70000"], "port base 70000: 2 venues listen on 3 ports each from it, so it must be from 1 to"),
+        (["--port-base", "-1"], "port base -1"),
+        (["--replay", "missing.arbrec"], "--replay missing.arbrec: no such file"),
+        (["--urls-out", "."], "--urls-out .: is a directory"),
+    ],
+)
+def test_sim_names_a_bad_port_replay_file_or_urls_file(tmp_path: Path, args: list[str], expected: str) -> None:
+    result = arb("sim", "--duration", "1", *args, cwd=tmp_path)
+    assert result.returncode == 2 and expected in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--rotate-mb", "inf"], "--rotate-mb: must be finite and at least 1e-06 MB, got 'inf'"),
+        (["--rotate-mb", "1e-9"], "--rotate-mb: must be finite and at least 1e-06 MB"),
+        (["--rotate-hours", "1e400"], "--rotate-hours: must be finite"),
+    ],
+)
+def test_record_refuses_rotation_it_cannot_keep(tmp_path: Path, args: list[str], expected: str) -> None:
+    result = arb("record", "--out", str(tmp_path / "r.arbrec"), "--duration", "1", *args, cwd=tmp_path)
+    assert result.returncode == 2 and expected in result.stderr and "Traceback" not in result.stderr
+
+
 @pytest.mark.parametrize("report", [False, True])
 def test_only_a_run_that_writes_a_report_keeps_every_execution_for_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, report: bool

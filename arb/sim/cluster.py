@@ -147,6 +147,11 @@ class SimCluster:
         for venue in config.venues:
             if venue not in VENUES:
                 raise ValueError(f"simulator: venue {venue!r} is not one of {VENUES}")
+        if config.port_base is not None and not 0 < config.port_base <= 65536 - 3 * len(config.venues):
+            raise ValueError(
+                f"simulator: port base {config.port_base}: {len(config.venues)} venues listen on 3 ports each "
+                f"from it, so it must be from 1 to {65536 - 3 * len(config.venues)}"
+            )
         bases = []
         for symbol in config.symbols:
             base, _, quote = symbol.partition("/")
