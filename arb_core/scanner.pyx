@@ -158,6 +158,28 @@ cdef inline int64_t _usable(int64_t size, int64_t mult, int64_t cap) noexcept no
     return size * mult
 
 
+cdef object _exact_notional(OrderBook book, int side, int64_t lots):
+    """Ticks x lots of the first ``lots`` of ``side``, as a Python int (no overflow)."""
+    total = 0
+    for price_ticks, size_lots in book.top(side, book.depth(side)):
+        if lots <= 0:
+            break
+        take = size_lots if size_lots < lots else lots
+        total += price_ticks * take
+        lots -= take
+    return total
+
+
+cdef bint _worth_exactly(_Leg buy, _Leg sell, int64_t buy_lots, int64_t sell_lots) except -1:
+    """Whether exact (Python int) arithmetic finds the pair above both minimums and profitable."""
+    buy_notional = _exact_notional(buy.book, ASK, buy_lots) * buy.price_mult * buy.size_mult
+    sell_notional = _exact_notional(sell.book, BID, sell_lots) * sell.price_mult * sell.size_mult
+    if buy_notional < buy.min_notional or sell_notional < sell.min_notional:
+        return False
+    fees = -(-buy_notional * buy.fee_ppm // PPM) - (-sell_notional * sell.fee_ppm // PPM)
+    return sell_notional - buy_notional - fees > 0
+
+
 cdef int _price_pair(_Symbol sym, _Leg buy, _Leg sell, PairSpec* spec, Candidate* out) except -1:
     """Fill ``out`` for buying on ``buy`` and selling on ``sell``; 1 if worth trading, else 0."""
     cdef OrderBook ab = buy.book
@@ -207,16 +229,23 @@ cdef int _price_pair(_Symbol sym, _Leg buy, _Leg sell, PairSpec* spec, Candidate
         return 0
     out.buy_size_lots = size // buy.size_mult
     out.sell_size_lots = size // sell.size_mult
-    ab.walk_c(ASK, out.buy_size_lots, &wb)
-    bb.walk_c(BID, out.sell_size_lots, &ws)
-    out.buy_notional = checked_mul(checked_mul(wb.notional, buy.price_mult), buy.size_mult)
-    out.sell_notional = checked_mul(checked_mul(ws.notional, sell.price_mult), sell.size_mult)
-    if out.buy_notional < buy.min_notional or out.sell_notional < sell.min_notional:
-        return 0
-    buy_fee = _fee_up(out.buy_notional, buy.fee_ppm)
-    sell_fee = _fee_up(out.sell_notional, sell.fee_ppm)
-    out.fees = checked_add(buy_fee, sell_fee)
-    out.profit = checked_add(out.sell_notional - sell_fee - out.buy_notional, -buy_fee)
+    try:
+        ab.walk_c(ASK, out.buy_size_lots, &wb)
+        bb.walk_c(BID, out.sell_size_lots, &ws)
+        out.buy_notional = checked_mul(checked_mul(wb.notional, buy.price_mult), buy.size_mult)
+        out.sell_notional = checked_mul(checked_mul(ws.notional, sell.price_mult), sell.size_mult)
+        if out.buy_notional < buy.min_notional or out.sell_notional < sell.min_notional:
+            return 0
+        buy_fee = _fee_up(out.buy_notional, buy.fee_ppm)
+        sell_fee = _fee_up(out.sell_notional, sell.fee_ppm)
+        out.fees = checked_add(buy_fee, sell_fee)
+        out.profit = checked_add(out.sell_notional - sell_fee - out.buy_notional, -buy_fee)
+    except OverflowError:
+        # A pair exact arithmetic finds below its minimums or unprofitable is simply not traded;
+        # only one worth trading that int64 cannot hold is an overflow to report.
+        if not _worth_exactly(buy, sell, out.buy_size_lots, out.sell_size_lots):
+            return 0
+        raise
     if out.profit <= 0:
         return 0
     bps = <wide_t>out.profit * BPS // out.buy_notional
@@ -242,6 +271,7 @@ cdef object _scan(_Symbol sym, int64_t now_ns, int64_t max_age_ns):
     cdef bint found = False
     cdef PairSpec* spec
     cdef Candidate best, cand
+    sym.best = None  # a scan that raises leaves nothing standing from the one before
     for k in range(n):
         fresh[k] = is_fresh_c((<_Leg>sym.legs[k]).book, now_ns, max_age_ns)
     for p in range(sym.n_pairs):

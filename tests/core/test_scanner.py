@@ -499,3 +499,57 @@ def test_scan_all_matches_reference(specs: list[dict[str, object]], max_age_ns: 
     got = compiled.scan_all(NOW, max_age_ns)
     want = reference.scan_all(NOW, max_age_ns)
     assert [fields(o) for o in got] == [fields(o) for o in want]
+
+
+def _outcome(scanner: object, symbol_id: int) -> tuple[str, object]:
+    try:
+        found = scanner.scan_symbol(symbol_id, NOW, MAX_AGE)  # type: ignore[attr-defined]
+    except OverflowError:
+        return "raise", None
+    return "ok", None if found is None else fields(found)
+
+
+@st.composite
+def huge_legs(draw: st.DrawFn) -> dict[str, object]:
+    """A leg whose common-unit notionals may pass int64: large multipliers, prices and sizes."""
+    levels = st.lists(st.tuples(st.integers(1, 10**9), st.integers(1, 10**9)), max_size=4, unique_by=lambda x: x[0])
+    asks = sorted(draw(levels))
+    bids = sorted(draw(levels), reverse=True)
+    if asks and bids and bids[0][0] >= asks[0][0]:  # keep each book uncrossed
+        bids = [(p, s) for p, s in bids if p < asks[0][0]]
+    return {
+        "is_futures": False,
+        "fee_ppm": draw(st.sampled_from([0, 2_000, 999_999])),
+        "price_mult": draw(st.sampled_from([1, 10**3, 10**6, 10**12])),
+        "size_mult": draw(st.sampled_from([1, 10**3, 10**6])),
+        "min_notional": draw(st.sampled_from([0, 10**12, 10**18, 2**63 - 1])),
+        "bids": bids, "asks": asks, "recv_ns": NOW, "in_sync": True,
+        "max_buy": BIG, "max_sell": BIG,
+    }
+
+
+@settings(max_examples=400, deadline=None)
+@given(legs=st.lists(huge_legs(), min_size=2, max_size=3), min_profit_bps=st.sampled_from([0, 10]))
+def test_scans_near_the_int64_edge_match_the_reference(legs: list[dict[str, object]], min_profit_bps: int) -> None:
+    """A pair exact arithmetic rules out (below a minimum, unprofitable) is not traded even when
+    int64 cannot hold its notionals; only a pair worth trading raises, as the reference does, and
+    a scan that raises leaves no earlier result standing."""
+    compiled, reference = build([{"max_position": BIG, "min_profit_bps": min_profit_bps, "legs": legs}])
+    assert _outcome(compiled, 0) == _outcome(reference, 0)
+    assert (compiled.best(0) is None) == (reference.best(0) is None)
+
+
+def test_an_unusable_pair_that_overflows_does_not_hide_a_good_one() -> None:
+    """Selling one lot into D fills a buy on A below A's minimum; D's notional would overflow int64."""
+    scanner = SpreadScanner()
+    a = book("A", [], [(1000, 10)])
+    b = book("B", [(1100, 10)], [])
+    d = book("D", [(10**7, 1)], [])
+    scanner.add_symbol(1, 100)
+    scanner.add_leg(1, a, 0, False, 0, 1, 1, 5000)
+    scanner.add_leg(1, b, 1, False, 0, 1, 1, 0)
+    scanner.add_leg(1, d, 2, False, 0, 10**12, 1, 0)
+    for leg in range(3):
+        scanner.set_limits(1, leg, 100, 100)
+    found = scanner.scan_symbol(1, NOW, MAX_AGE)
+    assert found is not None and (found.buy_leg, found.sell_leg, found.profit) == (0, 1, 1000)

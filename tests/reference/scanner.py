@@ -184,6 +184,7 @@ class SpreadScanner:
 
     def scan_symbol(self, symbol_id: int, now_ns: int, max_age_ns: int) -> Opportunity | None:
         sym = self._symbols[symbol_id]
+        sym.best = None  # a scan that raises leaves nothing standing from the one before
         fresh = [is_fresh(leg.book, now_ns, max_age_ns) for leg in sym.legs]
         best: Opportunity | None = None
         for i, buy in enumerate(sym.legs):
