@@ -382,7 +382,8 @@ cdef class RecordLoop:
         cdef object symbol_id
         cdef Py_ssize_t i, sid, n = self._n_symbols
         cdef int code
-        self._now = self._clock.now_ns
+        cdef int_arg now = self._clock.now_ns  # as an index: a float clock is refused, not truncated
+        self._now = now
         if not self._wait_set:
             self._wait_set = True
             self._wait_from = self._now

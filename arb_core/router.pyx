@@ -217,9 +217,9 @@ cdef class BookRouter:
         propagate with ``last_slot`` naming the book.
         """
         cdef Frame f
-        cdef int64_t t
+        cdef int_arg t
         self.last_slot = -1  # also when the arguments are refused
-        t = recv_ns
+        t = recv_ns  # as an index: a float or Decimal time is refused, not truncated
         frame_acquire(&f, frame)
         try:
             return self.route_c(f.buf, f.n, t)

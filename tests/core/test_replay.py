@@ -154,6 +154,11 @@ def test_arguments_are_checked() -> None:
         replay.BlockSurvey().add(b"", -2)
     with pytest.raises(ValueError, match="window_ns"):
         replay.RecordLoop(_Clock(0), -1, 0)
+    seconds = _Clock(0)
+    floating = replay.RecordLoop(seconds, 0, 0)
+    seconds.now_ns = 1.5  # type: ignore[assignment]  # a clock in the wrong unit is refused, not truncated
+    with pytest.raises(TypeError, match="float"):
+        floating.run(False, math.inf)
     loop = replay.RecordLoop(_Clock(0), 0, 0)
     with pytest.raises(ValueError, match="market"):
         loop.add_market(256, replay.MODE_SKIP)

@@ -20,6 +20,7 @@ import re
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from decimal import Decimal as D
 from pathlib import Path
 from typing import Any
 
@@ -343,6 +344,11 @@ def test_arguments_are_checked_at_the_boundary() -> None:
     with pytest.raises(OverflowError):
         r.route(frame, 2**63)
     assert r.last_slot == -1  # refused before any book was looked at
+    for not_an_integer in (1_700_000_000_123.9, D("99.99")):  # a clock in the wrong unit or type
+        assert r.route(frame, 0) == router.ROUTE_OTHER and r.last_slot == 0
+        with pytest.raises(TypeError):
+            r.route(frame, not_an_integer)  # type: ignore[arg-type]
+        assert r.last_slot == -1
     assert (r.applied(0), r.stale(0), r.slots) == (0, 0, 1)
 
 
