@@ -20,9 +20,10 @@ from libc.stdlib cimport malloc, free
 
 from arb_core.fixed cimport int_arg
 
-STATE_NAMES = (
+cdef tuple _NAMES = (
     "IDLE", "DETECTING", "OPPORTUNITY_FOUND", "EXECUTING", "COMPLETED", "FAILED", "RECOVERING",
 )
+STATE_NAMES = _NAMES  # the public copy; the code indexes its own (unchecked), which Python cannot rebind
 
 # Bounds the allocation a caller can request; far beyond any diagnostic use.
 cdef Py_ssize_t MAX_HISTORY = 1 << 20
@@ -41,7 +42,7 @@ cdef inline int check_state(int_arg state, str argument) except -1:
 cpdef str state_name(int_arg state):
     """Name of a state constant, e.g. ``state_name(2) == "OPPORTUNITY_FOUND"``."""
     check_state(state, "state")
-    return STATE_NAMES[state]
+    return _NAMES[state]
 
 
 def legal_targets(int_arg state):
@@ -51,10 +52,10 @@ def legal_targets(int_arg state):
 
 
 cdef object illegal_transition(int from_state, int to_state):
-    allowed = ", ".join([STATE_NAMES[s] for s in legal_targets(from_state)])
+    allowed = ", ".join([_NAMES[s] for s in legal_targets(from_state)])
     return IllegalTransitionError(
-        f"illegal transition {STATE_NAMES[from_state]} -> {STATE_NAMES[to_state]}"
-        f" (allowed from {STATE_NAMES[from_state]}: {allowed})"
+        f"illegal transition {_NAMES[from_state]} -> {_NAMES[to_state]}"
+        f" (allowed from {_NAMES[from_state]}: {allowed})"
     )
 
 
@@ -190,5 +191,5 @@ cdef class StateMachine:
         return self.capacity
 
     def __repr__(self):
-        return (f"StateMachine(state={STATE_NAMES[self.state]}, "
+        return (f"StateMachine(state={_NAMES[self.state]}, "
                 f"entered_at_ns={self.entered_at_ns})")

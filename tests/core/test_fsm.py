@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -273,3 +275,16 @@ def test_legal_walks_match_reference(history: int, data: st.DataObject) -> None:
     assert snapshot(c) == snapshot(r)
     assert len(c.history()) == min(history, steps + 1)
     assert c.history()[-1] == (c.state, c.entered_at_ns)
+
+
+def test_rebinding_the_public_state_names_cannot_reach_unchecked_indexing() -> None:
+    """The module indexes its own tuple without bounds checks; the public name is a copy (run in a
+    child process: a regression would crash the interpreter, not fail an assertion)."""
+    code = (
+        "import arb_core.fsm as f\n"
+        "f.STATE_NAMES = ('IDLE',)\n"
+        "print(f.state_name(6), repr(f.StateMachine()))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "RECOVERING StateMachine(state=IDLE, entered_at_ns=0)"
