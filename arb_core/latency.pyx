@@ -12,6 +12,8 @@ recorded maximum), so it is never below the exact percentile and exceeds it by l
 than the bucket precision.
 """
 
+import operator
+
 from libc.math cimport ceil
 from libc.stdint cimport int64_t, INT64_MAX
 from libc.stdlib cimport calloc, free
@@ -152,6 +154,8 @@ cdef class LatencyHistogram:
             )
         if other.count == 0:
             return
+        if self.count > INT64_MAX - other.count:  # checked first: bucket counts are at most the count
+            raise OverflowError(f"merged count passes int64: {self.count} + {other.count}")
         cdef Py_ssize_t i
         for i in range(self.n_buckets):
             self.counts[i] += other.counts[i]
@@ -195,18 +199,21 @@ cdef class LatencyHistogram:
         return (LatencyHistogram, self.config(), state)
 
     def __setstate__(self, state):
-        count, overflow_count, min_ns, max_ns, total_ns, buckets = state
-        cdef Py_ssize_t i
-        cdef int64_t n
+        # Every field as an exact integer (a float count is refused, not truncated), all of it
+        # checked before anything is changed.
+        count, overflow_count, min_ns, max_ns, total_ns = [operator.index(v) for v in state[:5]]
+        buckets = [(operator.index(i), operator.index(n)) for i, n in state[5]]
         total = 0  # a Python int: bucket counts near INT64_MAX must not wrap into agreement
         for i, n in buckets:
             if i < 0 or i >= self.n_buckets or n <= 0:
                 raise ValueError(f"invalid pickled bucket ({i}, {n})")
             total += n
-        if total != count or not (0 <= overflow_count <= count):
+        if total != count or count > INT64_MAX or not (0 <= overflow_count <= count):
             raise ValueError(f"pickled counts disagree: buckets sum {total}, count {count}")
         if count and not (self.lowest_ns <= min_ns <= max_ns <= self.highest_ns):
             raise ValueError(f"pickled min/max out of range: {min_ns}, {max_ns}")
+        if not 0 <= total_ns <= INT64_MAX:
+            raise ValueError(f"pickled total_ns out of range: {total_ns}")
         self.reset()
         for i, n in buckets:
             self.counts[i] += n

@@ -101,12 +101,36 @@ def test_merge_requires_the_same_configuration() -> None:
         (1, 0, -5, 100, 100, [(0, 1)]),
         (1, 0, 100, 10**12, 100, [(0, 1)]),
         (0, 0, 0, 0, 0, [(0, 2**63 - 1), (1, 2**63 - 1), (2, 2)]),  # sums to 2**64: 0 if it wrapped
+        (2**64, 0, 100, 100, 100, [(0, 2**63 - 1), (1, 2**63 - 1), (2, 2)]),  # agrees, but past int64
+        (1, 0, 100, 100, -5, [(0, 1)]),  # a negative total would give a negative mean
     ],
 )
-def test_corrupt_pickle_state_is_rejected(state: tuple[object, ...]) -> None:
+def test_corrupt_pickle_state_is_rejected_and_leaves_the_histogram_as_it_was(state: tuple[object, ...]) -> None:
     h = LatencyHistogram()
+    h.record(1_000)
+    before = h.to_dict()
     with pytest.raises(ValueError, match="pickled"):
         h.__setstate__(state)
+    assert h.to_dict() == before
+
+
+def test_a_pickled_count_that_is_not_an_integer_is_refused_not_truncated() -> None:
+    h = LatencyHistogram()
+    with pytest.raises(TypeError):
+        h.__setstate__((1, 0, 100, 100, 100, [(0, 1.9)]))
+    with pytest.raises(TypeError):
+        h.__setstate__((1.0, 0, 100, 100, 100, [(0, 1)]))
+    assert h.count == 0
+
+
+def test_a_merge_whose_count_would_pass_int64_changes_nothing() -> None:
+    full, other = LatencyHistogram(), LatencyHistogram()
+    full.__setstate__((2**63 - 1, 0, 100, 100, 100, [(0, 2**63 - 1)]))
+    other.record(5)
+    before = full.to_dict()
+    with pytest.raises(OverflowError, match="merged count passes int64"):
+        full.merge(other)
+    assert full.to_dict() == before and full.count == 2**63 - 1
 
 
 # --- behaviour ------------------------------------------------------------------------

@@ -96,6 +96,8 @@ class LatencyHistogram:
             raise ValueError("cannot merge histograms with different configurations")
         if other.count == 0:
             return
+        if self.count + other.count > INT64_MAX:
+            raise OverflowError(f"merged count passes int64: {self.count} + {other.count}")
         for i, n in other.counts.items():
             self.counts[i] = self.counts.get(i, 0) + n
         self.min = other.min if self.count == 0 else min(self.min, other.min)
