@@ -1,5 +1,5 @@
 # C-level interface of arb_core.book; other Cython modules cimport this and skip Python.
-from libc.stdint cimport int64_t, uint8_t
+from libc.stdint cimport int64_t, uint8_t, uint64_t
 
 from arb_core.fixed cimport int_arg
 
@@ -32,6 +32,7 @@ cdef class DeltaBatch:
     cdef int64_t last_id                  # last sequence id covered (Gate u, MEXC toVersion)
     cdef int64_t event_ms                 # venue event time, 0 if unknown
     cdef public bint is_snapshot          # a full replacement rather than a diff
+    cdef uint64_t changes                 # bumped by clear, add and extend: extend's rollback checks it
 
     cdef int push(self, int side, int64_t price_ticks, int64_t size_lots) except -1
     cpdef void clear(self)

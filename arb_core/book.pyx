@@ -72,6 +72,7 @@ cdef class DeltaBatch:
 
     cpdef void clear(self):
         """Empty the buffer and reset the header; capacity is kept."""
+        self.changes += 1
         self.count = 0
         self.first_id = 0
         self.last_id = 0
@@ -113,10 +114,12 @@ cdef class DeltaBatch:
             raise ValueError(f"price_ticks must be > 0, got {price_ticks}")
         if size_lots < 0:
             raise ValueError(f"size_lots must be >= 0, got {size_lots}")
+        self.changes += 1
         self.push(side, price_ticks, size_lots)
 
     def extend(self, levels):
-        """Append (side, price_ticks, size_lots) tuples validated as add() does; on error none is kept.
+        """Append (side, price_ticks, size_lots) tuples validated as add() does; on error none is kept
+        (RuntimeError, and an emptied batch, when the iteration itself changed the batch).
 
         Then every (side, price_ticks) of the batch appears once: at its first position, with its
         last size. Returns how many entries that merged away (0: the batch grew by len(levels)).
@@ -124,8 +127,11 @@ cdef class DeltaBatch:
         cdef Py_ssize_t start = self.count
         cdef Py_ssize_t i = 0
         cdef int_arg side, price_ticks, size_lots
+        cdef uint64_t changes
         if levels is None:
             raise ValueError("levels must be an iterable of (side, price_ticks, size_lots), got None")
+        self.changes += 1
+        changes = self.changes
         try:
             for level in levels:
                 if not isinstance(level, tuple) or len(level) != 3:
@@ -142,8 +148,14 @@ cdef class DeltaBatch:
                 self.push(side, price_ticks, size_lots)
                 i += 1
         except BaseException:
+            if self.changes != changes:
+                self.clear()
+                raise RuntimeError("the batch was changed while extend read its levels; it was emptied")
             self.count = start
             raise
+        if self.changes != changes:
+            self.clear()
+            raise RuntimeError("the batch was changed while extend read its levels; it was emptied")
         return _merge_repeats(self)
 
     def levels(self):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import pytest
@@ -435,6 +435,34 @@ def test_differential_deep_books(
 
 
 # ---- DeltaBatch.extend ------------------------------------------------------------------
+
+def test_a_batch_changed_while_extend_reads_its_levels_is_emptied_not_half_rolled_back() -> None:
+    """Rolling back to the length before the call would keep a level the batch was refused and drop
+    one it held, when the levels' iterator changed the batch meanwhile."""
+    batch = make_batch([(BID, 5, 5), (BID, 6, 6)])
+
+    def clearing() -> Iterator[tuple[int, int, int]]:
+        yield (BID, 1, 1)
+        batch.clear()
+        yield (BID, 2, 2)
+        raise KeyError("failed after clearing")
+
+    with pytest.raises(RuntimeError, match="changed while extend read its levels; it was emptied"):
+        batch.extend(clearing())
+    assert batch.levels() == []
+
+    def adding() -> Iterator[tuple[int, int, int]]:
+        yield (BID, 1, 1)
+        batch.add(ASK, 9, 9)
+
+    with pytest.raises(RuntimeError, match="changed while extend"):
+        batch.extend(adding())
+    assert batch.levels() == []
+    batch.add(BID, 5, 5)
+    with pytest.raises(ValueError):  # an ordinary failure still rolls back to what the batch held
+        batch.extend(iter([(BID, 1, 1), (BID, 0, 1)]))
+    assert batch.levels() == [(BID, 5, 5)]
+
 
 def test_extend_merges_repeats_and_keeps_nothing_on_error() -> None:
     batch = make_batch([(BID, 5, 1)])
