@@ -87,6 +87,7 @@ cdef class RecordLoop:
     cdef bint _ended
     cdef int _stage               # 0: at the record's start, 1: routed (batch end next), 2: scanning
     cdef bint _handed             # the current record was handed to Python (STOP_RECORD)
+    cdef bint _running            # inside run(): Python it calls may not drive the loop again
     cdef RecordHead _head
     cdef int64_t _now
     cdef bint _read_open          # the last record consumed was not the last of its read

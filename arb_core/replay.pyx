@@ -160,6 +160,12 @@ cdef tuple _record(bytes raw, RecordHead* head):
     )
 
 
+cdef inline int _not_running(RecordLoop loop, str call) except -1:
+    if loop._running:
+        raise RuntimeError(f"RecordLoop.{call}() called from code that RecordLoop.run() is running")
+    return 0
+
+
 cdef class RecordLoop:
     """Replays checked blocks through the markets' ``BookRouter``\\s and the scanner until Python must act.
 
@@ -319,6 +325,7 @@ cdef class RecordLoop:
 
     def push(self, bytes raw, Py_ssize_t count):
         """Append the next checked block (``raw`` None: there is none); at most two are held."""
+        _not_running(self, "push")
         if raw is None:
             self._ended = True
             return
@@ -350,6 +357,7 @@ cdef class RecordLoop:
 
     def advance(self):
         """Python fed the current record (STOP_RECORD): go past it."""
+        _not_running(self, "advance")
         if not self._handed:
             raise ValueError("advance() only after STOP_RECORD")
         self._handed = False
@@ -369,13 +377,18 @@ cdef class RecordLoop:
         record; ``budget``: return STOP_BUDGET after that many records (0: no limit).
         """
         cdef int status
+        _not_running(self, "run")
         if self._handed:
             raise ValueError("run() after STOP_RECORD: advance() past the record first")
-        self._load()
+        self._running = True
         try:
-            status = self._run(busy, next_timer_s, waited, budget)
+            self._load()
+            try:
+                status = self._run(busy, next_timer_s, waited, budget)
+            finally:
+                self._store()
         finally:
-            self._store()
+            self._running = False
         return status
 
     cdef int _load(self) except -1:

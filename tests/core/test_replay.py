@@ -448,6 +448,37 @@ def test_symbol_ids_are_checked_as_the_c_integers_that_index_the_tables() -> Non
         loop.run(False, math.inf)
 
 
+def test_python_that_the_record_loop_runs_cannot_drive_the_loop_again() -> None:
+    """Code the loop calls (its clock here; a book or scanner subclass likewise) calling ``run`` or
+    ``push`` again would finish one record twice."""
+
+    class Reentrant:
+        loop: Any = None
+        call = "run"
+
+        @property
+        def now_ns(self) -> int:
+            if self.call == "run":
+                self.loop.run(False, math.inf)
+            elif self.call == "push":
+                self.loop.push(b"", 1)
+            return 0
+
+        @now_ns.setter
+        def now_ns(self, value: int) -> None:  # the loop hands its time back on return
+            pass
+
+    for call in ("run", "push"):
+        clock = Reentrant()
+        clock.call = call
+        clock.loop = loop = replay.RecordLoop(clock, 0, 0)
+        with pytest.raises(RuntimeError, match=f"RecordLoop.{call}\\(\\) called from code that RecordLoop.run\\(\\) is running"):
+            loop.run(False, math.inf)
+        clock.call = "neither"
+        clock.loop = None
+        assert loop.run(False, math.inf) == replay.STOP_NEED_BLOCK  # usable again afterwards
+
+
 def test_a_record_loop_is_initialised_once() -> None:
     loop = replay.RecordLoop(_Clock(0), 0, 0)
     with pytest.raises(ValueError, match="initialised once"):
