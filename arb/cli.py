@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 from . import __version__
 from .config import ConfigurationManager
-from .errors import ArbitrageEngineError, ConfigurationError
+from .errors import ArbitrageEngineError, ConfigurationError, StartupInterrupted
 from .secrets import VENUE_ENV_PREFIX, encrypt_secret, generate_encryption_key, load_credentials
 
 if TYPE_CHECKING:
@@ -294,6 +294,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         # interpreter's final flush of stdout would fail again, so stdout now goes nowhere.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_ERROR
+    except StartupInterrupted as exc:  # asked to stop while starting: stopped cleanly
+        print(f"arb: {exc}", file=sys.stderr)
+        return EXIT_OK
     except ArbitrageEngineError as exc:
         print(f"arb: {exc}", file=sys.stderr)
         return EXIT_ERROR

@@ -28,13 +28,14 @@ import collections
 import contextlib
 import functools
 import logging
+import os
 import signal
 import time
 import tomllib
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from decimal import Decimal
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import msgspec
 
@@ -44,7 +45,7 @@ from arb_core.freshness import monotonic_ns
 from .balances import BalanceMonitor, SkewAlert
 from .collection import IdleCollection, collection_paused
 from .config import ConfigurationManager
-from .errors import ArbitrageEngineError, ConfigurationError, ExchangeError
+from .errors import ArbitrageEngineError, ConfigurationError, ExchangeError, StartupInterrupted
 from .exchanges.base import BalancesReadHandler, BookKey, MarketDataTap
 from .exchanges.book_sync import BookSyncStats
 from .exchanges.connector import ExchangeConnector, clock_distance
@@ -108,6 +109,7 @@ RECOVERY_LOSS_FRACTION = Decimal("0.01")
 ENTRY_ORDER_BUDGET = 2
 # Operator signals of a running engine: engage and release the risk manager's kill switch.
 KILL_SWITCH_ENGAGE, KILL_SWITCH_RELEASE = signal.SIGUSR1, signal.SIGUSR2
+FORCED_EXIT_CODE = 1  # a second SIGINT/SIGTERM while the start-up stops, as while a run shuts down
 # Modes whose fills carry the venue's own time (live venues, and the simulated ones of a dry run).
 _VENUE_STAMPED_MODES = frozenset({"LIVE", "dry run"})
 # Order failures that are the venue's state, not the order's: they feed the venue-errors breaker.
@@ -391,6 +393,9 @@ class ArbitrageController:
         self._scanning = False
         self._initialized = False
         self._started_ns = 0
+        self._startup_stop: str | None = None  # the signal that stopped the start-up
+        self._stop_before_run: str | None = None  # a signal between the start-up and ``run``
+        self._kill_at_start = False  # SIGUSR1 during the start-up (SIGUSR2 clears it)
         self._fills = 0
         self._budget_skips = 0
         self._expired_skips = 0  # queued opportunities scanned again: their data passed the age limit in the queue
@@ -438,11 +443,75 @@ class ArbitrageController:
         ``paper``: paper trading (real public data, simulated fills; never with ``dry_run=False``).
         Raises ``ConfigurationError`` when live trading is not allowed (keys missing or
         refused, symbols and limits not stated).
+
+        Where the loop takes signal handlers (the main thread, POSIX), SIGINT or SIGTERM while it
+        runs stops the start (what it opened is closed) and raises ``StartupInterrupted``; a second
+        one forces exit. SIGUSR1/SIGUSR2 set the kill switch the run starts with. Once started,
+        until ``run`` takes the signals over, SIGINT or SIGTERM makes ``run`` shut down at once.
         """
         if self._initialized:
             raise ArbitrageEngineError("controller already initialized")
         if paper and not dry_run:
             raise ArbitrageEngineError("paper trading sends no orders: initialize(paper=True) takes dry_run=True")
+        starting = asyncio.current_task()
+        handled = self._install_startup_signals(starting)
+        try:
+            await self._initialize(dry_run, paper)
+        except asyncio.CancelledError:
+            if self._startup_stop is None or starting is None:
+                raise
+            starting.uncancel()
+            raise StartupInterrupted(f"{self._startup_stop} while starting; nothing was traded") from None
+        else:
+            if self._kill_at_start and self.risk is not None:
+                self.risk.kill("engaged by the operator (SIGUSR1, during start-up)")
+            self._install_kill_switch()  # until ``run`` installs its own
+            return
+        finally:
+            if not self._initialized:
+                loop = asyncio.get_running_loop()
+                for sig in handled:
+                    loop.remove_signal_handler(sig)
+
+    def _install_startup_signals(self, starting: asyncio.Task[Any] | None) -> list[signal.Signals]:
+        """Handlers for the start-up and the moment after it, before ``run`` takes the signals; the
+        signals handled (none where the loop takes no handlers)."""
+        loop = asyncio.get_running_loop()
+
+        def stop(sig: signal.Signals) -> None:
+            reason = f"received {sig.name}"
+            if self._initialized:
+                self._stop_before_run = reason
+                log.warning("%s after start-up: the run shuts down as soon as it starts", sig.name)
+            elif self._startup_stop is None and starting is not None:
+                self._startup_stop = reason
+                log.warning("%s during start-up: stopping; what was opened is closed, nothing is traded", sig.name)
+                starting.cancel()
+            else:
+                log.critical("received %s again while stopping the start-up: forcing exit", sig.name)
+                logging.shutdown()
+                os._exit(FORCED_EXIT_CODE)
+
+        def kill_switch(engaged: bool) -> None:
+            self._kill_at_start = engaged
+            log.warning("%s during start-up: the kill switch is %s when trading starts",
+                        (KILL_SWITCH_ENGAGE if engaged else KILL_SWITCH_RELEASE).name,
+                        "engaged" if engaged else "released")
+
+        handlers: list[tuple[signal.Signals, Callable[..., None], tuple[Any, ...]]] = [
+            (signal.SIGINT, stop, (signal.SIGINT,)), (signal.SIGTERM, stop, (signal.SIGTERM,)),
+            (KILL_SWITCH_ENGAGE, kill_switch, (True,)), (KILL_SWITCH_RELEASE, kill_switch, (False,)),
+        ]
+        handled = []
+        for sig, handler, args in handlers:
+            try:
+                loop.add_signal_handler(sig, handler, *args)
+            except (NotImplementedError, RuntimeError, ValueError):
+                continue  # not the main thread, or no POSIX signals: the default handling stands
+            handled.append(sig)
+        return handled
+
+    async def _initialize(self, dry_run: bool, paper: bool) -> None:
         config = self.config
         if paper:
             self.mode = "paper"
@@ -1051,6 +1120,8 @@ class ArbitrageController:
         shutdown = self.shutdown_manager
         shutdown.install()
         kill_switch = self._install_kill_switch()
+        if self._stop_before_run is not None:
+            shutdown.request_shutdown(self._stop_before_run)
         busy: asyncio.Task[None] | None = None
         try:
             self.collection.start()

@@ -71,3 +71,8 @@ class RecoveryError(ArbitrageEngineError):
 
 class DataFreshnessError(ArbitrageEngineError):
     """Market data is stale or out of sync and must not be traded on."""
+
+
+class StartupInterrupted(ArbitrageEngineError):
+    """A signal (SIGINT, SIGTERM) stopped the engine while it started: nothing was traded, and what
+    it had opened is closed."""

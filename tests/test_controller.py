@@ -8,6 +8,8 @@ import gc
 import logging
 import os
 import signal
+import subprocess
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal as D
 from pathlib import Path
@@ -1551,3 +1553,83 @@ def test_a_journal_that_stops_taking_writes_stops_new_entries(tmp_path: Path) ->
     assert held <= tripped + 1  # at most the execution in flight when the write failed finishes
     assert [line for line in summary.breakers_tripped if line.startswith("journal_writes")]
     assert "attempt to write a readonly database" in summary.breakers_tripped[0]
+
+
+STARTUP_CHILD = Path(__file__).with_name("startup_child.py")
+
+
+def _starting(mode: str) -> subprocess.Popen[str]:
+    child = subprocess.Popen(
+        [sys.executable, str(STARTUP_CHILD), mode], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert child.stdout is not None and child.stdout.readline() == "connecting\n"
+    return child
+
+
+def test_sigterm_during_start_up_stops_it_and_closes_what_it_opened() -> None:
+    child = _starting("ok")
+    child.send_signal(signal.SIGTERM)
+    out, err = child.communicate(timeout=30)
+    assert child.returncode == 0, err
+    assert out.splitlines() == [
+        "connecting stopped", "connections closed", "interrupted: received SIGTERM while starting; nothing was traded",
+    ]
+    assert "SIGTERM during start-up: stopping" in err
+
+
+def test_a_second_signal_while_the_start_up_stops_forces_exit() -> None:
+    child = _starting("hang")
+    child.send_signal(signal.SIGTERM)
+    assert child.stdout is not None and child.stdout.readline() == "connecting stopped\n"
+    child.send_signal(signal.SIGINT)
+    _, err = child.communicate(timeout=30)
+    assert child.returncode == 1 and "received SIGINT again while stopping the start-up: forcing exit" in err
+
+
+def test_the_kill_switch_engaged_during_start_up_holds_when_trading_starts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    configuration = manager(tmp_path)
+    cluster = dry_run_cluster(configuration.config, random_per_minute=0)
+    check_clocks = ArbitrageController._check_clocks
+
+    async def operator_engages_it_meanwhile(self: ArbitrageController) -> None:
+        assert signal.getsignal(signal.SIGUSR1) is not signal.SIG_DFL  # else the signal would end pytest
+        os.kill(os.getpid(), signal.SIGUSR1)
+        await asyncio.sleep(0.05)  # the handler runs on the loop
+        await check_clocks(self)
+
+    monkeypatch.setattr(ArbitrageController, "_check_clocks", operator_engages_it_meanwhile)
+
+    async def scenario() -> tuple[bool, bool]:
+        async with cluster:
+            controller = ArbitrageController(configuration, sim_cluster=cluster, journal=Journal(tmp_path / "j.sqlite3"))
+            await controller.initialize(dry_run=True)  # restores the risk state, breakers reset, after the signal
+            risk = controller.risk
+            assert risk is not None
+            engaged = risk.get_circuit_breaker_status()[Breaker.KILL_SWITCH].tripped
+            assert signal.getsignal(signal.SIGUSR2) is not signal.SIG_DFL
+            os.kill(os.getpid(), signal.SIGUSR2)  # between the start-up and run: the kill switch's own handler
+            await asyncio.sleep(0.05)
+            released = not risk.get_circuit_breaker_status()[Breaker.KILL_SWITCH].tripped
+            await controller.shutdown("test over")
+            return engaged, released
+
+    assert asyncio.run(scenario()) == (True, True)
+
+
+def test_sigterm_between_the_start_up_and_the_run_shuts_the_run_down_at_once(tmp_path: Path) -> None:
+    configuration = manager(tmp_path)
+    cluster = dry_run_cluster(configuration.config, random_per_minute=0)
+
+    async def scenario() -> RunSummary:
+        async with cluster:
+            controller = ArbitrageController(configuration, sim_cluster=cluster, journal=Journal(tmp_path / "j.sqlite3"))
+            await controller.initialize(dry_run=True)
+            assert signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL  # else the signal would end pytest
+            os.kill(os.getpid(), signal.SIGTERM)
+            await asyncio.sleep(0.05)
+            return await controller.run(duration_s=30)  # not waited out: stopped for the signal
+
+    summary = asyncio.run(scenario())
+    assert summary.stop_reason == "received SIGTERM" and summary.ok
