@@ -364,11 +364,13 @@ def _run(args: argparse.Namespace) -> int:
 
     from .controller import ArbitrageController, RunSummary
     from .metrics import serve_metrics
-    from .view import Output, choose_output, install_json_events, watch_run
+    from .view import Output, StatusLines, choose_output, install_json_events, watch_run
 
-    output = choose_output(args.headless, sys.stdout)
+    # A process started without stdout (``>&-``) runs as if writing to /dev/null.
+    stdout = sys.stdout if sys.stdout is not None else open(os.devnull, "w")  # noqa: SIM115 (the process's)
+    output = choose_output(args.headless, stdout)
     if output is Output.HEADLESS:
-        install_json_events(sys.stdout)
+        install_json_events(stdout)
     endpoints = None
     if args.sim_urls is not None:
         if args.live:
@@ -401,7 +403,7 @@ def _run(args: argparse.Namespace) -> int:
                 )
             started_ns = controller.clock()
             try:
-                return await watch_run(controller, output, args.duration)
+                return await watch_run(controller, output, args.duration, stream=stdout)
             finally:
                 if sampler is not None:
                     sampler.cancel()
@@ -420,8 +422,11 @@ def _run(args: argparse.Namespace) -> int:
 
     with asyncio.Runner(loop_factory=new_event_loop) as runner:
         summary = runner.run(trade())
-    # Headless stdout carries JSON only (the summary was its last event); the text goes to stderr.
-    print("\n".join(summary.lines()), file=sys.stderr if output is Output.HEADLESS else sys.stdout, flush=True)
+    # Headless stdout carries JSON only (the summary was its last event); the text goes to stderr,
+    # as it does when stdout no longer takes it.
+    text = "\n".join(summary.lines())
+    if output is Output.HEADLESS or sys.stdout is None or not StatusLines(stdout).write(text):
+        print(text, file=sys.stderr, flush=True)
     return EXIT_OK if summary.ok else EXIT_ERROR
 
 

@@ -64,6 +64,8 @@ TOP_OPPORTUNITIES = 8
 RECENT_EXECUTIONS = 10
 MILLI = Decimal("0.001")
 _events = logging.getLogger(EVENTS_LOGGER)
+log = logging.getLogger(__name__)
+_CLOSED_OUTPUT = (OSError, ValueError)  # a reader gone (BrokenPipeError), a closed descriptor or file
 
 
 class Output(str, Enum):
@@ -74,11 +76,52 @@ class Output(str, Enum):
     PLAIN = "plain"
 
 
-def choose_output(headless: bool, stream: TextIO) -> Output:
-    """``HEADLESS`` when asked, else ``LIVE`` on a terminal and ``PLAIN`` otherwise."""
+def choose_output(headless: bool, stream: TextIO | None) -> Output:
+    """``HEADLESS`` when asked, else ``LIVE`` on a terminal and ``PLAIN`` otherwise (also when the
+    process has no stdout: ``None``)."""
     if headless:
         return Output.HEADLESS
-    return Output.LIVE if stream.isatty() else Output.PLAIN
+    return Output.LIVE if stream is not None and stream.isatty() else Output.PLAIN
+
+
+class StatusLines:
+    """Writes a run's status lines to a stream; a stream that stops taking them (its reader went
+    away, as with ``| head``, or it was closed) silences the output, not the run: the failure is
+    logged once and later lines are dropped."""
+
+    def __init__(self, stream: TextIO | None) -> None:
+        self.stream = stream
+        self.closed = stream is None
+
+    def __call__(self, line: str) -> None:
+        self.write(line)
+
+    def write(self, line: str) -> bool:
+        """Write ``line``; whether it was written."""
+        if self.closed:
+            return False
+        try:
+            print(line, file=self.stream, flush=True)
+        except _CLOSED_OUTPUT as exc:
+            self.closed = True
+            log.warning("status output closed (%s); the run goes on without showing its status", exc)
+            return False
+        return True
+
+
+class _EventsHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """JSON event lines on a stream that, once it fails, stays silent (one warning) rather than
+    printing a logging error for every event."""
+
+    failed = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not self.failed:
+            super().emit(record)
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        self.failed = True
+        log.warning("event output closed (%s); the run goes on without writing events", sys.exc_info()[1])
 
 
 # --- sources ------------------------------------------------------------------------------
@@ -591,7 +634,7 @@ class JsonLogFormatter(logging.Formatter):
 
 def install_json_events(stream: TextIO) -> logging.Handler:
     """Send ``arb.events`` records to ``stream`` as JSON lines (and only there); returns the handler."""
-    handler = logging.StreamHandler(stream)
+    handler = _EventsHandler(stream)
     handler.setFormatter(JsonLogFormatter())
     _events.addHandler(handler)
     _events.setLevel(logging.INFO)
@@ -616,8 +659,7 @@ async def watch_run(
     ``PLAIN`` prints the status line to ``stream`` (default stdout).
     """
     if output is Output.PLAIN:
-        out = stream if stream is not None else sys.stdout
-        controller.status = lambda line: print(line, file=out, flush=True)
+        controller.status = StatusLines(stream if stream is not None else sys.stdout)
         return await controller.run(duration_s)
     view = LiveView.of(controller)
     if output is Output.HEADLESS:

@@ -149,6 +149,22 @@ def test_output_to_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:
     assert process.stderr == ""
 
 
+def test_a_run_whose_output_reader_went_away_trades_on_and_prints_its_summary_to_stderr(tmp_path: Path) -> None:
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # ``| head -1`` done before the first status line
+    try:
+        process = subprocess.run(
+            [sys.executable, "-m", "arb", "run", "--duration", "2"], cwd=tmp_path, stdout=write_end,
+            stderr=subprocess.PIPE, text=True, timeout=60,
+            env={k: v for k, v in os.environ.items() if not k.startswith("ARB_")},
+        )
+    finally:
+        os.close(write_end)
+    assert process.returncode == 0, process.stderr
+    assert "status output closed" in process.stderr and "Traceback" not in process.stderr
+    assert "arb run summary (dry run" in process.stderr and "shutdown                 5 steps, all OK" in process.stderr
+
+
 def test_live_and_paper_are_exclusive(tmp_path: Path) -> None:
     result = arb("run", "--live", "--paper", cwd=tmp_path)
     assert result.returncode == 2

@@ -43,6 +43,7 @@ from arb.view import (
     JsonLogFormatter,
     LiveView,
     Output,
+    StatusLines,
     choose_output,
     install_json_events,
     render_snapshot,
@@ -226,6 +227,53 @@ def test_poll_reports_each_event_once() -> None:
     ]
     snapshot = view.latest
     assert snapshot is not None and [e.opportunity_id for e in snapshot.executions] == ["r3eth", "r2eth", "r1eth"]
+
+
+class GoneReader(io.StringIO):
+    """A stream whose reader went away after ``lines`` lines (``| head``)."""
+
+    def __init__(self, lines: int) -> None:
+        super().__init__()
+        self.left = lines
+
+    def write(self, text: str) -> int:
+        if self.left <= 0:
+            raise BrokenPipeError(32, "Broken pipe")
+        self.left -= text.count("\n")
+        return super().write(text)
+
+
+def test_status_lines_to_a_stream_whose_reader_went_away_stop_once_with_a_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    stream = GoneReader(1)
+    status = StatusLines(stream)
+    with caplog.at_level(logging.WARNING, logger="arb.view"):
+        status("first")
+        status("second")
+        assert not status.write("third")
+    assert stream.getvalue() == "first\n" and status.closed
+    assert [r.getMessage() for r in caplog.records] == [
+        "status output closed ([Errno 32] Broken pipe); the run goes on without showing its status"
+    ]
+    assert choose_output(False, None) is Output.PLAIN and StatusLines(None).write("x") is False
+
+
+def test_json_events_to_a_stream_that_failed_stay_silent_after_one_warning(caplog: pytest.LogCaptureFixture) -> None:
+    stream = GoneReader(1)
+    handler = install_json_events(stream)
+    events = logging.getLogger(EVENTS_LOGGER)
+    try:
+        with caplog.at_level(logging.WARNING, logger="arb.view"):
+            for n in range(5):
+                events.info("event %d", n)
+    finally:
+        events.removeHandler(handler)
+        events.propagate = True
+    assert len(stream.getvalue().splitlines()) == 1
+    assert [r.getMessage() for r in caplog.records if r.name == "arb.view"] == [
+        "event output closed ([Errno 32] Broken pipe); the run goes on without writing events"
+    ]
 
 
 @pytest.fixture
