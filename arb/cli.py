@@ -643,6 +643,7 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _approvals(args: argparse.Namespace) -> int:
+    from .export import ExportError, journal_version
     from .journal import Journal, intent_log_in_use
 
     path = args.journal
@@ -650,6 +651,10 @@ def _approvals(args: argparse.Namespace) -> int:
         path = ConfigurationManager(args.config).load_configuration(dry_run=True).journal_path
     if not os.path.isfile(path):
         raise ConfigurationError([f"approvals: no journal at {path}"])
+    try:
+        journal_version(path)  # before opening it to write: any other file is left as it is
+    except ExportError as exc:
+        raise ConfigurationError([f"approvals: {exc}"]) from None
     if intent_log_in_use(path):
         raise ConfigurationError([
             f"approvals: the journal {path} is in use by a running engine; stop it first (while it runs, its "

@@ -457,6 +457,14 @@ def _read_toml(path: Path, problems: list[str]) -> dict[str, Any] | None:
     return None
 
 
+def _futures_traded(market: ExchangeName) -> bool:
+    """Whether ``market`` is a futures market its connector can trade (MEXC's is market data only)."""
+    from .exchanges.factory import registered  # the connectors read this module: imported when first checked
+
+    connector = registered().get(market)
+    return market.is_futures and connector is not None and connector.binding.trading is not None
+
+
 def _unknown(where: str, key: str, known: list[str]) -> str:
     close = difflib.get_close_matches(key, known, n=1)
     hint = f"; did you mean {close[0]!r}?" if close else f"; known keys: {', '.join(sorted(known))}"
@@ -584,10 +592,12 @@ def _build(
             + (", ".join(m.value for m in markets) or "none")
         )
     types = tuple(OpportunityType(t) for t in values.get("engine.opportunity_types", ["spot_spot"]))
-    if OpportunityType.SPOT_FUTURES_HEDGE in types and not any(m.is_futures for m in markets):
+    if OpportunityType.SPOT_FUTURES_HEDGE in types and not any(_futures_traded(m) for m in markets):
+        data_only = [m.value for m in markets if m.is_futures]
         problems.append(
             f"{settings['engine.opportunity_types'].source}: spot_futures_hedge needs a venue with "
-            'markets = ["spot", "futures"]'
+            'markets = ["spot", "futures"] whose futures can be traded'
+            + (f" ({', '.join(data_only)}: market data only)" if data_only else "")
         )
     if OpportunityType.SPOT_SPOT in types and sum(not m.is_futures for m in markets) < 2:
         problems.append("engine.opportunity_types: spot_spot needs the spot market enabled on both venues")

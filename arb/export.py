@@ -113,6 +113,17 @@ def export_journal(
         db.close()
 
 
+def journal_version(path: str) -> int:
+    """The schema version of the arb journal at ``path``, read without writing anything there;
+    raises ``ExportError`` when the file is missing, is not an arb journal or is newer than this
+    build reads."""
+    db = _open_read_only(path)
+    try:
+        return _schema_version(db, path)
+    finally:
+        db.close()
+
+
 def _open_read_only(path: str) -> sqlite3.Connection:
     if not os.path.isfile(path):
         raise ExportError(f"journal {path}: no such file")
@@ -214,4 +225,4 @@ def _order_row(row: tuple[Any, ...], filled: dict[int, Decimal]) -> list[str]:
     ]
 
 
-__all__ = ["ExportError", "KINDS", "export_journal", "parse_day"]
+__all__ = ["ExportError", "KINDS", "export_journal", "journal_version", "parse_day"]

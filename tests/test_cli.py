@@ -244,6 +244,20 @@ def test_a_dry_run_of_a_symbol_the_simulated_venues_do_not_list_is_a_configurati
     assert "--paper" in result.stderr
 
 
+def test_approvals_leaves_a_file_that_is_not_a_journal_as_it_is(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from arb.cli import main
+
+    for name, content in (("empty.sqlite3", b""), ("notes.txt", b"not a database\n")):
+        path = tmp_path / name
+        path.write_bytes(content)
+        assert main(["approvals", "--journal", str(path)]) == 2
+        err = capsys.readouterr().err
+        assert f"approvals: journal {path}: not a" in err and "Traceback" not in err
+        assert path.read_bytes() == content and sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(name)) == [name]
+
+
 def test_approvals_lists_and_acknowledges_what_awaits_an_operator(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -99,6 +99,16 @@ def test_hedge_needs_a_futures_market(tmp_path: Path) -> None:
     assert any("spot_futures_hedge needs a venue" in p for p in problems(tmp_path, text))
 
 
+def test_hedge_on_futures_that_are_market_data_only_is_refused(tmp_path: Path) -> None:
+    text = (
+        "[engine]\nopportunity_types = ['spot_futures_hedge']\n[exchanges.gateio]\nmarkets = ['spot']\n"
+        "[exchanges.mexc]\nmarkets = ['spot', 'futures']\n"
+    )
+    assert any(
+        "whose futures can be traded (mexc_futures: market data only)" in p for p in problems(tmp_path, text)
+    ), problems(tmp_path, text)
+
+
 def test_fewer_than_two_markets_is_rejected(tmp_path: Path) -> None:
     text = "[exchanges.mexc]\nenabled = false\n[exchanges.gateio]\nmarkets = ['spot']\n"
     assert any("at least two markets must be enabled" in p for p in problems(tmp_path, text))
