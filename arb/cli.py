@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 from . import __version__
 from .config import ConfigurationManager
 from .errors import ArbitrageEngineError, ConfigurationError, StartupInterrupted
-from .secrets import VENUE_ENV_PREFIX, encrypt_secret, generate_encryption_key, load_credentials
+from .secrets import VENUE_ENV_PREFIX, encrypt_secret, generate_encryption_key, header_safe, load_credentials
 
 if TYPE_CHECKING:
     import asyncio
@@ -342,6 +342,12 @@ def _keys(action: str) -> int:
         secret = sys.stdin.readline().rstrip("\r\n")
         if not secret:
             raise ConfigurationError(["standard input: empty; pipe the secret to encrypt, one line"])
+        if not header_safe(secret):
+            # The start would refuse it decrypted; say so now, not at the next live start.
+            raise ConfigurationError([
+                "standard input: the secret contains whitespace, control or non-ASCII characters; venue keys "
+                "and secrets have none (a pasted space or tab?)"
+            ])
         try:
             print(encrypt_secret(secret, key))
         except ValueError:

@@ -81,15 +81,20 @@ def load_credentials(venue: str, environ: Mapping[str, str] | None = None) -> Ap
         missing = "SECRET_KEY" if "API_KEY" in values else "API_KEY"
         problems.append(f"env {prefix}_{missing}: missing (the other half of the {venue} key pair is set)")
     if problems:
-        raise ConfigurationError(problems)
+        raise ConfigurationError(list(dict.fromkeys(problems)))  # a bad ENCRYPTION_KEY once, not per variable
     if not values:
         return None
     return ApiCredentials(Secret(values["API_KEY"]), Secret(values["SECRET_KEY"]))
 
 
+def header_safe(value: str) -> bool:
+    """Whether ``value`` can go into a request header as it is: printable ASCII, no whitespace (as
+    every venue key and secret is)."""
+    return value.isascii() and value.isprintable() and not any(c.isspace() for c in value)
+
+
 def _well_formed(name: str, value: str, problems: list[str]) -> bool:
-    """Whether ``value`` can go into a request header as it is: printable ASCII, no whitespace."""
-    if value.isascii() and value.isprintable() and not any(c.isspace() for c in value):
+    if header_safe(value):
         return True
     problems.append(
         f"env {name}: contains whitespace, control or non-ASCII characters (a trailing newline from a file?)"

@@ -187,6 +187,14 @@ def test_keys_encrypt_round_trip(tmp_path: Path) -> None:
     assert Fernet(key.encode()).decrypt(token.encode()) == b"my-secret"
 
 
+def test_keys_encrypt_refuses_a_secret_the_start_would_refuse(tmp_path: Path) -> None:
+    key = arb("keys", "generate", cwd=tmp_path).stdout.strip()
+    result = arb("keys", "encrypt", cwd=tmp_path, env={"ENCRYPTION_KEY": key}, stdin="my secret\n")
+    assert result.returncode == 2 and result.stdout == ""
+    assert "the secret contains whitespace, control or non-ASCII characters" in result.stderr
+    assert "my secret" not in result.stderr
+
+
 def test_keys_encrypt_without_key_exits_2(tmp_path: Path) -> None:
     result = arb("keys", "encrypt", cwd=tmp_path, stdin="x\n")
     assert result.returncode == 2

@@ -81,6 +81,17 @@ def test_decryption_problems_name_the_variable_not_the_value(encryption_key: str
     assert token not in str(info.value) and VALUE not in str(info.value)
 
 
+def test_a_bad_encryption_key_is_reported_once_for_both_encrypted_variables() -> None:
+    env = {
+        "ENCRYPTION_KEY": "not-a-key",
+        "MEXC_API_KEY_ENCRYPTED": encrypt_secret("api", generate_encryption_key()),
+        "MEXC_SECRET_KEY_ENCRYPTED": encrypt_secret(VALUE, generate_encryption_key()),
+    }
+    with pytest.raises(ConfigurationError) as info:
+        load_credentials("mexc", env)
+    assert len(info.value.problems) == 1 and info.value.problems[0].startswith("env ENCRYPTION_KEY: not a valid")
+
+
 @pytest.mark.parametrize("bad", [f"{VALUE}\n", f" {VALUE}", "ke\ty", "kéy"])
 def test_a_key_that_cannot_go_into_a_header_is_refused_naming_the_variable(bad: str) -> None:
     with pytest.raises(ConfigurationError) as info:
