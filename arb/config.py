@@ -227,6 +227,7 @@ ENGINE_FIELDS: dict[str, Callable[[Any], Any]] = {
     "instrument_refresh_interval_ms": _off_or_bounded_int(1_000, 86_400_000),
     "busy_poll": _boolean,
     "rehearsal_interval_ms": _bounded_int(0, 60_000),
+    "paper_latency_ms": _bounded_int(0, 10_000),
 }
 RISK_FIELDS: dict[str, Callable[[Any], Any]] = {
     "max_position_size_usd": _money(positive=True),
@@ -310,6 +311,7 @@ ENV_OVERRIDES: dict[str, str] = {
     "ARB_INSTRUMENT_REFRESH_INTERVAL_MS": "engine.instrument_refresh_interval_ms",
     "ARB_BUSY_POLL": "engine.busy_poll",
     "ARB_REHEARSAL_INTERVAL_MS": "engine.rehearsal_interval_ms",
+    "ARB_PAPER_LATENCY_MS": "engine.paper_latency_ms",
     "ARB_METRICS_ENABLED": "metrics.enabled",
     "ARB_METRICS_HOST": "metrics.host",
     "ARB_METRICS_PORT": "metrics.port",
@@ -426,6 +428,7 @@ class ConfigurationManager:
                else "read at start-up only"),
             "metrics         "
             + (f"http://{c.metrics.host}:{c.metrics.port}/metrics" if c.metrics.enabled else "off"),
+            f"paper orders    filled {c.paper_latency_ms} ms after they are placed (--paper)",
         ]
         return "\n".join(lines)
 

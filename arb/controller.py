@@ -562,7 +562,8 @@ class ArbitrageController:
             if paper:
                 # A market the venue offers no trading on (MEXC futures) stays market data, as live.
                 self.traders = {
-                    m: PaperExchange(c, config.paper_balances.get(m.value, {})) if c.binding.trading is not None else c
+                    m: PaperExchange(c, config.paper_balances.get(m.value, {}), latency_ms=config.paper_latency_ms)
+                    if c.binding.trading is not None else c
                     for m, c in self.connectors.items()
                 }
             else:

@@ -141,6 +141,8 @@ class ArbitrageConfig(msgspec.Struct, frozen=True, kw_only=True):
     metrics: MetricsConfig = msgspec.field(default_factory=MetricsConfig)
     # Starting inventory of each market in paper mode: market name ("gateio_futures") -> asset -> amount.
     paper_balances: dict[str, dict[str, Decimal]] = msgspec.field(default_factory=dict)
+    # Paper mode: how long an order travels before it is filled against the book as it is then.
+    paper_latency_ms: int = 0
     # SPOT_FUTURES_HEDGE: how long a hedge is expected to stay open (its expected funding counts the
     # settlements within it), and how often the perpetuals' funding rates are read.
     hedge_holding_horizon_s: int = 28_800

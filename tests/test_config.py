@@ -201,6 +201,7 @@ ENV_CASES = [
     ("ARB_INSTRUMENT_REFRESH_INTERVAL_MS", "0", "instrument_refresh_interval_ms", 0),
     ("ARB_BUSY_POLL", "true", "busy_poll", True),
     ("ARB_REHEARSAL_INTERVAL_MS", "0", "rehearsal_interval_ms", 0),
+    ("ARB_PAPER_LATENCY_MS", "15", "paper_latency_ms", 15),
 ]
 
 

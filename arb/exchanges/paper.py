@@ -7,6 +7,8 @@ fills a venue would report.
 
 What is simulated, and how:
 
+* Latency: an order is filled ``latency_ms`` after it is placed (both legs of an execution travel
+  at once), against the book as it is by then; 0 fills against the book it was decided on.
 * Immediate orders only. Market, IOC and FOK orders walk the book best level first at the
   book's own prices (converted from the book scale, which may be finer than the order grid);
   a limit bounds the walk. FOK fills completely or not at all (``EXPIRED``); an IOC or
@@ -47,6 +49,7 @@ state, then ``on_balance`` per asset changed) run synchronously inside ``place_o
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 import time
@@ -127,14 +130,21 @@ class PaperExchange:
     """``PrivateExchange`` of one market, filled against ``source``'s live books.
 
     ``balances``: the starting inventory, asset -> amount (exact). The account's state is
-    only in memory: a new ``PaperExchange`` starts from the inventory again.
+    only in memory: a new ``PaperExchange`` starts from the inventory again. ``latency_ms``: how
+    long an order travels before it is filled against the book as it is then.
     """
 
-    def __init__(self, source: PaperSource, balances: Mapping[str, Decimal], *, clock_ms: int | None = None) -> None:
+    def __init__(
+        self, source: PaperSource, balances: Mapping[str, Decimal], *, clock_ms: int | None = None,
+        latency_ms: int = 0,
+    ) -> None:
         for asset, amount in balances.items():
             if not amount.is_finite() or amount < 0:
                 raise ValueError(f"paper {source.exchange.value}: starting balance {asset}={amount} must be >= 0")
+        if latency_ms < 0:
+            raise ValueError(f"paper {source.exchange.value}: latency_ms={latency_ms} must be >= 0")
         self.source = source
+        self.latency_s = latency_ms / 1000
         self._free: dict[str, Decimal] = dict(balances)
         self._locked: dict[str, Decimal] = {}
         self._positions: dict[str, _PaperPosition] = {}
@@ -263,12 +273,14 @@ class PaperExchange:
     # --- orders -----------------------------------------------------------------------------
 
     async def place_order(self, request: OrderRequest) -> OrderState:
-        """Fill ``request`` against the live book now; returns its final state.
+        """Fill ``request`` against the live book once it has travelled ``latency_ms``; returns its final state.
 
         Raises ``OrderRejectedError`` (INSUFFICIENT_BALANCE, PRECISION, MIN_NOTIONAL,
         ORDER_REJECTED) or ``ExchangeError`` (INVALID_REQUEST) when the order is refused;
         nothing is recorded then.
         """
+        if self.latency_s:
+            await asyncio.sleep(self.latency_s)  # cancelled on the way, the order never arrives
         instrument = await self.source.instrument(request.symbol)
         where = f"paper order {request.client_order_id!r} {request.symbol}"
         self._check_request(request, instrument, where)

@@ -16,6 +16,8 @@ from decimal import Decimal as D
 from decimal import localcontext
 from pathlib import Path
 
+import pytest
+
 from arb.config import ConfigurationManager
 from arb.controller import ArbitrageController, ArbitrageEngine, RunSummary, dry_run_cluster
 from arb.exchanges.paper import PaperExchange
@@ -40,10 +42,10 @@ gateio = {{ USDT = "5000", BTC = "0.05" }}
 """
 
 
-def configuration(tmp_path: Path) -> tuple[Path, ConfigurationManager]:
+def configuration(tmp_path: Path, latency_ms: int = 0) -> tuple[Path, ConfigurationManager]:
     path = tmp_path / "paper.toml"
     path.write_text(CONFIG.format(journal=tmp_path / "journal.sqlite3"))
-    manager = ConfigurationManager(path, environ={})
+    manager = ConfigurationManager(path, environ={"ARB_PAPER_LATENCY_MS": str(latency_ms)})
     manager.load_configuration(dry_run=True)
     return path, manager
 
@@ -94,8 +96,11 @@ def assert_pnl_is_the_paper_ledger(
         assert realized == change["USDT"] - fees_in_quote > 0
 
 
-def test_paper_run_on_the_simulators_public_data_trades_exactly_and_sends_no_order(tmp_path: Path) -> None:
-    _, manager = configuration(tmp_path)
+@pytest.mark.parametrize("latency_ms", [0, 3])
+def test_paper_run_on_the_simulators_public_data_trades_exactly_and_sends_no_order(
+    tmp_path: Path, latency_ms: int
+) -> None:
+    _, manager = configuration(tmp_path, latency_ms)
     cluster = cheap_mexc(manager)
 
     async def scenario() -> tuple[RunSummary, ArbitrageController, dict[str, D]]:
@@ -106,7 +111,7 @@ def test_paper_run_on_the_simulators_public_data_trades_exactly_and_sends_no_ord
             await controller.initialize(paper=True)
             traders = controller.traders
             assert set(traders) == {ExchangeName.MEXC, ExchangeName.GATEIO}
-            assert all(isinstance(t, PaperExchange) for t in traders.values())
+            assert all(isinstance(t, PaperExchange) and t.latency_s == latency_ms / 1000 for t in traders.values())
             assert not any(c.can_trade for c in controller.connectors.values())  # no keys anywhere
 
             async def holdings() -> dict[str, D]:

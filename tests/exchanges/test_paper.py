@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from arb_core.book import ASK, BID, DeltaBatch, OrderBook
 from arb_core.wire.common import WireScale
 
-from arb.errors import ExchangeError, OrderRejectedError
+from arb.errors import ArbitrageEngineError, ExchangeError, OrderRejectedError
 from arb.exchanges.errors import ErrorCategory
 from arb.exchanges.models import Balance, Fill, OrderRequest, OrderState, OrderStatus, OrderType, TimeInForce
 from arb.exchanges import paper as paper_module
@@ -176,6 +176,32 @@ def test_the_taken_overlay_forgets_levels_that_left_the_book() -> None:
     source.book.apply_delta(ASK, source.ticks("60000"), source.lots("0.5"))  # a maker is back at 60000
     back = asyncio.run(exchange.place_order(order("back", OrderSide.BUY, "0.5", "60000")))
     assert back.filled_quantity == D("0.5") and len(exchange._taken["BTC/USDT"]) == 1
+
+
+def test_an_order_with_latency_fills_against_the_book_as_it_is_when_it_arrives() -> None:
+    source = spot_source()
+    exchange = PaperExchange(source, {"USDT": D("10000")}, clock_ms=1_700_000_000_000, latency_ms=20)
+
+    async def scenario() -> OrderState:
+        loop = asyncio.get_running_loop()
+        # While the order travels, the best ask is taken by someone else.
+        loop.call_later(0.005, source.book.apply_delta, ASK, source.ticks("60000.05"), 0)
+        state = await exchange.place_order(order("l1", OrderSide.BUY, "0.01", "60000.1"))
+        assert source.book.size_at(ASK, source.ticks("60000.05")) == 0
+        lost = asyncio.ensure_future(exchange.place_order(order("l2", OrderSide.BUY, "0.01", "60001")))
+        await asyncio.sleep(0.005)
+        lost.cancel()  # cancelled on the way: it never arrives
+        with pytest.raises(asyncio.CancelledError):
+            await lost
+        with pytest.raises(ArbitrageEngineError):
+            await exchange.query_order("BTC/USDT", client_order_id="l2")
+        return state
+
+    state = asyncio.run(scenario())
+    assert (state.filled_quantity, state.average_price) == (D("0.01"), D("60000.10"))  # not 60000.05
+    assert free(exchange)["USDT"] == D("10000") - D("600.001") and len(exchange.fills()) == 1
+    with pytest.raises(ValueError, match="latency_ms=-1 must be >= 0"):
+        PaperExchange(source, {}, latency_ms=-1)
 
 
 def test_a_sell_fills_into_the_bids_with_the_fee_in_quote() -> None:
