@@ -15,6 +15,7 @@ from .errors import (
     RateLimitError,
     RecoveryError,
     RiskManagementError,
+    StartupInterrupted,
 )
 from .exchanges.factory import ExchangeFactory
 from .journal import Journal
@@ -68,5 +69,6 @@ __all__ = [
     "RiskManagementError",
     "RiskManager",
     "ShutdownManager",
+    "StartupInterrupted",
     "__version__",
 ]
