@@ -297,12 +297,11 @@ class GateioFuturesPrivateStream(_GateioPrivateStream):
     def order(self, push: FuturesOrderPush) -> OrderState:
         """The ``OrderState`` of one ``futures.orders`` item (unsigned contracts, fee from the fills seen)."""
         state = self._trading.order_state(push)
-        instrument = self._catalog.by_venue_symbol(push.contract)
-        fee, _ = self._fees.total(state.order_id)
+        fee, fee_asset = self._fees.total(state.order_id)  # no asset while no fee was pushed: not a zero fee
         if state.is_final:
             self._fees.finish(state.order_id)
         return msgspec.structs.replace(
-            state, fee=fee, fee_asset=instrument.quote, updated_at_ms=push.update_time or state.updated_at_ms
+            state, fee=fee, fee_asset=fee_asset, updated_at_ms=push.update_time or state.updated_at_ms
         )
 
     def fill(self, trade: FuturesUserTrade) -> Fill:
@@ -319,7 +318,7 @@ class GateioFuturesPrivateStream(_GateioPrivateStream):
             trade_id=str(trade.id),
             side=OrderSide.BUY if trade.size > 0 else OrderSide.SELL,
             price=trade.price,
-            quantity=Decimal(abs(trade.size)),
+            quantity=abs(trade.size),
             fee=trade.fee,
             fee_asset=instrument.quote,
             is_maker=trade.role == "maker",

@@ -156,7 +156,7 @@ class FuturesUserTrade(msgspec.Struct, frozen=True):
     id: str | int
     contract: str
     order_id: str | int
-    size: int  # contracts, signed: > 0 buy, < 0 sell
+    size: Decimal  # contracts, signed: > 0 buy, < 0 sell (a JSON number, or text in some pushes)
     price: Decimal
     role: str  # maker | taker
     fee: Decimal = Decimal(0)  # settle currency (a JSON number, decoded from its text)

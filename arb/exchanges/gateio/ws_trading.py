@@ -379,7 +379,7 @@ class GateioWsOrders:
         )
         self.rest.note_refusal(error, where)
         if isinstance(error, RateLimitError):
-            if error.retry_after_s is None:
+            if not error.retry_after_s:  # none given, or a reset already due: as REST, a second
                 error.retry_after_s = 1.0
             # As the REST client does after a 429: hold the budget this request spends.
             self.rest.limiter.block(None if limit_id is None else [limit_id], error.retry_after_s)

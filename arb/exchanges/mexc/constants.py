@@ -185,7 +185,9 @@ ERROR_CODES: Final[ErrorCodeTable] = {
     730001: ErrorCategory.INVALID_REQUEST,  # pair not found
     730002: ErrorCategory.INVALID_REQUEST,  # input param is invalid
     429: ErrorCategory.RATE_LIMITED,  # Too Many Requests
-    400: ErrorCategory.AUTH_FAILED,  # api key required
+    # "api key required", but also "price and quantity must be positive": refused before matching,
+    # its parameters rather than the key (a missing key fails the start's signed balance call).
+    400: ErrorCategory.INVALID_REQUEST,
     401: ErrorCategory.AUTH_FAILED,  # No authority
     602: ErrorCategory.AUTH_FAILED,  # Signature verification failed
     10072: ErrorCategory.AUTH_FAILED,  # invalid access key

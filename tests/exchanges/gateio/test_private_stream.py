@@ -251,6 +251,22 @@ def test_futures_trade_pushed_twice_counts_its_fee_once() -> None:
     assert final.status is OrderStatus.FILLED and final.fee == fill.fee > 0
 
 
+def test_futures_pushes_with_sizes_as_text_decode_and_an_order_without_fees_names_no_fee_asset() -> None:
+    """Gate's futures websocket docs show ``"size":"1"`` (text) in some editions; and an order state
+    pushed before any of its trades has no fee yet, which is not a fee of 0 USDT."""
+    _, _, client = setup_futures()
+    trade = {"id": 7, "create_time": NOW_S, "create_time_ms": NOW_S * 1000, "contract": "BTC_USDT", "order_id": "42",
+             "size": "-3", "price": "60000.5", "role": "taker", "text": "t-f9", "fee": "0.009"}
+    frame = msgspec.json.encode({"time": NOW_S, "channel": "futures.usertrades", "event": "update", "result": [trade]})
+    (fill,) = client.decode(frame, False).fills
+    assert fill.side is OrderSide.SELL and fill.quantity == D(3) and fill.fee == D("0.009")
+    order = {"contract": "BTC_USDT", "create_time": NOW_S, "id": 43, "left": "3", "price": "60000.5", "size": "3",
+             "status": "open", "text": "t-f10", "tif": "ioc", "fill_price": "0", "update_time": NOW_S * 1000}
+    frame = msgspec.json.encode({"time": NOW_S, "channel": "futures.orders", "event": "update", "result": [order]})
+    (state,) = client.decode(frame, False).orders
+    assert (state.fee, state.fee_asset) == (D(0), None)
+
+
 @pytest.mark.parametrize("amount", ["NaN", "Infinity", "-Infinity", "sNaN"])
 def test_a_balance_that_is_not_a_number_is_left_out_and_the_others_kept(amount: str) -> None:
     """Decimal takes "NaN" and "Infinity", and every later comparison of such a balance raised: it is
