@@ -507,7 +507,8 @@ class OrderRunner:
         self, exchange: ExchangeName, instrument: Instrument, request: OrderRequest, leg: str,
         last: OrderState | None, answered_ns: int, *, immediate: bool = False, taken_until_ns: int = 0,
     ) -> OrderOutcome:
-        """Query by client id until the order is final; cancel a remainder that outlives the window.
+        """Query by client id (by the venue's order id once known) until the order is final; cancel a
+        remainder that outlives the window.
 
         ``immediate``: the first query goes out without the backoff wait (the venue answered, so
         the order exists; only an unknown outcome needs time for a lost request to land).
@@ -533,7 +534,12 @@ class OrderRunner:
                 await self.sleep(self.settings.backoff.delay(attempt - immediate))
             asked += 1
             try:
-                state = await venue.query_order(request.symbol, client_order_id=cid)
+                if last is not None and last.order_id:
+                    # The venue's id once it gave one: Gate.io finds a finished order by its client id
+                    # only by searching the pair's order history.
+                    state = await venue.query_order(request.symbol, order_id=last.order_id)
+                else:
+                    state = await venue.query_order(request.symbol, client_order_id=cid)
             except asyncio.CancelledError:
                 raise
             except RateLimitError as exc:

@@ -328,6 +328,16 @@ def test_lost_answer_with_order_placed_is_resolved_by_client_id_without_resendin
     h.check_journal_accounts_for_every_order()
 
 
+def test_an_acknowledged_order_is_then_asked_about_by_the_venues_order_id(tmp_path: Path) -> None:
+    """Gate.io finds a finished order by its client id only by searching the pair's history."""
+    h = Harness(tmp_path, *venues(buy_script=(Step(kind="ack"),)))
+    result = h.run(opportunity())
+    assert result.final_state is S.COMPLETED
+    (placed,) = [leg for leg in result.legs if leg.client_order_id == "opp1-b"]
+    assert placed.order_id is not None and h.buy.queries == [f"order id {placed.order_id}"]
+    h.check_journal_accounts_for_every_order()
+
+
 def test_disconnect_mid_execution_is_resolved_after_failed_queries(tmp_path: Path) -> None:
     buy, sell = venues(sell_script=(Step(kind="lost", error="disconnect", fraction=D("0.4")),))
     sell.failing_queries = 2
