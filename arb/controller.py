@@ -1123,6 +1123,7 @@ class ArbitrageController:
         kill_switch = self._install_kill_switch()
         if self._stop_before_run is not None:
             shutdown.request_shutdown(self._stop_before_run)
+        self._mark_to_market()  # restored positions are valued at their journaled fills until now
         busy: asyncio.Task[None] | None = None
         try:
             self.collection.start()
@@ -1622,6 +1623,11 @@ class ArbitrageController:
             )
             risk.record_fill(leg.exchange, fill, contract_size=contract)
 
+    def _mark_to_market(self) -> None:
+        """Value the positions held at the live books' prices (``RiskManager.mark_to_market``)."""
+        if self.risk is not None and self.pipeline is not None:
+            self.risk.mark_to_market(self.pipeline.mark_prices())
+
     async def _housekeeping(self) -> None:
         while True:
             await asyncio.sleep(self.status_interval_s)
@@ -1629,6 +1635,7 @@ class ArbitrageController:
             self.collection.collect_if_due()
             if self.pipeline is not None:
                 self.pipeline.refresh_position_caps()
+                self._mark_to_market()
             if self.balances is not None:
                 self.balances.update_caps()
             if self.status is not None:

@@ -244,6 +244,17 @@ class ScannerPipeline:
         self.refresh_position_caps()
         return plans
 
+    def mark_prices(self) -> dict[str, Decimal]:
+        """Each symbol's price to value positions at: the highest best ask among its legs whose books
+        are in sync (the costlier side, as the limits value an entry)."""
+        prices: dict[str, Decimal] = {}
+        for plan in self.plans.values():
+            asks = [leg.book_price(leg.book.best_ask_price()) for leg in plan.legs if leg.book.in_sync and leg.book.ask_count]
+            if asks:
+                price = max(asks)
+                prices[plan.symbol] = max(price, prices.get(plan.symbol, price))
+        return prices
+
     def refresh_position_caps(self) -> None:
         """Re-derive each symbol's size cap from ``max_position_usd`` and the int64 notional bound."""
         for plan in self.plans.values():

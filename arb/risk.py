@@ -79,6 +79,7 @@ import msgspec
 from arb_core.freshness import monotonic_ns
 
 from .errors import RiskManagementError
+from .exchanges.errors import ErrorCategory
 from .exchanges.models import Fill, FundingPayment, Position
 from .instruments import Instrument, InstrumentCatalog, InstrumentError, pair_symbol
 from .journal import FillRecord
@@ -99,6 +100,7 @@ log = logging.getLogger(__name__)
 ZERO = Decimal(0)
 _FUTURES_MARKETS = frozenset(market for market in ExchangeName if market.is_futures)
 HUNDRED = Decimal(100)
+_OUTCOME_UNKNOWN = ErrorCategory.OUTCOME_UNKNOWN.value  # an execution leg's ``error_category`` while unresolved
 NS_PER_DAY = 86_400_000_000_000
 MS_PER_DAY = 86_400_000
 IMPLAUSIBLE_WARNING_INTERVAL_NS = 60_000_000_000  # one warning a minute per symbol while margins stay implausible
@@ -186,7 +188,7 @@ class RiskMetrics(msgspec.Struct, frozen=True, kw_only=True):
     """Current exposure, positions and daily PnL against the limits."""
 
     total_exposure_usd: Decimal
-    in_flight_usd: Decimal
+    in_flight_usd: Decimal  # executions in flight, and finished ones with an order of unknown outcome
     max_total_exposure_usd: Decimal
     exposure_utilisation_pct: Decimal
     symbol_exposure_usd: dict[str, Decimal]
@@ -448,6 +450,8 @@ class RiskManager:
         self._marks: dict[str, Decimal] = {}
         self._symbol_exposure: dict[str, Decimal] = {}
         self._in_flight: dict[str, ArbitrageOpportunity] = {}  # executions started, not yet recorded
+        # Finished executions with an order of unknown outcome: still reserved (``record_execution``).
+        self._unresolved: dict[str, ArbitrageOpportunity] = {}
         # Position exposure plus in-flight reservations, the sums validation compares.
         self._used_total = ZERO
         self._used_by_symbol: dict[str, Decimal] = {}
@@ -628,10 +632,21 @@ class RiskManager:
         self._adjust_used(opportunity.symbol, _worst_notional(opportunity))
 
     def record_execution(self, result: ExecutionResult) -> None:
-        """Account a finished execution: release its reservation, realized PnL, failure and latency breakers."""
+        """Account a finished execution: release its reservation, realized PnL, failure and latency breakers.
+
+        An execution with an order whose outcome is still unknown (flagged for an operator) keeps its
+        reservation for the rest of the run: the order may have filled, and a restart reconciles it.
+        """
         reserved = self._in_flight.pop(result.opportunity_id, None)
         if reserved is not None:
-            self._adjust_used(reserved.symbol, -_worst_notional(reserved))
+            if any(leg.error_category == _OUTCOME_UNKNOWN for leg in result.legs):
+                self._unresolved[result.opportunity_id] = reserved
+                log.warning(
+                    "risk: %s has an order of unknown outcome: its %s USD stay counted against the exposure "
+                    "limits until a restart reconciles it", result.opportunity_id, _worst_notional(reserved),
+                )
+            else:
+                self._adjust_used(reserved.symbol, -_worst_notional(reserved))
         self.record_realized_pnl(result.realized_profit)
         if result.final_state is ArbitrageState.COMPLETED:
             self._consecutive_failures = 0
@@ -686,6 +701,15 @@ class RiskManager:
             position.entry_price = (old * position.entry_price + signed * price) / new
         position.quantity = new
         self._marks[symbol] = price
+
+    def mark_to_market(self, prices: Mapping[str, Decimal]) -> None:
+        """Value each held symbol's net position at its price in ``prices`` (the live books'), so the
+        exposure limits follow the market between fills rather than the last fill's price (or,
+        after a restart, a journaled one)."""
+        for symbol, price in prices.items():
+            if price > ZERO and symbol in self._symbol_exposure and self._marks.get(symbol) != price:
+                self._marks[symbol] = price
+                self._refresh_symbol(symbol)
 
     def record_realized_pnl(self, amount: Decimal) -> None:
         """Add realized PnL in USD (negative for a loss) to the current UTC day."""
@@ -940,8 +964,8 @@ class RiskManager:
 
     def _position_price(self, symbol: str, price: Decimal) -> Decimal:
         """What a futures position of ``symbol`` is valued at against its limit: the higher of the
-        symbol's last fill and ``price`` (the current one), so that a mark gone stale while the
-        position was held does not understate it."""
+        symbol's mark (its last fill, or its books' price at the last ``mark_to_market``) and
+        ``price`` (the current one), so that a mark gone stale does not understate it."""
         mark = self._marks.get(symbol)
         return price if mark is None else max(mark, price)
 
@@ -1000,7 +1024,7 @@ class RiskManager:
         """Exposure, positions and daily PnL, with utilisation of the limits in percent."""
         if self._wall_clock() >= self._day_end_ns:
             self._roll_day()
-        in_flight = sum((_worst_notional(o) for o in self._in_flight.values()), ZERO)
+        in_flight = sum((_worst_notional(o) for o in (*self._in_flight.values(), *self._unresolved.values())), ZERO)
         loss = max(-self._daily_pnl, ZERO)
         positions = tuple(
             PositionEntry(

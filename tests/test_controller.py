@@ -1633,3 +1633,21 @@ def test_sigterm_between_the_start_up_and_the_run_shuts_the_run_down_at_once(tmp
 
     summary = asyncio.run(scenario())
     assert summary.stop_reason == "received SIGTERM" and summary.ok
+
+
+def test_positions_held_are_valued_at_the_live_books(tmp_path: Path) -> None:
+    from test_pipeline import found_buy_gate_sell_mexc
+
+    from arb.exchanges.models import Fill
+
+    controller = ArbitrageController(manager(tmp_path), risk=RiskManager(manager(tmp_path).config.risk_limits))
+    controller.pipeline, _, _ = found_buy_gate_sell_mexc()
+    risk = controller.risk
+    assert risk is not None
+    risk.record_fill(ExchangeName.MEXC, Fill(
+        symbol="BTC/USDT", order_id="x", client_order_id=None, trade_id="t1", side=OrderSide.BUY, price=D("50000"),
+        quantity=D("0.001"), fee=D(0), fee_asset="BTC", is_maker=False, timestamp_ms=1,
+    ))
+    assert risk.get_current_risk_metrics().symbol_exposure_usd == {"BTC/USDT": D("50.000")}
+    controller._mark_to_market()  # what run() does first, and every status tick
+    assert risk.get_current_risk_metrics().symbol_exposure_usd == {"BTC/USDT": D("61.000")}

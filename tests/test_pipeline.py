@@ -177,6 +177,13 @@ def found_buy_gate_sell_mexc() -> tuple[ScannerPipeline, list[ArbitrageOpportuni
     return p, found, mexc
 
 
+def test_positions_are_marked_at_the_highest_ask_of_the_books_in_sync() -> None:
+    p, _, mexc = found_buy_gate_sell_mexc()
+    assert p.mark_prices() == {"BTC/USDT": D("61000")}  # MEXC's ask above Gate's 60000
+    mexc.mark_out_of_sync()
+    assert p.mark_prices() == {"BTC/USDT": D("60000")}
+
+
 def test_a_book_going_out_of_sync_withdraws_what_was_found_on_it() -> None:
     """A gap on MEXC's book right after a scan found buy-Gate/sell-MEXC: the opportunity no longer
     stands (a queued one is not sent), and the symbol is scanned again, without that book."""

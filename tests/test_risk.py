@@ -24,6 +24,7 @@ from arb.types import (
     ArbitrageOpportunity,
     ArbitrageState,
     ExchangeName,
+    ExecutionLeg,
     ExecutionResult,
     OpportunityType,
     OrderSide,
@@ -194,6 +195,48 @@ def test_symbol_exposure_boundary(quantity: str, expected: RiskCheck | None) -> 
     manager.record_fill(GATE, fill(OrderSide.SELL, "0.5", "2000"))  # short 1000 USD of ETH
     opp = opportunity(quantity, buy="1000", sell="999", symbol="ETH/USDT")  # the higher leg price counts
     assert outcome(manager, opp) is expected
+
+
+def test_exposure_follows_the_market_between_fills() -> None:
+    """A residual filled at 100 and counted as 500 is worth 1,500 once the price triples: the
+    symbol cap (1,500) must see that, not the last fill's price."""
+    manager, *_ = make()
+    manager.record_fill(MEXC, fill(OrderSide.BUY, "5", "100", symbol="BTC/USDT"))
+    assert manager.get_current_risk_metrics().symbol_exposure_usd == {"BTC/USDT": D("500")}
+    entry = opportunity("3.3", buy="300", sell="300.5")  # 991.65 USD
+    assert outcome(manager, entry) is None
+    manager.mark_to_market({"BTC/USDT": D("300"), "ETH/USDT": D("2000")})  # ETH: nothing held, nothing marked
+    metrics = manager.get_current_risk_metrics()
+    assert metrics.symbol_exposure_usd == {"BTC/USDT": D("1500")} and metrics.total_exposure_usd == D("1500")
+    assert outcome(manager, entry) is RiskCheck.MAX_SYMBOL_EXPOSURE
+    assert manager.futures_room(ExchangeName.GATEIO_FUTURES, "ETH/USDT") is None  # no mark without a position
+    manager.mark_to_market({"BTC/USDT": D("50")})  # and down again: the exposure is what it is now
+    assert manager.get_current_risk_metrics().symbol_exposure_usd == {"BTC/USDT": D("250")}
+
+
+def test_an_execution_with_an_order_of_unknown_outcome_stays_counted() -> None:
+    manager, *_ = make()
+    opp = opportunity("9", buy="100", sell="101")  # 909 USD reserved
+    manager.record_execution_started(opp)
+    unknown = ExecutionLeg(
+        exchange=MEXC, symbol="BTC/USDT", side=OrderSide.BUY, client_order_id="o1-b", requested_quantity=D(9),
+        limit_price=D(100), error="outcome unknown: gateway timeout", error_category="outcome_unknown",
+    )
+    manager.record_execution(ExecutionResult(
+        opportunity_id="o1", final_state=ArbitrageState.FAILED, total_execution_time_ms=D(10),
+        realized_profit=D(0), legs=(unknown,),
+    ))
+    metrics = manager.get_current_risk_metrics()
+    assert metrics.total_exposure_usd == D("909") and metrics.in_flight_usd == D("909")
+    assert metrics.executions_in_flight == 0
+    assert outcome(manager, opportunity("6", buy="100", sell="101", oid="o2")) is RiskCheck.MAX_SYMBOL_EXPOSURE
+    refused = msgspec.structs.replace(unknown, error="refused", error_category="insufficient_balance")
+    manager.record_execution_started(opportunity("1", oid="o3"))
+    manager.record_execution(ExecutionResult(
+        opportunity_id="o3", final_state=ArbitrageState.FAILED, total_execution_time_ms=D(10),
+        realized_profit=D(0), legs=(refused,),
+    ))
+    assert manager.get_current_risk_metrics().total_exposure_usd == D("909")  # a refused leg is released
 
 
 def test_symbol_cap_counts_only_its_symbol() -> None:
