@@ -1369,6 +1369,10 @@ class ArbitrageController:
     async def _close_hedges(self, hedges: HedgeBook, pipeline: ScannerPipeline) -> None:
         """Send the closing pair of every hedge position whose basis has reverted (``arb.hedges``)."""
         for position in hedges.positions():
+            if not hedges.holds(position):
+                # A position check meanwhile (while an earlier close settled) dropped or changed it:
+                # its closing pair would open a position rather than close one.
+                continue
             legs = self._hedge_legs(pipeline, position)
             if legs is None:
                 continue

@@ -142,6 +142,12 @@ class HedgeBook:
         """Every open (non-zero) position."""
         return [msgspec.structs.replace(p) for p in self._positions.values() if p.base]
 
+    def holds(self, position: HedgePosition) -> bool:
+        """Whether the book still holds ``position`` (a copy from ``positions``) as it was: same pair,
+        markets and size. A check between ``positions`` and a close may have dropped or changed it."""
+        held = self._positions.get((position.symbol, position.spot, position.futures))
+        return held is not None and held.base == position.base != ZERO
+
     def has_positions(self) -> bool:
         """Whether any position is open."""
         return any(p.base for p in self._positions.values())

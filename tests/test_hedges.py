@@ -395,6 +395,24 @@ def test_a_restore_leaves_out_what_was_dropped_and_keeps_a_later_hedge_of_the_sa
     assert drop.after_intent_id == 2  # o1's two orders; o2's came after
 
 
+def test_a_position_listed_before_a_drop_is_no_longer_held(tmp_path: Path) -> None:
+    """The controller closes hedges from a list taken before a position check may drop one: it asks
+    ``holds`` before each close, since a dropped hedge's closing pair would open a position."""
+    venues = Venues(tmp_path / "journal.sqlite3")
+    book = HedgeBook(venues.catalogs, min_profit_bps=D(10))
+    first = opportunity("o1", GATE, PERP, "60000.13", "60300.1", "0.5")
+    book.record(first, venues.run(first))
+    (listed,) = book.positions()
+    assert book.holds(listed)
+    book.check_venue(PERP, futures_holdings(PERP, [], venues.catalogs[PERP]))  # the venue holds none of it
+    assert not book.holds(listed) and book.positions() == []
+    again = opportunity("o2", GATE, PERP, "60000.13", "60300.1", "0.3")
+    book.record(again, venues.run(again))
+    assert not book.holds(listed)  # the same pair again, another size: not the position listed
+    (current,) = book.positions()
+    assert book.holds(current)
+
+
 @pytest.mark.parametrize(("contracts", "kept"), [
     (-3766, True),  # what the hedges hold: 0.5 short and 0.1234 long, in contracts of 0.0001 BTC
     (-3765, True),  # one lot less: a rounding of the venue's, not a closed position
