@@ -264,10 +264,13 @@ def futures_holdings(
 
 
 def _liquidation_distance_bps(position: Position) -> Decimal | None:
+    """How far the mark may move against the position before its liquidation price, in bps of the
+    mark: down for a long, up for a short; 0 when the mark is already past it."""
     mark, liquidation = position.mark_price, position.liquidation_price
-    if not mark or mark <= 0 or not liquidation or liquidation <= 0:
+    if not mark or mark <= 0 or not liquidation or liquidation <= 0 or not position.size:
         return None
-    return (abs(mark - liquidation) * BPS / mark).quantize(Decimal("0.01"))
+    room = mark - liquidation if position.size > 0 else liquidation - mark
+    return (max(room, ZERO) * BPS / mark).quantize(Decimal("0.01"))
 
 
 class RestoredRisk(msgspec.Struct, frozen=True, kw_only=True):

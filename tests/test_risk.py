@@ -373,6 +373,9 @@ def test_the_distance_from_liquidation_is_read_from_the_venues_mark_and_liquidat
     assert venue_position("100", None)["ETH/USDT"].liquidation_distance_bps is None  # cross margin, far from it
     assert venue_position("100", "100")["ETH/USDT"].liquidation_distance_bps == 0  # at it: the nearest there is
     assert venue_position(None, "104.5")["ETH/USDT"].liquidation_distance_bps is None
+    # A mark already past the liquidation price (a short marked above it, a long below it) is at it.
+    assert venue_position("105", "104.5")["ETH/USDT"].liquidation_distance_bps == 0
+    assert venue_position("95", "95.5", size="600")["ETH/USDT"].liquidation_distance_bps == 0
 
 
 @pytest.mark.parametrize(
