@@ -395,7 +395,7 @@ class ArbitrageController:
         self._started_ns = 0
         self._startup_stop: str | None = None  # the signal that stopped the start-up
         self._stop_before_run: str | None = None  # a signal between the start-up and ``run``
-        self._kill_at_start = False  # SIGUSR1 during the start-up (SIGUSR2 clears it)
+        self._kill_at_start: bool | None = None  # SIGUSR1 (True) or SIGUSR2 (False) during the start-up
         self._fills = 0
         self._budget_skips = 0
         self._expired_skips = 0  # queued opportunities scanned again: their data passed the age limit in the queue
@@ -463,8 +463,7 @@ class ArbitrageController:
             starting.uncancel()
             raise StartupInterrupted(f"{self._startup_stop} while starting; nothing was traded") from None
         else:
-            if self._kill_at_start and self.risk is not None:
-                self.risk.kill("engaged by the operator (SIGUSR1, during start-up)")
+            self._restore_kill_switch()
             self._install_kill_switch()  # until ``run`` installs its own
             return
         finally:
@@ -1176,24 +1175,61 @@ class ArbitrageController:
                 busy.cancel()
         return self.summary()
 
+    def engage_kill_switch(self, reason: str) -> None:
+        """Stop every new entry (the risk manager's kill switch) and journal it, so that a restart
+        keeps it engaged until ``release_kill_switch``; executions in flight and recoveries finish."""
+        if self.risk is None:
+            raise ArbitrageEngineError("controller not initialized: no risk manager to stop")
+        log.warning("kill switch engaged (%s): no new entries until it is released (SIGUSR2); executions in "
+                    "flight and recoveries finish", reason)
+        self.risk.kill(reason)
+        self._journal_kill_switch(True, reason)
+
+    def release_kill_switch(self, reason: str) -> None:
+        """Release the kill switch and reset every tripped breaker (the operator has looked), and journal it."""
+        if self.risk is None:
+            raise ArbitrageEngineError("controller not initialized: no risk manager to release")
+        tripped = [b.value for b, s in self.risk.get_circuit_breaker_status().items() if s.tripped]
+        log.warning("kill switch released (%s), breakers reset (tripped: %s)", reason, ", ".join(tripped) or "none")
+        self.risk.reset_circuit_breaker()
+        self._journal_kill_switch(False, reason)
+
+    def _journal_kill_switch(self, engaged: bool, reason: str) -> None:
+        if self.journal is None:
+            return
+        try:
+            self.journal.record_kill_switch(engaged, reason)
+        except Exception:  # the switch holds in this run; a restart would not know it
+            log.exception("journal: the kill switch change (%s) was not recorded", reason)
+
+    def _restore_kill_switch(self) -> None:
+        """At the end of the start-up: the operator's SIGUSR1/SIGUSR2 meanwhile, else the kill switch as
+        an earlier run left it in the journal."""
+        if self._kill_at_start is not None:
+            if self._kill_at_start:
+                self.engage_kill_switch("the operator (SIGUSR1, during start-up)")
+            else:
+                self.release_kill_switch("the operator (SIGUSR2, during start-up)")
+            return
+        kept = self.journal.kill_switch() if self.journal is not None else None
+        if kept is not None and self.risk is not None:
+            reason, at_ms = kept
+            log.warning("kill switch engaged before this start (%s, at %d ms): no new entries until SIGUSR2",
+                        reason, at_ms)
+            self.risk.kill(f"{reason} (engaged before this start)")
+
     def _install_kill_switch(self) -> list[signal.Signals]:
-        """SIGUSR1 engages the risk manager's kill switch, SIGUSR2 releases it and resets every tripped
-        breaker, while ``run`` runs (where the loop takes signal handlers: the main thread, POSIX);
-        the signals handled."""
-        risk = self.risk
-        if risk is None:
+        """SIGUSR1 engages the kill switch, SIGUSR2 releases it and resets every tripped breaker
+        (``engage_kill_switch``, ``release_kill_switch``), while ``run`` runs (where the loop takes
+        signal handlers: the main thread, POSIX); the signals handled."""
+        if self.risk is None:
             return []
 
         def engage() -> None:
-            log.warning("kill switch engaged by SIGUSR1: no new entries until SIGUSR2; executions in flight "
-                        "and recoveries finish")
-            risk.kill("engaged by the operator (SIGUSR1)")
+            self.engage_kill_switch("the operator (SIGUSR1)")
 
         def release() -> None:
-            # The operator has looked: every breaker tripped since is cleared with the kill switch.
-            tripped = [b.value for b, s in risk.get_circuit_breaker_status().items() if s.tripped]
-            log.warning("SIGUSR2: kill switch released, breakers reset (tripped: %s)", ", ".join(tripped) or "none")
-            risk.reset_circuit_breaker()
+            self.release_kill_switch("the operator (SIGUSR2)")
 
         loop = asyncio.get_running_loop()
         installed: list[signal.Signals] = []

@@ -173,10 +173,17 @@ CREATE TABLE hedge_drops (
 );
 """
 # Version 4: the start's reads of recovery steps (one opportunity's, and the approval flags) go
-# by index rather than reading every step a long run recorded.
+# by index rather than reading every step a long run recorded; the operator's kill switch is
+# kept, so that a restart (a crash, a reboot, a redeploy) does not release it.
 _RECOVERY_INDEX_SCHEMA = """
 CREATE INDEX recovery_steps_opportunity ON recovery_steps (opportunity_id);
 CREATE INDEX recovery_steps_approval ON recovery_steps (step_id) WHERE step IN ('manual_approval', 'acknowledged');
+CREATE TABLE kill_switch (
+    change_id INTEGER PRIMARY KEY,
+    engaged INTEGER NOT NULL CHECK (engaged IN (0, 1)),
+    reason TEXT NOT NULL,
+    at_ms INTEGER NOT NULL
+);
 """
 # What brings a journal of each older version to SCHEMA_VERSION (0: a new file).
 _UPGRADES = {
@@ -1029,6 +1036,19 @@ class Journal:
                 for (intent_id,) in rows:
                     self._append(intent_id, "acknowledged", None, None, None, True, _encode({"step": step_id}))
         return step_id or 0
+
+    def record_kill_switch(self, engaged: bool, reason: str) -> None:
+        """Record that the operator engaged (or released) the kill switch, so that a restart keeps it."""
+        with self._transaction:
+            self._write(
+                "INSERT INTO kill_switch (engaged, reason, at_ms) VALUES (?, ?, ?)", (int(engaged), reason, self._now_ms())
+            )
+
+    def kill_switch(self) -> tuple[str, int] | None:
+        """``(reason, wall ms)`` of the kill switch's engagement when its last recorded change engaged
+        it; None when it was released, or never engaged."""
+        row = self._db.execute("SELECT engaged, reason, at_ms FROM kill_switch ORDER BY change_id DESC LIMIT 1").fetchone()
+        return (str(row[1]), int(row[2])) if row is not None and row[0] else None
 
     def record_hedge_drop(self, symbol: str, spot: ExchangeName, futures: ExchangeName, reason: str) -> HedgeDrop:
         """Record that the hedges of pair ``symbol`` between ``spot`` and ``futures`` left the hedge

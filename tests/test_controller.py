@@ -1651,3 +1651,31 @@ def test_positions_held_are_valued_at_the_live_books(tmp_path: Path) -> None:
     assert risk.get_current_risk_metrics().symbol_exposure_usd == {"BTC/USDT": D("50.000")}
     controller._mark_to_market()  # what run() does first, and every status tick
     assert risk.get_current_risk_metrics().symbol_exposure_usd == {"BTC/USDT": D("61.000")}
+
+
+def test_the_kill_switch_holds_across_a_restart_until_it_is_released(tmp_path: Path) -> None:
+    """A crash, a reboot or a redeploy restarts the engine: an operator's stop must survive it."""
+    configuration = manager(tmp_path)
+    cluster = dry_run_cluster(configuration.config, random_per_minute=0)
+    path = tmp_path / "j.sqlite3"
+
+    async def start(action: Callable[[ArbitrageController], None] | None = None) -> bool:
+        controller = ArbitrageController(configuration, sim_cluster=cluster, journal=Journal(path))
+        await controller.initialize(dry_run=True)
+        assert controller.risk is not None
+        engaged = controller.risk.get_circuit_breaker_status()[Breaker.KILL_SWITCH].tripped
+        if action is not None:
+            action(controller)
+        await controller.shutdown("restart")
+        return engaged
+
+    async def scenario() -> list[bool]:
+        async with cluster:
+            return [
+                await start(lambda c: c.engage_kill_switch("the operator (test)")),
+                await start(),
+                await start(lambda c: c.release_kill_switch("the operator (test)")),
+                await start(),
+            ]
+
+    assert asyncio.run(scenario()) == [False, True, True, False]

@@ -122,18 +122,20 @@ def test_database_is_wal_and_versioned(tmp_path: Path) -> None:
         Journal(path)
 
 
-def test_a_version_3_journal_gets_the_recovery_step_indexes_and_the_starts_reads_use_them(tmp_path: Path) -> None:
+def test_a_version_3_journal_gets_the_recovery_step_indexes_and_the_kill_switch_table(tmp_path: Path) -> None:
     path = tmp_path / "v3.sqlite3"
     with Journal(path) as journal:
         journal.record_recovery_step("o1", "manual_approval", {"reason": "r"})
     with closing(sqlite3.connect(path)) as db:
         db.execute("DROP INDEX recovery_steps_opportunity")
         db.execute("DROP INDEX recovery_steps_approval")
+        db.execute("DROP TABLE kill_switch")
         db.execute("PRAGMA user_version=3")
         db.commit()
     with Journal(path) as journal:
         assert [step for step, _ in journal.recovery_steps("o1")] == ["manual_approval"]
         assert [opp for opp, _, _ in journal.awaiting_approval()] == ["o1"]
+        assert journal.kill_switch() is None
     with closing(sqlite3.connect(path)) as db:
         assert db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,) == (4,)
         one = db.execute(
@@ -144,6 +146,18 @@ def test_a_version_3_journal_gets_the_recovery_step_indexes_and_the_starts_reads
             "WHERE r.step IN ('manual_approval', 'acknowledged') ORDER BY r.step_id"
         ).fetchall()
     assert "USING INDEX recovery_steps_opportunity" in str(one) and "USING INDEX recovery_steps_approval" in str(flags)
+
+
+def test_the_kill_switch_is_kept_as_last_changed(tmp_path: Path) -> None:
+    path = tmp_path / "j.sqlite3"
+    with Journal(path, wall_clock_ms=lambda: 5) as journal:
+        assert journal.kill_switch() is None
+        journal.record_kill_switch(True, "the operator (SIGUSR1)")
+    with Journal(path) as journal:
+        assert journal.kill_switch() == ("the operator (SIGUSR1)", 5)
+        journal.record_kill_switch(False, "the operator (SIGUSR2)")
+    with Journal(path) as journal:
+        assert journal.kill_switch() is None
 
 
 def test_intent_is_open_until_the_fills_complete_it(journal: Journal) -> None:
