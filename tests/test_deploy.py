@@ -265,6 +265,9 @@ def test_prometheus_scrapes_the_engine_metrics_endpoint() -> None:
     assert job["metrics_path"] == "/metrics"
     assert job["static_configs"][0]["targets"] == [f"engine:{port}"]
     assert "/metrics" in served_paths()
+    # The "engine down" rule selects this job, and also fires when its target is gone altogether.
+    down = next(r for r in alert_rules() if r["alert"] == "ArbEngineDown")["expr"]
+    assert job["job_name"] == "arb" and f'absent(up{{job="{job["job_name"]}"}})' in down
 
 
 def test_dashboard_uses_the_provisioned_datasource() -> None:
