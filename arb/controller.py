@@ -549,15 +549,7 @@ class ArbitrageController:
             if self.factory is None:
                 self.factory = ExchangeFactory(self.config_manager)
         try:
-            hedging = OpportunityType.SPOT_FUTURES_HEDGE in config.opportunity_types
-            markets = [
-                market
-                for exchange in config.exchanges
-                if exchange.enabled
-                for market in exchange.exchange_names
-                if hedging or not market.is_futures
-            ]
-            self.connectors = await self.factory.create_exchanges(markets, dry_run=dry_run, paper=paper)
+            self.connectors = await self.factory.create_exchanges(config.traded_markets, dry_run=dry_run, paper=paper)
             if paper:
                 # A market the venue offers no trading on (MEXC futures) stays market data, as live.
                 self.traders = {

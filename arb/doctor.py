@@ -323,11 +323,6 @@ def public_connector(factory: ExchangeFactory, market: ExchangeName, sim: bool) 
     return connector_class.from_config(factory.exchange_config(market))
 
 
-def enabled_markets(config: ArbitrageConfig) -> list[ExchangeName]:
-    """Every market of every enabled venue."""
-    return [market for exchange in config.exchanges if exchange.enabled for market in exchange.exchange_names]
-
-
 async def diagnose(config_file: str | None, *, sim: bool, pings: int = PINGS) -> Diagnosis:
     """Run every check; never raises for what it finds."""
     diagnosis = Diagnosis(sim=sim)
@@ -343,7 +338,7 @@ async def diagnose(config_file: str | None, *, sim: bool, pings: int = PINGS) ->
             "`python -m arb check-config FILE` prints the effective settings once valid",
         ))
         return diagnosis
-    markets = enabled_markets(config)
+    markets = config.traded_markets  # as a run would: futures only when hedging
     findings.append(Finding(
         check="config", level=Level.OK if markets else Level.FAIL,
         detail=f"{len(markets)} markets ({', '.join(m.value for m in markets)}), symbols {', '.join(config.symbols)}",

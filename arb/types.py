@@ -150,6 +150,16 @@ class ArbitrageConfig(msgspec.Struct, frozen=True, kw_only=True):
     # How often the venues' trading rules are read again while running (0: only at start-up).
     instrument_refresh_interval_ms: int = 300_000
 
+    @property
+    def traded_markets(self) -> list[ExchangeName]:
+        """The markets a run connects: every market of every enabled venue, its futures only when
+        ``spot_futures_hedge`` is traded."""
+        hedging = OpportunityType.SPOT_FUTURES_HEDGE in self.opportunity_types
+        return [
+            market for exchange in self.exchanges if exchange.enabled for market in exchange.exchange_names
+            if hedging or not market.is_futures
+        ]
+
 
 class ArbitrageOpportunity(msgspec.Struct, frozen=True, kw_only=True):
     """A detected, executable price difference between two markets."""

@@ -26,14 +26,23 @@ def arb(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.
     )
 
 
+def test_doctor_checks_only_the_markets_a_run_would_connect(tmp_path: Path) -> None:
+    """Spot-spot only (the shipped default): a run connects no futures market, so a key without
+    futures permission must not fail the check."""
+    result = arb("doctor", "--sim", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "gateio account" in result.stdout and "gateio_futures" not in result.stdout
+
+
 def test_doctor_passes_on_the_simulator_and_measures_every_market(tmp_path: Path) -> None:
     result = arb("doctor", "--sim", cwd=tmp_path, env={"MEXC_API_KEY": "visible-api-key",
-                                                      "MEXC_SECRET_KEY": "visible-secret"})
+                                                      "MEXC_SECRET_KEY": "visible-secret",
+                                                      "ARB_OPPORTUNITY_TYPES": "spot_spot,spot_futures_hedge"})
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
     assert out.startswith("arb doctor (simulated venues)")
     assert "compiled core" in out and "doctor: everything OK" in out
-    for market in ("mexc", "gateio", "gateio_futures"):  # the shipped defaults
+    for market in ("mexc", "gateio", "gateio_futures"):  # the shipped venues, hedging on
         lines = {line.split()[1] + " " + line.split()[2]: line for line in out.splitlines() if line.startswith("  ok")}
         assert "median" in lines[f"{market} rest"]
         assert "ms" in lines[f"{market} clock"]
