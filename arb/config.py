@@ -420,7 +420,9 @@ class ConfigurationManager:
             f"safety          circuit breakers {_on(c.enable_circuit_breakers)}, risk checks "
             f"{_on(c.enable_risk_checks)}, recovery {_on(c.enable_recovery_mode)}, busy poll {_on(c.busy_poll)}, "
             f"rehearsal {f'every {c.rehearsal_interval_ms} ms' if c.rehearsal_interval_ms else 'off'}",
-            f"journal         {c.journal_path} (synchronous={c.journal_synchronous})",
+            f"journal         {c.journal_path} (--live, synchronous={c.journal_synchronous}); dry runs "
+            f"{simulated_journal_path(c.journal_path)}, --paper {simulated_journal_path(c.journal_path, 'paper')} "
+            "(synchronous=NORMAL)",
             f"hedge funding   over {c.hedge_holding_horizon_s} s held, rates read every "
             f"{c.funding_refresh_interval_ms} ms",
             "trading rules   "
@@ -435,6 +437,13 @@ class ConfigurationManager:
     def log_summary(self, logger: logging.Logger = log) -> None:
         """Log ``summary()`` at INFO."""
         logger.info("effective configuration:\n%s", self.summary())
+
+
+def simulated_journal_path(path: str, tag: str = "dry") -> str:
+    """Where a dry (``tag`` "dry") or paper ("paper") run journals: beside ``path``, apart from live
+    trading, so a live restart never reconciles simulated orders."""
+    p = Path(path)
+    return str(p.with_name(f"{p.stem}-{tag}{p.suffix or '.sqlite3'}"))
 
 
 def _on(flag: bool) -> str:

@@ -44,7 +44,7 @@ from arb_core.freshness import monotonic_ns
 
 from .balances import BalanceMonitor, SkewAlert
 from .collection import IdleCollection, collection_paused
-from .config import ConfigurationManager
+from .config import ConfigurationManager, simulated_journal_path
 from .errors import ArbitrageEngineError, ConfigurationError, ExchangeError, StartupInterrupted
 from .exchanges.base import BalancesReadHandler, BookKey, MarketDataTap
 from .exchanges.book_sync import BookSyncStats
@@ -291,12 +291,6 @@ def dry_run_cluster(
         markets.append(SyntheticMarket(synthetic, [engines[(s.exchange, s.symbol)] for s in specs], 0))
     cluster.feed = SyntheticFeed(markets, cluster.venues.values())
     return cluster
-
-
-def _dry_journal_path(path: str, tag: str = "dry") -> str:
-    """Dry and paper runs journal apart from live trading, so a live restart never reconciles simulated orders."""
-    p = Path(path)
-    return str(p.with_name(f"{p.stem}-{tag}{p.suffix or '.sqlite3'}"))
 
 
 def _set_aside(path: str) -> None:
@@ -980,7 +974,7 @@ class ArbitrageController:
         if self.journal is None:
             if dry_run:
                 tag = "paper" if self.mode == "paper" else "dry"
-                path = _dry_journal_path(config.journal_path, tag)
+                path = simulated_journal_path(config.journal_path, tag)
                 if self._owned_sim or self.mode == "paper":
                     _set_aside(path)
                 self.journal = Journal(path, synchronous="NORMAL")

@@ -256,6 +256,16 @@ def test_summary_masks_secrets(tmp_path: Path, caplog: pytest.LogCaptureFixture)
     assert manager.get_credentials("mexc") is None
 
 
+def test_summary_names_each_journal_a_run_writes(tmp_path: Path) -> None:
+    """Dry and paper runs journal beside the configured file: the summary names all three."""
+    manager = load(tmp_path, env={"ARB_JOURNAL_PATH": str(tmp_path / "j.sqlite3")})
+    (line,) = [line for line in manager.summary().splitlines() if line.startswith("journal")]
+    assert line.endswith(
+        f"{tmp_path / 'j.sqlite3'} (--live, synchronous=FULL); dry runs {tmp_path / 'j-dry.sqlite3'}, "
+        f"--paper {tmp_path / 'j-paper.sqlite3'} (synchronous=NORMAL)"
+    )
+
+
 def test_gateio_order_transport_reaches_the_connector_settings(tmp_path: Path) -> None:
     from arb.exchanges.connector import DEFAULT_ORDER_TRANSPORT, ConnectorSettings
 
