@@ -279,6 +279,7 @@ class ViewEvent(msgspec.Struct, frozen=True, kw_only=True):
     event: str
     message: str
     data: dict[str, object]
+    level: int = logging.INFO  # WARNING for what needs a look: a log alert keyed on the level sees it
 
 
 # --- the view -----------------------------------------------------------------------------
@@ -381,7 +382,9 @@ class LiveView:
                         event="breaker_trip",
                         message=f"circuit breaker {breaker.value} tripped: {reason or '(already reset)'}",
                         data={"breaker": breaker.value, "reason": reason, "trips": status.trips,
-                              "tripped": status.tripped},
+                              "tripped": status.tripped,
+                              "tripped_at_ms": status.trip.tripped_at_ms if status.trip is not None else None},
+                        level=logging.WARNING,
                     )
                 )
             self._trips[breaker.value] = status.trips
@@ -394,6 +397,7 @@ class LiveView:
                         event="market_halted",
                         message=f"{halted.exchange.value} {halted.symbol}: not traded any more: {reason}",
                         data={"market": halted.exchange.value, "symbol": halted.symbol, "reason": reason},
+                        level=logging.WARNING,
                     )
                 )
         for resumed in self._halts.keys() - halts.keys():
@@ -413,6 +417,7 @@ class LiveView:
                     event="near_liquidation",
                     message=f"{market.value} {symbol}: {near[(market, symbol)]} bps from its liquidation: not grown",
                     data={"market": market.value, "symbol": symbol, "distance_bps": near[(market, symbol)]},
+                    level=logging.WARNING,
                 )
             )
         for market, symbol in self._near - near.keys():
@@ -437,6 +442,7 @@ class LiveView:
                         f"{a.reason}",
                         data={"opportunity_id": a.opportunity_id, "symbol": a.symbol, "residual": a.residual_quantity,
                               "reason": a.reason},
+                        level=logging.WARNING,
                     )
                 )
         for gone in self._awaiting - {a.opportunity_id for a in awaiting}:
@@ -593,7 +599,7 @@ class LiveView:
         """Log the events since the last poll, then a ``status`` event, on the ``arb.events`` logger."""
         snapshot, events = self.poll()
         for event in events:
-            _events.info(event.message, extra={"event": event.event, "data": event.data})
+            _events.log(event.level, event.message, extra={"event": event.event, "data": event.data})
         data = msgspec.to_builtins(snapshot)
         del data["executions"]  # each one has its own event
         _events.info(status_line or "status", extra={"event": "status", "data": data})
@@ -602,7 +608,7 @@ class LiveView:
         """Log the events since the last poll and the run's ``summary`` event."""
         _, events = self.poll()
         for event in events:
-            _events.info(event.message, extra={"event": event.event, "data": event.data})
+            _events.log(event.level, event.message, extra={"event": event.event, "data": event.data})
         data = msgspec.to_builtins(summary)
         data["ok"] = summary.ok
         _events.info("run finished", extra={"event": "summary", "data": data})

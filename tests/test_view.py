@@ -299,6 +299,8 @@ def test_headless_lines_are_json_objects_with_the_expected_keys(json_events: io.
     assert execution["legs"][0]["market"] == "gateio" and execution["legs"][0]["filled"] == "0.0331"
     trip = objects[2]
     assert trip["breaker"] == "kill_switch" and trip["reason"] == "operator pressed stop"
+    # What needs a look is a warning, with when it happened (the event is written at the next poll).
+    assert trip["level"] == "WARNING" and isinstance(trip["tripped_at_ms"], int) and execution["level"] == "INFO"
     status = objects[-1]
     assert status["message"] == "[   1.0s] status line"
     for key in ("uptime_s", "realized_pnl", "connections", "opportunities", "venues", "latencies", "breakers"):
