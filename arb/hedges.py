@@ -10,8 +10,9 @@ rounded to ``BASIS_QUANTUM``; the last close releases the rest).
 Closing rule. A position is closed by the opposite pair (sell spot and buy futures for a
 long-spot position) once the basis it can be closed at, walked through the live books for
 the whole open quantity, has reverted far enough that the round trip still earns at least
-``min_profit_bps`` of the spot entry notional after all four taker fees (two at entry,
-two at exit, at each instrument's rate). While the dislocation lasts the exit basis is as
+``min_profit_bps`` of the spot entry notional after all four taker fees (the two entry fees as
+the openings paid them, in quote, a partial close releasing its share as for the basis; the
+two exit fees at each instrument's current rate). While the dislocation lasts the exit basis is as
 wide as the entry basis and the round trip would lose both fees, so nothing closes; when
 it reverts the close goes out as an ordinary two-leg execution. The funding settled while
 the position was open is not part of the rule: the venue settles it on the account's whole
@@ -61,7 +62,7 @@ from arb_core.freshness import is_fresh
 
 from .instruments import InstrumentCatalog, InstrumentError, common_step, pair_symbol, round_down_to_step, split_symbol
 from .journal import FillRecord, HedgeDrop
-from .orders import WIDE, exact_notional, round_price
+from .orders import WIDE, exact_notional, fee_in_quote, round_price
 from .pipeline import BPS, Leg, book_lot
 from .risk import MS_PER_DAY, FuturesHolding
 from .types import ArbitrageOpportunity, ExchangeName, ExecutionLeg, ExecutionResult, OpportunityType, OrderSide
@@ -102,6 +103,8 @@ class HedgePosition(msgspec.Struct, kw_only=True):
     # ``entry_basis * base``, which rounds through the averages): what they reported as
     # realized PnL and the closes give back.
     locked_basis: Decimal = ZERO
+    # Quote the openings of the open quantity paid in fees (both legs, at the rates then).
+    entry_fees: Decimal = ZERO
 
     @property
     def entry_basis(self) -> Decimal:
@@ -207,7 +210,7 @@ class HedgeBook:
                         exchange=record.exchange, symbol=fill.symbol, side=fill.side,
                         client_order_id=fill.client_order_id or fill.order_id, requested_quantity=fill.quantity,
                         limit_price=fill.price, filled_quantity=fill.quantity, average_price=fill.price,
-                        fee=fill.fee, order_id=fill.order_id,
+                        fee=fill.fee, fee_asset=fill.fee_asset, order_id=fill.order_id,
                     )
                 )
         for opp, legs in hedges.items():
@@ -279,6 +282,7 @@ class HedgeBook:
     ) -> HedgePosition | None:
         spot_base, spot_cost = self._net(spot_market, legs)
         futures_base, futures_cost = self._net(futures_market, legs)
+        fees = self._fees(spot_market, legs) + self._fees(futures_market, legs)
         if not spot_base or not futures_base or (spot_base > 0) == (futures_base > 0):
             return None
         matched = min(abs(spot_base), abs(futures_base))
@@ -293,7 +297,7 @@ class HedgeBook:
         if position is None or not position.base:
             position = self._positions[key] = HedgePosition(
                 symbol=symbol, spot=spot_market, futures=futures_market, base=signed,
-                spot_price=spot_price, futures_price=futures_price, locked_basis=locked,
+                spot_price=spot_price, futures_price=futures_price, locked_basis=locked, entry_fees=fees,
             )
         elif (position.base > 0) == (signed > 0):
             total = position.base + signed
@@ -301,15 +305,33 @@ class HedgeBook:
             position.futures_price = (position.futures_price * position.base + futures_price * signed) / total
             position.base = total
             position.locked_basis += locked
+            position.entry_fees += fees
         else:
             remaining = position.base + signed
             closed = min(matched, abs(position.base))
             position.locked_basis -= _share(position.locked_basis, closed, abs(position.base))
+            position.entry_fees -= _share(position.entry_fees, closed, abs(position.base))
             if remaining and (remaining > 0) != (position.base > 0):
                 position.spot_price, position.futures_price = spot_price, futures_price
                 position.locked_basis = _share(locked, abs(remaining), matched)
+                position.entry_fees = _share(fees, abs(remaining), matched)
             position.base = remaining
         return msgspec.structs.replace(position)
+
+    def _fees(self, market: ExchangeName, legs: Sequence[ExecutionLeg]) -> Decimal:
+        """The fees ``legs`` paid on ``market``, in quote (a fee in neither base nor quote, as a venue's
+        points, at the instrument's taker rate on the fill's notional)."""
+        total = ZERO
+        for leg in legs:
+            if leg.exchange is not market or not leg.filled_quantity or leg.average_price is None:
+                continue
+            instrument = self.catalogs[market].get(leg.symbol)
+            in_quote = fee_in_quote(instrument, leg.fee, leg.fee_asset or instrument.quote, leg.average_price)
+            if in_quote is None:
+                filled = leg.filled_quantity * instrument.contract_size
+                in_quote = exact_notional(instrument, filled, leg.average_price) * instrument.taker_fee
+            total += in_quote
+        return total
 
     def _net(self, market: ExchangeName, legs: Sequence[ExecutionLeg]) -> tuple[Decimal, Decimal]:
         """The signed base quantity ``legs`` left on ``market`` and the quote it cost (the exact
@@ -372,14 +394,14 @@ class HedgeBook:
         if spot_price is None or futures_price is None:
             return None
         entry_notional = position.spot_price * quantity
+        entry_fees = position.entry_fees / abs(position.base)  # per base, as paid
 
         def profit_at(spot_price: Decimal, futures_price: Decimal) -> Decimal:
             """The round trip's profit after fees with the close filled at these prices, less the
             funding the close forgoes."""
             exit_basis = futures_price - spot_price
             gain = position.entry_basis - exit_basis if long_spot else exit_basis - position.entry_basis
-            fees = (position.spot_price + spot_price) * si.taker_fee
-            fees += (position.futures_price + futures_price) * fi.taker_fee
+            fees = entry_fees + spot_price * si.taker_fee + futures_price * fi.taker_fee
             return (gain - fees - held_funding_per_base) * quantity
 
         floor = self.min_profit_bps * entry_notional / BPS

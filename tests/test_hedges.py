@@ -7,6 +7,7 @@ import logging
 from decimal import Decimal as D
 from pathlib import Path
 
+import msgspec
 import pytest
 from fakevenue import FakeExchange, FakeTime, Step, catalogs, perp, spot
 from test_pipeline import GATE as GATE_SPOT
@@ -164,12 +165,17 @@ def book_hedge(hedges: HedgeBook, spot_market: ExchangeName, base: str) -> Hedge
     quantity, long_spot = abs(D(base)), D(base) > 0
     contracts = quantity / GATE_PERP.contract_size
     spot_side, futures_side = (OrderSide.BUY, OrderSide.SELL) if long_spot else (OrderSide.SELL, OrderSide.BUY)
+    # The venues' taker fees: a spot buy's in the base it bought, the rest in quote.
+    spot_fee, spot_fee_asset = (
+        (quantity * GATE_SPOT.taker_fee, "BTC") if long_spot else (quantity * D(60000) * GATE_SPOT.taker_fee, "USDT")
+    )
     legs = (
         ExecutionLeg(exchange=spot_market, symbol="BTC/USDT", side=spot_side, client_order_id="s",
-                     requested_quantity=quantity, limit_price=D(60000), filled_quantity=quantity, average_price=D(60000)),
+                     requested_quantity=quantity, limit_price=D(60000), filled_quantity=quantity, average_price=D(60000),
+                     fee=spot_fee, fee_asset=spot_fee_asset),
         ExecutionLeg(exchange=PERP, symbol=GATE_PERP.symbol, side=futures_side, client_order_id="f",
                      requested_quantity=contracts, limit_price=D(60600), filled_quantity=contracts,
-                     average_price=D(60600)),
+                     average_price=D(60600), fee=quantity * D(60600) * GATE_PERP.taker_fee, fee_asset="USDT"),
     )
     buy, sell = (spot_market, PERP) if long_spot else (PERP, spot_market)
     result = ExecutionResult(
@@ -184,7 +190,7 @@ def book_hedge(hedges: HedgeBook, spot_market: ExchangeName, base: str) -> Hedge
 def close_of(
     base: str, books_at_ns: int, now_ns: int, spot_book: WireScale = WireScale(3, 1, 10, 1),
     offset_by: str | None = None, spot_held: D | None = None, min_profit_bps: D = D(10),
-    held_funding_per_base: D = D(0),
+    held_funding_per_base: D = D(0), spot_taker_now: D | None = None,
 ) -> ArbitrageOpportunity | None:
     """The close of a long-spot hedge (entry basis 600) on books where the basis has reverted to 0.1
     (Gate.io's BTC_USDT book grid by default: prices to 0.001, sizes to 1e-10); ``offset_by``: the
@@ -194,8 +200,10 @@ def close_of(
     if offset_by is not None:
         book_hedge(hedges, MEXC, offset_by)
     scans = ScannerPipeline(max_data_age_ms=100, opportunity_types=(HEDGE,), clock=lambda: now_ns)
+    # The spot market as it trades now: its taker fee may have changed since the hedge opened.
+    spot_now = GATE_SPOT if spot_taker_now is None else msgspec.structs.replace(GATE_SPOT, taker_fee=spot_taker_now)
     (plan,) = scans.register_symbol("BTC/USDT", [
-        (GATE_SPOT, book("spot", spot_book, [("60000", "10")], [("60000.1", "10")], books_at_ns), spot_book),
+        (spot_now, book("spot", spot_book, [("60000", "10")], [("60000.1", "10")], books_at_ns), spot_book),
         (GATE_PERP, book("perp", GATE_PERP_BOOK, [("59999.9", "10000000")], [("60000.1", "10000000")], books_at_ns),
          GATE_PERP_BOOK),
     ])
@@ -243,6 +251,20 @@ def test_a_close_whose_room_is_less_than_a_tick_keeps_the_floor_at_its_limits() 
     wide = close_of("0.0015", books_at_ns=10**9, now_ns=10**9, min_profit_bps=walked - 1)  # room enough: widened
     assert wide is not None and wide.sell_price < D("60000") and wide.buy_price > D("60000.1")
     assert round_trip_bps(wide.max_quantity, wide.sell_price, wide.buy_price) >= walked - 1
+
+
+def test_a_close_counts_the_entry_fees_as_paid_when_the_fee_tier_has_changed_since() -> None:
+    """Opened at 0.2 % spot taker, the tier now 0.05 %: the entry cost 90 USDT per BTC more than
+    today's rate says (15 bps of the entry), so a close that clears the floor only at today's rate
+    for both entries would round-trip below it."""
+    walked = round_trip_bps(D("0.0015"), D("60000"), D("60000.1"))  # entry and exit at 0.2 %
+    exit_saving = D(60000) * (D("0.002") - D("0.0005")) * 10_000 / D(60000)  # 15 bps saved at the exit
+    paid = walked + exit_saving  # entry fees as paid, exit at the new rate
+    assert close_of("0.0015", books_at_ns=10**9, now_ns=10**9, min_profit_bps=paid + 5,
+                    spot_taker_now=D("0.0005")) is None  # it clears paid + 5 only with the entry repriced
+    closing = close_of("0.0015", books_at_ns=10**9, now_ns=10**9, min_profit_bps=paid - D("0.5"),
+                       spot_taker_now=D("0.0005"))
+    assert closing is not None and closing.profit_margin_bps >= paid - D("0.5")
 
 
 def test_funding_the_position_would_earn_counts_against_its_close_and_funding_it_pays_for_it() -> None:
