@@ -190,7 +190,9 @@ def test_futures_wrong_user_id_and_bad_signature_are_refused() -> None:
     assert session.user is None and not session.private
 
 
-def test_futures_pushes_decode_contracts_and_fees_exactly_and_have_the_documented_shape() -> None:
+def futures_ioc_buy_pushes(client_id: str) -> tuple[SimExchange, GateioFuturesPrivateStream, list[bytes]]:
+    """3 contracts bought IOC from a maker's 5 at 60000.5, subscribed: the venue, the stream client
+    and the private frames the venue pushed for it."""
     exchange, session, client = setup_futures()
     for frame in client.subscribe_frames():
         session.handle(frame, NOW_S * 1000)
@@ -201,9 +203,13 @@ def test_futures_pushes_decode_contracts_and_fees_exactly_and_have_the_documente
                          price_ticks=engine.price_ticks("60000.5"))
     exchange.drain_events()
     exchange.place_order(KEY, "BTC/USDT:USDT", OrderSide.BUY, SimOrderType.LIMIT, 3, time.monotonic_ns(),
-                         price_ticks=engine.price_ticks("61000.5"), time_in_force=SimTimeInForce.IOC, client_id="t-f1")
-    events = exchange.drain_events()
-    frames = session.private_frames([(e, 0) for e in events], NOW_S * 1000)
+                         price_ticks=engine.price_ticks("61000.5"), time_in_force=SimTimeInForce.IOC,
+                         client_id=client_id)
+    return exchange, client, session.private_frames([(e, 0) for e in exchange.drain_events()], NOW_S * 1000)
+
+
+def test_futures_pushes_decode_contracts_and_fees_exactly_and_have_the_documented_shape() -> None:
+    exchange, client, frames = futures_ioc_buy_pushes("t-f1")
     decoded = [client.decode(f, False) for f in frames]
     fills = [f for m in decoded for f in m.fills]
     orders = [o for m in decoded for o in m.orders]
@@ -230,18 +236,7 @@ def test_futures_pushes_decode_contracts_and_fees_exactly_and_have_the_documente
 
 
 def test_futures_trade_pushed_twice_counts_its_fee_once() -> None:
-    exchange, session, client = setup_futures()
-    for frame in client.subscribe_frames():
-        session.handle(frame, NOW_S * 1000)
-    exchange.deposit("maker", "USDT", "100000")
-    exchange.deposit(KEY, "USDT", "10000")
-    engine = exchange.engines["BTC/USDT:USDT"]
-    exchange.place_order("maker", "BTC/USDT:USDT", OrderSide.SELL, SimOrderType.LIMIT, 5, time.monotonic_ns(),
-                         price_ticks=engine.price_ticks("60000.5"))
-    exchange.drain_events()
-    exchange.place_order(KEY, "BTC/USDT:USDT", OrderSide.BUY, SimOrderType.LIMIT, 3, time.monotonic_ns(),
-                         price_ticks=engine.price_ticks("61000.5"), time_in_force=SimTimeInForce.IOC, client_id="t-f2")
-    frames = session.private_frames([(e, 0) for e in exchange.drain_events()], NOW_S * 1000)
+    _, client, frames = futures_ioc_buy_pushes("t-f2")
     trades = [f for f in frames if b'"futures.usertrades"' in f]
     orders = [f for f in frames if b'"futures.orders"' in f]
     assert trades and orders

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from decimal import Decimal as D
+from typing import Any
 
 import msgspec
 import pytest
@@ -58,8 +59,10 @@ def test_field_tables_follow_the_proto() -> None:
     assert DEAL_FIELDS == PROTO_DEALS and ORDER_FIELDS == PROTO_ORDERS_PREFIX and ACCOUNT_FIELDS == PROTO_ACCOUNT
 
 
-def test_pushes_round_trip_exactly() -> None:
-    exchange, context, client = setup()
+def an_ioc_buy_filled() -> tuple[Any, MexcSpotPrivateStream, list[Any]]:
+    """0.1 BTC bought IOC (client id c1) from a maker's 0.25 at 60000.5: the book engine, the
+    stream client and the venue's events of our user."""
+    exchange, _, client = setup()
     engine = exchange.engines["BTC/USDT"]
     exchange.deposit("maker", "BTC", "1")
     exchange.deposit(KEY, "USDT", "10000")
@@ -68,7 +71,11 @@ def test_pushes_round_trip_exactly() -> None:
     exchange.place_order(KEY, "BTC/USDT", OrderSide.BUY, SimOrderType.LIMIT, engine.size_lots("0.1"),
                          time.monotonic_ns(), price_ticks=engine.price_ticks("61000"),
                          time_in_force=SimTimeInForce.IOC, client_id="c1")
-    mine = [e for e in exchange.drain_events() if e.user == KEY]
+    return engine, client, [e for e in exchange.drain_events() if e.user == KEY]
+
+
+def test_pushes_round_trip_exactly() -> None:
+    engine, client, mine = an_ioc_buy_filled()
     messages = []
     for event in mine:
         frame = (deal_push(engine, event, NOW_MS, NOW_MS) if isinstance(event, Fill)
@@ -86,16 +93,7 @@ def test_pushes_round_trip_exactly() -> None:
 
 
 def test_a_deal_pushed_twice_counts_its_fee_once() -> None:
-    exchange, context, client = setup()
-    engine = exchange.engines["BTC/USDT"]
-    exchange.deposit("maker", "BTC", "1")
-    exchange.deposit(KEY, "USDT", "10000")
-    exchange.place_order("maker", "BTC/USDT", OrderSide.SELL, SimOrderType.LIMIT, engine.size_lots("0.25"),
-                         time.monotonic_ns(), price_ticks=engine.price_ticks("60000.5"))
-    exchange.place_order(KEY, "BTC/USDT", OrderSide.BUY, SimOrderType.LIMIT, engine.size_lots("0.1"),
-                         time.monotonic_ns(), price_ticks=engine.price_ticks("61000"),
-                         time_in_force=SimTimeInForce.IOC, client_id="c1")
-    mine = [e for e in exchange.drain_events() if e.user == KEY]
+    engine, client, mine = an_ioc_buy_filled()
     (deal,) = [deal_push(engine, e, NOW_MS, NOW_MS) for e in mine if isinstance(e, Fill)]
     (fill,) = client.decode(deal, True).fills
     assert client.decode(deal, True).fills == [fill]  # a resent deal is still reported as pushed
