@@ -269,6 +269,9 @@ class OrderOutcome(msgspec.Struct, frozen=True, kw_only=True):
     error: str | None = None
     category: str | None = None
     answered_ns: int = 0  # monotonic time of the venue's first answer (0: none)
+    # Unresolved: until when (monotonic) the venue may still take the request, so that asking
+    # again later (``OrderRunner.resolve``) takes "not found" as final only after it.
+    taken_until_ns: int = 0
 
     @property
     def filled(self) -> Decimal:
@@ -477,7 +480,8 @@ class OrderRunner:
         if outcome.resolved:
             return outcome
         return await self._resolve(
-            outcome.exchange, outcome.instrument, outcome.request, outcome.leg, outcome.state, outcome.answered_ns
+            outcome.exchange, outcome.instrument, outcome.request, outcome.leg, outcome.state, outcome.answered_ns,
+            taken_until_ns=outcome.taken_until_ns,
         )
 
     def _refused(
@@ -588,6 +592,7 @@ class OrderRunner:
         return OrderOutcome(
             exchange=exchange, instrument=instrument, request=request, leg=leg, state=last, resolved=False,
             error=f"outcome unknown: {error}", category=ErrorCategory.OUTCOME_UNKNOWN, answered_ns=answered_ns,
+            taken_until_ns=taken_until_ns,
         )
 
     def _finished(

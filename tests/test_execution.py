@@ -338,6 +338,31 @@ def test_an_acknowledged_order_is_then_asked_about_by_the_venues_order_id(tmp_pa
     h.check_journal_accounts_for_every_order()
 
 
+def test_recovery_asking_again_about_a_lost_leg_waits_out_the_venues_window_before_replacing_it(
+    tmp_path: Path,
+) -> None:
+    """The buy's answer is lost and every query of the executor fails (the venue's API hiccups), so
+    recovery gets it unresolved. Its own queries find nothing: "not found" is final only once the
+    venue can no longer take the delayed request; a hedge sent before that could buy the leg twice."""
+    buy, sell = venues(buy_script=(Step(kind="vanish"),))
+    buy.order_acceptance_s = 6.0  # the order deadline and the clock's error, as a real venue's
+    buy.failing_queries = 4  # the executor's
+    h = Harness(tmp_path, buy, sell)
+    sent_at: dict[str, int] = {}
+    place = buy.place_order
+
+    async def placing(request: OrderRequest) -> OrderState:
+        sent_at[request.client_order_id] = h.time.now_ns
+        return await place(request)
+
+    buy.place_order = placing  # type: ignore[method-assign]
+    result = h.run(opportunity())
+    hedges = [cid for cid in sent_at if cid != "opp1-b"]
+    assert hedges and result.final_state is S.COMPLETED
+    assert all(sent_at[cid] - sent_at["opp1-b"] >= 6_000_000_000 for cid in hedges)
+    h.check_journal_accounts_for_every_order()
+
+
 def test_disconnect_mid_execution_is_resolved_after_failed_queries(tmp_path: Path) -> None:
     buy, sell = venues(sell_script=(Step(kind="lost", error="disconnect", fraction=D("0.4")),))
     sell.failing_queries = 2
