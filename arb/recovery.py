@@ -6,6 +6,8 @@ closes it with IOC orders, either completing the missing leg on the venue that u
 priced so that closing the residual loses at most ``max_loss_quote`` against the over-filled
 leg's average price, fees included. When that bound or the attempts run out, the residual
 is flagged for manual approval, logged as an error and journaled; it is never left silent.
+An order the venue refuses for its rate limit is not an attempt: recovery tries the next venue,
+pausing when every one refused so, for up to ``RATE_LIMITED_FOR_S`` in all.
 """
 
 from __future__ import annotations
@@ -42,6 +44,12 @@ from .orders import (
 from .types import ExchangeName, OrderSide
 
 log = logging.getLogger(__name__)
+# A recovery order refused for the venue's rate limit (past the order runner's own wait) is not an
+# attempt: the residual is open meanwhile, so recovery tries the next venue at once, pauses this
+# long when every venue refused it so in a row, and flags the residual after this long in all.
+RATE_LIMIT_PAUSE_S = 1.0
+RATE_LIMITED_FOR_S = 30.0
+
 
 class RecoveryAction(str, Enum):
     """How a residual is closed."""
@@ -207,7 +215,8 @@ class RecoveryManager:
         venues.append((RecoveryAction.UNWIND, over.exchange, over.instrument))
         orders = progress.orders
         cost = ZERO
-        attempt = 0
+        attempt = sent = 0  # orders that were attempts (not refused for a rate limit); orders sent
+        limited, limited_s = 0, 0.0  # rate-limit refusals in a row; paused for them
         unwound = False
         while abs(net) >= tolerance:
             if fee_kept and abs(net) - fee_kept < tolerance and (
@@ -220,21 +229,21 @@ class RecoveryManager:
             if budget < 0:
                 return self._flag(active, buy, sell, orders, cost, f"loss bound {self.max_loss_quote} reached")
             side = OrderSide.SELL if net > 0 else OrderSide.BUY
-            choice = self._pick(venues, attempt, side, abs(net), reference, budget, fee_kept)
+            choice = self._pick(venues, sent, side, abs(net), reference, budget, fee_kept)
             if choice is None:
                 return self._flag(
                     active, buy, sell, orders, cost,
                     f"residual {abs(net)} is below the minimum order on every venue that could close it",
                 )
             action, exchange, instrument, quantity, price = choice
-            cid = client_order_id(opp, f"{action.value[0]}{attempt + 1}")
+            cid = client_order_id(opp, f"{action.value[0]}{sent + 1}")
             # Completing a reduce-only leg reduces the same position; an unwind reverses a leg, so it
             # may grow one (and whether it would is not known here).
             reduce_only = action is RecoveryAction.HEDGE and under.request.reduce_only
             request = ioc_order(instrument, side, quantity, price, cid, reduce_only=reduce_only)
             if attempt:
                 await self.sleep(self.backoff.delay(attempt - 1))
-            leg = f"{action.value}-{attempt + 1}"
+            leg = f"{action.value}-{sent + 1}"
             try:
                 self.orders.intend(opp, leg, exchange, request)
             except Exception as exc:  # not sent: the journal must hold every order before it exists
@@ -247,6 +256,16 @@ class RecoveryManager:
                      side.value, quantity, instrument.symbol, price, exchange.value, net, budget)
             outcome = await self.orders.run(exchange, instrument, request, leg)
             orders.append(outcome)
+            sent += 1
+            if outcome.category == ErrorCategory.RATE_LIMITED and not outcome.filled:
+                limited += 1
+                if limited >= len(venues):  # every venue that could close it is limited: wait a little
+                    if limited_s >= RATE_LIMITED_FOR_S:
+                        return self._flag(active, buy, sell, orders, cost, f"rate limited for {limited_s:.0f} s")
+                    await self.sleep(RATE_LIMIT_PAUSE_S)
+                    limited, limited_s = 0, limited_s + RATE_LIMIT_PAUSE_S
+                continue
+            limited = 0
             attempt += 1
             self._attempts += 1
             active.attempts = attempt

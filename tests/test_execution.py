@@ -602,6 +602,29 @@ def test_rate_limit_past_the_deadline_gives_the_leg_up_and_recovers(tmp_path: Pa
     h.check_journal_accounts_for_every_order()
 
 
+def test_rate_limits_on_every_venue_pause_recovery_rather_than_use_up_its_attempts(tmp_path: Path) -> None:
+    """Both venues answer 429 with a wait past the order deadline: recovery tries the other venue at
+    once, pauses when both refused in a row, and closes the residual once a venue takes it, rather
+    than flagging it after four quick refusals."""
+    limited = Step(kind="ratelimit", retry_after_s=1.5)
+    h = Harness(tmp_path, *venues(buy_script=(Step(), limited, limited), sell_script=(limited, limited, limited, Step())))
+    result = h.run(opportunity())
+    assert result.final_state is S.COMPLETED and h.net_base() == 0
+    assert [r.client_order_id for r in h.sell.placed] == ["opp1-s", "opp1-h1", "opp1-h3", "opp1-h5"]
+    assert [r.client_order_id for r in h.buy.placed] == ["opp1-b", "opp1-u2", "opp1-u4"]
+    assert h.time.sleeps.count(1.0) == 2  # a pause after each round of refusals
+    h.check_journal_accounts_for_every_order()
+
+
+def test_a_residual_rate_limited_everywhere_for_half_a_minute_is_flagged(tmp_path: Path) -> None:
+    limited = Step(kind="ratelimit", retry_after_s=1.5)
+    h = Harness(tmp_path, *venues(buy_script=(Step(),) + (limited,) * 40, sell_script=(limited,) * 40))
+    result = h.run(opportunity())
+    assert result.final_state is S.RECOVERING and "requires manual approval" in (result.error or "")
+    assert "rate limited for 30 s" in (result.error or "") and h.net_base() == D("0.5")
+    h.check_journal_accounts_for_every_order()
+
+
 def test_rate_limited_hedge_completes_the_trade(tmp_path: Path) -> None:
     h = Harness(tmp_path, *venues(sell_script=(Step(kind="ratelimit", retry_after_s=5.0),)))
     result = h.run(opportunity())
