@@ -214,6 +214,11 @@ class RecoveryManager:
             venues.append((RecoveryAction.HEDGE, under.exchange, under.instrument))
         venues.append((RecoveryAction.UNWIND, over.exchange, over.instrument))
         orders = progress.orders
+        # The fee rate each venue charged here: a tier above the catalog's (not read again yet) would
+        # otherwise let the orders' limits spend more than the loss bound.
+        charged: dict[ExchangeName, Decimal] = {}
+        for outcome in (buy, sell):
+            _note_charged(charged, outcome)
         cost = ZERO
         attempt = sent = 0  # orders that were attempts (not refused for a rate limit); orders sent
         limited, limited_s = 0, 0.0  # rate-limit refusals in a row; paused for them
@@ -229,7 +234,7 @@ class RecoveryManager:
             if budget < 0:
                 return self._flag(active, buy, sell, orders, cost, f"loss bound {self.max_loss_quote} reached")
             side = OrderSide.SELL if net > 0 else OrderSide.BUY
-            choice = self._pick(venues, sent, side, abs(net), reference, budget, fee_kept)
+            choice = self._pick(venues, sent, side, abs(net), reference, budget, fee_kept, charged)
             if choice is None:
                 return self._flag(
                     active, buy, sell, orders, cost,
@@ -256,6 +261,7 @@ class RecoveryManager:
                      side.value, quantity, instrument.symbol, price, exchange.value, net, budget)
             outcome = await self.orders.run(exchange, instrument, request, leg)
             orders.append(outcome)
+            _note_charged(charged, outcome)
             sent += 1
             if outcome.category == ErrorCategory.RATE_LIMITED and not outcome.filled:
                 limited += 1
@@ -288,6 +294,9 @@ class RecoveryManager:
                 venues = [v for v in venues if v[1] is not exchange]
                 if not venues:
                     return self._flag(active, buy, sell, orders, cost, f"every venue refused: {outcome.error}")
+        if cost > self.max_loss_quote:
+            log.error("recovery %s: closed at a cost of %s, past its loss bound %s (fills priced worse than their "
+                      "limits allowed for)", opp, cost, self.max_loss_quote)
         self._recovered += 1
         self._total_cost += cost
         del self._active[opp]
@@ -344,9 +353,11 @@ class RecoveryManager:
     def _pick(
         self, venues: list[tuple[RecoveryAction, ExchangeName, Instrument]], attempt: int, side: OrderSide,
         base: Decimal, reference: Decimal, budget: Decimal, fee_kept: Decimal = ZERO,
+        charged: Mapping[ExchangeName, Decimal] | None = None,
     ) -> tuple[RecoveryAction, ExchangeName, Instrument, Decimal, Decimal] | None:
         """This attempt's venue (alternating over the usable ones) with the size and limit price to send
-        there; an unwind closes ``base`` less ``fee_kept`` (what the over-filled buy never received)."""
+        there; an unwind closes ``base`` less ``fee_kept`` (what the over-filled buy never received).
+        ``charged``: the fee rate each venue charged this execution's fills, where above the listed one."""
         usable: list[tuple[RecoveryAction, ExchangeName, Instrument, Decimal, Decimal]] = []
         for action, exchange, instrument in venues:
             lots = lots_of_base(instrument, base - fee_kept if action is RecoveryAction.UNWIND else base)
@@ -354,17 +365,18 @@ class RecoveryManager:
                 continue
             size = instrument.lots_to_size(lots)
             traded = size * instrument.contract_size
-            price = self._bounded_price(instrument, side, reference, traded, budget)
+            fee = max(instrument.taker_fee, charged.get(exchange, ZERO)) if charged else instrument.taker_fee
+            price = self._bounded_price(instrument, side, reference, traded, budget, fee)
             if size >= instrument.min_size and traded * price >= instrument.min_notional:
                 usable.append((action, exchange, instrument, size, price))
         return usable[attempt % len(usable)] if usable else None
 
     def _bounded_price(
-        self, instrument: Instrument, side: OrderSide, reference: Decimal, base: Decimal, budget: Decimal
+        self, instrument: Instrument, side: OrderSide, reference: Decimal, base: Decimal, budget: Decimal,
+        fee: Decimal,
     ) -> Decimal:
-        """The worst limit at which closing ``base`` against ``reference`` loses at most ``budget`` (taker fee
-        included) and strays at most ``max_slippage`` from ``reference``."""
-        fee = instrument.taker_fee
+        """The worst limit at which closing ``base`` against ``reference`` loses at most ``budget`` (the fee
+        rate ``fee`` included) and strays at most ``max_slippage`` from ``reference``."""
         if side is OrderSide.SELL:
             limit = max((reference * base - budget) / (base * (1 - fee)), reference * (1 - self.max_slippage))
         else:
@@ -486,3 +498,12 @@ async def _query(
         if exc.category != ErrorCategory.UNKNOWN_ORDER:
             raise
     return None
+
+
+def _note_charged(charged: dict[ExchangeName, Decimal], outcome: OrderOutcome) -> None:
+    """Keep in ``charged`` the highest fee rate ``outcome``'s venue charged its fills (in quote)."""
+    notional = outcome.notional
+    if notional:
+        rate = outcome.fee_quote / notional
+        if rate > charged.get(outcome.exchange, ZERO):
+            charged[outcome.exchange] = rate

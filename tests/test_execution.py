@@ -625,6 +625,22 @@ def test_a_residual_rate_limited_everywhere_for_half_a_minute_is_flagged(tmp_pat
     h.check_journal_accounts_for_every_order()
 
 
+def test_an_unwind_prices_in_the_fee_rate_its_venue_charged_the_leg(tmp_path: Path) -> None:
+    """The venue's tier rose to 0.3 % and the catalog, read minutes ago, still says 0.1 %: the unwind
+    is priced with the rate the filled leg was charged, so the recovery stays within its bound."""
+    buy = FakeExchange(spot(ExchangeName.GATEIO, taker_fee=D("0.003")))
+    sell = FakeExchange(spot(ExchangeName.MEXC, venue_symbol="BTCUSDT"),
+                        (Step(kind="reject", category=ErrorCategory.ORDER_REJECTED),))
+    h = Harness(tmp_path, buy, sell)
+    h.executor.instruments = catalogs(FakeExchange(spot(ExchangeName.GATEIO)), sell)  # the listed 0.1 %
+    result = h.run(opportunity())
+    assert h.net_base() == 0 and [r.client_order_id for r in buy.placed][-1].startswith("opp1-u")
+    statistics = h.recovery.get_recovery_statistics()
+    assert statistics.recovered == 1 and 0 < statistics.total_recovery_cost <= h.recovery.max_loss_quote
+    assert result.final_state is S.FAILED
+    h.check_journal_accounts_for_every_order()
+
+
 def test_rate_limited_hedge_completes_the_trade(tmp_path: Path) -> None:
     h = Harness(tmp_path, *venues(sell_script=(Step(kind="ratelimit", retry_after_s=5.0),)))
     result = h.run(opportunity())
