@@ -734,9 +734,12 @@ class Journal:
             self._open_ids[entry.intent_id] = entry
 
     def _write_failed(self, exc: BaseException | None) -> None:
-        """A write the database did not take (an I/O or SQLite error, not a refusal of its content):
-        counted, and passed to ``on_write_failure``."""
-        if not isinstance(exc, (sqlite3.Error, OSError)):
+        """A write the database or the intent log did not take (an I/O or SQLite error, also one this
+        class wrapped in a ``JournalError``; not a refusal of a record's content): counted, and passed
+        to ``on_write_failure``."""
+        if not isinstance(exc, (sqlite3.Error, OSError)) and not (
+            isinstance(exc, JournalError) and isinstance(exc.__cause__, (sqlite3.Error, OSError))
+        ):
             return
         self.write_failures += 1
         if self.on_write_failure is not None:
@@ -944,6 +947,7 @@ class Journal:
                 os.ftruncate(fd, self._log_size)  # no torn record ahead of the next one
             except OSError:
                 self._log_damaged = True  # intents are committed to the database until the log is emptied
+            self._write_failed(exc)
             raise JournalError(f"journal {self.path}: cannot write the intent log: {exc}") from exc
         self._log_size += len(line)
         self._logged.extend((row, request.quantity) for row, (_, _, request) in zip(rows, orders))

@@ -15,6 +15,7 @@ from collections import Counter
 from contextlib import closing
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import pytest
@@ -208,6 +209,34 @@ def test_a_failed_write_is_counted_and_reported_but_a_refused_record_is_not(jour
     journal._db.execute("PRAGMA query_only=OFF")
     journal.record_ack(GATE, "c1", state("c1", OrderStatus.NEW))
     assert journal.write_failures == 1
+
+
+def test_failed_writes_on_the_order_path_are_reported_too(journal: Journal) -> None:
+    """The executor's intents go to the intent log, and into the database with the next write: a
+    database that stops taking them, or a log that cannot be appended to, is a failed write too."""
+    reasons: list[str] = []
+    journal.on_write_failure = reasons.append
+    journal.record_intents("opp1", [("buy", GATE, request("c1")), ("sell", MEXC, request("c2"))], deferred=True)
+    write = journal._write
+
+    def disk_error(sql: str, *args: Any) -> Any:
+        if sql.startswith("INSERT INTO intents"):
+            raise sqlite3.OperationalError("disk I/O error")
+        return write(sql, *args)
+
+    journal._write = disk_error  # type: ignore[method-assign]
+    with pytest.raises(JournalError, match="from the intent log: disk I/O error"):
+        journal.record_ack(GATE, "c1", state("c1", OrderStatus.NEW))
+    assert journal.write_failures == 1 and "disk I/O error" in reasons[0]
+    journal._write = write  # type: ignore[method-assign]
+    assert journal._log_fd is not None
+    os.close(journal._log_fd)  # the log's descriptor gone: appends fail
+    try:
+        with pytest.raises(JournalError, match="cannot write the intent log"):
+            journal.record_intents("opp2", [("buy", GATE, request("c3"))], deferred=True)
+        assert journal.write_failures == 2 and "Bad file descriptor" in reasons[1]
+    finally:
+        journal._log_fd = os.open(os.devnull, os.O_WRONLY)  # for the fixture's close
 
 
 def test_client_order_id_is_unique_per_market(journal: Journal) -> None:
