@@ -390,6 +390,7 @@ class ArbitrageController:
         self._startup_stop: str | None = None  # the signal that stopped the start-up
         self._stop_before_run: str | None = None  # a signal between the start-up and ``run``
         self._kill_at_start: bool | None = None  # SIGUSR1 (True) or SIGUSR2 (False) during the start-up
+        self._early_signals: list[signal.Signals] = []  # handled from the start-up's end until ``run``
         self._fills = 0
         self._budget_skips = 0
         self._expired_skips = 0  # queued opportunities scanned again: their data passed the age limit in the queue
@@ -458,7 +459,8 @@ class ArbitrageController:
             raise StartupInterrupted(f"{self._startup_stop} while starting; nothing was traded") from None
         else:
             self._restore_kill_switch()
-            self._install_kill_switch()  # until ``run`` installs its own
+            # Until ``run`` installs its own, or ``shutdown`` gives them back when no run comes.
+            self._early_signals = list(dict.fromkeys([*handled, *self._install_kill_switch()]))
             return
         finally:
             if not self._initialized:
@@ -1104,6 +1106,7 @@ class ArbitrageController:
         if not self._initialized:
             raise ArbitrageEngineError("controller not initialized: call initialize() first")
         shutdown = self.shutdown_manager
+        self._early_signals = []  # replaced by the run's own handlers, which it gives back at its end
         shutdown.install()
         kill_switch = self._install_kill_switch()
         if self._stop_before_run is not None:
@@ -1230,8 +1233,18 @@ class ArbitrageController:
 
     async def shutdown(self, reason: str = "requested") -> list[StepOutcome]:
         """Run the shutdown steps (once) and return their outcomes."""
+        self._release_early_signals()
         self.shutdown_manager.request_shutdown(reason)
         return await self.shutdown_manager.wait()
+
+    def _release_early_signals(self) -> None:
+        """Give back the signals ``initialize`` took for the time before ``run`` (a run takes them
+        over and gives them back itself)."""
+        signals, self._early_signals = self._early_signals, []
+        if signals:
+            loop = asyncio.get_running_loop()
+            for sig in signals:
+                loop.remove_signal_handler(sig)
 
     def _on_opportunity(self, opportunity: ArbitrageOpportunity, plan: SymbolPlan) -> None:
         if self._scanning:

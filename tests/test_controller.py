@@ -1679,3 +1679,19 @@ def test_the_kill_switch_holds_across_a_restart_until_it_is_released(tmp_path: P
             ]
 
     assert asyncio.run(scenario()) == [False, True, True, False]
+
+
+def test_an_engine_started_and_shut_down_without_a_run_gives_the_signals_back(tmp_path: Path) -> None:
+    configuration = manager(tmp_path)
+    cluster = dry_run_cluster(configuration.config, random_per_minute=0)
+
+    async def scenario() -> tuple[list[Any], list[Any]]:
+        async with cluster:
+            controller = ArbitrageController(configuration, sim_cluster=cluster, journal=Journal(tmp_path / "j.sqlite3"))
+            await controller.initialize(dry_run=True)
+            taken = [signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)]
+            await controller.shutdown("no run")
+            return taken, [signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)]
+
+    taken, given_back = asyncio.run(scenario())
+    assert signal.SIG_DFL not in taken and given_back == [signal.SIG_DFL] * 3
