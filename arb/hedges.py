@@ -280,14 +280,14 @@ class HedgeBook:
     def _apply(
         self, symbol: str, spot_market: ExchangeName, futures_market: ExchangeName, legs: Sequence[ExecutionLeg]
     ) -> HedgePosition | None:
-        spot_base, spot_cost = self._net(spot_market, legs)
-        futures_base, futures_cost = self._net(futures_market, legs)
-        fees = self._fees(spot_market, legs) + self._fees(futures_market, legs)
+        spot_base, spot_cost, spot_fees = self._net(spot_market, legs)
+        futures_base, futures_cost, futures_fees = self._net(futures_market, legs)
         if not spot_base or not futures_base or (spot_base > 0) == (futures_base > 0):
             return None
         matched = min(abs(spot_base), abs(futures_base))
         spot_cost = _share(spot_cost, matched, abs(spot_base))
         futures_cost = _share(futures_cost, matched, abs(futures_base))
+        fees = _share(spot_fees, matched, abs(spot_base)) + _share(futures_fees, matched, abs(futures_base))
         spot_price, futures_price = spot_cost / matched, futures_cost / matched
         signed = matched if spot_base > 0 else -matched
         # Long spot: sold futures, bought spot; short spot the reverse.
@@ -318,43 +318,35 @@ class HedgeBook:
             position.base = remaining
         return msgspec.structs.replace(position)
 
-    def _fees(self, market: ExchangeName, legs: Sequence[ExecutionLeg]) -> Decimal:
-        """The fees ``legs`` paid on ``market``, in quote (a fee in neither base nor quote, as a venue's
-        points, at the instrument's taker rate on the fill's notional)."""
-        total = ZERO
-        for leg in legs:
-            if leg.exchange is not market or not leg.filled_quantity or leg.average_price is None:
-                continue
-            instrument = self.catalogs[market].get(leg.symbol)
-            in_quote = fee_in_quote(instrument, leg.fee, leg.fee_asset or instrument.quote, leg.average_price)
-            if in_quote is None:
-                filled = leg.filled_quantity * instrument.contract_size
-                in_quote = exact_notional(instrument, filled, leg.average_price) * instrument.taker_fee
-            total += in_quote
-        return total
-
-    def _net(self, market: ExchangeName, legs: Sequence[ExecutionLeg]) -> tuple[Decimal, Decimal]:
-        """The signed base quantity ``legs`` left on ``market`` and the quote it cost (the exact
-        notionals of its fills), the legs taken in order: a leg against the quantity held reduces
-        it and its cost in proportion (a recovery unwinding part of a leg), one past zero opens
-        the rest at its own price."""
-        base = cost = ZERO
+    def _net(self, market: ExchangeName, legs: Sequence[ExecutionLeg]) -> tuple[Decimal, Decimal, Decimal]:
+        """The signed base quantity ``legs`` left on ``market``, the quote it cost (the exact
+        notionals of its fills) and the fees its openings paid, in quote; the legs taken in order:
+        a leg against the quantity held reduces it, its cost and fees in proportion (a recovery
+        unwinding part of a leg; its own fee opened nothing), one past zero opens the rest at its
+        own price and fee."""
+        base = cost = fees = ZERO
         for leg in legs:
             if leg.exchange is not market or not leg.filled_quantity or leg.average_price is None:
                 continue
             instrument = self.catalogs[market].get(leg.symbol)
             filled = leg.filled_quantity * instrument.contract_size
             notional = exact_notional(instrument, filled, leg.average_price)
+            fee = fee_in_quote(instrument, leg.fee, leg.fee_asset or instrument.quote, leg.average_price)
+            if fee is None:  # in neither base nor quote (a venue's points): at the instrument's taker rate
+                fee = notional * instrument.taker_fee
             signed = filled if leg.side is OrderSide.BUY else -filled
             total = base + signed
             if not base or (base > 0) == (signed > 0):
                 cost += notional
+                fees += fee
             elif total and (total > 0) != (base > 0):
                 cost = _share(notional, abs(total), filled)
+                fees = _share(fee, abs(total), filled)
             else:
                 cost -= _share(cost, filled, abs(base))
+                fees -= _share(fees, filled, abs(base))
             base = total
-        return base, cost
+        return base, cost, fees
 
     def close_opportunity(
         self, position: HedgePosition, spot: Leg, futures: Leg, *, id_prefix: str, detected_ns: int,

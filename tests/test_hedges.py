@@ -155,6 +155,9 @@ def test_a_leg_unwound_by_recovery_keeps_the_entry_prices_of_what_is_held(tmp_pa
     live = book.record(opp, result)
     assert live is not None and live.base == D("0.3")
     assert (live.spot_price, live.futures_price) == (D("60000"), D("60300"))
+    # The openings' fees of the 0.3 held: 0.1 % of its spot and 0.05 % of its futures notional; the
+    # excess's share of its leg's fee, and the unwind's own, opened nothing that is held.
+    assert live.entry_fees == D("0.3") * D(60000) * D("0.001") + D("0.3") * D(60300) * D("0.0005") == D("27.045")
     restored = HedgeBook(venues.catalogs, min_profit_bps=D(10)).restore(venues.journal)
     assert restored == [live]
 
