@@ -69,9 +69,12 @@ def _integer(raw: Any) -> int:
     if isinstance(raw, int):
         return raw
     if isinstance(raw, str) and re.fullmatch(r"\s*[+-]?\d+\s*", raw):
-        if len(raw.strip().lstrip("+-").lstrip("0")) > MAX_EXPONENT:
+        text = raw.strip()
+        sign, digits = ("-", text[1:]) if text[0] == "-" else ("", text.lstrip("+"))
+        digits = digits.lstrip("0") or "0"  # leading zeros, however many, say nothing
+        if len(digits) > MAX_EXPONENT:
             raise _Invalid(f"out of range: at most {MAX_EXPONENT} digits")
-        return int(raw)
+        return int(sign + digits)
     raise _Invalid("expected an integer")
 
 

@@ -77,6 +77,7 @@ def test_defaults_are_safe_and_small(tmp_path: Path) -> None:
         ("[exchanges.mexc]\nrest_url = 'http://[::1'\n", "'http://[::1': not a valid URL: Invalid IPv6 URL"),
         ("[exchanges.gateio]\nws_url = 'ws://:80'\n", "exchanges.gateio.ws_url: 'ws://:80': no host"),
         ("[engine]\nmax_data_age_ms = '" + "9" * 5000 + "'\n", "out of range: at most 30 digits"),
+        ("[engine]\nmax_data_age_ms = '" + "0" * 5000 + "100001'\n", "must be an integer from 1 to 60000"),
         ("[engine]\nmax_data_age_ms = " + "9" * 5000 + "\n", "user.toml: not readable: Exceeds the limit"),
         ("[risk]\nmax_daily_loss_usd = '1e1000000'\n", "'1e1000000': out of range: at most 30 digits"),
         ("[risk]\nmin_profit_margin_bps = '1e-40'\n", "'1e-40': out of range"),
