@@ -110,6 +110,7 @@ ENTRY_ORDER_BUDGET = 2
 # Operator signals of a running engine: engage and release the risk manager's kill switch.
 KILL_SWITCH_ENGAGE, KILL_SWITCH_RELEASE = signal.SIGUSR1, signal.SIGUSR2
 FORCED_EXIT_CODE = 1  # a second SIGINT/SIGTERM while the start-up stops, as while a run shuts down
+_STARTUP_KILL_REASONS = {True: "the operator (SIGUSR1, during start-up)", False: "the operator (SIGUSR2, during start-up)"}
 # Modes whose fills carry the venue's own time (live venues, and the simulated ones of a dry run).
 _VENUE_STAMPED_MODES = frozenset({"LIVE", "dry run"})
 # Order failures that are the venue's state, not the order's: they feed the venue-errors breaker.
@@ -492,6 +493,8 @@ class ArbitrageController:
             log.warning("%s during start-up: the kill switch is %s when trading starts",
                         (KILL_SWITCH_ENGAGE if engaged else KILL_SWITCH_RELEASE).name,
                         "engaged" if engaged else "released")
+            if self.journal is not None:  # kept even if this start fails (else once the journal opens)
+                self._journal_kill_switch(engaged, _STARTUP_KILL_REASONS[engaged])
 
         handlers: list[tuple[signal.Signals, Callable[..., None], tuple[Any, ...]]] = [
             (signal.SIGINT, stop, (signal.SIGINT,)), (signal.SIGTERM, stop, (signal.SIGTERM,)),
@@ -988,6 +991,8 @@ class ArbitrageController:
             # A journal that cannot record stops new entries: an order sent then could not be
             # accounted after a crash.
             self.journal.on_write_failure = self.risk.record_journal_failure
+        if self._kill_at_start is not None:  # the operator's SIGUSR1/2 before the journal was open
+            self._journal_kill_switch(self._kill_at_start, _STARTUP_KILL_REASONS[self._kill_at_start])
         if self.pipeline is None:
             self.pipeline = ScannerPipeline(
                 max_data_age_ms=config.max_data_age_ms,
@@ -1196,9 +1201,9 @@ class ArbitrageController:
         an earlier run left it in the journal."""
         if self._kill_at_start is not None:
             if self._kill_at_start:
-                self.engage_kill_switch("the operator (SIGUSR1, during start-up)")
+                self.engage_kill_switch(_STARTUP_KILL_REASONS[True])
             else:
-                self.release_kill_switch("the operator (SIGUSR2, during start-up)")
+                self.release_kill_switch(_STARTUP_KILL_REASONS[False])
             return
         kept = self.journal.kill_switch() if self.journal is not None else None
         if kept is not None and self.risk is not None:

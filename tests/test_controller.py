@@ -1695,3 +1695,34 @@ def test_an_engine_started_and_shut_down_without_a_run_gives_the_signals_back(tm
 
     taken, given_back = asyncio.run(scenario())
     assert signal.SIG_DFL not in taken and given_back == [signal.SIG_DFL] * 3
+
+
+def test_the_kill_switch_set_during_a_start_that_then_fails_holds_at_the_next_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    configuration = manager(tmp_path)
+    cluster = dry_run_cluster(configuration.config, random_per_minute=0)
+    path = tmp_path / "j.sqlite3"
+    check_clocks = ArbitrageController._check_clocks
+
+    async def engaged_then_failed(self: ArbitrageController) -> None:
+        assert signal.getsignal(signal.SIGUSR1) is not signal.SIG_DFL  # else the signal would end pytest
+        os.kill(os.getpid(), signal.SIGUSR1)
+        await asyncio.sleep(0.05)
+        raise ExchangeError("gateio", "venue down while starting")
+
+    async def scenario() -> bool:
+        async with cluster:
+            first = ArbitrageController(configuration, sim_cluster=cluster, journal=Journal(path))
+            monkeypatch.setattr(ArbitrageController, "_check_clocks", engaged_then_failed)
+            with pytest.raises(ExchangeError, match="venue down while starting"):
+                await first.initialize(dry_run=True)
+            monkeypatch.setattr(ArbitrageController, "_check_clocks", check_clocks)
+            second = ArbitrageController(configuration, sim_cluster=cluster, journal=Journal(path))
+            await second.initialize(dry_run=True)
+            assert second.risk is not None
+            engaged = second.risk.get_circuit_breaker_status()[Breaker.KILL_SWITCH].tripped
+            await second.shutdown("test over")
+            return engaged
+
+    assert asyncio.run(scenario())
