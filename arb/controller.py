@@ -1018,6 +1018,7 @@ class ArbitrageController:
                 self.traders,
                 max_loss_quote=config.risk_limits.max_position_size_usd * RECOVERY_LOSS_FRACTION,
                 journal=self.journal,
+                automatic=config.enable_recovery_mode,
             )
         self._catalogs = {market: await c.instruments() for market, c in self.connectors.items()}
         if OpportunityType.SPOT_FUTURES_HEDGE in config.opportunity_types and self.hedges is None:

@@ -146,6 +146,7 @@ class RecoveryManager:
         sleep: Sleep = asyncio.sleep,
         journal: OrderJournal | None = None,
         order_settings: OrderSettings = OrderSettings(),
+        automatic: bool = True,
     ) -> None:
         if not max_loss_quote.is_finite() or max_loss_quote < 0:
             raise ValueError(f"max_loss_quote={max_loss_quote}: expected a finite amount >= 0")
@@ -156,6 +157,9 @@ class RecoveryManager:
         self.max_loss_quote = max_loss_quote
         self.max_slippage = max_slippage
         self.max_attempts = max_attempts
+        # False (``engine.enable_recovery_mode = false``): a residual is flagged for an operator at
+        # once, with its legs resolved, and no recovery order is sent.
+        self.automatic = automatic
         self.backoff = backoff
         self.clock = clock
         self.sleep = sleep
@@ -203,6 +207,8 @@ class RecoveryManager:
         self._step(opp, "start", {"net_base": net, "buy_filled": buy.filled, "sell_filled": sell.filled})
         over, under = (buy, sell) if net > 0 else (sell, buy)
         tolerance = min(self._base_lot(buy.instrument), self._base_lot(sell.instrument))
+        if not self.automatic and abs(net) >= tolerance:
+            return self._flag(active, buy, sell, (), ZERO, "automatic recovery is off (engine.enable_recovery_mode)")
         # A spot buy whose fee was taken from the base it bought left only the rest on the account.
         # An unwind sells back the whole fill, as a completed trade would have sold, the fee coming
         # out of other inventory; refused for the balance, it sells back only what the buy left.

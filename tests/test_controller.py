@@ -1726,3 +1726,19 @@ def test_the_kill_switch_set_during_a_start_that_then_fails_holds_at_the_next_st
             return engaged
 
     assert asyncio.run(scenario())
+
+
+def test_recovery_mode_off_reaches_the_recovery_manager(tmp_path: Path) -> None:
+    configuration = manager(tmp_path, CONFIG + "enable_recovery_mode = false\n")
+    cluster = dry_run_cluster(configuration.config, random_per_minute=0)
+
+    async def scenario() -> bool:
+        async with cluster:
+            controller = ArbitrageController(configuration, sim_cluster=cluster, journal=Journal(tmp_path / "j.sqlite3"))
+            await controller.initialize(dry_run=True)
+            assert controller.recovery is not None
+            automatic = controller.recovery.automatic
+            await controller.shutdown("test over")
+            return automatic
+
+    assert asyncio.run(scenario()) is False

@@ -641,6 +641,16 @@ def test_an_unwind_prices_in_the_fee_rate_its_venue_charged_the_leg(tmp_path: Pa
     h.check_journal_accounts_for_every_order()
 
 
+def test_with_recovery_off_a_residual_is_flagged_and_no_recovery_order_sent(tmp_path: Path) -> None:
+    h = Harness(tmp_path, *venues(sell_script=(Step(fraction=D("0.4")),)))
+    h.recovery.automatic = False  # engine.enable_recovery_mode = false
+    result = h.run(opportunity())
+    assert result.final_state is S.RECOVERING and "automatic recovery is off" in (result.error or "")
+    assert [r.client_order_id for r in h.buy.placed + h.sell.placed] == ["opp1-b", "opp1-s"]
+    assert h.recovery.get_recovery_statistics().awaiting_approval == 1 and h.net_base() == D("0.3")
+    h.check_journal_accounts_for_every_order()
+
+
 def test_rate_limited_hedge_completes_the_trade(tmp_path: Path) -> None:
     h = Harness(tmp_path, *venues(sell_script=(Step(kind="ratelimit", retry_after_s=5.0),)))
     result = h.run(opportunity())
