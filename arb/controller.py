@@ -895,7 +895,9 @@ class ArbitrageController:
             unknown.setdefault(intent.opportunity_id, []).append(f"{intent.exchange.value} {intent.client_order_id}")
         for opp in opportunity_ids:
             steps = {step for step, _ in journal.recovery_steps(opp)}
-            if "manual_approval" in steps:
+            # Flagged already; or closed by its recovery, whose fills may net to the fee a spot buy
+            # paid in base (sold back without it: it never reached the account).
+            if "manual_approval" in steps or ("recovered" in steps and opp not in unknown):
                 continue
             net = ZERO
             lot: Decimal | None = None

@@ -967,6 +967,33 @@ def test_a_restart_without_a_market_the_last_execution_traded_flags_it_rather_th
     assert detail["reason"] == "its fills could not be checked for unmatched legs: mexc is not traded in this run"
 
 
+def test_a_restart_does_not_flag_an_execution_its_recovery_closed_short_of_a_buys_base_fee(tmp_path: Path) -> None:
+    """A spot buy paid its fee in base; its recovery sold back only what reached the account and
+    journaled "recovered". The fills net to that fee, which is no residual: not flagged again."""
+    journal = Journal(tmp_path / "journal.sqlite3")
+    for cid, side, quantity in (("o1-b", OrderSide.BUY, "0.5"), ("o1-u1", OrderSide.SELL, "0.4995")):
+        request = OrderRequest(symbol="BTC/USDT", side=side, type=OrderType.LIMIT, quantity=D(quantity),
+                               price=D(60000), client_order_id=cid)
+        journal.record_intent("o1", "buy" if side is OrderSide.BUY else "unwind-1", request, ExchangeName.GATEIO)
+        state = OrderState(symbol="BTC/USDT", order_id=f"g-{cid}", client_order_id=cid, side=side,
+                           type=OrderType.LIMIT, status=OrderStatus.FILLED, quantity=D(quantity), price=D(60000),
+                           filled_quantity=D(quantity), average_price=D(60000))
+        fill = Fill(symbol="BTC/USDT", order_id=f"g-{cid}", client_order_id=cid, trade_id=cid, side=side,
+                    price=D(60000), quantity=D(quantity), fee=D("0.0005") if side is OrderSide.BUY else D(0),
+                    fee_asset="BTC" if side is OrderSide.BUY else "USDT", is_maker=False, timestamp_ms=1)
+        journal.record_result(ExchangeName.GATEIO, cid, state, [fill])
+    journal.record_recovery_step("o1", "recovered", {"residual": D("0.0005"), "cost": D(1), "orders": 1})
+    controller = ArbitrageController(manager(tmp_path))
+    controller._catalogs = {
+        ExchangeName.GATEIO: InstrumentCatalog(
+            ExchangeName.GATEIO, [i for i in default_instruments(("BTC",)) if i.exchange is ExchangeName.GATEIO]
+        )
+    }
+    controller._flag_interrupted(journal, ["o1"])
+    assert [step for step, _ in journal.recovery_steps("o1")] == ["recovered"]
+    journal.close()
+
+
 def test_a_restart_flags_orders_of_unknown_outcome_and_holds_every_unacknowledged_flag(tmp_path: Path) -> None:
     """After reconciliation, an order still open (the venue could not say what became of it) has its
     opportunity flagged for manual approval, even with no fill recorded. Flags of earlier runs no
