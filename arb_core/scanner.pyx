@@ -229,23 +229,18 @@ cdef int _price_pair(_Symbol sym, _Leg buy, _Leg sell, PairSpec* spec, Candidate
         return 0
     out.buy_size_lots = size // buy.size_mult
     out.sell_size_lots = size // sell.size_mult
-    try:
-        ab.walk_c(ASK, out.buy_size_lots, &wb)
-        bb.walk_c(BID, out.sell_size_lots, &ws)
-        out.buy_notional = checked_mul(checked_mul(wb.notional, buy.price_mult), buy.size_mult)
-        out.sell_notional = checked_mul(checked_mul(ws.notional, sell.price_mult), sell.size_mult)
-        if out.buy_notional < buy.min_notional or out.sell_notional < sell.min_notional:
-            return 0
-        buy_fee = _fee_up(out.buy_notional, buy.fee_ppm)
-        sell_fee = _fee_up(out.sell_notional, sell.fee_ppm)
-        out.fees = checked_add(buy_fee, sell_fee)
-        out.profit = checked_add(out.sell_notional - sell_fee - out.buy_notional, -buy_fee)
-    except OverflowError:
-        # A pair exact arithmetic finds below its minimums or unprofitable is simply not traded;
-        # only one worth trading that int64 cannot hold is an overflow to report.
-        if not _worth_exactly(buy, sell, out.buy_size_lots, out.sell_size_lots):
-            return 0
-        raise
+    # From here int64 may overflow (OverflowError): ``_scan`` then judges the pair exactly, from
+    # the sizes just set.
+    ab.walk_c(ASK, out.buy_size_lots, &wb)
+    bb.walk_c(BID, out.sell_size_lots, &ws)
+    out.buy_notional = checked_mul(checked_mul(wb.notional, buy.price_mult), buy.size_mult)
+    out.sell_notional = checked_mul(checked_mul(ws.notional, sell.price_mult), sell.size_mult)
+    if out.buy_notional < buy.min_notional or out.sell_notional < sell.min_notional:
+        return 0
+    buy_fee = _fee_up(out.buy_notional, buy.fee_ppm)
+    sell_fee = _fee_up(out.sell_notional, sell.fee_ppm)
+    out.fees = checked_add(buy_fee, sell_fee)
+    out.profit = checked_add(out.sell_notional - sell_fee - out.buy_notional, -buy_fee)
     if out.profit <= 0:
         return 0
     bps = <wide_t>out.profit * BPS // out.buy_notional
@@ -267,22 +262,34 @@ cdef int _price_pair(_Symbol sym, _Leg buy, _Leg sell, PairSpec* spec, Candidate
 cdef object _scan(_Symbol sym, int64_t now_ns, int64_t max_age_ns):
     cdef bint fresh[MAX_LEGS]
     cdef Py_ssize_t k, n = len(sym.legs)
-    cdef int p
+    cdef int p = 0
     cdef bint found = False
     cdef PairSpec* spec
     cdef Candidate best, cand
     sym.best = None  # a scan that raises leaves nothing standing from the one before
     for k in range(n):
         fresh[k] = is_fresh_c((<_Leg>sym.legs[k]).book, now_ns, max_age_ns)
-    for p in range(sym.n_pairs):
-        spec = &sym.pairs[p]
-        if not (fresh[spec.buy] and fresh[spec.sell]):
-            continue
-        if _price_pair(sym, <_Leg>sym.legs[spec.buy], <_Leg>sym.legs[spec.sell], spec, &cand):
-            # Ties keep the earlier pair (registration order).
-            if not found or cand.profit > best.profit:
-                best = cand
-                found = True
+    # The try is entered once per scan (and again after an overflow), not once per pair.
+    while p < sym.n_pairs:
+        try:
+            while p < sym.n_pairs:
+                spec = &sym.pairs[p]
+                if fresh[spec.buy] and fresh[spec.sell] and _price_pair(
+                    sym, <_Leg>sym.legs[spec.buy], <_Leg>sym.legs[spec.sell], spec, &cand
+                ):
+                    # Ties keep the earlier pair (registration order).
+                    if not found or cand.profit > best.profit:
+                        best = cand
+                        found = True
+                p += 1
+        except OverflowError:
+            # A pair exact arithmetic finds below its minimums or unprofitable is simply not traded;
+            # only one worth trading that int64 cannot hold is an overflow to report.
+            spec = &sym.pairs[p]
+            if _worth_exactly(<_Leg>sym.legs[spec.buy], <_Leg>sym.legs[spec.sell], cand.buy_size_lots,
+                              cand.sell_size_lots):
+                raise
+            p += 1
     sym.best = _make_opportunity(sym.symbol_id, &best) if found else None
     return sym.best
 
