@@ -391,6 +391,7 @@ class ArbitrageController:
         self._startup_stop: str | None = None  # the signal that stopped the start-up
         self._stop_before_run: str | None = None  # a signal between the start-up and ``run``
         self._kill_at_start: bool | None = None  # SIGUSR1 (True) or SIGUSR2 (False) during the start-up
+        self._startup_kill_journaled = False  # and it is in the journal
         self._early_signals: list[signal.Signals] = []  # handled from the start-up's end until ``run``
         self._fills = 0
         self._budget_skips = 0
@@ -468,6 +469,7 @@ class ArbitrageController:
                 loop = asyncio.get_running_loop()
                 for sig in handled:
                     loop.remove_signal_handler(sig)
+                self._keep_startup_kill()
 
     def _install_startup_signals(self, starting: asyncio.Task[Any] | None) -> list[signal.Signals]:
         """Handlers for the start-up and the moment after it, before ``run`` takes the signals; the
@@ -1198,6 +1200,21 @@ class ArbitrageController:
             self.journal.record_kill_switch(engaged, reason)
         except Exception:  # the switch holds in this run; a restart would not know it
             log.exception("journal: the kill switch change (%s) was not recorded", reason)
+            return
+        if reason == _STARTUP_KILL_REASONS[engaged]:
+            self._startup_kill_journaled = True
+
+    def _keep_startup_kill(self) -> None:
+        """A live start that failed before its journal opened: the operator's SIGUSR1/SIGUSR2 meanwhile
+        goes into the journal all the same, so that the next start holds it (dry and paper runs
+        start afresh anyway)."""
+        if self._kill_at_start is None or self._startup_kill_journaled or self.mode != "LIVE":
+            return
+        try:
+            with Journal(self.config.journal_path) as journal:
+                journal.record_kill_switch(self._kill_at_start, _STARTUP_KILL_REASONS[self._kill_at_start])
+        except Exception:
+            log.exception("journal: the kill switch set during the failed start was not recorded")
 
     def _restore_kill_switch(self) -> None:
         """At the end of the start-up: the operator's SIGUSR1/SIGUSR2 meanwhile, else the kill switch as
@@ -1241,9 +1258,11 @@ class ArbitrageController:
 
     async def shutdown(self, reason: str = "requested") -> list[StepOutcome]:
         """Run the shutdown steps (once) and return their outcomes."""
-        self._release_early_signals()
         self.shutdown_manager.request_shutdown(reason)
-        return await self.shutdown_manager.wait()
+        try:
+            return await self.shutdown_manager.wait()
+        finally:
+            self._release_early_signals()  # after the steps: a signal meanwhile is still handled
 
     def _release_early_signals(self) -> None:
         """Give back the signals ``initialize`` took for the time before ``run`` (a run takes them

@@ -737,9 +737,10 @@ class Journal:
         """A write the database or the intent log did not take (an I/O or SQLite error, also one this
         class wrapped in a ``JournalError``; not a refusal of a record's content): counted, and passed
         to ``on_write_failure``."""
-        if not isinstance(exc, (sqlite3.Error, OSError)) and not (
-            isinstance(exc, JournalError) and isinstance(exc.__cause__, (sqlite3.Error, OSError))
-        ):
+        cause = exc.__cause__ if isinstance(exc, JournalError) else exc
+        # An integrity error is the database refusing a record's content (a reused client id), not a
+        # write it could not make.
+        if not isinstance(cause, (sqlite3.Error, OSError)) or isinstance(cause, sqlite3.IntegrityError):
             return
         self.write_failures += 1
         if self.on_write_failure is not None:

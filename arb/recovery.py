@@ -46,7 +46,8 @@ from .types import ExchangeName, OrderSide
 log = logging.getLogger(__name__)
 # A recovery order refused for the venue's rate limit (past the order runner's own wait) is not an
 # attempt: the residual is open meanwhile, so recovery tries the next venue at once, pauses this
-# long when every venue refused it so in a row, and flags the residual after this long in all.
+# long before sending again to a venue that refused so since the last pause, and flags the
+# residual once this long has passed since the first such refusal with no order taken.
 RATE_LIMIT_PAUSE_S = 1.0
 RATE_LIMITED_FOR_S = 30.0
 
@@ -227,7 +228,8 @@ class RecoveryManager:
             _note_charged(charged, outcome)
         cost = ZERO
         attempt = sent = 0  # orders that were attempts (not refused for a rate limit); orders sent
-        limited, limited_s = 0, 0.0  # rate-limit refusals in a row; paused for them
+        limited: set[ExchangeName] = set()  # venues that refused for their rate limit since the last pause
+        limited_since_ns: int | None = None  # the first such refusal with no order taken since
         unwound = False
         while abs(net) >= tolerance:
             if fee_kept and abs(net) - fee_kept < tolerance and (
@@ -247,6 +249,9 @@ class RecoveryManager:
                     f"residual {abs(net)} is below the minimum order on every venue that could close it",
                 )
             action, exchange, instrument, quantity, price = choice
+            if exchange in limited:  # back to a venue that refused for its rate limit: wait a little
+                await self.sleep(RATE_LIMIT_PAUSE_S)
+                limited.clear()
             cid = client_order_id(opp, f"{action.value[0]}{sent + 1}")
             # Completing a reduce-only leg reduces the same position; an unwind reverses a leg, so it
             # may grow one (and whether it would is not known here).
@@ -269,17 +274,18 @@ class RecoveryManager:
             orders.append(outcome)
             _note_charged(charged, outcome)
             sent += 1
-            if outcome.category == ErrorCategory.RATE_LIMITED and not outcome.filled:
-                limited += 1
-                if limited >= len(venues):  # every venue that could close it is limited: wait a little
-                    if limited_s >= RATE_LIMITED_FOR_S:
-                        return self._flag(active, buy, sell, orders, cost, f"rate limited for {limited_s:.0f} s")
-                    await self.sleep(RATE_LIMIT_PAUSE_S)
-                    limited, limited_s = 0, limited_s + RATE_LIMIT_PAUSE_S
-                continue
-            limited = 0
-            attempt += 1
             self._attempts += 1
+            if outcome.category == ErrorCategory.RATE_LIMITED and not outcome.filled:
+                now = self.clock()
+                limited_since_ns = now if limited_since_ns is None else limited_since_ns
+                if now - limited_since_ns >= RATE_LIMITED_FOR_S * 1e9:
+                    waited = (now - limited_since_ns) / 1e9
+                    return self._flag(active, buy, sell, orders, cost, f"rate limited for {waited:.0f} s")
+                limited.add(exchange)
+                continue
+            limited.clear()
+            limited_since_ns = None
+            attempt += 1
             active.attempts = attempt
             if not outcome.resolved:
                 return self._flag(active, buy, sell, orders, cost, f"recovery order {leg} outcome unknown")

@@ -1769,3 +1769,20 @@ def test_recovery_mode_off_reaches_the_recovery_manager(tmp_path: Path) -> None:
             return automatic
 
     assert asyncio.run(scenario()) is False
+
+
+def test_a_live_start_that_failed_before_its_journal_opened_still_journals_the_kill_switch(tmp_path: Path) -> None:
+    """The CLI's controller opens its journal only after connecting and checking keys and clocks,
+    where a start usually fails: the operator's SIGUSR1 meanwhile goes into the journal all the same."""
+    path = tmp_path / "live.sqlite3"
+    controller = ArbitrageController(manager(tmp_path, CONFIG + f'journal_path = "{path}"\n'))
+    controller.mode = "LIVE"
+    controller._kill_at_start = True  # what SIGUSR1 during the start-up sets
+    controller._keep_startup_kill()
+    with Journal(path) as journal:
+        kept = journal.kill_switch()
+    assert kept is not None and kept[0] == "the operator (SIGUSR1, during start-up)"
+    dry = ArbitrageController(manager(tmp_path, CONFIG + f'journal_path = "{tmp_path / "dry.sqlite3"}"\n'))
+    dry.mode, dry._kill_at_start = "dry run", True
+    dry._keep_startup_kill()  # a dry run's journal starts afresh: nothing to keep
+    assert not (tmp_path / "dry.sqlite3").exists()

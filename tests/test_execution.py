@@ -616,6 +616,22 @@ def test_rate_limits_on_every_venue_pause_recovery_rather_than_use_up_its_attemp
     h.check_journal_accounts_for_every_order()
 
 
+def test_a_venue_that_refused_for_its_rate_limit_is_sent_to_again_only_after_a_pause(tmp_path: Path) -> None:
+    """The sell venue refused the leg for good: only the unwind venue is left, and it is asked again
+    only after a pause, not straight after its refusal."""
+    limited = Step(kind="ratelimit", retry_after_s=1.5)
+    buy = FakeExchange(spot(ExchangeName.GATEIO), (Step(), limited, limited))
+    sell = FakeExchange(spot(ExchangeName.MEXC, venue_symbol="BTCUSDT"),
+                        (Step(kind="reject", category=ErrorCategory.ORDER_REJECTED),))
+    h = Harness(tmp_path, buy, sell)
+    result = h.run(opportunity())
+    assert h.net_base() == 0 and result.final_state is S.FAILED  # unwound
+    assert [r.client_order_id for r in buy.placed] == ["opp1-b", "opp1-u1", "opp1-u2", "opp1-u3"]
+    assert h.time.sleeps.count(1.0) == 2  # before each send to the venue that had just refused
+    assert h.recovery.get_recovery_statistics().attempts == 3  # every recovery order sent
+    h.check_journal_accounts_for_every_order()
+
+
 def test_a_residual_rate_limited_everywhere_for_half_a_minute_is_flagged(tmp_path: Path) -> None:
     limited = Step(kind="ratelimit", retry_after_s=1.5)
     h = Harness(tmp_path, *venues(buy_script=(Step(),) + (limited,) * 40, sell_script=(limited,) * 40))

@@ -200,6 +200,8 @@ def test_a_failed_write_is_counted_and_reported_but_a_refused_record_is_not(jour
     journal.record_intent("opp1", "buy", request("c1"), GATE)
     with pytest.raises(JournalError):
         journal.record_ack(GATE, "c9", state("c9", OrderStatus.NEW))  # a refusal: the journal works
+    with pytest.raises(JournalError, match="already journaled"):
+        journal.record_intent("opp2", "buy", request("c1"), GATE)  # a reused client id: refused too
     assert journal.write_failures == 0 and reasons == []
     journal._db.execute("PRAGMA query_only=ON")  # as a disk that stopped taking writes
     with pytest.raises(sqlite3.OperationalError):

@@ -1019,7 +1019,8 @@ def _controller(
     journal = Journal(":memory:", synchronous="NORMAL", wall_clock_ms=lambda: clock.wall_ns() // 1_000_000)
     monitor = LoggingMonitor(config.target_execution_time_ms, log_, clock=clock)
     recovery = RecoveryManager(
-        connectors, max_loss_quote=limits.max_position_size_usd * RECOVERY_LOSS_FRACTION, journal=journal, clock=clock
+        connectors, max_loss_quote=limits.max_position_size_usd * RECOVERY_LOSS_FRACTION, journal=journal, clock=clock,
+        automatic=config.enable_recovery_mode,
     )
     controller = ArbitrageController(
         manager,

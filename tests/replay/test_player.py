@@ -706,3 +706,15 @@ def test_a_gap_of_days_between_records_is_crossed_in_one_step(two_dislocations: 
     assert [o for o in python.orders if o.time_ns < second] and [o for o in python.orders if o.time_ns > second]
     # Balances are read every 5 s: walked tick by tick, two days would read them ~70,000 times.
     assert refreshes < 1_000
+
+
+def test_a_backtest_honours_recovery_mode_off(tmp_path: Path) -> None:
+    """A configuration with recovery off is backtested with it off: residuals flagged, not recovered."""
+    from arb.replay.player import VirtualClock, _controller
+
+    path = tmp_path / "arb.toml"
+    path.write_text(CONFIG + "enable_recovery_mode = false\n")
+    manager = ConfigurationManager(path, environ={})
+    manager.load_configuration(dry_run=True)
+    controller = _controller(manager, manager.config, ["BTC/USDT"], {}, {}, VirtualClock(), TradeLog())
+    assert controller.recovery is not None and controller.recovery.automatic is False
