@@ -391,7 +391,7 @@ class ArbitrageController:
         self._startup_stop: str | None = None  # the signal that stopped the start-up
         self._stop_before_run: str | None = None  # a signal between the start-up and ``run``
         self._kill_at_start: bool | None = None  # SIGUSR1 (True) or SIGUSR2 (False) during the start-up
-        self._startup_kill_journaled = False  # and it is in the journal
+        self._startup_kill_journaled: bool | None = None  # the last of those the journal took
         self._early_signals: list[signal.Signals] = []  # handled from the start-up's end until ``run``
         self._fills = 0
         self._budget_skips = 0
@@ -478,7 +478,9 @@ class ArbitrageController:
 
         def stop(sig: signal.Signals) -> None:
             reason = f"received {sig.name}"
-            if self._initialized:
+            if self.shutdown_manager.is_shutting_down:  # shut down without a run: as a run's shutdown
+                self.shutdown_manager.on_signal(sig)
+            elif self._initialized:
                 self._stop_before_run = reason
                 log.warning("%s after start-up: the run shuts down as soon as it starts", sig.name)
             elif self._startup_stop is None and starting is not None:
@@ -1202,13 +1204,13 @@ class ArbitrageController:
             log.exception("journal: the kill switch change (%s) was not recorded", reason)
             return
         if reason == _STARTUP_KILL_REASONS[engaged]:
-            self._startup_kill_journaled = True
+            self._startup_kill_journaled = engaged
 
     def _keep_startup_kill(self) -> None:
         """A live start that failed before its journal opened: the operator's SIGUSR1/SIGUSR2 meanwhile
         goes into the journal all the same, so that the next start holds it (dry and paper runs
         start afresh anyway)."""
-        if self._kill_at_start is None or self._startup_kill_journaled or self.mode != "LIVE":
+        if self._kill_at_start is None or self._startup_kill_journaled is self._kill_at_start or self.mode != "LIVE":
             return
         try:
             with Journal(self.config.journal_path) as journal:

@@ -367,6 +367,10 @@ class JournalError(ArbitrageEngineError):
     """The journal cannot be opened or a record contradicts it (unknown intent, duplicate client id...)."""
 
 
+class ReusedClientIdError(JournalError):
+    """A record refused for its content: its client order id is journaled already on that market."""
+
+
 class IntentRecord(msgspec.Struct, frozen=True, kw_only=True):
     """An order intent with what the journal knows of its outcome."""
 
@@ -737,10 +741,10 @@ class Journal:
         """A write the database or the intent log did not take (an I/O or SQLite error, also one this
         class wrapped in a ``JournalError``; not a refusal of a record's content): counted, and passed
         to ``on_write_failure``."""
+        if isinstance(exc, ReusedClientIdError):  # a refusal of the record's content: the journal works
+            return
         cause = exc.__cause__ if isinstance(exc, JournalError) else exc
-        # An integrity error is the database refusing a record's content (a reused client id), not a
-        # write it could not make.
-        if not isinstance(cause, (sqlite3.Error, OSError)) or isinstance(cause, sqlite3.IntegrityError):
+        if not isinstance(cause, (sqlite3.Error, OSError)):
             return
         self.write_failures += 1
         if self.on_write_failure is not None:
@@ -907,8 +911,8 @@ class Journal:
             for n, (leg, exchange, request) in enumerate(orders)
         ]
 
-    def _reused(self, key: tuple[str, str]) -> JournalError:
-        return JournalError(
+    def _reused(self, key: tuple[str, str]) -> ReusedClientIdError:
+        return ReusedClientIdError(
             f"journal {self.path}: {key[0]} client order id {key[1]!r} "
             "is already journaled; client ids must be unique per market"
         )

@@ -7,7 +7,7 @@ priced so that closing the residual loses at most ``max_loss_quote`` against the
 leg's average price, fees included. When that bound or the attempts run out, the residual
 is flagged for manual approval, logged as an error and journaled; it is never left silent.
 An order the venue refuses for its rate limit is not an attempt: recovery tries the next venue,
-pausing when every one refused so, for up to ``RATE_LIMITED_FOR_S`` in all.
+and sends to one that refused so only after a pause, for up to ``RATE_LIMITED_FOR_S`` in all.
 """
 
 from __future__ import annotations
@@ -230,6 +230,7 @@ class RecoveryManager:
         attempt = sent = 0  # orders that were attempts (not refused for a rate limit); orders sent
         limited: set[ExchangeName] = set()  # venues that refused for their rate limit since the last pause
         limited_since_ns: int | None = None  # the first such refusal with no order taken since
+        paused = 0  # pauses since then
         unwound = False
         while abs(net) >= tolerance:
             if fee_kept and abs(net) - fee_kept < tolerance and (
@@ -252,6 +253,7 @@ class RecoveryManager:
             if exchange in limited:  # back to a venue that refused for its rate limit: wait a little
                 await self.sleep(RATE_LIMIT_PAUSE_S)
                 limited.clear()
+                paused += 1
             cid = client_order_id(opp, f"{action.value[0]}{sent + 1}")
             # Completing a reduce-only leg reduces the same position; an unwind reverses a leg, so it
             # may grow one (and whether it would is not known here).
@@ -278,13 +280,14 @@ class RecoveryManager:
             if outcome.category == ErrorCategory.RATE_LIMITED and not outcome.filled:
                 now = self.clock()
                 limited_since_ns = now if limited_since_ns is None else limited_since_ns
-                if now - limited_since_ns >= RATE_LIMITED_FOR_S * 1e9:
-                    waited = (now - limited_since_ns) / 1e9
+                # On the clock, or by the pauses made where the clock does not follow the sleeps.
+                if now - limited_since_ns >= RATE_LIMITED_FOR_S * 1e9 or paused * RATE_LIMIT_PAUSE_S >= RATE_LIMITED_FOR_S:
+                    waited = max((now - limited_since_ns) / 1e9, paused * RATE_LIMIT_PAUSE_S)
                     return self._flag(active, buy, sell, orders, cost, f"rate limited for {waited:.0f} s")
                 limited.add(exchange)
                 continue
             limited.clear()
-            limited_since_ns = None
+            limited_since_ns, paused = None, 0
             attempt += 1
             active.attempts = attempt
             if not outcome.resolved:

@@ -119,7 +119,7 @@ class ShutdownManager:
         """Handle the signals on the event loop (call from a coroutine on that loop)."""
         loop = self._loop = self._loop or asyncio.get_running_loop()
         for sig in self._signals:
-            loop.add_signal_handler(sig, self._on_signal, sig)
+            loop.add_signal_handler(sig, self.on_signal, sig)
             self._installed.append(sig)
 
     def uninstall(self) -> None:
@@ -165,7 +165,8 @@ class ShutdownManager:
         finally:
             self.uninstall()
 
-    def _on_signal(self, sig: signal.Signals) -> None:
+    def on_signal(self, sig: signal.Signals) -> None:
+        """What a handled SIGINT/SIGTERM does: the first asks for the shutdown, the next forces exit."""
         # The first signal asks for a graceful shutdown, also when one is already running for
         # another reason (a run's duration, a failed task); only a second one forces exit.
         if not self._signalled:

@@ -1778,6 +1778,7 @@ def test_a_live_start_that_failed_before_its_journal_opened_still_journals_the_k
     controller = ArbitrageController(manager(tmp_path, CONFIG + f'journal_path = "{path}"\n'))
     controller.mode = "LIVE"
     controller._kill_at_start = True  # what SIGUSR1 during the start-up sets
+    controller._startup_kill_journaled = False  # an earlier SIGUSR2 was journaled; this SIGUSR1 was not
     controller._keep_startup_kill()
     with Journal(path) as journal:
         kept = journal.kill_switch()

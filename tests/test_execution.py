@@ -632,9 +632,15 @@ def test_a_venue_that_refused_for_its_rate_limit_is_sent_to_again_only_after_a_p
     h.check_journal_accounts_for_every_order()
 
 
-def test_a_residual_rate_limited_everywhere_for_half_a_minute_is_flagged(tmp_path: Path) -> None:
+@pytest.mark.parametrize("clock_follows_sleeps", [True, False])
+def test_a_residual_rate_limited_everywhere_for_half_a_minute_is_flagged(
+    tmp_path: Path, clock_follows_sleeps: bool
+) -> None:
+    """Measured on the clock, and by the pauses made where a clock does not follow the sleeps."""
     limited = Step(kind="ratelimit", retry_after_s=1.5)
     h = Harness(tmp_path, *venues(buy_script=(Step(),) + (limited,) * 40, sell_script=(limited,) * 40))
+    if not clock_follows_sleeps:
+        h.recovery.clock = lambda: 0
     result = h.run(opportunity())
     assert result.final_state is S.RECOVERING and "requires manual approval" in (result.error or "")
     assert "rate limited for 30 s" in (result.error or "") and h.net_base() == D("0.5")

@@ -241,6 +241,26 @@ def test_failed_writes_on_the_order_path_are_reported_too(journal: Journal) -> N
         journal._log_fd = os.open(os.devnull, os.O_WRONLY)  # for the fixture's close
 
 
+def test_an_intent_another_writer_took_the_id_of_is_a_failed_write(tmp_path: Path) -> None:
+    """Not a refusal of the record: the journal cannot store what the engine sent."""
+    with Journal(tmp_path / "j.sqlite3") as journal:
+        reasons: list[str] = []
+        journal.on_write_failure = reasons.append
+        journal.record_intents("opp1", [("buy", GATE, request("c1"))], deferred=True)
+        with closing(sqlite3.connect(tmp_path / "j.sqlite3")) as other:
+            other.execute(
+                "INSERT INTO intents (intent_id, opportunity_id, leg, exchange, client_order_id, symbol, request, "
+                "created_at_ms) VALUES (1, 'x', 'buy', 'mexc', 'x', 'BTC/USDT', '{}', 0)"
+            )
+            other.commit()
+        with pytest.raises(JournalError, match="UNIQUE constraint failed"):
+            journal.record_ack(GATE, "c1", state("c1", OrderStatus.NEW))
+        assert journal.write_failures == 1 and reasons
+        with closing(sqlite3.connect(tmp_path / "j.sqlite3")) as other:  # gone again: the journal can close
+            other.execute("DELETE FROM intents WHERE opportunity_id = 'x'")
+            other.commit()
+
+
 def test_client_order_id_is_unique_per_market(journal: Journal) -> None:
     journal.record_intent("opp1", "buy", request("c1"), GATE)
     journal.record_intent("opp1", "sell", request("c1"), MEXC)  # another market may reuse it
