@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -277,7 +278,7 @@ def test_legal_walks_match_reference(history: int, data: st.DataObject) -> None:
     assert c.history()[-1] == (c.state, c.entered_at_ns)
 
 
-def test_rebinding_the_public_state_names_cannot_reach_unchecked_indexing() -> None:
+def test_rebinding_the_public_state_names_cannot_reach_unchecked_indexing(tmp_path: Path) -> None:
     """The module indexes its own tuple without bounds checks; the public name is a copy (run in a
     child process: a regression would crash the interpreter, not fail an assertion)."""
     code = (
@@ -285,6 +286,7 @@ def test_rebinding_the_public_state_names_cannot_reach_unchecked_indexing() -> N
         "f.STATE_NAMES = ('IDLE',)\n"
         "print(f.state_name(6), repr(f.StateMachine()))\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    # From elsewhere than the source tree, whose uncompiled ``arb_core`` would shadow the installed one.
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "RECOVERING StateMachine(state=IDLE, entered_at_ns=0)"
