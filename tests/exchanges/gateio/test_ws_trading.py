@@ -185,9 +185,10 @@ def test_timeout_is_outcome_unknown_then_the_client_id_resolves_it() -> None:
     run(scenario())
 
 
-def test_a_rate_limit_whose_reset_is_already_due_still_waits_a_second() -> None:
-    """Gate's own example reply has the reset time equal to the response time: a wait of 0 would send
-    the order again at once, into the same limit, until its deadline."""
+def test_a_rate_limit_whose_reset_is_already_due_is_still_waited_out_a_little() -> None:
+    """Gate's own example reply has the reset time equal to the response time (or a millisecond
+    off): a wait of about 0 would send the order again at once, into the same limit, until its
+    deadline."""
 
     async def scenario() -> None:
         async with simulated_venues(moving=False) as sim:
@@ -196,7 +197,7 @@ def test_a_rate_limit_whose_reset_is_already_due_still_waits_a_second() -> None:
                 sim.faults.fail_next_orders("gateio", OrderFaultKind.RATE_LIMIT, retry_after_ms=0)
                 with pytest.raises(RateLimitError) as limited:
                     await connector.place_order(limit_buy(SPOT, "rl-0"))
-                assert limited.value.retry_after_s == 1.0 and connector.order_wait_s(SPOT) > 0.5
+                assert limited.value.retry_after_s == 0.1  # what the budget is then held for
             finally:
                 await connector.close()
 
