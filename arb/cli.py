@@ -372,11 +372,12 @@ def _run(args: argparse.Namespace) -> int:
     from .metrics import serve_metrics
     from .view import Output, StatusLines, choose_output, install_json_events, watch_run
 
-    # A process started without stdout (``>&-``) runs as if writing to /dev/null.
-    stdout = sys.stdout if sys.stdout is not None else open(os.devnull, "w")  # noqa: SIM115 (the process's)
-    output = choose_output(args.headless, stdout)
+    # Status lines and the summary: a stdout closed from the start (``>&-``), or whose reader goes
+    # away, takes none of them (the summary then goes to stderr); JSON events go nowhere then.
+    lines = StatusLines(sys.stdout)
+    output = choose_output(args.headless, sys.stdout)
     if output is Output.HEADLESS:
-        install_json_events(stdout)
+        install_json_events(sys.stdout if sys.stdout is not None else open(os.devnull, "w"))  # noqa: SIM115
     endpoints = None
     if args.sim_urls is not None:
         if args.live:
@@ -409,7 +410,7 @@ def _run(args: argparse.Namespace) -> int:
                 )
             started_ns = controller.clock()
             try:
-                return await watch_run(controller, output, args.duration, stream=stdout)
+                return await watch_run(controller, output, args.duration, lines=lines)
             finally:
                 if sampler is not None:
                     sampler.cancel()
@@ -431,7 +432,7 @@ def _run(args: argparse.Namespace) -> int:
     # Headless stdout carries JSON only (the summary was its last event); the text goes to stderr,
     # as it does when stdout no longer takes it.
     text = "\n".join(summary.lines())
-    if output is Output.HEADLESS or sys.stdout is None or not StatusLines(stdout).write(text):
+    if output is Output.HEADLESS or not lines.write(text):
         print(text, file=sys.stderr, flush=True)
     return EXIT_OK if summary.ok else EXIT_ERROR
 

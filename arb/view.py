@@ -657,15 +657,15 @@ async def watch_run(
     duration_s: float | None = None,
     *,
     console: Console | None = None,
-    stream: TextIO | None = None,
+    lines: StatusLines | None = None,
 ) -> RunSummary:
     """Run an initialized ``controller`` with ``output`` showing its progress; returns its summary.
 
     ``HEADLESS`` also logs the ``summary`` event (``install_json_events`` first);
-    ``PLAIN`` prints the status line to ``stream`` (default stdout).
+    ``PLAIN`` prints the status line through ``lines`` (default: to stdout).
     """
     if output is Output.PLAIN:
-        controller.status = StatusLines(stream if stream is not None else sys.stdout)
+        controller.status = lines if lines is not None else StatusLines(sys.stdout)
         return await controller.run(duration_s)
     view = LiveView.of(controller)
     if output is Output.HEADLESS:
