@@ -497,8 +497,7 @@ class ArbitrageController:
             log.warning("%s during start-up: the kill switch is %s when trading starts",
                         (KILL_SWITCH_ENGAGE if engaged else KILL_SWITCH_RELEASE).name,
                         "engaged" if engaged else "released")
-            if self.journal is not None:  # kept even if this start fails (else once the journal opens)
-                self._journal_kill_switch(engaged, _STARTUP_KILL_REASONS[engaged])
+            self._journal_startup_kill()  # kept even if this start fails (else once the journal opens)
 
         handlers: list[tuple[signal.Signals, Callable[..., None], tuple[Any, ...]]] = [
             (signal.SIGINT, stop, (signal.SIGINT,)), (signal.SIGTERM, stop, (signal.SIGTERM,)),
@@ -997,8 +996,7 @@ class ArbitrageController:
             # A journal that cannot record stops new entries: an order sent then could not be
             # accounted after a crash.
             self.journal.on_write_failure = self.risk.record_journal_failure
-        if self._kill_at_start is not None:  # the operator's SIGUSR1/2 before the journal was open
-            self._journal_kill_switch(self._kill_at_start, _STARTUP_KILL_REASONS[self._kill_at_start])
+        self._journal_startup_kill()  # the operator's SIGUSR1/2 before the journal was open
         if self.pipeline is None:
             self.pipeline = ScannerPipeline(
                 max_data_age_ms=config.max_data_age_ms,
@@ -1195,15 +1193,21 @@ class ArbitrageController:
         self.risk.reset_circuit_breaker()
         self._journal_kill_switch(False, reason)
 
-    def _journal_kill_switch(self, engaged: bool, reason: str) -> None:
+    def _journal_kill_switch(self, engaged: bool, reason: str) -> bool:
+        """Journal a change of the kill switch; whether the journal took it."""
         if self.journal is None:
-            return
+            return False
         try:
             self.journal.record_kill_switch(engaged, reason)
         except Exception:  # the switch holds in this run; a restart would not know it
             log.exception("journal: the kill switch change (%s) was not recorded", reason)
-            return
-        if reason == _STARTUP_KILL_REASONS[engaged]:
+            return False
+        return True
+
+    def _journal_startup_kill(self) -> None:
+        """Journal the operator's SIGUSR1/SIGUSR2 of the start-up, where the journal is open."""
+        engaged = self._kill_at_start
+        if engaged is not None and self._journal_kill_switch(engaged, _STARTUP_KILL_REASONS[engaged]):
             self._startup_kill_journaled = engaged
 
     def _keep_startup_kill(self) -> None:
