@@ -367,8 +367,8 @@ class RecoveryManager:
 
     def _pick(
         self, venues: list[tuple[RecoveryAction, ExchangeName, Instrument]], attempt: int, side: OrderSide,
-        base: Decimal, reference: Decimal, budget: Decimal, fee_kept: Decimal = ZERO,
-        charged: Mapping[ExchangeName, Decimal] | None = None,
+        base: Decimal, reference: Decimal, budget: Decimal, fee_kept: Decimal,
+        charged: Mapping[ExchangeName, Decimal],
     ) -> tuple[RecoveryAction, ExchangeName, Instrument, Decimal, Decimal] | None:
         """This attempt's venue (alternating over the usable ones) with the size and limit price to send
         there; an unwind closes ``base`` less ``fee_kept`` (what the over-filled buy never received).
@@ -380,7 +380,7 @@ class RecoveryManager:
                 continue
             size = instrument.lots_to_size(lots)
             traded = size * instrument.contract_size
-            fee = max(instrument.taker_fee, charged.get(exchange, ZERO)) if charged else instrument.taker_fee
+            fee = max(instrument.taker_fee, charged.get(exchange, ZERO))
             price = self._bounded_price(instrument, side, reference, traded, budget, fee)
             if size >= instrument.min_size and traded * price >= instrument.min_notional:
                 usable.append((action, exchange, instrument, size, price))
