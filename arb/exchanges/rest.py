@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+MIN_RATE_LIMIT_WAIT_S = 0.1  # the least a refusal for the rate limit is waited out, whatever it asks
 _TRANSIENT = frozenset({ErrorCategory.OUTCOME_UNKNOWN, ErrorCategory.MAINTENANCE})
 
 
@@ -541,14 +542,22 @@ class RestClient:
         self.stats.errors[ErrorCategory(error.category).value if error.category is not None else f"http_{status}"] += 1
         self.note_refusal(error, f"{request.method} {request.path}")
         if isinstance(error, RateLimitError):
-            if error.retry_after_s is None:
-                banned = status == 418
-                error.retry_after_s = self.settings.banned_default_s if banned else self.settings.rate_limited_default_s
+            banned = status == 418
             # A 418 is an IP ban: nothing may go out. A 429 blocks the budgets this request spends.
-            limit_ids = None if status == 418 or not request.limits else [i for i, _ in request.limits]
-            self.limiter.block(limit_ids, error.retry_after_s)
+            limit_ids = None if banned or not request.limits else [i for i, _ in request.limits]
+            self.hold_after_rate_limit(
+                error, limit_ids, self.settings.banned_default_s if banned else self.settings.rate_limited_default_s
+            )
             log.warning("%s: %s; requests blocked for %.3f s", self.venue.name, error, error.retry_after_s)
         return error
+
+    def hold_after_rate_limit(self, error: RateLimitError, limit_ids: list[str] | None, default_s: float) -> None:
+        """Block the budgets ``limit_ids`` (None: every one) for the wait the refusal ``error`` asks,
+        set on it: ``default_s`` where it asks none, and never less than ``MIN_RATE_LIMIT_WAIT_S`` (a
+        reset due already, or a wait of 0, would send the request again at once into the limit)."""
+        given = error.retry_after_s
+        error.retry_after_s = default_s if given is None else max(given, MIN_RATE_LIMIT_WAIT_S)
+        self.limiter.block(limit_ids, error.retry_after_s)
 
 
 def _unsigned(info: aiohttp.RequestInfo) -> aiohttp.RequestInfo:

@@ -23,6 +23,7 @@ from arb.exchanges.errors import ErrorCategory
 from arb.exchanges.gateio import constants as gate
 from arb.exchanges.mexc import constants as mexc
 from arb.exchanges.rest import (
+    MIN_RATE_LIMIT_WAIT_S,
     RateLimit,
     RateLimiter,
     RestClient,
@@ -58,6 +59,7 @@ class Server:
             ("POST", "/gate_order", self.gate_reject),
             ("GET", "/mexc_time", self.mexc_reject),
             ("GET", "/limited", self.limited),
+            ("GET", "/limited_now", self.limited_now),
             ("GET", "/banned", self.banned),
             ("*", "/boom", self.boom),
             ("GET", "/flaky", self.flaky),
@@ -91,6 +93,9 @@ class Server:
 
     async def limited(self, request: web.Request) -> web.Response:
         return web.json_response({"label": "TOO_MANY_REQUESTS", "message": "slow down"}, status=429, headers={"Retry-After": "0.2"})
+
+    async def limited_now(self, request: web.Request) -> web.Response:
+        return web.json_response({"label": "TOO_MANY_REQUESTS", "message": "slow down"}, status=429, headers={"Retry-After": "0"})
 
     async def banned(self, request: web.Request) -> web.Response:
         return web.Response(status=418, text="banned", headers={"Retry-After": "0.15"})
@@ -205,6 +210,18 @@ def test_429_raises_with_retry_after_and_blocks_the_bucket() -> None:
             # ... the blocked one waits until Retry-After has passed, then succeeds
             await client.fetch(RestRequest(method="GET", path="/echo", limits=(("public", 1),)))
             assert client.limiter.waits == 1 and client.limiter.waited_s > 0
+
+    run(main())
+
+
+def test_a_429_asking_no_wait_is_still_waited_out_a_little() -> None:
+    """A Retry-After of 0 (or a reset due already) would send the request again at once, into the
+    same limit: the budget is held for at least MIN_RATE_LIMIT_WAIT_S."""
+    async def main() -> None:
+        async with serve(Server()) as url, RestClient(venue(url, limits=(RateLimit("public", 100, 1.0),)), FAST) as client:
+            with pytest.raises(RateLimitError) as info:
+                await client.fetch(RestRequest(method="GET", path="/limited_now", limits=(("public", 1),)))
+            assert info.value.retry_after_s == MIN_RATE_LIMIT_WAIT_S == 0.1
 
     run(main())
 

@@ -61,9 +61,6 @@ def _expiry(expires_at_ms: int | None) -> bytes:
     return b"" if expires_at_ms is None else _EXPIRY % expires_at_ms
 
 
-MIN_RATE_LIMIT_WAIT_S = 0.1  # the least a refusal for the rate limit is waited out
-
-
 class WsApiMarket(msgspec.Struct, frozen=True, kw_only=True):
     """Channel names of one market's WS API and how orders are addressed there."""
 
@@ -382,10 +379,8 @@ class GateioWsOrders:
         )
         self.rest.note_refusal(error, where)
         if isinstance(error, RateLimitError):
-            # None given: a second, as REST. A reset (about) due already, as the clocks of the reset
-            # and of the answer can have it, would send the order again at once into the limit.
-            given = error.retry_after_s
-            error.retry_after_s = 1.0 if given is None else max(given, MIN_RATE_LIMIT_WAIT_S)
             # As the REST client does after a 429: hold the budget this request spends.
-            self.rest.limiter.block(None if limit_id is None else [limit_id], error.retry_after_s)
+            self.rest.hold_after_rate_limit(
+                error, None if limit_id is None else [limit_id], self.rest.settings.rate_limited_default_s
+            )
         return error
