@@ -18,9 +18,8 @@ import asyncio
 import logging
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from typing import NamedTuple, Protocol
-
 from decimal import Decimal
+from typing import NamedTuple, Protocol
 
 from ..errors import ArbitrageEngineError, ExchangeConnectionError, ExchangeError
 from .base import BalanceHandler, BalancesReadHandler, FillHandler, Frame, OrderHandler, WsPayload
