@@ -359,6 +359,19 @@ class InstrumentCatalog:
             self.skipped, fees_from_account=self.fees_from_account,
         )
 
+    def limited_to(self, venue_symbols: frozenset[str], reason: str) -> InstrumentCatalog:
+        """A copy of this catalog keeping only the instruments of ``venue_symbols``; the others are
+        left out for ``reason``."""
+        kept = [i for i in self if i.venue_symbol in venue_symbols]
+        if len(kept) == len(self):
+            return self
+        left_out = [
+            SkippedPair(i.venue_symbol, i.symbol, reason) for i in self if i.venue_symbol not in venue_symbols
+        ]
+        return InstrumentCatalog(
+            self.exchange, kept, (*self.skipped, *left_out), fees_from_account=self.fees_from_account
+        )
+
     def closing_only(self, symbol: str) -> bool:
         """Whether ``symbol`` was left out as a market that takes only orders reducing a position."""
         return any(s.closing_only for s in self.skipped if s.symbol == symbol)

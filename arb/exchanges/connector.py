@@ -72,6 +72,14 @@ class FundingEndpoint(msgspec.Struct, frozen=True, kw_only=True):
     per_symbol: bool = False
 
 
+class ApiSymbolsEndpoint(msgspec.Struct, frozen=True, kw_only=True):
+    """A venue's list of the pairs open to API orders, where it lists more pairs than it trades by API."""
+
+    request: RestRequest
+    parse: Callable[[bytes], frozenset[str]]  # body -> venue symbols; raises InstrumentError when unreadable
+    source: str  # the call, as named in the reason a pair is left out
+
+
 class PublicEndpoints(msgspec.Struct, frozen=True, kw_only=True):
     """A venue's public REST calls besides depth snapshots: requests and response parsers."""
 
@@ -81,6 +89,7 @@ class PublicEndpoints(msgspec.Struct, frozen=True, kw_only=True):
     parse_server_time: Callable[[bytes], int]  # body -> wall-clock ms
     ping: RestRequest
     funding: FundingEndpoint | None = None  # perpetuals only
+    api_symbols: ApiSymbolsEndpoint | None = None
 
 
 class Trading(Protocol):
@@ -461,6 +470,11 @@ class ExchangeConnector:
         catalog = endpoints.parse_instruments(body)
         if catalog.exchange is not self.exchange:
             raise ExchangeError(self.venue, f"instrument parser returned a {catalog.exchange.value} catalog")
+        api_symbols = endpoints.api_symbols
+        if api_symbols is not None:
+            # Listed pairs the venue refuses API orders on are left out, as untradable as a halted one.
+            tradable = api_symbols.parse(await self.rest.fetch(api_symbols.request))
+            catalog = catalog.limited_to(tradable, f"not open to API orders (not in {api_symbols.source})")
         source = self._fee_source()
         if source is not None and not source.per_symbol:
             catalog = await self._account_fees(catalog, source, list(catalog))

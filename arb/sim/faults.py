@@ -72,6 +72,8 @@ class VenueFaults(msgspec.Struct, frozen=True, kw_only=True):
     clock_skew_ms: int = 0
     # How long after an order ends the venue still finds it by client id (ms); None: as long as by its id.
     client_id_lookup_ms: int | None = None
+    # Venue symbols listed but closed to API orders (MEXC: left out of defaultSymbols, orders refused).
+    api_refused_symbols: frozenset[str] = frozenset()
 
 
 class FaultPlan:
@@ -167,6 +169,11 @@ class FaultPlan:
         """How long after an order ends ``venue`` still finds it by client id (ms); None: always."""
         faults = self._venues.get(venue)
         return None if faults is None else faults.client_id_lookup_ms
+
+    def api_refused_symbols(self, venue: str) -> frozenset[str]:
+        """The venue symbols ``venue`` lists but refuses API orders on."""
+        faults = self._venues.get(venue)
+        return frozenset() if faults is None else faults.api_refused_symbols
 
     def count(self, venue: str, kind: OrderFaultKind | StreamFaultKind) -> int:
         """How many faults of ``kind`` were handed out for ``venue``."""

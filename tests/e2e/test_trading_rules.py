@@ -391,3 +391,35 @@ def test_a_new_minimum_is_taken_as_the_engine_runs(
     messages = [r.getMessage() for r in caplog.records]
     assert f"gateio BTC/USDT: min_notional {listed} -> 1000000; traded by the new terms from now on" in messages
     assert f"gateio BTC/USDT: min_notional 1000000 -> {listed}; traded by the new terms from now on" in messages
+
+
+def test_a_pair_closed_to_api_orders_is_halted_at_its_first_refusal(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """MEXC lists BTC/USDT but takes API orders only on the pairs of ``GET /api/v3/defaultSymbols``
+    and refuses the others with code 10007. The pair leaves that list after the engine started (the
+    rules are read only every minute): the first leg refused there has the rules read at once, and
+    the pair, no longer in the list, is halted before more executions pay to unwind the other leg."""
+    config = CONFIG.replace("instrument_refresh_interval_ms = 1000", "instrument_refresh_interval_ms = 60000")
+    manager, cluster = dislocated(tmp_path, config, ExchangeName.MEXC, "BTC/USDT", 3, 80)
+    mexc_btc = BookKey(ExchangeName.MEXC, "BTC/USDT")
+
+    async def scenario() -> tuple[list[ExecutionResult], list[str]]:
+        async with cluster:
+            engine = ArbitrageController(manager, sim_cluster=cluster, journal=Journal(tmp_path / "j.sqlite3"))
+            await engine.initialize(dry_run=True)
+            pipeline = engine.pipeline
+            assert pipeline is not None
+            cluster.faults.configure("mexc", VenueFaults(api_refused_symbols=frozenset({"BTCUSDT"})))
+            running = asyncio.ensure_future(engine.run(duration_s=4))
+            await eventually(lambda: mexc_btc in pipeline.halted, 4, "MEXC's BTC/USDT halted")
+            summary = await running
+            return engine.results, summary.breakers_tripped
+
+    with caplog.at_level(logging.INFO, logger="arb.controller"):
+        results, tripped = asyncio.run(scenario())
+    assert "mexc BTC/USDT refused (invalid_request): reading the trading rules again now" in caplog.text
+    assert "not open to API orders (not in GET /api/v3/defaultSymbols)" in caplog.text
+    assert 1 <= len(results) <= 2 and all(r.final_state is ArbitrageState.FAILED for r in results)
+    assert all("symbol not support api" in (r.error or "") for r in results)
+    assert tripped == []

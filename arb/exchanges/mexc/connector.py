@@ -14,13 +14,26 @@ import msgspec
 from ...instruments import Instrument, InstrumentCatalog
 from ...secrets import ApiCredentials
 from ...types import ExchangeName
-from ..connector import ClockWindow, ExchangeConnector, FundingEndpoint, NoPositions, PublicEndpoints, VenueBinding
+from ..connector import (
+    ApiSymbolsEndpoint,
+    ClockWindow,
+    ExchangeConnector,
+    FundingEndpoint,
+    NoPositions,
+    PublicEndpoints,
+    VenueBinding,
+)
 from ..factory import register
 from ..models import Balance, OrderRequest, OrderState
 from ..rest import RestRequest, RestVenue
 from . import constants
 from .auth import MexcSigner
-from .instruments import parse_contract_detail, parse_contract_funding_rate, parse_exchange_info
+from .instruments import (
+    parse_contract_detail,
+    parse_contract_funding_rate,
+    parse_default_symbols,
+    parse_exchange_info,
+)
 from .market_data import MexcFuturesMarketData, MexcSpotMarketData
 from .private_stream import MexcSpotPrivateStream
 from .trading import FuturesTradingUnavailable, MexcSpotTrading, futures_rest_venue, spot_rest_venue
@@ -150,6 +163,10 @@ class MexcSpotConnector(ExchangeConnector):
             server_time=_get(constants.TIME_PATH),
             parse_server_time=parse_server_time,
             ping=_get(constants.PING_PATH),
+            api_symbols=ApiSymbolsEndpoint(
+                request=_get(constants.DEFAULT_SYMBOLS_PATH), parse=parse_default_symbols,
+                source=f"GET {constants.DEFAULT_SYMBOLS_PATH}",
+            ),
         ),
         trading=_SpotTrading,
         private_stream=MexcSpotPrivateStream,

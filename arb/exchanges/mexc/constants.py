@@ -174,7 +174,7 @@ ERROR_CODES: Final[ErrorCodeTable] = {
     30032: ErrorCategory.ORDER_REJECTED,  # maximum position
     30041: ErrorCategory.ORDER_REJECTED,  # current order type can not place order
     70011: ErrorCategory.ORDER_REJECTED,  # pair user ban trade apikey
-    10007: ErrorCategory.INVALID_REQUEST,  # bad symbol
+    10007: ErrorCategory.INVALID_REQUEST,  # "symbol not support api": not in defaultSymbols (rules re-read)
     30014: ErrorCategory.INVALID_REQUEST,  # invalid symbol
     30021: ErrorCategory.INVALID_REQUEST,  # invalid symbol
     33333: ErrorCategory.INVALID_REQUEST,  # param is error

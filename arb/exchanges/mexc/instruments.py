@@ -24,6 +24,7 @@ from .schemas import (
     ContractDetail,
     ContractDetailResponse,
     ContractFundingRateResponse,
+    DefaultSymbols,
     ExchangeInfo,
     ExchangeInfoSymbol,
 )
@@ -89,6 +90,16 @@ def parse_exchange_info(payload: bytes | str) -> InstrumentCatalog:
                 reason = str(exc)
         skipped.append(SkippedPair.of(entry.symbol, entry.baseAsset, entry.quoteAsset, None, reason))
     return InstrumentCatalog(ExchangeName.MEXC, instruments, skipped)
+
+
+def parse_default_symbols(payload: bytes | str) -> frozenset[str]:
+    """The venue symbols of a ``GET /api/v3/defaultSymbols`` body: the pairs that take API orders
+    (the venue refuses orders on the others with code 10007, "symbol not support api")."""
+    source = f"mexc GET {constants.DEFAULT_SYMBOLS_PATH}"
+    reply = decode_metadata(payload, DefaultSymbols, source)
+    if reply.code != 200 or reply.data is None:
+        raise InstrumentError(f"{source}: code {reply.code} {reply.msg or ''}".rstrip())
+    return frozenset(reply.data)
 
 
 def instrument_from_contract(detail: ContractDetail) -> Instrument:

@@ -46,6 +46,14 @@ class ExchangeInfo(msgspec.Struct, frozen=True):
     serverTime: int | None = None  # ms
 
 
+class DefaultSymbols(msgspec.Struct, frozen=True):
+    """``GET /api/v3/defaultSymbols``: ``{"code":200,"data":["BTCUSDT",...],"msg":null}``, the pairs open to API orders."""
+
+    code: int
+    data: list[str] | None = None
+    msg: str | None = None
+
+
 class DepthSnapshot(msgspec.Struct, frozen=True):
     """``GET /api/v3/depth``: ``{"lastUpdateId":1112416,"bids":[["15.00000","49999.00000"]],"asks":[...]}``."""
 

@@ -506,6 +506,7 @@ _REFUSALS: Final[Mapping[ErrorCategory, tuple[int, int, str]]] = {
 }
 _UNKNOWN_ORDER_CANCEL: Final = (400, -2011, "Unknown order sent.")
 _INVALID_SYMBOL: Final = (400, 30014, "Invalid symbol.")
+_API_REFUSED_SYMBOL: Final = (400, 10007, "symbol not support api")
 _INVALID_KEY: Final = (400, 10072, "Api key info invalid")
 _KEY_REQUIRED: Final = (400, 400, "api key required")
 _RECV_WINDOW_TOO_LARGE: Final = (400, 700005, "recvWindow must less than 60000")
@@ -697,6 +698,14 @@ def _exchange_info(request: SimRequest, ctx: SimContext) -> SimResponse:
     return _json(200, body)
 
 
+def _default_symbols(request: SimRequest, ctx: SimContext) -> SimResponse:
+    """``{"code":200,"data":["BTCUSDT",...],"msg":null}``: the listed pairs open to API orders."""
+    refused = ctx.faults.api_refused_symbols(constants.VENUE)
+    engines = _market(ctx, ExchangeName.MEXC).engines.values()
+    symbols = [e.instrument.venue_symbol for e in engines if e.instrument.venue_symbol not in refused]
+    return _json(200, {"code": 200, "data": symbols, "msg": None})
+
+
 def _symbol_info(instrument: Instrument) -> dict[str, object]:
     """One exchangeInfo symbol, keys in the venue's order (the docs' TOMO3LUSDT entry)."""
     return {
@@ -729,6 +738,8 @@ def _symbol_info(instrument: Instrument) -> dict[str, object]:
 
 def _place(params: dict[str, str], user: str, ctx: SimContext) -> SimResponse:
     engine = _engine(_market(ctx, ExchangeName.MEXC), _required(params, "symbol"))
+    if engine.instrument.venue_symbol in ctx.faults.api_refused_symbols(constants.VENUE):
+        raise _Refusal(_API_REFUSED_SYMBOL)
     side = _SIDES.get(_required(params, "side"))
     if side is None:
         raise _Refusal(_BAD_PARAM, name="side")
@@ -1058,6 +1069,7 @@ def rest_routes() -> list[Route]:
         Route("GET", constants.TIME_PATH, public(_time)),
         Route("GET", constants.DEPTH_PATH, public(_depth)),
         Route("GET", constants.EXCHANGE_INFO_PATH, public(_exchange_info)),
+        Route("GET", constants.DEFAULT_SYMBOLS_PATH, public(_default_symbols)),
         Route("POST", constants.ORDER_PATH, _signed(_place)),
         Route("GET", constants.ORDER_PATH, _signed(_query)),
         Route("DELETE", constants.ORDER_PATH, _signed(_cancel)),

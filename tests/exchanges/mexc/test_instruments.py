@@ -13,6 +13,7 @@ from arb.exchanges.mexc.instruments import (
     from_venue_symbol,
     instrument_from_symbol,
     parse_contract_detail,
+    parse_default_symbols,
     parse_exchange_info,
     to_venue_symbol,
 )
@@ -151,3 +152,25 @@ def test_symbol_helpers() -> None:
     assert from_venue_symbol("ETHBTC") == "ETH/BTC"
     assert from_venue_symbol("BTCUSDC") == "BTC/USDC"
     assert from_venue_symbol("BTC_USDT", futures=True) == "BTC/USDT:USDT"
+
+
+def test_default_symbols_name_the_pairs_open_to_api_orders() -> None:
+    """``GET /api/v3/defaultSymbols`` as the API reference shows it; an error answer is refused by name."""
+    body = b'{"code":200,"data":["GENE1USDT","SNTUSDT","BTCUSDT"],"msg":null}'
+    assert parse_default_symbols(body) == {"GENE1USDT", "SNTUSDT", "BTCUSDT"}
+    with pytest.raises(InstrumentError, match=r"mexc GET /api/v3/defaultSymbols: code 500 busy"):
+        parse_default_symbols(b'{"code":500,"data":null,"msg":"busy"}')
+    with pytest.raises(InstrumentError, match="defaultSymbols"):
+        parse_default_symbols(b'{"code":200,"data":[1]}')
+
+
+def test_a_catalog_limited_to_the_api_pairs_says_why_it_left_the_others_out(docs: dict[str, Any]) -> None:
+    base = {**docs["spot_exchangeInfo_symbol_entry"], "isSpotTradingAllowed": True, "status": "1"}
+    catalog = parse_exchange_info(exchange_info(
+        {**base, "symbol": "AUSDT", "baseAsset": "A"}, {**base, "symbol": "BUSDT", "baseAsset": "B"},
+    ))
+    limited = catalog.limited_to(frozenset({"AUSDT"}), "not open to API orders")
+    assert [i.venue_symbol for i in limited] == ["AUSDT"]
+    with pytest.raises(InstrumentError, match="'B/USDT' was left out: not open to API orders"):
+        limited.get("B/USDT")
+    assert catalog.limited_to(frozenset({"AUSDT", "BUSDT"}), "unused") is catalog

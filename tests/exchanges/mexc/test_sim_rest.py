@@ -21,7 +21,7 @@ from arb.errors import ExchangeError, OrderRejectedError, RateLimitError
 from arb.exchanges.errors import ErrorCategory, venue_error
 from arb.exchanges.mexc import constants
 from arb.exchanges.mexc.auth import MexcSigner
-from arb.exchanges.mexc.instruments import parse_contract_detail, parse_exchange_info
+from arb.exchanges.mexc.instruments import parse_contract_detail, parse_default_symbols, parse_exchange_info
 from arb.exchanges.mexc.schemas import DepthSnapshot
 from arb.exchanges.mexc.sim import rest_routes
 from arb.exchanges.mexc.trading import MexcSpotTrading, futures_rest_venue, spot_rest_venue
@@ -29,7 +29,7 @@ from arb.exchanges.models import OrderRequest, OrderState, OrderStatus, OrderTyp
 from arb.exchanges.rest import RestRequest, RestVenue, parse_error_body, parse_retry_after
 from arb.instruments import Instrument, InstrumentCatalog
 from arb.secrets import ApiCredentials, Secret
-from arb.sim.faults import FaultPlan, OrderFaultKind
+from arb.sim.faults import FaultPlan, OrderFaultKind, VenueFaults
 from arb.sim.http import SimContext, SimRequest, SimResponse
 from arb.sim.matching import SimExchange
 from arb.types import ExchangeName, OrderSide
@@ -248,6 +248,22 @@ def test_order_refusals_use_mexc_codes(
 ) -> None:
     error = _refused(venue, signed(venue, "POST", constants.ORDER_PATH, params))
     assert (error.code, error.category) == (code, category)
+
+
+def test_a_pair_closed_to_api_orders_is_left_out_of_default_symbols_and_refused_with_10007(venue: Venue) -> None:
+    """Listed in exchangeInfo either way; defaultSymbols names only the pairs open to API orders,
+    and an order on another is refused as MEXC does (code 10007), placing nothing."""
+    listed = venue.fetch(RestRequest(method="GET", path=constants.DEFAULT_SYMBOLS_PATH))
+    assert parse_default_symbols(listed) == {"BTCUSDT"}
+    venue.faults.configure("mexc", VenueFaults(api_refused_symbols=frozenset({"BTCUSDT"})))
+    closed = venue.fetch(RestRequest(method="GET", path=constants.DEFAULT_SYMBOLS_PATH))
+    assert parse_default_symbols(closed) == frozenset()
+    assert "BTC/USDT" in parse_exchange_info(venue.fetch(RestRequest(method="GET", path=constants.EXCHANGE_INFO_PATH)))
+    error = _refused(venue, venue.trading.place_order_request(limit("0.1", "101", tif=TimeInForce.IOC)))
+    assert (error.code, error.category, str(error).count("symbol not support api")) == (
+        10007, ErrorCategory.INVALID_REQUEST, 1
+    )
+    assert venue.spot.engine("BTC/USDT").order_by_client_id(KEY, "arb-1") is None
 
 
 def test_unknown_orders(venue: Venue) -> None:
