@@ -13,7 +13,7 @@ from arb.exchanges.gateio import constants
 from arb.exchanges.gateio.auth import GateioSigner
 from arb.exchanges.gateio.sim import rest_routes
 from arb.exchanges.gateio.trading import GateioFuturesTrading, GateioSpotTrading, rest_venue
-from arb.exchanges.rest import RestRequest, parse_error_body, parse_retry_after
+from arb.exchanges.rest import RestRequest, parse_error_body, rate_limit_wait_s
 from arb.exchanges.errors import venue_error
 from arb.instruments import Instrument, InstrumentCatalog
 from arb.secrets import ApiCredentials, Secret
@@ -111,8 +111,9 @@ def answer(routes: list[Route], ctx: SimContext, request: SimRequest) -> SimResp
     raise AssertionError(f"no route for {request.method} {request.path}")
 
 
-def body_or_raise(request: RestRequest, response: SimResponse) -> bytes:
-    """What ``RestClient`` makes of an answer: the body, or the mapped error (same helpers, same tables)."""
+def body_or_raise(request: RestRequest, response: SimResponse, now_ms: int | None = None) -> bytes:
+    """What ``RestClient`` makes of an answer: the body, or the mapped error (same helpers, same tables);
+    ``now_ms``: the local clock a rate limit's reset time is read against."""
     if response.drop_connection:
         raise ExchangeError(constants.VENUE, "connection dropped", category="outcome_unknown")
     if 200 <= response.status < 300:
@@ -120,11 +121,11 @@ def body_or_raise(request: RestRequest, response: SimResponse) -> bytes:
     venue = rest_venue()
     failure = parse_error_body(response.body)
     assert failure is not None, response.body
-    headers = dict(response.headers)
+    headers = {name.lower(): value for name, value in response.headers}
     raise venue_error(
         venue.name, f"{request.method} {request.path}: {failure[1]}", codes=venue.error_codes,
         http_statuses=venue.http_statuses, code=failure[0], http_status=response.status,
-        retry_after_s=parse_retry_after(headers.get("Retry-After")),
+        retry_after_s=rate_limit_wait_s(venue, headers, now_ms),
     )
 
 

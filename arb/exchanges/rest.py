@@ -256,6 +256,8 @@ class RestVenue(msgspec.Struct, frozen=True, kw_only=True):
     http_statuses: Mapping[int, ErrorCategory]
     rate_limits: tuple[RateLimit, ...] = ()
     error_parser: Callable[[bytes], VenueFailure | None] = parse_error_body
+    # A header giving, on a 429 without ``Retry-After``, when the limit resets (ms since the epoch).
+    rate_limit_reset_header: str | None = None
 
 
 class RestSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -308,6 +310,20 @@ class RestStats:
         self.responses = 0
         self.retries = 0
         self.errors: Counter[str] = Counter()
+
+
+def rate_limit_wait_s(venue: RestVenue, headers: Mapping[str, str], now_ms: int | None = None) -> float | None:
+    """The wait a refusal's headers (names lower-cased, or a case-insensitive mapping) ask:
+    ``Retry-After``, else ``venue``'s reset timestamp against ``now_ms`` (default: the local clock)."""
+    retry_after = parse_retry_after(headers.get("retry-after"))
+    reset_header = venue.rate_limit_reset_header
+    if retry_after is not None or reset_header is None:
+        return retry_after
+    reset = headers.get(reset_header.lower())
+    if reset is None or not reset.strip().isdigit():
+        return None
+    now = time.time_ns() // 1_000_000 if now_ms is None else now_ms
+    return max(0.0, (int(reset) - now) / 1000)
 
 
 def parse_retry_after(value: str | None, now_s: float | None = None) -> float | None:
@@ -533,10 +549,7 @@ class RestClient:
             http_statuses=self.venue.http_statuses,
             code=code,
             http_status=status,
-            retry_after_s=parse_retry_after(
-                # aiohttp's headers are case-insensitive, Http1Pool's are lower-cased
-                None if headers is None else headers.get("retry-after")
-            ),
+            retry_after_s=None if headers is None else rate_limit_wait_s(self.venue, headers),
             write=not request.is_read,
         )
         self.stats.errors[ErrorCategory(error.category).value if error.category is not None else f"http_{status}"] += 1

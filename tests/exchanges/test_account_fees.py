@@ -125,7 +125,8 @@ def test_mexc_fees_per_symbol_from_trade_fee_when_keys_are_given() -> None:
                 assert (await private.instruments()).get(SPOT).taker_fee == mexc.DEFAULT_SPOT_TAKER_FEE
                 own = (await private.load_account_fees([SPOT])).get(SPOT)
                 assert (own.taker_fee, own.maker_fee) == (D("0.001"), D("0.0005"))
-                assert sim.requests == before + 2 and private.fees_from_account
+                # exchangeInfo, defaultSymbols (the pairs open to API orders), then one tradeFee
+                assert sim.requests == before + 3 and private.fees_from_account
                 assert (await private.instrument(SPOT)).maker_fee == D("0.0005")  # the cached catalog now
                 await private.start_books([SPOT])
                 assert (await private.instrument(SPOT)).taker_fee == D("0.001")
@@ -143,7 +144,8 @@ def test_public_connectors_ask_nothing_about_the_account() -> None:
             try:
                 await public.instruments()
                 catalog = await public.load_account_fees([SPOT])
-                assert catalog.get(SPOT).maker_fee == D("0.0005") and sim.requests == 1
+                # exchangeInfo and defaultSymbols only: nothing signed
+                assert catalog.get(SPOT).maker_fee == D("0.0005") and sim.requests == 2
             finally:
                 await public.close()
 

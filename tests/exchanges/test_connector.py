@@ -811,3 +811,31 @@ def test_more_symbols_than_the_venue_subscribes_on_one_connection_fail_the_start
                 await connector.close()
 
     run(scenario())
+
+
+def test_a_gate_rest_429_is_held_until_the_reset_time_gate_states() -> None:
+    """Gate's 429 names when its limit resets (``X-Gate-RateLimit-Reset-Timestamp``) and sends no
+    ``Retry-After``: the refused order's budget is held until then (0.3 s here), not for the
+    1 s default of an answer that names no wait."""
+    async def scenario() -> None:
+        async with simulated_venues(moving=False) as sim:
+            urls = sim.venues["gateio"].urls()
+            connector = GateioSpotConnector(
+                credentials=CREDENTIALS, rest_url=urls.rest_url, ws_url=urls.ws_url,
+                settings=ConnectorSettings(order_transport="rest"),
+            )
+            try:
+                sim.faults.fail_next_orders("gateio", OrderFaultKind.RATE_LIMIT, retry_after_ms=300)
+                engine = sim.venues["gateio"].exchanges[ExchangeName.GATEIO].engine(SPOT)
+                ask = engine.instrument.ticks_to_price(engine.snapshot(1).asks[0][0])
+                with pytest.raises(RateLimitError) as refused:
+                    await connector.place_order(OrderRequest(
+                        symbol=SPOT, side=OrderSide.BUY, type=OrderType.LIMIT, quantity=D("0.001"), price=ask,
+                        client_order_id="held-1", time_in_force=TimeInForce.IOC,
+                    ))
+                assert refused.value.retry_after_s is not None and 0.1 <= refused.value.retry_after_s <= 0.3
+                assert 0 < connector.order_wait_s(SPOT) <= 0.3
+            finally:
+                await connector.close()
+
+    run(scenario())

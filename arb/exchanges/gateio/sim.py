@@ -732,8 +732,7 @@ def _apply_fault(
     if fault.kind is OrderFaultKind.RATE_LIMIT:
         wait_ms = fault.retry_after_ms or 0
         label, status, message = constants.SPOT_REJECT_LABELS[ErrorCategory.RATE_LIMITED]
-        headers = (
-            ("Retry-After", _seconds_text(wait_ms)),
+        headers = (  # Gate states the reset time only, no Retry-After
             (constants.RATE_LIMIT_LIMIT_HEADER, "10"),
             (constants.RATE_LIMIT_REMAIN_HEADER, "0"),
             (constants.RATE_LIMIT_RESET_HEADER, str(ctx.wall_ms() + wait_ms)),

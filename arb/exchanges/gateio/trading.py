@@ -104,6 +104,7 @@ def rest_venue(base_url: str = constants.REST_URL) -> RestVenue:
             RateLimit(limit_id, capacity, window, per_market=limit_id in constants.PER_MARKET_RATE_LIMITS)
             for limit_id, (capacity, window) in limits.items()
         ),
+        rate_limit_reset_header=constants.RATE_LIMIT_RESET_HEADER,
     )
 
 
