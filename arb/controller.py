@@ -573,16 +573,13 @@ class ArbitrageController:
             if self.journal is not None and self.recovery is not None:
                 # Orders an earlier run left open are settled before anything new is sent.
                 journal = self.journal
-                interrupted = {i.opportunity_id for i in journal.open_intents()}
-                last = journal.last_opportunity_id()
+                interrupted = journal.interrupted_opportunities()  # read before reconciling closes intents
                 lookups = {
                     market: connector.binding.client_id_lookup_s for market, connector in self.connectors.items()
                     if connector.binding.client_id_lookup_s is not None
                 }
                 await journal.reconcile(self._resolver_with_fees(self.recovery.resolver(lookups)))
-                # The trade loop runs one execution at a time, so only the newest one can have
-                # been cut short with every order closed but its legs unmatched.
-                self._flag_interrupted(journal, sorted(interrupted | ({last} if last else set())))
+                self._flag_interrupted(journal, sorted(interrupted))
             if self.journal is not None:
                 # After reconciliation, so fills an earlier run did not live to record are in; both
                 # restores replay the same read of them.

@@ -1146,6 +1146,22 @@ class Journal:
             for symbol, spot, futures, after, reason, at_ms in rows
         ]
 
+    def interrupted_opportunities(self) -> set[str]:
+        """The opportunities a stop may have cut short: those with an open intent, the newest one, and
+        any whose recovery started and neither recovered nor was flagged (executions run beside the
+        trade loop, ``ArbitrageEngine.execute_opportunity``, can leave an older one mid-recovery)."""
+        interrupted = {intent.opportunity_id for intent in self.open_intents()}
+        last = self.last_opportunity_id()
+        if last is not None:
+            interrupted.add(last)
+        rows = self._db.execute(
+            "SELECT DISTINCT s.opportunity_id FROM recovery_steps s WHERE s.step = 'start' AND NOT EXISTS ("
+            "SELECT 1 FROM recovery_steps t WHERE t.opportunity_id = s.opportunity_id AND t.step_id > s.step_id "
+            "AND t.step IN ('recovered', 'manual_approval'))"
+        )
+        interrupted.update(str(opp) for (opp,) in rows)
+        return interrupted
+
     def last_opportunity_id(self) -> str | None:
         """The opportunity of the newest intent (the one in flight if the engine stopped abruptly)."""
         self.flush_intents()

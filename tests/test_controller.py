@@ -1063,6 +1063,53 @@ def test_a_restart_without_a_market_the_last_execution_traded_flags_it_rather_th
     assert detail["reason"] == "its fills could not be checked for unmatched legs: mexc is not traded in this run"
 
 
+def test_a_restart_flags_an_older_execution_killed_mid_recovery_beside_a_newer_one(tmp_path: Path) -> None:
+    """Two executions ran at once (``ArbitrageEngine.execute_opportunity`` beside the trade loop).
+    A bought on MEXC, its sell was refused, and its recovery had started when the process was
+    killed; B, newer, completed. Every intent is closed and B is the newest, yet A is flagged
+    with its residual; B, and A once its recovery ends, are not."""
+    journal = Journal(tmp_path / "journal.sqlite3")
+
+    def intend(opp: str, market: ExchangeName, side: OrderSide) -> str:
+        cid = f"{opp}-{side.value[0]}"
+        request = OrderRequest(symbol="BTC/USDT", side=side, type=OrderType.LIMIT, quantity=D("0.01"),
+                               price=D(60000), client_order_id=cid)
+        journal.record_intents(opp, [(side.value, market, request)], deferred=True)
+        return cid
+
+    def fill(market: ExchangeName, cid: str, side: OrderSide) -> None:
+        state = OrderState(symbol="BTC/USDT", order_id=f"v-{cid}", client_order_id=cid, side=side,
+                           type=OrderType.LIMIT, status=OrderStatus.FILLED, quantity=D("0.01"), price=D(60000),
+                           filled_quantity=D("0.01"), average_price=D(60000))
+        journal.record_result(market, cid, state, [Fill(
+            symbol="BTC/USDT", order_id=f"v-{cid}", client_order_id=cid, trade_id=f"order:{cid}", side=side,
+            price=D(60000), quantity=D("0.01"), fee=D(0), fee_asset="USDT", is_maker=False, timestamp_ms=1,
+        )])
+
+    a_buy, a_sell = intend("A", ExchangeName.MEXC, OrderSide.BUY), intend("A", ExchangeName.GATEIO, OrderSide.SELL)
+    b_buy, b_sell = intend("B", ExchangeName.MEXC, OrderSide.BUY), intend("B", ExchangeName.GATEIO, OrderSide.SELL)
+    fill(ExchangeName.MEXC, a_buy, OrderSide.BUY)
+    journal.record_reject(ExchangeName.GATEIO, a_sell, "insufficient balance")
+    fill(ExchangeName.MEXC, b_buy, OrderSide.BUY)
+    fill(ExchangeName.GATEIO, b_sell, OrderSide.SELL)
+    journal.record_recovery_step("A", "start", {"net_base": D("0.01")})
+    assert journal.open_intents() == [] and journal.interrupted_opportunities() == {"A", "B"}
+    controller = ArbitrageController(manager(tmp_path))
+    controller._catalogs = {
+        market: InstrumentCatalog(market, [i for i in default_instruments(("BTC",)) if i.exchange is market])
+        for market in (ExchangeName.MEXC, ExchangeName.GATEIO)
+    }
+    controller._flag_interrupted(journal, sorted(journal.interrupted_opportunities()))
+    (opp, _, detail), = journal.awaiting_approval()
+    assert (opp, detail["reason"], D(detail["residual"])) == (
+        "A", "interrupted by an engine restart with unmatched legs", D("0.01")
+    )
+    journal.record_recovery_step("A", "acknowledged", {})
+    journal.record_recovery_step("A", "start", {"net_base": D("0.01")})
+    journal.record_recovery_step("A", "recovered", {"residual": D(0)})
+    assert journal.interrupted_opportunities() == {"B"}
+
+
 def test_a_restart_does_not_flag_an_execution_its_recovery_closed_short_of_a_buys_base_fee(tmp_path: Path) -> None:
     """A spot buy paid its fee in base; its recovery sold back only what reached the account and
     journaled "recovered". The fills net to that fee, which is no residual: not flagged again."""
