@@ -70,7 +70,8 @@ class VenueFaults(msgspec.Struct, frozen=True, kw_only=True):
     retry_after_ms: int = 1_000
     stall_ms: int = 2_000
     clock_skew_ms: int = 0
-    # How long after an order ends the venue still finds it by client id (ms); None: as long as by its id.
+    # How long after an order ends the venue still finds it by client id (ms); None: the venue's own
+    # rule (Gate.io futures 60 s; otherwise as long as by its id).
     client_id_lookup_ms: int | None = None
     # Venue symbols listed but closed to API orders (MEXC: left out of defaultSymbols, orders refused).
     api_refused_symbols: frozenset[str] = frozenset()
@@ -166,7 +167,7 @@ class FaultPlan:
         return 0 if faults is None else faults.clock_skew_ms
 
     def client_id_lookup_ms(self, venue: str) -> int | None:
-        """How long after an order ends ``venue`` still finds it by client id (ms); None: always."""
+        """How long after an order ends ``venue`` still finds it by client id (ms); None: the venue's own rule."""
         faults = self._venues.get(venue)
         return None if faults is None else faults.client_id_lookup_ms
 

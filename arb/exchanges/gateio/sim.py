@@ -1029,12 +1029,21 @@ def _spot_order_doc(ctx: SimContext, engine: MatchingEngine, event: OrderEvent) 
     }
 
 
+def _found_by_client_id(ctx: SimContext, event: OrderEvent, futures: bool) -> bool:
+    """Whether a ``text`` still finds ``event``: always while it is open; once it ended, for the fault
+    plan's ``client_id_lookup_ms``, by default as long as its id does on spot and 60 s on futures
+    (Gate's futures reference)."""
+    lookup_ms = ctx.faults.client_id_lookup_ms(ctx.venue)
+    if lookup_ms is None and futures:
+        lookup_ms = constants.FUTURES_CLIENT_ID_LOOKUP_S * 1000
+    return lookup_ms is None or not event.status.is_final or ctx.now_ns() - event.time_ns <= lookup_ms * 1_000_000
+
+
 def _spot_find(ctx: SimContext, user: str, engine: MatchingEngine, ref: str) -> OrderEvent:
     exchange = _exchange(ctx, False)
     if ref.startswith(constants.CLIENT_ORDER_ID_PREFIX):
         event = exchange.get_order_by_client_id(user, engine.symbol, ref)
-        lookup_ms = ctx.faults.client_id_lookup_ms(ctx.venue)
-        if lookup_ms is not None and event.status.is_final and ctx.now_ns() - event.time_ns > lookup_ms * 1_000_000:
+        if not _found_by_client_id(ctx, event, False):
             raise _rejection(ErrorCategory.UNKNOWN_ORDER, f"order {ref}", futures=False)
         return event
     if not ref.isdigit():
@@ -1244,7 +1253,7 @@ def _futures_find(ctx: SimContext, user: str, ref: str) -> tuple[MatchingEngine,
     if ref.startswith(constants.CLIENT_ORDER_ID_PREFIX):
         for engine in exchange.engines.values():
             event = engine.order_by_client_id(user, ref)
-            if event is not None:
+            if event is not None and _found_by_client_id(ctx, event, True):
                 return engine, event
         raise _rejection(ErrorCategory.UNKNOWN_ORDER, f"order {ref}", futures=True)
     if not ref.isdigit():
