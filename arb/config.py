@@ -347,6 +347,7 @@ class ConfigurationManager:
         self._environ = os.environ if environ is None else environ
         self._config: ArbitrageConfig | None = None
         self._credentials: dict[str, ApiCredentials | None] = {}
+        self._sources: dict[str, str] = {}
 
     @property
     def config(self) -> ArbitrageConfig:
@@ -382,7 +383,14 @@ class ConfigurationManager:
             raise ConfigurationError(problems)
         self._config = config
         self._credentials = credentials
+        self._sources = {dotted: setting.source for dotted, setting in settings.items()}
         return config
+
+    def chosen(self, dotted: str) -> bool:
+        """Whether the loaded setting ``dotted`` (``engine.symbols``) was set by the configuration
+        file or the environment rather than left at the shipped default."""
+        source = self._sources.get(dotted)
+        return source is not None and source != f"{self.defaults_file}: {dotted}"
 
     def get_exchange_config(self, name: ExchangeName | str) -> ExchangeConfig:
         """The settings of one venue (``mexc``/``gateio``, or any of their markets)."""

@@ -22,7 +22,7 @@ class Block(NamedTuple):
 
 
 def blocks(data: bytes) -> list[Block]:
-    """The blocks of a whole file (version 1 or 2), the end marker last."""
+    """The blocks of a whole file (any version), the end marker last."""
     found = []
     offset = FILE_HEADER.size
     version = struct.unpack_from("<H", data, 6)[0]
@@ -42,12 +42,17 @@ def blocks(data: bytes) -> list[Block]:
     return found
 
 
-def as_version_1(data: bytes) -> bytes:
-    """A version 2 file rewritten as the version 1 format writes it (no summaries, one CRC per block)."""
+def with_version(data: bytes, version: int) -> bytes:
+    """``data`` with its file header saying format ``version`` (and a CRC that matches)."""
     head = bytearray(data[: FILE_HEADER.size])
-    head[6:8] = struct.pack("<H", 1)
+    head[6:8] = struct.pack("<H", version)
     head[-4:] = struct.pack("<I", zlib.crc32(bytes(head[:-4])))
-    parts = [bytes(head)]
+    return bytes(head) + data[FILE_HEADER.size :]
+
+
+def as_version_1(data: bytes) -> bytes:
+    """A file of the current format rewritten as the version 1 format writes it (no summaries, one CRC per block)."""
+    parts = [with_version(data[: FILE_HEADER.size], 1)]
     for block in blocks(data):
         fields = struct.pack("<III", len(block.stored), block.raw_len, block.records)
         parts.append(block.magic + fields + struct.pack("<I", zlib.crc32(block.stored, zlib.crc32(fields))))

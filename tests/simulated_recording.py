@@ -44,10 +44,15 @@ def _snapshot_body(market: ExchangeName, wire: Any, engine: Any, now_ms: int) ->
 def record_simulated(
     path: Path, frames: int, *, rate: int = 1000, dislocations_at_s: Sequence[float] = (), step_ns: int = 10_000_000,
     block_records: int = 1000, rotate_bytes: int | None = None, bases: Sequence[str] = ("BTC",),
+    outage_s: tuple[float, float] | None = None, record_drops: bool = True,
 ) -> int:
     """Record ``frames`` diff frames (``rate`` per second per market) after one REST snapshot per
     book, with an 80 bps dislocation on MEXC spot of every base at each of ``dislocations_at_s``;
-    the record count. BTC starts at 65000, any other base at the simulator's price for it."""
+    the record count. BTC starts at 65000, any other base at the simulator's price for it.
+
+    ``outage_s``: every market's stream is down from the first to the second second: its drop
+    recorded at the start (``DISCONNECT``, unless ``record_drops`` is False), nothing received
+    until the end, then each book's first message followed by the REST snapshot its resync fetches."""
     instruments = default_instruments(bases)
     venues = {
         exchange: SimExchange(exchange, [i for i in instruments if i.exchange is exchange])
@@ -83,6 +88,9 @@ def record_simulated(
         engine = venues[exchange].engines[instrument.symbol]
         body = _snapshot_body(exchange, wire, engine, (START_NS + WALL_OFFSET_NS) // 1_000_000)
         recorder.record(exchange, RecordKind.REST_SNAPSHOT, body, recv_ns=START_NS, venue_symbol=instrument.venue_symbol)
+    down = None if outage_s is None else (START_NS + int(outage_s[0] * SECOND), START_NS + int(outage_s[1] * SECOND))
+    dropped: set[ExchangeName] = set()
+    resynced: set[tuple[ExchangeName, str]] = set()
     count = 0
     now = START_NS
     while count < frames:
@@ -91,9 +99,20 @@ def record_simulated(
             for update in market.step(now):
                 encode, venue_symbol, kind = encoders[(update.exchange, update.symbol)]
                 engine = venues[update.exchange].engines[update.symbol]
-                _, payload = encode(update, engine, (update.time_ns + WALL_OFFSET_NS) // 1_000_000)
+                now_ms = (update.time_ns + WALL_OFFSET_NS) // 1_000_000
+                _, payload = encode(update, engine, now_ms)
+                if down is not None and down[0] <= update.time_ns < down[1]:
+                    if record_drops and update.exchange not in dropped:
+                        recorder.record(update.exchange, RecordKind.DISCONNECT, b"", recv_ns=down[0])
+                    dropped.add(update.exchange)
+                    continue
                 recorder.record(update.exchange, kind, payload, recv_ns=update.time_ns, venue_symbol=venue_symbol)
                 count += 1
+                if down is not None and update.time_ns >= down[1] and (update.exchange, venue_symbol) not in resynced:
+                    resynced.add((update.exchange, venue_symbol))
+                    body = _snapshot_body(update.exchange, wires[update.exchange], engine, now_ms)
+                    recorder.record(update.exchange, RecordKind.REST_SNAPSHOT, body, recv_ns=update.time_ns,
+                                    venue_symbol=venue_symbol)
     stats = recorder.close()
     if stats.error is not None:
         raise RuntimeError(stats.error)

@@ -170,6 +170,13 @@ def test_user_file_overrides_defaults_and_env_overrides_both(tmp_path: Path) -> 
     assert config.risk_limits.max_total_exposure_usd == Decimal("500")  # defaults remain
 
 
+def test_a_setting_is_chosen_when_the_file_or_the_environment_sets_it(tmp_path: Path) -> None:
+    assert not load(tmp_path, "", {}).chosen("engine.symbols")  # the shipped default
+    assert load(tmp_path, "[engine]\nsymbols = ['ETH/USDT']\n", {}).chosen("engine.symbols")
+    assert load(tmp_path, "", {"ARB_SYMBOLS": "ETH/USDT"}).chosen("engine.symbols")
+    assert not load(tmp_path, "[risk]\nmax_daily_loss_usd = '20'\n", {}).chosen("engine.symbols")
+
+
 def test_env_override_errors_name_the_variable(tmp_path: Path) -> None:
     found = problems(tmp_path, env={"ARB_MAX_TOTAL_EXPOSURE_USD": "50"})
     assert found[0].startswith("env ARB_MAX_TOTAL_EXPOSURE_USD: 50: must be at least")

@@ -10,7 +10,7 @@ Normalised data types live in ``arb.exchanges.models``.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import NamedTuple, Protocol, TypeAlias
+from typing import NamedTuple, Protocol, TypeAlias, runtime_checkable
 
 import msgspec
 
@@ -110,8 +110,9 @@ class MarketDataDialect(Protocol):
 class MarketDataTap(Protocol):
     """Sees a connector's raw market data (a recorder): every websocket message and REST snapshot.
 
-    ``start_books(..., tap=...)`` wraps the message handler and the snapshot fetcher with it;
-    a wrapped handler must copy what it keeps (the payload is borrowed) and never raise.
+    ``start_books(..., tap=...)`` wraps the message handler and the snapshot fetcher with it
+    (and the stream-drop handler when it is a ``DisconnectTap`` too); a wrapped handler must
+    copy what it keeps (the payload is borrowed) and never raise.
     """
 
     def wrap_messages(
@@ -123,6 +124,15 @@ class MarketDataTap(Protocol):
         self, exchange: ExchangeName, fetch: Callable[[str], Awaitable[bytes]]
     ) -> Callable[[str], Awaitable[bytes]]:
         """A ``venue_symbol -> body`` snapshot fetcher that sees each body ``fetch`` returns."""
+
+
+@runtime_checkable
+class DisconnectTap(Protocol):
+    """A tap that also sees each drop of a connector's market-data stream (a recorder); the
+    close ``stop_books`` makes is no drop."""
+
+    def wrap_disconnects(self, exchange: ExchangeName, handler: Callable[[], None]) -> Callable[[], None]:
+        """A stream-drop handler that sees each drop, then calls ``handler``."""
 
 
 OrderHandler: TypeAlias = Callable[[OrderState], None]

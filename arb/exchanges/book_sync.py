@@ -207,11 +207,13 @@ class BookSync:
         url: str | None = None,
         ssl_context: SSLContext | None = None,
         on_message: MessageHandler | None = None,
+        on_disconnected: Callable[[], None] | None = None,
     ) -> WsSession:
         """A ``WsSession`` feeding this synchroniser, with the dialect's heartbeat.
 
-        ``on_message`` replaces ``self.on_message`` as the session's handler (one that
-        forwards to it, such as a recorder's tap)."""
+        ``on_message`` and ``on_disconnected`` replace ``self.on_message`` and
+        ``self.on_disconnected`` as the session's handlers (ones that forward to them, such
+        as a recorder's tap)."""
         d = self._dialect
         app_ping = d.ping_frame() is not None
         session = WsSession(
@@ -221,7 +223,7 @@ class BookSync:
             connect_frames=self.subscribe_frames,
             ping_frame=d.ping_frame if app_ping else None,
             is_pong=d.is_pong if app_ping else None,
-            on_disconnected=self.on_disconnected,
+            on_disconnected=on_disconnected or self.on_disconnected,
             settings=settings,
             ssl_context=ssl_context,
         )

@@ -34,7 +34,8 @@ from ..instruments import Instrument, InstrumentCatalog
 from ..secrets import ApiCredentials
 from ..types import ExchangeConfig, ExchangeName
 from .base import (
-    BalanceHandler, BalancesReadHandler, BookKey, BookSink, FillHandler, MarketDataDialect, MarketDataTap, OrderHandler,
+    BalanceHandler, BalancesReadHandler, BookKey, BookSink, DisconnectTap, FillHandler, MarketDataDialect, MarketDataTap,
+    OrderHandler,
 )
 from .book_sync import BookSpec, BookSync, BookSyncSettings, rest_snapshot_fetcher
 from .errors import ErrorCategory
@@ -561,9 +562,16 @@ class ExchangeConnector:
         # A subscription the venue would refuse (too many symbols on one connection) is refused
         # here, with its reason, rather than on every connect while start-up goes on.
         sync.subscribe_frames()
+        tapped = tap.wrap_disconnects(self.exchange, sync.on_disconnected) if isinstance(tap, DisconnectTap) else None
+
+        def on_disconnected() -> None:
+            # stop_books() lets go of the books before it closes their stream: that close is no drop.
+            (tapped if tapped is not None and self._sync is sync else sync.on_disconnected)()
+
         session = sync.make_session(
             self.settings.ws,
             on_message=None if tap is None else tap.wrap_messages(self.exchange, self.dialect, sync.on_message),
+            on_disconnected=None if tapped is None else on_disconnected,
         )
         self._sync, self._session = sync, session
         session.start()

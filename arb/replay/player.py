@@ -440,7 +440,7 @@ class BacktestConnector(ExchangeConnector):
         return self._sync.stats() if self._sync is not None else dict(self._last_stats)
 
     def feed(self, record: Record, last_in_buffer: bool = True) -> None:
-        """Replay one record (a websocket message or a REST snapshot) at the current virtual time."""
+        """Replay one record (a websocket message, a REST snapshot, a stream drop) at the current virtual time."""
         sync = self._sync
         if sync is None:
             return
@@ -450,6 +450,8 @@ class BacktestConnector(ExchangeConnector):
             sync.on_message(memoryview(record.payload), kind is RecordKind.WS_BINARY, last_in_buffer, record.recv_ns)
         elif kind is RecordKind.REST_SNAPSHOT:
             self._snapshots.offer(record.venue_symbol, record.payload)
+        elif kind is RecordKind.DISCONNECT:
+            sync.on_disconnected()
 
     def health(self) -> ConnectionHealth:
         return ConnectionHealth(
@@ -860,9 +862,13 @@ def _catalog(market: ExchangeName, bodies: Sequence[bytes]) -> tuple[InstrumentC
     return InstrumentCatalog(market, instruments, ()), "simulator defaults (the recording lists none)"
 
 
-def _tradable(
-    symbols: Mapping[ExchangeName, set[str]], types: frozenset[OpportunityType], wanted: Sequence[str] | None
-) -> list[str]:
+def _chosen_symbols(manager: ConfigurationManager) -> list[str] | None:
+    """The configured symbols when chosen, by a config file or ``ARB_SYMBOLS``; None when they are
+    the shipped defaults (a backtest then trades every recorded symbol)."""
+    return list(manager.config.symbols) if manager.chosen("engine.symbols") else None
+
+
+def _tradable(symbols: Mapping[ExchangeName, set[str]], types: frozenset[OpportunityType]) -> list[str]:
     """Spot-form symbols recorded on markets the scanner can pair."""
     markets_of: dict[str, list[ExchangeName]] = {}
     for market, names in symbols.items():
@@ -876,7 +882,7 @@ def _tradable(
         pairs = (OpportunityType.SPOT_SPOT in types and spot >= 2) or (
             OpportunityType.SPOT_FUTURES_HEDGE in types and spot >= 1 and futures >= 1
         )
-        if pairs and (wanted is None or symbol in wanted):
+        if pairs:
             out.append(symbol)
     return out
 
@@ -930,8 +936,9 @@ async def _replay(
                 notes.append(f"{market.value} {venue_symbol}: no instrument known, its messages are skipped")
         if known:
             catalogs[market], symbols[market] = catalog, known
-    wanted = list(config.symbols) if manager.config_file is not None else None
-    traded = _tradable(symbols, frozenset(config.opportunity_types), wanted)
+    wanted = _chosen_symbols(manager)
+    pairable = _tradable(symbols, frozenset(config.opportunity_types))
+    traded = pairable if wanted is None else [symbol for symbol in pairable if symbol in wanted]
     orders: list[ExecutedOrder] = []
     connectors = {
         market: connector_class(market)(
@@ -959,6 +966,11 @@ async def _replay(
         runner = asyncio.get_running_loop().create_task(controller.run())
         if controller.pipeline is not None:
             sampler = asyncio.get_running_loop().create_task(log_.sample_spreads_every(controller.pipeline))
+    elif wanted is not None and pairable:
+        notes.append(
+            f"the configured symbols ({', '.join(wanted)}) are not among the recorded ones the scanner "
+            f"can pair ({', '.join(pairable)}): books replayed only"
+        )
     else:
         notes.append("no symbol is recorded on two markets the scanner can pair: books replayed only")
     reader = read_records(*files)

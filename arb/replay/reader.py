@@ -6,16 +6,18 @@ text recordings of ``/work/shared/data/cryptofeed`` (read through
 
 Order: the parts of one recording (same recording id) are read in part order, each file
 in the order it was written (the receive order); separate recordings and cryptofeed files
-are merged by wall-clock time. Reading stops at the first damage in any file (a cut, a
-bad CRC, a block that does not decompress, a file that was never closed) and
-``RecordingReader.damage`` says where: file, byte offset of the first unread byte,
-records read from that file, and why. Damage is reported, never raised.
+are merged by wall-clock time. A recording is read up to its first damage (a cut, a bad
+CRC, a block that does not decompress, a file that was never closed, a part missing or
+given twice), a file whose header cannot be read not at all; the other recordings and
+files still read to their ends, and ``RecordingReader.damage`` says where reading stopped:
+file, byte offset of the first unread byte, records read from that file, and why. Damage
+is reported, never raised.
 
 ``RecordingReader.blocks`` reads one recording of the recorder's format as decompressed
 blocks instead, their records checked in C (``arb_core.replay.check_block``) and not
 parsed: the compiled replay walks them itself. A block the check refuses goes through the
 Python parser, so both report the same damage. ``RecordingReader.surveyed_blocks`` serves a
-survey: it decompresses only the blocks whose summary the caller asks for (format version 2).
+survey: it decompresses only the blocks whose summary the caller asks for (format version 2 on).
 """
 
 from __future__ import annotations
@@ -65,7 +67,7 @@ MARKET_TABLE = bytes(1 if code in _MARKETS else 0 for code in range(256))
 """``check_block``'s table of known market codes."""
 KIND_TABLE = bytes(1 if code in _KINDS else 0 for code in range(256))
 """``check_block``'s table of known record kinds."""
-_VERSIONS = (1, 2)
+_VERSIONS = (1, 2, 3)
 BLOCK_HEADER_V1 = struct.Struct("<4sIIII")
 """A version 1 block header: magic, stored length, raw length, record count, CRC32."""
 _LINE_NUMBER = re.compile(r":(\d+): ")
@@ -107,11 +109,14 @@ _Item = TypeVar("_Item")
 
 
 class _Stream:
-    """One time-ordered source: the parts of one native recording, or one cryptofeed file."""
+    """One time-ordered source: the parts of one native recording, or one cryptofeed file;
+    ``stop``: the damage it ends at once its files are read (the part after them missing or
+    given twice)."""
 
-    def __init__(self, paths: list[Path], native: bool) -> None:
+    def __init__(self, paths: list[Path], native: bool, stop: RecordingDamaged | None = None) -> None:
         self.paths = paths
         self.native = native
+        self.stop = stop
         self.damage: RecordingDamaged | None = None
 
     def records(self) -> Iterator[Record]:
@@ -126,7 +131,8 @@ class _Stream:
         return self._read(lambda path, counter: _surveyed_blocks(path, counter, wanted))
 
     def _read(self, read: Callable[[Path, list[int]], Iterator[_Item]]) -> Iterator[_Item]:
-        """``read`` of every path in turn; the first damage or unreadable file ends it (``damage``)."""
+        """``read`` of every path in turn; the first damage or unreadable file ends it (``damage``),
+        else ``stop`` does."""
         for path in self.paths:
             counter = [0]
             try:
@@ -139,12 +145,14 @@ class _Stream:
             except OSError as exc:
                 self.damage = RecordingDamaged(path=str(path), offset=0, records=counter[0], reason=f"unreadable: {exc}")
                 return
+        self.damage = self.stop
 
 
 class RecordingReader:
     """Iterates the records of ``paths`` in time order; after iteration ``damage`` says
     where reading stopped early (None: every file was read to its end; of several recordings,
-    each damaged one ends at its damage and ``damage`` names the first found).
+    each damaged one ends at its damage, a file whose header cannot be read gives nothing,
+    and ``damage`` names the first found).
 
     Several recordings are merged on one clock: each one's receive times are moved onto the
     wall clock by the offset of its first record (they come from each recorder process's own
@@ -160,15 +168,13 @@ class RecordingReader:
         self.damage = None
         self.records = 0
         streams = self._streams()
-        if self.damage is not None:
-            return
         if len(streams) == 1:
             # Nothing to merge: a stream's damage is known once its records end.
             (stream,) = streams
             for record in stream.records():
                 self.records += 1
                 yield record
-            self.damage = stream.damage
+            self.damage = self.damage or stream.damage
             return
         # A damaged recording ends where its damage is; the others go on to their ends (a
         # recorder restarted after a crash writes a new recording beside the cut one).
@@ -212,11 +218,11 @@ class RecordingReader:
         for raw, count in stream.blocks():
             self.records += count
             yield raw, count
-        self.damage = stream.damage
+        self.damage = self.damage or stream.damage
 
     def surveyed_blocks(self, wanted: Callable[[BlockSummary], bool]) -> Iterator[SurveyedBlock]:
         """The blocks of a ``single_native`` recording for a survey: a block written with a
-        summary (format version 2) is decompressed only when ``wanted(summary)`` says so,
+        summary (format version 2 on) is decompressed only when ``wanted(summary)`` says so,
         and only its header and summary are checked otherwise (damage inside its stored
         bytes is found by ``blocks``); a version 1 block always comes decompressed and
         checked. ``damage`` and ``records`` as for ``blocks``."""
@@ -226,21 +232,24 @@ class RecordingReader:
         for block in stream.surveyed_blocks(wanted):
             self.records += block.records
             yield block
-        self.damage = stream.damage
+        self.damage = self.damage or stream.damage
 
     def _single_native(self, caller: str) -> _Stream | None:
-        """The one native stream a block reader reads, its counters reset; None (``damage`` set) when
-        a file is unreadable; ValueError when the files are not one recording of the recorder's format."""
+        """The one native stream a block reader reads, its counters reset (``damage`` set when another
+        file's header cannot be read); None (``damage`` set) when no file's can; ValueError when the
+        files are not one recording of the recorder's format."""
         self.damage = None
         self.records = 0
         streams = self._streams()
-        if self.damage is not None:
+        if not streams and self.damage is not None:
             return None
         if len(streams) != 1 or not streams[0].native:
             raise ValueError(f"{caller} reads one recording of the recorder's format, not {self.paths}")
         return streams[0]
 
     def _streams(self) -> list[_Stream]:
+        """The sources to read; a file whose header cannot be read is left out, its damage in ``damage``
+        (the first found)."""
         parts: dict[bytes, list[tuple[int, Path]]] = {}
         streams: list[_Stream] = []
         seen: set[Path] = set()
@@ -253,34 +262,45 @@ class RecordingReader:
                 with path.open("rb") as file:
                     head = file.read(FILE_HEADER.size)
             except OSError as exc:
-                self.damage = RecordingDamaged(path=str(path), offset=0, records=0, reason=f"unreadable: {exc}")
-                return []
+                self.damage = self.damage or RecordingDamaged(
+                    path=str(path), offset=0, records=0, reason=f"unreadable: {exc}"
+                )
+                continue
             if head.startswith(MAGIC) or (len(head) < FILE_HEADER.size and MAGIC.startswith(head)):
                 try:
                     recording_id, part, _version = _file_header(head)
                 except _Damage as damage:
-                    self.damage = RecordingDamaged(path=str(path), offset=damage.offset, records=0, reason=damage.reason)
-                    return []
+                    self.damage = self.damage or RecordingDamaged(
+                        path=str(path), offset=damage.offset, records=0, reason=damage.reason
+                    )
+                    continue
                 parts.setdefault(recording_id, []).append((part, path))
             else:
                 streams.append(_Stream([path], native=False))
         for group in parts.values():
             group.sort()
-            for (before, earlier), (part, path) in zip(group, group[1:]):
-                if part == before:
-                    self.damage = RecordingDamaged(
-                        path=str(path), offset=0, records=0, reason=f"part {part} of this recording is also {earlier}",
-                    )
-                    return []
-                if part != before + 1:
-                    # The books would replay across the hole as if nothing had happened there.
-                    missing = f"part {before + 1}" if part == before + 2 else f"parts {before + 1} to {part - 1}"
-                    self.damage = RecordingDamaged(
-                        path=str(path), offset=0, records=0, reason=f"{missing} of this recording not given or missing",
-                    )
-                    return []
-            streams.append(_Stream([path for _, path in group], native=True))
+            streams.append(_parts_stream(group))
         return streams
+
+
+def _parts_stream(group: list[tuple[int, Path]]) -> _Stream:
+    """The stream of one recording's ``(part, path)``s, in part order: up to the first part
+    missing or given twice, which it stops at."""
+    paths = [group[0][1]]
+    for (before, earlier), (part, path) in zip(group, group[1:]):
+        if part == before:
+            # Which of the two is the part is not known: neither is read.
+            del paths[-1]
+            reason = f"part {part} of this recording is also {earlier}"
+        elif part != before + 1:
+            # The books would replay across the hole as if nothing had happened there.
+            missing = f"part {before + 1}" if part == before + 2 else f"parts {before + 1} to {part - 1}"
+            reason = f"{missing} of this recording not given or missing"
+        else:
+            paths.append(path)
+            continue
+        return _Stream(paths, native=True, stop=RecordingDamaged(path=str(path), offset=0, records=0, reason=reason))
+    return _Stream(paths, native=True)
 
 
 def read_records(*paths: str | os.PathLike[str]) -> RecordingReader:
@@ -347,7 +367,7 @@ def _raw(block: SurveyedBlock) -> bytes:
 
 
 class BlockSummary(NamedTuple):
-    """What a version 2 block says of its records without decompressing them."""
+    """What a version 2 or 3 block says of its records without decompressing them."""
 
     last_ns: int  # receive time of its last record
     responses: int  # REST responses among them

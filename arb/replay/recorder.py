@@ -1,6 +1,6 @@
-"""Recording raw market data: every websocket message and REST snapshot, with its receive time.
+"""Recording raw market data: every websocket message, REST snapshot and stream drop, with its receive time.
 
-File format, version 2 (little-endian, append-only)::
+File format, version 3 (little-endian, append-only)::
 
     file header  b"ARBREC", u16 version, 8-byte recording id, u32 part number,
                  i64 wall-clock ns at creation, u32 CRC32 of the 28 bytes before it
@@ -22,9 +22,11 @@ Every block is an independent zstd frame under its own CRC, so a file cut by a c
 damaged on disk reads back up to the last good block (``arb.replay.reader``); the end
 marker tells a closed file from a cut one. The summaries let a backtest survey a recording
 (its markets, symbols, length) from the headers alone, decompressing only the blocks that
-hold REST responses. Version 1 files (blocks without a summary: ``b"ARBB"``, u32 stored
-length, u32 raw length, u32 record count, u32 CRC32 of the 12 bytes before it and the
-stored bytes) are still read.
+hold REST responses. Version 3 adds the ``DISCONNECT`` record kind (the layout is version
+2's, which is still read): a reader that does not know it refuses the file by its version
+rather than taking the records as damage. Version 1 files (blocks without a summary:
+``b"ARBB"``, u32 stored length, u32 raw length, u32 record count, u32 CRC32 of the 12 bytes
+before it and the stored bytes) are still read.
 
 Hot path: the tap's handler copies the borrowed payload and appends one tuple to a deque,
 nothing more. A writer thread wakes every ``block_interval_ms``, takes up to
@@ -69,7 +71,7 @@ from ..types import ExchangeName
 log = logging.getLogger(__name__)
 
 MAGIC = b"ARBREC"
-VERSION = 2
+VERSION = 3
 FILE_HEADER = struct.Struct("<6sH8sIqI")
 BLOCK_HEADER = struct.Struct("<4sIIIIII")
 SUMMARY_HEAD = struct.Struct("<qIH")  # last receive ns, REST responses, venue symbols
@@ -97,12 +99,14 @@ class RecordKind(IntEnum):
     WS_BINARY = 2
     REST_SNAPSHOT = 3  # a depth snapshot the book sync fetched
     REST_RESPONSE = 4  # any other REST answer (instrument lists in cryptofeed recordings)
+    DISCONNECT = 5  # the market's stream dropped (no symbol, empty payload): its books resync
 
 
 _WS_TEXT = int(RecordKind.WS_TEXT)
 _WS_BINARY = int(RecordKind.WS_BINARY)
 _REST_SNAPSHOT = int(RecordKind.REST_SNAPSHOT)
 _REST_RESPONSE = int(RecordKind.REST_RESPONSE)
+_DISCONNECT = int(RecordKind.DISCONNECT)
 _BOOK_UPDATE = int(FrameKind.BOOK_UPDATE)
 
 MessageHandler = Callable[[memoryview, bool, bool, int], None]
@@ -175,7 +179,7 @@ def recording_files(path: str | os.PathLike[str]) -> list[Path]:
 
 
 def block_header(magic: bytes, stored: bytes, raw_len: int, count: int, summary: bytes) -> bytes:
-    """A version 2 block header (``END_MAGIC`` with empty ``stored`` and ``summary``: the end marker)."""
+    """A version 2 and 3 block header (``END_MAGIC`` with empty ``stored`` and ``summary``: the end marker)."""
     fields = struct.pack("<IIII", len(stored), raw_len, count, len(summary))
     return BLOCK_HEADER.pack(
         magic, len(stored), raw_len, count, len(summary), zlib.crc32(summary, zlib.crc32(fields)),
@@ -192,7 +196,7 @@ def encode_summary(last_ns: int, responses: int, symbols: set[tuple[int, bytes]]
 
 
 class Recorder:
-    """Writes raw market data to ``path`` (a ``MarketDataTap`` for ``start_books``).
+    """Writes raw market data to ``path`` (a ``MarketDataTap`` and ``DisconnectTap`` for ``start_books``).
 
     ``rotate_bytes``/``rotate_interval_s``: rotation (see the module docs); ``block_records``
     and ``block_interval_ms``: the flush policy; ``level``: the zstd level.
@@ -276,6 +280,17 @@ class Recorder:
             return body
 
         return fetch_and_record
+
+    def wrap_disconnects(self, exchange: ExchangeName, handler: Callable[[], None]) -> Callable[[], None]:
+        """A stream-drop handler recording each drop of ``exchange``'s stream, then calling ``handler``."""
+        code = MARKET_CODES[exchange]
+        append = self._queue.append
+
+        def on_disconnected() -> None:
+            append((time.monotonic_ns(), code, _DISCONNECT, b"", b""))
+            handler()
+
+        return on_disconnected
 
     def record(
         self,
@@ -464,7 +479,7 @@ async def record_markets(
     Each market's instrument list is recorded first (``REST_RESPONSE``), so a backtest trades
     by the ticks, lots, minimums and listed fees of the recorded market. Stops early when the
     recorder reports a write error. Books are kept in sync while recording, so the REST
-    snapshots they need are recorded too.
+    snapshots they need are recorded too, as is each drop of a stream (``DISCONNECT``).
     """
     loop = asyncio.get_running_loop()
     deadline = None if duration_s is None else loop.time() + duration_s

@@ -379,11 +379,22 @@ def exchange_of_url(url: str) -> ExchangeName:
     return exchange
 
 
-def _seconds_to_ns(text: str, where: str) -> int:
+def _seconds_to_ns(raw: bytes, where: str) -> int:
+    text = _text(raw, where)
     try:
-        return int(Decimal(text).scaleb(9).to_integral_value())
+        seconds = Decimal(text)
     except ArithmeticError:
-        raise ValueError(f"{where}: timestamp {text!r} is not a number") from None
+        seconds = Decimal("NaN")
+    if not seconds.is_finite():
+        raise ValueError(f"{where}: timestamp {text!r} is not a number")
+    return int(seconds.scaleb(9).to_integral_value())
+
+
+def _text(raw: bytes, where: str) -> str:
+    try:
+        return raw.decode()
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{where}: {raw[:80]!r} is not UTF-8 ({exc.reason} at byte {exc.start})") from None
 
 
 def read_recording(path: Path) -> Iterator[RecordedFrame]:
@@ -404,12 +415,12 @@ def read_recording(path: Path) -> Iterator[RecordedFrame]:
             if len(words) == 1 and sep:
                 if not url:
                     raise ValueError(f"{where}: server frame before any connection line")
-                yield RecordedFrame(_seconds_to_ns(words[0].decode(), where), exchange_of_url(url), url, "ws", body)
+                yield RecordedFrame(_seconds_to_ns(words[0], where), exchange_of_url(url), url, "ws", body)
             elif len(words) == 3 and words[1] == b"<->":
-                url = words[0].decode()
+                url = _text(words[0], where)
             elif len(words) == 3 and words[1] == b"->" and sep:
-                http_url = words[0].decode()
-                yield RecordedFrame(_seconds_to_ns(words[2].decode(), where), exchange_of_url(http_url), http_url, "http", body)
+                http_url = _text(words[0], where)
+                yield RecordedFrame(_seconds_to_ns(words[2], where), exchange_of_url(http_url), http_url, "http", body)
             elif not (len(words) == 3 and words[1] == b"<-"):
                 raise ValueError(f"{where}: unrecognised recording line {line[:80]!r}")
 

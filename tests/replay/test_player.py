@@ -233,6 +233,24 @@ def test_the_compiled_loop_replays_books_only_like_the_python_feed(simulated: Pa
     _assert_same_backtest(compiled, python)
 
 
+def test_symbols_set_in_the_environment_choose_what_a_backtest_trades_as_a_config_files_do(tmp_path: Path) -> None:
+    """With neither, every recorded symbol the scanner can pair is traded; when none of the chosen
+    symbols is among those, the note names both."""
+    path = tmp_path / "two.arbrec"
+    record_simulated(path, 2000, bases=("BTC", "ETH"))
+    traded = {}
+    for symbols in (None, "ETH/USDT", "SOL/USDT"):
+        manager = ConfigurationManager(None, environ={} if symbols is None else {"ARB_SYMBOLS": symbols})
+        manager.load_configuration(dry_run=True)
+        traded[symbols] = backtest([path], manager)
+    assert traded[None].symbols == ["BTC/USDT", "ETH/USDT"]
+    assert traded["ETH/USDT"].symbols == ["ETH/USDT"]
+    assert traded["SOL/USDT"].symbols == [] and traded["SOL/USDT"].notes == [
+        "the configured symbols (SOL/USDT) are not among the recorded ones the scanner can pair (BTC/USDT, ETH/USDT): "
+        "books replayed only"
+    ]
+
+
 def test_the_compiled_loop_takes_the_recorded_dry_runs_decisions(recorded_run) -> None:
     path, manager, _, _ = recorded_run
     compiled, python = _both([path], manager, BacktestSettings(latency=LatencyModel(), deposits=DEPOSITS))
@@ -354,7 +372,7 @@ def test_merged_recordings_take_the_python_feed(
     _assert_same_backtest(compiled, python)
 
 
-def test_a_version_1_recording_replays_as_its_version_2_original(simulated: Path, tmp_path: Path) -> None:
+def test_a_version_1_recording_replays_as_its_original(simulated: Path, tmp_path: Path) -> None:
     old = tmp_path / "v1.arbrec"
     old.write_bytes(recording_layout.as_version_1(simulated.read_bytes()))
     manager = _default_manager()
@@ -372,6 +390,23 @@ def test_a_rotated_recording_replays_on_the_compiled_loop_like_the_python_feed(t
     assert len(recording_files(path)) > 3
     compiled, python = _both([path], _default_manager(), BacktestSettings())
     assert python.records == 8004 and python.orders
+    _assert_same_backtest(compiled, python)
+
+
+def test_a_rotation_that_left_an_empty_part_replays_the_whole_parts_before_it(tmp_path: Path) -> None:
+    """A recorder that died (or found the disk full) at a rotation leaves the new part without its
+    header: the whole parts before it replay as they do alone, on both paths, and the damage names
+    the empty part."""
+    path = tmp_path / "rotated.arbrec"
+    record_simulated(path, 8000, dislocations_at_s=(0.5,), block_records=500, rotate_bytes=60_000)
+    parts = recording_files(path)
+    whole = backtest(parts, _default_manager())
+    empty = parts[-1].with_name(parts[-1].name.replace(f".{len(parts):05d}.", f".{len(parts) + 1:05d}."))
+    empty.touch()
+    compiled, python = _both([path], _default_manager(), BacktestSettings())
+    assert python.damage is not None and (python.damage.path, python.damage.offset) == (str(empty), 0)
+    assert python.records == whole.records == 8004 and python.results == whole.results and python.orders
+    assert any("damaged" in line for line in python.lines())
     _assert_same_backtest(compiled, python)
 
 
@@ -448,6 +483,33 @@ def test_gaps_and_malformed_frames_resync_the_same_way_on_both_paths(simulated: 
     resyncs = {name: stats.resyncs for name, stats in python.books.items()}
     assert resyncs["gateio BTC/USDT"].get("gap") and any(s.malformed for s in python.books.values())
     _assert_same_backtest(compiled, python)
+
+
+def test_recorded_stream_drops_desync_the_books_as_the_live_run_saw_them_on_both_paths(tmp_path: Path) -> None:
+    """Every stream down for a second: live, each drop desynced its market's books at once, one
+    stale-data event per market ("reconnect"). Replayed from the recorded drops the same happens,
+    and the engine trades the dislocation after it; without them every book would meet a sequence
+    gap on its first message after the outage, eight events that trip the stale-data breaker."""
+    config = tmp_path / "arb.toml"
+    config.write_text(
+        '[engine]\nsymbols = ["BTC/USDT", "ETH/USDT"]\nopportunity_types = ["spot_spot", "spot_futures_hedge"]\n'
+    )
+    manager = ConfigurationManager(config, environ={})
+    manager.load_configuration(dry_run=True)
+    results = {}
+    for record_drops in (True, False):
+        path = tmp_path / f"outage-{record_drops}.arbrec"
+        record_simulated(path, 14_000, rate=400, dislocations_at_s=(3.0,), bases=("BTC", "ETH"), outage_s=(1.0, 2.0),
+                         record_drops=record_drops)
+        results[record_drops] = _both([path], manager, BacktestSettings())
+    compiled, python = results[True]
+    assert len(python.books) == 8 and all(dict(s.resyncs) == {"reconnect": 1} for s in python.books.values())
+    assert python.report is not None and python.report.breaker_trips == [] and python.results
+    _assert_same_backtest(compiled, python)
+    _, unrecorded = results[False]
+    assert all(dict(s.resyncs) == {"gap": 1} for s in unrecorded.books.values())
+    assert unrecorded.report is not None and [t.breaker for t in unrecorded.report.breaker_trips] == ["stale_data"]
+    assert not unrecorded.results
 
 
 def test_an_empty_recording_replays_to_nothing_on_both_paths(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import struct
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -17,11 +18,14 @@ from arb.exchanges.factory import ExchangeFactory
 from arb.exchanges.gateio.market_data import GateioSpotMarketData
 from arb.replay import Record, RecordingReader, RecordKind, read_records, recording_files
 from arb.replay.recorder import (
-    FILE_HEADER, MARKET_CODES, SUMMARY_HEAD, SUMMARY_SYMBOL, Recorder, block_header, record_markets
+    FILE_HEADER, MARKET_CODES, SUMMARY_HEAD, SUMMARY_SYMBOL, VERSION, Recorder, block_header, record_markets
 )
+from arb.replay.player import BacktestSettings, backtest
 from arb.sim.cluster import SimCluster, SimConfig
+from arb.sim.faults import StreamFaultKind
 from arb.sim.market import read_recording
 from arb.types import ExchangeName
+from loopback import eventually
 from reference.replay import records_of
 import recording_layout
 
@@ -160,14 +164,17 @@ def _read(path: Path) -> tuple[list[Record], RecordingReader]:
 
 
 def _written(path: Path, version: int, **options: int) -> list[tuple[ExchangeName, bytes]]:
-    """``_write_sample`` in format ``version`` (1: rewritten as the old format wrote it)."""
+    """``_write_sample`` in format ``version``, as that version's recorder wrote it (1: without
+    summaries; 2: the layout of 3, without its stream drops, which the sample has none of)."""
     written = _write_sample(path, **options)
     if version == 1:
         path.write_bytes(recording_layout.as_version_1(path.read_bytes()))
+    elif version != VERSION:
+        path.write_bytes(recording_layout.with_version(path.read_bytes(), version))
     return written
 
 
-@pytest.mark.parametrize("version", [1, 2])
+@pytest.mark.parametrize("version", [1, 2, 3])
 def test_a_file_cut_anywhere_reads_up_to_the_last_whole_block(tmp_path: Path, version: int) -> None:
     full = tmp_path / "full.arbrec"
     written = _written(full, version)
@@ -217,7 +224,7 @@ def test_each_block_summary_says_what_its_records_hold(tmp_path: Path) -> None:
         assert block.summary == (records[-1][0][0], responses, tuple(sorted(others)))
 
 
-@pytest.mark.parametrize("version", [1, 2])
+@pytest.mark.parametrize("version", [1, 2, 3])
 def test_a_corrupted_byte_stops_reading_at_its_block_and_says_where(tmp_path: Path, version: int) -> None:
     full = tmp_path / "full.arbrec"
     written = _written(full, version, blocks=4, per_block=5)
@@ -333,23 +340,35 @@ def test_a_damaged_part_stops_the_whole_replay_there(tmp_path: Path) -> None:
     assert len(records) == first_count + reader.damage.records
 
 
+def _first_part_records(parts: list[Path]) -> int:
+    return len(list(RecordingReader(parts[:1])))
+
+
 def test_a_missing_part_is_damage_where_the_hole_is(tmp_path: Path) -> None:
-    """Books would replay across a removed middle part as if nothing had happened there. A later
-    stretch of parts read alone, from its first part on, has no hole."""
+    """A removed middle part is damage at the part after it: the recording replays up to the hole,
+    as a damaged one does up to its damage, and not past it (the books would replay across the hole
+    as if nothing had happened there). A later stretch of parts read alone, from its first part on,
+    has no hole."""
     base = tmp_path / "md.arbrec"
-    _write_sample(base, blocks=20, per_block=20, rotate_bytes=1_500)
+    written = _write_sample(base, blocks=20, per_block=20, rotate_bytes=1_500)
     parts = recording_files(base)
     assert len(parts) >= 4
+    before_hole = written[: _first_part_records(parts)]
+
+    def replayed_up_to_the_hole(after: Path, reason: str) -> None:
+        reader = read_records(base)
+        assert [(r.market, r.payload) for r in reader] == before_hole and reader.damage is not None
+        assert (reader.damage.path, reader.damage.offset, reader.damage.records, reader.damage.reason) == (
+            str(after), 0, 0, reason
+        )
+        blocks = read_records(base)
+        assert blocks.single_native() and sum(count for _, count in blocks.blocks()) == len(before_hole)
+        assert blocks.damage == reader.damage
+
     parts[1].unlink()
-    reader = read_records(base)
-    assert list(reader) == [] and reader.damage is not None
-    assert (reader.damage.path, reader.damage.reason) == (str(parts[2]), "part 2 of this recording not given or missing")
+    replayed_up_to_the_hole(parts[2], "part 2 of this recording not given or missing")
     parts[2].unlink()
-    reader = read_records(base)
-    assert list(reader) == [] and reader.damage is not None
-    assert (reader.damage.path, reader.damage.reason) == (
-        str(parts[3]), "parts 2 to 3 of this recording not given or missing"
-    )
+    replayed_up_to_the_hole(parts[3], "parts 2 to 3 of this recording not given or missing")
     later = read_records(*parts[3:])
     assert list(later) and later.damage is None
 
@@ -363,8 +382,52 @@ def test_a_part_named_twice_is_read_once_and_a_copy_of_one_is_named(tmp_path: Pa
     copy = tmp_path / "copy.arbrec"
     copy.write_bytes(parts[1].read_bytes())
     reader = read_records(*parts, copy)
-    assert list(reader) == [] and reader.damage is not None
+    # Which of the two files is part 2 is not known: the recording replays up to it.
+    assert [(r.market, r.payload) for r in reader] == written[: _first_part_records(parts)]
+    assert reader.damage is not None
     assert reader.damage.reason in (f"part 2 of this recording is also {p}" for p in (parts[1], copy))
+
+
+@pytest.mark.parametrize("header", [0, 10, FILE_HEADER.size], ids=["empty", "cut", "bad CRC"])
+def test_a_part_whose_header_cannot_be_read_stops_its_recording_there_and_no_other(tmp_path: Path, header: int) -> None:
+    """A recorder that died (or found the disk full) at a rotation leaves the new part empty or
+    its header cut: the whole parts before it replay, on both readers, as does the recording a
+    restarted recorder writes beside it, and the damage names that part."""
+    base = tmp_path / "md.arbrec"
+    written = _write_sample(base, blocks=12, per_block=20, rotate_bytes=1_500)
+    parts = recording_files(base)
+    last = parts[-1].name.split(".")[1]
+    broken = parts[-1].with_name(parts[-1].name.replace(f".{last}.", f".{int(last) + 1:05d}."))
+    head = bytearray(parts[0].read_bytes()[:header])
+    if header == FILE_HEADER.size:
+        head[-1] ^= 0xFF
+    broken.write_bytes(bytes(head))
+    reader = read_records(base)
+    assert [(r.market, r.payload) for r in reader] == written
+    assert reader.damage is not None and (reader.damage.path, reader.damage.offset) == (str(broken), 0)
+    assert reader.damage.reason.startswith("file header CRC" if header == FILE_HEADER.size else "file header cut")
+    blocks = read_records(base)
+    assert blocks.single_native() and sum(count for _, count in blocks.blocks()) == len(written)
+    assert blocks.damage == reader.damage
+    restarted = _write_sample(base, blocks=3, per_block=5, start_ns=1_000_000, rotate_bytes=1_500)
+    reader = read_records(base)
+    assert [(r.market, r.payload) for r in reader] == written + restarted and reader.damage == blocks.damage
+
+
+def test_a_file_of_a_later_format_version_is_refused_by_its_header(tmp_path: Path) -> None:
+    """Files are written in format 3 (which has stream drops); a reader that does not know a version
+    says so, where a reader of format 2 would otherwise have taken a drop for damaged records. The
+    other files given still read."""
+    path = tmp_path / "md.arbrec"
+    written = _write_sample(path, blocks=2, per_block=3)
+    assert struct.unpack_from("<H", path.read_bytes(), 6)[0] == VERSION == 3
+    later = tmp_path / "later.arbrec"
+    later.write_bytes(recording_layout.with_version(path.read_bytes(), VERSION + 1))
+    reader = read_records(path, later)
+    assert [(r.market, r.payload) for r in reader] == written and reader.damage is not None
+    assert (reader.damage.path, reader.damage.offset, reader.damage.reason) == (
+        str(later), 0, f"format version {VERSION + 1} is not supported (this reader reads 1 to {VERSION})"
+    )
 
 
 def test_a_recording_cut_by_a_crash_does_not_stop_the_one_restarted_beside_it(tmp_path: Path) -> None:
@@ -406,6 +469,52 @@ def test_record_markets_stops_books_and_counts_messages(tmp_path: Path) -> None:
     assert stats.blocks > 1
 
 
+def test_a_dropped_stream_is_recorded_where_it_dropped_and_replays_as_the_live_books_saw_it(tmp_path: Path) -> None:
+    """The venue drops the stream once: the recording holds that drop (and not the close that ends
+    the recording) between the messages before and after it, and the replayed book resyncs for a
+    reconnect, as the live one did, rather than for a sequence gap."""
+    path = tmp_path / "drop.arbrec"
+    recorder = Recorder(path, block_interval_ms=20)
+    manager = ConfigurationManager(environ={})
+    manager.load_configuration()
+    market = ExchangeName.GATEIO
+
+    async def record() -> dict[str, int]:
+        async with SimCluster(SimConfig(symbols=("BTC/USDT",), venues=("gateio",))) as cluster:
+            factory = ExchangeFactory(manager, sim_urls=cluster.urls())
+            connector = public_connector(factory, market, True)
+            try:
+                await connector.start_books(["BTC/USDT"], tap=recorder)
+                sync = connector.book_sync()
+                assert sync is not None
+                await eventually(lambda: sync.stats()["BTC/USDT"].applied > 0, what="the book in sync")
+                cluster.venues["gateio"].inject_stream_fault(market, StreamFaultKind.DISCONNECT)
+                before = sync.stats()["BTC/USDT"].applied
+                await eventually(lambda: sync.stats()["BTC/USDT"].snapshots == 2 and
+                                 sync.stats()["BTC/USDT"].applied > before + 5, what="the book in sync again")
+                resyncs = dict(sync.stats()["BTC/USDT"].resyncs)
+                await connector.stop_books()
+                return resyncs
+            finally:
+                await connector.close()
+
+    live_resyncs = asyncio.run(record())
+    assert recorder.close().error is None
+    assert live_resyncs == {"reconnect": 1}
+    records = list(reader := read_records(path))
+    assert reader.damage is None
+    kinds = [r.kind for r in records]
+    assert kinds.count(RecordKind.DISCONNECT) == 1
+    drop = kinds.index(RecordKind.DISCONNECT)
+    assert (records[drop].market, records[drop].venue_symbol, records[drop].payload) == (market, "", b"")
+    assert RecordKind.WS_TEXT in kinds[:drop] and RecordKind.WS_TEXT in kinds[drop:]
+    assert kinds[drop:].count(RecordKind.REST_SNAPSHOT) == 1  # the resync's
+    for compiled in (True, False):
+        result = backtest([path], manager, BacktestSettings(compiled=compiled))
+        assert result.damage is None
+        assert dict(result.books["gateio BTC/USDT"].resyncs) == live_resyncs
+
+
 def test_cryptofeed_recordings_read_through_the_same_reader(shared_data: Path) -> None:
     files = sorted((shared_data / "cryptofeed").glob("GATEIO*"))
     reader = RecordingReader(files)
@@ -435,3 +544,25 @@ def test_a_cut_cryptofeed_file_reads_up_to_the_cut(shared_data: Path, tmp_path: 
     complete = [frame.raw for frame in read_recording(source)][: len(records)]
     assert [r.payload for r in records] == complete
     assert reader.damage.records == len(records) > 0
+
+
+@pytest.mark.parametrize("timestamp", [b"\xff", b"nan"], ids=["not UTF-8", "nan"])
+def test_a_cryptofeed_timestamp_that_does_not_read_is_damage_where_its_line_starts(
+    shared_data: Path, tmp_path: Path, timestamp: bytes
+) -> None:
+    """The parser names no line for a timestamp that is not UTF-8 or reads nan: the damage is placed
+    at the start of that line all the same, past the connection and client lines it skips."""
+    lines = (shared_data / "cryptofeed" / "GATEIO.ws.1.0").read_bytes().split(b"\n")
+    frames = [n for n, line in enumerate(lines) if b": " in line and b" " not in line.partition(b": ")[0]]
+    assert frames[0] > 1  # the first server frame follows a connection line and client frames
+    path = tmp_path / "GATEIO.ws.1.0"
+    for index in (frames[0], frames[len(frames) // 2]):
+        broken = list(lines)
+        broken[index] = timestamp + b": " + lines[index].partition(b": ")[2]
+        path.write_bytes(b"\n".join(broken))
+        reader = RecordingReader([path])
+        records = list(reader)
+        assert reader.damage is not None
+        assert reader.damage.offset == sum(len(line) + 1 for line in lines[:index])
+        assert reader.damage.records == len(records) == frames.index(index)
+        assert reader.damage.reason.startswith(f"{path.name}:{index + 1}: ")
