@@ -24,7 +24,7 @@ from arb_core.wire.common cimport (
     WireScale, Frame, frame_acquire, frame_release, reset_batch, raise_wire_error, decode_buffer,
     next_member,
     check_symbol, read_symbol, read_array_levels, FRAME_OTHER, FRAME_BOOK_UPDATE,
-    FRAME_SUBSCRIPTION, FRAME_PONG, RawBatch, raw_reset, raw_push,
+    FRAME_SUBSCRIPTION, FRAME_PONG, FRAME_ERROR, RawBatch, raw_reset, raw_push,
 )
 
 cdef enum:
@@ -467,6 +467,8 @@ cdef int classify_futures_c(const unsigned char* buf, Py_ssize_t n, Reader* r) n
         return FRAME_BOOK_UPDATE
     if key_is(r.buf, s, e, b"pong", 4):
         return FRAME_PONG
+    if key_is(r.buf, s, e, b"rs.error", 8):
+        return FRAME_ERROR
     if e - s >= 3 and key_is(r.buf, s, s + 3, b"rs.", 3):
         return FRAME_SUBSCRIPTION
     return FRAME_OTHER
@@ -475,8 +477,9 @@ cdef int classify_futures_c(const unsigned char* buf, Py_ssize_t n, Reader* r) n
 def classify_futures(frame):
     """Kind of a contract websocket frame from its ``channel`` alone.
 
-    BOOK_UPDATE (``push.depth``), PONG (``pong``), SUBSCRIPTION (``rs.sub.*`` /
-    ``rs.unsub.*``, ``rs.error``) or OTHER; stops at the channel, builds no dict.
+    BOOK_UPDATE (``push.depth``), PONG (``pong``), ERROR (``rs.error``: a refused
+    subscription), SUBSCRIPTION (other ``rs.*`` replies: ``rs.sub.*``, ``rs.unsub.*``) or OTHER;
+    stops at the channel, builds no dict.
     """
     cdef Reader r
     cdef int kind

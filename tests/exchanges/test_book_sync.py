@@ -22,6 +22,7 @@ from loopback import (
 
 from arb.errors import RateLimitError
 from arb.exchanges.book_sync import BookSpec, BookSync, rest_snapshot_fetcher
+from arb.exchanges.mexc.market_data import MexcFuturesMarketData
 from arb.exchanges.rest import RateLimit, RestClient, RestVenue
 from arb.exchanges.ws import WsSettings
 from arb.types import ExchangeName
@@ -405,6 +406,21 @@ def test_a_refused_subscription_is_a_venue_error_not_an_acknowledgement(caplog: 
         feed(sync, refused)
     assert (sync.acks, sync.venue_errors) == (1, 1)
     assert "venue error frame" in caplog.text and "unknown currency pair AAA_USDT" in caplog.text
+
+
+def test_a_refused_mexc_contract_subscription_is_a_venue_error(caplog: pytest.LogCaptureFixture) -> None:
+    """MEXC's contract stream answers a subscription it refuses on channel ``rs.error``: a venue
+    error, counted and logged; ``rs.sub.depth`` is the acknowledgement."""
+    async def fetch(symbol: str) -> bytes:
+        raise AssertionError("no snapshot is asked for")
+
+    sync = BookSync(ExchangeName.MEXC_FUTURES, MexcFuturesMarketData(),
+                    [BookSpec("A/USDT:USDT", "AAA_USDT", WireScale(2, 1, 0, 1))], RecordingSink(), fetch_snapshot=fetch)
+    with caplog.at_level(logging.WARNING, logger="arb.exchanges.book_sync"):
+        feed(sync, b'{"channel":"rs.sub.depth","data":"success","ts":1587442022003}')
+        feed(sync, b'{"channel":"rs.error","data":"contract not exists","ts":1587442022003}')
+    assert (sync.acks, sync.venue_errors) == (1, 1)
+    assert "venue error frame" in caplog.text and "contract not exists" in caplog.text
 
 
 def test_venue_error_frames_are_all_counted_and_warned_about_once_a_minute(caplog: pytest.LogCaptureFixture) -> None:

@@ -14,6 +14,7 @@ from reference.wire_common import (
     ASK,
     BID,
     BOOK_UPDATE,
+    ERROR,
     INT64_MAX,
     MAX_DEPTH,
     MISSING,
@@ -418,6 +419,8 @@ def _contract_kind(channel: object) -> int:
         return BOOK_UPDATE
     if channel == "pong":
         return PONG
+    if channel == "rs.error":
+        return ERROR
     if isinstance(channel, str) and channel.startswith("rs."):
         return SUBSCRIPTION
     return OTHER
@@ -425,7 +428,8 @@ def _contract_kind(channel: object) -> int:
 
 def classify_futures(frame: bytes) -> int:
     """Contract frame kind from its first ``channel``: BOOK_UPDATE for ``push.depth``, PONG for
-    ``pong``, SUBSCRIPTION for ``rs.*`` replies, OTHER otherwise (or without a channel)."""
+    ``pong``, ERROR for ``rs.error``, SUBSCRIPTION for other ``rs.*`` replies, OTHER otherwise (or
+    without a channel)."""
     doc = load_json(frame)
     channel = MISSING
     for k, v in pairs(doc, ""):

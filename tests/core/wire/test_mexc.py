@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from arb.exchanges.mexc.market_data import MexcSpotMarketData
 from arb_core.book import ASK, BID, DeltaBatch, OrderBook
 from arb_core.wire import mexc
-from arb_core.wire.common import BOOK_UPDATE, OTHER, PONG, SUBSCRIPTION, WireError, WireScale
+from arb_core.wire.common import BOOK_UPDATE, ERROR, OTHER, PONG, SUBSCRIPTION, WireError, WireScale
 from reference import book as ref_book
 from reference import wire_mexc as ref
 from reference.wire_common import Scale
@@ -165,6 +165,10 @@ def test_contract_push_and_snapshots_decode_like_reference(examples: dict[str, A
         96801927, 96801927, 1587442022003)
     assert mexc.classify_futures(push) == BOOK_UPDATE
     assert mexc.futures_frame_symbol(push) == b"BTC_USDT"
+    for reply, kind in ((b'{"channel":"rs.sub.depth","data":"success"}', SUBSCRIPTION),
+                        (b'{"channel":"rs.error","data":"contract not exists"}', ERROR),
+                        (b'{"channel":"rs.errors","data":"x"}', SUBSCRIPTION)):
+        assert mexc.classify_futures(reply) == ref.classify_futures(reply) == kind
     snapshot = examples["contract_depth_snapshot_GET_api_v1_contract_depth"]
     for body in (json.dumps(snapshot).encode(),
                  json.dumps({"success": True, "code": 0, "data": snapshot}).encode()):
@@ -432,7 +436,9 @@ def contract_frames(draw: st.DrawFn) -> tuple[bytes, int, bytes | None]:
         members["ts"] = draw(st.integers(0, 2**50))
     for key in draw(st.lists(st.sampled_from(["id", "code", "msg", "extra"]), unique=True, max_size=2)):
         members[key] = draw(json_values)
-    kind = {"push.depth": BOOK_UPDATE, "pong": PONG}.get(shape, SUBSCRIPTION if shape.startswith("rs.") else OTHER)
+    kind = {"push.depth": BOOK_UPDATE, "pong": PONG, "rs.error": ERROR}.get(
+        shape, SUBSCRIPTION if shape.startswith("rs.") else OTHER
+    )
     spaced = draw(st.booleans())
     frame = json.dumps(draw(_shuffled(members)), separators=(", ", ": ") if spaced else (",", ":"),
                        ensure_ascii=draw(st.booleans()))

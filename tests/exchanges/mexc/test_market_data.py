@@ -191,7 +191,7 @@ def test_futures_classify_on_documented_frames(examples: dict[str, Any]) -> None
     ack = b'{"channel":"rs.sub.depth","data":"success","ts":1587442022003}'
     assert futures.classify(ack) == FrameKind.ACK and futures.reply_error(ack) is None
     error = b'{"channel":"rs.error","data":"contract FOO_USDT does not exist","ts":1}'
-    assert futures.classify(error) == FrameKind.ACK  # rs.* replies; reply_error tells refusals apart
+    assert futures.classify(error) == FrameKind.ERROR  # a refused subscription: a venue error
     assert futures.reply_error(error) == "contract FOO_USDT does not exist"
 
 
