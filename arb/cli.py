@@ -506,7 +506,9 @@ def _sim(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     if cluster.replay is not None:
         replay = cluster.replay
-        print(f"replaying {len(replay.frames)} book updates of {replay.records} records", flush=True)
+        drops = sum(1 for _, _, frame in replay.frames if frame is None)
+        shown = f" and {drops} stream drops" if drops else ""
+        print(f"replaying {len(replay.frames) - drops} book updates{shown} of {replay.records} records", flush=True)
         if replay.damage is not None:
             print(f"arb sim: replay stops early: {replay.damage}", file=sys.stderr)
 

@@ -342,11 +342,15 @@ class MarketServer:
                 transport.send(msg_type, payload)
                 self.private_frames_sent += 1
 
-    async def stop(self) -> None:
-        """Drop every connection and stop listening."""
+    def drop_connections(self) -> None:
+        """Drop every connection (clients reconnect and resubscribe)."""
         for conn in list(self.connections):
             if conn.transport is not None:
                 conn.transport.disconnect(graceful=False)
+
+    async def stop(self) -> None:
+        """Drop every connection and stop listening."""
+        self.drop_connections()
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
@@ -988,7 +992,8 @@ class ReplayFeed:
     Reads the recorder's files (``arb.replay.recorder``) and cryptofeed recordings, told
     apart by their first bytes (``arb.replay.reader``). Each recorded book update goes to
     the connections of its market subscribed to its stream and venue symbol, as the frame
-    type it arrived in (MEXC spot pushes stay binary); recorded REST depth snapshots answer
+    type it arrived in (MEXC spot pushes stay binary); a recorded drop of a market's stream drops
+    that market's connections at its time; recorded REST depth snapshots answer
     the market's snapshot route, the latest one recorded before the replay position (the
     first one before that). ``speed`` 1 is real time (receive-time deltas), 10 ten times
     faster, None as fast as possible. A path naming a rotated recording stands for all its
@@ -1001,7 +1006,8 @@ class ReplayFeed:
             raise ValueError(f"replay speed {speed!r} must be positive (or None for as fast as possible)")
         self.speed = speed
         reader = read_records(*paths)
-        self.frames: list[tuple[int, ExchangeName, _RawFrame]] = []  # (recording ns since the first record, ...)
+        # (recording ns since the first record, market, frame; None: the market's stream dropped there)
+        self.frames: list[tuple[int, ExchangeName, _RawFrame | None]] = []
         self.snapshots: dict[tuple[ExchangeName, str], list[tuple[int, bytes]]] = {}  # -> [(frames before, body)]
         elapsed = 0
         previous: Record | None = None
@@ -1013,6 +1019,9 @@ class ReplayFeed:
                 if record.venue_symbol:
                     key = (record.market, record.venue_symbol)
                     self.snapshots.setdefault(key, []).append((len(self.frames), record.payload))
+                continue
+            if record.kind is RecordKind.DISCONNECT:
+                self.frames.append((elapsed, record.market, None))
                 continue
             routed = recorded_route(record)
             if routed is not None:
@@ -1030,7 +1039,8 @@ class ReplayFeed:
         """Venue symbols with recorded streams, per market (for ``SimulatedVenue(listed=...)``)."""
         found: dict[ExchangeName, set[str]] = {}
         for _, market, frame in self.frames:
-            found.setdefault(market, set()).add(frame.venue_symbol)
+            if frame is not None:
+                found.setdefault(market, set()).add(frame.venue_symbol)
         return found
 
     def snapshot_routes(self, venue: str) -> list[Route]:
@@ -1079,7 +1089,11 @@ class ReplayFeed:
                     await asyncio.sleep(wait / 1e9)
             venue = self._route.get(market)
             if venue is not None:
-                venue.markets[market].publish_raw(frame)
+                server = venue.markets[market]
+                if frame is None:
+                    server.drop_connections()  # as the recorded stream dropped
+                else:
+                    server.publish_raw(frame)
             self.sent += 1
             if factor is None and self.sent % 256 == 0:
                 await asyncio.sleep(0)

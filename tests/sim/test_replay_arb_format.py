@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from loopback import eventually, run
+from simulated_recording import record_simulated
 
 from arb.config import ConfigurationManager
 from arb.doctor import public_connector
@@ -245,3 +246,35 @@ def test_cli_serves_a_replay(recording: tuple[Path, dict[tuple[ExchangeName, str
     with pytest.raises(SystemExit) as exit_info:
         main(["sim", "--replay", str(path), "--speed", "0"])
     assert exit_info.value.code == 2
+
+
+def test_a_recorded_stream_drop_drops_the_replays_connections_of_its_market_at_its_time(tmp_path: Path) -> None:
+    """A recording's stream drop (``DISCONNECT``) is no book update: the replay drops the connections
+    of that market where it was recorded (clients reconnect and resync, as the recorded run did)."""
+    path = tmp_path / "drop.arbrec"
+    record_simulated(path, 400, outage_s=(0.1, 0.2))
+    feed = ReplayFeed([path], speed=None)
+    drops = [(index, market) for index, (_, market, frame) in enumerate(feed.frames) if frame is None]
+    recorded = list(RecordingReader([path]))
+    assert sorted(m for _, m in drops) == sorted(r.market for r in recorded if r.kind is RecordKind.DISCONNECT)
+    assert drops and all(0 < index < len(feed.frames) - 1 for index, _ in drops)
+    assert all(None not in symbols for symbols in feed.symbols().values())
+
+    class Server:
+        def __init__(self, market: ExchangeName) -> None:
+            self.market = market
+
+        def publish_raw(self, frame: object) -> None:
+            seen.append((self.market, "update"))
+
+        def drop_connections(self) -> None:
+            seen.append((self.market, "drop"))
+
+    class Venue:
+        markets = {market: Server(market) for _, market, _ in feed.frames}
+
+    seen: list[tuple[ExchangeName, str]] = []
+    feed.attach([Venue()])  # type: ignore[list-item]
+    run(feed.run())
+    assert [index for index, (_, what) in enumerate(seen) if what == "drop"] == [index for index, _ in drops]
+    assert feed.sent == len(feed.frames)
