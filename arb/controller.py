@@ -32,7 +32,7 @@ import os
 import signal
 import time
 import tomllib
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Protocol
@@ -384,10 +384,6 @@ class ArbitrageController:
         self._owned_sim = False
         self._pending: dict[int, ArbitrageOpportunity] = {}
         self._waiter: asyncio.Future[None] | None = None  # the idle trade loop's wake-up
-        # Taken by a scan while the trade loop was idle (``_on_opportunity``): its finishing task,
-        # which the loop waits for, or what taking it raised, which the loop raises.
-        self._taken: tuple[ArbitrageOpportunity, asyncio.Task[ExecutionResult]] | None = None
-        self._taken_error: Exception | None = None
         self._rehearsed: ArbitrageOpportunity | None = None  # the last executed opportunity, re-encoded while idle
         self._scanning = False
         self._initialized = False
@@ -1281,27 +1277,9 @@ class ArbitrageController:
                 loop.remove_signal_handler(sig)
 
     def _on_opportunity(self, opportunity: ArbitrageOpportunity, plan: SymbolPlan) -> None:
-        if not self._scanning:
-            return
-        waiter = self._waiter
-        if waiter is None or waiter.done() or self._pending:
+        if self._scanning:
             self._pending[plan.symbol_id] = opportunity
             self._wake()
-            return
-        # The trade loop is idle: decided and sent in the scan's own step, rather than one loop
-        # step later in the loop (~20 us); the loop then waits for the execution to end. Woken
-        # first, so that a scan made meanwhile (an outdated opportunity scanned again) queues.
-        waiter.set_result(None)
-        try:
-            if not self._takeable(plan.symbol_id, opportunity):
-                return
-            begun = self._begin(opportunity)
-            if begun is None:
-                self._note_traded(opportunity)
-                return
-            self._taken = (opportunity, asyncio.get_running_loop().create_task(self._finish(*begun)))
-        except Exception as exc:  # raised by the trade loop, as it would raise it from ``process``
-            self._taken_error = exc
 
     def _on_sync(self, key: BookKey) -> None:
         """A book came (back) in sync: its market's balance caps follow its prices now, not at the next refresh."""
@@ -1371,27 +1349,44 @@ class ArbitrageController:
                     timer = loop.call_later(interval_s, self._wake)
                 try:
                     await waiter
-                except asyncio.CancelledError:
-                    if self._taken is not None:  # its orders are out: it ends (and is recorded) first
-                        await finish_despite_cancellation(self._taken[1])
-                        self._taken = None
-                    raise
                 finally:
                     if timer is not None:
                         timer.cancel()
                     self._waiter = None
-            if self._taken_error is not None:
-                error, self._taken_error = self._taken_error, None
-                raise error
-            if self._taken is not None:
-                (opportunity, finishing), self._taken = self._taken, None
-                await self._complete(finishing)
-                self._note_traded(opportunity)
             pipeline.scan_pending()
             while self._pending and self._scanning:
                 symbol_id = next(iter(self._pending))
                 opportunity = self._pending.pop(symbol_id)
-                if not self._takeable(symbol_id, opportunity):
+                # A scan older than our own last trade on the symbol priced liquidity we may have taken.
+                if opportunity.detected_at <= self._traded_ns.get(opportunity.symbol, -1):
+                    continue
+                # A read after the one that queued it scanned the symbol again and found nothing (a
+                # new hit would have replaced it in the queue): the books no longer show it.
+                if not pipeline.stands(symbol_id, opportunity):
+                    self._withdrawn_skips += 1
+                    continue
+                # Queued behind another execution until its data is older than the limit: stale data
+                # never trades, so a fresh scan decides (it queues the opportunity again if it stands).
+                # The books' own age counts too: one nearly at the limit when scanned is past it now.
+                now = self.clock()
+                if now - opportunity.detected_at > pipeline.max_age_ns or not pipeline.books_fresh(
+                    symbol_id, opportunity, now
+                ):
+                    self._expired_skips += 1
+                    pipeline.scan(symbol_id)
+                    continue
+                # One older than our last trade on one of its markets was sized on balances that trade
+                # spent: sized again now (it queues itself again if it still stands).
+                traded = self._market_traded_ns
+                if traded and opportunity.detected_at < max(
+                    traded.get(opportunity.buy_exchange, -1), traded.get(opportunity.sell_exchange, -1)
+                ):
+                    self._resized_skips += 1
+                    pipeline.scan(symbol_id)
+                    continue
+                # The update that shows our last fill is still to come (its scan queues this again if it stands).
+                if self._unseen_fills and self._fills_unseen(opportunity):
+                    self._unseen_skips += 1
                     continue
                 await self.process(opportunity)
                 self._note_traded(opportunity)
@@ -1403,45 +1398,6 @@ class ArbitrageController:
             if self.hedges is not None and self._scanning:
                 await self._close_hedges(self.hedges, pipeline)
                 hedges_checked_ns = self.clock()
-
-    def _takeable(self, symbol_id: int, opportunity: ArbitrageOpportunity) -> bool:
-        """Whether a found ``opportunity`` may be taken now (else it is skipped, counted, and its
-        symbol scanned again where a fresh scan decides)."""
-        # A scan older than our own last trade on the symbol priced liquidity we may have taken.
-        if opportunity.detected_at <= self._traded_ns.get(opportunity.symbol, -1):
-            return False
-        pipeline = self.pipeline
-        if pipeline is None:
-            raise ArbitrageEngineError("controller: the scanner pipeline was not built")
-        # A read after the one that queued it scanned the symbol again and found nothing (a
-        # new hit would have replaced it in the queue): the books no longer show it.
-        if not pipeline.stands(symbol_id, opportunity):
-            self._withdrawn_skips += 1
-            return False
-        # Queued behind another execution until its data is older than the limit: stale data
-        # never trades, so a fresh scan decides (it queues the opportunity again if it stands).
-        # The books' own age counts too: one nearly at the limit when scanned is past it now.
-        now = self.clock()
-        if now - opportunity.detected_at > pipeline.max_age_ns or not pipeline.books_fresh(
-            symbol_id, opportunity, now
-        ):
-            self._expired_skips += 1
-            pipeline.scan(symbol_id)
-            return False
-        # One older than our last trade on one of its markets was sized on balances that trade
-        # spent: sized again now (it queues itself again if it still stands).
-        traded = self._market_traded_ns
-        if traded and opportunity.detected_at < max(
-            traded.get(opportunity.buy_exchange, -1), traded.get(opportunity.sell_exchange, -1)
-        ):
-            self._resized_skips += 1
-            pipeline.scan(symbol_id)
-            return False
-        # The update that shows our last fill is still to come (its scan queues this again if it stands).
-        if self._unseen_fills and self._fills_unseen(opportunity):
-            self._unseen_skips += 1
-            return False
-        return True
 
     def _note_traded(self, opportunity: ArbitrageOpportunity) -> None:
         """When ``opportunity`` was last decided on, for its symbol and both its markets (``_trade_loop``)."""
@@ -1524,15 +1480,6 @@ class ArbitrageController:
 
         A cancellation once the orders are out waits for the execution to end and be recorded.
         """
-        begun = self._begin(opportunity, closes_hedge)
-        if begun is None:
-            return None
-        return await self._complete(self._finish(*begun))
-
-    def _begin(
-        self, opportunity: ArbitrageOpportunity, closes_hedge: bool = False
-    ) -> tuple[Executor, RiskManager, StartedExecution, Mapping[tuple[ExchangeName, str], Decimal]] | None:
-        """``process`` up to its orders written (nothing awaited): ``_finish``'s arguments, or None when refused."""
         risk, executor, monitor = self.risk, self.executor, self.monitor
         if risk is None or executor is None:
             raise ArbitrageEngineError("controller not initialized: call initialize() first")
@@ -1560,18 +1507,12 @@ class ArbitrageController:
         risk.record_execution_started(opportunity)
         self._rehearsed = opportunity
         # The orders go out in this step; from then on the execution and its records run to their
-        # end (``_complete``) even if the caller is cancelled (the cancellation is raised once they have).
+        # end even if this call is cancelled (the cancellation is raised once they have).
         started = executor.start(opportunity)
         # Nothing was awaited since the writes: the balances are still those the orders met.
         balances = self.balances
         frees = balances.frees((opportunity.buy_exchange, opportunity.sell_exchange)) if balances is not None else {}
-        return executor, risk, started, frees
-
-    async def _complete(self, finishing: Awaitable[ExecutionResult]) -> ExecutionResult:
-        """The rest of ``process`` once its orders are out: ``finishing`` (``_finish``) runs to its end
-        even if this call is cancelled meanwhile; then the balances its legs changed are read."""
-        result = await finish_despite_cancellation(finishing)
-        balances = self.balances
+        result = await finish_despite_cancellation(self._finish(executor, risk, started, frees))
         if balances is not None:
             # Pushed markets are current already; the others are read now, and so is a futures
             # market where a leg filled: the next futures leg is sized by the margin that fill used,

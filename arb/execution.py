@@ -17,9 +17,9 @@ import contextlib
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Coroutine, Mapping
 from decimal import Decimal
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import msgspec
 
@@ -87,9 +87,8 @@ class StartedExecution:
         self.result = result
 
 
-async def finish_despite_cancellation(finishing: Awaitable[_T]) -> _T:
-    """Run ``finishing`` (a coroutine, or a task already running it) to its end in a task of its own
-    and return its result.
+async def finish_despite_cancellation(finishing: Coroutine[Any, Any, _T]) -> _T:
+    """Run ``finishing`` to its end in a task of its own and return its result.
 
     A cancellation of the caller meanwhile does not reach it: the caller keeps waiting for it
     and raises ``CancelledError`` once it has ended. For the part of an execution after its

@@ -433,14 +433,14 @@ class _Breakdown:
     """Stamps, on the shared monotonic clock, where each event is along the engine's path.
 
     Each point is the first time its call runs in the event: the socket read that brought the
-    frame (``BookSync.on_message``'s ``recv_ns``), the scan's hit converted, the opportunity
-    taken (``ArbitrageController._begin``), the risk check done, planning, the intents journaled, and each venue's
+    frame (``BookSync.on_message``'s ``recv_ns``), the scan that found the opportunity, the trade
+    loop taking it, the risk check done, planning, the intents journaled, and each venue's
     order written (``_WriteStamps``). With the simulator's push and receipt stamps they give the
     steps from push to the later order's receipt.
     """
 
     STEPS = (
-        "push", "receive", "found", "taken", "risk checked", "plan start", "planned", "intents start",
+        "push", "receive", "found", "trade loop", "risk checked", "plan start", "planned", "intents start",
         "intents recorded", "first send", "second send", "last receipt",
     )
 
@@ -457,14 +457,14 @@ class _Breakdown:
         from arb.pipeline import ScannerPipeline
         from arb.risk import RiskManager
 
-        on_message, convert = BookSync.on_message, ScannerPipeline.convert
+        on_message, handle_scan = BookSync.on_message, ScannerPipeline.handle_scan
 
         def receiving(sync: Any, payload: Any, is_binary: bool, last_in_buffer: bool, recv_ns: int) -> None:
             self._recv_ns = recv_ns
             on_message(sync, payload, is_binary, last_in_buffer, recv_ns)
 
-        def converting(pipeline: Any, *args: Any) -> Any:  # the scan's hit, before it is handed on (and taken)
-            found = convert(pipeline, *args)
+        def scanning(pipeline: Any, *args: Any) -> Any:
+            found = handle_scan(pipeline, *args)
             if found is not None and "found" not in self.stamps:
                 self.stamps["receive"] = self._recv_ns
                 self._mark("found")
@@ -480,9 +480,9 @@ class _Breakdown:
                 self._rehearsing = False
 
         monkeypatch.setattr(BookSync, "on_message", receiving)
-        monkeypatch.setattr(ScannerPipeline, "convert", converting)
+        monkeypatch.setattr(ScannerPipeline, "handle_scan", scanning)
         monkeypatch.setattr(TwoLegExecutor, "rehearse", rehearsing)
-        self._around(monkeypatch, ArbitrageController, "_begin", "taken", None)
+        self._around(monkeypatch, ArbitrageController, "process", "trade loop", None, awaited=True)
         self._around(monkeypatch, RiskManager, "validate_opportunity_risk", None, "risk checked")
         self._around(monkeypatch, TwoLegExecutor, "plan", "plan start", "planned")
         self._around(monkeypatch, Journal, "record_intents", "intents start", "intents recorded")

@@ -794,127 +794,31 @@ class CrossedBtc:
         self.pipeline.on_batch_end()
 
 
-class HeldFirstExecution(FillsEveryLeg):
-    """``FillsEveryLeg`` whose first execution ends only once ``release`` is set."""
-
-    def __init__(self, now: list[int]) -> None:
-        super().__init__(now, True)
-        self.release: asyncio.Event | None = None
-
-    async def finish(self, started: StartedExecution) -> ExecutionResult:
-        if len(self.sent) == 1:
-            self.release = asyncio.Event()
-            await self.release.wait()
-        return await super().finish(started)
-
-
 def test_an_opportunity_a_later_read_withdrew_before_its_turn_is_not_traded(tmp_path: Path) -> None:
-    """BTC and ETH both cross; BTC's execution is still out when ETH's opportunity is queued behind it.
-    Before the trade loop takes it, Gate.io's next read removes ETH's 3000 ask and its scan finds
-    nothing. The queued opportunity is dropped, not traded on books that no longer show it; a later
-    crossing is traded as usual."""
+    """MEXC's update queues the crossing of Gate.io's 60000 ask; before the trade loop takes it, Gate.io's
+    next read removes that ask and its scan finds nothing. The queued opportunity is dropped, not traded
+    on books that no longer show it; a later crossing is traded as usual."""
     now = [10_000_000]
-    pipeline, books, plans = btc_and_eth_crossed(now)
-    executor = HeldFirstExecution(now)
-    controller = scanning_controller(tmp_path, executor, pipeline, now)
-    instrument = plans["ETH"].legs[0].instrument
-    eth = BookKey(ExchangeName.GATEIO, "ETH/USDT")
-
-    def gate_eth_asks(*asks: tuple[str, str]) -> None:
-        target = books[(ExchangeName.GATEIO, "ETH")]
-        now[0] += 1_000_000
-        batch = DeltaBatch(1)
-        batch.first_update_id = batch.last_update_id = target.last_update_id + 1
-        for price, size in asks:
-            batch.add(ASK, instrument.price_to_ticks(D(price)), instrument.size_to_lots(D(size)))
-        target.apply_batch(batch, now[0])
-        pipeline.on_book_update(eth)
-        pipeline.on_batch_end()
+    market = CrossedBtc(now)
+    executor = FillsEveryLeg(now, False)
+    controller = scanning_controller(tmp_path, executor, market.pipeline, now)
 
     async def scenario() -> None:
         trading = await start_trading(controller)
-        for key in (BookKey(ExchangeName.GATEIO, "BTC/USDT"), eth):
-            pipeline.on_book_update(key)
-        pipeline.on_batch_end()
-        assert [opp.symbol for opp in controller._pending.values()] == ["ETH/USDT"]  # behind BTC's execution
-        gate_eth_asks(("3000", "0"))
-        await eventually(lambda: executor.release is not None)
-        assert executor.release is not None
-        executor.release.set()
+        market.update(ExchangeName.MEXC)
+        assert controller._pending  # queued; the trade loop has not run yet
+        market.update(ExchangeName.GATEIO, asks=[("60000", "0")])  # the same loop step: another socket's read
         await eventually(lambda: not controller._pending)
         await asyncio.sleep(0.01)
-        assert len(executor.sent) == 1  # BTC's only
-        gate_eth_asks(("3001", "1"))  # crosses MEXC's 3020 bid again
-        await eventually(lambda: controller.result_count == 2 and not controller._pending)
+        assert executor.sent == []
+        market.update(ExchangeName.GATEIO, asks=[("60100", "1")])  # crosses MEXC's 60400 bid again
+        await eventually(lambda: len(executor.sent) == 1 and not controller._pending)
         controller._scanning = False
         controller._wake()
         await asyncio.wait_for(trading, 5)
 
     asyncio.run(scenario())
     assert controller.summary().skipped_as_withdrawn == 1
-
-
-def test_an_opportunity_found_while_the_trade_loop_waits_is_sent_in_the_scans_own_step(tmp_path: Path) -> None:
-    """The trade loop is idle: the scan that finds the crossing sends its orders before it returns,
-    not one event-loop step later; the loop then waits for that execution to end and records it."""
-    now = [10_000_000]
-    market = CrossedBtc(now)
-    executor = FillsEveryLeg(now, True)
-    controller = scanning_controller(tmp_path, executor, market.pipeline, now)
-
-    async def scenario() -> None:
-        trading = await start_trading(controller)
-        market.update(ExchangeName.MEXC)
-        assert executor.sent == [now[0]] and not controller._pending  # nothing awaited since the scan
-        await eventually(lambda: controller.result_count == 1)
-        controller._scanning = False
-        controller._wake()
-        await asyncio.wait_for(trading, 5)
-
-    asyncio.run(scenario())
-
-
-def test_a_cancelled_trade_loop_still_ends_the_execution_a_scan_started(tmp_path: Path) -> None:
-    """The trade loop is cancelled after a scan sent an execution's orders but before the loop woke:
-    the execution still ends and is recorded before the cancellation ends the loop."""
-    now = [10_000_000]
-    market = CrossedBtc(now)
-    executor = FillsEveryLeg(now, True)
-    controller = scanning_controller(tmp_path, executor, market.pipeline, now)
-
-    async def scenario() -> None:
-        trading = await start_trading(controller)
-        market.update(ExchangeName.MEXC)
-        trading.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await trading
-        assert controller.result_count == 1
-
-    asyncio.run(scenario())
-
-
-def test_a_failure_taking_an_opportunity_in_a_scan_is_raised_by_the_trade_loop(tmp_path: Path) -> None:
-    """What taking an opportunity raises in the scan's step (here the risk check) does not reach the
-    scan (a book's reader would resync on it): the trade loop raises it, as it would from ``process``."""
-    now = [10_000_000]
-    market = CrossedBtc(now)
-    executor = FillsEveryLeg(now, True)
-    controller = scanning_controller(tmp_path, executor, market.pipeline, now)
-    assert controller.risk is not None
-
-    def broken(*args: Any, **kwargs: Any) -> None:
-        raise RuntimeError("risk check broke")
-
-    controller.risk.validate_opportunity_risk = broken  # type: ignore[method-assign]
-
-    async def scenario() -> None:
-        trading = await start_trading(controller)
-        market.update(ExchangeName.MEXC)  # does not raise
-        with pytest.raises(RuntimeError, match="risk check broke"):
-            await asyncio.wait_for(trading, 5)
-        assert executor.sent == []
-
-    asyncio.run(scenario())
 
 
 @pytest.mark.parametrize("filled", [True, False])
@@ -930,11 +834,11 @@ def test_a_market_is_not_traded_again_until_its_book_has_shown_our_fills(tmp_pat
     async def scenario() -> None:
         trading = await start_trading(controller)
         market.update(ExchangeName.MEXC)
-        await eventually(lambda: controller.result_count == 1 and not controller._pending)
+        await eventually(lambda: len(executor.sent) == 1 and not controller._pending)
         market.update(ExchangeName.MEXC)  # received after our fills were written; Gate.io's book is older
-        await eventually(lambda: controller.result_count == (1 if filled else 2) and not controller._pending)
+        await eventually(lambda: len(executor.sent) == (1 if filled else 2) and not controller._pending)
         market.update(ExchangeName.GATEIO)
-        await eventually(lambda: controller.result_count == (2 if filled else 3) and not controller._pending)
+        await eventually(lambda: len(executor.sent) == (2 if filled else 3) and not controller._pending)
         controller._scanning = False
         controller._wake()
         await asyncio.wait_for(trading, 5)
@@ -962,7 +866,7 @@ def test_a_push_the_venue_stamped_before_our_fill_does_not_show_it(tmp_path: Pat
     async def scenario() -> list[int]:
         trading = await start_trading(controller)
         market.update(ExchangeName.MEXC, 4_000)
-        await eventually(lambda: controller.result_count == 1 and not controller._pending)
+        await eventually(lambda: len(executor.sent) == 1 and not controller._pending)
         traded = []
         for event_ms in (5_000, 5_001):
             await both_updated(event_ms)
