@@ -647,6 +647,7 @@ class ExchangeConnector:
             rtt_ms = (received_ns - sent_ns) / 1e6
             if rtt_ms <= MAX_CLOCK_READ_RTT_MS:
                 self.clock_skew = skew = server_ms - (sent_ns + received_ns) / 2e6
+                self.rest.venue_clock_ahead_ms = skew
                 return skew
             round_trips.append(f"{rtt_ms:.0f}")
         raise ExchangeError(

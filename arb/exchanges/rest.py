@@ -314,7 +314,9 @@ class RestStats:
 
 def rate_limit_wait_s(venue: RestVenue, headers: Mapping[str, str], now_ms: int | None = None) -> float | None:
     """The wait a refusal's headers (names lower-cased, or a case-insensitive mapping) ask:
-    ``Retry-After``, else ``venue``'s reset timestamp against ``now_ms`` (default: the local clock)."""
+    ``Retry-After``, else ``venue``'s reset timestamp against ``now_ms``, the venue's time (default:
+    the local clock's), at most the venue's longest rate-limit window (a clock read far off
+    would otherwise block its budgets for as long)."""
     retry_after = parse_retry_after(headers.get("retry-after"))
     reset_header = venue.rate_limit_reset_header
     if retry_after is not None or reset_header is None:
@@ -323,7 +325,9 @@ def rate_limit_wait_s(venue: RestVenue, headers: Mapping[str, str], now_ms: int 
     if reset is None or not reset.strip().isdigit():
         return None
     now = time.time_ns() // 1_000_000 if now_ms is None else now_ms
-    return max(0.0, (int(reset) - now) / 1000)
+    wait = max(0.0, (int(reset) - now) / 1000)
+    longest = max((limit.window_s for limit in venue.rate_limits), default=None)
+    return wait if longest is None else min(wait, longest)
 
 
 def parse_retry_after(value: str | None, now_s: float | None = None) -> float | None:
@@ -350,6 +354,9 @@ class RestClient:
         self.settings = settings or RestSettings()
         self.limiter = RateLimiter(venue.name, venue.rate_limits)
         self.stats = RestStats()
+        # How far the venue's clock runs ahead of the local one (its connector's last reading, ms):
+        # reset times the venue states are read on its clock.
+        self.venue_clock_ahead_ms = 0.0
         self._base_url = venue.base_url.rstrip("/")
         self._session: aiohttp.ClientSession | None = None
         self._http1: Http1Pool | None = None
@@ -549,7 +556,9 @@ class RestClient:
             http_statuses=self.venue.http_statuses,
             code=code,
             http_status=status,
-            retry_after_s=None if headers is None else rate_limit_wait_s(self.venue, headers),
+            retry_after_s=None if headers is None else rate_limit_wait_s(
+                self.venue, headers, time.time_ns() // 1_000_000 + round(self.venue_clock_ahead_ms)
+            ),
             write=not request.is_read,
         )
         self.stats.errors[ErrorCategory(error.category).value if error.category is not None else f"http_{status}"] += 1

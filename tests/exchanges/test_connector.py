@@ -685,6 +685,7 @@ def test_an_order_received_after_its_deadline_in_the_venues_clock_is_refused(
                     await connector.query_order(symbol, client_order_id="late-1")
                 assert absent.value.category == ErrorCategory.UNKNOWN_ORDER
                 assert 3_950 < await connector.clock_skew_ms() < 4_050
+                assert connector.rest.venue_clock_ahead_ms == connector.clock_skew  # its reset times too
                 assert (await connector.place_order(order("taken-1"))).client_order_id == "taken-1"
                 found = await connector.query_order(symbol, client_order_id="taken-1")
                 assert found.status.is_final and found.filled_quantity > 0

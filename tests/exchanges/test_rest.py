@@ -6,6 +6,7 @@ import asyncio
 import bisect
 import random
 import socket
+import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -33,6 +34,7 @@ from arb.exchanges.rest import (
     market_limit,
     parse_error_body,
     parse_retry_after,
+    rate_limit_wait_s,
 )
 from arb.types import ExchangeConfig
 
@@ -222,6 +224,34 @@ def test_a_429_asking_no_wait_is_still_waited_out_a_little() -> None:
             with pytest.raises(RateLimitError) as info:
                 await client.fetch(RestRequest(method="GET", path="/limited_now", limits=(("public", 1),)))
             assert info.value.retry_after_s == MIN_RATE_LIMIT_WAIT_S == 0.1
+
+    run(main())
+
+
+def test_a_stated_reset_time_is_read_on_the_venues_clock_and_within_its_longest_window() -> None:
+    """A venue that states when its limit resets (Gate.io) is waited out to that time on its own clock,
+    as last read; never longer than its longest window, whatever the clock reading says."""
+    gate_venue = msgspec.structs.replace(
+        venue("http://127.0.0.1:9", limits=(RateLimit("orders", 10, 1.0), RateLimit("public", 200, 10.0))),
+        rate_limit_reset_header=gate.RATE_LIMIT_RESET_HEADER,
+    )
+    reset = {gate.RATE_LIMIT_RESET_HEADER.lower(): "1000200"}
+    assert rate_limit_wait_s(gate_venue, reset, now_ms=1_000_000) == pytest.approx(0.2)
+    assert rate_limit_wait_s(gate_venue, reset, now_ms=1_000_300) == 0.0  # due already
+    assert rate_limit_wait_s(gate_venue, reset, now_ms=1_000_200 - 59_000) == 10.0  # a clock far behind
+    assert rate_limit_wait_s(gate_venue, {"retry-after": "0.5", **reset}, now_ms=1_000_000) == 0.5
+    assert rate_limit_wait_s(gate_venue, {}, now_ms=1_000_000) is None
+    assert rate_limit_wait_s(venue("http://127.0.0.1:9"), reset, now_ms=1_000_000) is None  # no such header
+
+    async def main() -> None:
+        async with RestClient(gate_venue, FAST) as client:
+            client.venue_clock_ahead_ms = 25_000.0  # the venue's clock 25 s ahead of ours
+            error = client._failure(
+                RestRequest(method="POST", path="/order", limits=(("orders", 1),)), 429,
+                {gate.RATE_LIMIT_RESET_HEADER.lower(): str(time.time_ns() // 1_000_000 + 25_300)},
+                b'{"label":"TOO_MANY_REQUESTS","message":"slow down"}',
+            )
+            assert isinstance(error, RateLimitError) and 0.25 <= (error.retry_after_s or 0) <= 0.3
 
     run(main())
 
