@@ -342,15 +342,21 @@ class MarketServer:
                 transport.send(msg_type, payload)
                 self.private_frames_sent += 1
 
-    def drop_connections(self) -> None:
-        """Drop every connection (clients reconnect and resubscribe)."""
-        for conn in list(self.connections):
+    def drop_subscribers(self, kinds: Iterable[str]) -> None:
+        """Drop every connection subscribed to a stream of ``kinds`` (a market-data stream dropped;
+        order and private connections stay): clients reconnect and resubscribe."""
+        wanted = set(kinds)
+        dropped = {conn: None for topic, subscribers in self._subscribers.items() if topic[0] in wanted
+                   for conn in subscribers}
+        for conn in dropped:
             if conn.transport is not None:
                 conn.transport.disconnect(graceful=False)
 
     async def stop(self) -> None:
         """Drop every connection and stop listening."""
-        self.drop_connections()
+        for conn in list(self.connections):
+            if conn.transport is not None:
+                conn.transport.disconnect(graceful=False)
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
@@ -993,7 +999,8 @@ class ReplayFeed:
     apart by their first bytes (``arb.replay.reader``). Each recorded book update goes to
     the connections of its market subscribed to its stream and venue symbol, as the frame
     type it arrived in (MEXC spot pushes stay binary); a recorded drop of a market's stream drops
-    that market's connections at its time; recorded REST depth snapshots answer
+    the connections subscribed to that market's recorded streams at its time (order and private
+    connections stay); recorded REST depth snapshots answer
     the market's snapshot route, the latest one recorded before the replay position (the
     first one before that). ``speed`` 1 is real time (receive-time deltas), 10 ten times
     faster, None as fast as possible. A path naming a rotated recording stands for all its
@@ -1028,6 +1035,10 @@ class ReplayFeed:
                 self.frames.append((elapsed, record.market, routed))
         self.records = reader.records
         self.damage: RecordingDamaged | None = reader.damage
+        self._stream_kinds: dict[ExchangeName, set[str]] = {}  # what a recorded drop of a market drops
+        for _, market, frame in self.frames:
+            if frame is not None:
+                self._stream_kinds.setdefault(market, set()).add(frame.kind)
         self._route: dict[ExchangeName, SimulatedVenue] = {}
         self.sent = 0
 
@@ -1091,7 +1102,7 @@ class ReplayFeed:
             if venue is not None:
                 server = venue.markets[market]
                 if frame is None:
-                    server.drop_connections()  # as the recorded stream dropped
+                    server.drop_subscribers(self._stream_kinds.get(market, ()))  # as the recorded stream dropped
                 else:
                     server.publish_raw(frame)
             self.sent += 1

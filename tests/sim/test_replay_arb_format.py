@@ -267,7 +267,8 @@ def test_a_recorded_stream_drop_drops_the_replays_connections_of_its_market_at_i
         def publish_raw(self, frame: object) -> None:
             seen.append((self.market, "update"))
 
-        def drop_connections(self) -> None:
+        def drop_subscribers(self, kinds: set[str]) -> None:
+            assert kinds == {f.kind for _, m, f in feed.frames if m is self.market and f is not None}
             seen.append((self.market, "drop"))
 
     class Venue:

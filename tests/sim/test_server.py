@@ -138,6 +138,25 @@ def test_subscribed_client_receives_frames_the_compiled_decoders_read(exchange: 
     run(main())
 
 
+def test_dropping_a_streams_subscribers_leaves_the_other_connections_up() -> None:
+    """A replayed recording's stream drop drops the connections subscribed to that stream, not an
+    order or private connection to the same server."""
+    async def main() -> None:
+        async with cluster() as sim:
+            exchange = ExchangeName.GATEIO
+            market = sim.venues["gateio"].markets[exchange]
+            subscribed, _, _ = await raw_subscriber(sim, exchange)
+            other, _ = await ws_connect(Collector, ws_url(sim, exchange))  # subscribes to nothing
+            await eventually(lambda: len(market.connections) == 2, what="both connected")
+            market.drop_subscribers({"spot.order_book_update"})
+            await eventually(lambda: len(market.connections) == 1, what="the subscriber dropped")
+            assert not market.subscribed(instrument(exchange).venue_symbol)
+            other.disconnect()
+            subscribed.disconnect()
+
+    run(main())
+
+
 def test_unsubscribe_stops_the_pushes_and_ping_is_answered() -> None:
     async def main() -> None:
         async with cluster() as sim:
