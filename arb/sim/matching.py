@@ -153,7 +153,7 @@ class OrderEvent(NamedTuple):
     reason: str  # why it ended: "", "canceled", "ioc", "fok", "market", "reduce_only"
     reduce_only: bool
     created_ns: int
-    time_ns: int
+    time_ns: int  # when it came to this state (its last change)
     fee_atoms: int  # the fees of its fills so far (negative: a rebate), in atoms of ``fee_asset``
     fee_asset: str  # "" before its first fill
 
@@ -292,7 +292,7 @@ class _Order:
 
     __slots__ = (
         "order_id", "client_id", "user", "side", "order_type", "tif", "price_ticks", "size_lots", "quote_atoms",
-        "filled_lots", "filled_quote_atoms", "status", "reason", "reduce_only", "created_ns",
+        "filled_lots", "filled_quote_atoms", "status", "reason", "reduce_only", "created_ns", "updated_ns",
         "lock_asset", "lock_per_lot", "locked_atoms", "fee_atoms", "fee_asset",
     )
 
@@ -315,6 +315,7 @@ class _Order:
         self.reason = ""
         self.reduce_only = reduce_only
         self.created_ns = created_ns
+        self.updated_ns = created_ns  # its last change (a fill, a cancel, its expiry)
         self.lock_asset = ""
         self.lock_per_lot = 0
         self.locked_atoms = 0
@@ -435,23 +436,23 @@ class MatchingEngine:
     def order(self, order_id: int) -> OrderEvent | None:
         """The state of an order by id, or None."""
         order = self._orders.get(order_id)
-        return None if order is None else self._event(order, order.created_ns)
+        return None if order is None else self._event(order, order.updated_ns)
 
     def order_by_client_id(self, user: str, client_id: str) -> OrderEvent | None:
         """The state of a user's order by client id, or None."""
         order = self._by_client.get((user, client_id))
-        return None if order is None else self._event(order, order.created_ns)
+        return None if order is None else self._event(order, order.updated_ns)
 
     def orders_of(self, user: str) -> list[OrderEvent]:
         """Every order of a user, open and finished, oldest first."""
-        return [self._event(order, order.created_ns) for order in self._orders.values() if order.user == user]
+        return [self._event(order, order.updated_ns) for order in self._orders.values() if order.user == user]
 
     def open_orders(self, user: str) -> list[OrderEvent]:
         """The user's resting orders, oldest first."""
         # An order is open exactly while it rests in a price queue.
         resting = [order for queues in self._queues for queue in queues.values() for order in queue if order.user == user]
         resting.sort(key=lambda order: order.order_id)
-        return [self._event(order, order.created_ns) for order in resting]
+        return [self._event(order, order.updated_ns) for order in resting]
 
     # -- placing -------------------------------------------------------------------------------
 
@@ -998,6 +999,8 @@ class MatchingEngine:
         return BookUpdate._make((self.exchange, self.symbol, update_id, update_id, now_ns, levels))
 
     def _event(self, order: _Order, now_ns: int) -> OrderEvent:
+        """The order as of ``now_ns``: a change made then, or (a query) its last change."""
+        order.updated_ns = now_ns
         # tuple.__new__ is what OrderEvent(...) runs, minus the Python-level __new__ around it.
         return tuple.__new__(OrderEvent, (
             order.order_id, order.client_id, order.user, self.exchange, self.symbol, order.side, order.order_type,

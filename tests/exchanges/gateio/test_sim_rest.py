@@ -268,8 +268,9 @@ def test_futures_limit_ioc_market_reduce_only_positions_and_account() -> None:
 
 
 def test_a_finished_futures_order_is_found_by_its_text_for_60_s_only() -> None:
-    """Gate's futures reference: a custom id finds an order for 60 s after it ended; its order id
-    still finds it after that, and an open order is found by its text however old."""
+    """Gate's futures reference: a custom id finds an order for 60 s after it ended (counted from its
+    end, not its placing); its order id still finds it after that, and an open order is found by
+    its text however old."""
     venue = GateVenue()
     client = venue.futures_client
     resting = client.parse_order(venue.fetch(client.place_order(order(PERP, quantity="1", price="29000", cid="old"))))
@@ -282,6 +283,11 @@ def test_a_finished_futures_order_is_found_by_its_text_for_60_s_only() -> None:
     assert isinstance(missing, OrderRejectedError) and missing.category == ErrorCategory.UNKNOWN_ORDER
     assert client.parse_order(venue.fetch(client.query_order(order_id=ioc.order_id))).filled_quantity == D(1)
     assert client.parse_order(venue.fetch(client.query_order(client_order_id="old"))).order_id == resting.order_id
+    client.parse_order(venue.fetch(client.cancel_order(client_order_id="old")))  # 61 s after it was placed
+    venue.now_ns += 1_000_000_000
+    assert client.parse_order(venue.fetch(client.query_order(client_order_id="old"))).status is OrderStatus.CANCELED
+    venue.now_ns += 60_000_000_000
+    assert isinstance(error_of(venue, client.query_order(client_order_id="old")), OrderRejectedError)
 
 
 def test_a_contract_in_delisting_is_listed_so_and_takes_reduce_only_orders_only() -> None:
