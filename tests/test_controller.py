@@ -998,12 +998,17 @@ def test_a_restart_flags_an_older_execution_killed_mid_recovery_beside_a_newer_o
     fill(ExchangeName.GATEIO, b_sell, OrderSide.SELL)
     journal.record_recovery_step("A", "start", {"net_base": D("0.01")})
     assert journal.open_intents() == [] and journal.interrupted_opportunities() == {"A", "B"}
-    controller = ArbitrageController(manager(tmp_path))
-    controller._catalogs = {
-        market: InstrumentCatalog(market, [i for i in default_instruments(("BTC",)) if i.exchange is market])
-        for market in (ExchangeName.MEXC, ExchangeName.GATEIO)
-    }
-    controller._flag_interrupted(journal, sorted(journal.interrupted_opportunities()))
+    configuration = manager(tmp_path)
+    cluster = dry_run_cluster(configuration.config, random_per_minute=0)
+
+    async def restart() -> None:  # the start-up on simulated venues
+        async with cluster:
+            controller = ArbitrageController(configuration, sim_cluster=cluster, journal=journal)
+            await controller.initialize(dry_run=True)
+            await controller.shutdown()
+
+    asyncio.run(restart())
+    journal = Journal(tmp_path / "journal.sqlite3")  # closed by the shutdown
     (opp, _, detail), = journal.awaiting_approval()
     assert (opp, detail["reason"], D(detail["residual"])) == (
         "A", "interrupted by an engine restart with unmatched legs", D("0.01")
