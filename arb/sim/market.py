@@ -379,6 +379,13 @@ def exchange_of_url(url: str) -> ExchangeName:
     return exchange
 
 
+def _market_of(url: str, where: str) -> ExchangeName:
+    try:
+        return exchange_of_url(url)
+    except ValueError as exc:
+        raise ValueError(f"{where}: {exc}") from None
+
+
 def _seconds_to_ns(raw: bytes, where: str) -> int:
     text = _text(raw, where)
     try:
@@ -415,12 +422,12 @@ def read_recording(path: Path) -> Iterator[RecordedFrame]:
             if len(words) == 1 and sep:
                 if not url:
                     raise ValueError(f"{where}: server frame before any connection line")
-                yield RecordedFrame(_seconds_to_ns(words[0], where), exchange_of_url(url), url, "ws", body)
+                yield RecordedFrame(_seconds_to_ns(words[0], where), _market_of(url, where), url, "ws", body)
             elif len(words) == 3 and words[1] == b"<->":
                 url = _text(words[0], where)
             elif len(words) == 3 and words[1] == b"->" and sep:
                 http_url = _text(words[0], where)
-                yield RecordedFrame(_seconds_to_ns(words[2], where), exchange_of_url(http_url), http_url, "http", body)
+                yield RecordedFrame(_seconds_to_ns(words[2], where), _market_of(http_url, where), http_url, "http", body)
             elif not (len(words) == 3 and words[1] == b"<-"):
                 raise ValueError(f"{where}: unrecognised recording line {line[:80]!r}")
 

@@ -22,6 +22,15 @@ def test_bad_lines_and_urls(tmp_path: Path) -> None:
     stamp.write_bytes(b"wss://api.gateio.ws/ws/v4/ <-> 1.0\nabc: {}\n")
     with pytest.raises(ValueError, match="stamp:2: timestamp 'abc'"):
         list(read_recording(stamp))
+    for name, line in (("nan", b"nan: {}"), ("utf8", b"\xff1.5: {}")):
+        bad = tmp_path / name
+        bad.write_bytes(b"wss://api.gateio.ws/ws/v4/ <-> 1.0\n" + line + b"\n")
+        with pytest.raises(ValueError, match=f"{name}:2: "):
+            list(read_recording(bad))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.write_bytes(b"wss://example.com/ws <-> 1.0\n1.5: {}\n")
+    with pytest.raises(ValueError, match="elsewhere:2: recording: no simulated market serves"):
+        list(read_recording(elsewhere))
     with pytest.raises(ValueError, match="no simulated market"):
         exchange_of_url("wss://example.com/ws")
     with pytest.raises(ValueError, match="speed"):
