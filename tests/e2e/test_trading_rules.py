@@ -400,7 +400,9 @@ def test_a_pair_closed_to_api_orders_is_halted_at_its_first_refusal(
     and refuses the others with code 10007. The pair leaves that list after the engine started (the
     rules are read only every minute): the first leg refused there has the rules read at once, and
     the pair, no longer in the list, is halted before more executions pay to unwind the other leg."""
-    config = CONFIG.replace("instrument_refresh_interval_ms = 1000", "instrument_refresh_interval_ms = 60000")
+    config = CONFIG.replace("instrument_refresh_interval_ms = 1000", "instrument_refresh_interval_ms = 60000").replace(
+        'symbols = ["BTC/USDT"]', 'symbols = ["BTC/USDT", "ETH/USDT"]'  # the list never empties (refused as unread)
+    )
     manager, cluster = dislocated(tmp_path, config, ExchangeName.MEXC, "BTC/USDT", 3, 80)
     mexc_btc = BookKey(ExchangeName.MEXC, "BTC/USDT")
 

@@ -94,11 +94,14 @@ def parse_exchange_info(payload: bytes | str) -> InstrumentCatalog:
 
 def parse_default_symbols(payload: bytes | str) -> frozenset[str]:
     """The venue symbols of a ``GET /api/v3/defaultSymbols`` body: the pairs that take API orders
-    (the venue refuses orders on the others with code 10007, "symbol not support api")."""
+    (the venue refuses orders on the others with code 10007, "symbol not support api"). An empty
+    list is refused as unreadable: it would take every pair out of trading."""
     source = f"mexc GET {constants.DEFAULT_SYMBOLS_PATH}"
     reply = decode_metadata(payload, DefaultSymbols, source)
     if reply.code != 200 or reply.data is None:
         raise InstrumentError(f"{source}: code {reply.code} {reply.msg or ''}".rstrip())
+    if not reply.data:
+        raise InstrumentError(f"{source}: an empty list (no pair open to API orders)")
     return frozenset(reply.data)
 
 

@@ -162,6 +162,8 @@ def test_default_symbols_name_the_pairs_open_to_api_orders() -> None:
         parse_default_symbols(b'{"code":500,"data":null,"msg":"busy"}')
     with pytest.raises(InstrumentError, match="defaultSymbols"):
         parse_default_symbols(b'{"code":200,"data":[1]}')
+    with pytest.raises(InstrumentError, match="an empty list"):
+        parse_default_symbols(b'{"code":200,"data":[],"msg":null}')
 
 
 def test_a_catalog_limited_to_the_api_pairs_says_why_it_left_the_others_out(docs: dict[str, Any]) -> None:
