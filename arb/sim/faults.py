@@ -75,6 +75,8 @@ class VenueFaults(msgspec.Struct, frozen=True, kw_only=True):
     client_id_lookup_ms: int | None = None
     # Venue symbols listed but closed to API orders (MEXC: left out of defaultSymbols, orders refused).
     api_refused_symbols: frozenset[str] = frozenset()
+    # For how long after it is placed a query does not find an order yet (ms; MEXC answers -2013).
+    query_lag_ms: int = 0
 
 
 class FaultPlan:
@@ -98,8 +100,8 @@ class FaultPlan:
                 raise ValueError(f"fault plan {venue}: probability of {kind.name} is {ppm} ppm, not in 0..{_PPM}")
         if not 0 <= faults.partial_fill_ppm <= _PPM:
             raise ValueError(f"fault plan {venue}: partial_fill_ppm {faults.partial_fill_ppm} not in 0..{_PPM}")
-        if faults.retry_after_ms < 0 or faults.stall_ms < 0:
-            raise ValueError(f"fault plan {venue}: retry_after_ms and stall_ms must be >= 0")
+        if faults.retry_after_ms < 0 or faults.stall_ms < 0 or faults.query_lag_ms < 0:
+            raise ValueError(f"fault plan {venue}: retry_after_ms, stall_ms and query_lag_ms must be >= 0")
         self._venues[venue] = faults
 
     def fail_next_orders(
@@ -170,6 +172,11 @@ class FaultPlan:
         """How long after an order ends ``venue`` still finds it by client id (ms); None: the venue's own rule."""
         faults = self._venues.get(venue)
         return None if faults is None else faults.client_id_lookup_ms
+
+    def query_lag_ms(self, venue: str) -> int:
+        """For how long after it is placed ``venue``'s queries do not find an order yet (ms)."""
+        faults = self._venues.get(venue)
+        return 0 if faults is None else faults.query_lag_ms
 
     def api_refused_symbols(self, venue: str) -> frozenset[str]:
         """The venue symbols ``venue`` lists but refuses API orders on."""

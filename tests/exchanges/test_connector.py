@@ -26,6 +26,7 @@ from arb.exchanges.gateio.trading import GateioFuturesTrading, GateioSpotTrading
 from arb.exchanges.http1 import Http1Pool
 from arb.exchanges.mexc.connector import MexcFuturesConnector, MexcSpotConnector
 from arb.exchanges.mexc.trading import FuturesTradingUnavailable
+from arb.orders import OrderRunner, ioc_order
 from arb.exchanges.models import OrderRequest, OrderState, OrderStatus, OrderType, TimeInForce
 from arb.exchanges.rest import RestSettings
 from arb.exchanges.ws import WsSettings
@@ -836,6 +837,30 @@ def test_a_gate_rest_429_is_held_until_the_reset_time_gate_states() -> None:
                     ))
                 assert refused.value.retry_after_s is not None and 0.1 <= refused.value.retry_after_s <= 0.3
                 assert 0 < connector.order_wait_s(SPOT) <= 0.3
+            finally:
+                await connector.close()
+
+    run(scenario())
+
+
+def test_a_mexc_order_a_query_does_not_find_at_once_is_asked_about_again_until_found() -> None:
+    """MEXC is reported not to find an order queried right after its placing at times (-2013). An IOC
+    it acknowledged is asked about at once, then again with backoff: its fill is learned, not left
+    unknown or taken as never placed."""
+    async def scenario() -> None:
+        async with simulated_venues(moving=False) as sim:
+            sim.faults.configure("mexc", VenueFaults(query_lag_ms=120))
+            urls = sim.venues["mexc"].urls()
+            connector = MexcSpotConnector(credentials=CREDENTIALS, rest_url=urls.rest_url, ws_url=urls.ws_url)
+            try:
+                instrument = await connector.instrument(SPOT)
+                engine = sim.venues["mexc"].exchanges[ExchangeName.MEXC].engine(SPOT)
+                ask = engine.instrument.ticks_to_price(engine.snapshot(1).asks[0][0])
+                runner = OrderRunner({ExchangeName.MEXC: connector})
+                order = ioc_order(instrument, OrderSide.BUY, D("0.001"), ask, "lag-1")
+                outcome = await runner.run(ExchangeName.MEXC, instrument, order, "buy")
+                assert outcome.resolved and outcome.error is None and outcome.filled == D("0.001")
+                assert connector.rest.stats.errors["unknown_order"] >= 1  # not found at first
             finally:
                 await connector.close()
 

@@ -851,6 +851,9 @@ def _query(params: dict[str, str], user: str, ctx: SimContext) -> SimResponse:
             raise _Refusal(_REFUSALS[ErrorCategory.UNKNOWN_ORDER])
     else:
         event = market.get_order_by_client_id(user, engine.symbol, client_id or "")
+    # MEXC is reported not to find an order queried right after its placing at times.
+    if ctx.now_ns() - event.created_ns < ctx.faults.query_lag_ms(constants.VENUE) * 1_000_000:
+        raise _Refusal(_REFUSALS[ErrorCategory.UNKNOWN_ORDER])
     return _json(200, _order_info(engine, event, ctx))
 
 
