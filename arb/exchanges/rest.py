@@ -207,6 +207,10 @@ class RateLimiter:
             window = self._window(limit_id)
             window.blocked_until = max(window.blocked_until, until)
 
+    def longest_window_s(self, limit_ids: Iterable[str]) -> float | None:
+        """The longest window among the budgets ``limit_ids`` (None for none)."""
+        return max((self._window(limit_id).limit.window_s for limit_id in limit_ids), default=None)
+
     def _window(self, limit_id: str) -> SpendWindow:
         """The window of ``limit_id`` (a market's, made on first use); raises ValueError when unknown."""
         window = self._windows.get(limit_id)
@@ -312,11 +316,13 @@ class RestStats:
         self.errors: Counter[str] = Counter()
 
 
-def rate_limit_wait_s(venue: RestVenue, headers: Mapping[str, str], now_ms: int | None = None) -> float | None:
+def rate_limit_wait_s(
+    venue: RestVenue, headers: Mapping[str, str], now_ms: int | None = None, cap_s: float | None = None
+) -> float | None:
     """The wait a refusal's headers (names lower-cased, or a case-insensitive mapping) ask:
     ``Retry-After``, else ``venue``'s reset timestamp against ``now_ms``, the venue's time (default:
-    the local clock's), at most the venue's longest rate-limit window (a clock read far off
-    would otherwise block its budgets for as long)."""
+    the local clock's), at most ``cap_s`` (default: the venue's longest rate-limit window), the
+    window of the refused budgets: a clock read far off would otherwise block them for as long."""
     retry_after = parse_retry_after(headers.get("retry-after"))
     reset_header = venue.rate_limit_reset_header
     if retry_after is not None or reset_header is None:
@@ -326,8 +332,9 @@ def rate_limit_wait_s(venue: RestVenue, headers: Mapping[str, str], now_ms: int 
         return None
     now = time.time_ns() // 1_000_000 if now_ms is None else now_ms
     wait = max(0.0, (int(reset) - now) / 1000)
-    longest = max((limit.window_s for limit in venue.rate_limits), default=None)
-    return wait if longest is None else min(wait, longest)
+    if cap_s is None:
+        cap_s = max((limit.window_s for limit in venue.rate_limits), default=None)
+    return wait if cap_s is None else min(wait, cap_s)
 
 
 def parse_retry_after(value: str | None, now_s: float | None = None) -> float | None:
@@ -557,7 +564,8 @@ class RestClient:
             code=code,
             http_status=status,
             retry_after_s=None if headers is None else rate_limit_wait_s(
-                self.venue, headers, time.time_ns() // 1_000_000 + round(self.venue_clock_ahead_ms)
+                self.venue, headers, time.time_ns() // 1_000_000 + round(self.venue_clock_ahead_ms),
+                self.limiter.longest_window_s(limit_id for limit_id, _ in request.limits),
             ),
             write=not request.is_read,
         )

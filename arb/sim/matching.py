@@ -777,6 +777,7 @@ class MatchingEngine:
         if order.quote_atoms and order.order_type is OrderType.MARKET:
             order.size_lots = filled
         order.status = OrderStatus.FILLED if order.size_lots <= filled else OrderStatus.PARTIALLY_FILLED
+        order.updated_ns = now_ns
         ids = self._ids
         ids.trade_id += 1
         fill = tuple.__new__(Fill, (  # Fill(...), by tuple.__new__ as in _event
@@ -863,6 +864,7 @@ class MatchingEngine:
     def _finish(self, order: _Order, status: OrderStatus, reason: str, now_ns: int) -> None:
         order.status = status
         order.reason = reason
+        order.updated_ns = now_ns
         if self._outbox is not None:
             self._outbox.append(self._event(order, now_ns))
 
@@ -1000,7 +1002,6 @@ class MatchingEngine:
 
     def _event(self, order: _Order, now_ns: int) -> OrderEvent:
         """The order as of ``now_ns``: a change made then, or (a query) its last change."""
-        order.updated_ns = now_ns
         # tuple.__new__ is what OrderEvent(...) runs, minus the Python-level __new__ around it.
         return tuple.__new__(OrderEvent, (
             order.order_id, order.client_id, order.user, self.exchange, self.symbol, order.side, order.order_type,

@@ -230,7 +230,8 @@ def test_a_429_asking_no_wait_is_still_waited_out_a_little() -> None:
 
 def test_a_stated_reset_time_is_read_on_the_venues_clock_and_within_its_longest_window() -> None:
     """A venue that states when its limit resets (Gate.io) is waited out to that time on its own clock,
-    as last read; never longer than its longest window, whatever the clock reading says."""
+    as last read; never longer than the refused budgets' longest window (the venue's, when none is
+    named), whatever the clock reading says."""
     gate_venue = msgspec.structs.replace(
         venue("http://127.0.0.1:9", limits=(RateLimit("orders", 10, 1.0), RateLimit("public", 200, 10.0))),
         rate_limit_reset_header=gate.RATE_LIMIT_RESET_HEADER,
@@ -252,6 +253,13 @@ def test_a_stated_reset_time_is_read_on_the_venues_clock_and_within_its_longest_
                 b'{"label":"TOO_MANY_REQUESTS","message":"slow down"}',
             )
             assert isinstance(error, RateLimitError) and 0.25 <= (error.retry_after_s or 0) <= 0.3
+            client.venue_clock_ahead_ms = -59_000.0  # a reading far off: held for the refused budget's window
+            error = client._failure(
+                RestRequest(method="POST", path="/order", limits=(("orders", 1),)), 429,
+                {gate.RATE_LIMIT_RESET_HEADER.lower(): str(time.time_ns() // 1_000_000 + 300)},
+                b'{"label":"TOO_MANY_REQUESTS","message":"slow down"}',
+            )
+            assert isinstance(error, RateLimitError) and error.retry_after_s == 1.0
 
     run(main())
 

@@ -367,6 +367,9 @@ class GateioWsOrders:
         reset_ms = header.x_gate_ratelimit_reset_timestamp
         if reset_ms is not None and header.response_time.isdigit():
             retry_after_s = max(0, reset_ms - int(header.response_time)) / 1000
+            longest = self.rest.limiter.longest_window_s(() if limit_id is None else (limit_id,))
+            if longest is not None:  # never longer than the refused budget's window
+                retry_after_s = min(retry_after_s, longest)
         error = venue_error(
             self.venue,
             f"{where}: {message}",

@@ -204,6 +204,24 @@ def test_a_rate_limit_whose_reset_is_already_due_is_still_waited_out_a_little() 
     run(scenario())
 
 
+def test_a_rate_limit_reset_further_off_than_the_budgets_window_is_held_for_the_window() -> None:
+    """A reset time 30 s off (a venue clock step, a bad reply) would hold the pair's order budget,
+    whose window is 1 s, for 30 s: it is held for the window at most."""
+
+    async def scenario() -> None:
+        async with simulated_venues(moving=False) as sim:
+            connector = sim.connector(ExchangeName.GATEIO)
+            try:
+                sim.faults.fail_next_orders("gateio", OrderFaultKind.RATE_LIMIT, retry_after_ms=30_000)
+                with pytest.raises(RateLimitError) as limited:
+                    await connector.place_order(limit_buy(SPOT, "rl-far"))
+                assert limited.value.retry_after_s == 1.0
+            finally:
+                await connector.close()
+
+    run(scenario())
+
+
 def test_rate_limit_and_reject_faults_map_through_the_label_table() -> None:
     async def scenario() -> None:
         async with simulated_venues(moving=False) as sim:
