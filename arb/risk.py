@@ -70,7 +70,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable, Collection, Mapping, Sequence
-from decimal import Decimal, localcontext
+from decimal import ROUND_FLOOR, Decimal, localcontext
 from enum import Enum
 from typing import Protocol
 
@@ -98,6 +98,7 @@ from .types import (
 log = logging.getLogger(__name__)
 
 ZERO = Decimal(0)
+_BPS_STEP = Decimal("0.01")  # margins are stated in whole hundredths of a bps
 _FUTURES_MARKETS = frozenset(market for market in ExchangeName if market.is_futures)
 HUNDRED = Decimal(100)
 _OUTCOME_UNKNOWN = ErrorCategory.OUTCOME_UNKNOWN.value  # an execution leg's ``error_category`` while unresolved
@@ -511,10 +512,16 @@ class RiskManager:
         margin = opportunity.profit_margin_bps
         if margin < self._min_margin:
             self._reject(RiskCheck.MIN_PROFIT_MARGIN, opportunity, margin, self._min_margin, counted)
-        if margin > self._max_margin and not closes_hedge:
-            if counted:
-                self._warn_implausible(opportunity)
-            self._reject(RiskCheck.MAX_PROFIT_MARGIN, opportunity, margin, self._max_margin, counted)
+        if not closes_hedge:
+            # The ceiling judges the prices: funding expected against a hedge does not make them plausible.
+            funding, total = opportunity.expected_funding, opportunity.total_profit_estimate
+            price_margin = margin
+            if funding and total > ZERO:
+                price_margin = (margin * (total - funding) / total).quantize(_BPS_STEP, ROUND_FLOOR)
+            if price_margin > self._max_margin:
+                if counted:
+                    self._warn_implausible(opportunity, price_margin)
+                self._reject(RiskCheck.MAX_PROFIT_MARGIN, opportunity, price_margin, self._max_margin, counted)
         quantity = opportunity.max_quantity
         buy = opportunity.buy_price
         sell = opportunity.sell_price
@@ -569,8 +576,9 @@ class RiskManager:
         message = f"opportunity {opp.opportunity_id} {opp.symbol}: {what} {value} {relation} {check.value} {limit}"
         raise RiskRejection(check, message, value=value, limit=limit)
 
-    def _warn_implausible(self, opp: ArbitrageOpportunity) -> None:
-        """Log a refused too-good margin: a symbol's first, then at most one a minute."""
+    def _warn_implausible(self, opp: ArbitrageOpportunity, margin: Decimal) -> None:
+        """Log a refused too-good ``margin`` (the prices', before funding): a symbol's first, then at
+        most one a minute."""
         now = self._clock()
         last = self._implausible_warned_ns.get(opp.symbol)
         if last is not None and now - last < IMPLAUSIBLE_WARNING_INTERVAL_NS:
@@ -580,7 +588,7 @@ class RiskManager:
             "risk: %s: buy on %s at %s, sell on %s at %s is %s bps, over max_profit_margin_bps %s: refused as "
             "implausible; check both markets (prices, deposit and withdrawal status, that they list the same asset)",
             opp.symbol, opp.buy_exchange.value, opp.buy_price, opp.sell_exchange.value, opp.sell_price,
-            opp.profit_margin_bps, self._max_margin,
+            margin, self._max_margin,
         )
 
     def _reject_invalid(self, opp: ArbitrageOpportunity, counted: bool) -> None:

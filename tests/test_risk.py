@@ -150,6 +150,27 @@ def test_max_margin_boundary(margin: str, expected: RiskCheck | None) -> None:
     assert outcome(manager, opportunity(margin=margin)) is expected
 
 
+@pytest.mark.parametrize(
+    ("funding", "expected"),
+    [("-0.15", RiskCheck.MAX_PROFIT_MARGIN), ("0.15", None), ("0", RiskCheck.MAX_PROFIT_MARGIN)],
+    ids=["paid", "received", "none"],
+)
+def test_the_margin_ceiling_judges_the_prices_before_expected_funding(funding: str, expected: RiskCheck | None) -> None:
+    """The prices of a hedge give 520 bps, over the 500 bps ceiling. Funding expected against it
+    pulls the stated margin under (470 bps): still refused as implausible, since funding does not
+    make the prices real. Funding expected for it pushes a 480 bps price margin over: not refused."""
+    manager, *_ = make()
+    paid = D(funding) < 0
+    price_profit = D("1.04") if paid or funding == "0" else D("0.96")  # 520 or 480 bps of a 20 USD cost
+    total = price_profit + D(funding)
+    hedge = msgspec.structs.replace(
+        opportunity(quantity="0.2", buy="100", sell="105.2"), opportunity_type=OpportunityType.SPOT_FUTURES_HEDGE,
+        sell_exchange=ExchangeName.GATEIO_FUTURES, total_profit_estimate=total, profit_per_unit=total / D("0.2"),
+        profit_margin_bps=total * 10_000 / 20, expected_funding=D(funding),
+    )
+    assert outcome(manager, hedge) is expected
+
+
 def test_an_implausible_margin_is_warned_once_a_minute_per_symbol_and_never_blocks_a_hedge_close(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
