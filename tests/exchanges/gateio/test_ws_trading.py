@@ -185,37 +185,23 @@ def test_timeout_is_outcome_unknown_then_the_client_id_resolves_it() -> None:
     run(scenario())
 
 
-def test_a_rate_limit_whose_reset_is_already_due_is_still_waited_out_a_little() -> None:
+@pytest.mark.parametrize(("reset_in_ms", "held_s"), [(0, 0.1), (30_000, 1.0)], ids=["due", "far"])
+def test_a_rate_limit_reset_is_held_for_at_least_a_little_and_at_most_the_budgets_window(
+    reset_in_ms: int, held_s: float
+) -> None:
     """Gate's own example reply has the reset time equal to the response time (or a millisecond
     off): a wait of about 0 would send the order again at once, into the same limit, until its
-    deadline."""
+    deadline; it is held 0.1 s. A reset 30 s off (a venue clock step, a bad reply) would hold the
+    pair's order budget, whose window is 1 s, for 30 s: it is held for the window at most."""
 
     async def scenario() -> None:
         async with simulated_venues(moving=False) as sim:
             connector = sim.connector(ExchangeName.GATEIO)
             try:
-                sim.faults.fail_next_orders("gateio", OrderFaultKind.RATE_LIMIT, retry_after_ms=0)
+                sim.faults.fail_next_orders("gateio", OrderFaultKind.RATE_LIMIT, retry_after_ms=reset_in_ms)
                 with pytest.raises(RateLimitError) as limited:
                     await connector.place_order(limit_buy(SPOT, "rl-0"))
-                assert limited.value.retry_after_s == 0.1  # what the budget is then held for
-            finally:
-                await connector.close()
-
-    run(scenario())
-
-
-def test_a_rate_limit_reset_further_off_than_the_budgets_window_is_held_for_the_window() -> None:
-    """A reset time 30 s off (a venue clock step, a bad reply) would hold the pair's order budget,
-    whose window is 1 s, for 30 s: it is held for the window at most."""
-
-    async def scenario() -> None:
-        async with simulated_venues(moving=False) as sim:
-            connector = sim.connector(ExchangeName.GATEIO)
-            try:
-                sim.faults.fail_next_orders("gateio", OrderFaultKind.RATE_LIMIT, retry_after_ms=30_000)
-                with pytest.raises(RateLimitError) as limited:
-                    await connector.place_order(limit_buy(SPOT, "rl-far"))
-                assert limited.value.retry_after_s == 1.0
+                assert limited.value.retry_after_s == held_s  # what the budget is then held for
             finally:
                 await connector.close()
 
