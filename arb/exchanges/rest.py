@@ -330,10 +330,15 @@ def rate_limit_wait_s(
     reset = headers.get(reset_header.lower())
     if reset is None or not reset.strip().isdigit():
         return None
-    now = time.time_ns() // 1_000_000 if now_ms is None else now_ms
-    wait = max(0.0, (int(reset) - now) / 1000)
     if cap_s is None:
         cap_s = max((limit.window_s for limit in venue.rate_limits), default=None)
+    return reset_wait_s(int(reset), time.time_ns() // 1_000_000 if now_ms is None else now_ms, cap_s)
+
+
+def reset_wait_s(reset_ms: int, now_ms: int, cap_s: float | None) -> float:
+    """Seconds from ``now_ms`` to a stated reset time ``reset_ms`` (both on the venue's clock), at
+    most ``cap_s``: the refused budgets' window, which a clock far off must not stretch."""
+    wait = max(0.0, (reset_ms - now_ms) / 1000)
     return wait if cap_s is None else min(wait, cap_s)
 
 

@@ -39,7 +39,7 @@ from ...secrets import ApiCredentials
 from ..base import Frame, WsPayload
 from ..errors import ErrorCategory, venue_error
 from ..models import OrderRequest
-from ..rest import RestClient
+from ..rest import RestClient, reset_wait_s
 from ..ws import WsSession, WsSettings
 from . import constants
 from .auth import GateioSigner
@@ -366,10 +366,10 @@ class GateioWsOrders:
         retry_after_s = None
         reset_ms = header.x_gate_ratelimit_reset_timestamp
         if reset_ms is not None and header.response_time.isdigit():
-            retry_after_s = max(0, reset_ms - int(header.response_time)) / 1000
-            longest = self.rest.limiter.longest_window_s(() if limit_id is None else (limit_id,))
-            if longest is not None:  # never longer than the refused budget's window
-                retry_after_s = min(retry_after_s, longest)
+            refused = () if limit_id is None else (limit_id,)
+            retry_after_s = reset_wait_s(
+                reset_ms, int(header.response_time), self.rest.limiter.longest_window_s(refused)
+            )
         error = venue_error(
             self.venue,
             f"{where}: {message}",
