@@ -63,7 +63,7 @@ from arb_core.freshness import is_fresh
 from .instruments import InstrumentCatalog, InstrumentError, common_step, pair_symbol, round_down_to_step, split_symbol
 from .journal import FillRecord, HedgeDrop
 from .orders import WIDE, exact_notional, fee_in_quote, round_price
-from .pipeline import BPS, Leg, book_lot
+from .pipeline import BPS, BPS_STEP, Leg, book_lot
 from .risk import MS_PER_DAY, FuturesHolding
 from .types import ArbitrageOpportunity, ExchangeName, ExecutionLeg, ExecutionResult, OpportunityType, OrderSide
 
@@ -450,7 +450,7 @@ class HedgeBook:
             max_quantity=quantity,
             profit_per_unit=profit / quantity,
             total_profit_estimate=profit,
-            profit_margin_bps=margin.quantize(Decimal("0.01")),
+            profit_margin_bps=margin.quantize(BPS_STEP),
             detected_at=detected_ns,
             buy_fee=buy.instrument.taker_fee,
             sell_fee=sell.instrument.taker_fee,

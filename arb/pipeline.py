@@ -48,7 +48,7 @@ BPS = Decimal(10_000)
 ZERO = Decimal(0)
 # Headroom of the notional cap over the best ask: the scanner walks deeper levels.
 _WALK_HEADROOM = Decimal("1.125")
-_BPS_STEP = Decimal("0.01")  # the resolution of ``profit_margin_bps``
+BPS_STEP = Decimal("0.01")  # the resolution of ``profit_margin_bps``
 
 
 def _units(value: Decimal, decimals: int) -> int:
@@ -501,7 +501,7 @@ class ScannerPipeline:
             max_quantity=quantity,
             profit_per_unit=profit / quantity,
             total_profit_estimate=profit,
-            profit_margin_bps=margin.quantize(_BPS_STEP, ROUND_FLOOR),
+            profit_margin_bps=margin.quantize(BPS_STEP, ROUND_FLOOR),
             detected_at=detected_ns,
             buy_fee=bi.taker_fee,
             sell_fee=si.taker_fee,

@@ -84,7 +84,7 @@ from .exchanges.models import Fill, FundingPayment, Position
 from .instruments import Instrument, InstrumentCatalog, InstrumentError, pair_symbol
 from .journal import FillRecord
 from .orders import WIDE, RealizedPnl, exact_notional, fee_in_quote
-from .pipeline import BPS
+from .pipeline import BPS, BPS_STEP
 from .types import (
     ArbitrageOpportunity,
     ArbitrageState,
@@ -98,7 +98,6 @@ from .types import (
 log = logging.getLogger(__name__)
 
 ZERO = Decimal(0)
-_BPS_STEP = Decimal("0.01")  # margins are stated in whole hundredths of a bps
 _FUTURES_MARKETS = frozenset(market for market in ExchangeName if market.is_futures)
 HUNDRED = Decimal(100)
 _OUTCOME_UNKNOWN = ErrorCategory.OUTCOME_UNKNOWN.value  # an execution leg's ``error_category`` while unresolved
@@ -271,7 +270,7 @@ def _liquidation_distance_bps(position: Position) -> Decimal | None:
     if not mark or mark <= 0 or not liquidation or liquidation <= 0 or not position.size:
         return None
     room = mark - liquidation if position.size > 0 else liquidation - mark
-    return (max(room, ZERO) * BPS / mark).quantize(Decimal("0.01"))
+    return (max(room, ZERO) * BPS / mark).quantize(BPS_STEP)
 
 
 class RestoredRisk(msgspec.Struct, frozen=True, kw_only=True):
@@ -517,7 +516,7 @@ class RiskManager:
             funding, total = opportunity.expected_funding, opportunity.total_profit_estimate
             price_margin = margin
             if funding and total > ZERO:
-                price_margin = (margin * (total - funding) / total).quantize(_BPS_STEP, ROUND_FLOOR)
+                price_margin = (margin * (total - funding) / total).quantize(BPS_STEP, ROUND_FLOOR)
             if price_margin > self._max_margin:
                 if counted:
                     self._warn_implausible(opportunity, price_margin)
