@@ -347,7 +347,7 @@ class ConfigurationManager:
         self._environ = os.environ if environ is None else environ
         self._config: ArbitrageConfig | None = None
         self._credentials: dict[str, ApiCredentials | None] = {}
-        self._sources: dict[str, str] = {}
+        self._chosen: frozenset[str] = frozenset()  # settings the file or the environment set
 
     @property
     def config(self) -> ArbitrageConfig:
@@ -364,6 +364,7 @@ class ConfigurationManager:
         problems: list[str] = []
         settings: dict[str, _Setting] = {}
         sources: list[str] = []
+        shipped: dict[str, _Setting] = {}
         for path in (self.defaults_file, self.config_file):
             if path is None:
                 continue
@@ -371,6 +372,8 @@ class ConfigurationManager:
             if table is not None:
                 _flatten(table, str(path), settings, problems)
                 sources.append(str(path))
+            if path is self.defaults_file:
+                shipped = dict(settings)
         _apply_environment(self._environ, settings, problems)
         config = _build(settings, dry_run, tuple(sources), problems)
         credentials: dict[str, ApiCredentials | None] = {}
@@ -383,14 +386,13 @@ class ConfigurationManager:
             raise ConfigurationError(problems)
         self._config = config
         self._credentials = credentials
-        self._sources = {dotted: setting.source for dotted, setting in settings.items()}
+        self._chosen = frozenset(d for d, setting in settings.items() if shipped.get(d) is not setting)
         return config
 
     def chosen(self, dotted: str) -> bool:
         """Whether the loaded setting ``dotted`` (``engine.symbols``) was set by the configuration
         file or the environment rather than left at the shipped default."""
-        source = self._sources.get(dotted)
-        return source is not None and source != f"{self.defaults_file}: {dotted}"
+        return dotted in self._chosen
 
     def get_exchange_config(self, name: ExchangeName | str) -> ExchangeConfig:
         """The settings of one venue (``mexc``/``gateio``, or any of their markets)."""
