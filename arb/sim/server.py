@@ -1015,6 +1015,7 @@ class ReplayFeed:
         reader = read_records(*paths)
         # (recording ns since the first record, market, frame; None: the market's stream dropped there)
         self.frames: list[tuple[int, ExchangeName, _RawFrame | None]] = []
+        self._stream_kinds: dict[ExchangeName, set[str]] = {}  # what a recorded drop of a market drops
         self.snapshots: dict[tuple[ExchangeName, str], list[tuple[int, bytes]]] = {}  # -> [(frames before, body)]
         elapsed = 0
         previous: Record | None = None
@@ -1033,12 +1034,9 @@ class ReplayFeed:
             routed = recorded_route(record)
             if routed is not None:
                 self.frames.append((elapsed, record.market, routed))
+                self._stream_kinds.setdefault(record.market, set()).add(routed.kind)
         self.records = reader.records
         self.damage: RecordingDamaged | None = reader.damage
-        self._stream_kinds: dict[ExchangeName, set[str]] = {}  # what a recorded drop of a market drops
-        for _, market, frame in self.frames:
-            if frame is not None:
-                self._stream_kinds.setdefault(market, set()).add(frame.kind)
         self._route: dict[ExchangeName, SimulatedVenue] = {}
         self.sent = 0
 
