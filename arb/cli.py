@@ -506,7 +506,7 @@ def _sim(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     if cluster.replay is not None:
         replay = cluster.replay
-        drops = sum(1 for _, _, frame in replay.frames if frame is None)
+        drops = replay.drops
         shown = f" and {drops} stream drops" if drops else ""
         print(f"replaying {len(replay.frames) - drops} book updates{shown} of {replay.records} records", flush=True)
         if replay.damage is not None:

@@ -1016,6 +1016,7 @@ class ReplayFeed:
         # (recording ns since the first record, market, frame; None: the market's stream dropped there)
         self.frames: list[tuple[int, ExchangeName, _RawFrame | None]] = []
         self._stream_kinds: dict[ExchangeName, set[str]] = {}  # what a recorded drop of a market drops
+        self.drops = 0  # recorded stream drops among the frames
         self.snapshots: dict[tuple[ExchangeName, str], list[tuple[int, bytes]]] = {}  # -> [(frames before, body)]
         elapsed = 0
         previous: Record | None = None
@@ -1030,6 +1031,7 @@ class ReplayFeed:
                 continue
             if record.kind is RecordKind.DISCONNECT:
                 self.frames.append((elapsed, record.market, None))
+                self.drops += 1
                 continue
             routed = recorded_route(record)
             if routed is not None:

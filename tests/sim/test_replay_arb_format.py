@@ -255,6 +255,7 @@ def test_a_recorded_stream_drop_drops_the_replays_connections_of_its_market_at_i
     record_simulated(path, 400, outage_s=(0.1, 0.2))
     feed = ReplayFeed([path], speed=None)
     drops = [(index, market) for index, (_, market, frame) in enumerate(feed.frames) if frame is None]
+    assert feed.drops == len(drops)
     recorded = list(RecordingReader([path]))
     assert sorted(m for _, m in drops) == sorted(r.market for r in recorded if r.kind is RecordKind.DISCONNECT)
     assert drops and all(0 < index < len(feed.frames) - 1 for index, _ in drops)
