@@ -185,6 +185,10 @@ class RunSummary(msgspec.Struct, kw_only=True):
     held_hedge_basis: Decimal = Decimal(0)
     breaker_trips: dict[str, int] = {}  # every trip of the run by breaker, those reset since included
     hedges_dropped: list[str] = []  # hedges taken out of the book: the venue no longer held their futures
+    # The positions those drops took out and the basis they had locked in (part of ``held_hedge_basis``
+    # when this run opened them): closed outside the engine, whatever that gave back is not in the PnL.
+    dropped_positions: int = 0
+    dropped_hedge_basis: Decimal = Decimal(0)
     funding_settled: Decimal = Decimal(0)  # settled funding this run counted (its first read: since 00:00 UTC)
     funding_payments: int = 0
 
@@ -194,12 +198,19 @@ class RunSummary(msgspec.Struct, kw_only=True):
         return self.error is None and all(o.status.value == "ok" for o in self.shutdown)
 
     def _held_hedges(self) -> str:
-        held, n = self.held_hedge_basis, self.open_hedges
+        held, n, dropped = self.held_hedge_basis, self.open_hedges, self.dropped_positions
         if held < 0:  # closes of hedges an earlier run opened, whose basis that run reported
-            return f" ({-held} of it hedge basis earlier runs reported, given back by closes; {n} open hedges)"
-        if not n:
+            text = f"{-held} of it hedge basis earlier runs reported, given back by closes; {n} open hedges"
+        elif dropped:
+            text = f"{held} of it hedge basis locked in; {n} open hedges"
+        elif n:
+            text = f"{held} of it locked in {n} open hedges"
+        else:
             return ""
-        return f" ({held} of it locked in {n} open hedges)"
+        if dropped:
+            text += (f", {dropped} dropped with {self.dropped_hedge_basis} locked in them: their close "
+                     "outside the engine is not in this figure")
+        return f" ({text})"
 
     def lines(self) -> list[str]:
         """The summary as printable lines."""
@@ -415,6 +426,8 @@ class ArbitrageController:
         # (asset, market) -> its newest skew alert and how many times it was raised this run
         self._skew_alerts: dict[tuple[str, ExchangeName], tuple[str, int]] = {}
         self._hedges_dropped: list[str] = []
+        self._dropped_positions = 0
+        self._dropped_basis = ZERO
         self._held_basis_of_run = ZERO  # hedge basis this run's executions locked in, net of closes
         self._positions_due = asyncio.Event()  # a futures balance changed: check positions before the interval ends
         self._rules_due = asyncio.Event()  # a leg was refused as a changed market would refuse it: read the rules
@@ -845,6 +858,8 @@ class ArbitrageController:
             if hedges is not None:
                 for mismatch in hedges.check_venue(market, holdings):
                     self._hedges_dropped.append(str(mismatch))
+                    self._dropped_positions += len(mismatch.dropped)
+                    self._dropped_basis += sum((p.locked_basis for p in mismatch.dropped), ZERO)
                     if self.journal is not None:  # so that a restart does not bring them back
                         for position in mismatch.dropped:
                             self.journal.record_hedge_drop(position.symbol, position.spot, position.futures, str(mismatch))
@@ -1806,6 +1821,8 @@ class ArbitrageController:
                 for message, times in self._skew_alerts.values()
             ],
             hedges_dropped=list(self._hedges_dropped),
+            dropped_positions=self._dropped_positions,
+            dropped_hedge_basis=self._dropped_basis,
             funding_settled=self._funding_settled,
             funding_payments=self._funding_payments,
             shutdown=self.shutdown_manager.outcomes,

@@ -148,9 +148,12 @@ def test_a_restarted_engine_drops_hedges_whose_futures_were_closed_at_the_venue_
     assert results == [] and contracts_left == 0  # no "close" opened a new position
 
 
-async def hedge_then_buy_back_by_hand(engine: ArbitrageController, cluster: SimCluster) -> asyncio.Future[RunSummary]:
+async def hedge_then_buy_back_by_hand(
+    engine: ArbitrageController, cluster: SimCluster
+) -> tuple[asyncio.Future[RunSummary], D]:
     """Run ``engine`` until a hedge opens, then engage its kill switch (entries held) and buy the whole
-    perpetual short back by hand at the venue; the running engine's future."""
+    perpetual short back by hand at the venue; the running engine's future and the basis its hedges
+    had locked in."""
     await engine.initialize(dry_run=True)
     hedges, risk = engine.hedges, engine.risk
     assert hedges is not None and risk is not None
@@ -158,10 +161,11 @@ async def hedge_then_buy_back_by_hand(engine: ArbitrageController, cluster: SimC
     await eventually(hedges.has_positions, 5, "a hedge opened on the dislocation")
     risk.kill("test: hold entries while the perpetual is bought back by hand")
     await asyncio.sleep(0.1)  # an execution in flight finishes
+    locked = sum((p.locked_basis for p in hedges.positions()), D(0))
     futures = cluster.venues["gateio"].exchanges[ExchangeName.GATEIO_FUTURES]
     futures.place_order(cluster.config.api_key, PERP, OrderSide.BUY, OrderType.MARKET,
                         -int(perp_contracts(cluster)), time.monotonic_ns())
-    return running
+    return running, locked
 
 
 @pytest.mark.parametrize(
@@ -182,7 +186,7 @@ def test_a_running_engine_drops_hedges_whose_futures_were_closed_at_the_venue_be
         async with cluster:
             started = loop.time()
             engine = ArbitrageController(manager, sim_cluster=cluster, journal=Journal(journal_path))
-            running = await hedge_then_buy_back_by_hand(engine, cluster)
+            running, locked = await hedge_then_buy_back_by_hand(engine, cluster)
             hedges, risk = engine.hedges, engine.risk
             assert hedges is not None and risk is not None
             with caplog.at_level(logging.ERROR, logger="arb.hedges"):
@@ -197,6 +201,12 @@ def test_a_running_engine_drops_hedges_whose_futures_were_closed_at_the_venue_be
             summary = await running
             (dropped,) = summary.hedges_dropped  # the run's summary says so too
             assert f"  HEDGE DROPPED            {dropped}" in summary.lines()
+            # Its realized PnL holds the basis the dropped hedge locked in; it says so rather than nothing.
+            assert summary.open_hedges == 0 and summary.dropped_positions == 1 and locked > 0
+            assert summary.dropped_hedge_basis == locked and summary.held_hedge_basis >= locked
+            pnl_line = next(line for line in summary.lines() if "realized PnL" in line)
+            assert (f"({summary.held_hedge_basis} of it hedge basis locked in; 0 open hedges, 1 dropped with "
+                    f"{locked} locked in them: their close outside the engine is not in this figure)") in pnl_line
             catalogs.append(hedges.catalogs)
             return engine.results[held:], positions, perp_contracts(cluster)
 
@@ -226,7 +236,7 @@ def test_a_close_sent_before_the_engine_saw_the_position_closed_by_hand_opens_no
             started = loop.time()
             engine = ArbitrageController(manager, sim_cluster=cluster, journal=Journal(tmp_path / "journal.sqlite3"))
             monkeypatch.setattr(engine, "_checking_positions", lambda read: read)  # no early check on a push
-            running = await hedge_then_buy_back_by_hand(engine, cluster)
+            running, _ = await hedge_then_buy_back_by_hand(engine, cluster)
             hedges, risk = engine.hedges, engine.risk
             assert hedges is not None and risk is not None
             held = len(engine.results)
