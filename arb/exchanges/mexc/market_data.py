@@ -34,12 +34,11 @@ from ...types import ExchangeName
 from ..base import Frame, SnapshotRequest, WsPayload
 from ..models import FrameKind
 from . import constants
-from .schemas import ContractWsReply, SpotWsReply
+from .schemas import SpotWsReply
 
 _JSON_OPEN = 0x7B  # "{": MEXC text frames are JSON objects; a protobuf push starts with a field tag
 
 _spot_reply = msgspec.json.Decoder(SpotWsReply)
-_contract_reply = msgspec.json.Decoder(ContractWsReply)
 
 
 class SubscriptionError(ArbitrageEngineError, ValueError):
@@ -118,10 +117,6 @@ class _MexcMarketData(ABC):
         """Frames that unsubscribe the depth diffs of ``venue_symbols``."""
         return self._control_frames(False, self._checked(venue_symbols))
 
-    @abstractmethod
-    def reply_error(self, frame: Frame) -> str | None:
-        """The venue's refusal text in an ACK/ERROR frame, None when it reports success."""
-
     def _checked(self, venue_symbols: Sequence[str]) -> Sequence[str]:
         if isinstance(venue_symbols, str):
             raise SubscriptionError(f"{self.venue}: expected a sequence of symbols, got the string {venue_symbols!r}")
@@ -198,13 +193,6 @@ class MexcSpotMarketData(_MexcMarketData):
             return FrameKind.PONG
         return FrameKind.ERROR if _spot_refusal(reply) else FrameKind.ACK
 
-    def reply_error(self, frame: Frame) -> str | None:
-        """The refusal text of a spot reply (``Not Subscribed successfully! [...]``), None on success."""
-        reply = self._reply(frame)
-        if reply is None:
-            raise WireError(f"mexc spot reply: not a {{id, code, msg}} object: {bytes(frame[:200])!r}")
-        return reply.msg if _spot_refusal(reply) else None
-
     @staticmethod
     def _reply(frame: Frame) -> SpotWsReply | None:
         try:
@@ -241,16 +229,6 @@ class MexcFuturesMarketData(_MexcMarketData):
     frame_symbol = staticmethod(wire.futures_frame_symbol)
     decode_update = staticmethod(wire.decode_futures_depth)
     decode_snapshot = staticmethod(wire.decode_futures_snapshot)
-
-    def reply_error(self, frame: Frame) -> str | None:
-        """The ``rs.error`` text of a contract reply, None for any other reply."""
-        try:
-            reply = _contract_reply.decode(frame)
-        except msgspec.DecodeError as exc:  # ValidationError included
-            raise WireError(f"mexc contract reply: {exc}: {bytes(frame[:200])!r}") from None
-        if reply.channel == constants.FUTURES_WS_ERROR_CHANNEL:
-            return str(reply.data)
-        return None
 
     def _control_frames(self, subscribe: bool, venue_symbols: Sequence[str]) -> list[WsPayload]:
         method = constants.FUTURES_DEPTH_SUBSCRIBE if subscribe else constants.FUTURES_DEPTH_UNSUBSCRIBE

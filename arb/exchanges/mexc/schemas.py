@@ -251,15 +251,6 @@ class ContractWsRequest(msgspec.Struct, frozen=True):
     param: ContractWsParam = ContractWsParam()
 
 
-class ContractWsReply(msgspec.Struct, frozen=True):
-    """A contract websocket reply: ``{"channel":"rs.sub.depth","data":"success","ts":1587442022003}``;
-    the pong is ``{"channel":"pong","data":1587453241453}``, errors come on ``rs.error``."""
-
-    channel: str
-    data: str | int | None = None
-    ts: int | None = None  # ms
-
-
 class Commission(msgspec.Struct, frozen=True):
     """The rates of ``GET /api/v3/tradeFee`` (fractions, written as JSON numbers)."""
 

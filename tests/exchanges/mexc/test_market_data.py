@@ -86,8 +86,6 @@ def test_bad_construction_and_wrong_market_instruments() -> None:
 def test_malformed_spot_text_raises_wire_error(frame: bytes) -> None:
     with pytest.raises(WireError, match="mexc spot"):
         MexcSpotMarketData().classify(frame)
-    with pytest.raises(WireError, match="mexc spot"):
-        MexcSpotMarketData().reply_error(frame)
 
 
 def test_malformed_frames_and_unknown_json() -> None:
@@ -96,13 +94,9 @@ def test_malformed_frames_and_unknown_json() -> None:
     assert spot.classify(b'{"event":"x"}') == FrameKind.OTHER  # JSON, but not a reply
     with pytest.raises(WireError):
         spot.classify(b"\x0a\x05ab")  # truncated protobuf field
-    with pytest.raises(WireError, match="not a \\{id, code, msg\\} object"):
-        spot.reply_error(b'{"event":"x"}')
     futures = MexcFuturesMarketData()
     with pytest.raises(WireError):
         futures.classify(b"[1,2]")
-    with pytest.raises(WireError, match="mexc contract reply"):
-        futures.reply_error(b'{"data":1}')
 
 
 def test_pong_check_rejects_long_or_binary_frames() -> None:
@@ -169,10 +163,9 @@ def test_spot_classify_on_documented_replies_and_pushes(examples: dict[str, Any]
         '{"id":0,"code":0,"msg":"Not Subscribed successfully! [spot@public.miniTicker.v3.api@BTCUSDT@UTC+0].  '
         'Reason\uff1a Blocked! "}'
     ).encode()
-    assert spot.classify(memoryview(ack)) == FrameKind.ACK and spot.reply_error(ack) is None
+    assert spot.classify(memoryview(ack)) == FrameKind.ACK
     assert spot.classify(pong) == FrameKind.PONG and spot.is_pong(memoryview(pong))
     assert spot.classify(refusal) == FrameKind.ERROR
-    assert spot.reply_error(refusal) == json.loads(refusal)["msg"]
     assert spot.classify(b'{"id":3,"code":1,"msg":"Invalid request"}') == FrameKind.ERROR
     assert spot.classify(ref.encode_push(examples["aggre_depth_push"])) == FrameKind.BOOK_UPDATE
     assert spot.classify(ref.encode_push(examples["aggre_deals_push"])) == FrameKind.OTHER
@@ -189,10 +182,9 @@ def test_futures_classify_on_documented_frames(examples: dict[str, Any]) -> None
     pong = b'{"channel":"pong","data":1587453241453}'
     assert futures.classify(pong) == FrameKind.PONG and futures.is_pong(pong)
     ack = b'{"channel":"rs.sub.depth","data":"success","ts":1587442022003}'
-    assert futures.classify(ack) == FrameKind.ACK and futures.reply_error(ack) is None
+    assert futures.classify(ack) == FrameKind.ACK
     error = b'{"channel":"rs.error","data":"contract FOO_USDT does not exist","ts":1}'
     assert futures.classify(error) == FrameKind.ERROR  # a refused subscription: a venue error
-    assert futures.reply_error(error) == "contract FOO_USDT does not exist"
 
 
 def test_book_scales_follow_the_instrument_grid(examples: dict[str, Any]) -> None:

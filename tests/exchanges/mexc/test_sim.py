@@ -140,8 +140,8 @@ def test_unserved_spot_topics_are_refused_like_the_venue() -> None:
     ]
     assert reply.subscribed == ("BTCUSDC",) and session.symbols == {"BTCUSDC"}
     client = MexcSpotMarketData()
-    assert client.reply_error(reply.frames[0].encode()) is None
-    assert client.reply_error(reply.frames[1].encode()).startswith("Not Subscribed successfully! [spot@")
+    assert client.classify(reply.frames[0].encode()) == FrameKind.ACK
+    assert client.classify(reply.frames[1].encode()) == FrameKind.ERROR
 
 
 def test_spot_subscription_limit_per_connection() -> None:
@@ -170,7 +170,7 @@ def test_bad_futures_client_frames_get_rs_error(frame: bytes, data: str) -> None
     doc = _reply(reply)
     assert doc["channel"] == "rs.error" and doc["data"].startswith(data) and doc["ts"] == 77
     assert not reply.subscribed and not session.symbols
-    assert MexcFuturesMarketData().reply_error(reply.frames[0].encode()) == doc["data"]
+    assert MexcFuturesMarketData().classify(reply.frames[0].encode()) == FrameKind.ERROR
 
 
 # --- protobuf writer and number text -------------------------------------------------
