@@ -26,6 +26,7 @@ from . import __version__
 from .config import ConfigurationManager
 from .errors import ArbitrageEngineError, ConfigurationError, StartupInterrupted
 from .secrets import VENUE_ENV_PREFIX, encrypt_secret, generate_encryption_key, header_safe, load_credentials
+from .shutdown import release_stop_signals
 
 if TYPE_CHECKING:
     import asyncio
@@ -261,6 +262,11 @@ def _rotation(unit: str, per_unit: int) -> Callable[[str], float]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m arb``; returns the exit code."""
     args = _build_parser().parse_args(argv)
+    if args.command != "run":  # a run's start-up takes a stop held since ``python -m arb`` began
+        held = release_stop_signals()
+        if held is not None:
+            print(f"arb: received {held.name} before starting; stopped", file=sys.stderr)
+            return EXIT_OK
     logging.basicConfig(
         level=getattr(args, "log_level", "INFO"),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

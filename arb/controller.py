@@ -66,7 +66,7 @@ from .pipeline import Leg, ScannerPipeline, SymbolPlan
 from .recovery import RecoveryManager
 from .risk import MS_PER_DAY, RiskManager, RiskRejection, futures_holdings
 from .secrets import VENUE_ENV_PREFIX, ApiCredentials, Secret
-from .shutdown import ShutdownManager, StepOutcome
+from .shutdown import ShutdownManager, StepOutcome, take_held_stop_signal
 from .sim.cluster import SimCluster, SimConfig, SimEndpoints
 from .sim.market import Dislocation, SyntheticMarket
 from .sim.server import SyntheticFeed
@@ -523,6 +523,9 @@ class ArbitrageController:
             except (NotImplementedError, RuntimeError, ValueError):
                 continue  # not the main thread, or no POSIX signals: the default handling stands
             handled.append(sig)
+        held = take_held_stop_signal()  # received before these handlers (``hold_stop_signals``)
+        if held is not None:
+            stop(held)
         return handled
 
     async def _initialize(self, dry_run: bool, paper: bool) -> None:

@@ -35,6 +35,42 @@ log = logging.getLogger(__name__)
 StepAction = Callable[[], Awaitable[object]]
 
 
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+_held_stop: list[signal.Signals] = []
+
+
+def hold_stop_signals() -> None:
+    """Remember the first SIGINT or SIGTERM from now until the engine takes the signals over,
+    instead of acting on it (``python -m arb`` calls it before loading the engine).
+
+    A container's first process (PID 1) never gets a signal it has no handler for: a stop sent
+    while Python loaded the engine and read its configuration was lost, and the engine went
+    on to trade. ``ArbitrageController.initialize`` stops the start-up on the signal held.
+    """
+    _held_stop.clear()
+    for sig in _STOP_SIGNALS:
+        signal.signal(sig, _hold)
+
+
+def _hold(signum: int, frame: object) -> None:
+    if not _held_stop:
+        _held_stop.append(signal.Signals(signum))
+
+
+def take_held_stop_signal() -> signal.Signals | None:
+    """The stop signal ``hold_stop_signals`` held, if any, forgetting it."""
+    held = _held_stop[0] if _held_stop else None
+    _held_stop.clear()
+    return held
+
+
+def release_stop_signals() -> signal.Signals | None:
+    """Give SIGINT and SIGTERM back their default handling; the stop signal held meanwhile, if any."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    return take_held_stop_signal()
+
+
 class StepStatus(str, Enum):
     """How a shutdown step ended."""
 

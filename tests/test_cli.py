@@ -360,3 +360,40 @@ def test_only_a_run_that_writes_a_report_keeps_every_execution_for_it(
         main(["run", "--duration", "1", *(["--report", str(tmp_path / "report")] if report else [])])
     (monitor,) = monitors
     assert isinstance(monitor, LoggingMonitor) is report and (monitor is None) is not report
+
+
+def _catches(pid: int, signum: int) -> bool:
+    """Whether process ``pid`` has a handler for ``signum`` (``SigCgt`` in ``/proc/PID/status``)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("SigCgt:"):
+            return bool(int(line.split()[1], 16) >> (signum - 1) & 1)
+    return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs /proc to see a process's signal handlers")
+@pytest.mark.parametrize("command", [["run", "--duration", "30"], ["sim", "--duration", "30"]])
+def test_a_stop_sent_while_python_loads_is_not_lost(tmp_path: Path, command: list[str]) -> None:
+    """As a container's first process, which the kernel gives no signal it has no handler for:
+    started with SIGTERM ignored, a SIGTERM sent before the engine has written a line stops it."""
+    import select
+    import signal
+    import time
+
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("ARB_", "MEXC_", "GATEIO_", "ENCRYPTION_"))}
+    child = subprocess.Popen(
+        [sys.executable, "-m", "arb", *command], cwd=tmp_path, env=clean, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, preexec_fn=lambda: signal.signal(signal.SIGTERM, signal.SIG_IGN),
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not _catches(child.pid, signal.SIGTERM) and child.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.001)
+        # Taken before the configuration is read and anything said (the start-up's own handlers come later).
+        assert select.select([child.stdout, child.stderr], [], [], 0)[0] == []
+        child.send_signal(signal.SIGTERM)
+        out, err = child.communicate(timeout=60)
+    finally:
+        child.kill()
+    assert child.returncode == 0, err
+    expected = "while starting; nothing was traded" if command[0] == "run" else "received SIGTERM before starting"
+    assert expected in err and "Traceback" not in err
