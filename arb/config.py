@@ -348,6 +348,7 @@ class ConfigurationManager:
         self._config: ArbitrageConfig | None = None
         self._credentials: dict[str, ApiCredentials | None] = {}
         self._chosen: frozenset[str] = frozenset()  # settings the file or the environment set
+        self._overridden: list[str] = []  # "env NAME over path: key" of each file value the environment replaced
 
     @property
     def config(self) -> ArbitrageConfig:
@@ -374,6 +375,7 @@ class ConfigurationManager:
                 sources.append(str(path))
             if path is self.defaults_file:
                 shipped = dict(settings)
+        from_files = dict(settings)
         _apply_environment(self._environ, settings, problems)
         config = _build(settings, dry_run, tuple(sources), problems)
         credentials: dict[str, ApiCredentials | None] = {}
@@ -387,6 +389,10 @@ class ConfigurationManager:
         self._config = config
         self._credentials = credentials
         self._chosen = frozenset(d for d, setting in settings.items() if shipped.get(d) is not setting)
+        self._overridden = sorted(
+            f"{settings[d].source} over {setting.source}" for d, setting in from_files.items()
+            if settings[d] is not setting and shipped.get(d) is not setting
+        )
         return config
 
     def chosen(self, dotted: str) -> bool:
@@ -445,6 +451,7 @@ class ConfigurationManager:
             + (f"http://{c.metrics.host}:{c.metrics.port}/metrics" if c.metrics.enabled else "off"),
             f"paper orders    filled {c.paper_latency_ms} ms after they are placed (--paper)",
         ]
+        lines += [f"environment     {override}" for override in self._overridden]
         return "\n".join(lines)
 
     def log_summary(self, logger: logging.Logger = log) -> None:
@@ -531,6 +538,11 @@ def _flatten(table: dict[str, Any], path: str, out: dict[str, _Setting], problem
             problems.append(_unknown(f"{path}: {section}", section, [*SECTIONS, "exchanges"]))
 
 
+# The variables Kubernetes sets for each Service in the namespace (``<NAME>_SERVICE_HOST``,
+# ``<NAME>_PORT_9464_TCP_ADDR``, ...).
+_SERVICE_LINK = re.compile(r"_SERVICE_(HOST|PORT)(_\w+)?$|_PORT_\d+_(TCP|UDP|SCTP)(_(PROTO|PORT|ADDR))?$")
+
+
 def _apply_environment(environ: Mapping[str, str], out: dict[str, _Setting], problems: list[str]) -> None:
     for name in sorted(environ):
         if not name.startswith("ARB_") or name in NON_CONFIG_ENV:
@@ -538,7 +550,13 @@ def _apply_environment(environ: Mapping[str, str], out: dict[str, _Setting], pro
         dotted = ENV_OVERRIDES.get(name)
         if dotted is None:
             close = difflib.get_close_matches(name, list(ENV_OVERRIDES), n=1)
-            hint = f"; did you mean {close[0]}?" if close else "; see README for the supported ARB_* variables"
+            if _SERVICE_LINK.search(name):
+                hint = ("; it looks like a Kubernetes service link (a Service named arb-...): set "
+                        "enableServiceLinks: false in the pod spec")
+            elif close:
+                hint = f"; did you mean {close[0]}?"
+            else:
+                hint = "; see README for the supported ARB_* variables"
             problems.append(f"env {name}: unknown setting{hint}")
             continue
         out[dotted] = _Setting(environ[name], f"env {name}")

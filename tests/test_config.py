@@ -358,3 +358,26 @@ def test_a_live_run_sends_signed_requests_to_a_remote_venue_only_over_tls(tmp_pa
     refused = [p for p in info.value.problems if "only over https:// or wss://" in p]
     assert len(refused) == 1 and "exchanges.mexc.rest_url" in refused[0] and "'http://10.1.2.3:8080'" in refused[0]
     assert ConfigurationManager(user, environ={}).load_configuration(dry_run=True).dry_run
+
+
+def test_summary_names_each_file_value_the_environment_replaced(tmp_path: Path) -> None:
+    """An image's ARB_JOURNAL_PATH beats the mounted file's journal_path: said, not silent."""
+    text = "[engine]\njournal_path = '/data/file.sqlite3'\nmax_data_age_ms = 80\n"
+    env = {"ARB_JOURNAL_PATH": str(tmp_path / "env.sqlite3"), "ARB_MAX_DATA_AGE_MS": "80", "ARB_BUSY_POLL": "true"}
+    manager = load(tmp_path, text, env)
+    lines = [line for line in manager.summary().splitlines() if line.startswith("environment")]
+    # Replacing a shipped default (busy_poll) is what the environment is for: not listed.
+    assert lines == [
+        f"environment     env ARB_JOURNAL_PATH over {tmp_path / 'user.toml'}: engine.journal_path",
+        f"environment     env ARB_MAX_DATA_AGE_MS over {tmp_path / 'user.toml'}: engine.max_data_age_ms",
+    ]
+    assert manager.config.journal_path == str(tmp_path / "env.sqlite3")
+    assert not [line for line in load(tmp_path, env=env).summary().splitlines() if line.startswith("environment")]
+
+
+def test_a_kubernetes_service_link_is_refused_with_the_way_out(tmp_path: Path) -> None:
+    found = problems(tmp_path, env={"ARB_METRICS_SERVICE_HOST": "10.0.0.7", "ARB_METRICS_PORT_9464_TCP_ADDR": "x"})
+    assert len(found) == 2 and all("Kubernetes service link" in p and "enableServiceLinks: false" in p for p in found)
+    assert problems(tmp_path, env={"ARB_MAX_DATA_AGE": "1"}) == (
+        "env ARB_MAX_DATA_AGE: unknown setting; did you mean ARB_MAX_DATA_AGE_MS?",
+    )

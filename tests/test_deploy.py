@@ -389,3 +389,35 @@ def test_probes_point_at_endpoints_the_server_answers(tmp_path: Path) -> None:
         assert answers[kind][0] == 200 and answers[kind][1]["status"] == "ok"
     status, body = answers["readinessProbe"]
     assert status == 503 and body["ready"] is False and body["reasons"]  # the parts have a book out of sync
+
+
+def service_links(service: dict[str, Any]) -> dict[str, str]:
+    """The variables Kubernetes gives every pod of the namespace for ``service`` unless its pod
+    spec sets ``enableServiceLinks: false`` (named as the kubelet names them)."""
+    name = service["metadata"]["name"].upper().replace("-", "_")
+    links = {f"{name}_SERVICE_HOST": "10.0.0.7", f"{name}_PORT": ""}
+    for port in service["spec"]["ports"]:
+        number, protocol = port["port"], port.get("protocol", "TCP")
+        links[f"{name}_SERVICE_PORT"] = str(number)
+        links[f"{name}_PORT"] = f"{protocol.lower()}://10.0.0.7:{number}"
+        if "name" in port:
+            links[f"{name}_SERVICE_PORT_{port['name'].upper().replace('-', '_')}"] = str(number)
+        prefix = f"{name}_PORT_{number}_{protocol}"
+        links.update({prefix: f"{protocol.lower()}://10.0.0.7:{number}", f"{prefix}_PROTO": protocol.lower(),
+                      f"{prefix}_PORT": str(number), f"{prefix}_ADDR": "10.0.0.7"})
+    return links
+
+
+def test_the_engine_starts_beside_the_services_of_its_namespace(tmp_path: Path) -> None:
+    """The Service arb-metrics would give the engine ARB_METRICS_SERVICE_HOST and the like, which
+    its configuration refuses as unknown settings: a pod restarted after the Service exists
+    would never start again."""
+    docs = k8s_docs()
+    pod = docs["Deployment"]["spec"]["template"]["spec"]
+    engine = container()
+    environ = {**image_env(), **{e["name"]: e["value"] for e in engine["env"] if "value" in e}}
+    if pod.get("enableServiceLinks", True):
+        environ = {**service_links(docs["Service"]), **environ}  # the container's own env wins
+    args = engine["args"]
+    config_path = args[args.index("--config") + 1]
+    load_config(tmp_path, docs["ConfigMap"]["data"][Path(config_path).name], environ)
