@@ -717,6 +717,13 @@ class ExchangeConnector:
             limits = tuple((limit_id, weight * orders) for limit_id, weight in limits)
         return self.rest.limiter.wait_s(limits)
 
+    async def spend_order_budget(self, symbol: str) -> None:
+        """Wait until the order budget of ``symbol`` admits one order, then spend it, as sending one
+        does: for orders that are filled here rather than sent (paper trading, backtests)."""
+        limits = self.order_limits(symbol)
+        if limits:
+            await self.rest.limiter.acquire(limits)
+
     def order_limits(self, symbol: str) -> tuple[tuple[str, int], ...]:
         """The budgets one order on ``symbol`` spends, ``(limit id, weight)`` each."""
         return self.rest.limiter.for_market(self.binding.order_limits, symbol)

@@ -9,6 +9,8 @@ What is simulated, and how:
 
 * Latency: an order is filled ``latency_ms`` after it is placed (both legs of an execution travel
   at once), against the book as it is by then; 0 fills against the book it was decided on.
+* Order budgets: each order spends the venue's order budget (``spend_order_budget`` of the
+  public connector, waiting when it is spent), as a live order does when it is sent.
 * Immediate orders only. Market, IOC and FOK orders walk the book best level first at the
   book's own prices (converted from the book scale, which may be finer than the order grid);
   a limit bounds the walk. FOK fills completely or not at all (``EXPIRED``); an IOC or
@@ -103,6 +105,9 @@ class PaperSource(Protocol):
 
     def book_scale(self, symbol: str) -> WireScale:
         """The fixed-point scale of the book of ``symbol``."""
+
+    async def spend_order_budget(self, symbol: str) -> None:
+        """Spend one order of the venue's order budget of ``symbol`` (waiting until it admits one)."""
 
 
 class _Taken(NamedTuple):
@@ -279,6 +284,9 @@ class PaperExchange:
         ORDER_REJECTED) or ``ExchangeError`` (INVALID_REQUEST) when the order is refused;
         nothing is recorded then.
         """
+        # The venue's order budget, as a live order spends it: the engine passes up an opportunity
+        # its budget cannot take now, and a paper run must meet that as often as a live one does.
+        await self.source.spend_order_budget(request.symbol)
         if self.latency_s:
             await asyncio.sleep(self.latency_s)  # cancelled on the way, the order never arrives
         instrument = await self.source.instrument(request.symbol)

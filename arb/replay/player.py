@@ -506,8 +506,8 @@ class BacktestConnector(ExchangeConnector):
 
     async def place_order(self, request: OrderRequest) -> OrderState:
         """Fill ``request`` against the replayed book as it is when the order arrives."""
-        if self._order_budgets and self.binding.order_limits:
-            await self.rest.limiter.acquire(self.order_limits(request.symbol))  # spent on sending, as live
+        if self._order_budgets:
+            await self.spend_order_budget(request.symbol)  # spent on sending, as live
         await asyncio.sleep(self._latency_s)
         now = self._clock.now_ns
         engine = self._engine(request.symbol)

@@ -509,11 +509,11 @@ def test_order_wait_s_follows_the_order_place_budget() -> None:
         connector = GateioSpotConnector(credentials=CREDENTIALS, rest_url="http://127.0.0.1:9", ws_url="ws://127.0.0.1:9/")
         try:
             assert connector.order_wait_s(SPOT) == 0.0
-            for _ in range(9):  # Gate.io: 10 spot orders a second
-                await connector.rest.limiter.acquire(connector.order_limits(SPOT))
+            for _ in range(9):  # Gate.io: 10 spot orders a second (spent as a paper or replayed order spends them)
+                await connector.spend_order_budget(SPOT)
             assert connector.order_wait_s(SPOT) == 0.0
             assert 0.9 < connector.order_wait_s(SPOT, 2) <= 1.0  # one left, not two
-            await connector.rest.limiter.acquire(connector.order_limits(SPOT))
+            await connector.spend_order_budget(SPOT)
             assert 0.9 < connector.order_wait_s(SPOT) <= 1.0  # until the first of them leaves the 1 s window
             # Gate.io counts spot placement per currency pair: another pair's budget is untouched.
             assert connector.order_wait_s("ETH/USDT", 10) == 0.0

@@ -51,6 +51,7 @@ class Source:
             batch.add(side, self.ticks(price), self.lots(size))
         batch.is_snapshot = True
         self.book.apply_snapshot(batch, 0)
+        self.budget_spent: list[str] = []
 
     def ticks(self, price: str) -> int:
         return int(D(price).scaleb(self.scale.price_decimals)) // self.scale.tick_units
@@ -71,6 +72,9 @@ class Source:
 
     def book_scale(self, symbol: str) -> WireScale:
         return self.scale
+
+    async def spend_order_budget(self, symbol: str) -> None:
+        self.budget_spent.append(symbol)
 
 
 def spot_source() -> Source:
@@ -482,3 +486,14 @@ def test_a_reduce_only_order_never_grows_or_turns_the_position(held: int, buy: b
     positions = asyncio.run(exchange.positions())
     assert [p.size for p in positions] == ([D(after)] if after else [])
     assert abs(after) <= abs(held) and after * held >= 0
+
+
+def test_every_paper_order_spends_the_venues_order_budget_as_a_live_one_would() -> None:
+    """The engine passes up an opportunity its venues' order budgets cannot take at once: paper
+    orders spend them, or a paper run would trade more often than any venue allows."""
+    source = spot_source()
+    exchange, _ = paper(source, {"USDT": "10000", "BTC": "0.1"})
+    asyncio.run(exchange.place_order(order("b1", OrderSide.BUY, "0.001", "60001")))
+    with pytest.raises(OrderRejectedError):  # refused by the venue: it was sent, its budget spent
+        asyncio.run(exchange.place_order(order("b2", OrderSide.BUY, "1", "60001")))
+    assert source.budget_spent == ["BTC/USDT", "BTC/USDT"]
