@@ -63,7 +63,7 @@ from .journal import INTENT_LOG_SUFFIX, IntentRecord, Journal, OrderResolver, in
 from .orders import OrderOutcome, market_symbol
 from .monitor import PerformanceMonitor, Stage
 from .pipeline import Leg, ScannerPipeline, SymbolPlan
-from .recovery import RecoveryManager
+from .recovery import RecoveryManager, RecoveryStatus
 from .risk import MS_PER_DAY, RiskManager, RiskRejection, futures_holdings
 from .secrets import VENUE_ENV_PREFIX, ApiCredentials, Secret
 from .shutdown import ShutdownManager, StepOutcome, take_held_stop_signal
@@ -107,6 +107,12 @@ RECOVERY_LOSS_FRACTION = Decimal("0.01")
 # order kept in reserve, so that a leg that fails is hedged or unwound at once rather than once
 # the budget's window has passed (a second on Gate.io spot, after a burst of trades).
 ENTRY_ORDER_BUDGET = 2
+# How long a shutdown waits for the executions in flight to end (both legs' outcomes learned, any
+# residual recovered or flagged) before it closes the connections and the journal under them. A
+# recovery held by a venue's rate limit alone gives up after ``recovery.RATE_LIMITED_FOR_S``.
+EXECUTIONS_DRAIN_S = 60.0
+# The shutdown's whole budget: the drain and the other steps' 5 s each.
+SHUTDOWN_TIMEOUT_S = EXECUTIONS_DRAIN_S + 25.0
 # Operator signals of a running engine: engage and release the risk manager's kill switch.
 KILL_SWITCH_ENGAGE, KILL_SWITCH_RELEASE = signal.SIGUSR1, signal.SIGUSR2
 FORCED_EXIT_CODE = 1  # a second SIGINT/SIGTERM while the start-up stops, as while a run shuts down
@@ -189,13 +195,18 @@ class RunSummary(msgspec.Struct, kw_only=True):
     # when this run opened them): closed outside the engine, whatever that gave back is not in the PnL.
     dropped_positions: int = 0
     dropped_hedge_basis: Decimal = Decimal(0)
+    # Residuals waiting for an operator at the end ("opportunity symbol residual: why"), earlier
+    # runs' included, and how many this run flagged.
+    awaiting_approval: list[str] = []
+    flagged_this_run: int = 0
     funding_settled: Decimal = Decimal(0)  # settled funding this run counted (its first read: since 00:00 UTC)
     funding_payments: int = 0
 
     @property
     def ok(self) -> bool:
-        """No engine failure and every shutdown step ended OK."""
-        return self.error is None and all(o.status.value == "ok" for o in self.shutdown)
+        """No engine failure, no residual flagged for an operator during the run, and every
+        shutdown step ended OK."""
+        return self.error is None and not self.flagged_this_run and all(o.status.value == "ok" for o in self.shutdown)
 
     def _held_hedges(self) -> str:
         held, n, dropped = self.held_hedge_basis, self.open_hedges, self.dropped_positions
@@ -252,6 +263,8 @@ class RunSummary(msgspec.Struct, kw_only=True):
             out.append(f"  {alert}")
         for dropped in self.hedges_dropped:
             out.append(f"  HEDGE DROPPED            {dropped}")
+        for waiting in self.awaiting_approval:
+            out.append(f"  AWAITING APPROVAL        {waiting}")
         if self.balance_drifts:
             out.append(f"  balance drifts           {self.balance_drifts} (REST disagreed with the pushed balances)")
         if self.error is not None:
@@ -376,7 +389,7 @@ class ArbitrageController:
         self.executor = executor
         self.recovery = recovery
         self.monitor = monitor or PerformanceMonitor.from_config(self.config)
-        self.shutdown_manager = shutdown or ShutdownManager()
+        self.shutdown_manager = shutdown or ShutdownManager(timeout_s=SHUTDOWN_TIMEOUT_S)
         self.journal = journal
         self.balances = balances
         self.pipeline = pipeline
@@ -436,6 +449,7 @@ class ArbitrageController:
         self._funding_settled = ZERO  # counted in this run
         self._funding_payments = 0
         self._tasks: list[asyncio.Task[None]] = []
+        self._draining: list[asyncio.Task[None]] = []  # the trade loop, once scanning stopped
         self._catalogs: dict[ExchangeName, InstrumentCatalog] = {}
         self._error: str | None = None
         self._traded_ns: dict[str, int] = {}
@@ -1114,7 +1128,8 @@ class ArbitrageController:
 
     def _register_shutdown_steps(self) -> None:
         add = self.shutdown_manager.add_step
-        add("stop scanning", self._stop_scanning, timeout_s=15)
+        add("stop scanning", self._stop_scanning, timeout_s=5)
+        add("finish executions in flight", self._finish_executions, timeout_s=EXECUTIONS_DRAIN_S)
         add("cancel open orders", self._cancel_open_orders, timeout_s=5)
         add("close connectors", self._close_connectors, timeout_s=5)
         add("flush journal", self._close_journal, timeout_s=5)
@@ -1452,6 +1467,8 @@ class ArbitrageController:
     async def _close_hedges(self, hedges: HedgeBook, pipeline: ScannerPipeline) -> None:
         """Send the closing pair of every hedge position whose basis has reverted (``arb.hedges``)."""
         for position in hedges.positions():
+            if not self._scanning:
+                return  # shutting down: a close is a new execution like any other
             if not hedges.holds(position):
                 # A position check meanwhile (while an earlier close settled) dropped or changed it:
                 # its closing pair would open a position rather than close one.
@@ -1824,6 +1841,12 @@ class ArbitrageController:
                 for message, times in self._skew_alerts.values()
             ],
             hedges_dropped=list(self._hedges_dropped),
+            awaiting_approval=[
+                f"{a.opportunity_id} {a.symbol} residual {a.residual_quantity}: {a.reason}"
+                for a in (self.recovery.get_active_recoveries() if self.recovery is not None else [])
+                if a.status is RecoveryStatus.AWAITING_APPROVAL
+            ],
+            flagged_this_run=self.recovery.get_recovery_statistics().flagged if self.recovery is not None else 0,
             dropped_positions=self._dropped_positions,
             dropped_hedge_basis=self._dropped_basis,
             funding_settled=self._funding_settled,
@@ -1864,19 +1887,30 @@ class ArbitrageController:
         if self.pipeline is not None:
             self.pipeline.on_opportunity = None
         tasks, self._tasks = self._tasks, []
-        trade_loop, others = tasks[:1], tasks[1:]
+        self._draining, others = tasks[:1], tasks[1:]  # the trade loop ends in ``_finish_executions``
         for task in others:
             task.cancel()
         # A task that failed (what may have started this shutdown) was logged then: its error is
-        # not raised again here, where it would stop the wait for the execution below.
+        # not raised here, where it would keep the next steps from their turn.
         await asyncio.gather(*others, return_exceptions=True)
-        # An execution in flight finishes: cancelling it would leave orders with unknown outcomes.
+
+    async def _finish_executions(self) -> None:
+        """Wait for the executions in flight to end: the trade loop's, whose orders are out, and any
+        run through ``ArbitrageEngine.execute_opportunity`` meanwhile. Cancelling one would leave
+        orders of unknown outcome and a residual neither recovered nor flagged."""
+        trade_loop, self._draining = self._draining, []
         for task in trade_loop:
             await asyncio.shield(task)
+        risk = self.risk
+        while risk is not None and risk.executions_in_flight:
+            await asyncio.sleep(0.05)
 
     async def _cancel_open_orders(self) -> None:
-        """Cancel every resting order on every trading market; one that fails (filled meanwhile, a
-        venue unreachable) is logged and the others are still cancelled."""
+        """Cancel every order of the engine's (one the journal has an intent for) still resting on a
+        trading market; one that fails (filled meanwhile, a venue unreachable) is logged and the
+        others are still cancelled. Other orders on the account (placed by hand or by another
+        program) are left as they are; without a journal nothing says which are the engine's."""
+        journal = self.journal
         for market, connector in self.traders.items():
             if not connector.can_trade:
                 continue
@@ -1886,15 +1920,18 @@ class ArbitrageController:
                 log.error("%s: open orders unreadable, none cancelled there: %s", market.value, exc)
                 continue
             for order in orders:
+                if journal is None or not order.client_order_id or not journal.knows(market, order.client_order_id):
+                    log.info("%s: open order %s (%s) is not the engine's: left as it is", market.value,
+                             order.client_order_id or order.order_id, order.symbol)
+                    continue
                 log.warning("%s: cancelling open order %s (%s)", market.value, order.client_order_id, order.symbol)
                 try:
                     state = await connector.cancel_order(order.symbol, order_id=order.order_id)
                 except Exception as exc:
                     log.error("%s: cancelling %s (%s) failed: %s", market.value, order.client_order_id, order.symbol, exc)
                     continue
-                if self.journal is not None and order.client_order_id:
-                    with contextlib.suppress(ArbitrageEngineError):
-                        self.journal.record_cancel(market, order.client_order_id, state)
+                with contextlib.suppress(ArbitrageEngineError):
+                    journal.record_cancel(market, order.client_order_id, state)
 
     async def _close_connectors(self) -> None:
         for market, connector in self.connectors.items():

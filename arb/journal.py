@@ -1113,6 +1113,14 @@ class Journal:
         rows = self._db.execute(_OPEN_INTENTS).fetchall()
         return [self._intent(row) for row in rows]
 
+    def knows(self, exchange: ExchangeName, client_order_id: str) -> bool:
+        """Whether an intent was recorded for ``client_order_id`` on ``exchange``: the order is the engine's."""
+        self.flush_intents()
+        row = self._db.execute(
+            "SELECT 1 FROM intents WHERE exchange = ? AND client_order_id = ? LIMIT 1", (exchange.value, client_order_id)
+        ).fetchone()
+        return row is not None
+
     def intent(self, exchange: ExchangeName, client_order_id: str) -> IntentRecord:
         """One intent by market and client order id."""
         self.flush_intents()

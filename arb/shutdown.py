@@ -45,7 +45,8 @@ def hold_stop_signals() -> None:
 
     A container's first process (PID 1) never gets a signal it has no handler for: a stop sent
     while Python loaded the engine and read its configuration was lost, and the engine went
-    on to trade. ``ArbitrageController.initialize`` stops the start-up on the signal held.
+    on to trade. ``ArbitrageController.initialize`` stops the start-up on the signal held; a
+    second one exits at once (a start-up hung before it, reading its configuration, say).
     """
     _held_stop.clear()
     for sig in _STOP_SIGNALS:
@@ -53,8 +54,10 @@ def hold_stop_signals() -> None:
 
 
 def _hold(signum: int, frame: object) -> None:
-    if not _held_stop:
-        _held_stop.append(signal.Signals(signum))
+    if _held_stop:  # a second one: nothing was started yet, so nothing is left behind by leaving now
+        os.write(2, f"arb: received {signal.Signals(signum).name} again before starting: exiting\n".encode())
+        os._exit(1)
+    _held_stop.append(signal.Signals(signum))
 
 
 def take_held_stop_signal() -> signal.Signals | None:
@@ -132,6 +135,11 @@ class ShutdownManager:
         return self._reason
 
     @property
+    def steps(self) -> list[tuple[str, float]]:
+        """The registered steps in order, ``(name, timeout_s)`` each."""
+        return [(step.name, step.timeout_s) for step in self._steps]
+
+    @property
     def outcomes(self) -> list[StepOutcome]:
         """The steps' results once shutdown has finished, else empty."""
         task = self._task
@@ -152,10 +160,15 @@ class ShutdownManager:
         self._steps.append(_Step(name, action, timeout_s))
 
     def install(self) -> None:
-        """Handle the signals on the event loop (call from a coroutine on that loop)."""
+        """Handle the signals on the event loop (call from a coroutine on that loop). Where the loop
+        takes no signal handlers (not the main thread, no POSIX signals) they keep their handling,
+        and only ``request_shutdown`` starts the shutdown."""
         loop = self._loop = self._loop or asyncio.get_running_loop()
         for sig in self._signals:
-            loop.add_signal_handler(sig, self.on_signal, sig)
+            try:
+                loop.add_signal_handler(sig, self.on_signal, sig)
+            except (NotImplementedError, RuntimeError, ValueError):
+                continue
             self._installed.append(sig)
 
     def uninstall(self) -> None:

@@ -162,7 +162,7 @@ def test_a_run_whose_output_reader_went_away_trades_on_and_prints_its_summary_to
         os.close(write_end)
     assert process.returncode == 0, process.stderr
     assert "status output closed" in process.stderr and "Traceback" not in process.stderr
-    assert "arb run summary (dry run" in process.stderr and "shutdown                 5 steps, all OK" in process.stderr
+    assert "arb run summary (dry run" in process.stderr and "shutdown                 6 steps, all OK" in process.stderr
 
 
 def test_live_and_paper_are_exclusive(tmp_path: Path) -> None:
@@ -397,3 +397,18 @@ def test_a_stop_sent_while_python_loads_is_not_lost(tmp_path: Path, command: lis
     assert child.returncode == 0, err
     expected = "while starting; nothing was traded" if command[0] == "run" else "received SIGTERM before starting"
     assert expected in err and "Traceback" not in err
+
+
+def test_a_second_stop_before_the_start_up_exits_at_once() -> None:
+    """Held signals wait for the start-up; a second one must not wait for a start-up that hangs.
+    (The first was held, not acted on: the process lived to get the second.)"""
+    script = (
+        "import os, signal, time\n"
+        "from arb.shutdown import hold_stop_signals\n"
+        "hold_stop_signals()\n"
+        "os.kill(os.getpid(), signal.SIGTERM)\n"
+        "os.kill(os.getpid(), signal.SIGINT)\n"
+        "time.sleep(30)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, cwd="/")
+    assert result.returncode == 1 and "received SIGINT again before starting: exiting" in result.stderr

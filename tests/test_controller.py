@@ -31,7 +31,9 @@ from arb.exchanges.base import BookKey
 from arb.exchanges.factory import market_symbols, registered
 from arb.exchanges.gateio.connector import GateioSpotConnector
 from arb.exchanges.errors import ErrorCategory
-from arb.exchanges.models import Balance, Fill, FundingPayment, OrderRequest, OrderState, OrderStatus, OrderType
+from arb.exchanges.models import (
+    Balance, Fill, FundingPayment, OrderRequest, OrderState, OrderStatus, OrderType, TimeInForce,
+)
 from arb.hedges import HedgeBook, HedgePosition
 from arb.instruments import InstrumentCatalog
 from arb.journal import Journal
@@ -1512,6 +1514,7 @@ def test_shutdown_waits_for_the_execution_in_flight_even_after_another_task_fail
         controller._tasks = [loop.create_task(trade_loop()), loop.create_task(failing())]
         await asyncio.sleep(0)  # the failing task has failed
         await controller._stop_scanning()
+        await controller._finish_executions()
 
     asyncio.run(scenario())
     assert finished == ["execution"]
@@ -1519,7 +1522,7 @@ def test_shutdown_waits_for_the_execution_in_flight_even_after_another_task_fail
 
 def test_shutdown_cancels_every_open_order_it_can_when_some_cannot_be(tmp_path: Path) -> None:
     """One venue's open orders cannot be read and one cancel fails (the order filled meanwhile): the
-    other orders are still cancelled."""
+    other orders of the engine's are still cancelled; an order placed by hand is left resting."""
     def resting(cid: str) -> OrderState:
         return OrderState(symbol="BTC/USDT", order_id=cid, client_order_id=cid, side=OrderSide.BUY,
                           type=OrderType.LIMIT, status=OrderStatus.NEW, quantity=D("0.001"), price=D(50000))
@@ -1542,11 +1545,17 @@ def test_shutdown_cancels_every_open_order_it_can_when_some_cannot_be(tmp_path: 
             self.cancelled.append(order_id)
             return msgspec.structs.replace(resting(order_id), status=OrderStatus.CANCELED)
 
-    unreachable, mexc = Venue(None), Venue([resting("filled"), resting("resting")])
-    controller = ArbitrageController(manager(tmp_path))
+    unreachable, mexc = Venue(None), Venue([resting("filled"), resting("by-hand"), resting("resting")])
+    journal = Journal(tmp_path / "journal.sqlite3")
+    for cid in ("filled", "resting"):
+        request = OrderRequest(symbol="BTC/USDT", side=OrderSide.BUY, type=OrderType.LIMIT, quantity=D("0.001"),
+                               price=D(50000), time_in_force=TimeInForce.IOC, client_order_id=cid)
+        journal.record_intent(f"o-{cid}", "buy", request, ExchangeName.MEXC)
+    controller = ArbitrageController(manager(tmp_path), journal=journal)
     controller.traders = {ExchangeName.GATEIO: unreachable, ExchangeName.MEXC: mexc}  # type: ignore[dict-item]
     asyncio.run(controller._cancel_open_orders())
     assert mexc.cancelled == ["resting"]
+    journal.close()
 
 
 def test_a_reconnect_counts_once_against_the_stale_data_breaker_whatever_its_books(tmp_path: Path) -> None:
@@ -1839,3 +1848,64 @@ def test_a_live_start_that_failed_before_its_journal_opened_still_journals_the_k
     dry.mode, dry._kill_at_start = "dry run", True
     dry._keep_startup_kill()  # a dry run's journal starts afresh: nothing to keep
     assert not (tmp_path / "dry.sqlite3").exists()
+
+
+def test_the_shutdown_waits_for_executions_longer_than_a_rate_limited_recovery_takes(tmp_path: Path) -> None:
+    """A recovery held by a venue's rate limits flags its residual after RATE_LIMITED_FOR_S: a
+    shutdown that closed the connectors and the journal before that cut the recovery short and
+    left the residual to an operator, unhedged, when the engine would have hedged it."""
+    from arb.recovery import RATE_LIMITED_FOR_S
+
+    controller = ArbitrageController(manager(tmp_path))
+    controller._register_shutdown_steps()
+    shutdown = controller.shutdown_manager
+    steps = dict(shutdown.steps)
+    names = list(steps)
+    assert names.index("finish executions in flight") < names.index("close connectors") < names.index("flush journal")
+    assert steps["finish executions in flight"] >= RATE_LIMITED_FOR_S + 20  # the legs' outcomes, then the recovery
+    assert shutdown.timeout_s >= sum(steps.values())  # no step is skipped for want of the whole budget
+
+
+def test_no_hedge_close_starts_once_the_shutdown_stopped_scanning(tmp_path: Path) -> None:
+    closes: list[str] = []
+    controller = ArbitrageController(manager(tmp_path))
+    positions = [SimpleNamespace(name=f"p{n}") for n in range(3)]
+    hedges = SimpleNamespace(
+        positions=lambda: positions, holds=lambda position: True,
+        close_opportunity=lambda position, *args, **kwargs: SimpleNamespace(name=position.name),
+    )
+
+    async def process(opportunity: Any, *, closes_hedge: bool = False) -> None:
+        closes.append(opportunity.name)
+        controller._scanning = False  # the shutdown's first step ran while this close executed
+
+    controller.process = process  # type: ignore[method-assign]
+    controller._hedge_legs = lambda pipeline, position: (  # type: ignore[method-assign]
+        SimpleNamespace(instrument=SimpleNamespace(symbol="BTC_USDT")),) * 2
+    controller._note_traded = lambda opportunity: None  # type: ignore[method-assign]
+    controller._scanning = True
+    asyncio.run(controller._close_hedges(hedges, SimpleNamespace(id_prefix="t", max_age_ns=1)))  # type: ignore[arg-type]
+    assert closes == ["p0"]
+
+
+def test_a_run_that_flagged_a_residual_does_not_end_ok_and_names_every_one_waiting(tmp_path: Path) -> None:
+    """Its exit code and summary say a position waits for a person, not that all went well."""
+    from test_recovery import GATE, MEXC, fee_free, leg
+
+    from arb.recovery import RecoveryManager, Residual
+
+    buy, sell = fee_free(GATE), fee_free(MEXC)
+    recovery = RecoveryManager({v.exchange: v for v in (buy, sell)}, max_loss_quote=D(20), automatic=False)
+    controller = ArbitrageController(manager(tmp_path), recovery=recovery)
+    recovery.restore_flagged("old1", "ETH/USDT", D("0.5"), "interrupted by an engine restart")
+    before = controller.summary()
+    # An earlier run's flag is listed; it is that run's outcome, not this one's.
+    assert before.awaiting_approval == ["old1 ETH/USDT residual 0.5: interrupted by an engine restart"]
+    assert before.flagged_this_run == 0 and before.ok
+    residual = Residual(opportunity_id="opp1", buy=leg(buy, OrderSide.BUY, "10", "10", "100"),
+                        sell=leg(sell, OrderSide.SELL, "10", "6", "101"))
+    assert asyncio.run(recovery.recover(residual)).requires_manual_approval
+    after = controller.summary()
+    assert after.flagged_this_run == 1 and not after.ok
+    waiting = [line for line in after.lines() if line.startswith("  AWAITING APPROVAL")]
+    assert len(waiting) == 2 and waiting[1].startswith("  AWAITING APPROVAL        opp1 BTC/USDT residual 4")

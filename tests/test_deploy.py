@@ -421,3 +421,15 @@ def test_the_engine_starts_beside_the_services_of_its_namespace(tmp_path: Path) 
     args = engine["args"]
     config_path = args[args.index("--config") + 1]
     load_config(tmp_path, docs["ConfigMap"]["data"][Path(config_path).name], environ)
+
+
+def test_the_orchestrators_wait_for_the_whole_shutdown_before_killing_the_engine() -> None:
+    """Docker and Kubernetes kill the process when their grace period ends, whatever it is doing."""
+    from arb.controller import SHUTDOWN_TIMEOUT_S
+
+    with (DEPLOY / "docker-compose.yml").open() as fh:
+        compose = yaml.safe_load(fh)
+    grace = compose["services"]["engine"]["stop_grace_period"]
+    assert grace.endswith("s") and int(grace[:-1]) >= SHUTDOWN_TIMEOUT_S + 10
+    pod = k8s_docs()["Deployment"]["spec"]["template"]["spec"]
+    assert pod["terminationGracePeriodSeconds"] >= SHUTDOWN_TIMEOUT_S + 10

@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import pytest
 
@@ -138,3 +138,33 @@ def test_context_manager_shuts_down_when_the_body_raises() -> None:
     with pytest.raises(ConnectionError):
         asyncio.run(main())
     assert ran == ["close"]
+
+
+def test_a_loop_outside_the_main_thread_shuts_down_on_request() -> None:
+    """An engine embedded in another program's worker thread: its loop takes no signal handlers,
+    and installing them must not fail the run before its steps are registered to close it."""
+    import threading
+
+    ran: list[str] = []
+
+    async def step() -> None:
+        ran.append("closed")
+
+    async def main() -> None:
+        async with ShutdownManager() as shutdown:
+            shutdown.add_step("close", step, timeout_s=1)
+            shutdown.request_shutdown("embedded run over")
+            await shutdown.wait()
+
+    errors: list[BaseException] = []
+    thread = threading.Thread(target=lambda: _run_catching(main, errors))
+    thread.start()
+    thread.join(10)
+    assert errors == [] and ran == ["closed"]
+
+
+def _run_catching(main: Any, errors: list[BaseException]) -> None:
+    try:
+        asyncio.run(main())
+    except BaseException as exc:  # the test reads it in the main thread
+        errors.append(exc)
