@@ -24,7 +24,7 @@ What is simulated, and how:
   checked before anything fills, as the venues check at placement: a limit buy needs
   ``price * quantity`` of quote, a market buy the cost of its walk, a spot sell the base
   quantity; a futures order needs the margin of the part that opens or grows a position
-  plus its fee. Too little raises ``OrderRejectedError`` with category INSUFFICIENT_BALANCE.
+  plus that part's fee (a close needs nothing: its fee comes out of what it releases). Too little raises ``OrderRejectedError`` with category INSUFFICIENT_BALANCE.
 * Futures: positions at 1x leverage and one average entry price each; opening locks
   ``contracts * contract_size * price`` of the settle asset as margin, reducing releases
   its share of the margin plus the realized PnL. No mark price, no liquidation. A
@@ -87,6 +87,9 @@ ORDERS_KEPT = 100_000  # paper orders (and fills) remembered, newest first
 
 ZERO = Decimal(0)
 _PRECISION = 60  # wide enough that products and sums of venue decimals stay exact
+# A partial close releases its share of the margin rounded to this (the rest goes with the last
+# close): balances then stay exact sums of decimals, never a 60-digit quotient.
+_MARGIN_QUANTUM = Decimal("1e-18")
 _FIRST_LEVELS = 8  # levels read per step of a walk; doubled while the order is not done
 
 
@@ -123,12 +126,20 @@ class _LevelFill(NamedTuple):
 
 
 class _PaperPosition:
-    __slots__ = ("instrument", "size", "entry_price")
+    __slots__ = ("instrument", "size", "margin")
 
     def __init__(self, instrument: Instrument) -> None:
         self.instrument = instrument
         self.size = ZERO  # signed contracts
-        self.entry_price = ZERO
+        # The settle asset locked for the open size: its openings' notional, exact. A partial close
+        # releases its share (``_MARGIN_QUANTUM``); the last close releases the rest, so a position
+        # closed flat leaves nothing locked and its realized PnL is exact.
+        self.margin = ZERO
+
+    @property
+    def entry_price(self) -> Decimal:
+        """The average entry price of the open size."""
+        return self.margin / (abs(self.size) * self.instrument.contract_size) if self.size else ZERO
 
 
 class PaperExchange:
@@ -420,12 +431,16 @@ class PaperExchange:
             filled = sum((f.quantity for f in plan), ZERO)
             opening = self._opening_part(request, instrument, filled)
             # The margin is locked at the fill prices (a sell fills at or above its limit): the
-            # check takes the larger of those and the limit's.
-            opening_value = walked * contract * opening / filled if filled else ZERO
-            fee = walked * contract * instrument.taker_fee
+            # check takes the larger of those and the limit's. Closing needs no margin, its fee
+            # included (Gate.io: "no margin is needed for closing a position"): it is paid out of
+            # what the close releases, so only the opening part's fee is checked.
+            share = opening / filled if filled else ZERO
+            opening_value = walked * contract * share
+            fee = walked * contract * instrument.taker_fee * share
             if request.price is not None:
                 opening_value = max(opening_value, opening * contract * request.price)
-                fee = max(fee, request.quantity * contract * request.price * instrument.taker_fee)
+                opening_ordered = self._opening_part(request, instrument, request.quantity)
+                fee = max(fee, opening_ordered * contract * request.price * instrument.taker_fee)
             asset, needed = instrument.quote, opening_value + max(fee, ZERO)
         elif request.side is OrderSide.BUY:
             asset = instrument.quote
@@ -539,18 +554,18 @@ class PaperExchange:
         if position.size and (position.size > 0) != (delta > 0):
             closing = min(abs(delta), abs(position.size))
             direction = 1 if position.size > 0 else -1
-            pnl = closing * contract * (level.price - position.entry_price) * direction
-            margin = closing * contract * position.entry_price
+            margin = position.margin
+            if closing != abs(position.size):
+                margin = (margin * closing / abs(position.size)).quantize(_MARGIN_QUANTUM)
+            pnl = (closing * contract * level.price - margin) * direction
+            position.margin -= margin
             self._locked[quote] = self._locked.get(quote, ZERO) - margin
             self._add(quote, margin + pnl)
             position.size += closing if delta > 0 else -closing
             delta += -closing if delta > 0 else closing
-            if not position.size:
-                position.entry_price = ZERO
         if delta:
             opened = abs(delta) * contract * level.price
-            total = abs(position.size) + abs(delta)
-            position.entry_price = (position.entry_price * abs(position.size) + level.price * abs(delta)) / total
+            position.margin += opened
             position.size += delta
             self._add(quote, -opened)
             self._locked[quote] = self._locked.get(quote, ZERO) + opened

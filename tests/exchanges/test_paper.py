@@ -497,3 +497,62 @@ def test_every_paper_order_spends_the_venues_order_budget_as_a_live_one_would() 
     with pytest.raises(OrderRejectedError):  # refused by the venue: it was sent, its budget spent
         asyncio.run(exchange.place_order(order("b2", OrderSide.BUY, "1", "60001")))
     assert source.budget_spent == ["BTC/USDT", "BTC/USDT"]
+
+
+def test_a_futures_close_needs_no_free_margin_not_even_for_its_fee() -> None:
+    """A hedge's opening may use every free USDT of the futures account; its close pays its fee
+    out of the margin it releases, as Gate.io closes without margin, rather than being refused
+    (the close's spot leg would then be unwound at a cost, every time the rule fired)."""
+    perp = "BTC/USDT:USDT"
+    source = Source(PERP, PERP_SCALE, [(BID, "60000.00", "1000"), (ASK, "60000.10", "1000")])
+    exchange, _ = paper(source, {"USDT": "600.3"})  # 100 contracts: 600 USDT margin and a 0.3 USDT fee
+    asyncio.run(exchange.place_order(order("open", OrderSide.SELL, "100", "60000", symbol=perp)))
+    assert free(exchange)["USDT"] == 0
+    close = OrderRequest(symbol=perp, side=OrderSide.BUY, type=OrderType.LIMIT, quantity=D("100"),
+                         price=D("60000.1"), time_in_force=TimeInForce.IOC, client_order_id="close", reduce_only=True)
+    state = asyncio.run(exchange.place_order(close))
+    assert state.filled_quantity == 100 and asyncio.run(exchange.positions()) == []
+    # Released 600, lost 100 x 0.0001 x 0.1 = 0.001 on the price, paid 0.3000005 of fee.
+    assert free(exchange)["USDT"] == D("600") - D("0.001") - D("0.3000005")
+    # Opening anything more still needs its margin and fee free.
+    with pytest.raises(OrderRejectedError) as refused:
+        asyncio.run(exchange.place_order(order("again", OrderSide.SELL, "200", "60000", symbol=perp)))
+    assert refused.value.category == ErrorCategory.INSUFFICIENT_BALANCE
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    long=st.booleans(),
+    levels=st.lists(st.tuples(st.integers(1, 998), st.integers(1, 9)), min_size=1, max_size=3,
+                    unique_by=lambda level: level[0]),
+    cuts=st.lists(st.integers(1, 27), max_size=6),
+)
+def test_a_position_opened_and_closed_in_parts_leaves_exact_balances(
+    long: bool, levels: list[tuple[int, int]], cuts: list[int]
+) -> None:
+    """Opened across levels (a non-terminating average entry) and closed in parts: nothing stays
+    locked and the free balance is the start plus the fills' cash flows, to the last unit."""
+    perp = "BTC/USDT:USDT"
+    near, far = (ASK, BID) if long else (BID, ASK)
+    sign = 1 if long else -1
+    book = [(near, f"{60000 + sign * cents / 100:.2f}", str(size)) for cents, size in levels]
+    book.append((far, f"{60000 - sign * 1000:.2f}", "1000"))  # what the closes fill against
+    exchange, _ = paper(Source(PERP, PERP_SCALE, book), {"USDT": "100000"})
+    opening, closing = (OrderSide.BUY, OrderSide.SELL) if long else (OrderSide.SELL, OrderSide.BUY)
+    total = sum(size for _, size in levels)
+    asyncio.run(exchange.place_order(order("open", opening, str(total), str(60000 + sign * 1000), symbol=perp)))
+    left, parts = total, []
+    for cut in cuts:
+        if left > 1:
+            parts.append(min(cut, left - 1))
+            left -= parts[-1]
+    for n, part in enumerate([*parts, left]):
+        asyncio.run(exchange.place_order(order(f"close{n}", closing, str(part), str(60000 - sign * 1000), symbol=perp)))
+    assert asyncio.run(exchange.positions()) == []
+    flows = sum(
+        (f.price * f.quantity * PERP.contract_size * (1 if f.side is OrderSide.SELL else -1) - f.fee
+         for f in exchange.fills()),
+        D(0),
+    )
+    balance = asyncio.run(exchange.balances())["USDT"]
+    assert balance.locked == 0 and balance.free == D(100000) + flows
