@@ -412,3 +412,18 @@ def test_a_second_stop_before_the_start_up_exits_at_once() -> None:
     )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, cwd="/")
     assert result.returncode == 1 and "received SIGINT again before starting: exiting" in result.stderr
+
+
+def test_a_dry_run_attaches_only_to_simulated_venues_on_this_machine(tmp_path: Path) -> None:
+    """The endpoints file's key signs every request of the run: a file naming another host (real
+    venue URLs beside real keys, say) would trade for real without --live."""
+    import json
+
+    local = {"rest_url": "http://127.0.0.1:9", "ws_url": "ws://127.0.0.1:9/", "futures_rest_url": "http://[::1]:9",
+             "futures_ws_url": "ws://localhost:9/"}
+    remote = {**local, "rest_url": "https://192.0.2.1:8443"}  # TEST-NET: never routed
+    urls = tmp_path / "urls.json"
+    urls.write_text(json.dumps({"venues": {"gateio": local, "mexc": remote}, "api_key": "k", "api_secret": "s"}))
+    result = arb("run", "--sim-urls", str(urls), "--duration", "1", cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "mexc rest_url 'https://192.0.2.1:8443': not a loopback address" in result.stderr

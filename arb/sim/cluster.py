@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
+import urllib.parse
 from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from pathlib import Path
@@ -263,6 +265,17 @@ class SimEndpoints(msgspec.Struct, frozen=True, kw_only=True):
     api_key: str
     api_secret: str
 
+    def __post_init__(self) -> None:
+        # A dry run signs its requests with this file's key: to this machine's simulated venues
+        # only (they listen on 127.0.0.1), never to a host that could be a real venue.
+        for name, urls in self.venues.items():
+            for field, url in urls.overrides().items():
+                if not _is_loopback(url):
+                    raise ValueError(
+                        f"{name} {field} {url!r}: not a loopback address (127.0.0.1, ::1, localhost); the "
+                        "simulated venues run on this machine, and a dry run sends nothing to another host"
+                    )
+
     def write(self, path: str | Path) -> None:
         """Write the file atomically (a reader never sees half of it)."""
         target = Path(path)
@@ -277,3 +290,19 @@ class SimEndpoints(msgspec.Struct, frozen=True, kw_only=True):
             return msgspec.json.decode(Path(path).read_bytes(), type=cls)
         except (OSError, msgspec.DecodeError) as exc:
             raise ValueError(f"simulator endpoints {path}: {exc}") from None
+
+
+def _is_loopback(url: str) -> bool:
+    """Whether ``url`` names a host on this machine's loopback interface."""
+    try:
+        host = urllib.parse.urlsplit(url).hostname
+    except ValueError:
+        return False
+    if host is None:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
