@@ -117,7 +117,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
     sim = commands.add_parser("sim", help="serve the simulated venues on 127.0.0.1 and print their URLs")
     sim.add_argument("--seed", type=int, default=1, help="seed of the synthetic market (same seed, same market)")
-    sim.add_argument("--symbols", nargs="+", default=["BTC/USDT", "ETH/USDT"], metavar="SYMBOL")
+    sim.add_argument("--symbols", nargs="+", action=_Distinct, default=["BTC/USDT", "ETH/USDT"], metavar="SYMBOL")
     sim.add_argument("--duration", type=_positive_seconds, metavar="SECONDS", help="stop after this long")
     sim.add_argument("--port-base", type=int, metavar="PORT", help="listen on PORT.. (default: free ports)")
     sim.add_argument(
@@ -142,7 +142,8 @@ def _build_parser() -> argparse.ArgumentParser:
                         help="venues to record (default: gateio,mexc)")
     record.add_argument("--markets", type=_word_list, default=["spot"], metavar="M1,M2",
                         help="spot and/or futures (default: spot)")
-    record.add_argument("--symbols", nargs="+", default=["BTC/USDT"], metavar="SYMBOL", help="spot-form symbols")
+    record.add_argument("--symbols", nargs="+", action=_Distinct, default=["BTC/USDT"], metavar="SYMBOL",
+                        help="spot-form symbols")
     record.add_argument("--out", required=True, metavar="FILE", help="recording file (never overwritten)")
     record.add_argument("--rotate-mb", type=_rotation("MB", 1_000_000), metavar="N",
                         help="start a new part every N MB")
@@ -209,7 +210,30 @@ def _word_list(text: str) -> list[str]:
     words = [word.strip() for word in text.split(",") if word.strip()]
     if not words:
         raise argparse.ArgumentTypeError(f"expected a comma-separated list, got {text!r}")
+    if len(set(words)) != len(words):
+        raise argparse.ArgumentTypeError(f"{_repeated(words)} given twice in {text!r}")
     return words
+
+
+class _Distinct(argparse.Action):
+    """Values of a ``nargs`` option, each given once."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object,
+                 option_string: str | None = None) -> None:
+        listed = list(values) if isinstance(values, list) else [values]
+        if len(set(listed)) != len(listed):
+            parser.error(f"{option_string}: {_repeated(listed)} given twice")
+        setattr(namespace, self.dest, listed)
+
+
+def _repeated(values: Sequence[object]) -> object:
+    """The first value given a second time in ``values`` (which has one)."""
+    seen: set[object] = set()
+    for value in values:
+        if value in seen:
+            return value
+        seen.add(value)
+    raise ValueError("no value is repeated")
 
 
 def _replay_speed(text: str) -> Decimal | None:
@@ -423,6 +447,8 @@ def _run(args: argparse.Namespace) -> int:
                 if args.report is not None:
                     _run_report(controller, trade_log, started_ns, args.report)
 
+    report_failed: list[str] = []
+
     def _run_report(controller: ArbitrageController, log: TradeLog, started_ns: int, directory: str) -> None:
         if controller.risk is not None:
             log.trips += [s.trip for s in controller.risk.get_circuit_breaker_status().values() if s.trip is not None]
@@ -432,6 +458,7 @@ def _run(args: argparse.Namespace) -> int:
             print(f"report written: {write_report(data, directory)[0]}", file=sys.stderr)
         except OSError as exc:  # the run's summary still follows
             print(f"arb run: report not written to {directory}: {exc}", file=sys.stderr)
+            report_failed.append(str(exc))
 
     with asyncio.Runner(loop_factory=new_event_loop) as runner:
         summary = runner.run(trade())
@@ -440,7 +467,7 @@ def _run(args: argparse.Namespace) -> int:
     text = "\n".join(summary.lines())
     if output is Output.HEADLESS or not lines.write(text):
         print(text, file=sys.stderr, flush=True)
-    return EXIT_OK if summary.ok else EXIT_ERROR
+    return EXIT_OK if summary.ok and not report_failed else EXIT_ERROR
 
 
 def _check_report_directory(directory: str) -> None:
@@ -474,9 +501,13 @@ def _backtest(args: argparse.Namespace) -> int:
         order_budgets=args.order_budgets,
     )
     result = backtest(args.files, manager, settings)
+    report_failed = False
     if args.report is not None and result.report is not None:
-        written = write_report(result.report, args.report)
-        print(f"report written: {written[0]}", file=sys.stderr)
+        try:
+            print(f"report written: {write_report(result.report, args.report)[0]}", file=sys.stderr)
+        except OSError as exc:  # the summary still follows
+            print(f"arb backtest: report not written to {args.report}: {exc}", file=sys.stderr)
+            report_failed = True
     if args.json:
         summary = result.report.summary() if result.report is not None else {}
         summary.update(
@@ -487,7 +518,7 @@ def _backtest(args: argparse.Namespace) -> int:
         print(msgspec.json.encode(summary).decode())
     else:
         print("\n".join(result.lines()))
-    return EXIT_OK if result.damage is None else EXIT_ERROR
+    return EXIT_OK if result.damage is None and not report_failed else EXIT_ERROR
 
 
 def _sim(args: argparse.Namespace) -> int:

@@ -48,6 +48,10 @@ class _Invalid(ValueError):
     """A value failed its field's rule; the message says what is allowed."""
 
 
+class _InvalidSecret(_Invalid):
+    """As ``_Invalid``, for a value that holds a secret: the problem is named without the value."""
+
+
 def _decimal(raw: Any) -> Decimal:
     if isinstance(raw, bool) or not isinstance(raw, int | float | str):
         raise _Invalid("expected a number")
@@ -111,6 +115,11 @@ def _url(scheme: str) -> Callable[[Any], str]:
             raise _Invalid(f"not a valid URL: {exc}") from None
         if not parsed.hostname:
             raise _Invalid("no host")
+        if parsed.username is not None or parsed.password is not None:
+            # It would be logged with the URL (connectors name their endpoints); a proxy that needs
+            # credentials takes them some other way.
+            raise _InvalidSecret(f"a URL with a user name or password in it ({parsed.hostname}): not accepted, "
+                                 "it would appear in logs")
         return raw
 
     return parse
@@ -486,6 +495,8 @@ def _read_toml(path: Path, problems: list[str]) -> dict[str, Any] | None:
         problems.append(f"{path}: not UTF-8 text")
     except ValueError as exc:  # an integer too long to convert (tomllib converts while parsing)
         problems.append(f"{path}: not readable: {exc}")
+    except RecursionError:
+        problems.append(f"{path}: not readable: nested too deeply")
     return None
 
 
@@ -571,6 +582,8 @@ def _build(
         field = EXCHANGE_FIELDS[key.split(".", 1)[1]] if section == "exchanges" else SECTIONS[section][key]
         try:
             values[dotted] = field(setting.raw)
+        except _InvalidSecret as exc:
+            problems.append(f"{setting.source}: {exc}")
         except _Invalid as exc:
             problems.append(f"{setting.source}: {setting.raw!r}: {exc}")
 

@@ -427,3 +427,29 @@ def test_a_dry_run_attaches_only_to_simulated_venues_on_this_machine(tmp_path: P
     result = arb("run", "--sim-urls", str(urls), "--duration", "1", cwd=tmp_path)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "mexc rest_url 'https://192.0.2.1:8443': not a loopback address" in result.stderr
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    (["sim", "--symbols", "BTC/USDT", "ETH/USDT", "BTC/USDT"], "--symbols: BTC/USDT given twice"),
+    (["record", "--sim", "--out", "x.arb", "--symbols", "BTC/USDT", "BTC/USDT"], "--symbols: BTC/USDT given twice"),
+    (["record", "--sim", "--out", "x.arb", "--venues", "mexc,mexc"], "mexc given twice in 'mexc,mexc'"),
+])
+def test_a_symbol_or_venue_given_twice_is_a_usage_error(tmp_path: Path, args: list[str], expected: str) -> None:
+    result = arb(*args, cwd=tmp_path)
+    assert result.returncode == 2 and expected in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "x.arb").exists()  # refused before a recording was started
+
+
+def test_a_report_that_could_not_be_written_fails_the_command(tmp_path: Path) -> None:
+    """The directory passed the check before the run, then its summary.json could not be written:
+    a run or backtest asked for a report it did not produce does not exit 0."""
+    from simulated_recording import record_simulated
+
+    recording = tmp_path / "rec.arb"
+    record_simulated(recording, 200)
+    for command in (("run", "--duration", "1"), ("backtest", str(recording))):
+        report = tmp_path / f"report-{command[0]}"
+        (report / "summary.json").mkdir(parents=True)  # where the file would go
+        result = arb(*command, "--report", str(report), cwd=tmp_path)
+        assert result.returncode == 1, result.stderr
+        assert f"report not written to {report}" in result.stderr and "Traceback" not in result.stderr

@@ -381,3 +381,16 @@ def test_a_kubernetes_service_link_is_refused_with_the_way_out(tmp_path: Path) -
     assert problems(tmp_path, env={"ARB_MAX_DATA_AGE": "1"}) == (
         "env ARB_MAX_DATA_AGE: unknown setting; did you mean ARB_MAX_DATA_AGE_MS?",
     )
+
+
+def test_a_url_with_credentials_is_refused_without_echoing_them(tmp_path: Path) -> None:
+    """Connectors log their URLs: a password in one would be written to every log."""
+    found = problems(tmp_path, "[exchanges.gateio]\nrest_url = 'https://proxyuser:PROXYPASS@proxy.example:8443'\n"
+                               "ws_url = 'wss://token@ws.example/ws'\n")
+    assert len(found) == 2 and all("user name or password" in p for p in found)
+    assert not any("PROXYPASS" in p or "proxyuser" in p or "token" in p for p in found)
+
+
+def test_a_file_nested_too_deeply_is_named_not_a_traceback(tmp_path: Path) -> None:
+    found = problems(tmp_path, "[engine]\nsymbols = " + "[" * 5000 + "\n")
+    assert found == (f"{tmp_path / 'user.toml'}: not readable: nested too deeply",)
