@@ -667,6 +667,8 @@ def _export(args: argparse.Namespace) -> int:
     if path is None:
         manager = ConfigurationManager(args.config)
         path = manager.load_configuration(dry_run=True).journal_path
+    if not os.path.isfile(path):
+        raise ConfigurationError([f"export: no journal at {path}"])
     since_ms = args.from_day or 0
     until_ms = None if args.to_day is None else args.to_day + MS_PER_DAY
     if until_ms is not None and until_ms <= since_ms:

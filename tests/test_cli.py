@@ -275,6 +275,8 @@ def test_approvals_lists_and_acknowledges_what_awaits_an_operator(
     path = tmp_path / "journal.sqlite3"
     assert main(["approvals", "--journal", str(path)]) == 2  # no journal there
     assert "approvals: no journal at" in capsys.readouterr().err
+    assert main(["export", "fills", "--journal", str(path)]) == 2  # a usage error too, not a failure
+    assert "export: no journal at" in capsys.readouterr().err and not path.exists()
     with Journal(path) as journal:
         journal.record_recovery_step("o1", "manual_approval", {"reason": "residual past its bound", "residual": "0.5"})
         journal.record_recovery_step("o2", "manual_approval", {"reason": "unknown outcome", "residual": "0"})

@@ -195,6 +195,6 @@ def test_python_m_arb_export(tmp_path: Path, journal_path: Path, capsys: pytest.
     assert main(["export", "funding", "--config", str(config)]) == 0
     printed = capsys.readouterr().out.splitlines()
     assert printed[0] == "settled_at,market,symbol,amount,payment_id,recorded_at" and len(printed) == 4
-    assert main(["export", "orders", "--journal", str(tmp_path / "none.sqlite3"), "--out", str(tmp_path / "o.csv")]) == 1
-    assert "no such file" in capsys.readouterr().err
+    assert main(["export", "orders", "--journal", str(tmp_path / "none.sqlite3"), "--out", str(tmp_path / "o.csv")]) == 2
+    assert "export: no journal at" in capsys.readouterr().err
     assert not (tmp_path / "o.csv").exists()  # no partial file left behind
