@@ -1735,8 +1735,10 @@ class ArbitrageController:
     async def _housekeeping(self) -> None:
         while True:
             await asyncio.sleep(self.status_interval_s)
-            # Trading without a pause never reaches the trade loop's idle collection.
-            self.collection.collect_if_due()
+            # Trading without a pause never reaches the trade loop's idle collection; not while an
+            # opportunity waits for the trade loop, whose orders would wait for the collection.
+            if not self._pending:
+                self.collection.collect_if_due()
             if self.pipeline is not None:
                 self.pipeline.refresh_position_caps()
                 self._mark_to_market()

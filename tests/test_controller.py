@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import gc
 import logging
@@ -1909,3 +1910,30 @@ def test_a_run_that_flagged_a_residual_does_not_end_ok_and_names_every_one_waiti
     assert after.flagged_this_run == 1 and not after.ok
     waiting = [line for line in after.lines() if line.startswith("  AWAITING APPROVAL")]
     assert len(waiting) == 2 and waiting[1].startswith("  AWAITING APPROVAL        opp1 BTC/USDT residual 4")
+
+
+def test_housekeeping_collects_garbage_only_while_no_opportunity_waits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An opportunity queued for the trade loop is traded in the loop's next steps; a collection
+    run by the status tick in between would hold its orders back."""
+    controller = ArbitrageController(manager(tmp_path))
+    controller.status_interval_s = 0.001
+    collected: list[bool] = []
+    monkeypatch.setattr(controller.collection, "collect_if_due", lambda: collected.append(bool(controller._pending)))
+
+    async def ticks(pending: bool) -> None:
+        if pending:
+            controller._pending["BTC/USDT"] = mexc_to_gate("o1", D("100"), D("101"), "0.1")  # type: ignore[index]
+        else:
+            controller._pending.clear()
+        task = asyncio.ensure_future(controller._housekeeping())
+        await asyncio.sleep(0.02)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    asyncio.run(ticks(pending=True))
+    assert collected == []
+    asyncio.run(ticks(pending=False))
+    assert collected and not any(collected)
