@@ -487,6 +487,8 @@ class ArbitrageController:
             starting.uncancel()
             raise StartupInterrupted(f"{self._startup_stop} while starting; nothing was traded") from None
         else:
+            if self._startup_stop is not None:  # its cancellation was swallowed inside the start-up
+                self._stop_before_run = self._startup_stop
             self._restore_kill_switch()
             # Until ``run`` installs its own, or ``shutdown`` gives them back when no run comes.
             self._early_signals = list(dict.fromkeys([*handled, *self._install_kill_switch()]))

@@ -1937,3 +1937,27 @@ def test_housekeeping_collects_garbage_only_while_no_opportunity_waits(
     assert collected == []
     asyncio.run(ticks(pending=False))
     assert collected and not any(collected)
+
+
+def test_a_start_up_stop_whose_cancellation_was_swallowed_still_stops_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Code inside the start-up may swallow the cancellation a SIGTERM brings (a library's own
+    ``wait_for``, say) and let the start-up finish: the run then shuts down at once, not trade."""
+    controller = ArbitrageController(manager(tmp_path))
+
+    async def start_swallowing_the_cancellation(dry_run: bool, paper: bool) -> None:
+        os.kill(os.getpid(), signal.SIGTERM)
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(5)
+        controller._initialized = True
+
+    monkeypatch.setattr(controller, "_initialize", start_swallowing_the_cancellation)
+
+    async def scenario() -> str | None:
+        await controller.initialize(dry_run=True)  # its handlers take the SIGTERM sent inside it
+        stop = controller._stop_before_run
+        await controller.shutdown("test over")
+        return stop
+
+    assert asyncio.run(scenario()) == "received SIGTERM"
