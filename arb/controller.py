@@ -609,16 +609,16 @@ class ArbitrageController:
                 await journal.reconcile(self._resolver_with_fees(self.recovery.resolver(lookups)))
                 self._flag_interrupted(journal, sorted(interrupted))
             if self.journal is not None:
-                # After reconciliation, so fills an earlier run did not live to record are in; both
-                # restores replay the same read of them.
+                # After reconciliation, so fills an earlier run did not live to record are in. Each
+                # restore reads the fills as it goes (the hedges only their executions'), so the
+                # memory of a replay follows the open orders kept, not the journal's length.
                 with collection_paused():
-                    fills = self.journal.fills()
                     if self.hedges is not None:
-                        self.hedges.restore(self.journal, fills=fills)
+                        self.hedges.restore(self.journal)
                     if self.risk is not None:
                         # Same source, same moment: today's realized loss and the positions still held count.
                         self.risk.restore(
-                            self.journal, self._catalogs, fills=fills,
+                            self.journal, self._catalogs,
                             held_basis_by_day=self.hedges.restored_basis_by_day if self.hedges is not None else None,
                         )
             # The journal knows only this engine's trades: the futures venues say what is held.

@@ -51,7 +51,7 @@ own part.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from decimal import ROUND_CEILING, ROUND_HALF_EVEN, Decimal
 from typing import Protocol
 
@@ -75,6 +75,7 @@ ZERO = Decimal(0)
 BASIS_QUANTUM = Decimal("1e-12")
 # The executor's two legs; recovery legs are named after their action ("hedge-1", "unwind-2").
 _MAIN_LEGS = ("buy", "sell")
+_FUTURES_MARKETS = tuple(market for market in ExchangeName if market.is_futures)
 
 
 class HedgeJournal(Protocol):
@@ -86,8 +87,9 @@ class HedgeJournal(Protocol):
     def hedge_drops(self) -> list[HedgeDrop]:
         """Every recorded hedge drop, oldest first."""
 
-    def fills(self, opportunity_id: str | None = None) -> list[FillRecord]:
-        """Recorded fills in journal order."""
+    def iter_fills(self, *, touching: Collection[ExchangeName] | None = None) -> Iterable[FillRecord]:
+        """Recorded fills in journal order (of opportunities with an order on ``touching`` only),
+        read as they are taken."""
 
 
 class HedgePosition(msgspec.Struct, kw_only=True):
@@ -176,12 +178,11 @@ class HedgeBook:
         )
         return self._apply(opportunity.symbol, spot_market, futures_market, result.legs)
 
-    def restore(self, journal: HedgeJournal, *, fills: Sequence[FillRecord] | None = None) -> list[HedgePosition]:
+    def restore(self, journal: HedgeJournal) -> list[HedgePosition]:
         """Rebuild the positions from ``journal`` (see the module doc); returns the open ones, logged.
 
         Replaces whatever the book held. An opportunity whose instruments are no longer in the
-        catalogs is left out with an error naming it. ``fills``: ``journal.fills()`` when the
-        caller has read them already (start-up restores share one read).
+        catalogs is left out with an error naming it. Only the hedge executions' fills are read.
         """
         self._positions.clear()
         self.restored_basis_by_day = {}
@@ -201,7 +202,7 @@ class HedgeBook:
         }
         legs_filled: dict[str, list[ExecutionLeg]] = {}
         last_fill_ms: dict[str, int] = {}  # an execution's day is that of its last fill, as in RiskManager.restore
-        for record in journal.fills() if fills is None else fills:
+        for record in journal.iter_fills(touching=_FUTURES_MARKETS):
             if record.opportunity_id in hedges:
                 last_fill_ms[record.opportunity_id] = max(last_fill_ms.get(record.opportunity_id, 0), record.recorded_at_ms)
                 fill = record.fill

@@ -63,7 +63,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from decimal import Decimal
 from types import TracebackType
 from typing import Any, Literal
@@ -1186,6 +1186,15 @@ class Journal:
 
     def fills(self, opportunity_id: str | None = None) -> list[FillRecord]:
         """Recorded fills in journal order, of one opportunity or all."""
+        return list(self.iter_fills(opportunity_id))
+
+    def iter_fills(
+        self, opportunity_id: str | None = None, *, touching: Collection[ExchangeName] | None = None
+    ) -> Iterator[FillRecord]:
+        """``fills``, each read from the database as it is taken: a replay of the whole journal holds
+        one at a time, not a list of millions. ``touching``: only the fills of opportunities with
+        an order on one of those markets (selected by the database, the others never decoded).
+        No write may run on the journal until it ends."""
         self.flush_intents()
         sql = (
             "SELECT f.exchange, i.opportunity_id, i.leg, f.symbol, f.order_id, f.client_order_id, f.trade_id, "
@@ -1196,8 +1205,13 @@ class Journal:
         if opportunity_id is not None:
             sql += " WHERE i.opportunity_id = ?"
             args = (opportunity_id,)
-        return [
-            FillRecord(
+        elif touching is not None:
+            markets = sorted(m.value for m in touching)
+            sql += (" WHERE i.opportunity_id IN (SELECT opportunity_id FROM intents WHERE exchange IN "
+                    f"({', '.join('?' * len(markets))}))")
+            args = tuple(markets)
+        for row in self._db.execute(sql + " ORDER BY f.fill_id", args):
+            yield FillRecord(
                 exchange=_market(row[0]),
                 opportunity_id=row[1],
                 leg=row[2],
@@ -1218,8 +1232,6 @@ class Journal:
                 intent_id=row[15],
                 recorded_at_ms=row[16],
             )
-            for row in self._db.execute(sql + " ORDER BY f.fill_id", args)
-        ]
 
     def opportunity_pnl(
         self, opportunity_id: str, *, quote_asset: str = "USDT",

@@ -69,7 +69,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from decimal import ROUND_FLOOR, Decimal, localcontext
 from enum import Enum
 from typing import Protocol
@@ -289,8 +289,8 @@ class RestoredRisk(msgspec.Struct, frozen=True, kw_only=True):
 class RiskJournal(Protocol):
     """The read of ``arb.journal.Journal`` that ``RiskManager.restore`` needs."""
 
-    def fills(self, opportunity_id: str | None = None) -> list[FillRecord]:
-        """Recorded fills in journal order."""
+    def iter_fills(self) -> Iterable[FillRecord]:
+        """Recorded fills in journal order, read as they are taken."""
 
     def funding_payments(self, since_ms: int = 0) -> list[tuple[ExchangeName, FundingPayment]]:
         """Recorded funding settled at or after ``since_ms``."""
@@ -802,15 +802,15 @@ class RiskManager:
 
     def restore(
         self, journal: RiskJournal, catalogs: Mapping[ExchangeName, InstrumentCatalog], *,
-        held_basis_by_day: Mapping[int, Decimal] | None = None, fills: Sequence[FillRecord] | None = None,
+        held_basis_by_day: Mapping[int, Decimal] | None = None,
     ) -> RestoredRisk:
         """Rebuild positions, exposure and today's realized PnL from ``journal`` (see the module doc).
 
         ``catalogs`` give each journaled market symbol its contract size, grid and assets.
         ``held_basis_by_day``: by UTC day, how much hedge basis that day's executions locked in
         net of what they closed (``HedgeBook.restored_basis_by_day``); today's is left out of the
-        daily PnL, as the live path leaves it out. ``fills``: ``journal.fills()`` when the caller
-        has read them already (start-up restores share one read).
+        daily PnL, as the live path leaves it out. The fills are read one at a time: what stays
+        is one summed record per journaled order.
         Replaces the positions and the daily PnL held; reservations of executions in flight
         are kept. An opportunity with an order whose instrument is no longer listed (or a
         malformed fill) is left out whole, with an error naming it. The breakers, the
@@ -819,7 +819,7 @@ class RiskManager:
         """
         by_intent: dict[int, tuple[str | None, _JournaledOrder]] = {}
         orphans: list[tuple[str | None, _JournaledOrder]] = []
-        for record in journal.fills() if fills is None else fills:
+        for record in journal.iter_fills():
             if record.intent_id is None:
                 orphans.append((None, _JournaledOrder(record)))
             elif record.intent_id in by_intent:

@@ -3,14 +3,20 @@ journaled execution, so their cost grows with the journal.
 
 The journal holds ``EXECUTIONS`` filled executions (two orders with one fill each), every fourth
 one a spot/futures hedge. Timed: each restore on its own, against reading the fills alone
-(``Journal.fills``, which both restores do first): the baseline, the floor of a replay; and
-both as start-up runs them, sharing one read of the fills, with the garbage collector paused
-as start-up pauses it and, to compare, left automatic.
+(``Journal.fills``): the baseline, the floor of a replay; and both as start-up runs them, each
+reading the fills as it goes (the hedges only their executions'), with the garbage collector
+paused as start-up pauses it and, to compare, left automatic.
+
+Memory (``test_startup_restore_memory``): the peak traced by ``tracemalloc`` while both restores
+run as start-up runs them, against the peak of holding every fill read at once
+(``Journal.fills``), which the start-up did before the restores read the fills as they went.
 """
 
 from __future__ import annotations
 
 import contextlib
+import gc
+import tracemalloc
 from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
@@ -125,8 +131,35 @@ def test_startup_restore(
 
     def restore() -> int:
         with collection_paused() if collection == "paused" else contextlib.nullcontext():
-            fills = journal.fills()
-            book.restore(journal, fills=fills)
-            return risk.restore(journal, markets, fills=fills, held_basis_by_day=book.restored_basis_by_day).orders
+            book.restore(journal)
+            return risk.restore(journal, markets, held_basis_by_day=book.restored_basis_by_day).orders
 
     assert benchmark.pedantic(restore, rounds=ROUNDS, warmup_rounds=1) == 2 * EXECUTIONS
+
+
+@pytest.mark.benchmark(group="restore-memory")
+def test_startup_restore_memory(benchmark: Any, journaled: tuple[Journal, dict[ExchangeName, InstrumentCatalog]]) -> None:
+    """Peak memory of both restores as start-up runs them, against every fill read into one list."""
+    journal, markets = journaled
+
+    def peak(action: Any) -> int:
+        gc.collect()
+        tracemalloc.start()
+        try:
+            with collection_paused():
+                action()
+            return tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+
+    def restore() -> None:
+        book, risk = HedgeBook(markets, min_profit_bps=Decimal(1)), RiskManager(LIMITS)
+        book.restore(journal)
+        assert risk.restore(journal, markets, held_basis_by_day=book.restored_basis_by_day).orders == 2 * EXECUTIONS
+
+    restored = benchmark.pedantic(lambda: peak(restore), rounds=1, iterations=1)
+    listed = peak(journal.fills)
+    print(f"\nstart-up restore of {EXECUTIONS} executions: peak {restored / 1e6:.1f} MB ({restored / EXECUTIONS:.0f} B "
+          f"per execution); every fill read into one list: {listed / 1e6:.1f} MB ({listed / EXECUTIONS:.0f} B)")
+    benchmark.extra_info.update(peak_bytes=restored, listed_fills_peak_bytes=listed,
+                                bytes_per_execution=restored / EXECUTIONS)
