@@ -124,7 +124,7 @@ _VENUE_STAMPED_MODES = frozenset({"LIVE", "dry run"})
 # consecutive-failures breaker.
 VENUE_FAULTS = frozenset(category.value for category in (
     ErrorCategory.OUTCOME_UNKNOWN, ErrorCategory.MAINTENANCE, ErrorCategory.RATE_LIMITED, ErrorCategory.AUTH_FAILED,
-    ErrorCategory.TIMESTAMP,
+    ErrorCategory.TIMESTAMP, ErrorCategory.NOT_SENT,
 ))
 # Refusals a change of the market's listing or rules can cause (halted, delisting, new tick or
 # minimum): the trading rules are read again at once rather than at the next interval.

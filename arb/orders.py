@@ -53,11 +53,14 @@ REFUSED = frozenset(
         ErrorCategory.AUTH_FAILED,
         ErrorCategory.TIMESTAMP,
         ErrorCategory.MAINTENANCE,
+        ErrorCategory.NOT_SENT,  # not refused, but as sure: nothing reached the venue
     }
 )
 # Refusals that sending the same order again cannot cure ("unknown order" is an order lost
 # on the way, which may well go through when sent again).
-PERMANENT = REFUSED - {ErrorCategory.MAINTENANCE, ErrorCategory.TIMESTAMP, ErrorCategory.UNKNOWN_ORDER}
+PERMANENT = REFUSED - {
+    ErrorCategory.MAINTENANCE, ErrorCategory.TIMESTAMP, ErrorCategory.UNKNOWN_ORDER, ErrorCategory.NOT_SENT,
+}
 
 Sleep = Callable[[float], Awaitable[None]]
 Clock = Callable[[], int]

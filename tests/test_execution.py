@@ -18,7 +18,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from simvenues import API_KEY, PERP, SPOT, simulated_venues
 
-from arb.errors import ExchangeError, OrderExecutionError, OrderRejectedError, RateLimitError
+from arb.errors import ExchangeConnectionError, ExchangeError, OrderExecutionError, OrderRejectedError, RateLimitError
 from arb.exchanges.errors import ErrorCategory
 from arb.exchanges.models import OrderRequest, OrderState, OrderType, TimeInForce
 from arb.execution import TwoLegExecutor
@@ -927,3 +927,28 @@ def test_plan_takes_the_decimal_routes_sizes(buy: tuple[D, int, D], sell: tuple[
         assert expected == (type(exc), str(exc))
         return
     assert [(str(p.request.quantity), str(p.request.price), p.request.client_order_id) for p in legs] == expected
+
+
+class UnreachableOnce(FakeExchange):
+    """A market whose first order finds no connection to its venue: it never left the process."""
+
+    async def place_order(self, request: OrderRequest) -> OrderState:
+        if not self.placed:
+            self.placed.append(request)
+            raise ExchangeConnectionError(
+                self.exchange.value, "POST /api/v3/order: cannot connect", category=ErrorCategory.NOT_SENT
+            )
+        return await super().place_order(request)
+
+
+def test_a_leg_that_never_left_the_process_is_known_unfilled_and_recovered_at_once(tmp_path: Path) -> None:
+    """A venue that cannot be reached took nothing: the leg is settled as not filled without a query,
+    and recovery hedges the other leg's fill rather than leaving it to an operator."""
+    sell = UnreachableOnce(spot(ExchangeName.MEXC))
+    h = Harness(tmp_path, FakeExchange(spot(ExchangeName.GATEIO)), sell)
+    result = h.run(opportunity())
+    assert result.legs[1].filled_quantity == 0 and result.legs[1].error_category == "not_sent"
+    assert h.sell.queries == []  # nothing to ask about
+    assert result.final_state is S.COMPLETED and not (result.error or "").startswith("requires manual approval")
+    assert h.net_base() == 0
+    h.check_journal_accounts_for_every_order()

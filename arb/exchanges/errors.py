@@ -27,6 +27,7 @@ class ErrorCategory(str, Enum):
     TIMESTAMP = "timestamp"  # request time outside the venue's window (clock skew or slow request)
     MAINTENANCE = "maintenance"  # venue or market unavailable, server busy
     OUTCOME_UNKNOWN = "outcome_unknown"  # server error: the request may have taken effect; reconcile
+    NOT_SENT = "not_sent"  # no connection took the request: it never left this process
 
 
 ErrorCodeTable = Mapping[str | int, ErrorCategory]
@@ -44,6 +45,7 @@ ERROR_CLASS_BY_CATEGORY: Mapping[ErrorCategory, type[ExchangeError]] = {
     ErrorCategory.TIMESTAMP: ExchangeError,
     ErrorCategory.MAINTENANCE: ExchangeConnectionError,
     ErrorCategory.OUTCOME_UNKNOWN: ExchangeError,
+    ErrorCategory.NOT_SENT: ExchangeConnectionError,
 }
 
 

@@ -536,7 +536,9 @@ class RestClient:
     def _not_connected(self, request: RestRequest, detail: str) -> ExchangeConnectionError:
         """The connection was never made, so the request was never sent."""
         self.stats.errors["connect"] += 1
-        return ExchangeConnectionError(self.venue.name, f"{request.method} {request.path}: {detail}")
+        return ExchangeConnectionError(
+            self.venue.name, f"{request.method} {request.path}: {detail}", category=ErrorCategory.NOT_SENT
+        )
 
     def note_refusal(self, error: ExchangeError, where: str) -> None:
         """Pass a venue's refusal of a signed request ``where`` (here or on a transport sharing this

@@ -32,6 +32,7 @@ from picows import (
 from ..errors import ArbitrageEngineError, ExchangeConnectionError
 from ..types import ExchangeConfig
 from .base import Frame, WsPayload
+from .errors import ErrorCategory
 from .models import ConnectionHealth
 
 log = logging.getLogger(__name__)
@@ -272,14 +273,18 @@ class WsSession:
         """Send one message (``str`` as TEXT, ``bytes`` as BINARY) on the current connection."""
         transport = self._transport
         if transport is None:
-            raise ExchangeConnectionError(self.venue, f"websocket {self._shown(self.url)} is not connected")
+            raise ExchangeConnectionError(
+                self.venue, f"websocket {self._shown(self.url)} is not connected", category=ErrorCategory.NOT_SENT
+            )
         _send(transport, payload)
 
     def send_text(self, payload: bytes) -> None:
         """Send UTF-8 ``payload`` as one TEXT message, without a ``str`` round trip (order requests)."""
         transport = self._transport
         if transport is None:
-            raise ExchangeConnectionError(self.venue, f"websocket {self._shown(self.url)} is not connected")
+            raise ExchangeConnectionError(
+                self.venue, f"websocket {self._shown(self.url)} is not connected", category=ErrorCategory.NOT_SENT
+            )
         transport.send(_TEXT, payload)
 
     def drop(self) -> None:

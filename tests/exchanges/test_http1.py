@@ -276,6 +276,7 @@ def test_refused_connection_is_a_connection_error_and_garbage_is_outcome_unknown
             with pytest.raises(ExchangeConnectionError, match="POST /order: cannot connect") as info:
                 await client.fetch(RestRequest(method="POST", path="/order"))  # never sent: not "unknown"
             assert isinstance(info.value.__cause__, HttpConnectError)
+            assert info.value.category == ErrorCategory.NOT_SENT
             with pytest.raises(ExchangeConnectionError):
                 await client.prewarm()
         async with serve(lambda raw: b"SPDY/9 what\r\n\r\n") as (url, _), RestClient(venue(url), LEAN) as client:

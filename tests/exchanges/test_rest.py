@@ -328,6 +328,7 @@ def test_refused_connection_is_a_connection_error() -> None:
             with pytest.raises(ExchangeConnectionError, match="POST /order: cannot connect") as info:
                 await client.fetch(RestRequest(method="POST", path="/order"))  # never sent: not "unknown"
             assert isinstance(info.value.__cause__, aiohttp.ClientConnectorError)
+            assert info.value.category == ErrorCategory.NOT_SENT
 
     run(main())
 

@@ -258,7 +258,8 @@ class GateioWsOrders:
                 await asyncio.wait_for(self._logged_in.wait(), timeout_s)
             except asyncio.TimeoutError:
                 raise ExchangeConnectionError(
-                    self.venue, f"ws api {self.session.url}: not logged in within {timeout_s} s"
+                    self.venue, f"ws api {self.session.url}: not logged in within {timeout_s} s",
+                    category=ErrorCategory.NOT_SENT,
                 ) from None
         if self._login_error is not None:
             raise self._login_error
