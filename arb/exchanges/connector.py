@@ -188,6 +188,10 @@ class OrderTransport(Protocol):
     async def close(self) -> None:
         """Close the connection."""
 
+    @property
+    def logged_in(self) -> bool:
+        """Whether requests can go now (connected and authenticated)."""
+
     def use_catalog(self, catalog: InstrumentCatalog) -> None:
         """Build requests with ``catalog`` from now on (called before every request; cheap when unchanged)."""
 
@@ -898,11 +902,10 @@ class ExchangeConnector:
         """Cancel by venue id or client id (exactly one); returns the final state the venue reports."""
         _one_id(f"{self.venue} cancel_order {symbol}", order_id, client_order_id)
         trading = await self._trader("cancel_order")
-        orders_ws = await self._order_transport()
-        if orders_ws is not None:
-            body = await orders_ws.cancel_order(symbol, order_id, client_order_id)
-        else:
-            body = await self.rest.fetch(trading.cancel_order(symbol, order_id, client_order_id))
+        body = await self._over_ws_or_rest(
+            lambda ws: ws.cancel_order(symbol, order_id, client_order_id),
+            lambda: trading.cancel_order(symbol, order_id, client_order_id),
+        )
         return self._parsed("cancel_order", trading.parse_order, body, write=True)
 
     async def query_order(
@@ -913,17 +916,33 @@ class ExchangeConnector:
         (wall clock), where known, narrows the search among finished orders (``_finished_by_client_id``)."""
         _one_id(f"{self.venue} query_order {symbol}", order_id, client_order_id)
         trading = await self._trader("query_order")
-        orders_ws = await self._order_transport()
         try:
-            if orders_ws is not None:
-                body = await orders_ws.query_order(symbol, order_id, client_order_id)
-            else:
-                body = await self.rest.fetch(trading.query_order(symbol, order_id, client_order_id))
+            body = await self._over_ws_or_rest(
+                lambda ws: ws.query_order(symbol, order_id, client_order_id),
+                lambda: trading.query_order(symbol, order_id, client_order_id),
+            )
         except ExchangeError as exc:
             if client_order_id is None or exc.category != ErrorCategory.UNKNOWN_ORDER:
                 raise
             return await self._finished_by_client_id(trading, symbol, client_order_id, exc, sent_at_ms)
         return self._parsed("query_order", trading.parse_order, body, write=False)
+
+    async def _over_ws_or_rest(
+        self, over_ws: Callable[[OrderTransport], Awaitable[bytes]], over_rest: Callable[[], RestRequest]
+    ) -> bytes:
+        """A cancel's or a query's answer over the websocket trading API when it is the transport
+        and logged in, else over REST: resolving an order's outcome must not wait for the
+        websocket to come back while REST answers."""
+        try:
+            orders_ws = await self._order_transport()
+            if orders_ws is not None and orders_ws.logged_in:
+                return await over_ws(orders_ws)
+        except ExchangeError as exc:
+            if exc.category != ErrorCategory.NOT_SENT:
+                raise
+            # Not logged in (on first use), or the connection dropped since it was checked: nothing
+            # was sent, REST asks instead.
+        return await self.rest.fetch(over_rest())
 
     async def _finished_by_client_id(
         self, trading: Trading, symbol: str, client_order_id: str, not_found: ExchangeError, sent_at_ms: int | None

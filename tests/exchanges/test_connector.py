@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -869,5 +870,40 @@ def test_a_mexc_order_a_query_does_not_find_at_once_is_asked_about_again_until_f
                 assert connector.rest.stats.errors["unknown_order"] >= 1  # not found at first
             finally:
                 await connector.close()
+
+    run(scenario())
+
+
+@pytest.mark.parametrize("market", [ExchangeName.GATEIO, ExchangeName.GATEIO_FUTURES])
+def test_queries_and_cancels_go_over_rest_while_the_websocket_api_is_down(market: ExchangeName) -> None:
+    """An order's outcome is learned by querying it: with the websocket order API unreachable and
+    REST answering, the query must not fail (and the execution be flagged for an operator)."""
+    async def scenario() -> None:
+        async with simulated_venues(moving=False) as sim:
+            urls = sim.venues[market.venue].urls()
+            rest = urls.futures_rest_url if market.is_futures else urls.rest_url
+            with socket.socket() as probe:  # a port nothing listens on: the websocket API is down
+                probe.bind(("127.0.0.1", 0))
+                down = f"ws://127.0.0.1:{probe.getsockname()[1]}/"
+            placing = registered()[market](credentials=CREDENTIALS, rest_url=rest, settings=REST_ORDERS)
+            settings = ConnectorSettings(order_transport="ws", ws=WsSettings(handshake_timeout_s=0.2))
+            asking = registered()[market](credentials=CREDENTIALS, rest_url=rest, ws_url=down, settings=settings)
+            symbol = PERP if market.is_futures else SPOT
+            engine = sim.venues[market.venue].exchanges[market].engine(symbol)
+            ask = engine.instrument.ticks_to_price(engine.snapshot(1).asks[0][0])
+            quantity = engine.instrument.lots_to_size(1) if market.is_futures else D("0.001")
+            try:
+                placed = await placing.place_order(OrderRequest(
+                    symbol=symbol, side=OrderSide.BUY, type=OrderType.LIMIT, quantity=quantity, price=ask,
+                    client_order_id="rest-1", time_in_force=TimeInForce.IOC,
+                ))
+                found = await asking.query_order(symbol, client_order_id="rest-1")
+                assert found.order_id == placed.order_id and found.filled_quantity == placed.filled_quantity > 0
+                with pytest.raises(OrderRejectedError) as finished:  # answered by the venue, over REST
+                    await asking.cancel_order(symbol, client_order_id="rest-1")
+                assert finished.value.category == ErrorCategory.UNKNOWN_ORDER
+            finally:
+                await placing.close()
+                await asking.close()
 
     run(scenario())
