@@ -171,7 +171,9 @@ class NoPositions:
         return [], 0
 
 
-TradingFactory = Callable[[ApiCredentials, InstrumentCatalog], Trading]
+TradingFactory = Callable[[ApiCredentials, InstrumentCatalog, Callable[[], int]], Trading]
+"""``(credentials, catalog, venue clock) -> Trading``; the venue clock gives the wall time in ms as
+the venue keeps it (the local clock corrected by the last clock read), for the requests' timestamps."""
 
 
 class OrderTransport(Protocol):
@@ -752,7 +754,7 @@ class ExchangeConnector:
 
     def _bind_trading(self, factory: TradingFactory, credentials: ApiCredentials, catalog: InstrumentCatalog) -> Trading:
         """The trading module of ``catalog``, kept for the orders to come."""
-        self._trading = trading = factory(credentials, catalog)
+        self._trading = trading = factory(credentials, catalog, self._venue_clock_ms)
         self._trading_catalog = catalog
         return trading
 
@@ -802,7 +804,13 @@ class ExchangeConnector:
 
     def _order_expiry_ms(self) -> int:
         """When the venue is to refuse an order sent now: ``order_deadline_ms`` on, in its clock as last read."""
-        return time.time_ns() // 1_000_000 + round(self.clock_skew or 0.0) + self.settings.order_deadline_ms
+        return self._venue_clock_ms() + self.settings.order_deadline_ms
+
+    def _venue_clock_ms(self) -> int:
+        """The wall time in ms as the venue keeps it: the local clock corrected by the last ``clock_skew_ms``
+        read (the local clock before any). Signed requests carry it: a venue refuses a timestamp ahead
+        of its own clock (MEXC by more than 1 s) whatever the local clock says."""
+        return time.time_ns() // 1_000_000 + round(self.clock_skew or 0.0)
 
     @property
     def order_acceptance_s(self) -> float:

@@ -907,3 +907,30 @@ def test_queries_and_cancels_go_over_rest_while_the_websocket_api_is_down(market
                 await asking.close()
 
     run(scenario())
+
+
+@pytest.mark.parametrize("market", [ExchangeName.MEXC, ExchangeName.GATEIO])
+def test_signed_requests_carry_the_venues_time_once_its_clock_is_read(market: ExchangeName) -> None:
+    """MEXC refuses a timestamp more than 1 s ahead of its clock: a local clock 1.2 s ahead had
+    every order refused even after the engine had read how far off it was."""
+    async def scenario() -> None:
+        async with simulated_venues(moving=False) as sim:
+            sim.faults.configure(market.venue, VenueFaults(clock_skew_ms=-1_200))  # the venue 1.2 s behind
+            urls = sim.venues[market.venue].urls()
+            connector = registered()[market](
+                credentials=CREDENTIALS, rest_url=urls.rest_url, ws_url=urls.ws_url, settings=REST_ORDERS
+            )
+            engine = sim.venues[market.venue].exchanges[market].engine(SPOT)
+            ask = engine.instrument.ticks_to_price(engine.snapshot(1).asks[0][0])
+            try:
+                assert -1_250 < await connector.clock_skew_ms() < -1_150
+                placed = await connector.place_order(OrderRequest(
+                    symbol=SPOT, side=OrderSide.BUY, type=OrderType.LIMIT, quantity=D("0.001"), price=ask,
+                    client_order_id="skew-1", time_in_force=TimeInForce.IOC,
+                ))
+                assert placed.client_order_id == "skew-1"
+                assert (await connector.balances())  # a signed read too
+            finally:
+                await connector.close()
+
+    run(scenario())

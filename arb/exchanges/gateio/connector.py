@@ -7,6 +7,7 @@ below only rename ``trading.py``'s calls into the connector's ``Trading`` shape.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
 
 import msgspec
@@ -75,11 +76,16 @@ class _Trading:
         return self._t.parse_balances(body)
 
 
+def _seconds(clock_ms: Callable[[], int]) -> Callable[[], float]:
+    """``clock_ms`` in seconds, as Gate.io stamps its requests."""
+    return lambda: clock_ms() / 1000
+
+
 class _SpotTrading(NoPositions, _Trading):
     """Spot orders are addressed with their pair; spot has no positions."""
 
-    def __init__(self, credentials: ApiCredentials, catalog: InstrumentCatalog) -> None:
-        self._t = self._spot = GateioSpotTrading(GateioSigner(credentials), catalog)
+    def __init__(self, credentials: ApiCredentials, catalog: InstrumentCatalog, clock_ms: Callable[[], int]) -> None:
+        self._t = self._spot = GateioSpotTrading(GateioSigner(credentials), catalog, clock=_seconds(clock_ms))
 
     def cancel_order(self, symbol: str, order_id: str | None, client_order_id: str | None) -> RestRequest:
         return self._spot.cancel_order(symbol, order_id=order_id, client_order_id=client_order_id)
@@ -97,8 +103,8 @@ class _SpotTrading(NoPositions, _Trading):
 class _FuturesTrading(_Trading):
     """Futures orders are addressed by id alone; the balance is the futures account."""
 
-    def __init__(self, credentials: ApiCredentials, catalog: InstrumentCatalog) -> None:
-        self._t = self._futures = GateioFuturesTrading(GateioSigner(credentials), catalog)
+    def __init__(self, credentials: ApiCredentials, catalog: InstrumentCatalog, clock_ms: Callable[[], int]) -> None:
+        self._t = self._futures = GateioFuturesTrading(GateioSigner(credentials), catalog, clock=_seconds(clock_ms))
 
     def cancel_order(self, symbol: str, order_id: str | None, client_order_id: str | None) -> RestRequest:
         return self._futures.cancel_order(order_id=order_id, client_order_id=client_order_id)

@@ -7,6 +7,7 @@ ordinary accounts, so every trading call of ``MexcFuturesConnector`` raises
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
 
 import msgspec
@@ -95,8 +96,8 @@ class _SpotTrading(NoPositions):
 
     open_orders_need_symbol = True  # GET /api/v3/openOrders requires the symbol
 
-    def __init__(self, credentials: ApiCredentials, catalog: InstrumentCatalog) -> None:
-        self._t = MexcSpotTrading(MexcSigner(credentials), catalog)
+    def __init__(self, credentials: ApiCredentials, catalog: InstrumentCatalog, clock_ms: Callable[[], int]) -> None:
+        self._t = MexcSpotTrading(MexcSigner(credentials), catalog, clock_ms=clock_ms)
 
     def place_order(self, order: OrderRequest, expires_at_ms: int | None) -> RestRequest:
         return self._t.place_order_request(order, expires_at_ms=expires_at_ms)

@@ -40,11 +40,11 @@ def test_orders_are_addressed_per_market() -> None:
     spot_trading = GateioSpotConnector.binding.trading
     futures_trading = GateioFuturesConnector.binding.trading
     assert spot_trading is not None and futures_trading is not None
-    spot_side = spot_trading(CREDENTIALS, InstrumentCatalog(ExchangeName.GATEIO, [spot()]))
+    spot_side = spot_trading(CREDENTIALS, InstrumentCatalog(ExchangeName.GATEIO, [spot()]), lambda: 1_700_000_000_000)
     cancel = spot_side.cancel_order("BTC/USDT", None, "abc")
     assert (cancel.method, cancel.path, cancel.query) == ("DELETE", "/spot/orders/t-abc", "currency_pair=BTC_USDT")
     assert spot_side.positions() is None and spot_side.parse_positions(b"[]") == []
-    futures_side = futures_trading(CREDENTIALS, InstrumentCatalog(ExchangeName.GATEIO_FUTURES, [perp()]))
+    futures_side = futures_trading(CREDENTIALS, InstrumentCatalog(ExchangeName.GATEIO_FUTURES, [perp()]), lambda: 1_700_000_000_000)
     query = futures_side.query_order("BTC/USDT:USDT", "42", None)
     assert (query.method, query.path, query.query) == ("GET", "/futures/usdt/orders/42", "")
     assert futures_side.balances().path == constants.FUTURES_ACCOUNTS_PATH

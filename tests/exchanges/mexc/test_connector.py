@@ -51,7 +51,7 @@ def test_public_requests_spend_their_documented_budgets() -> None:
 def test_spot_open_orders_are_listed_per_symbol() -> None:
     factory = MexcSpotConnector.binding.trading
     assert factory is not None
-    trading = factory(CREDENTIALS, InstrumentCatalog(ExchangeName.MEXC, [spot(ExchangeName.MEXC, venue_symbol="BTCUSDT")]))
+    trading = factory(CREDENTIALS, InstrumentCatalog(ExchangeName.MEXC, [spot(ExchangeName.MEXC, venue_symbol="BTCUSDT")]), lambda: 1_700_000_000_000)
     assert trading.open_orders_need_symbol
     assert trading.open_orders("BTC/USDT").query.startswith("symbol=BTCUSDT&")
     with pytest.raises(ValueError, match="per symbol"):
