@@ -63,6 +63,9 @@ PERMANENT = REFUSED - {
 }
 
 Sleep = Callable[[float], Awaitable[None]]
+# Queries past ``OrderSettings.query_attempts`` while a lost request may still land (bounds the
+# loop whatever a venue's windows say).
+_MAX_TAIL_QUERIES = 8
 Clock = Callable[[], int]
 
 
@@ -527,18 +530,27 @@ class OrderRunner:
         not_found = False
         error = "no answer"
         attempts, asked = self.settings.query_attempts, 0
-        for attempt in range(attempts + 1):
-            if attempt == attempts:
+        # A venue finds an ended order by its client id only for a while (Gate.io futures 60 s):
+        # while the request may still land, ask at least twice a window, or one that landed and
+        # ended just after a query could leave the window before the next and pass as never placed.
+        lookup_s = venue.client_id_lookup_s
+        tail_step_ns = None if lookup_s is None else int(lookup_s * 1e9) // 2
+        attempt = 0
+        while True:
+            if attempt >= attempts:
                 wait_ns = taken_until_ns - self.clock()
-                if not not_found or wait_ns <= 0:
+                if not not_found or wait_ns <= 0 or attempt > attempts + _MAX_TAIL_QUERIES:
                     break
+                if tail_step_ns is not None:
+                    wait_ns = min(wait_ns, tail_step_ns)
                 log.warning(
-                    "%s order %s %s not found yet; the venue may still take its request for %.1f s: asking then",
+                    "%s order %s %s not found yet; the venue may still take its request: asking again in %.1f s",
                     exchange.value, cid, request.symbol, wait_ns / 1e9,
                 )
                 await self.sleep(wait_ns / 1e9)
             elif attempt or not immediate:
                 await self.sleep(self.settings.backoff.delay(attempt - immediate))
+            attempt += 1
             asked += 1
             try:
                 if last is not None and last.order_id:

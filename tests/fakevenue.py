@@ -78,6 +78,7 @@ class FakeExchange:
 
     can_trade = True
     order_acceptance_s = 0.0  # how long after sending the venue may still take an order
+    client_id_lookup_s: float | None = None  # how long after it ends an order is found by its client id
 
     @property
     def exchange(self) -> ExchangeName:

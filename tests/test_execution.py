@@ -952,3 +952,53 @@ def test_a_leg_that_never_left_the_process_is_known_unfilled_and_recovered_at_on
     assert result.final_state is S.COMPLETED and not (result.error or "").startswith("requires manual approval")
     assert h.net_base() == 0
     h.check_journal_accounts_for_every_order()
+
+
+class FoundByItsTextForAMinute(FakeExchange):
+    """Gate.io futures as it finds orders: by their text only for 60 s after they end. The first
+    order's answer is lost; its request lands 4.8 s after it was sent and fills at once."""
+
+    order_acceptance_s = 65.0  # the order's deadline plus the clock window before the clock is read
+    client_id_lookup_s = 60.0
+
+    def __init__(self, instrument: Instrument, time: FakeTime) -> None:
+        super().__init__(instrument)
+        self.time = time
+        self.landed: tuple[int, OrderState] | None = None
+        self.asked_at_s: list[float] = []
+
+    async def place_order(self, request: OrderRequest) -> OrderState:
+        if self.placed:
+            return await super().place_order(request)
+        self.placed.append(request)
+        self.landed = (self.time.clock() + int(4.8e9), self._execute(request, D(1)))
+        raise ExchangeError(self.exchange.value, "timed out", category=ErrorCategory.OUTCOME_UNKNOWN)
+
+    async def query_order(
+        self, symbol: str, *, order_id: str | None = None, client_order_id: str | None = None,
+        sent_at_ms: int | None = None,
+    ) -> OrderState:
+        now = self.time.clock()
+        self.asked_at_s.append(now / 1e9)
+        if self.landed is not None and client_order_id == self.landed[1].client_order_id:
+            landed_ns, state = self.landed
+            if landed_ns <= now:
+                self.orders[state.client_order_id] = state  # the venue has it, found or not
+            if landed_ns <= now <= landed_ns + 60 * 10**9:
+                return state
+            raise OrderRejectedError(self.exchange.value, "ORDER_NOT_FOUND", category=ErrorCategory.UNKNOWN_ORDER)
+        return await super().query_order(symbol, order_id=order_id, client_order_id=client_order_id)
+
+
+def test_an_order_found_by_its_client_id_only_for_a_while_is_asked_about_within_that_while(tmp_path: Path) -> None:
+    """Asked about only before it landed and once the venue could no longer take it (65 s after it
+    was sent), the order above was past its 60 s lookup window: "not found" would have counted it
+    as never placed and its fill would never have been recovered. Asking at least twice a window
+    finds it."""
+    sell = FoundByItsTextForAMinute(spot(ExchangeName.MEXC), FakeTime())
+    h = Harness(tmp_path, FakeExchange(spot(ExchangeName.GATEIO)), sell)
+    sell.time = h.time  # lands by the executor's clock
+    result = h.run(opportunity())
+    assert result.legs[1].filled_quantity == D("0.5") and result.final_state is S.COMPLETED
+    assert any(4.8 <= t <= 64.8 for t in sell.asked_at_s[1:])  # a query found it inside its window
+    assert h.net_base() == 0

@@ -201,6 +201,11 @@ class PrivateExchange(Protocol):
         """How long after an order is sent the venue may still take it (a request delayed on its
         way): an order it does not find before then may yet appear. 0: never later than answered."""
 
+    @property
+    def client_id_lookup_s(self) -> float | None:
+        """How long after an order ends the venue still finds it by its client id (None: as long as
+        it matters here)."""
+
     def rehearse_order(self, request: OrderRequest) -> None:
         """Encode ``request`` as ``write_order`` would and drop it: nothing is sent, spent or tracked.
         Called between executions to keep the order path in the CPU's caches."""

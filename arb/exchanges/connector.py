@@ -813,6 +813,11 @@ class ExchangeConnector:
         return time.time_ns() // 1_000_000 + round(self.clock_skew or 0.0)
 
     @property
+    def client_id_lookup_s(self) -> float | None:
+        """How long after an order ends the venue still finds it by its client id (``VenueBinding``)."""
+        return self.binding.client_id_lookup_s
+
+    @property
     def order_acceptance_s(self) -> float:
         """How long after an order is sent the venue may still take it: its deadline, plus how far the
         local reading of the venue's clock may be behind it (``CLOCK_READ_ERROR_MS`` once read; before,

@@ -323,6 +323,11 @@ class PaperExchange:
         """0: a paper order is taken when ``place_order`` runs, or never."""
         return 0.0
 
+    @property
+    def client_id_lookup_s(self) -> None:
+        """None: a paper order is found by its client id while it is among the orders kept."""
+        return None
+
     def rehearse_order(self, request: OrderRequest) -> None:
         """Nothing to encode: a paper order is never written."""
 
