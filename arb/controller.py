@@ -1915,6 +1915,7 @@ class ArbitrageController:
         others are still cancelled. Other orders on the account (placed by hand or by another
         program) are left as they are; without a journal nothing says which are the engine's."""
         journal = self.journal
+        journal_writes = True
         for market, connector in self.traders.items():
             if not connector.can_trade:
                 continue
@@ -1924,7 +1925,8 @@ class ArbitrageController:
                 log.error("%s: open orders unreadable, none cancelled there: %s", market.value, exc)
                 continue
             for order in orders:
-                if journal is None or not order.client_order_id or not journal.knows(market, order.client_order_id):
+                cid = order.client_order_id
+                if journal is None or not cid or not self._engine_order(journal, market, cid, order.symbol):
                     log.info("%s: open order %s (%s) is not the engine's: left as it is", market.value,
                              order.client_order_id or order.order_id, order.symbol)
                     continue
@@ -1934,8 +1936,23 @@ class ArbitrageController:
                 except Exception as exc:
                     log.error("%s: cancelling %s (%s) failed: %s", market.value, order.client_order_id, order.symbol, exc)
                     continue
-                with contextlib.suppress(ArbitrageEngineError):
-                    journal.record_cancel(market, order.client_order_id, state)
+                if journal_writes:
+                    try:
+                        journal.record_cancel(market, cid, state)
+                    except Exception as exc:  # the venue's cancel stands; the next start's reconciliation learns it
+                        log.error("%s: cancel of %s not journaled, nor the cancels after it: %s", market.value, cid, exc)
+                        journal_writes = False  # each failed write may hold the loop for the busy timeout
+
+    @staticmethod
+    def _engine_order(journal: Journal, market: ExchangeName, client_order_id: str, symbol: str) -> bool:
+        """Whether an open order is one of the engine's: the journal has its intent. One the journal
+        cannot be asked about counts as the engine's: an order of ours left resting could fill unwatched."""
+        try:
+            return journal.knows(market, client_order_id)
+        except Exception as exc:
+            log.error("%s: journal unreadable about open order %s (%s), cancelling it: %s", market.value,
+                      client_order_id, symbol, exc)
+            return True
 
     async def _close_connectors(self) -> None:
         for market, connector in self.connectors.items():

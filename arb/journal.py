@@ -1114,8 +1114,11 @@ class Journal:
         return [self._intent(row) for row in rows]
 
     def knows(self, exchange: ExchangeName, client_order_id: str) -> bool:
-        """Whether an intent was recorded for ``client_order_id`` on ``exchange``: the order is the engine's."""
-        self.flush_intents()
+        """Whether an intent was recorded for ``client_order_id`` on ``exchange``: the order is the engine's.
+        Reads only: an intent still in the intent log, not yet in the database, is found there."""
+        key = (exchange.value, client_order_id)
+        if key in self._open or any((row[3], row[4]) == key for row, _ in self._logged):
+            return True
         row = self._db.execute(
             "SELECT 1 FROM intents WHERE exchange = ? AND client_order_id = ? LIMIT 1", (exchange.value, client_order_id)
         ).fetchone()

@@ -1961,3 +1961,53 @@ def test_a_start_up_stop_whose_cancellation_was_swallowed_still_stops_the_run(
         return stop
 
     assert asyncio.run(scenario()) == "received SIGTERM"
+
+
+def test_the_shutdown_cancels_the_engines_orders_while_the_journal_cannot_be_written(tmp_path: Path) -> None:
+    """A journal locked by another writer (or failing) is when an operator stops the engine: asking
+    it which orders are the engine's must not need a write, and an order it cannot answer about is
+    cancelled rather than left to fill unwatched."""
+    import sqlite3
+
+    def resting(cid: str) -> OrderState:
+        return OrderState(symbol="BTC/USDT", order_id=cid, client_order_id=cid, side=OrderSide.BUY,
+                          type=OrderType.LIMIT, status=OrderStatus.NEW, quantity=D("0.001"), price=D(50000))
+
+    class Venue:
+        can_trade = True
+
+        def __init__(self) -> None:
+            self.cancelled: list[str] = []
+
+        async def open_orders(self) -> list[OrderState]:
+            return [resting("logged"), resting("unanswerable")]
+
+        async def cancel_order(self, symbol: str, *, order_id: str) -> OrderState:
+            self.cancelled.append(order_id)
+            return msgspec.structs.replace(resting(order_id), status=OrderStatus.CANCELED)
+
+    path = tmp_path / "journal.sqlite3"
+    journal = Journal(path)
+    request = OrderRequest(symbol="BTC/USDT", side=OrderSide.BUY, type=OrderType.LIMIT, quantity=D("0.001"),
+                           price=D(50000), time_in_force=TimeInForce.IOC, client_order_id="logged")
+    journal.record_intents("o-logged", [("buy", ExchangeName.MEXC, request)], deferred=True)  # in the intent log
+    knows = journal.knows
+
+    def knows_or_fails(market: ExchangeName, client_order_id: str) -> bool:
+        if client_order_id == "unanswerable":
+            raise sqlite3.OperationalError("disk I/O error")
+        return knows(market, client_order_id)
+
+    journal.knows = knows_or_fails  # type: ignore[method-assign]
+    other = sqlite3.connect(path, timeout=0.1)
+    other.execute("BEGIN IMMEDIATE")  # another writer holds the database
+    try:
+        venue = Venue()
+        controller = ArbitrageController(manager(tmp_path), journal=journal)
+        controller.traders = {ExchangeName.MEXC: venue}  # type: ignore[dict-item]
+        asyncio.run(controller._cancel_open_orders())
+        assert venue.cancelled == ["logged", "unanswerable"]
+    finally:
+        other.rollback()
+        other.close()
+        journal.close()
