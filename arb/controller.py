@@ -107,6 +107,8 @@ RECOVERY_LOSS_FRACTION = Decimal("0.01")
 # order kept in reserve, so that a leg that fails is hedged or unwound at once rather than once
 # the budget's window has passed (a second on Gate.io spot, after a burst of trades).
 ENTRY_ORDER_BUDGET = 2
+# Status ticks in a row that may put off a collection because an opportunity was waiting (``_housekeeping``).
+COLLECTION_SKIPS_MAX = 5
 # How long a shutdown waits for the executions in flight to end (both legs' outcomes learned, any
 # residual recovered or flagged) before it closes the connections and the journal under them. A
 # recovery held by a venue's rate limit alone gives up after ``recovery.RATE_LIMITED_FOR_S``.
@@ -458,6 +460,7 @@ class ArbitrageController:
         self.hedges: HedgeBook | None = None
         self.funding: FundingBook | None = None
         self.collection = IdleCollection()  # garbage collection between executions (arb.collection)
+        self._collections_put_off = 0  # status ticks in a row that did not collect (``_collect_at_tick``)
 
     # --- start-up -----------------------------------------------------------------------
 
@@ -1737,10 +1740,7 @@ class ArbitrageController:
     async def _housekeeping(self) -> None:
         while True:
             await asyncio.sleep(self.status_interval_s)
-            # Trading without a pause never reaches the trade loop's idle collection; not while an
-            # opportunity waits for the trade loop, whose orders would wait for the collection.
-            if not self._pending:
-                self.collection.collect_if_due()
+            self._collect_at_tick()
             if self.pipeline is not None:
                 self.pipeline.refresh_position_caps()
                 self._mark_to_market()
@@ -1748,6 +1748,17 @@ class ArbitrageController:
                 self.balances.update_caps()
             if self.status is not None:
                 self.status(self.status_line())
+
+    def _collect_at_tick(self) -> None:
+        """Trading without a pause never reaches the trade loop's idle collection: the status tick
+        collects. Not while an opportunity waits for the trade loop, whose orders would wait for the
+        collection, unless opportunities kept it waiting at every tick for a while: garbage must not
+        pile up with automatic collection off."""
+        if self._pending and self._collections_put_off < COLLECTION_SKIPS_MAX:
+            self._collections_put_off += 1
+            return
+        self._collections_put_off = 0
+        self.collection.collect_if_due()
 
     # --- reports ------------------------------------------------------------------------
 

@@ -25,7 +25,7 @@ from test_pipeline import book
 
 from arb import ArbitrageController, ArbitrageEngine
 from arb.config import ConfigurationManager
-from arb.controller import ENTRY_ORDER_BUDGET, Executor, RunSummary, _set_aside, dry_run_cluster
+from arb.controller import COLLECTION_SKIPS_MAX, ENTRY_ORDER_BUDGET, Executor, RunSummary, _set_aside, dry_run_cluster
 from arb.errors import ArbitrageEngineError, ConfigurationError, ExchangeError, OrderRejectedError
 from arb.execution import StartedExecution, TwoLegExecutor
 from arb.exchanges.base import BookKey
@@ -1916,27 +1916,20 @@ def test_housekeeping_collects_garbage_only_while_no_opportunity_waits(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """An opportunity queued for the trade loop is traded in the loop's next steps; a collection
-    run by the status tick in between would hold its orders back."""
+    run by the status tick in between would hold its orders back. Put off, but not for ever:
+    opportunities standing at every tick, and garbage piles up with automatic collection off."""
     controller = ArbitrageController(manager(tmp_path))
-    controller.status_interval_s = 0.001
-    collected: list[bool] = []
-    monkeypatch.setattr(controller.collection, "collect_if_due", lambda: collected.append(bool(controller._pending)))
-
-    async def ticks(pending: bool) -> None:
-        if pending:
-            controller._pending["BTC/USDT"] = mexc_to_gate("o1", D("100"), D("101"), "0.1")  # type: ignore[index]
-        else:
-            controller._pending.clear()
-        task = asyncio.ensure_future(controller._housekeeping())
-        await asyncio.sleep(0.02)
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-    asyncio.run(ticks(pending=True))
-    assert collected == []
-    asyncio.run(ticks(pending=False))
-    assert collected and not any(collected)
+    collected: list[int] = []
+    monkeypatch.setattr(controller.collection, "collect_if_due", lambda: collected.append(tick))
+    controller._pending["BTC/USDT"] = mexc_to_gate("o1", D("100"), D("101"), "0.1")  # type: ignore[index]
+    for tick in range(1, 2 * (COLLECTION_SKIPS_MAX + 1) + 1):
+        controller._collect_at_tick()
+    assert collected == [COLLECTION_SKIPS_MAX + 1, 2 * (COLLECTION_SKIPS_MAX + 1)]
+    controller._pending.clear()
+    collected.clear()
+    for tick in range(3):
+        controller._collect_at_tick()
+    assert collected == [0, 1, 2]
 
 
 def test_a_start_up_stop_whose_cancellation_was_swallowed_still_stops_the_run(
