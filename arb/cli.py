@@ -1,7 +1,7 @@
 """Command line: ``python -m arb <command>``.
 
 Exit codes: 0 success, 1 runtime error (a backtest: the recording is damaged), 2 bad configuration or usage,
-130 interrupted.
+130 interrupted (143: stopped by SIGTERM before it began).
 """
 
 from __future__ import annotations
@@ -290,7 +290,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         held = release_stop_signals()
         if held is not None:
             print(f"arb: received {held.name} before starting; stopped", file=sys.stderr)
-            return EXIT_OK
+            # A service stopped before it began stopped cleanly; any other command did not do its work.
+            return EXIT_OK if args.command in ("record", "sim") else 128 + held
+
     logging.basicConfig(
         level=getattr(args, "log_level", "INFO"),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

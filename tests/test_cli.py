@@ -455,3 +455,18 @@ def test_a_report_that_could_not_be_written_fails_the_command(tmp_path: Path) ->
         result = arb(*command, "--report", str(report), cwd=tmp_path)
         assert result.returncode == 1, result.stderr
         assert f"report not written to {report}" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(("signum", "code"), [("SIGINT", 130), ("SIGTERM", 143)])
+def test_a_command_stopped_before_it_began_says_it_did_not_do_its_work(signum: str, code: int) -> None:
+    """``arb export ... && upload`` must not go on after an export that never ran."""
+    script = (
+        "import os, signal, sys\n"
+        "from arb.shutdown import hold_stop_signals\n"
+        "hold_stop_signals()\n"
+        f"os.kill(os.getpid(), signal.{signum})\n"
+        "from arb.cli import main\n"
+        "sys.exit(main(['export', 'fills', '--journal', '/nonexistent/journal.sqlite3']))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, cwd="/")
+    assert result.returncode == code and f"received {signum} before starting; stopped" in result.stderr
