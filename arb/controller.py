@@ -107,6 +107,9 @@ RECOVERY_LOSS_FRACTION = Decimal("0.01")
 # order kept in reserve, so that a leg that fails is hedged or unwound at once rather than once
 # the budget's window has passed (a second on Gate.io spot, after a burst of trades).
 ENTRY_ORDER_BUDGET = 2
+# How soon after the stop signal held before the start-up took it the same signal from the event loop
+# is that one again (``_install_startup_signals``), not an operator's second signal forcing exit.
+HELD_SIGNAL_ECHO_S = 0.5
 # Status ticks in a row that may put off a collection because an opportunity was waiting (``_housekeeping``).
 COLLECTION_SKIPS_MAX = 5
 # How long a shutdown waits for the executions in flight to end (both legs' outcomes learned, any
@@ -507,8 +510,16 @@ class ArbitrageController:
         """Handlers for the start-up and the moment after it, before ``run`` takes the signals; the
         signals handled (none where the loop takes no handlers)."""
         loop = asyncio.get_running_loop()
+        # The stop signal held before these handlers (``hold_stop_signals``) and when it was taken: one
+        # that came while they were being installed reaches both the hold and the loop's handler.
+        taken: list[tuple[signal.Signals, float]] = []
 
         def stop(sig: signal.Signals) -> None:
+            if taken:
+                held, at = taken.pop()
+                if held is sig and time.monotonic() - at < HELD_SIGNAL_ECHO_S:
+                    log.debug("%s delivered again by the event loop: the one held, handled once", sig.name)
+                    return
             reason = f"received {sig.name}"
             if self.shutdown_manager.is_shutting_down:  # shut down without a run: as a run's shutdown
                 self.shutdown_manager.on_signal(sig)
@@ -545,6 +556,7 @@ class ArbitrageController:
         held = take_held_stop_signal()  # received before these handlers (``hold_stop_signals``)
         if held is not None:
             stop(held)
+            taken.append((held, time.monotonic()))
         return handled
 
     async def _initialize(self, dry_run: bool, paper: bool) -> None:

@@ -2004,3 +2004,38 @@ def test_the_shutdown_cancels_the_engines_orders_while_the_journal_cannot_be_wri
         other.rollback()
         other.close()
         journal.close()
+
+
+def test_the_held_stop_signal_delivered_again_by_the_event_loop_is_handled_once(tmp_path: Path) -> None:
+    """A stop that comes while the start-up installs its handlers reaches both the hold
+    (``hold_stop_signals``) and the event loop: handled twice, it read as a second signal and
+    forced the process out, skipping the start-up's cleanup."""
+    script = f"""
+import asyncio, os, signal, sys
+from arb.shutdown import hold_stop_signals
+hold_stop_signals()
+os.kill(os.getpid(), signal.SIGTERM)  # held
+from arb.config import ConfigurationManager
+from arb.controller import ArbitrageController
+from arb.errors import StartupInterrupted
+manager = ConfigurationManager(None, environ={{"ARB_JOURNAL_PATH": {str(tmp_path / "j.sqlite3")!r}}})
+manager.load_configuration(dry_run=True)
+controller = ArbitrageController(manager)
+
+async def start(dry_run, paper):
+    os.kill(os.getpid(), signal.SIGTERM)  # the same stop, as the event loop delivers it
+    try:
+        await asyncio.sleep(5)
+    except asyncio.CancelledError:  # stopped: the start-up closes what it opened, which awaits
+        await asyncio.sleep(0.2)
+        raise
+
+controller._initialize = start
+try:
+    asyncio.run(controller.initialize(dry_run=True))
+except StartupInterrupted as exc:
+    print("interrupted:", exc)
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, cwd="/")
+    assert result.returncode == 0, result.stderr
+    assert "interrupted: received SIGTERM while starting" in result.stdout and "forcing exit" not in result.stderr
