@@ -104,6 +104,11 @@ def _string_list(raw: Any) -> list[str]:
 
 def _url(scheme: str) -> Callable[[Any], str]:
     def parse(raw: Any) -> str:
+        if isinstance(raw, str) and "@" in _authority(raw):
+            # First: every other refusal below repeats the value. It would be logged with the URL
+            # too (connectors name their endpoints); a proxy that needs credentials takes them
+            # some other way.
+            raise _InvalidSecret("a URL with a user name or password in it: not accepted, it would appear in logs")
         if not isinstance(raw, str) or not re.match(rf"^{scheme}s?://[^/\s]", raw):
             raise _Invalid(f"expected a URL starting {scheme}:// or {scheme}s://")
         if re.search(r"\s", raw):
@@ -115,14 +120,15 @@ def _url(scheme: str) -> Callable[[Any], str]:
             raise _Invalid(f"not a valid URL: {exc}") from None
         if not parsed.hostname:
             raise _Invalid("no host")
-        if parsed.username is not None or parsed.password is not None:
-            # It would be logged with the URL (connectors name their endpoints); a proxy that needs
-            # credentials takes them some other way.
-            raise _InvalidSecret(f"a URL with a user name or password in it ({parsed.hostname}): not accepted, "
-                                 "it would appear in logs")
         return raw
 
     return parse
+
+
+def _authority(url: str) -> str:
+    """The ``user:password@host:port`` part of ``url`` (all of it when it has no scheme)."""
+    rest = url.partition("://")[2] if "://" in url else url
+    return re.split(r"[/?#]", rest, maxsplit=1)[0]
 
 
 def _cleartext_remote(url: str) -> bool:

@@ -386,9 +386,11 @@ def test_a_kubernetes_service_link_is_refused_with_the_way_out(tmp_path: Path) -
 def test_a_url_with_credentials_is_refused_without_echoing_them(tmp_path: Path) -> None:
     """Connectors log their URLs: a password in one would be written to every log."""
     found = problems(tmp_path, "[exchanges.gateio]\nrest_url = 'https://proxyuser:PROXYPASS@proxy.example:8443'\n"
-                               "ws_url = 'wss://token@ws.example/ws'\n")
-    assert len(found) == 2 and all("user name or password" in p for p in found)
-    assert not any("PROXYPASS" in p or "proxyuser" in p or "token" in p for p in found)
+                               "ws_url = 'wss://token@ws.example/ws'\n"
+                               "[exchanges.mexc]\nrest_url = 'https://u:S3CRET@proxy.example:99999'\n"  # bad port too
+                               "ws_url = 'ftp://u:S3CRET@proxy.example/ws x'\n")  # bad scheme, a space
+    assert len(found) == 4 and all("user name or password" in p for p in found)
+    assert not any(secret in p for p in found for secret in ("PROXYPASS", "proxyuser", "token", "S3CRET"))
 
 
 def test_a_file_nested_too_deeply_is_named_not_a_traceback(tmp_path: Path) -> None:
