@@ -201,7 +201,8 @@ class RunSummary(msgspec.Struct, kw_only=True):
     dropped_positions: int = 0
     dropped_hedge_basis: Decimal = Decimal(0)
     # Residuals waiting for an operator at the end ("opportunity symbol residual: why"), earlier
-    # runs' included, and how many this run flagged.
+    # runs' included, and how many this run flagged (its start-up's flags of what an earlier run
+    # left with unmatched legs included: that run died before it could say so).
     awaiting_approval: list[str] = []
     flagged_this_run: int = 0
     funding_settled: Decimal = Decimal(0)  # settled funding this run counted (its first read: since 00:00 UTC)
@@ -464,6 +465,7 @@ class ArbitrageController:
         self.funding: FundingBook | None = None
         self.collection = IdleCollection()  # garbage collection between executions (arb.collection)
         self._collections_put_off = 0  # status ticks in a row that did not collect (``_collect_at_tick``)
+        self._flagged_at_start = 0  # residuals an earlier run left that this run's start-up flagged
 
     # --- start-up -----------------------------------------------------------------------
 
@@ -978,6 +980,7 @@ class ArbitrageController:
                 reason = "interrupted by an engine restart with unmatched legs"
             log.error("opportunity %s: REQUIRES MANUAL APPROVAL: %s; open residual %s base", opp, reason, net)
             journal.record_recovery_step(opp, "manual_approval", {"reason": reason, "residual": net})
+            self._flagged_at_start += 1  # the run that left it died before it could say so
         if self.recovery is not None:
             for opp, symbol, detail in journal.awaiting_approval():
                 self.recovery.restore_flagged(
@@ -1873,7 +1876,9 @@ class ArbitrageController:
                 for a in (self.recovery.get_active_recoveries() if self.recovery is not None else [])
                 if a.status is RecoveryStatus.AWAITING_APPROVAL
             ],
-            flagged_this_run=self.recovery.get_recovery_statistics().flagged if self.recovery is not None else 0,
+            flagged_this_run=self._flagged_at_start + (
+                self.recovery.get_recovery_statistics().flagged if self.recovery is not None else 0
+            ),
             dropped_positions=self._dropped_positions,
             dropped_hedge_basis=self._dropped_basis,
             funding_settled=self._funding_settled,

@@ -968,6 +968,10 @@ def test_a_restart_without_a_market_the_last_execution_traded_flags_it_rather_th
     controller._flag_interrupted(journal, ["o1"])
     (step, detail), = [s for s in journal.recovery_steps("o1") if s[0] == "manual_approval"]
     assert detail["reason"] == "its fills could not be checked for unmatched legs: mexc is not traded in this run"
+    # Flagged by this run's start: the run says so in its exit code (the run that left it died first).
+    assert controller.summary().flagged_this_run == 1 and not controller.summary().ok
+    controller._flag_interrupted(journal, ["o1"])  # flagged already: not again
+    assert controller.summary().flagged_this_run == 1
 
 
 def test_a_restart_flags_an_older_execution_killed_mid_recovery_beside_a_newer_one(tmp_path: Path) -> None:
