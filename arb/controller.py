@@ -225,8 +225,8 @@ class RunSummary(msgspec.Struct, kw_only=True):
         else:
             return ""
         if dropped:
-            text += (f", {dropped} dropped with {self.dropped_hedge_basis} locked in them: their close "
-                     "outside the engine is not in this figure")
+            text += (f", {dropped} dropped with {self.dropped_hedge_basis} locked in them by the runs that "
+                     "opened them: their close outside the engine is not in this figure")
         return f" ({text})"
 
     def lines(self) -> list[str]:
@@ -1155,6 +1155,10 @@ class ArbitrageController:
         add("flush journal", self._close_journal, timeout_s=5)
         if self._owned_sim:
             add("stop simulated venues", self._stop_sim, timeout_s=5)
+        needed = sum(timeout for _, timeout in self.shutdown_manager.steps)
+        if self.shutdown_manager.timeout_s < needed:
+            log.warning("the shutdown's budget, %.0f s, is shorter than its steps' %.0f s: the last steps may be "
+                        "skipped (the journal's flush among them)", self.shutdown_manager.timeout_s, needed)
 
     # --- the loop -----------------------------------------------------------------------
 

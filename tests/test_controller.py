@@ -2043,3 +2043,20 @@ except StartupInterrupted as exc:
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, cwd="/")
     assert result.returncode == 0, result.stderr
     assert "interrupted: received SIGTERM while starting" in result.stdout and "forcing exit" not in result.stderr
+
+
+def test_a_shutdown_manager_given_too_short_a_budget_is_warned_about(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One passed in by a caller keeps its own budget: shorter than the steps, the journal's flush
+    could be skipped after a long drain."""
+    from arb.shutdown import ShutdownManager
+
+    controller = ArbitrageController(manager(tmp_path), shutdown=ShutdownManager(timeout_s=30))
+    with caplog.at_level(logging.WARNING, logger="arb.controller"):
+        controller._register_shutdown_steps()
+    assert "the shutdown's budget, 30 s, is shorter than its steps' 80 s" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="arb.controller"):
+        ArbitrageController(manager(tmp_path))._register_shutdown_steps()
+    assert "budget" not in caplog.text

@@ -206,7 +206,8 @@ def test_a_running_engine_drops_hedges_whose_futures_were_closed_at_the_venue_be
             assert summary.dropped_hedge_basis == locked and summary.held_hedge_basis >= locked
             pnl_line = next(line for line in summary.lines() if "realized PnL" in line)
             assert (f"({summary.held_hedge_basis} of it hedge basis locked in; 0 open hedges, 1 dropped with "
-                    f"{locked} locked in them: their close outside the engine is not in this figure)") in pnl_line
+                    f"{locked} locked in them by the runs that opened them: their close outside the engine is not "
+                    "in this figure)") in pnl_line
             catalogs.append(hedges.catalogs)
             return engine.results[held:], positions, perp_contracts(cluster)
 
