@@ -23,6 +23,7 @@ with it, for the quote) will soon stop; an alert says so once per episode.
 from __future__ import annotations
 
 import asyncio
+import time
 import logging
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from decimal import Decimal
@@ -120,6 +121,7 @@ class BalanceMonitor:
         self._push_seq = 0
         self._read_seq = 0  # refreshes started
         self._applied_read: dict[ExchangeName, int] = {}  # the refresh whose read each market's balances came from
+        self._applied_read_ns: dict[ExchangeName, int] = {}  # when that read began (``time.monotonic_ns``)
         self._pushed_at: dict[tuple[ExchangeName, str], int] = {}  # the push sequence of each asset's last push
         # What executions just spent, off the free balance until the venue says what is left (``spend``).
         self._spent: dict[tuple[ExchangeName, str], list[_Spending]] = {}
@@ -132,6 +134,7 @@ class BalanceMonitor:
         # position limit (``RiskManager.futures_room``); None: no bound but the balances.
         self.position_room: Callable[[ExchangeName, str, Decimal | None], tuple[Decimal, Decimal] | None] | None = None
         self._refreshing: dict[ExchangeName, asyncio.Task[None]] = {}  # ``refresh_soon`` reads under way
+        self._refresh_again: set[ExchangeName] = set()  # asked for while one was under way: read once more
 
     def free(self, exchange: ExchangeName, asset: str) -> Decimal:
         """Free balance of ``asset`` on ``exchange`` (0 when unknown), less what an execution spent
@@ -190,10 +193,14 @@ class BalanceMonitor:
 
     def read_handler(self, exchange: ExchangeName) -> BalancesReadHandler:
         """The ``on_balances_read`` handler of ``exchange``'s private stream: the balances it reads by
-        REST when a push says they changed. Applied as pushes are, never checked for drift."""
+        REST when a push says they changed. Applied as pushes are, never checked for drift; dropped
+        when a read of ``refresh`` begun after it has answered first (a trade's margin read, say)."""
         self._streamed.add(exchange)
 
-        def on_read(balances: Mapping[str, Balance]) -> None:
+        def on_read(balances: Mapping[str, Balance], started_ns: int) -> None:
+            if started_ns < self._applied_read_ns.get(exchange, 0):
+                log.debug("%s: balances read by the private stream dropped: a later read has answered", exchange.value)
+                return
             for balance in balances.values():
                 self._apply(exchange, balance)
             self.update_caps((exchange,))
@@ -225,12 +232,22 @@ class BalanceMonitor:
 
     def refresh_soon(self, exchange: ExchangeName) -> None:
         """Read ``exchange``'s balances now, in the background (as ``refresh``: assets pushed while the
-        read is on its way keep their push); a read already under way for it is not doubled."""
+        read is on its way keep their push). Asked while a read is under way, one more follows it:
+        that read may have begun before what this was asked for (a second reconnect)."""
         task = self._refreshing.get(exchange)
-        if task is None or task.done():
-            self._refreshing[exchange] = asyncio.get_running_loop().create_task(
-                self.refresh((exchange,)), name=f"{exchange.value} balance read"
-            )
+        if task is not None and not task.done():
+            self._refresh_again.add(exchange)
+            return
+        self._refreshing[exchange] = asyncio.get_running_loop().create_task(
+            self._refresh_while_asked(exchange), name=f"{exchange.value} balance read"
+        )
+
+    async def _refresh_while_asked(self, exchange: ExchangeName) -> None:
+        while True:
+            self._refresh_again.discard(exchange)
+            await self.refresh((exchange,))
+            if exchange not in self._refresh_again:
+                return
 
     async def refresh(self, exchanges: Iterable[ExchangeName] | None = None) -> None:
         """Read the balances of ``exchanges`` (default: all) concurrently, then update caps and alerts.
@@ -243,6 +260,7 @@ class BalanceMonitor:
         """
         names = [e for e in (self.sources if exchanges is None else exchanges) if e in self.sources]
         started = self._push_seq
+        started_ns = time.monotonic_ns()
         self._read_seq += 1
         read_seq = self._read_seq
         results = await _read_all([self.sources[e].balances() for e in names])
@@ -255,6 +273,7 @@ class BalanceMonitor:
                 log.debug("%s: balance read dropped: a later read has answered", exchange.value)
                 continue
             self._applied_read[exchange] = read_seq
+            self._applied_read_ns[exchange] = started_ns
             self._reconcile(exchange, result, started)
         self.refreshes += 1
         self.update_caps()

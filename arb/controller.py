@@ -1140,8 +1140,8 @@ class ArbitrageController:
         """``read``, then the futures position check brought forward (``_watch_futures_positions``)."""
         due = self._positions_due
 
-        def on_read(balances: Mapping[str, Balance]) -> None:
-            read(balances)
+        def on_read(balances: Mapping[str, Balance], started_ns: int) -> None:
+            read(balances, started_ns)
             due.set()
 
         return on_read

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Mapping
 from decimal import Decimal as D
 
@@ -297,7 +298,7 @@ def test_balances_a_stream_reads_by_rest_keep_the_market_current_but_are_never_d
     on_read = monitor.read_handler(ExchangeName.GATEIO_FUTURES)
     assert monitor.streamed(ExchangeName.GATEIO_FUTURES)
     asyncio.run(monitor.refresh())
-    on_read({"USDT": Balance(asset="USDT", free=D("900"), locked=D("100"))})
+    on_read({"USDT": Balance(asset="USDT", free=D("900"), locked=D("100"))}, time.monotonic_ns())
     assert monitor.free(ExchangeName.GATEIO_FUTURES, "USDT") == D("900")
     futures.free["USDT"] = D("800")  # the stream's next read is still on its way
     for _ in range(3):
@@ -528,11 +529,56 @@ def test_a_read_after_a_reconnect_keeps_a_push_that_came_while_it_was_on_its_way
     async def run() -> None:
         monitor.balance_handler(ExchangeName.GATEIO)  # a streamed market, as the controller sets it up
         monitor.refresh_soon(ExchangeName.GATEIO)
-        monitor.refresh_soon(ExchangeName.GATEIO)  # one read under way: not doubled
         await asyncio.sleep(0)
+        gate.free["USDT"] = D("400")  # a fill, and its push
         monitor.push(ExchangeName.GATEIO, Balance(asset="USDT", free=D("400")))
         release.set()
         await asyncio.sleep(0.01)
 
     asyncio.run(run())
     assert gate.calls == 1 and monitor.free(ExchangeName.GATEIO, "USDT") == D("400")
+
+
+def test_a_read_asked_for_while_one_is_under_way_follows_it() -> None:
+    """Two reconnects in quick succession: the read the first asked for may have begun before the
+    second outage, whose lost pushes only a read begun after it can show. One more read follows."""
+    gate = FakeVenue(USDT="1000")
+    monitor = BalanceMonitor({ExchangeName.GATEIO: gate})
+    release = asyncio.Event()
+    answer = gate.balances
+
+    async def slow_balances() -> Mapping[str, Balance]:
+        snapshot = await answer()
+        await release.wait()
+        return snapshot
+
+    gate.balances = slow_balances  # type: ignore[method-assign]
+
+    async def run() -> None:
+        monitor.balance_handler(ExchangeName.GATEIO)
+        monitor.refresh_soon(ExchangeName.GATEIO)  # the first resubscription's read: 1000
+        await asyncio.sleep(0)
+        gate.free["USDT"] = D("300")  # spent while the stream was down the second time: its push lost
+        monitor.refresh_soon(ExchangeName.GATEIO)  # the second resubscription
+        monitor.refresh_soon(ExchangeName.GATEIO)  # asked again meanwhile: still one read to follow
+        release.set()
+        await asyncio.sleep(0.01)
+
+    asyncio.run(run())
+    assert gate.calls == 2 and monitor.free(ExchangeName.GATEIO, "USDT") == D("300")
+
+
+def test_a_stream_read_begun_before_a_refresh_that_answered_first_is_dropped() -> None:
+    """Gate.io futures: the stream's read for a balance push was on its way when a fill used margin and
+    the controller's own read answered; the stream's older answer must not undo it, or the next
+    futures leg is sized on margin already used."""
+    futures = FakeVenue(USDT="1000")
+    monitor = BalanceMonitor({ExchangeName.GATEIO_FUTURES: futures})
+    on_read = monitor.read_handler(ExchangeName.GATEIO_FUTURES)
+    begun = time.monotonic_ns()  # the stream's read begins: 1000 free then
+    futures.free["USDT"] = D("400")
+    asyncio.run(monitor.refresh([ExchangeName.GATEIO_FUTURES]))
+    on_read({"USDT": Balance(asset="USDT", free=D("1000"))}, begun)
+    assert monitor.free(ExchangeName.GATEIO_FUTURES, "USDT") == D("400")
+    on_read({"USDT": Balance(asset="USDT", free=D("350"))}, time.monotonic_ns())  # a read begun since applies
+    assert monitor.free(ExchangeName.GATEIO_FUTURES, "USDT") == D("350")

@@ -138,8 +138,10 @@ class DisconnectTap(Protocol):
 OrderHandler: TypeAlias = Callable[[OrderState], None]
 FillHandler: TypeAlias = Callable[[Fill], None]
 BalanceHandler: TypeAlias = Callable[[Balance], None]
-BalancesReadHandler: TypeAlias = Callable[[Mapping[str, Balance]], None]
-"""The account's balances by asset, read by REST because a push said they changed without telling them."""
+BalancesReadHandler: TypeAlias = Callable[[Mapping[str, Balance], int], None]
+"""The account's balances by asset, read by REST because a push said they changed without telling
+them, and when the read began (``time.monotonic_ns``): a read begun before another that answered
+first is the older."""
 
 
 class PublicExchange(Protocol):

@@ -15,6 +15,7 @@ refuses them (bad key or signature), so an unusable stream fails at start, not s
 from __future__ import annotations
 
 import asyncio
+import time
 import logging
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
@@ -337,15 +338,18 @@ class PrivateStream:
     async def _read_balances(self, source: BalanceSource) -> None:
         while True:
             self._read_again = False
+            started_ns = time.monotonic_ns()
             try:
                 balances = await source()
             except ArbitrageEngineError as exc:
                 log.warning("%s: reading balances after a balance push or a reconnect failed: %s",
                             self.dialect.venue, exc)
+                if self._read_again:  # a change came meanwhile: read for it, or it waits for the periodic read
+                    continue
                 return
             if self._on_balances_read is not None:
                 try:
-                    self._on_balances_read(balances)
+                    self._on_balances_read(balances, started_ns)
                 except Exception:
                     log.exception("%s: balances-read handler raised", self.dialect.venue)
             else:
