@@ -606,9 +606,9 @@ def _record(args: argparse.Namespace) -> int:
             rotate_bytes=None if args.rotate_mb is None else int(args.rotate_mb * 1_000_000),
             rotate_interval_s=None if args.rotate_hours is None else max(1, int(args.rotate_hours * 3600)),
         )
-    except OSError as exc:
+    except OSError as exc:  # the --out given: taken already, or in a directory that cannot take it
         print(f"arb record: cannot create {args.out}: {exc}", file=sys.stderr)
-        return EXIT_ERROR
+        return EXIT_CONFIG
     source = "simulated venues" if sim else "real venues (public data)"
     print(f"recording {', '.join(m.value for m in markets)} {' '.join(args.symbols)} from {source} to {args.out}",
           flush=True)

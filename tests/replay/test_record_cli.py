@@ -47,7 +47,7 @@ def test_record_the_simulator_with_rotation(tmp_path: Path) -> None:
 def test_record_refuses_to_overwrite_and_bad_arguments(tmp_path: Path) -> None:
     (tmp_path / "taken.arbrec").write_bytes(b"x")
     result = arb("record", "--out", "taken.arbrec", "--duration", "1", cwd=tmp_path)
-    assert result.returncode == 1 and "cannot create" in result.stderr
+    assert result.returncode == 2 and "cannot create" in result.stderr  # a usage error, as for export
     result = arb("record", "--out", "x.arbrec", "--venues", "kraken", "--duration", "1", cwd=tmp_path)
     assert result.returncode == 2 and "'kraken'" in result.stderr
     result = arb("record", "--out", "x.arbrec", "--symbols", "DOGE/USDT", "--duration", "1", cwd=tmp_path)
