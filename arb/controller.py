@@ -1542,6 +1542,11 @@ class ArbitrageController:
         risk, executor, monitor = self.risk, self.executor, self.monitor
         if risk is None or executor is None:
             raise ArbitrageEngineError("controller not initialized: call initialize() first")
+        if risk.in_flight(opportunity.opportunity_id):
+            # Given twice (``ArbitrageEngine.execute_opportunity``): its client ids are taken, and its
+            # end would release the running execution's reservation while its orders are out.
+            log.warning("opportunity %s is being executed already: not started again", opportunity.opportunity_id)
+            return None
         pipeline = self.pipeline
         if pipeline is not None and pipeline.halted and self._on_halted_market(pipeline, opportunity, closes_hedge):
             self._halted_skips += 1
@@ -2038,8 +2043,17 @@ class ArbitrageEngine:
                 await runner
 
     async def execute_opportunity(self, opportunity: ArbitrageOpportunity) -> ExecutionResult:
-        """Risk-check and execute ``opportunity``; a refusal comes back as a FAILED result naming the check."""
+        """Risk-check and execute ``opportunity``; a refusal comes back as a FAILED result naming the check.
+        One detected longer ago than ``engine.max_data_age_ms`` is refused: stale data never trades."""
         start = self.controller.clock()
+        age_ns = start - opportunity.detected_at
+        if age_ns > self.controller.config.max_data_age_ms * 1_000_000:
+            return ExecutionResult(
+                opportunity_id=opportunity.opportunity_id, final_state=ArbitrageState.FAILED,
+                total_execution_time_ms=ZERO, realized_profit=ZERO,
+                error=f"not executed: detected {age_ns / 1e6:.1f} ms ago, past max_data_age_ms "
+                      f"({self.controller.config.max_data_age_ms})",
+            )
         result = await self.controller.process(opportunity)
         if result is not None:
             return result

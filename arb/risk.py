@@ -509,6 +509,16 @@ class RiskManager:
         if self._daily_pnl <= self._daily_floor:
             self._reject(RiskCheck.MAX_DAILY_LOSS, opportunity, -self._daily_pnl, self._max_daily_loss, counted)
         margin = opportunity.profit_margin_bps
+        quantity = opportunity.max_quantity
+        buy = opportunity.buy_price
+        sell = opportunity.sell_price
+        profit = opportunity.total_profit_estimate
+        finite = margin.is_finite() and quantity.is_finite() and buy.is_finite() and sell.is_finite()
+        if not (finite and profit.is_finite() and quantity > ZERO and buy > ZERO and sell > ZERO):
+            # Checked first: ordering a NaN raises in Decimal.
+            self._reject_invalid(opportunity, counted, "all must be finite, and the quantity and prices positive")
+        if profit < ZERO < margin and not closes_hedge:  # a close's own spread may be a loss its basis pays for
+            self._reject_invalid(opportunity, counted, "a positive margin with a loss as its profit estimate")
         if margin < self._min_margin:
             self._reject(RiskCheck.MIN_PROFIT_MARGIN, opportunity, margin, self._min_margin, counted)
         if not closes_hedge:
@@ -521,11 +531,6 @@ class RiskManager:
                 if counted:
                     self._warn_implausible(opportunity, price_margin)
                 self._reject(RiskCheck.MAX_PROFIT_MARGIN, opportunity, price_margin, self._max_margin, counted)
-        quantity = opportunity.max_quantity
-        buy = opportunity.buy_price
-        sell = opportunity.sell_price
-        if not (quantity > ZERO and buy > ZERO and sell > ZERO):
-            self._reject_invalid(opportunity, counted)
         # ``_worst_notional`` and ``_futures_leg``, written out: this runs on the order path.
         notional = quantity * (sell if sell > buy else buy)
         if notional > self._max_position:
@@ -590,13 +595,14 @@ class RiskManager:
             margin, self._max_margin,
         )
 
-    def _reject_invalid(self, opp: ArbitrageOpportunity, counted: bool) -> None:
+    def _reject_invalid(self, opp: ArbitrageOpportunity, counted: bool, why: str) -> None:
         if counted:
             self._rejections[RiskCheck.INVALID_OPPORTUNITY] += 1
         raise RiskRejection(
             RiskCheck.INVALID_OPPORTUNITY,
             f"opportunity {opp.opportunity_id} {opp.symbol}: max_quantity={opp.max_quantity}, "
-            f"buy_price={opp.buy_price}, sell_price={opp.sell_price}: all must be positive",
+            f"buy_price={opp.buy_price}, sell_price={opp.sell_price}, profit_margin_bps={opp.profit_margin_bps}, "
+            f"total_profit_estimate={opp.total_profit_estimate}: {why}",
         )
 
     def _refuse_breaker(self, opp: ArbitrageOpportunity, counted: bool) -> None:
@@ -632,6 +638,10 @@ class RiskManager:
         self._recoveries_allowed += 1
 
     # -- feeding the state --------------------------------------------------------------
+
+    def in_flight(self, opportunity_id: str) -> bool:
+        """Whether an execution of ``opportunity_id`` is started and not yet recorded as finished."""
+        return opportunity_id in self._in_flight
 
     def record_execution_started(self, opportunity: ArbitrageOpportunity) -> None:
         """Reserve the worst-case leg notional of an execution until ``record_execution``."""

@@ -194,12 +194,19 @@ def test_engine_session_statistics_health_and_a_refused_opportunity(tmp_path: Pa
             engine = ArbitrageEngine(controller)
             async with engine.session(trade=False):
                 assert engine.is_healthy
-                thin = mexc_to_gate("thin1btc", D("60000"), D("60001"), "0.0001", margin_bps="0.1")  # floor: 10 bps
+                thin = mexc_to_gate("thin1btc", D("60000"), D("60001"), "0.0001", margin_bps="0.1",  # floor: 10 bps
+                                    detected_at=controller.clock())
                 result = await engine.execute_opportunity(thin)
                 assert result.final_state is ArbitrageState.FAILED and result.error == "refused by risk checks"
                 stats = engine.get_engine_statistics()
                 assert (stats.opportunities_detected, stats.opportunities_executed) == (1, 0)
                 assert stats.success_rate == 0
+                # Detected longer ago than max_data_age_ms: stale data never trades, not even when given.
+                old = mexc_to_gate("old1btc", D("60000"), D("60100"), "0.0001",
+                                   detected_at=controller.clock() - 101 * 1_000_000)
+                result = await engine.execute_opportunity(old)
+                assert result.final_state is ArbitrageState.FAILED and "past max_data_age_ms (100)" in (result.error or "")
+                assert engine.get_engine_statistics().opportunities_detected == 1  # refused before the risk check
             assert not engine.is_healthy
 
     asyncio.run(scenario())
@@ -472,9 +479,12 @@ def test_cancelling_execute_opportunity_after_the_orders_are_out_still_finishes_
                 mid = cluster.feed.markets[0].mid_common / D(10) ** COMMON_DECIMALS  # both books quote near it
                 # Limits 2% through both books: both IOC orders fill at the venues' best prices (the
                 # opportunity's stated margin is what the risk check reads; the prices only limit the orders).
-                crossing = mexc_to_gate(
-                    "cut1btc", (mid * D("1.02")).quantize(D("0.01")), (mid * D("0.98")).quantize(D("0.01")), "0.001",
-                    detected_at=controller.clock(),
+                crossing = msgspec.structs.replace(
+                    mexc_to_gate(
+                        "cut1btc", (mid * D("1.02")).quantize(D("0.01")), (mid * D("0.98")).quantize(D("0.01")),
+                        "0.001", detected_at=controller.clock(),
+                    ),
+                    total_profit_estimate=D("0.05"),  # as its margin says (the risk check refuses a claimed loss)
                 )
                 task = asyncio.ensure_future(engine.execute_opportunity(crossing))
                 mexc, gate = cluster.venues["mexc"].stamps, cluster.venues["gateio"].stamps
@@ -1228,7 +1238,8 @@ def test_the_daily_loss_limit_counts_a_hedge_basis_when_the_close_realizes_it(tm
     async def scenario() -> None:
         for opp in (opportunity("o1", ExchangeName.GATEIO, PERP, "60000", "60300", "0.001"),
                     opportunity("c1", PERP, ExchangeName.GATEIO, "60100", "60050", "0.001")):
-            result = await controller.process(msgspec.structs.replace(opp, profit_margin_bps=D(100)))
+            closing = opp.opportunity_id == "c1"  # its own spread is a loss the basis locked in pays for
+            result = await controller.process(msgspec.structs.replace(opp, profit_margin_bps=D(100)), closes_hedge=closing)
             assert result is not None and result.final_state is ArbitrageState.COMPLETED
             daily.append(controller.risk.get_current_risk_metrics().daily_realized_pnl_usd)  # type: ignore[union-attr]
 
@@ -2060,3 +2071,17 @@ def test_a_shutdown_manager_given_too_short_a_budget_is_warned_about(
     with caplog.at_level(logging.WARNING, logger="arb.controller"):
         ArbitrageController(manager(tmp_path))._register_shutdown_steps()
     assert "budget" not in caplog.text
+
+
+def test_an_opportunity_given_again_while_it_executes_is_not_started_twice(tmp_path: Path) -> None:
+    """``ArbitrageEngine.execute_opportunity`` called twice with one opportunity: the second would
+    find its client ids taken, fail at once, and its end release the first one's reservation while
+    the first one's orders were out, opening the exposure limits."""
+    configuration = manager(tmp_path)
+    risk = RiskManager(configuration.config.risk_limits)
+    controller = ArbitrageController(configuration, executor=InstantExecutor(), risk=risk)
+    opp = mexc_to_gate("dup1", D("100"), D("101"), "0.1", detected_at=controller.clock())
+    risk.record_execution_started(opp)  # the first execution, its orders out
+    reserved = risk.get_current_risk_metrics().in_flight_usd
+    assert asyncio.run(controller.process(opp)) is None
+    assert risk.in_flight("dup1") and risk.get_current_risk_metrics().in_flight_usd == reserved > 0

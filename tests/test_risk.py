@@ -214,7 +214,7 @@ def test_total_exposure_boundary(quantity: str, expected: RiskCheck | None) -> N
 def test_symbol_exposure_boundary(quantity: str, expected: RiskCheck | None) -> None:
     manager, *_ = make()
     manager.record_fill(GATE, fill(OrderSide.SELL, "0.5", "2000"))  # short 1000 USD of ETH
-    opp = opportunity(quantity, buy="1000", sell="999", symbol="ETH/USDT")  # the higher leg price counts
+    opp = opportunity(quantity, buy="999", sell="1000", symbol="ETH/USDT")  # the higher leg price counts
     assert outcome(manager, opp) is expected
 
 
@@ -730,3 +730,21 @@ def test_execution_results_feed_the_daily_loss() -> None:
     assert outcome(manager, opportunity()) is None
     manager.record_realized_pnl(D("-0.01"))  # a recovery's loss
     assert outcome(manager, opportunity()) is RiskCheck.MAX_DAILY_LOSS
+
+
+@pytest.mark.parametrize("field", ["profit_margin_bps", "buy_price", "sell_price", "max_quantity", "total_profit_estimate"])
+def test_a_not_a_number_anywhere_is_refused_as_invalid_not_raised(field: str) -> None:
+    """A NaN compares false where it is read (``Decimal`` raises on it): a clear refusal, not an
+    ``InvalidOperation`` escaping into the trade loop or an API caller."""
+    manager, *_ = make()
+    assert outcome(manager, msgspec.structs.replace(opportunity(), **{field: D("NaN")})) is RiskCheck.INVALID_OPPORTUNITY
+
+
+def test_a_positive_margin_over_a_loss_is_refused_as_inconsistent() -> None:
+    """Selling at 100 what is bought at 101 loses, whatever margin the opportunity claims: every
+    margin check (the implausibly-high ceiling included) would judge the claim, not the prices."""
+    manager, *_ = make()
+    losing = msgspec.structs.replace(opportunity(buy="101", sell="100"), total_profit_estimate=D("-1"))
+    with pytest.raises(RiskRejection, match="a positive margin with a loss as its profit estimate"):
+        manager.validate_opportunity_risk(losing)
+    manager.validate_opportunity_risk(losing, closes_hedge=True)  # a close's own spread may be one
