@@ -634,10 +634,18 @@ class ArbitrageController:
                         self.hedges.restore(self.journal)
                     if self.risk is not None:
                         # Same source, same moment: today's realized loss and the positions still held count.
-                        self.risk.restore(
+                        restored = self.risk.restore(
                             self.journal, self._catalogs,
                             held_basis_by_day=self.hedges.restored_basis_by_day if self.hedges is not None else None,
                         )
+                        if restored.unvalued_today:
+                            # Their losses would otherwise be handed back to the daily loss limit (a venue
+                            # lost on, disabled, and the engine restarted): fail closed until someone looks.
+                            self.engage_kill_switch(
+                                f"today's realized PnL is not known whole: {len(restored.unvalued_today)} of "
+                                f"today's executions ({', '.join(restored.unvalued_today[:5])}) are on markets "
+                                "this run does not trade; check today's loss, then release (SIGUSR2)"
+                            )
             # The journal knows only this engine's trades: the futures venues say what is held.
             await self._check_futures_positions(restored=True)
             if self.funding is not None:

@@ -284,6 +284,9 @@ class RestoredRisk(msgspec.Struct, frozen=True, kw_only=True):
     total_exposure_usd: Decimal
     skipped: tuple[str, ...]  # opportunities (or orphan trade ids) left out, each logged as an error
     funding_today_usd: Decimal = Decimal(0)  # settled on the current trading day (in the daily PnL)
+    # Of ``skipped``, those with a fill recorded on the current trading day: its realized PnL is not
+    # known whole (the daily loss limit cannot be trusted until someone has looked).
+    unvalued_today: tuple[str, ...] = ()
 
 
 class RiskJournal(Protocol):
@@ -849,6 +852,10 @@ class RiskManager:
 
         if self._wall_clock() >= self._day_end_ns:
             self._roll_day()
+        unvalued_today = sorted({
+            opportunity_id for opportunity_id, order in sequence
+            if opportunity_id in skipped and order.recorded_at_ms // MS_PER_DAY == self._day
+        })
         self._positions.clear()
         self._marks.clear()
         self._symbol_exposure.clear()
@@ -895,6 +902,7 @@ class RiskManager:
             total_exposure_usd=self._used_total,
             skipped=tuple(skipped),
             funding_today_usd=funding,
+            unvalued_today=tuple(unvalued_today),
         )
         log.info(
             "risk: restored from the journal: %d orders, %d open positions, exposure %s USD; trading day %d "

@@ -2085,3 +2085,34 @@ def test_an_opportunity_given_again_while_it_executes_is_not_started_twice(tmp_p
     reserved = risk.get_current_risk_metrics().in_flight_usd
     assert asyncio.run(controller.process(opp)) is None
     assert risk.in_flight("dup1") and risk.get_current_risk_metrics().in_flight_usd == reserved > 0
+
+
+def test_a_start_that_cannot_value_todays_executions_holds_entries(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Lost money on a venue today, disabled it, restarted: its executions cannot be valued, and
+    leaving them out would hand their loss back to the daily loss limit. Entries are held (the
+    kill switch, journaled) until an operator has looked."""
+    from arb.risk import RestoredRisk
+
+    configuration = manager(tmp_path)
+    cluster = dry_run_cluster(configuration.config, random_per_minute=0)
+    restore = RiskManager.restore
+
+    def restore_leaving_out(self: RiskManager, *args: Any, **kwargs: Any) -> RestoredRisk:
+        return msgspec.structs.replace(restore(self, *args, **kwargs), unvalued_today=("lost1",))
+
+    monkeypatch.setattr(RiskManager, "restore", restore_leaving_out)
+
+    async def scenario() -> tuple[bool, tuple[str, int] | None]:
+        async with cluster:
+            controller = ArbitrageController(configuration, sim_cluster=cluster, journal=Journal(tmp_path / "j.sqlite3"))
+            await controller.initialize(dry_run=True)
+            assert controller.risk is not None and controller.journal is not None
+            held = controller.risk.get_circuit_breaker_status()[Breaker.KILL_SWITCH].tripped
+            kept = controller.journal.kill_switch()
+            await controller.shutdown("test over")
+            return held, kept
+
+    held, kept = asyncio.run(scenario())
+    assert held and kept is not None and "today's realized PnL is not known whole: 1 of today's executions (lost1)" in kept[0]

@@ -293,6 +293,10 @@ def test_an_instrument_no_longer_listed_leaves_its_opportunity_out(
     assert summary.skipped == ("hdg2",) and summary.executions_today == 1
     assert risk.get_current_risk_metrics().daily_realized_pnl_usd == D("-54.80530")
     assert any("hdg2 left out" in r.getMessage() and "mexc_futures" in r.getMessage() for r in caplog.records)
+    # Filled today: the day's realized PnL is not known whole (the controller holds entries for it).
+    assert summary.unvalued_today == ("hdg2",)
+    tomorrow = RiskManager(LIMITS, wall_clock=lambda: (TODAY_MS + 86_400_000) * 1_000_000)
+    assert tomorrow.restore(engine.journal, listed).unvalued_today == ()  # another day's: not today's loss
 
 
 def test_restore_replaces_state_and_keeps_in_flight_reservations(tmp_path: Path) -> None:
