@@ -1295,6 +1295,17 @@ class Journal:
                 flagged[opp] = (symbol or "", msgspec.json.decode(detail))
         return [(opp, symbol, detail) for opp, (symbol, detail) in flagged.items()]
 
+    def acknowledged(self) -> set[str]:
+        """Opportunities whose flag an operator acknowledged (``approvals --acknowledge``) and that were
+        not flagged again since: their residual was dealt with outside the engine."""
+        last: dict[str, str] = {}
+        for opp, step in self._db.execute(
+            "SELECT opportunity_id, step FROM recovery_steps WHERE step IN ('manual_approval', 'acknowledged') "
+            "ORDER BY step_id"
+        ):
+            last[opp] = step
+        return {opp for opp, step in last.items() if step == "acknowledged"}
+
     def recovery_steps(self, opportunity_id: str) -> list[tuple[str, dict[str, Any]]]:
         """The recovery steps of one opportunity as (step, detail), in order."""
         rows = self._db.execute(

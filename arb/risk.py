@@ -295,6 +295,9 @@ class RiskJournal(Protocol):
     def iter_fills(self) -> Iterable[FillRecord]:
         """Recorded fills in journal order, read as they are taken."""
 
+    def acknowledged(self) -> set[str]:
+        """Opportunities whose flagged residual an operator acknowledged as dealt with."""
+
     def funding_payments(self, since_ms: int = 0) -> list[tuple[ExchangeName, FundingPayment]]:
         """Recorded funding settled at or after ``since_ms``."""
 
@@ -866,17 +869,21 @@ class RiskManager:
         executions: dict[str, _ExecutionPnl] = {}
         replayed = 0
         moved: set[str] = set()
+        # A residual an operator acknowledged was closed (or taken over) by hand: its execution
+        # holds nothing for the engine any more, or it would use exposure headroom for good.
+        acknowledged = journal.acknowledged()
         for opportunity_id, order, instrument in resolved:
             if opportunity_id in skipped:
                 continue
-            # What record_fill does with the leg's one fill, the exposure left to the end (it
-            # depends only on the final positions and marks).
-            symbol = pair_symbol(order.symbol)  # as the live path: spot and perpetual of a pair net
-            self._move_position(
-                order.exchange, symbol, order.side, order.quantity * instrument.contract_size, order.average_price,
-                order.recorded_at_ms,
-            )
-            moved.add(symbol)
+            if opportunity_id not in acknowledged:
+                # What record_fill does with the leg's one fill, the exposure left to the end (it
+                # depends only on the final positions and marks).
+                symbol = pair_symbol(order.symbol)  # as the live path: spot and perpetual of a pair net
+                self._move_position(
+                    order.exchange, symbol, order.side, order.quantity * instrument.contract_size,
+                    order.average_price, order.recorded_at_ms,
+                )
+                moved.add(symbol)
             replayed += 1
             if opportunity_id is not None:
                 executions.setdefault(opportunity_id, _ExecutionPnl()).add_order(order, instrument)

@@ -413,3 +413,20 @@ def test_the_futures_venues_positions_replace_the_journals_where_they_differ(cap
     # A pair this engine does not trade is the account's other business: left as it is.
     assert risk.align_futures_positions(perp_market, {}, ("ETH/USDT",)) == {}
     assert risk.net_position("BTC/USDT") == D("0.2")
+
+
+def test_a_residual_an_operator_acknowledged_holds_no_exposure_after_a_restart(tmp_path: Path) -> None:
+    """``approvals --acknowledge``: the operator dealt with the residual (closed it by hand). Still
+    replayed from its fills, it used the exposure headroom for good: one residual under small limits
+    refused every entry (and every hedge close) from then on."""
+    engine = Engine(tmp_path, Wall(TODAY_MS))
+    results = trade_a_day(engine)
+    assert engine.risk.net_position("BTC/USDT") == D("0.2")  # flag5's residual
+    engine.journal.record_recovery_step("flag5", "acknowledged", {"by": "operator"})
+    restored = engine.restarted()
+    assert restored.net_position("BTC/USDT") == 0
+    # Its realized PnL so far still counts against the day's loss limit.
+    assert restored.get_current_risk_metrics().daily_realized_pnl_usd == sum((r.realized_profit for r in results), D(0))
+    # Flagged again since (a later restart found more): it holds its position again.
+    engine.journal.record_recovery_step("flag5", "manual_approval", {"reason": "again", "residual": "0.2"})
+    assert engine.restarted().net_position("BTC/USDT") == D("0.2")
