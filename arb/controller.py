@@ -958,23 +958,7 @@ class ArbitrageController:
             # paid in base (sold back without it: it never reached the account).
             if "manual_approval" in steps or ("recovered" in steps and opp not in unknown):
                 continue
-            net = ZERO
-            lot: Decimal | None = None
-            unvalued: set[str] = set()
-            for record in journal.fills(opp):
-                fill = record.fill
-                catalog = self._catalogs.get(record.exchange)
-                try:
-                    if catalog is None:
-                        raise InstrumentError(f"{record.exchange.value} is not traded in this run")
-                    instrument = catalog.get(fill.symbol)
-                except InstrumentError as exc:
-                    unvalued.add(str(exc))
-                    continue
-                base = fill.quantity * instrument.contract_size
-                net += base if fill.side is OrderSide.BUY else -base
-                step = instrument.lot_size * instrument.contract_size
-                lot = step if lot is None else min(lot, step)
+            net, lot, unvalued = self._net_of(journal, opp)
             orders = unknown.get(opp)
             if orders:
                 reason = (f"interrupted by an engine restart; {', '.join(orders)} not final (unanswered, or open at "
@@ -989,12 +973,52 @@ class ArbitrageController:
             log.error("opportunity %s: REQUIRES MANUAL APPROVAL: %s; open residual %s base", opp, reason, net)
             journal.record_recovery_step(opp, "manual_approval", {"reason": reason, "residual": net})
             self._flagged_at_start += 1  # the run that left it died before it could say so
+        self._update_flagged_residuals(journal)
         if self.recovery is not None:
             for opp, symbol, detail in journal.awaiting_approval():
                 self.recovery.restore_flagged(
                     opp, pair_symbol(symbol) if symbol else symbol, Decimal(str(detail.get("residual", 0))),
                     str(detail.get("reason", "")),
                 )
+
+    def _net_of(self, journal: Journal, opportunity_id: str) -> tuple[Decimal, Decimal | None, set[str]]:
+        """The signed base quantity of all of an opportunity's recorded fills, the smallest lot among
+        its markets (None: no fill valued) and why fills could not be valued (their instruments)."""
+        net = ZERO
+        lot: Decimal | None = None
+        unvalued: set[str] = set()
+        for record in journal.fills(opportunity_id):
+            fill = record.fill
+            catalog = self._catalogs.get(record.exchange)
+            try:
+                if catalog is None:
+                    raise InstrumentError(f"{record.exchange.value} is not traded in this run")
+                instrument = catalog.get(fill.symbol)
+            except InstrumentError as exc:
+                unvalued.add(str(exc))
+                continue
+            base = fill.quantity * instrument.contract_size
+            net += base if fill.side is OrderSide.BUY else -base
+            step = instrument.lot_size * instrument.contract_size
+            lot = step if lot is None else min(lot, step)
+        return net, lot, unvalued
+
+    def _update_flagged_residuals(self, journal: Journal) -> None:
+        """A flag's residual is what was open when it was raised; the start's reconciliation may have
+        learned fills since (an order of unknown outcome found filled). Where the fills now say
+        otherwise, by a lot or more, the flag is raised again with the residual they show: an
+        operator must not close by hand a position that is no longer there, or leave one that is."""
+        for opp, _, detail in journal.awaiting_approval():
+            net, lot, unvalued = self._net_of(journal, opp)
+            try:
+                recorded = Decimal(str(detail.get("residual", 0)))
+            except ArithmeticError:
+                continue
+            if unvalued or lot is None or abs(net - recorded) < lot:
+                continue
+            reason = f"{detail.get('reason', '')}; the fills now leave {net} base open (was {recorded})"
+            log.error("opportunity %s: REQUIRES MANUAL APPROVAL: its residual is now %s base (was %s)", opp, net, recorded)
+            journal.record_recovery_step(opp, "manual_approval", {"reason": reason, "residual": net})
 
     async def _verify_keys(self) -> None:
         """A signed balance call on every market that trades; refuses live trading if any fails."""

@@ -2116,3 +2116,37 @@ def test_a_start_that_cannot_value_todays_executions_holds_entries(
 
     held, kept = asyncio.run(scenario())
     assert held and kept is not None and "today's realized PnL is not known whole: 1 of today's executions (lost1)" in kept[0]
+
+
+def test_a_flag_whose_residual_the_start_found_closed_is_raised_again_with_what_is_open(tmp_path: Path) -> None:
+    """Flagged with its sell of unknown outcome (residual 0.001 BTC bought); the start's reconciliation
+    found the sell filled. Kept at 0.001, the flag would have an operator sell by hand a position
+    that is no longer there."""
+    journal = Journal(tmp_path / "journal.sqlite3")
+    for market, side in ((ExchangeName.MEXC, OrderSide.BUY), (ExchangeName.GATEIO, OrderSide.SELL)):
+        cid = f"o2-{side.value[0]}"
+        request = OrderRequest(symbol="BTC/USDT", side=side, type=OrderType.LIMIT, quantity=D("0.001"),
+                               price=D(60000), client_order_id=cid)
+        journal.record_intent("o2", side.value, request, market)
+        state = OrderState(symbol="BTC/USDT", order_id=f"{market.value}-1", client_order_id=cid, side=side,
+                           type=OrderType.LIMIT, status=OrderStatus.FILLED, quantity=D("0.001"), price=D(60000),
+                           filled_quantity=D("0.001"), average_price=D(60000))
+        fill = Fill(symbol="BTC/USDT", order_id=f"{market.value}-1", client_order_id=cid, trade_id="t", side=side,
+                    price=D(60000), quantity=D("0.001"), fee=D(0), fee_asset="USDT", is_maker=False, timestamp_ms=1)
+        if side is OrderSide.BUY:
+            journal.record_result(market, cid, state, [fill])
+            journal.record_recovery_step("o2", "manual_approval",
+                                         {"reason": "sell outcome unknown", "residual": D("0.001")})
+        else:
+            journal.record_result(market, cid, state, [fill])  # what the start's reconciliation learned
+    controller = ArbitrageController(manager(tmp_path))
+    controller._catalogs = {
+        market: InstrumentCatalog(market, [i for i in default_instruments(("BTC",)) if i.exchange is market])
+        for market in (ExchangeName.MEXC, ExchangeName.GATEIO)
+    }
+    controller._flag_interrupted(journal, [])
+    [(opp, _, detail)] = journal.awaiting_approval()
+    assert opp == "o2" and D(detail["residual"]) == 0
+    assert "the fills now leave 0.000 base open (was 0.001)" in detail["reason"]
+    controller._flag_interrupted(journal, [])  # as the fills say now: not raised again
+    assert [step for step, _ in journal.recovery_steps("o2")].count("manual_approval") == 2
