@@ -610,10 +610,11 @@ class ArbitrageController:
                 }
             else:
                 self.traders = dict(self.connectors)
+            # Also on simulated venues: signed requests and orders' deadlines carry the venue's time as
+            # read; before the keys' check, so that a local clock off the venue's is no refusal of it.
+            await self._check_clocks()
             if not dry_run:
                 await self._verify_keys()
-            # Also on simulated venues: orders' deadlines are stamped in the venue's clock as read.
-            await self._check_clocks()
             await self._build_parts(dry_run)
             if self.journal is not None and self.recovery is not None:
                 # Orders an earlier run left open are settled before anything new is sent.
@@ -1982,7 +1983,9 @@ class ArbitrageController:
         """Cancel every order of the engine's (one the journal has an intent for) still resting on a
         trading market; one that fails (filled meanwhile, a venue unreachable) is logged and the
         others are still cancelled. Other orders on the account (placed by hand or by another
-        program) are left as they are; without a journal nothing says which are the engine's."""
+        program) are left as they are, unless the journal cannot be read to tell (then cancelled:
+        an order of ours left resting could fill unwatched); without a journal nothing says which
+        are the engine's."""
         journal = self.journal
         journal_writes = True
         for market, connector in self.traders.items():

@@ -539,7 +539,11 @@ class OrderRunner:
         while True:
             if attempt >= attempts:
                 wait_ns = taken_until_ns - self.clock()
-                if not not_found or wait_ns <= 0 or attempt > attempts + _MAX_TAIL_QUERIES:
+                if not not_found or wait_ns <= 0:
+                    break
+                if attempt >= attempts + _MAX_TAIL_QUERIES:
+                    # Still not found while the venue may take it: unknown, not "never placed".
+                    not_found = False
                     break
                 if tail_step_ns is not None:
                     wait_ns = min(wait_ns, tail_step_ns)

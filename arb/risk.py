@@ -520,7 +520,8 @@ class RiskManager:
         sell = opportunity.sell_price
         profit = opportunity.total_profit_estimate
         finite = margin.is_finite() and quantity.is_finite() and buy.is_finite() and sell.is_finite()
-        if not (finite and profit.is_finite() and quantity > ZERO and buy > ZERO and sell > ZERO):
+        finite = finite and profit.is_finite() and opportunity.expected_funding.is_finite()
+        if not (finite and quantity > ZERO and buy > ZERO and sell > ZERO):
             # Checked first: ordering a NaN raises in Decimal.
             self._reject_invalid(opportunity, counted, "all must be finite, and the quantity and prices positive")
         if profit < ZERO < margin and not closes_hedge:  # a close's own spread may be a loss its basis pays for
@@ -869,24 +870,32 @@ class RiskManager:
         executions: dict[str, _ExecutionPnl] = {}
         replayed = 0
         moved: set[str] = set()
-        # A residual an operator acknowledged was closed (or taken over) by hand: its execution
-        # holds nothing for the engine any more, or it would use exposure headroom for good.
+        # A residual an operator acknowledged was closed (or taken over) by hand: taken off where
+        # its execution's spot leg traded, or it would use exposure headroom for good. Its other
+        # legs stand (a hedge's two legs stay in the hedge book, and so here).
         acknowledged = journal.acknowledged()
+        residuals: dict[str, tuple[ExchangeName, str, Decimal, Decimal, int]] = {}
         for opportunity_id, order, instrument in resolved:
             if opportunity_id in skipped:
                 continue
-            if opportunity_id not in acknowledged:
-                # What record_fill does with the leg's one fill, the exposure left to the end (it
-                # depends only on the final positions and marks).
-                symbol = pair_symbol(order.symbol)  # as the live path: spot and perpetual of a pair net
-                self._move_position(
-                    order.exchange, symbol, order.side, order.quantity * instrument.contract_size,
-                    order.average_price, order.recorded_at_ms,
-                )
-                moved.add(symbol)
+            # What record_fill does with the leg's one fill, the exposure left to the end (it
+            # depends only on the final positions and marks).
+            symbol = pair_symbol(order.symbol)  # as the live path: spot and perpetual of a pair net
+            base = order.quantity * instrument.contract_size
+            self._move_position(order.exchange, symbol, order.side, base, order.average_price, order.recorded_at_ms)
+            moved.add(symbol)
+            if opportunity_id in acknowledged:
+                signed = base if order.side is OrderSide.BUY else -base
+                market, _, net, price, at_ms = residuals.get(opportunity_id, (order.exchange, symbol, ZERO, ZERO, 0))
+                if not instrument.is_futures:
+                    market, price, at_ms = order.exchange, order.average_price, order.recorded_at_ms
+                residuals[opportunity_id] = (market, symbol, net + signed, price, at_ms)
             replayed += 1
             if opportunity_id is not None:
                 executions.setdefault(opportunity_id, _ExecutionPnl()).add_order(order, instrument)
+        for market, symbol, net, price, at_ms in residuals.values():
+            if net and not market.is_futures:  # a futures venue's position is read from the venue anyway
+                self._move_position(market, symbol, OrderSide.SELL if net > 0 else OrderSide.BUY, abs(net), price, at_ms)
         for symbol in sorted(moved):
             self._refresh_symbol(symbol)
         self._daily_pnl = ZERO

@@ -25,7 +25,7 @@ from arb.execution import TwoLegExecutor
 from arb.instruments import Instrument, InstrumentCatalog, InstrumentError
 from arb.journal import Journal
 from arb.monitor import Stage
-from arb.orders import Backoff, OrderSettings, client_order_id
+from arb.orders import Backoff, OrderRunner, OrderSettings, client_order_id, ioc_order
 from arb.recovery import RecoveryManager, RecoveryStatus
 from arb.sim.faults import OrderFaultKind
 from arb.types import ArbitrageOpportunity, ArbitrageState, ExchangeName, ExecutionResult, OpportunityType, OrderSide
@@ -1002,3 +1002,19 @@ def test_an_order_found_by_its_client_id_only_for_a_while_is_asked_about_within_
     assert result.legs[1].filled_quantity == D("0.5") and result.final_state is S.COMPLETED
     assert any(4.8 <= t <= 64.8 for t in sell.asked_at_s[1:])  # a query found it inside its window
     assert h.net_base() == 0
+
+
+def test_an_order_still_not_found_when_the_queries_run_out_is_unknown_not_never_placed() -> None:
+    """With the venue taking a request far longer than it finds an ended one (a local clock minutes
+    ahead before the clock is read), the queries stop before it could no longer land: what they
+    did not find may still come, so the leg is of unknown outcome, not settled unfilled."""
+    sell = FakeExchange(spot(ExchangeName.MEXC), [Step(kind="vanish")])
+    sell.order_acceptance_s = 400.0  # type: ignore[misc]
+    sell.client_id_lookup_s = 60.0
+    time = FakeTime()
+    runner = OrderRunner({sell.exchange: sell}, clock=time.clock, sleep=time.sleep,
+                         settings=OrderSettings(query_attempts=4))
+    request = ioc_order(sell.instrument, OrderSide.SELL, D("0.5"), D("100"), "opp1-s")
+    outcome = asyncio.run(runner.run(sell.exchange, sell.instrument, request, "sell"))
+    assert not outcome.resolved and outcome.category == ErrorCategory.OUTCOME_UNKNOWN
+    assert sum(time.sleeps) < 400  # gave up before the venue could no longer take it, and says so

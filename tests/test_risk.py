@@ -732,7 +732,9 @@ def test_execution_results_feed_the_daily_loss() -> None:
     assert outcome(manager, opportunity()) is RiskCheck.MAX_DAILY_LOSS
 
 
-@pytest.mark.parametrize("field", ["profit_margin_bps", "buy_price", "sell_price", "max_quantity", "total_profit_estimate"])
+@pytest.mark.parametrize(
+    "field", ["profit_margin_bps", "buy_price", "sell_price", "max_quantity", "total_profit_estimate", "expected_funding"]
+)
 def test_a_not_a_number_anywhere_is_refused_as_invalid_not_raised(field: str) -> None:
     """A NaN compares false where it is read (``Decimal`` raises on it): a clear refusal, not an
     ``InvalidOperation`` escaping into the trade loop or an API caller."""

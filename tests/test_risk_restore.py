@@ -430,3 +430,16 @@ def test_a_residual_an_operator_acknowledged_holds_no_exposure_after_a_restart(t
     # Flagged again since (a later restart found more): it holds its position again.
     engine.journal.record_recovery_step("flag5", "manual_approval", {"reason": "again", "residual": "0.2"})
     assert engine.restarted().net_position("BTC/USDT") == D("0.2")
+
+
+def test_acknowledging_a_matched_hedge_leaves_its_legs_where_the_hedge_book_holds_them(tmp_path: Path) -> None:
+    """Only the residual was dealt with by hand: a hedge's matched legs stay (the hedge book still
+    holds the hedge, and the futures venue its short); taking them all out left the futures leg as
+    a phantom exposure once the venue read replaced the journal's futures position."""
+    engine = Engine(tmp_path, Wall(TODAY_MS))
+    trade_a_day(engine)
+    before = engine.restarted().get_current_risk_metrics()
+    engine.journal.record_recovery_step("hdg4", "manual_approval", {"reason": "an order's outcome unknown", "residual": "0"})
+    engine.journal.record_recovery_step("hdg4", "acknowledged", {"by": "operator"})
+    after = engine.restarted().get_current_risk_metrics()
+    assert after.positions == before.positions and after.total_exposure_usd == before.total_exposure_usd

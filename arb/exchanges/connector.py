@@ -214,8 +214,11 @@ class OrderTransport(Protocol):
         """The order's body."""
 
 
-OrderTransportFactory = Callable[[ApiCredentials, InstrumentCatalog, str, RestClient, WsSettings, float], OrderTransport]
-"""``(credentials, catalog, market-data ws URL, REST client (its limiter), ws settings, timeout s) -> transport``."""
+OrderTransportFactory = Callable[
+    [ApiCredentials, InstrumentCatalog, str, RestClient, WsSettings, float, Callable[[], int]], OrderTransport
+]
+"""``(credentials, catalog, market-data ws URL, REST client (its limiter), ws settings, timeout s, venue
+clock in ms) -> transport``."""
 
 
 class FeeSource(Protocol):
@@ -244,8 +247,8 @@ MAX_ORDER_DEADLINE_MS = 60_000  # MEXC's largest recvWindow
 CLOCK_READ_ERROR_MS = 1000
 MAX_CLOCK_READ_RTT_MS = 1000
 CLOCK_READ_ATTEMPTS = 3
-PrivateStreamFactory = Callable[[ApiCredentials, InstrumentCatalog, str], PrivateDialect]
-"""``(credentials, catalog, market-data ws URL) -> dialect`` of a venue's private websocket."""
+PrivateStreamFactory = Callable[[ApiCredentials, InstrumentCatalog, str, Callable[[], int]], PrivateDialect]
+"""``(credentials, catalog, market-data ws URL, venue clock in ms) -> dialect`` of a venue's private websocket."""
 
 
 def clock_distance(skew_ms: float) -> str:
@@ -769,7 +772,8 @@ class ExchangeConnector:
             if transport is None:
                 timeout_s = self.settings.order_timeout_s or self.settings.rest.timeout_s
                 transport = factory(
-                    self._credentials, catalog, self.dialect.ws_url, self.rest, self.settings.ws, timeout_s
+                    self._credentials, catalog, self.dialect.ws_url, self.rest, self.settings.ws, timeout_s,
+                    self._venue_clock_ms,
                 )
                 await transport.start(self.settings.ws.handshake_timeout_s * 2)
                 self._orders_ws = transport
@@ -1087,7 +1091,7 @@ class ExchangeConnector:
             raise ExchangeError(self.venue, "private stream already started")
         factory = self.binding.private_stream
         if factory is not None and self._credentials is not None:
-            dialect = factory(self._credentials, await self.instruments(), self.dialect.ws_url)
+            dialect = factory(self._credentials, await self.instruments(), self.dialect.ws_url, self._venue_clock_ms)
             stream = PrivateStream(
                 dialect,
                 self.rest,

@@ -934,3 +934,22 @@ def test_signed_requests_carry_the_venues_time_once_its_clock_is_read(market: Ex
                 await connector.close()
 
     run(scenario())
+
+
+@pytest.mark.parametrize("market", [ExchangeName.MEXC, ExchangeName.GATEIO])
+def test_the_private_stream_and_websocket_orders_sign_with_the_venues_time_too(market: ExchangeName) -> None:
+    """The listen key (MEXC) and the websocket logins (Gate.io) are signed requests as well: with the
+    local clock 1.2 s ahead of MEXC's, the private stream could not start once the clock was read."""
+    async def scenario() -> None:
+        async with simulated_venues(moving=False) as sim:
+            sim.faults.configure(market.venue, VenueFaults(clock_skew_ms=-1_200))
+            urls = sim.venues[market.venue].urls()
+            connector = registered()[market](credentials=CREDENTIALS, rest_url=urls.rest_url, ws_url=urls.ws_url)
+            try:
+                assert -1_250 < await connector.clock_skew_ms() < -1_150
+                await connector.start_private_stream(None, lambda fill: None, lambda balance: None)
+                await eventually(lambda: connector.private_subscribed() is True, what="subscribed")
+            finally:
+                await connector.close()
+
+    run(scenario())

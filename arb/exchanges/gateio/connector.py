@@ -161,9 +161,12 @@ def _ws_orders(futures: bool) -> OrderTransportFactory:
     """The factory of the market's ``GateioWsOrders`` (it shares the REST client's rate limiter)."""
 
     def factory(
-        credentials: ApiCredentials, catalog: InstrumentCatalog, url: str, rest: RestClient, ws: WsSettings, timeout_s: float
+        credentials: ApiCredentials, catalog: InstrumentCatalog, url: str, rest: RestClient, ws: WsSettings,
+        timeout_s: float, clock_ms: Callable[[], int],
     ) -> GateioWsOrders:
-        return GateioWsOrders(credentials, catalog, url, rest, futures=futures, timeout_s=timeout_s, settings=ws)
+        return GateioWsOrders(
+            credentials, catalog, url, rest, futures=futures, timeout_s=timeout_s, settings=ws, clock=_seconds(clock_ms)
+        )
 
     return factory
 
@@ -186,7 +189,9 @@ class GateioSpotConnector(ExchangeConnector):
             ping=_TIME,
         ),
         trading=_SpotTrading,
-        private_stream=GateioSpotPrivateStream,
+        private_stream=lambda credentials, catalog, url, clock_ms: GateioSpotPrivateStream(
+            credentials, catalog, url, clock=_seconds(clock_ms)
+        ),
         ws_orders=_ws_orders(futures=False),
         order_limits=((constants.SPOT_ORDER_PLACE_RATE_LIMIT, 1),),
         clock_window=_CLOCK_WINDOW,
@@ -212,7 +217,9 @@ class GateioFuturesConnector(ExchangeConnector):
             funding=FundingEndpoint(request=lambda _: _CONTRACTS, parse=parse_funding_rates),
         ),
         trading=_FuturesTrading,
-        private_stream=GateioFuturesPrivateStream,
+        private_stream=lambda credentials, catalog, url, clock_ms: GateioFuturesPrivateStream(
+            credentials, catalog, url, clock=_seconds(clock_ms)
+        ),
         ws_orders=_ws_orders(futures=True),
         order_limits=((constants.FUTURES_ORDER_PLACE_RATE_LIMIT, 1),),
         clock_window=_CLOCK_WINDOW,

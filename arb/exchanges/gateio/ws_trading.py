@@ -175,8 +175,8 @@ class GateioWsOrders:
 
     @property
     def logged_in(self) -> bool:
-        """Whether the current connection's login was accepted."""
-        return self._logged_in.is_set()
+        """Whether the current connection's login was accepted (answered, and not refused)."""
+        return self._logged_in.is_set() and self._login_error is None
 
     async def start(self, timeout_s: float) -> None:
         """Connect and log in; raises ``ExchangeError`` (AUTH_FAILED...) when Gate refuses the login and

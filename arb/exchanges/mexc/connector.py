@@ -170,7 +170,9 @@ class MexcSpotConnector(ExchangeConnector):
             ),
         ),
         trading=_SpotTrading,
-        private_stream=MexcSpotPrivateStream,
+        private_stream=lambda credentials, catalog, url, clock_ms: MexcSpotPrivateStream(
+            credentials, catalog, url, clock_ms=clock_ms
+        ),
         fees=_Fees,
         order_limits=(
             (constants.ORDER_PATH, 1),

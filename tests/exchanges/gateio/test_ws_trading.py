@@ -315,3 +315,24 @@ def test_use_catalog_rebuilds_the_trading_module_only_for_another_catalog() -> N
     orders.use_catalog(reloaded)
     assert orders._trading is not built and orders._trading.instruments is reloaded
     assert isinstance(orders._trading, GateioSpotTrading)
+
+
+def test_a_refused_login_is_not_logged_in() -> None:
+    """The connector sends queries and cancels over REST while the websocket API is not logged in:
+    a login refused after a reconnect (answered, so the wait for it is over, but refused) must not
+    count as one."""
+    async def scenario() -> None:
+        async with simulated_venues(moving=False) as sim:
+            connector = sim.connector(ExchangeName.GATEIO)
+            try:
+                await connector.place_order(limit_buy(SPOT, "up-2"))
+                orders = connector._orders_ws
+                assert isinstance(orders, GateioWsOrders) and orders.logged_in
+                # As the answer to a login after a reconnect does when Gate refuses it.
+                orders._login_error = ExchangeError("gateio", "spot.login: Signature mismatch",
+                                                    category=ErrorCategory.AUTH_FAILED)
+                assert orders._logged_in.is_set() and not orders.logged_in
+            finally:
+                await connector.close()
+
+    run(scenario())
