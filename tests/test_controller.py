@@ -953,22 +953,27 @@ def test_a_clock_the_venue_refuses_is_named_when_live_trading_is_refused_and_che
     assert logged[2] == ""
 
 
-def test_a_restart_without_a_market_the_last_execution_traded_flags_it_rather_than_failing(tmp_path: Path) -> None:
-    """The last execution bought on MEXC and sold on Gate.io; this start has MEXC disabled (down, or
-    hedging only). Its fills on MEXC cannot be valued without MEXC's instruments: the start goes on
-    and the execution is flagged for an operator to check, naming why."""
-    journal = Journal(tmp_path / "journal.sqlite3")
+def journal_both_legs_filled(journal: Journal, opportunity_id: str) -> None:
+    """Journal a buy of 0.001 BTC on MEXC and its sell on Gate.io, both filled at 60000."""
     for market, side in ((ExchangeName.MEXC, OrderSide.BUY), (ExchangeName.GATEIO, OrderSide.SELL)):
-        cid = f"o1-{side.value[0]}"
+        cid = f"{opportunity_id}-{side.value[0]}"
         request = OrderRequest(symbol="BTC/USDT", side=side, type=OrderType.LIMIT, quantity=D("0.001"),
                                price=D(60000), client_order_id=cid)
-        journal.record_intent("o1", side.value, request, market)
+        journal.record_intent(opportunity_id, side.value, request, market)
         state = OrderState(symbol="BTC/USDT", order_id=f"{market.value}-1", client_order_id=cid, side=side,
                            type=OrderType.LIMIT, status=OrderStatus.FILLED, quantity=D("0.001"), price=D(60000),
                            filled_quantity=D("0.001"), average_price=D(60000))
         fill = Fill(symbol="BTC/USDT", order_id=f"{market.value}-1", client_order_id=cid, trade_id="t", side=side,
                     price=D(60000), quantity=D("0.001"), fee=D(0), fee_asset="USDT", is_maker=False, timestamp_ms=1)
         journal.record_result(market, cid, state, [fill])
+
+
+def test_a_restart_without_a_market_the_last_execution_traded_flags_it_rather_than_failing(tmp_path: Path) -> None:
+    """The last execution bought on MEXC and sold on Gate.io; this start has MEXC disabled (down, or
+    hedging only). Its fills on MEXC cannot be valued without MEXC's instruments: the start goes on
+    and the execution is flagged for an operator to check, naming why."""
+    journal = Journal(tmp_path / "journal.sqlite3")
+    journal_both_legs_filled(journal, "o1")
     controller = ArbitrageController(manager(tmp_path))
     controller._catalogs = {
         ExchangeName.GATEIO: InstrumentCatalog(
@@ -2123,22 +2128,8 @@ def test_a_flag_whose_residual_the_start_found_closed_is_raised_again_with_what_
     found the sell filled. Kept at 0.001, the flag would have an operator sell by hand a position
     that is no longer there."""
     journal = Journal(tmp_path / "journal.sqlite3")
-    for market, side in ((ExchangeName.MEXC, OrderSide.BUY), (ExchangeName.GATEIO, OrderSide.SELL)):
-        cid = f"o2-{side.value[0]}"
-        request = OrderRequest(symbol="BTC/USDT", side=side, type=OrderType.LIMIT, quantity=D("0.001"),
-                               price=D(60000), client_order_id=cid)
-        journal.record_intent("o2", side.value, request, market)
-        state = OrderState(symbol="BTC/USDT", order_id=f"{market.value}-1", client_order_id=cid, side=side,
-                           type=OrderType.LIMIT, status=OrderStatus.FILLED, quantity=D("0.001"), price=D(60000),
-                           filled_quantity=D("0.001"), average_price=D(60000))
-        fill = Fill(symbol="BTC/USDT", order_id=f"{market.value}-1", client_order_id=cid, trade_id="t", side=side,
-                    price=D(60000), quantity=D("0.001"), fee=D(0), fee_asset="USDT", is_maker=False, timestamp_ms=1)
-        if side is OrderSide.BUY:
-            journal.record_result(market, cid, state, [fill])
-            journal.record_recovery_step("o2", "manual_approval",
-                                         {"reason": "sell outcome unknown", "residual": D("0.001")})
-        else:
-            journal.record_result(market, cid, state, [fill])  # what the start's reconciliation learned
+    journal.record_recovery_step("o2", "manual_approval", {"reason": "sell outcome unknown", "residual": D("0.001")})
+    journal_both_legs_filled(journal, "o2")  # the sell's fill: what the start's reconciliation learned
     controller = ArbitrageController(manager(tmp_path))
     controller._catalogs = {
         market: InstrumentCatalog(market, [i for i in default_instruments(("BTC",)) if i.exchange is market])
