@@ -82,7 +82,7 @@ from .errors import RiskManagementError
 from .exchanges.errors import ErrorCategory
 from .exchanges.models import Fill, FundingPayment, Position
 from .instruments import Instrument, InstrumentCatalog, InstrumentError, pair_symbol
-from .journal import FillRecord
+from .journal import FillRecord, IntentRecord
 from .orders import WIDE, RealizedPnl, exact_notional, fee_in_quote
 from .pipeline import BPS, BPS_STEP
 from .types import (
@@ -298,6 +298,9 @@ class RiskJournal(Protocol):
     def acknowledged(self) -> set[str]:
         """Opportunities whose flagged residual an operator acknowledged as dealt with."""
 
+    def open_intents(self) -> list[IntentRecord]:
+        """Orders not known final: after the start's reconciliation, those of unknown outcome."""
+
     def funding_payments(self, since_ms: int = 0) -> list[tuple[ExchangeName, FundingPayment]]:
         """Recorded funding settled at or after ``since_ms``."""
 
@@ -461,6 +464,9 @@ class RiskManager:
         self._in_flight: dict[str, ArbitrageOpportunity] = {}  # executions started, not yet recorded
         # Finished executions with an order of unknown outcome: still reserved (``record_execution``).
         self._unresolved: dict[str, ArbitrageOpportunity] = {}
+        # Orders a restart's reconciliation still could not learn the outcome of (``restore``): their
+        # unfilled notional by (market, client order id), with its pair, counted until the next restart.
+        self._unresolved_orders: dict[tuple[ExchangeName, str], tuple[str, Decimal]] = {}
         # Position exposure plus in-flight reservations, the sums validation compares.
         self._used_total = ZERO
         self._used_by_symbol: dict[str, Decimal] = {}
@@ -896,6 +902,7 @@ class RiskManager:
         for market, symbol, net, price, at_ms in residuals.values():
             if net and not market.is_futures:  # a futures venue's position is read from the venue anyway
                 self._move_position(market, symbol, OrderSide.SELL if net > 0 else OrderSide.BUY, abs(net), price, at_ms)
+        self._reserve_unresolved(journal, catalogs)
         for symbol in sorted(moved):
             self._refresh_symbol(symbol)
         self._daily_pnl = ZERO
@@ -927,6 +934,28 @@ class RiskManager:
             restored.daily_realized_pnl_usd, restored.executions_today, funding, len(restored.skipped),
         )
         return restored
+
+    def _reserve_unresolved(self, journal: RiskJournal, catalogs: Mapping[ExchangeName, InstrumentCatalog]) -> None:
+        """Count each order still of unknown outcome after the start's reconciliation at its unfilled
+        notional, as a live run counts one until a restart: it may have filled."""
+        self._unresolved_orders.clear()
+        for intent in journal.open_intents():
+            request = intent.request
+            catalog = catalogs.get(intent.exchange)
+            if request.price is None or catalog is None:
+                continue
+            try:
+                contract = catalog.get(request.symbol).contract_size
+            except InstrumentError:
+                continue
+            notional = (request.quantity - intent.filled_quantity) * contract * request.price
+            if notional <= 0:
+                continue
+            symbol = pair_symbol(request.symbol)
+            self._unresolved_orders[(intent.exchange, request.client_order_id)] = (symbol, notional)
+            self._adjust_used(symbol, notional)
+            log.warning("risk: %s %s of unknown outcome: its %s USD stay counted against the exposure limits "
+                        "until a restart learns it", intent.exchange.value, request.client_order_id, notional)
 
     # -- reports ------------------------------------------------------------------------
 
@@ -1069,6 +1098,7 @@ class RiskManager:
         if self._wall_clock() >= self._day_end_ns:
             self._roll_day()
         in_flight = sum((_worst_notional(o) for o in (*self._in_flight.values(), *self._unresolved.values())), ZERO)
+        in_flight += sum((notional for _, notional in self._unresolved_orders.values()), ZERO)
         loss = max(-self._daily_pnl, ZERO)
         positions = tuple(
             PositionEntry(

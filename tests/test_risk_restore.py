@@ -443,3 +443,16 @@ def test_acknowledging_a_matched_hedge_leaves_its_legs_where_the_hedge_book_hold
     engine.journal.record_recovery_step("hdg4", "acknowledged", {"by": "operator"})
     after = engine.restarted().get_current_risk_metrics()
     assert after.positions == before.positions and after.total_exposure_usd == before.total_exposure_usd
+
+
+def test_an_order_of_unknown_outcome_after_the_restart_still_counts_against_the_limits(tmp_path: Path) -> None:
+    """A live run counts an order of unknown outcome until a restart learns it; when the restart's
+    reconciliation could not learn it either, it may still have filled: still counted, not dropped."""
+    from arb.exchanges.models import OrderRequest, TimeInForce
+
+    engine = Engine(tmp_path, Wall(TODAY_MS))
+    request = OrderRequest(symbol="BTC/USDT", side=OrderSide.BUY, type=OrderType.LIMIT, quantity=D("0.5"),
+                           price=D("60000"), time_in_force=TimeInForce.IOC, client_order_id="lost1-b")
+    engine.journal.record_intent("lost1", "buy", request, GATE)  # sent; no answer ever recorded
+    restored = engine.restarted().get_current_risk_metrics()
+    assert restored.in_flight_usd == D("30000") and restored.total_exposure_usd == D("30000")
