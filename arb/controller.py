@@ -55,7 +55,7 @@ from .exchanges.models import Balance, Fill, OrderRequest, OrderState
 from .exchanges.paper import PaperExchange
 from .execution import StartedExecution, TwoLegExecutor, finish_despite_cancellation
 from .funding import FundingBook
-from .hedges import HedgeBook, HedgePosition
+from .hedges import HedgeBook, HedgeMismatch, HedgePosition
 from .instruments import (
     FEE_FIELDS, MINIMUM_FIELDS, Instrument, InstrumentCatalog, InstrumentError, pair_symbol, trading_rules_changed,
 )
@@ -444,9 +444,7 @@ class ArbitrageController:
         self._book_stats: dict[ExchangeName, dict[str, BookSyncStats]] = {}
         # (asset, market) -> its newest skew alert and how many times it was raised this run
         self._skew_alerts: dict[tuple[str, ExchangeName], tuple[str, int]] = {}
-        self._hedges_dropped: list[str] = []
-        self._dropped_positions = 0
-        self._dropped_basis = ZERO
+        self._hedge_drops: list[HedgeMismatch] = []  # hedges taken out of the book this run
         self._held_basis_of_run = ZERO  # hedge basis this run's executions locked in, net of closes
         self._positions_due = asyncio.Event()  # a futures balance changed: check positions before the interval ends
         self._rules_due = asyncio.Event()  # a leg was refused as a changed market would refuse it: read the rules
@@ -902,9 +900,7 @@ class ArbitrageController:
             holdings = futures_holdings(market, positions, self._catalogs[market])
             if hedges is not None:
                 for mismatch in hedges.check_venue(market, holdings):
-                    self._hedges_dropped.append(str(mismatch))
-                    self._dropped_positions += len(mismatch.dropped)
-                    self._dropped_basis += sum((p.locked_basis for p in mismatch.dropped), ZERO)
+                    self._hedge_drops.append(mismatch)
                     if self.journal is not None:  # so that a restart does not bring them back
                         for position in mismatch.dropped:
                             self.journal.record_hedge_drop(position.symbol, position.spot, position.futures, str(mismatch))
@@ -1912,7 +1908,7 @@ class ArbitrageController:
                 message if times == 1 else f"{message} (raised {times} times)"
                 for message, times in self._skew_alerts.values()
             ],
-            hedges_dropped=list(self._hedges_dropped),
+            hedges_dropped=[str(drop) for drop in self._hedge_drops],
             awaiting_approval=[
                 f"{a.opportunity_id} {a.symbol} residual {a.residual_quantity}: {a.reason}"
                 for a in (self.recovery.get_active_recoveries() if self.recovery is not None else [])
@@ -1921,8 +1917,8 @@ class ArbitrageController:
             flagged_this_run=self._flagged_at_start + (
                 self.recovery.get_recovery_statistics().flagged if self.recovery is not None else 0
             ),
-            dropped_positions=self._dropped_positions,
-            dropped_hedge_basis=self._dropped_basis,
+            dropped_positions=sum(len(drop.dropped) for drop in self._hedge_drops),
+            dropped_hedge_basis=sum((p.locked_basis for drop in self._hedge_drops for p in drop.dropped), ZERO),
             funding_settled=self._funding_settled,
             funding_payments=self._funding_payments,
             shutdown=self.shutdown_manager.outcomes,

@@ -64,7 +64,7 @@ from .instruments import InstrumentCatalog, InstrumentError, common_step, pair_s
 from .journal import FillRecord, HedgeDrop
 from .orders import WIDE, exact_notional, fee_in_quote, round_price
 from .pipeline import BPS, BPS_STEP, Leg, book_lot
-from .risk import MS_PER_DAY, FuturesHolding
+from .risk import FUTURES_MARKETS, MS_PER_DAY, FuturesHolding
 from .types import ArbitrageOpportunity, ExchangeName, ExecutionLeg, ExecutionResult, OpportunityType, OrderSide
 
 log = logging.getLogger(__name__)
@@ -75,7 +75,6 @@ ZERO = Decimal(0)
 BASIS_QUANTUM = Decimal("1e-12")
 # The executor's two legs; recovery legs are named after their action ("hedge-1", "unwind-2").
 _MAIN_LEGS = ("buy", "sell")
-_FUTURES_MARKETS = tuple(market for market in ExchangeName if market.is_futures)
 
 
 class HedgeJournal(Protocol):
@@ -202,7 +201,7 @@ class HedgeBook:
         }
         legs_filled: dict[str, list[ExecutionLeg]] = {}
         last_fill_ms: dict[str, int] = {}  # an execution's day is that of its last fill, as in RiskManager.restore
-        for record in journal.iter_fills(touching=_FUTURES_MARKETS):
+        for record in journal.iter_fills(touching=FUTURES_MARKETS):
             if record.opportunity_id in hedges:
                 last_fill_ms[record.opportunity_id] = max(last_fill_ms.get(record.opportunity_id, 0), record.recorded_at_ms)
                 fill = record.fill

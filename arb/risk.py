@@ -98,7 +98,8 @@ from .types import (
 log = logging.getLogger(__name__)
 
 ZERO = Decimal(0)
-_FUTURES_MARKETS = frozenset(market for market in ExchangeName if market.is_futures)
+# Every futures market (a leg's position limit; the hedge book reads only executions with one).
+FUTURES_MARKETS = frozenset(market for market in ExchangeName if market.is_futures)
 HUNDRED = Decimal(100)
 _OUTCOME_UNKNOWN = ErrorCategory.OUTCOME_UNKNOWN.value  # an execution leg's ``error_category`` while unresolved
 NS_PER_DAY = 86_400_000_000_000
@@ -231,9 +232,9 @@ def _worst_notional(opportunity: ArbitrageOpportunity) -> Decimal:
 def _futures_leg(opportunity: ArbitrageOpportunity) -> tuple[ExchangeName, Decimal, Decimal] | None:
     """``(market, signed base, price)`` of ``opportunity``'s futures leg (it has at most one), the
     base positive on a buy; None when both legs are spot."""
-    if opportunity.buy_exchange in _FUTURES_MARKETS:
+    if opportunity.buy_exchange in FUTURES_MARKETS:
         return opportunity.buy_exchange, opportunity.max_quantity, opportunity.buy_price
-    if opportunity.sell_exchange in _FUTURES_MARKETS:
+    if opportunity.sell_exchange in FUTURES_MARKETS:
         return opportunity.sell_exchange, -opportunity.max_quantity, opportunity.sell_price
     return None
 
@@ -465,8 +466,8 @@ class RiskManager:
         # Finished executions with an order of unknown outcome: still reserved (``record_execution``).
         self._unresolved: dict[str, ArbitrageOpportunity] = {}
         # Orders a restart's reconciliation still could not learn the outcome of (``restore``): their
-        # unfilled notional by (market, client order id), with its pair, counted until the next restart.
-        self._unresolved_orders: dict[tuple[ExchangeName, str], tuple[str, Decimal]] = {}
+        # unfilled notional, counted until the next restart.
+        self._unresolved_orders_usd = ZERO
         # Position exposure plus in-flight reservations, the sums validation compares.
         self._used_total = ZERO
         self._used_by_symbol: dict[str, Decimal] = {}
@@ -536,10 +537,10 @@ class RiskManager:
             self._reject(RiskCheck.MIN_PROFIT_MARGIN, opportunity, margin, self._min_margin, counted)
         if not closes_hedge:
             # The ceiling judges the prices: funding expected against a hedge does not make them plausible.
-            funding, total = opportunity.expected_funding, opportunity.total_profit_estimate
+            funding = opportunity.expected_funding
             price_margin = margin
-            if funding and total > ZERO:
-                price_margin = (margin * (total - funding) / total).quantize(BPS_STEP, ROUND_FLOOR)
+            if funding and profit > ZERO:
+                price_margin = (margin * (profit - funding) / profit).quantize(BPS_STEP, ROUND_FLOOR)
             if price_margin > self._max_margin:
                 if counted:
                     self._warn_implausible(opportunity, price_margin)
@@ -549,9 +550,9 @@ class RiskManager:
         if notional > self._max_position:
             self._reject(RiskCheck.MAX_POSITION_SIZE, opportunity, notional, self._max_position, counted)
         if not closes_hedge:  # an opportunity has at most one futures leg
-            if opportunity.buy_exchange in _FUTURES_MARKETS:
+            if opportunity.buy_exchange in FUTURES_MARKETS:
                 self._check_futures_position(opportunity, opportunity.buy_exchange, quantity, buy, counted)
-            elif opportunity.sell_exchange in _FUTURES_MARKETS:
+            elif opportunity.sell_exchange in FUTURES_MARKETS:
                 self._check_futures_position(opportunity, opportunity.sell_exchange, -quantity, sell, counted)
         total = self._used_total + notional
         if total > self._max_total:
@@ -938,7 +939,7 @@ class RiskManager:
     def _reserve_unresolved(self, journal: RiskJournal, catalogs: Mapping[ExchangeName, InstrumentCatalog]) -> None:
         """Count each order still of unknown outcome after the start's reconciliation at its unfilled
         notional, as a live run counts one until a restart: it may have filled."""
-        self._unresolved_orders.clear()
+        self._unresolved_orders_usd = ZERO
         for intent in journal.open_intents():
             request = intent.request
             catalog = catalogs.get(intent.exchange)
@@ -951,9 +952,8 @@ class RiskManager:
             notional = (request.quantity - intent.filled_quantity) * contract * request.price
             if notional <= 0:
                 continue
-            symbol = pair_symbol(request.symbol)
-            self._unresolved_orders[(intent.exchange, request.client_order_id)] = (symbol, notional)
-            self._adjust_used(symbol, notional)
+            self._unresolved_orders_usd += notional
+            self._adjust_used(pair_symbol(request.symbol), notional)
             log.warning("risk: %s %s of unknown outcome: its %s USD stay counted against the exposure limits "
                         "until a restart learns it", intent.exchange.value, request.client_order_id, notional)
 
@@ -1098,7 +1098,7 @@ class RiskManager:
         if self._wall_clock() >= self._day_end_ns:
             self._roll_day()
         in_flight = sum((_worst_notional(o) for o in (*self._in_flight.values(), *self._unresolved.values())), ZERO)
-        in_flight += sum((notional for _, notional in self._unresolved_orders.values()), ZERO)
+        in_flight += self._unresolved_orders_usd
         loss = max(-self._daily_pnl, ZERO)
         positions = tuple(
             PositionEntry(

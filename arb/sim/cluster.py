@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import urllib.parse
 from collections.abc import Iterable, Mapping
 from decimal import Decimal
@@ -19,6 +18,7 @@ from types import TracebackType
 
 import msgspec
 
+from ..config import LOOPBACK_HOSTS
 from ..instruments import Instrument, decimals_of
 from ..secrets import ApiCredentials, Secret
 from ..types import ExchangeName
@@ -270,7 +270,7 @@ class SimEndpoints(msgspec.Struct, frozen=True, kw_only=True):
         # only (they listen on 127.0.0.1), never to a host that could be a real venue.
         for name, urls in self.venues.items():
             for field, url in urls.overrides().items():
-                if not _is_loopback(url):
+                if _host(url) not in LOOPBACK_HOSTS:
                     raise ValueError(
                         f"{name} {field} {url!r}: not a loopback address (127.0.0.1, ::1, localhost); the "
                         "simulated venues run on this machine, and a dry run sends nothing to another host"
@@ -292,17 +292,9 @@ class SimEndpoints(msgspec.Struct, frozen=True, kw_only=True):
             raise ValueError(f"simulator endpoints {path}: {exc}") from None
 
 
-def _is_loopback(url: str) -> bool:
-    """Whether ``url`` names a host on this machine's loopback interface."""
+def _host(url: str) -> str | None:
+    """The host ``url`` names (None when it names none or cannot be read)."""
     try:
-        host = urllib.parse.urlsplit(url).hostname
+        return urllib.parse.urlsplit(url).hostname
     except ValueError:
-        return False
-    if host is None:
-        return False
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+        return None
