@@ -23,8 +23,8 @@ with it, for the quote) will soon stop; an alert says so once per episode.
 from __future__ import annotations
 
 import asyncio
-import time
 import logging
+import time
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any, NamedTuple, Protocol

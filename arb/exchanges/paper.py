@@ -24,7 +24,8 @@ What is simulated, and how:
   checked before anything fills, as the venues check at placement: a limit buy needs
   ``price * quantity`` of quote, a market buy the cost of its walk, a spot sell the base
   quantity; a futures order needs the margin of the part that opens or grows a position
-  plus that part's fee (a close needs nothing: its fee comes out of what it releases). Too little raises ``OrderRejectedError`` with category INSUFFICIENT_BALANCE.
+  plus that part's fee (a close needs nothing: its fee comes out of what it releases). Too
+  little raises ``OrderRejectedError`` with category INSUFFICIENT_BALANCE.
 * Futures: positions at 1x leverage and one average entry price each; opening locks
   ``contracts * contract_size * price`` of the settle asset as margin, reducing releases
   its share of the margin plus the realized PnL. No mark price, no liquidation. A

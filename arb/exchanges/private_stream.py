@@ -15,8 +15,8 @@ refuses them (bad key or signature), so an unusable stream fails at start, not s
 from __future__ import annotations
 
 import asyncio
-import time
 import logging
+import time
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from decimal import Decimal
