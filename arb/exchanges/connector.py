@@ -233,7 +233,8 @@ class FeeSource(Protocol):
         """``(taker, maker)`` fractions of an answer."""
 
 
-FeeSourceFactory = Callable[[ApiCredentials], FeeSource]
+FeeSourceFactory = Callable[[ApiCredentials, Callable[[], int]], FeeSource]
+"""``(credentials, venue clock in ms) -> source``: its requests are signed by the venue's clock."""
 MAX_FUNDING_PAGES = 50  # pages of settled funding one read follows before giving up with an error
 MAX_FINISHED_ORDER_PAGES = 10  # pages of finished orders a client id is looked for in before giving up
 ORDER_TRANSPORTS = ("rest", "ws")
@@ -492,7 +493,7 @@ class ExchangeConnector:
 
     def _fee_source(self) -> FeeSource | None:
         factory = self.binding.fees
-        return None if factory is None or self._credentials is None else factory(self._credentials)
+        return None if factory is None or self._credentials is None else factory(self._credentials, self._venue_clock_ms)
 
     async def load_account_fees(self, symbols: Sequence[str] | None = None) -> InstrumentCatalog:
         """Give the instruments of ``symbols`` (all when None) the account's own fee rates.

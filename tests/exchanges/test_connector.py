@@ -953,3 +953,20 @@ def test_the_private_stream_and_websocket_orders_sign_with_the_venues_time_too(m
                 await connector.close()
 
     run(scenario())
+
+
+@pytest.mark.parametrize("market", [ExchangeName.MEXC, ExchangeName.GATEIO, ExchangeName.GATEIO_FUTURES])
+def test_fee_rate_requests_are_signed_by_the_venues_clock(market: ExchangeName) -> None:
+    """The account's fee rates are a signed read too: stamped by the local clock, MEXC refused them
+    (700003) with the local clock 1.2 s ahead, and the listed rates stayed in use for the run."""
+    connector = registered()[market](credentials=CREDENTIALS, rest_url="http://127.0.0.1:9", ws_url="ws://127.0.0.1:9")
+    connector.clock_skew = -1_200.0  # the venue's clock 1.2 s behind the local one
+    source = connector._fee_source()
+    assert source is not None
+    request = source.fee_request(next(i for i in instruments() if i.exchange is market))
+    if market.venue == "mexc":
+        stamped_ms = int(dict(part.split("=") for part in request.query.split("&"))["timestamp"])
+    else:
+        stamped_ms = int(request.headers["Timestamp"]) * 1000
+    local_ms = time.time_ns() // 1_000_000
+    assert local_ms - 2_300 < stamped_ms < local_ms - 1_000 + 100

@@ -136,11 +136,11 @@ class _Fees:
 
     per_symbol = False
 
-    def __init__(self, credentials: ApiCredentials, futures: bool) -> None:
+    def __init__(self, credentials: ApiCredentials, clock_ms: Callable[[], int], futures: bool) -> None:
         signer = GateioSigner(credentials)
         market = ExchangeName.GATEIO_FUTURES if futures else ExchangeName.GATEIO
         trading = GateioFuturesTrading if futures else GateioSpotTrading
-        self._t = trading(signer, InstrumentCatalog(market, []))
+        self._t = trading(signer, InstrumentCatalog(market, []), clock=_seconds(clock_ms))
 
     def fee_request(self, instrument: Instrument | None) -> RestRequest:
         return self._t.fee_request()
@@ -149,12 +149,12 @@ class _Fees:
         return self._t.parse_fees(body)
 
 
-def _spot_fees(credentials: ApiCredentials) -> _Fees:
-    return _Fees(credentials, futures=False)
+def _spot_fees(credentials: ApiCredentials, clock_ms: Callable[[], int]) -> _Fees:
+    return _Fees(credentials, clock_ms, futures=False)
 
 
-def _futures_fees(credentials: ApiCredentials) -> _Fees:
-    return _Fees(credentials, futures=True)
+def _futures_fees(credentials: ApiCredentials, clock_ms: Callable[[], int]) -> _Fees:
+    return _Fees(credentials, clock_ms, futures=True)
 
 
 def _ws_orders(futures: bool) -> OrderTransportFactory:

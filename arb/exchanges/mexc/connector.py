@@ -137,15 +137,15 @@ class _Fees:
 
     per_symbol = True
 
-    def __init__(self, credentials: ApiCredentials) -> None:
+    def __init__(self, credentials: ApiCredentials, clock_ms: Callable[[], int]) -> None:
         self._signer = MexcSigner(credentials)
+        self._clock_ms = clock_ms
 
     def fee_request(self, instrument: Instrument | None) -> RestRequest:
         if instrument is None:
             raise ValueError("mexc: trade fees are asked per symbol")
-        return MexcSpotTrading(self._signer, InstrumentCatalog(ExchangeName.MEXC, [instrument])).trade_fee_request(
-            instrument.symbol
-        )
+        catalog = InstrumentCatalog(ExchangeName.MEXC, [instrument])
+        return MexcSpotTrading(self._signer, catalog, clock_ms=self._clock_ms).trade_fee_request(instrument.symbol)
 
     def parse_fees(self, body: bytes) -> tuple[Decimal, Decimal]:
         return MexcSpotTrading.parse_trade_fee(body)
