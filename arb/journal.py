@@ -78,7 +78,7 @@ from .types import ExchangeName, OrderSide
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 INTENT_LOG_SUFFIX = "-intents"  # the intent log is the database's path with this suffix
 # SQLite's own checkpoint, run inside a commit once the WAL holds this many pages: a safety net
 # well above the cadence of ``start_checkpoint`` (the engine's, about 4 pages per commit).
@@ -173,12 +173,16 @@ CREATE TABLE hedge_drops (
 );
 """
 # Version 4: the start's reads of recovery steps (one opportunity's, and the approval flags) go
-# by index rather than reading every step a long run recorded; the operator's kill switch is
-# kept, so that a restart (a crash, a reboot, a redeploy) does not release it.
+# by index rather than reading every step a long run recorded.
 _RECOVERY_INDEX_SCHEMA = """
 CREATE INDEX recovery_steps_opportunity ON recovery_steps (opportunity_id);
 CREATE INDEX recovery_steps_approval ON recovery_steps (step_id) WHERE step IN ('manual_approval', 'acknowledged');
-CREATE TABLE kill_switch (
+"""
+# Version 5: the operator's kill switch is kept, so that a restart (a crash, a reboot, a redeploy)
+# does not release it. Files of version 4 may hold the table already (it was once part of that
+# version): both kinds become version 5 with it.
+_KILL_SWITCH_SCHEMA = """
+CREATE TABLE IF NOT EXISTS kill_switch (
     change_id INTEGER PRIMARY KEY,
     engaged INTEGER NOT NULL CHECK (engaged IN (0, 1)),
     reason TEXT NOT NULL,
@@ -187,10 +191,11 @@ CREATE TABLE kill_switch (
 """
 # What brings a journal of each older version to SCHEMA_VERSION (0: a new file).
 _UPGRADES = {
-    0: _SCHEMA + _FUNDING_SCHEMA + _HEDGE_DROP_SCHEMA + _RECOVERY_INDEX_SCHEMA,
-    1: _FUNDING_SCHEMA + _HEDGE_DROP_SCHEMA + _RECOVERY_INDEX_SCHEMA,
-    2: _HEDGE_DROP_SCHEMA + _RECOVERY_INDEX_SCHEMA,
-    3: _RECOVERY_INDEX_SCHEMA,
+    0: _SCHEMA + _FUNDING_SCHEMA + _HEDGE_DROP_SCHEMA + _RECOVERY_INDEX_SCHEMA + _KILL_SWITCH_SCHEMA,
+    1: _FUNDING_SCHEMA + _HEDGE_DROP_SCHEMA + _RECOVERY_INDEX_SCHEMA + _KILL_SWITCH_SCHEMA,
+    2: _HEDGE_DROP_SCHEMA + _RECOVERY_INDEX_SCHEMA + _KILL_SWITCH_SCHEMA,
+    3: _RECOVERY_INDEX_SCHEMA + _KILL_SWITCH_SCHEMA,
+    4: _KILL_SWITCH_SCHEMA,
 }
 
 _FINAL_STATUSES = tuple(status.value for status in OrderStatus if status.is_final)

@@ -138,7 +138,7 @@ def test_a_version_3_journal_gets_the_recovery_step_indexes_and_the_kill_switch_
         assert [opp for opp, _, _ in journal.awaiting_approval()] == ["o1"]
         assert journal.kill_switch() is None
     with closing(sqlite3.connect(path)) as db:
-        assert db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,) == (4,)
+        assert db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,) == (5,)
         one = db.execute(
             "EXPLAIN QUERY PLAN SELECT step, detail FROM recovery_steps WHERE opportunity_id = ? ORDER BY step_id", ("o1",)
         ).fetchall()
@@ -147,6 +147,28 @@ def test_a_version_3_journal_gets_the_recovery_step_indexes_and_the_kill_switch_
             "WHERE r.step IN ('manual_approval', 'acknowledged') ORDER BY r.step_id"
         ).fetchall()
     assert "USING INDEX recovery_steps_opportunity" in str(one) and "USING INDEX recovery_steps_approval" in str(flags)
+
+
+@pytest.mark.parametrize("had_the_table", [False, True])
+def test_a_version_4_journal_gets_the_kill_switch_table_whether_or_not_it_had_one(
+    tmp_path: Path, had_the_table: bool
+) -> None:
+    """Early version-4 files were written before the kill switch's table was part of that version:
+    opened as current, the start failed on the missing table and no kill switch could be kept."""
+    path = tmp_path / "v4.sqlite3"
+    with Journal(path, wall_clock_ms=lambda: 7) as journal:
+        journal.record_kill_switch(True, "the operator (SIGUSR1)")
+    with closing(sqlite3.connect(path)) as db:
+        if not had_the_table:
+            db.execute("DROP TABLE kill_switch")
+        db.execute("PRAGMA user_version=4")
+        db.commit()
+    with Journal(path, wall_clock_ms=lambda: 9) as journal:
+        assert journal.kill_switch() == (("the operator (SIGUSR1)", 7) if had_the_table else None)
+        journal.record_kill_switch(True, "the operator again")
+        assert journal.kill_switch() == ("the operator again", 9)
+    with closing(sqlite3.connect(path)) as db:
+        assert db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
 
 
 def test_the_kill_switch_is_kept_as_last_changed(tmp_path: Path) -> None:
