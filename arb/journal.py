@@ -788,12 +788,20 @@ class Journal:
         """Start a PASSIVE checkpoint on the journal's checkpoint thread and return at once.
 
         The thread has its own connection; SQLite lets it copy the WAL while this connection
-        keeps committing. A request made while one runs is served when it ends.
+        keeps committing. A request made while one runs is served when it ends. Intents waiting in
+        the intent log are committed first; when the database refuses them, that is counted in
+        ``checkpoint_errors`` and logged, not raised.
         """
         if self.path in ("", ":memory:"):  # no file, and another connection would open another database
             self.checkpoint()
             return
-        self._tidy_intent_log()
+        try:
+            self._tidy_intent_log()
+        except sqlite3.Error as exc:
+            # The transaction reported it (``on_write_failure``); the intents stay in the log, kept
+            # across a crash, and go with the next commit. Raised here, it would end the caller's loop.
+            self.checkpoint_errors += 1
+            log.error("journal %s: the intent log could not be moved into the database: %s", self.path, exc)
         self.uncheckpointed = 0
         if self._checkpointer is None:
             thread = threading.Thread(target=self._checkpoint_loop, name="arb journal checkpoint", daemon=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import random
 import signal
@@ -518,6 +519,34 @@ def test_background_checkpoint_copies_the_wal_while_commits_go_on(tmp_path: Path
     assert journal.checkpoint_errors == 0
     with Journal(path) as reopened:
         assert sorted(i.request.client_order_id for i in reopened.open_intents()) == [f"bg-{n}" for n in range(4)]
+
+
+def test_a_checkpoint_the_database_refuses_the_logged_intents_is_logged_and_they_stay_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A database that stopped taking writes (a full disk) made the checkpoint raise, which ended the
+    engine's trade loop, where the journal breaker alone should have stopped new entries."""
+    path = tmp_path / "full.sqlite3"
+    failures: list[str] = []
+    journal = Journal(path, synchronous="NORMAL")
+    journal.on_write_failure = failures.append
+    try:
+        journal._db.execute("PRAGMA busy_timeout=10")
+        journal.record_intents("opp", [("buy", ExchangeName.MEXC, request("lg-1"))], deferred=True)
+        with closing(sqlite3.connect(path, isolation_level=None)) as other:
+            other.execute("BEGIN EXCLUSIVE")  # the database takes no write from the journal meanwhile
+            with caplog.at_level(logging.ERROR, logger="arb.journal"):
+                journal.start_checkpoint()
+            other.execute("ROLLBACK")
+        assert journal.checkpoint_errors == 1 and journal.uncheckpointed == 0
+        assert failures and str(path) in failures[0]
+        assert f"journal {path}: the intent log could not be moved into the database" in caplog.text
+        journal.start_checkpoint()  # the database takes them again
+        assert journal.checkpoint_errors == 1
+    finally:
+        journal.close()
+    with Journal(path) as reopened:
+        assert [i.request.client_order_id for i in reopened.open_intents()] == ["lg-1"]
 
 
 def test_background_checkpoint_of_an_in_memory_journal_runs_inline() -> None:
