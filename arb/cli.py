@@ -452,8 +452,6 @@ def _run(args: argparse.Namespace) -> int:
     report_failed: list[str] = []
 
     def _run_report(controller: ArbitrageController, log: TradeLog, started_ns: int, directory: str) -> None:
-        if controller.risk is not None:
-            log.trips += [s.trip for s in controller.risk.get_circuit_breaker_status().values() if s.trip is not None]
         data = report_data(f"arb run ({controller.mode})", controller.summary(), log, controller.monitor,
                            start_ns=started_ns)
         try:

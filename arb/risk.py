@@ -432,7 +432,7 @@ class RiskManager:
         self.limits = limits
         self.enable_risk_checks = enable_risk_checks
         self.enable_circuit_breakers = enable_circuit_breakers
-        self._on_alert = on_alert
+        self.on_alert = on_alert  # called with each trip; may be replaced while running
         self._clock = clock
         self._wall_clock = wall_clock
         # Limits read on every validation, bound once.
@@ -1151,9 +1151,9 @@ class RiskManager:
         self._tripped[breaker] = trip
         self._trip_counts[breaker] += 1
         log.error("circuit breaker %s tripped: %s", breaker.value, reason)
-        if self._on_alert is not None:
+        if self.on_alert is not None:
             try:
-                self._on_alert(trip)
+                self.on_alert(trip)
             except Exception:
                 # The breaker is already tripped; a failing alert sink must not undo or hide that.
                 log.exception("alert callback failed for circuit breaker %s", breaker.value)

@@ -76,10 +76,22 @@ class TradeLog:
         self.trips: list[BreakerTrip] = []
 
     def attach(self, controller: ArbitrageController) -> None:
-        """Log every opportunity the scanner hands to ``controller`` (call after ``initialize``)."""
+        """Log every opportunity the scanner hands to ``controller`` and every breaker trip from now on,
+        with those in force already (call after ``initialize``)."""
         pipeline = controller.pipeline
         if pipeline is None:
             raise ValueError("TradeLog.attach: the controller has no scanner pipeline yet; call initialize() first")
+        risk = controller.risk
+        if risk is not None:
+            self.trips += [s.trip for s in risk.get_circuit_breaker_status().values() if s.trip is not None]
+            alert = risk.on_alert
+
+            def on_alert(trip: BreakerTrip) -> None:
+                self.on_trip(trip)
+                if alert is not None:
+                    alert(trip)
+
+            risk.on_alert = on_alert
         forward = pipeline.on_opportunity
         found, kept = self.opportunities, self.kept
 

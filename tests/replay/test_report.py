@@ -167,14 +167,33 @@ def test_a_run_keeps_a_bounded_window_of_the_newest_scanner_hits_and_counts_them
     about the newest ``opportunities_kept`` and counts every hit."""
     pipeline = SimpleNamespace(on_opportunity=None)
     log = TradeLog(opportunities_kept=3)
-    log.attach(SimpleNamespace(pipeline=pipeline))  # type: ignore[arg-type]
+    log.attach(SimpleNamespace(pipeline=pipeline, risk=None))  # type: ignore[arg-type]
     for n in range(10):
         pipeline.on_opportunity(n, None)
     assert log.hits == 10 and 3 <= len(log.opportunities) < 6 and log.opportunities[-3:] == [7, 8, 9]
     everything = TradeLog()
-    everything.attach(SimpleNamespace(pipeline=pipeline))  # type: ignore[arg-type]
+    everything.attach(SimpleNamespace(pipeline=pipeline, risk=None))  # type: ignore[arg-type]
     for n in range(10):
         pipeline.on_opportunity(n, None)
     assert everything.opportunities == list(range(10)) and everything.hits == 10
     with pytest.raises(ValueError, match="opportunities_kept=0"):
         TradeLog(opportunities_kept=0)
+
+
+def test_a_run_logs_every_breaker_trip_also_those_reset_before_it_ends() -> None:
+    """``run --report`` read the trips from the breakers still tripped at the end: a kill switch
+    engaged and released during the run, or a breaker's earlier trips, were not in the report."""
+    from arb.risk import Breaker, RiskManager
+    from test_risk import LIMITS
+
+    alerts: list[object] = []
+    risk = RiskManager(LIMITS, on_alert=alerts.append)
+    risk.kill("before the report")  # in force when the log is attached
+    log = TradeLog()
+    log.attach(SimpleNamespace(pipeline=SimpleNamespace(on_opportunity=None), risk=risk))  # type: ignore[arg-type]
+    risk.reset_circuit_breaker(Breaker.KILL_SWITCH)
+    risk.kill("the operator")
+    risk.reset_circuit_breaker(Breaker.KILL_SWITCH)
+    risk.kill("the operator again")
+    assert [t.reason for t in log.trips] == ["before the report", "the operator", "the operator again"]
+    assert len(alerts) == 3  # the alert callback the engine set still hears every trip
