@@ -524,10 +524,11 @@ def _backtest(args: argparse.Namespace) -> int:
 def _sim(args: argparse.Namespace) -> int:
     import asyncio
 
+    from .replay.recorder import recording_files
     from .sim.cluster import SimCluster, SimConfig
 
     for path in args.replay or ():
-        if not os.path.isfile(path):
+        if not os.path.isfile(path) and not recording_files(path):  # a rotated recording's name: its parts
             print(f"arb sim: --replay {path}: no such file", file=sys.stderr)
             return EXIT_CONFIG
     if args.urls_out is not None and os.path.isdir(args.urls_out):

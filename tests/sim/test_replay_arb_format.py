@@ -248,6 +248,22 @@ def test_cli_serves_a_replay(recording: tuple[Path, dict[tuple[ExchangeName, str
     assert exit_info.value.code == 2
 
 
+def test_cli_serves_a_rotated_recording_by_its_name(
+    recording: tuple[Path, dict[tuple[ExchangeName, str], BookState]], tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A rotated recording's ``--out`` name stands for its parts (as in ``backtest``): ``sim --replay``
+    refused it as no such file."""
+    from arb.cli import main
+
+    path, _ = recording
+    (tmp_path / "md.00000.20260101T000000Z.arbrec").write_bytes(path.read_bytes())
+    assert main(["sim", "--replay", str(tmp_path / "md.arbrec"), "--speed", "max", "--duration", "0.2"]) == 0
+    feed = ReplayFeed([path], None)
+    assert capsys.readouterr().out.splitlines()[0] == f"replaying {len(feed.frames)} book updates of {feed.records} records"
+    assert main(["sim", "--replay", str(tmp_path / "other.arbrec"), "--duration", "0.2"]) == 2
+
+
 def test_a_recorded_stream_drop_drops_the_replays_connections_of_its_market_at_its_time(tmp_path: Path) -> None:
     """A recording's stream drop (``DISCONNECT``) is no book update: the replay drops the connections
     of that market where it was recorded (clients reconnect and resync, as the recorded run did)."""
