@@ -434,7 +434,9 @@ class BookSync:
                 delay = min(self.settings.snapshot_retry_max_s, self.settings.snapshot_retry_initial_s * 2**attempt)
                 if isinstance(exc, RateLimitError) and exc.retry_after_s is not None:
                     delay = max(delay, exc.retry_after_s)
-                attempt += 1
+                # Capped: past 2**1023 the float product overflows, which ended this task for good
+                # (about 1.5-3 h of refusals at the default delays) and left the book out of sync.
+                attempt = min(attempt + 1, 64)
                 await asyncio.sleep(delay * self._rng.uniform(0.5, 1.0))
                 continue
             state.fetch = None

@@ -21,7 +21,7 @@ from loopback import (
 )
 
 from arb.errors import RateLimitError
-from arb.exchanges.book_sync import BookSpec, BookSync, rest_snapshot_fetcher
+from arb.exchanges.book_sync import BookSpec, BookSync, BookSyncSettings, rest_snapshot_fetcher
 from arb.exchanges.mexc.market_data import MexcFuturesMarketData
 from arb.exchanges.rest import RateLimit, RestClient, RestVenue
 from arb.exchanges.ws import WsSettings
@@ -249,6 +249,31 @@ def test_failed_snapshot_is_retried_after_retry_after() -> None:
         feed(sync, gate_update("AAA_USDT", 10, 10))
         await eventually(lambda: sync.books["AAA/USDT"].in_sync, what="snapshot after the retry")
         assert sync.stats()["AAA/USDT"].snapshot_failures == 1 and fetcher.calls["AAA_USDT"] == 2
+
+    run(main())
+
+
+def test_a_snapshot_refused_for_hours_is_still_retried_and_syncs_once_answered() -> None:
+    """Retries' delays doubled without an end to the exponent: the 1024th failure's delay overflowed
+    a float, which ended the fetch task, and no later update started another: out of sync until
+    the connection dropped, and ``close`` raised the overflow."""
+    async def main() -> None:
+        fetcher = Snapshots(bodies())
+        failures = 1_100
+
+        async def refusing(venue_symbol: str) -> bytes:
+            nonlocal failures
+            if failures:
+                failures -= 1
+                raise RateLimitError("gateio", "banned")
+            return await fetcher(venue_symbol)
+
+        settings = BookSyncSettings(snapshot_retry_initial_s=0.0, snapshot_retry_max_s=0.0)
+        sync = synthetic_sync(refusing, RecordingSink(), settings=settings)  # type: ignore[arg-type]
+        feed(sync, gate_update("AAA_USDT", 10, 10))
+        await eventually(lambda: sync.books["AAA/USDT"].in_sync, what="the snapshot once it is answered")
+        assert sync.stats()["AAA/USDT"].snapshot_failures == 1_100
+        await sync.close()
 
     run(main())
 
