@@ -44,6 +44,7 @@ from ..models import (
 from ..rest import RateLimit, RestRequest, RestVenue, market_limit
 from . import constants
 from .auth import GateioSigner
+from .instruments import from_venue_symbol
 from .schemas import (
     AccountFee,
     FuturesAccount,
@@ -474,10 +475,15 @@ class GateioFuturesTrading(_GateioTrading):
         return {account.currency: Balance(asset=account.currency, free=free, locked=account.total - free)}
 
     def parse_positions(self, body: bytes) -> list[Position]:
-        """Open positions (size != 0) of ``GET /futures/usdt/positions``, sizes in contracts."""
+        """Open positions (size != 0) of ``GET /futures/usdt/positions``, sizes in contracts.
+
+        A contract the catalog does not list (in delisting, listed since it was read, traded by
+        hand) is named as its unified symbol all the same: one such position made the whole
+        answer unreadable, and with it every check of the engine's own positions.
+        """
         return [
             Position(
-                symbol=self.instruments.by_venue_symbol(p.contract).symbol,
+                symbol=self._position_symbol(p.contract),
                 size=p.size,
                 entry_price=p.entry_price,
                 mark_price=p.mark_price,
@@ -488,6 +494,15 @@ class GateioFuturesTrading(_GateioTrading):
             for p in _decode(body, list[FuturesPosition], "futures positions")
             if p.size
         ]
+
+    def _position_symbol(self, contract: str) -> str:
+        try:
+            return self.instruments.by_venue_symbol(contract).symbol
+        except InstrumentError:
+            try:
+                return from_venue_symbol(contract, futures=True)
+            except InstrumentError:
+                return contract
 
     def order_state(self, order: FuturesOrder) -> OrderState:
         """The ``OrderState`` of a decoded futures order; quantities are unsigned contracts."""

@@ -283,6 +283,24 @@ def test_balances_and_positions_parse() -> None:
     assert unpriced.liquidation_price is None  # "0": the venue gives none
 
 
+def test_a_position_on_a_contract_the_catalog_does_not_list_leaves_the_others_readable(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A position on a contract in delisting (left out of the catalog) made the whole answer
+    unreadable: no hedge or position check ran while the account held it."""
+    from arb.risk import futures_holdings
+
+    client = futures_client()
+    positions = client.parse_positions(
+        b'[{"contract":"BTC_USDT","size":-3,"entry_price":"30000"},'
+        b'{"contract":"COCOS_USDT","size":10,"entry_price":"1.5"}]'
+    )
+    assert [(p.symbol, p.size) for p in positions] == [("BTC/USDT:USDT", D(-3)), ("COCOS/USDT:USDT", D(10))]
+    holdings = futures_holdings(ExchangeName.GATEIO_FUTURES, positions, client.instruments)
+    assert list(holdings) == ["BTC/USDT"]
+    assert "gateio_futures holds 10 of COCOS/USDT:USDT, which is not listed" in caplog.text
+
+
 def test_a_futures_account_in_dual_position_mode_is_refused_by_name() -> None:
     """In dual mode a buy meant to shrink a short opens a long: the balance read, which live trading
     makes at start-up, refuses it rather than let the engine trade one net position per contract."""
