@@ -117,6 +117,14 @@ class RecordingSink:
         self.states.append((key.symbol, in_sync, reason))
 
 
+def text_frame(payload: bytes) -> bytes:
+    """A server's (unmasked) TEXT frame of a payload under 64 KiB, as written on the wire."""
+    if len(payload) < 126:
+        return bytes([0x81, len(payload)]) + payload
+    assert len(payload) < 1 << 16
+    return bytes([0x81, 126]) + len(payload).to_bytes(2, "big") + payload
+
+
 class ServerConnection(WSListener):
     """Server side of one test connection: records client messages, answers app pings."""
 
@@ -127,6 +135,7 @@ class ServerConnection(WSListener):
         self.received: list[bytes] = []
         self.close_codes: list[int] = []
         self.pings = 0
+        self.pongs: list[bytes] = []  # the payloads of protocol PONGs received
 
     def on_ws_connected(self, transport: WSTransport) -> None:
         self.transport = transport
@@ -138,13 +147,20 @@ class ServerConnection(WSListener):
             transport.send_close(frame.get_close_code())
             transport.disconnect()
             return
+        if frame.msg_type == WSMsgType.PONG:
+            self.pongs.append(frame.get_payload_as_bytes())
+            return
         if frame.msg_type not in (WSMsgType.TEXT, WSMsgType.BINARY):
             return
         payload = frame.get_payload_as_bytes()
         if b'"spot.ping"' in payload:
             self.pings += 1
             if self.server.reply_pings:
-                transport.send(WSMsgType.TEXT, PONG)
+                ahead = self.server.ahead_of_pong
+                if ahead:  # one write: the client reads the message and the pong together
+                    transport.underlying_transport.write(b"".join(text_frame(p) for p in (ahead, PONG)))
+                else:
+                    transport.send(WSMsgType.TEXT, PONG)
             return
         self.received.append(payload)
         if self.server.on_message is not None:
@@ -159,9 +175,12 @@ class WsTestServer:
     """A picows server on 127.0.0.1 recording every connection."""
 
     def __init__(
-        self, *, reply_pings: bool = True, on_message: Callable[[ServerConnection, bytes], None] | None = None
+        self, *, reply_pings: bool = True, on_message: Callable[[ServerConnection, bytes], None] | None = None,
+        ahead_of_pong: bytes = b"",
     ) -> None:
+        """``ahead_of_pong``: a message written with each pong, ahead of it."""
         self.reply_pings = reply_pings
+        self.ahead_of_pong = ahead_of_pong
         self.on_message = on_message
         self.connections: list[ServerConnection] = []
         self._server: asyncio.Server | None = None

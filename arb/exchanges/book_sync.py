@@ -226,6 +226,7 @@ class BookSync:
             on_disconnected=on_disconnected or self.on_disconnected,
             settings=settings,
             ssl_context=ssl_context,
+            on_read_end=self.on_read_end,
         )
         self._session = session
         return session
@@ -251,6 +252,12 @@ class BookSync:
                 elif routed == ROUTE_OTHER:
                     self._handle(payload, recv_ns)
         if last_in_buffer and self.batch_updated:
+            self.on_read_end()
+
+    def on_read_end(self) -> None:
+        """End the batch of the socket read that ended (the ``WsSession`` read-end handler, for a read
+        whose last frame was no message): the consumer's batch end, when a book changed in it."""
+        if self.batch_updated:
             self.batch_updated = False
             try:
                 self._on_batch_end()

@@ -112,12 +112,17 @@ class _Listener(WSListener):
             _send(transport, frame)
 
     def is_user_specific_pong(self, frame: WSFrame) -> bool:
-        if self._session._has_app_ping:
+        session = self._session
+        if session._has_app_ping:
             msg_type = frame.msg_type
-            return (msg_type is _TEXT or msg_type is _BINARY) and frame.fin and self._session._is_pong(
+            pong = (msg_type is _TEXT or msg_type is _BINARY) and frame.fin and session._is_pong(
                 frame.get_payload_as_memoryview()
             )
-        return frame.msg_type is WSMsgType.PONG
+        else:
+            pong = frame.msg_type is WSMsgType.PONG
+        if pong and frame.last_in_buffer:
+            session._read_ended()  # consumed here: no message of it reaches the handler
+        return pong
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
         msg_type = frame.msg_type
@@ -133,6 +138,8 @@ class _Listener(WSListener):
                 session._count_error("callback", "message handler raised", exc_info=True)
             return
         self._other_frame(transport, frame, msg_type)
+        if frame.last_in_buffer:
+            self._session._read_ended()  # a no-op for the handler when the frame ended a message
 
     def _other_frame(self, transport: WSTransport, frame: WSFrame, msg_type: WSMsgType) -> None:
         session = self._session
@@ -157,7 +164,9 @@ class _Listener(WSListener):
                 session._count_error("protocol", "CONTINUATION frame without a message start; dropped")
                 return
         else:
-            return  # PING/PONG are answered and consumed by picows
+            if msg_type is WSMsgType.PING:
+                transport.send_pong(frame.get_payload_as_bytes())
+            return
         if not self._oversize:
             if len(fragments) + frame.payload_size > session.settings.max_message_bytes:
                 self._oversize = True
@@ -210,7 +219,11 @@ class WsSession:
         ssl_context: SSLContext | None = None,
         rng: random.Random | None = None,
         refresh_url: Callable[[], Awaitable[str]] | None = None,
+        on_read_end: Callable[[], None] | None = None,
     ) -> None:
+        """``on_read_end`` is called when a socket read ends with a frame that brought no message
+        (a ping, a pong, a control frame, part of a message): a handler that batches the messages
+        of a read by ``last_in_buffer`` ends its batch there, as no message says so."""
         if (ping_frame is None) != (is_pong is None):
             raise ValueError(f"{venue} ws {url}: ping_frame and is_pong must be given together")
         self.venue = venue
@@ -226,6 +239,7 @@ class WsSession:
         self._ssl_context = ssl_context
         self._rng = rng
         self._refresh_url = refresh_url  # asked before every connect (a fresh stream token in the URL)
+        self._on_read_end = on_read_end
         self._transport: WSTransport | None = None
         self._task: asyncio.Task[None] | None = None
         self._closing = False
@@ -327,6 +341,7 @@ class WsSession:
                     auto_ping_idle_timeout=self.settings.heartbeat_interval_s,
                     auto_ping_reply_timeout=self.settings.heartbeat_timeout_s,
                     auto_ping_strategy=WSAutoPingStrategy.PING_PERIODICALLY,
+                    enable_auto_pong=False,  # answered by the listener, which sees where its read ends
                     max_frame_size=self.settings.max_message_bytes,
                     logger_name=f"{self.venue}.ws",
                 )
@@ -368,6 +383,14 @@ class WsSession:
             self._connected_event.clear()
         if self._on_disconnected is not None:
             self._on_disconnected()
+
+    def _read_ended(self) -> None:
+        on_read_end = self._on_read_end
+        if on_read_end is not None:
+            try:
+                on_read_end()
+            except Exception:
+                self._count_error("callback", "read-end handler raised", exc_info=True)
 
     def _count_error(self, kind: str, message: str, *, exc_info: bool = False) -> None:
         """Count an error; log the first of each kind as a warning, the rest at debug level."""

@@ -278,6 +278,28 @@ def test_a_snapshot_refused_for_hours_is_still_retried_and_syncs_once_answered()
     run(main())
 
 
+def test_a_diff_read_together_with_a_pong_is_scanned() -> None:
+    """The venue's answer to the heartbeat read right behind a diff was consumed before the book's
+    handler saw it, so that read's batch never ended and the diff's book was not scanned."""
+    async def main() -> None:
+        diff = gate_update("AAA_USDT", 11, 11, [("99.50", "2")])
+        server = await WsTestServer(ahead_of_pong=diff).start()
+        sink = RecordingSink()
+        spec = BookSpec("AAA/USDT", "AAA_USDT", SCALE)
+        sync = BookSync(GATE, GateSpotTestDialect(server.url, snapshot_in_first_push=True), [spec], sink,
+                        fetch_snapshot=Snapshots({"AAA_USDT": [gate_snapshot(10, *BOOK)]}))
+        sync.on_message(memoryview(gate_update("AAA_USDT", 10, 10, *BOOK, full=True)), False, True, 1)
+        ends = sink.batch_ends
+        session = sync.make_session(WsSettings(heartbeat_interval_s=0.05, heartbeat_timeout_s=0.05))
+        session.start()
+        await eventually(lambda: sync.books["AAA/USDT"].last_update_id == 11, what="the diff ahead of a pong")
+        assert sink.batch_ends == ends + 1
+        await session.close()
+        await server.close()
+
+    run(main())
+
+
 def test_disconnect_marks_every_book_out_of_sync() -> None:
     async def main() -> None:
         sink, fetcher = RecordingSink(), Snapshots(bodies())

@@ -8,7 +8,7 @@ import random
 import socket
 
 import pytest
-from loopback import PING, WsTestServer, eventually, run
+from loopback import PING, WsTestServer, eventually, run, text_frame
 from picows import WSMsgType
 
 from arb.errors import ExchangeConnectionError
@@ -211,6 +211,37 @@ def test_frames_read_together_flag_only_the_last() -> None:
         client.start()
         await eventually(lambda: len(inbox.messages) == 3, what="three messages")
         assert [(m[0], m[2]) for m in inbox.messages] == [(b"one", False), (b"two", False), (b"three", True)]
+        await client.close()
+        await server.close()
+
+    run(main())
+
+
+def test_a_read_ending_with_a_pong_or_a_ping_tells_the_handler_its_read_ended() -> None:
+    """The handler batches a read's messages by ``last_in_buffer``; a heartbeat's pong or a
+    protocol ping ending the read never reached it, so that read's batch was never ended (the
+    book diffs ahead of it were not scanned until a later read)."""
+    async def main() -> None:
+        def ping_behind(conn, msg):  # type: ignore[no-untyped-def]
+            conn.transport.underlying_transport.write(text_frame(b"diff") + bytes([0x89, 2]) + b"hi")
+
+        server = await WsTestServer(ahead_of_pong=b"update", on_message=ping_behind).start()
+        settings = WsSettings(heartbeat_interval_s=0.05, heartbeat_timeout_s=0.05, backoff_initial_s=0.01)
+        inbox, read_ends = Inbox(), []
+        client = session(
+            server.url, inbox, settings, ping_frame=lambda: PING, is_pong=lambda f: b"spot.pong" in bytes(f),
+            on_read_end=lambda: read_ends.append(len(inbox.messages)),
+        )
+        client.start()
+        await eventually(lambda: len(inbox.messages) >= 2, what="two updates ahead of pongs")
+        assert [(m[0], bool(m[2])) for m in inbox.messages[:2]] == [(b"update", False)] * 2  # a pong ended each read
+        assert read_ends[:2] == [1, 2]
+        client.send("go")  # a message, then a protocol ping, in one read
+        await eventually(lambda: b"diff" in inbox.payloads, what="the diff ahead of the ping")
+        at = inbox.payloads.index(b"diff")
+        assert not inbox.messages[at][2] and at + 1 in read_ends
+        await eventually(lambda: server.connections[0].pongs == [b"hi"], what="the ping answered")
+        assert client.health().reconnects == 0 and client.health().errors == {}
         await client.close()
         await server.close()
 
