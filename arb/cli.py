@@ -502,7 +502,12 @@ def _backtest(args: argparse.Namespace) -> int:
     )
     result = backtest(args.files, manager, settings)
     report_failed = False
-    if args.report is not None and result.report is not None:
+    if args.report is not None and result.report is None:
+        # Nothing the engine could trade was recorded (see the notes): no run, no report of one.
+        print(f"arb backtest: no report written to {args.report}: the engine did not run on this recording "
+              "(no symbol recorded on two markets it can pair)", file=sys.stderr)
+        report_failed = True
+    elif args.report is not None and result.report is not None:
         try:
             print(f"report written: {write_report(result.report, args.report)[0]}", file=sys.stderr)
         except OSError as exc:  # the summary still follows

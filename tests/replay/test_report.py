@@ -197,3 +197,18 @@ def test_a_run_logs_every_breaker_trip_also_those_reset_before_it_ends() -> None
     risk.kill("the operator again")
     assert [t.reason for t in log.trips] == ["before the report", "the operator", "the operator again"]
     assert len(alerts) == 3  # the alert callback the engine set still hears every trip
+
+
+def test_backtest_cli_says_no_report_was_written_when_the_engine_did_not_run(shared_data: Path, tmp_path: Path) -> None:
+    """A recording of one venue has nothing the engine can pair: ``--report`` left the directory
+    empty, said nothing and exited 0."""
+    folder = shared_data / "cryptofeed"
+    out = tmp_path / "report"
+    result = subprocess.run(
+        [sys.executable, "-m", "arb", "backtest", str(folder / "GATEIO.http.0.0"), str(folder / "GATEIO.ws.1.0"),
+         "--report", str(out)],
+        capture_output=True, text=True, timeout=120, cwd=tmp_path,
+    )
+    assert result.returncode == 1, result.stderr
+    assert f"arb backtest: no report written to {out}: the engine did not run on this recording" in result.stderr
+    assert "traded symbols none" in result.stdout and not any(out.iterdir())
