@@ -167,6 +167,9 @@ def _build_parser() -> argparse.ArgumentParser:
                           help="order arrival delay on every market, ms (default 0)")
     backtest.add_argument("--no-order-budgets", dest="order_budgets", action="store_false",
                           help="trade every opportunity, past the venues' order rate limits (an upper bound)")
+    backtest.add_argument("--deposit", action="append", type=_deposit, default=[], metavar="ASSET=AMOUNT",
+                          help="the account's amount of ASSET on every market, over the default deposits "
+                               "(repeatable)")
     backtest.add_argument("--report", metavar="DIR", help="write report.html, summary.json and charts to DIR")
     backtest.add_argument("--json", action="store_true", help="print the JSON summary on stdout instead of text")
     backtest.add_argument("--log-level", default="WARNING", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
@@ -256,6 +259,19 @@ def _non_negative_ms(text: str) -> float:
     if not 0 <= value < math.inf:
         raise argparse.ArgumentTypeError(f"must be 0 or more and finite, got {text!r}")
     return value
+
+
+def _deposit(text: str) -> tuple[str, Decimal]:
+    asset, sep, amount = text.partition("=")
+    if not sep or not asset.strip():
+        raise argparse.ArgumentTypeError(f"expected ASSET=AMOUNT (SOL=250), got {text!r}")
+    try:
+        value = Decimal(amount.strip())
+    except ArithmeticError:
+        raise argparse.ArgumentTypeError(f"{asset.strip()}: amount {amount.strip()!r} is not a number") from None
+    if not value.is_finite() or value < 0:
+        raise argparse.ArgumentTypeError(f"{asset.strip()}: amount {amount.strip()!r} must be 0 or more and finite")
+    return asset.strip().upper(), value
 
 
 def _positive_seconds(text: str) -> float:
@@ -496,9 +512,10 @@ def _backtest(args: argparse.Namespace) -> int:
         _check_report_directory(args.report)
     manager = ConfigurationManager(args.config)
     manager.load_configuration(dry_run=True)
+    deposits = {**BacktestSettings().deposits, **dict(args.deposit)}
     settings = BacktestSettings(
         latency=LatencyModel.fixed_ms(Decimal(str(args.latency_ms))), progress=not args.json and sys.stderr.isatty(),
-        order_budgets=args.order_budgets,
+        order_budgets=args.order_budgets, deposits=deposits,
     )
     result = backtest(args.files, manager, settings)
     report_failed = False

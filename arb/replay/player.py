@@ -950,6 +950,12 @@ async def _replay(
     log_ = TradeLog()
     controller = None
     if traded:
+        unfunded = sorted({symbol.split("/")[0] for symbol in traded} - {a for a, v in settings.deposits.items() if v})
+        if unfunded:
+            notes.append(
+                f"the account holds no {', '.join(unfunded)}: no sell of it on spot finds inventory "
+                "(give it with `backtest --deposit ASSET=AMOUNT`)"
+            )
         if OpportunityType.SPOT_FUTURES_HEDGE in config.opportunity_types and config.hedge_holding_horizon_s:
             notes.append("expected funding is not modelled: hedges are decided on the basis net of fees alone")
         controller = _controller(manager, config, traded, connectors, catalogs, clock, log_)

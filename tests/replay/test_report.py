@@ -212,3 +212,23 @@ def test_backtest_cli_says_no_report_was_written_when_the_engine_did_not_run(sha
     assert result.returncode == 1, result.stderr
     assert f"arb backtest: no report written to {out}: the engine did not run on this recording" in result.stderr
     assert "traded symbols none" in result.stdout and not any(out.iterdir())
+
+
+def test_backtest_cli_takes_the_account_s_deposits_and_names_an_asset_it_lacks(recording, tmp_path: Path) -> None:
+    """The account held only the default USDT, BTC and ETH, which no option changed: a recording of
+    another pair traded nothing, with no word of why."""
+    path, _ = recording
+
+    def backtest_cli(*flags: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "arb", "backtest", str(path), *flags],
+                              capture_output=True, text=True, timeout=120, cwd=tmp_path)
+
+    without = backtest_cli("--deposit", "btc=0", "--deposit", "SOL=250")
+    assert without.returncode == 0, without.stderr
+    assert "note: the account holds no BTC: no sell of it on spot finds inventory" in without.stdout
+    funded = backtest_cli("--deposit", "BTC=0.5")
+    assert funded.returncode == 0 and "the account holds no" not in funded.stdout
+    for bad, expected in (("SOL", "expected ASSET=AMOUNT"), ("SOL=abc", "SOL: amount 'abc' is not a number"),
+                          ("SOL=-1", "must be 0 or more and finite")):
+        refused = backtest_cli("--deposit", bad)
+        assert refused.returncode == 2 and expected in refused.stderr
