@@ -850,14 +850,31 @@ def _record(fields: tuple[int, int, int, int, bytes, bytes]) -> Record:
 
 
 def _catalog(market: ExchangeName, bodies: Sequence[bytes]) -> tuple[InstrumentCatalog, str]:
+    """``market``'s instruments as recorded, and where they came from. Merged recordings may each
+    list other pairs (a session of other symbols, a pair listed since): every pair listed in any
+    of them is known, by its earliest listing."""
     parse = connector_class(market).binding.endpoints.parse_instruments
+    catalogs = []
     for body in bodies:
         try:
             catalog = parse(body)
         except (ValueError, TypeError, msgspec.DecodeError, ArbitrageEngineError):
             continue
         if catalog.exchange is market:
-            return catalog, "recorded instrument list"
+            catalogs.append(catalog)
+    if len(catalogs) == 1:
+        return catalogs[0], "recorded instrument list"
+    if catalogs:
+        chosen: dict[str, Instrument] = {}
+        names: set[str] = set()
+        for catalog in catalogs:
+            for instrument in catalog:
+                if instrument.venue_symbol not in chosen and instrument.symbol not in names:
+                    chosen[instrument.venue_symbol] = instrument
+                    names.add(instrument.symbol)
+        skipped = {pair.venue_symbol: pair for c in catalogs for pair in c.skipped if pair.venue_symbol not in chosen}
+        source = f"{len(catalogs)} recorded instrument lists (each pair by its earliest listing)"
+        return InstrumentCatalog(market, chosen.values(), skipped.values()), source
     instruments = [i for i in default_instruments() if i.exchange is market]
     return InstrumentCatalog(market, instruments, ()), "simulator defaults (the recording lists none)"
 
@@ -1045,7 +1062,7 @@ def _controller(
         factory=BacktestFactory(manager, connectors),
         risk=RiskManager(
             limits, enable_risk_checks=config.enable_risk_checks, enable_circuit_breakers=config.enable_circuit_breakers,
-            on_alert=log_.on_trip, clock=clock, wall_clock=clock.wall_ns,
+            clock=clock, wall_clock=clock.wall_ns,
         ),
         executor=TwoLegExecutor(connectors, catalogs, recovery=recovery, journal=journal, monitor=monitor, clock=clock),
         recovery=recovery,

@@ -780,3 +780,22 @@ def test_a_backtest_honours_recovery_mode_off(tmp_path: Path) -> None:
     manager.load_configuration(dry_run=True)
     controller = _controller(manager, manager.config, ["BTC/USDT"], {}, {}, VirtualClock(), TradeLog())
     assert controller.recovery is not None and controller.recovery.automatic is False
+
+
+def test_merged_recordings_know_the_pairs_of_every_recordings_instrument_list(tmp_path: Path) -> None:
+    """Each market's instruments came from the first recorded list alone: merging a BTC session with
+    an ETH one skipped every ETH message as of no known instrument."""
+    for base in ("BTC", "ETH"):
+        done = subprocess.run(
+            [sys.executable, "-m", "arb", "record", "--out", f"{base}.arbrec", "--sim", "--symbols", f"{base}/USDT",
+             "--duration", "1.5"], capture_output=True, text=True, timeout=120, cwd=tmp_path,
+        )
+        assert done.returncode == 0, done.stderr
+    manager = _default_manager()
+    alone = backtest([tmp_path / "ETH.arbrec"], manager)
+    merged = backtest([tmp_path / "BTC.arbrec", tmp_path / "ETH.arbrec"], manager)
+    assert alone.symbols == ["ETH/USDT"] and merged.symbols == ["BTC/USDT", "ETH/USDT"]
+    assert not [note for note in merged.notes if "no instrument known" in note]
+    assert set(merged.instruments.values()) == {"2 recorded instrument lists (each pair by its earliest listing)"}
+    eth_books = {name: stats for name, stats in merged.books.items() if "ETH" in name}
+    assert eth_books and eth_books == {name: stats for name, stats in alone.books.items()}
