@@ -569,8 +569,9 @@ class RiskManager:
         while the venue reports it nearer its liquidation than ``min_liquidation_distance_bps``."""
         position = self._positions.get((market, opportunity.symbol))
         held = position.quantity if position is not None else ZERO
-        # Executions in flight that grow it the same way count as filled in full.
-        for started in self._in_flight.values():
+        # Executions in flight that grow it the same way count as filled in full, and so do those
+        # finished with an order of unknown outcome (it may have filled; a restart reconciles it).
+        for started in (*self._in_flight.values(), *self._unresolved.values()):
             leg = _futures_leg(started) if started.symbol == opportunity.symbol else None
             if leg is not None and leg[0] is market and (leg[1] > 0) == (signed > 0):
                 held += leg[1]

@@ -325,6 +325,27 @@ def test_executions_in_flight_count_against_the_futures_position_limit() -> None
     assert outcome(manager, second) is None
 
 
+def test_an_execution_ended_with_a_futures_order_of_unknown_outcome_counts_against_the_futures_limit() -> None:
+    """Its order may have filled: the exposure kept it reserved, but the futures position check counted
+    only executions in flight, so the next openings could grow the perpetual past the limit."""
+    manager, *_ = make()
+    manager.record_fill(GATE, fill(OrderSide.BUY, "4", "100", trade_id="s"))
+    manager.record_fill(ExchangeName.GATEIO_FUTURES, fill(OrderSide.SELL, "4", "100", trade_id="f"))
+    first = msgspec.structs.replace(hedge_opening("5"), opportunity_id="first")
+    manager.record_execution_started(first)
+    unknown = ExecutionLeg(
+        exchange=ExchangeName.GATEIO_FUTURES, symbol="ETH/USDT:USDT", side=OrderSide.SELL, client_order_id="first-s",
+        requested_quantity=D(500), limit_price=D(100), error="outcome unknown: gateway timeout",
+        error_category="outcome_unknown",
+    )
+    manager.record_execution(ExecutionResult(
+        opportunity_id="first", final_state=ArbitrageState.FAILED, total_execution_time_ms=D(10),
+        realized_profit=D(0), legs=(unknown,),
+    ))
+    assert outcome(manager, hedge_opening("1")) is None  # 10 ETH if it filled: at the limit
+    assert outcome(manager, hedge_opening("1.5")) is RiskCheck.MAX_FUTURES_POSITION
+
+
 def test_a_futures_position_is_valued_at_the_current_price_when_its_last_fill_is_older_and_lower() -> None:
     """Short 6 ETH of perpetual filled at 100; ETH is at 160 now (the last fill on ETH is that old
     one). Growing it by 0.5 makes 6.5 ETH: 650 USD at the old fill, 1040 USD at today's price,
