@@ -1539,6 +1539,7 @@ class ArbitrageController:
                 position, *legs, id_prefix=pipeline.id_prefix, detected_ns=self.clock(),
                 max_age_ns=pipeline.max_age_ns, max_notional=self.config.risk_limits.max_position_size_usd,
                 spot_held=balances.free(position.spot, legs[0].instrument.base) if balances is not None else None,
+                quote_free=balances.free(position.spot, legs[0].instrument.quote) if balances is not None else None,
                 held_funding_per_base=held_funding,
             )
             if closing is not None and not (self._unseen_fills and self._fills_unseen(closing)):

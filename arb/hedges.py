@@ -351,12 +351,14 @@ class HedgeBook:
     def close_opportunity(
         self, position: HedgePosition, spot: Leg, futures: Leg, *, id_prefix: str, detected_ns: int,
         max_age_ns: int, max_notional: Decimal | None = None, spot_held: Decimal | None = None,
-        held_funding_per_base: Decimal = ZERO,
+        quote_free: Decimal | None = None, held_funding_per_base: Decimal = ZERO,
     ) -> ArbitrageOpportunity | None:
         """The opposite pair closing ``position`` (at most ``max_notional`` of quote at the walked prices)
         at the books of ``spot`` and ``futures``, when the rule allows. ``spot_held``: the base free
         on the spot venue; a long-spot close sells no more (a buy whose fee the venue took in base
-        left less there than the book holds), the rest staying open.
+        left less there than the book holds), the rest staying open. ``quote_free``: the quote free
+        there; a short-spot close buys back no more than it pays for at its limit, fee included
+        (the venue would refuse the buy while the futures leg fills).
 
         ``held_funding_per_base``: the funding holding the position expects over the holding horizon,
         in quote per base unit (> 0 received): a close forgoes it, so it counts against the close
@@ -424,6 +426,12 @@ class HedgeBook:
             smaller = round_down_to_step(max_notional / max(spot_price, futures_price), step)
             profit = profit * smaller / quantity
             quantity = smaller
+        if quote_free is not None and not long_spot:
+            cost = spot_price * (1 + si.taker_fee)  # per base, the fee as if charged in quote
+            if quantity * cost > quote_free:
+                smaller = round_down_to_step(max(quote_free, ZERO) / cost, step)
+                profit = profit * smaller / quantity
+                quantity = smaller
         if (
             not quantity
             or quantity < si.min_size * si.contract_size

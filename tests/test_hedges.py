@@ -193,11 +193,13 @@ def book_hedge(hedges: HedgeBook, spot_market: ExchangeName, base: str) -> Hedge
 def close_of(
     base: str, books_at_ns: int, now_ns: int, spot_book: WireScale = WireScale(3, 1, 10, 1),
     offset_by: str | None = None, spot_held: D | None = None, min_profit_bps: D = D(10),
-    held_funding_per_base: D = D(0), spot_taker_now: D | None = None,
+    held_funding_per_base: D = D(0), spot_taker_now: D | None = None, quote_free: D | None = None,
+    perp_at: D = D(60000),
 ) -> ArbitrageOpportunity | None:
-    """The close of a long-spot hedge (entry basis 600) on books where the basis has reverted to 0.1
-    (Gate.io's BTC_USDT book grid by default: prices to 0.001, sizes to 1e-10); ``offset_by``: the
-    book also holds that much hedge between MEXC spot and the same perpetual (< 0: short spot)."""
+    """The close of a long-spot hedge (entry basis 600; ``base`` < 0: short spot) on books where the
+    basis has reverted to 0.1 (Gate.io's BTC_USDT book grid by default: prices to 0.001, sizes to
+    1e-10); ``perp_at``: the perpetual's mid instead; ``offset_by``: the book also holds that much
+    hedge between MEXC spot and the same perpetual (< 0: short spot)."""
     markets = {GATE: GATE_SPOT, MEXC: MEXC_SPOT, PERP: GATE_PERP}
     hedges = HedgeBook({m: InstrumentCatalog(m, [i]) for m, i in markets.items()}, min_profit_bps=min_profit_bps)
     if offset_by is not None:
@@ -207,13 +209,13 @@ def close_of(
     spot_now = GATE_SPOT if spot_taker_now is None else msgspec.structs.replace(GATE_SPOT, taker_fee=spot_taker_now)
     (plan,) = scans.register_symbol("BTC/USDT", [
         (spot_now, book("spot", spot_book, [("60000", "10")], [("60000.1", "10")], books_at_ns), spot_book),
-        (GATE_PERP, book("perp", GATE_PERP_BOOK, [("59999.9", "10000000")], [("60000.1", "10000000")], books_at_ns),
-         GATE_PERP_BOOK),
+        (GATE_PERP, book("perp", GATE_PERP_BOOK, [(str(perp_at - D("0.1")), "10000000")],
+                         [(str(perp_at + D("0.1")), "10000000")], books_at_ns), GATE_PERP_BOOK),
     ])
     position = book_hedge(hedges, GATE, base)
     return hedges.close_opportunity(
         position, *plan.legs, id_prefix="t", detected_ns=now_ns, max_age_ns=scans.max_age_ns, spot_held=spot_held,
-        held_funding_per_base=held_funding_per_base,
+        quote_free=quote_free, held_funding_per_base=held_funding_per_base,
     )
 
 
@@ -305,6 +307,21 @@ def test_a_long_spot_close_sells_no_more_spot_than_the_venue_holds() -> None:
     closing = close_of("0.0015", books_at_ns=10**9, now_ns=10**9, spot_held=D("0.0014985"))
     assert closing is not None and closing.max_quantity == D("0.0014")
     assert close_of("0.0015", books_at_ns=10**9, now_ns=10**9, spot_held=D("0.00005")) is None
+
+
+def test_a_short_spot_close_buys_back_no_more_spot_than_the_quote_free_there_pays_for() -> None:
+    """A short-spot hedge closes by buying spot: with the venue's quote spent meanwhile (spot-spot
+    trades), the buy was refused for the balance while its futures leg filled, and recovery unwound
+    that at a cost, at every check. The close takes what the quote pays for, fee included."""
+    wide = D(62000)  # the basis widened to 2000 from the 600 the short-spot hedge opened at
+    whole = close_of("-0.0015", books_at_ns=10**9, now_ns=10**9, quote_free=D(1000), perp_at=wide)
+    assert whole is not None and whole.max_quantity == D("0.0015") and whole.buy_exchange is GATE
+    closing = close_of("-0.0015", books_at_ns=10**9, now_ns=10**9, quote_free=D(60), perp_at=wide)
+    assert closing is not None and closing.max_quantity == D("0.0009")
+    assert closing.max_quantity * closing.buy_price * (1 + GATE_SPOT.taker_fee) <= D(60)
+    assert close_of("-0.0015", books_at_ns=10**9, now_ns=10**9, quote_free=D(5), perp_at=wide) is None
+    long_spot = close_of("0.0015", books_at_ns=10**9, now_ns=10**9, quote_free=D(0))  # sells spot: no quote needed
+    assert long_spot is not None and long_spot.max_quantity == D("0.0015")
 
 
 def test_a_close_goes_reduce_only_when_it_shrinks_the_perpetual_the_book_holds() -> None:
