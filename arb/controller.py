@@ -30,6 +30,7 @@ import functools
 import logging
 import os
 import signal
+import sqlite3
 import time
 import tomllib
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -59,7 +60,7 @@ from .hedges import HedgeBook, HedgeMismatch, HedgePosition
 from .instruments import (
     FEE_FIELDS, MINIMUM_FIELDS, Instrument, InstrumentCatalog, InstrumentError, pair_symbol, trading_rules_changed,
 )
-from .journal import INTENT_LOG_SUFFIX, IntentRecord, Journal, OrderResolver, intent_log_in_use
+from .journal import INTENT_LOG_SUFFIX, IntentRecord, Journal, JournalError, OrderResolver, intent_log_in_use
 from .orders import OrderOutcome, market_symbol
 from .monitor import PerformanceMonitor, Stage
 from .pipeline import Leg, ScannerPipeline, SymbolPlan
@@ -622,8 +623,11 @@ class ArbitrageController:
                     market: connector.binding.client_id_lookup_s for market, connector in self.connectors.items()
                     if connector.binding.client_id_lookup_s is not None
                 }
-                await journal.reconcile(self._resolver_with_fees(self.recovery.resolver(lookups)))
+                # The earlier runs' windows as they sent their orders; then this run's, before its first.
+                resolver = self.recovery.resolver(lookups, earlier_windows_ms=journal.order_windows())
+                await journal.reconcile(self._resolver_with_fees(resolver))
                 self._flag_interrupted(journal, sorted(interrupted))
+                journal.record_order_windows(self.recovery.order_windows_ms())
             if self.journal is not None:
                 # After reconciliation, so fills an earlier run did not live to record are in. Each
                 # restore reads the fills as it goes (the hedges only their executions'), so the
@@ -787,6 +791,13 @@ class ArbitrageController:
                 log.warning("%s: %s, past half of what its signed requests allow (%d ms ahead, %d ms behind): "
                             "synchronise the clock", market.value, clock_distance(skew_ms), window.ahead_ms,
                             window.behind_ms)
+        journal, recovery = self.journal, self.recovery
+        if journal is not None and recovery is not None:
+            # A local clock further ahead of a venue's than before lengthens its orders' windows.
+            try:
+                journal.record_order_windows(recovery.order_windows_ms())
+            except (JournalError, sqlite3.Error) as exc:  # the journal breaker hears of it from the journal
+                log.error("journal: the markets' order windows were not recorded: %s", exc)
 
     def _check_trading_rules(self, market: ExchangeName, fresh: InstrumentCatalog, *, fees_comparable: bool) -> None:
         """Halt each traded symbol of ``market`` that ``fresh`` no longer lists as tradable, or lists

@@ -78,7 +78,7 @@ from .types import ExchangeName, OrderSide
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 INTENT_LOG_SUFFIX = "-intents"  # the intent log is the database's path with this suffix
 # SQLite's own checkpoint, run inside a commit once the WAL holds this many pages: a safety net
 # well above the cadence of ``start_checkpoint`` (the engine's, about 4 pages per commit).
@@ -189,15 +189,26 @@ CREATE TABLE IF NOT EXISTS kill_switch (
     at_ms INTEGER NOT NULL
 );
 """
+# Version 6: how long after its intent each market's orders may still be taken by the venue, as
+# the runs that sent them had it, so that a restart waits that long whatever its own settings.
+_ORDER_WINDOW_SCHEMA = """
+CREATE TABLE IF NOT EXISTS order_windows (
+    exchange TEXT PRIMARY KEY,
+    window_ms INTEGER NOT NULL,
+    at_ms INTEGER NOT NULL
+);
+"""
 # What brings a journal of each older version to SCHEMA_VERSION (0: a new file).
 _UPGRADES = {
-    0: _SCHEMA + _FUNDING_SCHEMA + _HEDGE_DROP_SCHEMA + _RECOVERY_INDEX_SCHEMA + _KILL_SWITCH_SCHEMA,
-    1: _FUNDING_SCHEMA + _HEDGE_DROP_SCHEMA + _RECOVERY_INDEX_SCHEMA + _KILL_SWITCH_SCHEMA,
-    2: _HEDGE_DROP_SCHEMA + _RECOVERY_INDEX_SCHEMA + _KILL_SWITCH_SCHEMA,
-    3: _RECOVERY_INDEX_SCHEMA + _KILL_SWITCH_SCHEMA,
-    4: _KILL_SWITCH_SCHEMA,
+    0: _SCHEMA + _FUNDING_SCHEMA + _HEDGE_DROP_SCHEMA + _RECOVERY_INDEX_SCHEMA + _KILL_SWITCH_SCHEMA + _ORDER_WINDOW_SCHEMA,
+    1: _FUNDING_SCHEMA + _HEDGE_DROP_SCHEMA + _RECOVERY_INDEX_SCHEMA + _KILL_SWITCH_SCHEMA + _ORDER_WINDOW_SCHEMA,
+    2: _HEDGE_DROP_SCHEMA + _RECOVERY_INDEX_SCHEMA + _KILL_SWITCH_SCHEMA + _ORDER_WINDOW_SCHEMA,
+    3: _RECOVERY_INDEX_SCHEMA + _KILL_SWITCH_SCHEMA + _ORDER_WINDOW_SCHEMA,
+    4: _KILL_SWITCH_SCHEMA + _ORDER_WINDOW_SCHEMA,
+    5: _ORDER_WINDOW_SCHEMA,
 }
 
+_MARKET_VALUES = frozenset(market.value for market in ExchangeName)
 _FINAL_STATUSES = tuple(status.value for status in OrderStatus if status.is_final)
 _FINAL_STATUS_SET = frozenset(_FINAL_STATUSES)
 _FILLED = OrderStatus.FILLED.value
@@ -473,6 +484,7 @@ class Journal:
         self._checkpoint_wanted = threading.Event()
         self._checkpointer_stop = False
         self.checkpoint_errors = 0
+        self._order_windows: dict[ExchangeName, int] | None = None  # as kept, read at the first record
         self.write_failures = 0  # writes the database did not take (``on_write_failure`` hears of each)
         # Called with the reason when a write fails: the engine stops new entries then (its journal
         # breaker), since an order it sent could no longer be accounted after a crash.
@@ -1071,6 +1083,34 @@ class Journal:
         it; None when it was released, or never engaged."""
         row = self._db.execute("SELECT engaged, reason, at_ms FROM kill_switch ORDER BY change_id DESC LIMIT 1").fetchone()
         return (str(row[1]), int(row[2])) if row is not None and row[0] else None
+
+    def record_order_windows(self, windows: Mapping[ExchangeName, int]) -> None:
+        """Keep, per market, the longest ``window_ms`` given: how long after its intent an order
+        sent now may still be taken by the venue (its deadline, the clock's error, resends). A
+        market whose longest is not exceeded is not written."""
+        if self._order_windows is None:
+            self._order_windows = self.order_windows()
+        grown = {m: ms for m, ms in windows.items() if ms > self._order_windows.get(m, -1)}
+        if not grown:
+            return
+        now = self._now_ms()
+        with self._transaction:
+            for market, window_ms in grown.items():
+                self._write(
+                    "INSERT INTO order_windows (exchange, window_ms, at_ms) VALUES (?, ?, ?) ON CONFLICT (exchange) "
+                    "DO UPDATE SET window_ms = excluded.window_ms, at_ms = excluded.at_ms "
+                    "WHERE excluded.window_ms > order_windows.window_ms",
+                    (market.value, window_ms, now),
+                )
+        self._order_windows = self.order_windows()
+
+    def order_windows(self) -> dict[ExchangeName, int]:
+        """The longest ``record_order_windows`` kept per market, in ms (markets never recorded are absent)."""
+        return {
+            ExchangeName(exchange): int(window_ms)
+            for exchange, window_ms in self._db.execute("SELECT exchange, window_ms FROM order_windows")
+            if exchange in _MARKET_VALUES
+        }
 
     def record_hedge_drop(self, symbol: str, spot: ExchangeName, futures: ExchangeName, reason: str) -> HedgeDrop:
         """Record that the hedges of pair ``symbol`` between ``spot`` and ``futures`` left the hedge

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Callable, Mapping
 from decimal import Decimal
@@ -357,13 +358,25 @@ class RecoveryManager:
         self._step(opportunity_id, "acknowledged", {"residual": active.residual_quantity})
         return active
 
-    def resolver(self, client_id_lookup_s: Mapping[ExchangeName, int] | None = None) -> OrderResolver:
+    def resolver(
+        self, client_id_lookup_s: Mapping[ExchangeName, int] | None = None,
+        earlier_windows_ms: Mapping[ExchangeName, int] | None = None,
+    ) -> OrderResolver:
         """The start-up resolver for ``Journal.reconcile`` (``order_resolver`` over this manager's markets;
         an order rate limited at its first send went again for up to ``rate_limit_deadline_s``)."""
         return order_resolver(
             self.orders.exchanges, client_id_lookup_s=client_id_lookup_s,
-            resent_for_s=self.orders.settings.rate_limit_deadline_s,
+            resent_for_s=self.orders.settings.rate_limit_deadline_s, earlier_windows_ms=earlier_windows_ms,
         )
+
+    def order_windows_ms(self) -> dict[ExchangeName, int]:
+        """Per market, how long after its intent an order sent now may still be taken by its venue,
+        in ms: what a restart waits for one not found yet (``Journal.record_order_windows``)."""
+        resent_for_s = self.orders.settings.rate_limit_deadline_s
+        return {
+            market: math.ceil((resent_for_s + venue.order_acceptance_s) * 1000)
+            for market, venue in self.orders.exchanges.items()
+        }
 
     def _pick(
         self, venues: list[tuple[RecoveryAction, ExchangeName, Instrument]], attempt: int, side: OrderSide,
@@ -450,7 +463,7 @@ class _Progress:
 def order_resolver(
     exchanges: Mapping[ExchangeName, PrivateExchange], *, client_id_lookup_s: Mapping[ExchangeName, int] | None = None,
     wall_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000, sleep: Sleep = asyncio.sleep,
-    resent_for_s: float = 0.0,
+    resent_for_s: float = 0.0, earlier_windows_ms: Mapping[ExchangeName, int] | None = None,
 ) -> OrderResolver:
     """An ``OrderResolver`` over ``exchanges``: query by the venue's order id where the journal has
     it, else by client id; None only when the venue has no such order.
@@ -461,9 +474,12 @@ def order_resolver(
     An intent younger than the venue's ``order_acceptance_s`` (a request held up on its way may
     still be taken) is asked for once more when that has passed, counted from the intent's write
     plus ``resent_for_s`` (how long after its intent an order may have been sent again, each send
-    with a deadline of its own). A wall clock stepped back since is waited out for no longer.
+    with a deadline of its own), or for the longest window an earlier run journaled for the market
+    (``earlier_windows_ms``: its orders were sent by its settings and clock, not this run's). A
+    wall clock stepped back since is waited out for no longer.
     """
     windows = client_id_lookup_s or {}
+    earlier = earlier_windows_ms or {}
 
     async def resolve(intent: IntentRecord) -> OrderState | None:
         exchange, symbol, cid = intent.exchange, intent.request.symbol, intent.client_order_id
@@ -475,7 +491,7 @@ def order_resolver(
         state = await _query(venue, symbol, client_order_id=cid, sent_at_ms=intent.created_at_ms)
         if state is not None:
             return state
-        acceptance_s = resent_for_s + venue.order_acceptance_s
+        acceptance_s = max(resent_for_s + venue.order_acceptance_s, earlier.get(exchange, 0) / 1000)
         wait_s = min((intent.created_at_ms - wall_ms()) / 1000 + acceptance_s, acceptance_s)
         if wait_s > 0:
             log.warning(

@@ -137,8 +137,11 @@ def test_dry_run_trades_a_scheduled_dislocation_with_exact_pnl_and_a_full_journa
             legs = [(leg.exchange, leg.symbol, leg.client_order_id) for r in controller.results for leg in r.legs]
             states = await order_states(cluster.urls(), legs)
             after = holdings(cluster)
+            assert controller.recovery is not None
+            windows.update(controller.recovery.order_windows_ms())
             return summary, controller.results, states, {a: after[a] - before.get(a, D(0)) for a in after}
 
+    windows: dict[ExchangeName, int] = {}
     summary, results, states, change = asyncio.run(scenario())
     stats = summary.statistics
     assert stats.opportunities_detected >= 1 and stats.opportunities_executed >= 1
@@ -171,6 +174,8 @@ def test_dry_run_trades_a_scheduled_dislocation_with_exact_pnl_and_a_full_journa
         for leg in (leg for result in results for leg in result.legs):
             assert journal.intent(leg.exchange, leg.client_order_id).client_order_id == leg.client_order_id
         assert journal.open_intents() == []
+        # How long its orders could still land, for a restart to wait out whatever its own settings.
+        assert journal.order_windows() == windows and min(windows.values()) > 5_000  # the 5 s deadline and more
 
 
 def test_live_mode_refuses_without_keys_and_without_stated_limits(tmp_path: Path) -> None:

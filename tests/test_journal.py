@@ -139,7 +139,7 @@ def test_a_version_3_journal_gets_the_recovery_step_indexes_and_the_kill_switch_
         assert [opp for opp, _, _ in journal.awaiting_approval()] == ["o1"]
         assert journal.kill_switch() is None
     with closing(sqlite3.connect(path)) as db:
-        assert db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,) == (5,)
+        assert db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,) == (6,)
         one = db.execute(
             "EXPLAIN QUERY PLAN SELECT step, detail FROM recovery_steps WHERE opportunity_id = ? ORDER BY step_id", ("o1",)
         ).fetchall()
@@ -170,6 +170,26 @@ def test_a_version_4_journal_gets_the_kill_switch_table_whether_or_not_it_had_on
         assert journal.kill_switch() == ("the operator again", 9)
     with closing(sqlite3.connect(path)) as db:
         assert db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
+
+
+def test_the_longest_order_window_of_each_market_is_kept_across_runs_and_upgrades(tmp_path: Path) -> None:
+    path = tmp_path / "j.sqlite3"
+    with Journal(path, wall_clock_ms=lambda: 5) as journal:
+        assert journal.order_windows() == {}
+        journal.record_order_windows({ExchangeName.MEXC: 11_000, ExchangeName.GATEIO: 66_000})
+        journal.record_order_windows({ExchangeName.MEXC: 6_000})  # a shorter one keeps the longer
+    with closing(sqlite3.connect(path)) as db:
+        db.execute("DROP TABLE order_windows")
+        db.execute("PRAGMA user_version=5")  # as the version before wrote it
+        db.commit()
+    with Journal(path) as journal:
+        assert journal.order_windows() == {}
+        journal.record_order_windows({ExchangeName.MEXC: 11_000})
+    with Journal(path) as journal:
+        journal.record_order_windows({ExchangeName.MEXC: 12_000, ExchangeName.GATEIO: 1_000})
+        assert journal.order_windows() == {ExchangeName.MEXC: 12_000, ExchangeName.GATEIO: 1_000}
+    with closing(sqlite3.connect(path)) as db:
+        assert db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,) == (6,)
 
 
 def test_the_kill_switch_is_kept_as_last_changed(tmp_path: Path) -> None:

@@ -273,6 +273,24 @@ def test_resolver_asks_once_more_when_the_venue_may_still_take_a_request_sent_be
     assert asyncio.run(resent(intent(GATE, "gone-e", age_s=-3600))) is None and slept[-1] == 6.0
 
 
+def test_resolver_waits_out_the_window_an_earlier_run_journaled_for_its_orders() -> None:
+    """The earlier run sent with a 30 s deadline, this one with 5 s: an order of the earlier run,
+    not found 2 s after its intent, may still land for 28 s. Waiting this run's 3 s took it as never
+    placed, and a fill landing after that was never accounted."""
+    venue = fee_free(GATE)
+    venue.order_acceptance_s = 5.0  # type: ignore[misc]
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    resolve = order_resolver({GATE: venue}, wall_ms=lambda: NOW_MS, sleep=sleep,
+                             earlier_windows_ms={GATE: 30_000, MEXC: 90_000})
+    assert asyncio.run(resolve(intent(GATE, "gone-b", age_s=2))) is None and slept == [28.0]
+    shorter = order_resolver({GATE: venue}, wall_ms=lambda: NOW_MS, sleep=sleep, earlier_windows_ms={GATE: 1_000})
+    assert asyncio.run(shorter(intent(GATE, "gone-c", age_s=2))) is None and slept[-1] == 3.0  # this run's is longer
+
+
 def test_resolver_asks_by_order_id_where_known_and_does_not_take_a_stale_client_id_as_absent() -> None:
     """Gate.io finds a finished futures order by its client id for 60 s only: an order sent
     earlier that the journal knows by client id alone may have filled, so "not found" is not an

@@ -345,7 +345,7 @@ def test_funding_settled_today_counts_in_the_daily_pnl_live_and_after_a_restart(
 def test_a_journal_written_by_an_earlier_version_restores(tmp_path: Path) -> None:
     """A version 1 file (before the funding and hedge-drop tables), written without this code, is
     upgraded when opened and restores."""
-    assert SCHEMA_VERSION == 5
+    assert SCHEMA_VERSION == 6
     path = tmp_path / "old.sqlite3"
     db = sqlite3.connect(path)
     db.executescript(journal_module._SCHEMA)  # the version 1 tables, as that version created them
