@@ -465,6 +465,9 @@ class RiskManager:
         self._in_flight: dict[str, ArbitrageOpportunity] = {}  # executions started, not yet recorded
         # Finished executions with an order of unknown outcome: still reserved (``record_execution``).
         self._unresolved: dict[str, ArbitrageOpportunity] = {}
+        # Of those, a futures order's unfilled part, (market, symbol, signed base) by opportunity id:
+        # it may have filled, and counts against the futures limit until the venue's position is read.
+        self._unknown_futures: dict[str, tuple[ExchangeName, str, Decimal]] = {}
         # Orders a restart's reconciliation still could not learn the outcome of (``restore``): their
         # unfilled notional, counted until the next restart.
         self._unresolved_orders_usd = ZERO
@@ -569,12 +572,15 @@ class RiskManager:
         while the venue reports it nearer its liquidation than ``min_liquidation_distance_bps``."""
         position = self._positions.get((market, opportunity.symbol))
         held = position.quantity if position is not None else ZERO
-        # Executions in flight that grow it the same way count as filled in full, and so do those
-        # finished with an order of unknown outcome (it may have filled; a restart reconciles it).
-        for started in (*self._in_flight.values(), *self._unresolved.values()):
+        # Executions in flight that grow it the same way count as filled in full, and so does the
+        # unfilled part of a futures order of unknown outcome until the venue's position is read.
+        for started in self._in_flight.values():
             leg = _futures_leg(started) if started.symbol == opportunity.symbol else None
             if leg is not None and leg[0] is market and (leg[1] > 0) == (signed > 0):
                 held += leg[1]
+        for unknown_market, symbol, base in self._unknown_futures.values():
+            if unknown_market is market and symbol == opportunity.symbol and (base > 0) == (signed > 0):
+                held += base
         after = abs(held + signed)
         if after <= abs(held):
             return
@@ -676,6 +682,7 @@ class RiskManager:
         if reserved is not None:
             if any(leg.error_category == _OUTCOME_UNKNOWN for leg in result.legs):
                 self._unresolved[result.opportunity_id] = reserved
+                self._note_unknown_futures(reserved, result)
                 log.warning(
                     "risk: %s has an order of unknown outcome: its %s USD stay counted against the exposure "
                     "limits until a restart reconciles it", result.opportunity_id, _worst_notional(reserved),
@@ -960,6 +967,18 @@ class RiskManager:
 
     # -- reports ------------------------------------------------------------------------
 
+    def _note_unknown_futures(self, opportunity: ArbitrageOpportunity, result: ExecutionResult) -> None:
+        futures = _futures_leg(opportunity)
+        if futures is None:
+            return
+        market, signed, _ = futures
+        for leg in result.legs:
+            if leg.exchange is market and leg.error_category == _OUTCOME_UNKNOWN and leg.requested_quantity > 0:
+                unfilled = signed * (leg.requested_quantity - leg.filled_quantity) / leg.requested_quantity
+                if unfilled:
+                    self._unknown_futures[result.opportunity_id] = (market, opportunity.symbol, unfilled)
+                return
+
     def align_futures_positions(
         self, market: ExchangeName, holdings: Mapping[str, FuturesHolding], symbols: Collection[str]
     ) -> dict[str, tuple[Decimal, Decimal]]:
@@ -974,6 +993,10 @@ class RiskManager:
         farther (``validate_opportunity_risk``, ``futures_room``)."""
         held = {symbol: p.quantity for (m, symbol), p in self._positions.items() if m is market and p.quantity}
         wanted = set(symbols)
+        # What the venue holds now says whether an order of unknown outcome filled.
+        for opportunity_id, (unknown_market, symbol, _) in list(self._unknown_futures.items()):
+            if unknown_market is market and symbol in wanted:
+                del self._unknown_futures[opportunity_id]
         for symbol in sorted(wanted):
             holding = holdings.get(symbol)
             self._note_liquidation_distance(market, symbol, holding.liquidation_distance_bps if holding else None)
@@ -1059,7 +1082,10 @@ class RiskManager:
         position = self._positions.get((market, symbol))
         held = position.quantity if position is not None else ZERO
         limit = self._max_position / mark
-        buy, sell = max(limit - held, ZERO), max(limit + held, ZERO)
+        # Orders of unknown outcome count the way they would grow it (``_check_futures_position``).
+        unknown = [base for m, s, base in self._unknown_futures.values() if m is market and s == symbol]
+        buy = max(limit - held - sum((b for b in unknown if b > 0), ZERO), ZERO)
+        sell = max(limit + held + sum((b for b in unknown if b < 0), ZERO), ZERO)
         if held and self._too_near_liquidation(market, symbol) is not None:  # only shrinking it: up to the position
             buy, sell = (ZERO, min(sell, held)) if held > 0 else (min(buy, -held), ZERO)
         return buy, sell

@@ -344,6 +344,32 @@ def test_an_execution_ended_with_a_futures_order_of_unknown_outcome_counts_again
     ))
     assert outcome(manager, hedge_opening("1")) is None  # 10 ETH if it filled: at the limit
     assert outcome(manager, hedge_opening("1.5")) is RiskCheck.MAX_FUTURES_POSITION
+    manager.mark_to_market({"ETH/USDT": D(100)})
+    assert manager.futures_room(ExchangeName.GATEIO_FUTURES, "ETH/USDT") == (D(14), D(1))  # as the check sizes it
+    # The venue's position, read since, says it filled: it counts once, as the venue holds it.
+    holding = FuturesHolding(base=D(-9), lot=D("0.01"), entry_price=D(100))
+    manager.align_futures_positions(ExchangeName.GATEIO_FUTURES, {"ETH/USDT": holding}, ["ETH/USDT"])
+    assert outcome(manager, hedge_opening("1")) is None
+    assert outcome(manager, hedge_opening("1.5")) is RiskCheck.MAX_FUTURES_POSITION
+
+
+def test_a_futures_leg_that_filled_beside_a_spot_leg_of_unknown_outcome_counts_once() -> None:
+    manager, *_ = make()
+    manager.record_fill(GATE, fill(OrderSide.BUY, "4", "100", trade_id="s"))
+    manager.record_fill(ExchangeName.GATEIO_FUTURES, fill(OrderSide.SELL, "4", "100", trade_id="f"))
+    first = msgspec.structs.replace(hedge_opening("5"), opportunity_id="first")
+    manager.record_execution_started(first)
+    manager.record_fill(ExchangeName.GATEIO_FUTURES, fill(OrderSide.SELL, "5", "100", trade_id="f2"))  # filled: short 9
+    unknown = ExecutionLeg(
+        exchange=GATE, symbol="ETH/USDT", side=OrderSide.BUY, client_order_id="first-b", requested_quantity=D(5),
+        limit_price=D(100), error="outcome unknown: gateway timeout", error_category="outcome_unknown",
+    )
+    manager.record_execution(ExecutionResult(
+        opportunity_id="first", final_state=ArbitrageState.FAILED, total_execution_time_ms=D(10),
+        realized_profit=D(0), legs=(unknown,),
+    ))
+    assert outcome(manager, hedge_opening("1")) is None  # 9 + 1: at the limit
+    assert outcome(manager, hedge_opening("1.5")) is RiskCheck.MAX_FUTURES_POSITION
 
 
 def test_a_futures_position_is_valued_at_the_current_price_when_its_last_fill_is_older_and_lower() -> None:
