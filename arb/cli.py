@@ -520,9 +520,9 @@ def _backtest(args: argparse.Namespace) -> int:
     result = backtest(args.files, manager, settings)
     report_failed = False
     if args.report is not None and result.report is None:
-        # Nothing the engine could trade was recorded (see the notes): no run, no report of one.
-        print(f"arb backtest: no report written to {args.report}: the engine did not run on this recording "
-              "(no symbol recorded on two markets it can pair)", file=sys.stderr)
+        # No symbol to trade (the notes say why): no run, no report of one.
+        print(f"arb backtest: no report written to {args.report}: the engine traded no symbol of this recording "
+              "(see the notes)", file=sys.stderr)
         report_failed = True
     elif args.report is not None and result.report is not None:
         try:

@@ -210,8 +210,9 @@ def test_backtest_cli_says_no_report_was_written_when_the_engine_did_not_run(sha
         capture_output=True, text=True, timeout=120, cwd=tmp_path,
     )
     assert result.returncode == 1, result.stderr
-    assert f"arb backtest: no report written to {out}: the engine did not run on this recording" in result.stderr
+    assert f"arb backtest: no report written to {out}: the engine traded no symbol of this recording" in result.stderr
     assert "traded symbols none" in result.stdout and not any(out.iterdir())
+    assert "no symbol is recorded on two markets the scanner can pair" in result.stdout  # the note saying why
 
 
 def test_backtest_cli_takes_the_account_s_deposits_and_names_an_asset_it_lacks(recording, tmp_path: Path) -> None:
