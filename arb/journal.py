@@ -809,7 +809,7 @@ class Journal:
             return
         try:
             self._tidy_intent_log()
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:
             # The transaction reported it (``on_write_failure``); the intents stay in the log, kept
             # across a crash, and go with the next commit. Raised here, it would end the caller's loop.
             self.checkpoint_errors += 1
