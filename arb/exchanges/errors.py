@@ -64,7 +64,7 @@ def classify_error(
         return ErrorCategory.OUTCOME_UNKNOWN
     if code is not None:
         category = codes.get(code)
-        if category is None and isinstance(code, str) and code.lstrip("-").isdigit():
+        if category is None and isinstance(code, str) and code.isascii() and code.lstrip("-").isdigit():
             category = codes.get(int(code))
         if category is not None:
             return category

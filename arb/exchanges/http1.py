@@ -26,6 +26,9 @@ from urllib.parse import urlsplit
 
 _HEAD_END = b"\r\n\r\n"
 _MAX_HEAD = 64 * 1024
+# Far above any answer the engine asks this client for (orders and their cancels): a peer sending
+# more is not a venue answering, and its bytes would otherwise be buffered until the timeout.
+_MAX_BODY = 16 * 1024 * 1024
 _NO_BODY_STATUSES = frozenset({204, 304})
 
 
@@ -165,6 +168,8 @@ class _Connection(asyncio.Protocol):
             self._head = None
         if self._head_only or status in _NO_BODY_STATUSES:
             return self._take(status, reason, headers, start, start)
+        if len(buffer) - start > _MAX_BODY:
+            raise HttpProtocolError(f"response body longer than {_MAX_BODY} bytes")
         if "chunked" in headers.get("transfer-encoding", "").lower():
             return self._chunked(status, reason, headers, start)
         length = headers.get("content-length")
@@ -173,8 +178,8 @@ class _Connection(asyncio.Protocol):
                 size = int(length)
             except ValueError:
                 raise HttpProtocolError(f"bad Content-Length {length!r}") from None
-            if size < 0:
-                raise HttpProtocolError(f"bad Content-Length {length!r}")
+            if size < 0 or size > _MAX_BODY:
+                raise HttpProtocolError(f"bad Content-Length {length!r} (0 to {_MAX_BODY} bytes taken)")
             if len(buffer) - start < size:
                 return None
             return self._take(status, reason, headers, start, start + size)
@@ -228,7 +233,10 @@ def _parse_head(head: bytes, body_start: int) -> tuple[int, str, dict[str, str],
     lines = head.split(b"\r\n")
     status_line = lines[0].decode("latin-1")
     parts = status_line.split(" ", 2)
-    if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not parts[1].isdigit():
+    code = parts[1] if len(parts) > 1 else ""
+    # ``isdigit`` alone takes digits ``int`` refuses (superscripts): a bare ValueError out of a callback.
+    valid = len(code) == 3 and code.isascii() and code.isdigit() and "100" <= code <= "599"
+    if not parts[0].startswith("HTTP/1.") or not valid:
         raise HttpProtocolError(f"bad status line {status_line[:80]!r}")
     headers: dict[str, str] = {}
     for line in lines[1:]:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import logging
+import math
 import time
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
@@ -43,6 +44,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 MIN_RATE_LIMIT_WAIT_S = 0.1  # the least a refusal for the rate limit is waited out, whatever it asks
+MAX_RETRY_AFTER_S = 3600.0  # the most a ``Retry-After`` is taken for: then the venue is asked again
 _TRANSIENT = frozenset({ErrorCategory.OUTCOME_UNKNOWN, ErrorCategory.MAINTENANCE})
 
 
@@ -328,7 +330,7 @@ def rate_limit_wait_s(
     if retry_after is not None or reset_header is None:
         return retry_after
     reset = headers.get(reset_header.lower())
-    if reset is None or not reset.strip().isdigit():
+    if reset is None or not (reset.strip().isascii() and reset.strip().isdigit()):
         return None
     if cap_s is None:
         cap_s = max((limit.window_s for limit in venue.rate_limits), default=None)
@@ -343,19 +345,22 @@ def reset_wait_s(reset_ms: int, now_ms: int, cap_s: float | None) -> float:
 
 
 def parse_retry_after(value: str | None, now_s: float | None = None) -> float | None:
-    """Seconds of a ``Retry-After`` header (delta seconds or HTTP date), None if absent or unreadable."""
+    """Seconds of a ``Retry-After`` header (delta seconds or HTTP date), at most ``MAX_RETRY_AFTER_S``;
+    None if absent or unreadable (not a finite number: ``inf`` blocked the budget for good)."""
     if value is None:
         return None
     value = value.strip()
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return None
+        seconds = when.timestamp() - (time.time() if now_s is None else now_s)
+    if not math.isfinite(seconds):
         return None
-    return max(0.0, when.timestamp() - (time.time() if now_s is None else now_s))
+    return min(max(0.0, seconds), MAX_RETRY_AFTER_S)
 
 
 class RestClient:
@@ -460,8 +465,11 @@ class RestClient:
         session = self._ensure_session()
         self.stats.requests += 1
         try:
+            # A redirect is not followed: it would carry the signed headers to another host, and
+            # answer for the venue from there. Its status maps as any other failure.
             async with session.request(
-                request.method, URL(target, encoded=True), data=request.body or None, headers=request.headers
+                request.method, URL(target, encoded=True), data=request.body or None, headers=request.headers,
+                allow_redirects=False,
             ) as response:
                 body = await response.read()
                 status = response.status

@@ -121,3 +121,8 @@ def test_a_refusal_that_says_the_order_may_exist_leaves_its_outcome_unknown() ->
     assert gate_error(code="TOO_FAST", http_status=400).category is ErrorCategory.RATE_LIMITED
     assert gate_error(code="CLIENT_ID_NOT_FOUND", http_status=400).category is ErrorCategory.UNKNOWN_ORDER
     assert gate_error(code="AUTHENTICATION_FAILED", http_status=401).category is ErrorCategory.AUTH_FAILED
+
+
+def test_a_code_of_digits_int_cannot_read_is_unknown_not_a_crash() -> None:
+    """``"7²"`` passes ``isdigit`` but not ``int``: classifying it raised a bare ValueError."""
+    assert classify_error("7²", None, mexc.ERROR_CODES, mexc.HTTP_STATUSES) is None

@@ -288,6 +288,25 @@ def test_refused_connection_is_a_connection_error_and_garbage_is_outcome_unknown
     run(main())
 
 
+@pytest.mark.parametrize("answer", [
+    b"HTTP/1.1 2\xb20 OK\r\nContent-Length: 0\r\n\r\n",  # latin-1 superscript 2: ``isdigit`` takes it, ``int`` not
+    b"HTTP/1.1 2000 OK\r\nContent-Length: 0\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nContent-Length: 999999999999\r\n\r\n",
+], ids=["superscript", "four-digit", "oversized"])
+def test_a_malformed_answer_is_a_protocol_error_at_once_not_a_timeout(answer: bytes) -> None:
+    """A status ``int`` refused raised out of the protocol callback, and the order waited out its
+    whole timeout; a huge declared body was buffered until then."""
+    async def main() -> None:
+        patient = RestSettings(timeout_s=60.0, retry_backoff_s=0.001, http1_writes=True)
+        async with serve(lambda raw: answer) as (url, _), RestClient(venue(url), patient) as client:
+            with pytest.raises(ExchangeError) as info:
+                await client.fetch(RestRequest(method="POST", path="/order"))
+            assert info.value.category is ErrorCategory.OUTCOME_UNKNOWN
+            assert isinstance(info.value.__cause__, HttpProtocolError)  # not the timeout
+
+    run(main())
+
+
 def test_prewarm_opens_the_connection_the_first_order_uses() -> None:
     async def main() -> None:
         async with serve(lambda raw: JSON_OK) as (url, server), RestClient(venue(url), LEAN) as client:

@@ -24,6 +24,7 @@ from arb.exchanges.errors import ErrorCategory
 from arb.exchanges.gateio import constants as gate
 from arb.exchanges.mexc import constants as mexc
 from arb.exchanges.rest import (
+    MAX_RETRY_AFTER_S,
     MIN_RATE_LIMIT_WAIT_S,
     RateLimit,
     RateLimiter,
@@ -67,6 +68,7 @@ class Server:
             ("GET", "/flaky", self.flaky),
             ("*", "/slow", self.slow),
             ("*", "/garbage", self.garbage),
+            ("GET", "/moved", self.moved),
         ]:
             app.router.add_route(method, path, self._record(handler))
         return app
@@ -116,6 +118,9 @@ class Server:
 
     async def garbage(self, request: web.Request) -> web.Response:
         return web.Response(text="<html>not json</html>")
+
+    async def moved(self, request: web.Request) -> web.Response:
+        raise web.HTTPFound(request.query["to"])
 
 
 @asynccontextmanager
@@ -243,6 +248,8 @@ def test_a_stated_reset_time_is_read_on_the_venues_clock_and_within_its_longest_
     assert rate_limit_wait_s(gate_venue, {"retry-after": "0.5", **reset}, now_ms=1_000_000) == 0.5
     assert rate_limit_wait_s(gate_venue, {}, now_ms=1_000_000) is None
     assert rate_limit_wait_s(venue("http://127.0.0.1:9"), reset, now_ms=1_000_000) is None  # no such header
+    superscript = {gate.RATE_LIMIT_RESET_HEADER.lower(): "1000²"}  # ``isdigit`` takes it, ``int`` does not
+    assert rate_limit_wait_s(gate_venue, superscript, now_ms=1_000_000) is None
 
     async def main() -> None:
         async with RestClient(gate_venue, FAST) as client:
@@ -470,6 +477,11 @@ def test_parse_retry_after() -> None:
     when = datetime(2030, 1, 1, tzinfo=timezone.utc)
     now = (when - timedelta(seconds=30)).timestamp()
     assert parse_retry_after(format_datetime(when, usegmt=True), now_s=now) == pytest.approx(30.0)
+    # Not a finite wait (it blocked the budget for good, and overflowed the order runner's deadline):
+    # unreadable, as is a digit ``float`` refuses; a very long one is asked again after an hour.
+    for endless in ("inf", "Infinity", "1e400", "nan", "²"):
+        assert parse_retry_after(endless) is None, endless
+    assert parse_retry_after("86400") == MAX_RETRY_AFTER_S == 3600
 
 
 def test_parse_error_body() -> None:
@@ -524,5 +536,22 @@ def test_a_signed_request_s_signature_and_key_never_reach_its_errors() -> None:
         for error in (refused.value, unreadable.value):
             text = text_of(error)
             assert signature not in text and key not in text, text
+
+    run(main())
+
+
+def test_a_redirect_is_not_followed_with_the_signed_headers() -> None:
+    """aiohttp follows redirects and keeps the venue's own signing headers (``KEY``, ``SIGN``) across
+    origins: a signed read redirected elsewhere sent the key and signature there, and took the
+    answer from there as the venue's."""
+    async def main() -> None:
+        other, venue_server = Server(), Server()
+        async with serve(other) as elsewhere, serve(venue_server) as url:
+            async with RestClient(venue(url), FAST) as client:
+                signed = RestRequest(method="GET", path="/moved", query=f"to={elsewhere}/echo",
+                                     headers={"KEY": "api-key", "SIGN": "signature"})
+                with pytest.raises(ExchangeError, match="302"):
+                    await client.fetch(signed)
+        assert venue_server.hits["GET /moved"] == 1 and not other.seen
 
     run(main())
