@@ -29,6 +29,7 @@ import msgspec
 from ...errors import ExchangeError
 from ...instruments import Instrument, InstrumentCatalog, InstrumentError
 from ...types import OrderSide
+from ..errors import ErrorCategory
 from ..models import (
     Balance,
     FundingPayment,
@@ -319,6 +320,14 @@ class GateioSpotTrading(_GateioTrading):
         if order.filled_amount is not None:
             filled = order.filled_amount
         elif market_buy:  # amount and left are quote there
+            if order.filled_total and not order.avg_deal_price:
+                # Quote was spent, and nothing says for how much base: not "nothing bought".
+                raise ExchangeError(
+                    constants.VENUE,
+                    f"spot market buy {order.id} {order.currency_pair}: {order.filled_total} quote spent, but the "
+                    "answer gives neither filled_amount nor avg_deal_price: the base bought is unknown",
+                    category=ErrorCategory.OUTCOME_UNKNOWN,
+                )
             filled = _divide(order.filled_total, order.avg_deal_price or Decimal(0)) or Decimal(0)
         else:
             filled = order.amount - order.left

@@ -11,6 +11,7 @@ from gate_rest import CREDENTIALS, GateVenue
 from sim.simdata import perp, spot
 
 from arb.errors import ExchangeError
+from arb.exchanges.errors import ErrorCategory
 from arb.exchanges.gateio import constants
 from arb.exchanges.gateio.auth import GateioSigner
 from arb.exchanges.gateio.trading import GateioFuturesTrading, GateioSpotTrading, from_text, rest_venue, to_text
@@ -332,3 +333,16 @@ def test_a_spot_fee_paid_in_gt_or_points_is_not_read_as_no_fee(fees: dict[str, o
                        "filled_total": "300", **fees}).encode()
     state = spot_client().parse_order(body)
     assert (state.fee, state.fee_asset) == reported
+
+
+def test_a_filled_market_buy_whose_answer_does_not_say_the_base_bought_is_of_unknown_outcome() -> None:
+    """The websocket API's answer (its documented example) may carry neither ``filled_amount`` nor
+    ``avg_deal_price``: a filled market buy then read as FILLED with nothing bought."""
+    body = json.dumps({"id": "7", "currency_pair": "BTC_USDT", "type": "market", "side": "buy", "amount": "10",
+                       "status": "closed", "finish_as": "filled", "left": "0", "filled_total": "10"}).encode()
+    with pytest.raises(ExchangeError, match="the base bought is unknown") as unknown:
+        spot_client().parse_order(body)
+    assert unknown.value.category is ErrorCategory.OUTCOME_UNKNOWN
+    priced = json.loads(body) | {"avg_deal_price": "50000"}
+    state = spot_client().parse_order(json.dumps(priced).encode())
+    assert (state.status, state.filled_quantity) == (OrderStatus.FILLED, D("0.0002"))
