@@ -116,9 +116,14 @@ cdef class LatencyHistogram:
         if self.count == 0:
             return 0
         cdef double r = ceil(p * <double>self.count / 100.0)
-        cdef int64_t rank = <int64_t>r if r >= 1.0 else 1
-        if rank > self.count:
+        cdef int64_t rank
+        # Compared as doubles first: a count near 2**63 rounds up to it, past int64 (UB to convert).
+        if r >= <double>self.count:
             rank = self.count
+        elif r >= 1.0:
+            rank = <int64_t>r
+        else:
+            rank = 1
         cdef int64_t cumulative = 0, v
         cdef Py_ssize_t i = <Py_ssize_t>(bucket_index_c(self.min_ns, self.precision_bits)
                                           - self.base_index)

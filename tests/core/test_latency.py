@@ -321,3 +321,16 @@ def test_sum_saturates_instead_of_wrapping() -> None:
         hist.record(2**62 - 1)
         assert hist.mean > 0
         assert hist.mean == pytest.approx((2**63 - 1) / 3)
+
+
+@pytest.mark.parametrize("p", [0.0, 50.0, 99.0, 99.9999999, 100.0])
+def test_percentiles_of_a_count_near_the_int64_limit_match_the_reference(p: float) -> None:
+    """A count that rounds to 2**63 as a double (a restored or merged histogram) made the rank
+    overflow int64: percentile(100) gave the smallest value rather than the largest."""
+    top = 2**63 - 1
+    compiled = LatencyHistogram(100, 10**6, 7)
+    compiled.__setstate__((top, 0, 100, 10**6, 0, [(0, top - 5), (compiled.bucket_count - 1, 5)]))
+    reference = ref.LatencyHistogram(100, 10**6, 7)
+    reference.counts = {ref.bucket_index(100, 7): top - 5, ref.bucket_index(10**6, 7): 5}
+    reference.count, reference.min, reference.max = top, 100, 10**6
+    assert compiled.percentile(p) == reference.percentile(p)
