@@ -986,9 +986,6 @@ def _spot_order_doc(ctx: SimContext, engine: MatchingEngine, event: OrderEvent) 
         amount = instrument.format_size(event.size_lots)
         left = instrument.format_size(event.size_lots - event.filled_lots)
     buy = event.side is OrderSide.BUY
-    received = filled_base if buy else event.filled_quote_atoms
-    fee_rate = instrument.taker_fee.as_integer_ratio()
-    fee = -((-received * fee_rate[0]) // fee_rate[1])  # rounded up in the venue's favour, as the engine does
     filled_total = _decimal_text(from_atoms(event.filled_quote_atoms))
     created_ms, updated_ms = _wall_ms(ctx, event.created_ns), _wall_ms(ctx, event.time_ns)
     average = Decimal(event.filled_quote_atoms) / Decimal(filled_base) if filled_base else Decimal(0)
@@ -1014,8 +1011,8 @@ def _spot_order_doc(ctx: SimContext, engine: MatchingEngine, event: OrderEvent) 
         "fill_price": filled_total,
         "filled_total": filled_total,
         "avg_deal_price": _decimal_text(average),
-        "fee": _decimal_text(from_atoms(fee)),
-        "fee_currency": instrument.base if buy else instrument.quote,
+        "fee": _decimal_text(from_atoms(event.fee_atoms)),  # what its fills were charged, maker or taker
+        "fee_currency": event.fee_asset or (instrument.base if buy else instrument.quote),
         "point_fee": "0",
         "gt_fee": "0",
         "gt_maker_fee": "0",

@@ -452,3 +452,34 @@ def test_recorded_request_bodies_are_accepted(shared_data: Path) -> None:
         assert response.status == 200, (name, response.body)
         placed = json.loads(response.body)
         assert placed["contract" if futures else "currency_pair"] == body["contract" if futures else "currency_pair"]
+
+
+def test_an_order_answer_reports_the_fee_its_fills_were_charged_maker_or_taker() -> None:
+    """The simulated Gate.io answered every order with the taker fee on what it received, while a
+    resting order filled as maker was charged the maker rate: fees and PnL of maker fills were
+    tested against a number the venue's ledger did not hold."""
+    import time
+
+    from arb.exchanges.gateio import sim as gateio_sim
+    from arb.sim.faults import FaultPlan
+    from arb.sim.http import SimContext
+    from arb.sim.matching import Fill, SimExchange, from_atoms
+    from arb.types import ExchangeName
+    from arb_core.book import BID
+
+    maker_rate = D("0.0005")
+    venue = SimExchange(ExchangeName.GATEIO, [msgspec.structs.replace(spot(), maker_fee=maker_rate)])
+    venue.engine("BTC/USDT").apply_market_levels([(ASK, 10_100, 100_000), (BID, 9_900, 100_000)], 1)
+    venue.deposit("alice", "USDT", "10000")
+    venue.deposit("bob", "BTC", "10")
+    context = SimContext(venue="gateio", exchanges={ExchangeName.GATEIO: venue}, faults=FaultPlan(), credentials={},
+                         now_ns=time.monotonic_ns, wall_ms=lambda: time.time_ns() // 1_000_000)
+    order = {"currency_pair": "BTC_USDT", "side": "buy", "amount": "1", "price": "100", "text": "t-a1"}
+    assert gateio_sim.place_spot_order(context, "alice", order)["status"] == "open"  # rests: a maker
+    gateio_sim.place_spot_order(context, "bob", {"currency_pair": "BTC_USDT", "side": "sell", "amount": "1",
+                                                 "price": "100", "time_in_force": "ioc"})
+    (fill,) = [e for e in venue.drain_events() if isinstance(e, Fill) and e.user == "alice"]
+    answer = gateio_sim.spot_order(context, "alice", "BTC_USDT", "t-a1")
+    assert (D(answer["fee"]), answer["fee_currency"]) == (from_atoms(fill.fee_atoms), fill.fee_asset) == (
+        maker_rate, "BTC"
+    )
