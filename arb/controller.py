@@ -431,6 +431,7 @@ class ArbitrageController:
         self._withdrawn_skips = 0  # queued opportunities a later scan no longer found
         self._resized_skips = 0  # queued opportunities sized again after a trade on one of their markets
         self._halted_skips = 0  # opportunities with a leg on a halted market
+        self.last_refusal = ""  # why ``process`` last returned None
         # Halted markets hedge closes may still go to, with a reduce-only futures leg only (contracts
         # being delisted: the venue takes only orders that reduce a position there).
         self._closes_reduce_only: set[BookKey] = set()
@@ -1485,8 +1486,8 @@ class ArbitrageController:
                 if self._unseen_fills and self._fills_unseen(opportunity):
                     self._unseen_skips += 1
                     continue
-                await self.process(opportunity)
-                self._note_traded(opportunity)
+                if await self.process(opportunity) is not None:  # refused: nothing was traded
+                    self._note_traded(opportunity)
                 # Standing opportunities on several symbols can keep the queue from emptying: open
                 # hedges are still checked every scan interval.
                 if self.hedges is not None and self._scanning and self.clock() - hedges_checked_ns >= interval_ns:
@@ -1555,7 +1556,8 @@ class ArbitrageController:
             )
             if closing is not None and not (self._unseen_fills and self._fills_unseen(closing)):
                 result = await self.process(closing, closes_hedge=True)
-                self._note_traded(closing)
+                if result is not None:
+                    self._note_traded(closing)
                 if result is not None and _futures_short(result):
                     # Its futures leg fell short, maybe clipped or refused as reduce-only: the venue's
                     # position may be smaller than the book's (closed by hand, liquidated). Checked now,
@@ -1574,7 +1576,8 @@ class ArbitrageController:
         return found[position.spot], found[position.futures]
 
     async def process(self, opportunity: ArbitrageOpportunity, *, closes_hedge: bool = False) -> ExecutionResult | None:
-        """Risk-check and execute one opportunity, recording it everywhere; None when refused.
+        """Risk-check and execute one opportunity, recording it everywhere; None when refused
+        (``last_refusal`` says why).
 
         ``closes_hedge``: the pair closes an open hedge (``RiskManager.validate_opportunity_risk``).
 
@@ -1583,14 +1586,21 @@ class ArbitrageController:
         risk, executor, monitor = self.risk, self.executor, self.monitor
         if risk is None or executor is None:
             raise ArbitrageEngineError("controller not initialized: call initialize() first")
+        if self.shutdown_manager.is_shutting_down:
+            # Its orders would go out under the shutdown, past the wait for executions in flight:
+            # their open orders cancelled, then the connectors and the journal closed under them.
+            self.last_refusal = "not executed: the engine is shutting down"
+            return None
         if risk.in_flight(opportunity.opportunity_id):
             # Given twice (``ArbitrageEngine.execute_opportunity``): its client ids are taken, and its
             # end would release the running execution's reservation while its orders are out.
             log.warning("opportunity %s is being executed already: not started again", opportunity.opportunity_id)
+            self.last_refusal = "not executed: an execution of this opportunity is in flight"
             return None
         pipeline = self.pipeline
         if pipeline is not None and pipeline.halted and self._on_halted_market(pipeline, opportunity, closes_hedge):
             self._halted_skips += 1
+            self.last_refusal = "not executed: a leg's market is halted (its trading rules changed or it stopped trading)"
             return None
         monitor.record_opportunity_detected()
         start = self.clock()
@@ -1599,6 +1609,7 @@ class ArbitrageController:
             risk.validate_opportunity_risk(opportunity, closes_hedge=closes_hedge)
         except RiskRejection as exc:
             log.debug("%s", exc)
+            self.last_refusal = f"refused by risk checks: {exc}"
             return None
         finally:
             monitor.record_stage(Stage.RISK, self.clock() - start)
@@ -1608,6 +1619,7 @@ class ArbitrageController:
             # would arrive up to a window after the other one, at a price long gone.
             self._budget_skips += 1
             log.debug("%s: skipped, the order budget admits the next order in %.3f s", opportunity.opportunity_id, wait_s)
+            self.last_refusal = f"not executed: the order budget admits both legs' orders in {wait_s:.3f} s"
             return None
         risk.record_execution_started(opportunity)
         self._rehearsed = opportunity
@@ -2105,7 +2117,7 @@ class ArbitrageEngine:
             final_state=ArbitrageState.FAILED,
             total_execution_time_ms=_ms(self.controller.clock() - start),
             realized_profit=ZERO,
-            error="refused by risk checks",
+            error=self.controller.last_refusal,  # set as ``process`` refused it, nothing awaited since
         )
 
     def get_engine_statistics(self) -> EngineStatistics:

@@ -202,7 +202,8 @@ def test_engine_session_statistics_health_and_a_refused_opportunity(tmp_path: Pa
                 thin = mexc_to_gate("thin1btc", D("60000"), D("60001"), "0.0001", margin_bps="0.1",  # floor: 10 bps
                                     detected_at=controller.clock())
                 result = await engine.execute_opportunity(thin)
-                assert result.final_state is ArbitrageState.FAILED and result.error == "refused by risk checks"
+                assert result.final_state is ArbitrageState.FAILED
+                assert (result.error or "").startswith("refused by risk checks: opportunity thin1btc BTC/USDT: ")
                 stats = engine.get_engine_statistics()
                 assert (stats.opportunities_detected, stats.opportunities_executed) == (1, 0)
                 assert stats.success_rate == 0
@@ -213,6 +214,29 @@ def test_engine_session_statistics_health_and_a_refused_opportunity(tmp_path: Pa
                 assert result.final_state is ArbitrageState.FAILED and "past max_data_age_ms (100)" in (result.error or "")
                 assert engine.get_engine_statistics().opportunities_detected == 1  # refused before the risk check
             assert not engine.is_healthy
+
+    asyncio.run(scenario())
+
+
+def test_execute_opportunity_sends_nothing_once_the_engine_is_shutting_down(tmp_path: Path) -> None:
+    """Called while the engine shut down, it sent its orders after the wait for executions in flight,
+    under the cancelling of open orders, with the connectors and journal then closed beneath it."""
+    configuration = manager(tmp_path)
+    cluster = dry_run_cluster(configuration.config, random_per_minute=0)
+
+    async def scenario() -> None:
+        async with cluster:
+            controller = ArbitrageController(configuration, sim_cluster=cluster, journal=Journal(tmp_path / "j.sqlite3"))
+            engine = ArbitrageEngine(controller)
+            async with engine.session(trade=False):
+                controller.shutdown_manager.request_shutdown("test")
+                late = mexc_to_gate("late1btc", D("60000"), D("60100"), "0.0001", detected_at=controller.clock())
+                result = await engine.execute_opportunity(late)
+                assert result.final_state is ArbitrageState.FAILED
+                assert result.error == "not executed: the engine is shutting down"
+                assert engine.get_engine_statistics().opportunities_detected == 0
+        with Journal(tmp_path / "j.sqlite3") as journal:
+            assert journal.interrupted_opportunities() == set() and not journal.knows(ExchangeName.MEXC, "late1btc-b")
 
     asyncio.run(scenario())
 
@@ -665,6 +689,43 @@ def test_an_opportunity_queued_behind_a_trade_on_its_markets_is_sized_again_from
     assert [(o.symbol, o.max_quantity) for o in sent] == [("BTC/USDT", D("0.001")), ("ETH/USDT", D("0.004"))]
     summary = controller.summary()
     assert summary.resized_after_trade == 1 and "  sized again after a trade 1" in summary.lines()
+
+
+@pytest.mark.parametrize(("btc_mexc_bid", "traded"), [("60400", True), ("64000", False)])
+def test_an_opportunity_refused_by_risk_is_no_trade_for_the_next_one_on_its_markets(
+    tmp_path: Path, btc_mexc_bid: str, traded: bool
+) -> None:
+    """BTC and ETH both cross between the same two venues, BTC queued first. BTC at 66 bps trades; at
+    666 bps it is refused as too good to be true (past max_profit_margin_bps). A refusal was noted
+    as a trade: ETH was then scanned again and counted as "sized again after a trade", and on a
+    hedge-only run a hedge sharing the refused one's perpetual was dropped uncounted."""
+    now = [10_000_000]
+    pipeline = ScannerPipeline(max_data_age_ms=100, clock=lambda: now[0])
+    instruments = {(i.exchange, i.base): i for i in default_instruments(("BTC", "ETH"))}
+    for base, low, high in (("BTC", "60000", btc_mexc_bid), ("ETH", "3000", "3020")):
+        legs = []
+        for exchange, bids, asks in ((ExchangeName.GATEIO, [("1", "1")], [(low, "1")]),
+                                     (ExchangeName.MEXC, [(high, "1")], [("99999", "1")])):
+            instrument = instruments[(exchange, base)]
+            scale = WireScale(*instrument.wire_scale())
+            legs.append((instrument, book(f"{exchange.value} {base}", scale, bids, asks, recv_ns=now[0]), scale))
+        (plan,) = pipeline.register_symbol(f"{base}/USDT", legs)
+        cap = D("0.001") if base == "BTC" else D("0.01")
+        for leg in plan.legs:
+            pipeline.set_leg_limits(plan.symbol_id, leg.leg_id, cap, cap)
+    executor = FillsEveryLeg(now, filled=False)
+    controller = scanning_controller(tmp_path, executor, pipeline, now)
+
+    def ticking() -> int:  # a real clock: every read a little later
+        now[0] += 1_000
+        return now[0]
+
+    controller.clock = pipeline.clock = ticking
+    asyncio.run(trade_both_crossed(controller, pipeline, lambda: len(executor.sent) == (2 if traded else 1)))
+    summary = controller.summary()
+    assert len(executor.sent) == (2 if traded else 1)  # ETH trades either way
+    assert summary.resized_after_trade == (1 if traded else 0)
+    assert summary.rejected_by_risk == ({} if traded else {"max_profit_margin_bps": 1})
 
 
 def test_an_executions_spot_fills_are_spent_from_the_balances_the_scanner_sizes_by(tmp_path: Path) -> None:
