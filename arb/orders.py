@@ -329,16 +329,19 @@ class OrderOutcome(msgspec.Struct, frozen=True, kw_only=True):
 
     @property
     def fee_quote(self) -> Decimal:
-        """Fee in the quote asset; a fee in the base asset is valued at the average fill price."""
+        """Fee in the quote asset; a fee in the base asset is valued at the average fill price, one in
+        a third asset (a venue's own token) at the taker rate on the notional, as an unreported one."""
         fee, asset = self.fee
         in_quote = fee_in_quote(self.instrument, fee, asset, self.average_price)
         if in_quote is not None:
             return in_quote
+        estimate = self.notional * self.instrument.taker_fee
         log.warning(
-            "%s %s order %s: fee %s %s is in neither base nor quote and is not counted in PnL",
-            self.exchange.value, self.request.symbol, self.request.client_order_id, fee, asset,
+            "%s %s order %s: fee %s %s is in neither base nor quote: counted in PnL at the taker rate, %s %s",
+            self.exchange.value, self.request.symbol, self.request.client_order_id, fee, asset, estimate,
+            self.instrument.quote,
         )
-        return ZERO
+        return estimate
 
     @property
     def refused_permanently(self) -> bool:

@@ -366,11 +366,19 @@ class _ExecutionPnl(RealizedPnl):
         with localcontext() as ctx:
             ctx.prec = 60
             base = order.quantity * instrument.contract_size
-            # A fee journaled without its asset is in quote; one in neither base nor quote counts 0, as live.
-            fees = ZERO
+            notional = exact_notional(instrument, base, average)
+            # A fee journaled without its asset is in quote; one in neither base nor quote counts at the
+            # taker rate on the notional, as live (``OrderOutcome.fee_quote``).
+            fees, unvalued = ZERO, False
             for fee, asset in order.fees:
-                fees += fee_in_quote(instrument, fee, asset or instrument.quote, average) or ZERO
-        self.add(order.side, base, exact_notional(instrument, base, average), fees)
+                in_quote = fee_in_quote(instrument, fee, asset or instrument.quote, average)
+                if in_quote is None:
+                    unvalued = True
+                else:
+                    fees += in_quote
+            if unvalued:  # once for the order, as live charges it
+                fees += notional * instrument.taker_fee
+        self.add(order.side, base, notional, fees)
         self.recorded_at_ms = max(self.recorded_at_ms, order.recorded_at_ms)
 
 

@@ -68,6 +68,7 @@ class FakeExchange:
         self.script = list(script)
         self.touch = touch  # (bid, ask): IOC fills only through it; None fills at the limit
         self.failing_queries = failing_queries  # the next queries fail as if disconnected
+        self.fee_in: tuple[D, str] | None = None  # (fee, asset): fills charged this in another asset (MEXC's MX)
         self.orders: dict[str, OrderState] = {}
         self.placed: list[OrderRequest] = []  # every place_order call, including refused ones
         self.rehearsed: list[OrderRequest] = []  # every rehearse_order call
@@ -141,6 +142,8 @@ class FakeExchange:
             fee, fee_asset = filled * inst.contract_size * price * inst.taker_fee, inst.quote
         else:
             fee, fee_asset = filled * inst.taker_fee, inst.base
+        if self.fee_in is not None:
+            fee, fee_asset = self.fee_in
         self._ids += 1
         return OrderState(
             symbol=request.symbol,

@@ -173,6 +173,22 @@ def test_restart_restores_identical_metrics(tmp_path: Path) -> None:
     assert restored.net_position("BTC/USDT") == D("0.2")
 
 
+def test_a_fee_charged_in_a_third_asset_counts_at_the_taker_rate_live_and_restored(tmp_path: Path) -> None:
+    """MEXC charges a fee in MX on an account that pays fees with it: the live PnL counted it as 0
+    (overstating the day's PnL by the whole fee) while the hedge book charged the taker rate."""
+    engine = Engine(tmp_path, Wall(TODAY_MS))
+    engine.mexc.fee_in = (D("0.37"), "MX")
+    (result,) = [engine.run(opportunity("mx1"))]
+    sell = next(leg for leg in result.legs if leg.exchange is MEXC)
+    assert (sell.fee, sell.fee_asset) == (D("0.37"), "MX")
+    mexc = engine.catalogs[MEXC].get("BTC/USDT")
+    gate_fee = D("0.5") * engine.catalogs[GATE].get("BTC/USDT").taker_fee * D("60000.10")  # BTC, at its price
+    expected = D("0.5") * (D("60010.50") - D("60000.10")) - gate_fee - D("0.5") * D("60010.50") * mexc.taker_fee
+    assert result.realized_profit == expected
+    assert engine.risk.get_current_risk_metrics().daily_realized_pnl_usd == expected
+    assert engine.restarted().get_current_risk_metrics().daily_realized_pnl_usd == expected
+
+
 def test_restore_reports_and_logs_what_it_rebuilt(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     engine = Engine(tmp_path, Wall(TODAY_MS))
     results = trade_a_day(engine)
