@@ -180,7 +180,13 @@ class Instrument(msgspec.Struct, frozen=True, kw_only=True):
                 raise InstrumentError(
                     f"{where}: {step_name}={step} needs more than {decimals_name}={decimals} decimals"
                 ) from None
-        if self.min_size % self.lot_size:
+        try:
+            off_grid = bool(self.min_size % self.lot_size)
+        except ArithmeticError:  # DivisionImpossible: the quotient has more than 28 digits
+            raise InstrumentError(
+                f"{where}: min_size={self.min_size} is more lots of lot_size={self.lot_size} than can be counted"
+            ) from None
+        if off_grid:
             raise InstrumentError(f"{where}: min_size={self.min_size} is not a multiple of lot_size={self.lot_size}")
 
     @property

@@ -93,6 +93,11 @@ def test_inconsistent_entries_are_skipped_with_the_reason() -> None:
     reasons = {s.venue_symbol: s.reason for s in catalog.skipped}
     assert "id does not match base 'BTC' / quote 'USDT'" in reasons["BTCUSDT"]
     assert "price_decimals=-1 outside 0..18" in reasons["ETH_USDT"]
+    # A minimum of more than 28 digits of lots: its check raised a decimal error, which lost every pair.
+    huge = {**PAIR, "id": "DUST_USDT", "base": "DUST", "amount_precision": 18, "min_base_amount": "10000000000"}
+    catalog = parse_currency_pairs(encode([huge, PAIR]))
+    assert [i.venue_symbol for i in catalog] == ["BTC_USDT"]
+    assert "than can be counted" in {s.venue_symbol: s.reason for s in catalog.skipped}["DUST_USDT"]
     contracts = parse_futures_contracts(
         encode([{**CONTRACT, "quanto_multiplier": "0"}, {**CONTRACT, "name": "ETH_USD", "type": "inverse"}])
     )
