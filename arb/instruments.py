@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Iterable, Iterator
-from decimal import Context, Decimal, Inexact, InvalidOperation, Overflow
+from decimal import ROUND_CEILING, ROUND_FLOOR, Context, Decimal, Inexact, InvalidOperation, Overflow
 from typing import TypeVar
 
 import msgspec
@@ -24,6 +24,10 @@ MAX_DECIMALS = 18
 # Wide enough for any int64 times any step; trapping Inexact turns "not a whole
 # number of steps" into an exception instead of a silent rounding.
 _EXACT = Context(prec=80, traps=[InvalidOperation, Inexact, Overflow])
+# Each step of a rounding to a grid rounds the same way as the whole, so no input, however many
+# digits it has, comes out on the wrong side of it (the default 28 digits could round 2.99...9 up).
+_DOWN = Context(prec=80, rounding=ROUND_FLOOR, traps=[InvalidOperation, Overflow])
+_UP = Context(prec=80, rounding=ROUND_CEILING, traps=[InvalidOperation, Overflow])
 
 T = TypeVar("T")
 
@@ -50,13 +54,15 @@ def common_step(a: Decimal, b: Decimal) -> Decimal:
 
 def round_down_to_step(value: Decimal, step: Decimal) -> Decimal:
     """The largest whole multiple of ``step`` that is <= ``value`` (a quantity both grids can trade)."""
-    return (value / step).to_integral_value(rounding="ROUND_FLOOR") * step
+    down = _DOWN
+    return down.multiply(down.divide(value, step).to_integral_value(ROUND_FLOOR, down), step)
 
 
 def round_up_to_step(value: Decimal, step: Decimal) -> Decimal:
     """The smallest whole multiple of ``step`` that is >= ``value`` (for venue minimums)."""
-    steps = (value / step).to_integral_value(rounding="ROUND_CEILING")
-    return (steps * step).normalize() if steps else step.normalize()
+    up = _UP
+    steps = up.divide(value, step).to_integral_value(ROUND_CEILING, up)
+    return up.multiply(steps, step).normalize(up) if steps else step.normalize()
 
 
 def _scaled(value: Decimal, decimals: int) -> int:

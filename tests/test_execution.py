@@ -852,7 +852,9 @@ def decimal_route_plan(buy: Instrument, sell: Instrument, opp: ArbitrageOpportun
     a, b = buy.lot_size * buy.contract_size, sell.lot_size * sell.contract_size
     exponent = min(int(a.normalize().as_tuple().exponent), int(b.normalize().as_tuple().exponent), 0)
     step = D(math.lcm(int(a.scaleb(-exponent)), int(b.scaleb(-exponent)))).scaleb(exponent).normalize()
-    quantity = (opp.max_quantity / step).to_integral_value(rounding=ROUND_FLOOR) * step
+    with localcontext() as exact:  # floored exactly: no digit of the quantity is rounded first
+        exact.prec = 200
+        quantity = (opp.max_quantity / step).to_integral_value(rounding=ROUND_FLOOR) * step
     if quantity <= 0:
         raise ValueError("below one common lot")
     legs = []
@@ -895,7 +897,7 @@ quantities = st.builds(lambda units, exp: D(units).scaleb(exp), st.integers(0, 1
 @settings(max_examples=400, deadline=None)
 @given(buy=grids(), sell=grids(), max_quantity=quantities)
 @example(buy=(D("0.0001"), 4, D(1)), sell=(D(1), 0, D("0.0001")), max_quantity=D("1E+30"))  # lots beyond int64
-@example(  # 29 digits: the Decimal route rounds the quantity and refuses it
+@example(  # 29 digits: floored to the common step exactly, not rounded to 28 digits first
     buy=(D("1.234567890123"), 12, D(1)), sell=(D("1.234567890123"), 12, D(1)),
     max_quantity=D("123456789012299998.765432109877"),
 )

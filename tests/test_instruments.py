@@ -1,6 +1,6 @@
 """Tests of arb/instruments.py: Instrument invariants, tick/lot conversions, symbols, catalogs."""
 
-from decimal import Decimal
+from decimal import Decimal, localcontext
 
 import msgspec
 import pytest
@@ -18,6 +18,7 @@ from arb.instruments import (
     SymbolFormat,
     decimals_of,
     decode_metadata,
+    round_down_to_step,
     round_up_to_step,
     split_symbol,
     trading_rules_changed,
@@ -269,6 +270,21 @@ def test_helpers() -> None:
     assert round_up_to_step(D("0.001"), D("0.0001")) == D("0.001")
     assert round_up_to_step(D("0.0015"), D("0.001")) == D("0.002")
     assert round_up_to_step(D(0), D("0.001")) == D("0.001")
+
+
+@pytest.mark.parametrize(("value", "step"), [
+    ("2.99999999999999999999999999999", "1"),
+    ("123456789012.1234567890123456789", "1E-18"),
+    ("0.000000000000000000000000000099999", "1E-31"),
+])
+def test_rounding_to_a_step_never_crosses_the_value_however_many_digits_it_has(value: str, step: str) -> None:
+    """In the default 28 digits the quotient rounded to nearest first: 2.99...9 (29 digits) came out
+    as 3 rounded "down", the one place a sell quantity could be rounded up past what is held."""
+    down, up = round_down_to_step(D(value), D(step)), round_up_to_step(D(value), D(step))
+    assert down <= D(value) <= up
+    with localcontext() as wide:
+        wide.prec = 80
+        assert up - down <= D(step) and (down / D(step)) % 1 == 0 and (up / D(step)) % 1 == 0
 
 
 # --- properties ----------------------------------------------------------------------
