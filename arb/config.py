@@ -44,6 +44,14 @@ MAX_EXPONENT = 30  # a number's decimal exponent, either way (amounts and rates 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
+def is_loopback(url: str) -> bool:
+    """Whether ``url`` names this machine (``LOOPBACK_HOSTS``); False when it names no host or cannot be read."""
+    try:
+        return urllib.parse.urlsplit(url).hostname in LOOPBACK_HOSTS
+    except ValueError:
+        return False
+
+
 class _Invalid(ValueError):
     """A value failed its field's rule; the message says what is allowed."""
 

@@ -22,7 +22,7 @@ from typing import Protocol
 
 import msgspec
 
-from ..config import ConfigurationManager
+from ..config import ConfigurationManager, is_loopback
 from ..errors import ConfigurationError
 from ..secrets import VENUE_ENV_PREFIX, ApiCredentials
 from ..types import ArbitrageConfig, ExchangeConfig, ExchangeName
@@ -151,12 +151,23 @@ class ExchangeFactory:
         rest, ws = (
             (config.futures_rest_url, config.futures_ws_url) if market.is_futures else (config.rest_url, config.ws_url)
         )
+        prefix = "futures_" if market.is_futures else ""
         if not rest or not ws:
-            prefix = "futures_" if market.is_futures else ""
             raise ConfigurationError(
                 [
                     f"exchange {market.value}: a dry run needs the simulated venue's URLs (sim_urls or "
                     f"exchanges.{market.venue}.{prefix}rest_url / {prefix}ws_url); refusing to use the real venue"
+                ]
+            )
+        # Its requests are signed (with the simulator's key, or the operator's when the environment
+        # has them): to this machine only, where the simulated venues run, never a host that could
+        # be a real venue.
+        remote = [f"{prefix}{name} {url!r}" for name, url in (("rest_url", rest), ("ws_url", ws)) if not is_loopback(url)]
+        if remote:
+            raise ConfigurationError(
+                [
+                    f"exchange {market.value}: a dry run trades only on simulated venues on this machine; "
+                    f"{', '.join(remote)} is not a loopback address (127.0.0.1, ::1, localhost)"
                 ]
             )
         return config

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import urllib.parse
 from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from pathlib import Path
@@ -18,7 +17,7 @@ from types import TracebackType
 
 import msgspec
 
-from ..config import LOOPBACK_HOSTS
+from ..config import is_loopback
 from ..instruments import Instrument, decimals_of
 from ..secrets import ApiCredentials, Secret
 from ..types import ExchangeName
@@ -270,7 +269,7 @@ class SimEndpoints(msgspec.Struct, frozen=True, kw_only=True):
         # only (they listen on 127.0.0.1), never to a host that could be a real venue.
         for name, urls in self.venues.items():
             for field, url in urls.overrides().items():
-                if _host(url) not in LOOPBACK_HOSTS:
+                if not is_loopback(url):
                     raise ValueError(
                         f"{name} {field} {url!r}: not a loopback address (127.0.0.1, ::1, localhost); the "
                         "simulated venues run on this machine, and a dry run sends nothing to another host"
@@ -291,10 +290,3 @@ class SimEndpoints(msgspec.Struct, frozen=True, kw_only=True):
         except (OSError, msgspec.DecodeError) as exc:
             raise ValueError(f"simulator endpoints {path}: {exc}") from None
 
-
-def _host(url: str) -> str | None:
-    """The host ``url`` names (None when it names none or cannot be read)."""
-    try:
-        return urllib.parse.urlsplit(url).hostname
-    except ValueError:
-        return None

@@ -138,6 +138,25 @@ def test_a_failing_market_closes_the_ones_created_with_it(tmp_path: Path) -> Non
     run(scenario())
 
 
+def test_a_dry_run_refuses_a_venue_url_that_is_not_this_machine(tmp_path: Path) -> None:
+    """A venue the simulator endpoints leave out fell back to the configured URLs: a dry run then
+    signed orders, balance reads and listen keys to a real venue (``--sim-urls`` naming one venue,
+    ``--config`` pointing the other at api.mexc.com)."""
+    path = tmp_path / "arb.toml"
+    path.write_text(CONFIG.replace(
+        '[exchanges.mexc]\nmarkets = ["spot", "futures"]\n',
+        '[exchanges.mexc]\nmarkets = ["spot", "futures"]\nrest_url = "https://api.mexc.com"\nws_url = "ws://192.0.2.2:9/ws"\n',
+    ))
+    configuration = ConfigurationManager(path, environ={})
+    configuration.load_configuration(dry_run=True)
+    factory = ExchangeFactory(configuration, {"mexc": CREDENTIALS}, {})
+    with pytest.raises(ConfigurationError) as refused:
+        factory.build(ExchangeName.MEXC, dry_run=True)
+    message = str(refused.value)
+    assert "exchange mexc: a dry run trades only on simulated venues on this machine" in message
+    assert "rest_url 'https://api.mexc.com', ws_url 'ws://192.0.2.2:9/ws' is not a loopback address" in message
+
+
 def test_unlisted_symbol_and_duplicate_creation(tmp_path: Path) -> None:
     async def scenario() -> None:
         async with simulated_venues() as sim:
