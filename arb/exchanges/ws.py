@@ -342,6 +342,9 @@ class WsSession:
                     auto_ping_reply_timeout=self.settings.heartbeat_timeout_s,
                     auto_ping_strategy=WSAutoPingStrategy.PING_PERIODICALLY,
                     enable_auto_pong=False,  # answered by the listener, which sees where its read ends
+                    # A redirect is not followed: the session's logins, signed subscriptions and orders
+                    # would go to whatever host it names, past the loopback and TLS checks of the URL.
+                    max_redirects=0,
                     max_frame_size=self.settings.max_message_bytes,
                     logger_name=f"{self.venue}.ws",
                 )

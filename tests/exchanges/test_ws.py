@@ -340,3 +340,28 @@ def test_a_private_stream_s_account_token_stays_out_of_its_logs_and_errors(caplo
         error = asyncio.run(main())
     assert "ws://127.0.0.1:1/ws?…" in error and token not in error
     assert "connection to ws://127.0.0.1:1/ws?… failed" in caplog.text and token not in caplog.text
+
+
+def test_a_redirect_is_not_followed() -> None:
+    """picows follows up to five redirects to any host: a login, signed subscription or order sent
+    after the handshake went there, past the checks made on the configured URL."""
+    async def main() -> None:
+        target = await WsTestServer().start()
+
+        async def redirecting(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(f"HTTP/1.1 302 Found\r\nLocation: {target.url}\r\nContent-Length: 0\r\n\r\n".encode())
+            await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_server(redirecting, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        client = session(f"ws://127.0.0.1:{port}/ws", Inbox(), connect_frames=lambda: ['{"login":"signed"}'])
+        client.start()
+        await eventually(lambda: client.health().errors.get("connect", 0) >= 2, what="refused twice")
+        assert not client.connected and target.connections == []
+        await client.close()
+        server.close()
+        await target.close()
+
+    run(main())
