@@ -316,7 +316,8 @@ def _ignore(payload: memoryview, is_binary: bool, last_in_buffer: bool, recv_ns:
 def public_connector(factory: ExchangeFactory, market: ExchangeName, sim: bool) -> ExchangeConnector:
     """A connector of ``market`` for public data only: the simulated venue, or the real one without keys."""
     if sim:
-        return factory.build(market, dry_run=True)
+        # No keys: a build for a dry run signs with the environment's, the operator's real ones.
+        return ExchangeFactory(factory.config, sim_urls=factory.sim_urls).build(market, dry_run=True)
     connector_class = registered().get(market)
     if connector_class is None:
         raise ConfigurationError([f"exchange {market.value}: no connector registered"])

@@ -186,3 +186,23 @@ def test_the_clock_fails_where_the_venue_would_refuse_signed_requests(
     assert finding.detail == f"local clock {side} the venue by {abs(skew_ms):.0f} ms"
     if level is Level.FAIL:
         assert "refuses signed requests" in finding.advice and "synchronise the clock" in finding.advice
+
+
+def test_public_connectors_on_the_simulator_carry_no_keys_the_environment_holds() -> None:
+    """``record --sim`` and ``doctor --sim`` built their connectors as a dry run does, with the keys
+    of the environment: the operator's real keys signed fee reads sent to the simulator."""
+    from arb.config import ConfigurationManager
+    from arb.doctor import public_connector
+    from arb.exchanges.factory import ExchangeFactory
+    from arb.sim.server import VenueUrls
+
+    environ = {"MEXC_API_KEY": "mx-real-key", "MEXC_SECRET_KEY": "mx-real-secret",
+               "GATEIO_API_KEY": "gt-real-key", "GATEIO_SECRET_KEY": "gt-real-secret"}
+    manager = ConfigurationManager(None, environ=environ)
+    manager.load_configuration(dry_run=True)
+    assert manager.get_credentials("mexc") is not None
+    loopback = VenueUrls(rest_url="http://127.0.0.1:9", ws_url="ws://127.0.0.1:9/ws",
+                         futures_rest_url="http://127.0.0.1:9", futures_ws_url="ws://127.0.0.1:9/ws")
+    factory = ExchangeFactory(manager, sim_urls={"mexc": loopback, "gateio": loopback})
+    for market in (ExchangeName.MEXC, ExchangeName.GATEIO):
+        assert public_connector(factory, market, True)._credentials is None
