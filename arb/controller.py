@@ -270,6 +270,8 @@ class RunSummary(msgspec.Struct, kw_only=True):
             out.append(f"  {alert}")
         for dropped in self.hedges_dropped:
             out.append(f"  HEDGE DROPPED            {dropped}")
+        if self.flagged_this_run:  # what fails the run; the lines below also list earlier runs' flags
+            out.append(f"  flagged this run         {self.flagged_this_run} for an operator's approval")
         for waiting in self.awaiting_approval:
             out.append(f"  AWAITING APPROVAL        {waiting}")
         if self.balance_drifts:

@@ -1989,6 +1989,7 @@ def test_a_run_that_flagged_a_residual_does_not_end_ok_and_names_every_one_waiti
     # An earlier run's flag is listed; it is that run's outcome, not this one's.
     assert before.awaiting_approval == ["old1 ETH/USDT residual 0.5: interrupted by an engine restart"]
     assert before.flagged_this_run == 0 and before.ok
+    assert not [line for line in before.lines() if "flagged this run" in line]
     residual = Residual(opportunity_id="opp1", buy=leg(buy, OrderSide.BUY, "10", "10", "100"),
                         sell=leg(sell, OrderSide.SELL, "10", "6", "101"))
     assert asyncio.run(recovery.recover(residual)).requires_manual_approval
@@ -1996,6 +1997,7 @@ def test_a_run_that_flagged_a_residual_does_not_end_ok_and_names_every_one_waiti
     assert after.flagged_this_run == 1 and not after.ok
     waiting = [line for line in after.lines() if line.startswith("  AWAITING APPROVAL")]
     assert len(waiting) == 2 and waiting[1].startswith("  AWAITING APPROVAL        opp1 BTC/USDT residual 4")
+    assert "  flagged this run         1 for an operator's approval" in after.lines()
 
 
 def test_housekeeping_collects_garbage_only_while_no_opportunity_waits(
