@@ -1669,10 +1669,15 @@ class ArbitrageController:
         opportunity, monitor = started.opportunity, self.monitor
         self._record_fills(result)
         self._spend_balances(result, frees)
-        futures = {leg.exchange for leg in result.legs if leg.filled_quantity > 0 and leg.exchange.is_futures}
+        risk.record_execution(result, contract_sizes=self._contract_sizes(result))
+        # The scanner's caps follow the positions' room at once: a fill moved it, and so may an
+        # order of unknown outcome (counted as if it filled).
+        futures = {
+            leg.exchange for leg in result.legs
+            if leg.exchange.is_futures and (leg.filled_quantity > 0 or leg.error_category == ErrorCategory.OUTCOME_UNKNOWN)
+        }
         if futures and self.balances is not None:
-            self.balances.update_caps(futures)  # the scanner's caps follow the positions' room at once
-        risk.record_execution(result)
+            self.balances.update_caps(futures)
         for leg in result.legs:
             if leg.error_category in VENUE_FAULTS:
                 risk.record_venue_error(leg.exchange, leg.error or leg.error_category or "")
@@ -1784,6 +1789,15 @@ class ArbitrageController:
         if leg is None:
             leg = self._leg_symbols[(symbol, market)] = market_symbol(symbol, market)
         return leg
+
+    def _contract_sizes(self, result: ExecutionResult) -> dict[ExchangeName, Decimal]:
+        """The contract size of each futures leg's market (``RiskManager.record_execution``)."""
+        sizes = {}
+        for leg in result.legs:
+            catalog = self._catalogs.get(leg.exchange)
+            if leg.exchange.is_futures and catalog is not None and leg.symbol in catalog:
+                sizes[leg.exchange] = catalog.get(leg.symbol).contract_size
+        return sizes
 
     def _record_fills(self, result: ExecutionResult) -> None:
         """Each leg's fills as one position change for the risk manager (its exposure and marks)."""

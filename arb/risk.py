@@ -680,17 +680,21 @@ class RiskManager:
         self._in_flight[opportunity.opportunity_id] = opportunity
         self._adjust_used(opportunity.symbol, _worst_notional(opportunity))
 
-    def record_execution(self, result: ExecutionResult) -> None:
+    def record_execution(
+        self, result: ExecutionResult, *, contract_sizes: Mapping[ExchangeName, Decimal] | None = None
+    ) -> None:
         """Account a finished execution: release its reservation, realized PnL, failure and latency breakers.
 
         An execution with an order whose outcome is still unknown (flagged for an operator) keeps its
         reservation for the rest of the run: the order may have filled, and a restart reconciles it.
+        A futures order of unknown outcome counts against the futures limit, its unfilled contracts
+        in base by ``contract_sizes`` (per market), until the venue's position is next read.
         """
         reserved = self._in_flight.pop(result.opportunity_id, None)
         if reserved is not None:
             if any(leg.error_category == _OUTCOME_UNKNOWN for leg in result.legs):
                 self._unresolved[result.opportunity_id] = reserved
-                self._note_unknown_futures(reserved, result)
+                self._note_unknown_futures(reserved, result, contract_sizes or {})
                 log.warning(
                     "risk: %s has an order of unknown outcome: its %s USD stay counted against the exposure "
                     "limits until a restart reconciles it", result.opportunity_id, _worst_notional(reserved),
@@ -975,17 +979,28 @@ class RiskManager:
 
     # -- reports ------------------------------------------------------------------------
 
-    def _note_unknown_futures(self, opportunity: ArbitrageOpportunity, result: ExecutionResult) -> None:
-        futures = _futures_leg(opportunity)
-        if futures is None:
-            return
-        market, signed, _ = futures
+    def _note_unknown_futures(
+        self, opportunity: ArbitrageOpportunity, result: ExecutionResult, contract_sizes: Mapping[ExchangeName, Decimal]
+    ) -> None:
+        """Keep the unfilled base of each futures order of unknown outcome, the way it would move the
+        position (its own side: a recovery order may go against the opening's)."""
         for leg in result.legs:
-            if leg.exchange is market and leg.error_category == _OUTCOME_UNKNOWN and leg.requested_quantity > 0:
-                unfilled = signed * (leg.requested_quantity - leg.filled_quantity) / leg.requested_quantity
-                if unfilled:
-                    self._unknown_futures[result.opportunity_id] = (market, opportunity.symbol, unfilled)
-                return
+            market = leg.exchange
+            if market not in FUTURES_MARKETS or leg.error_category != _OUTCOME_UNKNOWN:
+                continue
+            contract = contract_sizes.get(market)
+            if contract is None:
+                log.warning("risk: %s order %s of unknown outcome: no contract size given, not counted against "
+                            "the futures limit", market.value, leg.client_order_id)
+                continue
+            unfilled = (leg.requested_quantity - leg.filled_quantity) * contract
+            if unfilled <= 0:
+                continue
+            signed = unfilled if leg.side is OrderSide.BUY else -unfilled
+            known = self._unknown_futures.get(result.opportunity_id)
+            if known is not None and known[0] is market:
+                signed += known[2]
+            self._unknown_futures[result.opportunity_id] = (market, opportunity.symbol, signed)
 
     def align_futures_positions(
         self, market: ExchangeName, holdings: Mapping[str, FuturesHolding], symbols: Collection[str]

@@ -341,7 +341,7 @@ def test_an_execution_ended_with_a_futures_order_of_unknown_outcome_counts_again
     manager.record_execution(ExecutionResult(
         opportunity_id="first", final_state=ArbitrageState.FAILED, total_execution_time_ms=D(10),
         realized_profit=D(0), legs=(unknown,),
-    ))
+    ), contract_sizes={ExchangeName.GATEIO_FUTURES: D("0.01")})
     assert outcome(manager, hedge_opening("1")) is None  # 10 ETH if it filled: at the limit
     assert outcome(manager, hedge_opening("1.5")) is RiskCheck.MAX_FUTURES_POSITION
     manager.mark_to_market({"ETH/USDT": D(100)})
@@ -351,6 +351,30 @@ def test_an_execution_ended_with_a_futures_order_of_unknown_outcome_counts_again
     manager.align_futures_positions(ExchangeName.GATEIO_FUTURES, {"ETH/USDT": holding}, ["ETH/USDT"])
     assert outcome(manager, hedge_opening("1")) is None
     assert outcome(manager, hedge_opening("1.5")) is RiskCheck.MAX_FUTURES_POSITION
+
+
+def test_a_recovery_order_of_unknown_outcome_counts_the_way_it_would_move_the_position() -> None:
+    """Short 10 ETH of perpetual (the limit). A close bought 5 back on it and its spot leg failed; the
+    recovery sold 5 again on the perpetual, outcome unknown. It was counted as the opening's side (a
+    buy), which made room for a new 5 ETH short: 15 ETH if the recovery filled."""
+    manager, *_ = make()
+    manager.record_fill(ExchangeName.GATEIO_FUTURES, fill(OrderSide.SELL, "10", "100", trade_id="f"))
+    close = msgspec.structs.replace(hedge_opening("5", closes=True), opportunity_id="close")
+    manager.record_execution_started(close)
+    manager.record_fill(ExchangeName.GATEIO_FUTURES, fill(OrderSide.BUY, "5", "100", trade_id="c"))  # short 5 now
+    recovery = ExecutionLeg(
+        exchange=ExchangeName.GATEIO_FUTURES, symbol="ETH/USDT:USDT", side=OrderSide.SELL,
+        client_order_id="close-r1", requested_quantity=D(5), limit_price=D(100),
+        error="outcome unknown: gateway timeout", error_category="outcome_unknown",
+    )
+    manager.record_execution(ExecutionResult(
+        opportunity_id="close", final_state=ArbitrageState.FAILED, total_execution_time_ms=D(10),
+        realized_profit=D(0), legs=(recovery,),
+    ), contract_sizes={ExchangeName.GATEIO_FUTURES: D(1)})
+    assert outcome(manager, hedge_opening("5")) is RiskCheck.MAX_FUTURES_POSITION  # 15 ETH if it filled
+    assert outcome(manager, hedge_opening("0.5")) is RiskCheck.MAX_FUTURES_POSITION  # 10.5 if it filled
+    manager.mark_to_market({"ETH/USDT": D(100)})
+    assert manager.futures_room(ExchangeName.GATEIO_FUTURES, "ETH/USDT") == (D(15), D(0))
 
 
 def test_a_futures_leg_that_filled_beside_a_spot_leg_of_unknown_outcome_counts_once() -> None:
