@@ -208,7 +208,7 @@ class GateioSpotPrivateStream(_GateioPrivateStream):
 
     def _update(self, push: WsPush) -> PrivateMessage:
         if push.channel == constants.SPOT_ORDERS_CHANNEL:
-            orders = [self._trading.order_state(order_of_push(p)) for p in _orders.decode(push.result)]
+            orders = self._trading.order_states(order_of_push(p) for p in _orders.decode(push.result))
             return PrivateMessage(orders=orders)
         if push.channel == constants.SPOT_BALANCES_CHANNEL:
             items = _balances.decode(push.result)

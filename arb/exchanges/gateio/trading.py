@@ -19,8 +19,9 @@ looked for among the pair's finished orders (``finished_orders``); later only th
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from decimal import Decimal
 from typing import TypeVar
 
@@ -57,6 +58,7 @@ from .schemas import (
     SpotOrder,
 )
 
+log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _TIME_IN_FORCE = {
@@ -147,6 +149,13 @@ def _divide(numerator: Decimal, denominator: Decimal) -> Decimal | None:
 
 def _seconds_to_ms(value: Decimal | None) -> int:
     return 0 if value is None else int(value * 1000)
+
+
+class UnsizedMarketBuy(ExchangeError):
+    """A spot market buy whose answer spent quote without saying for how much base (outcome unknown)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(constants.VENUE, message, category=ErrorCategory.OUTCOME_UNKNOWN)
 
 
 class _GateioTrading:
@@ -298,8 +307,20 @@ class GateioSpotTrading(_GateioTrading):
         """The body of either ``open_orders`` request, or of ``finished_orders``."""
         if b'"orders":' in body:  # grouped by pair; an order object has no such key
             groups = _decode(body, list[SpotOpenOrders], "spot open orders")
-            return [self.order_state(order) for group in groups for order in group.orders]
-        return [self.order_state(order) for order in _decode(body, list[SpotOrder], "spot orders")]
+            return self.order_states(order for group in groups for order in group.orders)
+        return self.order_states(_decode(body, list[SpotOrder], "spot orders"))
+
+    def order_states(self, orders: Iterable[SpotOrder]) -> list[OrderState]:
+        """``order_state`` of each of a listing's or push's orders; a market buy that does not say
+        what it bought (``UnsizedMarketBuy``: never one of the engine's, which sends no market
+        orders) is left out with a warning, not the whole listing with it."""
+        states = []
+        for order in orders:
+            try:
+                states.append(self.order_state(order))
+            except UnsizedMarketBuy as exc:
+                log.warning("%s: left out", exc)
+        return states
 
     def parse_fees(self, body: bytes) -> tuple[Decimal, Decimal]:
         """``(taker, maker)`` spot fractions of a ``GET /spot/fee`` body."""
@@ -322,11 +343,9 @@ class GateioSpotTrading(_GateioTrading):
         elif market_buy:  # amount and left are quote there
             if order.filled_total and not order.avg_deal_price:
                 # Quote was spent, and nothing says for how much base: not "nothing bought".
-                raise ExchangeError(
-                    constants.VENUE,
+                raise UnsizedMarketBuy(
                     f"spot market buy {order.id} {order.currency_pair}: {order.filled_total} quote spent, but the "
-                    "answer gives neither filled_amount nor avg_deal_price: the base bought is unknown",
-                    category=ErrorCategory.OUTCOME_UNKNOWN,
+                    "answer gives neither filled_amount nor avg_deal_price: the base bought is unknown"
                 )
             filled = _divide(order.filled_total, order.avg_deal_price or Decimal(0)) or Decimal(0)
         else:

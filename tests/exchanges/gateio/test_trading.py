@@ -346,3 +346,18 @@ def test_a_filled_market_buy_whose_answer_does_not_say_the_base_bought_is_of_unk
     priced = json.loads(body) | {"avg_deal_price": "50000"}
     state = spot_client().parse_order(json.dumps(priced).encode())
     assert (state.status, state.filled_quantity) == (OrderStatus.FILLED, D("0.0002"))
+
+
+def test_a_listing_keeps_its_other_orders_when_one_market_buy_does_not_say_what_it_bought(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Such an order (never the engine's: it sends no market orders) made the whole listing
+    unreadable: a lookup of the engine's own order by client id among them came out unknown."""
+    ours = {"id": "8", "currency_pair": "BTC_USDT", "type": "limit", "side": "sell", "amount": "0.001",
+            "price": "60000", "status": "closed", "finish_as": "filled", "left": "0", "filled_total": "60",
+            "text": "t-opp1-s", "time_in_force": "ioc"}
+    manual = {"id": "7", "currency_pair": "BTC_USDT", "type": "market", "side": "buy", "amount": "10",
+              "status": "closed", "finish_as": "filled", "left": "0", "filled_total": "10"}
+    states = spot_client().parse_open_orders(json.dumps([manual, ours]).encode())
+    assert [(s.client_order_id, s.filled_quantity) for s in states] == [("opp1-s", D("0.001"))]
+    assert "spot market buy 7 BTC_USDT: 10 quote spent" in caplog.text and "left out" in caplog.text
