@@ -116,6 +116,25 @@ def outcome(manager: RiskManager, opp: ArbitrageOpportunity) -> RiskCheck | None
     return None
 
 
+def unknown_leg(exchange: ExchangeName, symbol: str, side: OrderSide, client_order_id: str, quantity: str) -> ExecutionLeg:
+    """A leg whose order's outcome is unknown (nothing known filled)."""
+    return ExecutionLeg(
+        exchange=exchange, symbol=symbol, side=side, client_order_id=client_order_id, requested_quantity=D(quantity),
+        limit_price=D(100), error="outcome unknown: gateway timeout", error_category="outcome_unknown",
+    )
+
+
+def ended_with(
+    manager: RiskManager, opportunity_id: str, *legs: ExecutionLeg,
+    contract_sizes: dict[ExchangeName, D] | None = None,
+) -> None:
+    """Record a FAILED execution of ``legs``."""
+    manager.record_execution(ExecutionResult(
+        opportunity_id=opportunity_id, final_state=ArbitrageState.FAILED, total_execution_time_ms=D(10),
+        realized_profit=D(0), legs=legs,
+    ), contract_sizes=contract_sizes)
+
+
 # -- limits -------------------------------------------------------------------------------
 
 
@@ -239,24 +258,15 @@ def test_an_execution_with_an_order_of_unknown_outcome_stays_counted() -> None:
     manager, *_ = make()
     opp = opportunity("9", buy="100", sell="101")  # 909 USD reserved
     manager.record_execution_started(opp)
-    unknown = ExecutionLeg(
-        exchange=MEXC, symbol="BTC/USDT", side=OrderSide.BUY, client_order_id="o1-b", requested_quantity=D(9),
-        limit_price=D(100), error="outcome unknown: gateway timeout", error_category="outcome_unknown",
-    )
-    manager.record_execution(ExecutionResult(
-        opportunity_id="o1", final_state=ArbitrageState.FAILED, total_execution_time_ms=D(10),
-        realized_profit=D(0), legs=(unknown,),
-    ))
+    unknown = unknown_leg(MEXC, "BTC/USDT", OrderSide.BUY, "o1-b", "9")
+    ended_with(manager, "o1", unknown)
     metrics = manager.get_current_risk_metrics()
     assert metrics.total_exposure_usd == D("909") and metrics.in_flight_usd == D("909")
     assert metrics.executions_in_flight == 0
     assert outcome(manager, opportunity("6", buy="100", sell="101", oid="o2")) is RiskCheck.MAX_SYMBOL_EXPOSURE
     refused = msgspec.structs.replace(unknown, error="refused", error_category="insufficient_balance")
     manager.record_execution_started(opportunity("1", oid="o3"))
-    manager.record_execution(ExecutionResult(
-        opportunity_id="o3", final_state=ArbitrageState.FAILED, total_execution_time_ms=D(10),
-        realized_profit=D(0), legs=(refused,),
-    ))
+    ended_with(manager, "o3", refused)
     assert manager.get_current_risk_metrics().total_exposure_usd == D("909")  # a refused leg is released
 
 
@@ -333,15 +343,8 @@ def test_an_execution_ended_with_a_futures_order_of_unknown_outcome_counts_again
     manager.record_fill(ExchangeName.GATEIO_FUTURES, fill(OrderSide.SELL, "4", "100", trade_id="f"))
     first = msgspec.structs.replace(hedge_opening("5"), opportunity_id="first")
     manager.record_execution_started(first)
-    unknown = ExecutionLeg(
-        exchange=ExchangeName.GATEIO_FUTURES, symbol="ETH/USDT:USDT", side=OrderSide.SELL, client_order_id="first-s",
-        requested_quantity=D(500), limit_price=D(100), error="outcome unknown: gateway timeout",
-        error_category="outcome_unknown",
-    )
-    manager.record_execution(ExecutionResult(
-        opportunity_id="first", final_state=ArbitrageState.FAILED, total_execution_time_ms=D(10),
-        realized_profit=D(0), legs=(unknown,),
-    ), contract_sizes={ExchangeName.GATEIO_FUTURES: D("0.01")})
+    unknown = unknown_leg(ExchangeName.GATEIO_FUTURES, "ETH/USDT:USDT", OrderSide.SELL, "first-s", "500")
+    ended_with(manager, "first", unknown, contract_sizes={ExchangeName.GATEIO_FUTURES: D("0.01")})
     assert outcome(manager, hedge_opening("1")) is None  # 10 ETH if it filled: at the limit
     assert outcome(manager, hedge_opening("1.5")) is RiskCheck.MAX_FUTURES_POSITION
     manager.mark_to_market({"ETH/USDT": D(100)})
@@ -362,15 +365,8 @@ def test_a_recovery_order_of_unknown_outcome_counts_the_way_it_would_move_the_po
     close = msgspec.structs.replace(hedge_opening("5", closes=True), opportunity_id="close")
     manager.record_execution_started(close)
     manager.record_fill(ExchangeName.GATEIO_FUTURES, fill(OrderSide.BUY, "5", "100", trade_id="c"))  # short 5 now
-    recovery = ExecutionLeg(
-        exchange=ExchangeName.GATEIO_FUTURES, symbol="ETH/USDT:USDT", side=OrderSide.SELL,
-        client_order_id="close-r1", requested_quantity=D(5), limit_price=D(100),
-        error="outcome unknown: gateway timeout", error_category="outcome_unknown",
-    )
-    manager.record_execution(ExecutionResult(
-        opportunity_id="close", final_state=ArbitrageState.FAILED, total_execution_time_ms=D(10),
-        realized_profit=D(0), legs=(recovery,),
-    ), contract_sizes={ExchangeName.GATEIO_FUTURES: D(1)})
+    recovery = unknown_leg(ExchangeName.GATEIO_FUTURES, "ETH/USDT:USDT", OrderSide.SELL, "close-r1", "5")
+    ended_with(manager, "close", recovery, contract_sizes={ExchangeName.GATEIO_FUTURES: D(1)})
     assert outcome(manager, hedge_opening("5")) is RiskCheck.MAX_FUTURES_POSITION  # 15 ETH if it filled
     assert outcome(manager, hedge_opening("0.5")) is RiskCheck.MAX_FUTURES_POSITION  # 10.5 if it filled
     manager.mark_to_market({"ETH/USDT": D(100)})
@@ -384,14 +380,7 @@ def test_a_futures_leg_that_filled_beside_a_spot_leg_of_unknown_outcome_counts_o
     first = msgspec.structs.replace(hedge_opening("5"), opportunity_id="first")
     manager.record_execution_started(first)
     manager.record_fill(ExchangeName.GATEIO_FUTURES, fill(OrderSide.SELL, "5", "100", trade_id="f2"))  # filled: short 9
-    unknown = ExecutionLeg(
-        exchange=GATE, symbol="ETH/USDT", side=OrderSide.BUY, client_order_id="first-b", requested_quantity=D(5),
-        limit_price=D(100), error="outcome unknown: gateway timeout", error_category="outcome_unknown",
-    )
-    manager.record_execution(ExecutionResult(
-        opportunity_id="first", final_state=ArbitrageState.FAILED, total_execution_time_ms=D(10),
-        realized_profit=D(0), legs=(unknown,),
-    ))
+    ended_with(manager, "first", unknown_leg(GATE, "ETH/USDT", OrderSide.BUY, "first-b", "5"))
     assert outcome(manager, hedge_opening("1")) is None  # 9 + 1: at the limit
     assert outcome(manager, hedge_opening("1.5")) is RiskCheck.MAX_FUTURES_POSITION
 
