@@ -347,7 +347,9 @@ def test_the_trading_rules_refresh_is_off_or_at_least_a_second(tmp_path: Path) -
 
 def test_a_live_run_sends_signed_requests_to_a_remote_venue_only_over_tls(tmp_path: Path) -> None:
     """A live run's REST and websocket URLs carry the API key and signatures: plain http:// or ws://
-    is refused, naming the key, unless the host is this machine. A dry run may use anything."""
+    is refused, naming the key, unless the host is this machine. The configuration of a dry run is
+    not refused for it: a paper run reads public data from the real venues, and a dry run's
+    venues are checked where they are built (``ExchangeFactory``: loopback only)."""
     user = tmp_path / "user.toml"
     user.write_text(
         "[exchanges.mexc]\nrest_url = 'http://10.1.2.3:8080'\n"

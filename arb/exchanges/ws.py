@@ -352,7 +352,11 @@ class WsSession:
             except asyncio.CancelledError:
                 raise
             except (OSError, WSError, asyncio.TimeoutError, ArbitrageEngineError) as exc:
-                self._count_error("connect", f"connection to {self.url} failed: {exc!r}")
+                status = getattr(getattr(exc, "response", None), "status", None)
+                redirected = isinstance(status, int) and 300 <= status < 400
+                why = (" (a redirect, which is not followed: set the venue's ws_url to where it leads)"
+                       if redirected else "")
+                self._count_error("connect", f"connection to {self.url} failed: {exc!r}{why}")
             if self._closing:
                 break
             if time.monotonic() - started >= self.settings.stable_after_s:

@@ -342,7 +342,7 @@ def test_a_private_stream_s_account_token_stays_out_of_its_logs_and_errors(caplo
     assert "connection to ws://127.0.0.1:1/ws?… failed" in caplog.text and token not in caplog.text
 
 
-def test_a_redirect_is_not_followed() -> None:
+def test_a_redirect_is_not_followed(caplog: pytest.LogCaptureFixture) -> None:
     """picows follows up to five redirects to any host: a login, signed subscription or order sent
     after the handshake went there, past the checks made on the configured URL."""
     async def main() -> None:
@@ -358,8 +358,10 @@ def test_a_redirect_is_not_followed() -> None:
         port = server.sockets[0].getsockname()[1]
         client = session(f"ws://127.0.0.1:{port}/ws", Inbox(), connect_frames=lambda: ['{"login":"signed"}'])
         client.start()
-        await eventually(lambda: client.health().errors.get("connect", 0) >= 2, what="refused twice")
+        with caplog.at_level(logging.WARNING, logger="arb.exchanges.ws"):
+            await eventually(lambda: client.health().errors.get("connect", 0) >= 2, what="refused twice")
         assert not client.connected and target.connections == []
+        assert "a redirect, which is not followed: set the venue's ws_url to where it leads" in caplog.text
         await client.close()
         server.close()
         await target.close()
