@@ -490,9 +490,13 @@ class RestClient:
         except aiohttp.ClientConnectorError as exc:
             raise self._not_connected(request, f"cannot connect: {exc}") from exc
         except (asyncio.TimeoutError, aiohttp.ClientError, OSError) as exc:
-            raise self._lost(request, exc) from _scrubbed(exc)
-        self.stats.responses += 1
-        raise self._failure(request, status, http_error.headers, body) from http_error
+            lost, cause = self._lost(request, exc), _scrubbed(exc)
+        else:
+            self.stats.responses += 1
+            raise self._failure(request, status, http_error.headers, body) from http_error
+        # Raised outside the handler: the original error, which carries the signed URL and headers,
+        # is then not kept as its context.
+        raise lost from cause
 
     async def _send_http1(self, request: RestRequest) -> bytes:
         """``_send`` of a write over ``Http1Pool``: the same outcomes, mapped the same way."""

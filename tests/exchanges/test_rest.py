@@ -500,7 +500,8 @@ def test_settings_from_exchange_config() -> None:
 def test_a_signed_request_s_signature_and_key_never_reach_its_errors() -> None:
     """aiohttp's errors carry the request: their text shows the URL with its signed query and the
     headers with the API key. Neither reaches the mapped error's text, nor the cause chained to it
-    (what a logged traceback prints): a refusal, and an answer aiohttp cannot parse."""
+    (what a logged traceback prints), nor its context (what code walking the chain finds): a
+    refusal, and an answer aiohttp cannot parse."""
     signature, key = "DEADBEEFSIGNATURE", "mx0vglSECRETAPIKEY"
 
     async def garbled(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -509,12 +510,10 @@ def test_a_signed_request_s_signature_and_key_never_reach_its_errors() -> None:
         await writer.drain()
         writer.close()
 
-    def text_of(exc: BaseException) -> str:
-        parts = []
-        while exc is not None:
-            parts.append(f"{exc!s} {exc!r}")
-            exc = exc.__cause__  # type: ignore[assignment]
-        return " ".join(parts)
+    def text_of(exc: BaseException | None) -> str:
+        if exc is None:
+            return ""
+        return f"{exc!s} {exc!r} {text_of(exc.__cause__)} {text_of(exc.__context__)}"
 
     async def main() -> None:
         request = RestRequest(method="GET", path="/mexc_time", query=f"timestamp=1&signature={signature}",
