@@ -434,6 +434,7 @@ class ArbitrageController:
         self._resized_skips = 0  # queued opportunities sized again after a trade on one of their markets
         self._halted_skips = 0  # opportunities with a leg on a halted market
         self.last_refusal = ""  # why ``process`` last returned None
+        self._unlisted_warned: set[tuple[ExchangeName, str]] = set()  # positions on contracts not listed
         # Halted markets hedge closes may still go to, with a reduce-only futures leg only (contracts
         # being delisted: the venue takes only orders that reduce a position there).
         self._closes_reduce_only: set[BookKey] = set()
@@ -911,7 +912,7 @@ class ArbitrageController:
                 log.debug("%s positions read while an execution ran: not compared", market.value)
                 checked = False
                 continue
-            holdings = futures_holdings(market, positions, self._catalogs[market])
+            holdings = futures_holdings(market, positions, self._catalogs[market], self._unlisted_warned)
             if hedges is not None:
                 for mismatch in hedges.check_venue(market, holdings):
                     self._hedge_drops.append(mismatch)

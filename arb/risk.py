@@ -240,16 +240,22 @@ def _futures_leg(opportunity: ArbitrageOpportunity) -> tuple[ExchangeName, Decim
 
 
 def futures_holdings(
-    market: ExchangeName, positions: Sequence[Position], catalog: InstrumentCatalog
+    market: ExchangeName, positions: Sequence[Position], catalog: InstrumentCatalog,
+    warned: set[tuple[ExchangeName, str]] | None = None,
 ) -> dict[str, FuturesHolding]:
     """``market``'s open ``positions`` (as the venue reports them, in contracts) by pair (spot form,
-    BTC/USDT), in base; a contract ``catalog`` does not list is left out, with a warning."""
+    BTC/USDT), in base; a contract ``catalog`` does not list is left out, with a warning (once per
+    contract given ``warned``, the ones warned about already: positions are read every few seconds)."""
     holdings: dict[str, FuturesHolding] = {}
     for position in positions:
         try:
             instrument = catalog.get(position.symbol)
         except InstrumentError:
-            log.warning("%s holds %s of %s, which is not listed", market.value, position.size, position.symbol)
+            if warned is None or (market, position.symbol) not in warned:
+                log.warning("%s holds %s of %s, which is not listed: left out of the engine's positions",
+                            market.value, position.size, position.symbol)
+                if warned is not None:
+                    warned.add((market, position.symbol))
             continue
         pair = pair_symbol(position.symbol)
         size = position.size * instrument.contract_size
