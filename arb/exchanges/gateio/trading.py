@@ -368,7 +368,10 @@ class GateioSpotTrading(_GateioTrading):
             quantity=quantity,
             price=order.price if order.type == OrderType.LIMIT.value else None,
             filled_quantity=filled,
-            average_price=order.avg_deal_price or _divide(order.filled_total, filled),
+            # From the quote total where both are given: it is what the fills summed to, exactly,
+            # while the documented average's precision is not stated.
+            average_price=(_divide(order.filled_total, filled) if order.filled_total and filled else None)
+            or order.avg_deal_price,
             fee=order.fee,
             # Paid in GT or points, the fee says 0 in the fee currency: not what the trade cost, so
             # no fee is reported and the taker rate is charged instead (``OrderOutcome.fee``).

@@ -365,3 +365,16 @@ def test_a_listing_keeps_its_other_orders_when_one_market_buy_does_not_say_what_
     states = spot_client().parse_open_orders(json.dumps([manual, ours]).encode())
     assert [(s.client_order_id, s.filled_quantity) for s in states] == [("opp1-s", D("0.001"))]
     assert "spot market buy 7 BTC_USDT: 10 quote spent" in caplog.text and "left out" in caplog.text
+
+
+def test_a_spot_order_s_average_comes_from_its_quote_total_where_it_has_one() -> None:
+    """The quote total is what the fills summed to; the average's precision is not documented. An
+    average rounded to the tick (0.5 at 30000.01 and 0.5 at 30000.02 said as 30000.02) would be
+    snapped to a notional the fills never had."""
+    body = json.dumps({"id": "9", "currency_pair": "BTC_USDT", "type": "limit", "side": "buy", "amount": "1",
+                       "price": "30000.1", "status": "closed", "finish_as": "filled", "left": "0",
+                       "filled_amount": "1", "filled_total": "30000.015", "avg_deal_price": "30000.02"}).encode()
+    state = spot_client().parse_order(body)
+    assert state.average_price == D("30000.015") and state.filled_quantity * state.average_price == D("30000.015")
+    unfilled = json.loads(body) | {"filled_amount": "0", "filled_total": "0", "avg_deal_price": "0", "left": "1"}
+    assert not spot_client().parse_order(json.dumps(unfilled).encode()).average_price
