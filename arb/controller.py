@@ -985,9 +985,9 @@ class ArbitrageController:
             log.error("opportunity %s: REQUIRES MANUAL APPROVAL: %s; open residual %s base", opp, reason, net)
             journal.record_recovery_step(opp, "manual_approval", {"reason": reason, "residual": net})
             self._flagged_at_start += 1  # the run that left it died before it could say so
-        self._update_flagged_residuals(journal)
+        flags = self._update_flagged_residuals(journal)
         if self.recovery is not None:
-            for opp, symbol, detail in journal.awaiting_approval():
+            for opp, symbol, detail in flags:
                 self.recovery.restore_flagged(
                     opp, pair_symbol(symbol) if symbol else symbol, Decimal(str(detail.get("residual", 0))),
                     str(detail.get("reason", "")),
@@ -1015,12 +1015,15 @@ class ArbitrageController:
             lot = step if lot is None else min(lot, step)
         return net, lot, unvalued
 
-    def _update_flagged_residuals(self, journal: Journal) -> None:
-        """A flag's residual is what was open when it was raised; the start's reconciliation may have
+    def _update_flagged_residuals(self, journal: Journal) -> list[tuple[str, str, dict[str, Any]]]:
+        """Every flag awaiting approval (``Journal.awaiting_approval``), each as it stands once checked.
+
+        A flag's residual is what was open when it was raised; the start's reconciliation may have
         learned fills since (an order of unknown outcome found filled). Where the fills now say
         otherwise, by a lot or more, the flag is raised again with the residual they show: an
         operator must not close by hand a position that is no longer there, or leave one that is."""
-        for opp, _, detail in journal.awaiting_approval():
+        flags = journal.awaiting_approval()
+        for index, (opp, symbol, detail) in enumerate(flags):
             net, lot, unvalued = self._net_of(journal, opp)
             try:
                 recorded = Decimal(str(detail.get("residual", 0)))
@@ -1030,7 +1033,10 @@ class ArbitrageController:
                 continue
             reason = f"{detail.get('reason', '')}; the fills now leave {net} base open (was {recorded})"
             log.error("opportunity %s: REQUIRES MANUAL APPROVAL: its residual is now %s base (was %s)", opp, net, recorded)
-            journal.record_recovery_step(opp, "manual_approval", {"reason": reason, "residual": net})
+            raised = {"reason": reason, "residual": net}
+            journal.record_recovery_step(opp, "manual_approval", raised)
+            flags[index] = (opp, symbol, raised)
+        return flags
 
     async def _verify_keys(self) -> None:
         """A signed balance call on every market that trades; refuses live trading if any fails."""

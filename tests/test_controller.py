@@ -2198,7 +2198,8 @@ def test_a_flag_whose_residual_the_start_found_closed_is_raised_again_with_what_
     journal = Journal(tmp_path / "journal.sqlite3")
     journal.record_recovery_step("o2", "manual_approval", {"reason": "sell outcome unknown", "residual": D("0.001")})
     journal_both_legs_filled(journal, "o2")  # the sell's fill: what the start's reconciliation learned
-    controller = ArbitrageController(manager(tmp_path))
+    recovery = RecoveryManager({}, max_loss_quote=D(1))
+    controller = ArbitrageController(manager(tmp_path), recovery=recovery)
     controller._catalogs = {
         market: InstrumentCatalog(market, [i for i in default_instruments(("BTC",)) if i.exchange is market])
         for market in (ExchangeName.MEXC, ExchangeName.GATEIO)
@@ -2207,5 +2208,7 @@ def test_a_flag_whose_residual_the_start_found_closed_is_raised_again_with_what_
     [(opp, _, detail)] = journal.awaiting_approval()
     assert opp == "o2" and D(detail["residual"]) == 0
     assert "the fills now leave 0.000 base open (was 0.001)" in detail["reason"]
+    [waiting] = recovery.get_active_recoveries()  # what the operator is shown: the flag as raised again
+    assert waiting.residual_quantity == 0 and "the fills now leave" in waiting.reason
     controller._flag_interrupted(journal, [])  # as the fills say now: not raised again
     assert [step for step, _ in journal.recovery_steps("o2")].count("manual_approval") == 2
