@@ -732,6 +732,29 @@ class RiskManager:
         else:
             self._slow_streak = 0
 
+    def _note_unknown_futures(
+        self, opportunity: ArbitrageOpportunity, result: ExecutionResult, contract_sizes: Mapping[ExchangeName, Decimal]
+    ) -> None:
+        """Keep the unfilled base of each futures order of unknown outcome, the way it would move the
+        position (its own side: a recovery order may go against the opening's)."""
+        for leg in result.legs:
+            market = leg.exchange
+            if market not in FUTURES_MARKETS or leg.error_category != _OUTCOME_UNKNOWN:
+                continue
+            contract = contract_sizes.get(market)
+            if contract is None:
+                log.warning("risk: %s order %s of unknown outcome: no contract size given, not counted against "
+                            "the futures limit", market.value, leg.client_order_id)
+                continue
+            unfilled = (leg.requested_quantity - leg.filled_quantity) * contract
+            if unfilled <= 0:
+                continue
+            signed = unfilled if leg.side is OrderSide.BUY else -unfilled
+            known = self._unknown_futures.get(result.opportunity_id)
+            if known is not None and known[0] is market:
+                signed += known[2]
+            self._unknown_futures[result.opportunity_id] = (market, opportunity.symbol, signed)
+
     def record_fill(self, exchange: ExchangeName, fill: Fill, *, contract_size: Decimal = Decimal(1)) -> None:
         """Update the position of ``exchange``/``fill.symbol``; ``contract_size`` converts futures contracts to base."""
         quantity = fill.quantity * contract_size
@@ -984,29 +1007,6 @@ class RiskManager:
                         "until a restart learns it", intent.exchange.value, request.client_order_id, notional)
 
     # -- reports ------------------------------------------------------------------------
-
-    def _note_unknown_futures(
-        self, opportunity: ArbitrageOpportunity, result: ExecutionResult, contract_sizes: Mapping[ExchangeName, Decimal]
-    ) -> None:
-        """Keep the unfilled base of each futures order of unknown outcome, the way it would move the
-        position (its own side: a recovery order may go against the opening's)."""
-        for leg in result.legs:
-            market = leg.exchange
-            if market not in FUTURES_MARKETS or leg.error_category != _OUTCOME_UNKNOWN:
-                continue
-            contract = contract_sizes.get(market)
-            if contract is None:
-                log.warning("risk: %s order %s of unknown outcome: no contract size given, not counted against "
-                            "the futures limit", market.value, leg.client_order_id)
-                continue
-            unfilled = (leg.requested_quantity - leg.filled_quantity) * contract
-            if unfilled <= 0:
-                continue
-            signed = unfilled if leg.side is OrderSide.BUY else -unfilled
-            known = self._unknown_futures.get(result.opportunity_id)
-            if known is not None and known[0] is market:
-                signed += known[2]
-            self._unknown_futures[result.opportunity_id] = (market, opportunity.symbol, signed)
 
     def align_futures_positions(
         self, market: ExchangeName, holdings: Mapping[str, FuturesHolding], symbols: Collection[str]
