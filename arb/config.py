@@ -141,8 +141,7 @@ def _authority(url: str) -> str:
 
 def _cleartext_remote(url: str) -> bool:
     """Whether ``url`` is unencrypted (http://, ws://) to a host other than this machine."""
-    parsed = urllib.parse.urlsplit(url)
-    return parsed.scheme in ("http", "ws") and parsed.hostname not in LOOPBACK_HOSTS
+    return urllib.parse.urlsplit(url).scheme in ("http", "ws") and not is_loopback(url)
 
 
 def _money(*, positive: bool, maximum: Decimal | None = None) -> Callable[[Any], Decimal]:

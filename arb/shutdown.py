@@ -4,8 +4,8 @@ The engine registers its steps in the order they must run: stop scanning, let th
 in flight finish (their recoveries included), cancel the engine's open orders, close the
 connectors, flush and close the journal. Each step gets its own timeout, capped by what is
 left of the overall one; a step that fails or times out is logged and the next one still
-runs (a stuck cancel must not keep the journal from closing). Steps left when the overall timeout is spent are skipped.
-A second signal while shutting down exits the process at once.
+runs (a stuck cancel must not keep the journal from closing). Steps left when the overall
+timeout is spent are skipped. A second signal while shutting down exits the process at once.
 
 Usage::
 
