@@ -287,19 +287,21 @@ class WsSession:
         """Send one message (``str`` as TEXT, ``bytes`` as BINARY) on the current connection."""
         transport = self._transport
         if transport is None:
-            raise ExchangeConnectionError(
-                self.venue, f"websocket {self._shown(self.url)} is not connected", category=ErrorCategory.NOT_SENT
-            )
+            raise self._not_connected()
         _send(transport, payload)
 
     def send_text(self, payload: bytes) -> None:
         """Send UTF-8 ``payload`` as one TEXT message, without a ``str`` round trip (order requests)."""
         transport = self._transport
         if transport is None:
-            raise ExchangeConnectionError(
-                self.venue, f"websocket {self._shown(self.url)} is not connected", category=ErrorCategory.NOT_SENT
-            )
+            raise self._not_connected()
         transport.send(_TEXT, payload)
+
+    def _not_connected(self) -> ExchangeConnectionError:
+        """The error of a send with no connection: nothing was sent."""
+        return ExchangeConnectionError(
+            self.venue, f"websocket {self._shown(self.url)} is not connected", category=ErrorCategory.NOT_SENT
+        )
 
     def drop(self) -> None:
         """Close the current connection without stopping the session (it reconnects)."""
