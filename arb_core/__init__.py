@@ -9,12 +9,14 @@ from arb_core.book import (
     ASK,
     BID,
     STALE,
+    STALE_STREAM_NS,
     BookError,
     BookOutOfSyncError,
     CrossedBookError,
     DeltaBatch,
     OrderBook,
     SequenceGapError,
+    StaleStreamError,
 )
 from arb_core.freshness import ClockOffset, age_ns, is_fresh, monotonic_ns, wall_ns
 from arb_core.fsm import IllegalTransitionError, StateMachine, state_name
@@ -30,6 +32,7 @@ __all__ = [
     "BID",
     "COMPILED",
     "STALE",
+    "STALE_STREAM_NS",
     "BookError",
     "BookOutOfSyncError",
     "ClockOffset",
@@ -42,6 +45,7 @@ __all__ = [
     "OrderBook",
     "SequenceGapError",
     "SpreadScanner",
+    "StaleStreamError",
     "StateMachine",
     "WireError",
     "WireScale",

@@ -7,6 +7,7 @@ BID: Final[int]  # 0
 ASK: Final[int]  # 1
 APPLIED: Final[int]  # 0: the batch continued the sequence and was applied
 STALE: Final[int]  # 1: the batch ended at or before the book's last update id; ignored
+STALE_STREAM_NS: Final[int]  # stale batches this long after the book's last change raise StaleStreamError
 
 class BookError(Exception):
     """Base class of order-book errors."""
@@ -19,6 +20,10 @@ class CrossedBookError(BookError):
 
 class BookOutOfSyncError(BookError):
     """A diff batch reached a book that needs a snapshot first."""
+
+class StaleStreamError(BookError):
+    """Only diffs the book already had arrived for ``STALE_STREAM_NS`` after its last change
+    (the venue's update ids went backwards); the book has been marked out of sync."""
 
 class DeltaBatch:
     """A reusable buffer of (side, price_ticks, size_lots) levels plus sequence header."""
@@ -70,7 +75,7 @@ class OrderBook:
     def apply_batch(self, batch: DeltaBatch, recv_ns: int) -> int:
         """Apply a diff batch under the sequence rule; returns APPLIED or STALE.
 
-        Raises BookOutOfSyncError, SequenceGapError or CrossedBookError.
+        Raises BookOutOfSyncError, SequenceGapError, CrossedBookError or StaleStreamError.
         """
     def mark_out_of_sync(self) -> None:
         """Require a snapshot before the next diff batch."""

@@ -23,6 +23,14 @@ from arb_core.fixed cimport checked_add, checked_mul, int_arg
 # The enums in book.pxd exist only at C level; publish the same values to Python.
 globals().update(BID=BID, ASK=ASK, APPLIED=APPLIED, STALE=STALE)
 
+# How long after a book's last change diffs it already had may keep coming before it is taken
+# out of sync (``StaleStreamError``): a venue whose update ids went backwards (a restarted
+# matching engine) sends nothing but such diffs, and without this the book would stay "in sync"
+# and unchanged until the connection dropped. A REST snapshot runs ahead of the websocket by far
+# less; diffs buffered before the snapshot are older than it and never trip this.
+cdef int64_t _STALE_STREAM_NS = 5_000_000_000
+STALE_STREAM_NS = _STALE_STREAM_NS
+
 
 cdef class DeltaBatch:
     """A reusable buffer of (side, price_ticks, size_lots) levels plus sequence header.
@@ -245,6 +253,11 @@ class CrossedBookError(BookError):
 
 class BookOutOfSyncError(BookError):
     """A diff batch reached a book that needs a snapshot first."""
+
+
+class StaleStreamError(BookError):
+    """Only diffs the book already had arrived for ``STALE_STREAM_NS`` after its last change
+    (the venue's update ids went backwards); the book has been marked out of sync."""
 
 
 cdef enum:
@@ -491,8 +504,9 @@ cdef class OrderBook:
         """Apply a diff batch under the sequence rule; returns APPLIED or STALE.
 
         Raises BookOutOfSyncError if the book needs a snapshot, SequenceGapError if
-        ids were skipped and CrossedBookError if the result is crossed; the last two
-        mark the book out of sync.
+        ids were skipped, CrossedBookError if the result is crossed and StaleStreamError
+        for a stale batch received more than ``STALE_STREAM_NS`` after the book last
+        changed; the last three mark the book out of sync.
         """
         cdef Py_ssize_t i
         if batch is None:
@@ -503,6 +517,15 @@ cdef class OrderBook:
                 f"a snapshot is needed before batch "
                 f"{batch.first_id}..{batch.last_id}")
         if batch.last_id <= self.last_update_id:
+            # Unsigned difference: exact for any two int64 with recv_ns > last_recv_ns.
+            if (recv_ns > self.last_recv_ns
+                    and <uint64_t>recv_ns - <uint64_t>self.last_recv_ns > <uint64_t>_STALE_STREAM_NS):
+                self.in_sync = False
+                raise StaleStreamError(
+                    f"book {self.name!r}: batch {batch.first_id}..{batch.last_id} is at or before "
+                    f"update {self.last_update_id}, and the book has not changed for "
+                    f"{(<uint64_t>recv_ns - <uint64_t>self.last_recv_ns) // 1_000_000} ms: "
+                    f"the venue's update ids went backwards")
             return STALE
         if batch.first_id > self.last_update_id + 1:
             self.in_sync = False

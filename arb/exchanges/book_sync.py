@@ -31,6 +31,7 @@ from arb_core.book import (
     DeltaBatch,
     OrderBook,
     SequenceGapError,
+    StaleStreamError,
 )
 from arb_core.router import DIALECT_NONE, ROUTE_APPLIED, ROUTE_OTHER, BookRouter
 from arb_core.wire.common import WireError, WireScale
@@ -408,7 +409,7 @@ class BookSync:
                 self._start_fetch(state)
                 return
             except BookError as exc:
-                self._resync(state, "crossed" if isinstance(exc, CrossedBookError) else "out_of_sync", exc, False)
+                self._resync(state, _resync_reason(exc), exc, False)
                 return
             buffer.popleft()
             self._release(batch)
@@ -467,16 +468,8 @@ class BookSync:
     # --- failures -------------------------------------------------------------------------
 
     def _book_failed(self, state: _Book, exc: BookError) -> None:
-        if isinstance(exc, SequenceGapError):
-            reason = "gap"
-        elif isinstance(exc, CrossedBookError):
-            reason = "crossed"
-        elif isinstance(exc, BookOutOfSyncError):
-            reason = "out_of_sync"
-        else:
-            reason = "book_error"
         # apply_batch has already marked the book out of sync, so tell the sink explicitly.
-        self._resync(state, reason, exc, True)
+        self._resync(state, _resync_reason(exc), exc, True)
 
     def _malformed(self, state: _Book, exc: Exception) -> None:
         state.malformed += 1
@@ -541,3 +534,16 @@ class BookSync:
         level = logging.DEBUG if what in self._logged else logging.WARNING
         self._logged.add(what)
         log.log(level, "%s %s: %s", self.venue, self.exchange.value, message)
+
+
+def _resync_reason(exc: BookError) -> str:
+    """The ``resyncs`` counter a book error counts under."""
+    if isinstance(exc, SequenceGapError):
+        return "gap"
+    if isinstance(exc, CrossedBookError):
+        return "crossed"
+    if isinstance(exc, StaleStreamError):
+        return "stale_stream"
+    if isinstance(exc, BookOutOfSyncError):
+        return "out_of_sync"
+    return "book_error"

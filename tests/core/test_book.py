@@ -15,12 +15,14 @@ from arb_core.book import (
     ASK,
     BID,
     STALE,
+    STALE_STREAM_NS,
     BookError,
     BookOutOfSyncError,
     CrossedBookError,
     DeltaBatch,
     OrderBook,
     SequenceGapError,
+    StaleStreamError,
 )
 
 INT64_MAX = 2**63 - 1
@@ -178,6 +180,22 @@ def test_stale_batch_is_ignored(book: OrderBook) -> None:
     assert book.best_bid() == (100, 5)
     assert (book.last_update_id, book.last_recv_ns, book.last_event_ms, book.in_sync) == (
         10, 1, 0, True)
+
+
+def test_stale_batches_long_after_the_last_change_take_the_book_out_of_sync(book: OrderBook) -> None:
+    # the fixture's book last changed at recv 1: up to STALE_STREAM_NS later a stale batch is ignored
+    assert book.apply_batch(make_batch([(BID, 100, 9)], 5, 10), 1 + STALE_STREAM_NS) == STALE
+    assert book.in_sync
+    with pytest.raises(StaleStreamError, match=r"'BTC_USDT': batch 3\.\.9 is at or before update 10.*5000 ms"):
+        book.apply_batch(make_batch([(BID, 100, 9)], 3, 9), 2 + STALE_STREAM_NS)
+    assert not book.in_sync and book.best_bid() == (100, 5) and book.last_update_id == 10
+    assert issubclass(StaleStreamError, BookError)
+
+
+def test_stale_batch_from_far_before_the_last_change_is_ignored(book: OrderBook) -> None:
+    # a batch received before the book's last change (buffered ahead of its snapshot) is never "long after"
+    assert book.apply_batch(make_batch([(BID, 100, 9)], 5, 10), -(2**63)) == STALE
+    assert book.in_sync
 
 
 def test_gap_marks_out_of_sync_and_leaves_levels(book: OrderBook) -> None:
@@ -354,8 +372,9 @@ sizes = st.one_of(st.integers(0, 50), st.integers(0, 50), st.sampled_from([2**31
 levels_st = st.lists(st.tuples(st.sampled_from([BID, ASK]), prices, sizes), max_size=60)
 ids = st.integers(0, 40)
 
-snapshot_op = st.tuples(st.just("snapshot"), levels_st, ids, ids, st.integers(0, 2**40))
-batch_op = st.tuples(st.just("batch"), levels_st, ids, ids, st.integers(0, 2**40))
+recv_st = st.one_of(st.integers(0, 2**40), st.sampled_from([-(2**63), INT64_MAX, STALE_STREAM_NS, STALE_STREAM_NS + 1]))
+snapshot_op = st.tuples(st.just("snapshot"), levels_st, ids, ids, recv_st)
+batch_op = st.tuples(st.just("batch"), levels_st, ids, ids, recv_st)
 delta_op = st.tuples(
     st.just("delta"), st.integers(-1, 2), st.integers(-2, 130), st.integers(-2, 60))
 query_op = st.tuples(

@@ -26,7 +26,8 @@ from arb.exchanges.mexc.market_data import MexcFuturesMarketData
 from arb.exchanges.rest import RateLimit, RestClient, RestVenue
 from arb.exchanges.ws import WsSettings
 from arb.types import ExchangeName
-from arb_core.book import ASK, BID
+from arb_core.book import ASK, BID, STALE_STREAM_NS
+from arb_core.router import DIALECT_NONE
 from arb_core.wire.common import WireScale
 from reference import book as ref_book
 from reference import wire_gateio as ref_wire
@@ -189,6 +190,39 @@ def test_gap_resyncs_only_that_book() -> None:
         assert a.in_sync and a.last_update_id == 13 and a.resyncs == {"gap": 1} and a.snapshots == 2
         assert b.resyncs == {} and b.snapshots == 1
         assert fetcher.calls == Counter({"AAA_USDT": 2, "BBB_USDT": 1})
+        assert sink.states[-1] == ("AAA/USDT", True, "snapshot")
+
+    run(main())
+
+
+class PythonPathDialect(GateSpotTestDialect):
+    """The same wire format with no compiled router: every frame takes ``BookSync``'s Python path."""
+
+    router_dialect = DIALECT_NONE
+
+
+@pytest.mark.parametrize("dialect", [GateSpotTestDialect, PythonPathDialect])
+def test_update_ids_going_backwards_resync_the_book_once_its_diffs_stay_stale(dialect: type) -> None:
+    async def main() -> None:
+        sink, fetcher = RecordingSink(), Snapshots(bodies())
+        specs = [BookSpec("AAA/USDT", "AAA_USDT", SCALE)]
+        sync = BookSync(GATE, dialect(), specs, sink, fetch_snapshot=fetcher)
+        feed(sync, gate_update("AAA_USDT", 10, 10, [("99.00", "1")]))
+        await settle()
+        assert sync.books["AAA/USDT"].last_update_id == 10
+        # the venue restarted its ids at 1: every diff is "already had", the book stops changing
+        restarted = STALE_STREAM_NS // 4
+        for n in range(1, 5):
+            sync.on_message(memoryview(gate_update("AAA_USDT", n, n, [("99.10", "1")])), False, True, 1 + n * restarted)
+        assert sync.books["AAA/USDT"].in_sync and sync.stats()["AAA/USDT"].stale == 4
+        fetcher.bodies["AAA_USDT"] = [gate_snapshot(5, *BOOK)]
+        sync.on_message(memoryview(gate_update("AAA_USDT", 5, 5, [("99.20", "1")])), False, True, 2 + 4 * restarted)
+        assert not sync.books["AAA/USDT"].in_sync
+        assert sink.states[-1] == ("AAA/USDT", False, "stale_stream")
+        feed(sync, gate_update("AAA_USDT", 6, 6, [("99.30", "1")]))
+        await settle()
+        stats = sync.stats()["AAA/USDT"]
+        assert stats.in_sync and stats.last_update_id == 6 and stats.resyncs == {"stale_stream": 1}
         assert sink.states[-1] == ("AAA/USDT", True, "snapshot")
 
     run(main())

@@ -14,6 +14,7 @@ ASK = 1
 APPLIED = 0
 STALE = 1
 INT64_MAX = 2**63 - 1
+STALE_STREAM_NS = 5_000_000_000
 
 
 class BookError(Exception):
@@ -30,6 +31,10 @@ class CrossedBookError(BookError):
 
 class BookOutOfSyncError(BookError):
     """A diff batch reached a book that needs a snapshot first."""
+
+
+class StaleStreamError(BookError):
+    """Only diffs the book already had arrived for STALE_STREAM_NS after its last change."""
 
 
 class Batch(Protocol):
@@ -141,6 +146,13 @@ class OrderBook:
                 f"{batch.first_update_id}..{batch.last_update_id}"
             )
         if batch.last_update_id <= self.last_update_id:
+            if recv_ns - self.last_recv_ns > STALE_STREAM_NS:
+                self.in_sync = False
+                raise StaleStreamError(
+                    f"book {self.name!r}: batch {batch.first_update_id}..{batch.last_update_id} is at or "
+                    f"before update {self.last_update_id}, and the book has not changed for "
+                    f"{(recv_ns - self.last_recv_ns) // 1_000_000} ms: the venue's update ids went backwards"
+                )
             return STALE
         if batch.first_update_id > self.last_update_id + 1:
             self.in_sync = False
