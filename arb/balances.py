@@ -123,6 +123,8 @@ class BalanceMonitor:
         self._applied_read: dict[ExchangeName, int] = {}  # the refresh whose read each market's balances came from
         self._applied_read_ns: dict[ExchangeName, int] = {}  # when that read began (``time.monotonic_ns``)
         self._pushed_at: dict[tuple[ExchangeName, str], int] = {}  # the push sequence of each asset's last push
+        # Refreshes on their way per market: (when the read began, the push number it began at).
+        self._reading: dict[ExchangeName, list[tuple[int, int]]] = {}
         # What executions just spent, off the free balance until the venue says what is left (``spend``).
         self._spent: dict[tuple[ExchangeName, str], list[_Spending]] = {}
         self.refreshes = 0
@@ -194,15 +196,20 @@ class BalanceMonitor:
     def read_handler(self, exchange: ExchangeName) -> BalancesReadHandler:
         """The ``on_balances_read`` handler of ``exchange``'s private stream: the balances it reads by
         REST when a push says they changed. Applied as pushes are, never checked for drift; dropped
-        when a read of ``refresh`` begun after it has answered first (a trade's margin read, say)."""
+        when a read of ``refresh`` begun after it has answered first (a trade's margin read, say),
+        and given way to one begun after it that is still on its way."""
         self._streamed.add(exchange)
 
         def on_read(balances: Mapping[str, Balance], started_ns: int) -> None:
             if started_ns < self._applied_read_ns.get(exchange, 0):
                 log.debug("%s: balances read by the private stream dropped: a later read has answered", exchange.value)
                 return
+            # Numbered as of the earliest refresh begun after it: that refresh's answer replaces it,
+            # an older refresh's does not.
+            later = [at for began_ns, at in self._reading.get(exchange, ()) if began_ns > started_ns]
+            as_of = min(later) if later else None
             for balance in balances.values():
-                self._apply(exchange, balance)
+                self._apply(exchange, balance, as_of)
             self.update_caps((exchange,))
             self.check_skew()
 
@@ -220,11 +227,12 @@ class BalanceMonitor:
         self.update_caps((exchange,))
         self.check_skew()
 
-    def _apply(self, exchange: ExchangeName, balance: Balance) -> None:
-        """``balance`` as its asset's current one, numbered as a push (a read in flight keeps it)."""
+    def _apply(self, exchange: ExchangeName, balance: Balance, as_of: int | None = None) -> None:
+        """``balance`` as its asset's current one, numbered as a push (a read in flight keeps it), or
+        ``as_of`` an earlier push number (a read begun at ``as_of`` replaces it)."""
         self._streamed.add(exchange)
         self._push_seq += 1
-        self._pushed_at[(exchange, balance.asset)] = self._push_seq
+        self._pushed_at[(exchange, balance.asset)] = self._push_seq if as_of is None else as_of
         self._balances.setdefault(exchange, {})[balance.asset] = balance
         spent = self._spent.get((exchange, balance.asset))
         if spent:  # settled: the spendings this balance is down far enough to show
@@ -259,11 +267,19 @@ class BalanceMonitor:
         replace, and is dropped.
         """
         names = [e for e in (self.sources if exchanges is None else exchanges) if e in self.sources]
+        self._push_seq += 1  # a number of its own: what a stream read numbers as of this read (``read_handler``)
         started = self._push_seq
         started_ns = time.monotonic_ns()
         self._read_seq += 1
         read_seq = self._read_seq
-        results = await _read_all([self.sources[e].balances() for e in names])
+        reading = (started_ns, started)
+        for exchange in names:
+            self._reading.setdefault(exchange, []).append(reading)
+        try:
+            results = await _read_all([self.sources[e].balances() for e in names])
+        finally:
+            for exchange in names:
+                self._reading[exchange].remove(reading)
         for exchange, result in zip(names, results):
             if isinstance(result, Exception):
                 self.errors += 1

@@ -568,6 +568,45 @@ def test_a_read_asked_for_while_one_is_under_way_follows_it() -> None:
     assert gate.calls == 2 and monitor.free(ExchangeName.GATEIO, "USDT") == D("300")
 
 
+def test_a_stream_read_begun_before_a_refresh_still_on_its_way_gives_way_to_its_answer() -> None:
+    """The same race with the stream's older read answering while the controller's read is on its
+    way: the refresh's answer, begun later, replaces it rather than keeping it as a newer push."""
+    futures = FakeVenue(USDT="1000")
+    monitor = BalanceMonitor({ExchangeName.GATEIO_FUTURES: futures})
+    on_read = monitor.read_handler(ExchangeName.GATEIO_FUTURES)
+    held = asyncio.Event()
+    answer = futures.balances
+
+    async def held_balances() -> Mapping[str, Balance]:
+        read = await answer()
+        await held.wait()
+        return read
+
+    futures.balances = held_balances  # type: ignore[method-assign]
+
+    async def main() -> None:
+        begun = time.monotonic_ns()  # the stream's read begins: 1000 free then
+        futures.free["USDT"] = D("400")  # a fill uses margin
+        refresh = asyncio.create_task(monitor.refresh([ExchangeName.GATEIO_FUTURES]))
+        await asyncio.sleep(0)
+        on_read({"USDT": Balance(asset="USDT", free=D("1000"))}, begun)
+        assert monitor.free(ExchangeName.GATEIO_FUTURES, "USDT") == D("1000")  # nothing newer yet
+        held.set()
+        await refresh
+        assert monitor.free(ExchangeName.GATEIO_FUTURES, "USDT") == D("400")
+        # a stream read begun during a refresh is newer than its answer: the refresh keeps it
+        held.clear()
+        futures.free["USDT"] = D("300")
+        refresh = asyncio.create_task(monitor.refresh([ExchangeName.GATEIO_FUTURES]))
+        await asyncio.sleep(0)
+        on_read({"USDT": Balance(asset="USDT", free=D("250"))}, time.monotonic_ns())
+        held.set()
+        await refresh
+        assert monitor.free(ExchangeName.GATEIO_FUTURES, "USDT") == D("250")
+
+    asyncio.run(main())
+
+
 def test_a_stream_read_begun_before_a_refresh_that_answered_first_is_dropped() -> None:
     """Gate.io futures: the stream's read for a balance push was on its way when a fill used margin and
     the controller's own read answered; the stream's older answer must not undo it, or the next
