@@ -493,6 +493,9 @@ class RiskManager:
         self._day_end_ns = (self._day + 1) * NS_PER_DAY
         self._daily_pnl = ZERO
         self._daily_funding = ZERO  # part of _daily_pnl
+        # Funding settled on a UTC day this clock has not reached yet (the venue's clock runs ahead):
+        # counted when the day rolls to it.
+        self._early_funding: list[FundingPayment] = []
 
         self._tripped: dict[Breaker, BreakerTrip] = {}
         self._trip_counts = dict.fromkeys(Breaker, 0)
@@ -807,12 +810,20 @@ class RiskManager:
 
     def record_funding(self, payment: FundingPayment) -> None:
         """Count funding a venue settled (USD, > 0 received) in the daily PnL when it was settled on
-        the current UTC day (a payment of an earlier day, read late, belongs to that day)."""
+        the current UTC day (a payment of an earlier day, read late, belongs to that day; one of a
+        later day, stamped by a venue clock ahead of this one at midnight, counts once the day rolls)."""
         if self._wall_clock() >= self._day_end_ns:
             self._roll_day()
-        if payment.time_ms // MS_PER_DAY == self._day:
-            self._daily_pnl += payment.amount
-            self._daily_funding += payment.amount
+        self._count_funding([payment])
+
+    def _count_funding(self, payments: Iterable[FundingPayment]) -> None:
+        for payment in payments:
+            day = payment.time_ms // MS_PER_DAY
+            if day == self._day:
+                self._daily_pnl += payment.amount
+                self._daily_funding += payment.amount
+            elif day > self._day:
+                self._early_funding.append(payment)
 
     def record_stale_data(self, exchange: ExchangeName, symbol: str, *, desynced: bool = False) -> None:
         """Report a book found stale (or out of sync) when a decision needed it."""
@@ -961,9 +972,9 @@ class RiskManager:
             self._daily_pnl += execution.value()
         if held_basis_by_day:
             self._daily_pnl -= held_basis_by_day.get(self._day, ZERO)
-        funding = sum((p.amount for _, p in journal.funding_payments(since_ms=self._day * MS_PER_DAY)), ZERO)
-        self._daily_pnl += funding
-        self._daily_funding = funding
+        self._daily_funding = ZERO
+        self._early_funding = []
+        self._count_funding(p for _, p in journal.funding_payments(since_ms=self._day * MS_PER_DAY))
         for what, reason in skipped.items():
             log.error("risk: %s left out of the restored positions and daily PnL: %s", what, reason)
         restored = RestoredRisk(
@@ -974,14 +985,14 @@ class RiskManager:
             positions=sum(1 for p in self._positions.values() if p.quantity != ZERO),
             total_exposure_usd=self._used_total,
             skipped=tuple(skipped),
-            funding_today_usd=funding,
+            funding_today_usd=self._daily_funding,
             unvalued_today=tuple(unvalued_today),
         )
         log.info(
             "risk: restored from the journal: %d orders, %d open positions, exposure %s USD; trading day %d "
             "realized PnL %s USD from %d executions and %s USD of funding; %d left out",
             restored.orders, restored.positions, restored.total_exposure_usd, restored.trading_day,
-            restored.daily_realized_pnl_usd, restored.executions_today, funding, len(restored.skipped),
+            restored.daily_realized_pnl_usd, restored.executions_today, restored.funding_today_usd, len(restored.skipped),
         )
         return restored
 
@@ -1221,6 +1232,8 @@ class RiskManager:
             self._day = day
             self._daily_pnl = ZERO
             self._daily_funding = ZERO
+            early, self._early_funding = self._early_funding, []
+            self._count_funding(early)
         self._day_end_ns = (day + 1) * NS_PER_DAY
 
     def _refresh_symbol(self, symbol: str) -> None:

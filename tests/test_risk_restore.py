@@ -358,6 +358,29 @@ def test_funding_settled_today_counts_in_the_daily_pnl_live_and_after_a_restart(
     assert restarted.get_current_risk_metrics().daily_funding_usd == 0
 
 
+def test_funding_stamped_on_a_day_this_clock_has_not_reached_counts_once_the_day_rolls(tmp_path: Path) -> None:
+    """The venue's clock runs ahead: its midnight settlement is read while this clock still shows
+    the day before. It is that next day's funding, live and after a restart, never lost."""
+    midnight = TODAY_MS - TODAY_MS % DAY_MS + DAY_MS
+    early = FundingPayment(payment_id="1", symbol="BTC/USDT:USDT", amount=D("-40"), time_ms=midnight)
+    wall = Wall(midnight - 300)
+    live = RiskManager(LIMITS, wall_clock=wall.ns)
+    live.record_funding(early)
+    assert live.get_current_risk_metrics().daily_funding_usd == 0  # not the day before's
+    with Journal(tmp_path / "j.sqlite3", wall_clock_ms=lambda: wall.ms) as journal:
+        journal.record_funding(ExchangeName.GATEIO_FUTURES, [early])
+        restarted = RiskManager(LIMITS, wall_clock=wall.ns)
+        assert restarted.restore(journal, {}).funding_today_usd == 0
+    wall.ms = midnight + 1
+    for risk in (live, restarted):
+        risk.record_realized_pnl(D(0))
+        metrics = risk.get_current_risk_metrics()
+        assert metrics.daily_funding_usd == metrics.daily_realized_pnl_usd == D("-40")
+    wall.ms += DAY_MS
+    live.record_realized_pnl(D(0))
+    assert live.get_current_risk_metrics().daily_funding_usd == 0  # counted on its own day only
+
+
 def test_a_journal_written_by_an_earlier_version_restores(tmp_path: Path) -> None:
     """A version 1 file (before the funding and hedge-drop tables), written without this code, is
     upgraded when opened and restores."""
