@@ -334,7 +334,11 @@ class BalanceMonitor:
         self.drifts += 1
         log.warning(drift.message())
         if self.on_drift is not None:
-            self.on_drift(drift)
+            try:
+                self.on_drift(drift)
+            except Exception:
+                # The drift is logged and counted; a failing sink must not leave the read half applied.
+                log.exception("balance drift callback failed")
 
     async def run(self) -> None:
         """Refresh every ``refresh_interval_ms`` until cancelled."""
@@ -409,7 +413,11 @@ class BalanceMonitor:
                     if key not in self._alerted:
                         log.warning(alert.message())
                         if self.on_alert is not None:
-                            self.on_alert(alert)
+                            try:
+                                self.on_alert(alert)
+                            except Exception:
+                                # Logged above; a failing sink must not reach the push or read that got here.
+                                log.exception("skew alert callback failed")
                 elif key in self._alerted and share < self.skew_threshold * SKEW_CLEARS_AT:
                     # Cleared only well clear of the threshold: a share trading back and forth
                     # across it alerts once, not once per trade.

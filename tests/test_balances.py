@@ -7,6 +7,8 @@ import time
 from collections.abc import Mapping
 from decimal import Decimal as D
 
+import pytest
+
 from test_pipeline import GATE, GATE_BOOK, GATE_PERP, GATE_PERP_BOOK, MEXC, MEXC_BOOK, book
 
 from arb_core.wire.common import WireScale
@@ -199,6 +201,30 @@ def test_skew_alerts_once_per_episode() -> None:
     asyncio.run(monitor.refresh())
     assert len(alerts) == 2
 
+
+
+def test_failing_alert_and_drift_callbacks_are_logged_and_the_balances_still_applied(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    gate, mexc = FakeVenue(BTC="9.5", USDT="1000"), FakeVenue(BTC="1", USDT="1000")
+    calls: list[object] = []
+
+    def failing(what: object) -> None:
+        calls.append(what)
+        raise RuntimeError("sink down")
+
+    monitor = BalanceMonitor({ExchangeName.GATEIO: gate, ExchangeName.MEXC: mexc}, on_alert=failing, on_drift=failing)
+    on_mexc = monitor.balance_handler(ExchangeName.MEXC)
+    asyncio.run(monitor.refresh())
+    mexc.free["BTC"] = D("0.5")
+    on_mexc(Balance(asset="BTC", free=D("0.5")))  # a skew: the alert's sink raises, the push stands
+    assert monitor.free(ExchangeName.MEXC, "BTC") == D("0.5") and monitor.check_skew() != []
+    on_mexc(Balance(asset="USDT", free=D("990")))  # wrong: the venue still holds 1000
+    asyncio.run(monitor.refresh())
+    asyncio.run(monitor.refresh())  # the drift is reported now; its sink raises, the read stands
+    assert monitor.free(ExchangeName.MEXC, "USDT") == D("1000") and monitor.drifts == 1
+    assert [type(c).__name__ for c in calls] == ["SkewAlert", "BalanceDrift"]  # the skew alerted once
+    assert "skew alert callback failed" in caplog.text and "balance drift callback failed" in caplog.text
 
 
 def test_a_share_trading_back_and_forth_across_the_threshold_alerts_once() -> None:
