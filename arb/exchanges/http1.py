@@ -70,6 +70,10 @@ class _Connection(asyncio.Protocol):
         self._waiter: asyncio.Future[HttpResponse] | None = None
         self._head_only = False
         self._head: tuple[int, str, dict[str, str], int] | None = None  # status, reason, headers, body start
+        # A chunked body read so far: where its next chunk's size line starts (0: none read) and the
+        # chunks before it, so each read parses only what it brought.
+        self._chunk_pos = 0
+        self._chunks: list[bytes] = []
 
     # --- protocol ---------------------------------------------------------------------------
 
@@ -132,6 +136,8 @@ class _Connection(asyncio.Protocol):
         waiter = self._waiter
         self._waiter = None
         self._head = None
+        self._chunk_pos = 0
+        self._chunks = []
         if self._buffer:  # more than one response's bytes: the stream is out of step
             self._buffer.clear()
             self.reusable = False
@@ -196,9 +202,10 @@ class _Connection(asyncio.Protocol):
 
     def _chunked(self, status: int, reason: str, headers: dict[str, str], start: int) -> HttpResponse | None:
         buffer = self._buffer
-        pos = start
-        parts: list[bytes] = []
+        pos = self._chunk_pos or start
+        parts = self._chunks
         while True:
+            self._chunk_pos = pos
             line_end = buffer.find(b"\r\n", pos)
             if line_end < 0:
                 return None

@@ -386,3 +386,37 @@ def test_write_now_declines_what_cannot_go_at_once_without_spending() -> None:
         assert server.requests == []
 
     run(main())
+
+
+class _Transport:
+    """What ``_Connection`` writes its requests to, in a test that feeds its answers by hand."""
+
+    def __init__(self) -> None:
+        self.written: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self.written.append(data)
+
+
+def test_a_chunked_body_arriving_a_byte_at_a_time_is_reassembled_and_the_next_answer_reads_fresh() -> None:
+    """Each read resumes the chunked body where the last one stopped (sizes, CRLFs and trailers split
+    anywhere), and none of one answer's chunks carry over to the next on the same connection."""
+    from arb.exchanges.http1 import _Connection
+
+    first = (
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"4\r\n{\"a\"\r\n6;ext=1\r\n:[1,2]\r\n1\r\n}\r\n0\r\nX-Trailer: t\r\n\r\n"
+    )
+    second = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n"
+
+    async def main() -> None:
+        connection = _Connection()
+        connection.connection_made(_Transport())  # type: ignore[arg-type]
+        for answer, body in ((first, b'{"a":[1,2]}'), (second, b"{}")):
+            response = connection.send(b"GET / HTTP/1.1\r\n\r\n", head_only=False)
+            for n in range(len(answer)):
+                assert not response.done()
+                connection.data_received(answer[n:n + 1])
+            assert response.result().body == body and connection.reusable
+
+    run(main())
