@@ -1285,6 +1285,10 @@ class ArbitrageController:
             raise ArbitrageEngineError("controller not initialized: no risk manager to stop")
         log.warning("kill switch engaged (%s): no new entries until it is released (SIGUSR2); executions in "
                     "flight and recoveries finish", reason)
+        if not self._initialized and self._kill_at_start is False:
+            # The operator's SIGUSR2 of this start-up came before this engagement: it releases what
+            # it was sent about, not this (a later SIGUSR2 does).
+            self._kill_at_start = None
         self.risk.kill(reason)
         self._journal_kill_switch(True, reason)
 

@@ -2160,12 +2160,14 @@ def test_an_opportunity_given_again_while_it_executes_is_not_started_twice(tmp_p
     assert risk.in_flight("dup1") and risk.get_current_risk_metrics().in_flight_usd == reserved > 0
 
 
+@pytest.mark.parametrize("released_before", [False, True])
 def test_a_start_that_cannot_value_todays_executions_holds_entries(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, released_before: bool
 ) -> None:
     """Lost money on a venue today, disabled it, restarted: its executions cannot be valued, and
     leaving them out would hand their loss back to the daily loss limit. Entries are held (the
-    kill switch, journaled) until an operator has looked."""
+    kill switch, journaled) until an operator has looked; a SIGUSR2 sent earlier in the start-up
+    (``released_before``) was not about this and does not release it."""
     from arb.risk import RestoredRisk
 
     configuration = manager(tmp_path)
@@ -2180,6 +2182,8 @@ def test_a_start_that_cannot_value_todays_executions_holds_entries(
     async def scenario() -> tuple[bool, tuple[str, int] | None]:
         async with cluster:
             controller = ArbitrageController(configuration, sim_cluster=cluster, journal=Journal(tmp_path / "j.sqlite3"))
+            if released_before:
+                controller._kill_at_start = False  # what SIGUSR2 early in the start-up sets
             await controller.initialize(dry_run=True)
             assert controller.risk is not None and controller.journal is not None
             held = controller.risk.get_circuit_breaker_status()[Breaker.KILL_SWITCH].tripped
