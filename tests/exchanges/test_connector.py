@@ -703,14 +703,20 @@ def test_a_clock_read_whose_round_trip_is_too_long_is_made_again_or_not_taken(mo
     reads the last good skew stays."""
     connector = MexcSpotConnector(credentials=CREDENTIALS, rest_url="http://127.0.0.1:9", ws_url="ws://127.0.0.1:9/")
     monkeypatch.setattr(connector_module, "MAX_CLOCK_READ_RTT_MS", 20)
-    delays = [0.05, 0.0]
+    round_trips_ms = [50, 0]
+    wall_ns = [1_700_000_000_000_000_000]  # the connector's wall clock, moved only by the reads
+
+    class Clock:
+        time_ns = staticmethod(lambda: wall_ns[0])
+        monotonic_ns = staticmethod(time.monotonic_ns)
 
     async def server_time() -> int:
-        await asyncio.sleep(delays.pop(0) if delays else 0.05)
-        return time.time_ns() // 1_000_000 + 3_000  # the venue's clock 3 s ahead of ours
+        wall_ns[0] += (round_trips_ms.pop(0) if round_trips_ms else 50) * 1_000_000
+        return wall_ns[0] // 1_000_000 + 3_000  # the venue's clock 3 s ahead of ours, read as it answers
 
+    monkeypatch.setattr(connector_module, "time", Clock)
     monkeypatch.setattr(connector, "server_time", server_time)
-    assert 2_950 < run(connector.clock_skew_ms()) < 3_050  # the second read, the first too slow
+    assert run(connector.clock_skew_ms()) == pytest.approx(3_000, abs=1e-3)  # the second read, the first too slow
     before = connector.clock_skew
     with pytest.raises(ExchangeError, match="clock not read: server-time round trips of 50, 50, 50 ms"):
         run(connector.clock_skew_ms())
