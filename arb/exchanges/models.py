@@ -114,6 +114,19 @@ class OrderState(msgspec.Struct, frozen=True, kw_only=True):
     fee_asset: str | None = None
     updated_at_ms: int = 0
 
+    def __post_init__(self) -> None:
+        # As for ``Balance``: a "NaN" or "Infinity" would raise at the first comparison, deep in an
+        # execution; refused here, the answer is unreadable (an order's outcome then unknown, queried).
+        price, average = self.price, self.average_price
+        if not (
+            self.quantity.is_finite() and self.filled_quantity.is_finite() and self.fee.is_finite()
+            and (price is None or price.is_finite()) and (average is None or average.is_finite())
+        ):
+            raise ValueError(
+                f"order {self.order_id}: a quantity, price or fee is not a number (quantity={self.quantity} "
+                f"price={price} filled_quantity={self.filled_quantity} average_price={average} fee={self.fee})"
+            )
+
     @property
     def remaining_quantity(self) -> Decimal:
         """Quantity not (yet) filled."""
@@ -139,6 +152,12 @@ class Fill(msgspec.Struct, frozen=True, kw_only=True):
     fee_asset: str
     is_maker: bool
     timestamp_ms: int
+
+    def __post_init__(self) -> None:
+        if not (self.price.is_finite() and self.quantity.is_finite() and self.fee.is_finite()):
+            raise ValueError(
+                f"fill {self.trade_id}: price={self.price} quantity={self.quantity} fee={self.fee}: not all numbers"
+            )
 
 
 class Balance(msgspec.Struct, frozen=True, kw_only=True):
