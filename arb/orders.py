@@ -443,7 +443,29 @@ class OrderRunner:
         """Send ``request`` (its intent already journaled) and return its final outcome; raises only on cancellation.
 
         ``written``: the answer of the same request already written by ``write``; awaited instead of sending it.
+        Anything else raised on the way (an answer the engine could not handle) leaves the outcome
+        unknown, for the caller's recovery to ask the venue again.
         """
+        try:
+            return await self._run(exchange, instrument, request, leg, written)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.exception("%s order %s %s: failed while handling its outcome", exchange.value,
+                          request.client_order_id, request.symbol)
+            reason = f"outcome unknown: failed while handling it: {exc!r}"
+            if self.journal is not None:
+                self._call_journal(lambda j: j.record_unknown(exchange, request.client_order_id, reason), request)
+            return OrderOutcome(
+                exchange=exchange, instrument=instrument, request=request, leg=leg, resolved=False, error=reason,
+                category=ErrorCategory.OUTCOME_UNKNOWN,
+                taken_until_ns=self.clock() + int(self.exchange(exchange).order_acceptance_s * 1e9),
+            )
+
+    async def _run(
+        self, exchange: ExchangeName, instrument: Instrument, request: OrderRequest, leg: str,
+        written: Awaitable[OrderState] | None,
+    ) -> OrderOutcome:
         venue = self.exchange(exchange)
         cid = request.client_order_id
         deadline_ns = self.clock() + int(self.settings.rate_limit_deadline_s * 1e9)

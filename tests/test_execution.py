@@ -318,6 +318,30 @@ def test_partial_fill_is_hedged_to_flat_and_completes(tmp_path: Path) -> None:
     h.check_journal_accounts_for_every_order()
 
 
+def test_an_answer_the_engine_fails_to_handle_leaves_that_leg_unknown_and_the_other_leg_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A leg's ``run`` that raised (an answer the engine could not handle) discarded the other leg's
+    fill with it: no recovery, no flag, the trade loop's execution never recorded. The leg's outcome
+    is unknown instead, asked about again by the recovery, and the execution ends as usual."""
+    h = Harness(tmp_path, *venues())
+    finished = OrderRunner._finished
+    failed: list[str] = []
+
+    def failing_once(runner: OrderRunner, exchange: ExchangeName, *args: object, **kwargs: object) -> object:
+        if exchange is ExchangeName.MEXC and not failed:
+            failed.append(exchange.value)
+            raise ArithmeticError("an answer this engine cannot handle")
+        return finished(runner, exchange, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(OrderRunner, "_finished", failing_once)
+    result = h.run(opportunity())
+    assert failed == ["mexc"] and result.final_state is S.COMPLETED
+    assert [r.client_order_id for r in h.sell.placed] == ["opp1-s"] and h.sell.queries == ["opp1-s"]
+    assert result.realized_profit == D("-54.80530") and h.net_base() == 0
+    h.check_journal_accounts_for_every_order()
+
+
 def test_lost_answer_with_order_placed_is_resolved_by_client_id_without_resending(tmp_path: Path) -> None:
     h = Harness(tmp_path, *venues(buy_script=(Step(kind="lost"),)))
     result = h.run(opportunity())
