@@ -448,7 +448,7 @@ class HedgeBook:
         held = self._short_futures_base(position.futures, position.symbol)
         reduces = held >= quantity if long_spot else held <= -quantity
         return ArbitrageOpportunity(
-            opportunity_id=f"{id_prefix}c{self._closes}{base.lower()}",
+            opportunity_id=f"{id_prefix}c{self._closes}_{base.lower()}",  # "_" ends the count (as the scanner's)
             opportunity_type=OpportunityType.SPOT_FUTURES_HEDGE,
             symbol=position.symbol,
             buy_exchange=buy.exchange,

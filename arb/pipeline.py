@@ -489,7 +489,8 @@ class ScannerPipeline:
             opportunity_id = f"{self.id_prefix}rehearsal"
         else:
             self._counter += 1
-            opportunity_id = f"{self.id_prefix}{self._counter}{bi.base.lower()}"
+            # "_" ends the count: run together, count 1 of 1000SATS and count 11000 of SATS were one id.
+            opportunity_id = f"{self.id_prefix}{self._counter}_{bi.base.lower()}"
         return ArbitrageOpportunity(
             opportunity_id=opportunity_id,
             opportunity_type=kind,

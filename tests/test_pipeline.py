@@ -114,7 +114,7 @@ def test_buy_limit_rounds_up_and_sell_limit_down_to_the_order_grid() -> None:
     assert opp.max_quantity == D("0.000123")  # 0.0001234567 down to both 0.000001 lots
     cost, proceeds = opp.max_quantity * opp.buy_price, opp.max_quantity * opp.sell_price
     assert opp.total_profit_estimate == proceeds - cost - cost * GATE.taker_fee - proceeds * MEXC.taker_fee
-    assert opp.opportunity_id == "t1btc" and opp.opportunity_type is OpportunityType.SPOT_SPOT
+    assert opp.opportunity_id == "t1_btc" and opp.opportunity_type is OpportunityType.SPOT_SPOT
 
     # The other way round: Gate's bid rounds down.
     gate = book("gate", GATE_BOOK, [("60400.16789", "1")], [("60500", "1")])
@@ -202,7 +202,7 @@ def test_a_rehearsal_converts_the_last_hit_again_without_using_an_id_or_counting
     p, found = pipeline((GATE, gate, GATE_BOOK), (MEXC, mexc, MEXC_BOOK))
     assert p.rehearse(5) is None  # no hit yet
     first = p.scan(0)
-    assert first is not None and first.opportunity_id == "t1btc"
+    assert first is not None and first.opportunity_id == "t1_btc"
     counts = (p.scans, p.found, p.dropped_after_rounding, p.dropped_for_funding)
     rehearsed = p.rehearse(7)
     assert rehearsed is not None and rehearsed.opportunity_id == "trehearsal" and rehearsed.detected_at == 7
@@ -210,7 +210,7 @@ def test_a_rehearsal_converts_the_last_hit_again_without_using_an_id_or_counting
     assert (p.scans, p.found, p.dropped_after_rounding, p.dropped_for_funding) == counts
     assert found == [first] and p.standing_opportunities() == [first]
     second = p.scan(0)
-    assert second is not None and second.opportunity_id == "t2btc"
+    assert second is not None and second.opportunity_id == "t2_btc"
 
 
 def test_an_opportunity_that_stops_paying_after_rounding_is_dropped() -> None:
