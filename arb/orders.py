@@ -555,6 +555,7 @@ class OrderRunner:
         not_found = False
         error = "no answer"
         attempts, asked = self.settings.query_attempts, 0
+        told = False  # whether a query answered with the order's state (else ``last`` is the ack's)
         # A venue finds an ended order by its client id only for a while (Gate.io futures 60 s):
         # while the request may still land, ask at least twice a window, or one that landed and
         # ended just after a query could leave the window before the next and pass as never placed.
@@ -606,7 +607,7 @@ class OrderRunner:
                 continue
             not_found = False
             answered_ns = answered_ns or self.clock()
-            last = state
+            last, told = state, True
             if state.is_final:
                 return self._finished(exchange, instrument, request, leg, state, answered_ns, "update")
         if last is not None:
@@ -616,7 +617,9 @@ class OrderRunner:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                error = f"still {last.status.value} after {asked} queries; cancel failed: {exc}"
+                seen = (f"still {last.status.value} after {asked} queries" if told else
+                        f"{last.status.value} when acknowledged, then {asked} queries unanswered ({error})")
+                error = f"{seen}; cancel failed: {exc}"
             else:
                 if state.is_final:
                     return self._finished(exchange, instrument, request, leg, state, answered_ns, "cancel")

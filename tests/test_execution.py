@@ -498,6 +498,27 @@ def test_an_order_not_found_is_not_taken_as_absent_while_the_venue_may_still_tak
     assert vanished.net_base() == 0
 
 
+class CannotCancel(FakeExchange):
+    async def cancel_order(
+        self, symbol: str, *, order_id: str | None = None, client_order_id: str | None = None
+    ) -> OrderState:
+        raise ExchangeConnectionError(self.exchange.value, "disconnected", category=ErrorCategory.OUTCOME_UNKNOWN)
+
+
+def test_an_acknowledged_order_no_query_reached_is_not_said_to_be_still_new() -> None:
+    """Acknowledged as NEW, then every query failed: the venue never said it was still new, and an
+    operator reading the flag must not take it for an order seen resting."""
+    venue = CannotCancel(spot(ExchangeName.MEXC, venue_symbol="BTCUSDT"), (Step(kind="ack"),), failing_queries=100)
+    time = FakeTime()
+    runner = OrderRunner({venue.exchange: venue}, settings=OrderSettings(query_attempts=3), clock=time.clock,
+                         sleep=time.sleep)
+    request = ioc_order(venue.instrument, OrderSide.SELL, D("0.5"), D("60010.50"), "opp1-s")
+    outcome = asyncio.run(runner.run(venue.exchange, venue.instrument, request, "sell"))
+    assert not outcome.resolved and outcome.state is not None
+    assert "new when acknowledged, then 3 queries unanswered (mexc: disconnected" in (outcome.error or "")
+    assert "cancel failed" in (outcome.error or "") and "still new" not in (outcome.error or "")
+
+
 def test_unresolvable_outcome_is_flagged_and_left_open_for_reconciliation(tmp_path: Path) -> None:
     buy, sell = venues(sell_script=(Step(kind="lost"),))
     sell.failing_queries = 100
