@@ -1,11 +1,18 @@
-"""``python -m arb``."""
+"""``python -m arb``, and the ``arb`` command."""
 
 import sys
 
 from .shutdown import hold_stop_signals
 
-hold_stop_signals()  # before the engine's modules load: a stop meanwhile is not lost
 
-from .cli import main  # noqa: E402
+def main() -> int:
+    """Hold the stop signals, then run the command line: a stop sent while the engine's modules
+    load is not lost (``hold_stop_signals``), however the engine was started."""
+    hold_stop_signals()
+    from .cli import main as cli_main
 
-sys.exit(main())
+    return cli_main()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
