@@ -26,7 +26,7 @@ from . import __version__
 from .config import ConfigurationManager
 from .errors import ArbitrageEngineError, ConfigurationError, StartupInterrupted
 from .secrets import VENUE_ENV_PREFIX, encrypt_secret, generate_encryption_key, header_safe, load_credentials
-from .shutdown import release_stop_signals
+from .shutdown import Terminated, release_stop_signals
 
 if TYPE_CHECKING:
     import asyncio
@@ -348,8 +348,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ArbitrageEngineError as exc:
         print(f"arb: {exc}", file=sys.stderr)
         return EXIT_ERROR
-    except KeyboardInterrupt:
-        return 130
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (``Terminated``) after ``release_stop_signals``
+        return 128 + (signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT)
 
 
 def _version() -> int:
@@ -543,8 +543,29 @@ def _backtest(args: argparse.Namespace) -> int:
     return EXIT_OK if result.damage is None and not report_failed else EXIT_ERROR
 
 
+def _stop_on_signals(signalled: list[str]) -> asyncio.Event:
+    """An event the first SIGINT or SIGTERM sets (its name appended to ``signalled``), on the running
+    loop; a second one exits at once, should stopping hang. Handled, not left to their defaults: a
+    container's first process is never given a signal it has no handler for."""
+    import asyncio
+
+    loop, stop = asyncio.get_running_loop(), asyncio.Event()
+
+    def on_signal(signum: signal.Signals) -> None:
+        if signalled:
+            os.write(2, f"arb: received {signum.name} again while stopping: exiting\n".encode())
+            os._exit(EXIT_ERROR)
+        signalled.append(signum.name)
+        stop.set()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, on_signal, signum)
+    return stop
+
+
 def _sim(args: argparse.Namespace) -> int:
     import asyncio
+    import contextlib
 
     from .replay.recorder import recording_files
     from .sim.cluster import SimCluster, SimConfig
@@ -576,22 +597,25 @@ def _sim(args: argparse.Namespace) -> int:
         print(f"arb sim: --urls-out {args.urls_out}: its directory does not exist", file=sys.stderr)
         return EXIT_CONFIG
 
+    signalled: list[str] = []
+
     async def serve() -> None:
+        stop = _stop_on_signals(signalled)
         async with cluster:
             if args.urls_out is not None:
                 cluster.endpoints().write(args.urls_out)
             for line in cluster.url_lines():
                 print(line, flush=True)
-            if args.duration is None:
-                await asyncio.Event().wait()
-            else:
-                await asyncio.sleep(args.duration)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), args.duration)
 
     try:
         asyncio.run(serve())
     except OSError as exc:
         print(f"arb sim: cannot listen: {exc}", file=sys.stderr)
         return EXIT_ERROR
+    if signalled:
+        print(f"stopped by {signalled[0]}", flush=True)
     return EXIT_OK
 
 
@@ -639,15 +663,7 @@ def _record(args: argparse.Namespace) -> int:
     async def record() -> dict[ExchangeName, int]:
         # SIGTERM (a service manager's stop) and Ctrl-C end the recording as --duration does:
         # streams stopped, the file closed with its end marker, the summary printed.
-        loop, stop = asyncio.get_running_loop(), asyncio.Event()
-
-        def stop_on(signum: signal.Signals) -> None:
-            signalled.append(signum.name)
-            stop.set()
-            loop.remove_signal_handler(signum)  # a second one stops at once, should closing hang
-
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, stop_on, signum)
+        stop = _stop_on_signals(signalled)
         async with contextlib.AsyncExitStack() as stack:
             factory = ExchangeFactory(manager)
             if cluster is not None:

@@ -67,10 +67,20 @@ def take_held_stop_signal() -> signal.Signals | None:
     return held
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the program is as Ctrl-C raises KeyboardInterrupt (``release_stop_signals``)."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
 def release_stop_signals() -> signal.Signals | None:
-    """Give SIGINT and SIGTERM back their default handling; the stop signal held meanwhile, if any."""
+    """Give SIGINT its default handling and make SIGTERM raise ``Terminated``; the stop signal held
+    meanwhile, if any. SIGTERM's default (ending the process) never comes to a container's first
+    process, which would then run on until killed."""
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, _terminate)
     return take_held_stop_signal()
 
 

@@ -372,9 +372,18 @@ def _catches(pid: int, signum: int) -> bool:
     return False
 
 
+# How the command starts: ``python -m arb``, and the installed ``arb`` command's entry point.
+LAUNCHERS = {
+    "python -m arb": ["-m", "arb"],
+    "arb": ["-c", "import sys; from importlib.metadata import entry_points; "
+                  "sys.exit(entry_points(group='console_scripts')['arb'].load()())"],
+}
+
+
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs /proc to see a process's signal handlers")
+@pytest.mark.parametrize("launcher", LAUNCHERS)
 @pytest.mark.parametrize("command", [["run", "--duration", "30"], ["sim", "--duration", "30"]])
-def test_a_stop_sent_while_python_loads_is_not_lost(tmp_path: Path, command: list[str]) -> None:
+def test_a_stop_sent_while_python_loads_is_not_lost(tmp_path: Path, command: list[str], launcher: str) -> None:
     """As a container's first process, which the kernel gives no signal it has no handler for:
     started with SIGTERM ignored, a SIGTERM sent before the engine has written a line stops it."""
     import select
@@ -383,7 +392,7 @@ def test_a_stop_sent_while_python_loads_is_not_lost(tmp_path: Path, command: lis
 
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("ARB_", "MEXC_", "GATEIO_", "ENCRYPTION_"))}
     child = subprocess.Popen(
-        [sys.executable, "-m", "arb", *command], cwd=tmp_path, env=clean, stdout=subprocess.PIPE,
+        [sys.executable, *LAUNCHERS[launcher], *command], cwd=tmp_path, env=clean, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True, preexec_fn=lambda: signal.signal(signal.SIGTERM, signal.SIG_IGN),
     )
     try:
@@ -399,6 +408,51 @@ def test_a_stop_sent_while_python_loads_is_not_lost(tmp_path: Path, command: lis
     assert child.returncode == 0, err
     expected = "while starting; nothing was traded" if command[0] == "run" else "received SIGTERM before starting"
     assert expected in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("signum", ["SIGTERM", "SIGINT"])
+def test_a_running_simulator_stopped_by_a_signal_closes_and_exits_0(tmp_path: Path, signum: str) -> None:
+    """Started with SIGTERM ignored, as a container's first process is: the simulator handles the
+    stop itself rather than leaving it to a default that never comes (or ends it with 143)."""
+    import signal
+
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("ARB_", "MEXC_", "GATEIO_", "ENCRYPTION_"))}
+    child = subprocess.Popen(
+        [sys.executable, "-m", "arb", "sim"], cwd=tmp_path, env=clean, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, preexec_fn=lambda: signal.signal(signal.SIGTERM, signal.SIG_IGN),
+    )
+    try:
+        assert child.stdout is not None
+        while "127.0.0.1" not in child.stdout.readline():  # serving
+            assert child.poll() is None, child.stderr.read() if child.stderr else ""
+        child.send_signal(getattr(signal, signum))
+        out, err = child.communicate(timeout=60)
+    finally:
+        child.kill()
+    assert child.returncode == 0, err
+    assert f"stopped by {signum}" in out and "Traceback" not in err
+
+
+def test_sigterm_raises_where_the_program_is_once_released() -> None:
+    """Other commands (a backtest, an export) stop on SIGTERM as on Ctrl-C, exit code 143, even
+    where its default would be ignored."""
+    import signal
+
+    script = (
+        "import os, signal, sys, time\n"
+        "from arb.shutdown import Terminated, release_stop_signals\n"
+        "release_stop_signals()\n"
+        "try:\n"
+        "    os.kill(os.getpid(), signal.SIGTERM)\n"
+        "    time.sleep(30)\n"
+        "except Terminated:\n"
+        "    sys.exit(143)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, cwd="/",
+        preexec_fn=lambda: signal.signal(signal.SIGTERM, signal.SIG_IGN),
+    )
+    assert result.returncode == 143, result.stderr
 
 
 def test_a_second_stop_before_the_start_up_exits_at_once() -> None:
