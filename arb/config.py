@@ -204,7 +204,12 @@ def _one_of(allowed: tuple[str, ...]) -> Callable[[Any], str]:
 def _file_path(raw: Any) -> str:
     if not isinstance(raw, str) or not raw.strip():
         raise _Invalid("expected a file path")
-    return raw.strip()
+    path = raw.strip()
+    if "\0" in path:
+        raise _Invalid("a file path cannot hold a NUL character")
+    if path.endswith("/") or Path(path).name in ("", ".", ".."):
+        raise _Invalid("names a directory, expected a file")
+    return path
 
 
 def _sync_mode(raw: Any) -> str:
@@ -440,6 +445,7 @@ class ConfigurationManager:
         """A one-screen description of the effective configuration, secrets masked."""
         c = self.config
         r = c.risk_limits
+        journal = os.path.abspath(c.journal_path)  # a relative path is taken from the working directory
         lines = [
             f"mode            {'dry run' if c.dry_run else 'LIVE'}",
             f"sources         {', '.join(c.sources) or '-'} + environment",
@@ -461,8 +467,8 @@ class ConfigurationManager:
             f"safety          circuit breakers {_on(c.enable_circuit_breakers)}, risk checks "
             f"{_on(c.enable_risk_checks)}, recovery {_on(c.enable_recovery_mode)}, busy poll {_on(c.busy_poll)}, "
             f"rehearsal {f'every {c.rehearsal_interval_ms} ms' if c.rehearsal_interval_ms else 'off'}",
-            f"journal         {c.journal_path} (--live, synchronous={c.journal_synchronous}); dry runs "
-            f"{simulated_journal_path(c.journal_path)}, --paper {simulated_journal_path(c.journal_path, 'paper')} "
+            f"journal         {journal} (--live, synchronous={c.journal_synchronous}); dry runs "
+            f"{simulated_journal_path(journal)}, --paper {simulated_journal_path(journal, 'paper')} "
             "(synchronous=NORMAL)",
             f"hedge funding   over {c.hedge_holding_horizon_s} s held, rates read every "
             f"{c.funding_refresh_interval_ms} ms",

@@ -1088,8 +1088,17 @@ class ArbitrageController:
                     _set_aside(path)
                 self.journal = Journal(path, synchronous="NORMAL")
             else:
+                path = os.path.abspath(config.journal_path)
+                if not os.path.exists(path):
+                    # A relative journal_path started from another directory lands here too: that run's
+                    # kill switch, day's loss, hedges and open orders would be silently unknown.
+                    log.warning(
+                        "journal %s does not exist: a new one is started, knowing no kill switch, day's PnL, "
+                        "hedges or open orders of an earlier run; if the engine traded before, set "
+                        "engine.journal_path (or ARB_JOURNAL_PATH) to its journal's absolute path", path,
+                    )
                 self.journal = Journal(
-                    config.journal_path, synchronous="NORMAL" if config.journal_synchronous == "NORMAL" else "FULL"
+                    path, synchronous="NORMAL" if config.journal_synchronous == "NORMAL" else "FULL"
                 )
         if self.risk is not None:
             # A journal that cannot record stops new entries: an order sent then could not be

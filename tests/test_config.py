@@ -88,6 +88,9 @@ def test_defaults_are_safe_and_small(tmp_path: Path) -> None:
         ("[risk]\nmax_symbol_exposure_usd = 501\n", "501: must not exceed risk.max_total_exposure_usd"),
         ("risk = 5\n", "user.toml: risk: expected a table"),
         ("exchanges = 5\n", "exchanges: expected a table of venues"),
+        ("[engine]\njournal_path = '.'\n", "engine.journal_path: '.': names a directory, expected a file"),
+        ("[engine]\njournal_path = '/var/lib/arb/'\n", "'/var/lib/arb/': names a directory, expected a file"),
+        ('[engine]\njournal_path = "a\\u0000b.sqlite3"\n', "engine.journal_path: 'a\\x00b.sqlite3': a file path cannot"),
     ],
 )
 def test_each_bad_value_is_named_with_its_source(tmp_path: Path, text: str, expected: str) -> None:

@@ -188,6 +188,23 @@ def test_live_mode_refuses_without_keys_and_without_stated_limits(tmp_path: Path
     assert "risk.max_position_size_usd" in text and "engine.symbols" not in text.split("missing there:")[1]
 
 
+def test_a_live_start_on_a_journal_that_does_not_exist_says_so_with_its_absolute_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The default journal_path is relative: started from another directory, a live engine opened a
+    fresh journal and silently lost the kill switch, the day's loss and the open orders of the last."""
+    monkeypatch.chdir(tmp_path)
+    for run in ("first", "second"):
+        controller = ArbitrageController(manager(tmp_path, CONFIG))
+        controller.mode = "LIVE"
+        caplog.clear()
+        asyncio.run(controller._build_parts(False))
+        assert controller.journal is not None
+        controller.journal.close()
+        new = f"journal {tmp_path / 'arb-journal.sqlite3'} does not exist: a new one is started" in caplog.text
+        assert new is (run == "first")
+
+
 def test_engine_session_statistics_health_and_a_refused_opportunity(tmp_path: Path) -> None:
     configuration = manager(tmp_path)
     cluster = dry_run_cluster(configuration.config, random_per_minute=0)
