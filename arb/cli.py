@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import __version__
-from .config import ConfigurationManager
+from .config import ASSET_PATTERN, ConfigurationManager
 from .errors import ArbitrageEngineError, ConfigurationError, StartupInterrupted
 from .secrets import VENUE_ENV_PREFIX, encrypt_secret, generate_encryption_key, header_safe, load_credentials
 from .shutdown import Terminated, release_stop_signals
@@ -116,19 +116,20 @@ def _build_parser() -> argparse.ArgumentParser:
     commands.add_parser("version", help="versions and whether the compiled core is loaded")
 
     sim = commands.add_parser("sim", help="serve the simulated venues on 127.0.0.1 and print their URLs")
-    sim.add_argument("--seed", type=int, default=1, help="seed of the synthetic market (same seed, same market)")
+    sim.add_argument("--seed", type=int, help="seed of the synthetic market (default 1; same seed, same market)")
     sim.add_argument("--symbols", nargs="+", action=_Distinct, default=["BTC/USDT", "ETH/USDT"], metavar="SYMBOL")
     sim.add_argument("--duration", type=_positive_seconds, metavar="SECONDS", help="stop after this long")
     sim.add_argument("--port-base", type=int, metavar="PORT", help="listen on PORT.. (default: free ports)")
     sim.add_argument(
         "--urls-out", metavar="FILE", help="also write the URLs and the funded key as JSON (for run --sim-urls)"
     )
-    sim.add_argument("--rate", type=int, default=100, metavar="N", help="book updates per second per market and symbol")
+    sim.add_argument("--rate", type=int, metavar="N",
+                     help="book updates per second per market and symbol of the synthetic market (default 100)")
     sim.add_argument(
         "--replay", nargs="+", metavar="FILE",
         help="replay recordings (arb record files or cryptofeed text recordings) instead of the synthetic market",
     )
-    sim.add_argument("--speed", type=_replay_speed, default=Decimal(1), metavar="X",
+    sim.add_argument("--speed", type=_replay_speed, metavar="X",
                      help="with --replay: X times real time (default 1), or \"max\" for as fast as possible")
     sim.add_argument("--matching-delay-ms", type=_non_negative_ms, default=0.0, metavar="X",
                      help="hold each order X ms after receiving it before matching it (default 0)")
@@ -265,13 +266,16 @@ def _deposit(text: str) -> tuple[str, Decimal]:
     asset, sep, amount = text.partition("=")
     if not sep or not asset.strip():
         raise argparse.ArgumentTypeError(f"expected ASSET=AMOUNT (SOL=250), got {text!r}")
+    name = asset.strip().upper()
+    if not ASSET_PATTERN.match(name):
+        raise argparse.ArgumentTypeError(f"{asset.strip()!r} is not an asset name (up to 20 letters and digits)")
     try:
         value = Decimal(amount.strip())
     except ArithmeticError:
-        raise argparse.ArgumentTypeError(f"{asset.strip()}: amount {amount.strip()!r} is not a number") from None
+        raise argparse.ArgumentTypeError(f"{name}: amount {amount.strip()!r} is not a number") from None
     if not value.is_finite() or value < 0:
-        raise argparse.ArgumentTypeError(f"{asset.strip()}: amount {amount.strip()!r} must be 0 or more and finite")
-    return asset.strip().upper(), value
+        raise argparse.ArgumentTypeError(f"{name}: amount {amount.strip()!r} must be 0 or more and finite")
+    return name, value
 
 
 def _positive_seconds(text: str) -> float:
@@ -570,6 +574,13 @@ def _sim(args: argparse.Namespace) -> int:
     from .replay.recorder import recording_files
     from .sim.cluster import SimCluster, SimConfig
 
+    # Options of the other source would be silently ignored: refused, so a run is what was asked for.
+    if args.replay and (args.seed is not None or args.rate is not None):
+        print("arb sim: --seed and --rate shape the synthetic market; a --replay has none", file=sys.stderr)
+        return EXIT_CONFIG
+    if not args.replay and args.speed is not None:
+        print("arb sim: --speed sets a --replay's pace; the synthetic market has none", file=sys.stderr)
+        return EXIT_CONFIG
     for path in args.replay or ():
         if not os.path.isfile(path) and not recording_files(path):  # a rotated recording's name: its parts
             print(f"arb sim: --replay {path}: no such file", file=sys.stderr)
@@ -578,9 +589,11 @@ def _sim(args: argparse.Namespace) -> int:
         print(f"arb sim: --urls-out {args.urls_out}: is a directory, expected a file name", file=sys.stderr)
         return EXIT_CONFIG
     try:
-        config = SimConfig(seed=args.seed, symbols=tuple(args.symbols), port_base=args.port_base,
-                           updates_per_second=args.rate, replay=tuple(Path(f) for f in args.replay or ()),
-                           replay_speed=args.speed, matching_delay_ms=args.matching_delay_ms)
+        config = SimConfig(seed=1 if args.seed is None else args.seed, symbols=tuple(args.symbols),
+                           port_base=args.port_base, updates_per_second=100 if args.rate is None else args.rate,
+                           replay=tuple(Path(f) for f in args.replay or ()),
+                           replay_speed=Decimal(1) if args.speed is None else args.speed,
+                           matching_delay_ms=args.matching_delay_ms)
         cluster = SimCluster(config)
     except ValueError as exc:
         print(f"arb sim: {exc}", file=sys.stderr)

@@ -63,6 +63,8 @@ class _InvalidSecret(_Invalid):
 def _decimal(raw: Any) -> Decimal:
     if isinstance(raw, bool) or not isinstance(raw, int | float | str):
         raise _Invalid("expected a number")
+    if isinstance(raw, str) and not raw.isascii():  # Decimal reads other scripts' digits too
+        raise _Invalid("expected a decimal number such as 100 or 12.5")
     try:
         value = Decimal(repr(raw) if isinstance(raw, float) else str(raw).strip())
     except InvalidOperation:
@@ -80,7 +82,7 @@ def _integer(raw: Any) -> int:
         raise _Invalid("expected an integer")
     if isinstance(raw, int):
         return raw
-    if isinstance(raw, str) and re.fullmatch(r"\s*[+-]?\d+\s*", raw):
+    if isinstance(raw, str) and re.fullmatch(r"\s*[+-]?[0-9]+\s*", raw):  # \d, as int(), takes other scripts' digits
         text = raw.strip()
         sign, digits = ("-", text[1:]) if text[0] == "-" else ("", text.lstrip("+"))
         digits = digits.lstrip("0") or "0"  # leading zeros, however many, say nothing
@@ -501,7 +503,11 @@ def _on(flag: bool) -> str:
 def _read_toml(path: Path, problems: list[str]) -> dict[str, Any] | None:
     try:
         with path.open("rb") as fh:
-            return tomllib.load(fh)
+            text = fh.read()
+        if text.startswith(b"\xef\xbb\xbf"):
+            problems.append(f"{path}: starts with a byte-order mark, which TOML does not take: save it as UTF-8 without one")
+            return None
+        return tomllib.loads(text.decode())
     except FileNotFoundError:
         problems.append(f"{path}: file not found")
     except IsADirectoryError:

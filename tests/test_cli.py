@@ -486,6 +486,11 @@ def test_a_dry_run_attaches_only_to_simulated_venues_on_this_machine(tmp_path: P
 
 
 @pytest.mark.parametrize(("args", "expected"), [
+    (["sim", "--replay", "x.arb", "--seed", "7"], "--seed and --rate shape the synthetic market; a --replay has none"),
+    (["sim", "--replay", "x.arb", "--rate", "50"], "--seed and --rate shape the synthetic market"),
+    (["sim", "--speed", "2"], "--speed sets a --replay's pace; the synthetic market has none"),
+    (["backtest", "x.arb", "--deposit", "BTC/X=5"], "'BTC/X' is not an asset name"),
+    (["backtest", "x.arb", "--deposit", "U SDT=5"], "'U SDT' is not an asset name"),
     (["sim", "--symbols", "BTC/USDT", "ETH/USDT", "BTC/USDT"], "--symbols: BTC/USDT given twice"),
     (["record", "--sim", "--out", "x.arb", "--symbols", "BTC/USDT", "BTC/USDT"], "--symbols: BTC/USDT given twice"),
     (["record", "--sim", "--out", "x.arb", "--venues", "mexc,mexc"], "mexc given twice in 'mexc,mexc'"),

@@ -98,6 +98,22 @@ def test_each_bad_value_is_named_with_its_source(tmp_path: Path, text: str, expe
     assert any(expected in line for line in found), found
 
 
+def test_digits_of_other_scripts_are_not_numbers(tmp_path: Path) -> None:
+    """int() and Decimal() read Arabic-Indic digits: "٣٣" would have been port 33."""
+    assert any("engine.max_data_age_ms: '٣٣': expected an integer" in p for p in problems(
+        tmp_path, "[engine]\nmax_data_age_ms = '٣٣'\n"))
+    assert any("'١٠': expected a decimal number" in p for p in problems(tmp_path, "[risk]\nmax_daily_loss_usd = '١٠'\n"))
+
+
+def test_a_file_with_a_byte_order_mark_is_refused_saying_so(tmp_path: Path) -> None:
+    path = tmp_path / "bom.toml"
+    path.write_bytes(b"\xef\xbb\xbf[engine]\nmax_data_age_ms = 80\n")
+    with pytest.raises(ConfigurationError) as info:
+        ConfigurationManager(path, environ={}).load_configuration(dry_run=True)
+    assert info.value.problems == (f"{path}: starts with a byte-order mark, which TOML does not take: save it as "
+                                   "UTF-8 without one",)
+
+
 def test_hedge_needs_a_futures_market(tmp_path: Path) -> None:
     text = "[engine]\nopportunity_types = ['spot_futures_hedge']\n[exchanges.gateio]\nmarkets = ['spot']\n"
     assert any("spot_futures_hedge needs a venue" in p for p in problems(tmp_path, text))
