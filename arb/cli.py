@@ -692,11 +692,16 @@ def _record(args: argparse.Namespace) -> int:
                 connectors, symbols, recorder, args.duration, status=lambda line: print(line, flush=True), stop=stop
             )
 
-    delivered: dict[ExchangeName, int] = {}
     try:
         delivered = asyncio.run(record())
-    finally:
+    except BaseException:
         stats = recorder.close()
+        if not stats.records:  # failed before recording anything: nothing to keep, and --out free for a retry
+            for name in stats.files:
+                with contextlib.suppress(OSError):
+                    os.remove(name)
+        raise
+    stats = recorder.close()
     if signalled:
         print(f"stopped by {signalled[0]}")
     for market, count in delivered.items():

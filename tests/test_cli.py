@@ -455,6 +455,23 @@ def test_sigterm_raises_where_the_program_is_once_released() -> None:
     assert result.returncode == 143, result.stderr
 
 
+def test_a_recording_that_failed_before_recording_anything_leaves_no_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Left behind, its empty file made the same command, corrected, fail with 'File exists'."""
+    from arb.cli import main
+    from arb.instruments import InstrumentError
+    from arb.replay import recorder
+
+    async def unlisted(*args: object, **kwargs: object) -> dict[str, int]:
+        raise InstrumentError("gateio: no instrument 'SOL/USDT'")
+
+    monkeypatch.setattr(recorder, "record_markets", unlisted)
+    monkeypatch.chdir(tmp_path)
+    assert main(["record", "--out", "x.arb", "--venues", "gateio", "--duration", "1"]) == 1
+    assert "no instrument 'SOL/USDT'" in capsys.readouterr().err and list(tmp_path.iterdir()) == []
+
+
 def test_a_second_stop_before_the_start_up_exits_at_once() -> None:
     """Held signals wait for the start-up; a second one must not wait for a start-up that hangs.
     (The first was held, not acted on: the process lived to get the second.)"""

@@ -485,6 +485,11 @@ async def record_markets(
     deadline = None if duration_s is None else loop.time() + duration_s
     stopped = stop if stop is not None else asyncio.Event()
     started: list[ExchangeConnector] = []
+    # Every symbol is looked up before anything is recorded: one a market does not list fails
+    # the recording while it holds nothing.
+    for market, connector in connectors.items():
+        for symbol in symbols[market]:
+            await connector.instrument(symbol)
     try:
         for market, connector in connectors.items():
             await _record_instruments(market, connector, recorder)

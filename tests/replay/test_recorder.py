@@ -16,6 +16,7 @@ from arb.doctor import public_connector
 from arb.exchanges.base import MarketDataDialect
 from arb.exchanges.factory import ExchangeFactory
 from arb.exchanges.gateio.market_data import GateioSpotMarketData
+from arb.instruments import InstrumentError
 from arb.replay import Record, RecordingReader, RecordKind, read_records, recording_files
 from arb.replay.recorder import (
     FILE_HEADER, MARKET_CODES, SUMMARY_HEAD, SUMMARY_SYMBOL, VERSION, Recorder, block_header, record_markets
@@ -467,6 +468,27 @@ def test_record_markets_stops_books_and_counts_messages(tmp_path: Path) -> None:
     stats = recorder.close()
     assert stats.records == delivered[ExchangeName.GATEIO] + 2  # + the instrument list and the REST snapshot
     assert stats.blocks > 1
+
+
+def test_a_symbol_the_market_does_not_list_fails_the_recording_before_anything_is_recorded(tmp_path: Path) -> None:
+    """``arb record`` then removes the empty file, so that the same --out can be tried again."""
+    recorder = Recorder(tmp_path / "none.arbrec", block_interval_ms=20)
+    manager = ConfigurationManager(environ={})
+    manager.load_configuration()
+
+    async def record() -> None:
+        async with SimCluster(SimConfig(symbols=("BTC/USDT",), venues=("gateio",))) as cluster:
+            factory = ExchangeFactory(manager, sim_urls=cluster.urls())
+            connector = public_connector(factory, ExchangeName.GATEIO, True)
+            try:
+                await record_markets({ExchangeName.GATEIO: connector}, {ExchangeName.GATEIO: ["BTC/USDT", "SOL/USDT"]},
+                                     recorder, 0.5)
+            finally:
+                await connector.close()
+
+    with pytest.raises(InstrumentError, match="SOL/USDT"):
+        asyncio.run(record())
+    assert recorder.close().records == 0
 
 
 def test_a_dropped_stream_is_recorded_where_it_dropped_and_replays_as_the_live_books_saw_it(tmp_path: Path) -> None:
