@@ -717,7 +717,7 @@ def _record(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from .export import export_journal
+    from .export import ExportError, export_journal, journal_version
     from .risk import MS_PER_DAY
 
     path = args.journal
@@ -726,6 +726,10 @@ def _export(args: argparse.Namespace) -> int:
         path = manager.load_configuration(dry_run=True).journal_path
     if not os.path.isfile(path):
         raise ConfigurationError([f"export: no journal at {path}"])
+    try:
+        journal_version(path)  # a file that is no journal is a usage error, as for approvals
+    except ExportError as exc:
+        raise ConfigurationError([f"export: {exc}"]) from None
     since_ms = args.from_day or 0
     until_ms = None if args.to_day is None else args.to_day + MS_PER_DAY
     if until_ms is not None and until_ms <= since_ms:

@@ -472,6 +472,15 @@ def test_a_recording_that_failed_before_recording_anything_leaves_no_file(
     assert "no instrument 'SOL/USDT'" in capsys.readouterr().err and list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("command", [["export", "fills"], ["approvals"]])
+def test_a_file_that_is_no_journal_is_a_usage_error(tmp_path: Path, command: list[str]) -> None:
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a database")
+    result = arb(*command, "--journal", str(notes), cwd=tmp_path)
+    assert result.returncode == 2 and "not an SQLite database" in result.stderr and "Traceback" not in result.stderr
+    assert notes.read_text() == "not a database"
+
+
 def test_a_second_stop_before_the_start_up_exits_at_once() -> None:
     """Held signals wait for the start-up; a second one must not wait for a start-up that hangs.
     (The first was held, not acted on: the process lived to get the second.)"""
