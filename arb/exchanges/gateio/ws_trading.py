@@ -148,6 +148,7 @@ class GateioWsOrders:
         self._login_id = ""
         self._logged_in = asyncio.Event()
         self._login_error: ExchangeError | None = None
+        self._started = False  # ``start`` logged in: a login refused after it is retried, not raised
         self._channel = {name: name.encode() for name in (self.market.place, self.market.cancel, self.market.status)}
         self.acks = 0
         self.results = 0
@@ -187,6 +188,7 @@ class GateioWsOrders:
         except ExchangeError:
             await self.close()
             raise
+        self._started = True
 
     async def close(self) -> None:
         """Close the connection; requests still waiting end as their outcome dictates."""
@@ -262,7 +264,7 @@ class GateioWsOrders:
                     category=ErrorCategory.NOT_SENT,
                 ) from None
         if self._login_error is not None:
-            raise self._login_error
+            raise self._login_error.with_traceback(None)  # raised again per request: no traceback piling up
 
     async def _request(
         self, channel: str, req_param: bytes, limit_id: str, write: bool, where: str, header: bytes = b""
@@ -345,7 +347,15 @@ class GateioWsOrders:
         if reply.request_id == self._login_id:
             if data.errs is not None or header.status != constants.WS_API_STATUS_OK:
                 self._login_error = self._refusal(reply, self.market.login, None, False)
-                log.warning("%s: ws api login refused: %s", self.venue, self._login_error)
+                if self._started:
+                    # A login refused on a reconnect (a clock off at that moment, a venue hiccup):
+                    # the connection stays up and would refuse every order until a restart. Connect
+                    # again, after the session's backoff, with a freshly signed login.
+                    log.warning("%s: ws api login refused on reconnecting: %s; connecting again", self.venue,
+                                self._login_error)
+                    self.session.drop()
+                else:
+                    log.warning("%s: ws api login refused: %s", self.venue, self._login_error)
             self._logged_in.set()
             return
         item = self._pending.pop(reply.request_id, None)

@@ -167,6 +167,32 @@ def test_login_refused_with_a_bad_signature() -> None:
     run(scenario())
 
 
+def test_a_login_refused_on_a_reconnect_connects_again_rather_than_refusing_every_order() -> None:
+    """The connection stayed up after the refused login, pings kept it so, and every order was
+    refused with that login's error until a restart."""
+    async def scenario() -> None:
+        async with simulated_venues(moving=False) as sim:
+            connector = sim.connector(ExchangeName.GATEIO)
+            try:
+                await connector.place_order(limit_buy(SPOT, "ok-1"))
+                orders = connector._orders_ws
+                assert isinstance(orders, GateioWsOrders) and orders.logged_in
+                connects = orders.session.connects
+                connector.clock_skew = -120_000  # the clock read 2 minutes off as the connection comes back
+                orders.session.drop()
+                await eventually(lambda: orders._login_error is not None, what="the login refused")
+                assert orders._login_error.category == ErrorCategory.TIMESTAMP
+                connector.clock_skew = 0.0  # right again
+                await eventually(lambda: orders.logged_in and orders.session.connects > connects + 1, 10,
+                                 "logged in on a connection after the refused one")
+                state = await connector.place_order(limit_buy(SPOT, "ok-2"))
+                assert state.client_order_id == "ok-2"
+            finally:
+                await connector.close()
+
+    run(scenario())
+
+
 def test_timeout_is_outcome_unknown_then_the_client_id_resolves_it() -> None:
     async def scenario() -> None:
         async with simulated_venues(moving=False) as sim:
