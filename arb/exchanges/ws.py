@@ -321,11 +321,16 @@ class WsSession:
             transport.disconnect()
         task = self._task
         if task is not None:
+            if transport is None and not task.done():
+                # Connecting (a stream token being fetched, a handshake): stop that rather than wait
+                # for a connection only to close it.
+                task.cancel()
             try:
                 await task
             except asyncio.CancelledError:
-                if not task.cancelled():
-                    raise
+                current = asyncio.current_task()
+                if not task.cancelled() or (current is not None and current.cancelling()):
+                    raise  # the caller's own cancellation, not the loop's
 
     async def _run(self) -> None:
         attempt = 0
@@ -334,6 +339,8 @@ class WsSession:
             try:
                 if self._refresh_url is not None:
                     self.url = await self._refresh_url()
+                    if self._closing:
+                        break
                 transport, _ = await ws_connect(
                     partial(_Listener, self),
                     self.url,
@@ -373,6 +380,9 @@ class WsSession:
                 pass
 
     def _connected(self, transport: WSTransport) -> None:
+        if self._closing:  # closed while connecting: nothing is sent on this connection
+            transport.disconnect()
+            return
         self._transport = transport
         self.connects += 1
         self._connected_event.set()

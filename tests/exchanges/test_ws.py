@@ -367,3 +367,50 @@ def test_a_redirect_is_not_followed(caplog: pytest.LogCaptureFixture) -> None:
         await target.close()
 
     run(main())
+
+
+def test_close_while_the_stream_token_is_fetched_stops_there_and_connects_nothing() -> None:
+    """``close`` waited for the connect loop, which went on to connect (and send its signed
+    connect frames) after the token came: a start that timed out hung in its close."""
+    async def main() -> None:
+        server = await WsTestServer(on_message=lambda connection, message: None).start()
+        fetching = asyncio.Event()
+
+        async def refresh_url() -> str:  # a listen-key request that does not answer
+            fetching.set()
+            await asyncio.Event().wait()
+            return server.url
+
+        session = WsSession("t", "", lambda *a: None, settings=FAST, refresh_url=refresh_url,
+                            connect_frames=lambda: ['{"sub":1}'])
+        session.start()
+        await fetching.wait()
+        try:
+            closing = asyncio.ensure_future(session.close())
+            done, _ = await asyncio.wait({closing}, timeout=5)  # not wait_for: its cancel would end the wait
+            assert done == {closing} and closing.result() is None
+            assert server.connections == [] and not session.connected
+        finally:
+            await server.close()
+
+    run(main())
+
+
+def test_a_cancelled_close_raises_the_cancellation() -> None:
+    """The caller's cancellation cancelled the connect loop it awaited, and ``close`` took that for
+    the loop's own and returned as if it had closed."""
+    async def main() -> None:
+        server = await WsTestServer(on_message=lambda connection, message: None).start()
+        session = WsSession("t", server.url, lambda *a: None, settings=FAST)
+        session.start()
+        try:
+            await session.wait_connected(5)
+            closing = asyncio.create_task(session.close())
+            await asyncio.sleep(0)  # close() is waiting for the loop
+            closing.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await closing
+        finally:
+            await server.close()
+
+    run(main())
