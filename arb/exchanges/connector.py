@@ -1049,7 +1049,7 @@ class ExchangeConnector:
             if not write or exc.category == ErrorCategory.OUTCOME_UNKNOWN:
                 raise
             failure = exc
-        except (ValueError, KeyError) as exc:
+        except (ValueError, KeyError, ArithmeticError) as exc:  # ArithmeticError: a "NaN" amount compared
             failure = exc
         raise ExchangeError(
             self.venue,

@@ -263,7 +263,7 @@ class PrivateStream:
         venue = self.dialect.venue
         try:
             message = self.dialect.decode(payload, is_binary)
-        except (ValueError, KeyError) as exc:
+        except (ValueError, KeyError, ArithmeticError) as exc:  # ArithmeticError: a "NaN" amount compared
             self.malformed += 1
             log.warning("%s: unreadable private frame (%s): %r", venue, exc, bytes(payload[:200]))
             return

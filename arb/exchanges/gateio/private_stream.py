@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from decimal import Decimal
 from typing import ClassVar
 
 import msgspec
@@ -48,7 +47,7 @@ from .schemas import (
     SpotUserTrade,
     WsPush,
 )
-from .trading import GateioFuturesTrading, GateioSpotTrading, from_text
+from .trading import GateioFuturesTrading, GateioSpotTrading, from_text, time_ms
 
 PRIVATE_CHANNELS = (constants.SPOT_ORDERS_CHANNEL, constants.SPOT_USERTRADES_CHANNEL, constants.SPOT_BALANCES_CHANNEL)
 FUTURES_PRIVATE_CHANNELS = (
@@ -113,8 +112,8 @@ def order_of_push(push: SpotOrderPush) -> SpotOrder:
         fee=push.fee,
         fee_currency=push.fee_currency,
         finish_as=push.finish_as,
-        create_time_ms=None if push.create_time_ms is None else int(push.create_time_ms),
-        update_time_ms=None if push.update_time_ms is None else int(push.update_time_ms),
+        create_time_ms=None if push.create_time_ms is None else time_ms(push.create_time_ms, "create_time_ms"),
+        update_time_ms=None if push.update_time_ms is None else time_ms(push.update_time_ms, "update_time_ms"),
     )
 
 
@@ -234,7 +233,7 @@ class GateioSpotPrivateStream(_GateioPrivateStream):
             fee=trade.fee,
             fee_asset=fee_asset,
             is_maker=trade.role == "maker",
-            timestamp_ms=int(trade.create_time_ms or Decimal(0)),
+            timestamp_ms=0 if trade.create_time_ms is None else time_ms(trade.create_time_ms, "create_time_ms"),
         )
 
 

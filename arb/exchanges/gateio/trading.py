@@ -147,8 +147,21 @@ def _divide(numerator: Decimal, denominator: Decimal) -> Decimal | None:
     return (numerator / denominator).normalize() if denominator else None
 
 
+# Past any time a venue stamps (year ~33658 in ms): a larger "time" is garbage, and int() of an
+# exponent like 1E+999999999 would build its billion digits on the event loop.
+_MAX_MS = Decimal(10**15)
+
+
+def time_ms(value: Decimal, what: str, per_unit: int = 1) -> int:
+    """``value`` (in units of ``per_unit`` ms: 1000 for seconds) as whole ms, a fraction dropped;
+    ValueError when it is no time at all (NaN, infinite, negative or far past any date)."""
+    if not value.is_finite() or value.adjusted() > 20 or not 0 <= value * per_unit < _MAX_MS:
+        raise ValueError(f"{what}={value} is not a time")
+    return int(value * per_unit)
+
+
 def _seconds_to_ms(value: Decimal | None) -> int:
-    return 0 if value is None else int(value * 1000)
+    return 0 if value is None else time_ms(value, "time", 1000)
 
 
 class UnsizedMarketBuy(ExchangeError):
@@ -465,7 +478,7 @@ class GateioFuturesTrading(_GateioTrading):
                 continue
             payment_id = entry.id or f"{entry.time}:{entry.contract}:{entry.change}"
             payments.append(
-                FundingPayment(payment_id=payment_id, symbol=symbol, amount=entry.change, time_ms=int(entry.time * 1000))
+                FundingPayment(payment_id=payment_id, symbol=symbol, amount=entry.change, time_ms=time_ms(entry.time, "funding time", 1000))
             )
         return payments, len(entries) if len(entries) >= constants.ACCOUNT_BOOK_PAGE else 0
 

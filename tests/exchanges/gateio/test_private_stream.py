@@ -274,3 +274,27 @@ def test_a_balance_that_is_not_a_number_is_left_out_and_the_others_kept(amount: 
     assert (usdt.asset, usdt.free, usdt.locked) == ("USDT", D("222244.3827"), D("5"))
     listed = f'[{{"currency":"OLD","available":"{amount}","locked":"0"}},{{"currency":"USDT","available":"1","locked":"0"}}]'
     assert list(GateioSpotTrading(GateioSigner(CREDENTIALS), client._catalog).parse_balances(listed.encode())) == ["USDT"]
+
+
+@pytest.mark.parametrize(("channel", "field", "value"), [
+    ("spot.usertrades", "create_time_ms", "1E+999999999"),  # int() of it built a billion digits on the loop
+    ("spot.usertrades", "create_time_ms", "Infinity"),
+    ("spot.orders", "update_time_ms", "NaN"),
+    ("spot.orders", "amount", "sNaN"),
+    ("futures.orders", "size", "NaN"),
+    ("futures.usertrades", "size", "sNaN"),
+])
+def test_a_push_with_a_value_that_is_no_number_is_counted_malformed(channel: str, field: str, value: str) -> None:
+    """Such values escaped the stream's malformed count as ArithmeticErrors (or froze the loop)."""
+    from arb.exchanges.private_stream import PrivateStream
+
+    futures = channel.startswith("futures")
+    client = setup_futures()[2] if futures else setup()[3]
+    doc = {"spot.usertrades": DOC_USERTRADES, "spot.orders": DOC_ORDERS, "futures.orders": DOC_FUTURES_ORDERS,
+           "futures.usertrades": DOC_FUTURES_USERTRADES}[channel]
+    push = msgspec.json.decode(msgspec.json.encode(doc))
+    push["result"][0][field] = value
+    fills: list[object] = []
+    stream = PrivateStream(client, None, fills.append, fills.append)  # type: ignore[arg-type]
+    stream._on_message(memoryview(msgspec.json.encode(push)), False, True, 0)
+    assert stream.malformed == 1 and fills == []
