@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from decimal import Decimal
 from typing import ClassVar
 
 import msgspec
@@ -111,6 +112,8 @@ def order_of_push(push: SpotOrderPush) -> SpotOrder:
         avg_deal_price=push.avg_deal_price,
         fee=push.fee,
         fee_currency=push.fee_currency,
+        gt_fee=push.gt_fee,
+        point_fee=push.point_fee,
         finish_as=push.finish_as,
         create_time_ms=None if push.create_time_ms is None else time_ms(push.create_time_ms, "create_time_ms"),
         update_time_ms=None if push.update_time_ms is None else time_ms(push.update_time_ms, "update_time_ms"),
@@ -309,7 +312,8 @@ class GateioFuturesPrivateStream(_GateioPrivateStream):
             raise ValueError(f"gateio futures trade {trade.id}: size 0")
         instrument = self._catalog.by_venue_symbol(trade.contract)
         order_id = str(trade.order_id)
-        self._fees.add(order_id, str(trade.id), trade.fee, instrument.quote)
+        if trade.fee is not None:  # a push without one leaves the order's fee unknown, not zero
+            self._fees.add(order_id, str(trade.id), trade.fee, instrument.quote)
         return Fill(
             symbol=instrument.symbol,
             order_id=order_id,
@@ -318,7 +322,7 @@ class GateioFuturesPrivateStream(_GateioPrivateStream):
             side=OrderSide.BUY if trade.size > 0 else OrderSide.SELL,
             price=trade.price,
             quantity=abs(trade.size),
-            fee=trade.fee,
+            fee=Decimal(0) if trade.fee is None else trade.fee,
             fee_asset=instrument.quote,
             is_maker=trade.role == "maker",
             timestamp_ms=trade.create_time_ms,

@@ -159,7 +159,7 @@ class FuturesUserTrade(msgspec.Struct, frozen=True):
     size: Decimal  # contracts, signed: > 0 buy, < 0 sell (a JSON number, or text in some pushes)
     price: Decimal
     role: str  # maker | taker
-    fee: Decimal = Decimal(0)  # settle currency (a JSON number, decoded from its text)
+    fee: Decimal | None = None  # settle currency (a JSON number, decoded from its text); absent in older pushes
     text: str = ""
     create_time_ms: int = 0
 
@@ -291,6 +291,8 @@ class SpotOrderPush(msgspec.Struct, frozen=True):
     avg_deal_price: Decimal | None = None
     fee: Decimal = Decimal(0)  # cumulative
     fee_currency: str = ""
+    gt_fee: Decimal = Decimal(0)  # paid in GT instead (fee then 0), as on ``SpotOrder``
+    point_fee: Decimal = Decimal(0)  # paid in account points instead
     finish_as: str = ""
     create_time_ms: Decimal | None = None  # ms (a string on the wire)
     update_time_ms: Decimal | None = None

@@ -293,8 +293,35 @@ def test_a_push_with_a_value_that_is_no_number_is_counted_malformed(channel: str
     doc = {"spot.usertrades": DOC_USERTRADES, "spot.orders": DOC_ORDERS, "futures.orders": DOC_FUTURES_ORDERS,
            "futures.usertrades": DOC_FUTURES_USERTRADES}[channel]
     push = msgspec.json.decode(msgspec.json.encode(doc))
-    push["result"][0][field] = value
-    fills: list[object] = []
-    stream = PrivateStream(client, None, fills.append, fills.append)  # type: ignore[arg-type]
+    if futures:
+        push["result"][0]["contract"] = "BTC_USDT"  # the docs' BTC_USD is no contract of this catalog
+    received: list[object] = []
+    stream = PrivateStream(client, None, received.append, received.append)  # type: ignore[arg-type]
     stream._on_message(memoryview(msgspec.json.encode(push)), False, True, 0)
-    assert stream.malformed == 1 and fills == []
+    assert stream.malformed == 0 and len(received) == 1  # the push as documented reads
+    push["result"][0][field] = value
+    stream._on_message(memoryview(msgspec.json.encode(push)), False, True, 0)
+    assert stream.malformed == 1 and len(received) == 1
+
+
+def test_an_order_push_paid_in_gt_reports_no_fee_as_the_rest_answer_does() -> None:
+    """Its fee says 0 in the fee currency: not what the trade cost. The REST reading reports no fee
+    asset (the taker rate is charged instead); the push reported a zero USDT fee."""
+    client = setup()[3]
+    push = msgspec.json.decode(msgspec.json.encode(DOC_ORDERS))
+    push["result"][0] |= {"event": "finish", "finish_as": "filled", "left": "0", "filled_total": "10001",
+                          "gt_fee": "0.0123"}
+    (state,) = client.decode(msgspec.json.encode(push), False).orders
+    assert (state.status, state.fee, state.fee_asset) == (OrderStatus.FILLED, D(0), None)
+
+
+def test_a_futures_trade_push_without_a_fee_leaves_the_order_fee_unknown() -> None:
+    _, _, client = setup_futures()
+    trade = msgspec.json.decode(msgspec.json.encode(DOC_FUTURES_USERTRADES))
+    trade["result"][0]["contract"] = "BTC_USDT"
+    del trade["result"][0]["fee"]
+    client.decode(msgspec.json.encode(trade), False)
+    order = msgspec.json.decode(msgspec.json.encode(DOC_FUTURES_ORDERS))
+    order["result"][0] |= {"contract": "BTC_USDT", "id": trade["result"][0]["order_id"]}
+    (state,) = client.decode(msgspec.json.encode(order), False).orders
+    assert (state.fee, state.fee_asset) == (D(0), None)  # not a zero fee in USDT
