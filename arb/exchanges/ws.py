@@ -312,6 +312,9 @@ class WsSession:
 
     async def close(self) -> None:
         """Stop reconnecting, close the connection gracefully and wait for the loop to end."""
+        current = asyncio.current_task()
+        # Cancellations of the caller already under way (a cleanup after one): not raised again here.
+        cancelling = current.cancelling() if current is not None else 0
         self._closing = True
         self._wakeup.set()
         transport = self._transport
@@ -328,9 +331,8 @@ class WsSession:
             try:
                 await task
             except asyncio.CancelledError:
-                current = asyncio.current_task()
-                if not task.cancelled() or (current is not None and current.cancelling()):
-                    raise  # the caller's own cancellation, not the loop's
+                if not task.cancelled() or (current is not None and current.cancelling() > cancelling):
+                    raise  # the caller cancelled while closing, not (only) the loop's own cancellation
 
     async def _run(self) -> None:
         attempt = 0

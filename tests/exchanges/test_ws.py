@@ -6,6 +6,7 @@ import asyncio
 import logging
 import random
 import socket
+from typing import Any
 
 import pytest
 from loopback import PING, WsTestServer, eventually, run, text_frame
@@ -412,5 +413,44 @@ def test_a_cancelled_close_raises_the_cancellation() -> None:
                 await closing
         finally:
             await server.close()
+
+    run(main())
+
+
+def test_sessions_closed_in_the_cleanup_of_a_cancelled_task_all_close() -> None:
+    """A task already cancelled closes its sessions in a ``finally``: the first close, stopping a loop
+    that was connecting, took the caller's earlier cancellation for a new one and raised it, and
+    the sessions after it were never closed."""
+    async def main() -> None:
+        fetching: list[asyncio.Event] = [asyncio.Event(), asyncio.Event()]
+
+        def token(n: int) -> Any:
+            async def refresh_url() -> str:
+                fetching[n].set()
+                await asyncio.Event().wait()
+                return "ws://127.0.0.1:1/"
+            return refresh_url
+
+        sessions = [WsSession("t", "", lambda *a: None, settings=FAST, refresh_url=token(n)) for n in (0, 1)]
+        for session in sessions:
+            session.start()
+        for event in fetching:
+            await event.wait()
+        cleaned: list[bool] = []
+
+        async def owner() -> None:
+            try:
+                await asyncio.Event().wait()
+            finally:
+                for session in sessions:
+                    await session.close()
+                cleaned.append(True)
+
+        task = asyncio.create_task(owner())
+        await asyncio.sleep(0)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert cleaned == [True] and all(s._task is not None and s._task.done() for s in sessions)
 
     run(main())
