@@ -282,8 +282,13 @@ class _World:
             if market.mode != replay.MODE_BOOKS:
                 self.pipeline.scan_pending()
 
-    def replay(self, busy: list[bool], timers: list[int | None], budget: int) -> list[tuple[Any, ...]]:
+    def replay(
+        self, busy: list[bool], timers: list[int | None], budget: int, drops: tuple[bool, ...] = (False,)
+    ) -> list[tuple[Any, ...]]:
+        """Drive the loop as the backtest does; ``drops``: at each scan or find stop in turn, whether
+        the batch-end consumer "raised" (``drop_scans``) before the stop is handled."""
         trace: list[tuple[Any, ...]] = []
+        handled = 0
         loop, clock, pipeline = self.loop, self.clock, self.pipeline
         waited = False
         for step in range(1_000_000):
@@ -310,12 +315,18 @@ class _World:
             elif status == replay.STOP_WAIT:
                 clock.now_ns = max(clock.now_ns, loop.recv_ns - 1)  # a sleep lands at or just before it
                 waited = True
+            elif status in (replay.STOP_FOUND, replay.STOP_SCAN) and drops[handled % len(drops)]:
+                handled += 1
+                loop.drop_scans()
+                trace.append(("dropped", loop.symbol_id))
             elif status == replay.STOP_FOUND:
+                handled += 1
                 found = loop.found
                 trace.append((loop.symbol_id, found.buy_leg, found.sell_leg, found.size_common, found.profit))
                 opportunity = pipeline.handle_scan(loop.symbol_id, found, clock.now_ns)
                 trace.append(None if opportunity is None else opportunity.max_quantity)
             elif status == replay.STOP_SCAN:
+                handled += 1
                 trace.append(("scan", loop.symbol_id, pipeline.scan(loop.symbol_id) is not None))
             elif status == replay.STOP_ROUTE_ERROR:
                 trace.append(("error", type(loop.error).__name__))
@@ -366,15 +377,16 @@ _modes = st.fixed_dictionaries({
     busy=st.lists(st.booleans(), min_size=1, max_size=5),
     timers=st.lists(st.one_of(st.none(), st.integers(-1_000_000, 20_000_000)), min_size=1, max_size=5),
     budget=st.sampled_from([0, 0, 1, 37]),
+    drops=st.one_of(st.just((False,)), st.lists(st.booleans(), min_size=1, max_size=5).map(tuple)),
 )
 def test_the_record_loop_stops_where_the_reference_stops(
     recorded_records: list[tuple[int, int, int, int, bytes, bytes]], sizes: list[int], modes: dict[int, int],
-    window_ns: int, busy: list[bool], timers: list[int | None], budget: int,
+    window_ns: int, busy: list[bool], timers: list[int | None], budget: int, drops: tuple[bool, ...],
 ) -> None:
     blocks = _pack(recorded_records, sizes)
     origin = recorded_records[0][0]
     worlds = [_World(blocks, cls, modes, window_ns, origin) for cls in (replay.RecordLoop, ref.RecordLoop)]
-    compiled, reference = (w.replay(busy, timers, budget) for w in worlds)
+    compiled, reference = (w.replay(busy, timers, budget, drops) for w in worlds)
     assert compiled == reference
     assert worlds[0].books() == worlds[1].books()
     assert worlds[0].pipeline.scans == worlds[1].pipeline.scans
