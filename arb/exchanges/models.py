@@ -202,6 +202,12 @@ class Position(msgspec.Struct, frozen=True, kw_only=True):
     leverage: Decimal | None = None
     liquidation_price: Decimal | None = None  # None: the venue gives none (cross margin far from it, or no field)
 
+    def __post_init__(self) -> None:
+        optional = (self.mark_price, self.unrealized_pnl, self.leverage, self.liquidation_price)
+        if not (self.size.is_finite() and self.entry_price.is_finite()
+                and all(v is None or v.is_finite() for v in optional)):
+            raise ValueError(f"position in {self.symbol}: an amount is not a number ({self})")
+
 
 class FundingPayment(msgspec.Struct, frozen=True, kw_only=True):
     """Funding a venue settled on one futures position: ``amount`` in the settle asset, > 0 received."""
@@ -210,6 +216,11 @@ class FundingPayment(msgspec.Struct, frozen=True, kw_only=True):
     symbol: str
     amount: Decimal
     time_ms: int  # wall-clock ms of the settlement
+
+    def __post_init__(self) -> None:
+        # Counted in the daily PnL: a NaN there would make every later risk check raise.
+        if not self.amount.is_finite():
+            raise ValueError(f"funding payment {self.payment_id} in {self.symbol}: amount={self.amount} is not a number")
 
 
 class ConnectionHealth(msgspec.Struct, frozen=True, kw_only=True):

@@ -156,6 +156,24 @@ def test_funding_payments_are_read_from_the_account_books_fund_entries() -> None
         client.parse_funding_payments(b'{"label": "oops"}')
 
 
+@pytest.mark.parametrize("change", ["NaN", "Infinity", "sNaN"])
+def test_a_funding_payment_that_is_no_number_fails_the_read(change: str) -> None:
+    """Counted in the daily PnL, a NaN made every later risk check raise, and the journal kept it
+    for every restart: the read fails instead, naming the entry, and is made again."""
+    body = json.dumps([{"time": 1700003600, "change": change, "type": "fund", "contract": "BTC_USDT", "id": "77"}])
+    with pytest.raises(ValueError, match="funding payment 77 in BTC/USDT:USDT: amount=.* is not a number"):
+        futures_client().parse_funding_payments(body.encode())
+
+
+def test_a_position_that_is_no_number_is_unreadable() -> None:
+    from arb.exchanges.models import Position
+
+    with pytest.raises(ValueError, match="position in BTC/USDT:USDT: an amount is not a number"):
+        Position(symbol="BTC/USDT:USDT", size=D("NaN"), entry_price=D("60000"))
+    with pytest.raises(ValueError, match="not a number"):
+        Position(symbol="BTC/USDT:USDT", size=D(1), entry_price=D("60000"), liquidation_price=D("Infinity"))
+
+
 def recorded_bodies(shared_data: Path) -> dict[str, dict[str, object]]:
     doc = json.loads((shared_data / "examples" / "ccxt_static_fixtures_extract.json").read_text())
     return {k: v for k, v in doc["gate_request_bodies"].items() if not k.startswith("_")}
