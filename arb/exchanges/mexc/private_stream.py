@@ -13,6 +13,7 @@ The protobuf is read by the small reader below: these are per-order messages, no
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
 from decimal import Decimal
@@ -20,7 +21,7 @@ from typing import Final
 
 import msgspec
 
-from ...errors import ExchangeError
+from ...errors import ArbitrageEngineError, ExchangeError
 from ...instruments import InstrumentCatalog
 from ...secrets import ApiCredentials
 from ...types import OrderSide
@@ -31,6 +32,8 @@ from ..rest import RestClient, RestRequest
 from . import constants
 from .auth import MexcSigner
 from .schemas import SpotWsReply
+
+log = logging.getLogger(__name__)
 
 # PushDataV3ApiWrapper bodies and the fields read from them (PrivateOrdersV3Api.proto, PrivateDealsV3Api.proto).
 PUSH_PRIVATE_ORDERS: Final = 304
@@ -192,7 +195,12 @@ class MexcSpotPrivateStream:
     async def connect_url(self, rest: RestClient) -> str:
         """A new listenKey for every connection (the old one is closed first, best effort)."""
         if self.listen_key is not None:
-            await self.release(rest)
+            try:
+                await self.release(rest)
+            except ArbitrageEngineError as exc:
+                # Usually the reason for the reconnect (expired, or its keep-alive failed): it
+                # cannot keep the new key from being made, and expires on its own within the hour.
+                log.info("%s: the previous listen key was not closed (%s); making a new one", constants.VENUE, exc)
         body = await rest.fetch(self._request("POST", None))
         try:
             self.listen_key = _listen_key.decode(body).listenKey

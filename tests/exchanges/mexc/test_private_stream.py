@@ -147,3 +147,29 @@ def test_account_pushes_after_a_fill_equal_the_venue_balances() -> None:
     pushed = {b.asset: b for m in decoded for b in m.balances}
     assert pushed == {a: Balance(asset=a, free=f, locked=l) for a, (f, l) in exchange.balances(KEY).items()}
     assert dict(fields(frames[-1]))[1] == b"spot@private.account.v3.api.pb"
+
+
+def test_a_reconnect_whose_old_listen_key_is_gone_makes_a_new_one_at_once() -> None:
+    """The old key's DELETE fails when the key is why the stream reconnects (expired, its keep-alive
+    refused): that failure failed the whole reconnect, which made the new key only after a backoff."""
+    from loopback import eventually, run
+    from simvenues import simulated_venues
+
+    from arb.types import ExchangeName
+
+    async def scenario() -> None:
+        async with simulated_venues(moving=False) as sim:
+            connector = sim.connector(ExchangeName.MEXC)
+            try:
+                await connector.start_private_stream(lambda order: None, lambda fill: None)
+                stream = connector.private_stream
+                assert stream is not None
+                sim.venues["mexc"].context.user_streams.clear()  # the key expired at the venue
+                stream.session.drop()
+                await eventually(lambda: stream.session.connects == 2 and stream.session.connected, 10, "reconnected")
+                assert stream.session.errors.get("connect", 0) == 0
+                assert len(sim.venues["mexc"].context.user_streams) == 1  # the new key
+            finally:
+                await connector.close()
+
+    run(scenario())
