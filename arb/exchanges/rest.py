@@ -180,15 +180,15 @@ class RateLimiter:
         self._take(costs)
         return True
 
-    async def acquire(self, costs: Sequence[tuple[str, int]]) -> None:
-        """Wait until every ``(limit id, weight)`` fits, then spend them all at once."""
+    async def acquire(self, costs: Sequence[tuple[str, int]]) -> bool:
+        """Wait until every ``(limit id, weight)`` fits, then spend them all at once; whether it waited."""
         self.check(costs)
         waited = False
         while True:
             wait = self._wait_s(costs)
             if wait <= 0:
                 self._take(costs)
-                return
+                return waited
             if not waited:
                 self.waits += 1
                 waited = True
@@ -299,6 +299,9 @@ class RestRequest(msgspec.Struct, frozen=True, kw_only=True):
     body: bytes = b""
     headers: dict[str, str] = {}
     limits: tuple[tuple[str, int], ...] = ()
+    # The same request signed afresh: a signature stamped with its time goes stale while the request
+    # waits for its budget or a retry, and the venue refuses it (MEXC: outside recvWindow).
+    resign: Callable[[], RestRequest] | None = None
 
     @property
     def is_read(self) -> bool:
@@ -437,6 +440,8 @@ class RestClient:
             self.stats.retries += 1
             await asyncio.sleep(self.settings.retry_backoff_s * (2**attempt))
             attempt += 1
+            if request.resign is not None:
+                request = request.resign()
 
     async def fetch_json(self, request: RestRequest, type_: type[T]) -> T:
         """``fetch`` and decode the body into the venue schema ``type_``."""
@@ -460,7 +465,8 @@ class RestClient:
     async def _send(self, request: RestRequest) -> bytes:
         if self.settings.http1_writes and not request.is_read:
             return await self._send_http1(request)
-        await self.limiter.acquire(request.limits)
+        if await self.limiter.acquire(request.limits) and request.resign is not None:
+            request = request.resign()
         target = self._base_url + request.path + ("?" + request.query if request.query else "")
         session = self._ensure_session()
         self.stats.requests += 1
@@ -500,7 +506,8 @@ class RestClient:
 
     async def _send_http1(self, request: RestRequest) -> bytes:
         """``_send`` of a write over ``Http1Pool``: the same outcomes, mapped the same way."""
-        await self.limiter.acquire(request.limits)
+        if await self.limiter.acquire(request.limits) and request.resign is not None:
+            request = request.resign()
         pool = self._ensure_http1()
         data = _http1_bytes(pool, request)
         self.stats.requests += 1

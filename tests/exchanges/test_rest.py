@@ -311,6 +311,36 @@ def test_transient_get_failure_is_retried() -> None:
     run(main())
 
 
+@pytest.mark.parametrize("http1_writes", [False, True])
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_a_request_that_waited_for_its_budget_or_a_retry_is_signed_again(method: str, http1_writes: bool) -> None:
+    """Signed when built, then held by a rate-limit wait (or a retry's backoff), a request went out
+    with its old timestamp, and MEXC refused it as outside its recvWindow: just when the queries and
+    cancels that resolve an execution are made, after a 429."""
+    signed: list[int] = []
+
+    def request(path: str) -> RestRequest:
+        signed.append(len(signed))
+        return RestRequest(method=method, path=path, query=f"signature={len(signed)}", limits=(("budget", 1),),
+                           resign=lambda: request(path))
+
+    async def main() -> None:
+        server = Server()
+        limits = (RateLimit("budget", 1, 0.05),)
+        settings = RestSettings(timeout_s=0.3, retry_backoff_s=0.001, http1_writes=http1_writes)
+        async with serve(server) as url, RestClient(venue(url, limits=limits), settings) as client:
+            await client.fetch(request("/echo"))  # the budget's one request of its window
+            await client.fetch(request("/echo"))  # waits for the next window: signed again then
+            if method == "GET":
+                await client.fetch(request("/flaky"))  # retried after a 503: signed again for the retry
+        queries = [query for _, query, _, _, _ in server.seen]
+        # 1 sent at once; 2 waited, sent as 3; 4 waited, sent as 5, refused; 6 for the retry waited, sent as 7
+        expected = ["signature=1", "signature=3"] + (["signature=5", "signature=7"] if method == "GET" else [])
+        assert queries == expected
+
+    run(main())
+
+
 def test_timeouts() -> None:
     async def main() -> None:
         settings = RestSettings(timeout_s=0.1, get_retries=0)

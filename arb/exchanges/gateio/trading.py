@@ -191,7 +191,10 @@ class _GateioTrading:
         headers = self._signer.rest_headers(method, constants.API_PREFIX + path, query, body, timestamp)
         if expires_at_ms is not None:
             headers[constants.EXPIRY_HEADER] = str(expires_at_ms)
-        return RestRequest(method=method, path=path, query=query, body=body, headers=headers, limits=((limit_id, 1),))
+        return RestRequest(
+            method=method, path=path, query=query, body=body, headers=headers, limits=((limit_id, 1),),
+            resign=lambda: self._signed(method, path, limit_id, query, body, expires_at_ms),  # an order's deadline kept
+        )
 
     def _instrument(self, symbol: str) -> Instrument:
         return self.instruments.get(symbol)

@@ -190,7 +190,10 @@ class MexcSpotPrivateStream:
         params: list[tuple[str, str | int]] = [] if listen_key is None else [("listenKey", listen_key)]
         query = self._signer.signed_query(params, timestamp_ms=self._clock_ms())
         path = constants.USER_DATA_STREAM_PATH
-        return RestRequest(method=method, path=path, query=query, headers=self._signer.headers())
+        return RestRequest(
+            method=method, path=path, query=query, headers=self._signer.headers(),
+            resign=lambda: self._request(method, listen_key),
+        )
 
     async def connect_url(self, rest: RestClient) -> str:
         """A new listenKey for every connection (the old one is closed first, best effort)."""

@@ -342,6 +342,7 @@ class MexcSpotTrading:
             query=query,
             headers=self._signer.headers(),
             limits=((path, 1), (constants.UID_WEIGHT_LIMIT_ID, weight)),
+            resign=lambda: self._signed(method, path, params, expires_at_ms),  # an order's deadline kept
         )
 
     def _instrument(self, symbol: str, action: str) -> Instrument:

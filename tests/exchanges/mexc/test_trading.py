@@ -326,3 +326,18 @@ def test_a_cancel_reply_is_read_as_the_cancelled_orders_not_the_cancels() -> Non
     assert state.client_order_id == "arb-1" and state.filled_quantity == 1
     query = {**body, "clientOrderId": "arb-1", "origClientOrderId": None}  # an order query's answer
     assert trading().parse_order(msgspec.json.encode(query)).client_order_id == "arb-1"
+
+
+def test_a_request_signed_again_carries_the_time_of_signing_and_keeps_an_order_s_deadline() -> None:
+    """What the REST client sends after a rate-limit wait (``RestRequest.resign``)."""
+    now = [NOW_MS]
+    t = MexcSpotTrading(MexcSigner(ApiCredentials(Secret(KEY), Secret(SECRET))), CATALOG, clock_ms=lambda: now[0])
+    order = OrderRequest(symbol="BTC/USDT", side=OrderSide.BUY, type=OrderType.LIMIT, quantity=Decimal("0.001"),
+                         price=Decimal("60000"), time_in_force=TimeInForce.IOC, client_order_id="opp1-b")
+    request = t.place_order_request(order, expires_at_ms=NOW_MS + 10_000)
+    query = t.query_order_request("BTC/USDT", client_order_id="opp1-b")
+    now[0] += 7_000  # a 429's Retry-After later
+    assert request.resign is not None and query.resign is not None
+    again, asked = dict(pairs(request.resign().query)), dict(pairs(query.resign().query))
+    assert (again["timestamp"], again["recvWindow"]) == (str(NOW_MS + 7_000), "3000")  # the deadline kept
+    assert asked["timestamp"] == str(NOW_MS + 7_000) and asked["signature"] != dict(pairs(query.query))["signature"]
