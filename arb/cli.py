@@ -10,6 +10,7 @@ import argparse
 import importlib
 import importlib.machinery
 import importlib.metadata
+import io
 import logging
 import math
 import os
@@ -305,6 +306,7 @@ def _rotation(unit: str, per_unit: int) -> Callable[[str], float]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m arb``; returns the exit code."""
+    _tolerant_output()
     args = _build_parser().parse_args(argv)
     if args.command != "run":  # a run's start-up takes a stop held since ``python -m arb`` began
         held = release_stop_signals()
@@ -354,6 +356,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_ERROR
     except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (``Terminated``) after ``release_stop_signals``
         return 128 + (signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT)
+
+
+def _tolerant_output() -> None:
+    """Write what the output's encoding cannot take as escapes (``\\u2026``) rather than raise: on an
+    ASCII or Latin-1 terminal the live view's first "…" killed its thread and every log line after
+    it, and a venue's non-ASCII error text silenced the headless events for the rest of the run."""
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper) and stream.errors == "strict":
+            stream.reconfigure(errors="backslashreplace")
 
 
 def _version() -> int:

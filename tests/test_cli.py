@@ -481,6 +481,38 @@ def test_a_file_that_is_no_journal_is_a_usage_error(tmp_path: Path, command: lis
     assert notes.read_text() == "not a database"
 
 
+@pytest.mark.skipif(not hasattr(os, "openpty"), reason="needs a pseudo-terminal")
+def test_the_live_view_on_an_ascii_terminal_runs_to_its_summary(tmp_path: Path) -> None:
+    """At 100 columns the view shortens cells with "…": on an ASCII terminal that raised in its
+    thread, every log line after it became a logging error, and the run ended in a traceback, exit 1,
+    without its summary."""
+    import fcntl
+    import struct
+    import termios
+
+    controller, terminal = os.openpty()
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("ARB_", "MEXC_", "GATEIO_", "ENCRYPTION_"))}
+    child = subprocess.Popen(
+        [sys.executable, "-m", "arb", "run", "--duration", "3"], cwd=tmp_path, stdin=terminal, stdout=terminal,
+        stderr=terminal, env={**clean, "PYTHONIOENCODING": "ascii", "TERM": "xterm"}, close_fds=True,
+    )
+    os.close(terminal)
+    output = bytearray()
+    while True:
+        try:
+            chunk = os.read(controller, 65536)
+        except OSError:  # the terminal's other end closed: the run ended
+            break
+        if not chunk:
+            break
+        output += chunk
+    os.close(controller)
+    assert child.wait(timeout=60) == 0, output.decode("ascii", "replace")[-2000:]
+    text = output.decode("ascii", "replace")
+    assert "arb run summary (dry run" in text and "Logging error" not in text and "Traceback" not in text
+
+
 def test_a_second_stop_before_the_start_up_exits_at_once() -> None:
     """Held signals wait for the start-up; a second one must not wait for a start-up that hangs.
     (The first was held, not acted on: the process lived to get the second.)"""
