@@ -80,6 +80,7 @@ from .types import (
     ExecutionResult,
     OpportunityType,
     OrderSide,
+    amount_text,
 )
 
 log = logging.getLogger(__name__)
@@ -218,15 +219,15 @@ class RunSummary(msgspec.Struct, kw_only=True):
     def _held_hedges(self) -> str:
         held, n, dropped = self.held_hedge_basis, self.open_hedges, self.dropped_positions
         if held < 0:  # closes of hedges an earlier run opened, whose basis that run reported
-            text = f"{-held} of it hedge basis earlier runs reported, given back by closes; {n} open hedges"
+            text = f"{amount_text(-held)} of it hedge basis earlier runs reported, given back by closes; {n} open hedges"
         elif dropped:
-            text = f"{held} of it hedge basis locked in; {n} open hedges"
+            text = f"{amount_text(held)} of it hedge basis locked in; {n} open hedges"
         elif n:
-            text = f"{held} of it locked in {n} open hedges"
+            text = f"{amount_text(held)} of it locked in {n} open hedges"
         else:
             return ""
         if dropped:
-            text += (f", {dropped} dropped with {self.dropped_hedge_basis} locked in them by the runs that "
+            text += (f", {dropped} dropped with {amount_text(self.dropped_hedge_basis)} locked in them by the runs that "
                      "opened them: their close outside the engine is not in this figure")
         return f" ({text})"
 
@@ -239,9 +240,9 @@ class RunSummary(msgspec.Struct, kw_only=True):
             f"  opportunities executed   {s.opportunities_executed}",
             f"  succeeded / failed       {s.executions_succeeded} / {s.executions_failed}",
             f"  fills                    {self.fills}",
-            f"  realized PnL             {s.total_realized_profit} USDT" + self._held_hedges(),
+            f"  realized PnL             {amount_text(s.total_realized_profit)} USDT" + self._held_hedges(),
             *(
-                [f"  funding settled          {self.funding_settled} USDT in {self.funding_payments} payments "
+                [f"  funding settled          {amount_text(self.funding_settled)} USDT in {self.funding_payments} payments "
                  "(in the daily PnL, not above)"]
                 if self.funding_payments else []
             ),
@@ -1913,7 +1914,7 @@ class ArbitrageController:
         elapsed = (self.clock() - self._started_ns) / 1e9 if self._started_ns else 0.0
         return (
             f"[{elapsed:6.1f}s] opportunities {s.opportunities_detected} seen, {s.opportunities_executed} taken | "
-            f"fills {self._fills} | PnL {s.total_realized_profit} USDT | cycle p50 {cycle.p50_ns / 1e6:.2f} ms "
+            f"fills {self._fills} | PnL {amount_text(s.total_realized_profit)} USDT | cycle p50 {cycle.p50_ns / 1e6:.2f} ms "
             f"p99 {cycle.p99_ns / 1e6:.2f} ms | breakers {self._breaker_text()} | books {in_sync}/{books} | {links}"
         )
 

@@ -12,6 +12,12 @@ from enum import Enum, IntEnum
 import msgspec
 
 
+def amount_text(value: Decimal) -> str:
+    """``value`` exactly, as plain decimal text for people: no exponent (``0.00000012``, not
+    ``1.2000E-7``), no trailing zeros (``-1802.64264947``), zero as ``0``."""
+    return f"{value.normalize():f}" if value else "0"
+
+
 class OpportunityType(str, Enum):
     """Kind of arbitrage."""
 

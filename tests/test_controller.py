@@ -1495,6 +1495,11 @@ def test_the_run_summary_lines_up_its_values_and_says_what_open_hedges_hold_of_t
     assert "  realized PnL             4.5 USDT (1.5 of it locked in 2 open hedges)" in lines
     flat = msgspec.structs.replace(summary, open_hedges=0, held_hedge_basis=D(0))
     assert "  realized PnL             4.5 USDT" in flat.lines()
+    # Sums of exact amounts keep their exponents and trailing zeros: shown plain, still exact.
+    for total, shown in ((D("0.34691547300") - D("0.34691547300"), "0"), (D("1.2000E-7"), "0.00000012"),
+                         (D("-1802.642649470000000000000000"), "-1802.64264947")):
+        tiny = msgspec.structs.replace(flat, statistics=EngineStatistics(total_realized_profit=total))
+        assert f"  realized PnL             {shown} USDT" in tiny.lines()
 
 
 def restored_hedge(tmp_path: Path) -> tuple[ArbitrageController, Any, HedgePosition]:
