@@ -18,17 +18,18 @@ class ThrottledWarnings:
         self.interval_ns = interval_ns
         self._last: dict[Hashable, tuple[int, int]] = {}  # key -> (warned at, events since)
 
-    def warn(self, key: Hashable, now_ns: int, message: str, *args: object) -> bool:
+    def warn(self, key: Hashable, now_ns: int, message: str, *args: object, exc_info: bool = False) -> bool:
         """Log ``message % args`` as a warning, or at debug level when ``key`` was warned about less
-        than ``interval_ns`` before ``now_ns``; whether it was a warning."""
+        than ``interval_ns`` before ``now_ns``; whether it was a warning. ``exc_info``: with the
+        exception being handled."""
         last = self._last.get(key)
         if last is not None and now_ns - last[0] < self.interval_ns:
             self._last[key] = (last[0], last[1] + 1)
-            self.logger.debug(message, *args)
+            self.logger.debug(message, *args, exc_info=exc_info)
             return False
         self._last[key] = (now_ns, 0)
         if last is not None and last[1]:
             message += " (%d more %s since the last warning)"
             args = (*args, last[1], self.what)
-        self.logger.warning(message, *args)
+        self.logger.warning(message, *args, exc_info=exc_info)
         return True

@@ -187,7 +187,7 @@ class BookSync:
         self._pool: list[DeltaBatch] = []
         self.batch_updated = False  # a book changed since the last batch end (a compiled replay sets it too)
         self._session: WsSession | None = None
-        self._logged: set[str] = set()
+        self._warnings = ThrottledWarnings(log, "occurrences")
         # A venue may answer every frame with an error: counted each time, warned about once a minute.
         self._error_warnings = ThrottledWarnings(log, "venue error frames")
         self.acks = 0
@@ -438,7 +438,9 @@ class BookSync:
             except (ArbitrageEngineError, OSError, asyncio.TimeoutError, *_DECODE_ERRORS) as exc:
                 self._release(batch)
                 state.snapshot_failures += 1
-                self._log_once(f"snapshot {state.spec.symbol}", f"snapshot of {state.spec.symbol} failed: {exc}")
+                self._log_once(
+                    f"snapshot {state.spec.symbol} {type(exc).__name__}", f"snapshot of {state.spec.symbol} failed: {exc}"
+                )
                 delay = min(self.settings.snapshot_retry_max_s, self.settings.snapshot_retry_initial_s * 2**attempt)
                 if isinstance(exc, RateLimitError) and exc.retry_after_s is not None:
                     delay = max(delay, exc.retry_after_s)
@@ -530,10 +532,8 @@ class BookSync:
             self._pool.append(batch)
 
     def _log_once(self, what: str, message: str) -> None:
-        """Warn the first time ``what`` happens, then log at debug level."""
-        level = logging.DEBUG if what in self._logged else logging.WARNING
-        self._logged.add(what)
-        log.log(level, "%s %s: %s", self.venue, self.exchange.value, message)
+        """Warn about ``what`` about once a minute, at debug level between (its count then said)."""
+        self._warnings.warn(what, self._clock(), "%s %s: %s", self.venue, self.exchange.value, message)
 
 
 def _resync_reason(exc: BookError) -> str:

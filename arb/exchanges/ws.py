@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import sys
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
@@ -30,6 +31,7 @@ from picows import (
 )
 
 from ..errors import ArbitrageEngineError, ExchangeConnectionError
+from ..throttled_log import ThrottledWarnings
 from ..types import ExchangeConfig
 from .base import Frame, WsPayload
 from .errors import ErrorCategory
@@ -251,7 +253,7 @@ class WsSession:
         self.fragmented_messages = 0
         self.last_message_ns = 0
         self.errors: Counter[str] = Counter()
-        self._logged: set[str] = set()
+        self._warnings = ThrottledWarnings(log, "errors")
 
     @property
     def connected(self) -> bool:
@@ -367,7 +369,8 @@ class WsSession:
                 redirected = isinstance(status, int) and 300 <= status < 400
                 why = (" (a redirect, which is not followed: set the venue's ws_url to where it leads)"
                        if redirected else "")
-                self._count_error("connect", f"connection to {self.url} failed: {exc!r}{why}")
+                cause = f"{type(exc).__name__} {status}" if isinstance(status, int) else type(exc).__name__
+                self._count_error("connect", f"connection to {self.url} failed: {exc!r}{why}", cause=cause)
             if self._closing:
                 break
             if time.monotonic() - started >= self.settings.stable_after_s:
@@ -413,13 +416,17 @@ class WsSession:
             except Exception:
                 self._count_error("callback", "read-end handler raised", exc_info=True)
 
-    def _count_error(self, kind: str, message: str, *, exc_info: bool = False) -> None:
-        """Count an error; log the first of each kind as a warning, the rest at debug level."""
+    def _count_error(self, kind: str, message: str, *, exc_info: bool = False, cause: str | None = None) -> None:
+        """Count an error; warn about each kind and cause (``cause``, else the exception being
+        handled) about once a minute, at debug level between: a connection failing for a new
+        reason, or a handler raising a new error, is warned about when it starts."""
         self.errors[kind] += 1
-        level = logging.DEBUG if kind in self._logged else logging.WARNING
-        self._logged.add(kind)
-        log.log(level, "%s ws %s: %s (%s #%d)", self.venue, self._shown(self.url), self._shown(message), kind,
-                self.errors[kind], exc_info=exc_info)
+        if cause is None and exc_info:
+            cause = type(sys.exc_info()[1]).__name__
+        self._warnings.warn(
+            (kind, cause), time.monotonic_ns(), "%s ws %s: %s (%s #%d)", self.venue, self._shown(self.url),
+            self._shown(message), kind, self.errors[kind], exc_info=exc_info,
+        )
 
     def _shown(self, text: str) -> str:
         """``text`` with the URL's query left out: a private stream's carries an account token."""

@@ -20,7 +20,7 @@ from loopback import (
     run,
 )
 
-from arb.errors import RateLimitError
+from arb.errors import ExchangeError, RateLimitError
 from arb.exchanges.book_sync import BookSpec, BookSync, BookSyncSettings, rest_snapshot_fetcher
 from arb.exchanges.mexc.market_data import MexcFuturesMarketData
 from arb.exchanges.rest import RateLimit, RestClient, RestVenue
@@ -310,6 +310,30 @@ def test_a_snapshot_refused_for_hours_is_still_retried_and_syncs_once_answered()
         await sync.close()
 
     run(main())
+
+
+def test_a_snapshot_failing_for_a_new_reason_is_warned_about(caplog: pytest.LogCaptureFixture) -> None:
+    """Only a symbol's first snapshot failure was a warning: a later, different one (an IP not
+    whitelisted after a connection reset) showed at debug level while the book stayed out of sync."""
+    async def main() -> None:
+        fetcher = Snapshots(bodies())
+        failures = [OSError("connection reset"), OSError("reset again"), ExchangeError("gateio", "HTTP 403: IP not whitelisted")]
+
+        async def failing(venue_symbol: str) -> bytes:
+            if failures:
+                raise failures.pop(0)
+            return await fetcher(venue_symbol)
+
+        settings = BookSyncSettings(snapshot_retry_initial_s=0.0, snapshot_retry_max_s=0.0)
+        sync = synthetic_sync(failing, RecordingSink(), settings=settings)  # type: ignore[arg-type]
+        with caplog.at_level(logging.DEBUG, logger="arb.exchanges.book_sync"):
+            feed(sync, gate_update("AAA_USDT", 10, 10))
+            await eventually(lambda: sync.books["AAA/USDT"].in_sync, what="the snapshot once it is answered")
+        await sync.close()
+
+    run(main())
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and "snapshot" in r.getMessage()]
+    assert [w.split("failed: ")[1] for w in warned] == ["connection reset", "gateio: HTTP 403: IP not whitelisted"]
 
 
 def test_a_diff_read_together_with_a_pong_is_scanned() -> None:

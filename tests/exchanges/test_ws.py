@@ -454,3 +454,24 @@ def test_sessions_closed_in_the_cleanup_of_a_cancelled_task_all_close() -> None:
         assert cleaned == [True] and all(s._task is not None and s._task.done() for s in sessions)
 
     run(main())
+
+
+def test_an_error_of_a_new_cause_is_warned_about_though_its_kind_was_before(caplog: pytest.LogCaptureFixture) -> None:
+    """Each kind was warned about once per run: a connection failing hours later for a new reason
+    (an expired certificate, a 403), or a handler raising a new exception, showed at debug level only."""
+    session = WsSession("t", "ws://127.0.0.1:1/", lambda *a: None, settings=FAST)
+    with caplog.at_level(logging.DEBUG, logger="arb.exchanges.ws"):
+        session._count_error("connect", "refused", cause="ConnectionRefusedError")
+        session._count_error("connect", "refused again", cause="ConnectionRefusedError")
+        session._count_error("connect", "certificate has expired", cause="SSLCertVerificationError")
+        for error in (KeyError("k"), KeyError("k2"), ZeroDivisionError()):
+            try:
+                raise error
+            except Exception:
+                session._count_error("callback", f"message handler raised {type(error).__name__}", exc_info=True)
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert [m.split(": ", 1)[1] for m in warned] == [
+        "refused (connect #1)", "certificate has expired (connect #3)", "message handler raised KeyError (callback #1)",
+        "message handler raised ZeroDivisionError (callback #3)",
+    ]
+    assert session.errors == {"connect": 3, "callback": 3}
