@@ -24,7 +24,7 @@ from arb.journal import Journal
 from arb.sim.cluster import SimCluster
 from arb.sim.market import Dislocation
 from arb.sim.matching import from_atoms
-from arb.types import ArbitrageState, ExchangeName, ExecutionResult, OrderSide
+from arb.types import ArbitrageState, ExchangeName, ExecutionResult, OrderSide, amount_text
 
 SECOND = 1_000_000_000
 CONFIG = """
@@ -82,7 +82,7 @@ def test_basis_dislocation_opens_and_reversion_closes_hedges_with_exact_pnl(tmp_
             assert summary.open_hedges == len(positions)
             assert summary.held_hedge_basis == sum((p.entry_basis * p.base for p in positions), D(0))
             if positions:
-                assert f"{summary.held_hedge_basis} of it locked in {len(positions)} open hedges" in summary.lines()[5]
+                assert f"{amount_text(summary.held_hedge_basis)} of it locked in {len(positions)} open hedges" in summary.lines()[5]
             return controller.results, before, ledger(cluster), open_base
 
     results, before, after, open_base = asyncio.run(scenario())

@@ -31,7 +31,7 @@ from arb.instruments import InstrumentCatalog
 from arb.journal import Journal
 from arb.sim.cluster import SimCluster
 from arb.sim.market import Dislocation
-from arb.types import ArbitrageState, ExchangeName, ExecutionResult, OrderSide
+from arb.types import ArbitrageState, ExchangeName, ExecutionResult, OrderSide, amount_text
 
 SECOND = 1_000_000_000
 CONFIG = """
@@ -205,8 +205,8 @@ def test_a_running_engine_drops_hedges_whose_futures_were_closed_at_the_venue_be
             assert summary.open_hedges == 0 and summary.dropped_positions == 1 and locked > 0
             assert summary.dropped_hedge_basis == locked and summary.held_hedge_basis >= locked
             pnl_line = next(line for line in summary.lines() if "realized PnL" in line)
-            assert (f"({summary.held_hedge_basis} of it hedge basis locked in; 0 open hedges, 1 dropped with "
-                    f"{locked} locked in them by the runs that opened them: their close outside the engine is not "
+            assert (f"({amount_text(summary.held_hedge_basis)} of it hedge basis locked in; 0 open hedges, 1 dropped "
+                    f"with {amount_text(locked)} locked in them by the runs that opened them: their close outside the engine is not "
                     "in this figure)") in pnl_line
             catalogs.append(hedges.catalogs)
             return engine.results[held:], positions, perp_contracts(cluster)
