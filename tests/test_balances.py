@@ -26,12 +26,16 @@ class FakeVenue:
         self.free = {asset: D(amount) for asset, amount in free.items()}
         self.fail = False
         self.calls = 0
+        self.hold: asyncio.Event | None = None  # set: a read answers what it saw once the event is set
 
     async def balances(self) -> Mapping[str, Balance]:
         self.calls += 1
         if self.fail:
             raise ExchangeError("fake", "balances unavailable")
-        return {asset: Balance(asset=asset, free=amount) for asset, amount in self.free.items()}
+        read = {asset: Balance(asset=asset, free=amount) for asset, amount in self.free.items()}
+        if self.hold is not None:
+            await self.hold.wait()
+        return read
 
 
 def scanner_pipeline() -> ScannerPipeline:
@@ -570,15 +574,7 @@ def test_a_read_asked_for_while_one_is_under_way_follows_it() -> None:
     second outage, whose lost pushes only a read begun after it can show. One more read follows."""
     gate = FakeVenue(USDT="1000")
     monitor = BalanceMonitor({ExchangeName.GATEIO: gate})
-    release = asyncio.Event()
-    answer = gate.balances
-
-    async def slow_balances() -> Mapping[str, Balance]:
-        snapshot = await answer()
-        await release.wait()
-        return snapshot
-
-    gate.balances = slow_balances  # type: ignore[method-assign]
+    gate.hold = release = asyncio.Event()
 
     async def run() -> None:
         monitor.balance_handler(ExchangeName.GATEIO)
@@ -600,15 +596,7 @@ def test_a_stream_read_begun_before_a_refresh_still_on_its_way_gives_way_to_its_
     futures = FakeVenue(USDT="1000")
     monitor = BalanceMonitor({ExchangeName.GATEIO_FUTURES: futures})
     on_read = monitor.read_handler(ExchangeName.GATEIO_FUTURES)
-    held = asyncio.Event()
-    answer = futures.balances
-
-    async def held_balances() -> Mapping[str, Balance]:
-        read = await answer()
-        await held.wait()
-        return read
-
-    futures.balances = held_balances  # type: ignore[method-assign]
+    futures.hold = held = asyncio.Event()
 
     async def main() -> None:
         begun = time.monotonic_ns()  # the stream's read begins: 1000 free then

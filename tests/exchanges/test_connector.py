@@ -313,26 +313,32 @@ def _gate_pairs() -> bytes:
     )
 
 
+@asynccontextmanager
+async def gate_spot_answering(routes: dict[tuple[str, str], web.Response]) -> AsyncIterator[GateioSpotConnector]:
+    """A Gate.io spot connector placing orders by REST against ``routes`` (and the pair list)."""
+    async with scripted({("GET", "/spot/currency_pairs"): web.Response(body=_gate_pairs()), **routes}) as url:
+        connector = GateioSpotConnector(
+            credentials=CREDENTIALS, rest_url=url, ws_url="ws://127.0.0.1:9/", settings=REST_ORDERS
+        )
+        try:
+            yield connector
+        finally:
+            await connector.close()
+
+
 def test_unreadable_answer_to_an_order_is_outcome_unknown_but_to_a_read_is_not() -> None:
     async def scenario() -> None:
         routes = {
-            ("GET", "/spot/currency_pairs"): web.Response(body=_gate_pairs()),
             ("POST", "/spot/orders"): web.Response(body=b'{"unexpected": true}'),
             ("GET", "/spot/accounts"): web.Response(body=b'{"not": "a list"}'),
         }
-        async with scripted(routes) as url:
-            connector = GateioSpotConnector(
-                credentials=CREDENTIALS, rest_url=url, ws_url="ws://127.0.0.1:9/", settings=REST_ORDERS
-            )
-            try:
-                with pytest.raises(ExchangeError, match="place_order: unreadable answer") as info:
-                    await connector.place_order(limit_buy(ExchangeName.GATEIO, "odd-1"))
-                assert info.value.category == ErrorCategory.OUTCOME_UNKNOWN
-                with pytest.raises(ExchangeError, match="accounts") as info:
-                    await connector.balances()
-                assert info.value.category is None
-            finally:
-                await connector.close()
+        async with gate_spot_answering(routes) as connector:
+            with pytest.raises(ExchangeError, match="place_order: unreadable answer") as info:
+                await connector.place_order(limit_buy(ExchangeName.GATEIO, "odd-1"))
+            assert info.value.category == ErrorCategory.OUTCOME_UNKNOWN
+            with pytest.raises(ExchangeError, match="accounts") as info:
+                await connector.balances()
+            assert info.value.category is None
 
     run(scenario())
 
@@ -347,46 +353,27 @@ def test_an_order_answer_with_a_nan_amount_is_unreadable(field: str) -> None:
     body = json.dumps(order | {field: "NaN"}).encode()
 
     async def scenario() -> None:
-        routes = {
-            ("GET", "/spot/currency_pairs"): web.Response(body=_gate_pairs()),
-            ("POST", "/spot/orders"): web.Response(body=body),
-            ("GET", "/spot/orders/1"): web.Response(body=body),
-        }
-        async with scripted(routes) as url:
-            connector = GateioSpotConnector(
-                credentials=CREDENTIALS, rest_url=url, ws_url="ws://127.0.0.1:9/", settings=REST_ORDERS
-            )
-            try:
-                with pytest.raises(ExchangeError, match="place_order: unreadable answer.*not a number") as info:
-                    await connector.place_order(limit_buy(ExchangeName.GATEIO, "nan-1"))
-                assert info.value.category == ErrorCategory.OUTCOME_UNKNOWN
-                with pytest.raises(ExchangeError, match="query_order: unreadable answer.*not a number") as info:
-                    await connector.query_order("BTC/USDT", order_id="1")
-                assert info.value.category is None
-            finally:
-                await connector.close()
+        routes = {("POST", "/spot/orders"): web.Response(body=body), ("GET", "/spot/orders/1"): web.Response(body=body)}
+        async with gate_spot_answering(routes) as connector:
+            with pytest.raises(ExchangeError, match="place_order: unreadable answer.*not a number") as info:
+                await connector.place_order(limit_buy(ExchangeName.GATEIO, "nan-1"))
+            assert info.value.category == ErrorCategory.OUTCOME_UNKNOWN
+            with pytest.raises(ExchangeError, match="query_order: unreadable answer.*not a number") as info:
+                await connector.query_order("BTC/USDT", order_id="1")
+            assert info.value.category is None
 
     run(scenario())
 
 
 def test_server_error_on_an_order_is_outcome_unknown() -> None:
     async def scenario() -> None:
-        routes = {
-            ("GET", "/spot/currency_pairs"): web.Response(body=_gate_pairs()),
-            ("POST", "/spot/orders"): web.Response(status=502, body=b"bad gateway"),
-        }
-        async with scripted(routes) as url:
-            connector = GateioSpotConnector(
-                credentials=CREDENTIALS, rest_url=url, ws_url="ws://127.0.0.1:9/", settings=REST_ORDERS
-            )
-            try:
-                with pytest.raises(ExchangeError, match="outcome unknown") as info:
-                    await connector.place_order(limit_buy(ExchangeName.GATEIO, "five-1"))
-                assert info.value.category == ErrorCategory.OUTCOME_UNKNOWN
-                # pairs, the account's fee tier (404 here: the listed fee stays), the order: no retry of a write
-                assert connector.rest.stats.requests == 3 and not connector.fees_from_account
-            finally:
-                await connector.close()
+        routes = {("POST", "/spot/orders"): web.Response(status=502, body=b"bad gateway")}
+        async with gate_spot_answering(routes) as connector:
+            with pytest.raises(ExchangeError, match="outcome unknown") as info:
+                await connector.place_order(limit_buy(ExchangeName.GATEIO, "five-1"))
+            assert info.value.category == ErrorCategory.OUTCOME_UNKNOWN
+            # pairs, the account's fee tier (404 here: the listed fee stays), the order: no retry of a write
+            assert connector.rest.stats.requests == 3 and not connector.fees_from_account
 
     run(scenario())
 
