@@ -200,7 +200,8 @@ class PrivateStream:
             raise ExchangeConnectionError(
                 self.dialect.venue, f"private stream not subscribed within {timeout_s} s"
             ) from None
-        except ArbitrageEngineError:
+        except (ArbitrageEngineError, asyncio.CancelledError):
+            # Cancelled too (a stop during the start-up): the caller never gets the stream to close.
             await self.close()
             raise
 

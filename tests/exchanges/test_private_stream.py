@@ -382,3 +382,56 @@ def test_a_failed_balance_read_is_made_again_for_a_change_pushed_while_it_was_on
         return got
 
     assert run(scenario()) == [{"USDT": Balance(asset="USDT", free=D("400"))}] and reads == [1, 2]
+
+
+def test_a_start_cancelled_while_subscribing_closes_the_stream_and_releases_its_token() -> None:
+    """A stop during the start-up cancels ``start``: its caller never gets the stream to close, and its
+    session went on reconnecting (and signing subscriptions) until the process ended."""
+    from arb.exchanges.private_stream import PrivateMessage, PrivateStream
+    from arb.exchanges.ws import WsSettings
+    from loopback import WsTestServer
+
+    released: list[str] = []
+
+    class NeverAcknowledged:
+        venue = "gateio"
+        keepalive_interval_s = None
+
+        def __init__(self, url: str) -> None:
+            self.url = url
+
+        async def connect_url(self, rest: Any) -> str:
+            return self.url
+
+        async def release(self, rest: Any) -> None:
+            released.append(self.url)
+
+        def subscribe_frames(self) -> list[str]:
+            return ['{"sub":1}']
+
+        def ping_frame(self) -> str:
+            return "{}"
+
+        def is_pong(self, frame: Any) -> bool:
+            return False
+
+        def decode(self, frame: Any, is_binary: bool) -> PrivateMessage:
+            return PrivateMessage()
+
+    async def scenario() -> None:
+        server = await WsTestServer().start()
+        settings = WsSettings(backoff_initial_s=0.01, backoff_max_s=0.05, heartbeat_interval_s=5, heartbeat_timeout_s=5)
+        stream = PrivateStream(NeverAcknowledged(server.url), None, lambda order: None,  # type: ignore[arg-type]
+                               lambda fill: None, settings)
+        starting = asyncio.create_task(stream.start(30))
+        try:
+            await eventually(lambda: stream.session.connected, what="connected, waiting for the subscription")
+            starting.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await starting
+            assert stream.session._task is not None and stream.session._task.done() and not stream.session.connected
+            assert released == [server.url]
+        finally:
+            await server.close()
+
+    run(scenario())
