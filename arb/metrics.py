@@ -170,6 +170,10 @@ class EngineCollector(Collector):
         self._latency_bounds_ns = tuple(latency_bounds_ns)
         self._edges: dict[tuple[int, int, int], tuple[int, ...]] = {}
 
+    def now_ns(self) -> int:
+        """The clock books' ages are read on (monotonic ns)."""
+        return self._clock()
+
     def collect(self) -> Iterator[Metric]:
         """All families, built fresh from the parts' current state."""
         source = self.source
@@ -425,10 +429,16 @@ class Readiness(msgspec.Struct, frozen=True, kw_only=True):
     breakers_tripped: list[str]
 
 
-def readiness(source: MetricsSource) -> Readiness:
-    """Ready when at least one market runs, every market is connected with every book in sync,
-    and the kill switch is off (other breakers are reported, not counted: they reset themselves
-    only by an operator, and the process is still serving)."""
+# A book unchanged this long is not ready: its connection is up and answers pings, but its feed
+# stalled (a live pair changes far more often; max_data_age_ms keeps it from trading long before).
+READY_BOOK_AGE_S: Final = 30
+
+
+def readiness(source: MetricsSource, now_ns: int | None = None) -> Readiness:
+    """Ready when at least one market runs, every market is connected with every book in sync (and,
+    given the monotonic ``now_ns``, changed within ``READY_BOOK_AGE_S``), and the kill switch is off
+    (other breakers are reported, not counted: they reset themselves only by an operator, and the
+    process is still serving)."""
     reasons: list[str] = []
     markets: dict[str, MarketReadiness] = {}
     for market, connector in source.connectors.items():
@@ -443,6 +453,10 @@ def readiness(source: MetricsSource) -> Readiness:
             reasons.append(f"{market.value}: no books started")
         elif synced < len(books):
             reasons.append(f"{market.value}: {len(books) - synced} of {len(books)} books out of sync")
+        if now_ns is not None:
+            quiet = sum(1 for b in books if b.in_sync and now_ns - b.last_recv_ns > READY_BOOK_AGE_S * NS_PER_S)
+            if quiet:
+                reasons.append(f"{market.value}: {quiet} of {len(books)} books unchanged for over {READY_BOOK_AGE_S} s")
         if connector.private_subscribed() is False:
             reasons.append(f"{market.value}: private stream not subscribed (balances by REST only)")
     if not markets:
@@ -485,8 +499,8 @@ class MetricsExporter:
         return generate_latest(self.registry)
 
     def readiness(self) -> Readiness:
-        """See ``readiness``."""
-        return readiness(self.source)
+        """See ``readiness`` (books' ages by this exporter's clock)."""
+        return readiness(self.source, self.collector.now_ns())
 
 
 class MetricsServer:

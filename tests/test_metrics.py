@@ -24,6 +24,7 @@ from arb.errors import ConfigurationError
 from arb.exchanges.models import FundingPayment
 from arb.metrics import (
     LATENCY_BOUNDS_NS,
+    READY_BOOK_AGE_S,
     EngineParts,
     MetricsExporter,
     MetricsServer,
@@ -242,7 +243,8 @@ def test_readyz_lists_why_the_engine_is_not_ready_then_becomes_ready() -> None:
         parts = await engine_parts()
         gate = parts.connectors[GATE]
         assert isinstance(gate, FakeConnector) and gate.sync is not None
-        exporter = MetricsExporter(parts)
+        now = [NOW_NS]
+        exporter = MetricsExporter(parts, clock=lambda: now[0])  # the books' updates came at NOW_NS
         out = []
         async with MetricsServer(exporter, "127.0.0.1", 0) as server:
 
@@ -260,11 +262,15 @@ def test_readyz_lists_why_the_engine_is_not_ready_then_becomes_ready() -> None:
             parts.risk.kill("test")
             await ready()  # kill switch
             parts.risk.resume()
+            now[0] += READY_BOOK_AGE_S * 1_000_000_000 + 1  # connected and in sync, but nothing for 30 s
+            await ready()  # stalled
             gate.connected = False
+            now[0] = NOW_NS
             await ready()  # disconnected
         return out
 
-    (s1, b1), (s2, b2), (s3, b3), (s4, b4) = run(main())
+    (s1, b1), (s2, b2), (s3, b3), (stalled_status, stalled), (s4, b4) = run(main())
+    assert stalled_status == 503 and stalled["reasons"] == ["gateio: 2 of 2 books unchanged for over 30 s"]
     assert s1 == 503 and b1["ready"] is False
     assert b1["reasons"] == ["gateio: 1 of 2 books out of sync", "mexc: no books started"]
     assert b1["markets"]["gateio"] == {"connected": True, "books": 2, "books_in_sync": 1}
