@@ -14,8 +14,12 @@ import msgspec
 
 def amount_text(value: Decimal) -> str:
     """``value`` exactly, as plain decimal text for people: no exponent (``0.00000012``, not
-    ``1.2000E-7``), no trailing zeros (``-1802.64264947``), zero as ``0``."""
-    return f"{value.normalize():f}" if value else "0"
+    ``1.2000E-7``), no trailing zeros (``-1802.64264947``), zero as ``0``. (Not ``normalize()``,
+    which rounds to the context's 28 digits.)"""
+    text = f"{value:f}"
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return "0" if text in ("0", "-0") else text
 
 
 class OpportunityType(str, Enum):

@@ -1497,7 +1497,9 @@ def test_the_run_summary_lines_up_its_values_and_says_what_open_hedges_hold_of_t
     assert "  realized PnL             4.5 USDT" in flat.lines()
     # Sums of exact amounts keep their exponents and trailing zeros: shown plain, still exact.
     for total, shown in ((D("0.34691547300") - D("0.34691547300"), "0"), (D("1.2000E-7"), "0.00000012"),
-                         (D("-1802.642649470000000000000000"), "-1802.64264947")):
+                         (D("-1802.642649470000000000000000"), "-1802.64264947"), (D("-0E-5"), "0"),
+                         (D("1234567890.12345678901234567890123"), "1234567890.12345678901234567890123"),  # 33 digits
+                         (D("5E+3"), "5000")):
         tiny = msgspec.structs.replace(flat, statistics=EngineStatistics(total_realized_profit=total))
         assert f"  realized PnL             {shown} USDT" in tiny.lines()
 
