@@ -326,10 +326,18 @@ class MexcSpotTrading:
     # -- helpers -----------------------------------------------------------------------------
 
     def _signed(
-        self, method: str, path: str, params: Sequence[tuple[str, ParamValue]], expires_at_ms: int | None = None
+        self, method: str, path: str, params: Sequence[tuple[str, ParamValue]], expires_at_ms: int | None = None,
+        *, again: bool = False,
     ) -> RestRequest:
         timestamp_ms = self._clock_ms()
         recv_window_ms = self._recv_window_ms
+        if again and expires_at_ms is not None and expires_at_ms <= timestamp_ms:
+            # Signed afresh with a 1 ms window, it could still be taken (MEXC takes a timestamp up
+            # to 1 s ahead of its clock): past its deadline, the order is not sent.
+            raise ExchangeError(
+                constants.VENUE, f"{method} {path}: its deadline passed while it waited for its budget; not sent",
+                category=ErrorCategory.NOT_SENT,
+            )
         if expires_at_ms is not None:
             # Within MEXC's bounds: at least 1 ms (MEXC also takes a timestamp up to 1 s ahead of its
             # clock, so a local clock that far ahead loosens the deadline by that much), at most 60 s.
@@ -342,7 +350,7 @@ class MexcSpotTrading:
             query=query,
             headers=self._signer.headers(),
             limits=((path, 1), (constants.UID_WEIGHT_LIMIT_ID, weight)),
-            resign=lambda: self._signed(method, path, params, expires_at_ms),  # an order's deadline kept
+            resign=lambda: self._signed(method, path, params, expires_at_ms, again=True),  # the deadline kept
         )
 
     def _instrument(self, symbol: str, action: str) -> Instrument:

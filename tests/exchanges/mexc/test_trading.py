@@ -341,3 +341,7 @@ def test_a_request_signed_again_carries_the_time_of_signing_and_keeps_an_order_s
     again, asked = dict(pairs(request.resign().query)), dict(pairs(query.resign().query))
     assert (again["timestamp"], again["recvWindow"]) == (str(NOW_MS + 7_000), "3000")  # the deadline kept
     assert asked["timestamp"] == str(NOW_MS + 7_000) and asked["signature"] != dict(pairs(query.query))["signature"]
+    now[0] = NOW_MS + 10_000  # the deadline: signed again with a 1 ms window, MEXC could still take it
+    with pytest.raises(ExchangeError, match="deadline passed while it waited for its budget; not sent") as info:
+        request.resign()
+    assert info.value.category == ErrorCategory.NOT_SENT
