@@ -1150,10 +1150,17 @@ class Journal:
             "WHERE settled_at_ms >= ? ORDER BY settled_at_ms, exchange, payment_id",
             (since_ms,),
         )
-        return [
-            (_market(row[0]), FundingPayment(payment_id=row[1], symbol=row[2], amount=Decimal(row[3]), time_ms=row[4]))
-            for row in rows
-        ]
+        payments = []
+        for row in rows:
+            try:
+                payment = FundingPayment(payment_id=row[1], symbol=row[2], amount=Decimal(row[3]), time_ms=row[4])
+            except ValueError as exc:  # a NaN an earlier version recorded: say where, not a bare traceback
+                raise JournalError(
+                    f"{self.path}: funding_payments row {row[0]} {row[1]}: {exc}; correct or delete that row "
+                    "(the venue's funding history has the amount) and start again"
+                ) from None
+            payments.append((_market(row[0]), payment))
+        return payments
 
     def last_funding_ms(self) -> int | None:
         """When the latest recorded funding payment was settled (ms), or None when none is recorded."""

@@ -109,6 +109,24 @@ def test_funding_payments_are_recorded_once_and_read_back_by_settlement_time(tmp
         assert [p.payment_id for _, p in journal.funding_payments(since_ms=2_001)] == ["9"]
 
 
+def test_a_funding_amount_that_is_no_number_names_the_journal_row(tmp_path: Path) -> None:
+    """An earlier version recorded a venue's "NaN": the restart read it and stopped in a bare
+    traceback that named neither the file nor the row."""
+    path = tmp_path / "j.sqlite3"
+    with Journal(path) as journal:
+        journal.record_funding(ExchangeName.GATEIO_FUTURES, [
+            FundingPayment(payment_id="77", symbol="BTC/USDT:USDT", amount=Decimal("0.5"), time_ms=1_000)
+        ])
+    db = sqlite3.connect(path)
+    db.execute("UPDATE funding_payments SET amount = 'NaN' WHERE payment_id = '77'")
+    db.commit()
+    db.close()
+    with Journal(path) as journal, pytest.raises(JournalError) as info:
+        journal.funding_payments()
+    assert str(info.value).startswith(f"{path}: funding_payments row gateio_futures 77: ")
+    assert "amount=NaN is not a number" in str(info.value)
+
+
 def open_ids(journal: Journal) -> list[str]:
     return [intent.client_order_id for intent in journal.open_intents()]
 
