@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from decimal import Decimal as D
 from typing import Any
 
@@ -167,28 +169,36 @@ def test_login_refused_with_a_bad_signature() -> None:
     run(scenario())
 
 
+@asynccontextmanager
+async def logged_in_orders(first_order: str) -> AsyncIterator[tuple[Any, GateioWsOrders]]:
+    """The simulated Gate.io spot connector and its websocket orders, logged in by a first order."""
+    async with simulated_venues(moving=False) as sim:
+        connector = sim.connector(ExchangeName.GATEIO)
+        try:
+            await connector.place_order(limit_buy(SPOT, first_order))
+            orders = connector._orders_ws
+            assert isinstance(orders, GateioWsOrders) and orders.logged_in
+            yield connector, orders
+        finally:
+            await connector.close()
+
+
 def test_a_login_refused_on_a_reconnect_connects_again_rather_than_refusing_every_order() -> None:
     """The connection stayed up after the refused login, pings kept it so, and every order was
-    refused with that login's error until a restart."""
+    refused with that login's error until a restart. Until a login is accepted again, the
+    connection does not count as logged in (the connector's queries and cancels go by REST)."""
     async def scenario() -> None:
-        async with simulated_venues(moving=False) as sim:
-            connector = sim.connector(ExchangeName.GATEIO)
-            try:
-                await connector.place_order(limit_buy(SPOT, "ok-1"))
-                orders = connector._orders_ws
-                assert isinstance(orders, GateioWsOrders) and orders.logged_in
-                connects = orders.session.connects
-                connector.clock_skew = -120_000  # the clock read 2 minutes off as the connection comes back
-                orders.session.drop()
-                await eventually(lambda: orders._login_error is not None, what="the login refused")
-                assert orders._login_error.category == ErrorCategory.TIMESTAMP
-                connector.clock_skew = 0.0  # right again
-                await eventually(lambda: orders.logged_in and orders.session.connects > connects + 1, 10,
-                                 "logged in on a connection after the refused one")
-                state = await connector.place_order(limit_buy(SPOT, "ok-2"))
-                assert state.client_order_id == "ok-2"
-            finally:
-                await connector.close()
+        async with logged_in_orders("ok-1") as (connector, orders):
+            connects = orders.session.connects
+            connector.clock_skew = -120_000  # the clock read 2 minutes off as the connection comes back
+            orders.session.drop()
+            await eventually(lambda: orders._login_error is not None, what="the login refused")
+            assert orders._login_error.category == ErrorCategory.TIMESTAMP and not orders.logged_in
+            connector.clock_skew = 0.0  # right again
+            await eventually(lambda: orders.logged_in and orders.session.connects > connects + 1, 10,
+                             "logged in on a connection after the refused one")
+            state = await connector.place_order(limit_buy(SPOT, "ok-2"))
+            assert state.client_order_id == "ok-2"
 
     run(scenario())
 
@@ -303,22 +313,15 @@ def test_lost_connection_leaves_a_pending_order_unknown_and_rest_transport_still
 
 def test_write_order_writes_only_on_a_logged_in_connection() -> None:
     async def scenario() -> None:
-        async with simulated_venues(moving=False) as sim:
-            connector = sim.connector(ExchangeName.GATEIO)
-            try:
-                await connector.place_order(limit_buy(SPOT, "up-1"))
-                orders = connector._orders_ws
-                assert isinstance(orders, GateioWsOrders)
-                orders.session.drop()
-                await eventually(lambda: not orders.logged_in, what="the drop noticed")
-                assert orders.write_order(limit_buy(SPOT, "w-1")) is None  # no login yet: it would wait
-                await eventually(lambda: orders.logged_in, what="logged in again")
-                written = orders.write_order(limit_buy(SPOT, "w-1"))
-                assert written is not None and orders.results == 1
-                placed = json.loads(await written)
-                assert placed["text"] == "t-w-1" and orders.results == 2
-            finally:
-                await connector.close()
+        async with logged_in_orders("up-1") as (_, orders):
+            orders.session.drop()
+            await eventually(lambda: not orders.logged_in, what="the drop noticed")
+            assert orders.write_order(limit_buy(SPOT, "w-1")) is None  # no login yet: it would wait
+            await eventually(lambda: orders.logged_in, what="logged in again")
+            written = orders.write_order(limit_buy(SPOT, "w-1"))
+            assert written is not None and orders.results == 1
+            placed = json.loads(await written)
+            assert placed["text"] == "t-w-1" and orders.results == 2
 
     run(scenario())
 
@@ -341,24 +344,3 @@ def test_use_catalog_rebuilds_the_trading_module_only_for_another_catalog() -> N
     orders.use_catalog(reloaded)
     assert orders._trading is not built and orders._trading.instruments is reloaded
     assert isinstance(orders._trading, GateioSpotTrading)
-
-
-def test_a_refused_login_is_not_logged_in() -> None:
-    """The connector sends queries and cancels over REST while the websocket API is not logged in:
-    a login refused after a reconnect (answered, so the wait for it is over, but refused) must not
-    count as one."""
-    async def scenario() -> None:
-        async with simulated_venues(moving=False) as sim:
-            connector = sim.connector(ExchangeName.GATEIO)
-            try:
-                await connector.place_order(limit_buy(SPOT, "up-2"))
-                orders = connector._orders_ws
-                assert isinstance(orders, GateioWsOrders) and orders.logged_in
-                # As the answer to a login after a reconnect does when Gate refuses it.
-                orders._login_error = ExchangeError("gateio", "spot.login: Signature mismatch",
-                                                    category=ErrorCategory.AUTH_FAILED)
-                assert orders._logged_in.is_set() and not orders.logged_in
-            finally:
-                await connector.close()
-
-    run(scenario())
