@@ -62,7 +62,7 @@ from arb_core.freshness import is_fresh
 
 from .instruments import InstrumentCatalog, InstrumentError, common_step, pair_symbol, round_down_to_step, split_symbol
 from .journal import FillRecord, HedgeDrop
-from .orders import WIDE, exact_notional, fee_in_quote, round_price
+from .orders import WIDE, exact_notional, fee_in_quote, market_symbol, round_price
 from .pipeline import BPS, BPS_STEP, Leg, book_lot
 from .risk import FUTURES_MARKETS, MS_PER_DAY, FuturesHolding
 from .types import ArbitrageOpportunity, ExchangeName, ExecutionLeg, ExecutionResult, OpportunityType, OrderSide
@@ -256,7 +256,9 @@ class HedgeBook:
         mismatches = []
         for symbol, held in booked.items():
             holding = holdings.get(symbol)
-            venue, lot = (holding.base, holding.lot) if holding is not None else (ZERO, ZERO)
+            # A flat venue lists no position: one contract is still the tolerance (a recovery's
+            # unwind can leave the book a fraction of a contract off the venue, never more).
+            venue, lot = (holding.base, holding.lot) if holding is not None else (ZERO, self._futures_lot(futures, symbol))
             toward = venue if held >= 0 else -venue  # what the venue holds the way the book's hedges net
             # Hedges netting to nothing (against both spot venues) need nothing held there.
             if abs(held) <= lot or toward >= abs(held) - lot:
@@ -276,6 +278,14 @@ class HedgeBook:
             log.error("hedges: %s", mismatch)
             mismatches.append(mismatch)
         return mismatches
+
+    def _futures_lot(self, futures: ExchangeName, symbol: str) -> Decimal:
+        """One contract of ``symbol``'s perpetual on ``futures``, in base (0 where the catalog lists none)."""
+        try:
+            instrument = self.catalogs[futures].get(market_symbol(symbol, futures))
+        except (KeyError, InstrumentError):
+            return ZERO
+        return instrument.lot_size * instrument.contract_size
 
     def _apply(
         self, symbol: str, spot_market: ExchangeName, futures_market: ExchangeName, legs: Sequence[ExecutionLeg]

@@ -412,6 +412,25 @@ def test_hedges_that_net_to_nothing_on_the_perpetual_are_covered_by_any_venue_po
     assert ("closes only its own part" in caplog.text) == (contracts == -2000)
 
 
+@pytest.mark.parametrize("contracts", [None, 1])
+def test_a_hedge_within_one_contract_of_a_venue_that_holds_none_is_kept(tmp_path: Path, contracts: int | None) -> None:
+    """A close whose spot leg partly filled, unwound on the futures side by whole contracts, can leave
+    the book a fraction of a contract off the venue. Within one contract it is no mismatch, whether
+    the venue lists the opposite contract or, flat, lists nothing (it was dropped then, the book and
+    the summary calling a hedge the engine had closed itself "closed outside the engine")."""
+    venues = Venues(tmp_path / "journal.sqlite3")
+    lot = GATE_PERP.lot_size * GATE_PERP.contract_size
+    positions = [] if contracts is None else [Position(symbol=GATE_PERP.symbol, size=D(contracts), entry_price=D(60000))]
+    book = HedgeBook(venues.catalogs, min_profit_bps=D(10))
+    book_hedge(book, GATE, str(lot / 2))  # half a contract of hedge: long spot, short perpetual
+    assert book.check_venue(PERP, futures_holdings(PERP, positions, venues.catalogs[PERP])) == []
+    assert [p.base for p in book.positions()] == [lot / 2]
+    book_hedge(book, GATE, str(lot))  # one and a half contracts: past the tolerance of a flat venue
+    if contracts is None:
+        (mismatch,) = book.check_venue(PERP, futures_holdings(PERP, positions, venues.catalogs[PERP]))
+        assert mismatch.booked == -lot * D("1.5") and book.positions() == []
+
+
 def test_a_restore_leaves_out_what_was_dropped_and_keeps_a_later_hedge_of_the_same_pair(tmp_path: Path) -> None:
     """A hedge of 0.5 is liquidated at the venue and dropped (the controller journals the drop); a
     new one of 0.3 opens on the same markets. A restart rebuilds the 0.3 alone, which the venue
