@@ -60,9 +60,10 @@ import msgspec
 from arb_core.book import ASK, BID
 from arb_core.freshness import is_fresh
 
+from .errors import ExchangeError
 from .instruments import InstrumentCatalog, InstrumentError, common_step, pair_symbol, round_down_to_step, split_symbol
 from .journal import FillRecord, HedgeDrop
-from .orders import WIDE, exact_notional, fee_in_quote, market_symbol, round_price
+from .orders import WIDE, catalog_instrument, exact_notional, fee_in_quote, round_price
 from .pipeline import BPS, BPS_STEP, Leg, book_lot
 from .risk import FUTURES_MARKETS, MS_PER_DAY, FuturesHolding
 from .types import ArbitrageOpportunity, ExchangeName, ExecutionLeg, ExecutionResult, OpportunityType, OrderSide
@@ -282,8 +283,8 @@ class HedgeBook:
     def _futures_lot(self, futures: ExchangeName, symbol: str) -> Decimal:
         """One contract of ``symbol``'s perpetual on ``futures``, in base (0 where the catalog lists none)."""
         try:
-            instrument = self.catalogs[futures].get(market_symbol(symbol, futures))
-        except (KeyError, InstrumentError):
+            instrument = catalog_instrument(self.catalogs, futures, symbol)
+        except (ExchangeError, InstrumentError):
             return ZERO
         return instrument.lot_size * instrument.contract_size
 
