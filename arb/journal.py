@@ -1102,7 +1102,7 @@ class Journal:
                     "WHERE excluded.window_ms > order_windows.window_ms",
                     (market.value, window_ms, now),
                 )
-        self._order_windows = self.order_windows()
+        self._order_windows.update(grown)  # each larger than what was kept: what the rows now hold
 
     def order_windows(self) -> dict[ExchangeName, int]:
         """The longest ``record_order_windows`` kept per market, in ms (markets never recorded are absent)."""
