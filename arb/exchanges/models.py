@@ -97,6 +97,12 @@ class OrderRequest(msgspec.Struct, frozen=True, kw_only=True):
         return f"order {self.client_order_id!r} {self.symbol}"
 
 
+def _all_finite(*amounts: Decimal | None) -> bool:
+    """Whether none of ``amounts`` (None: not given) is NaN or infinite: a venue's "NaN" or "Infinity"
+    decodes as a Decimal that every later comparison raises on, so a struct holding one is refused."""
+    return all(amount is None or amount.is_finite() for amount in amounts)
+
+
 class OrderState(msgspec.Struct, frozen=True, kw_only=True):
     """An order as the venue last reported it."""
 
@@ -115,16 +121,12 @@ class OrderState(msgspec.Struct, frozen=True, kw_only=True):
     updated_at_ms: int = 0
 
     def __post_init__(self) -> None:
-        # As for ``Balance``: a "NaN" or "Infinity" would raise at the first comparison, deep in an
-        # execution; refused here, the answer is unreadable (an order's outcome then unknown, queried).
-        price, average = self.price, self.average_price
-        if not (
-            self.quantity.is_finite() and self.filled_quantity.is_finite() and self.fee.is_finite()
-            and (price is None or price.is_finite()) and (average is None or average.is_finite())
-        ):
+        # Refused here, the answer is unreadable: an order's outcome then unknown, and queried.
+        if not _all_finite(self.quantity, self.filled_quantity, self.fee, self.price, self.average_price):
             raise ValueError(
                 f"order {self.order_id}: a quantity, price or fee is not a number (quantity={self.quantity} "
-                f"price={price} filled_quantity={self.filled_quantity} average_price={average} fee={self.fee})"
+                f"price={self.price} filled_quantity={self.filled_quantity} average_price={self.average_price} "
+                f"fee={self.fee})"
             )
 
     @property
@@ -154,7 +156,7 @@ class Fill(msgspec.Struct, frozen=True, kw_only=True):
     timestamp_ms: int
 
     def __post_init__(self) -> None:
-        if not (self.price.is_finite() and self.quantity.is_finite() and self.fee.is_finite()):
+        if not _all_finite(self.price, self.quantity, self.fee):
             raise ValueError(
                 f"fill {self.trade_id}: price={self.price} quantity={self.quantity} fee={self.fee}: not all numbers"
             )
@@ -168,9 +170,8 @@ class Balance(msgspec.Struct, frozen=True, kw_only=True):
     locked: Decimal = Decimal(0)
 
     def __post_init__(self) -> None:
-        # A venue's "NaN" or "Infinity" decodes as a Decimal that every later comparison raises on:
-        # refused here, so the push or read is counted unreadable instead.
-        if not (self.free.is_finite() and self.locked.is_finite()):
+        # Refused here, the push or read is counted unreadable instead.
+        if not _all_finite(self.free, self.locked):
             raise ValueError(f"balance of {self.asset}: free={self.free} locked={self.locked} is not a number")
 
     @property
@@ -203,9 +204,9 @@ class Position(msgspec.Struct, frozen=True, kw_only=True):
     liquidation_price: Decimal | None = None  # None: the venue gives none (cross margin far from it, or no field)
 
     def __post_init__(self) -> None:
-        optional = (self.mark_price, self.unrealized_pnl, self.leverage, self.liquidation_price)
-        if not (self.size.is_finite() and self.entry_price.is_finite()
-                and all(v is None or v.is_finite() for v in optional)):
+        if not _all_finite(
+            self.size, self.entry_price, self.mark_price, self.unrealized_pnl, self.leverage, self.liquidation_price
+        ):
             raise ValueError(f"position in {self.symbol}: an amount is not a number ({self})")
 
 
@@ -219,7 +220,7 @@ class FundingPayment(msgspec.Struct, frozen=True, kw_only=True):
 
     def __post_init__(self) -> None:
         # Counted in the daily PnL: a NaN there would make every later risk check raise.
-        if not self.amount.is_finite():
+        if not _all_finite(self.amount):
             raise ValueError(f"funding payment {self.payment_id} in {self.symbol}: amount={self.amount} is not a number")
 
 
