@@ -284,7 +284,7 @@ class BookSync:
             state = self._books.get(self._frame_symbol(payload)) if kind == _BOOK_UPDATE else None
         except _DECODE_ERRORS as exc:
             self.unroutable += 1
-            self._log_once("unroutable", f"frame not classifiable or without symbol: {exc}")
+            self._warn_throttled("unroutable", f"frame not classifiable or without symbol: {exc}")
             kind, state = -1, None
         if state is not None:
             book = state.book
@@ -311,7 +311,7 @@ class BookSync:
                 log.exception("%s %s: book update consumer raised", self.venue, state.spec.symbol)
         elif kind == _BOOK_UPDATE:
             self.unknown_symbol += 1
-            self._log_once("unknown_symbol", f"update for an unsubscribed symbol: {bytes(payload[:200])!r}")
+            self._warn_throttled("unknown_symbol", f"update for an unsubscribed symbol: {bytes(payload[:200])!r}")
         elif kind == _ACK:
             self.acks += 1
         elif kind == _ERROR:
@@ -438,7 +438,7 @@ class BookSync:
             except (ArbitrageEngineError, OSError, asyncio.TimeoutError, *_DECODE_ERRORS) as exc:
                 self._release(batch)
                 state.snapshot_failures += 1
-                self._log_once(
+                self._warn_throttled(
                     f"snapshot {state.spec.symbol} {type(exc).__name__}", f"snapshot of {state.spec.symbol} failed: {exc}"
                 )
                 delay = min(self.settings.snapshot_retry_max_s, self.settings.snapshot_retry_initial_s * 2**attempt)
@@ -475,7 +475,7 @@ class BookSync:
 
     def _malformed(self, state: _Book, exc: Exception) -> None:
         state.malformed += 1
-        self._log_once(
+        self._warn_throttled(
             f"malformed {state.spec.symbol}", f"malformed frame for {state.spec.symbol} (#{state.malformed}): {exc}"
         )
         if state.book.in_sync:
@@ -531,7 +531,7 @@ class BookSync:
             batch.clear()
             self._pool.append(batch)
 
-    def _log_once(self, what: str, message: str) -> None:
+    def _warn_throttled(self, what: str, message: str) -> None:
         """Warn about ``what`` about once a minute, at debug level between (its count then said)."""
         self._warnings.warn(what, self._clock(), "%s %s: %s", self.venue, self.exchange.value, message)
 
