@@ -462,11 +462,16 @@ class RestClient:
             ) from exc
         return result
 
+    async def _spend(self, request: RestRequest) -> RestRequest:
+        """Wait for ``request``'s budget and spend it; the request as it goes, signed again if it waited."""
+        if await self.limiter.acquire(request.limits) and request.resign is not None:
+            return request.resign()
+        return request
+
     async def _send(self, request: RestRequest) -> bytes:
         if self.settings.http1_writes and not request.is_read:
             return await self._send_http1(request)
-        if await self.limiter.acquire(request.limits) and request.resign is not None:
-            request = request.resign()
+        request = await self._spend(request)
         target = self._base_url + request.path + ("?" + request.query if request.query else "")
         session = self._ensure_session()
         self.stats.requests += 1
@@ -506,8 +511,7 @@ class RestClient:
 
     async def _send_http1(self, request: RestRequest) -> bytes:
         """``_send`` of a write over ``Http1Pool``: the same outcomes, mapped the same way."""
-        if await self.limiter.acquire(request.limits) and request.resign is not None:
-            request = request.resign()
+        request = await self._spend(request)
         pool = self._ensure_http1()
         data = _http1_bytes(pool, request)
         self.stats.requests += 1
