@@ -509,6 +509,7 @@ cdef class OrderBook:
         changed; the last three mark the book out of sync.
         """
         cdef Py_ssize_t i
+        cdef uint64_t unchanged_ns
         if batch is None:
             raise ValueError("batch must be a DeltaBatch, got None")
         if not self.in_sync:
@@ -517,15 +518,14 @@ cdef class OrderBook:
                 f"a snapshot is needed before batch "
                 f"{batch.first_id}..{batch.last_id}")
         if batch.last_id <= self.last_update_id:
-            # Unsigned difference: exact for any two int64 with recv_ns > last_recv_ns.
-            if (recv_ns > self.last_recv_ns
-                    and <uint64_t>recv_ns - <uint64_t>self.last_recv_ns > <uint64_t>_STALE_STREAM_NS):
-                self.in_sync = False
-                raise StaleStreamError(
-                    f"book {self.name!r}: batch {batch.first_id}..{batch.last_id} is at or before "
-                    f"update {self.last_update_id}, and the book has not changed for "
-                    f"{(<uint64_t>recv_ns - <uint64_t>self.last_recv_ns) // 1_000_000} ms: "
-                    f"the venue's update ids went backwards")
+            if recv_ns > self.last_recv_ns:
+                unchanged_ns = <uint64_t>recv_ns - <uint64_t>self.last_recv_ns  # exact for any two such int64
+                if unchanged_ns > <uint64_t>_STALE_STREAM_NS:
+                    self.in_sync = False
+                    raise StaleStreamError(
+                        f"book {self.name!r}: batch {batch.first_id}..{batch.last_id} is at or before "
+                        f"update {self.last_update_id}, and the book has not changed for "
+                        f"{unchanged_ns // 1_000_000} ms: the venue's update ids went backwards")
             return STALE
         if batch.first_id > self.last_update_id + 1:
             self.in_sync = False
