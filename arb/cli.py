@@ -727,20 +727,28 @@ def _record(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _journal_named(args: argparse.Namespace, command: str) -> str:
+    """The journal ``--journal`` names (else the configuration's), checked to be one before it is
+    opened (any other file is left as it is); a ConfigurationError (usage, exit 2) otherwise."""
+    from .export import ExportError, journal_version
+
+    path: str = args.journal
+    if path is None:
+        path = ConfigurationManager(args.config).load_configuration(dry_run=True).journal_path
+    if not os.path.isfile(path):
+        raise ConfigurationError([f"{command}: no journal at {path}"])
+    try:
+        journal_version(path)
+    except ExportError as exc:
+        raise ConfigurationError([f"{command}: {exc}"]) from None
+    return path
+
+
 def _export(args: argparse.Namespace) -> int:
-    from .export import ExportError, export_journal, journal_version
+    from .export import export_journal
     from .risk import MS_PER_DAY
 
-    path = args.journal
-    if path is None:
-        manager = ConfigurationManager(args.config)
-        path = manager.load_configuration(dry_run=True).journal_path
-    if not os.path.isfile(path):
-        raise ConfigurationError([f"export: no journal at {path}"])
-    try:
-        journal_version(path)  # a file that is no journal is a usage error, as for approvals
-    except ExportError as exc:
-        raise ConfigurationError([f"export: {exc}"]) from None
+    path = _journal_named(args, "export")
     since_ms = args.from_day or 0
     until_ms = None if args.to_day is None else args.to_day + MS_PER_DAY
     if until_ms is not None and until_ms <= since_ms:
@@ -763,18 +771,9 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _approvals(args: argparse.Namespace) -> int:
-    from .export import ExportError, journal_version
     from .journal import Journal, intent_log_in_use
 
-    path = args.journal
-    if path is None:
-        path = ConfigurationManager(args.config).load_configuration(dry_run=True).journal_path
-    if not os.path.isfile(path):
-        raise ConfigurationError([f"approvals: no journal at {path}"])
-    try:
-        journal_version(path)  # before opening it to write: any other file is left as it is
-    except ExportError as exc:
-        raise ConfigurationError([f"approvals: {exc}"]) from None
+    path = _journal_named(args, "approvals")  # before opening it to write
     if intent_log_in_use(path):
         raise ConfigurationError([
             f"approvals: the journal {path} is in use by a running engine; stop it first (while it runs, its "
