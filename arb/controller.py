@@ -1012,7 +1012,7 @@ class ArbitrageController:
                 continue
             base = fill.quantity * instrument.contract_size
             net += base if fill.side is OrderSide.BUY else -base
-            step = instrument.lot_size * instrument.contract_size
+            step = instrument.base_lot
             lot = step if lot is None else min(lot, step)
         return net, lot, unvalued
 

@@ -146,7 +146,7 @@ class TwoLegExecutor:
             raise OrderExecutionError(f"{_where(opp)}: a spot_futures_hedge needs one spot and one futures market")
         buy = catalog_instrument(self.instruments, buy_market, opp.symbol)
         sell = catalog_instrument(self.instruments, sell_market, opp.symbol)
-        step = common_step(buy.lot_size * buy.contract_size, sell.lot_size * sell.contract_size)
+        step = common_step(buy.base_lot, sell.base_lot)
         quantity = round_down_to_step(opp.max_quantity, step)
         if quantity <= 0:
             raise OrderExecutionError(
@@ -233,8 +233,7 @@ class TwoLegExecutor:
             if answered:
                 self.monitor.record_stage(Stage.PLACE, max(answered) - sent)
             self.monitor.record_stage(Stage.FILL, self.clock() - sent)
-        tolerance = min(buy.instrument.lot_size * buy.instrument.contract_size,
-                        sell.instrument.lot_size * sell.instrument.contract_size)
+        tolerance = min(buy.instrument.base_lot, sell.instrument.base_lot)
         if buy.resolved and sell.resolved and abs(buy.filled_base - sell.filled_base) < tolerance:
             if not buy.filled and not sell.filled:
                 self._move(fsm, ArbitrageState.FAILED)

@@ -286,7 +286,7 @@ class HedgeBook:
             instrument = catalog_instrument(self.catalogs, futures, symbol)
         except (ExchangeError, InstrumentError):
             return ZERO
-        return instrument.lot_size * instrument.contract_size
+        return instrument.base_lot
 
     def _apply(
         self, symbol: str, spot_market: ExchangeName, futures_market: ExchangeName, legs: Sequence[ExecutionLeg]
@@ -383,7 +383,7 @@ class HedgeBook:
         if not (is_fresh(spot.book, detected_ns, max_age_ns) and is_fresh(futures.book, detected_ns, max_age_ns)):
             return None
         si, fi = spot.instrument, futures.instrument
-        step = common_step(si.lot_size * si.contract_size, fi.lot_size * fi.contract_size)
+        step = common_step(si.base_lot, fi.base_lot)
         quantity = abs(position.base)
         if max_notional is not None:
             quantity = min(quantity, max_notional / position.spot_price)

@@ -200,6 +200,11 @@ class Instrument(msgspec.Struct, frozen=True, kw_only=True):
         """Whether sizes are contracts of a perpetual."""
         return self.exchange.is_futures
 
+    @property
+    def base_lot(self) -> Decimal:
+        """One lot in base units (``lot_size * contract_size``): the finest base quantity an order trades."""
+        return _EXACT.multiply(self.lot_size, self.contract_size)
+
     def wire_scale(self) -> tuple[int, int, int, int]:
         """``(price_decimals, tick_units, size_decimals, lot_units)`` for the compiled wire decoders."""
         return (

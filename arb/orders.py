@@ -123,7 +123,7 @@ def round_price(instrument: Instrument, price: Decimal, side: OrderSide, *, mark
 
 def lots_of_base(instrument: Instrument, base_quantity: Decimal) -> int:
     """Whole lots of ``instrument`` not exceeding ``base_quantity`` (base asset units)."""
-    step = instrument.lot_size * instrument.contract_size
+    step = instrument.base_lot
     return int((base_quantity / step).to_integral_value(rounding=ROUND_FLOOR))
 
 
@@ -135,7 +135,7 @@ def exact_notional(instrument: Instrument, base: Decimal, average_price: Decimal
     price (Gate: quote total / base total to 28 digits); snapping ``average * filled`` to
     that grid recovers the exact total.
     """
-    quantum = instrument.tick_size * instrument.lot_size * instrument.contract_size
+    quantum = instrument.tick_size * instrument.base_lot
     wide = WIDE
     steps = wide.divide(wide.multiply(base, average_price), quantum).to_integral_value(ROUND_HALF_EVEN, wide)
     return wide.multiply(steps, quantum)

@@ -88,7 +88,7 @@ class Leg:
         self.scale = scale
         self.price_mult = _units(book_tick(scale), price_decimals)
         self.size_mult = _units(book_lot(scale) * instrument.contract_size, size_decimals)
-        self.order_lot_common = _units(instrument.lot_size * instrument.contract_size, size_decimals)
+        self.order_lot_common = _units(instrument.base_lot, size_decimals)
         self.set_terms(instrument, price_decimals, size_decimals)
 
     def set_terms(self, instrument: Instrument, price_decimals: int, size_decimals: int) -> None:
@@ -121,7 +121,7 @@ class SymbolPlan:
             max(decimals_of(book_tick(scale)), decimals_of(i.tick_size)) for i, _, scale in legs
         )
         self.size_decimals = max(
-            max(decimals_of(book_lot(scale) * i.contract_size), decimals_of(i.lot_size * i.contract_size))
+            max(decimals_of(book_lot(scale) * i.contract_size), decimals_of(i.base_lot))
             for i, _, scale in legs
         )
         self.legs = [

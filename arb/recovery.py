@@ -208,7 +208,7 @@ class RecoveryManager:
         active.residual_quantity = net
         self._step(opp, "start", {"net_base": net, "buy_filled": buy.filled, "sell_filled": sell.filled})
         over, under = (buy, sell) if net > 0 else (sell, buy)
-        tolerance = min(self._base_lot(buy.instrument), self._base_lot(sell.instrument))
+        tolerance = min(buy.instrument.base_lot, sell.instrument.base_lot)
         if not self.automatic and abs(net) >= tolerance:
             return self._flag(active, buy, sell, (), ZERO, "automatic recovery is off (engine.enable_recovery_mode)")
         # A spot buy whose fee was taken from the base it bought left only the rest on the account.
@@ -374,7 +374,7 @@ class RecoveryManager:
         in ms: what a restart waits for one not found yet (``Journal.record_order_windows``)."""
         resent_for_s = self.orders.settings.rate_limit_deadline_s
         return {
-            market: math.ceil((resent_for_s + venue.order_acceptance_s) * 1000)
+            market: math.ceil(_order_window_s(venue, resent_for_s) * 1000)
             for market, venue in self.orders.exchanges.items()
         }
 
@@ -411,10 +411,6 @@ class RecoveryManager:
             limit = min((reference * base + budget) / (base * (1 + fee)), reference * (1 + self.max_slippage))
         # Rounded inward so both bounds hold on the tick grid.
         return round_price(instrument, limit, side, marketable=False)
-
-    @staticmethod
-    def _base_lot(instrument: Instrument) -> Decimal:
-        return instrument.lot_size * instrument.contract_size
 
     def _flag(
         self, active: ActiveRecovery, buy: OrderOutcome, sell: OrderOutcome, orders: list[OrderOutcome] | tuple[()],
@@ -491,7 +487,7 @@ def order_resolver(
         state = await _query(venue, symbol, client_order_id=cid, sent_at_ms=intent.created_at_ms)
         if state is not None:
             return state
-        acceptance_s = max(resent_for_s + venue.order_acceptance_s, earlier.get(exchange, 0) / 1000)
+        acceptance_s = max(_order_window_s(venue, resent_for_s), earlier.get(exchange, 0) / 1000)
         wait_s = min((intent.created_at_ms - wall_ms()) / 1000 + acceptance_s, acceptance_s)
         if wait_s > 0:
             log.warning(
@@ -529,6 +525,12 @@ async def _query(
         if exc.category != ErrorCategory.UNKNOWN_ORDER:
             raise
     return None
+
+
+def _order_window_s(venue: PrivateExchange, resent_for_s: float) -> float:
+    """How long after its intent an order may still be taken by ``venue``: sent again for up to
+    ``resent_for_s``, each send taken for up to the venue's ``order_acceptance_s``."""
+    return resent_for_s + venue.order_acceptance_s
 
 
 def _note_charged(charged: dict[ExchangeName, Decimal], outcome: OrderOutcome) -> None:

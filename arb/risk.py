@@ -263,7 +263,7 @@ def futures_holdings(
         earlier = held.liquidation_distance_bps if held is not None else None
         distances = [d for d in (_liquidation_distance_bps(position), earlier) if d is not None]
         holdings[pair] = FuturesHolding(
-            base=size + (held.base if held is not None else ZERO), lot=instrument.lot_size * instrument.contract_size,
+            base=size + (held.base if held is not None else ZERO), lot=instrument.base_lot,
             entry_price=held.entry_price if held is not None else position.entry_price,
             liquidation_distance_bps=min(distances, default=None),
         )

@@ -251,6 +251,8 @@ def test_base_quantity_of_futures_contracts() -> None:
     assert contract.base_quantity_of(-3) == D("-0.0003")  # Gate sells are negative sizes
     assert make().base_quantity_of(6135) == D("0.6135")
     assert contract.is_futures and not make().is_futures
+    assert contract.base_lot == D("0.0001") == contract.base_quantity_of(1)
+    assert make().base_lot == make().lot_size == make().base_quantity_of(1)
 
 
 def test_symbols_round_trip() -> None:

@@ -122,7 +122,7 @@ def market_specs(config: SimConfig, instruments: Iterable[Instrument]) -> dict[s
     specs: dict[str, list[MarketSpec]] = {}
     for instrument in instruments:
         asset = ASSETS[instrument.base]
-        top_lots = max(1, int(asset.top_size / (instrument.lot_size * instrument.contract_size)))
+        top_lots = max(1, int(asset.top_size / instrument.base_lot))
         specs.setdefault(instrument.base, []).append(
             MarketSpec(
                 exchange=instrument.exchange,

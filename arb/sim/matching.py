@@ -362,8 +362,8 @@ class MatchingEngine:
         self._ids = ids
         self._outbox = outbox
         self.leverage = leverage
-        self.base_atoms_per_lot = to_atoms(instrument.lot_size * instrument.contract_size)
-        self.quote_atoms_per_tick_lot = to_atoms(instrument.tick_size * instrument.lot_size * instrument.contract_size)
+        self.base_atoms_per_lot = to_atoms(instrument.base_lot)
+        self.quote_atoms_per_tick_lot = to_atoms(instrument.tick_size * instrument.base_lot)
         self.min_notional_atoms = to_atoms(instrument.min_notional)
         self.min_size_lots = instrument.size_to_lots(instrument.min_size)
         self.taker_fee = instrument.taker_fee.as_integer_ratio()
