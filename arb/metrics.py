@@ -269,6 +269,12 @@ class EngineCollector(Collector):
         stale = GaugeMetricFamily(
             "arb_books_stale", "Books out of sync or older than max_data_age_ms.", labels=["market"]
         )
+        unhandled = CounterMetricFamily(
+            "arb_stream_frames_unhandled",
+            "Market-data frames that reached no book: unroutable (not decodable, or without a symbol), "
+            "unknown_symbol (an update for a symbol not subscribed), venue_error (an error frame of the venue).",
+            labels=["market", "kind"],
+        )
         now = self._clock()
         for market, connector in connectors.items():
             sync = connector.book_sync()
@@ -294,7 +300,11 @@ class EngineCollector(Collector):
                 if not s.in_sync or not received or now - received > self.max_data_age_ns:
                     stale_books += 1
             stale.add_metric([name], stale_books)
-        yield from (updates, ignored, snapshots, malformed, failures, resyncs, buffered, in_sync, age, stale)
+            for kind, count in (
+                ("unroutable", sync.unroutable), ("unknown_symbol", sync.unknown_symbol), ("venue_error", sync.venue_errors)
+            ):
+                unhandled.add_metric([name, kind], count)
+        yield from (updates, ignored, snapshots, malformed, failures, resyncs, buffered, in_sync, age, stale, unhandled)
 
     def _connections(self, connectors: Mapping[ExchangeName, MarketDataSource]) -> Iterator[Metric]:
         up = GaugeMetricFamily("arb_connection_up", "1 when the market-data websocket is connected.",

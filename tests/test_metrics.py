@@ -101,6 +101,9 @@ def test_metrics_endpoint_serves_every_family_with_values() -> None:
     assert value(s, "arb_book_in_sync", **aaa) == 1 and value(s, "arb_book_in_sync", **bbb) == 0
     assert value(s, "arb_book_age_seconds", **aaa) == pytest.approx(0.05)
     assert value(s, "arb_books_stale", market="gateio") == 1  # BBB: out of sync; AAA is 50 ms old (max 100)
+    assert value(s, "arb_stream_frames_unhandled_total", market="gateio", kind="unroutable") == 2
+    assert value(s, "arb_stream_frames_unhandled_total", market="gateio", kind="unknown_symbol") == 1
+    assert value(s, "arb_stream_frames_unhandled_total", market="gateio", kind="venue_error") == 1
     assert value(s, "arb_opportunities_detected_total") == 4
     assert value(s, "arb_opportunities_executed_total") == 4
     assert value(s, "arb_executions_total", outcome="completed") == 2
