@@ -385,7 +385,9 @@ class BookSync:
                 self._fetch(state), name=f"{self.venue} snapshot {state.spec.venue_symbol}"
             )
 
-    def _apply_snapshot(self, state: _Book, snapshot: DeltaBatch, recv_ns: int) -> None:
+    def _apply_snapshot(self, state: _Book, snapshot: DeltaBatch, recv_ns: int) -> bool:
+        """Bring the book in sync from ``snapshot`` and the diffs buffered since; False when the
+        book refused it (crossed, or a price level given twice): the book is resynced."""
         if state.fetch is not None and state.fetch is not asyncio.current_task():
             state.fetch.cancel()
         state.fetch = None
@@ -394,7 +396,10 @@ class BookSync:
             state.book.apply_snapshot(snapshot, recv_ns)
         except CrossedBookError as exc:
             self._resync(state, "crossed_snapshot", exc, was_in_sync)
-            return
+            return False
+        except ValueError as exc:  # a price level twice on a side
+            self._resync(state, "invalid_snapshot", exc, was_in_sync)
+            return False
         state.snapshots += 1
         buffer = state.buffer
         book = state.book
@@ -407,10 +412,10 @@ class BookSync:
                 # The buffered diffs are newer than the snapshot: keep them and fetch a newer one.
                 state.resyncs["gap" if applied_any else "snapshot_too_old"] += 1
                 self._start_fetch(state)
-                return
+                return True
             except BookError as exc:
                 self._resync(state, _resync_reason(exc), exc, False)
-                return
+                return True
             buffer.popleft()
             self._release(batch)
             if result == APPLIED:
@@ -422,6 +427,7 @@ class BookSync:
         if not was_in_sync:
             self._sink.on_book_state(state.key, True, "snapshot")
         self._on_update(state.key)
+        return True
 
     async def _fetch(self, state: _Book) -> None:
         fetch = self._fetch_snapshot
@@ -437,27 +443,37 @@ class BookSync:
                 raise
             except (ArbitrageEngineError, OSError, asyncio.TimeoutError, *_DECODE_ERRORS) as exc:
                 self._release(batch)
-                state.snapshot_failures += 1
-                self._warn_throttled(
-                    f"snapshot {state.spec.symbol} {type(exc).__name__}", f"snapshot of {state.spec.symbol} failed: {exc}"
-                )
-                delay = min(self.settings.snapshot_retry_max_s, self.settings.snapshot_retry_initial_s * 2**attempt)
-                if isinstance(exc, RateLimitError) and exc.retry_after_s is not None:
-                    delay = max(delay, exc.retry_after_s)
-                # Capped: past 2**1023 the float product overflows, which ended this task for good
-                # (about 1.5-3 h of refusals at the default delays) and left the book out of sync.
+                await self._retry_after(state, attempt, exc)
                 attempt = min(attempt + 1, 64)
-                await asyncio.sleep(delay * self._rng.uniform(0.5, 1.0))
                 continue
             state.fetch = None
             try:
-                if not state.book.in_sync:
-                    self._apply_snapshot(state, batch, self._clock())
+                if state.book.in_sync or self._apply_snapshot(state, batch, self._clock()):
+                    return
             except Exception:
                 log.exception("%s %s: applying the snapshot failed", self.venue, state.spec.symbol)
+                return
             finally:
                 self._release(batch)
-            return
+            # Refused by the book (and resynced): fetched again after the same wait as a failed
+            # fetch. At once, the next diff would start a fetch of it per diff (ten a second on MEXC).
+            state.fetch = asyncio.current_task()
+            await self._retry_after(state, attempt, None)
+            attempt = min(attempt + 1, 64)
+
+    async def _retry_after(self, state: _Book, attempt: int, exc: Exception | None) -> None:
+        """Count a failed snapshot (``exc``, or None: one the book refused) and wait before the next fetch."""
+        state.snapshot_failures += 1
+        if exc is not None:
+            self._warn_throttled(
+                f"snapshot {state.spec.symbol} {type(exc).__name__}", f"snapshot of {state.spec.symbol} failed: {exc}"
+            )
+        delay = min(self.settings.snapshot_retry_max_s, self.settings.snapshot_retry_initial_s * 2**attempt)
+        if isinstance(exc, RateLimitError) and exc.retry_after_s is not None:
+            delay = max(delay, exc.retry_after_s)
+        # ``attempt`` is capped by the caller: past 2**1023 the float product overflows, which ended
+        # the fetch for good (about 1.5-3 h of refusals at the default delays) and left the book out of sync.
+        await asyncio.sleep(delay * self._rng.uniform(0.5, 1.0))
 
     def _start_fetch(self, state: _Book) -> None:
         if self._full_push:

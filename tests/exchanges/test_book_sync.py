@@ -312,6 +312,38 @@ def test_a_snapshot_refused_for_hours_is_still_retried_and_syncs_once_answered()
     run(main())
 
 
+@pytest.mark.parametrize(
+    ("refused", "reason"),
+    [
+        (([("100.00", "1"), ("100.00", "2")], [("101.00", "1")]), "invalid_snapshot"),  # a bid level twice
+        (([("102.00", "1")], [("101.00", "1")]), "crossed_snapshot"),
+    ],
+)
+def test_a_snapshot_the_book_refuses_is_fetched_again_after_a_wait_not_once_per_diff(
+    refused: tuple[list[tuple[str, str]], list[tuple[str, str]]], reason: str
+) -> None:
+    """A snapshot with a price level twice escaped as a traceback, counted nowhere, and the next diff
+    started the next fetch at once: a depth request per diff (ten a second on MEXC) on the
+    venue's shared request weight. A crossed one was counted but refetched per diff alike."""
+    async def main() -> None:
+        fetcher = Snapshots({"AAA_USDT": [gate_snapshot(9, *refused), gate_snapshot(9, *refused), gate_snapshot(9, *BOOK)],
+                             "BBB_USDT": []})
+        settings = BookSyncSettings(snapshot_retry_initial_s=0.2, snapshot_retry_max_s=0.2)
+        sync = synthetic_sync(fetcher, RecordingSink(), settings=settings)
+        for n in range(20):
+            feed(sync, gate_update("AAA_USDT", 10 + n, 10 + n, [("99.00", str(n + 1))]))
+            await asyncio.sleep(0.001)
+        assert fetcher.calls["AAA_USDT"] == 1  # the refused one; the next waits for its retry delay
+        a = sync.stats()["AAA/USDT"]
+        assert not a.in_sync and a.snapshot_failures == 1 and a.resyncs == {reason: 1}
+        await eventually(lambda: sync.books["AAA/USDT"].in_sync, 3, what="the snapshot once a valid one is served")
+        a = sync.stats()["AAA/USDT"]
+        assert fetcher.calls["AAA_USDT"] == 3 and a.snapshot_failures == 2 and a.resyncs == {reason: 2}
+        await sync.close()
+
+    run(main())
+
+
 def test_a_snapshot_failing_for_a_new_reason_is_warned_about(caplog: pytest.LogCaptureFixture) -> None:
     """Only a symbol's first snapshot failure was a warning: a later, different one (an IP not
     whitelisted after a connection reset) showed at debug level while the book stayed out of sync."""
