@@ -21,7 +21,7 @@ import math
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from decimal import Decimal
-from typing import ClassVar, Protocol, TypeVar
+from typing import ClassVar, NamedTuple, Protocol, TypeVar
 
 import msgspec
 
@@ -93,6 +93,16 @@ class PublicEndpoints(msgspec.Struct, frozen=True, kw_only=True):
     api_symbols: ApiSymbolsEndpoint | None = None
 
 
+class FinishedOrdersPage(NamedTuple):
+    """One page of a market's finished orders (``Trading.finished_orders``)."""
+
+    request: RestRequest
+    most: int  # the most entries a page lists: a full page may leave older orders for the next
+    # The page's orders, and how many entries it listed: an entry that is no order of the engine's
+    # may be left out, and the page is still full.
+    parse: Callable[[bytes], tuple[list[OrderState], int]]
+
+
 class Trading(Protocol):
     """A venue's signed trading requests and reply parsers, bound to one key and one instrument catalog.
 
@@ -122,14 +132,11 @@ class Trading(Protocol):
     def open_orders(self, symbol: str | None) -> RestRequest:
         """The request listing resting orders of ``symbol`` (of all symbols when None)."""
 
-    def finished_orders(
-        self, symbol: str, since_s: int, until_s: int | None, page: int
-    ) -> tuple[RestRequest, int] | None:
+    def finished_orders(self, symbol: str, since_s: int, until_s: int | None, page: int) -> FinishedOrdersPage | None:
         """Where the venue finds a finished order by client id only for a while
-        (``VenueBinding.client_id_lookup_s``) and lists them: the request of page ``page`` (from 1)
-        of the newest orders of ``symbol`` created from ``since_s`` to ``until_s`` (UNIX seconds;
-        None: now), parsed by ``parse_open_orders``, and the most a page lists (a full page may
-        leave older ones for the next). Else None."""
+        (``VenueBinding.client_id_lookup_s``) and lists them: page ``page`` (from 1) of the newest
+        orders of ``symbol`` created from ``since_s`` to ``until_s`` (UNIX seconds; None: now).
+        Else None."""
 
     def parse_open_orders(self, body: bytes) -> list[OrderState]:
         """The orders of an open-orders answer."""
@@ -984,14 +991,13 @@ class ExchangeConnector:
             listing = trading.finished_orders(symbol, since_s, until_s, page)
             if listing is None:
                 raise not_found
-            request, most = listing
-            body = await self.rest.fetch(request)
-            orders = self._parsed("finished_orders", trading.parse_open_orders, body, write=False)
+            body = await self.rest.fetch(listing.request)
+            orders, listed = self._parsed("finished_orders", listing.parse, body, write=False)
             for order in orders:
                 if order.client_order_id == client_order_id:
                     return order
-            seen += len(orders)
-            if len(orders) < most:
+            seen += listed
+            if listed < listing.most:
                 raise not_found
         raise ExchangeError(
             self.venue,

@@ -10,6 +10,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from decimal import Decimal as D
+from typing import Any
 
 import msgspec
 import pytest
@@ -24,7 +25,7 @@ from arb.exchanges.gateio import constants
 from arb.exchanges.errors import ErrorCategory
 from arb.exchanges.factory import registered
 from arb.exchanges.gateio.connector import GateioSpotConnector
-from arb.exchanges.gateio.trading import GateioFuturesTrading, GateioSpotTrading
+from arb.exchanges.gateio.trading import GateioFuturesTrading, GateioSpotTrading, UnsizedMarketBuy
 from arb.exchanges.http1 import Http1Pool
 from arb.exchanges.mexc.connector import MexcFuturesConnector, MexcSpotConnector
 from arb.exchanges.mexc.trading import FuturesTradingUnavailable
@@ -820,6 +821,45 @@ def test_a_gate_spot_order_its_text_no_longer_finds_is_found_among_the_finished_
                         SPOT, client_order_id="never-sent", sent_at_ms=int(time.time() * 1000) - 3_600_000
                     )
                 assert absent.value.category == ErrorCategory.UNKNOWN_ORDER
+            finally:
+                await connector.close()
+
+    run(scenario())
+
+
+def test_a_full_page_of_finished_orders_with_one_left_out_is_still_full(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The end of the list was judged by the orders read off a page: a page with an entry left out
+    (a market buy that does not say what it bought) counted as the last, and an order of ours on
+    the next page was reported never placed."""
+    async def scenario() -> None:
+        async with simulated_venues(moving=False) as sim:
+            sim.faults.configure("gateio", VenueFaults(client_id_lookup_ms=0))
+            urls = sim.venues["gateio"].urls()
+            connector = GateioSpotConnector(
+                credentials=CREDENTIALS, rest_url=urls.rest_url, ws_url=urls.ws_url,
+                settings=ConnectorSettings(rest=RestSettings(timeout_s=0.3), order_transport="rest"),
+            )
+            engine = sim.venues["gateio"].exchanges[ExchangeName.GATEIO].engine(SPOT)
+            ask = engine.instrument.ticks_to_price(engine.snapshot(1).asks[0][0])
+            try:
+                for n in range(2):
+                    sim.faults.fail_next_orders("gateio", OrderFaultKind.TIMEOUT_PLACED)
+                    with pytest.raises(ExchangeError):
+                        await connector.place_order(OrderRequest(
+                            symbol=SPOT, side=OrderSide.BUY, type=OrderType.LIMIT, quantity=D("0.001"),
+                            price=ask, client_order_id=f"gone-{n}", time_in_force=TimeInForce.IOC,
+                        ))
+                order_state = GateioSpotTrading.order_state
+
+                def unsized_newest(trading: GateioSpotTrading, order: Any) -> OrderState:
+                    if order.text == "t-gone-1":
+                        raise UnsizedMarketBuy("spot market buy: the base bought is unknown")
+                    return order_state(trading, order)
+
+                monkeypatch.setattr(GateioSpotTrading, "order_state", unsized_newest)
+                monkeypatch.setattr(constants, "FINISHED_ORDERS_LIMIT", 1)  # gone-1 alone on page 1
+                found = await connector.query_order(SPOT, client_order_id="gone-0")
+                assert found.client_order_id == "gone-0" and found.status.is_final
             finally:
                 await connector.close()
 

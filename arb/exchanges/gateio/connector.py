@@ -16,7 +16,7 @@ from ...instruments import Instrument, InstrumentCatalog
 from ...secrets import ApiCredentials
 from ...types import ExchangeName
 from ..connector import (
-    ClockWindow, ExchangeConnector, FundingEndpoint, NoPositions, OrderTransportFactory, PublicEndpoints, VenueBinding,
+    ClockWindow, ExchangeConnector, FinishedOrdersPage, FundingEndpoint, NoPositions, OrderTransportFactory, PublicEndpoints, VenueBinding,
 )
 from ..factory import register
 from ..models import Balance, FundingPayment, OrderRequest, OrderState, Position
@@ -93,8 +93,11 @@ class _SpotTrading(NoPositions, _Trading):
     def query_order(self, symbol: str, order_id: str | None, client_order_id: str | None) -> RestRequest:
         return self._spot.query_order(symbol, order_id=order_id, client_order_id=client_order_id)
 
-    def finished_orders(self, symbol: str, since_s: int, until_s: int | None, page: int) -> tuple[RestRequest, int]:
-        return self._spot.finished_orders(symbol, since_s, until_s, page), constants.FINISHED_ORDERS_LIMIT
+    def finished_orders(self, symbol: str, since_s: int, until_s: int | None, page: int) -> FinishedOrdersPage:
+        return FinishedOrdersPage(
+            self._spot.finished_orders(symbol, since_s, until_s, page), constants.FINISHED_ORDERS_LIMIT,
+            self._spot.parse_finished_orders,
+        )
 
     def balances(self) -> RestRequest:
         return self._spot.balances()

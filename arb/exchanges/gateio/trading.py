@@ -320,21 +320,27 @@ class GateioSpotTrading(_GateioTrading):
         return self.order_state(_decode(body, SpotOrder, "spot order"))
 
     def parse_open_orders(self, body: bytes) -> list[OrderState]:
-        """The body of either ``open_orders`` request, or of ``finished_orders``."""
+        """The body of either ``open_orders`` request."""
         if b'"orders":' in body:  # grouped by pair; an order object has no such key
             groups = _decode(body, list[SpotOpenOrders], "spot open orders")
             return self.order_states(order for group in groups for order in group.orders)
         return self.order_states(_decode(body, list[SpotOrder], "spot orders"))
 
+    def parse_finished_orders(self, body: bytes) -> tuple[list[OrderState], int]:
+        """The orders of a ``finished_orders`` page, and how many entries it listed."""
+        orders = _decode(body, list[SpotOrder], "spot orders")
+        return self.order_states(orders), len(orders)
+
     def order_states(self, orders: Iterable[SpotOrder]) -> list[OrderState]:
-        """``order_state`` of each of a listing's or push's orders; a market buy that does not say
-        what it bought (``UnsizedMarketBuy``: never one of the engine's, which sends no market
-        orders) is left out with a warning, not the whole listing with it."""
+        """``order_state`` of each of a listing's or push's orders. Left out with a warning, not the
+        whole listing with them: a market buy that does not say what it bought (``UnsizedMarketBuy``:
+        never one of the engine's, which sends no market orders) and an order on a pair the
+        catalog does not list (not tradable now: never one this run sent)."""
         states = []
         for order in orders:
             try:
                 states.append(self.order_state(order))
-            except UnsizedMarketBuy as exc:
+            except (UnsizedMarketBuy, InstrumentError) as exc:
                 log.warning("%s: left out", exc)
         return states
 
@@ -495,8 +501,15 @@ class GateioFuturesTrading(_GateioTrading):
         return self.order_state(_decode(body, FuturesOrder, "futures order"))
 
     def parse_open_orders(self, body: bytes) -> list[OrderState]:
-        """The body of ``open_orders``: a list of orders."""
-        return [self.order_state(order) for order in _decode(body, list[FuturesOrder], "futures orders")]
+        """The body of ``open_orders``: a list of orders. One on a contract the catalog does not list
+        (in delisting: never one this run sent) is left out with a warning, not the whole listing."""
+        states = []
+        for order in _decode(body, list[FuturesOrder], "futures orders"):
+            try:
+                states.append(self.order_state(order))
+            except InstrumentError as exc:
+                log.warning("%s: left out", exc)
+        return states
 
     def parse_fees(self, body: bytes) -> tuple[Decimal, Decimal]:
         """``(taker, maker)`` USDT-perpetual fractions of a ``GET /spot/fee`` body (``futures_*_fee``)."""

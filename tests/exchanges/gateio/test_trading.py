@@ -385,6 +385,26 @@ def test_a_listing_keeps_its_other_orders_when_one_market_buy_does_not_say_what_
     assert "spot market buy 7 BTC_USDT: 10 quote spent" in caplog.text and "left out" in caplog.text
 
 
+def test_an_open_order_on_a_pair_or_contract_the_catalog_lacks_leaves_the_others_readable(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """One such order (a close resting on a contract in delisting, a pair no longer tradable) made
+    the whole listing unreadable: at shutdown none of the engine's resting orders there were cancelled."""
+    spot = spot_client()
+    ours = {"id": "8", "currency_pair": "BTC_USDT", "type": "limit", "side": "sell", "amount": "0.001",
+            "price": "60000", "status": "open", "left": "0.001", "filled_total": "0", "text": "t-opp1-s",
+            "time_in_force": "gtc"}
+    delisted = {**ours, "id": "9", "currency_pair": "GONE_USDT", "text": "t-manual"}
+    assert [s.client_order_id for s in spot.parse_open_orders(json.dumps([delisted, ours]).encode())] == ["opp1-s"]
+    futures = futures_client()
+    order = {"id": 5, "contract": "BTC_USDT", "size": -3, "left": -3, "price": "60000", "tif": "gtc",
+             "text": "t-opp2-s", "status": "open", "finish_as": "_new", "fill_price": "0", "create_time": 1700000000.5}
+    closing = {**order, "id": 6, "contract": "COCOS_USDT", "text": "t-close", "is_reduce_only": True}
+    listed = futures.parse_open_orders(json.dumps([closing, order]).encode())
+    assert [(s.client_order_id, s.quantity) for s in listed] == [("opp2-s", D(3))]
+    assert caplog.text.count("left out") == 2
+
+
 def test_a_spot_order_s_average_comes_from_its_quote_total_where_it_has_one() -> None:
     """The quote total is what the fills summed to; the average's precision is not documented. An
     average rounded to the tick (0.5 at 30000.01 and 0.5 at 30000.02 said as 30000.02) would be
