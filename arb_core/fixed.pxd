@@ -10,9 +10,13 @@ cdef extern from *:
     static inline int arb_add_overflows(long long a, long long b, long long *out) {
         return __builtin_add_overflow(a, b, out);
     }
+    static inline int arb_sub_overflows(long long a, long long b, long long *out) {
+        return __builtin_sub_overflow(a, b, out);
+    }
     """
     bint arb_mul_overflows(long long a, long long b, long long *out) noexcept nogil
     bint arb_add_overflows(long long a, long long b, long long *out) noexcept nogil
+    bint arb_sub_overflows(long long a, long long b, long long *out) noexcept nogil
 
 
 # The type of every integer argument (and settable integer attribute) that Python code hands to
@@ -41,4 +45,13 @@ cdef inline int64_t checked_add(int64_t a, int64_t b) except? -1:
     cdef long long out
     if arb_add_overflows(a, b, &out):
         raise OverflowError(f"fixed-point overflow: {a} + {b}")
+    return out
+
+
+cdef inline int64_t saturating_sub(int64_t a, int64_t b) noexcept nogil:
+    """a - b clamped to the int64 range: compared with a bound, it answers as the exact difference would."""
+    cdef long long out
+    if arb_sub_overflows(a, b, &out):
+        # Only operands of opposite signs overflow: a >= 0 > b upwards, a < 0 < b downwards.
+        return 0x7FFFFFFFFFFFFFFF if b < 0 else -0x7FFFFFFFFFFFFFFF - 1
     return out

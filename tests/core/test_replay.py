@@ -394,6 +394,52 @@ def test_the_record_loop_stops_where_the_reference_stops(
     assert worlds[0].pipeline._standing.keys() == worlds[1].pipeline._standing.keys()
 
 
+_INT64 = st.integers(-(2**63), 2**63 - 1)
+_edge_times = st.one_of(_INT64, st.sampled_from([-(2**63), -(2**63) + 5, -1, 0, 1, 2**63 - 10, 2**63 - 1]))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    times=st.lists(_edge_times, min_size=1, max_size=6),
+    now_ns=_edge_times,
+    origin_ns=_edge_times,
+    window_ns=st.sampled_from([0, 100, 2**62]),
+    busy=st.lists(st.booleans(), min_size=1, max_size=4),
+    mode=st.sampled_from([replay.MODE_SKIP, replay.MODE_PYTHON]),
+)
+def test_the_record_loop_stops_where_the_reference_stops_at_the_int64_edges_of_time(
+    times: list[int], now_ns: int, origin_ns: int, window_ns: int, busy: list[bool], mode: int
+) -> None:
+    """Record times far from the clock, the origin or each other: differences that overflow
+    int64 compared as the exact ones (a record near INT64_MIN with the clock at 1000 gave a
+    spurious STOP_WAIT)."""
+    code = CODES[0]
+    raw = _encode([(t, 0, code, replay.KIND_WS_TEXT, b"X", b"{}") for t in times])
+    traces = []
+    for cls in (replay.RecordLoop, ref.RecordLoop):
+        clock = _Clock(now_ns)
+        loop = cls(clock, window_ns, origin_ns)
+        loop.add_market(code, mode)
+        loop.push(raw, len(times))
+        loop.push(None, 0)
+        trace: list[Any] = []
+        waited = False
+        for step in range(4 * len(times) + 8):
+            status = loop.run(busy[step % len(busy)], math.inf, waited)
+            waited = False
+            trace.append(status)
+            if status == replay.STOP_END:
+                break
+            if status == replay.STOP_WAIT:
+                waited = True
+            elif status == replay.STOP_RECORD:
+                trace.append((loop.recv_ns, loop.last_in_buffer))
+                loop.advance()
+        traces.append(trace)
+    assert traces[0] == traces[1]
+    assert traces[0][-1] == replay.STOP_END
+
+
 def test_the_record_loop_scans_finds_and_hands_over_on_the_simulated_recording(
     recorded_records: list[tuple[int, int, int, int, bytes, bytes]],
 ) -> None:
