@@ -129,6 +129,11 @@ def _synthesized() -> Corpus:
         futures_rest.append(_compact({"current": 1_684_930_166.384, "update": 1_684_930_166.35,
                                       "asks": [{"s": rng.randrange(1000), "p": _price(rng, 1, 4)}],
                                       "bids": [{"s": 1200, "p": _price(rng, 0, 4)}], "id": 203_083_287 + i}))
+    mexc_spot_rest = [
+        _compact({"lastUpdateId": 1_112_416 + i, "bids": [[_price(rng, 0, 2), f"{rng.randrange(50_000)}.0"]],
+                  "asks": [[_price(rng, 1, 2), "1.0000"], [_price(rng, 1, 2), f"{rng.randrange(9)}"]]})
+        for i in range(2)
+    ] + [_compact({"lastUpdateId": "0071", "bids": [], "asks": [["101.50", "2"]], "timestamp": 1})]
     contract_rest = [
         _compact({"asks": [[3968.5, 121], [3968.6, 160, 4]], "bids": [[3968.4, 179, 4], [3968, 914, 3]],
                   "version": 1, "timestamp": 1_587_442_022_003}),
@@ -154,6 +159,7 @@ def _synthesized() -> Corpus:
             ((mexc.decode_futures_depth, ref_mexc.decode_futures_depth, contract, (1, 1, 0, 1), True), 4_000),
             ((mexc.decode_futures_snapshot, ref_mexc.decode_futures_snapshot, contract_rest, (1, 1, 0, 1), True),
              2_000),
+            ((mexc.decode_spot_snapshot, ref_mexc.decode_spot_snapshot, mexc_spot_rest, (2, 1, 6, 1), True), 2_000),
         ],
         gate_frames=spot + futures + gate_replies,
         contract_frames=contract + contract_replies,
@@ -175,6 +181,7 @@ def _recorded(shared: Path) -> Corpus:
     docs = json.loads((shared / "examples" / "mexc_docs_examples.json").read_bytes())
     contract = [json.dumps(docs["contract_ws_push_depth"]).encode(),
                 json.dumps(docs["contract_depth_snapshot_GET_api_v1_contract_depth"]).encode()]
+    spot_depth = [json.dumps(docs["spot_depth_snapshot_GET_api_v3_depth"]).encode()]
     hb = json.loads((shared / "examples" / "mexc_spot_ws_pb_as_dict.hummingbot.json").read_bytes())
     pushes = [ref_mexc.encode_push(hb["aggre_depth_push"])] + _synthesized_mexc_pushes(random.Random(SEED))
     return Corpus(
@@ -188,6 +195,7 @@ def _recorded(shared: Path) -> Corpus:
             ((mexc.decode_futures_depth, ref_mexc.decode_futures_depth, contract[:1], (1, 1, 0, 1), True), 3_000),
             ((mexc.decode_futures_snapshot, ref_mexc.decode_futures_snapshot, contract[1:], (1, 1, 0, 1), True),
              3_000),
+            ((mexc.decode_spot_snapshot, ref_mexc.decode_spot_snapshot, spot_depth, (5, 1, 5, 1), True), 3_000),
         ],
         gate_frames=small(server_frames(cf / "GATEIO.ws.1.0") + server_frames(cf / "GATEIO_FUTURES.ws.1.0")),
         contract_frames=contract[:1],
