@@ -779,7 +779,7 @@ def _approvals(args: argparse.Namespace) -> int:
             f"approvals: the journal {path} is in use by a running engine; stop it first (while it runs, its "
             "live view, log and arb_recoveries_active metric show what awaits approval)"
         ])
-    with Journal(path) as journal:
+    with Journal(path) as journal, journal.damage_named():
         waiting = journal.awaiting_approval()
         if args.acknowledge is not None:
             if args.acknowledge not in {opp for opp, _, _ in waiting}:

@@ -623,21 +623,22 @@ class ArbitrageController:
             if self.journal is not None and self.recovery is not None:
                 # Orders an earlier run left open are settled before anything new is sent.
                 journal = self.journal
-                interrupted = journal.interrupted_opportunities()  # read before reconciling closes intents
-                lookups = {
-                    market: connector.binding.client_id_lookup_s for market, connector in self.connectors.items()
-                    if connector.binding.client_id_lookup_s is not None
-                }
-                # The earlier runs' windows as they sent their orders; then this run's, before its first.
-                resolver = self.recovery.resolver(lookups, earlier_windows_ms=journal.order_windows())
-                await journal.reconcile(self._resolver_with_fees(resolver))
-                self._flag_interrupted(journal, sorted(interrupted))
-                journal.record_order_windows(self.recovery.order_windows_ms())
+                with journal.damage_named():
+                    interrupted = journal.interrupted_opportunities()  # read before reconciling closes intents
+                    lookups = {
+                        market: connector.binding.client_id_lookup_s for market, connector in self.connectors.items()
+                        if connector.binding.client_id_lookup_s is not None
+                    }
+                    # The earlier runs' windows as they sent their orders; then this run's, before its first.
+                    resolver = self.recovery.resolver(lookups, earlier_windows_ms=journal.order_windows())
+                    await journal.reconcile(self._resolver_with_fees(resolver))
+                    self._flag_interrupted(journal, sorted(interrupted))
+                    journal.record_order_windows(self.recovery.order_windows_ms())
             if self.journal is not None:
                 # After reconciliation, so fills an earlier run did not live to record are in. Each
                 # restore reads the fills as it goes (the hedges only their executions'), so the
                 # memory of a replay follows the open orders kept, not the journal's length.
-                with collection_paused():
+                with collection_paused(), self.journal.damage_named():
                     if self.hedges is not None:
                         self.hedges.restore(self.journal)
                     if self.risk is not None:

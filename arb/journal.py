@@ -64,6 +64,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Awaitable, Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from decimal import Decimal
 from types import TracebackType
 from typing import Any, Literal
@@ -625,8 +626,11 @@ class Journal:
             for number, line in enumerate(lines, 1):
                 try:
                     rows = _decode_log_line(line)
-                except msgspec.DecodeError as exc:
+                    for row in rows:
+                        _check_logged_row(row)
+                except (msgspec.DecodeError, ValueError) as exc:
                     # Not a torn append (the line is whole): a lost page, e.g. after power loss under NORMAL.
+                    # Refused before anything of it is committed and the log emptied: the line stays to repair.
                     raise JournalError(
                         f"journal {self.path}: intent log {log_path} line {number} is damaged ({exc}); the "
                         "orders it recorded may exist: check the venues' recent orders, then repair or remove "
@@ -837,6 +841,18 @@ class Journal:
                     log.exception("journal %s: background checkpoint failed", self.path)
         finally:
             db.close()
+
+    @contextmanager
+    def damage_named(self) -> Iterator[None]:
+        """Raise SQLite's errors inside (a damaged page reads as "database disk image is malformed")
+        as ``JournalError`` naming this journal, for a clear refusal rather than a bare traceback."""
+        try:
+            yield
+        except sqlite3.DatabaseError as exc:
+            raise JournalError(
+                f"journal {self.path}: {exc}: restore it from a backup, or rebuild it with sqlite3's .recover "
+                "(the orders it holds may exist at the venues)"
+            ) from exc
 
     def close(self) -> None:
         """Stop the checkpoint thread, checkpoint the WAL into the database file and close (once).
@@ -1625,12 +1641,19 @@ class Journal:
             "ORDER BY event_id DESC LIMIT 1",
             (intent_id,),
         ).fetchone()
+        try:
+            exchange, request = _market(row[3]), msgspec.json.decode(row[4], type=OrderRequest)
+        except (ValueError, msgspec.DecodeError) as exc:
+            raise JournalError(
+                f"journal {self.path}: intent {intent_id} (opportunity {row[1]}) is unreadable: {exc}; restore the "
+                "journal from a backup or repair the row (its order may exist at the venue)"
+            ) from exc
         return IntentRecord(
             intent_id=intent_id,
             opportunity_id=row[1],
             leg=row[2],
-            exchange=_market(row[3]),
-            request=msgspec.json.decode(row[4], type=OrderRequest),
+            exchange=exchange,
+            request=request,
             created_at_ms=row[5],
             order_id=None if order is None else order[0],
             filled_quantity=self._filled(intent_id),
@@ -1647,6 +1670,21 @@ def _encode(detail: Mapping[str, Any]) -> str:
 def _state_detail(state: OrderState) -> str:
     """The detail of an event carrying a venue order state."""
     return _encode({"average_price": state.average_price, "fee": state.fee, "fee_asset": state.fee_asset})
+
+
+def _check_logged_row(row: _LoggedIntent) -> None:
+    """Raise ValueError unless an intent log row holds what its database row must: a known market
+    and a readable request of the row's own client id and symbol."""
+    _, _, _, market, client_order_id, symbol, request_json, _ = row
+    if market not in _MARKET_VALUES:
+        raise ValueError(f"intent {row[0]}: unknown market {market!r}")
+    try:
+        request = msgspec.json.decode(request_json, type=OrderRequest)
+    except msgspec.DecodeError as exc:
+        raise ValueError(f"intent {row[0]}: unreadable request: {exc}") from None
+    if (request.client_order_id, request.symbol) != (client_order_id, symbol):
+        raise ValueError(f"intent {row[0]}: its request is for {request.client_order_id!r} {request.symbol}, "
+                         f"the row for {client_order_id!r} {symbol}")
 
 
 def _market(value: str) -> ExchangeName:

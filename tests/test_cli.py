@@ -266,6 +266,31 @@ def test_approvals_leaves_a_file_that_is_not_a_journal_as_it_is(
         assert path.read_bytes() == content and sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(name)) == [name]
 
 
+def test_approvals_refuses_a_journal_with_a_damaged_page_naming_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A bad sector in a table opens fine; the first read of it died with a bare sqlite3 traceback."""
+    import sqlite3
+
+    from arb.cli import main
+    from arb.journal import Journal
+
+    path = tmp_path / "journal.sqlite3"
+    with Journal(path) as journal:
+        journal.record_recovery_step("o1", "manual_approval", {"reason": "residual past its bound", "residual": "0.5"})
+    db = sqlite3.connect(path)
+    ((page,),) = db.execute("SELECT rootpage FROM sqlite_schema WHERE name = 'recovery_steps'").fetchall()
+    (page_size,) = db.execute("PRAGMA page_size").fetchone()
+    db.close()
+    with open(path, "r+b") as file:
+        file.seek((page - 1) * page_size)
+        file.write(b"\xff" * page_size)
+    assert main(["approvals", "--journal", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert f"journal {path}: database disk image is malformed: restore it from a backup" in err
+    assert "Traceback" not in err
+
+
 def test_approvals_lists_and_acknowledges_what_awaits_an_operator(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -9,6 +9,7 @@ import gc
 import logging
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -37,7 +38,7 @@ from arb.exchanges.models import (
 )
 from arb.hedges import HedgeBook, HedgePosition
 from arb.instruments import InstrumentCatalog
-from arb.journal import Journal
+from arb.journal import Journal, JournalError
 from arb.balances import BalanceMonitor, SkewAlert
 from arb.pipeline import ScannerPipeline, SymbolPlan
 from arb.recovery import RecoveryManager, RecoveryStatus
@@ -231,6 +232,36 @@ def test_engine_session_statistics_health_and_a_refused_opportunity(tmp_path: Pa
                 assert result.final_state is ArbitrageState.FAILED and "past max_data_age_ms (100)" in (result.error or "")
                 assert engine.get_engine_statistics().opportunities_detected == 1  # refused before the risk check
             assert not engine.is_healthy
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("table", ["fills", "recovery_steps"])
+def test_a_journal_with_a_damaged_page_fails_the_start_naming_it(tmp_path: Path, table: str) -> None:
+    """A bad sector in a table opens fine; the start's first read of it (restoring the fills,
+    flagging interrupted executions) died with a bare sqlite3 traceback naming no file."""
+    path = tmp_path / "j.sqlite3"
+    with Journal(path) as journal:
+        journal.record_recovery_step("o1", "manual_approval", {"reason": "residual past its bound", "residual": "0.5"})
+        journal.record_intents("o2", [("buy", ExchangeName.GATEIO, OrderRequest(
+            symbol="BTC/USDT", side=OrderSide.BUY, type=OrderType.LIMIT, quantity=D("0.001"), price=D("60000"),
+            client_order_id="o2-b", time_in_force=TimeInForce.IOC,
+        ))])
+    db = sqlite3.connect(path)
+    ((page,),) = db.execute("SELECT rootpage FROM sqlite_schema WHERE name = ?", (table,)).fetchall()
+    (page_size,) = db.execute("PRAGMA page_size").fetchone()
+    db.close()
+    with open(path, "r+b") as file:
+        file.seek((page - 1) * page_size)
+        file.write(b"\xff" * page_size)
+    configuration = manager(tmp_path)
+    cluster = dry_run_cluster(configuration.config, random_per_minute=0)
+
+    async def scenario() -> None:
+        async with cluster:
+            controller = ArbitrageController(configuration, sim_cluster=cluster, journal=Journal(path))
+            with pytest.raises(JournalError, match=f"journal {path}: database disk image is malformed: restore"):
+                await controller.initialize(dry_run=True)
 
     asyncio.run(scenario())
 

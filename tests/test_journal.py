@@ -981,9 +981,55 @@ def test_a_torn_last_record_is_ignored_and_a_bad_line_or_a_conflict_refused(
     log.write_bytes(b"not json\n")
     with pytest.raises(JournalError, match=r"intent log .*-intents line 1 is damaged .*repair or remove the line"):
         Journal(path)
-    log.write_bytes(whole.replace(b'"c1"', b'"c9"', 1))  # intent 1 is c1 in the database
+    log.write_bytes(whole.replace(b'"c1"', b'"c9"').replace(b'\\"c1\\"', b'\\"c9\\"'))  # intent 1 is c1 in the database
     with pytest.raises(JournalError, match=r"intent 1 is gateio 'c1' in the database, gateio 'c9' in the log"):
         Journal(path)
+
+
+@pytest.mark.parametrize(
+    ("damage", "said"),
+    [
+        ((b'quantity\\":\\"1\\"', b'quantity\\":\\"1O\\"'), "intent 2: unreadable request"),  # a flipped digit
+        ((b'"gateio","c2"', b'"gateio_spot","c2"'), "intent 2: unknown market 'gateio_spot'"),
+        ((b'"gateio","c2"', b'"gateio","c3"'), "its request is for 'c2' BTC/USDT, the row for 'c3' BTC/USDT"),
+    ],
+)
+def test_a_log_line_whose_rows_do_not_read_is_refused_before_anything_of_it_is_committed(
+    tmp_path: Path, damage: tuple[bytes, bytes], said: str
+) -> None:
+    """Only the line's JSON was checked: its rows went into the database and the log was emptied,
+    then every start, export and approval died reading the row (a bare msgspec or ValueError
+    naming neither the file nor the intent), and the line to repair was gone."""
+    path = tmp_path / "j.sqlite3"
+    log = Path(f"{path}-intents")
+    with Journal(path) as journal:
+        journal.record_intents("opp1", [("buy", GATE, request("c1"))])
+    line = (b'[[2,"opp2","buy","gateio","c2","BTC/USDT",' + msgspec_request("c2") + b",5]]\n")
+    assert damage[0] in line
+    log.write_bytes(line.replace(*damage))
+    with pytest.raises(JournalError, match="line 1 is damaged") as refused:
+        Journal(path)
+    assert said in str(refused.value)
+    assert log.read_bytes() == line.replace(*damage)  # kept, to repair
+    assert database_keys(path) == [(1, "gateio", "c1")]
+    log.write_bytes(line)
+    with Journal(path) as journal:
+        assert [i.client_order_id for i in journal.open_intents()] == ["c1", "c2"]
+
+
+def test_a_damaged_row_or_page_is_refused_naming_the_journal(tmp_path: Path) -> None:
+    path = tmp_path / "j.sqlite3"
+    with Journal(path) as journal:
+        journal.record_intents("opp1", [("buy", GATE, request("c1"))])
+    db = sqlite3.connect(path)
+    assert db.execute("""UPDATE intents SET request = replace(request, '"100"', '"1O0"')""").rowcount == 1
+    db.commit()
+    db.close()
+    with pytest.raises(JournalError, match=r"j.sqlite3: intent 1 \(opportunity opp1\) is unreadable"):
+        Journal(path)  # its open intents are indexed at the start
+    with Journal(tmp_path / "k.sqlite3") as journal, pytest.raises(JournalError, match=r"k.sqlite3: database disk image is malformed: restore"):
+        with journal.damage_named():
+            raise sqlite3.DatabaseError("database disk image is malformed")
 
 
 def msgspec_request(coid: str) -> bytes:
