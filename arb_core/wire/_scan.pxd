@@ -648,7 +648,7 @@ cdef inline int read_uint_member(Reader* r, int* seen, int bit, Py_ssize_t at,
 cdef enum:
     NUM_STRING = 0          # "0.12"
     NUM_BARE = 1            # 0.12
-    NUM_INT = 2             # 12: a JSON integer (whole contracts), scaled like any size
+    NUM_INT = 2             # 12 or "12": contracts, a JSON integer or a decimal string, scaled like any size
 
 cdef inline int read_json_number(Reader* r, int kind, int decimals, int64_t units,
                                  int64_t* out) noexcept nogil:
@@ -656,8 +656,8 @@ cdef inline int read_json_number(Reader* r, int kind, int decimals, int64_t unit
     cdef Py_ssize_t s, e
     cdef int code
     cdef uint64_t acc
-    if kind != NUM_INT:
-        return read_json_fixed(r, kind == NUM_STRING, decimals, units, out)
+    if kind != NUM_INT or peek(r) == 34:
+        return read_json_fixed(r, kind != NUM_BARE, decimals, units, out)
     if read_number_token(r, &s, &e) < 0:
         return -1
     code = parse_uint(r.buf, s, e, out)

@@ -47,7 +47,7 @@ cdef int _spot_levels(Reader* r, WireScale scale, DeltaBatch batch, int side) ex
 
 
 cdef int _futures_levels(Reader* r, WireScale scale, DeltaBatch batch, int side) except -1:
-    """[{"p": "55.87", "s": 175}, ...]: sizes are whole contracts"""
+    """[{"p": "55.87", "s": 175}, ...]: sizes are contracts, a JSON integer or a decimal string"""
     return read_object_levels(r, scale, batch, side, b"p", NUM_STRING, b"s", NUM_INT)
 
 
@@ -372,10 +372,10 @@ cdef Py_ssize_t _fast_spot_levels(const unsigned char* b, Py_ssize_t i, Py_ssize
 
 cdef Py_ssize_t _fast_futures_level(const unsigned char* b, Py_ssize_t i, Py_ssize_t n,
                                     RawBatch* raw, int side) noexcept nogil:
-    """{"p":"55.87","s":175}: any member order, other members skipped."""
-    cdef uint64_t price = 0
-    cdef int64_t size = 0
-    cdef int price_frac = 0
+    """{"p":"55.87","s":175} (or "s":"175"): any member order, other members skipped."""
+    cdef uint64_t price = 0, size = 0
+    cdef int64_t whole = 0
+    cdef int price_frac = 0, size_frac = 0
     cdef int seen = 0
     cdef Py_ssize_t ks
     cdef bint more = fast_first_key(b, &i, n, &ks)
@@ -383,11 +383,17 @@ cdef Py_ssize_t _fast_futures_level(const unsigned char* b, Py_ssize_t i, Py_ssi
         if i - 2 - ks == 1 and b[ks] == 112:  # p
             i = -1 if fast_seen(&seen, 1) else fast_quoted(b, i, n, &price, &price_frac)
         elif i - 2 - ks == 1 and b[ks] == 115:  # s
-            i = -1 if fast_seen(&seen, 2) else fast_uint(b, i, n, &size)
+            if fast_seen(&seen, 2):
+                i = -1
+            elif i < n and b[i] == 34:
+                i = fast_quoted(b, i, n, &size, &size_frac)
+            else:
+                i = fast_uint(b, i, n, &whole)
+                size = <uint64_t>whole
         else:
             i = fast_skip(b, i, n, 4)
         more = fast_next_key(b, &i, n, &ks)
-    if i < 0 or seen != 3 or raw_push(raw, side, price, price_frac, <uint64_t>size, 0) < 0:
+    if i < 0 or seen != 3 or raw_push(raw, side, price, price_frac, size, size_frac) < 0:
         return -1
     return i
 

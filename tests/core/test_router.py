@@ -551,7 +551,7 @@ def _gate_variants(frame: bytes, futures: bool) -> dict[str, tuple[bytes, bool |
             "size before price": (re.sub(rb'\{"p":("[^"]*"),"s":(\d+)\}', rb'{"s":\2,"p":\1}', frame, count=1), True),
             "repeated size": (frame[:s1] + b',"s":1' + frame[s1:], False),
             "fractional size": (frame[:s1] + b".0" + frame[s1:], False),
-            "quoted size": (frame[:s0] + b'"' + frame[s0:s1] + b'"' + frame[s1:], False),
+            "quoted size": (frame[:s0] + b'"' + frame[s0:s1] + b'"' + frame[s1:], True),  # contracts as a decimal string
             "negative size": (frame[:s0] + b"-" + frame[s0:], False),
         }
     else:

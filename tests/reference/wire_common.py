@@ -224,13 +224,17 @@ def array_level(quoted: bool, optional: int = 0) -> Level:
 
 
 def object_level(price_key: str, size_key: str) -> Level:
-    """``{price_key: "price", size_key: integer}`` (sizes in whole contracts)."""
+    """``{price_key: "price", size_key: integer or "decimal"}`` (sizes in contracts)."""
 
     def read(level: object, scale: Scale, where: str) -> tuple[int, int]:
         at_p, at_s = f"{where}.{price_key}", f"{where}.{size_key}"
         p = string(required(member(level, price_key, where), at_p), at_p)
-        s = number_text(required(member(level, size_key, where), at_s), at_s)
-        uint_text(s, at_s)  # a JSON integer
+        value = required(member(level, size_key, where), at_s)
+        if isinstance(value, str) and not isinstance(value, Num):
+            s = value
+        else:
+            s = number_text(value, at_s)
+            uint_text(s, at_s)  # a JSON integer
         return price(p, scale, at_p), size(s, scale, at_s)
 
     return read

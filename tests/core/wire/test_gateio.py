@@ -229,7 +229,8 @@ def _shuffled(draw: st.DrawFn, members: dict[str, object]) -> dict[str, object]:
 def _levels(draw: st.DrawFn, futures: bool) -> list[object]:
     prices = draw(st.lists(st.decimals(min_value=0, max_value=10**6, places=4), max_size=4))
     if futures:
-        return [draw(_shuffled({"p": str(p), "s": draw(st.integers(0, 10**6))})) for p in prices]
+        sizes = st.one_of(st.integers(0, 10**6), st.integers(0, 10**6).map(str))
+        return [draw(_shuffled({"p": str(p), "s": draw(sizes)})) for p in prices]
     return [[str(p), str(draw(st.decimals(min_value=0, max_value=10**4, places=6)))] for p in prices]
 
 
@@ -372,9 +373,23 @@ def test_malformed_or_zero_prices_are_rejected(text: bytes) -> None:
     _reject(SPOT.replace(b'"7.883"', b'"' + text + b'"'), "result.b[0]")
 
 
-@pytest.mark.parametrize("size", [b'"1"', b"1.0", b"-1", b"1e2", b"9223372036854775808", b"null"])
-def test_futures_sizes_must_be_json_integers(size: bytes) -> None:
+@pytest.mark.parametrize("size", [b"1.0", b"-1", b"1e2", b"9223372036854775808", b"null", b'"1.5"', b'"-1"', b'""',
+                                  b'"1e2"', b'"\\u0031"'])
+def test_futures_sizes_must_be_whole_contracts_as_json_integers_or_decimal_strings(size: bytes) -> None:
     _reject(FUTURES.replace(b'"s":0', b'"s":' + size), "result.a[0]", futures=True)
+
+
+def test_futures_sizes_as_decimal_strings_read_as_the_same_integers() -> None:
+    """Gate writes contract sizes as strings in its newer answers (futures.obu levels, orders);
+    a book whose updates changed to them never came in sync."""
+    numbers = FUTURES.replace(b'"b":[]', b'"b":[{"s":95,"p":"0.2981"}]')
+    strings = numbers.replace(b'"s":0', b'"s":"0"').replace(b'"s":95', b'"s":"95.0"')
+    batches = []
+    for frame in (numbers, strings):
+        batch = DeltaBatch()
+        assert gateio.decode_futures_update(frame, WireScale(4, 1, 0, 1, "RDNT_USDT"), batch) == 2
+        batches.append(list(batch.levels()))
+    assert batches[0] == batches[1] == [(ASK, 2983, 0), (BID, 2981, 95)]
 
 
 @pytest.mark.parametrize("old, new, field", [
@@ -519,8 +534,9 @@ numbers = st.one_of(
     st.text("0123456789.-+eE x", max_size=8),
 )
 spot_level = st.tuples(numbers, numbers).map(lambda pq: f'["{pq[0]}","{pq[1]}"]')
-futures_level = st.tuples(numbers, st.one_of(st.integers(0, 2**64).map(str), numbers)).map(
-    lambda ps: f'{{"p":"{ps[0]}","s":{ps[1]}}}')
+futures_size = st.one_of(st.integers(0, 2**64).map(str), numbers, st.integers(0, 2**64).map(lambda n: f'"{n}"'),
+                         numbers.map(lambda n: f'"{n}"'))
+futures_level = st.tuples(numbers, futures_size).map(lambda ps: f'{{"p":"{ps[0]}","s":{ps[1]}}}')
 scale_args = st.tuples(st.integers(0, 10), st.sampled_from([1, 1, 2, 5, 25]),
                        st.integers(0, 10), st.sampled_from([1, 1, 2, 10]))
 
