@@ -385,10 +385,15 @@ class RecoveryManager:
     ) -> tuple[RecoveryAction, ExchangeName, Instrument, Decimal, Decimal] | None:
         """This attempt's venue (alternating over the usable ones) with the size and limit price to send
         there; an unwind closes ``base`` less ``fee_kept`` (what the over-filled buy never received).
-        ``charged``: the fee rate each venue charged this execution's fills, where above the listed one."""
-        usable: list[tuple[RecoveryAction, ExchangeName, Instrument, Decimal, Decimal]] = []
+        ``charged``: the fee rate each venue charged this execution's fills, where above the listed one.
+
+        Venues whose lots close the whole residual come first: one that rounds it down leaves a
+        remainder that may be below every venue's minimum order, which only an operator can close."""
+        whole: list[tuple[RecoveryAction, ExchangeName, Instrument, Decimal, Decimal]] = []
+        partial: list[tuple[RecoveryAction, ExchangeName, Instrument, Decimal, Decimal]] = []
         for action, exchange, instrument in venues:
-            lots = lots_of_base(instrument, base - fee_kept if action is RecoveryAction.UNWIND else base)
+            wanted = base - fee_kept if action is RecoveryAction.UNWIND else base
+            lots = lots_of_base(instrument, wanted)
             if lots <= 0:
                 continue
             size = instrument.lots_to_size(lots)
@@ -396,7 +401,8 @@ class RecoveryManager:
             fee = max(instrument.taker_fee, charged.get(exchange, ZERO))
             price = self._bounded_price(instrument, side, reference, traded, budget, fee)
             if size >= instrument.min_size and traded * price >= instrument.min_notional:
-                usable.append((action, exchange, instrument, size, price))
+                (whole if traded == wanted else partial).append((action, exchange, instrument, size, price))
+        usable = whole + partial
         return usable[attempt % len(usable)] if usable else None
 
     def _bounded_price(

@@ -95,6 +95,21 @@ def test_alternates_hedge_and_unwind_with_backoff_until_flat() -> None:
     assert buy.net_base() == -10  # the unwind sold the 10 the (pre-existing) buy leg holds
 
 
+def test_a_venue_that_closes_the_whole_residual_goes_before_one_that_would_leave_dust() -> None:
+    """The first attempt went to the leg's own venue whatever its lot: Gate.io's 0.0001 took 0.0040
+    of a 0.00408 residual, and the 0.00008 left was below every venue's minimum order (flagged for
+    an operator) where MEXC's 0.00001 lot could have unwound all of it in one order."""
+    buy = fee_free(GATE)
+    sell = fee_free(MEXC, lot_size=D("0.00001"), min_size=D("0.00001"), size_decimals=5)
+    recovery, _ = manager(buy, sell)
+    residual = Residual(opportunity_id="opp1", buy=leg(buy, OrderSide.BUY, "0.0331", "0", "3000"),
+                        sell=leg(sell, OrderSide.SELL, "0.03310", "0.00408", "3001"))
+    outcome = asyncio.run(recovery.recover(residual))
+    assert outcome.recovered and not outcome.requires_manual_approval
+    assert [(o.exchange, o.request.side, o.filled) for o in outcome.orders] == [(MEXC, OrderSide.BUY, D("0.00408"))]
+    assert outcome.unwound_base == D("0.00408") and not buy.placed
+
+
 def test_unresolved_leg_is_queried_again_before_acting() -> None:
     buy, sell = fee_free(GATE), fee_free(MEXC)
     sell.orders["opp1-s"] = leg(sell, OrderSide.SELL, "10", "10", "101").state  # type: ignore[assignment]
