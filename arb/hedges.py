@@ -5,7 +5,7 @@ A ``spot_futures_hedge`` execution buys one market and sells the other of the sa
 ``HedgeBook`` keeps the matched quantity of every such pair as a ``HedgePosition``
 (positive base: long spot and short futures), with the average entry prices and the basis
 locked in, summed from the fills' exact notionals (a partial close releases its share,
-rounded to ``BASIS_QUANTUM``; the last close releases the rest).
+rounded to ``QUOTE_QUANTUM``; the last close releases the rest).
 
 Closing rule. A position is closed by the opposite pair (sell spot and buy futures for a
 long-spot position) once the basis it can be closed at, walked through the live books for
@@ -63,7 +63,7 @@ from arb_core.freshness import is_fresh
 from .errors import ExchangeError
 from .instruments import InstrumentCatalog, InstrumentError, common_step, pair_symbol, round_down_to_step, split_symbol
 from .journal import FillRecord, HedgeDrop
-from .orders import WIDE, catalog_instrument, exact_notional, fee_in_quote, round_price
+from .orders import QUOTE_QUANTUM, WIDE, catalog_instrument, exact_notional, fee_in_quote, round_price
 from .pipeline import BPS, BPS_STEP, Leg, book_lot
 from .risk import FUTURES_MARKETS, MS_PER_DAY, FuturesHolding
 from .types import ArbitrageOpportunity, ExchangeName, ExecutionLeg, ExecutionResult, OpportunityType, OrderSide
@@ -71,9 +71,6 @@ from .types import ArbitrageOpportunity, ExchangeName, ExecutionLeg, ExecutionRe
 log = logging.getLogger(__name__)
 
 ZERO = Decimal(0)
-# A share of a position's locked basis (a partial close releases its part) is rounded to this;
-# what rounding leaves stays with the position and goes with its last close.
-BASIS_QUANTUM = Decimal("1e-12")
 # The executor's two legs; recovery legs are named after their action ("hedge-1", "unwind-2").
 _MAIN_LEGS = ("buy", "sell")
 
@@ -483,10 +480,11 @@ class HedgeBook:
 
 
 def _share(amount: Decimal, part: Decimal, whole: Decimal) -> Decimal:
-    """``amount * part / whole``: all of it when ``part`` is the whole, else rounded to ``BASIS_QUANTUM``."""
+    """``amount * part / whole``: all of it when ``part`` is the whole, else rounded to ``QUOTE_QUANTUM``
+    (what rounding leaves of a position's locked basis stays with it and goes with its last close)."""
     if part == whole:
         return amount
-    return WIDE.divide(WIDE.multiply(amount, part), whole).quantize(BASIS_QUANTUM, ROUND_HALF_EVEN)
+    return WIDE.divide(WIDE.multiply(amount, part), whole).quantize(QUOTE_QUANTUM, ROUND_HALF_EVEN, WIDE)
 
 
 def _walk(leg: Leg, side: int, base: Decimal) -> Decimal | None:

@@ -33,6 +33,9 @@ ZERO = Decimal(0)
 # Wide enough that products and quotients of venue decimals stay exact. Its methods are used
 # rather than ``localcontext()``, which would build a context on every call.
 WIDE = Context(prec=60)
+# A quote amount that cannot be exact (a share of a total, a value at an average price) is
+# rounded to this: far below any venue's quote precision, and sums of such amounts stay exact.
+QUOTE_QUANTUM = Decimal("1e-12")
 
 # Client ids valid on every venue: Gate ``text`` allows 28 bytes of [0-9A-Za-z_.-] after "t-",
 # MEXC 32 of [A-Za-z0-9_-]; the intersection is 28 of [A-Za-z0-9_-].
@@ -171,7 +174,8 @@ class RealizedPnl:
             self.sell_notional = add(self.sell_notional, notional)
 
     def value(self) -> Decimal:
-        """The realized profit; with an open residual (flagged), only the matched part at each side's average."""
+        """The realized profit; with an open residual (flagged), only the matched part at each side's
+        average, rounded to ``QUOTE_QUANTUM`` (an average need not end)."""
         wide = WIDE
         if self.bought == self.sold:
             return wide.subtract(wide.subtract(self.sell_notional, self.buy_notional), self.fees)
@@ -181,7 +185,7 @@ class RealizedPnl:
         average_spread = wide.subtract(
             wide.divide(self.sell_notional, self.sold), wide.divide(self.buy_notional, self.bought)
         )
-        return wide.subtract(wide.multiply(matched, average_spread), self.fees)
+        return wide.subtract(wide.multiply(matched, average_spread), self.fees).quantize(QUOTE_QUANTUM, ROUND_HALF_EVEN, WIDE)
 
 
 class Backoff(msgspec.Struct, frozen=True, kw_only=True):

@@ -38,7 +38,8 @@ def reference_pnl(orders: list[tuple[OrderSide, D, D, D]]) -> D:
         matched = min(bought, sold)
         if not matched:
             return -fees
-        return matched * (sell_notional / sold - buy_notional / bought) - fees
+        # At the averages, which need not end: to 1e-12 (within the 60-digit context).
+        return (matched * (sell_notional / sold - buy_notional / bought) - fees).quantize(D("1e-12"), ROUND_HALF_EVEN)
 
 
 @settings(max_examples=300, deadline=None)
@@ -70,6 +71,19 @@ def test_realized_pnl_matches_plain_decimal(orders: list[tuple[OrderSide, D, D, 
         pnl.add(*order)
     expected, got = reference_pnl(orders), pnl.value()
     assert (got, str(got)) == (expected, str(expected))
+
+
+def test_realized_pnl_at_averages_that_do_not_end_is_rounded_to_the_quote_quantum() -> None:
+    """A flagged execution's PnL at its averages was a 60-digit quotient (-0.30817418999...9941)
+    in logs, events and reports; it is rounded to 1e-12, also for amounts past 28 digits."""
+    pnl = RealizedPnl()
+    pnl.add(OrderSide.BUY, D(3), D(10), D(0))
+    pnl.add(OrderSide.SELL, D(1), D(4), D(0))
+    assert pnl.value() == D("0.666666666667") and str(pnl.value()) == "0.666666666667"
+    big = RealizedPnl()
+    big.add(OrderSide.BUY, D(3), D("1e20"), D(0))
+    big.add(OrderSide.SELL, D(1), D("4e19"), D(0))
+    assert big.value() == D("6666666666666666666.666666666667")
 
 
 def test_client_order_ids_of_one_opportunity_share_their_base() -> None:
