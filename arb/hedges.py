@@ -336,7 +336,10 @@ class HedgeBook:
         for leg in legs:
             if leg.exchange is not market or not leg.filled_quantity or leg.average_price is None:
                 continue
-            instrument = self.catalogs[market].get(leg.symbol)
+            catalog = self.catalogs.get(market)
+            if catalog is None:  # a venue disabled since: ``restore`` leaves the execution out
+                raise InstrumentError(f"market {market.value} has no instrument catalog (not traded this run)")
+            instrument = catalog.get(leg.symbol)
             filled = leg.filled_quantity * instrument.contract_size
             notional = exact_notional(instrument, filled, leg.average_price)
             fee = fee_in_quote(instrument, leg.fee, leg.fee_asset or instrument.quote, leg.average_price)

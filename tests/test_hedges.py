@@ -131,6 +131,21 @@ def test_restore_replaces_the_book_and_ignores_spot_spot_and_empty_executions(
     assert "0 open positions rebuilt" in caplog.text
 
 
+def test_a_restore_leaves_out_hedges_of_a_market_not_traded_this_run(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A venue disabled since (its catalog absent): the restore died with a bare KeyError, and the
+    engine could not start until the venue was enabled again."""
+    venues = Venues(tmp_path / "journal.sqlite3")
+    venues.run(opportunity("o1", GATE, PERP, "60000.13", "60300.1", "0.5"))
+    venues.run(opportunity("o2", MEXC, PERP, "60000.13", "60300.1", "0.2"))
+    without_mexc = {market: catalog for market, catalog in venues.catalogs.items() if market is not MEXC}
+    with caplog.at_level(logging.ERROR, logger="arb.hedges"):
+        (position,) = HedgeBook(without_mexc, min_profit_bps=D(10)).restore(venues.journal)
+    assert (position.spot, position.base) == (GATE, D("0.5"))
+    assert "opportunity o2 left out of the rebuilt hedge book: market mexc has no instrument catalog" in caplog.text
+
+
 def test_a_hedge_cut_short_by_a_crash_counts_with_its_matched_part(tmp_path: Path) -> None:
     """Fills the running book never recorded (the engine died before ``record``) still rebuild the position."""
     venues = Venues(tmp_path / "journal.sqlite3")
