@@ -196,6 +196,7 @@ class ScannerPipeline:
         self.found = 0  # scanner hits
         self.dropped_after_rounding = 0
         self.dropped_for_funding = 0  # hedges without a fresh funding rate
+        self.dropped_paying_funding = 0  # hedges whose funding paid would have them closed at once
         self.funding: FundingBook | None = None
         self.overflows = 0
         # A symbol's books that overflow the fixed point do so on every scan (each book update).
@@ -477,6 +478,16 @@ class ScannerPipeline:
             if expected is None:
                 if not rehearsal:
                     self.dropped_for_funding += 1
+                return None
+            # Funding paid over the horizon at least the round trip's fees and the closing floor:
+            # the closing rule, which credits a close with the funding it saves, would close the
+            # position on these same books (losing the fees and the spread), and the next scan
+            # would open it again.
+            spot_notional = proceeds if bi.is_futures else cost
+            round_trip_fees = 2 * (cost * bi.taker_fee + proceeds * si.taker_fee)
+            if -expected >= round_trip_fees + self.min_profit_bps * spot_notional / BPS:
+                if not rehearsal:
+                    self.dropped_paying_funding += 1
                 return None
             funding = expected
             profit += funding

@@ -245,6 +245,56 @@ def test_expected_funding_is_added_to_the_hedge_profit_before_the_margin_check()
     assert paying.scan(0) is None and paying.found == 1
 
 
+@pytest.mark.parametrize("hourly", ["0.0001", "0", "-0.00002", "-0.0001", "-0.0003", "-0.0008"])
+def test_a_hedge_is_opened_only_where_the_closing_rule_would_not_close_it_on_the_same_books(hourly: str) -> None:
+    """The closing rule credits a close with the funding holding would pay; an opening priced with
+    the same funding assumed the basis converges. With funding that costs more than the round
+    trip's fees (here -0.08 %/h on a perpetual settling hourly), a hedge was opened and closed at
+    once on the same books, losing its fees and spread, and opened again on the next scan."""
+    from arb.hedges import HedgeBook
+    from arb.instruments import InstrumentCatalog
+    from arb.types import ArbitrageState, ExecutionLeg, ExecutionResult
+
+    funding = FundingBook(horizon_s=8 * 3600, max_age_ms=60_000, wall_clock_ms=lambda: NEXT_MS - HOUR_MS // 2)
+    funding.update([rate(hourly, interval_s=3600)])
+    p = ScannerPipeline(max_data_age_ms=100, opportunity_types=(OpportunityType.SPOT_FUTURES_HEDGE,),
+                        min_profit_bps=D(10), clock=lambda: 2, id_prefix="t")
+    p.funding = funding
+    legs = [  # about 117 bps of basis standing
+        (GATE_SPOT, book("spot", GATE_SPOT, [("60000", "1")], [("60001", "1")]), WireScale(*GATE_SPOT.wire_scale())),
+        (GATE_PERP, book("perp", GATE_PERP, [("60700", "1")], [("60701", "1")]), WireScale(*GATE_PERP.wire_scale())),
+    ]
+    (plan,) = p.register_symbol("BTC/USDT", legs)
+    for leg in plan.legs:
+        p.set_leg_limits(plan.symbol_id, leg.leg_id, D("0.01"), D("0.01"))
+    opening = p.scan(0)
+    if hourly == "-0.0008":
+        assert opening is None and p.found == 1 and p.dropped_paying_funding == 1
+        return
+    assert opening is not None and p.dropped_paying_funding == 0
+
+    def filled(instrument: Instrument, side: OrderSide, price: D) -> ExecutionLeg:
+        quantity = opening.max_quantity / instrument.contract_size
+        return ExecutionLeg(
+            exchange=instrument.exchange, symbol=instrument.symbol, side=side, client_order_id="x",
+            requested_quantity=quantity, limit_price=price, filled_quantity=quantity, average_price=price,
+            fee=opening.max_quantity * price * instrument.taker_fee, fee_asset="USDT",
+        )
+
+    hedges = HedgeBook({i.exchange: InstrumentCatalog(i.exchange, [i]) for i in (GATE_SPOT, GATE_PERP)},
+                       min_profit_bps=D(10))
+    position = hedges.record(opening, ExecutionResult(
+        opportunity_id=opening.opportunity_id, final_state=ArbitrageState.COMPLETED, total_execution_time_ms=D(1),
+        realized_profit=D(0), legs=(filled(GATE_SPOT, OrderSide.BUY, opening.buy_price),
+                                    filled(GATE_PERP, OrderSide.SELL, opening.sell_price)),
+    ))
+    assert position is not None
+    held = funding.held(position.futures, GATE_PERP.symbol, OrderSide.SELL, position.futures_price)
+    assert hedges.close_opportunity(
+        position, *plan.legs, id_prefix="t", detected_ns=2, max_age_ns=p.max_age_ns, held_funding_per_base=held
+    ) is None
+
+
 def test_a_hedge_without_a_fresh_funding_rate_is_dropped() -> None:
     clock = Clock()
     funding = FundingBook(horizon_s=8 * 3600, max_age_ms=1000, clock=clock, wall_clock_ms=lambda: NEXT_MS)
