@@ -125,6 +125,32 @@ def test_the_same_recording_and_config_give_the_same_backtest(recorded_run) -> N
     assert first.report.summary() == second.report.summary()
 
 
+def test_a_snapshot_retried_after_a_random_wait_gives_the_same_backtest_every_time(tmp_path: Path) -> None:
+    """A recorded snapshot the book could not take is fetched again after the retry's jittered
+    wait, which picks the recorded snapshot that book next comes in sync from: the wait's random
+    generator was seeded from the system, so one recording gave different trades per run."""
+    base, path = tmp_path / "base.arb", tmp_path / "retry.arb"
+    record_simulated(base, 4000, dislocations_at_s=(0.0,))
+    recorder = Recorder(path, wall_offset_ns=WALL_OFFSET_NS)
+    good: Any = None
+    for r in read_records(base):
+        if r.kind is RecordKind.REST_SNAPSHOT and r.market is ExchangeName.MEXC and good is None:
+            good = r  # the first MEXC snapshot unreadable; the good one recorded 50 ms later
+            recorder.record(r.market, r.kind, b'{"garbage": true}', recv_ns=r.recv_ns, venue_symbol=r.venue_symbol)
+            continue
+        if good is not None and good is not False and r.recv_ns >= START_NS + 50_000_000:
+            recorder.record(good.market, good.kind, good.payload, recv_ns=START_NS + 50_000_000,
+                            venue_symbol=good.venue_symbol)
+            good = False
+        recorder.record(r.market, r.kind, r.payload, recv_ns=r.recv_ns, venue_symbol=r.venue_symbol or None)
+    recorder.close()
+    manager = ConfigurationManager(None)
+    manager.load_configuration(dry_run=True)
+    runs = [backtest([path], manager, BacktestSettings(order_budgets=False)) for _ in range(3)]
+    assert runs[0].books["mexc BTC/USDT"].snapshot_failures == 1 and runs[0].orders
+    assert all(run.orders == runs[0].orders and run.results == runs[0].results for run in runs[1:])
+
+
 def test_a_truncated_recording_replays_up_to_the_cut_and_says_where(recorded_run, tmp_path: Path) -> None:
     path, manager, _, _ = recorded_run
     whole = backtest([path], manager)
