@@ -152,30 +152,30 @@ def part_path(path: Path, part: int, wall_ns: int) -> Path:
     return path.with_name(f"{path.stem}.{part:05d}.{stamp}Z{path.suffix}")
 
 
-def _part_number(path: Path, part: Path) -> int:
-    return int(part.name[len(path.stem) + 1 : len(path.stem) + 6])
+def _part_number(path: Path, part: Path) -> int | None:
+    """The rotation part number of ``part`` (``<stem>.<part>.<stamp>Z<suffix>``, ``part_path``) when
+    it is a part of the recording named ``path``, else None. Numbers past 99999 have more digits."""
+    name, stem, suffix = part.name, path.stem, path.suffix
+    if not (name.startswith(stem + ".") and name.endswith(suffix)):
+        return None
+    number, dot, rest = name[len(stem) + 1 :].partition(".")
+    if len(number) < 5 or not (number.isascii() and number.isdigit()) or not dot or len(rest) <= len(suffix):
+        return None
+    return int(number)
 
 
 def recording_files(path: str | os.PathLike[str]) -> list[Path]:
     """The files of the recording named ``path``: ``path`` itself if it exists, then its
     rotation parts in part order."""
     path = Path(path)
-    stem, suffix = path.stem, path.suffix
-    parts = []
+    numbered: list[tuple[int, Path]] = []
     if path.parent.is_dir():
         for candidate in path.parent.iterdir():
-            name = candidate.name
-            number = name[len(stem) + 1 : len(stem) + 6]
-            if (
-                name.startswith(stem + ".")
-                and name.endswith(suffix)
-                and len(name) > len(stem) + len(suffix) + 7
-                and number.isdigit()
-                and name[len(stem) + 6] == "."
-            ):
-                parts.append(candidate)
-    parts.sort(key=lambda p: _part_number(path, p))
-    return ([path] if path.is_file() else []) + parts
+            number = _part_number(path, candidate)
+            if number is not None:
+                numbered.append((number, candidate))
+    numbered.sort()
+    return ([path] if path.is_file() else []) + [part for _, part in numbered]
 
 
 def block_header(magic: bytes, stored: bytes, raw_len: int, count: int, summary: bytes) -> bytes:
@@ -420,7 +420,7 @@ class Recorder:
     def _first_part(self) -> int:
         if not self.rotating:
             return 0
-        return max((_part_number(self.path, p) for p in recording_files(self.path) if p != self.path), default=0) + 1
+        return max((_part_number(self.path, p) or 0 for p in recording_files(self.path)), default=0) + 1
 
     def _open(self, now_ns: int) -> None:
         path = part_path(self.path, self._part, now_ns) if self.rotating else self.path
@@ -448,8 +448,12 @@ class Recorder:
                     os.fsync(file.fileno())
         except OSError as exc:
             self._error = f"closing {self._files[-1]}: {exc}"
-        finally:
+        try:
+            # After a failed write the buffer still holds what did not fit: closing flushes it
+            # again, and on a full disk fails again (the first error is the one kept).
             file.close()
+        except OSError as exc:
+            self._error = self._error or f"closing {self._files[-1]}: {exc}"
 
     def _write(self, data: bytes) -> None:
         file = self._file

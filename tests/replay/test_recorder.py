@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import random
 import struct
+import subprocess
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -266,6 +268,53 @@ def test_rotation_by_size_writes_parts_that_read_back_in_order(tmp_path: Path) -
     more = _write_sample(base, blocks=2, per_block=3, rotate_bytes=1_500)  # a second recording never overwrites
     assert len(recording_files(base)) > len(parts)
     assert len(list(read_records(base))) == len(written) + len(more)
+
+
+def test_parts_past_99999_are_found_in_number_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Part names grow a sixth digit at 100000; only five-digit names were looked for, so a replay
+    stopped at part 99999 without a word (about 28 hours of one-second parts)."""
+    base = tmp_path / "md.arbrec"
+    monkeypatch.setattr(Recorder, "_first_part", lambda self: 99_998)
+    written = _write_sample(base, blocks=8, per_block=10, rotate_bytes=1)
+    parts = recording_files(base)
+    assert [p.name.split(".")[1] for p in parts][:4] == ["99998", "99999", "100000", "100001"]
+    reader = read_records(base)
+    assert [(r.market, r.payload) for r in reader] == written and reader.damage is None
+    monkeypatch.undo()
+    more = _write_sample(base, blocks=1, per_block=2, rotate_bytes=1)  # a restart numbers on after the last
+    assert recording_files(base)[-1].name.split(".")[1] == str(len(parts) + 99_998)
+    assert len(list(read_records(base))) == len(written) + len(more)
+    found = recording_files(base)
+    for odd in ("md.12345.x", "md.1234.20260101T000000Z.arbrec", "md.\u0661\u0662\u0663\u0664\u0665.20260101T000000Z.arbrec"):
+        (tmp_path / odd).write_bytes(b"")  # not parts: a suffix missing, four digits, digits not ASCII
+    assert recording_files(base) == found
+
+
+FULL_DISK_CHILD = """
+import random, resource, signal, sys
+from pathlib import Path
+from arb.replay.recorder import Recorder, RecordKind
+from arb.types import ExchangeName
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # past the limit a write fails with EFBIG, as on a full disk
+resource.setrlimit(resource.RLIMIT_FSIZE, (30_000, 30_000))
+recorder = Recorder(Path(sys.argv[1]), block_records=10)
+rng = random.Random(1)
+for i in range(200):
+    recorder.record(ExchangeName.GATEIO, RecordKind.WS_TEXT, bytes(rng.randrange(256) for _ in range(300)), recv_ns=i)
+    if i % 10 == 9:
+        recorder.flush()
+stats = recorder.close()
+print(stats.records + stats.dropped, stats.error is not None, recorder._thread.is_alive())
+"""
+
+
+def test_a_full_disk_is_reported_once_without_a_traceback_from_the_writer(tmp_path: Path) -> None:
+    """Closing the file after a failed write flushed what was left in its buffer again and raised
+    out of the writer thread: a bare traceback on stderr."""
+    child = subprocess.run([sys.executable, "-c", FULL_DISK_CHILD, str(tmp_path / "full.arb")],
+                           capture_output=True, text=True, timeout=120, check=True)
+    assert child.stdout.split() == ["200", "True", "False"]  # every record written or counted dropped
+    assert "Traceback" not in child.stderr, child.stderr
 
 
 def test_the_wall_clock_follows_this_machine_unless_the_recording_fixes_its_offset(tmp_path: Path) -> None:
