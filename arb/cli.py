@@ -550,6 +550,7 @@ def _backtest(args: argparse.Namespace) -> int:
         summary.update(
             records=result.records, records_per_s=round(result.records_per_s),
             damage=None if result.damage is None else msgspec.to_builtins(result.damage),
+            damages=msgspec.to_builtins(result.damages),
             markets=[m.value for m in result.markets], symbols=result.symbols, books=len(result.books),
         )
         print(msgspec.json.encode(summary).decode())

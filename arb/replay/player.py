@@ -300,7 +300,7 @@ class BacktestResult(msgspec.Struct, kw_only=True):
     start_ns: int
     end_ns: int
     wall_s: float
-    damage: RecordingDamaged | None
+    damages: list[RecordingDamaged]  # every damaged recording, each replayed up to its damage
     books: dict[str, BookSyncStats]  # "market symbol" -> counters
     orders: list[ExecutedOrder]
     opportunities: list[ArbitrageOpportunity]  # every one the scanner handed to the engine
@@ -308,6 +308,11 @@ class BacktestResult(msgspec.Struct, kw_only=True):
     summary: RunSummary | None
     report: ReportData | None
     notes: list[str]
+
+    @property
+    def damage(self) -> RecordingDamaged | None:
+        """The first damage found (None: every recording was replayed to its end)."""
+        return self.damages[0] if self.damages else None
 
     @property
     def executed_opportunities(self) -> list[ArbitrageOpportunity]:
@@ -333,8 +338,7 @@ class BacktestResult(msgspec.Struct, kw_only=True):
         if self.summary is not None:
             out += self.summary.lines()
         out += [f"  note: {note}" for note in self.notes]
-        if self.damage is not None:
-            out.append(f"  RECORDING DAMAGED, replayed up to the damage: {self.damage}")
+        out += [f"  RECORDING DAMAGED, replayed up to the damage: {damage}" for damage in self.damages]
         return out
 
 
@@ -1007,10 +1011,9 @@ async def _replay(
         loop = _record_loop(connectors, clock, settings.batch_window_ns, pipeline) if settings.compiled else None
         if loop is not None and reader.single_native():
             count = await _feed_blocks(reader.blocks(), loop, connectors, clock, advance, pipeline, progress)
-            damage = reader.damage
         else:
             count = await _feed(reader, connectors, clock, advance, settings.batch_window_ns)
-            damage = reader.damage
+    damages = list(reader.damages)
     summary = None
     if runner is not None and controller is not None:
         if sampler is not None:
@@ -1024,8 +1027,7 @@ async def _replay(
         for market, connector in connectors.items()
         for symbol, stats in connector.book_stats().items()
     }
-    if damage is not None:
-        notes.append(f"recording damaged, replayed up to the damage: {damage}")
+    notes += [f"recording damaged, replayed up to the damage: {damage}" for damage in damages]
     report = None
     if controller is not None and summary is not None:
         report = report_data(
@@ -1035,7 +1037,7 @@ async def _replay(
     return BacktestResult(
         files=[str(f) for f in files], records=count, markets=sorted(connectors, key=lambda m: m.value),
         symbols=traded, instruments=sources, start_ns=survey.first.recv_ns if survey.first is not None else 0,
-        end_ns=clock.now_ns, wall_s=0.0, damage=damage, books=books, orders=orders,
+        end_ns=clock.now_ns, wall_s=0.0, damages=damages, books=books, orders=orders,
         opportunities=log_.opportunities, results=controller.results if controller is not None else [], summary=summary,
         report=report, notes=notes,
     )

@@ -152,7 +152,7 @@ class RecordingReader:
     """Iterates the records of ``paths`` in time order; after iteration ``damage`` says
     where reading stopped early (None: every file was read to its end; of several recordings,
     each damaged one ends at its damage, a file whose header cannot be read gives nothing,
-    and ``damage`` names the first found).
+    ``damage`` names the first found and ``damages`` every one).
 
     Several recordings are merged on one clock: each one's receive times are moved onto the
     wall clock by the offset of its first record (they come from each recorder process's own
@@ -161,11 +161,20 @@ class RecordingReader:
 
     def __init__(self, paths: Iterable[str | os.PathLike[str]]) -> None:
         self.paths = [Path(p) for p in paths]
-        self.damage: RecordingDamaged | None = None
+        self.damages: list[RecordingDamaged] = []
         self.records = 0
 
+    @property
+    def damage(self) -> RecordingDamaged | None:
+        """The first damage found, or None."""
+        return self.damages[0] if self.damages else None
+
+    def _damaged(self, damage: RecordingDamaged | None) -> None:
+        if damage is not None and damage not in self.damages:
+            self.damages.append(damage)
+
     def __iter__(self) -> Iterator[Record]:
-        self.damage = None
+        self.damages = []
         self.records = 0
         streams = self._streams()
         if len(streams) == 1:
@@ -174,7 +183,7 @@ class RecordingReader:
             for record in stream.records():
                 self.records += 1
                 yield record
-            self.damage = self.damage or stream.damage
+            self._damaged(stream.damage)
             return
         # A damaged recording ends where its damage is; the others go on to their ends (a
         # recorder restarted after a crash writes a new recording beside the cut one).
@@ -185,7 +194,7 @@ class RecordingReader:
             first = next(iterator, None)
             offsets.append(0 if first is None else first.wall_ns - first.recv_ns)
             if stream.damage is not None:
-                self.damage = self.damage or stream.damage
+                self._damaged(stream.damage)
             elif first is not None:
                 heap.append((first.recv_ns + offsets[index], index, first, iterator))
         heapq.heapify(heap)
@@ -196,7 +205,7 @@ class RecordingReader:
             following = next(iterator, None)
             damage = streams[index].damage
             if damage is not None:
-                self.damage = self.damage or damage
+                self._damaged(damage)
                 heapq.heappop(heap)
             elif following is None:
                 heapq.heappop(heap)
@@ -206,7 +215,7 @@ class RecordingReader:
     def single_native(self) -> bool:
         """Whether the files are one recording of the recorder's own format (``blocks`` reads them)."""
         streams = self._streams()
-        self.damage = None
+        self.damages = []
         return len(streams) == 1 and streams[0].native
 
     def blocks(self) -> Iterator[tuple[bytes, int]]:
@@ -218,7 +227,7 @@ class RecordingReader:
         for raw, count in stream.blocks():
             self.records += count
             yield raw, count
-        self.damage = self.damage or stream.damage
+        self._damaged(stream.damage)
 
     def surveyed_blocks(self, wanted: Callable[[BlockSummary], bool]) -> Iterator[SurveyedBlock]:
         """The blocks of a ``single_native`` recording for a survey: a block written with a
@@ -232,13 +241,13 @@ class RecordingReader:
         for block in stream.surveyed_blocks(wanted):
             self.records += block.records
             yield block
-        self.damage = self.damage or stream.damage
+        self._damaged(stream.damage)
 
     def _single_native(self, caller: str) -> _Stream | None:
         """The one native stream a block reader reads, its counters reset (``damage`` set when another
         file's header cannot be read); None (``damage`` set) when no file's can; ValueError when the
         files are not one recording of the recorder's format."""
-        self.damage = None
+        self.damages = []
         self.records = 0
         streams = self._streams()
         if not streams and self.damage is not None:
@@ -262,17 +271,17 @@ class RecordingReader:
                 with path.open("rb") as file:
                     head = file.read(FILE_HEADER.size)
             except OSError as exc:
-                self.damage = self.damage or RecordingDamaged(
+                self._damaged(RecordingDamaged(
                     path=str(path), offset=0, records=0, reason=f"unreadable: {exc}"
-                )
+                ))
                 continue
             if head.startswith(MAGIC) or (len(head) < FILE_HEADER.size and MAGIC.startswith(head)):
                 try:
                     recording_id, part, _version = _file_header(head)
                 except _Damage as damage:
-                    self.damage = self.damage or RecordingDamaged(
+                    self._damaged(RecordingDamaged(
                         path=str(path), offset=damage.offset, records=0, reason=damage.reason
-                    )
+                    ))
                     continue
                 parts.setdefault(recording_id, []).append((part, path))
             else:

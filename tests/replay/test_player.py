@@ -360,6 +360,25 @@ def test_a_damaged_recording_reports_the_same_damage_on_both_paths(
     _assert_same_backtest(compiled, python)
 
 
+def test_every_damaged_recording_of_several_is_named(simulated: Path, tmp_path: Path) -> None:
+    """Only the first damage found was reported: a second cut recording looked replayed in full."""
+    other = tmp_path / "other.arbrec"  # another recording (a copy of one would be its part given twice)
+    record_simulated(other, 3_000, block_records=300)
+    data = simulated.read_bytes()
+    cut, flipped = tmp_path / "cut.arbrec", tmp_path / "flipped.arbrec"
+    cut.write_bytes(other.read_bytes()[: other.stat().st_size * 3 // 5])
+    damaged = bytearray(data)
+    damaged[len(damaged) // 2] ^= 0xFF
+    flipped.write_bytes(bytes(damaged))
+    result = backtest([cut, flipped], _default_manager())
+    assert sorted(d.path for d in result.damages) == [str(cut), str(flipped)]
+    assert result.damage == result.damages[0]
+    assert sum("RECORDING DAMAGED" in line for line in result.lines()) == 2
+    assert sum(note.startswith("recording damaged") for note in result.notes) == 2
+    whole = backtest([simulated], _default_manager())
+    assert whole.damages == [] and whole.damage is None
+
+
 def _with_unreadable_block(data: bytes, block: int) -> bytes:
     """``data`` with block number ``block`` re-encoded so that one of its records names market code 200."""
     target = recording_layout.blocks(data)[block]

@@ -93,7 +93,7 @@ def test_backtest_cli_prints_a_json_summary_and_writes_the_report(recording, tmp
     )
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
-    assert summary["records"] > 100 and summary["damage"] is None and summary["symbols"] == ["BTC/USDT"]
+    assert summary["records"] > 100 and summary["damage"] is None and summary["damages"] == [] and summary["symbols"] == ["BTC/USDT"]
     assert {"opportunities_detected", "realized_pnl", "fill_ratio", "latency_ns"} <= set(summary)
     assert (out / "report.html").is_file() and (out / "summary.json").is_file()
 
