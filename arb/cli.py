@@ -615,8 +615,8 @@ def _sim(args: argparse.Namespace) -> int:
         drops = replay.drops
         shown = f" and {drops} stream drops" if drops else ""
         print(f"replaying {len(replay.frames) - drops} book updates{shown} of {replay.records} records", flush=True)
-        if replay.damage is not None:
-            print(f"arb sim: replay stops early: {replay.damage}", file=sys.stderr)
+        for damage in replay.damages:
+            print(f"arb sim: replay stops early: {damage}", file=sys.stderr)
 
     if args.urls_out is not None and not os.path.isdir(os.path.dirname(os.path.abspath(args.urls_out))):
         print(f"arb sim: --urls-out {args.urls_out}: its directory does not exist", file=sys.stderr)

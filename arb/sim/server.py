@@ -1038,7 +1038,7 @@ class ReplayFeed:
                 self.frames.append((elapsed, record.market, routed))
                 self._stream_kinds.setdefault(record.market, set()).add(routed.kind)
         self.records = reader.records
-        self.damage: RecordingDamaged | None = reader.damage
+        self.damages: list[RecordingDamaged] = list(reader.damages)  # each damaged recording ends at its damage
         self._route: dict[ExchangeName, SimulatedVenue] = {}
         self.sent = 0
 
@@ -1108,5 +1108,5 @@ class ReplayFeed:
             self.sent += 1
             if factor is None and self.sent % 256 == 0:
                 await asyncio.sleep(0)
-        if self.damage is not None:
-            log.warning("replay stopped at damage after %d records: %s", self.records, self.damage)
+        for damage in self.damages:
+            log.warning("replay of %d records: a recording stopped at its damage: %s", self.records, damage)

@@ -180,7 +180,7 @@ def test_a_recording_replays_frame_for_frame_and_books_end_as_recorded(
     for market in MARKETS:
         assert received[market] == recorded[market], market  # same payload bytes, same frame type, same order
     assert books == final
-    assert feed.damage is None and feed.sent == len(feed.frames) == sum(len(f) for f in recorded.values())
+    assert feed.damages == [] and feed.sent == len(feed.frames) == sum(len(f) for f in recorded.values())
 
 
 def test_a_damaged_recording_replays_up_to_the_damage(
@@ -201,8 +201,8 @@ def test_a_damaged_recording_replays_up_to_the_damage(
 
     for market in MARKETS:
         assert received[market] == before[market] == whole[market][: len(before[market])], market
-    assert feed.damage == reader.damage
-    assert f"replay stopped at damage after {reader.records} records: {reader.damage}" in caplog.text
+    assert feed.damages == [reader.damage]
+    assert f"replay of {reader.records} records: a recording stopped at its damage: {reader.damage}" in caplog.text
 
 
 def test_replay_times_and_resync_snapshots_follow_the_recording(tmp_path: Path) -> None:
