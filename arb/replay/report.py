@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import html
 import importlib.util
+import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from decimal import Decimal
@@ -347,19 +348,29 @@ def charts_available() -> bool:
 
 def write_report(data: ReportData, directory: str | Path) -> list[Path]:
     """Write ``report.html``, ``summary.json`` and (with matplotlib) one PNG per chart into
-    ``directory`` (created if missing); returns the files written."""
+    ``directory`` (created if missing), replacing a report there: the charts of an earlier one
+    are removed first, and the page and summary replace theirs whole; returns the files written."""
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
+    for name in CHARTS:  # a chart left from an earlier report would sit beside this one's page
+        (out / f"{name}.png").unlink(missing_ok=True)
     written: list[Path] = []
     charts: dict[str, Path] = {}
     if charts_available():
         charts = _draw_charts(data, out)
         written += charts.values()
     summary = out / "summary.json"
-    summary.write_bytes(msgspec.json.format(data.to_json(), indent=2) + b"\n")
+    _replace(summary, msgspec.json.format(data.to_json(), indent=2) + b"\n")
     page = out / "report.html"
-    page.write_text(_html(data, charts), encoding="utf-8")
+    _replace(page, _html(data, charts).encode("utf-8"))
     return [page, summary, *written]
+
+
+def _replace(path: Path, content: bytes) -> None:
+    """Write ``content`` to ``path`` whole or not at all (an interrupted write leaves the old file)."""
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_bytes(content)
+    os.replace(partial, path)
 
 
 # --- HTML ---------------------------------------------------------------------------------

@@ -135,6 +135,25 @@ def test_the_report_says_how_much_of_the_realized_pnl_open_hedges_hold(tmp_path:
     assert "of it in open hedges" in page and "1.5 (2 open)" in page
 
 
+def test_a_report_replaces_the_one_in_its_directory_charts_included(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Charts of an earlier report (drawn where matplotlib was available) stayed beside a later
+    report written without charts, showing another run's PnL; and nothing else is touched."""
+    for name in CHARTS:
+        (tmp_path / f"{name}.png").write_bytes(b"an earlier run's chart")
+    (tmp_path / "notes.txt").write_text("mine")
+    monkeypatch.setattr("arb.replay.report.charts_available", lambda: False)
+    summary = RunSummary(
+        mode="backtest", duration_s=D(1), statistics=EngineStatistics(total_realized_profit=D("4.5")), fills=0,
+        rejected_by_risk={}, latency_ms={}, breakers_tripped=[], resyncs={}, skew_alerts=[], shutdown=[],
+    )
+    written = write_report(report_data("t", summary, TradeLog(), PerformanceMonitor(100), start_ns=0), tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt", "report.html", "summary.json"]
+    assert sorted(p.name for p in written) == ["report.html", "summary.json"]
+    assert json.loads((tmp_path / "summary.json").read_text())["realized_pnl"] == "4.5"
+
+
 def test_spreads_are_counted_per_value_so_a_long_run_keeps_a_bounded_log(tmp_path: Path) -> None:
     """1,000 samples of the same two books add counts, not entries; the report's table gives the
     sample count, extremes and median of what the books showed."""
