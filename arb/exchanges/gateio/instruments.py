@@ -72,7 +72,7 @@ def instrument_from_contract(contract: FuturesContract) -> Instrument:
         quote=quote,
         tick_size=contract.order_price_round,
         lot_size=Decimal(1),
-        min_size=Decimal(max(contract.order_size_min, 1)),
+        min_size=max(contract.order_size_min, Decimal(1)),  # whole contracts, at least one
         min_notional=Decimal(0),
         contract_size=contract.quanto_multiplier,
         taker_fee=contract.taker_fee_rate,

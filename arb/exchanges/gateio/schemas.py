@@ -43,8 +43,8 @@ class FuturesContract(msgspec.Struct, frozen=True):
     name: str  # "BTC_USDT"
     quanto_multiplier: Decimal  # base units per contract
     order_price_round: Decimal  # tick
-    order_size_min: int  # contracts
-    order_size_max: int  # contracts
+    order_size_min: Decimal  # contracts (a JSON integer, or a string in newer payloads)
+    order_size_max: Decimal  # contracts
     maker_fee_rate: Decimal  # fraction; negative = rebate
     taker_fee_rate: Decimal  # fraction
     mark_price_round: Decimal | None = None

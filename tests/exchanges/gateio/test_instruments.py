@@ -82,7 +82,17 @@ def test_not_a_list_is_refused() -> None:
 
 def test_bad_contract_payload_names_the_field() -> None:
     with pytest.raises(InstrumentError, match=r"gateio GET /futures/usdt/contracts: .* - at `\$\[0\].order_size_min`"):
-        parse_futures_contracts(encode([{**CONTRACT, "order_size_min": "1"}]))
+        parse_futures_contracts(encode([{**CONTRACT, "order_size_min": [1]}]))
+
+
+def test_contract_sizes_written_as_strings_read_as_their_numbers() -> None:
+    """Gate writes contract sizes as strings in newer payloads: one so written made the whole
+    contracts list unreadable, and with it every futures market of the venue."""
+    (contract,) = parse_futures_contracts(encode([{**CONTRACT, "order_size_min": "3", "order_size_max": "1000000"}]))
+    assert contract.min_size == D(3) and contract.min_size == parse_futures_contracts(
+        encode([{**CONTRACT, "order_size_min": 3}])).get(contract.symbol).min_size
+    (half,) = parse_futures_contracts(encode([{**CONTRACT, "order_size_min": "0.5"}]))
+    assert (half.min_size, half.lot_size) == (D(1), D(1))  # the engine trades whole contracts
 
 
 def test_inconsistent_entries_are_skipped_with_the_reason() -> None:
