@@ -425,6 +425,7 @@ class ArbitrageController:
         self._startup_stop: str | None = None  # the signal that stopped the start-up
         self._stop_before_run: str | None = None  # a signal between the start-up and ``run``
         self._kill_at_start: bool | None = None  # SIGUSR1 (True) or SIGUSR2 (False) during the start-up
+        self._kill_journaled: tuple[str, int] | None = None  # the kill switch as an earlier run left it
         self._startup_kill_journaled: bool | None = None  # the last of those the journal took
         self._early_signals: list[signal.Signals] = []  # handled from the start-up's end until ``run``
         self._fills = 0
@@ -639,6 +640,7 @@ class ArbitrageController:
                 # restore reads the fills as it goes (the hedges only their executions'), so the
                 # memory of a replay follows the open orders kept, not the journal's length.
                 with collection_paused(), self.journal.damage_named():
+                    self._kill_journaled = self.journal.kill_switch()  # applied once the start-up is through
                     if self.hedges is not None:
                         self.hedges.restore(self.journal)
                     if self.risk is not None:
@@ -1350,7 +1352,7 @@ class ArbitrageController:
             else:
                 self.release_kill_switch(_STARTUP_KILL_REASONS[False])
             return
-        kept = self.journal.kill_switch() if self.journal is not None else None
+        kept = self._kill_journaled
         if kept is not None and self.risk is not None:
             reason, at_ms = kept
             log.warning("kill switch engaged before this start (%s, at %d ms): no new entries until SIGUSR2",

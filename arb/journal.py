@@ -210,6 +210,7 @@ _UPGRADES = {
 }
 
 _MARKET_VALUES = frozenset(market.value for market in ExchangeName)
+_SQLITE_CORRUPT, _SQLITE_NOTADB = 11, 26  # primary result codes of a damaged file
 _FINAL_STATUSES = tuple(status.value for status in OrderStatus if status.is_final)
 _FINAL_STATUS_SET = frozenset(_FINAL_STATUSES)
 _FILLED = OrderStatus.FILLED.value
@@ -844,15 +845,17 @@ class Journal:
 
     @contextmanager
     def damage_named(self) -> Iterator[None]:
-        """Raise SQLite's errors inside (a damaged page reads as "database disk image is malformed")
-        as ``JournalError`` naming this journal, for a clear refusal rather than a bare traceback."""
+        """Raise SQLite's errors inside as ``JournalError`` naming this journal, for a clear refusal
+        rather than a bare traceback; a damaged file (a bad page reads as "database disk image is
+        malformed") with what to do about it, other errors (a full disk, a lock) as they are."""
         try:
             yield
         except sqlite3.DatabaseError as exc:
-            raise JournalError(
-                f"journal {self.path}: {exc}: restore it from a backup, or rebuild it with sqlite3's .recover "
-                "(the orders it holds may exist at the venues)"
-            ) from exc
+            advice = ""
+            if (getattr(exc, "sqlite_errorcode", 0) & 0xFF) in (_SQLITE_CORRUPT, _SQLITE_NOTADB):
+                advice = (": restore it from a backup, or rebuild it with sqlite3's .recover (the orders it "
+                          "holds may exist at the venues)")
+            raise JournalError(f"journal {self.path}: {exc}{advice}") from exc
 
     def close(self) -> None:
         """Stop the checkpoint thread, checkpoint the WAL into the database file and close (once).

@@ -236,13 +236,16 @@ def test_engine_session_statistics_health_and_a_refused_opportunity(tmp_path: Pa
     asyncio.run(scenario())
 
 
-@pytest.mark.parametrize("table", ["fills", "recovery_steps"])
+@pytest.mark.parametrize("table", ["fills", "recovery_steps", "kill_switch"])
 def test_a_journal_with_a_damaged_page_fails_the_start_naming_it(tmp_path: Path, table: str) -> None:
     """A bad sector in a table opens fine; the start's first read of it (restoring the fills,
-    flagging interrupted executions) died with a bare sqlite3 traceback naming no file."""
+    flagging interrupted executions, the kill switch an earlier run left) died with a bare sqlite3
+    traceback naming no file (the kill switch's after the start-up, its clean-up skipped)."""
     path = tmp_path / "j.sqlite3"
     with Journal(path) as journal:
         journal.record_recovery_step("o1", "manual_approval", {"reason": "residual past its bound", "residual": "0.5"})
+        journal.record_kill_switch(True, "operator")
+        journal.record_kill_switch(False, "operator")
         journal.record_intents("o2", [("buy", ExchangeName.GATEIO, OrderRequest(
             symbol="BTC/USDT", side=OrderSide.BUY, type=OrderType.LIMIT, quantity=D("0.001"), price=D("60000"),
             client_order_id="o2-b", time_in_force=TimeInForce.IOC,
@@ -262,6 +265,7 @@ def test_a_journal_with_a_damaged_page_fails_the_start_naming_it(tmp_path: Path,
             controller = ArbitrageController(configuration, sim_cluster=cluster, journal=Journal(path))
             with pytest.raises(JournalError, match=f"journal {path}: database disk image is malformed: restore"):
                 await controller.initialize(dry_run=True)
+            assert not controller._initialized and controller.journal is None  # the failed start cleaned up
 
     asyncio.run(scenario())
 

@@ -1027,9 +1027,17 @@ def test_a_damaged_row_or_page_is_refused_naming_the_journal(tmp_path: Path) -> 
     db.close()
     with pytest.raises(JournalError, match=r"j.sqlite3: intent 1 \(opportunity opp1\) is unreadable"):
         Journal(path)  # its open intents are indexed at the start
+    corrupt = sqlite3.DatabaseError("database disk image is malformed")
+    corrupt.sqlite_errorcode = 11  # type: ignore[attr-defined]  # SQLITE_CORRUPT, as SQLite sets it
     with Journal(tmp_path / "k.sqlite3") as journal, pytest.raises(JournalError, match=r"k.sqlite3: database disk image is malformed: restore"):
         with journal.damage_named():
-            raise sqlite3.DatabaseError("database disk image is malformed")
+            raise corrupt
+    full = sqlite3.OperationalError("database or disk is full")
+    full.sqlite_errorcode = 13  # type: ignore[attr-defined]  # SQLITE_FULL: restoring a backup would lose intents
+    with Journal(tmp_path / "k.sqlite3") as journal, pytest.raises(JournalError) as refused:
+        with journal.damage_named():
+            raise full
+    assert str(refused.value).endswith("k.sqlite3: database or disk is full")
 
 
 def msgspec_request(coid: str) -> bytes:
