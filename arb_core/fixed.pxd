@@ -1,6 +1,6 @@
 # Header-only fixed-point helpers shared by the compiled modules.
 # Prices are int64 ticks, sizes int64 lots, times int64 ns; nothing here allocates.
-from libc.stdint cimport int64_t
+from libc.stdint cimport int64_t, uint64_t
 
 cdef extern from *:
     """
@@ -55,3 +55,10 @@ cdef inline int64_t saturating_sub(int64_t a, int64_t b) noexcept nogil:
         # Only operands of opposite signs overflow: a >= 0 > b upwards, a < 0 < b downwards.
         return 0x7FFFFFFFFFFFFFFF if b < 0 else -0x7FFFFFFFFFFFFFFF - 1
     return out
+
+
+cdef inline double difference_as_double(int64_t a, int64_t b) noexcept nogil:
+    """a - b as the nearest double, as Python's ``float(a - b)`` gives it, without overflow."""
+    if a >= b:
+        return <double>(<uint64_t>a - <uint64_t>b)
+    return -<double>(<uint64_t>b - <uint64_t>a)

@@ -16,7 +16,7 @@ from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
 from libc.stdint cimport int64_t, uint16_t, uint32_t
 from libc.string cimport memcmp, memcpy, memset
 
-from arb_core.fixed cimport int_arg, saturating_sub
+from arb_core.fixed cimport difference_as_double, int_arg, saturating_sub
 from arb_core.router cimport BookRouter, ROUTE_APPLIED, ROUTE_OTHER
 from arb_core.scanner cimport SpreadScanner
 
@@ -517,7 +517,7 @@ cdef class RecordLoop:
             elif saturating_sub(recv_ns, self._now) > self._window_ns or (
                     not self._read_open and saturating_sub(recv_ns, self._wait_from) > self._window_ns):
                 self._wait_from = recv_ns
-                if busy or not next_timer_s > <double>saturating_sub(recv_ns, self._origin_ns) / 1e9 + self._margin_s:
+                if busy or not next_timer_s > difference_as_double(recv_ns, self._origin_ns) / 1e9 + self._margin_s:
                     return STOP_WAIT
             mode = self._mode[self._head.market]
             if mode == MODE_SKIP:

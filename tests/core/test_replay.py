@@ -15,7 +15,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from arb.exchanges.base import BookKey
@@ -399,20 +399,27 @@ _edge_times = st.one_of(_INT64, st.sampled_from([-(2**63), -(2**63) + 5, -1, 0, 
 
 
 @settings(max_examples=300, deadline=None)
+@example(times=[2**63 - 1], now_ns=0, origin_ns=-(2**63), window_ns=100, busy=[False], timer_s=1e10,
+         mode=replay.MODE_SKIP)  # 1.8e10 s since the origin: past a clamped 9.2e9 s
+@example(times=[10, -(2**63) + 5], now_ns=1000, origin_ns=0, window_ns=100, busy=[True], timer_s=math.inf,
+         mode=replay.MODE_SKIP)
 @given(
     times=st.lists(_edge_times, min_size=1, max_size=6),
     now_ns=_edge_times,
     origin_ns=_edge_times,
     window_ns=st.sampled_from([0, 100, 2**62]),
     busy=st.lists(st.booleans(), min_size=1, max_size=4),
+    timer_s=st.one_of(st.just(math.inf), st.sampled_from([0.0, 1.0, 1e10, 1.9e10, -1e10]),
+                      st.floats(min_value=-3e10, max_value=3e10)),
     mode=st.sampled_from([replay.MODE_SKIP, replay.MODE_PYTHON]),
 )
 def test_the_record_loop_stops_where_the_reference_stops_at_the_int64_edges_of_time(
-    times: list[int], now_ns: int, origin_ns: int, window_ns: int, busy: list[bool], mode: int
+    times: list[int], now_ns: int, origin_ns: int, window_ns: int, busy: list[bool], timer_s: float, mode: int
 ) -> None:
     """Record times far from the clock, the origin or each other: differences that overflow
     int64 compared as the exact ones (a record near INT64_MIN with the clock at 1000 gave a
-    spurious STOP_WAIT)."""
+    spurious STOP_WAIT), and the idle timer compared with the time since the origin as the float
+    of the exact difference (not of a clamped one)."""
     code = CODES[0]
     raw = _encode([(t, 0, code, replay.KIND_WS_TEXT, b"X", b"{}") for t in times])
     traces = []
@@ -425,7 +432,7 @@ def test_the_record_loop_stops_where_the_reference_stops_at_the_int64_edges_of_t
         trace: list[Any] = []
         waited = False
         for step in range(4 * len(times) + 8):
-            status = loop.run(busy[step % len(busy)], math.inf, waited)
+            status = loop.run(busy[step % len(busy)], timer_s, waited)
             waited = False
             trace.append(status)
             if status == replay.STOP_END:
