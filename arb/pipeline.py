@@ -479,13 +479,7 @@ class ScannerPipeline:
                 if not rehearsal:
                     self.dropped_for_funding += 1
                 return None
-            # Funding paid over the horizon at least the round trip's fees and the closing floor:
-            # the closing rule, which credits a close with the funding it saves, would close the
-            # position on these same books (losing the fees and the spread), and the next scan
-            # would open it again.
-            spot_notional = proceeds if bi.is_futures else cost
-            round_trip_fees = 2 * (cost * bi.taker_fee + proceeds * si.taker_fee)
-            if -expected >= round_trip_fees + self.min_profit_bps * spot_notional / BPS:
+            if expected < 0 and self._closes_at_once(buy, sell, quantity, cost, proceeds, expected):
                 if not rehearsal:
                     self.dropped_paying_funding += 1
                 return None
@@ -519,6 +513,24 @@ class ScannerPipeline:
             sell_fee=si.taker_fee,
             expected_funding=funding,
         )
+
+    def _closes_at_once(
+        self, buy: Leg, sell: Leg, quantity: Decimal, cost: Decimal, proceeds: Decimal, funding: Decimal
+    ) -> bool:
+        """Whether the hedges' closing rule (``HedgeBook.close_opportunity``), which credits a close
+        with the funding holding would pay (``funding`` < 0 over the horizon), would close this
+        opening at once on the same books, at their best prices: it would lose its four fees and
+        the spreads, and the next scan would open it again."""
+        exit_sell, exit_buy = buy.book, sell.book
+        if not (exit_sell.bid_count and exit_buy.ask_count):
+            return False
+        bi, si = buy.instrument, sell.instrument
+        exit_proceeds = quantity * buy.book_price(exit_sell.best_bid_price())
+        exit_cost = quantity * sell.book_price(exit_buy.best_ask_price())
+        fees = (cost + exit_proceeds) * bi.taker_fee + (proceeds + exit_cost) * si.taker_fee
+        closing = proceeds - cost + exit_proceeds - exit_cost - fees - funding
+        spot_notional = proceeds if bi.is_futures else cost
+        return closing >= self.min_profit_bps * spot_notional / BPS
 
     def markets(self) -> list[BookKey]:
         """Every market scanned, once each, however many symbols it is a leg of."""

@@ -245,12 +245,27 @@ def test_expected_funding_is_added_to_the_hedge_profit_before_the_margin_check()
     assert paying.scan(0) is None and paying.found == 1
 
 
-@pytest.mark.parametrize("hourly", ["0.0001", "0", "-0.00002", "-0.0001", "-0.0003", "-0.0008"])
-def test_a_hedge_is_opened_only_where_the_closing_rule_would_not_close_it_on_the_same_books(hourly: str) -> None:
+TIGHT = (("60000", "60001"), ("60700", "60701"))  # (bid, ask) of spot and perpetual: ~117 bps of basis
+WIDE = (("59700", "60001"), ("60900", "61200"))  # the same basis to buy into, 50 bps spreads to cross out
+
+
+@pytest.mark.parametrize(
+    ("books", "hourly", "refused"),
+    [
+        (TIGHT, "0.0001", False), (TIGHT, "0", False), (TIGHT, "-0.00002", False), (TIGHT, "-0.0001", False),
+        (TIGHT, "-0.0003", False), (TIGHT, "-0.0008", True),
+        # Crossing both spreads out costs more than the funding saves: the rule would hold it.
+        (WIDE, "-0.0008", False), (WIDE, "-0.0012", False),
+    ],
+)
+def test_a_hedge_is_opened_only_where_the_closing_rule_would_not_close_it_on_the_same_books(
+    books: tuple[tuple[str, str], tuple[str, str]], hourly: str, refused: bool
+) -> None:
     """The closing rule credits a close with the funding holding would pay; an opening priced with
     the same funding assumed the basis converges. With funding that costs more than the round
-    trip's fees (here -0.08 %/h on a perpetual settling hourly), a hedge was opened and closed at
-    once on the same books, losing its fees and spread, and opened again on the next scan."""
+    trip's fees and spreads (here -0.08 %/h on a perpetual settling hourly), a hedge was opened
+    and closed at once on the same books, losing its fees and spread, and opened again on the next
+    scan. Where the spreads outweigh the funding, the rule would not close it, and it opens."""
     from arb.hedges import HedgeBook
     from arb.instruments import InstrumentCatalog
     from arb.types import ArbitrageState, ExecutionLeg, ExecutionResult
@@ -260,15 +275,16 @@ def test_a_hedge_is_opened_only_where_the_closing_rule_would_not_close_it_on_the
     p = ScannerPipeline(max_data_age_ms=100, opportunity_types=(OpportunityType.SPOT_FUTURES_HEDGE,),
                         min_profit_bps=D(10), clock=lambda: 2, id_prefix="t")
     p.funding = funding
-    legs = [  # about 117 bps of basis standing
-        (GATE_SPOT, book("spot", GATE_SPOT, [("60000", "1")], [("60001", "1")]), WireScale(*GATE_SPOT.wire_scale())),
-        (GATE_PERP, book("perp", GATE_PERP, [("60700", "1")], [("60701", "1")]), WireScale(*GATE_PERP.wire_scale())),
+    (spot_bid, spot_ask), (perp_bid, perp_ask) = books
+    legs = [
+        (GATE_SPOT, book("spot", GATE_SPOT, [(spot_bid, "1")], [(spot_ask, "1")]), WireScale(*GATE_SPOT.wire_scale())),
+        (GATE_PERP, book("perp", GATE_PERP, [(perp_bid, "1")], [(perp_ask, "1")]), WireScale(*GATE_PERP.wire_scale())),
     ]
     (plan,) = p.register_symbol("BTC/USDT", legs)
     for leg in plan.legs:
         p.set_leg_limits(plan.symbol_id, leg.leg_id, D("0.01"), D("0.01"))
     opening = p.scan(0)
-    if hourly == "-0.0008":
+    if refused:
         assert opening is None and p.found == 1 and p.dropped_paying_funding == 1
         return
     assert opening is not None and p.dropped_paying_funding == 0
