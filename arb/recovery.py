@@ -244,7 +244,7 @@ class RecoveryManager:
             if budget < 0:
                 return self._flag(active, buy, sell, orders, cost, f"loss bound {self.max_loss_quote} reached")
             side = OrderSide.SELL if net > 0 else OrderSide.BUY
-            choice = self._pick(venues, sent, side, abs(net), reference, budget, fee_kept, charged)
+            choice = self._pick(venues, sent, side, abs(net), reference, budget, fee_kept, charged, tolerance)
             if choice is None:
                 return self._flag(
                     active, buy, sell, orders, cost,
@@ -381,16 +381,17 @@ class RecoveryManager:
     def _pick(
         self, venues: list[tuple[RecoveryAction, ExchangeName, Instrument]], attempt: int, side: OrderSide,
         base: Decimal, reference: Decimal, budget: Decimal, fee_kept: Decimal,
-        charged: Mapping[ExchangeName, Decimal],
+        charged: Mapping[ExchangeName, Decimal], tolerance: Decimal,
     ) -> tuple[RecoveryAction, ExchangeName, Instrument, Decimal, Decimal] | None:
         """This attempt's venue (alternating over the usable ones) with the size and limit price to send
         there; an unwind closes ``base`` less ``fee_kept`` (what the over-filled buy never received).
         ``charged``: the fee rate each venue charged this execution's fills, where above the listed one.
 
-        Venues whose lots close the whole residual come first: one that rounds it down leaves a
-        remainder that may be below every venue's minimum order, which only an operator can close."""
-        whole: list[tuple[RecoveryAction, ExchangeName, Instrument, Decimal, Decimal]] = []
-        partial: list[tuple[RecoveryAction, ExchangeName, Instrument, Decimal, Decimal]] = []
+        A venue whose lot would leave a remainder no venue can close (below every minimum order,
+        for an operator to close) goes after those that leave none: a finer lot elsewhere could
+        have closed the residual whole."""
+        closing: list[tuple[RecoveryAction, ExchangeName, Instrument, Decimal, Decimal]] = []
+        dusty: list[tuple[RecoveryAction, ExchangeName, Instrument, Decimal, Decimal]] = []
         for action, exchange, instrument in venues:
             wanted = base - fee_kept if action is RecoveryAction.UNWIND else base
             lots = lots_of_base(instrument, wanted)
@@ -401,8 +402,12 @@ class RecoveryManager:
             fee = max(instrument.taker_fee, charged.get(exchange, ZERO))
             price = self._bounded_price(instrument, side, reference, traded, budget, fee)
             if size >= instrument.min_size and traded * price >= instrument.min_notional:
-                (whole if traded == wanted else partial).append((action, exchange, instrument, size, price))
-        usable = whole + partial
+                left = wanted - traded
+                if left < tolerance or any(_closes(other, left, reference) for _, _, other in venues):
+                    closing.append((action, exchange, instrument, size, price))
+                else:
+                    dusty.append((action, exchange, instrument, size, price))
+        usable = closing + dusty
         return usable[attempt % len(usable)] if usable else None
 
     def _bounded_price(
@@ -531,6 +536,17 @@ async def _query(
         if exc.category != ErrorCategory.UNKNOWN_ORDER:
             raise
     return None
+
+
+def _closes(instrument: Instrument, base: Decimal, reference: Decimal) -> bool:
+    """Whether an order on ``instrument`` can take all of ``base`` (whole lots, its minimum size and
+    notional at ``reference``)."""
+    lots = lots_of_base(instrument, base)
+    size = instrument.lots_to_size(lots) if lots > 0 else ZERO
+    return (
+        lots > 0 and size * instrument.contract_size == base and size >= instrument.min_size
+        and base * reference >= instrument.min_notional
+    )
 
 
 def _order_window_s(venue: PrivateExchange, resent_for_s: float) -> float:

@@ -110,6 +110,21 @@ def test_a_venue_that_closes_the_whole_residual_goes_before_one_that_would_leave
     assert outcome.unwound_base == D("0.00408") and not buy.placed
 
 
+def test_the_leg_is_completed_first_where_the_other_venue_can_close_what_its_lot_leaves() -> None:
+    """Completing the short leg keeps the arbitrage; unwinding gives it up, paying spread and fees on
+    the whole size. Only a remainder no venue could close sends the whole residual elsewhere."""
+    buy = fee_free(GATE)
+    sell = fee_free(MEXC, lot_size=D("0.00001"), min_size=D("0.00001"), size_decimals=5, min_notional=D("0.1"))
+    recovery, _ = manager(buy, sell)
+    residual = Residual(opportunity_id="opp1", buy=leg(buy, OrderSide.BUY, "1.0001", "0", "3000"),
+                        sell=leg(sell, OrderSide.SELL, "1.00005", "1.00005", "3001"))
+    outcome = asyncio.run(recovery.recover(residual))
+    assert outcome.recovered and not outcome.requires_manual_approval
+    assert [(o.exchange, o.request.client_order_id[-2:], o.filled) for o in outcome.orders] == [
+        (GATE, "h1", D("1.0000")), (MEXC, "u2", D("0.00005"))
+    ]
+
+
 def test_unresolved_leg_is_queried_again_before_acting() -> None:
     buy, sell = fee_free(GATE), fee_free(MEXC)
     sell.orders["opp1-s"] = leg(sell, OrderSide.SELL, "10", "10", "101").state  # type: ignore[assignment]
