@@ -36,6 +36,7 @@ WIDE = Context(prec=60)
 # A quote amount that cannot be exact (a share of a total, a value at an average price) is
 # rounded to this: far below any venue's quote precision, and sums of such amounts stay exact.
 QUOTE_QUANTUM = Decimal("1e-12")
+ONE = Decimal(1)
 
 # Client ids valid on every venue: Gate ``text`` allows 28 bytes of [0-9A-Za-z_.-] after "t-",
 # MEXC 32 of [A-Za-z0-9_-]; the intersection is 28 of [A-Za-z0-9_-].
@@ -185,7 +186,11 @@ class RealizedPnl:
         average_spread = wide.subtract(
             wide.divide(self.sell_notional, self.sold), wide.divide(self.buy_notional, self.bought)
         )
-        return wide.subtract(wide.multiply(matched, average_spread), self.fees).quantize(QUOTE_QUANTUM, ROUND_HALF_EVEN, WIDE)
+        rounded = wide.subtract(wide.multiply(matched, average_spread), self.fees).quantize(
+            QUOTE_QUANTUM, ROUND_HALF_EVEN, WIDE
+        )
+        trimmed = rounded.normalize(WIDE)  # 1.5, not 1.500000000000
+        return trimmed.quantize(ONE, context=WIDE) if trimmed == trimmed.to_integral_value() else trimmed  # not 1.5E+3
 
 
 class Backoff(msgspec.Struct, frozen=True, kw_only=True):

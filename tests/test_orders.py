@@ -38,8 +38,9 @@ def reference_pnl(orders: list[tuple[OrderSide, D, D, D]]) -> D:
         matched = min(bought, sold)
         if not matched:
             return -fees
-        # At the averages, which need not end: to 1e-12 (within the 60-digit context).
-        return (matched * (sell_notional / sold - buy_notional / bought) - fees).quantize(D("1e-12"), ROUND_HALF_EVEN)
+        # At the averages, which need not end: to 1e-12 (within the 60-digit context), no trailing zeros.
+        rounded = (matched * (sell_notional / sold - buy_notional / bought) - fees).quantize(D("1e-12"), ROUND_HALF_EVEN)
+        return D(format(rounded.normalize(), "f"))
 
 
 @settings(max_examples=300, deadline=None)
@@ -84,6 +85,13 @@ def test_realized_pnl_at_averages_that_do_not_end_is_rounded_to_the_quote_quantu
     big.add(OrderSide.BUY, D(3), D("1e20"), D(0))
     big.add(OrderSide.SELL, D(1), D("4e19"), D(0))
     assert big.value() == D("6666666666666666666.666666666667")
+    exact = RealizedPnl()
+    exact.add(OrderSide.BUY, D(2), D(200), D(0))
+    exact.add(OrderSide.SELL, D(1), D("101.5"), D(0))
+    exact_round = RealizedPnl()
+    exact_round.add(OrderSide.BUY, D(2), D(200), D(0))
+    exact_round.add(OrderSide.SELL, D(1), D(1600), D(0))
+    assert (str(exact.value()), str(exact_round.value())) == ("1.5", "1500")  # not 1.500000000000 or 1.5E+3
 
 
 def test_client_order_ids_of_one_opportunity_share_their_base() -> None:
