@@ -298,7 +298,7 @@ class GateioSpotTrading(_GateioTrading):
     def finished_orders(self, symbol: str, since_s: int, until_s: int | None = None, page: int = 1) -> RestRequest:
         """``GET /spot/orders?currency_pair=X&status=finished&page=N&limit=...&from=since_s[&to=until_s]``:
         page ``page`` of the pair's newest finished orders created from ``since_s`` to ``until_s``
-        (UNIX seconds; None: now); parse with ``parse_open_orders``."""
+        (UNIX seconds; None: now); parse with ``parse_finished_orders``."""
         query = (
             f"currency_pair={self._instrument(symbol).venue_symbol}&status={constants.SPOT_ORDER_STATUS_FINISHED}"
             f"&page={page}&limit={constants.FINISHED_ORDERS_LIMIT}&from={since_s}"
