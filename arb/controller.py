@@ -40,7 +40,7 @@ from typing import Any, Protocol
 
 import msgspec
 
-from arb_core.book import OrderBook
+from arb_core.book import ASK, BID, OrderBook
 from arb_core.freshness import monotonic_ns
 
 from .balances import BalanceMonitor, SkewAlert
@@ -61,9 +61,9 @@ from .instruments import (
     FEE_FIELDS, MINIMUM_FIELDS, Instrument, InstrumentCatalog, InstrumentError, pair_symbol, trading_rules_changed,
 )
 from .journal import INTENT_LOG_SUFFIX, IntentRecord, Journal, JournalError, OrderResolver, intent_log_in_use
-from .orders import OrderOutcome, market_symbol
+from .orders import OrderOutcome, market_symbol, round_price
 from .monitor import PerformanceMonitor, Stage
-from .pipeline import Leg, ScannerPipeline, SymbolPlan
+from .pipeline import BPS, Leg, ScannerPipeline, SymbolPlan, walk_price
 from .recovery import RecoveryManager, RecoveryStatus
 from .risk import MS_PER_DAY, RiskManager, RiskRejection, futures_holdings
 from .secrets import VENUE_ENV_PREFIX, ApiCredentials, Secret
@@ -1601,11 +1601,15 @@ class ArbitrageController:
             return None
         return found[position.spot], found[position.futures]
 
-    async def process(self, opportunity: ArbitrageOpportunity, *, closes_hedge: bool = False) -> ExecutionResult | None:
+    async def process(
+        self, opportunity: ArbitrageOpportunity, *, closes_hedge: bool = False, given: bool = False
+    ) -> ExecutionResult | None:
         """Risk-check and execute one opportunity, recording it everywhere; None when refused
         (``last_refusal`` says why).
 
         ``closes_hedge``: the pair closes an open hedge (``RiskManager.validate_opportunity_risk``).
+        ``given``: it comes from outside the scanner (``ArbitrageEngine.execute_opportunity``) and is
+        checked against the books first (``_given_refusal``).
 
         A cancellation once the orders are out waits for the execution to end and be recorded.
         """
@@ -1631,6 +1635,12 @@ class ArbitrageController:
         monitor.record_opportunity_detected()
         start = self.clock()
         monitor.record_stage(Stage.DETECT, max(0, start - opportunity.detected_at))
+        if given:
+            refusal = self._given_refusal(opportunity, start)
+            if refusal is not None:
+                log.debug("%s", refusal)
+                self.last_refusal = refusal
+                return None
         try:
             risk.validate_opportunity_risk(opportunity, closes_hedge=closes_hedge)
         except RiskRejection as exc:
@@ -1667,6 +1677,55 @@ class ArbitrageController:
             if stale:
                 await balances.refresh(stale)
         return result
+
+    def _given_refusal(self, opportunity: ArbitrageOpportunity, now: int) -> str | None:
+        """Why an opportunity from outside the scanner may not trade, or None.
+
+        The scanner prices its own on the books; a given one is checked against them: detected
+        no later than now, its symbol (spot form) scanned on both its markets, both books in sync
+        and fresh, limits no further through the books than its quantity walks (a sell limit far
+        under the bids fills at the bids, past the notional the risk checks valued it at), and a
+        profit and margin its prices, the markets' fees and its funding give (the risk checks read
+        the stated ones).
+        """
+        opp, pipeline = opportunity, self.pipeline
+        if pipeline is None:
+            raise ArbitrageEngineError("controller: the scanner pipeline was not built")
+        where = f"opportunity {opp.opportunity_id} {opp.symbol}"
+        if opp.detected_at > now:
+            return f"not executed: {where}: detected_at {opp.detected_at} is ahead of the engine's clock ({now})"
+        found = pipeline.legs_for(opp.symbol, opp.buy_exchange, opp.sell_exchange)
+        if found is None:
+            return (f"not executed: {where}: the scanner does not pair {opp.buy_exchange.value} with "
+                    f"{opp.sell_exchange.value} for it (name the pair in spot form, as BTC/USDT)")
+        symbol_id, buy, sell = found
+        if not (buy.book.in_sync and sell.book.in_sync and pipeline.books_fresh(symbol_id, opp, now)):
+            return f"not executed: {where}: a leg's book is out of sync or older than max_data_age_ms"
+        quantity = opp.max_quantity
+        worst_ask, worst_bid = walk_price(buy, ASK, quantity), walk_price(sell, BID, quantity)
+        if worst_ask is None or worst_bid is None:
+            return f"not executed: {where}: a leg's book does not hold its quantity {quantity}"
+        bi, si = buy.instrument, sell.instrument
+        if opp.buy_price > round_price(bi, worst_ask, OrderSide.BUY, marketable=True):
+            return (f"not executed: {where}: buy limit {opp.buy_price} is above {worst_ask}, the "
+                    f"{buy.exchange.value} ask its quantity walks to")
+        if opp.sell_price < round_price(si, worst_bid, OrderSide.SELL, marketable=True):
+            return (f"not executed: {where}: sell limit {opp.sell_price} is below {worst_bid}, the "
+                    f"{sell.exchange.value} bid its quantity walks to")
+        funding = min(opp.expected_funding, ZERO)  # income only as far as the engine's funding book expects it
+        if opp.opportunity_type is OpportunityType.SPOT_FUTURES_HEDGE and pipeline.funding is not None:
+            futures, side = (bi, OrderSide.BUY) if bi.is_futures else (si, OrderSide.SELL)
+            price = opp.buy_price if bi.is_futures else opp.sell_price
+            expected = pipeline.funding.held(futures.exchange, futures.symbol, side, quantity * price)
+            funding = min(opp.expected_funding, expected)
+        cost, proceeds = quantity * opp.buy_price, quantity * opp.sell_price
+        profit = (proceeds - cost - cost * max(opp.buy_fee, bi.taker_fee)
+                  - proceeds * max(opp.sell_fee, si.taker_fee) + funding)
+        if opp.total_profit_estimate > profit or opp.profit_margin_bps * cost > profit * BPS:
+            return (f"refused by risk checks: {where}: its stated profit {opp.total_profit_estimate} "
+                    f"({opp.profit_margin_bps} bps) is above what its prices, the markets' fees and its "
+                    f"funding give ({profit})")
+        return None
 
     def _on_halted_market(
         self, pipeline: ScannerPipeline, opportunity: ArbitrageOpportunity, closes_hedge: bool
@@ -2139,7 +2198,8 @@ class ArbitrageEngine:
 
     async def execute_opportunity(self, opportunity: ArbitrageOpportunity) -> ExecutionResult:
         """Risk-check and execute ``opportunity``; a refusal comes back as a FAILED result naming the check.
-        One detected longer ago than ``engine.max_data_age_ms`` is refused: stale data never trades."""
+        One detected longer ago than ``engine.max_data_age_ms`` is refused: stale data never trades.
+        It must be priced on the engine's books as the scanner prices its own (see ``_given_refusal``)."""
         start = self.controller.clock()
         age_ns = start - opportunity.detected_at
         if age_ns > self.controller.config.max_data_age_ms * 1_000_000:
@@ -2149,7 +2209,7 @@ class ArbitrageEngine:
                 error=f"not executed: detected {age_ns / 1e6:.1f} ms ago, past max_data_age_ms "
                       f"({self.controller.config.max_data_age_ms})",
             )
-        result = await self.controller.process(opportunity)
+        result = await self.controller.process(opportunity, given=True)
         if result is not None:
             return result
         return ExecutionResult(

@@ -52,7 +52,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from decimal import ROUND_CEILING, ROUND_HALF_EVEN, Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Protocol
 
 import msgspec
@@ -64,7 +64,7 @@ from .errors import ExchangeError
 from .instruments import InstrumentCatalog, InstrumentError, common_step, pair_symbol, round_down_to_step, split_symbol
 from .journal import FillRecord, HedgeDrop
 from .orders import QUOTE_QUANTUM, WIDE, catalog_instrument, exact_notional, fee_in_quote, round_price
-from .pipeline import BPS, BPS_STEP, Leg, book_lot
+from .pipeline import BPS, BPS_STEP, Leg, walk_price
 from .risk import FUTURES_MARKETS, MS_PER_DAY, FuturesHolding
 from .types import ArbitrageOpportunity, ExchangeName, ExecutionLeg, ExecutionResult, OpportunityType, OrderSide
 
@@ -394,8 +394,8 @@ class HedgeBook:
             return None
         long_spot = position.base > 0
         # A long-spot hedge closes by selling spot into the bids and buying futures from the asks.
-        spot_price = _walk(spot, BID if long_spot else ASK, quantity)
-        futures_price = _walk(futures, ASK if long_spot else BID, quantity)
+        spot_price = walk_price(spot, BID if long_spot else ASK, quantity)
+        futures_price = walk_price(futures, ASK if long_spot else BID, quantity)
         if spot_price is None or futures_price is None:
             return None
         entry_notional = position.spot_price * quantity
@@ -488,17 +488,3 @@ def _share(amount: Decimal, part: Decimal, whole: Decimal) -> Decimal:
     if part == whole:
         return amount
     return WIDE.divide(WIDE.multiply(amount, part), whole).quantize(QUOTE_QUANTUM, ROUND_HALF_EVEN, WIDE)
-
-
-def _walk(leg: Leg, side: int, base: Decimal) -> Decimal | None:
-    """Worst price of taking ``base`` from ``leg``'s book (ASK: buying, BID: selling); None when too thin."""
-    lot = book_lot(leg.scale) * leg.instrument.contract_size
-    lots = int((base / lot).to_integral_value(ROUND_CEILING))
-    try:
-        filled, _, worst, _ = leg.book.walk(side, lots)
-    except OverflowError as exc:  # a notional past the book's int64 fixed point: not priced, so not closed
-        log.warning("hedges: %s %s: cannot walk %s base: %s", leg.exchange.value, leg.instrument.symbol, base, exc)
-        return None
-    if filled < lots or worst <= 0:
-        return None
-    return leg.book_price(worst)

@@ -545,6 +545,16 @@ class ScannerPipeline:
         """Every registered leg on ``exchange``, with its symbol."""
         return [(plan, leg) for plan in self.plans.values() for leg in plan.legs if leg.exchange is exchange]
 
+    def legs_for(self, symbol: str, buy: ExchangeName, sell: ExchangeName) -> tuple[int, Leg, Leg] | None:
+        """``(symbol id, buy leg, sell leg)`` of the scanner symbol ``symbol`` pairing ``buy`` with
+        ``sell`` (None: the scanner does not pair them for it)."""
+        for plan in self.plans.values():
+            if plan.symbol == symbol:
+                legs = {leg.exchange: leg for leg in plan.legs}
+                if buy in legs and sell in legs:
+                    return plan.symbol_id, legs[buy], legs[sell]
+        return None
+
     def book_of(self, exchange: ExchangeName, symbol: str) -> OrderBook | None:
         """The book the scanner reads for ``symbol`` on ``exchange`` (None: not scanned)."""
         for plan, leg in self.legs_of(exchange):
@@ -571,6 +581,20 @@ class ScannerPipeline:
     def standing_opportunities(self) -> list[ArbitrageOpportunity]:
         """The opportunity each symbol's latest scan found (symbols whose latest scan found none are left out)."""
         return list(self._standing.values())
+
+
+def walk_price(leg: Leg, side: int, base: Decimal) -> Decimal | None:
+    """Worst price of taking ``base`` from ``leg``'s book (ASK: buying, BID: selling); None when too thin."""
+    lot = book_lot(leg.scale) * leg.instrument.contract_size
+    lots = int((base / lot).to_integral_value(ROUND_CEILING))
+    try:
+        filled, _, worst, _ = leg.book.walk(side, lots)
+    except OverflowError as exc:  # a notional past the book's int64 fixed point: not priced
+        log.warning("%s %s: cannot walk %s base: %s", leg.exchange.value, leg.instrument.symbol, base, exc)
+        return None
+    if filled < lots or worst <= 0:
+        return None
+    return leg.book_price(worst)
 
 
 def _to_step(price: Decimal, step: Decimal, rounding: str) -> Decimal:

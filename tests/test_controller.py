@@ -46,7 +46,7 @@ from arb.risk import Breaker, RiskManager
 from arb.secrets import ApiCredentials, Secret
 from arb.sim.cluster import SimCluster, default_instruments
 from arb.sim.faults import VenueFaults
-from arb.sim.market import COMMON_DECIMALS, Dislocation
+from arb.sim.market import Dislocation
 from arb.sim.server import VenueUrls
 from arb.types import (
     ArbitrageOpportunity, ArbitrageState, EngineStatistics, ExchangeName, ExecutionLeg, ExecutionResult,
@@ -217,7 +217,15 @@ def test_engine_session_statistics_health_and_a_refused_opportunity(tmp_path: Pa
             engine = ArbitrageEngine(controller)
             async with engine.session(trade=False):
                 assert engine.is_healthy
-                thin = mexc_to_gate("thin1btc", D("60000"), D("60001"), "0.0001", margin_bps="0.1",  # floor: 10 bps
+                pipeline = controller.pipeline
+                assert pipeline is not None
+                found = pipeline.legs_for("BTC/USDT", ExchangeName.MEXC, ExchangeName.GATEIO)
+                assert found is not None
+                symbol_id, mexc, _ = found
+                thin = mexc_to_gate("thin1btc", D("60000"), D("60001"), "0.0001", margin_bps="0.1")  # floor: 10 bps
+                await eventually(lambda: pipeline.books_fresh(symbol_id, thin, controller.clock()), 5, "fresh books")
+                ask = mexc.book_price(mexc.book.best_ask_price())  # priced on the books, as the engine checks
+                thin = mexc_to_gate("thin1btc", ask, ask + D("0.01"), "0.0001", margin_bps="0.1",
                                     detected_at=controller.clock())
                 result = await engine.execute_opportunity(thin)
                 assert result.final_state is ArbitrageState.FAILED
@@ -547,9 +555,66 @@ def test_a_cancelled_run_leaves_no_busy_poll_spinning(tmp_path: Path) -> None:
     asyncio.run(scenario())
 
 
-def test_cancelling_execute_opportunity_after_the_orders_are_out_still_finishes_and_records_it(tmp_path: Path) -> None:
+def test_an_opportunity_given_through_the_api_is_checked_against_the_books(tmp_path: Path) -> None:
+    """The risk checks read an opportunity's stated prices and margin; the scanner's are priced on
+    the books, a given one was not checked against them: a sell limit far under the bids filled
+    at the bids (a 3,000 USD short checked as 50 USD), inverted limits with a claimed margin traded
+    at a sure loss, and a perpetual's symbol escaped the futures limits keyed by the spot pair."""
     configuration = manager(tmp_path)
     cluster = dry_run_cluster(configuration.config, random_per_minute=0)
+
+    async def scenario() -> list[str]:
+        async with cluster:
+            controller = ArbitrageController(configuration, sim_cluster=cluster, journal=Journal(tmp_path / "j.sqlite3"))
+            engine = ArbitrageEngine(controller)
+            async with engine.session(trade=False):
+                pipeline = controller.pipeline
+                assert pipeline is not None
+                found = pipeline.legs_for("BTC/USDT", ExchangeName.MEXC, ExchangeName.GATEIO)
+                assert found is not None
+                _, mexc, gate = found
+                ask = mexc.book_price(mexc.book.best_ask_price())
+                bid = gate.book_price(gate.book.best_bid_price())
+                probe = mexc_to_gate("probe", ask, bid, "0.001")
+                await eventually(lambda: pipeline.books_fresh(found[0], probe, controller.clock()), 5, "fresh books")
+                ask = mexc.book_price(mexc.book.best_ask_price())
+                bid = gate.book_price(gate.book.best_bid_price())
+                now = controller.clock()
+                given = [
+                    mexc_to_gate("far1btc", D("1000"), D("1001"), "0.05", margin_bps="10", detected_at=now),
+                    msgspec.structs.replace(mexc_to_gate("inv1btc", ask, bid, "0.001", margin_bps="20", detected_at=now),
+                                            total_profit_estimate=D("0.05")),
+                    mexc_to_gate("perp1btc", ask, ask + 100, "0.001", symbol="BTC/USDT:USDT", detected_at=now),
+                    mexc_to_gate("late1btc", ask, ask + 100, "0.001", detected_at=now + 10**12),
+                ]
+                errors = [(await engine.execute_opportunity(o)).error or "" for o in given]
+                assert controller.results == [] and controller.journal is not None
+                assert controller.journal.open_intents() == [] and not controller.journal.knows(ExchangeName.MEXC, "far1btc-b")
+                return errors
+
+    far, inverted, perpetual, future = asyncio.run(scenario())
+    assert "far1btc BTC/USDT: sell limit 1001 is below" in far and "the gateio bid its quantity walks to" in far
+    assert inverted.startswith("refused by risk checks: opportunity inv1btc BTC/USDT: its stated profit 0.05 (20 bps)")
+    assert "the scanner does not pair mexc with gateio for it (name the pair in spot form" in perpetual
+    assert "is ahead of the engine's clock" in future
+
+
+def given_dislocation(controller: ArbitrageController, opportunity_id: str, quantity: str) -> ArbitrageOpportunity:
+    """What the scanner finds standing (MEXC cheap, sold on Gate.io), as a caller of the API would
+    give it: renamed, for ``quantity``, priced as found."""
+    assert controller.pipeline is not None
+    (found,) = [o for o in controller.pipeline.standing_opportunities() if o.buy_exchange is ExchangeName.MEXC]
+    share = D(quantity) / found.max_quantity
+    return msgspec.structs.replace(
+        found, opportunity_id=opportunity_id, max_quantity=D(quantity),
+        total_profit_estimate=found.total_profit_estimate * share, detected_at=controller.clock(),
+    )
+
+
+def test_cancelling_execute_opportunity_after_the_orders_are_out_still_finishes_and_records_it(tmp_path: Path) -> None:
+    configuration = manager(tmp_path)
+    mexc_cheap = Dislocation(exchange=ExchangeName.MEXC, symbol="BTC/USDT", start_ns=SECOND, duration_ns=600 * SECOND, bps=-80)
+    cluster = dry_run_cluster(configuration.config, random_per_minute=0, dislocations=(mexc_cheap,))
     journal_path = tmp_path / "j.sqlite3"
 
     async def scenario() -> None:
@@ -557,16 +622,10 @@ def test_cancelling_execute_opportunity_after_the_orders_are_out_still_finishes_
             controller = ArbitrageController(configuration, sim_cluster=cluster, journal=Journal(journal_path))
             engine = ArbitrageEngine(controller)
             async with engine.session(trade=False):
-                mid = cluster.feed.markets[0].mid_common / D(10) ** COMMON_DECIMALS  # both books quote near it
-                # Limits 2% through both books: both IOC orders fill at the venues' best prices (the
-                # opportunity's stated margin is what the risk check reads; the prices only limit the orders).
-                crossing = msgspec.structs.replace(
-                    mexc_to_gate(
-                        "cut1btc", (mid * D("1.02")).quantize(D("0.01")), (mid * D("0.98")).quantize(D("0.01")),
-                        "0.001", detected_at=controller.clock(),
-                    ),
-                    total_profit_estimate=D("0.05"),  # as its margin says (the risk check refuses a claimed loss)
-                )
+                assert controller.pipeline is not None
+                await eventually(lambda: any(o.buy_exchange is ExchangeName.MEXC
+                                             for o in controller.pipeline.standing_opportunities()), 5, "the dislocation")
+                crossing = given_dislocation(controller, "cut1btc", "0.001")
                 task = asyncio.ensure_future(engine.execute_opportunity(crossing))
                 mexc, gate = cluster.venues["mexc"].stamps, cluster.venues["gateio"].stamps
                 while mexc.request_ns("cut1btc-b") is None or gate.request_ns("t-cut1btc-s") is None:
