@@ -231,8 +231,16 @@ class MexcFuturesMarketData(_MexcMarketData):
     decode_snapshot = staticmethod(wire.decode_futures_snapshot)
 
     def _control_frames(self, subscribe: bool, venue_symbols: Sequence[str]) -> list[WsPayload]:
-        method = constants.FUTURES_DEPTH_SUBSCRIBE if subscribe else constants.FUTURES_DEPTH_UNSUBSCRIBE
-        return [msgspec.json.encode({"method": method, "param": {"symbol": s}}).decode() for s in venue_symbols]
+        if not subscribe:
+            method = constants.FUTURES_DEPTH_UNSUBSCRIBE
+            return [msgspec.json.encode({"method": method, "param": {"symbol": s}}).decode() for s in venue_symbols]
+        # Unmerged: by default the venue merges increments, one push spanning several versions,
+        # which the version sequence check reads as a gap (a resync per push, never in sync).
+        method = constants.FUTURES_DEPTH_SUBSCRIBE
+        return [
+            msgspec.json.encode({"method": method, "param": {"symbol": s, "compress": False}}).decode()
+            for s in venue_symbols
+        ]
 
 
 def _spot_refusal(reply: SpotWsReply) -> bool:

@@ -134,8 +134,8 @@ def test_futures_frames_are_the_documented_ones() -> None:
     futures = MexcFuturesMarketData()
     assert futures.venue == "mexc_futures" and futures.ws_url == "wss://contract.mexc.com/edge"
     assert futures.subscribe_frames(["BTC_USDT", "ETH_USDT"]) == [
-        '{"method":"sub.depth","param":{"symbol":"BTC_USDT"}}',
-        '{"method":"sub.depth","param":{"symbol":"ETH_USDT"}}',
+        '{"method":"sub.depth","param":{"symbol":"BTC_USDT","compress":false}}',  # merged increments skip versions
+        '{"method":"sub.depth","param":{"symbol":"ETH_USDT","compress":false}}',
     ]
     assert futures.unsubscribe_frames(["BTC_USDT"]) == ['{"method":"unsub.depth","param":{"symbol":"BTC_USDT"}}']
     assert futures.ping_frame() == '{"method":"ping"}'
