@@ -130,6 +130,7 @@ PRIVATE_ENDPOINT_WEIGHTS: Final = {
     MY_TRADES_PATH: 10,
     ACCOUNT_PATH: 10,
     TRADE_FEE_PATH: 20,  # [MX-S] "Query Symbol Commission"
+    USER_DATA_STREAM_PATH: 1,  # listenKey create, keep-alive, close: on their own budget only (see private_stream)
 }
 # newClientOrderId: [HB] caps it at 32 characters (MAX_ORDER_ID_LEN) and sends letters,
 # digits and '-'; the docs publish no charset, so only that conservative set is sent.

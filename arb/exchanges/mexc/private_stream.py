@@ -190,8 +190,10 @@ class MexcSpotPrivateStream:
         params: list[tuple[str, str | int]] = [] if listen_key is None else [("listenKey", listen_key)]
         query = self._signer.signed_query(params, timestamp_ms=self._clock_ms())
         path = constants.USER_DATA_STREAM_PATH
+        # Its own budget only: a 429 holds the budgets its request spent, and one on a keep-alive
+        # must not hold the account weight the orders spend.
         return RestRequest(
-            method=method, path=path, query=query, headers=self._signer.headers(),
+            method=method, path=path, query=query, headers=self._signer.headers(), limits=((path, 1),),
             resign=lambda: self._request(method, listen_key),
         )
 

@@ -173,3 +173,22 @@ def test_a_reconnect_whose_old_listen_key_is_gone_makes_a_new_one_at_once() -> N
                 await connector.close()
 
     run(scenario())
+
+
+def test_a_rate_limited_listen_key_request_holds_its_own_budget_not_the_orders() -> None:
+    """Listen-key requests named no budget, and a 429 on one (a keep-alive) held every budget:
+    orders and their queries blocked for the venue's Retry-After, up to an hour."""
+    from arb.exchanges.mexc import constants
+    from arb.exchanges.mexc.connector import MexcSpotConnector
+    from arb.types import ExchangeName
+
+    credentials = ApiCredentials(Secret("key"), Secret("secret"))
+    connector = MexcSpotConnector(credentials=credentials, rest_url="http://127.0.0.1:9", ws_url="ws://127.0.0.1:9/ws")
+    stream = MexcSpotPrivateStream(credentials, InstrumentCatalog(ExchangeName.MEXC, []), "ws://127.0.0.1:9/ws")
+    keepalive = stream._request("PUT", "k1")
+    assert keepalive.limits == ((constants.USER_DATA_STREAM_PATH, 1),)
+    limiter = connector.rest.limiter
+    error = connector.rest._failure(keepalive, 429, {"Retry-After": "60"}, b'{"code":429,"msg":"too many"}')
+    assert error.retry_after_s is not None and error.retry_after_s > 0
+    assert limiter.wait_s(keepalive.limits) > 0
+    assert limiter.wait_s(connector.binding.order_limits) == 0  # orders still go
