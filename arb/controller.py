@@ -426,6 +426,7 @@ class ArbitrageController:
         self._stop_before_run: str | None = None  # a signal between the start-up and ``run``
         self._kill_at_start: bool | None = None  # SIGUSR1 (True) or SIGUSR2 (False) during the start-up
         self._kill_journaled: tuple[str, int] | None = None  # the kill switch as an earlier run left it
+        self._journal_closed = False  # by the shutdown's last steps
         self._startup_kill_journaled: bool | None = None  # the last of those the journal took
         self._early_signals: list[signal.Signals] = []  # handled from the start-up's end until ``run``
         self._fills = 0
@@ -1317,6 +1318,9 @@ class ArbitrageController:
     def _journal_kill_switch(self, engaged: bool, reason: str) -> bool:
         """Journal a change of the kill switch; whether the journal took it."""
         if self.journal is None:
+            if self._journal_closed:  # a signal late in the shutdown
+                log.warning("journal closed by the shutdown: the kill switch change (%s) is not kept for the next "
+                            "start", reason)
             return False
         try:
             self.journal.record_kill_switch(engaged, reason)
@@ -2157,6 +2161,7 @@ class ArbitrageController:
         if self.journal is not None:
             self.journal.close()
             self.journal = None
+            self._journal_closed = True
 
     async def _stop_sim(self) -> None:
         if self.sim_cluster is not None:

@@ -1974,6 +1974,21 @@ def test_the_kill_switch_holds_across_a_restart_until_it_is_released(tmp_path: P
     assert asyncio.run(scenario()) == [False, True, True, False]
 
 
+def test_a_kill_switch_engaged_after_the_journal_closed_says_a_restart_does_not_keep_it(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A SIGUSR1 late in the shutdown, past the journal's flush: engaged for what is left of the
+    run, journaled nowhere, and nothing said so."""
+    controller = ArbitrageController(manager(tmp_path), journal=Journal(tmp_path / "j.sqlite3"),
+                                     risk=RiskManager(manager(tmp_path).config.risk_limits))
+    asyncio.run(controller._close_journal())
+    with caplog.at_level(logging.WARNING, logger="arb.controller"):
+        controller.engage_kill_switch("the operator (test)")
+    assert "the kill switch change (the operator (test)) is not kept for the next start" in caplog.text
+    with Journal(tmp_path / "j.sqlite3") as journal:
+        assert journal.kill_switch() is None
+
+
 def test_an_engine_started_and_shut_down_without_a_run_gives_the_signals_back(tmp_path: Path) -> None:
     configuration = manager(tmp_path)
     cluster = dry_run_cluster(configuration.config, random_per_minute=0)
