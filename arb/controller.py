@@ -65,7 +65,7 @@ from .orders import OrderOutcome, market_symbol, round_price
 from .monitor import PerformanceMonitor, Stage
 from .pipeline import BPS, Leg, ScannerPipeline, SymbolPlan, walk_price
 from .recovery import RecoveryManager, RecoveryStatus
-from .risk import MS_PER_DAY, RiskManager, RiskRejection, futures_holdings
+from .risk import MS_PER_DAY, RiskManager, RiskRejection, amounts_valid, futures_holdings
 from .secrets import VENUE_ENV_PREFIX, ApiCredentials, Secret
 from .shutdown import ShutdownManager, StepOutcome, take_held_stop_signal
 from .sim.cluster import SimCluster, SimConfig, SimEndpoints
@@ -1685,16 +1685,21 @@ class ArbitrageController:
     def _given_refusal(self, opportunity: ArbitrageOpportunity, now: int) -> str | None:
         """Why an opportunity from outside the scanner may not trade, or None.
 
-        The scanner prices its own on the books; a given one is checked against them: detected
-        no later than now, its symbol (spot form) scanned on both its markets, both books in sync
-        and fresh, limits no further through the books than its quantity walks (a sell limit far
-        under the bids fills at the bids, past the notional the risk checks valued it at), and a
-        profit and margin its prices, the markets' fees and its funding give (the risk checks read
-        the stated ones).
+        The scanner prices its own on the books; a given one is checked against them as the
+        scanner would price it: detected no later than now, its symbol (spot form) scanned on both
+        its markets, both books in sync and fresh, limits that reach what its quantity walks to
+        (a buy at or above the walked ask; a sell at the walked bid, on the tick grid: one far
+        under the bids fills at the bids, past the notional the risk checks valued it at), funding
+        as the engine's funding book expects it (a hedge the closing rule would close at once is
+        refused, as the scanner refuses it), and a profit and margin its limits as sent, the
+        markets' fees and that funding give (the risk checks read the stated ones). Amounts that
+        are not finite and positive are left to the risk checks, which refuse them by name.
         """
         opp, pipeline = opportunity, self.pipeline
         if pipeline is None:
             raise ArbitrageEngineError("controller: the scanner pipeline was not built")
+        if not amounts_valid(opp):
+            return None
         where = f"opportunity {opp.opportunity_id} {opp.symbol}"
         if opp.detected_at > now:
             return f"not executed: {where}: detected_at {opp.detected_at} is ahead of the engine's clock ({now})"
@@ -1710,25 +1715,38 @@ class ArbitrageController:
         if worst_ask is None or worst_bid is None:
             return f"not executed: {where}: a leg's book does not hold its quantity {quantity}"
         bi, si = buy.instrument, sell.instrument
-        if opp.buy_price > round_price(bi, worst_ask, OrderSide.BUY, marketable=True):
-            return (f"not executed: {where}: buy limit {opp.buy_price} is above {worst_ask}, the "
+        # The limits as the executor sends them: on the tick grid, toward the book.
+        buy_limit = round_price(bi, opp.buy_price, OrderSide.BUY, marketable=True)
+        sell_limit = round_price(si, opp.sell_price, OrderSide.SELL, marketable=True)
+        if buy_limit < worst_ask:
+            return (f"not executed: {where}: buy limit {opp.buy_price} does not reach {worst_ask}, the "
                     f"{buy.exchange.value} ask its quantity walks to")
-        if opp.sell_price < round_price(si, worst_bid, OrderSide.SELL, marketable=True):
-            return (f"not executed: {where}: sell limit {opp.sell_price} is below {worst_bid}, the "
-                    f"{sell.exchange.value} bid its quantity walks to")
-        funding = min(opp.expected_funding, ZERO)  # income only as far as the engine's funding book expects it
+        lowest_sell = round_price(si, worst_bid, OrderSide.SELL, marketable=True)
+        if not lowest_sell <= sell_limit <= worst_bid:
+            return (f"not executed: {where}: sell limit {opp.sell_price} is not at {worst_bid}, the "
+                    f"{sell.exchange.value} bid its quantity walks to (on the tick grid: {lowest_sell})")
+        cost, proceeds = quantity * buy_limit, quantity * sell_limit
+        funding = ZERO
         if opp.opportunity_type is OpportunityType.SPOT_FUTURES_HEDGE and pipeline.funding is not None:
             futures, side = (bi, OrderSide.BUY) if bi.is_futures else (si, OrderSide.SELL)
-            price = opp.buy_price if bi.is_futures else opp.sell_price
-            expected = pipeline.funding.held(futures.exchange, futures.symbol, side, quantity * price)
-            funding = min(opp.expected_funding, expected)
-        cost, proceeds = quantity * opp.buy_price, quantity * opp.sell_price
+            expected = pipeline.funding.expected(
+                futures.exchange, futures.symbol, side, quantity * (buy_limit if bi.is_futures else sell_limit)
+            )
+            if expected is None:
+                return f"not executed: {where}: no fresh funding rate for {futures.exchange.value} {futures.symbol}"
+            if expected < 0 and pipeline.closes_at_once(buy, sell, quantity, cost, proceeds, expected):
+                return (f"not executed: {where}: the funding it would pay ({expected}) would have the hedges' "
+                        "closing rule close it at once on these books")
+            funding = expected
+        if opp.expected_funding > funding:
+            return (f"refused by risk checks: {where}: its expected funding {opp.expected_funding} is above "
+                    f"what the engine expects ({funding})")
         profit = (proceeds - cost - cost * max(opp.buy_fee, bi.taker_fee)
-                  - proceeds * max(opp.sell_fee, si.taker_fee) + funding)
+                  - proceeds * max(opp.sell_fee, si.taker_fee) + opp.expected_funding)
         if opp.total_profit_estimate > profit or opp.profit_margin_bps * cost > profit * BPS:
             return (f"refused by risk checks: {where}: its stated profit {opp.total_profit_estimate} "
-                    f"({opp.profit_margin_bps} bps) is above what its prices, the markets' fees and its "
-                    f"funding give ({profit})")
+                    f"({opp.profit_margin_bps} bps) is above what its limits as sent, the markets' fees and "
+                    f"its funding give ({profit})")
         return None
 
     def _on_halted_market(

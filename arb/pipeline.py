@@ -479,7 +479,7 @@ class ScannerPipeline:
                 if not rehearsal:
                     self.dropped_for_funding += 1
                 return None
-            if expected < 0 and self._closes_at_once(buy, sell, quantity, cost, proceeds, expected):
+            if expected < 0 and self.closes_at_once(buy, sell, quantity, cost, proceeds, expected):
                 if not rehearsal:
                     self.dropped_paying_funding += 1
                 return None
@@ -514,7 +514,7 @@ class ScannerPipeline:
             expected_funding=funding,
         )
 
-    def _closes_at_once(
+    def closes_at_once(
         self, buy: Leg, sell: Leg, quantity: Decimal, cost: Decimal, proceeds: Decimal, funding: Decimal
     ) -> bool:
         """Whether the hedges' closing rule (``HedgeBook.close_opportunity``), which credits a close

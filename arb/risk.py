@@ -403,6 +403,17 @@ def _journaled_instrument(
     return instrument
 
 
+def amounts_valid(opportunity: ArbitrageOpportunity) -> bool:
+    """Whether ``opportunity``'s amounts are finite, its quantity and prices positive (checked before
+    anything orders them: ordering a NaN raises in Decimal)."""
+    o = opportunity
+    return (
+        o.profit_margin_bps.is_finite() and o.max_quantity.is_finite() and o.buy_price.is_finite()
+        and o.sell_price.is_finite() and o.total_profit_estimate.is_finite() and o.expected_funding.is_finite()
+        and o.max_quantity > ZERO and o.buy_price > ZERO and o.sell_price > ZERO
+    )
+
+
 class RiskManager:
     """Enforces ``RiskLimits`` on new entries and runs the circuit breakers.
 
@@ -546,9 +557,7 @@ class RiskManager:
         buy = opportunity.buy_price
         sell = opportunity.sell_price
         profit = opportunity.total_profit_estimate
-        finite = margin.is_finite() and quantity.is_finite() and buy.is_finite() and sell.is_finite()
-        finite = finite and profit.is_finite() and opportunity.expected_funding.is_finite()
-        if not (finite and quantity > ZERO and buy > ZERO and sell > ZERO):
+        if not amounts_valid(opportunity):
             # Checked first: ordering a NaN raises in Decimal.
             self._reject_invalid(opportunity, counted, "all must be finite, and the quantity and prices positive")
         if profit < ZERO < margin and not closes_hedge:  # a close's own spread may be a loss its basis pays for

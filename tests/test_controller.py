@@ -580,23 +580,74 @@ def test_an_opportunity_given_through_the_api_is_checked_against_the_books(tmp_p
                 ask = mexc.book_price(mexc.book.best_ask_price())
                 bid = gate.book_price(gate.book.best_bid_price())
                 now = controller.clock()
+                tick = D("0.01")
                 given = [
-                    mexc_to_gate("far1btc", D("1000"), D("1001"), "0.05", margin_bps="10", detected_at=now),
+                    mexc_to_gate("far1btc", ask, D("1001"), "0.05", margin_bps="10", detected_at=now),
                     msgspec.structs.replace(mexc_to_gate("inv1btc", ask, bid, "0.001", margin_bps="20", detected_at=now),
                                             total_profit_estimate=D("0.05")),
                     mexc_to_gate("perp1btc", ask, ask + 100, "0.001", symbol="BTC/USDT:USDT", detected_at=now),
                     mexc_to_gate("late1btc", ask, ask + 100, "0.001", detected_at=now + 10**12),
+                    mexc_to_gate("low1btc", ask - 100, bid, "0.001", detected_at=now),  # never reaches the ask
+                    mexc_to_gate("high1btc", ask, bid + 100, "0.001", detected_at=now),  # never reaches the bid
+                    # Between ticks: sent as ask and bid (the executor rounds toward the book), a loss.
+                    mexc_to_gate("tick1btc", ask - tick / 2, bid + tick / 2, "0.001", margin_bps="0", detected_at=now),
+                    msgspec.structs.replace(mexc_to_gate("fund1btc", ask, bid, "0.001", margin_bps="0", detected_at=now),
+                                            expected_funding=D(1000)),  # a spot pair earns no funding
+                    msgspec.structs.replace(mexc_to_gate("nan1btc", ask, bid, "0.001", detected_at=now),
+                                            max_quantity=D("NaN")),
                 ]
                 errors = [(await engine.execute_opportunity(o)).error or "" for o in given]
                 assert controller.results == [] and controller.journal is not None
                 assert controller.journal.open_intents() == [] and not controller.journal.knows(ExchangeName.MEXC, "far1btc-b")
                 return errors
 
-    far, inverted, perpetual, future = asyncio.run(scenario())
-    assert "far1btc BTC/USDT: sell limit 1001 is below" in far and "the gateio bid its quantity walks to" in far
+    far, inverted, perpetual, future, low, high, between, funded, nan = asyncio.run(scenario())
+    assert "far1btc BTC/USDT: sell limit 1001 is not at" in far and "the gateio bid its quantity walks to" in far
     assert inverted.startswith("refused by risk checks: opportunity inv1btc BTC/USDT: its stated profit 0.05 (20 bps)")
     assert "the scanner does not pair mexc with gateio for it (name the pair in spot form" in perpetual
     assert "is ahead of the engine's clock" in future
+    assert "low1btc BTC/USDT: buy limit" in low and "does not reach" in low
+    assert "high1btc BTC/USDT: sell limit" in high and "is not at" in high
+    assert between.startswith("refused by risk checks: opportunity tick1btc BTC/USDT: its stated profit")
+    assert funded.startswith("refused by risk checks: opportunity fund1btc BTC/USDT: its expected funding 1000")
+    assert "all must be finite, and the quantity and prices positive" in nan  # refused, not raised
+
+
+@pytest.mark.parametrize(
+    ("rates", "refusal"),
+    [
+        (["0.0001"], None),
+        ([], "no fresh funding rate for gateio_futures BTC/USDT:USDT"),
+        (["-0.0008"], "would have the hedges' closing rule close it at once"),
+    ],
+)
+def test_a_hedge_given_through_the_api_meets_the_scanners_funding_refusals(
+    tmp_path: Path, rates: list[str], refusal: str | None
+) -> None:
+    """A given hedge skipped both: one without a fresh funding rate, and one whose funding paid would
+    have the closing rule close it at once on the same books."""
+    from test_funding import GATE_PERP, GATE_SPOT, HOUR_MS, NEXT_MS, rate
+    from test_funding import book as funding_book
+
+    from arb.funding import FundingBook
+
+    pipeline = ScannerPipeline(max_data_age_ms=100, opportunity_types=(OpportunityType.SPOT_FUTURES_HEDGE,),
+                               min_profit_bps=D(10), clock=lambda: 2, id_prefix="t")
+    legs = [
+        (GATE_SPOT, funding_book("spot", GATE_SPOT, [("60000", "1")], [("60001", "1")]), WireScale(*GATE_SPOT.wire_scale())),
+        (GATE_PERP, funding_book("perp", GATE_PERP, [("60700", "1")], [("60701", "1")]), WireScale(*GATE_PERP.wire_scale())),
+    ]
+    (plan,) = pipeline.register_symbol("BTC/USDT", legs)
+    for leg in plan.legs:
+        pipeline.set_leg_limits(plan.symbol_id, leg.leg_id, D("0.01"), D("0.01"))
+    opening = pipeline.scan(0)  # priced without funding, as a caller could give it
+    assert opening is not None and opening.expected_funding == 0
+    funding = FundingBook(horizon_s=8 * 3600, max_age_ms=60_000, wall_clock_ms=lambda: NEXT_MS - HOUR_MS // 2)
+    funding.update([rate(r, interval_s=3600) for r in rates])
+    pipeline.funding = funding
+    controller = ArbitrageController(manager(tmp_path), pipeline=pipeline, clock=lambda: 2)
+    given = controller._given_refusal(opening, 2)
+    assert given is None if refusal is None else refusal in (given or "")
 
 
 def given_dislocation(controller: ArbitrageController, opportunity_id: str, quantity: str) -> ArbitrageOpportunity:
