@@ -403,7 +403,10 @@ class RecoveryManager:
             price = self._bounded_price(instrument, side, reference, traded, budget, fee)
             if size >= instrument.min_size and traded * price >= instrument.min_notional:
                 left = wanted - traded
-                if left < tolerance or any(_closes(other, left, reference) for _, _, other in venues):
+                if left < tolerance or any(
+                    _closes(other, left - fee_kept if then is RecoveryAction.UNWIND else left, reference)
+                    for then, _, other in venues
+                ):
                     closing.append((action, exchange, instrument, size, price))
                 else:
                     dusty.append((action, exchange, instrument, size, price))

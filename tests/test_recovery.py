@@ -125,6 +125,22 @@ def test_the_leg_is_completed_first_where_the_other_venue_can_close_what_its_lot
     ]
 
 
+def test_whether_the_other_venue_can_close_the_remainder_counts_the_fee_an_unwind_keeps() -> None:
+    """After a refused unwind an unwind sells back what the buy left (its base fee kept): the other
+    venue's remainder is that much smaller, and 0.00007 ETH is under MEXC's 0.22 USDT minimum where
+    0.00008 was not, so completing on Gate.io (lot 0.0001) would leave dust no venue closes."""
+    from arb.recovery import RecoveryAction
+
+    gate = fee_free(GATE)
+    mexc = fee_free(MEXC, lot_size=D("0.00001"), min_size=D("0.00001"), size_decimals=5, min_notional=D("0.22"))
+    recovery, _ = manager(gate, mexc)
+    venues = [(RecoveryAction.HEDGE, GATE, gate.instrument), (RecoveryAction.UNWIND, MEXC, mexc.instrument)]
+    pick = recovery._pick(venues, 0, OrderSide.BUY, D("0.00418"), D(3000), D(100), D("0.00001"), {}, D("0.00001"))
+    assert pick is not None and (pick[0], pick[1], pick[3]) == (RecoveryAction.UNWIND, MEXC, D("0.00417"))
+    without_fee = recovery._pick(venues, 0, OrderSide.BUY, D("0.00418"), D(3000), D(100), D(0), {}, D("0.00001"))
+    assert without_fee is not None and (without_fee[1], without_fee[3]) == (GATE, D("0.0041"))  # 0.00008 closes on MEXC
+
+
 def test_unresolved_leg_is_queried_again_before_acting() -> None:
     buy, sell = fee_free(GATE), fee_free(MEXC)
     sell.orders["opp1-s"] = leg(sell, OrderSide.SELL, "10", "10", "101").state  # type: ignore[assignment]
