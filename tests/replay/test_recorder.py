@@ -311,8 +311,8 @@ print(stats.records + stats.dropped, stats.error is not None, recorder._thread.i
 def test_a_full_disk_is_reported_once_without_a_traceback_from_the_writer(tmp_path: Path) -> None:
     """Closing the file after a failed write flushed what was left in its buffer again and raised
     out of the writer thread: a bare traceback on stderr."""
-    child = subprocess.run([sys.executable, "-c", FULL_DISK_CHILD, str(tmp_path / "full.arb")],
-                           capture_output=True, text=True, timeout=120, check=True)
+    child = subprocess.run([sys.executable, "-c", FULL_DISK_CHILD, str(tmp_path / "full.arb")],  # cwd: the installed arb
+                           capture_output=True, text=True, timeout=120, check=True, cwd=tmp_path)
     assert child.stdout.split() == ["200", "True", "False"]  # every record written or counted dropped
     assert "Traceback" not in child.stderr, child.stderr
 
