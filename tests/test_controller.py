@@ -221,12 +221,12 @@ def test_engine_session_statistics_health_and_a_refused_opportunity(tmp_path: Pa
                 assert pipeline is not None
                 found = pipeline.legs_for("BTC/USDT", ExchangeName.MEXC, ExchangeName.GATEIO)
                 assert found is not None
-                symbol_id, mexc, _ = found
+                symbol_id, mexc, gate = found
                 thin = mexc_to_gate("thin1btc", D("60000"), D("60001"), "0.0001", margin_bps="0.1")  # floor: 10 bps
                 await eventually(lambda: pipeline.books_fresh(symbol_id, thin, controller.clock()), 5, "fresh books")
                 ask = mexc.book_price(mexc.book.best_ask_price())  # priced on the books, as the engine checks
-                thin = mexc_to_gate("thin1btc", ask, ask + D("0.01"), "0.0001", margin_bps="0.1",
-                                    detected_at=controller.clock())
+                bid = gate.book_price(gate.book.best_bid_price())
+                thin = mexc_to_gate("thin1btc", ask, bid, "0.0001", margin_bps="0.1", detected_at=controller.clock())
                 result = await engine.execute_opportunity(thin)
                 assert result.final_state is ArbitrageState.FAILED
                 assert (result.error or "").startswith("refused by risk checks: opportunity thin1btc BTC/USDT: ")
