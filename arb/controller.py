@@ -1701,6 +1701,8 @@ class ArbitrageController:
         if not amounts_valid(opp):
             return None
         where = f"opportunity {opp.opportunity_id} {opp.symbol}"
+        if not (opp.buy_fee.is_finite() and opp.sell_fee.is_finite()):
+            return f"refused by risk checks: {where}: buy_fee={opp.buy_fee}, sell_fee={opp.sell_fee}: must be finite"
         if opp.detected_at > now:
             return f"not executed: {where}: detected_at {opp.detected_at} is ahead of the engine's clock ({now})"
         found = pipeline.legs_for(opp.symbol, opp.buy_exchange, opp.sell_exchange)

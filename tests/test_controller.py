@@ -595,13 +595,15 @@ def test_an_opportunity_given_through_the_api_is_checked_against_the_books(tmp_p
                                             expected_funding=D(1000)),  # a spot pair earns no funding
                     msgspec.structs.replace(mexc_to_gate("nan1btc", ask, bid, "0.001", detected_at=now),
                                             max_quantity=D("NaN")),
+                    msgspec.structs.replace(mexc_to_gate("fee1btc", ask, bid, "0.001", detected_at=now),
+                                            sell_fee=D("NaN")),
                 ]
                 errors = [(await engine.execute_opportunity(o)).error or "" for o in given]
                 assert controller.results == [] and controller.journal is not None
                 assert controller.journal.open_intents() == [] and not controller.journal.knows(ExchangeName.MEXC, "far1btc-b")
                 return errors
 
-    far, inverted, perpetual, future, low, high, between, funded, nan = asyncio.run(scenario())
+    far, inverted, perpetual, future, low, high, between, funded, nan, fee = asyncio.run(scenario())
     assert "far1btc BTC/USDT: sell limit 1001 is not at" in far and "the gateio bid its quantity walks to" in far
     assert inverted.startswith("refused by risk checks: opportunity inv1btc BTC/USDT: its stated profit 0.05 (20 bps)")
     assert "the scanner does not pair mexc with gateio for it (name the pair in spot form" in perpetual
@@ -611,6 +613,7 @@ def test_an_opportunity_given_through_the_api_is_checked_against_the_books(tmp_p
     assert between.startswith("refused by risk checks: opportunity tick1btc BTC/USDT: its stated profit")
     assert funded.startswith("refused by risk checks: opportunity fund1btc BTC/USDT: its expected funding 1000")
     assert "all must be finite, and the quantity and prices positive" in nan  # refused, not raised
+    assert fee == "refused by risk checks: opportunity fee1btc BTC/USDT: buy_fee=0, sell_fee=NaN: must be finite"
 
 
 @pytest.mark.parametrize(
