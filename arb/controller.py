@@ -1730,11 +1730,9 @@ class ArbitrageController:
         cost, proceeds = quantity * buy_limit, quantity * sell_limit
         funding = ZERO
         if opp.opportunity_type is OpportunityType.SPOT_FUTURES_HEDGE and pipeline.funding is not None:
-            futures, side = (bi, OrderSide.BUY) if bi.is_futures else (si, OrderSide.SELL)
-            expected = pipeline.funding.expected(
-                futures.exchange, futures.symbol, side, quantity * (buy_limit if bi.is_futures else sell_limit)
-            )
+            expected = pipeline.hedge_funding(pipeline.funding, buy, sell, quantity, buy_limit, sell_limit)
             if expected is None:
+                futures = bi if bi.is_futures else si
                 return f"not executed: {where}: no fresh funding rate for {futures.exchange.value} {futures.symbol}"
             if expected < 0 and pipeline.closes_at_once(buy, sell, quantity, cost, proceeds, expected):
                 return (f"not executed: {where}: the funding it would pay ({expected}) would have the hedges' "

@@ -473,8 +473,7 @@ class ScannerPipeline:
         )
         funding = ZERO
         if kind is OpportunityType.SPOT_FUTURES_HEDGE and self.funding is not None:
-            futures, side, price = (bi, OrderSide.BUY, buy_price) if bi.is_futures else (si, OrderSide.SELL, sell_price)
-            expected = self.funding.expected(futures.exchange, futures.symbol, side, quantity * price)
+            expected = self.hedge_funding(self.funding, buy, sell, quantity, buy_price, sell_price)
             if expected is None:
                 if not rehearsal:
                     self.dropped_for_funding += 1
@@ -513,6 +512,16 @@ class ScannerPipeline:
             sell_fee=si.taker_fee,
             expected_funding=funding,
         )
+
+    @staticmethod
+    def hedge_funding(
+        funding: FundingBook, buy: Leg, sell: Leg, quantity: Decimal, buy_price: Decimal, sell_price: Decimal
+    ) -> Decimal | None:
+        """Funding a hedge buying ``quantity`` on ``buy`` and selling it on ``sell`` at these prices
+        expects over the horizon (> 0 received), from its futures leg; None without a fresh rate."""
+        bi, si = buy.instrument, sell.instrument
+        futures, side, price = (bi, OrderSide.BUY, buy_price) if bi.is_futures else (si, OrderSide.SELL, sell_price)
+        return funding.expected(futures.exchange, futures.symbol, side, quantity * price)
 
     def closes_at_once(
         self, buy: Leg, sell: Leg, quantity: Decimal, cost: Decimal, proceeds: Decimal, funding: Decimal
