@@ -164,6 +164,20 @@ def _seconds_to_ms(value: Decimal | None) -> int:
     return 0 if value is None else time_ms(value, "time", 1000)
 
 
+def _readable_states(
+    orders: Iterable[T], order_state: Callable[[T], OrderState], unreadable: tuple[type[Exception], ...]
+) -> list[OrderState]:
+    """``order_state`` of each of a listing's orders; one that raises ``unreadable`` (no order this run
+    sent) is left out with a warning, not the whole listing with it."""
+    states = []
+    for order in orders:
+        try:
+            states.append(order_state(order))
+        except unreadable as exc:
+            log.warning("%s: left out", exc)
+    return states
+
+
 class UnsizedMarketBuy(ExchangeError):
     """A spot market buy whose answer spent quote without saying for how much base (outcome unknown)."""
 
@@ -336,13 +350,7 @@ class GateioSpotTrading(_GateioTrading):
         whole listing with them: a market buy that does not say what it bought (``UnsizedMarketBuy``:
         never one of the engine's, which sends no market orders) and an order on a pair the
         catalog does not list (not tradable now: never one this run sent)."""
-        states = []
-        for order in orders:
-            try:
-                states.append(self.order_state(order))
-            except (UnsizedMarketBuy, InstrumentError) as exc:
-                log.warning("%s: left out", exc)
-        return states
+        return _readable_states(orders, self.order_state, (UnsizedMarketBuy, InstrumentError))
 
     def parse_fees(self, body: bytes) -> tuple[Decimal, Decimal]:
         """``(taker, maker)`` spot fractions of a ``GET /spot/fee`` body."""
@@ -503,13 +511,7 @@ class GateioFuturesTrading(_GateioTrading):
     def parse_open_orders(self, body: bytes) -> list[OrderState]:
         """The body of ``open_orders``: a list of orders. One on a contract the catalog does not list
         (in delisting: never one this run sent) is left out with a warning, not the whole listing."""
-        states = []
-        for order in _decode(body, list[FuturesOrder], "futures orders"):
-            try:
-                states.append(self.order_state(order))
-            except InstrumentError as exc:
-                log.warning("%s: left out", exc)
-        return states
+        return _readable_states(_decode(body, list[FuturesOrder], "futures orders"), self.order_state, (InstrumentError,))
 
     def parse_fees(self, body: bytes) -> tuple[Decimal, Decimal]:
         """``(taker, maker)`` USDT-perpetual fractions of a ``GET /spot/fee`` body (``futures_*_fee``)."""
