@@ -545,9 +545,8 @@ def _closes(instrument: Instrument, base: Decimal, reference: Decimal) -> bool:
     """Whether an order on ``instrument`` can take all of ``base`` (whole lots, its minimum size and
     notional at ``reference``)."""
     lots = lots_of_base(instrument, base)
-    size = instrument.lots_to_size(lots) if lots > 0 else ZERO
     return (
-        lots > 0 and size * instrument.contract_size == base and size >= instrument.min_size
+        lots > 0 and instrument.base_quantity_of(lots) == base and instrument.lots_to_size(lots) >= instrument.min_size
         and base * reference >= instrument.min_notional
     )
 
