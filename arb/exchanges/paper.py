@@ -33,7 +33,7 @@ What is simulated, and how:
   refused with ORDER_REJECTED when there is none in its direction, as Gate.io does.
 * Funding: ``settle_due_funding`` settles each perpetual's announced rate (``FundingRate``,
   read from the venue's public data) on the open position once the settlement time it
-  announces has passed: ``-size x contract_size x mid x rate`` of the settle asset, valued at
+  announces has passed, or a later settlement is announced (the local clock may run behind): ``-size x contract_size x mid x rate`` of the settle asset, valued at
   the live book's mid when it is settled (longs pay a positive rate), exact, charged in full
   (the free balance may go below zero: there is no liquidation). Each settlement is settled once, and only on positions open at it.
   The payments are listed by ``funding_payments``, as a venue's account book lists them.
@@ -170,7 +170,9 @@ class PaperExchange:
         self._orders: dict[str, OrderState] = {}
         self._by_client: dict[str, str] = {}
         self._fills: deque[Fill] = deque(maxlen=ORDERS_KEPT)
-        self._funding: list[FundingPayment] = []
+        # Each payment with when it was settled here (its ``time_ms`` is the settlement's time): a
+        # settlement that waited for its book is listed when made, as a venue lists a late entry.
+        self._funding: list[tuple[int, FundingPayment]] = []
         self._announced: dict[str, FundingRate] = {}  # the latest rate seen per perpetual
         self._settled_ms: dict[str, int] = {}  # the last settlement time settled (or passed flat) per perpetual
         self._waiting: tuple[str, int] | None = None  # the settlement last reported waiting for its book
@@ -211,17 +213,19 @@ class PaperExchange:
         ]
 
     async def funding_payments(self, since_ms: int) -> Sequence[FundingPayment]:
-        """The funding settled on paper positions at or after ``since_ms`` (``settle_due_funding``), oldest first."""
-        return [payment for payment in self._funding if payment.time_ms >= since_ms]
+        """The funding settled on paper positions at or after ``since_ms`` (``settle_due_funding``), oldest
+        first: by when it was settled, so one that waited for its book is not read as too old."""
+        return [payment for settled_ms, payment in self._funding if settled_ms >= since_ms]
 
     def settle_due_funding(self, rates: Iterable[FundingRate], now_ms: int) -> list[FundingPayment]:
         """Settle every announced settlement of this market whose time is at or before ``now_ms`` and
         has not been settled; returns the payments made.
 
         ``rates``: the latest announced rates (other markets' are ignored). A rate announcing a later
-        settlement than the one seen before means that earlier settlement has happened: it is
-        settled first, at the rate announced for it. Nothing is settled while the position's book
-        is not in sync or is empty (the next call settles it).
+        settlement than the one seen before means that earlier settlement has happened, whatever
+        the local clock says (it may run behind the venue's): it is settled first, at the rate
+        announced for it. Nothing is settled while the position's book is not in sync or is empty
+        (the next call settles it).
         """
         made: list[FundingPayment] = []
         for rate in rates:
@@ -231,7 +235,7 @@ class PaperExchange:
             if (
                 earlier is not None
                 and earlier.next_settle_ms < rate.next_settle_ms
-                and not self._settle_if_due(earlier, now_ms, made)
+                and not self._settle_if_due(earlier, max(now_ms, earlier.next_settle_ms), made)
             ):
                 continue  # kept announced until its book allows it to settle
             self._announced[rate.symbol] = rate
@@ -272,7 +276,7 @@ class PaperExchange:
         payment = FundingPayment(
             payment_id=f"paper-f{next(self._funding_ids)}", symbol=symbol, amount=amount, time_ms=at_ms
         )
-        self._funding.append(payment)
+        self._funding.append((now_ms, payment))
         made.append(payment)
         log.info("%s %s: funding %s %s on %s contracts at mid %s, rate %s", self._venue, symbol, amount, asset,
                  position.size, mid, rate.rate)
@@ -462,7 +466,10 @@ class PaperExchange:
             )
 
     def _opening_part(self, request: OrderRequest, instrument: Instrument, quantity: Decimal) -> Decimal:
-        """Contracts of ``quantity`` that open or grow a position (the rest reduces one)."""
+        """Contracts of ``quantity`` that open or grow a position (the rest reduces one; none of a
+        reduce-only order, which the venue clips to the position)."""
+        if request.reduce_only:
+            return ZERO
         position = self._positions.get(instrument.symbol)
         size = position.size if position is not None else ZERO
         delta = quantity if request.side is OrderSide.BUY else -quantity

@@ -413,6 +413,36 @@ def test_a_rate_rolled_forward_settles_the_settlement_it_replaced_at_its_own_rat
     assert exchange.settle_due_funding([rate("0.0001", T + EIGHT_HOURS_MS)], T + 4_000) == []
 
 
+def test_a_rate_rolled_forward_settles_the_replaced_settlement_on_a_clock_behind_the_venue() -> None:
+    """The venue announces the next settlement by its own clock: seen while the local clock still
+    reads before the settlement, the one it replaced has happened all the same."""
+    _, exchange, _ = perp_paper()
+    asyncio.run(exchange.place_order(order("s1", OrderSide.SELL, "10", "59990", symbol="BTC/USDT:USDT")))
+    assert exchange.settle_due_funding([rate("0.0003", T)], T - 5_000) == []
+    (received,) = exchange.settle_due_funding([rate("0.0001", T + EIGHT_HOURS_MS)], T - 300)
+    assert (received.amount, received.time_ms) == (10 * D("0.0001") * D("59995") * D("0.0003"), T)
+    assert asyncio.run(exchange.funding_payments(T - 1_000)) == [received]
+
+
+def test_a_settlement_made_late_for_its_book_is_listed_when_it_was_made() -> None:
+    """A reader asks for what was settled since its last read (an hour back): a settlement that
+    waited hours for its book must be among it, not dated out of it by its settlement time."""
+    source, exchange, _ = perp_paper()
+    asyncio.run(exchange.place_order(order("p1", OrderSide.BUY, "10", "60000", symbol="BTC/USDT:USDT")))
+    source.book.mark_out_of_sync()
+    assert exchange.settle_due_funding([rate("0.0001", T)], T + 1_000) == []
+    two_hours = 2 * 3_600_000
+    batch = DeltaBatch(2)
+    batch.add(ASK, source.ticks("60000.00"), 100)
+    batch.add(BID, source.ticks("59990.00"), 100)
+    batch.is_snapshot = True
+    source.book.apply_snapshot(batch, 1)
+    (paid,) = exchange.settle_due_funding([rate("0.0001", T)], T + two_hours)
+    assert paid.time_ms == T  # the day it counts on is the settlement's
+    assert asyncio.run(exchange.funding_payments(T + two_hours - 3_600_000)) == [paid]
+    assert asyncio.run(exchange.funding_payments(T + two_hours + 1)) == []
+
+
 def test_funding_waits_for_a_live_book_and_skips_positions_opened_after_the_settlement() -> None:
     source, exchange, _ = perp_paper()
     perp = "BTC/USDT:USDT"
@@ -518,6 +548,21 @@ def test_a_futures_close_needs_no_free_margin_not_even_for_its_fee() -> None:
     with pytest.raises(OrderRejectedError) as refused:
         asyncio.run(exchange.place_order(order("again", OrderSide.SELL, "200", "60000", symbol=perp)))
     assert refused.value.category == ErrorCategory.INSUFFICIENT_BALANCE
+
+
+def test_a_reduce_only_close_above_the_position_needs_no_free_margin_either() -> None:
+    """The hedge book may hold more contracts than the position (a partial fill): the close is
+    clipped to the position and opens nothing, so no opening fee is asked of a spent balance."""
+    perp = "BTC/USDT:USDT"
+    source = Source(PERP, PERP_SCALE, [(BID, "60000.00", "1000"), (ASK, "60000.10", "1000")])
+    exchange, _ = paper(source, {"USDT": "600.3"})
+    asyncio.run(exchange.place_order(order("open", OrderSide.SELL, "100", "60000", symbol=perp)))
+    assert free(exchange)["USDT"] == 0
+    close = OrderRequest(symbol=perp, side=OrderSide.BUY, type=OrderType.LIMIT, quantity=D("101"),
+                         price=D("60000.1"), time_in_force=TimeInForce.IOC, client_order_id="close", reduce_only=True)
+    state = asyncio.run(exchange.place_order(close))
+    assert state.filled_quantity == 100 and asyncio.run(exchange.positions()) == []
+    assert free(exchange)["USDT"] == D("600") - D("0.001") - D("0.3000005")
 
 
 @settings(max_examples=150, deadline=None)
