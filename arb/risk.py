@@ -104,6 +104,9 @@ HUNDRED = Decimal(100)
 _OUTCOME_UNKNOWN = ErrorCategory.OUTCOME_UNKNOWN.value  # an execution leg's ``error_category`` while unresolved
 NS_PER_DAY = 86_400_000_000_000
 MS_PER_DAY = 86_400_000
+# Beyond 10**20 bps a price margin is not floored to 0.01 bps: that would need more than the 28 digits
+# of Decimal's context (a stated profit tiny beside its expected funding gives such ratios).
+PRICE_MARGIN_QUANTIZED_DIGITS = 20
 IMPLAUSIBLE_WARNING_INTERVAL_NS = 60_000_000_000  # one warning a minute per symbol while margins stay implausible
 
 
@@ -569,7 +572,11 @@ class RiskManager:
             funding = opportunity.expected_funding
             price_margin = margin
             if funding and profit > ZERO:
-                price_margin = (margin * (profit - funding) / profit).quantize(BPS_STEP, ROUND_FLOOR)
+                price_margin = margin * (profit - funding) / profit
+                # Floored to the margin's resolution, unless a profit tiny beside its funding makes it
+                # too large to quantize (past any ceiling, or far under the floor, either way).
+                if price_margin.adjusted() < PRICE_MARGIN_QUANTIZED_DIGITS:
+                    price_margin = price_margin.quantize(BPS_STEP, ROUND_FLOOR)
             if price_margin > self._max_margin:
                 if counted:
                     self._warn_implausible(opportunity, price_margin)

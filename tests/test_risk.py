@@ -190,6 +190,23 @@ def test_the_margin_ceiling_judges_the_prices_before_expected_funding(funding: s
     assert outcome(manager, hedge) is expected
 
 
+@pytest.mark.parametrize(
+    ("funding", "expected"), [("-0.5", RiskCheck.MAX_PROFIT_MARGIN), ("0.5", None)], ids=["paid", "received"]
+)
+def test_a_profit_tiny_beside_its_funding_is_judged_not_raised(funding: str, expected: RiskCheck | None) -> None:
+    """The price margin is the stated one scaled by (profit - funding) / profit: with a profit of
+    1e-25 that is some 10**26 bps, too large to floor to 0.01 bps in 28 digits; it is judged
+    as it is (over the ceiling when funding is paid, far under it when received)."""
+    manager, *_ = make()
+    hedge = msgspec.structs.replace(
+        opportunity(quantity="0.2", buy="100", sell="100.1"), opportunity_type=OpportunityType.SPOT_FUTURES_HEDGE,
+        sell_exchange=ExchangeName.GATEIO_FUTURES, total_profit_estimate=D("1E-25"), profit_per_unit=D("5E-25"),
+        profit_margin_bps=D(20), expected_funding=D(funding),
+    )
+    assert outcome(manager, hedge) is expected
+    assert manager.rehearse(hedge) is (expected is None)
+
+
 def test_an_implausible_margin_is_warned_once_a_minute_per_symbol_and_never_blocks_a_hedge_close(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
