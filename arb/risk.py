@@ -729,6 +729,11 @@ class RiskManager:
         self.record_realized_pnl(result.realized_profit)
         if result.final_state is ArbitrageState.COMPLETED:
             self._consecutive_failures = 0
+        elif result.legs and all(not leg.filled_quantity and leg.error is None for leg in result.legs):
+            # Both IOC orders taken and expired unfilled: the liquidity was gone, nothing went wrong and
+            # nothing was spent. Neither a failure (misses in a fast market would latch the breaker)
+            # nor a success (a refused leg before and after it still make a streak).
+            pass
         else:
             self._consecutive_failures += 1
             threshold = self._thresholds[Breaker.CONSECUTIVE_FAILURES]

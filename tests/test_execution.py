@@ -303,6 +303,17 @@ def test_an_unwind_refused_for_the_balance_sells_back_what_the_buy_left(tmp_path
     h.check_journal_accounts_for_every_order()
 
 
+def test_both_legs_missing_fail_with_no_leg_error(tmp_path: Path) -> None:
+    """Both IOC orders expire unfilled: FAILED, nothing recovered, and neither leg carries an error,
+    which is how the consecutive-failures breaker tells a miss from a failure."""
+    h = Harness(tmp_path, *venues(buy_script=(Step(fraction=D(0)),), sell_script=(Step(fraction=D(0)),)))
+    result = h.run(opportunity())
+    assert result.final_state is S.FAILED and result.error == "nothing filled"
+    assert [(leg.filled_quantity, leg.error) for leg in result.legs] == [(0, None), (0, None)]
+    assert [r.client_order_id for r in h.buy.placed + h.sell.placed] == ["opp1-b", "opp1-s"]
+    h.check_journal_accounts_for_every_order()
+
+
 def test_partial_fill_is_hedged_to_flat_and_completes(tmp_path: Path) -> None:
     h = Harness(tmp_path, *venues(sell_script=(Step(fraction=D("0.6")),)))
     result = h.run(opportunity())

@@ -598,6 +598,32 @@ def test_success_resets_consecutive_failures() -> None:
     assert not manager.is_tripped
 
 
+def missed_leg(side: OrderSide, error: str | None = None) -> ExecutionLeg:
+    return ExecutionLeg(
+        exchange=ExchangeName.MEXC, symbol="BTC/USDT", side=side, client_order_id=f"o1-{side.value[0]}",
+        requested_quantity=D(1), limit_price=D(100), error=error,
+    )
+
+
+def test_both_legs_missing_is_neither_a_failure_nor_a_success() -> None:
+    """Both IOC orders expired unfilled: no failure counts (a fast market would latch the breaker on
+    harmless misses), and the streak of real failures around the misses is not reset either."""
+    manager, *_ = make()
+    missed = msgspec.structs.replace(
+        result(ArbitrageState.FAILED), legs=(missed_leg(OrderSide.BUY), missed_leg(OrderSide.SELL))
+    )
+    for _ in range(5):
+        manager.record_execution(missed)
+    assert not manager.is_tripped
+    refused = msgspec.structs.replace(missed, legs=(missed_leg(OrderSide.BUY), missed_leg(OrderSide.SELL, "refused")))
+    manager.record_execution(result(ArbitrageState.FAILED))
+    manager.record_execution(missed)
+    manager.record_execution(refused)  # one leg refused by the venue: a failure
+    assert not manager.is_tripped
+    manager.record_execution(result(ArbitrageState.FAILED))
+    assert manager.get_circuit_breaker_status()[Breaker.CONSECUTIVE_FAILURES].tripped
+
+
 @pytest.mark.parametrize(("ms", "tripped"), [("499.999", False), ("500", False), ("500.001", True)])
 def test_single_slow_execution_boundary(ms: str, tripped: bool) -> None:
     manager, *_ = make()
