@@ -1774,7 +1774,15 @@ class ArbitrageController:
         opportunity, monitor = started.opportunity, self.monitor
         self._record_fills(result)
         self._spend_balances(result, frees)
-        risk.record_execution(result, contract_sizes=self._contract_sizes(result))
+        locked = ZERO
+        if self.hedges is not None:
+            # A hedge's opening reports the basis it locked in as realized PnL, and its close gives
+            # it back: the daily loss limit counts it only once a close realizes it.
+            held = self.hedges.held_basis()
+            self.hedges.record(opportunity, result)
+            locked = self.hedges.held_basis() - held
+            self._held_basis_of_run += locked
+        risk.record_execution(result, contract_sizes=self._contract_sizes(result), held_basis=locked)
         # The scanner's caps follow the positions' room at once: a fill moved it, and so may an
         # order of unknown outcome (counted as if it filled).
         futures = {
@@ -1793,14 +1801,6 @@ class ArbitrageController:
         monitor.record_cycle(self.clock() - opportunity.detected_at, opportunity.opportunity_id)
         self._results.append(result)
         self._results_total += 1
-        if self.hedges is not None:
-            # A hedge's opening reports the basis it locked in as realized PnL, and its close gives
-            # it back: the daily loss limit counts it only once a close realizes it.
-            held = self.hedges.held_basis()
-            self.hedges.record(opportunity, result)
-            locked = self.hedges.held_basis() - held
-            risk.record_realized_pnl(-locked)
-            self._held_basis_of_run += locked
         self._fills += sum(1 for leg in result.legs if leg.filled_quantity > 0)
         self._hold_until_fills_seen(started, result)
         log.info(

@@ -706,9 +706,14 @@ class RiskManager:
         self._adjust_used(opportunity.symbol, _worst_notional(opportunity))
 
     def record_execution(
-        self, result: ExecutionResult, *, contract_sizes: Mapping[ExchangeName, Decimal] | None = None
+        self, result: ExecutionResult, *, contract_sizes: Mapping[ExchangeName, Decimal] | None = None,
+        held_basis: Decimal = ZERO,
     ) -> None:
         """Account a finished execution: release its reservation, realized PnL, failure and latency breakers.
+
+        ``held_basis``: what of its realized PnL a hedge's opening holds as locked basis (negative
+        when a close gives it back), left out of the day's PnL in the same step, so the two cannot
+        land on different UTC days.
 
         An execution with an order whose outcome is still unknown (flagged for an operator) keeps its
         reservation for the rest of the run: the order may have filled, and a restart reconciles it.
@@ -726,7 +731,7 @@ class RiskManager:
                 )
             else:
                 self._adjust_used(reserved.symbol, -_worst_notional(reserved))
-        self.record_realized_pnl(result.realized_profit)
+        self.record_realized_pnl(result.realized_profit - held_basis)
         if result.final_state is ArbitrageState.COMPLETED:
             self._consecutive_failures = 0
         elif result.legs and all(not leg.filled_quantity and leg.error is None for leg in result.legs):

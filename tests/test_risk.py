@@ -555,6 +555,21 @@ def test_daily_loss_resets_at_utc_midnight() -> None:
     assert (metrics.trading_day, metrics.daily_realized_pnl_usd) == (20_001, 0)
 
 
+def test_a_hedges_held_basis_is_left_out_of_the_day_in_the_same_step() -> None:
+    """An opening's realized PnL is its locked basis, held until the close gives it back: netted in
+    the one call, at the day's last nanosecond, nothing of it lands on either day."""
+    manager, _, wall, _ = make()
+    wall.now = 20_001 * DAY_NS - 1
+    opening = msgspec.structs.replace(result(), realized_profit=D("3"))
+    manager.record_execution(opening, held_basis=D("3"))
+    assert manager.get_current_risk_metrics().daily_realized_pnl_usd == 0
+    wall.now += 1
+    closing = msgspec.structs.replace(result(oid="o2"), realized_profit=D("-1"))
+    manager.record_execution(closing, held_basis=D("-3"))  # the close realizes the basis: +2 in all
+    metrics = manager.get_current_risk_metrics()
+    assert (metrics.trading_day, metrics.daily_realized_pnl_usd) == (20_001, 2)
+
+
 def test_rejection_message_names_limit_and_values() -> None:
     manager, *_ = make()
     expected = r"o1 BTC/USDT: leg notional \(USD\) 1010 over max_position_size_usd 1000"
