@@ -67,7 +67,14 @@ from .pipeline import BPS, Leg, ScannerPipeline, SymbolPlan, walk_price
 from .recovery import RecoveryManager, RecoveryStatus
 from .risk import MS_PER_DAY, RiskManager, RiskRejection, amounts_valid, futures_holdings
 from .secrets import VENUE_ENV_PREFIX, ApiCredentials, Secret
-from .shutdown import ShutdownManager, StepOutcome, take_held_stop_signal
+from .shutdown import (
+    KILL_SWITCH_ENGAGE,
+    KILL_SWITCH_RELEASE,
+    ShutdownManager,
+    StepOutcome,
+    take_held_kill_switch_signal,
+    take_held_stop_signal,
+)
 from .sim.cluster import SimCluster, SimConfig, SimEndpoints
 from .sim.market import Dislocation, SyntheticMarket
 from .sim.server import SyntheticFeed
@@ -121,7 +128,6 @@ EXECUTIONS_DRAIN_S = 60.0
 # The shutdown's whole budget: the drain and the other steps' 5 s each.
 SHUTDOWN_TIMEOUT_S = EXECUTIONS_DRAIN_S + 25.0
 # Operator signals of a running engine: engage and release the risk manager's kill switch.
-KILL_SWITCH_ENGAGE, KILL_SWITCH_RELEASE = signal.SIGUSR1, signal.SIGUSR2
 FORCED_EXIT_CODE = 1  # a second SIGINT/SIGTERM while the start-up stops, as while a run shuts down
 _STARTUP_KILL_REASONS = {True: "the operator (SIGUSR1, during start-up)", False: "the operator (SIGUSR2, during start-up)"}
 # Modes whose fills carry the venue's own time (live venues, and the simulated ones of a dry run).
@@ -561,7 +567,12 @@ class ArbitrageController:
             except (NotImplementedError, RuntimeError, ValueError):
                 continue  # not the main thread, or no POSIX signals: the default handling stands
             handled.append(sig)
-        held = take_held_stop_signal()  # received before these handlers (``hold_stop_signals``)
+        # Received before these handlers (``hold_stop_signals``): the kill switch first, so that a
+        # stop held too still finds it set for the next start.
+        held_kill_switch = take_held_kill_switch_signal()
+        if held_kill_switch is not None:
+            kill_switch(held_kill_switch is KILL_SWITCH_ENGAGE)
+        held = take_held_stop_signal()
         if held is not None:
             stop(held)
             taken.append((held, time.monotonic()))

@@ -36,21 +36,29 @@ StepAction = Callable[[], Awaitable[object]]
 
 
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+KILL_SWITCH_ENGAGE, KILL_SWITCH_RELEASE = signal.SIGUSR1, signal.SIGUSR2
+_KILL_SWITCH_SIGNALS = (KILL_SWITCH_ENGAGE, KILL_SWITCH_RELEASE)
 _held_stop: list[signal.Signals] = []
+_held_kill_switch: list[signal.Signals] = []
 
 
 def hold_stop_signals() -> None:
-    """Remember the first SIGINT or SIGTERM from now until the engine takes the signals over,
-    instead of acting on it (``python -m arb`` calls it before loading the engine).
+    """Remember the first SIGINT or SIGTERM, and the last SIGUSR1 or SIGUSR2 (the kill switch),
+    from now until the engine takes the signals over, instead of acting on them (``python -m
+    arb`` calls it before loading the engine).
 
-    A container's first process (PID 1) never gets a signal it has no handler for: a stop sent
-    while Python loaded the engine and read its configuration was lost, and the engine went
-    on to trade. ``ArbitrageController.initialize`` stops the start-up on the signal held; a
-    second one exits at once (a start-up hung before it, reading its configuration, say).
+    A container's first process (PID 1) never gets a signal it has no handler for: a stop or a
+    kill switch sent while Python loaded the engine and read its configuration was lost, and
+    the engine went on to trade (elsewhere SIGUSR1 ended the process). ``ArbitrageController.initialize``
+    stops the start-up on the stop held and starts with the kill switch held; a second stop
+    exits at once (a start-up hung before it, reading its configuration, say).
     """
     _held_stop.clear()
+    _held_kill_switch.clear()
     for sig in _STOP_SIGNALS:
         signal.signal(sig, _hold)
+    for sig in _KILL_SWITCH_SIGNALS:
+        signal.signal(sig, _hold_kill_switch)
 
 
 def _hold(signum: int, frame: object) -> None:
@@ -60,10 +68,21 @@ def _hold(signum: int, frame: object) -> None:
     _held_stop.append(signal.Signals(signum))
 
 
+def _hold_kill_switch(signum: int, frame: object) -> None:
+    _held_kill_switch[:] = [signal.Signals(signum)]  # the operator's last word stands
+
+
 def take_held_stop_signal() -> signal.Signals | None:
     """The stop signal ``hold_stop_signals`` held, if any, forgetting it."""
     held = _held_stop[0] if _held_stop else None
     _held_stop.clear()
+    return held
+
+
+def take_held_kill_switch_signal() -> signal.Signals | None:
+    """The last kill-switch signal ``hold_stop_signals`` held (SIGUSR1 or SIGUSR2), if any, forgetting it."""
+    held = _held_kill_switch[0] if _held_kill_switch else None
+    _held_kill_switch.clear()
     return held
 
 
@@ -78,9 +97,13 @@ def _terminate(signum: int, frame: object) -> None:
 def release_stop_signals() -> signal.Signals | None:
     """Give SIGINT its default handling and make SIGTERM raise ``Terminated``; the stop signal held
     meanwhile, if any. SIGTERM's default (ending the process) never comes to a container's first
-    process, which would then run on until killed."""
+    process, which would then run on until killed. The kill-switch signals get their default
+    handling back (only a run has a kill switch)."""
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _terminate)
+    for sig in _KILL_SWITCH_SIGNALS:
+        signal.signal(sig, signal.SIG_DFL)
+    take_held_kill_switch_signal()
     return take_held_stop_signal()
 
 

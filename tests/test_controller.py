@@ -2316,6 +2316,37 @@ except StartupInterrupted as exc:
     assert "interrupted: received SIGTERM while starting" in result.stdout and "forcing exit" not in result.stderr
 
 
+def test_a_kill_switch_signal_held_before_the_start_up_engages_it_when_trading_starts(tmp_path: Path) -> None:
+    """A container's first process ignores a signal it has no handler for: SIGUSR1 sent while the
+    engine loaded was lost and the engine traded (elsewhere it ended the process). Held, it sets
+    the kill switch the run starts with; SIGUSR2 after it (the last word) releases it again."""
+    script = f"""
+import asyncio, os, signal
+from arb.shutdown import hold_stop_signals
+hold_stop_signals()
+os.kill(os.getpid(), signal.SIGUSR2)
+os.kill(os.getpid(), signal.SIGUSR1)  # held: the last one stands
+from arb.config import ConfigurationManager
+from arb.controller import ArbitrageController
+from arb.risk import Breaker
+manager = ConfigurationManager(None, environ={{"ARB_JOURNAL_PATH": {str(tmp_path / "j.sqlite3")!r}}})
+manager.load_configuration(dry_run=True)
+
+async def main():
+    controller = ArbitrageController(manager)
+    await controller.initialize(dry_run=True)
+    engaged = controller.risk.get_circuit_breaker_status()[Breaker.KILL_SWITCH].tripped
+    await controller.shutdown("test over")
+    print("engaged:", engaged)
+
+asyncio.run(main())
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "engaged: True" in result.stdout
+    assert "SIGUSR1 during start-up: the kill switch is engaged when trading starts" in result.stderr
+
+
 def test_a_shutdown_manager_given_too_short_a_budget_is_warned_about(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
