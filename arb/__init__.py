@@ -24,6 +24,7 @@ if TYPE_CHECKING:
         RateLimitError,
         RecoveryError,
         RiskManagementError,
+        SessionStopped,
         StartupInterrupted,
     )
     from .exchanges.factory import ExchangeFactory
@@ -77,6 +78,7 @@ __all__ = [
     "RiskLimits",
     "RiskManagementError",
     "RiskManager",
+    "SessionStopped",
     "ShutdownManager",
     "StartupInterrupted",
     "__version__",
@@ -96,7 +98,7 @@ _SOURCES = {
         (
             "ArbitrageEngineError", "ConfigurationError", "DataFreshnessError", "ExchangeConnectionError",
             "ExchangeError", "OrderExecutionError", "OrderRejectedError", "RateLimitError", "RecoveryError",
-            "RiskManagementError", "StartupInterrupted",
+            "RiskManagementError", "SessionStopped", "StartupInterrupted",
         ),
         "errors",
     ),

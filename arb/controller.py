@@ -46,7 +46,7 @@ from arb_core.freshness import monotonic_ns
 from .balances import BalanceMonitor, SkewAlert
 from .collection import IdleCollection, collection_paused
 from .config import ConfigurationManager, simulated_journal_path
-from .errors import ArbitrageEngineError, ConfigurationError, ExchangeError, StartupInterrupted
+from .errors import ArbitrageEngineError, ConfigurationError, ExchangeError, SessionStopped, StartupInterrupted
 from .exchanges.base import BalancesReadHandler, BookKey, MarketDataTap
 from .exchanges.book_sync import BookSyncStats
 from .exchanges.connector import ExchangeConnector, clock_distance
@@ -427,7 +427,11 @@ class ArbitrageController:
         self._rehearsed: ArbitrageOpportunity | None = None  # the last executed opportunity, re-encoded while idle
         self._scanning = False
         self._initialized = False
+        self._spent = False  # an ``initialize`` failed, or a run or shutdown began: the parts are closed
         self._started_ns = 0
+        # Called with the reason when SIGINT/SIGTERM comes between ``initialize`` and a ``run`` (a
+        # session without its own run stops its body with it: ``ArbitrageEngine.session``).
+        self.early_stop_hook: Callable[[str], None] | None = None
         self._startup_stop: str | None = None  # the signal that stopped the start-up
         self._stop_before_run: str | None = None  # a signal between the start-up and ``run``
         self._kill_at_start: bool | None = None  # SIGUSR1 (True) or SIGUSR2 (False) during the start-up
@@ -495,6 +499,8 @@ class ArbitrageController:
         """
         if self._initialized:
             raise ArbitrageEngineError("controller already initialized")
+        if self._spent:
+            raise ArbitrageEngineError("controller: its initialize() failed and closed what it opened; build a new one")
         if paper and not dry_run:
             raise ArbitrageEngineError("paper trading sends no orders: initialize(paper=True) takes dry_run=True")
         starting = asyncio.current_task()
@@ -515,6 +521,7 @@ class ArbitrageController:
             return
         finally:
             if not self._initialized:
+                self._spent = True
                 loop = asyncio.get_running_loop()
                 for sig in handled:
                     loop.remove_signal_handler(sig)
@@ -538,8 +545,17 @@ class ArbitrageController:
             if self.shutdown_manager.is_shutting_down:  # shut down without a run: as a run's shutdown
                 self.shutdown_manager.on_signal(sig)
             elif self._initialized:
+                if self._stop_before_run is not None:
+                    log.critical("received %s again before a run took the signals: forcing exit", sig.name)
+                    logging.shutdown()
+                    os._exit(FORCED_EXIT_CODE)
                 self._stop_before_run = reason
-                log.warning("%s after start-up: the run shuts down as soon as it starts", sig.name)
+                hook = self.early_stop_hook
+                if hook is not None:
+                    log.warning("%s after start-up: stopping", sig.name)
+                    hook(reason)
+                else:
+                    log.warning("%s after start-up: the run shuts down as soon as it starts", sig.name)
             elif self._startup_stop is None and starting is not None:
                 self._startup_stop = reason
                 log.warning("%s during start-up: stopping; what was opened is closed, nothing is traded", sig.name)
@@ -1244,6 +1260,9 @@ class ArbitrageController:
         """
         if not self._initialized:
             raise ArbitrageEngineError("controller not initialized: call initialize() first")
+        if self._spent:
+            raise ArbitrageEngineError("controller already ran or shut down: build a new one")
+        self._spent = True
         shutdown = self.shutdown_manager
         self._early_signals = []  # replaced by the run's own handlers, which it gives back at its end
         shutdown.install()
@@ -1288,9 +1307,13 @@ class ArbitrageController:
                 [waiter, *self._tasks], timeout=duration_s, return_when=asyncio.FIRST_COMPLETED
             )
             crashed = [t for t in self._tasks if t in done and not t.cancelled() and t.exception() is not None]
+            ended = [t for t in self._tasks if t in done and waiter not in done]
             if crashed:
                 self._error = f"{crashed[0].get_name()}: {crashed[0].exception()!r}"
                 log.error("engine task failed", exc_info=crashed[0].exception())
+            elif ended:  # each runs until the shutdown: one that returned or was cancelled left a part unrun
+                self._error = f"{ended[0].get_name()}: {'cancelled' if ended[0].cancelled() else 'returned'} while running"
+                log.error("engine task ended: %s", self._error)
             if not shutdown.is_shutting_down:
                 shutdown.request_shutdown(self._error or "duration elapsed")
             await waiter
@@ -1400,6 +1423,7 @@ class ArbitrageController:
 
     async def shutdown(self, reason: str = "requested") -> list[StepOutcome]:
         """Run the shutdown steps (once) and return their outcomes."""
+        self._spent = True
         self.shutdown_manager.request_shutdown(reason)
         try:
             return await self.shutdown_manager.wait()
@@ -2217,15 +2241,41 @@ class ArbitrageEngine:
 
     @contextlib.asynccontextmanager
     async def session(self, *, trade: bool = True) -> AsyncIterator[ArbitrageEngine]:
-        """Initialize the controller; with ``trade``, run its loop in the background; shut down on exit."""
+        """Initialize the controller; with ``trade``, run its loop in the background; shut down on exit.
+
+        When the engine stops before the body is done (SIGINT or SIGTERM, an engine error, the
+        run's end), the body is cancelled at its next await and the session raises
+        ``SessionStopped`` once the engine has shut down.
+        """
         controller = self.controller
+        body = asyncio.current_task()
         await controller.initialize(self.dry_run, paper=self.paper)
-        runner = asyncio.get_running_loop().create_task(controller.run()) if trade else None
+        stopped: list[str] = []
+        closing = False
+
+        def stop_body(reason: str) -> None:
+            if not closing and not stopped and body is not None:
+                stopped.append(reason)
+                body.cancel()
+
+        runner: asyncio.Task[RunSummary] | None = None
+        if trade:
+            runner = asyncio.get_running_loop().create_task(controller.run())
+            runner.add_done_callback(lambda _: stop_body(controller.shutdown_manager.reason or "the run ended"))
+        else:
+            controller.early_stop_hook = stop_body
         try:
             yield self
+        except asyncio.CancelledError:
+            if not stopped or body is None:
+                raise
+            body.uncancel()
+            raise SessionStopped(f"the engine stopped ({stopped[0]}) while the session ran") from None
         finally:
+            closing = True
+            controller.early_stop_hook = None
             if runner is None:
-                await controller.shutdown("session closed")
+                await controller.shutdown(stopped[0] if stopped else "session closed")
             else:
                 controller.shutdown_manager.request_shutdown("session closed")
                 await runner

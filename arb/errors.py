@@ -73,6 +73,11 @@ class DataFreshnessError(ArbitrageEngineError):
     """Market data is stale or out of sync and must not be traded on."""
 
 
+class SessionStopped(ArbitrageEngineError):
+    """The engine stopped (a signal, an engine error, the run's end) while an
+    ``ArbitrageEngine.session`` body ran: the body was cancelled and the engine shut down."""
+
+
 class StartupInterrupted(ArbitrageEngineError):
     """A signal (SIGINT, SIGTERM) stopped the engine while it started: nothing was traded, and what
     it had opened is closed."""

@@ -53,6 +53,7 @@ from .exchanges.models import Balance, ConnectionHealth
 from .monitor import PerformanceMonitor
 from .recovery import ActiveRecovery, RecoveryStatus
 from .risk import RiskManager
+from .throttled_log import ThrottledWarnings
 from .types import ArbitrageOpportunity, ArbitrageState, ExchangeName, ExecutionResult, OrderSide
 
 if TYPE_CHECKING:
@@ -327,6 +328,7 @@ class LiveView:
         self._executions = executions
         self._stopping = stopping
         self._clock = clock
+        self._view_failures = ThrottledWarnings(log, "live view failures")
         self._seen = 0
         self._recent: deque[ExecutionResult] = deque(maxlen=recent)
         self._trips: dict[str, int] = {}
@@ -572,11 +574,15 @@ class LiveView:
         async def refresh() -> None:
             while True:
                 await asyncio.sleep(interval)
-                self.poll()
+                self._poll_for_view()
 
         def current() -> RenderableType:
             latest = self._latest
-            return render_snapshot(latest if latest is not None else snapshot)
+            try:
+                return render_snapshot(latest if latest is not None else snapshot)
+            except Exception:  # rich's refresh thread: a failure there would freeze the view unsaid
+                self._view_failures.warn("render", monotonic_ns(), "live view: drawing failed", exc_info=True)
+                return Text("live view: drawing failed (see the log); the engine runs on")
 
         live = Live(
             console=console, get_renderable=current, refresh_per_second=refresh_per_second,
@@ -590,8 +596,17 @@ class LiveView:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-                self.poll()
+                self._poll_for_view()
                 live.refresh()
+
+    def _poll_for_view(self) -> None:
+        """``poll`` for the live view: a failure is logged (about once a minute) and the view shows
+        the last snapshot, rather than the view freezing unsaid and the run's summary lost."""
+        try:
+            self.poll()
+        except Exception:
+            self._view_failures.warn("poll", monotonic_ns(), "live view: reading the engine's state failed",
+                                     exc_info=True)
 
     # --- headless ---------------------------------------------------------------------
 

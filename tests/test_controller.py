@@ -12,6 +12,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import types
 from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal as D
 from pathlib import Path
@@ -27,7 +28,7 @@ from test_pipeline import book
 from arb import ArbitrageController, ArbitrageEngine
 from arb.config import ConfigurationManager
 from arb.controller import COLLECTION_SKIPS_MAX, ENTRY_ORDER_BUDGET, Executor, RunSummary, _set_aside, dry_run_cluster
-from arb.errors import ArbitrageEngineError, ConfigurationError, ExchangeError, OrderRejectedError
+from arb.errors import ArbitrageEngineError, ConfigurationError, ExchangeError, OrderRejectedError, SessionStopped
 from arb.execution import StartedExecution, TwoLegExecutor
 from arb.exchanges.base import BookKey
 from arb.exchanges.factory import market_symbols, registered
@@ -2345,6 +2346,79 @@ asyncio.run(main())
     assert result.returncode == 0, result.stderr[-3000:]
     assert "engaged: True" in result.stdout
     assert "SIGUSR1 during start-up: the kill switch is engaged when trading starts" in result.stderr
+
+
+@pytest.mark.parametrize("trade", [False, True], ids=["no run", "run"])
+def test_a_stop_signal_ends_a_session_body_that_would_wait_on(tmp_path: Path, trade: bool) -> None:
+    """SIGINT in a session: without a run it was only noted for a run that never came (the body
+    traded on, only SIGKILL ended it); with one, the engine shut down under a body never told."""
+    configuration = manager(tmp_path)
+    cluster = dry_run_cluster(configuration.config, random_per_minute=0)
+
+    async def scenario() -> tuple[str, str | None, bool]:
+        async with cluster:
+            controller = ArbitrageController(configuration, sim_cluster=cluster, journal=Journal(tmp_path / "j.sqlite3"))
+            engine = ArbitrageEngine(controller)
+            with pytest.raises(SessionStopped) as stopped:
+                async with engine.session(trade=trade):
+                    await asyncio.sleep(0.2)
+                    assert signal.getsignal(signal.SIGINT) is not signal.default_int_handler  # the engine's own
+                    os.kill(os.getpid(), signal.SIGINT)
+                    await asyncio.sleep(30)  # a body that waits on: cancelled
+            return str(stopped.value), controller.shutdown_manager.reason, controller.journal is None
+
+    message, reason, closed = asyncio.run(asyncio.wait_for(scenario(), 60))
+    assert message == "the engine stopped (received SIGINT) while the session ran"
+    assert reason == "received SIGINT" and closed  # shut down: the journal closed
+
+
+def test_a_controller_whose_start_failed_or_that_ran_is_not_used_again(tmp_path: Path) -> None:
+    """Its parts were closed (the journal under the risk manager and executor, the sessions): a
+    second initialize traded on a closed journal, a second run left its tasks running."""
+    configuration = manager(tmp_path)
+    cluster = dry_run_cluster(configuration.config, random_per_minute=0)
+
+    async def scenario() -> None:
+        async with cluster:
+            failing = ArbitrageController(configuration, sim_cluster=cluster, journal=Journal(tmp_path / "a.sqlite3"))
+
+            async def venue_down(self: ArbitrageController) -> None:
+                raise ExchangeError("gateio", "venue down while starting")
+
+            failing._check_clocks = types.MethodType(venue_down, failing)  # type: ignore[method-assign]
+            with pytest.raises(ExchangeError):
+                await failing.initialize(dry_run=True)
+            with pytest.raises(ArbitrageEngineError, match="its initialize\\(\\) failed"):
+                await failing.initialize(dry_run=True)
+            ran = ArbitrageController(configuration, sim_cluster=cluster, journal=Journal(tmp_path / "b.sqlite3"))
+            await ran.initialize(dry_run=True)
+            summary = await ran.run(duration_s=0.5)
+            assert summary.ok
+            with pytest.raises(ArbitrageEngineError, match="already ran or shut down"):
+                await ran.run(duration_s=0.5)
+
+    asyncio.run(scenario())
+
+
+def test_an_engine_task_that_returns_stops_the_run_as_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every task runs until the shutdown: one that returned (or was cancelled) left a part of the
+    engine unrun, and was reported as "duration elapsed" with exit code 0."""
+    configuration = manager(tmp_path)
+    cluster = dry_run_cluster(configuration.config, random_per_minute=0)
+
+    async def returns(self: BalanceMonitor) -> None:
+        await asyncio.sleep(0.3)
+
+    monkeypatch.setattr(BalanceMonitor, "run", returns)
+
+    async def scenario() -> RunSummary:
+        async with cluster:
+            controller = ArbitrageController(configuration, sim_cluster=cluster, journal=Journal(tmp_path / "j.sqlite3"))
+            await controller.initialize(dry_run=True)
+            return await controller.run(duration_s=30)
+
+    summary = asyncio.run(scenario())
+    assert summary.stop_reason == "arb balances: returned while running" and not summary.ok
 
 
 def test_a_shutdown_manager_given_too_short_a_budget_is_warned_about(

@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator, Mapping
 from decimal import Decimal as D
 from pathlib import Path
+from typing import Any
 
 import pytest
 from rich.console import Console
@@ -349,6 +350,39 @@ def test_the_live_view_draws_on_a_terminal_console() -> None:
     asyncio.run(body())
     text = out.getvalue()
     assert "Connections" in text and "r9eth" in text and "kill_switch" in text
+
+
+def test_a_failing_live_view_is_logged_and_never_ends_the_body(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A poll or a drawing that raises froze the view unsaid, then re-raised at the body's end,
+    a bare traceback in place of the run's summary."""
+    parts = Parts()
+    view = parts.view()
+    console = Console(file=io.StringIO(), force_terminal=True, width=160)
+    calls = 0
+    poll = view.poll
+
+    def sometimes_failing() -> Any:
+        nonlocal calls
+        calls += 1
+        if calls >= 3:
+            raise ZeroDivisionError("boom in poll")
+        return poll()
+
+    monkeypatch.setattr(view, "poll", sometimes_failing)
+    monkeypatch.setattr("arb.view.render_snapshot", lambda snapshot: 1 / 0)
+
+    async def body() -> str:
+        async with view.live(console, refresh_per_second=20):
+            await asyncio.sleep(0.3)
+        return "body ended"
+
+    with caplog.at_level(logging.WARNING, logger="arb.view"):
+        assert asyncio.run(body()) == "body ended"
+    assert "live view: reading the engine's state failed" in caplog.text
+    assert "live view: drawing failed" in caplog.text
+    assert calls > 3  # polled on after the failure
 
 
 def test_the_pipeline_keeps_each_symbols_standing_opportunity() -> None:
