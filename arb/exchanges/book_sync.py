@@ -13,6 +13,7 @@ the frame callback.
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 import random
 import time
@@ -56,6 +57,15 @@ _ERROR = int(FrameKind.ERROR)
 _DECODE_ERRORS = (WireError, ValueError, OverflowError)
 _ROUTE_ERRORS = (BookError, *_DECODE_ERRORS)
 _POOL_MAX = 64
+_TOO_OLD_WARN_AFTER = 3  # snapshots in a row too old for the buffered diffs before a warning
+
+
+class _Snapshot(enum.Enum):
+    """What applying a snapshot came to."""
+
+    TAKEN = enum.auto()  # applied (the book may have resynced on a buffered diff since)
+    REFUSED = enum.auto()  # crossed, or a price level given twice: the book is resynced
+    TOO_OLD = enum.auto()  # the buffered diffs do not continue it: kept for a newer one
 
 
 class BookSpec(msgspec.Struct, frozen=True):
@@ -370,7 +380,8 @@ class BookSync:
             self._release(batch)
             raise
         if batch.is_snapshot:
-            self._apply_snapshot(state, batch, recv_ns)
+            if self._apply_snapshot(state, batch, recv_ns) is _Snapshot.TOO_OLD:
+                self._start_fetch(state)
             self._release(batch)
             return
         if self._full_push:
@@ -385,9 +396,9 @@ class BookSync:
                 self._fetch(state), name=f"{self.venue} snapshot {state.spec.venue_symbol}"
             )
 
-    def _apply_snapshot(self, state: _Book, snapshot: DeltaBatch, recv_ns: int) -> bool:
-        """Bring the book in sync from ``snapshot`` and the diffs buffered since; False when the
-        book refused it (crossed, or a price level given twice): the book is resynced."""
+    def _apply_snapshot(self, state: _Book, snapshot: DeltaBatch, recv_ns: int) -> _Snapshot:
+        """Bring the book in sync from ``snapshot`` and the diffs buffered since. TOO_OLD starts no
+        fetch of a newer snapshot: the caller decides when."""
         if state.fetch is not None and state.fetch is not asyncio.current_task():
             state.fetch.cancel()
         state.fetch = None
@@ -396,10 +407,10 @@ class BookSync:
             state.book.apply_snapshot(snapshot, recv_ns)
         except CrossedBookError as exc:
             self._resync(state, "crossed_snapshot", exc, was_in_sync)
-            return False
+            return _Snapshot.REFUSED
         except ValueError as exc:  # a price level twice on a side
             self._resync(state, "invalid_snapshot", exc, was_in_sync)
-            return False
+            return _Snapshot.REFUSED
         state.snapshots += 1
         buffer = state.buffer
         book = state.book
@@ -409,13 +420,12 @@ class BookSync:
             try:
                 result = book.apply_batch(batch, batch_recv_ns)
             except SequenceGapError:
-                # The buffered diffs are newer than the snapshot: keep them and fetch a newer one.
+                # The buffered diffs are newer than the snapshot: keep them for a newer one.
                 state.resyncs["gap" if applied_any else "snapshot_too_old"] += 1
-                self._start_fetch(state)
-                return True
+                return _Snapshot.TOO_OLD
             except BookError as exc:
                 self._resync(state, _resync_reason(exc), exc, False)
-                return True
+                return _Snapshot.TAKEN
             buffer.popleft()
             self._release(batch)
             if result == APPLIED:
@@ -427,13 +437,14 @@ class BookSync:
         if not was_in_sync:
             self._sink.on_book_state(state.key, True, "snapshot")
         self._on_update(state.key)
-        return True
+        return _Snapshot.TAKEN
 
     async def _fetch(self, state: _Book) -> None:
         fetch = self._fetch_snapshot
         if fetch is None:
             return
         attempt = 0
+        too_old = 0  # snapshots in a row too old for the buffered diffs
         while True:
             batch = self._pool.pop() if self._pool else DeltaBatch(256)
             try:
@@ -447,22 +458,35 @@ class BookSync:
                 attempt = min(attempt + 1, 64)
                 continue
             state.fetch = None
+            snapshot_id = batch.last_update_id
             try:
-                if state.book.in_sync or self._apply_snapshot(state, batch, self._clock()):
+                if state.book.in_sync:
+                    return
+                outcome = self._apply_snapshot(state, batch, self._clock())
+                if outcome is _Snapshot.TAKEN:
                     return
             except Exception:
                 log.exception("%s %s: applying the snapshot failed", self.venue, state.spec.symbol)
                 return
             finally:
                 self._release(batch)
-            # Refused by the book (and resynced): fetched again after the same wait as a failed
-            # fetch. At once, the next diff would start a fetch of it per diff (ten a second on MEXC).
+            # Refused by the book (and resynced) or too old: fetched again after the same wait as a
+            # failed fetch. At once, a refused one would be fetched again per diff (ten a second on
+            # MEXC), a too-old one as fast as the venue answers while its REST depth lags the stream.
+            too_old = too_old + 1 if outcome is _Snapshot.TOO_OLD else 0
+            if too_old >= _TOO_OLD_WARN_AFTER:
+                self._warn_throttled(
+                    f"snapshot too old {state.spec.symbol}",
+                    f"{too_old} snapshots of {state.spec.symbol} in a row too old for the buffered diffs"
+                    f" (the last at update {snapshot_id}, the diffs from {state.buffer[0][0].first_update_id})",
+                )
             state.fetch = asyncio.current_task()
             await self._retry_after(state, attempt, None)
             attempt = min(attempt + 1, 64)
 
     async def _retry_after(self, state: _Book, attempt: int, exc: Exception | None) -> None:
-        """Count a failed snapshot (``exc``, or None: one the book refused) and wait before the next fetch."""
+        """Count a failed snapshot (``exc``, or None: one the book refused or too old) and wait before
+        the next fetch."""
         state.snapshot_failures += 1
         if exc is not None:
             self._warn_throttled(

@@ -265,14 +265,53 @@ def test_snapshot_older_than_the_buffer_is_fetched_again() -> None:
     async def main() -> None:
         sink = RecordingSink()
         fetcher = Snapshots({"AAA_USDT": [gate_snapshot(5, *BOOK), gate_snapshot(20, *BOOK)], "BBB_USDT": []})
-        sync = synthetic_sync(fetcher, sink)
+        settings = BookSyncSettings(snapshot_retry_initial_s=0.0, snapshot_retry_max_s=0.0)
+        sync = synthetic_sync(fetcher, sink, settings=settings)
         feed(sync, gate_update("AAA_USDT", 20, 21, [("99.00", "1")]))  # starts after id 5 + 1
-        await settle()
+        await eventually(lambda: sync.books["AAA/USDT"].in_sync, what="the newer snapshot")
         a = sync.stats()["AAA/USDT"]
         assert a.in_sync and a.last_update_id == 21 and a.resyncs == {"snapshot_too_old": 1}
         assert fetcher.calls["AAA_USDT"] == 2 and a.applied == 1
 
     run(main())
+
+
+def test_snapshots_too_old_for_the_stream_are_fetched_again_after_a_growing_wait_and_warned_about(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A snapshot older than the buffered diffs was fetched again at once, counted nowhere but in
+    ``resyncs`` and never logged: a venue whose REST depth lags its stream was polled as fast as it
+    answered (50 requests a second at a 20 ms round trip), on the budget every other book shares."""
+    async def main() -> None:
+        def lagging() -> Snapshots:
+            return Snapshots({"AAA_USDT": [gate_snapshot(5, *BOOK)] * 4 + [gate_snapshot(20, *BOOK)], "BBB_USDT": []})
+
+        fetcher = lagging()
+        sync = synthetic_sync(fetcher, RecordingSink())
+        feed(sync, gate_update("AAA_USDT", 20, 21, [("99.00", "1")]))  # starts after id 5 + 1
+        await settle()
+        assert fetcher.calls["AAA_USDT"] == 1  # the next waits for its retry delay
+        assert not sync.books["AAA/USDT"].in_sync and sync.stats()["AAA/USDT"].snapshot_failures == 1
+        await sync.close()
+
+        attempts: list[int] = []
+
+        async def no_wait(state: object, attempt: int, exc: Exception | None) -> None:
+            attempts.append(attempt)
+
+        sync = synthetic_sync(lagging(), RecordingSink())
+        sync._retry_after = no_wait  # type: ignore[method-assign]
+        with caplog.at_level(logging.DEBUG, logger="arb.exchanges.book_sync"):
+            feed(sync, gate_update("AAA_USDT", 20, 21, [("99.00", "1")]))
+            await eventually(lambda: sync.books["AAA/USDT"].in_sync, what="the newer snapshot")
+        assert attempts == [0, 1, 2, 3]  # the wait grows as for a failed fetch
+        assert sync.stats()["AAA/USDT"].resyncs == {"snapshot_too_old": 4}
+        await sync.close()
+
+    run(main())
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warned) == 1 and "3 snapshots of AAA/USDT in a row too old" in warned[0]
+    assert "the last at update 5, the diffs from 20" in warned[0]
 
 
 def test_failed_snapshot_is_retried_after_retry_after() -> None:
