@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_create_server
 
 from arb.exchanges.base import BookKey, SnapshotRequest
+from arb.exchanges.gateio.market_data import GateioSpotMarketData
 from arb_core import router
 from arb_core.wire import gateio
 
@@ -43,6 +44,7 @@ class GateSpotTestDialect:
     frame_symbol = staticmethod(gateio.frame_symbol)
     decode_update = staticmethod(gateio.decode_spot_update)
     decode_snapshot = staticmethod(gateio.decode_spot_snapshot)
+    error_reason = staticmethod(GateioSpotMarketData.error_reason)
     router_dialect = router.DIALECT_GATEIO_SPOT  # BookSync's steady state runs compiled, as live
 
     def __init__(self, ws_url: str = "ws://127.0.0.1:1/", snapshot_in_first_push: bool = False) -> None:

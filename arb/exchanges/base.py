@@ -94,6 +94,10 @@ class MarketDataDialect(Protocol):
     def classify(self, frame: Frame) -> int:
         """A ``FrameKind`` value: text vs binary is told apart by the payload itself."""
 
+    def error_reason(self, frame: Frame) -> str:
+        """What an ERROR frame says (its code and message), without what differs per frame (times,
+        request ids); "" when unreadable. Not a hot path: error frames are rare."""
+
     def frame_symbol(self, frame: Frame) -> bytes:
         """The venue symbol of a BOOK_UPDATE frame, to route it before decoding."""
 

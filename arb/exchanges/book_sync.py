@@ -198,7 +198,8 @@ class BookSync:
         self.batch_updated = False  # a book changed since the last batch end (a compiled replay sets it too)
         self._session: WsSession | None = None
         self._warnings = ThrottledWarnings(log, "occurrences")
-        # A venue may answer every frame with an error: counted each time, warned about once a minute.
+        # A venue may answer every frame with an error: counted each time, warned about once a minute
+        # for each thing it says.
         self._error_warnings = ThrottledWarnings(log, "venue error frames")
         self.acks = 0
         self.venue_errors = 0
@@ -326,7 +327,10 @@ class BookSync:
             self.acks += 1
         elif kind == _ERROR:
             self.venue_errors += 1
-            self._error_warnings.warn(None, self._clock(), "%s: venue error frame: %r", self.venue, bytes(payload[:300]))
+            self._error_warnings.warn(
+                self._dialect.error_reason(payload), self._clock(), "%s: venue error frame: %r", self.venue,
+                bytes(payload[:300]),
+            )
 
     def on_disconnected(self) -> None:
         """The stream dropped: every book is out of sync until its resync completes."""

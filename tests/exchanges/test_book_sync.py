@@ -615,3 +615,19 @@ def test_venue_error_frames_are_all_counted_and_warned_about_once_a_minute(caplo
     assert sync.venue_errors == 501 and len(warnings) == 2
     assert "unknown currency pair AAA_USDT" in warnings[1]
     assert warnings[1].endswith("(499 more venue error frames since the last warning)")
+
+
+def test_a_venue_error_unlike_the_last_one_is_warned_about_at_once(caplog: pytest.LogCaptureFixture) -> None:
+    """Every venue error frame shared one warning a minute: a different refusal coming within it
+    (a second pair unknown, a subscription limit reached) was logged at debug level only."""
+    now = [0]
+    sync = synthetic_sync(Snapshots(bodies()), RecordingSink(), clock=lambda: now[0])
+    refused = ('{"time":%d,"channel":"spot.order_book_update","event":"subscribe",'
+               '"error":{"code":2,"message":"unknown currency pair %s"},"result":{"status":"fail"}}')
+    with caplog.at_level(logging.WARNING, logger="arb.exchanges.book_sync"):
+        for pair in ("AAA_USDT", "AAA_USDT", "BBB_USDT", "AAA_USDT", "BBB_USDT"):
+            now[0] += 1_000_000_000
+            feed(sync, (refused % (now[0] // 1_000_000_000, pair)).encode())
+    warnings = [r.getMessage() for r in caplog.records if "venue error frame" in r.getMessage()]
+    assert sync.venue_errors == 5 and len(warnings) == 2
+    assert "pair AAA_USDT" in warnings[0] and "pair BBB_USDT" in warnings[1]

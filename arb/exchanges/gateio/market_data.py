@@ -26,6 +26,7 @@ from arb_core.wire.common import WireScale
 from ...instruments import Instrument
 from ..base import Frame, SnapshotRequest, WsPayload
 from . import constants
+from .schemas import WsPush
 
 # Gate spot books carry levels finer than the pair's order precision: amounts with up to
 # 10 decimals whatever ``amount_precision`` says, and prices 1-2 decimals finer than
@@ -40,6 +41,7 @@ SPOT_BOOK_SIZE_DECIMALS = 10
 _PONG_MAX_BYTES = 256
 
 _encode = msgspec.json.Encoder().encode
+_push = msgspec.json.Decoder(WsPush)
 
 
 class _GateioMarketData:
@@ -82,6 +84,15 @@ class _GateioMarketData:
 
     classify = staticmethod(wire.classify)
     frame_symbol = staticmethod(wire.frame_symbol)
+
+    @staticmethod
+    def error_reason(frame: Frame) -> str:
+        """``code message`` of a refused (un)subscribe reply's ``error``; "" when unreadable."""
+        try:
+            error = _push.decode(frame).error
+        except msgspec.MsgspecError:
+            return ""
+        return "" if error is None else f"{error.code} {error.message}"
 
     def subscription_payload(self, venue_symbol: str) -> list[str]:
         """The ``payload`` of one symbol's (un)subscribe request."""

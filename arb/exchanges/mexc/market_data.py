@@ -34,11 +34,12 @@ from ...types import ExchangeName
 from ..base import Frame, SnapshotRequest, WsPayload
 from ..models import FrameKind
 from . import constants
-from .schemas import SpotWsReply
+from .schemas import ContractWsReply, SpotWsReply
 
 _JSON_OPEN = 0x7B  # "{": MEXC text frames are JSON objects; a protobuf push starts with a field tag
 
 _spot_reply = msgspec.json.Decoder(SpotWsReply)
+_contract_reply = msgspec.json.Decoder(ContractWsReply)
 
 
 class SubscriptionError(ArbitrageEngineError, ValueError):
@@ -193,6 +194,14 @@ class MexcSpotMarketData(_MexcMarketData):
             return FrameKind.PONG
         return FrameKind.ERROR if _spot_refusal(reply) else FrameKind.ACK
 
+    def error_reason(self, frame: Frame) -> str:
+        """``code msg`` of a refused subscription's reply; "" when unreadable."""
+        try:
+            reply = self._reply(frame)
+        except WireError:
+            return ""
+        return "" if reply is None else f"{reply.code} {reply.msg}"
+
     @staticmethod
     def _reply(frame: Frame) -> SpotWsReply | None:
         try:
@@ -229,6 +238,13 @@ class MexcFuturesMarketData(_MexcMarketData):
     frame_symbol = staticmethod(wire.futures_frame_symbol)
     decode_update = staticmethod(wire.decode_futures_depth)
     decode_snapshot = staticmethod(wire.decode_futures_snapshot)
+
+    def error_reason(self, frame: Frame) -> str:
+        """The ``data`` of an ``rs.error`` frame (``"contract not exists"``); "" when unreadable."""
+        try:
+            return bytes(_contract_reply.decode(frame).data).decode()
+        except (msgspec.MsgspecError, UnicodeDecodeError):
+            return ""
 
     def _control_frames(self, subscribe: bool, venue_symbols: Sequence[str]) -> list[WsPayload]:
         if not subscribe:

@@ -251,6 +251,13 @@ class ContractWsRequest(msgspec.Struct, frozen=True):
     param: ContractWsParam = ContractWsParam()
 
 
+class ContractWsReply(msgspec.Struct, frozen=True):
+    """A contract websocket reply: ``{"channel":"rs.error","data":"contract not exists","ts":1587442022003}``."""
+
+    channel: str
+    data: msgspec.Raw = msgspec.Raw(b"null")
+
+
 class Commission(msgspec.Struct, frozen=True):
     """The rates of ``GET /api/v3/tradeFee`` (fractions, written as JSON numbers)."""
 

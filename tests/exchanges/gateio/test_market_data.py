@@ -192,6 +192,15 @@ def test_classify_recorded_frames(shared_data: Path) -> None:
                 assert kind == FrameKind.OTHER
 
 
+def test_error_reason_is_the_refusal_code_and_message_whatever_the_time() -> None:
+    refused = ('{"time":%d,"channel":"spot.order_book_update","event":"subscribe",'
+               '"error":{"code":2,"message":"unknown currency pair AAA_USDT"},"result":{"status":"fail"}}')
+    reasons = {GateioSpotMarketData.error_reason(memoryview((refused % t).encode())) for t in (1, 2)}
+    assert reasons == {"2 unknown currency pair AAA_USDT"}
+    assert GateioFuturesMarketData.error_reason(b'{"time":1,"channel":"futures.order_book_update","error":null}') == ""
+    assert GateioSpotMarketData.error_reason(b"not json") == ""
+
+
 @pytest.mark.parametrize(
     ("name", "channel", "cls", "catalog"),
     [

@@ -187,6 +187,15 @@ def test_futures_classify_on_documented_frames(examples: dict[str, Any]) -> None
     assert futures.classify(error) == FrameKind.ERROR  # a refused subscription: a venue error
 
 
+def test_error_reasons_leave_out_what_differs_per_frame() -> None:
+    spot, futures = MexcSpotMarketData(), MexcFuturesMarketData()
+    assert spot.error_reason(b'{"id":3,"code":1,"msg":"Invalid request"}') == "1 Invalid request"
+    assert spot.error_reason(memoryview(b'{"id":4,"code":1,"msg":"Invalid request"}')) == "1 Invalid request"
+    assert futures.error_reason(b'{"channel":"rs.error","data":"contract not exists","ts":1}') == '"contract not exists"'
+    assert futures.error_reason(b'{"channel":"rs.error","data":"contract not exists","ts":2}') == '"contract not exists"'
+    assert spot.error_reason(b'{"id":3,') == futures.error_reason(b"[1,2]") == ""
+
+
 def test_book_scales_follow_the_instrument_grid(examples: dict[str, Any]) -> None:
     scale = MexcSpotMarketData().book_scale(SPOT)
     assert (scale.price_decimals, scale.tick_units, scale.size_decimals, scale.lot_units, scale.symbol) == (
