@@ -146,8 +146,13 @@ class _Listener(WSListener):
     def _other_frame(self, transport: WSTransport, frame: WSFrame, msg_type: WSMsgType) -> None:
         session = self._session
         if msg_type is _CLOSE:
-            transport.send_close(frame.get_close_code(), frame.get_close_message())
+            code, reason = frame.get_close_code(), frame.get_close_message()
+            transport.send_close(code, reason)
             transport.disconnect()
+            if not session._closing:
+                said = f": {reason.decode(errors='replace')!r}" if reason else ""
+                message = f"the server closed the connection, code {code.value}{said}"
+                session._count_error("close", message, cause=str(code.value))
             return
         fragments = self._fragments
         if msg_type is _TEXT or msg_type is _BINARY:
@@ -345,7 +350,7 @@ class WsSession:
                     self.url = await self._refresh_url()
                     if self._closing:
                         break
-                transport, _ = await ws_connect(
+                transport, listener = await ws_connect(
                     partial(_Listener, self),
                     self.url,
                     ssl_context=self._ssl_context,
@@ -361,6 +366,9 @@ class WsSession:
                     max_frame_size=self.settings.max_message_bytes,
                     logger_name=f"{self.venue}.ws",
                 )
+                if listener is None:  # the peer hung up during the upgrade: picows raises nothing
+                    cause = "closed during the handshake"
+                    self._count_error("connect", f"connection to {self.url} {cause}", cause=cause)
                 await transport.wait_disconnected()
             except asyncio.CancelledError:
                 raise

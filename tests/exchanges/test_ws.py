@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from loopback import PING, WsTestServer, eventually, run, text_frame
-from picows import WSMsgType
+from picows import WSCloseCode, WSMsgType
 
 from arb.errors import ExchangeConnectionError
 from arb.exchanges.ws import WsSession, WsSettings, backoff_delay
@@ -103,6 +103,54 @@ def test_server_close_frame_is_answered_then_reconnects() -> None:
         await server.close()
 
     run(main())
+
+
+def test_a_server_close_is_counted_and_warned_about_with_its_code_and_reason(caplog: pytest.LogCaptureFixture) -> None:
+    """A venue closing with a reason (MEXC: "Blocked: too many connections") was answered and
+    reconnected from in silence: counted nowhere, logged nowhere, while the loop went on."""
+    async def main() -> None:
+        server = await WsTestServer().start()
+        client = session(server.url, Inbox())
+        client.start()
+        await client.wait_connected(5)
+        with caplog.at_level(logging.WARNING, logger="arb.exchanges.ws"):
+            for n in (0, 1):
+                transport = server.connections[n].transport
+                assert transport is not None
+                transport.send_close(WSCloseCode(4003), b"Blocked: too many connections")
+                await eventually(lambda: len(server.connections) == n + 2, what="reconnect after CLOSE")
+            await client.wait_connected(5)
+        assert client.health().errors == {"close": 2}
+        await client.close()
+        await server.close()
+        assert client.health().errors == {"close": 2}  # our own close is no error
+
+    run(main())
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warned) == 1  # the second within the minute at debug level
+    assert warned[0].endswith(": the server closed the connection, code 4003: 'Blocked: too many connections' (close #1)")
+
+
+def test_a_connection_closed_during_the_handshake_is_a_connect_error(caplog: pytest.LogCaptureFixture) -> None:
+    """picows returns a transport without a listener, raising nothing, when the peer hangs up
+    during the upgrade: the session reconnected in a loop counting no error and warning nothing."""
+    async def main() -> None:
+        async def hanging_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.close()
+
+        server = await asyncio.start_server(hanging_up, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        client = session(f"ws://127.0.0.1:{port}/", Inbox())
+        client.start()
+        with caplog.at_level(logging.WARNING, logger="arb.exchanges.ws"):
+            await eventually(lambda: client.health().errors.get("connect", 0) >= 2, what="two failed attempts")
+        assert not client.connected and client.connects == 0
+        await client.close()
+        server.close()
+
+    run(main())
+    assert "connection to ws://127.0.0.1:" in caplog.text and "closed during the handshake" in caplog.text
 
 
 def test_drop_forces_a_reconnect() -> None:
