@@ -25,7 +25,7 @@ from typing import ClassVar, NamedTuple, Protocol, TypeVar
 
 import msgspec
 
-from arb_core.book import DeltaBatch, OrderBook
+from arb_core.book import CrossedBookError, DeltaBatch, OrderBook
 from arb_core.wire.common import WireError, WireScale
 
 from ..errors import ArbitrageEngineError, ExchangeConnectionError, ExchangeError
@@ -632,12 +632,12 @@ class ExchangeConnector:
         scale = self._scales.setdefault(symbol, self.dialect.book_scale(instrument))
         body = await rest_snapshot_fetcher(self.rest, self.dialect)(instrument.venue_symbol)
         batch = DeltaBatch(256)
+        book = OrderBook(f"{self.venue} {symbol} snapshot")
         try:
             self.dialect.decode_snapshot(body, scale, batch)
-        except (WireError, ValueError, OverflowError) as exc:
+            book.apply_snapshot(batch, time.monotonic_ns())
+        except (WireError, ValueError, OverflowError, CrossedBookError) as exc:
             raise ExchangeError(self.venue, f"depth snapshot of {symbol}: {exc}") from exc
-        book = OrderBook(f"{self.venue} {symbol} snapshot")
-        book.apply_snapshot(batch, time.monotonic_ns())
         return book
 
     async def server_time(self) -> int:

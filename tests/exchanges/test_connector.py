@@ -379,6 +379,24 @@ def test_server_error_on_an_order_is_outcome_unknown() -> None:
     run(scenario())
 
 
+@pytest.mark.parametrize(
+    ("body", "problem"),
+    [
+        (b'{"id":1,"current":1,"update":1,"asks":[["101","1"]],"bids":[["102","1"]]}', "crossed"),
+        (b'{"id":1,"current":1,"update":1,"asks":[["101","1"]],"bids":[["99","1"],["99","2"]]}', "duplicate bid"),
+    ],
+)
+def test_a_depth_snapshot_the_book_refuses_is_an_exchange_error(body: bytes, problem: str) -> None:
+    """Only the decode was wrapped: a crossed snapshot (as MEXC's own documented example is) or a
+    price level given twice escaped as a bare CrossedBookError or ValueError."""
+    async def scenario() -> None:
+        async with gate_spot_answering({("GET", "/spot/order_book"): web.Response(body=body)}) as connector:
+            with pytest.raises(ExchangeError, match=f"depth snapshot of BTC/USDT: .*{problem}"):
+                await connector.depth_snapshot("BTC/USDT")
+
+    run(scenario())
+
+
 def test_mexc_futures_clock_from_the_contract_ping() -> None:
     async def scenario() -> None:
         routes = {("GET", "/api/v1/contract/ping"): web.Response(body=b'{"success":true,"code":0,"data":1587442022003}')}
