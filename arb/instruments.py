@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from decimal import ROUND_CEILING, ROUND_FLOOR, Context, Decimal, Inexact, InvalidOperation, Overflow
 from typing import TypeVar
 
@@ -30,6 +30,7 @@ _DOWN = Context(prec=80, rounding=ROUND_FLOOR, traps=[InvalidOperation, Overflow
 _UP = Context(prec=80, rounding=ROUND_CEILING, traps=[InvalidOperation, Overflow])
 
 T = TypeVar("T")
+N = TypeVar("N")
 
 
 class InstrumentError(ArbitrageEngineError, ValueError):
@@ -300,6 +301,27 @@ def decode_metadata(payload: bytes | str, type_: type[T], source: str) -> T:
         return msgspec.json.decode(payload, type=type_)
     except msgspec.DecodeError as exc:
         raise InstrumentError(f"{source}: {exc}") from exc
+
+
+def decode_entries(
+    entries: Iterable[msgspec.Raw], type_: type[T], names: type[N], skipped_of: Callable[[N, str], SkippedPair],
+    source: str,
+) -> tuple[list[T], list[SkippedPair]]:
+    """Decode each entry of a venue's instrument list as ``type_`` on its own, so that one malformed
+    entry does not make the whole list unreadable: it is left out as ``skipped_of(names, why)``,
+    ``names`` being a wire type of the fields that name an entry, every one with a default."""
+    decoded: list[T] = []
+    skipped: list[SkippedPair] = []
+    for n, raw in enumerate(entries):
+        try:
+            decoded.append(msgspec.json.decode(raw, type=type_))
+        except msgspec.DecodeError as exc:
+            try:
+                named = msgspec.json.decode(raw, type=names)
+            except msgspec.DecodeError:
+                named = names()
+            skipped.append(skipped_of(named, f"unreadable entry #{n} of {source}: {exc}"))
+    return decoded, skipped
 
 
 # What the engine's order grid, book scales and venue requests are built from: any change needs a restart.

@@ -14,13 +14,14 @@ from ...instruments import (
     SkippedPair,
     SymbolFormat,
     decimals_of,
+    decode_entries,
     decode_metadata,
     round_up_to_step,
     unified_symbol,
 )
 from ...types import ExchangeName
 from . import constants
-from .schemas import CurrencyPair, FuturesContract
+from .schemas import CurrencyPair, CurrencyPairName, FuturesContract, FuturesContractName
 
 SPOT_SYMBOLS = SymbolFormat(venue=ExchangeName.GATEIO.value, separator="_")
 FUTURES_SYMBOLS = SymbolFormat(venue=ExchangeName.GATEIO_FUTURES.value, separator="_", perpetual=True)
@@ -84,25 +85,27 @@ def instrument_from_contract(contract: FuturesContract) -> Instrument:
 
 def parse_currency_pairs(payload: bytes | str) -> InstrumentCatalog:
     """Instruments of a ``GET /spot/currency_pairs`` body; pairs not ``tradable`` are skipped with the reason."""
-    pairs = decode_metadata(payload, list[CurrencyPair], f"gateio GET {constants.CURRENCY_PAIRS_PATH}")
+    source = f"gateio GET {constants.CURRENCY_PAIRS_PATH}"
+    entries = decode_metadata(payload, list[msgspec.Raw], source)
+    pairs, skipped = decode_entries(entries, CurrencyPair, CurrencyPairName, _skipped_pair, source)
     instruments: list[Instrument] = []
-    skipped: list[SkippedPair] = []
     for pair in pairs:
         if pair.trade_status != constants.TRADE_STATUS_TRADABLE:
-            skipped.append(SkippedPair.of(pair.id, pair.base, pair.quote, None, f"trade_status={pair.trade_status}"))
+            skipped.append(_skipped_pair(pair, f"trade_status={pair.trade_status}"))
             continue
         try:
             instruments.append(instrument_from_pair(pair))
         except InstrumentError as exc:
-            skipped.append(SkippedPair.of(pair.id, pair.base, pair.quote, None, str(exc)))
+            skipped.append(_skipped_pair(pair, str(exc)))
     return InstrumentCatalog(ExchangeName.GATEIO, instruments, skipped)
 
 
 def parse_futures_contracts(payload: bytes | str) -> InstrumentCatalog:
     """Instruments of a ``GET /futures/usdt/contracts`` body; delisting or non-linear contracts are skipped."""
-    contracts = decode_metadata(payload, list[FuturesContract], f"gateio GET {constants.FUTURES_CONTRACTS_PATH}")
+    source = f"gateio GET {constants.FUTURES_CONTRACTS_PATH}"
+    entries = decode_metadata(payload, list[msgspec.Raw], source)
+    contracts, skipped = decode_entries(entries, FuturesContract, FuturesContractName, _skipped_contract, source)
     instruments: list[Instrument] = []
-    skipped: list[SkippedPair] = []
     for contract in contracts:
         reason = _contract_skip_reason(contract)
         if reason is None:
@@ -111,11 +114,19 @@ def parse_futures_contracts(payload: bytes | str) -> InstrumentCatalog:
                 continue
             except InstrumentError as exc:
                 reason = str(exc)
-        base, _, quote = contract.name.rpartition("_")
-        # A contract in delisting takes reduce-only and close orders until it is settled.
-        closing_only = contract.in_delisting or contract.status == "delisting"
-        skipped.append(SkippedPair.of(contract.name, base, quote, quote, reason, closing_only=closing_only))
+        skipped.append(_skipped_contract(contract, reason))
     return InstrumentCatalog(ExchangeName.GATEIO_FUTURES, instruments, skipped)
+
+
+def _skipped_pair(pair: CurrencyPair | CurrencyPairName, reason: str) -> SkippedPair:
+    return SkippedPair.of(pair.id, pair.base, pair.quote, None, reason)
+
+
+def _skipped_contract(contract: FuturesContract | FuturesContractName, reason: str) -> SkippedPair:
+    base, _, quote = contract.name.rpartition("_")
+    # A contract in delisting takes reduce-only and close orders until it is settled.
+    closing_only = contract.in_delisting or contract.status == "delisting"
+    return SkippedPair.of(contract.name, base, quote, quote, reason, closing_only=closing_only)
 
 
 _contracts = msgspec.json.Decoder(list[FuturesContract])

@@ -33,6 +33,14 @@ class CurrencyPair(msgspec.Struct, frozen=True):
     buy_start: int = 0  # s
 
 
+class CurrencyPairName(msgspec.Struct, frozen=True):
+    """The fields naming a ``CurrencyPair``, read from an entry that does not decode as one."""
+
+    id: str = ""
+    base: str = ""
+    quote: str = ""
+
+
 class FuturesContract(msgspec.Struct, frozen=True):
     """One entry of ``GET /futures/usdt/contracts`` (the fields the engine uses).
 
@@ -57,6 +65,15 @@ class FuturesContract(msgspec.Struct, frozen=True):
     funding_next_apply: int | None = None  # s, next settlement
     last_price: Decimal | None = None
     mark_price: Decimal | None = None
+
+
+class FuturesContractName(msgspec.Struct, frozen=True):
+    """The fields naming a ``FuturesContract`` (and whether it is delisting), read from an entry
+    that does not decode as one."""
+
+    name: str = ""
+    in_delisting: bool = False
+    status: str | None = None
 
 
 class OrderBook(msgspec.Struct, frozen=True):

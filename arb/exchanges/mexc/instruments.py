@@ -14,6 +14,7 @@ from ...instruments import (
     SkippedPair,
     SymbolFormat,
     decimals_of,
+    decode_entries,
     decode_metadata,
     round_up_to_step,
     unified_symbol,
@@ -27,6 +28,7 @@ from .schemas import (
     DefaultSymbols,
     ExchangeInfo,
     ExchangeInfoSymbol,
+    ExchangeInfoSymbolName,
 )
 
 SPOT_SYMBOLS = SymbolFormat(venue=ExchangeName.MEXC.value, separator="", quote_assets=constants.SPOT_QUOTE_ASSETS)
@@ -77,10 +79,11 @@ def instrument_from_symbol(info: ExchangeInfoSymbol) -> Instrument:
 
 def parse_exchange_info(payload: bytes | str) -> InstrumentCatalog:
     """Instruments of a ``GET /api/v3/exchangeInfo`` body; symbols that cannot be traded by API are skipped."""
-    info = decode_metadata(payload, ExchangeInfo, f"mexc GET {constants.EXCHANGE_INFO_PATH}")
+    source = f"mexc GET {constants.EXCHANGE_INFO_PATH}"
+    info = decode_metadata(payload, ExchangeInfo, source)
+    symbols, skipped = decode_entries(info.symbols, ExchangeInfoSymbol, ExchangeInfoSymbolName, _skipped_symbol, source)
     instruments: list[Instrument] = []
-    skipped: list[SkippedPair] = []
-    for entry in info.symbols:
+    for entry in symbols:
         reason = _symbol_skip_reason(entry)
         if reason is None:
             try:
@@ -88,8 +91,12 @@ def parse_exchange_info(payload: bytes | str) -> InstrumentCatalog:
                 continue
             except InstrumentError as exc:
                 reason = str(exc)
-        skipped.append(SkippedPair.of(entry.symbol, entry.baseAsset, entry.quoteAsset, None, reason))
+        skipped.append(_skipped_symbol(entry, reason))
     return InstrumentCatalog(ExchangeName.MEXC, instruments, skipped)
+
+
+def _skipped_symbol(entry: ExchangeInfoSymbol | ExchangeInfoSymbolName, reason: str) -> SkippedPair:
+    return SkippedPair.of(entry.symbol, entry.baseAsset, entry.quoteAsset, None, reason)
 
 
 def parse_default_symbols(payload: bytes | str) -> frozenset[str]:

@@ -38,10 +38,18 @@ class ExchangeInfoSymbol(msgspec.Struct, frozen=True):
     tradeSideType: str | int = "1"  # 1 all, 2 buy only, 3 sell only, 4 closed
 
 
-class ExchangeInfo(msgspec.Struct, frozen=True):
-    """``GET /api/v3/exchangeInfo``."""
+class ExchangeInfoSymbolName(msgspec.Struct, frozen=True):
+    """The fields naming an ``ExchangeInfoSymbol``, read from an entry that does not decode as one."""
 
-    symbols: list[ExchangeInfoSymbol]
+    symbol: str = ""
+    baseAsset: str = ""
+    quoteAsset: str = ""
+
+
+class ExchangeInfo(msgspec.Struct, frozen=True):
+    """``GET /api/v3/exchangeInfo``; each symbol is decoded on its own (``ExchangeInfoSymbol``)."""
+
+    symbols: list[msgspec.Raw]
     timezone: str | None = None
     serverTime: int | None = None  # ms
 

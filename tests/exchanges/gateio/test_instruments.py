@@ -1,6 +1,7 @@
 """Tests of arb/exchanges/gateio/instruments.py and schemas.py on the recorded Gate.io payloads."""
 
 import json
+import re
 from decimal import Decimal
 from pathlib import Path
 
@@ -59,20 +60,44 @@ def encode(entries: list[dict[str, object]]) -> bytes:
 @pytest.mark.parametrize(
     ("change", "fragment"),
     [
-        ({"precision": "2"}, r"Expected `int`, got `str` - at `\$\[0\].precision`"),
-        ({"fee": "abc"}, r"Invalid decimal string - at `\$\[0\].fee`"),
-        ({"amount_precision": None}, r"Expected `int`, got `null` - at `\$\[0\].amount_precision`"),
+        ({"precision": "2"}, r"Expected `int`, got `str` - at `\$.precision`"),
+        ({"fee": "abc"}, r"Invalid decimal string - at `\$.fee`"),
+        ({"amount_precision": None}, r"Expected `int`, got `null` - at `\$.amount_precision`"),
+        ({"min_base_amount": ""}, r"Invalid decimal string - at `\$.min_base_amount`"),
+        ({"trade_status": None}, r"Expected `str`, got `null` - at `\$.trade_status`"),
     ],
 )
-def test_bad_pair_payload_names_the_field(change: dict[str, object], fragment: str) -> None:
-    with pytest.raises(InstrumentError, match=r"gateio GET /spot/currency_pairs: " + fragment):
-        parse_currency_pairs(encode([{**PAIR, **change}]))
+def test_a_malformed_pair_is_left_out_naming_the_field_and_the_others_are_kept(
+    change: dict[str, object], fragment: str
+) -> None:
+    """One malformed entry made the whole list unreadable: no start-up, and at run time the
+    trading-rules watch blind for every pair."""
+    catalog = parse_currency_pairs(encode([PAIR, {**PAIR, "id": "ETH_USDT", "base": "ETH", **change}]))
+    assert [i.symbol for i in catalog] == ["BTC/USDT"]
+    (skip,) = catalog.skipped
+    assert (skip.venue_symbol, skip.symbol) == ("ETH_USDT", "ETH/USDT")
+    assert re.fullmatch(r"unreadable entry #1 of gateio GET /spot/currency_pairs: " + fragment, skip.reason)
+    with pytest.raises(InstrumentError, match="'ETH/USDT' was left out: unreadable entry #1"):
+        catalog.get("ETH/USDT")
 
 
-def test_pair_without_a_required_field_names_it() -> None:
+def test_a_pair_without_a_required_field_or_no_object_at_all_is_left_out() -> None:
     entry = {k: v for k, v in PAIR.items() if k != "trade_status"}
-    with pytest.raises(InstrumentError, match=r"missing required field `trade_status` - at `\$\[0\]`"):
-        parse_currency_pairs(encode([entry]))
+    catalog = parse_currency_pairs(encode([entry, None, PAIR]))  # type: ignore[list-item]
+    assert [i.symbol for i in catalog] == ["BTC/USDT"]
+    assert [(s.venue_symbol, s.reason.split(": ", 1)[1]) for s in catalog.skipped] == [
+        ("BTC_USDT", "Object missing required field `trade_status`"), ("", "Expected `object`, got `null`")
+    ]
+
+
+def test_one_malformed_pair_of_the_recorded_list_leaves_only_it_out(pairs_body: bytes) -> None:
+    pairs = json.loads(pairs_body)
+    whole = parse_currency_pairs(pairs_body)
+    n, pair = next((n, p) for n, p in enumerate(pairs) if p["trade_status"] == "tradable")
+    pairs[n] = {**pair, "min_base_amount": ""}
+    catalog = parse_currency_pairs(json.dumps(pairs).encode())
+    assert len(catalog) == len(whole) - 1 and len(catalog.skipped) == len(whole.skipped) + 1
+    assert catalog.skipped[0].venue_symbol == pair["id"] and "min_base_amount" in catalog.skipped[0].reason
 
 
 def test_not_a_list_is_refused() -> None:
@@ -80,9 +105,17 @@ def test_not_a_list_is_refused() -> None:
         parse_currency_pairs(b'{"label":"TOO_BUSY"}')
 
 
-def test_bad_contract_payload_names_the_field() -> None:
-    with pytest.raises(InstrumentError, match=r"gateio GET /futures/usdt/contracts: .* - at `\$\[0\].order_size_min`"):
-        parse_futures_contracts(encode([{**CONTRACT, "order_size_min": [1]}]))
+def test_a_malformed_contract_is_left_out_naming_the_field() -> None:
+    catalog = parse_futures_contracts(encode([
+        {**CONTRACT, "name": "ETH_USDT", "order_size_min": [1], "in_delisting": True}, CONTRACT
+    ]))
+    assert [i.symbol for i in catalog] == ["BTC/USDT:USDT"]
+    (skip,) = catalog.skipped
+    assert (skip.venue_symbol, skip.symbol, skip.closing_only) == ("ETH_USDT", "ETH/USDT:USDT", True)
+    assert re.fullmatch(r"unreadable entry #0 of gateio GET /futures/usdt/contracts: .* - at `\$.order_size_min`",
+                        skip.reason)
+    with pytest.raises(InstrumentError, match=r"Expected `array`, got `object`"):
+        parse_futures_contracts(b'{"label":"TOO_BUSY"}')
 
 
 def test_contract_sizes_written_as_strings_read_as_their_numbers() -> None:

@@ -50,10 +50,18 @@ def exchange_info(*entries: dict[str, Any]) -> bytes:
 # --- bad payloads --------------------------------------------------------------------
 
 
-def test_bad_exchange_info_names_the_field(docs: dict[str, Any]) -> None:
-    entry = {**docs["spot_exchangeInfo_symbol_entry"], "baseAssetPrecision": "2"}
-    with pytest.raises(InstrumentError, match=r"mexc GET /api/v3/exchangeInfo: Expected `int`, got `str` - at `\$.symbols\[0\].baseAssetPrecision`"):
-        parse_exchange_info(exchange_info(entry))
+def test_a_malformed_symbol_is_left_out_naming_the_field_and_the_others_are_kept(docs: dict[str, Any]) -> None:
+    """One malformed entry made the whole exchangeInfo unreadable, every MEXC spot pair with it."""
+    entry = docs["spot_exchangeInfo_symbol_entry"]
+    bad = {**entry, "symbol": "ABCUSDT", "baseAsset": "ABC", "baseAssetPrecision": "2"}
+    catalog, alone = parse_exchange_info(exchange_info(bad, entry)), parse_exchange_info(exchange_info(entry))
+    assert list(catalog) == list(alone)
+    skip, *others = catalog.skipped
+    assert tuple(others) == alone.skipped
+    assert (skip.venue_symbol, skip.symbol) == ("ABCUSDT", "ABC/USDT")
+    assert skip.reason == (
+        "unreadable entry #0 of mexc GET /api/v3/exchangeInfo: Expected `int`, got `str` - at `$.baseAssetPrecision`"
+    )
     with pytest.raises(InstrumentError, match=r"exchangeInfo: Object missing required field `symbols`"):
         parse_exchange_info(b"{}")
 
