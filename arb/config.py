@@ -114,11 +114,14 @@ def _string_list(raw: Any) -> list[str]:
 
 def _url(scheme: str) -> Callable[[Any], str]:
     def parse(raw: Any) -> str:
-        if isinstance(raw, str) and "@" in _authority(raw):
+        if isinstance(raw, str) and "@" in raw:
             # First: every other refusal below repeats the value. It would be logged with the URL
             # too (connectors name their endpoints); a proxy that needs credentials takes them
-            # some other way.
-            raise _InvalidSecret("a URL with a user name or password in it: not accepted, it would appear in logs")
+            # some other way. Any "@", not only one in the host part: a password may hold the "/",
+            # "?" or "#" that would end that part, and no venue endpoint needs an "@".
+            raise _InvalidSecret(
+                "a URL with an @ in it (a user name or password): not accepted, it would appear in logs"
+            )
         if not isinstance(raw, str) or not re.match(rf"^{scheme}s?://[^/\s]", raw):
             raise _Invalid(f"expected a URL starting {scheme}:// or {scheme}s://")
         if re.search(r"\s", raw):
@@ -133,12 +136,6 @@ def _url(scheme: str) -> Callable[[Any], str]:
         return raw
 
     return parse
-
-
-def _authority(url: str) -> str:
-    """The ``user:password@host:port`` part of ``url`` (all of it when it has no scheme)."""
-    rest = url.partition("://")[2] if "://" in url else url
-    return re.split(r"[/?#]", rest, maxsplit=1)[0]
 
 
 def _cleartext_remote(url: str) -> bool:

@@ -414,6 +414,23 @@ def test_a_url_with_credentials_is_refused_without_echoing_them(tmp_path: Path) 
     assert not any(secret in p for p in found for secret in ("PROXYPASS", "proxyuser", "token", "S3CRET"))
 
 
+@pytest.mark.parametrize(
+    "url", ["https://trader:S3cr/et@proxy.example.com", "wss://trader:Pa#ss@proxy.example.com/ws",
+            "https://trader:S3c?et@proxy.example.com:8443/api"],
+)
+def test_a_password_holding_a_slash_question_mark_or_hash_is_refused_without_echoing_it(
+    tmp_path: Path, url: str
+) -> None:
+    """Those characters end the host part of a URL, so the "@" after them would be missed and the
+    refusal for the port that is not a number would repeat the whole value, password and all."""
+    key = "ws_url" if url.startswith("wss") else "rest_url"
+    found = problems(tmp_path, f"[exchanges.mexc]\n{key} = '{url}'\n")
+    assert found == (
+        f"{tmp_path / 'user.toml'}: exchanges.mexc.{key}: a URL with an @ in it (a user name or password): "
+        "not accepted, it would appear in logs",
+    )
+
+
 def test_a_file_nested_too_deeply_is_named_not_a_traceback(tmp_path: Path) -> None:
     found = problems(tmp_path, "[engine]\nsymbols = " + "[" * 5000 + "\n")
     assert found == (f"{tmp_path / 'user.toml'}: not readable: nested too deeply",)
