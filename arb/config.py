@@ -220,7 +220,12 @@ def _sync_mode(raw: Any) -> str:
 def _host(raw: Any) -> str:
     if not isinstance(raw, str) or not re.fullmatch(r"[A-Za-z0-9.:\-]+", raw.strip()):
         raise _Invalid("expected a host name or IP address such as 127.0.0.1 or 0.0.0.0")
-    return raw.strip()
+    host = raw.strip()
+    # A name (an IPv6 address has colons, not labels) is looked up through IDNA, which refuses an
+    # empty label or one over 63 characters; a final dot (a fully qualified name) is allowed.
+    if ":" not in host and not all(1 <= len(label) <= 63 for label in host.removesuffix(".").split(".")):
+        raise _Invalid("each part of a host name between dots must be 1 to 63 characters long")
+    return host
 
 
 def _symbols(raw: Any) -> list[str]:

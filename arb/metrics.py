@@ -639,7 +639,7 @@ async def serve_metrics(
     server = MetricsServer(MetricsExporter(source, max_data_age_ms=max_data_age_ms), config.host, config.port)
     try:
         await server.start()
-    except OSError as exc:
+    except (OSError, ValueError) as exc:  # ValueError: a host name IDNA cannot encode (UnicodeError)
         where = f"metrics.host/metrics.port {config.host}:{config.port}"
         raise ConfigurationError([f"{where}: cannot listen: {exc}"]) from exc
     try:

@@ -431,6 +431,20 @@ def test_a_password_holding_a_slash_question_mark_or_hash_is_refused_without_ech
     )
 
 
+@pytest.mark.parametrize("host", ["a..b", ".a", "...", ".", "a" * 64 + ".example"])
+def test_a_metrics_host_with_an_empty_or_overlong_label_is_refused(tmp_path: Path, host: str) -> None:
+    """The name is looked up through IDNA when the server starts, which cannot encode it."""
+    assert problems(tmp_path, f"[metrics]\nhost = '{host}'\n") == (
+        f"{tmp_path / 'user.toml'}: metrics.host: {host!r}: each part of a host name between dots must be "
+        "1 to 63 characters long",
+    )
+
+
+@pytest.mark.parametrize("host", ["metrics.local.", "a" * 63 + ".example", "::1", "0.0.0.0"])
+def test_a_metrics_host_of_names_ip_addresses_or_a_fully_qualified_name_is_taken(tmp_path: Path, host: str) -> None:
+    assert load(tmp_path, f"[metrics]\nhost = '{host}'\n").config.metrics.host == host
+
+
 def test_a_file_nested_too_deeply_is_named_not_a_traceback(tmp_path: Path) -> None:
     found = problems(tmp_path, "[engine]\nsymbols = " + "[" * 5000 + "\n")
     assert found == (f"{tmp_path / 'user.toml'}: not readable: nested too deeply",)

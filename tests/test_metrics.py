@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import time
 from decimal import Decimal as D
 from pathlib import Path
@@ -373,6 +374,24 @@ def test_a_taken_port_is_a_configuration_error() -> None:
             with pytest.raises(ConfigurationError, match=f"127.0.0.1:{taken.port}: cannot listen"):
                 async with serve_metrics(MetricsConfig(enabled=True, port=taken.port), parts):
                     pass
+
+    run(main())
+
+
+def test_a_host_name_that_cannot_be_looked_up_is_a_configuration_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An empty label is refused by IDNA with UnicodeError, not OSError, before any lookup."""
+    guarded = socket.getaddrinfo
+
+    def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
+        host.encode("idna")  # the resolver's first step, done here ahead of the test's loopback guard
+        return guarded(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+
+    async def main() -> None:
+        with pytest.raises(ConfigurationError, match="metrics.host/metrics.port a..b:0: cannot listen"):
+            async with serve_metrics(MetricsConfig(enabled=True, host="a..b", port=0), await engine_parts()):
+                pass
 
     run(main())
 
