@@ -367,11 +367,17 @@ class _Transaction:
 
 
 def intent_log_in_use(journal_path: str | os.PathLike[str]) -> bool:
-    """Whether an open journal (in any process) holds the intent log of ``journal_path``."""
+    """Whether an open journal (in any process) holds the intent log of ``journal_path``.
+
+    Raises JournalError when the log cannot be looked at (its directory is a file, not readable...).
+    """
+    log_path = os.fspath(journal_path) + INTENT_LOG_SUFFIX
     try:
-        fd = os.open(os.fspath(journal_path) + INTENT_LOG_SUFFIX, os.O_RDONLY)
+        fd = os.open(log_path, os.O_RDONLY)
     except FileNotFoundError:
         return False
+    except OSError as exc:
+        raise JournalError(f"journal {os.fspath(journal_path)}: cannot open its intent log {log_path}: {exc}") from exc
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:

@@ -1254,6 +1254,21 @@ def test_a_failed_close_still_releases_the_files_and_reopening_recovers(
         assert [i.client_order_id for i in reopened.open_intents()] == ["c1", "c2"]
 
 
+@pytest.mark.parametrize(
+    ("name", "reason"), [("file/j.sqlite3", "Not a directory"), ("j" * 250 + ".sqlite3", "File name too long")]
+)
+def test_an_intent_log_that_cannot_be_looked_at_is_a_journal_error_naming_the_path(
+    tmp_path: Path, name: str, reason: str
+) -> None:
+    """Only a missing log means "not in use"; any other failure to open it is the journal path's problem."""
+    (tmp_path / "file").write_text("")
+    path = tmp_path / name
+    with pytest.raises(JournalError) as info:
+        journal_module.intent_log_in_use(path)
+    assert str(info.value).startswith(f"journal {path}: cannot open its intent log {path}-intents: ")
+    assert reason in str(info.value)
+
+
 def test_an_intent_id_taken_by_another_writer_is_reported_as_such_and_skipped(tmp_path: Path) -> None:
     path = tmp_path / "j.sqlite3"
     with Journal(path) as journal:
