@@ -645,6 +645,12 @@ def _build(
             f"{settings['risk.max_symbol_exposure_usd'].source}: {symbol_cap}: must not exceed "
             f"risk.max_total_exposure_usd ({exposure})"
         )
+    if symbol_cap is not None and position is not None and symbol_cap < position:
+        # Every opportunity is sized up to the position limit: each would be refused, nothing traded.
+        problems.append(
+            f"{settings['risk.max_symbol_exposure_usd'].source}: {symbol_cap}: must be at least "
+            f"risk.max_position_size_usd ({position}, from {settings['risk.max_position_size_usd'].source})"
+        )
 
     exchanges = []
     for venue in VENUES:

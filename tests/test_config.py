@@ -86,6 +86,7 @@ def test_defaults_are_safe_and_small(tmp_path: Path) -> None:
         ("[exchanges.mexc]\nenabled = false\n", "spot_spot needs the spot market enabled on both venues"),
         ("[risk]\nmax_total_exposure_usd = 50\n", "50: must be at least risk.max_position_size_usd (100"),
         ("[risk]\nmax_symbol_exposure_usd = 501\n", "501: must not exceed risk.max_total_exposure_usd"),
+        ("[risk]\nmax_symbol_exposure_usd = 99\n", "99: must be at least risk.max_position_size_usd (100, from"),
         ("risk = 5\n", "user.toml: risk: expected a table"),
         ("exchanges = 5\n", "exchanges: expected a table of venues"),
         ("[engine]\njournal_path = '.'\n", "engine.journal_path: '.': names a directory, expected a file"),
