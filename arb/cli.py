@@ -12,7 +12,6 @@ import importlib.machinery
 import importlib.metadata
 import io
 import logging
-import math
 import os
 import pkgutil
 import platform
@@ -36,6 +35,12 @@ EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_CONFIG = 2
 RUN_REPORT_OPPORTUNITIES = 100_000  # the newest scanner hits a run's report keeps (all are counted)
+# Upper bounds of the command line's numbers, far past any use, so that converting them to
+# nanoseconds, bytes or seconds cannot overflow.
+MAX_DELAY_MS = 60_000  # an order delay (simulated matching, backtest latency): a minute
+MAX_ROTATE_MB = 1_000_000  # a recording part of a terabyte
+MAX_ROTATE_HOURS = 366 * 24  # a recording part of a year
+MIN_REPLAY_SPEED = Decimal("0.001")  # a recording replayed a thousand times slower than it was recorded
 
 DEPENDENCIES = ("msgspec", "orjson", "aiohttp", "picows", "numpy", "cryptography", "rich")
 
@@ -147,9 +152,9 @@ def _build_parser() -> argparse.ArgumentParser:
     record.add_argument("--symbols", nargs="+", action=_Distinct, default=["BTC/USDT"], metavar="SYMBOL",
                         help="spot-form symbols")
     record.add_argument("--out", required=True, metavar="FILE", help="recording file (never overwritten)")
-    record.add_argument("--rotate-mb", type=_rotation("MB", 1_000_000), metavar="N",
+    record.add_argument("--rotate-mb", type=_rotation("MB", 1_000_000, MAX_ROTATE_MB), metavar="N",
                         help="start a new part every N MB")
-    record.add_argument("--rotate-hours", type=_rotation("hours", 3600), metavar="H",
+    record.add_argument("--rotate-hours", type=_rotation("hours", 3600, MAX_ROTATE_HOURS), metavar="H",
                         help="start a new part every H hours (aligned: 1 rotates on the UTC hour)")
     record.add_argument("--duration", type=_positive_seconds, metavar="SECONDS", help="stop after this long")
     record.add_argument("--config", metavar="FILE", help="user TOML file (timeouts, URL overrides)")
@@ -248,8 +253,8 @@ def _replay_speed(text: str) -> Decimal | None:
         value = Decimal(text)
     except ArithmeticError:
         raise argparse.ArgumentTypeError(f"expected a speed factor or \"max\", got {text!r}") from None
-    if not value.is_finite() or value <= 0:
-        raise argparse.ArgumentTypeError(f"must be greater than 0, got {text!r}")
+    if not value.is_finite() or value < MIN_REPLAY_SPEED:
+        raise argparse.ArgumentTypeError(f"must be at least {MIN_REPLAY_SPEED} and finite, got {text!r}")
     return value
 
 
@@ -258,8 +263,8 @@ def _non_negative_ms(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number of milliseconds, got {text!r}") from None
-    if not 0 <= value < math.inf:
-        raise argparse.ArgumentTypeError(f"must be 0 or more and finite, got {text!r}")
+    if not 0 <= value <= MAX_DELAY_MS:
+        raise argparse.ArgumentTypeError(f"must be from 0 to {MAX_DELAY_MS} ms, got {text!r}")
     return value
 
 
@@ -289,16 +294,16 @@ def _positive_seconds(text: str) -> float:
     return value
 
 
-def _rotation(unit: str, per_unit: int) -> Callable[[str], float]:
-    """A rotation size or interval in ``unit``: finite, and at least one byte or second."""
+def _rotation(unit: str, per_unit: int, maximum: int) -> Callable[[str], float]:
+    """A rotation size or interval in ``unit``: at least one byte or second, at most ``maximum`` ``unit``."""
 
     def parse(text: str) -> float:
         try:
             value = float(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected a number of {unit}, got {text!r}") from None
-        if not math.isfinite(value) or value * per_unit < 1:
-            raise argparse.ArgumentTypeError(f"must be finite and at least {1 / per_unit:g} {unit}, got {text!r}")
+        if not (value * per_unit >= 1 and value <= maximum):
+            raise argparse.ArgumentTypeError(f"must be from {1 / per_unit:g} to {maximum} {unit}, got {text!r}")
         return value
 
     return parse
