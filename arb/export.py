@@ -15,7 +15,7 @@ import datetime
 import logging
 import os
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from decimal import Decimal
 from typing import Any, TextIO
 
@@ -43,7 +43,7 @@ ORDER_COLUMNS = (
 
 _FILLS = """
 SELECT f.recorded_at_ms, f.exchange, f.symbol, f.side, f.price, f.quantity, f.fee, f.fee_asset, f.is_maker,
-       f.timestamp_ms, f.trade_id, f.order_id, f.client_order_id, i.opportunity_id, i.leg, f.source
+       f.timestamp_ms, f.trade_id, f.order_id, f.client_order_id, i.opportunity_id, i.leg, f.source, f.fill_id
 FROM fills f LEFT JOIN intents i ON i.intent_id = f.intent_id
 WHERE f.recorded_at_ms >= ? AND f.recorded_at_ms < ? ORDER BY f.fill_id
 """
@@ -66,14 +66,18 @@ FROM intents i WHERE i.created_at_ms >= ? AND i.created_at_ms < ? ORDER BY i.int
 """
 # The fills of the orders an export lists (summed exactly in Python: SQLite would sum the text as floats).
 _FILL_QUANTITIES = """
-SELECT f.intent_id, f.quantity FROM fills f JOIN intents i ON i.intent_id = f.intent_id
+SELECT f.fill_id, f.intent_id, f.quantity FROM fills f JOIN intents i ON i.intent_id = f.intent_id
 WHERE i.created_at_ms >= ? AND i.created_at_ms < ?
 """
 _decode_request = msgspec.json.Decoder(OrderRequest).decode
 
 
 class ExportError(ArbitrageEngineError):
-    """The journal cannot be exported: missing, not a journal, or of a newer version."""
+    """The journal cannot be exported: missing, not a journal, of a newer version, or a value in it unreadable."""
+
+
+class _Unreadable(ValueError):
+    """A stored value that cannot be converted; the message names its column and the value."""
 
 
 def parse_day(text: str) -> int:
@@ -101,12 +105,13 @@ def export_journal(
         writer = csv.writer(out, lineterminator="\n")
         try:
             if kind == "fills":
-                return _write(writer, FILL_COLUMNS, (_fill_row(row) for row in db.execute(_FILLS, window)))
+                return _write(writer, FILL_COLUMNS, _rows(where, "fills", (-1,), db.execute(_FILLS, window), _fill_row))
             if kind == "funding":
                 rows: Iterable[tuple[Any, ...]] = db.execute(_FUNDING, window) if version >= 2 else ()  # v1: none
-                return _write(writer, FUNDING_COLUMNS, (_funding_row(row) for row in rows))
-            filled = _fill_quantities(db, window)
-            return _write(writer, ORDER_COLUMNS, (_order_row(row, filled) for row in db.execute(_ORDERS, window)))
+                return _write(writer, FUNDING_COLUMNS, _rows(where, "funding_payments", (1, 4), rows, _funding_row))
+            filled = _fill_quantities(db, window, where)
+            orders = _rows(where, "intents", (1,), db.execute(_ORDERS, window), lambda row: _order_row(row, filled))
+            return _write(writer, ORDER_COLUMNS, orders)
         except sqlite3.Error as exc:
             raise ExportError(f"journal {where}: cannot read its {kind}: {exc}") from exc
     finally:
@@ -163,6 +168,23 @@ def _warn_pending_intents(path: str) -> None:
         )
 
 
+def _rows(
+    where: str, table: str, key: tuple[int, ...], rows: Iterable[tuple[Any, ...]],
+    convert: Callable[[tuple[Any, ...]], list[str]],
+) -> Iterator[list[str]]:
+    """Each of ``table``'s ``rows`` converted; one with a value that cannot be is an ExportError naming
+    the journal, the table, the row (its columns at ``key``) and the column."""
+    for row in rows:
+        try:
+            yield convert(row)
+        except _Unreadable as exc:
+            raise _damaged(where, table, " ".join(str(row[i]) for i in key), exc) from None
+
+
+def _damaged(where: str, table: str, row: object, problem: _Unreadable) -> ExportError:
+    return ExportError(f"journal {where}: {table} row {row}: {problem}")
+
+
 def _write(writer: Any, columns: tuple[str, ...], rows: Iterable[list[str]]) -> int:
     writer.writerow(columns)
     count = 0
@@ -172,56 +194,79 @@ def _write(writer: Any, columns: tuple[str, ...], rows: Iterable[list[str]]) -> 
     return count
 
 
-def _time(ms: int | None) -> str:
+def _time(ms: int | None, column: str) -> str:
     if ms is None:
         return ""
-    stamp = datetime.datetime.fromtimestamp(ms // 1000, tz=datetime.timezone.utc)
-    return stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+    try:
+        stamp = datetime.datetime.fromtimestamp(ms // 1000, tz=datetime.timezone.utc)
+        return stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+    except (ArithmeticError, OSError, TypeError, ValueError):  # out of the calendar's range, or not an integer
+        raise _Unreadable(f"{column} {ms!r}: not a time in ms since 1970") from None
 
 
 def _text(value: object) -> str:
     return "" if value is None else str(value)
 
 
-def _amount(value: Decimal | str | None) -> str:
+def _decimal(value: Decimal | str, column: str) -> Decimal:
+    try:
+        return Decimal(value)
+    except (ArithmeticError, TypeError, ValueError):
+        raise _Unreadable(f"{column} {value!r}: not a decimal number") from None
+
+
+def _amount(value: Decimal | str | None, column: str) -> str:
     """An amount as plain decimal text (``0.000000002``, never ``2E-9``); "" for none."""
-    return "" if value is None else f"{Decimal(value):f}"
+    return "" if value is None else f"{_decimal(value, column):f}"
+
+
+def _request(request_json: str) -> OrderRequest:
+    try:
+        return _decode_request(request_json)
+    except (msgspec.DecodeError, TypeError) as exc:  # DecodeError: not JSON, or not an order request
+        raise _Unreadable(f"request: not an order request: {exc}") from None
 
 
 def _fill_row(row: tuple[Any, ...]) -> list[str]:
     (recorded, market, symbol, side, price, quantity, fee, fee_asset, is_maker, venue_ms, trade_id, order_id,
-     client_order_id, opportunity_id, leg, source) = row
+     client_order_id, opportunity_id, leg, source, _) = row
     return [
-        _time(recorded), market, symbol, side, _amount(price), _amount(quantity), _amount(fee), fee_asset,
-        "yes" if is_maker else "no",
-        _time(venue_ms) if venue_ms else "", trade_id, order_id, _text(client_order_id), _text(opportunity_id),
-        _text(leg), source,
+        _time(recorded, "recorded_at_ms"), market, symbol, side, _amount(price, "price"),
+        _amount(quantity, "quantity"), _amount(fee, "fee"), fee_asset, "yes" if is_maker else "no",
+        _time(venue_ms, "timestamp_ms") if venue_ms else "", trade_id, order_id, _text(client_order_id),
+        _text(opportunity_id), _text(leg), source,
     ]
 
 
 def _funding_row(row: tuple[Any, ...]) -> list[str]:
     settled, market, symbol, amount, payment_id, recorded = row
-    return [_time(settled), market, symbol, _amount(amount), payment_id, _time(recorded)]
+    return [
+        _time(settled, "settled_at_ms"), market, symbol, _amount(amount, "amount"), payment_id,
+        _time(recorded, "recorded_at_ms"),
+    ]
 
 
-def _fill_quantities(db: sqlite3.Connection, window: tuple[int, int]) -> dict[int, Decimal]:
+def _fill_quantities(db: sqlite3.Connection, window: tuple[int, int], where: str) -> dict[int, Decimal]:
     """The recorded fill quantity per intent created in ``window``, summed exactly."""
     filled: dict[int, Decimal] = {}
-    for intent_id, quantity in db.execute(_FILL_QUANTITIES, window):
-        filled[intent_id] = filled.get(intent_id, Decimal(0)) + Decimal(quantity)
+    for fill_id, intent_id, quantity in db.execute(_FILL_QUANTITIES, window):
+        try:
+            filled[intent_id] = filled.get(intent_id, Decimal(0)) + _decimal(quantity, "quantity")
+        except _Unreadable as exc:
+            raise _damaged(where, "fills", fill_id, exc) from None
     return filled
 
 
 def _order_row(row: tuple[Any, ...], filled: dict[int, Decimal]) -> list[str]:
     (created, intent_id, opportunity_id, leg, market, symbol, client_order_id, request_json, order_id, status,
      closed, venue_filled) = row
-    request = _decode_request(request_json)
+    request = _request(request_json)
     return [
-        _time(created), str(intent_id), opportunity_id, leg, market, symbol, client_order_id, request.side.value,
-        request.type.value, request.time_in_force.value, "yes" if request.reduce_only else "no",
-        _amount(request.quantity), _amount(request.price),
-        _text(order_id), _text(status), "yes" if closed else "no", _amount(venue_filled),
-        _amount(filled.get(intent_id, Decimal(0))),
+        _time(created, "created_at_ms"), str(intent_id), opportunity_id, leg, market, symbol, client_order_id,
+        request.side.value, request.type.value, request.time_in_force.value, "yes" if request.reduce_only else "no",
+        _amount(request.quantity, "request.quantity"), _amount(request.price, "request.price"),
+        _text(order_id), _text(status), "yes" if closed else "no",
+        _amount(venue_filled, "order_events.filled_quantity"), f"{filled.get(intent_id, Decimal(0)):f}",
     ]
 
 

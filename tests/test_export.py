@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import sqlite3
+from contextlib import closing
 from decimal import Decimal as D
 from pathlib import Path
 
@@ -168,6 +169,45 @@ def test_what_cannot_be_exported_is_named(tmp_path: Path, journal_path: Path) ->
     db.close()
     with pytest.raises(ExportError, match=f"schema version 99, this arb reads versions up to {SCHEMA_VERSION}"):
         export_journal(journal_path, "orders", io.StringIO())
+
+
+@pytest.mark.parametrize(("kind", "damage", "expected"), [
+    ("fills", "UPDATE fills SET price = 'abc' WHERE trade_id = 't2'", "fills row 2: price 'abc': not a decimal number"),
+    ("fills", "UPDATE fills SET recorded_at_ms = 100000000000000000 WHERE trade_id = 't3'",
+     "fills row 3: recorded_at_ms 100000000000000000: not a time in ms since 1970"),
+    ("fills", "UPDATE fills SET timestamp_ms = 'noon' WHERE trade_id = 't1'",
+     "fills row 1: timestamp_ms 'noon': not a time in ms since 1970"),
+    ("funding", "UPDATE funding_payments SET amount = '1,5' WHERE payment_id = 'f2'",
+     "funding_payments row gateio_futures f2: amount '1,5': not a decimal number"),
+    ("orders", "UPDATE intents SET request = '{\"side\": 5}' WHERE client_order_id = 'o1-s'",
+     "intents row 2: request: not an order request: "),
+    ("orders", "UPDATE intents SET request = 'not json' WHERE client_order_id = 'o1-b'",
+     "intents row 1: request: not an order request: "),
+    ("orders", "UPDATE order_events SET filled_quantity = 'lots' WHERE filled_quantity IS NOT NULL",
+     "intents row 1: order_events.filled_quantity 'lots': not a decimal number"),
+    ("orders", "UPDATE fills SET quantity = '2O' WHERE trade_id = 't4'",
+     "fills row 4: quantity '2O': not a decimal number"),
+])
+def test_a_damaged_value_is_named_by_table_row_and_column(
+    journal_path: Path, kind: str, damage: str, expected: str
+) -> None:
+    """A row edited by hand or cut short by a failing disk: said where, not a traceback from the conversion."""
+    with closing(sqlite3.connect(journal_path)) as db, db:
+        db.execute(damage)
+    with pytest.raises(ExportError) as info:
+        export_journal(journal_path, kind, io.StringIO())
+    assert str(info.value).startswith(f"journal {journal_path}: {expected}")
+
+
+def test_python_m_arb_export_of_a_damaged_journal_fails_and_leaves_no_file(
+    tmp_path: Path, journal_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with closing(sqlite3.connect(journal_path)) as db, db:
+        db.execute("UPDATE fills SET fee = 'abc' WHERE trade_id = 't9'")  # the last row: the others are written
+    out = tmp_path / "fills.csv"
+    assert main(["export", "fills", "--journal", str(journal_path), "--out", str(out)]) == 1
+    assert f"arb: journal {journal_path}: fills row 5: fee 'abc': not a decimal number" in capsys.readouterr().err
+    assert not out.exists()
 
 
 def test_a_version_1_journal_has_no_funding_to_export(journal_path: Path) -> None:
