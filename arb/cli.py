@@ -438,14 +438,9 @@ def _run(args: argparse.Namespace) -> int:
 
     from .controller import ArbitrageController, RunSummary
     from .metrics import serve_metrics
+    from .output import off_loop_output
     from .view import Output, StatusLines, choose_output, install_json_events, watch_run
 
-    # Status lines and the summary: a stdout closed from the start (``>&-``), or whose reader goes
-    # away, takes none of them (the summary then goes to stderr); JSON events go nowhere then.
-    lines = StatusLines(sys.stdout)
-    output = choose_output(args.headless, sys.stdout)
-    if output is Output.HEADLESS:
-        install_json_events(sys.stdout if sys.stdout is not None else open(os.devnull, "w"))  # noqa: SIM115
     endpoints = None
     if args.sim_urls is not None:
         if args.live:
@@ -496,8 +491,17 @@ def _run(args: argparse.Namespace) -> int:
             print(f"arb run: report not written to {directory}: {exc}", file=sys.stderr)
             report_failed.append(str(exc))
 
-    with asyncio.Runner(loop_factory=new_event_loop) as runner:
-        summary = runner.run(trade())
+    # While it runs, what it writes goes out through writer threads: a reader that stops reading
+    # (a paused pager, a log shipper pushing back) must not stall the event loop.
+    with off_loop_output():
+        # Status lines and the summary: a stdout closed from the start (``>&-``), or whose reader
+        # goes away, takes none of them (the summary then goes to stderr); JSON events go nowhere then.
+        lines = StatusLines(sys.stdout)
+        output = choose_output(args.headless, sys.stdout)
+        if output is Output.HEADLESS:
+            install_json_events(sys.stdout if sys.stdout is not None else open(os.devnull, "w"))  # noqa: SIM115
+        with asyncio.Runner(loop_factory=new_event_loop) as runner:
+            summary = runner.run(trade())
     # Headless stdout carries JSON only (the summary was its last event); the text goes to stderr,
     # as it does when stdout no longer takes it.
     text = "\n".join(summary.lines())

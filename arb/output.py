@@ -1,0 +1,188 @@
+"""Off-loop output: a run's stdout and stderr written by a thread each, never by the event loop.
+
+A terminal or pipe whose reader stops reading (a paused pager, a log shipper pushing back,
+Ctrl-S on a terminal) blocks whoever writes to it once its buffer is full. Written from the
+event loop, a log line, a JSON event or a status line then stalled the whole engine: answers
+to orders in flight, the books, the shutdown's timer. While ``off_loop_output`` is entered,
+``sys.stdout`` and ``sys.stderr`` (and the logging handlers writing to them) write into a
+bounded queue per stream, which a writer thread drains onto the stream's file descriptor.
+What does not fit in the queue is dropped, whole lines at a time, and counted; the count is
+logged once the stream takes lines again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import queue
+import sys
+import threading
+from collections.abc import Iterator
+from typing import TextIO, cast
+
+log = logging.getLogger(__name__)
+
+QUEUED_WRITES = 20_000  # lines per stream: at ~200 B a line, some 4 MB held for a reader that stalls
+DRAIN_TIMEOUT_S = 5.0  # at the end, how long the queued lines may take to reach a reader still reading
+
+
+class QueuedStream:
+    """A text stream whose writes go to a queue that a thread drains onto ``target``'s descriptor.
+
+    Thread-safe; ``isatty``, ``fileno``, ``encoding`` and ``errors`` are the target's. Once
+    ``close``d, writes go straight to the target again.
+    """
+
+    def __init__(self, target: TextIO, max_writes: int = QUEUED_WRITES) -> None:
+        self.target = target
+        self.dropped = 0  # lines (or flushed parts of one) the full queue did not take
+        self._max_writes = max_writes
+        self._queue: queue.Queue[str | None] = queue.Queue(max_writes + 1)  # and the end's marker
+        self._pending: list[str] = []  # the line being written, queued at its end or a flush
+        self._closed = False
+        self._broken: Exception | None = None  # the error that stopped the writer
+        self._lock = threading.Lock()  # writes come from the loop and the live view's thread
+        try:
+            self._fd: int | None = target.fileno()
+        except (OSError, ValueError, AttributeError):
+            self._fd = None  # not a file (a test's capture): its own ``write``, from the writer thread
+        target.flush()  # what it buffered goes before anything queued
+        self._name = str(getattr(target, "name", "output"))
+        self._thread = threading.Thread(target=self._drain, name=f"arb output {self._name}", daemon=True)
+        self._thread.start()
+
+    @property
+    def encoding(self) -> str:
+        return self.target.encoding
+
+    @property
+    def errors(self) -> str | None:
+        return self.target.errors
+
+    def isatty(self) -> bool:
+        return self.target.isatty()
+
+    def fileno(self) -> int:
+        return self.target.fileno()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        if self._closed:
+            return self.target.write(text)
+        if self._broken is not None:
+            raise OSError(f"output closed: {self._broken}")
+        with self._lock:
+            self._pending.append(text)
+            if "\n" in text:
+                self._enqueue()
+        return len(text)
+
+    def flush(self) -> None:
+        """Queue what was written since the last line's end (nothing waits for the writer)."""
+        if self._closed:
+            self.target.flush()
+            return
+        with self._lock:
+            if self._pending:
+                self._enqueue()
+
+    def _enqueue(self) -> None:
+        """Queue the pending writes as one, or drop them whole (under ``_lock``): lines are queued
+        whole, so a line is written whole or not at all (a JSON line cut short would run into the next)."""
+        text = "".join(self._pending)
+        self._pending.clear()
+        if self._queue.qsize() >= self._max_writes:
+            self.dropped += 1
+        else:
+            self._queue.put_nowait(text)
+
+    def close(self, timeout_s: float = DRAIN_TIMEOUT_S) -> bool:
+        """Let the writer write what is queued, for up to ``timeout_s``; later writes go straight to
+        the target. Whether everything queued was written."""
+        if self._closed:
+            return True
+        self.flush()
+        with contextlib.suppress(queue.Full):
+            self._queue.put(None, timeout=timeout_s)
+        self._thread.join(timeout_s)
+        self._closed = True
+        return not self._thread.is_alive() and self._broken is None
+
+    def _drain(self) -> None:
+        reported = 0
+        while True:
+            parts = [self._queue.get()]
+            with contextlib.suppress(queue.Empty):
+                while parts[-1] is not None and len(parts) < 1024:
+                    parts.append(self._queue.get_nowait())
+            done = parts[-1] is None
+            try:
+                self._write("".join(part for part in parts if part is not None))
+            except (OSError, ValueError) as exc:  # the reader went away, or the descriptor closed
+                self._broken = exc
+                return
+            dropped = self.dropped
+            if dropped > reported:
+                log.warning("%s: %d lines dropped while it was not read fast enough", self._name, dropped - reported)
+                reported = dropped
+            if done:
+                return
+
+    def _write(self, text: str) -> None:
+        if self._fd is None:
+            self.target.write(text)
+            self.target.flush()
+            return
+        data = memoryview(text.encode(self.target.encoding or "utf-8", self.target.errors or "strict"))
+        while data:
+            # A blocked ``os.write`` holds no lock of the target's: a process leaving with this thread
+            # stuck on a reader that never reads does not deadlock on the stream's buffer.
+            data = data[os.write(self._fd, data):]
+
+
+@contextlib.contextmanager
+def off_loop_output() -> Iterator[tuple[QueuedStream | None, QueuedStream | None]]:
+    """Put ``sys.stdout`` and ``sys.stderr`` behind writer threads (``QueuedStream``) while the body
+    runs, with the root logger's handlers writing to them; yields the queued (stdout, stderr),
+    None for a stream the process lacks. On exit the queues are drained (``DRAIN_TIMEOUT_S``
+    each) and the streams restored; lines dropped meanwhile are logged."""
+    real = (sys.stdout, sys.stderr)
+    queued = tuple(QueuedStream(stream) if stream is not None else None for stream in real)
+    moved = _point_handlers(dict(zip(real, queued)))
+    stdout, stderr = queued
+    if stdout is not None:
+        sys.stdout = cast(TextIO, stdout)
+    if stderr is not None:
+        sys.stderr = cast(TextIO, stderr)
+    try:
+        yield stdout, stderr
+    finally:
+        sys.stdout, sys.stderr = real
+        for handler, stream in moved:
+            handler.setStream(stream)
+        for name, queued_stream in zip(("stdout", "stderr"), queued):
+            if queued_stream is None:
+                continue
+            if not queued_stream.close():
+                log.warning("%s: not every line of the run reached its reader", name)
+
+
+def _point_handlers(
+    streams: dict[TextIO | None, QueuedStream | None],
+) -> list[tuple[logging.StreamHandler[TextIO], TextIO]]:
+    """Point every root (and other configured) logging handler that writes to a real stream at its
+    queued stream; the handlers moved, with the stream each wrote to."""
+    moved = []
+    loggers = [logging.getLogger(), *(logger for logger in logging.Logger.manager.loggerDict.values()
+                                       if isinstance(logger, logging.Logger))]
+    for logger in loggers:
+        for handler in logger.handlers:
+            if isinstance(handler, logging.StreamHandler):
+                target = streams.get(handler.stream)
+                if target is not None:
+                    moved.append((handler, handler.stream))
+                    handler.setStream(cast(TextIO, target))
+    return moved
