@@ -379,6 +379,7 @@ class ConfigurationManager:
         self._config: ArbitrageConfig | None = None
         self._credentials: dict[str, ApiCredentials | None] = {}
         self._chosen: frozenset[str] = frozenset()  # settings the file or the environment set
+        self._sources: dict[str, str] = {}  # each setting's source ("path: key", "env NAME")
         self._overridden: list[str] = []  # "env NAME over path: key" of each file value the environment replaced
 
     @property
@@ -420,6 +421,7 @@ class ConfigurationManager:
         self._config = config
         self._credentials = credentials
         self._chosen = frozenset(d for d, setting in settings.items() if shipped.get(d) is not setting)
+        self._sources = {d: setting.source for d, setting in settings.items()}
         self._overridden = sorted(
             f"{settings[d].source} over {setting.source}" for d, setting in from_files.items()
             if settings[d] is not setting and shipped.get(d) is not setting
@@ -430,6 +432,11 @@ class ConfigurationManager:
         """Whether the loaded setting ``dotted`` (``engine.symbols``) was set by the configuration
         file or the environment rather than left at the shipped default."""
         return dotted in self._chosen
+
+    def source_of(self, dotted: str) -> str:
+        """Where the loaded setting ``dotted`` came from: ``"path: key"`` or ``"env NAME"``."""
+        self.config  # noqa: B018 - raises when not loaded
+        return self._sources.get(dotted, "not set")
 
     def get_exchange_config(self, name: ExchangeName | str) -> ExchangeConfig:
         """The settings of one venue (``mexc``/``gateio``, or any of their markets)."""
@@ -487,8 +494,15 @@ class ConfigurationManager:
         return "\n".join(lines)
 
     def log_summary(self, logger: logging.Logger = log) -> None:
-        """Log ``summary()`` at INFO."""
+        """Log ``summary()`` at INFO, and a warning for each safety switch that is off, naming its source."""
         logger.info("effective configuration:\n%s", self.summary())
+        c = self.config
+        for dotted, on, what in (
+            ("engine.enable_risk_checks", c.enable_risk_checks, "no position, exposure, daily loss or margin limit"),
+            ("engine.enable_circuit_breakers", c.enable_circuit_breakers, "no circuit breaker but the kill switch and journal writes"),
+        ):
+            if not on:
+                logger.warning("%s is false (%s): %s is applied", dotted, self.source_of(dotted), what)
 
 
 def simulated_journal_path(path: str, tag: str = "dry") -> str:

@@ -1,5 +1,6 @@
 """ConfigurationManager: layering, env overrides, and every validation rule (bad input first)."""
 
+import logging
 from decimal import Decimal
 from pathlib import Path
 
@@ -449,3 +450,12 @@ def test_a_metrics_host_of_names_ip_addresses_or_a_fully_qualified_name_is_taken
 def test_a_file_nested_too_deeply_is_named_not_a_traceback(tmp_path: Path) -> None:
     found = problems(tmp_path, "[engine]\nsymbols = " + "[" * 5000 + "\n")
     assert found == (f"{tmp_path / 'user.toml'}: not readable: nested too deeply",)
+
+
+def test_a_safety_switch_off_is_warned_about_naming_where_it_was_set(caplog: pytest.LogCaptureFixture) -> None:
+    configuration = ConfigurationManager(None, environ={"ARB_ENABLE_RISK_CHECKS": "0"})
+    configuration.load_configuration(dry_run=True)
+    with caplog.at_level(logging.WARNING, logger="arb.config"):
+        configuration.log_summary()
+    assert "engine.enable_risk_checks is false (env ARB_ENABLE_RISK_CHECKS): no position, exposure" in caplog.text
+    assert "enable_circuit_breakers" not in caplog.text

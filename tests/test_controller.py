@@ -27,7 +27,15 @@ from test_pipeline import book
 
 from arb import ArbitrageController, ArbitrageEngine
 from arb.config import ConfigurationManager
-from arb.controller import COLLECTION_SKIPS_MAX, ENTRY_ORDER_BUDGET, Executor, RunSummary, _set_aside, dry_run_cluster
+from arb.controller import (
+    COLLECTION_SKIPS_MAX,
+    ENTRY_ORDER_BUDGET,
+    Executor,
+    RunSummary,
+    _check_live_allowed,
+    _set_aside,
+    dry_run_cluster,
+)
 from arb.errors import ArbitrageEngineError, ConfigurationError, ExchangeError, OrderRejectedError, SessionStopped
 from arb.execution import StartedExecution, TwoLegExecutor
 from arb.exchanges.base import BookKey
@@ -188,6 +196,30 @@ def test_live_mode_refuses_without_keys_and_without_stated_limits(tmp_path: Path
     for name in ("MEXC_API_KEY", "MEXC_SECRET_KEY", "GATEIO_API_KEY", "GATEIO_SECRET_KEY"):
         assert name in text
     assert "risk.max_position_size_usd" in text and "engine.symbols" not in text.split("missing there:")[1]
+
+
+LIVE_STATED = """
+[engine]
+symbols = ["BTC/USDT"]
+[risk]
+max_position_size_usd = "100"
+max_total_exposure_usd = "200"
+max_daily_loss_usd = "10"
+"""
+KEYS = {"MEXC_API_KEY": "k", "MEXC_SECRET_KEY": "s", "GATEIO_API_KEY": "k", "GATEIO_SECRET_KEY": "s"}
+
+
+@pytest.mark.parametrize("switch", ["enable_risk_checks", "enable_circuit_breakers"])
+def test_live_trading_with_a_safety_switch_off_must_say_so_in_the_config_file(tmp_path: Path, switch: str) -> None:
+    """One environment variable turned every limit the file had to state off, and nothing but an
+    INFO line said so: a live run with it off must have it written in its --config file."""
+    variable = f"ARB_{switch.upper()}"
+    from_env = manager(tmp_path, LIVE_STATED, {**KEYS, variable: "false"})
+    with pytest.raises(ConfigurationError) as refused:
+        _check_live_allowed(from_env)
+    assert f"engine.{switch} is false (env {variable}): live trading with it off must be written" in str(refused.value)
+    _check_live_allowed(manager(tmp_path, LIVE_STATED.replace("[risk]", f"{switch} = false\n[risk]"), KEYS))
+    _check_live_allowed(manager(tmp_path, LIVE_STATED, KEYS))  # on, as shipped: nothing to state
 
 
 def test_a_live_start_on_a_journal_that_does_not_exist_says_so_with_its_absolute_path(
