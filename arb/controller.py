@@ -1197,11 +1197,18 @@ class ArbitrageController:
         await asyncio.gather(
             *(c.start_books(market_symbols(m, symbols), pipeline, tap=self.tap) for m, c in self.connectors.items())
         )
+        limit = self.config.risk_limits.max_position_size_usd
         for symbol in symbols:
             legs = []
             for market, connector in self.connectors.items():
                 (name,) = market_symbols(market, [symbol])
-                legs.append((await connector.instrument(name), connector.books()[name], connector.book_scale(name)))
+                instrument = await connector.instrument(name)
+                if instrument.min_notional > limit:
+                    # Every order would be below the market's minimum: a healthy engine that never trades.
+                    log.warning("%s %s: its minimum order notional %s %s is above risk.max_position_size_usd %s: "
+                                "nothing is traded on it", market.value, name, instrument.min_notional,
+                                instrument.quote, limit)
+                legs.append((instrument, connector.books()[name], connector.book_scale(name)))
             pipeline.register_symbol(symbol, legs)
         # A venue answering fees per symbol (MEXC) gave its books' instruments the account's rates
         # as they started: execution, recovery and hedges read the same catalogs as the scanner.

@@ -222,6 +222,28 @@ def test_live_trading_with_a_safety_switch_off_must_say_so_in_the_config_file(tm
     _check_live_allowed(manager(tmp_path, LIVE_STATED, KEYS))  # on, as shipped: nothing to state
 
 
+def test_a_position_limit_under_a_markets_minimum_order_is_warned_about(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Every opportunity is sized up to the position limit: under a market's minimum notional (Gate.io
+    spot takes 3 USDT at least) nothing ever trades there, and nothing said why."""
+    configuration = manager(tmp_path, CONFIG + '[risk]\nmax_position_size_usd = "2"\n')
+    cluster = dry_run_cluster(configuration.config, random_per_minute=0)
+
+    async def scenario() -> None:
+        async with cluster:
+            controller = ArbitrageController(configuration, sim_cluster=cluster, journal=Journal(tmp_path / "j.sqlite3"))
+            await controller.initialize(dry_run=True)
+            await controller.shutdown("test over")
+
+    with caplog.at_level(logging.WARNING, logger="arb.controller"):
+        asyncio.run(scenario())
+    gate = [r.getMessage() for r in caplog.records if r.getMessage().startswith("gateio BTC/USDT: its minimum order")]
+    assert gate == ["gateio BTC/USDT: its minimum order notional 3 USDT is above risk.max_position_size_usd 2: "
+                    "nothing is traded on it"]
+    assert not any(r.getMessage().startswith("mexc BTC/USDT: its minimum") for r in caplog.records)
+
+
 def test_a_live_start_on_a_journal_that_does_not_exist_says_so_with_its_absolute_path(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
