@@ -2129,6 +2129,11 @@ class ArbitrageController:
         )
 
     @property
+    def started(self) -> bool:
+        """Whether ``initialize`` completed (its connections, reconciliation and journal replay done)."""
+        return self._initialized
+
+    @property
     def is_healthy(self) -> bool:
         """Initialized, not shutting down, no breaker tripped, and every market-data stream connected."""
         if not self._initialized or self.shutdown_manager.is_shutting_down:

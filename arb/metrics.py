@@ -12,8 +12,9 @@ and balances here are for display only (the journal and the run report keep the 
 ``Decimal``).
 
 ``MetricsServer`` serves ``/metrics`` (text exposition), ``/healthz`` (liveness: the event
-loop answers and its heartbeat is recent) and ``/readyz`` (readiness: every market
-connected, every book in sync, no kill switch), the last two as JSON. It is off unless
+loop answers and its heartbeat is recent), ``/startedz`` (the start-up, journal replay
+included, is done) and ``/readyz`` (readiness: every market connected, every book in sync, no
+kill switch), the last three as JSON. It is off unless
 ``[metrics] enabled = true`` (or ``ARB_METRICS_ENABLED=true``); see ``serve_metrics``.
 """
 
@@ -98,6 +99,10 @@ class MetricsSource(Protocol):
     def connectors(self) -> Mapping[ExchangeName, MarketDataSource]: ...
     @property
     def pipeline(self) -> ScannerPipeline | None: ...
+    @property
+    def started(self) -> bool:
+        """Whether the engine's start-up (connecting, reconciling and replaying its journal) is done."""
+        ...
 
 
 @dataclass
@@ -110,6 +115,7 @@ class EngineParts:
     balances: BalanceMonitor | None = None
     connectors: Mapping[ExchangeName, MarketDataSource] = field(default_factory=dict)
     pipeline: ScannerPipeline | None = None
+    started: bool = True
 
 
 # --- latency histograms -------------------------------------------------------------------
@@ -552,6 +558,7 @@ class MetricsServer:
         self.app = web.Application()
         self.app.router.add_get("/metrics", self._metrics)
         self.app.router.add_get("/healthz", self._healthz)
+        self.app.router.add_get("/startedz", self._startedz)
         self.app.router.add_get("/readyz", self._readyz)
 
     @property
@@ -620,6 +627,10 @@ class MetricsServer:
             "heartbeat_age_s": round(age_ns / NS_PER_S, 3),
         }
         return web.json_response(body, status=200 if alive else 503)
+
+    async def _startedz(self, request: web.Request) -> web.Response:
+        started = self.exporter.source.started
+        return web.json_response({"status": "ok" if started else "starting"}, status=200 if started else 503)
 
     async def _readyz(self, request: web.Request) -> web.Response:
         state = self.exporter.readiness()

@@ -2445,7 +2445,9 @@ def test_a_controller_whose_start_failed_or_that_ran_is_not_used_again(tmp_path:
             with pytest.raises(ArbitrageEngineError, match="its initialize\\(\\) failed"):
                 await failing.initialize(dry_run=True)
             ran = ArbitrageController(configuration, sim_cluster=cluster, journal=Journal(tmp_path / "b.sqlite3"))
+            assert not ran.started and not failing.started  # /startedz answers 503 meanwhile
             await ran.initialize(dry_run=True)
+            assert ran.started
             summary = await ran.run(duration_s=0.5)
             assert summary.ok
             with pytest.raises(ArbitrageEngineError, match="already ran or shut down"):

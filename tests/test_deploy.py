@@ -369,6 +369,8 @@ def test_probes_point_at_endpoints_the_server_answers(tmp_path: Path) -> None:
     config = tomllib.loads(docs["ConfigMap"]["data"]["arb.toml"])["metrics"]
     probes = {kind: engine[kind]["httpGet"] for kind in ("startupProbe", "livenessProbe", "readinessProbe")}
     assert probes["livenessProbe"]["path"] == "/healthz" and probes["readinessProbe"]["path"] == "/readyz"
+    # The start-up's journal replay blocks the loop: liveness starts only once it is done.
+    assert probes["startupProbe"]["path"] == "/startedz"
     assert {probe["path"] for probe in probes.values()} <= served_paths()
     for probe in probes.values():
         assert ports[probe["port"]] == config["port"] == int(image_env()["ARB_METRICS_PORT"])

@@ -242,6 +242,24 @@ def test_healthz_answers_while_the_heartbeat_is_recent_and_503_when_stalled() ->
     assert stalled_status == 503 and stalled["status"] == "stalled" and stalled["heartbeat_age_s"] == 121.0
 
 
+def test_startedz_answers_503_until_the_start_up_is_done() -> None:
+    """The start-up replays the journal on the loop: a liveness probe running meanwhile killed a pod
+    with a large journal mid-replay. A startup probe on /startedz holds liveness off until then."""
+
+    async def main() -> list[tuple[int, dict[str, Any]]]:
+        parts = await engine_parts()
+        parts.started = False
+        out = []
+        async with MetricsServer(MetricsExporter(parts), "127.0.0.1", 0) as server:
+            for started in (False, True):
+                parts.started = started
+                status, _, body = await get(f"{server.url}/startedz")
+                out.append((status, json.loads(body)))
+        return out
+
+    assert run(main()) == [(503, {"status": "starting"}), (200, {"status": "ok"})]
+
+
 def test_readyz_lists_why_the_engine_is_not_ready_then_becomes_ready() -> None:
     async def main() -> list[tuple[int, dict[str, Any]]]:
         parts = await engine_parts()
