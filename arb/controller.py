@@ -217,6 +217,10 @@ class RunSummary(msgspec.Struct, kw_only=True):
     flagged_this_run: int = 0
     funding_settled: Decimal = Decimal(0)  # settled funding this run counted (its first read: since 00:00 UTC)
     funding_payments: int = 0
+    # Cycles over target_execution_time_ms (the warnings about them are rate-limited) and the slowest, ms.
+    slow_cycles: int = 0
+    slowest_cycle_ms: Decimal = Decimal(0)
+    target_execution_time_ms: int = 0
 
     @property
     def ok(self) -> bool:
@@ -267,6 +271,9 @@ class RunSummary(msgspec.Struct, kw_only=True):
         ]
         for stage, (p50, p99) in self.latency_ms.items():
             out.append(f"  {'latency ' + stage:<25}p50 {p50} ms, p99 {p99} ms")
+        if self.slow_cycles:
+            out.append(f"  slow cycles              {self.slow_cycles} over target_execution_time_ms "
+                       f"{self.target_execution_time_ms}, the slowest {self.slowest_cycle_ms} ms")
         out.append(f"  circuit breakers         {', '.join(self.breakers_tripped) or 'none tripped'}")
         if self.breaker_trips:
             out.append(
@@ -2090,6 +2097,9 @@ class ArbitrageController:
             fills=self._fills,
             rejected_by_risk=rejected,
             latency_ms=latencies,
+            slow_cycles=self.monitor.slow_cycles,
+            slowest_cycle_ms=_ms(self.monitor.slowest_cycle_ns),
+            target_execution_time_ms=self.monitor.target_execution_time_ms,
             breakers_tripped=tripped,
             breaker_trips=trips,
             resyncs=resyncs,

@@ -75,6 +75,7 @@ class PerformanceMonitor:
         self._last_warning_ns: int | None = None
         self._suppressed = 0
         self.slow_cycles = 0
+        self.slowest_cycle_ns = 0  # of the slow cycles (0: none)
         self._statistics = EngineStatistics()
         self._execution_time_ms = Decimal(0)
         self._outcomes: dict[ArbitrageState, int] = {}
@@ -94,6 +95,7 @@ class PerformanceMonitor:
         if duration_ns <= self._target_ns:
             return False
         self.slow_cycles += 1
+        self.slowest_cycle_ns = max(self.slowest_cycle_ns, duration_ns)
         now = self._clock()
         if self._last_warning_ns is not None and now - self._last_warning_ns < self._warn_interval_ns:
             self._suppressed += 1
@@ -178,5 +180,6 @@ class PerformanceMonitor:
         self._execution_time_ms = Decimal(0)
         self._outcomes.clear()
         self.slow_cycles = 0
+        self.slowest_cycle_ns = 0
         self._suppressed = 0
         self._last_warning_ns = None

@@ -1698,6 +1698,10 @@ def test_the_run_summary_lines_up_its_values_and_says_what_open_hedges_hold_of_t
     assert "  realized PnL             4.5 USDT (1.5 of it locked in 2 open hedges)" in lines
     flat = msgspec.structs.replace(summary, open_hedges=0, held_hedge_basis=D(0))
     assert "  realized PnL             4.5 USDT" in flat.lines()
+    assert not any("slow cycles" in line for line in flat.lines())
+    slow = msgspec.structs.replace(flat, slow_cycles=5, slowest_cycle_ms=D("600.125"), target_execution_time_ms=50)
+    # The warnings about slow cycles are rate-limited: the summary counts every one.
+    assert "  slow cycles              5 over target_execution_time_ms 50, the slowest 600.125 ms" in slow.lines()
     # Sums of exact amounts keep their exponents and trailing zeros: shown plain, still exact.
     for total, shown in ((D("0.34691547300") - D("0.34691547300"), "0"), (D("1.2000E-7"), "0.00000012"),
                          (D("-1802.642649470000000000000000"), "-1802.64264947"), (D("-0E-5"), "0"),
