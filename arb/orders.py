@@ -376,6 +376,7 @@ class OrderOutcome(msgspec.Struct, frozen=True, kw_only=True):
             error=self.error,
             error_category=None if self.category is None else ErrorCategory(self.category).value,
             updated_at_ms=0 if state is None else state.updated_at_ms,
+            status="" if state is None else state.status.value,
         )
 
 

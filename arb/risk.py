@@ -80,7 +80,7 @@ from arb_core.freshness import monotonic_ns
 
 from .errors import RiskManagementError
 from .exchanges.errors import ErrorCategory
-from .exchanges.models import Fill, FundingPayment, Position
+from .exchanges.models import Fill, FundingPayment, OrderStatus, Position
 from .instruments import Instrument, InstrumentCatalog, InstrumentError, pair_symbol
 from .journal import FillRecord, IntentRecord
 from .orders import WIDE, RealizedPnl, exact_notional, fee_in_quote
@@ -102,6 +102,9 @@ ZERO = Decimal(0)
 FUTURES_MARKETS = frozenset(market for market in ExchangeName if market.is_futures)
 HUNDRED = Decimal(100)
 _OUTCOME_UNKNOWN = ErrorCategory.OUTCOME_UNKNOWN.value  # an execution leg's ``error_category`` while unresolved
+# Final statuses of an order taken and dropped unfilled: an IOC's remainder expired (Gate.io), or
+# cancelled (by the venue's IOC or self-trade rule, or by the engine past its deadline).
+_MISSED = frozenset({OrderStatus.EXPIRED.value, OrderStatus.CANCELED.value})
 NS_PER_DAY = 86_400_000_000_000
 MS_PER_DAY = 86_400_000
 # Beyond 10**20 bps a price margin is not floored to 0.01 bps: that would need more than the 28 digits
@@ -734,10 +737,13 @@ class RiskManager:
         self.record_realized_pnl(result.realized_profit - held_basis)
         if result.final_state is ArbitrageState.COMPLETED:
             self._consecutive_failures = 0
-        elif result.legs and all(not leg.filled_quantity and leg.error is None for leg in result.legs):
-            # Both IOC orders taken and expired unfilled: the liquidity was gone, nothing went wrong and
+        elif result.legs and all(
+            not leg.filled_quantity and leg.error is None and leg.status in _MISSED for leg in result.legs
+        ):
+            # Both IOC orders taken and dropped unfilled: the liquidity was gone, nothing went wrong and
             # nothing was spent. Neither a failure (misses in a fast market would latch the breaker)
-            # nor a success (a refused leg before and after it still make a streak).
+            # nor a success (a refused leg before and after it still make a streak). A venue's final
+            # REJECTED is a refusal: it counts.
             pass
         else:
             self._consecutive_failures += 1

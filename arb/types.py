@@ -225,6 +225,7 @@ class ExecutionLeg(msgspec.Struct, frozen=True, kw_only=True):
     error: str | None = None
     error_category: str | None = None  # what kind of failure ``error`` is (``ErrorCategory`` value), when known
     updated_at_ms: int = 0  # the venue's time of the order's last update (0: not known)
+    status: str = ""  # the venue's last status of the order (an ``OrderStatus`` value); "" without an answer
 
 
 class ExecutionResult(msgspec.Struct, frozen=True, kw_only=True):

@@ -309,7 +309,7 @@ def test_both_legs_missing_fail_with_no_leg_error(tmp_path: Path) -> None:
     h = Harness(tmp_path, *venues(buy_script=(Step(fraction=D(0)),), sell_script=(Step(fraction=D(0)),)))
     result = h.run(opportunity())
     assert result.final_state is S.FAILED and result.error == "nothing filled"
-    assert [(leg.filled_quantity, leg.error) for leg in result.legs] == [(0, None), (0, None)]
+    assert [(leg.filled_quantity, leg.error, leg.status) for leg in result.legs] == [(0, None, "expired")] * 2
     assert [r.client_order_id for r in h.buy.placed + h.sell.placed] == ["opp1-b", "opp1-s"]
     h.check_journal_accounts_for_every_order()
 

@@ -613,10 +613,10 @@ def test_success_resets_consecutive_failures() -> None:
     assert not manager.is_tripped
 
 
-def missed_leg(side: OrderSide, error: str | None = None) -> ExecutionLeg:
+def missed_leg(side: OrderSide, error: str | None = None, status: str = "expired") -> ExecutionLeg:
     return ExecutionLeg(
         exchange=ExchangeName.MEXC, symbol="BTC/USDT", side=side, client_order_id=f"o1-{side.value[0]}",
-        requested_quantity=D(1), limit_price=D(100), error=error,
+        requested_quantity=D(1), limit_price=D(100), error=error, status=status,
     )
 
 
@@ -636,6 +636,24 @@ def test_both_legs_missing_is_neither_a_failure_nor_a_success() -> None:
     manager.record_execution(refused)  # one leg refused by the venue: a failure
     assert not manager.is_tripped
     manager.record_execution(result(ArbitrageState.FAILED))
+    assert manager.get_circuit_breaker_status()[Breaker.CONSECUTIVE_FAILURES].tripped
+
+
+def test_orders_the_venue_rejected_after_taking_them_are_failures_not_misses() -> None:
+    """A final REJECTED carries no error of ours, and nothing filled: still a refusal by the venue."""
+    manager, *_ = make()
+    canceled = msgspec.structs.replace(
+        result(ArbitrageState.FAILED),
+        legs=(missed_leg(OrderSide.BUY, status="canceled"), missed_leg(OrderSide.SELL, status="expired")),
+    )
+    for _ in range(5):
+        manager.record_execution(canceled)  # an IOC cancelled unfilled: a miss as well
+    assert not manager.is_tripped
+    rejected = msgspec.structs.replace(
+        canceled, legs=(missed_leg(OrderSide.BUY, status="rejected"), missed_leg(OrderSide.SELL, status="rejected"))
+    )
+    for _ in range(3):
+        manager.record_execution(rejected)
     assert manager.get_circuit_breaker_status()[Breaker.CONSECUTIVE_FAILURES].tripped
 
 
