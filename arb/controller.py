@@ -2360,10 +2360,12 @@ def _check_live_allowed(manager: ConfigurationManager) -> None:
             f"defaults; missing there: {', '.join(missing)}"
         )
     for key in LIVE_SAFETY_SWITCHES:
-        if not getattr(manager.config, key.partition(".")[2]) and key not in stated:
+        # What set the value in force, not only whether the file names it: an environment variable
+        # over a file that says true switches it off all the same.
+        source = manager.source_of(key)
+        if not getattr(manager.config, key.partition(".")[2]) and source != f"{manager.config_file}: {key}":
             problems.append(
-                f"{key} is false ({manager.source_of(key)}): live trading with it off must be written in the "
-                "--config FILE itself"
+                f"{key} is false ({source}): live trading with it off must be written in the --config FILE itself"
             )
     if problems:
         raise ConfigurationError(problems)

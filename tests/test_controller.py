@@ -218,6 +218,9 @@ def test_live_trading_with_a_safety_switch_off_must_say_so_in_the_config_file(tm
     with pytest.raises(ConfigurationError) as refused:
         _check_live_allowed(from_env)
     assert f"engine.{switch} is false (env {variable}): live trading with it off must be written" in str(refused.value)
+    stated_on = LIVE_STATED.replace("[risk]", f"{switch} = true\n[risk]")
+    with pytest.raises(ConfigurationError, match=f"engine.{switch} is false \\(env {variable}\\)"):
+        _check_live_allowed(manager(tmp_path, stated_on, {**KEYS, variable: "false"}))  # the file says on
     _check_live_allowed(manager(tmp_path, LIVE_STATED.replace("[risk]", f"{switch} = false\n[risk]"), KEYS))
     _check_live_allowed(manager(tmp_path, LIVE_STATED, KEYS))  # on, as shipped: nothing to state
 
