@@ -144,6 +144,11 @@ def test_gate_rates_from_the_recorded_contracts(shared_data: Path) -> None:
     assert lit.rate == D(recorded["funding_rate"]) and lit.interval_s == 28_800
     assert lit.next_settle_ms == 1_684_944_000_000 and lit.exchange is ExchangeName.GATEIO_FUTURES
     assert {r.rate for r in rates.values()} >= {D("0.0001"), D("0.000025")}
+    # One contract listed wrongly: the catalog leaves it out, and so do the rates, not all of them.
+    contracts = json.loads(body)
+    contracts[5]["funding_interval"] = "eight hours"
+    damaged = {r.symbol for r in parse_funding_rates(json.dumps(contracts))}
+    assert len(damaged) == 301 and damaged < set(rates)
 
 
 def test_mexc_rate_of_the_contract_endpoint() -> None:

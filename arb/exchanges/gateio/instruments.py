@@ -129,17 +129,23 @@ def _skipped_contract(contract: FuturesContract | FuturesContractName, reason: s
     return SkippedPair.of(contract.name, base, quote, quote, reason, closing_only=closing_only)
 
 
-_contracts = msgspec.json.Decoder(list[FuturesContract])
+_entries = msgspec.json.Decoder(list[msgspec.Raw])
+_contract = msgspec.json.Decoder(FuturesContract)
 
 
 def parse_funding_rates(payload: bytes | str) -> list[FundingRate]:
     """Funding rates of a ``GET /futures/usdt/contracts`` body.
 
     ``{"name":"BTC_USDT","funding_rate":"0.0001","funding_interval":28800,"funding_next_apply":1684944000,...}``;
-    contracts that carry no rate, interval or next settlement time are left out.
+    contracts that carry no rate, interval or next settlement time are left out, and so is one that
+    does not decode (the catalog's read of the same list names it): the others' rates still count.
     """
     rates = []
-    for contract in _contracts.decode(payload):
+    for entry in _entries.decode(payload):
+        try:
+            contract = _contract.decode(entry)
+        except msgspec.DecodeError:
+            continue
         if contract.funding_rate is None or not contract.funding_interval or contract.funding_next_apply is None:
             continue
         base, sep, quote = contract.name.rpartition("_")

@@ -23,6 +23,7 @@ from ...types import ExchangeName
 from . import constants
 from .schemas import (
     ContractDetail,
+    ContractDetailName,
     ContractDetailResponse,
     ContractFundingRateResponse,
     DefaultSymbols,
@@ -146,11 +147,12 @@ def parse_contract_detail(payload: bytes | str) -> InstrumentCatalog:
     """
     source = f"mexc GET {constants.CONTRACT_DETAIL_PATH}"
     reply = decode_metadata(payload, ContractDetailResponse, source)
-    if not reply.success or reply.data is None:
+    data = bytes(reply.data).strip()
+    if not reply.success or data == b"null":
         raise InstrumentError(f"{source}: venue replied success={reply.success} code={reply.code} {reply.message or ''}")
-    details = reply.data if isinstance(reply.data, list) else [reply.data]
+    entries = decode_metadata(data, list[msgspec.Raw], source) if data.startswith(b"[") else [reply.data]
+    details, skipped = decode_entries(entries, ContractDetail, ContractDetailName, _skipped_contract, source)
     instruments: list[Instrument] = []
-    skipped: list[SkippedPair] = []
     for detail in details:
         reason = None if detail.state == constants.CONTRACT_STATE_ENABLED else f"state={detail.state}"
         if reason is None:
@@ -159,9 +161,12 @@ def parse_contract_detail(payload: bytes | str) -> InstrumentCatalog:
                 continue
             except InstrumentError as exc:
                 reason = str(exc)
-        settle = detail.settleCoin or detail.quoteCoin
-        skipped.append(SkippedPair.of(detail.symbol, detail.baseCoin, detail.quoteCoin, settle, reason))
+        skipped.append(_skipped_contract(detail, reason))
     return InstrumentCatalog(ExchangeName.MEXC_FUTURES, instruments, skipped)
+
+
+def _skipped_contract(detail: ContractDetail | ContractDetailName, reason: str) -> SkippedPair:
+    return SkippedPair.of(detail.symbol, detail.baseCoin, detail.quoteCoin, detail.settleCoin or detail.quoteCoin, reason)
 
 
 _funding_reply = msgspec.json.Decoder(ContractFundingRateResponse)

@@ -184,12 +184,22 @@ class ContractDetail(msgspec.Struct, frozen=True):
     isHidden: bool = False
 
 
+class ContractDetailName(msgspec.Struct, frozen=True):
+    """The fields naming a ``ContractDetail``, read from an entry that does not decode as one."""
+
+    symbol: str = ""
+    baseCoin: str = ""
+    quoteCoin: str = ""
+    settleCoin: str | None = None
+
+
 class ContractDetailResponse(msgspec.Struct, frozen=True):
-    """``{"success":true,"code":0,"data":[...]}`` wrapper of the contract detail (a list, or one object)."""
+    """``{"success":true,"code":0,"data":[...]}`` wrapper of the contract detail (a list, or one
+    object); each contract is decoded on its own (``ContractDetail``)."""
 
     success: bool
     code: int
-    data: list[ContractDetail] | ContractDetail | None = None
+    data: msgspec.Raw = msgspec.Raw(b"null")
     message: str | None = None
 
 

@@ -75,8 +75,19 @@ def test_symbol_not_matching_its_assets_is_refused(docs: dict[str, Any]) -> None
 def test_failed_contract_reply_is_an_error() -> None:
     with pytest.raises(InstrumentError, match="venue replied success=False code=1001 contract not exist"):
         parse_contract_detail(b'{"success":false,"code":1001,"message":"contract not exist"}')
-    with pytest.raises(InstrumentError, match=r"at `\$.data\[0\].contractSize`"):
-        parse_contract_detail(CONTRACT_DETAIL.replace(b'"contractSize":0.0001', b'"contractSize":"x"'))
+    with pytest.raises(InstrumentError, match="venue replied success=True code=0"):
+        parse_contract_detail(b'{"success":true,"code":0,"data":null}')
+
+
+def test_a_malformed_contract_is_left_out_and_the_others_are_kept() -> None:
+    """One contract the venue lists wrongly made the whole futures catalog unreadable."""
+    catalog = parse_contract_detail(CONTRACT_DETAIL.replace(b'"contractSize":0.0001', b'"contractSize":"x"'))
+    (btc, luna) = catalog.skipped
+    assert btc.venue_symbol == "BTC_USDT" and "unreadable entry #0" in btc.reason and "`$.contractSize`" in btc.reason
+    assert luna.venue_symbol == "LUNA_USDT" and luna.reason == "state=3"
+    btc_only = CONTRACT_DETAIL[CONTRACT_DETAIL.index(b"[") + 1:CONTRACT_DETAIL.index(b"},{") + 1]
+    one = parse_contract_detail(b'{"success":true,"code":0,"data":' + btc_only + b"}")
+    assert [i.symbol for i in one] == ["BTC/USDT:USDT"]  # a single object, as a one-symbol request answers
 
 
 def test_unknown_quote_asset_cannot_be_split() -> None:
