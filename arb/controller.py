@@ -63,6 +63,7 @@ from .instruments import (
 from .journal import INTENT_LOG_SUFFIX, IntentRecord, Journal, JournalError, OrderResolver, intent_log_in_use
 from .orders import OrderOutcome, market_symbol, round_price
 from .monitor import PerformanceMonitor, Stage
+from .output import drain as drain_output
 from .pipeline import BPS, Leg, ScannerPipeline, SymbolPlan, walk_price
 from .recovery import RecoveryManager, RecoveryStatus
 from .risk import MS_PER_DAY, RiskManager, RiskRejection, amounts_valid, futures_holdings
@@ -557,6 +558,7 @@ class ArbitrageController:
                 if self._stop_before_run is not None:
                     log.critical("received %s again before a run took the signals: forcing exit", sig.name)
                     logging.shutdown()
+                    drain_output()  # the last lines, this one included, before the exit
                     os._exit(FORCED_EXIT_CODE)
                 self._stop_before_run = reason
                 hook = self.early_stop_hook
@@ -572,6 +574,7 @@ class ArbitrageController:
             else:
                 log.critical("received %s again while stopping the start-up: forcing exit", sig.name)
                 logging.shutdown()
+                drain_output()  # the last lines, this one included, before the exit
                 os._exit(FORCED_EXIT_CODE)
 
         def kill_switch(engaged: bool) -> None:

@@ -7,7 +7,8 @@ to orders in flight, the books, the shutdown's timer. While ``off_loop_output`` 
 ``sys.stdout`` and ``sys.stderr`` (and the logging handlers writing to them) write into a
 bounded queue per stream, which a writer thread drains onto the stream's file descriptor.
 What does not fit in the queue is dropped, whole lines at a time, and counted; the count is
-logged once the stream takes lines again.
+logged once the stream takes lines again. ``drain`` lets a process about to ``os._exit`` write
+out what is queued first.
 """
 
 from __future__ import annotations
@@ -18,13 +19,21 @@ import os
 import queue
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from typing import TextIO, cast
 
 log = logging.getLogger(__name__)
 
-QUEUED_WRITES = 20_000  # lines per stream: at ~200 B a line, some 4 MB held for a reader that stalls
+QUEUED_BYTES = 4_000_000  # per stream: what a reader that stalls may leave queued (some 20,000 log lines)
 DRAIN_TIMEOUT_S = 5.0  # at the end, how long the queued lines may take to reach a reader still reading
+_BATCH_BYTES = 65_536  # the most one write to the descriptor carries
+
+# One lock per open file: stdout and stderr on the same pipe (``2>&1``) must not interleave their
+# writes, which larger than the pipe's atomic size may mix when its reader is slow.
+_file_locks: dict[tuple[int, int], threading.Lock] = {}
+_file_locks_guard = threading.Lock()
+_active: list[QueuedStream] = []  # open streams, for ``drain``
 
 
 class QueuedStream:
@@ -34,11 +43,12 @@ class QueuedStream:
     ``close``d, writes go straight to the target again.
     """
 
-    def __init__(self, target: TextIO, max_writes: int = QUEUED_WRITES) -> None:
+    def __init__(self, target: TextIO, max_bytes: int = QUEUED_BYTES) -> None:
         self.target = target
         self.dropped = 0  # lines (or flushed parts of one) the full queue did not take
-        self._max_writes = max_writes
-        self._queue: queue.Queue[str | None] = queue.Queue(max_writes + 1)  # and the end's marker
+        self._max_bytes = max_bytes
+        self._queued_bytes = 0  # of text in the queue, under ``_lock``
+        self._queue: queue.Queue[str | None] = queue.Queue()  # bounded by ``_max_bytes``
         self._pending: list[str] = []  # the line being written, queued at its end or a flush
         self._closed = False
         self._broken: Exception | None = None  # the error that stopped the writer
@@ -47,10 +57,14 @@ class QueuedStream:
             self._fd: int | None = target.fileno()
         except (OSError, ValueError, AttributeError):
             self._fd = None  # not a file (a test's capture): its own ``write``, from the writer thread
+        self._file_lock = _file_lock(self._fd)
+        # Never a strict encoding here: one character the terminal cannot show would stop the writer.
+        self._errors = target.errors if target.errors not in (None, "strict") else "backslashreplace"
         target.flush()  # what it buffered goes before anything queued
         self._name = str(getattr(target, "name", "output"))
         self._thread = threading.Thread(target=self._drain, name=f"arb output {self._name}", daemon=True)
         self._thread.start()
+        _active.append(self)
 
     @property
     def encoding(self) -> str:
@@ -94,10 +108,21 @@ class QueuedStream:
         whole, so a line is written whole or not at all (a JSON line cut short would run into the next)."""
         text = "".join(self._pending)
         self._pending.clear()
-        if self._queue.qsize() >= self._max_writes:
+        if self._queued_bytes + len(text) > self._max_bytes:
             self.dropped += 1
         else:
+            self._queued_bytes += len(text)
             self._queue.put_nowait(text)
+
+    def wait_written(self, timeout_s: float) -> bool:
+        """Wait up to ``timeout_s`` for everything queued so far to be written; whether it was."""
+        self.flush()
+        deadline = time.monotonic() + timeout_s
+        while self._queue.unfinished_tasks and self._thread.is_alive():
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.005)
+        return self._broken is None
 
     def close(self, timeout_s: float = DRAIN_TIMEOUT_S) -> bool:
         """Let the writer write what is queued, for up to ``timeout_s``; later writes go straight to
@@ -105,25 +130,34 @@ class QueuedStream:
         if self._closed:
             return True
         self.flush()
-        with contextlib.suppress(queue.Full):
-            self._queue.put(None, timeout=timeout_s)
+        self._queue.put_nowait(None)
         self._thread.join(timeout_s)
         self._closed = True
+        with contextlib.suppress(ValueError):
+            _active.remove(self)
         return not self._thread.is_alive() and self._broken is None
 
     def _drain(self) -> None:
         reported = 0
         while True:
             parts = [self._queue.get()]
+            size = len(parts[0] or "")
             with contextlib.suppress(queue.Empty):
-                while parts[-1] is not None and len(parts) < 1024:
+                while parts[-1] is not None and size < _BATCH_BYTES:
                     parts.append(self._queue.get_nowait())
+                    size += len(parts[-1] or "")
             done = parts[-1] is None
+            text = "".join(part for part in parts if part is not None)
             try:
-                self._write("".join(part for part in parts if part is not None))
+                self._write(text)
             except (OSError, ValueError) as exc:  # the reader went away, or the descriptor closed
                 self._broken = exc
                 return
+            finally:
+                with self._lock:
+                    self._queued_bytes -= len(text)
+                for _ in parts:
+                    self._queue.task_done()
             dropped = self.dropped
             if dropped > reported:
                 log.warning("%s: %d lines dropped while it was not read fast enough", self._name, dropped - reported)
@@ -136,19 +170,40 @@ class QueuedStream:
             self.target.write(text)
             self.target.flush()
             return
-        data = memoryview(text.encode(self.target.encoding or "utf-8", self.target.errors or "strict"))
-        while data:
-            # A blocked ``os.write`` holds no lock of the target's: a process leaving with this thread
-            # stuck on a reader that never reads does not deadlock on the stream's buffer.
-            data = data[os.write(self._fd, data):]
+        data = memoryview(text.encode(self.target.encoding or "utf-8", self._errors))
+        with self._file_lock:
+            while data:
+                # A blocked ``os.write`` holds no lock of the target's: a process leaving with this
+                # thread stuck on a reader that never reads does not deadlock on the stream's buffer.
+                data = data[os.write(self._fd, data):]
+
+
+def _file_lock(fd: int | None) -> threading.Lock:
+    """The lock of the file ``fd`` is open on (its own lock when it cannot be told)."""
+    try:
+        if fd is None:
+            raise OSError("no descriptor")
+        stat = os.fstat(fd)
+    except OSError:
+        return threading.Lock()
+    with _file_locks_guard:
+        return _file_locks.setdefault((stat.st_dev, stat.st_ino), threading.Lock())
+
+
+def drain(timeout_s: float = 1.0) -> None:
+    """Before ``os._exit``: give the open queued streams up to ``timeout_s`` in all to write what
+    they hold (the last log lines, "forcing exit" among them); a no-op when none is open."""
+    deadline = time.monotonic() + timeout_s
+    for stream in list(_active):
+        stream.wait_written(max(0.0, deadline - time.monotonic()))
 
 
 @contextlib.contextmanager
 def off_loop_output() -> Iterator[tuple[QueuedStream | None, QueuedStream | None]]:
     """Put ``sys.stdout`` and ``sys.stderr`` behind writer threads (``QueuedStream``) while the body
-    runs, with the root logger's handlers writing to them; yields the queued (stdout, stderr),
-    None for a stream the process lacks. On exit the queues are drained (``DRAIN_TIMEOUT_S``
-    each) and the streams restored; lines dropped meanwhile are logged."""
+    runs, with every logging handler writing to them moved too; yields the queued (stdout,
+    stderr), None for a stream the process lacks. On exit the queues are drained
+    (``DRAIN_TIMEOUT_S`` each) and the streams restored."""
     real = (sys.stdout, sys.stderr)
     queued = tuple(QueuedStream(stream) if stream is not None else None for stream in real)
     moved = _point_handlers(dict(zip(real, queued)))
@@ -164,17 +219,15 @@ def off_loop_output() -> Iterator[tuple[QueuedStream | None, QueuedStream | None
         for handler, stream in moved:
             handler.setStream(stream)
         for name, queued_stream in zip(("stdout", "stderr"), queued):
-            if queued_stream is None:
-                continue
-            if not queued_stream.close():
+            if queued_stream is not None and not queued_stream.close():
                 log.warning("%s: not every line of the run reached its reader", name)
 
 
 def _point_handlers(
     streams: dict[TextIO | None, QueuedStream | None],
 ) -> list[tuple[logging.StreamHandler[TextIO], TextIO]]:
-    """Point every root (and other configured) logging handler that writes to a real stream at its
-    queued stream; the handlers moved, with the stream each wrote to."""
+    """Point every logging handler that writes to a real stream at its queued stream; the handlers
+    moved, with the stream each wrote to."""
     moved = []
     loggers = [logging.getLogger(), *(logger for logger in logging.Logger.manager.loggerDict.values()
                                        if isinstance(logger, logging.Logger))]

@@ -30,6 +30,8 @@ from typing import NoReturn
 
 import msgspec
 
+from .output import drain as drain_output
+
 log = logging.getLogger(__name__)
 
 StepAction = Callable[[], Awaitable[object]]
@@ -261,6 +263,7 @@ class ShutdownManager:
             return
         log.critical("received %s while shutting down (%s): forcing exit", sig.name, self._reason)
         logging.shutdown()
+        drain_output()  # the last lines, this one included, before the exit
         self._force_exit(self._force_exit_code)
 
     async def _run_steps(self) -> list[StepOutcome]:

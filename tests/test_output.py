@@ -39,7 +39,7 @@ def read_all(read_fd: int, into: bytearray) -> threading.Thread:
 def test_writes_to_a_reader_that_stalls_never_block_and_drop_whole_lines() -> None:
     """Written directly, the 4 KiB pipe's writer would block at its 40th line until the reader read."""
     read_fd, target = small_pipe()
-    stream = QueuedStream(target, max_writes=50)
+    stream = QueuedStream(target, max_bytes=50 * 91)
     done = threading.Event()
 
     def writing() -> None:
@@ -85,6 +85,77 @@ def test_a_closed_stream_writes_straight_through_and_a_broken_one_raises() -> No
     assert not broken.close()
     with pytest.raises(OSError):
         broken.write("after\n")
+
+
+def test_stdout_and_stderr_on_one_pipe_never_mix_their_lines() -> None:
+    """``2>&1`` to a slow reader: each writer's batches are larger than the pipe writes atomically."""
+    read_fd, write_fd = os.pipe()
+    fcntl.fcntl(write_fd, F_SETPIPE_SZ, 4096)
+    streams = [
+        QueuedStream(io.TextIOWrapper(os.fdopen(os.dup(write_fd), "wb"), encoding="utf-8")) for _ in range(2)
+    ]
+    os.close(write_fd)
+    for n in range(3_000):
+        for tag, stream in zip("oe", streams):
+            stream.write(f"{tag}{n:05d} " + tag * 200 + "\n")
+    received = bytearray()
+
+    def slow_reading() -> None:
+        while chunk := os.read(read_fd, 1000):
+            received.extend(chunk)
+            time.sleep(0.0005)
+
+    reader = threading.Thread(target=slow_reading, daemon=True)
+    reader.start()
+    for stream in streams:
+        assert stream.close(60)
+        stream.target.close()
+    reader.join(60)
+    lines = received.decode().splitlines()
+    assert len(lines) == 6_000
+    assert all(line == f"{line[0]}{line[1:6]} " + line[0] * 200 for line in lines)
+
+
+def test_the_queue_is_bounded_by_bytes_and_a_forced_exit_writes_what_it_holds(tmp_path: Path) -> None:
+    """A live view's frames are some 9 KB each: bounded by count, a paused terminal held 180 MB.
+    And a forced exit (a second Ctrl-C) left its last lines, "forcing exit" included, unwritten."""
+    read_fd, target = small_pipe()
+    stream = QueuedStream(target, max_bytes=100_000)
+    frame = "f" * 9_000 + "\n"
+    for _ in range(1_000):
+        stream.write(frame)
+    assert stream.dropped >= 1_000 - 100_000 // len(frame) - 1  # the pipe took a page, the queue ~11 frames
+    os.close(read_fd)
+    stream.close(5)
+
+    script = (
+        "import logging, os, sys\n"
+        "from arb.output import drain, off_loop_output\n"
+        "logging.basicConfig(stream=sys.stderr, format='%(message)s', level=logging.INFO)\n"
+        "with off_loop_output():\n"
+        "    for n in range(200):\n"
+        "        logging.info('line %d', n)\n"
+        "    logging.critical('forcing exit')\n"
+        "    logging.shutdown()\n"
+        "    drain()\n"
+        "    os._exit(1)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [f"line {n}" for n in range(200)] + ["forcing exit"]
+
+
+def test_a_character_the_output_cannot_encode_is_escaped_not_the_end_of_it() -> None:
+    read_fd, write_fd = os.pipe()
+    target = io.TextIOWrapper(os.fdopen(write_fd, "wb"), encoding="ascii", errors="strict")
+    stream = QueuedStream(target)
+    stream.write("price 60000 \u2026\n")
+    stream.write("after\n")
+    assert stream.close()
+    target.close()
+    received = bytearray()
+    read_all(read_fd, received).join(30)
+    assert received.decode() == "price 60000 \\u2026\nafter\n"
 
 
 def test_off_loop_output_moves_the_standard_streams_and_their_handlers_and_puts_them_back(
