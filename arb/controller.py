@@ -1829,14 +1829,16 @@ class ArbitrageController:
         self._record_fills(result)
         self._spend_balances(result, frees)
         locked = ZERO
-        if self.hedges is not None:
-            # A hedge's opening reports the basis it locked in as realized PnL, and its close gives
-            # it back: the daily loss limit counts it only once a close realizes it.
-            held = self.hedges.held_basis()
-            self.hedges.record(opportunity, result)
-            locked = self.hedges.held_basis() - held
-            self._held_basis_of_run += locked
-        risk.record_execution(result, contract_sizes=self._contract_sizes(result), held_basis=locked)
+        try:
+            if self.hedges is not None:
+                # A hedge's opening reports the basis it locked in as realized PnL, and its close gives
+                # it back: the daily loss limit counts it only once a close realizes it.
+                held = self.hedges.held_basis()
+                self.hedges.record(opportunity, result)
+                locked = self.hedges.held_basis() - held
+                self._held_basis_of_run += locked
+        finally:  # the reservation is released whatever the hedge book made of it
+            risk.record_execution(result, contract_sizes=self._contract_sizes(result), held_basis=locked)
         # The scanner's caps follow the positions' room at once: a fill moved it, and so may an
         # order of unknown outcome (counted as if it filled).
         futures = {

@@ -2433,6 +2433,35 @@ def test_a_stop_signal_ends_a_session_body_that_would_wait_on(tmp_path: Path, tr
     assert reason == "received SIGINT" and closed  # shut down: the journal closed
 
 
+def test_an_execution_the_hedge_book_fails_on_still_releases_its_reservation(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The hedge book records an execution before the risk manager: failing there, the execution
+    stayed reserved and in flight, and the shutdown waited out its drain for it."""
+    configuration = manager(tmp_path, CONFIG + 'opportunity_types = ["spot_spot", "spot_futures_hedge"]\n')
+    dislocation = Dislocation(
+        exchange=ExchangeName.MEXC, symbol="BTC/USDT", start_ns=SECOND // 2, duration_ns=2 * SECOND, bps=-80
+    )
+    cluster = dry_run_cluster(configuration.config, dislocations=(dislocation,), random_per_minute=0)
+
+    def failing(self: HedgeBook, opportunity: ArbitrageOpportunity, result: ExecutionResult) -> None:
+        raise RuntimeError("hedge book out of order")
+
+    monkeypatch.setattr(HedgeBook, "record", failing)
+
+    async def scenario() -> tuple[RunSummary, int, D]:
+        async with cluster:
+            controller = ArbitrageController(configuration, sim_cluster=cluster, journal=Journal(tmp_path / "j.sqlite3"))
+            await controller.initialize(dry_run=True)
+            assert controller.hedges is not None and controller.risk is not None
+            summary = await controller.run(duration_s=10)
+            return summary, controller.risk.executions_in_flight, controller.risk.get_current_risk_metrics().in_flight_usd
+
+    summary, in_flight, reserved = asyncio.run(scenario())
+    assert summary.error is not None and "hedge book out of order" in summary.error
+    assert (in_flight, reserved) == (0, 0)
+
+
 def test_a_controller_whose_start_failed_or_that_ran_is_not_used_again(tmp_path: Path) -> None:
     """Its parts were closed (the journal under the risk manager and executor, the sessions): a
     second initialize traded on a closed journal, a second run left its tasks running."""
