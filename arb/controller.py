@@ -608,43 +608,44 @@ class ArbitrageController:
 
     async def _initialize(self, dry_run: bool, paper: bool) -> None:
         config = self.config
-        if paper:
-            self.mode = "paper"
-            if self.factory is None:
-                # No keys: public data only, from the configured venues or the given simulated ones.
-                urls = self.sim_endpoints.venues if self.sim_endpoints is not None else None
-                self.factory = ExchangeFactory(self.config_manager, {}, urls)
-        elif dry_run:
-            self.mode = "dry run"
-            if self.factory is None and self.sim_endpoints is not None:
-                # Simulated venues of another process: they outlive this engine (crash tests).
-                endpoints = self.sim_endpoints
-                credentials = ApiCredentials(Secret(endpoints.api_key), Secret(endpoints.api_secret))
-                self.factory = ExchangeFactory(
-                    self.config_manager, {v: credentials for v in VENUE_ENV_PREFIX}, endpoints.venues
-                )
-            if self.factory is None:
-                if self.sim_cluster is None:
-                    try:
-                        self.sim_cluster = dry_run_cluster(config)
-                    except ValueError as exc:  # a valid symbol the built-in venues do not list
-                        raise ConfigurationError(
-                            [f"engine.symbols: {exc}; trade it with --paper, or against venues given by --sim-urls"]
-                        ) from None
-                    self._owned_sim = True
-                if self._owned_sim:
-                    await self.sim_cluster.start()
-                sim = self.sim_cluster.config
-                credentials = ApiCredentials(Secret(sim.api_key), Secret(sim.api_secret))
-                self.factory = ExchangeFactory(
-                    self.config_manager, {v: credentials for v in VENUE_ENV_PREFIX}, self.sim_cluster.urls()
-                )
-        else:
-            self.mode = "LIVE"
-            _check_live_allowed(self.config_manager)
-            if self.factory is None:
-                self.factory = ExchangeFactory(self.config_manager)
+        # Everything it opens, the built-in simulated venues first, is closed if it fails or is stopped.
         try:
+            if paper:
+                self.mode = "paper"
+                if self.factory is None:
+                    # No keys: public data only, from the configured venues or the given simulated ones.
+                    urls = self.sim_endpoints.venues if self.sim_endpoints is not None else None
+                    self.factory = ExchangeFactory(self.config_manager, {}, urls)
+            elif dry_run:
+                self.mode = "dry run"
+                if self.factory is None and self.sim_endpoints is not None:
+                    # Simulated venues of another process: they outlive this engine (crash tests).
+                    endpoints = self.sim_endpoints
+                    credentials = ApiCredentials(Secret(endpoints.api_key), Secret(endpoints.api_secret))
+                    self.factory = ExchangeFactory(
+                        self.config_manager, {v: credentials for v in VENUE_ENV_PREFIX}, endpoints.venues
+                    )
+                if self.factory is None:
+                    if self.sim_cluster is None:
+                        try:
+                            self.sim_cluster = dry_run_cluster(config)
+                        except ValueError as exc:  # a valid symbol the built-in venues do not list
+                            raise ConfigurationError(
+                                [f"engine.symbols: {exc}; trade it with --paper, or against venues given by --sim-urls"]
+                            ) from None
+                        self._owned_sim = True
+                    if self._owned_sim:
+                        await self.sim_cluster.start()
+                    sim = self.sim_cluster.config
+                    credentials = ApiCredentials(Secret(sim.api_key), Secret(sim.api_secret))
+                    self.factory = ExchangeFactory(
+                        self.config_manager, {v: credentials for v in VENUE_ENV_PREFIX}, self.sim_cluster.urls()
+                    )
+            else:
+                self.mode = "LIVE"
+                _check_live_allowed(self.config_manager)
+                if self.factory is None:
+                    self.factory = ExchangeFactory(self.config_manager)
             self.connectors = await self.factory.create_exchanges(config.traded_markets, dry_run=dry_run, paper=paper)
             if paper:
                 # A market the venue offers no trading on (MEXC futures) stays market data, as live.

@@ -2462,6 +2462,33 @@ def test_an_execution_the_hedge_book_fails_on_still_releases_its_reservation(
     assert (in_flight, reserved) == (0, 0)
 
 
+def test_the_built_in_venues_are_stopped_when_the_start_fails_as_they_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Their start was outside the start-up's cleanup: stopped there (a signal, an error), the
+    venues' servers stayed open, their sockets left behind."""
+    import socket
+    from urllib.parse import urlsplit
+
+    started: list[SimCluster] = []
+    start = SimCluster.start
+
+    async def started_then_stopped(self: SimCluster) -> None:
+        await start(self)
+        started.append(self)
+        raise asyncio.CancelledError  # as a signal's cancellation lands
+
+    monkeypatch.setattr(SimCluster, "start", started_then_stopped)
+    controller = ArbitrageController(manager(tmp_path), journal=Journal(tmp_path / "j.sqlite3"))
+    with pytest.raises(asyncio.CancelledError):
+        asyncio.run(controller.initialize(dry_run=True))
+    (cluster,) = started
+    for urls in cluster.urls().values():
+        where = urlsplit(urls.rest_url)
+        with pytest.raises(OSError), socket.create_connection((where.hostname, where.port), timeout=2):
+            pass  # refused: the server was closed
+
+
 def test_a_controller_whose_start_failed_or_that_ran_is_not_used_again(tmp_path: Path) -> None:
     """Its parts were closed (the journal under the risk manager and executor, the sessions): a
     second initialize traded on a closed journal, a second run left its tasks running."""
