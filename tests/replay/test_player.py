@@ -595,15 +595,17 @@ def test_an_empty_recording_replays_to_nothing_on_both_paths(tmp_path: Path) -> 
 # every run hashed to the values pinned before (checked then).
 # All four again when opportunity ids gained an underscore after their count ("bt1000_btc"): with
 # it taken back out of the encoding, every run hashed to the values pinned before (checked then).
+# All four again when ExecutionLeg gained ``status``: with that key taken out of the encoding,
+# every run hashed to the values pinned before (checked then; every leg here ends "filled").
 # These two trade without order budgets (the capacity of the engine, ~1000 executions). Budgets
 # (the backtest's default) hold it to what the venues' rate limits allow: pinned below.
 PINNED_DECISIONS = {
-    "0": "1dd015adc8fd6d19894126745707b24f738bff2a7860d0186e773c104c1f3826",
-    "0.4": "f2870a18e8f53e3415801f2c73a66921a69c39bab1b758bde93eb1ead6670b81",
+    "0": "ebd84107b61efbac203925fa8c9ed2a584503653d70f7fae78a03d0d72aa761c",
+    "0.4": "3443cec04da28d946117d893c25119a9e809f667e1b2a9f09e025ca07833e9f6",
 }
 PINNED_BUDGETED_DECISIONS = {
-    "0": "325c2cf81fa4f3c72ffd93f5e7c29fd969aa7219eec706ccdb1dd62afab70dca",
-    "0.4": "53163931c40ac2ff271aae1a6ef348e9b8bdf5e5f14b2564273a0400226619a9",
+    "0": "47f0d3769a78811d2d717d79910ede2a6dc5c4178b195d7fce73d31c4084f81d",
+    "0.4": "969c6971548401f9372ce8257d16b7cd60864bf2392f4b1380df0b5d5ef6d553",
 }
 
 
