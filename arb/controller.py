@@ -976,8 +976,9 @@ class ArbitrageController:
         """``resolve`` with the fee filled in where the venue's order query reports none.
 
         MEXC spot reports fees only per trade; the executor then charges the instrument's
-        taker fee in the asset received (``OrderOutcome.fee``), and a fill recorded at
-        start-up reconciliation must carry the same fee, or the journal would undercount it.
+        taker fee in the asset the market charges it in (``OrderOutcome.fee``), and a fill
+        recorded at start-up reconciliation must carry the same fee, or the journal would
+        undercount it.
         """
 
         async def resolved(intent: IntentRecord) -> OrderState | None:

@@ -15,7 +15,7 @@ from typing import TypeVar
 import msgspec
 
 from .errors import ArbitrageEngineError
-from .types import ExchangeName
+from .types import ExchangeName, OrderSide
 
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
@@ -155,6 +155,10 @@ class Instrument(msgspec.Struct, frozen=True, kw_only=True):
     maker_fee: Decimal  # fraction; negative is a rebate
     price_decimals: int
     size_decimals: int
+    # Spot fees are charged in the quote on both sides (MEXC: a buy pays notional + fee and receives
+    # the full base), rather than in the asset received (Gate.io: base on a buy). Futures pay fees in
+    # the settle asset whatever this says.
+    fees_in_quote: bool = False
 
     def __post_init__(self) -> None:
         where = f"instrument {self.exchange.value} {self.symbol}"
@@ -200,6 +204,13 @@ class Instrument(msgspec.Struct, frozen=True, kw_only=True):
     def is_futures(self) -> bool:
         """Whether sizes are contracts of a perpetual."""
         return self.exchange.is_futures
+
+    def fee_asset(self, side: OrderSide) -> str:
+        """The asset a fill on ``side`` is charged its fee in: the quote (the settle asset) on futures
+        and where ``fees_in_quote``, else the asset the spot fill receives (base on a buy)."""
+        if side is OrderSide.BUY and not self.is_futures and not self.fees_in_quote:
+            return self.base
+        return self.quote
 
     @property
     def base_lot(self) -> Decimal:

@@ -318,7 +318,8 @@ class OrderOutcome(msgspec.Struct, frozen=True, kw_only=True):
 
         Some venues' order queries carry no fee (MEXC spot reports it only per trade): an
         order with fills, a zero fee and no fee asset is charged the instrument's taker fee
-        in the asset received (base on a spot buy, quote otherwise), as the venue does for IOC.
+        in the asset the instrument charges it in (``Instrument.fee_asset``: base on a spot
+        buy where the fee comes out of what it receives, quote otherwise), as the venue does for IOC.
         """
         state = self.state
         instrument = self.instrument
@@ -326,13 +327,15 @@ class OrderOutcome(msgspec.Struct, frozen=True, kw_only=True):
             return ZERO, instrument.quote
         if state.fee or state.fee_asset is not None:
             return state.fee, state.fee_asset or instrument.quote
-        if self.request.side is OrderSide.BUY and not instrument.is_futures:
-            return self.filled_base * instrument.taker_fee, instrument.base
-        return self.notional * instrument.taker_fee, instrument.quote
+        asset = instrument.fee_asset(self.request.side)
+        if asset == instrument.base:
+            return self.filled_base * instrument.taker_fee, asset
+        return self.notional * instrument.taker_fee, asset
 
     @property
     def base_fee(self) -> Decimal:
-        """The part of ``fee`` charged in the base asset (a spot buy's, taken from what it bought), else 0."""
+        """The part of ``fee`` charged in the base asset (a spot buy's where the venue takes it from what
+        it bought, not in quote), else 0."""
         fee, asset = self.fee
         return fee if asset == self.instrument.base else ZERO
 

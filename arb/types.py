@@ -220,7 +220,9 @@ class ExecutionLeg(msgspec.Struct, frozen=True, kw_only=True):
     filled_quantity: Decimal = Decimal(0)
     average_price: Decimal | None = None
     fee: Decimal = Decimal(0)
-    fee_asset: str = ""  # what ``fee`` is counted in: base on a spot buy, else quote ("" where nothing filled)
+    # What ``fee`` is counted in (``Instrument.fee_asset``): base on a spot buy charged in what it
+    # bought, else quote ("" where nothing filled).
+    fee_asset: str = ""
     order_id: str | None = None
     error: str | None = None
     error_category: str | None = None  # what kind of failure ``error`` is (``ErrorCategory`` value), when known

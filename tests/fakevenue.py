@@ -138,10 +138,11 @@ class FakeExchange:
         filled_lots = int(lots * fraction) if fills else 0
         filled = self.instrument.lots_to_size(filled_lots)
         inst = self.instrument
-        if inst.is_futures or request.side is OrderSide.SELL:
-            fee, fee_asset = filled * inst.contract_size * price * inst.taker_fee, inst.quote
+        fee_asset = inst.fee_asset(request.side)
+        if fee_asset == inst.quote:
+            fee = filled * inst.contract_size * price * inst.taker_fee
         else:
-            fee, fee_asset = filled * inst.taker_fee, inst.base
+            fee = filled * inst.taker_fee
         if self.fee_in is not None:
             fee, fee_asset = self.fee_in
         self._ids += 1

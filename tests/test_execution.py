@@ -271,9 +271,11 @@ def test_rejected_leg_is_unwound_to_flat(tmp_path: Path) -> None:
 
 class HoldsOnlyWhatItBought(FakeExchange):
     """A spot venue whose account starts with no base: a sell of more than its buys left (their
-    fee taken in base) is refused for the balance."""
+    fee taken in base, where the market charges it there) is refused for the balance.
+    ``fee_reported`` False answers orders without their fee, as MEXC's order query does."""
 
     held = D(0)
+    fee_reported = True
 
     async def place_order(self, request: OrderRequest) -> OrderState:
         if request.side is OrderSide.SELL and request.quantity > self.held:
@@ -282,10 +284,12 @@ class HoldsOnlyWhatItBought(FakeExchange):
                 self.exchange.value, f"holds {self.held}", category=ErrorCategory.INSUFFICIENT_BALANCE
             )
         state = await super().place_order(request)
+        instrument = self.instrument
         bought = request.side is OrderSide.BUY
-        fee = state.filled_quantity * self.instrument.taker_fee if bought else D(0)  # what the outcome charges
+        in_base = bought and instrument.fee_asset(OrderSide.BUY) == instrument.base
+        fee = state.filled_quantity * instrument.taker_fee if in_base else D(0)  # what the outcome charges
         self.held += state.filled_quantity - fee if bought else -state.filled_quantity
-        return state
+        return state if self.fee_reported else msgspec.structs.replace(state, fee=D(0), fee_asset=None)
 
 
 def test_an_unwind_refused_for_the_balance_sells_back_what_the_buy_left(tmp_path: Path) -> None:
@@ -299,6 +303,22 @@ def test_an_unwind_refused_for_the_balance_sells_back_what_the_buy_left(tmp_path
         ("opp1-b", D("0.5")), ("opp1-u1", D("0.5")), ("opp1-u2", D("0.4995")),
     ]
     assert result.final_state is S.FAILED and "requires manual approval" not in (result.error or "")
+    assert buy.held == 0 and h.recovery.get_recovery_statistics().recovered == 1
+    h.check_journal_accounts_for_every_order()
+
+
+def test_an_unwind_of_a_buy_that_paid_its_fee_in_quote_sells_back_all_it_bought(tmp_path: Path) -> None:
+    """Bought 0.5 BTC on a MEXC account that held none, the sell leg refused. MEXC's answer carries
+    no fee and the venue charged it in USDT, so all 0.5 reached the account: the leg's fee is
+    estimated in USDT, and the unwind sells back the whole 0.5 at once."""
+    buy = HoldsOnlyWhatItBought(spot(ExchangeName.MEXC, venue_symbol="BTCUSDT", fees_in_quote=True))
+    buy.fee_reported = False
+    h = Harness(tmp_path, buy, FakeExchange(spot(ExchangeName.GATEIO), [Step(kind="reject")]))
+    result = h.run(opportunity(buy=MEXC, sell=GATE))
+    assert [(r.client_order_id, r.quantity) for r in buy.placed] == [("opp1-b", D("0.5")), ("opp1-u1", D("0.5"))]
+    bought = result.legs[0]
+    assert bought.average_price is not None
+    assert (bought.fee, bought.fee_asset) == (D("0.5") * bought.average_price * D("0.001"), "USDT")
     assert buy.held == 0 and h.recovery.get_recovery_statistics().recovered == 1
     h.check_journal_accounts_for_every_order()
 

@@ -24,7 +24,7 @@ from arb.instruments import (
     trading_rules_changed,
     unified_symbol,
 )
-from arb.types import ExchangeName
+from arb.types import ExchangeName, OrderSide
 
 D = Decimal
 
@@ -253,6 +253,16 @@ def test_base_quantity_of_futures_contracts() -> None:
     assert contract.is_futures and not make().is_futures
     assert contract.base_lot == D("0.0001") == contract.base_quantity_of(1)
     assert make().base_lot == make().lot_size == make().base_quantity_of(1)
+
+
+def test_the_fee_asset_of_a_fill_follows_the_market() -> None:
+    """Spot fees in the asset received (Gate.io: base on a buy) unless the market charges them in
+    quote on both sides (MEXC); futures in the settle asset."""
+    gate, mexc = make(), make(exchange=ExchangeName.MEXC, venue_symbol="BTCUSDT", fees_in_quote=True)
+    assert not gate.fees_in_quote  # the default, for instruments built without it
+    assert (gate.fee_asset(OrderSide.BUY), gate.fee_asset(OrderSide.SELL)) == ("BTC", "USDT")
+    assert (mexc.fee_asset(OrderSide.BUY), mexc.fee_asset(OrderSide.SELL)) == ("USDT", "USDT")
+    assert futures().fee_asset(OrderSide.BUY) == futures(fees_in_quote=True).fee_asset(OrderSide.BUY) == "USDT"
 
 
 def test_symbols_round_trip() -> None:

@@ -5,11 +5,13 @@ from __future__ import annotations
 from decimal import ROUND_HALF_EVEN, localcontext
 from decimal import Decimal as D
 
+import pytest
 from fakevenue import perp, spot
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from arb.exchanges.models import OrderRequest, OrderState, OrderStatus, OrderType, TimeInForce
+from arb.instruments import Instrument
 from arb.orders import OrderOutcome, RealizedPnl, client_order_id, exact_notional
 from arb.types import ExecutionLeg, ExchangeName, OrderSide
 
@@ -126,8 +128,8 @@ def test_a_fill_reported_with_a_zero_average_is_valued_at_its_limit() -> None:
 
 
 def test_an_execution_leg_says_which_asset_its_fee_is_in() -> None:
-    """A spot buy's fee is taken in the base it bought, a sell's in quote: summing leg fees without
-    the asset would add BTC to USDT."""
+    """A Gate.io spot buy's fee is taken in the base it bought, a sell's in quote: summing leg fees
+    without the asset would add BTC to USDT."""
     instrument = spot(ExchangeName.GATEIO)
 
     def leg(side: OrderSide, filled: str) -> ExecutionLeg:
@@ -147,3 +149,32 @@ def test_an_execution_leg_says_which_asset_its_fee_is_in() -> None:
     assert (bought.fee, bought.fee_asset) == (D("0.01") * instrument.taker_fee, instrument.base)
     assert (sold.fee, sold.fee_asset) == (D("600") * instrument.taker_fee, instrument.quote)
     assert leg(OrderSide.SELL, "0").fee_asset == ""  # nothing filled, no fee
+
+
+@pytest.mark.parametrize(
+    ("instrument", "asset", "fee", "base_fee"),
+    [
+        # MEXC charges fees in quote on both sides: 0.1 % of the 600 USDT paid, none of the BTC bought.
+        (spot(ExchangeName.MEXC, venue_symbol="BTCUSDT", fees_in_quote=True), "USDT", D("0.6"), D(0)),
+        # Gate.io charges a buy's fee in the base it receives.
+        (spot(ExchangeName.GATEIO), "BTC", D("0.00001"), D("0.00001")),
+    ],
+)
+def test_a_spot_buys_unreported_fee_is_estimated_in_the_asset_its_market_charges(
+    instrument: Instrument, asset: str, fee: D, base_fee: D
+) -> None:
+    """MEXC's order query carries no fee: the buy's estimate was in base there too, so recovery and
+    hedges took a fee out of base that the venue had charged in quote."""
+    request = OrderRequest(
+        symbol=instrument.symbol, side=OrderSide.BUY, type=OrderType.LIMIT, quantity=D("0.01"), price=D("60000"),
+        time_in_force=TimeInForce.IOC, client_order_id="b",
+    )
+    state = OrderState(
+        symbol=instrument.symbol, order_id="1", client_order_id="b", side=OrderSide.BUY, type=OrderType.LIMIT,
+        status=OrderStatus.FILLED, quantity=D("0.01"), price=D("60000"), filled_quantity=D("0.01"),
+        average_price=D("60000"),
+    )
+    outcome = OrderOutcome(exchange=instrument.exchange, instrument=instrument, request=request, leg="x", state=state)
+    assert outcome.fee == (fee, asset)
+    assert outcome.base_fee == base_fee
+    assert outcome.fee_quote == D("0.6")  # in PnL the same either way: a base fee is valued at the fill price

@@ -143,6 +143,10 @@ CLIENT_ORDER_ID_PATTERN: Final = r"[A-Za-z0-9_-]{1,32}"
 # an arbitrage filter (it can only hide opportunities, never invent them).
 DEFAULT_SPOT_MAKER_FEE: Final = Decimal("0.002")
 DEFAULT_SPOT_TAKER_FEE: Final = Decimal("0.002")
+# Spot fees are charged in the quote asset on both sides, not in the asset received (MEXC's
+# "Calculation of Spot Trading Fees": a buy of 0.1 BTC for 5000 USDT at 0.2 % costs 5010 USDT
+# and receives the whole 0.1 BTC; a sell of it receives 4990 USDT).
+SPOT_FEES_IN_QUOTE: Final = True
 
 # --- spot errors ----------------------------------------------------------------------
 # Numeric codes from the spot v3 "Error Code" table; -2011/-2013 from [HB] (Binance-style

@@ -54,7 +54,8 @@ def instrument_from_symbol(info: ExchangeInfoSymbol) -> Instrument:
 
     Tick = 10**-quotePrecision, lot = 10**-baseAssetPrecision, minimum size =
     ``baseSizePrecision`` rounded up to a lot, minimum notional = ``quoteAmountPrecision``;
-    fees from ``makerCommission``/``takerCommission`` or the documented default.
+    fees from ``makerCommission``/``takerCommission`` or the documented default, charged in the
+    quote asset on both sides (a buy pays notional + fee and receives the whole base).
     """
     if info.symbol != f"{info.baseAsset}{info.quoteAsset}":
         raise InstrumentError(
@@ -75,6 +76,7 @@ def instrument_from_symbol(info: ExchangeInfoSymbol) -> Instrument:
         maker_fee=constants.DEFAULT_SPOT_MAKER_FEE if info.makerCommission is None else info.makerCommission,
         price_decimals=info.quotePrecision,
         size_decimals=info.baseAssetPrecision,
+        fees_in_quote=constants.SPOT_FEES_IN_QUOTE,
     )
 
 
