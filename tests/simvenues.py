@@ -34,11 +34,11 @@ SYMBOL = {
 
 
 def instruments() -> list[Instrument]:
-    """BTC/USDT spot and perpetual on both venues, as each venue spells them."""
+    """BTC/USDT spot and perpetual on both venues, as each venue spells them and charges fees."""
     return [
         spot(ExchangeName.GATEIO),
         perp(ExchangeName.GATEIO_FUTURES),
-        spot(ExchangeName.MEXC, venue_symbol="BTCUSDT"),
+        spot(ExchangeName.MEXC, venue_symbol="BTCUSDT", fees_in_quote=True),
         perp(ExchangeName.MEXC_FUTURES),
     ]
 

@@ -18,6 +18,7 @@ from types import TracebackType
 import msgspec
 
 from ..config import is_loopback
+from ..exchanges.mexc import constants as mexc
 from ..instruments import Instrument, decimals_of
 from ..secrets import ApiCredentials, Secret
 from ..types import ExchangeName
@@ -44,7 +45,7 @@ ASSETS: Mapping[str, _Asset] = {
 
 def _instrument(
     exchange: ExchangeName, base: str, tick: str, lot: str, *, contract: str = "1", taker: str, maker: str,
-    min_notional: str = "0",
+    min_notional: str = "0", fees_in_quote: bool = False,
 ) -> Instrument:
     venue_symbol = f"{base}USDT" if exchange is ExchangeName.MEXC else f"{base}_USDT"
     tick_size, lot_size = Decimal(tick), Decimal(lot)
@@ -63,6 +64,7 @@ def _instrument(
         maker_fee=Decimal(maker),
         price_decimals=decimals_of(tick_size),
         size_decimals=decimals_of(lot_size),
+        fees_in_quote=fees_in_quote,
     )
 
 
@@ -71,7 +73,7 @@ def default_instruments(bases: Iterable[str] = ("BTC", "ETH")) -> list[Instrumen
 
     Gate spot: BTC tick 0.1 / 0.000001 BTC, ETH 0.01 / 0.0001 ETH, 3 USDT minimum, 0.2 %.
     Gate perpetual: BTC tick 0.1 x 0.0001 BTC contracts, ETH 0.01 x 0.01 ETH; taker 0.05 %, maker 0.02 %.
-    MEXC spot: BTC 0.01 / 0.000001, ETH 0.01 / 0.00001, 1 USDT minimum; taker 0.05 %, maker 0.
+    MEXC spot: BTC 0.01 / 0.000001, ETH 0.01 / 0.00001, 1 USDT minimum; taker 0.05 %, maker 0, in quote.
     MEXC perpetual: BTC 0.1 x 0.0001 BTC, ETH 0.01 x 0.01 ETH; taker 0.02 %, maker 0.
     """
     grids = {
@@ -87,7 +89,8 @@ def default_instruments(bases: Iterable[str] = ("BTC", "ETH")) -> list[Instrumen
             _instrument(ExchangeName.GATEIO, base, *gate_spot, taker="0.002", maker="0.002", min_notional="3"),
             _instrument(ExchangeName.GATEIO_FUTURES, base, gate_perp[0], "1", contract=gate_perp[1],
                         taker="0.0005", maker="0.0002"),
-            _instrument(ExchangeName.MEXC, base, *mexc_spot, taker="0.0005", maker="0", min_notional="1"),
+            _instrument(ExchangeName.MEXC, base, *mexc_spot, taker="0.0005", maker="0", min_notional="1",
+                        fees_in_quote=mexc.SPOT_FEES_IN_QUOTE),
             _instrument(ExchangeName.MEXC_FUTURES, base, mexc_perp[0], "1", contract=mexc_perp[1],
                         taker="0.0002", maker="0"),
         ]

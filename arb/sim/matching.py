@@ -15,10 +15,12 @@ its own price against the market's liquidity. An immediate order may instead ``t
 liquidity its caller holds (the backtest's replayed book), which the engine does not keep.
 
 Money: balances are exact ints in atoms of ``10**-ATOM_DECIMALS`` of an asset. Spot fees
-are charged in the asset received (base on a buy, quote on a sell), as both venues do by
-default; futures fees in the settle asset. Fees round up in the venue's favour (a rebate
-rounds down). The ledger's ``market`` account is the counterparty of every fill against
-the market's liquidity and may go negative; ``fees`` collects fees and pays rebates.
+are charged in the asset the instrument says (``Instrument.fee_asset``): in the quote on both
+sides where it charges fees in quote (MEXC: a buy pays notional + fee and receives the whole
+base), else in the asset received (Gate.io: base on a buy, quote on a sell); futures fees in
+the settle asset. Fees round up in the venue's favour (a rebate rounds down). The ledger's
+``market`` account is the counterparty of every fill against the market's liquidity and may
+go negative; ``fees`` collects fees and pays rebates.
 
 Futures margin (simplified): isolated per position with a fixed ``leverage``; opening
 ``n`` of notional locks ``ceil(n / leverage)`` as position margin; reducing releases margin
@@ -30,8 +32,10 @@ when the serving layer calls ``settle_funding``: every open position pays or rec
 capped at what a paying account holds, against the ``market`` account, and recorded in the
 account's ``funding`` list as the venue's account book would list it.
 A resting futures order locks, per contract, the margin plus the positive maker fee at its
-price, as if it opened a position. ``reduce_only`` is accepted on taker-only futures orders
-(market, IOC, FOK): the size is clipped to the position it reduces.
+price, as if it opened a position. A resting spot buy locks its notional per lot, plus, where
+it pays its fee in quote, the fee per lot at the larger of the taker and maker rates.
+``reduce_only`` is accepted on taker-only futures orders (market, IOC, FOK): the size is
+clipped to the position it reduces.
 
 Rejections raise ``OrderRejected`` with an ``ErrorCategory``; no order id is used up.
 Market and IOC/FOK remainders end ``EXPIRED`` with a reason.
@@ -369,6 +373,7 @@ class MatchingEngine:
         self.taker_fee = instrument.taker_fee.as_integer_ratio()
         self.maker_fee = instrument.maker_fee.as_integer_ratio()
         self.settle_asset = instrument.quote
+        self.buy_fee_in_quote = instrument.fee_asset(OrderSide.BUY) == instrument.quote
         if self.is_futures:
             ledger.settle_assets[self.symbol] = self.settle_asset
         # Market-generated size per price, and resting user orders per price (FIFO), per side.
@@ -691,10 +696,13 @@ class MatchingEngine:
                 need += resting * self._futures_lock_per_lot(limit)
             have, asset = account.free.get(self.settle_asset, 0), self.settle_asset
         elif side is OrderSide.BUY:
-            need = limit * resting
+            per_tick_lot = self.quote_atoms_per_tick_lot
+            need = resting * self._spot_buy_lock_per_lot(limit) if resting else 0
             for price, lots, _ in plan:
-                need += price * lots
-            need *= self.quote_atoms_per_tick_lot
+                notional = price * lots * per_tick_lot
+                need += notional
+                if self.buy_fee_in_quote:
+                    need += max(0, _fee(notional, self.taker_fee))
             asset = self.instrument.quote
             have = account.free.get(asset, 0)
         else:
@@ -713,6 +721,14 @@ class MatchingEngine:
     def _futures_lock_per_lot(self, price_ticks: int) -> int:
         notional = self.notional_atoms(price_ticks, 1)
         return _ceil_div(notional, self.leverage) + max(0, _fee(notional, self.maker_fee))
+
+    def _spot_buy_lock_per_lot(self, price_ticks: int) -> int:
+        """Quote a resting spot buy holds per lot: its notional, plus, where it pays its fee in quote,
+        that fee at the larger of the taker and maker rates, rounded up."""
+        notional = self.notional_atoms(price_ticks, 1)
+        if not self.buy_fee_in_quote:
+            return notional
+        return notional + max(0, _fee(notional, self.taker_fee), _fee(notional, self.maker_fee))
 
     # -- execution -----------------------------------------------------------------------------
 
@@ -756,19 +772,24 @@ class MatchingEngine:
         if self.is_futures:
             fee, fee_asset = self._settle_futures(account, order.side, price, lots, notional, rate), self.settle_asset
         else:
-            # Spot: the user pays the market quote (buy) or base (sell) and gets the other, less the
-            # fee, which is charged in what it gets, rounded up, and goes to the fee account.
+            # Spot: the user pays the market quote (buy) or base (sell) and gets the other; the fee,
+            # rounded up, goes to the fee account, charged in what the user gets or, where the
+            # instrument says so, in quote on both sides (a buy then pays notional + fee).
             qty = lots * self.base_atoms_per_lot
+            quote = self.instrument.quote
             if order.side is OrderSide.BUY:
-                paid, got, paid_asset, fee_asset = notional, qty, self.instrument.quote, self.instrument.base
+                paid, got, paid_asset, got_asset = notional, qty, quote, self.instrument.base
+                fee_asset = quote if self.buy_fee_in_quote else got_asset
             else:
-                paid, got, paid_asset, fee_asset = qty, notional, self.instrument.base, self.instrument.quote
-            fee = _fee(got, rate)
+                paid, got, paid_asset, got_asset = qty, notional, self.instrument.base, quote
+                fee_asset = quote
+            fee = _fee(notional if fee_asset == quote else got, rate)
             market = self._ledger.market
             account.add(paid_asset, -paid)
             market.add(paid_asset, paid)
-            market.add(fee_asset, -got)
-            account.add(fee_asset, got - fee)
+            market.add(got_asset, -got)
+            account.add(got_asset, got)
+            account.add(fee_asset, -fee)
             self._ledger.fees.add(fee_asset, fee)
         filled = order.filled_lots = order.filled_lots + lots
         order.filled_quote_atoms += notional
@@ -829,7 +850,7 @@ class MatchingEngine:
         if self.is_futures:
             order.lock_asset, order.lock_per_lot = self.settle_asset, self._futures_lock_per_lot(order.price_ticks)
         elif order.side is OrderSide.BUY:
-            order.lock_asset, order.lock_per_lot = self.instrument.quote, self.notional_atoms(order.price_ticks, 1)
+            order.lock_asset, order.lock_per_lot = self.instrument.quote, self._spot_buy_lock_per_lot(order.price_ticks)
         else:
             order.lock_asset, order.lock_per_lot = self.instrument.base, self.base_atoms_per_lot
         order.locked_atoms = order.remaining * order.lock_per_lot

@@ -103,15 +103,18 @@ def test_basis_dislocation_opens_and_reversion_closes_hedges_with_exact_pnl(tmp_
 
     # Positions: the perpetual's contracts are the negative of the hedge book's open base.
     assert after["contracts"] * contract == -open_base
-    # Hedged: spot BTC bought (less the BTC fees of spot buys) equals the perpetual short.
-    btc_fees = sum((leg.fee for leg in legs if leg.side is OrderSide.BUY and not leg.exchange.is_futures), D(0))
+    # Hedged: spot BTC bought (less the BTC fees of spot buys: Gate.io's; MEXC charges them in USDT)
+    # equals the perpetual short.
+    spot_buys = [
+        leg for leg in legs if leg.side is OrderSide.BUY and not leg.exchange.is_futures and leg.filled_quantity
+    ]
+    assert all(leg.fee_asset == ("USDT" if leg.exchange is ExchangeName.MEXC else "BTC") for leg in spot_buys)
+    btc_fees = sum((leg.fee for leg in spot_buys if leg.fee_asset == "BTC"), D(0))
     assert after["spot_btc"] - before["spot_btc"] + btc_fees == open_base
     # Exact PnL: the engine's realized profit of every execution (openings and closes) is the
     # cash the ledgers moved, with the short's entry notional still held and BTC fees at fill prices.
     btc_fee_value = sum(
-        (leg.fee * (leg.average_price or D(0))
-         for leg in legs if leg.side is OrderSide.BUY and not leg.exchange.is_futures),
-        D(0),
+        (leg.fee * (leg.average_price or D(0)) for leg in spot_buys if leg.fee_asset == "BTC"), D(0)
     )
     cash = (after["spot_usdt"] - before["spot_usdt"]) + (after["futures_usdt"] - before["futures_usdt"])
     # The simulator apportions a partly closed short's average entry cost in 1e-30 atoms, so a

@@ -597,15 +597,18 @@ def test_an_empty_recording_replays_to_nothing_on_both_paths(tmp_path: Path) -> 
 # it taken back out of the encoding, every run hashed to the values pinned before (checked then).
 # All four again when ExecutionLeg gained ``status``: with that key taken out of the encoding,
 # every run hashed to the values pinned before (checked then; every leg here ends "filled").
+# All four again when MEXC spot buys started paying their fee in USDT, as the venue charges it,
+# rather than in the BTC bought: every MEXC buy leg's fee moved to USDT at the same value (the
+# old BTC fee times its average price), and nothing else changed (checked then, field by field).
 # These two trade without order budgets (the capacity of the engine, ~1000 executions). Budgets
 # (the backtest's default) hold it to what the venues' rate limits allow: pinned below.
 PINNED_DECISIONS = {
-    "0": "ebd84107b61efbac203925fa8c9ed2a584503653d70f7fae78a03d0d72aa761c",
-    "0.4": "3443cec04da28d946117d893c25119a9e809f667e1b2a9f09e025ca07833e9f6",
+    "0": "c7f6419b9015c7e9677b1242bf18cc4ba7b3eba3f354aba7a0e58c1d16794fa2",
+    "0.4": "3d2c38bd6592391c32de26d17d67a4d67df2fd8c0b9e0bf999efe3f947a92f88",
 }
 PINNED_BUDGETED_DECISIONS = {
-    "0": "47f0d3769a78811d2d717d79910ede2a6dc5c4178b195d7fce73d31c4084f81d",
-    "0.4": "969c6971548401f9372ce8257d16b7cd60864bf2392f4b1380df0b5d5ef6d553",
+    "0": "b4a972af4bf3779f17cd2fef0cba0e7efe599682b3a95b5668fcfd82584416b5",
+    "0.4": "6909c1238f5180ca79968112b559f74c5fb069f81deb54a0f2cec48c343059dd",
 }
 
 

@@ -42,6 +42,17 @@ def spot_venue() -> SimExchange:
     return venue
 
 
+def mexc_spot_venue() -> SimExchange:
+    """``spot_venue``'s book and funds on MEXC spot, which charges fees in quote on both sides."""
+    venue = SimExchange(ExchangeName.MEXC, [spot(ExchangeName.MEXC, venue_symbol="BTCUSDT", fees_in_quote=True)])
+    venue.engine(SYM).apply_market_levels(
+        [(ASK, 10_000, 10_000), (ASK, 10_001, 20_000), (BID, 9_999, 10_000), (BID, 9_998, 20_000)], 1
+    )
+    venue.deposit("alice", "USDT", "10000")
+    venue.deposit("alice", "BTC", "5")
+    return venue
+
+
 def rejected(category: ErrorCategory, call: object, *args: object, **kwargs: object) -> OrderRejected:
     with pytest.raises(OrderRejected) as info:
         call(*args, **kwargs)  # type: ignore[operator]
@@ -131,6 +142,55 @@ def test_ioc_buy_walks_levels_pays_taker_fee_in_base_and_removes_liquidity() -> 
     free = venue.balances("alice")
     assert free["USDT"] == (D("10000") - D("100") - D("50.005"), D(0))
     assert free["BTC"] == (D("5") + D("1.5") * D("0.999"), D(0))
+
+
+def test_a_mexc_spot_buy_pays_notional_and_fee_in_quote_and_receives_the_whole_base() -> None:
+    """MEXC: "a user buys 0.1 BTC with 5000 USDT ... used 5010 USDT to buy 0.1 BTC"; a sell gets
+    the notional less the fee, in quote too."""
+    venue = mexc_spot_venue()
+    result = venue.place_order("alice", SYM, BUY, LIMIT, 15_000, 5, price_ticks=10_001, time_in_force=TimeInForce.IOC)
+    assert [(f.fee_asset, from_atoms(f.fee_atoms)) for f in result.fills] == [
+        ("USDT", D("0.1")), ("USDT", D("0.050005"))]  # 0.1 % of 100 and of 50.005
+    assert result.order.fee_asset == "USDT" and from_atoms(result.order.fee_atoms) == D("0.150005")
+    free = venue.balances("alice")
+    assert free["USDT"] == (D("10000") - D("150.005") - D("0.150005"), D(0))
+    assert free["BTC"] == (D("6.5"), D(0))
+    sell = venue.place_order("alice", SYM, SELL, LIMIT, 10_000, 6, price_ticks=9_999, time_in_force=TimeInForce.IOC)
+    assert [(f.fee_asset, from_atoms(f.fee_atoms)) for f in sell.fills] == [("USDT", D("0.09999"))]
+    assert venue.balances("alice")["USDT"][0] == free["USDT"][0] + D("99.99") - D("0.09999")
+    assert venue.balances("alice")["BTC"] == (D("5.5"), D(0))
+    assert venue.ledger.fees.free == {"USDT": to_atoms(D("0.150005") + D("0.09999"))}
+
+
+def test_a_mexc_spot_buy_needs_its_fee_in_quote_on_top_of_the_notional() -> None:
+    venue = mexc_spot_venue()
+    venue.deposit("bob", "USDT", "100")  # 1 BTC at 100.00 costs 100.1 with the fee
+    rejected(ErrorCategory.INSUFFICIENT_BALANCE, venue.place_order, "bob", SYM, BUY, LIMIT, 10_000, 2,
+             price_ticks=10_000, time_in_force=TimeInForce.IOC)
+    venue.deposit("bob", "USDT", "0.1")
+    venue.place_order("bob", SYM, BUY, LIMIT, 10_000, 3, price_ticks=10_000, time_in_force=TimeInForce.IOC)
+    assert venue.balances("bob") == {"USDT": (D(0), D(0)), "BTC": (D(1), D(0))}
+
+
+def test_a_resting_mexc_spot_buy_locks_its_fee_in_quote_and_pays_it_when_it_fills() -> None:
+    """A resting buy locks its notional and its fee at the larger of the taker (0.1 %) and maker
+    (0.05 %) rates; a fill as maker pays the maker fee from it and releases the rest."""
+    venue = mexc_spot_venue()
+    engine = venue.engine(SYM)
+    venue.deposit("bob", "USDT", "200.1")
+    rejected(ErrorCategory.INSUFFICIENT_BALANCE, venue.place_order, "bob", SYM, BUY, LIMIT, 20_000, 2,
+             price_ticks=9_999)  # 199.98 + 0.19998 of fee at the taker rate
+    venue.place_order("alice", SYM, BUY, LIMIT, 20_000, 3, price_ticks=9_999, client_id="bid")
+    locked = D("199.98") + D("0.19998")
+    assert venue.balances("alice")["USDT"] == (D("10000") - locked, locked)
+    venue.drain_events()
+    engine.apply_market_levels([(BID, 9_999, 0), (ASK, 9_999, 25_000)], 7)
+    (fill,) = [e for e in venue.drain_events() if isinstance(e, Fill)]
+    assert fill.liquidity is Liquidity.MAKER and (fill.fee_asset, from_atoms(fill.fee_atoms)) == ("USDT", D("0.09999"))
+    assert venue.balances("alice") == {"USDT": (D("10000") - D("199.98") - D("0.09999"), D(0)), "BTC": (D(7), D(0))}
+    venue.place_order("alice", SYM, BUY, LIMIT, 10_000, 8, price_ticks=9_000, client_id="low")
+    venue.cancel_order("alice", SYM, 9, client_id="low")
+    assert venue.balances("alice")["USDT"] == (D("10000") - D("199.98") - D("0.09999"), D(0))
 
 
 def test_market_buy_by_quote_amount_spends_at_most_the_amount() -> None:
@@ -373,6 +433,17 @@ def run_ops(venue: SimExchange, symbol: str, operations: list[tuple[object, ...]
 @given(ops)
 def test_spot_properties(operations: list[tuple[object, ...]]) -> None:
     venue = spot_venue()
+    for user in USERS:
+        venue.deposit(user, "USDT", "300")
+        venue.deposit(user, "BTC", "2")
+    run_ops(venue, SYM, operations)
+
+
+@settings(max_examples=150, deadline=None)
+@given(ops)
+def test_spot_properties_with_fees_in_quote(operations: list[tuple[object, ...]]) -> None:
+    """``test_spot_properties`` on a market charging fees in quote on both sides."""
+    venue = mexc_spot_venue()
     for user in USERS:
         venue.deposit(user, "USDT", "300")
         venue.deposit(user, "BTC", "2")

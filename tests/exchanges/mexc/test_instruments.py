@@ -19,6 +19,8 @@ from arb.exchanges.mexc.instruments import (
 )
 from arb.exchanges.mexc.schemas import ContractDepth, DepthSnapshot, ExchangeInfoSymbol, OrderResponse
 from arb.instruments import InstrumentError
+from arb.sim.cluster import default_instruments
+from arb.types import ExchangeName, OrderSide
 
 D = Decimal
 
@@ -112,6 +114,16 @@ def test_docs_exchange_info_entry(docs: dict[str, Any]) -> None:
     assert instrument.min_notional == D(5)
     assert instrument.taker_fee == instrument.maker_fee == D("0.002")
     assert instrument.wire_scale() == (3, 1, 2, 1)
+
+
+def test_spot_fees_are_charged_in_quote_on_both_sides_on_the_venue_and_its_simulator(docs: dict[str, Any]) -> None:
+    """MEXC charges a spot buy's fee in quote ("used 5010 USDT to buy 0.1 BTC"), not in the base
+    bought; the simulated MEXC's instruments say the same, so it charges as the venue does."""
+    instrument = instrument_from_symbol(msgspec.convert(docs["spot_exchangeInfo_symbol_entry"], ExchangeInfoSymbol))
+    assert instrument.fees_in_quote and instrument.fee_asset(OrderSide.BUY) == "USDT"
+    simulated = [i for i in default_instruments() if i.exchange is ExchangeName.MEXC]
+    assert simulated and all(i.fees_in_quote for i in simulated)
+    assert not any(i.fees_in_quote for i in default_instruments() if i.exchange is ExchangeName.GATEIO)
 
 
 def test_tradable_and_untradable_symbols(docs: dict[str, Any]) -> None:

@@ -42,7 +42,7 @@ PROTO_ORDERS_PREFIX = {1: "id", 2: "clientId", 3: "price", 4: "quantity", 5: "am
 
 
 def setup() -> tuple[SimExchange, SimContext, MexcSpotPrivateStream]:
-    instrument = spot(ExchangeName.MEXC, venue_symbol="BTCUSDT")
+    instrument = spot(ExchangeName.MEXC, venue_symbol="BTCUSDT", fees_in_quote=True)
     exchange = SimExchange(ExchangeName.MEXC, [instrument])
     context = SimContext(venue="mexc", exchanges={ExchangeName.MEXC: exchange}, faults=FaultPlan(),
                          credentials={KEY: CREDENTIALS}, now_ns=time.monotonic_ns, wall_ms=lambda: NOW_MS)
@@ -87,7 +87,9 @@ def test_pushes_round_trip_exactly() -> None:
     fills = [f for m in messages for f in m.fills]
     orders = [o for m in messages for o in m.orders]
     assert len(fills) == 1 and fills[0].price == D("60000.5") and fills[0].quantity == D("0.1")
-    assert fills[0].fee_asset == "BTC" and not fills[0].is_maker and fills[0].client_order_id == "c1"
+    # MEXC charges a buy's fee in quote: the push says what the engine charged, 0.1 % of 6000.05 USDT.
+    assert fills[0].fee_asset == "USDT" and fills[0].fee == D("6.00005")
+    assert not fills[0].is_maker and fills[0].client_order_id == "c1"
     assert orders[-1].filled_quantity == D("0.1") and orders[-1].fee == fills[0].fee > 0
     assert orders[-1].average_price == D("60000.5") and orders[0].quantity == D("0.1")
 
@@ -98,7 +100,7 @@ def test_a_deal_pushed_twice_counts_its_fee_once() -> None:
     (fill,) = client.decode(deal, True).fills
     assert client.decode(deal, True).fills == [fill]  # a resent deal is still reported as pushed
     orders = [o for e in mine if not isinstance(e, Fill) for o in client.decode(order_push(engine, e, NOW_MS, NOW_MS), True).orders]
-    assert orders[-1].is_final and orders[-1].fee == fill.fee > 0 and orders[-1].fee_asset == "BTC"
+    assert orders[-1].is_final and orders[-1].fee == fill.fee > 0 and orders[-1].fee_asset == "USDT"
 
 
 def test_listen_key_lifecycle_and_private_topics() -> None:

@@ -41,7 +41,7 @@ WALL_MS = 1_700_000_000_000
 SPOT = Instrument(
     exchange=ExchangeName.MEXC, symbol="BTC/USDT", venue_symbol="BTCUSDT", base="BTC", quote="USDT",
     tick_size=Decimal("0.01"), lot_size=Decimal("0.0001"), min_size=Decimal("0.0001"), min_notional=Decimal(1),
-    taker_fee=Decimal("0.001"), maker_fee=Decimal(0), price_decimals=2, size_decimals=4,
+    taker_fee=Decimal("0.001"), maker_fee=Decimal(0), price_decimals=2, size_decimals=4, fees_in_quote=True,
 )
 FUTURES = Instrument(
     exchange=ExchangeName.MEXC_FUTURES, symbol="BTC/USDT:USDT", venue_symbol="BTC_USDT", base="BTC",
@@ -288,7 +288,8 @@ def test_limit_rests_then_cancel_by_client_id(venue: Venue) -> None:
     listed = venue.trading.parse_open_orders(venue.fetch(venue.trading.open_orders_request("BTC/USDT")))
     assert [o.order_id for o in listed] == [placed.order_id]
     balances = venue.trading.parse_balances(venue.fetch(venue.trading.account_request()))
-    assert balances["USDT"].locked == Decimal("47.75") and balances["USDT"].total == 100_000
+    # 0.5 at 95.50 and the fee it may pay in USDT, at the larger (taker) rate of 0.1 %.
+    assert balances["USDT"].locked == Decimal("47.75") + Decimal("0.04775") and balances["USDT"].total == 100_000
     canceled = venue.trading.parse_order(
         venue.fetch(venue.trading.cancel_order_request("BTC/USDT", client_order_id="rest-1"))
     )
