@@ -18,11 +18,14 @@ What is simulated, and how:
   INVALID_REQUEST: a paper order cannot sit in a queue it is not part of.
 * Fill sizes stay on the order's lot grid: of each level only whole lots are taken (a
   remainder below one lot, possible on Gate.io spot books, is skipped).
-* Fees: the instrument's taker fee, exact, in the asset the venue charges: the base asset
-  received on a spot buy, the quote asset on a spot sell and on futures.
+* Fees: the instrument's taker fee, exact, in the asset the venue charges
+  (``Instrument.fee_asset``): the quote asset on futures, on a spot sell, and on a spot buy
+  where the market charges fees in quote (MEXC: the buy pays notional + fee and receives the
+  whole base); else a spot buy's fee comes out of the base it receives (Gate.io).
 * Balances: a starting inventory per market (``[paper]`` in the configuration). Funds are
   checked before anything fills, as the venues check at placement: a limit buy needs
-  ``price * quantity`` of quote, a market buy the cost of its walk, a spot sell the base
+  ``price * quantity`` of quote, a market buy the cost of its walk (either with its taker
+  fee where the buy pays it in quote), a spot sell the base
   quantity; a futures order needs the margin of the part that opens or grows a position
   plus that part's fee (a close needs nothing: its fee comes out of what it releases). Too
   little raises ``OrderRejectedError`` with category INSUFFICIENT_BALANCE.
@@ -455,6 +458,8 @@ class PaperExchange:
         elif request.side is OrderSide.BUY:
             asset = instrument.quote
             needed = request.quantity * request.price if request.price is not None else walked
+            if instrument.fee_asset(OrderSide.BUY) == asset:
+                needed += max(needed * instrument.taker_fee, ZERO)
         else:
             asset, needed = instrument.base, request.quantity
         free = self._free.get(asset, ZERO)
@@ -487,7 +492,7 @@ class PaperExchange:
         fills: list[Fill] = []
         changed: set[str] = set()
         notional = fee_total = ZERO
-        fee_asset = instrument.base if request.side is OrderSide.BUY and not instrument.is_futures else instrument.quote
+        fee_asset = instrument.fee_asset(request.side)
         for level in plan:
             entry = taken.get((side, level.price_ticks))  # as ``_walk`` left it: nothing ran since
             before = entry.taken if entry is not None else ZERO
@@ -554,10 +559,11 @@ class PaperExchange:
         if not instrument.is_futures:
             if request.side is OrderSide.BUY:
                 self._add(quote, -value)
-                self._add(base, level.quantity - fee)
+                self._add(base, level.quantity)
             else:
                 self._add(base, -level.quantity)
-                self._add(quote, value - fee)
+                self._add(quote, value)
+            self._add(fee_asset, -fee)
             return {base, quote}
         position = self._positions.get(instrument.symbol)
         if position is None:

@@ -133,6 +133,32 @@ def test_an_ioc_buy_walks_the_asks_at_the_book_prices_with_the_fee_in_base() -> 
     assert asyncio.run(exchange.query_order("BTC/USDT", order_id=state.order_id)) == state
 
 
+def test_a_buy_on_a_market_charging_fees_in_quote_pays_them_in_quote_and_keeps_the_whole_base() -> None:
+    """MEXC spot charges fees in quote on both sides: the buy above pays its fee on top of the
+    notional and receives all it bought; its funds check counts that fee too."""
+    mexc = msgspec.structs.replace(SPOT, exchange=ExchangeName.MEXC, venue_symbol="BTCUSDT", fees_in_quote=True)
+
+    def mexc_source() -> Source:
+        return Source(mexc, SPOT_SCALE, [(ASK, "60000.05", "0.015050"), (ASK, "60000.10", "0.020000")])
+
+    exchange, stream = paper(mexc_source(), {"USDT": "10000", "BTC": "0.1"})
+    state = asyncio.run(exchange.place_order(order("b1", OrderSide.BUY, "0.03", "60001")))
+    assert [(f.price, f.quantity, f.fee, f.fee_asset) for f in exchange.fills()] == [
+        (D("60000.05"), D("0.0150"), D("1.80000150"), "USDT"),  # 0.2 % of 900.00075
+        (D("60000.10"), D("0.0150"), D("1.80000300"), "USDT"),
+    ]
+    assert (state.fee, state.fee_asset) == (D("3.60000450"), "USDT")
+    assert free(exchange) == {"BTC": D("0.13"), "USDT": D("10000") - D("1800.00225") - D("3.6000045")}
+    assert stream.events[-2:] == [Balance(asset="BTC", free=D("0.13")), Balance(asset="USDT", free=D("8196.3977455"))]
+    # 0.03 at the 60001 limit: 1800.03 with 3.60006 of fee.
+    short, _ = paper(mexc_source(), {"USDT": "1803.63005"})
+    with pytest.raises(OrderRejectedError) as refused:
+        asyncio.run(short.place_order(order("b2", OrderSide.BUY, "0.03", "60001")))
+    assert refused.value.category is ErrorCategory.INSUFFICIENT_BALANCE
+    enough, _ = paper(mexc_source(), {"USDT": "1803.63006"})
+    assert asyncio.run(enough.place_order(order("b3", OrderSide.BUY, "0.03", "60001"))).filled_quantity == D("0.03")
+
+
 def test_taken_liquidity_is_not_offered_again_while_its_level_stays_in_the_book() -> None:
     source = spot_source()
     exchange, _ = paper(source, {"USDT": "10000", "BTC": "0"})
