@@ -93,6 +93,22 @@ def manager(tmp_path: Path, text: str = CONFIG, environ: dict[str, str] | None =
     return configuration
 
 
+def dry_run(
+    tmp_path: Path, configuration: ConfigurationManager, duration_s: float, **cluster: Any
+) -> tuple[RunSummary, ArbitrageController]:
+    """Start a controller on a fresh built-in cluster (``cluster``: ``dry_run_cluster``'s options, no
+    random dislocations unless given), run it ``duration_s`` and return its summary and itself."""
+    sim = dry_run_cluster(configuration.config, **{"random_per_minute": 0, **cluster})
+
+    async def scenario() -> tuple[RunSummary, ArbitrageController]:
+        async with sim:
+            controller = ArbitrageController(configuration, sim_cluster=sim, journal=Journal(tmp_path / "j.sqlite3"))
+            await controller.initialize(dry_run=True)
+            return await controller.run(duration_s=duration_s), controller
+
+    return asyncio.run(scenario())
+
+
 async def order_states(
     cluster_urls: Mapping[str, VenueUrls], legs: list[tuple[ExchangeName, str, str]]
 ) -> list[OrderState]:
@@ -235,16 +251,8 @@ def test_a_position_limit_under_a_markets_minimum_order_is_warned_about(
     """Every opportunity is sized up to the position limit: under a market's minimum notional (Gate.io
     spot takes 3 USDT at least) nothing ever trades there, and nothing said why."""
     configuration = manager(tmp_path, CONFIG + '[risk]\nmax_position_size_usd = "2"\n')
-    cluster = dry_run_cluster(configuration.config, random_per_minute=0)
-
-    async def scenario() -> None:
-        async with cluster:
-            controller = ArbitrageController(configuration, sim_cluster=cluster, journal=Journal(tmp_path / "j.sqlite3"))
-            await controller.initialize(dry_run=True)
-            await controller.shutdown("test over")
-
     with caplog.at_level(logging.WARNING, logger="arb.controller"):
-        asyncio.run(scenario())
+        dry_run(tmp_path, configuration, 0.1)  # warned as it starts
     gate = [r.getMessage() for r in caplog.records if r.getMessage().startswith("gateio BTC/USDT: its minimum order")]
     assert gate == ["gateio BTC/USDT: its minimum order notional 3 USDT is above risk.max_position_size_usd 2: "
                     "nothing is traded on it"]
@@ -2446,24 +2454,15 @@ def test_an_execution_the_hedge_book_fails_on_still_releases_its_reservation(
     dislocation = Dislocation(
         exchange=ExchangeName.MEXC, symbol="BTC/USDT", start_ns=SECOND // 2, duration_ns=2 * SECOND, bps=-80
     )
-    cluster = dry_run_cluster(configuration.config, dislocations=(dislocation,), random_per_minute=0)
 
     def failing(self: HedgeBook, opportunity: ArbitrageOpportunity, result: ExecutionResult) -> None:
         raise RuntimeError("hedge book out of order")
 
     monkeypatch.setattr(HedgeBook, "record", failing)
-
-    async def scenario() -> tuple[RunSummary, int, D]:
-        async with cluster:
-            controller = ArbitrageController(configuration, sim_cluster=cluster, journal=Journal(tmp_path / "j.sqlite3"))
-            await controller.initialize(dry_run=True)
-            assert controller.hedges is not None and controller.risk is not None
-            summary = await controller.run(duration_s=10)
-            return summary, controller.risk.executions_in_flight, controller.risk.get_current_risk_metrics().in_flight_usd
-
-    summary, in_flight, reserved = asyncio.run(scenario())
+    summary, controller = dry_run(tmp_path, configuration, 10, dislocations=(dislocation,))
+    assert controller.hedges is not None and controller.risk is not None
     assert summary.error is not None and "hedge book out of order" in summary.error
-    assert (in_flight, reserved) == (0, 0)
+    assert controller.risk.executions_in_flight == 0 and controller.risk.get_current_risk_metrics().in_flight_usd == 0
 
 
 def test_the_built_in_venues_are_stopped_when_the_start_fails_as_they_start(
@@ -2526,21 +2525,11 @@ def test_a_controller_whose_start_failed_or_that_ran_is_not_used_again(tmp_path:
 def test_an_engine_task_that_returns_stops_the_run_as_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Every task runs until the shutdown: one that returned (or was cancelled) left a part of the
     engine unrun, and was reported as "duration elapsed" with exit code 0."""
-    configuration = manager(tmp_path)
-    cluster = dry_run_cluster(configuration.config, random_per_minute=0)
-
     async def returns(self: BalanceMonitor) -> None:
         await asyncio.sleep(0.3)
 
     monkeypatch.setattr(BalanceMonitor, "run", returns)
-
-    async def scenario() -> RunSummary:
-        async with cluster:
-            controller = ArbitrageController(configuration, sim_cluster=cluster, journal=Journal(tmp_path / "j.sqlite3"))
-            await controller.initialize(dry_run=True)
-            return await controller.run(duration_s=30)
-
-    summary = asyncio.run(scenario())
+    summary, _ = dry_run(tmp_path, manager(tmp_path), 30)
     assert summary.stop_reason == "arb balances: returned while running" and not summary.ok
 
 

@@ -555,16 +555,19 @@ def test_every_paper_order_spends_the_venues_order_budget_as_a_live_one_would() 
     assert source.budget_spent == ["BTC/USDT", "BTC/USDT"]
 
 
-def test_a_futures_close_needs_no_free_margin_not_even_for_its_fee() -> None:
+@pytest.mark.parametrize("close_quantity", ["100", "101"], ids=["the position", "above the position"])
+def test_a_futures_close_needs_no_free_margin_not_even_for_its_fee(close_quantity: str) -> None:
     """A hedge's opening may use every free USDT of the futures account; its close pays its fee
     out of the margin it releases, as Gate.io closes without margin, rather than being refused
-    (the close's spot leg would then be unwound at a cost, every time the rule fired)."""
+    (the close's spot leg would then be unwound at a cost, every time the rule fired). The hedge
+    book may hold more contracts than the position (a partial fill): such a close is clipped to
+    the position and opens nothing, so no opening fee is asked of the spent balance either."""
     perp = "BTC/USDT:USDT"
     source = Source(PERP, PERP_SCALE, [(BID, "60000.00", "1000"), (ASK, "60000.10", "1000")])
     exchange, _ = paper(source, {"USDT": "600.3"})  # 100 contracts: 600 USDT margin and a 0.3 USDT fee
     asyncio.run(exchange.place_order(order("open", OrderSide.SELL, "100", "60000", symbol=perp)))
     assert free(exchange)["USDT"] == 0
-    close = OrderRequest(symbol=perp, side=OrderSide.BUY, type=OrderType.LIMIT, quantity=D("100"),
+    close = OrderRequest(symbol=perp, side=OrderSide.BUY, type=OrderType.LIMIT, quantity=D(close_quantity),
                          price=D("60000.1"), time_in_force=TimeInForce.IOC, client_order_id="close", reduce_only=True)
     state = asyncio.run(exchange.place_order(close))
     assert state.filled_quantity == 100 and asyncio.run(exchange.positions()) == []
@@ -574,21 +577,6 @@ def test_a_futures_close_needs_no_free_margin_not_even_for_its_fee() -> None:
     with pytest.raises(OrderRejectedError) as refused:
         asyncio.run(exchange.place_order(order("again", OrderSide.SELL, "200", "60000", symbol=perp)))
     assert refused.value.category == ErrorCategory.INSUFFICIENT_BALANCE
-
-
-def test_a_reduce_only_close_above_the_position_needs_no_free_margin_either() -> None:
-    """The hedge book may hold more contracts than the position (a partial fill): the close is
-    clipped to the position and opens nothing, so no opening fee is asked of a spent balance."""
-    perp = "BTC/USDT:USDT"
-    source = Source(PERP, PERP_SCALE, [(BID, "60000.00", "1000"), (ASK, "60000.10", "1000")])
-    exchange, _ = paper(source, {"USDT": "600.3"})
-    asyncio.run(exchange.place_order(order("open", OrderSide.SELL, "100", "60000", symbol=perp)))
-    assert free(exchange)["USDT"] == 0
-    close = OrderRequest(symbol=perp, side=OrderSide.BUY, type=OrderType.LIMIT, quantity=D("101"),
-                         price=D("60000.1"), time_in_force=TimeInForce.IOC, client_order_id="close", reduce_only=True)
-    state = asyncio.run(exchange.place_order(close))
-    assert state.filled_quantity == 100 and asyncio.run(exchange.positions()) == []
-    assert free(exchange)["USDT"] == D("600") - D("0.001") - D("0.3000005")
 
 
 @settings(max_examples=150, deadline=None)

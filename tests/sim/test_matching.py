@@ -2,6 +2,7 @@
 
 import math
 import random
+from collections.abc import Callable
 from decimal import Decimal as D
 from fractions import Fraction
 
@@ -429,21 +430,11 @@ def run_ops(venue: SimExchange, symbol: str, operations: list[tuple[object, ...]
         check_invariants(venue, totals)
 
 
-@settings(max_examples=300, deadline=None)
+@pytest.mark.parametrize("make_venue", [spot_venue, mexc_spot_venue], ids=["fees in the asset received", "fees in quote"])
+@settings(max_examples=200, deadline=None)
 @given(ops)
-def test_spot_properties(operations: list[tuple[object, ...]]) -> None:
-    venue = spot_venue()
-    for user in USERS:
-        venue.deposit(user, "USDT", "300")
-        venue.deposit(user, "BTC", "2")
-    run_ops(venue, SYM, operations)
-
-
-@settings(max_examples=150, deadline=None)
-@given(ops)
-def test_spot_properties_with_fees_in_quote(operations: list[tuple[object, ...]]) -> None:
-    """``test_spot_properties`` on a market charging fees in quote on both sides."""
-    venue = mexc_spot_venue()
+def test_spot_properties(make_venue: Callable[[], SimExchange], operations: list[tuple[object, ...]]) -> None:
+    venue = make_venue()
     for user in USERS:
         venue.deposit(user, "USDT", "300")
         venue.deposit(user, "BTC", "2")
