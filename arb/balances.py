@@ -301,6 +301,7 @@ class BalanceMonitor:
         fresh = {
             asset: balance for asset, balance in current.items() if self._pushed_at.get((exchange, asset), 0) > started
         }
+        kept = set(fresh)  # pushed while the read was on its way: the push, not the read, says what is left
         check = exchange in self._pushing and exchange in self._read
         if check:
             # A refresh interval on, no push has brought what the last read disagreed with.
@@ -318,8 +319,13 @@ class BalanceMonitor:
                     self._suspect(exchange, asset, pushed, None)
         self._balances[exchange] = fresh
         self._read.add(exchange)
-        for key, spent in self._spent.items():
-            if key[0] is exchange:  # a read begun after a spending shows what is left
+        for (market, asset), spent in self._spent.items():
+            if market is not exchange:
+                continue
+            if asset in kept:  # settled as a push settles them: only those it is down far enough to show
+                free = fresh[asset].free
+                spent[:] = [s for s in spent if free > s.shown_at]
+            else:  # a read begun after a spending shows what is left
                 spent[:] = [s for s in spent if s.at > started]
 
     def _suspect(self, exchange: ExchangeName, asset: str, pushed: Balance | None, read: Balance | None) -> None:

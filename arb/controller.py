@@ -1877,6 +1877,10 @@ class ArbitrageController:
         balances = self.balances
         if balances is None:
             return
+        # A leg after another on the same market and asset (a recovery order beside the leg it
+        # completes) starts from what the earlier ones left: from the same ``before``, the first
+        # one's push would read as showing the later spending too, and its quote count as free.
+        left = dict(frees)
         for leg in result.legs:
             if not leg.filled_quantity or leg.exchange.is_futures or leg.average_price is None:
                 continue
@@ -1888,7 +1892,9 @@ class ArbitrageController:
                 asset, amount = instrument.quote, leg.filled_quantity * leg.average_price * (1 + instrument.taker_fee)
             else:
                 asset, amount = instrument.base, leg.filled_quantity
-            balances.spend(leg.exchange, asset, amount, before=frees.get((leg.exchange, asset), ZERO))
+            before = left.get((leg.exchange, asset), ZERO)
+            balances.spend(leg.exchange, asset, amount, before=before)
+            left[(leg.exchange, asset)] = before - amount
 
     def _hold_until_fills_seen(self, started: StartedExecution, result: ExecutionResult) -> None:
         """Note the markets where a leg of ``result`` filled: their books show the liquidity it took

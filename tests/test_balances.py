@@ -496,6 +496,32 @@ def test_what_an_execution_spent_is_off_the_caps_until_the_venue_says_what_is_le
     assert monitor.free(ExchangeName.GATEIO, "BTC") == D("0.75")
 
 
+def test_a_read_keeping_a_push_from_its_flight_settles_that_assets_spendings_by_the_push() -> None:
+    """A push of the state before a spending lands while a read begun after it is out: the push is
+    kept for its asset (newer than the read's start), and it does not show the spending, so the
+    spending stays off. Settled as the read said, the venue's 1000 read free for 100 held."""
+    gate = FakeVenue(USDT="1000")
+    monitor = BalanceMonitor({ExchangeName.GATEIO: gate})
+    on_gate = monitor.balance_handler(ExchangeName.GATEIO)
+    asyncio.run(monitor.refresh())
+    monitor.spend(ExchangeName.GATEIO, "USDT", D(900), before=monitor.free(ExchangeName.GATEIO, "USDT"))
+    gate.free["USDT"] = D(100)
+    read = gate.balances
+
+    async def read_then_a_late_push() -> Mapping[str, Balance]:
+        answer = await read()
+        on_gate(Balance(asset="USDT", free=D(1000)))  # the stream's state from before the buy
+        return answer
+
+    gate.balances = read_then_a_late_push  # type: ignore[method-assign]
+    asyncio.run(monitor.refresh())
+    assert monitor.free(ExchangeName.GATEIO, "USDT") == D(100)
+    on_gate(Balance(asset="USDT", free=D(100)))  # the push that shows it
+    assert monitor.free(ExchangeName.GATEIO, "USDT") == D(100)
+    on_gate(Balance(asset="USDT", free=D(150)))
+    assert monitor.free(ExchangeName.GATEIO, "USDT") == D(150)
+
+
 def test_each_spending_stays_off_until_a_push_shows_it() -> None:
     """Back-to-back executions spend 300 USDT each on Gate.io before its pushes come. The first
     execution's push (700) shows only the first: the second stays off. A push that shows neither

@@ -994,6 +994,19 @@ def test_an_executions_spot_fills_are_spent_from_the_balances_the_scanner_sizes_
     assert balances.free(ExchangeName.MEXC, "BTC") == D("0.499")
     assert balances.free(ExchangeName.MEXC, "USDT") == D(100)
 
+    # A recovery order beside the leg it completes, on the same market and asset: the leg's push
+    # came before the end; the recovery's spending must stay off until its own push shows it.
+    asyncio.run(balances.refresh())
+    frees = balances.frees((ExchangeName.GATEIO, ExchangeName.MEXC))
+    balances.balance_handler(ExchangeName.GATEIO)(Balance(asset="USDT", free=D("63.928")))  # 100 - 0.0006 BTC's 36.072
+    hedged = msgspec.structs.replace(result, legs=(
+        msgspec.structs.replace(leg(ExchangeName.GATEIO, OrderSide.BUY), filled_quantity=D("0.0006")),
+        msgspec.structs.replace(leg(ExchangeName.GATEIO, OrderSide.BUY), filled_quantity=D("0.0004"),
+                                client_order_id="o-h1"),
+    ))
+    controller._spend_balances(hedged, frees)
+    assert balances.free(ExchangeName.GATEIO, "USDT") == D("39.88")  # 100 - both legs' 60.12
+
 
 def test_a_futures_fill_has_its_margin_read_before_the_next_opportunity(tmp_path: Path) -> None:
     """Both markets push their balances, so neither is read after a spot-spot execution; a hedge's
