@@ -33,7 +33,8 @@ capped at what a paying account holds, against the ``market`` account, and recor
 account's ``funding`` list as the venue's account book would list it.
 A resting futures order locks, per contract, the margin plus the positive maker fee at its
 price, as if it opened a position. A resting spot buy locks its notional per lot, plus, where
-it pays its fee in quote, the fee per lot at the larger of the taker and maker rates.
+it pays its fee in quote, the fee per lot at the larger of the taker and maker rates (rates
+raised after it rested: its fee is capped at what the account holds when it fills).
 ``reduce_only`` is accepted on taker-only futures orders (market, IOC, FOK): the size is
 clipped to the position it reduces.
 
@@ -786,6 +787,10 @@ class MatchingEngine:
             fee = _fee(notional if fee_asset == quote else got, rate)
             market = self._ledger.market
             account.add(paid_asset, -paid)
+            if fee > 0 and fee_asset == paid_asset:
+                # A resting buy locked its fee at the rates when it rested: raised since (``set_fees``),
+                # the fee is capped at what the account holds, as futures fees are.
+                fee = min(fee, max(0, account.free.get(fee_asset, 0)))
             market.add(paid_asset, paid)
             market.add(got_asset, -got)
             account.add(got_asset, got)

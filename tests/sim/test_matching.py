@@ -192,6 +192,15 @@ def test_a_resting_mexc_spot_buy_locks_its_fee_in_quote_and_pays_it_when_it_fill
     venue.place_order("alice", SYM, BUY, LIMIT, 10_000, 8, price_ticks=9_000, client_id="low")
     venue.cancel_order("alice", SYM, 9, client_id="low")
     assert venue.balances("alice")["USDT"] == (D("10000") - D("199.98") - D("0.09999"), D(0))
+    # Fees raised after a buy rested on all of its account's USDT: the fee is capped at what the
+    # account holds, never taking it below zero.
+    venue.deposit("bob", "USDT", "0.09999")  # 200.19999: the notional and its fee at 0.1 %
+    venue.place_order("bob", SYM, BUY, LIMIT, 20_000, 10, price_ticks=9_999, client_id="all in")
+    totals = venue.ledger.total("USDT")
+    engine.set_fees(D("0.004"), D("0.004"))
+    engine.apply_market_levels([(ASK, 9_999, 20_000)], 11)
+    assert venue.balances("bob") == {"USDT": (D(0), D(0)), "BTC": (D(2), D(0))}
+    assert venue.ledger.total("USDT") == totals  # what bob did not pay, the fee account did not get
 
 
 def test_market_buy_by_quote_amount_spends_at_most_the_amount() -> None:
