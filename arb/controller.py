@@ -455,7 +455,11 @@ class ArbitrageController:
         self._unseen_skips = 0
         self._withdrawn_skips = 0  # queued opportunities a later scan no longer found
         self._resized_skips = 0  # queued opportunities sized again after a trade on one of their markets
-        self._halted_skips = 0  # opportunities with a leg on a halted market
+        self._halted_skips = 0  # opportunities with a leg on a halted market (or one held for its rules)
+        # Markets that refused a leg as changed rules would, until the rules read that refusal brought
+        # forward has checked them: no new entry goes there meanwhile (each would be refused too,
+        # its other leg unwound at a cost). Market -> what was refused.
+        self._held_for_rules: dict[ExchangeName, str] = {}
         self.last_refusal = ""  # why ``process`` last returned None
         self._unlisted_warned: set[tuple[ExchangeName, str]] = set()  # positions on contracts not listed
         # Halted markets hedge closes may still go to, with a reduce-only futures leg only (contracts
@@ -803,7 +807,16 @@ class ArbitrageController:
                 await asyncio.sleep(EARLY_RULES_READ_SPACING_S)
 
     async def _read_trading_rules(self, interval_s: float) -> None:
-        """One read of every market's trading rules, each checked as it comes."""
+        """One read of every market's trading rules, each checked as it comes; the markets held for
+        their rules before it began are released once it is done, whatever it found."""
+        held = list(self._held_for_rules)
+        try:
+            await self._read_each_market_rules(interval_s)
+        finally:
+            for market in held:
+                self._held_for_rules.pop(market, None)
+
+    async def _read_each_market_rules(self, interval_s: float) -> None:
         pipeline = self.pipeline
         for market, connector in sorted(self.connectors.items(), key=lambda item: item[0].value):
             traded = sorted({leg.instrument.symbol for _, leg in pipeline.legs_of(market)}) if pipeline else []
@@ -1692,6 +1705,12 @@ class ArbitrageController:
             self._halted_skips += 1
             self.last_refusal = "not executed: a leg's market is halted (its trading rules changed or it stopped trading)"
             return None
+        held = self._held_for_rules
+        if held and not closes_hedge and (opportunity.buy_exchange in held or opportunity.sell_exchange in held):
+            self._halted_skips += 1
+            self.last_refusal = ("not executed: a leg's market refused an order as changed trading rules would; "
+                                 "no new entry there until its rules are read")
+            return None
         monitor.record_opportunity_detected()
         start = self.clock()
         monitor.record_stage(Stage.DETECT, max(0, start - opportunity.detected_at))
@@ -1853,8 +1872,11 @@ class ArbitrageController:
             if leg.error_category in VENUE_FAULTS:
                 risk.record_venue_error(leg.exchange, leg.error or leg.error_category or "")
             elif leg.error_category in RULES_SUSPECT:
-                self._read_rules_now(logging.INFO, "%s %s refused (%s): reading the trading rules again now",
-                                     leg.exchange.value, leg.symbol, leg.error_category)
+                if self._rules_watched:
+                    self._held_for_rules.setdefault(leg.exchange, f"{leg.symbol} refused ({leg.error_category})")
+                self._read_rules_now(logging.INFO, "%s %s refused (%s): reading the trading rules again now; "
+                                     "no new entry there until they are", leg.exchange.value, leg.symbol,
+                                     leg.error_category)
         monitor.record_execution(result)
         monitor.record_cycle(self.clock() - opportunity.detected_at, opportunity.opportunity_id)
         self._results.append(result)
