@@ -438,6 +438,11 @@ class ConfigurationManager:
         self.config  # noqa: B018 - raises when not loaded
         return self._sources.get(dotted, "not set")
 
+    def set_by_file(self, dotted: str) -> bool:
+        """Whether the ``--config`` file set the loaded setting ``dotted`` (not the shipped defaults,
+        not the environment over it)."""
+        return self.config_file is not None and self.source_of(dotted) == f"{self.config_file}: {dotted}"
+
     def get_exchange_config(self, name: ExchangeName | str) -> ExchangeConfig:
         """The settings of one venue (``mexc``/``gateio``, or any of their markets)."""
         known = {market.value: market.venue for market in ExchangeName}

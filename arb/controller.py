@@ -63,7 +63,6 @@ from .instruments import (
 from .journal import INTENT_LOG_SUFFIX, IntentRecord, Journal, JournalError, OrderResolver, intent_log_in_use
 from .orders import OrderOutcome, market_symbol, round_price
 from .monitor import PerformanceMonitor, Stage
-from .output import drain as drain_output
 from .pipeline import BPS, Leg, ScannerPipeline, SymbolPlan, walk_price
 from .recovery import RecoveryManager, RecoveryStatus
 from .risk import MS_PER_DAY, RiskManager, RiskRejection, amounts_valid, futures_holdings
@@ -73,6 +72,7 @@ from .shutdown import (
     KILL_SWITCH_RELEASE,
     ShutdownManager,
     StepOutcome,
+    exit_at_once,
     take_held_kill_switch_signal,
     take_held_stop_signal,
 )
@@ -561,9 +561,7 @@ class ArbitrageController:
             elif self._initialized:
                 if self._stop_before_run is not None:
                     log.critical("received %s again before a run took the signals: forcing exit", sig.name)
-                    logging.shutdown()
-                    drain_output()  # the last lines, this one included, before the exit
-                    os._exit(FORCED_EXIT_CODE)
+                    exit_at_once(FORCED_EXIT_CODE)
                 self._stop_before_run = reason
                 hook = self.early_stop_hook
                 if hook is not None:
@@ -577,9 +575,7 @@ class ArbitrageController:
                 starting.cancel()
             else:
                 log.critical("received %s again while stopping the start-up: forcing exit", sig.name)
-                logging.shutdown()
-                drain_output()  # the last lines, this one included, before the exit
-                os._exit(FORCED_EXIT_CODE)
+                exit_at_once(FORCED_EXIT_CODE)
 
         def kill_switch(engaged: bool) -> None:
             self._kill_at_start = engaged
@@ -2397,11 +2393,9 @@ def _check_live_allowed(manager: ConfigurationManager) -> None:
     for key in LIVE_SAFETY_SWITCHES:
         # What set the value in force, not only whether the file names it: an environment variable
         # over a file that says true switches it off all the same.
-        source = manager.source_of(key)
-        if not getattr(manager.config, key.partition(".")[2]) and source != f"{manager.config_file}: {key}":
-            problems.append(
-                f"{key} is false ({source}): live trading with it off must be written in the --config FILE itself"
-            )
+        if not getattr(manager.config, key.partition(".")[2]) and not manager.set_by_file(key):
+            problems.append(f"{key} is false ({manager.source_of(key)}): live trading with it off must be written "
+                            "in the --config FILE itself")
     if problems:
         raise ConfigurationError(problems)
 

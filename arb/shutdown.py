@@ -96,6 +96,14 @@ def _terminate(signum: int, frame: object) -> None:
     raise Terminated()
 
 
+def exit_at_once(code: int) -> NoReturn:
+    """Leave the process now (a second stop signal), the log flushed and the queued output
+    (``output.drain``) written first: the last lines, "forcing exit" among them, are not lost."""
+    logging.shutdown()
+    drain_output()
+    os._exit(code)
+
+
 def release_stop_signals() -> signal.Signals | None:
     """Give SIGINT its default handling and make SIGTERM raise ``Terminated``; the stop signal held
     meanwhile, if any. SIGTERM's default (ending the process) never comes to a container's first
@@ -142,7 +150,7 @@ class ShutdownManager:
         *,
         timeout_s: float = 30.0,
         signals: tuple[signal.Signals, ...] = (signal.SIGINT, signal.SIGTERM),
-        force_exit: Callable[[int], NoReturn] = os._exit,
+        force_exit: Callable[[int], NoReturn] = exit_at_once,
         force_exit_code: int = 1,
     ) -> None:
         if timeout_s <= 0:
@@ -262,8 +270,6 @@ class ShutdownManager:
                             sig.name, self._reason)
             return
         log.critical("received %s while shutting down (%s): forcing exit", sig.name, self._reason)
-        logging.shutdown()
-        drain_output()  # the last lines, this one included, before the exit
         self._force_exit(self._force_exit_code)
 
     async def _run_steps(self) -> list[StepOutcome]:
