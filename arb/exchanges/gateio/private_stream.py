@@ -224,7 +224,7 @@ class GateioSpotPrivateStream(_GateioPrivateStream):
         the asset received)."""
         instrument = self._catalog.by_venue_symbol(trade.currency_pair)
         side = OrderSide(trade.side)
-        fee_asset = trade.fee_currency or (instrument.base if side is OrderSide.BUY else instrument.quote)
+        fee_asset = trade.fee_currency or instrument.fee_asset(side)
         return Fill(
             symbol=instrument.symbol,
             order_id=trade.order_id,

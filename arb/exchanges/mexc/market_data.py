@@ -247,15 +247,12 @@ class MexcFuturesMarketData(_MexcMarketData):
             return ""
 
     def _control_frames(self, subscribe: bool, venue_symbols: Sequence[str]) -> list[WsPayload]:
-        if not subscribe:
-            method = constants.FUTURES_DEPTH_UNSUBSCRIBE
-            return [msgspec.json.encode({"method": method, "param": {"symbol": s}}).decode() for s in venue_symbols]
-        # Unmerged: by default the venue merges increments, one push spanning several versions,
-        # which the version sequence check reads as a gap (a resync per push, never in sync).
-        method = constants.FUTURES_DEPTH_SUBSCRIBE
+        method = constants.FUTURES_DEPTH_SUBSCRIBE if subscribe else constants.FUTURES_DEPTH_UNSUBSCRIBE
+        # Subscribed unmerged: by default the venue merges increments, one push spanning several
+        # versions, which the version sequence check reads as a gap (a resync per push, never in sync).
+        options = {"compress": False} if subscribe else {}
         return [
-            msgspec.json.encode({"method": method, "param": {"symbol": s, "compress": False}}).decode()
-            for s in venue_symbols
+            msgspec.json.encode({"method": method, "param": {"symbol": s, **options}}).decode() for s in venue_symbols
         ]
 
 
