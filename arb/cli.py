@@ -41,6 +41,9 @@ MAX_DELAY_MS = 60_000  # an order delay (simulated matching, backtest latency): 
 MAX_ROTATE_MB = 1_000_000  # a recording part of a terabyte
 MAX_ROTATE_HOURS = 366 * 24  # a recording part of a year
 MIN_REPLAY_SPEED = Decimal("0.001")  # a recording replayed a thousand times slower than it was recorded
+# Synthetic book updates a second per market and symbol. At this rate the simulator already keeps
+# a core busy most of the time; past what it can generate, it falls further behind at every step.
+MAX_SIM_RATE = 10_000
 
 DEPENDENCIES = ("msgspec", "orjson", "aiohttp", "picows", "numpy", "cryptography", "rich")
 
@@ -129,8 +132,9 @@ def _build_parser() -> argparse.ArgumentParser:
     sim.add_argument(
         "--urls-out", metavar="FILE", help="also write the URLs and the funded key as JSON (for run --sim-urls)"
     )
-    sim.add_argument("--rate", type=int, metavar="N",
-                     help="book updates per second per market and symbol of the synthetic market (default 100)")
+    sim.add_argument("--rate", type=_sim_rate, metavar="N",
+                     help=f"book updates per second per market and symbol of the synthetic market (default 100, "
+                          f"at most {MAX_SIM_RATE})")
     sim.add_argument(
         "--replay", nargs="+", metavar="FILE",
         help="replay recordings (arb record files or cryptofeed text recordings) instead of the synthetic market",
@@ -255,6 +259,16 @@ def _replay_speed(text: str) -> Decimal | None:
         raise argparse.ArgumentTypeError(f"expected a speed factor or \"max\", got {text!r}") from None
     if not value.is_finite() or value < MIN_REPLAY_SPEED:
         raise argparse.ArgumentTypeError(f"must be at least {MIN_REPLAY_SPEED} and finite, got {text!r}")
+    return value
+
+
+def _sim_rate(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of updates a second, got {text!r}") from None
+    if not 1 <= value <= MAX_SIM_RATE:
+        raise argparse.ArgumentTypeError(f"must be from 1 to {MAX_SIM_RATE}, got {text!r}")
     return value
 
 

@@ -590,9 +590,13 @@ def test_a_symbol_or_venue_given_twice_is_a_usage_error(tmp_path: Path, args: li
     (["record", "--out", "x.arb", "--rotate-mb", "1e308"], "--rotate-mb: must be from 1e-06 to 1000000 MB"),
     (["record", "--out", "x.arb", "--rotate-hours", "1e306"], "--rotate-hours: must be from 0.000277778 to 8784"),
     (["sim", "--replay", "x.arb", "--speed", "1e-400"], "--speed: must be at least 0.001 and finite, got '1e-400'"),
+    (["sim", "--rate", "1000000000"], "--rate: must be from 1 to 10000, got '1000000000'"),
+    (["sim", "--rate", "0"], "--rate: must be from 1 to 10000, got '0'"),
+    (["sim", "--rate", "5.5"], "--rate: expected a whole number of updates a second, got '5.5'"),
 ])
 def test_a_number_too_large_to_convert_is_a_usage_error(tmp_path: Path, args: list[str], expected: str) -> None:
-    """Each is turned into nanoseconds, bytes or seconds later, which overflowed with a traceback."""
+    """Each is turned into nanoseconds, bytes or seconds later, which overflowed with a traceback (a
+    synthetic rate past what the simulator can generate busy-looped instead)."""
     result = arb(*args, cwd=tmp_path)
     assert result.returncode == 2 and expected in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "x.arb").exists()
