@@ -8,6 +8,7 @@ value and what is allowed.
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import logging
 import os
 import re
@@ -221,9 +222,15 @@ def _host(raw: Any) -> str:
     if not isinstance(raw, str) or not re.fullmatch(r"[A-Za-z0-9.:\-]+", raw.strip()):
         raise _Invalid("expected a host name or IP address such as 127.0.0.1 or 0.0.0.0")
     host = raw.strip()
-    # A name (an IPv6 address has colons, not labels) is looked up through IDNA, which refuses an
-    # empty label or one over 63 characters; a final dot (a fully qualified name) is allowed.
-    if ":" not in host and not all(1 <= len(label) <= 63 for label in host.removesuffix(".").split(".")):
+    if ":" in host:  # only an IPv6 address has colons; anything else would fail when the server starts
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise _Invalid("has a colon but is not an IPv6 address (give the port as metrics.port)") from None
+        return host
+    # A name is looked up through IDNA, which refuses an empty label or one over 63 characters; a
+    # final dot (a fully qualified name) is allowed.
+    if not all(1 <= len(label) <= 63 for label in host.removesuffix(".").split(".")):
         raise _Invalid("each part of a host name between dots must be 1 to 63 characters long")
     return host
 

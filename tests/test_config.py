@@ -442,7 +442,16 @@ def test_a_metrics_host_with_an_empty_or_overlong_label_is_refused(tmp_path: Pat
     )
 
 
-@pytest.mark.parametrize("host", ["metrics.local.", "a" * 63 + ".example", "::1", "0.0.0.0"])
+@pytest.mark.parametrize("host", ["a:b", "127.0.0.1:9100", ":::"])
+def test_a_metrics_host_with_a_colon_must_be_an_ipv6_address(tmp_path: Path, host: str) -> None:
+    """Refused when the file is read, not only when the server fails to listen at start-up."""
+    assert problems(tmp_path, f"[metrics]\nhost = '{host}'\n") == (
+        f"{tmp_path / 'user.toml'}: metrics.host: {host!r}: has a colon but is not an IPv6 address (give the "
+        "port as metrics.port)",
+    )
+
+
+@pytest.mark.parametrize("host", ["metrics.local.", "fe80::1", "a" * 63 + ".example", "::1", "0.0.0.0"])
 def test_a_metrics_host_of_names_ip_addresses_or_a_fully_qualified_name_is_taken(tmp_path: Path, host: str) -> None:
     assert load(tmp_path, f"[metrics]\nhost = '{host}'\n").config.metrics.host == host
 
