@@ -251,11 +251,14 @@ class BalanceMonitor:
         )
 
     async def _refresh_while_asked(self, exchange: ExchangeName) -> None:
-        while True:
-            self._refresh_again.discard(exchange)
-            await self.refresh((exchange,))
-            if exchange not in self._refresh_again:
-                return
+        try:
+            while True:
+                self._refresh_again.discard(exchange)
+                await self.refresh((exchange,))
+                if exchange not in self._refresh_again:
+                    return
+        except Exception:  # nobody awaits this task: its failure is told here, and the next ask reads again
+            log.exception("%s: background balance read failed", exchange.value)
 
     async def refresh(self, exchanges: Iterable[ExchangeName] | None = None) -> None:
         """Read the balances of ``exchanges`` (default: all) concurrently, then update caps and alerts.

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Mapping
+from typing import Any
 from decimal import Decimal as D
 
 import pytest
@@ -614,6 +616,33 @@ def test_a_read_asked_for_while_one_is_under_way_follows_it() -> None:
 
     asyncio.run(run())
     assert gate.calls == 2 and monitor.free(ExchangeName.GATEIO, "USDT") == D("300")
+
+
+def test_a_background_read_that_fails_is_logged_and_the_next_ask_reads_again(caplog: pytest.LogCaptureFixture) -> None:
+    """Nobody awaits ``refresh_soon``'s task: a failure outside the reads it guards was kept in the
+    task, unseen until the task was collected."""
+    gate = FakeVenue(USDT="1000")
+    monitor = BalanceMonitor({ExchangeName.GATEIO: gate})
+    refresh = monitor.refresh
+    failures = [RuntimeError("bookkeeping broke")]
+
+    async def failing(exchanges: Any = None) -> None:
+        if failures:
+            raise failures.pop()
+        await refresh(exchanges)
+
+    monitor.refresh = failing  # type: ignore[method-assign]
+
+    async def run() -> None:
+        monitor.refresh_soon(ExchangeName.GATEIO)
+        await asyncio.sleep(0.01)
+        monitor.refresh_soon(ExchangeName.GATEIO)
+        await asyncio.sleep(0.01)
+
+    with caplog.at_level(logging.ERROR, logger="arb.balances"):
+        asyncio.run(run())
+    assert [r.getMessage() for r in caplog.records] == ["gateio: background balance read failed"]
+    assert "bookkeeping broke" in caplog.text and gate.calls == 1
 
 
 def test_a_stream_read_begun_before_a_refresh_still_on_its_way_gives_way_to_its_answer() -> None:
