@@ -151,6 +151,18 @@ def test_gate_rates_from_the_recorded_contracts(shared_data: Path) -> None:
     assert len(damaged) == 301 and damaged < set(rates)
 
 
+@pytest.mark.parametrize("change", [{"funding_rate": "NaN"}, {"funding_rate": "Infinity"}, {"funding_interval": -28800}])
+def test_a_gate_contract_with_an_unusable_rate_leaves_out_only_itself(change: dict[str, object]) -> None:
+    """It decodes, but no rate can be made of it: it raised out of the parser, and every contract's
+    rate was lost with it (all of Gate.io's hedges refused as if their rates were stale)."""
+    good = {"name": "BTC_USDT", "quanto_multiplier": "0.0001", "order_price_round": "0.1", "order_size_min": 1,
+            "order_size_max": 1000000, "maker_fee_rate": "-0.0001", "taker_fee_rate": "0.00075",
+            "funding_rate": "0.0001", "funding_interval": 28800, "funding_next_apply": 1684944000}
+    bad = {**good, "name": "XYZ_USDT", **change}
+    (btc,) = parse_funding_rates(json.dumps([bad, good]))
+    assert btc.symbol == "BTC/USDT:USDT" and btc.rate == D("0.0001") and btc.interval_s == 28_800
+
+
 def test_mexc_rate_of_the_contract_endpoint() -> None:
     body = (b'{"success":true,"code":0,"data":{"symbol":"BTC_USDT","fundingRate":-0.000035,"maxFundingRate":0.003,'
             b'"minFundingRate":-0.003,"collectCycle":8,"nextSettleTime":1700006400000,"timestamp":1700000000000}}')

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from decimal import Decimal
 
 import msgspec
@@ -25,6 +26,8 @@ from .schemas import CurrencyPair, CurrencyPairName, FuturesContract, FuturesCon
 
 SPOT_SYMBOLS = SymbolFormat(venue=ExchangeName.GATEIO.value, separator="_")
 FUTURES_SYMBOLS = SymbolFormat(venue=ExchangeName.GATEIO_FUTURES.value, separator="_", perpetual=True)
+
+log = logging.getLogger(__name__)
 
 
 def to_venue_symbol(symbol: str) -> str:
@@ -138,7 +141,8 @@ def parse_funding_rates(payload: bytes | str) -> list[FundingRate]:
 
     ``{"name":"BTC_USDT","funding_rate":"0.0001","funding_interval":28800,"funding_next_apply":1684944000,...}``;
     contracts that carry no rate, interval or next settlement time are left out, and so is one that
-    does not decode (the catalog's read of the same list names it): the others' rates still count.
+    does not decode (the catalog's read of the same list names it) or whose rate is not finite or
+    interval not positive: the others' rates still count.
     """
     rates = []
     for entry in _entries.decode(payload):
@@ -151,15 +155,18 @@ def parse_funding_rates(payload: bytes | str) -> list[FundingRate]:
         base, sep, quote = contract.name.rpartition("_")
         if not sep or not base or not quote:
             continue
-        rates.append(
-            FundingRate(
+        try:
+            rate = FundingRate(
                 exchange=ExchangeName.GATEIO_FUTURES,
                 symbol=unified_symbol(base, quote, quote),
                 rate=contract.funding_rate,
                 interval_s=contract.funding_interval,
                 next_settle_ms=contract.funding_next_apply * 1000,
             )
-        )
+        except ValueError as exc:  # a rate that is not finite, an interval under 0
+            log.debug("funding rate left out: %s", exc)
+            continue
+        rates.append(rate)
     return rates
 
 
