@@ -116,6 +116,10 @@ Symbolizer = Callable[[bytes], bytes]
 _Item = tuple[int, int, int, "bytes | None", bytes]
 
 
+class _RecordingStopped(Exception):
+    """A failure that ends recording, its message the recorder's ``error``."""
+
+
 class RecorderStats(msgspec.Struct, frozen=True, kw_only=True):
     """What a recorder has written so far."""
 
@@ -251,7 +255,8 @@ class Recorder:
         self._files: list[str] = []
         self._records = self._blocks = self._raw_bytes = self._stored_bytes = self._dropped = 0
         self._error: str | None = None
-        self._open(time.time_ns())
+        now_ns = time.time_ns()
+        self._open(part_path(self.path, self._part, now_ns) if self.rotating else self.path, now_ns)
         self._thread = threading.Thread(target=self._run, name=f"recorder {self.path.name}", daemon=True)
         self._thread.start()
 
@@ -371,6 +376,9 @@ class Recorder:
                 continue
             try:
                 self._write_block(items)
+            except _RecordingStopped as exc:
+                self._error = str(exc)
+                self._dropped += len(items)
             except Exception as exc:  # noqa: BLE001 - a dead writer must leave a reason, not a silent thread
                 self._error = f"writing {self._files[-1] if self._files else self.path}: {exc!r}"
                 self._dropped += len(items)
@@ -402,6 +410,7 @@ class Recorder:
         stored = self._compressor.compress(raw)
         summary = encode_summary(items[-1][0], responses, symbols)
         self._write(block_header(BLOCK_MAGIC, stored, len(raw), len(items), summary) + summary + stored)
+        self._check_linked(self._file)
         self._records += len(items)
         self._file_records += len(items)
         self._blocks += 1
@@ -414,16 +423,21 @@ class Recorder:
         full = self._rotate_bytes is not None and self._file_records and self._file_bytes >= self._rotate_bytes
         if full or period != self._period:
             self._close_file()
+            if self._error is not None:  # the part just closed was removed
+                raise _RecordingStopped(self._error)
             self._part += 1
-            self._open(now_ns)
+            path = part_path(self.path, self._part, now_ns)
+            try:
+                self._open(path, now_ns)
+            except OSError as exc:
+                raise _RecordingStopped(f"creating {path}: {exc!r}") from exc
 
     def _first_part(self) -> int:
         if not self.rotating:
             return 0
         return max((_part_number(self.path, p) or 0 for p in recording_files(self.path)), default=0) + 1
 
-    def _open(self, now_ns: int) -> None:
-        path = part_path(self.path, self._part, now_ns) if self.rotating else self.path
+    def _open(self, path: Path, now_ns: int) -> None:
         file = path.open("xb")
         self._file = file
         self._files.append(str(path))
@@ -446,14 +460,23 @@ class Recorder:
                 file.flush()
                 if self._fsync:
                     os.fsync(file.fileno())
+                self._check_linked(file)
         except OSError as exc:
             self._error = f"closing {self._files[-1]}: {exc}"
+        except _RecordingStopped as exc:
+            self._error = str(exc)
         try:
             # After a failed write the buffer still holds what did not fit: closing flushes it
             # again, and on a full disk fails again (the first error is the one kept).
             file.close()
         except OSError as exc:
             self._error = self._error or f"closing {self._files[-1]}: {exc}"
+
+    def _check_linked(self, file: BinaryIO | None) -> None:
+        """Raise if ``file`` (the last opened) has been removed, or its directory: writes to it
+        still succeed, into a file no one can open again."""
+        if file is not None and os.fstat(file.fileno()).st_nlink == 0:
+            raise _RecordingStopped(f"{self._files[-1]} was removed while recording")
 
     def _write(self, data: bytes) -> None:
         file = self._file

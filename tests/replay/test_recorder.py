@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import random
+import shutil
 import struct
 import subprocess
 import sys
@@ -315,6 +317,47 @@ def test_a_full_disk_is_reported_once_without_a_traceback_from_the_writer(tmp_pa
                            capture_output=True, text=True, timeout=120, check=True, cwd=tmp_path)
     assert child.stdout.split() == ["200", "True", "False"]  # every record written or counted dropped
     assert "Traceback" not in child.stderr, child.stderr
+
+
+def _record_block(recorder: Recorder, block: int) -> None:
+    for index in range(5):
+        recorder.record(ExchangeName.GATEIO, RecordKind.WS_TEXT, b"{}", recv_ns=block * 10 + index)
+    recorder.flush()
+
+
+@pytest.mark.parametrize("rotate_bytes", [None, 1_000_000], ids=["one-file", "rotating"])
+@pytest.mark.parametrize("blocks_after", [2, 0], ids=["then-more-blocks", "then-closed"])
+def test_a_file_removed_while_recording_stops_the_recording_with_an_error_naming_it(
+    tmp_path: Path, rotate_bytes: int | None, blocks_after: int
+) -> None:
+    """Writes to a removed file still succeed: the recorder went on into a file no one could open
+    again and closed without an error, so ``arb record`` listed a path that did not exist as recorded."""
+    directory = tmp_path / "out"
+    directory.mkdir()
+    recorder = Recorder(directory / "md.arbrec", rotate_bytes=rotate_bytes)
+    _record_block(recorder, 0)
+    (name,) = recorder.stats().files
+    shutil.rmtree(directory)  # a cleaner sweeping the directory
+    for block in range(1, blocks_after + 1):
+        _record_block(recorder, block)
+    stats = recorder.close()
+    assert stats.error == f"{name} was removed while recording"
+    assert (stats.records, stats.dropped) == (5, 5 * blocks_after)
+
+
+def test_a_part_that_cannot_be_created_is_the_one_the_error_names(tmp_path: Path) -> None:
+    """The error named the part already written, which was fine, not the one that could not be created."""
+    directory = tmp_path / "out"
+    directory.mkdir()
+    recorder = Recorder(directory / "md.arbrec", rotate_bytes=1)
+    _record_block(recorder, 0)
+    (written,) = recorder.stats().files
+    os.link(written, tmp_path / "kept.arbrec")  # the part lives on elsewhere; its directory goes
+    shutil.rmtree(directory)
+    _record_block(recorder, 1)
+    stats = recorder.close()
+    assert stats.files == (written,) and stats.error is not None
+    assert stats.error.startswith(f"creating {directory / 'md.00002.'}") and "FileNotFoundError" in stats.error
 
 
 def test_the_wall_clock_follows_this_machine_unless_the_recording_fixes_its_offset(tmp_path: Path) -> None:
