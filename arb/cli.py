@@ -1,6 +1,7 @@
 """Command line: ``python -m arb <command>``.
 
-Exit codes: 0 success, 1 runtime error (a backtest: the recording is damaged), 2 bad configuration or usage,
+Exit codes: 0 success, 1 runtime error (a backtest: the recording is damaged, or an instrument list
+it holds does not parse), 2 bad configuration or usage,
 130 interrupted (143: stopped by SIGTERM before it began).
 """
 
@@ -573,13 +574,15 @@ def _backtest(args: argparse.Namespace) -> int:
         summary.update(
             records=result.records, records_per_s=round(result.records_per_s),
             damage=None if result.damage is None else msgspec.to_builtins(result.damage),
-            damages=msgspec.to_builtins(result.damages),
+            damages=msgspec.to_builtins(result.damages), instrument_errors=result.instrument_errors,
             markets=[m.value for m in result.markets], symbols=result.symbols, books=len(result.books),
         )
         print(msgspec.json.encode(summary).decode())
     else:
         print("\n".join(result.lines()))
-    return EXIT_OK if result.damage is None and not report_failed else EXIT_ERROR
+    # A list that does not parse leaves the market on the simulator's terms: not a result to take
+    # for one on the venue's, so it fails the backtest as damage does.
+    return EXIT_OK if result.damage is None and not result.instrument_errors and not report_failed else EXIT_ERROR
 
 
 def _stop_on_signals(signalled: list[str]) -> asyncio.Event:

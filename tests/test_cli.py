@@ -617,6 +617,23 @@ def test_a_report_that_could_not_be_written_fails_the_command(tmp_path: Path) ->
         assert f"report not written to {report}" in result.stderr and "Traceback" not in result.stderr
 
 
+def test_a_backtest_on_an_instrument_list_that_does_not_parse_fails(tmp_path: Path) -> None:
+    """It exited 0 on the simulator's ticks, lots and fees: a result easily taken for one on the venue's."""
+    from arb.replay.recorder import Recorder, RecordKind
+    from arb.types import ExchangeName
+    from simulated_recording import START_NS, WALL_OFFSET_NS, record_simulated
+
+    recording, lists = tmp_path / "rec.arb", tmp_path / "lists.arb"
+    record_simulated(recording, 200)
+    recorder = Recorder(lists, wall_offset_ns=WALL_OFFSET_NS)
+    recorder.record(ExchangeName.GATEIO, RecordKind.REST_RESPONSE, b'{"label":"SERVER_ERROR"}', recv_ns=START_NS)
+    recorder.close()
+    result = arb("backtest", str(recording), str(lists), cwd=tmp_path)
+    assert result.returncode == 1, result.stderr
+    assert "RECORDED INSTRUMENT LIST UNREADABLE: gateio: " in result.stdout
+    assert arb("backtest", str(recording), cwd=tmp_path).returncode == 0  # no list at all: said, not a failure
+
+
 @pytest.mark.parametrize(("signum", "code"), [("SIGINT", 130), ("SIGTERM", 143)])
 def test_a_command_stopped_before_it_began_says_it_did_not_do_its_work(signum: str, code: int) -> None:
     """``arb export ... && upload`` must not go on after an export that never ran."""

@@ -301,6 +301,7 @@ class BacktestResult(msgspec.Struct, kw_only=True):
     end_ns: int
     wall_s: float
     damages: list[RecordingDamaged]  # every damaged recording, each replayed up to its damage
+    instrument_errors: list[str]  # every recorded instrument list that does not parse, with its market
     books: dict[str, BookSyncStats]  # "market symbol" -> counters
     orders: list[ExecutedOrder]
     opportunities: list[ArbitrageOpportunity]  # every one the scanner handed to the engine
@@ -339,6 +340,7 @@ class BacktestResult(msgspec.Struct, kw_only=True):
             out += self.summary.lines()
         out += [f"  note: {note}" for note in self.notes]
         out += [f"  RECORDING DAMAGED, replayed up to the damage: {damage}" for damage in self.damages]
+        out += [f"  RECORDED INSTRUMENT LIST UNREADABLE: {error}" for error in self.instrument_errors]
         return out
 
 
@@ -857,21 +859,24 @@ def _record(fields: tuple[int, int, int, int, bytes, bytes]) -> Record:
     return Record(recv_ns, wall_ns, _MARKETS[code], RecordKind(kind), venue_symbol.decode("ascii"), payload)
 
 
-def _catalog(market: ExchangeName, bodies: Sequence[bytes]) -> tuple[InstrumentCatalog, str]:
-    """``market``'s instruments as recorded, and where they came from. Merged recordings may each
-    list other pairs (a session of other symbols, a pair listed since): every pair listed in any
-    of them is known, by its earliest listing."""
+def _catalog(market: ExchangeName, bodies: Sequence[bytes]) -> tuple[InstrumentCatalog, str, list[str]]:
+    """``market``'s instruments as recorded, where they came from, and why each recorded list that
+    does not parse (a venue's error body, a cut list) does not. Merged recordings may each list
+    other pairs (a session of other symbols, a pair listed since): every pair listed in any of them
+    is known, by its earliest listing."""
     parse = connector_class(market).binding.endpoints.parse_instruments
     catalogs = []
+    errors = []
     for body in bodies:
         try:
             catalog = parse(body)
-        except (ValueError, TypeError, msgspec.DecodeError, ArbitrageEngineError):
+        except (ValueError, TypeError, msgspec.DecodeError, ArbitrageEngineError) as exc:
+            errors.append(f"{market.value}: {exc}")
             continue
         if catalog.exchange is market:
             catalogs.append(catalog)
     if len(catalogs) == 1:
-        return catalogs[0], "recorded instrument list"
+        return catalogs[0], "recorded instrument list", errors
     if catalogs:
         chosen: dict[str, Instrument] = {}
         names: set[str] = set()
@@ -882,9 +887,10 @@ def _catalog(market: ExchangeName, bodies: Sequence[bytes]) -> tuple[InstrumentC
                     names.add(instrument.symbol)
         skipped = {pair.venue_symbol: pair for c in catalogs for pair in c.skipped if pair.venue_symbol not in chosen}
         source = f"{len(catalogs)} recorded instrument lists (each pair by its earliest listing)"
-        return InstrumentCatalog(market, chosen.values(), skipped.values()), source
+        return InstrumentCatalog(market, chosen.values(), skipped.values()), source, errors
     instruments = [i for i in default_instruments() if i.exchange is market]
-    return InstrumentCatalog(market, instruments, ()), "simulator defaults (the recording lists none)"
+    why = "the recorded instrument list does not parse" if errors else "the recording lists none"
+    return InstrumentCatalog(market, instruments, ()), f"simulator defaults ({why})", errors
 
 
 def _chosen_symbols(manager: ConfigurationManager) -> list[str] | None:
@@ -951,8 +957,10 @@ async def _replay(
     catalogs: dict[ExchangeName, InstrumentCatalog] = {}
     sources: dict[ExchangeName, str] = {}
     symbols: dict[ExchangeName, set[str]] = {}
+    instrument_errors: list[str] = []
     for market in sorted(survey.venue_symbols, key=lambda m: m.value):
-        catalog, sources[market] = _catalog(market, survey.instrument_bodies.get(market, ()))
+        catalog, sources[market], errors = _catalog(market, survey.instrument_bodies.get(market, ()))
+        instrument_errors += errors
         known = set()
         for venue_symbol in sorted(survey.venue_symbols[market]):
             try:
@@ -1028,6 +1036,7 @@ async def _replay(
         for symbol, stats in connector.book_stats().items()
     }
     notes += [f"recording damaged, replayed up to the damage: {damage}" for damage in damages]
+    notes += [f"recorded instrument list unreadable, not traded by it: {error}" for error in instrument_errors]
     report = None
     if controller is not None and summary is not None:
         report = report_data(
@@ -1037,7 +1046,8 @@ async def _replay(
     return BacktestResult(
         files=[str(f) for f in files], records=count, markets=sorted(connectors, key=lambda m: m.value),
         symbols=traded, instruments=sources, start_ns=survey.first.recv_ns if survey.first is not None else 0,
-        end_ns=clock.now_ns, wall_s=0.0, damages=damages, books=books, orders=orders,
+        end_ns=clock.now_ns, wall_s=0.0, damages=damages, instrument_errors=instrument_errors, books=books,
+        orders=orders,
         opportunities=log_.opportunities, results=controller.results if controller is not None else [], summary=summary,
         report=report, notes=notes,
     )

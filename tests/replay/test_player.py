@@ -455,6 +455,33 @@ def test_a_rotation_that_left_an_empty_part_replays_the_whole_parts_before_it(tm
     _assert_same_backtest(compiled, python)
 
 
+def _unreadable_lists(path: Path) -> Path:
+    """A recording holding only instrument lists that do not parse: a venue's error body, a cut list."""
+    recorder = Recorder(path, wall_offset_ns=WALL_OFFSET_NS)
+    recorder.record(ExchangeName.GATEIO, RecordKind.REST_RESPONSE, b'{"label":"SERVER_ERROR","message":"busy"}',
+                    recv_ns=START_NS)
+    recorder.record(ExchangeName.MEXC, RecordKind.REST_RESPONSE, b'[{"id": "BTC_USDT", "base": "BTC"', recv_ns=START_NS)
+    assert recorder.close().error is None
+    return path
+
+
+def test_a_recorded_instrument_list_that_does_not_parse_is_named_not_taken_for_none(
+    simulated: Path, tmp_path: Path
+) -> None:
+    """The parse error was thrown away: the backtest said the recording lists no instruments and
+    traded on the simulator's ticks, lots and fees as if that were all there was to it."""
+    result = backtest([simulated, _unreadable_lists(tmp_path / "lists.arbrec")], _default_manager())
+    assert [error.split(":")[0] for error in result.instrument_errors] == ["gateio", "mexc"]
+    assert all(" GET " in error for error in result.instrument_errors)  # the parser's reason, naming the request
+    assert result.instruments[ExchangeName.GATEIO] == "simulator defaults (the recorded instrument list does not parse)"
+    assert result.instruments[ExchangeName.GATEIO_FUTURES] == "simulator defaults (the recording lists none)"
+    lines = result.lines()
+    for error in result.instrument_errors:
+        assert f"  RECORDED INSTRUMENT LIST UNREADABLE: {error}" in lines
+    assert result.report is not None
+    assert sum("recorded instrument list unreadable" in note for note in result.report.notes) == 2
+
+
 def test_the_compiled_survey_finds_what_the_python_survey_finds(simulated: Path, tmp_path: Path) -> None:
     path = tmp_path / "mixed.arbrec"
     recorder = Recorder(path, block_records=3)
