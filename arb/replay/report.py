@@ -30,7 +30,7 @@ import msgspec
 from ..monitor import PerformanceMonitor, Stage
 from ..pipeline import ScannerPipeline, SymbolPlan
 from ..risk import BreakerTrip
-from ..types import ArbitrageOpportunity, ExecutionResult
+from ..types import ArbitrageOpportunity, ExecutionResult, amount_text
 
 if TYPE_CHECKING:
     from ..controller import ArbitrageController, RunSummary
@@ -243,7 +243,7 @@ class ReportData(msgspec.Struct, kw_only=True):
             "executions_failed": self.executions_failed,
             "realized_pnl": str(self.realized_pnl),
             "open_hedges": self.open_hedges,
-            "held_hedge_basis": str(self.held_hedge_basis),
+            "held_hedge_basis": amount_text(self.held_hedge_basis),
             "fill_ratio": {f.market: str(f.ratio) for f in self.fill_ratios},
             "latency_ns": {s.stage: {"count": s.count, "p50": s.p50_ns, "p99": s.p99_ns, "max": s.max_ns}
                            for s in self.latency if s.count},
@@ -398,7 +398,7 @@ def _html(data: ReportData, charts: dict[str, Path]) -> str:
          "of it in open hedges"),
         [(data.mode, data.duration_s, data.scanner_hits, data.opportunities_detected, data.opportunities_executed,
           data.executions_succeeded, data.executions_failed, data.realized_pnl,
-          f"{data.held_hedge_basis} ({data.open_hedges} open)")],
+          f"{amount_text(data.held_hedge_basis)} ({data.open_hedges} open)")],
     ))
     if not charts:
         parts.append(
