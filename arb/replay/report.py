@@ -241,7 +241,7 @@ class ReportData(msgspec.Struct, kw_only=True):
             "opportunities_executed": self.opportunities_executed,
             "executions_succeeded": self.executions_succeeded,
             "executions_failed": self.executions_failed,
-            "realized_pnl": str(self.realized_pnl),
+            "realized_pnl": amount_text(self.realized_pnl),
             "open_hedges": self.open_hedges,
             "held_hedge_basis": amount_text(self.held_hedge_basis),
             "fill_ratio": {f.market: str(f.ratio) for f in self.fill_ratios},
@@ -397,7 +397,7 @@ def _html(data: ReportData, charts: dict[str, Path]) -> str:
         ("mode", "duration s", "scanner hits", "detected", "executed", "succeeded", "failed", "realized PnL",
          "of it in open hedges"),
         [(data.mode, data.duration_s, data.scanner_hits, data.opportunities_detected, data.opportunities_executed,
-          data.executions_succeeded, data.executions_failed, data.realized_pnl,
+          data.executions_succeeded, data.executions_failed, amount_text(data.realized_pnl),
           f"{amount_text(data.held_hedge_basis)} ({data.open_hedges} open)")],
     ))
     if not charts:

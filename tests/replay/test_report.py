@@ -135,18 +135,20 @@ def test_the_report_says_how_much_of_the_realized_pnl_open_hedges_hold(tmp_path:
     assert "of it in open hedges" in page and "1.5 (2 open)" in page
 
 
-def test_a_zero_held_hedge_basis_reads_as_zero(tmp_path: Path) -> None:
-    """Hedges opened and closed at eight decimals leave a basis of ``0E-8``: the summary and the
-    page showed that exponent instead of 0."""
+def test_a_zero_held_hedge_basis_and_a_tiny_pnl_read_without_an_exponent(tmp_path: Path) -> None:
+    """Hedges opened and closed at eight decimals leave a basis of ``0E-8``, and a PnL of a few
+    units of the eighth decimal reads ``1.2E-7``: the summary and the page showed the exponent."""
     summary = RunSummary(
-        mode="backtest", duration_s=D(1), statistics=EngineStatistics(total_realized_profit=D("4.5")), fills=0,
+        mode="backtest", duration_s=D(1), statistics=EngineStatistics(total_realized_profit=D("1.2E-7")), fills=0,
         rejected_by_risk={}, latency_ms={}, breakers_tripped=[], resyncs={}, skew_alerts=[], shutdown=[],
         open_hedges=0, held_hedge_basis=D("1.25000000") - D("1.25000000"),
     )
     data = report_data("t", summary, TradeLog(), PerformanceMonitor(100), start_ns=0)
     write_report(data, tmp_path)
-    assert json.loads((tmp_path / "summary.json").read_text())["held_hedge_basis"] == "0"
-    assert "<td>0 (0 open)</td>" in (tmp_path / "report.html").read_text()
+    written = json.loads((tmp_path / "summary.json").read_text())
+    assert (written["held_hedge_basis"], written["realized_pnl"]) == ("0", "0.00000012")
+    page = (tmp_path / "report.html").read_text()
+    assert "<td>0.00000012</td><td>0 (0 open)</td>" in page
     assert str(data.held_hedge_basis) == "0E-8"  # the value itself is kept as it was
 
 
