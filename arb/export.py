@@ -210,9 +210,12 @@ def _text(value: object) -> str:
 
 def _decimal(value: Decimal | str, column: str) -> Decimal:
     try:
-        return Decimal(value)
+        number = Decimal(value)
     except (ArithmeticError, TypeError, ValueError):
         raise _Unreadable(f"{column} {value!r}: not a decimal number") from None
+    if not number.is_finite():  # "NaN", "Infinity": Decimal reads them, but they are no amount
+        raise _Unreadable(f"{column} {value!r}: not a finite number")
+    return number
 
 
 def _amount(value: Decimal | str | None, column: str) -> str:

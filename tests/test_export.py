@@ -187,6 +187,13 @@ def test_what_cannot_be_exported_is_named(tmp_path: Path, journal_path: Path) ->
      "intents row 1: order_events.filled_quantity 'lots': not a decimal number"),
     ("orders", "UPDATE fills SET quantity = '2O' WHERE trade_id = 't4'",
      "fills row 4: quantity '2O': not a decimal number"),
+    ("fills", "UPDATE fills SET price = 'NaN' WHERE trade_id = 't2'", "fills row 2: price 'NaN': not a finite number"),
+    ("fills", "UPDATE fills SET fee = '-Infinity' WHERE trade_id = 't3'",
+     "fills row 3: fee '-Infinity': not a finite number"),
+    ("funding", "UPDATE funding_payments SET amount = 'sNaN' WHERE payment_id = 'f1'",
+     "funding_payments row gateio_futures f1: amount 'sNaN': not a finite number"),
+    ("orders", "UPDATE fills SET quantity = 'Inf' WHERE trade_id = 't4'",
+     "fills row 4: quantity 'Inf': not a finite number"),
 ])
 def test_a_damaged_value_is_named_by_table_row_and_column(
     journal_path: Path, kind: str, damage: str, expected: str
