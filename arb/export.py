@@ -17,13 +17,13 @@ import os
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator
 from decimal import Decimal
-from typing import Any, TextIO
+from typing import Any, TextIO, TypeVar
 
 import msgspec
 
 from .errors import ArbitrageEngineError
 from .exchanges.models import OrderRequest
-from .journal import INTENT_LOG_SUFFIX, SCHEMA_VERSION
+from .journal import INTENT_LOG_SUFFIX, SCHEMA_VERSION, UnreadableValue, converted_rows, stored_decimal
 from .risk import MS_PER_DAY
 
 log = logging.getLogger(__name__)
@@ -70,14 +70,11 @@ SELECT f.fill_id, f.intent_id, f.quantity FROM fills f JOIN intents i ON i.inten
 WHERE i.created_at_ms >= ? AND i.created_at_ms < ?
 """
 _decode_request = msgspec.json.Decoder(OrderRequest).decode
+_Converted = TypeVar("_Converted")
 
 
 class ExportError(ArbitrageEngineError):
     """The journal cannot be exported: missing, not a journal, of a newer version, or a value in it unreadable."""
-
-
-class _Unreadable(ValueError):
-    """A stored value that cannot be converted; the message names its column and the value."""
 
 
 def parse_day(text: str) -> int:
@@ -170,19 +167,11 @@ def _warn_pending_intents(path: str) -> None:
 
 def _rows(
     where: str, table: str, key: tuple[int, ...], rows: Iterable[tuple[Any, ...]],
-    convert: Callable[[tuple[Any, ...]], list[str]],
-) -> Iterator[list[str]]:
+    convert: Callable[[tuple[Any, ...]], _Converted],
+) -> Iterator[_Converted]:
     """Each of ``table``'s ``rows`` converted; one with a value that cannot be is an ExportError naming
     the journal, the table, the row (its columns at ``key``) and the column."""
-    for row in rows:
-        try:
-            yield convert(row)
-        except _Unreadable as exc:
-            raise _damaged(where, table, " ".join(str(row[i]) for i in key), exc) from None
-
-
-def _damaged(where: str, table: str, row: object, problem: _Unreadable) -> ExportError:
-    return ExportError(f"journal {where}: {table} row {row}: {problem}")
+    return converted_rows(where, table, key, rows, convert, ExportError)
 
 
 def _write(writer: Any, columns: tuple[str, ...], rows: Iterable[list[str]]) -> int:
@@ -201,33 +190,23 @@ def _time(ms: int | None, column: str) -> str:
         stamp = datetime.datetime.fromtimestamp(ms // 1000, tz=datetime.timezone.utc)
         return stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
     except (ArithmeticError, OSError, TypeError, ValueError):  # out of the calendar's range, or not an integer
-        raise _Unreadable(f"{column} {ms!r}: not a time in ms since 1970") from None
+        raise UnreadableValue(f"{column} {ms!r}: not a time in ms since 1970") from None
 
 
 def _text(value: object) -> str:
     return "" if value is None else str(value)
 
 
-def _decimal(value: Decimal | str, column: str) -> Decimal:
-    try:
-        number = Decimal(value)
-    except (ArithmeticError, TypeError, ValueError):
-        raise _Unreadable(f"{column} {value!r}: not a decimal number") from None
-    if not number.is_finite():  # "NaN", "Infinity": Decimal reads them, but they are no amount
-        raise _Unreadable(f"{column} {value!r}: not a finite number")
-    return number
-
-
 def _amount(value: Decimal | str | None, column: str) -> str:
     """An amount as plain decimal text (``0.000000002``, never ``2E-9``); "" for none."""
-    return "" if value is None else f"{_decimal(value, column):f}"
+    return "" if value is None else f"{stored_decimal(value, column):f}"
 
 
 def _request(request_json: str) -> OrderRequest:
     try:
         return _decode_request(request_json)
     except (msgspec.DecodeError, TypeError) as exc:  # DecodeError: not JSON, or not an order request
-        raise _Unreadable(f"request: not an order request: {exc}") from None
+        raise UnreadableValue(f"request: not an order request: {exc}") from None
 
 
 def _fill_row(row: tuple[Any, ...]) -> list[str]:
@@ -252,12 +231,14 @@ def _funding_row(row: tuple[Any, ...]) -> list[str]:
 def _fill_quantities(db: sqlite3.Connection, window: tuple[int, int], where: str) -> dict[int, Decimal]:
     """The recorded fill quantity per intent created in ``window``, summed exactly."""
     filled: dict[int, Decimal] = {}
-    for fill_id, intent_id, quantity in db.execute(_FILL_QUANTITIES, window):
-        try:
-            filled[intent_id] = filled.get(intent_id, Decimal(0)) + _decimal(quantity, "quantity")
-        except _Unreadable as exc:
-            raise _damaged(where, "fills", fill_id, exc) from None
+    rows = _rows(where, "fills", (0,), db.execute(_FILL_QUANTITIES, window), _intent_quantity)
+    for intent_id, quantity in rows:
+        filled[intent_id] = filled.get(intent_id, Decimal(0)) + quantity
     return filled
+
+
+def _intent_quantity(row: tuple[Any, ...]) -> tuple[int, Decimal]:
+    return row[1], stored_decimal(row[2], "quantity")
 
 
 def _order_row(row: tuple[Any, ...], filled: dict[int, Decimal]) -> list[str]:

@@ -67,7 +67,7 @@ from collections.abc import Awaitable, Callable, Collection, Iterable, Iterator,
 from contextlib import contextmanager
 from decimal import Decimal
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import msgspec
 import numpy as np
@@ -243,7 +243,7 @@ _OPEN_INTENTS = (
 )
 _OPEN_INTENTS_OF = f"SELECT intent_id FROM intents i WHERE opportunity_id = ? AND {_IS_OPEN} ORDER BY intent_id"
 _LAST_FINAL = (
-    "SELECT status, filled_quantity FROM order_events WHERE intent_id = ? AND status IN "
+    "SELECT event_id, status, filled_quantity FROM order_events WHERE intent_id = ? AND status IN "
     f"({', '.join('?' * len(_FINAL_STATUSES))}) ORDER BY event_id DESC LIMIT 1"
 )
 
@@ -393,6 +393,42 @@ class JournalError(ArbitrageEngineError):
 
 class ReusedClientIdError(JournalError):
     """A record refused for its content: its client order id is journaled already on that market."""
+
+
+class UnreadableValue(ValueError):
+    """A value stored in the journal that cannot be read back; the message names its column and the value."""
+
+
+_Converted = TypeVar("_Converted")
+
+
+def converted_rows(
+    path: str,
+    table: str,
+    key: tuple[int, ...],
+    rows: Iterable[tuple[Any, ...]],
+    convert: Callable[[tuple[Any, ...]], _Converted],
+    error: Callable[[str], Exception],
+) -> Iterator[_Converted]:
+    """Each of ``table``'s ``rows`` converted; at one with a value that cannot be (``UnreadableValue``),
+    ``error`` of a message naming the journal at ``path``, the table, the row (its columns at ``key``)
+    and the column is raised: a clear refusal of a row edited by hand or damaged on disk."""
+    for row in rows:
+        try:
+            yield convert(row)
+        except UnreadableValue as exc:
+            raise error(f"journal {path}: {table} row {' '.join(str(row[i]) for i in key)}: {exc}") from None
+
+
+def stored_decimal(value: Decimal | str, column: str) -> Decimal:
+    """The amount stored as ``value`` in ``column``; ``UnreadableValue`` naming both when it is none."""
+    try:
+        number = Decimal(value)
+    except (ArithmeticError, TypeError, ValueError):
+        raise UnreadableValue(f"{column} {value!r}: not a decimal number") from None
+    if not number.is_finite():  # "NaN", "Infinity": Decimal reads them, but they are no amount
+        raise UnreadableValue(f"{column} {value!r}: not a finite number")
+    return number
 
 
 class IntentRecord(msgspec.Struct, frozen=True, kw_only=True):
@@ -1175,17 +1211,7 @@ class Journal:
             "WHERE settled_at_ms >= ? ORDER BY settled_at_ms, exchange, payment_id",
             (since_ms,),
         )
-        payments = []
-        for row in rows:
-            try:
-                payment = FundingPayment(payment_id=row[1], symbol=row[2], amount=Decimal(row[3]), time_ms=row[4])
-            except ValueError as exc:  # a NaN an earlier version recorded: say where, not a bare traceback
-                raise JournalError(
-                    f"{self.path}: funding_payments row {row[0]} {row[1]}: {exc}; correct or delete that row "
-                    "(the venue's funding history has the amount) and start again"
-                ) from None
-            payments.append((_market(row[0]), payment))
-        return payments
+        return list(self._rows("funding_payments", (0, 1), rows, _funding_payment))
 
     def last_funding_ms(self) -> int | None:
         """When the latest recorded funding payment was settled (ms), or None when none is recorded."""
@@ -1229,18 +1255,14 @@ class Journal:
         rows = self._db.execute(
             "SELECT intent_id, opportunity_id, leg, exchange, symbol FROM intents ORDER BY intent_id"
         )
-        return [(intent_id, opp, leg, _market(exchange), symbol) for intent_id, opp, leg, exchange, symbol in rows]
+        return list(self._rows("intents", (0,), rows, _order_leg))
 
     def hedge_drops(self) -> list[HedgeDrop]:
         """Every recorded hedge drop, oldest first."""
         rows = self._db.execute(
-            "SELECT symbol, spot, futures, after_intent_id, reason, at_ms FROM hedge_drops ORDER BY drop_id"
+            "SELECT drop_id, symbol, spot, futures, after_intent_id, reason, at_ms FROM hedge_drops ORDER BY drop_id"
         )
-        return [
-            HedgeDrop(symbol=symbol, spot=_market(spot), futures=_market(futures), after_intent_id=after,
-                      reason=reason, at_ms=at_ms)
-            for symbol, spot, futures, after, reason, at_ms in rows
-        ]
+        return list(self._rows("hedge_drops", (0,), rows, _hedge_drop))
 
     def interrupted_opportunities(self) -> set[str]:
         """The opportunities a stop may have cut short: those with an open intent, the newest one, and
@@ -1287,7 +1309,7 @@ class Journal:
         sql = (
             "SELECT f.exchange, i.opportunity_id, i.leg, f.symbol, f.order_id, f.client_order_id, f.trade_id, "
             "f.side, f.price, f.quantity, f.fee, f.fee_asset, f.is_maker, f.timestamp_ms, f.source, "
-            "f.intent_id, f.recorded_at_ms FROM fills f LEFT JOIN intents i ON i.intent_id = f.intent_id"
+            "f.intent_id, f.recorded_at_ms, f.fill_id FROM fills f LEFT JOIN intents i ON i.intent_id = f.intent_id"
         )
         args: tuple[str, ...] = ()
         if opportunity_id is not None:
@@ -1298,28 +1320,7 @@ class Journal:
             sql += (" WHERE i.opportunity_id IN (SELECT opportunity_id FROM intents WHERE exchange IN "
                     f"({', '.join('?' * len(markets))}))")
             args = tuple(markets)
-        for row in self._db.execute(sql + " ORDER BY f.fill_id", args):
-            yield FillRecord(
-                exchange=_market(row[0]),
-                opportunity_id=row[1],
-                leg=row[2],
-                fill=Fill(
-                    symbol=row[3],
-                    order_id=row[4],
-                    client_order_id=row[5],
-                    trade_id=row[6],
-                    side=_SIDES.get(row[7]) or OrderSide(row[7]),
-                    price=Decimal(row[8]),
-                    quantity=Decimal(row[9]),
-                    fee=Decimal(row[10]),
-                    fee_asset=row[11],
-                    is_maker=bool(row[12]),
-                    timestamp_ms=row[13],
-                ),
-                source=row[14],
-                intent_id=row[15],
-                recorded_at_ms=row[16],
-            )
+        return self._rows("fills", (17,), self._db.execute(sql + " ORDER BY f.fill_id", args), _fill_record)
 
     def opportunity_pnl(
         self, opportunity_id: str, *, quote_asset: str = "USDT",
@@ -1539,8 +1540,8 @@ class Journal:
 
     def _last_final(self, intent_id: int) -> tuple[str, Decimal] | None:
         """(status, venue filled quantity) of the intent's newest event with a final status."""
-        row = self._db.execute(_LAST_FINAL, (intent_id, *_FINAL_STATUSES)).fetchone()
-        return None if row is None else (row[0], Decimal(row[1]))
+        rows = self._db.execute(_LAST_FINAL, (intent_id, *_FINAL_STATUSES))
+        return next(self._rows("order_events", (0,), rows, _final), None)
 
     def _gap_fill(self, intent: IntentRecord, state: OrderState, gap: Decimal) -> Fill:
         """A fill for the part the venue reports filled but no recorded fill covers.
@@ -1550,13 +1551,13 @@ class Journal:
         average price, and carries the fee the recorded fills do not.
         """
         rows = self._db.execute(
-            "SELECT price, quantity, fee, fee_asset FROM fills WHERE intent_id = ?", (intent.intent_id,)
+            "SELECT fill_id, price, quantity, fee, fee_asset FROM fills WHERE intent_id = ?", (intent.intent_id,)
         )
         notional = fees = ZERO
-        for price_text, quantity_text, fee_text, fee_asset in rows:
-            notional += Decimal(price_text) * Decimal(quantity_text)
+        for price, quantity, fee, fee_asset in self._rows("fills", (0,), rows, _fill_amounts):
+            notional += price * quantity
             if fee_asset == state.fee_asset:
-                fees += Decimal(fee_text)
+                fees += fee
         if state.average_price is not None and state.average_price > 0:  # some schemas read a missing one as 0
             price = (state.filled_quantity * state.average_price - notional) / gap
         else:
@@ -1576,8 +1577,21 @@ class Journal:
         )
 
     def _filled(self, intent_id: int) -> Decimal:
-        rows = self._db.execute("SELECT quantity FROM fills WHERE intent_id = ?", (intent_id,))
-        return sum((Decimal(q) for (q,) in rows), ZERO)
+        rows = self._db.execute("SELECT fill_id, quantity FROM fills WHERE intent_id = ?", (intent_id,))
+        return sum(self._rows("fills", (0,), rows, _fill_quantity), ZERO)
+
+    def _rows(
+        self, table: str, key: tuple[int, ...], rows: Iterable[tuple[Any, ...]],
+        convert: Callable[[tuple[Any, ...]], _Converted],
+    ) -> Iterator[_Converted]:
+        """``converted_rows`` of this journal: a row that cannot be read refuses the journal."""
+        return converted_rows(self.path, table, key, rows, convert, self._unreadable)
+
+    def _unreadable(self, problem: str) -> JournalError:
+        return JournalError(
+            f"{problem}; repair that row or restore the journal from a backup (the venues' histories have its "
+            "orders, fills and funding)"
+        )
 
     def _insert_fill(self, intent_id: int | None, exchange: ExchangeName, fill: Fill, source: str) -> bool:
         """Insert the fill unless its trade id is journaled, counting it in its intent's index entry;
@@ -1696,6 +1710,65 @@ def _check_logged_row(row: _LoggedIntent) -> None:
                          f"the row for {client_order_id!r} {symbol}")
 
 
-def _market(value: str) -> ExchangeName:
-    """The market journaled as ``value`` (an unknown one raises ``ValueError``, as ``ExchangeName`` does)."""
-    return _MARKETS.get(value) or ExchangeName(value)
+def _market(value: str, column: str = "exchange") -> ExchangeName:
+    """The market journaled as ``value`` in ``column``; ``UnreadableValue`` naming both when it is none."""
+    market = _MARKETS.get(value)
+    if market is None:
+        raise UnreadableValue(f"{column} {value!r}: not a market")
+    return market
+
+
+def _fill_record(row: tuple[Any, ...]) -> FillRecord:
+    side = _SIDES.get(row[7])
+    if side is None:
+        raise UnreadableValue(f"side {row[7]!r}: not buy or sell")
+    return FillRecord(
+        exchange=_market(row[0]),
+        opportunity_id=row[1],
+        leg=row[2],
+        fill=Fill(
+            symbol=row[3],
+            order_id=row[4],
+            client_order_id=row[5],
+            trade_id=row[6],
+            side=side,
+            price=stored_decimal(row[8], "price"),
+            quantity=stored_decimal(row[9], "quantity"),
+            fee=stored_decimal(row[10], "fee"),
+            fee_asset=row[11],
+            is_maker=bool(row[12]),
+            timestamp_ms=row[13],
+        ),
+        source=row[14],
+        intent_id=row[15],
+        recorded_at_ms=row[16],
+    )
+
+
+def _fill_quantity(row: tuple[Any, ...]) -> Decimal:
+    return stored_decimal(row[1], "quantity")
+
+
+def _fill_amounts(row: tuple[Any, ...]) -> tuple[Decimal, Decimal, Decimal, str]:
+    """(price, quantity, fee, fee asset) of a ``fill_id, price, quantity, fee, fee_asset`` row."""
+    return stored_decimal(row[1], "price"), stored_decimal(row[2], "quantity"), stored_decimal(row[3], "fee"), row[4]
+
+
+def _final(row: tuple[Any, ...]) -> tuple[str, Decimal]:
+    return row[1], stored_decimal(row[2], "filled_quantity")
+
+
+def _funding_payment(row: tuple[Any, ...]) -> tuple[ExchangeName, FundingPayment]:
+    amount = stored_decimal(row[3], "amount")
+    return _market(row[0]), FundingPayment(payment_id=row[1], symbol=row[2], amount=amount, time_ms=row[4])
+
+
+def _order_leg(row: tuple[Any, ...]) -> tuple[int, str, str, ExchangeName, str]:
+    intent_id, opportunity_id, leg, exchange, symbol = row
+    return intent_id, opportunity_id, leg, _market(exchange), symbol
+
+
+def _hedge_drop(row: tuple[Any, ...]) -> HedgeDrop:
+    _, symbol, spot, futures, after, reason, at_ms = row
+    return HedgeDrop(symbol=symbol, spot=_market(spot, "spot"), futures=_market(futures, "futures"),
+                     after_intent_id=after, reason=reason, at_ms=at_ms)

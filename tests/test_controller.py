@@ -12,6 +12,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import time
 import types
 from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal as D
@@ -343,6 +344,42 @@ def test_a_journal_with_a_damaged_page_fails_the_start_naming_it(tmp_path: Path,
             controller = ArbitrageController(configuration, sim_cluster=cluster, journal=Journal(path))
             with pytest.raises(JournalError, match=f"journal {path}: database disk image is malformed: restore"):
                 await controller.initialize(dry_run=True)
+            assert not controller._initialized and controller.journal is None  # the failed start cleaned up
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(("damage", "named"), [
+    ("UPDATE fills SET price = '6O000'", "fills row 1: price '6O000': not a decimal number"),
+    ("UPDATE funding_payments SET amount = '1,5'", "funding_payments row gateio_futures f1: amount '1,5': not a decimal"),
+])
+def test_a_journal_with_a_damaged_value_fails_the_start_naming_it(tmp_path: Path, damage: str, named: str) -> None:
+    """A value edited by hand or damaged on disk: the start's restore of the fills and of today's
+    funding died with a bare ``decimal.InvalidOperation`` naming no file, row or column."""
+    path = tmp_path / "j.sqlite3"
+    order = OrderRequest(symbol="BTC/USDT", side=OrderSide.BUY, type=OrderType.LIMIT, quantity=D("0.001"),
+                         price=D("60000"), client_order_id="o2-b", time_in_force=TimeInForce.IOC)
+    with Journal(path) as journal:
+        journal.record_intents("o2", [("buy", ExchangeName.GATEIO, order)])
+        journal.record_result(ExchangeName.GATEIO, "o2-b", OrderState(
+            symbol="BTC/USDT", order_id="v1", client_order_id="o2-b", side=OrderSide.BUY, type=OrderType.LIMIT,
+            status=OrderStatus.FILLED, quantity=D("0.001"), price=D("60000"), filled_quantity=D("0.001"),
+        ), [Fill(symbol="BTC/USDT", order_id="v1", client_order_id="o2-b", trade_id="t1", side=OrderSide.BUY,
+                 price=D("60000"), quantity=D("0.001"), fee=D("0"), fee_asset="BTC", is_maker=False, timestamp_ms=1)])
+        journal.record_funding(ExchangeName.GATEIO_FUTURES, [FundingPayment(
+            payment_id="f1", symbol="BTC/USDT:USDT", amount=D("0.1"), time_ms=time.time_ns() // 1_000_000 - 1_000
+        )])
+    with contextlib.closing(sqlite3.connect(path)) as db, db:
+        db.execute(damage)
+    configuration = manager(tmp_path)
+    cluster = dry_run_cluster(configuration.config, random_per_minute=0)
+
+    async def scenario() -> None:
+        async with cluster:
+            controller = ArbitrageController(configuration, sim_cluster=cluster, journal=Journal(path))
+            with pytest.raises(JournalError) as refused:
+                await controller.initialize(dry_run=True)
+            assert str(refused.value).startswith(f"journal {path}: {named}")
             assert not controller._initialized and controller.journal is None  # the failed start cleaned up
 
     asyncio.run(scenario())

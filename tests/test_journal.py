@@ -123,8 +123,65 @@ def test_a_funding_amount_that_is_no_number_names_the_journal_row(tmp_path: Path
     db.close()
     with Journal(path) as journal, pytest.raises(JournalError) as info:
         journal.funding_payments()
-    assert str(info.value).startswith(f"{path}: funding_payments row gateio_futures 77: ")
-    assert "amount=NaN is not a number" in str(info.value)
+    assert str(info.value).startswith(f"journal {path}: funding_payments row gateio_futures 77: amount 'NaN': ")
+
+
+def journal_to_damage(path: Path) -> None:
+    """c1 filled 0.4 of 1 and c2 canceled having filled 0.5 of which no fill is in yet (both open), c3
+    rejected, a funding payment and a hedge drop."""
+    with Journal(path) as journal:
+        journal.record_intents("opp1", [("buy", GATE, request("c1")), ("sell", GATE, request("c2"))])
+        journal.record_result(GATE, "c1", state("c1", OrderStatus.PARTIALLY_FILLED, "0.4"), [fill("t1", "0.4")])
+        journal.record_cancel(GATE, "c2", state("c2", OrderStatus.CANCELED, "0.5"))
+        journal.record_intents("opp2", [("buy", GATE, request("c3"))])
+        journal.record_reject(GATE, "c3", "no")
+        journal.record_funding(ExchangeName.GATEIO_FUTURES, [
+            FundingPayment(payment_id="f1", symbol="BTC/USDT:USDT", amount=D("0.1"), time_ms=1_000)
+        ])
+        journal.record_hedge_drop("BTC/USDT", GATE, ExchangeName.GATEIO_FUTURES, "closed by hand")
+
+
+async def reconcile_at_venue_average(journal: Journal) -> None:
+    async def resolve(intent: IntentRecord) -> OrderState:
+        return state(intent.client_order_id, OrderStatus.FILLED, "1", average="100")
+
+    await journal.reconcile(resolve)
+
+
+@pytest.mark.parametrize(("damage", "read", "expected"), [
+    # Reading the open intents' fills and final answers when the journal is opened.
+    ("UPDATE fills SET quantity = '0.4x'", None, "fills row 1: quantity '0.4x': not a decimal number"),
+    ("UPDATE order_events SET filled_quantity = '0,5' WHERE status = 'canceled'", None,
+     "order_events row 2: filled_quantity '0,5': not a decimal number"),
+    ("UPDATE fills SET quantity = 'Infinity'", None, "fills row 1: quantity 'Infinity': not a finite number"),
+    # The start's restore and reconciliation, and the reports.
+    ("UPDATE fills SET price = '6O000'", lambda j: j.fills(), "fills row 1: price '6O000': not a decimal number"),
+    ("UPDATE fills SET fee = 'NaN'", lambda j: list(j.iter_fills()), "fills row 1: fee 'NaN': not a finite number"),
+    ("UPDATE fills SET side = 'long'", lambda j: j.fills("opp1"), "fills row 1: side 'long': not buy or sell"),
+    ("UPDATE fills SET exchange = 'gate'", lambda j: j.fills(), "fills row 1: exchange 'gate': not a market"),
+    ("UPDATE fills SET price = '1e'", lambda j: asyncio.run(reconcile_at_venue_average(j)),
+     "fills row 1: price '1e': not a decimal number"),
+    ("UPDATE funding_payments SET amount = '1,5'", lambda j: j.funding_payments(),
+     "funding_payments row gateio_futures f1: amount '1,5': not a decimal number"),
+    ("UPDATE hedge_drops SET futures = 'gate_perp'", lambda j: j.hedge_drops(),
+     "hedge_drops row 1: futures 'gate_perp': not a market"),
+    ("UPDATE intents SET exchange = 'gate' WHERE client_order_id = 'c3'", lambda j: j.order_legs(),
+     "intents row 3: exchange 'gate': not a market"),
+])
+def test_a_damaged_value_is_refused_naming_the_journal_table_row_and_column(
+    tmp_path: Path, damage: str, read: Any, expected: str
+) -> None:
+    """A value edited by hand or damaged on disk: refused naming where it is, not a bare traceback
+    from its conversion (``decimal.InvalidOperation`` names nothing)."""
+    path = tmp_path / "j.sqlite3"
+    journal_to_damage(path)
+    with closing(sqlite3.connect(path)) as db, db:
+        assert db.execute(damage).rowcount == 1
+    with pytest.raises(JournalError) as refused:
+        with Journal(path) as journal:
+            if read is not None:
+                read(journal)
+    assert str(refused.value).startswith(f"journal {path}: {expected}; repair that row")
 
 
 def open_ids(journal: Journal) -> list[str]:
