@@ -417,6 +417,10 @@ def converted_rows(
         try:
             yield convert(row)
         except UnreadableValue as exc:
+            if isinstance(rows, sqlite3.Cursor):
+                # Its statement, left mid-read, would keep the tables locked (a checkpoint, closing the
+                # journal, fails) for as long as the error raised here is held.
+                rows.close()
             raise error(f"journal {path}: {table} row {' '.join(str(row[i]) for i in key)}: {exc}") from None
 
 

@@ -184,6 +184,23 @@ def test_a_damaged_value_is_refused_naming_the_journal_table_row_and_column(
     assert str(refused.value).startswith(f"journal {path}: {expected}; repair that row")
 
 
+def test_a_refused_row_leaves_the_journal_able_to_close(tmp_path: Path) -> None:
+    """The refused row's statement, left mid-read, kept the tables locked as long as the refusal was
+    held: closing the journal (the failed start's clean-up) then failed on its checkpoint instead."""
+    path = tmp_path / "j.sqlite3"
+    with Journal(path) as journal:
+        journal.record_intents("opp1", [("buy", GATE, request("c1"))])
+        journal.record_result(GATE, "c1", state("c1", OrderStatus.FILLED, "1"), [fill("t1", "0.4"), fill("t2", "0.6")])
+    with closing(sqlite3.connect(path)) as db, db:
+        db.execute("UPDATE fills SET price = 'x' WHERE trade_id = 't1'")
+    journal = Journal(path)
+    with pytest.raises(JournalError, match="fills row 1: price 'x'") as refused:
+        journal.fills()
+    journal.close()  # ``refused`` still holds the refusal, and with it the frames that read the row
+    assert not os.path.exists(f"{path}-wal")  # checkpointed and closed whole
+    assert "repair that row" in str(refused.value)
+
+
 def open_ids(journal: Journal) -> list[str]:
     return [intent.client_order_id for intent in journal.open_intents()]
 
