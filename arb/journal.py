@@ -1375,14 +1375,14 @@ class Journal:
         manual approval and not acknowledged since, oldest flag first."""
         flagged: dict[str, tuple[str, dict[str, Any]]] = {}
         rows = self._db.execute(
-            "SELECT r.opportunity_id, r.step, r.detail, (SELECT i.symbol FROM intents i WHERE i.opportunity_id = "
-            "r.opportunity_id ORDER BY i.intent_id LIMIT 1) FROM recovery_steps r "
+            "SELECT r.step_id, r.opportunity_id, r.step, r.detail, (SELECT i.symbol FROM intents i WHERE "
+            "i.opportunity_id = r.opportunity_id ORDER BY i.intent_id LIMIT 1) FROM recovery_steps r "
             "WHERE r.step IN ('manual_approval', 'acknowledged') ORDER BY r.step_id"
         )
-        for opp, step, detail, symbol in rows:
+        for opp, detail, symbol in self._rows("recovery_steps", (0,), rows, _approval_step):
             flagged.pop(opp, None)
-            if step == "manual_approval":
-                flagged[opp] = (symbol or "", msgspec.json.decode(detail))
+            if detail is not None:  # flagged, not acknowledged
+                flagged[opp] = (symbol or "", detail)
         return [(opp, symbol, detail) for opp, (symbol, detail) in flagged.items()]
 
     def acknowledged(self) -> set[str]:
@@ -1399,9 +1399,10 @@ class Journal:
     def recovery_steps(self, opportunity_id: str) -> list[tuple[str, dict[str, Any]]]:
         """The recovery steps of one opportunity as (step, detail), in order."""
         rows = self._db.execute(
-            "SELECT step, detail FROM recovery_steps WHERE opportunity_id = ? ORDER BY step_id", (opportunity_id,)
+            "SELECT step_id, step, detail FROM recovery_steps WHERE opportunity_id = ? ORDER BY step_id",
+            (opportunity_id,),
         )
-        return [(step, msgspec.json.decode(detail)) for step, detail in rows]
+        return list(self._rows("recovery_steps", (0,), rows, _recovery_step))
 
     # -- reconciliation -----------------------------------------------------------------
 
@@ -1688,6 +1689,7 @@ class Journal:
 
 
 _encode_request = msgspec.json.Encoder().encode
+_decode_detail = msgspec.json.Decoder(dict[str, Any]).decode
 
 
 def _encode(detail: Mapping[str, Any]) -> str:
@@ -1765,6 +1767,24 @@ def _final(row: tuple[Any, ...]) -> tuple[str, Decimal]:
 def _funding_payment(row: tuple[Any, ...]) -> tuple[ExchangeName, FundingPayment]:
     amount = stored_decimal(row[3], "amount")
     return _market(row[0]), FundingPayment(payment_id=row[1], symbol=row[2], amount=amount, time_ms=row[4])
+
+
+def _step_detail(text: str) -> dict[str, Any]:
+    """A recovery step's detail, as ``_encode`` wrote it."""
+    try:
+        return _decode_detail(text)
+    except (msgspec.DecodeError, TypeError) as exc:  # DecodeError: not JSON (cut short), or not an object
+        raise UnreadableValue(f"detail: not a JSON object: {exc}") from None
+
+
+def _recovery_step(row: tuple[Any, ...]) -> tuple[str, dict[str, Any]]:
+    return row[1], _step_detail(row[2])
+
+
+def _approval_step(row: tuple[Any, ...]) -> tuple[str, dict[str, Any] | None, str | None]:
+    """(opportunity id, detail of a flag or None for an acknowledgement, symbol of its first order)."""
+    _, opportunity_id, step, detail, symbol = row
+    return opportunity_id, _step_detail(detail) if step == "manual_approval" else None, symbol
 
 
 def _order_leg(row: tuple[Any, ...]) -> tuple[int, str, str, ExchangeName, str]:

@@ -291,6 +291,27 @@ def test_approvals_refuses_a_journal_with_a_damaged_page_naming_it(
     assert "Traceback" not in err
 
 
+def test_approvals_refuses_a_recovery_step_cut_short_naming_its_row(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A flag's detail cut short (a failing disk, an edit by hand) ended in a bare msgspec traceback."""
+    import sqlite3
+
+    from arb.cli import main
+    from arb.journal import Journal
+
+    path = tmp_path / "journal.sqlite3"
+    with Journal(path) as journal:
+        journal.record_recovery_step("o1", "manual_approval", {"reason": "r", "residual": "0.5"})
+    with sqlite3.connect(path) as db:
+        db.execute("""UPDATE recovery_steps SET detail = '{"reason": "r", "resid'""")
+    db.close()
+    assert main(["approvals", "--journal", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert f"journal {path}: recovery_steps row 1: detail: not a JSON object: " in err
+    assert "Traceback" not in err
+
+
 def test_approvals_lists_and_acknowledges_what_awaits_an_operator(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -352,14 +352,17 @@ def test_a_journal_with_a_damaged_page_fails_the_start_naming_it(tmp_path: Path,
 @pytest.mark.parametrize(("damage", "named"), [
     ("UPDATE fills SET price = '6O000'", "fills row 1: price '6O000': not a decimal number"),
     ("UPDATE funding_payments SET amount = '1,5'", "funding_payments row gateio_futures f1: amount '1,5': not a decimal"),
+    ("""UPDATE recovery_steps SET detail = '{"reason": "r", "resid'""", "recovery_steps row 1: detail: not a JSON object"),
 ])
 def test_a_journal_with_a_damaged_value_fails_the_start_naming_it(tmp_path: Path, damage: str, named: str) -> None:
     """A value edited by hand or damaged on disk: the start's restore of the fills and of today's
-    funding died with a bare ``decimal.InvalidOperation`` naming no file, row or column."""
+    funding died with a bare ``decimal.InvalidOperation``, its read of the flags awaiting approval
+    with a bare ``msgspec.DecodeError``, naming no file, row or column."""
     path = tmp_path / "j.sqlite3"
     order = OrderRequest(symbol="BTC/USDT", side=OrderSide.BUY, type=OrderType.LIMIT, quantity=D("0.001"),
                          price=D("60000"), client_order_id="o2-b", time_in_force=TimeInForce.IOC)
     with Journal(path) as journal:
+        journal.record_recovery_step("o1", "manual_approval", {"reason": "r", "residual": "0.5"})
         journal.record_intents("o2", [("buy", ExchangeName.GATEIO, order)])
         journal.record_result(ExchangeName.GATEIO, "o2-b", OrderState(
             symbol="BTC/USDT", order_id="v1", client_order_id="o2-b", side=OrderSide.BUY, type=OrderType.LIMIT,

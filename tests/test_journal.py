@@ -184,6 +184,23 @@ def test_a_damaged_value_is_refused_naming_the_journal_table_row_and_column(
     assert str(refused.value).startswith(f"journal {path}: {expected}; repair that row")
 
 
+@pytest.mark.parametrize("detail", ['{"reason": "r", "resid', '["reason"]', "5"])
+def test_a_damaged_recovery_step_detail_is_refused_naming_its_row(tmp_path: Path, detail: str) -> None:
+    """A detail cut short or edited by hand: ``approvals`` and the start's reads of the flags and of an
+    interrupted execution's steps died with a bare ``msgspec.DecodeError`` naming nothing."""
+    path = tmp_path / "j.sqlite3"
+    with Journal(path) as journal:
+        journal.record_recovery_step("opp1", "start")
+        journal.record_recovery_step("opp1", "manual_approval", {"reason": "r", "residual": "0.5"})
+    with closing(sqlite3.connect(path)) as db, db:
+        db.execute("UPDATE recovery_steps SET detail = ? WHERE step = 'manual_approval'", (detail,))
+    with Journal(path) as journal:
+        for read in (journal.awaiting_approval, lambda: journal.recovery_steps("opp1")):
+            with pytest.raises(JournalError) as refused:
+                read()
+            assert str(refused.value).startswith(f"journal {path}: recovery_steps row 2: detail: not a JSON object: ")
+
+
 def test_a_refused_row_leaves_the_journal_able_to_close(tmp_path: Path) -> None:
     """The refused row's statement, left mid-read, kept the tables locked as long as the refusal was
     held: closing the journal (the failed start's clean-up) then failed on its checkpoint instead."""
