@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 import msgspec
 
 from .errors import ConfigurationError
 
 VENUE_ENV_PREFIX = {"mexc": "MEXC", "gateio": "GATEIO"}
+MASK = "****"  # what is shown in place of a secret
 
 
 class Secret:
@@ -51,6 +52,15 @@ class ApiCredentials(msgspec.Struct, frozen=True):
 
     def __repr__(self) -> str:
         return f"ApiCredentials(api_key={self.api_key!r}, secret_key={self.secret_key!r})"
+
+
+def redacted(text: str, values: Iterable[str]) -> str:
+    """``text`` with each of ``values`` in it replaced by ``****``: for a venue's text, which may echo
+    what a request carried (its API key, its signature)."""
+    # Longest first: a value inside another would otherwise break the longer one's match.
+    for value in sorted({value for value in values if value}, key=len, reverse=True):
+        text = text.replace(value, MASK)
+    return text
 
 
 def load_credentials(venue: str, environ: Mapping[str, str] | None = None) -> ApiCredentials | None:

@@ -35,6 +35,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from ..errors import ExchangeConnectionError, ExchangeError, RateLimitError
+from ..secrets import redacted
 from ..types import ExchangeConfig
 from .errors import ErrorCategory, ErrorCodeTable, venue_error
 from .http1 import Http1Pool, HttpConnectError, HttpResponse, HttpStatusError
@@ -264,6 +265,10 @@ class RestVenue(msgspec.Struct, frozen=True, kw_only=True):
     error_parser: Callable[[bytes], VenueFailure | None] = parse_error_body
     # A header giving, on a 429 without ``Retry-After``, when the limit resets (ms since the epoch).
     rate_limit_reset_header: str | None = None
+    # The headers and query parameters whose values must never be shown (the API key, the
+    # signature): masked in the venue's answer to a request that carried them.
+    secret_headers: frozenset[str] = frozenset()
+    secret_params: frozenset[str] = frozenset()
 
 
 class RestSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -585,7 +590,10 @@ class RestClient:
         self, request: RestRequest, status: int, headers: Mapping[str, str] | None, body: bytes
     ) -> ExchangeError:
         failure = self.venue.error_parser(body)
-        code, text = failure if failure is not None else (None, body[:200].decode("utf-8", "replace"))
+        if failure is not None:
+            code, text = failure[0], _unsigned_text(failure[1], request, self.venue)
+        else:  # masked before it is cut: a cut inside an echoed value would leave its start
+            code, text = None, _unsigned_text(body.decode("utf-8", "replace"), request, self.venue)[:200]
         error = venue_error(
             self.venue.name,
             f"{request.method} {request.path}: {text}",
@@ -633,6 +641,19 @@ def _scrubbed(exc: BaseException) -> BaseException:
     if isinstance(exc, aiohttp.ClientResponseError):
         return type(exc)(_unsigned(exc.request_info), (), status=exc.status, message=exc.message)
     return exc
+
+
+def _unsigned_text(text: str, request: RestRequest, venue: RestVenue) -> str:
+    """``text`` of ``venue``'s answer to ``request`` without what signs the request: a venue, or a
+    proxy in front of it, may echo the request's headers or query in an error."""
+    names = {name.lower() for name in venue.secret_headers}
+    values = [value for name, value in request.headers.items() if name.lower() in names]
+    if venue.secret_params:
+        for pair in request.query.split("&"):
+            name, _, value = pair.partition("=")
+            if name in venue.secret_params:
+                values.append(value)
+    return redacted(text, values)
 
 
 def _http1_bytes(pool: Http1Pool, request: RestRequest) -> bytes:

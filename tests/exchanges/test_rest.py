@@ -22,7 +22,11 @@ from loopback import run
 from arb.errors import ExchangeConnectionError, ExchangeError, OrderRejectedError, RateLimitError
 from arb.exchanges.errors import ErrorCategory
 from arb.exchanges.gateio import constants as gate
+from arb.exchanges.gateio import trading as gateio_trading
+from arb.exchanges.gateio.auth import GateioSigner
 from arb.exchanges.mexc import constants as mexc
+from arb.exchanges.mexc import trading as mexc_trading
+from arb.exchanges.mexc.auth import MexcSigner
 from arb.exchanges.rest import (
     MAX_RETRY_AFTER_S,
     MIN_RATE_LIMIT_WAIT_S,
@@ -37,6 +41,7 @@ from arb.exchanges.rest import (
     parse_retry_after,
     rate_limit_wait_s,
 )
+from arb.secrets import ApiCredentials, Secret
 from arb.types import ExchangeConfig
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -582,5 +587,57 @@ def test_a_redirect_is_not_followed_with_the_signed_headers() -> None:
                 with pytest.raises(ExchangeError, match="302"):
                     await client.fetch(signed)
         assert venue_server.hits["GET /moved"] == 1 and not other.seen
+
+    run(main())
+
+
+def test_a_venue_answer_echoing_the_request_shows_neither_its_key_nor_its_signature() -> None:
+    """A venue, or a proxy in front of it, may answer with the request's headers and query in its
+    error text: the API key and the signature went on into the error, the logs and ``doctor``'s
+    output. They are masked in a parsed message and in a raw body, whose cut after 200 bytes once
+    fell inside an echoed value; the venue's reason stays."""
+    key, secret = "APIKEY-0123456789abcdef", "SECRET-fedcba9876543210"
+    credentials = ApiCredentials(Secret(key), Secret(secret))
+
+    async def echoed(request: web.Request) -> web.Response:
+        shown = "; ".join(f"{name}={value}" for name, value in request.headers.items())
+        text = f"bad request; headers: {shown}; query: {request.query_string}"
+        if request.path.endswith("_text"):
+            return web.Response(status=401, text="denied " + "." * 130 + " " + text)
+        return web.json_response({"label": "INVALID_KEY", "code": 700003, "message": text, "msg": text}, status=401)
+
+    def text_of(exc: BaseException | None) -> str:
+        return "" if exc is None else f"{exc!s} {exc!r} {text_of(exc.__cause__)}"
+
+    async def main() -> None:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", echoed)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        url = "http://127.0.0.1:%d" % runner.addresses[0][1]
+        gate_signer, mexc_signer = GateioSigner(credentials), MexcSigner(credentials)
+        errors: list[tuple[ExchangeError, tuple[str, ...]]] = []
+        try:
+            for method, path in [("GET", "/spot/accounts"), ("POST", "/spot/orders"), ("GET", "/spot/accounts_text")]:
+                headers = gate_signer.rest_headers(method, path, "", b"", 1700000000)
+                async with RestClient(gateio_trading.rest_venue(url), RestSettings(http1_writes=True)) as client:
+                    with pytest.raises(ExchangeError) as refused:
+                        await client.fetch(RestRequest(method=method, path=path, headers=headers))
+                errors.append((refused.value, (key, headers[gate.SIGN_HEADER])))
+            for path in ("/api/v3/account", "/api/v3/account_text"):
+                query = mexc_signer.signed_query([], timestamp_ms=1700000000000)
+                async with RestClient(mexc_trading.spot_rest_venue(url), FAST) as client:
+                    with pytest.raises(ExchangeError) as refused:
+                        await client.fetch(RestRequest(method="GET", path=path, query=query, headers=mexc_signer.headers()))
+                errors.append((refused.value, (key, query.rpartition("signature=")[2])))
+        finally:
+            await runner.cleanup()
+        for error, secrets in errors:
+            text = text_of(error)
+            assert "bad request" in str(error) or "denied" in str(error), text
+            assert "****" in str(error), text
+            for value in secrets:
+                assert value[:12] not in text, text
 
     run(main())

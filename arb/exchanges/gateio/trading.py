@@ -109,6 +109,7 @@ def rest_venue(base_url: str = constants.REST_URL) -> RestVenue:
             for limit_id, (capacity, window) in limits.items()
         ),
         rate_limit_reset_header=constants.RATE_LIMIT_RESET_HEADER,
+        secret_headers=frozenset({constants.KEY_HEADER, constants.SIGN_HEADER}),
     )
 
 

@@ -35,7 +35,7 @@ import msgspec
 
 from ...errors import ExchangeConnectionError, ExchangeError, RateLimitError
 from ...instruments import InstrumentCatalog
-from ...secrets import ApiCredentials
+from ...secrets import ApiCredentials, redacted
 from ..base import Frame, WsPayload
 from ..errors import ErrorCategory, venue_error
 from ..models import OrderRequest
@@ -146,6 +146,7 @@ class GateioWsOrders:
         self._ids = itertools.count(1)
         self._pending: dict[str, _Pending] = {}
         self._login_id = ""
+        self._login_secrets: tuple[str, ...] = ()  # the API key and signature the last login carried
         self._logged_in = asyncio.Event()
         self._login_error: ExchangeError | None = None
         self._started = False  # ``start`` logged in: a login refused after it is retried, not raised
@@ -312,6 +313,7 @@ class GateioWsOrders:
         self._login_id = f"login-{next(self._ids)}"
         now = int(self._clock())
         payload = self._signer.ws_login_payload(self.market.login, now, self._login_id)
+        self._login_secrets = (payload["api_key"], payload["signature"])
         return (
             _encode({"time": now, "channel": self.market.login, "event": constants.EVENT_API, "payload": payload}).decode(),
         )
@@ -370,9 +372,11 @@ class GateioWsOrders:
 
     def _refusal(self, reply: WsApiReply, where: str, limit_id: str | None, write: bool) -> ExchangeError:
         """The error of a refused request; a 5xx answer to a ``write`` (place, cancel) leaves its
-        outcome unknown, as over REST, whatever its label."""
+        outcome unknown, as over REST, whatever its label. What signed the login is masked in the
+        venue's message, which may echo it."""
         header, errs = reply.header, reply.data.errs
         label, message = (errs.label, errs.message) if errs is not None else (None, "refused")
+        message = redacted(message, self._login_secrets)
         status = int(header.status) if header.status.isdigit() else None
         retry_after_s = None
         reset_ms = header.x_gate_ratelimit_reset_timestamp

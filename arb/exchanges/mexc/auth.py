@@ -65,7 +65,7 @@ class MexcSigner:
         encoded = encode_params(params)
         window = f"recvWindow={recv_window_ms}&timestamp={timestamp_ms}"
         query = f"{encoded}&{window}" if encoded else window
-        return f"{query}&signature={self.sign(query + body)}"
+        return f"{query}&{constants.SIGNATURE_PARAM}={self.sign(query + body)}"
 
     def headers(self) -> dict[str, str]:
         """Headers of a signed spot request."""

@@ -33,6 +33,7 @@ BATCH_ORDERS_PATH: Final = "/api/v3/batchOrders"
 USER_DATA_STREAM_PATH: Final = "/api/v3/userDataStream"
 
 API_KEY_HEADER: Final = "X-MEXC-APIKEY"
+SIGNATURE_PARAM: Final = "signature"  # the last query parameter of a signed spot request
 DEFAULT_RECV_WINDOW_MS: Final = 5000
 MAX_RECV_WINDOW_MS: Final = 60000
 # Signed spot requests are refused when their timestamp is this far or more ahead of the server's.

@@ -118,6 +118,8 @@ def spot_rest_venue(base_url: str = constants.REST_URL) -> RestVenue:
         error_codes=constants.ERROR_CODES,
         http_statuses=constants.HTTP_STATUSES,
         rate_limits=SPOT_RATE_LIMITS,
+        secret_headers=frozenset({constants.API_KEY_HEADER}),
+        secret_params=frozenset({constants.SIGNATURE_PARAM}),
     )
 
 
@@ -129,6 +131,7 @@ def futures_rest_venue(base_url: str = constants.FUTURES_REST_URL) -> RestVenue:
         error_codes=constants.FUTURES_ERROR_CODES,
         http_statuses=constants.HTTP_STATUSES,
         rate_limits=FUTURES_RATE_LIMITS,
+        secret_headers=frozenset({constants.CONTRACT_API_KEY_HEADER, constants.CONTRACT_SIGNATURE_HEADER}),
     )
 
 

@@ -344,3 +344,21 @@ def test_use_catalog_rebuilds_the_trading_module_only_for_another_catalog() -> N
     orders.use_catalog(reloaded)
     assert orders._trading is not built and orders._trading.instruments is reloaded
     assert isinstance(orders._trading, GateioSpotTrading)
+
+
+def test_a_refusal_echoing_the_login_shows_neither_the_key_nor_the_signature() -> None:
+    """A refusal whose message echoed the login frame put the API key and the login's signature in
+    the error, and in the warning logged with it; the venue's reason stays."""
+    spot = [i for i in instruments() if i.exchange is ExchangeName.GATEIO]
+    key = "APIKEY-0123456789abcdef"
+    orders = GateioWsOrders(ApiCredentials(Secret(key), Secret("SECRET-fedcba9876543210")),
+                            InstrumentCatalog(ExchangeName.GATEIO, spot), "ws://127.0.0.1:1/ws/v4/",
+                            RestClient(rest_venue("http://127.0.0.1:1")))
+    [login] = orders._login_frames()
+    signature = json.loads(login)["payload"]["signature"]
+    reply = {"request_id": orders._login_id, "header": {"status": "401", "channel": "spot.login"},
+             "data": {"errs": {"label": "INVALID_KEY", "message": f"Invalid key in {login}"}}}
+    orders._on_message(memoryview(json.dumps(reply).encode()), False, True, 0)
+    error = orders._login_error
+    assert error is not None and "Invalid key in" in str(error) and "****" in str(error)
+    assert key not in f"{error} {error!r}" and signature not in f"{error} {error!r}"
