@@ -1094,7 +1094,8 @@ class ArbitrageController:
         return flags
 
     async def _verify_keys(self) -> None:
-        """A signed balance call on every market that trades; refuses live trading if any fails."""
+        """A signed balance call on every market that trades; refuses live trading if any fails, or
+        answers that the account may not trade."""
         problems = []
         for market, connector in self.connectors.items():
             if connector.binding.trading is None:
@@ -1111,6 +1112,13 @@ class ArbitrageController:
                     f"exchange {market.value}: the signed balance call with {prefix}_API_KEY could not be made "
                     f"({type(exc).__name__})"
                 )
+            else:
+                if connector.trading_refused is not None:
+                    problems.append(
+                        f"exchange {market.value}: the account of {prefix}_API_KEY may not trade "
+                        f"({connector.trading_refused}); allow the key to trade, or lift the account's "
+                        "restriction, on the venue"
+                    )
         if problems:
             raise ConfigurationError(problems)
 

@@ -214,6 +214,14 @@ async def check_account(connector: ExchangeConnector, symbols: Sequence[str], *,
             check=check, level=Level.FAIL, detail=f"the signed balance call with {keys} could not be made "
             f"({type(exc).__name__})", advice="retry; if it persists, check the network and the venue's status page",
         )]
+    if connector.trading_refused is not None:
+        return [Finding(
+            check=check, level=Level.FAIL,
+            detail=f"the signed balance call with {keys} answered, but the account may not trade: "
+            f"{connector.trading_refused}",
+            advice="allow the key to trade, or lift the account's restriction, on the venue; live trading "
+            "refuses to start until then",
+        )]
     held = sorted(b.asset for b in balances.values() if b.total > 0)
     usdt = balances.get("USDT")
     findings = [Finding(

@@ -1269,6 +1269,44 @@ def test_a_signed_call_that_cannot_be_made_refuses_live_trading_without_quoting_
     )
 
 
+@pytest.mark.parametrize("answer", [b'"canTrade":false', b'"canTrade":true', b""])
+def test_a_mexc_account_that_may_not_trade_refuses_live_trading(tmp_path: Path, answer: bytes) -> None:
+    """MEXC's account answer said ``canTrade`` false and the key check passed all the same: the first
+    MEXC order was refused, perhaps after the other venue's leg had filled. Only an explicit false
+    refuses: an answer without the field says nothing either way."""
+    async def scenario() -> tuple[str, ...]:
+        async with simulated_venues(moving=False) as sim:
+            controller = ArbitrageController(manager(tmp_path))
+            controller.connectors = {m: sim.connector(m) for m in (ExchangeName.MEXC, ExchangeName.GATEIO)}
+            rest = controller.connectors[ExchangeName.MEXC].rest
+            fetch = rest.fetch
+
+            async def answering(request: Any) -> bytes:
+                body = await fetch(request)
+                if request.path != "/api/v3/account":
+                    return body
+                assert b'"canTrade":true,' in body
+                return body.replace(b'"canTrade":true,', answer + b"," if answer else b"")
+
+            rest.fetch = answering  # type: ignore[method-assign]
+            try:
+                await controller._verify_keys()
+            except ConfigurationError as refused:
+                return refused.problems
+            finally:
+                for connector in controller.connectors.values():
+                    await connector.close()
+            return ()
+
+    problems = asyncio.run(scenario())
+    if answer != b'"canTrade":false':
+        assert problems == ()
+        return
+    (problem,) = problems
+    assert problem.startswith("exchange mexc: the account of MEXC_API_KEY may not trade")
+    assert "canTrade=false" in problem and "MEXC" in problem
+
+
 def test_a_clock_the_venue_refuses_is_named_when_live_trading_is_refused_and_checked_while_running(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from simvenues import API_KEY, CREDENTIALS, instruments
@@ -160,6 +161,33 @@ def test_an_account_the_engine_cannot_trade_fails_with_the_venues_reason() -> No
     (finding,) = asyncio.run(check_account(DualMode(), ["BTC/USDT"]))  # type: ignore[arg-type]
     assert (finding.check, finding.level) == ("gateio_futures account", Level.FAIL)
     assert "dual (hedge) position mode" in finding.detail and "live trading refuses to start" in finding.advice
+
+
+def test_a_mexc_account_that_may_not_trade_fails_naming_cantrade() -> None:
+    """The balance call answered with ``canTrade`` false: the doctor passed the account, and the
+    first MEXC order of a live run was refused."""
+    async def scenario() -> list[str]:
+        async with SimulatedVenue("mexc", instruments(), credentials={API_KEY: CREDENTIALS}) as mexc:
+            urls = mexc.urls()
+            connector = registered()[ExchangeName.MEXC](
+                credentials=CREDENTIALS, rest_url=urls.rest_url, ws_url=urls.ws_url
+            )
+            fetch = connector.rest.fetch
+
+            async def answering(request: Any) -> bytes:
+                body = await fetch(request)
+                return body.replace(b'"canTrade":true', b'"canTrade":false') if request.path == "/api/v3/account" else body
+
+            connector.rest.fetch = answering  # type: ignore[method-assign]
+            try:
+                findings = await check_account(connector, ["BTC/USDT"])
+            finally:
+                await connector.close()
+        return [f"{f.check} {f.level.name}: {f.detail} | {f.advice}" for f in findings]
+
+    (finding,) = asyncio.run(scenario())
+    assert finding.startswith("mexc account FAIL: ") and "canTrade=false" in finding and "MEXC" in finding
+    assert "live trading refuses to start" in finding
 
 
 @pytest.mark.parametrize(

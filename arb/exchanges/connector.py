@@ -294,6 +294,9 @@ class VenueBinding(msgspec.Struct, frozen=True, kw_only=True):
     trading: TradingFactory | None = None
     # Where ``trading`` is None: the error raised by every trading call (named after the action).
     trading_unavailable: Callable[[str], ArbitrageEngineError] | None = None
+    # Of a balances answer: why it says the account may not trade, else None. None: the venue's
+    # answer does not say.
+    trading_refusal: Callable[[bytes], str | None] | None = None
     # The private websocket of orders and fills; None: orders are followed by REST polling.
     private_stream: PrivateStreamFactory | None = None
     # The websocket trading API, used when ``ConnectorSettings.order_transport == "ws"``.
@@ -401,6 +404,8 @@ class ExchangeConnector:
         self._orders_ws: OrderTransport | None = None
         self._orders_ws_lock = asyncio.Lock()
         self.clock_skew: float | None = None  # ms, the last ``clock_skew_ms`` read
+        # Why the last balances answer said the account may not trade; None: it did not say so.
+        self.trading_refused: str | None = None
 
     @property
     def fees_from_account(self) -> bool:
@@ -789,10 +794,13 @@ class ExchangeConnector:
             return transport
 
     async def balances(self) -> Mapping[str, Balance]:
-        """Balances by asset."""
+        """Balances by asset; ``trading_refused`` takes what the answer says of the account trading."""
         trading = await self._trader("balances")
         body = await self.rest.fetch(trading.balances())
-        return self._parsed("balances", trading.parse_balances, body, write=False)
+        balances = self._parsed("balances", trading.parse_balances, body, write=False)
+        refusal = self.binding.trading_refusal
+        self.trading_refused = None if refusal is None else self._parsed("balances", refusal, body, write=False)
+        return balances
 
     async def place_order(self, request: OrderRequest) -> OrderState:
         """Submit an order.

@@ -170,6 +170,7 @@ class MexcSpotConnector(ExchangeConnector):
             ),
         ),
         trading=_SpotTrading,
+        trading_refusal=MexcSpotTrading.parse_trading_refusal,
         private_stream=lambda credentials, catalog, url, clock_ms: MexcSpotPrivateStream(
             credentials, catalog, url, clock_ms=clock_ms
         ),

@@ -148,7 +148,7 @@ class Account(msgspec.Struct, frozen=True):
     """``GET /api/v3/account``."""
 
     balances: list[Balance]
-    canTrade: bool = True
+    canTrade: bool | None = None  # None: the answer does not say
     canWithdraw: bool | None = None
     canDeposit: bool | None = None
     updateTime: int | None = None  # ms

@@ -298,6 +298,14 @@ class MexcSpotTrading:
         return {b.asset: b for b in listed}
 
     @staticmethod
+    def parse_trading_refusal(body: bytes) -> str | None:
+        """Why a ``GET /api/v3/account`` reply says the account may not trade: only an explicit
+        ``"canTrade":false`` does (its ``permissions`` list is not read); else None."""
+        if _decode(_account, body, constants.ACCOUNT_PATH, None).canTrade is False:
+            return f"MEXC's {constants.ACCOUNT_PATH} answer says canTrade=false: it refuses the account's orders"
+        return None
+
+    @staticmethod
     def parse_trade_fee(body: bytes) -> tuple[Decimal, Decimal]:
         """``(taker, maker)`` of a ``GET /api/v3/tradeFee`` reply; a non-zero ``code`` is a refusal."""
         reply = _decode(_trade_fee, body, constants.TRADE_FEE_PATH, None)

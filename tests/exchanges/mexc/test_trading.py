@@ -316,6 +316,15 @@ def test_parse_balances() -> None:
     assert list(trading().parse_balances(odd)) == ["USDT"]
 
 
+def test_only_an_explicit_cantrade_false_refuses_the_account() -> None:
+    """The balance read ignored ``canTrade``: an account that may not trade passed the live start's
+    key check. An answer without the field, or with an empty ``permissions`` list, says nothing."""
+    refused = MexcSpotTrading.parse_trading_refusal(b'{"canTrade":false,"balances":[],"permissions":["SPOT"]}')
+    assert refused is not None and "canTrade=false" in refused and "MEXC" in refused
+    for body in (b'{"canTrade":true,"balances":[]}', b'{"balances":[],"permissions":[]}'):
+        assert MexcSpotTrading.parse_trading_refusal(body) is None
+
+
 def test_a_cancel_reply_is_read_as_the_cancelled_orders_not_the_cancels() -> None:
     """``DELETE /api/v3/order`` names the cancelled order in ``origClientOrderId``; its ``clientOrderId``
     is the cancel request's own id (the documented reply's ``cancelMyOrder1``)."""
