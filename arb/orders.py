@@ -210,7 +210,7 @@ class OrderSettings(msgspec.Struct, frozen=True, kw_only=True):
 
     query_attempts: int = 6  # queries by client id before an outcome counts as unresolved
     backoff: Backoff = Backoff()
-    rate_limit_deadline_s: float = 1.0  # longest total wait on 429s before giving an order up
+    rate_limit_deadline_s: float = 1.0  # longest total wait on 429s and the order budget before giving an order up
 
 
 class OrderJournal(Protocol):
@@ -437,6 +437,20 @@ class OrderRunner:
         for _, exchange, request in orders:
             self.exchange(exchange).rehearse_order(request)
 
+    def budget_refusal(self, exchange: ExchangeName, symbol: str, deadline_ns: int | None = None) -> str | None:
+        """Why an order on ``symbol`` may not go to ``exchange`` now: its venue's order budget (held
+        after a 429, say) admits one only past ``deadline_ns`` (monotonic; by default
+        ``rate_limit_deadline_s`` from now), and the order would wait for it past its deadline.
+        None when the budget admits it in time."""
+        now = self.clock()
+        if deadline_ns is None:
+            deadline_ns = now + int(self.settings.rate_limit_deadline_s * 1e9)
+        wait_s = self.exchange(exchange).order_wait_s(symbol)
+        if now + int(wait_s * 1e9) <= deadline_ns:
+            return None
+        return (f"order budget admits it only in {wait_s:.3f} s, past the {self.settings.rate_limit_deadline_s} s "
+                "deadline: not sent")
+
     def write(self, exchange: ExchangeName, request: OrderRequest) -> Awaitable[OrderState] | None:
         """Write ``request`` (its intent already journaled) to its venue now, when it can go without
         waiting (``PrivateExchange.write_order``); pass the result to ``run`` as ``written``.
@@ -484,6 +498,11 @@ class OrderRunner:
         deadline_ns = self.clock() + int(self.settings.rate_limit_deadline_s * 1e9)
         waits = 0
         while True:
+            if written is None:
+                # Sent now, the order would sleep in the connector's rate limiter until its budget admits it.
+                refusal = self.budget_refusal(exchange, request.symbol, deadline_ns)
+                if refusal is not None:
+                    return self._refused(exchange, instrument, request, leg, refusal, ErrorCategory.RATE_LIMITED)
             try:
                 if written is None:
                     state = await venue.place_order(request)

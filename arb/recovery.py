@@ -6,8 +6,9 @@ closes it with IOC orders, either completing the missing leg on the venue that u
 priced so that closing the residual loses at most ``max_loss_quote`` against the over-filled
 leg's average price, fees included. When that bound or the attempts run out, the residual
 is flagged for manual approval, logged as an error and journaled; it is never left silent.
-An order the venue refuses for its rate limit is not an attempt: recovery tries the next venue,
-and sends to one that refused so only after a pause, for up to ``RATE_LIMITED_FOR_S`` in all.
+An order the venue refuses for its rate limit, or one its venue's order budget would hold past
+the order deadline (not sent), is not an attempt: recovery tries the next venue, and sends to one
+that refused so only after a pause, for up to ``RATE_LIMITED_FOR_S`` in all.
 """
 
 from __future__ import annotations
@@ -45,8 +46,8 @@ from .orders import (
 from .types import ExchangeName, OrderSide
 
 log = logging.getLogger(__name__)
-# A recovery order refused for the venue's rate limit (past the order runner's own wait) is not an
-# attempt: the residual is open meanwhile, so recovery tries the next venue at once, pauses this
+# A recovery order refused for the venue's rate limit (past the order runner's own wait), or held
+# back while its order budget admits it only past that wait, is not an attempt: the residual is open meanwhile, so recovery tries the next venue at once, pauses this
 # long before sending again to a venue that refused so since the last pause, and flags the
 # residual once this long has passed since the first such refusal with no order taken.
 RATE_LIMIT_PAUSE_S = 1.0
@@ -228,10 +229,10 @@ class RecoveryManager:
         for outcome in (buy, sell):
             _note_charged(charged, outcome)
         cost = ZERO
-        attempt = sent = 0  # orders that were attempts (not refused for a rate limit); orders sent
-        limited: set[ExchangeName] = set()  # venues that refused for their rate limit since the last pause
-        limited_since_ns: int | None = None  # the first such refusal with no order taken since
-        paused = 0  # pauses since then
+        # Orders that were attempts (not refused for a rate limit); orders sent, or passed up unsent
+        # for their venue's order budget.
+        attempt = tried = 0
+        limits = _RateLimits()
         unwound = False
         while abs(net) >= tolerance:
             if fee_kept and abs(net) - fee_kept < tolerance and (
@@ -244,25 +245,34 @@ class RecoveryManager:
             if budget < 0:
                 return self._flag(active, buy, sell, orders, cost, f"loss bound {self.max_loss_quote} reached")
             side = OrderSide.SELL if net > 0 else OrderSide.BUY
-            choice = self._pick(venues, sent, side, abs(net), reference, budget, fee_kept, charged, tolerance)
+            choice = self._pick(venues, tried, side, abs(net), reference, budget, fee_kept, charged, tolerance)
             if choice is None:
                 return self._flag(
                     active, buy, sell, orders, cost,
                     f"residual {abs(net)} is below the minimum order on every venue that could close it",
                 )
             action, exchange, instrument, quantity, price = choice
-            if exchange in limited:  # back to a venue that refused for its rate limit: wait a little
+            if exchange in limits.venues:  # back to a venue that refused for its rate limit: wait a little
                 await self.sleep(RATE_LIMIT_PAUSE_S)
-                limited.clear()
-                paused += 1
-            cid = client_order_id(opp, f"{action.value[0]}{sent + 1}")
+                limits.paused()
+            tried += 1
+            leg = f"{action.value}-{tried}"
+            # An order whose budget is held (a 429's wait) would sleep in the connector until it is
+            # admitted, the residual open meanwhile: it is refused for the rate limit, unsent and unjournaled.
+            refusal = self.orders.budget_refusal(exchange, instrument.symbol)
+            if refusal is not None:
+                log.warning("recovery %s: %s on %s: %s", opp, leg, exchange.value, refusal)
+                waited_s = limits.refused(exchange, self.clock())
+                if waited_s is not None:
+                    return self._flag(active, buy, sell, orders, cost, f"rate limited for {waited_s:.0f} s")
+                continue
+            cid = client_order_id(opp, f"{action.value[0]}{tried}")
             # Completing a reduce-only leg reduces the same position; an unwind reverses a leg, so it
             # may grow one (and whether it would is not known here).
             reduce_only = action is RecoveryAction.HEDGE and under.request.reduce_only
             request = ioc_order(instrument, side, quantity, price, cid, reduce_only=reduce_only)
             if attempt:
                 await self.sleep(self.backoff.delay(attempt - 1))
-            leg = f"{action.value}-{sent + 1}"
             try:
                 self.orders.intend(opp, leg, exchange, request)
             except Exception as exc:  # not sent: the journal must hold every order before it exists
@@ -276,19 +286,13 @@ class RecoveryManager:
             outcome = await self.orders.run(exchange, instrument, request, leg)
             orders.append(outcome)
             _note_charged(charged, outcome)
-            sent += 1
             self._attempts += 1
             if outcome.category == ErrorCategory.RATE_LIMITED and not outcome.filled:
-                now = self.clock()
-                limited_since_ns = now if limited_since_ns is None else limited_since_ns
-                # On the clock, or by the pauses made where the clock does not follow the sleeps.
-                if now - limited_since_ns >= RATE_LIMITED_FOR_S * 1e9 or paused * RATE_LIMIT_PAUSE_S >= RATE_LIMITED_FOR_S:
-                    waited = max((now - limited_since_ns) / 1e9, paused * RATE_LIMIT_PAUSE_S)
-                    return self._flag(active, buy, sell, orders, cost, f"rate limited for {waited:.0f} s")
-                limited.add(exchange)
+                waited_s = limits.refused(exchange, self.clock())
+                if waited_s is not None:
+                    return self._flag(active, buy, sell, orders, cost, f"rate limited for {waited_s:.0f} s")
                 continue
-            limited.clear()
-            limited_since_ns, paused = None, 0
+            limits.taken()
             attempt += 1
             active.attempts = attempt
             if not outcome.resolved:
@@ -457,6 +461,39 @@ class RecoveryManager:
             journal.record_recovery_step(opportunity_id, step, detail)
         except Exception:
             log.exception("recovery %s: journaling step %r failed", opportunity_id, step)
+
+
+class _RateLimits:
+    """A recovery's refusals for rate limits: the venues that refused since the last pause, the first
+    refusal since an order was last taken, and the pauses made since."""
+
+    __slots__ = ("venues", "since_ns", "pauses")
+
+    def __init__(self) -> None:
+        self.venues: set[ExchangeName] = set()
+        self.since_ns: int | None = None
+        self.pauses = 0
+
+    def refused(self, exchange: ExchangeName, now_ns: int) -> float | None:
+        """Note a refusal by ``exchange`` at ``now_ns``; how long recovery has been refused so, in s, once
+        that is ``RATE_LIMITED_FOR_S`` or more (the residual is flagged), else None."""
+        since_ns = self.since_ns = now_ns if self.since_ns is None else self.since_ns
+        # On the clock, or by the pauses made where the clock does not follow the sleeps.
+        waited_s = max((now_ns - since_ns) / 1e9, self.pauses * RATE_LIMIT_PAUSE_S)
+        if waited_s >= RATE_LIMITED_FOR_S:
+            return waited_s
+        self.venues.add(exchange)
+        return None
+
+    def paused(self) -> None:
+        """A pause was made before sending to a venue that refused."""
+        self.venues.clear()
+        self.pauses += 1
+
+    def taken(self) -> None:
+        """A venue took an order: the refusals so far no longer count."""
+        self.venues.clear()
+        self.since_ns, self.pauses = None, 0
 
 
 class _Progress:

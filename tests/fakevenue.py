@@ -96,6 +96,9 @@ class FakeExchange:
     def write_order(self, request: OrderRequest) -> None:
         return None  # every order goes through the scripted place_order
 
+    def order_wait_s(self, symbol: str) -> float:
+        return 0.0  # the order budget always admits an order at once
+
     def rehearse_order(self, request: OrderRequest) -> None:
         self.rehearsed.append(request)
 
@@ -215,6 +218,27 @@ class FakeExchange:
             venue=self.exchange.value, url="fake://", connected=True, connects=1, reconnects=0, messages=0,
             last_message_age_ns=None, errors={},
         )
+
+
+class HeldBudget(FakeExchange):
+    """A market whose order budget is held for a while (after a 429): ``place_order`` first sleeps on
+    the fake clock until the hold ends, as the connector's rate limiter does."""
+
+    time: FakeTime | None = None
+    held_until_ns = 0
+
+    def hold(self, time: FakeTime, seconds: float) -> None:
+        self.time = time
+        self.held_until_ns = time.now_ns + int(seconds * 1e9)
+
+    def order_wait_s(self, symbol: str) -> float:
+        return 0.0 if self.time is None else max(0.0, (self.held_until_ns - self.time.now_ns) / 1e9)
+
+    async def place_order(self, request: OrderRequest) -> OrderState:
+        wait_s = self.order_wait_s(request.symbol)
+        if wait_s and self.time is not None:
+            await self.time.sleep(wait_s)
+        return await super().place_order(request)
 
 
 def spot(exchange: ExchangeName, **overrides: object) -> Instrument:

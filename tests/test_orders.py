@@ -1,18 +1,21 @@
-"""Tests of arb/orders.py's exact arithmetic: notional, realized PnL and client ids, against plain Decimal code."""
+"""Tests of arb/orders.py: the exact arithmetic (notional, realized PnL, client ids) against plain Decimal code,
+and the order runner's waits."""
 
 from __future__ import annotations
 
+import asyncio
 from decimal import ROUND_HALF_EVEN, localcontext
 from decimal import Decimal as D
 
 import pytest
-from fakevenue import perp, spot
+from fakevenue import FakeTime, HeldBudget, perp, spot
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from arb.exchanges.errors import ErrorCategory
 from arb.exchanges.models import OrderRequest, OrderState, OrderStatus, OrderType, TimeInForce
 from arb.instruments import Instrument
-from arb.orders import OrderOutcome, RealizedPnl, client_order_id, exact_notional
+from arb.orders import OrderOutcome, OrderRunner, OrderSettings, RealizedPnl, client_order_id, exact_notional, ioc_order
 from arb.types import ExecutionLeg, ExchangeName, OrderSide
 
 amounts = st.builds(lambda units, exp: D(units).scaleb(exp), st.integers(0, 10**30), st.integers(-20, 6))
@@ -178,3 +181,21 @@ def test_a_spot_buys_unreported_fee_is_estimated_in_the_asset_its_market_charges
     assert outcome.fee == (fee, asset)
     assert outcome.base_fee == base_fee
     assert outcome.fee_quote == D("0.6")  # in PnL the same either way: a base fee is valued at the fill price
+
+
+@pytest.mark.parametrize("held_s", [3600.0, 0.5])
+def test_an_order_its_budget_admits_only_past_its_deadline_is_refused_unsent(held_s: float) -> None:
+    """A 429's Retry-After (up to an hour) holds the venue's order budget: an order sent meanwhile
+    slept in the connector's rate limiter and went out long after its deadline, if at all."""
+    time = FakeTime()
+    venue = HeldBudget(spot(ExchangeName.MEXC))
+    venue.hold(time, held_s)
+    runner = OrderRunner({venue.exchange: venue}, settings=OrderSettings(rate_limit_deadline_s=1.0),
+                         clock=time.clock, sleep=time.sleep)
+    request = ioc_order(venue.instrument, OrderSide.BUY, D("0.01"), D("60000"), "opp1-b")
+    outcome = asyncio.run(runner.run(venue.exchange, venue.instrument, request, "buy"))
+    if held_s > 1.0:
+        assert outcome.category == ErrorCategory.RATE_LIMITED and outcome.resolved and outcome.state is None
+        assert "not sent" in (outcome.error or "") and not venue.placed and time.sleeps == []
+    else:  # within the deadline: waited for, then sent
+        assert outcome.filled == D("0.01") and time.sleeps == [0.5]

@@ -7,12 +7,12 @@ from decimal import Decimal as D
 from pathlib import Path
 
 import pytest
-from fakevenue import FakeExchange, FakeTime, Step, spot
+from fakevenue import FakeExchange, FakeTime, HeldBudget, Step, spot
 
 from arb.errors import ExchangeConnectionError, ExchangeError, RecoveryError
 from arb.exchanges.errors import ErrorCategory
 from arb.exchanges.models import OrderRequest, OrderState, OrderStatus, OrderType, TimeInForce
-from arb.journal import IntentRecord, Journal
+from arb.journal import IntentRecord, Journal, JournalError
 from arb.orders import Backoff, OrderOutcome, OrderSettings
 from arb.recovery import RecoveryManager, RecoveryStatus, Residual, order_resolver
 from arb.types import ExchangeName, OrderSide
@@ -234,6 +234,41 @@ def test_permanent_refusal_of_every_venue_is_flagged() -> None:
     outcome = asyncio.run(recovery.recover(residual))
     assert outcome.requires_manual_approval and "every venue refused" in outcome.reason
     assert not sell.placed and len(buy.placed) == 1
+
+
+def test_a_venue_whose_order_budget_is_held_is_passed_up_at_once_for_the_other(tmp_path: Path) -> None:
+    """The hedge venue's budget is held for an hour after a 429: a hedge sent there would sleep that
+    long in the connector with the residual open. It is not sent (nor journaled); the unwind goes
+    out at once instead."""
+    buy, sell = fee_free(GATE), HeldBudget(spot(MEXC, taker_fee=D(0)))
+    journal = Journal(tmp_path / "j.sqlite3")
+    recovery, time = manager(buy, sell, journal=journal)
+    sell.hold(time, 3600.0)
+    residual = Residual(opportunity_id="opp1", buy=leg(buy, OrderSide.BUY, "10", "10", "100"),
+                        sell=leg(sell, OrderSide.SELL, "10", "6", "101"))
+    outcome = asyncio.run(recovery.recover(residual))
+    assert outcome.recovered and outcome.unwound_base == D(4) and not sell.placed
+    assert [o.request.client_order_id for o in outcome.orders] == ["opp1-u2"]
+    assert time.sleeps == []  # neither the hold nor a pause was waited
+    assert journal.open_intents() == []
+    with pytest.raises(JournalError, match="no intent"):
+        journal.intent(MEXC, "opp1-h1")
+    assert recovery.get_recovery_statistics().attempts == 1
+
+
+def test_a_residual_whose_venues_budgets_stay_held_is_flagged_after_half_a_minute() -> None:
+    buy, sell = HeldBudget(spot(GATE, taker_fee=D(0))), HeldBudget(spot(MEXC, taker_fee=D(0)))
+    recovery, time = manager(buy, sell)
+    buy.hold(time, 3600.0)
+    sell.hold(time, 60.0)  # a 418's default ban
+    residual = Residual(opportunity_id="opp1", buy=leg(buy, OrderSide.BUY, "10", "10", "100"),
+                        sell=leg(sell, OrderSide.SELL, "10", "6", "101"))
+    outcome = asyncio.run(recovery.recover(residual))
+    assert outcome.requires_manual_approval and outcome.reason == "rate limited for 30 s"
+    assert not buy.placed and not sell.placed and outcome.residual_quantity == D(4)
+    assert set(time.sleeps) == {1.0} and sum(time.sleeps) == 30.0  # a pause after each round of refusals
+    (active,) = recovery.get_active_recoveries()
+    assert active.status is RecoveryStatus.AWAITING_APPROVAL
 
 
 def test_constructor_validates_bounds() -> None:

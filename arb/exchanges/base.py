@@ -202,6 +202,10 @@ class PrivateExchange(Protocol):
         """Submit an order, written to the venue before this returns; await the result for what
         ``place_order`` returns. None (nothing sent) when the order cannot go without waiting."""
 
+    def order_wait_s(self, symbol: str) -> float:
+        """Seconds until the order budget of ``symbol`` admits an order (0: now); ``place_order``
+        waits that long before sending. Spends nothing."""
+
     @property
     def order_acceptance_s(self) -> float:
         """How long after an order is sent the venue may still take it (a request delayed on its

@@ -113,6 +113,9 @@ class PaperSource(Protocol):
     def book_scale(self, symbol: str) -> WireScale:
         """The fixed-point scale of the book of ``symbol``."""
 
+    def order_wait_s(self, symbol: str) -> float:
+        """Seconds until the venue's order budget of ``symbol`` admits an order (0: now)."""
+
     async def spend_order_budget(self, symbol: str) -> None:
         """Spend one order of the venue's order budget of ``symbol`` (waiting until it admits one)."""
 
@@ -325,6 +328,10 @@ class PaperExchange:
     def write_order(self, request: OrderRequest) -> None:
         """None: a paper order is filled when ``place_order`` runs, against the book as it is then."""
         return None
+
+    def order_wait_s(self, symbol: str) -> float:
+        """Seconds until the venue's order budget admits an order, as ``place_order`` spends it (the source's)."""
+        return self.source.order_wait_s(symbol)
 
     @property
     def order_acceptance_s(self) -> float:
