@@ -287,6 +287,9 @@ class OrderOutcome(msgspec.Struct, frozen=True, kw_only=True):
     # Unresolved: until when (monotonic) the venue may still take the request, so that asking
     # again later (``OrderRunner.resolve``) takes "not found" as final only after it.
     taken_until_ns: int = 0
+    # Unresolved: until when (monotonic) the venue's rate limit holds queries of it (a 429's wait),
+    # so that asking again sooner sends none (the connector's rate limiter would sleep it until then).
+    queries_held_until_ns: int = 0
 
     @property
     def filled(self) -> Decimal:
@@ -544,7 +547,7 @@ class OrderRunner:
             return outcome
         return await self._resolve(
             outcome.exchange, outcome.instrument, outcome.request, outcome.leg, outcome.state, outcome.answered_ns,
-            taken_until_ns=outcome.taken_until_ns,
+            taken_until_ns=outcome.taken_until_ns, queries_held_until_ns=outcome.queries_held_until_ns,
         )
 
     def _refused(
@@ -573,6 +576,7 @@ class OrderRunner:
     async def _resolve(
         self, exchange: ExchangeName, instrument: Instrument, request: OrderRequest, leg: str,
         last: OrderState | None, answered_ns: int, *, immediate: bool = False, taken_until_ns: int = 0,
+        queries_held_until_ns: int = 0,
     ) -> OrderOutcome:
         """Query by client id (by the venue's order id once known) until the order is final; cancel a
         remainder that outlives the window.
@@ -581,6 +585,10 @@ class OrderRunner:
         the order exists; only an unknown outcome needs time for a lost request to land).
         ``taken_until_ns``: until when the venue may still take the request (``order_acceptance_s``);
         "not found" is final only from a query after it, so one more query is made then.
+        ``queries_held_until_ns``: until when a 429 holds the venue's queries. A wait longer than
+        the backoff's ``max_s`` is not waited out (up to an hour, with the order's outcome, the
+        caller and a shutdown held meanwhile): the outcome is left unknown, for recovery to flag
+        and a restart's reconciliation to ask again.
         """
         venue = self.exchange(exchange)
         cid = request.client_order_id
@@ -594,7 +602,14 @@ class OrderRunner:
         lookup_s = venue.client_id_lookup_s
         tail_step_ns = None if lookup_s is None else int(lookup_s * 1e9) // 2
         attempt = 0
+        held = False
         while True:
+            held_s = (queries_held_until_ns - self.clock()) / 1e9
+            if held_s > self.settings.backoff.max_s:
+                # "Not found" holds only when it was the last answer, and none is asked for now.
+                not_found, held = False, True
+                error = f"{error}; the venue's rate limit holds queries for {held_s:.0f} s more"
+                break
             if attempt >= attempts:
                 wait_ns = taken_until_ns - self.clock()
                 if not not_found or wait_ns <= 0:
@@ -627,7 +642,10 @@ class OrderRunner:
                 # Says nothing about the order: "not found" holds only when it was the last answer.
                 not_found = False
                 error = str(exc)
-                await self.sleep(exc.retry_after_s or 0.0)
+                wait_s = exc.retry_after_s or 0.0
+                queries_held_until_ns = max(queries_held_until_ns, self.clock() + int(wait_s * 1e9))
+                if wait_s <= self.settings.backoff.max_s:
+                    await self.sleep(wait_s)
                 continue
             except ExchangeError as exc:
                 not_found = exc.category == ErrorCategory.UNKNOWN_ORDER
@@ -642,7 +660,7 @@ class OrderRunner:
             last, told = state, True
             if state.is_final:
                 return self._finished(exchange, instrument, request, leg, state, answered_ns, "update")
-        if last is not None:
+        if last is not None and not held:  # held: a cancel may wait out the same hold (MEXC's spend the queries' budget)
             # An IOC should never rest; if one does, cancel so it cannot fill behind our back.
             try:
                 state = await venue.cancel_order(request.symbol, client_order_id=cid)
@@ -671,7 +689,7 @@ class OrderRunner:
         return OrderOutcome(
             exchange=exchange, instrument=instrument, request=request, leg=leg, state=last, resolved=False,
             error=f"outcome unknown: {error}", category=ErrorCategory.OUTCOME_UNKNOWN, answered_ns=answered_ns,
-            taken_until_ns=taken_until_ns,
+            taken_until_ns=taken_until_ns, queries_held_until_ns=queries_held_until_ns,
         )
 
     def _finished(

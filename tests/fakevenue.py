@@ -68,6 +68,7 @@ class FakeExchange:
         self.script = list(script)
         self.touch = touch  # (bid, ask): IOC fills only through it; None fills at the limit
         self.failing_queries = failing_queries  # the next queries fail as if disconnected
+        self.limited_queries: list[float] = []  # the next queries are refused with a 429 asking these waits
         self.fee_in: tuple[D, str] | None = None  # (fee, asset): fills charged this in another asset (MEXC's MX)
         self.orders: dict[str, OrderState] = {}
         self.placed: list[OrderRequest] = []  # every place_order call, including refused ones
@@ -174,6 +175,9 @@ class FakeExchange:
         if self.failing_queries:
             self.failing_queries -= 1
             raise ExchangeConnectionError(self.exchange.value, "disconnected", category=ErrorCategory.OUTCOME_UNKNOWN)
+        if self.limited_queries:
+            raise RateLimitError(self.exchange.value, "too many requests", category=ErrorCategory.RATE_LIMITED,
+                                 retry_after_s=self.limited_queries.pop(0))
         if client_order_id is None:
             state = next((s for s in self.orders.values() if s.order_id == order_id), None)
         else:

@@ -8,7 +8,7 @@ from decimal import ROUND_HALF_EVEN, localcontext
 from decimal import Decimal as D
 
 import pytest
-from fakevenue import FakeTime, HeldBudget, perp, spot
+from fakevenue import FakeExchange, FakeTime, HeldBudget, Step, perp, spot
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -199,3 +199,44 @@ def test_an_order_its_budget_admits_only_past_its_deadline_is_refused_unsent(hel
         assert "not sent" in (outcome.error or "") and not venue.placed and time.sleeps == []
     else:  # within the deadline: waited for, then sent
         assert outcome.filled == D("0.01") and time.sleeps == [0.5]
+
+
+def limited_runner(step: Step, retry_after_s: float) -> tuple[FakeExchange, OrderRunner, FakeTime, OrderRequest]:
+    """A venue that takes one order as ``step`` says and refuses the first query of it with a 429."""
+    venue = FakeExchange(spot(ExchangeName.MEXC), [step])
+    venue.limited_queries.append(retry_after_s)
+    time = FakeTime()
+    runner = OrderRunner({venue.exchange: venue}, settings=OrderSettings(query_attempts=3),
+                         clock=time.clock, sleep=time.sleep)
+    return venue, runner, time, ioc_order(venue.instrument, OrderSide.BUY, D("0.01"), D("60000"), "opp1-b")
+
+
+def test_a_query_refused_with_a_long_retry_after_leaves_the_outcome_unknown_at_once() -> None:
+    """A 429 on a query asking an hour's wait (the most a Retry-After is taken for) was slept out,
+    holding the order's outcome, the trade loop and a shutdown's drain."""
+    venue, runner, time, request = limited_runner(Step(kind="lost"), 3600.0)
+    outcome = asyncio.run(runner.run(venue.exchange, venue.instrument, request, "buy"))
+    assert not outcome.resolved and outcome.category == ErrorCategory.OUTCOME_UNKNOWN
+    assert "holds queries for 3600 s" in (outcome.error or "") and max(time.sleeps) <= 1.0
+    assert venue.queries == ["opp1-b"]
+    # Asked again while the hold lasts (by recovery, first thing, with a runner of its own), it is not
+    # queried: the query would sleep out the hold in the connector's rate limiter.
+    recovery = OrderRunner({venue.exchange: venue}, clock=time.clock, sleep=time.sleep)
+    again = asyncio.run(recovery.resolve(outcome))
+    assert not again.resolved and venue.queries == ["opp1-b"] and max(time.sleeps) <= 1.0
+    time.now_ns += 3600 * 10**9
+    assert asyncio.run(recovery.resolve(again)).filled == D("0.01")
+
+
+def test_an_acknowledged_order_whose_queries_are_held_is_left_unknown_without_a_cancel() -> None:
+    venue, runner, time, request = limited_runner(Step(kind="ack"), 3600.0)
+    outcome = asyncio.run(runner.run(venue.exchange, venue.instrument, request, "buy"))
+    assert not outcome.resolved and outcome.state is not None and outcome.state.status is OrderStatus.NEW
+    assert venue.cancels == [] and max(time.sleeps, default=0.0) <= 1.0
+
+
+def test_a_query_refused_with_a_short_retry_after_is_waited_and_asked_again() -> None:
+    venue, runner, time, request = limited_runner(Step(kind="lost"), 0.75)
+    outcome = asyncio.run(runner.run(venue.exchange, venue.instrument, request, "buy"))
+    assert outcome.resolved and outcome.filled == D("0.01") and 0.75 in time.sleeps
+    assert venue.queries == ["opp1-b", "opp1-b"]

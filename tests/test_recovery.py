@@ -271,6 +271,21 @@ def test_a_residual_whose_venues_budgets_stay_held_is_flagged_after_half_a_minut
     assert active.status is RecoveryStatus.AWAITING_APPROVAL
 
 
+def test_a_recovery_order_whose_query_the_venue_holds_for_an_hour_is_flagged_at_once() -> None:
+    """The hedge's answer was lost and the venue refused its query with a 429 asking an hour: the
+    wait is not slept out, the residual is flagged with the hedge's outcome unknown."""
+    buy, sell = fee_free(GATE), FakeExchange(spot(MEXC, taker_fee=D(0)), [Step(kind="lost")])
+    sell.limited_queries.append(3600.0)
+    recovery, time = manager(buy, sell)
+    residual = Residual(opportunity_id="opp1", buy=leg(buy, OrderSide.BUY, "10", "10", "100"),
+                        sell=leg(sell, OrderSide.SELL, "10", "6", "101"))
+    outcome = asyncio.run(recovery.recover(residual))
+    assert outcome.requires_manual_approval and outcome.reason == "recovery order hedge-1 outcome unknown"
+    assert sum(time.sleeps) < 1.0 and sell.queries == ["opp1-h1"]
+    (hedge,) = outcome.orders
+    assert not hedge.resolved and hedge.category == ErrorCategory.OUTCOME_UNKNOWN
+
+
 def test_constructor_validates_bounds() -> None:
     with pytest.raises(ValueError, match="max_loss_quote"):
         RecoveryManager({}, max_loss_quote=D(-1))
