@@ -435,6 +435,14 @@ def stored_decimal(value: Decimal | str, column: str) -> Decimal:
     return number
 
 
+def stored_int(value: object, column: str) -> int:
+    """The whole number stored as ``value`` in ``column`` (an INTEGER column hands back an int; text put
+    there by hand stays text); ``UnreadableValue`` naming both when it is none."""
+    if type(value) is not int:
+        raise UnreadableValue(f"{column} {value!r}: not a whole number")
+    return value
+
+
 class IntentRecord(msgspec.Struct, frozen=True, kw_only=True):
     """An order intent with what the journal knows of its outcome."""
 
@@ -1146,8 +1154,10 @@ class Journal:
     def kill_switch(self) -> tuple[str, int] | None:
         """``(reason, wall ms)`` of the kill switch's engagement when its last recorded change engaged
         it; None when it was released, or never engaged."""
-        row = self._db.execute("SELECT engaged, reason, at_ms FROM kill_switch ORDER BY change_id DESC LIMIT 1").fetchone()
-        return (str(row[1]), int(row[2])) if row is not None and row[0] else None
+        rows = self._db.execute(
+            "SELECT change_id, engaged, reason, at_ms FROM kill_switch ORDER BY change_id DESC LIMIT 1"
+        )
+        return next(self._rows("kill_switch", (0,), rows, _kill_switch_change), None)
 
     def record_order_windows(self, windows: Mapping[ExchangeName, int]) -> None:
         """Keep, per market, the longest ``window_ms`` given: how long after its intent an order
@@ -1171,9 +1181,10 @@ class Journal:
 
     def order_windows(self) -> dict[ExchangeName, int]:
         """The longest ``record_order_windows`` kept per market, in ms (markets never recorded are absent)."""
+        rows = self._db.execute("SELECT exchange, window_ms FROM order_windows")
         return {
-            ExchangeName(exchange): int(window_ms)
-            for exchange, window_ms in self._db.execute("SELECT exchange, window_ms FROM order_windows")
+            _market(exchange): window_ms
+            for exchange, window_ms in self._rows("order_windows", (0,), rows, _order_window)
             if exchange in _MARKET_VALUES
         }
 
@@ -1219,8 +1230,10 @@ class Journal:
 
     def last_funding_ms(self) -> int | None:
         """When the latest recorded funding payment was settled (ms), or None when none is recorded."""
-        row = self._db.execute("SELECT MAX(settled_at_ms) FROM funding_payments").fetchone()
-        return None if row is None or row[0] is None else int(row[0])
+        rows = self._db.execute(
+            "SELECT exchange, payment_id, settled_at_ms FROM funding_payments ORDER BY settled_at_ms DESC LIMIT 1"
+        )
+        return next(self._rows("funding_payments", (0, 1), rows, _settled_at_ms), None)
 
     def open_intents(self) -> list[IntentRecord]:
         """Intents without a closing outcome, oldest first."""
@@ -1765,8 +1778,23 @@ def _final(row: tuple[Any, ...]) -> tuple[str, Decimal]:
 
 
 def _funding_payment(row: tuple[Any, ...]) -> tuple[ExchangeName, FundingPayment]:
-    amount = stored_decimal(row[3], "amount")
-    return _market(row[0]), FundingPayment(payment_id=row[1], symbol=row[2], amount=amount, time_ms=row[4])
+    amount, time_ms = stored_decimal(row[3], "amount"), stored_int(row[4], "settled_at_ms")
+    return _market(row[0]), FundingPayment(payment_id=row[1], symbol=row[2], amount=amount, time_ms=time_ms)
+
+
+def _settled_at_ms(row: tuple[Any, ...]) -> int:
+    return stored_int(row[2], "settled_at_ms")
+
+
+def _kill_switch_change(row: tuple[Any, ...]) -> tuple[str, int] | None:
+    """``(reason, wall ms)`` of a change that engaged the switch; None for a release."""
+    _, engaged, reason, at_ms = row
+    return (str(reason), stored_int(at_ms, "at_ms")) if engaged else None
+
+
+def _order_window(row: tuple[Any, ...]) -> tuple[str, int]:
+    exchange, window_ms = row
+    return exchange, stored_int(window_ms, "window_ms")
 
 
 def _step_detail(text: str) -> dict[str, Any]:
@@ -1795,4 +1823,5 @@ def _order_leg(row: tuple[Any, ...]) -> tuple[int, str, str, ExchangeName, str]:
 def _hedge_drop(row: tuple[Any, ...]) -> HedgeDrop:
     _, symbol, spot, futures, after, reason, at_ms = row
     return HedgeDrop(symbol=symbol, spot=_market(spot, "spot"), futures=_market(futures, "futures"),
-                     after_intent_id=after, reason=reason, at_ms=at_ms)
+                     after_intent_id=stored_int(after, "after_intent_id"), reason=reason,
+                     at_ms=stored_int(at_ms, "at_ms"))

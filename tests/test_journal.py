@@ -128,7 +128,7 @@ def test_a_funding_amount_that_is_no_number_names_the_journal_row(tmp_path: Path
 
 def journal_to_damage(path: Path) -> None:
     """c1 filled 0.4 of 1 and c2 canceled having filled 0.5 of which no fill is in yet (both open), c3
-    rejected, a funding payment and a hedge drop."""
+    rejected, a funding payment, a hedge drop, the kill switch engaged and an order window."""
     with Journal(path) as journal:
         journal.record_intents("opp1", [("buy", GATE, request("c1")), ("sell", GATE, request("c2"))])
         journal.record_result(GATE, "c1", state("c1", OrderStatus.PARTIALLY_FILLED, "0.4"), [fill("t1", "0.4")])
@@ -139,6 +139,8 @@ def journal_to_damage(path: Path) -> None:
             FundingPayment(payment_id="f1", symbol="BTC/USDT:USDT", amount=D("0.1"), time_ms=1_000)
         ])
         journal.record_hedge_drop("BTC/USDT", GATE, ExchangeName.GATEIO_FUTURES, "closed by hand")
+        journal.record_kill_switch(True, "checked by hand")
+        journal.record_order_windows({GATE: 5_000})
 
 
 async def reconcile_at_venue_average(journal: Journal) -> None:
@@ -167,6 +169,15 @@ async def reconcile_at_venue_average(journal: Journal) -> None:
      "hedge_drops row 1: futures 'gate_perp': not a market"),
     ("UPDATE intents SET exchange = 'gate' WHERE client_order_id = 'c3'", lambda j: j.order_legs(),
      "intents row 3: exchange 'gate': not a market"),
+    # Whole numbers: text put in an INTEGER column stays text.
+    ("UPDATE funding_payments SET settled_at_ms = '1,000'", lambda j: j.last_funding_ms(),
+     "funding_payments row gateio_futures f1: settled_at_ms '1,000': not a whole number"),
+    ("UPDATE funding_payments SET settled_at_ms = 'soon'", lambda j: j.funding_payments(),
+     "funding_payments row gateio_futures f1: settled_at_ms 'soon': not a whole number"),
+    ("UPDATE hedge_drops SET at_ms = '12:00'", lambda j: j.hedge_drops(), "hedge_drops row 1: at_ms '12:00': not a whole number"),
+    ("UPDATE kill_switch SET at_ms = 'now'", lambda j: j.kill_switch(), "kill_switch row 1: at_ms 'now': not a whole number"),
+    ("UPDATE order_windows SET window_ms = '5s'", lambda j: j.order_windows(),
+     "order_windows row gateio: window_ms '5s': not a whole number"),
 ])
 def test_a_damaged_value_is_refused_naming_the_journal_table_row_and_column(
     tmp_path: Path, damage: str, read: Any, expected: str
