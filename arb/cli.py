@@ -422,7 +422,12 @@ def _keys(action: str) -> int:
         key = os.environ.get("ENCRYPTION_KEY")
         if not key:
             raise ConfigurationError(["env ENCRYPTION_KEY: missing; create one with `python -m arb keys generate`"])
-        secret = sys.stdin.readline().rstrip("\r\n")
+        if sys.stdin.isatty():  # typed or pasted: not echoed, so not left on the screen or in its scrollback
+            import getpass
+
+            secret = getpass.getpass("secret to encrypt (not shown): ", stream=sys.stderr)
+        else:
+            secret = sys.stdin.readline().rstrip("\r\n")
         if not secret:
             raise ConfigurationError(["standard input: empty; pipe the secret to encrypt, one line"])
         if not header_safe(secret):

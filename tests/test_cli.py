@@ -187,6 +187,49 @@ def test_keys_encrypt_round_trip(tmp_path: Path) -> None:
     assert Fernet(key.encode()).decrypt(token.encode()) == b"my-secret"
 
 
+def test_keys_encrypt_on_a_terminal_does_not_echo_the_secret(tmp_path: Path) -> None:
+    """Typed or pasted at a terminal, the secret was echoed and stayed on the screen and in its scrollback."""
+    import pty
+    import select
+    import time
+
+    key = arb("keys", "generate", cwd=tmp_path).stdout.strip()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ARB_", "MEXC_", "GATEIO_", "ENCRYPTION_"))}
+    env["ENCRYPTION_KEY"] = key
+    pid, terminal = pty.fork()  # the child's controlling terminal, as a user's shell gives it
+    if pid == 0:
+        os.chdir(tmp_path)
+        os.execve(sys.executable, [sys.executable, "-m", "arb", "keys", "encrypt"], env)
+    shown = b""
+
+    def read(until: bytes | None) -> bool:
+        """What the terminal shows, until ``until`` appears (True) or the child ends or 30 s pass."""
+        nonlocal shown
+        deadline = time.monotonic() + 30
+        while until is None or until not in shown:
+            if not select.select([terminal], [], [], max(0.0, deadline - time.monotonic()))[0]:
+                return False
+            try:
+                chunk = os.read(terminal, 1024)
+            except OSError:  # the child is gone and its terminal closed
+                return False
+            if not chunk:
+                return False
+            shown += chunk
+        return True
+
+    try:
+        read(b"not shown")  # the prompt: echo is off from here
+        os.write(terminal, b"my-typed-secret\n")
+        read(None)
+    finally:
+        _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, shown
+    assert b"my-typed-secret" not in shown
+    token = shown.split(b"not shown): ", 1)[1].split()[0]
+    assert Fernet(key.encode()).decrypt(token) == b"my-typed-secret"
+
+
 def test_keys_encrypt_refuses_a_secret_the_start_would_refuse(tmp_path: Path) -> None:
     key = arb("keys", "generate", cwd=tmp_path).stdout.strip()
     result = arb("keys", "encrypt", cwd=tmp_path, env={"ENCRYPTION_KEY": key}, stdin="my secret\n")
