@@ -433,6 +433,10 @@ class InstrumentCatalog:
         except KeyError:
             raise InstrumentError(self._missing(venue_symbol)) from None
 
+    def lists_venue_symbol(self, venue_symbol: str) -> bool:
+        """Whether the catalog holds an instrument of the venue pair name ``venue_symbol``."""
+        return venue_symbol in self._by_venue_symbol
+
     def _missing(self, name: str) -> str:
         skip = next((s for s in self.skipped if name in (s.symbol, s.venue_symbol)), None)
         if skip is None:

@@ -4,10 +4,12 @@
 (re)connect it asks the dialect for the URL (MEXC creates a fresh listenKey there), on every
 connect it sends the dialect's signed subscribe frames, keeps the venue's stream token alive
 while connected (``keepalive``), and hands each decoded push to ``on_order``/``on_fill``
-(and balance pushes to the optional ``on_balance``). A venue whose balance push lacks the
-free/locked split (Gate futures sends the wallet balance only) flags the change instead, and
-the stream reads the balances from ``balance_source`` (the signed REST call) and reports
-those: a burst of pushes costs one read in flight plus at most one more.
+(and balance pushes to the optional ``on_balance``). The venues push the account's orders and
+trades of every pair: those on pairs the instrument catalog does not list (trades made outside
+the engine) are left out one by one and counted apart, not as unreadable frames. A venue whose
+balance push lacks the free/locked split (Gate futures sends the wallet balance only) flags the
+change instead, and the stream reads the balances from ``balance_source`` (the signed REST
+call) and reports those: a burst of pushes costs one read in flight plus at most one more.
 ``start`` returns once the first subscriptions are acknowledged and raises when the venue
 refuses them (bad key or signature), so an unusable stream fails at start, not silently.
 """
@@ -20,9 +22,11 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from decimal import Decimal
-from typing import NamedTuple, Protocol
+from typing import NamedTuple, Protocol, TypeVar
 
 from ..errors import ArbitrageEngineError, ExchangeConnectionError, ExchangeError
+from ..instruments import InstrumentCatalog
+from ..throttled_log import ThrottledWarnings
 from .base import BalanceHandler, BalancesReadHandler, FillHandler, Frame, OrderHandler, WsPayload
 from .errors import ErrorCategory
 from .models import Balance, Fill, OrderState
@@ -32,6 +36,7 @@ from .ws import WsSession, WsSettings
 log = logging.getLogger(__name__)
 KEPT = 8  # URLs and refusals a stream remembers (a long run reconnects many times)
 FEE_ORDERS_KEPT = 10_000  # orders whose pushed fees a dialect sums at once (oldest dropped past it)
+T = TypeVar("T")
 
 
 class PrivateMessage(NamedTuple):
@@ -43,6 +48,22 @@ class PrivateMessage(NamedTuple):
     error: str | None = None  # the venue refused a request (auth, channel...)
     balances: Sequence[Balance] = ()
     balances_changed: bool = False  # balances changed but the push does not tell free and locked
+    unlisted: Sequence[str] = ()  # venue symbols of the orders and trades left out: pairs the catalog does not list
+
+
+def listed_items(
+    catalog: InstrumentCatalog, items: Iterable[T], venue_symbol: Callable[[T], str]
+) -> tuple[list[T], list[str]]:
+    """The ``items`` on pairs ``catalog`` lists, and the venue symbols of the others (in order)."""
+    listed: list[T] = []
+    unlisted: list[str] = []
+    for item in items:
+        symbol = venue_symbol(item)
+        if catalog.lists_venue_symbol(symbol):
+            listed.append(item)
+        else:
+            unlisted.append(symbol)
+    return listed, unlisted
 
 
 class PushedFees:
@@ -171,7 +192,10 @@ class PrivateStream:
         # The newest URLs connected to, in order (new listenKeys show here), and venue refusals.
         self.urls: deque[str] = deque(maxlen=KEPT)
         self.errors: deque[str] = deque(maxlen=KEPT)
-        self.malformed = 0
+        self.malformed = 0  # frames the dialect could not read
+        self.unlisted = 0  # orders and trades left out: on pairs the catalog does not list
+        self._malformed_warnings = ThrottledWarnings(log, "unreadable private frames")
+        self._unlisted_warnings = ThrottledWarnings(log, "orders and trades left out")
         self._pending_acks = 0
         self._ready: asyncio.Future[None] | None = None
         self._keepalive: asyncio.Task[None] | None = None
@@ -266,7 +290,9 @@ class PrivateStream:
             message = self.dialect.decode(payload, is_binary)
         except (ValueError, KeyError, ArithmeticError) as exc:  # ArithmeticError: a "NaN" amount compared
             self.malformed += 1
-            log.warning("%s: unreadable private frame (%s): %r", venue, exc, bytes(payload[:200]))
+            self._malformed_warnings.warn(
+                "malformed", recv_ns, "%s: unreadable private frame (%s): %r", venue, exc, bytes(payload[:200])
+            )
             return
         if message.error is not None:
             self.errors.append(message.error)
@@ -303,6 +329,12 @@ class PrivateStream:
         self._report_balances(message.balances)
         if message.balances_changed:
             self._read_balances_soon()
+        for symbol in message.unlisted:
+            self.unlisted += 1
+            self._unlisted_warnings.warn(
+                symbol, recv_ns, "%s: a private push on %s left out: the instrument catalog does not list it "
+                "(an order or trade made outside the engine)", venue, symbol,
+            )
 
     def _resubscribed(self) -> None:
         """Subscribed again after a reconnect: what was pushed meanwhile is lost, so the balances are

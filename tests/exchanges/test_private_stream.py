@@ -438,3 +438,30 @@ def test_a_start_cancelled_while_subscribing_closes_the_stream_and_releases_its_
             await server.close()
 
     run(scenario())
+
+
+def test_unreadable_frames_are_counted_each_and_warned_about_once_a_minute(caplog: pytest.LogCaptureFixture) -> None:
+    """Each one was warned about with 200 bytes of its payload: a venue whose pushes stopped
+    matching the schema filled the log at the rate of the account's trading."""
+    from arb.exchanges.private_stream import PrivateMessage, PrivateStream
+
+    class Unreadable:
+        venue = "gateio"
+        keepalive_interval_s = None
+
+        def ping_frame(self) -> str:
+            return "{}"
+
+        def is_pong(self, frame: Any) -> bool:
+            return False
+
+        def decode(self, frame: Any, is_binary: bool) -> PrivateMessage:
+            raise ValueError("a push of another shape")
+
+    stream = PrivateStream(Unreadable(), None, lambda order: None, lambda fill: None)  # type: ignore[arg-type]
+    with caplog.at_level(logging.WARNING):
+        for second in (0, 1, 2, 61):
+            stream._on_message(memoryview(b'{"push":1}'), False, True, second * 1_000_000_000)
+    assert stream.malformed == 4
+    assert [r.getMessage().endswith("(2 more unreadable private frames since the last warning)")
+            for r in caplog.records] == [False, True]

@@ -12,6 +12,9 @@ A refused request is answered with ``"error":{"code":4,"message":"Authentication
   contracts; orders and fills report unsigned contracts (the futures order unit), numbers
   arrive as JSON numbers and are decoded exactly from their text.
 
+Orders and trades of a pair the catalog does not list (made outside the engine) are left out
+item by item (``PrivateMessage.unlisted``), the rest of their push kept.
+
 Pushes::
 
     {"time":1605175506,"time_ms":1605175506123,"channel":"spot.orders","event":"update",
@@ -23,6 +26,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from decimal import Decimal
+from operator import attrgetter
 from typing import ClassVar
 
 import msgspec
@@ -33,7 +37,7 @@ from ...secrets import ApiCredentials
 from ...types import OrderSide
 from ..base import Frame, WsPayload
 from ..models import Fill, OrderState, listed_balances
-from ..private_stream import PrivateMessage, PushedFees
+from ..private_stream import PrivateMessage, PushedFees, listed_items
 from ..rest import RestClient
 from . import constants
 from .auth import GateioSigner
@@ -67,6 +71,8 @@ _futures_trades = msgspec.json.Decoder(list[FuturesUserTrade])
 _futures_balances = msgspec.json.Decoder(list[FuturesBalancePush])
 _futures_account = msgspec.json.Decoder(FuturesAccount)
 _encode = msgspec.json.Encoder().encode
+_pair = attrgetter("currency_pair")
+_contract = attrgetter("contract")
 _PONG = b'"' + constants.SPOT_PONG_CHANNEL.encode() + b'"'
 _FUTURES_PONG = b'"' + constants.FUTURES_PONG_CHANNEL.encode() + b'"'
 
@@ -210,14 +216,16 @@ class GateioSpotPrivateStream(_GateioPrivateStream):
 
     def _update(self, push: WsPush) -> PrivateMessage:
         if push.channel == constants.SPOT_ORDERS_CHANNEL:
-            orders = self._trading.order_states(order_of_push(p) for p in _orders.decode(push.result))
-            return PrivateMessage(orders=orders)
+            pushed, unlisted = listed_items(self._catalog, _orders.decode(push.result), _pair)
+            orders = self._trading.order_states(order_of_push(p) for p in pushed)
+            return PrivateMessage(orders=orders, unlisted=unlisted)
         if push.channel == constants.SPOT_BALANCES_CHANNEL:
             items = _balances.decode(push.result)
             return PrivateMessage(
                 balances=listed_balances(constants.VENUE, ((b.currency, b.available, b.freeze) for b in items))
             )
-        return PrivateMessage(fills=[self.fill(t) for t in _trades.decode(push.result)])
+        trades, unlisted = listed_items(self._catalog, _trades.decode(push.result), _pair)
+        return PrivateMessage(fills=[self.fill(t) for t in trades], unlisted=unlisted)
 
     def fill(self, trade: SpotUserTrade) -> Fill:
         """The ``Fill`` of one ``spot.usertrades`` item (fee asset as Gate charges it when not given:
@@ -290,9 +298,11 @@ class GateioFuturesPrivateStream(_GateioPrivateStream):
 
     def _update(self, push: WsPush) -> PrivateMessage:
         if push.channel == constants.FUTURES_ORDERS_CHANNEL:
-            return PrivateMessage(orders=[self.order(p) for p in _futures_orders.decode(push.result)])
+            orders, unlisted = listed_items(self._catalog, _futures_orders.decode(push.result), _contract)
+            return PrivateMessage(orders=[self.order(p) for p in orders], unlisted=unlisted)
         if push.channel == constants.FUTURES_USERTRADES_CHANNEL:
-            return PrivateMessage(fills=[self.fill(t) for t in _futures_trades.decode(push.result)])
+            trades, unlisted = listed_items(self._catalog, _futures_trades.decode(push.result), _contract)
+            return PrivateMessage(fills=[self.fill(t) for t in trades], unlisted=unlisted)
         _futures_balances.decode(push.result)  # validated; the split comes from REST
         return PrivateMessage(balances_changed=True)
 

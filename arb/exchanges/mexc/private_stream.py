@@ -7,7 +7,9 @@ extends it (sent every 30 min), ``DELETE`` closes it. Each connection goes to
 ``spot@private.account.v3.api.pb``. Pushes are binary ``PushDataV3ApiWrapper`` messages
 (mexcdevelop/websocket-proto) with the body in field 304 (``PrivateOrdersV3Api``), 306
 (``PrivateDealsV3Api``) or 307 (``PrivateAccountV3Api``: one asset's free ``balanceAmount``
-and ``frozenAmount`` after a change); replies to requests are JSON text.
+and ``frozenAmount`` after a change); replies to requests are JSON text. The topics cover every
+pair of the account: an order or deal of a pair the catalog does not list is left out
+(``PrivateMessage.unlisted``).
 The protobuf is read by the small reader below: these are per-order messages, not the book path.
 """
 
@@ -52,6 +54,7 @@ ACCOUNT_FIELDS: Final = {
     1: "vcoinName", 2: "coinId", 3: "balanceAmount", 4: "balanceAmountChange", 5: "frozenAmount",
     6: "frozenAmountChange", 7: "type", 8: "time",
 }
+_PAIR_BODIES: Final = (PUSH_PRIVATE_ORDERS, PUSH_PRIVATE_DEALS)  # bodies of one pair, the wrapper's symbol
 TRADE_TYPES: Final = {1: OrderSide.BUY, 2: OrderSide.SELL}
 # orderType: 1 LIMIT_ORDER, 2 POST_ONLY, 3 IMMEDIATE_OR_CANCEL, 4 FILL_OR_KILL, 5 MARKET_ORDER
 ORDER_TYPES: Final = {1: OrderType.LIMIT, 2: OrderType.LIMIT, 3: OrderType.LIMIT, 4: OrderType.LIMIT, 5: OrderType.MARKET}
@@ -248,6 +251,8 @@ class MexcSpotPrivateStream:
         for number, value in fields(data):
             if number == constants.PUSH_SYMBOL and isinstance(value, bytes):
                 symbol = value.decode()
+            elif number in _PAIR_BODIES and symbol and not self._catalog.lists_venue_symbol(symbol):
+                return PrivateMessage(unlisted=[symbol])  # an order or trade made outside the engine
             elif number == PUSH_PRIVATE_ORDERS and isinstance(value, bytes):
                 return PrivateMessage(orders=[self.order(symbol, message(value, ORDER_FIELDS))])
             elif number == PUSH_PRIVATE_DEALS and isinstance(value, bytes):

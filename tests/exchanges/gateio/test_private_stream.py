@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from decimal import Decimal as D
 
@@ -325,3 +326,30 @@ def test_a_futures_trade_push_without_a_fee_leaves_the_order_fee_unknown() -> No
     order["result"][0] |= {"contract": "BTC_USDT", "id": trade["result"][0]["order_id"]}
     (state,) = client.decode(msgspec.json.encode(order), False).orders
     assert (state.fee, state.fee_asset) == (D(0), None)  # not a zero fee in USDT
+
+
+@pytest.mark.parametrize("channel", ["spot.usertrades", "spot.orders", "futures.orders", "futures.usertrades"])
+def test_items_on_pairs_the_catalog_does_not_list_are_left_out_one_by_one(
+    channel: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The channels push every pair of the account: a trade made by hand on another pair made the
+    whole push unreadable (the engine's own items in it lost with it), counted malformed and warned
+    about with its payload at every push."""
+    from arb.exchanges.private_stream import PrivateStream
+
+    futures = channel.startswith("futures")
+    client = setup_futures()[2] if futures else setup()[3]
+    doc = {"spot.usertrades": DOC_USERTRADES, "spot.orders": DOC_ORDERS, "futures.orders": DOC_FUTURES_ORDERS,
+           "futures.usertrades": DOC_FUTURES_USERTRADES}[channel]
+    push = msgspec.json.decode(msgspec.json.encode(doc))
+    pair = "contract" if futures else "currency_pair"
+    mine = push["result"][0] | {pair: "BTC_USDT"}
+    push["result"] = [mine | {pair: "ETH_USDT"}, mine, mine | {pair: "DOGE_USDT"}]
+    received: list[object] = []
+    stream = PrivateStream(client, None, received.append, received.append)  # type: ignore[arg-type]
+    with caplog.at_level(logging.WARNING):
+        for _ in range(3):
+            stream._on_message(memoryview(msgspec.json.encode(push)), False, True, 0)
+    assert len(received) == 3 and stream.malformed == 0 and stream.unlisted == 6
+    assert [r.getMessage().split(" on ")[1].split()[0] for r in caplog.records] == ["ETH_USDT", "DOGE_USDT"]
+    assert client.decode(msgspec.json.encode(push), False).unlisted == ["ETH_USDT", "DOGE_USDT"]

@@ -194,3 +194,21 @@ def test_a_rate_limited_listen_key_request_holds_its_own_budget_not_the_orders()
     assert error.retry_after_s is not None and error.retry_after_s > 0
     assert limiter.wait_s(keepalive.limits) > 0
     assert limiter.wait_s(connector.binding.order_limits) == 0  # orders still go
+
+
+def test_an_order_or_deal_of_a_pair_the_catalog_does_not_list_is_left_out_not_malformed() -> None:
+    """The topics push every pair of the account: a trade made by hand on another pair was counted
+    as an unreadable frame and warned about with its payload at every push."""
+    from arb.exchanges.private_stream import PrivateStream
+
+    engine, _, mine = an_ioc_buy_filled()
+    eth = spot(ExchangeName.MEXC, symbol="ETH/USDT", venue_symbol="ETHUSDT", base="ETH")
+    other = MexcSpotPrivateStream(CREDENTIALS, InstrumentCatalog(ExchangeName.MEXC, [eth]), "ws://x", clock_ms=lambda: NOW_MS)
+    pushes = [deal_push(engine, e, NOW_MS, NOW_MS) if isinstance(e, Fill) else order_push(engine, e, NOW_MS, NOW_MS)
+              for e in mine]
+    assert [other.decode(p, True).unlisted for p in pushes] == [["BTCUSDT"]] * len(pushes)
+    received: list[object] = []
+    stream = PrivateStream(other, None, received.append, received.append)  # type: ignore[arg-type]
+    for push in pushes:
+        stream._on_message(memoryview(push), True, True, 0)
+    assert stream.malformed == 0 and stream.unlisted == len(pushes) and not received
