@@ -2,9 +2,9 @@
 
 Nothing here runs per event: ``EngineCollector`` reads the counters the parts already keep
 (``PerformanceMonitor``, ``RiskManager``, ``RecoveryManager``, ``BalanceMonitor``, each
-connector's ``health()`` and ``BookSync.stats()``) when Prometheus scrapes. The compiled
-``arb_core.latency`` histograms are converted into Prometheus histograms on the same
-scrape; their ``le`` bounds are upper edges of compiled buckets, so the conversion
+connector's ``health()``, ``private_stats()`` and ``BookSync.stats()``) when Prometheus scrapes.
+The compiled ``arb_core.latency`` histograms are converted into Prometheus histograms on the
+same scrape; their ``le`` bounds are upper edges of compiled buckets, so the conversion
 loses no count.
 
 Money is exact everywhere else; Prometheus samples are binary floats, so PnL, exposure
@@ -45,6 +45,7 @@ from .balances import BalanceMonitor
 from .errors import ConfigurationError
 from .exchanges.book_sync import BookSync
 from .exchanges.models import ConnectionHealth
+from .exchanges.private_stream import PrivateStreamStats
 from .monitor import PerformanceMonitor, Stage
 from .pipeline import ScannerPipeline
 from .recovery import RecoveryManager
@@ -78,6 +79,9 @@ class MarketDataSource(Protocol):
 
     def private_subscribed(self) -> bool | None:
         """Whether the private (account) stream is subscribed now; None where none runs."""
+
+    def private_stats(self) -> PrivateStreamStats | None:
+        """The private (account) stream's counters; None where none runs."""
 
     @property
     def clock_skew(self) -> float | None:
@@ -333,12 +337,34 @@ class EngineCollector(Collector):
             "arb_private_stream_subscribed", "1 while the market's private (account) stream is subscribed.",
             labels=["market"],
         )
+        private_malformed = CounterMetricFamily(
+            "arb_private_stream_malformed_frames", "Private (account) stream frames that could not be decoded.",
+            labels=["market"],
+        )
+        private_unlisted = CounterMetricFamily(
+            "arb_private_stream_unlisted_items",
+            "Orders and trades the private stream left out: on pairs the engine does not list (made outside it).",
+            labels=["market"],
+        )
+        private_refusals = CounterMetricFamily(
+            "arb_private_stream_refusals", "Private stream requests (subscriptions) the venue refused.",
+            labels=["market"],
+        )
+        private_reconnects = CounterMetricFamily(
+            "arb_private_stream_reconnects", "Private stream connection attempts after the first.", labels=["market"]
+        )
         for market, connector in connectors.items():
             if connector.clock_skew is not None:
                 skew.add_metric([market.value], connector.clock_skew)
             subscribed = connector.private_subscribed()
             if subscribed is not None:
                 private.add_metric([market.value], int(subscribed))
+            stats = connector.private_stats()
+            if stats is not None:
+                private_malformed.add_metric([market.value], stats.malformed)
+                private_unlisted.add_metric([market.value], stats.unlisted)
+                private_refusals.add_metric([market.value], stats.refusals)
+                private_reconnects.add_metric([market.value], stats.reconnects)
             health = connector.health()
             name = [market.value]
             up.add_metric(name, int(health.connected))
@@ -350,6 +376,7 @@ class EngineCollector(Collector):
             for kind, count in sorted(health.errors.items()):
                 errors.add_metric([*name, kind], count)
         yield from (up, connects, reconnects, messages, age, errors, skew, private)
+        yield from (private_malformed, private_unlisted, private_refusals, private_reconnects)
 
     def _risk(self, risk: RiskManager) -> Iterator[Metric]:
         tripped = GaugeMetricFamily("arb_circuit_breaker_tripped", "1 while the breaker blocks new entries.",

@@ -13,6 +13,7 @@ from loopback import GateSpotTestDialect, RecordingSink, gate_snapshot, gate_upd
 from arb.balances import BalanceMonitor
 from arb.exchanges.book_sync import BookSpec, BookSync
 from arb.exchanges.models import Balance, ConnectionHealth, Fill
+from arb.exchanges.private_stream import PrivateStreamStats
 from arb.metrics import EngineParts
 from arb.monitor import PerformanceMonitor, Stage
 from arb.pipeline import ScannerPipeline
@@ -35,13 +36,14 @@ class FakeConnector:
 
     def __init__(
         self, venue: str, sync: BookSync | None, *, connected: bool = True, clock_skew: float | None = -12.5,
-        private: bool | None = None,
+        private: bool | None = None, private_stats: PrivateStreamStats | None = None,
     ) -> None:
         self.venue = venue
         self.sync = sync
         self.connected = connected
         self.clock_skew = clock_skew
         self.private = private
+        self.stats = private_stats
 
     def health(self) -> ConnectionHealth:
         return ConnectionHealth(
@@ -54,6 +56,9 @@ class FakeConnector:
 
     def private_subscribed(self) -> bool | None:
         return self.private
+
+    def private_stats(self) -> PrivateStreamStats | None:
+        return self.stats
 
 
 class FakeRecovery:

@@ -23,6 +23,7 @@ from arb.config import ConfigurationManager
 from arb.controller import ArbitrageController
 from arb.errors import ConfigurationError
 from arb.exchanges.models import FundingPayment
+from arb.exchanges.private_stream import PrivateStreamStats
 from arb.metrics import (
     LATENCY_BOUNDS_NS,
     READY_BOOK_AGE_S,
@@ -474,3 +475,20 @@ def test_a_private_stream_that_is_not_subscribed_shows_and_blocks_readiness() ->
     assert "gateio: private stream not subscribed (balances by REST only)" in readiness(parts).reasons
     parts.connectors = {MEXC: FakeConnector("mexc", None)}  # none running: not a reason, no gauge
     assert not any("private stream" in r for r in readiness(parts).reasons)
+
+
+def test_the_private_streams_counters_are_exported_per_market() -> None:
+    """Its unreadable frames showed in the log only, where a scrape could not see them."""
+    async def main() -> tuple[int, str, str]:
+        parts = await engine_parts()
+        parts.connectors = {
+            GATE: FakeConnector("gateio", await gate_sync(), private=True,
+                                private_stats=PrivateStreamStats(malformed=3, unlisted=5, refusals=1, reconnects=2)),
+            MEXC: FakeConnector("mexc", None),  # none running
+        }
+        return await scrape(parts)
+
+    s = parse(run(main())[2])
+    assert [value(s, f"arb_private_stream_{name}_total", market="gateio")
+            for name in ("malformed_frames", "unlisted_items", "refusals", "reconnects")] == [3, 5, 1, 2]
+    assert not [key for key in s if key[0].startswith("arb_private_stream_") and ("market", "mexc") in key[1]]

@@ -49,7 +49,7 @@ from .models import (
     OrderStatus,
     Position,
 )
-from .private_stream import PrivateDialect, PrivateStream
+from .private_stream import PrivateDialect, PrivateStream, PrivateStreamStats
 from .rest import RestClient, RestRequest, RestSettings, RestVenue
 from .ws import WsSession, WsSettings
 
@@ -1132,6 +1132,11 @@ class ExchangeConnector:
         """Whether the private websocket stream is subscribed now; None where none runs."""
         stream = self._private
         return None if stream is None else stream.subscribed
+
+    def private_stats(self) -> PrivateStreamStats | None:
+        """The private websocket stream's counters; None where none runs."""
+        stream = self._private
+        return None if stream is None else stream.stats()
 
     async def stop_private_stream(self) -> None:
         """Stop the private stream (websocket and polling)."""

@@ -66,6 +66,15 @@ def listed_items(
     return listed, unlisted
 
 
+class PrivateStreamStats(NamedTuple):
+    """The counters of one private stream since it started."""
+
+    malformed: int  # frames that could not be read
+    unlisted: int  # orders and trades left out: on pairs the instrument catalog does not list
+    refusals: int  # requests the venue refused (subscriptions)
+    reconnects: int  # connection attempts after the first
+
+
 class PushedFees:
     """Fees pushed per trade, summed per order, for venues whose order pushes carry none.
 
@@ -194,6 +203,7 @@ class PrivateStream:
         self.errors: deque[str] = deque(maxlen=KEPT)
         self.malformed = 0  # frames the dialect could not read
         self.unlisted = 0  # orders and trades left out: on pairs the catalog does not list
+        self.refusals = 0  # requests the venue refused
         self._malformed_warnings = ThrottledWarnings(log, "unreadable private frames")
         self._unlisted_warnings = ThrottledWarnings(log, "orders and trades left out")
         self._pending_acks = 0
@@ -206,6 +216,10 @@ class PrivateStream:
         refused resubscription waits to connect again)."""
         ready = self._ready
         return ready is not None and ready.done() and self.session.connected and not self._pending_acks
+
+    def stats(self) -> PrivateStreamStats:
+        """The stream's counters now."""
+        return PrivateStreamStats(self.malformed, self.unlisted, self.refusals, self.session.reconnects)
 
     async def start(self, timeout_s: float) -> None:
         """Connect and subscribe; raises ``ExchangeError`` (AUTH_FAILED) when the venue refuses the
@@ -295,6 +309,7 @@ class PrivateStream:
             )
             return
         if message.error is not None:
+            self.refusals += 1
             self.errors.append(message.error)
             ready = self._ready
             if ready is not None and ready.done():

@@ -231,6 +231,8 @@ def test_a_resubscription_refused_after_a_reconnect_connects_again() -> None:
                 dialect._clock = time.time
                 await eventually(lambda: stream.session.connects >= 3 and connector.private_subscribed() is True,
                                  what="subscribed again")
+                stats = connector.private_stats()  # what the metrics show
+                assert stats is not None and stats.refusals >= 1 and stats.reconnects >= 2 and not stats.malformed
                 balances.clear()
                 await connector.place_order(ioc_buy(ExchangeName.GATEIO, "again1"))
                 await eventually(lambda: bool(balances), what="balance pushes after the refusal")
@@ -465,3 +467,29 @@ def test_unreadable_frames_are_counted_each_and_warned_about_once_a_minute(caplo
     assert stream.malformed == 4
     assert [r.getMessage().endswith("(2 more unreadable private frames since the last warning)")
             for r in caplog.records] == [False, True]
+
+
+def test_stats_count_refusals_unreadable_frames_and_unlisted_items() -> None:
+    from arb.exchanges.private_stream import PrivateMessage, PrivateStream, PrivateStreamStats
+
+    class Dialect:
+        venue = "gateio"
+        keepalive_interval_s = None
+
+        def ping_frame(self) -> str:
+            return "{}"
+
+        def is_pong(self, frame: Any) -> bool:
+            return False
+
+        def decode(self, frame: Any, is_binary: bool) -> PrivateMessage:
+            if bytes(frame) == b"refused":
+                return PrivateMessage(error="code 4 Authentication fail")
+            if bytes(frame) == b"other pairs":
+                return PrivateMessage(unlisted=["ETH_USDT", "DOGE_USDT"])
+            raise ValueError("unreadable")
+
+    stream = PrivateStream(Dialect(), None, lambda order: None, lambda fill: None)  # type: ignore[arg-type]
+    for frame in (b"refused", b"other pairs", b"?", b"?"):
+        stream._on_message(memoryview(frame), False, True, 0)
+    assert stream.stats() == PrivateStreamStats(malformed=2, unlisted=2, refusals=1, reconnects=0)
