@@ -52,7 +52,7 @@ from .schemas import (
     SpotUserTrade,
     WsPush,
 )
-from .trading import GateioFuturesTrading, GateioSpotTrading, from_text, time_ms
+from .trading import GateioFuturesTrading, GateioSpotTrading, from_text, ms_or_seconds_to_ms, time_ms
 
 PRIVATE_CHANNELS = (constants.SPOT_ORDERS_CHANNEL, constants.SPOT_USERTRADES_CHANNEL, constants.SPOT_BALANCES_CHANNEL)
 FUTURES_PRIVATE_CHANNELS = (
@@ -309,12 +309,13 @@ class GateioFuturesPrivateStream(_GateioPrivateStream):
     def order(self, push: FuturesOrderPush) -> OrderState:
         """The ``OrderState`` of one ``futures.orders`` item (unsigned contracts, fee from the fills seen)."""
         state = self._trading.order_state(push)
+        updated_ms = state.updated_at_ms
+        if push.update_time:
+            updated_ms = ms_or_seconds_to_ms(push.update_time, "update_time")
         fee, fee_asset = self._fees.total(state.order_id)  # no asset while no fee was pushed: not a zero fee
         if state.is_final:
             self._fees.finish(state.order_id)
-        return msgspec.structs.replace(
-            state, fee=fee, fee_asset=fee_asset, updated_at_ms=push.update_time or state.updated_at_ms
-        )
+        return msgspec.structs.replace(state, fee=fee, fee_asset=fee_asset, updated_at_ms=updated_ms)
 
     def fill(self, trade: FuturesUserTrade) -> Fill:
         """The ``Fill`` of one ``futures.usertrades`` item: ``|size|`` contracts, fee in the settle asset."""

@@ -160,7 +160,7 @@ class FuturesOrderPush(FuturesOrder, frozen=True):
     "update_id":1,"update_time":1541505434123,"stop_loss_price":"","stop_profit_price":""}``
     """
 
-    update_time: int = 0  # ms
+    update_time: Decimal | None = None  # ms as documented, or s with a fraction as the REST answer writes it
 
 
 class FuturesUserTrade(msgspec.Struct, frozen=True):
@@ -224,7 +224,7 @@ class FuturesAccount(msgspec.Struct, frozen=True):
     total: Decimal  # wallet balance, excluding unrealised PnL
     available: Decimal
     currency: str
-    user: int | None = None  # the account's user id (futures private channels name it)
+    user: int | str | None = None  # the account's user id (futures private channels name it); text in real answers
     unrealised_pnl: Decimal = Decimal(0)
     position_margin: Decimal = Decimal(0)
     order_margin: Decimal = Decimal(0)

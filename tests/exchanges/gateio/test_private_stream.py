@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from decimal import Decimal as D
@@ -283,6 +284,7 @@ def test_a_balance_that_is_not_a_number_is_left_out_and_the_others_kept(amount: 
     ("spot.orders", "update_time_ms", "NaN"),
     ("spot.orders", "amount", "sNaN"),
     ("futures.orders", "size", "NaN"),
+    ("futures.orders", "update_time", "NaN"),
     ("futures.usertrades", "size", "sNaN"),
 ])
 def test_a_push_with_a_value_that_is_no_number_is_counted_malformed(channel: str, field: str, value: str) -> None:
@@ -353,3 +355,33 @@ def test_items_on_pairs_the_catalog_does_not_list_are_left_out_one_by_one(
     assert len(received) == 3 and stream.malformed == 0 and stream.unlisted == 6
     assert [r.getMessage().split(" on ")[1].split()[0] for r in caplog.records] == ["ETH_USDT", "DOGE_USDT"]
     assert client.decode(msgspec.json.encode(push), False).unlisted == ["ETH_USDT", "DOGE_USDT"]
+
+
+@pytest.mark.parametrize(("update_time", "expected_ms"), [
+    (1768397866663, 1768397866663),  # ms, as documented
+    ("1768397866.663", 1768397866663),  # s with a fraction, as the REST futures order answer writes it
+    (1768397866.663, 1768397866663),
+    (1768397866, 1768397866000),
+])
+def test_a_futures_order_push_takes_its_update_time_in_ms_or_in_seconds(update_time: object, expected_ms: int) -> None:
+    """A push writing it as the REST answer does (a string of seconds) was refused whole."""
+    _, _, client = setup_futures()
+    push = msgspec.json.decode(msgspec.json.encode(DOC_FUTURES_ORDERS))
+    push["result"][0] |= {"contract": "BTC_USDT", "update_time": update_time}
+    (state,) = client.decode(msgspec.json.encode(push), False).orders
+    assert state.updated_at_ms == expected_ms
+
+
+def test_the_futures_user_id_is_read_from_an_account_answer_writing_it_as_text() -> None:
+    """Gate's answers write ``"user":"10406147"`` (the recorded futures order answer does): the
+    stream could not connect when the account answer did too."""
+    _, _, client = setup_futures()
+    client.user_id = None
+
+    class Rest:
+        async def fetch(self, request: object) -> bytes:
+            return b'{"total":"10","available":"10","currency":"USDT","user":"10406147"}'
+
+    asyncio.run(client.connect_url(Rest()))  # type: ignore[arg-type]
+    assert client.user_id == "10406147"
+    assert msgspec.json.decode(client.subscribe_frames()[0])["payload"] == ["10406147", "!all"]
