@@ -1078,7 +1078,7 @@ class ExchangeConnector:
         *, on_balances_read: BalancesReadHandler | None = None, on_resubscribed: Callable[[], None] | None = None,
     ) -> None:
         """Stream order updates to ``on_order`` (None: none, and no order is polled) and executions
-        to ``on_fill``.
+        to ``on_fill`` (each trade once, also when the venue pushes it again).
 
         Where the venue binds a private websocket (``VenueBinding.private_stream``), its
         pushes are decoded into ``OrderState`` (cumulative ``filled_quantity`` and ``fee``)

@@ -3,13 +3,14 @@
 ``PrivateStream`` keeps one ``WsSession`` on the venue's private websocket: before every
 (re)connect it asks the dialect for the URL (MEXC creates a fresh listenKey there), on every
 connect it sends the dialect's signed subscribe frames, keeps the venue's stream token alive
-while connected (``keepalive``), and hands each decoded push to ``on_order``/``on_fill``
-(and balance pushes to the optional ``on_balance``). The venues push the account's orders and
-trades of every pair: those on pairs the instrument catalog does not list (trades made outside
-the engine) are left out one by one and counted apart, not as unreadable frames. A venue whose
-balance push lacks the free/locked split (Gate futures sends the wallet balance only) flags the
-change instead, and the stream reads the balances from ``balance_source`` (the signed REST
-call) and reports those: a burst of pushes costs one read in flight plus at most one more.
+while connected (``keepalive``), and hands each decoded push to ``on_order``/``on_fill`` (a
+trade pushed again reaches ``on_fill`` once) and balance pushes to the optional ``on_balance``.
+The venues push the account's orders and trades of every pair: those on pairs the instrument
+catalog does not list (trades made outside the engine) are left out one by one and counted
+apart, not as unreadable frames. A venue whose balance push lacks the free/locked split (Gate
+futures sends the wallet balance only) flags the change instead, and the stream reads the
+balances from ``balance_source`` (the signed REST call) and reports those: a burst of pushes
+costs one read in flight plus at most one more.
 ``start`` returns once the first subscriptions are acknowledged and raises when the venue
 refuses them (bad key or signature), so an unusable stream fails at start, not silently.
 """
@@ -35,7 +36,8 @@ from .ws import WsSession, WsSettings
 
 log = logging.getLogger(__name__)
 KEPT = 8  # URLs and refusals a stream remembers (a long run reconnects many times)
-FEE_ORDERS_KEPT = 10_000  # orders whose pushed fees a dialect sums at once (oldest dropped past it)
+FEE_ORDERS_KEPT = 10_000  # orders whose pushed fees a dialect sums at once (least recently used dropped past it)
+TRADES_KEPT = 10_000  # trades a stream remembers having reported, to report a resent one once
 T = TypeVar("T")
 
 
@@ -80,8 +82,12 @@ class PushedFees:
 
     A trade pushed twice (a venue resending after a reconnect) counts once. ``finish`` forgets
     an order once its final state is reported; an order whose final push never comes, or whose
-    trades come after it, is forgotten past ``capacity`` orders, oldest first, so a long run's
-    memory stays bounded.
+    trades come after it, is forgotten past ``capacity`` orders, the least recently used first
+    (an order still pushed stays), so a long run's memory stays bounded.
+
+    A final state pushed before the order's last trades (MEXC sends its orders and deals on
+    separate topics, in no set order) reports the fees pushed up to then only; the trades after
+    it are held until the order is forgotten that way.
     """
 
     def __init__(self, venue: str, capacity: int = FEE_ORDERS_KEPT) -> None:
@@ -102,6 +108,8 @@ class PushedFees:
             held = self._orders[order_id] = ({}, asset)
             if len(self._orders) > self.capacity:
                 self._orders.popitem(last=False)
+        else:
+            self._orders.move_to_end(order_id)
         fees, first_asset = held
         if asset != first_asset:
             log.warning(
@@ -116,12 +124,35 @@ class PushedFees:
         held = self._orders.get(order_id)
         if held is None:
             return Decimal(0), None
+        self._orders.move_to_end(order_id)
         fees, asset = held
         return sum(fees.values(), Decimal(0)), asset
 
     def finish(self, order_id: str) -> None:
         """Forget ``order_id`` (its final state has been reported)."""
         self._orders.pop(order_id, None)
+
+
+class ReportedTrades:
+    """The trades reported last, by order and trade id, so that one a venue pushes again (after
+    a reconnect) reaches the fill handler once; the least recently seen forgotten past ``capacity``."""
+
+    def __init__(self, capacity: int = TRADES_KEPT) -> None:
+        if capacity < 1:
+            raise ValueError(f"trade capacity must be at least 1, got {capacity}")
+        self.capacity = capacity
+        self._seen: OrderedDict[tuple[str, str], None] = OrderedDict()
+
+    def first_report(self, fill: Fill) -> bool:
+        """Whether ``fill`` was not reported before (remembering it now)."""
+        key = (fill.order_id, fill.trade_id)
+        if key in self._seen:
+            self._seen.move_to_end(key)
+            return False
+        self._seen[key] = None
+        if len(self._seen) > self.capacity:
+            self._seen.popitem(last=False)
+        return True
 
 
 BalanceSource = Callable[[], Awaitable[Mapping[str, Balance]]]
@@ -206,6 +237,7 @@ class PrivateStream:
         self.refusals = 0  # requests the venue refused
         self._malformed_warnings = ThrottledWarnings(log, "unreadable private frames")
         self._unlisted_warnings = ThrottledWarnings(log, "orders and trades left out")
+        self._reported = ReportedTrades()
         self._pending_acks = 0
         self._ready: asyncio.Future[None] | None = None
         self._keepalive: asyncio.Task[None] | None = None
@@ -332,6 +364,9 @@ class PrivateStream:
                 else:
                     self._resubscribed()
         for fill in message.fills:
+            if not self._reported.first_report(fill):
+                log.debug("%s: trade %s of order %s pushed again, reported once", venue, fill.trade_id, fill.order_id)
+                continue
             try:
                 self._on_fill(fill)
             except Exception:

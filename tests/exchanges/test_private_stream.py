@@ -493,3 +493,51 @@ def test_stats_count_refusals_unreadable_frames_and_unlisted_items() -> None:
     for frame in (b"refused", b"other pairs", b"?", b"?"):
         stream._on_message(memoryview(frame), False, True, 0)
     assert stream.stats() == PrivateStreamStats(malformed=2, unlisted=2, refusals=1, reconnects=0)
+
+
+def test_pushed_fees_forget_the_least_recently_used_order_not_the_first_seen() -> None:
+    """An order still receiving trades was forgotten for being seen first, its final state then
+    reporting no fee."""
+    fees = PushedFees("gateio_futures", capacity=2)
+    fees.add("a", "t1", D(1), "USDT")
+    fees.add("b", "t1", D(1), "USDT")
+    fees.add("a", "t2", D(1), "USDT")  # a trades on
+    fees.add("c", "t1", D(1), "USDT")
+    assert fees.total("a") == (D(2), "USDT") and fees.total("b") == (D(0), None)
+    fees.add("d", "t1", D(1), "USDT")  # a's state was pushed since c's trade: c goes
+    assert fees.total("a") == (D(2), "USDT") and fees.total("c") == (D(0), None)
+
+
+def test_a_trade_pushed_again_reaches_the_fill_handler_once() -> None:
+    """A venue resending a trade (after a reconnect) had it reported, and counted, twice."""
+    from arb.exchanges.private_stream import PrivateMessage, PrivateStream, ReportedTrades
+
+    def fill(order_id: str, trade_id: str) -> Fill:
+        return Fill(symbol="BTC/USDT", order_id=order_id, client_order_id=None, trade_id=trade_id, side=OrderSide.BUY,
+                    price=D(60000), quantity=D("0.1"), fee=D("0.0001"), fee_asset="BTC", is_maker=False, timestamp_ms=1)
+
+    pushes = {b"1": [fill("o1", "t1"), fill("o1", "t1")], b"2": [fill("o1", "t2"), fill("o1", "t1"), fill("o2", "t1")]}
+
+    class Dialect:
+        venue = "gateio"
+        keepalive_interval_s = None
+
+        def ping_frame(self) -> str:
+            return "{}"
+
+        def is_pong(self, frame: Any) -> bool:
+            return False
+
+        def decode(self, frame: Any, is_binary: bool) -> PrivateMessage:
+            return PrivateMessage(fills=pushes[bytes(frame)])
+
+    received: list[Fill] = []
+    stream = PrivateStream(Dialect(), None, lambda order: None, received.append)  # type: ignore[arg-type]
+    for frame in (b"1", b"2", b"1"):
+        stream._on_message(memoryview(frame), False, True, 0)
+    assert [(f.order_id, f.trade_id) for f in received] == [("o1", "t1"), ("o1", "t2"), ("o2", "t1")]
+    reported = ReportedTrades(capacity=1)
+    assert reported.first_report(fill("o1", "t1")) and reported.first_report(fill("o1", "t2"))
+    assert reported.first_report(fill("o1", "t1"))  # forgotten past the capacity
+    with pytest.raises(ValueError, match="at least 1"):
+        ReportedTrades(capacity=0)

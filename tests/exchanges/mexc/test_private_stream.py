@@ -98,7 +98,7 @@ def test_a_deal_pushed_twice_counts_its_fee_once() -> None:
     engine, client, mine = an_ioc_buy_filled()
     (deal,) = [deal_push(engine, e, NOW_MS, NOW_MS) for e in mine if isinstance(e, Fill)]
     (fill,) = client.decode(deal, True).fills
-    assert client.decode(deal, True).fills == [fill]  # a resent deal is still reported as pushed
+    assert client.decode(deal, True).fills == [fill]  # decoded again (the stream hands it to on_fill once)
     orders = [o for e in mine if not isinstance(e, Fill) for o in client.decode(order_push(engine, e, NOW_MS, NOW_MS), True).orders]
     assert orders[-1].is_final and orders[-1].fee == fill.fee > 0 and orders[-1].fee_asset == "USDT"
 
