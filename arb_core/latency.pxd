@@ -46,8 +46,16 @@ cdef class LatencyHistogram:
     cdef int64_t percentile_c(self, double p) noexcept
     cpdef void reset(self) noexcept
 
-    cdef inline void record_c(self, int64_t value_ns) noexcept:
-        # Negative input cannot be reported from here; it clamps like any value below range.
+    cdef inline int record_c(self, int64_t value_ns) except -1:
+        # Bucket counts are at most the count: checking the count keeps them all inside int64.
+        if self.count == INT64_MAX:
+            raise OverflowError(f"count passes int64: {self.count} + 1")
+        self.record_unchecked_c(value_ns)
+        return 0
+
+    cdef inline void record_unchecked_c(self, int64_t value_ns) noexcept:
+        # Unchecked: the caller has made room in the count. Negative input cannot be reported
+        # from here; it clamps like any value below range.
         if value_ns < self.lowest_ns:
             value_ns = self.lowest_ns
         elif value_ns > self.highest_ns:

@@ -41,9 +41,11 @@ class LatencyHistogram:
         self, lowest_ns: int = 100, highest_ns: int = 60_000_000_000, precision_bits: int = 7
     ) -> None: ...
     def record(self, value_ns: int) -> None:
-        """Record one latency in ns; raises ValueError if it is negative."""
+        """Record one latency in ns; raises ValueError if it is negative, OverflowError if
+        the count is already the int64 maximum."""
     def record_many(self, values_ns: Buffer | npt.NDArray[np.int64]) -> None:
-        """Record a contiguous int64 buffer of latencies; all or nothing on a negative."""
+        """Record a contiguous int64 buffer of latencies; all or nothing on a negative value
+        or a count that would pass int64."""
     def percentile(self, p: float) -> int:
         """Value in ns at percentile ``p`` (0 <= p <= 100): the highest value equivalent
         to the bucket holding that rank, capped at ``max``; 0 if empty."""

@@ -73,19 +73,23 @@ cdef class LatencyHistogram:
         self.total_ns = 0
 
     def record(self, int_arg value_ns):
-        """Record one latency in ns; raises ValueError if it is negative."""
+        """Record one latency in ns; raises ValueError if it is negative, OverflowError if
+        the count is already the int64 maximum."""
         if value_ns < 0:
             raise ValueError(f"value_ns must be >= 0, got {value_ns}")
         self.record_c(value_ns)
 
     def record_many(self, const int64_t[::1] values_ns not None):
-        """Record a contiguous int64 buffer of latencies; all or nothing on a negative."""
+        """Record a contiguous int64 buffer of latencies; all or nothing on a negative value
+        or a count that would pass int64."""
         cdef Py_ssize_t i, n = values_ns.shape[0]
+        if self.count > INT64_MAX - n:
+            raise OverflowError(f"count passes int64: {self.count} + {n}")
         for i in range(n):
             if values_ns[i] < 0:
                 raise ValueError(f"values_ns[{i}] must be >= 0, got {values_ns[i]}")
         for i in range(n):
-            self.record_c(values_ns[i])
+            self.record_unchecked_c(values_ns[i])
 
     @property
     def min(self):

@@ -66,7 +66,7 @@ def test_record_1000(benchmark: Any, impl: type) -> None:
 
 
 def test_record_many_1000(benchmark: Any) -> None:
-    """1000 values through record_many (the C-level record_c path), one Python call."""
+    """1000 values through record_many (its count checked once, then C per value), one call."""
     benchmark.group = "latency.record x1000"
     h = LatencyHistogram()
     values = np.array(VALUES, dtype=np.int64)

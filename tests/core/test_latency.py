@@ -133,6 +133,45 @@ def test_a_merge_whose_count_would_pass_int64_changes_nothing() -> None:
     assert full.to_dict() == before and full.count == 2**63 - 1
 
 
+TOP = 2**63 - 1
+
+
+def near_full(config: tuple[int, int, int], room: int) -> tuple[LatencyHistogram, ref.LatencyHistogram]:
+    """Twin histograms ``room`` values short of the int64 count, all of them at ``lowest_ns``."""
+    lowest, _, bits = config
+    count = TOP - room
+    compiled = LatencyHistogram(*config)
+    compiled.__setstate__((count, 0, lowest, lowest, 0, [(0, count)]))
+    reference = ref.LatencyHistogram(*config)
+    reference.counts = {ref.bucket_index(lowest, bits): count}
+    reference.count, reference.min, reference.max = count, lowest, lowest
+    return compiled, reference
+
+
+@pytest.mark.parametrize("impl", ["compiled", "reference"])
+def test_a_record_whose_count_would_pass_int64_changes_nothing(impl: str) -> None:
+    """At the int64 count the count and its bucket wrapped negative, and the histogram's own
+    pickle was then refused."""
+    compiled, reference = near_full((100, 10**6, 7), 0)
+    h = compiled if impl == "compiled" else reference
+    before = h.to_dict()
+    with pytest.raises(OverflowError, match=rf"count passes int64: {TOP} \+ 1"):
+        h.record(5)
+    assert h.to_dict() == before and h.count == TOP
+
+
+def test_a_record_many_whose_count_would_pass_int64_records_nothing() -> None:
+    h, _ = near_full((100, 10**6, 7), 2)
+    before = h.to_dict()
+    with pytest.raises(OverflowError, match=rf"count passes int64: {TOP - 2} \+ 3"):
+        h.record_many(np.array([100, 200, 300], dtype=np.int64))
+    assert h.to_dict() == before
+    h.record_many(np.array([], dtype=np.int64))
+    h.record_many(np.array([100, 10**7], dtype=np.int64))  # exactly to the limit
+    assert (h.count, h.overflow_count, h.max) == (TOP, 1, 10**6)
+    assert pickle.loads(pickle.dumps(h)).to_dict() == h.to_dict()
+
+
 # --- behaviour ------------------------------------------------------------------------
 
 
@@ -334,3 +373,32 @@ def test_percentiles_of_a_count_near_the_int64_limit_match_the_reference(p: floa
     reference.counts = {ref.bucket_index(100, 7): top - 5, ref.bucket_index(10**6, 7): 5}
     reference.count, reference.min, reference.max = top, 100, 10**6
     assert compiled.percentile(p) == reference.percentile(p)
+
+
+@settings(max_examples=100)
+@given(config=configs, room=st.integers(0, 5), values=st.lists(values_ns, max_size=10))
+def test_recording_up_to_the_int64_count_matches_the_reference(
+    config: tuple[int, int, int], room: int, values: list[int]
+) -> None:
+    compiled, reference = near_full(config, room)
+    bulk, _ = near_full(config, room)
+    fits = len(values) <= room
+    if fits:
+        bulk.record_many(np.array(values, dtype=np.int64))
+    else:
+        with pytest.raises(OverflowError, match="count passes int64"):
+            bulk.record_many(np.array(values, dtype=np.int64))
+        assert bulk.to_dict() == near_full(config, room)[0].to_dict()
+    for v in values:
+        outcomes = []
+        for h in (compiled, reference):
+            try:
+                h.record(v)
+                outcomes.append(None)
+            except OverflowError as exc:
+                outcomes.append(str(exc))
+        assert outcomes[0] == outcomes[1]
+        assert compiled.to_dict() == reference.to_dict()
+    if fits:
+        assert bulk.to_dict() == compiled.to_dict()
+    assert pickle.loads(pickle.dumps(compiled)).to_dict() == compiled.to_dict()

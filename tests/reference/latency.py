@@ -51,6 +51,8 @@ class LatencyHistogram:
     def record(self, value_ns: int) -> None:
         if value_ns < 0:
             raise ValueError(f"value_ns must be >= 0, got {value_ns}")
+        if self.count == INT64_MAX:
+            raise OverflowError(f"count passes int64: {self.count} + 1")
         if value_ns > self.highest_ns:
             self.overflow_count += 1
         v = min(max(value_ns, self.lowest_ns), self.highest_ns)
