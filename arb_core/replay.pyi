@@ -50,7 +50,8 @@ class BlockSurvey:
         """``(market, payload)`` of REST responses, in order."""
     def __init__(self) -> None: ...
     def add(self, raw: bytes, count: int) -> None:
-        """Survey the ``count`` records of the block ``raw`` (ValueError when it does not hold them)."""
+        """Survey the ``count`` records of the block ``raw``; ValueError, and the survey
+        unchanged, when it does not hold exactly them."""
 
 class RecordLoop:
     """Replays checked blocks through the markets' ``BookRouter``\\s and the scanner until Python must act."""

@@ -122,7 +122,8 @@ cdef class BlockSurvey:
         self._last_symbol = [None] * 256
 
     def add(self, bytes raw not None, Py_ssize_t count):
-        """Survey the ``count`` records of the block ``raw`` (ValueError when it does not hold them)."""
+        """Survey the ``count`` records of the block ``raw``; ValueError, and the survey
+        unchanged, when it does not hold exactly them."""
         if count < 0:
             raise ValueError(f"count must be >= 0, got {count}")
         cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(raw)
@@ -131,9 +132,16 @@ cdef class BlockSurvey:
         cdef RecordHead head
         cdef bytes last, symbol
         cdef list cache = self._last_symbol
+        # The whole block is checked before the survey changes: a bad block leaves it as it was.
         for i in range(count):
             if read_head(p, n, at, &head) != 0:
                 raise ValueError(f"block: record {i} at byte {at} runs past the block ({n} bytes)")
+            at = head.end
+        if at != n:
+            raise ValueError(f"block: {n - at} bytes after its {count} records")
+        at = 0
+        for i in range(count):
+            read_head(p, n, at, &head)
             if self.first is None:
                 self.first = _record(raw, &head)
             if head.kind == KIND_REST_RESPONSE:
@@ -148,8 +156,6 @@ cdef class BlockSurvey:
                     self.symbols.add((head.market, symbol))
             self.last_ns = head.recv_ns
             at = head.end
-        if at != n:
-            raise ValueError(f"block: {n - at} bytes after its {count} records")
         self.records += count
 
 

@@ -124,6 +124,35 @@ def test_the_survey_of_a_block_matches_the_reference(block: tuple[bytes, int]) -
     assert compiled.symbols == reference.symbols and compiled.responses == reference.responses
 
 
+def _survey_state(survey: replay.BlockSurvey | ref.BlockSurvey) -> tuple[object, ...]:
+    return survey.records, survey.first, survey.last_ns, set(survey.symbols), list(survey.responses)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_records, _blocks())
+@example(  # a good response and symbol record, then one that runs past the block
+    [(10, 0, CODES[0], 4, b"", b"{}"), (11, 0, CODES[0], 1, b"BTC_USDT", b"x")],
+    (_encode([(12, 0, CODES[1], 4, b"", b"[]"), (13, 0, CODES[1], 1, b"ETH_USDT", b"y")])
+     + RECORD_HEADER.pack(14, 0, CODES[1], 1, 0, 999), 3),
+)
+def test_a_bad_block_leaves_the_survey_as_it_was(
+    good: list[tuple[int, int, int, int, bytes, bytes]], block: tuple[bytes, int]
+) -> None:
+    """The compiled survey took a bad block's records up to the bad one before it raised."""
+    raw, count = block
+    states = []
+    for survey in (replay.BlockSurvey(), ref.BlockSurvey()):
+        survey.add(_encode(good), len(good))
+        before = _survey_state(survey)
+        try:
+            survey.add(raw, count)
+        except ValueError:
+            assert _survey_state(survey) == before
+            survey.add(_encode(good), len(good))  # and it goes on surveying from there
+        states.append(_survey_state(survey))
+    assert states[0] == states[1]
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.binary(max_size=200), st.integers(0, 20), st.integers(0, 3))
 def test_the_record_loop_never_crashes_on_unchecked_bytes(raw: bytes, count: int, mode: int) -> None:
