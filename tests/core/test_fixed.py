@@ -1,8 +1,11 @@
-"""Integer arguments at the compiled boundary (``arb_core/fixed.pxd``'s ``int_arg``).
+"""``arb_core/fixed.pxd`` at the compiled boundary: integer arguments and checked arithmetic.
 
 A float or ``Decimal`` handed to a compiled routine where an integer (ticks, lots, ns, a side
 or a state) is expected is refused with TypeError rather than truncated; ints and numpy
-integers are taken.
+integers are taken. ``checked_mul`` and ``checked_add`` are compared with exact integer
+arithmetic through the order book's walk (its notional is their sum of products);
+``saturating_sub`` and ``difference_as_double`` through the record loop's stops at the int64
+edges of time (tests/core/test_replay.py).
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from arb_core import freshness, fsm
 from arb_core.book import ASK, BID, DeltaBatch, OrderBook
@@ -22,6 +27,9 @@ from arb_core.latency import LatencyHistogram
 from arb_core.router import DIALECT_GATEIO_SPOT, BookRouter
 from arb_core.scanner import SpreadScanner
 from arb_core.wire.common import WireScale
+from reference import book as ref_book
+
+INT64_MAX = 2**63 - 1
 
 
 def _book() -> OrderBook:
@@ -101,3 +109,47 @@ def test_a_wide_integer_is_checked_at_its_width_not_narrowed_first() -> None:
         fsm.legal_targets((1 << 32) + fsm.IDLE)
     with pytest.raises(OverflowError):
         _book().walk(ASK, 1 << 63)
+
+
+# INT64_MAX = 7**2 * 73 * 127 * 337 * 92737 * 649657: prices that divide it give products landing on it.
+_DIVISORS = [1, 7, 49, 73 * 127, 337 * 92737, 7 * 649657, 49 * 73 * 127 * 337 * 92737]
+
+
+@st.composite
+def _asks_near_the_int64_notional(draw: st.DrawFn) -> list[tuple[int, int]]:
+    """Ask levels whose notional (sum of price * lots) lands on or just past INT64_MAX."""
+    levels: dict[int, int] = {}
+    room = INT64_MAX
+    for _ in range(draw(st.integers(1, 3))):
+        price = draw(st.one_of(st.sampled_from(_DIVISORS), st.integers(1, 2**62), st.sampled_from([2**31, 2**62])))
+        lots = min(max(room // price + draw(st.integers(-1, 1)), 1), INT64_MAX)
+        levels[price] = lots
+        room = max(room - price * lots, 1)
+    return sorted(levels.items())
+
+
+@settings(max_examples=400)
+@example([(1, INT64_MAX)], INT64_MAX)  # one product exactly at the limit
+@example([(2, 2**62)], INT64_MAX)  # one product one past it
+@example([(1, 7), (7, INT64_MAX // 7 - 1)], INT64_MAX)  # a sum exactly at the limit
+@example([(1, 8), (7, INT64_MAX // 7 - 1)], INT64_MAX)  # a sum one past it
+@given(asks=_asks_near_the_int64_notional(), take=st.one_of(st.just(INT64_MAX), st.integers(0, INT64_MAX)))
+def test_the_walks_checked_notional_is_the_exact_one_or_overflow(asks: list[tuple[int, int]], take: int) -> None:
+    compiled, reference = OrderBook("c"), ref_book.OrderBook("r")
+    exact, left = 0, take
+    for price, lots in asks:
+        compiled.apply_delta(ASK, price, lots)
+        reference.apply_delta(ASK, price, lots)
+        exact += price * min(lots, left)
+        left -= min(lots, left)
+    outcomes: list[tuple[int, int, int, int] | None] = []
+    for book in (compiled, reference):
+        try:
+            outcomes.append(book.walk(ASK, take))
+        except OverflowError as exc:
+            assert "fixed-point overflow" in str(exc)
+            outcomes.append(None)
+    assert outcomes[0] == outcomes[1]
+    assert (outcomes[0] is None) == (exact > INT64_MAX)
+    if outcomes[0] is not None:
+        assert outcomes[0][:2] == (take - left, exact)

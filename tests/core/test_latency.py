@@ -335,6 +335,28 @@ def test_record_many_matches_record(values: list[int]) -> None:
     assert bulk.to_dict() == one_by_one.to_dict()
 
 
+@settings(max_examples=200)
+@given(
+    config=configs,
+    room=st.one_of(st.none(), st.integers(0, 3)),
+    before=st.lists(values_ns, max_size=50),
+    after=st.lists(values_ns, max_size=50),
+)
+def test_a_pickled_histogram_is_restored_as_it_was_and_records_on_alike(
+    config: tuple[int, int, int], room: int | None, before: list[int], after: list[int]
+) -> None:
+    """From empty, from a stream, or from a count a few values short of the int64 limit."""
+    h, r = feed(config, before) if room is None else near_full(config, room)
+    restored = pickle.loads(pickle.dumps(h))
+    assert restored.config() == h.config()
+    assert restored.to_dict() == h.to_dict() == r.to_dict()
+    assert restored.percentiles([0, 25, 50, 99, 100]) == h.percentiles([0, 25, 50, 99, 100])
+    for v in after[: room if room is not None else len(after)]:
+        h.record(v)
+        restored.record(v)
+    assert restored.to_dict() == h.to_dict()
+
+
 @settings(max_examples=100)
 @given(config=configs, before=st.lists(values_ns, max_size=50), after=st.lists(values_ns, max_size=50))
 def test_reset_then_record_equals_fresh(
@@ -390,7 +412,7 @@ def test_recording_up_to_the_int64_count_matches_the_reference(
             bulk.record_many(np.array(values, dtype=np.int64))
         assert bulk.to_dict() == near_full(config, room)[0].to_dict()
     for v in values:
-        outcomes = []
+        outcomes: list[str | None] = []
         for h in (compiled, reference):
             try:
                 h.record(v)
