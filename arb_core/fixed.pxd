@@ -1,6 +1,6 @@
 # Header-only fixed-point helpers shared by the compiled modules.
 # Prices are int64 ticks, sizes int64 lots, times int64 ns; nothing here allocates.
-from libc.stdint cimport int64_t, uint64_t
+from libc.stdint cimport INT64_MAX, INT64_MIN, int64_t, uint64_t
 
 cdef extern from *:
     """
@@ -53,7 +53,7 @@ cdef inline int64_t saturating_sub(int64_t a, int64_t b) noexcept nogil:
     cdef long long out
     if arb_sub_overflows(a, b, &out):
         # Only operands of opposite signs overflow: a >= 0 > b upwards, a < 0 < b downwards.
-        return 0x7FFFFFFFFFFFFFFF if b < 0 else -0x7FFFFFFFFFFFFFFF - 1
+        return INT64_MAX if b < 0 else INT64_MIN
     return out
 
 
