@@ -8,6 +8,11 @@ a MEXC tick of 0.001, a futures contract of 0.0001 BTC). Each leg registers
 multiplier), so every comparison runs on one integer grid per symbol. Notionals,
 fees and profit are in common quote units: common price unit x common size unit.
 
+Walk. A pair takes ask and bid levels, best first, while the marginal unit (the deepest ask
+against the deepest bid) pays both taker fees and earns the symbol's ``min_profit_bps`` of its
+price. Its limits are the deepest prices touched, so even filled entirely at them the size meets
+the floor; a deeper, thinner level that would pull it under stays untaken.
+
 Rounding. The traded size is rounded down to a multiple of both legs' lots
 (the LCM of their size multipliers). Each taker fee is
 ``ceil(notional * taker_fee_ppm / 1e6)``, rounded up against us, and
@@ -146,8 +151,16 @@ cdef inline int64_t _fee_up(int64_t notional, int64_t fee_ppm) noexcept:
     return q * fee_ppm + (r * fee_ppm + PPM - 1) // PPM
 
 
-cdef inline bint _profitable(int64_t ask_ticks, _Leg buy, int64_t bid_ticks, _Leg sell) noexcept:
-    return <wide_t>ask_ticks * buy.ask_coef < <wide_t>bid_ticks * sell.bid_coef
+cdef inline bint _pays(int64_t ask_ticks, _Leg buy, int64_t bid_ticks, _Leg sell, int64_t floor_bps) noexcept:
+    """Whether a unit bought at ``ask_ticks`` and sold at ``bid_ticks`` pays both taker fees and
+    earns at least ``floor_bps`` of its price."""
+    # Per common size unit, in common price units x 1e6: the net edge after both fees, and the price.
+    cdef wide_t edge = <wide_t>bid_ticks * sell.bid_coef - <wide_t>ask_ticks * buy.ask_coef
+    if edge <= 0:
+        return False
+    # edge / (1e6 * price) * 1e4 >= floor  <=>  edge >= 100 * floor * price; a whole multiple of the
+    # price, so the quotient decides it exactly (and no product can overflow).
+    return floor_bps == 0 or edge // (<wide_t>ask_ticks * buy.price_mult) >= <wide_t>floor_bps * (PPM // BPS)
 
 
 cdef inline int64_t _usable(int64_t size, int64_t mult, int64_t cap) noexcept nogil:
@@ -190,7 +203,7 @@ cdef int _price_pair(_Symbol sym, _Leg buy, _Leg sell, PairSpec* spec, Candidate
     cdef int64_t buy_fee, sell_fee
     cdef wide_t bps
     cdef WalkResult wb, ws
-    if i < 0 or j < 0 or not _profitable(ab.ask_prices[i], buy, bb.bid_prices[j], sell):
+    if i < 0 or j < 0 or not _pays(ab.ask_prices[i], buy, bb.bid_prices[j], sell, sym.min_profit_bps):
         return 0
     cap = sym.max_position
     if buy.max_buy < cap:
@@ -199,8 +212,9 @@ cdef int _price_pair(_Symbol sym, _Leg buy, _Leg sell, PairSpec* spec, Candidate
         cap = sell.max_sell
     if cap < step:
         return 0
-    # Lift asks and hit bids level by level while the marginal unit still pays both fees;
-    # prices only worsen as we go deeper, so the profitable part is a prefix.
+    # Lift asks and hit bids level by level while the marginal unit still pays both fees and
+    # earns the profit floor; prices only worsen as we go deeper, so that part is a prefix. The
+    # whole size then meets the floor even at the deepest prices touched, where its limits lie.
     ra = _usable(ab.ask_sizes[i], buy.size_mult, cap)
     rb = _usable(bb.bid_sizes[j], sell.size_mult, cap)
     while True:
@@ -222,7 +236,7 @@ cdef int _price_pair(_Symbol sym, _Leg buy, _Leg sell, PairSpec* spec, Candidate
             if j < 0:
                 break
             rb = _usable(bb.bid_sizes[j], sell.size_mult, cap)
-        if not _profitable(ab.ask_prices[i], buy, bb.bid_prices[j], sell):
+        if not _pays(ab.ask_prices[i], buy, bb.bid_prices[j], sell, sym.min_profit_bps):
             break
     size = filled - filled % step
     if size == 0:

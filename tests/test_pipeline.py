@@ -213,6 +213,21 @@ def test_a_rehearsal_converts_the_last_hit_again_without_using_an_id_or_counting
     assert second is not None and second.opportunity_id == "t2_btc"
 
 
+def test_a_thin_deeper_level_that_would_pull_the_trade_under_the_floor_is_left_untaken() -> None:
+    # Buy on MEXC: 1 BTC at 60000, then 0.05 at 60200; sell on Gate at 60400. The 60200 unit pays both
+    # fees (60200 * 1.0005 < 60400 * 0.998) but earns 8 bps: all 1.05 BTC priced at those limits would
+    # miss the 10 bps floor and be dropped, while the first level alone earns 41.5 bps.
+    scale = WireScale(3, 1, 10, 1)  # Gate's BTC_USDT book: coarse enough for 1 BTC to fit the int64 notionals
+    gate = book("gate", scale, [("60400", "2")], [("60500", "1")])
+    mexc = book("mexc", MEXC_BOOK, [("59000", "5")], [("60000", "1"), ("60200", "0.05")])
+    p, found = pipeline((GATE, gate, scale), (MEXC, mexc, MEXC_BOOK), min_profit_bps=D(10))
+    opp = p.scan(0)
+    assert opp is not None and found == [opp] and p.dropped_after_rounding == 0
+    assert (opp.buy_exchange, opp.sell_exchange) == (ExchangeName.MEXC, ExchangeName.GATEIO)
+    assert (opp.max_quantity, opp.buy_price, opp.sell_price) == (D(1), D(60000), D(60400))
+    assert (opp.total_profit_estimate, opp.profit_margin_bps) == (D("249.2"), D("41.53"))
+
+
 def test_an_opportunity_that_stops_paying_after_rounding_is_dropped() -> None:
     # 60150.35 * (1 - 0.2 %) beats 60000 * (1 + 0.05 %) on the book; at the 0.1 order tick (60150.3) it does not.
     gate = book("gate", GATE_BOOK, [("60150.35", "1")], [("60200", "1")])

@@ -95,6 +95,34 @@ def test_walk_stops_where_the_marginal_level_no_longer_pays_fees() -> None:
     assert (opp.profit, opp.profit_bps) == (397, 56)
 
 
+def test_walk_stops_where_the_marginal_level_no_longer_earns_the_profit_floor() -> None:
+    a = book("A", bids=[(9_990, 5)], asks=[(10_000, 3), (10_010, 4)])
+    b = book("B", bids=[(10_100, 10)], asks=[(10_110, 5)])
+    scanner = two_venues(a, b)
+    # 10_010 * 1.001 = 10_020.01 against 10_100 * 0.998 = 10_079.8: the second ask level pays the
+    # fees but earns 59.7 bps of its price. All 7 at the limits 10_010 / 10_100 would earn that too,
+    # under a 60 bps floor, though their average (63 bps) clears it: only the first level is taken.
+    scanner.set_symbol_limits(7, BIG, 59)
+    assert scanner.scan_symbol(7, NOW, MAX_AGE).size_common == 7
+    scanner.set_symbol_limits(7, BIG, 60)
+    opp = scanner.scan_symbol(7, NOW, MAX_AGE)
+    assert opp is not None
+    assert (opp.size_common, opp.buy_limit_ticks, opp.sell_limit_ticks) == (3, 10_000, 10_100)
+    assert (opp.fees, opp.profit, opp.profit_bps) == (30 + 61, 209, 69)
+
+
+def test_a_level_earning_exactly_the_profit_floor_is_taken() -> None:
+    # No fees: the first ask level earns 100 bps of its price exactly, the second 49.7.
+    a = book("A", bids=[(9_990, 5)], asks=[(10_000, 3), (10_050, 4)])
+    b = book("B", bids=[(10_100, 10)], asks=[(10_110, 5)])
+    scanner = two_venues(a, b, fee_a=0, fee_b=0)
+    scanner.set_symbol_limits(7, BIG, 100)
+    opp = scanner.scan_symbol(7, NOW, MAX_AGE)
+    assert opp is not None and (opp.size_common, opp.profit, opp.profit_bps) == (3, 300, 100)
+    scanner.set_symbol_limits(7, BIG, 101)
+    assert scanner.scan_symbol(7, NOW, MAX_AGE) is None
+
+
 def test_spot_futures_hedge_with_different_grids_rounds_to_both_lots() -> None:
     # Common units: price 0.001 USDT, size 1e-6 BTC. Spot: tick 0.01 (x10), lot 1e-6 (x1).
     # Futures: tick 0.1 (x100), contract 0.0001 BTC (x100). Lot grid = lcm(1, 100) = 100.
@@ -399,9 +427,11 @@ def leg_specs(draw: st.DrawFn, is_futures: bool, tradable: bool) -> dict[str, ob
     # Quote around a common mid of 100_000 price units, shifted per leg so books cross across venues.
     mid = (100_000 + draw(st.integers(-3_000, 3_000))) // price_mult
     half_spread = draw(st.integers(1, 3))
+    # Steep books (up to 30 bps a level) let the profit floor fall inside a walk, not only before it.
+    max_gap = draw(st.sampled_from([4, 4, 300]))
 
     def side(direction: int) -> list[tuple[int, int]]:
-        gaps = draw(st.lists(st.integers(1, 4), min_size=draw(st.sampled_from([1, 1, 1, 0])), max_size=8))
+        gaps = draw(st.lists(st.integers(1, max_gap), min_size=draw(st.sampled_from([1, 1, 1, 0])), max_size=8))
         prices, price = [], mid + direction * half_spread
         for gap in gaps:
             prices.append(price)

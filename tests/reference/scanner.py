@@ -7,6 +7,7 @@ Books are read only through their public API (``top``, ``ask_count``, ``bid_coun
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from fractions import Fraction
 from math import gcd
 from typing import Protocol
 
@@ -105,16 +106,20 @@ def price_pair(sym: Symbol, buy: Leg, sell: Leg) -> Opportunity | None:
     bids = sell.book.top(BID, sell.book.bid_count)
     cap = min(sym.max_position, buy.max_buy, sell.max_sell)
 
-    def profitable(ask: int, bid: int) -> bool:
-        # Marginal cost incl. fee below marginal proceeds net of fee, on the common grid.
-        return ask * buy.price_mult * (PPM + buy.fee_ppm) < bid * sell.price_mult * (PPM - sell.fee_ppm)
+    def pays(ask: int, bid: int) -> bool:
+        # A unit bought at ``ask`` and sold at ``bid``: its proceeds net of fee above its cost incl.
+        # fee, by at least the floor's share of its price, on the common grid.
+        price = Fraction(ask * buy.price_mult)
+        edge = bid * sell.price_mult * (1 - Fraction(sell.fee_ppm, PPM)) - price * (1 + Fraction(buy.fee_ppm, PPM))
+        return edge > 0 and edge * BPS / price >= sym.min_profit_bps
 
-    # Match ask units against bid units in price order; the profitable part is a prefix.
+    # Match ask units against bid units in price order while the marginal unit pays; that part is a
+    # prefix, and at its deepest prices the whole of it still meets the floor.
     filled = 0
     i = j = 0
     left_ask = asks[0][1] * buy.size_mult if asks else 0
     left_bid = bids[0][1] * sell.size_mult if bids else 0
-    while i < len(asks) and j < len(bids) and filled < cap and profitable(asks[i][0], bids[j][0]):
+    while i < len(asks) and j < len(bids) and filled < cap and pays(asks[i][0], bids[j][0]):
         take = min(left_ask, left_bid, cap - filled)
         filled += take
         left_ask -= take
