@@ -10,7 +10,9 @@ Opportunities. The scanner prices on the books; the venues accept only their ord
 A found ``arb_core`` opportunity becomes an ``ArbitrageOpportunity`` with the buy limit
 rounded UP and the sell limit rounded DOWN to the order ticks, the quantity rounded down
 to both order lots, and the profit recomputed on those numbers: a conversion never
-promises a better price than the book allowed, and one that no longer pays is dropped.
+promises a better price than the book allowed, and one that no longer pays is dropped. The
+scanner hands over only its best pair: when that one is dropped (here or for its funding), the
+symbol is scanned again without it, so the next-best pair of the same books is not hidden.
 ``max_quantity`` is in base units (the executor converts to contracts on futures);
 ``buy_fee``/``sell_fee`` are the taker fee rates.
 
@@ -392,20 +394,24 @@ class ScannerPipeline:
         """What ``scan`` does with the scanner's answer for ``symbol_id`` at ``now`` (a compiled
         replay scans in C and hands over what it found here; the scan itself it counts with
         ``count_scans``)."""
-        if found is None:
-            self._standing.pop(symbol_id, None)
-            return None
-        self.found += 1
-        opportunity = self.convert(found, now)
-        if opportunity is None:
+        dropped: list[tuple[int, int]] = []
+        while found is not None:
+            self.found += 1
+            opportunity = self.convert(found, now)
+            if opportunity is not None:
+                self._standing[symbol_id] = opportunity
+                self._last_found = found
+                if self.on_opportunity is not None:
+                    self.on_opportunity(opportunity, self.plans[symbol_id])
+                return opportunity
             self.dropped_after_rounding += 1
-            self._standing.pop(symbol_id, None)
-            return None
-        self._standing[symbol_id] = opportunity
-        self._last_found = found
-        if self.on_opportunity is not None:
-            self.on_opportunity(opportunity, self.plans[symbol_id])
-        return opportunity
+            # The scanner hands over only its best pair; another pair of the same books (a spot
+            # pair beside a hedge refused for its funding) may still pay. Scanning a subset of the
+            # pairs already scanned at ``now`` cannot overflow where the full scan did not.
+            dropped.append((found.buy_leg, found.sell_leg))
+            found = self.scanner.scan_symbol_except(symbol_id, now, self.max_age_ns, dropped)
+        self._standing.pop(symbol_id, None)
+        return None
 
     def count_scans(self, n: int) -> None:
         """Count ``n`` scans made outside ``scan`` (a compiled replay's scans)."""

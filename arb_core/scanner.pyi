@@ -1,6 +1,7 @@
 """Typed Python API of arb_core.scanner (compiled)."""
 
 import enum
+from collections.abc import Iterable
 
 from arb_core.book import OrderBook
 
@@ -74,6 +75,10 @@ class SpreadScanner:
         """Replace a leg's taker fee (ppm) and minimum order value: the venue changed them."""
     def scan_symbol(self, symbol_id: int, now_ns: int, max_age_ns: int) -> Opportunity | None:
         """Re-evaluate one symbol; its best Opportunity at or above the profit floor, or None."""
+    def scan_symbol_except(
+        self, symbol_id: int, now_ns: int, max_age_ns: int, excluded: Iterable[tuple[int, int]]
+    ) -> Opportunity | None:
+        """``scan_symbol`` leaving out the pairs ``excluded`` names as (buy_leg, sell_leg) leg ids."""
     def scan_all(self, now_ns: int, max_age_ns: int) -> list[Opportunity]:
         """Re-evaluate every symbol; the opportunities found, in registration order."""
     def best(self, symbol_id: int) -> Opportunity | None:

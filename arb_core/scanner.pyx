@@ -29,7 +29,7 @@ int64 there is walked like any other; only what is traded must fit.
 """
 
 cimport cython
-from libc.stdint cimport int64_t, INT64_MAX
+from libc.stdint cimport int64_t, uint64_t, INT64_MAX
 
 from arb_core.book cimport OrderBook, WalkResult, ASK, BID
 from arb_core.fixed cimport checked_mul, checked_add, int_arg
@@ -273,13 +273,16 @@ cdef int _price_pair(_Symbol sym, _Leg buy, _Leg sell, PairSpec* spec, Candidate
     return 1
 
 
-cdef object _scan(_Symbol sym, int64_t now_ns, int64_t max_age_ns):
+cdef object _scan(_Symbol sym, int64_t now_ns, int64_t max_age_ns, uint64_t skipped):
+    """The best pair of ``sym`` at ``now_ns``, leaving out the pairs whose bit (by index) ``skipped``
+    sets: at most MAX_LEGS * (MAX_LEGS - 1) = 56 pairs, so one 64-bit mask holds them."""
     cdef bint fresh[MAX_LEGS]
     cdef Py_ssize_t k, n = len(sym.legs)
     cdef int p = 0
     cdef bint found = False
     cdef PairSpec* spec
     cdef Candidate best, cand
+    best.profit = 0  # read only once found; set so the C compiler sees it set
     sym.best = None  # a scan that raises leaves nothing standing from the one before
     for k in range(n):
         fresh[k] = is_fresh_c((<_Leg>sym.legs[k]).book, now_ns, max_age_ns)
@@ -288,7 +291,7 @@ cdef object _scan(_Symbol sym, int64_t now_ns, int64_t max_age_ns):
         try:
             while p < sym.n_pairs:
                 spec = &sym.pairs[p]
-                if fresh[spec.buy] and fresh[spec.sell] and _price_pair(
+                if not (skipped >> p) & 1 and fresh[spec.buy] and fresh[spec.sell] and _price_pair(
                     sym, <_Leg>sym.legs[spec.buy], <_Leg>sym.legs[spec.sell], spec, &cand
                 ):
                     # Ties keep the earlier pair (registration order).
@@ -313,6 +316,16 @@ cdef _Symbol _lookup(SpreadScanner scanner, int64_t symbol_id):
     if sym is None:
         raise ValueError(f"symbol_id {symbol_id} is not registered")
     return <_Symbol>sym
+
+
+cdef uint64_t _pair_bit(_Symbol sym, int64_t buy_leg, int64_t sell_leg) except 0:
+    """The ``_scan`` skip bit of the pair buying on leg ``buy_leg`` and selling on ``sell_leg``."""
+    cdef int p
+    for p in range(sym.n_pairs):
+        if ((<_Leg>sym.legs[sym.pairs[p].buy]).leg_id == buy_leg
+                and (<_Leg>sym.legs[sym.pairs[p].sell]).leg_id == sell_leg):
+            return (<uint64_t>1) << p
+    raise ValueError(f"symbol {sym.symbol_id} has no pair buying on leg {buy_leg} and selling on leg {sell_leg}")
 
 
 cdef inline int _check_clock(int64_t now_ns, int64_t max_age_ns) except -1:
@@ -471,7 +484,18 @@ cdef class SpreadScanner:
     cpdef object scan_symbol(self, int_arg symbol_id, int_arg now_ns, int_arg max_age_ns):
         """Re-evaluate one symbol; its best Opportunity at or above the profit floor, or None."""
         _check_clock(now_ns, max_age_ns)
-        return _scan(_lookup(self, symbol_id), now_ns, max_age_ns)
+        return _scan(_lookup(self, symbol_id), now_ns, max_age_ns, 0)
+
+    def scan_symbol_except(self, int_arg symbol_id, int_arg now_ns, int_arg max_age_ns, excluded):
+        """``scan_symbol`` leaving out the pairs ``excluded`` names as (buy_leg, sell_leg) leg ids:
+        the best of the other pairs, when the best one found was not taken."""
+        cdef _Symbol sym = _lookup(self, symbol_id)
+        cdef uint64_t skipped = 0
+        cdef int_arg buy_leg, sell_leg
+        _check_clock(now_ns, max_age_ns)
+        for buy_leg, sell_leg in excluded:
+            skipped |= _pair_bit(sym, buy_leg, sell_leg)
+        return _scan(sym, now_ns, max_age_ns, skipped)
 
     cpdef list scan_all(self, int_arg now_ns, int_arg max_age_ns):
         """Re-evaluate every symbol; the opportunities found, in registration order."""
@@ -479,7 +503,7 @@ cdef class SpreadScanner:
         cdef _Symbol sym
         _check_clock(now_ns, max_age_ns)
         for sym in self._symbols:
-            if _scan(sym, now_ns, max_age_ns) is not None:
+            if _scan(sym, now_ns, max_age_ns, 0) is not None:
                 found.append(sym.best)
         return found
 

@@ -11,6 +11,7 @@ from arb_core.book import ASK, BID, DeltaBatch, OrderBook
 from arb_core.wire.common import WireScale
 
 from arb.exchanges.base import BookKey
+from arb.funding import FundingBook
 from arb.instruments import Instrument
 from arb.pipeline import ScannerPipeline
 from arb.sim.cluster import default_instruments
@@ -21,6 +22,7 @@ GATE = INSTRUMENTS[(ExchangeName.GATEIO, "BTC")]
 MEXC = INSTRUMENTS[(ExchangeName.MEXC, "BTC")]
 GATE_PERP = INSTRUMENTS[(ExchangeName.GATEIO_FUTURES, "BTC")]
 GATE_BOOK = WireScale(8, 1, 10, 1)  # Gate spot books: finer than the 0.1 / 0.000001 order grid
+GATE_BTC_BOOK = WireScale(3, 1, 10, 1)  # Gate's BTC_USDT book: coarse enough for a 1 BTC notional in int64
 MEXC_BOOK = WireScale(*MEXC.wire_scale())
 GATE_PERP_BOOK = WireScale(*GATE_PERP.wire_scale())
 MAX_AGE_MS = 100
@@ -217,15 +219,35 @@ def test_a_thin_deeper_level_that_would_pull_the_trade_under_the_floor_is_left_u
     # Buy on MEXC: 1 BTC at 60000, then 0.05 at 60200; sell on Gate at 60400. The 60200 unit pays both
     # fees (60200 * 1.0005 < 60400 * 0.998) but earns 8 bps: all 1.05 BTC priced at those limits would
     # miss the 10 bps floor and be dropped, while the first level alone earns 41.5 bps.
-    scale = WireScale(3, 1, 10, 1)  # Gate's BTC_USDT book: coarse enough for 1 BTC to fit the int64 notionals
-    gate = book("gate", scale, [("60400", "2")], [("60500", "1")])
+    gate = book("gate", GATE_BTC_BOOK, [("60400", "2")], [("60500", "1")])
     mexc = book("mexc", MEXC_BOOK, [("59000", "5")], [("60000", "1"), ("60200", "0.05")])
-    p, found = pipeline((GATE, gate, scale), (MEXC, mexc, MEXC_BOOK), min_profit_bps=D(10))
+    p, found = pipeline((GATE, gate, GATE_BTC_BOOK), (MEXC, mexc, MEXC_BOOK), min_profit_bps=D(10))
     opp = p.scan(0)
     assert opp is not None and found == [opp] and p.dropped_after_rounding == 0
     assert (opp.buy_exchange, opp.sell_exchange) == (ExchangeName.MEXC, ExchangeName.GATEIO)
     assert (opp.max_quantity, opp.buy_price, opp.sell_price) == (D(1), D(60000), D(60400))
     assert (opp.total_profit_estimate, opp.profit_margin_bps) == (D("249.2"), D("41.53"))
+
+
+def test_a_dropped_best_pair_gives_way_to_the_next_best_pair_of_the_same_books() -> None:
+    # Buying on MEXC pays most hedged on Gate's perpetual (439.75 USDT) but, with no funding rate
+    # read yet, that hedge is refused; selling on Gate spot instead still earns 249.2 USDT.
+    gate = book("gate", GATE_BTC_BOOK, [("60400", "1")], [("60500", "1")])
+    mexc = book("mexc", MEXC_BOOK, [("59900", "1")], [("60000", "1")])
+    perp = book("perp", GATE_PERP_BOOK, [("60500", "10000")], [("60600", "10000")])
+    p, found = pipeline(
+        (GATE, gate, GATE_BTC_BOOK), (MEXC, mexc, MEXC_BOOK), (GATE_PERP, perp, GATE_PERP_BOOK),
+        opportunity_types=(OpportunityType.SPOT_SPOT, OpportunityType.SPOT_FUTURES_HEDGE), min_profit_bps=D(10),
+    )
+    assert p.scan(0).sell_exchange is ExchangeName.GATEIO_FUTURES
+    p.funding = FundingBook(horizon_s=3600, max_age_ms=1000)
+    opp = p.scan(0)
+    assert opp is not None and found[-1] is opp and p.stands(0, opp)
+    assert (opp.opportunity_type, opp.buy_exchange, opp.sell_exchange) == (
+        OpportunityType.SPOT_SPOT, ExchangeName.MEXC, ExchangeName.GATEIO
+    )
+    assert (opp.max_quantity, opp.total_profit_estimate) == (D(1), D("249.2"))
+    assert (p.found, p.dropped_after_rounding, p.dropped_for_funding) == (3, 1, 1)
 
 
 def test_an_opportunity_that_stops_paying_after_rounding_is_dropped() -> None:

@@ -258,6 +258,23 @@ def test_best_pair_wins_and_ties_keep_registration_order() -> None:
     assert scanner.leg_ids(7) == [5, 6, 4]
 
 
+def test_a_scan_except_some_pairs_finds_the_best_of_the_others() -> None:
+    a = book("A", bids=[(9_990, 100)], asks=[(10_000, 100)])
+    b = book("B", bids=[(10_100, 100)], asks=[(10_110, 100)])
+    c = book("C", bids=[(10_050, 100)], asks=[(10_120, 100)])
+    scanner = SpreadScanner()
+    scanner.add_symbol(7, BIG)
+    for leg_id, bk in [(5, a), (6, b), (4, c)]:
+        scanner.add_leg(7, bk, leg_id, False, 0, 1, 1, 0)
+        scanner.set_limits(7, leg_id, BIG, BIG)
+    assert (scanner.scan_symbol(7, NOW, MAX_AGE).sell_leg, scanner.best(7).sell_leg) == (6, 6)
+    opp = scanner.scan_symbol_except(7, NOW, MAX_AGE, [(5, 6)])
+    assert opp is not None and (opp.buy_leg, opp.sell_leg, opp.profit) == (5, 4, 5_000)
+    assert scanner.best(7) is opp
+    assert scanner.scan_symbol_except(7, NOW, MAX_AGE, [(5, 6), (5, 4)]) is None
+    assert scanner.scan_symbol_except(7, NOW, MAX_AGE, []).sell_leg == 6
+
+
 def test_two_futures_legs_are_not_paired() -> None:
     scanner = SpreadScanner()
     scanner.add_symbol(7, BIG)
@@ -392,6 +409,9 @@ def _registered() -> SpreadScanner:
         (lambda s: s.scan_symbol(99, 0, 0), "symbol_id"),
         (lambda s: s.scan_symbol(7, -1, 0), "now_ns"),
         (lambda s: s.scan_symbol(7, 0, -1), "max_age_ns"),
+        (lambda s: s.scan_symbol_except(99, 0, 0, []), "symbol_id"),
+        (lambda s: s.scan_symbol_except(7, -1, 0, []), "now_ns"),
+        (lambda s: s.scan_symbol_except(7, 0, 0, [(0, 1)]), "no pair buying on leg 0 and selling on leg 1"),
         (lambda s: s.scan_all(-1, 0), "now_ns"),
         (lambda s: s.scan_all(0, -1), "max_age_ns"),
         (lambda s: s.best(99), "symbol_id"),
@@ -520,6 +540,23 @@ def test_scan_after_cost_and_limit_changes_matches_reference(spec: dict[str, obj
     assert (got is None) == (want is None)
     if want is not None:
         assert fields(got) == fields(want)
+
+
+@settings(max_examples=200, deadline=None)
+@given(spec=st.one_of(symbols(tradable=True), symbols()), data=st.data())
+def test_scan_except_some_pairs_matches_reference(spec: dict[str, object], data: st.DataObject) -> None:
+    compiled, reference = build([spec])
+    legs = [leg_id * 3 + 1 for leg_id in range(len(spec["legs"]))]
+    pairs = [
+        (legs[i], legs[j]) for i in range(len(legs)) for j in range(len(legs))
+        if i != j and not (spec["legs"][i]["is_futures"] and spec["legs"][j]["is_futures"])
+    ]
+    excluded = data.draw(st.lists(st.sampled_from(pairs), max_size=len(pairs)))
+    got = compiled.scan_symbol_except(0, NOW, MAX_AGE, excluded)
+    want = reference.scan_symbol_except(0, NOW, MAX_AGE, excluded)
+    assert (got is None) == (want is None)
+    if want is not None:
+        assert fields(got) == fields(want) and (want.buy_leg, want.sell_leg) not in excluded
 
 
 @settings(max_examples=100, deadline=None)

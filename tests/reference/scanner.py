@@ -6,6 +6,7 @@ Books are read only through their public API (``top``, ``ask_count``, ``bid_coun
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from fractions import Fraction
 from math import gcd
@@ -188,13 +189,22 @@ class SpreadScanner:
         leg.fee_ppm, leg.min_notional = taker_fee_ppm, min_notional_common
 
     def scan_symbol(self, symbol_id: int, now_ns: int, max_age_ns: int) -> Opportunity | None:
+        return self.scan_symbol_except(symbol_id, now_ns, max_age_ns, ())
+
+    def scan_symbol_except(
+        self, symbol_id: int, now_ns: int, max_age_ns: int, excluded: Iterable[tuple[int, int]]
+    ) -> Opportunity | None:
+        skipped = set(excluded)
         sym = self._symbols[symbol_id]
         sym.best = None  # a scan that raises leaves nothing standing from the one before
         fresh = [is_fresh(leg.book, now_ns, max_age_ns) for leg in sym.legs]
         best: Opportunity | None = None
         for i, buy in enumerate(sym.legs):
             for j, sell in enumerate(sym.legs):
-                if i == j or not (fresh[i] and fresh[j]) or (buy.is_futures and sell.is_futures):
+                if (
+                    i == j or not (fresh[i] and fresh[j]) or (buy.is_futures and sell.is_futures)
+                    or (buy.leg_id, sell.leg_id) in skipped
+                ):
                     continue
                 found = price_pair(sym, buy, sell)
                 if found is not None and (best is None or found.profit > best.profit):
