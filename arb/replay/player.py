@@ -301,7 +301,9 @@ class BacktestResult(msgspec.Struct, kw_only=True):
     end_ns: int
     wall_s: float
     damages: list[RecordingDamaged]  # every damaged recording, each replayed up to its damage
-    instrument_errors: list[str]  # every recorded instrument list that does not parse, with its market
+    # Every recorded instrument list that does not parse, with its market, of the markets left on the
+    # simulator's terms for it (one that another recorded list of the market stands in for is a note).
+    instrument_errors: list[str]
     books: dict[str, BookSyncStats]  # "market symbol" -> counters
     orders: list[ExecutedOrder]
     opportunities: list[ArbitrageOpportunity]  # every one the scanner handed to the engine
@@ -960,7 +962,10 @@ async def _replay(
     instrument_errors: list[str] = []
     for market in sorted(survey.venue_symbols, key=lambda m: m.value):
         catalog, sources[market], errors = _catalog(market, survey.instrument_bodies.get(market, ()))
-        instrument_errors += errors
+        if sources[market].startswith("simulator defaults"):  # traded by no recorded terms: fails the result
+            instrument_errors += errors
+        else:  # merged recordings: another of the market's lists parsed, and the market trades by it
+            notes += [f"recorded instrument list unreadable, another list of the market used: {e}" for e in errors]
         known = set()
         for venue_symbol in sorted(survey.venue_symbols[market]):
             try:
