@@ -143,16 +143,20 @@ class ReportedTrades:
         self.capacity = capacity
         self._seen: OrderedDict[tuple[str, str], None] = OrderedDict()
 
-    def first_report(self, fill: Fill) -> bool:
-        """Whether ``fill`` was not reported before (remembering it now)."""
+    def reported(self, fill: Fill) -> bool:
+        """Whether ``fill`` was reported before (``remember``)."""
         key = (fill.order_id, fill.trade_id)
         if key in self._seen:
             self._seen.move_to_end(key)
-            return False
-        self._seen[key] = None
+            return True
+        return False
+
+    def remember(self, fill: Fill) -> None:
+        """Note ``fill`` as reported: once its handler took it, so one the handler failed on is
+        taken if the venue pushes it again."""
+        self._seen[(fill.order_id, fill.trade_id)] = None
         if len(self._seen) > self.capacity:
             self._seen.popitem(last=False)
-        return True
 
 
 BalanceSource = Callable[[], Awaitable[Mapping[str, Balance]]]
@@ -364,13 +368,15 @@ class PrivateStream:
                 else:
                     self._resubscribed()
         for fill in message.fills:
-            if not self._reported.first_report(fill):
+            if self._reported.reported(fill):
                 log.debug("%s: trade %s of order %s pushed again, reported once", venue, fill.trade_id, fill.order_id)
                 continue
             try:
                 self._on_fill(fill)
             except Exception:
                 log.exception("%s: fill handler raised on %r", venue, fill.trade_id)
+            else:
+                self._reported.remember(fill)
         for order in message.orders:
             try:
                 self._on_order(order)

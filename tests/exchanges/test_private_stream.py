@@ -532,12 +532,22 @@ def test_a_trade_pushed_again_reaches_the_fill_handler_once() -> None:
             return PrivateMessage(fills=pushes[bytes(frame)])
 
     received: list[Fill] = []
-    stream = PrivateStream(Dialect(), None, lambda order: None, received.append)  # type: ignore[arg-type]
-    for frame in (b"1", b"2", b"1"):
+    failures = [RuntimeError("journal busy")]
+
+    def on_fill(taken: Fill) -> None:
+        if taken.trade_id == "t2" and failures:
+            raise failures.pop()
+        received.append(taken)
+
+    stream = PrivateStream(Dialect(), None, lambda order: None, on_fill)  # type: ignore[arg-type]
+    for frame in (b"1", b"2", b"1", b"2"):
         stream._on_message(memoryview(frame), False, True, 0)
-    assert [(f.order_id, f.trade_id) for f in received] == [("o1", "t1"), ("o1", "t2"), ("o2", "t1")]
+    # t2's handler failed the first time: pushed again, it is taken then, and only then.
+    assert [(f.order_id, f.trade_id) for f in received] == [("o1", "t1"), ("o2", "t1"), ("o1", "t2")]
     reported = ReportedTrades(capacity=1)
-    assert reported.first_report(fill("o1", "t1")) and reported.first_report(fill("o1", "t2"))
-    assert reported.first_report(fill("o1", "t1"))  # forgotten past the capacity
+    reported.remember(fill("o1", "t1"))
+    assert reported.reported(fill("o1", "t1")) and not reported.reported(fill("o1", "t2"))
+    reported.remember(fill("o1", "t2"))
+    assert not reported.reported(fill("o1", "t1"))  # forgotten past the capacity
     with pytest.raises(ValueError, match="at least 1"):
         ReportedTrades(capacity=0)
