@@ -40,10 +40,11 @@ from arb_core.wire.common import WireScale
 from .funding import FundingBook
 from .instruments import INT64_MAX, Instrument, decimals_of, trading_rules_changed
 from .throttled_log import ThrottledWarnings
-from .types import ArbitrageOpportunity, ExchangeName, OpportunityType, OrderSide
+from .types import ArbitrageOpportunity, ExchangeName, OpportunityType, OrderSide, amount_text
 from .exchanges.base import BookKey
 
 log = logging.getLogger(__name__)
+_GRID_CAP_SHOWN = Decimal("0.000001")  # quote shown in the grid-bound warning
 
 PPM = 1_000_000
 BPS = Decimal(10_000)
@@ -210,6 +211,7 @@ class ScannerPipeline:
         self._buy_quote: dict[tuple[int, int], Decimal] = {}  # (symbol id, leg id) -> quote a buy may spend
         self._last_found: Opportunity | None = None  # the last hit that converted, for ``rehearse``
         self.halted: dict[BookKey, str] = {}  # markets of a symbol not traded, and why (``halt_market``)
+        self._grid_capped: set[int] = set()  # symbol ids warned about for their grid's notional bound
 
     # --- registration -----------------------------------------------------------------
 
@@ -264,10 +266,30 @@ class ScannerPipeline:
             cap = plan.notional_cap()
             if cap is None:
                 cap = 0
-            elif self.max_position_usd is not None:
-                asks = [leg.book_price(leg.book.best_ask_price()) for leg in plan.legs if leg.book.ask_count]
-                cap = min(cap, plan.common_size(self.max_position_usd / max(asks)))
+            else:
+                price = max(leg.book_price(leg.book.best_ask_price()) for leg in plan.legs if leg.book.ask_count)
+                self._note_grid_cap(plan, plan.size_of(cap) * price)
+                if self.max_position_usd is not None:
+                    cap = min(cap, plan.common_size(self.max_position_usd / price))
             self.scanner.set_symbol_limits(plan.symbol_id, cap, self._floor_bps)
+
+    def _note_grid_cap(self, plan: SymbolPlan, notional: Decimal) -> None:
+        """Warn, once a symbol, when the int64 notional bound of its common grid holds a trade
+        under ``max_position_usd`` or under a leg's minimum order value (cheap coins on fine grids)."""
+        if plan.symbol_id in self._grid_capped:
+            return
+        minimum = max(leg.instrument.min_notional for leg in plan.legs)
+        if notional < minimum:
+            why = f"under its markets' minimum order value {minimum}: it cannot trade"
+        elif self.max_position_usd is not None and notional < self.max_position_usd:
+            why = f"under max_position_size_usd {self.max_position_usd}"
+        else:
+            return
+        self._grid_capped.add(plan.symbol_id)
+        log.warning(
+            "%s: the scanner's 64-bit grid (10^-%d quote x 10^-%d base) holds a trade to %s quote at this price, %s",
+            plan.symbol, plan.price_decimals, plan.size_decimals, amount_text(notional.quantize(_GRID_CAP_SHOWN, ROUND_FLOOR)), why,
+        )
 
     def set_leg_limits(
         self, symbol_id: int, leg_id: int, max_buy_base: Decimal, max_sell_base: Decimal,

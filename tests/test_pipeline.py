@@ -372,3 +372,32 @@ def test_a_symbol_overflowing_on_every_scan_is_warned_about_once_a_minute(caplog
     warnings = [r.getMessage() for r in caplog.records if "scanner: symbol BTC/USDT" in r.getMessage()]
     assert len(warnings) == 2 and p.overflows == 1_001
     assert warnings[1].endswith("(999 more scans overflowed since the last warning)")
+
+
+@pytest.mark.parametrize(("tick", "price", "expected"), [
+    # A sub-cent coin on Gate.io's 10 size decimals: 10^-11 quote x 10^-10 base.
+    ("0.000000001", "0.000012", "under its markets' minimum order value 3: it cannot trade"),
+    ("0.00001", "0.1", "under max_position_size_usd 1000"),
+])
+def test_a_grid_whose_int64_bound_holds_trades_small_is_warned_about_once(
+    tick: str, price: str, expected: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The scanner's notional is an int64 on the symbol's finest grid: on a cheap coin that bound
+    held every trade to a few cents (or under the position limit) and nothing said so."""
+    from arb.exchanges.gateio.market_data import GateioSpotMarketData
+    from arb.sim.cluster import _instrument
+
+    gate = _instrument(ExchangeName.GATEIO, "X", tick, "1", taker="0.001", maker="0.001", min_notional="3")
+    mexc = _instrument(ExchangeName.MEXC, "X", tick, "1", taker="0.0005", maker="0", min_notional="1",
+                       fees_in_quote=True)
+    gate_scale = GateioSpotMarketData.book_scale(GateioSpotMarketData.__new__(GateioSpotMarketData), gate)
+    mexc_scale = WireScale(*mexc.wire_scale())
+    ask = D(price)
+    gate_book = book("g", gate_scale, [(str(ask * D("1.01")), "1000")], [(str(ask * D("1.02")), "1000")])
+    mexc_book = book("m", mexc_scale, [(str(ask * D("0.99")), "1000")], [(str(ask), "1000")])
+    pipeline = ScannerPipeline(max_data_age_ms=100, max_position_usd=D(1000), clock=lambda: 2)
+    with caplog.at_level("WARNING", logger="arb.pipeline"):
+        pipeline.register_symbol("X/USDT", [(gate, gate_book, gate_scale), (mexc, mexc_book, mexc_scale)])
+        pipeline.refresh_position_caps()
+    (warning,) = [r.getMessage() for r in caplog.records if "64-bit grid" in r.getMessage()]
+    assert warning.startswith("X/USDT: the scanner's 64-bit grid (10^-") and warning.endswith(expected)
