@@ -345,11 +345,13 @@ class WsSession:
         attempt = 0
         while not self._closing:
             started = time.monotonic()
+            step = "getting the stream's URL"  # a private stream's comes from a signed call (MEXC's listenKey)
             try:
                 if self._refresh_url is not None:
                     self.url = await self._refresh_url()
                     if self._closing:
                         break
+                step = f"connection to {self.url}"
                 transport, listener = await ws_connect(
                     partial(_Listener, self),
                     self.url,
@@ -368,7 +370,7 @@ class WsSession:
                 )
                 if listener is None:  # the peer hung up during the upgrade: picows raises nothing
                     cause = "closed during the handshake"
-                    self._count_error("connect", f"connection to {self.url} {cause}", cause=cause)
+                    self._count_error("connect", f"{step} {cause}", cause=cause)
                 await transport.wait_disconnected()
             except asyncio.CancelledError:
                 raise
@@ -378,7 +380,7 @@ class WsSession:
                 why = (" (a redirect, which is not followed: set the venue's ws_url to where it leads)"
                        if redirected else "")
                 cause = f"{type(exc).__name__} {status}" if isinstance(status, int) else type(exc).__name__
-                self._count_error("connect", f"connection to {self.url} failed: {exc!r}{why}", cause=cause)
+                self._count_error("connect", f"{step} failed: {exc!r}{why}", cause=cause)
             if self._closing:
                 break
             if time.monotonic() - started >= self.settings.stable_after_s:

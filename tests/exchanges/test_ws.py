@@ -391,6 +391,25 @@ def test_a_private_stream_s_account_token_stays_out_of_its_logs_and_errors(caplo
     assert "connection to ws://127.0.0.1:1/ws?… failed" in caplog.text and token not in caplog.text
 
 
+def test_a_stream_url_that_cannot_be_had_is_named_as_such(caplog: pytest.LogCaptureFixture) -> None:
+    """A MEXC private stream's URL comes from a signed listenKey call: when that call failed, the
+    log read "connection to  failed" with no URL, as if a connection had been tried."""
+
+    async def no_url() -> str:
+        raise ExchangeConnectionError("testvenue", "POST /api/v3/userDataStream: 503")
+
+    async def main() -> None:
+        ws = session("", Inbox(), refresh_url=no_url)
+        ws.start()
+        await asyncio.sleep(0.2)
+        await ws.close()
+
+    with caplog.at_level(logging.DEBUG, logger="arb.exchanges.ws"):
+        asyncio.run(main())
+    assert "getting the stream's URL failed: ExchangeConnectionError" in caplog.text
+    assert "connection to  failed" not in caplog.text
+
+
 def test_a_redirect_is_not_followed(caplog: pytest.LogCaptureFixture) -> None:
     """picows follows up to five redirects to any host: a login, signed subscription or order sent
     after the handshake went there, past the checks made on the configured URL."""
