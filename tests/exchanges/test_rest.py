@@ -625,12 +625,17 @@ def test_a_venue_answer_echoing_the_request_shows_neither_its_key_nor_its_signat
                     with pytest.raises(ExchangeError) as refused:
                         await client.fetch(RestRequest(method=method, path=path, headers=headers))
                 errors.append((refused.value, (key, headers[gate.SIGN_HEADER])))
-            for path in ("/api/v3/account", "/api/v3/account_text"):
-                query = mexc_signer.signed_query([], timestamp_ms=1700000000000)
+            listen_key = "LISTENKEY-0a1b2c3d4e5f6a7b8c9d"  # the private stream's account token
+            for method, path, params in [
+                ("GET", "/api/v3/account", []), ("GET", "/api/v3/account_text", []),
+                ("PUT", "/api/v3/userDataStream", [("listenKey", listen_key)]),
+            ]:
+                query = mexc_signer.signed_query(params, timestamp_ms=1700000000000)
                 async with RestClient(mexc_trading.spot_rest_venue(url), FAST) as client:
                     with pytest.raises(ExchangeError) as refused:
-                        await client.fetch(RestRequest(method="GET", path=path, query=query, headers=mexc_signer.headers()))
-                errors.append((refused.value, (key, query.rpartition("signature=")[2])))
+                        await client.fetch(RestRequest(method=method, path=path, query=query, headers=mexc_signer.headers()))
+                secrets = (key, query.rpartition("signature=")[2], *(value for _, value in params))
+                errors.append((refused.value, secrets))
         finally:
             await runner.cleanup()
         for error, secrets in errors:

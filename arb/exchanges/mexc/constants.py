@@ -34,6 +34,7 @@ USER_DATA_STREAM_PATH: Final = "/api/v3/userDataStream"
 
 API_KEY_HEADER: Final = "X-MEXC-APIKEY"
 SIGNATURE_PARAM: Final = "signature"  # the last query parameter of a signed spot request
+LISTEN_KEY_PARAM: Final = "listenKey"  # the private stream's account token, in userDataStream's query
 DEFAULT_RECV_WINDOW_MS: Final = 5000
 MAX_RECV_WINDOW_MS: Final = 60000
 # Signed spot requests are refused when their timestamp is this far or more ahead of the server's.

@@ -190,7 +190,7 @@ class MexcSpotPrivateStream:
         return constants.VENUE
 
     def _request(self, method: str, listen_key: str | None) -> RestRequest:
-        params: list[tuple[str, str | int]] = [] if listen_key is None else [("listenKey", listen_key)]
+        params: list[tuple[str, str | int]] = [] if listen_key is None else [(constants.LISTEN_KEY_PARAM, listen_key)]
         query = self._signer.signed_query(params, timestamp_ms=self._clock_ms())
         path = constants.USER_DATA_STREAM_PATH
         # Its own budget only: a 429 holds the budgets its request spent, and one on a keep-alive

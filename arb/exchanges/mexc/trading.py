@@ -119,7 +119,7 @@ def spot_rest_venue(base_url: str = constants.REST_URL) -> RestVenue:
         http_statuses=constants.HTTP_STATUSES,
         rate_limits=SPOT_RATE_LIMITS,
         secret_headers=frozenset({constants.API_KEY_HEADER}),
-        secret_params=frozenset({constants.SIGNATURE_PARAM}),
+        secret_params=frozenset({constants.SIGNATURE_PARAM, constants.LISTEN_KEY_PARAM}),
     )
 
 
