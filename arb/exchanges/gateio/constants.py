@@ -201,7 +201,9 @@ ERROR_LABELS: Final[ErrorCodeTable] = {
     "FORBIDDEN": ErrorCategory.AUTH_FAILED,
     "USER_NOT_FOUND": ErrorCategory.AUTH_FAILED,  # no futures account yet
     "REQUEST_EXPIRED": ErrorCategory.TIMESTAMP,
-    "TOO_BUSY": ErrorCategory.MAINTENANCE,
+    # Busy or failing, under whatever HTTP status (the websocket API's header may carry none): an
+    # order it answers may still have been placed, so it is queried, never taken as refused.
+    "TOO_BUSY": ErrorCategory.OUTCOME_UNKNOWN,
     "INTERNAL": ErrorCategory.OUTCOME_UNKNOWN,
     "SERVER_ERROR": ErrorCategory.OUTCOME_UNKNOWN,
 }
