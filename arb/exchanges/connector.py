@@ -916,11 +916,15 @@ class ExchangeConnector:
             self._tracked.pop(request.client_order_id, None)  # nothing was sent
             raise
         except ExchangeError as exc:
-            if exc.category != ErrorCategory.OUTCOME_UNKNOWN:
+            if exc.category is not None and exc.category != ErrorCategory.OUTCOME_UNKNOWN:
                 self._tracked.pop(request.client_order_id, None)  # refused: nothing exists at the venue
                 raise
             if self._poller is not None:  # order states are reported: the poller follows it
                 self._tracked[request.client_order_id] = request.symbol
+            if exc.category is None:
+                # No known category (an unmapped label, a 404): maybe not a refusal, so followed as
+                # an unknown outcome is, and queried by the order runner likewise.
+                raise
             raise ExchangeError(
                 self.venue,
                 f"order {request.client_order_id!r} on {request.symbol}: outcome unknown ({exc}); resolve with "

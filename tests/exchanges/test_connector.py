@@ -22,7 +22,7 @@ from arb.errors import ArbitrageEngineError, ExchangeConnectionError, ExchangeEr
 from arb.exchanges import connector as connector_module
 from arb.exchanges.connector import CLOCK_READ_ERROR_MS, MAX_FUNDING_PAGES, ConnectorSettings
 from arb.exchanges.gateio import constants
-from arb.exchanges.errors import ErrorCategory
+from arb.exchanges.errors import ErrorCategory, venue_error
 from arb.exchanges.factory import registered
 from arb.exchanges.gateio.connector import GateioSpotConnector
 from arb.exchanges.gateio.trading import GateioFuturesTrading, GateioSpotTrading, UnsizedMarketBuy
@@ -256,6 +256,32 @@ def test_polled_private_stream_reports_order_changes() -> None:
                 assert [s.status for s in seen] == [OrderStatus.NEW, OrderStatus.CANCELED]
                 await asyncio.sleep(0.1)  # final orders are no longer polled
                 assert len(seen) == 2
+            finally:
+                await connector.close()
+
+    run(scenario())
+
+
+def test_an_order_answered_with_no_known_category_stays_followed_by_the_poller() -> None:
+    """An unmapped label or a 404 may not be a refusal, and the order runner queries such an order
+    as of unknown outcome; the connector took it as refused and its poller did not follow it."""
+
+    async def failing(code: str | None, status: int) -> bytes:
+        raise venue_error("gateio", "POST /spot/orders", codes=constants.ERROR_LABELS,
+                          http_statuses=constants.HTTP_STATUSES, code=code, http_status=status, write=True)
+
+    async def scenario() -> None:
+        async with simulated_venues() as sim:
+            connector = sim.connector(ExchangeName.GATEIO)
+            try:
+                await connector.start_private_stream(lambda state: None, lambda fill: None)  # polled
+                trading = await connector._trader("place order")
+                for code, status, followed in [("PRICE_OVER_BANKRUPT_X", 400, True), (None, 404, True),
+                                               ("BALANCE_NOT_ENOUGH", 400, False)]:
+                    request = limit_buy(ExchangeName.GATEIO, f"cat-{status}-{followed}")
+                    with pytest.raises(ExchangeError):
+                        await connector._placed(trading, request, failing(code, status))
+                    assert (request.client_order_id in connector._tracked) is followed, (code, status)
             finally:
                 await connector.close()
 
