@@ -57,6 +57,9 @@ def test_mexc_codes(code: int | str, category: ErrorCategory, cls: type[Exchange
         ("AMOUNT_TOO_LITTLE", ErrorCategory.MIN_NOTIONAL, OrderRejectedError),
         ("ORDER_NOT_FOUND", ErrorCategory.UNKNOWN_ORDER, OrderRejectedError),
         ("POC_FILL_IMMEDIATELY", ErrorCategory.ORDER_REJECTED, OrderRejectedError),
+        # Futures refusals against the position: certain, not queried until the acceptance window ends.
+        ("PRICE_OVER_LIQUIDATION", ErrorCategory.ORDER_REJECTED, OrderRejectedError),
+        ("POSITION_IN_LIQUIDATION", ErrorCategory.ORDER_REJECTED, OrderRejectedError),
         ("TOO_MANY_REQUESTS", ErrorCategory.RATE_LIMITED, RateLimitError),
         ("INVALID_KEY", ErrorCategory.AUTH_FAILED, ExchangeError),
         ("INVALID_SIGNATURE", ErrorCategory.AUTH_FAILED, ExchangeError),

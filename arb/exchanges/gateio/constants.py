@@ -171,6 +171,16 @@ ERROR_LABELS: Final[ErrorCodeTable] = {
     "REDUCE_EXCEEDED": ErrorCategory.ORDER_REJECTED,  # futures reduce-only: no position to reduce
     "INCREASE_POSITION": ErrorCategory.ORDER_REJECTED,  # futures reduce-only that would grow the position
     "TOO_MANY_ORDERS": ErrorCategory.ORDER_REJECTED,
+    # Futures refusals of the order against the position or the contract (no order exists).
+    "POSITION_EMPTY": ErrorCategory.ORDER_REJECTED,
+    "POSITION_IN_LIQUIDATION": ErrorCategory.ORDER_REJECTED,
+    "POSITION_IN_CLOSE": ErrorCategory.ORDER_REJECTED,
+    "POSITION_CROSS_MARGIN": ErrorCategory.ORDER_REJECTED,
+    "PRICE_OVER_LIQUIDATION": ErrorCategory.ORDER_REJECTED,
+    "PRICE_OVER_BANKRUPT": ErrorCategory.ORDER_REJECTED,
+    "LEVERAGE_TOO_HIGH": ErrorCategory.ORDER_REJECTED,
+    "LEVERAGE_TOO_LOW": ErrorCategory.ORDER_REJECTED,
+    "CONTRACT_NO_COUNTER": ErrorCategory.ORDER_REJECTED,
     # A client order id in use: an order sent with it exists, so this one's outcome is that one's.
     "ORDER_EXISTS": ErrorCategory.OUTCOME_UNKNOWN,
     "REPEATED_CREATION": ErrorCategory.OUTCOME_UNKNOWN,
