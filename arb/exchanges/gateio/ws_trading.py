@@ -264,8 +264,16 @@ class GateioWsOrders:
                     self.venue, f"ws api {self.session.url}: not logged in within {timeout_s} s",
                     category=ErrorCategory.NOT_SENT,
                 ) from None
-        if self._login_error is not None:
-            raise self._login_error.with_traceback(None)  # raised again per request: no traceback piling up
+        error = self._login_error
+        if error is not None:
+            if error.category in (None, ErrorCategory.OUTCOME_UNKNOWN):
+                # A login the venue failed on (SERVER_ERROR, TOO_BUSY): this request is certainly not
+                # written, and taken as of unknown outcome it would be queried for nothing.
+                raise ExchangeConnectionError(
+                    self.venue, f"ws api {self.session.url}: not logged in ({error}); not sent",
+                    category=ErrorCategory.NOT_SENT,
+                )
+            raise error.with_traceback(None)  # raised again per request: no traceback piling up
 
     async def _request(
         self, channel: str, req_param: bytes, limit_id: str, write: bool, where: str, header: bytes = b""

@@ -203,6 +203,25 @@ def test_a_login_refused_on_a_reconnect_connects_again_rather_than_refusing_ever
     run(scenario())
 
 
+def test_a_request_after_a_login_the_venue_failed_on_is_not_sent_not_of_unknown_outcome() -> None:
+    """A login answered SERVER_ERROR was raised again for every order with its own category,
+    OUTCOME_UNKNOWN, though nothing was written: each order was then queried for nothing."""
+    async def scenario() -> None:
+        async with logged_in_orders("ok-1") as (connector, orders):
+            orders._login_error = ExchangeError(
+                "gateio", "spot.login: internal error (code SERVER_ERROR)", category=ErrorCategory.OUTCOME_UNKNOWN
+            )
+            with pytest.raises(ExchangeError) as info:
+                await orders.place_order(limit_buy(SPOT, "after-1"))
+            assert info.value.category == ErrorCategory.NOT_SENT and "SERVER_ERROR" in str(info.value)
+            orders._login_error = ExchangeError("gateio", "spot.login: bad key", category=ErrorCategory.AUTH_FAILED)
+            with pytest.raises(ExchangeError) as info:
+                await orders.place_order(limit_buy(SPOT, "after-2"))
+            assert info.value.category == ErrorCategory.AUTH_FAILED  # the refusal itself, as it was
+
+    run(scenario())
+
+
 def test_timeout_is_outcome_unknown_then_the_client_id_resolves_it() -> None:
     async def scenario() -> None:
         async with simulated_venues(moving=False) as sim:
