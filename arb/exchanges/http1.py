@@ -339,7 +339,7 @@ class Http1Pool:
 
     def _check_open(self) -> None:
         if self._closed:
-            raise ConnectionResetError("http1 pool closed")
+            raise HttpConnectError("http1 pool closed")  # nothing was sent: not an unknown outcome
 
     async def close(self) -> None:
         """Close every idle connection; later requests fail."""

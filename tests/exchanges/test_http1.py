@@ -381,8 +381,12 @@ def test_write_now_declines_what_cannot_go_at_once_without_spending() -> None:
                 assert client.write_now(order) is None  # no budget now: nothing is written
                 pool = client._ensure_http1()
                 await pool.close()
-                with pytest.raises(ConnectionResetError, match="pool closed"):
+                with pytest.raises(HttpConnectError, match="pool closed"):  # nothing sent
                     pool.write(b"", timeout_s=1.0)
+                # A write on the closed pool went nowhere: not sent, rather than of unknown outcome.
+                with pytest.raises(ExchangeConnectionError) as refused:
+                    await client.fetch(RestRequest(method="POST", path="/order"))  # no budget to wait for
+                assert refused.value.category == ErrorCategory.NOT_SENT
         assert server.requests == []
 
     run(main())
