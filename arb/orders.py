@@ -211,8 +211,9 @@ class OrderSettings(msgspec.Struct, frozen=True, kw_only=True):
     query_attempts: int = 6  # queries by client id before an outcome counts as unresolved
     backoff: Backoff = Backoff()
     rate_limit_deadline_s: float = 1.0  # longest total wait on 429s and the order budget before giving an order up
-    # Longest wait a 429 on a query is waited out for; a longer one leaves the outcome unknown. As
-    # long as Gate.io's private windows (10 s): a reset within one is asked again, not flagged.
+    # Longest time one resolution waits out 429s on its queries, in all; past it the outcome is left
+    # unknown. As long as Gate.io's private windows (10 s): a reset within one is asked again, not
+    # flagged, and a leg and recovery's two asks again stay well inside the shutdown's 60 s drain.
     query_hold_max_s: float = 10.0
 
 
@@ -588,10 +589,10 @@ class OrderRunner:
         the order exists; only an unknown outcome needs time for a lost request to land).
         ``taken_until_ns``: until when the venue may still take the request (``order_acceptance_s``);
         "not found" is final only from a query after it, so one more query is made then.
-        ``queries_held_until_ns``: until when a 429 holds the venue's queries. A wait longer than
-        ``query_hold_max_s`` is not waited out (up to an hour, with the order's outcome, the
-        caller and a shutdown held meanwhile): the outcome is left unknown, for recovery to flag
-        and a restart's reconciliation to ask again.
+        ``queries_held_until_ns``: until when a 429 holds the venue's queries. 429 waits past
+        ``query_hold_max_s`` in all, one wait or several, are not waited out (up to an hour each,
+        with the order's outcome, the caller and a shutdown held meanwhile): the outcome is left
+        unknown, for recovery to flag and a restart's reconciliation to ask again.
         """
         venue = self.exchange(exchange)
         cid = request.client_order_id
@@ -606,9 +607,10 @@ class OrderRunner:
         tail_step_ns = None if lookup_s is None else int(lookup_s * 1e9) // 2
         attempt = 0
         held = False
+        held_waited_s = 0.0  # 429 waits slept out here: at most ``query_hold_max_s`` in all, however many
         while True:
             held_s = (queries_held_until_ns - self.clock()) / 1e9
-            if held_s > self.settings.query_hold_max_s:
+            if held_s > 0 and held_waited_s + held_s > self.settings.query_hold_max_s:
                 # "Not found" holds only when it was the last answer, and none is asked for now.
                 not_found, held = False, True
                 error = f"{error}; the venue's rate limit holds queries for {held_s:.0f} s more"
@@ -647,7 +649,8 @@ class OrderRunner:
                 error = str(exc)
                 wait_s = exc.retry_after_s or 0.0
                 queries_held_until_ns = max(queries_held_until_ns, self.clock() + int(wait_s * 1e9))
-                if wait_s <= self.settings.query_hold_max_s:
+                if held_waited_s + wait_s <= self.settings.query_hold_max_s:
+                    held_waited_s += wait_s
                     await self.sleep(wait_s)
                 continue
             except ExchangeError as exc:

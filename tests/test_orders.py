@@ -201,12 +201,15 @@ def test_an_order_its_budget_admits_only_past_its_deadline_is_refused_unsent(hel
         assert outcome.filled == D("0.01") and time.sleeps == [0.5]
 
 
-def limited_runner(step: Step, retry_after_s: float) -> tuple[FakeExchange, OrderRunner, FakeTime, OrderRequest]:
-    """A venue that takes one order as ``step`` says and refuses the first query of it with a 429."""
+def limited_runner(
+    step: Step, *retry_after_s: float, attempts: int = 3
+) -> tuple[FakeExchange, OrderRunner, FakeTime, OrderRequest]:
+    """A venue that takes one order as ``step`` says and refuses its first queries with a 429 each
+    (one per wait given)."""
     venue = FakeExchange(spot(ExchangeName.MEXC), [step])
-    venue.limited_queries.append(retry_after_s)
+    venue.limited_queries.extend(retry_after_s)
     time = FakeTime()
-    runner = OrderRunner({venue.exchange: venue}, settings=OrderSettings(query_attempts=3),
+    runner = OrderRunner({venue.exchange: venue}, settings=OrderSettings(query_attempts=attempts),
                          clock=time.clock, sleep=time.sleep)
     return venue, runner, time, ioc_order(venue.instrument, OrderSide.BUY, D("0.01"), D("60000"), "opp1-b")
 
@@ -233,6 +236,15 @@ def test_an_acknowledged_order_whose_queries_are_held_is_left_unknown_without_a_
     outcome = asyncio.run(runner.run(venue.exchange, venue.instrument, request, "buy"))
     assert not outcome.resolved and outcome.state is not None and outcome.state.status is OrderStatus.NEW
     assert venue.cancels == [] and max(time.sleeps, default=0.0) <= 1.0
+
+
+def test_a_venue_answering_429_to_every_query_holds_an_outcome_at_most_the_query_hold_in_all() -> None:
+    """Each 429 was waited out on its own, up to 10 s, and used one of six query attempts: a venue
+    that kept refusing held a leg's outcome for a minute, past the shutdown's drain."""
+    venue, runner, time, request = limited_runner(Step(kind="lost"), *[9.5] * 6, attempts=6)
+    outcome = asyncio.run(runner.run(venue.exchange, venue.instrument, request, "buy"))
+    assert not outcome.resolved and outcome.category == ErrorCategory.OUTCOME_UNKNOWN
+    assert sum(wait for wait in time.sleeps if wait >= 9.5) == 9.5  # one hold waited out, not six
 
 
 @pytest.mark.parametrize("wait_s", [0.75, 3.0, 10.0])
