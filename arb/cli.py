@@ -425,7 +425,10 @@ def _keys(action: str) -> int:
         if sys.stdin.isatty():  # typed or pasted: not echoed, so not left on the screen or in its scrollback
             import getpass
 
-            secret = getpass.getpass("secret to encrypt (not shown): ", stream=sys.stderr)
+            try:
+                secret = getpass.getpass("secret to encrypt (not shown): ", stream=sys.stderr)
+            except EOFError:  # Ctrl-D: nothing typed
+                secret = ""
         else:
             secret = sys.stdin.readline().rstrip("\r\n")
         if not secret:

@@ -187,7 +187,8 @@ def test_keys_encrypt_round_trip(tmp_path: Path) -> None:
     assert Fernet(key.encode()).decrypt(token.encode()) == b"my-secret"
 
 
-def test_keys_encrypt_on_a_terminal_does_not_echo_the_secret(tmp_path: Path) -> None:
+@pytest.mark.parametrize("typed", [b"my-typed-secret\n", b"\x04"])
+def test_keys_encrypt_on_a_terminal_does_not_echo_the_secret(tmp_path: Path, typed: bytes) -> None:
     """Typed or pasted at a terminal, the secret was echoed and stayed on the screen and in its scrollback."""
     import pty
     import select
@@ -220,10 +221,14 @@ def test_keys_encrypt_on_a_terminal_does_not_echo_the_secret(tmp_path: Path) -> 
 
     try:
         read(b"not shown")  # the prompt: echo is off from here
-        os.write(terminal, b"my-typed-secret\n")
+        os.write(terminal, typed)
         read(None)
     finally:
         _, status = os.waitpid(pid, 0)
+    if typed == b"\x04":  # Ctrl-D, nothing typed: refused by name, no traceback
+        assert os.waitstatus_to_exitcode(status) == 2 and b"standard input: empty" in shown, shown
+        assert b"Traceback" not in shown
+        return
     assert os.waitstatus_to_exitcode(status) == 0, shown
     assert b"my-typed-secret" not in shown
     token = shown.split(b"not shown): ", 1)[1].split()[0]
