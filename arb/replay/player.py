@@ -962,16 +962,19 @@ async def _replay(
     instrument_errors: list[str] = []
     for market in sorted(survey.venue_symbols, key=lambda m: m.value):
         catalog, sources[market], errors = _catalog(market, survey.instrument_bodies.get(market, ()))
-        if sources[market].startswith("simulator defaults"):  # traded by no recorded terms: fails the result
-            instrument_errors += errors
-        else:  # merged recordings: another of the market's lists parsed, and the market trades by it
-            notes += [f"recorded instrument list unreadable, another list of the market used: {e}" for e in errors]
         known = set()
+        unknown = False
         for venue_symbol in sorted(survey.venue_symbols[market]):
             try:
                 known.add(catalog.by_venue_symbol(venue_symbol).symbol)
             except ArbitrageEngineError:
+                unknown = True
                 notes.append(f"{market.value} {venue_symbol}: no instrument known, its messages are skipped")
+        if unknown or sources[market].startswith("simulator defaults"):
+            # Traded by no recorded terms, or the unreadable list may have named the pairs left out: fails.
+            instrument_errors += errors
+        else:  # merged recordings: another of the market's lists parsed and names every pair recorded
+            notes += [f"recorded instrument list unreadable, another list of the market used: {e}" for e in errors]
         if known:
             catalogs[market], symbols[market] = catalog, known
     wanted = _chosen_symbols(manager)

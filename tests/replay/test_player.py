@@ -482,23 +482,32 @@ def test_a_recorded_instrument_list_that_does_not_parse_is_named_not_taken_for_n
     assert sum("recorded instrument list unreadable" in note for note in result.report.notes) == 2
 
 
-def test_an_unreadable_list_beside_one_that_parses_is_a_note_not_a_failure(simulated: Path, tmp_path: Path) -> None:
-    """Merged recordings: the market trades by the list that parsed, so the result stands; the
-    backtest failed as if it had been left on the simulator's terms."""
+@pytest.mark.parametrize("listed", ["every pair", "ETH only"])
+def test_an_unreadable_list_beside_one_that_parses_is_a_note_only_when_that_one_names_every_pair(
+    simulated: Path, tmp_path: Path, listed: str
+) -> None:
+    """Merged recordings: when the list that parsed names every pair recorded, the market trades by
+    it and the result stands (the backtest failed as if left on the simulator's terms). When it does
+    not (another session's list), the unreadable one may have named the pairs left out: it fails."""
     from arb.exchanges.gateio.sim import _pair_doc
     from arb.sim.cluster import default_instruments
 
     path = tmp_path / "good-list.arbrec"
     recorder = Recorder(path, wall_offset_ns=WALL_OFFSET_NS)
-    pairs = [_pair_doc(i) for i in default_instruments() if i.exchange is ExchangeName.GATEIO]
+    pairs = [_pair_doc(i) for i in default_instruments()
+             if i.exchange is ExchangeName.GATEIO and (listed == "every pair" or i.symbol.startswith("ETH"))]
     recorder.record(ExchangeName.GATEIO, RecordKind.REST_RESPONSE, msgspec.json.encode(pairs), recv_ns=START_NS)
     assert recorder.close().error is None
     result = backtest([simulated, path, _unreadable_lists(tmp_path / "lists.arbrec")], _default_manager())
-    assert [error.split(":")[0] for error in result.instrument_errors] == ["mexc"]  # left on the defaults
     assert result.instruments[ExchangeName.GATEIO] == "recorded instrument list"
-    assert [note.split(": ")[0] for note in result.notes if "gateio GET" in note] == [
-        "recorded instrument list unreadable, another list of the market used"
-    ]
+    failed = [error.split(":")[0] for error in result.instrument_errors]
+    noted = [note.split(": ")[0] for note in result.notes if "gateio GET" in note]
+    if listed == "every pair":
+        assert failed == ["mexc"]  # left on the defaults
+        assert noted == ["recorded instrument list unreadable, another list of the market used"]
+    else:
+        assert failed == ["gateio", "mexc"] and noted == ["recorded instrument list unreadable, not traded by it"]
+        assert "gateio BTC_USDT: no instrument known, its messages are skipped" in result.notes
 
 
 def test_the_compiled_survey_finds_what_the_python_survey_finds(simulated: Path, tmp_path: Path) -> None:
