@@ -21,7 +21,7 @@ import sys
 from collections.abc import Callable, Sequence
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from . import __version__
 from .config import ASSET_PATTERN, ConfigurationManager
@@ -263,24 +263,26 @@ def _replay_speed(text: str) -> Decimal | None:
     return value
 
 
-def _sim_rate(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number of updates a second, got {text!r}") from None
-    if not 1 <= value <= MAX_SIM_RATE:
-        raise argparse.ArgumentTypeError(f"must be from 1 to {MAX_SIM_RATE}, got {text!r}")
-    return value
+_N = TypeVar("_N", int, float)  # a command-line number
 
 
-def _non_negative_ms(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of milliseconds, got {text!r}") from None
-    if not 0 <= value <= MAX_DELAY_MS:
-        raise argparse.ArgumentTypeError(f"must be from 0 to {MAX_DELAY_MS} ms, got {text!r}")
-    return value
+def _bounded(parse: Callable[[str], _N], expected: str, low: float, high: float, unit: str = "") -> Callable[[str], _N]:
+    """An option's number read by ``parse`` (``expected`` says what it takes), from ``low`` to ``high``."""
+
+    def read(text: str) -> _N:
+        try:
+            value = parse(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+        if not low <= value <= high:  # a NaN is in no range
+            raise argparse.ArgumentTypeError(f"must be from {low} to {high}{unit}, got {text!r}")
+        return value
+
+    return read
+
+
+_sim_rate = _bounded(int, "a whole number of updates a second", 1, MAX_SIM_RATE)
+_non_negative_ms = _bounded(float, "a number of milliseconds", 0, MAX_DELAY_MS, " ms")
 
 
 def _deposit(text: str) -> tuple[str, Decimal]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from decimal import Decimal as D
 from typing import Any
 
@@ -18,7 +18,7 @@ from simvenues import API_KEY, SYMBOL, simulated_venues
 from arb.errors import ArbitrageEngineError, ExchangeError
 from arb.exchanges.errors import ErrorCategory
 from arb.exchanges.models import Balance, Fill, OrderRequest, OrderState, OrderStatus, OrderType, TimeInForce
-from arb.exchanges.private_stream import PushedFees
+from arb.exchanges.private_stream import PrivateMessage, PushedFees
 from arb.secrets import ApiCredentials, Secret
 from arb.sim.matching import Fill as SimFill
 from arb.types import ExchangeName, OrderSide
@@ -29,6 +29,25 @@ QUANTITY = {ExchangeName.GATEIO: D("0.01"), ExchangeName.MEXC: D("0.01"), Exchan
 CONTRACT_SIZE = D("0.0001")  # BTC per Gate perpetual contract in the simulated venues
 PERP_TAKER_FEE = D("0.0005")
 BUY_FEE_ASSET = {ExchangeName.GATEIO: "BTC", ExchangeName.MEXC: "USDT"}
+
+
+class ScriptedDialect:
+    """A private stream dialect that reads each frame with ``decode`` (its bytes in, the message out)."""
+
+    keepalive_interval_s = None
+
+    def __init__(self, decode: Callable[[bytes], PrivateMessage], venue: str = "gateio") -> None:
+        self.venue = venue
+        self._decode = decode
+
+    def ping_frame(self) -> str:
+        return "{}"
+
+    def is_pong(self, frame: Any) -> bool:
+        return False
+
+    def decode(self, frame: Any, is_binary: bool) -> PrivateMessage:
+        return self._decode(bytes(frame))
 
 
 def ioc_buy(market: ExchangeName, client_order_id: str) -> OrderRequest:
@@ -351,17 +370,7 @@ def test_pushed_fees_count_each_trade_once_and_forget_finished_and_oldest_orders
 def test_a_failed_balance_read_is_made_again_for_a_change_pushed_while_it_was_on_its_way() -> None:
     """Gate.io futures: a balance push (a fill's fee, say) came while the read for an earlier one
     was on its way; that read failed. The later change is read for, not left to the periodic read."""
-    from arb.exchanges.private_stream import PrivateStream
-
-    class Dialect:
-        venue = "gateio_futures"
-        keepalive_interval_s = None
-
-        def ping_frame(self) -> str:
-            return "{}"
-
-        def is_pong(self, frame: Any) -> bool:
-            return False
+    from arb.exchanges.private_stream import PrivateMessage, PrivateStream
 
     reads: list[int] = []
     first_read = asyncio.Event()
@@ -376,8 +385,8 @@ def test_a_failed_balance_read_is_made_again_for_a_change_pushed_while_it_was_on
     async def scenario() -> list[Mapping[str, Balance]]:
         got: list[Mapping[str, Balance]] = []
         stream = PrivateStream(
-            Dialect(), None, lambda order: None, lambda fill: None,  # type: ignore[arg-type]
-            on_balances_read=lambda balances, _: got.append(balances), balance_source=source,
+            ScriptedDialect(PrivateMessage, "gateio_futures"), None, lambda order: None,  # type: ignore[arg-type]
+            lambda fill: None, on_balances_read=lambda balances, _: got.append(balances), balance_source=source,
         )
         stream._read_balances_soon()  # the first push
         await asyncio.sleep(0)
@@ -447,20 +456,10 @@ def test_unreadable_frames_are_counted_each_and_warned_about_once_a_minute(caplo
     matching the schema filled the log at the rate of the account's trading."""
     from arb.exchanges.private_stream import PrivateMessage, PrivateStream
 
-    class Unreadable:
-        venue = "gateio"
-        keepalive_interval_s = None
+    def unreadable(frame: bytes) -> PrivateMessage:
+        raise ValueError("a push of another shape")
 
-        def ping_frame(self) -> str:
-            return "{}"
-
-        def is_pong(self, frame: Any) -> bool:
-            return False
-
-        def decode(self, frame: Any, is_binary: bool) -> PrivateMessage:
-            raise ValueError("a push of another shape")
-
-    stream = PrivateStream(Unreadable(), None, lambda order: None, lambda fill: None)  # type: ignore[arg-type]
+    stream = PrivateStream(ScriptedDialect(unreadable), None, lambda order: None, lambda fill: None)  # type: ignore[arg-type]
     with caplog.at_level(logging.WARNING):
         for second in (0, 1, 2, 61):
             stream._on_message(memoryview(b'{"push":1}'), False, True, second * 1_000_000_000)
@@ -472,24 +471,14 @@ def test_unreadable_frames_are_counted_each_and_warned_about_once_a_minute(caplo
 def test_stats_count_refusals_unreadable_frames_and_unlisted_items() -> None:
     from arb.exchanges.private_stream import PrivateMessage, PrivateStream, PrivateStreamStats
 
-    class Dialect:
-        venue = "gateio"
-        keepalive_interval_s = None
+    def decode(frame: bytes) -> PrivateMessage:
+        if frame == b"refused":
+            return PrivateMessage(error="code 4 Authentication fail")
+        if frame == b"other pairs":
+            return PrivateMessage(unlisted=["ETH_USDT", "DOGE_USDT"])
+        raise ValueError("unreadable")
 
-        def ping_frame(self) -> str:
-            return "{}"
-
-        def is_pong(self, frame: Any) -> bool:
-            return False
-
-        def decode(self, frame: Any, is_binary: bool) -> PrivateMessage:
-            if bytes(frame) == b"refused":
-                return PrivateMessage(error="code 4 Authentication fail")
-            if bytes(frame) == b"other pairs":
-                return PrivateMessage(unlisted=["ETH_USDT", "DOGE_USDT"])
-            raise ValueError("unreadable")
-
-    stream = PrivateStream(Dialect(), None, lambda order: None, lambda fill: None)  # type: ignore[arg-type]
+    stream = PrivateStream(ScriptedDialect(decode), None, lambda order: None, lambda fill: None)  # type: ignore[arg-type]
     for frame in (b"refused", b"other pairs", b"?", b"?"):
         stream._on_message(memoryview(frame), False, True, 0)
     assert stream.stats() == PrivateStreamStats(malformed=2, unlisted=2, refusals=1, reconnects=0)
@@ -518,19 +507,6 @@ def test_a_trade_pushed_again_reaches_the_fill_handler_once() -> None:
 
     pushes = {b"1": [fill("o1", "t1"), fill("o1", "t1")], b"2": [fill("o1", "t2"), fill("o1", "t1"), fill("o2", "t1")]}
 
-    class Dialect:
-        venue = "gateio"
-        keepalive_interval_s = None
-
-        def ping_frame(self) -> str:
-            return "{}"
-
-        def is_pong(self, frame: Any) -> bool:
-            return False
-
-        def decode(self, frame: Any, is_binary: bool) -> PrivateMessage:
-            return PrivateMessage(fills=pushes[bytes(frame)])
-
     received: list[Fill] = []
     failures = [RuntimeError("journal busy")]
 
@@ -539,7 +515,8 @@ def test_a_trade_pushed_again_reaches_the_fill_handler_once() -> None:
             raise failures.pop()
         received.append(taken)
 
-    stream = PrivateStream(Dialect(), None, lambda order: None, on_fill)  # type: ignore[arg-type]
+    dialect = ScriptedDialect(lambda frame: PrivateMessage(fills=pushes[frame]))
+    stream = PrivateStream(dialect, None, lambda order: None, on_fill)  # type: ignore[arg-type]
     for frame in (b"1", b"2", b"1", b"2"):
         stream._on_message(memoryview(frame), False, True, 0)
     # t2's handler failed the first time: pushed again, it is taken then, and only then.
