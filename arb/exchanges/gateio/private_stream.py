@@ -33,7 +33,7 @@ import msgspec
 
 from ...errors import ExchangeError
 from ...instruments import InstrumentCatalog
-from ...secrets import ApiCredentials
+from ...secrets import ApiCredentials, redacted
 from ...types import OrderSide
 from ..base import Frame, WsPayload
 from ..models import Fill, OrderState, listed_balances
@@ -77,13 +77,11 @@ _PONG = b'"' + constants.SPOT_PONG_CHANNEL.encode() + b'"'
 _FUTURES_PONG = b'"' + constants.FUTURES_PONG_CHANNEL.encode() + b'"'
 
 
-def _subscribe_frame(
-    signer: GateioSigner, channel: str, payload: list[str] | None, now_s: int, request_id: int
-) -> str:
+def _subscribe_frame(auth: dict[str, str], channel: str, payload: list[str] | None, now_s: int, request_id: int) -> str:
     request: dict[str, object] = {"time": now_s, "id": request_id, "channel": channel, "event": constants.EVENT_SUBSCRIBE}
     if payload is not None:
         request["payload"] = payload
-    request["auth"] = signer.channel_auth(channel, constants.EVENT_SUBSCRIBE, now_s)
+    request["auth"] = auth
     return _encode(request).decode()
 
 
@@ -143,6 +141,7 @@ class _GateioPrivateStream:
         self._ws_url = ws_url
         self._clock = clock
         self._request_id = 0
+        self._auth_secrets: list[str] = []  # the API key and signatures the last subscriptions carried
 
     @property
     def venue(self) -> str:
@@ -161,10 +160,13 @@ class _GateioPrivateStream:
         """One signed subscribe frame per private channel, signed now."""
         now_s = int(self._clock())
         frames = []
+        self._auth_secrets = []
         for channel in self.channels:
             payload = self._payload(channel)
             self._request_id += 1
-            frames.append(_subscribe_frame(self._signer, channel, payload, now_s, self._request_id))
+            auth = self._signer.channel_auth(channel, constants.EVENT_SUBSCRIBE, now_s)
+            self._auth_secrets += (auth["KEY"], auth["SIGN"])
+            frames.append(_subscribe_frame(auth, channel, payload, now_s, self._request_id))
         return frames
 
     def _payload(self, channel: str) -> list[str] | None:
@@ -181,6 +183,8 @@ class _GateioPrivateStream:
         try:
             push = _channel_push(frame, self.channels)
             if isinstance(push, PrivateMessage):
+                if push.error is not None:  # the venue's text may echo what the subscription carried
+                    return push._replace(error=redacted(push.error, self._auth_secrets))
                 return push
             return self._update(push)
         except msgspec.DecodeError as exc:

@@ -118,6 +118,19 @@ def test_bad_signature_unknown_key_and_stale_time_are_refused_with_code_4() -> N
     assert session.user is None and not session.private
 
 
+def test_a_refusal_echoing_the_subscription_shows_neither_the_key_nor_its_signature() -> None:
+    """A subscription refusal whose message echoed the request put the API key and the channel's
+    signature into the stream's errors and logs."""
+    _, _, _, client = setup()
+    request = msgspec.json.decode(client.subscribe_frames()[0])
+    echo = f"bad auth {request['auth']}"
+    reply = msgspec.json.encode({"time": NOW_S, "channel": "spot.orders", "event": "subscribe",
+                                 "error": {"code": 4, "message": echo}, "result": {"status": "fail"}})
+    error = client.decode(reply, False).error
+    assert error is not None and "bad auth" in error and "****" in error
+    assert request["auth"]["KEY"] not in error and request["auth"]["SIGN"] not in error
+
+
 def test_pushes_decode_exactly_and_have_the_documented_shape() -> None:
     exchange, context, session, client = setup()
     for frame in client.subscribe_frames():
