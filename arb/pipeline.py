@@ -286,9 +286,10 @@ class ScannerPipeline:
         else:
             return
         self._grid_capped.add(plan.symbol_id)
+        shown = amount_text(notional.quantize(_GRID_CAP_SHOWN, ROUND_FLOOR))
         log.warning(
             "%s: the scanner's 64-bit grid (10^-%d quote x 10^-%d base) holds a trade to %s quote at this price, %s",
-            plan.symbol, plan.price_decimals, plan.size_decimals, amount_text(notional.quantize(_GRID_CAP_SHOWN, ROUND_FLOOR)), why,
+            plan.symbol, plan.price_decimals, plan.size_decimals, shown, why,
         )
 
     def set_leg_limits(

@@ -47,9 +47,10 @@ from .types import ExchangeName, OrderSide
 
 log = logging.getLogger(__name__)
 # A recovery order refused for the venue's rate limit (past the order runner's own wait), or held
-# back while its order budget admits it only past that wait, is not an attempt: the residual is open meanwhile, so recovery tries the next venue at once, pauses this
-# long before sending again to a venue that refused so since the last pause, and flags the
-# residual once this long has passed since the first such refusal with no order taken.
+# back while its order budget admits it only past that wait, is not an attempt: the residual is
+# open meanwhile, so recovery tries the next venue at once, pauses this long before sending again
+# to a venue that refused so since the last pause, and flags the residual once this long has
+# passed since the first such refusal with no order taken.
 RATE_LIMIT_PAUSE_S = 1.0
 RATE_LIMITED_FOR_S = 30.0
 
