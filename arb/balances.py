@@ -74,6 +74,11 @@ class _Spending(NamedTuple):
     at: int  # the push sequence when it was spent: a read begun later shows it
 
 
+def _settle_shown(spent: list[_Spending], free: Decimal) -> None:
+    """Drop from ``spent`` the spendings a venue free balance of ``free`` is down far enough to show."""
+    spent[:] = [s for s in spent if free > s.shown_at]
+
+
 class BalanceDrift(msgspec.Struct, frozen=True, kw_only=True):
     """A REST read disagreed with the balance the private stream had pushed: a missed or wrong push."""
 
@@ -235,8 +240,8 @@ class BalanceMonitor:
         self._pushed_at[(exchange, balance.asset)] = self._push_seq if as_of is None else as_of
         self._balances.setdefault(exchange, {})[balance.asset] = balance
         spent = self._spent.get((exchange, balance.asset))
-        if spent:  # settled: the spendings this balance is down far enough to show
-            spent[:] = [s for s in spent if balance.free > s.shown_at]
+        if spent:
+            _settle_shown(spent, balance.free)
 
     def refresh_soon(self, exchange: ExchangeName) -> None:
         """Read ``exchange``'s balances now, in the background (as ``refresh``: assets pushed while the
@@ -325,9 +330,8 @@ class BalanceMonitor:
         for (market, asset), spent in self._spent.items():
             if market is not exchange:
                 continue
-            if asset in kept:  # settled as a push settles them: only those it is down far enough to show
-                free = fresh[asset].free
-                spent[:] = [s for s in spent if free > s.shown_at]
+            if asset in kept:  # settled as a push settles them
+                _settle_shown(spent, fresh[asset].free)
             else:  # a read begun after a spending shows what is left
                 spent[:] = [s for s in spent if s.at > started]
 
