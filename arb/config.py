@@ -43,6 +43,11 @@ SYMBOL_PATTERN = re.compile(r"^([A-Z0-9]{1,20})/([A-Z0-9]{1,20})\Z")  # \Z: "$" 
 NON_CONFIG_ENV = frozenset({"ARB_BUILD_ONLY", "ARB_CYTHON_ANNOTATE", "ARB_CYTHON_TRACE", "ARB_EVENT_LOOP"})
 MAX_EXPONENT = 30  # a number's decimal exponent, either way (amounts and rates are far inside it)
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+# The settings that turn a safety mechanism off, and what is then not applied.
+SAFETY_SWITCHES = {
+    "engine.enable_risk_checks": "no position, exposure, daily loss or margin limit",
+    "engine.enable_circuit_breakers": "no circuit breaker but the kill switch and journal writes",
+}
 
 
 def is_loopback(url: str) -> bool:
@@ -508,13 +513,13 @@ class ConfigurationManager:
     def log_summary(self, logger: logging.Logger = log) -> None:
         """Log ``summary()`` at INFO, and a warning for each safety switch that is off, naming its source."""
         logger.info("effective configuration:\n%s", self.summary())
-        c = self.config
-        for dotted, on, what in (
-            ("engine.enable_risk_checks", c.enable_risk_checks, "no position, exposure, daily loss or margin limit"),
-            ("engine.enable_circuit_breakers", c.enable_circuit_breakers, "no circuit breaker but the kill switch and journal writes"),
-        ):
-            if not on:
-                logger.warning("%s is false (%s): %s is applied", dotted, self.source_of(dotted), what)
+        for dotted in self.safety_switches_off():
+            logger.warning("%s is false (%s): %s is applied", dotted, self.source_of(dotted), SAFETY_SWITCHES[dotted])
+
+    def safety_switches_off(self) -> list[str]:
+        """The ``SAFETY_SWITCHES`` the loaded configuration turns off."""
+        config = self.config
+        return [dotted for dotted in SAFETY_SWITCHES if not getattr(config, dotted.partition(".")[2])]
 
 
 def simulated_journal_path(path: str, tag: str = "dry") -> str:

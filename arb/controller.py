@@ -98,8 +98,6 @@ ZERO = Decimal(0)
 LIVE_REQUIRED = (
     "engine.symbols", "risk.max_position_size_usd", "risk.max_total_exposure_usd", "risk.max_daily_loss_usd",
 )
-# Safety switches a live run may have off only where the operator wrote so (not an environment variable).
-LIVE_SAFETY_SWITCHES = ("engine.enable_risk_checks", "engine.enable_circuit_breakers")
 # The simulated market of a dry run: random one-venue dislocations wide enough to pay both
 # taker fees (Gate spot 0.2 %, MEXC spot 0.05 %) and the default 10 bps margin.
 DRY_RUN_DISLOCATIONS_PER_MINUTE = 30
@@ -2398,10 +2396,11 @@ def _check_live_allowed(manager: ConfigurationManager) -> None:
             "live trading needs the symbols and limits stated in a --config FILE, not taken from the shipped "
             f"defaults; missing there: {', '.join(missing)}"
         )
-    for key in LIVE_SAFETY_SWITCHES:
-        # What set the value in force, not only whether the file names it: an environment variable
-        # over a file that says true switches it off all the same.
-        if not getattr(manager.config, key.partition(".")[2]) and not manager.set_by_file(key):
+    for key in manager.safety_switches_off():
+        # A live run may have one off only where the operator wrote so. What set the value in force,
+        # not only whether the file names it: an environment variable over a file that says true
+        # switches it off all the same.
+        if not manager.set_by_file(key):
             problems.append(f"{key} is false ({manager.source_of(key)}): live trading with it off must be written "
                             "in the --config FILE itself")
     if problems:
