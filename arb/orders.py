@@ -666,7 +666,8 @@ class OrderRunner:
             last, told = state, True
             if state.is_final:
                 return self._finished(exchange, instrument, request, leg, state, answered_ns, "update")
-        if last is not None and not held:  # held: a cancel may wait out the same hold (MEXC's spend the queries' budget)
+        # Held: a cancel could wait out the same hold (MEXC's cancels spend the queries' budget).
+        if last is not None and not held:
             # An IOC should never rest; if one does, cancel so it cannot fill behind our back.
             try:
                 state = await venue.cancel_order(request.symbol, client_order_id=cid)

@@ -314,6 +314,16 @@ def test_approvals_leaves_a_file_that_is_not_a_journal_as_it_is(
         assert path.read_bytes() == content and sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(name)) == [name]
 
 
+def flagged_journal(tmp_path: Path) -> Path:
+    """A journal holding one residual flagged for manual approval."""
+    from arb.journal import Journal
+
+    path = tmp_path / "journal.sqlite3"
+    with Journal(path) as journal:
+        journal.record_recovery_step("o1", "manual_approval", {"reason": "residual past its bound", "residual": "0.5"})
+    return path
+
+
 def test_approvals_refuses_a_journal_with_a_damaged_page_naming_it(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -321,11 +331,8 @@ def test_approvals_refuses_a_journal_with_a_damaged_page_naming_it(
     import sqlite3
 
     from arb.cli import main
-    from arb.journal import Journal
 
-    path = tmp_path / "journal.sqlite3"
-    with Journal(path) as journal:
-        journal.record_recovery_step("o1", "manual_approval", {"reason": "residual past its bound", "residual": "0.5"})
+    path = flagged_journal(tmp_path)
     db = sqlite3.connect(path)
     ((page,),) = db.execute("SELECT rootpage FROM sqlite_schema WHERE name = 'recovery_steps'").fetchall()
     (page_size,) = db.execute("PRAGMA page_size").fetchone()
@@ -346,11 +353,8 @@ def test_approvals_refuses_a_recovery_step_cut_short_naming_its_row(
     import sqlite3
 
     from arb.cli import main
-    from arb.journal import Journal
 
-    path = tmp_path / "journal.sqlite3"
-    with Journal(path) as journal:
-        journal.record_recovery_step("o1", "manual_approval", {"reason": "r", "residual": "0.5"})
+    path = flagged_journal(tmp_path)
     with sqlite3.connect(path) as db:
         db.execute("""UPDATE recovery_steps SET detail = '{"reason": "r", "resid'""")
     db.close()

@@ -861,6 +861,9 @@ def _record(fields: tuple[int, int, int, int, bytes, bytes]) -> Record:
     return Record(recv_ns, wall_ns, _MARKETS[code], RecordKind(kind), venue_symbol.decode("ascii"), payload)
 
 
+_SIMULATOR_DEFAULTS = "simulator defaults"  # the source of a market's instruments no recorded list gave
+
+
 def _catalog(market: ExchangeName, bodies: Sequence[bytes]) -> tuple[InstrumentCatalog, str, list[str]]:
     """``market``'s instruments as recorded, where they came from, and why each recorded list that
     does not parse (a venue's error body, a cut list) does not. Merged recordings may each list
@@ -892,7 +895,7 @@ def _catalog(market: ExchangeName, bodies: Sequence[bytes]) -> tuple[InstrumentC
         return InstrumentCatalog(market, chosen.values(), skipped.values()), source, errors
     instruments = [i for i in default_instruments() if i.exchange is market]
     why = "the recorded instrument list does not parse" if errors else "the recording lists none"
-    return InstrumentCatalog(market, instruments, ()), f"simulator defaults ({why})", errors
+    return InstrumentCatalog(market, instruments, ()), f"{_SIMULATOR_DEFAULTS} ({why})", errors
 
 
 def _chosen_symbols(manager: ConfigurationManager) -> list[str] | None:
@@ -970,7 +973,7 @@ async def _replay(
             except ArbitrageEngineError:
                 unknown = True
                 notes.append(f"{market.value} {venue_symbol}: no instrument known, its messages are skipped")
-        if unknown or sources[market].startswith("simulator defaults"):
+        if unknown or sources[market].startswith(_SIMULATOR_DEFAULTS):
             # Traded by no recorded terms, or the unreadable list may have named the pairs left out: fails.
             instrument_errors += errors
         else:  # merged recordings: another of the market's lists parsed and names every pair recorded

@@ -780,10 +780,9 @@ class MatchingEngine:
             quote = self.instrument.quote
             if order.side is OrderSide.BUY:
                 paid, got, paid_asset, got_asset = notional, qty, quote, self.instrument.base
-                fee_asset = quote if self.buy_fee_in_quote else got_asset
             else:
                 paid, got, paid_asset, got_asset = qty, notional, self.instrument.base, quote
-                fee_asset = quote
+            fee_asset = self.instrument.fee_asset(order.side)
             fee = _fee(notional if fee_asset == quote else got, rate)
             market = self._ledger.market
             account.add(paid_asset, -paid)

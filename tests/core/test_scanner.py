@@ -244,29 +244,28 @@ def test_stale_and_out_of_sync_legs_are_skipped() -> None:
     assert scanner.scan_symbol(7, NOW, 0) is None
 
 
-def test_best_pair_wins_and_ties_keep_registration_order() -> None:
+def three_legs(c_bid: int) -> SpreadScanner:
+    """Symbol 7 on legs 5 (A: ask 10,000), 6 (B: bid 10,100) and 4 (C: bid ``c_bid``), registered in that order."""
     a = book("A", bids=[(9_990, 100)], asks=[(10_000, 100)])
     b = book("B", bids=[(10_100, 100)], asks=[(10_110, 100)])
-    c = book("C", bids=[(10_100, 100)], asks=[(10_120, 100)])
+    c = book("C", bids=[(c_bid, 100)], asks=[(10_120, 100)])
     scanner = SpreadScanner()
     scanner.add_symbol(7, BIG)
     for leg_id, bk in [(5, a), (6, b), (4, c)]:
         scanner.add_leg(7, bk, leg_id, False, 0, 1, 1, 0)
         scanner.set_limits(7, leg_id, BIG, BIG)
+    return scanner
+
+
+def test_best_pair_wins_and_ties_keep_registration_order() -> None:
+    scanner = three_legs(10_100)
     opp = scanner.scan_symbol(7, NOW, MAX_AGE)
     assert (opp.buy_leg, opp.sell_leg) == (5, 6)  # A->B and A->C tie: B registered first
     assert scanner.leg_ids(7) == [5, 6, 4]
 
 
 def test_a_scan_except_some_pairs_finds_the_best_of_the_others() -> None:
-    a = book("A", bids=[(9_990, 100)], asks=[(10_000, 100)])
-    b = book("B", bids=[(10_100, 100)], asks=[(10_110, 100)])
-    c = book("C", bids=[(10_050, 100)], asks=[(10_120, 100)])
-    scanner = SpreadScanner()
-    scanner.add_symbol(7, BIG)
-    for leg_id, bk in [(5, a), (6, b), (4, c)]:
-        scanner.add_leg(7, bk, leg_id, False, 0, 1, 1, 0)
-        scanner.set_limits(7, leg_id, BIG, BIG)
+    scanner = three_legs(10_050)
     assert (scanner.scan_symbol(7, NOW, MAX_AGE).sell_leg, scanner.best(7).sell_leg) == (6, 6)
     opp = scanner.scan_symbol_except(7, NOW, MAX_AGE, [(5, 6)])
     assert opp is not None and (opp.buy_leg, opp.sell_leg, opp.profit) == (5, 4, 5_000)
