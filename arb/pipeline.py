@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from math import gcd
 
-from arb_core.book import OrderBook
+from arb_core.book import NOTIONAL_MAX, OrderBook
 from arb_core.freshness import is_fresh, monotonic_ns
 from arb_core.scanner import Opportunity, OpportunityKind, SpreadScanner
 from arb_core.wire.common import WireScale
@@ -99,7 +99,7 @@ class Leg:
         self.instrument = instrument
         self.fee_ppm = int((instrument.taker_fee * PPM).to_integral_value(ROUND_CEILING))
         minimum = instrument.min_notional.scaleb(price_decimals + size_decimals).to_integral_value(ROUND_CEILING)
-        self.min_notional_common = min(int(minimum), INT64_MAX)
+        self.min_notional_common = min(int(minimum), NOTIONAL_MAX)
 
     def book_price(self, ticks: int) -> Decimal:
         """The exact price of ``ticks`` book ticks."""
@@ -145,7 +145,8 @@ class SymbolPlan:
         return int(price.scaleb(self.price_decimals).to_integral_value(ROUND_CEILING))
 
     def notional_cap(self) -> int | None:
-        """Largest size (common units) whose notional fits the scanner's int64, at the current best asks.
+        """Largest size (common units) the scanner can trade at the current best asks: an int64
+        whose notional stays within ``NOTIONAL_MAX`` (the compiled walk's 128-bit bound).
 
         None when no leg has an ask yet.
         """
@@ -153,7 +154,7 @@ class SymbolPlan:
         if not asks:
             return None
         price = self.common_price(max(asks) * _WALK_HEADROOM)
-        return INT64_MAX // max(price, 1)
+        return min(NOTIONAL_MAX // max(price, 1), INT64_MAX)
 
 
 OpportunityHandler = Callable[[ArbitrageOpportunity, SymbolPlan], None]
@@ -261,7 +262,7 @@ class ScannerPipeline:
         return prices
 
     def refresh_position_caps(self) -> None:
-        """Re-derive each symbol's size cap from ``max_position_usd`` and the int64 notional bound."""
+        """Re-derive each symbol's size cap from ``max_position_usd`` and the scanner's fixed point (``notional_cap``)."""
         for plan in self.plans.values():
             cap = plan.notional_cap()
             if cap is None:
@@ -274,8 +275,9 @@ class ScannerPipeline:
             self.scanner.set_symbol_limits(plan.symbol_id, cap, self._floor_bps)
 
     def _note_grid_cap(self, plan: SymbolPlan, notional: Decimal) -> None:
-        """Warn, once a symbol, when the int64 notional bound of its common grid holds a trade
-        under ``max_position_usd`` or under a leg's minimum order value (cheap coins on fine grids)."""
+        """Warn, once a symbol, when the scanner's fixed point on its common grid (``notional_cap``)
+        holds a trade under ``max_position_usd`` or under a leg's minimum order value (coins priced
+        far under a cent, on Gate.io's 10 size decimals)."""
         if plan.symbol_id in self._grid_capped:
             return
         minimum = max(leg.instrument.min_notional for leg in plan.legs)
@@ -288,7 +290,8 @@ class ScannerPipeline:
         self._grid_capped.add(plan.symbol_id)
         shown = amount_text(notional.quantize(_GRID_CAP_SHOWN, ROUND_FLOOR))
         log.warning(
-            "%s: the scanner's 64-bit grid (10^-%d quote x 10^-%d base) holds a trade to %s quote at this price, %s",
+            "%s: the scanner's fixed point (10^-%d quote x 10^-%d base: an int64 size, a notional to 2**112 units) "
+            "holds a trade to %s quote at this price, %s",
             plan.symbol, plan.price_decimals, plan.size_decimals, shown, why,
         )
 
@@ -627,7 +630,7 @@ def walk_price(leg: Leg, side: int, base: Decimal) -> Decimal | None:
     lots = int((base / lot).to_integral_value(ROUND_CEILING))
     try:
         filled, _, worst, _ = leg.book.walk(side, lots)
-    except OverflowError as exc:  # a notional past the book's int64 fixed point: not priced
+    except OverflowError as exc:  # a notional past the book's fixed point (NOTIONAL_MAX): not priced
         log.warning("%s %s: cannot walk %s base: %s", leg.exchange.value, leg.instrument.symbol, base, exc)
         return None
     if filled < lots or worst <= 0:

@@ -1,7 +1,7 @@
 # C-level interface of arb_core.book; other Cython modules cimport this and skip Python.
 from libc.stdint cimport int64_t, uint8_t, uint64_t
 
-from arb_core.fixed cimport int_arg
+from arb_core.fixed cimport int_arg, wide_t
 
 cdef enum:
     BID = 0
@@ -14,7 +14,7 @@ cdef enum:
 
 cdef struct WalkResult:
     int64_t filled_lots       # lots actually available (<= requested)
-    int64_t notional          # sum(price_ticks * size_lots) over the filled part
+    wide_t notional           # sum(price_ticks * size_lots) over the filled part, <= NOTIONAL_MAX
     int64_t worst_price_ticks # price of the last level touched (0 if nothing filled)
     int64_t levels            # number of levels touched
 

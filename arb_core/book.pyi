@@ -8,6 +8,7 @@ ASK: Final[int]  # 1
 APPLIED: Final[int]  # 0: the batch continued the sequence and was applied
 STALE: Final[int]  # 1: the batch ended at or before the book's last update id; ignored
 STALE_STREAM_NS: Final[int]  # stale batches this long after the book's last change raise StaleStreamError
+NOTIONAL_MAX: Final[int]  # 2**112 - 1: the largest notional the compiled code forms (a walk's, the scanner's)
 
 class BookError(Exception):
     """Base class of order-book errors."""
@@ -96,7 +97,8 @@ class OrderBook:
     def walk(self, side: int, size_lots: int) -> tuple[int, int, int, int]:
         """(filled_lots, notional, worst_price_ticks, levels) of filling ``size_lots``.
 
-        ASK = buying from the asks, BID = selling into the bids; best level first.
+        ASK = buying from the asks, BID = selling into the bids; best level first. OverflowError
+        when the notional would pass ``NOTIONAL_MAX``.
         """
     def size_up_to(self, side: int, limit_price_ticks: int) -> int:
         """Lots on ``side`` at prices at least as good as the limit (ASK <=, BID >=)."""

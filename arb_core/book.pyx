@@ -18,7 +18,7 @@ from libc.stdint cimport int64_t, uint8_t, uint64_t, INT64_MAX
 from libc.stdlib cimport calloc, malloc, realloc, free, qsort
 from libc.string cimport memmove
 
-from arb_core.fixed cimport checked_add, checked_mul, int_arg
+from arb_core.fixed cimport NOTIONAL_MAX, int_arg, wide_t
 
 # The enums in book.pxd exist only at C level; publish the same values to Python.
 globals().update(BID=BID, ASK=ASK, APPLIED=APPLIED, STALE=STALE)
@@ -30,6 +30,7 @@ globals().update(BID=BID, ASK=ASK, APPLIED=APPLIED, STALE=STALE)
 # less; diffs buffered before the snapshot are older than it and never trip this.
 cdef int64_t _STALE_STREAM_NS = 5_000_000_000
 STALE_STREAM_NS = _STALE_STREAM_NS
+globals().update(NOTIONAL_MAX=NOTIONAL_MAX)  # what a walk's (and the scanner's) notional may reach: 2**112 - 1
 
 
 cdef class DeltaBatch:
@@ -585,7 +586,10 @@ cdef class OrderBook:
         while left > 0 and i > 0:
             i -= 1
             take = sizes[i] if sizes[i] < left else left
-            out.notional = checked_add(out.notional, checked_mul(prices[i], take))
+            # Each term is under 2**126 and the sum so far at most NOTIONAL_MAX: no wrap before the check.
+            out.notional += <wide_t>prices[i] * take
+            if out.notional > NOTIONAL_MAX:
+                raise OverflowError(f"fixed-point overflow: a walk's notional exceeds 2**112 - 1 at {size_lots} lots")
             left -= take
             out.worst_price_ticks = prices[i]
             out.levels += 1
@@ -694,7 +698,7 @@ cdef class OrderBook:
         """Fill ``size_lots`` against ``side`` (ASK = buy, BID = sell), best level first.
 
         Returns (filled_lots, notional, worst_price_ticks, levels); notional is the sum of
-        price_ticks * size_lots over the filled part (OverflowError if it exceeds int64).
+        price_ticks * size_lots over the filled part (OverflowError if it exceeds ``NOTIONAL_MAX``).
         """
         cdef WalkResult result
         _check_side(side)

@@ -1,12 +1,10 @@
 # Header-only fixed-point helpers shared by the compiled modules.
-# Prices are int64 ticks, sizes int64 lots, times int64 ns; nothing here allocates.
+# Prices are int64 ticks, sizes int64 lots, times int64 ns; notionals (price x size) are 128-bit
+# ``wide_t`` up to ``NOTIONAL_MAX``; nothing here allocates.
 from libc.stdint cimport INT64_MAX, INT64_MIN, int64_t, uint64_t
 
 cdef extern from *:
     """
-    static inline int arb_mul_overflows(long long a, long long b, long long *out) {
-        return __builtin_mul_overflow(a, b, out);
-    }
     static inline int arb_add_overflows(long long a, long long b, long long *out) {
         return __builtin_add_overflow(a, b, out);
     }
@@ -14,9 +12,25 @@ cdef extern from *:
         return __builtin_sub_overflow(a, b, out);
     }
     """
-    bint arb_mul_overflows(long long a, long long b, long long *out) noexcept nogil
     bint arb_add_overflows(long long a, long long b, long long *out) noexcept nogil
     bint arb_sub_overflows(long long a, long long b, long long *out) noexcept nogil
+
+cdef extern from *:
+    """
+    typedef __int128 arb_wide;
+    #define ARB_NOTIONAL_MAX ((((arb_wide)1) << 112) - 1)
+    static inline int arb_wide_mul_overflows(arb_wide a, arb_wide b, arb_wide *out) {
+        return __builtin_mul_overflow(a, b, out);
+    }
+    """
+    # GCC/Clang's 128-bit integer. Cython converts it to and from Python ints exactly (out of range:
+    # OverflowError); C arithmetic on it wraps, so products go through ``checked_notional``.
+    ctypedef long long wide_t "arb_wide"
+    bint arb_wide_mul_overflows(wide_t a, wide_t b, wide_t *out) noexcept nogil
+    # The largest notional (price units x size units) the compiled code forms: 2**112 - 1, about
+    # 5.2e33. Far past any trade on any grid (5e11 USDT on a 1e-22 USDT unit), and low enough that a
+    # notional times 10,000 (basis points) or a few of them added stay in 128 bits.
+    const wide_t NOTIONAL_MAX "ARB_NOTIONAL_MAX"
 
 
 # The type of every integer argument (and settable integer attribute) that Python code hands to
@@ -32,19 +46,19 @@ cdef extern from *:
     """
 
 
-cdef inline int64_t checked_mul(int64_t a, int64_t b) except? -1:
-    """a * b, raising OverflowError instead of wrapping."""
-    cdef long long out
-    if arb_mul_overflows(a, b, &out):
-        raise OverflowError(f"fixed-point overflow: {a} * {b}")
-    return out
-
-
 cdef inline int64_t checked_add(int64_t a, int64_t b) except? -1:
     """a + b, raising OverflowError instead of wrapping."""
     cdef long long out
     if arb_add_overflows(a, b, &out):
         raise OverflowError(f"fixed-point overflow: {a} + {b}")
+    return out
+
+
+cdef inline wide_t checked_notional(wide_t a, wide_t b) except? -1:
+    """a * b for non-negative operands, raising OverflowError past ``NOTIONAL_MAX``."""
+    cdef wide_t out
+    if arb_wide_mul_overflows(a, b, &out) or out > NOTIONAL_MAX:
+        raise OverflowError(f"fixed-point overflow: notional {a} * {b} exceeds 2**112 - 1")
     return out
 
 

@@ -1,7 +1,7 @@
 # C-level interface of arb_core.scanner: cross-venue spread scan over compiled books.
 from libc.stdint cimport int64_t
 
-from arb_core.fixed cimport int_arg
+from arb_core.fixed cimport int_arg, wide_t
 
 cpdef enum OpportunityKind:
     SPOT_SPOT = 0            # buy spot on one venue, sell spot on another
@@ -22,10 +22,10 @@ cdef class Opportunity:
     cdef readonly int64_t sell_size_lots     # in the sell venue's lots
     cdef readonly int64_t buy_limit_ticks    # worst ask touched, buy venue's ticks
     cdef readonly int64_t sell_limit_ticks   # worst bid touched, sell venue's ticks
-    cdef readonly int64_t buy_notional       # common quote units (common price x common size)
-    cdef readonly int64_t sell_notional
-    cdef readonly int64_t fees               # both taker fees, each rounded up
-    cdef readonly int64_t profit             # sell_notional - buy_notional - fees
+    cdef readonly wide_t buy_notional        # common quote units (common price x common size), <= 2**112 - 1
+    cdef readonly wide_t sell_notional
+    cdef readonly wide_t fees                # both taker fees, each rounded up
+    cdef readonly wide_t profit              # sell_notional - buy_notional - fees
     cdef readonly int64_t profit_bps         # profit / buy_notional in bps, rounded down
 
 

@@ -20,24 +20,22 @@ Rounding. The traded size is rounded down to a multiple of both legs' lots
 
 Ranges. ``price_mult`` is at most 1e12 and fees are below 1e6 ppm, so the
 fee-adjusted price coefficients fit int64 and the marginal price comparison,
-done in 128 bits, cannot overflow for any int64 tick. Notionals (ticks x lots x
-price_mult x size_mult) use overflow-checked multiplies and raise OverflowError
-rather than wrap: with a 0.01 USDT price unit and a 1e-8 BTC size unit a
-single notional may reach about 9.2e18 units, i.e. 9.2e8 USDT. A level's size in
-common units counts only up to the cap being filled, so a level too large for
-int64 there is walked like any other; only what is traded must fit.
+done in 128 bits, cannot overflow for any int64 tick. Sizes are int64 common
+units. Notionals (ticks x lots x price_mult x size_mult), fees and profit are
+128-bit, up to ``NOTIONAL_MAX`` (2**112 - 1), and raise OverflowError rather
+than wrap past it: even on a 1e-12 USDT price unit and a 1e-10 size unit (a
+sub-cent coin on a fine book grid) one notional may reach about 5e11 USDT. A
+level's size in common units counts only up to the cap being filled, so a level
+too large for int64 there is walked like any other; only what is traded must fit.
 """
 
 cimport cython
+import operator
 from libc.stdint cimport int64_t, uint64_t, INT64_MAX
 
 from arb_core.book cimport OrderBook, WalkResult, ASK, BID
-from arb_core.fixed cimport checked_mul, checked_add, int_arg
+from arb_core.fixed cimport NOTIONAL_MAX, checked_notional, int_arg, wide_t
 from arb_core.freshness cimport is_fresh_c
-
-cdef extern from *:
-    # GCC/Clang 128-bit integer, only for the marginal price comparison.
-    ctypedef long long wide_t "__int128"
 
 cdef int64_t PPM = 1000000
 cdef int64_t BPS = 10000
@@ -60,10 +58,10 @@ cdef struct Candidate:
     int64_t sell_size_lots
     int64_t buy_limit_ticks
     int64_t sell_limit_ticks
-    int64_t buy_notional
-    int64_t sell_notional
-    int64_t fees
-    int64_t profit
+    wide_t buy_notional
+    wide_t sell_notional
+    wide_t fees
+    wide_t profit
     int64_t profit_bps
 
 
@@ -115,7 +113,7 @@ cdef class _Leg:
     cdef int64_t fee_ppm
     cdef int64_t price_mult
     cdef int64_t size_mult
-    cdef int64_t min_notional
+    cdef wide_t min_notional
     cdef int64_t max_buy
     cdef int64_t max_sell
     cdef int64_t ask_coef    # price_mult * (1e6 + fee): cost of one tick of ask price
@@ -143,11 +141,11 @@ cdef inline int64_t _gcd(int64_t a, int64_t b) noexcept:
     return a
 
 
-cdef inline int64_t _fee_up(int64_t notional, int64_t fee_ppm) noexcept:
-    # ceil(notional * fee_ppm / 1e6) without forming the product: split notional
-    # at 1e6 so each part stays in range for fee_ppm < 1e6.
-    cdef int64_t q = notional // PPM
-    cdef int64_t r = notional % PPM
+cdef inline wide_t _fee_up(wide_t notional, int64_t fee_ppm) noexcept:
+    # ceil(notional * fee_ppm / 1e6) for 0 <= notional <= NOTIONAL_MAX: the product is under 2**132,
+    # so notional is split at 1e6 and each part stays in 128 bits for fee_ppm < 1e6.
+    cdef wide_t q = notional // PPM
+    cdef wide_t r = notional % PPM
     return q * fee_ppm + (r * fee_ppm + PPM - 1) // PPM
 
 
@@ -200,8 +198,7 @@ cdef int _price_pair(_Symbol sym, _Leg buy, _Leg sell, PairSpec* spec, Candidate
     cdef Py_ssize_t i = ab.n_asks - 1
     cdef Py_ssize_t j = bb.n_bids - 1
     cdef int64_t cap, ra, rb, take, filled = 0, size, step = spec.step
-    cdef int64_t buy_fee, sell_fee
-    cdef wide_t bps
+    cdef wide_t buy_fee, sell_fee, bps
     cdef WalkResult wb, ws
     if i < 0 or j < 0 or not _pays(ab.ask_prices[i], buy, bb.bid_prices[j], sell, sym.min_profit_bps):
         return 0
@@ -243,21 +240,22 @@ cdef int _price_pair(_Symbol sym, _Leg buy, _Leg sell, PairSpec* spec, Candidate
         return 0
     out.buy_size_lots = size // buy.size_mult
     out.sell_size_lots = size // sell.size_mult
-    # From here int64 may overflow (OverflowError): ``_scan`` then judges the pair exactly, from
-    # the sizes just set.
+    # From here a notional may pass NOTIONAL_MAX (OverflowError): ``_scan`` then judges the pair
+    # exactly, from the sizes just set.
     ab.walk_c(ASK, out.buy_size_lots, &wb)
     bb.walk_c(BID, out.sell_size_lots, &ws)
-    out.buy_notional = checked_mul(checked_mul(wb.notional, buy.price_mult), buy.size_mult)
-    out.sell_notional = checked_mul(checked_mul(ws.notional, sell.price_mult), sell.size_mult)
+    out.buy_notional = checked_notional(checked_notional(wb.notional, buy.price_mult), buy.size_mult)
+    out.sell_notional = checked_notional(checked_notional(ws.notional, sell.price_mult), sell.size_mult)
     if out.buy_notional < buy.min_notional or out.sell_notional < sell.min_notional:
         return 0
+    # Every term is at most NOTIONAL_MAX (2**112): none of the sums and products below leaves 128 bits.
     buy_fee = _fee_up(out.buy_notional, buy.fee_ppm)
     sell_fee = _fee_up(out.sell_notional, sell.fee_ppm)
-    out.fees = checked_add(buy_fee, sell_fee)
-    out.profit = checked_add(out.sell_notional - sell_fee - out.buy_notional, -buy_fee)
+    out.fees = buy_fee + sell_fee
+    out.profit = out.sell_notional - sell_fee - out.buy_notional - buy_fee
     if out.profit <= 0:
         return 0
-    bps = <wide_t>out.profit * BPS // out.buy_notional
+    bps = out.profit * BPS // out.buy_notional
     if bps > INT64_MAX:
         raise OverflowError(
             f"profit_bps overflows int64: profit {out.profit} on buy notional {out.buy_notional}")
@@ -301,7 +299,7 @@ cdef object _scan(_Symbol sym, int64_t now_ns, int64_t max_age_ns, uint64_t skip
                 p += 1
         except OverflowError:
             # A pair exact arithmetic finds below its minimums or unprofitable is simply not traded;
-            # only one worth trading that int64 cannot hold is an overflow to report.
+            # only one worth trading that the fixed point cannot hold is an overflow to report.
             spec = &sym.pairs[p]
             if _worth_exactly(<_Leg>sym.legs[spec.buy], <_Leg>sym.legs[spec.sell], cand.buy_size_lots,
                               cand.sell_size_lots):
@@ -334,6 +332,15 @@ cdef inline int _check_clock(int64_t now_ns, int64_t max_age_ns) except -1:
     if max_age_ns < 0:
         raise ValueError(f"max_age_ns must be >= 0, got {max_age_ns}")
     return 0
+
+
+cdef wide_t _notional_arg(str name, value) except? -1:
+    """``value`` (a notional from Python) as a C notional, checked: an integer (a float or Decimal is
+    refused, not truncated) in [0, NOTIONAL_MAX]."""
+    value = operator.index(value)
+    if value < 0 or value > NOTIONAL_MAX:
+        raise ValueError(f"{name} must be in [0, 2**112 - 1], got {value}")
+    return value
 
 
 cdef inline int _check_non_negative(str name, int64_t value) except -1:
@@ -385,12 +392,13 @@ cdef class SpreadScanner:
 
     def add_leg(self, int_arg symbol_id, OrderBook book, int_arg leg_id,
                 bint is_futures, int_arg taker_fee_ppm, int_arg price_mult,
-                int_arg size_mult, int_arg min_notional_common):
+                int_arg size_mult, min_notional_common):
         """Register one venue market of a symbol.
 
         ``price_mult``: common price units per tick of ``book``; ``size_mult``:
         common size units per lot of ``book`` (contract multiplier included);
-        ``min_notional_common``: the venue's minimum order value in common quote units.
+        ``min_notional_common``: the venue's minimum order value in common quote units (an int up
+        to ``NOTIONAL_MAX``, 2**112 - 1).
         """
         cdef _Symbol sym = _lookup(self, symbol_id)
         cdef _Leg other, leg
@@ -410,7 +418,7 @@ cdef class SpreadScanner:
             raise ValueError(f"price_mult must be in [1, {MAX_PRICE_MULT}], got {price_mult}")
         if size_mult < 1:
             raise ValueError(f"size_mult must be >= 1, got {size_mult}")
-        _check_non_negative("min_notional_common", min_notional_common)
+        cdef wide_t min_notional = _notional_arg("min_notional_common", min_notional_common)
         for other in sym.legs:
             g = _gcd(other.size_mult, size_mult)
             if (other.size_mult // g) > INT64_MAX // size_mult:
@@ -424,7 +432,7 @@ cdef class SpreadScanner:
         leg.fee_ppm = taker_fee_ppm
         leg.price_mult = price_mult
         leg.size_mult = size_mult
-        leg.min_notional = min_notional_common
+        leg.min_notional = min_notional
         leg.max_buy = 0
         leg.max_sell = 0
         leg.ask_coef = price_mult * (PPM + taker_fee_ppm)
@@ -464,20 +472,20 @@ cdef class SpreadScanner:
         raise ValueError(f"leg_id {leg_id} is not registered for symbol {symbol_id}")
 
     def set_leg_costs(self, int_arg symbol_id, int_arg leg_id, int_arg taker_fee_ppm,
-                      int_arg min_notional_common):
+                      min_notional_common):
         """Replace a leg's taker fee (ppm) and minimum order value (common quote units): the
         venue changed the account's rate or the market's minimum."""
         cdef _Symbol sym = _lookup(self, symbol_id)
         cdef _Leg leg
         if taker_fee_ppm < 0 or taker_fee_ppm >= PPM:
             raise ValueError(f"taker_fee_ppm must be in [0, {PPM}), got {taker_fee_ppm}")
-        _check_non_negative("min_notional_common", min_notional_common)
+        cdef wide_t min_notional = _notional_arg("min_notional_common", min_notional_common)
         for leg in sym.legs:
             if leg.leg_id == leg_id:
                 leg.fee_ppm = taker_fee_ppm
                 leg.ask_coef = leg.price_mult * (PPM + taker_fee_ppm)
                 leg.bid_coef = leg.price_mult * (PPM - taker_fee_ppm)
-                leg.min_notional = min_notional_common
+                leg.min_notional = min_notional
                 return
         raise ValueError(f"leg_id {leg_id} is not registered for symbol {symbol_id}")
 

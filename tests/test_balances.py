@@ -412,7 +412,7 @@ def test_a_futures_legs_caps_stop_at_the_room_its_position_limit_leaves() -> Non
     of it; the risk manager's room (0.0005 more short) caps the sell instead, and no room leaves the
     scanner nothing to propose on that leg."""
     spot, perp = FakeVenue(USDT="1000"), FakeVenue(USDT="1000")
-    coarse = WireScale(3, 1, 10, 1)  # a Gate.io spot book grid whose int64 notionals fit 0.0166 BTC
+    coarse = WireScale(3, 1, 10, 1)  # a Gate.io spot book grid
     monitor = BalanceMonitor({ExchangeName.GATEIO: spot, ExchangeName.GATEIO_FUTURES: perp})
     pipeline = ScannerPipeline(
         max_data_age_ms=100, clock=lambda: 2, opportunity_types=(OpportunityType.SPOT_FUTURES_HEDGE,)

@@ -354,12 +354,10 @@ def test_a_close_goes_reduce_only_when_it_shrinks_the_perpetual_the_book_holds()
         assert offset_close is not None and not offset_close.futures_reduce_only
 
 
-def test_a_close_too_deep_for_the_book_fixed_point_is_not_proposed_and_raises_nothing(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    # 0.0015 BTC at 60000 on a book grid of 1e-8 quote x 1e-10 base: the notional passes int64.
-    assert close_of("0.0015", books_at_ns=10**9, now_ns=10**9, spot_book=GATE_BOOK) is None
-    assert "cannot walk 0.0015 base: fixed-point overflow" in caplog.text
+def test_a_close_on_a_book_grid_whose_notional_passes_int64_is_priced_exactly() -> None:
+    # 0.0015 BTC at 60000 on a book grid of 1e-8 quote x 1e-10 base: about 9e24 units, past int64.
+    closing = close_of("0.0015", books_at_ns=10**9, now_ns=10**9, spot_book=GATE_BOOK)
+    assert closing is not None and closing.max_quantity == D("0.0015")
 
 
 def test_held_basis_is_the_locked_basis_of_what_is_open_and_a_restore_dates_its_changes(tmp_path: Path) -> None:

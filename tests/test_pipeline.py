@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import ROUND_FLOOR
 from decimal import Decimal as D
 
 import msgspec
@@ -13,7 +14,7 @@ from arb_core.wire.common import WireScale
 from arb.exchanges.base import BookKey
 from arb.funding import FundingBook
 from arb.instruments import Instrument
-from arb.pipeline import ScannerPipeline
+from arb.pipeline import Leg, ScannerPipeline, walk_price
 from arb.sim.cluster import default_instruments
 from arb.types import ArbitrageOpportunity, ExchangeName, OpportunityType
 
@@ -155,13 +156,13 @@ def test_new_terms_price_the_next_scan_and_withdraw_what_stood_with_the_old_ones
     with pytest.raises(ValueError, match=r"^gateio BTC/USDT: trading rules changed \(tick_size 0.1 -> 1\)"):
         p.update_terms(msgspec.structs.replace(cheaper, tick_size=D(1)))
     assert plan.legs[0].instrument is cheaper
-    # A minimum above the 8.04 USDT the trade buys (its size capped where notionals fit the scanner's
-    # int64 at this common scale): nothing is found until it comes down again.
-    assert found[1].max_quantity * found[1].buy_price == D("8.04")
-    p.update_terms(msgspec.structs.replace(cheaper, min_notional=D("8.5")))
+    # A minimum above the 600 USDT the trade buys (past int64 in this grid's 1e-18 USDT units):
+    # nothing is found until it comes down again.
+    assert found[1].max_quantity * found[1].buy_price == D(600)
+    p.update_terms(msgspec.structs.replace(cheaper, min_notional=D("600.000001")))
     p.scan_pending()
-    assert len(found) == 2 and plan.legs[0].min_notional_common == 85 * 10**17
-    p.update_terms(msgspec.structs.replace(cheaper, min_notional=D(8)))
+    assert len(found) == 2 and plan.legs[0].min_notional_common == 600_000_001 * 10**12
+    p.update_terms(msgspec.structs.replace(cheaper, min_notional=D(600)))
     p.scan_pending()
     assert len(found) == 3
 
@@ -304,16 +305,16 @@ def test_a_book_coming_in_sync_after_registration_sets_the_position_cap() -> Non
     assert [o.max_quantity for o in found] == [D("0.000099")]  # 6 / 60500 rounded down to the lot
 
 
-def test_position_cap_follows_max_position_usd_and_the_int64_notional_bound() -> None:
+def test_position_cap_follows_max_position_usd_and_the_fixed_point() -> None:
     gate = book("gate", GATE_BOOK, [("59000", "1")], [("60000", "1")])
     mexc = book("mexc", MEXC_BOOK, [("60400", "5")], [("60500", "5")])
     capped, _ = pipeline((GATE, gate, GATE_BOOK), (MEXC, mexc, MEXC_BOOK), max_position_usd=D("6"))
     opp = capped.scan(0)
     assert opp is not None and opp.max_quantity == D("0.000099")  # 6 / 60500 rounded down to the lot
-    # Without a USD cap the int64 bound on notionals at 1e-18 USDT units still holds the size.
+    # Without a USD cap the book holds it: notionals at 1e-18 USDT units pass int64 (9.2 USDT) by far.
     uncapped, _ = pipeline((GATE, gate, GATE_BOOK), (MEXC, mexc, MEXC_BOOK))
     opp = uncapped.scan(0)
-    assert opp is not None and opp.max_quantity * opp.sell_price < D("9.3")
+    assert opp is not None and opp.max_quantity == D(1)
     assert uncapped.overflows == 0
 
 
@@ -374,16 +375,23 @@ def test_a_symbol_overflowing_on_every_scan_is_warned_about_once_a_minute(caplog
     assert warnings[1].endswith("(999 more scans overflowed since the last warning)")
 
 
-@pytest.mark.parametrize(("tick", "price", "expected"), [
-    # A sub-cent coin on Gate.io's 10 size decimals: 10^-11 quote x 10^-10 base.
-    ("0.000000001", "0.000012", "under its markets' minimum order value 3: it cannot trade"),
-    ("0.00001", "0.1", "under max_position_size_usd 1000"),
-])
-def test_a_grid_whose_int64_bound_holds_trades_small_is_warned_about_once(
-    tick: str, price: str, expected: str, caplog: pytest.LogCaptureFixture
-) -> None:
-    """The scanner's notional is an int64 on the symbol's finest grid: on a cheap coin that bound
-    held every trade to a few cents (or under the position limit) and nothing said so."""
+def test_a_walk_past_the_fixed_point_is_not_priced_and_raises_nothing(caplog: pytest.LogCaptureFixture) -> None:
+    """Only extreme books reach 2**112 - 1: 2**62 ticks x 2**50 lots."""
+    from arb.sim.cluster import _instrument
+
+    whole = _instrument(ExchangeName.GATEIO, "X", "1", "1", taker="0.001", maker="0.001")
+    scale = WireScale(0, 1, 0, 1)
+    leg = Leg(0, whole, book("x", scale, [], [(str(2**62), str(2**62))]), scale, 0, 0)
+    assert walk_price(leg, ASK, D(2**49)) == D(2**62)
+    with caplog.at_level("WARNING", logger="arb.pipeline"):
+        assert walk_price(leg, ASK, D(2**50)) is None
+    assert f"gateio X/USDT: cannot walk {2**50} base: fixed-point overflow" in caplog.text
+
+
+def _cheap_coin(tick: str, price: str, size: str) -> tuple[ScannerPipeline, D]:
+    """X/USDT bought on MEXC at ``price`` and sold on Gate.io 1 % higher, ``size`` X deep, with
+    Gate.io's spot book grid (10 size decimals, two price decimals finer than the tick); a
+    1000 USDT position limit. Returns the pipeline, its caps refreshed, and the buy price."""
     from arb.exchanges.gateio.market_data import GateioSpotMarketData
     from arb.sim.cluster import _instrument
 
@@ -393,11 +401,38 @@ def test_a_grid_whose_int64_bound_holds_trades_small_is_warned_about_once(
     gate_scale = GateioSpotMarketData.book_scale(GateioSpotMarketData.__new__(GateioSpotMarketData), gate)
     mexc_scale = WireScale(*mexc.wire_scale())
     ask = D(price)
-    gate_book = book("g", gate_scale, [(str(ask * D("1.01")), "1000")], [(str(ask * D("1.02")), "1000")])
-    mexc_book = book("m", mexc_scale, [(str(ask * D("0.99")), "1000")], [(str(ask), "1000")])
+    gate_book = book("g", gate_scale, [(str(ask * D("1.01")), size)], [(str(ask * D("1.02")), size)])
+    mexc_book = book("m", mexc_scale, [(str(ask * D("0.99")), size)], [(str(ask), size)])
     pipeline = ScannerPipeline(max_data_age_ms=100, max_position_usd=D(1000), clock=lambda: 2)
+    pipeline.register_symbol("X/USDT", [(gate, gate_book, gate_scale), (mexc, mexc_book, mexc_scale)])
+    for leg in pipeline.plans[0].legs:
+        pipeline.set_leg_limits(0, leg.leg_id, D(10**12), D(10**12))
+    pipeline.refresh_position_caps()
+    return pipeline, ask
+
+
+def test_a_coin_priced_under_a_cent_trades_to_the_position_limit() -> None:
+    """On 10^-11 quote x 10^-10 base an int64 notional held a trade to about 0.009 USDT: such a coin
+    could not trade at all. Notionals are 128-bit now; the 1000 USDT position limit is what holds it."""
+    pipeline, ask = _cheap_coin("0.000000001", "0.000012", "500000000")
+    opp = pipeline.scan(0)
+    assert opp is not None and opp.buy_exchange is ExchangeName.MEXC and opp.buy_price == ask
+    # Capped at the position limit valued at the highest ask of the symbol's books (Gate.io's, 2 % up).
+    assert opp.max_quantity == (D(1000) / (ask * D("1.02"))).to_integral_value(ROUND_FLOOR) == 81_699_346
+    assert opp.total_profit_estimate > D(5)  # 1 % less both taker fees, on about 980 USDT
+
+
+@pytest.mark.parametrize(("tick", "price", "expected"), [
+    # Priced at a billionth of a USDT, on Gate.io's 10 size decimals: an int64 size holds 0.92e9 X.
+    ("0.00000000001", "0.000000003", "under its markets' minimum order value 3: it cannot trade"),
+    ("0.000000001", "0.0000008", "under max_position_size_usd 1000"),
+])
+def test_a_grid_whose_fixed_point_holds_trades_small_is_warned_about_once(
+    tick: str, price: str, expected: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The scanner's sizes are int64 on the symbol's finest grid: on a coin priced far under a cent
+    that bound holds every trade under a minimum (or the position limit), and the warning says so."""
     with caplog.at_level("WARNING", logger="arb.pipeline"):
-        pipeline.register_symbol("X/USDT", [(gate, gate_book, gate_scale), (mexc, mexc_book, mexc_scale)])
-        pipeline.refresh_position_caps()
-    (warning,) = [r.getMessage() for r in caplog.records if "64-bit grid" in r.getMessage()]
-    assert warning.startswith("X/USDT: the scanner's 64-bit grid (10^-") and warning.endswith(expected)
+        _cheap_coin(tick, price, "1000")
+    (warning,) = [r.getMessage() for r in caplog.records if "the scanner's fixed point" in r.getMessage()]
+    assert warning.startswith("X/USDT: the scanner's fixed point (10^-") and warning.endswith(expected)

@@ -14,6 +14,7 @@ from arb_core.book import (
     APPLIED,
     ASK,
     BID,
+    NOTIONAL_MAX,
     STALE,
     STALE_STREAM_NS,
     BookError,
@@ -319,15 +320,25 @@ def test_walk_buys_asks_and_sells_bids(book: OrderBook) -> None:
     assert book.walk(ASK, 0) == (0, 0, 0, 0)
 
 
-def test_walk_overflow_raises() -> None:
+def test_walk_notionals_past_int64_are_exact() -> None:
     book = OrderBook()
-    book.apply_delta(ASK, 2**40, 2**30)
+    book.apply_delta(ASK, 2**62, 2**40)
+    book.apply_delta(ASK, 2**62 + 1, 2**40)
+    assert book.walk(ASK, 2**41) == (2**41, 2**102 + (2**62 + 1) * 2**40, 2**62 + 1, 2)
+
+
+def test_walk_overflow_raises() -> None:
+    assert NOTIONAL_MAX == 2**112 - 1
+    book = OrderBook()
+    book.apply_delta(ASK, 2**62, 2**62)
     with pytest.raises(OverflowError, match="fixed-point overflow"):
-        book.walk(ASK, 2**23)  # one level: price * take overflows
-    book.apply_delta(ASK, 2**40 + 1, 2**22)
-    book.apply_delta(ASK, 2**40, 2**22)
+        book.walk(ASK, 2**50)  # one level: price * take passes NOTIONAL_MAX
+    book = OrderBook()
+    book.apply_delta(ASK, 2**62, 2**49)
+    book.apply_delta(ASK, 2**62 + 1, 2**49)
+    assert book.walk(ASK, 2**49)[1] == 2**111
     with pytest.raises(OverflowError, match="fixed-point overflow"):
-        book.walk(ASK, 2**23)  # each product fits, their sum does not
+        book.walk(ASK, 2**50)  # each product fits, their sum does not
 
 
 def test_size_at(book: OrderBook) -> None:

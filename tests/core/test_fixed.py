@@ -2,14 +2,17 @@
 
 A float or ``Decimal`` handed to a compiled routine where an integer (ticks, lots, ns, a side
 or a state) is expected is refused with TypeError rather than truncated; ints and numpy
-integers are taken. ``checked_mul`` and ``checked_add`` are compared with exact integer
-arithmetic through the order book's walk (its notional is their sum of products);
+integers are taken. ``checked_notional`` (128-bit, bounded by ``NOTIONAL_MAX``) is compared with
+exact integer arithmetic through the order book's walk (its notional is a sum of products) and
+``checked_add`` through the clock offset's latencies (tests/core/test_freshness.py);
 ``saturating_sub`` and ``difference_as_double`` through the record loop's stops at the int64
 edges of time (tests/core/test_replay.py).
 """
 
 from __future__ import annotations
 
+import itertools
+import math
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
@@ -20,7 +23,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from arb_core import freshness, fsm
-from arb_core.book import ASK, BID, DeltaBatch, OrderBook
+from arb_core.book import ASK, BID, NOTIONAL_MAX, DeltaBatch, OrderBook
 from arb_core.freshness import ClockOffset
 from arb_core.fsm import StateMachine
 from arb_core.latency import LatencyHistogram
@@ -111,17 +114,22 @@ def test_a_wide_integer_is_checked_at_its_width_not_narrowed_first() -> None:
         _book().walk(ASK, 1 << 63)
 
 
-# INT64_MAX = 7**2 * 73 * 127 * 337 * 92737 * 649657: prices that divide it give products landing on it.
-_DIVISORS = [1, 7, 49, 73 * 127, 337 * 92737, 7 * 649657, 49 * 73 * 127 * 337 * 92737]
+# NOTIONAL_MAX = 2**112 - 1 = 3 * 5 * 17 * 29 * 43 * 113 * 127 * 257 * 5153 * 15790321 * 54410972897:
+# prices that divide it (from 2**49 to 2**62, so the lots stay in int64) give products landing on it.
+_FACTORS = (3, 5, 17, 29, 43, 113, 127, 257, 5153, 15790321, 54410972897)
+_DIVISORS = sorted(
+    d for r in range(1, len(_FACTORS) + 1) for d in map(math.prod, itertools.combinations(_FACTORS, r))
+    if 2**49 <= d <= 2**62
+)
 
 
 @st.composite
-def _asks_near_the_int64_notional(draw: st.DrawFn) -> list[tuple[int, int]]:
-    """Ask levels whose notional (sum of price * lots) lands on or just past INT64_MAX."""
+def _asks_near_the_notional_bound(draw: st.DrawFn) -> list[tuple[int, int]]:
+    """Ask levels whose notional (sum of price * lots) lands on or just past NOTIONAL_MAX."""
     levels: dict[int, int] = {}
-    room = INT64_MAX
+    room = NOTIONAL_MAX
     for _ in range(draw(st.integers(1, 3))):
-        price = draw(st.one_of(st.sampled_from(_DIVISORS), st.integers(1, 2**62), st.sampled_from([2**31, 2**62])))
+        price = draw(st.one_of(st.sampled_from(_DIVISORS), st.integers(2**49, 2**62), st.sampled_from([2**49, 2**62])))
         lots = min(max(room // price + draw(st.integers(-1, 1)), 1), INT64_MAX)
         levels[price] = lots
         room = max(room - price * lots, 1)
@@ -129,11 +137,12 @@ def _asks_near_the_int64_notional(draw: st.DrawFn) -> list[tuple[int, int]]:
 
 
 @settings(max_examples=400)
-@example([(1, INT64_MAX)], INT64_MAX)  # one product exactly at the limit
-@example([(2, 2**62)], INT64_MAX)  # one product one past it
-@example([(1, 7), (7, INT64_MAX // 7 - 1)], INT64_MAX)  # a sum exactly at the limit
-@example([(1, 8), (7, INT64_MAX // 7 - 1)], INT64_MAX)  # a sum one past it
-@given(asks=_asks_near_the_int64_notional(), take=st.one_of(st.just(INT64_MAX), st.integers(0, INT64_MAX)))
+@example([(2**49, 2**63 - 1)], INT64_MAX)  # one product just under the bound: 2**112 - 2**49
+@example([(2**62, 2**50)], INT64_MAX)  # one product one past it
+@example([(_DIVISORS[0], NOTIONAL_MAX // _DIVISORS[0])], INT64_MAX)  # one product exactly at the bound
+@example([(1, 7), (_DIVISORS[0], NOTIONAL_MAX // _DIVISORS[0] - 1)], INT64_MAX)  # a sum under it
+@example([(1, 7), (_DIVISORS[0], NOTIONAL_MAX // _DIVISORS[0])], INT64_MAX)  # a sum past it
+@given(asks=_asks_near_the_notional_bound(), take=st.one_of(st.just(INT64_MAX), st.integers(0, INT64_MAX)))
 def test_the_walks_checked_notional_is_the_exact_one_or_overflow(asks: list[tuple[int, int]], take: int) -> None:
     compiled, reference = OrderBook("c"), ref_book.OrderBook("r")
     exact, left = 0, take
@@ -150,6 +159,6 @@ def test_the_walks_checked_notional_is_the_exact_one_or_overflow(asks: list[tupl
             assert "fixed-point overflow" in str(exc)
             outcomes.append(None)
     assert outcomes[0] == outcomes[1]
-    assert (outcomes[0] is None) == (exact > INT64_MAX)
+    assert (outcomes[0] is None) == (exact > NOTIONAL_MAX)
     if outcomes[0] is not None:
         assert outcomes[0][:2] == (take - left, exact)

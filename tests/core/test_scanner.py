@@ -303,17 +303,43 @@ def test_empty_books_give_nothing() -> None:
     assert scanner.scan_symbol(7, NOW, MAX_AGE) is None
 
 
-def test_notional_overflow_raises_instead_of_wrapping() -> None:
-    a = book("A", bids=[(1, 1)], asks=[(2**40, 2**20)])
-    b = book("B", bids=[(2**40 + 1, 2**20)], asks=[(2**41, 1)])
+def _pair_of(ask: tuple[int, int], bid: tuple[int, int], price_mult: int, fee_ppm: int = 0) -> SpreadScanner:
     scanner = SpreadScanner()
     scanner.add_symbol(7, BIG)
-    scanner.add_leg(7, a, 0, False, 0, 10**6, 1, 0)
-    scanner.add_leg(7, b, 1, False, 0, 10**6, 1, 0)
+    scanner.add_leg(7, book("A", bids=[(1, 1)], asks=[ask]), 0, False, fee_ppm, price_mult, 1, 0)
+    scanner.add_leg(7, book("B", bids=[bid], asks=[(bid[0] * 2, 1)]), 1, False, fee_ppm, price_mult, 1, 0)
     scanner.set_limits(7, 0, BIG, BIG)
     scanner.set_limits(7, 1, BIG, BIG)
+    return scanner
+
+
+def test_notionals_past_int64_are_exact() -> None:
+    """A sub-cent coin on fine grids: 2**60 ticks x 2**20 lots x 1e6 is about 1.2e30 common units."""
+    found = _pair_of((2**40, 2**20), (2**40 + 2**30, 2**20), 10**6, fee_ppm=1).scan_symbol(7, NOW, MAX_AGE)
+    assert found is not None
+    buy, sell = 2**60 * 10**6, (2**40 + 2**30) * 2**20 * 10**6
+    fees = -(-buy // 10**6) - (-sell // 10**6)
+    assert (found.buy_notional, found.sell_notional, found.fees) == (buy, sell, fees)
+    assert found.profit == sell - buy - fees > 2**63 and found.profit_bps == found.profit * 10_000 // buy
+
+
+def test_notional_overflow_raises_instead_of_wrapping() -> None:
+    scanner = _pair_of((2**61, 2**40), (2**61 + 2**50, 2**40), 10**12)  # 2**141 common units
     with pytest.raises(OverflowError):
         scanner.scan_symbol(7, NOW, MAX_AGE)
+
+
+def test_a_minimum_order_value_past_int64_is_kept_exactly() -> None:
+    scanner = _pair_of((2**40, 2**20), (2**40 + 1, 2**20), 10**6)
+    notional = 2**60 * 10**6
+    scanner.set_leg_costs(7, 0, 0, notional + 1)
+    assert scanner.scan_symbol(7, NOW, MAX_AGE) is None
+    scanner.set_leg_costs(7, 0, 0, notional)
+    assert scanner.scan_symbol(7, NOW, MAX_AGE) is not None
+    with pytest.raises(ValueError, match=r"min_notional_common must be in \[0, 2\*\*112 - 1\]"):
+        scanner.set_leg_costs(7, 0, 0, 2**112)
+    with pytest.raises(TypeError):
+        scanner.set_leg_costs(7, 0, 0, 1.5)
 
 
 @pytest.mark.parametrize(
@@ -577,8 +603,10 @@ def _outcome(scanner: object, symbol_id: int) -> tuple[str, object]:
 
 @st.composite
 def huge_legs(draw: st.DrawFn) -> dict[str, object]:
-    """A leg whose common-unit notionals may pass int64: large multipliers, prices and sizes."""
-    levels = st.lists(st.tuples(st.integers(1, 10**9), st.integers(1, 10**9)), max_size=4, unique_by=lambda x: x[0])
+    """A leg whose common-unit notionals may pass NOTIONAL_MAX: large multipliers, prices and sizes."""
+    levels = st.lists(
+        st.tuples(st.integers(1, 10**18), st.integers(1, 10**18)), max_size=4, unique_by=lambda x: x[0]
+    )
     asks = sorted(draw(levels))
     bids = sorted(draw(levels), reverse=True)
     if asks and bids and bids[0][0] >= asks[0][0]:  # keep each book uncrossed
@@ -588,7 +616,7 @@ def huge_legs(draw: st.DrawFn) -> dict[str, object]:
         "fee_ppm": draw(st.sampled_from([0, 2_000, 999_999])),
         "price_mult": draw(st.sampled_from([1, 10**3, 10**6, 10**12])),
         "size_mult": draw(st.sampled_from([1, 10**3, 10**6])),
-        "min_notional": draw(st.sampled_from([0, 10**12, 10**18, 2**63 - 1])),
+        "min_notional": draw(st.sampled_from([0, 10**12, 10**18, 2**63 - 1, 10**30, 2**112 - 1])),
         "bids": bids, "asks": asks, "recv_ns": NOW, "in_sync": True,
         "max_buy": BIG, "max_sell": BIG,
     }
@@ -596,9 +624,9 @@ def huge_legs(draw: st.DrawFn) -> dict[str, object]:
 
 @settings(max_examples=400, deadline=None)
 @given(legs=st.lists(huge_legs(), min_size=2, max_size=3), min_profit_bps=st.sampled_from([0, 10]))
-def test_scans_near_the_int64_edge_match_the_reference(legs: list[dict[str, object]], min_profit_bps: int) -> None:
+def test_scans_near_the_notional_bound_match_the_reference(legs: list[dict[str, object]], min_profit_bps: int) -> None:
     """A pair exact arithmetic rules out (below a minimum, unprofitable) is not traded even when
-    int64 cannot hold its notionals; only a pair worth trading raises, as the reference does, and
+    the fixed point cannot hold its notionals; only a pair worth trading raises, as the reference does, and
     a scan that raises leaves no earlier result standing."""
     compiled, reference = build([{"max_position": BIG, "min_profit_bps": min_profit_bps, "legs": legs}])
     assert _outcome(compiled, 0) == _outcome(reference, 0)
@@ -606,16 +634,16 @@ def test_scans_near_the_int64_edge_match_the_reference(legs: list[dict[str, obje
 
 
 def test_an_unusable_pair_that_overflows_does_not_hide_a_good_one() -> None:
-    """Selling one lot into D fills a buy on A below A's minimum; D's notional would overflow int64."""
+    """Selling one lot into D fills a buy on A below A's minimum; D's notional would pass NOTIONAL_MAX."""
     scanner = SpreadScanner()
     a = book("A", [], [(1000, 10)])
     b = book("B", [(1100, 10)], [])
-    d = book("D", [(10**7, 1)], [])
-    scanner.add_symbol(1, 100)
-    scanner.add_leg(1, a, 0, False, 0, 1, 1, 5000)
-    scanner.add_leg(1, b, 1, False, 0, 1, 1, 0)
-    scanner.add_leg(1, d, 2, False, 0, 10**12, 1, 0)
+    d = book("D", [(2**62, 1)], [])
+    scanner.add_symbol(1, 10**8)
+    scanner.add_leg(1, a, 0, False, 0, 1, 10**6, 5 * 10**9)
+    scanner.add_leg(1, b, 1, False, 0, 1, 10**6, 0)
+    scanner.add_leg(1, d, 2, False, 0, 10**12, 10**6, 0)
     for leg in range(3):
-        scanner.set_limits(1, leg, 100, 100)
+        scanner.set_limits(1, leg, 10**8, 10**8)
     found = scanner.scan_symbol(1, NOW, MAX_AGE)
-    assert found is not None and (found.buy_leg, found.sell_leg, found.profit) == (0, 1, 1000)
+    assert found is not None and (found.buy_leg, found.sell_leg, found.profit) == (0, 1, 10**9)

@@ -14,6 +14,7 @@ ASK = 1
 APPLIED = 0
 STALE = 1
 INT64_MAX = 2**63 - 1
+NOTIONAL_MAX = 2**112 - 1  # notionals (price x size) are 128-bit in the compiled code, bounded here
 STALE_STREAM_NS = 5_000_000_000
 
 
@@ -207,7 +208,7 @@ class OrderBook:
         return self._ordered(side)[:n]
 
     def walk(self, side: int, size_lots: int) -> tuple[int, int, int, int]:
-        """(filled_lots, notional, worst_price_ticks, levels); OverflowError past int64."""
+        """(filled_lots, notional, worst_price_ticks, levels); OverflowError past NOTIONAL_MAX."""
         _check_side(side)
         if size_lots < 0:
             raise ValueError(f"size_lots must be >= 0, got {size_lots}")
@@ -221,7 +222,7 @@ class OrderBook:
             worst = price
             touched += 1
         # the running notional only grows, so checking the total catches any step
-        if notional > INT64_MAX:
+        if notional > NOTIONAL_MAX:
             raise OverflowError(f"fixed-point overflow: notional {notional}")
         return size_lots - left, notional, worst, touched
 

@@ -21,6 +21,7 @@ SPOT_FUTURES_HEDGE = 1
 PPM = 1_000_000
 BPS = 10_000
 INT64_MAX = 2**63 - 1
+NOTIONAL_MAX = 2**112 - 1
 
 OPPORTUNITY_FIELDS = (
     "symbol_id", "buy_leg", "sell_leg", "kind", "size_common", "buy_size_lots",
@@ -147,9 +148,10 @@ def price_pair(sym: Symbol, buy: Leg, sell: Leg) -> Opportunity | None:
     if profit <= 0:
         return None
     profit_bps = profit * BPS // buy_notional
-    for value in (buy_notional, sell_notional, buy_fee + sell_fee, profit_bps):
-        if value > INT64_MAX:
-            raise OverflowError(f"fixed-point overflow: {value}")
+    # Notionals are bounded by NOTIONAL_MAX, the basis points by int64 (fees and profit, under the
+    # sell notional once the pair pays, need no bound of their own).
+    if max(buy_notional, sell_notional) > NOTIONAL_MAX or profit_bps > INT64_MAX:
+        raise OverflowError(f"fixed-point overflow: {buy_notional}, {sell_notional}, {profit_bps} bps")
     if profit_bps < sym.min_profit_bps:
         return None
     kind = SPOT_FUTURES_HEDGE if buy.is_futures or sell.is_futures else SPOT_SPOT
