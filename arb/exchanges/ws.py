@@ -92,19 +92,22 @@ def backoff_delay(attempt: int, settings: WsSettings, rng: random.Random | None 
 class _Listener(WSListener):
     """picows listener of one connection; delivers complete messages to the session's handler."""
 
-    def __init__(self, session: WsSession) -> None:
+    def __init__(self, session: WsSession, attempt: int) -> None:
         super().__init__()
         self._session = session
+        self._attempt = attempt  # the connect attempt this connection is of
+        self._accepted = False
         self._on_message = session._on_message
         self._fragments: bytearray | None = None
         self._fragments_binary = False
         self._oversize = False
 
     def on_ws_connected(self, transport: WSTransport) -> None:
-        self._session._connected(transport)
+        self._accepted = self._session._connected(transport, self._attempt)
 
     def on_ws_disconnected(self, transport: WSTransport) -> None:
-        self._session._disconnected(transport)
+        if self._accepted:
+            self._session._disconnected(transport)
 
     def send_user_specific_ping(self, transport: WSTransport) -> None:
         frame = self._session._ping_frame()
@@ -250,6 +253,7 @@ class WsSession:
         self._transport: WSTransport | None = None
         self._task: asyncio.Task[None] | None = None
         self._closing = False
+        self._attempt = 0  # the connect under way, counted; a handshake completing for an earlier one is refused
         self._wakeup = asyncio.Event()
         self._connected_event = asyncio.Event()
         self.connects = 0
@@ -352,8 +356,45 @@ class WsSession:
                     if self._closing:
                         break
                 step = f"connection to {self.url}"
-                transport, listener = await ws_connect(
-                    partial(_Listener, self),
+                transport, listener = await self._connect()
+                if listener is None:  # the peer hung up during the upgrade: picows raises nothing
+                    cause = "closed during the handshake"
+                    self._count_error("connect", f"{step} {cause}", cause=cause)
+                await transport.wait_disconnected()
+            except asyncio.CancelledError:
+                raise
+            except (OSError, WSError, asyncio.TimeoutError, ArbitrageEngineError) as exc:
+                status = getattr(getattr(exc, "response", None), "status", None)
+                redirected = isinstance(status, int) and 300 <= status < 400
+                why = (" (a redirect, which is not followed: set the venue's ws_url to where it leads)"
+                       if redirected else "")
+                cause = f"{type(exc).__name__} {status}" if isinstance(status, int) else type(exc).__name__
+                what = f"no handshake within {self.settings.handshake_timeout_s} s" if _bare_timeout(exc) else repr(exc)
+                self._count_error("connect", f"{step} failed: {what}{why}", cause=cause)
+            if self._closing:
+                break
+            if time.monotonic() - started >= self.settings.stable_after_s:
+                attempt = 0
+            delay = backoff_delay(attempt, self.settings, self._rng)
+            attempt += 1
+            self.reconnects += 1
+            self._wakeup.clear()
+            try:
+                await asyncio.wait_for(self._wakeup.wait(), delay)
+            except asyncio.TimeoutError:
+                pass
+
+    async def _connect(self) -> tuple[WSTransport, WSListener | None]:
+        """Connect to ``url`` (DNS, TCP, TLS and the upgrade) within ``handshake_timeout_s``.
+
+        picows times the upgrade only, from the TCP connection on: a host that stops answering
+        held each reconnect for the system's TCP and asyncio's TLS timeouts (minutes). A
+        connection whose upgrade completes after the time is up is closed on arrival.
+        """
+        try:
+            async with asyncio.timeout(self.settings.handshake_timeout_s):
+                return await ws_connect(
+                    partial(_Listener, self, self._attempt),
                     self.url,
                     ssl_context=self._ssl_context,
                     websocket_handshake_timeout=self.settings.handshake_timeout_s,
@@ -368,36 +409,15 @@ class WsSession:
                     max_frame_size=self.settings.max_message_bytes,
                     logger_name=f"{self.venue}.ws",
                 )
-                if listener is None:  # the peer hung up during the upgrade: picows raises nothing
-                    cause = "closed during the handshake"
-                    self._count_error("connect", f"{step} {cause}", cause=cause)
-                await transport.wait_disconnected()
-            except asyncio.CancelledError:
-                raise
-            except (OSError, WSError, asyncio.TimeoutError, ArbitrageEngineError) as exc:
-                status = getattr(getattr(exc, "response", None), "status", None)
-                redirected = isinstance(status, int) and 300 <= status < 400
-                why = (" (a redirect, which is not followed: set the venue's ws_url to where it leads)"
-                       if redirected else "")
-                cause = f"{type(exc).__name__} {status}" if isinstance(status, int) else type(exc).__name__
-                self._count_error("connect", f"{step} failed: {exc!r}{why}", cause=cause)
-            if self._closing:
-                break
-            if time.monotonic() - started >= self.settings.stable_after_s:
-                attempt = 0
-            delay = backoff_delay(attempt, self.settings, self._rng)
-            attempt += 1
-            self.reconnects += 1
-            self._wakeup.clear()
-            try:
-                await asyncio.wait_for(self._wakeup.wait(), delay)
-            except asyncio.TimeoutError:
-                pass
+        finally:
+            self._attempt += 1  # done with, connected or not: a later handshake of it is not taken
 
-    def _connected(self, transport: WSTransport) -> None:
-        if self._closing:  # closed while connecting: nothing is sent on this connection
+    def _connected(self, transport: WSTransport, attempt: int) -> bool:
+        """Take the connection of connect ``attempt``: whether it was taken (else it is closed)."""
+        if self._closing or attempt != self._attempt:
+            # Closed while connecting, or the attempt gave up waiting: nothing is sent on it.
             transport.disconnect()
-            return
+            return False
         self._transport = transport
         self.connects += 1
         self._connected_event.set()
@@ -410,6 +430,7 @@ class WsSession:
             # Without its subscriptions the connection is useless: drop it and let the loop retry.
             self._count_error("subscribe", "sending the connect frames failed", exc_info=True)
             transport.disconnect()
+        return True
 
     def _disconnected(self, transport: WSTransport) -> None:
         if self._transport is transport:
@@ -442,6 +463,11 @@ class WsSession:
         """``text`` with the URL's query left out: a private stream's carries an account token."""
         query = self.url.partition("?")[2]
         return text.replace(query, "…") if query else text
+
+
+def _bare_timeout(exc: BaseException) -> bool:
+    """Whether ``exc`` is a timeout that says nothing (``asyncio.timeout``'s)."""
+    return isinstance(exc, asyncio.TimeoutError) and not exc.args
 
 
 def _no_ping() -> WsPayload | None:

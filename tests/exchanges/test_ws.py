@@ -6,6 +6,7 @@ import asyncio
 import logging
 import random
 import socket
+import ssl
 from typing import Any
 
 import pytest
@@ -13,7 +14,7 @@ from loopback import PING, WsTestServer, eventually, run, text_frame
 from picows import WSCloseCode, WSMsgType
 
 from arb.errors import ExchangeConnectionError
-from arb.exchanges.ws import WsSession, WsSettings, backoff_delay
+from arb.exchanges.ws import WsSession, WsSettings, _Listener, backoff_delay
 from arb.types import ExchangeConfig
 
 FAST = WsSettings(backoff_initial_s=0.01, backoff_max_s=0.05, heartbeat_interval_s=5, heartbeat_timeout_s=5)
@@ -151,6 +152,57 @@ def test_a_connection_closed_during_the_handshake_is_a_connect_error(caplog: pyt
 
     run(main())
     assert "connection to ws://127.0.0.1:" in caplog.text and "closed during the handshake" in caplog.text
+
+
+def test_a_host_that_stops_answering_fails_each_connect_within_the_handshake_timeout(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """picows times the upgrade only, from the TCP connection on: a host that took the connection
+    and answered nothing of TLS held each connect for asyncio's TLS timeout (60 s), counting no error."""
+    async def main() -> None:
+        async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.read()
+            writer.close()
+
+        server = await asyncio.start_server(silent, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        settings = WsSettings(handshake_timeout_s=0.2, backoff_initial_s=0.01, backoff_max_s=0.05)
+        client = session(f"wss://127.0.0.1:{port}/", Inbox(), settings, ssl_context=ssl.create_default_context())
+        client.start()
+        with caplog.at_level(logging.WARNING, logger="arb.exchanges.ws"):
+            await eventually(lambda: client.health().errors.get("connect", 0) >= 2, what="two timed-out attempts")
+        assert not client.connected and client.connects == 0
+        await client.close()
+        server.close()
+
+    run(main())
+    assert "connection to wss://127.0.0.1:" in caplog.text and "failed: no handshake within 0.2 s" in caplog.text
+
+
+def test_a_handshake_completing_after_its_attempt_gave_up_is_closed_unused() -> None:
+    """An upgrade answered after the connect's time was up (picows's own timer starts later) would
+    otherwise bring a second connection, subscribed, beside the one of the next attempt."""
+    class Transport:
+        def __init__(self) -> None:
+            self.sent: list[bytes] = []
+            self.disconnected = False
+
+        def send(self, msg_type: WSMsgType, payload: bytes) -> None:
+            self.sent.append(payload)
+
+        def disconnect(self) -> None:
+            self.disconnected = True
+
+    disconnects: list[int] = []
+    client = session(
+        "ws://127.0.0.1:1/", Inbox(), connect_frames=lambda: ["sub"], on_disconnected=lambda: disconnects.append(1)
+    )
+    late = _Listener(client, client._attempt - 1)  # of the attempt before the one under way
+    transport = Transport()
+    late.on_ws_connected(transport)  # type: ignore[arg-type]
+    late.on_ws_disconnected(transport)  # type: ignore[arg-type]
+    assert transport.disconnected and transport.sent == []
+    assert not client.connected and client.connects == 0 and disconnects == []
 
 
 def test_drop_forces_a_reconnect() -> None:
