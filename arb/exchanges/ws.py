@@ -22,7 +22,6 @@ import msgspec
 from picows import (
     WSAutoPingStrategy,
     WSCloseCode,
-    WSError,
     WSFrame,
     WSListener,
     WSMsgType,
@@ -30,7 +29,7 @@ from picows import (
     ws_connect,
 )
 
-from ..errors import ArbitrageEngineError, ExchangeConnectionError
+from ..errors import ExchangeConnectionError
 from ..throttled_log import ThrottledWarnings
 from ..types import ExchangeConfig
 from .base import Frame, WsPayload
@@ -363,7 +362,10 @@ class WsSession:
                 await transport.wait_disconnected()
             except asyncio.CancelledError:
                 raise
-            except (OSError, WSError, asyncio.TimeoutError, ArbitrageEngineError) as exc:
+            except Exception as exc:
+                # Whatever a connect fails with (a URL picows cannot read, a name the IDNA codec
+                # refuses, a listener's error picows raises again) is retried: ending the loop
+                # would leave the stream down with nothing counted or logged.
                 status = getattr(getattr(exc, "response", None), "status", None)
                 redirected = isinstance(status, int) and 300 <= status < 400
                 why = (" (a redirect, which is not followed: set the venue's ws_url to where it leads)"

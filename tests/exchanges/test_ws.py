@@ -462,6 +462,23 @@ def test_a_stream_url_that_cannot_be_had_is_named_as_such(caplog: pytest.LogCapt
     assert "connection to  failed" not in caplog.text
 
 
+@pytest.mark.parametrize("url", ["ws://127.0.0.1:99999/", "ws://[::1/"])
+def test_a_connect_failing_with_any_error_is_counted_and_retried(url: str, caplog: pytest.LogCaptureFixture) -> None:
+    """Only network, websocket, timeout and engine errors were caught: a ValueError of a URL picows
+    cannot read (as the UnicodeError of a host name label over 63 characters) ended the connect
+    loop in silence, the stream down for good, and ``close`` raised the error."""
+    async def main() -> None:
+        client = session(url, Inbox())
+        client.start()
+        with caplog.at_level(logging.WARNING, logger="arb.exchanges.ws"):
+            await eventually(lambda: client.health().errors.get("connect", 0) >= 2, what="two failed attempts")
+        assert client._task is not None and not client._task.done()
+        await client.close()
+
+    run(main())
+    assert f"connection to {url} failed: " in caplog.text
+
+
 def test_a_redirect_is_not_followed(caplog: pytest.LogCaptureFixture) -> None:
     """picows follows up to five redirects to any host: a login, signed subscription or order sent
     after the handshake went there, past the checks made on the configured URL."""
