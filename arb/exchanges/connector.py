@@ -403,6 +403,7 @@ class ExchangeConnector:
         self._order_symbols: set[str] = set()
         self._orders_ws: OrderTransport | None = None
         self._orders_ws_lock = asyncio.Lock()
+        self._closes = 0  # ``close`` calls: a transport whose start spans one is closed, not kept
         self.clock_skew: float | None = None  # ms, the last ``clock_skew_ms`` read
         # Why the last balances answer said the account may not trade; None: it did not say so.
         self.trading_refused: str | None = None
@@ -788,7 +789,16 @@ class ExchangeConnector:
                     self._credentials, catalog, self.dialect.ws_url, self.rest, self.settings.ws, timeout_s,
                     self._venue_clock_ms,
                 )
+                closes = self._closes
                 await transport.start(self.settings.ws.handshake_timeout_s * 2)
+                if self._closes != closes:
+                    # The connector closed meanwhile: kept, this connection would outlive it, nothing
+                    # closing it, logging in again after every drop.
+                    await transport.close()
+                    raise ExchangeConnectionError(
+                        self.venue, "the connector closed while the websocket order API started; not sent",
+                        category=ErrorCategory.NOT_SENT,
+                    )
                 self._orders_ws = transport
             transport.use_catalog(catalog)
             return transport
@@ -1195,6 +1205,7 @@ class ExchangeConnector:
 
     async def close(self) -> None:
         """Stop streams, the websocket trading API and the REST session."""
+        self._closes += 1
         orders_ws, self._orders_ws = self._orders_ws, None
         if orders_ws is not None:
             await orders_ws.close()

@@ -1019,6 +1019,39 @@ def test_queries_and_cancels_go_over_rest_while_the_websocket_api_is_down(market
     run(scenario())
 
 
+def test_a_websocket_order_api_started_across_a_close_is_closed_not_kept() -> None:
+    """``close`` while the first order's websocket API was logging in closed nothing of it (not yet
+    kept), and the start then kept it on the closed connector: a logged-in connection nothing closed."""
+    async def scenario() -> None:
+        async with simulated_venues(moving=False) as sim:
+            connector = sim.connector(ExchangeName.GATEIO)
+            binding = connector.binding
+            assert binding.ws_orders is not None
+            started: list[Any] = []
+            closing: list[asyncio.Task[None]] = []
+
+            def ws_orders(*args: Any) -> Any:
+                assert binding.ws_orders is not None
+                started.append(binding.ws_orders(*args))
+                closing.append(asyncio.create_task(connector.close()))  # runs while it logs in
+                return started[0]
+
+            connector.binding = msgspec.structs.replace(binding, ws_orders=ws_orders)
+            try:
+                closed_meanwhile = "closed while the websocket order API started"
+                with pytest.raises(ExchangeConnectionError, match=closed_meanwhile) as info:
+                    await connector.place_order(limit_buy(ExchangeName.GATEIO, "across-1"))
+                assert info.value.category == ErrorCategory.NOT_SENT
+                await closing[0]
+                task = started[0].session._task
+                assert connector._orders_ws is None and task is not None and task.done()
+                assert sim.venues["gateio"].exchanges[ExchangeName.GATEIO].open_orders(API_KEY) == []
+            finally:
+                await connector.close()
+
+    run(scenario())
+
+
 @pytest.mark.parametrize("market", [ExchangeName.MEXC, ExchangeName.GATEIO])
 def test_signed_requests_carry_the_venues_time_once_its_clock_is_read(market: ExchangeName) -> None:
     """MEXC refuses a timestamp more than 1 s ahead of its clock: a local clock 1.2 s ahead had

@@ -186,7 +186,8 @@ class GateioWsOrders:
         self.session.start()
         try:
             await self._ready(timeout_s)
-        except ExchangeError:
+        except (ExchangeError, asyncio.CancelledError):
+            # Cancelled too (a stop during the start-up): the caller never gets the connection to close.
             await self.close()
             raise
         self._started = True

@@ -11,7 +11,7 @@ from typing import Any
 
 import msgspec
 import pytest
-from loopback import eventually, run
+from loopback import WsTestServer, eventually, run
 from shapes import assert_same_shape
 from simvenues import API_KEY, CREDENTIALS, PERP, SPOT, instruments, simulated_venues
 
@@ -165,6 +165,28 @@ def test_login_refused_with_a_bad_signature() -> None:
                 assert sim.venues["gateio"].exchanges[ExchangeName.GATEIO].open_orders(API_KEY) == []
             finally:
                 await connector.close()
+
+    run(scenario())
+
+
+def test_a_start_cancelled_before_the_login_closes_its_connection() -> None:
+    """A start cancelled while the login was on its way (a stop during the start-up) left the
+    session running with no owner: it logged in again after every drop, and nothing closed it."""
+    async def scenario() -> None:
+        server = await WsTestServer().start()  # answers no login
+        spot = InstrumentCatalog(ExchangeName.GATEIO, [i for i in instruments() if i.exchange is ExchangeName.GATEIO])
+        orders = GateioWsOrders(CREDENTIALS, spot, server.url, RestClient(rest_venue("http://127.0.0.1:1")))
+        try:
+            starting = asyncio.ensure_future(orders.start(5.0))
+            await eventually(lambda: orders.session.connected, what="the login sent")
+            starting.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await starting
+            task = orders.session._task
+            assert task is not None and task.done() and not orders.session.connected
+        finally:
+            await orders.close()
+            await server.close()
 
     run(scenario())
 
