@@ -404,7 +404,9 @@ class RestClient:
                 limit=s.pool_limit, limit_per_host=s.pool_limit_per_host, keepalive_timeout=s.keepalive_s
             )
             timeout = aiohttp.ClientTimeout(total=s.timeout_s, sock_connect=s.connect_timeout_s or s.timeout_s)
-            session = self._session = aiohttp.ClientSession(connector=connector, timeout=timeout)
+            session = self._session = aiohttp.ClientSession(
+                connector=connector, timeout=timeout, middlewares=(_writes_sent_once,)
+            )
         return session
 
     async def close(self) -> None:
@@ -626,6 +628,25 @@ class RestClient:
         given = error.retry_after_s
         error.retry_after_s = default_s if given is None else max(given, MIN_RATE_LIMIT_WAIT_S)
         self.limiter.block(limit_ids, error.retry_after_s)
+
+
+async def _writes_sent_once(
+    request: aiohttp.ClientRequest, handler: aiohttp.ClientHandlerType
+) -> aiohttp.ClientResponse:
+    """``handler``, a write's connection failing raised as an error aiohttp sends nothing again on.
+
+    aiohttp sends a PUT or DELETE (a cancel) once more when its connection fails under it, though
+    the venue may have read the first copy: the cancel then went twice, and its answer was the
+    second copy's (an order not found, or a refused connection taken for nothing sent).
+    """
+    try:
+        return await handler(request)
+    except aiohttp.ClientConnectorError:
+        raise  # no connection made: nothing sent, and aiohttp sends nothing again
+    except (aiohttp.ClientOSError, aiohttp.ServerDisconnectedError) as exc:
+        if request.method == "GET":
+            raise
+        raise aiohttp.ClientConnectionError(repr(exc)) from exc
 
 
 def _unsigned(info: aiohttp.RequestInfo) -> aiohttp.RequestInfo:

@@ -375,6 +375,45 @@ def test_refused_connection_is_a_connection_error() -> None:
     run(main())
 
 
+@pytest.mark.parametrize("host", ["gone", "answering"])
+def test_a_write_whose_connection_fails_under_it_is_sent_once_and_of_unknown_outcome(host: str) -> None:
+    """aiohttp sends a DELETE or PUT again, once, when its kept-alive connection fails under it: the
+    venue read the cancel twice and the second answer stood for both (a success, or an order not
+    found); with the host gone by then, the refused reconnect made it NOT_SENT, though it was read."""
+    lines: list[bytes] = []
+
+    async def main() -> None:
+        async def venue_side(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            while True:
+                try:
+                    head = await reader.readuntil(b"\r\n\r\n")
+                except (asyncio.IncompleteReadError, ConnectionError):
+                    break
+                line = head.split(b"\r\n")[0]
+                lines.append(line)
+                if line.startswith(b"DELETE") and len(lines) == 2:  # read, then the connection drops
+                    if host == "gone":
+                        server.close()
+                    writer.transport.abort()
+                    break
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
+                await writer.drain()
+
+        server = await asyncio.start_server(venue_side, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        try:
+            async with RestClient(venue(f"http://127.0.0.1:{port}"), RestSettings(timeout_s=1.0)) as client:
+                await client.fetch(RestRequest(method="GET", path="/time"))  # the connection kept alive
+                with pytest.raises(ExchangeError, match="DELETE /order: connection failed") as info:
+                    await client.fetch(RestRequest(method="DELETE", path="/order", query="orderId=1"))
+            assert info.value.category == ErrorCategory.OUTCOME_UNKNOWN
+        finally:
+            server.close()
+
+    run(main())
+    assert lines == [b"GET /time HTTP/1.1", b"DELETE /order?orderId=1 HTTP/1.1"]
+
+
 def test_token_bucket_waits_when_exhausted() -> None:
     async def main() -> None:
         limits = (RateLimit("public", 3, 0.15),)
