@@ -25,12 +25,14 @@ from .errors import ConfigurationError
 from .secrets import ApiCredentials, load_credentials
 from .types import (
     DEFAULT_MAX_PROFIT_MARGIN_BPS,
+    MAX_EXPONENT,
     ArbitrageConfig,
     ExchangeConfig,
     ExchangeName,
     MetricsConfig,
     OpportunityType,
     RiskLimits,
+    number_problem,
 )
 
 log = logging.getLogger(__name__)
@@ -41,7 +43,6 @@ QUOTE_CURRENCIES = ("USDT",)
 SYMBOL_PATTERN = re.compile(r"^([A-Z0-9]{1,20})/([A-Z0-9]{1,20})\Z")  # \Z: "$" would pass a final newline
 # ARB_* variables that configure the build or the process (the event loop), not the engine.
 NON_CONFIG_ENV = frozenset({"ARB_BUILD_ONLY", "ARB_CYTHON_ANNOTATE", "ARB_CYTHON_TRACE", "ARB_EVENT_LOOP"})
-MAX_EXPONENT = 30  # a number's decimal exponent, either way (amounts and rates are far inside it)
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 # The settings that turn a safety mechanism off, and what is then not applied.
 SAFETY_SWITCHES = {
@@ -77,9 +78,9 @@ def _decimal(raw: Any) -> Decimal:
         raise _Invalid("expected a decimal number such as 100 or 12.5") from None
     if not value.is_finite():
         raise _Invalid("expected a finite number")
-    # Far past any amount or rate; an exponent this large would overflow arithmetic later.
-    if value and not -MAX_EXPONENT <= value.adjusted() <= MAX_EXPONENT:
-        raise _Invalid(f"out of range: at most {MAX_EXPONENT} digits before or after the point")
+    problem = number_problem(value)
+    if problem:
+        raise _Invalid(problem)
     return value
 
 

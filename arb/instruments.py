@@ -15,7 +15,7 @@ from typing import TypeVar
 import msgspec
 
 from .errors import ArbitrageEngineError
-from .types import ExchangeName, OrderSide
+from .types import ExchangeName, OrderSide, number_problem
 
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
@@ -31,6 +31,7 @@ _UP = Context(prec=80, rounding=ROUND_CEILING, traps=[InvalidOperation, Overflow
 
 T = TypeVar("T")
 N = TypeVar("N")
+S = TypeVar("S", bound=msgspec.Struct)
 
 
 class InstrumentError(ArbitrageEngineError, ValueError):
@@ -315,17 +316,18 @@ def decode_metadata(payload: bytes | str, type_: type[T], source: str) -> T:
 
 
 def decode_entries(
-    entries: Iterable[msgspec.Raw], type_: type[T], names: type[N], skipped_of: Callable[[N, str], SkippedPair],
+    entries: Iterable[msgspec.Raw], type_: type[S], names: type[N], skipped_of: Callable[[N, str], SkippedPair],
     source: str,
-) -> tuple[list[T], list[SkippedPair]]:
+) -> tuple[list[S], list[SkippedPair]]:
     """Decode each entry of a venue's instrument list as ``type_`` on its own, so that one malformed
     entry does not make the whole list unreadable: it is left out as ``skipped_of(names, why)``,
-    ``names`` being a wire type of the fields that name an entry, every one with a default."""
-    decoded: list[T] = []
+    ``names`` being a wire type of the fields that name an entry, every one with a default. A number
+    that is not finite or out of range (``number_problem``) is malformed too: arithmetic on it raises."""
+    decoded: list[S] = []
     skipped: list[SkippedPair] = []
     for n, raw in enumerate(entries):
         try:
-            decoded.append(msgspec.json.decode(raw, type=type_))
+            decoded.append(_checked_numbers(msgspec.json.decode(raw, type=type_)))
         except msgspec.DecodeError as exc:
             try:
                 named = msgspec.json.decode(raw, type=names)
@@ -333,6 +335,16 @@ def decode_entries(
                 named = names()
             skipped.append(skipped_of(named, f"unreadable entry #{n} of {source}: {exc}"))
     return decoded, skipped
+
+
+def _checked_numbers(entry: S) -> S:
+    """``entry``; a ValidationError naming the field, as a decode error does, if a Decimal in it is
+    not an amount, price or rate."""
+    for field in entry.__struct_fields__:
+        value = getattr(entry, field)
+        if isinstance(value, Decimal) and (problem := number_problem(value)):
+            raise msgspec.ValidationError(f"{value}: {problem} - at `$.{field}`")
+    return entry
 
 
 # What the engine's order grid, book scales and venue requests are built from: any change needs a restart.

@@ -11,6 +11,18 @@ from enum import Enum, IntEnum
 
 import msgspec
 
+MAX_EXPONENT = 30  # a number's decimal exponent, either way (amounts, prices and rates are far inside it)
+
+
+def number_problem(value: Decimal) -> str | None:
+    """Why ``value`` is no amount, price or rate: not finite, or an exponent so large either way that
+    arithmetic on it would overflow; None when it is one."""
+    if not value.is_finite():
+        return "not a finite number"
+    if value and not -MAX_EXPONENT <= value.adjusted() <= MAX_EXPONENT:
+        return f"out of range: at most {MAX_EXPONENT} digits before or after the point"
+    return None
+
 
 def amount_text(value: Decimal) -> str:
     """``value`` exactly, as plain decimal text for people: no exponent (``0.00000012``, not

@@ -65,6 +65,10 @@ def encode(entries: list[dict[str, object]]) -> bytes:
         ({"amount_precision": None}, r"Expected `int`, got `null` - at `\$.amount_precision`"),
         ({"min_base_amount": ""}, r"Invalid decimal string - at `\$.min_base_amount`"),
         ({"trade_status": None}, r"Expected `str`, got `null` - at `\$.trade_status`"),
+        # Numbers arithmetic cannot take: they raised a decimal error out of the parse, naming nothing.
+        ({"min_base_amount": "sNaN"}, r"sNaN: not a finite number - at `\$.min_base_amount`"),
+        ({"min_base_amount": "1E+999999"}, r"1E\+999999: out of range: .* - at `\$.min_base_amount`"),
+        ({"fee": "sNaN"}, r"sNaN: not a finite number - at `\$.fee`"),
     ],
 )
 def test_a_malformed_pair_is_left_out_naming_the_field_and_the_others_are_kept(

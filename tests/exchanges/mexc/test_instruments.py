@@ -68,6 +68,22 @@ def test_a_malformed_symbol_is_left_out_naming_the_field_and_the_others_are_kept
         parse_exchange_info(b"{}")
 
 
+@pytest.mark.parametrize(("value", "problem"), [("sNaN", "not a finite number"), ("1E+999999", "out of range")])
+def test_a_symbol_whose_minimum_arithmetic_cannot_take_is_left_out(
+    docs: dict[str, Any], value: str, problem: str
+) -> None:
+    """A minimum size that is a signalling NaN or overflows raised a decimal error out of the
+    parse, naming nothing, and every MEXC spot pair was lost with it."""
+    entry = {**docs["spot_exchangeInfo_symbol_entry"], "isSpotTradingAllowed": True}
+    bad = {**entry, "symbol": "ABCUSDT", "baseAsset": "ABC", "baseSizePrecision": value}
+    catalog = parse_exchange_info(exchange_info(bad, entry))
+    assert [i.venue_symbol for i in catalog] == [entry["symbol"]]
+    (skip,) = catalog.skipped
+    assert skip.venue_symbol == "ABCUSDT"
+    assert skip.reason.startswith(f"unreadable entry #0 of mexc GET /api/v3/exchangeInfo: {value}: {problem}")
+    assert skip.reason.endswith(" - at `$.baseSizePrecision`")
+
+
 def test_symbol_not_matching_its_assets_is_refused(docs: dict[str, Any]) -> None:
     info = msgspec.convert({**docs["spot_exchangeInfo_symbol_entry"], "symbol": "TOMO3L_USDT"}, ExchangeInfoSymbol)
     with pytest.raises(InstrumentError, match="mexc symbol 'TOMO3L_USDT': does not match"):
