@@ -69,6 +69,10 @@ _FILL_QUANTITIES = """
 SELECT f.fill_id, f.intent_id, f.quantity FROM fills f JOIN intents i ON i.intent_id = f.intent_id
 WHERE i.created_at_ms >= ? AND i.created_at_ms < ?
 """
+# A row whose time is no whole number of ms in [0, 2**62) is in no window (SQLite orders text above every
+# number): it is looked for first and refused by name, instead of being left out unsaid.
+_END_MS = 2**62
+_UNTIMED = "SELECT {column}, {key} FROM {table} WHERE typeof({column}) <> 'integer' OR {column} NOT BETWEEN 0 AND ?"
 _decode_request = msgspec.json.Decoder(OrderRequest).decode
 _Converted = TypeVar("_Converted")
 
@@ -94,7 +98,7 @@ def export_journal(
     if kind not in KINDS:
         raise ValueError(f"export: kind {kind!r}: expected one of {', '.join(KINDS)}")
     where = os.fspath(path)
-    window = (since_ms, until_ms if until_ms is not None else 2**62)
+    window = (since_ms, until_ms if until_ms is not None else _END_MS)
     db = _open_read_only(where)
     try:
         version = _schema_version(db, where)
@@ -102,10 +106,15 @@ def export_journal(
         writer = csv.writer(out, lineterminator="\n")
         try:
             if kind == "fills":
+                _refuse_untimed(db, where, "fills", "recorded_at_ms", ("fill_id",))
                 return _write(writer, FILL_COLUMNS, _rows(where, "fills", (-1,), db.execute(_FILLS, window), _fill_row))
             if kind == "funding":
-                rows: Iterable[tuple[Any, ...]] = db.execute(_FUNDING, window) if version >= 2 else ()  # v1: none
+                rows: Iterable[tuple[Any, ...]] = ()  # a version 1 journal has none
+                if version >= 2:
+                    _refuse_untimed(db, where, "funding_payments", "settled_at_ms", ("exchange", "payment_id"))
+                    rows = db.execute(_FUNDING, window)
                 return _write(writer, FUNDING_COLUMNS, _rows(where, "funding_payments", (1, 4), rows, _funding_row))
+            _refuse_untimed(db, where, "intents", "created_at_ms", ("intent_id",))
             filled = _fill_quantities(db, window, where)
             orders = _rows(where, "intents", (1,), db.execute(_ORDERS, window), lambda row: _order_row(row, filled))
             return _write(writer, ORDER_COLUMNS, orders)
@@ -163,6 +172,20 @@ def _warn_pending_intents(path: str) -> None:
             "journal %s: its intent log holds %d bytes of intents not yet in the database (the engine is running, "
             "or stopped abruptly and has not been started since); they are not in this export", path, size,
         )
+
+
+def _refuse_untimed(db: sqlite3.Connection, where: str, table: str, column: str, key: tuple[str, ...]) -> None:
+    """An ExportError naming the first row of ``table`` (by its ``key`` columns) whose ``column``, the time
+    an export's window is applied to, no window holds; nothing when there is none."""
+    rows = db.execute(_UNTIMED.format(column=column, key=", ".join(key), table=table), (_END_MS - 1,))
+    for _ in _rows(where, table, tuple(range(1, len(key) + 1)), rows, lambda row: _window_time(row[0], column)):
+        pass
+
+
+def _window_time(ms: object, column: str) -> int:
+    if type(ms) is not int or not 0 <= ms < _END_MS:
+        raise UnreadableValue(f"{column} {ms!r}: not a time in ms since 1970")
+    return ms
 
 
 def _rows(

@@ -194,6 +194,13 @@ def test_what_cannot_be_exported_is_named(tmp_path: Path, journal_path: Path) ->
      "funding_payments row gateio_futures f1: amount 'sNaN': not a finite number"),
     ("orders", "UPDATE fills SET quantity = 'Inf' WHERE trade_id = 't4'",
      "fills row 4: quantity 'Inf': not a finite number"),
+    # A time no window holds: the row was left out of every export, unsaid.
+    ("fills", "UPDATE fills SET recorded_at_ms = 'yesterday' WHERE trade_id = 't3'",
+     "fills row 3: recorded_at_ms 'yesterday': not a time in ms since 1970"),
+    ("funding", "UPDATE funding_payments SET settled_at_ms = -5 WHERE payment_id = 'f2'",
+     "funding_payments row gateio_futures f2: settled_at_ms -5: not a time in ms since 1970"),
+    ("orders", f"UPDATE intents SET created_at_ms = {2**62} WHERE client_order_id = 'o1-s'",
+     f"intents row 2: created_at_ms {2**62}: not a time in ms since 1970"),
 ])
 def test_a_damaged_value_is_named_by_table_row_and_column(
     journal_path: Path, kind: str, damage: str, expected: str
