@@ -16,7 +16,7 @@ import logging
 import os
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator
-from decimal import Decimal
+from decimal import Context, Decimal, Inexact, InvalidOperation, Overflow
 from typing import Any, TextIO, TypeVar
 
 import msgspec
@@ -73,6 +73,9 @@ WHERE i.created_at_ms >= ? AND i.created_at_ms < ?
 # number): it is looked for first and refused by name, instead of being left out unsaid.
 _END_MS = 2**62
 _UNTIMED = "SELECT {column}, {key} FROM {table} WHERE typeof({column}) <> 'integer' OR {column} NOT BETWEEN 0 AND ?"
+# Amounts within ``number_problem``'s range sum exactly in these digits, or raise: one written with more
+# digits than any venue writes is refused, not rounded.
+_SUM = Context(prec=80, traps=[InvalidOperation, Inexact, Overflow])
 _decode_request = msgspec.json.Decoder(OrderRequest).decode
 _Converted = TypeVar("_Converted")
 
@@ -254,14 +257,19 @@ def _funding_row(row: tuple[Any, ...]) -> list[str]:
 def _fill_quantities(db: sqlite3.Connection, window: tuple[int, int], where: str) -> dict[int, Decimal]:
     """The recorded fill quantity per intent created in ``window``, summed exactly."""
     filled: dict[int, Decimal] = {}
-    rows = _rows(where, "fills", (0,), db.execute(_FILL_QUANTITIES, window), _intent_quantity)
-    for intent_id, quantity in rows:
-        filled[intent_id] = filled.get(intent_id, Decimal(0)) + quantity
+
+    def add(row: tuple[Any, ...]) -> None:
+        intent_id, quantity = row[1], stored_decimal(row[2], "quantity")
+        try:
+            filled[intent_id] = _SUM.add(filled.get(intent_id, Decimal(0)), quantity)
+        except ArithmeticError:
+            raise UnreadableValue(
+                f"quantity {row[2]!r}: the fills of its order do not sum exactly in {_SUM.prec} digits"
+            ) from None
+
+    for _ in _rows(where, "fills", (0,), db.execute(_FILL_QUANTITIES, window), add):
+        pass
     return filled
-
-
-def _intent_quantity(row: tuple[Any, ...]) -> tuple[int, Decimal]:
-    return row[1], stored_decimal(row[2], "quantity")
 
 
 def _order_row(row: tuple[Any, ...], filled: dict[int, Decimal]) -> list[str]:

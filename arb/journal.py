@@ -75,7 +75,7 @@ import numpy as np
 from .errors import ArbitrageEngineError
 from .exchanges.models import Fill, FundingPayment, OrderRequest, OrderState, OrderStatus
 from .instruments import InstrumentCatalog
-from .types import ExchangeName, OrderSide
+from .types import ExchangeName, OrderSide, number_problem
 
 log = logging.getLogger(__name__)
 
@@ -430,8 +430,11 @@ def stored_decimal(value: Decimal | str, column: str) -> Decimal:
         number = Decimal(value)
     except (ArithmeticError, TypeError, ValueError):
         raise UnreadableValue(f"{column} {value!r}: not a decimal number") from None
-    if not number.is_finite():  # "NaN", "Infinity": Decimal reads them, but they are no amount
-        raise UnreadableValue(f"{column} {value!r}: not a finite number")
+    # "NaN", "Infinity": Decimal reads them, but they are no amount; nor is 1e400000000, whose arithmetic
+    # overflows and whose plain text runs to hundreds of megabytes.
+    problem = number_problem(number)
+    if problem:
+        raise UnreadableValue(f"{column} {value!r}: {problem}")
     return number
 
 

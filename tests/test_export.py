@@ -194,6 +194,14 @@ def test_what_cannot_be_exported_is_named(tmp_path: Path, journal_path: Path) ->
      "funding_payments row gateio_futures f1: amount 'sNaN': not a finite number"),
     ("orders", "UPDATE fills SET quantity = 'Inf' WHERE trade_id = 't4'",
      "fills row 4: quantity 'Inf': not a finite number"),
+    # An amount whose arithmetic overflows: a bare decimal.Overflow; its plain text fills hundreds of megabytes.
+    ("orders", "UPDATE fills SET quantity = '1e400000000' WHERE trade_id = 't4'",
+     "fills row 4: quantity '1e400000000': out of range: at most 30 digits before or after the point"),
+    ("fills", "UPDATE fills SET price = '1E+1000' WHERE trade_id = 't2'", "fills row 2: price '1E+1000': out of range"),
+    # Fills of one order (t1, t2) whose sum is not exact in 80 digits: it was rounded, unsaid.
+    ("orders", f"UPDATE fills SET quantity = CASE trade_id WHEN 't1' THEN '1{'0' * 30}' ELSE '0.{'1' * 60}' END "
+     "WHERE trade_id IN ('t1', 't2')",
+     f"fills row 2: quantity '0.{'1' * 60}': the fills of its order do not sum exactly in 80 digits"),
     # A time no window holds: the row was left out of every export, unsaid.
     ("fills", "UPDATE fills SET recorded_at_ms = 'yesterday' WHERE trade_id = 't3'",
      "fills row 3: recorded_at_ms 'yesterday': not a time in ms since 1970"),
