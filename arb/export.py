@@ -157,6 +157,14 @@ def _schema_version(db: sqlite3.Connection, path: str) -> int:
         (version,) = db.execute("PRAGMA user_version").fetchone()
         tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     except sqlite3.DatabaseError as exc:
+        if exc.sqlite_errorcode == sqlite3.SQLITE_CANTOPEN:
+            # A journal in WAL mode is read through its shared-memory index beside it, which a read-only
+            # directory neither holds nor lets SQLite create: not a damaged file.
+            raise ExportError(
+                f"journal {path}: cannot open it ({exc}): SQLite reads it only where it can open or create "
+                f"{path}-shm beside it; export from a directory this user can write to, or copy the journal "
+                "with its -wal file into one and export the copy"
+            ) from exc
         raise ExportError(f"journal {path}: not an SQLite database ({exc})") from exc
     if "intents" not in tables or "fills" not in tables or version < 1:
         raise ExportError(f"journal {path}: not an arb journal (no intents and fills tables)")

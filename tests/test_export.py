@@ -171,6 +171,21 @@ def test_what_cannot_be_exported_is_named(tmp_path: Path, journal_path: Path) ->
         export_journal(journal_path, "orders", io.StringIO())
 
 
+def test_a_journal_whose_shared_memory_file_cannot_be_opened_is_not_called_damaged(
+    tmp_path: Path, journal_path: Path
+) -> None:
+    """In a read-only directory SQLite cannot create the ``-shm`` file a WAL journal is read through:
+    the export said "not an SQLite database" of a valid journal, with nothing to do about it."""
+    Path(f"{journal_path}-shm").unlink(missing_ok=True)
+    Path(f"{journal_path}-shm").symlink_to(tmp_path / "no such directory" / "shm")  # as unopenable, even for root
+    with pytest.raises(ExportError) as info:
+        export_journal(journal_path, "fills", io.StringIO())
+    message = str(info.value)
+    assert message.startswith(f"journal {journal_path}: cannot open it (unable to open database file)")
+    assert f"{journal_path}-shm" in message and "copy the journal with its -wal file" in message
+    assert "not an SQLite database" not in message
+
+
 @pytest.mark.parametrize(("kind", "damage", "expected"), [
     ("fills", "UPDATE fills SET price = 'abc' WHERE trade_id = 't2'", "fills row 2: price 'abc': not a decimal number"),
     ("fills", "UPDATE fills SET recorded_at_ms = 100000000000000000 WHERE trade_id = 't3'",
