@@ -5,7 +5,7 @@ The journal is opened read-only (SQLite's ``mode=ro``): an export runs beside an
 writing it (a WAL reader never blocks the writer) and changes nothing. Money is written as the
 journal stores it, exact decimal text; times as ISO 8601 UTC with milliseconds. Intents a crash
 left only in the intent log (``<journal>-intents``) reach the database at the next start; an
-export warns when that log is not empty.
+export warns of those the log holds and the database does not.
 """
 
 from __future__ import annotations
@@ -23,7 +23,15 @@ import msgspec
 
 from .errors import ArbitrageEngineError
 from .exchanges.models import OrderRequest
-from .journal import INTENT_LOG_SUFFIX, SCHEMA_VERSION, UnreadableValue, converted_rows, stored_decimal
+from .journal import (
+    INTENT_LOG_SUFFIX,
+    SCHEMA_VERSION,
+    IntentLogDamage,
+    UnreadableValue,
+    converted_rows,
+    read_intent_log,
+    stored_decimal,
+)
 from .risk import MS_PER_DAY
 
 log = logging.getLogger(__name__)
@@ -105,9 +113,9 @@ def export_journal(
     db = _open_read_only(where)
     try:
         version = _schema_version(db, where)
-        _warn_pending_intents(where)
         writer = csv.writer(out, lineterminator="\n")
         try:
+            _warn_pending_intents(db, where)
             if kind == "fills":
                 _refuse_untimed(db, where, "fills", "recorded_at_ms", ("fill_id",))
                 return _write(writer, FILL_COLUMNS, _rows(where, "fills", (-1,), db.execute(_FILLS, window), _fill_row))
@@ -173,15 +181,32 @@ def _schema_version(db: sqlite3.Connection, path: str) -> int:
     return int(version)
 
 
-def _warn_pending_intents(path: str) -> None:
+def _warn_pending_intents(db: sqlite3.Connection, path: str) -> None:
+    """Warn of the intents the intent log holds that the database does not (yet). The log is emptied only
+    at checkpoints: beside a running engine it mostly holds intents the database has already."""
     try:
-        size = os.path.getsize(path + INTENT_LOG_SUFFIX)
+        with open(path + INTENT_LOG_SUFFIX, "rb") as file:
+            data = file.read()
     except OSError:
         return
-    if size:
+    try:
+        lines, _ = read_intent_log(data)  # a torn last record: an append under way, its order not sent yet
+    except IntentLogDamage as exc:
         log.warning(
-            "journal %s: its intent log holds %d bytes of intents not yet in the database (the engine is running, "
-            "or stopped abruptly and has not been started since); they are not in this export", path, size,
+            "journal %s: its intent log line %d is damaged (%s): the intents there may not be in this export, "
+            "and the engine's next start refuses the line", path, exc.line, exc,
+        )
+        return
+    logged = {row[0] for _, rows in lines for row in rows}
+    if not logged:
+        return
+    stored = {intent_id for (intent_id,) in db.execute("SELECT intent_id FROM intents WHERE intent_id >= ?",
+                                                       (min(logged),))}
+    pending = len(logged - stored)
+    if pending:
+        log.warning(
+            "journal %s: its intent log holds %d intents not yet in the database (the engine is running, or "
+            "stopped abruptly and has not been started since); they are not in this export", path, pending,
         )
 
 

@@ -395,6 +395,33 @@ class ReusedClientIdError(JournalError):
     """A record refused for its content: its client order id is journaled already on that market."""
 
 
+class IntentLogDamage(ValueError):
+    """A whole line of an intent log that does not read as intents (``line``, from 1): not a torn
+    append, but a lost page, e.g. after power loss under ``synchronous=NORMAL``."""
+
+    def __init__(self, line: int, problem: str) -> None:
+        super().__init__(problem)
+        self.line = line
+
+
+def read_intent_log(data: bytes) -> tuple[list[tuple[int, list[_LoggedIntent]]], bytes]:
+    """The intents an intent log's ``data`` records, as ``(line number, intents rows)`` of each whole
+    line, and its torn last record (empty unless the last append was cut short); ``IntentLogDamage``
+    at the first whole line that does not read."""
+    lines = data.split(b"\n")
+    torn = lines.pop()
+    read = []
+    for number, line in enumerate(lines, 1):
+        try:
+            rows = _decode_log_line(line)
+            for row in rows:
+                _check_logged_row(row)
+        except (msgspec.DecodeError, ValueError) as exc:
+            raise IntentLogDamage(number, str(exc)) from exc
+        read.append((number, rows))
+    return read, torn
+
+
 class UnreadableValue(ValueError):
     """A value stored in the journal that cannot be read back; the message names its column and the value."""
 
@@ -672,8 +699,15 @@ class Journal:
             return
         except OSError as exc:
             raise JournalError(f"journal {self.path}: cannot read its intent log {log_path}: {exc}") from exc
-        lines = data.split(b"\n")
-        torn = lines.pop()  # empty unless the last write was cut short
+        try:
+            lines, torn = read_intent_log(data)
+        except IntentLogDamage as exc:
+            # Refused before anything of it is committed and the log emptied: the line stays to repair.
+            raise JournalError(
+                f"journal {self.path}: intent log {log_path} line {exc.line} is damaged ({exc}); the "
+                "orders it recorded may exist: check the venues' recent orders, then repair or remove "
+                "the line"
+            ) from exc
         if torn:
             # Orders are sent only after their line is written whole: these never went out.
             log.warning(
@@ -681,19 +715,7 @@ class Journal:
             )
         recovered = 0
         with self._transaction:
-            for number, line in enumerate(lines, 1):
-                try:
-                    rows = _decode_log_line(line)
-                    for row in rows:
-                        _check_logged_row(row)
-                except (msgspec.DecodeError, ValueError) as exc:
-                    # Not a torn append (the line is whole): a lost page, e.g. after power loss under NORMAL.
-                    # Refused before anything of it is committed and the log emptied: the line stays to repair.
-                    raise JournalError(
-                        f"journal {self.path}: intent log {log_path} line {number} is damaged ({exc}); the "
-                        "orders it recorded may exist: check the venues' recent orders, then repair or remove "
-                        "the line"
-                    ) from exc
+            for number, rows in lines:
                 for row in rows:
                     found = self._db.execute(
                         "SELECT exchange, client_order_id FROM intents WHERE intent_id = ?", (row[0],)
