@@ -605,8 +605,18 @@ def test_kill_9_at_random_points_loses_and_doubles_nothing(tmp_path: Path, mode:
     rng = random.Random(20240601)
     kills = 0
     flags = ["--deferred"] if mode == "deferred" else []
-    for _ in range(20):
+    def written() -> int:
+        return report.stat().st_size if report.exists() else 0
+
+    for round_ in range(20):
+        before = written()
         child = subprocess.Popen([sys.executable, str(WRITER), str(db), str(report), *flags], env=env)
+        if round_:
+            # Timed from its first commit, not from its start: on a loaded machine the interpreter's
+            # start-up alone can outlast the wait, and the writers would be killed before writing.
+            deadline = time.monotonic() + 10
+            while child.poll() is None and written() == before and time.monotonic() < deadline:
+                time.sleep(0.005)
         time.sleep(rng.uniform(0.15, 0.6))
         if child.poll() is None:
             child.send_signal(signal.SIGKILL)
