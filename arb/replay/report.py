@@ -329,7 +329,7 @@ def report_data(
         skipped={reason: count for reason, count in (
             ("order_budget", summary.skipped_for_order_budget), ("outdated", summary.skipped_as_outdated),
             ("fills_unseen", summary.skipped_for_unseen_fills), ("withdrawn", summary.skipped_as_withdrawn),
-            ("resized", summary.resized_after_trade),
+            ("resized", summary.resized_after_trade), ("market_halted", summary.skipped_for_halted_market),
         ) if count},
         notes=list(notes),
         open_hedges=summary.open_hedges,

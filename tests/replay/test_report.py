@@ -152,6 +152,18 @@ def test_a_zero_held_hedge_basis_and_a_tiny_pnl_read_without_an_exponent(tmp_pat
     assert str(data.held_hedge_basis) == "0E-8"  # the value itself is kept as it was
 
 
+def test_the_report_counts_opportunities_passed_up_for_a_halted_market(tmp_path: Path) -> None:
+    """The run summary counted them, the report's ``skipped`` left them out."""
+    summary = RunSummary(
+        mode="backtest", duration_s=D(1), statistics=EngineStatistics(), fills=0, rejected_by_risk={},
+        latency_ms={}, breakers_tripped=[], resyncs={}, skew_alerts=[], shutdown=[],
+        skipped_as_outdated=1, skipped_for_halted_market=3,
+    )
+    write_report(report_data("t", summary, TradeLog(), PerformanceMonitor(100), start_ns=0), tmp_path)
+    assert json.loads((tmp_path / "summary.json").read_text())["skipped"] == {"outdated": 1, "market_halted": 3}
+    assert "<td>market_halted</td><td>3</td>" in (tmp_path / "report.html").read_text()
+
+
 def test_a_report_replaces_the_one_in_its_directory_charts_included(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
