@@ -2218,13 +2218,15 @@ class ArbitrageController:
 
     async def _cancel_open_orders(self) -> None:
         """Cancel every order of the engine's (one the journal has an intent for) still resting on a
-        trading market; one that fails (filled meanwhile, a venue unreachable) is logged and the
-        others are still cancelled. Other orders on the account (placed by hand or by another
-        program) are left as they are, unless the journal cannot be read to tell (then cancelled:
-        an order of ours left resting could fill unwatched); without a journal nothing says which
-        are the engine's."""
+        trading market; one that fails (a venue unreachable) is logged and the others are still
+        cancelled, and the step then fails naming what may still rest (one the venue no longer
+        knows has ended meanwhile: nothing rests). Other orders on the account (placed by hand or
+        by another program) are left as they are, unless the journal cannot be read to tell (then
+        cancelled: an order of ours left resting could fill unwatched); without a journal nothing
+        says which are the engine's."""
         journal = self.journal
         journal_writes = True
+        left: list[str] = []  # what may still rest, for the step's failure
         for market, connector in self.traders.items():
             if not connector.can_trade:
                 continue
@@ -2232,6 +2234,7 @@ class ArbitrageController:
                 orders = await connector.open_orders()
             except Exception as exc:
                 log.error("%s: open orders unreadable, none cancelled there: %s", market.value, exc)
+                left.append(f"{market.value}: open orders unreadable ({exc})")
                 continue
             for order in orders:
                 cid = order.client_order_id
@@ -2243,7 +2246,11 @@ class ArbitrageController:
                 try:
                     state = await connector.cancel_order(order.symbol, order_id=order.order_id)
                 except Exception as exc:
-                    log.error("%s: cancelling %s (%s) failed: %s", market.value, order.client_order_id, order.symbol, exc)
+                    if isinstance(exc, ExchangeError) and exc.category == ErrorCategory.UNKNOWN_ORDER:
+                        log.warning("%s: %s (%s) ended before its cancel: %s", market.value, cid, order.symbol, exc)
+                    else:
+                        log.error("%s: cancelling %s (%s) failed: %s", market.value, cid, order.symbol, exc)
+                        left.append(f"{market.value}: cancelling {cid} ({order.symbol}) failed ({exc})")
                     continue
                 if journal_writes:
                     try:
@@ -2251,6 +2258,8 @@ class ArbitrageController:
                     except Exception as exc:  # the venue's cancel stands; the next start's reconciliation learns it
                         log.error("%s: cancel of %s not journaled, nor the cancels after it: %s", market.value, cid, exc)
                         journal_writes = False  # each failed write may hold the loop for the busy timeout
+        if left:
+            raise ArbitrageEngineError("engine orders may still rest: " + "; ".join(left))
 
     @staticmethod
     def _engine_order(journal: Journal, market: ExchangeName, client_order_id: str, symbol: str) -> bool:

@@ -54,6 +54,7 @@ from arb.pipeline import ScannerPipeline, SymbolPlan
 from arb.recovery import RecoveryManager, RecoveryStatus
 from arb.risk import Breaker, RiskManager
 from arb.secrets import ApiCredentials, Secret
+from arb.shutdown import ShutdownManager, StepOutcome, StepStatus
 from arb.sim.cluster import SimCluster, default_instruments
 from arb.sim.faults import VenueFaults
 from arb.sim.market import Dislocation
@@ -1949,8 +1950,10 @@ def test_shutdown_waits_for_the_execution_in_flight_even_after_another_task_fail
 
 
 def test_shutdown_cancels_every_open_order_it_can_when_some_cannot_be(tmp_path: Path) -> None:
-    """One venue's open orders cannot be read and one cancel fails (the order filled meanwhile): the
-    other orders of the engine's are still cancelled; an order placed by hand is left resting."""
+    """One venue's open orders cannot be read, one cancel fails (the venue times out) and one is
+    answered that the order ended (filled meanwhile): the other orders of the engine's are still
+    cancelled, an order placed by hand is left resting, and the step fails naming what may still
+    rest (it ended OK, and the run's summary said "all OK", exit status 0)."""
     def resting(cid: str) -> OrderState:
         return OrderState(symbol="BTC/USDT", order_id=cid, client_order_id=cid, side=OrderSide.BUY,
                           type=OrderType.LIMIT, status=OrderStatus.NEW, quantity=D("0.001"), price=D(50000))
@@ -1970,19 +1973,32 @@ def test_shutdown_cancels_every_open_order_it_can_when_some_cannot_be(tmp_path: 
         async def cancel_order(self, symbol: str, *, order_id: str) -> OrderState:
             if order_id == "filled":
                 raise OrderRejectedError("mexc", "unknown order", category=ErrorCategory.UNKNOWN_ORDER)
+            if order_id == "stuck":
+                raise ExchangeError("mexc", "cancel: timed out")
             self.cancelled.append(order_id)
             return msgspec.structs.replace(resting(order_id), status=OrderStatus.CANCELED)
 
-    unreachable, mexc = Venue(None), Venue([resting("filled"), resting("by-hand"), resting("resting")])
+    unreachable = Venue(None)
+    mexc = Venue([resting("filled"), resting("by-hand"), resting("stuck"), resting("resting")])
     journal = Journal(tmp_path / "journal.sqlite3")
-    for cid in ("filled", "resting"):
+    for cid in ("filled", "stuck", "resting"):
         request = OrderRequest(symbol="BTC/USDT", side=OrderSide.BUY, type=OrderType.LIMIT, quantity=D("0.001"),
                                price=D(50000), time_in_force=TimeInForce.IOC, client_order_id=cid)
         journal.record_intent(f"o-{cid}", "buy", request, ExchangeName.MEXC)
     controller = ArbitrageController(manager(tmp_path), journal=journal)
     controller.traders = {ExchangeName.GATEIO: unreachable, ExchangeName.MEXC: mexc}  # type: ignore[dict-item]
-    asyncio.run(controller._cancel_open_orders())
+
+    async def shut_down() -> list[StepOutcome]:
+        shutdown = ShutdownManager(signals=())
+        shutdown.add_step("cancel open orders", controller._cancel_open_orders, timeout_s=5)
+        shutdown.request_shutdown("test")
+        return await shutdown.wait()
+
+    [outcome] = asyncio.run(shut_down())
     assert mexc.cancelled == ["resting"]
+    assert outcome.status is StepStatus.ERROR and outcome.error is not None
+    assert "gateio: open orders unreadable" in outcome.error and "mexc: cancelling stuck" in outcome.error
+    assert "filled" not in outcome.error
     journal.close()
 
 
@@ -2633,8 +2649,6 @@ def test_a_shutdown_manager_given_too_short_a_budget_is_warned_about(
 ) -> None:
     """One passed in by a caller keeps its own budget: shorter than the steps, the journal's flush
     could be skipped after a long drain."""
-    from arb.shutdown import ShutdownManager
-
     controller = ArbitrageController(manager(tmp_path), shutdown=ShutdownManager(timeout_s=30))
     with caplog.at_level(logging.WARNING, logger="arb.controller"):
         controller._register_shutdown_steps()
