@@ -599,20 +599,26 @@ class LiveView:
                 self._poll_for_view()
                 live.refresh()
 
-    def _poll_for_view(self) -> None:
-        """``poll`` for the live view: a failure is logged (about once a minute) and the view shows
-        the last snapshot, rather than the view freezing unsaid and the run's summary lost."""
+    def _poll_for_view(self) -> tuple[ViewSnapshot, list[ViewEvent]] | None:
+        """``poll`` for the live view and the headless events: a failure is logged (about once a
+        minute) and None returned, rather than the view freezing unsaid, the run's summary lost
+        or (headless: the controller's housekeeping asks for the status) the engine stopped."""
         try:
-            self.poll()
+            return self.poll()
         except Exception:
             self._view_failures.warn("poll", monotonic_ns(), "live view: reading the engine's state failed",
                                      exc_info=True)
+            return None
 
     # --- headless ---------------------------------------------------------------------
 
     def report(self, status_line: str = "") -> None:
-        """Log the events since the last poll, then a ``status`` event, on the ``arb.events`` logger."""
-        snapshot, events = self.poll()
+        """Log the events since the last poll, then a ``status`` event, on the ``arb.events`` logger
+        (neither when the poll fails: ``_poll_for_view``)."""
+        polled = self._poll_for_view()
+        if polled is None:
+            return
+        snapshot, events = polled
         for event in events:
             _events.log(event.level, event.message, extra={"event": event.event, "data": event.data})
         data = msgspec.to_builtins(snapshot)
@@ -620,9 +626,9 @@ class LiveView:
         _events.info(status_line or "status", extra={"event": "status", "data": data})
 
     def report_summary(self, summary: RunSummary) -> None:
-        """Log the events since the last poll and the run's ``summary`` event."""
-        _, events = self.poll()
-        for event in events:
+        """Log the events since the last poll (none when the poll fails) and the run's ``summary`` event."""
+        polled = self._poll_for_view()
+        for event in polled[1] if polled is not None else []:
             _events.log(event.level, event.message, extra={"event": event.event, "data": event.data})
         data = msgspec.to_builtins(summary)
         data["ok"] = summary.ok

@@ -427,6 +427,32 @@ def test_run_headless_prints_json_lines_and_exits_0(tmp_path: Path) -> None:
     assert "arb run summary" in done.stderr
 
 
+def test_a_headless_status_whose_poll_fails_is_logged_and_the_run_goes_on(tmp_path: Path) -> None:
+    """The controller's housekeeping asks for the headless status: a poll that raised there ended
+    that task, which stopped the engine ("stopped: arb status: RuntimeError") and failed the run."""
+    script = """
+import sys
+import arb.view
+poll, calls = arb.view.LiveView.poll, []
+def failing_once(self):
+    calls.append(1)
+    if len(calls) == 1:  # the first status, a second into the run
+        raise RuntimeError("boom in poll")
+    return poll(self)
+arb.view.LiveView.poll = failing_once
+from arb.cli import main
+sys.exit(main(["run", "--duration", "3", "--headless"]))
+"""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ARB_", "MEXC_", "GATEIO_", "ENCRYPTION_"))}
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    objects = [json.loads(line) for line in done.stdout.splitlines()]
+    assert objects[-1]["event"] == "summary" and objects[-1]["stop_reason"] == "duration elapsed"
+    assert [o["event"] for o in objects].count("status") >= 1  # those after the failure
+    assert "live view: reading the engine's state failed" in done.stderr and "boom in poll" in done.stderr
+
+
 def test_results_dropped_before_they_were_shown_are_skipped_and_none_is_shown_twice() -> None:
     parts = Parts()
     window = 2  # the controller keeps only the newest results
