@@ -380,7 +380,9 @@ class ArbitrageController:
     at start-up (``_check_futures_positions``), and the funding they settled every
     ``funding_refresh_interval_ms`` (``_record_funding``), and every market's trading rules every
     ``instrument_refresh_interval_ms`` (``_watch_trading_rules``); a backtest's in-process venues
-    need none of it.
+    need none of it. ``operator_signals``: take SIGINT/SIGTERM (a graceful shutdown) and
+    SIGUSR1/SIGUSR2 (the kill switch) from the process while it starts and runs; False leaves
+    every signal to the caller (a backtest: stopped, it is interrupted, not a shorter run).
     """
 
     def __init__(
@@ -405,6 +407,7 @@ class ArbitrageController:
         clock: Callable[[], int] = monotonic_ns,
         wall_clock: Callable[[], int] = time.time_ns,
         watch_accounts: bool = True,
+        operator_signals: bool = True,
     ) -> None:
         self.config_manager = config_manager
         self.config = config_manager.config
@@ -425,6 +428,7 @@ class ArbitrageController:
         self.clock = clock  # monotonic ns; a backtest passes its virtual clock
         self.wall_clock = wall_clock  # ns since the epoch; a backtest passes the recording's
         self.watch_accounts = watch_accounts
+        self.operator_signals = operator_signals
         self.mode = "not initialized"
         self.connectors: dict[ExchangeName, ExchangeConnector] = {}
         # The private side the executor, recovery and balances use: the connectors, or paper markets.
@@ -516,7 +520,7 @@ class ArbitrageController:
         if paper and not dry_run:
             raise ArbitrageEngineError("paper trading sends no orders: initialize(paper=True) takes dry_run=True")
         starting = asyncio.current_task()
-        handled = self._install_startup_signals(starting)
+        handled = self._install_startup_signals(starting) if self.operator_signals else []
         try:
             await self._initialize(dry_run, paper)
         except asyncio.CancelledError:
@@ -1301,7 +1305,8 @@ class ArbitrageController:
         self._spent = True
         shutdown = self.shutdown_manager
         self._early_signals = []  # replaced by the run's own handlers, which it gives back at its end
-        shutdown.install()
+        if self.operator_signals:
+            shutdown.install()
         kill_switch = self._install_kill_switch()
         if self._stop_before_run is not None:
             shutdown.request_shutdown(self._stop_before_run)
@@ -1436,8 +1441,8 @@ class ArbitrageController:
     def _install_kill_switch(self) -> list[signal.Signals]:
         """SIGUSR1 engages the kill switch, SIGUSR2 releases it and resets every tripped breaker
         (``engage_kill_switch``, ``release_kill_switch``), while ``run`` runs (where the loop takes
-        signal handlers: the main thread, POSIX); the signals handled."""
-        if self.risk is None:
+        signal handlers: the main thread, POSIX); the signals handled (none without ``operator_signals``)."""
+        if self.risk is None or not self.operator_signals:
             return []
 
         def engage() -> None:

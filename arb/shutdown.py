@@ -19,14 +19,16 @@ Usage::
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
+import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from enum import Enum
 from types import TracebackType
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import msgspec
 
@@ -115,6 +117,42 @@ def release_stop_signals() -> signal.Signals | None:
         signal.signal(sig, signal.SIG_DFL)
     take_held_kill_switch_signal()
     return take_held_stop_signal()
+
+
+def _stop_exception(signum: int) -> KeyboardInterrupt:
+    return Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+
+
+@contextlib.contextmanager
+def stop_signals_cancel(task: asyncio.Task[Any]) -> Iterator[None]:
+    """While the body runs ``task``'s loop, SIGINT or SIGTERM cancels ``task``, and leaving the body
+    raises ``KeyboardInterrupt`` (SIGINT) or ``Terminated`` (SIGTERM), as the signal itself would
+    after ``release_stop_signals``; a second signal raises at once. Raised by the signal, the
+    exception would land in whichever of the loop's tasks was running, where nothing awaits it.
+    The handlers are put back after; outside the main thread the signals keep their handling."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    loop = task.get_loop()
+    received: list[int] = []
+
+    def on_signal(signum: int, frame: object) -> None:
+        if received:
+            raise _stop_exception(signum)
+        received.append(signum)
+        loop.call_soon_threadsafe(task.cancel)
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in _STOP_SIGNALS}
+    try:
+        yield
+    except asyncio.CancelledError:
+        if not received:
+            raise
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)  # None: not set from Python
+    if received:
+        raise _stop_exception(received[0])
 
 
 class StepStatus(str, Enum):

@@ -88,6 +88,7 @@ from ..pipeline import ScannerPipeline
 from ..recovery import RecoveryManager
 from ..risk import RiskManager
 from ..secrets import ApiCredentials, Secret
+from ..shutdown import stop_signals_cancel
 from ..sim.cluster import SimConfig, default_instruments
 from ..sim.matching import MatchingEngine, OrderEvent, OrderRejected, SimExchange, from_atoms
 from ..types import ArbitrageConfig, ArbitrageOpportunity, ExchangeName, ExecutionResult, OpportunityType, OrderSide
@@ -929,7 +930,10 @@ def _tradable(symbols: Mapping[ExchangeName, set[str]], types: frozenset[Opportu
 def backtest(
     files: Sequence[str | Path], manager: ConfigurationManager, settings: BacktestSettings | None = None
 ) -> BacktestResult:
-    """Replay ``files`` through the engine configured by ``manager`` (loaded); deterministic."""
+    """Replay ``files`` through the engine configured by ``manager`` (loaded); deterministic.
+
+    SIGINT or SIGTERM interrupts it: no result, ``KeyboardInterrupt`` or ``shutdown.Terminated``
+    raised (``stop_signals_cancel``); the engine takes no signal of its own (no kill switch)."""
     settings = settings or BacktestSettings()
     survey = _survey(files, settings.compiled)
     start_ns = survey.first.recv_ns if survey.first is not None else 0
@@ -943,14 +947,28 @@ def backtest(
     freeze = gc.get_freeze_count() == 0
     if freeze:
         gc.freeze()
+    replay = loop.create_task(_replay(files, manager, settings, survey, clock))
     try:
-        result = loop.run_until_complete(_replay(files, manager, settings, survey, clock))
+        with stop_signals_cancel(replay):
+            result = loop.run_until_complete(replay)
+    except BaseException:  # stopped by a signal, or failed: the engine's tasks end rather than linger
+        _end_tasks(loop)
+        raise
     finally:
         loop.close()
         if freeze:
             gc.unfreeze()
     result.wall_s = time.perf_counter() - started
     return result
+
+
+def _end_tasks(loop: asyncio.AbstractEventLoop) -> None:
+    """Cancel the tasks left on ``loop`` and wait for them to end (their outcomes taken)."""
+    tasks = asyncio.all_tasks(loop)
+    for task in tasks:
+        task.cancel()
+    if tasks:  # gather() of nothing would make its future on another loop
+        loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
 
 
 async def _replay(
@@ -1105,6 +1123,7 @@ def _controller(
         ),
         results_kept=None,  # the report shows every execution
         watch_accounts=False,  # the in-process venues hold what the books record
+        operator_signals=False,  # a stop interrupts the backtest (its caller's), not a run's end to report
         clock=clock,
         wall_clock=clock.wall_ns,
     )

@@ -7,6 +7,7 @@ import bisect
 import hashlib
 import random
 import re
+import signal
 import struct
 import subprocess
 import sys
@@ -821,6 +822,39 @@ def test_busy_polling_in_the_config_is_ignored_by_the_backtest(simulated: Path, 
     plain = backtest([simulated], _default_manager())
     assert plain.results
     assert child.stdout.split() == [str(len(plain.opportunities)), str(len(plain.orders)), str(len(plain.results))]
+
+
+SIGNALLED_BACKTEST = """
+import os, signal, sys
+from arb.controller import ArbitrageController
+signum, recording, report, moment = sys.argv[1:]
+called = getattr(ArbitrageController, moment)
+async def signalled(self, *args, **kwargs):  # as the engine starts, or starts trading
+    os.kill(os.getpid(), getattr(signal, signum))
+    return await called(self, *args, **kwargs)
+setattr(ArbitrageController, moment, signalled)
+from arb.cli import main
+sys.exit(main(["backtest", recording, "--json", "--report", report]))
+"""
+
+
+@pytest.mark.parametrize(("signum", "code", "moment"), [
+    ("SIGINT", 130, "run"), ("SIGTERM", 143, "run"), ("SIGUSR1", -signal.SIGUSR1, "run"), ("SIGTERM", 143, "initialize"),
+])
+def test_a_backtest_stopped_by_a_signal_writes_no_result(tmp_path: Path, signum: str, code: int, moment: str) -> None:
+    """The backtest's engine took the signals as a run does: stopped, it replayed the rest of the
+    recording untraded and wrote its summary and report as a whole backtest's, exit 0; SIGUSR1
+    engaged the kill switch, changing the result unsaid. Only a run has a kill switch."""
+    recording = tmp_path / "rec.arbrec"
+    record_simulated(recording, 200)
+    report = tmp_path / "report"
+    done = subprocess.run(
+        [sys.executable, "-c", SIGNALLED_BACKTEST, signum, str(recording), str(report), moment],
+        capture_output=True, text=True, timeout=120, cwd=tmp_path,
+    )
+    assert done.returncode == code, done.stderr
+    assert done.stdout == "" and not (report / "summary.json").exists()
+    assert "Traceback" not in done.stderr and "Task was destroyed" not in done.stderr
 
 
 def test_timers_due_more_than_a_year_into_a_backtest_still_run() -> None:
