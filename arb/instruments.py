@@ -10,7 +10,7 @@ import functools
 import math
 from collections.abc import Callable, Iterable, Iterator
 from decimal import ROUND_CEILING, ROUND_FLOOR, Context, Decimal, Inexact, InvalidOperation, Overflow
-from typing import TypeVar
+from typing import Annotated, TypeVar
 
 import msgspec
 
@@ -20,6 +20,8 @@ from .types import ExchangeName, OrderSide, number_problem
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
 MAX_DECIMALS = 18
+# A venue's count of decimal places (a price's or an amount's precision), 10**-n taken as its step.
+DecimalPlaces = Annotated[int, msgspec.Meta(ge=0, le=MAX_DECIMALS)]
 
 # Wide enough for any int64 times any step; trapping Inexact turns "not a whole
 # number of steps" into an exception instead of a silent rounding.
@@ -61,7 +63,10 @@ def round_down_to_step(value: Decimal, step: Decimal) -> Decimal:
 
 
 def round_up_to_step(value: Decimal, step: Decimal) -> Decimal:
-    """The smallest whole multiple of ``step`` that is >= ``value`` (for venue minimums)."""
+    """The smallest whole multiple of ``step`` that is >= ``value`` (for venue minimums); raises
+    InstrumentError when ``step`` is not positive."""
+    if not step > 0:
+        raise InstrumentError(f"step {step} is not positive")
     up = _UP
     steps = up.divide(value, step).to_integral_value(ROUND_CEILING, up)
     return up.multiply(steps, step).normalize(up) if steps else step.normalize()

@@ -10,6 +10,8 @@ from decimal import Decimal
 
 import msgspec
 
+from ...instruments import DecimalPlaces
+
 
 class CurrencyPair(msgspec.Struct, frozen=True):
     """One entry of ``GET /spot/currency_pairs``.
@@ -22,8 +24,8 @@ class CurrencyPair(msgspec.Struct, frozen=True):
     base: str
     quote: str
     fee: Decimal  # taker/maker fee in PERCENT: "0.2" = 0.2 %
-    amount_precision: int  # amount decimals
-    precision: int  # price decimals
+    amount_precision: DecimalPlaces  # amount decimals
+    precision: DecimalPlaces  # price decimals
     trade_status: str  # untradable | buyable | sellable | tradable
     min_base_amount: Decimal | None = None  # minimum amount, base
     min_quote_amount: Decimal | None = None  # minimum order value, quote

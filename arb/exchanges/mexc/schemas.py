@@ -10,6 +10,8 @@ from decimal import Decimal
 
 import msgspec
 
+from ...instruments import DecimalPlaces
+
 
 class ExchangeInfoSymbol(msgspec.Struct, frozen=True):
     """One symbol of ``GET /api/v3/exchangeInfo``.
@@ -23,11 +25,11 @@ class ExchangeInfoSymbol(msgspec.Struct, frozen=True):
     status: str  # "1" online, "2" paused, "3" offline ("ENABLED" in older payloads)
     baseAsset: str
     quoteAsset: str
-    baseAssetPrecision: int  # quantity decimals
-    quotePrecision: int  # price decimals
+    baseAssetPrecision: DecimalPlaces  # quantity decimals
+    quotePrecision: DecimalPlaces  # price decimals
     baseSizePrecision: Decimal  # minimum order quantity, base
     quoteAmountPrecision: Decimal  # minimum order value, quote
-    quoteAssetPrecision: int | None = None  # quote asset decimals
+    quoteAssetPrecision: DecimalPlaces | None = None  # quote asset decimals
     quoteAmountPrecisionMarket: Decimal | None = None  # minimum market order value, quote
     maxQuoteAmount: Decimal | None = None  # maximum order value, quote
     maxQuoteAmountMarket: Decimal | None = None  # maximum market order value, quote

@@ -84,6 +84,23 @@ def test_a_symbol_whose_minimum_arithmetic_cannot_take_is_left_out(
     assert skip.reason.endswith(" - at `$.baseSizePrecision`")
 
 
+@pytest.mark.parametrize(("change", "reason"), [
+    ({"quotePrecision": 10_000_000}, "Expected `int` <= 18 - at `$.quotePrecision`"),
+    ({"baseAssetPrecision": -1}, "Expected `int` >= 0 - at `$.baseAssetPrecision`"),
+])
+def test_a_symbol_with_a_precision_no_step_can_have_is_left_out(
+    docs: dict[str, Any], change: dict[str, int], reason: str
+) -> None:
+    """A precision of ten million decimals raised a decimal error out of the parse (10**-n as a
+    step), naming nothing, and every MEXC spot pair was lost with it."""
+    entry = {**docs["spot_exchangeInfo_symbol_entry"], "isSpotTradingAllowed": True}
+    bad = {**entry, "symbol": "ABCUSDT", "baseAsset": "ABC", **change}
+    catalog = parse_exchange_info(exchange_info(bad, entry))
+    assert [i.venue_symbol for i in catalog] == [entry["symbol"]]
+    (skip,) = catalog.skipped
+    assert skip.reason == f"unreadable entry #0 of mexc GET /api/v3/exchangeInfo: {reason}"
+
+
 def test_symbol_not_matching_its_assets_is_refused(docs: dict[str, Any]) -> None:
     info = msgspec.convert({**docs["spot_exchangeInfo_symbol_entry"], "symbol": "TOMO3L_USDT"}, ExchangeInfoSymbol)
     with pytest.raises(InstrumentError, match="mexc symbol 'TOMO3L_USDT': does not match"):
@@ -106,6 +123,15 @@ def test_a_malformed_contract_is_left_out_and_the_others_are_kept() -> None:
     btc_only = CONTRACT_DETAIL[CONTRACT_DETAIL.index(b"[") + 1:CONTRACT_DETAIL.index(b"},{") + 1]
     one = parse_contract_detail(b'{"success":true,"code":0,"data":' + btc_only + b"}")
     assert [i.symbol for i in one] == ["BTC/USDT:USDT"]  # a single object, as a one-symbol request answers
+
+
+def test_a_contract_whose_step_is_zero_is_left_out_and_the_others_are_kept() -> None:
+    """A volUnit of 0 raised a decimal error out of the parse (the minimum rounded to it), naming
+    nothing, and every MEXC contract was lost with it."""
+    catalog = parse_contract_detail(CONTRACT_DETAIL.replace(b'"volUnit":1,"volScale"', b'"volUnit":0,"volScale"'))
+    (btc, luna) = catalog.skipped
+    assert (btc.venue_symbol, btc.reason) == ("BTC_USDT", "step 0 is not positive")
+    assert luna.venue_symbol == "LUNA_USDT"
 
 
 def test_unknown_quote_asset_cannot_be_split() -> None:
