@@ -1,14 +1,24 @@
 """ConfigurationManager: layering, env overrides, and every validation rule (bad input first)."""
 
 import logging
+import tomllib
 from decimal import Decimal
 from pathlib import Path
 
+import msgspec
 import pytest
 
-from arb.config import ENV_OVERRIDES, ConfigurationManager, default_config_path
+from arb.config import (
+    ENGINE_FIELDS,
+    ENV_OVERRIDES,
+    EXCHANGE_FIELDS,
+    METRICS_FIELDS,
+    RISK_FIELDS,
+    ConfigurationManager,
+    default_config_path,
+)
 from arb.errors import ConfigurationError
-from arb.types import ExchangeName, OpportunityType
+from arb.types import ArbitrageConfig, ExchangeConfig, ExchangeName, MetricsConfig, OpportunityType, RiskLimits
 
 REPO_DEFAULTS = Path(__file__).resolve().parent.parent / "config" / "default.toml"
 
@@ -31,6 +41,29 @@ def problems(tmp_path: Path, text: str | None = None, env: dict[str, str] | None
 
 def test_installed_defaults_are_the_repository_file() -> None:
     assert default_config_path().read_bytes() == REPO_DEFAULTS.read_bytes()
+
+
+def test_shipped_defaults_state_every_default_the_code_has() -> None:
+    # The shipped file is where an operator reads what a setting left out is: it states them all.
+    from arb.exchanges.connector import DEFAULT_ORDER_TRANSPORT
+
+    shipped = tomllib.loads(REPO_DEFAULTS.read_text())
+    manager = ConfigurationManager(environ={})
+    config = manager.load_configuration(dry_run=True)
+    loaded = {"engine": config, "risk": config.risk_limits, "metrics": config.metrics}
+    for section, struct, keys in (
+        ("engine", ArbitrageConfig, ENGINE_FIELDS), ("risk", RiskLimits, RISK_FIELDS),
+        ("metrics", MetricsConfig, METRICS_FIELDS),
+    ):
+        for field in msgspec.structs.fields(struct):
+            if field.name in keys and field.default not in (msgspec.NODEFAULT, None):
+                assert field.name in shipped[section], f"{section}.{field.name}"
+                assert getattr(loaded[section], field.name) == field.default, f"{section}.{field.name}"
+    for venue, table in shipped["exchanges"].items():
+        for field in msgspec.structs.fields(ExchangeConfig):
+            if field.name in EXCHANGE_FIELDS and field.default not in (msgspec.NODEFAULT, None):
+                assert field.name in table, f"exchanges.{venue}.{field.name}"
+    assert manager.get_exchange_config("gateio").order_transport == DEFAULT_ORDER_TRANSPORT
 
 
 def test_defaults_are_safe_and_small(tmp_path: Path) -> None:
