@@ -34,6 +34,30 @@ def test_version_reports_the_compiled_core(tmp_path: Path) -> None:
     assert "arb_core.book" in result.stdout
 
 
+def test_the_readme_synopsis_names_every_option_of_every_command() -> None:
+    import argparse
+    import re
+
+    from arb.cli import _build_parser
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    block = readme.split("## Command line\n\n```\n", 1)[1].split("```", 1)[0]
+    synopsis: dict[str, str] = {}
+    command = ""
+    for line in block.splitlines():  # a command's line, then its continuation lines
+        match = re.match(r"python -m arb (\S+)", line)
+        command = match.group(1) if match else command
+        synopsis[command] = synopsis.get(command, "") + line
+    (commands,) = [a for a in _build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    missing = [
+        f"{name} {option}" for name, parser in commands.choices.items()
+        for action in parser._actions for option in action.option_strings
+        if option.startswith("--") and option != "--help"
+        and not re.search(re.escape(option) + r"(?![\w-])", synopsis.get(name, ""))
+    ]
+    assert not missing
+
+
 def test_check_config_passes_on_the_shipped_defaults(tmp_path: Path) -> None:
     result = arb("check-config", str(REPO_DEFAULTS), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
