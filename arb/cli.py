@@ -446,12 +446,19 @@ def _keys(action: str) -> int:
         except ValueError:
             raise ConfigurationError(["env ENCRYPTION_KEY: not a valid Fernet key"]) from None
         return EXIT_OK
+    problems: list[str] = []
     for venue, prefix in VENUE_ENV_PREFIX.items():
-        credentials = load_credentials(venue)
+        try:
+            credentials = load_credentials(venue)
+        except ConfigurationError as exc:  # every venue's problems are reported, not only the first's
+            problems.extend(exc.problems)
+            continue
         if credentials is None:
             print(f"{venue}: no keys ({prefix}_API_KEY / {prefix}_SECRET_KEY not set)")
         else:
             print(f"{venue}: api key {credentials.api_key.masked()}, secret {credentials.secret_key.masked()}")
+    if problems:
+        raise ConfigurationError(list(dict.fromkeys(problems)))  # a bad ENCRYPTION_KEY once, not per venue
     return EXIT_OK
 
 

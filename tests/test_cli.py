@@ -282,6 +282,20 @@ def test_keys_show_masks_values(tmp_path: Path) -> None:
     assert "gateio: no keys" in result.stdout
 
 
+def test_keys_show_reports_every_venues_problem_and_exits_2(tmp_path: Path) -> None:
+    env = {
+        "MEXC_API_KEY": "visible-api-key",  # its secret missing
+        "GATEIO_API_KEY_ENCRYPTED": "visible-token", "GATEIO_SECRET_KEY_ENCRYPTED": "visible-token-2",
+        "ENCRYPTION_KEY": "visible-not-a-key",
+    }
+    result = arb("keys", "show", cwd=tmp_path, env=env)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.startswith("arb: 2 configuration problems:"), result.stderr
+    assert "env MEXC_SECRET_KEY: missing" in result.stderr
+    assert "env ENCRYPTION_KEY: not a valid Fernet key" in result.stderr
+    assert "visible" not in result.stdout + result.stderr
+
+
 def test_run_log_never_contains_secrets(tmp_path: Path) -> None:
     env = {"GATEIO_API_KEY": "visible-api-key", "GATEIO_SECRET_KEY": "visible-secret"}
     result = arb("run", "--log-level", "DEBUG", "--duration", "1", cwd=tmp_path, env=env)
