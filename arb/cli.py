@@ -45,6 +45,9 @@ MIN_REPLAY_SPEED = Decimal("0.001")  # a recording replayed a thousand times slo
 # Synthetic book updates a second per market and symbol. At this rate the simulator already keeps
 # a core busy most of the time; past what it can generate, it falls further behind at every step.
 MAX_SIM_RATE = 10_000
+# Random dislocations a minute of the synthetic market: at this rate each 1 ms step of its price
+# walk starts one.
+MAX_DISLOCATIONS_PER_MINUTE = 60_000
 
 DEPENDENCIES = ("msgspec", "orjson", "aiohttp", "picows", "numpy", "cryptography", "rich")
 
@@ -136,6 +139,7 @@ def _build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--rate", type=_sim_rate, metavar="N",
                      help=f"book updates per second per market and symbol of the synthetic market (default 100, "
                           f"at most {MAX_SIM_RATE})")
+    sim.add_argument("--dislocations", type=_dislocation_rate, metavar="N", help=DISLOCATIONS_HELP)
     sim.add_argument(
         "--replay", nargs="+", metavar="FILE",
         help="replay recordings (arb record files or cryptofeed text recordings) instead of the synthetic market",
@@ -150,6 +154,7 @@ def _build_parser() -> argparse.ArgumentParser:
     record_source = record.add_mutually_exclusive_group()
     record_source.add_argument("--sim", action="store_true", help="record the in-process simulated venues (default)")
     record_source.add_argument("--live", action="store_true", help="record the real venues' public market data")
+    record.add_argument("--dislocations", type=_dislocation_rate, metavar="N", help=f"with --sim: {DISLOCATIONS_HELP}")
     record.add_argument("--venues", type=_word_list, default=["gateio", "mexc"], metavar="V1,V2",
                         help="venues to record (default: gateio,mexc)")
     record.add_argument("--markets", type=_word_list, default=["spot"], metavar="M1,M2",
@@ -282,7 +287,10 @@ def _bounded(parse: Callable[[str], _N], expected: str, low: float, high: float,
 
 
 _sim_rate = _bounded(int, "a whole number of updates a second", 1, MAX_SIM_RATE)
+_dislocation_rate = _bounded(int, "a whole number of dislocations a minute", 0, MAX_DISLOCATIONS_PER_MINUTE)
 _non_negative_ms = _bounded(float, "a number of milliseconds", 0, MAX_DELAY_MS, " ms")
+DISLOCATIONS_HELP = ("random one-venue price dislocations a minute per symbol of the synthetic market, drawn from its "
+                     "seed (default: as many as a dry run's market has; 0: none)")
 
 
 def _deposit(text: str) -> tuple[str, Decimal]:
@@ -630,8 +638,9 @@ def _sim(args: argparse.Namespace) -> int:
     from .sim.cluster import SimCluster, SimConfig
 
     # Options of the other source would be silently ignored: refused, so a run is what was asked for.
-    if args.replay and (args.seed is not None or args.rate is not None):
-        print("arb sim: --seed and --rate shape the synthetic market; a --replay has none", file=sys.stderr)
+    if args.replay and (args.seed is not None or args.rate is not None or args.dislocations is not None):
+        print("arb sim: --seed, --rate and --dislocations shape the synthetic market; a --replay has none",
+              file=sys.stderr)
         return EXIT_CONFIG
     if not args.replay and args.speed is not None:
         print("arb sim: --speed sets a --replay's pace; the synthetic market has none", file=sys.stderr)
@@ -648,7 +657,8 @@ def _sim(args: argparse.Namespace) -> int:
                            port_base=args.port_base, updates_per_second=100 if args.rate is None else args.rate,
                            replay=tuple(Path(f) for f in args.replay or ()),
                            replay_speed=Decimal(1) if args.speed is None else args.speed,
-                           matching_delay_ms=args.matching_delay_ms)
+                           matching_delay_ms=args.matching_delay_ms,
+                           dislocations_per_minute=_dislocations_per_minute(args))
         cluster = SimCluster(config)
     except ValueError as exc:
         print(f"arb sim: {exc}", file=sys.stderr)
@@ -687,6 +697,13 @@ def _sim(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _dislocations_per_minute(args: argparse.Namespace) -> int:
+    """The synthetic market's random dislocations a minute: ``--dislocations``, else a dry run's."""
+    from .sim.cluster import DISLOCATIONS_PER_MINUTE
+
+    return DISLOCATIONS_PER_MINUTE if args.dislocations is None else int(args.dislocations)
+
+
 def _record(args: argparse.Namespace) -> int:
     import asyncio
     import contextlib
@@ -701,6 +718,8 @@ def _record(args: argparse.Namespace) -> int:
     problems = [f"--venues: unknown venue {v!r} (known: gateio, mexc)" for v in args.venues if v not in VENUE_ENV_PREFIX]
     problems += [f"--markets: unknown market {m!r} (known: spot, futures)" for m in args.markets
                  if m not in ("spot", "futures")]
+    if args.live and args.dislocations is not None:
+        problems.append("--dislocations: shapes the simulated market; --live records the real one")
     if problems:
         raise ConfigurationError(problems)
     markets = [ExchangeName(v if m == "spot" else f"{v}_{m}") for v in args.venues for m in args.markets]
@@ -710,7 +729,8 @@ def _record(args: argparse.Namespace) -> int:
     cluster = None
     if sim:
         try:
-            cluster = SimCluster(SimConfig(symbols=tuple(args.symbols), venues=tuple(dict.fromkeys(args.venues))))
+            cluster = SimCluster(SimConfig(symbols=tuple(args.symbols), venues=tuple(dict.fromkeys(args.venues)),
+                                           dislocations_per_minute=_dislocations_per_minute(args)))
         except ValueError as exc:
             raise ConfigurationError([f"--symbols: {exc}"]) from None
     try:

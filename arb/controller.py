@@ -76,9 +76,8 @@ from .shutdown import (
     take_held_kill_switch_signal,
     take_held_stop_signal,
 )
-from .sim.cluster import SimCluster, SimConfig, SimEndpoints
-from .sim.market import Dislocation, SyntheticMarket
-from .sim.server import SyntheticFeed
+from .sim.cluster import DISLOCATIONS_PER_MINUTE, SimCluster, SimConfig, SimEndpoints
+from .sim.market import Dislocation
 from .types import (
     ArbitrageConfig,
     ArbitrageOpportunity,
@@ -98,11 +97,6 @@ ZERO = Decimal(0)
 LIVE_REQUIRED = (
     "engine.symbols", "risk.max_position_size_usd", "risk.max_total_exposure_usd", "risk.max_daily_loss_usd",
 )
-# The simulated market of a dry run: random one-venue dislocations wide enough to pay both
-# taker fees (Gate spot 0.2 %, MEXC spot 0.05 %) and the default 10 bps margin.
-DRY_RUN_DISLOCATIONS_PER_MINUTE = 30
-DRY_RUN_DISLOCATION_BPS = 60
-DRY_RUN_DISLOCATION_NS = 1_500_000_000
 # Commits after which the idle trade loop starts a background journal checkpoint (about 128
 # trades; SQLite's own, at ``journal.AUTOCHECKPOINT_PAGES``, comes later). Each one syncs
 # files, which slows the commits running beside it: fewer, larger checkpoints stall fewer intents.
@@ -306,40 +300,20 @@ def dry_run_cluster(
     seed: int = 1,
     *,
     dislocations: Sequence[Dislocation] = (),
-    random_per_minute: int = DRY_RUN_DISLOCATIONS_PER_MINUTE,
+    random_per_minute: int = DISLOCATIONS_PER_MINUTE,
     sim_config: SimConfig | None = None,
 ) -> SimCluster:
     """The simulated venues of a dry run: the configured symbols, with dislocations.
 
-    The cluster's synthetic markets are replaced by the same markets (same seeds, same
-    books) plus ``random_per_minute`` random one-venue dislocations and the scheduled
-    ``dislocations`` (times on the simulator's clock, which starts with the cluster), so a
-    run finds opportunities within seconds. ``sim_config`` replaces the cluster's own settings
-    (default: ``seed`` and the configured symbols).
+    The cluster's synthetic market has ``random_per_minute`` random one-venue dislocations and
+    the scheduled ``dislocations`` (times on the simulator's clock, which starts with the
+    cluster), so a run finds opportunities within seconds. ``sim_config`` replaces the
+    cluster's own settings (default: ``seed`` and the configured symbols).
     """
-    cluster = SimCluster(sim_config or SimConfig(seed=seed, symbols=config.symbols))
-    if not isinstance(cluster.feed, SyntheticFeed):
-        return cluster
-    engines = {
-        (name, symbol): engine
-        for venue in cluster.venues.values()
-        for name, exchange in venue.exchanges.items()
-        for symbol, engine in exchange.engines.items()
-    }
-    markets = []
-    for market in cluster.feed.markets:
-        specs = market.config.markets
-        served = {(s.exchange, s.symbol) for s in specs}
-        synthetic = msgspec.structs.replace(
-            market.config,
-            dislocations=tuple(d for d in dislocations if (d.exchange, d.symbol) in served),
-            random_dislocations_per_minute=random_per_minute,
-            random_dislocation_bps=DRY_RUN_DISLOCATION_BPS,
-            random_dislocation_ns=DRY_RUN_DISLOCATION_NS,
-        )
-        markets.append(SyntheticMarket(synthetic, [engines[(s.exchange, s.symbol)] for s in specs], 0))
-    cluster.feed = SyntheticFeed(markets, cluster.venues.values())
-    return cluster
+    settings = sim_config or SimConfig(seed=seed, symbols=config.symbols)
+    return SimCluster(msgspec.structs.replace(
+        settings, dislocations_per_minute=random_per_minute, dislocations=tuple(dislocations)
+    ))
 
 
 def _set_aside(path: str) -> None:

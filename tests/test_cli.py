@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.fernet import Fernet
@@ -608,6 +609,37 @@ def test_a_recording_that_failed_before_recording_anything_leaves_no_file(
     assert "no instrument 'SOL/USDT'" in capsys.readouterr().err and list(tmp_path.iterdir()) == []
 
 
+def test_sim_and_record_serve_a_dry_runs_dislocations_unless_told_otherwise(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without them the synthetic market never moves one venue away from the others: an engine
+    attached to `sim`, or a backtest of a `record --sim` file, found no opportunity."""
+    from arb.cli import main
+    from arb.replay import recorder
+    from arb.sim import cluster
+    from arb.sim.cluster import DISLOCATIONS_PER_MINUTE, SimConfig
+
+    served: list[SimConfig] = []
+
+    class Served(cluster.SimCluster):
+        def __init__(self, config: SimConfig | None = None, **kwargs: Any) -> None:
+            assert config is not None
+            served.append(config)
+            super().__init__(config, **kwargs)
+
+    async def nothing(*args: object, **kwargs: object) -> dict[str, int]:
+        return {}
+
+    monkeypatch.setattr(cluster, "SimCluster", Served)
+    monkeypatch.setattr(recorder, "record_markets", nothing)
+    monkeypatch.chdir(tmp_path)
+    assert main(["sim", "--duration", "0.1"]) == 0
+    assert main(["sim", "--duration", "0.1", "--dislocations", "0"]) == 0
+    assert main(["record", "--out", "a.arb", "--duration", "0.1"]) == 0
+    assert main(["record", "--out", "b.arb", "--duration", "0.1", "--dislocations", "7"]) == 0
+    assert [c.dislocations_per_minute for c in served] == [DISLOCATIONS_PER_MINUTE, 0, DISLOCATIONS_PER_MINUTE, 7]
+
+
 @pytest.mark.parametrize("command", [["export", "fills"], ["approvals"]])
 def test_a_file_that_is_no_journal_is_a_usage_error(tmp_path: Path, command: list[str]) -> None:
     notes = tmp_path / "notes.txt"
@@ -680,8 +712,11 @@ def test_a_dry_run_attaches_only_to_simulated_venues_on_this_machine(tmp_path: P
 
 
 @pytest.mark.parametrize(("args", "expected"), [
-    (["sim", "--replay", "x.arb", "--seed", "7"], "--seed and --rate shape the synthetic market; a --replay has none"),
-    (["sim", "--replay", "x.arb", "--rate", "50"], "--seed and --rate shape the synthetic market"),
+    (["sim", "--replay", "x.arb", "--seed", "7"], "--seed, --rate and --dislocations shape the synthetic market; a "
+                                                  "--replay has none"),
+    (["sim", "--replay", "x.arb", "--rate", "50"], "--seed, --rate and --dislocations shape the synthetic market"),
+    (["sim", "--replay", "x.arb", "--dislocations", "0"], "--seed, --rate and --dislocations shape the synthetic market"),
+    (["record", "--live", "--out", "x.arb", "--dislocations", "5"], "--dislocations: shapes the simulated market"),
     (["sim", "--speed", "2"], "--speed sets a --replay's pace; the synthetic market has none"),
     (["backtest", "x.arb", "--deposit", "BTC/X=5"], "'BTC/X' is not an asset name"),
     (["backtest", "x.arb", "--deposit", "U SDT=5"], "'U SDT' is not an asset name"),
@@ -704,6 +739,8 @@ def test_a_symbol_or_venue_given_twice_is_a_usage_error(tmp_path: Path, args: li
     (["sim", "--rate", "1000000000"], "--rate: must be from 1 to 10000, got '1000000000'"),
     (["sim", "--rate", "0"], "--rate: must be from 1 to 10000, got '0'"),
     (["sim", "--rate", "5.5"], "--rate: expected a whole number of updates a second, got '5.5'"),
+    (["sim", "--dislocations", "-1"], "--dislocations: must be from 0 to 60000, got '-1'"),
+    (["record", "--out", "x.arb", "--dislocations", "1e9"], "--dislocations: expected a whole number of dislocations"),
 ])
 def test_a_number_too_large_to_convert_is_a_usage_error(tmp_path: Path, args: list[str], expected: str) -> None:
     """Each is turned into nanoseconds, bytes or seconds later, which overflowed with a traceback (a

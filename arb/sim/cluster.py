@@ -24,10 +24,16 @@ from ..secrets import ApiCredentials, Secret
 from ..types import ExchangeName
 from .faults import FaultPlan
 from .http import DEFAULT_FUNDING_INTERVAL_S
-from .market import MarketSpec, SyntheticConfig, SyntheticMarket
+from .market import Dislocation, MarketSpec, SyntheticConfig, SyntheticMarket
 from .server import ReplayFeed, SimulatedVenue, SyntheticFeed, VenuePorts, VenueUrls
 
 VENUES = ("gateio", "mexc")
+# The random one-venue dislocations of a dry run's market and of `arb sim`'s: wide enough to pay
+# both taker fees (Gate spot 0.2 %, MEXC spot 0.05 %) and the default 10 bps margin, so an engine
+# finds opportunities within seconds.
+DISLOCATIONS_PER_MINUTE = 30
+DISLOCATION_BPS = 60
+DISLOCATION_NS = 1_500_000_000
 
 
 class _Asset(msgspec.Struct, frozen=True):
@@ -118,6 +124,12 @@ class SimConfig(msgspec.Struct, frozen=True, kw_only=True):
     replay_speed: Decimal | None = Decimal(1)
     matching_delay_ms: float = 0  # how long each venue holds an order before matching it (``SimulatedVenue``)
     funding_interval_s: int = DEFAULT_FUNDING_INTERVAL_S  # perpetuals settle funding at each multiple of it
+    # Random one-venue price dislocations of the synthetic market, per minute and base asset (0:
+    # none), drawn from the seed; ``dislocations`` adds scheduled ones (on the simulator's clock).
+    dislocations_per_minute: int = 0
+    dislocation_bps: int = DISLOCATION_BPS
+    dislocation_ns: int = DISLOCATION_NS
+    dislocations: tuple[Dislocation, ...] = ()
 
 
 def market_specs(config: SimConfig, instruments: Iterable[Instrument]) -> dict[str, list[MarketSpec]]:
@@ -201,10 +213,16 @@ class SimCluster:
             for symbol, engine in exchange.engines.items()
         }
         markets = []
-        for index, (base, specs) in enumerate(sorted(market_specs(self.config, served).items())):
+        config = self.config
+        for index, (base, specs) in enumerate(sorted(market_specs(config, served).items())):
+            quoted = {(s.exchange, s.symbol) for s in specs}
             synthetic = SyntheticConfig(
-                seed=self.config.seed * 1_000 + index, start_price=ASSETS[base].start_price, markets=tuple(specs),
-                volatility_ppm=self.config.volatility_ppm,
+                seed=config.seed * 1_000 + index, start_price=ASSETS[base].start_price, markets=tuple(specs),
+                volatility_ppm=config.volatility_ppm,
+                dislocations=tuple(d for d in config.dislocations if (d.exchange, d.symbol) in quoted),
+                random_dislocations_per_minute=config.dislocations_per_minute,
+                random_dislocation_bps=config.dislocation_bps,
+                random_dislocation_ns=config.dislocation_ns,
             )
             markets.append(SyntheticMarket(synthetic, [engines[(s.exchange, s.symbol)] for s in specs], 0))
         return markets

@@ -11,6 +11,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 from loopback import RecordingSink, eventually, run
 from simvenues import API_KEY, SPOT, simulated_venues
@@ -25,9 +26,10 @@ from arb.exchanges.models import FrameKind, OrderRequest, OrderStatus
 from arb.exchanges.rest import RateLimit, RestClient, RestRequest, RestVenue
 from arb.exchanges.ws import WsSettings
 from arb.instruments import Instrument
-from arb.sim.cluster import SimCluster, SimConfig, default_instruments
+from arb.sim.cluster import DISLOCATION_BPS, DISLOCATIONS_PER_MINUTE, SimCluster, SimConfig, default_instruments
 from arb.sim.faults import FaultPlan, StreamFaultKind
 from arb.sim.http import Route, SimContext, SimRequest, SimResponse
+from arb.sim.market import Dislocation
 from arb.sim.matching import OrderType, TimeInForce
 from arb.sim.server import SimulatedVenue, SyntheticFeed
 from arb.types import ExchangeName, OrderSide
@@ -542,6 +544,24 @@ def test_replay_resends_the_recorded_gate_frames(shared_data: Path) -> None:
             await venue.stop()
 
     run(main())
+
+
+def test_cluster_dislocations_are_drawn_from_the_seed_and_scheduled_ones_are_kept() -> None:
+    def started(config: SimConfig) -> list[Dislocation]:
+        cluster = SimCluster(config)
+        assert isinstance(cluster.feed, SyntheticFeed)
+        cluster.feed.advance(20_000)  # 20 s of simulated time
+        return [d for market in cluster.feed.markets for d in market.dislocations_started]
+
+    scheduled = Dislocation(exchange=ExchangeName.GATEIO, symbol="BTC/USDT", start_ns=1_000_000_000,
+                            duration_ns=10_000_000, bps=-80)
+    config = SimConfig(symbols=("BTC/USDT",), seed=3, dislocations_per_minute=DISLOCATIONS_PER_MINUTE,
+                       dislocations=(scheduled,))
+    drawn = started(config)
+    assert scheduled in drawn and len(drawn) > 1
+    assert {abs(d.bps) for d in drawn if d != scheduled} == {DISLOCATION_BPS}
+    assert started(config) == drawn  # same seed, same market
+    assert started(msgspec.structs.replace(config, dislocations_per_minute=0)) == [scheduled]
 
 
 def test_cluster_runs_its_feed_in_the_background() -> None:
