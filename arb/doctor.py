@@ -307,9 +307,11 @@ async def _check_ws(connector: ExchangeConnector) -> Finding:
     try:
         await session.wait_connected(settings.handshake_timeout_s)
     except asyncio.TimeoutError:
+        waited = f"no handshake within {settings.handshake_timeout_s:.0f} s"
+        failed = session.last_errors.get("connect")  # names the URL: a refusal, a timeout, a bad answer
         errors = ", ".join(f"{kind} {count}" for kind, count in session.errors.items()) or "no answer"
         return Finding(check=check, level=Level.FAIL,
-                       detail=f"{url}: no handshake within {settings.handshake_timeout_s:.0f} s ({errors})",
+                       detail=f"{waited}: {failed}" if failed is not None else f"{url}: {waited} ({errors})",
                        advice="check that outbound websockets (TLS, port 443) are allowed and any ws_url override")
     finally:
         elapsed_ms = (time.monotonic_ns() - started) / 1e6

@@ -261,6 +261,7 @@ class WsSession:
         self.fragmented_messages = 0
         self.last_message_ns = 0
         self.errors: Counter[str] = Counter()
+        self.last_errors: dict[str, str] = {}  # each kind's last error, as logged (the URL's query left out)
         self._warnings = ThrottledWarnings(log, "errors")
 
     @property
@@ -454,11 +455,12 @@ class WsSession:
         handled) about once a minute, at debug level between: a connection failing for a new
         reason, or a handler raising a new error, is warned about when it starts."""
         self.errors[kind] += 1
+        self.last_errors[kind] = shown = self._shown(message)
         if cause is None and exc_info:
             cause = type(sys.exc_info()[1]).__name__
         self._warnings.warn(
             (kind, cause), time.monotonic_ns(), "%s ws %s: %s (%s #%d)", self.venue, self._shown(self.url),
-            self._shown(message), kind, self.errors[kind], exc_info=exc_info,
+            shown, kind, self.errors[kind], exc_info=exc_info,
         )
 
     def _shown(self, text: str) -> str:

@@ -425,22 +425,24 @@ def test_settings_are_validated() -> None:
 
 def test_a_private_stream_s_account_token_stays_out_of_its_logs_and_errors(caplog: pytest.LogCaptureFixture) -> None:
     """A MEXC private stream's URL carries the listenKey: failing to connect, the log names the URL
-    without it, and so does the error of a send on the closed session."""
+    without it, and so do the error of a send on the closed session and the last error kept (the
+    refusal, which ``arb doctor`` shows)."""
     token = "pqia91ma19a5s61cv6a81va65sdf19v8a65a1"
 
-    async def main() -> str:
+    async def main() -> tuple[str, dict[str, str]]:
         ws = session(f"ws://127.0.0.1:1/ws?listenKey={token}", Inbox())
         ws.start()
         await asyncio.sleep(0.3)  # a connection attempt or two, refused
         with pytest.raises(ExchangeConnectionError) as closed:
             ws.send_text(b"{}")
         await ws.close()
-        return str(closed.value)
+        return str(closed.value), ws.last_errors
 
     with caplog.at_level(logging.DEBUG, logger="arb.exchanges.ws"):
-        error = asyncio.run(main())
+        error, last = asyncio.run(main())
     assert "ws://127.0.0.1:1/ws?…" in error and token not in error
     assert "connection to ws://127.0.0.1:1/ws?… failed" in caplog.text and token not in caplog.text
+    assert last["connect"].startswith("connection to ws://127.0.0.1:1/ws?… failed: ConnectionRefusedError")
 
 
 def test_a_stream_url_that_cannot_be_had_is_named_as_such(caplog: pytest.LogCaptureFixture) -> None:
