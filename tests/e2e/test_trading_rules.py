@@ -1,4 +1,4 @@
-"""A market that stops trading, or changes its trading rules, while the engine runs is no longer traded.
+"""A market that stops trading, or changes its order grid, while the engine runs is no longer traded.
 
 The simulated venues run in this process; MEXC's BTC/USDT trades 80 bps cheap for half a
 minute, so the engine keeps buying there and selling on Gate.io. The engine reads the venues'
