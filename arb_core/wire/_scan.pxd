@@ -105,13 +105,15 @@ cdef extern from *:
 
 
 cdef inline int scan_fixed(const unsigned char* b, Py_ssize_t start, Py_ssize_t limit,
-                           int decimals, int64_t units, int64_t* out,
+                           int decimals, int64_t units, bint floor, int64_t* out,
                            Py_ssize_t* stop) noexcept nogil:
     """Parse DIGITS['.'DIGITS] from ``start`` as value * 10**decimals / units.
 
     ``stop`` receives where the number text ends (the caller checks what follows).
     Returns ERR_NONE or the error code; syntax errors win over overflow, overflow over
     precision, so the code does not depend on where in the text the problem sits.
+    ``floor``: a value finer than the scale (too fine, not a multiple of ``units``) is
+    rounded down to it instead of refused.
     """
     cdef Py_ssize_t i = start
     cdef Py_ssize_t fstart
@@ -143,7 +145,7 @@ cdef inline int scan_fixed(const unsigned char* b, Py_ssize_t start, Py_ssize_t 
                 elif not overflow and not _push_digit(&acc, c):
                     overflow = True
                 frac += 1
-            elif c != 48:
+            elif c != 48 and not floor:
                 too_fine = True
             i += 1
         if i == fstart:
@@ -161,17 +163,17 @@ cdef inline int scan_fixed(const unsigned char* b, Py_ssize_t start, Py_ssize_t 
     if units == 1:
         out[0] = <int64_t>acc
         return ERR_NONE
-    if acc % <uint64_t>units:
+    if acc % <uint64_t>units and not floor:
         return ERR_NOT_MULTIPLE
     out[0] = <int64_t>(acc / <uint64_t>units)
     return ERR_NONE
 
 
 cdef inline int parse_fixed(const unsigned char* b, Py_ssize_t start, Py_ssize_t end,
-                            int decimals, int64_t units, int64_t* out) noexcept nogil:
-    """Exact decimal text filling [start, end) -> value * 10**decimals / units."""
+                            int decimals, int64_t units, bint floor, int64_t* out) noexcept nogil:
+    """Decimal text filling [start, end) -> value * 10**decimals / units (``scan_fixed``)."""
     cdef Py_ssize_t stop
-    cdef int code = scan_fixed(b, start, end, decimals, units, out, &stop)
+    cdef int code = scan_fixed(b, start, end, decimals, units, floor, out, &stop)
     if stop != end:
         return ERR_NUMBER
     return code
@@ -555,9 +557,10 @@ cdef inline int read_json_uint(Reader* r, int64_t* out) noexcept nogil:
     return 0
 
 
-cdef inline int read_json_fixed(Reader* r, bint quoted, int decimals, int64_t units,
+cdef inline int read_json_fixed(Reader* r, bint quoted, int decimals, int64_t units, bint floor,
                                 int64_t* out) noexcept nogil:
-    """A price or size, as a string ("0.12") or a bare number (0.12), in fixed point."""
+    """A price or size, as a string ("0.12") or a bare number (0.12), in fixed point (``floor``:
+    rounded down to the scale, ``scan_fixed``)."""
     cdef Py_ssize_t s, e
     cdef int code
     cdef int c
@@ -570,7 +573,7 @@ cdef inline int read_json_fixed(Reader* r, bint quoted, int decimals, int64_t un
         if c != 34:
             return fail(r, ERR_TYPE, r.pos)
         s = r.pos + 1
-        code = scan_fixed(r.buf, s, r.n, decimals, units, out, &e)
+        code = scan_fixed(r.buf, s, r.n, decimals, units, floor, out, &e)
         if e >= r.n:
             return fail(r, ERR_EOF, r.n)
         if r.buf[e] != 34:
@@ -581,7 +584,7 @@ cdef inline int read_json_fixed(Reader* r, bint quoted, int decimals, int64_t un
         return 0
     elif read_number_token(r, &s, &e) < 0:
         return -1
-    code = parse_fixed(r.buf, s, e, decimals, units, out)
+    code = parse_fixed(r.buf, s, e, decimals, units, floor, out)
     if code != ERR_NONE:
         return fail(r, code, s)
     return 0
@@ -650,14 +653,14 @@ cdef enum:
     NUM_BARE = 1            # 0.12
     NUM_INT = 2             # 12 or "12": contracts, a JSON integer or a decimal string, scaled like any size
 
-cdef inline int read_json_number(Reader* r, int kind, int decimals, int64_t units,
+cdef inline int read_json_number(Reader* r, int kind, int decimals, int64_t units, bint floor,
                                  int64_t* out) noexcept nogil:
-    """A price or size written as ``kind``, in fixed point."""
+    """A price or size written as ``kind``, in fixed point (``floor``: rounded down to the scale)."""
     cdef Py_ssize_t s, e
     cdef int code
     cdef uint64_t acc
     if kind != NUM_INT or peek(r) == 34:
-        return read_json_fixed(r, kind != NUM_BARE, decimals, units, out)
+        return read_json_fixed(r, kind != NUM_BARE, decimals, units, floor, out)
     if read_number_token(r, &s, &e) < 0:
         return -1
     code = parse_uint(r.buf, s, e, out)
@@ -667,7 +670,7 @@ cdef inline int read_json_number(Reader* r, int kind, int decimals, int64_t unit
             code = ERR_OVERFLOW
         else:
             acc *= arb_pow10[decimals]
-            if acc % <uint64_t>units:
+            if acc % <uint64_t>units and not floor:
                 code = ERR_NOT_MULTIPLE
             else:
                 out[0] = <int64_t>(acc / <uint64_t>units)

@@ -28,6 +28,7 @@ cdef class WireScale:
     cdef readonly int64_t tick_units
     cdef readonly int size_decimals
     cdef readonly int64_t lot_units
+    cdef readonly bint floor_sizes     # sizes finer than the scale are rounded down, not refused
     cdef readonly bytes symbol
 
     cdef bint symbol_matches(self, const unsigned char* buf, Py_ssize_t start,
@@ -197,7 +198,7 @@ cdef inline int read_symbol(Reader* r, WireScale scale) noexcept:
 
 cdef inline int read_price(Reader* r, WireScale scale, int kind, int64_t* out) noexcept:
     """A level price (written as ``kind``) in ticks; zero is ERR_NOT_POSITIVE."""
-    if read_json_number(r, kind, scale.price_decimals, scale.tick_units, out) < 0:
+    if read_json_number(r, kind, scale.price_decimals, scale.tick_units, False, out) < 0:
         return -1
     if out[0] == 0:
         return fail(r, ERR_NOT_POSITIVE, r.pos)
@@ -205,8 +206,8 @@ cdef inline int read_price(Reader* r, WireScale scale, int kind, int64_t* out) n
 
 
 cdef inline int read_size(Reader* r, WireScale scale, int kind, int64_t* out) noexcept:
-    """A level size (written as ``kind``) in lots."""
-    return read_json_number(r, kind, scale.size_decimals, scale.lot_units, out)
+    """A level size (written as ``kind``) in lots (rounded down where the scale floors sizes)."""
+    return read_json_number(r, kind, scale.size_decimals, scale.lot_units, scale.floor_sizes, out)
 
 
 cdef inline int read_array_level(Reader* r, WireScale scale, int price_kind, int size_kind,

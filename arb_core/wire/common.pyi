@@ -15,8 +15,9 @@ class WireScale:
 
     tick = tick_units * 10**-price_decimals and lot = lot_units * 10**-size_decimals;
     a wire price becomes ``value * 10**price_decimals / tick_units`` ticks and must
-    divide exactly (likewise sizes). With ``symbol`` set, decoders also check that the
-    frame is for that instrument.
+    divide exactly (likewise sizes, unless ``floor_sizes``: a size finer than the lot is
+    then rounded down to it, and one under a lot reads as 0, no level). With ``symbol`` set,
+    decoders also check that the frame is for that instrument.
     """
 
     @property
@@ -29,6 +30,8 @@ class WireScale:
     def lot_units(self) -> int: ...
     @property
     def symbol(self) -> bytes | None: ...
+    @property
+    def floor_sizes(self) -> bool: ...
     def __init__(
         self,
         price_decimals: int,
@@ -36,4 +39,5 @@ class WireScale:
         size_decimals: int,
         lot_units: int,
         symbol: str | bytes | None = None,
+        floor_sizes: bool = False,
     ) -> None: ...

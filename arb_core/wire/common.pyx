@@ -56,14 +56,15 @@ cdef class WireScale:
 
     tick = tick_units * 10**-price_decimals and lot = lot_units * 10**-size_decimals;
     a wire price becomes ``value * 10**price_decimals / tick_units`` ticks and must
-    divide exactly (likewise sizes). With ``symbol`` set, decoders also check that the
-    frame is for that instrument.
+    divide exactly (likewise sizes, unless ``floor_sizes``: a size finer than the lot is
+    then rounded down to it, and one under a lot reads as 0, no level). With ``symbol`` set,
+    decoders also check that the frame is for that instrument.
     """
 
     # Checked in __cinit__, which every instance goes through (``__new__`` included): the
     # decoders divide by the units and index powers of ten by the decimals unchecked.
     def __cinit__(self, int_arg price_decimals, int_arg tick_units, int_arg size_decimals,
-                  int_arg lot_units, symbol=None):
+                  int_arg lot_units, symbol=None, bint floor_sizes=False):
         if not 0 <= price_decimals <= 18:
             raise ValueError(f"price_decimals must be in 0..18, got {price_decimals}")
         if not 0 <= size_decimals <= 18:
@@ -80,6 +81,7 @@ cdef class WireScale:
         self.tick_units = tick_units
         self.size_decimals = size_decimals
         self.lot_units = lot_units
+        self.floor_sizes = floor_sizes
         self.symbol = symbol
 
     cdef bint symbol_matches(self, const unsigned char* buf, Py_ssize_t start,
@@ -91,12 +93,13 @@ cdef class WireScale:
         return memcmp(PyBytes_AS_STRING(self.symbol), buf + start, end - start) == 0
 
     def __reduce__(self):
-        return WireScale, (self.price_decimals, self.tick_units, self.size_decimals, self.lot_units, self.symbol)
+        return WireScale, (self.price_decimals, self.tick_units, self.size_decimals, self.lot_units, self.symbol,
+                           bool(self.floor_sizes))
 
     def __repr__(self):
         return (f"WireScale(price_decimals={self.price_decimals}, tick_units={self.tick_units}, "
                 f"size_decimals={self.size_decimals}, lot_units={self.lot_units}, "
-                f"symbol={self.symbol!r})")
+                f"symbol={self.symbol!r}, floor_sizes={bool(self.floor_sizes)})")
 
     def __eq__(self, other):
         if not isinstance(other, WireScale):
@@ -104,11 +107,11 @@ cdef class WireScale:
         cdef WireScale o = <WireScale>other
         return (self.price_decimals == o.price_decimals and self.tick_units == o.tick_units
                 and self.size_decimals == o.size_decimals and self.lot_units == o.lot_units
-                and self.symbol == o.symbol)
+                and self.symbol == o.symbol and self.floor_sizes == o.floor_sizes)
 
     def __hash__(self):
         return hash((self.price_decimals, self.tick_units, self.size_decimals,
-                     self.lot_units, self.symbol))
+                     self.lot_units, self.symbol, self.floor_sizes))
 
 
 cdef int raise_wire_error(Reader* r, WireScale scale) except -1:
@@ -125,11 +128,11 @@ cdef int raise_wire_error(Reader* r, WireScale scale) except -1:
                     f"{r.err_pos}: {reason}; near {near!r}")
 
 
-cdef inline bint _scaled(uint64_t digits, int frac, int decimals, uint64_t units,
+cdef inline bint _scaled(uint64_t digits, int frac, int decimals, uint64_t units, bint floor,
                          int64_t* out) noexcept nogil:
     """digits * 10**(decimals - frac) / units, when scan_fixed would give it without an error."""
     while frac > decimals:
-        if digits % 10:
+        if digits % 10 and not floor:
             return False    # too fine
         digits //= 10
         frac -= 1
@@ -137,7 +140,7 @@ cdef inline bint _scaled(uint64_t digits, int frac, int decimals, uint64_t units
         return False        # overflow
     digits *= arb_pow10[decimals - frac]
     if units != 1:
-        if digits % units:
+        if digits % units and not floor:
             return False    # not a whole number of ticks / lots
         digits //= units
     out[0] = <int64_t>digits
@@ -157,8 +160,8 @@ cdef int raw_to_batch(RawBatch* raw, WireScale scale, DeltaBatch batch) except -
     reset_batch(batch)
     for k in range(raw.count):
         level = &raw.levels[k]
-        if (not _scaled(level.price, level.price_frac, price_decimals, tick_units, &price)
-                or price == 0 or not _scaled(level.size, level.size_frac, size_decimals, lot_units, &size)):
+        if (not _scaled(level.price, level.price_frac, price_decimals, tick_units, False, &price) or price == 0
+                or not _scaled(level.size, level.size_frac, size_decimals, lot_units, scale.floor_sizes, &size)):
             return 0
         if batch.count < batch.capacity:
             # DeltaBatch.push without the method call while the buffer has room

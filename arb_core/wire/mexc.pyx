@@ -76,11 +76,11 @@ cdef inline int _pb_item(Reader* r, WireScale scale, DeltaBatch batch, int side)
                     or read_length(r, &s, &e) < 0):
                 return raise_wire_error(r, scale)
             if field == 1:
-                code = parse_fixed(r.buf, s, e, scale.price_decimals, scale.tick_units, &price)
+                code = parse_fixed(r.buf, s, e, scale.price_decimals, scale.tick_units, False, &price)
                 if code == ERR_NONE and price == 0:
                     code = ERR_NOT_POSITIVE
             else:
-                code = parse_fixed(r.buf, s, e, scale.size_decimals, scale.lot_units, &size)
+                code = parse_fixed(r.buf, s, e, scale.size_decimals, scale.lot_units, scale.floor_sizes, &size)
             if code != ERR_NONE:
                 fail(r, code, s)
                 return raise_wire_error(r, scale)

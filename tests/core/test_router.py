@@ -60,6 +60,7 @@ class Pool:
     scales: dict[str, tuple[int, int, int, int]]
     diffs: dict[str, list[bytes]] = field(default_factory=dict)
     others: list[bytes] = field(default_factory=list)
+    floor_sizes: bool = False  # the scales round sizes down, as the engine's Gate.io spot books do
 
     @property
     def frames(self) -> list[bytes]:
@@ -67,7 +68,7 @@ class Pool:
 
 
 def _gate_pool(dialect: int, frames: list[bytes], scales: dict[str, tuple[int, int, int, int]], prefix: str) -> Pool:
-    pool = Pool(dialect, {})
+    pool = Pool(dialect, {}, floor_sizes=dialect == router.DIALECT_GATEIO_SPOT)
     for frame in frames:
         symbol = json.loads(frame)["result"]["s"]
         if symbol in scales and len(frame) < 1500:
@@ -233,10 +234,11 @@ class Twin:
         for symbol in symbols:
             args = pool.scales[symbol]
             book, exact, ref = OrderBook(symbol), OrderBook(symbol), ref_book.OrderBook(symbol)
-            raw = symbol.encode()
-            slot = self.compiled.add_book(raw, book, WireScale(*args, symbol=raw))
-            assert slot == self.exact.add_book(raw, exact, WireScale(*args, symbol=raw)) == len(self.books)
-            assert slot == self.reference.add_book(raw, ref, Scale(*args, symbol=raw))
+            raw, floor = symbol.encode(), pool.floor_sizes
+            scale = WireScale(*args, symbol=raw, floor_sizes=floor)
+            slot = self.compiled.add_book(raw, book, scale)
+            assert slot == self.exact.add_book(raw, exact, scale) == len(self.books)
+            assert slot == self.reference.add_book(raw, ref, Scale(*args, symbol=raw, floor_sizes=floor))
             self.books.append(book)
             self.exact_books.append(exact)
             self.ref_books.append(ref)
@@ -256,7 +258,8 @@ class Twin:
     def snapshot_near(self, slot: int, frame: bytes, offset: int) -> None:
         """A snapshot built from ``frame``'s own levels, ending ``offset`` ids before it starts."""
         symbol = self.symbols[slot]
-        decoded = REF_DECODE[self.pool.dialect](frame, Scale(*self.pool.scales[symbol], symbol=symbol.encode()))
+        scale = Scale(*self.pool.scales[symbol], symbol=symbol.encode(), floor_sizes=self.pool.floor_sizes)
+        decoded = REF_DECODE[self.pool.dialect](frame, scale)
         rows = {(side, price): size for side, price, size in decoded.rows if size}
         self.snapshot(slot, [(s, p, q) for (s, p), q in rows.items()], decoded.first_update_id - 1 - offset)
 

@@ -44,6 +44,7 @@ class Scale:
     size_decimals: int
     lot_units: int
     symbol: bytes | None = None
+    floor_sizes: bool = False  # sizes finer than the lot are rounded down to it, not refused
 
 
 @dataclass
@@ -162,19 +163,20 @@ def json_uint(value: object, where: str) -> int:
     return uint_text(number_text(value, where), where)
 
 
-def fixed(text: str, decimals: int, units: int, where: str) -> int:
-    """Exact DIGITS['.'DIGITS] -> value * 10**decimals / units, which must be a whole int64."""
+def fixed(text: str, decimals: int, units: int, where: str, floor: bool = False) -> int:
+    """Exact DIGITS['.'DIGITS] -> value * 10**decimals / units, which must be a whole int64
+    (``floor``: rounded down to one, what is finer dropped)."""
     whole, dot, frac = text.partition(".")
     if not whole or not all("0" <= c <= "9" for c in whole + frac) or (dot and not frac):
         fail(f"{where}: malformed number {text!r}")
     with localcontext(Context(prec=len(text) + decimals + 2)):
         scaled = Decimal(text).scaleb(decimals)
-    if scaled != scaled.to_integral_value():
+    if scaled != scaled.to_integral_value() and not floor:
         fail(f"{where}: {text} has more decimals than {decimals}")
-    value = int(scaled)
+    value = int(scaled)  # toward zero: down, for a number with no sign
     if value > INT64_MAX:
         fail(f"{where}: {text} does not fit int64")
-    if value % units:
+    if value % units and not floor:
         fail(f"{where}: {text} is not a multiple of {units}e-{decimals}")
     return value // units
 
@@ -187,7 +189,7 @@ def price(text: str, scale: Scale, where: str) -> int:
 
 
 def size(text: str, scale: Scale, where: str) -> int:
-    return fixed(text, scale.size_decimals, scale.lot_units, where)
+    return fixed(text, scale.size_decimals, scale.lot_units, where, scale.floor_sizes)
 
 
 def check_symbol(symbol: bytes | None, scale: Scale, where: str) -> None:

@@ -31,11 +31,14 @@ from .schemas import WsPush
 # Gate spot books carry levels finer than the pair's order precision: amounts with up to
 # 10 decimals whatever ``amount_precision`` says, and prices 1-2 decimals finer than
 # ``precision`` (orders resting from before a precision change; see the 2021 recording).
-# Widening prices only by those 2 decimals keeps a price x size product (1e-14 USDT for
-# BTC_USDT) inside int64 up to about 92,000 USDT per walk; an absolute 8 decimals would
-# overflow at about 9 USDT.
 SPOT_BOOK_EXTRA_PRICE_DECIMALS = 2
 SPOT_BOOK_SIZE_DECIMALS = 10
+# A level's size is an int64 of book lots: at 10 decimals it holds 9.2e8 coins, 9,200 USDT of a
+# coin priced at 0.00001, and a larger level would not decode (its book resyncing for ever).
+# Sizes therefore get at most 16 minus the pair's price decimals: with prices quoted to 4-6
+# significant digits, an int64 then holds a level worth about a million USDT or more. Digits
+# finer than that (dust a fraction of a coin's smallest quoted value) are rounded down.
+SPOT_BOOK_SIZE_DIGITS = 16
 
 # Pong frames are about 100 bytes; anything much longer is a data frame.
 _PONG_MAX_BYTES = 256
@@ -59,7 +62,9 @@ class _GateioMarketData:
     intervals: ClassVar[Mapping[int, str]]  # depth -> interval
     level_in_payload: ClassVar[bool]  # futures name the depth in the payload
     book_extra_price_decimals: ClassVar[int]  # BOOK price decimals beyond the order grid's
-    book_size_decimals: ClassVar[int]  # minimum size decimals of the BOOK scale
+    book_size_decimals: ClassVar[int]  # size decimals the venue writes (the BOOK scale's widest)
+    book_size_digits: ClassVar[int]  # price decimals plus size decimals the BOOK scale may have
+    book_floors_sizes: ClassVar[bool]  # sizes finer than the BOOK scale are rounded down
     router_dialect: ClassVar[int]  # arb_core.router dialect running this market's steady state
 
     __slots__ = ("ws_url", "depth", "_clock", "_pong_tag")
@@ -140,13 +145,18 @@ class _GateioMarketData:
 
     def book_scale(self, instrument: Instrument) -> WireScale:
         """The fixed-point scale of ``instrument``'s BOOK (the order grid, widened where the venue's
-        books are finer); decoders bound to it check that frames are for this symbol."""
+        books are finer, sizes within ``book_size_digits``); decoders bound to it check that
+        frames are for this symbol."""
         price_decimals, tick_units, size_decimals, lot_units = instrument.wire_scale()
         if self.book_extra_price_decimals:
             price_decimals, tick_units = price_decimals + self.book_extra_price_decimals, 1
-        if size_decimals < self.book_size_decimals:
-            size_decimals, lot_units = self.book_size_decimals, 1
-        return WireScale(price_decimals, tick_units, size_decimals, lot_units, instrument.venue_symbol)
+        widest = min(self.book_size_decimals, self.book_size_digits - instrument.price_decimals)
+        if size_decimals < widest:
+            size_decimals, lot_units = widest, 1
+        return WireScale(
+            price_decimals, tick_units, size_decimals, lot_units, instrument.venue_symbol,
+            floor_sizes=self.book_floors_sizes,
+        )
 
 
 class GateioSpotMarketData(_GateioMarketData):
@@ -167,6 +177,8 @@ class GateioSpotMarketData(_GateioMarketData):
     level_in_payload = False
     book_extra_price_decimals = SPOT_BOOK_EXTRA_PRICE_DECIMALS
     book_size_decimals = SPOT_BOOK_SIZE_DECIMALS
+    book_size_digits = SPOT_BOOK_SIZE_DIGITS
+    book_floors_sizes = True
     router_dialect = router.DIALECT_GATEIO_SPOT
     decode_update = staticmethod(wire.decode_spot_update)
     decode_snapshot = staticmethod(wire.decode_spot_snapshot)
@@ -190,6 +202,8 @@ class GateioFuturesMarketData(_GateioMarketData):
     level_in_payload = True
     book_extra_price_decimals = 0
     book_size_decimals = 0
+    book_size_digits = 0
+    book_floors_sizes = False
     router_dialect = router.DIALECT_GATEIO_FUTURES
     decode_update = staticmethod(wire.decode_futures_update)
     decode_snapshot = staticmethod(wire.decode_futures_snapshot)

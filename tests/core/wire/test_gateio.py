@@ -477,7 +477,9 @@ def test_a_wire_scale_cannot_exist_unchecked() -> None:
     assert not hasattr(WireScale(2, 1, 2, 1), "__setstate_cython__")
     scale = WireScale(2, 5, 3, 1, symbol="BTC_USDT")
     assert pickle.loads(pickle.dumps(scale)) == scale
-    assert scale.__reduce__() == (WireScale, (2, 5, 3, 1, b"BTC_USDT"))
+    assert scale.__reduce__() == (WireScale, (2, 5, 3, 1, b"BTC_USDT", False))
+    floored = WireScale(2, 5, 3, 1, "BTC_USDT", floor_sizes=True)
+    assert pickle.loads(pickle.dumps(floored)) == floored != scale
 
 
 def test_frame_symbol_and_classify_reject_garbage() -> None:
@@ -564,17 +566,28 @@ def update_frames(draw: st.DrawFn, futures: bool) -> bytes:
 
 @pytest.mark.parametrize("futures", [False, True])
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(data=st.data(), args=scale_args)
+@given(data=st.data(), args=scale_args, floor=st.booleans())
 def test_generated_update_frames_match_reference(futures: bool, data: st.DataObject,
-                                                 args: ScaleArgs) -> None:
+                                                 args: ScaleArgs, floor: bool) -> None:
     compiled, reference, _, _ = DECODERS[futures]
     same_outcome(compiled, reference, data.draw(update_frames(futures=futures)),
-                 WireScale(*args), Scale(*args), DeltaBatch(4))
+                 WireScale(*args, floor_sizes=floor), Scale(*args, floor_sizes=floor), DeltaBatch(4))
 
 
 @settings(max_examples=300, deadline=None)
-@given(text=st.one_of(numbers, st.text(max_size=12)), args=scale_args)
-def test_generated_prices_match_reference(text: str, args: ScaleArgs) -> None:
-    frame = SPOT.replace(b"7.883", text.encode("utf-8", "surrogatepass"))
-    same_outcome(gateio.decode_spot_update, ref.decode_spot_update, frame,
-                 WireScale(*args), Scale(*args), DeltaBatch())
+@given(text=st.one_of(numbers, st.text(max_size=12)), args=scale_args, floor=st.booleans())
+def test_generated_prices_and_sizes_match_reference(text: str, args: ScaleArgs, floor: bool) -> None:
+    """A price is exact whatever the scale says of sizes; a size is rounded down where it floors them."""
+    for field in (b"7.883", b"263.375"):  # the frame's bid price, then its size
+        frame = SPOT.replace(field, text.encode("utf-8", "surrogatepass"), 1)
+        same_outcome(gateio.decode_spot_update, ref.decode_spot_update, frame,
+                     WireScale(*args, floor_sizes=floor), Scale(*args, floor_sizes=floor), DeltaBatch())
+
+
+def test_a_size_finer_than_a_flooring_scale_is_rounded_down_and_a_price_still_refused() -> None:
+    scale = WireScale(3, 1, 2, 1, floor_sizes=True)
+    batch = DeltaBatch()
+    gateio.decode_spot_snapshot(b'{"id":1,"asks":[["7.883","0.129"],["7.884","0.009"]],"bids":[]}', scale, batch)
+    assert batch.levels() == [(ASK, 7883, 12), (ASK, 7884, 0)]  # under a lot: 0, no level
+    with pytest.raises(WireError, match="more decimals than the instrument precision"):
+        gateio.decode_spot_snapshot(b'{"id":1,"asks":[["7.8831","1"]],"bids":[]}', scale, batch)

@@ -19,7 +19,7 @@ from arb.exchanges.gateio import constants
 from arb.exchanges.gateio.instruments import parse_currency_pairs, parse_futures_contracts
 from arb.exchanges.gateio.market_data import GateioFuturesMarketData, GateioSpotMarketData
 from arb.exchanges.models import FrameKind
-from arb.instruments import Instrument, InstrumentCatalog
+from arb.instruments import Instrument, InstrumentCatalog, decimals_of
 from arb.types import ExchangeName
 from arb_core.book import DeltaBatch
 from arb_core.wire.common import WireError, WireScale
@@ -153,8 +153,11 @@ def test_spot_book_scale_is_finer_than_order_grid(spot_catalog: InstrumentCatalo
     for instrument in spot_catalog:
         scale = dialect.book_scale(instrument)
         price_decimals, _, size_decimals, _ = instrument.wire_scale()
-        assert scale_args(scale) == (price_decimals + 2, 1, max(size_decimals, 10), 1)
-        assert scale.symbol == instrument.venue_symbol.encode()
+        # Sizes to 10 decimals, fewer on pairs priced to many decimals (16 in all), never coarser
+        # than the order grid; finer digits are rounded down.
+        widest = min(10, 16 - price_decimals)
+        assert scale_args(scale) == (price_decimals + 2, 1, max(size_decimals, widest), 1)
+        assert scale.symbol == instrument.venue_symbol.encode() and scale.floor_sizes
 
 
 def test_futures_book_scale_is_the_order_grid(futures_catalog: InstrumentCatalog, shared_data: Path) -> None:
@@ -164,13 +167,28 @@ def test_futures_book_scale_is_the_order_grid(futures_catalog: InstrumentCatalog
         assert scale_args(dialect.book_scale(instrument)) == expected[instrument.venue_symbol]
 
 
-def test_book_scale_keeps_a_finer_order_grid() -> None:
-    instrument = Instrument(
+def shib(lot: str) -> Instrument:
+    return Instrument(
         exchange=ExchangeName.GATEIO, symbol="SHIB/USDT", venue_symbol="SHIB_USDT", base="SHIB", quote="USDT",
-        tick_size=Decimal("0.000000005"), lot_size=Decimal("1"), min_size=Decimal("1"), min_notional=Decimal("1"),
-        taker_fee=Decimal("0.002"), maker_fee=Decimal("0.002"), price_decimals=9, size_decimals=0,
+        tick_size=Decimal("0.000000005"), lot_size=Decimal(lot), min_size=Decimal(lot), min_notional=Decimal("1"),
+        taker_fee=Decimal("0.002"), maker_fee=Decimal("0.002"), price_decimals=9,
+        size_decimals=decimals_of(Decimal(lot)),
     )
-    assert scale_args(GateioSpotMarketData().book_scale(instrument)) == (11, 1, 10, 1)
+
+
+def test_book_scale_of_a_coin_priced_to_many_decimals_leaves_its_levels_room() -> None:
+    """At 10 size decimals an int64 held a level to 9.2e8 SHIB (about 9,000 USDT at 0.00001): a
+    larger one did not decode, and the book resynced for ever. 16 - 9 price decimals leaves 7."""
+    dialect = GateioSpotMarketData()
+    scale = dialect.book_scale(shib("1"))
+    assert scale_args(scale) == (11, 1, 7, 1) and scale.floor_sizes
+    assert scale_args(dialect.book_scale(shib("0.00000001"))) == (11, 1, 8, 1)  # a finer order grid is kept
+    body = b'{"id":7,"asks":[["0.0000123","50000000000"],["0.0000124","1.1234567891"]],"bids":[]}'
+    batch = DeltaBatch()
+    dialect.decode_snapshot(body, scale, batch)
+    # 5e10 SHIB (about 600,000 USDT) decodes; a size finer than 1e-7 is rounded down.
+    levels = [(price, size) for _, price, size in batch.levels()]
+    assert levels == [(1_230_000, 50_000_000_000 * 10**7), (1_240_000, 11_234_567)]
 
 
 # --- recorded frames through the dialect ----------------------------------------------------
