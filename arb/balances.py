@@ -33,7 +33,7 @@ import msgspec
 
 from .exchanges.base import BalanceHandler, BalancesReadHandler
 from .exchanges.models import Balance
-from .pipeline import ScannerPipeline
+from .pipeline import Leg, ScannerPipeline
 from .types import ExchangeName
 
 log = logging.getLogger(__name__)
@@ -77,6 +77,14 @@ class _Spending(NamedTuple):
 def _settle_shown(spent: list[_Spending], free: Decimal) -> None:
     """Drop from ``spent`` the spendings a venue free balance of ``free`` is down far enough to show."""
     spent[:] = [s for s in spent if free > s.shown_at]
+
+
+class LegCaps(NamedTuple):
+    """How much base a scanner leg may trade by the free balances (``BalanceMonitor.leg_caps``)."""
+
+    buy: Decimal
+    sell: Decimal
+    buy_quote: Decimal  # the quote a buy may spend, taker fee included
 
 
 class BalanceDrift(msgspec.Struct, frozen=True, kw_only=True):
@@ -373,20 +381,27 @@ class BalanceMonitor:
         markets = None if exchanges is None else set(exchanges)
         for plan in pipeline.plans.values():
             for leg in plan.legs:
-                exchange = leg.exchange
-                if markets is not None and exchange not in markets:
+                if markets is not None and leg.exchange not in markets:
                     continue
-                instrument, book = leg.instrument, leg.book
-                buy = ZERO
-                ask = leg.book_price(book.best_ask_price()) if book.ask_count else None
-                quote = self.free(exchange, instrument.quote)
-                if ask is not None:
-                    buy = quote / (ask * (1 + instrument.taker_fee))
-                sell = buy if leg.is_futures else self.free(exchange, instrument.base)
-                room = self.position_room(exchange, plan.symbol, ask) if leg.is_futures and self.position_room else None
-                if room is not None:
-                    buy, sell = min(buy, room[0]), min(sell, room[1])
-                pipeline.set_leg_limits(plan.symbol_id, leg.leg_id, buy, sell, max_buy_quote=quote)
+                caps = self.leg_caps(plan.symbol, leg)
+                pipeline.set_leg_limits(plan.symbol_id, leg.leg_id, caps.buy, caps.sell, max_buy_quote=caps.buy_quote)
+
+    def leg_caps(self, symbol: str, leg: Leg) -> LegCaps:
+        """What ``leg`` (a scanner leg of ``symbol``) may trade by the free balances now: a buy what
+        its free quote pays for at the best ask, taker fee included; a sell its free base on spot,
+        on futures as much as a buy (margin at 1x); a futures leg also no more than its position
+        limit leaves (``position_room``)."""
+        exchange, instrument, book = leg.exchange, leg.instrument, leg.book
+        buy = ZERO
+        ask = leg.book_price(book.best_ask_price()) if book.ask_count else None
+        quote = self.free(exchange, instrument.quote)
+        if ask is not None:
+            buy = quote / (ask * (1 + instrument.taker_fee))
+        sell = buy if leg.is_futures else self.free(exchange, instrument.base)
+        room = self.position_room(exchange, symbol, ask) if leg.is_futures and self.position_room else None
+        if room is not None:
+            buy, sell = min(buy, room[0]), min(sell, room[1])
+        return LegCaps(buy=buy, sell=sell, buy_quote=quote)
 
     def check_skew(self) -> list[SkewAlert]:
         """Current skews (each alerted once until it clears).

@@ -1745,7 +1745,8 @@ class ArbitrageController:
         scanner would price it: detected no later than now, its symbol (spot form) scanned on both
         its markets, both books in sync and fresh, limits that reach what its quantity walks to
         (a buy at or above the walked ask; a sell at the walked bid, on the tick grid: one far
-        under the bids fills at the bids, past the notional the risk checks valued it at), funding
+        under the bids fills at the bids, past the notional the risk checks valued it at), a
+        quantity the free balances allow as the scanner's caps would (``BalanceMonitor.leg_caps``), funding
         as the engine's funding book expects it (a hedge the closing rule would close at once is
         refused, as the scanner refuses it), and a profit and margin its limits as sent, the
         markets' fees and that funding give (the risk checks read the stated ones). Amounts that
@@ -1783,6 +1784,18 @@ class ArbitrageController:
         if not lowest_sell <= sell_limit <= worst_bid:
             return (f"not executed: {where}: sell limit {opp.sell_price} is not at {worst_bid}, the "
                     f"{sell.exchange.value} bid its quantity walks to (on the tick grid: {lowest_sell})")
+        balances = self.balances
+        if balances is not None:
+            # Within the free balances as the scanner sizes its own (``BalanceMonitor.leg_caps``),
+            # the buy also paid for at its limit: one walking past the best ask pays more per unit.
+            plan = pipeline.plans[symbol_id]
+            buy_caps, sell_caps = balances.leg_caps(plan.symbol, buy), balances.leg_caps(plan.symbol, sell)
+            buys = min(buy_caps.buy, buy_caps.buy_quote / (buy_limit * (1 + bi.taker_fee)))
+            for leg, side, most in ((buy, "buy", buys), (sell, "sell", sell_caps.sell)):
+                allowed = plan.size_of(plan.common_size(most))
+                if quantity > allowed:
+                    return (f"not executed: {where}: its quantity {amount_text(quantity)} is above the "
+                            f"{amount_text(allowed)} the free balances on {leg.exchange.value} let it {side}")
         cost, proceeds = quantity * buy_limit, quantity * sell_limit
         funding = ZERO
         if opp.opportunity_type is OpportunityType.SPOT_FUTURES_HEDGE and pipeline.funding is not None:
@@ -2332,7 +2345,8 @@ class ArbitrageEngine:
     async def execute_opportunity(self, opportunity: ArbitrageOpportunity) -> ExecutionResult:
         """Risk-check and execute ``opportunity``; a refusal comes back as a FAILED result naming the check.
         One detected longer ago than ``engine.max_data_age_ms`` is refused: stale data never trades.
-        It must be priced on the engine's books as the scanner prices its own (see ``_given_refusal``)."""
+        It must be priced on the engine's books as the scanner prices its own, within the free
+        balances (see ``_given_refusal``)."""
         start = self.controller.clock()
         age_ns = start - opportunity.detected_at
         if age_ns > self.controller.config.max_data_age_ms * 1_000_000:

@@ -740,6 +740,15 @@ def test_a_hedge_given_through_the_api_meets_the_scanners_funding_refusals(
 ) -> None:
     """A given hedge skipped both: one without a fresh funding rate, and one whose funding paid would
     have the closing rule close it at once on the same books."""
+    controller, opening = gate_hedge(tmp_path, rates)
+    given = controller._given_refusal(opening, 2)
+    assert given is None if refusal is None else refusal in (given or "")
+
+
+def gate_hedge(tmp_path: Path, rates: Sequence[str]) -> tuple[ArbitrageController, ArbitrageOpportunity]:
+    """A controller on the clock 2 scanning a Gate.io hedge, and the hedge its scanner finds priced
+    without funding, as a caller could give it: 0.01 BTC bought on spot at 60001, sold on the
+    perpetual at 60700. Its funding book holds ``rates`` (hourly)."""
     from test_funding import GATE_PERP, GATE_SPOT, HOUR_MS, NEXT_MS, rate
     from test_funding import book as funding_book
 
@@ -754,14 +763,12 @@ def test_a_hedge_given_through_the_api_meets_the_scanners_funding_refusals(
     (plan,) = pipeline.register_symbol("BTC/USDT", legs)
     for leg in plan.legs:
         pipeline.set_leg_limits(plan.symbol_id, leg.leg_id, D("0.01"), D("0.01"))
-    opening = pipeline.scan(0)  # priced without funding, as a caller could give it
+    opening = pipeline.scan(0)
     assert opening is not None and opening.expected_funding == 0
     funding = FundingBook(horizon_s=8 * 3600, max_age_ms=60_000, wall_clock_ms=lambda: NEXT_MS - HOUR_MS // 2)
     funding.update([rate(r, interval_s=3600) for r in rates])
     pipeline.funding = funding
-    controller = ArbitrageController(manager(tmp_path), pipeline=pipeline, clock=lambda: 2)
-    given = controller._given_refusal(opening, 2)
-    assert given is None if refusal is None else refusal in (given or "")
+    return ArbitrageController(manager(tmp_path), pipeline=pipeline, clock=lambda: 2), opening
 
 
 def given_dislocation(controller: ArbitrageController, opportunity_id: str, quantity: str) -> ArbitrageOpportunity:
@@ -1254,6 +1261,68 @@ def test_a_push_the_venue_stamped_before_our_fill_does_not_show_it(tmp_path: Pat
     else:
         assert traded == [1, 2]
         assert controller.summary().skipped_for_unseen_fills == 3  # both 5000 ms updates, then MEXC's at 5001
+
+
+class VenueBalances:
+    """A venue's balance call answering ``free`` by asset; a test changes it as fills would."""
+
+    def __init__(self, **free: str) -> None:
+        self.free = {asset: D(amount) for asset, amount in free.items()}
+
+    async def balances(self) -> dict[str, Balance]:
+        return {asset: Balance(asset=asset, free=amount) for asset, amount in self.free.items()}
+
+
+@pytest.mark.parametrize(
+    ("gate_usdt", "mexc_btc", "refusal"),
+    [
+        ("60.1", "0.001", "its quantity 0.001 is above the 0.000999 the free balances on gateio let it buy"),
+        ("60.12", "0.0005", "its quantity 0.001 is above the 0.0005 the free balances on mexc let it sell"),
+    ],
+)
+def test_an_opportunity_given_through_the_api_is_held_to_the_free_balances(
+    tmp_path: Path, gate_usdt: str, mexc_btc: str, refusal: str
+) -> None:
+    """0.001 BTC bought on Gate.io at 60000 costs 60.12 USDT with the 0.2 % taker fee, and is sold on
+    MEXC. The scanner sizes its own by the free balances; a given one was sent for any quantity,
+    its legs refused by the venues or, worse, one filled and the other not."""
+    now = [10_000_000]
+    market = CrossedBtc(now)
+    found = market.pipeline.scan(0)
+    assert found is not None and found.max_quantity == D("0.001")
+    controller = scanning_controller(tmp_path, InstantExecutor(), market.pipeline, now)
+    gate, mexc = VenueBalances(USDT=gate_usdt), VenueBalances(BTC=mexc_btc)
+    controller.balances = balances = BalanceMonitor({ExchangeName.GATEIO: gate, ExchangeName.MEXC: mexc})
+    asyncio.run(balances.refresh())
+    where = f"opportunity {found.opportunity_id} BTC/USDT"
+    assert controller._given_refusal(found, now[0]) == f"not executed: {where}: {refusal}"
+    gate.free["USDT"], mexc.free["BTC"] = D("60.12"), D("0.001")  # just enough
+    asyncio.run(balances.refresh())
+    assert controller._given_refusal(found, now[0]) is None
+
+
+@pytest.mark.parametrize(("margin", "room", "allowed"), [("100", None, "0.001646"), ("1000", "0.004", "0.004")])
+def test_a_hedge_given_through_the_api_is_held_to_its_futures_margin_and_position_limit(
+    tmp_path: Path, margin: str, room: str | None, allowed: str
+) -> None:
+    """The perpetual's leg of a given hedge (0.01 BTC sold at 60700) was not held to its free margin
+    at 1x, nor to the room its position limit leaves, as the scanner holds its own."""
+    controller, opening = gate_hedge(tmp_path, ["0.0001"])
+    futures = VenueBalances(USDT=margin)
+    controller.balances = balances = BalanceMonitor(
+        {ExchangeName.GATEIO: VenueBalances(USDT="1000"), ExchangeName.GATEIO_FUTURES: futures}
+    )
+    if room is not None:
+        balances.position_room = lambda market, symbol, price: (D(1), D(room))
+    asyncio.run(balances.refresh())
+    assert controller._given_refusal(opening, 2) == (
+        f"not executed: opportunity {opening.opportunity_id} BTC/USDT: its quantity 0.01 is above the {allowed} "
+        "the free balances on gateio_futures let it sell"
+    )
+    futures.free["USDT"] = D(1000)
+    balances.position_room = None
+    asyncio.run(balances.refresh())
+    assert controller._given_refusal(opening, 2) is None
 
 
 def test_a_signed_call_that_cannot_be_made_refuses_live_trading_without_quoting_the_error(tmp_path: Path) -> None:
