@@ -466,6 +466,11 @@ class ArbitrageController:
         self._error: str | None = None
         self._traded_ns: dict[str, int] = {}
         self._market_traded_ns: dict[ExchangeName, int] = {}
+        # Held by each execution from its checks until its balances are read: the trade loop's, a
+        # hedge's close and one given through ``ArbitrageEngine.execute_opportunity`` never overlap,
+        # so none is sized on balance another one's orders are spending.
+        self._execution_lock = asyncio.Lock()
+        self._queued_ids: set[str] = set()  # opportunities in ``process``, waiting for the lock or executing
         self._leg_symbols: dict[tuple[str, ExchangeName], str] = {}  # market_symbol, kept for the order path
         self.hedges: HedgeBook | None = None
         self.funding: FundingBook | None = None
@@ -1533,41 +1538,45 @@ class ArbitrageController:
                     self._waiter = None
             pipeline.scan_pending()
             while self._pending and self._scanning:
-                symbol_id = next(iter(self._pending))
-                opportunity = self._pending.pop(symbol_id)
-                # A scan older than our own last trade on the symbol priced liquidity we may have taken.
-                if opportunity.detected_at <= self._traded_ns.get(opportunity.symbol, -1):
-                    continue
-                # A read after the one that queued it scanned the symbol again and found nothing (a
-                # new hit would have replaced it in the queue): the books no longer show it.
-                if not pipeline.stands(symbol_id, opportunity):
-                    self._withdrawn_skips += 1
-                    continue
-                # Queued behind another execution until its data is older than the limit: stale data
-                # never trades, so a fresh scan decides (it queues the opportunity again if it stands).
-                # The books' own age counts too: one nearly at the limit when scanned is past it now.
-                now = self.clock()
-                if now - opportunity.detected_at > pipeline.max_age_ns or not pipeline.books_fresh(
-                    symbol_id, opportunity, now
-                ):
-                    self._expired_skips += 1
-                    pipeline.scan(symbol_id)
-                    continue
-                # One older than our last trade on one of its markets was sized on balances that trade
-                # spent: sized again now (it queues itself again if it still stands).
-                traded = self._market_traded_ns
-                if traded and opportunity.detected_at < max(
-                    traded.get(opportunity.buy_exchange, -1), traded.get(opportunity.sell_exchange, -1)
-                ):
-                    self._resized_skips += 1
-                    pipeline.scan(symbol_id)
-                    continue
-                # The update that shows our last fill is still to come (its scan queues this again if it stands).
-                if self._unseen_fills and self._fills_unseen(opportunity):
-                    self._unseen_skips += 1
-                    continue
-                if await self.process(opportunity) is not None:  # refused: nothing was traded
-                    self._note_traded(opportunity)
+                # Taken before the queue is read: an execution given meanwhile (``execute_opportunity``)
+                # ends first, and what it traded decides the checks below (uncontended, no wait).
+                async with self._execution_lock:
+                    if not (self._pending and self._scanning):
+                        continue
+                    symbol_id = next(iter(self._pending))
+                    opportunity = self._pending.pop(symbol_id)
+                    # A scan older than our own last trade on the symbol priced liquidity we may have taken.
+                    if opportunity.detected_at <= self._traded_ns.get(opportunity.symbol, -1):
+                        continue
+                    # A read after the one that queued it scanned the symbol again and found nothing (a
+                    # new hit would have replaced it in the queue): the books no longer show it.
+                    if not pipeline.stands(symbol_id, opportunity):
+                        self._withdrawn_skips += 1
+                        continue
+                    # Queued behind another execution until its data is older than the limit: stale data
+                    # never trades, so a fresh scan decides (it queues the opportunity again if it stands).
+                    # The books' own age counts too: one nearly at the limit when scanned is past it now.
+                    now = self.clock()
+                    if now - opportunity.detected_at > pipeline.max_age_ns or not pipeline.books_fresh(
+                        symbol_id, opportunity, now
+                    ):
+                        self._expired_skips += 1
+                        pipeline.scan(symbol_id)
+                        continue
+                    # One older than our last trade on one of its markets was sized on balances that trade
+                    # spent: sized again now (it queues itself again if it still stands).
+                    traded = self._market_traded_ns
+                    if traded and opportunity.detected_at < max(
+                        traded.get(opportunity.buy_exchange, -1), traded.get(opportunity.sell_exchange, -1)
+                    ):
+                        self._resized_skips += 1
+                        pipeline.scan(symbol_id)
+                        continue
+                    # The update that shows our last fill is still to come (its scan queues this again if it stands).
+                    if self._unseen_fills and self._fills_unseen(opportunity):
+                        self._unseen_skips += 1
+                        continue
+                    await self._process_locked(opportunity)
                 # Standing opportunities on several symbols can keep the queue from emptying: open
                 # hedges are still checked every scan interval.
                 if self.hedges is not None and self._scanning and self.clock() - hedges_checked_ns >= interval_ns:
@@ -1611,38 +1620,37 @@ class ArbitrageController:
 
     async def _close_hedges(self, hedges: HedgeBook, pipeline: ScannerPipeline) -> None:
         """Send the closing pair of every hedge position whose basis has reverted (``arb.hedges``)."""
-        for position in hedges.positions():
-            if not self._scanning:
-                return  # shutting down: a close is a new execution like any other
-            if not hedges.holds(position):
-                # A position check meanwhile (while an earlier close settled) dropped or changed it:
-                # its closing pair would open a position rather than close one.
-                continue
-            legs = self._hedge_legs(pipeline, position)
-            if legs is None:
-                continue
-            balances, funding = self.balances, self.funding
-            # Holding the futures leg (short for a long-spot hedge) earns or pays funding a close forgoes.
-            held_funding = ZERO if funding is None else funding.held(
-                position.futures, legs[1].instrument.symbol, OrderSide.SELL if position.base > 0 else OrderSide.BUY,
-                position.futures_price,
-            )
-            closing = hedges.close_opportunity(
-                position, *legs, id_prefix=pipeline.id_prefix, detected_ns=self.clock(),
-                max_age_ns=pipeline.max_age_ns, max_notional=self.config.risk_limits.max_position_size_usd,
-                spot_held=balances.free(position.spot, legs[0].instrument.base) if balances is not None else None,
-                quote_free=balances.free(position.spot, legs[0].instrument.quote) if balances is not None else None,
-                held_funding_per_base=held_funding,
-            )
-            if closing is not None and not (self._unseen_fills and self._fills_unseen(closing)):
-                result = await self.process(closing, closes_hedge=True)
-                if result is not None:
-                    self._note_traded(closing)
-                if result is not None and _futures_short(result):
-                    # Its futures leg fell short, maybe clipped or refused as reduce-only: the venue's
-                    # position may be smaller than the book's (closed by hand, liquidated). Checked now,
-                    # the book drops what is gone before another close pays the spot round trip again.
-                    self._positions_due.set()
+        async with self._execution_lock:  # sized on the balances no given execution is spending
+            for position in hedges.positions():
+                if not self._scanning:
+                    return  # shutting down: a close is a new execution like any other
+                if not hedges.holds(position):
+                    # A position check meanwhile (while an earlier close settled) dropped or changed it:
+                    # its closing pair would open a position rather than close one.
+                    continue
+                legs = self._hedge_legs(pipeline, position)
+                if legs is None:
+                    continue
+                balances, funding = self.balances, self.funding
+                # Holding the futures leg (short for a long-spot hedge) earns or pays funding a close forgoes.
+                held_funding = ZERO if funding is None else funding.held(
+                    position.futures, legs[1].instrument.symbol, OrderSide.SELL if position.base > 0 else OrderSide.BUY,
+                    position.futures_price,
+                )
+                closing = hedges.close_opportunity(
+                    position, *legs, id_prefix=pipeline.id_prefix, detected_ns=self.clock(),
+                    max_age_ns=pipeline.max_age_ns, max_notional=self.config.risk_limits.max_position_size_usd,
+                    spot_held=balances.free(position.spot, legs[0].instrument.base) if balances is not None else None,
+                    quote_free=balances.free(position.spot, legs[0].instrument.quote) if balances is not None else None,
+                    held_funding_per_base=held_funding,
+                )
+                if closing is not None and not (self._unseen_fills and self._fills_unseen(closing)):
+                    result = await self._process_locked(closing, closes_hedge=True)
+                    if result is not None and _futures_short(result):
+                        # Its futures leg fell short, maybe clipped or refused as reduce-only: the venue's
+                        # position may be smaller than the book's (closed by hand, liquidated). Checked now,
+                        # the book drops what is gone before another close pays the spot round trip again.
+                        self._positions_due.set()
 
     @staticmethod
     def _hedge_legs(pipeline: ScannerPipeline, position: HedgePosition) -> tuple[Leg, Leg] | None:
@@ -1663,10 +1671,34 @@ class ArbitrageController:
 
         ``closes_hedge``: the pair closes an open hedge (``RiskManager.validate_opportunity_risk``).
         ``given``: it comes from outside the scanner (``ArbitrageEngine.execute_opportunity``) and is
-        checked against the books first (``_given_refusal``).
+        checked against ``max_data_age_ms``, the books and the balances first (``_given_refusal``).
 
+        One execution at a time: while another runs (the trade loop's, a hedge's close, another
+        given one) it waits for that one to end and its balances to be read, then is checked.
         A cancellation once the orders are out waits for the execution to end and be recorded.
         """
+        opportunity_id = opportunity.opportunity_id
+        if opportunity_id in self._queued_ids:
+            self._refuse_in_flight(opportunity_id)
+            return None
+        self._queued_ids.add(opportunity_id)
+        try:
+            async with self._execution_lock:
+                return await self._process_locked(opportunity, closes_hedge=closes_hedge, given=given)
+        finally:
+            self._queued_ids.discard(opportunity_id)
+
+    def _refuse_in_flight(self, opportunity_id: str) -> None:
+        """Refuse ``opportunity_id``, given again while it waits or executes (``last_refusal``)."""
+        # Given twice (``ArbitrageEngine.execute_opportunity``): its client ids are taken, and its
+        # end would release the running execution's reservation while its orders are out.
+        log.warning("opportunity %s is being executed already: not started again", opportunity_id)
+        self.last_refusal = "not executed: an execution of this opportunity is in flight"
+
+    async def _process_locked(
+        self, opportunity: ArbitrageOpportunity, *, closes_hedge: bool = False, given: bool = False
+    ) -> ExecutionResult | None:
+        """``process``, the caller holding ``_execution_lock``; an execution is noted as traded (``_note_traded``)."""
         risk, executor, monitor = self.risk, self.executor, self.monitor
         if risk is None or executor is None:
             raise ArbitrageEngineError("controller not initialized: call initialize() first")
@@ -1676,10 +1708,7 @@ class ArbitrageController:
             self.last_refusal = "not executed: the engine is shutting down"
             return None
         if risk.in_flight(opportunity.opportunity_id):
-            # Given twice (``ArbitrageEngine.execute_opportunity``): its client ids are taken, and its
-            # end would release the running execution's reservation while its orders are out.
-            log.warning("opportunity %s is being executed already: not started again", opportunity.opportunity_id)
-            self.last_refusal = "not executed: an execution of this opportunity is in flight"
+            self._refuse_in_flight(opportunity.opportunity_id)
             return None
         pipeline = self.pipeline
         if pipeline is not None and pipeline.halted and self._on_halted_market(pipeline, opportunity, closes_hedge):
@@ -1692,8 +1721,14 @@ class ArbitrageController:
             self.last_refusal = ("not executed: a leg's market refused an order as changed trading rules would; "
                                  "no new entry there until its rules are read")
             return None
-        monitor.record_opportunity_detected()
         start = self.clock()
+        max_age_ms = self.config.max_data_age_ms
+        if given and start - opportunity.detected_at > max_age_ms * 1_000_000:
+            # Checked once any execution it waited for has ended: stale data never trades.
+            self.last_refusal = (f"not executed: detected {(start - opportunity.detected_at) / 1e6:.1f} ms ago, "
+                                 f"past max_data_age_ms ({max_age_ms})")
+            return None
+        monitor.record_opportunity_detected()
         monitor.record_stage(Stage.DETECT, max(0, start - opportunity.detected_at))
         if given:
             refusal = self._given_refusal(opportunity, start)
@@ -1736,6 +1771,7 @@ class ArbitrageController:
             }
             if stale:
                 await balances.refresh(stale)
+        self._note_traded(opportunity)
         return result
 
     def _given_refusal(self, opportunity: ArbitrageOpportunity, now: int) -> str | None:
@@ -2344,18 +2380,10 @@ class ArbitrageEngine:
 
     async def execute_opportunity(self, opportunity: ArbitrageOpportunity) -> ExecutionResult:
         """Risk-check and execute ``opportunity``; a refusal comes back as a FAILED result naming the check.
-        One detected longer ago than ``engine.max_data_age_ms`` is refused: stale data never trades.
-        It must be priced on the engine's books as the scanner prices its own, within the free
-        balances (see ``_given_refusal``)."""
+        Executions run one at a time: one in flight ends first. One detected longer ago than
+        ``engine.max_data_age_ms`` by then is refused: stale data never trades. It must be priced on
+        the engine's books as the scanner prices its own, within the free balances (see ``_given_refusal``)."""
         start = self.controller.clock()
-        age_ns = start - opportunity.detected_at
-        if age_ns > self.controller.config.max_data_age_ms * 1_000_000:
-            return ExecutionResult(
-                opportunity_id=opportunity.opportunity_id, final_state=ArbitrageState.FAILED,
-                total_execution_time_ms=ZERO, realized_profit=ZERO,
-                error=f"not executed: detected {age_ns / 1e6:.1f} ms ago, past max_data_age_ms "
-                      f"({self.controller.config.max_data_age_ms})",
-            )
         result = await self.controller.process(opportunity, given=True)
         if result is not None:
             return result

@@ -1325,6 +1325,117 @@ def test_a_hedge_given_through_the_api_is_held_to_its_futures_margin_and_positio
     assert controller._given_refusal(opening, 2) is None
 
 
+class HeldExecution(FillsEveryLeg):
+    """Records (opportunity id, quantity) at each start; every leg fills in full once ``release`` is set."""
+
+    def __init__(self, now: list[int]) -> None:
+        super().__init__(now, filled=True)
+        self.release = asyncio.Event()
+        self.quantities: list[tuple[str, D]] = []
+
+    def start(self, opportunity: ArbitrageOpportunity) -> StartedExecution:
+        self.quantities.append((opportunity.opportunity_id, opportunity.max_quantity))
+        return super().start(opportunity)
+
+    async def finish(self, started: StartedExecution) -> ExecutionResult:
+        await self.release.wait()
+        return await super().finish(started)
+
+
+def test_the_trade_loop_waits_for_an_execution_given_through_the_api_and_sizes_on_what_it_left(tmp_path: Path) -> None:
+    """Gate.io's quote pays for 0.001 BTC once and MEXC holds 0.001 BTC to sell: an execution given
+    through the API takes both. While its orders were out, the trade loop sized the same crossing
+    on balances its fills had not yet spent and sent it again, full size, beside it."""
+    now = [10_000_000]
+    market = CrossedBtc(now)
+    executor = HeldExecution(now)
+    controller = scanning_controller(tmp_path, executor, market.pipeline, now)
+    gate, mexc = VenueBalances(USDT="60.2"), VenueBalances(BTC="0.001")
+    controller.balances = balances = BalanceMonitor({ExchangeName.GATEIO: gate, ExchangeName.MEXC: mexc})
+    balances.pipeline = market.pipeline
+
+    async def scenario() -> None:
+        await balances.refresh()
+        found = market.pipeline.scan(0)
+        assert found is not None and found.max_quantity == D("0.001")
+        trading = await start_trading(controller)
+        given = asyncio.ensure_future(
+            controller.process(msgspec.structs.replace(found, opportunity_id="given1"), given=True)
+        )
+        await asyncio.sleep(0)  # its orders are out
+        market.update(ExchangeName.MEXC)  # the crossing scanned again, on the balances before its fills
+        await asyncio.sleep(0.01)
+        assert executor.quantities == [("given1", D("0.001"))]
+        gate.free["USDT"], mexc.free["BTC"] = D("0.08"), D(0)  # what its fills left, read once it ends
+        executor.release.set()
+        assert await given is not None
+        for exchange in (ExchangeName.GATEIO, ExchangeName.MEXC):
+            market.update(exchange)  # both books show the fills: scanned again
+            await eventually(lambda: not controller._pending)
+        controller._scanning = False
+        controller._wake()
+        await asyncio.wait_for(trading, 5)
+
+    asyncio.run(scenario())
+    assert executor.quantities == [("given1", D("0.001"))]
+
+
+def test_an_opportunity_given_while_another_executes_waits_for_its_end_and_is_checked_then(tmp_path: Path) -> None:
+    """Two opportunities given through the API at once: both were sent together, each sized on
+    balance the other's orders were spending. The second now waits for the first's end; 200 ms
+    later its data is past the 100 ms limit, and it is refused then, though fresh when given."""
+    now = [10_000_000]
+    market = CrossedBtc(now)
+    executor = HeldExecution(now)
+    controller = scanning_controller(tmp_path, executor, market.pipeline, now)
+    found = market.pipeline.scan(0)
+    assert found is not None
+
+    async def scenario() -> str | None:
+        first = asyncio.ensure_future(controller.process(msgspec.structs.replace(found, opportunity_id="one1"), given=True))
+        await asyncio.sleep(0)
+        second = asyncio.ensure_future(controller.process(msgspec.structs.replace(found, opportunity_id="two1"), given=True))
+        await asyncio.sleep(0.01)
+        assert executor.quantities == [("one1", D("0.001"))]
+        now[0] += 200_000_000
+        for exchange in (ExchangeName.GATEIO, ExchangeName.MEXC):
+            market.update(exchange)  # the books stay fresh
+        executor.release.set()
+        assert await first is not None and await second is None
+        return controller.last_refusal
+
+    # 200 ms, and 1 ms for each book's update and for the first one's fills
+    assert asyncio.run(scenario()) == "not executed: detected 203.0 ms ago, past max_data_age_ms (100)"
+    assert executor.quantities == [("one1", D("0.001"))]
+
+
+def test_an_opportunity_queued_before_an_execution_given_through_the_api_is_sized_again(tmp_path: Path) -> None:
+    """BTC and ETH cross between the same two venues. ETH's opportunity is queued, then BTC is given
+    through the API and executes, spending balance on both of ETH's markets: ETH is scanned again,
+    as after the trade loop's own executions, rather than sent as it was sized before."""
+    now = [10_000_000]
+    pipeline, _, plans = btc_and_eth_crossed(now)
+    executor = SlowFirstExecution(now, 0, lambda: None)
+    controller = scanning_controller(tmp_path, executor, pipeline, now)
+    btc = pipeline.scan(plans["BTC"].symbol_id)
+    assert btc is not None
+    controller._scanning = True
+    pipeline.scan(plans["ETH"].symbol_id)  # queued
+    now[0] += 1_000_000
+
+    async def scenario() -> None:
+        assert await controller.process(msgspec.structs.replace(btc, opportunity_id="given1"), given=True) is not None
+        trading = await start_trading(controller)
+        await eventually(lambda: len(executor.sent) == 2 and not controller._pending)
+        controller._scanning = False
+        controller._wake()
+        await asyncio.wait_for(trading, 5)
+
+    asyncio.run(scenario())
+    assert executor.sent == [("BTC/USDT", 1_000_000), ("ETH/USDT", 0)]  # ETH sized on the books after BTC
+    assert controller.summary().resized_after_trade == 1
+
+
 def test_a_signed_call_that_cannot_be_made_refuses_live_trading_without_quoting_the_error(tmp_path: Path) -> None:
     class Unsendable:
         """A connector whose signed call fails below the engine's error tree, quoting a header."""
@@ -2407,10 +2518,9 @@ def test_no_hedge_close_starts_once_the_shutdown_stopped_scanning(tmp_path: Path
         closes.append(opportunity.name)
         controller._scanning = False  # the shutdown's first step ran while this close executed
 
-    controller.process = process  # type: ignore[method-assign]
+    controller._process_locked = process  # type: ignore[method-assign]
     controller._hedge_legs = lambda pipeline, position: (  # type: ignore[method-assign]
         SimpleNamespace(instrument=SimpleNamespace(symbol="BTC_USDT")),) * 2
-    controller._note_traded = lambda opportunity: None  # type: ignore[method-assign]
     controller._scanning = True
     asyncio.run(controller._close_hedges(hedges, SimpleNamespace(id_prefix="t", max_age_ns=1)))  # type: ignore[arg-type]
     assert closes == ["p0"]
