@@ -388,10 +388,11 @@ def test_a_walk_past_the_fixed_point_is_not_priced_and_raises_nothing(caplog: py
     assert f"gateio X/USDT: cannot walk {2**50} base: fixed-point overflow" in caplog.text
 
 
-def _cheap_coin(tick: str, price: str, size: str) -> tuple[ScannerPipeline, D]:
+def _cheap_coin(tick: str, price: str, size: str, gate_size_decimals: int | None = None) -> tuple[ScannerPipeline, D]:
     """X/USDT bought on MEXC at ``price`` and sold on Gate.io 1 % higher, ``size`` X deep, with
-    Gate.io's spot book grid (10 size decimals, two price decimals finer than the tick); a
-    1000 USDT position limit. Returns the pipeline, its caps refreshed, and the buy price."""
+    Gate.io's spot book grid (two price decimals finer than the tick; its sizes' decimals, or
+    ``gate_size_decimals``); a 1000 USDT position limit. Returns the pipeline, its caps
+    refreshed, and the buy price."""
     from arb.exchanges.gateio.market_data import GateioSpotMarketData
     from arb.sim.cluster import _instrument
 
@@ -399,6 +400,8 @@ def _cheap_coin(tick: str, price: str, size: str) -> tuple[ScannerPipeline, D]:
     mexc = _instrument(ExchangeName.MEXC, "X", tick, "1", taker="0.0005", maker="0", min_notional="1",
                        fees_in_quote=True)
     gate_scale = GateioSpotMarketData.book_scale(GateioSpotMarketData.__new__(GateioSpotMarketData), gate)
+    if gate_size_decimals is not None:
+        gate_scale = WireScale(gate_scale.price_decimals, 1, gate_size_decimals, 1, floor_sizes=True)
     mexc_scale = WireScale(*mexc.wire_scale())
     ask = D(price)
     gate_book = book("g", gate_scale, [(str(ask * D("1.01")), size)], [(str(ask * D("1.02")), size)])
@@ -423,7 +426,7 @@ def test_a_coin_priced_under_a_cent_trades_to_the_position_limit() -> None:
 
 
 @pytest.mark.parametrize(("tick", "price", "expected"), [
-    # Priced at a billionth of a USDT, on Gate.io's 10 size decimals: an int64 size holds 0.92e9 X.
+    # Priced at a billionth of a USDT, on a book grid of 10 size decimals: an int64 size holds 0.92e9 X.
     ("0.00000000001", "0.000000003", "under its markets' minimum order value 3: it cannot trade"),
     ("0.000000001", "0.0000008", "under max_position_size_usd 1000"),
 ])
@@ -433,6 +436,6 @@ def test_a_grid_whose_fixed_point_holds_trades_small_is_warned_about_once(
     """The scanner's sizes are int64 on the symbol's finest grid: on a coin priced far under a cent
     that bound holds every trade under a minimum (or the position limit), and the warning says so."""
     with caplog.at_level("WARNING", logger="arb.pipeline"):
-        _cheap_coin(tick, price, "1000")
+        _cheap_coin(tick, price, "1000", gate_size_decimals=10)
     (warning,) = [r.getMessage() for r in caplog.records if "the scanner's fixed point" in r.getMessage()]
     assert warning.startswith("X/USDT: the scanner's fixed point (10^-") and warning.endswith(expected)
