@@ -57,6 +57,10 @@ class _MexcMarketData(ABC):
     _snapshot_path: ClassVar[str]
     _snapshot_weight: ClassVar[int]
     router_dialect: ClassVar[int]  # arb_core.router dialect running this market's steady state
+    # Book sizes finer than the order grid are rounded down rather than refused: MEXC's own docs
+    # show BTCUSDT depth quantities with 8 decimals, and one such level would otherwise keep the
+    # book from decoding at all (resyncing without end).
+    floors_sizes: ClassVar[bool]
 
     def __init__(self, ws_url: str | None = None, *, snapshot_limit: int | None = None) -> None:
         if snapshot_limit is not None and snapshot_limit <= 0:
@@ -92,14 +96,14 @@ class _MexcMarketData(ABC):
         """The decoders' fixed-point scale of ``instrument``'s book, checking the frame's symbol.
 
         MEXC books use the instrument's own grid: spot prices/quantities at
-        ``quotePrecision``/``baseAssetPrecision`` decimals, contract prices in ``priceUnit``
-        ticks and volumes in contracts.
+        ``quotePrecision``/``baseAssetPrecision`` decimals (finer quantities rounded down,
+        ``floors_sizes``), contract prices in ``priceUnit`` ticks and volumes in contracts.
         """
         if instrument.exchange is not self.exchange:
             raise ValueError(
                 f"{self.venue}: instrument {instrument.symbol} belongs to {instrument.exchange.value}"
             )
-        return WireScale(*instrument.wire_scale(), symbol=instrument.venue_symbol)
+        return WireScale(*instrument.wire_scale(), symbol=instrument.venue_symbol, floor_sizes=self.floors_sizes)
 
     def snapshot_request(self, venue_symbol: str) -> SnapshotRequest:
         """The REST depth snapshot of ``venue_symbol`` whose version continues the diff stream."""
@@ -152,6 +156,7 @@ class MexcSpotMarketData(_MexcMarketData):
     _snapshot_path = constants.DEPTH_PATH
     _snapshot_weight = constants.ENDPOINT_WEIGHTS[constants.DEPTH_PATH]
     router_dialect = router.DIALECT_MEXC_SPOT
+    floors_sizes = True
 
     frame_symbol = staticmethod(wire.spot_frame_symbol)
     decode_update = staticmethod(wire.decode_spot_depth)
@@ -233,6 +238,7 @@ class MexcFuturesMarketData(_MexcMarketData):
     _snapshot_path = constants.CONTRACT_DEPTH_PATH
     _snapshot_weight = 1
     router_dialect = router.DIALECT_MEXC_FUTURES
+    floors_sizes = False  # whole contracts
 
     classify = staticmethod(wire.classify_futures)
     frame_symbol = staticmethod(wire.futures_frame_symbol)

@@ -6,6 +6,7 @@ encoder (arb.exchanges.mexc.sim), itself checked against the reference decoder i
 
 from __future__ import annotations
 
+import copy
 import json
 from decimal import Decimal
 from pathlib import Path
@@ -217,6 +218,19 @@ def test_book_scales_follow_the_instrument_grid(examples: dict[str, Any]) -> Non
     assert MexcFuturesMarketData.decode_update(push, half, batch) == 1 and batch.levels() == [(ASK, 13719, 3251)]
     with pytest.raises(WireError, match="not a whole number of ticks"):
         MexcFuturesMarketData().decode_snapshot(body, half, batch)  # 3968.6 is off a 0.5 grid
+
+
+def test_a_spot_quantity_finer_than_the_order_grid_is_rounded_down(examples: dict[str, Any]) -> None:
+    """MEXC's docs show BTCUSDT depth quantities with 8 decimals ("0.21976424"); on a 6-decimal
+    grid one such level refused the whole frame, and the book resynced without end."""
+    scale = MexcSpotMarketData().book_scale(SPOT)
+    assert scale.floor_sizes and not MexcFuturesMarketData().book_scale(FUTURES).floor_sizes
+    push = copy.deepcopy(examples["aggre_depth_push"])
+    depths = push["publicAggreDepths"]
+    depths["asks"], depths["bids"] = [{"price": "93180.18", "quantity": "0.21976424"}], []
+    batch = DeltaBatch()
+    MexcSpotMarketData.decode_update(ref.encode_push(push), scale, batch)
+    assert batch.levels() == [(ASK, 9318018, 219764)]
 
 
 # --- the sequence rule through OrderBook.apply_batch --------------------------------
