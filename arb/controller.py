@@ -60,7 +60,9 @@ from .hedges import HedgeBook, HedgeMismatch, HedgePosition
 from .instruments import (
     FEE_FIELDS, MINIMUM_FIELDS, Instrument, InstrumentCatalog, InstrumentError, pair_symbol, trading_rules_changed,
 )
-from .journal import INTENT_LOG_SUFFIX, IntentRecord, Journal, JournalError, OrderResolver, intent_log_in_use
+from .journal import (
+    INTENT_LOG_SUFFIX, IntentRecord, Journal, JournalError, OrderResolver, base_per_unit, intent_log_in_use,
+)
 from .orders import OrderOutcome, market_symbol, round_price
 from .monitor import PerformanceMonitor, Stage
 from .pipeline import BPS, Leg, ScannerPipeline, SymbolPlan, walk_price
@@ -1045,7 +1047,7 @@ class ArbitrageController:
             except InstrumentError as exc:
                 unvalued.add(str(exc))
                 continue
-            base = fill.quantity * instrument.contract_size
+            base = fill.quantity * base_per_unit(record.contract_size, instrument)
             net += base if fill.side is OrderSide.BUY else -base
             step = instrument.base_lot
             lot = step if lot is None else min(lot, step)

@@ -29,6 +29,7 @@ from .errors import OrderExecutionError
 from .exchanges.base import PrivateExchange
 from .exchanges.models import OrderRequest, OrderState
 from .instruments import Instrument, InstrumentCatalog, common_step, round_down_to_step
+from .journal import IntentOrder
 from .monitor import Stage
 from .orders import (
     WIDE,
@@ -324,8 +325,8 @@ class TwoLegExecutor:
         )
 
 
-def _intents(*plans: LegPlan) -> list[tuple[str, ExchangeName, OrderRequest]]:
-    return [(plan.leg, plan.instrument.exchange, plan.request) for plan in plans]
+def _intents(*plans: LegPlan) -> list[IntentOrder]:
+    return [(plan.leg, plan.instrument.exchange, plan.request, plan.instrument.contract_size) for plan in plans]
 
 
 def _realized(orders: list[OrderOutcome] | tuple[OrderOutcome, ...]) -> Decimal:

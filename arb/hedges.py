@@ -62,7 +62,7 @@ from arb_core.freshness import is_fresh
 
 from .errors import ExchangeError
 from .instruments import InstrumentCatalog, InstrumentError, common_step, pair_symbol, round_down_to_step, split_symbol
-from .journal import FillRecord, HedgeDrop
+from .journal import FillRecord, HedgeDrop, base_per_unit
 from .orders import QUOTE_QUANTUM, WIDE, catalog_instrument, exact_notional, fee_in_quote, round_price
 from .pipeline import BPS, BPS_STEP, Leg, walk_price
 from .risk import FUTURES_MARKETS, MS_PER_DAY, FuturesHolding
@@ -209,6 +209,7 @@ class HedgeBook:
                         client_order_id=fill.client_order_id or fill.order_id, requested_quantity=fill.quantity,
                         limit_price=fill.price, filled_quantity=fill.quantity, average_price=fill.price,
                         fee=fill.fee, fee_asset=fill.fee_asset, order_id=fill.order_id,
+                        contract_size=record.contract_size,
                     )
                 )
         for opp, legs in hedges.items():
@@ -340,7 +341,7 @@ class HedgeBook:
             if catalog is None:  # a venue disabled since: ``restore`` leaves the execution out
                 raise InstrumentError(f"market {market.value} has no instrument catalog (not traded this run)")
             instrument = catalog.get(leg.symbol)
-            filled = leg.filled_quantity * instrument.contract_size
+            filled = leg.filled_quantity * base_per_unit(leg.contract_size, instrument)
             notional = exact_notional(instrument, filled, leg.average_price)
             fee = fee_in_quote(instrument, leg.fee, leg.fee_asset or instrument.quote, leg.average_price)
             if fee is None:  # in neither base nor quote (a venue's points): at the instrument's taker rate

@@ -74,12 +74,12 @@ import numpy as np
 
 from .errors import ArbitrageEngineError
 from .exchanges.models import Fill, FundingPayment, OrderRequest, OrderState, OrderStatus
-from .instruments import InstrumentCatalog
+from .instruments import Instrument, InstrumentCatalog
 from .types import ExchangeName, OrderSide, number_problem
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 INTENT_LOG_SUFFIX = "-intents"  # the intent log is the database's path with this suffix
 # SQLite's own checkpoint, run inside a commit once the WAL holds this many pages: a safety net
 # well above the cadence of ``start_checkpoint`` (the engine's, about 4 pages per commit).
@@ -199,6 +199,13 @@ CREATE TABLE IF NOT EXISTS order_windows (
     at_ms INTEGER NOT NULL
 );
 """
+# Version 7: the intents column ``contract_size``, the contract size (base units per contract) a
+# futures order's quantity and fills are counted in, as the venue had it when the order was sent,
+# so that a later change of the venue's contract size does not change what the journaled contracts
+# were. NULL where none was given (a spot order may leave it out: its unit is the base) and in the
+# intents of older versions, which are read at the catalog's contract size (``base_per_unit``).
+# Added by ``_migrate`` where the table lacks it: SQLite has no ADD COLUMN IF NOT EXISTS.
+_CONTRACT_SIZE_COLUMN = "ALTER TABLE intents ADD COLUMN contract_size TEXT"
 # What brings a journal of each older version to SCHEMA_VERSION (0: a new file).
 _UPGRADES = {
     0: _SCHEMA + _FUNDING_SCHEMA + _HEDGE_DROP_SCHEMA + _RECOVERY_INDEX_SCHEMA + _KILL_SWITCH_SCHEMA + _ORDER_WINDOW_SCHEMA,
@@ -207,6 +214,7 @@ _UPGRADES = {
     3: _RECOVERY_INDEX_SCHEMA + _KILL_SWITCH_SCHEMA + _ORDER_WINDOW_SCHEMA,
     4: _KILL_SWITCH_SCHEMA + _ORDER_WINDOW_SCHEMA,
     5: _ORDER_WINDOW_SCHEMA,
+    6: "",
 }
 
 _MARKET_VALUES = frozenset(market.value for market in ExchangeName)
@@ -218,14 +226,19 @@ _REJECTED = OrderStatus.REJECTED.value
 _NO_DETAIL = "{}"
 
 _INSERT_NUMBERED_INTENT = (
-    "INSERT INTO intents (intent_id, opportunity_id, leg, exchange, client_order_id, symbol, request, created_at_ms) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+    "INSERT INTO intents (intent_id, opportunity_id, leg, exchange, client_order_id, symbol, request, created_at_ms, "
+    "contract_size) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _INTENT_KEY_EXISTS = "SELECT 1 FROM intents WHERE exchange = ? AND client_order_id = ?"
 # One intents row as the log holds it: (intent_id, opportunity_id, leg, exchange, client_order_id, symbol,
-# request JSON, created_at_ms); one line of the log is a JSON array of them.
-_LoggedIntent = tuple[int, str, str, str, str, str, str, int]
+# request JSON, created_at_ms, contract_size); one line of the log is a JSON array of them. A log
+# written before version 7 has rows without the contract size.
+_LoggedIntent = tuple[int, str, str, str, str, str, str, int, str | None]
 _decode_log_line = msgspec.json.Decoder(list[_LoggedIntent]).decode
+_decode_log_line_v6 = msgspec.json.Decoder(list[tuple[int, str, str, str, str, str, str, int]]).decode
+IntentOrder = tuple[str, ExchangeName, OrderRequest] | tuple[str, ExchangeName, OrderRequest, Decimal]
+"""An order whose intent is recorded: (leg, market, request), and on a futures market the contract
+size (base units per contract) the request's quantity is counted in; a spot quantity is in base."""
 _INSERT_EVENT = (
     "INSERT INTO order_events (intent_id, kind, status, order_id, filled_quantity, closes, detail, at_ms) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
@@ -238,8 +251,8 @@ _INSERT_FILL = (
 # An intent with no closing outcome yet (``intents`` aliased ``i``).
 _IS_OPEN = "NOT EXISTS (SELECT 1 FROM order_events e WHERE e.intent_id = i.intent_id AND e.closes = 1)"
 _OPEN_INTENTS = (
-    f"SELECT intent_id, opportunity_id, leg, exchange, request, created_at_ms FROM intents i WHERE {_IS_OPEN} "
-    "ORDER BY intent_id"
+    f"SELECT intent_id, opportunity_id, leg, exchange, request, created_at_ms, contract_size FROM intents i "
+    f"WHERE {_IS_OPEN} ORDER BY intent_id"
 )
 _OPEN_INTENTS_OF = f"SELECT intent_id FROM intents i WHERE opportunity_id = ? AND {_IS_OPEN} ORDER BY intent_id"
 _LAST_FINAL = (
@@ -413,13 +426,27 @@ def read_intent_log(data: bytes) -> tuple[list[tuple[int, list[_LoggedIntent]]],
     read = []
     for number, line in enumerate(lines, 1):
         try:
-            rows = _decode_log_line(line)
+            rows = _log_line_rows(line)
             for row in rows:
                 _check_logged_row(row)
         except (msgspec.DecodeError, ValueError) as exc:
             raise IntentLogDamage(number, str(exc)) from exc
         read.append((number, rows))
     return read, torn
+
+
+def _log_line_rows(line: bytes) -> list[_LoggedIntent]:
+    """The intents rows of one intent log line, of this version or of a version before 7 (no contract size)."""
+    try:
+        return _decode_log_line(line)
+    except msgspec.DecodeError:
+        try:
+            older = _decode_log_line_v6(line)
+        except msgspec.DecodeError:
+            pass
+        else:
+            return [(*row, None) for row in older]
+        raise
 
 
 class UnreadableValue(ValueError):
@@ -465,6 +492,24 @@ def stored_decimal(value: Decimal | str, column: str) -> Decimal:
     return number
 
 
+def stored_contract_size(value: Decimal | str | None) -> Decimal | None:
+    """The contract size an intents row stores as ``value`` (None: none stored); ``UnreadableValue``
+    unless it is a positive amount."""
+    if value is None:
+        return None
+    size = stored_decimal(value, "contract_size")
+    if size <= ZERO:
+        raise UnreadableValue(f"contract_size {value!r}: not positive")
+    return size
+
+
+def base_per_unit(journaled: Decimal | None, instrument: Instrument) -> Decimal:
+    """Base units per unit of a journaled quantity of ``instrument``: the contract size journaled
+    with its order, or where none was (spot; a futures order journaled before version 7, or a fill
+    of no known intent) the instrument's: 1 on spot, the catalog's current contract size on futures."""
+    return instrument.contract_size if journaled is None else journaled
+
+
 def stored_int(value: object, column: str) -> int:
     """The whole number stored as ``value`` in ``column`` (an INTEGER column hands back an int; text put
     there by hand stays text); ``UnreadableValue`` naming both when it is none."""
@@ -484,6 +529,9 @@ class IntentRecord(msgspec.Struct, frozen=True, kw_only=True):
     created_at_ms: int
     order_id: str | None
     filled_quantity: Decimal  # sum of the recorded fills
+    # The contract size journaled with a futures order (base units per contract); None when none was
+    # (a spot order, a futures order journaled before version 7): see ``base_per_unit``.
+    contract_size: Decimal | None = None
 
     @property
     def client_order_id(self) -> str:
@@ -513,6 +561,9 @@ class FillRecord(msgspec.Struct, frozen=True, kw_only=True):
     source: str
     intent_id: int | None = None  # the order the fill belongs to
     recorded_at_ms: int = 0  # when the journal recorded it (wall clock)
+    # The contract size journaled with the fill's futures order (base units per contract); None when
+    # none was (spot, a fill of no known intent, an order journaled before version 7): ``base_per_unit``.
+    contract_size: Decimal | None = None
 
 
 class OpportunityPnl(msgspec.Struct, frozen=True, kw_only=True):
@@ -686,6 +737,8 @@ class Journal:
             for statement in upgrade.split(";"):
                 if statement.strip():
                     self._db.execute(statement)
+            if not any(column[1] == "contract_size" for column in self._db.execute("PRAGMA table_info(intents)")):
+                self._db.execute(_CONTRACT_SIZE_COLUMN)
             self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         if version:
             log.info("journal %s: schema upgraded from version %d to %d", self.path, version, SCHEMA_VERSION)
@@ -969,19 +1022,24 @@ class Journal:
 
     # -- writes -------------------------------------------------------------------------
 
-    def record_intent(self, opportunity_id: str, leg: str, request: OrderRequest, exchange: ExchangeName) -> int:
-        """Record an order about to be sent; returns its intent id. Call before sending."""
-        (intent_id,) = self.record_intents(opportunity_id, [(leg, exchange, request)])
+    def record_intent(
+        self, opportunity_id: str, leg: str, request: OrderRequest, exchange: ExchangeName,
+        contract_size: Decimal | None = None,
+    ) -> int:
+        """Record an order about to be sent; returns its intent id. Call before sending. ``contract_size``:
+        base units per contract, required on a futures market (see ``IntentOrder``)."""
+        order: IntentOrder = (leg, exchange, request) if contract_size is None else (leg, exchange, request, contract_size)
+        (intent_id,) = self.record_intents(opportunity_id, [order])
         return intent_id
 
     def record_intents(
         self,
         opportunity_id: str,
-        orders: Sequence[tuple[str, ExchangeName, OrderRequest]],
+        orders: Sequence[IntentOrder],
         *,
         deferred: bool = False,
     ) -> list[int]:
-        """Record orders about to be sent, (leg, market, request) each, in one transaction; their intent ids.
+        """Record orders about to be sent (``IntentOrder`` each) in one transaction; their intent ids.
 
         One commit (one WAL sync under ``synchronous=FULL``) makes every intent durable
         together; a refused intent (a reused client id) records none of them. ``deferred``
@@ -995,7 +1053,7 @@ class Journal:
         rows = self._numbered_rows(opportunity_id, orders)
         write, staged = self._write, self._staged
         with self._transaction:
-            for row, (_, _, request) in zip(rows, orders):
+            for row, order in zip(rows, orders):
                 try:
                     write(_INSERT_NUMBERED_INTENT, row)
                 except sqlite3.IntegrityError as exc:
@@ -1006,33 +1064,42 @@ class Journal:
                             "must have one"
                         ) from exc
                     raise self._reused((row[3], row[4])) from exc
-                staged[row[0]] = _OpenIntent.inserted(row, request.quantity)
+                staged[row[0]] = _OpenIntent.inserted(row, order[2].quantity)
                 self._keys.add((row[3], row[4]))
         self._next_intent_id += len(rows)
         return [row[0] for row in rows]
 
-    def rehearse_intents(self, opportunity_id: str, orders: Sequence[tuple[str, ExchangeName, OrderRequest]]) -> None:
+    def rehearse_intents(self, opportunity_id: str, orders: Sequence[IntentOrder]) -> None:
         """Encode the record ``record_intents`` would log for ``orders`` and drop it: nothing is written,
         numbered or checked. Keeps the encoding warm in the CPU's caches (``TwoLegExecutor.rehearse``)."""
         _encode_request(self._numbered_rows(opportunity_id, orders))
 
-    def _numbered_rows(
-        self, opportunity_id: str, orders: Sequence[tuple[str, ExchangeName, OrderRequest]]
-    ) -> list[_LoggedIntent]:
-        """The intents rows of ``orders``, numbered from the next intent id.
+    def _numbered_rows(self, opportunity_id: str, orders: Sequence[IntentOrder]) -> list[_LoggedIntent]:
+        """The intents rows of ``orders``, numbered from the next intent id; ValueError for a futures
+        order without its contract size.
 
         Numbered here rather than by SQLite on both paths: an id a failed append may have left
         in the log is never given to another intent. Enum values are read as ``_value_`` on the
         order path: a plain attribute, cheaper than ``value``.
         """
         now_ms, first = self._now_ms(), self._next_intent_id
-        return [
-            (
+        rows: list[_LoggedIntent] = []
+        for n, order in enumerate(orders):
+            leg, exchange, request = order[0], order[1], order[2]
+            if len(order) == 4:
+                contract_size: str | None = str(order[3])
+            elif exchange.is_futures:
+                raise ValueError(
+                    f"journal {self.path}: {exchange._value_} order {request.client_order_id!r} ({leg}): a futures "
+                    "intent needs the contract size its quantity is counted in"
+                )
+            else:
+                contract_size = None
+            rows.append((
                 first + n, opportunity_id, leg, exchange._value_, request.client_order_id, request.symbol,
-                _encode_request(request).decode(), now_ms,
-            )
-            for n, (leg, exchange, request) in enumerate(orders)
-        ]
+                _encode_request(request).decode(), now_ms, contract_size,
+            ))
+        return rows
 
     def _reused(self, key: tuple[str, str]) -> ReusedClientIdError:
         return ReusedClientIdError(
@@ -1040,9 +1107,7 @@ class Journal:
             "is already journaled; client ids must be unique per market"
         )
 
-    def _log_intents(
-        self, fd: int, opportunity_id: str, orders: Sequence[tuple[str, ExchangeName, OrderRequest]]
-    ) -> list[int]:
+    def _log_intents(self, fd: int, opportunity_id: str, orders: Sequence[IntentOrder]) -> list[int]:
         """``record_intents`` through the intent log: one append, the database after."""
         if len(self._logged) >= MAX_LOGGED_INTENTS:
             raise JournalError(
@@ -1051,8 +1116,8 @@ class Journal:
             )
         waiting = {(row[3], row[4]) for row, _ in self._logged}  # normally none: flushed once orders are out
         keys: set[tuple[str, str]] = set()
-        for _, exchange, request in orders:
-            key = (exchange._value_, request.client_order_id)
+        for order in orders:
+            key = (order[1]._value_, order[2].client_order_id)
             if (
                 key in keys
                 or key in waiting
@@ -1078,7 +1143,7 @@ class Journal:
             self._write_failed(exc)
             raise JournalError(f"journal {self.path}: cannot write the intent log: {exc}") from exc
         self._log_size += len(line)
-        self._logged.extend((row, request.quantity) for row, (_, _, request) in zip(rows, orders))
+        self._logged.extend((row, order[2].quantity) for row, order in zip(rows, orders))
         for key in keys:
             self._keys.add(key)
         return [row[0] for row in rows]
@@ -1281,7 +1346,7 @@ class Journal:
         """One intent by market and client order id."""
         self.flush_intents()
         row = self._db.execute(
-            "SELECT intent_id, opportunity_id, leg, exchange, request, created_at_ms FROM intents "
+            "SELECT intent_id, opportunity_id, leg, exchange, request, created_at_ms, contract_size FROM intents "
             "WHERE exchange = ? AND client_order_id = ?",
             (exchange.value, client_order_id),
         ).fetchone()
@@ -1351,7 +1416,8 @@ class Journal:
         sql = (
             "SELECT f.exchange, i.opportunity_id, i.leg, f.symbol, f.order_id, f.client_order_id, f.trade_id, "
             "f.side, f.price, f.quantity, f.fee, f.fee_asset, f.is_maker, f.timestamp_ms, f.source, "
-            "f.intent_id, f.recorded_at_ms, f.fill_id FROM fills f LEFT JOIN intents i ON i.intent_id = f.intent_id"
+            "f.intent_id, f.recorded_at_ms, f.fill_id, i.contract_size FROM fills f "
+            "LEFT JOIN intents i ON i.intent_id = f.intent_id"
         )
         args: tuple[str, ...] = ()
         if opportunity_id is not None:
@@ -1370,8 +1436,8 @@ class Journal:
     ) -> OpportunityPnl:
         """Cash flow of one opportunity's fills, quantities in base units (see ``OpportunityPnl``).
 
-        Futures fills are in contracts: ``catalogs`` give their contract sizes, and without them
-        an opportunity with a futures fill raises JournalError.
+        Futures fills are in contracts, at the contract size journaled with their orders; ``catalogs``
+        give it where none was (``base_per_unit``), and without them such a fill raises JournalError.
         """
         bought = sold = buy_notional = sell_notional = quote_fees = ZERO
         other: dict[str, Decimal] = {}
@@ -1379,12 +1445,15 @@ class Journal:
             fill = record.fill
             base = fill.quantity
             if record.exchange.is_futures:
-                if catalogs is None or record.exchange not in catalogs:
+                if record.contract_size is not None:
+                    base = fill.quantity * record.contract_size
+                elif catalogs is None or record.exchange not in catalogs:
                     raise JournalError(
                         f"journal {self.path}: opportunity {opportunity_id} has a {record.exchange.value} fill in "
-                        "contracts: pass the catalogs that give its contract size"
+                        "contracts journaled without their contract size: pass the catalogs that give it"
                     )
-                base = fill.quantity * catalogs[record.exchange].get(fill.symbol).contract_size
+                else:
+                    base = fill.quantity * catalogs[record.exchange].get(fill.symbol).contract_size
             notional = fill.price * base
             if fill.side is OrderSide.BUY:
                 bought += base
@@ -1709,6 +1778,7 @@ class Journal:
         ).fetchone()
         try:
             exchange, request = _market(row[3]), msgspec.json.decode(row[4], type=OrderRequest)
+            contract_size = stored_contract_size(row[6])
         except (ValueError, msgspec.DecodeError) as exc:
             raise JournalError(
                 f"journal {self.path}: intent {intent_id} (opportunity {row[1]}) is unreadable: {exc}; restore the "
@@ -1723,6 +1793,7 @@ class Journal:
             created_at_ms=row[5],
             order_id=None if order is None else order[0],
             filled_quantity=self._filled(intent_id),
+            contract_size=contract_size,
         )
 
 
@@ -1742,7 +1813,7 @@ def _state_detail(state: OrderState) -> str:
 def _check_logged_row(row: _LoggedIntent) -> None:
     """Raise ValueError unless an intent log row holds what its database row must: a known market
     and a readable request of the row's own client id and symbol."""
-    _, _, _, market, client_order_id, symbol, request_json, _ = row
+    _, _, _, market, client_order_id, symbol, request_json, _, contract_size = row
     if market not in _MARKET_VALUES:
         raise ValueError(f"intent {row[0]}: unknown market {market!r}")
     try:
@@ -1752,6 +1823,7 @@ def _check_logged_row(row: _LoggedIntent) -> None:
     if (request.client_order_id, request.symbol) != (client_order_id, symbol):
         raise ValueError(f"intent {row[0]}: its request is for {request.client_order_id!r} {request.symbol}, "
                          f"the row for {client_order_id!r} {symbol}")
+    stored_contract_size(contract_size)
 
 
 def _market(value: str, column: str = "exchange") -> ExchangeName:
@@ -1786,6 +1858,7 @@ def _fill_record(row: tuple[Any, ...]) -> FillRecord:
         source=row[14],
         intent_id=row[15],
         recorded_at_ms=row[16],
+        contract_size=stored_contract_size(row[18]),
     )
 
 

@@ -25,6 +25,7 @@ from .exchanges.base import PrivateExchange
 from .exchanges.errors import ErrorCategory
 from .exchanges.models import Fill, OrderRequest, OrderRequestError, OrderState, OrderType, TimeInForce
 from .instruments import Instrument, InstrumentCatalog, split_symbol, unified_symbol
+from .journal import IntentOrder
 from .types import ExchangeName, ExecutionLeg, OrderSide
 
 log = logging.getLogger(__name__)
@@ -220,20 +221,23 @@ class OrderSettings(msgspec.Struct, frozen=True, kw_only=True):
 class OrderJournal(Protocol):
     """The part of ``arb.journal.Journal`` the executor and recovery write to."""
 
-    def record_intent(self, opportunity_id: str, leg: str, request: OrderRequest, exchange: ExchangeName) -> int:
-        """Record an order about to be sent."""
+    def record_intent(
+        self, opportunity_id: str, leg: str, request: OrderRequest, exchange: ExchangeName,
+        contract_size: Decimal | None = None,
+    ) -> int:
+        """Record an order about to be sent (``contract_size``: required on futures)."""
 
     def record_intents(
         self,
         opportunity_id: str,
-        orders: Sequence[tuple[str, ExchangeName, OrderRequest]],
+        orders: Sequence[IntentOrder],
         *,
         deferred: bool = False,
     ) -> list[int]:
-        """Record orders about to be sent, (leg, market, request) each, in one transaction
+        """Record orders about to be sent (``IntentOrder`` each) in one transaction
         (``deferred``: through the intent log, as durable)."""
 
-    def rehearse_intents(self, opportunity_id: str, orders: Sequence[tuple[str, ExchangeName, OrderRequest]]) -> None:
+    def rehearse_intents(self, opportunity_id: str, orders: Sequence[IntentOrder]) -> None:
         """Encode what ``record_intents`` would record and drop it; nothing is recorded."""
 
     def flush_intents(self) -> None:
@@ -387,6 +391,7 @@ class OrderOutcome(msgspec.Struct, frozen=True, kw_only=True):
             error_category=None if self.category is None else ErrorCategory(self.category).value,
             updated_at_ms=0 if state is None else state.updated_at_ms,
             status="" if state is None else state.status.value,
+            contract_size=self.instrument.contract_size,
         )
 
 
@@ -415,15 +420,13 @@ class OrderRunner:
         except KeyError:
             raise ExchangeError(name.value, "no connector configured for this market") from None
 
-    def intend(self, opportunity_id: str, leg: str, exchange: ExchangeName, request: OrderRequest) -> None:
-        """Journal the intent to send ``request``; must precede ``run``. Raises if the journal refuses."""
+    def intend(self, opportunity_id: str, leg: str, instrument: Instrument, request: OrderRequest) -> None:
+        """Journal the intent to send ``request`` on ``instrument``; must precede ``run``. Raises if the journal refuses."""
         if self.journal is not None:
-            self.journal.record_intent(opportunity_id, leg, request, exchange)
+            self.journal.record_intent(opportunity_id, leg, request, instrument.exchange, instrument.contract_size)
 
-    def intend_all(
-        self, opportunity_id: str, orders: Sequence[tuple[str, ExchangeName, OrderRequest]], *, deferred: bool = False
-    ) -> None:
-        """Journal the intents of ``orders`` (leg, market, request) in one transaction: all of them or none.
+    def intend_all(self, opportunity_id: str, orders: Sequence[IntentOrder], *, deferred: bool = False) -> None:
+        """Journal the intents of ``orders`` (``IntentOrder`` each) in one transaction: all of them or none.
 
         ``deferred`` appends them to the journal's intent log, which takes less time before the
         orders go out; ``settle_intents`` then commits them to its database.
@@ -436,13 +439,13 @@ class OrderRunner:
         if self.journal is not None:
             self._call_journal(lambda j: j.flush_intents(), "the intents in the intent log")
 
-    def rehearse(self, opportunity_id: str, orders: Sequence[tuple[str, ExchangeName, OrderRequest]]) -> None:
-        """Encode the intents and orders of ``orders`` (leg, market, request) as ``intend_all`` and
-        ``write`` would, and drop them: nothing is journaled, sent or spent."""
+    def rehearse(self, opportunity_id: str, orders: Sequence[IntentOrder]) -> None:
+        """Encode the intents and orders of ``orders`` as ``intend_all`` and ``write`` would, and drop
+        them: nothing is journaled, sent or spent."""
         if self.journal is not None:
             self.journal.rehearse_intents(opportunity_id, orders)
-        for _, exchange, request in orders:
-            self.exchange(exchange).rehearse_order(request)
+        for order in orders:
+            self.exchange(order[1]).rehearse_order(order[2])
 
     def budget_refusal(self, exchange: ExchangeName, symbol: str, deadline_ns: int | None = None) -> str | None:
         """Why an order on ``symbol`` may not go to ``exchange`` now: its venue's order budget (held

@@ -275,7 +275,7 @@ class RecoveryManager:
             if attempt:
                 await self.sleep(self.backoff.delay(attempt - 1))
             try:
-                self.orders.intend(opp, leg, exchange, request)
+                self.orders.intend(opp, leg, instrument, request)
             except Exception as exc:  # not sent: the journal must hold every order before it exists
                 return self._flag(active, buy, sell, orders, cost, f"journal refused recovery order: {exc}")
             self._step(opp, action.value, {

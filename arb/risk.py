@@ -82,7 +82,7 @@ from .errors import RiskManagementError
 from .exchanges.errors import ErrorCategory
 from .exchanges.models import Fill, FundingPayment, OrderStatus, Position
 from .instruments import Instrument, InstrumentCatalog, InstrumentError, pair_symbol
-from .journal import FillRecord, IntentRecord
+from .journal import FillRecord, IntentRecord, base_per_unit
 from .orders import WIDE, RealizedPnl, exact_notional, fee_in_quote
 from .pipeline import BPS, BPS_STEP
 from .types import (
@@ -333,11 +333,15 @@ class _Position:
 class _JournaledOrder:
     """The journaled fills of one order, summed into the one fill the live path records per leg."""
 
-    __slots__ = ("exchange", "fees", "notional", "order_id", "price", "quantity", "recorded_at_ms", "side", "symbol")
+    __slots__ = (
+        "contract_size", "exchange", "fees", "notional", "order_id", "price", "quantity", "recorded_at_ms", "side",
+        "symbol",
+    )
 
     def __init__(self, record: FillRecord) -> None:
         fill = record.fill
         self.exchange = record.exchange
+        self.contract_size = record.contract_size  # as journaled with the order (``base_per_unit``)
         self.symbol = fill.symbol
         self.side = fill.side
         self.order_id = fill.client_order_id or fill.order_id
@@ -377,7 +381,7 @@ class _ExecutionPnl(RealizedPnl):
         average = order.average_price
         with localcontext() as ctx:
             ctx.prec = 60
-            base = order.quantity * instrument.contract_size
+            base = order.quantity * base_per_unit(order.contract_size, instrument)
             notional = exact_notional(instrument, base, average)
             # A fee journaled without its asset is in quote; one in neither base nor quote counts at the
             # taker rate on the notional, as live (``OrderOutcome.fee_quote``).
@@ -980,7 +984,7 @@ class RiskManager:
             # What record_fill does with the leg's one fill, the exposure left to the end (it
             # depends only on the final positions and marks).
             symbol = pair_symbol(order.symbol)  # as the live path: spot and perpetual of a pair net
-            base = order.quantity * instrument.contract_size
+            base = order.quantity * base_per_unit(order.contract_size, instrument)
             self._move_position(order.exchange, symbol, order.side, base, order.average_price, order.recorded_at_ms)
             moved.add(symbol)
             if opportunity_id in acknowledged:
@@ -1038,7 +1042,7 @@ class RiskManager:
             if request.price is None or catalog is None:
                 continue
             try:
-                contract = catalog.get(request.symbol).contract_size
+                contract = base_per_unit(intent.contract_size, catalog.get(request.symbol))
             except InstrumentError:
                 continue
             notional = (request.quantity - intent.filled_quantity) * contract * request.price

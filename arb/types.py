@@ -240,6 +240,9 @@ class ExecutionLeg(msgspec.Struct, frozen=True, kw_only=True):
     error_category: str | None = None  # what kind of failure ``error`` is (``ErrorCategory`` value), when known
     updated_at_ms: int = 0  # the venue's time of the order's last update (0: not known)
     status: str = ""  # the venue's last status of the order (an ``OrderStatus`` value); "" without an answer
+    # Base units per unit of the quantities (1 on spot) as the order was sent; None where not known,
+    # for the instrument catalog's current contract size.
+    contract_size: Decimal | None = None
 
 
 class ExecutionResult(msgspec.Struct, frozen=True, kw_only=True):

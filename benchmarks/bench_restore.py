@@ -84,7 +84,10 @@ def journaled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Journa
                     _order(GATE_PERP, "BTC/USDT:USDT", "sell", OrderSide.SELL, Decimal(100), price + 20,
                            f"{opportunity_id}-s"),
                 ]
-            journal.record_intents(opportunity_id, [(leg, exchange, request) for leg, exchange, request, _, _ in legs])
+            journal.record_intents(opportunity_id, [
+                (leg, exchange, request, Decimal("0.0001") if exchange.is_futures else Decimal(1))
+                for leg, exchange, request, _, _ in legs
+            ])
             for _, exchange, request, state, fill in legs:
                 journal.record_result(exchange, request.client_order_id, state, [fill])
     journal = Journal(path, synchronous="NORMAL")

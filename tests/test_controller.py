@@ -1645,6 +1645,42 @@ def test_a_restart_does_not_flag_an_execution_its_recovery_closed_short_of_a_buy
     journal.close()
 
 
+def test_a_restart_after_a_venue_changed_its_contract_size_does_not_flag_a_matched_hedge(tmp_path: Path) -> None:
+    """A hedge bought 0.5 BTC and sold 5000 contracts of 0.0001 BTC; the venue has made its contracts
+    0.001 BTC since. Read at the new size, its fills netted to a 4.5 BTC short: flagged for an
+    operator to close by hand a position that was never there."""
+    journal = Journal(tmp_path / "journal.sqlite3")
+    perp = ExchangeName.GATEIO_FUTURES
+    for market, symbol, side, quantity, contract in (
+        (ExchangeName.GATEIO, "BTC/USDT", OrderSide.BUY, "0.5", None),
+        (perp, "BTC/USDT:USDT", OrderSide.SELL, "5000", D("0.0001")),
+    ):
+        cid = f"o1-{side.value[0]}"
+        request = OrderRequest(symbol=symbol, side=side, type=OrderType.LIMIT, quantity=D(quantity),
+                               price=D(60000), client_order_id=cid)
+        journal.record_intent("o1", side.value, request, market, contract)
+        state = OrderState(symbol=symbol, order_id=f"v-{cid}", client_order_id=cid, side=side, type=OrderType.LIMIT,
+                           status=OrderStatus.FILLED, quantity=D(quantity), price=D(60000),
+                           filled_quantity=D(quantity), average_price=D(60000))
+        journal.record_result(market, cid, state, [Fill(
+            symbol=symbol, order_id=f"v-{cid}", client_order_id=cid, trade_id=cid, side=side, price=D(60000),
+            quantity=D(quantity), fee=D(0), fee_asset="USDT", is_maker=False, timestamp_ms=1,
+        )])
+    controller = ArbitrageController(manager(tmp_path))
+    instruments = default_instruments(("BTC",))
+    controller._catalogs = {
+        ExchangeName.GATEIO: InstrumentCatalog(
+            ExchangeName.GATEIO, [i for i in instruments if i.exchange is ExchangeName.GATEIO]
+        ),
+        perp: InstrumentCatalog(
+            perp, [msgspec.structs.replace(i, contract_size=D("0.001")) for i in instruments if i.exchange is perp]
+        ),
+    }
+    controller._flag_interrupted(journal, ["o1"])
+    assert journal.recovery_steps("o1") == [] and journal.awaiting_approval() == []
+    journal.close()
+
+
 def test_a_restart_flags_orders_of_unknown_outcome_and_holds_every_unacknowledged_flag(tmp_path: Path) -> None:
     """After reconciliation, an order still open (the venue could not say what became of it) has its
     opportunity flagged for manual approval, even with no fill recorded. Flags of earlier runs no
@@ -1654,7 +1690,7 @@ def test_a_restart_flags_orders_of_unknown_outcome_and_holds_every_unacknowledge
         symbol="BTC/USDT:USDT", side=OrderSide.SELL, type=OrderType.LIMIT, quantity=D(3), price=D("60000"),
         client_order_id="o3-s",
     )
-    journal.record_intent("o3", "sell", request, ExchangeName.GATEIO_FUTURES)  # its outcome never learned
+    journal.record_intent("o3", "sell", request, ExchangeName.GATEIO_FUTURES, D("0.0001"))  # its outcome never learned
     journal.record_recovery_step("o1", "manual_approval", {"reason": "past its loss bound", "residual": D("0.25")})
     journal.record_recovery_step("o2", "manual_approval", {"reason": "past its loss bound", "residual": D("0.1")})
     journal.record_recovery_step("o2", "acknowledged", {"by": "operator"})

@@ -65,7 +65,7 @@ def journal_path(tmp_path: Path) -> Path:
         perp = msgspec.structs.replace(  # reduce-only, as a hedge close's futures leg is sent
             request("BTC/USDT:USDT", OrderSide.SELL, "20", "61500.5", "o2-s"), reduce_only=True
         )
-        journal.record_intents("o2", [("buy", GATE, spot), ("sell", PERP, perp)])
+        journal.record_intents("o2", [("buy", GATE, spot), ("sell", PERP, perp, D("0.0001"))])
         journal.record_result(PERP, "o2-s", state(perp, "20"), [
             fill(perp, "20", "61500.5", "0.0615005", "USDT", "t4", DAY2 + 59_000),
         ])

@@ -115,6 +115,27 @@ def test_journaled_hedges_rebuild_the_exact_positions_after_a_restart(tmp_path: 
     assert rebuilt.positions() == before
 
 
+def test_a_restore_reads_the_futures_fills_at_the_contract_size_they_were_traded_at(tmp_path: Path) -> None:
+    """The venue made its contracts ten times larger since (converting positions: 5000 contracts of
+    0.0001 BTC became 500 of 0.001). Read at the new size, the journal's 5000 contracts were 5 BTC:
+    the rebuilt hedge was ten times its size, and the venue's 0.5 BTC no longer covered it."""
+    path = tmp_path / "journal.sqlite3"
+    venues = Venues(path)
+    book = HedgeBook(venues.catalogs, min_profit_bps=D(10))
+    opp = opportunity("o1", GATE, PERP, "60000.1", "60300.1", "0.5")
+    book.record(opp, venues.run(opp))
+    before = book.positions()
+    venues.journal.close()
+    resized = catalogs(FakeExchange(spot(GATE)), FakeExchange(spot(MEXC, venue_symbol="BTCUSDT")),
+                       FakeExchange(perp(PERP, contract_size=D("0.001"))))
+    with Journal(path) as journal:
+        rebuilt = HedgeBook(resized, min_profit_bps=D(10))
+        assert rebuilt.restore(journal) == before
+    held = Position(symbol="BTC/USDT:USDT", size=D(-500), entry_price=D("60300.1"))
+    assert rebuilt.check_venue(PERP, futures_holdings(PERP, [held], resized[PERP])) == []
+    assert rebuilt.positions() == before
+
+
 def test_restore_replaces_the_book_and_ignores_spot_spot_and_empty_executions(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

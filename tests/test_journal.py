@@ -259,7 +259,7 @@ def test_a_version_3_journal_gets_the_recovery_step_indexes_and_the_kill_switch_
         assert [opp for opp, _, _ in journal.awaiting_approval()] == ["o1"]
         assert journal.kill_switch() is None
     with closing(sqlite3.connect(path)) as db:
-        assert db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,) == (6,)
+        assert db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,) == (7,)
         one = db.execute(
             "EXPLAIN QUERY PLAN SELECT step, detail FROM recovery_steps WHERE opportunity_id = ? ORDER BY step_id", ("o1",)
         ).fetchall()
@@ -309,7 +309,7 @@ def test_the_longest_order_window_of_each_market_is_kept_across_runs_and_upgrade
         journal.record_order_windows({ExchangeName.MEXC: 12_000, ExchangeName.GATEIO: 1_000})
         assert journal.order_windows() == {ExchangeName.MEXC: 12_000, ExchangeName.GATEIO: 1_000}
     with closing(sqlite3.connect(path)) as db:
-        assert db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,) == (6,)
+        assert db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,) == (7,)
 
 
 def test_the_kill_switch_is_kept_as_last_changed(tmp_path: Path) -> None:
@@ -566,16 +566,65 @@ def test_opportunity_pnl_counts_futures_fills_in_base_units(journal: Journal) ->
     )
     short = msgspec.structs.replace(request("c2", quantity="100", side=OrderSide.SELL), symbol=contract.symbol)
     journal.record_intent("h1", "buy", request("c1", quantity="0.01"), GATE)
-    journal.record_intent("h1", "sell", short, perp)
+    journal.record_intent("h1", "sell", short, perp, contract.contract_size)
     journal.record_fill(GATE, fill("t1", "0.01", "100000"))
     journal.record_fill(perp, msgspec.structs.replace(
         fill("t2", "100", "100100", coid="c2", order_id="v-c2", side=OrderSide.SELL), symbol=contract.symbol
     ))
-    with pytest.raises(JournalError, match="h1 has a gateio_futures fill in contracts"):
+    # At the contract size journaled with the order, not at the one the venue has since moved to.
+    resized = {perp: InstrumentCatalog(perp, [msgspec.structs.replace(contract, contract_size=D("0.001"))])}
+    for catalogs in (None, resized):
+        pnl = journal.opportunity_pnl("h1", catalogs=catalogs)
+        assert (pnl.bought_quantity, pnl.sold_quantity, pnl.residual_quantity) == (D("0.01"), D("0.0100"), 0)
+        assert (pnl.buy_notional, pnl.sell_notional, pnl.realized_pnl) == (D(1000), D(1001), D(1))
+    journal._db.execute("UPDATE intents SET contract_size = NULL")  # as journaled before version 7
+    with pytest.raises(JournalError, match="h1 has a gateio_futures fill in contracts journaled without"):
         journal.opportunity_pnl("h1")
     pnl = journal.opportunity_pnl("h1", catalogs={perp: InstrumentCatalog(perp, [contract])})
-    assert (pnl.bought_quantity, pnl.sold_quantity, pnl.residual_quantity) == (D("0.01"), D("0.0100"), 0)
-    assert (pnl.buy_notional, pnl.sell_notional, pnl.realized_pnl) == (D(1000), D(1001), D(1))
+    assert (pnl.sold_quantity, pnl.sell_notional) == (D("0.0100"), D(1001))
+
+
+def test_a_futures_intent_is_journaled_with_its_contract_size(journal: Journal) -> None:
+    """A futures quantity is in contracts: without the size it was ordered at, a later change of the
+    venue's contract size would change what every journaled fill of it was."""
+    perp = ExchangeName.GATEIO_FUTURES
+    short = msgspec.structs.replace(request("c1", quantity="5000", side=OrderSide.SELL), symbol="BTC/USDT:USDT")
+    with pytest.raises(ValueError, match="gateio_futures order 'c1' \\(sell\\): a futures intent needs the contract size"):
+        journal.record_intents("h1", [("sell", perp, short)])
+    assert journal.open_intents() == []
+    journal.record_intents("h1", [("buy", GATE, request("c0", quantity="0.5")), ("sell", perp, short, D("0.0001"))])
+    journal.record_fill(perp, msgspec.structs.replace(
+        fill("t1", "5000", "60300.1", coid="c1", order_id="v-c1", side=OrderSide.SELL), symbol="BTC/USDT:USDT"
+    ))
+    assert [(i.client_order_id, i.contract_size) for i in journal.open_intents()] == [("c0", None)]
+    assert journal.intent(perp, "c1").contract_size == D("0.0001")
+    assert [(r.fill.trade_id, r.contract_size) for r in journal.fills("h1")] == [("t1", D("0.0001"))]
+
+
+def test_a_version_6_journal_gets_the_contract_size_column_its_rows_without_one(tmp_path: Path) -> None:
+    path = tmp_path / "v6.sqlite3"
+    perp = ExchangeName.GATEIO_FUTURES
+    short = msgspec.structs.replace(request("c1", quantity="20", side=OrderSide.SELL), symbol="BTC/USDT:USDT")
+    with Journal(path) as journal:
+        journal.record_intent("h1", "sell", short, perp, D("0.0001"))
+    with closing(sqlite3.connect(path)) as db:
+        db.execute("ALTER TABLE intents DROP COLUMN contract_size")
+        db.execute("PRAGMA user_version=6")
+        db.commit()
+    with Journal(path) as journal:
+        assert journal.intent(perp, "c1").contract_size is None  # read at the catalog's contract size
+        journal.record_intent("h2", "sell", msgspec.structs.replace(short, client_order_id="c2"), perp, D("0.001"))
+        assert journal.intent(perp, "c2").contract_size == D("0.001")
+    with closing(sqlite3.connect(path)) as db:
+        assert db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,) == (7,)
+
+
+def test_an_unreadable_contract_size_is_named(journal: Journal) -> None:
+    short = msgspec.structs.replace(request("c1", quantity="20", side=OrderSide.SELL), symbol="BTC/USDT:USDT")
+    journal.record_intent("h1", "sell", short, ExchangeName.GATEIO_FUTURES, D("0.0001"))
+    journal._db.execute("UPDATE intents SET contract_size = '0'")
+    with pytest.raises(JournalError, match="intent 1 \\(opportunity h1\\) is unreadable: contract_size '0': not positive"):
+        journal.open_intents()
 
 
 def test_recovery_steps(journal: Journal) -> None:
@@ -1096,6 +1145,21 @@ def test_a_torn_last_record_is_ignored_and_a_bad_line_or_a_conflict_refused(
     log.write_bytes(whole.replace(b'"c1"', b'"c9"').replace(b'\\"c1\\"', b'\\"c9\\"'))  # intent 1 is c1 in the database
     with pytest.raises(JournalError, match=r"intent 1 is gateio 'c1' in the database, gateio 'c9' in the log"):
         Journal(path)
+
+
+def test_a_log_of_the_version_before_the_contract_size_is_recovered_beside_one_with_it(tmp_path: Path) -> None:
+    """A crash under the version before left rows without a contract size in the log: recovered as
+    intents without one, beside this version's rows with theirs."""
+    path = tmp_path / "j.sqlite3"
+    Journal(path).close()
+    perp = msgspec.json.encode(msgspec.structs.replace(request("c2"), symbol="BTC/USDT:USDT"))
+    Path(f"{path}-intents").write_bytes(
+        b'[[1,"opp1","buy","gateio","c1","BTC/USDT",' + msgspec_request("c1") + b",5]]\n"
+        + b'[[2,"opp1","sell","gateio_futures","c2","BTC/USDT:USDT",' + msgspec.json.encode(perp.decode())
+        + b',5,"0.0001"]]\n'
+    )
+    with Journal(path) as journal:
+        assert [(i.client_order_id, i.contract_size) for i in journal.open_intents()] == [("c1", None), ("c2", D("0.0001"))]
 
 
 @pytest.mark.parametrize(

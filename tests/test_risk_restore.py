@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from fakevenue import FakeExchange, FakeTime, Step, catalogs, perp, spot
 
-from arb.exchanges.models import Fill, FundingPayment, OrderState, OrderStatus, OrderType, Position
+from arb.exchanges.models import Fill, FundingPayment, OrderRequest, OrderState, OrderStatus, OrderType, Position
 from arb.execution import TwoLegExecutor
 from arb.instruments import InstrumentCatalog, split_symbol
 from arb import journal as journal_module
@@ -384,7 +384,7 @@ def test_funding_stamped_on_a_day_this_clock_has_not_reached_counts_once_the_day
 def test_a_journal_written_by_an_earlier_version_restores(tmp_path: Path) -> None:
     """A version 1 file (before the funding and hedge-drop tables), written without this code, is
     upgraded when opened and restores."""
-    assert SCHEMA_VERSION == 6
+    assert SCHEMA_VERSION == 7
     path = tmp_path / "old.sqlite3"
     db = sqlite3.connect(path)
     db.executescript(journal_module._SCHEMA)  # the version 1 tables, as that version created them
@@ -495,3 +495,23 @@ def test_an_order_of_unknown_outcome_after_the_restart_still_counts_against_the_
     engine.journal.record_intent("lost1", "buy", request, GATE)  # sent; no answer ever recorded
     restored = engine.restarted().get_current_risk_metrics()
     assert restored.in_flight_usd == D("30000") and restored.total_exposure_usd == D("30000")
+
+
+def test_a_venue_changing_its_contract_size_does_not_change_what_the_journaled_contracts_were(tmp_path: Path) -> None:
+    """A hedge sold 500 contracts of 0.001 BTC; the venue then made its contracts 0.01 BTC (converting
+    positions). Read at the new size, the journal's 500 contracts were 5 BTC: a false 4.5 BTC short
+    and its exposure after the restart."""
+    engine = Engine(tmp_path, Wall(TODAY_MS))
+    engine.run(opportunity("hdg1", sell=MEXC_PERP, sell_price="60020.34", kind=OpportunityType.SPOT_FUTURES_HEDGE))
+    live = engine.risk.get_current_risk_metrics()
+    assert engine.risk.net_position("BTC/USDT") == 0 and live.total_exposure_usd == 0
+    request = OrderRequest(symbol="BTC/USDT:USDT", side=OrderSide.SELL, type=OrderType.LIMIT, quantity=D(30),
+                           price=D("60000"), client_order_id="lost2-s")
+    engine.journal.record_intent("lost2", "sell", request, MEXC_PERP, D("0.001"))  # sent; never answered
+    engine.catalogs = catalogs(engine.gate, engine.mexc, FakeExchange(
+        perp(MEXC_PERP, venue_symbol="BTC_USDT", contract_size=D("0.01"))
+    ))
+    restored = engine.restarted()
+    assert restored.net_position("BTC/USDT") == 0
+    assert restored.get_current_risk_metrics().daily_realized_pnl_usd == live.daily_realized_pnl_usd
+    assert restored.get_current_risk_metrics().in_flight_usd == D("1800")  # 30 contracts of 0.001 at 60000
