@@ -3,7 +3,11 @@
 For the operator's books and for checking the engine against the venues' own statements.
 The journal is opened read-only (SQLite's ``mode=ro``): an export runs beside an engine that is
 writing it (a WAL reader never blocks the writer) and changes nothing. Money is written as the
-journal stores it, exact decimal text; times as ISO 8601 UTC with milliseconds. Intents a crash
+journal stores it, exact decimal text; times as ISO 8601 UTC with milliseconds. Quantities are in the
+market's order unit, as the journal stores them: base on spot, contracts on futures, priced per base
+unit; ``contract_size`` (base units per unit, as journaled with the order) and ``base_quantity`` say
+what they are in base, left empty for a futures order journaled without its contract size (before
+journal version 7, or a fill of no known order). Intents a crash
 left only in the intent log (``<journal>-intents``) reach the database at the next start; an
 export warns of those the log holds and the database does not.
 """
@@ -30,28 +34,33 @@ from .journal import (
     UnreadableValue,
     converted_rows,
     read_intent_log,
+    stored_contract_size,
     stored_decimal,
 )
 from .risk import MS_PER_DAY
+from .types import ExchangeName
 
 log = logging.getLogger(__name__)
 
 KINDS = ("fills", "funding", "orders")
 
 FILL_COLUMNS = (
-    "recorded_at", "market", "symbol", "side", "price", "quantity", "fee", "fee_asset", "is_maker", "venue_time",
-    "trade_id", "order_id", "client_order_id", "opportunity_id", "leg", "source",
+    "recorded_at", "market", "symbol", "side", "price", "quantity", "contract_size", "base_quantity", "fee",
+    "fee_asset", "is_maker", "venue_time", "trade_id", "order_id", "client_order_id", "opportunity_id", "leg",
+    "source",
 )
 FUNDING_COLUMNS = ("settled_at", "market", "symbol", "amount", "payment_id", "recorded_at")
 ORDER_COLUMNS = (
     "created_at", "intent_id", "opportunity_id", "leg", "market", "symbol", "client_order_id", "side", "type",
-    "time_in_force", "reduce_only", "quantity", "price", "order_id", "status", "closed", "venue_filled_quantity",
-    "fills_quantity",
+    "time_in_force", "reduce_only", "quantity", "contract_size", "base_quantity", "price", "order_id", "status",
+    "closed", "venue_filled_quantity", "fills_quantity",
 )
 
+# ``{contract_size}``: the intents column, or NULL in a journal before version 7, which has none.
 _FILLS = """
 SELECT f.recorded_at_ms, f.exchange, f.symbol, f.side, f.price, f.quantity, f.fee, f.fee_asset, f.is_maker,
-       f.timestamp_ms, f.trade_id, f.order_id, f.client_order_id, i.opportunity_id, i.leg, f.source, f.fill_id
+       f.timestamp_ms, f.trade_id, f.order_id, f.client_order_id, i.opportunity_id, i.leg, f.source, f.fill_id,
+       {contract_size}
 FROM fills f LEFT JOIN intents i ON i.intent_id = f.intent_id
 WHERE f.recorded_at_ms >= ? AND f.recorded_at_ms < ? ORDER BY f.fill_id
 """
@@ -69,7 +78,8 @@ SELECT i.created_at_ms, i.intent_id, i.opportunity_id, i.leg, i.exchange, i.symb
         ORDER BY e.event_id DESC LIMIT 1),
        EXISTS (SELECT 1 FROM order_events e WHERE e.intent_id = i.intent_id AND e.closes = 1),
        (SELECT filled_quantity FROM order_events e WHERE e.intent_id = i.intent_id
-        AND e.filled_quantity IS NOT NULL AND e.kind <> 'closed' ORDER BY e.event_id DESC LIMIT 1)
+        AND e.filled_quantity IS NOT NULL AND e.kind <> 'closed' ORDER BY e.event_id DESC LIMIT 1),
+       {contract_size}
 FROM intents i WHERE i.created_at_ms >= ? AND i.created_at_ms < ? ORDER BY i.intent_id
 """
 # The fills of the orders an export lists (summed exactly in Python: SQLite would sum the text as floats).
@@ -85,6 +95,7 @@ _UNTIMED = "SELECT {column}, {key} FROM {table} WHERE typeof({column}) <> 'integ
 # digits than any venue writes is refused, not rounded.
 _SUM = Context(prec=80, traps=[InvalidOperation, Inexact, Overflow])
 _decode_request = msgspec.json.Decoder(OrderRequest).decode
+_SPOT_MARKETS = frozenset(market.value for market in ExchangeName if not market.is_futures)
 _Converted = TypeVar("_Converted")
 
 
@@ -114,11 +125,13 @@ def export_journal(
     try:
         version = _schema_version(db, where)
         writer = csv.writer(out, lineterminator="\n")
+        contract_size = {"contract_size": "i.contract_size" if version >= 7 else "NULL"}
         try:
             _warn_pending_intents(db, where)
             if kind == "fills":
                 _refuse_untimed(db, where, "fills", "recorded_at_ms", ("fill_id",))
-                return _write(writer, FILL_COLUMNS, _rows(where, "fills", (-1,), db.execute(_FILLS, window), _fill_row))
+                fills = db.execute(_FILLS.format(**contract_size), window)
+                return _write(writer, FILL_COLUMNS, _rows(where, "fills", (16,), fills, _fill_row))
             if kind == "funding":
                 rows: Iterable[tuple[Any, ...]] = ()  # a version 1 journal has none
                 if version >= 2:
@@ -127,7 +140,8 @@ def export_journal(
                 return _write(writer, FUNDING_COLUMNS, _rows(where, "funding_payments", (1, 4), rows, _funding_row))
             _refuse_untimed(db, where, "intents", "created_at_ms", ("intent_id",))
             filled = _fill_quantities(db, window, where)
-            orders = _rows(where, "intents", (1,), db.execute(_ORDERS, window), lambda row: _order_row(row, filled))
+            rows = db.execute(_ORDERS.format(**contract_size), window)
+            orders = _rows(where, "intents", (1,), rows, lambda row: _order_row(row, filled))
             return _write(writer, ORDER_COLUMNS, orders)
         except sqlite3.Error as exc:
             raise ExportError(f"journal {where}: cannot read its {kind}: {exc}") from exc
@@ -268,12 +282,30 @@ def _request(request_json: str) -> OrderRequest:
         raise UnreadableValue(f"request: not an order request: {exc}") from None
 
 
+def _in_base(market: str, quantity: Decimal, stored_size: str | None) -> list[str]:
+    """The ``contract_size`` and ``base_quantity`` columns of ``quantity`` on ``market``: the contract size
+    journaled with the order, 1 on spot; both empty for a futures quantity journaled without one."""
+    size = stored_contract_size(stored_size)
+    if size is None:
+        if market not in _SPOT_MARKETS:
+            return ["", ""]
+        size = Decimal(1)
+    try:
+        base = _SUM.multiply(quantity, size)
+    except ArithmeticError:
+        raise UnreadableValue(
+            f"contract_size {stored_size!r}: its quantity {quantity} in base does not fit {_SUM.prec} digits"
+        ) from None
+    return [f"{size:f}", f"{base:f}"]
+
+
 def _fill_row(row: tuple[Any, ...]) -> list[str]:
     (recorded, market, symbol, side, price, quantity, fee, fee_asset, is_maker, venue_ms, trade_id, order_id,
-     client_order_id, opportunity_id, leg, source, _) = row
+     client_order_id, opportunity_id, leg, source, _, contract_size) = row
     return [
         _time(recorded, "recorded_at_ms"), market, symbol, side, _amount(price, "price"),
-        _amount(quantity, "quantity"), _amount(fee, "fee"), fee_asset, "yes" if is_maker else "no",
+        _amount(quantity, "quantity"), *_in_base(market, stored_decimal(quantity, "quantity"), contract_size),
+        _amount(fee, "fee"), fee_asset, "yes" if is_maker else "no",
         _time(venue_ms, "timestamp_ms") if venue_ms else "", trade_id, order_id, _text(client_order_id),
         _text(opportunity_id), _text(leg), source,
     ]
@@ -307,12 +339,13 @@ def _fill_quantities(db: sqlite3.Connection, window: tuple[int, int], where: str
 
 def _order_row(row: tuple[Any, ...], filled: dict[int, Decimal]) -> list[str]:
     (created, intent_id, opportunity_id, leg, market, symbol, client_order_id, request_json, order_id, status,
-     closed, venue_filled) = row
+     closed, venue_filled, contract_size) = row
     request = _request(request_json)
     return [
         _time(created, "created_at_ms"), str(intent_id), opportunity_id, leg, market, symbol, client_order_id,
         request.side.value, request.type.value, request.time_in_force.value, "yes" if request.reduce_only else "no",
-        _amount(request.quantity, "request.quantity"), _amount(request.price, "request.price"),
+        _amount(request.quantity, "request.quantity"), *_in_base(market, request.quantity, contract_size),
+        _amount(request.price, "request.price"),
         _text(order_id), _text(status), "yes" if closed else "no",
         _amount(venue_filled, "order_events.filled_quantity"), f"{filled.get(intent_id, Decimal(0)):f}",
     ]

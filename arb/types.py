@@ -221,7 +221,12 @@ class PositionEntry(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class ExecutionLeg(msgspec.Struct, frozen=True, kw_only=True):
-    """One order of an arbitrage and what came of it."""
+    """One order of an arbitrage and what came of it.
+
+    ``requested_quantity`` and ``filled_quantity`` are in the market's order unit: the base asset on
+    spot, contracts on futures (``contract_size`` base units each); prices are per base unit, so a
+    futures leg's notional is quantity x contract_size x price.
+    """
 
     exchange: ExchangeName
     symbol: str

@@ -838,7 +838,8 @@ def _execution_event(result: ExecutionResult) -> ViewEvent:
             **msgspec.structs.asdict(row),
             "legs": [
                 {"market": leg.exchange.value, "symbol": leg.symbol, "side": leg.side.value,
-                 "requested": leg.requested_quantity, "filled": leg.filled_quantity, "limit_price": leg.limit_price,
+                 "requested": leg.requested_quantity, "filled": leg.filled_quantity, "contract_size": leg.contract_size,
+                 "limit_price": leg.limit_price,
                  "average_price": leg.average_price, "fee": leg.fee, "fee_asset": leg.fee_asset, "error": leg.error}
                 for leg in result.legs
             ],

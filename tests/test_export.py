@@ -128,6 +128,35 @@ def test_orders_carry_their_request_last_status_and_recorded_fills(journal_path:
     assert (first["reduce_only"], orders["o2-s"]["reduce_only"]) == ("no", "yes")
 
 
+def test_quantities_are_exported_with_the_contract_size_they_are_counted_in_and_in_base(journal_path: Path) -> None:
+    """A futures quantity is in contracts, its price per base unit: written alone, price x quantity of
+    20 contracts of 0.0001 BTC read as 10,000 times the order's notional."""
+    fills = {f["trade_id"]: f for f in rows(journal_path, "fills")}
+    assert [(f["quantity"], f["contract_size"], f["base_quantity"]) for f in fills.values()] == [
+        ("0.004", "1", "0.004"), ("0.006", "1", "0.006"), ("0.01000", "1", "0.01000"), ("20", "0.0001", "0.0020"),
+        ("0.001", "1", "0.001"),  # a fill of no journaled order, on spot
+    ]
+    orders = {o["client_order_id"]: o for o in rows(journal_path, "orders")}
+    assert [(o["quantity"], o["contract_size"], o["base_quantity"]) for o in orders.values()] == [
+        ("0.01000", "1", "0.01000"), ("0.01000", "1", "0.01000"), ("0.002", "1", "0.002"), ("20", "0.0001", "0.0020"),
+    ]
+
+
+def test_a_futures_quantity_journaled_without_its_contract_size_is_exported_without_a_base_quantity(
+    journal_path: Path,
+) -> None:
+    """A journal of version 6 has no contract sizes: the venue's size at the time is not known here."""
+    with closing(sqlite3.connect(journal_path)) as db, db:
+        db.execute("ALTER TABLE intents DROP COLUMN contract_size")
+        db.execute("PRAGMA user_version=6")
+    fills = {f["trade_id"]: f for f in rows(journal_path, "fills")}
+    assert [(fills[t]["contract_size"], fills[t]["base_quantity"]) for t in ("t1", "t4")] == [("1", "0.004"), ("", "")]
+    orders = {o["client_order_id"]: o for o in rows(journal_path, "orders")}
+    assert [(orders[c]["contract_size"], orders[c]["base_quantity"]) for c in ("o1-b", "o2-s")] == [
+        ("1", "0.01000"), ("", "")
+    ]
+
+
 def test_each_kind_is_filtered_by_utc_day_inclusively(journal_path: Path) -> None:
     assert [f["payment_id"] for f in rows(journal_path, "funding")] == ["f1", "f2", "f3"]
     day1 = {"since_ms": DAY1, "until_ms": DAY2}
@@ -233,6 +262,10 @@ def test_a_journal_whose_shared_memory_file_cannot_be_opened_is_not_called_damag
      "funding_payments row gateio_futures f2: settled_at_ms -5: not a time in ms since 1970"),
     ("orders", f"UPDATE intents SET created_at_ms = {2**62} WHERE client_order_id = 'o1-s'",
      f"intents row 2: created_at_ms {2**62}: not a time in ms since 1970"),
+    ("fills", "UPDATE intents SET contract_size = '1e-4x' WHERE client_order_id = 'o2-s'",
+     "fills row 4: contract_size '1e-4x': not a decimal number"),
+    ("orders", "UPDATE intents SET contract_size = '-0.0001' WHERE client_order_id = 'o2-s'",
+     "intents row 4: contract_size '-0.0001': not positive"),
 ])
 def test_a_damaged_value_is_named_by_table_row_and_column(
     journal_path: Path, kind: str, damage: str, expected: str

@@ -104,7 +104,7 @@ def result(opportunity_id: str, state: ArbitrageState, pnl: str, ms: str) -> Exe
     leg = ExecutionLeg(
         exchange=ExchangeName.GATEIO, symbol="ETH/USDT", side=OrderSide.BUY, client_order_id=f"{opportunity_id}-b",
         requested_quantity=D("0.0331"), limit_price=D("3000.04"), filled_quantity=D("0.0331"),
-        average_price=D("3000.04"),
+        average_price=D("3000.04"), contract_size=D(1),
     )
     return ExecutionResult(
         opportunity_id=opportunity_id, final_state=state, total_execution_time_ms=D(ms), realized_profit=D(pnl),
@@ -298,6 +298,7 @@ def test_headless_lines_are_json_objects_with_the_expected_keys(json_events: io.
     assert execution["opportunity_id"] == "r2eth" and execution["state"] == "FAILED"
     assert execution["realized_profit"] == "-0.0125" and execution["error"] == "sell leg rejected"
     assert execution["legs"][0]["market"] == "gateio" and execution["legs"][0]["filled"] == "0.0331"
+    assert execution["legs"][0]["contract_size"] == "1"  # what a unit of the quantities is in base
     trip = objects[2]
     assert trip["breaker"] == "kill_switch" and trip["reason"] == "operator pressed stop"
     # What needs a look is a warning, with when it happened (the event is written at the next poll).
