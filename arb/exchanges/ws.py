@@ -253,6 +253,7 @@ class WsSession:
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self._attempt = 0  # the connect under way, counted; a handshake completing for an earlier one is refused
+        self._transport_attempt = -1  # the connect attempt ``_transport`` came from
         self._wakeup = asyncio.Event()
         self._connected_event = asyncio.Event()
         self.connects = 0
@@ -392,8 +393,10 @@ class WsSession:
 
         picows times the upgrade only, from the TCP connection on: a host that stops answering
         held each reconnect for the system's TCP and asyncio's TLS timeouts (minutes). A
-        connection whose upgrade completes after the time is up is closed on arrival.
+        connection whose upgrade completes after the time is up is closed on arrival, and so is
+        one taken in the very turn the time ran out (the caller counts the attempt as failed).
         """
+        attempt = self._attempt
         try:
             async with asyncio.timeout(self.settings.handshake_timeout_s):
                 return await ws_connect(
@@ -412,6 +415,15 @@ class WsSession:
                     max_frame_size=self.settings.max_message_bytes,
                     logger_name=f"{self.venue}.ws",
                 )
+        except BaseException:
+            transport = self._transport
+            if transport is not None and self._transport_attempt == attempt:
+                # Its handshake completed, and then the time ran out (or we were cancelled) before
+                # ws_connect returned: picows leaves it open, and the next attempt would stand beside it.
+                self._transport = None
+                self._connected_event.clear()
+                transport.disconnect()
+            raise
         finally:
             self._attempt += 1  # done with, connected or not: a later handshake of it is not taken
 
@@ -421,7 +433,7 @@ class WsSession:
             # Closed while connecting, or the attempt gave up waiting: nothing is sent on it.
             transport.disconnect()
             return False
-        self._transport = transport
+        self._transport, self._transport_attempt = transport, attempt
         self.connects += 1
         self._connected_event.set()
         try:

@@ -179,30 +179,54 @@ def test_a_host_that_stops_answering_fails_each_connect_within_the_handshake_tim
     assert "connection to wss://127.0.0.1:" in caplog.text and "failed: no handshake within 0.2 s" in caplog.text
 
 
+class _Transport:
+    def __init__(self) -> None:
+        self.sent: list[bytes] = []
+        self.disconnected = False
+
+    def send(self, msg_type: WSMsgType, payload: bytes) -> None:
+        self.sent.append(payload)
+
+    def disconnect(self) -> None:
+        self.disconnected = True
+
+
 def test_a_handshake_completing_after_its_attempt_gave_up_is_closed_unused() -> None:
     """An upgrade answered after the connect's time was up (picows's own timer starts later) would
     otherwise bring a second connection, subscribed, beside the one of the next attempt."""
-    class Transport:
-        def __init__(self) -> None:
-            self.sent: list[bytes] = []
-            self.disconnected = False
-
-        def send(self, msg_type: WSMsgType, payload: bytes) -> None:
-            self.sent.append(payload)
-
-        def disconnect(self) -> None:
-            self.disconnected = True
-
     disconnects: list[int] = []
     client = session(
         "ws://127.0.0.1:1/", Inbox(), connect_frames=lambda: ["sub"], on_disconnected=lambda: disconnects.append(1)
     )
     late = _Listener(client, client._attempt - 1)  # of the attempt before the one under way
-    transport = Transport()
+    transport = _Transport()
     late.on_ws_connected(transport)  # type: ignore[arg-type]
     late.on_ws_disconnected(transport)  # type: ignore[arg-type]
     assert transport.disconnected and transport.sent == []
     assert not client.connected and client.connects == 0 and disconnects == []
+
+
+def test_a_handshake_taken_in_the_turn_the_time_ran_out_is_closed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The upgrade's answer and the connect's deadline in one event-loop turn: the connection was
+    taken (subscribed), then the attempt counted as failed; it stayed open, feeding the session
+    beside the next attempt's, even after ``close``."""
+    transport = _Transport()
+
+    async def connect_then_hang(listener_factory: Any, *args: Any, **kwargs: Any) -> Any:
+        listener_factory().on_ws_connected(transport)  # the 101 read in the turn the deadline fired
+        await asyncio.sleep(10)  # ws_connect still awaiting its handshake's completion: cancelled here
+
+    monkeypatch.setattr("arb.exchanges.ws.ws_connect", connect_then_hang)
+
+    async def main() -> None:
+        client = session("ws://127.0.0.1:1/", Inbox(), WsSettings(handshake_timeout_s=0.05),
+                         connect_frames=lambda: ["sub"])
+        with pytest.raises(TimeoutError):
+            await client._connect()
+        assert transport.sent == [b"sub"] and transport.disconnected
+        assert not client.connected and client._transport is None
+
+    run(main())
 
 
 def test_drop_forces_a_reconnect() -> None:
