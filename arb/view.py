@@ -362,12 +362,17 @@ class LiveView:
         return self._latest
 
     def poll(self) -> tuple[ViewSnapshot, list[ViewEvent]]:
-        """Snapshot the parts now, with the events since the previous poll."""
+        """Snapshot the parts now, with the events since the previous poll.
+
+        What has been reported is moved on only once the whole poll succeeded: a poll that raises
+        partway leaves its events to the next one, rather than dropping those it had gathered."""
         now = self._clock()
         events: list[ViewEvent] = []
-        new, self._seen = self._executions(self._seen)
-        self._recent.extend(new)
+        new, seen = self._executions(self._seen)
+        recent = self._recent.copy()
+        recent.extend(new)
         events.extend(_execution_event(result) for result in new)
+        trips, resync_totals = dict(self._trips), dict(self._resyncs)
 
         breakers = []
         for breaker, status in self.risk.get_circuit_breaker_status().items():
@@ -378,7 +383,7 @@ class LiveView:
                     trips=status.trips, reason=reason,
                 )
             )
-            if status.trips > self._trips.get(breaker.value, 0):
+            if status.trips > trips.get(breaker.value, 0):
                 events.append(
                     ViewEvent(
                         event="breaker_trip",
@@ -389,7 +394,7 @@ class LiveView:
                         level=logging.WARNING,
                     )
                 )
-            self._trips[breaker.value] = status.trips
+            trips[breaker.value] = status.trips
 
         halts = dict(self.halted)
         for halted, reason in halts.items():
@@ -409,7 +414,6 @@ class LiveView:
                     data={"market": resumed.exchange.value, "symbol": resumed.symbol},
                 )
             )
-        self._halts = halts
 
         # In the risk manager's order (by market, then pair), as the rows show them.
         near = {key: bps for key, (bps, under) in self.risk.liquidation_distances().items() if under}
@@ -429,7 +433,6 @@ class LiveView:
                     data={"market": market.value, "symbol": symbol},
                 )
             )
-        self._near = set(near)
 
         awaiting = [
             a for a in (self._recoveries() if self._recoveries is not None else ())
@@ -450,7 +453,6 @@ class LiveView:
         for gone in self._awaiting - {a.opportunity_id for a in awaiting}:
             events.append(ViewEvent(event="approval_cleared", message=f"{gone}: acknowledged",
                                     data={"opportunity_id": gone}))
-        self._awaiting = {a.opportunity_id for a in awaiting}
 
         connections = []
         for market, source in self.connectors.items():
@@ -462,16 +464,16 @@ class LiveView:
                 for reason, total in book.resyncs.items():
                     resyncs += total
                     key = (market.value, symbol, reason)
-                    if total > self._resyncs.get(key, 0):
+                    if total > resync_totals.get(key, 0):
                         events.append(
                             ViewEvent(
                                 event="resync",
                                 message=f"{market.value} {symbol}: book resynced ({reason})",
                                 data={"market": market.value, "symbol": symbol, "reason": reason,
-                                      "count": total - self._resyncs.get(key, 0), "total": total},
+                                      "count": total - resync_totals.get(key, 0), "total": total},
                             )
                         )
-                    self._resyncs[key] = total
+                    resync_totals[key] = total
             age = health.last_message_age_ns
             connections.append(
                 ConnectionRow(
@@ -528,7 +530,7 @@ class LiveView:
             quote_asset=self.quote_asset,
             connections=tuple(connections),
             opportunities=opportunities,
-            executions=tuple(_execution_row(r) for r in reversed(self._recent)),
+            executions=tuple(_execution_row(r) for r in reversed(recent)),
             venues=tuple(venues),
             latencies=tuple(
                 LatencyRow(stage=lat.stage.value, count=lat.count, p50_ms=_ms(lat.p50_ns), p99_ms=_ms(lat.p99_ns))
@@ -549,6 +551,8 @@ class LiveView:
                 for a in awaiting
             ),
         )
+        self._seen, self._recent, self._trips, self._resyncs = seen, recent, trips, resync_totals
+        self._halts, self._near, self._awaiting = halts, set(near), {a.opportunity_id for a in awaiting}
         self._latest = snapshot
         return snapshot, events
 

@@ -454,6 +454,29 @@ sys.exit(main(["run", "--duration", "3", "--headless"]))
     assert "live view: reading the engine's state failed" in done.stderr and "boom in poll" in done.stderr
 
 
+def test_events_of_a_poll_that_fails_partway_come_with_the_next_status(
+    json_events: io.StringIO, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A poll that raised after its executions and breakers were marked reported dropped their
+    events: the next poll took them as reported, and the headless channel never carried them."""
+    parts = Parts()  # two executions, a tripped kill switch, one resync
+    view = parts.view()
+    connector = next(iter(parts.connectors.values()))
+    health, calls = type(connector).health, []
+
+    def failing_once(self: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("health read failed once")
+        return health(self)
+
+    monkeypatch.setattr(type(connector), "health", failing_once)
+    view.report("first status")  # fails once the executions, breakers and halts are gathered
+    view.report("second status")
+    events = [json.loads(line)["event"] for line in json_events.getvalue().splitlines()]
+    assert events == ["execution", "execution", "breaker_trip", "resync", "status"]
+
+
 def test_results_dropped_before_they_were_shown_are_skipped_and_none_is_shown_twice() -> None:
     parts = Parts()
     window = 2  # the controller keeps only the newest results
