@@ -277,7 +277,7 @@ class ScannerPipeline:
     def _note_grid_cap(self, plan: SymbolPlan, notional: Decimal) -> None:
         """Warn, once a symbol, when the scanner's fixed point on its common grid (``notional_cap``)
         holds a trade under ``max_position_usd`` or under a leg's minimum order value (coins priced
-        far under a cent, on Gate.io's 10 size decimals)."""
+        far under a cent, on a book grid of many size decimals)."""
         if plan.symbol_id in self._grid_capped:
             return
         minimum = max(leg.instrument.min_notional for leg in plan.legs)
