@@ -132,7 +132,7 @@ def test_listener(benchmark: Any, replay: Replay) -> None:
         pytest.skip("this picows version has no _make_test_ws_frame")
     sync, sink, books = _sync(replay)
     session = WsSession("gateio", "ws://127.0.0.1:1/", sync.on_message)
-    listener = _Listener(session)
+    listener = _Listener(session, 0)  # of the first connect attempt; frames do not read it
     frames = [make_frame(WSMsgType.TEXT, frame, True, False) for frame in replay.diffs]
     on_ws_frame = listener.on_ws_frame
 
