@@ -1,15 +1,18 @@
 """Building and signing one order request per venue (target <= 20 us each).
 
-Times the whole cold-path step from integer ticks/lots to wire-ready bytes: format the
-price and size from the instrument, build the MEXC query string or the Gate JSON body,
-sign it, and produce the headers. Inputs (instrument, signer) are built outside the timed body.
+Times the engine's own builders, as the connectors call them: ``GateioSpotTrading.place_order``
+and ``MexcSpotTrading.place_order_request`` turn an IOC ``OrderRequest`` (Decimal price and
+quantity) and its deadline into the signed ``RestRequest``: instrument lookup, the grid checks,
+price and size text, the client id, the Gate JSON body or the MEXC query string, the signature
+and the headers. The clocks are fixed, so each result is asserted byte for byte against the
+request written out here. The order and the trading modules are built outside the timed body.
 
 Baselines in the same group, one per venue: a bare ``hmac.new(key, message, digest).hexdigest()``
 over the venue's signed text, prebuilt outside the timed body (MEXC: the query string before
 ``&signature=``; Gate: the five-line ``METHOD/PATH/QUERY/SHA512(body)/TIMESTAMP`` string), so
-the ratio of each venue's row to its baseline is what formatting, encoding the request and
-the headers add to the MAC itself. The baselines pay the HMAC key schedule on every call (the
-signers compute it once and copy it), so the ratio understates that overhead slightly.
+the ratio of each venue's row to its baseline is what building the request adds to the MAC
+itself. The baselines pay the HMAC key schedule on every call (the signers compute it once
+and copy it), so the ratio understates that overhead slightly.
 """
 
 import hashlib
@@ -17,26 +20,32 @@ import hmac
 from decimal import Decimal
 from typing import Any
 
-import msgspec
-
 from arb.exchanges.gateio.auth import GateioSigner
+from arb.exchanges.gateio.trading import GateioSpotTrading
 from arb.exchanges.mexc.auth import MexcSigner
-from arb.instruments import Instrument
+from arb.exchanges.mexc.trading import MexcSpotTrading
+from arb.exchanges.rest import RestRequest
+from arb.instruments import Instrument, InstrumentCatalog
+from arb.orders import ioc_order
 from arb.secrets import ApiCredentials, Secret
-from arb.types import ExchangeName
+from arb.types import ExchangeName, OrderSide
 
 CREDENTIALS = ApiCredentials(Secret("mx0aBYs33eIilxBWC5"), Secret("45d0b3c26f2644f19bfb98b07741b2f5"))
-PRICE_TICKS = 9_313_275  # 93132.75
-SIZE_LOTS = 1_500  # 0.0015
+API_KEY = CREDENTIALS.api_key.reveal()
 SECRET = CREDENTIALS.secret_key.reveal().encode()
+CLIENT_ID = "5d1c0e9a7b3f42e8a61c07-b"  # a 22-character opportunity hash and a leg tag, as the engine names orders
+NOW_MS = 1736411507002
+DEADLINE_MS = NOW_MS + 5000  # the connectors' default order deadline
+
 MEXC_SIGNED_TEXT = (
-    b"symbol=BTCUSDT&side=BUY&type=IMMEDIATE_OR_CANCEL&quantity=0.001500&price=93132.75"
-    b"&recvWindow=5000&timestamp=1736411507002"
+    b"symbol=BTCUSDT&side=BUY&type=IMMEDIATE_OR_CANCEL&quantity=0.0015&price=93132.75"
+    b"&newClientOrderId=5d1c0e9a7b3f42e8a61c07-b&recvWindow=5000&timestamp=1736411507002"
 )
 GATE_BODY = (
-    b'{"currency_pair":"BTC_USDT","type":"limit","account":"spot","side":"buy","amount":"0.001500",'
-    b'"price":"93132.75","time_in_force":"ioc","text":"t-arb-1"}'
+    b'{"text":"t-5d1c0e9a7b3f42e8a61c07-b","currency_pair":"BTC_USDT","type":"limit","account":"spot",'
+    b'"side":"buy","amount":"0.001500","price":"93132.75","time_in_force":"ioc"}'
 )
+GATE_SIGNED_TEXT = b"POST\n/api/v4/spot/orders\n\n%s\n1736411507" % hashlib.sha512(GATE_BODY).hexdigest().encode()
 
 
 def instrument(exchange: ExchangeName, venue_symbol: str) -> Instrument:
@@ -48,24 +57,29 @@ def instrument(exchange: ExchangeName, venue_symbol: str) -> Instrument:
     )
 
 
+def catalog(exchange: ExchangeName, venue_symbol: str) -> InstrumentCatalog:
+    return InstrumentCatalog(exchange, [instrument(exchange, venue_symbol)])
+
+
+ORDER = ioc_order(
+    instrument(ExchangeName.GATEIO, "BTC_USDT"), OrderSide.BUY, Decimal("0.0015"), Decimal("93132.75"), CLIENT_ID
+)
+
+
 def test_mexc_spot_order_query(benchmark: Any) -> None:
     """POST /api/v3/order: query string with recvWindow, timestamp and signature, plus headers."""
     benchmark.group = "sign order request"
-    mexc = instrument(ExchangeName.MEXC, "BTCUSDT")
-    signer = MexcSigner(CREDENTIALS)
-    signed_query, format_price, format_size, headers = signer.signed_query, mexc.format_price, mexc.format_size, signer.headers
+    mexc = MexcSpotTrading(MexcSigner(CREDENTIALS), catalog(ExchangeName.MEXC, "BTCUSDT"), clock_ms=lambda: NOW_MS)
+    place_order_request = mexc.place_order_request
 
-    def build() -> tuple[str, dict[str, str]]:
-        params = (
-            ("symbol", "BTCUSDT"), ("side", "BUY"), ("type", "IMMEDIATE_OR_CANCEL"),
-            ("quantity", format_size(SIZE_LOTS)), ("price", format_price(PRICE_TICKS)),
-        )
-        return signed_query(params, timestamp_ms=1736411507002), headers()
+    def build() -> RestRequest:
+        return place_order_request(ORDER, expires_at_ms=DEADLINE_MS)
 
-    query, _ = benchmark.pedantic(build, rounds=2000, iterations=5, warmup_rounds=100)
-    unsigned, signature = query.rsplit("&signature=", 1)
-    assert unsigned == MEXC_SIGNED_TEXT.decode()
-    assert signature == signer.sign(unsigned)
+    request = benchmark.pedantic(build, rounds=2000, iterations=5, warmup_rounds=100)
+    signature = hmac.new(SECRET, MEXC_SIGNED_TEXT, hashlib.sha256).hexdigest()
+    assert (request.method, request.path, request.body) == ("POST", "/api/v3/order", b"")
+    assert request.query == f"{MEXC_SIGNED_TEXT.decode()}&signature={signature}"
+    assert request.headers == {"X-MEXC-APIKEY": API_KEY, "Content-Type": "application/json"}
 
 
 def test_mexc_hmac_sha256_baseline(benchmark: Any) -> None:
@@ -80,40 +94,31 @@ def test_mexc_hmac_sha256_baseline(benchmark: Any) -> None:
     assert signature == MexcSigner(CREDENTIALS).sign(MEXC_SIGNED_TEXT.decode())
 
 
-class SpotOrderRequest(msgspec.Struct, omit_defaults=True):
-    currency_pair: str
-    type: str
-    account: str
-    side: str
-    amount: str
-    price: str
-    time_in_force: str
-    text: str = ""
-
-
 def test_gateio_spot_order_body(benchmark: Any) -> None:
-    """POST /spot/orders: JSON body bytes and the KEY/Timestamp/SIGN headers."""
+    """POST /spot/orders: JSON body bytes and the KEY/Timestamp/SIGN/x-gate-exptime headers."""
     benchmark.group = "sign order request"
-    gate = instrument(ExchangeName.GATEIO, "BTC_USDT")
-    signer = GateioSigner(CREDENTIALS)
-    encode, rest_headers, format_price, format_size = msgspec.json.encode, signer.rest_headers, gate.format_price, gate.format_size
+    gate = GateioSpotTrading(GateioSigner(CREDENTIALS), catalog(ExchangeName.GATEIO, "BTC_USDT"), clock=lambda: NOW_MS / 1000)
+    place_order = gate.place_order
 
-    def build() -> tuple[bytes, dict[str, str]]:
-        body = encode(SpotOrderRequest(
-            "BTC_USDT", "limit", "spot", "buy", format_size(SIZE_LOTS), format_price(PRICE_TICKS), "ioc", "t-arb-1"
-        ))
-        return body, rest_headers("POST", "/api/v4/spot/orders", "", body, 1736411507)
+    def build() -> RestRequest:
+        return place_order(ORDER, expires_at_ms=DEADLINE_MS)
 
-    body, headers = benchmark.pedantic(build, rounds=2000, iterations=5, warmup_rounds=100)
-    assert body == GATE_BODY
-    assert headers["SIGN"] == signer.sign_rest("POST", "/api/v4/spot/orders", "", body, "1736411507")
+    request = benchmark.pedantic(build, rounds=2000, iterations=5, warmup_rounds=100)
+    assert (request.method, request.path, request.query, request.body) == ("POST", "/spot/orders", "", GATE_BODY)
+    assert request.headers == {
+        "KEY": API_KEY,
+        "Timestamp": "1736411507",
+        "SIGN": hmac.new(SECRET, GATE_SIGNED_TEXT, hashlib.sha512).hexdigest(),
+        "Content-Type": "application/json",
+        "Accept": "application/json",
+        "x-gate-exptime": str(DEADLINE_MS),
+    }
 
 
 def test_gateio_hmac_sha512_baseline(benchmark: Any) -> None:
     """Baseline: HMAC-SHA512 hex of the prebuilt Gate signature string (body hash included), nothing else."""
     benchmark.group = "sign order request"
-    message = b"POST\n/api/v4/spot/orders\n\n%s\n1736411507" % hashlib.sha512(GATE_BODY).hexdigest().encode()
-    new, sha512 = hmac.new, hashlib.sha512
+    new, sha512, message = hmac.new, hashlib.sha512, GATE_SIGNED_TEXT
 
     def mac() -> str:
         return new(SECRET, message, sha512).hexdigest()
