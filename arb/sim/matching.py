@@ -35,6 +35,9 @@ A resting futures order locks, per contract, the margin plus the positive maker 
 price, as if it opened a position. A resting spot buy locks its notional per lot, plus, where
 it pays its fee in quote, the fee per lot at the larger of the taker and maker rates (rates
 raised after it rested: its fee is capped at what the account holds when it fills).
+A spot order is checked whole when placed, as a venue checks it, whatever part then fills: an
+IOC/FOK limit buy needs its whole size at its limit as a resting buy would lock it, a market
+buy what its whole size walks to in the book (or its whole quote amount), a sell its whole size.
 ``reduce_only`` is accepted on taker-only futures orders (market, IOC, FOK): the size is
 clipped to the position it reduces.
 
@@ -492,13 +495,18 @@ class MatchingEngine:
         plan, taken = self._plan(side, size_lots, limit, quote_amount_atoms)
         if tif is TimeInForce.POST_ONLY and plan:
             raise OrderRejected(ErrorCategory.ORDER_REJECTED, f"{self._where}: post-only order would take liquidity")
+        resting = size_lots - taken if tif in (TimeInForce.GTC, TimeInForce.POST_ONLY) else 0
+        if not self.is_futures:
+            # Before the FOK and partial-fill cuts: the whole order is checked, whatever part of it fills.
+            need = self._spot_need(side, order_type, tif, size_lots, quote_amount_atoms, plan, resting, limit)
+            self._check_funds(account, *need)
         if tif is TimeInForce.FOK and taken < size_lots:
             plan, taken = [], 0
-        resting = size_lots - taken if tif in (TimeInForce.GTC, TimeInForce.POST_ONLY) else 0
         if max_fill_lots is not None:
             plan, taken = _truncate(plan, max(0, max_fill_lots)), min(taken, max(0, max_fill_lots))
             resting = 0
-        self._check_funds(account, side, plan, resting, price_ticks)
+        if self.is_futures:
+            self._check_funds(account, self.settle_asset, self._futures_need(account, side, plan, resting, limit))
 
         order = self._open(user, client_id, side, order_type, tif, limit, size_lots, quote_amount_atoms, reduce_only, now_ns)
         changes: dict[tuple[int, int], int] = {}
@@ -557,7 +565,10 @@ class MatchingEngine:
                 want -= lots
         if want and tif is TimeInForce.FOK:
             plan = []
-        self._check_funds(account, side, plan, 0, price_ticks)
+        if self.is_futures:
+            self._check_funds(account, self.settle_asset, self._futures_need(account, side, plan, 0, 0))
+        else:
+            self._check_funds(account, *self._spot_need(side, OrderType.LIMIT, tif, size_lots, 0, plan, 0, price_ticks))
         order = self._open(user, client_id, side, OrderType.LIMIT, tif, price_ticks, size_lots, 0, False, now_ns)
         fills = []
         for price, lots, _ in plan:
@@ -681,43 +692,57 @@ class MatchingEngine:
                 return plan, taken
             depth *= 2
 
-    def _check_funds(self, account: Account, side: OrderSide, plan: list[_Step], resting: int, limit: int) -> None:
-        if self.is_futures:
-            contracts = account.position(self.symbol).contracts
-            direction = 1 if side is OrderSide.BUY else -1
-            per_tick_lot, leverage, taker_fee = self.quote_atoms_per_tick_lot, self.leverage, self.taker_fee
-            need = 0
-            for price, lots, _ in plan:
-                # The margin of what opens and the positive taker fee.
-                closing = min(lots, abs(contracts)) if contracts * direction < 0 else 0
-                fee = _fee(price * lots * per_tick_lot, taker_fee)
-                need += _ceil_div(price * (lots - closing) * per_tick_lot, leverage) + (fee if fee > 0 else 0)
-                contracts += direction * lots
-            if resting:
-                need += resting * self._futures_lock_per_lot(limit)
-            have, asset = account.free.get(self.settle_asset, 0), self.settle_asset
-        elif side is OrderSide.BUY:
-            per_tick_lot = self.quote_atoms_per_tick_lot
-            need = resting * self._spot_buy_lock_per_lot(limit) if resting else 0
-            for price, lots, _ in plan:
-                notional = price * lots * per_tick_lot
-                need += notional
-                if self.buy_fee_in_quote:
-                    need += max(0, _fee(notional, self.taker_fee))
-            asset = self.instrument.quote
-            have = account.free.get(asset, 0)
-        else:
-            need = resting
-            for _, lots, _ in plan:
-                need += lots
-            need *= self.base_atoms_per_lot
-            asset = self.instrument.base
-            have = account.free.get(asset, 0)
+    def _check_funds(self, account: Account, asset: str, need: int) -> None:
+        """OrderRejected(INSUFFICIENT_BALANCE) unless ``account`` holds ``need`` atoms of ``asset`` free."""
+        have = account.free.get(asset, 0)
         if need > have:
             raise OrderRejected(
                 ErrorCategory.INSUFFICIENT_BALANCE,
-                f"{self._where}: {account.user} needs {from_atoms(need)} {asset}, has {from_atoms(have)}",
+                f"{self._where}: {account.user} needs {from_atoms(need):f} {asset}, has {from_atoms(have):f}",
             )
+
+    def _futures_need(self, account: Account, side: OrderSide, plan: list[_Step], resting: int, limit: int) -> int:
+        """Settle atoms a futures order needs free: the margin of what its fills open plus their
+        positive taker fees, and what ``resting`` lots lock at ``limit``."""
+        contracts = account.position(self.symbol).contracts
+        direction = 1 if side is OrderSide.BUY else -1
+        per_tick_lot, leverage, taker_fee = self.quote_atoms_per_tick_lot, self.leverage, self.taker_fee
+        need = 0
+        for price, lots, _ in plan:
+            # The margin of what opens and the positive taker fee.
+            closing = min(lots, abs(contracts)) if contracts * direction < 0 else 0
+            fee = _fee(price * lots * per_tick_lot, taker_fee)
+            need += _ceil_div(price * (lots - closing) * per_tick_lot, leverage) + (fee if fee > 0 else 0)
+            contracts += direction * lots
+        if resting:
+            need += resting * self._futures_lock_per_lot(limit)
+        return need
+
+    def _spot_need(
+        self, side: OrderSide, order_type: OrderType, tif: TimeInForce, size_lots: int, quote_atoms: int,
+        plan: list[_Step], resting: int, limit: int,
+    ) -> tuple[str, int]:
+        """The asset and atoms a whole spot order needs free when placed, as a venue checks it
+        whatever part of it then fills: a sell, its whole size; an immediate limit buy (IOC, FOK),
+        its whole size at its limit, as a resting buy would lock it; a resting limit buy, what
+        ``plan`` takes plus what its ``resting`` lots lock; a market buy, what its whole size walks
+        to in the book (``plan``, uncut), or its whole quote amount; with the taker fee where a buy
+        pays it in quote."""
+        if side is OrderSide.SELL:
+            return self.instrument.base, size_lots * self.base_atoms_per_lot
+        quote = self.instrument.quote
+        if order_type is OrderType.LIMIT and tif in (TimeInForce.IOC, TimeInForce.FOK):
+            return quote, size_lots * self._spot_buy_lock_per_lot(limit)
+        if quote_atoms:
+            return quote, quote_atoms + (max(0, _fee(quote_atoms, self.taker_fee)) if self.buy_fee_in_quote else 0)
+        per_tick_lot = self.quote_atoms_per_tick_lot
+        need = resting * self._spot_buy_lock_per_lot(limit) if resting else 0
+        for price, lots, _ in plan:
+            notional = price * lots * per_tick_lot
+            need += notional
+            if self.buy_fee_in_quote:
+                need += max(0, _fee(notional, self.taker_fee))
+        return quote, need
 
     def _futures_lock_per_lot(self, price_ticks: int) -> int:
         notional = self.notional_atoms(price_ticks, 1)

@@ -211,6 +211,33 @@ def test_market_buy_by_quote_amount_spends_at_most_the_amount() -> None:
     assert from_atoms(result.order.filled_quote_atoms) <= D("150")
 
 
+def test_an_immediate_or_market_spot_order_needs_funds_for_its_whole_size_not_what_fills() -> None:
+    """The book holds 3 BTC of asks: an IOC buy of 150 BTC at 100.01 would fill 3, yet needs the
+    whole 15001.5 USDT at its limit, as a GTC of it would; likewise a FOK that fills nothing, a
+    sell (its whole size), a market buy (what its whole size walks to) and a capped fill."""
+    venue = spot_venue()
+    engine = venue.engine(SYM)
+    ioc, fok = TimeInForce.IOC, TimeInForce.FOK
+    refusal = rejected(ErrorCategory.INSUFFICIENT_BALANCE, venue.place_order, "alice", SYM, BUY, LIMIT, 1_500_000, 2,
+                       price_ticks=10_001, time_in_force=ioc)
+    assert "needs 15001.5 USDT, has 10000" in str(refusal)
+    rejected(ErrorCategory.INSUFFICIENT_BALANCE, venue.place_order, "alice", SYM, BUY, LIMIT, 1_500_000, 2,
+             price_ticks=10_001, time_in_force=fok)
+    rejected(ErrorCategory.INSUFFICIENT_BALANCE, engine.take, "alice", BUY, 1_500_000, 10_001, {10_000: 10_000}, 2)
+    refusal = rejected(ErrorCategory.INSUFFICIENT_BALANCE, venue.place_order, "alice", SYM, SELL, LIMIT, 60_000, 2,
+                       price_ticks=9_998, time_in_force=ioc)  # 6 BTC, 3 of them on the bids
+    assert "needs 6 BTC, has 5" in str(refusal)
+    venue.deposit("bob", "USDT", "200")  # the asks' 3 BTC cost 300.02
+    rejected(ErrorCategory.INSUFFICIENT_BALANCE, venue.place_order, "bob", SYM, BUY, MARKET, 40_000, 2, time_in_force=fok)
+    rejected(ErrorCategory.INSUFFICIENT_BALANCE, venue.place_order, "bob", SYM, BUY, MARKET, 30_000, 2, max_fill_lots=10_000)
+    assert venue.balances("alice") == {"BTC": (D(5), D(0)), "USDT": (D(10000), D(0))}
+    assert venue.balances("bob") == {"USDT": (D(200), D(0))} and engine.market_levels[ASK] == {10_000: 10_000, 10_001: 20_000}
+    # Funded for the whole: the IOC fills what the book holds and expires the rest.
+    venue.deposit("alice", "USDT", "5001.5")
+    result = venue.place_order("alice", SYM, BUY, LIMIT, 1_500_000, 3, price_ticks=10_001, time_in_force=ioc)
+    assert (result.order.filled_lots, result.order.status) == (30_000, OrderStatus.EXPIRED)
+
+
 def test_resting_order_locks_rests_behind_market_size_and_fills_as_maker_when_market_moves_through() -> None:
     venue = spot_venue()
     engine = venue.engine(SYM)
