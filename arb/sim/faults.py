@@ -71,7 +71,7 @@ class VenueFaults(msgspec.Struct, frozen=True, kw_only=True):
     stall_ms: int = 2_000
     clock_skew_ms: int = 0
     # How long after an order ends the venue still finds it by client id (ms); None: the venue's own
-    # rule (Gate.io futures 60 s; otherwise as long as by its id).
+    # rule (Gate.io spot only while open, futures 60 s; otherwise as long as by its id).
     client_id_lookup_ms: int | None = None
     # Venue symbols listed but closed to API orders (MEXC: left out of defaultSymbols, orders refused).
     api_refused_symbols: frozenset[str] = frozenset()

@@ -822,7 +822,6 @@ def test_a_gate_spot_order_its_text_no_longer_finds_is_found_among_the_finished_
     is unknown rather than 'never placed'; and the time it was sent narrows the list to its minutes."""
     async def scenario() -> None:
         async with simulated_venues(moving=False) as sim:
-            sim.faults.configure("gateio", VenueFaults(client_id_lookup_ms=0))
             urls = sim.venues["gateio"].urls()
             settings = ConnectorSettings(rest=RestSettings(timeout_s=0.3), order_transport=transport)
             connector = GateioSpotConnector(
@@ -877,7 +876,6 @@ def test_a_full_page_of_finished_orders_with_one_left_out_is_still_full(monkeypa
     the next page was reported never placed."""
     async def scenario() -> None:
         async with simulated_venues(moving=False) as sim:
-            sim.faults.configure("gateio", VenueFaults(client_id_lookup_ms=0))
             urls = sim.venues["gateio"].urls()
             connector = GateioSpotConnector(
                 credentials=CREDENTIALS, rest_url=urls.rest_url, ws_url=urls.ws_url,

@@ -1028,12 +1028,16 @@ def _spot_order_doc(ctx: SimContext, engine: MatchingEngine, event: OrderEvent) 
 
 def _found_by_client_id(ctx: SimContext, event: OrderEvent, futures: bool) -> bool:
     """Whether a ``text`` still finds ``event``: always while it is open; once it ended, for the fault
-    plan's ``client_id_lookup_ms``, by default as long as its id does on spot and 60 s on futures
-    (Gate's futures reference)."""
+    plan's ``client_id_lookup_ms``, by default never on spot (Gate's spot REST reference: only while
+    open) and for 60 s on futures (its futures reference)."""
+    if not event.status.is_final:
+        return True
     lookup_ms = ctx.faults.client_id_lookup_ms(ctx.venue)
-    if lookup_ms is None and futures:
+    if lookup_ms is None:
+        if not futures:
+            return False
         lookup_ms = constants.FUTURES_CLIENT_ID_LOOKUP_S * 1000
-    return lookup_ms is None or not event.status.is_final or ctx.now_ns() - event.time_ns <= lookup_ms * 1_000_000
+    return ctx.now_ns() - event.time_ns <= lookup_ms * 1_000_000
 
 
 def _spot_find(ctx: SimContext, user: str, engine: MatchingEngine, ref: str) -> OrderEvent:

@@ -20,7 +20,7 @@ from arb.exchanges.gateio.instruments import parse_currency_pairs, parse_futures
 from arb.exchanges.gateio.schemas import FuturesOrderBook, OrderBook
 from arb.exchanges.models import OrderRequest, OrderStatus, OrderType, TimeInForce
 from arb.exchanges.rest import RestRequest
-from arb.sim.faults import OrderFaultKind
+from arb.sim.faults import OrderFaultKind, VenueFaults
 from arb.instruments import Instrument
 from arb.types import OrderSide
 from arb_core.book import ASK
@@ -290,6 +290,27 @@ def test_a_finished_futures_order_is_found_by_its_text_for_60_s_only() -> None:
     assert isinstance(error_of(venue, client.query_order(client_order_id="old")), OrderRejectedError)
 
 
+def test_a_finished_spot_order_is_found_by_its_text_only_while_open() -> None:
+    """Gate's spot REST reference: a custom id finds an order only while it is open; its order id
+    still finds it after it ended. A fault plan's ``client_id_lookup_ms`` keeps it found longer."""
+    venue = GateVenue()
+    client = venue.spot_client
+    resting = client.parse_order(venue.fetch(client.place_order(order(cid="rest"))))
+    ioc = client.parse_order(venue.fetch(client.place_order(
+        order(quantity="0.01", price="30000", tif=TimeInForce.IOC, cid="ioc"))))
+    assert ioc.status is OrderStatus.FILLED
+    for request in (client.query_order(SPOT, client_order_id="ioc"), client.cancel_order(SPOT, client_order_id="ioc")):
+        missing = error_of(venue, request)
+        assert isinstance(missing, OrderRejectedError) and missing.category == ErrorCategory.UNKNOWN_ORDER
+    assert client.parse_order(venue.fetch(client.query_order(SPOT, order_id=ioc.order_id))).filled_quantity == D("0.01")
+    venue.now_ns += 3_600_000_000_000
+    assert client.parse_order(venue.fetch(client.query_order(SPOT, client_order_id="rest"))).order_id == resting.order_id
+    client.parse_order(venue.fetch(client.cancel_order(SPOT, client_order_id="rest")))
+    assert isinstance(error_of(venue, client.query_order(SPOT, client_order_id="rest")), OrderRejectedError)
+    venue.faults.configure("gateio", VenueFaults(client_id_lookup_ms=1_000))
+    assert client.parse_order(venue.fetch(client.query_order(SPOT, client_order_id="rest"))).status is OrderStatus.CANCELED
+
+
 def test_a_contract_in_delisting_is_listed_so_and_takes_reduce_only_orders_only() -> None:
     venue = GateVenue()
     client = venue.futures_client
@@ -475,11 +496,12 @@ def test_an_order_answer_reports_the_fee_its_fills_were_charged_maker_or_taker()
     context = SimContext(venue="gateio", exchanges={ExchangeName.GATEIO: venue}, faults=FaultPlan(), credentials={},
                          now_ns=time.monotonic_ns, wall_ms=lambda: time.time_ns() // 1_000_000)
     order = {"currency_pair": "BTC_USDT", "side": "buy", "amount": "1", "price": "100", "text": "t-a1"}
-    assert gateio_sim.place_spot_order(context, "alice", order)["status"] == "open"  # rests: a maker
+    placed = gateio_sim.place_spot_order(context, "alice", order)
+    assert placed["status"] == "open"  # rests: a maker
     gateio_sim.place_spot_order(context, "bob", {"currency_pair": "BTC_USDT", "side": "sell", "amount": "1",
                                                  "price": "100", "time_in_force": "ioc"})
     (fill,) = [e for e in venue.drain_events() if isinstance(e, Fill) and e.user == "alice"]
-    answer = gateio_sim.spot_order(context, "alice", "BTC_USDT", "t-a1")
+    answer = gateio_sim.spot_order(context, "alice", "BTC_USDT", str(placed["id"]))  # filled: its text no longer finds it
     assert (D(answer["fee"]), answer["fee_currency"]) == (from_atoms(fill.fee_atoms), fill.fee_asset) == (
         maker_rate, "BTC"
     )
