@@ -377,9 +377,20 @@ class MarketServer:
                 subscribers.pop(conn, None)
         for topic in topics - conn.topics:
             self._subscribers.setdefault(topic, {})[conn] = None
+            self._send_first_push(conn, topic)
         conn.topics = topics
         for venue_symbol in changed:
             self._rebuild(venue_symbol)
+
+    def _send_first_push(self, conn: _Connection, topic: Topic) -> None:
+        instrument = self.wire.instruments.get(topic[1])
+        transport = conn.transport
+        if instrument is None or transport is None:
+            return
+        first = self.wire.first_push(topic, self.exchange.engines[instrument.symbol], self.venue.context.wall_ms())
+        if first is not None:
+            transport.send(*first)
+            self.frames_sent += 1
 
     def disconnected(self, conn: _Connection) -> None:
         """Forget a closed connection."""

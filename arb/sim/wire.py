@@ -137,6 +137,10 @@ class MarketWire(ABC):
     def encoder(self, topic: Topic) -> Callable[[BookUpdate, MatchingEngine, int], OutFrame]:
         """``(update, engine, send_ms) -> frame`` of one stream (built once per topic)."""
 
+    def first_push(self, topic: Topic, engine: MatchingEngine, send_ms: int) -> OutFrame | None:
+        """What a new subscription to ``topic`` is sent first, before any change of the book (None: nothing)."""
+        return None
+
     @abstractmethod
     def malformed(self, payload: bytes) -> bytes:
         """``payload`` corrupted so that it routes to its book but does not decode."""
@@ -214,6 +218,21 @@ class _GateWire(MarketWire):
             return _TEXT, encode(update.first_update_id, update.last_update_id, update.levels, send_ms)
 
         return diff
+
+    def first_push(self, topic: Topic, engine: MatchingEngine, send_ms: int) -> OutFrame | None:
+        """Gate's first push on a book channel: the book at the subscription's depth, ``full`` (the
+        client replaces its book), ``U`` = ``u`` = the book's last update id. None before the book
+        has any update (a replay's recorded stream carries its own)."""
+        channel, venue_symbol, variant = topic
+        book_id = engine.book.last_update_id
+        if channel != self.market.book_channel or not book_id:
+            return None
+        depth = int(variant)
+        encoder = self.encoder_class(
+            venue_symbol, self.scale(engine.instrument), depth if depth in self.market.intervals else None
+        )
+        book = engine.snapshot(encoder.depth)
+        return _TEXT, encoder.update(book_id, book_id, book.bids, book.asks, send_ms, full=True)
 
     def malformed(self, payload: bytes) -> bytes:
         # A non-number update id: still routable (channel and symbol intact), refused by the decoder.

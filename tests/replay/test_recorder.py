@@ -101,7 +101,10 @@ def test_two_seconds_of_the_simulator_read_back_frame_for_frame(tmp_path: Path) 
     for market in MARKETS:
         assert sum(r.market is market for r in ws) == delivered[market] > 50
     snapshots = {(r.market, r.venue_symbol) for r in records if r.kind is RecordKind.REST_SNAPSHOT}
-    assert (ExchangeName.GATEIO, "BTC_USDT") in snapshots
+    assert (ExchangeName.MEXC, "BTCUSDT") in snapshots
+    # A Gate.io book syncs from its subscription's first push, the whole book marked full.
+    assert not any(market is ExchangeName.GATEIO for market, _ in snapshots)
+    assert b'"full":true' in next(r.payload for r in ws if r.market is ExchangeName.GATEIO and r.venue_symbol == "BTC_USDT")
     assert {r.venue_symbol for r in ws if r.market is ExchangeName.MEXC and r.kind is RecordKind.WS_BINARY} == {
         "BTCUSDT", "ETHUSDT"
     }
@@ -558,7 +561,8 @@ def test_record_markets_stops_books_and_counts_messages(tmp_path: Path) -> None:
 
     delivered = asyncio.run(record())
     stats = recorder.close()
-    assert stats.records == delivered[ExchangeName.GATEIO] + 2  # + the instrument list and the REST snapshot
+    # + the instrument list (the book synced from its first push, the whole book marked full: no REST snapshot)
+    assert stats.records == delivered[ExchangeName.GATEIO] + 1
     assert stats.blocks > 1
 
 
@@ -622,7 +626,9 @@ def test_a_dropped_stream_is_recorded_where_it_dropped_and_replays_as_the_live_b
     drop = kinds.index(RecordKind.DISCONNECT)
     assert (records[drop].market, records[drop].venue_symbol, records[drop].payload) == (market, "", b"")
     assert RecordKind.WS_TEXT in kinds[:drop] and RecordKind.WS_TEXT in kinds[drop:]
-    assert kinds[drop:].count(RecordKind.REST_SNAPSHOT) == 1  # the resync's
+    # The resync's book: the full push the new subscription starts with, as the first one's before the drop.
+    assert [b'"full":true' in r.payload for r in records if r.kind is RecordKind.WS_TEXT].count(True) == 2
+    assert b'"full":true' in next(r.payload for r in records[drop:] if b'"event":"update"' in r.payload)
     for compiled in (True, False):
         result = backtest([path], manager, BacktestSettings(compiled=compiled))
         assert result.damage is None

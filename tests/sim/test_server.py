@@ -140,6 +140,37 @@ def test_subscribed_client_receives_frames_the_compiled_decoders_read(exchange: 
     run(main())
 
 
+@pytest.mark.parametrize("exchange", MARKETS, ids=lambda e: e.value)
+def test_a_gate_subscription_is_sent_its_whole_book_first_marked_full(exchange: ExchangeName) -> None:
+    """Gate's first push after subscribing is the book, ``full`` (the client replaces its book), with
+    ``U`` = ``u`` = the book's id; the diffs follow on from it. MEXC sends no such push."""
+    async def main() -> None:
+        async with cluster() as sim:
+            feed(sim).advance(3)
+            engine = sim.venues[exchange.venue].exchanges[exchange].engine(instrument(exchange).symbol)
+            book = engine.snapshot(100)
+            transport, listener, dialect = await raw_subscriber(sim, exchange)
+            feed(sim).advance(2)
+            await eventually(lambda: len(decoded(listener.frames, exchange, dialect)) >= 2, what="2 pushes")
+            pushes = [p for _, p in listener.frames if dialect.classify(p) == FrameKind.BOOK_UPDATE]
+            batch = DeltaBatch(256)
+            dialect.decode_update(pushes[0], dialect.book_scale(instrument(exchange)), batch)
+            if exchange.venue == "gateio":
+                assert batch.is_snapshot and batch.first_update_id == batch.last_update_id == book.last_update_id
+                inst = instrument(exchange)
+                assert sorted(batch.levels()) == sorted(
+                    [(BID, p, q) for p, q in to_client_ticks(book.bids, inst, dialect)]
+                    + [(ASK, p, q) for p, q in to_client_ticks(book.asks, inst, dialect)]
+                )
+                second = decoded(listener.frames, exchange, dialect)[1][0]
+                assert second == book.last_update_id + 1
+            else:
+                assert not batch.is_snapshot and batch.first_update_id > book.last_update_id
+            transport.disconnect()
+
+    run(main())
+
+
 def test_dropping_a_streams_subscribers_leaves_the_other_connections_up() -> None:
     """A replayed recording's stream drop drops the connections subscribed to that stream, not an
     order or private connection to the same server."""
