@@ -218,6 +218,27 @@ def test_fee_rounding_can_turn_a_one_unit_edge_into_no_trade() -> None:
     assert two_venues(a, b, fee_a=0, fee_b=0).scan_symbol(7, NOW, MAX_AGE).profit == 1
 
 
+@pytest.mark.parametrize("scanner_class", [SpreadScanner, ref.SpreadScanner], ids=["compiled", "reference"])
+def test_a_pair_earning_exactly_nothing_is_not_traded(scanner_class: type) -> None:
+    # 1 unit bought at 100 with a 0.5 % fee, ceil(0.5) = 1, and sold at 101 without one: profit 0.
+    # The marginal price (100.5 against 101) pays; only the rounded fee takes the edge.
+    a = book("A", bids=[(90, 1)], asks=[(100, 1)])
+    b = book("B", bids=[(101, 1)], asks=[(120, 1)])
+    scanner = scanner_class()
+    scanner.add_symbol(7, BIG)
+    scanner.add_leg(7, a, 0, False, 5_000, 1, 1, 0)
+    scanner.add_leg(7, b, 1, False, 0, 1, 1, 0)
+    scanner.set_limits(7, 0, BIG, BIG)
+    scanner.set_limits(7, 1, BIG, BIG)
+    assert scanner.scan_symbol(7, NOW, MAX_AGE) is None
+    assert scanner.best(7) is None
+    scanner.set_leg_costs(7, 0, 4_999, 0)  # ceil(0.4999) is still 1
+    assert scanner.scan_symbol(7, NOW, MAX_AGE) is None
+    scanner.set_leg_costs(7, 0, 0, 0)  # the same unit without the fee earns 1
+    found = scanner.scan_symbol(7, NOW, MAX_AGE)
+    assert found is not None and (found.profit, found.fees) == (1, 0)
+
+
 def test_min_profit_bps_filters() -> None:
     a = book("A", bids=[(9_990, 100)], asks=[(10_000, 500)])
     b = book("B", bids=[(10_100, 300)], asks=[(10_110, 100)])
@@ -463,6 +484,7 @@ def test_too_many_legs() -> None:
 
 
 RECV_TIMES = [NOW, NOW - 5, NOW - MAX_AGE, NOW - MAX_AGE - 1, 0]  # 0: never updated
+FEES_PPM = [0, 200, 500, 750, 1_000, 2_000, 7_777]
 
 
 @st.composite
@@ -485,7 +507,7 @@ def leg_specs(draw: st.DrawFn, is_futures: bool, tradable: bool) -> dict[str, ob
 
     return {
         "is_futures": is_futures,
-        "fee_ppm": draw(st.sampled_from([0, 200, 500, 750, 1_000, 2_000, 7_777])),
+        "fee_ppm": draw(st.sampled_from(FEES_PPM)),
         "price_mult": price_mult,
         "size_mult": size_mult,
         "min_notional": draw(st.sampled_from([0, 10**6, 3 * 10**7])),
@@ -510,6 +532,34 @@ def symbols(draw: st.DrawFn, tradable: bool = False) -> dict[str, object]:
     }
 
 
+@st.composite
+def rounding_symbols(draw: st.DrawFn) -> dict[str, object]:
+    """Two legs on a grid of one common unit, a lot or two crossing by a tick or two near 100:
+    notionals so small that the fees, each rounded up to a whole unit, take part, all (profit
+    exactly 0) or more of the edge."""
+    ask = draw(st.integers(50, 150))
+    bid = ask + draw(st.integers(1, 3))
+    lots = st.integers(1, 2)
+    books = [
+        ([(ask - 2, 1)], [(ask, draw(lots)), (ask + draw(st.integers(1, 2)), draw(lots))]),
+        ([(bid, draw(lots)), (bid - draw(st.integers(1, 2)), draw(lots))], [(bid + 2, 1)]),
+    ]
+    futures_at = draw(st.integers(-1, 1))
+    legs = [
+        {
+            "is_futures": k == futures_at, "fee_ppm": draw(st.sampled_from(FEES_PPM)), "price_mult": 1,
+            "size_mult": 1, "min_notional": 0, "bids": bids, "asks": asks, "recv_ns": NOW, "in_sync": True,
+            "max_buy": BIG, "max_sell": BIG,
+        }
+        for k, (bids, asks) in enumerate(books)
+    ]
+    return {
+        "max_position": BIG,
+        "min_profit_bps": draw(st.sampled_from([0, 0, 1])),
+        "legs": draw(st.permutations(legs)),
+    }
+
+
 def build(specs: list[dict[str, object]]) -> tuple[SpreadScanner, ref.SpreadScanner]:
     compiled, reference = SpreadScanner(), ref.SpreadScanner()
     for symbol_id, spec in enumerate(specs):
@@ -531,7 +581,7 @@ def build(specs: list[dict[str, object]]) -> tuple[SpreadScanner, ref.SpreadScan
 
 
 @settings(max_examples=500, deadline=None)
-@given(spec=st.one_of(symbols(tradable=True), symbols()))
+@given(spec=st.one_of(symbols(tradable=True), symbols(), rounding_symbols()))
 def test_scan_symbol_matches_reference(spec: dict[str, object]) -> None:
     compiled, reference = build([spec])
     got = compiled.scan_symbol(0, NOW, MAX_AGE)
@@ -543,7 +593,7 @@ def test_scan_symbol_matches_reference(spec: dict[str, object]) -> None:
 
 
 @settings(max_examples=300, deadline=None)
-@given(spec=st.one_of(symbols(tradable=True), symbols()), data=st.data())
+@given(spec=st.one_of(symbols(tradable=True), symbols(), rounding_symbols()), data=st.data())
 def test_scan_after_cost_and_limit_changes_matches_reference(spec: dict[str, object], data: st.DataObject) -> None:
     """Replacing leg costs (set_leg_costs) and, at random, the symbol's position cap and profit
     floor (set_symbol_limits) after a first scan prices the next scan like the reference."""
@@ -568,7 +618,7 @@ def test_scan_after_cost_and_limit_changes_matches_reference(spec: dict[str, obj
 
 
 @settings(max_examples=200, deadline=None)
-@given(spec=st.one_of(symbols(tradable=True), symbols()), data=st.data())
+@given(spec=st.one_of(symbols(tradable=True), symbols(), rounding_symbols()), data=st.data())
 def test_scan_except_some_pairs_matches_reference(spec: dict[str, object], data: st.DataObject) -> None:
     compiled, reference = build([spec])
     legs = [leg_id * 3 + 1 for leg_id in range(len(spec["legs"]))]
