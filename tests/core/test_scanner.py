@@ -20,6 +20,12 @@ BIG = 10**15
 def book(name: str, bids: Levels, asks: Levels, recv_ns: int = NOW) -> OrderBook:
     """A synced book holding ``bids`` and ``asks`` (price_ticks, size_lots), received at ``recv_ns``."""
     result = OrderBook(name)
+    requote(result, bids, asks, recv_ns)
+    return result
+
+
+def requote(bk: OrderBook, bids: Levels, asks: Levels, recv_ns: int = NOW) -> None:
+    """Replace every level of ``bk`` with ``bids`` and ``asks`` by a snapshot received at ``recv_ns``."""
     batch = DeltaBatch()
     batch.is_snapshot = True
     batch.first_update_id = batch.last_update_id = 1
@@ -27,8 +33,7 @@ def book(name: str, bids: Levels, asks: Levels, recv_ns: int = NOW) -> OrderBook
         batch.add(BID, price, size)
     for price, size in asks:
         batch.add(ASK, price, size)
-    result.apply_snapshot(batch, recv_ns)
-    return result
+    bk.apply_snapshot(batch, recv_ns)
 
 
 def fields(opp: object) -> tuple[int, ...]:
@@ -348,6 +353,26 @@ def test_notional_overflow_raises_instead_of_wrapping() -> None:
     scanner = _pair_of((2**61, 2**40), (2**61 + 2**50, 2**40), 10**12)  # 2**141 common units
     with pytest.raises(OverflowError):
         scanner.scan_symbol(7, NOW, MAX_AGE)
+
+
+@pytest.mark.parametrize("scanner_class", [SpreadScanner, ref.SpreadScanner], ids=["compiled", "reference"])
+def test_a_scan_that_raises_leaves_no_earlier_result_standing(scanner_class: type) -> None:
+    a = book("A", bids=[(1, 1)], asks=[(1_000, 10)])
+    b = book("B", bids=[(1_100, 10)], asks=[(5_000, 1)])
+    scanner = scanner_class()
+    scanner.add_symbol(7, BIG)
+    scanner.add_leg(7, a, 0, False, 0, 10**12, 1, 0)
+    scanner.add_leg(7, b, 1, False, 0, 10**12, 1, 0)
+    scanner.set_limits(7, 0, BIG, BIG)
+    scanner.set_limits(7, 1, BIG, BIG)
+    first = scanner.scan_symbol(7, NOW, MAX_AGE)
+    assert first is not None and scanner.best(7) is first
+    # The same pair, now worth trading on notionals of about 2**141 common units.
+    requote(a, bids=[(1, 1)], asks=[(2**61, 2**40)])
+    requote(b, bids=[(2**61 + 2**50, 2**40)], asks=[(2**62, 1)])
+    with pytest.raises(OverflowError):
+        scanner.scan_symbol(7, NOW, MAX_AGE)
+    assert scanner.best(7) is None
 
 
 def test_a_minimum_order_value_past_int64_is_kept_exactly() -> None:
@@ -676,8 +701,7 @@ def huge_legs(draw: st.DrawFn) -> dict[str, object]:
 @given(legs=st.lists(huge_legs(), min_size=2, max_size=3), min_profit_bps=st.sampled_from([0, 10]))
 def test_scans_near_the_notional_bound_match_the_reference(legs: list[dict[str, object]], min_profit_bps: int) -> None:
     """A pair exact arithmetic rules out (below a minimum, unprofitable) is not traded even when
-    the fixed point cannot hold its notionals; only a pair worth trading raises, as the reference does, and
-    a scan that raises leaves no earlier result standing."""
+    the fixed point cannot hold its notionals; only a pair worth trading raises, as the reference does."""
     compiled, reference = build([{"max_position": BIG, "min_profit_bps": min_profit_bps, "legs": legs}])
     assert _outcome(compiled, 0) == _outcome(reference, 0)
     assert (compiled.best(0) is None) == (reference.best(0) is None)
