@@ -422,6 +422,34 @@ def test_malformed_frame_for_an_in_sync_book_raises_with_the_slot(pool: Pool, di
     twin.check_all()
 
 
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_a_scale_naming_another_symbol_refuses_the_diff(pool: Pool) -> None:
+    """A book registered under one symbol with the scale of another (a wiring mistake) takes none
+    of its diffs: the single pass reads the frame only for a scale naming its symbol, and both
+    paths raise the same WireError."""
+    symbol, other = list(pool.diffs)[:2]
+    frame = pool.diffs[symbol][0]
+    args = pool.scales[symbol]
+    first_id = REF_DECODE[pool.dialect](
+        frame, Scale(*args, symbol=symbol.encode(), floor_sizes=pool.floor_sizes)
+    ).first_update_id
+    outcomes = []
+    for named, single_pass in ((symbol, True), (other, True), (other, False)):
+        r = router.BookRouter(pool.dialect, single_pass=single_pass)
+        book = OrderBook(symbol)
+        r.add_book(symbol.encode(), book, WireScale(*args, symbol=named.encode(), floor_sizes=pool.floor_sizes))
+        snapshot = DeltaBatch()
+        snapshot.first_update_id = snapshot.last_update_id = first_id - 1
+        snapshot.is_snapshot = True
+        book.apply_snapshot(snapshot, 5)
+        outcomes.append(_detailed(lambda: r.route(frame, 7)))
+        assert r.last_slot == 0 and r.single_pass_frames == r.applied(0) == (named == symbol)
+        if named != symbol:
+            assert book.last_update_id == first_id - 1 and book.bid_count == book.ask_count == 0
+    assert outcomes[0] == router.ROUTE_APPLIED  # with its own scale, the single pass reads this diff
+    assert isinstance(outcomes[1], str) and outcomes[1].startswith("WireError: ") and outcomes[1] == outcomes[2]
+
+
 def test_full_push_is_left_to_the_python_path(recorded_pools: dict[int, Pool]) -> None:
     pool = recorded_pools[router.DIALECT_GATEIO_SPOT]
     symbol, frames = next(iter(pool.diffs.items()))
