@@ -2,6 +2,7 @@
 
 import math
 import random
+from collections import Counter
 from collections.abc import Callable
 from decimal import Decimal as D
 from fractions import Fraction
@@ -533,25 +534,34 @@ def test_an_immediate_order_taking_its_reach_fills_as_after_mirroring_the_whole_
     # The backtest's two ways to fill: mirror the whole book into the engine and place (any
     # order, and every order while one rests), or let an immediate order take its reach (the
     # engine's own market levels then stay stale). Orders, fills, balances, positions and private
-    # events must not tell them apart, also for the resting orders and fills that come later.
+    # events must not tell them apart, also for the resting orders and fills that come later, nor
+    # which orders they refuse, and why.
     rng = random.Random(seed)
     if futures:
         instrument, symbol, assets = perp(), PERP, ("USDT",)
     else:
         instrument, symbol, assets = spot(), SYM, ("USDT", "BTC")
     whole, reach = (SimExchange(instrument.exchange, [instrument], leverage=5) for _ in range(2))
+    funds = {"USDT": "1500"} if futures else {"USDT": "1000", "BTC": "10"}  # a few orders' worth
     for venue in (whole, reach):
-        venue.deposit("alice", "USDT", "100000000")
-        if not futures:
-            venue.deposit("alice", "BTC", "1000")
+        for asset, amount in funds.items():
+            venue.deposit("alice", asset, amount)
     fills = rests = 0
+    refused_takes: Counter[ErrorCategory] = Counter()
     for step in range(300):
         mid = 10_000 + rng.randrange(-40, 40)
         bids, asks = _random_book(rng, mid)
         side = rng.choice((BUY, SELL))
         limit = mid + rng.randrange(-15, 16)
-        size = rng.randrange(200, 60_000)  # above the 1 USDT minimum
-        client_id = f"o{step}"
+        roll = rng.random()
+        if roll < 0.05:
+            size = rng.randrange(0, 100)  # no size at all, or on spot under the 1 USDT minimum
+        elif roll < 0.2:
+            size = rng.randrange(60_000, 300_000)  # past the balance, where the book holds that much
+        else:
+            size = rng.randrange(200, 60_000)
+        # Now and then the last step's client id: refused as a duplicate where that order was placed.
+        client_id = f"o{step - 1}" if step and rng.random() < 0.05 else f"o{step}"
         resting = whole.engine(symbol).has_resting_orders
         assert reach.engine(symbol).has_resting_orders is resting
         if resting and rng.random() < 0.3:
@@ -580,6 +590,7 @@ def test_an_immediate_order_taking_its_reach_fills_as_after_mirroring_the_whole_
         first, second = results
         if isinstance(first, ErrorCategory):
             assert second is first
+            refused_takes[first] += tif is not TimeInForce.GTC and not resting
         else:
             assert not isinstance(second, ErrorCategory)
             assert first.order == second.order and first.fills == second.fills
@@ -591,6 +602,8 @@ def test_an_immediate_order_taking_its_reach_fills_as_after_mirroring_the_whole_
             assert whole.position("alice", symbol) == reach.position("alice", symbol)
         assert whole.open_orders("alice") == reach.open_orders("alice")
     assert fills > 100 and rests > 5
+    assert refused_takes[ErrorCategory.INSUFFICIENT_BALANCE] and refused_takes[ErrorCategory.INVALID_REQUEST]
+    assert futures or refused_takes[ErrorCategory.MIN_NOTIONAL]
     for asset in assets:
         assert whole.ledger.total(asset) == reach.ledger.total(asset) == 0
 
