@@ -60,11 +60,19 @@ class Pool:
     scales: dict[str, tuple[int, int, int, int]]
     diffs: dict[str, list[bytes]] = field(default_factory=dict)
     others: list[bytes] = field(default_factory=list)
-    floor_sizes: bool = False  # the scales round sizes down, as the engine's Gate.io spot books do
+    floor_sizes: bool = False  # the scales round sizes down, as the engine's spot books do
 
     @property
     def frames(self) -> list[bytes]:
         return [f for frames in self.diffs.values() for f in frames]
+
+    def wire_scale(self, symbol: str) -> WireScale:
+        """The compiled scale of ``symbol``'s book, naming it."""
+        return WireScale(*self.scales[symbol], symbol=symbol.encode(), floor_sizes=self.floor_sizes)
+
+    def ref_scale(self, symbol: str) -> Scale:
+        """The reference decoders' scale of ``symbol``'s book."""
+        return Scale(*self.scales[symbol], symbol=symbol.encode(), floor_sizes=self.floor_sizes)
 
 
 def _gate_pool(dialect: int, frames: list[bytes], scales: dict[str, tuple[int, int, int, int]], prefix: str) -> Pool:
@@ -92,14 +100,16 @@ def _levels(rng: random.Random, base: int, n: int, decimals: int, size_text: Cal
 
 def _mexc_spot_pool() -> Pool:
     rng = random.Random(SEED)
-    pool = Pool(router.DIALECT_MEXC_SPOT, {})
+    pool = Pool(router.DIALECT_MEXC_SPOT, {}, floor_sizes=True)
     for symbol, base in (("BTCUSDT", 100_000), ("ETHUSDT", 3_000), ("MXUSDT", 1_000)):
         pool.scales[symbol] = (2, 1, 6, 1)
         version = 17_521_975_448 + rng.randrange(1000)
         frames = pool.diffs.setdefault(symbol, [])
         for _ in range(25):
             step = rng.randrange(1, 4)
-            size = (lambda: "0" if rng.random() < 0.2 else f"0.{rng.randrange(1, 10**6):06d}")
+            # Some quantities finer than the 6-decimal grid, as MEXC's docs show them: rounded down.
+            size = (lambda: "0" if rng.random() < 0.2 else f"0.{rng.randrange(1, 10**6):06d}" if rng.random() < 0.7
+                    else f"0.{rng.randrange(1, 10**8):08d}")
             bids = [{"price": p, "quantity": q} for p, q in _levels(rng, base - 400, rng.randrange(4), 2, size)]
             asks = [{"price": p, "quantity": q} for p, q in _levels(rng, base + 200, rng.randrange(4), 2, size)]
             body = {"asks": asks, "bids": bids, "eventType": "spot@public.aggre.depth.v3.api.pb@100ms",
@@ -232,13 +242,11 @@ class Twin:
         self.symbols = symbols
         self.referenced = True  # the reference saw every frame so far
         for symbol in symbols:
-            args = pool.scales[symbol]
             book, exact, ref = OrderBook(symbol), OrderBook(symbol), ref_book.OrderBook(symbol)
-            raw, floor = symbol.encode(), pool.floor_sizes
-            scale = WireScale(*args, symbol=raw, floor_sizes=floor)
+            raw, scale = symbol.encode(), pool.wire_scale(symbol)
             slot = self.compiled.add_book(raw, book, scale)
             assert slot == self.exact.add_book(raw, exact, scale) == len(self.books)
-            assert slot == self.reference.add_book(raw, ref, Scale(*args, symbol=raw, floor_sizes=floor))
+            assert slot == self.reference.add_book(raw, ref, pool.ref_scale(symbol))
             self.books.append(book)
             self.exact_books.append(exact)
             self.ref_books.append(ref)
@@ -258,8 +266,7 @@ class Twin:
     def snapshot_near(self, slot: int, frame: bytes, offset: int) -> None:
         """A snapshot built from ``frame``'s own levels, ending ``offset`` ids before it starts."""
         symbol = self.symbols[slot]
-        scale = Scale(*self.pool.scales[symbol], symbol=symbol.encode(), floor_sizes=self.pool.floor_sizes)
-        decoded = REF_DECODE[self.pool.dialect](frame, scale)
+        decoded = REF_DECODE[self.pool.dialect](frame, self.pool.ref_scale(symbol))
         rows = {(side, price): size for side, price, size in decoded.rows if size}
         self.snapshot(slot, [(s, p, q) for (s, p), q in rows.items()], decoded.first_update_id - 1 - offset)
 
@@ -935,7 +942,7 @@ def test_book_sync_with_router_equals_python_path_gate_spot(
     pool = recorded_pools[router.DIALECT_GATEIO_SPOT]
     snaps = _gate_snapshots(shared_data)
     specs = [
-        BookSpec(p.replace("_", "/"), p, WireScale(*pool.scales[p], symbol=p.encode()))
+        BookSpec(p.replace("_", "/"), p, pool.wire_scale(p))
         for p in snaps
         if p in pool.scales
     ]
@@ -960,12 +967,12 @@ def test_book_sync_with_router_equals_python_path_mexc_spot(synthesized_pools: d
     pool = synthesized_pools[router.DIALECT_MEXC_SPOT]
     rng = random.Random(seed)
     registered = sorted(pool.diffs)[:2]  # the third symbol streams without a book
-    specs = [BookSpec(s, s, WireScale(*pool.scales[s], symbol=s.encode())) for s in registered]
+    specs = [BookSpec(s, s, pool.wire_scale(s)) for s in registered]
     interleaved = [f for group in zip(*pool.diffs.values()) for f in group]
     stream = _stream_with_faults(rng, interleaved, pool.others)
 
     def first_version(symbol: str) -> int:
-        return ref_mexc.decode_spot_depth(pool.diffs[symbol][0], Scale(*pool.scales[symbol])).first_update_id
+        return ref_mexc.decode_spot_depth(pool.diffs[symbol][0], pool.ref_scale(symbol)).first_update_id
 
     async def snapshot(venue_symbol: str) -> bytes:
         version = first_version(venue_symbol) + rng.randrange(0, 3)
@@ -982,7 +989,7 @@ def test_book_sync_with_router_equals_python_path_mexc_spot(synthesized_pools: d
 
 def test_book_sync_slot_of_and_router_are_public(synthesized_pools: dict[int, Pool]) -> None:
     pool = synthesized_pools[router.DIALECT_MEXC_FUTURES]
-    specs = [BookSpec(s.replace("_", "/"), s, WireScale(*pool.scales[s], symbol=s.encode())) for s in pool.diffs]
+    specs = [BookSpec(s.replace("_", "/"), s, pool.wire_scale(s)) for s in pool.diffs]
     sync = BookSync(ExchangeName.MEXC_FUTURES, MexcFuturesMarketData(), specs, RecordingSink(),
                     fetch_snapshot=_never)
     assert isinstance(sync.router, router.BookRouter) and sync.router.slots == len(specs)
@@ -1006,9 +1013,9 @@ class _RaisingSink(RecordingSink):
 def test_book_sync_survives_a_raising_consumer_and_odd_receive_times(synthesized_pools: dict[int, Pool]) -> None:
     pool = synthesized_pools[router.DIALECT_MEXC_SPOT]
     symbol = sorted(pool.diffs)[0]
-    specs = [BookSpec(symbol, symbol, WireScale(*pool.scales[symbol], symbol=symbol.encode()))]
+    specs = [BookSpec(symbol, symbol, pool.wire_scale(symbol))]
     frames = pool.diffs[symbol]
-    first = ref_mexc.decode_spot_depth(frames[0], Scale(*pool.scales[symbol])).first_update_id
+    first = ref_mexc.decode_spot_depth(frames[0], pool.ref_scale(symbol)).first_update_id
 
     async def snapshot(venue_symbol: str) -> bytes:
         return json.dumps({"lastUpdateId": first - 1, "bids": [], "asks": []}).encode()
