@@ -1,6 +1,7 @@
 """arb_core.scanner: hand-computed cases and a differential test vs tests/reference/scanner.py."""
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -41,12 +42,14 @@ def fields(opp: object) -> tuple[int, ...]:
 
 
 def two_venues(
-    a: OrderBook, b: OrderBook, fee_a: int = 1_000, fee_b: int = 2_000, caps: int = BIG
-) -> SpreadScanner:
-    scanner = SpreadScanner()
+    a: OrderBook, b: OrderBook, fee_a: int = 1_000, fee_b: int = 2_000, caps: int = BIG, price_mult: int = 1,
+    scanner_class: Any = SpreadScanner,
+) -> Any:
+    """Symbol 7 on books ``a`` (leg 0) and ``b`` (leg 1), by ``scanner_class`` (the reference's too)."""
+    scanner = scanner_class()
     scanner.add_symbol(7, BIG)
-    scanner.add_leg(7, a, 0, False, fee_a, 1, 1, 0)
-    scanner.add_leg(7, b, 1, False, fee_b, 1, 1, 0)
+    scanner.add_leg(7, a, 0, False, fee_a, price_mult, 1, 0)
+    scanner.add_leg(7, b, 1, False, fee_b, price_mult, 1, 0)
     scanner.set_limits(7, 0, caps, caps)
     scanner.set_limits(7, 1, caps, caps)
     return scanner
@@ -229,12 +232,7 @@ def test_a_pair_earning_exactly_nothing_is_not_traded(scanner_class: type) -> No
     # The marginal price (100.5 against 101) pays; only the rounded fee takes the edge.
     a = book("A", bids=[(90, 1)], asks=[(100, 1)])
     b = book("B", bids=[(101, 1)], asks=[(120, 1)])
-    scanner = scanner_class()
-    scanner.add_symbol(7, BIG)
-    scanner.add_leg(7, a, 0, False, 5_000, 1, 1, 0)
-    scanner.add_leg(7, b, 1, False, 0, 1, 1, 0)
-    scanner.set_limits(7, 0, BIG, BIG)
-    scanner.set_limits(7, 1, BIG, BIG)
+    scanner = two_venues(a, b, fee_a=5_000, fee_b=0, scanner_class=scanner_class)
     assert scanner.scan_symbol(7, NOW, MAX_AGE) is None
     assert scanner.best(7) is None
     scanner.set_leg_costs(7, 0, 4_999, 0)  # ceil(0.4999) is still 1
@@ -330,13 +328,8 @@ def test_empty_books_give_nothing() -> None:
 
 
 def _pair_of(ask: tuple[int, int], bid: tuple[int, int], price_mult: int, fee_ppm: int = 0) -> SpreadScanner:
-    scanner = SpreadScanner()
-    scanner.add_symbol(7, BIG)
-    scanner.add_leg(7, book("A", bids=[(1, 1)], asks=[ask]), 0, False, fee_ppm, price_mult, 1, 0)
-    scanner.add_leg(7, book("B", bids=[bid], asks=[(bid[0] * 2, 1)]), 1, False, fee_ppm, price_mult, 1, 0)
-    scanner.set_limits(7, 0, BIG, BIG)
-    scanner.set_limits(7, 1, BIG, BIG)
-    return scanner
+    a, b = book("A", bids=[(1, 1)], asks=[ask]), book("B", bids=[bid], asks=[(bid[0] * 2, 1)])
+    return two_venues(a, b, fee_ppm, fee_ppm, price_mult=price_mult)
 
 
 def test_notionals_past_int64_are_exact() -> None:
@@ -359,12 +352,7 @@ def test_notional_overflow_raises_instead_of_wrapping() -> None:
 def test_a_scan_that_raises_leaves_no_earlier_result_standing(scanner_class: type) -> None:
     a = book("A", bids=[(1, 1)], asks=[(1_000, 10)])
     b = book("B", bids=[(1_100, 10)], asks=[(5_000, 1)])
-    scanner = scanner_class()
-    scanner.add_symbol(7, BIG)
-    scanner.add_leg(7, a, 0, False, 0, 10**12, 1, 0)
-    scanner.add_leg(7, b, 1, False, 0, 10**12, 1, 0)
-    scanner.set_limits(7, 0, BIG, BIG)
-    scanner.set_limits(7, 1, BIG, BIG)
+    scanner = two_venues(a, b, fee_a=0, fee_b=0, price_mult=10**12, scanner_class=scanner_class)
     first = scanner.scan_symbol(7, NOW, MAX_AGE)
     assert first is not None and scanner.best(7) is first
     # The same pair, now worth trading on notionals of about 2**141 common units.

@@ -132,25 +132,29 @@ def test_a_server_close_is_counted_and_warned_about_with_its_code_and_reason(cap
     assert warned[0].endswith(": the server closed the connection, code 4003: 'Blocked: too many connections' (close #1)")
 
 
+async def _two_failed_connects(
+    handler: Any, scheme: str = "ws", settings: WsSettings = FAST, **kwargs: Any
+) -> None:
+    """A session to a 127.0.0.1 server running ``handler`` fails to connect twice, counting each."""
+    server = await asyncio.start_server(handler, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    client = session(f"{scheme}://127.0.0.1:{port}/", Inbox(), settings, **kwargs)
+    client.start()
+    await eventually(lambda: client.health().errors.get("connect", 0) >= 2, what="two failed attempts")
+    assert not client.connected and client.connects == 0
+    await client.close()
+    server.close()
+
+
 def test_a_connection_closed_during_the_handshake_is_a_connect_error(caplog: pytest.LogCaptureFixture) -> None:
     """picows returns a transport without a listener, raising nothing, when the peer hangs up
     during the upgrade: the session reconnected in a loop counting no error and warning nothing."""
-    async def main() -> None:
-        async def hanging_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            await reader.readuntil(b"\r\n\r\n")
-            writer.close()
+    async def hanging_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.close()
 
-        server = await asyncio.start_server(hanging_up, "127.0.0.1", 0)
-        port = server.sockets[0].getsockname()[1]
-        client = session(f"ws://127.0.0.1:{port}/", Inbox())
-        client.start()
-        with caplog.at_level(logging.WARNING, logger="arb.exchanges.ws"):
-            await eventually(lambda: client.health().errors.get("connect", 0) >= 2, what="two failed attempts")
-        assert not client.connected and client.connects == 0
-        await client.close()
-        server.close()
-
-    run(main())
+    with caplog.at_level(logging.WARNING, logger="arb.exchanges.ws"):
+        run(_two_failed_connects(hanging_up))
     assert "connection to ws://127.0.0.1:" in caplog.text and "closed during the handshake" in caplog.text
 
 
@@ -159,23 +163,13 @@ def test_a_host_that_stops_answering_fails_each_connect_within_the_handshake_tim
 ) -> None:
     """picows times the upgrade only, from the TCP connection on: a host that took the connection
     and answered nothing of TLS held each connect for asyncio's TLS timeout (60 s), counting no error."""
-    async def main() -> None:
-        async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            await reader.read()
-            writer.close()
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()
+        writer.close()
 
-        server = await asyncio.start_server(silent, "127.0.0.1", 0)
-        port = server.sockets[0].getsockname()[1]
-        settings = WsSettings(handshake_timeout_s=0.2, backoff_initial_s=0.01, backoff_max_s=0.05)
-        client = session(f"wss://127.0.0.1:{port}/", Inbox(), settings, ssl_context=ssl.create_default_context())
-        client.start()
-        with caplog.at_level(logging.WARNING, logger="arb.exchanges.ws"):
-            await eventually(lambda: client.health().errors.get("connect", 0) >= 2, what="two timed-out attempts")
-        assert not client.connected and client.connects == 0
-        await client.close()
-        server.close()
-
-    run(main())
+    settings = WsSettings(handshake_timeout_s=0.2, backoff_initial_s=0.01, backoff_max_s=0.05)
+    with caplog.at_level(logging.WARNING, logger="arb.exchanges.ws"):
+        run(_two_failed_connects(silent, "wss", settings, ssl_context=ssl.create_default_context()))
     assert "connection to wss://127.0.0.1:" in caplog.text and "failed: no handshake within 0.2 s" in caplog.text
 
 
