@@ -1,4 +1,4 @@
-"""Child process of the journal crash test: writes orders until killed.
+"""Child process of the journal crash test: writes orders until killed (or orphaned).
 
 Usage: ``python journal_crash_writer.py DB REPORT [--finish] [--deferred]``. For order ``c<i>`` it
 records the intent, the ack and the fill ``t<i>`` (which closes it), and after each
@@ -57,7 +57,10 @@ def main(db: str, report_path: str, finish: bool, deferred: bool) -> None:
         return
     with closing(sqlite3.connect(db)) as reader:
         index = reader.execute("SELECT count(*) FROM intents").fetchone()[0]
-    while True:
+    parent = os.getppid()
+    # Until killed, or until the test that started it is gone (a run stopped by a signal does not
+    # reach its clean-up): an orphan would write on, loading the machine, for as long as it runs.
+    while os.getppid() == parent:
         request = OrderRequest(
             symbol="BTC/USDT",
             side=OrderSide.BUY,
