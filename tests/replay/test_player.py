@@ -656,15 +656,18 @@ def test_an_empty_recording_replays_to_nothing_on_both_paths(tmp_path: Path) -> 
 # All four again when MEXC spot buys started paying their fee in USDT, as the venue charges it,
 # rather than in the BTC bought: every MEXC buy leg's fee moved to USDT at the same value (the
 # old BTC fee times its average price), and nothing else changed (checked then, field by field).
+# All four again when each execution leg began to carry the contract size its quantities are
+# counted in (1 on these spot legs): the decisions, with that field left out, were those of the
+# build before, field by field (checked then, all four runs).
 # These two trade without order budgets (the capacity of the engine, ~1000 executions). Budgets
 # (the backtest's default) hold it to what the venues' rate limits allow: pinned below.
 PINNED_DECISIONS = {
-    "0": "c7f6419b9015c7e9677b1242bf18cc4ba7b3eba3f354aba7a0e58c1d16794fa2",
-    "0.4": "3d2c38bd6592391c32de26d17d67a4d67df2fd8c0b9e0bf999efe3f947a92f88",
+    "0": "bddb076a6359e7feef9ef80dbf707ccaa68ed024eae4a726a0dda92fbc447226",
+    "0.4": "f779f2251cba0f6f58194db9df8127a4613685f350f744d49a1d7221c4b5aa85",
 }
 PINNED_BUDGETED_DECISIONS = {
-    "0": "b4a972af4bf3779f17cd2fef0cba0e7efe599682b3a95b5668fcfd82584416b5",
-    "0.4": "6909c1238f5180ca79968112b559f74c5fb069f81deb54a0f2cec48c343059dd",
+    "0": "6865a79aa55582a2cf2174ed8f4fa3b85c3a9693f52b13d12dee3c5c41ec1e62",
+    "0.4": "014fd75f506487a83d5957d8eee5a8d45f6bcb6b4912a6a7ead931df52687557",
 }
 
 
