@@ -5,6 +5,9 @@ from libc.stdint cimport INT64_MAX, INT64_MIN, int64_t, uint64_t
 
 cdef extern from *:
     """
+    static inline int arb_mul_overflows(long long a, long long b, long long *out) {
+        return __builtin_mul_overflow(a, b, out);
+    }
     static inline int arb_add_overflows(long long a, long long b, long long *out) {
         return __builtin_add_overflow(a, b, out);
     }
@@ -12,6 +15,7 @@ cdef extern from *:
         return __builtin_sub_overflow(a, b, out);
     }
     """
+    bint arb_mul_overflows(long long a, long long b, long long *out) noexcept nogil
     bint arb_add_overflows(long long a, long long b, long long *out) noexcept nogil
     bint arb_sub_overflows(long long a, long long b, long long *out) noexcept nogil
 
@@ -56,7 +60,12 @@ cdef inline int64_t checked_add(int64_t a, int64_t b) except? -1:
 
 cdef inline wide_t checked_notional(wide_t a, wide_t b) except? -1:
     """a * b for non-negative operands, raising OverflowError past ``NOTIONAL_MAX``."""
+    cdef long long small
     cdef wide_t out
+    # Operands and product within int64 (the common case): one 64-bit multiply decides it, where
+    # the 128-bit one is a library call.
+    if a <= INT64_MAX and b <= INT64_MAX and not arb_mul_overflows(<long long>a, <long long>b, &small):
+        return small
     if arb_wide_mul_overflows(a, b, &out) or out > NOTIONAL_MAX:
         raise OverflowError(f"fixed-point overflow: notional {a} * {b} exceeds 2**112 - 1")
     return out

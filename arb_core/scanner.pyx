@@ -143,9 +143,15 @@ cdef inline int64_t _gcd(int64_t a, int64_t b) noexcept:
 
 cdef inline wide_t _fee_up(wide_t notional, int64_t fee_ppm) noexcept:
     # ceil(notional * fee_ppm / 1e6) for 0 <= notional <= NOTIONAL_MAX: the product is under 2**132,
-    # so notional is split at 1e6 and each part stays in 128 bits for fee_ppm < 1e6.
-    cdef wide_t q = notional // PPM
-    cdef wide_t r = notional % PPM
+    # so notional is split at 1e6 and each part stays in range for fee_ppm < 1e6. Within int64 (the
+    # common case) in 64 bits, where a 128-bit division is a library call.
+    cdef int64_t small
+    cdef wide_t q, r
+    if notional <= INT64_MAX:
+        small = <int64_t>notional
+        return small // PPM * fee_ppm + (small % PPM * fee_ppm + PPM - 1) // PPM
+    q = notional // PPM
+    r = notional % PPM
     return q * fee_ppm + (r * fee_ppm + PPM - 1) // PPM
 
 
@@ -255,11 +261,14 @@ cdef int _price_pair(_Symbol sym, _Leg buy, _Leg sell, PairSpec* spec, Candidate
     out.profit = out.sell_notional - sell_fee - out.buy_notional - buy_fee
     if out.profit <= 0:
         return 0
-    bps = out.profit * BPS // out.buy_notional
-    if bps > INT64_MAX:
-        raise OverflowError(
-            f"profit_bps overflows int64: profit {out.profit} on buy notional {out.buy_notional}")
-    out.profit_bps = <int64_t>bps
+    if out.profit <= INT64_MAX // BPS and out.buy_notional <= INT64_MAX:  # 64 bits where it fits
+        out.profit_bps = <int64_t>out.profit * BPS // <int64_t>out.buy_notional
+    else:
+        bps = out.profit * BPS // out.buy_notional
+        if bps > INT64_MAX:
+            raise OverflowError(
+                f"profit_bps overflows int64: profit {out.profit} on buy notional {out.buy_notional}")
+        out.profit_bps = <int64_t>bps
     if out.profit_bps < sym.min_profit_bps:
         return 0
     out.buy_leg = buy.leg_id
