@@ -144,16 +144,15 @@ class SymbolPlan:
         """``price`` in common price units, rounded up."""
         return int(price.scaleb(self.price_decimals).to_integral_value(ROUND_CEILING))
 
-    def notional_cap(self) -> int | None:
-        """Largest size (common units) the scanner can trade at the current best asks: an int64
-        whose notional stays within ``NOTIONAL_MAX`` (the compiled walk's 128-bit bound).
-
-        None when no leg has an ask yet.
-        """
+    def highest_ask(self) -> Decimal | None:
+        """The highest of the legs' best asks; None when no leg has an ask yet."""
         asks = [leg.book_price(leg.book.best_ask_price()) for leg in self.legs if leg.book.ask_count]
-        if not asks:
-            return None
-        price = self.common_price(max(asks) * _WALK_HEADROOM)
+        return max(asks) if asks else None
+
+    def notional_cap(self, highest_ask: Decimal) -> int:
+        """Largest size (common units) the scanner can trade at ``highest_ask`` (``highest_ask()``):
+        an int64 whose notional stays within ``NOTIONAL_MAX`` (the compiled walk's 128-bit bound)."""
+        price = self.common_price(highest_ask * _WALK_HEADROOM)
         return min(NOTIONAL_MAX // max(price, 1), INT64_MAX)
 
 
@@ -264,11 +263,11 @@ class ScannerPipeline:
     def refresh_position_caps(self) -> None:
         """Re-derive each symbol's size cap from ``max_position_usd`` and the scanner's fixed point (``notional_cap``)."""
         for plan in self.plans.values():
-            cap = plan.notional_cap()
-            if cap is None:
+            price = plan.highest_ask()
+            if price is None:
                 cap = 0
             else:
-                price = max(leg.book_price(leg.book.best_ask_price()) for leg in plan.legs if leg.book.ask_count)
+                cap = plan.notional_cap(price)
                 self._note_grid_cap(plan, plan.size_of(cap) * price)
                 if self.max_position_usd is not None:
                     cap = min(cap, plan.common_size(self.max_position_usd / price))
