@@ -60,7 +60,7 @@ class _MexcMarketData(ABC):
     # Book sizes finer than the order grid are rounded down rather than refused: MEXC's own docs
     # show BTCUSDT depth quantities with 8 decimals, and one such level would otherwise keep the
     # book from decoding at all (resyncing without end).
-    floors_sizes: ClassVar[bool]
+    book_floors_sizes: ClassVar[bool]
 
     def __init__(self, ws_url: str | None = None, *, snapshot_limit: int | None = None) -> None:
         if snapshot_limit is not None and snapshot_limit <= 0:
@@ -97,13 +97,13 @@ class _MexcMarketData(ABC):
 
         MEXC books use the instrument's own grid: spot prices/quantities at
         ``quotePrecision``/``baseAssetPrecision`` decimals (finer quantities rounded down,
-        ``floors_sizes``), contract prices in ``priceUnit`` ticks and volumes in contracts.
+        ``book_floors_sizes``), contract prices in ``priceUnit`` ticks and volumes in contracts.
         """
         if instrument.exchange is not self.exchange:
             raise ValueError(
                 f"{self.venue}: instrument {instrument.symbol} belongs to {instrument.exchange.value}"
             )
-        return WireScale(*instrument.wire_scale(), symbol=instrument.venue_symbol, floor_sizes=self.floors_sizes)
+        return WireScale(*instrument.wire_scale(), symbol=instrument.venue_symbol, floor_sizes=self.book_floors_sizes)
 
     def snapshot_request(self, venue_symbol: str) -> SnapshotRequest:
         """The REST depth snapshot of ``venue_symbol`` whose version continues the diff stream."""
@@ -156,7 +156,7 @@ class MexcSpotMarketData(_MexcMarketData):
     _snapshot_path = constants.DEPTH_PATH
     _snapshot_weight = constants.ENDPOINT_WEIGHTS[constants.DEPTH_PATH]
     router_dialect = router.DIALECT_MEXC_SPOT
-    floors_sizes = True
+    book_floors_sizes = True
 
     frame_symbol = staticmethod(wire.spot_frame_symbol)
     decode_update = staticmethod(wire.decode_spot_depth)
@@ -238,7 +238,7 @@ class MexcFuturesMarketData(_MexcMarketData):
     _snapshot_path = constants.CONTRACT_DEPTH_PATH
     _snapshot_weight = 1
     router_dialect = router.DIALECT_MEXC_FUTURES
-    floors_sizes = False  # whole contracts
+    book_floors_sizes = False  # whole contracts
 
     classify = staticmethod(wire.classify_futures)
     frame_symbol = staticmethod(wire.futures_frame_symbol)
