@@ -146,6 +146,12 @@ class Balance(msgspec.Struct, frozen=True):
     locked: Decimal  # held by open orders
 
 
+class AccountTrading(msgspec.Struct, frozen=True):
+    """Whether ``GET /api/v3/account`` lets the account trade, its balances left unread."""
+
+    canTrade: bool | None = None  # None: the answer does not say
+
+
 class Account(msgspec.Struct, frozen=True):
     """``GET /api/v3/account``."""
 

@@ -47,7 +47,7 @@ from ..models import (
 from ..rest import RateLimit, RestRequest, RestVenue
 from . import constants
 from .auth import MexcSigner, ParamValue
-from .schemas import Account, OrderInfo, OrderResponse, Trade, TradeFee
+from .schemas import Account, AccountTrading, OrderInfo, OrderResponse, Trade, TradeFee
 
 T = TypeVar("T")
 
@@ -92,6 +92,7 @@ _order_response = msgspec.json.Decoder(OrderResponse)
 _order_info = msgspec.json.Decoder(OrderInfo)
 _order_list = msgspec.json.Decoder(list[OrderInfo])
 _account = msgspec.json.Decoder(Account)
+_account_trading = msgspec.json.Decoder(AccountTrading)  # read with every balance read: no Decimals
 _trades = msgspec.json.Decoder(list[Trade])
 _trade_fee = msgspec.json.Decoder(TradeFee)
 
@@ -301,7 +302,7 @@ class MexcSpotTrading:
     def parse_trading_refusal(body: bytes) -> str | None:
         """Why a ``GET /api/v3/account`` reply says the account may not trade: only an explicit
         ``"canTrade":false`` does (its ``permissions`` list is not read); else None."""
-        if _decode(_account, body, constants.ACCOUNT_PATH, None).canTrade is False:
+        if _decode(_account_trading, body, constants.ACCOUNT_PATH, None).canTrade is False:
             return f"MEXC's {constants.ACCOUNT_PATH} answer says canTrade=false: it refuses the account's orders"
         return None
 
