@@ -383,11 +383,11 @@ class MarketServer:
             self._rebuild(venue_symbol)
 
     def _send_first_push(self, conn: _Connection, topic: Topic) -> None:
-        instrument = self.wire.instruments.get(topic[1])
+        engine = self.wire.engine_of(self.venue.context, topic[1])
         transport = conn.transport
-        if instrument is None or transport is None:
+        if engine is None or transport is None:
             return
-        first = self.wire.first_push(topic, self.exchange.engines[instrument.symbol], self.venue.context.wall_ms())
+        first = self.wire.first_push(topic, engine, self.wall_ms())
         if first is not None:
             transport.send(*first)
             self.frames_sent += 1

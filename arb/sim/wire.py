@@ -198,13 +198,14 @@ class _GateWire(MarketWire):
     def topics(self, session: Any) -> frozenset[Topic]:
         return frozenset((s.channel, s.symbol, str(s.depth)) for s in session.subscriptions.values())
 
+    def _book_encoder(self, venue_symbol: str, variant: str, instrument: Instrument) -> Any:
+        """The encoder of one subscription's book frames (``variant``: its depth)."""
+        depth = int(variant)
+        return self.encoder_class(venue_symbol, self.scale(instrument), depth if depth in self.market.intervals else None)
+
     def encoder(self, topic: Topic) -> Callable[[BookUpdate, MatchingEngine, int], OutFrame]:
         channel, venue_symbol, variant = topic
-        instrument = self.instruments[venue_symbol]
-        depth = int(variant)
-        encoder = self.encoder_class(
-            venue_symbol, self.scale(instrument), depth if depth in self.market.intervals else None
-        )
+        encoder = self._book_encoder(venue_symbol, variant, self.instruments[venue_symbol])
         if channel == self.market.book_ticker_channel:
 
             def ticker(update: BookUpdate, engine: MatchingEngine, send_ms: int) -> OutFrame:
@@ -227,10 +228,7 @@ class _GateWire(MarketWire):
         book_id = engine.book.last_update_id
         if channel != self.market.book_channel or not book_id:
             return None
-        depth = int(variant)
-        encoder = self.encoder_class(
-            venue_symbol, self.scale(engine.instrument), depth if depth in self.market.intervals else None
-        )
+        encoder = self._book_encoder(venue_symbol, variant, engine.instrument)
         book = engine.snapshot(encoder.depth)
         return _TEXT, encoder.update(book_id, book_id, book.bids, book.asks, send_ms, full=True)
 
