@@ -21,7 +21,7 @@ import os
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator
 from decimal import Context, Decimal, Inexact, InvalidOperation, Overflow
-from typing import Any, TextIO, TypeVar
+from typing import Any, NoReturn, TextIO, TypeVar
 
 import msgspec
 
@@ -228,14 +228,12 @@ def _refuse_untimed(db: sqlite3.Connection, where: str, table: str, column: str,
     """An ExportError naming the first row of ``table`` (by its ``key`` columns) whose ``column``, the time
     an export's window is applied to, no window holds; nothing when there is none."""
     rows = db.execute(_UNTIMED.format(column=column, key=", ".join(key), table=table), (_END_MS - 1,))
-    for _ in _rows(where, table, tuple(range(1, len(key) + 1)), rows, lambda row: _window_time(row[0], column)):
-        pass
+    next(_rows(where, table, tuple(range(1, len(key) + 1)), rows, lambda row: _untimed(row[0], column)), None)
 
 
-def _window_time(ms: object, column: str) -> int:
-    if type(ms) is not int or not 0 <= ms < _END_MS:
-        raise UnreadableValue(f"{column} {ms!r}: not a time in ms since 1970")
-    return ms
+def _untimed(ms: object, column: str) -> NoReturn:
+    """Refuse a time ``_UNTIMED`` selected: not an integer in [0, _END_MS)."""
+    raise UnreadableValue(f"{column} {ms!r}: not a time in ms since 1970")
 
 
 def _rows(
