@@ -862,14 +862,14 @@ def _record(fields: tuple[int, int, int, int, bytes, bytes]) -> Record:
     return Record(recv_ns, wall_ns, _MARKETS[code], RecordKind(kind), venue_symbol.decode("ascii"), payload)
 
 
-_SIMULATOR_DEFAULTS = "simulator defaults"  # the source of a market's instruments no recorded list gave
 
 
-def _catalog(market: ExchangeName, bodies: Sequence[bytes]) -> tuple[InstrumentCatalog, str, list[str]]:
-    """``market``'s instruments as recorded, where they came from, and why each recorded list that
-    does not parse (a venue's error body, a cut list) does not. Merged recordings may each list
-    other pairs (a session of other symbols, a pair listed since): every pair listed in any of them
-    is known, by its earliest listing."""
+def _catalog(market: ExchangeName, bodies: Sequence[bytes]) -> tuple[InstrumentCatalog, str, list[str], bool]:
+    """``market``'s instruments as recorded, where they came from, why each recorded list that
+    does not parse (a venue's error body, a cut list) does not, and whether no recorded list gave
+    them (the simulator's defaults). Merged recordings may each list other pairs (a session of
+    other symbols, a pair listed since): every pair listed in any of them is known, by its
+    earliest listing."""
     parse = connector_class(market).binding.endpoints.parse_instruments
     catalogs = []
     errors = []
@@ -882,7 +882,7 @@ def _catalog(market: ExchangeName, bodies: Sequence[bytes]) -> tuple[InstrumentC
         if catalog.exchange is market:
             catalogs.append(catalog)
     if len(catalogs) == 1:
-        return catalogs[0], "recorded instrument list", errors
+        return catalogs[0], "recorded instrument list", errors, False
     if catalogs:
         chosen: dict[str, Instrument] = {}
         names: set[str] = set()
@@ -893,10 +893,10 @@ def _catalog(market: ExchangeName, bodies: Sequence[bytes]) -> tuple[InstrumentC
                     names.add(instrument.symbol)
         skipped = {pair.venue_symbol: pair for c in catalogs for pair in c.skipped if pair.venue_symbol not in chosen}
         source = f"{len(catalogs)} recorded instrument lists (each pair by its earliest listing)"
-        return InstrumentCatalog(market, chosen.values(), skipped.values()), source, errors
+        return InstrumentCatalog(market, chosen.values(), skipped.values()), source, errors, False
     instruments = [i for i in default_instruments() if i.exchange is market]
     why = "the recorded instrument list does not parse" if errors else "the recording lists none"
-    return InstrumentCatalog(market, instruments, ()), f"{_SIMULATOR_DEFAULTS} ({why})", errors
+    return InstrumentCatalog(market, instruments, ()), f"simulator defaults ({why})", errors, True
 
 
 def _chosen_symbols(manager: ConfigurationManager) -> list[str] | None:
@@ -982,7 +982,7 @@ async def _replay(
     symbols: dict[ExchangeName, set[str]] = {}
     instrument_errors: list[str] = []
     for market in sorted(survey.venue_symbols, key=lambda m: m.value):
-        catalog, sources[market], errors = _catalog(market, survey.instrument_bodies.get(market, ()))
+        catalog, sources[market], errors, defaulted = _catalog(market, survey.instrument_bodies.get(market, ()))
         known = set()
         unknown = False
         for venue_symbol in sorted(survey.venue_symbols[market]):
@@ -991,7 +991,7 @@ async def _replay(
             except ArbitrageEngineError:
                 unknown = True
                 notes.append(f"{market.value} {venue_symbol}: no instrument known, its messages are skipped")
-        if unknown or sources[market].startswith(_SIMULATOR_DEFAULTS):
+        if unknown or defaulted:
             # Traded by no recorded terms, or the unreadable list may have named the pairs left out: fails.
             instrument_errors += errors
         else:  # merged recordings: another of the market's lists parsed and names every pair recorded
