@@ -482,7 +482,7 @@ class _Breakdown:
         monkeypatch.setattr(BookSync, "on_message", receiving)
         monkeypatch.setattr(ScannerPipeline, "handle_scan", scanning)
         monkeypatch.setattr(TwoLegExecutor, "rehearse", rehearsing)
-        self._around(monkeypatch, ArbitrageController, "process", "trade loop", None, awaited=True)
+        self._around(monkeypatch, ArbitrageController, "_process_locked", "trade loop", None, awaited=True)
         self._around(monkeypatch, RiskManager, "validate_opportunity_risk", None, "risk checked")
         self._around(monkeypatch, TwoLegExecutor, "plan", "plan start", "planned")
         self._around(monkeypatch, Journal, "record_intents", "intents start", "intents recorded")
