@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from collections.abc import Iterable, Mapping
 from urllib.parse import quote
 
@@ -17,13 +18,22 @@ from . import constants
 
 ParamValue = str | int
 
+# What ``quote(text, safe="")`` leaves as it is: a value made only of these is sent unchanged.
+_UNRESERVED = re.compile(r"[A-Za-z0-9_.~-]*").fullmatch
+
 
 def encode_params(params: Iterable[tuple[str, ParamValue]]) -> str:
     """``k=v&...`` in the given order, values percent-encoded with upper-case hex (``,`` -> ``%2C``).
 
     MEXC signs the string exactly as sent, so the order is kept and nothing is sorted.
     """
-    return "&".join(f"{key}={quote(str(value), safe='')}" for key, value in params)
+    return "&".join(f"{key}={_percent_encoded(str(value))}" for key, value in params)
+
+
+def _percent_encoded(text: str) -> str:
+    # An order's values (symbol, side, decimals, client id, times) need no escape: checking
+    # that costs a fraction of ``quote``'s work on the order path.
+    return text if _UNRESERVED(text) is not None else quote(text, safe="")
 
 
 class MexcSigner:

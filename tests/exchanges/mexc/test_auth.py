@@ -5,9 +5,11 @@ import hmac
 import json
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from arb.errors import ConfigurationError
 from arb.exchanges.mexc.auth import MexcSigner, contract_param_string, encode_params
@@ -140,3 +142,11 @@ def test_signer_is_reusable() -> None:
     first = s.sign("a=1")
     s.sign("b=2")
     assert s.sign("a=1") == first == reference_hmac(DOCS_SECRET, "a=1")
+
+
+@given(st.lists(st.tuples(st.sampled_from(["symbol", "price", "newClientOrderId"]), st.one_of(st.text(), st.integers()))))
+@example([("symbol", "BTCUSDT"), ("price", "0.000123"), ("newClientOrderId", "arb-1_x~y.z")])
+@example([("batchOrders", '[{"a":1},{"b":2}]'), ("note", "a b+c/d\n"), ("unicode", "\u00e9\u0661"), ("empty", ""), ("list", "1,2")])
+def test_params_are_encoded_as_urllib_quotes_every_value(params: list[tuple[str, str | int]]) -> None:
+    expected = "&".join(f"{key}={quote(str(value), safe='')}" for key, value in params)
+    assert encode_params(params) == expected
