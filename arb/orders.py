@@ -328,9 +328,10 @@ class OrderOutcome(msgspec.Struct, frozen=True, kw_only=True):
         """The fee and its asset.
 
         Some venues' order queries carry no fee (MEXC spot reports it only per trade): an
-        order with fills, a zero fee and no fee asset is charged the instrument's taker fee
-        in the asset the instrument charges it in (``Instrument.fee_asset``: base on a spot
-        buy where the fee comes out of what it receives, quote otherwise), as the venue does for IOC.
+        order with fills, a zero fee and no fee asset is charged the rate the venue reports
+        for the order (``OrderState.fee_rate``), else the instrument's taker fee, in the asset
+        the instrument charges it in (``Instrument.fee_asset``: base on a spot buy where the
+        fee comes out of what it receives, quote otherwise), as the venue does for IOC.
         """
         state = self.state
         instrument = self.instrument
@@ -338,10 +339,11 @@ class OrderOutcome(msgspec.Struct, frozen=True, kw_only=True):
             return ZERO, instrument.quote
         if state.fee or state.fee_asset is not None:
             return state.fee, state.fee_asset or instrument.quote
+        rate = instrument.taker_fee if state.fee_rate is None else state.fee_rate
         asset = instrument.fee_asset(self.request.side)
         if asset == instrument.base:
-            return self.filled_base * instrument.taker_fee, asset
-        return self.notional * instrument.taker_fee, asset
+            return self.filled_base * rate, asset
+        return self.notional * rate, asset
 
     @property
     def base_fee(self) -> Decimal:

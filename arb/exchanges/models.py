@@ -119,14 +119,17 @@ class OrderState(msgspec.Struct, frozen=True, kw_only=True):
     fee: Decimal = Decimal(0)
     fee_asset: str | None = None
     updated_at_ms: int = 0
+    # The rate the venue says this order's fills are charged, where it reports a rate and no fee
+    # (Gate.io futures' ``tkfr``/``mkfr``); None: the instrument's taker rate stands in.
+    fee_rate: Decimal | None = None
 
     def __post_init__(self) -> None:
         # Refused here, the answer is unreadable: an order's outcome then unknown, and queried.
-        if not _all_finite(self.quantity, self.filled_quantity, self.fee, self.price, self.average_price):
+        if not _all_finite(self.quantity, self.filled_quantity, self.fee, self.price, self.average_price, self.fee_rate):
             raise ValueError(
                 f"order {self.order_id}: a quantity, price or fee is not a number (quantity={self.quantity} "
                 f"price={self.price} filled_quantity={self.filled_quantity} average_price={self.average_price} "
-                f"fee={self.fee})"
+                f"fee={self.fee} fee_rate={self.fee_rate})"
             )
 
     @property

@@ -256,7 +256,8 @@ class GateioFuturesPrivateStream(_GateioPrivateStream):
     """The ``PrivateDialect`` of Gate.io USDT perpetuals for one key over one instrument catalog.
 
     Order pushes carry no fee: ``OrderState.fee`` is the sum of the ``futures.usertrades``
-    fees pushed for the order so far, in the settle asset. ``futures.balances`` tells the
+    fees pushed for the order so far, in the settle asset (before any, the order's own rate
+    stands in, as for its answers). ``futures.balances`` tells the
     wallet balance only, so it is reported as ``balances_changed`` (the stream reads the
     account's free and locked margin by REST).
     """

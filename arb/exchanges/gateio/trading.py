@@ -576,7 +576,12 @@ class GateioFuturesTrading(_GateioTrading):
                 return contract
 
     def order_state(self, order: FuturesOrder) -> OrderState:
-        """The ``OrderState`` of a decoded futures order; quantities are unsigned contracts."""
+        """The ``OrderState`` of a decoded futures order; quantities are unsigned contracts.
+
+        The answer carries no fee, only the order's rates: its fills are charged ``tkfr`` (the
+        order's own taker rate, which a promotion or the contract can set apart from the account's
+        tier), ``mkfr`` on a post-only order, which only makes (``OrderOutcome.fee``).
+        """
         instrument = self.instruments.by_venue_symbol(order.contract)
         quantity = abs(order.size)
         filled = quantity - abs(order.left)
@@ -599,5 +604,6 @@ class GateioFuturesTrading(_GateioTrading):
             filled_quantity=filled,
             average_price=order.fill_price if filled else None,
             updated_at_ms=_seconds_to_ms(order.finish_time or order.create_time),
+            fee_rate=order.mkfr if order.tif == _TIME_IN_FORCE[TimeInForce.POST_ONLY] else order.tkfr,
         )
 

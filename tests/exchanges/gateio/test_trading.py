@@ -18,6 +18,7 @@ from arb.exchanges.gateio.trading import GateioFuturesTrading, GateioSpotTrading
 from arb.exchanges.models import OrderRequest, OrderRequestError, OrderStatus, OrderType, TimeInForce
 from arb.exchanges.rest import RateLimiter, market_limit
 from arb.instruments import InstrumentCatalog, InstrumentError
+from arb.orders import OrderOutcome
 from arb.types import ExchangeName, OrderSide
 
 NOW_S = 1_700_000_000
@@ -246,6 +247,30 @@ def test_recorded_futures_order_parses(shared_data: Path) -> None:
         "299207900263708423", None, OrderType.MARKET, OrderSide.BUY, OrderStatus.FILLED)
     assert (state.quantity, state.filled_quantity, state.average_price, state.updated_at_ms) == (
         D(100), D(100), D("0.005416"), 1768397866663)
+
+
+@pytest.mark.parametrize(("tif", "rates", "fee"), [
+    ("ioc", {"tkfr": "0.0002", "mkfr": "-0.0001"}, D("0.6")),  # the order's own taker rate, not the tier's
+    ("poc", {"tkfr": "0.0002", "mkfr": "-0.0001"}, D("-0.3")),  # a post-only order only makes: a rebate
+    ("ioc", {}, D("1.5")),  # no rate in the answer: the instrument's (the account tier's) taker rate
+])
+def test_a_futures_fill_is_charged_the_rate_its_order_answer_reports(
+    shared_data: Path, tif: str, rates: dict[str, str], fee: D
+) -> None:
+    """Gate.io's futures order answer carries no fee, only its rates ``tkfr``/``mkfr``; a contract on
+    a promotion rate was charged the account's tier instead, and the PnL drifted from the venue's."""
+    doc = json.loads((shared_data / "examples" / "ccxt_static_fixtures_extract.json").read_text())
+    recorded = {k: v for k, v in doc["gate_futures_market_order_response"].items() if k not in ("tkfr", "mkfr")}
+    body = json.dumps({**recorded, "contract": "BTC_USDT", "price": "30000", "fill_price": "30000", "tif": tif,
+                       "size": "1000", **rates}).encode()
+    client = futures_client()
+    state = client.parse_order(body)
+    instrument = client.instruments.get("BTC/USDT:USDT")  # tier taker 0.0005; 1000 contracts = 0.1 BTC = 3000 USDT
+    request = req("BTC/USDT:USDT", OrderSide.BUY, "1000", "30000", TimeInForce.IOC)
+    outcome = OrderOutcome(exchange=instrument.exchange, instrument=instrument, request=request, leg="x", state=state)
+    assert outcome.fee == (fee, "USDT")
+    pushed = json.dumps({**json.loads(body), "tkfr": 0.0002, "mkfr": -0.0001}).encode()  # numbers, as pushed
+    assert client.parse_order(pushed).fee_rate == (D("-0.0001") if tif == "poc" else D("0.0002"))
 
 
 @pytest.mark.parametrize(("status", "finish_as", "left", "expected"), [
