@@ -56,6 +56,7 @@ from .ws import WsSession, WsSettings
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+_raw_list = msgspec.json.Decoder(list[msgspec.Raw])
 
 
 class BookDialect(MarketDataDialect, Protocol):
@@ -65,12 +66,21 @@ class BookDialect(MarketDataDialect, Protocol):
         """The decoders' scale of ``instrument``'s book (may be finer than its order grid)."""
 
 
+class ListPaging(msgspec.Struct, frozen=True, kw_only=True):
+    """How a venue pages a public JSON list by ``limit`` and ``offset``: every page is read, the first
+    short one being the last, and their entries joined into one list, as an unpaged answer would be."""
+
+    page_size: int  # the ``limit`` sent
+    max_pages: int  # pages read before giving up with an error (a venue ignoring ``offset``)
+
+
 class FundingEndpoint(msgspec.Struct, frozen=True, kw_only=True):
     """A perpetual market's funding-rate call: one answer for every contract, or one per contract."""
 
     request: Callable[[str | None], RestRequest]  # venue symbol (None: every contract) -> request
     parse: Callable[[bytes], list[FundingRate]]  # raises ValueError on an unreadable body
     per_symbol: bool = False
+    paging: ListPaging | None = None  # the answer is a list paged so
 
 
 class ApiSymbolsEndpoint(msgspec.Struct, frozen=True, kw_only=True):
@@ -86,6 +96,7 @@ class PublicEndpoints(msgspec.Struct, frozen=True, kw_only=True):
 
     instruments: RestRequest
     parse_instruments: Callable[[bytes], InstrumentCatalog]
+    instruments_paging: ListPaging | None = None  # the instrument list is paged so
     server_time: RestRequest
     parse_server_time: Callable[[bytes], int]  # body -> wall-clock ms
     ping: RestRequest
@@ -488,9 +499,40 @@ class ExchangeConnector:
                 catalog = await self._account_fees(catalog, source, chosen)
         return catalog
 
+    async def instrument_list(self) -> bytes:
+        """The venue's instrument list as it answers it; every page of a paged one, joined."""
+        endpoints = self.binding.endpoints
+        return await self._fetch_list(endpoints.instruments, endpoints.instruments_paging)
+
+    async def _fetch_list(self, request: RestRequest, paging: ListPaging | None) -> bytes:
+        """The answer to public ``request``; where the venue pages it, every page's entries in one JSON list."""
+        if paging is None:
+            return await self.rest.fetch(request)
+        entries: list[msgspec.Raw] = []
+        where = f"GET {request.path}"
+        for page in range(paging.max_pages):
+            offset = page * paging.page_size
+            query = f"limit={paging.page_size}&offset={offset}"
+            body = await self.rest.fetch(
+                msgspec.structs.replace(request, query=f"{request.query}&{query}" if request.query else query)
+            )
+            try:
+                listed = _raw_list.decode(body)
+            except msgspec.DecodeError as exc:
+                raise ExchangeError(
+                    self.venue, f"{where}: the page at offset {offset} is not a list ({exc}): {body[:200]!r}"
+                ) from exc
+            entries.extend(listed)
+            if len(listed) < paging.page_size:
+                return b"[" + b",".join(entries) + b"]"
+        raise ExchangeError(
+            self.venue, f"{where}: still more after {paging.max_pages} pages of {paging.page_size} "
+            "(the venue may be ignoring the offset)",
+        )
+
     async def _fetch_instruments(self) -> InstrumentCatalog:
         endpoints = self.binding.endpoints
-        body = await self.rest.fetch(endpoints.instruments)
+        body = await self.instrument_list()
         catalog = endpoints.parse_instruments(body)
         if catalog.exchange is not self.exchange:
             raise ExchangeError(self.venue, f"instrument parser returned a {catalog.exchange.value} catalog")
@@ -688,7 +730,7 @@ class ExchangeConnector:
         requests = [endpoint.request(v) for v in sorted(wanted)] if endpoint.per_symbol else [endpoint.request(None)]
         rates: list[FundingRate] = []
         for request in requests:
-            body = await self.rest.fetch(request)
+            body = await self._fetch_list(request, endpoint.paging)
             try:
                 rates.extend(endpoint.parse(body))
             except (msgspec.DecodeError, ValueError) as exc:

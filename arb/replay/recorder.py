@@ -546,7 +546,7 @@ async def record_markets(
 async def _record_instruments(market: ExchangeName, connector: ExchangeConnector, recorder: Recorder) -> None:
     """Record ``market``'s instrument list as the venue answers it; a failed read is logged, not fatal."""
     try:
-        body = await connector.rest.fetch(connector.binding.endpoints.instruments)
+        body = await connector.instrument_list()
     except (ExchangeError, OSError, asyncio.TimeoutError) as exc:
         log.warning("%s: instrument list not recorded (%s); a backtest of this recording trades it by the "
                     "simulator's instruments", market.value, exc)

@@ -24,7 +24,7 @@ from arb.exchanges.connector import CLOCK_READ_ERROR_MS, MAX_FUNDING_PAGES, Conn
 from arb.exchanges.gateio import constants
 from arb.exchanges.errors import ErrorCategory, venue_error
 from arb.exchanges.factory import registered
-from arb.exchanges.gateio.connector import GateioSpotConnector
+from arb.exchanges.gateio.connector import GateioFuturesConnector, GateioSpotConnector
 from arb.exchanges.gateio.trading import GateioFuturesTrading, GateioSpotTrading, UnsizedMarketBuy
 from arb.exchanges.http1 import Http1Pool
 from arb.exchanges.mexc.connector import MexcFuturesConnector, MexcSpotConnector
@@ -323,6 +323,13 @@ async def scripted(routes: dict[tuple[str, str], web.Response]) -> AsyncIterator
             return web.Response(body=response.body, status=response.status, content_type="application/json")
 
         app.router.add_route(method, path, handler)
+    async with serving(app) as url:
+        yield url
+
+
+@asynccontextmanager
+async def serving(app: web.Application) -> AsyncIterator[str]:
+    """``app`` served on 127.0.0.1; yields its base URL."""
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -351,6 +358,65 @@ async def gate_spot_answering(routes: dict[tuple[str, str], web.Response]) -> As
             yield connector
         finally:
             await connector.close()
+
+
+def _gate_contract(n: int) -> dict[str, object]:
+    return {
+        "name": f"C{n}_USDT", "quanto_multiplier": "1", "order_price_round": "0.01", "order_size_min": 1,
+        "order_size_max": 1000000, "maker_fee_rate": "-0.00025", "taker_fee_rate": "0.00075",
+        "funding_rate": "0.0001", "funding_interval": 28800, "funding_next_apply": 1684944000,
+    }
+
+
+@asynccontextmanager
+async def gate_contracts(count: int, *, offsets: bool = True) -> AsyncIterator[tuple[GateioFuturesConnector, list[str]]]:
+    """A Gate.io futures connector against a venue listing ``count`` contracts, 100 a page unless
+    told otherwise (the default limit of Gate's lists), and the queries the list was asked with;
+    ``offsets`` False: a venue that ignores the offset."""
+    listed = [_gate_contract(n) for n in range(count)]
+    queries: list[str] = []
+
+    async def contracts(request: web.Request) -> web.Response:
+        queries.append(request.query_string)
+        limit, offset = int(request.query.get("limit", 100)), int(request.query.get("offset", 0)) if offsets else 0
+        return web.json_response(listed[offset : offset + limit])
+
+    app = web.Application()
+    app.router.add_get(constants.FUTURES_CONTRACTS_PATH, contracts)
+    async with serving(app) as url:
+        connector = GateioFuturesConnector(rest_url=url, ws_url="ws://127.0.0.1:9/")
+        try:
+            yield connector, queries
+        finally:
+            await connector.close()
+
+
+def test_every_page_of_the_gate_contracts_list_is_read() -> None:
+    """The contracts list was read with one unpaged request: a venue answering it a page at a time
+    left every contract past the first page untradable, and without a funding rate."""
+
+    async def scenario() -> None:
+        async with gate_contracts(250) as (connector, queries):
+            catalog = await connector.instruments()
+            assert len(catalog) == 250 and "C249/USDT:USDT" in catalog
+            assert queries == ["limit=100&offset=0", "limit=100&offset=100", "limit=100&offset=200"]
+            (rate,) = await connector.funding_rates(["C249/USDT:USDT"])
+            assert rate.rate == D("0.0001")
+        async with gate_contracts(200) as (connector, queries):  # a full last page: an empty one ends the list
+            assert len(await connector.instruments()) == 200 and len(queries) == 3
+
+    run(scenario())
+
+
+def test_a_contracts_list_that_never_ends_is_an_error_naming_it() -> None:
+    async def scenario() -> None:
+        async with gate_contracts(250, offsets=False) as (connector, queries):
+            pages = constants.FUTURES_CONTRACTS_MAX_PAGES
+            with pytest.raises(ExchangeError, match=f"GET /futures/usdt/contracts: still more after {pages} pages"):
+                await connector.instruments()
+            assert len(queries) == pages
+
+    run(scenario())
 
 
 def test_unreadable_answer_to_an_order_is_outcome_unknown_but_to_a_read_is_not() -> None:

@@ -16,7 +16,8 @@ from ...instruments import Instrument, InstrumentCatalog
 from ...secrets import ApiCredentials
 from ...types import ExchangeName
 from ..connector import (
-    ClockWindow, ExchangeConnector, FinishedOrdersPage, FundingEndpoint, NoPositions, OrderTransportFactory, PublicEndpoints, VenueBinding,
+    ClockWindow, ExchangeConnector, FinishedOrdersPage, FundingEndpoint, ListPaging, NoPositions, OrderTransportFactory,
+    PublicEndpoints, VenueBinding,
 )
 from ..factory import register
 from ..models import Balance, FundingPayment, OrderRequest, OrderState, Position
@@ -40,6 +41,7 @@ class ServerTime(msgspec.Struct, frozen=True):
 _server_time = msgspec.json.Decoder(ServerTime)
 _TIME = RestRequest(method="GET", path=constants.SERVER_TIME_PATH)
 _CONTRACTS = RestRequest(method="GET", path=constants.FUTURES_CONTRACTS_PATH)
+_CONTRACTS_PAGING = ListPaging(page_size=constants.FUTURES_CONTRACTS_PAGE, max_pages=constants.FUTURES_CONTRACTS_MAX_PAGES)
 
 
 def parse_server_time(body: bytes) -> int:
@@ -213,11 +215,12 @@ class GateioFuturesConnector(ExchangeConnector):
         endpoints=PublicEndpoints(
             instruments=_CONTRACTS,
             parse_instruments=parse_futures_contracts,
+            instruments_paging=_CONTRACTS_PAGING,
             server_time=_TIME,
             parse_server_time=parse_server_time,
             ping=_TIME,
             # The contracts list carries every contract's funding_rate / interval / next settlement.
-            funding=FundingEndpoint(request=lambda _: _CONTRACTS, parse=parse_funding_rates),
+            funding=FundingEndpoint(request=lambda _: _CONTRACTS, parse=parse_funding_rates, paging=_CONTRACTS_PAGING),
         ),
         trading=_FuturesTrading,
         private_stream=lambda credentials, catalog, url, clock_ms: GateioFuturesPrivateStream(

@@ -27,7 +27,9 @@ MY_TRADES_PATH: Final = "/spot/my_trades"
 ACCOUNTS_PATH: Final = "/spot/accounts"
 FEE_PATH: Final = "/spot/fee"
 COUNTDOWN_CANCEL_ALL_PATH: Final = "/spot/countdown_cancel_all"
-FUTURES_CONTRACTS_PATH: Final = "/futures/usdt/contracts"
+FUTURES_CONTRACTS_PATH: Final = "/futures/usdt/contracts"  # ?limit=&offset=
+FUTURES_CONTRACTS_PAGE: Final = 100  # contracts per request (Gate's usual default limit)
+FUTURES_CONTRACTS_MAX_PAGES: Final = 50  # 5,000 contracts; Gate lists some hundreds
 FUTURES_ORDER_BOOK_PATH: Final = "/futures/usdt/order_book"  # ?contract=&limit=&with_id=true
 FUTURES_ORDERS_PATH: Final = "/futures/usdt/orders"
 FUTURES_ORDER_PATH: Final = "/futures/usdt/orders/{order_id}"

@@ -860,7 +860,12 @@ def _contract_doc(engine: MatchingEngine, ctx: SimContext) -> dict[str, object]:
 
 @_public
 def _contracts(request: SimRequest, ctx: SimContext) -> SimResponse:
-    return _json([_contract_doc(engine, ctx) for engine in _exchange(ctx, True).engines.values()])
+    """``GET /futures/usdt/contracts``: ``limit`` (1..1000) contracts from ``offset``; without a
+    ``limit`` every one, as the recorded answer lists them."""
+    engines = list(_exchange(ctx, True).engines.values())
+    params = _params(request)
+    limit, offset = _int_param(params, "limit", len(engines), 1, 1000), _int_param(params, "offset", 0, 0, 1 << 31)
+    return _json([_contract_doc(engine, ctx) for engine in engines[offset : offset + limit]])
 
 
 @_public

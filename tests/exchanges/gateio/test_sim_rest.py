@@ -224,6 +224,24 @@ def test_public_endpoints_build_catalogs_and_books_the_client_reads() -> None:
     assert (missing.status, json.loads(missing.body)["label"]) == (400, "MISSING_REQUIRED_PARAM")
 
 
+def test_the_contracts_list_is_paged_by_limit_and_offset_as_gate_documents() -> None:
+    extra = [perp(symbol=f"{base}/USDT:USDT", venue_symbol=f"{base}_USDT", base=base) for base in ("ETH", "LTC")]
+    venue = GateVenue(extra)
+
+    def names(query: str) -> list[str]:
+        response = answer(venue.routes, venue.ctx, to_sim(
+            RestRequest(method="GET", path=constants.FUTURES_CONTRACTS_PATH, query=query), headers={}))
+        assert response.status == 200, response.body
+        return [c["name"] for c in json.loads(response.body)]
+
+    assert names("") == ["BTC_USDT", "ETH_USDT", "LTC_USDT"]
+    assert (names("limit=2&offset=0"), names("limit=2&offset=2"), names("limit=2&offset=4")) == (
+        ["BTC_USDT", "ETH_USDT"], ["LTC_USDT"], [])
+    refused = answer(venue.routes, venue.ctx, to_sim(
+        RestRequest(method="GET", path=constants.FUTURES_CONTRACTS_PATH, query="limit=0"), headers={}))
+    assert (refused.status, json.loads(refused.body)["label"]) == (400, "INVALID_PARAM_VALUE")
+
+
 def test_public_metadata_has_the_recorded_shape(shared_data: Path) -> None:
     venue = GateVenue()
     pairs = json.loads(answer(venue.routes, venue.ctx, to_sim(
