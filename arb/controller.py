@@ -1575,8 +1575,7 @@ class ArbitrageController:
                         pipeline.scan(symbol_id)
                         continue
                     # The update that shows our last fill is still to come (its scan queues this again if it stands).
-                    if self._unseen_fills and self._fills_unseen(opportunity):
-                        self._unseen_skips += 1
+                    if self._skip_for_unseen_fills(opportunity):
                         continue
                     await self._process_locked(opportunity)
                 # Standing opportunities on several symbols can keep the queue from emptying: open
@@ -1781,7 +1780,8 @@ class ArbitrageController:
 
         The scanner prices its own on the books; a given one is checked against them as the
         scanner would price it: detected no later than now, its symbol (spot form) scanned on both
-        its markets, both books in sync and fresh, limits that reach what its quantity walks to
+        its markets, both books in sync, fresh and showing our last fills there (as the trade loop
+        waits for them: ``_skip_for_unseen_fills``), limits that reach what its quantity walks to
         (a buy at or above the walked ask; a sell at the walked bid, on the tick grid: one far
         under the bids fills at the bids, past the notional the risk checks valued it at), a
         quantity the free balances allow as the scanner's caps would (``BalanceMonitor.leg_caps``), funding
@@ -1807,6 +1807,9 @@ class ArbitrageController:
         symbol_id, buy, sell = found
         if not (buy.book.in_sync and sell.book.in_sync and pipeline.books_fresh(symbol_id, opp, now)):
             return f"not executed: {where}: a leg's book is out of sync or older than max_data_age_ms"
+        if self._skip_for_unseen_fills(opp):
+            return (f"not executed: {where}: a leg's book does not show our last fill there yet, and may still "
+                    "hold the liquidity it took")
         quantity = opp.max_quantity
         worst_ask, worst_bid = walk_price(buy, ASK, quantity), walk_price(sell, BID, quantity)
         if worst_ask is None or worst_bid is None:
@@ -1972,6 +1975,14 @@ class ArbitrageController:
                 if held is not None:
                     written_ns, venue_ms = max(written_ns, held[1]), max(venue_ms, held[2])
                 self._unseen_fills[key] = (book, written_ns, venue_ms)
+
+    def _skip_for_unseen_fills(self, opportunity: ArbitrageOpportunity) -> bool:
+        """Whether ``opportunity`` is passed up because a book of its markets may not show our last
+        fills there yet (``_fills_unseen``), counted as "skipped, fills unseen"."""
+        if self._unseen_fills and self._fills_unseen(opportunity):
+            self._unseen_skips += 1
+            return True
+        return False
 
     def _fills_unseen(self, opportunity: ArbitrageOpportunity) -> bool:
         """Whether a market of ``opportunity``'s book may not show our last fills there yet.

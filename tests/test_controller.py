@@ -1226,6 +1226,37 @@ def test_a_market_is_not_traded_again_until_its_book_has_shown_our_fills(tmp_pat
     assert controller.summary().skipped_for_unseen_fills == (1 if filled else 0)
 
 
+def test_an_opportunity_given_through_the_api_waits_for_the_books_to_show_our_last_fills(tmp_path: Path) -> None:
+    """A given crossing of Gate.io's ask and MEXC's bid fills both legs. MEXC's next update still
+    crosses Gate.io's book, which has not been updated since: the same crossing given again was
+    sized on the liquidity our buy took. It is refused as the trade loop passes up its own, until
+    Gate.io's book is updated."""
+    now = [10_000_000]
+    market = CrossedBtc(now)
+    executor = FillsEveryLeg(now, True)
+    controller = scanning_controller(tmp_path, executor, market.pipeline, now)
+
+    async def given(opportunity_id: str) -> ExecutionResult | None:
+        found = market.pipeline.scan(0)
+        assert found is not None
+        return await controller.process(msgspec.structs.replace(found, opportunity_id=opportunity_id), given=True)
+
+    async def scenario() -> tuple[ExecutionResult | None, str]:
+        assert await given("first1") is not None
+        market.update(ExchangeName.MEXC)  # received after our fills were written; Gate.io's book is older
+        refused = await given("second1")
+        refusal = controller.last_refusal
+        market.update(ExchangeName.GATEIO)
+        assert await given("third1") is not None
+        return refused, refusal
+
+    refused, refusal = asyncio.run(scenario())
+    assert refused is None
+    assert refusal.startswith("not executed: opportunity ") and "does not show our last fill there yet" in refusal
+    assert len(executor.sent) == 2
+    assert controller.summary().skipped_for_unseen_fills == 1
+
+
 @pytest.mark.parametrize("mode", ["LIVE", "dry run", "paper"])
 def test_a_push_the_venue_stamped_before_our_fill_does_not_show_it(tmp_path: Path, mode: str) -> None:
     """The venues stamp our fills at 5000 ms. Updates of both books received after our orders were
