@@ -13,7 +13,9 @@ only says that balances changed has them read by REST (``read_handler``): those 
 it current but are not pushes, and its periodic reads are not checked for drift.
 From the free balances the scanner learns how much each leg can trade: buy up to free
 quote / ask (fee included), sell up to the free base on spot; a futures leg can open either
-way up to its free margin at 1x.
+way up to its free margin at 1x. A market whose balances are known to be out of date (a
+futures fill used margin, and the read after it failed: ``hold_until_read``) trades nothing
+until a read begun after that answers.
 
 Skew: arbitrage moves inventory from one venue to the other. When a venue's share of an
 asset falls below ``skew_threshold`` of that asset's total, selling it there (or buying
@@ -150,6 +152,8 @@ class BalanceMonitor:
         self.position_room: Callable[[ExchangeName, str, Decimal | None], tuple[Decimal, Decimal] | None] | None = None
         self._refreshing: dict[ExchangeName, asyncio.Task[None]] = {}  # ``refresh_soon`` reads under way
         self._refresh_again: set[ExchangeName] = set()  # asked for while one was under way: read once more
+        # Markets sized on nothing until a read begun after this (``time.monotonic_ns``) answers.
+        self._held_for_read: dict[ExchangeName, int] = {}
 
     def free(self, exchange: ExchangeName, asset: str) -> Decimal:
         """Free balance of ``asset`` on ``exchange`` (0 when unknown), less what an execution spent
@@ -184,6 +188,28 @@ class BalanceMonitor:
         self._push_seq += 1
         self._spent.setdefault((exchange, asset), []).append(_Spending(amount, shown_at, self._push_seq))
         self.update_caps((exchange,))
+
+    def hold_until_read(self, exchanges: Iterable[ExchangeName]) -> None:
+        """Size nothing on ``exchanges`` (their caps zero) until a read of their balances begun
+        from now on answers (``refresh``, or the private stream's): what is known of them is out
+        of date (a futures fill used margin a failed read did not say)."""
+        now_ns = time.monotonic_ns()
+        held = list(exchanges)
+        for exchange in held:
+            self._held_for_read[exchange] = now_ns
+        self.update_caps(held)
+
+    def held_for_read(self, exchange: ExchangeName) -> bool:
+        """Whether ``exchange`` waits for a read of its balances before anything is sized on them
+        (``hold_until_read``)."""
+        return exchange in self._held_for_read
+
+    def _answered(self, exchange: ExchangeName, started_ns: int) -> None:
+        """A read of ``exchange`` begun at ``started_ns`` was applied: it ends a hold placed before it began."""
+        held_ns = self._held_for_read.get(exchange)
+        if held_ns is not None and started_ns > held_ns:
+            del self._held_for_read[exchange]
+            log.info("%s: balances read again: trading there resumes", exchange.value)
 
     def _venue_free(self, exchange: ExchangeName, asset: str) -> Decimal:
         balance = self._balances.get(exchange, {}).get(asset)
@@ -223,6 +249,7 @@ class BalanceMonitor:
             as_of = min(later) if later else None
             for balance in balances.values():
                 self._apply(exchange, balance, as_of)
+            self._answered(exchange, started_ns)
             self.update_caps((exchange,))
             self.check_skew()
 
@@ -273,8 +300,9 @@ class BalanceMonitor:
         except Exception:  # nobody awaits this task: its failure is told here, and the next ask reads again
             log.exception("%s: background balance read failed", exchange.value)
 
-    async def refresh(self, exchanges: Iterable[ExchangeName] | None = None) -> None:
-        """Read the balances of ``exchanges`` (default: all) concurrently, then update caps and alerts.
+    async def refresh(self, exchanges: Iterable[ExchangeName] | None = None) -> set[ExchangeName]:
+        """Read the balances of ``exchanges`` (default: all) concurrently, then update caps and
+        alerts; the markets whose read failed.
 
         A failed read keeps that market's previous balances and is logged. On a pushed market
         the read is reconciled against the pushed state (drifts noted, and reported at the next
@@ -296,9 +324,11 @@ class BalanceMonitor:
         finally:
             for exchange in names:
                 self._reading[exchange].remove(reading)
+        failed = set()
         for exchange, result in zip(names, results):
             if isinstance(result, Exception):
                 self.errors += 1
+                failed.add(exchange)
                 log.warning("%s: balance refresh failed: %s", exchange.value, result)
                 continue
             if self._applied_read.get(exchange, 0) > read_seq:
@@ -307,9 +337,11 @@ class BalanceMonitor:
             self._applied_read[exchange] = read_seq
             self._applied_read_ns[exchange] = started_ns
             self._reconcile(exchange, result, started)
+            self._answered(exchange, started_ns)
         self.refreshes += 1
         self.update_caps()
         self.check_skew()
+        return failed
 
     def _reconcile(self, exchange: ExchangeName, read: Mapping[str, Balance], started: int) -> None:
         """Make ``read`` the balances of ``exchange``, keeping assets pushed after push number ``started``."""
@@ -390,8 +422,10 @@ class BalanceMonitor:
         """What ``leg`` (a scanner leg of ``symbol``) may trade by the free balances now: a buy what
         its free quote pays for at the best ask, taker fee included; a sell its free base on spot,
         on futures as much as a buy (margin at 1x); a futures leg also no more than its position
-        limit leaves (``position_room``)."""
+        limit leaves (``position_room``). Nothing on a market held for a read (``hold_until_read``)."""
         exchange, instrument, book = leg.exchange, leg.instrument, leg.book
+        if exchange in self._held_for_read:
+            return LegCaps(buy=ZERO, sell=ZERO, buy_quote=ZERO)
         buy = ZERO
         ask = leg.book_price(book.best_ask_price()) if book.ask_count else None
         quote = self.free(exchange, instrument.quote)

@@ -1766,12 +1766,15 @@ class ArbitrageController:
             # Pushed markets are current already; the others are read now, and so is a futures
             # market where a leg filled: the next futures leg is sized by the margin that fill used,
             # which its push may bring only after the next opportunity is sized.
-            stale = {
-                leg.exchange for leg in result.legs
-                if not balances.streamed(leg.exchange) or (leg.exchange.is_futures and leg.filled_quantity > 0)
-            }
+            margin_used = {leg.exchange for leg in result.legs if leg.exchange.is_futures and leg.filled_quantity > 0}
+            stale = margin_used | {leg.exchange for leg in result.legs if not balances.streamed(leg.exchange)}
             if stale:
-                await balances.refresh(stale)
+                unread = await balances.refresh(stale) & margin_used
+                if unread:
+                    # Its margin is still what it was before the fill: nothing is sized there until a read answers.
+                    log.warning("%s: margin unread after a fill there: not traded until a balance read succeeds",
+                                ", ".join(sorted(m.value for m in unread)))
+                    balances.hold_until_read(unread)
         self._note_traded(opportunity)
         return result
 
@@ -1829,6 +1832,10 @@ class ArbitrageController:
         if balances is not None:
             # Within the free balances as the scanner sizes its own (``BalanceMonitor.leg_caps``),
             # the buy also paid for at its limit: one walking past the best ask pays more per unit.
+            for leg in (buy, sell):
+                if balances.held_for_read(leg.exchange):
+                    return (f"not executed: {where}: {leg.exchange.value}'s balances are out of date (the read "
+                            "after a fill there failed): nothing is traded there until a read succeeds")
             plan = pipeline.plans[symbol_id]
             buy_caps, sell_caps = balances.leg_caps(plan.symbol, buy), balances.leg_caps(plan.symbol, sell)
             buys = min(buy_caps.buy, buy_caps.buy_quote / (buy_limit * (1 + bi.taker_fee)))

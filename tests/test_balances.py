@@ -439,6 +439,43 @@ def test_a_futures_legs_caps_stop_at_the_room_its_position_limit_leaves() -> Non
     assert pipeline.scan(0) is None
 
 
+def test_a_market_held_for_a_read_trades_nothing_until_a_read_begun_after_the_hold_answers() -> None:
+    """A futures fill used margin and the read after it failed: the margin known is older than the
+    fill. Held, the perpetual's legs are capped at nothing; a read that fails, or one begun before the
+    hold (the stream's), leaves it held; a refresh, or a stream read begun since, ends the hold."""
+    spot, perp = FakeVenue(USDT="1000"), FakeVenue(USDT="1000")
+    monitor = BalanceMonitor({ExchangeName.GATEIO: spot, ExchangeName.GATEIO_FUTURES: perp})
+    on_read = monitor.read_handler(ExchangeName.GATEIO_FUTURES)
+    pipeline = ScannerPipeline(
+        max_data_age_ms=100, clock=lambda: 2, opportunity_types=(OpportunityType.SPOT_FUTURES_HEDGE,)
+    )
+    pipeline.register_symbol("BTC/USDT", [
+        (GATE, book("gate", GATE_BOOK, [("59000", "1")], [("60000", "1")]), GATE_BOOK),
+        (GATE_PERP, book("perp", GATE_PERP_BOOK, [("60400", "100000")], [("61000", "100000")]), GATE_PERP_BOOK),
+    ])
+    monitor.pipeline = pipeline
+    asyncio.run(monitor.refresh())
+    assert pipeline.scan(0) is not None
+    perp.fail = True
+    failed = asyncio.run(monitor.refresh([ExchangeName.GATEIO, ExchangeName.GATEIO_FUTURES]))
+    assert failed == {ExchangeName.GATEIO_FUTURES}
+    begun = time.monotonic_ns()  # a stream read begins before the hold
+    monitor.hold_until_read(failed)
+    assert monitor.held_for_read(ExchangeName.GATEIO_FUTURES) and not monitor.held_for_read(ExchangeName.GATEIO)
+    assert pipeline.scan(0) is None
+    on_read({"USDT": Balance(asset="USDT", free=D("1000"))}, begun)
+    assert asyncio.run(monitor.refresh()) == {ExchangeName.GATEIO_FUTURES}
+    assert monitor.held_for_read(ExchangeName.GATEIO_FUTURES) and pipeline.scan(0) is None
+    perp.fail = False
+    assert asyncio.run(monitor.refresh()) == set()
+    assert not monitor.held_for_read(ExchangeName.GATEIO_FUTURES)
+    assert pipeline.scan(0) is not None
+    monitor.hold_until_read([ExchangeName.GATEIO_FUTURES])
+    on_read({"USDT": Balance(asset="USDT", free=D("900"))}, time.monotonic_ns())  # begun since
+    assert not monitor.held_for_read(ExchangeName.GATEIO_FUTURES)
+    assert pipeline.scan(0) is not None
+
+
 def test_what_an_execution_spent_is_off_the_caps_until_the_venue_says_what_is_left() -> None:
     """Gate.io's quote pays for a buy; the push saying so may come after the next opportunity is
     sized. Until then the caps leave the spent quote out; a push of the asset, or a read begun

@@ -1060,17 +1060,25 @@ def test_an_executions_spot_fills_are_spent_from_the_balances_the_scanner_sizes_
     assert balances.free(ExchangeName.GATEIO, "USDT") == D("39.88")  # 100 - both legs' 60.12
 
 
-def test_a_futures_fill_has_its_margin_read_before_the_next_opportunity(tmp_path: Path) -> None:
-    """Both markets push their balances, so neither is read after a spot-spot execution; a hedge's
-    futures fill has its market read at once (the next futures leg is sized by its free margin)."""
-    class Venue:
-        def __init__(self) -> None:
-            self.reads = 0
+class MarginVenue:
+    """A venue's balance call, counted; it fails while ``fail`` is set."""
 
-        async def balances(self) -> dict[str, Balance]:
-            self.reads += 1
-            return {"USDT": Balance(asset="USDT", free=D(1000)), "BTC": Balance(asset="BTC", free=D(1))}
+    def __init__(self) -> None:
+        self.reads = 0
+        self.fail = False
 
+    async def balances(self) -> dict[str, Balance]:
+        self.reads += 1
+        if self.fail:
+            raise ExchangeError("gateio_futures", "balances unavailable")
+        return {"USDT": Balance(asset="USDT", free=D(1000)), "BTC": Balance(asset="BTC", free=D(1))}
+
+
+def hedging_controller(
+    tmp_path: Path, venues: Mapping[ExchangeName, MarginVenue]
+) -> tuple[ArbitrageController, ArbitrageOpportunity, ArbitrageOpportunity]:
+    """A controller whose executions fill every leg, its balances pushed from ``venues``; a spot-spot
+    opportunity (MEXC to Gate.io) and a Gate.io hedge (spot bought, perpetual sold)."""
     class FillsBothMarkets(FillsEveryLeg):
         async def finish(self, started: StartedExecution) -> ExecutionResult:
             result = await super().finish(started)
@@ -1084,7 +1092,6 @@ def test_a_futures_fill_has_its_margin_read_before_the_next_opportunity(tmp_path
         configuration, executor=FillsBothMarkets(now, True), risk=RiskManager(configuration.config.risk_limits),
         clock=lambda: now[0],
     )
-    venues = {m: Venue() for m in (ExchangeName.GATEIO, ExchangeName.MEXC, ExchangeName.GATEIO_FUTURES)}
     controller.balances = monitor = BalanceMonitor(venues)
     for market in venues:
         monitor.balance_handler(market)  # pushed
@@ -1096,6 +1103,14 @@ def test_a_futures_fill_has_its_margin_read_before_the_next_opportunity(tmp_path
         spot_spot, opportunity_id="h1", opportunity_type=OpportunityType.SPOT_FUTURES_HEDGE,
         buy_exchange=ExchangeName.GATEIO, sell_exchange=ExchangeName.GATEIO_FUTURES,
     )
+    return controller, spot_spot, hedge
+
+
+def test_a_futures_fill_has_its_margin_read_before_the_next_opportunity(tmp_path: Path) -> None:
+    """Both markets push their balances, so neither is read after a spot-spot execution; a hedge's
+    futures fill has its market read at once (the next futures leg is sized by its free margin)."""
+    venues = {m: MarginVenue() for m in (ExchangeName.GATEIO, ExchangeName.MEXC, ExchangeName.GATEIO_FUTURES)}
+    controller, spot_spot, hedge = hedging_controller(tmp_path, venues)
 
     async def scenario() -> None:
         assert await controller.process(spot_spot) is not None
@@ -1104,6 +1119,38 @@ def test_a_futures_fill_has_its_margin_read_before_the_next_opportunity(tmp_path
         assert [v.reads for v in venues.values()] == [0, 0, 1]
 
     asyncio.run(scenario())
+    assert controller.balances is not None and not controller.balances.held_for_read(ExchangeName.GATEIO_FUTURES)
+
+
+def test_a_futures_fill_whose_margin_read_fails_holds_its_market_until_a_read_succeeds(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The read after a hedge's futures fill fails: the margin known is what it was before the fill,
+    and the next futures leg was sized on it. The market now trades nothing (its caps zero) until a
+    read of its balances succeeds; a read that fails again keeps it so."""
+    futures = MarginVenue()
+    venues = {ExchangeName.GATEIO: MarginVenue(), ExchangeName.GATEIO_FUTURES: futures}
+    controller, _, hedge = hedging_controller(tmp_path, venues)
+    monitor = controller.balances
+    assert monitor is not None
+    futures.fail = True
+
+    async def scenario() -> list[bool]:
+        held = []
+        assert await controller.process(hedge) is not None
+        held.append(monitor.held_for_read(ExchangeName.GATEIO_FUTURES))
+        await monitor.refresh()  # the periodic read, failing again
+        held.append(monitor.held_for_read(ExchangeName.GATEIO_FUTURES))
+        futures.fail = False
+        await monitor.refresh()
+        held.append(monitor.held_for_read(ExchangeName.GATEIO_FUTURES))
+        return held
+
+    with caplog.at_level(logging.WARNING, logger="arb.controller"):
+        assert asyncio.run(scenario()) == [True, True, False]
+    assert futures.reads == 3
+    assert "gateio_futures: margin unread after a fill there: not traded until a balance read succeeds" in caplog.text
+    assert not monitor.held_for_read(ExchangeName.GATEIO)
 
 
 class FillsEveryLeg:
@@ -1352,6 +1399,24 @@ def test_a_hedge_given_through_the_api_is_held_to_its_futures_margin_and_positio
     )
     futures.free["USDT"] = D(1000)
     balances.position_room = None
+    asyncio.run(balances.refresh())
+    assert controller._given_refusal(opening, 2) is None
+
+
+def test_a_hedge_given_through_the_api_is_refused_while_its_futures_margin_is_unread(tmp_path: Path) -> None:
+    """The read after a futures fill failed: the margin known there is older than that fill. A given
+    hedge was sized on it as on a current one; it is refused, naming why, until a read succeeds."""
+    controller, opening = gate_hedge(tmp_path, ["0.0001"])
+    controller.balances = balances = BalanceMonitor(
+        {ExchangeName.GATEIO: VenueBalances(USDT="1000"), ExchangeName.GATEIO_FUTURES: VenueBalances(USDT="1000")}
+    )
+    asyncio.run(balances.refresh())
+    assert controller._given_refusal(opening, 2) is None
+    balances.hold_until_read([ExchangeName.GATEIO_FUTURES])
+    assert controller._given_refusal(opening, 2) == (
+        f"not executed: opportunity {opening.opportunity_id} BTC/USDT: gateio_futures's balances are out of date "
+        "(the read after a fill there failed): nothing is traded there until a read succeeds"
+    )
     asyncio.run(balances.refresh())
     assert controller._given_refusal(opening, 2) is None
 

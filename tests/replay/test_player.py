@@ -899,10 +899,10 @@ def test_a_gap_of_days_between_records_is_crossed_in_one_step(two_dislocations: 
     refreshes = 0
     refresh = BalanceMonitor.refresh
 
-    async def counted(self: BalanceMonitor, *args: Any, **kwargs: Any) -> None:
+    async def counted(self: BalanceMonitor, *args: Any, **kwargs: Any) -> set[ExchangeName]:
         nonlocal refreshes
         refreshes += 1
-        await refresh(self, *args, **kwargs)
+        return await refresh(self, *args, **kwargs)
 
     monkeypatch.setattr(BalanceMonitor, "refresh", counted)
     compiled, python = _both([path], _default_manager(), BacktestSettings())
