@@ -500,7 +500,8 @@ class RiskManager:
         self._in_flight: dict[str, ArbitrageOpportunity] = {}  # executions started, not yet recorded
         # Finished executions with an order of unknown outcome: still reserved (``record_execution``).
         self._unresolved: dict[str, ArbitrageOpportunity] = {}
-        # Of those, a futures order's unfilled part, (market, symbol, signed base) by opportunity id:
+        # Of those, a futures order's unfilled part, (market, symbol, signed base) by opportunity id
+        # (those a restart could not learn: by market and client order id, ``_reserve_unresolved``):
         # it may have filled, and counts against the futures limit until the venue's position is read.
         self._unknown_futures: dict[str, tuple[ExchangeName, str, Decimal]] = {}
         # Orders a restart's reconciliation still could not learn the outcome of (``restore``): their
@@ -1034,7 +1035,9 @@ class RiskManager:
 
     def _reserve_unresolved(self, journal: RiskJournal, catalogs: Mapping[ExchangeName, InstrumentCatalog]) -> None:
         """Count each order still of unknown outcome after the start's reconciliation at its unfilled
-        notional, as a live run counts one until a restart: it may have filled."""
+        notional, as a live run counts one until a restart: it may have filled. A futures order's
+        unfilled base also counts against the futures limit the way it would move the position, as a
+        live run's does, until the venue's position is read (``align_futures_positions``)."""
         self._unresolved_orders_usd = ZERO
         for intent in journal.open_intents():
             request = intent.request
@@ -1045,11 +1048,18 @@ class RiskManager:
                 contract = base_per_unit(intent.contract_size, catalog.get(request.symbol))
             except InstrumentError:
                 continue
-            notional = (request.quantity - intent.filled_quantity) * contract * request.price
+            unfilled = (request.quantity - intent.filled_quantity) * contract
+            notional = unfilled * request.price
             if notional <= 0:
                 continue
             self._unresolved_orders_usd += notional
-            self._adjust_used(pair_symbol(request.symbol), notional)
+            symbol = pair_symbol(request.symbol)
+            self._adjust_used(symbol, notional)
+            if intent.exchange in FUTURES_MARKETS:
+                signed = unfilled if request.side is OrderSide.BUY else -unfilled
+                self._unknown_futures[f"{intent.exchange.value} {request.client_order_id}"] = (
+                    intent.exchange, symbol, signed,
+                )
             log.warning("risk: %s %s of unknown outcome: its %s USD stay counted against the exposure limits "
                         "until a restart learns it", intent.exchange.value, request.client_order_id, notional)
 

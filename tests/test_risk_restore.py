@@ -9,6 +9,7 @@ from contextlib import closing
 from decimal import Decimal as D
 from pathlib import Path
 
+import msgspec
 import pytest
 from fakevenue import FakeExchange, FakeTime, Step, catalogs, perp, spot
 
@@ -19,7 +20,7 @@ from arb import journal as journal_module
 from arb.journal import SCHEMA_VERSION, IntentRecord, Journal
 from arb.orders import OrderSettings
 from arb.recovery import RecoveryManager
-from arb.risk import RiskCheck, RiskManager, RiskRejection, futures_holdings
+from arb.risk import FuturesHolding, RiskCheck, RiskManager, RiskRejection, futures_holdings
 from arb.types import (
     ArbitrageOpportunity,
     ArbitrageState,
@@ -495,6 +496,26 @@ def test_an_order_of_unknown_outcome_after_the_restart_still_counts_against_the_
     engine.journal.record_intent("lost1", "buy", request, GATE)  # sent; no answer ever recorded
     restored = engine.restarted().get_current_risk_metrics()
     assert restored.in_flight_usd == D("30000") and restored.total_exposure_usd == D("30000")
+
+
+def test_a_futures_order_of_unknown_outcome_after_the_restart_counts_against_the_futures_limit(tmp_path: Path) -> None:
+    """A futures sell of 30 contracts of 0.001 BTC was sent and never answered, nor learnt by the
+    restart's reconciliation. It counted in the exposure but not in the perpetual's position room, so
+    the scanner and the risk check let entries grow the short by 0.03 BTC more than the limit allows,
+    had it filled. It counts until the venue's position is read, which says whether it did."""
+    limits = msgspec.structs.replace(LIMITS, max_position_size_usd=D("60300"))  # about 1 BTC of perpetual
+    engine = Engine(tmp_path, Wall(TODAY_MS), limits)
+    engine.run(opportunity("hdg1", sell=MEXC_PERP, sell_price="60020.34", kind=OpportunityType.SPOT_FUTURES_HEDGE))
+    before = engine.restarted(limits).futures_room(MEXC_PERP, "BTC/USDT")
+    assert before is not None
+    request = OrderRequest(symbol="BTC/USDT:USDT", side=OrderSide.SELL, type=OrderType.LIMIT, quantity=D(30),
+                           price=D("60000"), client_order_id="lost2-s")
+    engine.journal.record_intent("lost2", "sell", request, MEXC_PERP, D("0.001"))  # sent; never answered
+    restored = engine.restarted(limits)
+    assert restored.futures_room(MEXC_PERP, "BTC/USDT") == (before[0], before[1] - D("0.03"))
+    held = FuturesHolding(base=D("-0.5"), lot=D("0.001"), entry_price=D("60020.34"))  # the hedge's short alone
+    assert restored.align_futures_positions(MEXC_PERP, {"BTC/USDT": held}, ("BTC/USDT",)) == {}  # it did not fill
+    assert restored.futures_room(MEXC_PERP, "BTC/USDT") == before
 
 
 def test_a_venue_changing_its_contract_size_does_not_change_what_the_journaled_contracts_were(tmp_path: Path) -> None:
