@@ -48,7 +48,7 @@ from .collection import IdleCollection, collection_paused
 from .config import ConfigurationManager, simulated_journal_path
 from .errors import ArbitrageEngineError, ConfigurationError, ExchangeError, SessionStopped, StartupInterrupted
 from .exchanges.base import BalancesReadHandler, BookKey, MarketDataTap
-from .exchanges.book_sync import BookSyncStats
+from .exchanges.book_sync import STREAM_RESYNC_REASONS, BookSyncStats
 from .exchanges.connector import ExchangeConnector, clock_distance
 from .exchanges.errors import ErrorCategory
 from .exchanges.factory import ExchangeFactory, market_symbols
@@ -151,7 +151,7 @@ EARLY_POSITION_CHECK_SPACING_S = 0.5
 # Each read of settled funding starts this long before the previous read began: a venue may list
 # a settlement in its account book a little after the settlement's time.
 FUNDING_READ_OVERLAP_MS = 3_600_000
-RECONNECT_COUNTED_ONCE_NS = 1_000_000_000  # a market's desyncs for a reconnect within this count once
+STREAM_DESYNC_COUNTED_ONCE_NS = 1_000_000_000  # a market's stream-wide desyncs (a reconnect) within this count once
 FUNDING_CATCH_UP_MS = 30 * 86_400_000  # how far back a first read looks for funding settled while stopped
 # Paper runs look this often for a funding settlement time that has passed: the most a paper
 # settlement is valued after its time.
@@ -459,7 +459,7 @@ class ArbitrageController:
         self._positions_due = asyncio.Event()  # a futures balance changed: check positions before the interval ends
         self._rules_due = asyncio.Event()  # a leg was refused as a changed market would refuse it: read the rules
         self._funding_since_ms: int | None = None  # wall ms the next read of settled funding starts at
-        self._reconnects_counted: dict[ExchangeName, int] = {}  # when a market's last reconnect was counted
+        self._stream_desyncs_counted: dict[ExchangeName, int] = {}  # when a market's last stream-wide desync counted
         self._funding_settled = ZERO  # counted in this run
         self._funding_payments = 0
         self._tasks: list[asyncio.Task[None]] = []
@@ -1474,14 +1474,14 @@ class ArbitrageController:
     def _on_desync(self, key: BookKey, reason: str) -> None:
         if self.risk is None or not self._scanning or reason == "shutdown":
             return
-        if reason == "reconnect":
-            # A dropped stream desyncs each of its books at once: one event for the stale-data
-            # breaker, not one per book (a routine reconnect would trip it with five books).
+        if reason in STREAM_RESYNC_REASONS:
+            # A dropped stream (or a message of it lost) desyncs each of its books at once: one event
+            # for the stale-data breaker, not one per book (a routine reconnect would trip it with five books).
             now = self.clock()
-            last = self._reconnects_counted.get(key.exchange)
-            if last is not None and now - last < RECONNECT_COUNTED_ONCE_NS:
+            last = self._stream_desyncs_counted.get(key.exchange)
+            if last is not None and now - last < STREAM_DESYNC_COUNTED_ONCE_NS:
                 return
-            self._reconnects_counted[key.exchange] = now
+            self._stream_desyncs_counted[key.exchange] = now
         self.risk.record_stale_data(key.exchange, key.symbol, desynced=True)
 
     def _on_timestamp_refused(self, market: ExchangeName, where: str) -> None:

@@ -88,13 +88,17 @@ async def settle() -> None:
 
 async def gate_sync() -> BookSync:
     """AAA in sync (3 applied, 1 ignored, one gap resync then resynced); BBB never synced; one frame
-    of each kind that reaches no book (unroutable, unknown symbol, the venue's error) and another unroutable."""
+    of each kind that reaches no book (unroutable, unknown symbol, the venue's error) and another unroutable,
+    the unroutable ones before any book was in sync."""
 
     async def fetch(venue_symbol: str) -> bytes:
         return gate_snapshot(9, *BOOK)
 
     specs = [BookSpec("AAA/USDT", "AAA_USDT", SCALE), BookSpec("BBB/USDT", "BBB_USDT", SCALE)]
     sync = BookSync(GATE, GateSpotTestDialect(), specs, RecordingSink(), fetch_snapshot=fetch)  # type: ignore[arg-type]
+    # before any book is in sync: an unroutable frame resyncs every in-sync book
+    feed(sync, b"{not json")
+    feed(sync, b'{"channel":"spot.order_book_update","event":"update"}')
     feed(sync, gate_update("AAA_USDT", 10, 10, [("99.00", "1")]))
     await settle()
     feed(sync, gate_update("AAA_USDT", 11, 11, [("99.00", "2")]))
@@ -102,8 +106,6 @@ async def gate_sync() -> BookSync:
     feed(sync, gate_update("AAA_USDT", 20, 20, [("99.00", "3")]))  # gap: resync
     feed(sync, gate_update("AAA_USDT", 10, 12, [("98.00", "1")]))  # buffered, then continues the snapshot
     await settle()
-    feed(sync, b"{not json")
-    feed(sync, b'{"channel":"spot.order_book_update","event":"update"}')
     feed(sync, gate_update("ZZZ_USDT", 1, 1, [("1", "1")]))
     feed(sync, b'{"time":1,"channel":"spot.order_book_update","event":"subscribe","error":{"code":2,"message":"no"}}')
     assert sync.books["AAA/USDT"].in_sync and not sync.books["BBB/USDT"].in_sync

@@ -2314,9 +2314,12 @@ def test_shutdown_cancels_every_open_order_it_can_when_some_cannot_be(tmp_path: 
     journal.close()
 
 
-def test_a_reconnect_counts_once_against_the_stale_data_breaker_whatever_its_books(tmp_path: Path) -> None:
+@pytest.mark.parametrize("reason", ["reconnect", "unroutable"])
+def test_a_stream_wide_desync_counts_once_against_the_stale_data_breaker_whatever_its_books(tmp_path: Path, reason: str) -> None:
     """A dropped MEXC stream desyncs its six books at once: one stale-data event, not six (five trip
-    the breaker, which latches). Gaps on single books, and a reconnect a second later, count each."""
+    the breaker, which latches). Gaps on single books, and a reconnect a second later, count each.
+    So does a frame whose symbol cannot be read (a diff of any of its books may be lost), which
+    desyncs every book of the stream alike."""
     now = [10**9]
     configuration = manager(tmp_path)
     risk = RiskManager(configuration.config.risk_limits, clock=lambda: now[0])
@@ -2324,13 +2327,13 @@ def test_a_reconnect_counts_once_against_the_stale_data_breaker_whatever_its_boo
     controller._scanning = True
     symbols = ("BTC/USDT", "ETH/USDT", "SOL/USDT", "XRP/USDT", "DOGE/USDT", "ADA/USDT")
     for symbol in symbols:
-        controller._on_desync(BookKey(ExchangeName.MEXC, symbol), "reconnect")
+        controller._on_desync(BookKey(ExchangeName.MEXC, symbol), reason)
     for symbol in symbols[:3]:
-        controller._on_desync(BookKey(ExchangeName.GATEIO, symbol), "reconnect")  # another market's stream
+        controller._on_desync(BookKey(ExchangeName.GATEIO, symbol), reason)  # another market's stream
     assert not risk.is_tripped
     controller._on_desync(BookKey(ExchangeName.MEXC, "BTC/USDT"), "gap")
     now[0] += 1_000_000_000
-    controller._on_desync(BookKey(ExchangeName.MEXC, "BTC/USDT"), "reconnect")
+    controller._on_desync(BookKey(ExchangeName.MEXC, "BTC/USDT"), reason)
     assert not risk.is_tripped  # four events
     controller._on_desync(BookKey(ExchangeName.GATEIO, "BTC/USDT"), "gap")
     assert risk.is_tripped

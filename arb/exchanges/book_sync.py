@@ -6,8 +6,9 @@ snapshot is applied, buffered diffs ending at or before its id are dropped as st
 the rest must continue it (``first_update_id <= id + 1 <= last_update_id``), all by
 ``OrderBook.apply_batch``'s sequence rule. A gap, a crossed book, a malformed frame or a
 reconnect puts only the affected book(s) out of sync (the scanner ignores them) and
-resyncs them; other books keep streaming. Nothing raised while handling a frame escapes
-the frame callback.
+resyncs them; other books keep streaming. A frame whose book cannot be told (its symbol
+unreadable) may be a lost diff of any book: every book of the stream resyncs. Nothing
+raised while handling a frame escapes the frame callback.
 """
 
 from __future__ import annotations
@@ -58,6 +59,9 @@ _DECODE_ERRORS = (WireError, ValueError, OverflowError)
 _ROUTE_ERRORS = (BookError, *_DECODE_ERRORS)
 _POOL_MAX = 64
 _TOO_OLD_WARN_AFTER = 3  # snapshots in a row too old for the buffered diffs before a warning
+
+STREAM_RESYNC_REASONS = frozenset({"reconnect", "unroutable"})
+"""Resync reasons that put every book of a stream out of sync at once: one event, however many books."""
 
 
 class _Snapshot(enum.Enum):
@@ -294,9 +298,10 @@ class BookSync:
             kind = self._classify(payload)
             state = self._books.get(self._frame_symbol(payload)) if kind == _BOOK_UPDATE else None
         except _DECODE_ERRORS as exc:
+            # Perhaps a diff (a frame cut short, a symbol of the wrong type): of a book it cannot name.
             self.unroutable += 1
-            self._warn_throttled("unroutable", f"frame not classifiable or without symbol: {exc}")
-            kind, state = -1, None
+            self._resync_stream("unroutable", f"frame not classifiable or without symbol: {exc}")
+            return
         if state is not None:
             book = state.book
             try:
@@ -331,6 +336,15 @@ class BookSync:
                 self._dialect.error_reason(payload), self._clock(), "%s: venue error frame: %r", self.venue,
                 bytes(payload[:300]),
             )
+
+    def _resync_stream(self, reason: str, message: str) -> None:
+        """A diff of an unknown book may be lost: every in-sync book resyncs (warned about once)."""
+        resynced = 0
+        for state in self._slots:
+            if state.book.in_sync:
+                self._resync(state, reason, None, True)
+                resynced += 1
+        self._warn_throttled(reason, f"{message} (books resynced: {resynced})")
 
     def on_disconnected(self) -> None:
         """The stream dropped: every book is out of sync until its resync completes."""

@@ -261,6 +261,50 @@ def test_malformed_frame_is_counted_logged_once_and_resyncs(caplog: pytest.LogCa
     run(main())
 
 
+LOST_DIFF = gate_update("AAA_USDT", 11, 11, [], [("101.00", "0"), ("105.00", "1")])  # takes the 101 ask away
+
+
+@pytest.mark.parametrize("dialect", [GateSpotTestDialect, PythonPathDialect])
+@pytest.mark.parametrize(
+    "damaged",
+    [LOST_DIFF[: len(LOST_DIFF) * 2 // 5], LOST_DIFF.replace(b'"s":"AAA_USDT"', b'"s":1234567')],
+    ids=["cut_short", "symbol_not_a_string"],
+)
+def test_a_frame_whose_book_cannot_be_told_resyncs_every_book_of_the_stream(
+    dialect: type, damaged: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A diff whose symbol could not be read (cut short before it, a number where a string was) was
+    counted and warned about, and no book resynced: the book it was for stayed in sync, fresh, with
+    a level the venue had taken away, and was traded on until its next diff showed the gap."""
+    async def main() -> None:
+        sink, fetcher = RecordingSink(), Snapshots(bodies())
+        specs = [BookSpec("AAA/USDT", "AAA_USDT", SCALE), BookSpec("BBB/USDT", "BBB_USDT", SCALE)]
+        sync = BookSync(GATE, dialect(), specs, sink, fetch_snapshot=fetcher)
+        for symbol in ("AAA_USDT", "BBB_USDT"):
+            feed(sync, gate_update(symbol, 10, 10, [("99.00", "1")]))
+        await settle()
+        assert all(book.in_sync for book in sync.books.values())
+        with caplog.at_level(logging.DEBUG, logger="arb.exchanges.book_sync"):
+            feed(sync, damaged)
+            feed(sync, damaged)
+        assert not any(book.in_sync for book in sync.books.values())
+        assert sync.unroutable == 2
+        assert {s: st.resyncs for s, st in sync.stats().items()} == {
+            "AAA/USDT": {"unroutable": 1}, "BBB/USDT": {"unroutable": 1}
+        }
+        assert sink.states[-2:] == [("AAA/USDT", False, "unroutable"), ("BBB/USDT", False, "unroutable")]
+        warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        assert len(warned) == 1 and "frame not classifiable or without symbol" in warned[0]
+        assert "(books resynced: 2)" in warned[0]
+        fetcher.bodies["AAA_USDT"] = [gate_snapshot(11, [("100.00", "1")], [("105.00", "1")])]
+        feed(sync, gate_update("AAA_USDT", 12, 12, [("99.50", "1")]))
+        await settle()
+        assert sync.books["AAA/USDT"].in_sync and sync.books["AAA/USDT"].top(ASK, 5) == [(10500, 10000)]
+        await sync.close()
+
+    run(main())
+
+
 def test_snapshot_older_than_the_buffer_is_fetched_again() -> None:
     async def main() -> None:
         sink = RecordingSink()
