@@ -2314,12 +2314,12 @@ def test_shutdown_cancels_every_open_order_it_can_when_some_cannot_be(tmp_path: 
     journal.close()
 
 
-@pytest.mark.parametrize("reason", ["reconnect", "unroutable"])
+@pytest.mark.parametrize("reason", ["reconnect", "unroutable", "message_lost"])
 def test_a_stream_wide_desync_counts_once_against_the_stale_data_breaker_whatever_its_books(tmp_path: Path, reason: str) -> None:
     """A dropped MEXC stream desyncs its six books at once: one stale-data event, not six (five trip
     the breaker, which latches). Gaps on single books, and a reconnect a second later, count each.
-    So does a frame whose symbol cannot be read (a diff of any of its books may be lost), which
-    desyncs every book of the stream alike."""
+    So does a frame whose symbol cannot be read, or a message the websocket dropped (a diff of any
+    of its books may be lost), which desyncs every book of the stream alike."""
     now = [10**9]
     configuration = manager(tmp_path)
     risk = RiskManager(configuration.config.risk_limits, clock=lambda: now[0])

@@ -7,8 +7,8 @@ the rest must continue it (``first_update_id <= id + 1 <= last_update_id``), all
 ``OrderBook.apply_batch``'s sequence rule. A gap, a crossed book, a malformed frame or a
 reconnect puts only the affected book(s) out of sync (the scanner ignores them) and
 resyncs them; other books keep streaming. A frame whose book cannot be told (its symbol
-unreadable) may be a lost diff of any book: every book of the stream resyncs. Nothing
-raised while handling a frame escapes the frame callback.
+unreadable), or a message the websocket dropped, may be a lost diff of any book: every book
+of the stream resyncs. Nothing raised while handling a frame escapes the frame callback.
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ _ROUTE_ERRORS = (BookError, *_DECODE_ERRORS)
 _POOL_MAX = 64
 _TOO_OLD_WARN_AFTER = 3  # snapshots in a row too old for the buffered diffs before a warning
 
-STREAM_RESYNC_REASONS = frozenset({"reconnect", "unroutable"})
+STREAM_RESYNC_REASONS = frozenset({"reconnect", "unroutable", "message_lost"})
 """Resync reasons that put every book of a stream out of sync at once: one event, however many books."""
 
 
@@ -144,9 +144,9 @@ class _Book:
 class BookSync:
     """Keeps the books of one market stream in sync and tells ``sink`` about every applied update.
 
-    Wire it to a websocket with ``make_session`` (or pass ``on_message``, ``subscribe_frames``
-    and ``on_disconnected`` to a ``WsSession`` yourself). ``fetch_snapshot`` is required
-    unless the dialect's first push is a full book.
+    Wire it to a websocket with ``make_session`` (or pass ``on_message``, ``subscribe_frames``,
+    ``on_disconnected`` and ``on_message_lost`` to a ``WsSession`` yourself). ``fetch_snapshot``
+    is required unless the dialect's first push is a full book.
 
     The steady state (a diff for an in-sync book) runs in ``router``, one compiled call per
     frame, when the dialect names a compiled ``router_dialect``; every other frame takes the
@@ -243,6 +243,7 @@ class BookSync:
             settings=settings,
             ssl_context=ssl_context,
             on_read_end=self.on_read_end,
+            on_message_lost=self.on_message_lost,
         )
         self._session = session
         return session
@@ -336,6 +337,11 @@ class BookSync:
                 self._dialect.error_reason(payload), self._clock(), "%s: venue error frame: %r", self.venue,
                 bytes(payload[:300]),
             )
+
+    def on_message_lost(self) -> None:
+        """The websocket dropped a message undelivered (the ``WsSession`` message-lost handler): a diff
+        of any book, perhaps."""
+        self._resync_stream("message_lost", "the websocket dropped a message")
 
     def _resync_stream(self, reason: str, message: str) -> None:
         """A diff of an unknown book may be lost: every in-sync book resyncs (warned about once)."""

@@ -160,8 +160,8 @@ class _Listener(WSListener):
         if msg_type is _TEXT or msg_type is _BINARY:
             if fragments is not None:
                 # A new data frame while a fragmented message is open violates RFC 6455 5.4.
-                session._count_error("protocol", "data frame inside a fragmented message; dropped both")
                 self._fragments = None
+                session._message_lost("protocol", "data frame inside a fragmented message; the open message dropped")
             if frame.fin:
                 self.on_ws_frame(transport, frame)
                 return
@@ -170,7 +170,7 @@ class _Listener(WSListener):
             self._oversize = False
         elif msg_type is _CONTINUATION:
             if fragments is None:
-                session._count_error("protocol", "CONTINUATION frame without a message start; dropped")
+                session._message_lost("protocol", "CONTINUATION frame without a message start; dropped")
                 return
         else:
             if msg_type is WSMsgType.PING:
@@ -186,7 +186,7 @@ class _Listener(WSListener):
             return
         self._fragments = None
         if self._oversize:
-            session._count_error("oversize", f"message above {session.settings.max_message_bytes} bytes dropped")
+            session._message_lost("oversize", f"message above {session.settings.max_message_bytes} bytes dropped")
             return
         session.messages += 1
         session.fragmented_messages += 1
@@ -229,10 +229,13 @@ class WsSession:
         rng: random.Random | None = None,
         refresh_url: Callable[[], Awaitable[str]] | None = None,
         on_read_end: Callable[[], None] | None = None,
+        on_message_lost: Callable[[], None] | None = None,
     ) -> None:
         """``on_read_end`` is called when a socket read ends with a frame that brought no message
         (a ping, a pong, a control frame, part of a message): a handler that batches the messages
-        of a read by ``last_in_buffer`` ends its batch there, as no message says so."""
+        of a read by ``last_in_buffer`` ends its batch there, as no message says so.
+        ``on_message_lost`` is called when a data message is dropped undelivered (too large, or its
+        fragments interrupted): a consumer keeping state from every message knows it missed one."""
         if (ping_frame is None) != (is_pong is None):
             raise ValueError(f"{venue} ws {url}: ping_frame and is_pong must be given together")
         self.venue = venue
@@ -249,6 +252,7 @@ class WsSession:
         self._rng = rng
         self._refresh_url = refresh_url  # asked before every connect (a fresh stream token in the URL)
         self._on_read_end = on_read_end
+        self._on_message_lost = on_message_lost
         self._transport: WSTransport | None = None
         self._task: asyncio.Task[None] | None = None
         self._closing = False
@@ -461,6 +465,16 @@ class WsSession:
                 on_read_end()
             except Exception:
                 self._count_error("callback", "read-end handler raised", exc_info=True)
+
+    def _message_lost(self, kind: str, message: str) -> None:
+        """Count a data message dropped undelivered, and tell the consumer."""
+        self._count_error(kind, message)
+        on_message_lost = self._on_message_lost
+        if on_message_lost is not None:
+            try:
+                on_message_lost()
+            except Exception:
+                self._count_error("callback", "message-lost handler raised", exc_info=True)
 
     def _count_error(self, kind: str, message: str, *, exc_info: bool = False, cause: str | None = None) -> None:
         """Count an error; warn about each kind and cause (``cause``, else the exception being

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
+from picows import WSMsgType
 from loopback import (
     GateSpotTestDialect,
     RecordingSink,
@@ -301,6 +302,35 @@ def test_a_frame_whose_book_cannot_be_told_resyncs_every_book_of_the_stream(
         await settle()
         assert sync.books["AAA/USDT"].in_sync and sync.books["AAA/USDT"].top(ASK, 5) == [(10500, 10000)]
         await sync.close()
+
+    run(main())
+
+
+def test_a_message_the_websocket_dropped_resyncs_every_book_of_the_stream() -> None:
+    """A message the websocket dropped (above its size limit, or its fragments cut off) was counted
+    in the session's errors only: the book whose diff it was stayed in sync and fresh without it."""
+    async def main() -> None:
+        def on_subscribe(conn, msg):  # type: ignore[no-untyped-def]
+            conn.send(gate_update(json.loads(msg)["payload"][0], 10, 10, [("99.00", "1")]))
+
+        server = await WsTestServer(on_message=on_subscribe).start()
+        sink, fetcher = RecordingSink(), Snapshots(bodies())
+        sync = synthetic_sync(fetcher, sink)
+        session = sync.make_session(WsSettings(max_message_bytes=1000, backoff_initial_s=0.01), url=server.url)
+        session.start()
+        await eventually(lambda: all(b.in_sync for b in sync.books.values()), what="both books in sync")
+        transport = server.connections[0].transport
+        diff = gate_update("AAA_USDT", 11, 11, [], [(f"{101 + n}.00", "0") for n in range(60)])  # over 1000 bytes
+        transport.send(WSMsgType.TEXT, diff[:600], fin=False)
+        transport.send(WSMsgType.CONTINUATION, diff[600:], fin=True)
+        await eventually(lambda: not any(b.in_sync for b in sync.books.values()), what="both books resynced")
+        assert {s: st.resyncs for s, st in sync.stats().items()} == {
+            "AAA/USDT": {"message_lost": 1}, "BBB/USDT": {"message_lost": 1}
+        }
+        assert session.health().errors == {"oversize": 1} and session.health().reconnects == 0
+        await session.close()
+        await sync.close()
+        await server.close()
 
     run(main())
 

@@ -317,6 +317,46 @@ def test_oversize_fragmented_message_is_dropped_and_counted() -> None:
     run(main())
 
 
+@pytest.mark.parametrize(
+    ("frames", "delivered", "error"),
+    [
+        ([(WSMsgType.TEXT, b"0123456", False), (WSMsgType.CONTINUATION, b"789abc", True)], [], "oversize"),
+        ([(WSMsgType.TEXT, b'{"a":', False), (WSMsgType.TEXT, b'{"b":2}', True)], [b'{"b":2}'], "protocol"),
+        ([(WSMsgType.CONTINUATION, b'"tail"}', True)], [], "protocol"),
+    ],
+    ids=["oversize", "fragments_cut_off_by_a_new_message", "fragment_without_a_start"],
+)
+def test_a_message_dropped_undelivered_is_told_to_the_consumer(
+    frames: list[tuple[WSMsgType, bytes, bool]], delivered: list[bytes], error: str
+) -> None:
+    """A data message dropped whole (too large) or in part (its fragments cut off, or without their
+    start) was counted in the session's errors only: a consumer keeping books from every message
+    went on as if it had had them all."""
+    async def main() -> None:
+        def send(conn, msg):  # type: ignore[no-untyped-def]
+            for msg_type, payload, fin in frames:
+                conn.transport.send(msg_type, payload, fin=fin)
+            conn.transport.send(WSMsgType.TEXT, b"ok")
+
+        server = await WsTestServer(on_message=send).start()
+        events: list[bytes | None] = []
+
+        def on_message(payload: memoryview, binary: bool, last_in_buffer: bool, recv_ns: int) -> None:
+            events.append(bytes(payload))
+
+        settings = WsSettings(max_message_bytes=10, backoff_initial_s=0.01)
+        client = WsSession("testvenue", server.url, on_message, connect_frames=lambda: ["go"], settings=settings,
+                           on_message_lost=lambda: events.append(None))
+        client.start()
+        await eventually(lambda: b"ok" in events, what="the message after")
+        assert events == [None, *delivered, b"ok"]  # told before any later message
+        assert client.health().errors == {error: 1} and client.health().connects == 1
+        await client.close()
+        await server.close()
+
+    run(main())
+
+
 def test_frames_read_together_flag_only_the_last() -> None:
     async def main() -> None:
         def burst(conn, msg):  # type: ignore[no-untyped-def]
