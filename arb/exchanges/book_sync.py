@@ -56,6 +56,8 @@ _PONG = int(FrameKind.PONG)
 _ACK = int(FrameKind.ACK)
 _ERROR = int(FrameKind.ERROR)
 _DECODE_ERRORS = (WireError, ValueError, OverflowError)
+# What a snapshot fetch is expected to meet; any other error is logged with its traceback.
+_FETCH_ERRORS = (ArbitrageEngineError, OSError, asyncio.TimeoutError, *_DECODE_ERRORS)
 _ROUTE_ERRORS = (BookError, *_DECODE_ERRORS)
 _POOL_MAX = 64
 _TOO_OLD_WARN_AFTER = 3  # snapshots in a row too old for the buffered diffs before a warning
@@ -415,10 +417,7 @@ class BookSync:
         buffer.append((batch, recv_ns))
         if len(buffer) > self.settings.max_buffered:
             self._release(buffer.popleft()[0])
-        if state.fetch is None:
-            state.fetch = asyncio.get_running_loop().create_task(
-                self._fetch(state), name=f"{self.venue} snapshot {state.spec.venue_symbol}"
-            )
+        self._start_fetch(state)
 
     def _apply_snapshot(self, state: _Book, snapshot: DeltaBatch, recv_ns: int) -> _Snapshot:
         """Bring the book in sync from ``snapshot`` and the diffs buffered since. TOO_OLD starts no
@@ -474,9 +473,9 @@ class BookSync:
             try:
                 body = await fetch(state.spec.venue_symbol)
                 self._dialect.decode_snapshot(body, state.scale, batch)
-            except asyncio.CancelledError:
-                raise
-            except (ArbitrageEngineError, OSError, asyncio.TimeoutError, *_DECODE_ERRORS) as exc:
+            except Exception as exc:
+                # Whatever it fails with (a bug, a transport's own exception type) is retried: ending
+                # the task would leave the book out of sync until the next reconnect.
                 self._release(batch)
                 await self._retry_after(state, attempt, exc)
                 attempt = min(attempt + 1, 64)
@@ -514,7 +513,8 @@ class BookSync:
         state.snapshot_failures += 1
         if exc is not None:
             self._warn_throttled(
-                f"snapshot {state.spec.symbol} {type(exc).__name__}", f"snapshot of {state.spec.symbol} failed: {exc}"
+                f"snapshot {state.spec.symbol} {type(exc).__name__}", f"snapshot of {state.spec.symbol} failed: {exc}",
+                exc_info=not isinstance(exc, _FETCH_ERRORS),
             )
         delay = min(self.settings.snapshot_retry_max_s, self.settings.snapshot_retry_initial_s * 2**attempt)
         if isinstance(exc, RateLimitError) and exc.retry_after_s is not None:
@@ -524,9 +524,10 @@ class BookSync:
         await asyncio.sleep(delay * self._rng.uniform(0.5, 1.0))
 
     def _start_fetch(self, state: _Book) -> None:
+        """Resubscribe (full pushes), or fetch a snapshot unless one is under way."""
         if self._full_push:
             self._resubscribe(state)
-        elif state.fetch is None:
+        elif state.fetch is None or state.fetch.done():  # one that ended (cancelled) runs no more
             state.fetch = asyncio.get_running_loop().create_task(
                 self._fetch(state), name=f"{self.venue} snapshot {state.spec.venue_symbol}"
             )
@@ -595,9 +596,12 @@ class BookSync:
             batch.clear()
             self._pool.append(batch)
 
-    def _warn_throttled(self, what: str, message: str) -> None:
-        """Warn about ``what`` about once a minute, at debug level between (its count then said)."""
-        self._warnings.warn(what, self._clock(), "%s %s: %s", self.venue, self.exchange.value, message)
+    def _warn_throttled(self, what: str, message: str, *, exc_info: bool = False) -> None:
+        """Warn about ``what`` about once a minute, at debug level between (its count then said);
+        ``exc_info``: with the traceback of the exception being handled."""
+        self._warnings.warn(
+            what, self._clock(), "%s %s: %s", self.venue, self.exchange.value, message, exc_info=exc_info
+        )
 
 
 def _resync_reason(exc: BookError) -> str:

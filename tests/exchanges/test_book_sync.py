@@ -400,6 +400,47 @@ def test_failed_snapshot_is_retried_after_retry_after() -> None:
     run(main())
 
 
+def test_a_snapshot_fetch_failing_with_any_error_is_logged_with_its_traceback_and_retried(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A fetch failing with an error of no expected type (a bug, a transport's own exception) ended
+    the fetch task silently; the book kept pointing at the finished task, so no later diff started
+    another, and it stayed out of sync until the next reconnect."""
+    async def main() -> None:
+        fetcher = Snapshots(bodies())
+        fetcher.fail_next = RuntimeError("unexpected")
+        settings = BookSyncSettings(snapshot_retry_initial_s=0.0, snapshot_retry_max_s=0.0)
+        sync = synthetic_sync(fetcher, RecordingSink(), settings=settings)
+        with caplog.at_level(logging.WARNING, logger="arb.exchanges.book_sync"):
+            feed(sync, gate_update("AAA_USDT", 10, 10))
+            await eventually(lambda: sync.books["AAA/USDT"].in_sync, what="the snapshot after the retry")
+        assert sync.stats()["AAA/USDT"].snapshot_failures == 1 and fetcher.calls["AAA_USDT"] == 2
+        [warned] = [r for r in caplog.records if "snapshot of AAA/USDT failed: unexpected" in r.getMessage()]
+        assert warned.exc_info is not None and warned.exc_info[0] is RuntimeError
+        await sync.close()
+
+    run(main())
+
+
+def test_a_snapshot_fetch_that_ended_does_not_hold_back_the_next() -> None:
+    async def main() -> None:
+        fetcher = Snapshots(bodies())
+        fetcher.release.clear()
+        sync = synthetic_sync(fetcher, RecordingSink())
+        feed(sync, gate_update("AAA_USDT", 10, 10))
+        await settle()
+        [task] = [t for t in asyncio.all_tasks() if t.get_name() == "gateio snapshot AAA_USDT"]
+        task.cancel()  # ended from outside
+        await settle()
+        fetcher.release.set()
+        feed(sync, gate_update("AAA_USDT", 11, 11))
+        await eventually(lambda: sync.books["AAA/USDT"].in_sync, what="the snapshot of a new fetch")
+        assert fetcher.calls["AAA_USDT"] == 2
+        await sync.close()
+
+    run(main())
+
+
 def test_a_snapshot_refused_for_hours_is_still_retried_and_syncs_once_answered() -> None:
     """Retries' delays doubled without an end to the exponent: the 1024th failure's delay overflowed
     a float, which ended the fetch task, and no later update started another: out of sync until
