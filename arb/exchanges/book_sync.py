@@ -61,6 +61,7 @@ _FETCH_ERRORS = (ArbitrageEngineError, OSError, asyncio.TimeoutError, *_DECODE_E
 _ROUTE_ERRORS = (BookError, *_DECODE_ERRORS)
 _POOL_MAX = 64
 _TOO_OLD_WARN_AFTER = 3  # snapshots in a row too old for the buffered diffs before a warning
+_CROSSINGS_IN_A_ROW_NS = 60_000_000_000  # a crossing diff this soon after the last waits longer before its fetch
 
 STREAM_RESYNC_REASONS = frozenset({"reconnect", "unroutable", "message_lost"})
 """Resync reasons that put every book of a stream out of sync at once: one event, however many books."""
@@ -124,7 +125,7 @@ class _Book:
 
     __slots__ = (
         "key", "spec", "scale", "book", "slot", "buffer", "fetch", "resyncs", "applied", "stale", "snapshots",
-        "malformed", "snapshot_failures",
+        "malformed", "snapshot_failures", "crossings", "crossed_ns",
     )
 
     def __init__(self, exchange: ExchangeName, spec: BookSpec, slot: int) -> None:
@@ -141,6 +142,8 @@ class _Book:
         self.snapshots = 0
         self.malformed = 0
         self.snapshot_failures = 0
+        self.crossings = 0  # crossing diffs in a row (each within _CROSSINGS_IN_A_ROW_NS of the last)
+        self.crossed_ns = 0  # when the last one came (``clock``)
 
 
 class BookSync:
@@ -462,10 +465,13 @@ class BookSync:
         self._on_update(state.key)
         return _Snapshot.TAKEN
 
-    async def _fetch(self, state: _Book) -> None:
+    async def _fetch(self, state: _Book, wait: int | None = None) -> None:
+        """Fetch and apply snapshots until one is taken; ``wait``: first wait the delay of that retry attempt."""
         fetch = self._fetch_snapshot
         if fetch is None:
             return
+        if wait is not None:
+            await self._backoff(wait, None)
         attempt = 0
         too_old = 0  # snapshots in a row too old for the buffered diffs
         while True:
@@ -516,6 +522,10 @@ class BookSync:
                 f"snapshot {state.spec.symbol} {type(exc).__name__}", f"snapshot of {state.spec.symbol} failed: {exc}",
                 exc_info=not isinstance(exc, _FETCH_ERRORS),
             )
+        await self._backoff(attempt, exc)
+
+    async def _backoff(self, attempt: int, exc: Exception | None) -> None:
+        """Wait the jittered delay of retry ``attempt`` (at least what a rate limit ``exc`` asks for)."""
         delay = min(self.settings.snapshot_retry_max_s, self.settings.snapshot_retry_initial_s * 2**attempt)
         if isinstance(exc, RateLimitError) and exc.retry_after_s is not None:
             delay = max(delay, exc.retry_after_s)
@@ -523,14 +533,24 @@ class BookSync:
         # the fetch for good (about 1.5-3 h of refusals at the default delays) and left the book out of sync.
         await asyncio.sleep(delay * self._rng.uniform(0.5, 1.0))
 
-    def _start_fetch(self, state: _Book) -> None:
-        """Resubscribe (full pushes), or fetch a snapshot unless one is under way."""
+    def _start_fetch(self, state: _Book, wait: int | None = None) -> None:
+        """Resubscribe (full pushes), or fetch a snapshot unless one is under way (``wait``: see ``_fetch``)."""
         if self._full_push:
             self._resubscribe(state)
         elif state.fetch is None or state.fetch.done():  # one that ended (cancelled) runs no more
             state.fetch = asyncio.get_running_loop().create_task(
-                self._fetch(state), name=f"{self.venue} snapshot {state.spec.venue_symbol}"
+                self._fetch(state, wait), name=f"{self.venue} snapshot {state.spec.venue_symbol}"
             )
+
+    def _crossing_wait(self, state: _Book) -> int:
+        """The retry attempt whose delay the fetch after a crossing diff waits: one more for each
+        crossing in a row."""
+        now = self._clock()
+        if now - state.crossed_ns >= _CROSSINGS_IN_A_ROW_NS:
+            state.crossings = 0
+        state.crossed_ns = now
+        state.crossings = min(state.crossings + 1, 64)
+        return state.crossings - 1
 
     # --- failures -------------------------------------------------------------------------
 
@@ -558,7 +578,11 @@ class BookSync:
             self._notify_state(state, reason)
         if self._full_push:
             self._resubscribe(state)
-        # REST mode: the next diff starts the snapshot fetch (it may be a full push instead).
+        elif reason == "crossed":
+            # Fetched at once, as after a gap, a stream whose diffs keep crossing the book would be
+            # asked for a snapshot per diff (ten a second on MEXC): it waits as a refused snapshot does.
+            self._start_fetch(state, self._crossing_wait(state))
+        # Else the next diff starts the snapshot fetch (it may be a full push instead).
 
     def _reset(self, state: _Book, reason: str | None) -> None:
         """Out of sync with nothing pending; ``reason`` None (closing) is neither counted nor announced."""

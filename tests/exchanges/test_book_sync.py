@@ -241,6 +241,48 @@ def test_crossed_book_resyncs() -> None:
     run(main())
 
 
+def test_a_book_resynced_for_a_crossing_diff_is_fetched_again_after_a_growing_wait() -> None:
+    """After a crossing diff (in sync, or buffered and replayed on a snapshot) the next diff fetched a
+    snapshot at once: a stream whose diffs kept crossing the book was asked for one per diff, ten a
+    second, where a snapshot the book refuses waits 0.2-10 s."""
+    async def main() -> None:
+        sink, fetcher = RecordingSink(), Snapshots(bodies())
+        sync = await synced(fetcher, sink)
+        loop = asyncio.get_running_loop()
+        waits: list[int] = []
+        waiting: list[asyncio.Future[None]] = []
+
+        async def backoff(attempt: int, exc: Exception | None) -> None:
+            waits.append(attempt)
+            waiting.append(loop.create_future())
+            await waiting[-1]
+
+        sync._backoff = backoff  # type: ignore[method-assign]
+        crossing = [("102.00", "1")]  # a bid above the 101 ask
+        feed(sync, gate_update("AAA_USDT", 11, 11, crossing))
+        for n in range(12, 16):
+            feed(sync, gate_update("AAA_USDT", n, n, [("99.00", str(n))]))
+        await settle()
+        assert fetcher.calls["AAA_USDT"] == 1 and waits == [0]  # the next fetch waits
+        fetcher.bodies["AAA_USDT"] = [gate_snapshot(13, *BOOK)]
+        waiting[-1].set_result(None)
+        await eventually(lambda: sync.books["AAA/USDT"].in_sync, what="the snapshot after the wait")
+        assert sync.books["AAA/USDT"].last_update_id == 15 and fetcher.calls["AAA_USDT"] == 2
+        feed(sync, gate_update("AAA_USDT", 16, 16, crossing))  # again: a longer wait
+        feed(sync, gate_update("AAA_USDT", 17, 17, crossing))  # buffered: crosses the next snapshot
+        await settle()
+        assert waits == [0, 1] and fetcher.calls["AAA_USDT"] == 2
+        fetcher.bodies["AAA_USDT"] = [gate_snapshot(16, *BOOK)]
+        waiting[-1].set_result(None)
+        await settle()
+        assert waits == [0, 1, 2] and fetcher.calls["AAA_USDT"] == 3
+        a = sync.stats()["AAA/USDT"]
+        assert not a.in_sync and a.resyncs == {"crossed": 3} and a.snapshot_failures == 0
+        await sync.close()
+
+    run(main())
+
+
 def test_malformed_frame_is_counted_logged_once_and_resyncs(caplog: pytest.LogCaptureFixture) -> None:
     async def main() -> None:
         sink, fetcher = RecordingSink(), Snapshots(bodies())
