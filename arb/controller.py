@@ -1851,7 +1851,7 @@ class ArbitrageController:
             if expected is None:
                 futures = bi if bi.is_futures else si
                 return f"not executed: {where}: no fresh funding rate for {futures.exchange.value} {futures.symbol}"
-            if expected < 0 and pipeline.closes_at_once(buy, sell, quantity, cost, proceeds, expected):
+            if expected < 0 and pipeline.closes_at_once(pipeline.funding, buy, sell, quantity):
                 return (f"not executed: {where}: the funding it would pay ({expected}) would have the hedges' "
                         "closing rule close it at once on these books")
             funding = expected

@@ -64,7 +64,7 @@ from .errors import ExchangeError
 from .instruments import InstrumentCatalog, InstrumentError, common_step, pair_symbol, round_down_to_step, split_symbol
 from .journal import FillRecord, HedgeDrop, base_per_unit
 from .orders import QUOTE_QUANTUM, WIDE, catalog_instrument, exact_notional, fee_in_quote, round_price
-from .pipeline import BPS, BPS_STEP, Leg, walk_price
+from .pipeline import BPS, BPS_STEP, Leg, hedge_round_trip, walk_price
 from .risk import FUTURES_MARKETS, MS_PER_DAY, FuturesHolding
 from .types import ArbitrageOpportunity, ExchangeName, ExecutionLeg, ExecutionResult, OpportunityType, OrderSide
 
@@ -405,10 +405,10 @@ class HedgeBook:
         def profit_at(spot_price: Decimal, futures_price: Decimal) -> Decimal:
             """The round trip's profit after fees with the close filled at these prices, less the
             funding the close forgoes."""
-            exit_basis = futures_price - spot_price
-            gain = position.entry_basis - exit_basis if long_spot else exit_basis - position.entry_basis
-            fees = entry_fees + spot_price * si.taker_fee + futures_price * fi.taker_fee
-            return (gain - fees - held_funding_per_base) * quantity
+            return hedge_round_trip(
+                long_spot, si, fi, position.spot_price, position.futures_price, entry_fees, spot_price,
+                futures_price, held_funding_per_base,
+            ) * quantity
 
         floor = self.min_profit_bps * entry_notional / BPS
         profit = profit_at(spot_price, futures_price)

@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from math import gcd
 
-from arb_core.book import NOTIONAL_MAX, OrderBook
+from arb_core.book import ASK, BID, NOTIONAL_MAX, OrderBook
 from arb_core.freshness import is_fresh, monotonic_ns
 from arb_core.scanner import Opportunity, OpportunityKind, SpreadScanner
 from arb_core.wire.common import WireScale
@@ -509,7 +509,7 @@ class ScannerPipeline:
                 if not rehearsal:
                     self.dropped_for_funding += 1
                 return None
-            if expected < 0 and self.closes_at_once(buy, sell, quantity, cost, proceeds, expected):
+            if expected < 0 and self.closes_at_once(self.funding, buy, sell, quantity):
                 if not rehearsal:
                     self.dropped_paying_funding += 1
                 return None
@@ -554,23 +554,36 @@ class ScannerPipeline:
         futures, side, price = (bi, OrderSide.BUY, buy_price) if bi.is_futures else (si, OrderSide.SELL, sell_price)
         return funding.expected(futures.exchange, futures.symbol, side, quantity * price)
 
-    def closes_at_once(
-        self, buy: Leg, sell: Leg, quantity: Decimal, cost: Decimal, proceeds: Decimal, funding: Decimal
-    ) -> bool:
+    def closes_at_once(self, funding: FundingBook, buy: Leg, sell: Leg, quantity: Decimal) -> bool:
         """Whether the hedges' closing rule (``HedgeBook.close_opportunity``), which credits a close
-        with the funding holding would pay (``funding`` < 0 over the horizon), would close this
-        opening at once on the same books, at their best prices: it would lose its four fees and
-        the spreads, and the next scan would open it again."""
+        with the funding holding would pay, would close a hedge buying ``quantity`` on ``buy`` and
+        selling it on ``sell`` at once on the same books, at their best prices: it would lose its four
+        fees and the spreads, and the next scan would open it again.
+
+        The opening is priced as the rule will see the position: at the average prices its fills
+        walk the books to (better than the limits of an opening that takes more than one level),
+        their fees at the taker rates and the funding of the futures average, with the floor on
+        the spot average's notional. One whose walk cannot be priced is refused."""
         exit_sell, exit_buy = buy.book, sell.book
         if not (exit_sell.bid_count and exit_buy.ask_count):
             return False
-        bi, si = buy.instrument, sell.instrument
-        exit_proceeds = quantity * buy.book_price(exit_sell.best_bid_price())
-        exit_cost = quantity * sell.book_price(exit_buy.best_ask_price())
-        fees = (cost + exit_proceeds) * bi.taker_fee + (proceeds + exit_cost) * si.taker_fee
-        closing = proceeds - cost + exit_proceeds - exit_cost - fees - funding
-        spot_notional = proceeds if bi.is_futures else cost
-        return closing >= self.min_profit_bps * spot_notional / BPS
+        bought, sold = walk_average(buy, ASK, quantity), walk_average(sell, BID, quantity)
+        if bought is None or sold is None:
+            return True
+        sold_back = buy.book_price(exit_sell.best_bid_price())
+        bought_back = sell.book_price(exit_buy.best_ask_price())
+        long_spot = sell.is_futures
+        spot, futures = (buy.instrument, sell.instrument) if long_spot else (sell.instrument, buy.instrument)
+        entry_spot, entry_futures = (bought, sold) if long_spot else (sold, bought)
+        exit_spot, exit_futures = (sold_back, bought_back) if long_spot else (bought_back, sold_back)
+        entry_fees = entry_spot * spot.taker_fee + entry_futures * futures.taker_fee
+        held = funding.held(
+            futures.exchange, futures.symbol, OrderSide.SELL if long_spot else OrderSide.BUY, entry_futures
+        )
+        profit = hedge_round_trip(
+            long_spot, spot, futures, entry_spot, entry_futures, entry_fees, exit_spot, exit_futures, held
+        )
+        return profit >= self.min_profit_bps * entry_spot / BPS
 
     def markets(self) -> list[BookKey]:
         """Every market scanned, once each, however many symbols it is a leg of."""
@@ -625,16 +638,49 @@ class ScannerPipeline:
 
 def walk_price(leg: Leg, side: int, base: Decimal) -> Decimal | None:
     """Worst price of taking ``base`` from ``leg``'s book (ASK: buying, BID: selling); None when too thin."""
+    walked = _walk(leg, side, base)
+    return None if walked is None else leg.book_price(walked[2])
+
+
+def walk_average(leg: Leg, side: int, base: Decimal) -> Decimal | None:
+    """Average price of taking ``base`` from ``leg``'s book, as its fills would be (ASK: buying, BID:
+    selling); None when too thin."""
+    walked = _walk(leg, side, base)
+    if walked is None:
+        return None
+    lots, notional, _ = walked
+    return leg.book_price(notional) / lots
+
+
+def _walk(leg: Leg, side: int, base: Decimal) -> tuple[int, int, int] | None:
+    """(lots, notional in ticks x lots, worst price in ticks) of taking ``base`` from ``leg``'s book;
+    None when too thin."""
     lot = book_lot(leg.scale) * leg.instrument.contract_size
     lots = int((base / lot).to_integral_value(ROUND_CEILING))
     try:
-        filled, _, worst, _ = leg.book.walk(side, lots)
+        filled, notional, worst, _ = leg.book.walk(side, lots)
     except OverflowError as exc:  # a notional past the book's fixed point (NOTIONAL_MAX): not priced
         log.warning("%s %s: cannot walk %s base: %s", leg.exchange.value, leg.instrument.symbol, base, exc)
         return None
     if filled < lots or worst <= 0:
         return None
-    return leg.book_price(worst)
+    return lots, notional, worst
+
+
+def hedge_round_trip(
+    long_spot: bool, spot: Instrument, futures: Instrument, entry_spot: Decimal, entry_futures: Decimal,
+    entry_fees: Decimal, exit_spot: Decimal, exit_futures: Decimal, held_funding: Decimal,
+) -> Decimal:
+    """What a spot/futures hedge (long spot or short spot) earns per base unit over its round trip:
+    opened at the average prices ``entry_spot`` and ``entry_futures`` having paid ``entry_fees``,
+    closed at ``exit_spot`` and ``exit_futures`` paying ``spot``'s and ``futures``' taker fees, less
+    ``held_funding``, the funding holding it expects (> 0 received), which a close forgoes; all in
+    quote per base unit. The hedges' closing rule (``HedgeBook.close_opportunity``) closes by it, and
+    ``ScannerPipeline.closes_at_once`` prices an opening with it, so the two cannot disagree."""
+    entry_basis, exit_basis = entry_futures - entry_spot, exit_futures - exit_spot
+    gain = entry_basis - exit_basis if long_spot else exit_basis - entry_basis
+    fees = entry_fees + exit_spot * spot.taker_fee + exit_futures * futures.taker_fee
+    return gain - fees - held_funding
 
 
 def _to_step(price: Decimal, step: Decimal, rounding: str) -> Decimal:

@@ -12,11 +12,12 @@ from arb_core.book import ASK, BID, DeltaBatch, OrderBook
 from arb_core.wire.common import WireScale
 
 from arb.exchanges.base import BookKey
-from arb.funding import FundingBook
+from arb.funding import FundingBook, FundingRate
+from arb.hedges import HedgeBook, HedgePosition
 from arb.instruments import Instrument
 from arb.pipeline import Leg, ScannerPipeline, walk_price
 from arb.sim.cluster import default_instruments
-from arb.types import ArbitrageOpportunity, ExchangeName, OpportunityType
+from arb.types import ArbitrageOpportunity, ExchangeName, OpportunityType, OrderSide
 
 INSTRUMENTS = {(i.exchange, i.base): i for i in default_instruments(("BTC",))}
 GATE = INSTRUMENTS[(ExchangeName.GATEIO, "BTC")]
@@ -386,6 +387,44 @@ def test_a_walk_past_the_fixed_point_is_not_priced_and_raises_nothing(caplog: py
     with caplog.at_level("WARNING", logger="arb.pipeline"):
         assert walk_price(leg, ASK, D(2**50)) is None
     assert f"gateio X/USDT: cannot walk {2**50} base: fixed-point overflow" in caplog.text
+
+
+@pytest.mark.parametrize(("hourly", "refused"), [("-0.000975", True), ("-0.0008", False)])
+def test_a_hedge_walking_two_levels_is_refused_exactly_where_the_closing_rule_would_close_its_fills(
+    hourly: str, refused: bool
+) -> None:
+    """Buying 0.002 BTC over the asks 60000 and 60100 fills at 60050 on average, below its 60100
+    limit. The guard priced the opening at its limits (entry basis, fees, funding and floor) while
+    the closing rule sees the position at its fills' averages: at -0.0975 %/h of funding the
+    opening passed, and the rule closed it at once on the same books, a round trip lost (-0.74
+    USDT on 120 USDT) on every scan while the dislocation stood."""
+    wall_ms = 1_700_000_000_000
+    funding = FundingBook(horizon_s=8 * 3600, max_age_ms=60_000, wall_clock_ms=lambda: wall_ms)
+    funding.update([FundingRate(exchange=ExchangeName.GATEIO_FUTURES, symbol=GATE_PERP.symbol, rate=D(hourly),
+                                interval_s=3600, next_settle_ms=wall_ms + 3_600_000)])
+    spot = book("spot", GATE_BTC_BOOK, [("59990", "10")], [("60000", "0.001"), ("60100", "0.001")])
+    perp = book("perp", GATE_PERP_BOOK, [("60900", "20")], [("60910", "100000")])
+    p, _ = pipeline((GATE, spot, GATE_BTC_BOOK), (GATE_PERP, perp, GATE_PERP_BOOK),
+                    opportunity_types=(OpportunityType.SPOT_FUTURES_HEDGE,), min_profit_bps=D(10))
+    p.funding = funding
+    opening = p.scan(0)
+    assert (opening is None, p.dropped_paying_funding) == (refused, int(refused))
+    if opening is not None:
+        assert (opening.max_quantity, opening.buy_price, opening.sell_price) == (D("0.002"), D(60100), D(60900))
+
+    # The position its fills would leave, and the closing rule on the same books.
+    quantity, spot_average, perp_average = D("0.002"), D(60050), D(60900)
+    position = HedgePosition(
+        symbol="BTC/USDT", spot=ExchangeName.GATEIO, futures=ExchangeName.GATEIO_FUTURES, base=quantity,
+        spot_price=spot_average, futures_price=perp_average,
+        entry_fees=quantity * (spot_average * GATE.taker_fee + perp_average * GATE_PERP.taker_fee),
+    )
+    held = funding.held(ExchangeName.GATEIO_FUTURES, GATE_PERP.symbol, OrderSide.SELL, perp_average)
+    closing = HedgeBook({}, min_profit_bps=D(10)).close_opportunity(
+        position, *p.plans[0].legs, id_prefix="t", detected_ns=2, max_age_ns=p.max_age_ns,
+        held_funding_per_base=held,
+    )
+    assert (closing is not None) == refused
 
 
 def _cheap_coin(tick: str, price: str, size: str, gate_size_decimals: int | None = None) -> tuple[ScannerPipeline, D]:
