@@ -64,7 +64,7 @@ from .errors import ExchangeError
 from .instruments import InstrumentCatalog, InstrumentError, common_step, pair_symbol, round_down_to_step, split_symbol
 from .journal import FillRecord, HedgeDrop, base_per_unit
 from .orders import QUOTE_QUANTUM, WIDE, catalog_instrument, exact_notional, fee_in_quote, round_price
-from .pipeline import BPS, BPS_STEP, Leg, hedge_round_trip, walk_price
+from .pipeline import BPS, Leg, hedge_round_trip, stated_margin, walk_price
 from .risk import FUTURES_MARKETS, MS_PER_DAY, FuturesHolding
 from .types import ArbitrageOpportunity, ExchangeName, ExecutionLeg, ExecutionResult, OpportunityType, OrderSide
 
@@ -470,7 +470,7 @@ class HedgeBook:
             max_quantity=quantity,
             profit_per_unit=profit / quantity,
             total_profit_estimate=profit,
-            profit_margin_bps=margin.quantize(BPS_STEP),
+            profit_margin_bps=stated_margin(margin, self.min_profit_bps),
             detected_at=detected_ns,
             buy_fee=buy.instrument.taker_fee,
             sell_fee=sell.instrument.taker_fee,

@@ -537,7 +537,7 @@ class ScannerPipeline:
             max_quantity=quantity,
             profit_per_unit=profit / quantity,
             total_profit_estimate=profit,
-            profit_margin_bps=margin.quantize(BPS_STEP, ROUND_FLOOR),
+            profit_margin_bps=stated_margin(margin, self.min_profit_bps),
             detected_at=detected_ns,
             buy_fee=bi.taker_fee,
             sell_fee=si.taker_fee,
@@ -681,6 +681,14 @@ def hedge_round_trip(
     gain = entry_basis - exit_basis if long_spot else exit_basis - entry_basis
     fees = entry_fees + exit_spot * spot.taker_fee + exit_futures * futures.taker_fee
     return gain - fees - held_funding
+
+
+def stated_margin(margin: Decimal, floor_bps: Decimal) -> Decimal:
+    """``margin`` (bps), which clears ``floor_bps``, as an opportunity states it: rounded down to
+    ``BPS_STEP``, or the floor where that falls under it (the risk manager holds the stated margin
+    to the exact floor, and one finer than the step would refuse it for the rounding alone); never
+    over the margin nor under the floor."""
+    return max(margin.quantize(BPS_STEP, ROUND_FLOOR), floor_bps)
 
 
 def _to_step(price: Decimal, step: Decimal, rounding: str) -> Decimal:

@@ -22,7 +22,7 @@ from arb.journal import Journal
 from arb.orders import OrderSettings
 from arb.pipeline import ScannerPipeline
 from arb.recovery import RecoveryManager
-from arb.risk import futures_holdings
+from arb.risk import RiskManager, futures_holdings
 from arb.types import (
     ArbitrageOpportunity,
     ArbitrageState,
@@ -31,6 +31,7 @@ from arb.types import (
     ExecutionResult,
     OpportunityType,
     OrderSide,
+    RiskLimits,
 )
 from arb_core.wire.common import WireScale
 
@@ -292,6 +293,19 @@ def test_a_close_whose_room_is_less_than_a_tick_keeps_the_floor_at_its_limits() 
     wide = close_of("0.0015", books_at_ns=10**9, now_ns=10**9, min_profit_bps=walked - 1)  # room enough: widened
     assert wide is not None and wide.sell_price < D("60000") and wide.buy_price > D("60000.1")
     assert round_trip_bps(wide.max_quantity, wide.sell_price, wide.buy_price) >= walked - 1
+
+
+def test_a_close_states_a_margin_that_clears_a_floor_finer_than_its_resolution() -> None:
+    """Clearing a floor of 49.932325 bps by 0.001 bps, a close was stated at 49.93 bps (rounded to
+    0.01) and refused by the risk manager, which holds the stated margin to the exact floor, on
+    every scan: the hedge stayed open while the rule meant to close it."""
+    walked = round_trip_bps(D("0.0015"), D("60000"), D("60000.1"))
+    floor = walked - D("0.001")
+    closing = close_of("0.0015", books_at_ns=10**9, now_ns=10**9, min_profit_bps=floor)
+    assert closing is not None and floor <= closing.profit_margin_bps <= walked
+    limits = RiskLimits(max_position_size_usd=D(1000), max_total_exposure_usd=D(1000), max_daily_loss_usd=D(50),
+                        min_profit_margin_bps=floor, max_consecutive_failures=3, max_execution_latency_ms=500)
+    RiskManager(limits).validate_opportunity_risk(closing, closes_hedge=True)  # raises when refused
 
 
 def test_a_close_counts_the_entry_fees_as_paid_when_the_fee_tier_has_changed_since() -> None:

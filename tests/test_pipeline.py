@@ -16,8 +16,9 @@ from arb.funding import FundingBook, FundingRate
 from arb.hedges import HedgeBook, HedgePosition
 from arb.instruments import Instrument
 from arb.pipeline import Leg, ScannerPipeline, walk_price
+from arb.risk import RiskManager
 from arb.sim.cluster import default_instruments
-from arb.types import ArbitrageOpportunity, ExchangeName, OpportunityType, OrderSide
+from arb.types import ArbitrageOpportunity, ExchangeName, OpportunityType, OrderSide, RiskLimits
 
 INSTRUMENTS = {(i.exchange, i.base): i for i in default_instruments(("BTC",))}
 GATE = INSTRUMENTS[(ExchangeName.GATEIO, "BTC")]
@@ -128,6 +129,23 @@ def test_buy_limit_rounds_up_and_sell_limit_down_to_the_order_grid() -> None:
     assert opp2 is not None and found == [opp2]
     assert opp2.sell_price == D("60400.1") and opp2.buy_price == D("60000.01")
     assert opp2.max_quantity == D("0.0001")
+
+
+def test_a_margin_floor_finer_than_the_stated_margin_is_not_undercut_by_its_rounding() -> None:
+    """Buy on Gate (0.2 % taker) at 59999.95, on the 0.1 order tick 60000, and sell on MEXC (0.05 %)
+    at 60300.13: 25.005 bps on the books, 24.9967 at the limits. With a floor of 24.994 bps the
+    opening was stated at 24.99, rounded down to 0.01, and the risk manager, which holds the stated
+    margin to the exact floor, refused it on every scan."""
+    gate = book("gate", GATE_BOOK, [("59000", "1")], [("59999.95", "0.01")])
+    mexc = book("mexc", MEXC_BOOK, [("60300.13", "5")], [("60500", "5")])
+    floor = D("24.994")
+    opp = pipeline((GATE, gate, GATE_BOOK), (MEXC, mexc, MEXC_BOOK), min_profit_bps=floor)[0].scan(0)
+    assert opp is not None and opp.buy_price == D(60000)
+    exact = opp.total_profit_estimate * 10_000 / (opp.max_quantity * opp.buy_price)
+    assert floor <= opp.profit_margin_bps <= exact < D(25)
+    limits = RiskLimits(max_position_size_usd=D(1000), max_total_exposure_usd=D(1000), max_daily_loss_usd=D(50),
+                        min_profit_margin_bps=floor, max_consecutive_failures=3, max_execution_latency_ms=500)
+    RiskManager(limits).validate_opportunity_risk(opp)  # raises when refused
 
 
 def test_new_terms_price_the_next_scan_and_withdraw_what_stood_with_the_old_ones() -> None:
