@@ -131,6 +131,8 @@ class RateLimiter:
         self._per_market = {limit.limit_id: limit for limit in limits if limit.per_market}
         self._market_costs: dict[tuple[tuple[tuple[str, int], ...], str], tuple[tuple[str, int], ...]] = {}
         self._blocked_until = 0.0  # every request, limited or not (IP ban)
+        # Endpoints of requests that spend no budget, refused for the rate limit: until when they are held.
+        self._endpoints_blocked: dict[str, float] = {}
         self._valid: set[tuple[tuple[str, int], ...]] = set()  # costs that passed ``check``
         self.waits = 0
         self.waited_s = 0.0
@@ -196,6 +198,20 @@ class RateLimiter:
             self.waited_s += wait
             await asyncio.sleep(wait)
 
+    async def acquire_endpoint(self, endpoint: str) -> bool:
+        """Wait until a request to ``endpoint`` that spends no budget may go (no IP ban, no hold of
+        ``endpoint`` after a refusal); whether it waited."""
+        waited = False
+        while True:
+            wait = max(self._blocked_until, self._endpoints_blocked.get(endpoint, 0.0)) - self._clock()
+            if wait <= 0:
+                return waited
+            if not waited:
+                self.waits += 1
+                waited = True
+            self.waited_s += wait
+            await asyncio.sleep(wait)
+
     def _take(self, costs: Sequence[tuple[str, int]]) -> None:
         for limit_id, weight in costs:
             self._windows[limit_id].take(weight)
@@ -209,6 +225,11 @@ class RateLimiter:
         for limit_id in limit_ids:
             window = self._window(limit_id)
             window.blocked_until = max(window.blocked_until, until)
+
+    def block_endpoint(self, endpoint: str, seconds: float) -> None:
+        """Hold the requests to ``endpoint`` that spend no budget for ``seconds``; the budgets stay free."""
+        until = self._clock() + seconds
+        self._endpoints_blocked[endpoint] = max(self._endpoints_blocked.get(endpoint, 0.0), until)
 
     def longest_window_s(self, limit_ids: Iterable[str]) -> float | None:
         """The longest window among the budgets ``limit_ids`` (None for none)."""
@@ -470,8 +491,13 @@ class RestClient:
         return result
 
     async def _spend(self, request: RestRequest) -> RestRequest:
-        """Wait for ``request``'s budget and spend it; the request as it goes, signed again if it waited."""
-        if await self.limiter.acquire(request.limits) and request.resign is not None:
+        """Wait for ``request``'s budget and spend it (for one that spends none, wait out a hold of its
+        endpoint); the request as it goes, signed again if it waited."""
+        if request.limits:
+            waited = await self.limiter.acquire(request.limits)
+        else:
+            waited = await self.limiter.acquire_endpoint(_endpoint(request))
+        if waited and request.resign is not None:
             return request.resign()
         return request
 
@@ -612,22 +638,30 @@ class RestClient:
         self.stats.errors[ErrorCategory(error.category).value if error.category is not None else f"http_{status}"] += 1
         self.note_refusal(error, f"{request.method} {request.path}")
         if isinstance(error, RateLimitError):
-            banned = status == 418
-            # A 418 is an IP ban: nothing may go out. A 429 blocks the budgets this request spends.
-            limit_ids = None if banned or not request.limits else [i for i, _ in request.limits]
-            self.hold_after_rate_limit(
-                error, limit_ids, self.settings.banned_default_s if banned else self.settings.rate_limited_default_s
-            )
+            if status == 418:  # an IP ban: nothing may go out
+                self.hold_after_rate_limit(error, None, self.settings.banned_default_s)
+            elif request.limits:  # a 429 holds the budgets this request spends
+                self.hold_after_rate_limit(error, [i for i, _ in request.limits], self.settings.rate_limited_default_s)
+            else:  # ... or, where it spends none, its own endpoint: the venue's limit there is not known here
+                self.limiter.block_endpoint(
+                    _endpoint(request), self._rate_limit_hold_s(error, self.settings.rate_limited_default_s)
+                )
             log.warning("%s: %s; requests blocked for %.3f s", self.venue.name, error, error.retry_after_s)
         return error
 
     def hold_after_rate_limit(self, error: RateLimitError, limit_ids: list[str] | None, default_s: float) -> None:
-        """Block the budgets ``limit_ids`` (None: every one) for the wait the refusal ``error`` asks,
-        set on it: ``default_s`` where it asks none, and never less than ``MIN_RATE_LIMIT_WAIT_S`` (a
-        reset due already, or a wait of 0, would send the request again at once into the limit)."""
+        """Block the budgets ``limit_ids`` (None: every request) for the wait the refusal ``error``
+        asks (``_rate_limit_hold_s``)."""
+        self.limiter.block(limit_ids, self._rate_limit_hold_s(error, default_s))
+
+    @staticmethod
+    def _rate_limit_hold_s(error: RateLimitError, default_s: float) -> float:
+        """The wait the refusal ``error`` asks, set on it: ``default_s`` where it asks none, and never
+        less than ``MIN_RATE_LIMIT_WAIT_S`` (a reset due already, or a wait of 0, would send the
+        request again at once into the limit)."""
         given = error.retry_after_s
         error.retry_after_s = default_s if given is None else max(given, MIN_RATE_LIMIT_WAIT_S)
-        self.limiter.block(limit_ids, error.retry_after_s)
+        return error.retry_after_s
 
 
 async def _writes_sent_once(
@@ -647,6 +681,11 @@ async def _writes_sent_once(
         if request.method == "GET":
             raise
         raise aiohttp.ClientConnectionError(repr(exc)) from exc
+
+
+def _endpoint(request: RestRequest) -> str:
+    """The endpoint ``request`` calls, as a hold after a refusal names it: ``METHOD path``."""
+    return f"{request.method} {request.path}"
 
 
 def _unsigned(info: aiohttp.RequestInfo) -> aiohttp.RequestInfo:

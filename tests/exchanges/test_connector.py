@@ -419,6 +419,37 @@ def test_a_contracts_list_that_never_ends_is_an_error_naming_it() -> None:
     run(scenario())
 
 
+def test_a_429_on_the_gate_contracts_list_holds_that_list_alone() -> None:
+    """The contracts list (the trading rules and the funding read) spent no budget, and a 429 on it
+    held every request of the market for the wait Gate named: order placement, positions and
+    recovery included. It holds the list's own budget now, no order's."""
+
+    async def contracts(request: web.Request) -> web.Response:
+        reset_ms = time.time_ns() // 1_000_000 + 30_000  # Gate: this endpoint resets in 30 s
+        return web.json_response(
+            {"label": "TOO_MANY_REQUESTS", "message": "Request Rate limit Exceeded"}, status=429,
+            headers={constants.RATE_LIMIT_RESET_HEADER: str(reset_ms)},
+        )
+
+    async def scenario() -> None:
+        app = web.Application()
+        app.router.add_get(constants.FUTURES_CONTRACTS_PATH, contracts)
+        async with serving(app) as url:
+            connector = GateioFuturesConnector(credentials=CREDENTIALS, rest_url=url, ws_url="ws://127.0.0.1:9/")
+            try:
+                with pytest.raises(RateLimitError) as refused:
+                    await connector.instruments()
+                assert refused.value.retry_after_s == 10.0  # at most the list's window
+                limiter = connector.rest.limiter
+                assert connector.order_wait_s(PERP) == 0.0
+                assert limiter.wait_s(((constants.FUTURES_POSITIONS_RATE_LIMIT, 1),)) == 0.0
+                assert limiter.wait_s(((constants.FUTURES_CONTRACTS_RATE_LIMIT, 1),)) > 9
+            finally:
+                await connector.close()
+
+    run(scenario())
+
+
 def test_unreadable_answer_to_an_order_is_outcome_unknown_but_to_a_read_is_not() -> None:
     async def scenario() -> None:
         routes = {

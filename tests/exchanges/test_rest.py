@@ -276,6 +276,26 @@ def test_a_stated_reset_time_is_read_on_the_venues_clock_and_within_its_longest_
     run(main())
 
 
+def test_a_429_on_a_request_spending_no_budget_holds_only_its_endpoint() -> None:
+    """A 429 to a request with no budget of its own held every request (as a 418 does), order
+    placement included: it holds that endpoint alone, and the budgets stay free."""
+    async def main() -> None:
+        server = Server()
+        async with serve(server) as url, RestClient(venue(url, limits=(RateLimit("orders", 10, 1.0),)), FAST) as client:
+            with pytest.raises(RateLimitError) as info:
+                await client.fetch(RestRequest(method="GET", path="/limited"))
+            assert info.value.retry_after_s == pytest.approx(0.2)
+            assert client.limiter.wait_s((("orders", 1),)) == 0.0
+            await client.fetch(RestRequest(method="GET", path="/echo"))  # another endpoint without a budget
+            await client.fetch(RestRequest(method="POST", path="/echo", limits=(("orders", 1),)))
+            assert client.limiter.waits == 0
+            with pytest.raises(RateLimitError):  # the refused endpoint is asked again only after its wait
+                await client.fetch(RestRequest(method="GET", path="/limited"))
+            assert client.limiter.waits == 1 and server.hits["GET /limited"] == 2
+
+    run(main())
+
+
 def test_418_blocks_every_request() -> None:
     async def main() -> None:
         mexc_venue = venue("", mexc.ERROR_CODES, mexc.HTTP_STATUSES, (RateLimit("ip", 100, 1.0),))

@@ -39,8 +39,15 @@ class ServerTime(msgspec.Struct, frozen=True):
 
 
 _server_time = msgspec.json.Decoder(ServerTime)
-_TIME = RestRequest(method="GET", path=constants.SERVER_TIME_PATH)
-_CONTRACTS = RestRequest(method="GET", path=constants.FUTURES_CONTRACTS_PATH)
+
+
+def _public_get(path: str, limit_id: str) -> RestRequest:
+    """A public read spending one of its endpoint's budget ``limit_id``."""
+    return RestRequest(method="GET", path=path, limits=((limit_id, 1),))
+
+
+_TIME = _public_get(constants.SERVER_TIME_PATH, constants.SERVER_TIME_RATE_LIMIT)
+_CONTRACTS = _public_get(constants.FUTURES_CONTRACTS_PATH, constants.FUTURES_CONTRACTS_RATE_LIMIT)
 _CONTRACTS_PAGING = ListPaging(page_size=constants.FUTURES_CONTRACTS_PAGE, max_pages=constants.FUTURES_CONTRACTS_MAX_PAGES)
 
 
@@ -187,7 +194,7 @@ class GateioSpotConnector(ExchangeConnector):
         dialect=GateioSpotMarketData,
         rest_venue=_rest_venue,
         endpoints=PublicEndpoints(
-            instruments=RestRequest(method="GET", path=constants.CURRENCY_PAIRS_PATH),
+            instruments=_public_get(constants.CURRENCY_PAIRS_PATH, constants.CURRENCY_PAIRS_RATE_LIMIT),
             parse_instruments=parse_currency_pairs,
             server_time=_TIME,
             parse_server_time=parse_server_time,

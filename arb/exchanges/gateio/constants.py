@@ -17,6 +17,7 @@ VENUE: Final = "gateio"
 # --- REST -----------------------------------------------------------------------------
 REST_URL: Final = "https://api.gateio.ws/api/v4"
 API_PREFIX: Final = "/api/v4"  # part of the signed path
+SERVER_TIME_PATH: Final = "/spot/time"
 CURRENCY_PAIRS_PATH: Final = "/spot/currency_pairs"
 ORDER_BOOK_PATH: Final = "/spot/order_book"  # ?currency_pair=&limit=&with_id=true
 ORDERS_PATH: Final = "/spot/orders"
@@ -123,10 +124,16 @@ FUTURES_ORDER_CANCEL_LIMIT: Final = (200, 1.0)
 # Rate-limit ids of the shared limiter: one budget per public endpoint and IP.
 SPOT_ORDER_BOOK_RATE_LIMIT: Final = "gateio:public:" + ORDER_BOOK_PATH
 FUTURES_ORDER_BOOK_RATE_LIMIT: Final = "gateio:public:" + FUTURES_ORDER_BOOK_PATH
+SERVER_TIME_RATE_LIMIT: Final = "gateio:public:" + SERVER_TIME_PATH  # clock reads and pings
+CURRENCY_PAIRS_RATE_LIMIT: Final = "gateio:public:" + CURRENCY_PAIRS_PATH
+FUTURES_CONTRACTS_RATE_LIMIT: Final = "gateio:public:" + FUTURES_CONTRACTS_PATH  # each page; rules and funding
 ORDER_BOOK_WEIGHT: Final = 1
 RATE_LIMITS: Final = {
     SPOT_ORDER_BOOK_RATE_LIMIT: PUBLIC_ENDPOINT_LIMIT,
     FUTURES_ORDER_BOOK_RATE_LIMIT: PUBLIC_ENDPOINT_LIMIT,
+    SERVER_TIME_RATE_LIMIT: PUBLIC_ENDPOINT_LIMIT,
+    CURRENCY_PAIRS_RATE_LIMIT: PUBLIC_ENDPOINT_LIMIT,
+    FUTURES_CONTRACTS_RATE_LIMIT: PUBLIC_ENDPOINT_LIMIT,
 }
 RATE_LIMIT_REMAIN_HEADER: Final = "X-Gate-RateLimit-Requests-Remain"
 RATE_LIMIT_LIMIT_HEADER: Final = "X-Gate-RateLimit-Limit"
@@ -226,7 +233,6 @@ HTTP_STATUSES: Final = {
 }  # any other 5xx: OUTCOME_UNKNOWN (an order may have been placed)
 
 # --- trading (client side and simulator) ----------------------------------------------
-SERVER_TIME_PATH: Final = "/spot/time"
 FUTURES_CONTRACT_PATH: Final = "/futures/usdt/contracts/{contract}"
 CURRENCY_PAIR_PATH: Final = "/spot/currency_pairs/{currency_pair}"
 SPOT_ACCOUNT: Final = "spot"  # "account" of a spot order

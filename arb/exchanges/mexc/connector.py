@@ -80,15 +80,20 @@ def _futures_venue(base_url: str | None) -> RestVenue:
 
 
 def _get(path: str) -> RestRequest:
-    weight = constants.ENDPOINT_WEIGHTS.get(path)
-    limits = () if weight is None else ((path, 1), (constants.IP_WEIGHT_LIMIT_ID, weight))
+    """A public spot read, spending its endpoint's budget and its weight of the IP's."""
+    limits = ((path, 1), (constants.IP_WEIGHT_LIMIT_ID, constants.ENDPOINT_WEIGHTS[path]))
     return RestRequest(method="GET", path=path, limits=limits)
+
+
+def _contract_get(path: str, **path_params: str) -> RestRequest:
+    """A public contract read of ``path`` (its ``path_params`` filled in), spending its endpoint's budget."""
+    return RestRequest(method="GET", path=path.format(**path_params), limits=((path, 1),))
 
 
 def _funding_rate(venue_symbol: str | None) -> RestRequest:
     if venue_symbol is None:
         raise ValueError("mexc_futures funding rates are read one contract at a time")
-    return RestRequest(method="GET", path=constants.CONTRACT_FUNDING_RATE_PATH.format(symbol=venue_symbol))
+    return _contract_get(constants.CONTRACT_FUNDING_RATE_PATH, symbol=venue_symbol)
 
 
 class _SpotTrading(NoPositions):
@@ -191,11 +196,11 @@ class MexcFuturesConnector(ExchangeConnector):
         dialect=MexcFuturesMarketData,
         rest_venue=_futures_venue,
         endpoints=PublicEndpoints(
-            instruments=_get(constants.CONTRACT_DETAIL_PATH),
+            instruments=_contract_get(constants.CONTRACT_DETAIL_PATH),
             parse_instruments=parse_contract_detail,
-            server_time=_get(constants.CONTRACT_PING_PATH),
+            server_time=_contract_get(constants.CONTRACT_PING_PATH),
             parse_server_time=parse_contract_time,
-            ping=_get(constants.CONTRACT_PING_PATH),
+            ping=_contract_get(constants.CONTRACT_PING_PATH),
             funding=FundingEndpoint(request=_funding_rate, parse=parse_contract_funding_rate, per_symbol=True),
         ),
         trading_unavailable=FuturesTradingUnavailable,

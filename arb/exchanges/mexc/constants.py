@@ -220,7 +220,15 @@ CONTRACT_DEPTH_COMMITS_PATH: Final = "/api/v1/contract/depth_commits/{symbol}/{l
 CONTRACT_FUNDING_RATE_PATH: Final = "/api/v1/contract/funding_rate/{symbol}"  # fundingRate, collectCycle (h), nextSettleTime (ms)
 CONTRACT_ORDER_CREATE_PATH: Final = "/api/v1/private/order/create"  # marked "Under maintenance" in the docs
 CONTRACT_ASSETS_PATH: Final = "/api/v1/private/account/assets"
-CONTRACT_DEPTH_LIMIT: Final = (20, 2.0)  # (requests, window seconds)
+# Each public contract endpoint keeps its own budget (requests, window seconds) [MX-C "Market endpoints"].
+CONTRACT_ENDPOINT_LIMIT: Final = (20, 2.0)
+CONTRACT_DETAIL_LIMIT: Final = (1, 5.0)  # the contract list: one read in 5 s
+CONTRACT_RATE_LIMITS: Final = {
+    CONTRACT_PING_PATH: CONTRACT_ENDPOINT_LIMIT,
+    CONTRACT_DETAIL_PATH: CONTRACT_DETAIL_LIMIT,
+    CONTRACT_DEPTH_PATH: CONTRACT_ENDPOINT_LIMIT,
+    CONTRACT_FUNDING_RATE_PATH: CONTRACT_ENDPOINT_LIMIT,  # one budget for every contract's
+}
 
 CONTRACT_API_KEY_HEADER: Final = "ApiKey"
 CONTRACT_TIME_HEADER: Final = "Request-Time"

@@ -64,7 +64,8 @@ SPOT_RATE_LIMITS: Final = (
 )
 """Client-side budgets: 500 requests / 10 s per endpoint (limit id = path), plus the IP and UID weight models."""
 
-FUTURES_RATE_LIMITS: Final = (RateLimit(constants.CONTRACT_DEPTH_PATH, *constants.CONTRACT_DEPTH_LIMIT),)
+FUTURES_RATE_LIMITS: Final = tuple(RateLimit(path, *limit) for path, limit in constants.CONTRACT_RATE_LIMITS.items())
+"""Client-side budgets of the contract API: one per public endpoint (limit id = its path, ``{symbol}`` unfilled)."""
 
 # (order type, time in force) -> MEXC order type
 _ORDER_TYPES: Final = {

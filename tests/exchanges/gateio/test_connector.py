@@ -29,6 +29,24 @@ def test_server_time() -> None:
         parse_server_time(b'{"serverTime":1}')
 
 
+@pytest.mark.parametrize("connector_class", [GateioSpotConnector, GateioFuturesConnector], ids=["spot", "futures"])
+def test_public_requests_spend_their_endpoints_budget(
+    connector_class: type[GateioSpotConnector] | type[GateioFuturesConnector],
+) -> None:
+    """Clock reads, pings, the pair and contract lists and the funding read each spend one of their
+    endpoint's 200 per 10 s: without a budget they were neither spaced nor held apart from orders."""
+    endpoints = connector_class.binding.endpoints
+    requests = [endpoints.instruments, endpoints.server_time, endpoints.ping]
+    if endpoints.funding is not None:
+        requests.append(endpoints.funding.request(None))
+    limiter = connector_class().rest.limiter
+    for request in requests:
+        ((limit_id, weight),) = request.limits
+        assert limit_id == "gateio:public:" + request.path and weight == 1
+        assert limiter.wait_s(request.limits) == 0.0  # a budget of the market's RestVenue
+    assert limiter.longest_window_s([endpoints.instruments.limits[0][0]]) == 10.0
+
+
 def test_book_scales_spot_finer_than_the_order_grid_futures_whole_contracts() -> None:
     spot_scale = GateioSpotConnector().dialect.book_scale(spot())
     assert (spot_scale.price_decimals, spot_scale.size_decimals) == (4, 10)  # order grid 0.01 + 2 decimals

@@ -45,7 +45,24 @@ def test_public_requests_spend_their_documented_budgets() -> None:
     connector = MexcSpotConnector()
     for request in (endpoints.instruments, endpoints.server_time, endpoints.ping):
         connector.rest.limiter.check(request.limits)  # every id is a budget of the spot RestVenue
-    assert MexcFuturesConnector.binding.endpoints.ping.limits == ()
+    futures = MexcFuturesConnector.binding.endpoints
+    assert futures.ping.limits == futures.server_time.limits == ((constants.CONTRACT_PING_PATH, 1),)
+    assert futures.instruments.limits == ((constants.CONTRACT_DETAIL_PATH, 1),)
+    futures_limiter = MexcFuturesConnector().rest.limiter
+    for request in (futures.instruments, futures.server_time, futures.ping):
+        futures_limiter.check(request.limits)
+
+
+def test_funding_rates_are_read_within_the_contract_endpoints_budget() -> None:
+    """One funding call per contract spent no budget: 60 contracts' calls went out in some
+    milliseconds, against MEXC's 20 per 2 s. They share the endpoint's budget now."""
+    funding = MexcFuturesConnector.binding.endpoints.funding
+    assert funding is not None
+    requests = [funding.request(f"C{n}_USDT") for n in range(21)]
+    assert requests[0].path == "/api/v1/contract/funding_rate/C0_USDT"
+    limiter = MexcFuturesConnector().rest.limiter
+    assert [limiter.try_spend(request.limits) for request in requests] == [True] * 20 + [False]
+    assert limiter.wait_s(requests[20].limits) > 1.9  # until the first leaves the 2 s window
 
 
 def test_spot_open_orders_are_listed_per_symbol() -> None:
