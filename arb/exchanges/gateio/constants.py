@@ -266,6 +266,9 @@ FUTURES_ACCOUNTS_RATE_LIMIT: Final = "gateio:private:" + FUTURES_ACCOUNTS_PATH
 FUTURES_POSITIONS_RATE_LIMIT: Final = "gateio:private:" + FUTURES_POSITIONS_PATH
 FUTURES_ACCOUNT_BOOK_RATE_LIMIT: Final = "gateio:private:" + FUTURES_ACCOUNT_BOOK_PATH
 SPOT_FEE_RATE_LIMIT: Final = "gateio:private:" + FEE_PATH
+# Over the websocket API Gate counts futures placements, amends and cancels together, 100 in any
+# second [GT rate_limits.md "WebSocket"]: a futures cancel sent there spends the placement budget.
+FUTURES_WS_ORDER_CANCEL_RATE_LIMIT: Final = FUTURES_ORDER_PLACE_RATE_LIMIT
 PER_MARKET_RATE_LIMITS: Final = frozenset({SPOT_ORDER_PLACE_RATE_LIMIT})
 TRADING_RATE_LIMITS: Final = {
     SPOT_ORDER_PLACE_RATE_LIMIT: SPOT_ORDER_PLACE_LIMIT,

@@ -97,7 +97,7 @@ FUTURES_API = WsApiMarket(
     pong=b'"' + constants.FUTURES_PONG_CHANNEL.encode() + b'"',
     pair_key=None,
     place_limit=constants.FUTURES_ORDER_PLACE_RATE_LIMIT,
-    cancel_limit=constants.FUTURES_ORDER_CANCEL_RATE_LIMIT,
+    cancel_limit=constants.FUTURES_WS_ORDER_CANCEL_RATE_LIMIT,
     status_limit=constants.FUTURES_ORDER_QUERY_RATE_LIMIT,
 )
 

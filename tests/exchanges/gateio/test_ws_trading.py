@@ -149,6 +149,25 @@ def test_place_status_cancel_over_the_ws_api(market: ExchangeName) -> None:
     run(scenario())
 
 
+def test_a_futures_cancel_over_the_ws_api_spends_the_placement_budget() -> None:
+    """Gate's websocket API allows futures placements and cancels 100 in any second together; a
+    cancel there spent a budget of its own (200 a second, the REST cancel limit), so placements and
+    cancels could send 300 a second into it."""
+
+    async def scenario() -> None:
+        async with simulated_venues(moving=False) as sim:
+            connector = sim.connector(ExchangeName.GATEIO_FUTURES)
+            try:
+                await connector.place_order(limit_buy(PERP, "wc-1"))
+                assert connector.order_wait_s(PERP, 99) == 0.0  # the placement spent one of 100
+                await connector.cancel_order(PERP, client_order_id="wc-1")
+                assert connector.order_wait_s(PERP, 98) == 0.0 and connector.order_wait_s(PERP, 99) > 0
+            finally:
+                await connector.close()
+
+    run(scenario())
+
+
 def test_login_refused_with_a_bad_signature() -> None:
     async def scenario() -> None:
         async with simulated_venues(moving=False) as sim:
