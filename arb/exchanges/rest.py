@@ -129,6 +129,7 @@ class RateLimiter:
         self._windows = {limit.limit_id: SpendWindow(limit, now) for limit in limits if not limit.per_market}
         # Per-market limits: a market's window is made when a cost first names it.
         self._per_market = {limit.limit_id: limit for limit in limits if limit.per_market}
+        self._longest_window_s = max((limit.window_s for limit in limits), default=None)
         self._market_costs: dict[tuple[tuple[tuple[str, int], ...], str], tuple[tuple[str, int], ...]] = {}
         self._blocked_until = 0.0  # every request, limited or not (IP ban)
         # Endpoints of requests that spend no budget, refused for the rate limit: until when they are held.
@@ -232,8 +233,10 @@ class RateLimiter:
         self._endpoints_blocked[endpoint] = max(self._endpoints_blocked.get(endpoint, 0.0), until)
 
     def longest_window_s(self, limit_ids: Iterable[str]) -> float | None:
-        """The longest window among the budgets ``limit_ids`` (None for none)."""
-        return max((self._window(limit_id).limit.window_s for limit_id in limit_ids), default=None)
+        """The longest window among the budgets ``limit_ids``; where they are none, among every budget
+        (None when there is none): the most a refusal's stated reset may hold them."""
+        longest = max((self._window(limit_id).limit.window_s for limit_id in limit_ids), default=None)
+        return self._longest_window_s if longest is None else longest
 
     def _window(self, limit_id: str) -> SpendWindow:
         """The window of ``limit_id`` (a market's, made on first use); raises ValueError when unknown."""

@@ -422,3 +422,22 @@ def test_a_refusal_echoing_the_login_shows_neither_the_key_nor_the_signature() -
     error = orders._login_error
     assert error is not None and "Invalid key in" in str(error) and "****" in str(error)
     assert key not in f"{error} {error!r}" and signature not in f"{error} {error!r}"
+
+
+def test_a_login_refused_for_the_rate_limit_is_held_no_longer_than_the_longest_window() -> None:
+    """A login names no budget, so its refusal's stated reset was taken uncapped: a reset an hour
+    off (a venue clock step, a bad reply) held every request, orders included, for an hour. It is
+    held for Gate's longest window at most, as a REST refusal naming no budget is."""
+    spot = [i for i in instruments() if i.exchange is ExchangeName.GATEIO]
+    rest = RestClient(rest_venue("http://127.0.0.1:1"))
+    orders = GateioWsOrders(CREDENTIALS, InstrumentCatalog(ExchangeName.GATEIO, spot), "ws://127.0.0.1:1/ws/v4/", rest)
+    orders._login_frames()
+    now_ms = 1_700_000_000_000
+    reply = {"request_id": orders._login_id,
+             "header": {"status": "429", "channel": "spot.login", "response_time": str(now_ms),
+                        "x_gate_ratelimit_reset_timestamp": now_ms + 3_600_000},
+             "data": {"errs": {"label": "TOO_MANY_REQUESTS", "message": "Request Rate limit Exceeded"}}}
+    orders._on_message(memoryview(json.dumps(reply).encode()), False, True, 0)
+    error = orders._login_error
+    assert isinstance(error, RateLimitError) and error.retry_after_s == 10.0
+    assert 9 < rest.limiter.wait_s(()) <= 10.0
