@@ -146,7 +146,8 @@ class Trading(Protocol):
     def finished_orders(self, symbol: str, since_s: int, until_s: int | None, page: int) -> FinishedOrdersPage | None:
         """Where the venue finds a finished order by client id only for a while
         (``VenueBinding.client_id_lookup_s``) and lists them: page ``page`` (from 1) of the newest
-        orders of ``symbol`` created from ``since_s`` to ``until_s`` (UNIX seconds; None: now).
+        orders of ``symbol`` created from ``since_s`` to ``until_s`` (UNIX seconds in the venue's
+        clock; None: now).
         Else None."""
 
     def parse_open_orders(self, body: bytes) -> list[OrderState]:
@@ -1002,7 +1003,7 @@ class ExchangeConnector:
         sent_at_ms: int | None = None,
     ) -> OrderState:
         """The current state of an order, by venue id or client id (exactly one); ``sent_at_ms``
-        (wall clock), where known, narrows the search among finished orders (``_finished_by_client_id``)."""
+        (the local wall clock), where known, narrows the search among finished orders (``_finished_by_client_id``)."""
         _one_id(f"{self.venue} query_order {symbol}", order_id, client_order_id)
         trading = await self._trader("query_order")
         try:
@@ -1044,12 +1045,19 @@ class ExchangeConnector:
         lookup_s = self.binding.client_id_lookup_s
         if lookup_s is None:
             raise not_found
-        # A minute either side for the venue's clock.
-        if sent_at_ms is None:
-            since_s, until_s = int(time.time()) - lookup_s - 60, None
+        # The venue lists by its own clock: local times are moved onto it by the last clock read, or
+        # before any, by as far either way as the venue takes signed requests. A minute more either
+        # side for a clock that drifted or was stepped since the order was sent (by an earlier run).
+        skew, window = self.clock_skew, self.binding.clock_window
+        if skew is not None:
+            earliest_ms = latest_ms = round(skew)
         else:
-            since_s = sent_at_ms // 1000 - 60
-            until_s = sent_at_ms // 1000 + math.ceil(self.order_acceptance_s) + 60
+            earliest_ms, latest_ms = (-window.ahead_ms, window.behind_ms) if window is not None else (0, 0)
+        if sent_at_ms is None:
+            since_s, until_s = (time.time_ns() // 1_000_000 + earliest_ms) // 1000 - lookup_s - 60, None
+        else:
+            since_s = (sent_at_ms + earliest_ms) // 1000 - 60
+            until_s = (sent_at_ms + latest_ms) // 1000 + math.ceil(self.order_acceptance_s) + 60
         seen = 0
         for page in range(1, MAX_FINISHED_ORDER_PAGES + 1):
             listing = trading.finished_orders(symbol, since_s, until_s, page)

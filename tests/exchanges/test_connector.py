@@ -967,6 +967,44 @@ def test_a_gate_spot_order_its_text_no_longer_finds_is_found_among_the_finished_
     run(scenario())
 
 
+@pytest.mark.parametrize("venue_ahead_ms", [120_000, -120_000])
+def test_a_restart_finds_a_finished_gate_spot_order_among_the_minutes_of_the_venues_clock(venue_ahead_ms: int) -> None:
+    """Gate.io's clock runs 2 minutes off ours (read, the order is taken). A restart asks for a
+    filled IOC its text no longer finds with the local time its intent was written: the finished
+    orders are listed by Gate's clock, so the minutes searched are moved onto it by the restart's
+    clock read, and the fill is found rather than taken as never placed."""
+    async def scenario() -> None:
+        async with simulated_venues(moving=False) as sim:
+            sim.faults.configure("gateio", VenueFaults(clock_skew_ms=venue_ahead_ms))
+            urls = sim.venues["gateio"].urls()
+
+            def connector() -> GateioSpotConnector:
+                return GateioSpotConnector(
+                    credentials=CREDENTIALS, rest_url=urls.rest_url, ws_url=urls.ws_url,
+                    settings=ConnectorSettings(rest=RestSettings(timeout_s=0.3), order_transport="rest"),
+                )
+
+            engine = sim.venues["gateio"].exchanges[ExchangeName.GATEIO].engine(SPOT)
+            ask = engine.instrument.ticks_to_price(engine.snapshot(1).asks[0][0])
+            placing, restarted = connector(), connector()
+            try:
+                await placing.clock_skew_ms()
+                intent_ms = time.time_ns() // 1_000_000
+                placed = await placing.place_order(OrderRequest(
+                    symbol=SPOT, side=OrderSide.BUY, type=OrderType.LIMIT, quantity=D("0.001"), price=ask,
+                    client_order_id="restart-1", time_in_force=TimeInForce.IOC,
+                ))
+                assert placed.filled_quantity > 0
+                await restarted.clock_skew_ms()
+                found = await restarted.query_order(SPOT, client_order_id="restart-1", sent_at_ms=intent_ms)
+                assert found.client_order_id == "restart-1" and found.filled_quantity == placed.filled_quantity
+            finally:
+                await placing.close()
+                await restarted.close()
+
+    run(scenario())
+
+
 def test_a_full_page_of_finished_orders_with_one_left_out_is_still_full(monkeypatch: pytest.MonkeyPatch) -> None:
     """The end of the list was judged by the orders read off a page: a page with an entry left out
     (a market buy that does not say what it bought) counted as the last, and an order of ours on
