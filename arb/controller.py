@@ -143,6 +143,8 @@ RULES_SUSPECT = frozenset(category.value for category in (
 ))
 # Least time between two reads of the trading rules brought forward by such refusals.
 EARLY_RULES_READ_SPACING_S = 1.0
+# How often the venues' clocks are read where the trading rules are read only at start-up.
+CLOCK_READ_INTERVAL_S = 300.0
 # A funding rate not refreshed for this many refresh intervals counts as missing (hedges refused).
 FUNDING_STALE_REFRESHES = 3
 # Least time between two futures position checks brought forward by balance changes: a burst of
@@ -355,10 +357,11 @@ class ArbitrageController:
     read the futures venues' positions every ``balance_refresh_interval_ms`` while running, as
     at start-up (``_check_futures_positions``), and the funding they settled every
     ``funding_refresh_interval_ms`` (``_record_funding``), and every market's trading rules every
-    ``instrument_refresh_interval_ms`` (``_watch_trading_rules``); a backtest's in-process venues
-    need none of it. ``operator_signals``: take SIGINT/SIGTERM (a graceful shutdown) and
-    SIGUSR1/SIGUSR2 (the kill switch) from the process while it starts and runs; False leaves
-    every signal to the caller (a backtest: stopped, it is interrupted, not a shorter run).
+    ``instrument_refresh_interval_ms`` and the venues' clocks (``_watch_rules_and_clocks``); a
+    backtest's in-process venues need none of it. ``operator_signals``: take SIGINT/SIGTERM (a
+    graceful shutdown) and SIGUSR1/SIGUSR2 (the kill switch) from the process while it starts and
+    runs; False leaves every signal to the caller (a backtest: stopped, it is interrupted, not a
+    shorter run).
     """
 
     def __init__(
@@ -457,7 +460,8 @@ class ArbitrageController:
         self._hedge_drops: list[HedgeMismatch] = []  # hedges taken out of the book this run
         self._held_basis_of_run = ZERO  # hedge basis this run's executions locked in, net of closes
         self._positions_due = asyncio.Event()  # a futures balance changed: check positions before the interval ends
-        self._rules_due = asyncio.Event()  # a leg was refused as a changed market would refuse it: read the rules
+        # A leg was refused as a changed market or a clock off the venue's would refuse it: read them now.
+        self._reads_due = asyncio.Event()
         self._funding_since_ms: int | None = None  # wall ms the next read of settled funding starts at
         self._stream_desyncs_counted: dict[ExchangeName, int] = {}  # when a market's last stream-wide desync counted
         self._funding_settled = ZERO  # counted in this run
@@ -768,19 +772,22 @@ class ArbitrageController:
 
     @property
     def _rules_watched(self) -> bool:
-        """Whether this run reads the trading rules again while it runs (``_watch_trading_rules``)."""
+        """Whether this run reads the trading rules again while it runs (``_watch_rules_and_clocks``)."""
         return self.watch_accounts and self.config.instrument_refresh_interval_ms > 0
 
-    async def _watch_trading_rules(self) -> None:
+    async def _watch_rules_and_clocks(self) -> None:
         """Read every market's trading rules again every ``instrument_refresh_interval_ms`` and check
         them (``_check_trading_rules``) until cancelled, then the venues' clocks (``_check_clocks``);
-        a market whose rules cannot be read is checked at the next read. A leg refused as a changed
-        market would refuse it, or for its timestamp, brings the read forward (at most every
-        ``EARLY_RULES_READ_SPACING_S``)."""
-        interval_s, due = self.config.instrument_refresh_interval_ms / 1000, self._rules_due
+        a market whose rules cannot be read is checked at the next read. With the rules read only at
+        start-up (an interval of 0) the clocks are still read, every ``CLOCK_READ_INTERVAL_S``. A leg
+        refused as a changed market would refuse it, or for its timestamp, brings the read forward
+        (at most every ``EARLY_RULES_READ_SPACING_S``)."""
+        rules_watched, due = self._rules_watched, self._reads_due
+        interval_s = self.config.instrument_refresh_interval_ms / 1000 if rules_watched else CLOCK_READ_INTERVAL_S
         while True:
             early = await _set_or_elapsed(due, interval_s)
-            await self._read_trading_rules(interval_s)
+            if rules_watched:
+                await self._read_trading_rules(interval_s)
             await self._check_clocks()
             if early:
                 await asyncio.sleep(EARLY_RULES_READ_SPACING_S)
@@ -823,7 +830,7 @@ class ArbitrageController:
             try:
                 skew_ms = await connector.clock_skew_ms()
             except (ExchangeError, OSError, asyncio.TimeoutError) as exc:
-                log.warning("%s: the venue's clock was not read (%s); read again with the trading rules", market.value, exc)
+                log.warning("%s: the venue's clock was not read (%s); read again at the next read", market.value, exc)
                 continue
             refusal = window.refusal(skew_ms)
             if refusal is not None:
@@ -1311,8 +1318,8 @@ class ArbitrageController:
                 )
             if self.config.rehearsal_interval_ms:
                 self._tasks.append(loop.create_task(self._rehearsals(), name="arb rehearsals"))
-            if self._rules_watched:
-                self._tasks.append(loop.create_task(self._watch_trading_rules(), name="arb trading rules"))
+            if self.watch_accounts:
+                self._tasks.append(loop.create_task(self._watch_rules_and_clocks(), name="arb trading rules and clocks"))
             if self.watch_accounts and self._traded_futures():
                 self._tasks.append(loop.create_task(self._watch_futures_positions(), name="arb positions"))
                 self._tasks.append(loop.create_task(self._watch_funding(), name="arb funding payments"))
@@ -1486,17 +1493,18 @@ class ArbitrageController:
 
     def _on_timestamp_refused(self, market: ExchangeName, where: str) -> None:
         """Any signed request of ``market`` refused for its timestamp (an order, its query or cancel,
-        a balance read) brings the venue's clock read forward, with the rules read
-        (``_watch_trading_rules``)."""
-        self._read_rules_now(logging.WARNING, "%s %s refused for its timestamp: reading the venue's clock now",
-                             market.value, where)
+        a balance read) brings the venue's clock read forward, with the rules read where they are
+        read while running (``_watch_rules_and_clocks``)."""
+        if self.watch_accounts:
+            self._read_now(logging.WARNING, "%s %s refused for its timestamp: reading the venue's clock now",
+                           market.value, where)
 
-    def _read_rules_now(self, level: int, message: str, *args: object) -> None:
-        """Bring the next rules and clock read forward (``_watch_trading_rules``), saying why, unless
-        this run does not watch them or the read is already due."""
-        if self._rules_watched and not self._rules_due.is_set():
+    def _read_now(self, level: int, message: str, *args: object) -> None:
+        """Bring the next clock read, and rules read where they are read while running, forward
+        (``_watch_rules_and_clocks``), saying why, unless it is already due."""
+        if not self._reads_due.is_set():
             log.log(level, message, *args)
-            self._rules_due.set()
+            self._reads_due.set()
 
     def _on_skew(self, alert: SkewAlert) -> None:
         key = (alert.asset, alert.exchange)
@@ -1916,9 +1924,9 @@ class ArbitrageController:
             elif leg.error_category in RULES_SUSPECT:
                 if self._rules_watched:
                     self._held_for_rules.setdefault(leg.exchange, f"{leg.symbol} refused ({leg.error_category})")
-                self._read_rules_now(logging.INFO, "%s %s refused (%s): reading the trading rules again now; "
-                                     "no new entry there until they are", leg.exchange.value, leg.symbol,
-                                     leg.error_category)
+                    self._read_now(logging.INFO, "%s %s refused (%s): reading the trading rules again now; "
+                                   "no new entry there until they are", leg.exchange.value, leg.symbol,
+                                   leg.error_category)
         monitor.record_execution(result)
         monitor.record_cycle(self.clock() - opportunity.detected_at, opportunity.opportunity_id)
         self._results.append(result)

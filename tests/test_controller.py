@@ -1626,6 +1626,38 @@ def test_a_clock_the_venue_refuses_is_named_when_live_trading_is_refused_and_che
     assert logged[2] == ""
 
 
+def test_a_timestamp_refusal_reads_the_venues_clock_with_the_trading_rules_read_only_at_start_up(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``instrument_refresh_interval_ms = 0`` reads the rules only at start-up, not the clocks: MEXC's
+    clock falls 1.5 s behind ours while the engine runs, and the signed read it refuses for its
+    timestamp has the clock read at once, so the next signed read is taken."""
+    configuration = manager(tmp_path, CONFIG + "instrument_refresh_interval_ms = 0\n")
+    cluster = dry_run_cluster(configuration.config, random_per_minute=0)
+
+    async def scenario() -> None:
+        async with cluster:
+            controller = ArbitrageController(configuration, sim_cluster=cluster, journal=Journal(tmp_path / "j.sqlite3"))
+            await controller.initialize(dry_run=True)
+            running = asyncio.ensure_future(controller.run(duration_s=30))
+            mexc = controller.connectors[ExchangeName.MEXC]
+            cluster.faults.configure("mexc", VenueFaults(clock_skew_ms=-1_500))
+            with pytest.raises(ExchangeError) as refused:
+                await mexc.balances()
+            assert refused.value.category == ErrorCategory.TIMESTAMP
+            await eventually(lambda: mexc.clock_skew is not None and mexc.clock_skew < -1_000, 10, "the clock read")
+            await mexc.balances()
+            await controller.shutdown("test over")
+            await running
+
+    with caplog.at_level(logging.WARNING, logger="arb.controller"):
+        asyncio.run(scenario())
+    messages = [r.getMessage() for r in caplog.records]
+    assert "mexc GET /api/v3/account refused for its timestamp: reading the venue's clock now" in messages
+    assert any(m.startswith("mexc: the local clock is 1") and "refuses signed requests 1000 ms ahead" in m
+               for m in messages)
+
+
 def journal_both_legs_filled(journal: Journal, opportunity_id: str) -> None:
     """Journal a buy of 0.001 BTC on MEXC and its sell on Gate.io, both filled at 60000."""
     for market, side in ((ExchangeName.MEXC, OrderSide.BUY), (ExchangeName.GATEIO, OrderSide.SELL)):
