@@ -43,7 +43,7 @@ from ..models import (
     TimeInForce,
     listed_balances,
 )
-from ..rest import RateLimit, RestRequest, RestVenue, market_limit
+from ..rest import RateLimit, RestRequest, RestVenue, check_deadline, market_limit
 from . import constants
 from .auth import GateioSigner
 from .instruments import from_venue_symbol
@@ -208,15 +208,21 @@ class _GateioTrading:
         self._clock = clock
 
     def _signed(
-        self, method: str, path: str, limit_id: str, query: str = "", body: bytes = b"", expires_at_ms: int | None = None
+        self, method: str, path: str, limit_id: str, query: str = "", body: bytes = b"",
+        expires_at_ms: int | None = None, *, again: bool = False,
     ) -> RestRequest:
-        timestamp = str(int(self._clock()))
+        now_s = self._clock()
+        if again:
+            # Past its x-gate-exptime, Gate refuses it for its timestamp: the order is not sent.
+            check_deadline(constants.VENUE, method, path, expires_at_ms, now_s * 1000)
+        timestamp = str(int(now_s))
         headers = self._signer.rest_headers(method, constants.API_PREFIX + path, query, body, timestamp)
         if expires_at_ms is not None:
             headers[constants.EXPIRY_HEADER] = str(expires_at_ms)
         return RestRequest(
             method=method, path=path, query=query, body=body, headers=headers, limits=((limit_id, 1),),
-            resign=lambda: self._signed(method, path, limit_id, query, body, expires_at_ms),  # an order's deadline kept
+            # Signed afresh after a budget wait or a retry, an order's deadline kept.
+            resign=lambda: self._signed(method, path, limit_id, query, body, expires_at_ms, again=True),
         )
 
     def _instrument(self, symbol: str) -> Instrument:

@@ -44,7 +44,7 @@ from ..models import (
     TimeInForce,
     listed_balances,
 )
-from ..rest import RateLimit, RestRequest, RestVenue
+from ..rest import RateLimit, RestRequest, RestVenue, check_deadline
 from . import constants
 from .auth import MexcSigner, ParamValue
 from .schemas import Account, AccountTrading, OrderInfo, OrderResponse, Trade, TradeFee
@@ -344,13 +344,10 @@ class MexcSpotTrading:
     ) -> RestRequest:
         timestamp_ms = self._clock_ms()
         recv_window_ms = self._recv_window_ms
-        if again and expires_at_ms is not None and expires_at_ms <= timestamp_ms:
+        if again:
             # Signed afresh with a 1 ms window, it could still be taken (MEXC takes a timestamp up
             # to 1 s ahead of its clock): past its deadline, the order is not sent.
-            raise ExchangeError(
-                constants.VENUE, f"{method} {path}: its deadline passed while it waited for its budget; not sent",
-                category=ErrorCategory.NOT_SENT,
-            )
+            check_deadline(constants.VENUE, method, path, expires_at_ms, timestamp_ms)
         if expires_at_ms is not None:
             # Within MEXC's bounds: at least 1 ms (MEXC also takes a timestamp up to 1 s ahead of its
             # clock, so a local clock that far ahead loosens the deadline by that much), at most 60 s.

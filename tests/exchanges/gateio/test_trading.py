@@ -113,6 +113,26 @@ def test_requests_are_signed_over_the_full_path_with_whole_second_timestamps() -
     assert request.limits == ((constants.SPOT_ORDER_CANCEL_RATE_LIMIT, 1),)
 
 
+def test_an_order_signed_again_past_its_deadline_is_not_sent() -> None:
+    """What the REST client sends after a rate-limit wait (``RestRequest.resign``): stamped with the
+    time of signing, the order's ``x-gate-exptime`` kept; once that has passed Gate would refuse it
+    for its timestamp, so it is not sent."""
+    now = [NOW_S + 0.5]
+    t = GateioSpotTrading(GateioSigner(CREDENTIALS), InstrumentCatalog(ExchangeName.GATEIO, [spot()]),
+                          clock=lambda: now[0])
+    expires_at_ms = (NOW_S + 5) * 1000
+    order = req("BTC/USDT", OrderSide.BUY, "0.001", "60000", TimeInForce.IOC)
+    request = t.place_order(order, expires_at_ms=expires_at_ms)
+    now[0] = NOW_S + 3.5  # a 429's Retry-After later
+    assert request.resign is not None
+    again = request.resign()
+    assert again.headers["Timestamp"] == str(NOW_S + 3) and again.headers[constants.EXPIRY_HEADER] == str(expires_at_ms)
+    now[0] = NOW_S + 5
+    with pytest.raises(ExchangeError, match="deadline passed while it waited for its budget; not sent") as late:
+        request.resign()
+    assert late.value.category == ErrorCategory.NOT_SENT
+
+
 def test_every_request_spends_a_limit_the_venue_declares() -> None:
     limiter = RateLimiter("gateio", rest_venue().rate_limits)
     client, fclient = spot_client(), futures_client()
