@@ -707,12 +707,16 @@ class ExchangeConnector:
         ``CLOCK_READ_ATTEMPTS`` times, then an ``ExchangeError`` leaves ``clock_skew`` as it was."""
         round_trips = []
         for _ in range(CLOCK_READ_ATTEMPTS):
-            sent_ns = time.time_ns()
+            # The round trip on the monotonic clock: a wall clock stepped during the call would
+            # misstate it (a negative one passing the bound). The midpoint is placed back from the
+            # wall clock at the answer, which the venue's time is then reckoned from.
+            sent_ns = time.monotonic_ns()
             server_ms = await self.server_time()
-            received_ns = time.time_ns()
-            rtt_ms = (received_ns - sent_ns) / 1e6
+            rtt_ns = time.monotonic_ns() - sent_ns
+            received_wall_ns = time.time_ns()
+            rtt_ms = rtt_ns / 1e6
             if rtt_ms <= MAX_CLOCK_READ_RTT_MS:
-                self.clock_skew = skew = server_ms - (sent_ns + received_ns) / 2e6
+                self.clock_skew = skew = server_ms - (received_wall_ns - rtt_ns / 2) / 1e6
                 self.rest.venue_clock_ahead_ms = skew
                 return skew
             round_trips.append(f"{rtt_ms:.0f}")

@@ -866,14 +866,16 @@ def test_a_clock_read_whose_round_trip_is_too_long_is_made_again_or_not_taken(mo
     connector = MexcSpotConnector(credentials=CREDENTIALS, rest_url="http://127.0.0.1:9", ws_url="ws://127.0.0.1:9/")
     monkeypatch.setattr(connector_module, "MAX_CLOCK_READ_RTT_MS", 20)
     round_trips_ms = [50, 0]
-    wall_ns = [1_700_000_000_000_000_000]  # the connector's wall clock, moved only by the reads
+    wall_ns, monotonic_ns = [1_700_000_000_000_000_000], [0]  # the connector's clocks, moved only by the reads
 
     class Clock:
         time_ns = staticmethod(lambda: wall_ns[0])
-        monotonic_ns = staticmethod(time.monotonic_ns)
+        monotonic_ns = staticmethod(lambda: monotonic_ns[0])
 
     async def server_time() -> int:
-        wall_ns[0] += (round_trips_ms.pop(0) if round_trips_ms else 50) * 1_000_000
+        took_ns = (round_trips_ms.pop(0) if round_trips_ms else 50) * 1_000_000
+        wall_ns[0] += took_ns
+        monotonic_ns[0] += took_ns
         return wall_ns[0] // 1_000_000 + 3_000  # the venue's clock 3 s ahead of ours, read as it answers
 
     monkeypatch.setattr(connector_module, "time", Clock)
@@ -883,6 +885,29 @@ def test_a_clock_read_whose_round_trip_is_too_long_is_made_again_or_not_taken(mo
     with pytest.raises(ExchangeError, match="clock not read: server-time round trips of 50, 50, 50 ms"):
         run(connector.clock_skew_ms())
     assert connector.clock_skew == before
+
+
+def test_a_wall_clock_stepped_during_a_clock_read_does_not_pass_for_a_short_round_trip(
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The wall clock is stepped 5 s back (NTP) during a server-time call of 10 ms: timed on the wall
+    clock the round trip was negative, taken as short, and the midpoint 2.5 s off. Timed on the
+    monotonic clock, the skew is read against the wall clock as it now runs."""
+    connector = MexcSpotConnector(credentials=CREDENTIALS, rest_url="http://127.0.0.1:9", ws_url="ws://127.0.0.1:9/")
+    wall_ns, monotonic_ns = [1_700_000_000_000_000_000], [0]
+
+    class Clock:
+        time_ns = staticmethod(lambda: wall_ns[0])
+        monotonic_ns = staticmethod(lambda: monotonic_ns[0])
+
+    async def server_time() -> int:
+        wall_ns[0] += 10_000_000 - 5_000_000_000
+        monotonic_ns[0] += 10_000_000
+        return (wall_ns[0] - 5_000_000) // 1_000_000 + 3_000  # 3 s ahead of the stepped clock, at the midpoint
+
+    monkeypatch.setattr(connector_module, "time", Clock)
+    monkeypatch.setattr(connector, "server_time", server_time)
+    assert run(connector.clock_skew_ms()) == pytest.approx(3_000, abs=1e-3)
 
 
 def test_clock_skew_is_read_at_the_midpoint_of_a_server_time_call() -> None:
