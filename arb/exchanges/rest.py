@@ -339,9 +339,10 @@ class RestRequest(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def check_deadline(venue: str, method: str, path: str, expires_at_ms: int | None, venue_now_ms: float) -> None:
-    """For a request signed again (``RestRequest.resign``) at ``venue_now_ms``: raise ``ExchangeError``
-    (category NOT_SENT) once its deadline ``expires_at_ms`` (both in the venue's clock) has passed,
-    rather than send what the venue should not take."""
+    """For a request about to go after a wait (signed again by ``RestRequest.resign``, or a websocket
+    order once logged in and within its budget) at ``venue_now_ms``: raise ``ExchangeError`` (category
+    NOT_SENT) once its deadline ``expires_at_ms`` (both in the venue's clock) has passed, rather than
+    send what the venue should not take."""
     if expires_at_ms is not None and expires_at_ms <= venue_now_ms:
         raise ExchangeError(
             venue, f"{method} {path}: its deadline passed while it waited for its budget; not sent",

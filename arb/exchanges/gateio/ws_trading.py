@@ -39,7 +39,7 @@ from ...secrets import ApiCredentials, redacted
 from ..base import Frame, WsPayload
 from ..errors import ErrorCategory, venue_error
 from ..models import OrderRequest
-from ..rest import RestClient, reset_wait_s
+from ..rest import RestClient, check_deadline, reset_wait_s
 from ..ws import WsSession, WsSettings
 from . import constants
 from .auth import GateioSigner
@@ -205,7 +205,7 @@ class GateioWsOrders:
         req_param = self._trading.order_body(order)
         ((limit_id, _),) = self._place_cost(order)
         return await self._request(
-            self.market.place, req_param, limit_id, True, self._where_placed(order), _expiry(expires_at_ms)
+            self.market.place, req_param, limit_id, True, self._where_placed(order), expires_at_ms=expires_at_ms
         )
 
     def write_order(self, order: OrderRequest, expires_at_ms: int | None = None) -> Awaitable[bytes] | None:
@@ -277,11 +277,15 @@ class GateioWsOrders:
             raise error.with_traceback(None)  # raised again per request: no traceback piling up
 
     async def _request(
-        self, channel: str, req_param: bytes, limit_id: str, write: bool, where: str, header: bytes = b""
+        self, channel: str, req_param: bytes, limit_id: str, write: bool, where: str, *,
+        expires_at_ms: int | None = None,
     ) -> bytes:
+        """Send one request once logged in and its budget admits it; its result. One whose deadline
+        ``expires_at_ms`` (Gate's clock) passed while it waited is not sent (Gate would refuse it)."""
         await self._ready(self.timeout_s)
         await self.rest.limiter.acquire(((limit_id, 1),))
-        return await self._answer(*self._send(channel, req_param, limit_id, write, where, header))
+        check_deadline(self.venue, "WS", channel, expires_at_ms, self._clock() * 1000)
+        return await self._answer(*self._send(channel, req_param, limit_id, write, where, _expiry(expires_at_ms)))
 
     def _send(
         self, channel: str, req_param: bytes, limit_id: str, write: bool, where: str, header: bytes = b""

@@ -263,6 +263,27 @@ def test_a_request_after_a_login_the_venue_failed_on_is_not_sent_not_of_unknown_
     run(scenario())
 
 
+def test_an_order_whose_deadline_passed_while_it_waited_for_its_budget_is_not_sent() -> None:
+    """An order waiting for its pair's budget went out once it was admitted, its deadline already
+    past: Gate refuses it for its timestamp (counted against the venue-errors breaker, and a
+    clock read forced). It is not sent; one whose deadline is still ahead goes."""
+    async def scenario() -> None:
+        async with logged_in_orders("ok-1") as (connector, orders):
+            ((limit_id, _),) = orders._place_cost(limit_buy(SPOT, "late-1"))
+            sent = orders.acks
+            orders.rest.limiter.block([limit_id], 0.2)
+            with pytest.raises(ExchangeError, match="deadline passed while it waited") as info:
+                await orders.place_order(limit_buy(SPOT, "late-1"), int(orders._clock() * 1000) + 50)
+            assert info.value.category == ErrorCategory.NOT_SENT and orders.acks == sent
+            with pytest.raises(OrderRejectedError):
+                await connector.query_order(SPOT, client_order_id="late-1")  # the venue never saw it
+            orders.rest.limiter.block([limit_id], 0.2)
+            body = await orders.place_order(limit_buy(SPOT, "in-time-1"), int(orders._clock() * 1000) + 5_000)
+            assert json.loads(body)["text"] == "t-in-time-1"
+
+    run(scenario())
+
+
 def test_timeout_is_outcome_unknown_then_the_client_id_resolves_it() -> None:
     async def scenario() -> None:
         async with simulated_venues(moving=False) as sim:
