@@ -404,6 +404,8 @@ class ExchangeConnector:
         self._trading: Trading | None = None
         self._trading_catalog: InstrumentCatalog | None = None
         self._catalog: InstrumentCatalog | None = None
+        # The venue's answer to the last instrument list read (``instrument_list``), as it gave it.
+        self.last_instrument_list: bytes | None = None
         self._catalog_lock = asyncio.Lock()
         self._sync: BookSync | None = None
         self._session: WsSession | None = None
@@ -501,9 +503,12 @@ class ExchangeConnector:
         return catalog
 
     async def instrument_list(self) -> bytes:
-        """The venue's instrument list as it answers it; every page of a paged one, joined."""
+        """The venue's instrument list as it answers it now; every page of a paged one, joined.
+        Kept as ``last_instrument_list``."""
         endpoints = self.binding.endpoints
-        return await self._fetch_list(endpoints.instruments, endpoints.instruments_paging)
+        body = await self._fetch_list(endpoints.instruments, endpoints.instruments_paging)
+        self.last_instrument_list = body
+        return body
 
     async def _fetch_list(self, request: RestRequest, paging: ListPaging | None) -> bytes:
         """The answer to public ``request``; where the venue pages it, every page's entries in one JSON list."""

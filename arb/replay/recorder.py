@@ -544,9 +544,13 @@ async def record_markets(
 
 
 async def _record_instruments(market: ExchangeName, connector: ExchangeConnector, recorder: Recorder) -> None:
-    """Record ``market``'s instrument list as the venue answers it; a failed read is logged, not fatal."""
+    """Record ``market``'s instrument list as the venue answered it to the catalog read just made
+    (read again where there was none); a failed read is logged, not fatal."""
+    # Not read twice: a venue may allow the list only so often (MEXC contracts: once in 5 s).
+    body = connector.last_instrument_list
     try:
-        body = await connector.instrument_list()
+        if body is None:
+            body = await connector.instrument_list()
     except (ExchangeError, OSError, asyncio.TimeoutError) as exc:
         log.warning("%s: instrument list not recorded (%s); a backtest of this recording trades it by the "
                     "simulator's instruments", market.value, exc)
