@@ -77,6 +77,10 @@ _MARKET_CHUNK = 128  # most levels ``set_market_levels`` applies as one book upd
 _PLAN_LEVELS = 4  # book levels an order's plan reads first (then twice as many while it needs more)
 _KNOWN_STEPS = 4096  # wire prices (or sizes) whose conversion an engine remembers before starting over
 FINISHED_ORDERS_KEPT = 100_000  # orders an engine knows before it forgets the oldest finished ones
+# Markets whose every push carries one update id: MEXC contract depth, subscribed unmerged,
+# steps ``version`` by one per push. Elsewhere each changed level is one event of the
+# venue's matching engine and takes an id of its own (see ``MatchingEngine``).
+ONE_ID_PER_CHANGE: frozenset[ExchangeName] = frozenset({ExchangeName.MEXC_FUTURES})
 
 
 class Liquidity(str, Enum):
@@ -350,7 +354,13 @@ def _truncate(plan: list[_Step], lots: int) -> list[_Step]:
 
 
 class MatchingEngine:
-    """Book, resting orders and matching of one symbol on one market (use through ``SimExchange``)."""
+    """Book, resting orders and matching of one symbol on one market (use through ``SimExchange``).
+
+    Update ids: every public change of the book takes one id per level it changes, so a change
+    of several levels spans several ids, and the next change starts at the id after its last,
+    as Gate.io's ``U..u`` and MEXC spot's ``fromVersion..toVersion`` span the events batched
+    into one push. A market of ``ONE_ID_PER_CHANGE`` takes one id per change.
+    """
 
     def __init__(
         self, instrument: Instrument, ledger: Ledger, ids: _IdSource, leverage: int,
@@ -360,6 +370,7 @@ class MatchingEngine:
         self.exchange = instrument.exchange
         self.symbol = instrument.symbol
         self.is_futures = instrument.is_futures
+        self._one_id_per_change = self.exchange in ONE_ID_PER_CHANGE
         self._where = f"sim {self.exchange.value} {self.symbol}"
         self.book = OrderBook(self._where)
         snapshot = DeltaBatch(1)
@@ -1044,11 +1055,13 @@ class MatchingEngine:
     def _commit(self, levels: tuple[tuple[int, int, int], ...], now_ns: int) -> BookUpdate:
         """Sequence the levels already in ``_batch`` (which are ``levels``), apply them to ``book``, describe them."""
         batch = self._batch
-        update_id = self.book.last_update_id + 1
-        batch.first_update_id = batch.last_update_id = update_id
+        first_id = self.book.last_update_id + 1
+        last_id = first_id if self._one_id_per_change else first_id + len(levels) - 1
+        batch.first_update_id = first_id
+        batch.last_update_id = last_id
         batch.event_time_ms = now_ns // 1_000_000
         self.book.apply_batch(batch, now_ns)
-        return BookUpdate._make((self.exchange, self.symbol, update_id, update_id, now_ns, levels))
+        return BookUpdate._make((self.exchange, self.symbol, first_id, last_id, now_ns, levels))
 
     def _event(self, order: _Order, now_ns: int) -> OrderEvent:
         """The order as of ``now_ns``: a change made then, or (a query) its last change."""

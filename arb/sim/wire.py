@@ -352,7 +352,7 @@ class MexcFuturesWire(MarketWire):
         push = MexcFuturesDepthEncoder(self.instruments[topic[1]]).push
 
         def encode(update: BookUpdate, engine: MatchingEngine, send_ms: int) -> OutFrame:
-            # One version per push: a change spanning several ids is announced at its last one.
+            # One version per push: the market's engine takes one id per change (``ONE_ID_PER_CHANGE``).
             return _TEXT, push(update.levels, update.last_update_id, send_ms).encode()
 
         return encode

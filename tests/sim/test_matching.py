@@ -713,3 +713,27 @@ def test_an_orders_state_carries_the_fees_of_all_its_fills_so_far() -> None:
     assert maker_fees and state.fee_atoms == sum(f.fee_atoms for f in placed.fills) + sum(maker_fees)
     fresh = venue.place_order("alice", SYM, BUY, LIMIT, 1000, 3, price_ticks=9_000, time_in_force=TimeInForce.GTC)
     assert (fresh.order.fee_atoms, fresh.order.fee_asset) == (0, "")
+
+
+# -- update ids ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("exchange", [ExchangeName.GATEIO, ExchangeName.MEXC], ids=lambda e: e.value)
+def test_a_change_takes_one_update_id_per_level_and_the_next_change_follows_on(exchange: ExchangeName) -> None:
+    """Gate.io's ``U..u`` and MEXC spot's ``fromVersion..toVersion`` span the events of one push."""
+    engine = SimExchange(exchange, [spot(exchange)]).engine(SYM)
+    start = engine.book.last_update_id
+    first = engine.apply_market_levels([(ASK, 10_000, 1), (ASK, 10_001, 2), (BID, 9_999, 3)], 1)
+    assert (first.first_update_id, first.last_update_id) == (start + 1, start + 3)
+    second = engine.apply_market_levels([(ASK, 10_000, 4)], 2)
+    assert (second.first_update_id, second.last_update_id) == (start + 4, start + 4)
+    assert engine.snapshot(10).last_update_id == engine.book.last_update_id == start + 4
+
+
+def test_a_mexc_contract_change_takes_one_version_whatever_its_levels() -> None:
+    """MEXC contract depth, subscribed unmerged, steps ``version`` by one per push."""
+    engine = SimExchange(ExchangeName.MEXC_FUTURES, [perp(ExchangeName.MEXC_FUTURES)]).engine(PERP)
+    start = engine.book.last_update_id
+    first = engine.apply_market_levels([(ASK, 1_000, 1), (ASK, 1_001, 2), (BID, 999, 3)], 1)
+    second = engine.apply_market_levels([(ASK, 1_000, 4)], 2)
+    assert [(u.first_update_id, u.last_update_id) for u in (first, second)] == [(start + 1,) * 2, (start + 2,) * 2]

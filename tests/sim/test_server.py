@@ -296,6 +296,56 @@ def test_book_sync_stays_in_sync_with_the_server_book(exchange: ExchangeName) ->
     run(main())
 
 
+SPANNING_MARKETS = [ExchangeName.GATEIO, ExchangeName.GATEIO_FUTURES, ExchangeName.MEXC]
+
+
+@pytest.mark.parametrize("exchange", SPANNING_MARKETS, ids=lambda e: e.value)
+def test_book_sync_stays_in_sync_over_pushes_spanning_several_update_ids(exchange: ExchangeName) -> None:
+    """A push carries one update id per level it changes (Gate.io ``U..u``, MEXC spot
+    ``fromVersion..toVersion``), the next push starting at the id after: no false gap."""
+    async def main() -> None:
+        async with cluster() as sim:
+            client = Client(sim, exchange)
+            client.session.start()
+            await client.session.wait_connected(5)
+            transport, listener, dialect = await raw_subscriber(sim, exchange)
+            await synced(sim, client)
+            feed(sim).advance(200)
+            await eventually(client.caught_up, what="client catching up")
+            client.assert_same_book()
+            spans = [last - first + 1 for first, last, _ in decoded(listener.frames, exchange, dialect)]
+            assert max(spans) > 1 and spans.count(1) < len(spans), spans
+            stats = client.stats()
+            assert stats.snapshots == 1 and not stats.resyncs, stats
+            transport.disconnect()
+            await client.close()
+
+    run(main())
+
+
+@pytest.mark.parametrize("exchange", SPANNING_MARKETS, ids=lambda e: e.value)
+def test_a_dropped_push_spanning_several_ids_is_a_gap_the_client_resyncs_from(exchange: ExchangeName) -> None:
+    async def main() -> None:
+        async with cluster() as sim:
+            client = Client(sim, exchange)
+            client.session.start()
+            await synced(sim, client)
+            venue = sim.venues[exchange.venue]
+            engine = venue.exchanges[exchange].engine(client.instrument.symbol)
+            bid, ask = engine.book.best_bid_price(), engine.book.best_ask_price()
+            venue.inject_stream_fault(exchange, StreamFaultKind.GAP)
+            dropped = engine.apply_market_levels([(BID, bid, 5), (ASK, ask, 5)], 0)
+            venue.publish(dropped)
+            assert dropped.last_update_id == dropped.first_update_id + 1 == client.book.last_update_id + 2
+            await synced(sim, client)
+            client.assert_same_book()
+            stats = client.stats()
+            assert stats.resyncs == {"gap": 1} and stats.snapshots == 2, stats
+            await client.close()
+
+    run(main())
+
+
 def test_orders_move_the_streamed_book_and_reach_the_private_hook() -> None:
     exchange = ExchangeName.MEXC_FUTURES
 
