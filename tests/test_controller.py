@@ -167,11 +167,15 @@ def test_dry_run_trades_a_scheduled_dislocation_with_exact_pnl_and_a_full_journa
             after = holdings(cluster)
             assert controller.recovery is not None
             windows.update(controller.recovery.order_windows_ms())
+            refused.update({name: dict(venue.context.rate_limits.refused) for name, venue in cluster.venues.items()})
             return summary, controller.results, states, {a: after[a] - before.get(a, D(0)) for a in after}
 
     windows: dict[ExchangeName, int] = {}
+    refused: dict[str, dict[str, int]] = {}
     summary, results, states, change = asyncio.run(scenario())
     stats = summary.statistics
+    # The dislocation ran the engine up to its order budgets, and no venue refused it for its rate limits.
+    assert summary.skipped_for_order_budget > 0 and refused == {"gateio": {}, "mexc": {}}
     assert stats.opportunities_detected >= 1 and stats.opportunities_executed >= 1
     assert summary.ok and summary.stop_reason == "duration elapsed"
     assert status and "opportunities" in status[-1]

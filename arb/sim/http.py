@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
+from .ratelimit import RateLimits
+
 if TYPE_CHECKING:
     from ..secrets import ApiCredentials
     from ..types import ExchangeName
@@ -61,6 +63,7 @@ class SimContext(msgspec.Struct, kw_only=True):
     funding_interval_s: int = DEFAULT_FUNDING_INTERVAL_S  # settlements at whole multiples of it (venue clock)
     # Perpetuals (unified symbols) listed as being delisted: they take reduce-only orders only.
     delisting: set[str] = set()
+    rate_limits: RateLimits = msgspec.field(default_factory=RateLimits)  # the venue's own, on its order endpoints
 
 
 Handler = Callable[[SimRequest, SimContext], SimResponse]

@@ -41,6 +41,7 @@ from ...sim.matching import MatchingEngine, OrderEvent, OrderRejected, PlaceResu
 from ...sim.matching import OrderStatus as SimOrderStatus
 from ...sim.matching import OrderType as SimOrderType
 from ...sim.matching import TimeInForce as SimTimeInForce
+from ...sim.ratelimit import VenueRateLimit
 from ...types import ExchangeName, OrderSide
 from ..errors import ErrorCategory
 from . import constants
@@ -559,6 +560,19 @@ _PPM = 1_000_000
 _QUOTE_EXACT = decimal.Context(prec=40)
 _MAINTENANCE_RATE = Decimal("0.005")  # every simulated contract's maintenance margin rate
 
+# Gate's order rate limits as its docs state them [GT rate_limits.md], not the connector's
+# budgets: spot placement 10 a second per user and currency pair, futures placement 100 a
+# second, cancels 200 a second, other private endpoints (an order's read) 200 in 10 s. Over
+# the websocket API futures cancels count with placement ("a total of 100r/s") and reads
+# have no limit.
+SPOT_PLACE_LIMIT = VenueRateLimit("gateio spot order place", 10, 1_000)
+SPOT_CANCEL_LIMIT = VenueRateLimit("gateio spot order cancel", 200, 1_000)
+SPOT_ORDER_READ_LIMIT = VenueRateLimit("gateio GET " + constants.ORDER_PATH, 200, 10_000)
+FUTURES_PLACE_LIMIT = VenueRateLimit("gateio futures order place", 100, 1_000)
+FUTURES_CANCEL_LIMIT = VenueRateLimit("gateio futures order cancel", 200, 1_000)
+FUTURES_ORDER_READ_LIMIT = VenueRateLimit("gateio GET " + constants.FUTURES_ORDER_PATH, 200, 10_000)
+RateLimitHeaders = tuple[tuple[str, str], ...]
+
 
 def rest_routes() -> list[Route]:
     """Every REST endpoint of the simulated Gate venue; paths include ``/api/v4`` as requests send it."""
@@ -589,8 +603,31 @@ def rest_routes() -> list[Route]:
     ]
 
 
-def _json(doc: object) -> SimResponse:
-    return SimResponse(status=200, body=_encode(doc))
+def _json(doc: object, headers: RateLimitHeaders = ()) -> SimResponse:
+    return SimResponse(status=200, body=_encode(doc), headers=(("Content-Type", "application/json"), *headers))
+
+
+def spend_rate_limit(ctx: SimContext, budget: VenueRateLimit, key: tuple[object, ...]) -> RateLimitHeaders:
+    """Spend one request of ``budget`` for ``key``: the answer's ``X-Gate-RateLimit-*`` headers (the
+    reset time is now while the budget has room). Past the limit, raises Gate's 429
+    ``TOO_MANY_REQUESTS`` with the same headers, the reset time when the window takes one again
+    (Gate sends no Retry-After)."""
+    admission = ctx.rate_limits.spend(budget, key, ctx.now_ns())
+    reset_ms = ctx.wall_ms() + -(-admission.wait_ns // 1_000_000)
+    headers = (
+        (constants.RATE_LIMIT_REMAIN_HEADER, str(admission.remaining)),
+        (constants.RATE_LIMIT_LIMIT_HEADER, str(admission.limit)),
+        (constants.RATE_LIMIT_RESET_HEADER, str(reset_ms)),
+    )
+    if not admission.admitted:
+        label, status, message = constants.SPOT_REJECT_LABELS[ErrorCategory.RATE_LIMITED]
+        raise _GateRefusal(label, status, message, headers)
+    return headers
+
+
+def spot_place_key(user: str, order: Mapping[str, object]) -> tuple[str, str]:
+    """What a spot placement is counted by: its user and the currency pair it names (as text, whatever it is)."""
+    return user, str(order.get("currency_pair"))
 
 
 def _public(handler: Handler) -> Handler:
@@ -894,9 +931,11 @@ def _dropped() -> SimResponse:
 
 
 def _spot_place(request: SimRequest, ctx: SimContext, user: str) -> SimResponse:
+    body = _body(request)
+    limits = spend_rate_limit(ctx, SPOT_PLACE_LIMIT, spot_place_key(user, body))
     check_expiry(ctx, request.headers.get(constants.EXPIRY_HEADER))
-    doc = place_spot_order(ctx, user, _body(request))
-    return _dropped() if doc is None else _json(doc)
+    doc = place_spot_order(ctx, user, body)
+    return _dropped() if doc is None else _json(doc, limits)
 
 
 def place_spot_order(ctx: SimContext, user: str, body: Mapping[str, object]) -> dict[str, object] | None:
@@ -1075,13 +1114,15 @@ def cancel_spot_order(ctx: SimContext, user: str, pair: object, ref: str) -> dic
 
 
 def _spot_get(request: SimRequest, ctx: SimContext, user: str) -> SimResponse:
+    limits = spend_rate_limit(ctx, SPOT_ORDER_READ_LIMIT, (user,))
     pair = _required(_params(request), "currency_pair")
-    return _json(spot_order(ctx, user, pair, request.path_params.get("order_id", "")))
+    return _json(spot_order(ctx, user, pair, request.path_params.get("order_id", "")), limits)
 
 
 def _spot_cancel(request: SimRequest, ctx: SimContext, user: str) -> SimResponse:
+    limits = spend_rate_limit(ctx, SPOT_CANCEL_LIMIT, (user,))
     pair = _required(_params(request), "currency_pair")
-    return _json(cancel_spot_order(ctx, user, pair, request.path_params.get("order_id", "")))
+    return _json(cancel_spot_order(ctx, user, pair, request.path_params.get("order_id", "")), limits)
 
 
 def _spot_fee(request: SimRequest, ctx: SimContext, user: str) -> SimResponse:
@@ -1162,9 +1203,10 @@ def _spot_accounts(request: SimRequest, ctx: SimContext, user: str) -> SimRespon
 
 
 def _futures_place(request: SimRequest, ctx: SimContext, user: str) -> SimResponse:
+    limits = spend_rate_limit(ctx, FUTURES_PLACE_LIMIT, (user,))
     check_expiry(ctx, request.headers.get(constants.EXPIRY_HEADER))
     doc = place_futures_order(ctx, user, _body(request))
-    return _dropped() if doc is None else _json(doc)
+    return _dropped() if doc is None else _json(doc, limits)
 
 
 def place_futures_order(ctx: SimContext, user: str, body: Mapping[str, object]) -> dict[str, object] | None:
@@ -1282,11 +1324,13 @@ def cancel_futures_order(ctx: SimContext, user: str, ref: str) -> dict[str, obje
 
 
 def _futures_get(request: SimRequest, ctx: SimContext, user: str) -> SimResponse:
-    return _json(futures_order(ctx, user, request.path_params.get("order_id", "")))
+    limits = spend_rate_limit(ctx, FUTURES_ORDER_READ_LIMIT, (user,))
+    return _json(futures_order(ctx, user, request.path_params.get("order_id", "")), limits)
 
 
 def _futures_cancel(request: SimRequest, ctx: SimContext, user: str) -> SimResponse:
-    return _json(cancel_futures_order(ctx, user, request.path_params.get("order_id", "")))
+    limits = spend_rate_limit(ctx, FUTURES_CANCEL_LIMIT, (user,))
+    return _json(cancel_futures_order(ctx, user, request.path_params.get("order_id", "")), limits)
 
 
 def _futures_list(request: SimRequest, ctx: SimContext, user: str) -> SimResponse:

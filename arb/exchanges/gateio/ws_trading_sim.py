@@ -10,7 +10,10 @@ so the matching engine and the fault plan see one venue whatever the transport. 
 follow the docs' examples: ``order_place`` is answered by an ack (``"ack":true``, the
 request echoed) and then the result (the order object); cancel and status by the result
 alone; a refusal by a result whose ``data.errs`` holds the label and message. The
-TIMEOUT_PLACED fault places the order and sends the ack only.
+TIMEOUT_PLACED fault places the order and sends the ack only. Placement and cancels spend the
+venue's rate limits as over REST (``sim.spend_rate_limit``; futures cancels count with
+placement here, as Gate documents for its websocket API); their replies carry the counters in
+``x_gate_ratelimit_*``, a request past the limit is refused with status 429.
 """
 
 from __future__ import annotations
@@ -25,10 +28,15 @@ import msgspec
 
 from ...sim.http import SimContext
 from ...sim.matching import OrderRejected
+from ...sim.ratelimit import VenueRateLimit
 from . import constants
 from .auth import GateioSigner
 from .schemas import WsRequest
 from .sim import (
+    FUTURES_PLACE_LIMIT,
+    SPOT_CANCEL_LIMIT,
+    SPOT_PLACE_LIMIT,
+    RateLimitHeaders,
     SessionReply,
     _GateRefusal,
     _rejection,
@@ -39,12 +47,20 @@ from .sim import (
     futures_order,
     place_futures_order,
     place_spot_order,
+    spend_rate_limit,
     spot_order,
+    spot_place_key,
 )
 
 _request = msgspec.json.Decoder(WsRequest)
 _encode = msgspec.json.Encoder().encode
 _NOT_LOGGED_IN = ("FORBIDDEN", 401, "Not logged in: send spot.login first")
+# A reply header's counters, from the REST headers of the same budget.
+_LIMIT_FIELDS = (
+    ("x_gate_ratelimit_requests_remain", constants.RATE_LIMIT_REMAIN_HEADER),
+    ("x_gate_ratelimit_limit", constants.RATE_LIMIT_LIMIT_HEADER),
+    ("x_gate_ratelimit_reset_timestamp", constants.RATE_LIMIT_RESET_HEADER),
+)
 
 
 class ApiPayload(msgspec.Struct, frozen=True):
@@ -66,7 +82,8 @@ class _Channels(msgspec.Struct, frozen=True):
     place: str
     cancel: str
     status: str
-    order_limit: int  # x_gate_ratelimit_limit of order placement
+    place_limit: VenueRateLimit
+    cancel_limit: VenueRateLimit
 
 
 _SPOT = _Channels(
@@ -74,14 +91,16 @@ _SPOT = _Channels(
     constants.SPOT_ORDER_PLACE_CHANNEL,
     constants.SPOT_ORDER_CANCEL_CHANNEL,
     constants.SPOT_ORDER_STATUS_CHANNEL,
-    constants.SPOT_ORDER_PLACE_LIMIT[0],
+    SPOT_PLACE_LIMIT,
+    SPOT_CANCEL_LIMIT,
 )
 _FUTURES = _Channels(
     constants.FUTURES_LOGIN_CHANNEL,
     constants.FUTURES_ORDER_PLACE_CHANNEL,
     constants.FUTURES_ORDER_CANCEL_CHANNEL,
     constants.FUTURES_ORDER_STATUS_CHANNEL,
-    constants.FUTURES_ORDER_PLACE_LIMIT[0],
+    FUTURES_PLACE_LIMIT,
+    FUTURES_PLACE_LIMIT,
 )
 
 
@@ -144,7 +163,7 @@ class GateioWsApiSimSession:
             raise _GateRefusal.of(constants.AUTH_INVALID_SIGNATURE)
         self.user = payload.api_key
         result = {"api_key": payload.api_key, "uid": _user_number(payload.api_key)}
-        return self._result(channel, payload.req_id, result, now_ms, started_ns, limits=False)
+        return self._result(channel, payload.req_id, result, now_ms, started_ns)
 
     def _order_request(self, channel: str, payload: ApiPayload, now_ms: int, started_ns: int) -> SessionReply:
         user = self.user or ""
@@ -155,18 +174,21 @@ class GateioWsApiSimSession:
         if not isinstance(param, dict):
             raise _GateRefusal("INVALID_REQUEST_BODY", 400, "req_param must be a JSON object")
         if channel == self.channels.place:
+            key = (user,) if self.futures else spot_place_key(user, param)
+            limits = spend_rate_limit(self.context, self.channels.place_limit, key)
             check_expiry(self.context, (payload.req_header or {}).get(constants.EXPIRY_HEADER))
             placed = place_futures_order(self.context, user, param) if self.futures else place_spot_order(
                 self.context, user, param
             )
-            ack = self._ack(channel, payload, now_ms, started_ns)
+            ack = self._ack(channel, payload, now_ms, started_ns, limits)
             if placed is None:  # TIMEOUT_PLACED: received and placed, the result never comes
                 return SessionReply((ack,))
-            return SessionReply((ack, self._result(channel, payload.req_id, placed, now_ms, started_ns)))
+            return SessionReply((ack, self._result(channel, payload.req_id, placed, now_ms, started_ns, limits)))
+        cancel = channel == self.channels.cancel
+        limits = spend_rate_limit(self.context, self.channels.cancel_limit, (user,)) if cancel else ()
         ref = param.get("order_id")
         if not isinstance(ref, str) or not ref:
             raise _GateRefusal("MISSING_REQUIRED_PARAM", 400, "missing required parameter 'order_id'")
-        cancel = channel == self.channels.cancel
         if self.futures:
             doc = cancel_futures_order(self.context, user, ref) if cancel else futures_order(self.context, user, ref)
         else:
@@ -174,14 +196,14 @@ class GateioWsApiSimSession:
             if not pair:
                 raise _GateRefusal("MISSING_REQUIRED_PARAM", 400, "missing required parameter 'currency_pair'")
             doc = cancel_spot_order(self.context, user, pair, ref) if cancel else spot_order(self.context, user, pair, ref)
-        return SessionReply((self._result(channel, payload.req_id, doc, now_ms, started_ns),))
+        return SessionReply((self._result(channel, payload.req_id, doc, now_ms, started_ns, limits),))
 
     # --- replies, keys in the order of the docs' examples ------------------------------------------
 
     def _header(
-        self, channel: str, status: int, now_ms: int, started_ns: int, *, limits: bool, remain: int | None = None,
-        reset_ms: int | None = None,
+        self, channel: str, status: int, now_ms: int, started_ns: int, limits: RateLimitHeaders
     ) -> dict[str, object]:
+        """The reply's header; ``limits`` (the spent budget's REST headers) as its ``x_gate_ratelimit_*``."""
         in_us = now_ms * 1000
         out_us = in_us + (self.context.now_ns() - started_ns) // 1000
         trace = f"{next(self._traces):032x}"
@@ -197,19 +219,18 @@ class GateioWsApiSimSession:
             "conn_trace_id": self.conn_id * 2,
             "trace_id": trace,
         }
-        if limits:
-            limit = self.channels.order_limit
-            header["x_gate_ratelimit_requests_remain"] = limit - 1 if remain is None else remain
-            header["x_gate_ratelimit_limit"] = limit
-            header["x_gate_ratelimit_reset_timestamp"] = out_us // 1000 if reset_ms is None else reset_ms
+        named = dict(limits)
+        for field, name in _LIMIT_FIELDS:
+            if name in named:
+                header[field] = int(named[name])
         return header
 
-    def _ack(self, channel: str, payload: ApiPayload, now_ms: int, started_ns: int) -> bytes:
+    def _ack(self, channel: str, payload: ApiPayload, now_ms: int, started_ns: int, limits: RateLimitHeaders) -> bytes:
         return _encode(
             {
                 "request_id": payload.req_id,
                 "ack": True,
-                "header": self._header(channel, 200, now_ms, started_ns, limits=True),
+                "header": self._header(channel, 200, now_ms, started_ns, limits),
                 "data": {
                     "result": {"req_id": payload.req_id, "req_header": payload.req_header, "req_param": payload.req_param}
                 },
@@ -217,18 +238,12 @@ class GateioWsApiSimSession:
         )
 
     def _result(
-        self, channel: str, req_id: str, result: object, now_ms: int, started_ns: int, *, limits: bool = True
+        self, channel: str, req_id: str, result: object, now_ms: int, started_ns: int, limits: RateLimitHeaders = ()
     ) -> bytes:
-        header = self._header(channel, 200, now_ms, started_ns, limits=limits)
+        header = self._header(channel, 200, now_ms, started_ns, limits)
         return _encode({"request_id": req_id, "header": header, "data": {"result": result}})
 
     def _error(self, channel: str, req_id: str, refusal: _GateRefusal, now_ms: int, started_ns: int) -> bytes:
-        headers = dict(refusal.headers)
-        reset = headers.get(constants.RATE_LIMIT_RESET_HEADER)
-        limited = reset is not None and reset.isdigit()
-        header = self._header(
-            channel, refusal.status, now_ms, started_ns, limits=limited,
-            remain=0 if limited else None, reset_ms=int(reset) if limited and reset is not None else None,
-        )
+        header = self._header(channel, refusal.status, now_ms, started_ns, refusal.headers)
         errs = {"label": refusal.label, "message": str(refusal)}
         return _encode({"request_id": req_id, "header": header, "data": {"errs": errs}})

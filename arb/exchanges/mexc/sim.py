@@ -36,6 +36,7 @@ from ...sim.matching import MatchingEngine, OrderEvent, OrderRejected, SimExchan
 from ...sim.matching import OrderStatus as SimOrderStatus
 from ...sim.matching import OrderType as SimOrderType
 from ...sim.matching import TimeInForce as SimTimeInForce
+from ...sim.ratelimit import VenueRateLimit
 from ...types import ExchangeName, OrderSide
 from ..errors import ErrorCategory
 from . import constants
@@ -468,11 +469,12 @@ def _spot_reply(request_id: int, code: int, msg: str) -> str:
 # REST: public endpoints and signed spot endpoints, as ``rest_routes()`` for arb.sim.http
 #
 # Answers follow the venue: errors are HTTP 400 with ``{"code":..,"msg":..}`` (codes from
-# ``constants.ERROR_CODES``), a rate limit is HTTP 429 with ``Retry-After``. Signed requests
-# are checked as MEXC does: known ``X-MEXC-APIKEY`` (10072), ``recvWindow`` <= 60000
-# (700005), HMAC-SHA256 hex of totalParams = query (without ``signature``) immediately
-# followed by the body (700002), then ``timestamp < serverTime + 1000`` and
-# ``serverTime - timestamp <= recvWindow`` (700003). The user is the API key.
+# ``constants.ERROR_CODES``), a rate limit is HTTP 429 with ``Retry-After`` (the whole seconds
+# until the window takes one again). Signed requests are checked as MEXC does: known
+# ``X-MEXC-APIKEY`` (10072), ``recvWindow`` <= 60000 (700005), HMAC-SHA256 hex of totalParams =
+# query (without ``signature``) immediately followed by the body (700002), then
+# ``timestamp < serverTime + 1000`` and ``serverTime - timestamp <= recvWindow`` (700003). The
+# user is the API key.
 #
 # Not served: ``GET /api/v3/myTrades`` (fills reach the engine through the private
 # stream the serving layer drains from ``SimExchange.drain_events``).
@@ -516,6 +518,12 @@ _ORDER_REF_MISSING: Final = (
 _ILLEGAL_CHARACTERS: Final = (400, 700008, "Illegal characters found in parameter '{name}'; legal range is '{pattern}'.")
 _MISSING_PARAM: Final = (400, 44444, "Parameter '{name}' cannot be null")
 _BAD_PARAM: Final = (400, 33333, "Parameter '{name}' is invalid")
+# MEXC's order rate limits as its docs state them (spot v3 "LIMITS"), not the connector's
+# budgets: each endpoint limited by account has its own 500 requests in 10 s. The docs list
+# New Order, Query Order and Cancel Order as endpoints of their own, one method of the path each.
+ORDER_PLACE_LIMIT: Final = VenueRateLimit("mexc POST " + constants.ORDER_PATH, 500, 10_000)
+ORDER_QUERY_LIMIT: Final = VenueRateLimit("mexc GET " + constants.ORDER_PATH, 500, 10_000)
+ORDER_CANCEL_LIMIT: Final = VenueRateLimit("mexc DELETE " + constants.ORDER_PATH, 500, 10_000)
 _CONTRACT_UNKNOWN_CODE: Final = 1001  # the live code for an unknown contract is not in the stored docs
 SIM_FUNDING_RATE: Final = Decimal("0.0001")  # every simulated contract's funding rate per settlement
 SIM_FUNDING_CYCLE_H: Final = 8
@@ -559,11 +567,19 @@ def _answering(handler: Callable[[SimRequest, SimContext], SimResponse]) -> Call
 SignedHandler = Callable[[dict[str, str], str, SimContext], SimResponse]
 
 
-def _signed(handler: SignedHandler) -> Callable[[SimRequest, SimContext], SimResponse]:
-    """Authenticate a signed request as the venue does, then call ``handler(params, user, ctx)``."""
+def _signed(
+    handler: SignedHandler, budget: VenueRateLimit | None = None
+) -> Callable[[SimRequest, SimContext], SimResponse]:
+    """Authenticate a signed request as the venue does, spend the account's ``budget`` of the
+    endpoint, then call ``handler(params, user, ctx)``."""
 
     def authenticated(request: SimRequest, ctx: SimContext) -> SimResponse:
         user, params = _authenticate(request, ctx)
+        if budget is not None:
+            admission = ctx.rate_limits.spend(budget, user, ctx.now_ns())
+            if not admission.admitted:
+                retry_after = str(-(-admission.wait_ns // 1_000_000_000))
+                return _refusal_response(_Refusal(_REFUSALS[ErrorCategory.RATE_LIMITED]), (("Retry-After", retry_after),))
         return handler(params, user, ctx)
 
     return _answering(authenticated)
@@ -1073,9 +1089,9 @@ def rest_routes() -> list[Route]:
         Route("GET", constants.DEPTH_PATH, public(_depth)),
         Route("GET", constants.EXCHANGE_INFO_PATH, public(_exchange_info)),
         Route("GET", constants.DEFAULT_SYMBOLS_PATH, public(_default_symbols)),
-        Route("POST", constants.ORDER_PATH, _signed(_place)),
-        Route("GET", constants.ORDER_PATH, _signed(_query)),
-        Route("DELETE", constants.ORDER_PATH, _signed(_cancel)),
+        Route("POST", constants.ORDER_PATH, _signed(_place, ORDER_PLACE_LIMIT)),
+        Route("GET", constants.ORDER_PATH, _signed(_query, ORDER_QUERY_LIMIT)),
+        Route("DELETE", constants.ORDER_PATH, _signed(_cancel, ORDER_CANCEL_LIMIT)),
         Route("GET", constants.OPEN_ORDERS_PATH, _signed(_open_orders)),
         Route("GET", constants.ACCOUNT_PATH, _signed(_account)),
         Route("GET", constants.TRADE_FEE_PATH, _signed(_trade_fee)),

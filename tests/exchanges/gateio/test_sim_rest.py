@@ -101,6 +101,7 @@ def test_malformed_order_bodies_are_refused_with_gate_labels() -> None:
         (b"[]", "INVALID_REQUEST_BODY"),
         (b'{"currency_pair":"BTC_USDT","side":"buy","type":"limit","price":"1"}', "MISSING_REQUIRED_PARAM"),
         (b'{"currency_pair":"NOPE_USDT","side":"buy","amount":"1","price":"1"}', "INVALID_CURRENCY_PAIR"),
+        (b'{"currency_pair":["BTC_USDT"],"side":"buy","amount":"1","price":"1"}', "INVALID_CURRENCY_PAIR"),
         (b'{"currency_pair":"BTC_USDT","side":"hold","amount":"1","price":"1"}', "INVALID_PARAM_VALUE"),
         (b'{"currency_pair":"BTC_USDT","side":"buy","amount":"0.1","price":"29000.001"}', "INVALID_PRECISION"),
         (b'{"currency_pair":"BTC_USDT","side":"buy","amount":"0.00001","price":"29000"}', "INVALID_PRECISION"),
@@ -407,6 +408,49 @@ def test_rate_limit_fault_is_429_with_retry_hints() -> None:
         body_or_raise(request, response, now_ms=venue.wall_ms)
     assert info.value.retry_after_s == 1.5 and info.value.category == ErrorCategory.RATE_LIMITED
     assert venue.spot.open_orders(API_KEY) == []
+
+
+def test_a_burst_past_a_pairs_spot_order_limit_is_429_with_the_reset_time_and_no_retry_after() -> None:
+    """Gate takes 10 spot orders of a pair in any second [GT rate_limits.md]: every answer carries the
+    X-Gate-RateLimit-* counters, the 11th in the second is refused TOO_MANY_REQUESTS with the time the
+    window takes one again and no Retry-After, and another pair's budget is its own."""
+    eth = spot(symbol="ETH/USDT", venue_symbol="ETH_USDT", base="ETH")
+    venue = GateVenue(extra=[eth])
+    counters = []
+    for n in range(10):
+        response = venue.send(venue.spot_client.place_order(order(quantity="0.0001", cid=f"c{n}")))
+        assert response.status == 200, response.body
+        headers = dict(response.headers)
+        assert headers[constants.RATE_LIMIT_RESET_HEADER] == str(venue.wall_ms)  # now: not exceeded
+        counters.append((headers[constants.RATE_LIMIT_REMAIN_HEADER], headers[constants.RATE_LIMIT_LIMIT_HEADER]))
+        if n == 0:
+            first_ms = venue.wall_ms
+    assert counters == [(str(9 - n), "10") for n in range(10)]
+    request = venue.spot_client.place_order(order(quantity="0.0001", cid="c10"))
+    response = venue.send(request)
+    headers = dict(response.headers)
+    assert response.status == 429 and json.loads(response.body)["label"] == "TOO_MANY_REQUESTS"
+    assert "Retry-After" not in headers and headers[constants.RATE_LIMIT_REMAIN_HEADER] == "0"
+    assert headers[constants.RATE_LIMIT_RESET_HEADER] == str(first_ms + 1000)
+    with pytest.raises(RateLimitError) as info:
+        body_or_raise(request, response, now_ms=venue.wall_ms)
+    assert info.value.retry_after_s == (first_ms + 1000 - venue.wall_ms) / 1000
+    assert len(venue.spot.open_orders(API_KEY)) == 10
+    other = venue.send(venue.spot_client.place_order(order(symbol="ETH/USDT", quantity="0.0001", cid="e0")))
+    assert other.status == 200 and dict(other.headers)[constants.RATE_LIMIT_REMAIN_HEADER] == "9"
+    venue.now_ns += 1_000_000_000
+    venue.wall_ms += 1000
+    assert venue.send(venue.spot_client.place_order(order(quantity="0.0001", cid="c11"))).status == 200
+
+
+def test_futures_placement_takes_100_a_second_and_cancels_200() -> None:
+    venue = GateVenue()
+    for n in range(100):
+        assert venue.send(venue.futures_client.place_order(order(PERP, quantity="1", cid=f"f{n}"))).status == 200
+    refused = venue.send(venue.futures_client.place_order(order(PERP, quantity="1", cid="f100")))
+    assert refused.status == 429 and json.loads(refused.body)["label"] == "TOO_MANY_REQUESTS"
+    cancelled = venue.send(venue.futures_client.cancel_order(client_order_id="f0"))
+    assert cancelled.status == 200 and dict(cancelled.headers)[constants.RATE_LIMIT_LIMIT_HEADER] == "200"
 
 
 @pytest.mark.parametrize("futures", [False, True])

@@ -103,6 +103,33 @@ def test_order_place_ack_then_result_shaped_like_the_docs(shared_data: Any) -> N
     assert again["data"]["errs"]["label"] == "ORDER_NOT_FOUND" and again["header"]["status"] == "404"
 
 
+def test_a_burst_past_the_pairs_order_limit_is_refused_429_with_the_counters_in_the_header() -> None:
+    """The websocket API takes 10 spot orders of a pair a second, as REST does: each ack and result
+    carries the counters, the 11th is refused with status 429 and TOO_MANY_REQUESTS, its header
+    saying when the window takes one again; a status read spends nothing."""
+    session, venue = _session()
+    now_ms = venue.context.wall_ms()
+    venue.context.now_ns = lambda: 5_000_000_000  # the whole burst at one instant
+    _replies(session, _login_frame(now_ms // 1000), now_ms)
+    remains = []
+    for n in range(10):
+        ack, result = _replies(session, _api("spot.order_place", f"p{n}", {**ORDER, "text": f"t-b{n}"}, 0), now_ms)
+        ack_counters, result_counters = (
+            (r["header"]["x_gate_ratelimit_requests_remain"], r["header"]["x_gate_ratelimit_limit"]) for r in (ack, result)
+        )
+        assert ack_counters == result_counters  # one request, one spending
+        remains.append(result_counters)
+    assert remains == [(9 - n, 10) for n in range(10)]
+    [refused] = _replies(session, _api("spot.order_place", "p10", {**ORDER, "text": "t-b10"}, 0), now_ms)
+    header = refused["header"]
+    assert refused["data"]["errs"]["label"] == "TOO_MANY_REQUESTS" and header["status"] == "429"
+    assert header["x_gate_ratelimit_requests_remain"] == 0 and header["x_gate_ratelimit_reset_timestamp"] > now_ms
+    assert len(venue.exchanges[ExchangeName.GATEIO].open_orders(API_KEY)) == 10
+    [status] = _replies(session, _api("spot.order_status", "s1", {"order_id": "t-b0", "currency_pair": "BTC_USDT"}, 0), now_ms)
+    assert status["data"]["result"]["status"] == "open" and "x_gate_ratelimit_limit" not in status["header"]
+    assert venue.context.rate_limits.refused == {"gateio spot order place": 1}
+
+
 def test_other_frames_still_reach_the_market_data_session() -> None:
     session, venue = _session()
     frame = b'{"time":1,"channel":"spot.order_book_update","event":"subscribe","payload":["BTC_USDT","100ms"]}'

@@ -364,6 +364,23 @@ def test_rate_limit_fault_is_429_with_retry_after(venue: Venue) -> None:
     assert error.category == ErrorCategory.RATE_LIMITED and venue.spot.open_orders(KEY) == []
 
 
+def test_a_burst_past_an_order_endpoints_limit_is_429_with_retry_after_in_whole_seconds(venue: Venue) -> None:
+    """MEXC's docs give each endpoint limited by account 500 requests in 10 s: the 501st order in
+    half a second is refused with its code 429 and a Retry-After of the seconds until the window
+    takes one; Query Order, an endpoint of its own, is still answered."""
+    for n in range(500):
+        response = venue.send(venue.trading.place_order_request(limit("0.1", "90", tif=TimeInForce.IOC, cid=f"b{n}")))
+        assert response.status == 200, response.body
+    refused = venue.send(venue.trading.place_order_request(limit("0.1", "90", tif=TimeInForce.IOC, cid="b500")))
+    assert (refused.status, json.loads(refused.body)) == (429, {"code": 429, "msg": "Too Many Requests"})
+    assert ("Retry-After", "10") in refused.headers  # the first order leaves the window 9.5 s from now
+    error = failure(refused, spot_rest_venue())
+    assert isinstance(error, RateLimitError) and error.retry_after_s == 10
+    assert venue.query(client_order_id="b499").client_order_id == "b499"
+    venue.now_ns += 9_500_000_000
+    assert venue.send(venue.trading.place_order_request(limit("0.1", "90", tif=TimeInForce.IOC, cid="b501"))).status == 200
+
+
 def test_partial_fill_fault_fills_a_share(venue: Venue) -> None:
     venue.faults.fail_next_orders("mexc", OrderFaultKind.PARTIAL_FILL, fill_ppm=400_000)
     placed = venue.place(limit("2", "101", tif=TimeInForce.IOC, cid="pf-1"))
