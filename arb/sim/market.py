@@ -33,6 +33,7 @@ from ..types import ExchangeName
 from .matching import BookUpdate, MatchingEngine
 
 COMMON_DECIMALS = 12  # the shared walk's price unit is 10**-12 quote
+STARTED_KEPT = 1_000  # dislocations ``SyntheticMarket.dislocations_started`` remembers, the latest
 _BPS = 10_000
 _PPM = 1_000_000
 
@@ -148,8 +149,10 @@ class SyntheticMarket:
         max_lag = max((spec.lag_ns for spec in config.markets), default=0)
         self._history: deque[tuple[int, int]] = deque(maxlen=max_lag // config.walk_interval_ns + 2)
         self._history.append((start_ns, self._mid))
+        # Those still to end; each book update looks through them, so an ended one is dropped.
         self._dislocations: list[Dislocation] = list(config.dislocations)
-        self.dislocations_started: list[Dislocation] = []
+        self._started: set[int] = set()  # ``id`` of those in ``_dislocations`` that have started
+        self.dislocations_started: deque[Dislocation] = deque(maxlen=STARTED_KEPT)
         for quoter in self._quoters:
             self._initial_book(quoter, start_ns)
 
@@ -173,7 +176,18 @@ class SyntheticMarket:
             quoter.next_ns = next_ns
         if len(self._quoters) > 1:
             updates.sort(key=_update_time)
+        if self._dislocations and self._quoters:
+            self._drop_ended(min(quoter.next_ns for quoter in self._quoters))
         return updates
+
+    def _drop_ended(self, next_ns: int) -> None:
+        """Forget the dislocations over before ``next_ns``, the earliest time a book is updated next:
+        kept, a run of days would look through tens of thousands of them on every update."""
+        ended = [event for event in self._dislocations if event.start_ns + event.duration_ns <= next_ns]
+        if ended:
+            for event in ended:
+                self._started.discard(id(event))
+            self._dislocations = [event for event in self._dislocations if event.start_ns + event.duration_ns > next_ns]
 
     # -- the shared walk ---------------------------------------------------------------------------
 
@@ -207,7 +221,8 @@ class SyntheticMarket:
                 and event.start_ns <= time_ns < event.start_ns + event.duration_ns
             ):
                 offset += event.bps
-                if event not in self.dislocations_started:
+                if id(event) not in self._started:
+                    self._started.add(id(event))
                     self.dislocations_started.append(event)
         return offset
 

@@ -2,10 +2,11 @@
 
 from decimal import Decimal as D
 
+import msgspec
 import pytest
 from sim.simdata import perp, spot
 
-from arb.sim.market import Dislocation, MarketSpec, SyntheticConfig, SyntheticMarket
+from arb.sim.market import STARTED_KEPT, Dislocation, MarketSpec, SyntheticConfig, SyntheticMarket
 from arb.sim.matching import BookUpdate, OrderType, SimExchange
 from arb.types import ExchangeName, OrderSide
 from arb_core.book import ASK, BID, DeltaBatch, OrderBook
@@ -137,7 +138,25 @@ def test_dislocation_creates_an_opportunity_net_of_fees_only_while_it_lasts() ->
     assert opportunity.profit > 0 and opportunity.profit_bps >= 20  # 60 bps jump - 20 bps fees - spreads
     source.step(2 * SECOND)
     assert scanner.scan_symbol(1, 2 * SECOND, 10 * SECOND) is None
-    assert source.dislocations_started == [jump]
+    assert list(source.dislocations_started) == [jump]
+
+
+def test_dislocations_are_forgotten_once_over_so_a_long_run_does_not_slow_down() -> None:
+    """Every random dislocation stayed in the list each book update looks through: after a day at
+    the dry run's default rate (30 a minute) an update cost ~150 times what it did at the start."""
+    later = Dislocation(exchange=MEXC, symbol=SYM, start_ns=301 * SECOND, duration_ns=SECOND, bps=60)
+    quiet = [spec.__class__(**{**msgspec.structs.asdict(spec), "updates_per_second": 10}) for spec in config().markets]
+    source, _ = market(config(
+        markets=tuple(quiet), dislocations=(later,), random_dislocations_per_minute=600,
+        random_dislocation_ns=SECOND // 2,
+    ))
+    for t in range(1, 301):  # five minutes: about 3,000 random dislocations
+        source.step(t * SECOND)
+        assert len(source._dislocations) <= 30  # those within the last half second, and the later one
+    assert later in source._dislocations
+    assert len(source.dislocations_started) == STARTED_KEPT and later not in source.dislocations_started  # the latest
+    source.step(302 * SECOND)
+    assert later in source.dislocations_started and later not in source._dislocations
 
 
 def test_taker_consumption_removes_market_liquidity_that_the_generator_then_refills() -> None:
