@@ -659,18 +659,18 @@ class RestClient:
                 self.hold_after_rate_limit(error, [i for i, _ in request.limits], self.settings.rate_limited_default_s)
             else:  # ... or, where it spends none, its own endpoint: the venue's limit there is not known here
                 self.limiter.block_endpoint(
-                    _endpoint(request), self._rate_limit_hold_s(error, self.settings.rate_limited_default_s)
+                    _endpoint(request), self.rate_limit_hold_s(error, self.settings.rate_limited_default_s)
                 )
             log.warning("%s: %s; requests blocked for %.3f s", self.venue.name, error, error.retry_after_s)
         return error
 
     def hold_after_rate_limit(self, error: RateLimitError, limit_ids: list[str] | None, default_s: float) -> None:
         """Block the budgets ``limit_ids`` (None: every request) for the wait the refusal ``error``
-        asks (``_rate_limit_hold_s``)."""
-        self.limiter.block(limit_ids, self._rate_limit_hold_s(error, default_s))
+        asks (``rate_limit_hold_s``)."""
+        self.limiter.block(limit_ids, self.rate_limit_hold_s(error, default_s))
 
     @staticmethod
-    def _rate_limit_hold_s(error: RateLimitError, default_s: float) -> float:
+    def rate_limit_hold_s(error: RateLimitError, default_s: float) -> float:
         """The wait the refusal ``error`` asks, set on it: ``default_s`` where it asks none, and never
         less than ``MIN_RATE_LIMIT_WAIT_S`` (a reset due already, or a wait of 0, would send the
         request again at once into the limit)."""

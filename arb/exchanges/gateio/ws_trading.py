@@ -331,6 +331,24 @@ class GateioWsOrders:
             _encode({"time": now, "channel": self.market.login, "event": constants.EVENT_API, "payload": payload}).decode(),
         )
 
+    def _login_refused(self, error: ExchangeError) -> None:
+        """A login refused on a reconnect (a clock off at that moment, a venue hiccup, its rate limit):
+        the connection would stay up refusing every order until a restart. It is dropped to connect
+        again, after the session's backoff, with a freshly signed login; refused for the rate limit,
+        once the wait the refusal asks has passed (sooner, the login would go into the same limit)."""
+        wait_s = error.retry_after_s if isinstance(error, RateLimitError) and error.retry_after_s else 0.0
+        log.warning("%s: ws api login refused on reconnecting: %s; connecting again%s", self.venue, error,
+                    f" in {wait_s:.3f} s" if wait_s else "")
+        if not wait_s:
+            self.session.drop()
+            return
+
+        def drop_if_still_refused() -> None:
+            if self._login_error is error:  # not logged in again meanwhile (on a connection of its own)
+                self.session.drop()
+
+        asyncio.get_running_loop().call_later(wait_s, drop_if_still_refused)
+
     def _ping_frame(self) -> WsPayload:
         return f'{{"time":{int(self._clock())},"channel":"{self.market.ping}"}}'
 
@@ -361,14 +379,9 @@ class GateioWsOrders:
         header, data = reply.header, reply.data
         if reply.request_id == self._login_id:
             if data.errs is not None or header.status != constants.WS_API_STATUS_OK:
-                self._login_error = self._refusal(reply, self.market.login, None, False)
+                self._login_error = error = self._refusal(reply, self.market.login, None, False)
                 if self._started:
-                    # A login refused on a reconnect (a clock off at that moment, a venue hiccup):
-                    # the connection stays up and would refuse every order until a restart. Connect
-                    # again, after the session's backoff, with a freshly signed login.
-                    log.warning("%s: ws api login refused on reconnecting: %s; connecting again", self.venue,
-                                self._login_error)
-                    self.session.drop()
+                    self._login_refused(error)
                 else:
                     log.warning("%s: ws api login refused: %s", self.venue, self._login_error)
             self._logged_in.set()
@@ -410,8 +423,11 @@ class GateioWsOrders:
         )
         self.rest.note_refusal(error, where)
         if isinstance(error, RateLimitError):
-            # As the REST client does after a 429: hold the budget this request spends.
-            self.rest.hold_after_rate_limit(
-                error, None if limit_id is None else [limit_id], self.rest.settings.rate_limited_default_s
-            )
+            default_s = self.rest.settings.rate_limited_default_s
+            if limit_id is None:
+                # A login spends no budget: as the REST client holds such a request's endpoint alone,
+                # only the next login waits (``_login_refused``); orders and REST calls go on.
+                self.rest.rate_limit_hold_s(error, default_s)
+            else:  # as the REST client does after a 429: hold the budget this request spends
+                self.rest.hold_after_rate_limit(error, [limit_id], default_s)
         return error

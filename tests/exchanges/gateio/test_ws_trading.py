@@ -472,20 +472,47 @@ def test_a_refusal_echoing_the_login_shows_neither_the_key_nor_the_signature() -
     assert key not in f"{error} {error!r}" and signature not in f"{error} {error!r}"
 
 
-def test_a_login_refused_for_the_rate_limit_is_held_no_longer_than_the_longest_window() -> None:
-    """A login names no budget, so its refusal's stated reset was taken uncapped: a reset an hour
-    off (a venue clock step, a bad reply) held every request, orders included, for an hour. It is
-    held for Gate's longest window at most, as a REST refusal naming no budget is."""
-    spot = [i for i in instruments() if i.exchange is ExchangeName.GATEIO]
-    rest = RestClient(rest_venue("http://127.0.0.1:1"))
-    orders = GateioWsOrders(CREDENTIALS, InstrumentCatalog(ExchangeName.GATEIO, spot), "ws://127.0.0.1:1/ws/v4/", rest)
-    orders._login_frames()
+def _rate_limited_login(orders: GateioWsOrders, reset_in_ms: int) -> None:
+    """Feed ``orders`` Gate's 429 answer to its last login, its reset ``reset_in_ms`` after the answer."""
     now_ms = 1_700_000_000_000
     reply = {"request_id": orders._login_id,
              "header": {"status": "429", "channel": "spot.login", "response_time": str(now_ms),
-                        "x_gate_ratelimit_reset_timestamp": now_ms + 3_600_000},
+                        "x_gate_ratelimit_reset_timestamp": now_ms + reset_in_ms},
              "data": {"errs": {"label": "TOO_MANY_REQUESTS", "message": "Request Rate limit Exceeded"}}}
     orders._on_message(memoryview(json.dumps(reply).encode()), False, True, 0)
+
+
+def _orders_on(rest: RestClient) -> GateioWsOrders:
+    spot = [i for i in instruments() if i.exchange is ExchangeName.GATEIO]
+    return GateioWsOrders(CREDENTIALS, InstrumentCatalog(ExchangeName.GATEIO, spot), "ws://127.0.0.1:1/ws/v4/", rest)
+
+
+def test_a_login_refused_for_the_rate_limit_holds_only_the_next_login_and_no_longer_than_the_longest_window() -> None:
+    """A login names no budget: its refusal held every request of the market, REST queries,
+    cancels, hedges and snapshots included, as an IP ban does, and for its stated reset uncapped
+    (an hour off: a venue clock step, a bad reply). As a REST refusal naming no budget holds its
+    own endpoint alone, only the next login waits, and for Gate's longest window at most."""
+    rest = RestClient(rest_venue("http://127.0.0.1:1"))
+    orders = _orders_on(rest)
+    orders._login_frames()
+    _rate_limited_login(orders, 3_600_000)
     error = orders._login_error
     assert isinstance(error, RateLimitError) and error.retry_after_s == 10.0
-    assert 9 < rest.limiter.wait_s(()) <= 10.0
+    order_cost = orders._place_cost(limit_buy(SPOT, "x"))
+    assert rest.limiter.wait_s(()) == 0 and rest.limiter.wait_s(order_cost) == 0
+
+    async def reconnecting() -> list[str]:
+        orders._started = True
+        drops: list[str] = []
+        orders.session.drop = lambda: drops.append(orders._login_id)  # type: ignore[method-assign]
+        orders._login_frames()
+        _rate_limited_login(orders, 200)  # refused on a reconnect: connect again once the wait is over
+        assert drops == []
+        await asyncio.sleep(0.3)
+        orders._login_frames()  # logged in again meanwhile, on a connection of its own: not dropped
+        _rate_limited_login(orders, 200)
+        orders._login_error = None
+        await asyncio.sleep(0.3)
+        return drops
+
+    assert len(run(reconnecting())) == 1
