@@ -232,6 +232,7 @@ class PrivateStream:
             on_disconnected=self._disconnected,
             settings=settings,
             refresh_url=self._next_url,
+            on_message_lost=self._message_lost,
         )
         # The newest URLs connected to, in order (new listenKeys show here), and venue refusals.
         self.urls: deque[str] = deque(maxlen=KEPT)
@@ -391,6 +392,14 @@ class PrivateStream:
                 symbol, recv_ns, "%s: a private push on %s left out: the instrument catalog does not list it "
                 "(an order or trade made outside the engine)", venue, symbol,
             )
+
+    def _message_lost(self) -> None:
+        """The websocket dropped a push undelivered (oversize, cut off): what it said is read again,
+        as after a reconnect, once the stream is up."""
+        ready = self._ready
+        if ready is not None and ready.done() and not ready.cancelled() and ready.exception() is None:
+            log.warning("%s: a private push was lost; reading what it may have changed", self.dialect.venue)
+            self._resubscribed()
 
     def _resubscribed(self) -> None:
         """Subscribed again after a reconnect: what was pushed meanwhile is lost, so the balances are

@@ -528,3 +528,24 @@ def test_a_trade_pushed_again_reaches_the_fill_handler_once() -> None:
     assert not reported.reported(fill("o1", "t1"))  # forgotten past the capacity
     with pytest.raises(ValueError, match="at least 1"):
         ReportedTrades(capacity=0)
+
+
+def test_a_push_the_websocket_dropped_has_what_it_said_read_again_once_the_stream_is_up() -> None:
+    """A push dropped undelivered (too large, cut off by another frame) was only counted: a balance
+    it changed stayed as it was until the next periodic read. It is read again, as after a reconnect."""
+    from arb.exchanges.private_stream import PrivateMessage, PrivateStream
+
+    async def scenario() -> list[int]:
+        calls: list[int] = []
+        stream = PrivateStream(
+            ScriptedDialect(lambda frame: PrivateMessage()), None,  # type: ignore[arg-type]
+            lambda order: None, lambda fill: None, on_resubscribed=lambda: calls.append(1),
+        )
+        stream._ready = asyncio.get_running_loop().create_future()
+        stream.session._message_lost("oversize", "dropped")  # while subscribing: the start reads anyway
+        assert calls == []
+        stream._ready.set_result(None)
+        stream.session._message_lost("oversize", "dropped")
+        return calls
+
+    assert run(scenario()) == [1]
