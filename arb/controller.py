@@ -777,17 +777,21 @@ class ArbitrageController:
 
     async def _watch_rules_and_clocks(self) -> None:
         """Read every market's trading rules again every ``instrument_refresh_interval_ms`` and check
-        them (``_check_trading_rules``) until cancelled, then the venues' clocks (``_check_clocks``);
-        a market whose rules cannot be read is checked at the next read. With the rules read only at
-        start-up (an interval of 0) the clocks are still read, every ``CLOCK_READ_INTERVAL_S``. A leg
-        refused as a changed market would refuse it, or for its timestamp, brings the read forward
-        (at most every ``EARLY_RULES_READ_SPACING_S``)."""
-        rules_watched, due = self._rules_watched, self._reads_due
-        interval_s = self.config.instrument_refresh_interval_ms / 1000 if rules_watched else CLOCK_READ_INTERVAL_S
+        them (``_check_trading_rules``) until cancelled, and the venues' clocks (``_check_clocks``)
+        with them and at least every ``CLOCK_READ_INTERVAL_S``, also with the rules read only at
+        start-up (an interval of 0); a market whose rules cannot be read is checked at the next
+        read. A leg refused as a changed market would refuse it, or for its timestamp, brings both
+        reads forward (at most every ``EARLY_RULES_READ_SPACING_S``)."""
+        loop, due = asyncio.get_running_loop(), self._reads_due
+        rules_s = self.config.instrument_refresh_interval_ms / 1000 if self._rules_watched else None
+        interval_s = CLOCK_READ_INTERVAL_S if rules_s is None else min(rules_s, CLOCK_READ_INTERVAL_S)
+        rules_read_at = loop.time()  # read at start-up
         while True:
             early = await _set_or_elapsed(due, interval_s)
-            if rules_watched:
-                await self._read_trading_rules(interval_s)
+            # Due within half a wait: the next wake would be later than the interval asks.
+            if rules_s is not None and (early or loop.time() - rules_read_at >= rules_s - interval_s / 2):
+                rules_read_at = loop.time()
+                await self._read_trading_rules(rules_s)
             await self._check_clocks()
             if early:
                 await asyncio.sleep(EARLY_RULES_READ_SPACING_S)

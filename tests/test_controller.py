@@ -1662,6 +1662,43 @@ def test_a_timestamp_refusal_reads_the_venues_clock_with_the_trading_rules_read_
                for m in messages)
 
 
+@pytest.mark.parametrize("rules_ms", [0, 86_400_000], ids=["rules at start-up only", "rules daily"])
+def test_the_venues_clocks_are_read_every_clock_interval_whatever_the_rules_interval(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, rules_ms: int
+) -> None:
+    """With the rules read once a day, the clocks were read once a day too: a clock drifting off
+    showed only as refused orders. They are read at least every ``CLOCK_READ_INTERVAL_S``, and the
+    rules no more often than their own interval."""
+    monkeypatch.setattr("arb.controller.CLOCK_READ_INTERVAL_S", 0.2)
+    configuration = manager(tmp_path, CONFIG + f"instrument_refresh_interval_ms = {rules_ms}\n")
+    cluster = dry_run_cluster(configuration.config, random_per_minute=0)
+    reads: list[str] = []
+
+    async def scenario() -> None:
+        async with cluster:
+            controller = ArbitrageController(configuration, sim_cluster=cluster, journal=Journal(tmp_path / "j.sqlite3"))
+            await controller.initialize(dry_run=True)
+            check_clocks, read_rules = controller._check_clocks, controller._read_trading_rules
+
+            async def checking_clocks() -> None:
+                reads.append("clocks")
+                await check_clocks()
+
+            async def reading_rules(interval_s: float) -> None:
+                reads.append("rules")
+                await read_rules(interval_s)
+
+            monkeypatch.setattr(controller, "_check_clocks", checking_clocks)
+            monkeypatch.setattr(controller, "_read_trading_rules", reading_rules)
+            running = asyncio.ensure_future(controller.run(duration_s=30))
+            await eventually(lambda: reads.count("clocks") >= 3, 10, "three clock reads")
+            await controller.shutdown("test over")
+            await running
+
+    asyncio.run(scenario())
+    assert "rules" not in reads
+
+
 def journal_both_legs_filled(journal: Journal, opportunity_id: str) -> None:
     """Journal a buy of 0.001 BTC on MEXC and its sell on Gate.io, both filled at 60000."""
     for market, side in ((ExchangeName.MEXC, OrderSide.BUY), (ExchangeName.GATEIO, OrderSide.SELL)):
