@@ -1201,6 +1201,10 @@ class ArbitrageController:
                 )
             if config.hedge_holding_horizon_s > 0:
                 self.pipeline.funding = self.funding
+        if self.hedges is not None:
+            # The guard against an opening the closing rule would close at once prices its entry
+            # fees as the rule will count them: at the rates the venues charged.
+            self.pipeline.charged_rates = self.hedges
         if self.executor is None:
             catalogs = self._catalogs
             self.executor = TwoLegExecutor(

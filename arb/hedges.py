@@ -137,6 +137,8 @@ class HedgeBook:
         self._positions: dict[tuple[str, ExchangeName, ExchangeName], HedgePosition] = {}
         self._closes = 0
         self._larger_at_venue: dict[tuple[ExchangeName, str], tuple[Decimal, Decimal]] = {}  # last warned
+        # The fee rate each (market, symbol) last charged a hedge's order, as ``_net`` counts the fee.
+        self._charged: dict[tuple[ExchangeName, str], Decimal] = {}
         # Set by ``restore``: how each UTC day's restored executions changed ``held_basis``.
         self.restored_basis_by_day: dict[int, Decimal] = {}
 
@@ -153,6 +155,12 @@ class HedgeBook:
     def has_positions(self) -> bool:
         """Whether any position is open."""
         return any(p.base for p in self._positions.values())
+
+    def charged_rate(self, market: ExchangeName, symbol: str) -> Decimal | None:
+        """The fee rate ``market`` last charged a hedge's order on ``symbol``: its fee in quote over its
+        notional, as an opening's ``entry_fees`` count it (None before any). The venue may charge an
+        order its own rate (Gate.io futures' ``tkfr``: a promotion, a contract's rate), not the tier's."""
+        return self._charged.get((market, symbol))
 
     def held_basis(self) -> Decimal:
         """The basis the open positions locked in, in quote (their ``locked_basis`` summed): what their
@@ -182,6 +190,7 @@ class HedgeBook:
         catalogs is left out with an error naming it. Only the hedge executions' fills are read.
         """
         self._positions.clear()
+        self._charged.clear()
         self.restored_basis_by_day = {}
         markets: dict[str, dict[str, tuple[ExchangeName, str]]] = {}
         first_intent: dict[str, int] = {}
@@ -332,7 +341,7 @@ class HedgeBook:
         notionals of its fills) and the fees its openings paid, in quote; the legs taken in order:
         a leg against the quantity held reduces it, its cost and fees in proportion (a recovery
         unwinding part of a leg; its own fee opened nothing), one past zero opens the rest at its
-        own price and fee."""
+        own price and fee. Each leg's fee rate is kept for ``charged_rate``."""
         base = cost = fees = ZERO
         for leg in legs:
             if leg.exchange is not market or not leg.filled_quantity or leg.average_price is None:
@@ -346,6 +355,8 @@ class HedgeBook:
             fee = fee_in_quote(instrument, leg.fee, leg.fee_asset or instrument.quote, leg.average_price)
             if fee is None:  # in neither base nor quote (a venue's points): at the instrument's taker rate
                 fee = notional * instrument.taker_fee
+            if notional:
+                self._charged[(market, leg.symbol)] = fee / notional
             signed = filled if leg.side is OrderSide.BUY else -filled
             total = base + signed
             if not base or (base > 0) == (signed > 0):

@@ -31,6 +31,7 @@ import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from math import gcd
+from typing import Protocol
 
 from arb_core.book import ASK, BID, NOTIONAL_MAX, OrderBook
 from arb_core.freshness import is_fresh, monotonic_ns
@@ -159,6 +160,13 @@ class SymbolPlan:
 OpportunityHandler = Callable[[ArbitrageOpportunity, SymbolPlan], None]
 
 
+class ChargedRates(Protocol):
+    """The fee rates the venues charged the engine's orders (``arb.hedges.HedgeBook``)."""
+
+    def charged_rate(self, market: ExchangeName, symbol: str) -> Decimal | None:
+        """The fee rate ``market`` last charged an order on ``symbol`` (None before any)."""
+
+
 class ScannerPipeline:
     """``BookSink`` over a ``SpreadScanner``: registers legs, scans on updates, converts what it finds.
 
@@ -201,6 +209,7 @@ class ScannerPipeline:
         self.dropped_for_funding = 0  # hedges without a fresh funding rate
         self.dropped_paying_funding = 0  # hedges whose funding paid would have them closed at once
         self.funding: FundingBook | None = None
+        self.charged_rates: ChargedRates | None = None  # what ``closes_at_once`` prices entry fees by
         self.overflows = 0
         # A symbol's books that overflow the fixed point do so on every scan (each book update).
         self._overflow_warnings = ThrottledWarnings(log, "scans overflowed")
@@ -562,8 +571,9 @@ class ScannerPipeline:
 
         The opening is priced as the rule will see the position: at the average prices its fills
         walk the books to (better than the limits of an opening that takes more than one level),
-        their fees at the taker rates and the funding of the futures average, with the floor on
-        the spot average's notional. One whose walk cannot be priced is refused."""
+        their fees at the rates they will be charged (``entry_rate``) and the funding of the
+        futures average, with the floor on the spot average's notional. One whose walk cannot be
+        priced is refused."""
         exit_sell, exit_buy = buy.book, sell.book
         if not (exit_sell.bid_count and exit_buy.ask_count):
             return False
@@ -576,7 +586,7 @@ class ScannerPipeline:
         spot, futures = (buy.instrument, sell.instrument) if long_spot else (sell.instrument, buy.instrument)
         entry_spot, entry_futures = (bought, sold) if long_spot else (sold, bought)
         exit_spot, exit_futures = (sold_back, bought_back) if long_spot else (bought_back, sold_back)
-        entry_fees = entry_spot * spot.taker_fee + entry_futures * futures.taker_fee
+        entry_fees = entry_spot * self.entry_rate(spot) + entry_futures * self.entry_rate(futures)
         held = funding.held(
             futures.exchange, futures.symbol, OrderSide.SELL if long_spot else OrderSide.BUY, entry_futures
         )
@@ -584,6 +594,16 @@ class ScannerPipeline:
             long_spot, spot, futures, entry_spot, entry_futures, entry_fees, exit_spot, exit_futures, held
         )
         return profit >= self.min_profit_bps * entry_spot / BPS
+
+    def entry_rate(self, instrument: Instrument) -> Decimal:
+        """The fee rate ``closes_at_once`` prices an opening's fill on ``instrument`` at: its taker rate,
+        or the rate its market last charged (``charged_rates``) where lower. The closing rule counts
+        the fees the fills were charged, and a venue may charge an order less than the tier (a
+        promotion, a contract's own rate); the lower rate errs toward refusing the opening."""
+        charged = None if self.charged_rates is None else self.charged_rates.charged_rate(
+            instrument.exchange, instrument.symbol
+        )
+        return instrument.taker_fee if charged is None else min(instrument.taker_fee, charged)
 
     def markets(self) -> list[BookKey]:
         """Every market scanned, once each, however many symbols it is a leg of."""

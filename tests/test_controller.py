@@ -2943,6 +2943,15 @@ def test_a_stop_signal_ends_a_session_body_that_would_wait_on(tmp_path: Path, tr
     assert reason == "received SIGINT" and closed  # shut down: the journal closed
 
 
+def test_the_scanner_prices_a_hedges_entry_fees_at_the_rates_the_hedge_book_saw_charged(tmp_path: Path) -> None:
+    """The guard against an opening the closing rule would close at once reads the rates the venues
+    charged from the hedge book, whose entry fees the rule counts."""
+    configuration = manager(tmp_path, CONFIG + 'opportunity_types = ["spot_spot", "spot_futures_hedge"]\n')
+    _, controller = dry_run(tmp_path, configuration, 0.1)
+    assert controller.pipeline is not None and controller.hedges is not None
+    assert controller.pipeline.charged_rates is controller.hedges
+
+
 def test_an_execution_the_hedge_book_fails_on_still_releases_its_reservation(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -116,6 +116,23 @@ def test_journaled_hedges_rebuild_the_exact_positions_after_a_restart(tmp_path: 
     assert rebuilt.positions() == before
 
 
+def test_the_rate_each_market_charged_a_hedge_order_is_kept_and_rebuilt_after_a_restart(tmp_path: Path) -> None:
+    """What the scanner's guard against an opening closed at once prices entry fees by: the perpetual
+    charged 6.03 USDT on 30150 (0.02 %, under its 0.05 % taker rate), the spot buy its rate in BTC."""
+    venues = Venues(tmp_path / "journal.sqlite3")
+    book = HedgeBook(venues.catalogs, min_profit_bps=D(10))
+    assert book.charged_rate(PERP, "BTC/USDT:USDT") is None
+    venues.venues[PERP].fee_in = (D("6.03"), "USDT")
+    opening = opportunity("o1", GATE, PERP, "60000", "60300", "0.5")
+    book.record(opening, venues.run(opening))
+    markets = ((GATE, "BTC/USDT"), (PERP, "BTC/USDT:USDT"), (MEXC, "BTC/USDT"))
+    charged = {market: book.charged_rate(market, symbol) for market, symbol in markets}
+    assert charged == {GATE: D("0.001"), PERP: D("0.0002"), MEXC: None}
+    rebuilt = HedgeBook(venues.catalogs, min_profit_bps=D(10))
+    rebuilt.restore(venues.journal)
+    assert {market: rebuilt.charged_rate(market, symbol) for market, symbol in markets} == charged
+
+
 def test_a_restore_reads_the_futures_fills_at_the_contract_size_they_were_traded_at(tmp_path: Path) -> None:
     """The venue made its contracts ten times larger since (converting positions: 5000 contracts of
     0.0001 BTC became 500 of 0.001). Read at the new size, the journal's 5000 contracts were 5 BTC:

@@ -14,11 +14,20 @@ from arb_core.wire.common import WireScale
 from arb.exchanges.base import BookKey
 from arb.funding import FundingBook, FundingRate
 from arb.hedges import HedgeBook, HedgePosition
-from arb.instruments import Instrument
+from arb.instruments import Instrument, InstrumentCatalog
 from arb.pipeline import Leg, ScannerPipeline, walk_price
 from arb.risk import RiskManager
 from arb.sim.cluster import default_instruments
-from arb.types import ArbitrageOpportunity, ExchangeName, OpportunityType, OrderSide, RiskLimits
+from arb.types import (
+    ArbitrageOpportunity,
+    ArbitrageState,
+    ExchangeName,
+    ExecutionLeg,
+    ExecutionResult,
+    OpportunityType,
+    OrderSide,
+    RiskLimits,
+)
 
 INSTRUMENTS = {(i.exchange, i.base): i for i in default_instruments(("BTC",))}
 GATE = INSTRUMENTS[(ExchangeName.GATEIO, "BTC")]
@@ -439,6 +448,69 @@ def test_a_hedge_walking_two_levels_is_refused_exactly_where_the_closing_rule_wo
     )
     held = funding.held(ExchangeName.GATEIO_FUTURES, GATE_PERP.symbol, OrderSide.SELL, perp_average)
     closing = HedgeBook({}, min_profit_bps=D(10)).close_opportunity(
+        position, *p.plans[0].legs, id_prefix="t", detected_ns=2, max_age_ns=p.max_age_ns,
+        held_funding_per_base=held,
+    )
+    assert (closing is not None) == refused
+
+
+def _hedge_opened(hedges: HedgeBook, spot_average: D, perp_average: D, perp_rate: D) -> HedgePosition:
+    """Record in ``hedges`` an opening that bought 0.002 BTC on Gate.io spot at ``spot_average`` (its fee
+    at the taker rate, in BTC) and sold it on the perpetual at ``perp_average``, charged ``perp_rate``."""
+    base = D("0.002")
+    contracts = base / GATE_PERP.contract_size
+    opening = ArbitrageOpportunity(
+        opportunity_id="o", opportunity_type=OpportunityType.SPOT_FUTURES_HEDGE, symbol="BTC/USDT",
+        buy_exchange=ExchangeName.GATEIO, sell_exchange=ExchangeName.GATEIO_FUTURES, buy_price=spot_average,
+        sell_price=perp_average, max_quantity=base, profit_per_unit=D(1), total_profit_estimate=D(1),
+        profit_margin_bps=D(1), detected_at=0,
+    )
+    legs = (
+        ExecutionLeg(exchange=ExchangeName.GATEIO, symbol=GATE.symbol, side=OrderSide.BUY, client_order_id="b",
+                     requested_quantity=base, limit_price=spot_average, filled_quantity=base,
+                     average_price=spot_average, fee=base * GATE.taker_fee, fee_asset="BTC"),
+        ExecutionLeg(exchange=ExchangeName.GATEIO_FUTURES, symbol=GATE_PERP.symbol, side=OrderSide.SELL,
+                     client_order_id="s", requested_quantity=contracts, limit_price=perp_average,
+                     filled_quantity=contracts, average_price=perp_average, fee=base * perp_average * perp_rate,
+                     fee_asset="USDT", contract_size=GATE_PERP.contract_size),
+    )
+    result = ExecutionResult(opportunity_id="o", final_state=ArbitrageState.COMPLETED,
+                             total_execution_time_ms=D(1), realized_profit=D(0), legs=legs)
+    position = hedges.record(opening, result)
+    assert position is not None
+    return position
+
+
+@pytest.mark.parametrize(("charged", "refused"), [("0.0002", True), ("0.0005", False)])
+def test_a_hedge_is_refused_where_the_closing_rule_would_close_it_at_the_futures_rate_the_venue_charges(
+    charged: str, refused: bool
+) -> None:
+    """Gate.io charges a futures order the rate its answer reports (``tkfr``), which a promotion can set
+    under the tier's 0.05 %. The closing rule counts an opening's fees as they were charged, while
+    the guard priced them at the tier: with the perpetual's last order charged 0.02 %, at -0.0848 %/h
+    of funding the opening passed and the rule closed it at once on the same books, a round trip
+    lost on every scan while the dislocation stood. At the tier's rate nothing changes."""
+    wall_ms = 1_700_000_000_000
+    funding = FundingBook(horizon_s=8 * 3600, max_age_ms=60_000, wall_clock_ms=lambda: wall_ms)
+    funding.update([FundingRate(exchange=ExchangeName.GATEIO_FUTURES, symbol=GATE_PERP.symbol,
+                                rate=D("-0.000848"), interval_s=3600, next_settle_ms=wall_ms + 3_600_000)])
+    spot = book("spot", GATE_BTC_BOOK, [("59990", "10")], [("60000", "0.001"), ("60100", "0.001")])
+    perp = book("perp", GATE_PERP_BOOK, [("60900", "20")], [("60910", "100000")])
+    p, _ = pipeline((GATE, spot, GATE_BTC_BOOK), (GATE_PERP, perp, GATE_PERP_BOOK),
+                    opportunity_types=(OpportunityType.SPOT_FUTURES_HEDGE,), min_profit_bps=D(10))
+    p.funding = funding
+    catalogs = {i.exchange: InstrumentCatalog(i.exchange, [i]) for i in (GATE, GATE_PERP)}
+    hedges = HedgeBook(catalogs, min_profit_bps=D(10))
+    _hedge_opened(hedges, D(60000), D(61000), D(charged))  # an earlier hedge: the perpetual charged this
+    p.charged_rates = hedges
+    opening = p.scan(0)
+    assert (opening is None, p.dropped_paying_funding) == (refused, int(refused))
+
+    # The position its fills would leave, charged the same, and the closing rule on the same books.
+    opened = HedgeBook(catalogs, min_profit_bps=D(10))
+    position = _hedge_opened(opened, D(60050), D(60900), D(charged))
+    held = funding.held(ExchangeName.GATEIO_FUTURES, GATE_PERP.symbol, OrderSide.SELL, position.futures_price)
+    closing = opened.close_opportunity(
         position, *p.plans[0].legs, id_prefix="t", detected_ns=2, max_age_ns=p.max_age_ns,
         held_funding_per_base=held,
     )
