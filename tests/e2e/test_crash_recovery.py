@@ -13,12 +13,14 @@ simulator's own record of orders and fills.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import signal
 import sqlite3
 import sys
 from collections import defaultdict
+from collections.abc import AsyncIterator
 from decimal import Decimal as D
 from pathlib import Path
 
@@ -81,6 +83,19 @@ async def start_engine(config: Path, urls: Path, log: Path, duration: str | None
         )
 
 
+@contextlib.asynccontextmanager
+async def killed_on_failure(child: asyncio.subprocess.Process) -> AsyncIterator[None]:
+    """Kill ``child`` if the block fails while it runs: left running, it outlived the test and
+    reconnected to the stopped venues for good, loading the machine under the tests after it."""
+    try:
+        yield
+    except BaseException:
+        if child.returncode is None:
+            child.kill()
+            await child.wait()
+        raise
+
+
 Key = tuple[ExchangeName, str]
 
 
@@ -122,20 +137,22 @@ def test_sigkill_at_random_points_loses_and_doubles_nothing(tmp_path: Path) -> N
             for _ in range(MAX_ROUNDS):
                 before = intent_count(journal_path)
                 child = await start_engine(trading, urls, log)
-                wanted = before + rng.randint(4, 36)
-                deadline = asyncio.get_running_loop().time() + ROUND_TIMEOUT_S
-                while intent_count(journal_path) < wanted and child.returncode is None:
-                    assert asyncio.get_running_loop().time() < deadline, log.read_text()[-3000:]
-                    await asyncio.sleep(0.003)
-                await asyncio.sleep(rng.uniform(0, 0.04))
-                assert child.returncode is None, f"engine exited with {child.returncode}: {log.read_text()[-3000:]}"
-                child.send_signal(signal.SIGKILL)
-                assert await child.wait() == -signal.SIGKILL
+                async with killed_on_failure(child):
+                    wanted = before + rng.randint(4, 36)
+                    deadline = asyncio.get_running_loop().time() + ROUND_TIMEOUT_S
+                    while intent_count(journal_path) < wanted and child.returncode is None:
+                        assert asyncio.get_running_loop().time() < deadline, log.read_text()[-3000:]
+                        await asyncio.sleep(0.003)
+                    await asyncio.sleep(rng.uniform(0, 0.04))
+                    assert child.returncode is None, f"engine exited with {child.returncode}: {log.read_text()[-3000:]}"
+                    child.send_signal(signal.SIGKILL)
+                    assert await child.wait() == -signal.SIGKILL
                 kills += 1
                 if executions(journal_path) >= TARGET_EXECUTIONS:
                     break
             final = await start_engine(settle_only, urls, log, duration="1")
-            code = await final.wait()
+            async with killed_on_failure(final):
+                code = await asyncio.wait_for(final.wait(), ROUND_TIMEOUT_S)
             text = log.read_text()
             summary = text[text.rfind("arb run summary"):]
             # A kill between an execution's legs, or in its recovery, leaves a residual the next start
