@@ -187,24 +187,22 @@ class RateLimiter:
     async def acquire(self, costs: Sequence[tuple[str, int]]) -> bool:
         """Wait until every ``(limit id, weight)`` fits, then spend them all at once; whether it waited."""
         self.check(costs)
-        waited = False
-        while True:
-            wait = self._wait_s(costs)
-            if wait <= 0:
-                self._take(costs)
-                return waited
-            if not waited:
-                self.waits += 1
-                waited = True
-            self.waited_s += wait
-            await asyncio.sleep(wait)
+        waited = await self._wait_out(lambda: self._wait_s(costs))
+        self._take(costs)  # they fit: nothing was awaited since the last check
+        return waited
 
     async def acquire_endpoint(self, endpoint: str) -> bool:
         """Wait until a request to ``endpoint`` that spends no budget may go (no IP ban, no hold of
         ``endpoint`` after a refusal); whether it waited."""
+        blocked = self._endpoints_blocked
+        return await self._wait_out(lambda: max(self._blocked_until, blocked.get(endpoint, 0.0)) - self._clock())
+
+    async def _wait_out(self, wait_s: Callable[[], float]) -> bool:
+        """Sleep until ``wait_s()`` is no longer positive, counted in ``waits`` and ``waited_s``;
+        whether it slept."""
         waited = False
         while True:
-            wait = max(self._blocked_until, self._endpoints_blocked.get(endpoint, 0.0)) - self._clock()
+            wait = wait_s()
             if wait <= 0:
                 return waited
             if not waited:
