@@ -45,6 +45,9 @@ journal_path = "{journal}"
 min_profit_margin_bps = "{margin}"
 max_profit_margin_bps = "1000000"  # the settling run's minimum (never enter) must not exceed it
 max_consecutive_failures = 1000
+# What a kill loses is measured here, not speed: on a loaded machine one slow execution latched
+# the latency breaker, the engine stopped trading and the round missed its deadline.
+max_execution_latency_ms = 60000
 
 [exchanges.gateio]
 markets = ["spot"]
