@@ -46,13 +46,16 @@ from .orders import (
 from .types import ExchangeName, OrderSide
 
 log = logging.getLogger(__name__)
-# A recovery order refused for the venue's rate limit (past the order runner's own wait), or held
-# back while its order budget admits it only past that wait, is not an attempt: the residual is
-# open meanwhile, so recovery tries the next venue at once, pauses this long before sending again
-# to a venue that refused so since the last pause, and flags the residual once this long has
-# passed since the first such refusal with no order taken.
+# A recovery order refused for the venue's rate limit (past the order runner's own wait), held
+# back while its order budget admits it only past that wait, or never sent (no connection took it;
+# its deadline passed while it waited for its budget or a login) is not an attempt: nothing reached
+# the venue. The residual is open meanwhile, so recovery tries the next venue at once, pauses this
+# long before sending again to a venue that refused so since the last pause, and flags the residual
+# once this long has passed since the first such refusal with no order taken.
 RATE_LIMIT_PAUSE_S = 1.0
 RATE_LIMITED_FOR_S = 30.0
+# What such an unfilled outcome's category says, in the reason its residual is flagged with.
+_NOT_TAKEN: dict[str, str] = {ErrorCategory.RATE_LIMITED.value: "rate limited", ErrorCategory.NOT_SENT.value: "not sent"}
 
 
 class RecoveryAction(str, Enum):
@@ -288,10 +291,11 @@ class RecoveryManager:
             orders.append(outcome)
             _note_charged(charged, outcome)
             self._attempts += 1
-            if outcome.category == ErrorCategory.RATE_LIMITED and not outcome.filled:
+            not_taken = None if outcome.filled or outcome.category is None else _NOT_TAKEN.get(outcome.category)
+            if not_taken is not None:
                 waited_s = limits.refused(exchange, self.clock())
                 if waited_s is not None:
-                    return self._flag(active, buy, sell, orders, cost, f"rate limited for {waited_s:.0f} s")
+                    return self._flag(active, buy, sell, orders, cost, f"{not_taken} for {waited_s:.0f} s")
                 continue
             limits.taken()
             attempt += 1

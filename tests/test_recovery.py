@@ -14,7 +14,7 @@ from arb.exchanges.errors import ErrorCategory
 from arb.exchanges.models import OrderRequest, OrderState, OrderStatus, OrderType, TimeInForce
 from arb.journal import IntentRecord, Journal, JournalError
 from arb.orders import Backoff, OrderOutcome, OrderSettings
-from arb.recovery import RecoveryManager, RecoveryStatus, Residual, order_resolver
+from arb.recovery import RATE_LIMIT_PAUSE_S, RecoveryManager, RecoveryStatus, Residual, order_resolver
 from arb.types import ExchangeName, OrderSide
 
 GATE, MEXC = ExchangeName.GATEIO, ExchangeName.MEXC
@@ -269,6 +269,43 @@ def test_a_residual_whose_venues_budgets_stay_held_is_flagged_after_half_a_minut
     assert set(time.sleeps) == {1.0} and sum(time.sleeps) == 30.0  # a pause after each round of refusals
     (active,) = recovery.get_active_recoveries()
     assert active.status is RecoveryStatus.AWAITING_APPROVAL
+
+
+class NeverSent(FakeExchange):
+    """A venue no order reaches for ``for_orders`` orders: each waited past its deadline for its
+    budget (or a login) and was not sent; then orders go through."""
+
+    def __init__(self, exchange: ExchangeName, for_orders: int) -> None:
+        super().__init__(spot(exchange, taker_fee=D(0)))
+        self.unsent = for_orders
+
+    async def place_order(self, request: OrderRequest) -> OrderState:
+        if self.unsent:
+            self.unsent -= 1
+            raise ExchangeError(self.exchange.value, "POST /spot/orders: its deadline passed while it waited for "
+                                "its budget; not sent", category=ErrorCategory.NOT_SENT)
+        return await super().place_order(request)
+
+
+def test_a_recovery_order_that_never_left_is_not_an_attempt() -> None:
+    """Orders refused before they left (their deadline passed while they waited for a budget, or a
+    login) were counted as attempts: a second of such refusals used up the four attempts and the
+    residual was flagged, where the same trouble answered as a 429 is tried for half a minute."""
+    buy, sell = NeverSent(GATE, 6), NeverSent(MEXC, 6)
+    recovery, time = manager(buy, sell)
+    residual = Residual(opportunity_id="opp1", buy=leg(buy, OrderSide.BUY, "10", "10", "100"),
+                        sell=leg(sell, OrderSide.SELL, "10", "6", "101"))
+    outcome = asyncio.run(recovery.recover(residual))
+    assert outcome.recovered and outcome.residual_quantity == 0
+    assert [o.category for o in outcome.orders].count(ErrorCategory.NOT_SENT) == 12
+    assert time.sleeps.count(RATE_LIMIT_PAUSE_S) >= 5  # paused before going back to a venue that refused so
+
+    buy, sell = NeverSent(GATE, 10**6), NeverSent(MEXC, 10**6)
+    recovery, time = manager(buy, sell)
+    residual = Residual(opportunity_id="opp2", buy=leg(buy, OrderSide.BUY, "10", "10", "100"),
+                        sell=leg(sell, OrderSide.SELL, "10", "6", "101"))
+    outcome = asyncio.run(recovery.recover(residual))
+    assert outcome.requires_manual_approval and outcome.reason == "not sent for 30 s"
 
 
 def test_a_recovery_order_whose_query_the_venue_holds_for_an_hour_is_flagged_at_once() -> None:
