@@ -28,7 +28,7 @@ import msgspec
 from arb_core.book import CrossedBookError, DeltaBatch, OrderBook
 from arb_core.wire.common import WireError, WireScale
 
-from ..errors import ArbitrageEngineError, ExchangeConnectionError, ExchangeError
+from ..errors import ArbitrageEngineError, ExchangeConnectionError, ExchangeError, RateLimitError
 from ..funding import FundingRate
 from ..instruments import Instrument, InstrumentCatalog
 from ..secrets import ApiCredentials
@@ -1034,13 +1034,17 @@ class ExchangeConnector:
         websocket to come back while REST answers."""
         try:
             orders_ws = await self._order_transport()
-            if orders_ws is not None and orders_ws.logged_in:
-                return await over_ws(orders_ws)
         except ExchangeError as exc:
-            if exc.category != ErrorCategory.NOT_SENT:
+            if exc.category != ErrorCategory.NOT_SENT and not isinstance(exc, RateLimitError):
                 raise
-            # Not logged in (on first use), or the connection dropped since it was checked: nothing
-            # was sent, REST asks instead.
+            orders_ws = None  # not logged in on first use (no connection, its login rate limited): REST asks
+        if orders_ws is not None and orders_ws.logged_in:
+            try:
+                return await over_ws(orders_ws)
+            except ExchangeError as exc:
+                if exc.category != ErrorCategory.NOT_SENT:
+                    raise
+                # The connection dropped since it was checked: nothing was sent, REST asks instead.
         return await self.rest.fetch(over_rest())
 
     async def _finished_by_client_id(
@@ -1173,7 +1177,7 @@ class ExchangeConnector:
         for open_ahead in (self.rest.prewarm, self._order_transport):
             try:
                 await open_ahead()
-            except ExchangeConnectionError as exc:
+            except (ExchangeConnectionError, RateLimitError) as exc:  # a login refused otherwise (bad keys) is raised
                 log.warning("%s: order connection not opened ahead (orders connect on demand): %s", self.venue, exc)
         if self._private is not None or (self._poller is not None and not self._poller.done()):
             raise ExchangeError(self.venue, "private stream already started")

@@ -1177,6 +1177,38 @@ def test_queries_and_cancels_go_over_rest_while_the_websocket_api_is_down(market
     run(scenario())
 
 
+def test_a_websocket_order_api_whose_first_login_is_rate_limited_leaves_queries_to_rest_and_the_start_going() -> None:
+    """Gate.io refusing the websocket order API's first login for its rate limit failed the start
+    of the private stream (the engine's start) and every query and cancel, where REST answered."""
+    async def scenario() -> None:
+        async with simulated_venues(moving=False) as sim:
+            placing = sim.connector(ExchangeName.GATEIO)
+            asking = sim.connector(ExchangeName.GATEIO)
+            logins: list[int] = []
+
+            async def login_rate_limited() -> None:
+                logins.append(1)
+                raise RateLimitError("gateio", "spot.login: Request Rate limit Exceeded", retry_after_s=5.0)
+
+            asking._order_transport = login_rate_limited  # type: ignore[method-assign]
+            try:
+                await asking.start_private_stream(None, lambda fill: None)
+                assert asking.private_stream is not None and logins == [1]
+                engine = sim.venues["gateio"].exchanges[ExchangeName.GATEIO].engine(SPOT)
+                ask = engine.instrument.ticks_to_price(engine.snapshot(1).asks[0][0])
+                placed = await placing.place_order(OrderRequest(
+                    symbol=SPOT, side=OrderSide.BUY, type=OrderType.LIMIT, quantity=D("0.001"), price=ask,
+                    client_order_id="rl-1", time_in_force=TimeInForce.IOC,
+                ))
+                found = await asking.query_order(SPOT, client_order_id="rl-1")
+                assert found.order_id == placed.order_id and logins == [1, 1]
+            finally:
+                await placing.close()
+                await asking.close()
+
+    run(scenario())
+
+
 def test_a_websocket_order_api_started_across_a_close_is_closed_not_kept() -> None:
     """``close`` while the first order's websocket API was logging in closed nothing of it (not yet
     kept), and the start then kept it on the closed connector: a logged-in connection nothing closed."""
