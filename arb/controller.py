@@ -143,8 +143,9 @@ RULES_SUSPECT = frozenset(category.value for category in (
 ))
 # Least time between two reads of the trading rules brought forward by such refusals.
 EARLY_RULES_READ_SPACING_S = 1.0
-# How often the venues' clocks are read where the trading rules are read only at start-up.
+# How often, at least, the venues' clocks are read (with the trading rules where those are read more often).
 CLOCK_READ_INTERVAL_S = 300.0
+_OUTCOME_UNKNOWN = ErrorCategory.OUTCOME_UNKNOWN.value  # an ``ExecutionLeg.error_category``
 # A funding rate not refreshed for this many refresh intervals counts as missing (hedges refused).
 FUNDING_STALE_REFRESHES = 3
 # Least time between two futures position checks brought forward by balance changes: a burst of
@@ -1782,7 +1783,11 @@ class ArbitrageController:
             # Pushed markets are current already; the others are read now, and so is a futures
             # market where a leg filled: the next futures leg is sized by the margin that fill used,
             # which its push may bring only after the next opportunity is sized.
-            margin_used = {leg.exchange for leg in result.legs if leg.exchange.is_futures and leg.filled_quantity > 0}
+            # A leg of unknown outcome may have filled as well.
+            margin_used = {
+                leg.exchange for leg in result.legs
+                if leg.exchange.is_futures and (leg.filled_quantity > 0 or leg.error_category == _OUTCOME_UNKNOWN)
+            }
             stale = margin_used | {leg.exchange for leg in result.legs if not balances.streamed(leg.exchange)}
             if stale:
                 unread = await balances.refresh(stale) & margin_used

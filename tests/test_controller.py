@@ -1157,6 +1157,34 @@ def test_a_futures_fill_whose_margin_read_fails_holds_its_market_until_a_read_su
     assert not monitor.held_for_read(ExchangeName.GATEIO)
 
 
+def test_a_futures_leg_of_unknown_outcome_has_its_margin_read_and_its_market_held_when_that_fails(
+    tmp_path: Path,
+) -> None:
+    """Only a futures leg that filled had its margin read after the execution; one whose outcome is
+    unknown may have filled too, and the next futures leg was sized on the margin before it."""
+    futures = MarginVenue()
+    venues = {ExchangeName.GATEIO: MarginVenue(), ExchangeName.GATEIO_FUTURES: futures}
+    controller, _, hedge = hedging_controller(tmp_path, venues)
+    executor, monitor = controller.executor, controller.balances
+    assert isinstance(executor, FillsEveryLeg) and monitor is not None
+    finish = executor.finish
+
+    async def futures_leg_unknown(started: StartedExecution) -> ExecutionResult:
+        result = await finish(started)
+        legs = tuple(
+            msgspec.structs.replace(leg, filled_quantity=D(0), average_price=None, error="outcome unknown: timed out",
+                                    error_category=ErrorCategory.OUTCOME_UNKNOWN.value)
+            if leg.exchange.is_futures else leg
+            for leg in result.legs
+        )
+        return msgspec.structs.replace(result, legs=legs)
+
+    executor.finish = futures_leg_unknown  # type: ignore[method-assign]
+    futures.fail = True
+    assert asyncio.run(controller.process(hedge)) is not None
+    assert futures.reads == 1 and monitor.held_for_read(ExchangeName.GATEIO_FUTURES)
+
+
 class FillsEveryLeg:
     """Records each execution; both legs fill in full (or not at all), written at the clock's time of
     the start, the venue stamping the fills ``venue_ms``."""
