@@ -779,7 +779,7 @@ class ArbitrageController:
     async def _watch_rules_and_clocks(self) -> None:
         """Read every market's trading rules again every ``instrument_refresh_interval_ms`` and check
         them (``_check_trading_rules``) until cancelled, and the venues' clocks (``_check_clocks``)
-        with them and at least every ``CLOCK_READ_INTERVAL_S``, also with the rules read only at
+        just before them and at least every ``CLOCK_READ_INTERVAL_S``, also with the rules read only at
         start-up (an interval of 0); a market whose rules cannot be read is checked at the next
         read. A leg refused as a changed market would refuse it, or for its timestamp, brings both
         reads forward (at most every ``EARLY_RULES_READ_SPACING_S``)."""
@@ -789,11 +789,12 @@ class ArbitrageController:
         rules_read_at = loop.time()  # read at start-up
         while True:
             early = await _set_or_elapsed(due, interval_s)
+            # The clocks first: the rules read signs requests (account fee rates) by them.
+            await self._check_clocks()
             # Due within half a wait: the next wake would be later than the interval asks.
             if rules_s is not None and (early or loop.time() - rules_read_at >= rules_s - interval_s / 2):
                 rules_read_at = loop.time()
                 await self._read_trading_rules(rules_s)
-            await self._check_clocks()
             if early:
                 await asyncio.sleep(EARLY_RULES_READ_SPACING_S)
 

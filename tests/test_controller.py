@@ -1690,6 +1690,42 @@ def test_a_timestamp_refusal_reads_the_venues_clock_with_the_trading_rules_read_
                for m in messages)
 
 
+def test_a_read_brought_forward_reads_the_clocks_before_the_rules_it_signs_for(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """MEXC's account fee rates are a signed read of the rules read. Its clock falls 1.5 s behind
+    ours and a refusal brings both reads forward: read with the old clock, the fee read was refused
+    for its timestamp too, keeping the listed fees and bringing yet another read forward."""
+    configuration = manager(tmp_path, CONFIG + "instrument_refresh_interval_ms = 60000\n")
+    cluster = dry_run_cluster(configuration.config, random_per_minute=0)
+    rules_read: list[float] = []
+
+    async def scenario() -> None:
+        async with cluster:
+            controller = ArbitrageController(configuration, sim_cluster=cluster, journal=Journal(tmp_path / "j.sqlite3"))
+            await controller.initialize(dry_run=True)
+            read_rules = controller._read_trading_rules
+
+            async def reading_rules(interval_s: float) -> None:
+                await read_rules(interval_s)
+                rules_read.append(interval_s)
+
+            controller._read_trading_rules = reading_rules  # type: ignore[method-assign]
+            running = asyncio.ensure_future(controller.run(duration_s=30))
+            mexc = controller.connectors[ExchangeName.MEXC]
+            cluster.faults.configure("mexc", VenueFaults(clock_skew_ms=-1_500))
+            controller._on_timestamp_refused(ExchangeName.MEXC, "GET /api/v3/account")
+            await eventually(lambda: bool(rules_read), 10, "the rules read")
+            assert mexc.clock_skew is not None and mexc.clock_skew < -1_000
+            await controller.shutdown("test over")
+            await running
+
+    with caplog.at_level(logging.WARNING):
+        asyncio.run(scenario())
+    messages = [r.getMessage() for r in caplog.records]
+    assert not [m for m in messages if "account fees unavailable" in m or "tradeFee" in m]
+
+
 @pytest.mark.parametrize("rules_ms", [0, 86_400_000], ids=["rules at start-up only", "rules daily"])
 def test_the_venues_clocks_are_read_every_clock_interval_whatever_the_rules_interval(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, rules_ms: int
