@@ -55,7 +55,7 @@ class _MexcMarketData(ABC):
     _ping: ClassVar[str]
     _pong_marker: ClassVar[bytes]  # a pong contains this, and is short
     _snapshot_path: ClassVar[str]
-    _snapshot_weight: ClassVar[int]
+    _snapshot_limits: ClassVar[tuple[tuple[str, int], ...]]  # (limit id, cost) a snapshot spends
     router_dialect: ClassVar[int]  # arb_core.router dialect running this market's steady state
     # Book sizes finer than the order grid are rounded down rather than refused: MEXC's own docs
     # show BTCUSDT depth quantities with 8 decimals, and one such level would otherwise keep the
@@ -112,7 +112,7 @@ class _MexcMarketData(ABC):
         params = self._snapshot_params(venue_symbol)
         if self._snapshot_limit is not None:
             params += (("limit", str(self._snapshot_limit)),)
-        return SnapshotRequest(path=path, params=params, limits=((self._snapshot_path, self._snapshot_weight),))
+        return SnapshotRequest(path=path, params=params, limits=self._snapshot_limits)
 
     def subscribe_frames(self, venue_symbols: Sequence[str]) -> Sequence[WsPayload]:
         """Frames that subscribe the depth diffs of ``venue_symbols`` on one connection."""
@@ -154,7 +154,10 @@ class MexcSpotMarketData(_MexcMarketData):
     _ping = msgspec.json.encode({"method": constants.WS_PING}).decode()
     _pong_marker = b'"msg":"' + constants.WS_PONG_MSG.encode() + b'"'
     _snapshot_path = constants.DEPTH_PATH
-    _snapshot_weight = constants.ENDPOINT_WEIGHTS[constants.DEPTH_PATH]
+    # Its endpoint's budget and its weight of the IP's, as every public spot read.
+    _snapshot_limits = (
+        (constants.DEPTH_PATH, 1), (constants.IP_WEIGHT_LIMIT_ID, constants.ENDPOINT_WEIGHTS[constants.DEPTH_PATH])
+    )
     router_dialect = router.DIALECT_MEXC_SPOT
     book_floors_sizes = True
 
@@ -236,7 +239,7 @@ class MexcFuturesMarketData(_MexcMarketData):
     _ping = msgspec.json.encode({"method": constants.FUTURES_WS_PING}).decode()
     _pong_marker = b'"channel":"' + constants.FUTURES_WS_PONG_CHANNEL.encode() + b'"'
     _snapshot_path = constants.CONTRACT_DEPTH_PATH
-    _snapshot_weight = 1
+    _snapshot_limits = ((constants.CONTRACT_DEPTH_PATH, 1),)
     router_dialect = router.DIALECT_MEXC_FUTURES
     book_floors_sizes = False  # whole contracts
 

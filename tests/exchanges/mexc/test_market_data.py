@@ -144,7 +144,8 @@ def test_futures_frames_are_the_documented_ones() -> None:
 
 def test_snapshot_requests() -> None:
     assert MexcSpotMarketData().snapshot_request("BTCUSDT") == SnapshotRequest(
-        path="/api/v3/depth", params=(("symbol", "BTCUSDT"), ("limit", "1000")), limits=(("/api/v3/depth", 1),)
+        path="/api/v3/depth", params=(("symbol", "BTCUSDT"), ("limit", "1000")),
+        limits=(("/api/v3/depth", 1), ("ip_weight", 1)),  # its endpoint's budget and the IP weight, as other reads
     )
     assert MexcSpotMarketData(snapshot_limit=None).snapshot_request("BTCUSDT").params == (("symbol", "BTCUSDT"),)
     assert MexcFuturesMarketData().snapshot_request("BTC_USDT") == SnapshotRequest(
