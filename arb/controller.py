@@ -174,6 +174,10 @@ class Executor(Protocol):
         """Encode ``opportunity``'s orders and drop them, to keep the order path warm; False when it
         cannot be planned."""
 
+    def refusal(self, opportunity: ArbitrageOpportunity) -> str | None:
+        """Why nothing of ``opportunity`` would be sent (its orders cannot be planned, or its id
+        traded before), or None; nothing is journaled, reserved or sent."""
+
 
 class RunSummary(msgspec.Struct, kw_only=True):
     """What one run did, for the final report."""
@@ -1829,6 +1833,10 @@ class ArbitrageController:
         if found is None:
             return (f"not executed: {where}: the scanner does not pair {opp.buy_exchange.value} with "
                     f"{opp.sell_exchange.value} for it (name the pair in spot form, as BTC/USDT)")
+        executor = self.executor
+        unsendable = executor.refusal(opp) if executor is not None else None
+        if unsendable is not None:
+            return f"not executed: {unsendable}"
         symbol_id, buy, sell = found
         if not (buy.book.in_sync and sell.book.in_sync and pipeline.books_fresh(symbol_id, opp, now)):
             return f"not executed: {where}: a leg's book is out of sync or older than max_data_age_ms"

@@ -25,7 +25,7 @@ import msgspec
 
 from arb_core.fsm import StateMachine
 
-from .errors import OrderExecutionError
+from .errors import ArbitrageEngineError, OrderExecutionError
 from .exchanges.base import PrivateExchange
 from .exchanges.models import OrderRequest, OrderState
 from .instruments import Instrument, InstrumentCatalog, common_step, round_down_to_step
@@ -272,6 +272,23 @@ class TwoLegExecutor:
             log.debug("opportunity %s not rehearsed: %s", opportunity.opportunity_id, exc)
             return False
         return True
+
+    def refusal(self, opportunity: ArbitrageOpportunity) -> str | None:
+        """Why ``start`` would send nothing of ``opportunity``: its orders cannot be planned, or a
+        client id of theirs is journaled already (its id traded before); None when it would send them.
+        Nothing is journaled or sent."""
+        try:
+            plans = self.plan(opportunity)
+        except ArbitrageEngineError as exc:
+            return str(exc)
+        journal = self.orders.journal
+        if journal is not None:
+            for plan in plans:
+                market, client_id = plan.instrument.exchange, plan.request.client_order_id
+                if journal.knows(market, client_id):
+                    return (f"{_where(opportunity)}: its {plan.leg} order's client id {client_id!r} is journaled "
+                            f"on {market.value} already: an opportunity id is traded once")
+        return None
 
     def transitions(self, opportunity_id: str) -> list[tuple[ArbitrageState, int]]:
         """The state machine history of a recent execution as (state, entered_at_ns), oldest first."""

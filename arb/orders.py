@@ -221,6 +221,9 @@ class OrderSettings(msgspec.Struct, frozen=True, kw_only=True):
 class OrderJournal(Protocol):
     """The part of ``arb.journal.Journal`` the executor and recovery write to."""
 
+    def knows(self, exchange: ExchangeName, client_order_id: str) -> bool:
+        """Whether an intent was recorded for ``client_order_id`` on ``exchange``."""
+
     def record_intent(
         self, opportunity_id: str, leg: str, request: OrderRequest, exchange: ExchangeName,
         contract_size: Decimal | None = None,

@@ -604,6 +604,9 @@ class InstantExecutor:
     def rehearse(self, opportunity: ArbitrageOpportunity) -> bool:
         return False
 
+    def refusal(self, opportunity: ArbitrageOpportunity) -> str | None:
+        return None
+
 
 def test_a_long_run_keeps_the_newest_results_and_counts_them_all(tmp_path: Path) -> None:
     configuration = manager(tmp_path)
@@ -729,6 +732,41 @@ def test_an_opportunity_given_through_the_api_is_checked_against_the_books(tmp_p
     assert funded.startswith("refused by risk checks: opportunity fund1btc BTC/USDT: its expected funding 1000")
     assert "all must be finite, and the quantity and prices positive" in nan  # refused, not raised
     assert fee == "refused by risk checks: opportunity fee1btc BTC/USDT: buy_fee=0, sell_fee=NaN: must be finite"
+
+
+def test_an_opportunity_given_through_the_api_is_refused_before_anything_is_reserved_where_it_cannot_be_sent(
+    tmp_path: Path
+) -> None:
+    """An opportunity id already traded (its client ids journaled), or a quantity under a venue's
+    minimum, failed only in the executor: after its risk checks and reservation, and as a failed
+    execution, so three of them latched the consecutive-failures breaker with nothing sent."""
+    configuration = manager(tmp_path)
+    cluster = dry_run_cluster(configuration.config, random_per_minute=0)
+
+    async def scenario() -> list[str]:
+        async with cluster:
+            controller = ArbitrageController(configuration, sim_cluster=cluster, journal=Journal(tmp_path / "j.sqlite3"))
+            engine = ArbitrageEngine(controller)
+            async with engine.session(trade=False):
+                journal, risk = controller.journal, controller.risk
+                assert journal is not None and risk is not None
+                request = OrderRequest(symbol="BTC/USDT", side=OrderSide.BUY, type=OrderType.LIMIT,
+                                       quantity=D("0.001"), price=D(60000), client_order_id="done1-b")
+                journal.record_intent("done1", "buy", request, ExchangeName.MEXC)  # traded by an earlier run
+                now = controller.clock()
+                given = [mexc_to_gate("done1", D(60000), D(60100), "0.001", detected_at=now) for _ in range(3)]
+                given.append(mexc_to_gate("tiny1", D(60000), D(60100), "0.00000001", detected_at=now))
+                errors = [(await engine.execute_opportunity(o)).error or "" for o in given]
+                assert controller.results == [] and risk.get_current_risk_metrics().in_flight_usd == 0
+                assert not risk.get_circuit_breaker_status()[Breaker.CONSECUTIVE_FAILURES].count
+                return errors
+
+    *again, tiny = asyncio.run(scenario())
+    assert again == [
+        "not executed: opportunity done1 BTC/USDT: its buy order's client id 'done1-b' is journaled on mexc "
+        "already: an opportunity id is traded once"
+    ] * 3
+    assert tiny.startswith("not executed: opportunity tiny1 BTC/USDT: max_quantity 1E-8 is below one common lot")
 
 
 @pytest.mark.parametrize(
@@ -868,6 +906,9 @@ class SlowFirstExecution:
 
     def rehearse(self, opportunity: ArbitrageOpportunity) -> bool:
         return False
+
+    def refusal(self, opportunity: ArbitrageOpportunity) -> str | None:
+        return None
 
 
 def btc_and_eth_crossed(
@@ -1217,6 +1258,9 @@ class FillsEveryLeg:
 
     def rehearse(self, opportunity: ArbitrageOpportunity) -> bool:
         return False
+
+    def refusal(self, opportunity: ArbitrageOpportunity) -> str | None:
+        return None
 
 
 class CrossedBtc:

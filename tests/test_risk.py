@@ -105,7 +105,14 @@ def fill(side: OrderSide, quantity: str, price: str, symbol: str = "ETH/USDT", t
 
 
 def result(state: ArbitrageState = ArbitrageState.COMPLETED, ms: str = "10", oid: str = "o1") -> ExecutionResult:
-    return ExecutionResult(opportunity_id=oid, final_state=state, total_execution_time_ms=D(ms), realized_profit=D(0))
+    """An execution ending in ``state``; one that did not complete had its buy refused by the venue."""
+    legs = () if state is ArbitrageState.COMPLETED else (ExecutionLeg(
+        exchange=ExchangeName.MEXC, symbol="BTC/USDT", side=OrderSide.BUY, client_order_id=f"{oid}-b",
+        requested_quantity=D(1), limit_price=D(100), error="insufficient balance", status="rejected",
+    ),)
+    return ExecutionResult(
+        opportunity_id=oid, final_state=state, total_execution_time_ms=D(ms), realized_profit=D(0), legs=legs
+    )
 
 
 def outcome(manager: RiskManager, opp: ArbitrageOpportunity) -> RiskCheck | None:
@@ -635,6 +642,23 @@ def test_both_legs_missing_is_neither_a_failure_nor_a_success() -> None:
     manager.record_execution(missed)
     manager.record_execution(refused)  # one leg refused by the venue: a failure
     assert not manager.is_tripped
+    manager.record_execution(result(ArbitrageState.FAILED))
+    assert manager.get_circuit_breaker_status()[Breaker.CONSECUTIVE_FAILURES].tripped
+
+
+def test_an_execution_that_sent_nothing_is_neither_a_failure_nor_a_success() -> None:
+    """Refused before any order went out (its plan or its intents refused): no venue took or
+    refused anything, so three of them latched the breaker over nothing sent; nor do they reset
+    a streak of real failures."""
+    manager, *_ = make()
+    unsent = msgspec.structs.replace(result(ArbitrageState.FAILED), legs=(), error="not executed: below one common lot")
+    for _ in range(5):
+        manager.record_execution(unsent)
+    assert not manager.is_tripped
+    manager.record_execution(result(ArbitrageState.FAILED))
+    manager.record_execution(unsent)
+    manager.record_execution(result(ArbitrageState.FAILED))
+    manager.record_execution(unsent)
     manager.record_execution(result(ArbitrageState.FAILED))
     assert manager.get_circuit_breaker_status()[Breaker.CONSECUTIVE_FAILURES].tripped
 
