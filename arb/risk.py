@@ -215,6 +215,8 @@ class RiskStatistics(msgspec.Struct, frozen=True, kw_only=True):
     accepted: int
     rejections: dict[str, int]
     breaker_trips: dict[str, int]
+    # Answers of ``validate_recovery`` to a caller's own orders; the engine's recoveries do not ask
+    # (``RecoveryManager.get_recovery_statistics`` counts them).
     recoveries_allowed: int
     recoveries_refused: int
 
@@ -515,6 +517,7 @@ class RiskManager:
         self._day_end_ns = (self._day + 1) * NS_PER_DAY
         self._daily_pnl = ZERO
         self._daily_funding = ZERO  # part of _daily_pnl
+        self._loss_warned_day: int | None = None  # the day the daily loss limit was last warned about
         # Funding settled on a UTC day this clock has not reached yet (the venue's clock runs ahead):
         # counted when the day rolls to it.
         self._early_funding: list[FundingPayment] = []
@@ -840,6 +843,14 @@ class RiskManager:
         if self._wall_clock() >= self._day_end_ns:
             self._roll_day()
         self._daily_pnl += amount
+        self._warn_daily_loss()
+
+    def _warn_daily_loss(self) -> None:
+        """Warn once a day when the day's realized loss reaches the limit: its refusals are logged at debug."""
+        if self._daily_pnl <= self._daily_floor and self._loss_warned_day != self._day and self.enable_risk_checks:
+            self._loss_warned_day = self._day
+            log.warning("risk: the day's realized loss %s USD reached max_daily_loss_usd %s: no entry or hedge close "
+                        "until the UTC day rolls over", -self._daily_pnl, self._max_daily_loss)
 
     @property
     def executions_in_flight(self) -> int:
@@ -862,6 +873,7 @@ class RiskManager:
                 self._daily_funding += payment.amount
             elif day > self._day:
                 self._early_funding.append(payment)
+        self._warn_daily_loss()
 
     def record_stale_data(self, exchange: ExchangeName, symbol: str, *, desynced: bool = False) -> None:
         """Report a book found stale (or out of sync) when a decision needed it."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from decimal import Decimal
 
 import msgspec
@@ -560,6 +561,27 @@ def test_daily_loss_resets_at_utc_midnight() -> None:
     assert outcome(manager, opportunity()) is None
     metrics = manager.get_current_risk_metrics()
     assert (metrics.trading_day, metrics.daily_realized_pnl_usd) == (20_001, 0)
+
+
+def test_reaching_the_daily_loss_limit_is_warned_about_once_a_day(caplog: pytest.LogCaptureFixture) -> None:
+    """Reaching it stops every entry and hedge close for the rest of the UTC day, and each refusal
+    was logged at debug only: nothing told the operator why the engine had stopped trading."""
+    manager, _, wall, _ = make()
+    with caplog.at_level(logging.WARNING, logger="arb.risk"):
+        manager.record_realized_pnl(D("-49.99"))
+        assert not caplog.records
+        manager.record_realized_pnl(D("-0.01"))
+        manager.record_realized_pnl(D("-5"))
+        assert outcome(manager, opportunity()) is RiskCheck.MAX_DAILY_LOSS
+        wall.now += DAY_NS
+        manager.record_realized_pnl(D("-60"))
+    messages = [r.getMessage() for r in caplog.records]
+    assert messages == [
+        "risk: the day's realized loss 50.00 USD reached max_daily_loss_usd 50: no entry or hedge close "
+        "until the UTC day rolls over",
+        "risk: the day's realized loss 60 USD reached max_daily_loss_usd 50: no entry or hedge close "
+        "until the UTC day rolls over",
+    ]
 
 
 def test_a_hedges_held_basis_is_left_out_of_the_day_in_the_same_step() -> None:
