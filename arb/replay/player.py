@@ -998,9 +998,6 @@ async def _replay(
             notes += [f"recorded instrument list unreadable, another list of the market used: {e}" for e in errors]
         if known:
             catalogs[market], symbols[market] = catalog, known
-    wanted = _chosen_symbols(manager)
-    pairable = _tradable(symbols, frozenset(config.opportunity_types))
-    traded = pairable if wanted is None else [symbol for symbol in pairable if symbol in wanted]
     orders: list[ExecutedOrder] = []
     connectors = {
         market: connector_class(market)(
@@ -1009,6 +1006,17 @@ async def _replay(
         )
         for market in catalogs
     }
+    # Only the markets a run of this configuration connects and can send orders to make a pair
+    # (MEXC futures are market data only); the others' books still replay.
+    configured = set(config.traded_markets)
+    trading = {m: names for m, names in symbols.items() if m in configured and connectors[m].can_trade}
+    idle = [
+        f"{m.value}: {'market data only' if m in configured else 'not traded by the configuration'}"
+        for m in sorted(set(symbols) - set(trading), key=lambda m: m.value)
+    ]
+    wanted = _chosen_symbols(manager)
+    pairable = _tradable(trading, frozenset(config.opportunity_types))
+    traded = pairable if wanted is None else [symbol for symbol in pairable if symbol in wanted]
     log_ = TradeLog()
     controller = None
     if traded:
@@ -1040,7 +1048,8 @@ async def _replay(
             f"can pair ({', '.join(pairable)}): books replayed only"
         )
     else:
-        notes.append("no symbol is recorded on two markets the scanner can pair: books replayed only")
+        why = f" ({'; '.join(idle)})" if idle else ""
+        notes.append(f"no symbol is recorded on two markets the scanner can pair{why}: books replayed only")
     reader = read_records(*files)
     progress = settings.progress and survey.records >= PROGRESS_MIN_RECORDS
     with _progress(progress, survey.records) as advance:

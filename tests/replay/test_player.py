@@ -278,6 +278,40 @@ def test_symbols_set_in_the_environment_choose_what_a_backtest_trades_as_a_confi
     ]
 
 
+def test_only_recorded_markets_the_configuration_trades_and_can_send_orders_to_make_a_pair(
+    simulated: Path, tmp_path: Path
+) -> None:
+    """A recording of MEXC spot and futures: hedging without MEXC futures configured raised the
+    scanner's "no pair of markets" ValueError, and with them configured (market data only) BTC/USDT
+    was traded but no order could be sent, with no word of why. Both replay the books, saying why."""
+    path = tmp_path / "mexc.arbrec"
+    recorder = Recorder(path, wall_offset_ns=WALL_OFFSET_NS)
+    for record in read_records(simulated):
+        if record.market in (ExchangeName.MEXC, ExchangeName.MEXC_FUTURES):
+            recorder.record(record.market, record.kind, record.payload, recv_ns=record.recv_ns,
+                            venue_symbol=record.venue_symbol)
+    recorder.close()
+    config = tmp_path / "mexc_futures.toml"
+    config.write_text(
+        '[engine]\nopportunity_types = ["spot_futures_hedge", "spot_spot"]\n'
+        '[exchanges.mexc]\nmarkets = ["spot", "futures"]\n'
+    )
+    hedging = ConfigurationManager(None, environ={"ARB_OPPORTUNITY_TYPES": "spot_futures_hedge"})
+    with_futures = ConfigurationManager(config, environ={})
+    why = {}
+    for name, manager in (("not configured", hedging), ("market data only", with_futures)):
+        manager.load_configuration(dry_run=True)
+        result = backtest([path], manager)
+        assert result.symbols == [] and not result.orders and result.books, name
+        (why[name],) = result.notes
+    assert why == {
+        "not configured": "no symbol is recorded on two markets the scanner can pair "
+        "(mexc_futures: not traded by the configuration): books replayed only",
+        "market data only": "no symbol is recorded on two markets the scanner can pair "
+        "(mexc_futures: market data only): books replayed only",
+    }
+
+
 def test_the_compiled_loop_takes_the_recorded_dry_runs_decisions(recorded_run) -> None:
     path, manager, _, _ = recorded_run
     compiled, python = _both([path], manager, BacktestSettings(latency=LatencyModel(), deposits=DEPOSITS))
