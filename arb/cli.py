@@ -19,15 +19,16 @@ import platform
 import signal
 import sys
 from collections.abc import Callable, Sequence
-from decimal import Decimal
+from decimal import Decimal, localcontext
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, TypeVar, cast
 
 from . import __version__
 from .config import ASSET_PATTERN, ConfigurationManager
 from .errors import ArbitrageEngineError, ConfigurationError, StartupInterrupted
 from .secrets import VENUE_ENV_PREFIX, encrypt_secret, generate_encryption_key, header_safe, load_credentials
 from .shutdown import Terminated, release_stop_signals
+from .types import MAX_EXPONENT, number_problem
 
 if TYPE_CHECKING:
     import asyncio
@@ -184,9 +185,9 @@ def _build_parser() -> argparse.ArgumentParser:
                           help="order arrival delay on every market, ms (default 0)")
     backtest.add_argument("--no-order-budgets", dest="order_budgets", action="store_false",
                           help="trade every opportunity, past the venues' order rate limits (an upper bound)")
-    backtest.add_argument("--deposit", action="append", type=_deposit, default=[], metavar="ASSET=AMOUNT",
+    backtest.add_argument("--deposit", action=_Deposits, type=_deposit, default={}, metavar="ASSET=AMOUNT",
                           help="the account's amount of ASSET on every market, over the default deposits "
-                               "(repeatable)")
+                               "(repeatable, each asset once)")
     backtest.add_argument("--report", metavar="DIR", help="write report.html, summary.json and charts to DIR")
     backtest.add_argument("--json", action="store_true", help="print the JSON summary on stdout instead of text")
     backtest.add_argument("--log-level", default="WARNING", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
@@ -306,7 +307,35 @@ def _deposit(text: str) -> tuple[str, Decimal]:
         raise argparse.ArgumentTypeError(f"{name}: amount {amount.strip()!r} is not a number") from None
     if not value.is_finite() or value < 0:
         raise argparse.ArgumentTypeError(f"{name}: amount {amount.strip()!r} must be 0 or more and finite")
+    problem = number_problem(value) or _atoms_problem(value)
+    if problem:
+        raise argparse.ArgumentTypeError(f"{name}: amount {amount.strip()!r}: {problem}")
     return name, value
+
+
+def _atoms_problem(value: Decimal) -> str | None:
+    """Why the simulated venues cannot hold ``value`` (within ``number_problem``'s range) exactly:
+    more decimals than their smallest unit; None when they can."""
+    from .sim.matching import ATOM_DECIMALS
+
+    with localcontext() as context:
+        context.prec = MAX_EXPONENT + ATOM_DECIMALS + 1  # every digit of the range to the unit: exact
+        if value.quantize(Decimal(1).scaleb(-ATOM_DECIMALS)) == value:
+            return None
+    return f"more than {ATOM_DECIMALS} decimals (the simulated venues' smallest unit)"
+
+
+class _Deposits(argparse.Action):
+    """``--deposit`` values as asset -> amount, each asset given once."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object,
+                 option_string: str | None = None) -> None:
+        asset, amount = cast(tuple[str, Decimal], values)  # what ``_deposit`` made of the value
+        deposits = dict(getattr(namespace, self.dest))
+        if asset in deposits:
+            parser.error(f"{option_string}: {asset} given twice")
+        deposits[asset] = amount
+        setattr(namespace, self.dest, deposits)
 
 
 def _positive_seconds(text: str) -> float:
@@ -576,7 +605,7 @@ def _backtest(args: argparse.Namespace) -> int:
         _check_report_directory(args.report)
     manager = ConfigurationManager(args.config)
     manager.load_configuration(dry_run=True)
-    deposits = {**BacktestSettings().deposits, **dict(args.deposit)}
+    deposits = {**BacktestSettings().deposits, **args.deposit}
     settings = BacktestSettings(
         latency=LatencyModel.fixed_ms(Decimal(str(args.latency_ms))), progress=not args.json and sys.stderr.isatty(),
         order_budgets=args.order_budgets, deposits=deposits,

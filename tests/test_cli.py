@@ -720,6 +720,7 @@ def test_a_dry_run_attaches_only_to_simulated_venues_on_this_machine(tmp_path: P
     (["sim", "--speed", "2"], "--speed sets a --replay's pace; the synthetic market has none"),
     (["backtest", "x.arb", "--deposit", "BTC/X=5"], "'BTC/X' is not an asset name"),
     (["backtest", "x.arb", "--deposit", "U SDT=5"], "'U SDT' is not an asset name"),
+    (["backtest", "x.arb", "--deposit", "USDT=0.5", "--deposit", "usdt=7"], "--deposit: USDT given twice"),
     (["sim", "--symbols", "BTC/USDT", "ETH/USDT", "BTC/USDT"], "--symbols: BTC/USDT given twice"),
     (["record", "--sim", "--out", "x.arb", "--symbols", "BTC/USDT", "BTC/USDT"], "--symbols: BTC/USDT given twice"),
     (["record", "--sim", "--out", "x.arb", "--venues", "mexc,mexc"], "mexc given twice in 'mexc,mexc'"),
@@ -741,6 +742,10 @@ def test_a_symbol_or_venue_given_twice_is_a_usage_error(tmp_path: Path, args: li
     (["sim", "--rate", "5.5"], "--rate: expected a whole number of updates a second, got '5.5'"),
     (["sim", "--dislocations", "-1"], "--dislocations: must be from 0 to 60000, got '-1'"),
     (["record", "--out", "x.arb", "--dislocations", "1e9"], "--dislocations: expected a whole number of dislocations"),
+    (["backtest", "x.arb", "--deposit", "USDT=1e999999"], "--deposit: USDT: amount '1e999999': out of range"),
+    (["backtest", "x.arb", "--deposit", "USDT=1e-37"], "--deposit: USDT: amount '1e-37': out of range"),
+    (["backtest", "x.arb", "--deposit", "USDT=0.0000000000000000000000000000011"],
+     "--deposit: USDT: amount '0.0000000000000000000000000000011': more than 30 decimals"),
 ])
 def test_a_number_too_large_to_convert_is_a_usage_error(tmp_path: Path, args: list[str], expected: str) -> None:
     """Each is turned into nanoseconds, bytes or seconds later, which overflowed with a traceback (a
