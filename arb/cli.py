@@ -589,18 +589,37 @@ def _check_report_directory(directory: str) -> None:
         raise ConfigurationError([f"--report {directory}: not writable"])
 
 
+def _recording_problems(names: Sequence[str]) -> list[str]:
+    """Why the recordings named cannot be replayed from their start: missing, a directory, or a file
+    of one that cannot be opened (found while replaying, it would pass for a damaged recording)."""
+    from .replay.recorder import recording_files
+
+    problems = []
+    for name in names:
+        if os.path.isdir(name):
+            problems.append(f"{name}: is a directory, expected a recording file")
+            continue
+        files = recording_files(name)
+        if not files:
+            problems.append(f"{name}: file not found")
+        for path in files:
+            try:
+                with path.open("rb"):
+                    pass
+            except OSError as exc:
+                problems.append(f"{path}: not readable: {exc.strerror or exc}")
+    return problems
+
+
 def _backtest(args: argparse.Namespace) -> int:
     import msgspec
 
     from .replay.player import BacktestSettings, LatencyModel, backtest
-    from .replay.recorder import recording_files
     from .replay.report import write_report
 
-    missing = [
-        f"{name}: file not found" for name in args.files if not os.path.isfile(name) and not recording_files(name)
-    ]
-    if missing:
-        raise ConfigurationError(missing)
+    problems = _recording_problems(args.files)
+    if problems:
+        raise ConfigurationError(problems)
     if args.report is not None:
         _check_report_directory(args.report)
     manager = ConfigurationManager(args.config)

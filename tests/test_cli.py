@@ -770,6 +770,33 @@ def test_a_report_that_could_not_be_written_fails_the_command(tmp_path: Path) ->
         assert f"report not written to {report}" in result.stderr and "Traceback" not in result.stderr
 
 
+def test_a_backtest_of_a_directory_or_an_unreadable_recording_is_a_usage_error_naming_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A directory was reported as "file not found", and a recording that could not be opened
+    replayed as a damaged one ("RECORDING DAMAGED ... Permission denied", exit 1)."""
+    from arb.cli import main
+    from simulated_recording import record_simulated
+
+    folder = tmp_path / "recordings"
+    folder.mkdir()
+    assert main(["backtest", str(folder)]) == 2
+    assert f"{folder}: is a directory, expected a recording file" in capsys.readouterr().err
+    recording = tmp_path / "rec.arb"
+    record_simulated(recording, 200)
+    opened = Path.open
+
+    def refused(self: Path, *args: Any, **kwargs: Any) -> Any:  # chmod 000 does not stop root
+        if self == recording:
+            raise PermissionError(13, "Permission denied", str(self))
+        return opened(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "open", refused)
+    assert main(["backtest", str(recording)]) == 2
+    err = capsys.readouterr().err
+    assert f"{recording}: not readable: Permission denied" in err and "DAMAGED" not in err.upper()
+
+
 def test_a_backtest_on_an_instrument_list_that_does_not_parse_fails(tmp_path: Path) -> None:
     """It exited 0 on the simulator's ticks, lots and fees: a result easily taken for one on the venue's."""
     from arb.replay.recorder import Recorder, RecordKind
