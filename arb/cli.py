@@ -725,21 +725,29 @@ def _sim(args: argparse.Namespace) -> int:
 
     signalled: list[str] = []
 
-    async def serve() -> None:
+    async def serve() -> str | None:
+        """Serve until stopped; why the URLs file could not be written, if it could not."""
         stop = _stop_on_signals(signalled)
         async with cluster:
             if args.urls_out is not None:
-                cluster.endpoints().write(args.urls_out)
+                try:
+                    cluster.endpoints().write(args.urls_out)
+                except OSError as exc:  # the file's error, not a socket's: told apart from "cannot listen"
+                    return f"--urls-out: cannot write the URLs file {args.urls_out}: {exc.strerror or exc}"
             for line in cluster.url_lines():
                 print(line, flush=True)
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(stop.wait(), args.duration)
+        return None
 
     try:
-        asyncio.run(serve())
+        unwritten = asyncio.run(serve())
     except OSError as exc:
         print(f"arb sim: cannot listen: {exc}", file=sys.stderr)
         return EXIT_ERROR
+    if unwritten is not None:
+        print(f"arb sim: {unwritten}", file=sys.stderr)
+        return EXIT_CONFIG
     if signalled:
         print(f"stopped by {signalled[0]}", flush=True)
     return EXIT_OK

@@ -447,6 +447,16 @@ def test_sim_names_a_urls_file_whose_directory_is_missing(tmp_path: Path) -> Non
     assert "cannot listen" not in result.stderr
 
 
+def test_sim_names_a_urls_file_it_cannot_write(tmp_path: Path) -> None:
+    """The write's error was caught as a socket's: "cannot listen: [Errno 36] File name too long"
+    (its hidden partial file's name, past the file system's limit), exit 1."""
+    path = tmp_path / f"{'u' * 250}.json"
+    result = arb("sim", "--duration", "1", "--urls-out", str(path), cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"arb sim: --urls-out: cannot write the URLs file {path}: File name too long" in result.stderr
+    assert "cannot listen" not in result.stderr and not path.exists()
+
+
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
