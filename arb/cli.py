@@ -27,7 +27,7 @@ from . import __version__
 from .config import ASSET_PATTERN, ConfigurationManager
 from .errors import ArbitrageEngineError, ConfigurationError, StartupInterrupted
 from .secrets import VENUE_ENV_PREFIX, encrypt_secret, generate_encryption_key, header_safe, load_credentials
-from .shutdown import Terminated, release_stop_signals
+from .shutdown import ShutdownManager, Terminated, release_stop_signals
 from .types import MAX_EXPONENT, number_problem
 
 if TYPE_CHECKING:
@@ -505,7 +505,7 @@ def _run(args: argparse.Namespace) -> int:
     manager.log_summary()
     import asyncio
 
-    from .controller import ArbitrageController, RunSummary
+    from .controller import SHUTDOWN_TIMEOUT_S, ArbitrageController, RunSummary
     from .metrics import serve_metrics
     from .output import off_loop_output
     from .view import Output, StatusLines, choose_output, install_json_events, watch_run
@@ -527,7 +527,10 @@ def _run(args: argparse.Namespace) -> int:
     trade_log = TradeLog(opportunities_kept=RUN_REPORT_OPPORTUNITIES)
     # The trade log keeps every execution for the report: only a run that writes one keeps it.
     monitor = LoggingMonitor(manager.config.target_execution_time_ms, trade_log) if args.report is not None else None
-    controller = ArbitrageController(manager, sim_endpoints=endpoints, monitor=monitor)
+    # The process ends with the run: a stop after its shutdown steps, while the summary and the
+    # report are written, is noted (a second forces exit) rather than left to end it unreported.
+    shutdown = ShutdownManager(timeout_s=SHUTDOWN_TIMEOUT_S, keep_signals=True)
+    controller = ArbitrageController(manager, sim_endpoints=endpoints, monitor=monitor, shutdown=shutdown)
 
     async def trade() -> RunSummary:
         config = manager.config

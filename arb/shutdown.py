@@ -190,13 +190,18 @@ class ShutdownManager:
         signals: tuple[signal.Signals, ...] = (signal.SIGINT, signal.SIGTERM),
         force_exit: Callable[[int], NoReturn] = exit_at_once,
         force_exit_code: int = 1,
+        keep_signals: bool = False,
     ) -> None:
+        """``keep_signals``: once the steps have run (``uninstall``), go on handling the signals rather
+        than give them back to their default handling (``on_signal_after_shutdown``): for a program
+        that ends with its engine, which a default SIGTERM would kill before it reported."""
         if timeout_s <= 0:
             raise ValueError(f"timeout_s={timeout_s}: must be positive")
         self._loop = loop
         self.timeout_s = timeout_s
         self._signals = signals
         self._installed: list[signal.Signals] = []
+        self._keep_signals = keep_signals
         self._force_exit = force_exit
         self._force_exit_code = force_exit_code
         self._steps: list[_Step] = []
@@ -253,10 +258,14 @@ class ShutdownManager:
             self._installed.append(sig)
 
     def uninstall(self) -> None:
-        """Give the signals back to their default handling."""
+        """Give the signals back to their default handling, or with ``keep_signals`` to
+        ``on_signal_after_shutdown``. The event loop gives SIGTERM its default (ending the process)
+        and SIGINT ``KeyboardInterrupt``, not the handlers it took them from."""
         if self._loop is not None:
             for sig in self._installed:
                 self._loop.remove_signal_handler(sig)
+                if self._keep_signals:
+                    signal.signal(sig, self.on_signal_after_shutdown)
         self._installed.clear()
 
     def request_shutdown(self, reason: str) -> None:
@@ -308,6 +317,18 @@ class ShutdownManager:
                             sig.name, self._reason)
             return
         log.critical("received %s while shutting down (%s): forcing exit", sig.name, self._reason)
+        self._force_exit(self._force_exit_code)
+
+    def on_signal_after_shutdown(self, signum: int, frame: object) -> None:
+        """What SIGINT/SIGTERM does once the loop's handlers are removed (``keep_signals``): the
+        program is ending, so the first is noted and the next forces exit, as while shutting down."""
+        sig = signal.Signals(signum)
+        if not self._signalled:
+            self._signalled = True
+            log.warning("received %s after the shutdown (%s): ending as it was; another signal forces exit",
+                        sig.name, self._reason)
+            return
+        log.critical("received %s after the shutdown (%s): forcing exit", sig.name, self._reason)
         self._force_exit(self._force_exit_code)
 
     async def _run_steps(self) -> list[StepOutcome]:

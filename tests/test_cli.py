@@ -580,6 +580,32 @@ def test_a_running_simulator_stopped_by_a_signal_closes_and_exits_0(tmp_path: Pa
     assert f"stopped by {signum}" in out and "Traceback" not in err
 
 
+def test_a_stop_after_the_runs_shutdown_steps_still_gets_its_summary_and_report(tmp_path: Path) -> None:
+    """The event loop gave SIGTERM its default back with the run's handlers: one sent once the
+    shutdown's steps had run, while the summary and the report were written, killed the run
+    unreported (-15; SIGINT: a KeyboardInterrupt traceback)."""
+    script = (
+        "import os, signal, sys\n"
+        "from arb.shutdown import hold_stop_signals\n"
+        "hold_stop_signals()\n"
+        "from arb.controller import ArbitrageController\n"
+        "run = ArbitrageController.run\n"
+        "async def run_then_stopped(self, *args, **kwargs):\n"
+        "    summary = await run(self, *args, **kwargs)\n"
+        "    os.kill(os.getpid(), signal.SIGTERM)  # the steps have run; the summary and report not yet written\n"
+        "    return summary\n"
+        "ArbitrageController.run = run_then_stopped\n"
+        "from arb.cli import main\n"
+        "sys.exit(main(['run', '--headless', '--duration', '0.5', '--report', 'report']))\n"
+    )
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("ARB_", "MEXC_", "GATEIO_", "ENCRYPTION_"))}
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                            cwd=tmp_path, env=clean)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "received SIGTERM after the shutdown (duration elapsed)" in result.stderr
+    assert "arb run summary (dry run" in result.stderr and (tmp_path / "report" / "summary.json").is_file()
+
+
 def test_sigterm_raises_where_the_program_is_once_released() -> None:
     """Other commands (a backtest, an export) stop on SIGTERM as on Ctrl-C, exit code 143, even
     where its default would be ignored."""

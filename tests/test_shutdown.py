@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, NoReturn
 
 import pytest
 
@@ -74,6 +74,50 @@ def test_one_signal_during_a_shutdown_not_begun_by_a_signal_does_not_force_exit(
     log = "\n".join(lines(child.stderr))
     assert "received SIGTERM while shutting down (run over): the shutdown goes on" in log
     assert "received SIGTERM while shutting down (run over): forcing exit" in log
+
+
+def test_kept_signals_after_the_steps_note_the_first_and_force_exit_on_the_second(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Removing the loop's handlers gave SIGTERM its default: a program ending with its engine was
+    killed while it wrote its summary and report. Kept, they go on as while shutting down."""
+    forced: list[int] = []
+
+    def force_exit(code: int) -> NoReturn:
+        forced.append(code)
+        raise SystemExit(code)
+
+    async def main() -> None:
+        async with ShutdownManager(force_exit=force_exit, keep_signals=True) as shutdown:
+            shutdown.request_shutdown("duration elapsed")
+
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        asyncio.run(main())
+        signal.raise_signal(signal.SIGTERM)  # with its default, the end of pytest
+        assert forced == []
+        assert "received SIGTERM after the shutdown (duration elapsed): ending as it was" in caplog.text
+        with pytest.raises(SystemExit):
+            signal.raise_signal(signal.SIGINT)
+        assert forced == [1]
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
+
+
+def test_signals_not_kept_are_given_back_to_their_defaults() -> None:
+    async def main() -> None:
+        async with ShutdownManager() as shutdown:
+            shutdown.request_shutdown("done")
+
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        asyncio.run(main())
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
 
 
 def test_request_runs_steps_once_and_reports_outcomes() -> None:
