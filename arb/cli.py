@@ -407,9 +407,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         # interpreter's final flush of stdout would fail again, so stdout now goes nowhere.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_ERROR
-    except StartupInterrupted as exc:  # asked to stop while starting: stopped cleanly
+    except StartupInterrupted as exc:  # asked to stop while starting: stopped cleanly, unless it flagged a residual
         print(f"arb: {exc}", file=sys.stderr)
-        return EXIT_OK
+        return EXIT_ERROR if exc.flagged else EXIT_OK
     except ArbitrageEngineError as exc:
         print(f"arb: {exc}", file=sys.stderr)
         return EXIT_ERROR

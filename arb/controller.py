@@ -517,7 +517,11 @@ class ArbitrageController:
             if self._startup_stop is None or starting is None:
                 raise
             starting.uncancel()
-            raise StartupInterrupted(f"{self._startup_stop} while starting; nothing was traded") from None
+            message, flagged = f"{self._startup_stop} while starting; nothing was traded", self._flagged_at_start
+            if flagged:
+                message += (f"; {flagged} residual{'s' if flagged > 1 else ''} an earlier run left flagged for "
+                            "manual approval (python -m arb approvals)")
+            raise StartupInterrupted(message, flagged=flagged) from None
         else:
             if self._startup_stop is not None:  # its cancellation was swallowed inside the start-up
                 self._stop_before_run = self._startup_stop

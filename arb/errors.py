@@ -80,4 +80,9 @@ class SessionStopped(ArbitrageEngineError):
 
 class StartupInterrupted(ArbitrageEngineError):
     """A signal (SIGINT, SIGTERM) stopped the engine while it started: nothing was traded, and what
-    it had opened is closed."""
+    it had opened is closed. ``flagged``: residuals an earlier run left that the start-up flagged
+    for manual approval before it stopped."""
+
+    def __init__(self, message: str, *, flagged: int = 0) -> None:
+        super().__init__(message)
+        self.flagged = flagged

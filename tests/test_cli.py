@@ -606,6 +606,24 @@ def test_a_stop_after_the_runs_shutdown_steps_still_gets_its_summary_and_report(
     assert "arb run summary (dry run" in result.stderr and (tmp_path / "report" / "summary.json").is_file()
 
 
+@pytest.mark.parametrize(("flagged", "code"), [(0, 0), (1, 1)])
+def test_a_run_stopped_while_starting_exits_1_when_its_start_up_flagged_a_residual(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], flagged: int, code: int
+) -> None:
+    """A start-up's flags fail the run; stopped right after them, it exited 0 all the same."""
+    from arb.cli import main
+    from arb.controller import ArbitrageController
+    from arb.errors import StartupInterrupted
+
+    async def stopped(self: ArbitrageController, dry_run: bool = True, *, paper: bool = False) -> None:
+        raise StartupInterrupted("received SIGTERM while starting; nothing was traded", flagged=flagged)
+
+    monkeypatch.setattr(ArbitrageController, "initialize", stopped)
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", "--headless", "--duration", "1"]) == code
+    assert "arb: received SIGTERM while starting; nothing was traded" in capsys.readouterr().err
+
+
 def test_sigterm_raises_where_the_program_is_once_released() -> None:
     """Other commands (a backtest, an export) stop on SIGTERM as on Ctrl-C, exit code 143, even
     where its default would be ignored."""

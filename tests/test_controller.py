@@ -2663,6 +2663,27 @@ def test_sigterm_between_the_start_up_and_the_run_shuts_the_run_down_at_once(tmp
     assert summary.stop_reason == "received SIGTERM" and summary.ok
 
 
+def test_a_start_up_stopped_after_flagging_a_residual_says_so(tmp_path: Path) -> None:
+    """It said only "nothing was traded", and the command exited 0 over a residual an earlier run
+    left that now waits for an operator."""
+    from arb.errors import StartupInterrupted
+
+    controller = ArbitrageController(manager(tmp_path))
+
+    async def flagged_then_stopped(dry_run: bool, paper: bool) -> None:
+        controller._flagged_at_start = 1  # as ``_flag_interrupted`` counts it
+        assert signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL  # else the signal would end pytest
+        os.kill(os.getpid(), signal.SIGTERM)
+        await asyncio.sleep(30)
+
+    controller._initialize = flagged_then_stopped  # type: ignore[method-assign]
+    with pytest.raises(StartupInterrupted) as stopped:
+        asyncio.run(controller.initialize(dry_run=True))
+    assert stopped.value.flagged == 1
+    assert str(stopped.value) == ("received SIGTERM while starting; nothing was traded; 1 residual an earlier run "
+                                  "left flagged for manual approval (python -m arb approvals)")
+
+
 def test_positions_held_are_valued_at_the_live_books(tmp_path: Path) -> None:
     from test_pipeline import found_buy_gate_sell_mexc
 
