@@ -217,6 +217,8 @@ class RunSummary(msgspec.Struct, kw_only=True):
     # left with unmatched legs included: that run died before it could say so).
     awaiting_approval: list[str] = []
     flagged_this_run: int = 0
+    # Executions the shutdown's drain left in flight (it timed out), each with its orders of unknown outcome.
+    left_in_flight: list[str] = []
     funding_settled: Decimal = Decimal(0)  # settled funding this run counted (its first read: since 00:00 UTC)
     funding_payments: int = 0
     # Cycles over target_execution_time_ms (the warnings about them are rate-limited) and the slowest, ms.
@@ -296,6 +298,8 @@ class RunSummary(msgspec.Struct, kw_only=True):
             out.append(f"  balance drifts           {self.balance_drifts} (REST disagreed with the pushed balances)")
         if self.error is not None:
             out.append(f"  ENGINE ERROR             {self.error}")
+        for left in self.left_in_flight:
+            out.append(f"  LEFT IN FLIGHT           {left}")
         failed = [o for o in self.shutdown if o.status.value != "ok"]
         out.append(
             f"  shutdown                 {len(self.shutdown)} steps"
@@ -488,6 +492,7 @@ class ArbitrageController:
         self.collection = IdleCollection()  # garbage collection between executions (arb.collection)
         self._collections_put_off = 0  # status ticks in a row that did not collect (``_collect_at_tick``)
         self._flagged_at_start = 0  # residuals an earlier run left that this run's start-up flagged
+        self._left_in_flight: list[str] = []  # what the shutdown's drain left in flight (``_note_left_in_flight``)
 
     # --- start-up -----------------------------------------------------------------------
 
@@ -2235,6 +2240,7 @@ class ArbitrageController:
             flagged_this_run=self._flagged_at_start + (
                 self.recovery.get_recovery_statistics().flagged if self.recovery is not None else 0
             ),
+            left_in_flight=list(self._left_in_flight),
             dropped_positions=sum(len(drop.dropped) for drop in self._hedge_drops),
             dropped_hedge_basis=sum((p.locked_basis for drop in self._hedge_drops for p in drop.dropped), ZERO),
             funding_settled=self._funding_settled,
@@ -2290,13 +2296,41 @@ class ArbitrageController:
     async def _finish_executions(self) -> None:
         """Wait for the executions in flight to end: the trade loop's, whose orders are out, and any
         run through ``ArbitrageEngine.execute_opportunity`` meanwhile. Cancelling one would leave
-        orders of unknown outcome and a residual neither recovered nor flagged."""
+        orders of unknown outcome and a residual neither recovered nor flagged. Those the step's
+        timeout leaves in flight are named (``_note_left_in_flight``)."""
         trade_loop, self._draining = self._draining, []
-        for task in trade_loop:
-            await asyncio.shield(task)
         risk = self.risk
-        while risk is not None and risk.executions_in_flight:
-            await asyncio.sleep(0.05)
+        try:
+            for task in trade_loop:
+                await asyncio.shield(task)
+            while risk is not None and risk.executions_in_flight:
+                await asyncio.sleep(0.05)
+        except asyncio.CancelledError:
+            self._note_left_in_flight()
+            raise
+
+    def _note_left_in_flight(self) -> None:
+        """Log and keep for the summary each execution still in flight, with the market and client
+        id of each of its orders whose outcome the journal does not have: the next start's
+        reconciliation asks the venues about them and flags any residual."""
+        risk = self.risk
+        if risk is None or not risk.executions_in_flight:
+            return
+        unknown: dict[str, list[str]] = {}
+        if self.journal is not None:
+            try:
+                for intent in self.journal.open_intents():
+                    unknown.setdefault(intent.opportunity_id, []).append(
+                        f"{intent.exchange.value} {intent.client_order_id}"
+                    )
+            except Exception:  # each execution is still named, without its orders
+                log.exception("journal: the orders of the executions left in flight could not be read")
+        for opportunity in risk.opportunities_in_flight:
+            orders = unknown.get(opportunity.opportunity_id)
+            outcome = f"orders of unknown outcome: {', '.join(orders)}" if orders else "no order of unknown outcome"
+            left = f"{opportunity.opportunity_id} {opportunity.symbol}, {outcome}; reconciled at the next start"
+            log.error("shutdown: execution left in flight: %s", left)
+            self._left_in_flight.append(left)
 
     async def _cancel_open_orders(self) -> None:
         """Cancel every order of the engine's (one the journal has an intent for) still resting on a

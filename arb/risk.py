@@ -857,6 +857,11 @@ class RiskManager:
         """Executions started (``record_execution_started``) and not yet recorded as finished."""
         return len(self._in_flight)
 
+    @property
+    def opportunities_in_flight(self) -> list[ArbitrageOpportunity]:
+        """The opportunities of the executions in flight, in the order they started."""
+        return list(self._in_flight.values())
+
     def record_funding(self, payment: FundingPayment) -> None:
         """Count funding a venue settled (USD, > 0 received) in the daily PnL when it was settled on
         the current UTC day (a payment of an earlier day, read late, belongs to that day; one of a

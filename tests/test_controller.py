@@ -2442,6 +2442,40 @@ def test_shutdown_waits_for_the_execution_in_flight_even_after_another_task_fail
     assert finished == ["execution"]
 
 
+def test_a_drain_that_timed_out_names_the_execution_it_left_in_flight_and_its_unknown_orders(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The summary said only that the step timed out: neither which execution was left in flight
+    nor which of its orders the next start would have to ask the venues about."""
+    import arb.controller
+
+    monkeypatch.setattr(arb.controller, "EXECUTIONS_DRAIN_S", 0.2)
+    configuration = manager(tmp_path)
+    risk = RiskManager(configuration.config.risk_limits)
+    journal = Journal(tmp_path / "j.sqlite3")
+    journal_both_legs_filled(journal, "o0")  # ended: not named
+    controller = ArbitrageController(configuration, risk=risk, journal=journal, shutdown=ShutdownManager(signals=()))
+    orders = [
+        (side.value, market, OrderRequest(symbol="BTC/USDT", side=side, type=OrderType.LIMIT, quantity=D("0.001"),
+                                          price=D(60000), client_order_id=f"o1-{side.value[0]}"))
+        for market, side in ((ExchangeName.MEXC, OrderSide.BUY), (ExchangeName.GATEIO, OrderSide.SELL))
+    ]
+    journal.record_intents("o1", orders)
+    journal.record_reject(ExchangeName.MEXC, "o1-b", "insufficient balance")  # its outcome known
+    risk.record_execution_started(mexc_to_gate("o1", D(60000), D(60100), "0.001"))  # its sell never answered
+
+    async def scenario() -> list[StepOutcome]:
+        controller._register_shutdown_steps()
+        return await controller.shutdown("test over")
+
+    outcomes = asyncio.run(scenario())
+    assert {o.name: o.status for o in outcomes}["finish executions in flight"] is StepStatus.TIMEOUT
+    summary = controller.summary()
+    left = "o1 BTC/USDT, orders of unknown outcome: gateio o1-s; reconciled at the next start"
+    assert summary.left_in_flight == [left] and f"  LEFT IN FLIGHT           {left}" in summary.lines()
+    assert msgspec.to_builtins(summary)["left_in_flight"] == [left]  # the JSON summary event's
+
+
 def test_shutdown_cancels_every_open_order_it_can_when_some_cannot_be(tmp_path: Path) -> None:
     """One venue's open orders cannot be read, one cancel fails (the venue times out) and one is
     answered that the order ended (filled meanwhile): the other orders of the engine's are still
