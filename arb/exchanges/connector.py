@@ -1267,12 +1267,21 @@ class ExchangeConnector:
     # --- lifecycle ------------------------------------------------------------------------
 
     async def close(self) -> None:
-        """Stop streams, the websocket trading API and the REST session."""
+        """Stop streams, the websocket trading API and the REST session: each of them, also when
+        one fails to close (the first failure is raised once all were closed, the others logged)."""
         self._closes += 1
         orders_ws, self._orders_ws = self._orders_ws, None
+        parts = [self.stop_private_stream, self.stop_books, self.rest.close]
         if orders_ws is not None:
-            await orders_ws.close()
-        await self.stop_private_stream()
-        await self.stop_books()
-        await self.rest.close()
+            parts.insert(0, orders_ws.close)
+        failure: Exception | None = None
+        for close in parts:
+            try:
+                await close()
+            except Exception as exc:
+                if failure is not None:
+                    log.error("%s: closing failed again: %r", self.venue, exc)
+                failure = failure or exc
+        if failure is not None:
+            raise failure
 

@@ -552,6 +552,38 @@ def test_from_config_takes_the_market_overrides_and_timeouts() -> None:
     assert not spot.health().connected and spot.books() == {}
 
 
+def test_a_part_that_fails_to_close_leaves_the_others_closed_and_its_error_raised(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Closing stopped at the first part that failed: the books' stream and the REST session were left open."""
+    closed: list[str] = []
+
+    def closing(part: str, error: Exception | None) -> Any:
+        async def close() -> None:
+            closed.append(part)
+            if error is not None:
+                raise error
+
+        return close
+
+    async def scenario() -> None:
+        connector = GateioSpotConnector(
+            credentials=CREDENTIALS, rest_url="http://127.0.0.1:9", ws_url="ws://127.0.0.1:9/", settings=REST_ORDERS
+        )
+        rest_close = connector.rest.close
+        monkeypatch.setattr(connector, "stop_private_stream", closing("private stream", OSError("socket gone")))
+        monkeypatch.setattr(connector, "stop_books", closing("books", RuntimeError("stream stuck")))
+        monkeypatch.setattr(connector.rest, "close", closing("rest", None))
+        try:
+            with pytest.raises(OSError, match="socket gone"):  # the first failure
+                await connector.close()
+        finally:
+            await rest_close()
+
+    run(scenario())
+    assert closed == ["private stream", "books", "rest"]
+
+
 def test_start_books_fails_cleanly_when_the_stream_cannot_connect() -> None:
     async def scenario() -> None:
         async with simulated_venues() as sim:
