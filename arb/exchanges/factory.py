@@ -224,12 +224,18 @@ class ExchangeFactory:
         return dict(self._active)
 
     async def close_all(self) -> None:
-        """Close every active connector (streams, sockets, sessions), concurrently."""
-        active, self._active = self._active, {}
-        results = await asyncio.gather(*(c.close() for c in active.values()), return_exceptions=True)
-        for market, result in zip(active, results):
-            if isinstance(result, BaseException):
-                log.error("%s: closing the connector failed: %r", market.value, result)
+        """Close every active connector (streams, sockets, sessions), concurrently. Each stays active
+        until its close has ended: one still closing when the caller gives up (a shutdown step's
+        timeout) is still listed (``get_active_exchanges``) and closed again by the next call."""
+        await asyncio.gather(*(self._close(market, c) for market, c in list(self._active.items())))
+
+    async def _close(self, market: ExchangeName, connector: ExchangeConnector) -> None:
+        try:
+            await connector.close()
+        except Exception as exc:
+            log.error("%s: closing the connector failed: %r", market.value, exc)
+        if self._active.get(market) is connector:
+            del self._active[market]
 
 
 def market_symbols(market: ExchangeName, symbols: Iterable[str]) -> list[str]:

@@ -125,6 +125,35 @@ def test_create_exchanges_runs_the_markets_concurrently(tmp_path: Path, monkeypa
     assert set(started) == ALL
 
 
+def test_a_connector_still_closing_when_the_caller_gives_up_stays_listed(tmp_path: Path) -> None:
+    """The list was emptied before the closes ran: a connector still closing when the shutdown's
+    step timed out was forgotten, left to no later close."""
+    release = asyncio.Event()
+
+    class Closing:
+        def __init__(self, hangs: bool) -> None:
+            self.hangs, self.closes = hangs, 0
+
+        async def close(self) -> None:
+            self.closes += 1
+            if self.hangs:
+                await release.wait()
+
+    quick, stuck = Closing(hangs=False), Closing(hangs=True)
+    factory = ExchangeFactory(manager(tmp_path))
+    factory._active = {ExchangeName.MEXC: quick, ExchangeName.GATEIO: stuck}  # type: ignore[dict-item]
+
+    async def scenario() -> None:
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(factory.close_all(), 0.1)
+        assert factory.get_active_exchanges() == {ExchangeName.GATEIO: stuck}
+        release.set()
+        await factory.close_all()
+
+    run(scenario())
+    assert factory.get_active_exchanges() == {} and (quick.closes, stuck.closes) == (1, 2)
+
+
 def test_a_failing_market_closes_the_ones_created_with_it(tmp_path: Path) -> None:
     async def scenario() -> None:
         async with simulated_venues() as sim:
