@@ -674,8 +674,17 @@ class ArbitrageController:
                     }
                     # The earlier runs' windows as they sent their orders; then this run's, before its first.
                     resolver = self.recovery.resolver(lookups, earlier_windows_ms=journal.order_windows())
-                    await journal.reconcile(self._resolver_with_fees(resolver))
-                    self._flag_interrupted(journal, sorted(interrupted))
+                    # Each opportunity is flagged as soon as its intents are: a stop before a later
+                    # one's flag must not lose it (its intents closed, the next start would not see it).
+                    reconciled: set[str] = set()
+
+                    def flag(opportunity_id: str, left_open: list[IntentRecord]) -> None:
+                        reconciled.add(opportunity_id)
+                        unknown = [f"{intent.exchange.value} {intent.client_order_id}" for intent in left_open]
+                        self._flag_residual(journal, opportunity_id, unknown)
+
+                    await journal.reconcile(self._resolver_with_fees(resolver), flag)
+                    self._flag_interrupted(journal, sorted(interrupted - reconciled))
                     journal.record_order_windows(self.recovery.order_windows_ms())
             if self.journal is not None:
                 # After reconciliation, so fills an earlier run did not live to record are in. Each
@@ -1029,26 +1038,7 @@ class ArbitrageController:
         for intent in journal.open_intents():
             unknown.setdefault(intent.opportunity_id, []).append(f"{intent.exchange.value} {intent.client_order_id}")
         for opp in opportunity_ids:
-            steps = {step for step, _ in journal.recovery_steps(opp)}
-            # Flagged already; or closed by its recovery, whose fills may net to the fee a spot buy
-            # paid in base (sold back without it: it never reached the account).
-            if "manual_approval" in steps or ("recovered" in steps and opp not in unknown):
-                continue
-            net, lot, unvalued = self._net_of(journal, opp)
-            orders = unknown.get(opp)
-            if orders:
-                reason = (f"interrupted by an engine restart; {', '.join(orders)} not final (unanswered, or open at "
-                          "the venue): it may fill; asked again at each start until acknowledged")
-            elif unvalued:
-                # Its legs cannot be matched without their instruments: an operator checks them.
-                reason = f"its fills could not be checked for unmatched legs: {'; '.join(sorted(unvalued))}"
-            elif lot is None or abs(net) < lot:
-                continue
-            else:
-                reason = "interrupted by an engine restart with unmatched legs"
-            log.error("opportunity %s: REQUIRES MANUAL APPROVAL: %s; open residual %s base", opp, reason, net)
-            journal.record_recovery_step(opp, "manual_approval", {"reason": reason, "residual": net})
-            self._flagged_at_start += 1  # the run that left it died before it could say so
+            self._flag_residual(journal, opp, unknown.get(opp, []))
         flags = self._update_flagged_residuals(journal)
         if self.recovery is not None:
             for opp, symbol, detail in flags:
@@ -1056,6 +1046,29 @@ class ArbitrageController:
                     opp, pair_symbol(symbol) if symbol else symbol, Decimal(str(detail.get("residual", 0))),
                     str(detail.get("reason", "")),
                 )
+
+    def _flag_residual(self, journal: Journal, opp: str, unknown: Sequence[str]) -> None:
+        """Flag ``opp`` for manual approval (once) when an earlier run left it with unmatched legs or
+        with orders of unknown outcome (``unknown``: ``"market client id"`` each)."""
+        steps = {step for step, _ in journal.recovery_steps(opp)}
+        # Flagged already; or closed by its recovery, whose fills may net to the fee a spot buy
+        # paid in base (sold back without it: it never reached the account).
+        if "manual_approval" in steps or ("recovered" in steps and not unknown):
+            return
+        net, lot, unvalued = self._net_of(journal, opp)
+        if unknown:
+            reason = (f"interrupted by an engine restart; {', '.join(unknown)} not final (unanswered, or open at "
+                      "the venue): it may fill; asked again at each start until acknowledged")
+        elif unvalued:
+            # Its legs cannot be matched without their instruments: an operator checks them.
+            reason = f"its fills could not be checked for unmatched legs: {'; '.join(sorted(unvalued))}"
+        elif lot is None or abs(net) < lot:
+            return
+        else:
+            reason = "interrupted by an engine restart with unmatched legs"
+        log.error("opportunity %s: REQUIRES MANUAL APPROVAL: %s; open residual %s base", opp, reason, net)
+        journal.record_recovery_step(opp, "manual_approval", {"reason": reason, "residual": net})
+        self._flagged_at_start += 1  # the run that left it died before it could say so
 
     def _net_of(self, journal: Journal, opportunity_id: str) -> tuple[Decimal, Decimal | None, set[str]]:
         """The signed base quantity of all of an opportunity's recorded fills, the smallest lot among

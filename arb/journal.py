@@ -1513,30 +1513,45 @@ class Journal:
 
     # -- reconciliation -----------------------------------------------------------------
 
-    async def reconcile(self, resolve: OrderResolver) -> ReconcileSummary:
+    async def reconcile(
+        self, resolve: OrderResolver, reconciled: Callable[[str, list[IntentRecord]], None] | None = None,
+    ) -> ReconcileSummary:
         """Ask the venues about every open intent, record what they say, log a summary.
 
+        An opportunity at a time: ``reconciled`` gets each opportunity's id and its intents left
+        open (no answer, or open at the venue) as soon as all of its intents were asked about,
+        before the next opportunity's are. A stop in between leaves no opportunity reconciled (its
+        intents closed, so no longer found open by the next start) and not handed on.
         Safe to run again: a venue total already matched by recorded fills adds nothing.
         """
         summary = ReconcileSummary()
+        by_opportunity: dict[str, list[IntentRecord]] = {}
         for intent in self.open_intents():
-            summary.checked += 1
-            try:
-                state = await resolve(intent)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                summary.errors += 1
-                log.warning(
-                    "journal reconcile: %s %s %s: venue query failed, left open: %s",
-                    intent.exchange.value, intent.request.symbol, intent.client_order_id, exc,
-                )
-                with self._transaction:
-                    self._append(
-                        intent.intent_id, "reconcile_error", None, None, None, False, _encode({"error": str(exc)})
+            by_opportunity.setdefault(intent.opportunity_id, []).append(intent)
+        for opportunity_id, intents in by_opportunity.items():
+            left_open = []
+            for intent in intents:
+                summary.checked += 1
+                try:
+                    state = await resolve(intent)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    summary.errors += 1
+                    log.warning(
+                        "journal reconcile: %s %s %s: venue query failed, left open: %s",
+                        intent.exchange.value, intent.request.symbol, intent.client_order_id, exc,
                     )
-                continue
-            self._apply_reconciled(intent, state, summary)
+                    with self._transaction:
+                        self._append(
+                            intent.intent_id, "reconcile_error", None, None, None, False, _encode({"error": str(exc)})
+                        )
+                    left_open.append(intent)
+                    continue
+                if not self._apply_reconciled(intent, state, summary):
+                    left_open.append(intent)
+            if reconciled is not None:
+                reconciled(opportunity_id, left_open)
         log.info(
             "journal reconcile: %d open intents: %d filled, %d partially filled, %d canceled, %d not found, "
             "%d still open, %d errors; %d fills added",
@@ -1545,12 +1560,13 @@ class Journal:
         )
         return summary
 
-    def _apply_reconciled(self, intent: IntentRecord, state: OrderState | None, summary: ReconcileSummary) -> None:
+    def _apply_reconciled(self, intent: IntentRecord, state: OrderState | None, summary: ReconcileSummary) -> bool:
+        """Record the venue's answer about ``intent``; whether it closed the intent."""
         with self._transaction:
             if state is None:
                 self._append(intent.intent_id, "not_found", None, None, ZERO, True, _NO_DETAIL)
                 summary.not_found += 1
-                return
+                return True
             gap = state.filled_quantity - intent.filled_quantity
             if gap > ZERO:
                 self._insert_fill(intent.intent_id, intent.exchange, self._gap_fill(intent, state, gap), "reconcile")
@@ -1568,6 +1584,7 @@ class Journal:
             summary.partially_filled += 1
         else:
             summary.canceled += 1
+        return closed
 
     # -- internals ----------------------------------------------------------------------
 

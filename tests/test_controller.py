@@ -48,7 +48,7 @@ from arb.exchanges.models import (
 )
 from arb.hedges import HedgeBook, HedgePosition
 from arb.instruments import InstrumentCatalog
-from arb.journal import Journal, JournalError
+from arb.journal import IntentRecord, Journal, JournalError
 from arb.balances import BalanceMonitor, SkewAlert
 from arb.pipeline import ScannerPipeline, SymbolPlan
 from arb.recovery import RecoveryManager, RecoveryStatus
@@ -1820,6 +1820,55 @@ def journal_both_legs_filled(journal: Journal, opportunity_id: str) -> None:
         fill = Fill(symbol="BTC/USDT", order_id=f"{market.value}-1", client_order_id=cid, trade_id="t", side=side,
                     price=D(60000), quantity=D("0.001"), fee=D(0), fee_asset="USDT", is_maker=False, timestamp_ms=1)
         journal.record_result(market, cid, state, [fill])
+
+
+def test_a_stop_during_the_start_ups_reconciliation_loses_no_residual_it_reconciled(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An earlier run left X (its buy filled, its sell never answered) and, newest, Y. Flagged only
+    once every intent was reconciled, X was lost to a stop while Y's were asked about: its sell
+    closed as not found, X was neither the newest nor open any more, and no later start flagged it."""
+    from arb.errors import StartupInterrupted
+
+    path = tmp_path / "j.sqlite3"
+    with Journal(path) as journal:
+        journal.record_intents("oppX", [
+            ("buy", ExchangeName.GATEIO, OrderRequest(symbol="BTC/USDT", side=OrderSide.BUY, type=OrderType.LIMIT,
+                                                      quantity=D("0.001"), price=D(60000), client_order_id="oppX-b")),
+            ("sell", ExchangeName.MEXC, OrderRequest(symbol="BTC/USDT", side=OrderSide.SELL, type=OrderType.LIMIT,
+                                                     quantity=D("0.001"), price=D(60000), client_order_id="oppX-s")),
+        ])
+        bought = OrderState(symbol="BTC/USDT", order_id="77", client_order_id="oppX-b", side=OrderSide.BUY,
+                            type=OrderType.LIMIT, status=OrderStatus.FILLED, quantity=D("0.001"), price=D(60000),
+                            filled_quantity=D("0.001"), average_price=D(60000))
+        fill = Fill(symbol="BTC/USDT", order_id="77", client_order_id="oppX-b", trade_id="t", side=OrderSide.BUY,
+                    price=D(60000), quantity=D("0.001"), fee=D(0), fee_asset="USDT", is_maker=False, timestamp_ms=1)
+        journal.record_result(ExchangeName.GATEIO, "oppX-b", bought, [fill])
+        journal_both_legs_filled(journal, "oppY")
+        journal.record_intent("oppY", "recovery", OrderRequest(
+            symbol="BTC/USDT", side=OrderSide.SELL, type=OrderType.LIMIT, quantity=D("0.001"), price=D(60000),
+            client_order_id="oppY-r"), ExchangeName.GATEIO)  # the newest, open
+
+    async def resolve(intent: IntentRecord) -> OrderState | None:
+        if intent.opportunity_id == "oppY":
+            os.kill(os.getpid(), signal.SIGINT)  # the operator stops the start-up
+            await asyncio.sleep(30)
+        return None  # oppX-s: never reached the venue
+
+    monkeypatch.setattr(RecoveryManager, "resolver", lambda self, *args, **kwargs: resolve)
+    configuration = manager(tmp_path)
+    cluster = dry_run_cluster(configuration.config, random_per_minute=0)
+
+    async def scenario() -> None:
+        async with cluster:
+            controller = ArbitrageController(configuration, sim_cluster=cluster, journal=Journal(path))
+            with pytest.raises(StartupInterrupted):
+                await controller.initialize(dry_run=True)
+
+    asyncio.run(scenario())
+    with Journal(path) as journal:
+        (step, detail), = [s for s in journal.recovery_steps("oppX") if s[0] == "manual_approval"]
+        assert detail["reason"] == "interrupted by an engine restart with unmatched legs"
 
 
 def test_a_restart_without_a_market_the_last_execution_traded_flags_it_rather_than_failing(tmp_path: Path) -> None:

@@ -532,6 +532,26 @@ def test_reconcile_with_a_fake_resolver(journal: Journal, caplog: pytest.LogCapt
     assert len(journal.fills()) == 3
 
 
+def test_reconcile_hands_on_each_opportunity_before_asking_about_the_next(journal: Journal) -> None:
+    """Handed on only once every intent was asked about, an opportunity reconciled before a stop
+    was lost: its intents closed, the next start no longer saw it."""
+    journal.record_intent("older", "o-b", request("o-b"), GATE)
+    journal.record_intent("newer", "n-b", request("n-b"), GATE)
+    journal.record_intent("older", "o-s", request("o-s", side=OrderSide.SELL), GATE)  # a recovery order, later
+    journal.record_intent("newer", "n-s", request("n-s", side=OrderSide.SELL), GATE)
+    events: list[str] = []
+
+    async def resolve(intent: IntentRecord) -> OrderState | None:
+        events.append(intent.client_order_id)
+        return state("n-s", OrderStatus.NEW) if intent.client_order_id == "n-s" else None
+
+    def reconciled(opportunity_id: str, left_open: list[IntentRecord]) -> None:
+        events.append(f"{opportunity_id} left {[i.client_order_id for i in left_open]}")
+
+    asyncio.run(journal.reconcile(resolve, reconciled))
+    assert events == ["o-b", "o-s", "older left []", "n-b", "n-s", "newer left ['n-s']"]
+
+
 def test_a_reconciled_fill_with_a_zero_average_is_priced_at_the_order(journal: Journal) -> None:
     """A venue answer that reads a missing average price as 0 would price the gap fill at 0 (or
     below, with fills recorded): it is priced at the order's price instead."""
