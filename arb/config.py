@@ -68,12 +68,12 @@ class _InvalidSecret(_Invalid):
 
 
 def _decimal(raw: Any) -> Decimal:
-    if isinstance(raw, bool) or not isinstance(raw, int | float | str):
+    if isinstance(raw, bool) or not isinstance(raw, int | Decimal | str):
         raise _Invalid("expected a number")
     if isinstance(raw, str) and not raw.isascii():  # Decimal reads other scripts' digits too
         raise _Invalid("expected a decimal number such as 100 or 12.5")
     try:
-        value = Decimal(repr(raw) if isinstance(raw, float) else str(raw).strip())
+        value = Decimal(raw.strip() if isinstance(raw, str) else raw)
     except InvalidOperation:
         raise _Invalid("expected a decimal number such as 100 or 12.5") from None
     if not value.is_finite():
@@ -143,6 +143,17 @@ def _url(scheme: str) -> Callable[[Any], str]:
         return raw
 
     return parse
+
+
+def _shown(raw: Any) -> str:
+    """A refused value as the operator wrote it: a TOML float (read as a Decimal) as its number."""
+    if isinstance(raw, Decimal):
+        return str(raw)
+    if isinstance(raw, list):
+        return f"[{', '.join(map(_shown, raw))}]"
+    if isinstance(raw, dict):
+        return f"{{{', '.join(f'{key!r}: {_shown(value)}' for key, value in raw.items())}}}"
+    return repr(raw)
 
 
 def _cleartext_remote(url: str) -> bool:
@@ -322,7 +333,7 @@ def _inventory(raw: Any) -> dict[str, Decimal]:
         try:
             balances[asset] = _money(positive=False)(amount)
         except _Invalid as exc:
-            bad.append(f"{asset} = {amount!r}: {exc}")
+            bad.append(f"{asset} = {_shown(amount)}: {exc}")
     if bad:
         raise _Invalid("; ".join(bad))
     return balances
@@ -541,7 +552,8 @@ def _read_toml(path: Path, problems: list[str]) -> dict[str, Any] | None:
         if text.startswith(b"\xef\xbb\xbf"):
             problems.append(f"{path}: starts with a byte-order mark, which TOML does not take: save it as UTF-8 without one")
             return None
-        return tomllib.loads(text.decode())
+        # A TOML float is read as written (0.1 is 0.1), never through a binary float: money is exact.
+        return tomllib.loads(text.decode(), parse_float=Decimal)
     except FileNotFoundError:
         problems.append(f"{path}: file not found")
     except IsADirectoryError:
@@ -644,7 +656,7 @@ def _build(
         except _InvalidSecret as exc:
             problems.append(f"{setting.source}: {exc}")
         except _Invalid as exc:
-            problems.append(f"{setting.source}: {setting.raw!r}: {exc}")
+            problems.append(f"{setting.source}: {_shown(setting.raw)}: {exc}")
 
     def require(dotted: str) -> Any:
         if dotted not in values and dotted not in settings:

@@ -284,6 +284,30 @@ def test_money_is_exact_even_from_toml_floats(tmp_path: Path) -> None:
     assert config.risk_limits.min_profit_margin_bps == Decimal("0.1")
 
 
+def test_toml_floats_keep_every_digit_written(tmp_path: Path) -> None:
+    # More digits than a binary float holds: read through one, each came back rounded.
+    text = (
+        "[risk]\nmin_profit_margin_bps = 10.000000000000000001\n"
+        "[paper]\nmexc = { USDT = 10000, BTC = 0.12345678901234567891 }\n"
+    )
+    config = load(tmp_path, text).config
+    assert config.risk_limits.min_profit_margin_bps == Decimal("10.000000000000000001")
+    assert config.paper_balances["mexc"] == {"USDT": Decimal(10000), "BTC": Decimal("0.12345678901234567891")}
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("[risk]\nmax_daily_loss_usd = inf\n", "risk.max_daily_loss_usd: Infinity: expected a finite number"),
+        ("[risk]\nmax_daily_loss_usd = 1e400\n", "risk.max_daily_loss_usd: 1E+400: out of range"),
+        ("[paper]\nmexc = { BTC = -0.5 }\n", "paper.mexc: {'BTC': -0.5}: BTC = -0.5: must be 0 or more"),
+        ("[exchanges.mexc]\nmarkets = [1.5]\n", "exchanges.mexc.markets: [1.5]: expected a list of strings"),
+    ],
+)
+def test_refused_toml_floats_are_named_as_written(tmp_path: Path, text: str, expected: str) -> None:
+    assert any(expected in problem for problem in problems(tmp_path, text))
+
+
 def test_hedge_configuration_loads(tmp_path: Path) -> None:
     text = "[engine]\nopportunity_types = ['spot_spot', 'spot_futures_hedge']\n"
     config = load(tmp_path, text).config
