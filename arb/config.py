@@ -403,6 +403,7 @@ class ConfigurationManager:
         self._config: ArbitrageConfig | None = None
         self._credentials: dict[str, ApiCredentials | None] = {}
         self._chosen: frozenset[str] = frozenset()  # settings the file or the environment set
+        self._stated: frozenset[str] = frozenset()  # settings the --config file states, as it was read
         self._sources: dict[str, str] = {}  # each setting's source ("path: key", "env NAME")
         self._overridden: list[str] = []  # "env NAME over path: key" of each file value the environment replaced
 
@@ -422,13 +423,18 @@ class ConfigurationManager:
         settings: dict[str, _Setting] = {}
         sources: list[str] = []
         shipped: dict[str, _Setting] = {}
+        stated: frozenset[str] = frozenset()
         for path in (self.defaults_file, self.config_file):
             if path is None:
                 continue
             table = _read_toml(path, problems)
             if table is not None:
-                _flatten(table, str(path), settings, problems)
+                layer: dict[str, _Setting] = {}
+                _flatten(table, str(path), layer, problems)
+                settings.update(layer)
                 sources.append(str(path))
+                if path is self.config_file:
+                    stated = frozenset(layer)
             if path is self.defaults_file:
                 shipped = dict(settings)
         from_files = dict(settings)
@@ -445,6 +451,7 @@ class ConfigurationManager:
         self._config = config
         self._credentials = credentials
         self._chosen = frozenset(d for d, setting in settings.items() if shipped.get(d) is not setting)
+        self._stated = stated
         self._sources = {d: setting.source for d, setting in settings.items()}
         self._overridden = sorted(
             f"{settings[d].source} over {setting.source}" for d, setting in from_files.items()
@@ -461,6 +468,12 @@ class ConfigurationManager:
         """Where the loaded setting ``dotted`` came from: ``"path: key"`` or ``"env NAME"``."""
         self.config  # noqa: B018 - raises when not loaded
         return self._sources.get(dotted, "not set")
+
+    def stated_in_file(self, dotted: str) -> bool:
+        """Whether the ``--config`` file states the setting ``dotted``, whatever the environment then
+        sets over it. From the one read the configuration was loaded from: a pipe cannot be read twice."""
+        self.config  # noqa: B018 - raises when not loaded
+        return dotted in self._stated
 
     def set_by_file(self, dotted: str) -> bool:
         """Whether the ``--config`` file set the loaded setting ``dotted`` (not the shipped defaults,

@@ -32,7 +32,6 @@ import os
 import signal
 import sqlite3
 import time
-import tomllib
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from decimal import Decimal
 from pathlib import Path
@@ -2516,12 +2515,7 @@ def _check_live_allowed(manager: ConfigurationManager) -> None:
                 f"exchange {exchange.name}: live trading needs API keys; set {prefix}_API_KEY and {prefix}_SECRET_KEY "
                 f"(or {prefix}_API_KEY_ENCRYPTED and {prefix}_SECRET_KEY_ENCRYPTED with ENCRYPTION_KEY)"
             )
-    stated: set[str] = set()
-    if manager.config_file is not None:
-        with contextlib.suppress(OSError, tomllib.TOMLDecodeError):
-            table = tomllib.loads(manager.config_file.read_text(encoding="utf-8"))
-            stated = {f"{section}.{key}" for section, body in table.items() if isinstance(body, dict) for key in body}
-    missing = [key for key in LIVE_REQUIRED if key not in stated]
+    missing = [key for key in LIVE_REQUIRED if not manager.stated_in_file(key)]
     if missing:
         problems.append(
             "live trading needs the symbols and limits stated in a --config FILE, not taken from the shipped "

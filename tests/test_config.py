@@ -1,6 +1,8 @@
 """ConfigurationManager: layering, env overrides, and every validation rule (bad input first)."""
 
 import logging
+import os
+import threading
 import tomllib
 from decimal import Decimal
 from pathlib import Path
@@ -306,6 +308,20 @@ def test_toml_floats_keep_every_digit_written(tmp_path: Path) -> None:
 )
 def test_refused_toml_floats_are_named_as_written(tmp_path: Path, text: str, expected: str) -> None:
     assert any(expected in problem for problem in problems(tmp_path, text))
+
+
+def test_the_keys_a_config_from_a_pipe_states_are_known_from_its_one_read(tmp_path: Path) -> None:
+    fifo = tmp_path / "arb.toml"
+    os.mkfifo(fifo)
+    writer = threading.Thread(target=fifo.write_text, args=("[engine]\nsymbols = ['BTC/USDT']\n[risk]\n"
+                                                              "max_daily_loss_usd = '20'\n",))
+    writer.start()
+    manager = ConfigurationManager(fifo, environ={"ARB_MAX_DAILY_LOSS_USD": "30"})
+    manager.load_configuration(dry_run=True)
+    writer.join()
+    assert manager.stated_in_file("engine.symbols") and manager.stated_in_file("risk.max_daily_loss_usd")
+    assert not manager.stated_in_file("risk.max_position_size_usd")  # from the shipped defaults only
+    assert not load(tmp_path, None).stated_in_file("engine.symbols")  # no --config file
 
 
 def test_hedge_configuration_loads(tmp_path: Path) -> None:

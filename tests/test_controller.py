@@ -251,6 +251,19 @@ def test_live_trading_with_a_safety_switch_off_must_say_so_in_the_config_file(tm
     _check_live_allowed(manager(tmp_path, LIVE_STATED, KEYS))  # on, as shipped: nothing to state
 
 
+def test_live_checks_the_limits_of_the_file_as_it_was_loaded(tmp_path: Path) -> None:
+    """The keys the file states were learnt by reading it a second time: a --config from a pipe
+    (``<(cat live.toml)``) is used up by then, and every required key was reported missing."""
+    loaded = manager(tmp_path, LIVE_STATED, KEYS)
+    (tmp_path / "arb.toml").unlink()  # as a pipe read once: nothing left to read
+    _check_live_allowed(loaded)
+    (tmp_path / "arb.toml").write_text(LIVE_STATED)
+    missing = manager(tmp_path, "[engine]\nsymbols = ['BTC/USDT']\n", KEYS)
+    (tmp_path / "arb.toml").write_text(LIVE_STATED)  # changed since: what was loaded is what counts
+    with pytest.raises(ConfigurationError, match="missing there: risk.max_position_size_usd"):
+        _check_live_allowed(missing)
+
+
 def test_a_position_limit_under_a_markets_minimum_order_is_warned_about(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
