@@ -536,10 +536,16 @@ class ConfigurationManager:
         return "\n".join(lines)
 
     def log_summary(self, logger: logging.Logger = log) -> None:
-        """Log ``summary()`` at INFO, and a warning for each safety switch that is off, naming its source."""
+        """Log ``summary()`` at INFO, and a warning for each safety switch that is off, naming its
+        source, and, for a live run, for each value of the ``--config`` file the environment replaced."""
         logger.info("effective configuration:\n%s", self.summary())
         for dotted in self.safety_switches_off():
             logger.warning("%s is false (%s): %s is applied", dotted, self.source_of(dotted), SAFETY_SWITCHES[dotted])
+        if not self.config.dry_run:
+            # Live, a value the operator wrote that is not in force (a container image's variable
+            # over the journal path of a mounted file) changes what trades, or where it is journaled.
+            for override in self._overridden:
+                logger.warning("%s: the environment replaces the --config file's value", override)
 
     def safety_switches_off(self) -> list[str]:
         """The ``SAFETY_SWITCHES`` the loaded configuration turns off."""

@@ -471,6 +471,25 @@ def test_summary_names_each_file_value_the_environment_replaced(tmp_path: Path) 
     assert not [line for line in load(tmp_path, env=env).summary().splitlines() if line.startswith("environment")]
 
 
+def test_a_live_run_warns_of_each_file_value_the_environment_replaced(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    user = tmp_path / "user.toml"
+    user.write_text("[engine]\njournal_path = '/data/live.sqlite3'\n[metrics]\nport = 9100\n")
+    env = {"ARB_JOURNAL_PATH": str(tmp_path / "env.sqlite3"), "ARB_BUSY_POLL": "true"}
+    for dry_run in (True, False):
+        manager = ConfigurationManager(user, environ=env)
+        manager.load_configuration(dry_run=dry_run)
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="arb.config"):
+            manager.log_summary()
+        warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        # A dry run lists it in the summary only; a shipped default replaced is no warning.
+        assert warnings == ([] if dry_run else [
+            f"env ARB_JOURNAL_PATH over {user}: engine.journal_path: the environment replaces the --config file's value"
+        ])
+
+
 def test_a_kubernetes_service_link_is_refused_with_the_way_out(tmp_path: Path) -> None:
     found = problems(tmp_path, env={"ARB_METRICS_SERVICE_HOST": "10.0.0.7", "ARB_METRICS_PORT_9464_TCP_ADDR": "x"})
     assert len(found) == 2 and all("Kubernetes service link" in p and "enableServiceLinks: false" in p for p in found)

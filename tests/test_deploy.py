@@ -7,6 +7,7 @@ and the configuration they carry loads.
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import re
 import shlex
@@ -22,10 +23,11 @@ from metrics_parts import engine_parts
 from prometheus_client.parser import text_string_to_metric_families
 
 from arb.cli import _build_parser
-from arb.config import ENV_OVERRIDES, ConfigurationManager
+from arb.config import NON_CONFIG_ENV, ConfigurationManager
 from arb.metrics import EngineParts, MetricsExporter, MetricsServer
 from arb.monitor import PerformanceMonitor
 from arb.secrets import VENUE_ENV_PREFIX
+from arb.types import ArbitrageConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
@@ -119,6 +121,33 @@ def image_env() -> dict[str, str]:
     return env_of(stages(dockerfile_instructions(DEPLOY / "Dockerfile"))[-1])
 
 
+def image_files() -> dict[str, Path]:
+    """Where the runtime image holds each file it copies from the repository -> that file."""
+    runtime = stages(dockerfile_instructions(DEPLOY / "Dockerfile"))[-1]
+    files = {}
+    for instruction, args in runtime:
+        words = shlex.split(args)
+        if instruction == "COPY" and not words[0].startswith("--"):
+            (source, target) = words
+            files[target] = ROOT / source
+    return files
+
+
+def image_config(argv: list[str]) -> Path:
+    """The repository file the image holds where the run command ``argv`` names its ``--config``."""
+    return image_files()[argv[argv.index("--config") + 1]]
+
+
+def assert_image_metrics(config: ArbitrageConfig) -> None:
+    """``config`` serves the metrics where the image's health check and exposed port expect them."""
+    runtime = stages(dockerfile_instructions(DEPLOY / "Dockerfile"))[-1]
+    (healthcheck,) = [args for instruction, args in runtime if instruction == "HEALTHCHECK"]
+    exposed = [args for instruction, args in runtime if instruction == "EXPOSE"]
+    assert config.metrics.enabled and config.metrics.host == "0.0.0.0"
+    assert exposed == [str(config.metrics.port)]
+    assert f"http://127.0.0.1:{config.metrics.port}/healthz" in healthcheck
+
+
 @pytest.fixture(scope="module")
 def exported() -> dict[str, set[str]]:
     """Sample name -> label names, from scraping a served exporter over parts with every family populated."""
@@ -168,23 +197,36 @@ def test_runtime_runs_as_non_root_with_a_healthcheck_on_healthz() -> None:
     runtime = stages(dockerfile_instructions(DEPLOY / "Dockerfile"))[-1]
     users = [args for instruction, args in runtime if instruction == "USER"]
     assert users and users[-1].split(":")[0] not in ("root", "0")
-    (healthcheck,) = [args for instruction, args in runtime if instruction == "HEALTHCHECK"]
-    env = env_of(runtime)
-    exposed = [args for instruction, args in runtime if instruction == "EXPOSE"]
-    assert exposed == [env["ARB_METRICS_PORT"]]
-    assert f"http://127.0.0.1:{env['ARB_METRICS_PORT']}/healthz" in healthcheck
+    assert [args for instruction, args in runtime if instruction == "HEALTHCHECK"]
     entrypoint = [exec_form(args) for instruction, args in runtime if instruction == "ENTRYPOINT"][-1]
     command = [exec_form(args) for instruction, args in runtime if instruction == "CMD"][-1]
     assert entrypoint[:3] == ["python", "-m", "arb"] and command[0] == "run"
     assert_run_arguments(command)
 
 
-def test_image_environment_is_valid_configuration(tmp_path: Path) -> None:
-    env = image_env()
-    assert {name for name in env if name.startswith("ARB_")} <= set(ENV_OVERRIDES)
-    config = load_config(tmp_path, None, env).config
-    assert config.metrics.enabled and config.metrics.host == "0.0.0.0"
-    assert config.metrics.port == int(env["ARB_METRICS_PORT"])
+def test_the_image_configures_the_engine_by_a_file_its_command_names(tmp_path: Path) -> None:
+    """The image's ARB_JOURNAL_PATH and ARB_METRICS_* beat a mounted --config file's values: a live
+    journal the operator put on a mount of theirs went to the image's volume instead."""
+    assert not {name for name in image_env() if name.startswith("ARB_")} - NON_CONFIG_ENV
+    runtime = stages(dockerfile_instructions(DEPLOY / "Dockerfile"))[-1]
+    command = [exec_form(args) for instruction, args in runtime if instruction == "CMD"][-1]
+    config = load_config(tmp_path, image_config(command).read_text(), image_env()).config
+    assert_image_metrics(config)
+    (volume,) = [exec_form(args) for instruction, args in runtime if instruction == "VOLUME"]
+    assert Path(config.journal_path).parent.as_posix() in volume
+
+
+def test_every_file_the_image_copies_is_in_the_build_context() -> None:
+    patterns = [line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()
+                if line.strip() and not line.startswith("#")]
+    for source in image_files().values():
+        relative = source.relative_to(ROOT).as_posix()
+        assert source.is_file(), f"Dockerfile copies {relative}, which is not in the repository"
+        # The last pattern that matches the file or a folder above it decides (a "!" one keeps it).
+        parts = relative.split("/")
+        prefixes = {"/".join(parts[:n]) for n in range(1, len(parts) + 1)}
+        decisive = [p for p in patterns if any(fnmatch.fnmatch(prefix, p.lstrip("!")) for prefix in prefixes)]
+        assert not decisive or decisive[-1].startswith("!"), f".dockerignore leaves {relative} out of the build"
 
 
 # --- compose, Prometheus, Grafana --------------------------------------------------------------
@@ -209,10 +251,11 @@ def test_compose_runs_engine_prometheus_and_grafana_from_files_that_exist(tmp_pa
     provider = load_yaml(DEPLOY / "grafana" / "provisioning" / "dashboards" / "arb.yml")["providers"][0]
     dashboards_dir = grafana[provider["options"]["path"]]
     assert (dashboards_dir / DASHBOARD.name).resolve() == DASHBOARD.resolve()
-    assert_run_arguments(services["engine"]["command"])
-    env = {k: str(v) for k, v in services["engine"]["environment"].items()}
-    config = load_config(tmp_path, None, env).config
-    assert config.metrics.enabled and config.metrics.host == "0.0.0.0"
+    command = services["engine"]["command"]
+    assert_run_arguments(command)
+    env = {k: str(v) for k, v in services["engine"].get("environment", {}).items()}
+    assert not {name for name in env if name.startswith("ARB_")}  # they would beat a mounted file's values
+    assert_image_metrics(load_config(tmp_path, image_config(command).read_text(), env).config)
 
 
 def test_prometheus_loads_the_alerting_rules_compose_mounts() -> None:
@@ -260,7 +303,7 @@ def exported_samples() -> set[tuple[str, frozenset[tuple[str, str]]]]:
 
 def test_prometheus_scrapes_the_engine_metrics_endpoint() -> None:
     compose = load_yaml(DEPLOY / "docker-compose.yml")
-    port = compose["services"]["engine"]["environment"]["ARB_METRICS_PORT"]
+    port = tomllib.loads(image_config(compose["services"]["engine"]["command"]).read_text())["metrics"]["port"]
     (job,) = load_yaml(DEPLOY / "prometheus.yml")["scrape_configs"]
     assert job["metrics_path"] == "/metrics"
     assert job["static_configs"][0]["targets"] == [f"engine:{port}"]
@@ -347,7 +390,6 @@ def test_keys_come_from_the_secret_and_config_from_the_configmap(tmp_path: Path)
     assert set(secret_env) == expected
     assert all(ref["key"] == name and ref["name"] == "arb-api-keys" for name, ref in secret_env.items())
     plain_env = {e["name"]: e["value"] for e in engine["env"] if "value" in e}
-    assert {name for name in plain_env if name.startswith("ARB_")} <= set(ENV_OVERRIDES)
     pod = docs["Deployment"]["spec"]["template"]["spec"]
     (config_volume,) = [v for v in pod["volumes"] if "configMap" in v]
     assert config_volume["configMap"]["name"] == docs["ConfigMap"]["metadata"]["name"]
@@ -357,8 +399,9 @@ def test_keys_come_from_the_secret_and_config_from_the_configmap(tmp_path: Path)
     config_path = args[args.index("--config") + 1]
     assert Path(config_path).parent == Path(mount["mountPath"])
     text = docs["ConfigMap"]["data"][Path(config_path).name]
+    assert not {name for name in plain_env if name.startswith("ARB_")}  # they would beat the ConfigMap's values
     config = load_config(tmp_path, text, {**image_env(), **plain_env}).config
-    assert config.metrics.enabled and config.metrics.host == "0.0.0.0"
+    assert_image_metrics(config)
     assert Path(config.journal_path).parent.as_posix() in {m["mountPath"] for m in engine["volumeMounts"]}
 
 
@@ -373,7 +416,7 @@ def test_probes_point_at_endpoints_the_server_answers(tmp_path: Path) -> None:
     assert probes["startupProbe"]["path"] == "/startedz"
     assert {probe["path"] for probe in probes.values()} <= served_paths()
     for probe in probes.values():
-        assert ports[probe["port"]] == config["port"] == int(image_env()["ARB_METRICS_PORT"])
+        assert ports[probe["port"]] == config["port"]
     service_port = docs["Service"]["spec"]["ports"][0]
     assert service_port["targetPort"] in ports
 
