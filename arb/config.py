@@ -44,6 +44,10 @@ SYMBOL_PATTERN = re.compile(r"^([A-Z0-9]{1,20})/([A-Z0-9]{1,20})\Z")  # \Z: "$" 
 # ARB_* variables that configure the build or the process (the event loop), not the engine.
 NON_CONFIG_ENV = frozenset({"ARB_BUILD_ONLY", "ARB_CYTHON_ANNOTATE", "ARB_CYTHON_TRACE", "ARB_EVENT_LOOP"})
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+# Settings live trading needs stated by the operator, not inherited from the shipped defaults.
+LIVE_REQUIRED = (
+    "engine.symbols", "risk.max_position_size_usd", "risk.max_total_exposure_usd", "risk.max_daily_loss_usd",
+)
 # The settings that turn a safety mechanism off, and what is then not applied.
 SAFETY_SWITCHES = {
     "engine.enable_risk_checks": "no position, exposure, daily loss or margin limit",
@@ -546,6 +550,25 @@ class ConfigurationManager:
             # over the journal path of a mounted file) changes what trades, or where it is journaled.
             for override in self._overridden:
                 logger.warning("%s: the environment replaces the --config file's value", override)
+
+    def live_config_problems(self) -> list[str]:
+        """What a live run refuses in the loaded configuration (its API keys aside): the symbols and
+        limits its ``--config`` file does not state, a safety switch off other than in that file."""
+        problems = []
+        missing = [key for key in LIVE_REQUIRED if not self.stated_in_file(key)]
+        if missing:
+            problems.append(
+                "live trading needs the symbols and limits stated in a --config FILE, not taken from the shipped "
+                f"defaults; missing there: {', '.join(missing)}"
+            )
+        for key in self.safety_switches_off():
+            # A live run may have one off only where the operator wrote so. What set the value in force,
+            # not only whether the file names it: an environment variable over a file that says true
+            # switches it off all the same.
+            if not self.set_by_file(key):
+                problems.append(f"{key} is false ({self.source_of(key)}): live trading with it off must be written "
+                                "in the --config FILE itself")
+        return problems
 
     def safety_switches_off(self) -> list[str]:
         """The ``SAFETY_SWITCHES`` the loaded configuration turns off."""

@@ -94,10 +94,6 @@ from .types import (
 log = logging.getLogger(__name__)
 
 ZERO = Decimal(0)
-# Settings live trading needs stated by the operator, not inherited from the shipped defaults.
-LIVE_REQUIRED = (
-    "engine.symbols", "risk.max_position_size_usd", "risk.max_total_exposure_usd", "risk.max_daily_loss_usd",
-)
 # Commits after which the idle trade loop starts a background journal checkpoint (about 128
 # trades; SQLite's own, at ``journal.AUTOCHECKPOINT_PAGES``, comes later). Each one syncs
 # files, which slows the commits running beside it: fewer, larger checkpoints stall fewer intents.
@@ -2515,19 +2511,7 @@ def _check_live_allowed(manager: ConfigurationManager) -> None:
                 f"exchange {exchange.name}: live trading needs API keys; set {prefix}_API_KEY and {prefix}_SECRET_KEY "
                 f"(or {prefix}_API_KEY_ENCRYPTED and {prefix}_SECRET_KEY_ENCRYPTED with ENCRYPTION_KEY)"
             )
-    missing = [key for key in LIVE_REQUIRED if not manager.stated_in_file(key)]
-    if missing:
-        problems.append(
-            "live trading needs the symbols and limits stated in a --config FILE, not taken from the shipped "
-            f"defaults; missing there: {', '.join(missing)}"
-        )
-    for key in manager.safety_switches_off():
-        # A live run may have one off only where the operator wrote so. What set the value in force,
-        # not only whether the file names it: an environment variable over a file that says true
-        # switches it off all the same.
-        if not manager.set_by_file(key):
-            problems.append(f"{key} is false ({manager.source_of(key)}): live trading with it off must be written "
-                            "in the --config FILE itself")
+    problems += manager.live_config_problems()
     if problems:
         raise ConfigurationError(problems)
 

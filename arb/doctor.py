@@ -1,11 +1,12 @@
 """``python -m arb doctor``: is this machine ready to run arb, and how far are the venues?
 
 Checks, in order: the configuration (every problem at once), the compiled core, the API
-keys (masked), then for every enabled market the REST round trip (median of a few
-pings), the clock against the venue's server time, whether each configured symbol is listed
-as tradable there (with the trading rules the engine would trade it by), the websocket
-handshake time and, where keys are given and the market trades, the signed balance call live
-trading starts with (the account's own fee rates with it).
+keys (masked), what ``run --live`` would refuse in the configuration (real venues only), then
+for every enabled market the REST round trip (median of a few pings), the clock against the
+venue's server time, whether each configured symbol is listed as tradable there (with the
+trading rules the engine would trade it by), the websocket handshake time and, where keys are
+given and the market trades, the signed balance call live trading starts with (the account's
+own fee rates with it).
 Each finding has a level and, when something is off, one line of advice. With
 ``sim=True`` the markets are the in-process simulated venues and nothing leaves the machine.
 """
@@ -128,6 +129,18 @@ def check_keys(manager: ConfigurationManager, config: ArbitrageConfig, sim: bool
                 detail=f"api key {credentials.api_key.masked()}, secret {credentials.secret_key.masked()}",
             ))
     return findings
+
+
+def check_live(manager: ConfigurationManager, config: ArbitrageConfig) -> list[Finding]:
+    """What ``run --live`` refuses in the configuration besides missing keys (``check_keys`` names
+    those): a FAIL each where some venue's keys are given, a WARN where none are (a setup for dry
+    runs and public data, which could not trade yet anyway)."""
+    keyed = any(manager.get_credentials(e.name) is not None for e in config.exchanges if e.enabled)
+    return [
+        Finding(check="live", level=Level.FAIL if keyed else Level.WARN, detail=problem,
+                advice="`run --live` refuses to start with this; dry runs and --paper do not")
+        for problem in manager.live_config_problems()
+    ]
 
 
 async def check_market(
@@ -356,6 +369,8 @@ async def diagnose(config_file: str | None, *, sim: bool, pings: int = PINGS) ->
         advice="" if markets else "enable at least one venue under [exchanges.<venue>]",
     ))
     findings += check_keys(manager, config, sim)
+    if not sim:
+        findings += check_live(manager, config)
     async with contextlib.AsyncExitStack() as stack:
         factory = ExchangeFactory(manager)
         sim_account: ApiCredentials | None = None

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 from simvenues import API_KEY, CREDENTIALS, instruments
 
-from arb.doctor import Diagnosis, Level, check_account, check_symbols, clock_finding, diagnose
+from arb.config import ConfigurationManager
+from arb.doctor import Diagnosis, Level, check_account, check_live, check_symbols, clock_finding, diagnose
 from arb.errors import ExchangeError
 from arb.exchanges.factory import registered
 from arb.sim.server import SimulatedVenue
@@ -112,6 +113,57 @@ def test_a_venue_that_does_not_answer_fails_with_advice(tmp_path: Path) -> None:
     assert f"connection to ws://127.0.0.1:{port}/ws/v4/ failed: ConnectionRefusedError" in ws  # not only a count
 
 
+LIVE_STATED = """
+[engine]
+symbols = ['BTC/USDT']
+[risk]
+max_position_size_usd = '100'
+max_total_exposure_usd = '500'
+max_daily_loss_usd = '50'
+"""
+
+
+async def diagnose_venues_at_configured_urls(tmp_path: Path, config_text: str) -> Diagnosis:
+    """``doctor`` for real venues, with ``config_text`` plus simulated venues' URLs as the configuration."""
+    async with (
+        SimulatedVenue("mexc", instruments(), credentials={API_KEY: CREDENTIALS}) as mexc,
+        SimulatedVenue("gateio", instruments(), credentials={API_KEY: CREDENTIALS}) as gate,
+    ):
+        config = tmp_path / "arb.toml"
+        config.write_text(
+            config_text
+            + f"[exchanges.mexc]\nrest_url = '{mexc.urls().rest_url}'\nws_url = '{mexc.urls().ws_url}'\n"
+            f"[exchanges.gateio]\nmarkets = ['spot']\nrest_url = '{gate.urls().rest_url}'\n"
+            f"ws_url = '{gate.urls().ws_url}'\n"
+        )
+        return await diagnose(str(config), sim=False, pings=1)
+
+
+def test_what_a_live_run_refuses_in_the_configuration_fails_the_doctor(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The doctor said everything OK for a configuration ``run --live`` then refused (exit 2)."""
+    for prefix in ("MEXC", "GATEIO"):
+        monkeypatch.setenv(f"{prefix}_API_KEY", API_KEY)
+        monkeypatch.setenv(f"{prefix}_SECRET_KEY", "sim-secret-1")
+    monkeypatch.setenv("ARB_ENABLE_RISK_CHECKS", "false")
+    diagnosis = asyncio.run(diagnose_venues_at_configured_urls(tmp_path, "[engine]\nsymbols = ['BTC/USDT']\n"))
+    live = [f for f in diagnosis.findings if f.check == "live"]
+    assert [f.level for f in live] == [Level.FAIL, Level.FAIL] and diagnosis.failed
+    assert live[0].detail.endswith("missing there: risk.max_position_size_usd, risk.max_total_exposure_usd, "
+                                   "risk.max_daily_loss_usd")
+    assert live[1].detail.startswith("engine.enable_risk_checks is false (env ARB_ENABLE_RISK_CHECKS)")
+    assert "run --live` refuses to start" in live[0].advice
+
+
+def test_without_keys_what_a_live_run_refuses_is_a_warning(tmp_path: Path) -> None:
+    """No keys: a setup for dry runs and public data, which the doctor checks too."""
+    manager = ConfigurationManager(None, environ={})
+    config = manager.load_configuration(dry_run=False)
+    (finding,) = check_live(manager, config)
+    assert finding.level is Level.WARN and "missing there: engine.symbols" in finding.detail
+
+
 @pytest.mark.parametrize("right_keys", [True, False], ids=["right keys", "wrong secret"])
 def test_the_account_check_makes_the_signed_call_with_the_configured_keys(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, right_keys: bool
@@ -123,21 +175,7 @@ def test_the_account_check_makes_the_signed_call_with_the_configured_keys(
         monkeypatch.setenv(f"{prefix}_API_KEY", API_KEY)
         monkeypatch.setenv(f"{prefix}_SECRET_KEY", venue_secret)
 
-    async def scenario() -> Diagnosis:
-        async with (
-            SimulatedVenue("mexc", instruments(), credentials={API_KEY: CREDENTIALS}) as mexc,
-            SimulatedVenue("gateio", instruments(), credentials={API_KEY: CREDENTIALS}) as gate,
-        ):
-            config = tmp_path / "arb.toml"
-            config.write_text(
-                f"[engine]\nsymbols = ['BTC/USDT']\n"
-                f"[exchanges.mexc]\nrest_url = '{mexc.urls().rest_url}'\nws_url = '{mexc.urls().ws_url}'\n"
-                f"[exchanges.gateio]\nmarkets = ['spot']\nrest_url = '{gate.urls().rest_url}'\n"
-                f"ws_url = '{gate.urls().ws_url}'\n"
-            )
-            return await diagnose(str(config), sim=False, pings=1)
-
-    diagnosis = asyncio.run(scenario())
+    diagnosis = asyncio.run(diagnose_venues_at_configured_urls(tmp_path, LIVE_STATED))
     by_check = {f.check: f for f in diagnosis.findings}
     account = by_check["mexc account"]
     text = "\n".join(diagnosis.lines())
