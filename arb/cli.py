@@ -448,6 +448,9 @@ def _version() -> int:
 def _check_config(file: str | None) -> int:
     manager = ConfigurationManager(file)
     manager.load_configuration(dry_run=True)
+    problems = manager.journal_path_problems()
+    if problems:
+        raise ConfigurationError(problems)
     print(manager.summary())
     print("configuration OK")
     return EXIT_OK

@@ -551,6 +551,21 @@ class ConfigurationManager:
             for override in self._overridden:
                 logger.warning("%s: the environment replaces the --config file's value", override)
 
+    def journal_path_problems(self) -> list[str]:
+        """Why ``engine.journal_path`` cannot hold a journal on this machine: a directory there, or
+        its directory missing or not writable (dry and paper runs journal in the same directory).
+        Checked before anything is opened: SQLite's "unable to open database file" names no setting."""
+        path = self.config.journal_path
+        where = f"engine.journal_path {path!r} ({self.source_of('engine.journal_path')})"
+        directory = os.path.dirname(os.path.abspath(path))  # a relative path is taken from the working directory
+        if os.path.isdir(path):
+            return [f"{where}: is a directory; name the journal's file in it"]
+        if not os.path.isdir(directory):
+            return [f"{where}: its directory {directory} does not exist"]
+        if not os.access(directory, os.W_OK | os.X_OK):
+            return [f"{where}: its directory {directory} is not writable"]
+        return []
+
     def live_config_problems(self) -> list[str]:
         """What a live run refuses in the loaded configuration (its API keys aside): the symbols and
         limits its ``--config`` file does not state, a safety switch off other than in that file."""

@@ -604,6 +604,10 @@ class ArbitrageController:
 
     async def _initialize(self, dry_run: bool, paper: bool) -> None:
         config = self.config
+        if self.journal is None:
+            problems = self.config_manager.journal_path_problems()
+            if problems:
+                raise ConfigurationError(problems)
         # Everything it opens, the built-in simulated venues first, is closed if it fails or is stopped.
         try:
             if paper:

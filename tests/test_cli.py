@@ -339,6 +339,36 @@ def test_a_dry_run_of_a_symbol_the_simulated_venues_do_not_list_is_a_configurati
     assert "--paper" in result.stderr
 
 
+def test_a_symbol_a_venue_does_not_list_exits_2_naming_the_setting_and_every_venue(tmp_path: Path) -> None:
+    """It exited 1 with `arb: mexc: no instrument 'SOL/USDT'`: a runtime error, the first venue only."""
+    import time
+
+    urls = tmp_path / "urls.json"
+    sim = subprocess.Popen([sys.executable, "-m", "arb", "sim", "--urls-out", str(urls), "--duration", "60"],
+                           cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        while not urls.exists() and sim.poll() is None:
+            time.sleep(0.05)
+        result = arb("run", "--paper", "--sim-urls", str(urls), "--duration", "1", cwd=tmp_path,
+                     env={"ARB_SYMBOLS": "BTC/USDT,SOL/USDT"})
+    finally:
+        sim.terminate()
+        sim.wait(10)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    for market in ("mexc", "gateio"):
+        assert f"engine.symbols: {market}: no instrument 'SOL/USDT'" in result.stderr
+
+
+@pytest.mark.parametrize("command", [["run", "--duration", "1"], ["check-config"]])
+def test_a_journal_path_in_a_missing_directory_exits_2_naming_the_setting(tmp_path: Path, command: list[str]) -> None:
+    """It exited 1, `cannot open its intent log ... No such file or directory`, naming no setting."""
+    missing = tmp_path / "nonexistent" / "j.sqlite3"
+    result = arb(*command, cwd=tmp_path, env={"ARB_JOURNAL_PATH": str(missing)})
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert (f"engine.journal_path '{missing}' (env ARB_JOURNAL_PATH): its directory {missing.parent} does not exist"
+            in result.stderr)
+
+
 def test_approvals_leaves_a_file_that_is_not_a_journal_as_it_is(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -324,6 +324,20 @@ def test_the_keys_a_config_from_a_pipe_states_are_known_from_its_one_read(tmp_pa
     assert not load(tmp_path, None).stated_in_file("engine.symbols")  # no --config file
 
 
+def test_the_journal_path_is_checked_on_this_machine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert load(tmp_path).journal_path_problems() == []  # relative: in the working directory
+    assert load(tmp_path, f"[engine]\njournal_path = '{tmp_path}/j.sqlite3'\n").journal_path_problems() == []
+    (tmp_path / "dir").mkdir()
+    (problem,) = load(tmp_path, "[engine]\njournal_path = 'dir'\n").journal_path_problems()
+    assert problem == f"engine.journal_path 'dir' ({tmp_path / 'user.toml'}: engine.journal_path): is a directory; " \
+                      "name the journal's file in it"
+    (problem,) = load(tmp_path, env={"ARB_JOURNAL_PATH": "missing/j.sqlite3"}).journal_path_problems()
+    assert problem.endswith(f"(env ARB_JOURNAL_PATH): its directory {tmp_path / 'missing'} does not exist")
+    (problem,) = load(tmp_path, env={"ARB_JOURNAL_PATH": "user.toml/j.sqlite3"}).journal_path_problems()
+    assert problem.endswith(f"its directory {tmp_path / 'user.toml'} does not exist")  # a file, not a directory
+
+
 def test_hedge_configuration_loads(tmp_path: Path) -> None:
     text = "[engine]\nopportunity_types = ['spot_spot', 'spot_futures_hedge']\n"
     config = load(tmp_path, text).config

@@ -264,6 +264,21 @@ def test_live_checks_the_limits_of_the_file_as_it_was_loaded(tmp_path: Path) -> 
         _check_live_allowed(missing)
 
 
+def test_a_journal_path_that_is_a_directory_is_refused_before_anything_is_opened(tmp_path: Path) -> None:
+    """SQLite failed with "unable to open database file", naming no setting, and left the intent
+    log beside the directory (`<dir>-intents`)."""
+    journal_dir = tmp_path / "journal"
+    journal_dir.mkdir()
+    closed = "".join(f'[exchanges.{venue}]\nrest_url = "http://127.0.0.1:9"\nws_url = "ws://127.0.0.1:9/"\n'
+                     for venue in ("mexc", "gateio"))
+    text = LIVE_STATED.replace("[risk]", f"journal_path = '{journal_dir}'\n[risk]") + closed
+    controller = ArbitrageController(manager(tmp_path, text, KEYS))
+    with pytest.raises(ConfigurationError, match=f"engine.journal_path '{journal_dir}' \\(.*arb.toml: "
+                                                 "engine.journal_path\\): is a directory"):
+        asyncio.run(controller.initialize(dry_run=False))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["arb.toml", "journal"] and not any(journal_dir.iterdir())
+
+
 def test_a_position_limit_under_a_markets_minimum_order_is_warned_about(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

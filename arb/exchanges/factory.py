@@ -24,6 +24,7 @@ import msgspec
 
 from ..config import ConfigurationManager, is_loopback
 from ..errors import ConfigurationError
+from ..instruments import InstrumentError
 from ..secrets import VENUE_ENV_PREFIX, ApiCredentials
 from ..types import ArbitrageConfig, ExchangeConfig, ExchangeName
 from .. import exchanges as _exchanges
@@ -176,7 +177,8 @@ class ExchangeFactory:
         self, name: ExchangeName | str, symbols: Sequence[str] = (), *, dry_run: bool | None = None,
         paper: bool = False,
     ) -> ExchangeConnector:
-        """Build the connector of ``name``, load its instruments and check it lists ``symbols``.
+        """Build the connector of ``name``, load its instruments and check it lists ``symbols``
+        (those of ``engine.symbols``: one it does not list is a ConfigurationError naming each).
 
         Spot-form symbols (``BTC/USDT``) name the linear perpetual on a futures market. Books
         are not started here: the engine starts them with its sink (``start_books``). The
@@ -188,8 +190,15 @@ class ExchangeFactory:
         connector = self.build(market, dry_run=dry_run, paper=paper)
         try:
             catalog = await connector.instruments()
+            unlisted = []
             for symbol in market_symbols(market, symbols):
-                catalog.get(symbol)
+                try:
+                    catalog.get(symbol)
+                except InstrumentError as exc:
+                    unlisted.append(f"engine.symbols: {exc}; take it out, or the market out of "
+                                    f"exchanges.{market.venue}.markets")
+            if unlisted:
+                raise ConfigurationError(unlisted)
         except BaseException:
             await connector.close()
             raise
@@ -202,7 +211,7 @@ class ExchangeFactory:
     ) -> dict[ExchangeName, ExchangeConnector]:
         """Create every market of ``names`` (default: every enabled market) concurrently, for the
         configured symbols; if one fails, the ones created by this call are closed and the first
-        error is raised."""
+        error is raised (every market's problems, when each failure is a ConfigurationError)."""
         if names is None:
             markets = [m for exchange in self.config.exchanges if exchange.enabled for m in exchange.exchange_names]
         else:
@@ -216,6 +225,8 @@ class ExchangeFactory:
             for market, result in zip(markets, results):
                 if not isinstance(result, BaseException):
                     await self._active.pop(market).close()
+            if all(isinstance(f, ConfigurationError) for f in failures):
+                raise ConfigurationError([p for f in failures if isinstance(f, ConfigurationError) for p in f.problems])
             raise failures[0]
         return {m: self._active[m] for m in markets}
 

@@ -19,7 +19,7 @@ from arb.exchanges.gateio.connector import GateioFuturesConnector, GateioSpotCon
 from arb.exchanges.mexc import constants as mexc
 from arb.exchanges.mexc.connector import MexcFuturesConnector, MexcSpotConnector
 from arb.exchanges.models import OrderRequest, OrderType
-from arb.instruments import InstrumentCatalog, InstrumentError
+from arb.instruments import InstrumentCatalog
 from arb.secrets import ApiCredentials, Secret
 from arb.sim.cluster import SimCluster, SimConfig
 from arb.types import ExchangeConfig, ExchangeName, OrderSide
@@ -116,7 +116,7 @@ def test_create_exchanges_runs_the_markets_concurrently(tmp_path: Path, monkeypa
     async def scenario() -> None:
         try:
             await asyncio.wait_for(factory.create_exchanges([m.value for m in ExchangeName], dry_run=True), 5)
-        except InstrumentError:
+        except ConfigurationError:
             pass  # the empty catalogs list no BTC/USDT; what matters is that all four started
         finally:
             await factory.close_all()
@@ -190,7 +190,7 @@ def test_unlisted_symbol_and_duplicate_creation(tmp_path: Path) -> None:
     async def scenario() -> None:
         async with simulated_venues() as sim:
             factory = ExchangeFactory(manager(tmp_path), sim_urls=sim.urls())
-            with pytest.raises(InstrumentError, match="no instrument 'ETH/USDT:USDT'"):
+            with pytest.raises(ConfigurationError, match="engine.symbols: gateio_futures: no instrument 'ETH/USDT:USDT'"):
                 await factory.create_exchange("gateio_futures", ["BTC/USDT", "ETH/USDT"], dry_run=True)
             assert factory.get_active_exchanges() == {}
             connector = await factory.create_exchange(ExchangeName.GATEIO_FUTURES, ["BTC/USDT"], dry_run=True)
@@ -198,6 +198,25 @@ def test_unlisted_symbol_and_duplicate_creation(tmp_path: Path) -> None:
             with pytest.raises(ConfigurationError, match="already created"):
                 await factory.create_exchange(ExchangeName.GATEIO_FUTURES, dry_run=True)
             await factory.close_all()
+
+    run(scenario())
+
+
+def test_a_symbol_the_venues_do_not_list_is_a_configuration_problem_naming_every_venue(tmp_path: Path) -> None:
+    """It failed as a runtime error (exit 1) naming the first venue only, not the setting to change."""
+
+    async def scenario() -> None:
+        async with simulated_venues() as sim:
+            configured = manager(tmp_path, {"ARB_SYMBOLS": "BTC/USDT,SOL/USDT,XRP/USDT"})
+            factory = ExchangeFactory(configured, sim_urls=sim.urls())
+            with pytest.raises(ConfigurationError) as refused:
+                await factory.create_exchanges([ExchangeName.MEXC, ExchangeName.GATEIO], dry_run=True)
+            assert factory.get_active_exchanges() == {}
+            assert [problem.split(";")[0] for problem in refused.value.problems] == [
+                f"engine.symbols: {market}: no instrument {symbol!r}"
+                for market in ("mexc", "gateio") for symbol in ("SOL/USDT", "XRP/USDT")
+            ]
+            assert "exchanges.gateio.markets" in refused.value.problems[-1]
 
     run(scenario())
 
