@@ -20,7 +20,7 @@ from arb.pipeline import ScannerPipeline
 from arb.recovery import RecoveryStatistics
 from arb.risk import FuturesHolding, RiskManager
 from arb.sim.cluster import default_instruments
-from arb.types import ArbitrageState, ExchangeName, ExecutionResult, OrderSide, RiskLimits
+from arb.types import ArbitrageState, ExchangeName, ExecutionLeg, ExecutionResult, OrderSide, RiskLimits
 from arb_core.book import OrderBook
 from arb_core.wire.common import WireScale
 
@@ -113,9 +113,14 @@ async def gate_sync() -> BookSync:
 
 
 def result(opportunity_id: str, state: ArbitrageState, profit: str) -> ExecutionResult:
+    """An execution ending in ``state``; one that did not complete had its buy refused by the venue."""
+    legs = () if state is ArbitrageState.COMPLETED else (ExecutionLeg(
+        exchange=MEXC, symbol="BTC/USDT", side=OrderSide.BUY, client_order_id=f"{opportunity_id}-b",
+        requested_quantity=Decimal(1), limit_price=Decimal(100), error="insufficient balance", status="rejected",
+    ),)
     return ExecutionResult(
         opportunity_id=opportunity_id, final_state=state, total_execution_time_ms=Decimal("12.5"),
-        realized_profit=Decimal(profit),
+        realized_profit=Decimal(profit), legs=legs,
     )
 
 
