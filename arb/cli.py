@@ -511,7 +511,7 @@ def _run(args: argparse.Namespace) -> int:
     from .controller import SHUTDOWN_TIMEOUT_S, ArbitrageController, RunSummary
     from .metrics import serve_metrics
     from .output import off_loop_output
-    from .view import Output, StatusLines, choose_output, install_json_events, watch_run
+    from .view import Output, StatusLines, choose_output, install_json_events, uninstall_json_events, watch_run
 
     endpoints = None
     if args.sim_urls is not None:
@@ -573,10 +573,16 @@ def _run(args: argparse.Namespace) -> int:
         # goes away, takes none of them (the summary then goes to stderr); JSON events go nowhere then.
         lines = StatusLines(sys.stdout)
         output = choose_output(args.headless, sys.stdout)
-        if output is Output.HEADLESS:
+        events = (
             install_json_events(sys.stdout if sys.stdout is not None else open(os.devnull, "w"))  # noqa: SIM115
-        with asyncio.Runner(loop_factory=new_event_loop) as runner:
-            summary = runner.run(trade())
+            if output is Output.HEADLESS else None
+        )
+        try:
+            with asyncio.Runner(loop_factory=new_event_loop) as runner:
+                summary = runner.run(trade())
+        finally:  # a caller in this process (a test, an embedding program) keeps its logging as it was
+            if events is not None:
+                uninstall_json_events(events)
     # Headless stdout carries JSON only (the summary was its last event); the text goes to stderr,
     # as it does when stdout no longer takes it.
     text = "\n".join(summary.lines())

@@ -673,6 +673,12 @@ def install_json_events(stream: TextIO) -> logging.Handler:
     return handler
 
 
+def uninstall_json_events(handler: logging.Handler) -> None:
+    """Undo ``install_json_events``: ``arb.events`` records go where other records go again."""
+    _events.removeHandler(handler)
+    _events.propagate = True
+
+
 # --- a run with its output ----------------------------------------------------------------
 
 
@@ -885,5 +891,5 @@ def _ms(ns: int) -> Decimal:
 
 __all__ = [
     "EVENTS_LOGGER", "JsonLogFormatter", "LiveView", "Output", "ViewEvent", "ViewSnapshot", "choose_output",
-    "install_json_events", "render_snapshot", "watch_run",
+    "install_json_events", "render_snapshot", "uninstall_json_events", "watch_run",
 ]
