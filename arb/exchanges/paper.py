@@ -16,8 +16,10 @@ What is simulated, and how:
   a limit bounds the walk. FOK fills completely or not at all (``EXPIRED``); an IOC or
   market remainder expires. Resting orders (GTC, post-only) are refused with category
   INVALID_REQUEST: a paper order cannot sit in a queue it is not part of.
-* Fill sizes stay on the order's lot grid: of each level only whole lots are taken (a
-  remainder below one lot, possible on Gate.io spot books, is skipped).
+* Fill sizes: each level is taken at the book's own size precision, as the venue matches an
+  order against makers' sizes as they are (Gate.io spot books carry sizes finer than the lot);
+  the order's total fill stays on its lot grid, a partial fill's total rounded down to the lot
+  off its last levels.
 * Fees: the instrument's taker fee, exact, in the asset the venue charges
   (``Instrument.fee_asset``): the quote asset on futures, on a spot sell, and on a spot buy
   where the market charges fees in quote (MEXC: the buy pays notional + fee and receives the
@@ -60,7 +62,7 @@ import itertools
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from decimal import Decimal, localcontext
 from typing import NamedTuple, Protocol
 
@@ -130,6 +132,18 @@ class _LevelFill(NamedTuple):
     quantity: Decimal
     price_ticks: int
     level_lots: int
+
+
+def _levels(book: OrderBook, side: int) -> Iterator[tuple[int, int]]:
+    """The levels of one side of ``book`` (price ticks, size lots), best first. Per order, not per
+    message: only as many levels are read as the caller goes through."""
+    seen = 0
+    wanted = _FIRST_LEVELS
+    while seen < book.depth(side):
+        levels = book.top(side, wanted)
+        yield from levels[seen:]
+        seen = len(levels)
+        wanted *= 2
 
 
 class _PaperPosition:
@@ -416,30 +430,29 @@ class PaperExchange:
                 taken[key] = _Taken(level_lots, min(held.taken, level_lots * lot))
         remaining = quantity
         plan: list[_LevelFill] = []
-        seen = 0
-        wanted = _FIRST_LEVELS
-        # Per order, not per message: a walk reads only as many levels as the order needs.
-        while remaining > 0 and seen < book.depth(side):
-            levels = book.top(side, wanted)
-            for price_ticks, level_lots in levels[seen:]:
-                price = price_ticks * tick
-                if request.price is not None and (
-                    price > request.price if side == ASK else price < request.price
-                ):
+        for price_ticks, level_lots in _levels(book, side):
+            price = price_ticks * tick
+            if request.price is not None and (price > request.price if side == ASK else price < request.price):
+                break
+            available = level_lots * lot
+            entry = taken.get((side, price_ticks))
+            if entry is not None:
+                available -= entry.taken  # the entry was brought up to this level's size above
+            quantity_here = min(remaining, available)
+            if quantity_here > 0:
+                plan.append(_LevelFill(price, quantity_here, price_ticks, level_lots))
+                remaining -= quantity_here
+                if not remaining:
                     return plan
-                available = level_lots * lot
-                entry = taken.get((side, price_ticks))
-                if entry is not None:
-                    available -= entry.taken  # the entry was brought up to this level's size above
-                whole = round_down_to_step(available, instrument.lot_size)
-                quantity = min(remaining, whole)
-                if quantity > 0:
-                    plan.append(_LevelFill(price, quantity, price_ticks, level_lots))
-                    remaining -= quantity
-                    if not remaining:
-                        return plan
-            seen = len(levels)
-            wanted *= 2
+        # The venue matches against makers' sizes as they are (finer than the lot on Gate.io spot):
+        # only the order's total fill stays on its lot grid, the excess trimmed off its last levels.
+        filled = quantity - remaining
+        excess = filled - round_down_to_step(filled, instrument.lot_size)
+        while excess > 0:
+            last = plan.pop()
+            if last.quantity > excess:
+                plan.append(last._replace(quantity=last.quantity - excess))
+            excess -= last.quantity
         return plan
 
     def _check_funds(

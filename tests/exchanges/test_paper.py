@@ -116,21 +116,48 @@ def free(exchange: PaperExchange) -> dict[str, D]:
 def test_an_ioc_buy_walks_the_asks_at_the_book_prices_with_the_fee_in_base() -> None:
     exchange, stream = paper(spot_source(), {"USDT": "10000", "BTC": "0.1"})
     state = asyncio.run(exchange.place_order(order("b1", OrderSide.BUY, "0.03", "60001")))
-    # 0.0150 of the first level (its 0.00005 below one lot stays), then 0.0150 of the second.
+    # The whole first level (its size finer than the lot, taken as the venue matches it), then the
+    # rest of the 0.03 from the second.
     fills = exchange.fills()
     assert [(f.price, f.quantity, f.fee, f.fee_asset) for f in fills] == [
-        (D("60000.05"), D("0.0150"), D("0.0000300"), "BTC"),
-        (D("60000.10"), D("0.0150"), D("0.0000300"), "BTC"),
+        (D("60000.05"), D("0.01505"), D("0.0000301"), "BTC"),
+        (D("60000.10"), D("0.01495"), D("0.0000299"), "BTC"),
     ]
     assert state.status is OrderStatus.FILLED and state.filled_quantity == D("0.03")
-    assert state.average_price == D("60000.075")  # (900.00075 + 900.0015) / 0.03
+    assert state.average_price * D("0.03") == D("1800.0022475")  # 903.0007525 + 897.001495
     assert (state.fee, state.fee_asset) == (D("0.00006"), "BTC")
-    assert free(exchange) == {"BTC": D("0.12994"), "USDT": D("8199.99775")}
+    assert free(exchange) == {"BTC": D("0.12994"), "USDT": D("8199.9977525")}
     # The stream: each fill, then the order, then each changed balance, synchronously.
     assert stream.events[:2] == fills and stream.events[2] == state
-    assert stream.events[3:] == [Balance(asset="BTC", free=D("0.12994")), Balance(asset="USDT", free=D("8199.99775"))]
+    assert stream.events[3:] == [Balance(asset="BTC", free=D("0.12994")), Balance(asset="USDT", free=D("8199.9977525"))]
     assert asyncio.run(exchange.query_order("BTC/USDT", client_order_id="b1")) == state
     assert asyncio.run(exchange.query_order("BTC/USDT", order_id=state.order_id)) == state
+
+
+def test_levels_finer_than_the_lot_are_taken_as_they_are_and_only_the_total_fill_is_on_the_lot() -> None:
+    """Gate.io spot books carry sizes finer than the lot and the venue matches against them as they
+    are: a walk takes each level whole, as the scanner sums them, and rounds only the order's total
+    down to the lot, trimming its last levels."""
+    def source() -> Source:
+        return Source(SPOT, SPOT_SCALE, [
+            (ASK, "60000.0", "0.001050"), (ASK, "60000.1", "0.001050"), (ASK, "60000.2", "0.001050"),
+            (ASK, "60000.3", "0.000030"),  # less than a lot
+        ])
+
+    # 0.0031 fills from three levels of 0.00105 (a walk of whole lots per level found only 0.003).
+    exchange, _ = paper(source(), {"USDT": "10000"})
+    state = asyncio.run(exchange.place_order(order("b1", OrderSide.BUY, "0.0031", "60000.2")))
+    assert (state.status, state.filled_quantity) == (OrderStatus.FILLED, D("0.0031"))
+    assert [f.quantity for f in exchange.fills()] == [D("0.00105"), D("0.00105"), D("0.001")]
+    # 0.00318 is offered within the limit: 0.0031 fills, the 0.00008 over the lot trimmed off the last
+    # two levels (all of the 0.00003 one, 0.00005 of the one before).
+    exchange, _ = paper(source(), {"USDT": "10000"})
+    state = asyncio.run(exchange.place_order(order("b2", OrderSide.BUY, "0.01", "60000.3")))
+    assert (state.status, state.filled_quantity) == (OrderStatus.EXPIRED, D("0.0031"))
+    assert [(f.price, f.quantity) for f in exchange.fills()] == [
+        (D("60000.0"), D("0.00105")), (D("60000.1"), D("0.00105")), (D("60000.2"), D("0.001")),
+    ]
+    assert sum(f.quantity for f in exchange.fills()) == state.filled_quantity
 
 
 def test_a_buy_on_a_market_charging_fees_in_quote_pays_them_in_quote_and_keeps_the_whole_base() -> None:
@@ -144,12 +171,12 @@ def test_a_buy_on_a_market_charging_fees_in_quote_pays_them_in_quote_and_keeps_t
     exchange, stream = paper(mexc_source(), {"USDT": "10000", "BTC": "0.1"})
     state = asyncio.run(exchange.place_order(order("b1", OrderSide.BUY, "0.03", "60001")))
     assert [(f.price, f.quantity, f.fee, f.fee_asset) for f in exchange.fills()] == [
-        (D("60000.05"), D("0.0150"), D("1.80000150"), "USDT"),  # 0.2 % of 900.00075
-        (D("60000.10"), D("0.0150"), D("1.80000300"), "USDT"),
+        (D("60000.05"), D("0.01505"), D("1.806001505"), "USDT"),  # 0.2 % of 903.0007525
+        (D("60000.10"), D("0.01495"), D("1.79400299"), "USDT"),
     ]
-    assert (state.fee, state.fee_asset) == (D("3.60000450"), "USDT")
-    assert free(exchange) == {"BTC": D("0.13"), "USDT": D("10000") - D("1800.00225") - D("3.6000045")}
-    assert stream.events[-2:] == [Balance(asset="BTC", free=D("0.13")), Balance(asset="USDT", free=D("8196.3977455"))]
+    assert (state.fee, state.fee_asset) == (D("3.600004495"), "USDT")
+    assert free(exchange) == {"BTC": D("0.13"), "USDT": D("10000") - D("1800.0022475") - D("3.600004495")}
+    assert stream.events[-2:] == [Balance(asset="BTC", free=D("0.13")), Balance(asset="USDT", free=D("8196.397748005"))]
     # 0.03 at the 60001 limit: 1800.03 with 3.60006 of fee.
     short, _ = paper(mexc_source(), {"USDT": "1803.63005"})
     with pytest.raises(OrderRejectedError) as refused:
@@ -260,11 +287,11 @@ def test_market_and_fok_orders() -> None:
     market = asyncio.run(exchange.place_order(order("m1", OrderSide.BUY, "0.04", None)))
     assert market.status is OrderStatus.FILLED
     assert [(f.price, f.quantity) for f in exchange.fills()] == [
-        (D("60000.05"), D("0.0150")), (D("60000.10"), D("0.0200")), (D("60001.00"), D("0.0050"))
+        (D("60000.05"), D("0.01505")), (D("60000.10"), D("0.0200")), (D("60001.00"), D("0.00495"))
     ]
     before = free(exchange)
-    # Only 0.495 is left within 60001: a FOK for 0.5 fills nothing.
-    fok = asyncio.run(exchange.place_order(order("f1", OrderSide.BUY, "0.5", "60001", TimeInForce.FOK)))
+    # Only 0.49505 is left within 60001: a FOK for 0.4951 fills nothing.
+    fok = asyncio.run(exchange.place_order(order("f1", OrderSide.BUY, "0.4951", "60001", TimeInForce.FOK)))
     assert (fok.status, fok.filled_quantity, fok.fee_asset) == (OrderStatus.EXPIRED, 0, None)
     assert free(exchange) == before and len(exchange.fills()) == 3
     whole = asyncio.run(exchange.place_order(order("f2", OrderSide.BUY, "0.495", "60001", TimeInForce.FOK)))
