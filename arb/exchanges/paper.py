@@ -28,7 +28,8 @@ What is simulated, and how:
   checked before anything fills, as the venues check at placement: a limit buy needs
   ``price * quantity`` of quote, a market buy the cost of its walk (either with its taker
   fee where the buy pays it in quote), a spot sell the base
-  quantity; a futures order needs the margin of the part that opens or grows a position
+  quantity; a futures order needs the margin of the part that opens or grows a position (at the
+  levels it fills at, those after the part that closes)
   plus that part's fee (a close needs nothing: its fee comes out of what it releases). Too
   little raises ``OrderRejectedError`` with category INSUFFICIENT_BALANCE.
 * Futures: positions at 1x leverage and one average entry price each; opening locks
@@ -144,6 +145,16 @@ def _levels(book: OrderBook, side: int) -> Iterator[tuple[int, int]]:
         yield from levels[seen:]
         seen = len(levels)
         wanted *= 2
+
+
+def _value_after(plan: list[_LevelFill], skipped: Decimal) -> Decimal:
+    """The notional of ``plan``'s fills past its first ``skipped`` units."""
+    value = ZERO
+    for level in plan:
+        quantity = level.quantity - min(skipped, level.quantity)
+        skipped -= level.quantity - quantity
+        value += level.price * quantity
+    return value
 
 
 class _PaperPosition:
@@ -466,10 +477,10 @@ class PaperExchange:
             # The margin is locked at the fill prices (a sell fills at or above its limit): the
             # check takes the larger of those and the limit's. Closing needs no margin, its fee
             # included (Gate.io: "no margin is needed for closing a position"): it is paid out of
-            # what the close releases, so only the opening part's fee is checked.
-            share = opening / filled if filled else ZERO
-            opening_value = walked * contract * share
-            fee = walked * contract * instrument.taker_fee * share
+            # what the close releases, so only the opening part's fee is checked. The close takes
+            # the first levels, as ``_settle`` books them; the opening part fills at the ones after.
+            opening_value = _value_after(plan, filled - opening) * contract
+            fee = opening_value * instrument.taker_fee
             if request.price is not None:
                 opening_value = max(opening_value, opening * contract * request.price)
                 opening_ordered = self._opening_part(request, instrument, request.quantity)

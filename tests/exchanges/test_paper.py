@@ -391,6 +391,30 @@ def test_a_futures_sell_is_checked_for_the_margin_its_fills_lock_not_its_limit()
     assert balances["USDT"].locked == D("59.99") and balances["USDT"].free == D(61) - D("59.99") - D("0.029995")
 
 
+def test_a_futures_flip_is_checked_for_the_margin_of_the_levels_its_opening_part_fills_at() -> None:
+    """A buy of 20 against a short of 10 closes at the cheap first ask and opens at the dear one
+    after it: the opening's margin is that level's, not the walk's average, or the paper free
+    balance would go below zero."""
+    perp = "BTC/USDT:USDT"
+
+    def flip(usdt: str) -> tuple[PaperExchange, Source]:
+        source = Source(PERP, PERP_SCALE, [(BID, "60000.00", "10"), (ASK, "60010.00", "10"), (ASK, "200000.00", "100")])
+        exchange, _ = paper(source, {"USDT": usdt})
+        asyncio.run(exchange.place_order(order("open", OrderSide.SELL, "10", None, symbol=perp)))  # 60 margin, 0.03 fee
+        return exchange, source
+
+    # The 10 opened at 200000 lock 200 USDT and pay 0.1 of fee; the average, 130005, would ask 130.07.
+    exchange, _ = flip("191.12")
+    with pytest.raises(OrderRejectedError, match="needs 200.1") as refused:
+        asyncio.run(exchange.place_order(order("flip", OrderSide.BUY, "20", None, symbol=perp)))
+    assert refused.value.category == ErrorCategory.INSUFFICIENT_BALANCE and free(exchange)["USDT"] == D("131.09")
+    exchange, _ = flip("260.13")
+    state = asyncio.run(exchange.place_order(order("flip", OrderSide.BUY, "20", None, symbol=perp)))
+    assert state.filled_quantity == 20 and free(exchange)["USDT"] >= 0
+    (position,) = asyncio.run(exchange.positions())
+    assert (position.size, position.entry_price) == (D(10), D(200000))
+
+
 def test_a_reduce_only_order_is_clipped_to_the_position_and_refused_without_one() -> None:
     _, exchange, _ = perp_paper()
     perp = "BTC/USDT:USDT"
