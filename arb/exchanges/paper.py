@@ -8,7 +8,9 @@ fills a venue would report.
 What is simulated, and how:
 
 * Latency: an order is filled ``latency_ms`` after it is placed (both legs of an execution travel
-  at once), against the book as it is by then; 0 fills against the book it was decided on.
+  at once), against the book as it is by then; 0 fills against the book it was decided on. A
+  book resyncing then (a gap, a reconnect) is waited for, up to ``book_wait_s``: the venue's
+  book was there all along. Past that the order is refused as NOT_SENT (it may be sent again).
 * Order budgets: each order spends the venue's order budget (``spend_order_budget`` of the
   public connector, waiting when it is spent), as a live order does when it is sent.
 * Immediate orders only. Market, IOC and FOK orders walk the book best level first at the
@@ -70,7 +72,7 @@ from typing import NamedTuple, Protocol
 from arb_core.book import ASK, BID, OrderBook
 from arb_core.wire.common import WireScale
 
-from ..errors import ExchangeError, OrderRejectedError
+from ..errors import ExchangeConnectionError, ExchangeError, OrderRejectedError
 from ..funding import FundingRate
 from ..instruments import Instrument, InstrumentError, round_down_to_step
 from ..types import ExchangeName, OrderSide
@@ -98,6 +100,10 @@ _PRECISION = 60  # wide enough that products and sums of venue decimals stay exa
 # close): balances then stay exact sums of decimals, never a 60-digit quotient.
 _MARGIN_QUANTUM = Decimal("1e-18")
 _FIRST_LEVELS = 8  # levels read per step of a walk; doubled while the order is not done
+# How long an order that arrives while its book resyncs waits for it: as long as a live order may
+# wait for its venue's order budget (``OrderSettings.rate_limit_deadline_s``).
+BOOK_WAIT_S = 1.0
+_BOOK_POLL_S = 0.01
 
 
 class PaperSource(Protocol):
@@ -179,12 +185,13 @@ class PaperExchange:
 
     ``balances``: the starting inventory, asset -> amount (exact). The account's state is
     only in memory: a new ``PaperExchange`` starts from the inventory again. ``latency_ms``: how
-    long an order travels before it is filled against the book as it is then.
+    long an order travels before it is filled against the book as it is then. ``book_wait_s``: how
+    long an order that arrives while its book is out of sync waits for it to be back.
     """
 
     def __init__(
         self, source: PaperSource, balances: Mapping[str, Decimal], *, clock_ms: int | None = None,
-        latency_ms: int = 0,
+        latency_ms: int = 0, book_wait_s: float = BOOK_WAIT_S,
     ) -> None:
         for asset, amount in balances.items():
             if not amount.is_finite() or amount < 0:
@@ -193,6 +200,7 @@ class PaperExchange:
             raise ValueError(f"paper {source.exchange.value}: latency_ms={latency_ms} must be >= 0")
         self.source = source
         self.latency_s = latency_ms / 1000
+        self.book_wait_s = book_wait_s
         self._free: dict[str, Decimal] = dict(balances)
         self._locked: dict[str, Decimal] = {}
         self._positions: dict[str, _PaperPosition] = {}
@@ -328,8 +336,8 @@ class PaperExchange:
         """Fill ``request`` against the live book once it has travelled ``latency_ms``; returns its final state.
 
         Raises ``OrderRejectedError`` (INSUFFICIENT_BALANCE, PRECISION, MIN_NOTIONAL,
-        ORDER_REJECTED) or ``ExchangeError`` (INVALID_REQUEST) when the order is refused;
-        nothing is recorded then.
+        ORDER_REJECTED) or ``ExchangeError`` (INVALID_REQUEST; NOT_SENT when its book stays out
+        of sync, ``_book_in_sync``) when the order is refused; nothing is recorded then.
         """
         # The venue's order budget, as a live order spends it: the engine passes up an opportunity
         # its budget cannot take now, and a paper run must meet that as often as a live one does.
@@ -338,11 +346,12 @@ class PaperExchange:
             await asyncio.sleep(self.latency_s)  # cancelled on the way, the order never arrives
         instrument = await self.source.instrument(request.symbol)
         where = f"paper order {request.client_order_id!r} {request.symbol}"
+        book = await self._book_in_sync(request.symbol, where)
         self._check_request(request, instrument, where)
         with localcontext() as ctx:
             ctx.prec = _PRECISION
             quantity = self._reducible(request, where) if request.reduce_only else request.quantity
-            plan = self._walk(request, quantity, instrument, where)
+            plan = self._walk(book, request, quantity, instrument)
             filled = sum((f.quantity for f in plan), ZERO)
             if request.time_in_force is TimeInForce.FOK and filled < quantity:
                 plan, filled = [], ZERO
@@ -419,13 +428,25 @@ class PaperExchange:
             )
         return min(request.quantity, reducible)
 
-    def _walk(self, request: OrderRequest, quantity: Decimal, instrument: Instrument, where: str) -> list[_LevelFill]:
-        """The level fills of ``quantity`` of ``request`` against the live book, the taken overlay applied."""
-        book = self.source.books().get(request.symbol)
-        if book is None or not book.in_sync:
-            raise OrderRejectedError(
-                self._venue, f"{where}: no live book in sync to fill against", category=ErrorCategory.ORDER_REJECTED
-            )
+    async def _book_in_sync(self, symbol: str, where: str) -> OrderBook:
+        """The live book of ``symbol``, waiting up to ``book_wait_s`` for one resyncing (a gap or a
+        reconnect while the order travelled: the venue's book was there all along). Past that the
+        order is refused as NOT_SENT: nothing was filled, and it may be sent again."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.book_wait_s
+        while True:
+            book = self.source.books().get(symbol)
+            if book is not None and book.in_sync:
+                return book
+            if loop.time() >= deadline:
+                raise ExchangeConnectionError(
+                    self._venue, f"{where}: no live book in sync to fill against after {self.book_wait_s} s",
+                    category=ErrorCategory.NOT_SENT,
+                )
+            await asyncio.sleep(_BOOK_POLL_S)
+
+    def _walk(self, book: OrderBook, request: OrderRequest, quantity: Decimal, instrument: Instrument) -> list[_LevelFill]:
+        """The level fills of ``quantity`` of ``request`` against ``book``, the taken overlay applied."""
         scale = self.source.book_scale(request.symbol)
         tick = Decimal(scale.tick_units).scaleb(-scale.price_decimals)
         lot = Decimal(scale.lot_units).scaleb(-scale.size_decimals)

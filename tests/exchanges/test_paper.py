@@ -338,12 +338,44 @@ def test_resting_orders_are_refused_and_orders_are_final() -> None:
     assert asyncio.run(exchange.open_orders()) == []
 
 
-def test_an_out_of_sync_book_is_not_filled_against() -> None:
+def resync(source: Source) -> None:
+    """The book of ``source`` in sync again, from a snapshot of the levels it holds."""
+    levels = [(side, price, size) for side in (ASK, BID) for price, size in source.book.top(side, 100)]
+    batch = DeltaBatch(len(levels) + 1)
+    for side, price, size in levels:
+        batch.add(side, price, size)
+    batch.is_snapshot = True
+    source.book.apply_snapshot(batch, 1)
+
+
+def test_an_order_arriving_while_its_book_resyncs_waits_for_it_and_fills() -> None:
+    """A gap or a reconnect while the order travels: live, the venue's book was there all along and
+    the order fills, so the paper order waits for the book to be back rather than being refused."""
+    source = spot_source()
+    exchange = PaperExchange(source, {"USDT": D("10000")}, clock_ms=1_700_000_000_000, latency_ms=20)
+
+    async def scenario() -> OrderState:
+        loop = asyncio.get_running_loop()
+        loop.call_later(0.005, source.book.mark_out_of_sync)  # while the order travels
+        loop.call_later(0.05, resync, source)
+        return await exchange.place_order(order("o", OrderSide.BUY, "0.01", "60001"))
+
+    state = asyncio.run(scenario())
+    assert (state.status, state.filled_quantity, state.average_price) == (OrderStatus.FILLED, D("0.01"), D("60000.05"))
+
+
+def test_an_order_whose_book_stays_out_of_sync_is_refused_as_not_sent() -> None:
+    """Not as the venue refusing it (ORDER_REJECTED reads as changed rules and is never retried):
+    nothing was filled, and the order may be sent again."""
     source = spot_source()
     source.book.mark_out_of_sync()
-    exchange, _ = paper(source, {"USDT": "10000"})
-    with pytest.raises(OrderRejectedError, match="no live book"):
+    exchange = PaperExchange(source, {"USDT": D("10000")}, clock_ms=1_700_000_000_000, book_wait_s=0.02)
+    with pytest.raises(ExchangeError, match="no live book in sync") as refused:
         asyncio.run(exchange.place_order(order("o", OrderSide.BUY, "0.01", "60001")))
+    assert refused.value.category == ErrorCategory.NOT_SENT
+    assert exchange.fills() == [] and free(exchange) == {"USDT": D("10000")}
+    resync(source)
+    assert asyncio.run(exchange.place_order(order("o", OrderSide.BUY, "0.01", "60001"))).filled_quantity == D("0.01")
 
 
 def test_futures_positions_margin_fees_and_realized_pnl() -> None:
