@@ -454,6 +454,9 @@ class ArbitrageController:
         # time of the last fill (0: not comparable with the book's event times). Until the book has
         # caught up with them (``_fills_unseen``), it still shows the liquidity we took.
         self._unseen_fills: dict[tuple[ExchangeName, str], tuple[OrderBook, int, int]] = {}
+        # Paper runs: the paper markets. Their books never show what paper orders took, however
+        # many frames later (``_paper_holds_back``).
+        self._paper_markets: dict[ExchangeName, PaperExchange] = {}
         # The newest results (all of them with ``results_kept=None``, as a backtest's report needs):
         # a live run trades for weeks, and its statistics live in the monitor, not here.
         self._results: collections.deque[ExecutionResult] = collections.deque(maxlen=results_kept)
@@ -654,6 +657,7 @@ class ArbitrageController:
                     if c.binding.trading is not None else c
                     for m, c in self.connectors.items()
                 }
+                self._paper_markets = {m: t for m, t in self.traders.items() if isinstance(t, PaperExchange)}
             else:
                 self.traders = dict(self.connectors)
             # Also on simulated venues: signed requests and orders' deadlines carry the venue's time as
@@ -1688,7 +1692,9 @@ class ArbitrageController:
                     quote_free=balances.free(position.spot, legs[0].instrument.quote) if balances is not None else None,
                     held_funding_per_base=held_funding,
                 )
-                if closing is not None and not (self._unseen_fills and self._fills_unseen(closing)):
+                if closing is not None and not (
+                    (self._unseen_fills or self._paper_markets) and self._fills_unseen(closing)
+                ):
                     result = await self._process_locked(closing, closes_hedge=True)
                     if result is not None and _futures_short(result):
                         # Its futures leg fell short, maybe clipped or refused as reduce-only: the venue's
@@ -2037,7 +2043,7 @@ class ArbitrageController:
     def _skip_for_unseen_fills(self, opportunity: ArbitrageOpportunity) -> bool:
         """Whether ``opportunity`` is passed up because a book of its markets may not show our last
         fills there yet (``_fills_unseen``), counted as "skipped, fills unseen"."""
-        if self._unseen_fills and self._fills_unseen(opportunity):
+        if (self._unseen_fills or self._paper_markets) and self._fills_unseen(opportunity):
             self._unseen_skips += 1
             return True
         return False
@@ -2048,7 +2054,9 @@ class ArbitrageController:
         It has caught up once it has applied a frame received after our orders were written
         and, where the fills carry the venue's time and the book the venue's event times, a
         frame the venue stamped later than the last fill. Venues batch their book pushes, so
-        a push composed before our fill can arrive after our write (or after the answer).
+        a push composed before our fill can arrive after our write (or after the answer). A paper
+        market's book never shows them: there a leg must not walk into what paper orders took
+        (``_paper_holds_back``).
         """
         unseen = self._unseen_fills
         for market in (opportunity.buy_exchange, opportunity.sell_exchange):
@@ -2062,6 +2070,22 @@ class ArbitrageController:
                 if venue_ms and event_ms and event_ms <= venue_ms:
                     return True
                 del unseen[key]
+        return bool(self._paper_markets) and self._paper_holds_back(opportunity)
+
+    def _paper_holds_back(self, opportunity: ArbitrageOpportunity) -> bool:
+        """Whether a paper leg of ``opportunity`` would walk into liquidity paper orders already took
+        (``PaperExchange.holds_back``): the public book still shows it, the venue's would not."""
+        for market, side, price in (
+            (opportunity.buy_exchange, OrderSide.BUY, opportunity.buy_price),
+            (opportunity.sell_exchange, OrderSide.SELL, opportunity.sell_price),
+        ):
+            paper = self._paper_markets.get(market)
+            if paper is None:
+                continue
+            symbol = self._leg_symbol(opportunity.symbol, market)
+            quantity = opportunity.max_quantity / self._catalogs[market].get(symbol).contract_size
+            if paper.holds_back(symbol, side, quantity, price):
+                return True
         return False
 
     def _order_wait_s(self, opportunity: ArbitrageOpportunity) -> float:

@@ -41,13 +41,14 @@ from arb.errors import ArbitrageEngineError, ConfigurationError, ExchangeError, 
 from arb.execution import StartedExecution, TwoLegExecutor
 from arb.exchanges.base import BookKey
 from arb.exchanges.factory import market_symbols, registered
+from arb.exchanges.paper import PaperExchange
 from arb.exchanges.gateio.connector import GateioSpotConnector
 from arb.exchanges.errors import ErrorCategory
 from arb.exchanges.models import (
     Balance, Fill, FundingPayment, OrderRequest, OrderState, OrderStatus, OrderType, TimeInForce,
 )
 from arb.hedges import HedgeBook, HedgePosition
-from arb.instruments import InstrumentCatalog
+from arb.instruments import Instrument, InstrumentCatalog
 from arb.journal import IntentRecord, Journal, JournalError
 from arb.balances import BalanceMonitor, SkewAlert
 from arb.pipeline import ScannerPipeline, SymbolPlan
@@ -1443,6 +1444,82 @@ def test_a_push_the_venue_stamped_before_our_fill_does_not_show_it(tmp_path: Pat
     else:
         assert traded == [1, 2]
         assert controller.summary().skipped_for_unseen_fills == 3  # both 5000 ms updates, then MEXC's at 5001
+
+
+class BookSource:
+    """The public side of one market of ``CrossedBtc`` a paper market fills against."""
+
+    def __init__(self, market: CrossedBtc, exchange: ExchangeName) -> None:
+        self.market, self.exchange = market, exchange
+
+    async def instrument(self, symbol: str) -> Instrument:
+        return self.market.instruments[self.exchange]
+
+    def books(self) -> Mapping[str, OrderBook]:
+        return {"BTC/USDT": self.market.books[self.exchange]}
+
+    def book_scale(self, symbol: str) -> WireScale:
+        return WireScale(*self.market.instruments[self.exchange].wire_scale())
+
+    def order_wait_s(self, symbol: str) -> float:
+        return 0.0
+
+    async def spend_order_budget(self, symbol: str) -> None:
+        return None
+
+
+class BuysOnPaper(FillsEveryLeg):
+    """``FillsEveryLeg`` whose buy leg is also placed on a paper market (which keeps what it took)."""
+
+    def __init__(self, now: list[int], paper: PaperExchange) -> None:
+        super().__init__(now, True)
+        self.paper = paper
+
+    async def finish(self, started: StartedExecution) -> ExecutionResult:
+        opp = started.opportunity
+        await self.paper.place_order(OrderRequest(
+            symbol=opp.symbol, side=OrderSide.BUY, type=OrderType.LIMIT, quantity=opp.max_quantity,
+            price=opp.buy_price, time_in_force=TimeInForce.IOC, client_order_id=f"{opp.opportunity_id}-b",
+        ))
+        return await super().finish(started)
+
+
+def test_a_paper_run_does_not_trade_liquidity_its_paper_orders_took_again(tmp_path: Path) -> None:
+    """A paper buy takes Gate.io's whole 60000 ask. The public book never shows that: once both
+    books have been updated since, it still holds the ask, and the same crossing is found again.
+    Live, Gate.io's book would no longer show it, so it is passed up until the liquidity is new."""
+    now = [10_000_000]
+    market = CrossedBtc(now)
+    gateio = market.instruments[ExchangeName.GATEIO]
+    paper = PaperExchange(BookSource(market, ExchangeName.GATEIO), {"USDT": D("1000")})
+    executor = BuysOnPaper(now, paper)
+    controller = scanning_controller(tmp_path, executor, market.pipeline, now)
+    controller.mode = "paper"
+    controller._paper_markets = {ExchangeName.GATEIO: paper}
+    controller._catalogs = {ExchangeName.GATEIO: InstrumentCatalog(ExchangeName.GATEIO, [gateio])}
+
+    async def scenario() -> list[int]:
+        trading = await start_trading(controller)
+        market.update(ExchangeName.GATEIO, asks=[("60000", "0.001")])  # crosses MEXC's bid: traded
+        await eventually(lambda: len(executor.sent) == 1 and not controller._pending)
+        traded = []
+        for exchange in (ExchangeName.GATEIO, ExchangeName.MEXC):  # both updated after our fills
+            market.update(exchange)
+            await eventually(lambda: not controller._pending)
+            traded.append(len(executor.sent))
+        market.update(ExchangeName.GATEIO, asks=[("60000", "0.0015")])  # a maker adds 0.0005: not enough
+        await eventually(lambda: not controller._pending)
+        traded.append(len(executor.sent))
+        market.update(ExchangeName.GATEIO, asks=[("60000", "0"), ("60010", "0.001")])  # new liquidity
+        await eventually(lambda: len(executor.sent) == 2 and not controller._pending)
+        controller._scanning = False
+        controller._wake()
+        await asyncio.wait_for(trading, 5)
+        return traded
+
+    assert asyncio.run(scenario()) == [1, 1, 1]
+    assert [f.price for f in paper.fills()] == [D("60000"), D("60010")]
+    assert controller.summary().skipped_for_unseen_fills >= 2
 
 
 class VenueBalances:

@@ -50,9 +50,11 @@ What is simulated, and how:
   while the level stays in the book, whatever else changes its size. Size added to the level
   later is offered; when the level shrinks below what was taken (others took or cancelled
   it), what was taken is cut to the level's size, so only size added after that is offered.
-  Once the level has left the book (seen by the next order on that side) its entry is
-  dropped: a level that comes back is new liquidity. The overlay thus holds only levels
-  still in the book, and the same liquidity is never taken twice.
+  Once the level has left the book (seen by the next order or ``holds_back`` on that side) its
+  entry is dropped: a level that comes back is new liquidity. The overlay thus holds only levels
+  still in the book, and the same liquidity is never taken twice. ``holds_back`` tells the
+  engine whether a plan made on the public book counts liquidity paper orders took (the venue's
+  book would no longer show it).
 
 The private-stream handlers (``on_fill`` per level filled, then ``on_order`` with the final
 state, then ``on_balance`` per asset changed) run synchronously inside ``place_order``.
@@ -132,6 +134,14 @@ class PaperSource(Protocol):
 class _Taken(NamedTuple):
     level_lots: int  # the level's live size (book lots) when last seen
     taken: Decimal  # order units taken from it and not offered again, at most its size
+
+
+class _Offer(NamedTuple):
+    price_ticks: int
+    price: Decimal
+    level_lots: int
+    shown: Decimal  # the level's size in the book, order units
+    offered: Decimal  # what of it paper orders did not take
 
 
 class _LevelFill(NamedTuple):
@@ -445,13 +455,36 @@ class PaperExchange:
                 )
             await asyncio.sleep(_BOOK_POLL_S)
 
-    def _walk(self, book: OrderBook, request: OrderRequest, quantity: Decimal, instrument: Instrument) -> list[_LevelFill]:
-        """The level fills of ``quantity`` of ``request`` against ``book``, the taken overlay applied."""
-        scale = self.source.book_scale(request.symbol)
+    def holds_back(self, symbol: str, side: OrderSide, quantity: Decimal, limit: Decimal) -> bool:
+        """Whether paper orders took part of what ``symbol``'s book shows for a ``side`` order of
+        ``quantity`` (order units) limited at ``limit``: it would fill less than the book shows
+        within the limit.
+
+        The public book still shows what paper orders took (the venue never saw them); the
+        venue's book would no longer, so a plan made on the public book must not trade it.
+        """
+        if not self._taken.get(symbol):
+            return False
+        book = self.source.books().get(symbol)
+        if book is None or not book.in_sync:
+            return False
+        shown = offered = ZERO
+        with localcontext() as ctx:
+            ctx.prec = _PRECISION
+            for level in self._offers(book, symbol, ASK if side is OrderSide.BUY else BID, limit):
+                shown += level.shown
+                offered += level.offered
+                if offered >= quantity:
+                    return False
+            return offered < min(shown, quantity)
+
+    def _offers(self, book: OrderBook, symbol: str, side: int, limit: Decimal | None) -> Iterator[_Offer]:
+        """The levels of ``book``'s ``side`` within ``limit``, best first, with what each offers to paper
+        orders: the taken overlay, brought up to the book's sizes first, applied."""
+        scale = self.source.book_scale(symbol)
         tick = Decimal(scale.tick_units).scaleb(-scale.price_decimals)
         lot = Decimal(scale.lot_units).scaleb(-scale.size_decimals)
-        side = ASK if request.side is OrderSide.BUY else BID
-        taken = self._taken.setdefault(request.symbol, {})
+        taken = self._taken.setdefault(symbol, {})
         for key, held in list(taken.items()):
             if key[0] != side:
                 continue
@@ -460,19 +493,23 @@ class PaperExchange:
                 del taken[key]  # the level left the book: one there later is new liquidity
             elif level_lots != held.level_lots:
                 taken[key] = _Taken(level_lots, min(held.taken, level_lots * lot))
-        remaining = quantity
-        plan: list[_LevelFill] = []
         for price_ticks, level_lots in _levels(book, side):
             price = price_ticks * tick
-            if request.price is not None and (price > request.price if side == ASK else price < request.price):
-                break
-            available = level_lots * lot
+            if limit is not None and (price > limit if side == ASK else price < limit):
+                return
+            shown = level_lots * lot
             entry = taken.get((side, price_ticks))
-            if entry is not None:
-                available -= entry.taken  # the entry was brought up to this level's size above
-            quantity_here = min(remaining, available)
+            yield _Offer(price_ticks, price, level_lots, shown, shown - entry.taken if entry is not None else shown)
+
+    def _walk(self, book: OrderBook, request: OrderRequest, quantity: Decimal, instrument: Instrument) -> list[_LevelFill]:
+        """The level fills of ``quantity`` of ``request`` against ``book``, the taken overlay applied."""
+        side = ASK if request.side is OrderSide.BUY else BID
+        remaining = quantity
+        plan: list[_LevelFill] = []
+        for level in self._offers(book, request.symbol, side, request.price):
+            quantity_here = min(remaining, level.offered)
             if quantity_here > 0:
-                plan.append(_LevelFill(price, quantity_here, price_ticks, level_lots))
+                plan.append(_LevelFill(level.price, quantity_here, level.price_ticks, level.level_lots))
                 remaining -= quantity_here
                 if not remaining:
                     return plan

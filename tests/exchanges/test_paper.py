@@ -219,6 +219,26 @@ def test_taken_liquidity_is_not_offered_again_while_its_level_stays_in_the_book(
     assert set(exchange._taken["BTC/USDT"]) == {(ASK, source.ticks("60000.05")), (ASK, source.ticks("60000.10"))}
 
 
+def test_holds_back_says_whether_a_plan_on_the_public_book_counts_liquidity_paper_took() -> None:
+    """The public book still shows what paper orders took: a plan that needs it within its limit
+    would fill less than it counted on; one the rest of the book fills within its limit would not."""
+    source = spot_source()
+    exchange, _ = paper(source, {"USDT": "10000"})
+    asyncio.run(exchange.place_order(order("b1", OrderSide.BUY, "0.01", "60000.1")))  # 0.00505 left at 60000.05
+
+    def holds_back(side: OrderSide, quantity: str, limit: str) -> bool:
+        return exchange.holds_back("BTC/USDT", side, D(quantity), D(limit))
+
+    assert not holds_back(OrderSide.BUY, "0.005", "60000.05")
+    assert holds_back(OrderSide.BUY, "0.01", "60000.05")
+    assert not holds_back(OrderSide.BUY, "0.01", "60000.1")  # the next level makes up for it
+    assert holds_back(OrderSide.BUY, "0.03", "60000.1")  # 0.03505 shown, 0.02505 offered
+    assert holds_back(OrderSide.BUY, "1", "60000.1")  # more than the book shows: still less than it shows
+    assert not holds_back(OrderSide.SELL, "0.01", "59999.9")
+    source.book.apply_delta(ASK, source.ticks("60000.05"), 0)  # the level left the book
+    assert not holds_back(OrderSide.BUY, "0.02", "60000.1")
+
+
 def test_the_taken_overlay_forgets_levels_that_left_the_book() -> None:
     """A market moving away leaves the levels taken from behind: the overlay does not keep them."""
     source = spot_source()
