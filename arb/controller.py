@@ -1308,6 +1308,9 @@ class ArbitrageController:
         add = self.shutdown_manager.add_step
         add("stop scanning", self._stop_scanning, timeout_s=5)
         add("finish executions in flight", self._finish_executions, timeout_s=EXECUTIONS_DRAIN_S)
+        if self.mode == "paper" and self.watch_accounts and self._traded_futures():
+            # A paper account ends with the run: what it settled since the last read is read now or never.
+            add("record paper funding", self._record_funding, timeout_s=5)
         add("cancel open orders", self._cancel_open_orders, timeout_s=5)
         add("close connectors", self._close_connectors, timeout_s=5)
         add("flush journal", self._close_journal, timeout_s=5)

@@ -2394,6 +2394,40 @@ def test_settled_funding_is_read_again_from_the_same_point_after_a_failed_read(t
     assert controller._funding_since_ms == now_ms[0] - 3_600_000  # the next read: an hour before this one began
 
 
+def test_a_paper_run_records_the_funding_its_paper_positions_settled_since_the_last_read_at_shutdown(
+    tmp_path: Path,
+) -> None:
+    """A paper account ends with the run, so nothing reads it later: a settlement made after the
+    last periodic read is journaled and counted by the shutdown, not lost."""
+    configuration = manager(tmp_path)
+    journal_path = tmp_path / "paper.sqlite3"
+    risk = RiskManager(configuration.config.risk_limits)
+    controller = ArbitrageController(
+        configuration, executor=InstantExecutor(), risk=risk, journal=Journal(journal_path)
+    )
+    controller.mode = "paper"
+    now_ms = time.time_ns() // 1_000_000
+    settled = FundingPayment(payment_id="paper-f1", symbol="BTC/USDT:USDT", amount=D("0.5"), time_ms=now_ms)
+
+    class PaperPerpetual:
+        can_trade = True
+
+        async def funding_payments(self, since_ms: int) -> list[FundingPayment]:
+            return [settled]
+
+        async def open_orders(self) -> list[OrderState]:
+            return []
+
+    controller.traders = {ExchangeName.GATEIO_FUTURES: PaperPerpetual()}  # type: ignore[dict-item]
+    controller._register_shutdown_steps()
+    asyncio.run(controller.shutdown("test over"))
+    summary = controller.summary()
+    assert (summary.funding_payments, summary.funding_settled) == (1, D("0.5"))
+    assert risk.get_current_risk_metrics().daily_funding_usd == D("0.5")
+    with Journal(journal_path) as journal:
+        assert [p for _, p in journal.funding_payments()] == [settled]
+
+
 def test_funding_settled_while_the_engine_was_stopped_is_read_at_the_next_start(tmp_path: Path) -> None:
     """The journal's latest payment was settled two days ago at 16:00; the engine was stopped over
     the settlements since. The first read of the next start reaches back to an hour before that
