@@ -716,6 +716,7 @@ class ArbitrageController:
             if self.funding is not None:
                 await self.funding.refresh(*self._funding_sources())
             await self._start_books()
+            self._warn_unused_paper_balances()
             if self.balances is not None:
                 await self._start_balance_streams(self.balances)
                 await self.balances.refresh()
@@ -950,6 +951,20 @@ class ArbitrageController:
             rates, now_ms = funding.rates(), self.wall_clock() // 1_000_000
             for market in markets:
                 market.settle_due_funding(rates, now_ms)
+
+    def _warn_unused_paper_balances(self) -> None:
+        """Paper runs: warn about each ``[paper]`` balance of a paper futures market in an asset its
+        contracts do not settle in (``gateio_futures = { BTC = "1" }``): the account holds only
+        those, so it is ignored. (Spot inventory a run's pairs do not trade is merely unused.)"""
+        balances = self.config.paper_balances
+        for market in sorted(self._paper_markets, key=lambda m: m.value):
+            if not market.is_futures:
+                continue
+            catalog = self._catalogs[market]
+            settled = {catalog.get(name).quote for name in market_symbols(market, self.config.symbols)}
+            for asset in sorted(set(balances.get(market.value, {})) - settled):
+                log.warning("paper.%s.%s: ignored: a futures account holds only what its contracts settle in (%s)",
+                            market.value, asset, ", ".join(sorted(settled)))
 
     def _trading_mark(self) -> int | None:
         """The count of finished executions while none is in flight; None while one is."""

@@ -2428,6 +2428,24 @@ def test_a_paper_run_records_the_funding_its_paper_positions_settled_since_the_l
         assert [p for _, p in journal.funding_payments()] == [settled]
 
 
+def test_a_paper_futures_balance_in_an_asset_its_contracts_do_not_settle_in_is_warned_about(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A futures account holds only what its contracts settle in: BTC given to the paper perpetual
+    market is never used, and the warning names the key rather than leaving it silently unused."""
+    controller = ArbitrageController(manager(tmp_path, CONFIG + '[paper]\ngateio_futures = { USDT = "1000", BTC = "1" }\n'))
+    controller.mode = "paper"
+    instruments = default_instruments(("BTC",))
+    for market in (ExchangeName.GATEIO, ExchangeName.GATEIO_FUTURES):
+        controller._catalogs[market] = InstrumentCatalog(market, [i for i in instruments if i.exchange is market])
+        controller._paper_markets[market] = PaperExchange(SimpleNamespace(exchange=market), {})  # type: ignore[arg-type]
+    with caplog.at_level(logging.WARNING, logger="arb.controller"):
+        controller._warn_unused_paper_balances()
+    assert [r.getMessage() for r in caplog.records] == [
+        "paper.gateio_futures.BTC: ignored: a futures account holds only what its contracts settle in (USDT)"
+    ]
+
+
 def test_funding_settled_while_the_engine_was_stopped_is_read_at_the_next_start(tmp_path: Path) -> None:
     """The journal's latest payment was settled two days ago at 16:00; the engine was stopped over
     the settlements since. The first read of the next start reaches back to an hour before that
