@@ -7,7 +7,7 @@ objects. The response is parsed in ``data_received`` only as far as needed: stat
 headers, then a ``Content-Length`` body, a chunked body, or a body ended by the close.
 
 Failures are plain exceptions for ``arb.exchanges.rest.RestClient`` to map:
-``HttpConnectError`` when no connection could be made (nothing was sent),
+``HttpConnectError`` when no connection could take the request (nothing was sent),
 ``asyncio.TimeoutError`` when no complete response arrived in time, ``ConnectionError``
 when the connection ended before it, ``HttpProtocolError`` for bytes that are not an
 HTTP/1.1 response. A connection that failed or timed out is closed, never reused (a late
@@ -33,7 +33,8 @@ _NO_BODY_STATUSES = frozenset({204, 304})
 
 
 class HttpConnectError(OSError):
-    """No connection could be made (refused, unreachable, TLS handshake failed, timed out): nothing was sent."""
+    """No connection could be made (refused, unreachable, TLS handshake failed, timed out), or the one
+    taken could not take the request: nothing was sent."""
 
 
 class HttpProtocolError(ConnectionError):
@@ -116,11 +117,19 @@ class _Connection(asyncio.Protocol):
 
     # --- requests ---------------------------------------------------------------------------
 
-    def send(self, data: bytes, head_only: bool) -> asyncio.Future[HttpResponse]:
-        """Write one request; the future resolves to its response (or a failure)."""
+    @property
+    def open(self) -> bool:
+        """Whether a request written now goes out: asyncio drops a write silently from the moment the
+        transport starts closing (a reset read, a close) until ``connection_lost``, a turn or more later."""
         transport = self.transport
-        if transport is None or self.closed or self._waiter is not None:
-            raise ConnectionResetError("connection not usable")
+        return transport is not None and not self.closed and not transport.is_closing()
+
+    def send(self, data: bytes, head_only: bool) -> asyncio.Future[HttpResponse]:
+        """Write one request; the future resolves to its response (or a failure). Raises
+        ``HttpConnectError`` (nothing written) when the connection cannot take it."""
+        transport = self.transport
+        if transport is None or not self.open or self._waiter is not None:
+            raise HttpConnectError("connection not usable: nothing was sent")
         self._waiter = waiter = asyncio.get_running_loop().create_future()
         self._head_only = head_only
         transport.write(data)
@@ -351,7 +360,7 @@ class Http1Pool:
         idle = self._idle
         while idle:
             conn = idle.pop()  # most recently used first: the least likely to be closed by the peer
-            if conn.reusable and not conn.closed:
+            if conn.reusable and conn.open:
                 return conn
             conn.close()
         return None

@@ -301,23 +301,25 @@ class WsSession:
 
     def send(self, payload: WsPayload) -> None:
         """Send one message (``str`` as TEXT, ``bytes`` as BINARY) on the current connection."""
-        transport = self._transport
-        if transport is None:
-            raise self._not_connected()
-        _send(transport, payload)
+        _send(self._open_transport(), payload)
 
     def send_text(self, payload: bytes) -> None:
         """Send UTF-8 ``payload`` as one TEXT message, without a ``str`` round trip (order requests)."""
-        transport = self._transport
-        if transport is None:
-            raise self._not_connected()
-        transport.send(_TEXT, payload)
+        self._open_transport().send(_TEXT, payload)
 
-    def _not_connected(self) -> ExchangeConnectionError:
-        """The error of a send with no connection: nothing was sent."""
-        return ExchangeConnectionError(
-            self.venue, f"websocket {self._shown(self.url)} is not connected", category=ErrorCategory.NOT_SENT
-        )
+    def _open_transport(self) -> WSTransport:
+        """The connection a message can still go out on; raises the not-connected error (nothing sent).
+
+        A connection being closed is refused too: once its CLOSE went out (a server's CLOSE answered,
+        a heartbeat timed out) or its socket is closing, picows and asyncio drop a write silently
+        until the disconnect arrives, a loop turn or more later.
+        """
+        transport = self._transport
+        if transport is None or transport.is_close_frame_sent or transport.underlying_transport.is_closing():
+            raise ExchangeConnectionError(
+                self.venue, f"websocket {self._shown(self.url)} is not connected", category=ErrorCategory.NOT_SENT
+            )
+        return transport
 
     def drop(self) -> None:
         """Close the current connection without stopping the session (it reconnects)."""

@@ -366,6 +366,25 @@ def test_write_now_writes_before_returning_and_answers_as_fetch_does() -> None:
     run(main())
 
 
+def test_an_idle_connection_reset_before_its_close_arrives_is_not_written_on() -> None:
+    """A reset read closes the transport at once and ``connection_lost`` comes a turn later; a write
+    in between was dropped silently, and the order taken as sent (of unknown outcome)."""
+    async def main() -> None:
+        async with serve(lambda raw: JSON_OK) as (url, server), RestClient(venue(url), LEAN) as client:
+            await client.prewarm()
+            connection = client._ensure_http1()._idle[-1]
+            assert connection.transport is not None
+            connection.transport.abort()
+            with pytest.raises(HttpConnectError, match="nothing was sent"):
+                connection.send(b"POST /order HTTP/1.1\r\n\r\n", head_only=False)
+            order = RestRequest(method="POST", path="/order", body=b"{}")
+            assert client.write_now(order) is None  # no connection takes it at once: nothing written
+            assert await client.fetch(order) == b'{"ok":true}'  # on a new connection
+        assert server.connections == 2 and [n for n, _ in server.requests] == [2]
+
+    run(main())
+
+
 def test_write_now_declines_what_cannot_go_at_once_without_spending() -> None:
     async def main() -> None:
         limits = (RateLimit("orders", 1, 60.0),)
@@ -400,6 +419,9 @@ class _Transport:
 
     def write(self, data: bytes) -> None:
         self.written.append(data)
+
+    def is_closing(self) -> bool:
+        return False
 
 
 def test_a_chunked_body_arriving_a_byte_at_a_time_is_reassembled_and_the_next_answer_reads_fresh() -> None:

@@ -14,6 +14,7 @@ from loopback import PING, WsTestServer, eventually, run, text_frame
 from picows import WSCloseCode, WSMsgType
 
 from arb.errors import ExchangeConnectionError
+from arb.exchanges.errors import ErrorCategory
 from arb.exchanges.ws import WsSession, WsSettings, _Listener, backoff_delay
 from arb.types import ExchangeConfig
 
@@ -451,6 +452,39 @@ def test_graceful_close_sends_close_ok() -> None:
         assert not client.connected and len(server.connections) == 1
         with pytest.raises(ExchangeConnectionError, match="testvenue: websocket .* is not connected"):
             client.send("late")
+        await server.close()
+
+    run(main())
+
+
+def test_a_send_while_the_connection_closes_is_refused_not_dropped() -> None:
+    """Between a server's CLOSE (answered at once) or a reset and the disconnect a loop turn later,
+    picows and asyncio drop a write silently: an order written then was taken as sent."""
+    async def main() -> None:
+        server = await WsTestServer().start()
+        refused: list[ErrorCategory | None] = []
+
+        def send_in_the_closing_turn() -> None:  # the read that brought the CLOSE ends here
+            try:
+                client.send_text(b'{"order":1}')
+            except ExchangeConnectionError as exc:
+                refused.append(exc.category)
+
+        client = session(server.url, Inbox(), on_read_end=send_in_the_closing_turn)
+        client.start()
+        await client.wait_connected(5)
+        first = server.connections[0].transport
+        assert first is not None
+        first.send_close()
+        await eventually(lambda: len(server.connections) == 2 and client.connected, what="reconnect after CLOSE")
+        assert refused == [ErrorCategory.NOT_SENT]
+        transport = client._transport
+        assert transport is not None
+        transport.underlying_transport.abort()  # as a reset read does: the disconnect comes a turn later
+        with pytest.raises(ExchangeConnectionError, match="is not connected") as info:
+            client.send_text(b'{"order":2}')
+        assert info.value.category is ErrorCategory.NOT_SENT
+        await client.close()
         await server.close()
 
     run(main())

@@ -15,7 +15,7 @@ from loopback import WsTestServer, eventually, run
 from shapes import assert_same_shape
 from simvenues import API_KEY, CREDENTIALS, PERP, SPOT, instruments, simulated_venues
 
-from arb.errors import ExchangeError, OrderRejectedError, RateLimitError
+from arb.errors import ExchangeConnectionError, ExchangeError, OrderRejectedError, RateLimitError
 from arb.exchanges.connector import ConnectorSettings
 from arb.exchanges.errors import ErrorCategory
 from arb.exchanges.gateio.auth import GateioSigner
@@ -430,6 +430,23 @@ def test_write_order_writes_only_on_a_logged_in_connection() -> None:
             assert written is not None and orders.results == 1
             placed = json.loads(await written)
             assert placed["text"] == "t-w-1" and orders.results == 2
+
+    run(scenario())
+
+
+def test_an_order_written_as_a_server_close_is_answered_is_not_sent_rather_than_of_unknown_outcome() -> None:
+    """Until the disconnect arrives a turn after a server's CLOSE is answered, the connection looked
+    logged in: the order was dropped unwritten and then queried as of unknown outcome."""
+    async def scenario() -> None:
+        async with logged_in_orders("up-1") as (connector, orders):
+            transport = orders.session._transport
+            assert transport is not None
+            transport.send_close()  # what answering a server's CLOSE does
+            transport.disconnect()
+            assert orders.logged_in and orders.write_order(limit_buy(SPOT, "w-1")) is None
+            with pytest.raises(ExchangeConnectionError, match="is not connected") as info:
+                await connector.place_order(limit_buy(SPOT, "w-1"))
+            assert info.value.category is ErrorCategory.NOT_SENT
 
     run(scenario())
 
