@@ -637,6 +637,9 @@ class Journal:
         self._inserting = 0  # logged rows the running transaction inserts
         self._next_intent_id = 1
         self._log_damaged = False  # a failed append may have left part of a record: appends stop
+        # Client ids of a failed append that may have left its record in the log: a crash would recover
+        # them, so no other intent takes them until the log is emptied.
+        self._maybe_logged: set[tuple[str, str]] = set()
         self._log_lost: str | None = None  # why no more intents are recorded: the log was moved away
         self._closed = False
         in_memory = self.path in ("", ":memory:")
@@ -847,6 +850,7 @@ class Journal:
         self._log_fd = None
         self._log_size = 0
         self._log_damaged = False
+        self._maybe_logged.clear()
         if on_disk is not None:
             self._log_lost = (
                 f"journal {self.path}: its intent log {path} was replaced while open, so another journal has "
@@ -879,6 +883,7 @@ class Journal:
                 return
             self._log_size = 0
             self._log_damaged = False
+            self._maybe_logged.clear()
 
     def _last_intent_id(self) -> int:
         """The highest intent id in the database (0 when it holds none)."""
@@ -1051,6 +1056,10 @@ class Journal:
         if deferred and self._log_fd is not None and not self._log_damaged:
             return self._log_intents(self._log_fd, opportunity_id, orders)
         rows = self._numbered_rows(opportunity_id, orders)
+        if self._maybe_logged:
+            for row in rows:
+                if (row[3], row[4]) in self._maybe_logged:
+                    raise self._reused((row[3], row[4]), "may be in the intent log (its append failed)")
         write, staged = self._write, self._staged
         with self._transaction:
             for row, order in zip(rows, orders):
@@ -1101,10 +1110,9 @@ class Journal:
             ))
         return rows
 
-    def _reused(self, key: tuple[str, str]) -> ReusedClientIdError:
+    def _reused(self, key: tuple[str, str], how: str = "is already journaled") -> ReusedClientIdError:
         return ReusedClientIdError(
-            f"journal {self.path}: {key[0]} client order id {key[1]!r} "
-            "is already journaled; client ids must be unique per market"
+            f"journal {self.path}: {key[0]} client order id {key[1]!r} {how}; client ids must be unique per market"
         )
 
     def _log_intents(self, fd: int, opportunity_id: str, orders: Sequence[IntentOrder]) -> list[int]:
@@ -1140,6 +1148,7 @@ class Journal:
                 os.ftruncate(fd, self._log_size)  # no torn record ahead of the next one
             except OSError:
                 self._log_damaged = True  # intents are committed to the database until the log is emptied
+                self._maybe_logged |= keys
             self._write_failed(exc)
             raise JournalError(f"journal {self.path}: cannot write the intent log: {exc}") from exc
         self._log_size += len(line)

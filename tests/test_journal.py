@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 import random
+import shutil
 import signal
 import sqlite3
 import stat
@@ -27,7 +28,7 @@ from arb.exchanges.models import Fill, FundingPayment, OrderRequest, OrderState,
 import arb.journal as journal_module
 from arb.instruments import InstrumentCatalog
 from arb.sim.cluster import default_instruments
-from arb.journal import SCHEMA_VERSION, IntentRecord, Journal, JournalError
+from arb.journal import SCHEMA_VERSION, IntentRecord, Journal, JournalError, ReusedClientIdError
 from arb.types import ExchangeName, OrderSide
 
 D = Decimal
@@ -1417,6 +1418,38 @@ def test_a_failed_append_sends_nothing_and_gives_no_id_twice(tmp_path: Path, mon
         assert journal.record_intents("opp4", [("buy", GATE, request("c5"))], deferred=True) == [5]
         assert database_keys(path)[-1] == (4, "gateio", "c4")  # logged again
     assert [row[2] for row in database_keys(path)] == ["c1", "c2", "c4", "c5"]
+
+
+def test_client_ids_a_failed_append_may_have_left_in_the_log_are_not_taken_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A line written whole whose sync failed stays in the log when it cannot be cut back, and a
+    crash recovers it: its client ids committed for another intent made the journal refuse to open."""
+    path = tmp_path / "j.sqlite3"
+    crashed = tmp_path / "crashed"
+    crashed.mkdir()
+    with Journal(path, synchronous="FULL") as journal:
+        def fail(*args: object) -> None:
+            raise OSError(5, "injected EIO")
+
+        monkeypatch.setattr(journal_module.os, "fdatasync", fail)
+        monkeypatch.setattr(journal_module.os, "ftruncate", fail)
+        with pytest.raises(JournalError, match="cannot write the intent log: .*injected EIO"):
+            journal.record_intents("opp1", LEGS, deferred=True)
+        monkeypatch.undo()
+        for deferred in (True, False):
+            with pytest.raises(ReusedClientIdError, match="gateio client order id .c1. may be in the intent log"):
+                journal.record_intents("opp1", LEGS, deferred=deferred)
+        assert journal.record_intents("opp2", [("buy", GATE, request("c3"))], deferred=True) == [3]
+        for suffix in ("", "-wal", "-intents"):  # a crash now
+            shutil.copy(f"{path}{suffix}", crashed / f"j.sqlite3{suffix}")
+        journal.start_checkpoint()
+        assert Path(f"{path}-intents").stat().st_size == 0  # the line is gone: its client ids are free
+        assert journal.record_intents("opp1", LEGS, deferred=True) == [4, 5]
+    with Journal(crashed / "j.sqlite3") as recovered:
+        assert sorted((i.intent_id, i.client_order_id) for i in recovered.open_intents()) == [
+            (1, "c1"), (2, "c2"), (3, "c3")
+        ]
 
 
 def test_no_more_intents_are_logged_while_the_database_does_not_take_them(
