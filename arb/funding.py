@@ -131,14 +131,16 @@ class FundingBook:
         return [rate for rate, _ in self._rates.values()]
 
     def expected(
-        self, exchange: ExchangeName, symbol: str, futures_side: OrderSide, notional: Decimal
+        self, exchange: ExchangeName, symbol: str, futures_side: OrderSide, notional: Decimal, *, counted: bool = True
     ) -> Decimal | None:
         """Funding a hedge whose futures leg is ``futures_side`` for ``notional`` quote expects over the
-        horizon (> 0 received, < 0 paid); None when no fresh rate is known."""
+        horizon (> 0 received, < 0 paid); None when no fresh rate is known, counted in ``refused`` and
+        warned about unless not ``counted`` (a rehearsal's reading)."""
         funding = self.rate(exchange, symbol)
         if funding is None:
-            self.refused += 1
-            self._warn(exchange, symbol)
+            if counted:
+                self.refused += 1
+                self._warn(exchange, symbol)
             return None
         return self._over_horizon(funding, futures_side, notional)
 

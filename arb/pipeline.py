@@ -513,7 +513,9 @@ class ScannerPipeline:
         )
         funding = ZERO
         if kind is OpportunityType.SPOT_FUTURES_HEDGE and self.funding is not None:
-            expected = self.hedge_funding(self.funding, buy, sell, quantity, buy_price, sell_price)
+            expected = self.hedge_funding(
+                self.funding, buy, sell, quantity, buy_price, sell_price, counted=not rehearsal
+            )
             if expected is None:
                 if not rehearsal:
                     self.dropped_for_funding += 1
@@ -555,13 +557,15 @@ class ScannerPipeline:
 
     @staticmethod
     def hedge_funding(
-        funding: FundingBook, buy: Leg, sell: Leg, quantity: Decimal, buy_price: Decimal, sell_price: Decimal
+        funding: FundingBook, buy: Leg, sell: Leg, quantity: Decimal, buy_price: Decimal, sell_price: Decimal,
+        *, counted: bool = True,
     ) -> Decimal | None:
         """Funding a hedge buying ``quantity`` on ``buy`` and selling it on ``sell`` at these prices
-        expects over the horizon (> 0 received), from its futures leg; None without a fresh rate."""
+        expects over the horizon (> 0 received), from its futures leg; None without a fresh rate
+        (counted and warned about by the book unless not ``counted``)."""
         bi, si = buy.instrument, sell.instrument
         futures, side, price = (bi, OrderSide.BUY, buy_price) if bi.is_futures else (si, OrderSide.SELL, sell_price)
-        return funding.expected(futures.exchange, futures.symbol, side, quantity * price)
+        return funding.expected(futures.exchange, futures.symbol, side, quantity * price, counted=counted)
 
     def closes_at_once(self, funding: FundingBook, buy: Leg, sell: Leg, quantity: Decimal) -> bool:
         """Whether the hedges' closing rule (``HedgeBook.close_opportunity``), which credits a close

@@ -328,16 +328,21 @@ def test_a_hedge_is_opened_only_where_the_closing_rule_would_not_close_it_on_the
     ) is None
 
 
-def test_a_hedge_without_a_fresh_funding_rate_is_dropped() -> None:
+def test_a_hedge_without_a_fresh_funding_rate_is_dropped(caplog: pytest.LogCaptureFixture) -> None:
+    """Rehearsals (hundreds a second) counted the book's refusals and could warn of a stale rate."""
     clock = Clock()
     funding = FundingBook(horizon_s=8 * 3600, max_age_ms=1000, clock=clock, wall_clock_ms=lambda: NEXT_MS)
     p = hedge_pipeline(funding)
-    assert p.scan(0) is None and p.dropped_for_funding == 1
+    assert p.scan(0) is None and p.dropped_for_funding == 1 and funding.refused == 1
     funding.update([rate()])
     assert p.scan(0) is not None
     clock.ns += 1001 * 1_000_000
-    assert p.rehearse(0) is None and p.dropped_for_funding == 1  # a rehearsal counts nothing
-    assert p.scan(0) is None and p.dropped_for_funding == 2
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="arb.funding"):
+        assert p.rehearse(0) is None  # a rehearsal counts nothing and warns of nothing
+        assert p.dropped_for_funding == 1 and funding.refused == 1 and caplog.text == ""
+        assert p.scan(0) is None and p.dropped_for_funding == 2 and funding.refused == 2
+    assert "funding rate stale" in caplog.text
 
 
 def test_spot_spot_opportunities_never_consult_the_funding_book() -> None:
