@@ -79,6 +79,7 @@ from .shutdown import (
 )
 from .sim.cluster import DISLOCATIONS_PER_MINUTE, SimCluster, SimConfig, SimEndpoints
 from .sim.market import Dislocation
+from .throttled_log import ThrottledWarnings
 from .types import (
     ArbitrageConfig,
     ArbitrageOpportunity,
@@ -1664,25 +1665,37 @@ class ArbitrageController:
         rehearse the path of the next one: converting the scanner's last hit
         (``ScannerPipeline.rehearse``), then, for the last executed opportunity, the risk check
         (``RiskManager.rehearse``), the order-budget check and the execution up to its writes
-        (``TwoLegExecutor.rehearse``). Nothing is counted, reserved, spent or sent."""
+        (``TwoLegExecutor.rehearse``). Nothing is counted, reserved, spent or sent.
+
+        None runs while an execution is in flight, also one given while the trade loop waits
+        (``ArbitrageEngine.execute_opportunity``). One that raises is logged and the opportunity is
+        not rehearsed again until the next execution: a rehearsal never stops the engine."""
         interval_s = self.config.rehearsal_interval_ms / 1000
         executor, risk = self.executor, self.risk
         if executor is None or risk is None:
             raise ArbitrageEngineError("controller: the executor and the risk manager were not built")
+        failures = ThrottledWarnings(log, "rehearsals failed")
         while True:
             await asyncio.sleep(interval_s)
-            if self._waiter is None:
+            if self._waiter is None or self._execution_lock.locked() or risk.executions_in_flight:
                 continue
-            pipeline = self.pipeline
-            if pipeline is not None:
-                pipeline.rehearse(self.clock())
-            opportunity = self._rehearsed
-            if opportunity is None:
-                continue
-            risk.rehearse(opportunity)
-            self._order_wait_s(opportunity)
-            if not executor.rehearse(opportunity):
-                self._rehearsed = None  # cannot be planned any more (instruments changed): wait for the next
+            try:
+                pipeline = self.pipeline
+                if pipeline is not None:
+                    pipeline.rehearse(self.clock())
+                opportunity = self._rehearsed
+                if opportunity is None:
+                    continue
+                risk.rehearse(opportunity)
+                self._order_wait_s(opportunity)
+                if not executor.rehearse(opportunity):
+                    self._rehearsed = None  # cannot be planned any more (instruments changed): wait for the next
+            except Exception as exc:
+                self._rehearsed = None
+                failures.warn(
+                    type(exc).__name__, self.clock(), "rehearsal failed, not repeated until the next execution: %r", exc,
+                    exc_info=True,
+                )
 
     async def _close_hedges(self, hedges: HedgeBook, pipeline: ScannerPipeline) -> None:
         """Send the closing pair of every hedge position whose basis has reverted (``arb.hedges``)."""

@@ -656,6 +656,91 @@ def test_a_long_run_keeps_the_newest_results_and_counts_them_all(tmp_path: Path)
     assert controller.statistics().opportunities_executed == 5  # the monitor counts them all
 
 
+class HeldExecutor(InstantExecutor):
+    """Finishes an execution once ``release`` is set; records each rehearsal with the execution
+    running at the time ("" for none). ``failing``: rehearsals that raise, the first ones."""
+
+    def __init__(self, failing: int = 0) -> None:
+        self.release = asyncio.Event()
+        self.release.set()
+        self.executing = ""
+        self.rehearsals: list[tuple[str, str]] = []  # (opportunity id, executing)
+        self.failing = failing
+
+    def start(self, opportunity: ArbitrageOpportunity) -> StartedExecution:
+        self.executing = opportunity.opportunity_id
+        return super().start(opportunity)
+
+    async def finish(self, started: StartedExecution) -> ExecutionResult:
+        await self.release.wait()
+        self.executing = ""
+        return await super().finish(started)
+
+    def rehearse(self, opportunity: ArbitrageOpportunity) -> bool:
+        self.rehearsals.append((opportunity.opportunity_id, self.executing))
+        if len(self.rehearsals) <= self.failing:
+            raise RuntimeError("rehearsal bug")
+        return True
+
+
+def rehearsing_controller(tmp_path: Path, executor: HeldExecutor) -> ArbitrageController:
+    configuration = manager(tmp_path, CONFIG + "rehearsal_interval_ms = 1\n")
+    return ArbitrageController(configuration, executor=executor, risk=RiskManager(configuration.config.risk_limits))
+
+
+def test_no_rehearsal_runs_while_an_execution_given_through_the_api_is_in_flight(tmp_path: Path) -> None:
+    """A given execution runs while the trade loop waits: its orders were encoded again every few
+    milliseconds while their answers were awaited."""
+    executor = HeldExecutor()
+    controller = rehearsing_controller(tmp_path, executor)
+
+    async def scenario() -> None:
+        controller._waiter = asyncio.get_running_loop().create_future()  # the trade loop waits for a scan
+        rehearsals = asyncio.ensure_future(controller._rehearsals())
+        try:
+            assert await controller.process(mexc_to_gate("o1", D("60000"), D("60300"), "0.0001")) is not None
+            await eventually(lambda: len(executor.rehearsals) > 3, what="rehearsals of o1")
+            executor.release.clear()
+            given = asyncio.ensure_future(controller.process(mexc_to_gate("o2", D("60000"), D("60300"), "0.0001")))
+            await eventually(lambda: executor.executing == "o2", what="o2 in flight")
+            await asyncio.sleep(0.02)  # some twenty rehearsal intervals
+            executor.release.set()
+            assert await given is not None
+            await eventually(lambda: executor.rehearsals[-1][0] == "o2", what="rehearsals of o2")
+        finally:
+            rehearsals.cancel()
+        assert [executing for _, executing in executor.rehearsals if executing] == []
+
+    asyncio.run(scenario())
+
+
+def test_a_rehearsal_that_raises_is_logged_and_the_rehearsals_go_on(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Anything a rehearsal raised ended its task, and an engine task that ends stops the engine."""
+    executor = HeldExecutor(failing=1)
+    controller = rehearsing_controller(tmp_path, executor)
+
+    async def scenario() -> None:
+        controller._waiter = asyncio.get_running_loop().create_future()
+        rehearsals = asyncio.ensure_future(controller._rehearsals())
+        try:
+            assert await controller.process(mexc_to_gate("o1", D("60000"), D("60300"), "0.0001")) is not None
+            await eventually(lambda: len(executor.rehearsals) == 1, what="the rehearsal of o1")
+            await asyncio.sleep(0.02)
+            assert not rehearsals.done() and len(executor.rehearsals) == 1  # o1 is not rehearsed again
+            assert await controller.process(mexc_to_gate("o2", D("60000"), D("60300"), "0.0001")) is not None
+            await eventually(lambda: len(executor.rehearsals) > 3, what="rehearsals of o2")
+            assert not rehearsals.done()
+        finally:
+            rehearsals.cancel()
+
+    with caplog.at_level(logging.WARNING, logger="arb.controller"):
+        asyncio.run(scenario())
+    failures = [r for r in caplog.records if "rehearsal failed" in r.getMessage()]
+    assert len(failures) == 1 and "RuntimeError('rehearsal bug')" in failures[0].getMessage()
+
+
 def test_a_dry_journal_open_in_another_engine_is_not_set_aside(tmp_path: Path) -> None:
     path = tmp_path / "arb-dry.sqlite3"
     with Journal(path):
