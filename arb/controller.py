@@ -1611,8 +1611,13 @@ class ArbitrageController:
                 async with self._execution_lock:
                     if not (self._pending and self._scanning):
                         continue
-                    symbol_id = next(iter(self._pending))
-                    opportunity = self._pending.pop(symbol_id)
+                    pending = self._pending
+                    # Of several standing at once, the most profitable: the first would spend the
+                    # balances the others are sized on, and they age while it executes.
+                    symbol_id = next(iter(pending)) if len(pending) == 1 else max(
+                        pending, key=lambda s: pending[s].total_profit_estimate
+                    )
+                    opportunity = pending.pop(symbol_id)
                     # A scan older than our own last trade on the symbol priced liquidity we may have taken.
                     if opportunity.detected_at <= self._traded_ns.get(opportunity.symbol, -1):
                         continue

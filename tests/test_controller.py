@@ -1107,6 +1107,21 @@ def test_an_opportunity_whose_books_passed_the_data_age_limit_in_the_queue_is_sc
     assert controller.summary().skipped_as_outdated == 1
 
 
+def test_of_opportunities_found_together_the_most_profitable_is_traded_first(tmp_path: Path) -> None:
+    """BTC and ETH cross at once, BTC first in the configuration and ETH paying more (0.03 ETH
+    at 20 USDT a unit against 0.001 BTC at 400). The queue was taken in its order, so BTC
+    traded first, spending the balances the better ETH trade needed, while ETH's chance aged."""
+    now = [10_000_000]
+    pipeline, _, plans = btc_and_eth_crossed(now)
+    for leg in plans["ETH"].legs:
+        pipeline.set_leg_limits(plans["ETH"].symbol_id, leg.leg_id, D("0.03"), D("0.03"))
+    executor = SlowFirstExecution(now, 0, lambda: None)
+    controller = scanning_controller(tmp_path, executor, pipeline, now)
+
+    asyncio.run(trade_both_crossed(controller, pipeline, lambda: len(executor.sent) == 2))
+    assert [symbol for symbol, _ in executor.sent] == ["ETH/USDT", "BTC/USDT"]
+
+
 def test_an_opportunity_queued_behind_a_trade_on_its_markets_is_sized_again_from_what_that_trade_left(
     tmp_path: Path,
 ) -> None:
