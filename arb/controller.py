@@ -325,6 +325,11 @@ def dry_run_cluster(
     ))
 
 
+def _kill_switch_after_run(signum: int, frame: object) -> None:
+    """SIGUSR1/SIGUSR2 once a run has ended and its program reports it (``ShutdownManager.keeps_signals``)."""
+    log.warning("received %s after the run ended: the kill switch has nothing to stop", signal.Signals(signum).name)
+
+
 def _set_aside(path: str) -> None:
     """Start a fresh journal at ``path``, keeping the last one as ``<stem>.previous<suffix>``.
 
@@ -1408,6 +1413,8 @@ class ArbitrageController:
             shutdown.uninstall()
             for sig in kill_switch:
                 asyncio.get_running_loop().remove_signal_handler(sig)
+                if shutdown.keeps_signals:  # SIGUSR1's default would end the process before it reported
+                    signal.signal(sig, _kill_switch_after_run)
             self.collection.stop()
             if busy is not None:  # the shutdown steps cancel it; a cancelled run() must not leave it spinning
                 busy.cancel()

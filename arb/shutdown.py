@@ -211,6 +211,12 @@ class ShutdownManager:
         self._requested: asyncio.Event | None = None
 
     @property
+    def keeps_signals(self) -> bool:
+        """Whether the program ends with its engine (``keep_signals``): signals the run handled are
+        still handled after it, not given back to defaults that would end the process unreported."""
+        return self._keep_signals
+
+    @property
     def is_shutting_down(self) -> bool:
         """Whether shutdown was requested (by a signal or a call)."""
         return self._reason is not None

@@ -610,10 +610,16 @@ def test_a_running_simulator_stopped_by_a_signal_closes_and_exits_0(tmp_path: Pa
     assert f"stopped by {signum}" in out and "Traceback" not in err
 
 
-def test_a_stop_after_the_runs_shutdown_steps_still_gets_its_summary_and_report(tmp_path: Path) -> None:
-    """The event loop gave SIGTERM its default back with the run's handlers: one sent once the
-    shutdown's steps had run, while the summary and the report were written, killed the run
-    unreported (-15; SIGINT: a KeyboardInterrupt traceback)."""
+@pytest.mark.parametrize(("name", "noted"), [
+    ("SIGTERM", "received SIGTERM after the shutdown (duration elapsed)"),
+    ("SIGUSR1", "received SIGUSR1 after the run ended: the kill switch has nothing to stop"),
+])
+def test_a_stop_after_the_runs_shutdown_steps_still_gets_its_summary_and_report(
+    tmp_path: Path, name: str, noted: str
+) -> None:
+    """The event loop gave SIGTERM (and the kill switch's SIGUSR1) its default back with the run's
+    handlers: one sent once the shutdown's steps had run, while the summary and the report were
+    written, killed the run unreported (-15, -10; SIGINT: a KeyboardInterrupt traceback)."""
     script = (
         "import os, signal, sys\n"
         "from arb.shutdown import hold_stop_signals\n"
@@ -622,7 +628,7 @@ def test_a_stop_after_the_runs_shutdown_steps_still_gets_its_summary_and_report(
         "run = ArbitrageController.run\n"
         "async def run_then_stopped(self, *args, **kwargs):\n"
         "    summary = await run(self, *args, **kwargs)\n"
-        "    os.kill(os.getpid(), signal.SIGTERM)  # the steps have run; the summary and report not yet written\n"
+        f"    os.kill(os.getpid(), signal.{name})  # the steps have run; the summary and report not yet written\n"
         "    return summary\n"
         "ArbitrageController.run = run_then_stopped\n"
         "from arb.cli import main\n"
@@ -632,7 +638,7 @@ def test_a_stop_after_the_runs_shutdown_steps_still_gets_its_summary_and_report(
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
                             cwd=tmp_path, env=clean)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "received SIGTERM after the shutdown (duration elapsed)" in result.stderr
+    assert noted in result.stderr
     assert "arb run summary (dry run" in result.stderr and (tmp_path / "report" / "summary.json").is_file()
 
 
