@@ -745,14 +745,14 @@ class RiskManager:
         self.record_realized_pnl(result.realized_profit - held_basis)
         if result.final_state is ArbitrageState.COMPLETED:
             self._consecutive_failures = 0
-        elif not result.legs or all(
+        elif result.legs and all(
             not leg.filled_quantity and leg.error is None and leg.status in _MISSED for leg in result.legs
         ):
-            # Nothing sent (its plan or intents refused here), or both IOC orders taken and dropped
-            # unfilled: the liquidity was gone, nothing went wrong at a venue and nothing was spent.
-            # Neither a failure (misses in a fast market would latch the breaker) nor a success (a
-            # refused leg before and after it still make a streak). A venue's final REJECTED is a
-            # refusal: it counts.
+            # Both IOC orders taken and dropped unfilled: the liquidity was gone, nothing went wrong and
+            # nothing was spent. Neither a failure (misses in a fast market would latch the breaker)
+            # nor a success (a refused leg before and after it still make a streak). A venue's final
+            # REJECTED is a refusal: it counts. So does an execution that sent nothing (its plan or its
+            # intents refused here: an engine or journal fault that would refuse every one).
             pass
         else:
             self._consecutive_failures += 1

@@ -668,20 +668,13 @@ def test_both_legs_missing_is_neither_a_failure_nor_a_success() -> None:
     assert manager.get_circuit_breaker_status()[Breaker.CONSECUTIVE_FAILURES].tripped
 
 
-def test_an_execution_that_sent_nothing_is_neither_a_failure_nor_a_success() -> None:
-    """Refused before any order went out (its plan or its intents refused): no venue took or
-    refused anything, so three of them latched the breaker over nothing sent; nor do they reset
-    a streak of real failures."""
+def test_an_execution_that_sent_nothing_is_a_failure() -> None:
+    """Refused before any order went out (its plan, or a journal that no longer records intents):
+    a fault that would refuse every execution, which the breaker must stop."""
     manager, *_ = make()
-    unsent = msgspec.structs.replace(result(ArbitrageState.FAILED), legs=(), error="not executed: below one common lot")
-    for _ in range(5):
+    unsent = msgspec.structs.replace(result(ArbitrageState.FAILED), legs=(), error="not executed: journal lost")
+    for _ in range(3):
         manager.record_execution(unsent)
-    assert not manager.is_tripped
-    manager.record_execution(result(ArbitrageState.FAILED))
-    manager.record_execution(unsent)
-    manager.record_execution(result(ArbitrageState.FAILED))
-    manager.record_execution(unsent)
-    manager.record_execution(result(ArbitrageState.FAILED))
     assert manager.get_circuit_breaker_status()[Breaker.CONSECUTIVE_FAILURES].tripped
 
 
