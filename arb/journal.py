@@ -872,6 +872,8 @@ class Journal:
                     )
         if self._log_lost is not None:
             log.error("%s; no more intents are recorded", self._log_lost)
+            # No order can be recorded, so none may go out: what a write the database refused trips.
+            self._report_write_failure(self._log_lost)
 
     def _empty_intent_log(self) -> None:
         """Truncate the intent log once the database holds everything in it."""
@@ -905,10 +907,14 @@ class Journal:
         cause = exc.__cause__ if isinstance(exc, JournalError) else exc
         if not isinstance(cause, (sqlite3.Error, OSError)):
             return
+        self._report_write_failure(f"journal {self.path}: {exc}")
+
+    def _report_write_failure(self, message: str) -> None:
+        """Count a write the journal could not make and pass ``message`` to ``on_write_failure``."""
         self.write_failures += 1
         if self.on_write_failure is not None:
             try:
-                self.on_write_failure(f"journal {self.path}: {exc}")
+                self.on_write_failure(message)
             except Exception:
                 log.exception("journal %s: write failure handler raised", self.path)
 

@@ -1334,13 +1334,16 @@ def test_an_intent_log_taken_by_a_second_journal_stops_the_first_from_recording(
 ) -> None:
     path = tmp_path / "j.sqlite3"
     log = Path(f"{path}-intents")
+    failures: list[str] = []
     with Journal(path) as first:
+        first.on_write_failure = failures.append  # the journal-writes breaker: no order can be recorded now
         first.record_intents("opp1", LEGS, deferred=True)
         first.flush_intents()
         log.unlink()
         with Journal(path) as second:  # nothing held the path: a second engine could open it
             first.checkpoint()
             assert "no more intents are recorded" in caplog.text
+            assert len(failures) == first.write_failures == 1 and "was replaced while open" in failures[0]
             refusals = []
             for _ in range(2):
                 with pytest.raises(JournalError, match="was replaced while open, so another journal") as info:
