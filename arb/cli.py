@@ -27,7 +27,7 @@ from . import __version__
 from .config import ASSET_PATTERN, ConfigurationManager
 from .errors import ArbitrageEngineError, ConfigurationError, StartupInterrupted
 from .secrets import VENUE_ENV_PREFIX, encrypt_secret, generate_encryption_key, header_safe, load_credentials
-from .shutdown import ShutdownManager, Terminated, release_stop_signals
+from .shutdown import ShutdownManager, Terminated, release_stop_signals, signals_given_back
 from .types import MAX_EXPONENT, number_problem
 
 if TYPE_CHECKING:
@@ -503,6 +503,11 @@ def _keys(action: str) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    with signals_given_back():  # the run's own handling of them lasts until it has reported
+        return _run_engine(args)
+
+
+def _run_engine(args: argparse.Namespace) -> int:
     manager = ConfigurationManager(args.config)
     manager.load_configuration(dry_run=not args.live)
     manager.log_summary()

@@ -90,6 +90,20 @@ def take_held_kill_switch_signal() -> signal.Signals | None:
     return held
 
 
+@contextlib.contextmanager
+def signals_given_back() -> Iterator[None]:
+    """Put SIGINT, SIGTERM, SIGUSR1 and SIGUSR2 back as they were on leaving (a run handles them
+    until its program has reported it): a program that ran the engine in its own process keeps
+    its own handling of them."""
+    saved = {sig: signal.getsignal(sig) for sig in (*_STOP_SIGNALS, *_KILL_SWITCH_SIGNALS)}
+    try:
+        yield
+    finally:
+        for sig, handler in saved.items():
+            if handler is not None:  # None: installed outside Python, nothing to put back
+                signal.signal(sig, handler)
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM, raised where the program is as Ctrl-C raises KeyboardInterrupt (``release_stop_signals``)."""
 

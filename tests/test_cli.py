@@ -642,6 +642,23 @@ def test_a_stop_after_the_runs_shutdown_steps_still_gets_its_summary_and_report(
     assert "arb run summary (dry run" in result.stderr and (tmp_path / "report" / "summary.json").is_file()
 
 
+def test_a_run_called_in_process_gives_the_signals_back_as_they_were(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run goes on handling the stop and kill-switch signals after its shutdown, until it has
+    reported; a program that called it in its own process then found Ctrl-C swallowed, and the
+    next one ending the process at once."""
+    import signal
+
+    from arb.cli import main
+
+    signals = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
+    before = {sig: signal.getsignal(sig) for sig in signals}
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", "--headless", "--duration", "0.2"]) == 0
+    assert {sig: signal.getsignal(sig) for sig in signals} == before
+
+
 @pytest.mark.parametrize(("flagged", "code"), [(0, 0), (1, 1)])
 def test_a_run_stopped_while_starting_exits_1_when_its_start_up_flagged_a_residual(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], flagged: int, code: int
