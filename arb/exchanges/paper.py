@@ -356,8 +356,8 @@ class PaperExchange:
             await asyncio.sleep(self.latency_s)  # cancelled on the way, the order never arrives
         instrument = await self.source.instrument(request.symbol)
         where = f"paper order {request.client_order_id!r} {request.symbol}"
+        self._check_request(request, instrument, where)  # refused at once, whatever its book
         book = await self._book_in_sync(request.symbol, where)
-        self._check_request(request, instrument, where)
         with localcontext() as ctx:
             ctx.prec = _PRECISION
             quantity = self._reducible(request, where) if request.reduce_only else request.quantity

@@ -398,6 +398,22 @@ def test_an_order_whose_book_stays_out_of_sync_is_refused_as_not_sent() -> None:
     assert asyncio.run(exchange.place_order(order("o", OrderSide.BUY, "0.01", "60001"))).filled_quantity == D("0.01")
 
 
+def test_an_order_invalid_in_itself_is_refused_at_once_whatever_its_book() -> None:
+    """A good-till-cancelled order waited for a resyncing book, then came back 'not sent' (which
+    may be retried) rather than refused as what it is."""
+    source = spot_source()
+    source.book.mark_out_of_sync()
+    exchange = PaperExchange(source, {"USDT": D("10000")}, clock_ms=1_700_000_000_000, book_wait_s=5)
+    gtc = msgspec.structs.replace(order("o", OrderSide.BUY, "0.01", "60001"), time_in_force=TimeInForce.GTC)
+
+    async def placed() -> ExchangeError:
+        with pytest.raises(ExchangeError) as refused:
+            await asyncio.wait_for(exchange.place_order(gtc), 1)
+        return refused.value
+
+    assert asyncio.run(placed()).category != ErrorCategory.NOT_SENT
+
+
 def test_futures_positions_margin_fees_and_realized_pnl() -> None:
     source = Source(PERP, PERP_SCALE, [(ASK, "60000.00", "100"), (BID, "59990.00", "100")])
     exchange, _ = paper(source, {"USDT": "100"})
