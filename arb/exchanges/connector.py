@@ -1266,14 +1266,20 @@ class ExchangeConnector:
 
     # --- lifecycle ------------------------------------------------------------------------
 
+    async def _close_orders_ws(self) -> None:
+        """Close the websocket trading API; forgotten only once closed (a close cut short is made again)."""
+        orders_ws = self._orders_ws
+        if orders_ws is not None:
+            await orders_ws.close()
+            self._orders_ws = None
+
     async def close(self) -> None:
         """Stop streams, the websocket trading API and the REST session: each of them, also when
         one fails to close (the first failure is raised once all were closed, the others logged)."""
         self._closes += 1
-        orders_ws, self._orders_ws = self._orders_ws, None
         parts = [self.stop_private_stream, self.stop_books, self.rest.close]
-        if orders_ws is not None:
-            parts.insert(0, orders_ws.close)
+        if self._orders_ws is not None:
+            parts.insert(0, self._close_orders_ws)
         failure: Exception | None = None
         for close in parts:
             try:

@@ -552,6 +552,31 @@ def test_from_config_takes_the_market_overrides_and_timeouts() -> None:
     assert not spot.health().connected and spot.books() == {}
 
 
+def test_a_close_cut_short_on_the_websocket_trading_api_closes_it_the_next_time() -> None:
+    """The connector forgot its websocket trading API before closing it: a close cancelled while
+    that waited (a shutdown step timing out) left the next close nothing to close."""
+    closes: list[str] = []
+
+    class Hanging:
+        async def close(self) -> None:
+            closes.append("orders ws")
+            if len(closes) == 1:
+                await asyncio.sleep(10)
+
+    async def scenario() -> None:
+        connector = GateioSpotConnector(
+            credentials=CREDENTIALS, rest_url="http://127.0.0.1:9", ws_url="ws://127.0.0.1:9/", settings=REST_ORDERS
+        )
+        connector._orders_ws = Hanging()  # type: ignore[assignment]
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(connector.close(), 0.05)
+        await connector.close()
+        assert connector._orders_ws is None
+
+    run(scenario())
+    assert closes == ["orders ws", "orders ws"]
+
+
 def test_a_part_that_fails_to_close_leaves_the_others_closed_and_its_error_raised(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
