@@ -25,6 +25,9 @@ class _Transport:
     def write(self, data: bytes) -> None:
         pass
 
+    def is_closing(self) -> bool:
+        return False
+
 
 def _answer(framing: str) -> bytes:
     if framing == "content-length":
