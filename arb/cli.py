@@ -448,10 +448,11 @@ def _version() -> int:
 def _check_config(file: str | None) -> int:
     manager = ConfigurationManager(file)
     manager.load_configuration(dry_run=True)
-    problems = manager.journal_path_problems()
-    if problems:
-        raise ConfigurationError(problems)
     print(manager.summary())
+    # A file may be checked on another machine than the one it is for (CI, a workstation): what
+    # this machine's disk says of its journal path is told, and a run here refuses it.
+    for problem in manager.journal_path_problems():
+        print(f"check-config: on this machine: {problem}; a run here refuses it", file=sys.stderr)
     print("configuration OK")
     return EXIT_OK
 

@@ -368,6 +368,12 @@ async def diagnose(config_file: str | None, *, sim: bool, pings: int = PINGS) ->
         detail=f"{len(markets)} markets ({', '.join(m.value for m in markets)}), symbols {', '.join(config.symbols)}",
         advice="" if markets else "enable at least one venue under [exchanges.<venue>]",
     ))
+    journal = manager.journal_path_problems()
+    if journal:
+        findings.append(Finding(
+            check="journal", level=Level.FAIL, detail="; ".join(journal),
+            advice="every run refuses it: point engine.journal_path at a file in a directory that exists and can be written",
+        ))
     findings += check_keys(manager, config, sim)
     if not sim:
         findings += check_live(manager, config)

@@ -91,6 +91,17 @@ def test_a_broken_config_fails_with_the_problem_and_advice(tmp_path: Path) -> No
     assert "1 problem(s)" in lines[-1]
 
 
+def test_a_journal_path_every_run_refuses_fails_the_doctor(tmp_path: Path) -> None:
+    """It said everything OK for a journal path that every run then refused with exit 2."""
+    config = tmp_path / "arb.toml"
+    config.write_text(f'[engine]\njournal_path = "{tmp_path / "nonexistent" / "j.sqlite3"}"\n')
+    result = arb("doctor", "--sim", "--config", str(config), cwd=tmp_path)
+    lines = result.stdout.splitlines()
+    failed = next(i for i, line in enumerate(lines) if line.split()[:2] == ["FAIL", "journal"])
+    assert "engine.journal_path" in lines[failed] and "does not exist" in lines[failed]
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+
+
 def test_a_venue_that_does_not_answer_fails_with_advice(tmp_path: Path) -> None:
     import socket
 
