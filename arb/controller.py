@@ -204,6 +204,7 @@ class RunSummary(msgspec.Struct, kw_only=True):
     held_hedge_basis: Decimal = Decimal(0)
     breaker_trips: dict[str, int] = {}  # every trip of the run by breaker, those reset since included
     hedges_dropped: list[str] = []  # hedges taken out of the book: the venue no longer held their futures
+    hedges_untraded: list[str] = []  # open hedges this run never closes (their pair or a market not traded), with why
     # The positions those drops took out and the basis they had locked in (part of ``held_hedge_basis``
     # when this run opened them): closed outside the engine, whatever that gave back is not in the PnL.
     dropped_positions: int = 0
@@ -286,6 +287,8 @@ class RunSummary(msgspec.Struct, kw_only=True):
             out.append(f"  {alert}")
         for dropped in self.hedges_dropped:
             out.append(f"  HEDGE DROPPED            {dropped}")
+        for untraded in self.hedges_untraded:
+            out.append(f"  HEDGE NOT TRADED         {untraded}")
         if self.flagged_this_run:  # what fails the run; the lines below also list earlier runs' flags
             out.append(f"  flagged this run         {self.flagged_this_run} for an operator's approval")
         for waiting in self.awaiting_approval:
@@ -722,6 +725,8 @@ class ArbitrageController:
             if self.funding is not None:
                 await self.funding.refresh(*self._funding_sources())
             await self._start_books()
+            for untraded in self._untraded_hedges():
+                log.error("hedge %s; close it by hand, or trade its pair and markets again to have it closed", untraded)
             self._warn_unused_paper_balances()
             if self.balances is not None:
                 await self._start_balance_streams(self.balances)
@@ -1016,7 +1021,9 @@ class ArbitrageController:
                         for position in mismatch.dropped:
                             self.journal.record_hedge_drop(position.symbol, position.spot, position.futures, str(mismatch))
             if risk is not None:
-                risk.align_futures_positions(market, holdings, self.config.symbols)
+                # A pair taken out of engine.symbols that the engine still holds (a hedge an earlier
+                # run opened) stays aligned with the venue and watched for its liquidation distance.
+                risk.align_futures_positions(market, holdings, {*self.config.symbols, *risk.held_pairs(market)})
         return checked
 
     def _traded_futures(self) -> set[ExchangeName]:
@@ -1745,6 +1752,24 @@ class ArbitrageController:
                         # the book drops what is gone before another close pays the spot round trip again.
                         self._positions_due.set()
 
+    def _untraded_hedges(self) -> list[str]:
+        """The open hedges this run never closes (``_hedge_legs`` finds no legs for them), each with
+        why: a pair not in ``engine.symbols`` (a hedge an earlier run opened), or a market not traded."""
+        hedges, pipeline = self.hedges, self.pipeline
+        if hedges is None or pipeline is None or not pipeline.plans:  # no symbol registered yet: a start cut short
+            return []
+        untraded = []
+        for position in hedges.positions():
+            if self._hedge_legs(pipeline, position) is not None:
+                continue
+            if position.symbol not in self.config.symbols:
+                why = f"{position.symbol} is not in engine.symbols"
+            else:
+                why = f"{position.spot.value} and {position.futures.value} are not both traded in this run"
+            untraded.append(f"{position.symbol} {position.spot.value}/{position.futures.value} {position.base} base: "
+                            f"{why}: never closed by this run")
+        return untraded
+
     @staticmethod
     def _hedge_legs(pipeline: ScannerPipeline, position: HedgePosition) -> tuple[Leg, Leg] | None:
         found: dict[ExchangeName, Leg] = {}
@@ -2311,6 +2336,7 @@ class ArbitrageController:
                 for message, times in self._skew_alerts.values()
             ],
             hedges_dropped=[str(drop) for drop in self._hedge_drops],
+            hedges_untraded=self._untraded_hedges(),
             awaiting_approval=[
                 f"{a.opportunity_id} {a.symbol} residual {a.residual_quantity}: {a.reason}"
                 for a in (self.recovery.get_active_recoveries() if self.recovery is not None else [])

@@ -1125,6 +1125,10 @@ class RiskManager:
                 self._refresh_symbol(symbol)
         return changed
 
+    def held_pairs(self, market: ExchangeName) -> set[str]:
+        """The pairs (spot form) it counts an open position of on ``market``."""
+        return {symbol for (m, symbol), p in self._positions.items() if m is market and p.quantity}
+
     def liquidation_distances(self) -> dict[tuple[ExchangeName, str], tuple[Decimal, bool]]:
         """(futures market, pair) -> the distance of its position from liquidation, bps of the mark, as the
         last read found it, and whether that is under ``min_liquidation_distance_bps``."""

@@ -2212,6 +2212,56 @@ def test_a_restart_after_a_venue_changed_its_contract_size_does_not_flag_a_match
     journal.close()
 
 
+def test_a_hedge_on_a_pair_taken_out_of_the_symbols_is_reported_and_its_perpetual_still_watched(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An earlier run hedged ETH/USDT on Gate.io (0.03 bought, 3 contracts of 0.01 sold); this run
+    trades BTC/USDT only. It never closes that hedge: the start says so as an error, and so does the
+    summary; the perpetual's position is still taken from the venue (which holds 2 more contracts
+    short, sold by hand) and watched for its distance from liquidation."""
+    journal_path = tmp_path / "j.sqlite3"
+    perp = ExchangeName.GATEIO_FUTURES
+    with Journal(journal_path) as journal:
+        for market, symbol, side, quantity, contract in (
+            (ExchangeName.GATEIO, "ETH/USDT", OrderSide.BUY, "0.03", None),
+            (perp, "ETH/USDT:USDT", OrderSide.SELL, "3", D("0.01")),
+        ):
+            cid = f"h1-{side.value[0]}"
+            request = OrderRequest(symbol=symbol, side=side, type=OrderType.LIMIT, quantity=D(quantity),
+                                   price=D(3000), client_order_id=cid)
+            journal.record_intent("h1", side.value, request, market, contract)
+            state = OrderState(symbol=symbol, order_id=f"v-{cid}", client_order_id=cid, side=side,
+                               type=OrderType.LIMIT, status=OrderStatus.FILLED, quantity=D(quantity), price=D(3000),
+                               filled_quantity=D(quantity), average_price=D(3000))
+            journal.record_result(market, cid, state, [Fill(
+                symbol=symbol, order_id=f"v-{cid}", client_order_id=cid, trade_id=cid, side=side, price=D(3000),
+                quantity=D(quantity), fee=D(0), fee_asset="USDT", is_maker=False, timestamp_ms=1,
+            )])
+    both = manager(tmp_path, '[engine]\nsymbols = ["BTC/USDT", "ETH/USDT"]\nopportunity_types = ["spot_futures_hedge"]\n')
+    cluster = dry_run_cluster(both.config, random_per_minute=0)
+    configuration = manager(tmp_path, CONFIG + 'opportunity_types = ["spot_futures_hedge"]\n')
+
+    async def scenario() -> tuple[RunSummary, dict[tuple[ExchangeName, str], tuple[D, bool]], D]:
+        async with cluster:
+            futures = cluster.venues["gateio"].exchanges[perp]
+            futures.place_order(cluster.config.api_key, "ETH/USDT:USDT", OrderSide.SELL, OrderType.MARKET, 5,
+                                time.monotonic_ns())
+            controller = ArbitrageController(configuration, sim_cluster=cluster, journal=Journal(journal_path))
+            with caplog.at_level(logging.ERROR, logger="arb.controller"):
+                await controller.initialize(dry_run=True)
+            assert controller.risk is not None
+            distances, net = controller.risk.liquidation_distances(), controller.risk.net_position("ETH/USDT")
+            await controller.shutdown("test over")
+            return controller.summary(), distances, net
+
+    summary, distances, net = asyncio.run(scenario())
+    untraded = "ETH/USDT gateio/gateio_futures 0.03 base: ETH/USDT is not in engine.symbols: never closed by this run"
+    assert f"hedge {untraded}; close it by hand" in caplog.text
+    assert summary.hedges_untraded == [untraded] and f"  HEDGE NOT TRADED         {untraded}" in summary.lines()
+    assert (perp, "ETH/USDT") in distances
+    assert net == D("0.03") - D("0.05")  # the venue's short, not the journal's
+
+
 def test_a_restart_flags_orders_of_unknown_outcome_and_holds_every_unacknowledged_flag(tmp_path: Path) -> None:
     """After reconciliation, an order still open (the venue could not say what became of it) has its
     opportunity flagged for manual approval, even with no fill recorded. Flags of earlier runs no
