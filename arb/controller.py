@@ -715,10 +715,13 @@ class ArbitrageController:
                         if restored.unvalued_today:
                             # Their losses would otherwise be handed back to the daily loss limit (a venue
                             # lost on, disabled, and the engine restarted): fail closed until someone looks.
+                            why = restored.why_left_out
+                            named = [f"{opp}: {why[opp]}" if opp in why else opp for opp in restored.unvalued_today[:5]]
                             self.engage_kill_switch(
                                 f"today's realized PnL is not known whole: {len(restored.unvalued_today)} of "
-                                f"today's executions ({', '.join(restored.unvalued_today[:5])}) are on markets "
-                                "this run does not trade; check today's loss, then release (SIGUSR2)"
+                                f"today's executions could not be valued ({'; '.join(named)}): a market this run "
+                                "does not trade, or an instrument the venue no longer lists; check today's loss, "
+                                "then release (SIGUSR2)"
                             )
             # The journal knows only this engine's trades: the futures venues say what is held.
             await self._check_futures_positions(restored=True)
@@ -909,6 +912,9 @@ class ArbitrageController:
                 reason = trading_rules_changed(instrument, listed)
             except InstrumentError as exc:
                 listed, reason = None, f"no longer tradable: {exc}"
+            left_out = fresh.left_out_reason(symbol) if reason is None and fresh.closing_only(symbol) else None
+            if left_out is not None:  # listed again only for its closes (``ExchangeFactory``, at start-up)
+                reason = f"no longer tradable: {left_out}"
             key = BookKey(market, symbol)
             if reason is not None:
                 if pipeline.halt_market(market, symbol, reason):
@@ -1300,6 +1306,11 @@ class ArbitrageController:
         # as they started: execution, recovery and hedges read the same catalogs as the scanner.
         for market, connector in self.connectors.items():
             self._catalogs[market] = await connector.instruments()
+        # A pair kept only for its closes (in delisting) is halted from the start, as it is once it
+        # goes so while running: no opening there, its hedges still closed reduce-only.
+        for market, catalog in sorted(self._catalogs.items(), key=lambda item: item[0].value):
+            if any(catalog.closing_only(name) for name in market_symbols(market, symbols)):
+                self._check_trading_rules(market, catalog, fees_comparable=False)
 
     async def _start_balance_streams(self, balances: BalanceMonitor) -> None:
         """Start the private stream of every trading market with its balance pushes feeding ``balances``.

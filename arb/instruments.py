@@ -298,17 +298,20 @@ class SkippedPair(msgspec.Struct, frozen=True):
     symbol: str  # unified, "" when base/quote are unusable
     reason: str
     closing_only: bool = False  # the venue still takes orders that reduce a position (a contract being delisted)
+    # A closing-only market's rules as the venue still lists them (None: unreadable): what closes it.
+    instrument: Instrument | None = None
 
     @classmethod
     def of(
-        cls, venue_symbol: str, base: str, quote: str, settle: str | None, reason: str, *, closing_only: bool = False
+        cls, venue_symbol: str, base: str, quote: str, settle: str | None, reason: str, *, closing_only: bool = False,
+        instrument: Instrument | None = None,
     ) -> SkippedPair:
         """A skipped entry, with its unified symbol when base/quote allow one."""
         try:
             symbol = unified_symbol(base, quote, settle)
         except InstrumentError:
             symbol = ""
-        return cls(venue_symbol, symbol, reason, closing_only)
+        return cls(venue_symbol, symbol, reason, closing_only, instrument)
 
 
 def decode_metadata(payload: bytes | str, type_: type[T], source: str) -> T:
@@ -443,6 +446,26 @@ class InstrumentCatalog:
         """Whether ``symbol`` was left out as a market that takes only orders reducing a position."""
         return any(s.closing_only for s in self.skipped if s.symbol == symbol)
 
+    def with_closing_only(self, symbols: Iterable[str]) -> InstrumentCatalog:
+        """A copy listing again those of ``symbols`` left out as closing only whose rules were kept
+        (``SkippedPair.instrument``), so that positions there can still be closed; they stay among
+        the skipped pairs (``closing_only`` and ``left_out_reason`` still say so). Others are passed over."""
+        wanted = set(symbols) - self._by_symbol.keys()
+        kept = {
+            s.symbol: s.instrument
+            for s in self.skipped if s.closing_only and s.instrument is not None and s.symbol in wanted
+        }
+        if not kept:
+            return self
+        return InstrumentCatalog(
+            self.exchange, [*self, *kept.values()], self.skipped, fees_from_account=self.fees_from_account
+        )
+
+    def left_out_reason(self, name: str) -> str | None:
+        """Why the pair of unified or venue symbol ``name`` was left out, as ``get`` says it; None when it was not."""
+        skip = next((s for s in self.skipped if name in (s.symbol, s.venue_symbol)), None)
+        return None if skip is None else f"{self.exchange.value}: instrument {name!r} was left out: {skip.reason}"
+
     def by_venue_symbol(self, venue_symbol: str) -> Instrument:
         """The instrument of a venue pair name (``BTCUSDT``, ``BTC_USDT``)."""
         try:
@@ -455,7 +478,4 @@ class InstrumentCatalog:
         return venue_symbol in self._by_venue_symbol
 
     def _missing(self, name: str) -> str:
-        skip = next((s for s in self.skipped if name in (s.symbol, s.venue_symbol)), None)
-        if skip is None:
-            return f"{self.exchange.value}: no instrument {name!r}"
-        return f"{self.exchange.value}: instrument {name!r} was left out: {skip.reason}"
+        return self.left_out_reason(name) or f"{self.exchange.value}: no instrument {name!r}"

@@ -302,6 +302,7 @@ class RestoredRisk(msgspec.Struct, frozen=True, kw_only=True):
     # Of ``skipped``, those with a fill recorded on the current trading day: its realized PnL is not
     # known whole (the daily loss limit cannot be trusted until someone has looked).
     unvalued_today: tuple[str, ...] = ()
+    why_left_out: dict[str, str] = {}  # each of ``skipped``: why (its instrument not listed, a malformed fill)
 
 
 class RiskJournal(Protocol):
@@ -1042,6 +1043,7 @@ class RiskManager:
             skipped=tuple(skipped),
             funding_today_usd=self._daily_funding,
             unvalued_today=tuple(unvalued_today),
+            why_left_out=skipped,
         )
         log.info(
             "risk: restored from the journal: %d orders, %d open positions, exposure %s USD; trading day %d "

@@ -3588,6 +3588,9 @@ def test_an_opportunity_given_again_while_it_executes_is_not_started_twice(tmp_p
     assert risk.in_flight("dup1") and risk.get_current_risk_metrics().in_flight_usd == reserved > 0
 
 
+DELISTED = "gateio_futures: instrument 'BTC/USDT:USDT' was left out: in_delisting=true"
+
+
 @pytest.mark.parametrize("released_before", [False, True])
 def test_a_start_that_cannot_value_todays_executions_holds_entries(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, released_before: bool
@@ -3603,7 +3606,9 @@ def test_a_start_that_cannot_value_todays_executions_holds_entries(
     restore = RiskManager.restore
 
     def restore_leaving_out(self: RiskManager, *args: Any, **kwargs: Any) -> RestoredRisk:
-        return msgspec.structs.replace(restore(self, *args, **kwargs), unvalued_today=("lost1",))
+        return msgspec.structs.replace(
+            restore(self, *args, **kwargs), unvalued_today=("lost1",), why_left_out={"lost1": DELISTED},
+        )
 
     monkeypatch.setattr(RiskManager, "restore", restore_leaving_out)
 
@@ -3620,7 +3625,11 @@ def test_a_start_that_cannot_value_todays_executions_holds_entries(
             return held, kept
 
     held, kept = asyncio.run(scenario())
-    assert held and kept is not None and "today's realized PnL is not known whole: 1 of today's executions (lost1)" in kept[0]
+    # Named as it is: the market is traded, its contract is what the venue no longer lists.
+    assert held and kept is not None and kept[0].startswith(
+        f"today's realized PnL is not known whole: 1 of today's executions could not be valued (lost1: {DELISTED}): "
+        "a market this run does not trade, or an instrument the venue no longer lists"
+    )
 
 
 def test_a_flag_whose_residual_the_start_found_closed_is_raised_again_with_what_is_open(tmp_path: Path) -> None:

@@ -312,6 +312,7 @@ def test_an_instrument_no_longer_listed_leaves_its_opportunity_out(
     assert any("hdg2 left out" in r.getMessage() and "mexc_futures" in r.getMessage() for r in caplog.records)
     # Filled today: the day's realized PnL is not known whole (the controller holds entries for it).
     assert summary.unvalued_today == ("hdg2",)
+    assert summary.why_left_out == {"hdg2": "market mexc_futures has no instrument catalog"}  # named by the kill switch
     tomorrow = RiskManager(LIMITS, wall_clock=lambda: (TODAY_MS + 86_400_000) * 1_000_000)
     assert tomorrow.restore(engine.journal, listed).unvalued_today == ()  # another day's: not today's loss
 

@@ -481,7 +481,21 @@ class ExchangeConnector:
         catalog = self._catalog
         if catalog is None:
             raise ExchangeError(self.venue, f"use_instrument {instrument.symbol}: no catalog was read yet")
-        self._catalog = catalog = catalog.replaced(instrument)
+        return self._cache(catalog.replaced(instrument))
+
+    def keep_closing_only(self, symbols: Sequence[str]) -> InstrumentCatalog:
+        """List again in the cached catalog those of ``symbols`` the venue left out as taking only
+        orders that reduce a position (a contract in delisting), by the rules it still gives them
+        (``InstrumentCatalog.with_closing_only``): positions there can still be closed. Returns the
+        catalog cached now."""
+        catalog = self._catalog
+        if catalog is None:
+            raise ExchangeError(self.venue, f"keep_closing_only {', '.join(symbols)}: no catalog was read yet")
+        return self._cache(catalog.with_closing_only(symbols))
+
+    def _cache(self, catalog: InstrumentCatalog) -> InstrumentCatalog:
+        """Cache ``catalog``; orders and paper fills go by it from the next one."""
+        self._catalog = catalog
         factory, credentials = self.binding.trading, self._credentials
         if self._trading is not None and factory is not None and credentials is not None:
             self._bind_trading(factory, credentials, catalog)  # ready to write at once, as before

@@ -179,6 +179,9 @@ class ExchangeFactory:
     ) -> ExchangeConnector:
         """Build the connector of ``name``, load its instruments and check it lists ``symbols``
         (those of ``engine.symbols``: one it does not list is a ConfigurationError naming each).
+        One the venue takes only orders reducing a position on (a contract in delisting) is kept
+        by the rules it still lists (``ExchangeConnector.keep_closing_only``): positions there can
+        be closed, and the engine halts it for anything else.
 
         Spot-form symbols (``BTC/USDT``) name the linear perpetual on a futures market. Books
         are not started here: the engine starts them with its sink (``start_books``). The
@@ -190,8 +193,12 @@ class ExchangeFactory:
         connector = self.build(market, dry_run=dry_run, paper=paper)
         try:
             catalog = await connector.instruments()
+            names = market_symbols(market, symbols)
+            closing = [name for name in names if name not in catalog and catalog.closing_only(name)]
+            if closing:
+                catalog = connector.keep_closing_only(closing)
             unlisted = []
-            for symbol in market_symbols(market, symbols):
+            for symbol in names:
                 try:
                     catalog.get(symbol)
                 except InstrumentError as exc:

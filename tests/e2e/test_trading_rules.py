@@ -192,6 +192,56 @@ def test_hedges_on_a_perpetual_halted_for_a_delisting_are_still_closed(
     assert closed == open_base and contracts == 0
 
 
+def test_a_restart_closes_the_hedges_on_a_perpetual_in_delisting_reduce_only(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Hedges are open when the venue lists the perpetual as being delisted, and the engine is
+    restarted before the basis reverts. The start refused the whole configuration for that one
+    contract; it now starts with the perpetual halted, and closes the hedges reduce-only as the
+    running engine would."""
+    manager, cluster = dislocated(tmp_path, HEDGE_CONFIG, ExchangeName.GATEIO_FUTURES, PERP, 4, 80)
+    journal_path = tmp_path / "j.sqlite3"
+
+    async def scenario() -> tuple[list[ExecutionResult], D, str | None, int]:
+        async with cluster:
+            first = ArbitrageController(manager, sim_cluster=cluster, journal=Journal(journal_path))
+            await first.initialize(dry_run=True)
+            assert first.hedges is not None
+            running = asyncio.ensure_future(first.run(duration_s=30))
+            await eventually(first.hedges.has_positions, 5, "a hedge opened on the dislocation")
+            await first.shutdown("test over")
+            await running
+            open_base = sum((p.base for p in first.hedges.positions()), D(0))
+            cluster.venues["gateio"].context.delisting.add(PERP)
+            second = ArbitrageController(manager, sim_cluster=cluster, journal=Journal(journal_path))
+            await second.initialize(dry_run=True)
+            pipeline, hedges = second.pipeline, second.hedges
+            assert pipeline is not None and hedges is not None
+            assert sum((p.base for p in hedges.positions()), D(0)) == open_base > 0
+            halted = pipeline.halted.get(GATE_PERP)
+            running = asyncio.ensure_future(second.run(duration_s=30))
+            await eventually(lambda: not hedges.has_positions(), 10, "the hedges closed after the reversion")
+            await second.shutdown("test over")
+            await running
+            contracts = cluster.venues["gateio"].exchanges[ExchangeName.GATEIO_FUTURES].ledger.account(
+                cluster.config.api_key
+            ).position(PERP).contracts
+            return second.results, open_base, halted, contracts
+
+    with caplog.at_level(logging.WARNING, logger="arb.controller"):
+        results, open_base, halted, contracts = asyncio.run(scenario())
+    assert halted == f"no longer tradable: gateio_futures: instrument {PERP!r} was left out: in_delisting=true"
+    assert "the venue still takes orders that reduce a position there" in caplog.text
+    closed = D(0)
+    with Journal(journal_path) as journal:
+        for result in results:  # nothing opened on the halted perpetual: closes only, reduce-only
+            futures_leg = next(leg for leg in result.legs if leg.exchange.is_futures)
+            assert futures_leg.side is OrderSide.BUY and result.final_state is ArbitrageState.COMPLETED
+            assert journal.intent(futures_leg.exchange, futures_leg.client_order_id).request.reduce_only
+            closed += futures_leg.filled_quantity * D("0.0001")
+    assert closed == open_base and contracts == 0
+
+
 def test_a_leg_refused_by_a_market_in_delisting_has_the_rules_read_at_once(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -202,6 +202,26 @@ def test_unlisted_symbol_and_duplicate_creation(tmp_path: Path) -> None:
     run(scenario())
 
 
+def test_a_configured_contract_in_delisting_is_kept_by_its_listed_rules_for_its_closes(tmp_path: Path) -> None:
+    """A configured perpetual the venue lists as in delisting (it takes only orders reducing a
+    position) refused the whole start: a restart could no longer close the hedges held there, as
+    the running engine does. It is kept by the rules the venue still lists, and named closing only."""
+    perp = "BTC/USDT:USDT"
+
+    async def scenario() -> None:
+        async with simulated_venues() as sim:
+            sim.venues["gateio"].context.delisting.add(perp)
+            factory = ExchangeFactory(manager(tmp_path), sim_urls=sim.urls())
+            connector = await factory.create_exchange(ExchangeName.GATEIO_FUTURES, ["BTC/USDT"], dry_run=True)
+            catalog = await connector.instruments()
+            assert catalog.get(perp).contract_size == D("0.0001") and catalog.closing_only(perp)
+            left_out = catalog.left_out_reason(perp)
+            assert left_out == f"gateio_futures: instrument {perp!r} was left out: in_delisting=true"
+            await factory.close_all()
+
+    run(scenario())
+
+
 def test_a_symbol_the_venues_do_not_list_is_a_configuration_problem_naming_every_venue(tmp_path: Path) -> None:
     """It failed as a runtime error (exit 1) naming the first venue only, not the setting to change."""
 

@@ -129,7 +129,18 @@ def _skipped_contract(contract: FuturesContract | FuturesContractName, reason: s
     base, _, quote = contract.name.rpartition("_")
     # A contract in delisting takes reduce-only and close orders until it is settled.
     closing_only = contract.in_delisting or contract.status == "delisting"
-    return SkippedPair.of(contract.name, base, quote, quote, reason, closing_only=closing_only)
+    rules = _closing_rules(contract) if closing_only else None
+    return SkippedPair.of(contract.name, base, quote, quote, reason, closing_only=closing_only, instrument=rules)
+
+
+def _closing_rules(contract: FuturesContract | FuturesContractName) -> Instrument | None:
+    """The rules a linear contract in delisting is still closed by, where its entry gives them."""
+    if not isinstance(contract, FuturesContract) or contract.type != "direct":
+        return None
+    try:
+        return instrument_from_contract(contract)
+    except InstrumentError:
+        return None
 
 
 _entries = msgspec.json.Decoder(list[msgspec.Raw])

@@ -10,11 +10,12 @@ import pytest
 
 from arb.exchanges.gateio.instruments import (
     from_venue_symbol,
+    instrument_from_contract,
     parse_currency_pairs,
     parse_futures_contracts,
     to_venue_symbol,
 )
-from arb.exchanges.gateio.schemas import FuturesOrder, FuturesOrderBook, OrderBook, SpotOrder
+from arb.exchanges.gateio.schemas import FuturesContract, FuturesOrder, FuturesOrderBook, OrderBook, SpotOrder
 from arb.instruments import InstrumentError
 
 D = Decimal
@@ -202,6 +203,21 @@ def test_recorded_pair_values(pairs_body: bytes) -> None:
 def test_a_contract_left_out_as_delisting_still_takes_closing_orders(change: dict[str, object], closing_only: bool) -> None:
     catalog = parse_futures_contracts(encode([{**CONTRACT, "type": "direct", **change}]))
     assert len(catalog) == 0 and catalog.closing_only("BTC/USDT:USDT") is closing_only
+
+
+def test_a_contract_in_delisting_keeps_the_rules_its_closes_go_by() -> None:
+    """Listed again on request (a restart holding hedges there), by its own grid; an inverse
+    contract in delisting, or one another reason left out, is not."""
+    catalog = parse_futures_contracts(encode([
+        {**CONTRACT, "in_delisting": True},
+        {**CONTRACT, "name": "ETH_USDT", "in_delisting": True, "type": "inverse"},
+        {**CONTRACT, "name": "SOL_USDT", "status": "delisted"},
+    ]))
+    closing = catalog.with_closing_only(["BTC/USDT:USDT", "ETH/USDT:USDT", "SOL/USDT:USDT"])
+    assert [i.symbol for i in closing] == ["BTC/USDT:USDT"] and closing.closing_only("BTC/USDT:USDT")
+    listed = instrument_from_contract(msgspec.json.decode(encode(CONTRACT), type=FuturesContract))
+    assert closing.get("BTC/USDT:USDT") == listed
+    assert catalog.with_closing_only(["ETH/USDT:USDT"]) is catalog
 
 
 def test_every_recorded_contract_parses(contracts_body: bytes) -> None:
