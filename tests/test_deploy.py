@@ -361,14 +361,18 @@ def test_latency_panels_take_quantiles_of_the_stage_histogram() -> None:
 
 
 def container() -> dict[str, Any]:
-    (engine,) = k8s_docs()["Deployment"]["spec"]["template"]["spec"]["containers"]
+    (engine,) = k8s_docs()["StatefulSet"]["spec"]["template"]["spec"]["containers"]
     return engine
 
 
 def test_deployment_runs_one_non_root_replica_with_resources() -> None:
-    deployment = k8s_docs()["Deployment"]
-    spec = deployment["spec"]
-    assert spec["replicas"] == 1 and spec["strategy"]["type"] == "Recreate"
+    """One replica, of a StatefulSet: a Deployment starts a replacement while the old pod may still
+    run (a node that stopped answering), two engines on the same accounts."""
+    statefulset = k8s_docs()["StatefulSet"]
+    spec = statefulset["spec"]
+    assert spec["replicas"] == 1 and spec["podManagementPolicy"] == "OrderedReady"
+    assert spec["serviceName"] == k8s_docs()["Service"]["metadata"]["name"]
+    assert "Deployment" not in k8s_docs()
     pod = spec["template"]["spec"]
     assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] != 0
     engine = container()
@@ -390,7 +394,7 @@ def test_keys_come_from_the_secret_and_config_from_the_configmap(tmp_path: Path)
     assert set(secret_env) == expected
     assert all(ref["key"] == name and ref["name"] == "arb-api-keys" for name, ref in secret_env.items())
     plain_env = {e["name"]: e["value"] for e in engine["env"] if "value" in e}
-    pod = docs["Deployment"]["spec"]["template"]["spec"]
+    pod = docs["StatefulSet"]["spec"]["template"]["spec"]
     (config_volume,) = [v for v in pod["volumes"] if "configMap" in v]
     assert config_volume["configMap"]["name"] == docs["ConfigMap"]["metadata"]["name"]
     (mount,) = [m for m in engine["volumeMounts"] if m["name"] == config_volume["name"]]
@@ -458,7 +462,7 @@ def test_the_engine_starts_beside_the_services_of_its_namespace(tmp_path: Path) 
     its configuration refuses as unknown settings: a pod restarted after the Service exists
     would never start again."""
     docs = k8s_docs()
-    pod = docs["Deployment"]["spec"]["template"]["spec"]
+    pod = docs["StatefulSet"]["spec"]["template"]["spec"]
     engine = container()
     environ = {**image_env(), **{e["name"]: e["value"] for e in engine["env"] if "value" in e}}
     if pod.get("enableServiceLinks", True):
@@ -476,5 +480,5 @@ def test_the_orchestrators_wait_for_the_whole_shutdown_before_killing_the_engine
         compose = yaml.safe_load(fh)
     grace = compose["services"]["engine"]["stop_grace_period"]
     assert grace.endswith("s") and int(grace[:-1]) >= SHUTDOWN_TIMEOUT_S + 10
-    pod = k8s_docs()["Deployment"]["spec"]["template"]["spec"]
+    pod = k8s_docs()["StatefulSet"]["spec"]["template"]["spec"]
     assert pod["terminationGracePeriodSeconds"] >= SHUTDOWN_TIMEOUT_S + 10
