@@ -730,7 +730,7 @@ class ArbitrageController:
             await self._start_books()
             for untraded in self._untraded_hedges():
                 log.error("hedge %s; close it by hand, or trade its pair and markets again to have it closed", untraded)
-            self._warn_unused_paper_balances()
+            self._drop_unheld_paper_balances()
             if self.balances is not None:
                 await self._start_balance_streams(self.balances)
                 await self.balances.refresh()
@@ -969,19 +969,22 @@ class ArbitrageController:
             for market in markets:
                 market.settle_due_funding(rates, now_ms)
 
-    def _warn_unused_paper_balances(self) -> None:
-        """Paper runs: warn about each ``[paper]`` balance of a paper futures market in an asset its
-        contracts do not settle in (``gateio_futures = { BTC = "1" }``): the account holds only
-        those, so it is ignored. (Spot inventory a run's pairs do not trade is merely unused.)"""
+    def _drop_unheld_paper_balances(self) -> None:
+        """Paper runs: drop, warning, each ``[paper]`` balance of a paper futures market in an asset
+        its contracts do not settle in (``gateio_futures = { BTC = "1" }``): the account holds only
+        those, and one held anyway counted in the inventory skew. (Spot inventory a run's pairs do
+        not trade is merely unused.)"""
         balances = self.config.paper_balances
-        for market in sorted(self._paper_markets, key=lambda m: m.value):
+        for market, paper in sorted(self._paper_markets.items(), key=lambda item: item[0].value):
             if not market.is_futures:
                 continue
             catalog = self._catalogs[market]
             settled = {catalog.get(name).quote for name in market_symbols(market, self.config.symbols)}
-            for asset in sorted(set(balances.get(market.value, {})) - settled):
+            unheld = sorted(set(balances.get(market.value, {})) - settled)
+            for asset in unheld:
                 log.warning("paper.%s.%s: ignored: a futures account holds only what its contracts settle in (%s)",
                             market.value, asset, ", ".join(sorted(settled)))
+            paper.drop_assets(unheld)
 
     def _trading_mark(self) -> int | None:
         """The count of finished executions while none is in flight; None while one is."""

@@ -2578,7 +2578,7 @@ def test_a_paper_run_records_the_funding_its_paper_positions_settled_since_the_l
         assert [p for _, p in journal.funding_payments()] == [settled]
 
 
-def test_a_paper_futures_balance_in_an_asset_its_contracts_do_not_settle_in_is_warned_about(
+def test_a_paper_futures_balance_in_an_asset_its_contracts_do_not_settle_in_is_dropped_and_warned_about(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A futures account holds only what its contracts settle in: BTC given to the paper perpetual
@@ -2589,11 +2589,16 @@ def test_a_paper_futures_balance_in_an_asset_its_contracts_do_not_settle_in_is_w
     for market in (ExchangeName.GATEIO, ExchangeName.GATEIO_FUTURES):
         controller._catalogs[market] = InstrumentCatalog(market, [i for i in instruments if i.exchange is market])
         controller._paper_markets[market] = PaperExchange(SimpleNamespace(exchange=market), {})  # type: ignore[arg-type]
+    controller._paper_markets[ExchangeName.GATEIO_FUTURES] = futures = PaperExchange(
+        SimpleNamespace(exchange=ExchangeName.GATEIO_FUTURES), {"USDT": D(1000), "BTC": D(1)}  # type: ignore[arg-type]
+    )
     with caplog.at_level(logging.WARNING, logger="arb.controller"):
-        controller._warn_unused_paper_balances()
+        controller._drop_unheld_paper_balances()
     assert [r.getMessage() for r in caplog.records] == [
         "paper.gateio_futures.BTC: ignored: a futures account holds only what its contracts settle in (USDT)"
     ]
+    # Held anyway, it counted in the inventory skew of the spot markets' BTC.
+    assert list(asyncio.run(futures.balances())) == ["USDT"]
 
 
 def test_funding_settled_while_the_engine_was_stopped_is_read_at_the_next_start(tmp_path: Path) -> None:

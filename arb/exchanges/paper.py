@@ -244,6 +244,12 @@ class PaperExchange:
         """Always: paper trading needs no keys."""
         return True
 
+    def drop_assets(self, assets: Iterable[str]) -> None:
+        """Take ``assets`` off the starting balances: ones this account cannot hold (a futures account
+        holds only what its contracts settle in). Before trading: nothing of them is locked yet."""
+        for asset in assets:
+            self._free.pop(asset, None)
+
     def __repr__(self) -> str:
         return f"PaperExchange({self.exchange.value}, {len(self._orders)} orders)"
 
