@@ -32,6 +32,7 @@ from .types import (
     MetricsConfig,
     OpportunityType,
     RiskLimits,
+    amount_text,
     number_problem,
 )
 
@@ -517,8 +518,9 @@ class ConfigurationManager:
             state = ", ".join(exchange.markets) if exchange.enabled else "disabled"
             lines.append(f"{exchange.name:<15} {state}; timeout {exchange.rest_timeout_ms} ms; {keys}")
         lines += [
-            f"risk            position {r.max_position_size_usd} USD, exposure {r.max_total_exposure_usd} USD, "
-            f"daily loss {r.max_daily_loss_usd} USD, margin {r.min_profit_margin_bps}-{r.max_profit_margin_bps} bps",
+            f"risk            position {amount_text(r.max_position_size_usd)} USD, exposure "
+            f"{amount_text(r.max_total_exposure_usd)} USD, daily loss {amount_text(r.max_daily_loss_usd)} USD, "
+            f"margin {amount_text(r.min_profit_margin_bps)}-{amount_text(r.max_profit_margin_bps)} bps",
             f"timing          target {c.target_execution_time_ms} ms, scan every {c.opportunity_scan_interval_ms} ms, "
             f"balances every {c.balance_refresh_interval_ms} ms, max data age {c.max_data_age_ms} ms",
             f"safety          circuit breakers {_on(c.enable_circuit_breakers)}, risk checks "

@@ -382,6 +382,13 @@ def test_summary_names_each_journal_a_run_writes(tmp_path: Path) -> None:
     )
 
 
+def test_summary_shows_limits_written_as_toml_numbers_in_plain_decimals(tmp_path: Path) -> None:
+    """Read exactly, a TOML number like 1e2 was shown as 1E+2."""
+    manager = load(tmp_path, "[risk]\nmax_total_exposure_usd = 1e2\nmin_profit_margin_bps = 2.50\n")
+    (line,) = [line for line in manager.summary().splitlines() if line.startswith("risk")]
+    assert "exposure 100 USD" in line and "margin 2.5-" in line
+
+
 def test_gateio_order_transport_reaches_the_connector_settings(tmp_path: Path) -> None:
     from arb.exchanges.connector import DEFAULT_ORDER_TRANSPORT, ConnectorSettings
 
