@@ -1083,7 +1083,7 @@ class ArbitrageController:
         if self.recovery is not None:
             for opp, symbol, detail in flags:
                 self.recovery.restore_flagged(
-                    opp, pair_symbol(symbol) if symbol else symbol, Decimal(str(detail.get("residual", 0))),
+                    opp, pair_symbol(symbol) if symbol else symbol, detail["residual"],
                     str(detail.get("reason", "")),
                 )
 
@@ -1142,10 +1142,7 @@ class ArbitrageController:
         flags = journal.awaiting_approval()
         for index, (opp, symbol, detail) in enumerate(flags):
             net, lot, unvalued = self._net_of(journal, opp)
-            try:
-                recorded = Decimal(str(detail.get("residual", 0)))
-            except ArithmeticError:
-                continue
+            recorded = detail["residual"]
             if unvalued or lot is None or abs(net - recorded) < lot:
                 continue
             reason = f"{detail.get('reason', '')}; the fills now leave {net} base open (was {recorded})"

@@ -1494,7 +1494,8 @@ class Journal:
 
     def awaiting_approval(self) -> list[tuple[str, str, dict[str, Any]]]:
         """``(opportunity id, symbol of its first order, detail)`` of every opportunity flagged for
-        manual approval and not acknowledged since, oldest flag first."""
+        manual approval and not acknowledged since, oldest flag first; ``detail["residual"]`` is a
+        Decimal (0 when the flag recorded none), a flag whose residual is no amount refuses the journal."""
         flagged: dict[str, tuple[str, dict[str, Any]]] = {}
         rows = self._db.execute(
             "SELECT r.step_id, r.opportunity_id, r.step, r.detail, (SELECT i.symbol FROM intents i WHERE "
@@ -1940,9 +1941,18 @@ def _recovery_step(row: tuple[Any, ...]) -> tuple[str, dict[str, Any]]:
 
 
 def _approval_step(row: tuple[Any, ...]) -> tuple[str, dict[str, Any] | None, str | None]:
-    """(opportunity id, detail of a flag or None for an acknowledgement, symbol of its first order)."""
+    """(opportunity id, detail of a flag or None for an acknowledgement, symbol of its first order);
+    a flag's ``residual`` read as a Decimal (0 when it has none)."""
     _, opportunity_id, step, detail, symbol = row
-    return opportunity_id, _step_detail(detail) if step == "manual_approval" else None, symbol
+    if step != "manual_approval":
+        return opportunity_id, None, symbol
+    flag = _step_detail(detail)
+    residual = flag.get("residual", ZERO)
+    # Written as decimal text; a JSON number put there by hand is read by its text, anything else refused.
+    if isinstance(residual, bool) or not isinstance(residual, (str, int, float, Decimal)):
+        raise UnreadableValue(f"detail.residual {residual!r}: not a decimal number")
+    flag["residual"] = stored_decimal(str(residual), "detail.residual")
+    return opportunity_id, flag, symbol
 
 
 def _order_leg(row: tuple[Any, ...]) -> tuple[int, str, str, ExchangeName, str]:

@@ -425,21 +425,26 @@ def test_approvals_refuses_a_journal_with_a_damaged_page_naming_it(
     assert "Traceback" not in err
 
 
+@pytest.mark.parametrize(("detail", "named"), [
+    ('{"reason": "r", "resid', "detail: not a JSON object: "),
+    ('{"reason": "r", "residual": "NaN"}', "detail.residual 'NaN': not a finite number"),
+])
 def test_approvals_refuses_a_recovery_step_cut_short_naming_its_row(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], detail: str, named: str
 ) -> None:
-    """A flag's detail cut short (a failing disk, an edit by hand) ended in a bare msgspec traceback."""
+    """A flag's detail cut short (a failing disk, an edit by hand) ended in a bare msgspec traceback;
+    a residual that is no amount was listed as any other."""
     import sqlite3
 
     from arb.cli import main
 
     path = flagged_journal(tmp_path)
     with sqlite3.connect(path) as db:
-        db.execute("""UPDATE recovery_steps SET detail = '{"reason": "r", "resid'""")
+        db.execute("UPDATE recovery_steps SET detail = ?", (detail,))
     db.close()
     assert main(["approvals", "--journal", str(path)]) == 1
     err = capsys.readouterr().err
-    assert f"journal {path}: recovery_steps row 1: detail: not a JSON object: " in err
+    assert f"journal {path}: recovery_steps row 1: {named}" in err
     assert "Traceback" not in err
 
 
@@ -466,7 +471,7 @@ def test_approvals_lists_and_acknowledges_what_awaits_an_operator(
     assert main(["approvals", "--journal", str(path), "--acknowledge", "o1"]) == 2
     assert "nothing awaits approval for 'o1'" in capsys.readouterr().err
     with Journal(path) as journal:
-        assert [(opp, detail["residual"]) for opp, _, detail in journal.awaiting_approval()] == [("o2", "0")]
+        assert [(opp, detail["residual"]) for opp, _, detail in journal.awaiting_approval()] == [("o2", 0)]
         assert journal.recovery_steps("o1")[-1] == ("acknowledged", {"by": "operator"})
 
 

@@ -387,11 +387,16 @@ def test_a_journal_with_a_damaged_page_fails_the_start_naming_it(tmp_path: Path,
     ("UPDATE fills SET price = '6O000'", "fills row 1: price '6O000': not a decimal number"),
     ("UPDATE funding_payments SET amount = '1,5'", "funding_payments row gateio_futures f1: amount '1,5': not a decimal"),
     ("""UPDATE recovery_steps SET detail = '{"reason": "r", "resid'""", "recovery_steps row 1: detail: not a JSON object"),
+    ("""UPDATE recovery_steps SET detail = '{"reason": "r", "residual": "abc"}'""",
+     "recovery_steps row 1: detail.residual 'abc': not a decimal number"),
+    ("""UPDATE recovery_steps SET detail = '{"reason": "r", "residual": "1e999999999"}'""",
+     "recovery_steps row 1: detail.residual '1e999999999': out of range"),
 ])
 def test_a_journal_with_a_damaged_value_fails_the_start_naming_it(tmp_path: Path, damage: str, named: str) -> None:
     """A value edited by hand or damaged on disk: the start's restore of the fills and of today's
     funding died with a bare ``decimal.InvalidOperation``, its read of the flags awaiting approval
-    with a bare ``msgspec.DecodeError``, naming no file, row or column."""
+    with a bare ``msgspec.DecodeError`` (a bare ``decimal`` error for a flag's residual that is no
+    amount), naming no file, row or column."""
     path = tmp_path / "j.sqlite3"
     order = OrderRequest(symbol="BTC/USDT", side=OrderSide.BUY, type=OrderType.LIMIT, quantity=D("0.001"),
                          price=D("60000"), client_order_id="o2-b", time_in_force=TimeInForce.IOC)

@@ -213,6 +213,35 @@ def test_a_damaged_recovery_step_detail_is_refused_naming_its_row(tmp_path: Path
             assert str(refused.value).startswith(f"journal {path}: recovery_steps row 2: detail: not a JSON object: ")
 
 
+@pytest.mark.parametrize(("residual", "problem"), [
+    ('"abc"', "'abc': not a decimal number"),
+    ("null", "None: not a decimal number"),
+    ('"NaN"', "'NaN': not a finite number"),
+    ('"1e999999999"', "'1e999999999': out of range"),
+    ("true", "True: not a decimal number"),
+])
+def test_a_flag_whose_residual_is_no_amount_is_refused_naming_its_row(
+    tmp_path: Path, residual: str, problem: str
+) -> None:
+    """The start's restore of the flags died on it with a bare ``decimal`` traceback, and ``approvals``
+    listed it as any other."""
+    path = tmp_path / "j.sqlite3"
+    with Journal(path) as journal:
+        journal.record_recovery_step("opp1", "manual_approval", {"reason": "r", "residual": "0.5"})
+    with closing(sqlite3.connect(path)) as db, db:
+        db.execute(f"""UPDATE recovery_steps SET detail = '{{"reason": "r", "residual": {residual}}}'""")
+    with Journal(path) as journal, pytest.raises(JournalError) as refused:
+        journal.awaiting_approval()
+    assert str(refused.value).startswith(f"journal {path}: recovery_steps row 1: detail.residual {problem}")
+
+
+def test_a_flags_residual_is_read_as_a_decimal(tmp_path: Path) -> None:
+    with Journal(tmp_path / "j.sqlite3") as journal:
+        journal.record_recovery_step("o1", "manual_approval", {"reason": "r", "residual": Decimal("-0.25")})
+        journal.record_recovery_step("o2", "manual_approval", {"reason": "r"})
+        assert [detail["residual"] for _, _, detail in journal.awaiting_approval()] == [Decimal("-0.25"), 0]
+
+
 def test_a_refused_row_leaves_the_journal_able_to_close(tmp_path: Path) -> None:
     """The refused row's statement, left mid-read, kept the tables locked as long as the refusal was
     held: closing the journal (the failed start's clean-up) then failed on its checkpoint instead."""
