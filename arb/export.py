@@ -28,11 +28,11 @@ import msgspec
 from .errors import ArbitrageEngineError
 from .exchanges.models import OrderRequest
 from .journal import (
-    INTENT_LOG_SUFFIX,
     SCHEMA_VERSION,
     IntentLogDamage,
     UnreadableValue,
     converted_rows,
+    intent_log_of,
     read_intent_log,
     stored_contract_size,
     stored_decimal,
@@ -199,7 +199,7 @@ def _warn_pending_intents(db: sqlite3.Connection, path: str) -> None:
     """Warn of the intents the intent log holds that the database does not (yet). The log is emptied only
     at checkpoints: beside a running engine it mostly holds intents the database has already."""
     try:
-        with open(path + INTENT_LOG_SUFFIX, "rb") as file:
+        with open(intent_log_of(path), "rb") as file:
             data = file.read()
     except OSError:
         return

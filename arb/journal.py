@@ -32,7 +32,7 @@ a few ms beside one), so the engine checkpoints rarely; SQLite's own checkpoint,
 commit, is pushed out to ``AUTOCHECKPOINT_PAGES`` as a safety net.
 
 Intent log: ``record_intents(..., deferred=True)`` (the executor's two legs) appends the
-intents to ``<path>-intents`` with one ``write`` (and an ``fdatasync`` under ``FULL``) instead
+intents to ``<path>-intents`` (beside the file a symlink at ``path`` leads to) with one ``write`` (and an ``fdatasync`` under ``FULL``) instead
 of a commit, which took the order path ~185 µs cold. The rows go into the database in the
 next transaction, before anything else is written or read, or in ``flush_intents`` (the
 executor calls it once both orders are out). Opening a journal first moves what a crash left
@@ -41,7 +41,8 @@ sent. The log is emptied once everything in it has been committed (``start_check
 ``checkpoint``, ``close``). Its durability is the database's: kept across a killed process,
 and across power loss under ``FULL`` only. A journal in memory has no log and commits at once.
 The log is locked (``flock``) while its journal is open, so a second journal opened on the
-same file, in this process or another, is refused rather than taking the log away. A log
+same file, in this process or another, by any name through symlinks, is refused rather than taking
+the log away; a database file with several names (hard links) is refused. A log
 deleted while open is created and locked again at the next checkpoint; when another file is
 there by then, or another journal has written intents, the journal records no more intents. Ids are
 given by the journal for both paths, never reused, even for an append that failed. A failed
@@ -379,12 +380,18 @@ class _Transaction:
             journal._publish()
 
 
+def intent_log_of(journal_path: str | os.PathLike[str]) -> str:
+    """The intent log of the journal at ``journal_path``: beside the database file the path leads to,
+    so that every name of it through symlinks has the one log, and its lock."""
+    return os.path.realpath(journal_path) + INTENT_LOG_SUFFIX
+
+
 def intent_log_in_use(journal_path: str | os.PathLike[str]) -> bool:
     """Whether an open journal (in any process) holds the intent log of ``journal_path``.
 
     Raises JournalError when the log cannot be looked at (its directory is a file, not readable...).
     """
-    log_path = os.fspath(journal_path) + INTENT_LOG_SUFFIX
+    log_path = intent_log_of(journal_path)
     try:
         fd = os.open(log_path, os.O_RDONLY)
     except FileNotFoundError:
@@ -643,7 +650,7 @@ class Journal:
         self._log_lost: str | None = None  # why no more intents are recorded: the log was moved away
         self._closed = False
         in_memory = self.path in ("", ":memory:")
-        self.intent_log_path = None if in_memory else self.path + INTENT_LOG_SUFFIX
+        self.intent_log_path = None if in_memory else intent_log_of(self.path)
         try:
             self._connect(synchronous)
         except BaseException:
@@ -662,6 +669,7 @@ class Journal:
                 pass
             except OSError as exc:
                 raise JournalError(f"journal {self.path}: cannot create: {exc}") from exc
+            self._refuse_hard_links()
         try:
             self._db = sqlite3.connect(self.path, isolation_level=None)
             # Writes go through one cursor (none of them reads rows back), sparing a cursor per statement.
@@ -674,6 +682,7 @@ class Journal:
             self._check_writable()
             if self._log_fd is not None and self.intent_log_path is not None:
                 self._recover_intent_log(self.intent_log_path, self._log_fd)
+                self._recover_log_of_link()
             self._load_index()
             self._next_intent_id = self._last_intent_id() + 1
             self._keys = _KeyHashes(self._db.execute("SELECT exchange, client_order_id FROM intents"))
@@ -726,6 +735,35 @@ class Journal:
                 os.close(fd)
                 raise JournalError(f"journal {self.path}: cannot sync the directory of {log_path}: {exc}") from exc
         return fd
+
+    def _refuse_hard_links(self) -> None:
+        """Raise ``JournalError`` when the database file has other names (hard links): the lock on its
+        intent log, and SQLite's write-ahead log, go by the name, so each name would be a journal apart
+        over the one file (two engines trading on it, or its WAL split between them)."""
+        try:
+            links = os.stat(self.path).st_nlink
+        except OSError as exc:
+            raise JournalError(f"journal {self.path}: cannot look at it: {exc}") from exc
+        if links > 1:
+            raise JournalError(
+                f"journal {self.path}: its file has {links} names (hard links); remove the others (find -samefile "
+                "lists them), or name it through a symlink"
+            )
+
+    def _recover_log_of_link(self) -> None:
+        """Move into the database, then remove, an intent log kept under the name of a symlink to the
+        database (as earlier versions did), which would otherwise never be read again."""
+        earlier, log_path = self.path + INTENT_LOG_SUFFIX, self.intent_log_path
+        if log_path is None or earlier == log_path or not os.path.isfile(earlier) or os.path.samefile(earlier, log_path):
+            return
+        fd = self._open_intent_log(earlier)  # refused while a journal opened by that name holds it
+        try:
+            self._recover_intent_log(earlier, fd)
+            os.unlink(earlier)
+        except OSError as exc:
+            raise JournalError(f"journal {self.path}: cannot remove the intent log {earlier}: {exc}") from exc
+        finally:
+            os.close(fd)
 
     def _migrate(self) -> None:
         (version,) = self._db.execute("PRAGMA user_version").fetchone()

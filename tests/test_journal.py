@@ -1343,6 +1343,46 @@ def test_a_second_open_journal_on_the_same_file_is_refused(tmp_path: Path) -> No
         assert len(journal.open_intents()) == 2
 
 
+def test_a_second_journal_opened_through_a_symlink_is_refused(tmp_path: Path) -> None:
+    """The log was named after the path as given: through a symlink a second engine opened the journal
+    beside the first, and ``approvals`` took it for stopped."""
+    path, link = tmp_path / "j.sqlite3", tmp_path / "link.sqlite3"
+    link.symlink_to(path)
+    with Journal(path):
+        assert journal_module.intent_log_in_use(link)
+        with pytest.raises(JournalError, match="intent log .* is locked by another open journal"):
+            Journal(link)
+    with Journal(link) as journal:
+        assert journal.intent_log_path == f"{path}-intents"
+        assert journal_module.intent_log_in_use(path)
+    assert not Path(f"{link}-intents").exists()
+
+
+def test_a_journal_whose_file_has_several_names_is_refused(tmp_path: Path) -> None:
+    """Each hard link had its own intent log and lock: two engines could trade on one journal."""
+    path, other = tmp_path / "j.sqlite3", tmp_path / "copy.sqlite3"
+    Journal(path).close()
+    os.link(path, other)
+    for name in (path, other):
+        with pytest.raises(JournalError) as refused:
+            Journal(name)
+        assert str(refused.value).startswith(f"journal {name}: its file has 2 names (hard links); remove the others")
+    other.unlink()
+    Journal(path).close()
+
+
+def test_an_intent_log_an_earlier_version_kept_under_a_symlinks_name_is_recovered(tmp_path: Path) -> None:
+    path, link = tmp_path / "j.sqlite3", tmp_path / "link.sqlite3"
+    link.symlink_to(path)
+    result = subprocess.run([sys.executable, "-c", CRASH_AFTER, str(path), "logged"], capture_output=True, text=True,
+                            check=True)
+    assert result.stdout.strip() == "1"
+    Path(f"{path}-intents").rename(f"{link}-intents")  # where a crash of an earlier version left it
+    with Journal(link) as journal:
+        assert [i.client_order_id for i in journal.open_intents()] == ["k1"]
+    assert not Path(f"{link}-intents").exists()
+
+
 def test_an_intent_log_deleted_while_open_is_taken_back_at_the_next_checkpoint(tmp_path: Path) -> None:
     path = tmp_path / "j.sqlite3"
     log = Path(f"{path}-intents")
