@@ -498,7 +498,7 @@ class ArbitrageController:
         self.funding: FundingBook | None = None
         self.collection = IdleCollection()  # garbage collection between executions (arb.collection)
         self._collections_put_off = 0  # status ticks in a row that did not collect (``_collect_at_tick``)
-        self._flagged_at_start = 0  # residuals an earlier run left that this run's start-up flagged
+        self._flagged_at_start = 0  # residuals an earlier run left that this run's start-up flagged, or raised again
         self._left_in_flight: list[str] = []  # what the shutdown's drain left in flight (``_note_left_in_flight``)
 
     # --- start-up -----------------------------------------------------------------------
@@ -1149,6 +1149,7 @@ class ArbitrageController:
             log.error("opportunity %s: REQUIRES MANUAL APPROVAL: its residual is now %s base (was %s)", opp, net, recorded)
             raised = {"reason": reason, "residual": net}
             journal.record_recovery_step(opp, "manual_approval", raised)
+            self._flagged_at_start += 1  # a position no run has reported yet, as a new flag is
             flags[index] = (opp, symbol, raised)
         return flags
 

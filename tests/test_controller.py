@@ -3661,5 +3661,8 @@ def test_a_flag_whose_residual_the_start_found_closed_is_raised_again_with_what_
     assert "the fills now leave 0.000 base open (was 0.001)" in detail["reason"]
     [waiting] = recovery.get_active_recoveries()  # what the operator is shown: the flag as raised again
     assert waiting.residual_quantity == 0 and "the fills now leave" in waiting.reason
+    # Raised again by this start: the run says so and fails, as for a new flag (it ended 0, unsaid).
+    assert controller.summary().flagged_this_run == 1 and not controller.summary().ok
     controller._flag_interrupted(journal, [])  # as the fills say now: not raised again
     assert [step for step, _ in journal.recovery_steps("o2")].count("manual_approval") == 2
+    assert controller.summary().flagged_this_run == 1
