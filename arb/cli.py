@@ -909,25 +909,44 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _approvals(args: argparse.Namespace) -> int:
-    from .journal import Journal, intent_log_in_use
+    from .export import read_only_journal
+    from .journal import flags_awaiting_approval, intent_log_in_use, sqlite_errors_named
 
-    path = _journal_named(args, "approvals")  # before opening it to write
+    path = _journal_named(args, "approvals")  # before opening it
     if intent_log_in_use(path):
         raise ConfigurationError([
             f"approvals: the journal {path} is in use by a running engine; stop it first (while it runs, its "
             "live view, log and arb_recoveries_active metric show what awaits approval)"
         ])
-    with Journal(path) as journal, journal.damage_named():
-        waiting = journal.awaiting_approval()
-        if args.acknowledge is not None:
-            if args.acknowledge not in {opp for opp, _, _ in waiting}:
-                raise ConfigurationError([f"approvals: nothing awaits approval for {args.acknowledge!r} in {path}"])
-            journal.record_recovery_step(args.acknowledge, "acknowledged", {"by": "operator"})
-            print(f"arb approvals: {args.acknowledge} acknowledged; it no longer awaits approval at the next start")
-            return EXIT_OK
+    if args.acknowledge is not None:
+        return _acknowledge(path, args.acknowledge)
+    # Read-only: the journal is left for the engine that runs it (the schema of its version, its intent log).
+    with read_only_journal(path) as (db, _), sqlite_errors_named(path):
+        waiting = flags_awaiting_approval(db, path)
     for opp, symbol, detail in waiting:
-        print(f"{opp}  {symbol}  residual {detail.get('residual', 0)}  {detail.get('reason', '')}")
+        print(f"{opp}  {symbol}  residual {detail['residual']}  {detail.get('reason', '')}")
     print(f"arb approvals: {len(waiting)} awaiting approval in {path}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _acknowledge(path: str, opportunity_id: str) -> int:
+    """Journal that an operator dealt with ``opportunity_id``'s flag; refused on a journal of an older
+    schema, which opening it to write would upgrade past what the engine that runs it reads."""
+    from .export import journal_version
+    from .journal import SCHEMA_VERSION, Journal
+
+    version = journal_version(path)
+    if version < SCHEMA_VERSION:
+        raise ConfigurationError([
+            f"approvals: the journal {path} is of schema version {version}; acknowledging would upgrade it to "
+            f"version {SCHEMA_VERSION}, which an engine of an earlier arb refuses to open: acknowledge with the "
+            "arb that runs it, or start this arb's engine on it first (its start upgrades it)"
+        ])
+    with Journal(path) as journal, journal.damage_named():
+        if opportunity_id not in {opp for opp, _, _ in journal.awaiting_approval()}:
+            raise ConfigurationError([f"approvals: nothing awaits approval for {opportunity_id!r} in {path}"])
+        journal.record_recovery_step(opportunity_id, "acknowledged", {"by": "operator"})
+    print(f"arb approvals: {opportunity_id} acknowledged; it no longer awaits approval at the next start")
     return EXIT_OK
 
 

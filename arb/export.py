@@ -20,6 +20,7 @@ import logging
 import os
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from decimal import Context, Decimal, Inexact, InvalidOperation, Overflow
 from typing import Any, NoReturn, TextIO, TypeVar
 
@@ -153,9 +154,18 @@ def journal_version(path: str) -> int:
     """The schema version of the arb journal at ``path``, read without writing anything there;
     raises ``ExportError`` when the file is missing, is not an arb journal or is newer than this
     build reads."""
+    with read_only_journal(path) as (_, version):
+        return version
+
+
+@contextmanager
+def read_only_journal(path: str) -> Iterator[tuple[sqlite3.Connection, int]]:
+    """A read-only connection to the arb journal at ``path`` and its schema version, closed on exit;
+    ``ExportError`` as ``journal_version`` raises it. Nothing is written there: an older journal keeps
+    its schema, its intent log what it holds."""
     db = _open_read_only(path)
     try:
-        return _schema_version(db, path)
+        yield db, _schema_version(db, path)
     finally:
         db.close()
 
@@ -349,4 +359,4 @@ def _order_row(row: tuple[Any, ...], filled: dict[int, Decimal]) -> list[str]:
     ]
 
 
-__all__ = ["ExportError", "KINDS", "export_journal", "journal_version", "parse_day"]
+__all__ = ["ExportError", "KINDS", "export_journal", "journal_version", "parse_day", "read_only_journal"]

@@ -65,7 +65,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Awaitable, Callable, Collection, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from decimal import Decimal
 from types import TracebackType
 from typing import Any, Literal, TypeVar
@@ -523,6 +523,46 @@ def stored_int(value: object, column: str) -> int:
     if type(value) is not int:
         raise UnreadableValue(f"{column} {value!r}: not a whole number")
     return value
+
+
+@contextmanager
+def sqlite_errors_named(path: str) -> Iterator[None]:
+    """Raise SQLite's errors inside as ``JournalError`` naming the journal at ``path``, for a clear
+    refusal rather than a bare traceback; a damaged file (a bad page reads as "database disk image is
+    malformed") with what to do about it, other errors (a full disk, a lock) as they are."""
+    try:
+        yield
+    except sqlite3.DatabaseError as exc:
+        advice = ""
+        if (getattr(exc, "sqlite_errorcode", 0) & 0xFF) in (_SQLITE_CORRUPT, _SQLITE_NOTADB):
+            advice = (": restore it from a backup, or rebuild it with sqlite3's .recover (the orders it "
+                      "holds may exist at the venues)")
+        raise JournalError(f"journal {path}: {exc}{advice}") from exc
+
+
+def flags_awaiting_approval(db: sqlite3.Connection, path: str) -> list[tuple[str, str, dict[str, Any]]]:
+    """``(opportunity id, symbol of its first order, detail)`` of every opportunity flagged for manual
+    approval and not acknowledged since in the journal at ``path`` (``db``, read-only or not), oldest
+    flag first; ``detail["residual"]`` is a Decimal (0 when the flag recorded none). A flag that
+    cannot be read (its residual no amount) refuses the journal, naming its row."""
+    flagged: dict[str, tuple[str, dict[str, Any]]] = {}
+    rows = db.execute(
+        "SELECT r.step_id, r.opportunity_id, r.step, r.detail, (SELECT i.symbol FROM intents i WHERE "
+        "i.opportunity_id = r.opportunity_id ORDER BY i.intent_id LIMIT 1) FROM recovery_steps r "
+        "WHERE r.step IN ('manual_approval', 'acknowledged') ORDER BY r.step_id"
+    )
+    for opp, detail, symbol in converted_rows(path, "recovery_steps", (0,), rows, _approval_step, _unreadable):
+        flagged.pop(opp, None)
+        if detail is not None:  # flagged, not acknowledged
+            flagged[opp] = (symbol or "", detail)
+    return [(opp, symbol, detail) for opp, (symbol, detail) in flagged.items()]
+
+
+def _unreadable(problem: str) -> JournalError:
+    return JournalError(
+        f"{problem}; repair that row or restore the journal from a backup (the venues' histories have its "
+        "orders, fills and funding)"
+    )
 
 
 class IntentRecord(msgspec.Struct, frozen=True, kw_only=True):
@@ -1024,19 +1064,9 @@ class Journal:
         finally:
             db.close()
 
-    @contextmanager
-    def damage_named(self) -> Iterator[None]:
-        """Raise SQLite's errors inside as ``JournalError`` naming this journal, for a clear refusal
-        rather than a bare traceback; a damaged file (a bad page reads as "database disk image is
-        malformed") with what to do about it, other errors (a full disk, a lock) as they are."""
-        try:
-            yield
-        except sqlite3.DatabaseError as exc:
-            advice = ""
-            if (getattr(exc, "sqlite_errorcode", 0) & 0xFF) in (_SQLITE_CORRUPT, _SQLITE_NOTADB):
-                advice = (": restore it from a backup, or rebuild it with sqlite3's .recover (the orders it "
-                          "holds may exist at the venues)")
-            raise JournalError(f"journal {self.path}: {exc}{advice}") from exc
+    def damage_named(self) -> AbstractContextManager[None]:
+        """``sqlite_errors_named`` of this journal."""
+        return sqlite_errors_named(self.path)
 
     def close(self) -> None:
         """Stop the checkpoint thread, checkpoint the WAL into the database file and close (once).
@@ -1531,20 +1561,8 @@ class Journal:
         )
 
     def awaiting_approval(self) -> list[tuple[str, str, dict[str, Any]]]:
-        """``(opportunity id, symbol of its first order, detail)`` of every opportunity flagged for
-        manual approval and not acknowledged since, oldest flag first; ``detail["residual"]`` is a
-        Decimal (0 when the flag recorded none), a flag whose residual is no amount refuses the journal."""
-        flagged: dict[str, tuple[str, dict[str, Any]]] = {}
-        rows = self._db.execute(
-            "SELECT r.step_id, r.opportunity_id, r.step, r.detail, (SELECT i.symbol FROM intents i WHERE "
-            "i.opportunity_id = r.opportunity_id ORDER BY i.intent_id LIMIT 1) FROM recovery_steps r "
-            "WHERE r.step IN ('manual_approval', 'acknowledged') ORDER BY r.step_id"
-        )
-        for opp, detail, symbol in self._rows("recovery_steps", (0,), rows, _approval_step):
-            flagged.pop(opp, None)
-            if detail is not None:  # flagged, not acknowledged
-                flagged[opp] = (symbol or "", detail)
-        return [(opp, symbol, detail) for opp, (symbol, detail) in flagged.items()]
+        """``flags_awaiting_approval`` of this journal."""
+        return flags_awaiting_approval(self._db, self.path)
 
     def acknowledged(self) -> set[str]:
         """Opportunities whose flag an operator acknowledged (``approvals --acknowledge``) and that were
@@ -1768,13 +1786,7 @@ class Journal:
         convert: Callable[[tuple[Any, ...]], _Converted],
     ) -> Iterator[_Converted]:
         """``converted_rows`` of this journal: a row that cannot be read refuses the journal."""
-        return converted_rows(self.path, table, key, rows, convert, self._unreadable)
-
-    def _unreadable(self, problem: str) -> JournalError:
-        return JournalError(
-            f"{problem}; repair that row or restore the journal from a backup (the venues' histories have its "
-            "orders, fills and funding)"
-        )
+        return converted_rows(self.path, table, key, rows, convert, _unreadable)
 
     def _insert_fill(self, intent_id: int | None, exchange: ExchangeName, fill: Fill, source: str) -> bool:
         """Insert the fill unless its trade id is journaled, counting it in its intent's index entry;

@@ -475,6 +475,50 @@ def test_approvals_lists_and_acknowledges_what_awaits_an_operator(
         assert journal.recovery_steps("o1")[-1] == ("acknowledged", {"by": "operator"})
 
 
+def test_approvals_leaves_an_older_journal_for_the_engine_that_runs_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Listing opened the journal to write: it upgraded an older journal's schema in place, past what the
+    deployed engine reads, and moved its intent log into the database."""
+    import sqlite3
+    from contextlib import closing
+    from decimal import Decimal
+
+    from arb.cli import main
+    from arb.exchanges.models import OrderRequest, OrderType
+    from arb.journal import Journal
+    from arb.types import ExchangeName, OrderSide
+
+    path, log = tmp_path / "journal.sqlite3", tmp_path / "journal.sqlite3-intents"
+    order = OrderRequest(symbol="BTC/USDT", side=OrderSide.BUY, type=OrderType.LIMIT, quantity=Decimal("0.001"),
+                         price=Decimal("60000"), client_order_id="k1")
+    with Journal(path) as journal:
+        journal.record_recovery_step("o1", "manual_approval", {"reason": "residual past its bound", "residual": "0.5"})
+        journal.record_intents("o2", [("buy", ExchangeName.GATEIO, order)], deferred=True)
+        logged = log.read_bytes()
+    log.write_bytes(logged)  # as a crash leaves it: the engine's next start moves it in
+    with closing(sqlite3.connect(path)) as db:
+        db.execute("PRAGMA user_version=6")
+
+    def version() -> int:
+        with closing(sqlite3.connect(path)) as db:
+            return int(db.execute("PRAGMA user_version").fetchone()[0])
+
+    assert main(["approvals", "--journal", str(path)]) == 0
+    assert capsys.readouterr().out.splitlines() == ["o1    residual 0.5  residual past its bound"]
+    assert version() == 6 and log.read_bytes() == logged
+    assert main(["approvals", "--journal", str(path), "--acknowledge", "o1"]) == 2
+    assert (f"approvals: the journal {path} is of schema version 6; acknowledging would upgrade it to version 7"
+            in capsys.readouterr().err)
+    assert version() == 6 and log.read_bytes() == logged
+    with Journal(path):  # the engine of this arb upgrades it
+        pass
+    assert main(["approvals", "--journal", str(path), "--acknowledge", "o1"]) == 0
+    assert main(["approvals", "--journal", str(path)]) == 0
+    assert capsys.readouterr().out.splitlines() == ["arb approvals: o1 acknowledged; it no longer awaits approval at "
+                                                    "the next start"]
+
+
 def test_a_report_directory_that_cannot_be_written_is_refused_before_the_run(tmp_path: Path) -> None:
     blocker = tmp_path / "taken"
     blocker.write_text("a file where the report directory would go")
