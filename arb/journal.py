@@ -32,8 +32,9 @@ a few ms beside one), so the engine checkpoints rarely; SQLite's own checkpoint,
 commit, is pushed out to ``AUTOCHECKPOINT_PAGES`` as a safety net.
 
 Intent log: ``record_intents(..., deferred=True)`` (the executor's two legs) appends the
-intents to ``<path>-intents`` (beside the file a symlink at ``path`` leads to) with one ``write`` (and an ``fdatasync`` under ``FULL``) instead
-of a commit, which took the order path ~185 µs cold. The rows go into the database in the
+intents to ``<path>-intents`` (beside the file a symlink at ``path`` leads to) with one
+``write`` (and an ``fdatasync`` under ``FULL``) instead of a commit, which took the order
+path ~185 µs cold. The rows go into the database in the
 next transaction, before anything else is written or read, or in ``flush_intents`` (the
 executor calls it once both orders are out). Opening a journal first moves what a crash left
 in the log into the database, so the open intents include every order that may have been
