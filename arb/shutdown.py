@@ -95,6 +95,9 @@ def signals_given_back() -> Iterator[None]:
     """Put SIGINT, SIGTERM, SIGUSR1 and SIGUSR2 back as they were on leaving (a run handles them
     until its program has reported it): a program that ran the engine in its own process keeps
     its own handling of them."""
+    if threading.current_thread() is not threading.main_thread():  # signals are the main thread's alone
+        yield
+        return
     saved = {sig: signal.getsignal(sig) for sig in (*_STOP_SIGNALS, *_KILL_SWITCH_SIGNALS)}
     try:
         yield

@@ -718,6 +718,22 @@ def test_a_run_called_in_process_gives_the_signals_back_as_they_were(
     assert {sig: signal.getsignal(sig) for sig in signals} == before
 
 
+def test_a_run_called_in_a_worker_thread_ends_with_its_exit_code(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Giving the signals back raised ValueError outside the main thread (where signals are not
+    handled), in place of the run's exit code or its configuration refusal."""
+    import threading
+
+    from arb.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    codes: list[int] = []
+    for argv in (["run", "--headless", "--duration", "0.2"], ["run", "--headless", "--config", "missing.toml"]):
+        worker = threading.Thread(target=lambda argv=argv: codes.append(main(argv)))
+        worker.start()
+        worker.join(60)
+    assert codes == [0, 2]
+
+
 @pytest.mark.parametrize(("flagged", "code"), [(0, 0), (1, 1)])
 def test_a_run_stopped_while_starting_exits_1_when_its_start_up_flagged_a_residual(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], flagged: int, code: int
