@@ -705,7 +705,8 @@ class Journal:
             # A new database is the owner's alone (orders, fills, PnL); SQLite gives its WAL and
             # shared-memory files the database file's permissions. One that exists is left as it is.
             try:
-                os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+                # By its real path: a symlink to a file not made yet (an empty volume) would read as existing.
+                os.close(os.open(os.path.realpath(self.path), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
             except FileExistsError:
                 pass
             except OSError as exc:

@@ -1343,6 +1343,18 @@ def test_a_second_open_journal_on_the_same_file_is_refused(tmp_path: Path) -> No
         assert len(journal.open_intents()) == 2
 
 
+def test_a_journal_path_that_links_to_a_file_not_made_yet_creates_it_there(tmp_path: Path) -> None:
+    """A symlink to a database on an empty volume: creating the file by the link's name failed as
+    existing, and the journal was refused as not found."""
+    (tmp_path / "volume").mkdir()
+    target = tmp_path / "volume" / "j.sqlite3"
+    link = tmp_path / "j.sqlite3"
+    link.symlink_to(target)
+    with Journal(link) as journal:
+        journal.record_intents("opp1", LEGS)
+    assert target.is_file() and [row[2] for row in database_keys(target)] == ["c1", "c2"]
+
+
 def test_a_second_journal_opened_through_a_symlink_is_refused(tmp_path: Path) -> None:
     """The log was named after the path as given: through a symlink a second engine opened the journal
     beside the first, and ``approvals`` took it for stopped."""
