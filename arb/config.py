@@ -559,13 +559,20 @@ class ConfigurationManager:
         Checked before anything is opened: SQLite's "unable to open database file" names no setting."""
         path = self.config.journal_path
         where = f"engine.journal_path {path!r} ({self.source_of('engine.journal_path')})"
-        directory = os.path.dirname(os.path.abspath(path))  # a relative path is taken from the working directory
+        # A relative path is taken from the working directory; a symlink's file is made where it points.
+        directory = os.path.dirname(os.path.realpath(path))
         if os.path.isdir(path):
             return [f"{where}: is a directory; name the journal's file in it"]
         if not os.path.isdir(directory):
             return [f"{where}: its directory {directory} does not exist"]
         if not os.access(directory, os.W_OK | os.X_OK):
             return [f"{where}: its directory {directory} is not writable"]
+        try:
+            links = os.stat(path).st_nlink
+        except OSError:  # not made yet; or the run names what stops it
+            links = 1
+        if links > 1:  # as ``Journal`` refuses it
+            return [f"{where}: its file has {links} names (hard links); remove the others, or name it through a symlink"]
         return []
 
     def live_config_problems(self) -> list[str]:

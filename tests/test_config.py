@@ -336,6 +336,14 @@ def test_the_journal_path_is_checked_on_this_machine(tmp_path: Path, monkeypatch
     assert problem.endswith(f"(env ARB_JOURNAL_PATH): its directory {tmp_path / 'missing'} does not exist")
     (problem,) = load(tmp_path, env={"ARB_JOURNAL_PATH": "user.toml/j.sqlite3"}).journal_path_problems()
     assert problem.endswith(f"its directory {tmp_path / 'user.toml'} does not exist")  # a file, not a directory
+    # A symlink's file is made where it points; a file with other names (hard links) the journal refuses.
+    (tmp_path / "link.sqlite3").symlink_to(tmp_path / "gone" / "j.sqlite3")
+    (problem,) = load(tmp_path, env={"ARB_JOURNAL_PATH": "link.sqlite3"}).journal_path_problems()
+    assert problem.endswith(f"its directory {tmp_path / 'gone'} does not exist")
+    (tmp_path / "a.sqlite3").write_bytes(b"")
+    os.link(tmp_path / "a.sqlite3", tmp_path / "b.sqlite3")
+    (problem,) = load(tmp_path, env={"ARB_JOURNAL_PATH": "a.sqlite3"}).journal_path_problems()
+    assert problem.endswith("its file has 2 names (hard links); remove the others, or name it through a symlink")
 
 
 def test_hedge_configuration_loads(tmp_path: Path) -> None:
