@@ -328,6 +328,14 @@ def dry_run_cluster(
     ))
 
 
+def _order_names(intents: Sequence[IntentRecord]) -> dict[str, list[str]]:
+    """``"market client-id"`` of each of ``intents``, by opportunity: how its orders are named to the operator."""
+    named: dict[str, list[str]] = {}
+    for intent in intents:
+        named.setdefault(intent.opportunity_id, []).append(f"{intent.exchange.value} {intent.client_order_id}")
+    return named
+
+
 def _kill_switch_after_run(signum: int, frame: object) -> None:
     """SIGUSR1/SIGUSR2 once a run has ended and its program reports it (``ShutdownManager.keeps_signals``)."""
     log.warning("received %s after the run ended: the kill switch has nothing to stop", signal.Signals(signum).name)
@@ -692,8 +700,7 @@ class ArbitrageController:
 
                     def flag(opportunity_id: str, left_open: list[IntentRecord]) -> None:
                         reconciled.add(opportunity_id)
-                        unknown = [f"{intent.exchange.value} {intent.client_order_id}" for intent in left_open]
-                        self._flag_residual(journal, opportunity_id, unknown)
+                        self._flag_residual(journal, opportunity_id, _order_names(left_open).get(opportunity_id, []))
 
                     await journal.reconcile(self._resolver_with_fees(resolver), flag)
                     self._flag_interrupted(journal, sorted(interrupted - reconciled))
@@ -1074,9 +1081,7 @@ class ArbitrageController:
         The net is the signed base quantity over all its recorded fills (spot and futures
         legs, recovery orders included): a completed or recovered execution nets to zero.
         """
-        unknown: dict[str, list[str]] = {}
-        for intent in journal.open_intents():
-            unknown.setdefault(intent.opportunity_id, []).append(f"{intent.exchange.value} {intent.client_order_id}")
+        unknown = _order_names(journal.open_intents())
         for opp in opportunity_ids:
             self._flag_residual(journal, opp, unknown.get(opp, []))
         flags = self._update_flagged_residuals(journal)
@@ -2436,10 +2441,7 @@ class ArbitrageController:
         unknown: dict[str, list[str]] = {}
         if self.journal is not None:
             try:
-                for intent in self.journal.open_intents():
-                    unknown.setdefault(intent.opportunity_id, []).append(
-                        f"{intent.exchange.value} {intent.client_order_id}"
-                    )
+                unknown = _order_names(self.journal.open_intents())
             except Exception:  # each execution is still named, without its orders
                 log.exception("journal: the orders of the executions left in flight could not be read")
         for opportunity in risk.opportunities_in_flight:
