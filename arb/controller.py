@@ -1263,6 +1263,8 @@ class ArbitrageController:
         self._catalogs = {market: await c.instruments() for market, c in self.connectors.items()}
         if OpportunityType.SPOT_FUTURES_HEDGE in config.opportunity_types and self.hedges is None:
             self.hedges = HedgeBook(self._catalogs, min_profit_bps=config.risk_limits.min_profit_margin_bps)
+        if self.hedges is not None and self.risk is not None:
+            self.risk.hedged_futures = self.hedges.futures_hedged
         if OpportunityType.SPOT_FUTURES_HEDGE in config.opportunity_types and self.pipeline.funding is None:
             # The rates price hedges over their horizon, and paper runs settle them on paper positions.
             if self.funding is None and (config.hedge_holding_horizon_s > 0 or self.mode == "paper"):

@@ -162,6 +162,18 @@ class HedgeBook:
         order its own rate (Gate.io futures' ``tkfr``: a promotion, a contract's rate), not the tier's."""
         return self._charged.get((market, symbol))
 
+    def futures_hedged(self, futures: ExchangeName, symbol: str) -> tuple[Decimal, Decimal]:
+        """The base the open positions of pair ``symbol`` (spot form) hold long and short on the
+        perpetual ``futures``, each summed: ``RiskManager.hedged_futures``."""
+        long = short = ZERO
+        for position in self._positions.values():
+            if position.futures is futures and position.symbol == symbol:
+                if position.base > 0:
+                    short += position.base
+                else:
+                    long -= position.base
+        return long, short
+
     def held_basis(self) -> Decimal:
         """The basis the open positions locked in, in quote (their ``locked_basis`` summed): what their
         openings reported as realized PnL and their closes give back. The daily loss limit leaves it

@@ -21,20 +21,26 @@ margined and can be liquidated whatever the spot side holds. An entry that would
 past ``max_position_size_usd`` (its base after the trade times the symbol's mark, the last
 fill price, or the leg's price before any fill) is refused (``max_futures_position_usd``),
 so hedges cannot pile up past the limit one opening at a time (executions still in flight count
-as filled in full, so concurrent ones cannot either); an entry that shrinks it
-always passes, and so does a hedge's close (``closes_hedge``): it takes both legs of the
-hedge off, though where hedges of one perpetual against two spot venues offset each other it
-leaves the perpetual with the other one's larger position. ``futures_room`` gives the scanner
-the same bound as leg caps, so it looks for another pair rather than proposing the refused
-one again. Spot holdings are inventory, capped by the balances, not by this limit.
+as filled in full, so concurrent ones cannot either); an entry that shrinks it always passes.
+Hedges of one perpetual against two spot venues can hold it in opposite directions (short
+against a long on one spot venue, long against a short on the other) and net out on the venue,
+where the position is one; closing the hedges of one direction then leaves the perpetual with
+everything the other direction holds. So an opening is bounded as if every open hedge the other
+way were closed: its position after the trade plus what those hedges hold on the perpetual
+(``hedged_futures``, the hedge book's). A hedge's close (``closes_hedge``) takes both legs of
+a hedge off and is not bounded by the limit: the openings kept what it can leave within it (at
+their prices); one that grows the venue's position is still refused while the position is too
+near its liquidation (below). ``futures_room`` gives the scanner the same bound as leg caps, so
+it looks for another pair rather than proposing the refused one again. Spot holdings are
+inventory, capped by the balances, not by this limit.
 
 Liquidation. Liquidating the perpetual leg of a hedge leaves its spot leg naked. Each venue
 position read (``align_futures_positions``, at start-up and every position check) brings the
 distance from the mark to the venue's liquidation price; while it is under
 ``min_liquidation_distance_bps`` (500 by default, 0: off) the position is warned about once and
-entries that would grow it are refused (``min_liquidation_distance_bps``), and ``futures_room``
-offers only what shrinks it, until a read finds it far enough again. Closes and recoveries shrink
-it and pass. The venue decides when to liquidate; this only stops the engine adding to it.
+entries and hedge closes that would grow it are refused (``min_liquidation_distance_bps``), and
+``futures_room`` offers only what shrinks it, until a read finds it far enough again. Recoveries
+shrink it and pass. The venue decides when to liquidate; this only stops the engine adding to it.
 
 A tripped breaker blocks new entries and hedge closes (``validate_opportunity_risk`` raises)
 until it is reset. Recoveries do not ask (``RecoveryManager`` bounds their loss itself);
@@ -471,6 +477,9 @@ class RiskManager:
         self.enable_risk_checks = enable_risk_checks
         self.enable_circuit_breakers = enable_circuit_breakers
         self.on_alert = on_alert  # called with each trip; may be replaced while running
+        # (futures market, pair) -> the base the open hedges hold long and short on that perpetual
+        # (``HedgeBook.futures_hedged``), which bounds openings (see the module doc); None: no hedges.
+        self.hedged_futures: Callable[[ExchangeName, str], tuple[Decimal, Decimal]] | None = None
         self._clock = clock
         self._wall_clock = wall_clock
         # Limits read on every validation, bound once.
@@ -543,7 +552,7 @@ class RiskManager:
         ``CircuitBreakerOpen`` (a ``RiskRejection``) when any breaker is tripped; otherwise
         the message names the limit and both values. ``closes_hedge``: the pair closes (part
         of) an open hedge, which takes both its legs off; the futures position limit does not
-        apply (the perpetual can still grow where another hedge offsets it, see the module doc).
+        apply (the openings bounded what it can leave, see the module doc).
         """
         self._validations += 1
         self._validate(opportunity, True, closes_hedge)
@@ -597,11 +606,11 @@ class RiskManager:
         notional = quantity * (sell if sell > buy else buy)
         if notional > self._max_position:
             self._reject(RiskCheck.MAX_POSITION_SIZE, opportunity, notional, self._max_position, counted)
-        if not closes_hedge:  # an opportunity has at most one futures leg
-            if opportunity.buy_exchange in FUTURES_MARKETS:
-                self._check_futures_position(opportunity, opportunity.buy_exchange, quantity, buy, counted)
-            elif opportunity.sell_exchange in FUTURES_MARKETS:
-                self._check_futures_position(opportunity, opportunity.sell_exchange, -quantity, sell, counted)
+        # An opportunity has at most one futures leg.
+        if opportunity.buy_exchange in FUTURES_MARKETS:
+            self._check_futures_position(opportunity, opportunity.buy_exchange, quantity, buy, counted, closes_hedge)
+        elif opportunity.sell_exchange in FUTURES_MARKETS:
+            self._check_futures_position(opportunity, opportunity.sell_exchange, -quantity, sell, counted, closes_hedge)
         total = self._used_total + notional
         if total > self._max_total:
             self._reject(RiskCheck.MAX_TOTAL_EXPOSURE, opportunity, total, self._max_total, counted)
@@ -611,10 +620,17 @@ class RiskManager:
                 self._reject(RiskCheck.MAX_SYMBOL_EXPOSURE, opportunity, used, self._max_symbol, counted)
 
     def _check_futures_position(
-        self, opportunity: ArbitrageOpportunity, market: ExchangeName, signed: Decimal, price: Decimal, counted: bool
+        self,
+        opportunity: ArbitrageOpportunity,
+        market: ExchangeName,
+        signed: Decimal,
+        price: Decimal,
+        counted: bool,
+        closes_hedge: bool,
     ) -> None:
-        """Refuse a leg that grows ``market``'s futures position past the position limit, or at all
-        while the venue reports it nearer its liquidation than ``min_liquidation_distance_bps``."""
+        """Refuse an opening's leg that grows ``market``'s futures position, with the hedges the other
+        way closed, past the position limit; and any leg that grows the position while the venue
+        reports it nearer its liquidation than ``min_liquidation_distance_bps``."""
         position = self._positions.get((market, opportunity.symbol))
         held = position.quantity if position is not None else ZERO
         # Executions in flight that grow it the same way count as filled in full, and so does the
@@ -626,13 +642,18 @@ class RiskManager:
         for unknown_market, symbol, base in self._unknown_futures.values():
             if unknown_market is market and symbol == opportunity.symbol and (base > 0) == (signed > 0):
                 held += base
-        after = abs(held + signed)
-        if after <= abs(held):
-            return
-        size = after * self._position_price(opportunity.symbol, price)
-        if size > self._max_position:
-            self._reject(RiskCheck.MAX_FUTURES_POSITION, opportunity, size, self._max_position, counted)
-        if self._liquidation_distances and held:
+        if not closes_hedge:
+            reach = held
+            hedged = self.hedged_futures
+            if hedged is not None:
+                long, short = hedged(market, opportunity.symbol)
+                reach += short if signed > 0 else -long
+            after = abs(reach + signed)
+            if after > abs(reach):
+                size = after * self._position_price(opportunity.symbol, price)
+                if size > self._max_position:
+                    self._reject(RiskCheck.MAX_FUTURES_POSITION, opportunity, size, self._max_position, counted)
+        if self._liquidation_distances and held and abs(held + signed) > abs(held):
             distance = self._too_near_liquidation(market, opportunity.symbol)
             if distance is not None:
                 self._reject(RiskCheck.LIQUIDATION_DISTANCE, opportunity, distance, self._min_liquidation, counted)
@@ -1180,7 +1201,8 @@ class RiskManager:
         self, market: ExchangeName, symbol: str, price: Decimal | None = None
     ) -> tuple[Decimal, Decimal] | None:
         """How much base an entry may buy and sell on futures ``market`` of ``symbol`` (spot form,
-        BTC/USDT) before its position passes ``max_position_size_usd`` at the higher of the symbol's
+        BTC/USDT) before its position, with the open hedges the other way closed, passes
+        ``max_position_size_usd`` at the higher of the symbol's
         mark and ``price`` (the market's current price), as ``validate_opportunity_risk`` values it,
         and only what shrinks it while it is too near its liquidation; None before the symbol's first
         fill (no mark: each entry's own leg limit bounds it)."""
@@ -1192,10 +1214,12 @@ class RiskManager:
         position = self._positions.get((market, symbol))
         held = position.quantity if position is not None else ZERO
         limit = self._max_position / mark
-        # Orders of unknown outcome count the way they would grow it (``_check_futures_position``).
+        # Orders of unknown outcome count the way they would grow it, and the hedges the other way
+        # as closed (``_check_futures_position``).
         unknown = [base for m, s, base in self._unknown_futures.values() if m is market and s == symbol]
-        buy = max(limit - held - sum((b for b in unknown if b > 0), ZERO), ZERO)
-        sell = max(limit + held + sum((b for b in unknown if b < 0), ZERO), ZERO)
+        long, short = self.hedged_futures(market, symbol) if self.hedged_futures is not None else (ZERO, ZERO)
+        buy = max(limit - held - short - sum((b for b in unknown if b > 0), ZERO), ZERO)
+        sell = max(limit + held - long + sum((b for b in unknown if b < 0), ZERO), ZERO)
         if held and self._too_near_liquidation(market, symbol) is not None:  # only shrinking it: up to the position
             buy, sell = (ZERO, min(sell, held)) if held > 0 else (min(buy, -held), ZERO)
         return buy, sell

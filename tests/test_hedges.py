@@ -406,6 +406,20 @@ def test_a_close_goes_reduce_only_when_it_shrinks_the_perpetual_the_book_holds()
         assert offset_close is not None and not offset_close.futures_reduce_only
 
 
+def test_the_book_says_what_its_hedges_hold_long_and_short_on_each_perpetual() -> None:
+    """The risk manager bounds openings by these (``RiskManager.hedged_futures``): the venue sees only
+    their net."""
+    markets = {GATE: GATE_SPOT, MEXC: MEXC_SPOT, PERP: GATE_PERP}
+    hedges = HedgeBook({m: InstrumentCatalog(m, [i]) for m, i in markets.items()}, min_profit_bps=D(10))
+    assert hedges.futures_hedged(PERP, "BTC/USDT") == (0, 0)
+    book_hedge(hedges, GATE, "0.003")  # long spot: short 0.003 of the perpetual
+    book_hedge(hedges, MEXC, "-0.001")  # short spot: long 0.001
+    assert hedges.futures_hedged(PERP, "BTC/USDT") == (D("0.001"), D("0.003"))
+    book_hedge(hedges, MEXC, "0.001")  # MEXC's hedge closed
+    assert hedges.futures_hedged(PERP, "BTC/USDT") == (0, D("0.003"))
+    assert hedges.futures_hedged(PERP, "ETH/USDT") == hedges.futures_hedged(ExchangeName.MEXC_FUTURES, "BTC/USDT") == (0, 0)
+
+
 def test_a_close_on_a_book_grid_whose_notional_passes_int64_is_priced_exactly() -> None:
     # 0.0015 BTC at 60000 on a book grid of 1e-8 quote x 1e-10 base: about 9e24 units, past int64.
     closing = close_of("0.0015", books_at_ns=10**9, now_ns=10**9, spot_book=GATE_BOOK)

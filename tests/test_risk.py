@@ -439,15 +439,75 @@ def test_a_trade_that_shrinks_a_futures_position_passes_whatever_its_size() -> N
 
 
 def test_a_hedge_close_passes_even_where_it_leaves_the_perpetual_past_the_limit() -> None:
-    """A long-spot hedge against Gate.io (short 6 ETH of perpetual) and a short-spot one against MEXC
-    (long 12) leave the perpetual long 6. Closing the first buys 6 more: the perpetual would hold
-    12 ETH (1200 USD), past the limit, yet both legs of a hedge come off. As an opening it is refused."""
+    """The perpetual is long 6 ETH and a close buys 6 more: 12 ETH (1200 USD), past the limit, yet
+    both legs of a hedge come off (what a close can leave was bounded when the hedges opened, at
+    their prices; here no hedge book says so). As an opening it is refused."""
     manager, *_ = make()
     perp = ExchangeName.GATEIO_FUTURES
     manager.record_fill(perp, fill(OrderSide.BUY, "6", "100"))
     close = hedge_opening("6", closes=True)
     assert outcome(manager, close) is RiskCheck.MAX_FUTURES_POSITION
     manager.validate_opportunity_risk(close, closes_hedge=True)
+
+
+def opposing_hedges(short: str, long: str) -> tuple[RiskManager, ExchangeName]:
+    """A long-spot hedge on MEXC spot and Gate.io's perpetual (short ``short`` ETH of it) and a short-spot
+    one on Gate.io spot and the same perpetual (long ``long``), at 100, against a 1000 USD limit."""
+    manager, *_ = make()
+    perp = ExchangeName.GATEIO_FUTURES
+    manager.record_fill(ExchangeName.MEXC, fill(OrderSide.BUY, short, "100", trade_id="a-s"))
+    manager.record_fill(perp, fill(OrderSide.SELL, short, "100", trade_id="a-f"))
+    manager.record_fill(GATE, fill(OrderSide.SELL, long, "100", trade_id="b-s"))
+    manager.record_fill(perp, fill(OrderSide.BUY, long, "100", trade_id="b-f"))
+    manager.hedged_futures = lambda market, symbol: (
+        (D(long), D(short)) if (market, symbol) == (perp, "ETH/USDT") else (D(0), D(0))
+    )
+    return manager, perp
+
+
+@pytest.mark.parametrize(
+    ("quantity", "expected"),
+    [("4", None), ("4.0001", RiskCheck.MAX_FUTURES_POSITION)],
+    ids=["at", "above"],
+)
+def test_hedges_that_offset_each_other_on_a_perpetual_are_bounded_as_if_the_other_side_closed(
+    quantity: str, expected: RiskCheck | None
+) -> None:
+    """Short 6 ETH of perpetual against MEXC spot, long 6 against Gate.io spot: the venue holds nothing,
+    but closing the long-spot hedge would leave it long 6. Each opening was checked on the net alone,
+    so the two directions grew past each other without bound and a close left the rest past the limit.
+    A new long one may grow the long side to 10 ETH (1000 USD), as if the short side were closed."""
+    manager, perp = opposing_hedges(short="6", long="6")
+    assert manager.net_position("ETH/USDT") == 0
+    assert outcome(manager, hedge_opening(quantity, closes=True)) is expected  # buys the perpetual
+    assert manager.futures_room(perp, "ETH/USDT") == (D(4), D(4))  # the scanner sizes both sides so
+    assert outcome(manager, hedge_opening(quantity)) is expected  # sells it: the short side alike
+    # Closes take both legs of a hedge off: not bounded by the limit.
+    manager.validate_opportunity_risk(hedge_opening("6", closes=True), closes_hedge=True)
+
+
+def test_an_opening_against_hedges_the_other_way_may_still_take_the_venues_position_to_the_limit() -> None:
+    """Short 9 ETH of perpetual against spot, long 2 the other way: the venue holds short 7. Selling
+    more grows the short side, 9 with the long side closed: up to 1 ETH more. Buying shrinks the venue's
+    short and grows the long side, 2 with the short side closed: up to 8 more (long 10 if all the shorts closed)."""
+    manager, perp = opposing_hedges(short="9", long="2")
+    assert outcome(manager, hedge_opening("1")) is None
+    assert outcome(manager, hedge_opening("1.0001")) is RiskCheck.MAX_FUTURES_POSITION
+    assert outcome(manager, hedge_opening("8", closes=True)) is None
+    assert outcome(manager, hedge_opening("8.0001", closes=True)) is RiskCheck.MAX_FUTURES_POSITION
+    assert manager.futures_room(perp, "ETH/USDT") == (D(8), D(1))
+
+
+def test_a_close_that_grows_a_perpetual_near_its_liquidation_is_refused() -> None:
+    """The venue holds the perpetual short 6 (short 9 against spot, long 3 the other way), 499 bps from
+    its liquidation. Closing the long side sells 3 more, nearer liquidation: refused; closing the short
+    side buys back, further from it: passes."""
+    manager, perp = opposing_hedges(short="9", long="3")
+    manager.align_futures_positions(perp, venue_position("100", "104.99"), ["ETH/USDT"])
+    with pytest.raises(RiskRejection) as refused:
+        manager.validate_opportunity_risk(hedge_opening("3"), closes_hedge=True)
+    assert refused.value.check is RiskCheck.LIQUIDATION_DISTANCE
+    manager.validate_opportunity_risk(hedge_opening("3", closes=True), closes_hedge=True)
 
 
 def test_futures_room_is_what_entries_may_buy_and_sell_before_the_limit_at_the_mark() -> None:

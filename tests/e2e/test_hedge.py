@@ -19,6 +19,7 @@ import pytest
 
 from arb.config import ConfigurationManager
 from arb.controller import ArbitrageController, dry_run_cluster
+from arb.hedges import HedgePosition
 from arb.exchanges.models import OrderType
 from arb.journal import Journal
 from arb.sim.cluster import SimCluster
@@ -174,3 +175,34 @@ def test_a_perpetual_position_near_its_liquidation_is_not_grown(
     else:
         assert after == by_hand and results == [], "guarded, nothing grew the short"
         assert warning in caplog.text and "under min_liquidation_distance_bps 500" in caplog.text
+
+
+def test_hedges_against_both_spot_venues_that_offset_on_the_perpetual_stay_within_the_limit(tmp_path: Path) -> None:
+    """MEXC spot trades 80 bps cheap and Gate.io spot 80 bps rich at once: the engine hedges a long
+    MEXC spot with a short perpetual and a short Gate.io spot with a long one. Their perpetual legs
+    net to nothing at the venue, so each opening passed a limit checked on the net alone, and both
+    sides grew to dozens of times the limit (a close of either side leaves the venue with the other).
+    Each side is held within the limit now, and the perpetual with it."""
+    path = tmp_path / "arb.toml"
+    path.write_text(CONFIG)
+    manager = ConfigurationManager(path, environ={})
+    manager.load_configuration(dry_run=True)
+    dislocations = tuple(
+        Dislocation(exchange=market, symbol="BTC/USDT", start_ns=SECOND, duration_ns=20 * SECOND, bps=bps)
+        for market, bps in ((ExchangeName.MEXC, -80), (ExchangeName.GATEIO, 80))
+    )
+    cluster = dry_run_cluster(manager.config, dislocations=dislocations, random_per_minute=0)
+
+    async def scenario() -> list[HedgePosition]:
+        async with cluster:
+            controller = ArbitrageController(manager, sim_cluster=cluster, journal=Journal(tmp_path / "j.sqlite3"))
+            await controller.initialize(dry_run=True)
+            summary = await controller.run(duration_s=4)
+            assert summary.ok and controller.hedges is not None
+            return controller.hedges.positions()
+
+    positions = asyncio.run(scenario())
+    limit = manager.config.risk_limits.max_position_size_usd
+    assert {p.spot: p.base > 0 for p in positions} == {ExchangeName.MEXC: True, ExchangeName.GATEIO: False}
+    for position in positions:
+        assert abs(position.base) * position.futures_price <= limit, position
