@@ -223,7 +223,10 @@ class RecoveryManager:
         fee_kept = ZERO
         reference = over.average_price
         venues: list[tuple[RecoveryAction, ExchangeName, Instrument]] = []
-        if not under.refused_permanently:
+        refusals: list[str] = []  # why each venue left out of ``venues`` was, for a flag's reason
+        if under.refused_permanently:
+            refusals.append(f"{under.exchange.value} refused the {under.request.side.value} leg: {under.error}")
+        else:
             venues.append((RecoveryAction.HEDGE, under.exchange, under.instrument))
         venues.append((RecoveryAction.UNWIND, over.exchange, over.instrument))
         orders = progress.orders
@@ -251,9 +254,11 @@ class RecoveryManager:
             side = OrderSide.SELL if net > 0 else OrderSide.BUY
             choice = self._pick(venues, tried, side, abs(net), reference, budget, fee_kept, charged, tolerance)
             if choice is None:
+                where = "every venue that could close it"
+                if refusals:
+                    where = f"{', '.join(v[1].value for v in venues)}, the venue left ({'; '.join(refusals)})"
                 return self._flag(
-                    active, buy, sell, orders, cost,
-                    f"residual {abs(net)} is below the minimum order on every venue that could close it",
+                    active, buy, sell, orders, cost, f"residual {abs(net)} is below the minimum order on {where}"
                 )
             action, exchange, instrument, quantity, price = choice
             if exchange in limits.venues:  # back to a venue that refused for its rate limit: wait a little
@@ -317,6 +322,7 @@ class RecoveryManager:
                 continue
             if outcome.refused_permanently:
                 venues = [v for v in venues if v[1] is not exchange]
+                refusals.append(f"{exchange.value} refused {leg}: {outcome.error}")
                 if not venues:
                     return self._flag(active, buy, sell, orders, cost, f"every venue refused: {outcome.error}")
         if cost > self.max_loss_quote:

@@ -206,6 +206,27 @@ def test_residual_below_every_minimum_order_is_flagged(tmp_path: Path) -> None:
     assert [step for step, _ in journal.recovery_steps("opp1")] == ["start", "manual_approval", "acknowledged"]
 
 
+@pytest.mark.parametrize("refused", ["hedge", "leg"])
+def test_a_residual_left_below_the_minimum_where_a_venue_refused_says_which_refused_and_why(refused: str) -> None:
+    """MEXC refuses the order that would complete the sell (or refused the sell leg itself), and Gate.io's
+    minimum order is above the residual. The reason said "every venue that could close it": MEXC's
+    refusal was only in the log."""
+    buy = fee_free(GATE, min_size=D("0.1"))
+    sell = FakeExchange(spot(MEXC, taker_fee=D(0)), [Step(kind="reject")] if refused == "hedge" else [])
+    recovery, _ = manager(buy, sell)
+    if refused == "hedge":
+        buy_leg, sell_leg = leg(buy, OrderSide.BUY, "1", "1", "100"), leg(sell, OrderSide.SELL, "1", "0.95", "101")
+    else:
+        buy_leg = leg(buy, OrderSide.BUY, "0.05", "0.05", "100")
+        sell_leg = leg(sell, OrderSide.SELL, "0.05", "0", "101", state=None,
+                       category=ErrorCategory.INSUFFICIENT_BALANCE, error="mexc: insufficient balance")
+    outcome = asyncio.run(recovery.recover(Residual(opportunity_id="opp1", buy=buy_leg, sell=sell_leg)))
+    assert outcome.requires_manual_approval and outcome.residual_quantity == D("0.05")
+    assert outcome.reason.startswith("residual 0.05 is below the minimum order on gateio, the venue left (mexc refused ")
+    assert ("hedge-1: " if refused == "hedge" else "the sell leg: mexc: insufficient balance") in outcome.reason
+    assert len(sell.placed) == (refused == "hedge") and not buy.placed
+
+
 def test_active_recovery_is_visible_while_it_runs() -> None:
     buy, sell = fee_free(GATE), fee_free(MEXC)
     recovery, _ = manager(buy, sell)
