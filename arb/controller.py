@@ -2394,10 +2394,11 @@ class ArbitrageController:
 
     @property
     def is_healthy(self) -> bool:
-        """Initialized, not shutting down, no breaker tripped, and every market-data stream connected."""
+        """Initialized, not shutting down, no breaker tripped, the day's loss limit not reached, and every
+        market-data stream connected."""
         if not self._initialized or self.shutdown_manager.is_shutting_down:
             return False
-        if self.risk is not None and self.risk.is_tripped:
+        if self.risk is not None and (self.risk.is_tripped or self.risk.daily_loss_reached):
             return False
         return all(c.health().connected for c in self.connectors.values())
 

@@ -875,6 +875,14 @@ class RiskManager:
                         "until the UTC day rolls over", -self._daily_pnl, self._max_daily_loss)
 
     @property
+    def daily_loss_reached(self) -> bool:
+        """Whether the day's realized loss has reached ``max_daily_loss_usd`` (with risk checks on):
+        no entry or hedge close until the UTC day rolls over."""
+        if self._wall_clock() >= self._day_end_ns:
+            self._roll_day()
+        return self.enable_risk_checks and self._daily_pnl <= self._daily_floor
+
+    @property
     def executions_in_flight(self) -> int:
         """Executions started (``record_execution_started``) and not yet recorded as finished."""
         return len(self._in_flight)

@@ -344,6 +344,10 @@ def test_engine_session_statistics_health_and_a_refused_opportunity(tmp_path: Pa
                 result = await engine.execute_opportunity(old)
                 assert result.final_state is ArbitrageState.FAILED and "past max_data_age_ms (100)" in (result.error or "")
                 assert engine.get_engine_statistics().opportunities_detected == 1  # refused before the risk check
+                assert engine.is_healthy and controller.risk is not None
+                # A day's loss at the limit stops every entry until the UTC day rolls over: it cannot trade.
+                controller.risk.record_realized_pnl(-configuration.config.risk_limits.max_daily_loss_usd)
+                assert not engine.is_healthy
             assert not engine.is_healthy
 
     asyncio.run(scenario())

@@ -599,6 +599,7 @@ def test_daily_loss_boundary(loss: str, expected: RiskCheck | None) -> None:
     manager.record_realized_pnl(D("10"))
     manager.record_realized_pnl(-D(loss) - D("10"))
     assert outcome(manager, opportunity()) is expected
+    assert manager.daily_loss_reached is (expected is not None)
 
 
 def test_in_flight_execution_reserves_exposure_until_recorded() -> None:
@@ -618,6 +619,7 @@ def test_daily_loss_resets_at_utc_midnight() -> None:
     manager.record_realized_pnl(D("-50"))
     assert outcome(manager, opportunity()) is RiskCheck.MAX_DAILY_LOSS
     wall.now += 1
+    assert not manager.daily_loss_reached
     assert outcome(manager, opportunity()) is None
     metrics = manager.get_current_risk_metrics()
     assert (metrics.trading_day, metrics.daily_realized_pnl_usd) == (20_001, 0)
