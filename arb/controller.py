@@ -779,7 +779,8 @@ class ArbitrageController:
             await asyncio.sleep(self.config.funding_refresh_interval_ms / 1000)
 
     async def _record_funding(self) -> None:
-        """Read the funding each traded futures market settled on the configured pairs, journal the
+        """Read the funding each traded futures market settled on the configured pairs (and on pairs
+        the engine still holds a position of there), journal the
         payments not seen before and count them in the daily PnL (``RiskManager.record_funding``).
 
         The first read starts at the UTC day's start, or an hour before the latest payment the
@@ -807,7 +808,9 @@ class ArbitrageController:
                 log.warning("%s settled funding unreadable (%s): read again next time", market.value, exc)
                 complete = False
                 continue
-            wanted = [p for p in payments if pair_symbol(p.symbol) in pairs]
+            # A pair left out of the symbols whose position the engine still holds is settled on too.
+            held = self.risk.held_pairs(market) if self.risk is not None else set()
+            wanted = [p for p in payments if pair_symbol(p.symbol) in pairs or pair_symbol(p.symbol) in held]
             for payment in journal.record_funding(market, wanted):
                 self._funding_settled += payment.amount
                 self._funding_payments += 1

@@ -2535,7 +2535,13 @@ def test_settled_funding_is_read_again_from_the_same_point_after_a_failed_read(t
                 raise ExchangeError("mexc_futures", "account book unreadable")
             return answer
 
-    gate = Venue([[payment("1", "0.5"), payment("x", "9", "XRP/USDT:USDT")], [payment("1", "0.5"), payment("2", "0.25")]])
+    # SOL/USDT left the symbols with a short of its perpetual still held (an orphan): it is settled on too.
+    risk.record_fill(ExchangeName.GATEIO_FUTURES, Fill(
+        symbol="SOL/USDT", order_id="o", client_order_id="o", trade_id="t", side=OrderSide.SELL, price=D(150), quantity=D(1), fee=D(0),
+        fee_asset="USDT", is_maker=False, timestamp_ms=day_start,
+    ))
+    gate = Venue([[payment("1", "0.5"), payment("x", "9", "XRP/USDT:USDT"), payment("s", "-0.1", "SOL/USDT:USDT")],
+                  [payment("1", "0.5"), payment("2", "0.25")]])
     mexc = Venue([None, []])
     controller.traders = {ExchangeName.GATEIO_FUTURES: gate, ExchangeName.MEXC_FUTURES: mexc}  # type: ignore[dict-item]
 
@@ -2545,11 +2551,11 @@ def test_settled_funding_is_read_again_from_the_same_point_after_a_failed_read(t
         await controller._record_funding()
 
     asyncio.run(scenario())
-    # The failed read kept the start of the day for the second read; XRP is not a configured pair.
+    # The failed read kept the start of the day for the second read; XRP is neither configured nor held.
     assert gate.since == mexc.since == [day_start, day_start]
     summary = controller.summary()
-    assert (summary.funding_payments, summary.funding_settled) == (2, D("0.75"))
-    assert risk.get_current_risk_metrics().daily_funding_usd == D("0.75")
+    assert (summary.funding_payments, summary.funding_settled) == (3, D("0.65"))
+    assert risk.get_current_risk_metrics().daily_funding_usd == D("0.65")
     assert controller._funding_since_ms == now_ms[0] - 3_600_000  # the next read: an hour before this one began
 
 
