@@ -175,6 +175,14 @@ class Executor(Protocol):
         traded before), or None; nothing is journaled, reserved or sent."""
 
 
+class SymbolSummary(msgspec.Struct, kw_only=True):
+    """One pair's executions in a run (openings and hedge closes alike)."""
+
+    executed: int = 0
+    succeeded: int = 0
+    realized_profit: Decimal = Decimal(0)
+
+
 class RunSummary(msgspec.Struct, kw_only=True):
     """What one run did, for the final report."""
 
@@ -222,6 +230,7 @@ class RunSummary(msgspec.Struct, kw_only=True):
     slow_cycles: int = 0
     slowest_cycle_ms: Decimal = Decimal(0)
     target_execution_time_ms: int = 0
+    by_symbol: dict[str, SymbolSummary] = {}  # the pairs executed on, each pair's share of the figures above
 
     @property
     def ok(self) -> bool:
@@ -258,6 +267,11 @@ class RunSummary(msgspec.Struct, kw_only=True):
                 [f"  funding settled          {amount_text(self.funding_settled)} USDT in {self.funding_payments} payments "
                  "(in the daily PnL, not above)"]
                 if self.funding_payments else []
+            ),
+            *(
+                f"  {symbol:<25}{part.executed} executed, {part.succeeded} succeeded, "
+                f"realized PnL {amount_text(part.realized_profit)} USDT"
+                for symbol, part in sorted(self.by_symbol.items()) if len(self.by_symbol) > 1
             ),
             f"  avg execution time       {s.average_execution_time_ms} ms",
             "  rejected by risk         "
@@ -478,6 +492,7 @@ class ArbitrageController:
         # a live run trades for weeks, and its statistics live in the monitor, not here.
         self._results: collections.deque[ExecutionResult] = collections.deque(maxlen=results_kept)
         self._results_total = 0
+        self._by_symbol: dict[str, SymbolSummary] = {}
         self._book_stats: dict[ExchangeName, dict[str, BookSyncStats]] = {}
         # (asset, market) -> its newest skew alert and how many times it was raised this run
         self._skew_alerts: dict[tuple[str, ExchangeName], tuple[str, int]] = {}
@@ -2070,6 +2085,12 @@ class ArbitrageController:
         monitor.record_cycle(self.clock() - opportunity.detected_at, opportunity.opportunity_id)
         self._results.append(result)
         self._results_total += 1
+        part = self._by_symbol.get(opportunity.symbol)
+        if part is None:
+            part = self._by_symbol[opportunity.symbol] = SymbolSummary()
+        part.executed += 1
+        part.succeeded += result.final_state is ArbitrageState.COMPLETED
+        part.realized_profit += result.realized_profit
         self._fills += sum(1 for leg in result.legs if leg.filled_quantity > 0)
         self._hold_until_fills_seen(started, result)
         log.info(
@@ -2348,6 +2369,7 @@ class ArbitrageController:
             rejected_by_risk=rejected,
             latency_ms=latencies,
             slow_cycles=self.monitor.slow_cycles,
+            by_symbol={symbol: msgspec.structs.replace(part) for symbol, part in self._by_symbol.items()},
             slowest_cycle_ms=_ms(self.monitor.slowest_cycle_ns),
             target_execution_time_ms=self.monitor.target_execution_time_ms,
             breakers_tripped=tripped,

@@ -33,6 +33,7 @@ from arb.controller import (
     ENTRY_ORDER_BUDGET,
     Executor,
     RunSummary,
+    SymbolSummary,
     _check_live_allowed,
     _set_aside,
     dry_run_cluster,
@@ -663,6 +664,44 @@ def test_a_long_run_keeps_the_newest_results_and_counts_them_all(tmp_path: Path)
     assert ([r.opportunity_id for r in since_0[0]], since_0[1]) == (["o2", "o3", "o4"], 5)  # o0, o1 dropped
     assert controller.results_since(5) == ([], 5) and controller.result_count == 5
     assert controller.statistics().opportunities_executed == 5  # the monitor counts them all
+
+
+def test_the_summary_breaks_the_executions_down_by_pair_when_several_traded(tmp_path: Path) -> None:
+    """Kept results may be only the newest: each pair's counts and PnL are summed as executions end."""
+
+    class EarnsByPair(InstantExecutor):
+        async def finish(self, started: StartedExecution) -> ExecutionResult:
+            opportunity = started.opportunity
+            btc = opportunity.symbol == "BTC/USDT"
+            return ExecutionResult(
+                opportunity_id=opportunity.opportunity_id,
+                final_state=ArbitrageState.COMPLETED if btc or opportunity.opportunity_id == "e0" else ArbitrageState.FAILED,
+                total_execution_time_ms=D(0), realized_profit=D("0.25") if btc else D("-0.1"),
+            )
+
+    configuration = manager(tmp_path)
+    controller = ArbitrageController(
+        configuration, executor=EarnsByPair(), risk=RiskManager(configuration.config.risk_limits), results_kept=1
+    )
+
+    async def scenario(symbols: list[str]) -> None:
+        for n, symbol in enumerate(symbols):
+            oid = f"{symbol[0].lower()}{n}"
+            assert await controller.process(mexc_to_gate(oid, D("100"), D("101"), "0.1", symbol=symbol)) is not None
+
+    asyncio.run(scenario(["BTC/USDT"] * 2))
+    assert not any(line.startswith("  BTC/USDT") for line in controller.summary().lines())  # one pair: the totals say it
+    asyncio.run(scenario(["ETH/USDT", "BTC/USDT", "ETH/USDT"]))
+    summary = controller.summary()
+    assert summary.by_symbol == {
+        "BTC/USDT": SymbolSummary(executed=3, succeeded=3, realized_profit=D("0.75")),
+        "ETH/USDT": SymbolSummary(executed=2, succeeded=1, realized_profit=D("-0.2")),
+    }
+    assert [line for line in summary.lines() if line.startswith("  BTC/USDT") or line.startswith("  ETH/USDT")] == [
+        "  BTC/USDT                 3 executed, 3 succeeded, realized PnL 0.75 USDT",
+        "  ETH/USDT                 2 executed, 1 succeeded, realized PnL -0.2 USDT",
+    ]
+    assert summary.statistics.total_realized_profit == D("0.55")
 
 
 class HeldExecutor(InstantExecutor):
