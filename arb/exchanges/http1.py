@@ -24,6 +24,11 @@ from collections.abc import Awaitable, Mapping
 from typing import NamedTuple, cast
 from urllib.parse import urlsplit
 
+from .. import __version__
+
+# Sent with every request, reads and orders alike: an HTTP front may refuse a request without one.
+USER_AGENT = f"arb/{__version__}"
+
 _HEAD_END = b"\r\n\r\n"
 _MAX_HEAD = 64 * 1024
 # Far above any answer the engine asks this client for (orders and their cancels): a peer sending
@@ -282,7 +287,7 @@ class Http1Pool:
         self.max_idle = max_idle
         default_port = self.port == (443 if self.secure else 80)
         authority = self.host if default_port else f"{self.host}:{self.port}"
-        self._host_header = f"Host: {authority}\r\n".encode("latin-1")
+        self._host_header = f"Host: {authority}\r\nUser-Agent: {USER_AGENT}\r\n".encode("latin-1")
         self._idle: deque[_Connection] = deque()
         self.opened = 0  # connections made, over the pool's life
         self._closed = False
@@ -296,7 +301,7 @@ class Http1Pool:
             self._idle.append(await self._connect(deadline))
 
     def encode(self, method: str, path: str, query: str, body: bytes, headers: Mapping[str, str]) -> bytes:
-        """The request bytes: request line, Host, the given headers, Content-Length, body."""
+        """The request bytes: request line, Host, User-Agent, the given headers, Content-Length, body."""
         target = self.prefix + path + ("?" + query if query else "")
         lines = [f"{method} {target} HTTP/1.1\r\n".encode("latin-1"), self._host_header]
         lines.extend(f"{name}: {value}\r\n".encode("latin-1") for name, value in headers.items())

@@ -38,7 +38,7 @@ from ..errors import ExchangeConnectionError, ExchangeError, RateLimitError
 from ..secrets import redacted
 from ..types import ExchangeConfig
 from .errors import ErrorCategory, ErrorCodeTable, venue_error
-from .http1 import Http1Pool, HttpConnectError, HttpResponse, HttpStatusError
+from .http1 import USER_AGENT, Http1Pool, HttpConnectError, HttpResponse, HttpStatusError
 
 log = logging.getLogger(__name__)
 
@@ -439,7 +439,8 @@ class RestClient:
             )
             timeout = aiohttp.ClientTimeout(total=s.timeout_s, sock_connect=s.connect_timeout_s or s.timeout_s)
             session = self._session = aiohttp.ClientSession(
-                connector=connector, timeout=timeout, middlewares=(_writes_sent_once,)
+                connector=connector, timeout=timeout, middlewares=(_writes_sent_once,),
+                headers={"User-Agent": USER_AGENT},
             )
         return session
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import arb
 import asyncio
 import socket
 from collections.abc import AsyncIterator, Callable
@@ -77,16 +78,19 @@ def venue(base_url: str, codes=gate.ERROR_LABELS, statuses=gate.HTTP_STATUSES, l
 LEAN = RestSettings(timeout_s=0.3, retry_backoff_s=0.001, http1_writes=True)
 
 
+AGENT = f"User-Agent: arb/{arb.__version__}\r\n".encode()  # as aiohttp's reads send one
+
+
 def test_request_bytes_are_the_signed_parts_unchanged() -> None:
     pool = Http1Pool("http://127.0.0.1:8080/api/v3")
     data = pool.encode("POST", "/order", "symbol=BTCUSDT&signature=ab12", b"", {"X-MEXC-APIKEY": "k"})
     assert data == (
         b"POST /api/v3/order?symbol=BTCUSDT&signature=ab12 HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n"
-        b"X-MEXC-APIKEY: k\r\nContent-Length: 0\r\n\r\n"
+        + AGENT + b"X-MEXC-APIKEY: k\r\nContent-Length: 0\r\n\r\n"
     )
     secure = Http1Pool("https://api.mexc.com")
     assert secure.secure and secure.port == 443 and secure.ssl is not None
-    assert secure.encode("DELETE", "/o", "", b"", {}) == b"DELETE /o HTTP/1.1\r\nHost: api.mexc.com\r\n\r\n"
+    assert secure.encode("DELETE", "/o", "", b"", {}) == b"DELETE /o HTTP/1.1\r\nHost: api.mexc.com\r\n" + AGENT + b"\r\n"
     with pytest.raises(ValueError, match="must be an http"):
         Http1Pool("ws://127.0.0.1:1")
 
@@ -326,7 +330,7 @@ def test_reads_stay_on_aiohttp_and_config_settings_enable_lean_writes() -> None:
         async with serve(lambda raw: JSON_OK) as (url, server), RestClient(venue(url), LEAN) as client:
             assert await client.fetch(RestRequest(method="GET", path="/ticker")) == b'{"ok":true}'
         assert server.requests[0][1].startswith(b"GET /ticker HTTP/1.1\r\n")
-        assert b"aiohttp/" in server.requests[0][1]  # aiohttp's User-Agent; Http1Pool sends none
+        assert b"Accept-Encoding" in server.requests[0][1]  # aiohttp's headers; Http1Pool sends no such one
 
     run(main())
 
