@@ -8,7 +8,9 @@ the rest must continue it (``first_update_id <= id + 1 <= last_update_id``), all
 reconnect puts only the affected book(s) out of sync (the scanner ignores them) and
 resyncs them; other books keep streaming. A frame whose book cannot be told (its symbol
 unreadable), or a message the websocket dropped, may be a lost diff of any book: every book
-of the stream resyncs. Nothing raised while handling a frame escapes the frame callback.
+of the stream resyncs. A diff lost while its book is out of sync drops the pending snapshot
+and the buffer: the next diff starts a fetch requested after the loss. Nothing raised while
+handling a frame escapes the frame callback.
 """
 
 from __future__ import annotations
@@ -349,12 +351,15 @@ class BookSync:
         self._resync_stream("message_lost", "the websocket dropped a message")
 
     def _resync_stream(self, reason: str, message: str) -> None:
-        """A diff of an unknown book may be lost: every in-sync book resyncs (warned about once)."""
+        """A diff of an unknown book may be lost: every in-sync book resyncs, every other one drops its
+        pending snapshot and buffer (warned about once)."""
         resynced = 0
         for state in self._slots:
             if state.book.in_sync:
                 self._resync(state, reason, None, True)
                 resynced += 1
+            else:
+                self._reset(state, None)
         self._warn_throttled(reason, f"{message} (books resynced: {resynced})")
 
     def on_disconnected(self) -> None:
@@ -565,7 +570,8 @@ class BookSync:
         )
         if state.book.in_sync:
             self._resync(state, "malformed", exc, True)
-        # Out of sync already: the sequence check after the next snapshot catches the lost diff.
+        else:
+            self._reset(state, None)  # the pending snapshot may predate the lost diff
 
     def _resync(self, state: _Book, reason: str, exc: Exception | None, announce: bool) -> None:
         state.book.mark_out_of_sync()
@@ -585,7 +591,9 @@ class BookSync:
         # Else the next diff starts the snapshot fetch (it may be a full push instead).
 
     def _reset(self, state: _Book, reason: str | None) -> None:
-        """Out of sync with nothing pending; ``reason`` None (closing) is neither counted nor announced."""
+        """Out of sync with nothing pending; ``reason`` None is neither counted nor announced (closing, or
+        a diff lost while out of sync: a snapshot requested before it may not have it, and diffs
+        buffered before it could not show that, so the next diff starts a fetch afresh)."""
         if state.fetch is not None:
             state.fetch.cancel()
             state.fetch = None

@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -373,6 +374,44 @@ def test_a_message_the_websocket_dropped_resyncs_every_book_of_the_stream() -> N
         await session.close()
         await sync.close()
         await server.close()
+
+    run(main())
+
+
+@pytest.mark.parametrize(
+    "lose",
+    [
+        lambda sync: feed(sync, LOST_DIFF.replace(b'"101.00"', b'"101.0x"')),
+        lambda sync: feed(sync, LOST_DIFF[: len(LOST_DIFF) * 2 // 5]),
+        lambda sync: sync.on_message_lost(),
+    ],
+    ids=["malformed", "unroutable", "message_lost"],
+)
+def test_a_diff_lost_while_the_snapshot_is_pending_makes_the_book_fetch_a_newer_one(
+    lose: Callable[[BookSync], None],
+) -> None:
+    """A diff lost (malformed, unroutable, dropped by the websocket) while its book waited for a
+    snapshot was counted and nothing else: the snapshot, requested before that diff, brought the
+    book in sync and fresh without it, showing a level the venue had taken away."""
+    async def main() -> None:
+        sink, fetcher = RecordingSink(), Snapshots(bodies())
+        fetcher.release.clear()
+        sync = synthetic_sync(fetcher, sink)
+        feed(sync, gate_update("AAA_USDT", 10, 10, [("99.00", "1")]))  # buffered; the fetch is sent
+        await settle()
+        assert fetcher.calls["AAA_USDT"] == 1
+        lose(sync)
+        fetcher.release.set()  # the answer of update 10 lands: it lacks the lost update 11
+        await settle()
+        a = sync.stats()["AAA/USDT"]
+        assert not a.in_sync and a.buffered == 0 and a.snapshots == 0 and sink.states == []
+        fetcher.bodies["AAA_USDT"] = [gate_snapshot(11, [("100.00", "1")], [("105.00", "1")])]
+        feed(sync, gate_update("AAA_USDT", 12, 12, [("99.50", "1")]))  # the next diff fetches afresh
+        await settle()
+        book = sync.books["AAA/USDT"]
+        assert book.in_sync and book.last_update_id == 12 and book.top(ASK, 5) == [(10500, 10000)]
+        assert fetcher.calls["AAA_USDT"] == 2 and sync.stats()["AAA/USDT"].resyncs == {}
+        await sync.close()
 
     run(main())
 
