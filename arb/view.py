@@ -37,9 +37,11 @@ from enum import Enum
 from typing import TYPE_CHECKING, Protocol, TextIO
 
 import msgspec
-from rich.console import Console, Group, RenderableType
+from rich.cells import cell_len
+from rich.console import Console, ConsoleOptions, Group, JustifyMethod, RenderableType, RenderResult
 from rich.live import Live
 from rich.logging import RichHandler
+from rich.measure import Measurement
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
@@ -713,7 +715,7 @@ async def watch_run(
 
 
 def render_snapshot(s: ViewSnapshot) -> RenderableType:
-    """The dashboard: a header line over three rows of two panels."""
+    """The dashboard: a header line over three rows of two panels (one under the other where two do not fit)."""
     header = Text.assemble(
         ("arb ", "bold"), (s.mode or "-", "bold cyan"),
         f"  up {s.uptime_s:.1f} s  opportunities {s.opportunities_detected} seen, {s.opportunities_executed} taken"
@@ -721,66 +723,106 @@ def render_snapshot(s: ViewSnapshot) -> RenderableType:
         _signed(s.realized_pnl, f" {s.quote_asset}"),
         ("" if s.stopping is None else f"  stopping: {s.stopping}", "bold yellow"),
     )
-    grid = Table.grid(expand=True, padding=(0, 1))
-    grid.add_column(ratio=1)
-    grid.add_column(ratio=1)
-    grid.add_row(_panel("Connections", _connections(s)), _panel("Circuit breakers", _breakers(s)))
-    grid.add_row(_panel("Top opportunities now", _opportunities(s)), _panel("Recent executions", _executions(s)))
-    grid.add_row(_panel("PnL and exposure", _pnl(s)), _panel("Latency (ms)", _latencies(s)))
-    return Group(header, grid)
+    return Group(header, _PanelRows((
+        (_panel("Connections", _connections(s)), _panel("Circuit breakers", _breakers(s))),
+        (_panel("Top opportunities now", _opportunities(s)), _panel("Recent executions", _executions(s))),
+        (_panel("PnL and exposure", _pnl(s)), _panel("Latency (ms)", _latencies(s))),
+    )))
+
+
+_GUTTER = 1  # columns between two panels side by side
+_PANEL_FRAME = 4  # a panel's borders and padding
+
+
+class _PanelRows:
+    """Rows of two panels side by side where both bodies fit at their narrowest in half the width,
+    else one under the other: a status word or a number is never cut to make two fit."""
+
+    def __init__(self, rows: Sequence[tuple[Panel, Panel]]) -> None:
+        self._rows = rows
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        half = (options.max_width - _GUTTER) // 2
+
+        def fits(panel: Panel) -> bool:
+            return Measurement.get(console, options, panel.renderable).minimum + _PANEL_FRAME <= half
+
+        for left, right in self._rows:
+            if fits(left) and fits(right):
+                grid = Table.grid(expand=True, padding=(0, _GUTTER))
+                grid.add_column(ratio=1)
+                grid.add_column(ratio=1)
+                grid.add_row(left, right)
+                yield grid
+            else:
+                yield left
+                yield right
 
 
 def _panel(title: str, body: RenderableType) -> Panel:
     return Panel(body, title=title, title_align="left", border_style="blue")
 
 
-def _table(*columns: str) -> Table:
+_Cell = str | Text
+
+
+def _table(columns: Sequence[str], rows: Sequence[Sequence[_Cell]], wrapping: Sequence[str] = ()) -> Table:
+    """A borderless table of ``rows``. The first column and the ``wrapping`` ones hold names and
+    free text that wrap to fit; the others hold statuses and numbers, never wrapped nor cut: each is
+    at least as wide as its widest cell, which ``_PanelRows`` measures."""
     table = Table(box=None, expand=True, pad_edge=False, header_style="bold")
     for index, name in enumerate(columns):
-        table.add_column(name, justify="left" if index == 0 else "right", no_wrap=True)
+        justify: JustifyMethod = "left" if index == 0 else "right"
+        if index == 0 or name in wrapping:
+            table.add_column(name, justify=justify, overflow="fold")
+        else:
+            widest = max([cell_len(name), *(_width(row[index]) for row in rows)])
+            table.add_column(name, justify=justify, no_wrap=True, min_width=widest)
+    for row in rows:
+        table.add_row(*row)
     return table
+
+
+def _width(cell: _Cell) -> int:
+    return cell.cell_len if isinstance(cell, Text) else cell_len(cell)
 
 
 def _connections(s: ViewSnapshot) -> Table:
-    table = _table("market", "link", "msg age", "msgs", "reconnects", "resyncs", "books")
     # Shutdown closes the connections on purpose: not an alarm then.
     down = Text("DOWN", "bold red") if s.stopping is None else Text("closed", "dim")
-    for c in s.connections:
-        age = "-" if c.message_age_ms is None else f"{c.message_age_ms} ms"
-        table.add_row(
-            c.market, Text("up", "green") if c.connected else down, age, str(c.messages),
-            str(c.reconnects), str(c.resyncs),
-            Text(f"{c.books_in_sync}/{c.books}", "green" if c.books_in_sync == c.books else "yellow"),
-        )
-    return table
+    return _table(
+        ("market", "link", "msg age", "msgs", "reconnects", "resyncs", "books"),
+        [(c.market, Text("up", "green") if c.connected else down,
+          "-" if c.message_age_ms is None else f"{c.message_age_ms} ms", str(c.messages),
+          str(c.reconnects), str(c.resyncs),
+          Text(f"{c.books_in_sync}/{c.books}", "green" if c.books_in_sync == c.books else "yellow"))
+         for c in s.connections],
+    )
 
 
 def _breakers(s: ViewSnapshot) -> Table:
-    table = _table("breaker", "state", "count", "trips", "reason")
-    for b in s.breakers:
-        table.add_row(
-            b.breaker, Text("TRIPPED", "bold red") if b.tripped else Text("ok", "green"),
-            f"{b.count}/{b.threshold}", str(b.trips), b.reason or "",
-        )
-    for h in s.halted:
-        table.add_row(f"market {h.market} {h.symbol}", Text("HALTED", "bold red"), "", "", h.reason)
-    for n in s.near_liquidation:
-        table.add_row(f"{n.market} {n.symbol}", Text("NEAR LIQ", "bold red"), "", "",
-                      f"{n.distance_bps} bps from liquidation: not grown; add margin")
-    for a in s.awaiting_approval:
-        table.add_row(f"{a.opportunity_id} {a.symbol}", Text("APPROVAL", "bold red"), "", "",
-                      f"residual {a.residual}: {a.reason}")
-    return table
+    rows: list[tuple[_Cell, ...]] = [
+        (b.breaker, Text("TRIPPED", "bold red") if b.tripped else Text("ok", "green"),
+         f"{b.count}/{b.threshold}", str(b.trips), b.reason or "")
+        for b in s.breakers
+    ]
+    rows += [(f"market {h.market} {h.symbol}", Text("HALTED", "bold red"), "", "", h.reason) for h in s.halted]
+    rows += [(f"{n.market} {n.symbol}", Text("NEAR LIQ", "bold red"), "", "",
+              f"{n.distance_bps} bps from liquidation: not grown; add margin") for n in s.near_liquidation]
+    rows += [(f"{a.opportunity_id} {a.symbol}", Text("APPROVAL", "bold red"), "", "",
+              f"residual {a.residual}: {a.reason}") for a in s.awaiting_approval]
+    return _table(("breaker", "state", "count", "trips", "reason"), rows, wrapping=("reason",))
 
 
 def _opportunities(s: ViewSnapshot) -> RenderableType:
     if not s.opportunities:
         return Text("none standing", "dim")
-    table = _table("symbol", "buy -> sell", "bps", "size", "est. PnL", "age")
-    for o in s.opportunities:
-        table.add_row(o.symbol, f"{o.buy} -> {o.sell}", f"{o.bps:.2f}", str(o.quantity), f"{o.profit:.4f}",
-                      f"{o.age_ms} ms")
-    return table
+    return _table(
+        ("symbol", "buy -> sell", "bps", "size", "est. PnL", "age"),
+        [(o.symbol, f"{o.buy} -> {o.sell}", f"{o.bps:.2f}", str(o.quantity), f"{o.profit:.4f}", f"{o.age_ms} ms")
+         for o in s.opportunities],
+        wrapping=("buy -> sell",),
+    )
 
 
 _STATE_STYLE = {ArbitrageState.COMPLETED.name: "green", ArbitrageState.FAILED.name: "red"}
@@ -789,11 +831,11 @@ _STATE_STYLE = {ArbitrageState.COMPLETED.name: "green", ArbitrageState.FAILED.na
 def _executions(s: ViewSnapshot) -> RenderableType:
     if not s.executions:
         return Text("none yet", "dim")
-    table = _table("id", "symbol", "state", "PnL", "ms")
-    for e in s.executions:
-        table.add_row(e.opportunity_id, e.symbol, Text(e.state, _STATE_STYLE.get(e.state, "yellow")),
-                      _signed(e.realized_profit), f"{e.execution_ms:.1f}")
-    return table
+    return _table(
+        ("id", "symbol", "state", "PnL", "ms"),
+        [(e.opportunity_id, e.symbol, Text(e.state, _STATE_STYLE.get(e.state, "yellow")),
+          _signed(e.realized_profit), f"{e.execution_ms:.1f}") for e in s.executions],
+    )
 
 
 def _pnl(s: ViewSnapshot) -> RenderableType:
@@ -806,18 +848,19 @@ def _pnl(s: ViewSnapshot) -> RenderableType:
         totals.add_row("  of it funding", _signed(s.daily_funding))
     totals.add_row("exposure", f"{s.exposure_usd:.2f} / {s.max_exposure_usd} USD")
     totals.add_row("in flight", f"{s.in_flight_usd:.2f} USD")
-    venues = _table("market", "positions", "net USD", f"free {s.quote_asset}")
-    for v in s.venues:
-        venues.add_row(v.market, str(v.positions), f"{v.position_usd:.2f}",
-                       "-" if v.free_quote is None else f"{v.free_quote:.2f}")
+    venues = _table(
+        ("market", "positions", "net USD", f"free {s.quote_asset}"),
+        [(v.market, str(v.positions), f"{v.position_usd:.2f}", "-" if v.free_quote is None else f"{v.free_quote:.2f}")
+         for v in s.venues],
+    )
     return Group(totals, Text(""), venues)
 
 
 def _latencies(s: ViewSnapshot) -> Table:
-    table = _table("stage", "count", "p50", "p99")
-    for lat in s.latencies:
-        table.add_row(lat.stage, str(lat.count), f"{lat.p50_ms:.3f}", f"{lat.p99_ms:.3f}")
-    return table
+    return _table(
+        ("stage", "count", "p50", "p99"),
+        [(lat.stage, str(lat.count), f"{lat.p50_ms:.3f}", f"{lat.p99_ms:.3f}") for lat in s.latencies],
+    )
 
 
 def _signed(value: Decimal, suffix: str = "") -> Text:

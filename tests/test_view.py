@@ -41,10 +41,17 @@ from arb.types import (
 )
 from arb.view import (
     EVENTS_LOGGER,
+    BreakerRow,
+    ConnectionRow,
+    ExecutionRow,
+    HaltRow,
     JsonLogFormatter,
+    LatencyRow,
     LiveView,
     Output,
     StatusLines,
+    VenueRow,
+    ViewSnapshot,
     choose_output,
     install_json_events,
     render_snapshot,
@@ -202,6 +209,52 @@ def test_funding_settled_today_shows_as_part_of_todays_pnl() -> None:
 def test_narrow_terminal_still_renders_every_section() -> None:
     text = rendered(Parts().view(), width=80)
     assert "Connections" in text and "Circuit breakers" in text and "Latency" in text
+
+
+def wide_snapshot() -> ViewSnapshot:
+    """Long names and large numbers, a connection down, a breaker tripped and a market halted."""
+    return ViewSnapshot(
+        mode="live", stopping=None, uptime_s=D("100.0"), opportunities_detected=10, opportunities_executed=5,
+        executions_succeeded=4, executions_failed=1, realized_pnl=D("-12.3456"), daily_pnl=D("-40.5"),
+        daily_funding=D(0), max_daily_loss=D(50), exposure_usd=D(250), max_exposure_usd=D(500), in_flight_usd=D(0),
+        quote_asset="USDT",
+        connections=(
+            ConnectionRow(market="gateio_futures", connected=False, message_age_ms=15000, messages=123456,
+                          reconnects=3, resyncs=2, books_in_sync=0, books=2),
+            ConnectionRow(market="mexc", connected=True, message_age_ms=3, messages=99999, reconnects=0, resyncs=0,
+                          books_in_sync=2, books=2),
+        ),
+        opportunities=(),
+        executions=(ExecutionRow(opportunity_id="tp7ra5548_btc", symbol="BTC/USDT", state="FAILED",
+                                 realized_profit=D("-1.2345"), execution_ms=D("12.3")),),
+        venues=(VenueRow(market="gateio_futures", positions=2, position_usd=D("-123456.78"),
+                         free_quote=D("1234567.89")),),
+        latencies=(LatencyRow(stage="cycle", count=5, p50_ms=D("3.785"), p99_ms=D("153.865")),),
+        breakers=(
+            BreakerRow(breaker="consecutive_failures", tripped=True, count=3, threshold=3, trips=1,
+                       reason="3 failed executions in a row"),
+            BreakerRow(breaker="venue_errors", tripped=False, count=4, threshold=5, trips=0),
+        ),
+        halted=(HaltRow(market="gateio", symbol="ETH/USDT", reason="trade_status untradable"),),
+    )
+
+
+@pytest.mark.parametrize("width", [80, 100, 120, 160])
+def test_status_words_and_numbers_are_never_cut_from_80_columns(width: int) -> None:
+    console = Console(record=True, width=width, file=io.StringIO())
+    console.print(render_snapshot(wide_snapshot()))
+    text = console.export_text()
+    lines = text.splitlines()
+    assert "…" not in text
+    down = next(line for line in lines if "DOWN" in line)
+    assert "15000 ms" in down and "123456" in down and "0/2" in down
+    assert "up" in next(line for line in lines if "99999" in line).split()
+    tripped = next(line for line in lines if "TRIPPED" in line)
+    assert "3/3" in tripped
+    assert " ok " in next(line for line in lines if "4/5" in line)
+    assert "HALTED" in text
+    for number in ("-123456.78", "1234567.89", "-1.2345", "153.865", "-12.3456"):
+        assert number in text
 
 
 def test_an_empty_run_says_so() -> None:
