@@ -21,7 +21,7 @@ import importlib.util
 import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from decimal import Decimal
+from decimal import ROUND_DOWN, Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from ..controller import ArbitrageController, RunSummary
 
 ZERO = Decimal(0)
+ONE = Decimal(1)
 BPS = Decimal(10_000)
 _CENT = Decimal("0.01")
 CHARTS = ("pnl", "opportunities", "spreads", "fill_ratio", "latency", "breakers")
@@ -43,7 +44,7 @@ CHART_TITLES = {
     "pnl": "Realized PnL over time",
     "opportunities": "Opportunities by size and margin (scanner hits)",
     "spreads": "Spread distribution per symbol and venue pair",
-    "fill_ratio": "Fill ratio per market",
+    "fill_ratio": "Fill ratio per market (by quote value)",
     "latency": "Latency histograms per stage",
     "breakers": "Circuit breaker trips",
 }
@@ -171,17 +172,20 @@ class OpportunityPoint(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class FillRatio(msgspec.Struct, frozen=True, kw_only=True):
-    """Requested and filled quantity over every order of one market (order units)."""
+    """Requested and filled quote value over every order of one market, each order valued at its
+    limit price: its symbols' quantities (base units, lots, contracts) cannot be added up."""
 
     market: str
     orders: int
-    requested: Decimal
-    filled: Decimal
+    requested: Decimal  # quote
+    filled: Decimal  # quote
 
     @property
     def ratio(self) -> Decimal:
-        """Filled over requested (0 when nothing was requested)."""
-        return (self.filled / self.requested).quantize(Decimal("0.0001")) if self.requested else ZERO
+        """Filled over requested (0 when nothing was requested), rounded down: 1 only when all filled."""
+        if not self.requested:
+            return ZERO
+        return (self.filled / self.requested).quantize(Decimal("0.0001"), rounding=ROUND_DOWN)
 
 
 class LatencyStage(msgspec.Struct, frozen=True, kw_only=True):
@@ -291,9 +295,11 @@ def report_data(
     for timed in log.executions:
         for leg in timed.result.legs:
             row = ratios.setdefault(leg.exchange.value, [ZERO, ZERO, ZERO])
+            # The engine's legs carry their contract size; one without it is a spot order's (1).
+            price = leg.limit_price * (ONE if leg.contract_size is None else leg.contract_size)
             row[0] += 1
-            row[1] += leg.requested_quantity
-            row[2] += leg.filled_quantity
+            row[1] += leg.requested_quantity * price
+            row[2] += leg.filled_quantity * price
     latency = []
     for stage in Stage:
         histogram = monitor.histogram(stage)
@@ -417,7 +423,7 @@ def _html(data: ReportData, charts: dict[str, Path]) -> str:
             [(pair, sum(v.values()), min(v), _median(v), max(v)) for pair, v in sorted(data.spreads.items()) if v],
         ),
         "fill_ratio": _table(
-            ("market", "orders", "requested", "filled", "ratio"),
+            ("market", "orders", "requested (quote)", "filled (quote)", "ratio"),
             [(f.market, f.orders, f.requested, f.filled, f.ratio) for f in data.fill_ratios],
         ),
         "latency": _table(
@@ -512,7 +518,7 @@ def _draw_spreads(axes: Any, data: ReportData) -> bool:
 def _draw_fill_ratio(axes: Any, data: ReportData) -> bool:
     axes.bar([f.market for f in data.fill_ratios], [float(f.ratio) for f in data.fill_ratios])
     axes.set_ylim(0, 1.05)
-    axes.set_ylabel("filled / requested")
+    axes.set_ylabel("filled / requested (quote value)")
     return bool(data.fill_ratios)
 
 

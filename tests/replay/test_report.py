@@ -19,10 +19,10 @@ from arb.journal import Journal
 from arb.replay.player import BacktestSettings, backtest
 from arb.replay.recorder import Recorder
 from arb.monitor import PerformanceMonitor
-from arb.replay.report import CHARTS, TradeLog, charts_available, report_data, write_report
+from arb.replay.report import CHARTS, TimedExecution, TradeLog, charts_available, report_data, write_report
 from arb.sim.cluster import SimConfig
 from arb.sim.market import Dislocation
-from arb.types import EngineStatistics, ExchangeName
+from arb.types import ArbitrageState, EngineStatistics, ExchangeName, ExecutionLeg, ExecutionResult, OrderSide
 from test_pipeline import GATE, GATE_BOOK, MEXC, MEXC_BOOK, book, pipeline, snapshot
 
 SECOND = 1_000_000_000
@@ -281,3 +281,40 @@ def test_backtest_cli_takes_the_account_s_deposits_and_names_an_asset_it_lacks(r
                           ("SOL=-1", "must be 0 or more and finite")):
         refused = backtest_cli("--deposit", bad)
         assert refused.returncode == 2 and expected in refused.stderr
+
+
+def test_the_fill_ratio_of_a_market_weighs_its_orders_by_quote_value(tmp_path: Path) -> None:
+    """Quantities of different symbols were added up: one missed 1 BTC order beside nine filled
+    1000 DOGE orders read 9000 / 9001 filled. Valued at their limit prices (a futures order's
+    contracts times its contract size), 900 of 60,900 USDT filled."""
+
+    def execution(
+        at: int, symbol: str, requested: str, filled: str, price: str, contract_size: str = "1"
+    ) -> TimedExecution:
+        leg = ExecutionLeg(
+            exchange=ExchangeName.MEXC, symbol=symbol, side=OrderSide.BUY, client_order_id=f"c{at}",
+            requested_quantity=D(requested), limit_price=D(price), filled_quantity=D(filled),
+            contract_size=D(contract_size),
+        )
+        return TimedExecution(time_ns=at, result=ExecutionResult(
+            opportunity_id=f"o{at}", final_state=ArbitrageState.COMPLETED if filled != "0" else ArbitrageState.FAILED,
+            total_execution_time_ms=D(1), realized_profit=D(0), legs=(leg,),
+        ))
+
+    log = TradeLog()
+    log.executions.append(execution(0, "BTC/USDT", "1", "0", "60000"))
+    log.executions += [execution(1 + i, "DOGE/USDT", "1000", "1000", "0.1") for i in range(9)]
+    summary = RunSummary(
+        mode="backtest", duration_s=D(1), statistics=EngineStatistics(), fills=9, rejected_by_risk={}, latency_ms={},
+        breakers_tripped=[], resyncs={}, skew_alerts=[], shutdown=[],
+    )
+    data = report_data("t", summary, log, PerformanceMonitor(100), start_ns=0)
+    (mexc,) = data.fill_ratios
+    assert (mexc.orders, mexc.requested, mexc.filled, mexc.ratio) == (10, D("60900.0"), D("900.0"), D("0.0147"))
+    write_report(data, tmp_path)
+    assert json.loads((tmp_path / "summary.json").read_text())["fill_ratio"] == {"mexc": "0.0147"}
+    # Contracts count at their contract size; all but a sliver filled is not rounded up to 1.
+    log.executions[:] = [execution(0, "BTC/USDT:USDT", "3", "3", "60000", "0.0001"),
+                         execution(1, "ETH/USDT:USDT", "100000", "99999", "3000", "0.01")]
+    (mexc,) = report_data("t", summary, log, PerformanceMonitor(100), start_ns=0).fill_ratios
+    assert (mexc.requested, mexc.filled, mexc.ratio) == (D("3000018"), D("2999988"), D("0.9999"))
