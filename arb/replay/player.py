@@ -895,7 +895,7 @@ def _catalog(market: ExchangeName, bodies: Sequence[bytes]) -> tuple[InstrumentC
         source = f"{len(catalogs)} recorded instrument lists (each pair by its earliest listing)"
         return InstrumentCatalog(market, chosen.values(), skipped.values()), source, errors, False
     instruments = [i for i in default_instruments() if i.exchange is market]
-    why = "the recorded instrument list does not parse" if errors else "the recording lists none"
+    why = "the recorded instrument list does not parse" if errors else "the files given list none"
     return InstrumentCatalog(market, instruments, ()), f"simulator defaults ({why})", errors, True
 
 
@@ -1073,6 +1073,7 @@ async def _replay(
         for market, connector in connectors.items()
         for symbol, stats in connector.book_stats().items()
     }
+    notes += reader.later_starts
     notes += [f"recording damaged, replayed up to the damage: {damage}" for damage in damages]
     notes += [f"recorded instrument list unreadable, not traded by it: {error}" for error in instrument_errors]
     report = None

@@ -11,7 +11,8 @@ CRC, a block that does not decompress, a file that was never closed, a part miss
 given twice), a file whose header cannot be read not at all; the other recordings and
 files still read to their ends, and ``RecordingReader.damage`` says where reading stopped:
 file, byte offset of the first unread byte, records read from that file, and why. Damage
-is reported, never raised.
+is reported, never raised. A recording given from a later part on is no damage: it reads
+from there, and ``RecordingReader.later_starts`` names the parts before it not given.
 
 ``RecordingReader.blocks`` reads one recording of the recorder's format as decompressed
 blocks instead, their records checked in C (``arb_core.replay.check_block``) and not
@@ -54,6 +55,7 @@ from .recorder import (
     RecordKind,
     Symbolizer,
     recording_files,
+    rotated_name,
     symbolizer,
 )
 
@@ -163,6 +165,9 @@ class RecordingReader:
         self.paths = [Path(p) for p in paths]
         self.damages: list[RecordingDamaged] = []
         self.records = 0
+        # Each rotated recording given from a later part on, naming the parts before it not given
+        # (known once reading starts). Not damage: every file given is read.
+        self.later_starts: list[str] = []
 
     @property
     def damage(self) -> RecordingDamaged | None:
@@ -286,9 +291,18 @@ class RecordingReader:
                 parts.setdefault(recording_id, []).append((part, path))
             else:
                 streams.append(_Stream([path], native=False))
-        for group in parts.values():
+        self.later_starts = []
+        for recording_id, group in parts.items():
             group.sort()
             streams.append(_parts_stream(group))
+            part, path = group[0]
+            first = _first_part(recording_id, part, path) if part > 1 else part
+            if first < part:
+                self.later_starts.append(
+                    f"{path}: replayed from part {part} of its recording; {_parts(first, part - 1)} not given or "
+                    "missing, and with them what the recording began with (its instrument lists, the books' "
+                    "first snapshots)"
+                )
         return streams
 
 
@@ -303,13 +317,32 @@ def _parts_stream(group: list[tuple[int, Path]]) -> _Stream:
             reason = f"part {part} of this recording is also {earlier}"
         elif part != before + 1:
             # The books would replay across the hole as if nothing had happened there.
-            missing = f"part {before + 1}" if part == before + 2 else f"parts {before + 1} to {part - 1}"
-            reason = f"{missing} of this recording not given or missing"
+            reason = f"{_parts(before + 1, part - 1)} of this recording not given or missing"
         else:
             paths.append(path)
             continue
         return _Stream(paths, native=True, stop=RecordingDamaged(path=str(path), offset=0, records=0, reason=reason))
     return _Stream(paths, native=True)
+
+
+def _first_part(recording_id: bytes, part: int, path: Path) -> int:
+    """The part that recording ``recording_id``, of which ``path`` is part ``part``, began at, as the
+    files beside ``path`` tell: a recorder numbers a new recording on from the parts already there,
+    so the last part of another recording before ``part`` is just before it (none: part 1)."""
+    name = rotated_name(path)
+    for sibling in reversed(recording_files(name) if name is not None else []):
+        try:
+            with sibling.open("rb") as file:
+                other, number, _version = _file_header(file.read(FILE_HEADER.size))
+        except (OSError, _Damage):
+            continue
+        if number < part and other != recording_id:
+            return number + 1
+    return 1
+
+
+def _parts(first: int, last: int) -> str:
+    return f"part {first}" if first == last else f"parts {first} to {last}"
 
 
 def read_records(*paths: str | os.PathLike[str]) -> RecordingReader:

@@ -47,6 +47,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import struct
 import threading
 import time
@@ -166,6 +167,20 @@ def _part_number(path: Path, part: Path) -> int | None:
     if len(number) < 5 or not (number.isascii() and number.isdigit()) or not dot or len(rest) <= len(suffix):
         return None
     return int(number)
+
+
+def rotated_name(part: Path) -> Path | None:
+    """The name (``--out``) whose rotation part ``part`` is (``part_path``), or None when ``part``
+    is not named as a part."""
+    match = _PART_NAME.fullmatch(part.name)
+    if match is None:
+        return None
+    stem, number, suffix = match.groups()
+    name = part.with_name(stem + suffix)
+    return name if _part_number(name, part) == int(number) else None
+
+
+_PART_NAME = re.compile(r"(.+)\.(\d{5,})\.\d{8}T\d{6}Z(.*)", re.ASCII)
 
 
 def recording_files(path: str | os.PathLike[str]) -> list[Path]:

@@ -490,6 +490,23 @@ def test_a_rotation_that_left_an_empty_part_replays_the_whole_parts_before_it(tm
     _assert_same_backtest(compiled, python)
 
 
+def test_a_later_part_backtested_alone_says_which_parts_of_its_recording_were_not_given(tmp_path: Path) -> None:
+    """Part 3 alone replayed with no word of parts 1 and 2, which hold the instrument lists and the
+    books' first snapshots, and said the recording lists no instruments: the files given list none."""
+    path = tmp_path / "rotated.arbrec"
+    record_simulated(path, 8000, block_records=500, rotate_bytes=60_000)
+    parts = recording_files(path)
+    whole = backtest([path], _default_manager())
+    assert not any("replayed from part" in note for note in whole.notes)
+    later = backtest(parts[2:], _default_manager())
+    assert later.damage is None and 0 < later.records < whole.records
+    note = (f"{parts[2]}: replayed from part 3 of its recording; parts 1 to 2 not given or missing, and with them "
+            "what the recording began with (its instrument lists, the books' first snapshots)")
+    assert note in later.notes and f"  note: {note}" in later.lines()
+    assert later.report is not None and note in later.report.notes
+    assert later.instruments[ExchangeName.GATEIO] == "simulator defaults (the files given list none)"
+
+
 def _unreadable_lists(path: Path) -> Path:
     """A recording holding only instrument lists that do not parse: a venue's error body, a cut list."""
     recorder = Recorder(path, wall_offset_ns=WALL_OFFSET_NS)
@@ -509,7 +526,7 @@ def test_a_recorded_instrument_list_that_does_not_parse_is_named_not_taken_for_n
     assert [error.split(":")[0] for error in result.instrument_errors] == ["gateio", "mexc"]
     assert all(" GET " in error for error in result.instrument_errors)  # the parser's reason, naming the request
     assert result.instruments[ExchangeName.GATEIO] == "simulator defaults (the recorded instrument list does not parse)"
-    assert result.instruments[ExchangeName.GATEIO_FUTURES] == "simulator defaults (the recording lists none)"
+    assert result.instruments[ExchangeName.GATEIO_FUTURES] == "simulator defaults (the files given list none)"
     lines = result.lines()
     for error in result.instrument_errors:
         assert f"  RECORDED INSTRUMENT LIST UNREADABLE: {error}" in lines

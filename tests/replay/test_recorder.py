@@ -469,6 +469,44 @@ def test_a_missing_part_is_damage_where_the_hole_is(tmp_path: Path) -> None:
     assert list(later) and later.damage is None
 
 
+def test_a_recording_given_from_a_later_part_on_names_the_parts_before_it(tmp_path: Path) -> None:
+    """A later part read alone read without a word, though the recording's first parts hold its
+    instrument lists and first snapshots. It is no hole (every file given is read, no damage),
+    but the parts before it are named, as the files beside it tell: a recording a restarted
+    recorder wrote beside another began at its own first part, numbered on from the other's."""
+    base = tmp_path / "md.arbrec"
+    _write_sample(base, blocks=20, per_block=20, rotate_bytes=1_500)
+    parts = recording_files(base)
+    assert len(parts) >= 4
+
+    def later_starts(*paths: Path) -> list[str]:
+        reader = read_records(*paths)
+        assert list(reader) and reader.damage is None
+        return reader.later_starts
+
+    assert later_starts(base) == later_starts(parts[0]) == []
+    assert later_starts(*parts[2:]) == [
+        f"{parts[2]}: replayed from part 3 of its recording; parts 1 to 2 not given or missing, and with them "
+        "what the recording began with (its instrument lists, the books' first snapshots)"
+    ]
+    assert later_starts(parts[1])[0].startswith(f"{parts[1]}: replayed from part 2 of its recording; part 1 not given")
+    restarted = tmp_path / "restarted"
+    restarted.mkdir()
+    moved = restarted / parts[3].name  # its earlier parts elsewhere: not known to be another recording's
+    shutil.copy(parts[3], moved)
+    assert "; parts 1 to 3 not given" in later_starts(moved)[0]
+    _write_sample(base, blocks=8, per_block=20, rotate_bytes=1_500)
+    second = recording_files(base)[len(parts):]
+    assert len(second) >= 2
+    assert later_starts(*second) == []  # began after the first recording's last part
+    assert later_starts(base) == []
+    number = len(parts) + 1
+    assert f"part {number + 1} of its recording; part {number} not given" in later_starts(second[1])[0]
+    assert later_starts(second[1].rename(tmp_path / "renamed.arbrec"))[0].startswith(
+        f"{tmp_path / 'renamed.arbrec'}: replayed from part {number + 1} of its recording; parts 1 to {number} "
+    )
+
+
 def test_a_part_named_twice_is_read_once_and_a_copy_of_one_is_named(tmp_path: Path) -> None:
     base = tmp_path / "md.arbrec"
     written = _write_sample(base, blocks=12, per_block=20, rotate_bytes=1_500)
