@@ -517,7 +517,7 @@ class ArbitrageController:
         self._execution_lock = asyncio.Lock()
         self._queued_ids: set[str] = set()  # opportunities in ``process``, waiting for the lock or executing
         self._leg_symbols: dict[tuple[str, ExchangeName], str] = {}  # market_symbol, kept for the order path
-        self.hedges: HedgeBook | None = None
+        self._hedges: HedgeBook | None = None
         self.funding: FundingBook | None = None
         self.collection = IdleCollection()  # garbage collection between executions (arb.collection)
         self._collections_put_off = 0  # status ticks in a row that did not collect (``_collect_at_tick``)
@@ -824,7 +824,7 @@ class ArbitrageController:
                 complete = False
                 continue
             # A pair left out of the symbols whose position the engine still holds is settled on too.
-            held = self.risk.held_pairs(market) if self.risk is not None else set()
+            held = self.risk.held_positions(market) if self.risk is not None else {}
             wanted = [p for p in payments if pair_symbol(p.symbol) in pairs or pair_symbol(p.symbol) in held]
             for payment in journal.record_funding(market, wanted):
                 self._funding_settled += payment.amount
@@ -835,6 +835,18 @@ class ArbitrageController:
                          payment.payment_id)
         if complete:
             self._funding_since_ms = now_ms - FUNDING_READ_OVERLAP_MS
+
+    @property
+    def hedges(self) -> HedgeBook | None:
+        """The open spot/futures hedges (``arb.hedges``); None where the run trades none."""
+        return self._hedges
+
+    @hedges.setter
+    def hedges(self, book: HedgeBook | None) -> None:
+        # The futures position limit bounds openings by the hedges the book holds (``RiskManager.hedged_futures``).
+        self._hedges = book
+        if self.risk is not None:
+            self.risk.hedged_futures = book.futures_hedged if book is not None else None
 
     @property
     def _rules_watched(self) -> bool:
@@ -1049,7 +1061,8 @@ class ArbitrageController:
                 continue
             holdings = futures_holdings(market, positions, self._catalogs[market], self._unlisted_warned)
             if hedges is not None:
-                for mismatch in hedges.check_venue(market, holdings):
+                own = risk.held_positions(market) if risk is not None else None
+                for mismatch in hedges.check_venue(market, holdings, own):
                     self._hedge_drops.append(mismatch)
                     if self.journal is not None:  # so that a restart does not bring them back
                         for position in mismatch.dropped:
@@ -1057,7 +1070,7 @@ class ArbitrageController:
             if risk is not None:
                 # A pair taken out of engine.symbols that the engine still holds (a hedge an earlier
                 # run opened) stays aligned with the venue and watched for its liquidation distance.
-                risk.align_futures_positions(market, holdings, {*self.config.symbols, *risk.held_pairs(market)})
+                risk.align_futures_positions(market, holdings, {*self.config.symbols, *risk.held_positions(market)})
         return checked
 
     def _traded_futures(self) -> set[ExchangeName]:
@@ -1281,7 +1294,7 @@ class ArbitrageController:
         self._catalogs = {market: await c.instruments() for market, c in self.connectors.items()}
         if OpportunityType.SPOT_FUTURES_HEDGE in config.opportunity_types and self.hedges is None:
             self.hedges = HedgeBook(self._catalogs, min_profit_bps=config.risk_limits.min_profit_margin_bps)
-        if self.hedges is not None and self.risk is not None:
+        if self.hedges is not None and self.risk is not None:  # a book given before the risk manager was built
             self.risk.hedged_futures = self.hedges.futures_hedged
         if OpportunityType.SPOT_FUTURES_HEDGE in config.opportunity_types and self.pipeline.funding is None:
             # The rates price hedges over their horizon, and paper runs settle them on paper positions.

@@ -41,7 +41,8 @@ order. Either way the book should not keep what the venue no longer holds: after
 periodically while running, the controller reads each futures market's positions and
 ``check_venue`` compares them: a pair whose hedges the venue's position does not cover (what
 they net to on the perpetual, in the same direction, at least as large, within one lot; hedges
-netting to nothing need nothing there) is taken out of the book, with an error
+netting to nothing need nothing there; a venue holding what the engine's own fills hold, a flagged
+residual beside the hedges included, has lost nothing) is taken out of the book, with an error
 naming both quantities; the engine no longer closes it, and its spot side is plain
 inventory. A venue position larger than the book's (other trading on the account) leaves the
 book as it is, with a warning (once per pair and quantities) that the engine closes only its
@@ -184,7 +185,9 @@ class HedgeBook:
         """Add the matched spot/futures quantity of a hedge execution (an opening or a closing pair).
 
         Only the part both markets filled is a hedge; an unmatched residual belongs to
-        recovery (flat or flagged) and is not counted here. Returns the updated position.
+        recovery (flat or flagged) and is not counted here. A close that took one side of the
+        position off past the other leaves only what both sides still hold as a hedge. Returns the
+        updated position.
         """
         if opportunity.opportunity_type is not OpportunityType.SPOT_FUTURES_HEDGE:
             return None
@@ -266,9 +269,14 @@ class HedgeBook:
         """Take a pair out of the book as ``drop`` recorded it (``check_venue``, while running)."""
         self._positions.pop((drop.symbol, drop.spot, drop.futures), None)
 
-    def check_venue(self, futures: ExchangeName, holdings: Mapping[str, FuturesHolding]) -> list[HedgeMismatch]:
+    def check_venue(
+        self, futures: ExchangeName, holdings: Mapping[str, FuturesHolding], own: Mapping[str, Decimal] | None = None
+    ) -> list[HedgeMismatch]:
         """Compare the book's hedges on ``futures`` with what its venue holds (``futures_holdings``);
-        take out of the book, and return, every pair the venue does not cover (see the module doc)."""
+        take out of the book, and return, every pair the venue does not cover (see the module doc).
+        ``own``: the signed base each pair's position holds by the engine's own fills
+        (``RiskManager.held_positions``): a venue holding that has lost nothing, whatever a flagged
+        residual beside the hedges makes of it."""
         booked: dict[str, Decimal] = {}
         for hedge in self._positions.values():
             if hedge.futures is futures and hedge.base:
@@ -279,6 +287,8 @@ class HedgeBook:
             # A flat venue lists no position: one contract is still the tolerance (a recovery's
             # unwind can leave the book a fraction of a contract off the venue, never more).
             venue, lot = (holding.base, holding.lot) if holding is not None else (ZERO, self._futures_lot(futures, symbol))
+            if own is not None and abs(venue - own.get(symbol, ZERO)) <= lot:
+                continue
             toward = venue if held >= 0 else -venue  # what the venue holds the way the book's hedges net
             # Hedges netting to nothing (against both spot venues) need nothing held there.
             if abs(held) <= lot or toward >= abs(held) - lot:
@@ -312,8 +322,10 @@ class HedgeBook:
     ) -> HedgePosition | None:
         spot_base, spot_cost, spot_fees = self._net(spot_market, legs)
         futures_base, futures_cost, futures_fees = self._net(futures_market, legs)
+        key = (symbol, spot_market, futures_market)
+        taken_off = self._take_off_unmatched_close(key, spot_base, futures_base)
         if not spot_base or not futures_base or (spot_base > 0) == (futures_base > 0):
-            return None
+            return taken_off
         matched = min(abs(spot_base), abs(futures_base))
         spot_cost = _share(spot_cost, matched, abs(spot_base))
         futures_cost = _share(futures_cost, matched, abs(futures_base))
@@ -322,7 +334,6 @@ class HedgeBook:
         signed = matched if spot_base > 0 else -matched
         # Long spot: sold futures, bought spot; short spot the reverse.
         locked = futures_cost - spot_cost if signed > 0 else spot_cost - futures_cost
-        key = (symbol, spot_market, futures_market)
         position = self._positions.get(key)
         if position is None or not position.base:
             position = self._positions[key] = HedgePosition(
@@ -346,6 +357,30 @@ class HedgeBook:
                 position.locked_basis = _share(locked, abs(remaining), matched)
                 position.entry_fees = _share(fees, abs(remaining), matched)
             position.base = remaining
+        return msgspec.structs.replace(position)
+
+    def _take_off_unmatched_close(
+        self, key: tuple[str, ExchangeName, ExchangeName], spot_base: Decimal, futures_base: Decimal
+    ) -> HedgePosition | None:
+        """Take out of the position at ``key`` what one leg of its close took off past the other (a
+        residual recovery left, flagged): that side of the pair is gone at its venue, so that much
+        is no longer a hedge, and its close would trade the gone side again. The matched rest
+        closes as usual. Returns the position when it changed."""
+        position = self._positions.get(key)
+        if position is None or not position.base:
+            return None
+        sign = 1 if position.base > 0 else -1  # a long-spot position closes by selling spot, buying futures
+        spot_closed, futures_closed = max(-sign * spot_base, ZERO), max(sign * futures_base, ZERO)
+        unmatched = min(abs(spot_closed - futures_closed), abs(position.base))
+        if not unmatched:
+            return None
+        log.warning(
+            "hedges: %s %s/%s: a close took %s base off one side only: that much is no longer a hedge",
+            position.symbol, position.spot.value, position.futures.value, unmatched,
+        )
+        position.locked_basis -= _share(position.locked_basis, unmatched, abs(position.base))
+        position.entry_fees -= _share(position.entry_fees, unmatched, abs(position.base))
+        position.base -= sign * unmatched
         return msgspec.structs.replace(position)
 
     def _net(self, market: ExchangeName, legs: Sequence[ExecutionLeg]) -> tuple[Decimal, Decimal, Decimal]:

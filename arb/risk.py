@@ -25,12 +25,13 @@ as filled in full, so concurrent ones cannot either); an entry that shrinks it a
 Hedges of one perpetual against two spot venues can hold it in opposite directions (short
 against a long on one spot venue, long against a short on the other) and net out on the venue,
 where the position is one; closing the hedges of one direction then leaves the perpetual with
-everything the other direction holds. So an opening is bounded as if every open hedge the other
-way were closed: its position after the trade plus what those hedges hold on the perpetual
-(``hedged_futures``, the hedge book's). A hedge's close (``closes_hedge``) takes both legs of
-a hedge off and is not bounded by the limit: the openings kept what it can leave within it (at
-their prices); one that grows the venue's position is still refused while the position is too
-near its liquidation (below). ``futures_room`` gives the scanner the same bound as leg caps, so
+everything the other direction holds, and an operator closing a flagged residual takes its part
+away too. So an opening is bounded on the side it grows, as if whatever holds the position the
+other way were gone: the open hedges holding it that way (``hedged_futures``, the hedge book's),
+plus the part of the position no hedge explains where it points that way, plus the trade. A
+hedge's close (``closes_hedge``) takes both legs of a hedge off and is not bounded by the limit:
+the openings kept what it can leave within it (at their prices); one that grows the venue's
+position the way it points is still refused while the position is too near its liquidation (below). ``futures_room`` gives the scanner the same bound as leg caps, so
 it looks for another pair rather than proposing the refused one again. Spot holdings are
 inventory, capped by the balances, not by this limit.
 
@@ -38,7 +39,8 @@ Liquidation. Liquidating the perpetual leg of a hedge leaves its spot leg naked.
 position read (``align_futures_positions``, at start-up and every position check) brings the
 distance from the mark to the venue's liquidation price; while it is under
 ``min_liquidation_distance_bps`` (500 by default, 0: off) the position is warned about once and
-entries and hedge closes that would grow it are refused (``min_liquidation_distance_bps``), and
+entries and hedge closes that would grow it are refused (``min_liquidation_distance_bps``; a close
+that turns it around takes off the side near liquidation and passes), and
 ``futures_room`` offers only what shrinks it, until a read finds it far enough again. Recoveries
 shrink it and pass. The venue decides when to liquidate; this only stops the engine adding to it.
 
@@ -628,9 +630,9 @@ class RiskManager:
         counted: bool,
         closes_hedge: bool,
     ) -> None:
-        """Refuse an opening's leg that grows ``market``'s futures position, with the hedges the other
-        way closed, past the position limit; and any leg that grows the position while the venue
-        reports it nearer its liquidation than ``min_liquidation_distance_bps``."""
+        """Refuse an opening's leg that takes the side of ``market``'s futures position it grows past the
+        position limit (``_held_that_way``); and any leg that grows the position (a close: the way it
+        points) while the venue reports it nearer its liquidation than ``min_liquidation_distance_bps``."""
         position = self._positions.get((market, opportunity.symbol))
         held = position.quantity if position is not None else ZERO
         # Executions in flight that grow it the same way count as filled in full, and so does the
@@ -643,20 +645,31 @@ class RiskManager:
             if unknown_market is market and symbol == opportunity.symbol and (base > 0) == (signed > 0):
                 held += base
         if not closes_hedge:
-            reach = held
-            hedged = self.hedged_futures
-            if hedged is not None:
-                long, short = hedged(market, opportunity.symbol)
-                reach += short if signed > 0 else -long
-            after = abs(reach + signed)
-            if after > abs(reach):
-                size = after * self._position_price(opportunity.symbol, price)
-                if size > self._max_position:
-                    self._reject(RiskCheck.MAX_FUTURES_POSITION, opportunity, size, self._max_position, counted)
-        if self._liquidation_distances and held and abs(held + signed) > abs(held):
+            size = (self._held_that_way(market, opportunity.symbol, held, signed > 0) + abs(signed)) * (
+                self._position_price(opportunity.symbol, price)
+            )
+            if size > self._max_position:
+                self._reject(RiskCheck.MAX_FUTURES_POSITION, opportunity, size, self._max_position, counted)
+        after = held + signed
+        # A close that turns the position around takes off the side near its liquidation.
+        if self._liquidation_distances and held and abs(after) > abs(held) and (
+            not closes_hedge or (after > 0) == (held > 0)
+        ):
             distance = self._too_near_liquidation(market, opportunity.symbol)
             if distance is not None:
                 self._reject(RiskCheck.LIQUIDATION_DISTANCE, opportunity, distance, self._min_liquidation, counted)
+
+    def _held_that_way(self, market: ExchangeName, symbol: str, held: Decimal, buying: bool) -> Decimal:
+        """The base the futures position ``held`` (signed) of ``symbol`` on ``market`` may be left holding the
+        way a buy (``buying``) or a sell grows it, once whatever holds it the other way is gone: the open
+        hedges holding it that way (``hedged_futures``), and the part no hedge explains (a flagged residual,
+        a position not the engine's) where it points that way. Neither hedges nor such a part the other way
+        are an offset to count on: hedges close, and an operator closes a residual."""
+        long = short = ZERO
+        if self.hedged_futures is not None:
+            long, short = self.hedged_futures(market, symbol)
+        rest = held - long + short
+        return long + max(rest, ZERO) if buying else short + max(-rest, ZERO)
 
     def _reject(
         self, check: RiskCheck, opp: ArbitrageOpportunity, value: Decimal, limit: Decimal, counted: bool
@@ -1156,9 +1169,10 @@ class RiskManager:
                 self._refresh_symbol(symbol)
         return changed
 
-    def held_pairs(self, market: ExchangeName) -> set[str]:
-        """The pairs (spot form) it counts an open position of on ``market``."""
-        return {symbol for (m, symbol), p in self._positions.items() if m is market and p.quantity}
+    def held_positions(self, market: ExchangeName) -> dict[str, Decimal]:
+        """The signed base of each pair (spot form) it counts an open position of on ``market``: what
+        the fills it was given hold there, aligned with the venue at each position read."""
+        return {symbol: p.quantity for (m, symbol), p in self._positions.items() if m is market and p.quantity}
 
     def liquidation_distances(self) -> dict[tuple[ExchangeName, str], tuple[Decimal, bool]]:
         """(futures market, pair) -> the distance of its position from liquidation, bps of the mark, as the
@@ -1209,7 +1223,7 @@ class RiskManager:
         self, market: ExchangeName, symbol: str, price: Decimal | None = None
     ) -> tuple[Decimal, Decimal] | None:
         """How much base an entry may buy and sell on futures ``market`` of ``symbol`` (spot form,
-        BTC/USDT) before its position, with the open hedges the other way closed, passes
+        BTC/USDT) before the side of its position it grows (``_held_that_way``) passes
         ``max_position_size_usd`` at the higher of the symbol's
         mark and ``price`` (the market's current price), as ``validate_opportunity_risk`` values it,
         and only what shrinks it while it is too near its liquidation; None before the symbol's first
@@ -1225,9 +1239,10 @@ class RiskManager:
         # Orders of unknown outcome count the way they would grow it, and the hedges the other way
         # as closed (``_check_futures_position``).
         unknown = [base for m, s, base in self._unknown_futures.values() if m is market and s == symbol]
-        long, short = self.hedged_futures(market, symbol) if self.hedged_futures is not None else (ZERO, ZERO)
-        buy = max(limit - held - short - sum((b for b in unknown if b > 0), ZERO), ZERO)
-        sell = max(limit + held - long + sum((b for b in unknown if b < 0), ZERO), ZERO)
+        bought = held + sum((b for b in unknown if b > 0), ZERO)
+        sold = held + sum((b for b in unknown if b < 0), ZERO)
+        buy = max(limit - self._held_that_way(market, symbol, bought, True), ZERO)
+        sell = max(limit - self._held_that_way(market, symbol, sold, False), ZERO)
         if held and self._too_near_liquidation(market, symbol) is not None:  # only shrinking it: up to the position
             buy, sell = (ZERO, min(sell, held)) if held > 0 else (min(buy, -held), ZERO)
         return buy, sell

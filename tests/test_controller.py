@@ -666,6 +666,19 @@ def test_a_long_run_keeps_the_newest_results_and_counts_them_all(tmp_path: Path)
     assert controller.statistics().opportunities_executed == 5  # the monitor counts them all
 
 
+def test_a_hedge_book_given_to_a_controller_bounds_its_risk_managers_futures_limit(tmp_path: Path) -> None:
+    """A controller used through ``process`` with a book of its caller's (never initialized) checked the
+    futures limit on the perpetual's net position alone (``RiskManager.hedged_futures``)."""
+    configuration = manager(tmp_path)
+    risk = RiskManager(configuration.config.risk_limits)
+    controller = ArbitrageController(configuration, executor=InstantExecutor(), risk=risk)
+    book = HedgeBook({}, min_profit_bps=D(10))
+    controller.hedges = book
+    assert risk.hedged_futures == book.futures_hedged
+    controller.hedges = None
+    assert risk.hedged_futures is None
+
+
 def test_the_summary_breaks_the_executions_down_by_pair_when_several_traded(tmp_path: Path) -> None:
     """Kept results may be only the newest: each pair's counts and PnL are summed as executions end."""
 

@@ -14,6 +14,7 @@ from test_pipeline import GATE as GATE_SPOT
 from test_pipeline import GATE_BOOK, GATE_PERP, GATE_PERP_BOOK, book
 from test_pipeline import MEXC as MEXC_SPOT
 
+from arb.exchanges.errors import ErrorCategory
 from arb.exchanges.models import Position
 from arb.execution import TwoLegExecutor
 from arb.hedges import HedgeBook, HedgePosition
@@ -193,6 +194,33 @@ def test_a_hedge_cut_short_by_a_crash_counts_with_its_matched_part(tmp_path: Pat
     (position,) = book.restore(venues.journal)
     assert (position.base, position.spot_price, position.futures_price) == (D("0.5"), D("60000.13"), D("60300.1"))
     assert position.entry_basis == D("299.97")
+
+
+@pytest.mark.parametrize(("filled", "fraction"), [(PERP, "1"), (GATE, "1"), (PERP, "0.6")])
+def test_a_close_that_took_one_side_off_past_the_other_leaves_only_the_matched_rest_booked(
+    tmp_path: Path, filled: ExchangeName, fraction: str
+) -> None:
+    """A close of 0.5 whose one leg filled (``fraction`` of it) and whose other leg and recovery were refused
+    everywhere: a residual flagged for an operator. The side it took off is gone at the venue, yet the
+    book kept the whole hedge, and where hedges the other way kept the close plain and the venue position
+    check quiet, the engine sent the same close again and again, each time moving that side once more.
+    Only what both sides still hold stays a hedge; a restore rebuilds the same."""
+    venues = Venues(tmp_path / "journal.sqlite3")
+    book = HedgeBook(venues.catalogs, min_profit_bps=D(10))
+    opening = opportunity("o1", GATE, PERP, "60000.13", "60300.1", "0.5")
+    book.record(opening, venues.run(opening))
+    locked = book.held_basis()
+    refused = [Step(kind="reject", category=ErrorCategory.INVALID_REQUEST)] * 5
+    close = opportunity("c1", PERP, GATE, "60100", "60150", "0.5")
+    other = GATE if filled is PERP else PERP
+    result = venues.run(close, (filled, [Step(fraction=D(fraction))] + refused), (other, refused))
+    assert result.final_state is ArbitrageState.RECOVERING  # flagged for an operator
+    book.record(close, result)
+    held = D("0.5") * (1 - D(fraction))
+    assert [p.base for p in book.positions()] == ([held] if held else [])
+    assert book.held_basis() == locked * held / D("0.5")
+    rebuilt = HedgeBook(venues.catalogs, min_profit_bps=D(10))
+    assert [p.base for p in rebuilt.restore(venues.journal)] == [p.base for p in book.positions()]
 
 
 @pytest.mark.parametrize("short_market", [PERP, GATE])
@@ -489,6 +517,21 @@ def test_hedges_that_net_to_nothing_on_the_perpetual_are_covered_by_any_venue_po
         assert book.check_venue(PERP, futures_holdings(PERP, positions, venues.catalogs[PERP])) == []
     assert book.positions() == held
     assert ("closes only its own part" in caplog.text) == (contracts == -2000)
+
+
+def test_a_venue_that_holds_what_the_engines_own_fills_hold_keeps_the_hedges_a_residual_offsets() -> None:
+    """A short-spot hedge holds the perpetual long 0.001; a flagged residual (an opening whose spot leg
+    failed) left it short 0.001 beside it: the venue holds nothing, as the engine's fills do. Compared
+    with the book's hedges alone, the hedge was taken out as if closed by hand (the engine would never
+    close it, and it stopped counting against the futures limit)."""
+    markets = {GATE: GATE_SPOT, MEXC: MEXC_SPOT, PERP: GATE_PERP}
+    hedges = HedgeBook({m: InstrumentCatalog(m, [i]) for m, i in markets.items()}, min_profit_bps=D(10))
+    held = [book_hedge(hedges, GATE, "-0.001")]
+    flat = futures_holdings(PERP, [], hedges.catalogs[PERP])
+    assert hedges.check_venue(PERP, flat, {"BTC/USDT": D(0)}) == [] and hedges.positions() == held
+    # The venue no longer holds what the engine's fills do (its part closed outside the engine): compared as before.
+    (mismatch,) = hedges.check_venue(PERP, flat, {"BTC/USDT": D("0.001")})
+    assert mismatch.booked == D("0.001") and hedges.positions() == []
 
 
 @pytest.mark.parametrize("contracts", [None, 1])

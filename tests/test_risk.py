@@ -373,7 +373,7 @@ def test_an_execution_ended_with_a_futures_order_of_unknown_outcome_counts_again
     assert outcome(manager, hedge_opening("1")) is None  # 10 ETH if it filled: at the limit
     assert outcome(manager, hedge_opening("1.5")) is RiskCheck.MAX_FUTURES_POSITION
     manager.mark_to_market({"ETH/USDT": D(100)})
-    assert manager.futures_room(ExchangeName.GATEIO_FUTURES, "ETH/USDT") == (D(14), D(1))  # as the check sizes it
+    assert manager.futures_room(ExchangeName.GATEIO_FUTURES, "ETH/USDT") == (D(10), D(1))  # as the check sizes it
     # The venue's position, read since, says it filled: it counts once, as the venue holds it.
     holding = FuturesHolding(base=D(-9), lot=D("0.01"), entry_price=D(100))
     manager.align_futures_positions(ExchangeName.GATEIO_FUTURES, {"ETH/USDT": holding}, ["ETH/USDT"])
@@ -395,7 +395,7 @@ def test_a_recovery_order_of_unknown_outcome_counts_the_way_it_would_move_the_po
     assert outcome(manager, hedge_opening("5")) is RiskCheck.MAX_FUTURES_POSITION  # 15 ETH if it filled
     assert outcome(manager, hedge_opening("0.5")) is RiskCheck.MAX_FUTURES_POSITION  # 10.5 if it filled
     manager.mark_to_market({"ETH/USDT": D(100)})
-    assert manager.futures_room(ExchangeName.GATEIO_FUTURES, "ETH/USDT") == (D(15), D(0))
+    assert manager.futures_room(ExchangeName.GATEIO_FUTURES, "ETH/USDT") == (D(10), D(0))
 
 
 def test_a_futures_leg_that_filled_beside_a_spot_leg_of_unknown_outcome_counts_once() -> None:
@@ -423,8 +423,8 @@ def test_a_futures_position_is_valued_at_the_current_price_when_its_last_fill_is
     assert outcome(manager, lower) is RiskCheck.MAX_FUTURES_POSITION  # 10.0001 ETH at the 100 mark
     # The scanner's room agrees: at 160 the short may grow to 6.25 ETH, by 0.25.
     perp = ExchangeName.GATEIO_FUTURES
-    assert manager.futures_room(perp, "ETH/USDT", D(160)) == (D("12.25"), D("0.25"))
-    assert manager.futures_room(perp, "ETH/USDT", D(60)) == manager.futures_room(perp, "ETH/USDT") == (D(16), D(4))
+    assert manager.futures_room(perp, "ETH/USDT", D(160)) == (D("6.25"), D("0.25"))
+    assert manager.futures_room(perp, "ETH/USDT", D(60)) == manager.futures_room(perp, "ETH/USDT") == (D(10), D(4))
     grown = msgspec.structs.replace(hedge_opening("0.25"), buy_price=D(160), sell_price=D(160))
     assert outcome(manager, grown) is None
 
@@ -498,6 +498,31 @@ def test_an_opening_against_hedges_the_other_way_may_still_take_the_venues_posit
     assert manager.futures_room(perp, "ETH/USDT") == (D(8), D(1))
 
 
+def test_a_position_no_hedge_explains_is_no_offset_to_count_on() -> None:
+    """A flagged residual left the perpetual short 2 ETH; hedges hold it long 6. Counted as an offset,
+    the short let the long side grow to 12 ETH (1200 USD) once an operator closed the residual. Only
+    what holds the position the way a trade grows it counts: the short side's 2 ETH when selling."""
+    manager, perp = opposing_hedges(short="2", long="6")
+    manager.hedged_futures = lambda market, symbol: (D(6), D(0))  # the short's spot leg failed: no hedge
+    assert outcome(manager, hedge_opening("4", closes=True)) is None  # buys: long 10
+    assert outcome(manager, hedge_opening("4.0001", closes=True)) is RiskCheck.MAX_FUTURES_POSITION
+    assert outcome(manager, hedge_opening("8")) is None  # sells: short 2 + 8
+    assert outcome(manager, hedge_opening("8.0001")) is RiskCheck.MAX_FUTURES_POSITION
+    assert manager.futures_room(perp, "ETH/USDT") == (D(4), D(8))
+
+
+def test_a_close_that_turns_a_perpetual_near_its_liquidation_around_passes() -> None:
+    """Short 9 against spot, long 5 the other way: the venue is short 4, 499 bps from its liquidation.
+    Closing the short side buys 9 and leaves the venue long 5: it takes off the side near liquidation.
+    Closing the long side would grow the short to 9: refused."""
+    manager, perp = opposing_hedges(short="9", long="5")
+    manager.align_futures_positions(perp, venue_position("100", "104.99", size="-400"), ["ETH/USDT"])
+    manager.validate_opportunity_risk(hedge_opening("9", closes=True), closes_hedge=True)
+    with pytest.raises(RiskRejection) as refused:
+        manager.validate_opportunity_risk(hedge_opening("5"), closes_hedge=True)
+    assert refused.value.check is RiskCheck.LIQUIDATION_DISTANCE
+
+
 def test_a_close_that_grows_a_perpetual_near_its_liquidation_is_refused() -> None:
     """The venue holds the perpetual short 6 (short 9 against spot, long 3 the other way), 499 bps from
     its liquidation. Closing the long side sells 3 more, nearer liquidation: refused; closing the short
@@ -515,7 +540,9 @@ def test_futures_room_is_what_entries_may_buy_and_sell_before_the_limit_at_the_m
     perp = ExchangeName.GATEIO_FUTURES
     assert manager.futures_room(perp, "ETH/USDT") is None  # no mark yet: each entry's leg limit bounds it
     manager.record_fill(perp, fill(OrderSide.SELL, "6", "100"))  # short 6 ETH; 1000 USD is 10 ETH at 100
-    assert manager.futures_room(perp, "ETH/USDT") == (D(16), D(4))
+    # Buying may take the long side to 10 ETH: the short, no hedge's, is no offset to count on (an
+    # operator may close it).
+    assert manager.futures_room(perp, "ETH/USDT") == (D(10), D(4))
     assert outcome(manager, hedge_opening("4")) is None and outcome(manager, hedge_opening("4.0001")) is not None
 
 
@@ -571,7 +598,7 @@ def test_a_futures_position_near_its_liquidation_is_not_grown(
         assert "the position is 1000.00 bps from its liquidation again; entries may grow it" in caplog.text
     assert outcome(manager, hedge_opening("0.01")) is None
     assert outcome(manager, hedge_opening("2", closes=True)) is None
-    assert manager.futures_room(perp, "ETH/USDT") == (D(16), D(4))
+    assert manager.futures_room(perp, "ETH/USDT") == (D(10), D(4))
 
 
 def test_the_liquidation_distance_is_not_checked_when_its_minimum_is_zero() -> None:
