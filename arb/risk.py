@@ -21,19 +21,19 @@ margined and can be liquidated whatever the spot side holds. An entry that would
 past ``max_position_size_usd`` (its base after the trade times the symbol's mark, the last
 fill price, or the leg's price before any fill) is refused (``max_futures_position_usd``),
 so hedges cannot pile up past the limit one opening at a time (executions still in flight count
-as filled in full, so concurrent ones cannot either); an entry that shrinks it always passes.
-Hedges of one perpetual against two spot venues can hold it in opposite directions (short
-against a long on one spot venue, long against a short on the other) and net out on the venue,
-where the position is one; closing the hedges of one direction then leaves the perpetual with
-everything the other direction holds, and an operator closing a flagged residual takes its part
-away too. So an opening is bounded on the side it grows, as if whatever holds the position the
+as filled in full, so concurrent ones cannot either). Hedges of one perpetual against two spot
+venues can hold it in opposite directions (short against a long on one spot venue, long against
+a short on the other) and net out on the venue, where the position is one; closing the hedges of
+one direction then leaves the perpetual with everything the other direction holds, and an
+operator closing a flagged residual takes its part away too. So an opening is bounded on the side it grows, as if whatever holds the position the
 other way were gone: the open hedges holding it that way (``hedged_futures``, the hedge book's),
 plus the part of the position no hedge explains where it points that way, plus the trade. A
 hedge's close (``closes_hedge``) takes both legs of a hedge off and is not bounded by the limit:
 the openings kept what it can leave within it (at their prices); one that grows the venue's
-position the way it points is still refused while the position is too near its liquidation (below). ``futures_room`` gives the scanner the same bound as leg caps, so
-it looks for another pair rather than proposing the refused one again. Spot holdings are
-inventory, capped by the balances, not by this limit.
+position the way it points is still refused while the position is too near its liquidation
+(below). ``futures_room`` gives the scanner the same bound as leg caps, so it looks for another
+pair rather than proposing the refused one again. Spot holdings are inventory, capped by the
+balances, not by this limit.
 
 Liquidation. Liquidating the perpetual leg of a hedge leaves its spot leg naked. Each venue
 position read (``align_futures_positions``, at start-up and every position check) brings the
@@ -153,7 +153,7 @@ _REJECTION_TEXT = {
     RiskCheck.MIN_PROFIT_MARGIN: ("profit margin (bps)", "below"),
     RiskCheck.MAX_PROFIT_MARGIN: ("profit margin (bps)", "over"),
     RiskCheck.MAX_POSITION_SIZE: ("leg notional (USD)", "over"),
-    RiskCheck.MAX_FUTURES_POSITION: ("futures position with this trade (USD)", "over"),
+    RiskCheck.MAX_FUTURES_POSITION: ("futures position the way this trade grows it, with it (USD)", "over"),
     RiskCheck.LIQUIDATION_DISTANCE: ("distance of the futures position from its liquidation (bps)", "below"),
     RiskCheck.MAX_TOTAL_EXPOSURE: ("total exposure with this trade (USD)", "over"),
     RiskCheck.MAX_SYMBOL_EXPOSURE: ("symbol exposure with this trade (USD)", "over"),
