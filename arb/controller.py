@@ -1061,7 +1061,7 @@ class ArbitrageController:
                 continue
             holdings = futures_holdings(market, positions, self._catalogs[market], self._unlisted_warned)
             if hedges is not None:
-                own = risk.held_positions(market) if risk is not None else None
+                own = risk.filled_positions(market) if risk is not None else None
                 for mismatch in hedges.check_venue(market, holdings, own):
                     self._hedge_drops.append(mismatch)
                     if self.journal is not None:  # so that a restart does not bring them back
@@ -1791,6 +1791,10 @@ class ArbitrageController:
                     spot_held=balances.free(position.spot, legs[0].instrument.base) if balances is not None else None,
                     quote_free=balances.free(position.spot, legs[0].instrument.quote) if balances is not None else None,
                     held_funding_per_base=held_funding,
+                    futures_held=(
+                        self.risk.held_positions(position.futures).get(position.symbol, ZERO)
+                        if self.risk is not None else None
+                    ),
                 )
                 if closing is not None and not (
                     (self._unseen_fills or self._paper_markets) and self._fills_unseen(closing)

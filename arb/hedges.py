@@ -32,12 +32,13 @@ matched part, since that part is open at the venues.
 
 Venue check. The journal and the fills know only what this engine traded: a futures
 position closed by hand or liquidated at the venue is still open in the book. A close's
-futures leg is sent reduce-only whenever the book's hedges on that perpetual net to a
-position the close shrinks (``futures_reduce_only``), so the venue clips or refuses it
-rather than opening a new position the other way; the spot leg's residual then goes to
-recovery. Hedges of one perpetual against two spot venues that offset each other leave the
-venue's position smaller than either, and a close that would grow it is sent as a plain
-order. Either way the book should not keep what the venue no longer holds: after a restore, and
+futures leg is sent reduce-only whenever the perpetual's position, as the risk manager counts
+it (the venue's at its last read, with the fills since), is one the close shrinks
+(``futures_reduce_only``), so the venue clips or refuses it rather than opening a new position
+the other way; the spot leg's residual then goes to recovery. Hedges of one perpetual against
+two spot venues that offset each other (or a flagged residual, or a position not the engine's)
+leave the venue's position smaller than the close, and a close that would grow it is sent as a
+plain order. Either way the book should not keep what the venue no longer holds: after a restore, and
 periodically while running, the controller reads each futures market's positions and
 ``check_venue`` compares them: a pair whose hedges the venue's position does not cover (what
 they net to on the perpetual, in the same direction, at least as large, within one lot; hedges
@@ -275,7 +276,7 @@ class HedgeBook:
         """Compare the book's hedges on ``futures`` with what its venue holds (``futures_holdings``);
         take out of the book, and return, every pair the venue does not cover (see the module doc).
         ``own``: the signed base each pair's position holds by the engine's own fills
-        (``RiskManager.held_positions``): a venue holding that has lost nothing, whatever a flagged
+        (``RiskManager.filled_positions``): a venue holding that has lost nothing, whatever a flagged
         residual beside the hedges makes of it."""
         booked: dict[str, Decimal] = {}
         for hedge in self._positions.values():
@@ -421,7 +422,7 @@ class HedgeBook:
     def close_opportunity(
         self, position: HedgePosition, spot: Leg, futures: Leg, *, id_prefix: str, detected_ns: int,
         max_age_ns: int, max_notional: Decimal | None = None, spot_held: Decimal | None = None,
-        quote_free: Decimal | None = None, held_funding_per_base: Decimal = ZERO,
+        quote_free: Decimal | None = None, held_funding_per_base: Decimal = ZERO, futures_held: Decimal | None = None,
     ) -> ArbitrageOpportunity | None:
         """The opposite pair closing ``position`` (at most ``max_notional`` of quote at the walked prices)
         at the books of ``spot`` and ``futures``, when the rule allows. ``spot_held``: the base free
@@ -433,6 +434,10 @@ class HedgeBook:
         ``held_funding_per_base``: the funding holding the position expects over the holding horizon,
         in quote per base unit (> 0 received): a close forgoes it, so it counts against the close
         (and funding the position pays counts for it), as expected funding counts for an opening.
+
+        ``futures_held``: the signed base the perpetual's venue position holds as the risk manager
+        counts it (``RiskManager.held_positions``); the futures leg goes reduce-only when that shrinks
+        by the whole close. None: what the book's hedges on the perpetual net to.
 
         None while the round trip would earn less than ``min_profit_bps`` after fees, when
         either book is out of sync, older than ``max_age_ns`` at ``detected_ns`` or cannot
@@ -513,9 +518,10 @@ class HedgeBook:
         self._closes += 1
         buy, sell = (futures, spot) if long_spot else (spot, futures)
         base, _, _ = split_symbol(position.symbol)
-        # The venue nets every hedge on the perpetual into one position: the close only shrinks it
-        # when the hedges against other spot venues leave it at least this large, the same way.
-        held = self._short_futures_base(position.futures, position.symbol)
+        # The venue nets every hedge on the perpetual into one position, with whatever else it holds
+        # there (a flagged residual, a position not the engine's): the close only shrinks it when it is
+        # at least this large, the same way.
+        held = self._short_futures_base(position.futures, position.symbol) if futures_held is None else -futures_held
         reduces = held >= quantity if long_spot else held <= -quantity
         return ArbitrageOpportunity(
             opportunity_id=f"{id_prefix}c{self._closes}_{base.lower()}",  # "_" ends the count (as the scanner's)

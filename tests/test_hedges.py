@@ -276,7 +276,7 @@ def close_of(
     base: str, books_at_ns: int, now_ns: int, spot_book: WireScale = WireScale(3, 1, 10, 1),
     offset_by: str | None = None, spot_held: D | None = None, min_profit_bps: D = D(10),
     held_funding_per_base: D = D(0), spot_taker_now: D | None = None, quote_free: D | None = None,
-    perp_at: D = D(60000),
+    perp_at: D = D(60000), futures_held: D | None = None,
 ) -> ArbitrageOpportunity | None:
     """The close of a long-spot hedge (entry basis 600; ``base`` < 0: short spot) on books where the
     basis has reverted to 0.1 (Gate.io's BTC_USDT book grid by default: prices to 0.001, sizes to
@@ -297,7 +297,7 @@ def close_of(
     position = book_hedge(hedges, GATE, base)
     return hedges.close_opportunity(
         position, *plan.legs, id_prefix="t", detected_ns=now_ns, max_age_ns=scans.max_age_ns, spot_held=spot_held,
-        quote_free=quote_free, held_funding_per_base=held_funding_per_base,
+        quote_free=quote_free, held_funding_per_base=held_funding_per_base, futures_held=futures_held,
     )
 
 
@@ -446,6 +446,17 @@ def test_the_book_says_what_its_hedges_hold_long_and_short_on_each_perpetual() -
     book_hedge(hedges, MEXC, "0.001")  # MEXC's hedge closed
     assert hedges.futures_hedged(PERP, "BTC/USDT") == (0, D("0.003"))
     assert hedges.futures_hedged(PERP, "ETH/USDT") == hedges.futures_hedged(ExchangeName.MEXC_FUTURES, "BTC/USDT") == (0, 0)
+
+
+def test_a_close_goes_reduce_only_by_the_position_the_risk_manager_counts_where_it_is_given() -> None:
+    """The book's hedge alone holds the perpetual short 0.0015, but the venue's position, as the risk
+    manager counts it, is flat: a flagged residual or a position not the engine's offsets it. Sent
+    reduce-only, the close was clipped to nothing every time and its spot leg unwound at a cost, scan
+    after scan; sent plain it closes the hedge."""
+    offset = close_of("0.0015", books_at_ns=10**9, now_ns=10**9, futures_held=D(0))
+    assert offset is not None and not offset.futures_reduce_only
+    held = close_of("0.0015", books_at_ns=10**9, now_ns=10**9, futures_held=D("-0.002"))
+    assert held is not None and held.futures_reduce_only
 
 
 def test_a_close_on_a_book_grid_whose_notional_passes_int64_is_priced_exactly() -> None:
