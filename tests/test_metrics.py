@@ -121,9 +121,10 @@ def test_metrics_endpoint_serves_every_family_with_values() -> None:
     assert value(s, "arb_exposure_total_usd") == 100
     assert value(s, "arb_exposure_limit_usd") == 5000
     assert value(s, "arb_position_base", market="gateio", symbol="BTC/USDT") == 0.5
-    assert value(s, "arb_position_base", market="gateio_futures", symbol="ETH/USDT") == -0.5
-    assert value(s, "arb_liquidation_distance_bps", market="gateio_futures", symbol="ETH/USDT") == 312.5
-    assert value(s, "arb_near_liquidation", market="gateio_futures", symbol="ETH/USDT") == 1
+    # Futures series name the perpetual as its book's series do, so that they join.
+    assert value(s, "arb_position_base", market="gateio_futures", symbol="ETH/USDT:USDT") == -0.5
+    assert value(s, "arb_liquidation_distance_bps", market="gateio_futures", symbol="ETH/USDT:USDT") == 312.5
+    assert value(s, "arb_near_liquidation", market="gateio_futures", symbol="ETH/USDT:USDT") == 1
     assert value(s, "arb_balance", market="gateio", asset="USDT", state="free") == 950.5
     assert value(s, "arb_balance", market="gateio", asset="USDT", state="locked") == 10
     assert value(s, "arb_balance", market="mexc", asset="BTC", state="free") == 0.25
@@ -449,9 +450,9 @@ def test_each_futures_position_read_has_its_distance_from_liquidation_and_whethe
     }
     risk.align_futures_positions(perp, holdings, ["BTC/USDT", "ETH/USDT"])
     s = parse(MetricsExporter(EngineParts(monitor=PerformanceMonitor(50), risk=risk)).render().decode())
-    assert value(s, "arb_liquidation_distance_bps", market="gateio_futures", symbol="BTC/USDT") == 312.5
-    assert value(s, "arb_near_liquidation", market="gateio_futures", symbol="BTC/USDT") == 1
-    assert value(s, "arb_near_liquidation", market="gateio_futures", symbol="ETH/USDT") == 0
+    assert value(s, "arb_liquidation_distance_bps", market="gateio_futures", symbol="BTC/USDT:USDT") == 312.5
+    assert value(s, "arb_near_liquidation", market="gateio_futures", symbol="BTC/USDT:USDT") == 1
+    assert value(s, "arb_near_liquidation", market="gateio_futures", symbol="ETH/USDT:USDT") == 0
     risk.align_futures_positions(perp, {}, ["BTC/USDT", "ETH/USDT"])  # both closed: nothing to report
     s = parse(MetricsExporter(EngineParts(monitor=PerformanceMonitor(50), risk=risk)).render().decode())
     assert not [key for key in s if key[0].startswith(("arb_liquidation", "arb_near"))]
