@@ -605,8 +605,9 @@ class MetricsServer:
 
     @property
     def url(self) -> str:
-        """Base URL of the server."""
-        return f"http://{self.host}:{self._port}"
+        """Base URL of the server (an IPv6 host in brackets)."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self._port}"
 
     async def start(self) -> None:
         """Listen and start the heartbeat; raises ``OSError`` when the address is taken."""

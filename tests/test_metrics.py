@@ -74,6 +74,16 @@ async def scrape(parts: EngineParts, path: str = "/metrics", **server: Any) -> t
 # --- /metrics -----------------------------------------------------------------------------
 
 
+def test_the_servers_url_puts_an_ipv6_host_in_brackets() -> None:
+    """``http://::1:9464/metrics`` (logged at start-up) is no URL a browser or scraper takes."""
+
+    async def main() -> tuple[str, str]:
+        exporter = MetricsExporter(await engine_parts())
+        return MetricsServer(exporter, "::1", 9464).url, MetricsServer(exporter, "127.0.0.1", 9464).url
+
+    assert run(main()) == ("http://[::1]:9464", "http://127.0.0.1:9464")
+
+
 def test_funding_settled_today_is_a_gauge_and_part_of_the_daily_pnl() -> None:
     async def main() -> tuple[int, str, str]:
         parts = await engine_parts()
