@@ -49,6 +49,7 @@ CHART_TITLES = {
     "breakers": "Circuit breaker trips",
 }
 SPREAD_SAMPLE_INTERVAL_S = 0.1
+OPPORTUNITY_ROWS = 200  # the report page's table of opportunities lists the first ones only
 
 
 class TimedExecution(msgspec.Struct, frozen=True, kw_only=True):
@@ -416,7 +417,10 @@ def _html(data: ReportData, charts: dict[str, Path]) -> str:
         "opportunities": _table(
             ("symbol", "buy", "sell", "quantity", "notional", "margin bps", "executed"),
             [(o.symbol, o.buy, o.sell, o.quantity, o.notional, o.margin_bps, "yes" if o.executed else "no")
-             for o in data.opportunities[:200]],
+             for o in data.opportunities[:OPPORTUNITY_ROWS]],
+        ) + (
+            f"<p class='note'>The first {OPPORTUNITY_ROWS} of {len(data.opportunities)} opportunities are listed "
+            "(the chart plots them all).</p>" if len(data.opportunities) > OPPORTUNITY_ROWS else ""
         ),
         "spreads": _table(
             ("symbol and pair", "samples", "min bps", "median bps", "max bps"),

@@ -10,6 +10,7 @@ from decimal import Decimal as D
 from pathlib import Path
 from types import SimpleNamespace
 
+import msgspec
 import pytest
 
 from arb import ArbitrageController
@@ -19,7 +20,9 @@ from arb.journal import Journal
 from arb.replay.player import BacktestSettings, backtest
 from arb.replay.recorder import Recorder
 from arb.monitor import PerformanceMonitor
-from arb.replay.report import CHARTS, TimedExecution, TradeLog, charts_available, report_data, write_report
+from arb.replay.report import (
+    CHARTS, OpportunityPoint, TimedExecution, TradeLog, charts_available, report_data, write_report,
+)
 from arb.sim.cluster import SimConfig
 from arb.sim.market import Dislocation
 from arb.types import ArbitrageState, EngineStatistics, ExchangeName, ExecutionLeg, ExecutionResult, OrderSide
@@ -318,3 +321,18 @@ def test_the_fill_ratio_of_a_market_weighs_its_orders_by_quote_value(tmp_path: P
                          execution(1, "ETH/USDT:USDT", "100000", "99999", "3000", "0.01")]
     (mexc,) = report_data("t", summary, log, PerformanceMonitor(100), start_ns=0).fill_ratios
     assert (mexc.requested, mexc.filled, mexc.ratio) == (D("3000018"), D("2999988"), D("0.9999"))
+
+
+@pytest.mark.parametrize(("count", "said"), [(200, False), (201, True)])
+def test_the_page_says_when_it_lists_only_the_first_opportunities(tmp_path: Path, count: int, said: bool) -> None:
+    summary = RunSummary(
+        mode="backtest", duration_s=D(1), statistics=EngineStatistics(), fills=0, rejected_by_risk={},
+        latency_ms={}, breakers_tripped=[], resyncs={}, skew_alerts=[], shutdown=[],
+    )
+    point = OpportunityPoint(symbol="BTC/USDT", buy="mexc", sell="gateio", quantity=D("0.001"), notional=D(60),
+                             margin_bps=D(12), executed=False)
+    data = report_data("t", summary, TradeLog(), PerformanceMonitor(100), start_ns=0)
+    write_report(msgspec.structs.replace(data, opportunities=[point] * count), tmp_path)
+    page = (tmp_path / "report.html").read_text()
+    assert page.count("<td>BTC/USDT</td>") == 200
+    assert (f"The first 200 of {count} opportunities are listed" in page) is said
