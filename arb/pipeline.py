@@ -193,7 +193,8 @@ class ScannerPipeline:
         if not self.types:
             raise ValueError("opportunity_types: at least one type must be enabled")
         self.min_profit_bps = min_profit_bps
-        self._floor_bps = int(min_profit_bps.to_integral_value(ROUND_CEILING))
+        # The scanner's floor, in millionths of the price (hundredths of a bp), rounded up.
+        self._floor_ppm = int((min_profit_bps * PPM / BPS).to_integral_value(ROUND_CEILING))
         self.max_position_usd = max_position_usd
         self.on_opportunity = on_opportunity
         self.id_prefix = id_prefix
@@ -242,7 +243,7 @@ class ScannerPipeline:
                 continue
             symbol_id = len(self.plans)
             plan = SymbolPlan(symbol_id, symbol, group)
-            self.scanner.add_symbol(symbol_id, 0, self._floor_bps)
+            self.scanner.add_symbol(symbol_id, 0, self._floor_ppm)
             for leg in plan.legs:
                 self.scanner.add_leg(
                     symbol_id, leg.book, leg.leg_id, leg.is_futures, leg.fee_ppm, leg.price_mult,
@@ -280,7 +281,7 @@ class ScannerPipeline:
                 self._note_grid_cap(plan, plan.size_of(cap) * price)
                 if self.max_position_usd is not None:
                     cap = min(cap, plan.common_size(self.max_position_usd / price))
-            self.scanner.set_symbol_limits(plan.symbol_id, cap, self._floor_bps)
+            self.scanner.set_symbol_limits(plan.symbol_id, cap, self._floor_ppm)
 
     def _note_grid_cap(self, plan: SymbolPlan, notional: Decimal) -> None:
         """Warn, once a symbol, when the scanner's fixed point on its common grid (``notional_cap``)

@@ -53,10 +53,11 @@ class SpreadScanner:
     """Per-symbol legs over compiled books; finds the most profitable taker/taker pair."""
 
     def __init__(self) -> None: ...
-    def add_symbol(self, symbol_id: int, max_position_common: int, min_profit_bps: int = 0) -> None:
-        """Register a symbol with its position cap (common size units) and profit floor."""
-    def set_symbol_limits(self, symbol_id: int, max_position_common: int, min_profit_bps: int) -> None:
-        """Replace a symbol's position cap (common size units) and profit floor (bps)."""
+    def add_symbol(self, symbol_id: int, max_position_common: int, min_profit_ppm: int = 0) -> None:
+        """Register a symbol with its position cap (common size units) and profit floor (millionths
+        of the price: 100 per basis point)."""
+    def set_symbol_limits(self, symbol_id: int, max_position_common: int, min_profit_ppm: int) -> None:
+        """Replace a symbol's position cap (common size units) and profit floor (millionths of the price)."""
     def add_leg(
         self,
         symbol_id: int,

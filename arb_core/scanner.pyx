@@ -9,14 +9,16 @@ multiplier), so every comparison runs on one integer grid per symbol. Notionals,
 fees and profit are in common quote units: common price unit x common size unit.
 
 Walk. A pair takes ask and bid levels, best first, while the marginal unit (the deepest ask
-against the deepest bid) pays both taker fees and earns the symbol's ``min_profit_bps`` of its
-price. Its limits are the deepest prices touched, so even filled entirely at them the size meets
+against the deepest bid) pays both taker fees and earns the symbol's profit floor of its price:
+``min_profit_ppm``, in millionths of the price (100 per basis point), so a floor of a fraction of a
+basis point is held as it is, not rounded up to a whole one. Its limits are the deepest prices touched, so even filled entirely at them the size meets
 the floor; a deeper, thinner level that would pull it under stays untaken.
 
 Rounding. The traded size is rounded down to a multiple of both legs' lots
 (the LCM of their size multipliers). Each taker fee is
 ``ceil(notional * taker_fee_ppm / 1e6)``, rounded up against us, and
-``profit_bps`` is ``floor(profit * 10000 / buy_notional)``.
+``profit_bps`` is ``floor(profit * 10000 / buy_notional)``; the floor is held to the profit in ppm,
+``floor(profit * 1e6 / buy_notional)``.
 
 Ranges. ``price_mult`` is at most 1e12 and fees are below 1e6 ppm, so the
 fee-adjusted price coefficients fit int64 and the marginal price comparison,
@@ -125,7 +127,7 @@ cdef class _Leg:
 cdef class _Symbol:
     cdef int64_t symbol_id
     cdef int64_t max_position
-    cdef int64_t min_profit_bps
+    cdef int64_t min_profit_ppm  # the profit floor in millionths of the price
     cdef list legs
     cdef PairSpec pairs[MAX_LEGS * (MAX_LEGS - 1)]
     cdef int n_pairs
@@ -155,16 +157,16 @@ cdef inline wide_t _fee_up(wide_t notional, int64_t fee_ppm) noexcept:
     return q * fee_ppm + (r * fee_ppm + PPM - 1) // PPM
 
 
-cdef inline bint _pays(int64_t ask_ticks, _Leg buy, int64_t bid_ticks, _Leg sell, int64_t floor_bps) noexcept:
+cdef inline bint _pays(int64_t ask_ticks, _Leg buy, int64_t bid_ticks, _Leg sell, int64_t floor_ppm) noexcept:
     """Whether a unit bought at ``ask_ticks`` and sold at ``bid_ticks`` pays both taker fees and
-    earns at least ``floor_bps`` of its price."""
+    earns at least ``floor_ppm`` millionths of its price."""
     # Per common size unit, in common price units x 1e6: the net edge after both fees, and the price.
     cdef wide_t edge = <wide_t>bid_ticks * sell.bid_coef - <wide_t>ask_ticks * buy.ask_coef
     if edge <= 0:
         return False
-    # edge / (1e6 * price) * 1e4 >= floor  <=>  edge >= 100 * floor * price; a whole multiple of the
-    # price, so the quotient decides it exactly (and no product can overflow).
-    return floor_bps == 0 or edge // (<wide_t>ask_ticks * buy.price_mult) >= <wide_t>floor_bps * (PPM // BPS)
+    # edge / (1e6 * price) >= floor / 1e6  <=>  edge >= floor * price; a whole multiple of the price,
+    # so the quotient decides it exactly (and no product can overflow).
+    return floor_ppm == 0 or edge // (<wide_t>ask_ticks * buy.price_mult) >= floor_ppm
 
 
 cdef inline int64_t _usable(int64_t size, int64_t mult, int64_t cap) noexcept nogil:
@@ -203,10 +205,10 @@ cdef int _price_pair(_Symbol sym, _Leg buy, _Leg sell, PairSpec* spec, Candidate
     cdef OrderBook bb = sell.book
     cdef Py_ssize_t i = ab.n_asks - 1
     cdef Py_ssize_t j = bb.n_bids - 1
-    cdef int64_t cap, ra, rb, take, filled = 0, size, step = spec.step
-    cdef wide_t buy_fee, sell_fee, bps
+    cdef int64_t cap, ra, rb, take, filled = 0, size, small, step = spec.step
+    cdef wide_t buy_fee, sell_fee, bps, ppm
     cdef WalkResult wb, ws
-    if i < 0 or j < 0 or not _pays(ab.ask_prices[i], buy, bb.bid_prices[j], sell, sym.min_profit_bps):
+    if i < 0 or j < 0 or not _pays(ab.ask_prices[i], buy, bb.bid_prices[j], sell, sym.min_profit_ppm):
         return 0
     cap = sym.max_position
     if buy.max_buy < cap:
@@ -239,7 +241,7 @@ cdef int _price_pair(_Symbol sym, _Leg buy, _Leg sell, PairSpec* spec, Candidate
             if j < 0:
                 break
             rb = _usable(bb.bid_sizes[j], sell.size_mult, cap)
-        if not _pays(ab.ask_prices[i], buy, bb.bid_prices[j], sell, sym.min_profit_bps):
+        if not _pays(ab.ask_prices[i], buy, bb.bid_prices[j], sell, sym.min_profit_ppm):
             break
     size = filled - filled % step
     if size == 0:
@@ -261,15 +263,20 @@ cdef int _price_pair(_Symbol sym, _Leg buy, _Leg sell, PairSpec* spec, Candidate
     out.profit = out.sell_notional - sell_fee - out.buy_notional - buy_fee
     if out.profit <= 0:
         return 0
-    if out.profit <= INT64_MAX // BPS and out.buy_notional <= INT64_MAX:  # 64 bits where it fits
-        out.profit_bps = <int64_t>out.profit * BPS // <int64_t>out.buy_notional
+    if out.profit <= INT64_MAX // PPM and out.buy_notional <= INT64_MAX:  # 64 bits where it fits
+        small = <int64_t>out.profit * PPM // <int64_t>out.buy_notional
+        out.profit_bps = small // (PPM // BPS)
+        ppm = small
     else:
+        # profit * 1e6 may pass 128 bits (profit * 1e4 does not): whole basis points first, then
+        # their hundredths from the remainder, which is under the notional (x 100: under 2**119).
         bps = out.profit * BPS // out.buy_notional
         if bps > INT64_MAX:
             raise OverflowError(
                 f"profit_bps overflows int64: profit {out.profit} on buy notional {out.buy_notional}")
         out.profit_bps = <int64_t>bps
-    if out.profit_bps < sym.min_profit_bps:
+        ppm = bps * (PPM // BPS) + (out.profit * BPS - bps * out.buy_notional) * (PPM // BPS) // out.buy_notional
+    if ppm < sym.min_profit_ppm:
         return 0
     out.buy_leg = buy.leg_id
     out.sell_leg = sell.leg_id
@@ -373,17 +380,18 @@ cdef class SpreadScanner:
         self._symbols = []
 
     def add_symbol(self, int_arg symbol_id, int_arg max_position_common,
-                   int_arg min_profit_bps=0):
-        """Register a symbol with its position cap (common size units) and profit floor."""
+                   int_arg min_profit_ppm=0):
+        """Register a symbol with its position cap (common size units) and profit floor (millionths
+        of the price: 100 per basis point)."""
         _check_non_negative("symbol_id", symbol_id)
         if symbol_id in self._by_id:
             raise ValueError(f"symbol_id {symbol_id} is already registered")
         _check_non_negative("max_position_common", max_position_common)
-        _check_non_negative("min_profit_bps", min_profit_bps)
+        _check_non_negative("min_profit_ppm", min_profit_ppm)
         cdef _Symbol sym = _Symbol.__new__(_Symbol)
         sym.symbol_id = symbol_id
         sym.max_position = max_position_common
-        sym.min_profit_bps = min_profit_bps
+        sym.min_profit_ppm = min_profit_ppm
         sym.legs = []
         sym.n_pairs = 0
         sym.best = None
@@ -391,13 +399,13 @@ cdef class SpreadScanner:
         self._symbols.append(sym)
 
     def set_symbol_limits(self, int_arg symbol_id, int_arg max_position_common,
-                          int_arg min_profit_bps):
-        """Replace a symbol's position cap (common size units) and profit floor (bps)."""
+                          int_arg min_profit_ppm):
+        """Replace a symbol's position cap (common size units) and profit floor (millionths of the price)."""
         cdef _Symbol sym = _lookup(self, symbol_id)
         _check_non_negative("max_position_common", max_position_common)
-        _check_non_negative("min_profit_bps", min_profit_bps)
+        _check_non_negative("min_profit_ppm", min_profit_ppm)
         sym.max_position = max_position_common
-        sym.min_profit_bps = min_profit_bps
+        sym.min_profit_ppm = min_profit_ppm
 
     def add_leg(self, int_arg symbol_id, OrderBook book, int_arg leg_id,
                 bint is_futures, int_arg taker_fee_ppm, int_arg price_mult,

@@ -157,6 +157,17 @@ def test_a_margin_floor_finer_than_the_stated_margin_is_not_undercut_by_its_roun
     RiskManager(limits).validate_opportunity_risk(opp)  # raises when refused
 
 
+def test_a_fractional_margin_floor_is_not_rounded_up_to_a_whole_bp() -> None:
+    """Buy 0.01 BTC on MEXC at 60000 (0.05 % taker) and sell it on Gate at 60167.2 (0.2 %): 2.81 bps
+    after the fees. The scanner was handed a floor of 2.5 bps rounded up to 3, and never found it."""
+    gate = book("gate", GATE_BTC_BOOK, [("60167.2", "1")], [("60500", "1")])
+    mexc = book("mexc", MEXC_BOOK, [("59000", "5")], [("60000", "0.01")])
+    opp = pipeline((GATE, gate, GATE_BTC_BOOK), (MEXC, mexc, MEXC_BOOK), min_profit_bps=D("2.5"))[0].scan(0)
+    assert opp is not None and (opp.max_quantity, opp.buy_price, opp.sell_price) == (D("0.01"), D(60000), D("60167.2"))
+    assert opp.profit_margin_bps == D("2.81")
+    assert pipeline((GATE, gate, GATE_BTC_BOOK), (MEXC, mexc, MEXC_BOOK), min_profit_bps=D("2.82"))[0].scan(0) is None
+
+
 def test_new_terms_price_the_next_scan_and_withdraw_what_stood_with_the_old_ones() -> None:
     # Buy on Gate at 60000 (0.2 % taker), sell on MEXC at 60300 (0.05 %): 50 bps, 25 of them fees.
     gate = book("gate", GATE_BOOK, [("59000", "1")], [("60000", "0.01")])

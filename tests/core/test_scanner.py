@@ -110,9 +110,9 @@ def test_walk_stops_where_the_marginal_level_no_longer_earns_the_profit_floor() 
     # 10_010 * 1.001 = 10_020.01 against 10_100 * 0.998 = 10_079.8: the second ask level pays the
     # fees but earns 59.7 bps of its price. All 7 at the limits 10_010 / 10_100 would earn that too,
     # under a 60 bps floor, though their average (63 bps) clears it: only the first level is taken.
-    scanner.set_symbol_limits(7, BIG, 59)
+    scanner.set_symbol_limits(7, BIG, 5_900)
     assert scanner.scan_symbol(7, NOW, MAX_AGE).size_common == 7
-    scanner.set_symbol_limits(7, BIG, 60)
+    scanner.set_symbol_limits(7, BIG, 6_000)
     opp = scanner.scan_symbol(7, NOW, MAX_AGE)
     assert opp is not None
     assert (opp.size_common, opp.buy_limit_ticks, opp.sell_limit_ticks) == (3, 10_000, 10_100)
@@ -124,10 +124,27 @@ def test_a_level_earning_exactly_the_profit_floor_is_taken() -> None:
     a = book("A", bids=[(9_990, 5)], asks=[(10_000, 3), (10_050, 4)])
     b = book("B", bids=[(10_100, 10)], asks=[(10_110, 5)])
     scanner = two_venues(a, b, fee_a=0, fee_b=0)
-    scanner.set_symbol_limits(7, BIG, 100)
+    scanner.set_symbol_limits(7, BIG, 10_000)
     opp = scanner.scan_symbol(7, NOW, MAX_AGE)
     assert opp is not None and (opp.size_common, opp.profit, opp.profit_bps) == (3, 300, 100)
-    scanner.set_symbol_limits(7, BIG, 101)
+    scanner.set_symbol_limits(7, BIG, 10_001)
+    assert scanner.scan_symbol(7, NOW, MAX_AGE) is None
+
+
+def test_a_fractional_profit_floor_is_held_to_the_hundredth_of_a_bp() -> None:
+    # The walk above: the second ask level earns 59.73 bps of its price (5_973 ppm), the 3 lots of the
+    # first alone 69.66 bps on average (6_966 ppm) and all 7 lots 63.38.
+    a = book("A", bids=[(9_990, 5)], asks=[(10_000, 3), (10_010, 4)])
+    b = book("B", bids=[(10_100, 10)], asks=[(10_110, 5)])
+    scanner = two_venues(a, b)
+    scanner.set_symbol_limits(7, BIG, 5_973)
+    assert scanner.scan_symbol(7, NOW, MAX_AGE).size_common == 7
+    scanner.set_symbol_limits(7, BIG, 5_974)
+    opp = scanner.scan_symbol(7, NOW, MAX_AGE)
+    assert opp is not None and (opp.size_common, opp.profit, opp.profit_bps) == (3, 209, 69)
+    scanner.set_symbol_limits(7, BIG, 6_966)
+    assert scanner.scan_symbol(7, NOW, MAX_AGE).size_common == 3
+    scanner.set_symbol_limits(7, BIG, 6_967)
     assert scanner.scan_symbol(7, NOW, MAX_AGE) is None
 
 
@@ -246,9 +263,9 @@ def test_min_profit_bps_filters() -> None:
     a = book("A", bids=[(9_990, 100)], asks=[(10_000, 500)])
     b = book("B", bids=[(10_100, 300)], asks=[(10_110, 100)])
     scanner = two_venues(a, b)
-    scanner.set_symbol_limits(7, BIG, 69)
+    scanner.set_symbol_limits(7, BIG, 6_900)
     assert scanner.scan_symbol(7, NOW, MAX_AGE).profit_bps == 69
-    scanner.set_symbol_limits(7, BIG, 70)
+    scanner.set_symbol_limits(7, BIG, 7_000)
     assert scanner.scan_symbol(7, NOW, MAX_AGE) is None
     assert scanner.best(7) is None
     assert scanner.scan_all(NOW, MAX_AGE) == []
@@ -434,10 +451,10 @@ def _registered() -> SpreadScanner:
         (lambda s: s.add_symbol(-1, 1), "symbol_id"),
         (lambda s: s.add_symbol(7, 1), "symbol_id"),
         (lambda s: s.add_symbol(8, -1), "max_position_common"),
-        (lambda s: s.add_symbol(8, 1, -1), "min_profit_bps"),
+        (lambda s: s.add_symbol(8, 1, -1), "min_profit_ppm"),
         (lambda s: s.set_symbol_limits(99, 1, 0), "symbol_id"),
         (lambda s: s.set_symbol_limits(7, -1, 0), "max_position_common"),
-        (lambda s: s.set_symbol_limits(7, 1, -5), "min_profit_bps"),
+        (lambda s: s.set_symbol_limits(7, 1, -5), "min_profit_ppm"),
         (lambda s: s.add_leg(99, OrderBook("x"), 1, False, 0, 1, 1, 0), "symbol_id"),
         (lambda s: s.add_leg(7, None, 1, False, 0, 1, 1, 0), "book"),
         (lambda s: s.add_leg(7, OrderBook("x"), -1, False, 0, 1, 1, 0), "leg_id"),
@@ -540,7 +557,7 @@ def symbols(draw: st.DrawFn, tradable: bool = False) -> dict[str, object]:
     futures_at = draw(st.integers(-1, n_legs - 1))
     return {
         "max_position": draw(st.sampled_from([BIG, 10_000, 1_000, 100] + ([] if tradable else [0]))),
-        "min_profit_bps": draw(st.sampled_from([0, 1, 10, 50])),
+        "min_profit_ppm": draw(st.sampled_from([0, 1, 100, 250, 1_000, 5_000])),
         "legs": [draw(leg_specs(k == futures_at, tradable)) for k in range(n_legs)],
     }
 
@@ -568,7 +585,7 @@ def rounding_symbols(draw: st.DrawFn) -> dict[str, object]:
     ]
     return {
         "max_position": BIG,
-        "min_profit_bps": draw(st.sampled_from([0, 0, 1])),
+        "min_profit_ppm": draw(st.sampled_from([0, 0, 1, 37, 100])),
         "legs": draw(st.permutations(legs)),
     }
 
@@ -577,7 +594,7 @@ def build(specs: list[dict[str, object]]) -> tuple[SpreadScanner, ref.SpreadScan
     compiled, reference = SpreadScanner(), ref.SpreadScanner()
     for symbol_id, spec in enumerate(specs):
         for scanner in (compiled, reference):
-            scanner.add_symbol(symbol_id, spec["max_position"], spec["min_profit_bps"])
+            scanner.add_symbol(symbol_id, spec["max_position"], spec["min_profit_ppm"])
         for leg_id, leg in enumerate(spec["legs"]):
             bk = OrderBook(f"leg{leg_id}")
             if leg["recv_ns"]:
@@ -620,7 +637,7 @@ def test_scan_after_cost_and_limit_changes_matches_reference(spec: dict[str, obj
             scanner.set_leg_costs(0, leg_id * 3 + 1, fee, minimum)
     if data.draw(st.booleans(), label="new symbol limits"):
         cap = data.draw(st.one_of(st.sampled_from([BIG, 10_000, 1_000, 100, 1, 0]), st.integers(0, 5_000)))
-        floor = data.draw(st.one_of(st.sampled_from([0, 1, 10, 50, 10_000]), st.integers(0, 200)))
+        floor = data.draw(st.one_of(st.sampled_from([0, 1, 100, 1_000, 5_000, 1_000_000]), st.integers(0, 20_000)))
         for scanner in (compiled, reference):
             scanner.set_symbol_limits(0, cap, floor)
     got = compiled.scan_symbol(0, NOW, MAX_AGE)
@@ -686,11 +703,11 @@ def huge_legs(draw: st.DrawFn) -> dict[str, object]:
 
 
 @settings(max_examples=400, deadline=None)
-@given(legs=st.lists(huge_legs(), min_size=2, max_size=3), min_profit_bps=st.sampled_from([0, 10]))
-def test_scans_near_the_notional_bound_match_the_reference(legs: list[dict[str, object]], min_profit_bps: int) -> None:
+@given(legs=st.lists(huge_legs(), min_size=2, max_size=3), min_profit_ppm=st.sampled_from([0, 250, 1_000]))
+def test_scans_near_the_notional_bound_match_the_reference(legs: list[dict[str, object]], min_profit_ppm: int) -> None:
     """A pair exact arithmetic rules out (below a minimum, unprofitable) is not traded even when
     the fixed point cannot hold its notionals; only a pair worth trading raises, as the reference does."""
-    compiled, reference = build([{"max_position": BIG, "min_profit_bps": min_profit_bps, "legs": legs}])
+    compiled, reference = build([{"max_position": BIG, "min_profit_ppm": min_profit_ppm, "legs": legs}])
     assert _outcome(compiled, 0) == _outcome(reference, 0)
     assert (compiled.best(0) is None) == (reference.best(0) is None)
 

@@ -79,7 +79,7 @@ class Leg:
 class Symbol:
     symbol_id: int
     max_position: int
-    min_profit_bps: int
+    min_profit_ppm: int  # the profit floor in millionths of the price (100 per bp)
     legs: list[Leg] = field(default_factory=list)
     best: Opportunity | None = None
 
@@ -113,7 +113,7 @@ def price_pair(sym: Symbol, buy: Leg, sell: Leg) -> Opportunity | None:
         # fee, by at least the floor's share of its price, on the common grid.
         price = Fraction(ask * buy.price_mult)
         edge = bid * sell.price_mult * (1 - Fraction(sell.fee_ppm, PPM)) - price * (1 + Fraction(buy.fee_ppm, PPM))
-        return edge > 0 and edge * BPS / price >= sym.min_profit_bps
+        return edge > 0 and edge * PPM / price >= sym.min_profit_ppm
 
     # Match ask units against bid units in price order while the marginal unit pays; that part is a
     # prefix, and at its deepest prices the whole of it still meets the floor.
@@ -152,7 +152,7 @@ def price_pair(sym: Symbol, buy: Leg, sell: Leg) -> Opportunity | None:
     # sell notional once the pair pays, need no bound of their own).
     if max(buy_notional, sell_notional) > NOTIONAL_MAX or profit_bps > INT64_MAX:
         raise OverflowError(f"fixed-point overflow: {buy_notional}, {sell_notional}, {profit_bps} bps")
-    if profit_bps < sym.min_profit_bps:
+    if profit * PPM < sym.min_profit_ppm * buy_notional:
         return None
     kind = SPOT_FUTURES_HEDGE if buy.is_futures or sell.is_futures else SPOT_SPOT
     return Opportunity(
@@ -167,12 +167,12 @@ class SpreadScanner:
     def __init__(self) -> None:
         self._symbols: dict[int, Symbol] = {}
 
-    def add_symbol(self, symbol_id: int, max_position_common: int, min_profit_bps: int = 0) -> None:
-        self._symbols[symbol_id] = Symbol(symbol_id, max_position_common, min_profit_bps)
+    def add_symbol(self, symbol_id: int, max_position_common: int, min_profit_ppm: int = 0) -> None:
+        self._symbols[symbol_id] = Symbol(symbol_id, max_position_common, min_profit_ppm)
 
-    def set_symbol_limits(self, symbol_id: int, max_position_common: int, min_profit_bps: int) -> None:
+    def set_symbol_limits(self, symbol_id: int, max_position_common: int, min_profit_ppm: int) -> None:
         sym = self._symbols[symbol_id]
-        sym.max_position, sym.min_profit_bps = max_position_common, min_profit_bps
+        sym.max_position, sym.min_profit_ppm = max_position_common, min_profit_ppm
 
     def add_leg(
         self, symbol_id: int, book: Book, leg_id: int, is_futures: bool, taker_fee_ppm: int,
