@@ -10,14 +10,17 @@ Opportunities. The scanner prices on the books; the venues accept only their ord
 A found ``arb_core`` opportunity becomes an ``ArbitrageOpportunity`` with the buy limit
 rounded UP and the sell limit rounded DOWN to the order ticks, the quantity rounded down
 to both order lots, and the profit recomputed on those numbers: a conversion never
-promises a better price than the book allowed, and one that no longer pays is dropped. The
-scanner hands over only its best pair: when that one is dropped (here or for its funding), the
-symbol is scanned again without it, so the next-best pair of the same books is not hidden.
+promises a better price than the book allowed. One that no longer pays at the depth walked
+(the order tick, or the funding a hedge pays, took its deepest level's edge) is walked back a
+level at a time (``SpreadScanner.scan_pair`` under a size cap) until it pays or no level is left,
+so a deeper level never sinks what the better ones carry. The scanner hands over only its best
+pair: when that one is dropped (here or for its funding), the symbol is scanned again without
+it, so the next-best pair of the same books is not hidden.
 ``max_quantity`` is in base units (the executor converts to contracts on futures);
 ``buy_fee``/``sell_fee`` are the taker fee rates.
 
 Funding. A SPOT_FUTURES_HEDGE also earns or pays the perpetual's funding while it is held.
-With a ``funding`` book set, ``convert`` adds the funding the hedge expects over the
+With a ``funding`` book set, the conversion adds the funding the hedge expects over the
 book's holding horizon (``arb.funding``) to the profit before the margin check, and
 records it as ``expected_funding``; with no fresh rate the hedge is dropped. This is the
 one place: the risk manager reads the margin computed here, and the compiled scanner
@@ -27,6 +30,7 @@ report more, it only changes which of its hedges pass the margin floor.
 
 from __future__ import annotations
 
+import enum
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
@@ -158,6 +162,19 @@ class SymbolPlan:
 
 
 OpportunityHandler = Callable[[ArbitrageOpportunity, SymbolPlan], None]
+
+
+class _Dropped(enum.Enum):
+    """Why ``_convert`` did not take a scanner hit."""
+
+    SIZE = enum.auto()  # under a venue's minimum size or order value: less depth cannot help
+    FUNDING = enum.auto()  # a hedge without a fresh funding rate, at any depth
+    # At the depth walked; a shallower walk of the pair may not be:
+    CLOSES_AT_ONCE = enum.auto()  # a hedge paying funding that the closing rule would close at once
+    UNPAID = enum.auto()  # under the margin floor
+
+
+_AT_ANY_DEPTH = frozenset({_Dropped.SIZE, _Dropped.FUNDING})
 
 
 class ChargedRates(Protocol):
@@ -432,14 +449,18 @@ class ScannerPipeline:
         dropped: list[tuple[int, int]] = []
         while found is not None:
             self.found += 1
-            opportunity = self.convert(found, now)
-            if opportunity is not None:
+            taken = self._convert_walking_back(found, now)
+            if not isinstance(taken, _Dropped):
+                self._last_found, opportunity = taken
                 self._standing[symbol_id] = opportunity
-                self._last_found = found
                 if self.on_opportunity is not None:
                     self.on_opportunity(opportunity, self.plans[symbol_id])
                 return opportunity
             self.dropped_after_rounding += 1
+            if taken is _Dropped.FUNDING:
+                self.dropped_for_funding += 1
+            elif taken is _Dropped.CLOSES_AT_ONCE:
+                self.dropped_paying_funding += 1
             # The scanner hands over only its best pair; another pair of the same books (a spot
             # pair beside a hedge refused for its funding) may still pay. Scanning a subset of the
             # pairs already scanned at ``now`` cannot overflow where the full scan did not.
@@ -452,12 +473,43 @@ class ScannerPipeline:
         """Count ``n`` scans made outside ``scan`` (a compiled replay's scans)."""
         self.scans += n
 
-    def convert(self, found: Opportunity, detected_ns: int) -> ArbitrageOpportunity | None:
-        """``found`` on the venues' order grids, or None when it no longer pays after rounding."""
-        return self._convert(found, detected_ns, rehearsal=False)
+    def _convert_walking_back(
+        self, found: Opportunity, detected_ns: int
+    ) -> tuple[Opportunity, ArbitrageOpportunity] | _Dropped:
+        """``found`` converted or, where it does not pay at the depth walked, the deepest shallower walk
+        of its pair that does: with the scanner's answer it was converted from. Else why the last
+        walk tried was dropped.
+
+        The scanner walks as deep as the floor allows on the books' prices, so its deepest level clears
+        it by little; the order tick, or the funding a hedge pays (neither of which the scanner sees),
+        can take that and more. Each step back leaves the deepest ask or the deepest bid walked.
+        """
+        walked = found
+        while True:
+            converted = self._convert(walked, detected_ns, rehearsal=False)
+            if not isinstance(converted, _Dropped):
+                return walked, converted
+            shallower = None if converted in _AT_ANY_DEPTH else self._shallower(walked, detected_ns)
+            if shallower is None:
+                return converted
+            walked = shallower
+
+    def _shallower(self, found: Opportunity, now: int) -> Opportunity | None:
+        """The scanner's walk of ``found``'s pair stopped short of its deepest ask or its deepest bid
+        (whichever leaves more); None when both are the best levels, or the scanner finds the
+        shorter walk not worth trading."""
+        plan = self.plans[found.symbol_id]
+        buy, sell = plan.legs[found.buy_leg], plan.legs[found.sell_leg]
+        asks_before = buy.book.size_up_to(ASK, found.buy_limit_ticks - 1) if found.buy_limit_ticks > 1 else 0
+        bids_before = sell.book.size_up_to(BID, found.sell_limit_ticks + 1) if found.sell_limit_ticks < INT64_MAX else 0
+        # Levels the walk took whole: less than it took, in common units.
+        size = max(asks_before * buy.size_mult, bids_before * sell.size_mult)
+        if size == 0:
+            return None
+        return self.scanner.scan_pair(found.symbol_id, found.buy_leg, found.sell_leg, now, self.max_age_ns, size)
 
     def rehearse(self, detected_ns: int) -> ArbitrageOpportunity | None:
-        """Convert the last hit that converted again, as ``convert`` would, and drop the result: no
+        """Convert the last hit that converted again, as its scan did, and drop the result: no
         opportunity id is used up and nothing is counted. None when there is none (or it no
         longer pays); the result's id is a placeholder.
 
@@ -468,13 +520,14 @@ class ScannerPipeline:
         if found is None or found.symbol_id not in self.plans:
             return None
         try:
-            return self._convert(found, detected_ns, rehearsal=True)
+            converted = self._convert(found, detected_ns, rehearsal=True)
         except Exception as exc:  # a rehearsal never fails the engine; it is only not repeated
             log.debug("scanner: the last opportunity found was not rehearsed: %s", exc)
             self._last_found = None
             return None
+        return None if isinstance(converted, _Dropped) else converted
 
-    def _convert(self, found: Opportunity, detected_ns: int, rehearsal: bool) -> ArbitrageOpportunity | None:
+    def _convert(self, found: Opportunity, detected_ns: int, rehearsal: bool) -> ArbitrageOpportunity | _Dropped:
         plan = self.plans[found.symbol_id]
         buy, sell = plan.legs[found.buy_leg], plan.legs[found.sell_leg]
         bi, si = buy.instrument, sell.instrument
@@ -505,7 +558,7 @@ class ScannerPipeline:
             or cost < bi.min_notional
             or proceeds < si.min_notional
         ):
-            return None
+            return _Dropped.SIZE
         profit = proceeds - cost - cost * bi.taker_fee - proceeds * si.taker_fee
         kind = (
             OpportunityType.SPOT_FUTURES_HEDGE
@@ -518,20 +571,16 @@ class ScannerPipeline:
                 self.funding, buy, sell, quantity, buy_price, sell_price, counted=not rehearsal
             )
             if expected is None:
-                if not rehearsal:
-                    self.dropped_for_funding += 1
-                return None
+                return _Dropped.FUNDING
             if expected < 0 and self.closes_at_once(self.funding, buy, sell, quantity):
-                if not rehearsal:
-                    self.dropped_paying_funding += 1
-                return None
+                return _Dropped.CLOSES_AT_ONCE
             funding = expected
             profit += funding
         if profit <= 0:
-            return None
+            return _Dropped.UNPAID
         margin = profit * BPS / cost
         if margin < self.min_profit_bps:
-            return None
+            return _Dropped.UNPAID
         if rehearsal:
             opportunity_id = f"{self.id_prefix}rehearsal"
         else:

@@ -80,6 +80,11 @@ class SpreadScanner:
         self, symbol_id: int, now_ns: int, max_age_ns: int, excluded: Iterable[tuple[int, int]]
     ) -> Opportunity | None:
         """``scan_symbol`` leaving out the pairs ``excluded`` names as (buy_leg, sell_leg) leg ids."""
+    def scan_pair(
+        self, symbol_id: int, buy_leg: int, sell_leg: int, now_ns: int, max_age_ns: int, max_size_common: int
+    ) -> Opportunity | None:
+        """``scan_symbol`` of the one pair buying on ``buy_leg`` and selling on ``sell_leg``, at most
+        ``max_size_common`` of it: a shallower walk of a pair whose limits were not taken."""
     def scan_all(self, now_ns: int, max_age_ns: int) -> list[Opportunity]:
         """Re-evaluate every symbol; the opportunities found, in registration order."""
     def best(self, symbol_id: int) -> Opportunity | None:

@@ -199,8 +199,9 @@ cdef bint _worth_exactly(_Leg buy, _Leg sell, int64_t buy_lots, int64_t sell_lot
     return sell_notional - buy_notional - fees > 0
 
 
-cdef int _price_pair(_Symbol sym, _Leg buy, _Leg sell, PairSpec* spec, Candidate* out) except -1:
-    """Fill ``out`` for buying on ``buy`` and selling on ``sell``; 1 if worth trading, else 0."""
+cdef int _price_pair(_Symbol sym, _Leg buy, _Leg sell, PairSpec* spec, int64_t max_size, Candidate* out) except -1:
+    """Fill ``out`` for buying on ``buy`` and selling on ``sell``, at most ``max_size`` common units;
+    1 if worth trading, else 0."""
     cdef OrderBook ab = buy.book
     cdef OrderBook bb = sell.book
     cdef Py_ssize_t i = ab.n_asks - 1
@@ -210,7 +211,7 @@ cdef int _price_pair(_Symbol sym, _Leg buy, _Leg sell, PairSpec* spec, Candidate
     cdef WalkResult wb, ws
     if i < 0 or j < 0 or not _pays(ab.ask_prices[i], buy, bb.bid_prices[j], sell, sym.min_profit_ppm):
         return 0
-    cap = sym.max_position
+    cap = sym.max_position if sym.max_position < max_size else max_size
     if buy.max_buy < cap:
         cap = buy.max_buy
     if sell.max_sell < cap:
@@ -287,9 +288,10 @@ cdef int _price_pair(_Symbol sym, _Leg buy, _Leg sell, PairSpec* spec, Candidate
     return 1
 
 
-cdef object _scan(_Symbol sym, int64_t now_ns, int64_t max_age_ns, uint64_t skipped):
-    """The best pair of ``sym`` at ``now_ns``, leaving out the pairs whose bit (by index) ``skipped``
-    sets: at most MAX_LEGS * (MAX_LEGS - 1) = 56 pairs, so one 64-bit mask holds them."""
+cdef object _scan(_Symbol sym, int64_t now_ns, int64_t max_age_ns, uint64_t skipped, int64_t max_size):
+    """The best pair of ``sym`` at ``now_ns``, at most ``max_size`` common units of it, leaving out the
+    pairs whose bit (by index) ``skipped`` sets: at most MAX_LEGS * (MAX_LEGS - 1) = 56 pairs, so one
+    64-bit mask holds them."""
     cdef bint fresh[MAX_LEGS]
     cdef Py_ssize_t k, n = len(sym.legs)
     cdef int p = 0
@@ -306,7 +308,7 @@ cdef object _scan(_Symbol sym, int64_t now_ns, int64_t max_age_ns, uint64_t skip
             while p < sym.n_pairs:
                 spec = &sym.pairs[p]
                 if not (skipped >> p) & 1 and fresh[spec.buy] and fresh[spec.sell] and _price_pair(
-                    sym, <_Leg>sym.legs[spec.buy], <_Leg>sym.legs[spec.sell], spec, &cand
+                    sym, <_Leg>sym.legs[spec.buy], <_Leg>sym.legs[spec.sell], spec, max_size, &cand
                 ):
                     # Ties keep the earlier pair (registration order).
                     if not found or cand.profit > best.profit:
@@ -332,13 +334,13 @@ cdef _Symbol _lookup(SpreadScanner scanner, int64_t symbol_id):
     return <_Symbol>sym
 
 
-cdef uint64_t _pair_bit(_Symbol sym, int64_t buy_leg, int64_t sell_leg) except 0:
-    """The ``_scan`` skip bit of the pair buying on leg ``buy_leg`` and selling on ``sell_leg``."""
+cdef int _pair_index(_Symbol sym, int64_t buy_leg, int64_t sell_leg) except -1:
+    """The index in ``sym.pairs`` of the pair buying on leg ``buy_leg`` and selling on ``sell_leg``."""
     cdef int p
     for p in range(sym.n_pairs):
         if ((<_Leg>sym.legs[sym.pairs[p].buy]).leg_id == buy_leg
                 and (<_Leg>sym.legs[sym.pairs[p].sell]).leg_id == sell_leg):
-            return (<uint64_t>1) << p
+            return p
     raise ValueError(f"symbol {sym.symbol_id} has no pair buying on leg {buy_leg} and selling on leg {sell_leg}")
 
 
@@ -509,7 +511,7 @@ cdef class SpreadScanner:
     cpdef object scan_symbol(self, int_arg symbol_id, int_arg now_ns, int_arg max_age_ns):
         """Re-evaluate one symbol; its best Opportunity at or above the profit floor, or None."""
         _check_clock(now_ns, max_age_ns)
-        return _scan(_lookup(self, symbol_id), now_ns, max_age_ns, 0)
+        return _scan(_lookup(self, symbol_id), now_ns, max_age_ns, 0, INT64_MAX)
 
     def scan_symbol_except(self, int_arg symbol_id, int_arg now_ns, int_arg max_age_ns, excluded):
         """``scan_symbol`` leaving out the pairs ``excluded`` names as (buy_leg, sell_leg) leg ids:
@@ -519,8 +521,18 @@ cdef class SpreadScanner:
         cdef int_arg buy_leg, sell_leg
         _check_clock(now_ns, max_age_ns)
         for buy_leg, sell_leg in excluded:
-            skipped |= _pair_bit(sym, buy_leg, sell_leg)
-        return _scan(sym, now_ns, max_age_ns, skipped)
+            skipped |= (<uint64_t>1) << _pair_index(sym, buy_leg, sell_leg)
+        return _scan(sym, now_ns, max_age_ns, skipped, INT64_MAX)
+
+    def scan_pair(self, int_arg symbol_id, int_arg buy_leg, int_arg sell_leg, int_arg now_ns,
+                  int_arg max_age_ns, int_arg max_size_common):
+        """``scan_symbol`` of the one pair buying on leg ``buy_leg`` and selling on leg ``sell_leg``,
+        at most ``max_size_common`` of it: a shallower walk of a pair whose limits were not taken."""
+        cdef _Symbol sym = _lookup(self, symbol_id)
+        _check_clock(now_ns, max_age_ns)
+        _check_non_negative("max_size_common", max_size_common)
+        cdef uint64_t only = (<uint64_t>1) << _pair_index(sym, buy_leg, sell_leg)
+        return _scan(sym, now_ns, max_age_ns, ~only, max_size_common)
 
     cpdef list scan_all(self, int_arg now_ns, int_arg max_age_ns):
         """Re-evaluate every symbol; the opportunities found, in registration order."""
@@ -528,7 +540,7 @@ cdef class SpreadScanner:
         cdef _Symbol sym
         _check_clock(now_ns, max_age_ns)
         for sym in self._symbols:
-            if _scan(sym, now_ns, max_age_ns, 0) is not None:
+            if _scan(sym, now_ns, max_age_ns, 0, INT64_MAX) is not None:
                 found.append(sym.best)
         return found
 

@@ -269,6 +269,47 @@ def test_a_thin_deeper_level_that_would_pull_the_trade_under_the_floor_is_left_u
     assert (opp.total_profit_estimate, opp.profit_margin_bps) == (D("249.2"), D("41.53"))
 
 
+def test_a_deeper_level_the_order_tick_takes_under_the_floor_is_walked_back_not_the_whole_pair() -> None:
+    """Gate's spot book is finer than its 0.1 order tick. Buying there, 0.01 BTC at 60000 then 0.01
+    at 60100.01, and selling on MEXC at 60250.34: the second level still pays both fees on the book
+    (by 0.005 USDT a BTC), so the scanner walks both; at its limit rounded up to 60100.1 it does
+    not, and the whole pair was dropped on every scan while the first level alone earns 16.7 bps."""
+    gate = book("gate", GATE_BOOK, [("59000", "1")], [("60000", "0.01"), ("60100.01", "0.01")])
+    mexc = book("mexc", MEXC_BOOK, [("60250.34", "1")], [("60500", "1")])
+    p, found = pipeline((GATE, gate, GATE_BOOK), (MEXC, mexc, MEXC_BOOK))
+    assert p.scanner.scan_symbol(0, 2, p.max_age_ns).size_common == 2 * 10**8  # 0.02 BTC in 1e-10 units
+    opp = p.scan(0)
+    assert opp is not None and found == [opp] and p.stands(0, opp)
+    assert (opp.buy_exchange, opp.max_quantity, opp.buy_price, opp.sell_price) == (
+        ExchangeName.GATEIO, D("0.01"), D(60000), D("60250.34")
+    )
+    assert opp.profit_margin_bps == D("16.70")
+    assert (p.found, p.dropped_after_rounding) == (1, 0)
+    assert p.rehearse(3) == msgspec.structs.replace(opp, opportunity_id="trehearsal", detected_at=3)
+
+
+def test_a_hedge_whose_funding_takes_its_deeper_level_under_the_floor_opens_on_the_better_one() -> None:
+    """Buying 0.001 BTC on Gate spot at 60000, then 0.001 at 60100, and shorting the perpetual at 60400
+    earns 41.6 and 24.9 bps after fees: the funding-blind scanner walks both. Short, the hedge pays
+    0.025 %/h, 20 bps over its 8 h: both units at the 60100 limit then earn 4.8 bps, under the 10 bps
+    floor, and the whole hedge was dropped, while the first unit alone earns 21.5."""
+    wall_ms = 1_700_000_000_000
+    funding = FundingBook(horizon_s=8 * 3600, max_age_ms=60_000, wall_clock_ms=lambda: wall_ms)
+    funding.update([FundingRate(exchange=ExchangeName.GATEIO_FUTURES, symbol=GATE_PERP.symbol, rate=D("-0.00025"),
+                                interval_s=3600, next_settle_ms=wall_ms + 3_600_000)])
+    spot = book("spot", GATE_BTC_BOOK, [("59990", "10")], [("60000", "0.001"), ("60100", "0.001")])
+    perp = book("perp", GATE_PERP_BOOK, [("60400", "20")], [("60910", "100000")])
+    p, found = pipeline((GATE, spot, GATE_BTC_BOOK), (GATE_PERP, perp, GATE_PERP_BOOK),
+                        opportunity_types=(OpportunityType.SPOT_FUTURES_HEDGE,), min_profit_bps=D(10))
+    p.funding = funding
+    opp = p.scan(0)
+    assert opp is not None and found == [opp]
+    assert (opp.max_quantity, opp.buy_price, opp.sell_price) == (D("0.001"), D(60000), D(60400))
+    assert opp.expected_funding == D("-0.1208")  # 8 x 0.025 % of 60.4 USDT
+    assert opp.profit_margin_bps == D("21.50")
+    assert (p.found, p.dropped_after_rounding, p.dropped_paying_funding) == (1, 0, 0)
+
+
 def test_a_dropped_best_pair_gives_way_to_the_next_best_pair_of_the_same_books() -> None:
     # Buying on MEXC pays most hedged on Gate's perpetual (439.75 USDT) but, with no funding rate
     # read yet, that hedge is refused; selling on Gate spot instead still earns 249.2 USDT.

@@ -315,6 +315,22 @@ def test_a_scan_except_some_pairs_finds_the_best_of_the_others() -> None:
     assert scanner.scan_symbol_except(7, NOW, MAX_AGE, []).sell_leg == 6
 
 
+@pytest.mark.parametrize("scanner_class", [SpreadScanner, ref.SpreadScanner], ids=["compiled", "reference"])
+def test_a_scan_of_one_pair_walks_no_further_than_its_size_cap(scanner_class: type) -> None:
+    # The walk above (asks 3 at 10_000 and 4 at 10_010 against bids 2 at 10_100 and 10 at 10_090)
+    # takes 7; capped at 6 or 3 it stops short of the 10_010 asks (3) or of the 10_090 bids (2).
+    a = book("A", bids=[(9_990, 5)], asks=[(10_000, 3), (10_010, 4), (10_060, 50)])
+    b = book("B", bids=[(10_100, 2), (10_090, 10)], asks=[(10_110, 5)])
+    scanner = two_venues(a, b, scanner_class=scanner_class)
+    walks = [scanner.scan_pair(7, 0, 1, NOW, MAX_AGE, cap) for cap in (BIG, 6, 3, 2, 0)]
+    assert [(o.size_common, o.buy_limit_ticks, o.sell_limit_ticks) for o in walks[:4]] == [
+        (7, 10_010, 10_090), (6, 10_010, 10_090), (3, 10_000, 10_090), (2, 10_000, 10_100)
+    ]
+    assert walks[4] is None and scanner.best(7) is None
+    assert scanner.scan_pair(7, 1, 0, NOW, MAX_AGE, BIG) is None  # the other way round does not pay
+    assert scanner.scan_pair(7, 0, 1, NOW + MAX_AGE + 1, MAX_AGE, BIG) is None  # stale books
+
+
 def test_two_futures_legs_are_not_paired() -> None:
     scanner = SpreadScanner()
     scanner.add_symbol(7, BIG)
@@ -488,6 +504,12 @@ def _registered() -> SpreadScanner:
         (lambda s: s.scan_symbol_except(99, 0, 0, []), "symbol_id"),
         (lambda s: s.scan_symbol_except(7, -1, 0, []), "now_ns"),
         (lambda s: s.scan_symbol_except(7, 0, 0, [(0, 1)]), "no pair buying on leg 0 and selling on leg 1"),
+        (lambda s: s.scan_pair(99, 0, 1, 0, 0, 1), "symbol_id"),
+        (lambda s: s.scan_pair(7, 0, 1, 0, 0, 1), "no pair buying on leg 0 and selling on leg 1"),
+        (lambda s: s.scan_pair(7, 0, 0, 0, 0, 1), "no pair buying on leg 0 and selling on leg 0"),
+        (lambda s: s.scan_pair(7, 0, 1, 0, -1, 1), "max_age_ns"),
+        (lambda s: (s.add_leg(7, OrderBook("x"), 1, False, 0, 1, 1, 0), s.scan_pair(7, 0, 1, 0, 0, -1)),
+         "max_size_common"),
         (lambda s: s.scan_all(-1, 0), "now_ns"),
         (lambda s: s.scan_all(0, -1), "max_age_ns"),
         (lambda s: s.best(99), "symbol_id"),
@@ -662,6 +684,23 @@ def test_scan_except_some_pairs_matches_reference(spec: dict[str, object], data:
     assert (got is None) == (want is None)
     if want is not None:
         assert fields(got) == fields(want) and (want.buy_leg, want.sell_leg) not in excluded
+
+
+@settings(max_examples=200, deadline=None)
+@given(spec=st.one_of(symbols(tradable=True), symbols(), rounding_symbols()), data=st.data())
+def test_scan_of_one_pair_under_a_size_cap_matches_reference(spec: dict[str, object], data: st.DataObject) -> None:
+    compiled, reference = build([spec])
+    legs = [leg_id * 3 + 1 for leg_id in range(len(spec["legs"]))]
+    buy, sell = data.draw(st.permutations(range(len(legs))))[:2]
+    if spec["legs"][buy]["is_futures"] and spec["legs"][sell]["is_futures"]:
+        return
+    cap = data.draw(st.one_of(st.sampled_from([BIG, 2**63 - 1, 0, 1]), st.integers(0, 3_000)))
+    got = compiled.scan_pair(0, legs[buy], legs[sell], NOW, MAX_AGE, cap)
+    want = reference.scan_pair(0, legs[buy], legs[sell], NOW, MAX_AGE, cap)
+    assert (got is None) == (want is None)
+    if want is not None:
+        assert fields(got) == fields(want) and (want.buy_leg, want.sell_leg) == (legs[buy], legs[sell])
+        assert want.size_common <= cap
 
 
 @settings(max_examples=100, deadline=None)

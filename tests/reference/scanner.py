@@ -102,11 +102,12 @@ def fill(levels: list[tuple[int, int]], lots: int) -> tuple[int, int]:
     return notional, worst
 
 
-def price_pair(sym: Symbol, buy: Leg, sell: Leg) -> Opportunity | None:
-    """Buy on ``buy``'s asks and sell on ``sell``'s bids; None when not worth trading."""
+def price_pair(sym: Symbol, buy: Leg, sell: Leg, max_size: int = INT64_MAX) -> Opportunity | None:
+    """Buy on ``buy``'s asks and sell on ``sell``'s bids, at most ``max_size`` common units; None when
+    not worth trading."""
     asks = buy.book.top(ASK, buy.book.ask_count)
     bids = sell.book.top(BID, sell.book.bid_count)
-    cap = min(sym.max_position, buy.max_buy, sell.max_sell)
+    cap = min(sym.max_position, buy.max_buy, sell.max_sell, max_size)
 
     def pays(ask: int, bid: int) -> bool:
         # A unit bought at ``ask`` and sold at ``bid``: its proceeds net of fee above its cost incl.
@@ -194,7 +195,8 @@ class SpreadScanner:
         return self.scan_symbol_except(symbol_id, now_ns, max_age_ns, ())
 
     def scan_symbol_except(
-        self, symbol_id: int, now_ns: int, max_age_ns: int, excluded: Iterable[tuple[int, int]]
+        self, symbol_id: int, now_ns: int, max_age_ns: int, excluded: Iterable[tuple[int, int]],
+        max_size: int = INT64_MAX,
     ) -> Opportunity | None:
         skipped = set(excluded)
         sym = self._symbols[symbol_id]
@@ -208,11 +210,18 @@ class SpreadScanner:
                     or (buy.leg_id, sell.leg_id) in skipped
                 ):
                     continue
-                found = price_pair(sym, buy, sell)
+                found = price_pair(sym, buy, sell, max_size)
                 if found is not None and (best is None or found.profit > best.profit):
                     best = found
         sym.best = best
         return best
+
+    def scan_pair(
+        self, symbol_id: int, buy_leg: int, sell_leg: int, now_ns: int, max_age_ns: int, max_size_common: int
+    ) -> Opportunity | None:
+        legs = [leg.leg_id for leg in self._symbols[symbol_id].legs]
+        others = [(b, s) for b in legs for s in legs if b != s and (b, s) != (buy_leg, sell_leg)]
+        return self.scan_symbol_except(symbol_id, now_ns, max_age_ns, others, max_size_common)
 
     def scan_all(self, now_ns: int, max_age_ns: int) -> list[Opportunity]:
         found = [self.scan_symbol(symbol_id, now_ns, max_age_ns) for symbol_id in self._symbols]
