@@ -2572,14 +2572,24 @@ class ArbitrageController:
             await self.sim_cluster.stop()
 
     async def _close_quietly(self) -> None:
-        """Undo a failed ``initialize``."""
-        if self.factory is not None:
-            await self.factory.close_all()
-        if self.journal is not None:
-            self.journal.close()
-            self.journal = None
-        if self._owned_sim and self.sim_cluster is not None:
-            await self.sim_cluster.stop()
+        """Undo a failed ``initialize``. A step that fails is logged and the next ones still run, so
+        that the error which ended the start-up is the one raised (a full disk fails both)."""
+        try:
+            if self.factory is not None:
+                await self.factory.close_all()
+        except Exception as exc:
+            log.error("start-up failed: closing the connectors failed too: %s", exc)
+        journal, self.journal = self.journal, None
+        try:
+            if journal is not None:
+                journal.close()
+        except Exception as exc:
+            log.error("start-up failed: closing the journal failed too: %s", exc)
+        try:
+            if self._owned_sim and self.sim_cluster is not None:
+                await self.sim_cluster.stop()
+        except Exception as exc:
+            log.error("start-up failed: stopping the simulated venues failed too: %s", exc)
 
 
 class ArbitrageEngine:

@@ -1074,7 +1074,9 @@ class Journal:
         """Stop the checkpoint thread, checkpoint the WAL into the database file and close (once).
 
         The files are closed (and the log's lock released) even when the last writes fail:
-        intents still only in the log are recovered when the journal is opened again.
+        intents still only in the log are recovered when the journal is opened again. A checkpoint
+        that fails (a full disk) is logged, not raised: what was committed is in the WAL, which the
+        next opening reads.
         """
         if self._closed:
             return
@@ -1086,7 +1088,12 @@ class Journal:
             self._checkpointer = None
         try:
             self.flush_intents()
-            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            try:
+                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.Error as exc:
+                self.checkpoint_errors += 1
+                log.warning("journal %s: the WAL was not checkpointed on closing (kept for the next opening): %s",
+                            self.path, exc)
         finally:
             self._closed = True
             self._db.close()

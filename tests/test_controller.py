@@ -432,6 +432,35 @@ def test_a_journal_with_a_damaged_value_fails_the_start_naming_it(tmp_path: Path
     asyncio.run(scenario())
 
 
+def test_a_start_whose_clean_up_fails_too_raises_what_ended_it_and_cleans_up_the_rest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full disk at the start: reconciliation's commit failed with a clear journal error, then closing
+    the journal failed too, and that bare sqlite3 error replaced it, the simulator left running."""
+    configuration = manager(tmp_path)
+    journal = Journal(tmp_path / "j.sqlite3")
+    full = sqlite3.OperationalError("database or disk is full")
+
+    async def full_disk_reconcile(*args: Any) -> None:
+        raise full
+
+    def full_disk_close(real_close: Callable[[], None] = journal.close) -> None:
+        real_close()
+        raise full
+
+    monkeypatch.setattr(journal, "reconcile", full_disk_reconcile)
+    monkeypatch.setattr(journal, "close", full_disk_close)
+
+    async def scenario() -> None:
+        controller = ArbitrageController(configuration, journal=journal)
+        with pytest.raises(JournalError, match=r"j.sqlite3: database or disk is full$"):
+            await controller.initialize(dry_run=True)
+        assert controller.journal is None and journal._closed
+        assert controller.sim_cluster is not None and controller.sim_cluster._task is None  # stopped
+
+    asyncio.run(scenario())
+
+
 def test_execute_opportunity_sends_nothing_once_the_engine_is_shutting_down(tmp_path: Path) -> None:
     """Called while the engine shut down, it sent its orders after the wait for executions in flight,
     under the cancelling of open orders, with the connectors and journal then closed beneath it."""

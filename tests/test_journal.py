@@ -1567,6 +1567,38 @@ def test_a_failed_close_still_releases_the_files_and_reopening_recovers(
         assert [i.client_order_id for i in reopened.open_intents()] == ["c1", "c2"]
 
 
+class _CheckpointRefused:
+    """A journal's connection on a full disk: every statement runs but the closing checkpoint."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def execute(self, sql: str, *args: Any) -> sqlite3.Cursor:
+        if sql == "PRAGMA wal_checkpoint(TRUNCATE)":
+            raise sqlite3.OperationalError("database or disk is full")
+        return self._db.execute(sql, *args)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._db, name)
+
+
+def test_a_checkpoint_that_fails_on_closing_is_logged_and_the_journal_still_closes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """On a full disk the closing checkpoint raised: a failed start's clean-up replaced the clear
+    journal error with a bare sqlite3 one. What was committed is in the WAL."""
+    path = tmp_path / "j.sqlite3"
+    journal = Journal(path)
+    journal.record_intents("opp1", LEGS, deferred=True)
+    monkeypatch.setattr(journal, "_db", _CheckpointRefused(journal._db))
+    with caplog.at_level(logging.WARNING, logger="arb.journal"):
+        journal.close()
+    assert f"journal {path}: the WAL was not checkpointed on closing" in caplog.text
+    assert journal.checkpoint_errors == 1 and not journal_module.intent_log_in_use(path)
+    with Journal(path) as reopened:
+        assert [i.client_order_id for i in reopened.open_intents()] == ["c1", "c2"]
+
+
 @pytest.mark.parametrize(
     ("name", "reason"), [("file/j.sqlite3", "Not a directory"), ("j" * 250 + ".sqlite3", "File name too long")]
 )
