@@ -713,9 +713,11 @@ class ArbitrageController:
                     # one's flag must not lose it (its intents closed, the next start would not see it).
                     reconciled: set[str] = set()
 
-                    def flag(opportunity_id: str, left_open: list[IntentRecord]) -> None:
+                    def flag(opportunity_id: str, left_open: list[tuple[IntentRecord, str | None]]) -> None:
                         reconciled.add(opportunity_id)
-                        self._flag_residual(journal, opportunity_id, _order_names(left_open).get(opportunity_id, []))
+                        names = _order_names([intent for intent, _ in left_open]).get(opportunity_id, [])
+                        errors = [error for _, error in left_open if error is not None]
+                        self._flag_residual(journal, opportunity_id, names, errors)
 
                     await journal.reconcile(self._resolver_with_fees(resolver), flag)
                     self._flag_interrupted(journal, sorted(interrupted - reconciled))
@@ -1123,9 +1125,10 @@ class ArbitrageController:
                     str(detail.get("reason", "")),
                 )
 
-    def _flag_residual(self, journal: Journal, opp: str, unknown: Sequence[str]) -> None:
+    def _flag_residual(self, journal: Journal, opp: str, unknown: Sequence[str], errors: Sequence[str] = ()) -> None:
         """Flag ``opp`` for manual approval (once) when an earlier run left it with unmatched legs or
-        with orders of unknown outcome (``unknown``: ``"market client id"`` each)."""
+        with orders of unknown outcome (``unknown``: ``"market client id"`` each; ``errors``: why the
+        venues did not say, as their queries failed)."""
         steps = {step for step, _ in journal.recovery_steps(opp)}
         # Flagged already; or closed by its recovery, whose fills may net to the fee a spot buy
         # paid in base (sold back without it: it never reached the account).
@@ -1135,6 +1138,7 @@ class ArbitrageController:
         if unknown:
             reason = (f"interrupted by an engine restart; {', '.join(unknown)} not final (unanswered, or open at "
                       "the venue): it may fill; asked again at each start until acknowledged")
+            reason += "".join(f"; {error}" for error in errors)
         elif unvalued:
             # Its legs cannot be matched without their instruments: an operator checks them.
             reason = f"its fills could not be checked for unmatched legs: {'; '.join(sorted(unvalued))}"

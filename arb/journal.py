@@ -1595,14 +1595,16 @@ class Journal:
     # -- reconciliation -----------------------------------------------------------------
 
     async def reconcile(
-        self, resolve: OrderResolver, reconciled: Callable[[str, list[IntentRecord]], None] | None = None,
+        self, resolve: OrderResolver,
+        reconciled: Callable[[str, list[tuple[IntentRecord, str | None]]], None] | None = None,
     ) -> ReconcileSummary:
         """Ask the venues about every open intent, record what they say, log a summary.
 
         An opportunity at a time: ``reconciled`` gets each opportunity's id and its intents left
-        open (no answer, or open at the venue) as soon as all of its intents were asked about,
-        before the next opportunity's are. A stop in between leaves no opportunity reconciled (its
-        intents closed, so no longer found open by the next start) and not handed on.
+        open, each with the query's error where the venue did not say (None: open at the venue), as
+        soon as all of its intents were asked about, before the next opportunity's are. A stop in
+        between leaves no opportunity reconciled (its intents closed, so no longer found open by the
+        next start) and not handed on.
         Safe to run again: a venue total already matched by recorded fills adds nothing.
         """
         summary = ReconcileSummary()
@@ -1610,7 +1612,7 @@ class Journal:
         for intent in self.open_intents():
             by_opportunity.setdefault(intent.opportunity_id, []).append(intent)
         for opportunity_id, intents in by_opportunity.items():
-            left_open = []
+            left_open: list[tuple[IntentRecord, str | None]] = []
             for intent in intents:
                 summary.checked += 1
                 try:
@@ -1627,10 +1629,10 @@ class Journal:
                         self._append(
                             intent.intent_id, "reconcile_error", None, None, None, False, _encode({"error": str(exc)})
                         )
-                    left_open.append(intent)
+                    left_open.append((intent, str(exc)))
                     continue
                 if not self._apply_reconciled(intent, state, summary):
-                    left_open.append(intent)
+                    left_open.append((intent, None))
             if reconciled is not None:
                 reconciled(opportunity_id, left_open)
         log.info(

@@ -682,8 +682,13 @@ class OrderRunner:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                seen = (f"still {last.status.value} after {asked} queries" if told else
-                        f"{last.status.value} when acknowledged, then {asked} queries unanswered ({error})")
+                if not_found:  # it exists (the venue answered for it): its history moved on, or lags behind
+                    when = "last seen" if told else "acknowledged"
+                    seen = f"{last.status.value} when {when}, then no longer found by the venue ({error})"
+                elif told:
+                    seen = f"still {last.status.value} after {asked} queries"
+                else:
+                    seen = f"{last.status.value} when acknowledged, then {asked} queries unanswered ({error})"
                 error = f"{seen}; cancel failed: {exc}"
             else:
                 if state.is_final:

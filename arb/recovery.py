@@ -526,6 +526,9 @@ def order_resolver(
     """An ``OrderResolver`` over ``exchanges``: query by the venue's order id where the journal has
     it, else by client id; None only when the venue has no such order.
 
+    An order the venue acknowledged (the journal has its order id) existed: when the venue no longer
+    finds it (its order history moved on), it may have filled (ExchangeError, category OUTCOME_UNKNOWN).
+
     ``client_id_lookup_s``: per market, how long after an order ends its venue still finds it by
     client id. An intent older than that, known by client id only, is not taken as absent when
     the venue does not find it: it may have filled (ExchangeError, category OUTCOME_UNKNOWN).
@@ -545,7 +548,15 @@ def order_resolver(
         if venue is None:
             raise ExchangeError(exchange.value, f"no connector to resolve order {cid!r} on {symbol}")
         if intent.order_id is not None:
-            return await _query(venue, symbol, order_id=intent.order_id)
+            state = await _query(venue, symbol, order_id=intent.order_id)
+            if state is None:
+                raise ExchangeError(
+                    exchange.value,
+                    f"order {cid!r} on {symbol} was acknowledged as order {intent.order_id}, which the venue no "
+                    "longer finds (its order history moved on): it may have filled",
+                    category=ErrorCategory.OUTCOME_UNKNOWN,
+                )
+            return state
         state = await _query(venue, symbol, client_order_id=cid, sent_at_ms=intent.created_at_ms)
         if state is not None:
             return state

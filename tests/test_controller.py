@@ -2166,6 +2166,40 @@ def test_a_stop_during_the_start_ups_reconciliation_loses_no_residual_it_reconci
         assert detail["reason"] == "interrupted by an engine restart with unmatched legs"
 
 
+def test_a_restart_flags_an_acknowledged_order_the_venue_no_longer_finds_as_of_unknown_outcome(tmp_path: Path) -> None:
+    """The buy filled and MEXC acknowledged the sell, whose fill the run did not live to record; the
+    venue's order history then moved on. The restart took its "no such order" as never placed: the
+    sell closed with nothing filled, and the flag's residual told the operator to sell again."""
+    path = tmp_path / "j.sqlite3"
+    sell = OrderRequest(symbol="BTC/USDT", side=OrderSide.SELL, type=OrderType.LIMIT, quantity=D("0.001"),
+                        price=D(60000), client_order_id="oppX-s")
+    with Journal(path) as journal:
+        journal_both_legs_filled(journal, "oppW")  # an earlier execution, settled
+        journal.record_intents("oppX", [("sell", ExchangeName.MEXC, sell)])
+        journal.record_ack(ExchangeName.MEXC, "oppX-s", OrderState(
+            symbol="BTC/USDT", order_id="forgotten_1", client_order_id="oppX-s", side=OrderSide.SELL,
+            type=OrderType.LIMIT, status=OrderStatus.NEW, quantity=D("0.001"), price=D(60000),
+        ))
+    configuration = manager(tmp_path)
+    cluster = dry_run_cluster(configuration.config, random_per_minute=0)
+
+    async def scenario() -> None:
+        async with cluster:
+            controller = ArbitrageController(configuration, sim_cluster=cluster, journal=Journal(path))
+            await controller.initialize(dry_run=True)
+            await controller.shutdown("test over")
+
+    asyncio.run(scenario())
+    with Journal(path) as journal:
+        assert [i.client_order_id for i in journal.open_intents()] == ["oppX-s"]  # asked again at the next start
+        (step, detail), = [s for s in journal.recovery_steps("oppX") if s[0] == "manual_approval"]
+    assert detail["reason"].startswith("interrupted by an engine restart; mexc oppX-s not final")
+    assert detail["reason"].endswith(
+        "; mexc: order 'oppX-s' on BTC/USDT was acknowledged as order forgotten_1, which the venue no longer "
+        "finds (its order history moved on): it may have filled"
+    )
+
+
 def test_a_restart_without_a_market_the_last_execution_traded_flags_it_rather_than_failing(tmp_path: Path) -> None:
     """The last execution bought on MEXC and sold on Gate.io; this start has MEXC disabled (down, or
     hedging only). Its fills on MEXC cannot be valued without MEXC's instruments: the start goes on

@@ -575,11 +575,11 @@ def test_reconcile_hands_on_each_opportunity_before_asking_about_the_next(journa
         events.append(intent.client_order_id)
         return state("n-s", OrderStatus.NEW) if intent.client_order_id == "n-s" else None
 
-    def reconciled(opportunity_id: str, left_open: list[IntentRecord]) -> None:
-        events.append(f"{opportunity_id} left {[i.client_order_id for i in left_open]}")
+    def reconciled(opportunity_id: str, left_open: list[tuple[IntentRecord, str | None]]) -> None:
+        events.append(f"{opportunity_id} left {[(i.client_order_id, why) for i, why in left_open]}")
 
     asyncio.run(journal.reconcile(resolve, reconciled))
-    assert events == ["o-b", "o-s", "older left []", "n-b", "n-s", "newer left ['n-s']"]
+    assert events == ["o-b", "o-s", "older left []", "n-b", "n-s", "newer left [('n-s', None)]"]
 
 
 def test_a_reconciled_fill_with_a_zero_average_is_priced_at_the_order(journal: Journal) -> None:

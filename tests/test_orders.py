@@ -238,6 +238,31 @@ def test_an_acknowledged_order_whose_queries_are_held_is_left_unknown_without_a_
     assert venue.cancels == [] and max(time.sleeps, default=0.0) <= 1.0
 
 
+class Forgetting(FakeExchange):
+    """Acknowledges each order and forgets it at once, as a venue whose order history moved on."""
+
+    async def place_order(self, request: OrderRequest) -> OrderState:
+        state = await super().place_order(request)
+        self.orders.clear()
+        return state
+
+
+def test_an_acknowledged_order_the_venue_no_longer_finds_is_left_unknown_saying_so() -> None:
+    """Every query of an order the venue had acknowledged was answered "no such order": the outcome
+    stays unknown (the order exists and may have filled), as a restart's reconciliation leaves it,
+    but its reason called those answers unanswered queries."""
+    venue = Forgetting(spot(ExchangeName.MEXC), [Step(kind="ack")])
+    time = FakeTime()
+    runner = OrderRunner({venue.exchange: venue}, settings=OrderSettings(query_attempts=3),
+                         clock=time.clock, sleep=time.sleep)
+    request = ioc_order(venue.instrument, OrderSide.BUY, D("0.01"), D("60000"), "opp1-b")
+    outcome = asyncio.run(runner.run(venue.exchange, venue.instrument, request, "buy"))
+    assert not outcome.resolved and outcome.category == ErrorCategory.OUTCOME_UNKNOWN
+    assert outcome.error == ("outcome unknown: new when acknowledged, then no longer found by the venue (mexc: order "
+                             "not found); cancel failed: mexc: order not found")
+    assert venue.queries == ["order id mexc-1"] * 3 and venue.cancels == ["opp1-b"]
+
+
 def test_a_venue_answering_429_to_every_query_holds_an_outcome_at_most_the_query_hold_in_all() -> None:
     """Each 429 was waited out on its own, up to 10 s, and used one of six query attempts: a venue
     that kept refusing held a leg's outcome for a minute, past the shutdown's drain."""

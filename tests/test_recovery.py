@@ -6,6 +6,7 @@ import asyncio
 from decimal import Decimal as D
 from pathlib import Path
 
+import msgspec
 import pytest
 from fakevenue import FakeExchange, FakeTime, HeldBudget, Step, spot
 
@@ -367,6 +368,28 @@ def test_resolver_reconciles_open_journal_intents(tmp_path: Path) -> None:
     assert journal.open_intents() == []
 
 
+def test_an_acknowledged_order_the_venue_no_longer_finds_is_left_open_at_a_restart(tmp_path: Path) -> None:
+    """The venue acknowledged the order, it filled, and the venue's order history then moved on: the
+    restart took "no such order" by its order id as never placed, closed the intent with nothing
+    filled, and the fill was missing from positions and PnL."""
+    venue = fee_free(GATE)
+    journal = Journal(tmp_path / "j.sqlite3")
+    sent = leg(venue, OrderSide.BUY, "2", "0", "100")
+    assert sent.state is not None
+    journal.record_intent("opp1", sent.leg, sent.request, GATE)
+    journal.record_ack(GATE, sent.request.client_order_id, msgspec.structs.replace(sent.state, status=OrderStatus.NEW))
+    recovery, _ = manager(venue)  # the venue keeps no order: it forgot this one
+    left: list[list[tuple[str, str | None]]] = []
+    summary = asyncio.run(journal.reconcile(
+        recovery.resolver(), lambda opp, left_open: left.append([(i.client_order_id, why) for i, why in left_open])
+    ))
+    assert (summary.not_found, summary.errors) == (0, 1)
+    assert left == [[("opp1-b", "gateio: order 'opp1-b' on BTC/USDT was acknowledged as order b1, which the venue "
+                      "no longer finds (its order history moved on): it may have filled")]]
+    assert [i.client_order_id for i in journal.open_intents()] == ["opp1-b"]
+    journal.close()
+
+
 def intent(exchange: ExchangeName, client_order_id: str, *, order_id: str | None = None, age_s: int = 0) -> IntentRecord:
     """A journaled intent sent ``age_s`` before ``NOW_MS``."""
     request = OrderRequest(
@@ -464,6 +487,8 @@ def test_resolver_asks_by_order_id_where_known_and_does_not_take_a_stale_client_
     with pytest.raises(ExchangeError, match="past the 60 s the venue finds a finished order by it") as unknown:
         ask(intent(GATE, "gone-b", age_s=61))
     assert unknown.value.category == ErrorCategory.OUTCOME_UNKNOWN
-    assert ask(intent(GATE, "gone-b", order_id="nope", age_s=600)) is None  # by order id: truly absent
+    with pytest.raises(ExchangeError, match="acknowledged as order nope, which the venue no longer finds") as gone:
+        ask(intent(GATE, "gone-b", order_id="nope", age_s=600))  # it existed: its history moved on
+    assert gone.value.category == ErrorCategory.OUTCOME_UNKNOWN
     # No window given (a venue that keeps client ids): "not found" is taken as absent.
     assert asyncio.run(order_resolver({GATE: venue})(intent(GATE, "gone-b", age_s=10**6))) is None
