@@ -197,7 +197,12 @@ def _schema_version(db: sqlite3.Connection, path: str) -> int:
                 f"{path}-shm beside it; export from a directory this user can write to, or copy the journal "
                 "with its -wal file into one and export the copy"
             ) from exc
-        raise ExportError(f"journal {path}: not an SQLite database ({exc})") from exc
+        primary = exc.sqlite_errorcode & 0xFF
+        if primary in (sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_CORRUPT):
+            raise ExportError(f"journal {path}: not an SQLite database ({exc})") from exc
+        # An I/O error or a full disk (the -shm file SQLite creates beside it): the file may be sound.
+        advice = ": the disk looks full; free space on it and try again" if primary == sqlite3.SQLITE_FULL else ""
+        raise ExportError(f"journal {path}: cannot be read here ({exc}){advice}") from exc
     if "intents" not in tables or "fills" not in tables or version < 1:
         raise ExportError(f"journal {path}: not an arb journal (no intents and fills tables)")
     if version > SCHEMA_VERSION:

@@ -224,6 +224,38 @@ def test_a_journal_whose_shared_memory_file_cannot_be_opened_is_not_called_damag
     assert "not an SQLite database" not in message
 
 
+class _FailingReads:
+    """A journal connection whose reads fail with ``failure``, as on a failing or full disk."""
+
+    def __init__(self, db: sqlite3.Connection, failure: sqlite3.Error) -> None:
+        self._db, self._failure = db, failure
+
+    def execute(self, *args: object) -> sqlite3.Cursor:
+        raise self._failure
+
+    def close(self) -> None:
+        self._db.close()
+
+
+@pytest.mark.parametrize(("code", "error", "said"), [
+    (13, "database or disk is full", "cannot be read here (database or disk is full): the disk looks full"),
+    (10, "disk I/O error", "cannot be read here (disk I/O error)"),
+])
+def test_a_journal_the_disk_fails_to_read_is_not_called_damaged(
+    journal_path: Path, monkeypatch: pytest.MonkeyPatch, code: int, error: str, said: str
+) -> None:
+    """On a full disk (SQLite creates the -shm file a WAL journal is read through) the export and
+    `approvals` said "not an SQLite database" of a healthy journal."""
+    failure = sqlite3.OperationalError(error)
+    failure.sqlite_errorcode = code  # type: ignore[attr-defined]  # as SQLite sets it
+    connect = sqlite3.connect
+    monkeypatch.setattr(sqlite3, "connect", lambda *args, **kwargs: _FailingReads(connect(*args, **kwargs), failure))
+    with pytest.raises(ExportError) as info:
+        export_journal(journal_path, "fills", io.StringIO())
+    assert str(info.value).startswith(f"journal {journal_path}: {said}")
+    assert "not an SQLite database" not in str(info.value)
+
+
 @pytest.mark.parametrize(("kind", "damage", "expected"), [
     ("fills", "UPDATE fills SET price = 'abc' WHERE trade_id = 't2'", "fills row 2: price 'abc': not a decimal number"),
     ("fills", "UPDATE fills SET recorded_at_ms = 100000000000000000 WHERE trade_id = 't3'",
