@@ -1037,7 +1037,7 @@ class Journal:
             return
         try:
             self._tidy_intent_log()
-        except (sqlite3.Error, OSError) as exc:
+        except (JournalError, sqlite3.Error, OSError) as exc:  # JournalError: a logged intent's row refused
             # The transaction reported it (``on_write_failure``); the intents stay in the log, kept
             # across a crash, and go with the next commit. Raised here, it would end the caller's loop.
             self.checkpoint_errors += 1

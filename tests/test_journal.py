@@ -798,6 +798,39 @@ def test_a_checkpoint_the_database_refuses_the_logged_intents_is_logged_and_they
         assert [i.request.client_order_id for i in reopened.open_intents()] == ["lg-1"]
 
 
+def test_a_checkpoint_whose_logged_intent_the_database_refuses_is_logged_not_raised(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A logged intent's insert failing (a disk error on its row) is raised as a ``JournalError``,
+    which the checkpoint did not catch: it ended the engine's trade loop, where the journal breaker
+    alone should have stopped new entries."""
+    path = tmp_path / "row.sqlite3"
+    failures: list[str] = []
+    journal = Journal(path, synchronous="NORMAL")
+    journal.on_write_failure = failures.append
+    try:
+        journal.record_intents("opp", [("buy", ExchangeName.MEXC, request("lg-1"))], deferred=True)
+        write = journal._write
+        refused: list[str] = []
+
+        def failing_insert(sql: str, *args: Any) -> sqlite3.Cursor:
+            if sql == journal_module._INSERT_NUMBERED_INTENT and not refused:
+                refused.append(sql)
+                raise sqlite3.OperationalError("disk I/O error")
+            return write(sql, *args)
+
+        monkeypatch.setattr(journal, "_write", failing_insert)
+        journal.start_checkpoint()
+        assert refused and journal.checkpoint_errors == 1
+        assert len(failures) == 1 and "intent 1 (mexc 'lg-1') from the intent log: disk I/O error" in failures[0]
+        journal.start_checkpoint()  # the database takes it again
+        assert journal.checkpoint_errors == 1
+    finally:
+        journal.close()
+    with Journal(path) as reopened:
+        assert [i.request.client_order_id for i in reopened.open_intents()] == ["lg-1"]
+
+
 def test_background_checkpoint_of_an_in_memory_journal_runs_inline() -> None:
     journal = Journal(":memory:", synchronous="NORMAL")
     journal.record_intent("opp", "buy", request("mem-1"), ExchangeName.MEXC)
