@@ -499,6 +499,9 @@ class ArbitrageController:
         self._hedge_drops: list[HedgeMismatch] = []  # hedges taken out of the book this run
         self._held_basis_of_run = ZERO  # hedge basis this run's executions locked in, net of closes
         self._positions_due = asyncio.Event()  # a futures balance changed: check positions before the interval ends
+        # Perpetuals a hedge close fell short on: their hedges are not closed again until a position
+        # check has compared the venue's position with the book (``_check_futures_positions``).
+        self._closes_held: set[ExchangeName] = set()
         # A leg was refused as a changed market or a clock off the venue's would refuse it: read them now.
         self._reads_due = asyncio.Event()
         self._funding_since_ms: int | None = None  # wall ms the next read of settled funding starts at
@@ -1062,6 +1065,7 @@ class ArbitrageController:
                 checked = False
                 continue
             holdings = futures_holdings(market, positions, self._catalogs[market], self._unlisted_warned)
+            self._closes_held.discard(market)
             if hedges is not None:
                 own = risk.filled_positions(market) if risk is not None else None
                 for mismatch in hedges.check_venue(market, holdings, own):
@@ -1776,9 +1780,10 @@ class ArbitrageController:
             for position in hedges.positions():
                 if not self._scanning:
                     return  # shutting down: a close is a new execution like any other
-                if not hedges.holds(position):
+                if not hedges.holds(position) or position.futures in self._closes_held:
                     # A position check meanwhile (while an earlier close settled) dropped or changed it:
-                    # its closing pair would open a position rather than close one.
+                    # its closing pair would open a position rather than close one. Or a close fell short
+                    # on its perpetual and no check has looked since.
                     continue
                 legs = self._hedge_legs(pipeline, position)
                 if legs is None:
@@ -1807,7 +1812,9 @@ class ArbitrageController:
                     if result is not None and _futures_short(result):
                         # Its futures leg fell short, maybe clipped or refused as reduce-only: the venue's
                         # position may be smaller than the book's (closed by hand, liquidated). Checked now,
-                        # the book drops what is gone before another close pays the spot round trip again.
+                        # the book drops what is gone; no close goes to that perpetual until then, or each
+                        # would pay the spot round trip again while executions in flight put the check off.
+                        self._closes_held.add(position.futures)
                         self._positions_due.set()
 
     def _untraded_hedges(self) -> list[str]:

@@ -254,10 +254,53 @@ def test_a_close_sent_before_the_engine_saw_the_position_closed_by_hand_opens_no
 
     closes, contracts, unseen = asyncio.run(scenario())
     assert unseen, "the hedge was still booked when the basis reverted"
-    assert closes, "the engine sent the close"
-    for result in closes:
-        futures_leg = next(leg for leg in result.legs if leg.exchange.is_futures)
-        assert futures_leg.side is OrderSide.BUY and futures_leg.filled_quantity == 0
-        assert result.final_state is ArbitrageState.FAILED
+    # Once: later closes would each pay the spot round trip again, while the executions in flight put
+    # the position check off.
+    (result,) = closes
+    futures_leg = next(leg for leg in result.legs if leg.exchange.is_futures)
+    assert futures_leg.side is OrderSide.BUY and futures_leg.filled_quantity == 0
+    assert result.final_state is ArbitrageState.FAILED
     assert contracts == 0  # the plain buy would have opened a long position
     assert "hedge position(s) taken out of the book" in caplog.text
+
+
+def test_a_close_that_fell_short_is_not_sent_again_before_a_position_check_compares_its_perpetual(
+    tmp_path: Path,
+) -> None:
+    """The perpetual is bought back by hand just after a position check, as the basis reverts. The
+    close goes out reduce-only and the venue refuses its futures leg; the position check it brings
+    forward waits out its spacing and then finds an execution in flight, over and over, while the same
+    close went out again each time, each paying the spot round trip (some twenty in half a second
+    with the failures breaker out of the way). It is sent once, and the check drops the hedge."""
+    manager, cluster = _setup(
+        tmp_path, "balance_refresh_interval_ms = 60000\n[risk]\nmax_consecutive_failures = 1000\n"
+    )
+
+    async def scenario() -> list[ExecutionResult]:
+        loop = asyncio.get_running_loop()
+        async with cluster:
+            started = loop.time()
+            engine = ArbitrageController(manager, sim_cluster=cluster, journal=Journal(tmp_path / "journal.sqlite3"))
+            await engine.initialize(dry_run=True)
+            hedges, risk = engine.hedges, engine.risk
+            assert hedges is not None and risk is not None
+            running = asyncio.ensure_future(engine.run(duration_s=30))
+            await eventually(hedges.has_positions, 5, "a hedge opened on the dislocation")
+            risk.kill("test: hold entries until the basis reverts")
+            await asyncio.sleep(max(DISLOCATION_END_S + 0.3 - (loop.time() - started), 0))
+            held = len(engine.results)
+            engine._positions_due.set()  # a check now finds the hedge at the venue
+            await asyncio.sleep(0.05)
+            futures = cluster.venues["gateio"].exchanges[ExchangeName.GATEIO_FUTURES]
+            futures.place_order(cluster.config.api_key, PERP, OrderSide.BUY, OrderType.MARKET,
+                                -int(perp_contracts(cluster)), time.monotonic_ns())
+            risk.resume()
+            await eventually(lambda: not hedges.has_positions(), 5, "the hedge dropped")
+            await asyncio.sleep(0.3)
+            await engine.shutdown("test over")
+            await running
+            return engine.results[held:]
+
+    closes = asyncio.run(scenario())
+    (close,) = closes
+    assert next(leg for leg in close.legs if leg.exchange.is_futures).filled_quantity == 0
