@@ -1814,7 +1814,8 @@ class ArbitrageController:
                         # position may be smaller than the book's (closed by hand, liquidated). Checked now,
                         # the book drops what is gone; no close goes to that perpetual until then, or each
                         # would pay the spot round trip again while executions in flight put the check off.
-                        self._closes_held.add(position.futures)
+                        if self.watch_accounts:  # a position check runs (``_watch_futures_positions``)
+                            self._closes_held.add(position.futures)
                         self._positions_due.set()
 
     def _untraded_hedges(self) -> list[str]:
