@@ -148,18 +148,27 @@ def test_a_restarted_engine_drops_hedges_whose_futures_were_closed_at_the_venue_
     assert results == [] and contracts_left == 0  # no "close" opened a new position
 
 
+async def run_until_hedged(engine: ArbitrageController, why_held: str) -> asyncio.Future[RunSummary]:
+    """Run ``engine`` until a hedge opens, then engage its kill switch (entries held, ``why_held``);
+    the running engine's future."""
+    await engine.initialize(dry_run=True)
+    hedges, risk = engine.hedges, engine.risk
+    assert hedges is not None and risk is not None
+    running = asyncio.ensure_future(engine.run(duration_s=30))
+    await eventually(hedges.has_positions, 5, "a hedge opened on the dislocation")
+    risk.kill(why_held)
+    return running
+
+
 async def hedge_then_buy_back_by_hand(
     engine: ArbitrageController, cluster: SimCluster
 ) -> tuple[asyncio.Future[RunSummary], D]:
     """Run ``engine`` until a hedge opens, then engage its kill switch (entries held) and buy the whole
     perpetual short back by hand at the venue; the running engine's future and the basis its hedges
     had locked in."""
-    await engine.initialize(dry_run=True)
-    hedges, risk = engine.hedges, engine.risk
-    assert hedges is not None and risk is not None
-    running = asyncio.ensure_future(engine.run(duration_s=30))
-    await eventually(hedges.has_positions, 5, "a hedge opened on the dislocation")
-    risk.kill("test: hold entries while the perpetual is bought back by hand")
+    running = await run_until_hedged(engine, "test: hold entries while the perpetual is bought back by hand")
+    hedges = engine.hedges
+    assert hedges is not None
     await asyncio.sleep(0.1)  # an execution in flight finishes
     locked = sum((p.locked_basis for p in hedges.positions()), D(0))
     futures = cluster.venues["gateio"].exchanges[ExchangeName.GATEIO_FUTURES]
@@ -281,12 +290,9 @@ def test_a_close_that_fell_short_is_not_sent_again_before_a_position_check_compa
         async with cluster:
             started = loop.time()
             engine = ArbitrageController(manager, sim_cluster=cluster, journal=Journal(tmp_path / "journal.sqlite3"))
-            await engine.initialize(dry_run=True)
+            running = await run_until_hedged(engine, "test: hold entries until the basis reverts")
             hedges, risk = engine.hedges, engine.risk
             assert hedges is not None and risk is not None
-            running = asyncio.ensure_future(engine.run(duration_s=30))
-            await eventually(hedges.has_positions, 5, "a hedge opened on the dislocation")
-            risk.kill("test: hold entries until the basis reverts")
             await asyncio.sleep(max(DISLOCATION_END_S + 0.3 - (loop.time() - started), 0))
             held = len(engine.results)
             engine._positions_due.set()  # a check now finds the hedge at the venue
