@@ -2192,9 +2192,8 @@ class ArbitrageController:
         """Whether a market of ``opportunity``'s book may not show our last fills there yet.
 
         It has caught up once it has applied a frame received after our orders were written
-        (a REST snapshot is stamped with the time of its request) and, where the fills carry the
-        venue's time and the book the venue's event times, a frame the venue stamped later than
-        the last fill. Venues batch their book pushes, so
+        and, where the fills carry the venue's time and the book the venue's event times, a
+        frame the venue stamped later than the last fill. Venues batch their book pushes, so
         a push composed before our fill can arrive after our write (or after the answer). A paper
         market's book never shows them: there a leg must not walk into what paper orders took
         (``_paper_holds_back``).

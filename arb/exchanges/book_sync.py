@@ -29,7 +29,6 @@ import msgspec
 
 from arb_core.book import (
     APPLIED,
-    STALE,
     BookError,
     BookOutOfSyncError,
     CrossedBookError,
@@ -183,7 +182,7 @@ class BookSync:
         self._fetch_snapshot = fetch_snapshot
         self.settings = settings or BookSyncSettings()
         self._rng = rng or random.Random()
-        self._clock = clock  # request time of REST snapshots, warning times (a backtest's virtual clock)
+        self._clock = clock  # receive time of REST snapshots, warning times (a backtest's virtual clock)
         self._sink = sink
         self._on_update = sink.on_book_update
         self._on_batch_end = sink.on_batch_end
@@ -450,10 +449,7 @@ class BookSync:
         while buffer:
             batch, batch_recv_ns = buffer[0]
             try:
-                # One the snapshot has is stale whenever it came: a REST snapshot is stamped with the
-                # time of its request, and a diff received seconds later is no stream gone backwards.
-                stale = batch.last_update_id <= book.last_update_id
-                result = STALE if stale else book.apply_batch(batch, batch_recv_ns)
+                result = book.apply_batch(batch, batch_recv_ns)
             except SequenceGapError:
                 # The buffered diffs are newer than the snapshot: keep them for a newer one.
                 state.resyncs["gap" if applied_any else "snapshot_too_old"] += 1
@@ -485,9 +481,6 @@ class BookSync:
         too_old = 0  # snapshots in a row too old for the buffered diffs
         while True:
             batch = self._pool.pop() if self._pool else DeltaBatch(256)
-            # The snapshot may have been composed any time after its request: stamped with the request's
-            # time, it never passes for having seen what happened meanwhile (our fills, say).
-            sent_ns = self._clock()
             try:
                 body = await fetch(state.spec.venue_symbol)
                 self._dialect.decode_snapshot(body, state.scale, batch)
@@ -503,7 +496,7 @@ class BookSync:
             try:
                 if state.book.in_sync:
                     return
-                outcome = self._apply_snapshot(state, batch, sent_ns)
+                outcome = self._apply_snapshot(state, batch, self._clock())
                 if outcome is _Snapshot.TAKEN:
                     return
             except Exception:

@@ -416,31 +416,6 @@ def test_a_diff_lost_while_the_snapshot_is_pending_makes_the_book_fetch_a_newer_
     run(main())
 
 
-def test_a_rest_snapshot_is_stamped_with_the_time_of_its_request() -> None:
-    """A REST snapshot was stamped with the time it was applied, though the venue may have composed
-    it as soon as the request arrived: a book synced by one answered after our order was written
-    counted as showing our fill (received after the write) when it may predate it. Diffs the
-    snapshot has stay stale however long after the request they came."""
-    async def main() -> None:
-        now = [1_000]
-        fetcher = Snapshots({"AAA_USDT": [gate_snapshot(11, *BOOK)], "BBB_USDT": []})
-        fetcher.release.clear()
-        sync = synthetic_sync(fetcher, RecordingSink(), clock=lambda: now[0])
-        sync.on_message(memoryview(gate_update("AAA_USDT", 10, 10, [("99.00", "1")])), False, True, now[0])
-        await settle()  # the request is sent
-        now[0] += 2 * STALE_STREAM_NS
-        sync.on_message(memoryview(gate_update("AAA_USDT", 11, 11, [("99.10", "1")])), False, True, now[0])
-        now[0] += 1_000_000
-        fetcher.release.set()
-        await settle()
-        book, a = sync.books["AAA/USDT"], sync.stats()["AAA/USDT"]
-        assert book.in_sync and book.last_update_id == 11 and book.last_recv_ns == 1_000
-        assert a.stale == 2 and a.resyncs == {}
-        await sync.close()
-
-    run(main())
-
-
 def test_snapshot_older_than_the_buffer_is_fetched_again() -> None:
     async def main() -> None:
         sink = RecordingSink()
