@@ -2191,8 +2191,9 @@ class ArbitrageController:
     def _fills_unseen(self, opportunity: ArbitrageOpportunity) -> bool:
         """Whether a market of ``opportunity``'s book may not show our last fills there yet.
 
-        It has caught up once it has applied a frame received after our orders were written
-        and, where the fills carry the venue's time and the book the venue's event times, a
+        It has caught up once it has applied a frame received after our orders were written (a
+        REST snapshot requested after them: one requested before may have been composed before our
+        fills) and, where the fills carry the venue's time and the book the venue's event times, a
         frame the venue stamped later than the last fill. Venues batch their book pushes, so
         a push composed before our fill can arrive after our write (or after the answer). A paper
         market's book never shows them: there a leg must not walk into what paper orders took
@@ -2206,11 +2207,21 @@ class ArbitrageController:
                 book, written_ns, venue_ms = held
                 if book.last_recv_ns <= written_ns:
                     return True
+                requested_ns = self._rest_snapshot_requested_ns(market, opportunity.symbol)
+                if requested_ns is not None and requested_ns <= written_ns:
+                    return True
                 event_ms = book.last_event_ms
                 if venue_ms and event_ms and event_ms <= venue_ms:
                     return True
                 del unseen[key]
         return bool(self._paper_markets) and self._paper_holds_back(opportunity)
+
+    def _rest_snapshot_requested_ns(self, market: ExchangeName, symbol: str) -> int | None:
+        """When the REST snapshot ``market``'s book of ``symbol`` rests on was requested
+        (``BookSync.rest_snapshot_requested_ns``); None when the stream has moved it since."""
+        connector = self.connectors.get(market)
+        sync = connector.book_sync() if connector is not None else None
+        return sync.rest_snapshot_requested_ns(self._leg_symbol(symbol, market)) if sync is not None else None
 
     def _paper_holds_back(self, opportunity: ArbitrageOpportunity) -> bool:
         """Whether a paper leg of ``opportunity`` would walk into liquidity paper orders already took

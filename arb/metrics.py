@@ -46,8 +46,8 @@ from .errors import ConfigurationError
 from .exchanges.book_sync import BookSync
 from .exchanges.models import ConnectionHealth
 from .exchanges.private_stream import PrivateStreamStats
-from .instruments import split_symbol, unified_symbol
 from .monitor import PerformanceMonitor, Stage
+from .orders import market_symbol
 from .pipeline import ScannerPipeline
 from .recovery import RecoveryManager
 from .risk import Breaker, RiskManager
@@ -402,7 +402,7 @@ class EngineCollector(Collector):
                                      labels=["market", "symbol"])
         for entry in metrics.positions:
             signed = entry.quantity if entry.side is OrderSide.BUY else -entry.quantity
-            position.add_metric([entry.exchange.value, _market_symbol(entry.exchange, entry.symbol)], float(signed))
+            position.add_metric([entry.exchange.value, market_symbol(entry.symbol, entry.exchange)], float(signed))
         yield position
         yield GaugeMetricFamily("arb_daily_realized_pnl_usd", "Realized PnL of the current UTC day, USD.",
                                 value=float(metrics.daily_realized_pnl_usd))
@@ -421,8 +421,8 @@ class EngineCollector(Collector):
             "min_liquidation_distance_bps: entries that grow it are refused.", labels=["market", "symbol"],
         )
         for (market, pair), (bps, under) in risk.liquidation_distances().items():
-            distance.add_metric([market.value, _market_symbol(market, pair)], float(bps))
-            near.add_metric([market.value, _market_symbol(market, pair)], int(under))
+            distance.add_metric([market.value, market_symbol(pair, market)], float(bps))
+            near.add_metric([market.value, market_symbol(pair, market)], int(under))
         yield from (distance, near)
         rejections = CounterMetricFamily("arb_risk_rejections", "Refusals by risk check.", labels=["check"])
         for check, count in sorted(risk.get_risk_statistics().rejections.items()):
@@ -476,15 +476,6 @@ class Readiness(msgspec.Struct, frozen=True, kw_only=True):
 # A book unchanged this long is not ready: its connection is up and answers pings, but its feed
 # stalled (a live pair changes far more often; max_data_age_ms keeps it from trading long before).
 READY_BOOK_AGE_S: Final = 30
-
-
-def _market_symbol(market: ExchangeName, pair: str) -> str:
-    """``pair`` (BTC/USDT, as the risk manager keys positions) as ``market`` lists it (a USDT perpetual:
-    BTC/USDT:USDT), so that a position's series joins its book's."""
-    if not market.is_futures:
-        return pair
-    base, quote, _ = split_symbol(pair)
-    return unified_symbol(base, quote, quote)
 
 
 def readiness(source: MetricsSource, now_ns: int | None = None) -> Readiness:

@@ -1568,6 +1568,39 @@ def test_a_market_is_not_traded_again_until_its_book_has_shown_our_fills(tmp_pat
     assert controller.summary().skipped_for_unseen_fills == (1 if filled else 0)
 
 
+def test_a_book_on_a_rest_snapshot_requested_before_our_orders_does_not_show_their_fills(tmp_path: Path) -> None:
+    """Gate.io's book is resynced by a REST snapshot answered after our fills were written but requested
+    before: the venue may have composed it before the fills, so it counted as showing them wrongly."""
+    now = [10_000_000]
+    market = CrossedBtc(now)
+    executor = FillsEveryLeg(now, True)
+    controller = scanning_controller(tmp_path, executor, market.pipeline, now)
+    requested: list[int | None] = []
+    controller._rest_snapshot_requested_ns = (  # type: ignore[method-assign]
+        lambda market, symbol: requested[-1] if market is ExchangeName.GATEIO else None
+    )
+
+    async def given(opportunity_id: str) -> ExecutionResult | None:
+        found = market.pipeline.scan(0)
+        assert found is not None
+        return await controller.process(msgspec.structs.replace(found, opportunity_id=opportunity_id), given=True)
+
+    async def scenario() -> list[ExecutionResult | None]:
+        requested.append(None)
+        sent = now[0]
+        assert await given("first1") is not None
+        requested.append(sent)  # the snapshot now under Gate.io's book was asked for as the orders went
+        market.update(ExchangeName.MEXC)
+        market.update(ExchangeName.GATEIO)  # received after the write
+        refused = await given("second1")
+        requested.append(now[0])
+        return [refused, await given("third1")]
+
+    refused, taken = asyncio.run(scenario())
+    assert refused is None and taken is not None
+    assert controller.summary().skipped_for_unseen_fills == 1
+
+
 def test_an_opportunity_given_through_the_api_waits_for_the_books_to_show_our_last_fills(tmp_path: Path) -> None:
     """A given crossing of Gate.io's ask and MEXC's bid fills both legs. MEXC's next update still
     crosses Gate.io's book, which has not been updated since: the same crossing given again was

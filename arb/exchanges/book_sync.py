@@ -127,7 +127,7 @@ class _Book:
 
     __slots__ = (
         "key", "spec", "scale", "book", "slot", "buffer", "fetch", "resyncs", "applied", "stale", "snapshots",
-        "malformed", "snapshot_failures", "crossings", "crossed_ns",
+        "malformed", "snapshot_failures", "crossings", "crossed_ns", "rest_snapshot",
     )
 
     def __init__(self, exchange: ExchangeName, spec: BookSpec, slot: int) -> None:
@@ -146,6 +146,9 @@ class _Book:
         self.snapshot_failures = 0
         self.crossings = 0  # crossing diffs in a row (each within _CROSSINGS_IN_A_ROW_NS of the last)
         self.crossed_ns = 0  # when the last one came (``clock``)
+        # The last REST snapshot taken: the update id it left the book at and when it was requested
+        # (``BookSync.rest_snapshot_requested_ns``).
+        self.rest_snapshot: tuple[int, int] | None = None
 
 
 class BookSync:
@@ -384,6 +387,17 @@ class BookSync:
         """The ``router`` slot of the book of unified ``symbol``; KeyError when it is not kept here."""
         return self._by_symbol[symbol].slot
 
+    def rest_snapshot_requested_ns(self, symbol: str) -> int | None:
+        """When the REST snapshot ``symbol``'s book rests on was requested (``clock``; the latest receive
+        time of the buffered diffs applied on top, where later): the venue may have composed it any time
+        after, so it shows nothing known to have happened before. None once the stream has moved the
+        book past it, or when the book came from the stream."""
+        for state in self._books.values():
+            if state.spec.symbol == symbol:
+                taken = state.rest_snapshot
+                return taken[1] if taken is not None and taken[0] == state.book.last_update_id else None
+        return None
+
     def stats(self) -> dict[str, BookSyncStats]:
         """Per-book counters by unified symbol."""
         router = self.router
@@ -427,9 +441,12 @@ class BookSync:
             self._release(buffer.popleft()[0])
         self._start_fetch(state)
 
-    def _apply_snapshot(self, state: _Book, snapshot: DeltaBatch, recv_ns: int) -> _Snapshot:
+    def _apply_snapshot(
+        self, state: _Book, snapshot: DeltaBatch, recv_ns: int, requested_ns: int | None = None
+    ) -> _Snapshot:
         """Bring the book in sync from ``snapshot`` and the diffs buffered since. TOO_OLD starts no
-        fetch of a newer snapshot: the caller decides when."""
+        fetch of a newer snapshot: the caller decides when. ``requested_ns``: when a REST snapshot was
+        requested (``rest_snapshot_requested_ns``)."""
         if state.fetch is not None and state.fetch is not asyncio.current_task():
             state.fetch.cancel()
         state.fetch = None
@@ -446,6 +463,7 @@ class BookSync:
         buffer = state.buffer
         book = state.book
         applied_any = False
+        seen_ns = requested_ns  # the newest of the request and the buffered diffs applied on top
         while buffer:
             batch, batch_recv_ns = buffer[0]
             try:
@@ -462,8 +480,11 @@ class BookSync:
             if result == APPLIED:
                 state.applied += 1
                 applied_any = True
+                if seen_ns is not None:
+                    seen_ns = max(seen_ns, batch_recv_ns)
             else:
                 state.stale += 1
+        state.rest_snapshot = (book.last_update_id, seen_ns) if seen_ns is not None else None
         self.batch_updated = True
         if not was_in_sync:
             self._sink.on_book_state(state.key, True, "snapshot")
@@ -481,6 +502,7 @@ class BookSync:
         too_old = 0  # snapshots in a row too old for the buffered diffs
         while True:
             batch = self._pool.pop() if self._pool else DeltaBatch(256)
+            requested_ns = self._clock()
             try:
                 body = await fetch(state.spec.venue_symbol)
                 self._dialect.decode_snapshot(body, state.scale, batch)
@@ -496,7 +518,7 @@ class BookSync:
             try:
                 if state.book.in_sync:
                     return
-                outcome = self._apply_snapshot(state, batch, self._clock())
+                outcome = self._apply_snapshot(state, batch, self._clock(), requested_ns)
                 if outcome is _Snapshot.TAKEN:
                     return
             except Exception:

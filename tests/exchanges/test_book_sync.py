@@ -416,6 +416,36 @@ def test_a_diff_lost_while_the_snapshot_is_pending_makes_the_book_fetch_a_newer_
     run(main())
 
 
+def test_a_book_on_a_rest_snapshot_says_when_the_snapshot_was_requested() -> None:
+    """The venue may compose a REST snapshot as soon as its request arrives: a book synced by one
+    answered after our order was written counted as showing our fill (received after the write)
+    when it may predate it. The book says when its snapshot was requested until the stream moves it
+    on; it is applied at its arrival, so the stream's diffs it already has are stale, not a stream
+    gone backwards."""
+    async def main() -> None:
+        now = [1_000]
+        fetcher = Snapshots({"AAA_USDT": [gate_snapshot(11, *BOOK)], "BBB_USDT": []})
+        fetcher.release.clear()
+        sync = synthetic_sync(fetcher, RecordingSink(), clock=lambda: now[0])
+        sync.on_message(memoryview(gate_update("AAA_USDT", 10, 10, [("99.00", "1")])), False, True, now[0])
+        await settle()  # the request is sent
+        now[0] += 2 * STALE_STREAM_NS
+        fetcher.release.set()
+        await settle()
+        book = sync.books["AAA/USDT"]
+        assert book.in_sync and book.last_update_id == 11 and book.last_recv_ns == now[0]
+        assert sync.rest_snapshot_requested_ns("AAA/USDT") == 1_000
+        now[0] += 1_000_000
+        sync.on_message(memoryview(gate_update("AAA_USDT", 11, 11, [("99.10", "1")])), False, True, now[0])
+        assert sync.stats()["AAA/USDT"].resyncs == {} and sync.rest_snapshot_requested_ns("AAA/USDT") == 1_000
+        sync.on_message(memoryview(gate_update("AAA_USDT", 12, 12, [("99.20", "1")])), False, True, now[0])
+        assert book.last_update_id == 12 and sync.rest_snapshot_requested_ns("AAA/USDT") is None
+        assert sync.rest_snapshot_requested_ns("BBB/USDT") is None
+        await sync.close()
+
+    run(main())
+
+
 def test_snapshot_older_than_the_buffer_is_fetched_again() -> None:
     async def main() -> None:
         sink = RecordingSink()
