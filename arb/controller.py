@@ -1067,7 +1067,8 @@ class ArbitrageController:
             holdings = futures_holdings(market, positions, self._catalogs[market], self._unlisted_warned)
             self._closes_held.discard(market)
             if hedges is not None:
-                own = risk.filled_positions(market) if risk is not None else None
+                # What the engine expects there: the venue's at the last read, with its fills since.
+                own = risk.held_positions(market) if risk is not None else None
                 for mismatch in hedges.check_venue(market, holdings, own):
                     self._hedge_drops.append(mismatch)
                     if self.journal is not None:  # so that a restart does not bring them back

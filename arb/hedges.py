@@ -42,8 +42,9 @@ plain order. Either way the book should not keep what the venue no longer holds:
 periodically while running, the controller reads each futures market's positions and
 ``check_venue`` compares them: a pair whose hedges the venue's position does not cover (what
 they net to on the perpetual, in the same direction, at least as large, within one lot; hedges
-netting to nothing need nothing there; a venue holding what the engine's own fills hold, a flagged
-residual beside the hedges included, has lost nothing) is taken out of the book, with an error
+netting to nothing need nothing there; a venue holding what the engine expects, its last read with
+the engine's fills since, has lost nothing since, a flagged residual beside the hedges included) is
+taken out of the book, with an error
 naming both quantities; the engine no longer closes it, and its spot side is plain
 inventory. A venue position larger than the book's (other trading on the account) leaves the
 book as it is, with a warning (once per pair and quantities) that the engine closes only its
@@ -275,9 +276,10 @@ class HedgeBook:
     ) -> list[HedgeMismatch]:
         """Compare the book's hedges on ``futures`` with what its venue holds (``futures_holdings``);
         take out of the book, and return, every pair the venue does not cover (see the module doc).
-        ``own``: the signed base each pair's position holds by the engine's own fills
-        (``RiskManager.filled_positions``): a venue holding that has lost nothing, whatever a flagged
-        residual beside the hedges makes of it."""
+        ``own``: the signed base each pair's position is expected to hold (``RiskManager.held_positions``
+        before this read's alignment: the venue's at the last read with the engine's fills since, on
+        restore the journal's): a venue holding that has lost nothing since, whatever a flagged
+        residual or a position not the engine's beside the hedges makes of it."""
         booked: dict[str, Decimal] = {}
         for hedge in self._positions.values():
             if hedge.futures is futures and hedge.base:

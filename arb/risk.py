@@ -509,9 +509,6 @@ class RiskManager:
         self._venue_window_ns = venue_errors_window_ns
 
         self._positions: dict[tuple[ExchangeName, str], _Position] = {}
-        # The base the engine's own fills hold on each futures market and pair, never aligned with
-        # the venue (``filled_positions``).
-        self._filled_futures: dict[tuple[ExchangeName, str], Decimal] = {}
         self._marks: dict[str, Decimal] = {}
         self._symbol_exposure: dict[str, Decimal] = {}
         self._in_flight: dict[str, ArbitrageOpportunity] = {}  # executions started, not yet recorded
@@ -857,8 +854,6 @@ class RiskManager:
         if position is None:
             position = self._positions[key] = _Position()
         signed = quantity if side is OrderSide.BUY else -quantity
-        if exchange.is_futures:
-            self._filled_futures[key] = self._filled_futures.get(key, ZERO) + signed
         old = position.quantity
         new = old + signed
         if old == ZERO or (new > ZERO) != (old > ZERO) and new != ZERO:
@@ -1031,7 +1026,6 @@ class RiskManager:
             if opportunity_id in skipped and order.recorded_at_ms // MS_PER_DAY == self._day
         })
         self._positions.clear()
-        self._filled_futures.clear()
         self._marks.clear()
         self._symbol_exposure.clear()
         self._used_total = ZERO
@@ -1174,11 +1168,6 @@ class RiskManager:
             if symbol in self._marks:
                 self._refresh_symbol(symbol)
         return changed
-
-    def filled_positions(self, market: ExchangeName) -> dict[str, Decimal]:
-        """The signed base of each pair that the engine's own fills hold on futures ``market`` (the
-        journal's, on restore): unlike ``held_positions``, never aligned with the venue."""
-        return {symbol: base for (m, symbol), base in self._filled_futures.items() if m is market and base}
 
     def held_positions(self, market: ExchangeName) -> dict[str, Decimal]:
         """The signed base of each pair (spot form) it counts an open position of on ``market``: what

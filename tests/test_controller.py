@@ -2616,6 +2616,44 @@ def test_the_daily_loss_limit_counts_a_hedge_basis_when_the_close_realizes_it(tm
     ).daily_realized_pnl_usd == opened + closed - D("0.3")
 
 
+def test_a_hedge_lost_at_the_venue_after_an_earlier_drop_is_dropped_too(tmp_path: Path) -> None:
+    """The position check compares the venue with what the engine expects there: its last read with the
+    fills since. Compared with every futures fill the engine ever made, a dropped hedge's fills stayed
+    in that for good, and a later hedge lost at the venue could match it and be kept, then closed by a
+    plain order opening a position nothing tracks."""
+    from test_hedges import GATE_PERP, GATE_SPOT, MEXC_SPOT, book_hedge
+
+    configuration = manager(tmp_path)
+    risk = RiskManager(configuration.config.risk_limits)
+    controller = ArbitrageController(configuration, executor=InstantExecutor(), risk=risk)
+    perp = ExchangeName.GATEIO_FUTURES
+    markets = {ExchangeName.GATEIO: GATE_SPOT, ExchangeName.MEXC: MEXC_SPOT, perp: GATE_PERP}
+    controller._catalogs = {m: InstrumentCatalog(m, [i]) for m, i in markets.items()}
+    controller.hedges = hedges = HedgeBook(controller._catalogs, min_profit_bps=D(10))
+
+    class Venue:  # flat: each hedge's perpetual is closed at the venue before the check after it
+        can_trade = True
+
+        async def positions(self) -> list[object]:
+            return []
+
+    controller.traders = {perp: Venue()}  # type: ignore[dict-item]
+
+    def hedge(spot: ExchangeName, base: str) -> None:
+        book_hedge(hedges, spot, base)
+        risk.record_fill(perp, Fill(
+            symbol="BTC/USDT", order_id=base, client_order_id=base, trade_id=base, price=D(60600),
+            side=OrderSide.SELL if D(base) > 0 else OrderSide.BUY, quantity=abs(D(base)), fee=D(0),
+            fee_asset="USDT", is_maker=False, timestamp_ms=0,
+        ))
+
+    hedge(ExchangeName.GATEIO, "0.001")  # long spot, short perpetual
+    assert asyncio.run(controller._check_futures_positions()) and hedges.positions() == []
+    hedge(ExchangeName.MEXC, "-0.001")  # short spot, long perpetual
+    assert asyncio.run(controller._check_futures_positions()) and hedges.positions() == []
+    assert len(controller.summary().hedges_dropped) == 2
+
+
 def test_an_early_position_check_that_an_execution_overlapped_is_tried_again(tmp_path: Path) -> None:
     """A balance push brings the check forward; an execution starting while the positions are read
     makes that read useless, so the watcher reads again soon, not a minute later."""

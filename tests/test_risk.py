@@ -535,19 +535,6 @@ def test_a_close_that_grows_a_perpetual_near_its_liquidation_is_refused() -> Non
     manager.validate_opportunity_risk(hedge_opening("3", closes=True), closes_hedge=True)
 
 
-def test_the_engines_own_futures_fills_are_kept_apart_from_the_venues_position() -> None:
-    """The venue check of the hedge book compares the venue with what the engine's own fills hold,
-    which a restart's journal replay rebuilds: the venue's position (a hand trade in it) stays out."""
-    manager, *_ = make()
-    perp = ExchangeName.GATEIO_FUTURES
-    manager.record_fill(perp, fill(OrderSide.SELL, "600", "100", trade_id="f"), contract_size=D("0.01"))
-    manager.align_futures_positions(perp, venue_position("100", None, size="-900"), ["ETH/USDT"])
-    assert manager.held_positions(perp) == {"ETH/USDT": D(-9)}
-    assert manager.filled_positions(perp) == {"ETH/USDT": D(-6)}
-    manager.record_fill(perp, fill(OrderSide.BUY, "6", "100", trade_id="b"))
-    assert manager.filled_positions(perp) == {} and manager.held_positions(perp) == {"ETH/USDT": D(-3)}
-
-
 def test_futures_room_is_what_entries_may_buy_and_sell_before_the_limit_at_the_mark() -> None:
     manager, *_ = make()
     perp = ExchangeName.GATEIO_FUTURES
