@@ -501,7 +501,7 @@ class ArbitrageController:
         self._positions_due = asyncio.Event()  # a futures balance changed: check positions before the interval ends
         # Perpetuals a hedge close fell short on: their hedges are not closed again until a position
         # check has compared the venue's position with the book (``_check_futures_positions``).
-        self._closes_held: set[ExchangeName] = set()
+        self._closes_held: set[tuple[ExchangeName, str]] = set()  # (futures market, pair)
         # A leg was refused as a changed market or a clock off the venue's would refuse it: read them now.
         self._reads_due = asyncio.Event()
         self._funding_since_ms: int | None = None  # wall ms the next read of settled funding starts at
@@ -1065,7 +1065,7 @@ class ArbitrageController:
                 checked = False
                 continue
             holdings = futures_holdings(market, positions, self._catalogs[market], self._unlisted_warned)
-            self._closes_held.discard(market)
+            self._closes_held = {held for held in self._closes_held if held[0] is not market}
             if hedges is not None:
                 # What the engine expects there: the venue's at the last read, with its fills since.
                 own = risk.held_positions(market) if risk is not None else None
@@ -1781,7 +1781,7 @@ class ArbitrageController:
             for position in hedges.positions():
                 if not self._scanning:
                     return  # shutting down: a close is a new execution like any other
-                if not hedges.holds(position) or position.futures in self._closes_held:
+                if not hedges.holds(position) or (position.futures, position.symbol) in self._closes_held:
                     # A position check meanwhile (while an earlier close settled) dropped or changed it:
                     # its closing pair would open a position rather than close one. Or a close fell short
                     # on its perpetual and no check has looked since.
@@ -1816,7 +1816,7 @@ class ArbitrageController:
                         # the book drops what is gone; no close goes to that perpetual until then, or each
                         # would pay the spot round trip again while executions in flight put the check off.
                         if self.watch_accounts:  # a position check runs (``_watch_futures_positions``)
-                            self._closes_held.add(position.futures)
+                            self._closes_held.add((position.futures, position.symbol))
                         self._positions_due.set()
 
     def _untraded_hedges(self) -> list[str]:

@@ -3441,7 +3441,7 @@ def test_the_shutdown_waits_for_executions_longer_than_a_rate_limited_recovery_t
 def test_no_hedge_close_starts_once_the_shutdown_stopped_scanning(tmp_path: Path) -> None:
     closes: list[str] = []
     controller = ArbitrageController(manager(tmp_path))
-    positions = [SimpleNamespace(name=f"p{n}", futures=ExchangeName.GATEIO_FUTURES) for n in range(3)]
+    positions = [SimpleNamespace(name=f"p{n}", futures=ExchangeName.GATEIO_FUTURES, symbol="BTC/USDT") for n in range(3)]
     hedges = SimpleNamespace(
         positions=lambda: positions, holds=lambda position: True,
         close_opportunity=lambda position, *args, **kwargs: SimpleNamespace(name=position.name),
