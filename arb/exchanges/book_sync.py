@@ -185,7 +185,7 @@ class BookSync:
         self._fetch_snapshot = fetch_snapshot
         self.settings = settings or BookSyncSettings()
         self._rng = rng or random.Random()
-        self._clock = clock  # receive time of REST snapshots, warning times (a backtest's virtual clock)
+        self._clock = clock  # receive and request times of REST snapshots, warning times (a backtest's virtual clock)
         self._sink = sink
         self._on_update = sink.on_book_update
         self._on_batch_end = sink.on_batch_end
