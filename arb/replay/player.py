@@ -1020,10 +1020,17 @@ async def _replay(
     log_ = TradeLog()
     controller = None
     if traded:
-        unfunded = sorted({symbol.split("/")[0] for symbol in traded} - {a for a, v in settings.deposits.items() if v})
+        funded = {a for a, v in settings.deposits.items() if v}
+        unfunded = sorted({symbol.split("/")[0] for symbol in traded} - funded)
         if unfunded:
             notes.append(
                 f"the account holds no {', '.join(unfunded)}: no sell of it on spot finds inventory "
+                "(give it with `backtest --deposit ASSET=AMOUNT`)"
+            )
+        unpaid = sorted({symbol.split("/")[1] for symbol in traded} - funded)
+        if unpaid:
+            notes.append(
+                f"the account holds no {', '.join(unpaid)}: no buy finds it to pay with, nor a futures leg its margin "
                 "(give it with `backtest --deposit ASSET=AMOUNT`)"
             )
         if OpportunityType.SPOT_FUTURES_HEDGE in config.opportunity_types and config.hedge_holding_horizon_s:

@@ -280,6 +280,9 @@ def test_backtest_cli_takes_the_account_s_deposits_and_names_an_asset_it_lacks(r
     assert "note: the account holds no BTC: no sell of it on spot finds inventory" in without.stdout
     funded = backtest_cli("--deposit", "BTC=0.5")
     assert funded.returncode == 0 and "the account holds no" not in funded.stdout
+    unpaid = backtest_cli("--deposit", "USDT=0")  # traded nothing, and said nothing of why
+    assert unpaid.returncode == 0, unpaid.stderr
+    assert "note: the account holds no USDT: no buy finds it to pay with, nor a futures leg its margin" in unpaid.stdout
     for bad, expected in (("SOL", "expected ASSET=AMOUNT"), ("SOL=abc", "SOL: amount 'abc' is not a number"),
                           ("SOL=-1", "must be 0 or more and finite")):
         refused = backtest_cli("--deposit", bad)
