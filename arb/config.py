@@ -567,13 +567,13 @@ class ConfigurationManager:
             return [f"{where}: its directory {directory} does not exist"]
         if not os.access(directory, os.W_OK | os.X_OK):
             return [f"{where}: its directory {directory} is not writable"]
+        from .journal import hard_links_problem  # the engine's modules are loaded when first needed
+
         try:
-            links = os.stat(path).st_nlink
+            problem = hard_links_problem(path)
         except OSError:  # not made yet; or the run names what stops it
-            links = 1
-        if links > 1:  # as ``Journal`` refuses it
-            return [f"{where}: its file has {links} names (hard links); remove the others, or name it through a symlink"]
-        return []
+            problem = None
+        return [] if problem is None else [f"{where}: {problem}"]
 
     def live_config_problems(self) -> list[str]:
         """What a live run refuses in the loaded configuration (its API keys aside): the symbols and

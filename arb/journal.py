@@ -387,6 +387,16 @@ def intent_log_of(journal_path: str | os.PathLike[str]) -> str:
     return os.path.realpath(journal_path) + INTENT_LOG_SUFFIX
 
 
+def hard_links_problem(journal_path: str | os.PathLike[str]) -> str | None:
+    """Why the journal file at ``journal_path`` is refused for its other names (hard links), or None when
+    it has one. Raises ``OSError`` when the file cannot be looked at (not made yet)."""
+    links = os.stat(journal_path).st_nlink
+    if links <= 1:
+        return None
+    return (f"its file has {links} names (hard links); remove the others (find -samefile lists them), "
+            "or name it through a symlink")
+
+
 def intent_log_in_use(journal_path: str | os.PathLike[str]) -> bool:
     """Whether an open journal (in any process) holds the intent log of ``journal_path``.
 
@@ -783,14 +793,11 @@ class Journal:
         intent log, and SQLite's write-ahead log, go by the name, so each name would be a journal apart
         over the one file (two engines trading on it, or its WAL split between them)."""
         try:
-            links = os.stat(self.path).st_nlink
+            problem = hard_links_problem(self.path)
         except OSError as exc:
             raise JournalError(f"journal {self.path}: cannot look at it: {exc}") from exc
-        if links > 1:
-            raise JournalError(
-                f"journal {self.path}: its file has {links} names (hard links); remove the others (find -samefile "
-                "lists them), or name it through a symlink"
-            )
+        if problem is not None:
+            raise JournalError(f"journal {self.path}: {problem}")
 
     def _recover_log_of_link(self) -> None:
         """Move into the database, then remove, an intent log kept under the name of a symlink to the

@@ -343,7 +343,9 @@ def test_the_journal_path_is_checked_on_this_machine(tmp_path: Path, monkeypatch
     (tmp_path / "a.sqlite3").write_bytes(b"")
     os.link(tmp_path / "a.sqlite3", tmp_path / "b.sqlite3")
     (problem,) = load(tmp_path, env={"ARB_JOURNAL_PATH": "a.sqlite3"}).journal_path_problems()
-    assert problem.endswith("its file has 2 names (hard links); remove the others, or name it through a symlink")
+    assert problem.endswith(
+        "its file has 2 names (hard links); remove the others (find -samefile lists them), or name it through a symlink"
+    )
 
 
 def test_hedge_configuration_loads(tmp_path: Path) -> None:
