@@ -848,10 +848,13 @@ class ArbitrageController:
 
     @hedges.setter
     def hedges(self, book: HedgeBook | None) -> None:
-        # The futures position limit bounds openings by the hedges the book holds (``RiskManager.hedged_futures``).
         self._hedges = book
+        self._wire_hedges()
+
+    def _wire_hedges(self) -> None:
+        """The futures position limit bounds openings by the hedges the book holds (``RiskManager.hedged_futures``)."""
         if self.risk is not None:
-            self.risk.hedged_futures = book.futures_hedged if book is not None else None
+            self.risk.hedged_futures = self._hedges.futures_hedged if self._hedges is not None else None
 
     @property
     def _rules_watched(self) -> bool:
@@ -1303,8 +1306,7 @@ class ArbitrageController:
         self._catalogs = {market: await c.instruments() for market, c in self.connectors.items()}
         if OpportunityType.SPOT_FUTURES_HEDGE in config.opportunity_types and self.hedges is None:
             self.hedges = HedgeBook(self._catalogs, min_profit_bps=config.risk_limits.min_profit_margin_bps)
-        if self.hedges is not None and self.risk is not None:  # a book given before the risk manager was built
-            self.risk.hedged_futures = self.hedges.futures_hedged
+        self._wire_hedges()  # a book given before the risk manager was built
         if OpportunityType.SPOT_FUTURES_HEDGE in config.opportunity_types and self.pipeline.funding is None:
             # The rates price hedges over their horizon, and paper runs settle them on paper positions.
             if self.funding is None and (config.hedge_holding_horizon_s > 0 or self.mode == "paper"):
