@@ -2333,27 +2333,35 @@ def test_a_restart_does_not_flag_an_execution_its_recovery_closed_short_of_a_buy
     journal.close()
 
 
+def journal_filled_hedge(
+    journal: Journal, opportunity_id: str, base: str, spot: str, contracts: str, contract_size: D, price: D
+) -> None:
+    """Journal a hedge ``opportunity_id`` whose two legs filled at ``price``: ``spot`` base bought on
+    Gate.io spot, ``contracts`` of ``contract_size`` sold on its perpetual."""
+    for market, symbol, side, quantity, contract in (
+        (ExchangeName.GATEIO, f"{base}/USDT", OrderSide.BUY, spot, None),
+        (ExchangeName.GATEIO_FUTURES, f"{base}/USDT:USDT", OrderSide.SELL, contracts, contract_size),
+    ):
+        cid = f"{opportunity_id}-{side.value[0]}"
+        request = OrderRequest(symbol=symbol, side=side, type=OrderType.LIMIT, quantity=D(quantity),
+                               price=price, client_order_id=cid)
+        journal.record_intent(opportunity_id, side.value, request, market, contract)
+        state = OrderState(symbol=symbol, order_id=f"v-{cid}", client_order_id=cid, side=side, type=OrderType.LIMIT,
+                           status=OrderStatus.FILLED, quantity=D(quantity), price=price,
+                           filled_quantity=D(quantity), average_price=price)
+        journal.record_result(market, cid, state, [Fill(
+            symbol=symbol, order_id=f"v-{cid}", client_order_id=cid, trade_id=cid, side=side, price=price,
+            quantity=D(quantity), fee=D(0), fee_asset="USDT", is_maker=False, timestamp_ms=1,
+        )])
+
+
 def test_a_restart_after_a_venue_changed_its_contract_size_does_not_flag_a_matched_hedge(tmp_path: Path) -> None:
     """A hedge bought 0.5 BTC and sold 5000 contracts of 0.0001 BTC; the venue has made its contracts
     0.001 BTC since. Read at the new size, its fills netted to a 4.5 BTC short: flagged for an
     operator to close by hand a position that was never there."""
     journal = Journal(tmp_path / "journal.sqlite3")
     perp = ExchangeName.GATEIO_FUTURES
-    for market, symbol, side, quantity, contract in (
-        (ExchangeName.GATEIO, "BTC/USDT", OrderSide.BUY, "0.5", None),
-        (perp, "BTC/USDT:USDT", OrderSide.SELL, "5000", D("0.0001")),
-    ):
-        cid = f"o1-{side.value[0]}"
-        request = OrderRequest(symbol=symbol, side=side, type=OrderType.LIMIT, quantity=D(quantity),
-                               price=D(60000), client_order_id=cid)
-        journal.record_intent("o1", side.value, request, market, contract)
-        state = OrderState(symbol=symbol, order_id=f"v-{cid}", client_order_id=cid, side=side, type=OrderType.LIMIT,
-                           status=OrderStatus.FILLED, quantity=D(quantity), price=D(60000),
-                           filled_quantity=D(quantity), average_price=D(60000))
-        journal.record_result(market, cid, state, [Fill(
-            symbol=symbol, order_id=f"v-{cid}", client_order_id=cid, trade_id=cid, side=side, price=D(60000),
-            quantity=D(quantity), fee=D(0), fee_asset="USDT", is_maker=False, timestamp_ms=1,
-        )])
+    journal_filled_hedge(journal, "o1", "BTC", "0.5", "5000", D("0.0001"), D(60000))
     controller = ArbitrageController(manager(tmp_path))
     instruments = default_instruments(("BTC",))
     controller._catalogs = {
@@ -2379,21 +2387,7 @@ def test_a_hedge_on_a_pair_taken_out_of_the_symbols_is_reported_and_its_perpetua
     journal_path = tmp_path / "j.sqlite3"
     perp = ExchangeName.GATEIO_FUTURES
     with Journal(journal_path) as journal:
-        for market, symbol, side, quantity, contract in (
-            (ExchangeName.GATEIO, "ETH/USDT", OrderSide.BUY, "0.03", None),
-            (perp, "ETH/USDT:USDT", OrderSide.SELL, "3", D("0.01")),
-        ):
-            cid = f"h1-{side.value[0]}"
-            request = OrderRequest(symbol=symbol, side=side, type=OrderType.LIMIT, quantity=D(quantity),
-                                   price=D(3000), client_order_id=cid)
-            journal.record_intent("h1", side.value, request, market, contract)
-            state = OrderState(symbol=symbol, order_id=f"v-{cid}", client_order_id=cid, side=side,
-                               type=OrderType.LIMIT, status=OrderStatus.FILLED, quantity=D(quantity), price=D(3000),
-                               filled_quantity=D(quantity), average_price=D(3000))
-            journal.record_result(market, cid, state, [Fill(
-                symbol=symbol, order_id=f"v-{cid}", client_order_id=cid, trade_id=cid, side=side, price=D(3000),
-                quantity=D(quantity), fee=D(0), fee_asset="USDT", is_maker=False, timestamp_ms=1,
-            )])
+        journal_filled_hedge(journal, "h1", "ETH", "0.03", "3", D("0.01"), D(3000))
     both = manager(tmp_path, '[engine]\nsymbols = ["BTC/USDT", "ETH/USDT"]\nopportunity_types = ["spot_futures_hedge"]\n')
     cluster = dry_run_cluster(both.config, random_per_minute=0)
     configuration = manager(tmp_path, CONFIG + 'opportunity_types = ["spot_futures_hedge"]\n')

@@ -70,6 +70,19 @@ async def trading(
     return engine, pipeline, running
 
 
+def reduce_only_closes(journal_path: Path, results: list[ExecutionResult]) -> D:
+    """The perpetual base ``results`` bought back, each a completed close whose futures leg the journal
+    holds as reduce-only (nothing opened on a halted perpetual)."""
+    closed = D(0)
+    with Journal(journal_path) as journal:
+        for result in results:
+            futures_leg = next(leg for leg in result.legs if leg.exchange.is_futures)
+            assert futures_leg.side is OrderSide.BUY and result.final_state is ArbitrageState.COMPLETED
+            assert journal.intent(futures_leg.exchange, futures_leg.client_order_id).request.reduce_only
+            closed += futures_leg.filled_quantity * D("0.0001")
+    return closed
+
+
 def test_a_market_that_stops_trading_or_changes_its_rules_is_halted_then_resumed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -182,14 +195,7 @@ def test_hedges_on_a_perpetual_halted_for_a_delisting_are_still_closed(
         after, open_base, contracts = asyncio.run(scenario())
     assert "the venue still takes orders that reduce a position there" in caplog.text
     assert after, "the hedges were closed"
-    closed = D(0)
-    with Journal(journal_path) as journal:
-        for result in after:  # nothing opened on the halted perpetual: closes only, reduce-only
-            futures_leg = next(leg for leg in result.legs if leg.exchange.is_futures)
-            assert futures_leg.side is OrderSide.BUY and result.final_state is ArbitrageState.COMPLETED
-            assert journal.intent(futures_leg.exchange, futures_leg.client_order_id).request.reduce_only
-            closed += futures_leg.filled_quantity * D("0.0001")
-    assert closed == open_base and contracts == 0
+    assert reduce_only_closes(journal_path, after) == open_base and contracts == 0
 
 
 def test_a_restart_closes_the_hedges_on_a_perpetual_in_delisting_reduce_only(
@@ -232,14 +238,7 @@ def test_a_restart_closes_the_hedges_on_a_perpetual_in_delisting_reduce_only(
         results, open_base, halted, contracts = asyncio.run(scenario())
     assert halted == f"no longer tradable: gateio_futures: instrument {PERP!r} was left out: in_delisting=true"
     assert "the venue still takes orders that reduce a position there" in caplog.text
-    closed = D(0)
-    with Journal(journal_path) as journal:
-        for result in results:  # nothing opened on the halted perpetual: closes only, reduce-only
-            futures_leg = next(leg for leg in result.legs if leg.exchange.is_futures)
-            assert futures_leg.side is OrderSide.BUY and result.final_state is ArbitrageState.COMPLETED
-            assert journal.intent(futures_leg.exchange, futures_leg.client_order_id).request.reduce_only
-            closed += futures_leg.filled_quantity * D("0.0001")
-    assert closed == open_base and contracts == 0
+    assert reduce_only_closes(journal_path, results) == open_base and contracts == 0
 
 
 def test_a_leg_refused_by_a_market_in_delisting_has_the_rules_read_at_once(
