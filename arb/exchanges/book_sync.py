@@ -8,8 +8,9 @@ the rest must continue it (``first_update_id <= id + 1 <= last_update_id``), all
 reconnect puts only the affected book(s) out of sync (the scanner ignores them) and
 resyncs them; other books keep streaming. A frame whose book cannot be told (its symbol
 unreadable), or a message the websocket dropped, may be a lost diff of any book: every book
-of the stream resyncs. A diff lost while its book is out of sync drops the pending snapshot
-and the buffer: the next diff starts a fetch requested after the loss. Nothing raised while
+of the stream resyncs. A diff lost while its book is out of sync empties the buffer, and a
+snapshot requested before the loss is not taken: it is fetched again after the retry wait, so
+a stream losing frames often still fetches at the backoff's pace. Nothing raised while
 handling a frame escapes the frame callback.
 """
 
@@ -75,6 +76,7 @@ class _Snapshot(enum.Enum):
     TAKEN = enum.auto()  # applied (the book may have resynced on a buffered diff since)
     REFUSED = enum.auto()  # crossed, or a price level given twice: the book is resynced
     TOO_OLD = enum.auto()  # the buffered diffs do not continue it: kept for a newer one
+    LOST_DIFF = enum.auto()  # requested before a diff lost since: not applied
 
 
 class BookSpec(msgspec.Struct, frozen=True):
@@ -127,7 +129,7 @@ class _Book:
 
     __slots__ = (
         "key", "spec", "scale", "book", "slot", "buffer", "fetch", "resyncs", "applied", "stale", "snapshots",
-        "malformed", "snapshot_failures", "crossings", "crossed_ns", "rest_snapshot",
+        "malformed", "snapshot_failures", "crossings", "crossed_ns", "rest_snapshot", "losses",
     )
 
     def __init__(self, exchange: ExchangeName, spec: BookSpec, slot: int) -> None:
@@ -149,6 +151,7 @@ class _Book:
         # The last REST snapshot taken: the update id it left the book at and when it was requested
         # (``BookSync.rest_snapshot_requested_ns``).
         self.rest_snapshot: tuple[int, int] | None = None
+        self.losses = 0  # diffs lost while out of sync: a snapshot requested before the last one is not taken
 
 
 class BookSync:
@@ -354,15 +357,15 @@ class BookSync:
         self._resync_stream("message_lost", "the websocket dropped a message")
 
     def _resync_stream(self, reason: str, message: str) -> None:
-        """A diff of an unknown book may be lost: every in-sync book resyncs, every other one drops its
-        pending snapshot and buffer (warned about once)."""
+        """A diff of an unknown book may be lost: every in-sync book resyncs, every other one loses its
+        buffer and pending snapshot (``_lost_while_out_of_sync``; warned about once)."""
         resynced = 0
         for state in self._slots:
             if state.book.in_sync:
                 self._resync(state, reason, None, True)
                 resynced += 1
             else:
-                self._reset(state, None)
+                self._lost_while_out_of_sync(state)
         self._warn_throttled(reason, f"{message} (books resynced: {resynced})")
 
     def on_disconnected(self) -> None:
@@ -503,6 +506,7 @@ class BookSync:
         while True:
             batch = self._pool.pop() if self._pool else DeltaBatch(256)
             requested_ns = self._clock()
+            losses = state.losses
             try:
                 body = await fetch(state.spec.venue_symbol)
                 self._dialect.decode_snapshot(body, state.scale, batch)
@@ -518,7 +522,10 @@ class BookSync:
             try:
                 if state.book.in_sync:
                     return
-                outcome = self._apply_snapshot(state, batch, self._clock(), requested_ns)
+                if state.losses != losses:  # requested before a lost diff: may lack it
+                    outcome = _Snapshot.LOST_DIFF
+                else:
+                    outcome = self._apply_snapshot(state, batch, self._clock(), requested_ns)
                 if outcome is _Snapshot.TAKEN:
                     return
             except Exception:
@@ -526,8 +533,8 @@ class BookSync:
                 return
             finally:
                 self._release(batch)
-            # Refused by the book (and resynced) or too old: fetched again after the same wait as a
-            # failed fetch. At once, a refused one would be fetched again per diff (ten a second on
+            # Refused by the book (and resynced), too old, or requested before a lost diff: fetched
+            # again after the same wait as a failed fetch. At once, a refused one would be fetched again per diff (ten a second on
             # MEXC), a too-old one as fast as the venue answers while its REST depth lags the stream.
             too_old = too_old + 1 if outcome is _Snapshot.TOO_OLD else 0
             if too_old >= _TOO_OLD_WARN_AFTER:
@@ -541,7 +548,7 @@ class BookSync:
             attempt = min(attempt + 1, 64)
 
     async def _retry_after(self, state: _Book, attempt: int, exc: Exception | None) -> None:
-        """Count a failed snapshot (``exc``, or None: one the book refused or too old) and wait before
+        """Count a failed snapshot (``exc``, or None: one not taken) and wait before
         the next fetch."""
         state.snapshot_failures += 1
         if exc is not None:
@@ -593,7 +600,7 @@ class BookSync:
         if state.book.in_sync:
             self._resync(state, "malformed", exc, True)
         else:
-            self._reset(state, None)  # the pending snapshot may predate the lost diff
+            self._lost_while_out_of_sync(state)
 
     def _resync(self, state: _Book, reason: str, exc: Exception | None, announce: bool) -> None:
         state.book.mark_out_of_sync()
@@ -612,10 +619,17 @@ class BookSync:
             self._start_fetch(state, self._crossing_wait(state))
         # Else the next diff starts the snapshot fetch (it may be a full push instead).
 
+    def _lost_while_out_of_sync(self, state: _Book) -> None:
+        """A diff of an out-of-sync book was lost: a snapshot requested before the loss may not have it,
+        and the diffs buffered before it could not show that. The buffer is emptied and a snapshot
+        requested before now is not taken (``_fetch`` asks again after its retry wait, which goes on:
+        a stream losing frames often must not fetch per diff)."""
+        state.losses += 1
+        while state.buffer:
+            self._release(state.buffer.popleft()[0])
+
     def _reset(self, state: _Book, reason: str | None) -> None:
-        """Out of sync with nothing pending; ``reason`` None is neither counted nor announced (closing, or
-        a diff lost while out of sync: a snapshot requested before it may not have it, and diffs
-        buffered before it could not show that, so the next diff starts a fetch afresh)."""
+        """Out of sync with nothing pending; ``reason`` None (closing) is neither counted nor announced."""
         if state.fetch is not None:
             state.fetch.cancel()
             state.fetch = None

@@ -394,9 +394,11 @@ def test_a_diff_lost_while_the_snapshot_is_pending_makes_the_book_fetch_a_newer_
     snapshot was counted and nothing else: the snapshot, requested before that diff, brought the
     book in sync and fresh without it, showing a level the venue had taken away."""
     async def main() -> None:
-        sink, fetcher = RecordingSink(), Snapshots(bodies())
+        sink = RecordingSink()
+        fetcher = Snapshots({**bodies(), "AAA_USDT": [gate_snapshot(10, *BOOK), gate_snapshot(11, [("100.00", "1")], [("105.00", "1")])]})
         fetcher.release.clear()
-        sync = synthetic_sync(fetcher, sink)
+        settings = BookSyncSettings(snapshot_retry_initial_s=0.05, snapshot_retry_max_s=0.05)
+        sync = synthetic_sync(fetcher, sink, settings=settings)
         feed(sync, gate_update("AAA_USDT", 10, 10, [("99.00", "1")]))  # buffered; the fetch is sent
         await settle()
         assert fetcher.calls["AAA_USDT"] == 1
@@ -404,13 +406,41 @@ def test_a_diff_lost_while_the_snapshot_is_pending_makes_the_book_fetch_a_newer_
         fetcher.release.set()  # the answer of update 10 lands: it lacks the lost update 11
         await settle()
         a = sync.stats()["AAA/USDT"]
-        assert not a.in_sync and a.buffered == 0 and a.snapshots == 0 and sink.states == []
-        fetcher.bodies["AAA_USDT"] = [gate_snapshot(11, [("100.00", "1")], [("105.00", "1")])]
-        feed(sync, gate_update("AAA_USDT", 12, 12, [("99.50", "1")]))  # the next diff fetches afresh
-        await settle()
+        assert not a.in_sync and a.buffered == 0 and a.snapshots == 0 and a.snapshot_failures == 1 and sink.states == []
+        feed(sync, gate_update("AAA_USDT", 12, 12, [("99.50", "1")]))  # buffered until the fetch after the wait
+        await eventually(lambda: sync.books["AAA/USDT"].in_sync, 2, what="the snapshot requested after the loss")
         book = sync.books["AAA/USDT"]
-        assert book.in_sync and book.last_update_id == 12 and book.top(ASK, 5) == [(10500, 10000)]
+        assert book.last_update_id == 12 and book.top(ASK, 5) == [(10500, 10000)]
         assert fetcher.calls["AAA_USDT"] == 2 and sync.stats()["AAA/USDT"].resyncs == {}
+        await sync.close()
+
+    run(main())
+
+
+@pytest.mark.parametrize(
+    "lose",
+    [lambda sync: feed(sync, LOST_DIFF.replace(b'"101.00"', b'"101.0x"')), lambda sync: sync.on_message_lost()],
+    ids=["malformed", "message_lost"],
+)
+def test_diffs_lost_while_a_snapshot_waits_out_its_retry_do_not_cut_the_wait_short(
+    lose: Callable[[BookSync], None],
+) -> None:
+    """A lost diff cancelled the pending fetch, retry wait included, and the next diff fetched at
+    once: a stream losing every other frame asked for a snapshot per diff (ten a second on MEXC)
+    on the venue's shared request weight, whatever the backoff said."""
+    async def main() -> None:
+        crossed = gate_snapshot(9, [("101.00", "1")], [("100.00", "1")])
+        fetcher = Snapshots({**bodies(), "AAA_USDT": [crossed, gate_snapshot(30, *BOOK)]})
+        settings = BookSyncSettings(snapshot_retry_initial_s=0.2, snapshot_retry_max_s=0.2)
+        sync = synthetic_sync(fetcher, RecordingSink(), settings=settings)
+        for n in range(20):
+            feed(sync, gate_update("AAA_USDT", 10 + n, 10 + n, [("99.00", str(n + 1))]))
+            if n % 2:
+                lose(sync)
+            await asyncio.sleep(0.001)
+        assert fetcher.calls["AAA_USDT"] == 1  # the refused one; the next waits for its retry delay
+        await eventually(lambda: sync.books["AAA/USDT"].in_sync, 3, what="the snapshot after the wait")
+        assert fetcher.calls["AAA_USDT"] == 2 and sync.stats()["AAA/USDT"].snapshot_failures == 1
         await sync.close()
 
     run(main())
