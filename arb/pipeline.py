@@ -43,7 +43,7 @@ from arb_core.scanner import Opportunity, OpportunityKind, SpreadScanner
 from arb_core.wire.common import WireScale
 
 from .funding import FundingBook
-from .instruments import INT64_MAX, Instrument, decimals_of, trading_rules_changed
+from .instruments import INT64_MAX, Instrument, InstrumentError, decimals_of, trading_rules_changed
 from .throttled_log import ThrottledWarnings
 from .types import ArbitrageOpportunity, ExchangeName, OpportunityType, OrderSide, amount_text
 from .exchanges.base import BookKey
@@ -259,13 +259,22 @@ class ScannerPipeline:
             if len(group) < 2 or all(i.is_futures for i, _, _ in group):
                 continue
             symbol_id = len(self.plans)
-            plan = SymbolPlan(symbol_id, symbol, group)
-            self.scanner.add_symbol(symbol_id, 0, self._floor_ppm)
-            for leg in plan.legs:
-                self.scanner.add_leg(
-                    symbol_id, leg.book, leg.leg_id, leg.is_futures, leg.fee_ppm, leg.price_mult,
-                    leg.size_mult, leg.min_notional_common,
+            try:
+                plan = SymbolPlan(symbol_id, symbol, group)
+                self.scanner.add_symbol(symbol_id, 0, self._floor_ppm)
+                for leg in plan.legs:
+                    self.scanner.add_leg(
+                        symbol_id, leg.book, leg.leg_id, leg.is_futures, leg.fee_ppm, leg.price_mult,
+                        leg.size_mult, leg.min_notional_common,
+                    )
+            except (ValueError, OverflowError) as exc:
+                # Grids too far apart for one fixed point (a tick or lot ratio past the scanner's range).
+                grids = "; ".join(
+                    f"{i.exchange.value} tick {i.tick_size} lot {i.lot_size} (book {book_tick(w)} / {book_lot(w)})"
+                    for i, _, w in group
                 )
+                raise InstrumentError(f"symbol {symbol}: its markets cannot be scanned together ({grids}): {exc}") from exc
+            for leg in plan.legs:
                 self._by_key.setdefault(BookKey(leg.exchange, leg.instrument.symbol), []).append(symbol_id)
             self.plans[symbol_id] = plan
             plans.append(plan)

@@ -14,7 +14,7 @@ from arb_core.wire.common import WireScale
 from arb.exchanges.base import BookKey
 from arb.funding import FundingBook, FundingRate
 from arb.hedges import HedgeBook, HedgePosition
-from arb.instruments import Instrument, InstrumentCatalog
+from arb.instruments import Instrument, InstrumentCatalog, InstrumentError
 from arb.pipeline import Leg, ScannerPipeline, walk_price
 from arb.risk import RiskManager
 from arb.sim.cluster import default_instruments
@@ -93,6 +93,18 @@ def test_common_scale_is_the_finest_of_gate_and_mexc_books() -> None:
     assert (gate_leg.fee_ppm, mexc_leg.fee_ppm, perp_leg.fee_ppm) == (2000, 500, 500)
     assert gate_leg.min_notional_common == 3 * 10**18 and mexc_leg.min_notional_common == 10**18
     assert gate_leg.order_lot_common == 10**4 and perp_leg.order_lot_common == 10**6
+
+
+def test_markets_whose_grids_cannot_share_a_fixed_point_are_refused_naming_the_symbol_and_grids() -> None:
+    """A tick ratio past the scanner's range raised the scanner's bare ValueError at start-up."""
+    coarse = msgspec.structs.replace(MEXC, tick_size=D(100000), price_decimals=0)
+    coarse_book = WireScale(*coarse.wire_scale())
+    gate = book("gate", GATE_BOOK, [("59999.9", "1")], [("60000", "1")])
+    mexc = book("mexc", coarse_book, [("100000", "1")], [("200000", "1")])
+    p = ScannerPipeline(max_data_age_ms=MAX_AGE_MS)
+    with pytest.raises(InstrumentError, match=r"^symbol BTC/USDT: its markets cannot be scanned together \(gateio tick 0\.1 "
+                       r"lot 0\.000001 \(book 1E-8 / 1E-10\); mexc tick 100000 .*\): price_mult must be in"):
+        p.register_symbol("BTC/USDT", [(GATE, gate, GATE_BOOK), (coarse, mexc, coarse_book)])
 
 
 def test_spot_spot_only_leaves_futures_out_and_hedge_only_pairs_each_spot_with_futures() -> None:
