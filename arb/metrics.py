@@ -283,7 +283,8 @@ class EngineCollector(Collector):
         unhandled = CounterMetricFamily(
             "arb_stream_frames_unhandled",
             "Market-data frames that reached no book: unroutable (not decodable, or without a symbol), "
-            "unknown_symbol (an update for a symbol not subscribed), venue_error (an error frame of the venue).",
+            "unknown_symbol (an update for a symbol not subscribed), venue_error (an error frame of the venue), "
+            "other (a frame of no kind the stream reads).",
             labels=["market", "kind"],
         )
         now = self._clock()
@@ -312,7 +313,8 @@ class EngineCollector(Collector):
                     stale_books += 1
             stale.add_metric([name], stale_books)
             for kind, count in (
-                ("unroutable", sync.unroutable), ("unknown_symbol", sync.unknown_symbol), ("venue_error", sync.venue_errors)
+                ("unroutable", sync.unroutable), ("unknown_symbol", sync.unknown_symbol),
+                ("venue_error", sync.venue_errors), ("other", sync.other_frames),
             ):
                 unhandled.add_metric([name, kind], count)
         yield from (updates, ignored, snapshots, malformed, failures, resyncs, buffered, in_sync, age, stale, unhandled)

@@ -116,6 +116,7 @@ def test_metrics_endpoint_serves_every_family_with_values() -> None:
     assert value(s, "arb_stream_frames_unhandled_total", market="gateio", kind="unroutable") == 2
     assert value(s, "arb_stream_frames_unhandled_total", market="gateio", kind="unknown_symbol") == 1
     assert value(s, "arb_stream_frames_unhandled_total", market="gateio", kind="venue_error") == 1
+    assert value(s, "arb_stream_frames_unhandled_total", market="gateio", kind="other") == 0
     assert value(s, "arb_opportunities_detected_total") == 4
     assert value(s, "arb_opportunities_executed_total") == 4
     assert value(s, "arb_executions_total", outcome="completed") == 2

@@ -222,6 +222,7 @@ class BookSync:
         self.venue_errors = 0
         self.unroutable = 0  # malformed frames whose symbol could not be read
         self.unknown_symbol = 0
+        self.other_frames = 0  # frames of no kind the dialect knows (a diff damaged in its channel, perhaps)
 
     # --- websocket wiring -----------------------------------------------------------------
 
@@ -350,6 +351,9 @@ class BookSync:
                 self._dialect.error_reason(payload), self._clock(), "%s: venue error frame: %r", self.venue,
                 bytes(payload[:300]),
             )
+        elif kind != _PONG:
+            self.other_frames += 1
+            self._warn_throttled("other", f"frame of no kind the stream reads, ignored: {bytes(payload[:200])!r}")
 
     def on_message_lost(self) -> None:
         """The websocket dropped a message undelivered (the ``WsSession`` message-lost handler): a diff

@@ -895,7 +895,7 @@ def _state(sync: BookSync, sink: RecordingSink) -> tuple[Any, ...]:
         symbol: (book.in_sync, book.last_update_id, book.top(BID, 10_000), book.top(ASK, 10_000))
         for symbol, book in sync.books.items()
     }
-    counters = (sync.unroutable, sync.unknown_symbol, sync.acks, sync.venue_errors)
+    counters = (sync.unroutable, sync.unknown_symbol, sync.acks, sync.venue_errors, sync.other_frames)
     return sync.stats(), books, counters, dict(sink.updates), sink.batch_ends, list(sink.states)
 
 

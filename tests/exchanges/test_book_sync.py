@@ -305,6 +305,23 @@ def test_malformed_frame_is_counted_logged_once_and_resyncs(caplog: pytest.LogCa
     run(main())
 
 
+def test_a_frame_of_no_kind_the_stream_reads_is_counted_and_warned_about(caplog: pytest.LogCaptureFixture) -> None:
+    """A diff damaged in its channel name read as a frame of no known kind and was dropped with no
+    count and no word."""
+    async def main() -> None:
+        sync = await synced(Snapshots(bodies()), RecordingSink())
+        damaged = gate_update("AAA_USDT", 11, 11, [("99.00", "1")]).replace(b"order_book_update", b"order_book_updat")
+        with caplog.at_level(logging.WARNING, logger="arb.exchanges.book_sync"):
+            feed(sync, damaged)
+            feed(sync, damaged)
+        assert sync.other_frames == 2 and sync.unroutable == 0 and sync.books["AAA/USDT"].last_update_id == 10
+        [warned] = [r.getMessage() for r in caplog.records if "no kind the stream reads" in r.getMessage()]
+        assert "gateio" in warned and "order_book_updat" in warned
+        await sync.close()
+
+    run(main())
+
+
 LOST_DIFF = gate_update("AAA_USDT", 11, 11, [], [("101.00", "0"), ("105.00", "1")])  # takes the 101 ask away
 
 
