@@ -626,6 +626,8 @@ def _read_toml(path: Path, problems: list[str]) -> dict[str, Any] | None:
         problems.append(f"{path}: is a directory, expected a TOML file")
     except PermissionError:
         problems.append(f"{path}: not readable (permission denied)")
+    except OSError as exc:  # a symlink loop, a path through a regular file, a name too long, ...
+        problems.append(f"{path}: cannot be read: {exc.strerror or exc}")
     except tomllib.TOMLDecodeError as exc:
         problems.append(f"{path}: not valid TOML: {exc}")
     except UnicodeDecodeError:

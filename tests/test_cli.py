@@ -99,6 +99,14 @@ def test_run_validates_config_before_anything_else(tmp_path: Path) -> None:
     assert "missing.toml: file not found" in result.stderr
 
 
+def test_check_config_names_a_file_the_system_cannot_open_and_exits_2(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    result = arb("check-config", "file/cfg.toml", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "file/cfg.toml: cannot be read: Not a directory" in result.stderr
+
+
 def test_run_is_a_dry_run_on_the_simulated_venues_and_prints_a_summary(tmp_path: Path) -> None:
     result = arb("run", "--duration", "3", cwd=tmp_path)
     assert result.returncode == 0, result.stderr

@@ -213,6 +213,17 @@ def test_unreadable_user_files(tmp_path: Path, content: str | bytes | None, expe
     assert info.value.problems[0].startswith(f"{path}: {expected}")
 
 
+def test_a_config_path_the_system_cannot_open_is_a_problem_naming_why(tmp_path: Path) -> None:
+    loop = tmp_path / "loop.toml"
+    loop.symlink_to(loop)
+    regular = tmp_path / "file"
+    regular.write_text("")
+    for path, reason in ((loop, "Too many levels of symbolic links"), (regular / "cfg.toml", "Not a directory")):
+        with pytest.raises(ConfigurationError) as info:
+            ConfigurationManager(path, environ={}).load_configuration()
+        assert info.value.problems == (f"{path}: cannot be read: {reason}",)
+
+
 def test_unknown_arb_variable_is_an_error_but_build_variables_are_not(tmp_path: Path) -> None:
     found = problems(tmp_path, env={"ARB_MAX_POSITON_SIZE_USD": "5", "ARB_BUILD_ONLY": "book"})
     assert found == ("env ARB_MAX_POSITON_SIZE_USD: unknown setting; did you mean ARB_MAX_POSITION_SIZE_USD?",)
