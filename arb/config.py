@@ -381,6 +381,31 @@ ENV_OVERRIDES: dict[str, str] = {
 }
 
 
+def _file_only_variables() -> dict[str, tuple[str, str]]:
+    """The ``ARB_*`` names an operator might try for a setting that has no variable, each with the
+    setting's TOML table and key: ``ARB_`` and the dotted name (``ARB_RISK_MAX_SYMBOL_EXPOSURE_USD``,
+    ``ARB_EXCHANGES_MEXC_REST_URL``), and the name without its section, as most variables are
+    written (``ARB_MAX_SYMBOL_EXPOSURE_USD``, ``ARB_MEXC_REST_URL``); not for ``[paper]``, whose keys
+    are market names (``ARB_MEXC`` is no paper inventory)."""
+    overridden = set(ENV_OVERRIDES.values())
+    dotted_names = [f"{section}.{key}" for section, fields in SECTIONS.items() for key in fields] + [
+        f"exchanges.{venue}.{key}" for venue in VENUES for key in EXCHANGE_FIELDS
+    ]
+    names: dict[str, tuple[str, str]] = {}
+    for dotted in dotted_names:
+        if dotted in overridden:
+            continue
+        table, _, key = dotted.rpartition(".")
+        section, _, rest = dotted.partition(".")
+        forms = [dotted] if section == "paper" else [dotted, rest]
+        for form in forms:
+            names["ARB_" + form.replace(".", "_").upper()] = (table, key)
+    return names
+
+
+FILE_ONLY_VARIABLES = _file_only_variables()
+
+
 @dataclass(frozen=True)
 class _Setting:
     raw: Any
@@ -698,6 +723,10 @@ def _apply_environment(environ: Mapping[str, str], out: dict[str, _Setting], pro
         if not name.startswith("ARB_") or name in NON_CONFIG_ENV:
             continue
         dotted = ENV_OVERRIDES.get(name)
+        if dotted is None and name in FILE_ONLY_VARIABLES:
+            table, key = FILE_ONLY_VARIABLES[name]
+            problems.append(f"env {name}: {table}.{key} can be set in the --config file only ([{table}] {key})")
+            continue
         if dotted is None:
             close = difflib.get_close_matches(name, list(ENV_OVERRIDES), n=1)
             if _SERVICE_LINK.search(name):

@@ -229,6 +229,35 @@ def test_unknown_arb_variable_is_an_error_but_build_variables_are_not(tmp_path: 
     assert found == ("env ARB_MAX_POSITON_SIZE_USD: unknown setting; did you mean ARB_MAX_POSITION_SIZE_USD?",)
 
 
+@pytest.mark.parametrize(
+    ("name", "table", "key"),
+    [
+        ("ARB_MAX_SYMBOL_EXPOSURE_USD", "risk", "max_symbol_exposure_usd"),
+        ("ARB_MAX_EXECUTION_LATENCY_MS", "risk", "max_execution_latency_ms"),
+        ("ARB_GATEIO_REST_TIMEOUT_MS", "exchanges.gateio", "rest_timeout_ms"),
+        ("ARB_PAPER_MEXC", "paper", "mexc"),
+    ],
+)
+def test_a_variable_for_a_file_only_setting_says_where_to_set_it(
+    tmp_path: Path, name: str, table: str, key: str
+) -> None:
+    # Not "did you mean" another variable: the nearest one is a different limit.
+    assert problems(tmp_path, env={name: "150"}) == (
+        f"env {name}: {table}.{key} can be set in the --config file only ([{table}] {key})",
+    )
+
+
+def test_every_setting_without_a_variable_is_named_when_one_is_tried() -> None:
+    from arb.config import FILE_ONLY_VARIABLES, PAPER_FIELDS
+
+    settings = {f"{section}.{key}" for section, fields in (("engine", ENGINE_FIELDS), ("risk", RISK_FIELDS),
+                ("metrics", METRICS_FIELDS), ("paper", PAPER_FIELDS)) for key in fields}
+    settings |= {f"exchanges.{venue}.{key}" for venue in ("mexc", "gateio") for key in EXCHANGE_FIELDS}
+    named = {f"{table}.{key}" for table, key in FILE_ONLY_VARIABLES.values()}
+    assert named == settings - set(ENV_OVERRIDES.values())
+    assert not set(FILE_ONLY_VARIABLES) & set(ENV_OVERRIDES)
+
+
 def test_user_file_overrides_defaults_and_env_overrides_both(tmp_path: Path) -> None:
     text = "[risk]\nmax_position_size_usd = '200'\nmax_daily_loss_usd = '20'\n"
     config = load(tmp_path, text, {"ARB_MAX_POSITION_SIZE_USD": "300"}).config
