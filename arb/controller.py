@@ -1208,22 +1208,22 @@ class ArbitrageController:
         for market, connector in self.connectors.items():
             if connector.binding.trading is None:
                 continue
-            prefix = VENUE_ENV_PREFIX.get(market.venue, market.venue.upper())
+            variable = connector.key_variable
             try:
                 await connector.balances()
             except ArbitrageEngineError as exc:
                 refused_for_time = isinstance(exc, ExchangeError) and exc.category == ErrorCategory.TIMESTAMP
                 clock = await self._clock_refusal(connector) if refused_for_time else ""
-                problems.append(f"exchange {market.value}: the signed balance call failed with {prefix}_API_KEY: {exc}{clock}")
+                problems.append(f"exchange {market.value}: the signed balance call failed with {variable}: {exc}{clock}")
             except Exception as exc:  # named by type only: its text could quote a header, the key's value
                 problems.append(
-                    f"exchange {market.value}: the signed balance call with {prefix}_API_KEY could not be made "
+                    f"exchange {market.value}: the signed balance call with {variable} could not be made "
                     f"({type(exc).__name__})"
                 )
             else:
                 if connector.trading_refused is not None:
                     problems.append(
-                        f"exchange {market.value}: the account of {prefix}_API_KEY may not trade "
+                        f"exchange {market.value}: the account of {variable} may not trade "
                         f"({connector.trading_refused}); allow the key to trade, or lift the account's "
                         "restriction, on the venue"
                     )

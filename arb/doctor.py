@@ -211,8 +211,7 @@ async def check_account(connector: ExchangeConnector, symbols: Sequence[str], *,
     are the simulated venue's account, not the configured ones."""
     name = connector.exchange.value
     check = f"{name} account"
-    prefix = VENUE_ENV_PREFIX.get(connector.exchange.venue, connector.exchange.venue.upper())
-    keys = "the simulated account's keys" if simulated else f"{prefix}_API_KEY"
+    keys = "the simulated account's keys" if simulated else connector.key_variable
     try:
         balances = await connector.balances()
     except ArbitrageEngineError as exc:

@@ -45,10 +45,12 @@ class Secret:
 
 
 class ApiCredentials(msgspec.Struct, frozen=True):
-    """An API key and its secret for one venue."""
+    """An API key and its secret for one venue; ``api_key_variable`` names the environment variable
+    the key was read from (``MEXC_API_KEY_ENCRYPTED``), None when it was given otherwise."""
 
     api_key: Secret
     secret_key: Secret
+    api_key_variable: str | None = None
 
     def __repr__(self) -> str:
         return f"ApiCredentials(api_key={self.api_key!r}, secret_key={self.secret_key!r})"
@@ -74,6 +76,7 @@ def load_credentials(venue: str, environ: Mapping[str, str] | None = None) -> Ap
     prefix = VENUE_ENV_PREFIX[venue]
     problems: list[str] = []
     values: dict[str, str] = {}
+    read_from: dict[str, str] = {}
     for part in ("API_KEY", "SECRET_KEY"):
         plain_name = f"{prefix}_{part}"
         encrypted_name = f"{plain_name}_ENCRYPTED"
@@ -82,11 +85,13 @@ def load_credentials(venue: str, environ: Mapping[str, str] | None = None) -> Ap
             problems.append(f"env {plain_name} and {encrypted_name}: set one or the other, not both")
         elif plain:
             if _well_formed(plain_name, plain, problems):
-                values[part] = plain
+                values[part], read_from[part] = plain, plain_name
         elif encrypted:
             decrypted = _decrypt(encrypted_name, encrypted, env, problems)
-            if decrypted is not None and _well_formed(encrypted_name, decrypted, problems):
-                values[part] = decrypted
+            if decrypted == "":  # an empty plain variable counts as unset; an empty key is no key
+                problems.append(f"env {encrypted_name}: decrypts to an empty value")
+            elif decrypted is not None and _well_formed(encrypted_name, decrypted, problems):
+                values[part], read_from[part] = decrypted, encrypted_name
     if not problems and len(values) == 1:
         missing = "SECRET_KEY" if "API_KEY" in values else "API_KEY"
         problems.append(f"env {prefix}_{missing}: missing (the other half of the {venue} key pair is set)")
@@ -94,7 +99,7 @@ def load_credentials(venue: str, environ: Mapping[str, str] | None = None) -> Ap
         raise ConfigurationError(list(dict.fromkeys(problems)))  # a bad ENCRYPTION_KEY once, not per variable
     if not values:
         return None
-    return ApiCredentials(Secret(values["API_KEY"]), Secret(values["SECRET_KEY"]))
+    return ApiCredentials(Secret(values["API_KEY"]), Secret(values["SECRET_KEY"]), read_from["API_KEY"])
 
 
 def header_safe(value: str) -> bool:

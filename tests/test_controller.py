@@ -1941,6 +1941,7 @@ def test_a_signed_call_that_cannot_be_made_refuses_live_trading_without_quoting_
         """A connector whose signed call fails below the engine's error tree, quoting a header."""
 
         binding = SimpleNamespace(trading=object())  # it trades
+        key_variable = "GATEIO_API_KEY"
 
         async def balances(self) -> None:
             raise ValueError("invalid header value 'KEY-sk-live-abc\\n'")
@@ -1990,6 +1991,25 @@ def test_a_mexc_account_that_may_not_trade_refuses_live_trading(tmp_path: Path, 
     (problem,) = problems
     assert problem.startswith("exchange mexc: the account of MEXC_API_KEY may not trade")
     assert "canTrade=false" in problem and "MEXC" in problem
+
+
+def test_a_refused_key_is_named_by_the_variable_it_was_read_from(tmp_path: Path) -> None:
+    """A key read from MEXC_API_KEY_ENCRYPTED was reported as MEXC_API_KEY, a variable not set."""
+    refused_key = ApiCredentials(CREDENTIALS.api_key, Secret("not-the-secret"), "MEXC_API_KEY_ENCRYPTED")
+
+    async def scenario() -> tuple[str, ...]:
+        async with simulated_venues(moving=False) as sim:
+            controller = ArbitrageController(manager(tmp_path))
+            controller.connectors = {ExchangeName.MEXC: sim.connector(ExchangeName.MEXC, credentials=refused_key)}
+            try:
+                with pytest.raises(ConfigurationError) as refused:
+                    await controller._verify_keys()
+                return refused.value.problems
+            finally:
+                await controller.connectors[ExchangeName.MEXC].close()
+
+    (problem,) = asyncio.run(scenario())
+    assert problem.startswith("exchange mexc: the signed balance call failed with MEXC_API_KEY_ENCRYPTED: mexc: ")
 
 
 def test_a_clock_the_venue_refuses_is_named_when_live_trading_is_refused_and_checked_while_running(

@@ -11,11 +11,12 @@ import pytest
 from simvenues import API_KEY, CREDENTIALS, instruments
 
 from arb.config import ConfigurationManager
-from arb.doctor import Diagnosis, Level, check_account, check_live, check_symbols, clock_finding, diagnose
+from arb.doctor import Diagnosis, Finding, Level, check_account, check_live, check_symbols, clock_finding, diagnose
 from arb.errors import ExchangeError
 from arb.exchanges.factory import registered
 from arb.sim.server import SimulatedVenue
 from arb.instruments import InstrumentCatalog, SkippedPair
+from arb.secrets import ApiCredentials, Secret
 from arb.sim.cluster import default_instruments
 from arb.types import ExchangeName
 
@@ -204,6 +205,7 @@ def test_the_account_check_makes_the_signed_call_with_the_configured_keys(
 def test_an_account_the_engine_cannot_trade_fails_with_the_venues_reason() -> None:
     class DualMode:
         exchange = ExchangeName.GATEIO_FUTURES
+        key_variable = "GATEIO_API_KEY"
 
         async def balances(self) -> dict[str, object]:
             raise ExchangeError("gateio", "the USDT futures account is in dual (hedge) position mode; switch it")
@@ -238,6 +240,23 @@ def test_a_mexc_account_that_may_not_trade_fails_naming_cantrade() -> None:
     (finding,) = asyncio.run(scenario())
     assert finding.startswith("mexc account FAIL: ") and "canTrade=false" in finding and "MEXC" in finding
     assert "live trading refuses to start" in finding
+
+
+def test_a_refused_key_is_named_by_the_variable_it_was_read_from() -> None:
+    refused_key = ApiCredentials(CREDENTIALS.api_key, Secret("not-the-secret"), "MEXC_API_KEY_ENCRYPTED")
+
+    async def scenario() -> list[Finding]:
+        async with SimulatedVenue("mexc", instruments(), credentials={API_KEY: CREDENTIALS}) as mexc:
+            urls = mexc.urls()
+            connector = registered()[ExchangeName.MEXC](credentials=refused_key, rest_url=urls.rest_url, ws_url=urls.ws_url)
+            try:
+                return await check_account(connector, ["BTC/USDT"])
+            finally:
+                await connector.close()
+
+    (finding,) = asyncio.run(scenario())
+    assert finding.level is Level.FAIL
+    assert finding.detail.startswith("the signed balance call with MEXC_API_KEY_ENCRYPTED failed: ")
 
 
 @pytest.mark.parametrize(

@@ -62,6 +62,32 @@ def test_encrypted_round_trip() -> None:
     assert creds is not None and creds.secret_key.reveal() == VALUE
 
 
+def test_credentials_name_the_variable_the_key_was_read_from() -> None:
+    key = generate_encryption_key()
+    plain = load_credentials("mexc", {"MEXC_API_KEY": "k1", "MEXC_SECRET_KEY": VALUE})
+    encrypted = load_credentials("mexc", {
+        "ENCRYPTION_KEY": key, "MEXC_API_KEY_ENCRYPTED": encrypt_secret("k1", key), "MEXC_SECRET_KEY": VALUE,
+    })
+    assert plain is not None and plain.api_key_variable == "MEXC_API_KEY"
+    assert encrypted is not None and encrypted.api_key_variable == "MEXC_API_KEY_ENCRYPTED"
+
+
+def test_an_encrypted_value_that_decrypts_to_nothing_is_refused() -> None:
+    # An empty plain variable counts as unset; an empty decrypted one was taken as a key of 0 characters.
+    key = generate_encryption_key()
+    env = {
+        "ENCRYPTION_KEY": key,
+        "MEXC_API_KEY_ENCRYPTED": encrypt_secret("", key),
+        "MEXC_SECRET_KEY_ENCRYPTED": encrypt_secret("", key),
+    }
+    with pytest.raises(ConfigurationError) as info:
+        load_credentials("mexc", env)
+    assert info.value.problems == (
+        "env MEXC_API_KEY_ENCRYPTED: decrypts to an empty value",
+        "env MEXC_SECRET_KEY_ENCRYPTED: decrypts to an empty value",
+    )
+
+
 @pytest.mark.parametrize(
     ("encryption_key", "expected"),
     [

@@ -31,7 +31,7 @@ from arb_core.wire.common import WireError, WireScale
 from ..errors import ArbitrageEngineError, ExchangeConnectionError, ExchangeError, RateLimitError
 from ..funding import FundingRate
 from ..instruments import Instrument, InstrumentCatalog
-from ..secrets import ApiCredentials
+from ..secrets import VENUE_ENV_PREFIX, ApiCredentials
 from ..types import ExchangeConfig, ExchangeName
 from .base import (
     BalanceHandler, BalancesReadHandler, BookKey, BookSink, DisconnectTap, FillHandler, MarketDataDialect, MarketDataTap,
@@ -455,6 +455,14 @@ class ExchangeConnector:
     def venue(self) -> str:
         """The market's name in messages (``gateio_futures``)."""
         return self.binding.exchange.value
+
+    @property
+    def key_variable(self) -> str:
+        """The environment variable of the API key its signed calls carry, for messages: the one it
+        was read from (``MEXC_API_KEY_ENCRYPTED``), else the venue's plain one."""
+        variable = self._credentials.api_key_variable if self._credentials is not None else None
+        venue = self.binding.exchange.venue
+        return variable or f"{VENUE_ENV_PREFIX.get(venue, venue.upper())}_API_KEY"
 
     def __repr__(self) -> str:
         keys = "with keys" if self._credentials is not None else "public only"
