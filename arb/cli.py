@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar, cast
 
 from . import __version__
-from .config import ASSET_PATTERN, ConfigurationManager
+from .config import ASSET_PATTERN, EVENT_LOOP_ENV, ConfigurationManager, event_loop_problem
 from .errors import ArbitrageEngineError, ConfigurationError, StartupInterrupted
 from .secrets import VENUE_ENV_PREFIX, encrypt_secret, generate_encryption_key, header_safe, load_credentials
 from .shutdown import ShutdownManager, Terminated, release_stop_signals, signals_given_back
@@ -53,10 +53,6 @@ MAX_DISLOCATIONS_PER_MINUTE = 60_000
 DEPENDENCIES = ("msgspec", "orjson", "aiohttp", "picows", "numpy", "cryptography", "rich")
 
 
-EVENT_LOOP_ENV = "ARB_EVENT_LOOP"
-EVENT_LOOPS = ("uvloop", "asyncio")
-
-
 def new_event_loop() -> asyncio.AbstractEventLoop:
     """The engine's event loop: asyncio's, or uvloop's with ``ARB_EVENT_LOOP=uvloop`` (if installed).
 
@@ -66,8 +62,9 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
     import asyncio
 
     choice = os.environ.get(EVENT_LOOP_ENV, "asyncio")
-    if choice not in EVENT_LOOPS:
-        raise ConfigurationError([f"{EVENT_LOOP_ENV}={choice!r}: must be one of {', '.join(EVENT_LOOPS)}"])
+    problem = event_loop_problem(choice)
+    if problem is not None:
+        raise ConfigurationError([problem])
     if choice == "uvloop":
         try:
             # Imported by name: uvloop is optional, so type checking must not depend on it.

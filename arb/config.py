@@ -44,6 +44,8 @@ QUOTE_CURRENCIES = ("USDT",)
 SYMBOL_PATTERN = re.compile(r"^([A-Z0-9]{1,20})/([A-Z0-9]{1,20})\Z")  # \Z: "$" would pass a final newline
 # ARB_* variables that configure the build or the process (the event loop), not the engine.
 NON_CONFIG_ENV = frozenset({"ARB_BUILD_ONLY", "ARB_CYTHON_ANNOTATE", "ARB_CYTHON_TRACE", "ARB_EVENT_LOOP"})
+EVENT_LOOP_ENV = "ARB_EVENT_LOOP"
+EVENT_LOOPS = ("uvloop", "asyncio")
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 # Settings live trading needs stated by the operator, not inherited from the shipped defaults.
 LIVE_REQUIRED = (
@@ -632,6 +634,13 @@ def simulated_journal_path(path: str, tag: str = "dry") -> str:
     return str(p.with_name(f"{p.stem}-{tag}{p.suffix or '.sqlite3'}"))
 
 
+def event_loop_problem(choice: str) -> str | None:
+    """Why ``ARB_EVENT_LOOP=choice`` names no event loop ``run`` has, or None when it names one."""
+    if choice in EVENT_LOOPS:
+        return None
+    return f"{EVENT_LOOP_ENV}={choice!r}: must be one of {', '.join(EVENT_LOOPS)}"
+
+
 def _on(flag: bool) -> str:
     return "on" if flag else "OFF"
 
@@ -720,6 +729,12 @@ _SERVICE_LINK = re.compile(r"_SERVICE_(HOST|PORT)(_\w+)?$|_PORT_\d+_(TCP|UDP|SCT
 
 def _apply_environment(environ: Mapping[str, str], out: dict[str, _Setting], problems: list[str]) -> None:
     for name in sorted(environ):
+        # The process's setting, not the engine's: checked here so check-config and doctor refuse it as run does.
+        if name == EVENT_LOOP_ENV:
+            problem = event_loop_problem(environ[name])
+            if problem is not None:
+                problems.append(problem)
+            continue
         if not name.startswith("ARB_") or name in NON_CONFIG_ENV:
             continue
         dotted = ENV_OVERRIDES.get(name)

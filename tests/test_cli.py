@@ -335,6 +335,15 @@ def test_event_loop_switch(monkeypatch: pytest.MonkeyPatch) -> None:
         new_event_loop()
 
 
+@pytest.mark.parametrize("command", [("check-config",), ("doctor", "--sim")])
+def test_check_config_and_doctor_refuse_the_event_loop_run_refuses(tmp_path: Path, command: tuple[str, ...]) -> None:
+    """Both said OK with ARB_EVENT_LOOP=bad, which run then refused with exit 2."""
+    result = arb(*command, cwd=tmp_path, env={"ARB_EVENT_LOOP": "bad"})
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "ARB_EVENT_LOOP='bad': must be one of uvloop, asyncio" in result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_run_accepts_the_event_loop_variable(tmp_path: Path) -> None:
     result = arb("run", "--duration", "1", cwd=tmp_path, env={"ARB_EVENT_LOOP": "asyncio"})
     assert result.returncode == 0, result.stderr

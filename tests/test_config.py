@@ -258,6 +258,11 @@ def test_every_setting_without_a_variable_is_named_when_one_is_tried() -> None:
     assert not set(FILE_ONLY_VARIABLES) & set(ENV_OVERRIDES)
 
 
+def test_an_event_loop_run_does_not_have_is_refused_as_run_refuses_it(tmp_path: Path) -> None:
+    assert problems(tmp_path, env={"ARB_EVENT_LOOP": "bad"}) == ("ARB_EVENT_LOOP='bad': must be one of uvloop, asyncio",)
+    assert load(tmp_path, env={"ARB_EVENT_LOOP": "asyncio"}).config.symbols
+
+
 def test_user_file_overrides_defaults_and_env_overrides_both(tmp_path: Path) -> None:
     text = "[risk]\nmax_position_size_usd = '200'\nmax_daily_loss_usd = '20'\n"
     config = load(tmp_path, text, {"ARB_MAX_POSITION_SIZE_USD": "300"}).config
