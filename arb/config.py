@@ -581,8 +581,9 @@ class ConfigurationManager:
                 logger.warning("%s: the environment replaces the --config file's value", override)
 
     def journal_path_problems(self) -> list[str]:
-        """Why ``engine.journal_path`` cannot hold a journal on this machine: a directory there, or
-        its directory missing or not writable (dry and paper runs journal in the same directory).
+        """Why ``engine.journal_path`` cannot hold a journal on this machine: a directory there, a file
+        other than an SQLite database, or its directory missing or not writable (dry and paper runs
+        journal in the same directory).
         Checked before anything is opened: SQLite's "unable to open database file" names no setting."""
         path = self.config.journal_path
         where = f"engine.journal_path {path!r} ({self.source_of('engine.journal_path')})"
@@ -594,10 +595,11 @@ class ConfigurationManager:
             return [f"{where}: its directory {directory} does not exist"]
         if not os.access(directory, os.W_OK | os.X_OK):
             return [f"{where}: its directory {directory} is not writable"]
-        from .journal import hard_links_problem  # the engine's modules are loaded when first needed
+        # The engine's modules are loaded when first needed.
+        from .journal import hard_links_problem, not_a_database_problem
 
         try:
-            problem = hard_links_problem(path)
+            problem = hard_links_problem(path) or not_a_database_problem(path)
         except OSError:  # not made yet; or the run names what stops it
             problem = None
         return [] if problem is None else [f"{where}: {problem}"]

@@ -66,7 +66,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Awaitable, Callable, Collection, Iterable, Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, suppress
 from decimal import Decimal
 from types import TracebackType
 from typing import Any, Literal, TypeVar
@@ -82,6 +82,7 @@ from .types import ExchangeName, OrderSide, number_problem
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 7
+SQLITE_HEADER = b"SQLite format 3\x00"  # how every SQLite database file begins
 INTENT_LOG_SUFFIX = "-intents"  # the intent log is the database's path with this suffix
 # SQLite's own checkpoint, run inside a commit once the WAL holds this many pages: a safety net
 # well above the cadence of ``start_checkpoint`` (the engine's, about 4 pages per commit).
@@ -397,6 +398,17 @@ def hard_links_problem(journal_path: str | os.PathLike[str]) -> str | None:
             "or name it through a symlink")
 
 
+def not_a_database_problem(journal_path: str | os.PathLike[str]) -> str | None:
+    """Why the file at ``journal_path`` cannot be a journal: it holds something other than an SQLite
+    database (an empty file is a new one); None when it can. Raises ``OSError`` when the file cannot
+    be read (not made yet)."""
+    with open(journal_path, "rb") as fh:
+        head = fh.read(len(SQLITE_HEADER))
+    if not head or head == SQLITE_HEADER:
+        return None
+    return "is not an SQLite database, so not a journal; name the journal's file, or one not made yet"
+
+
 def intent_log_in_use(journal_path: str | os.PathLike[str]) -> bool:
     """Whether an open journal (in any process) holds the intent log of ``journal_path``.
 
@@ -700,6 +712,7 @@ class Journal:
         self._maybe_logged: set[tuple[str, str]] = set()
         self._log_lost: str | None = None  # why no more intents are recorded: the log was moved away
         self._closed = False
+        self._log_made = False  # this opening made the intent log (a failed one removes it again)
         in_memory = self.path in ("", ":memory:")
         self.intent_log_path = None if in_memory else intent_log_of(self.path)
         try:
@@ -711,6 +724,7 @@ class Journal:
     def _connect(self, synchronous: str) -> None:
         if self.intent_log_path is not None:
             # First: a second opener is refused before it touches anything.
+            self._log_made = not os.path.exists(self.intent_log_path)
             self._log_fd = self._open_intent_log(self.intent_log_path)
             # A new database is the owner's alone (orders, fills, PnL); SQLite gives its WAL and
             # shared-memory files the database file's permissions. One that exists is left as it is.
@@ -758,6 +772,10 @@ class Journal:
         if db is not None:
             db.close()
         if self._log_fd is not None:
+            if self._log_made and self.intent_log_path is not None and os.fstat(self._log_fd).st_size == 0:
+                # Removed while still locked: a journal that cannot be opened leaves no file beside it.
+                with suppress(OSError):
+                    os.unlink(self.intent_log_path)
             os.close(self._log_fd)
             self._log_fd = None
 

@@ -107,6 +107,17 @@ def test_check_config_names_a_file_the_system_cannot_open_and_exits_2(tmp_path: 
     assert "file/cfg.toml: cannot be read: Not a directory" in result.stderr
 
 
+def test_run_refuses_a_journal_path_naming_a_file_that_is_not_a_database(tmp_path: Path) -> None:
+    """A live run opened the venues, then failed with exit 1 at the journal, leaving an intent log beside
+    the file; every run now refuses it before it opens anything, as it does a directory there."""
+    (tmp_path / "notes.txt").write_text("not a journal\n")
+    result = arb("run", "--duration", "1", cwd=tmp_path, env={"ARB_JOURNAL_PATH": "notes.txt"})
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "engine.journal_path 'notes.txt' (env ARB_JOURNAL_PATH): is not an SQLite database" in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
 def test_run_is_a_dry_run_on_the_simulated_venues_and_prints_a_summary(tmp_path: Path) -> None:
     result = arb("run", "--duration", "3", cwd=tmp_path)
     assert result.returncode == 0, result.stderr

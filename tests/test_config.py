@@ -391,6 +391,9 @@ def test_the_journal_path_is_checked_on_this_machine(tmp_path: Path, monkeypatch
     assert problem.endswith(
         "its file has 2 names (hard links); remove the others (find -samefile lists them), or name it through a symlink"
     )
+    (tmp_path / "notes.txt").write_text("not a journal\n")
+    (problem,) = load(tmp_path, env={"ARB_JOURNAL_PATH": "notes.txt"}).journal_path_problems()
+    assert problem.endswith("is not an SQLite database, so not a journal; name the journal's file, or one not made yet")
 
 
 def test_hedge_configuration_loads(tmp_path: Path) -> None:

@@ -28,7 +28,9 @@ from arb.exchanges.models import Fill, FundingPayment, OrderRequest, OrderState,
 import arb.journal as journal_module
 from arb.instruments import InstrumentCatalog
 from arb.sim.cluster import default_instruments
-from arb.journal import SCHEMA_VERSION, IntentRecord, Journal, JournalError, ReusedClientIdError
+from arb.journal import (
+    SCHEMA_VERSION, IntentRecord, Journal, JournalError, ReusedClientIdError, not_a_database_problem,
+)
 from arb.types import ExchangeName, OrderSide
 
 D = Decimal
@@ -385,6 +387,19 @@ def test_a_journal_sqlite_can_only_read_is_refused_at_opening(tmp_path: Path, mo
     monkeypatch.setattr(journal_module.sqlite3, "connect", read_only)
     with pytest.raises(JournalError, match=r"j\.sqlite3: not writable: attempt to write a readonly database"):
         Journal(path)
+
+
+def test_a_file_that_is_not_a_database_is_refused_leaving_no_intent_log_beside_it(tmp_path: Path) -> None:
+    path = tmp_path / "j.sqlite3"
+    path.write_text("notes, not a journal\n")
+    with pytest.raises(JournalError, match=r"j\.sqlite3: cannot open: file is not a database"):
+        Journal(path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["j.sqlite3"]
+    assert not_a_database_problem(path) == (
+        "is not an SQLite database, so not a journal; name the journal's file, or one not made yet"
+    )
+    Journal(tmp_path / "new.sqlite3").close()
+    assert not_a_database_problem(tmp_path / "new.sqlite3") is None
 
 
 def test_a_failed_write_is_counted_and_reported_but_a_refused_record_is_not(journal: Journal) -> None:
