@@ -26,7 +26,9 @@ from typing import TYPE_CHECKING, TypeVar, cast
 from . import __version__
 from .config import ASSET_PATTERN, EVENT_LOOP_ENV, ConfigurationManager, event_loop_problem
 from .errors import ArbitrageEngineError, ConfigurationError, StartupInterrupted
-from .secrets import VENUE_ENV_PREFIX, encrypt_secret, generate_encryption_key, header_safe, load_credentials
+from .secrets import (
+    VENUE_ENV_PREFIX, encrypt_secret, generate_encryption_key, header_safe, load_credentials, quote_around,
+)
 from .shutdown import ShutdownManager, Terminated, release_stop_signals, signals_given_back
 from .types import MAX_EXPONENT, number_problem
 
@@ -478,6 +480,11 @@ def _keys(action: str) -> int:
             raise ConfigurationError([
                 "standard input: the secret contains whitespace, control or non-ASCII characters; venue keys "
                 "and secrets have none (a pasted space or tab?)"
+            ])
+        quote = quote_around(secret)
+        if quote is not None:
+            raise ConfigurationError([
+                f"standard input: the secret is quoted (starts and ends with {quote}); give it without the quotes"
             ])
         try:
             print(encrypt_secret(secret, key))

@@ -109,12 +109,24 @@ def header_safe(value: str) -> bool:
 
 
 def _well_formed(name: str, value: str, problems: list[str]) -> bool:
-    if header_safe(value):
-        return True
-    problems.append(
-        f"env {name}: contains whitespace, control or non-ASCII characters (a trailing newline from a file?)"
-    )
-    return False
+    if not header_safe(value):
+        problems.append(
+            f"env {name}: contains whitespace, control or non-ASCII characters (a trailing newline from a file?)"
+        )
+        return False
+    quote = quote_around(value)
+    if quote is not None:
+        problems.append(f"env {name}: is quoted (starts and ends with {quote}); give the value without the quotes")
+        return False
+    return True
+
+
+def quote_around(value: str) -> str | None:
+    """The quote ``value`` starts and ends with, or None. No venue's key or secret has quotes: they are
+    what ``docker run --env-file`` keeps of a value written quoted."""
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+        return value[0]
+    return None
 
 
 def _decrypt(name: str, token: str, env: Mapping[str, str], problems: list[str]) -> str | None:

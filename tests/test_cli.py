@@ -285,6 +285,18 @@ def test_keys_encrypt_refuses_a_secret_the_start_would_refuse(tmp_path: Path) ->
     assert result.returncode == 2 and result.stdout == ""
     assert "the secret contains whitespace, control or non-ASCII characters" in result.stderr
     assert "my secret" not in result.stderr
+    result = arb("keys", "encrypt", cwd=tmp_path, env={"ENCRYPTION_KEY": key}, stdin='"my-secret"\n')
+    assert result.returncode == 2 and result.stdout == ""
+    assert 'the secret is quoted (starts and ends with "); give it without the quotes' in result.stderr
+    assert "my-secret" not in result.stderr
+
+
+def test_a_quoted_key_is_refused_naming_the_variable_not_the_value(tmp_path: Path) -> None:
+    env = {"GATEIO_API_KEY": '"visible-api-key"', "GATEIO_SECRET_KEY": "visible-secret"}
+    result = arb("check-config", cwd=tmp_path, env=env)
+    assert result.returncode == 2
+    assert "env GATEIO_API_KEY: is quoted (starts and ends with \"); give the value without the quotes" in result.stderr
+    assert "visible" not in result.stdout + result.stderr
 
 
 def test_keys_encrypt_without_key_exits_2(tmp_path: Path) -> None:

@@ -131,6 +131,21 @@ def test_a_key_that_cannot_go_into_a_header_is_refused_naming_the_variable(bad: 
         load_credentials("gateio", encrypted)
 
 
+@pytest.mark.parametrize("quote", ['"', "'"])
+def test_a_quoted_key_is_refused_naming_the_variable_not_the_value(quote: str) -> None:
+    # `docker run --env-file` keeps quotes written around a value: the venue would refuse every signed call.
+    with pytest.raises(ConfigurationError) as info:
+        load_credentials("mexc", {"MEXC_API_KEY": "k1", "MEXC_SECRET_KEY": f"{quote}{VALUE}{quote}"})
+    assert info.value.problems == (f"env MEXC_SECRET_KEY: is quoted (starts and ends with {quote}); "
+                                   "give the value without the quotes",)
+    assert VALUE not in str(info.value)
+    key = generate_encryption_key()
+    encrypted = {"ENCRYPTION_KEY": key, "MEXC_API_KEY_ENCRYPTED": encrypt_secret(f"{quote}k1{quote}", key),
+                 "MEXC_SECRET_KEY": VALUE}
+    with pytest.raises(ConfigurationError, match="env MEXC_API_KEY_ENCRYPTED: is quoted"):
+        load_credentials("mexc", encrypted)
+
+
 def test_an_encrypted_value_that_is_not_text_is_a_problem_not_a_crash() -> None:
     # os.environ holds an undecodable byte as a lone surrogate.
     env = {"ENCRYPTION_KEY": generate_encryption_key(), "MEXC_API_KEY_ENCRYPTED": "gAAAA\udcff", "MEXC_SECRET_KEY": "s"}
