@@ -25,6 +25,7 @@ import email.utils
 import logging
 import math
 import time
+import urllib.parse
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
@@ -334,6 +335,22 @@ class RestRequest(msgspec.Struct, frozen=True, kw_only=True):
     def is_read(self) -> bool:
         """A GET: retried on transient failures, and a failure never leaves an unknown outcome."""
         return self.method == "GET"
+
+    def __rich_repr__(self) -> list[tuple[str, Any]]:
+        """What ``repr`` shows: the headers' names, the query's parameter names and the body's size.
+        Their values sign the request (an API key header, a signature, MEXC's listenKey); a Struct's
+        own would show them, here and through rich's pretty printing."""
+        return [
+            ("method", self.method),
+            ("path", self.path),
+            ("query_names", [name for name, _ in urllib.parse.parse_qsl(self.query, keep_blank_values=True)]),
+            ("body_bytes", len(self.body)),
+            ("header_names", sorted(self.headers)),
+            ("limits", self.limits),
+        ]
+
+    def __repr__(self) -> str:
+        return f"RestRequest({', '.join(f'{name}={value!r}' for name, value in self.__rich_repr__())})"
 
 
 def check_deadline(venue: str, method: str, path: str, expires_at_ms: int | None, venue_now_ms: float) -> None:

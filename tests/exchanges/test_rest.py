@@ -170,6 +170,21 @@ def test_signed_parts_are_sent_unchanged_over_one_kept_alive_connection() -> Non
     run(main())
 
 
+def test_a_signed_request_shows_no_header_value_query_value_or_body() -> None:
+    request = RestRequest(
+        method="POST", path="/api/v3/order", query="symbol=BTCUSDT&timestamp=1&signature=sig-0123abcd",
+        body=b'{"text":"body-789"}', headers={"X-MEXC-APIKEY": "key-4567efgh"}, limits=(("orders", 1),),
+    )
+    import rich.pretty
+
+    for shown in (repr(request), str(request), f"{request}", rich.pretty.pretty_repr(request)):
+        assert "key-4567efgh" not in shown and "sig-0123abcd" not in shown and "body-789" not in shown
+    assert repr(request) == (
+        "RestRequest(method='POST', path='/api/v3/order', query_names=['symbol', 'timestamp', 'signature'], "
+        "body_bytes=19, header_names=['X-MEXC-APIKEY'], limits=(('orders', 1),))"
+    )
+
+
 def test_json_is_decoded_into_the_venue_schema() -> None:
     async def main() -> None:
         async with serve(Server()) as url, RestClient(venue(url), FAST) as client:
