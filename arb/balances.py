@@ -5,7 +5,10 @@ as that asset's current balance, and the scanner's caps on that market follow at
 The signed balance call still reads every market every ``balance_refresh_interval_ms``
 (and on request, e.g. after an execution on a market without pushes). On a pushed market
 the answer is the reconciliation: the read wins, except for an asset pushed while the read
-was in flight, which keeps the push (it may be the newer of the two). An asset whose read
+was in flight, which keeps the push (it may be the newer of the two). A push the venue stamps as
+changed clearly before the last read applied began (its clock as last measured, ``venue_clock_ahead_ms``,
+give or take ``CLOCK_READ_ERROR_MS``) is older than that read, however late it lands: it is dropped
+(``stale_pushes``), and kept over no read in flight either. An asset whose read
 disagrees with the pushed state (free or locked differ at all) is a drift unless the push that
 brings the read's state is merely late: it is reported (logged, counted, ``on_drift``) at
 the next read of the market if no push has brought that state by then. A market whose stream
@@ -34,6 +37,7 @@ from typing import Any, NamedTuple, Protocol
 import msgspec
 
 from .exchanges.base import BalanceHandler, BalancesReadHandler
+from .exchanges.connector import CLOCK_READ_ERROR_MS
 from .exchanges.models import Balance
 from .pipeline import Leg, ScannerPipeline
 from .types import ExchangeName
@@ -137,6 +141,7 @@ class BalanceMonitor:
         self._read_seq = 0  # refreshes started
         self._applied_read: dict[ExchangeName, int] = {}  # the refresh whose read each market's balances came from
         self._applied_read_ns: dict[ExchangeName, int] = {}  # when that read began (``time.monotonic_ns``)
+        self._applied_read_wall_ms: dict[ExchangeName, int] = {}  # and by the wall clock (``time.time_ns``, ms)
         self._pushed_at: dict[tuple[ExchangeName, str], int] = {}  # the push sequence of each asset's last push
         # Refreshes on their way per market: (when the read began, the push number it began at).
         self._reading: dict[ExchangeName, list[tuple[int, int]]] = {}
@@ -146,10 +151,14 @@ class BalanceMonitor:
         self.errors = 0
         self.pushes = 0
         self.drifts = 0
+        self.stale_pushes = 0  # pushes dropped as older than a read already applied
         self.pipeline: ScannerPipeline | None = None
         # (market, symbol, its current price) -> the base a futures leg may buy and sell before its
         # position limit (``RiskManager.futures_room``); None: no bound but the balances.
         self.position_room: Callable[[ExchangeName, str, Decimal | None], tuple[Decimal, Decimal] | None] | None = None
+        # market -> how far the local wall clock is behind the venue's in ms (``ExchangeConnector.clock_skew``),
+        # None while unread: what a push's stamp is placed on the local clock by. None: pushes are not dated.
+        self.venue_clock_ahead_ms: Callable[[ExchangeName], float | None] | None = None
         self._refreshing: dict[ExchangeName, asyncio.Task[None]] = {}  # ``refresh_soon`` reads under way
         self._refresh_again: set[ExchangeName] = set()  # asked for while one was under way: read once more
         # Markets sized on nothing until a read begun after this (``time.monotonic_ns``) answers.
@@ -256,16 +265,34 @@ class BalanceMonitor:
         return on_read
 
     def push(self, exchange: ExchangeName, balance: Balance) -> None:
-        """Apply a pushed balance as the asset's current one; the caps on ``exchange`` follow at once."""
+        """Apply a pushed balance as the asset's current one; the caps on ``exchange`` follow at once.
+        Dropped when stamped clearly before the last read applied began: that read is newer."""
         self._pushing.add(exchange)
         key = (exchange, balance.asset)
         suspect = self._suspects.get(key)
         if suspect is not None and (balance.free, balance.locked) == (suspect.read.free, suspect.read.locked):
             del self._suspects[key]  # the push the read was ahead of
+        if self._changed_before(exchange, balance, self._applied_read_wall_ms.get(exchange)):
+            # Sent before the read's request, delivered after its answer: it would put back what
+            # executions spent since, and take a spending it does not show as shown.
+            self.stale_pushes += 1
+            log.debug("%s: %s balance push stamped %d dropped: older than the read applied", exchange.value,
+                      balance.asset, balance.updated_at_ms)
+            return
         self._apply(exchange, balance)
         self.pushes += 1
         self.update_caps((exchange,))
         self.check_skew()
+
+    def _changed_before(self, exchange: ExchangeName, balance: Balance, wall_ms: int | None) -> bool:
+        """Whether pushed ``balance`` changed clearly before ``wall_ms`` (a read's start, local wall
+        clock): its venue stamp, placed on the local clock by the measured skew, is earlier by more
+        than the skew may be off. Not when unstamped, or the skew unknown: it is then taken as newer."""
+        clock = self.venue_clock_ahead_ms
+        skew_ms = None if clock is None else clock(exchange)
+        if balance.updated_at_ms is None or wall_ms is None or skew_ms is None:
+            return False
+        return balance.updated_at_ms - skew_ms < wall_ms - CLOCK_READ_ERROR_MS
 
     def _apply(self, exchange: ExchangeName, balance: Balance, as_of: int | None = None) -> None:
         """``balance`` as its asset's current one, numbered as a push (a read in flight keeps it), or
@@ -314,6 +341,7 @@ class BalanceMonitor:
         self._push_seq += 1  # a number of its own: what a stream read numbers as of this read (``read_handler``)
         started = self._push_seq
         started_ns = time.monotonic_ns()
+        started_wall_ms = time.time_ns() // 1_000_000
         self._read_seq += 1
         read_seq = self._read_seq
         reading = (started_ns, started)
@@ -336,18 +364,23 @@ class BalanceMonitor:
                 continue
             self._applied_read[exchange] = read_seq
             self._applied_read_ns[exchange] = started_ns
-            self._reconcile(exchange, result, started)
+            self._applied_read_wall_ms[exchange] = started_wall_ms
+            self._reconcile(exchange, result, started, started_wall_ms)
             self._answered(exchange, started_ns)
         self.refreshes += 1
         self.update_caps()
         self.check_skew()
         return failed
 
-    def _reconcile(self, exchange: ExchangeName, read: Mapping[str, Balance], started: int) -> None:
-        """Make ``read`` the balances of ``exchange``, keeping assets pushed after push number ``started``."""
+    def _reconcile(self, exchange: ExchangeName, read: Mapping[str, Balance], started: int, started_wall_ms: int) -> None:
+        """Make ``read`` the balances of ``exchange``, keeping assets pushed after push number ``started``
+        unless the push is stamped clearly before the read began (at ``started_wall_ms``)."""
         current = self._balances.get(exchange, {})
         fresh = {
-            asset: balance for asset, balance in current.items() if self._pushed_at.get((exchange, asset), 0) > started
+            asset: balance
+            for asset, balance in current.items()
+            if self._pushed_at.get((exchange, asset), 0) > started
+            and not self._changed_before(exchange, balance, started_wall_ms)
         }
         kept = set(fresh)  # pushed while the read was on its way: the push, not the read, says what is left
         check = exchange in self._pushing and exchange in self._read

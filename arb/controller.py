@@ -1230,6 +1230,11 @@ class ArbitrageController:
         if problems:
             raise ConfigurationError(problems)
 
+    def _clock_skew_ms(self, market: ExchangeName) -> float | None:
+        """How far the local clock was behind ``market``'s at the last read (ms), None while unread."""
+        connector = self.connectors.get(market)
+        return None if connector is None else connector.clock_skew
+
     @staticmethod
     async def _clock_refusal(connector: ExchangeConnector) -> str:
         """For a signed call refused for its timestamp: how far the local clock is from the venue's, as a clause."""
@@ -1296,6 +1301,7 @@ class ArbitrageController:
         self.balances.pipeline = self.pipeline
         if self.risk is not None:
             self.balances.position_room = self.risk.futures_room
+        self.balances.venue_clock_ahead_ms = self._clock_skew_ms
         if self.recovery is None:
             self.recovery = RecoveryManager(
                 self.traders,

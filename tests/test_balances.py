@@ -606,6 +606,109 @@ def test_each_spending_stays_off_until_a_push_shows_it() -> None:
     assert free() == D(100)
 
 
+def stamped(asset: str, free: str, ago_ms: int, *, venue_ahead_ms: int = 0) -> Balance:
+    """A push of ``asset`` stamped as changed ``ago_ms`` before now, by a venue clock ``venue_ahead_ms`` ahead."""
+    return Balance(asset=asset, free=D(free), updated_at_ms=time.time_ns() // 1_000_000 - ago_ms + venue_ahead_ms)
+
+
+def test_a_push_older_than_the_read_applied_does_not_put_back_what_executions_spent() -> None:
+    """Two executions spend 400 and 500 of Gate.io's 1000 USDT; their pushes are slow. The periodic
+    read, begun after both, says 100. The first execution's push (600), sent before that read's
+    request, lands after its answer: applied, it put the 500 back, and a 598.8 USDT buy was sized
+    on 100 free. Stamped seconds before the read began, it is dropped; the next push still applies."""
+    gate, mexc = FakeVenue(USDT="1000", BTC="1"), FakeVenue(USDT="1000", BTC="1")
+    monitor = BalanceMonitor({ExchangeName.GATEIO: gate, ExchangeName.MEXC: mexc})
+    monitor.venue_clock_ahead_ms = lambda market: 0.0
+    monitor.pipeline = pipeline = scanner_pipeline()  # buys on Gate.io
+    on_gate = monitor.balance_handler(ExchangeName.GATEIO)
+    asyncio.run(monitor.refresh())
+    for spent in ("400", "500"):
+        before = monitor.free(ExchangeName.GATEIO, "USDT")
+        gate.free["USDT"] -= D(spent)
+        monitor.spend(ExchangeName.GATEIO, "USDT", D(spent) * D("1.002"), before=before)
+    asyncio.run(monitor.refresh([ExchangeName.GATEIO]))
+    assert monitor.free(ExchangeName.GATEIO, "USDT") == D(100)
+
+    on_gate(stamped("USDT", "600", 5_000))  # the first execution's push
+    assert monitor.free(ExchangeName.GATEIO, "USDT") == D(100) and monitor.stale_pushes == 1
+    opp = pipeline.scan(0)
+    assert opp is not None and opp.max_quantity * opp.buy_price <= D(100)
+    on_gate(stamped("USDT", "100", 4_000))  # the second's, as old: the read showed it already
+    on_gate(stamped("USDT", "130", 0))  # a credit after the read: newer, applied
+    assert monitor.free(ExchangeName.GATEIO, "USDT") == D(130) and monitor.stale_pushes == 2
+
+
+def test_a_push_not_clearly_older_than_the_read_still_applies() -> None:
+    """Only a push stamped before the read began by more than the measured clock skew may be off is
+    dropped: one within that error, one after the read began, or any while the venue's clock is
+    unread, applies as before. The stamp is placed on the local clock by the measured skew."""
+    gate = FakeVenue(USDT="1000")
+    skew: dict[ExchangeName, float | None] = {ExchangeName.GATEIO: None}
+    monitor = BalanceMonitor({ExchangeName.GATEIO: gate})
+    monitor.venue_clock_ahead_ms = skew.get
+    on_gate = monitor.balance_handler(ExchangeName.GATEIO)
+    asyncio.run(monitor.refresh())
+
+    def free() -> D:
+        return monitor.free(ExchangeName.GATEIO, "USDT")
+
+    on_gate(stamped("USDT", "900", 60_000))  # the venue's clock is unread: not dated
+    assert free() == D(900)
+    skew[ExchangeName.GATEIO] = 10_000.0  # the venue's clock 10 s ahead of the local one
+    asyncio.run(monitor.refresh())
+    on_gate(stamped("USDT", "800", 0, venue_ahead_ms=10_000))  # just now, after the read began
+    assert free() == D(800)
+    on_gate(stamped("USDT", "700", 200, venue_ahead_ms=10_000))  # within the skew's error
+    assert free() == D(700)
+    on_gate(stamped("USDT", "600", 5_000, venue_ahead_ms=10_000))  # 5 s before the read began
+    on_gate(stamped("USDT", "500", 0))  # the local clock's now is 10 s ago on the venue's
+    assert free() == D(700) and monitor.stale_pushes == 2
+    on_gate(Balance(asset="USDT", free=D(400)))  # unstamped
+    assert free() == D(400)
+
+
+def test_a_push_older_than_the_read_is_not_taken_as_showing_the_next_spending() -> None:
+    """Gate.io's USDT went 1000 -> 500 (a buy) -> 1000 (a sale's proceeds); the read shows 1000, and
+    an execution then spends 400. The pushes of 500 and 1000 come late, after the spending: the
+    500 looked down far enough to show the spending, which was settled and never taken off, and
+    the 1000 then showed 400 more free than the venue had. Stamped before the read, both are
+    dropped; the spending stays off until its own push."""
+    gate = FakeVenue(USDT="1000")
+    monitor = BalanceMonitor({ExchangeName.GATEIO: gate})
+    monitor.venue_clock_ahead_ms = lambda market: 0.0
+    on_gate = monitor.balance_handler(ExchangeName.GATEIO)
+    asyncio.run(monitor.refresh())
+    monitor.spend(ExchangeName.GATEIO, "USDT", D(400), before=monitor.free(ExchangeName.GATEIO, "USDT"))
+    on_gate(stamped("USDT", "500", 6_000))
+    on_gate(stamped("USDT", "1000", 5_000))
+    assert monitor.free(ExchangeName.GATEIO, "USDT") == D(600) and monitor.stale_pushes == 2
+    on_gate(stamped("USDT", "600", 0))  # the spending's own push
+    assert monitor.free(ExchangeName.GATEIO, "USDT") == D(600)
+    on_gate(stamped("USDT", "650", 0))
+    assert monitor.free(ExchangeName.GATEIO, "USDT") == D(650)
+
+
+def test_a_push_older_than_a_read_landing_while_it_is_out_is_not_kept_over_it() -> None:
+    """A push lands while a read is out, so it may be newer than the read's answer and is kept; but
+    one stamped before the read began is older, and the read's answer wins."""
+    gate = FakeVenue(USDT="1000")
+    monitor = BalanceMonitor({ExchangeName.GATEIO: gate})
+    monitor.venue_clock_ahead_ms = lambda market: 0.0
+    on_gate = monitor.balance_handler(ExchangeName.GATEIO)
+    asyncio.run(monitor.refresh())
+    gate.free["USDT"] = D(100)
+    read = gate.balances
+
+    async def read_then_a_late_push() -> Mapping[str, Balance]:
+        answer = await read()
+        on_gate(stamped("USDT", "600", 5_000))
+        return answer
+
+    gate.balances = read_then_a_late_push  # type: ignore[method-assign]
+    asyncio.run(monitor.refresh())
+    assert monitor.free(ExchangeName.GATEIO, "USDT") == D(100)
+
+
 def test_a_read_after_a_reconnect_keeps_a_push_that_came_while_it_was_on_its_way() -> None:
     """A stream subscribed again asks for a read (``refresh_soon``); a fill's push that lands while
     that read is on its way is newer than the read's answer and stays."""

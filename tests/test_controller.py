@@ -506,8 +506,14 @@ def test_dry_run_balances_follow_the_private_pushes_to_the_venues_answers(tmp_pa
                 assert controller.results
                 # Garbage is collected between executions only (arb.collection), not automatically.
                 assert controller.collection.active and not gc.isenabled()
-                answers = {market: dict(await trader.balances()) for market, trader in controller.traders.items()}
-                await eventually(lambda: monitor.snapshot() == answers, what="pushed balances equal balances()")
+                def amounts(balances: Mapping[str, Balance]) -> dict[str, tuple[D, D]]:
+                    return {asset: (b.free, b.locked) for asset, b in balances.items()}  # pushes are also stamped
+
+                answers = {market: amounts(await trader.balances()) for market, trader in controller.traders.items()}
+                await eventually(
+                    lambda: {m: amounts(b) for m, b in monitor.snapshot().items()} == answers,
+                    what="pushed balances equal balances()",
+                )
                 assert monitor.refreshes == 1 and monitor.pushes > 0 and monitor.drifts == 0
             finally:
                 controller.shutdown_manager.request_shutdown("test over")

@@ -171,6 +171,8 @@ class Balance(msgspec.Struct, frozen=True, kw_only=True):
     asset: str
     free: Decimal
     locked: Decimal = Decimal(0)
+    # When the venue's balance became this, by the venue's clock (ms): what a push stamps it with.
+    updated_at_ms: int | None = None
 
     def __post_init__(self) -> None:
         # Refused here, the push or read is counted unreadable instead.
@@ -183,13 +185,13 @@ class Balance(msgspec.Struct, frozen=True, kw_only=True):
         return self.free + self.locked
 
 
-def listed_balances(venue: str, listed: Iterable[tuple[str, Decimal, Decimal]]) -> list[Balance]:
-    """The ``Balance`` of each ``(asset, free, locked)`` a venue lists, leaving out with a warning an
-    asset whose amounts are not numbers: one such asset must not make every other unreadable."""
+def listed_balances(venue: str, listed: Iterable[tuple[str, Decimal, Decimal, int | None]]) -> list[Balance]:
+    """The ``Balance`` of each ``(asset, free, locked, updated_at_ms)`` a venue lists, leaving out with a
+    warning an asset whose amounts are not numbers: one such asset must not make every other unreadable."""
     balances = []
-    for asset, free, locked in listed:
+    for asset, free, locked, updated_at_ms in listed:
         try:
-            balances.append(Balance(asset=asset, free=free, locked=locked))
+            balances.append(Balance(asset=asset, free=free, locked=locked, updated_at_ms=updated_at_ms))
         except ValueError as exc:
             log.warning("%s: %s: left out", venue, exc)
     return balances

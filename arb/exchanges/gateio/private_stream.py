@@ -124,6 +124,11 @@ def order_of_push(push: SpotOrderPush) -> SpotOrder:
     )
 
 
+def _changed_at_ms(push: SpotBalancePush) -> int | None:
+    """When the balance of one ``spot.balances`` item changed (ms), if it says."""
+    return None if push.timestamp_ms is None else time_ms(push.timestamp_ms, "timestamp_ms")
+
+
 class _GateioPrivateStream:
     """What Gate.io's spot and futures private dialects share: signing, subscribe frames, ping
     and pong, and the ack/error handling of pushes; a market supplies its channels, their
@@ -225,9 +230,8 @@ class GateioSpotPrivateStream(_GateioPrivateStream):
             return PrivateMessage(orders=orders, unlisted=unlisted)
         if push.channel == constants.SPOT_BALANCES_CHANNEL:
             items = _balances.decode(push.result)
-            return PrivateMessage(
-                balances=listed_balances(constants.VENUE, ((b.currency, b.available, b.freeze) for b in items))
-            )
+            listed = ((b.currency, b.available, b.freeze, _changed_at_ms(b)) for b in items)
+            return PrivateMessage(balances=listed_balances(constants.VENUE, listed))
         trades, unlisted = listed_items(self._catalog, _trades.decode(push.result), _pair)
         return PrivateMessage(fills=[self.fill(t) for t in trades], unlisted=unlisted)
 

@@ -196,6 +196,7 @@ class SpotBalancePush(msgspec.Struct, frozen=True):
     freeze: Decimal = Decimal(0)  # locked
     total: Decimal | None = None
     change_type: str = ""
+    timestamp_ms: Decimal | None = None  # when the balance changed
 
 
 class FuturesBalancePush(msgspec.Struct, frozen=True):

@@ -375,9 +375,8 @@ class GateioSpotTrading(_GateioTrading):
     def parse_balances(self, body: bytes) -> dict[str, Balance]:
         """``[{"currency":"USDT","available":"10.5","locked":"1"}]`` -> balances by asset."""
         accounts = _decode(body, list[SpotAccount], "spot accounts")
-        return {
-            b.asset: b for b in listed_balances(constants.VENUE, ((a.currency, a.available, a.locked) for a in accounts))
-        }
+        listed = listed_balances(constants.VENUE, ((a.currency, a.available, a.locked, None) for a in accounts))
+        return {b.asset: b for b in listed}
 
     def order_state(self, order: SpotOrder) -> OrderState:
         """The ``OrderState`` of a decoded spot order (also what ``spot.orders`` pushes carry)."""

@@ -263,11 +263,15 @@ class MexcSpotPrivateStream:
 
     @staticmethod
     def balance(doc: dict[str, int | str]) -> Balance:
-        """The ``Balance`` of a decoded ``PrivateAccountV3Api`` (free ``balanceAmount``, locked ``frozenAmount``)."""
+        """The ``Balance`` of a decoded ``PrivateAccountV3Api`` (free ``balanceAmount``, locked
+        ``frozenAmount``, changed at ``time``)."""
         asset = _text(doc, "vcoinName")
         if not asset:
             raise ValueError(f"mexc private account push: vcoinName missing in {doc}")
-        return Balance(asset=asset, free=_decimal(doc, "balanceAmount"), locked=_decimal(doc, "frozenAmount"))
+        return Balance(
+            asset=asset, free=_decimal(doc, "balanceAmount"), locked=_decimal(doc, "frozenAmount"),
+            updated_at_ms=_number(doc, "time") or None,
+        )
 
     def order(self, venue_symbol: str, doc: dict[str, int | str]) -> OrderState:
         """The ``OrderState`` of a decoded ``PrivateOrdersV3Api``."""

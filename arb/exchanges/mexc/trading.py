@@ -296,7 +296,7 @@ class MexcSpotTrading:
     def parse_balances(self, body: bytes) -> dict[str, Balance]:
         """A ``GET /api/v3/account`` reply: ``{"balances":[{"asset":"USDT","free":"10.5","locked":"0"}],...}``."""
         account = _decode(_account, body, constants.ACCOUNT_PATH, None)
-        listed = listed_balances(constants.VENUE, ((b.asset, b.free, b.locked) for b in account.balances))
+        listed = listed_balances(constants.VENUE, ((b.asset, b.free, b.locked, None) for b in account.balances))
         return {b.asset: b for b in listed}
 
     @staticmethod

@@ -154,7 +154,9 @@ def test_pushes_decode_exactly_and_have_the_documented_shape() -> None:
     assert [f.price for f in fills] == [D("60000")] and fills[0].quantity == D("0.1") and fills[0].fee_asset == "BTC"
     assert orders[-1].filled_quantity == D("0.1") and orders[-1].fee == fills[0].fee and orders[0].client_order_id == "abc"
     balances = {b.asset: b for m in decoded for b in m.balances}
-    assert balances == {a: Balance(asset=a, free=f, locked=l) for a, (f, l) in exchange.balances(KEY).items()}
+    assert balances == {
+        a: Balance(asset=a, free=f, locked=l, updated_at_ms=NOW_S * 1000) for a, (f, l) in exchange.balances(KEY).items()
+    }
     docs = {"spot.usertrades": DOC_USERTRADES, "spot.orders": DOC_ORDERS, "spot.balances": DOC_BALANCES}
     for frame in frames:
         doc = msgspec.json.decode(frame)

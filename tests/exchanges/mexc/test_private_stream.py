@@ -147,7 +147,9 @@ def test_account_pushes_after_a_fill_equal_the_venue_balances() -> None:
     decoded = [client.decode(f, True) for f in frames]
     assert [bool(m.balances) for m in decoded][-2:] == [True, True]  # after the order and deal pushes
     pushed = {b.asset: b for m in decoded for b in m.balances}
-    assert pushed == {a: Balance(asset=a, free=f, locked=l) for a, (f, l) in exchange.balances(KEY).items()}
+    assert pushed == {
+        a: Balance(asset=a, free=f, locked=l, updated_at_ms=NOW_MS) for a, (f, l) in exchange.balances(KEY).items()
+    }
     assert dict(fields(frames[-1]))[1] == b"spot@private.account.v3.api.pb"
 
 
