@@ -22,7 +22,9 @@ until a read begun after that answers.
 
 Skew: arbitrage moves inventory from one venue to the other. When a venue's share of an
 asset falls below ``skew_threshold`` of that asset's total, selling it there (or buying
-with it, for the quote) will soon stop; an alert says so once per episode.
+with it, for the quote) will soon stop; an alert says so once per episode. Only assets a
+scanner leg trades on the market are compared, spot markets with spot markets and futures
+margin with futures margin: margin opens either way and is no inventory of the spot venues.
 """
 
 from __future__ import annotations
@@ -62,7 +64,7 @@ class SkewAlert(msgspec.Struct, frozen=True, kw_only=True):
     exchange: ExchangeName
     free: Decimal
     total: Decimal
-    share: Decimal  # free / total over the markets holding the asset
+    share: Decimal  # free / total over the markets of its kind (spot or futures) trading the asset
 
     def message(self) -> str:
         """A one-line alert text."""
@@ -132,7 +134,6 @@ class BalanceMonitor:
         self.on_drift = on_drift
         self._balances: dict[ExchangeName, dict[str, Balance]] = {}
         self._alerted: set[tuple[str, ExchangeName]] = set()
-        self._listed: dict[ExchangeName, set[str]] = {}  # every asset each market's balances have named
         self._streamed: set[ExchangeName] = set()  # markets kept current by their private stream
         self._pushing: set[ExchangeName] = set()  # markets whose stream pushes the balances themselves
         self._suspects: dict[tuple[ExchangeName, str], BalanceDrift] = {}  # disagreements a late push may explain
@@ -471,10 +472,11 @@ class BalanceMonitor:
         return LegCaps(buy=buy, sell=sell, buy_quote=quote)
 
     def check_skew(self) -> list[SkewAlert]:
-        """Current skews (each alerted once until it clears).
+        """Current skews (each alerted once until it clears): of each asset a scanner leg trades, the
+        share of each market among the markets of its kind (spot, or futures margin) trading it.
 
-        A market whose balances are known holds none of an asset it trades (a leg of the scanner's)
-        or listed before, when its venue does not list it: that is the deepest skew, not none.
+        A market whose balances are known holds none of an asset it trades when its venue does not
+        list it: that is the deepest skew, not none. Assets no leg trades are left out.
         """
         traded: dict[ExchangeName, set[str]] = {}
         if self.pipeline is not None:
@@ -485,16 +487,15 @@ class BalanceMonitor:
                     assets.add(instrument.quote)
                     if not leg.is_futures:
                         assets.add(instrument.base)
-        totals: dict[str, list[tuple[ExchangeName, Decimal]]] = {}
+        totals: dict[tuple[str, bool], list[tuple[ExchangeName, Decimal]]] = {}
         for exchange, held in self._balances.items():
-            listed = self._listed.setdefault(exchange, set())
-            listed.update(held)
-            for asset in listed | traded.get(exchange, set()):
+            for asset in traded.get(exchange, ()):
                 balance = held.get(asset)
-                totals.setdefault(asset, []).append((exchange, ZERO if balance is None else balance.free))
+                holding = (exchange, ZERO if balance is None else balance.free)
+                totals.setdefault((asset, exchange.is_futures), []).append(holding)
         alerts = []
         active: set[tuple[str, ExchangeName]] = set()
-        for asset, holdings in totals.items():
+        for (asset, _), holdings in totals.items():
             total = sum((free for _, free in holdings), ZERO)
             if len(holdings) < 2 or total <= 0:
                 continue

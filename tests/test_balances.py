@@ -59,6 +59,7 @@ def test_a_market_holding_none_of_an_asset_it_trades_is_the_deepest_skew() -> No
     gate, mexc = FakeVenue(BTC="9.5", USDT="1000"), FakeVenue(BTC="0.5", USDT="1000")
     alerts: list[SkewAlert] = []
     monitor = BalanceMonitor({ExchangeName.GATEIO: gate, ExchangeName.MEXC: mexc}, on_alert=alerts.append)
+    monitor.pipeline = scanner_pipeline()
     asyncio.run(monitor.refresh())
     assert [(a.asset, a.exchange) for a in alerts] == [("BTC", ExchangeName.MEXC)]
     del mexc.free["BTC"]  # sold the rest: no longer listed
@@ -71,6 +72,29 @@ def test_a_market_holding_none_of_an_asset_it_trades_is_the_deepest_skew() -> No
     fresh.pipeline = scanner_pipeline()  # MEXC trades BTC/USDT but lists no BTC from the start
     asyncio.run(fresh.refresh())
     assert [(a.asset, a.exchange, a.share) for a in fresh.check_skew()] == [("BTC", ExchangeName.MEXC, 0)]
+
+
+def test_skew_compares_the_assets_traded_on_spot_with_spot_and_futures_margin_with_futures() -> None:
+    """Both spot venues hold 10,000 USDT and the futures margin account 2,000: margin is no inventory
+    of the spot venues, and pooled with them it was alerted at 9.1 %. DOGE, which no leg trades,
+    was alerted too. Alone of its kind, the margin account is compared with nothing."""
+    gate = FakeVenue(USDT="10000", BTC="0.1", DOGE="500")
+    mexc = FakeVenue(USDT="10000", BTC="0.1", DOGE="5")
+    perp = FakeVenue(USDT="2000", BTC="9")  # a BTC balance the perpetual's leg does not trade
+    monitor = BalanceMonitor({ExchangeName.GATEIO: gate, ExchangeName.MEXC: mexc, ExchangeName.GATEIO_FUTURES: perp})
+    pipeline = ScannerPipeline(max_data_age_ms=100, clock=lambda: 2)
+    pipeline.register_symbol("BTC/USDT", [
+        (GATE, book("gate", GATE_BOOK, [("59000", "1")], [("60000", "1")]), GATE_BOOK),
+        (MEXC, book("mexc", MEXC_BOOK, [("60400", "1")], [("61000", "1")]), MEXC_BOOK),
+        (GATE_PERP, book("perp", GATE_PERP_BOOK, [("60400", "100000")], [("61000", "100000")]), GATE_PERP_BOOK),
+    ])
+    monitor.pipeline = pipeline
+    asyncio.run(monitor.refresh())
+    assert monitor.check_skew() == []
+    mexc.free["USDT"] = D("500")
+    asyncio.run(monitor.refresh())
+    (alert,) = monitor.check_skew()
+    assert (alert.asset, alert.exchange, alert.total) == ("USDT", ExchangeName.MEXC, D(10500))
 
 
 def test_caps_follow_free_quote_on_the_buy_leg_and_free_base_on_the_sell_leg() -> None:
@@ -195,6 +219,7 @@ def test_skew_alerts_once_per_episode() -> None:
     gate, mexc = FakeVenue(BTC="9.5", USDT="1000"), FakeVenue(BTC="0.5", USDT="1000")
     alerts: list[SkewAlert] = []
     monitor = BalanceMonitor({ExchangeName.GATEIO: gate, ExchangeName.MEXC: mexc}, on_alert=alerts.append)
+    monitor.pipeline = scanner_pipeline()
     asyncio.run(monitor.refresh())
     asyncio.run(monitor.refresh())
     (alert,) = alerts
@@ -220,6 +245,7 @@ def test_failing_alert_and_drift_callbacks_are_logged_and_the_balances_still_app
         raise RuntimeError("sink down")
 
     monitor = BalanceMonitor({ExchangeName.GATEIO: gate, ExchangeName.MEXC: mexc}, on_alert=failing, on_drift=failing)
+    monitor.pipeline = scanner_pipeline()
     on_mexc = monitor.balance_handler(ExchangeName.MEXC)
     asyncio.run(monitor.refresh())
     mexc.free["BTC"] = D("0.5")
@@ -239,6 +265,7 @@ def test_a_share_trading_back_and_forth_across_the_threshold_alerts_once() -> No
     gate, mexc = FakeVenue(BTC="9.1", USDT="1000"), FakeVenue(BTC="0.9", USDT="1000")
     alerts: list[SkewAlert] = []
     monitor = BalanceMonitor({ExchangeName.GATEIO: gate, ExchangeName.MEXC: mexc}, on_alert=alerts.append)
+    monitor.pipeline = scanner_pipeline()
     for mexc_btc in ("0.9", "1.1", "0.9", "1.1", "1.4", "0.9"):
         mexc.free["BTC"], gate.free["BTC"] = D(mexc_btc), 10 - D(mexc_btc)
         asyncio.run(monitor.refresh())
@@ -360,6 +387,7 @@ def test_pushes_raise_and_clear_the_skew_alert() -> None:
     gate, mexc = FakeVenue(BTC="5"), FakeVenue(BTC="5")
     alerts: list[SkewAlert] = []
     monitor = BalanceMonitor({ExchangeName.GATEIO: gate, ExchangeName.MEXC: mexc}, on_alert=alerts.append)
+    monitor.pipeline = scanner_pipeline()
     on_mexc = monitor.balance_handler(ExchangeName.MEXC)
     asyncio.run(monitor.refresh())
     assert alerts == []
