@@ -1696,6 +1696,12 @@ class BookSource:
     async def spend_order_budget(self, symbol: str) -> None:
         return None
 
+    def stream_heard_ns(self, symbol: str) -> int:
+        return time.monotonic_ns()  # a live stream
+
+    def ping_stream(self, symbol: str) -> None:
+        return None
+
 
 class BuysOnPaper(FillsEveryLeg):
     """``FillsEveryLeg`` whose buy leg is also placed on a paper market (which keeps what it took)."""

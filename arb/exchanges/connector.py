@@ -698,6 +698,18 @@ class ExchangeConnector:
         except KeyError:
             raise ExchangeError(self.venue, f"no book of {symbol!r} was started or snapshotted") from None
 
+    def stream_heard_ns(self, symbol: str) -> int:
+        """When the market-data stream carrying ``symbol``'s book last received a frame of any kind, a
+        pong too (``time.monotonic_ns``; 0: none yet, or the books are stopped)."""
+        session = self._session
+        return session.last_frame_ns if session is not None else 0
+
+    def ping_stream(self, symbol: str) -> None:
+        """Ping the market-data stream carrying ``symbol``'s book now: its pong moves ``stream_heard_ns``
+        on a connection that is alive however quiet its books are."""
+        if self._session is not None:
+            self._session.ping()
+
     def book_sync(self) -> BookSync | None:
         """The synchroniser of the running books (counters per book), None when stopped."""
         return self._sync

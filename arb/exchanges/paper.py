@@ -8,9 +8,15 @@ fills a venue would report.
 What is simulated, and how:
 
 * Latency: an order is filled ``latency_ms`` after it is placed (both legs of an execution travel
-  at once), against the book as it is by then; 0 fills against the book it was decided on. A
-  book resyncing then (a gap, a reconnect) is waited for, up to ``book_wait_s``: the venue's
-  book was there all along. Past that the order is refused as NOT_SENT (it may be sent again).
+  at once), against the book as it is by then; 0 fills against the book it was decided on, as the
+  stream's next frame leaves it (below). The
+  latency is a round trip: one push's travel (the local book shows the venue as it was that long
+  ago) and one request's, taken as halves. A book resyncing then (a gap, a reconnect) is waited
+  for, up to ``book_wait_s``: the venue's book was there all along. So is a sign of life from the
+  book's stream, a frame received since the order arrived less one push's travel (the stream is
+  pinged once for it): a stream that stalled, or whose connection died silently, keeps its books in
+  sync but frozen until its heartbeat gives up, and a live order would meet the venue's book, not
+  that one. Past ``book_wait_s`` the order is refused as NOT_SENT (it may be sent again).
 * Order budgets: each order spends the venue's order budget (``spend_order_budget`` of the
   public connector, waiting when it is spent), as a live order does when it is sent.
 * Immediate orders only. Market, IOC and FOK orders walk the book best level first at the
@@ -130,6 +136,12 @@ class PaperSource(Protocol):
     async def spend_order_budget(self, symbol: str) -> None:
         """Spend one order of the venue's order budget of ``symbol`` (waiting until it admits one)."""
 
+    def stream_heard_ns(self, symbol: str) -> int:
+        """When the stream carrying ``symbol``'s book last received a frame of any kind (``time.monotonic_ns``)."""
+
+    def ping_stream(self, symbol: str) -> None:
+        """Ping the stream carrying ``symbol``'s book: its pong moves ``stream_heard_ns`` if it is alive."""
+
 
 class _Taken(NamedTuple):
     level_lots: int  # the level's live size (book lots) when last seen
@@ -195,8 +207,9 @@ class PaperExchange:
 
     ``balances``: the starting inventory, asset -> amount (exact). The account's state is
     only in memory: a new ``PaperExchange`` starts from the inventory again. ``latency_ms``: how
-    long an order travels before it is filled against the book as it is then. ``book_wait_s``: how
-    long an order that arrives while its book is out of sync waits for it to be back.
+    long an order travels there and back (one push's travel and one request's) before it is filled
+    against the book as it is then. ``book_wait_s``: how long an order that arrives while its book is
+    out of sync, or its stream silent, waits for it to be back.
     """
 
     def __init__(
@@ -210,6 +223,7 @@ class PaperExchange:
             raise ValueError(f"paper {source.exchange.value}: latency_ms={latency_ms} must be >= 0")
         self.source = source
         self.latency_s = latency_ms / 1000
+        self._push_ns = latency_ms * 1_000_000 // 2  # one push's travel: half the round trip
         self.book_wait_s = book_wait_s
         self._free: dict[str, Decimal] = dict(balances)
         self._locked: dict[str, Decimal] = {}
@@ -353,17 +367,18 @@ class PaperExchange:
 
         Raises ``OrderRejectedError`` (INSUFFICIENT_BALANCE, PRECISION, MIN_NOTIONAL,
         ORDER_REJECTED) or ``ExchangeError`` (INVALID_REQUEST; NOT_SENT when its book stays out
-        of sync, ``_book_in_sync``) when the order is refused; nothing is recorded then.
+        of sync or its stream silent, ``_live_book``) when the order is refused; nothing is recorded then.
         """
         # The venue's order budget, as a live order spends it: the engine passes up an opportunity
         # its budget cannot take now, and a paper run must meet that as often as a live one does.
         await self.source.spend_order_budget(request.symbol)
         if self.latency_s:
             await asyncio.sleep(self.latency_s)  # cancelled on the way, the order never arrives
+        arrived_ns = time.monotonic_ns()
         instrument = await self.source.instrument(request.symbol)
         where = f"paper order {request.client_order_id!r} {request.symbol}"
         self._check_request(request, instrument, where)  # refused at once, whatever its book
-        book = await self._book_in_sync(request.symbol, where)
+        book = await self._live_book(request.symbol, where, arrived_ns - self._push_ns)
         with localcontext() as ctx:
             ctx.prec = _PRECISION
             quantity = self._reducible(request, where) if request.reduce_only else request.quantity
@@ -444,20 +459,31 @@ class PaperExchange:
             )
         return min(request.quantity, reducible)
 
-    async def _book_in_sync(self, symbol: str, where: str) -> OrderBook:
-        """The live book of ``symbol``, waiting up to ``book_wait_s`` for one resyncing (a gap or a
-        reconnect while the order travelled: the venue's book was there all along). Past that the
-        order is refused as NOT_SENT: nothing was filled, and it may be sent again."""
+    async def _live_book(self, symbol: str, where: str, since_ns: int) -> OrderBook:
+        """The live book of ``symbol`` once it is in sync and its stream has received a frame at or after
+        ``since_ns``, waiting up to ``book_wait_s`` (a gap or a reconnect while the order travelled: the
+        venue's book was there all along). A stream silent since then is pinged once: a quiet one
+        answers, one that stalled or died silently does not, and its books, in sync, are frozen. Past
+        the wait the order is refused as NOT_SENT: nothing was filled, and it may be sent again."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.book_wait_s
+        pinged = False
         while True:
             book = self.source.books().get(symbol)
+            silent = book is not None and book.in_sync
             if book is not None and book.in_sync:
-                return book
+                if self.source.stream_heard_ns(symbol) >= since_ns:
+                    return book
+                if not pinged:
+                    self.source.ping_stream(symbol)
+                    pinged = True
             if loop.time() >= deadline:
+                why = (
+                    "its stream received nothing since the order arrived (stalled, or its connection lost)"
+                    if silent else "no live book in sync to fill against"
+                )
                 raise ExchangeConnectionError(
-                    self._venue, f"{where}: no live book in sync to fill against after {self.book_wait_s} s",
-                    category=ErrorCategory.NOT_SENT,
+                    self._venue, f"{where}: {why} after {self.book_wait_s} s", category=ErrorCategory.NOT_SENT
                 )
             await asyncio.sleep(_BOOK_POLL_S)
 

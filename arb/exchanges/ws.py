@@ -109,11 +109,7 @@ class _Listener(WSListener):
             self._session._disconnected(transport)
 
     def send_user_specific_ping(self, transport: WSTransport) -> None:
-        frame = self._session._ping_frame()
-        if frame is None:
-            transport.send_ping()
-        else:
-            _send(transport, frame)
+        self._session._send_ping(transport)
 
     def is_user_specific_pong(self, frame: WSFrame) -> bool:
         session = self._session
@@ -124,16 +120,19 @@ class _Listener(WSListener):
             )
         else:
             pong = frame.msg_type is WSMsgType.PONG
+        if pong:
+            session.last_frame_ns = time.monotonic_ns()
         if pong and frame.last_in_buffer:
             session._read_ended()  # consumed here: no message of it reaches the handler
         return pong
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        session = self._session
+        session.last_frame_ns = recv_ns = time.monotonic_ns()
         msg_type = frame.msg_type
         if frame.fin and self._fragments is None and (msg_type is _TEXT or msg_type is _BINARY):
-            session = self._session
             session.messages += 1
-            session.last_message_ns = recv_ns = time.monotonic_ns()
+            session.last_message_ns = recv_ns
             try:
                 self._on_message(frame.get_payload_as_memoryview(), msg_type is _BINARY, frame.last_in_buffer, recv_ns)
             except Exception:
@@ -265,6 +264,9 @@ class WsSession:
         self.messages = 0
         self.fragmented_messages = 0
         self.last_message_ns = 0
+        # Any frame, a pong or a part of a message too: the connection is alive then, even with no
+        # message to deliver (``ping``).
+        self.last_frame_ns = 0
         self.errors: Counter[str] = Counter()
         self.last_errors: dict[str, str] = {}  # each kind's last error, as logged (the URL's query left out)
         self._warnings = ThrottledWarnings(log, "errors")
@@ -306,6 +308,20 @@ class WsSession:
     def send_text(self, payload: bytes) -> None:
         """Send UTF-8 ``payload`` as one TEXT message, without a ``str`` round trip (order requests)."""
         self._open_transport().send(_TEXT, payload)
+
+    def ping(self) -> None:
+        """Send a heartbeat ping now (nothing while not connected): its pong, as any frame received,
+        moves ``last_frame_ns``, which tells a connection that died silently from a quiet one."""
+        transport = self._transport
+        if transport is not None:
+            self._send_ping(transport)
+
+    def _send_ping(self, transport: WSTransport) -> None:
+        frame = self._ping_frame()
+        if frame is None:
+            transport.send_ping()
+        else:
+            _send(transport, frame)
 
     def _open_transport(self) -> WSTransport:
         """The connection a message can still go out on; raises the not-connected error (nothing sent).

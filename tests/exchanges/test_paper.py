@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Mapping
 from decimal import Decimal as D
 
@@ -52,6 +53,9 @@ class Source:
         batch.is_snapshot = True
         self.book.apply_snapshot(batch, 0)
         self.budget_spent: list[str] = []
+        self.heard_ns: int | None = None  # when its stream last received a frame; None: just now (a busy stream)
+        self.pings = 0
+        self.answers_pings = True
 
     def ticks(self, price: str) -> int:
         return int(D(price).scaleb(self.scale.price_decimals)) // self.scale.tick_units
@@ -75,6 +79,14 @@ class Source:
 
     async def spend_order_budget(self, symbol: str) -> None:
         self.budget_spent.append(symbol)
+
+    def stream_heard_ns(self, symbol: str) -> int:
+        return time.monotonic_ns() if self.heard_ns is None else self.heard_ns
+
+    def ping_stream(self, symbol: str) -> None:
+        self.pings += 1
+        if self.answers_pings:
+            asyncio.get_running_loop().call_later(0.005, lambda: setattr(self, "heard_ns", time.monotonic_ns()))
 
 
 def spot_source() -> Source:
@@ -396,6 +408,30 @@ def test_an_order_whose_book_stays_out_of_sync_is_refused_as_not_sent() -> None:
     assert exchange.fills() == [] and free(exchange) == {"USDT": D("10000")}
     resync(source)
     assert asyncio.run(exchange.place_order(order("o", OrderSide.BUY, "0.01", "60001"))).filled_quantity == D("0.01")
+
+
+def test_an_order_whose_stream_went_silent_is_refused_as_not_sent_not_filled_at_frozen_prices() -> None:
+    """A stream that stalled, or whose connection died silently, keeps its books in sync until its
+    heartbeat gives up (seconds): a live order would meet the venue's book, not the frozen one."""
+    source = spot_source()
+    source.heard_ns = time.monotonic_ns() - 20_000_000_000  # nothing received for 20 s
+    source.answers_pings = False
+    exchange = PaperExchange(source, {"USDT": D("10000")}, clock_ms=1_700_000_000_000, latency_ms=20, book_wait_s=0.05)
+    with pytest.raises(ExchangeError, match="its stream received nothing since the order arrived") as refused:
+        asyncio.run(exchange.place_order(order("o", OrderSide.BUY, "0.01", "60001")))
+    assert refused.value.category == ErrorCategory.NOT_SENT and source.pings == 1
+    assert exchange.fills() == [] and free(exchange) == {"USDT": D("10000")}
+    source.heard_ns = None  # the stream is back
+    assert asyncio.run(exchange.place_order(order("o", OrderSide.BUY, "0.01", "60001"))).filled_quantity == D("0.01")
+
+
+def test_an_order_on_a_quiet_stream_fills_once_the_stream_answers_its_ping() -> None:
+    """Quiet pairs are not refused: the stream is judged, by any frame or the pong of a ping."""
+    source = spot_source()
+    source.heard_ns = time.monotonic_ns() - 20_000_000_000
+    exchange = PaperExchange(source, {"USDT": D("10000")}, clock_ms=1_700_000_000_000, book_wait_s=5)
+    state = asyncio.run(exchange.place_order(order("o", OrderSide.BUY, "0.01", "60001")))
+    assert (state.status, state.filled_quantity, source.pings) == (OrderStatus.FILLED, D("0.01"), 1)
 
 
 def test_an_order_invalid_in_itself_is_refused_at_once_whatever_its_book() -> None:

@@ -7,6 +7,7 @@ import logging
 import random
 import socket
 import ssl
+import time
 from typing import Any
 
 import pytest
@@ -268,6 +269,26 @@ def test_answered_heartbeat_keeps_the_connection() -> None:
         await eventually(lambda: bool(server.connections) and server.connections[0].pings >= 5, what="five pings")
         assert len(server.connections) == 1 and client.health().reconnects == 0
         assert inbox.messages == []  # pongs are consumed by the heartbeat, not delivered
+        await client.close()
+        await server.close()
+
+    run(main())
+
+
+def test_a_ping_sent_on_demand_is_answered_and_its_pong_moves_last_frame_ns() -> None:
+    """A quiet connection and one that died silently both deliver nothing: the pong of a ping sent
+    now tells them apart (paper fills wait for it)."""
+    async def main() -> None:
+        server = await WsTestServer(reply_pings=True).start()
+        client = session(server.url, Inbox(), FAST, ping_frame=lambda: PING, is_pong=lambda f: b"spot.pong" in bytes(f))
+        client.ping()  # not connected: nothing sent, nothing raised
+        client.start()
+        await client.wait_connected(5)
+        assert client.last_frame_ns == 0
+        sent_ns = time.monotonic_ns()
+        client.ping()
+        await eventually(lambda: client.last_frame_ns >= sent_ns, what="the pong")
+        assert server.connections[0].pings == 1
         await client.close()
         await server.close()
 
