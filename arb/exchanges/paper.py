@@ -50,6 +50,8 @@ What is simulated, and how:
   announces has passed, or a later settlement is announced (the local clock may run behind): ``-size x contract_size x mid x rate`` of the settle asset, valued at
   the live book's mid when it is settled (longs pay a positive rate), exact, charged in full
   (the free balance may go below zero: there is no liquidation). Each settlement is settled once, and only on positions open at it.
+  One no rate was read for (the reads failed for a whole interval) is settled an interval after the
+  last one announced, at the last rate read.
   The payments are listed by ``funding_payments``, as a venue's account book lists them.
 * Consumed liquidity: the public book does not know about paper fills, so the exchange
   keeps a "taken" overlay per book level: the size taken from it, which is not offered again
@@ -293,8 +295,10 @@ class PaperExchange:
         ``rates``: the latest announced rates (other markets' are ignored). A rate announcing a later
         settlement than the one seen before means that earlier settlement has happened, whatever
         the local clock says (it may run behind the venue's): it is settled first, at the rate
-        announced for it. Nothing is settled while the position's book is not in sync or is empty
-        (the next call settles it).
+        announced for it. Settlements no rate was read for (the reads failed for a whole interval)
+        are not skipped: each one, an interval after the last announced, is settled at the last rate
+        read. Nothing is settled while the position's book is not in sync or is empty (the next call
+        settles it).
         """
         made: list[FundingPayment] = []
         for rate in rates:
@@ -304,18 +308,33 @@ class PaperExchange:
             if (
                 earlier is not None
                 and earlier.next_settle_ms < rate.next_settle_ms
-                and not self._settle_if_due(earlier, max(now_ms, earlier.next_settle_ms), made)
+                and not self._settle_through(earlier, rate.next_settle_ms - 1, now_ms, made)
             ):
                 continue  # kept announced until its book allows it to settle
             self._announced[rate.symbol] = rate
-            self._settle_if_due(rate, now_ms, made)
+            self._settle_through(rate, now_ms, now_ms, made)
         return made
 
-    def _settle_if_due(self, rate: FundingRate, now_ms: int, made: list[FundingPayment]) -> bool:
-        """Settle ``rate``'s settlement if its time has come; False only when it is due and could not be settled."""
-        symbol, at_ms = rate.symbol, rate.next_settle_ms
-        if at_ms > now_ms or self._settled_ms.get(symbol, -1) >= at_ms:
-            return True
+    def _settle_through(self, rate: FundingRate, until_ms: int, now_ms: int, made: list[FundingPayment]) -> bool:
+        """Settle each settlement of ``rate``'s schedule at or before ``until_ms`` not settled yet: the one
+        it announced, then those whole intervals after it (as ``FundingRate.settlements_within`` rolls
+        forward), which no read announced, at its rate, the last known. False when one is due and could
+        not be settled (those after it wait with it)."""
+        interval_ms = rate.interval_s * 1000
+        at_ms = rate.next_settle_ms
+        settled_ms = self._settled_ms.get(rate.symbol, -1)
+        if settled_ms >= at_ms:
+            at_ms += ((settled_ms - at_ms) // interval_ms + 1) * interval_ms
+        while at_ms <= until_ms:
+            if not self._settle_funding(rate, at_ms, max(now_ms, at_ms), made):
+                return False
+            at_ms += interval_ms
+        return True
+
+    def _settle_funding(self, rate: FundingRate, at_ms: int, now_ms: int, made: list[FundingPayment]) -> bool:
+        """Settle the settlement at ``at_ms`` at ``rate``'s rate (``now_ms``: when it is settled); False when
+        its book cannot value it."""
+        symbol = rate.symbol
         position = self._positions.get(symbol)
         if position is None or not position.size:
             self._settled_ms[symbol] = at_ms
@@ -347,8 +366,13 @@ class PaperExchange:
         )
         self._funding.append((now_ms, payment))
         made.append(payment)
-        log.info("%s %s: funding %s %s on %s contracts at mid %s, rate %s", self._venue, symbol, amount, asset,
-                 position.size, mid, rate.rate)
+        if at_ms == rate.next_settle_ms:
+            log.info("%s %s: funding %s %s on %s contracts at mid %s, rate %s", self._venue, symbol, amount, asset,
+                     position.size, mid, rate.rate)
+        else:
+            log.warning("%s %s: funding %s %s on %s contracts at mid %s for the settlement at %d ms, no rate read "
+                        "for it: at the last rate read, %s (announced for %d ms)", self._venue, symbol, amount,
+                        asset, position.size, mid, at_ms, rate.rate, rate.next_settle_ms)
         if self._on_balance is not None:
             self._on_balance(self._balance(asset))
         return True

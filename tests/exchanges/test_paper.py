@@ -605,6 +605,27 @@ def test_a_rate_rolled_forward_settles_the_replaced_settlement_on_a_clock_behind
     assert asyncio.run(exchange.funding_payments(T - 1_000)) == [received]
 
 
+def test_settlements_no_rate_was_read_for_are_settled_at_the_last_rate_read(caplog: pytest.LogCaptureFixture) -> None:
+    """The rate reads failing for a whole interval: the settlements they never announced happened at
+    the venue all the same (only the last one announced was settled, the ones between skipped)."""
+    _, exchange, _ = perp_paper()
+    perp = "BTC/USDT:USDT"
+    asyncio.run(exchange.place_order(order("s1", OrderSide.SELL, "10", "59990", symbol=perp)))
+    last = rate("0.0003", T)
+    (first,) = exchange.settle_due_funding([last], T + 1)
+    with caplog.at_level(logging.WARNING, logger="arb.exchanges.paper"):
+        (missed,) = exchange.settle_due_funding([last], T + EIGHT_HOURS_MS + 1)  # no read since: T + 8 h passed
+    assert (missed.amount, missed.time_ms) == (first.amount, T + EIGHT_HOURS_MS)
+    assert "no rate read for it: at the last rate read, 0.0003" in caplog.text
+    # The reads come back once T + 16 h has passed too, announcing T + 24 h.
+    (between,) = exchange.settle_due_funding([rate("0.0001", T + 3 * EIGHT_HOURS_MS)], T + 2 * EIGHT_HOURS_MS + 5)
+    assert (between.amount, between.time_ms) == (first.amount, T + 2 * EIGHT_HOURS_MS)
+    (announced,) = exchange.settle_due_funding([rate("0.0001", T + 3 * EIGHT_HOURS_MS)], T + 3 * EIGHT_HOURS_MS)
+    assert announced.amount == first.amount / 3
+    paid = asyncio.run(exchange.funding_payments(0))
+    assert [p.time_ms for p in paid] == [T + k * EIGHT_HOURS_MS for k in range(4)]
+
+
 def test_a_settlement_made_late_for_its_book_is_listed_when_it_was_made() -> None:
     """A reader asks for what was settled since its last read (an hour back): a settlement that
     waited hours for its book must be among it, not dated out of it by its settlement time."""
