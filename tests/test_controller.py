@@ -49,7 +49,7 @@ from arb.exchanges.models import (
     Balance, Fill, FundingPayment, OrderRequest, OrderState, OrderStatus, OrderType, TimeInForce,
 )
 from arb.hedges import HedgeBook, HedgePosition
-from arb.instruments import Instrument, InstrumentCatalog
+from arb.instruments import InstrumentCatalog
 from arb.journal import IntentRecord, Journal, JournalError
 from arb.balances import BalanceMonitor, SkewAlert
 from arb.pipeline import ScannerPipeline, SymbolPlan
@@ -1681,8 +1681,8 @@ class BookSource:
     def __init__(self, market: CrossedBtc, exchange: ExchangeName) -> None:
         self.market, self.exchange = market, exchange
 
-    async def instrument(self, symbol: str) -> Instrument:
-        return self.market.instruments[self.exchange]
+    async def instruments(self) -> InstrumentCatalog:
+        return InstrumentCatalog(self.exchange, [self.market.instruments[self.exchange]])
 
     def books(self) -> Mapping[str, OrderBook]:
         return {"BTC/USDT": self.market.books[self.exchange]}

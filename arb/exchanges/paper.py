@@ -44,7 +44,8 @@ What is simulated, and how:
   ``contracts * contract_size * price`` of the settle asset as margin, reducing releases
   its share of the margin plus the realized PnL. No mark price, no liquidation. A
   reduce-only order is clipped to the position it reduces (its remainder expires) and
-  refused with ORDER_REJECTED when there is none in its direction, as Gate.io does.
+  refused with ORDER_REJECTED when there is none in its direction, as Gate.io does; so is an
+  order that is not reduce-only on a market taking closes only (a contract in delisting).
 * Funding: ``settle_due_funding`` settles each perpetual's announced rate (``FundingRate``,
   read from the venue's public data) on the open position once the settlement time it
   announces has passed, or a later settlement is announced (the local clock may run behind): ``-size x contract_size x mid x rate`` of the settle asset, valued at
@@ -84,7 +85,7 @@ from arb_core.wire.common import WireScale
 
 from ..errors import ExchangeConnectionError, ExchangeError, OrderRejectedError
 from ..funding import FundingRate
-from ..instruments import Instrument, InstrumentError, round_down_to_step
+from ..instruments import Instrument, InstrumentCatalog, InstrumentError, round_down_to_step
 from ..types import ExchangeName, OrderSide
 from .base import BalanceHandler, BalancesReadHandler, FillHandler, OrderHandler
 from .errors import ErrorCategory
@@ -123,8 +124,8 @@ class PaperSource(Protocol):
     def exchange(self) -> ExchangeName:
         """The market."""
 
-    async def instrument(self, symbol: str) -> Instrument:
-        """Trading rules of ``symbol``."""
+    async def instruments(self) -> InstrumentCatalog:
+        """The trading rules of the market's instruments (with those it takes closes only on)."""
 
     def books(self) -> Mapping[str, OrderBook]:
         """The live books by unified symbol, in their book scale."""
@@ -399,9 +400,11 @@ class PaperExchange:
         if self.latency_s:
             await asyncio.sleep(self.latency_s)  # cancelled on the way, the order never arrives
         arrived_ns = time.monotonic_ns()
-        instrument = await self.source.instrument(request.symbol)
+        catalog = await self.source.instruments()
+        instrument = catalog.get(request.symbol)
         where = f"paper order {request.client_order_id!r} {request.symbol}"
-        self._check_request(request, instrument, where)  # refused at once, whatever its book
+        # Refused at once, whatever its book.
+        self._check_request(request, instrument, where, closing_only=catalog.closing_only(request.symbol))
         book = await self._live_book(request.symbol, where, arrived_ns - self._push_ns)
         with localcontext() as ctx:
             ctx.prec = _PRECISION
@@ -435,10 +438,16 @@ class PaperExchange:
     def rehearse_order(self, request: OrderRequest) -> None:
         """Nothing to encode: a paper order is never written."""
 
-    def _check_request(self, request: OrderRequest, instrument: Instrument, where: str) -> None:
+    def _check_request(self, request: OrderRequest, instrument: Instrument, where: str, *, closing_only: bool) -> None:
         if request.client_order_id in self._by_client:
             raise OrderRejectedError(
                 self._venue, f"{where}: client order id already used", category=ErrorCategory.ORDER_REJECTED
+            )
+        if closing_only and not request.reduce_only:
+            # As Gate.io refuses it (CONTRACT_IN_DELISTING): a contract in delisting takes only closes.
+            raise OrderRejectedError(
+                self._venue, f"{where}: the market takes only reduce-only orders (in delisting)",
+                category=ErrorCategory.ORDER_REJECTED,
             )
         if request.type is OrderType.LIMIT and request.time_in_force in (TimeInForce.GTC, TimeInForce.POST_ONLY):
             raise ExchangeError(

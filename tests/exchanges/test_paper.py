@@ -22,7 +22,7 @@ from arb.exchanges.models import Balance, Fill, OrderRequest, OrderState, OrderS
 from arb.exchanges import paper as paper_module
 from arb.exchanges.paper import PaperExchange
 from arb.funding import FundingRate
-from arb.instruments import Instrument
+from arb.instruments import Instrument, InstrumentCatalog, SkippedPair
 from arb.types import ExchangeName, OrderSide
 
 SPOT = Instrument(
@@ -56,6 +56,7 @@ class Source:
         self.heard_ns: int | None = None  # when its stream last received a frame; None: just now (a busy stream)
         self.pings = 0
         self.answers_pings = True
+        self.closing_only = False  # the market takes only reduce-only orders (a contract in delisting)
 
     def ticks(self, price: str) -> int:
         return int(D(price).scaleb(self.scale.price_decimals)) // self.scale.tick_units
@@ -67,9 +68,11 @@ class Source:
     def exchange(self) -> ExchangeName:
         return self.instrument_.exchange
 
-    async def instrument(self, symbol: str) -> Instrument:
-        assert symbol == self.instrument_.symbol
-        return self.instrument_
+    async def instruments(self) -> InstrumentCatalog:
+        if self.closing_only:
+            kept = SkippedPair(self.instrument_.venue_symbol, self.instrument_.symbol, "in delisting", True, self.instrument_)
+            return InstrumentCatalog(self.exchange, [], [kept]).with_closing_only([self.instrument_.symbol])
+        return InstrumentCatalog(self.exchange, [self.instrument_])
 
     def books(self) -> Mapping[str, OrderBook]:
         return {self.instrument_.symbol: self.book}
@@ -542,6 +545,21 @@ def test_a_reduce_only_order_is_clipped_to_the_position_and_refused_without_one(
     asyncio.run(exchange.place_order(order("p2", OrderSide.SELL, "4", "59990", symbol=perp)))  # short 4
     fok = reduce_only("r3", OrderSide.BUY, "6", "60000", TimeInForce.FOK)  # judged on its clipped size: 4
     assert (fok.status, fok.filled_quantity) == (OrderStatus.EXPIRED, D("4"))
+    assert asyncio.run(exchange.positions()) == []
+
+
+def test_a_market_in_delisting_takes_only_reduce_only_orders_as_the_venue_does() -> None:
+    """Gate.io refuses an order that is not reduce-only on a contract in delisting (CONTRACT_IN_DELISTING)."""
+    source, exchange, _ = perp_paper()
+    perp = "BTC/USDT:USDT"
+    asyncio.run(exchange.place_order(order("p1", OrderSide.BUY, "10", "60000", symbol=perp)))  # long 10
+    source.closing_only = True
+    for cid, side in (("o1", OrderSide.BUY), ("o2", OrderSide.SELL)):  # growing it, or closing it not reduce-only
+        with pytest.raises(OrderRejectedError, match="takes only reduce-only orders") as refused:
+            asyncio.run(exchange.place_order(order(cid, side, "1", "59990" if side is OrderSide.SELL else "60000", symbol=perp)))
+        assert refused.value.category == ErrorCategory.ORDER_REJECTED
+    close = msgspec.structs.replace(order("r1", OrderSide.SELL, "10", "59990", symbol=perp), reduce_only=True)
+    assert asyncio.run(exchange.place_order(close)).filled_quantity == D("10")
     assert asyncio.run(exchange.positions()) == []
 
 
