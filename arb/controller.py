@@ -1258,11 +1258,11 @@ class ArbitrageController:
             )
         if self.journal is None:
             if dry_run:
-                tag = "paper" if self.mode == "paper" else "dry"
-                path = simulated_journal_path(config.journal_path, tag)
-                if self._owned_sim or self.mode == "paper":
+                paper = self.mode == "paper"
+                path = simulated_journal_path(config.journal_path, "paper" if paper else "dry")
+                if self._owned_sim or paper:
                     _set_aside(path)
-                self.journal = Journal(path, synchronous="NORMAL")
+                self.journal = Journal(path, synchronous="NORMAL", mode="paper" if paper else "dry run")
             else:
                 path = os.path.abspath(config.journal_path)
                 if not os.path.exists(path):
@@ -1274,7 +1274,7 @@ class ArbitrageController:
                         "engine.journal_path (or ARB_JOURNAL_PATH) to its journal's absolute path", path,
                     )
                 self.journal = Journal(
-                    path, synchronous="NORMAL" if config.journal_synchronous == "NORMAL" else "FULL"
+                    path, synchronous="NORMAL" if config.journal_synchronous == "NORMAL" else "FULL", mode="live"
                 )
         if self.risk is not None:
             # A journal that cannot record stops new entries: an order sent then could not be
@@ -1544,7 +1544,7 @@ class ArbitrageController:
         if self._kill_at_start is None or self._startup_kill_journaled is self._kill_at_start or self.mode != "LIVE":
             return
         try:
-            with Journal(self.config.journal_path) as journal:
+            with Journal(self.config.journal_path, mode="live") as journal:
                 journal.record_kill_switch(self._kill_at_start, _STARTUP_KILL_REASONS[self._kill_at_start])
         except Exception:
             log.exception("journal: the kill switch set during the failed start was not recorded")

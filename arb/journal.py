@@ -51,6 +51,11 @@ append is cut back off the log; when even that fails, intents are committed to t
 at once until the log can be emptied. More than ``MAX_LOGGED_INTENTS`` waiting for a database
 that does not take them refuse the next.
 
+Run mode: a journal opened with a ``mode`` records it when none is recorded (a new file, or one
+written before modes were recorded), and refuses to open for another: a live run restoring a
+paper or dry run's hedges, day's PnL and open intents would take them for real, and the
+reverse would mix simulated trades into a live account's record.
+
 Money is stored as decimal strings, exactly; times are wall-clock ms.
 """
 
@@ -69,7 +74,7 @@ from collections.abc import Awaitable, Callable, Collection, Iterable, Iterator,
 from contextlib import AbstractContextManager, contextmanager, suppress
 from decimal import Decimal
 from types import TracebackType
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, get_args
 
 import msgspec
 import numpy as np
@@ -81,7 +86,7 @@ from .types import ExchangeName, OrderSide, number_problem
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 SQLITE_HEADER = b"SQLite format 3\x00"  # how every SQLite database file begins
 INTENT_LOG_SUFFIX = "-intents"  # the intent log is the database's path with this suffix
 # SQLite's own checkpoint, run inside a commit once the WAL holds this many pages: a safety net
@@ -209,16 +214,31 @@ CREATE TABLE IF NOT EXISTS order_windows (
 # intents of older versions, which are read at the catalog's contract size (``base_per_unit``).
 # Added by ``_migrate`` where the table lacks it: SQLite has no ADD COLUMN IF NOT EXISTS.
 _CONTRACT_SIZE_COLUMN = "ALTER TABLE intents ADD COLUMN contract_size TEXT"
+# Version 8: the mode of the runs that write the journal (``JournalMode``), one row, so that a run of
+# another mode does not continue it. Empty in a file upgraded from an older version.
+_RUN_MODE_SCHEMA = """
+CREATE TABLE IF NOT EXISTS run_mode (
+    only INTEGER PRIMARY KEY CHECK (only = 1),
+    mode TEXT NOT NULL,
+    at_ms INTEGER NOT NULL
+);
+"""
 # What brings a journal of each older version to SCHEMA_VERSION (0: a new file).
 _UPGRADES = {
-    0: _SCHEMA + _FUNDING_SCHEMA + _HEDGE_DROP_SCHEMA + _RECOVERY_INDEX_SCHEMA + _KILL_SWITCH_SCHEMA + _ORDER_WINDOW_SCHEMA,
-    1: _FUNDING_SCHEMA + _HEDGE_DROP_SCHEMA + _RECOVERY_INDEX_SCHEMA + _KILL_SWITCH_SCHEMA + _ORDER_WINDOW_SCHEMA,
-    2: _HEDGE_DROP_SCHEMA + _RECOVERY_INDEX_SCHEMA + _KILL_SWITCH_SCHEMA + _ORDER_WINDOW_SCHEMA,
-    3: _RECOVERY_INDEX_SCHEMA + _KILL_SWITCH_SCHEMA + _ORDER_WINDOW_SCHEMA,
-    4: _KILL_SWITCH_SCHEMA + _ORDER_WINDOW_SCHEMA,
-    5: _ORDER_WINDOW_SCHEMA,
-    6: "",
+    0: _SCHEMA + _FUNDING_SCHEMA + _HEDGE_DROP_SCHEMA + _RECOVERY_INDEX_SCHEMA + _KILL_SWITCH_SCHEMA
+    + _ORDER_WINDOW_SCHEMA + _RUN_MODE_SCHEMA,
+    1: _FUNDING_SCHEMA + _HEDGE_DROP_SCHEMA + _RECOVERY_INDEX_SCHEMA + _KILL_SWITCH_SCHEMA + _ORDER_WINDOW_SCHEMA
+    + _RUN_MODE_SCHEMA,
+    2: _HEDGE_DROP_SCHEMA + _RECOVERY_INDEX_SCHEMA + _KILL_SWITCH_SCHEMA + _ORDER_WINDOW_SCHEMA + _RUN_MODE_SCHEMA,
+    3: _RECOVERY_INDEX_SCHEMA + _KILL_SWITCH_SCHEMA + _ORDER_WINDOW_SCHEMA + _RUN_MODE_SCHEMA,
+    4: _KILL_SWITCH_SCHEMA + _ORDER_WINDOW_SCHEMA + _RUN_MODE_SCHEMA,
+    5: _ORDER_WINDOW_SCHEMA + _RUN_MODE_SCHEMA,
+    6: _RUN_MODE_SCHEMA,
+    7: _RUN_MODE_SCHEMA,
 }
+JournalMode = Literal["live", "paper", "dry run"]
+"""The kind of run that writes a journal: live orders, paper fills, or simulated venues."""
+_JOURNAL_MODES: tuple[str, ...] = get_args(JournalMode)
 
 _MARKET_VALUES = frozenset(market.value for market in ExchangeName)
 _SQLITE_CORRUPT, _SQLITE_NOTADB = 11, 26  # primary result codes of a damaged file
@@ -681,7 +701,10 @@ class Journal:
         *,
         synchronous: Literal["FULL", "NORMAL"] = "FULL",
         wall_clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+        mode: JournalMode | None = None,
     ) -> None:
+        """``mode``: the kind of run opening it, recorded when the journal records none yet and else
+        checked (``JournalError`` when another mode wrote it); None (tools): neither."""
         if synchronous not in ("FULL", "NORMAL"):
             raise ValueError(f"synchronous={synchronous!r}: expected 'FULL' or 'NORMAL'")
         self.path = os.fspath(path)
@@ -716,12 +739,12 @@ class Journal:
         in_memory = self.path in ("", ":memory:")
         self.intent_log_path = None if in_memory else intent_log_of(self.path)
         try:
-            self._connect(synchronous)
+            self._connect(synchronous, mode)
         except BaseException:
             self._release()
             raise
 
-    def _connect(self, synchronous: str) -> None:
+    def _connect(self, synchronous: str, mode: JournalMode | None) -> None:
         if self.intent_log_path is not None:
             # First: a second opener is refused before it touches anything.
             self._log_made = not os.path.exists(self.intent_log_path)
@@ -744,8 +767,10 @@ class Journal:
             self._db.execute(f"PRAGMA synchronous={synchronous}")
             self._db.execute(f"PRAGMA wal_autocheckpoint={AUTOCHECKPOINT_PAGES}")
             self._db.execute("PRAGMA foreign_keys=ON")
-            self._migrate()
+            created = self._migrate()
             self._check_writable()
+            if mode is not None:
+                self._claim_mode(mode, created)  # before anything of another mode's is read or moved
             if self._log_fd is not None and self.intent_log_path is not None:
                 self._recover_intent_log(self.intent_log_path, self._log_fd)
                 self._recover_log_of_link()
@@ -832,10 +857,11 @@ class Journal:
         finally:
             os.close(fd)
 
-    def _migrate(self) -> None:
+    def _migrate(self) -> bool:
+        """Bring the schema to ``SCHEMA_VERSION``; whether the file was new."""
         (version,) = self._db.execute("PRAGMA user_version").fetchone()
         if version == SCHEMA_VERSION:
-            return
+            return False
         upgrade = _UPGRADES.get(version)
         if upgrade is None:
             raise JournalError(
@@ -850,6 +876,35 @@ class Journal:
             self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         if version:
             log.info("journal %s: schema upgraded from version %d to %d", self.path, version, SCHEMA_VERSION)
+        return not version
+
+    def _claim_mode(self, mode: JournalMode, created: bool) -> None:
+        """Record ``mode`` as the journal's when it has none; raise ``JournalError`` when another wrote it."""
+        recorded = self.mode
+        if recorded == mode:
+            return
+        if recorded is not None:
+            raise JournalError(
+                f"journal {self.path}: written in {recorded} mode, refused for a run in {mode} mode: its hedges, "
+                f"day's PnL and open orders are not this run's (give the run in {mode} mode a journal of its own "
+                "in engine.journal_path)"
+            )
+        with self._transaction:
+            self._write("INSERT INTO run_mode (only, mode, at_ms) VALUES (1, ?, ?)", (mode, self._now_ms()))
+        if not created:
+            log.warning("journal %s: no run mode recorded (written before arb recorded it); taken as written in "
+                        "%s mode from now on", self.path, mode)
+
+    @property
+    def mode(self) -> JournalMode | None:
+        """The kind of run that writes this journal; None when none is recorded."""
+        row = self._db.execute("SELECT mode FROM run_mode").fetchone()
+        if row is None:
+            return None
+        if row[0] not in _JOURNAL_MODES:
+            raise _unreadable(f"journal {self.path}: run_mode.mode {row[0]!r} is none of {', '.join(_JOURNAL_MODES)}")
+        mode: JournalMode = row[0]
+        return mode
 
     def _recover_intent_log(self, log_path: str, fd: int) -> None:
         """Move into the database the intents a crash left only in the log, then empty it."""

@@ -526,7 +526,7 @@ def test_approvals_leaves_an_older_journal_for_the_engine_that_runs_it(
 
     from arb.cli import main
     from arb.exchanges.models import OrderRequest, OrderType
-    from arb.journal import Journal
+    from arb.journal import SCHEMA_VERSION, Journal
     from arb.types import ExchangeName, OrderSide
 
     path, log = tmp_path / "journal.sqlite3", tmp_path / "journal.sqlite3-intents"
@@ -548,7 +548,7 @@ def test_approvals_leaves_an_older_journal_for_the_engine_that_runs_it(
     assert capsys.readouterr().out.splitlines() == ["o1    residual 0.5  residual past its bound"]
     assert version() == 6 and log.read_bytes() == logged
     assert main(["approvals", "--journal", str(path), "--acknowledge", "o1"]) == 2
-    assert (f"approvals: the journal {path} is of schema version 6; acknowledging would upgrade it to version 7"
+    assert (f"approvals: the journal {path} is of schema version 6; acknowledging would upgrade it to version {SCHEMA_VERSION}"
             in capsys.readouterr().err)
     assert version() == 6 and log.read_bytes() == logged
     with Journal(path):  # the engine of this arb upgrades it

@@ -312,6 +312,21 @@ def test_a_live_start_on_a_journal_that_does_not_exist_says_so_with_its_absolute
         assert new is (run == "first")
 
 
+def test_a_live_start_on_a_paper_journal_is_refused_naming_the_file_and_both_modes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Live, it restored the paper run's hedges, day's PnL and open intents as if real."""
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "arb-journal.sqlite3"
+    with Journal(path, mode="paper"):
+        pass
+    controller = ArbitrageController(manager(tmp_path, CONFIG))
+    controller.mode = "LIVE"
+    with pytest.raises(JournalError, match=f"journal {path}: written in paper mode, refused for a run in live mode"):
+        asyncio.run(controller._build_parts(False))
+    assert controller.journal is None
+
+
 def test_engine_session_statistics_health_and_a_refused_opportunity(tmp_path: Path) -> None:
     configuration = manager(tmp_path)
     cluster = dry_run_cluster(configuration.config, random_per_minute=0)

@@ -291,7 +291,7 @@ def test_a_version_3_journal_gets_the_recovery_step_indexes_and_the_kill_switch_
         assert [opp for opp, _, _ in journal.awaiting_approval()] == ["o1"]
         assert journal.kill_switch() is None
     with closing(sqlite3.connect(path)) as db:
-        assert db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,) == (7,)
+        assert db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,) == (8,)
         one = db.execute(
             "EXPLAIN QUERY PLAN SELECT step, detail FROM recovery_steps WHERE opportunity_id = ? ORDER BY step_id", ("o1",)
         ).fetchall()
@@ -341,7 +341,7 @@ def test_the_longest_order_window_of_each_market_is_kept_across_runs_and_upgrade
         journal.record_order_windows({ExchangeName.MEXC: 12_000, ExchangeName.GATEIO: 1_000})
         assert journal.order_windows() == {ExchangeName.MEXC: 12_000, ExchangeName.GATEIO: 1_000}
     with closing(sqlite3.connect(path)) as db:
-        assert db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,) == (7,)
+        assert db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,) == (8,)
 
 
 def test_the_kill_switch_is_kept_as_last_changed(tmp_path: Path) -> None:
@@ -666,6 +666,40 @@ def test_a_futures_intent_is_journaled_with_its_contract_size(journal: Journal) 
     assert [(r.fill.trade_id, r.contract_size) for r in journal.fills("h1")] == [("t1", D("0.0001"))]
 
 
+def test_a_journal_records_the_mode_of_the_run_that_created_it_and_refuses_runs_of_another(tmp_path: Path) -> None:
+    """A live run whose journal_path named a paper or dry run's journal restored its hedges, day's
+    PnL and open intents as if real (and the reverse mixed simulated trades into a live record)."""
+    paper, live = tmp_path / "paper.sqlite3", tmp_path / "live.sqlite3"
+    with Journal(paper, mode="paper") as journal:
+        assert journal.mode == "paper"
+        journal.record_intent("o1", "buy", request("o1-b"), GATE)
+    with Journal(live, mode="live"):
+        pass
+    for path, written, run in ((paper, "paper", "live"), (live, "live", "paper"), (live, "live", "dry run")):
+        with pytest.raises(JournalError, match=f"journal {path}: written in {written} mode, refused for a run in {run} mode"):
+            Journal(path, mode=run)  # type: ignore[arg-type]
+    with Journal(paper, mode="paper") as journal:  # the refused opening let go of the file
+        assert [i.client_order_id for i in journal.open_intents()] == ["o1-b"]
+    with Journal(live) as journal:  # a tool: neither recorded nor checked
+        assert journal.mode == "live"
+
+
+def test_a_journal_written_before_modes_were_recorded_is_taken_as_the_mode_of_the_run_opening_it(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "j.sqlite3"
+    with Journal(path):
+        pass
+    with closing(sqlite3.connect(path)) as db:
+        db.execute("DROP TABLE run_mode")
+        db.execute("PRAGMA user_version=7")
+    with caplog.at_level(logging.WARNING, logger="arb.journal"), Journal(path, mode="live") as journal:
+        assert journal.mode == "live"
+    assert f"journal {path}: no run mode recorded (written before arb recorded it); taken as written in live mode" in caplog.text
+    with pytest.raises(JournalError, match="written in live mode, refused for a run in paper mode"):
+        Journal(path, mode="paper")
+
+
 def test_a_version_6_journal_gets_the_contract_size_column_its_rows_without_one(tmp_path: Path) -> None:
     path = tmp_path / "v6.sqlite3"
     perp = ExchangeName.GATEIO_FUTURES
@@ -681,7 +715,7 @@ def test_a_version_6_journal_gets_the_contract_size_column_its_rows_without_one(
         journal.record_intent("h2", "sell", msgspec.structs.replace(short, client_order_id="c2"), perp, D("0.001"))
         assert journal.intent(perp, "c2").contract_size == D("0.001")
     with closing(sqlite3.connect(path)) as db:
-        assert db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,) == (7,)
+        assert db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,) == (8,)
 
 
 def test_an_unreadable_contract_size_is_named(journal: Journal) -> None:

@@ -386,7 +386,7 @@ def test_funding_stamped_on_a_day_this_clock_has_not_reached_counts_once_the_day
 def test_a_journal_written_by_an_earlier_version_restores(tmp_path: Path) -> None:
     """A version 1 file (before the funding and hedge-drop tables), written without this code, is
     upgraded when opened and restores."""
-    assert SCHEMA_VERSION == 7
+    assert SCHEMA_VERSION == 8
     path = tmp_path / "old.sqlite3"
     db = sqlite3.connect(path)
     db.executescript(journal_module._SCHEMA)  # the version 1 tables, as that version created them
