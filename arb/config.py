@@ -8,6 +8,7 @@ value and what is allowed.
 from __future__ import annotations
 
 import difflib
+import importlib.util
 import ipaddress
 import logging
 import os
@@ -554,8 +555,8 @@ class ConfigurationManager:
             f"{_on(c.enable_risk_checks)}, recovery {_on(c.enable_recovery_mode)}, busy poll {_on(c.busy_poll)}, "
             f"rehearsal {f'every {c.rehearsal_interval_ms} ms' if c.rehearsal_interval_ms else 'off'}",
             f"journal         {journal} (--live, synchronous={c.journal_synchronous}); dry runs "
-            f"{simulated_journal_path(journal)}, --paper {simulated_journal_path(journal, 'paper')} "
-            "(synchronous=NORMAL)",
+            f"{simulated_journal_path(journal)}, --paper {simulated_journal_path(journal, 'paper')}, --sim-urls "
+            f"{simulated_journal_path(journal, 'sim')} (synchronous=NORMAL)",
             f"hedge funding   over {c.hedge_holding_horizon_s} s held, rates read every "
             f"{c.funding_refresh_interval_ms} ms",
             "trading rules   "
@@ -638,9 +639,11 @@ def simulated_journal_path(path: str, tag: str = "dry") -> str:
 
 def event_loop_problem(choice: str) -> str | None:
     """Why ``ARB_EVENT_LOOP=choice`` names no event loop ``run`` has, or None when it names one."""
-    if choice in EVENT_LOOPS:
-        return None
-    return f"{EVENT_LOOP_ENV}={choice!r}: must be one of {', '.join(EVENT_LOOPS)}"
+    if choice not in EVENT_LOOPS:
+        return f"{EVENT_LOOP_ENV}={choice!r}: must be one of {', '.join(EVENT_LOOPS)}"
+    if choice == "uvloop" and importlib.util.find_spec("uvloop") is None:  # optional: not a dependency
+        return f"{EVENT_LOOP_ENV}=uvloop: uvloop is not installed"
+    return None
 
 
 def _on(flag: bool) -> str:

@@ -1259,7 +1259,10 @@ class ArbitrageController:
         if self.journal is None:
             if dry_run:
                 paper = self.mode == "paper"
-                path = simulated_journal_path(config.journal_path, "paper" if paper else "dry")
+                # Simulated venues this engine does not own (``--sim-urls``) outlive it: their journal is
+                # kept, and apart from the built-in venues' one, whose orders exist nowhere after a run.
+                tag = "paper" if paper else "dry" if self._owned_sim else "sim"
+                path = simulated_journal_path(config.journal_path, tag)
                 if self._owned_sim or paper:
                     _set_aside(path)
                 self.journal = Journal(path, synchronous="NORMAL", mode="paper" if paper else "dry run")

@@ -1,5 +1,6 @@
 """ConfigurationManager: layering, env overrides, and every validation rule (bad input first)."""
 
+import importlib.util
 import logging
 import os
 import threading
@@ -263,6 +264,15 @@ def test_an_event_loop_run_does_not_have_is_refused_as_run_refuses_it(tmp_path: 
     assert load(tmp_path, env={"ARB_EVENT_LOOP": "asyncio"}).config.symbols
 
 
+def test_uvloop_chosen_where_it_is_not_installed_is_refused_as_run_refuses_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """check-config passed ARB_EVENT_LOOP=uvloop without uvloop, which run then refused."""
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *args: None if name == "uvloop" else real(name, *args))
+    assert problems(tmp_path, env={"ARB_EVENT_LOOP": "uvloop"}) == ("ARB_EVENT_LOOP=uvloop: uvloop is not installed",)
+
+
 def test_user_file_overrides_defaults_and_env_overrides_both(tmp_path: Path) -> None:
     text = "[risk]\nmax_position_size_usd = '200'\nmax_daily_loss_usd = '20'\n"
     config = load(tmp_path, text, {"ARB_MAX_POSITION_SIZE_USD": "300"}).config
@@ -436,7 +446,7 @@ def test_summary_names_each_journal_a_run_writes(tmp_path: Path) -> None:
     (line,) = [line for line in manager.summary().splitlines() if line.startswith("journal")]
     assert line.endswith(
         f"{tmp_path / 'j.sqlite3'} (--live, synchronous=FULL); dry runs {tmp_path / 'j-dry.sqlite3'}, "
-        f"--paper {tmp_path / 'j-paper.sqlite3'} (synchronous=NORMAL)"
+        f"--paper {tmp_path / 'j-paper.sqlite3'}, --sim-urls {tmp_path / 'j-sim.sqlite3'} (synchronous=NORMAL)"
     )
 
 

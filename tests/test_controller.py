@@ -567,6 +567,31 @@ def test_a_dry_run_on_its_own_simulator_starts_a_fresh_journal_and_keeps_the_las
         assert journal.open_intents() == []
 
 
+def test_a_dry_run_on_venues_it_does_not_own_keeps_a_journal_apart_from_the_built_in_venues_one(tmp_path: Path) -> None:
+    """A dry run on --sim-urls venues shared the built-in venues' journal and restored that run's
+    orders, positions and PnL, which its venues never saw."""
+    configuration = manager(tmp_path, environ={"ARB_JOURNAL_PATH": str(tmp_path / "arb.sqlite3")})
+    with Journal(tmp_path / "arb-dry.sqlite3", mode="dry run") as journal:
+        journal.record_recovery_step("built-in-run", "flagged")
+
+    async def one_run() -> None:
+        cluster = dry_run_cluster(configuration.config, random_per_minute=0)
+        await cluster.start()
+        try:
+            controller = ArbitrageController(configuration, sim_endpoints=cluster.endpoints())
+            await controller.initialize(dry_run=True)
+            assert controller.journal is not None and controller.journal.recovery_steps("built-in-run") == []
+            await controller.shutdown()
+        finally:
+            await cluster.stop()
+
+    asyncio.run(one_run())
+    with Journal(tmp_path / "arb-sim.sqlite3") as journal:
+        assert journal.mode == "dry run"
+    with Journal(tmp_path / "arb-dry.sqlite3") as journal:
+        assert journal.recovery_steps("built-in-run") == [("flagged", {})]
+
+
 @pytest.mark.parametrize("busy_poll", [False, True])
 def test_busy_poll_keeps_the_loop_from_sleeping_until_the_run_ends(tmp_path: Path, busy_poll: bool) -> None:
     configuration = manager(tmp_path, CONFIG + f"busy_poll = {str(busy_poll).lower()}\n")

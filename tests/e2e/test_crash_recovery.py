@@ -126,7 +126,7 @@ def test_sigkill_at_random_points_loses_and_doubles_nothing(tmp_path: Path) -> N
     settle_only = write_config(tmp_path, "settle.toml", "100000")  # reconciles at start-up, never trades
     manager = ConfigurationManager(trading, environ={})
     manager.load_configuration(dry_run=True)
-    journal_path = tmp_path / "journal-dry.sqlite3"  # dry runs journal beside the configured path
+    journal_path = tmp_path / "journal-sim.sqlite3"  # dry runs on --sim-urls journal beside the configured path
     urls = tmp_path / "sim.json"
     log = tmp_path / "engine.log"
     rng = random.Random(SEED)
