@@ -652,12 +652,13 @@ def _backtest(args: argparse.Namespace) -> int:
         order_budgets=args.order_budgets, deposits=deposits,
     )
     result = backtest(args.files, manager, settings)
+    # No symbol to trade (the notes say why): no run to take for a result, and no report of one.
+    traded_nothing = not result.symbols
     report_failed = False
     if args.report is not None and result.report is None:
-        # No symbol to trade (the notes say why): no run, no report of one.
         print(f"arb backtest: no report written to {args.report}: the engine traded no symbol of this recording "
               "(see the notes)", file=sys.stderr)
-        report_failed = True
+        traded_nothing = True
     elif args.report is not None and result.report is not None:
         try:
             print(f"report written: {write_report(result.report, args.report)[0]}", file=sys.stderr)
@@ -675,9 +676,12 @@ def _backtest(args: argparse.Namespace) -> int:
         print(msgspec.json.encode(summary).decode())
     else:
         print("\n".join(result.lines()))
+        if traded_nothing:
+            print("arb backtest: the engine traded no symbol of this recording (see the notes)", file=sys.stderr)
     # A list that does not parse leaves the market on the simulator's terms: not a result to take
     # for one on the venue's, so it fails the backtest as damage does.
-    return EXIT_OK if result.damage is None and not result.instrument_errors and not report_failed else EXIT_ERROR
+    failed = result.damage is not None or result.instrument_errors or traded_nothing or report_failed
+    return EXIT_ERROR if failed else EXIT_OK
 
 
 def _stop_on_signals(signalled: list[str]) -> asyncio.Event:

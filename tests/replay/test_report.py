@@ -266,6 +266,18 @@ def test_backtest_cli_says_no_report_was_written_when_the_engine_did_not_run(sha
     assert "no symbol is recorded on two markets the scanner can pair" in result.stdout  # the note saying why
 
 
+def test_a_backtest_in_which_the_engine_trades_no_symbol_fails_without_a_report_too(shared_data: Path, tmp_path: Path) -> None:
+    """Without ``--report`` such a backtest exited 0, as if the recording had been traded."""
+    folder = shared_data / "cryptofeed"
+    result = subprocess.run(
+        [sys.executable, "-m", "arb", "backtest", str(folder / "GATEIO.http.0.0"), str(folder / "GATEIO.ws.1.0")],
+        capture_output=True, text=True, timeout=120, cwd=tmp_path,
+    )
+    assert result.returncode == 1, result.stderr
+    assert "arb backtest: the engine traded no symbol of this recording (see the notes)" in result.stderr
+    assert "traded symbols none" in result.stdout
+
+
 def test_backtest_cli_takes_the_account_s_deposits_and_names_an_asset_it_lacks(recording, tmp_path: Path) -> None:
     """The account held only the default USDT, BTC and ETH, which no option changed: a recording of
     another pair traded nothing, with no word of why."""
