@@ -29,7 +29,10 @@ from .errors import ArbitrageEngineError, ConfigurationError, StartupInterrupted
 from .secrets import (
     VENUE_ENV_PREFIX, encrypt_secret, generate_encryption_key, header_safe, load_credentials, quote_around,
 )
-from .shutdown import ShutdownManager, Terminated, release_stop_signals, signals_given_back
+from .shutdown import (
+    ShutdownManager, StopDelivery, StopSignals, Terminated, note_repeated_stop, release_stop_signals,
+    signals_given_back,
+)
 from .types import MAX_EXPONENT, number_problem
 
 if TYPE_CHECKING:
@@ -686,16 +689,22 @@ def _backtest(args: argparse.Namespace) -> int:
 
 def _stop_on_signals(signalled: list[str]) -> asyncio.Event:
     """An event the first SIGINT or SIGTERM sets (its name appended to ``signalled``), on the running
-    loop; a second one exits at once, should stopping hang. Handled, not left to their defaults: a
-    container's first process is never given a signal it has no handler for."""
+    loop; a second one (not the first delivered twice: ``StopSignals``) exits at once, should
+    stopping hang. Handled, not left to their defaults: a container's first process is never given
+    a signal it has no handler for."""
     import asyncio
 
     loop, stop = asyncio.get_running_loop(), asyncio.Event()
+    received = StopSignals()
 
     def on_signal(signum: signal.Signals) -> None:
-        if signalled:
+        delivery = received.receive(signum)
+        if delivery is StopDelivery.SECOND:
             os.write(2, f"arb: received {signum.name} again while stopping: exiting\n".encode())
             os._exit(EXIT_ERROR)
+        if delivery is StopDelivery.REPEAT:
+            note_repeated_stop(signum)
+            return
         signalled.append(signum.name)
         stop.set()
 

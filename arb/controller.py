@@ -73,7 +73,10 @@ from .shutdown import (
     KILL_SWITCH_RELEASE,
     ShutdownManager,
     StepOutcome,
+    StopDelivery,
+    StopSignals,
     exit_at_once,
+    note_repeated_stop,
     take_held_kill_switch_signal,
     take_held_stop_signal,
 )
@@ -109,9 +112,6 @@ RECOVERY_LOSS_FRACTION = Decimal("0.01")
 # order kept in reserve, so that a leg that fails is hedged or unwound at once rather than once
 # the budget's window has passed (a second on Gate.io spot, after a burst of trades).
 ENTRY_ORDER_BUDGET = 2
-# How soon after the stop signal held before the start-up took it the same signal from the event loop
-# is that one again (``_install_startup_signals``), not an operator's second signal forcing exit.
-HELD_SIGNAL_ECHO_S = 0.5
 # Status ticks in a row that may put off a collection because an opportunity was waiting (``_housekeeping``).
 COLLECTION_SKIPS_MAX = 5
 # How long a shutdown waits for the executions in flight to end (both legs' outcomes learned, any
@@ -460,6 +460,7 @@ class ArbitrageController:
         self.early_stop_hook: Callable[[str], None] | None = None
         self._startup_stop: str | None = None  # the signal that stopped the start-up
         self._stop_before_run: str | None = None  # a signal between the start-up and ``run``
+        self._startup_stops = StopSignals()  # those the start-up's handlers received, to tell a repeat from a second
         self._kill_at_start: bool | None = None  # SIGUSR1 (True) or SIGUSR2 (False) during the start-up
         self._kill_journaled: tuple[str, int] | None = None  # the kill switch as an earlier run left it
         self._journal_closed = False  # by the shutdown's last steps
@@ -579,16 +580,13 @@ class ArbitrageController:
         """Handlers for the start-up and the moment after it, before ``run`` takes the signals; the
         signals handled (none where the loop takes no handlers)."""
         loop = asyncio.get_running_loop()
-        # The stop signal held before these handlers (``hold_stop_signals``) and when it was taken: one
-        # that came while they were being installed reaches both the hold and the loop's handler.
-        taken: list[tuple[signal.Signals, float]] = []
 
         def stop(sig: signal.Signals) -> None:
-            if taken:
-                held, at = taken.pop()
-                if held is sig and time.monotonic() - at < HELD_SIGNAL_ECHO_S:
-                    log.debug("%s delivered again by the event loop: the one held, handled once", sig.name)
-                    return
+            # A repeat: the stop delivered twice, or the one held (``hold_stop_signals``) that came while
+            # these handlers were being installed, which reaches both the hold and the loop's handler.
+            if self._startup_stops.receive(sig) is StopDelivery.REPEAT:
+                note_repeated_stop(sig)
+                return
             reason = f"received {sig.name}"
             if self.shutdown_manager.is_shutting_down:  # shut down without a run: as a run's shutdown
                 self.shutdown_manager.on_signal(sig)
@@ -637,7 +635,6 @@ class ArbitrageController:
         held = take_held_stop_signal()
         if held is not None:
             stop(held)
-            taken.append((held, time.monotonic()))
         return handled
 
     async def _initialize(self, dry_run: bool, paper: bool) -> None:

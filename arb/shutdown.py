@@ -5,7 +5,9 @@ in flight finish (their recoveries included), cancel the engine's open orders, c
 connectors, flush and close the journal. Each step gets its own timeout, capped by what is
 left of the overall one; a step that fails or times out is logged and the next one still
 runs (a stuck cancel must not keep the journal from closing). Steps left when the overall
-timeout is spent are skipped. A second signal while shutting down exits the process at once.
+timeout is spent are skipped. A second signal while shutting down exits the process at once;
+the same signal again within ``STOP_REPEAT_S`` of the first is that one delivered twice
+(``StopSignals``), not a second.
 
 Usage::
 
@@ -42,7 +44,58 @@ StepAction = Callable[[], Awaitable[object]]
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 KILL_SWITCH_ENGAGE, KILL_SWITCH_RELEASE = signal.SIGUSR1, signal.SIGUSR2
 _KILL_SWITCH_SIGNALS = (KILL_SWITCH_ENGAGE, KILL_SWITCH_RELEASE)
-_held_stop: list[signal.Signals] = []
+# How soon after a stop signal the same signal again is that stop delivered twice, not a second one:
+# ``timeout`` signals the process and then its process group, a wrapper forwards the Ctrl-C that the
+# terminal sent the whole group too.
+STOP_REPEAT_S = 0.5
+
+
+class StopDelivery(Enum):
+    """What a stop signal is, given those received before it (``StopSignals.receive``)."""
+
+    FIRST = "first"
+    REPEAT = "repeat"  # the first one delivered again: the same request
+    SECOND = "second"  # another request: it forces exit
+
+
+class StopSignals:
+    """The first SIGINT or SIGTERM received and when, to tell a second stop from the first delivered twice.
+
+    The same signal within ``STOP_REPEAT_S`` of the first is that one again; a different signal, or
+    the same one later, is a second request. Counted as a second, one ``timeout`` or a forwarding
+    wrapper delivered twice forced exit and skipped the graceful shutdown.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._first: tuple[signal.Signals, float] | None = None
+
+    @property
+    def first(self) -> signal.Signals | None:
+        """The first stop signal received, if any."""
+        return None if self._first is None else self._first[0]
+
+    def receive(self, sig: signal.Signals) -> StopDelivery:
+        """Note ``sig``; what it is."""
+        now = self._clock()
+        if self._first is None:
+            self._first = (sig, now)
+            return StopDelivery.FIRST
+        first, at = self._first
+        return StopDelivery.REPEAT if sig is first and now - at < STOP_REPEAT_S else StopDelivery.SECOND
+
+    def clear(self) -> None:
+        """Forget the signals received."""
+        self._first = None
+
+
+def note_repeated_stop(sig: signal.Signals) -> None:
+    """Log a ``StopDelivery.REPEAT`` of ``sig``: an operator who meant it as a second stop learns to send it again."""
+    log.warning("received %s again within %.1f s of the first: the same stop delivered twice, not a second one "
+                "(send it again to force exit)", sig.name, STOP_REPEAT_S)
+
+
+_held_stop = StopSignals()
 _held_kill_switch: list[signal.Signals] = []
 
 
@@ -55,7 +108,8 @@ def hold_stop_signals() -> None:
     kill switch sent while Python loaded the engine and read its configuration was lost, and
     the engine went on to trade (elsewhere SIGUSR1 ended the process). ``ArbitrageController.initialize``
     stops the start-up on the stop held and starts with the kill switch held; a second stop
-    exits at once (a start-up hung before it, reading its configuration, say).
+    exits at once (a start-up hung before it, reading its configuration, say), not the first
+    delivered twice (``StopSignals``).
     """
     _held_stop.clear()
     _held_kill_switch.clear()
@@ -66,10 +120,10 @@ def hold_stop_signals() -> None:
 
 
 def _hold(signum: int, frame: object) -> None:
-    if _held_stop:  # a second one: nothing was started yet, so nothing is left behind by leaving now
+    if _held_stop.receive(signal.Signals(signum)) is StopDelivery.SECOND:
+        # Nothing was started yet, so nothing is left behind by leaving now.
         os.write(2, f"arb: received {signal.Signals(signum).name} again before starting: exiting\n".encode())
         os._exit(1)
-    _held_stop.append(signal.Signals(signum))
 
 
 def _hold_kill_switch(signum: int, frame: object) -> None:
@@ -78,7 +132,7 @@ def _hold_kill_switch(signum: int, frame: object) -> None:
 
 def take_held_stop_signal() -> signal.Signals | None:
     """The stop signal ``hold_stop_signals`` held, if any, forgetting it."""
-    held = _held_stop[0] if _held_stop else None
+    held = _held_stop.first
     _held_stop.clear()
     return held
 
@@ -144,32 +198,35 @@ def _stop_exception(signum: int) -> KeyboardInterrupt:
 def stop_signals_cancel(task: asyncio.Task[Any]) -> Iterator[None]:
     """While the body runs ``task``'s loop, SIGINT or SIGTERM cancels ``task``, and leaving the body
     raises ``KeyboardInterrupt`` (SIGINT) or ``Terminated`` (SIGTERM), as the signal itself would
-    after ``release_stop_signals``; a second signal raises at once. Raised by the signal, the
+    after ``release_stop_signals``; a second signal (``StopSignals``) raises at once. Raised by the signal, the
     exception would land in whichever of the loop's tasks was running, where nothing awaits it.
     The handlers are put back after; outside the main thread the signals keep their handling."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     loop = task.get_loop()
-    received: list[int] = []
+    received = StopSignals()
 
     def on_signal(signum: int, frame: object) -> None:
-        if received:
+        delivery = received.receive(signal.Signals(signum))
+        if delivery is StopDelivery.SECOND:
             raise _stop_exception(signum)
-        received.append(signum)
+        if delivery is StopDelivery.REPEAT:
+            note_repeated_stop(signal.Signals(signum))
+            return
         loop.call_soon_threadsafe(task.cancel)
 
     previous = {sig: signal.signal(sig, on_signal) for sig in _STOP_SIGNALS}
     try:
         yield
     except asyncio.CancelledError:
-        if not received:
+        if received.first is None:
             raise
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, signal.SIG_DFL if handler is None else handler)  # None: not set from Python
-    if received:
-        raise _stop_exception(received[0])
+    if received.first is not None:
+        raise _stop_exception(received.first)
 
 
 class StepStatus(str, Enum):
@@ -208,10 +265,12 @@ class ShutdownManager:
         force_exit: Callable[[int], NoReturn] = exit_at_once,
         force_exit_code: int = 1,
         keep_signals: bool = False,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """``keep_signals``: once the steps have run (``uninstall``), go on handling the signals rather
         than give them back to their default handling (``on_signal_after_shutdown``): for a program
-        that ends with its engine, which a default SIGTERM would kill before it reported."""
+        that ends with its engine, which a default SIGTERM would kill before it reported. ``clock``
+        (seconds) times a signal's repeat (``StopSignals``)."""
         if timeout_s <= 0:
             raise ValueError(f"timeout_s={timeout_s}: must be positive")
         self._loop = loop
@@ -223,7 +282,7 @@ class ShutdownManager:
         self._force_exit_code = force_exit_code
         self._steps: list[_Step] = []
         self._reason: str | None = None
-        self._signalled = False  # a signal has been received (the next one forces exit)
+        self._stops = StopSignals(clock)  # the signals received (a second one forces exit)
         self._task: asyncio.Task[list[StepOutcome]] | None = None
         self._requested: asyncio.Event | None = None
 
@@ -328,11 +387,15 @@ class ShutdownManager:
             self.uninstall()
 
     def on_signal(self, sig: signal.Signals) -> None:
-        """What a handled SIGINT/SIGTERM does: the first asks for the shutdown, the next forces exit."""
+        """What a handled SIGINT/SIGTERM does: the first asks for the shutdown, the next forces exit
+        (not the first delivered twice: ``StopSignals``)."""
         # The first signal asks for a graceful shutdown, also when one is already running for
         # another reason (a run's duration, a failed task); only a second one forces exit.
-        if not self._signalled:
-            self._signalled = True
+        delivery = self._stops.receive(sig)
+        if delivery is StopDelivery.REPEAT:
+            note_repeated_stop(sig)
+            return
+        if delivery is StopDelivery.FIRST:
             if self._reason is None:
                 self.request_shutdown(f"received {sig.name}")
             else:
@@ -346,8 +409,11 @@ class ShutdownManager:
         """What SIGINT/SIGTERM does once the loop's handlers are removed (``keep_signals``): the
         program is ending, so the first is noted and the next forces exit, as while shutting down."""
         sig = signal.Signals(signum)
-        if not self._signalled:
-            self._signalled = True
+        delivery = self._stops.receive(sig)
+        if delivery is StopDelivery.REPEAT:
+            note_repeated_stop(sig)
+            return
+        if delivery is StopDelivery.FIRST:
             log.warning("received %s after the shutdown (%s): ending as it was; another signal forces exit",
                         sig.name, self._reason)
             return

@@ -3679,6 +3679,39 @@ except StartupInterrupted as exc:
     assert "interrupted: received SIGTERM while starting" in result.stdout and "forcing exit" not in result.stderr
 
 
+def test_a_stop_delivered_twice_during_the_start_up_stops_it_once(tmp_path: Path) -> None:
+    """``timeout`` signals the process and then its process group: the second delivery of the one
+    stop read as a second signal and forced the process out, skipping the start-up's cleanup."""
+    script = f"""
+import asyncio, os, signal
+from arb.config import ConfigurationManager
+from arb.controller import ArbitrageController
+from arb.errors import StartupInterrupted
+manager = ConfigurationManager(None, environ={{"ARB_JOURNAL_PATH": {str(tmp_path / "j.sqlite3")!r}}})
+manager.load_configuration(dry_run=True)
+controller = ArbitrageController(manager)
+
+async def start(dry_run, paper):
+    os.kill(os.getpid(), signal.SIGTERM)
+    os.kill(os.getpid(), signal.SIGTERM)
+    try:
+        await asyncio.sleep(5)
+    except asyncio.CancelledError:
+        await asyncio.sleep(0.2)
+        raise
+
+controller._initialize = start
+try:
+    asyncio.run(controller.initialize(dry_run=True))
+except StartupInterrupted as exc:
+    print("interrupted:", exc)
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, cwd="/")
+    assert result.returncode == 0, result.stderr
+    assert "interrupted: received SIGTERM while starting" in result.stdout
+    assert "the same stop delivered twice" in result.stderr and "forcing exit" not in result.stderr
+
+
 def test_a_kill_switch_signal_held_before_the_start_up_engages_it_when_trading_starts(tmp_path: Path) -> None:
     """A container's first process ignores a signal it has no handler for: SIGUSR1 sent while the
     engine loaded was lost and the engine traded (elsewhere it ended the process). Held, it sets

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -56,9 +57,52 @@ def test_second_signal_forces_exit() -> None:
     child = start("force")
     child.send_signal(signal.SIGTERM)
     assert child.stdout is not None and child.stdout.readline() == "stop scanning\n"
-    child.send_signal(signal.SIGTERM)
+    child.send_signal(signal.SIGINT)  # another signal: the same one at once would be the first delivered twice
     assert child.wait(timeout=10) == 3
-    assert "received SIGTERM while shutting down (received SIGTERM): forcing exit" in "\n".join(lines(child.stderr))
+    assert "received SIGINT while shutting down (received SIGTERM): forcing exit" in "\n".join(lines(child.stderr))
+
+
+@pytest.mark.parametrize(
+    ("second", "after_s", "forced"),
+    [(signal.SIGTERM, 0.1, False), (signal.SIGTERM, 0.6, True), (signal.SIGINT, 0.1, True)],
+    ids=["same at once", "same later", "other at once"],
+)
+def test_the_same_signal_again_at_once_is_the_first_delivered_twice_not_a_second_stop(
+    second: signal.Signals, after_s: float, forced: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``timeout`` signals the process and then its process group: one stop, delivered twice
+    within moments, forced exit and left the executions in flight with orders of unknown outcome."""
+    now = [100.0]
+    forced_codes: list[int] = []
+
+    def force_exit(code: int) -> NoReturn:
+        forced_codes.append(code)
+        raise SystemExit(code)
+
+    async def main() -> None:
+        shutdown = ShutdownManager(signals=(), force_exit=force_exit, clock=lambda: now[0])
+        shutdown.on_signal(signal.SIGTERM)
+        now[0] += after_s
+        with contextlib.suppress(SystemExit):
+            shutdown.on_signal(second)
+        await shutdown.wait()
+
+    asyncio.run(main())
+    assert forced_codes == ([1] if forced else [])
+    assert ("the same stop delivered twice" in caplog.text) is not forced
+
+
+def test_a_stop_held_before_the_start_up_delivered_twice_is_held_not_an_exit() -> None:
+    script = (
+        "import os, signal\n"
+        "from arb.shutdown import hold_stop_signals, take_held_stop_signal\n"
+        "hold_stop_signals()\n"
+        "os.kill(os.getpid(), signal.SIGTERM)\n"
+        "os.kill(os.getpid(), signal.SIGTERM)  # the same stop again, as ``timeout`` sends it to the group\n"
+        "print('held:', take_held_stop_signal().name)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert (result.returncode, result.stdout) == (0, "held: SIGTERM\n"), result.stderr
 
 
 def test_one_signal_during_a_shutdown_not_begun_by_a_signal_does_not_force_exit() -> None:
@@ -69,11 +113,11 @@ def test_one_signal_during_a_shutdown_not_begun_by_a_signal_does_not_force_exit(
     child.send_signal(signal.SIGTERM)
     with pytest.raises(subprocess.TimeoutExpired):
         child.wait(timeout=0.5)
-    child.send_signal(signal.SIGTERM)
+    child.send_signal(signal.SIGINT)
     assert child.wait(timeout=10) == 3
     log = "\n".join(lines(child.stderr))
     assert "received SIGTERM while shutting down (run over): the shutdown goes on" in log
-    assert "received SIGTERM while shutting down (run over): forcing exit" in log
+    assert "received SIGINT while shutting down (run over): forcing exit" in log
 
 
 def test_kept_signals_after_the_steps_note_the_first_and_force_exit_on_the_second(
