@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, TypeVar, cast
 from . import __version__
 from .config import ASSET_PATTERN, EVENT_LOOP_ENV, ConfigurationManager, event_loop_problem
 from .errors import ArbitrageEngineError, ConfigurationError, StartupInterrupted
+from .output import write_without_blocking
 from .secrets import (
     VENUE_ENV_PREFIX, encrypt_secret, generate_encryption_key, header_safe, load_credentials, quote_around,
 )
@@ -700,7 +701,7 @@ def _stop_on_signals(signalled: list[str]) -> asyncio.Event:
     def on_signal(signum: signal.Signals) -> None:
         delivery = received.receive(signum)
         if delivery is StopDelivery.SECOND:
-            os.write(2, f"arb: received {signum.name} again while stopping: exiting\n".encode())
+            write_without_blocking(f"arb: received {signum.name} again while stopping: exiting\n")
             os._exit(EXIT_ERROR)
         if delivery is StopDelivery.REPEAT:
             note_repeated_stop(signum)

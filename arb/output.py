@@ -8,7 +8,8 @@ to orders in flight, the books, the shutdown's timer. While ``off_loop_output`` 
 bounded queue per stream, which a writer thread drains onto the stream's file descriptor.
 What does not fit in the queue is dropped, whole lines at a time, and counted; the count is
 logged once the stream takes lines again. ``drain`` lets a process about to ``os._exit`` write
-out what is queued first.
+out what is queued first; ``write_without_blocking`` is for what a signal handler, or a process
+about to leave, says on stderr when that stream may be the one stalled.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import contextlib
 import logging
 import os
 import queue
+import select
 import sys
 import threading
 import time
@@ -28,6 +30,7 @@ log = logging.getLogger(__name__)
 QUEUED_BYTES = 4_000_000  # per stream: what a reader that stalls may leave queued (some 20,000 log lines)
 DRAIN_TIMEOUT_S = 5.0  # at the end, how long the queued lines may take to reach a reader still reading
 _BATCH_BYTES = 65_536  # the most one write to the descriptor carries
+_STDERR = 2
 
 # One lock per open file: stdout and stderr on the same pipe (``2>&1``) must not interleave their
 # writes, which larger than the pipe's atomic size may mix when its reader is slow.
@@ -52,7 +55,9 @@ class QueuedStream:
         self._pending: list[str] = []  # the line being written, queued at its end or a flush
         self._closed = False
         self._broken: Exception | None = None  # the error that stopped the writer
-        self._lock = threading.Lock()  # writes come from the loop and the live view's thread
+        # Writes come from the loop and the live view's thread, and from a signal handler that may
+        # run inside one of them (``write_without_blocking``): reentrant, lest that deadlock.
+        self._lock = threading.RLock()
         try:
             self._fd: int | None = target.fileno()
         except (OSError, ValueError, AttributeError):
@@ -106,8 +111,8 @@ class QueuedStream:
     def _enqueue(self) -> None:
         """Queue the pending writes as one, or drop them whole (under ``_lock``): lines are queued
         whole, so a line is written whole or not at all (a JSON line cut short would run into the next)."""
-        text = "".join(self._pending)
-        self._pending.clear()
+        pending, self._pending = self._pending, []  # at once: a signal handler's write may come in between
+        text = "".join(pending)
         if self._queued_bytes + len(text) > self._max_bytes:
             self.dropped += 1
         else:
@@ -198,6 +203,32 @@ def drain(timeout_s: float = 1.0) -> None:
         stream.wait_written(max(0.0, deadline - time.monotonic()))
 
 
+def write_without_blocking(text: str) -> bool:
+    """Write ``text`` to stderr without waiting on it: into its queue while ``off_loop_output`` runs,
+    else straight to its descriptor if that takes it at once; dropped otherwise. Whether it was
+    written or queued. A signal handler may run inside a write blocked on a reader that stalled,
+    and a write of its own there blocked it for good: Ctrl-C and SIGTERM could no longer end the process."""
+    queued = sys.stderr
+    if isinstance(queued, QueuedStream) and queued in _active:
+        try:
+            queued.write(text)
+        except OSError:  # its reader went away
+            return False
+        return True
+    lock = _file_lock(_STDERR)
+    if not lock.acquire(blocking=False):  # a writer thread is writing (or stuck writing) a line there
+        return False
+    try:
+        if not select.select([], [_STDERR], [], 0)[1]:
+            return False
+        data = text.encode(errors="backslashreplace")
+        return os.write(_STDERR, data) == len(data)
+    except (OSError, ValueError):  # closed, or the reader went away
+        return False
+    finally:
+        lock.release()
+
+
 @contextlib.contextmanager
 def off_loop_output() -> Iterator[tuple[QueuedStream | None, QueuedStream | None]]:
     """Put ``sys.stdout`` and ``sys.stderr`` behind writer threads (``QueuedStream``) while the body
@@ -220,7 +251,8 @@ def off_loop_output() -> Iterator[tuple[QueuedStream | None, QueuedStream | None
             handler.setStream(stream)
         for name, queued_stream in zip(("stdout", "stderr"), queued):
             if queued_stream is not None and not queued_stream.close():
-                log.warning("%s: not every line of the run reached its reader", name)
+                # Not logged: the stream stalled may be stderr (``2>&1`` into a paused pager, say).
+                write_without_blocking(f"arb: {name}: not every line of the run reached its reader\n")
 
 
 def _point_handlers(

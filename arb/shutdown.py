@@ -34,7 +34,7 @@ from typing import Any, NoReturn
 
 import msgspec
 
-from .output import drain as drain_output
+from .output import drain as drain_output, write_without_blocking
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,8 @@ _KILL_SWITCH_SIGNALS = (KILL_SWITCH_ENGAGE, KILL_SWITCH_RELEASE)
 # ``timeout`` signals the process and then its process group, a wrapper forwards the Ctrl-C that the
 # terminal sent the whole group too.
 STOP_REPEAT_S = 0.5
+# How long a forced exit waits for the log's handlers to flush (``exit_at_once``).
+EXIT_FLUSH_S = 1.0
 
 
 class StopDelivery(Enum):
@@ -91,8 +93,12 @@ class StopSignals:
 
 def note_repeated_stop(sig: signal.Signals) -> None:
     """Log a ``StopDelivery.REPEAT`` of ``sig``: an operator who meant it as a second stop learns to send it again."""
-    log.warning("received %s again within %.1f s of the first: the same stop delivered twice, not a second one "
-                "(send it again to force exit)", sig.name, STOP_REPEAT_S)
+    log.warning("%s", _repeated_stop(sig))
+
+
+def _repeated_stop(sig: signal.Signals) -> str:
+    return (f"received {sig.name} again within {STOP_REPEAT_S:.1f} s of the first: the same stop delivered twice, "
+            "not a second one (send it again to force exit)")
 
 
 _held_stop = StopSignals()
@@ -122,7 +128,7 @@ def hold_stop_signals() -> None:
 def _hold(signum: int, frame: object) -> None:
     if _held_stop.receive(signal.Signals(signum)) is StopDelivery.SECOND:
         # Nothing was started yet, so nothing is left behind by leaving now.
-        os.write(2, f"arb: received {signal.Signals(signum).name} again before starting: exiting\n".encode())
+        write_without_blocking(f"arb: received {signal.Signals(signum).name} again before starting: exiting\n")
         os._exit(1)
 
 
@@ -171,8 +177,13 @@ def _terminate(signum: int, frame: object) -> None:
 
 def exit_at_once(code: int) -> NoReturn:
     """Leave the process now (a second stop signal), the log flushed and the queued output
-    (``output.drain``) written first: the last lines, "forcing exit" among them, are not lost."""
-    logging.shutdown()
+    (``output.drain``) written first: the last lines, "forcing exit" among them, are not lost.
+    Neither may hold the exit up for long: a stream whose reader stalled is left as it is."""
+    # In a thread of its own: flushing a handler's stream waits on that stream, which this thread
+    # may have been writing to (blocked) when the signal came.
+    flushing = threading.Thread(target=logging.shutdown, name="arb exit log flush", daemon=True)
+    flushing.start()
+    flushing.join(EXIT_FLUSH_S)
     drain_output()
     os._exit(code)
 
@@ -211,8 +222,8 @@ def stop_signals_cancel(task: asyncio.Task[Any]) -> Iterator[None]:
         delivery = received.receive(signal.Signals(signum))
         if delivery is StopDelivery.SECOND:
             raise _stop_exception(signum)
-        if delivery is StopDelivery.REPEAT:
-            note_repeated_stop(signal.Signals(signum))
+        if delivery is StopDelivery.REPEAT:  # not logged: this handler may run inside a write to a stalled stderr
+            write_without_blocking(f"arb: {_repeated_stop(signal.Signals(signum))}\n")
             return
         loop.call_soon_threadsafe(task.cancel)
 
@@ -407,17 +418,20 @@ class ShutdownManager:
 
     def on_signal_after_shutdown(self, signum: int, frame: object) -> None:
         """What SIGINT/SIGTERM does once the loop's handlers are removed (``keep_signals``): the
-        program is ending, so the first is noted and the next forces exit, as while shutting down."""
+        program is ending, so the first is noted (on stderr, if it takes it at once) and the next
+        forces exit, as while shutting down."""
         sig = signal.Signals(signum)
         delivery = self._stops.receive(sig)
+        # Said straight to stderr, never waiting on it: the program may be blocked writing there to
+        # a reader that stalled (its summary, say), and a log line would block this handler too.
         if delivery is StopDelivery.REPEAT:
-            note_repeated_stop(sig)
+            write_without_blocking(f"arb: {_repeated_stop(sig)}\n")
             return
         if delivery is StopDelivery.FIRST:
-            log.warning("received %s after the shutdown (%s): ending as it was; another signal forces exit",
-                        sig.name, self._reason)
+            write_without_blocking(f"arb: received {sig.name} after the shutdown ({self._reason}): ending as it was; "
+                                   "another signal forces exit\n")
             return
-        log.critical("received %s after the shutdown (%s): forcing exit", sig.name, self._reason)
+        write_without_blocking(f"arb: received {sig.name} after the shutdown ({self._reason}): forcing exit\n")
         self._force_exit(self._force_exit_code)
 
     async def _run_steps(self) -> list[StepOutcome]:

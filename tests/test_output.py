@@ -205,3 +205,26 @@ def test_a_headless_run_trades_on_while_its_stdout_is_not_read(tmp_path: Path) -
     assert stopped_unread, log_path.read_text(errors="replace")[-3000:]
     assert child.returncode == 0, log_path.read_text(errors="replace")[-3000:]
     assert b'"event": "summary"' in received or b'"event":"summary"' in received
+
+
+def test_the_end_of_a_run_whose_stderr_stalled_does_not_wait_on_it_for_good() -> None:
+    """Its warning that not every line reached the reader went to the stderr it named, stalled:
+    the process hung there after its run, and no signal could end it."""
+    script = (
+        "import sys\n"
+        "from arb.output import off_loop_output\n"
+        "with off_loop_output():\n"
+        "    sys.stderr.write('x' * 200_000 + '\\n')  # more than the pipe takes: its reader stalled\n"
+        "print('left', flush=True)\n"
+    )
+    read_fd, write_fd = os.pipe()  # stderr, never read
+    try:
+        child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=write_fd, text=True)
+        os.close(write_fd)
+        try:
+            out, _ = child.communicate(timeout=60)
+        finally:
+            child.kill()
+        assert out == "left\n"
+    finally:
+        os.close(read_fd)

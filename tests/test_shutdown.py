@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import array
 import asyncio
 import contextlib
+import fcntl
 import os
 import signal
 import subprocess
 import sys
+import termios
+import time
 from pathlib import Path
 from typing import IO, Any, NoReturn
 
@@ -121,7 +125,7 @@ def test_one_signal_during_a_shutdown_not_begun_by_a_signal_does_not_force_exit(
 
 
 def test_kept_signals_after_the_steps_note_the_first_and_force_exit_on_the_second(
-    caplog: pytest.LogCaptureFixture,
+    capfd: pytest.CaptureFixture[str],
 ) -> None:
     """Removing the loop's handlers gave SIGTERM its default: a program ending with its engine was
     killed while it wrote its summary and report. Kept, they go on as while shutting down."""
@@ -140,13 +144,60 @@ def test_kept_signals_after_the_steps_note_the_first_and_force_exit_on_the_secon
         asyncio.run(main())
         signal.raise_signal(signal.SIGTERM)  # with its default, the end of pytest
         assert forced == []
-        assert "received SIGTERM after the shutdown (duration elapsed): ending as it was" in caplog.text
+        assert "received SIGTERM after the shutdown (duration elapsed): ending as it was" in capfd.readouterr().err
         with pytest.raises(SystemExit):
             signal.raise_signal(signal.SIGINT)
         assert forced == [1]
     finally:
         for sig, handler in before.items():
             signal.signal(sig, handler)
+
+
+STALLED_AFTER_THE_SHUTDOWN = """
+import asyncio, logging, sys
+from arb.shutdown import ShutdownManager
+logging.basicConfig(stream=sys.stderr, level=logging.ERROR)  # a handler to flush; the pipe filled by the summary alone
+
+async def main():
+    async with ShutdownManager(keep_signals=True) as shutdown:
+        shutdown.request_shutdown("run over")
+
+asyncio.run(main())
+print("writing", flush=True)
+print("summary " * 50_000, file=sys.stderr, flush=True)
+"""
+STALLED_BEFORE_THE_START = """
+import sys
+from arb.shutdown import hold_stop_signals
+hold_stop_signals()
+print("writing", flush=True)
+print("configuration " * 50_000, file=sys.stderr, flush=True)
+"""
+
+
+@pytest.mark.parametrize("script", [STALLED_AFTER_THE_SHUTDOWN, STALLED_BEFORE_THE_START], ids=["after", "before"])
+def test_a_second_signal_ends_a_process_blocked_on_a_stderr_nobody_reads(script: str) -> None:
+    """A paused pager, a log shipper pushing back: the process blocked writing its summary (or its
+    configuration), and the signals' own lines, written to that same stderr, blocked them too."""
+    read_fd, write_fd = os.pipe()  # stderr, never read
+    try:
+        child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=write_fd, text=True)
+        os.close(write_fd)
+        try:
+            assert child.stdout is not None and child.stdout.readline() == "writing\n"
+            capacity, queued = fcntl.fcntl(read_fd, fcntl.F_GETPIPE_SZ), array.array("i", [0])
+            deadline = time.monotonic() + 30
+            while fcntl.ioctl(read_fd, termios.FIONREAD, queued) == 0 and queued[0] < capacity:
+                assert time.monotonic() < deadline, "the pipe never filled"  # the child blocks on it once full
+                time.sleep(0.01)
+            child.send_signal(signal.SIGTERM)
+            child.send_signal(signal.SIGINT)
+            assert child.wait(timeout=30) == 1
+        finally:
+            child.kill()
+            child.wait()
+    finally:
+        os.close(read_fd)
 
 
 def test_signals_not_kept_are_given_back_to_their_defaults() -> None:
