@@ -1254,17 +1254,13 @@ class ArbitrageController:
                 enable_circuit_breakers=config.enable_circuit_breakers,
             )
         if self.journal is None:
+            path, kept = self._journal_location()
             if dry_run:
                 paper = self.mode == "paper"
-                # Simulated venues this engine does not own (``--sim-urls``) outlive it: their journal is
-                # kept, and apart from the built-in venues' one, whose orders exist nowhere after a run.
-                tag = "paper" if paper else "dry" if self._owned_sim else "sim"
-                path = simulated_journal_path(config.journal_path, tag)
-                if self._owned_sim or paper:
+                if not kept:
                     _set_aside(path)
                 self.journal = Journal(path, synchronous="NORMAL", mode="paper" if paper else "dry run")
             else:
-                path = os.path.abspath(config.journal_path)
                 if not os.path.exists(path):
                     # A relative journal_path started from another directory lands here too: that run's
                     # kill switch, day's loss, hedges and open orders would be silently unknown.
@@ -1537,14 +1533,32 @@ class ArbitrageController:
         if engaged is not None and self._journal_kill_switch(engaged, _STARTUP_KILL_REASONS[engaged]):
             self._startup_kill_journaled = engaged
 
+    def _journal_location(self) -> tuple[str, bool]:
+        """Where this start's journal is, and whether an earlier run's there is kept: live, and a dry
+        run on venues that outlive it (``--sim-urls``); paper and the built-in simulated venues
+        start afresh, their journal set aside."""
+        if self.mode == "LIVE":
+            return os.path.abspath(self.config.journal_path), True
+        if self.mode == "paper":
+            return simulated_journal_path(self.config.journal_path, "paper"), False
+        # Simulated venues this engine does not own (``--sim-urls``, or a cluster it was given) outlive
+        # it: their journal is kept, apart from the built-in venues' one, whose orders exist nowhere
+        # after a run.
+        if self.sim_endpoints is not None or (self.sim_cluster is not None and not self._owned_sim):
+            return simulated_journal_path(self.config.journal_path, "sim"), True
+        return simulated_journal_path(self.config.journal_path, "dry"), False
+
     def _keep_startup_kill(self) -> None:
-        """A live start that failed before its journal opened: the operator's SIGUSR1/SIGUSR2 meanwhile
-        goes into the journal all the same, so that the next start holds it (dry and paper runs
-        start afresh anyway)."""
-        if self._kill_at_start is None or self._startup_kill_journaled is self._kill_at_start or self.mode != "LIVE":
+        """A start that failed before its journal opened: the operator's SIGUSR1/SIGUSR2 meanwhile goes
+        into the journal all the same where the next start reads it (``_journal_location``), so that
+        it holds it."""
+        if self._kill_at_start is None or self._startup_kill_journaled is self._kill_at_start:
+            return
+        path, kept = self._journal_location()
+        if not kept or self.mode == "not initialized":  # refused before it chose its mode: no journal of its own yet
             return
         try:
-            with Journal(self.config.journal_path, mode="live") as journal:
+            with Journal(path, mode="live" if self.mode == "LIVE" else "dry run") as journal:
                 journal.record_kill_switch(self._kill_at_start, _STARTUP_KILL_REASONS[self._kill_at_start])
         except Exception:
             log.exception("journal: the kill switch set during the failed start was not recorded")

@@ -27,7 +27,7 @@ from simvenues import CREDENTIALS, simulated_venues
 from test_pipeline import book
 
 from arb import ArbitrageController, ArbitrageEngine
-from arb.config import ConfigurationManager
+from arb.config import ConfigurationManager, simulated_journal_path
 from arb.controller import (
     COLLECTION_SKIPS_MAX,
     ENTRY_ORDER_BUDGET,
@@ -3483,9 +3483,22 @@ def test_a_live_start_that_failed_before_its_journal_opened_still_journals_the_k
         kept = journal.kill_switch()
     assert kept is not None and kept[0] == "the operator (SIGUSR1, during start-up)"
     dry = ArbitrageController(manager(tmp_path, CONFIG + f'journal_path = "{tmp_path / "dry.sqlite3"}"\n'))
-    dry.mode, dry._kill_at_start = "dry run", True
-    dry._keep_startup_kill()  # a dry run's journal starts afresh: nothing to keep
-    assert not (tmp_path / "dry.sqlite3").exists()
+    dry.mode, dry._owned_sim, dry._kill_at_start = "dry run", True, True
+    dry._keep_startup_kill()  # the built-in simulated venues' journal starts afresh: nothing to keep
+    assert not Path(simulated_journal_path(str(tmp_path / "dry.sqlite3"))).exists()
+
+
+def test_a_dry_run_that_keeps_its_journal_keeps_the_kill_switch_of_a_start_that_failed(tmp_path: Path) -> None:
+    """On venues that outlive it (``--sim-urls``) a dry run keeps its journal and restores from it,
+    as live does: its operator's SIGUSR1 during a start-up then stopped was lost all the same."""
+    path = tmp_path / "j.sqlite3"
+    controller = ArbitrageController(manager(tmp_path, CONFIG + f'journal_path = "{path}"\n'))
+    controller.mode = "dry run"  # its venues another process's: not the built-in ones it would start
+    controller._kill_at_start = True  # what SIGUSR1 during the start-up sets
+    controller._keep_startup_kill()
+    with Journal(simulated_journal_path(str(path))) as journal:
+        kept = journal.kill_switch()
+    assert kept is not None and kept[0] == "the operator (SIGUSR1, during start-up)"
 
 
 def test_the_shutdown_waits_for_executions_longer_than_a_rate_limited_recovery_takes(tmp_path: Path) -> None:
