@@ -2481,6 +2481,11 @@ class ArbitrageController:
         return self._initialized
 
     @property
+    def shutting_down(self) -> bool:
+        """Whether the shutdown has begun (its steps running, or done)."""
+        return self.shutdown_manager.is_shutting_down
+
+    @property
     def is_healthy(self) -> bool:
         """Initialized, not shutting down, no breaker tripped, the day's loss limit not reached, and every
         market-data stream connected."""

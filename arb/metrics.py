@@ -14,7 +14,7 @@ and balances here are for display only (the journal and the run report keep the 
 ``MetricsServer`` serves ``/metrics`` (text exposition), ``/healthz`` (liveness: the event
 loop answers and its heartbeat is recent), ``/startedz`` (the start-up, journal replay
 included, is done) and ``/readyz`` (readiness: every market connected, every book in sync, no
-kill switch), the last three as JSON. It is off unless
+kill switch, not shutting down), the last three as JSON. It is off unless
 ``[metrics] enabled = true`` (or ``ARB_METRICS_ENABLED=true``); see ``serve_metrics``.
 """
 
@@ -108,6 +108,10 @@ class MetricsSource(Protocol):
     def started(self) -> bool:
         """Whether the engine's start-up (connecting, reconciling and replaying its journal) is done."""
         ...
+    @property
+    def shutting_down(self) -> bool:
+        """Whether the engine's shutdown has begun."""
+        ...
 
 
 @dataclass
@@ -121,6 +125,7 @@ class EngineParts:
     connectors: Mapping[ExchangeName, MarketDataSource] = field(default_factory=dict)
     pipeline: ScannerPipeline | None = None
     started: bool = True
+    shutting_down: bool = False
 
 
 # --- latency histograms -------------------------------------------------------------------
@@ -482,10 +487,11 @@ READY_BOOK_AGE_S: Final = 30
 
 def readiness(source: MetricsSource, now_ns: int | None = None) -> Readiness:
     """Ready when at least one market runs, every market is connected with every book in sync (and,
-    given the monotonic ``now_ns``, changed within ``READY_BOOK_AGE_S``), and the kill switch is off
+    given the monotonic ``now_ns``, changed within ``READY_BOOK_AGE_S``), the kill switch is off
     (other breakers are reported, not counted: they reset themselves only by an operator, and the
-    process is still serving)."""
-    reasons: list[str] = []
+    process is still serving) and the shutdown has not begun (no execution starts then: the drain
+    of those in flight may take a minute)."""
+    reasons: list[str] = ["shutting down"] if source.shutting_down else []
     markets: dict[str, MarketReadiness] = {}
     for market, connector in source.connectors.items():
         sync = connector.book_sync()

@@ -3488,6 +3488,15 @@ def test_a_live_start_that_failed_before_its_journal_opened_still_journals_the_k
     assert not Path(simulated_journal_path(str(tmp_path / "dry.sqlite3"))).exists()
 
 
+def test_the_engine_is_not_ready_once_its_shutdown_has_begun(tmp_path: Path) -> None:
+    from arb.metrics import readiness
+
+    controller = ArbitrageController(manager(tmp_path))
+    assert not controller.shutting_down
+    asyncio.run(controller.shutdown("test over"))
+    assert controller.shutting_down and "shutting down" in readiness(controller).reasons
+
+
 def test_a_dry_run_that_keeps_its_journal_keeps_the_kill_switch_of_a_start_that_failed(tmp_path: Path) -> None:
     """On venues that outlive it (``--sim-urls``) a dry run keeps its journal and restores from it,
     as live does: its operator's SIGUSR1 during a start-up then stopped was lost all the same."""

@@ -318,6 +318,25 @@ def test_readyz_lists_why_the_engine_is_not_ready_then_becomes_ready() -> None:
     assert s4 == 503 and b4["reasons"] == ["gateio: market data not connected"]
 
 
+def test_readyz_answers_503_once_the_shutdown_has_begun() -> None:
+    """It answered 200 through the whole shutdown, the drain of executions in flight included: an
+    engine no longer starting any execution passed for one ready to trade."""
+    async def main() -> EngineParts:
+        parts = await engine_parts()
+        gate = parts.connectors[GATE]
+        assert isinstance(gate, FakeConnector) and gate.sync is not None
+        feed(gate.sync, gate_update("BBB_USDT", 10, 10, [("99.00", "1")]))
+        await settle()
+        parts.connectors = {GATE: gate}
+        return parts
+
+    parts = run(main())
+    assert readiness(parts).ready
+    parts.shutting_down = True
+    state = readiness(parts)
+    assert not state.ready and state.reasons == ["shutting down"]
+
+
 def test_other_breakers_are_reported_but_do_not_block_readiness() -> None:
     async def main() -> EngineParts:
         parts = await engine_parts()
