@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal as D
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 import pytest
@@ -3502,10 +3502,11 @@ def test_a_dry_run_that_keeps_its_journal_keeps_the_kill_switch_of_a_start_that_
     as live does: its operator's SIGUSR1 during a start-up then stopped was lost all the same."""
     path = tmp_path / "j.sqlite3"
     controller = ArbitrageController(manager(tmp_path, CONFIG + f'journal_path = "{path}"\n'))
-    controller.mode = "dry run"  # its venues another process's: not the built-in ones it would start
+    controller.mode = "dry run"
+    controller.sim_endpoints = cast(Any, object())  # its venues another process's: not the built-in ones it would start
     controller._kill_at_start = True  # what SIGUSR1 during the start-up sets
     controller._keep_startup_kill()
-    with Journal(simulated_journal_path(str(path))) as journal:
+    with Journal(simulated_journal_path(str(path), "sim")) as journal:
         kept = journal.kill_switch()
     assert kept is not None and kept[0] == "the operator (SIGUSR1, during start-up)"
 
