@@ -6,8 +6,9 @@ The signed balance call still reads every market every ``balance_refresh_interva
 (and on request, e.g. after an execution on a market without pushes). On a pushed market
 the answer is the reconciliation: the read wins, except for an asset pushed while the read
 was in flight, which keeps the push (it may be the newer of the two). A push the venue stamps as
-changed clearly before the last read applied began (its clock as last measured, ``venue_clock_ahead_ms``,
-give or take ``CLOCK_READ_ERROR_MS``) is older than that read, however late it lands: it is dropped
+changed clearly before the last read applied began (its clock as last measured against the local
+monotonic clock, ``venue_ahead_of_monotonic_ms``, give or take ``CLOCK_READ_ERROR_MS``; a step of the
+wall clock moves neither) is older than that read, however late it lands: it is dropped
 (``stale_pushes``), and kept over no read in flight either. An asset whose read
 disagrees with the pushed state (free or locked differ at all) is a drift unless the push that
 brings the read's state is merely late: it is reported (logged, counted, ``on_drift``) at
@@ -142,7 +143,6 @@ class BalanceMonitor:
         self._read_seq = 0  # refreshes started
         self._applied_read: dict[ExchangeName, int] = {}  # the refresh whose read each market's balances came from
         self._applied_read_ns: dict[ExchangeName, int] = {}  # when that read began (``time.monotonic_ns``)
-        self._applied_read_wall_ms: dict[ExchangeName, int] = {}  # and by the wall clock (``time.time_ns``, ms)
         self._pushed_at: dict[tuple[ExchangeName, str], int] = {}  # the push sequence of each asset's last push
         # Refreshes on their way per market: (when the read began, the push number it began at).
         self._reading: dict[ExchangeName, list[tuple[int, int]]] = {}
@@ -157,9 +157,10 @@ class BalanceMonitor:
         # (market, symbol, its current price) -> the base a futures leg may buy and sell before its
         # position limit (``RiskManager.futures_room``); None: no bound but the balances.
         self.position_room: Callable[[ExchangeName, str, Decimal | None], tuple[Decimal, Decimal] | None] | None = None
-        # market -> how far the local wall clock is behind the venue's in ms (``ExchangeConnector.clock_skew``),
-        # None while unread: what a push's stamp is placed on the local clock by. None: pushes are not dated.
-        self.venue_clock_ahead_ms: Callable[[ExchangeName], float | None] | None = None
+        # market -> how far the venue's clock is ahead of the local monotonic clock in ms
+        # (``ExchangeConnector.venue_ahead_of_monotonic_ms``), None while unread: what a push's stamp is
+        # placed on the local clock by. None: pushes are not dated.
+        self.venue_ahead_of_monotonic_ms: Callable[[ExchangeName], float | None] | None = None
         self._refreshing: dict[ExchangeName, asyncio.Task[None]] = {}  # ``refresh_soon`` reads under way
         self._refresh_again: set[ExchangeName] = set()  # asked for while one was under way: read once more
         # Markets sized on nothing until a read begun after this (``time.monotonic_ns``) answers.
@@ -273,7 +274,7 @@ class BalanceMonitor:
         suspect = self._suspects.get(key)
         if suspect is not None and (balance.free, balance.locked) == (suspect.read.free, suspect.read.locked):
             del self._suspects[key]  # the push the read was ahead of
-        if self._changed_before(exchange, balance, self._applied_read_wall_ms.get(exchange)):
+        if self._changed_before(exchange, balance, self._applied_read_ns.get(exchange)):
             # Sent before the read's request, delivered after its answer: it would put back what
             # executions spent since, and take a spending it does not show as shown.
             self.stale_pushes += 1
@@ -285,15 +286,16 @@ class BalanceMonitor:
         self.update_caps((exchange,))
         self.check_skew()
 
-    def _changed_before(self, exchange: ExchangeName, balance: Balance, wall_ms: int | None) -> bool:
-        """Whether pushed ``balance`` changed clearly before ``wall_ms`` (a read's start, local wall
-        clock): its venue stamp, placed on the local clock by the measured skew, is earlier by more
-        than the skew may be off. Not when unstamped, or the skew unknown: it is then taken as newer."""
-        clock = self.venue_clock_ahead_ms
-        skew_ms = None if clock is None else clock(exchange)
-        if balance.updated_at_ms is None or wall_ms is None or skew_ms is None:
+    def _changed_before(self, exchange: ExchangeName, balance: Balance, monotonic_ns: int | None) -> bool:
+        """Whether pushed ``balance`` changed clearly before ``monotonic_ns`` (a read's start,
+        ``time.monotonic_ns``): its venue stamp, placed on the monotonic clock by the venue's measured
+        offset, is earlier by more than that offset may be off. Not when unstamped, or the offset
+        unknown: it is then taken as newer."""
+        clock = self.venue_ahead_of_monotonic_ms
+        ahead_ms = None if clock is None else clock(exchange)
+        if balance.updated_at_ms is None or monotonic_ns is None or ahead_ms is None:
             return False
-        return balance.updated_at_ms - skew_ms < wall_ms - CLOCK_READ_ERROR_MS
+        return balance.updated_at_ms - ahead_ms < monotonic_ns / 1e6 - CLOCK_READ_ERROR_MS
 
     def _apply(self, exchange: ExchangeName, balance: Balance, as_of: int | None = None) -> None:
         """``balance`` as its asset's current one, numbered as a push (a read in flight keeps it), or
@@ -342,7 +344,6 @@ class BalanceMonitor:
         self._push_seq += 1  # a number of its own: what a stream read numbers as of this read (``read_handler``)
         started = self._push_seq
         started_ns = time.monotonic_ns()
-        started_wall_ms = time.time_ns() // 1_000_000
         self._read_seq += 1
         read_seq = self._read_seq
         reading = (started_ns, started)
@@ -365,23 +366,22 @@ class BalanceMonitor:
                 continue
             self._applied_read[exchange] = read_seq
             self._applied_read_ns[exchange] = started_ns
-            self._applied_read_wall_ms[exchange] = started_wall_ms
-            self._reconcile(exchange, result, started, started_wall_ms)
+            self._reconcile(exchange, result, started, started_ns)
             self._answered(exchange, started_ns)
         self.refreshes += 1
         self.update_caps()
         self.check_skew()
         return failed
 
-    def _reconcile(self, exchange: ExchangeName, read: Mapping[str, Balance], started: int, started_wall_ms: int) -> None:
+    def _reconcile(self, exchange: ExchangeName, read: Mapping[str, Balance], started: int, started_ns: int) -> None:
         """Make ``read`` the balances of ``exchange``, keeping assets pushed after push number ``started``
-        unless the push is stamped clearly before the read began (at ``started_wall_ms``)."""
+        unless the push is stamped clearly before the read began (at ``started_ns``, monotonic)."""
         current = self._balances.get(exchange, {})
         fresh = {
             asset: balance
             for asset, balance in current.items()
             if self._pushed_at.get((exchange, asset), 0) > started
-            and not self._changed_before(exchange, balance, started_wall_ms)
+            and not self._changed_before(exchange, balance, started_ns)
         }
         kept = set(fresh)  # pushed while the read was on its way: the push, not the read, says what is left
         check = exchange in self._pushing and exchange in self._read

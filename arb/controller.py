@@ -355,6 +355,17 @@ def _kill_switch_after_run(signum: int, frame: object) -> None:
     log.warning("received %s after the run ended: the kill switch has nothing to stop", signal.Signals(signum).name)
 
 
+def _warn_of_a_dry_journal_left_behind(path: str, dry_path: str) -> None:
+    """A dry run on venues it does not own journaled to ``<stem>-dry`` until it had a journal of its own:
+    a first run at ``path`` beside such a file says that file is not read."""
+    if not os.path.exists(path) and os.path.exists(dry_path):
+        log.warning(
+            "journal %s: a dry run on venues of another process (--sim-urls) journals here now, not to %s, "
+            "which is not read: if that file holds these venues' orders and positions, stop and rename it "
+            "to %s", path, dry_path, path,
+        )
+
+
 def _set_aside(path: str) -> None:
     """Start a fresh journal at ``path``, keeping the last one as ``<stem>.previous<suffix>``.
 
@@ -1227,10 +1238,11 @@ class ArbitrageController:
         if problems:
             raise ConfigurationError(problems)
 
-    def _clock_skew_ms(self, market: ExchangeName) -> float | None:
-        """How far the local clock was behind ``market``'s at the last read (ms), None while unread."""
+    def _venue_ahead_of_monotonic_ms(self, market: ExchangeName) -> float | None:
+        """How far ``market``'s clock was ahead of the local monotonic clock at the last read (ms), None
+        while unread."""
         connector = self.connectors.get(market)
-        return None if connector is None else connector.clock_skew
+        return None if connector is None else connector.venue_ahead_of_monotonic_ms
 
     @staticmethod
     async def _clock_refusal(connector: ExchangeConnector) -> str:
@@ -1259,6 +1271,8 @@ class ArbitrageController:
                 paper = self.mode == "paper"
                 if not kept:
                     _set_aside(path)
+                else:
+                    _warn_of_a_dry_journal_left_behind(path, simulated_journal_path(config.journal_path, "dry"))
                 self.journal = Journal(path, synchronous="NORMAL", mode="paper" if paper else "dry run")
             else:
                 if not os.path.exists(path):
@@ -1297,7 +1311,7 @@ class ArbitrageController:
         self.balances.pipeline = self.pipeline
         if self.risk is not None:
             self.balances.position_room = self.risk.futures_room
-        self.balances.venue_clock_ahead_ms = self._clock_skew_ms
+        self.balances.venue_ahead_of_monotonic_ms = self._venue_ahead_of_monotonic_ms
         if self.recovery is None:
             self.recovery = RecoveryManager(
                 self.traders,

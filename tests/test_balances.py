@@ -635,8 +635,9 @@ def test_each_spending_stays_off_until_a_push_shows_it() -> None:
 
 
 def stamped(asset: str, free: str, ago_ms: int, *, venue_ahead_ms: int = 0) -> Balance:
-    """A push of ``asset`` stamped as changed ``ago_ms`` before now, by a venue clock ``venue_ahead_ms`` ahead."""
-    return Balance(asset=asset, free=D(free), updated_at_ms=time.time_ns() // 1_000_000 - ago_ms + venue_ahead_ms)
+    """A push of ``asset`` stamped as changed ``ago_ms`` before now, by a venue clock ``venue_ahead_ms``
+    ahead of the local monotonic one."""
+    return Balance(asset=asset, free=D(free), updated_at_ms=time.monotonic_ns() // 1_000_000 - ago_ms + venue_ahead_ms)
 
 
 def test_a_push_older_than_the_read_applied_does_not_put_back_what_executions_spent() -> None:
@@ -646,7 +647,7 @@ def test_a_push_older_than_the_read_applied_does_not_put_back_what_executions_sp
     on 100 free. Stamped seconds before the read began, it is dropped; the next push still applies."""
     gate, mexc = FakeVenue(USDT="1000", BTC="1"), FakeVenue(USDT="1000", BTC="1")
     monitor = BalanceMonitor({ExchangeName.GATEIO: gate, ExchangeName.MEXC: mexc})
-    monitor.venue_clock_ahead_ms = lambda market: 0.0
+    monitor.venue_ahead_of_monotonic_ms = lambda market: 0.0
     monitor.pipeline = pipeline = scanner_pipeline()  # buys on Gate.io
     on_gate = monitor.balance_handler(ExchangeName.GATEIO)
     asyncio.run(monitor.refresh())
@@ -673,7 +674,7 @@ def test_a_push_not_clearly_older_than_the_read_still_applies() -> None:
     gate = FakeVenue(USDT="1000")
     skew: dict[ExchangeName, float | None] = {ExchangeName.GATEIO: None}
     monitor = BalanceMonitor({ExchangeName.GATEIO: gate})
-    monitor.venue_clock_ahead_ms = skew.get
+    monitor.venue_ahead_of_monotonic_ms = skew.get
     on_gate = monitor.balance_handler(ExchangeName.GATEIO)
     asyncio.run(monitor.refresh())
 
@@ -695,6 +696,22 @@ def test_a_push_not_clearly_older_than_the_read_still_applies() -> None:
     assert free() == D(400)
 
 
+def test_a_wall_clock_stepped_since_the_venue_clock_was_read_drops_no_newer_push(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The read's start was taken on the wall clock and the venue's stamp placed on it by a skew
+    read minutes before: a clock stepped 3 s forward since (NTP, a resumed VM) dropped pushes made
+    up to 2 s after the read began, and the next reads called it a drift. Stamps and reads are now
+    placed on the monotonic clock, which no step moves."""
+    gate = FakeVenue(USDT="1000")
+    monitor = BalanceMonitor({ExchangeName.GATEIO: gate})
+    monitor.venue_ahead_of_monotonic_ms = lambda market: 0.0
+    on_gate = monitor.balance_handler(ExchangeName.GATEIO)
+    real_time_ns = time.time_ns
+    monkeypatch.setattr(time, "time_ns", lambda: real_time_ns() + 3_000_000_000)  # stepped 3 s forward
+    asyncio.run(monitor.refresh())
+    on_gate(stamped("USDT", "400", 0))  # made after the read began
+    assert monitor.free(ExchangeName.GATEIO, "USDT") == D(400) and monitor.stale_pushes == 0
+
+
 def test_a_push_older_than_the_read_is_not_taken_as_showing_the_next_spending() -> None:
     """Gate.io's USDT went 1000 -> 500 (a buy) -> 1000 (a sale's proceeds); the read shows 1000, and
     an execution then spends 400. The pushes of 500 and 1000 come late, after the spending: the
@@ -703,7 +720,7 @@ def test_a_push_older_than_the_read_is_not_taken_as_showing_the_next_spending() 
     dropped; the spending stays off until its own push."""
     gate = FakeVenue(USDT="1000")
     monitor = BalanceMonitor({ExchangeName.GATEIO: gate})
-    monitor.venue_clock_ahead_ms = lambda market: 0.0
+    monitor.venue_ahead_of_monotonic_ms = lambda market: 0.0
     on_gate = monitor.balance_handler(ExchangeName.GATEIO)
     asyncio.run(monitor.refresh())
     monitor.spend(ExchangeName.GATEIO, "USDT", D(400), before=monitor.free(ExchangeName.GATEIO, "USDT"))
@@ -721,7 +738,7 @@ def test_a_push_older_than_a_read_landing_while_it_is_out_is_not_kept_over_it() 
     one stamped before the read began is older, and the read's answer wins."""
     gate = FakeVenue(USDT="1000")
     monitor = BalanceMonitor({ExchangeName.GATEIO: gate})
-    monitor.venue_clock_ahead_ms = lambda market: 0.0
+    monitor.venue_ahead_of_monotonic_ms = lambda market: 0.0
     on_gate = monitor.balance_handler(ExchangeName.GATEIO)
     asyncio.run(monitor.refresh())
     gate.free["USDT"] = D(100)

@@ -567,9 +567,12 @@ def test_a_dry_run_on_its_own_simulator_starts_a_fresh_journal_and_keeps_the_las
         assert journal.open_intents() == []
 
 
-def test_a_dry_run_on_venues_it_does_not_own_keeps_a_journal_apart_from_the_built_in_venues_one(tmp_path: Path) -> None:
+def test_a_dry_run_on_venues_it_does_not_own_keeps_a_journal_apart_from_the_built_in_venues_one(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """A dry run on --sim-urls venues shared the built-in venues' journal and restored that run's
-    orders, positions and PnL, which its venues never saw."""
+    orders, positions and PnL, which its venues never saw. Its first run on a journal of its own
+    says the -dry file beside it is not read."""
     configuration = manager(tmp_path, environ={"ARB_JOURNAL_PATH": str(tmp_path / "arb.sqlite3")})
     with Journal(tmp_path / "arb-dry.sqlite3", mode="dry run") as journal:
         journal.record_recovery_step("built-in-run", "flagged")
@@ -585,7 +588,10 @@ def test_a_dry_run_on_venues_it_does_not_own_keeps_a_journal_apart_from_the_buil
         finally:
             await cluster.stop()
 
-    asyncio.run(one_run())
+    with caplog.at_level(logging.WARNING, logger="arb.controller"):
+        asyncio.run(one_run())
+    [warned] = [r.getMessage() for r in caplog.records if "is not read" in r.getMessage()]
+    assert "arb-sim.sqlite3" in warned and "arb-dry.sqlite3" in warned
     with Journal(tmp_path / "arb-sim.sqlite3") as journal:
         assert journal.mode == "dry run"
     with Journal(tmp_path / "arb-dry.sqlite3") as journal:

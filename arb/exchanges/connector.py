@@ -419,6 +419,9 @@ class ExchangeConnector:
         self._orders_ws_lock = asyncio.Lock()
         self._closes = 0  # ``close`` calls: a transport whose start spans one is closed, not kept
         self.clock_skew: float | None = None  # ms, the last ``clock_skew_ms`` read
+        # ms, how far the venue's clock was ahead of the local monotonic one (``time.monotonic_ns``) at
+        # that read: a venue's stamp placed on a clock no step of the wall clock moves.
+        self.venue_ahead_of_monotonic_ms: float | None = None
         # Why the last balances answer said the account may not trade; None: it did not say so.
         self.trading_refused: str | None = None
 
@@ -756,6 +759,7 @@ class ExchangeConnector:
             rtt_ms = rtt_ns / 1e6
             if rtt_ms <= MAX_CLOCK_READ_RTT_MS:
                 self.clock_skew = skew = server_ms - (received_wall_ns - rtt_ns / 2) / 1e6
+                self.venue_ahead_of_monotonic_ms = server_ms - (sent_ns + rtt_ns / 2) / 1e6
                 self.rest.venue_clock_ahead_ms = skew
                 return skew
             round_trips.append(f"{rtt_ms:.0f}")

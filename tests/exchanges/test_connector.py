@@ -965,6 +965,9 @@ def test_a_wall_clock_stepped_during_a_clock_read_does_not_pass_for_a_short_roun
     monkeypatch.setattr(connector_module, "time", Clock)
     monkeypatch.setattr(connector, "server_time", server_time)
     assert run(connector.clock_skew_ms()) == pytest.approx(3_000, abs=1e-3)
+    # Against the monotonic clock (5 ms at the midpoint), which the step did not move.
+    venue_ms = (wall_ns[0] - 5_000_000) // 1_000_000 + 3_000
+    assert connector.venue_ahead_of_monotonic_ms == pytest.approx(venue_ms - 5, abs=1e-3)
 
 
 def test_clock_skew_is_read_at_the_midpoint_of_a_server_time_call() -> None:

@@ -125,8 +125,14 @@ def order_of_push(push: SpotOrderPush) -> SpotOrder:
 
 
 def _changed_at_ms(push: SpotBalancePush) -> int | None:
-    """When the balance of one ``spot.balances`` item changed (ms), if it says."""
-    return None if push.timestamp_ms is None else time_ms(push.timestamp_ms, "timestamp_ms")
+    """When the balance of one ``spot.balances`` item changed (ms), if it says; None for a stamp that
+    is no time: the balance is then undated (applied as newer), not lost with the push's others."""
+    if push.timestamp_ms is None:
+        return None
+    try:
+        return time_ms(push.timestamp_ms, "timestamp_ms")
+    except ValueError:
+        return None
 
 
 class _GateioPrivateStream:

@@ -293,6 +293,19 @@ def test_a_balance_that_is_not_a_number_is_left_out_and_the_others_kept(amount: 
     assert list(GateioSpotTrading(GateioSigner(CREDENTIALS), client._catalog).parse_balances(listed.encode())) == ["USDT"]
 
 
+@pytest.mark.parametrize("stamp", ["NaN", "-1", "1E+30"])
+def test_a_balance_stamped_with_no_time_is_kept_undated_with_the_others(stamp: str) -> None:
+    """A ``timestamp_ms`` that is no time raised outside the per-asset check: every asset of the
+    push was lost with the one badly stamped."""
+    _, _, _, client = setup()
+    push = msgspec.json.decode(msgspec.json.encode(DOC_BALANCES))
+    good = push["result"][0]
+    push["result"] = [dict(good, currency="OLD", timestamp_ms=stamp), good]
+    old, usdt = client.decode(msgspec.json.encode(push), False).balances
+    assert (old.asset, old.updated_at_ms) == ("OLD", None)
+    assert (usdt.asset, usdt.updated_at_ms) == ("USDT", 1667556323730)
+
+
 @pytest.mark.parametrize(("channel", "field", "value"), [
     ("spot.usertrades", "create_time_ms", "1E+999999999"),  # int() of it built a billion digits on the loop
     ("spot.usertrades", "create_time_ms", "Infinity"),
