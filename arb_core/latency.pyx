@@ -42,6 +42,8 @@ cdef class LatencyHistogram:
                   int_arg precision_bits=DEFAULT_PRECISION_BITS):
         if lowest_ns < 1:
             raise ValueError(f"lowest_ns must be >= 1, got {lowest_ns}")
+        if lowest_ns >= MAX_HIGHEST_NS:  # first: the range below is reported from lowest_ns + 1
+            raise ValueError(f"lowest_ns must be below {MAX_HIGHEST_NS}, got {lowest_ns}")
         if highest_ns <= lowest_ns or highest_ns > MAX_HIGHEST_NS:
             raise ValueError(
                 f"highest_ns must be in {lowest_ns + 1}..{MAX_HIGHEST_NS}, got {highest_ns}"

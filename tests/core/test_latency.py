@@ -29,6 +29,9 @@ from arb_core.latency import (
         ({"lowest_ns": -5}, "lowest_ns must be >= 1, got -5"),
         ({"lowest_ns": 100, "highest_ns": 100}, r"highest_ns must be in 101\.\.\d+, got 100"),
         ({"highest_ns": 1 << 62}, rf"highest_ns must be in 101\.\.\d+, got {1 << 62}"),
+        ({"lowest_ns": (1 << 62) - 1}, rf"lowest_ns must be below {(1 << 62) - 1}, got {(1 << 62) - 1}"),
+        # lowest_ns + 1 overflowed int64 here and reported a range from -2**63
+        ({"lowest_ns": 2**63 - 1, "highest_ns": 5}, rf"lowest_ns must be below {(1 << 62) - 1}, got {2**63 - 1}"),
         ({"precision_bits": 0}, r"precision_bits must be in 1\.\.14, got 0"),
         ({"precision_bits": 15}, r"precision_bits must be in 1\.\.14, got 15"),
     ],
