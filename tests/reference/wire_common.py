@@ -2,8 +2,11 @@
 
 The readable spec of the compiled decoders: the stdlib ``json`` parser (strict UTF-8,
 no NaN/Infinity, nesting at most MAX_DEPTH) with numbers kept as their text, exact
-fixed-point conversion with Decimal, and the same acceptance rules. ``JsonPrefix`` reads
-only a frame's first members, the way the routing helpers (classify, frame symbol) do.
+fixed-point conversion with Decimal, and the same acceptance rules. Like the compiled
+decoders, which compare and convert them byte by byte, it refuses a JSON escape in a key
+of an object it reads and in a string value it reads; escapes in values it steps over
+are fine. ``JsonPrefix`` reads only a frame's first members, the way the routing helpers
+(classify, frame symbol) do.
 """
 
 from __future__ import annotations
@@ -72,6 +75,10 @@ class Obj(list[tuple[str, object]]):
     """A JSON object as its (key, value) pairs in order, duplicates kept."""
 
 
+class Escaped(str):
+    """A JSON string (key or value) written with at least one escape, unescaped."""
+
+
 MISSING = object()
 
 
@@ -87,32 +94,68 @@ def _depth(value: object) -> int:
     return 0
 
 
+# a string token of valid JSON text, where every '"' outside strings opens one
+_STRING_TOKEN = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')
+
+
+def _tag_strings(text: str) -> str:
+    """Valid JSON text with every string's content prefixed by "e" (written with an escape)
+    or "p" (plain), for ``_untag``."""
+    return _STRING_TOKEN.sub(lambda m: ('"e' if "\\" in m.group() else '"p') + m.group()[1:], text)
+
+
+def _untag(value: object) -> object:
+    """The document of ``_tag_strings`` text with the tags taken off, escaped strings as Escaped."""
+    if isinstance(value, Obj):
+        return Obj((_untag(k), _untag(v)) for k, v in value)
+    if isinstance(value, list):
+        return [_untag(v) for v in value]
+    if isinstance(value, str) and not isinstance(value, Num):
+        return Escaped(value[1:]) if value[0] == "e" else value[1:]
+    return value
+
+
+def _parse(text: str) -> object:
+    return json.loads(
+        text,
+        parse_int=Num,
+        parse_float=Num,
+        parse_constant=_no_constant,
+        object_pairs_hook=Obj,
+    )
+
+
 def load_json(frame: bytes) -> object:
-    """Parse a whole frame; every syntax, encoding or depth problem is a WireError."""
+    """Parse a whole frame; every syntax, encoding or depth problem is a WireError. Strings
+    written with an escape come back as Escaped."""
     try:
         text = bytes(frame).decode("utf-8")
     except UnicodeDecodeError as exc:
         fail(f"invalid UTF-8: {exc}")
     try:
-        doc = json.loads(
-            text,
-            parse_int=Num,
-            parse_float=Num,
-            parse_constant=_no_constant,
-            object_pairs_hook=Obj,
-        )
+        doc = _parse(text)
     except (json.JSONDecodeError, RecursionError) as exc:
         fail(f"invalid JSON: {exc}")
     if _depth(doc) > MAX_DEPTH:
         fail(f"nested deeper than {MAX_DEPTH}")
+    if "\\" in text:  # only an escape makes an Escaped string
+        doc = _untag(_parse(_tag_strings(text)))
     return doc
+
+
+def _plain_keys(obj: object, where: str) -> Obj:
+    """A JSON object that is read: none of its keys may be written with an escape."""
+    if not isinstance(obj, Obj):
+        fail(f"{where}: expected an object")
+    for k, _ in obj:
+        if isinstance(k, Escaped):
+            fail(f"{where}: escape in the key {k!r}")
+    return obj
 
 
 def member(obj: object, key: str, where: str) -> object:
     """Value of ``key`` in a JSON object (MISSING when absent); a repeated key is an error."""
-    if not isinstance(obj, Obj):
-        fail(f"{where}: expected an object")
-    found = [v for k, v in obj if k == key]
+    found = [v for k, v in _plain_keys(obj, where) if k == key]
     if len(found) > 1:
         fail(f"{where}.{key}: appears twice")
     return found[0] if found else MISSING
@@ -120,9 +163,7 @@ def member(obj: object, key: str, where: str) -> object:
 
 def pairs(obj: object, where: str) -> Obj:
     """The (key, value) pairs of a JSON object."""
-    if not isinstance(obj, Obj):
-        fail(f"{where}: expected an object")
-    return obj
+    return _plain_keys(obj, where)
 
 
 def required(value: object, where: str) -> object:
@@ -132,8 +173,11 @@ def required(value: object, where: str) -> object:
 
 
 def string(value: object, where: str) -> str:
+    """A string value that is read, so written without escapes."""
     if not isinstance(value, str) or isinstance(value, Num):
         fail(f"{where}: expected a string")
+    if isinstance(value, Escaped):
+        fail(f"{where}: escape in the string {value!r}")
     return value
 
 
@@ -233,7 +277,7 @@ def object_level(price_key: str, size_key: str) -> Level:
         p = string(required(member(level, price_key, where), at_p), at_p)
         value = required(member(level, size_key, where), at_s)
         if isinstance(value, str) and not isinstance(value, Num):
-            s = value
+            s = string(value, at_s)
         else:
             s = number_text(value, at_s)
             uint_text(s, at_s)  # a JSON integer

@@ -404,7 +404,7 @@ def decode_spot_snapshot(body: bytes, scale: Scale) -> Decoded:
     out = Decoded(is_snapshot=True)
     last = required(member(doc, "lastUpdateId", ""), "lastUpdateId")
     if isinstance(last, str) and not isinstance(last, Num):
-        out.first_update_id = out.last_update_id = uint_text(last, "lastUpdateId")
+        out.first_update_id = out.last_update_id = uint_text(string(last, "lastUpdateId"), "lastUpdateId")
     else:
         out.first_update_id = out.last_update_id = json_uint(last, "lastUpdateId")
     required(member(doc, "bids", ""), "bids")

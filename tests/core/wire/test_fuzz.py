@@ -1,8 +1,8 @@
 """Mutation fuzzing of every wire decoder and routing helper against its reference.
 
-Frames are truncated, flipped, spliced and sprinkled with structural bytes. Each mutant
-must either decode exactly as the reference decodes it or raise WireError in both;
-nothing else may escape. Two corpora are mutated: frames synthesized here in the venues'
+Frames are truncated, flipped, spliced and sprinkled with structural bytes and JSON
+escapes. Each mutant must either decode exactly as the reference decodes it or raise
+WireError in both; nothing else may escape. Two corpora are mutated: frames synthesized here in the venues'
 shapes (Gate.io updates and REST bodies, MEXC protobuf pushes and contract JSON), which
 need no recorded data, and the real Gate.io recordings plus the published MEXC examples
 from ../shared/data (skipped when absent).
@@ -33,8 +33,10 @@ from wire_data import channel_updates, http_bodies, same_outcome, server_frames
 
 SEED = 20240611
 SPECIAL = b'"{}[],:.-+eE0 9\\\x00\x7f\x80\xc3\xed\xf4\xff'
+# whole JSON escapes: inside a string a mutant stays valid, so it shows where they are read
+ESCAPES = (b"\\n", b'\\"', b"\\\\", b"\\/", b"\\u0041", b"\\u00e9")
 
-Case = tuple[Callable[..., int], Callable[..., Any], list[bytes], tuple[int, int, int, int], bool]
+Case = tuple[Callable[..., int], Callable[..., Any], list[bytes], tuple[int, int, int, int]]
 FINE = (8, 1, 10, 1)  # a scale fine enough for every recorded Gate.io spot book
 CONTRACTS = (4, 1, 0, 1)
 
@@ -55,7 +57,7 @@ def _mutate(rng: random.Random, frame: bytes) -> bytes:
         if not data:
             break
         i = rng.randrange(len(data))
-        op = rng.randrange(7)
+        op = rng.randrange(8)
         if op == 0:
             del data[rng.randrange(len(data) + 1):]
         elif op == 1:
@@ -69,6 +71,8 @@ def _mutate(rng: random.Random, frame: bytes) -> bytes:
         elif op == 5:
             j = rng.randrange(len(data))
             data[i:i] = data[j:j + rng.randrange(1, 16)]
+        elif op == 6:
+            data[i:i] = ESCAPES[rng.randrange(len(ESCAPES))]
         else:
             data[i] ^= 1 << rng.randrange(8)
     return bytes(data)
@@ -150,16 +154,16 @@ def _synthesized() -> Corpus:
                         b'{"channel":"push.deal","data":{"p":1.5,"v":2},"symbol":"BTC_USDT","ts":1}']
     return Corpus(
         cases=[
-            ((gateio.decode_spot_update, ref_gateio.decode_spot_update, spot, FINE, True), 8_000),
-            ((gateio.decode_futures_update, ref_gateio.decode_futures_update, futures, CONTRACTS, True), 8_000),
-            ((gateio.decode_spot_snapshot, ref_gateio.decode_spot_snapshot, spot_rest, FINE, True), 2_000),
-            ((gateio.decode_futures_snapshot, ref_gateio.decode_futures_snapshot, futures_rest, CONTRACTS, True),
+            ((gateio.decode_spot_update, ref_gateio.decode_spot_update, spot, FINE), 8_000),
+            ((gateio.decode_futures_update, ref_gateio.decode_futures_update, futures, CONTRACTS), 8_000),
+            ((gateio.decode_spot_snapshot, ref_gateio.decode_spot_snapshot, spot_rest, FINE), 2_000),
+            ((gateio.decode_futures_snapshot, ref_gateio.decode_futures_snapshot, futures_rest, CONTRACTS),
              2_000),
-            ((mexc.decode_spot_depth, ref_mexc.decode_spot_depth, pushes, (2, 1, 6, 1), False), 8_000),
-            ((mexc.decode_futures_depth, ref_mexc.decode_futures_depth, contract, (1, 1, 0, 1), True), 4_000),
-            ((mexc.decode_futures_snapshot, ref_mexc.decode_futures_snapshot, contract_rest, (1, 1, 0, 1), True),
+            ((mexc.decode_spot_depth, ref_mexc.decode_spot_depth, pushes, (2, 1, 6, 1)), 8_000),
+            ((mexc.decode_futures_depth, ref_mexc.decode_futures_depth, contract, (1, 1, 0, 1)), 4_000),
+            ((mexc.decode_futures_snapshot, ref_mexc.decode_futures_snapshot, contract_rest, (1, 1, 0, 1)),
              2_000),
-            ((mexc.decode_spot_snapshot, ref_mexc.decode_spot_snapshot, mexc_spot_rest, (2, 1, 6, 1), True), 2_000),
+            ((mexc.decode_spot_snapshot, ref_mexc.decode_spot_snapshot, mexc_spot_rest, (2, 1, 6, 1)), 2_000),
         ],
         gate_frames=spot + futures + gate_replies,
         contract_frames=contract + contract_replies,
@@ -186,16 +190,16 @@ def _recorded(shared: Path) -> Corpus:
     pushes = [ref_mexc.encode_push(hb["aggre_depth_push"])] + _synthesized_mexc_pushes(random.Random(SEED))
     return Corpus(
         cases=[
-            ((gateio.decode_spot_update, ref_gateio.decode_spot_update, spot, FINE, True), 40_000),
-            ((gateio.decode_futures_update, ref_gateio.decode_futures_update, futures, CONTRACTS, True), 30_000),
-            ((gateio.decode_spot_snapshot, ref_gateio.decode_spot_snapshot, spot_rest, FINE, True), 3_000),
-            ((gateio.decode_futures_snapshot, ref_gateio.decode_futures_snapshot, futures_rest, CONTRACTS, True),
+            ((gateio.decode_spot_update, ref_gateio.decode_spot_update, spot, FINE), 40_000),
+            ((gateio.decode_futures_update, ref_gateio.decode_futures_update, futures, CONTRACTS), 30_000),
+            ((gateio.decode_spot_snapshot, ref_gateio.decode_spot_snapshot, spot_rest, FINE), 3_000),
+            ((gateio.decode_futures_snapshot, ref_gateio.decode_futures_snapshot, futures_rest, CONTRACTS),
              3_000),
-            ((mexc.decode_spot_depth, ref_mexc.decode_spot_depth, pushes, (2, 1, 6, 1), False), 20_000),
-            ((mexc.decode_futures_depth, ref_mexc.decode_futures_depth, contract[:1], (1, 1, 0, 1), True), 3_000),
-            ((mexc.decode_futures_snapshot, ref_mexc.decode_futures_snapshot, contract[1:], (1, 1, 0, 1), True),
+            ((mexc.decode_spot_depth, ref_mexc.decode_spot_depth, pushes, (2, 1, 6, 1)), 20_000),
+            ((mexc.decode_futures_depth, ref_mexc.decode_futures_depth, contract[:1], (1, 1, 0, 1)), 3_000),
+            ((mexc.decode_futures_snapshot, ref_mexc.decode_futures_snapshot, contract[1:], (1, 1, 0, 1)),
              3_000),
-            ((mexc.decode_spot_snapshot, ref_mexc.decode_spot_snapshot, spot_depth, (5, 1, 5, 1), True), 3_000),
+            ((mexc.decode_spot_snapshot, ref_mexc.decode_spot_snapshot, spot_depth, (5, 1, 5, 1)), 3_000),
         ],
         gate_frames=small(server_frames(cf / "GATEIO.ws.1.0") + server_frames(cf / "GATEIO_FUTURES.ws.1.0")),
         contract_frames=contract[:1],
@@ -223,13 +227,12 @@ def test_mutated_frames_decode_like_reference_or_raise_wire_error(corpus: Corpus
     rng = random.Random(SEED)
     batch = DeltaBatch(8)
     total = decoded = 0
-    for (compiled, reference, frames, args, json_escapes), count in corpus.cases:
+    for (compiled, reference, frames, args), count in corpus.cases:
         assert frames
         wire_scale, ref_scale = WireScale(*args), Scale(*args)
         for _ in range(count):
             mutant = _mutate(rng, rng.choice(frames))
-            decoded += same_outcome(compiled, reference, mutant, wire_scale, ref_scale, batch,
-                                    json_escapes=json_escapes)
+            decoded += same_outcome(compiled, reference, mutant, wire_scale, ref_scale, batch)
             total += 1
     assert total == sum(count for _, count in corpus.cases)
     assert 0 < decoded < total  # both outcomes were exercised
@@ -279,10 +282,9 @@ def test_mutated_frames_route_like_the_reference_helpers(corpus: Corpus) -> None
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_hypothesis_mutations_of_a_frame(data: st.DataObject, corpus: Corpus) -> None:
-    (compiled, reference, frames, args, json_escapes), _ = data.draw(st.sampled_from(corpus.cases))
+    (compiled, reference, frames, args), _ = data.draw(st.sampled_from(corpus.cases))
     frame = bytearray(data.draw(st.sampled_from(frames)))
     for _ in range(data.draw(st.integers(1, 4))):
         i = data.draw(st.integers(0, len(frame)))
         frame[i:i + data.draw(st.integers(0, 3))] = data.draw(st.binary(max_size=3))
-    same_outcome(compiled, reference, bytes(frame), WireScale(*args), Scale(*args), DeltaBatch(),
-                 json_escapes=json_escapes)
+    same_outcome(compiled, reference, bytes(frame), WireScale(*args), Scale(*args), DeltaBatch())

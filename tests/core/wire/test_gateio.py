@@ -133,7 +133,7 @@ def test_order_entry_precision_is_too_coarse_for_recorded_spot_books(
             ref_rejected += 1
         # frame by frame too: the same frames are refused and the rest decode alike
         same_outcome(gateio.decode_spot_update, ref.decode_spot_update, frame, WireScale(*args), Scale(*args),
-                     batch, json_escapes=False)
+                     batch)
     assert rejected == ref_rejected and 0 < rejected < len(spot_updates)
 
 
@@ -371,6 +371,36 @@ def test_trailing_zeros_beyond_the_precision_are_exact() -> None:
                                   b"99999999999999999999", b"0", b"0.000"])
 def test_malformed_or_zero_prices_are_rejected(text: bytes) -> None:
     _reject(SPOT.replace(b'"7.883"', b'"' + text + b'"'), "result.b[0]")
+
+
+# (frame, futures, whether it decodes): a JSON escape where the decoder reads text byte by byte
+# (a key of an object it reads, channel, event, symbol, a price or size string) is refused by
+# the compiled decoders and the reference alike; one in a value stepped over is fine.
+ESCAPED = {
+    "in an unknown value": (SPOT.replace(b'"t":5', b'"e":"depth\\u0055pdate\\n","t":5'), False, True),
+    "in a key inside an unknown value": (SPOT.replace(b'"t":5', b'"x":{"\\u0061":[1]},"t":5'), False, True),
+    "in an unknown value of a level": (FUTURES.replace(b'"s":0', b'"s":0,"x":"\\/"'), True, True),
+    "in an unknown key": (SPOT.replace(b'"t":5', b'"\\u0065":1,"t":5'), False, False),
+    "in a known key": (SPOT.replace(b'"event"', b'"\\u0065vent"'), False, False),
+    "in a key of a level": (FUTURES.replace(b'"p"', b'"\\u0070"'), True, False),
+    "in the channel": (SPOT.replace(b"spot.order", b"spot\\u002eorder"), False, False),
+    "in the event": (SPOT.replace(b'"update"', b'"upd\\u0061te"'), False, False),
+    "in the symbol": (SPOT.replace(b"OMG_USDT", b"OMG\\u005fUSDT"), False, False),
+    "in a price": (SPOT.replace(b'"7.883"', b'"7.88\\u0033"'), False, False),
+    "in a size": (SPOT.replace(b'"263.375"', b'"263.37\\u0035"'), False, False),
+    "in a contract size string": (FUTURES.replace(b'"s":0', b'"s":"\\u0030"'), True, False),
+}
+
+
+@pytest.mark.parametrize("name", ESCAPED)
+def test_escapes_are_refused_where_text_is_read_and_stepped_over_elsewhere(name: str) -> None:
+    frame, futures, decodes = ESCAPED[name]
+    compiled, reference = DECODERS[futures][:2]
+    args = (4, 1, 0, 1) if futures else (3, 1, 3, 1)
+    assert same_outcome(compiled, reference, frame, *scales(args), DeltaBatch()) == decodes
+    if not decodes:
+        with pytest.raises(RefWireError, match="escape in the"):
+            reference(frame, Scale(*args))
 
 
 @pytest.mark.parametrize("size", [b"1.0", b"-1", b"1e2", b"9223372036854775808", b"null", b'"1.5"', b'"-1"', b'""',

@@ -67,15 +67,15 @@ def spot_frames(examples: dict[str, Any]) -> dict[str, bytes]:
 def test_synthesized_spot_pushes_decode_like_reference(spot_frames: dict[str, bytes]) -> None:
     batch = DeltaBatch()
     assert same_outcome(mexc.decode_spot_depth, ref.decode_spot_depth, spot_frames["hummingbot_aggre"],
-                        *scales(BTC, "BTCUSDC"), batch, json_escapes=False)
+                        *scales(BTC, "BTCUSDC"), batch)
     assert batch.levels() == [(ASK, 11519874, 68865), (BID, 11483884, 101)]  # asks are field 1
     assert (batch.first_update_id, batch.last_update_id, batch.event_time_ms, batch.is_snapshot) == (
         17521975448, 17521975455, 1755973885809, False)
     assert same_outcome(mexc.decode_spot_depth, ref.decode_spot_depth, spot_frames["docs_aggre"],
-                        *scales(BTC, "BTCUSDT"), batch, json_escapes=False)
+                        *scales(BTC, "BTCUSDT"), batch)
     assert batch.levels() == [(BID, 9287758, 0)]
     assert same_outcome(mexc.decode_spot_depth, ref.decode_spot_depth, spot_frames["docs_limit"],
-                        *scales((2, 1, 8, 1), "BTCUSDT"), batch, json_escapes=False)
+                        *scales((2, 1, 8, 1), "BTCUSDT"), batch)
     assert batch.is_snapshot and batch.first_update_id == batch.last_update_id == 36913565463
     assert batch.levels() == [(ASK, 9318018, 21976424), (BID, 9317998, 282651000)]
     assert mexc.spot_frame_symbol(spot_frames["docs_limit"]) == b"BTCUSDT"
@@ -113,7 +113,7 @@ def test_unknown_fields_of_every_wire_type_are_skipped() -> None:
     frame = _push(body, unknown)
     batch = DeltaBatch()
     assert same_outcome(mexc.decode_spot_depth, ref.decode_spot_depth, frame, *scales((1, 1, 0, 1)),
-                        batch, json_escapes=False)
+                        batch)
     assert batch.levels() == [(BID, 15, 2)]
 
 
@@ -150,7 +150,7 @@ def test_every_truncation_of_a_spot_push_is_rejected(spot_frames: dict[str, byte
     batch = DeltaBatch()
     for end in range(len(frame)):
         outcome = same_outcome(mexc.decode_spot_depth, ref.decode_spot_depth, frame[:end],
-                               *scales(BTC), batch, json_escapes=False)
+                               *scales(BTC), batch)
         # a cut on a field boundary before the body is a valid push without depth
         assert not outcome
 
@@ -207,6 +207,35 @@ def test_bad_contract_pushes_are_rejected(old: bytes, new: bytes) -> None:
         mexc.decode_futures_depth(frame, WireScale(1, 1, 0, 1), DeltaBatch())
     assert not same_outcome(mexc.decode_futures_depth, ref.decode_futures_depth, frame,
                             *scales((1, 1, 0, 1)), DeltaBatch())
+
+
+SPOT_REST = b'{"lastUpdateId":"71","bids":[["101.50","2"]],"asks":[],"timestamp":"1"}'
+
+
+# (decoder, reference, frame, whether it decodes): a JSON escape is refused by the compiled
+# decoders and the reference alike where the decoder reads text byte by byte, and is fine in a
+# value stepped over.
+@pytest.mark.parametrize("compiled, reference, frame, decodes", [
+    (mexc.decode_futures_depth, ref.decode_futures_depth, CONTRACT.replace(b'"ts"', b'"x":"\\u00e9","ts"'), True),
+    (mexc.decode_futures_depth, ref.decode_futures_depth, CONTRACT.replace(b'"ts"', b'"\\u0078":1,"ts"'), False),
+    (mexc.decode_futures_depth, ref.decode_futures_depth, CONTRACT.replace(b'"version"', b'"versio\\u006e"'),
+     False),
+    (mexc.decode_futures_depth, ref.decode_futures_depth, CONTRACT.replace(b"push.depth", b"push\\u002edepth"),
+     False),
+    (mexc.decode_futures_depth, ref.decode_futures_depth, CONTRACT.replace(b"BTC_USDT", b"BTC\\u005fUSDT"), False),
+    (mexc.decode_futures_snapshot, ref.decode_futures_snapshot,
+     b'{"success":true,"code":0,"data":{"asks":[],"bids":[],"version":1,"\\u0078":0}}', False),
+    (mexc.decode_spot_snapshot, ref.decode_spot_snapshot, SPOT_REST.replace(b'"1"}', b'"\\/1"}'), True),
+    (mexc.decode_spot_snapshot, ref.decode_spot_snapshot, SPOT_REST.replace(b'"71"', b'"7\\u0031"'), False),
+    (mexc.decode_spot_snapshot, ref.decode_spot_snapshot, SPOT_REST.replace(b'"2"', b'"\\u0032"'), False),
+])
+def test_escapes_are_refused_where_text_is_read_and_stepped_over_elsewhere(
+    compiled: Callable[..., int], reference: Callable[..., object], frame: bytes, decodes: bool
+) -> None:
+    assert same_outcome(compiled, reference, frame, *scales((2, 1, 0, 1)), DeltaBatch()) == decodes
+    if not decodes:
+        with pytest.raises(RefWireError, match="escape in the"):
+            reference(frame, Scale(2, 1, 0, 1))
 
 
 def test_contract_frame_kinds() -> None:
@@ -286,7 +315,7 @@ scale_args = st.tuples(st.integers(0, 10), st.sampled_from([1, 1, 5]), st.intege
 @given(frame=spot_pushes(), args=scale_args)
 def test_generated_spot_pushes_match_reference(frame: bytes, args: tuple[int, int, int, int]) -> None:
     same_outcome(mexc.decode_spot_depth, ref.decode_spot_depth, frame, WireScale(*args),
-                 Scale(*args), DeltaBatch(4), json_escapes=False)
+                 Scale(*args), DeltaBatch(4))
 
 
 json_number = st.one_of(st.integers(0, 10**20).map(str),
