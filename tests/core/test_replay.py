@@ -26,7 +26,7 @@ from arb.replay.recorder import MARKET_CODES, RECORD_HEADER, RecordKind
 from arb.sim.cluster import default_instruments
 from arb.types import OpportunityType
 from arb_core import replay
-from arb_core.book import DeltaBatch, OrderBook
+from arb_core.book import BookError, DeltaBatch, OrderBook
 from arb_core.router import DIALECT_GATEIO_SPOT, BookRouter
 from arb_core.scanner import SpreadScanner
 from reference import replay as ref
@@ -341,7 +341,10 @@ class _World:
                 fields = loop.record()
                 trace.append((fields[0], fields[2], fields[3], loop.last_in_buffer))
                 clock.now_ns = max(clock.now_ns, fields[0])
-                self.feed(fields, loop.last_in_buffer)
+                try:
+                    self.feed(fields, loop.last_in_buffer)
+                except (BookError, ValueError, OverflowError) as exc:  # a garbled record: BookSync resyncs
+                    trace.append(("python error", type(exc).__name__))
                 loop.advance()
             elif status == replay.STOP_WAIT:
                 clock.now_ns = max(clock.now_ns, loop.recv_ns - 1)  # a sleep lands at or just before it
@@ -427,6 +430,65 @@ def test_the_record_loop_stops_where_the_reference_stops(
 
 _INT64 = st.integers(-(2**63), 2**63 - 1)
 _edge_times = st.one_of(_INT64, st.sampled_from([-(2**63), -(2**63) + 5, -1, 0, 1, 2**63 - 10, 2**63 - 1]))
+_KINDS = [replay.KIND_WS_TEXT, replay.KIND_WS_BINARY, replay.KIND_REST_SNAPSHOT, replay.KIND_REST_RESPONSE]
+_splices = st.one_of(st.binary(max_size=4), st.lists(st.sampled_from(b'0123456789."{}[],:-'), max_size=4).map(bytes))
+
+
+def _garble(data: st.DataObject, records: list[tuple[int, int, int, int, bytes, bytes]]
+            ) -> list[tuple[int, int, int, int, bytes, bytes]]:
+    """``records`` with some garbled: payload bytes replaced, the time moved (to the int64 edges
+    too), another kind, symbol or market. The blocks stay checked: kinds and markets are known ones."""
+    records = list(records)
+    for _ in range(data.draw(st.integers(1, 30), label="garbled")):
+        index = data.draw(st.integers(0, len(records) - 1), label="index")
+        recv, wall, code, kind, symbol, payload = records[index]
+        what = data.draw(st.sampled_from(["payload", "payload", "time", "kind", "symbol", "market"]), label="what")
+        if what == "payload":
+            at = data.draw(st.integers(0, len(payload)), label="at")
+            payload = payload[:at] + data.draw(_splices, label="splice") + payload[at + data.draw(st.integers(0, 4)):]
+        elif what == "time" and data.draw(st.booleans(), label="edge"):
+            recv = data.draw(_edge_times, label="recv_ns")
+        elif what == "time":
+            recv = min(max(recv + data.draw(st.integers(-10**9, 10**9), label="shift"), -(2**63)), 2**63 - 1)
+        elif what == "kind":
+            kind = data.draw(st.sampled_from(_KINDS), label="kind")
+        elif what == "symbol":
+            symbol = data.draw(st.sampled_from([b"", b"BTC_USDT", b"BTCUSDT", b"ETH_USDT"]), label="symbol")
+        else:
+            code = data.draw(st.sampled_from(CODES), label="market")
+        records[index] = (recv, wall, code, kind, symbol, payload)
+    return records
+
+
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(
+    data=st.data(),
+    sizes=st.lists(st.integers(1, 500), min_size=1, max_size=3),
+    modes=_modes,
+    window_ns=st.sampled_from([0, 100_000, 3_000_000]),
+    busy=st.lists(st.booleans(), min_size=1, max_size=3),
+    timers=st.lists(st.one_of(st.none(), st.integers(0, 20_000_000)), min_size=1, max_size=3),
+    budget=st.sampled_from([0, 0, 1, 37]),
+    drops=st.one_of(st.just((False,)), st.lists(st.booleans(), min_size=1, max_size=3).map(tuple)),
+)
+def test_the_record_loop_stops_where_the_reference_stops_on_garbled_records(
+    recorded_records: list[tuple[int, int, int, int, bytes, bytes]], data: st.DataObject, sizes: list[int],
+    modes: dict[int, int], window_ns: int, busy: list[bool], timers: list[int | None], budget: int,
+    drops: tuple[bool, ...],
+) -> None:
+    """Garbled records in every mode: malformed frames and book failures reach the compiled routing
+    and scanning (STOP_ROUTE_ERROR among them), times out of order or at the int64 edges its waits."""
+    records = _garble(data, recorded_records)
+    blocks = _pack(records, sizes)
+    assert all(replay.check_block(raw, count, MARKET_TABLE, KIND_TABLE) == -1 for raw, count in blocks)
+    origin = recorded_records[0][0]
+    worlds = [_World(blocks, cls, modes, window_ns, origin) for cls in (replay.RecordLoop, ref.RecordLoop)]
+    compiled, reference = (w.replay(busy, timers, budget, drops) for w in worlds)
+    assert compiled == reference
+    assert worlds[0].books() == worlds[1].books()
+    assert worlds[0].pipeline.scans == worlds[1].pipeline.scans
+    assert worlds[0].pipeline._standing.keys() == worlds[1].pipeline._standing.keys()
 
 
 @settings(max_examples=300, deadline=None)
