@@ -8,15 +8,11 @@ cdef extern from *:
     static inline int arb_mul_overflows(long long a, long long b, long long *out) {
         return __builtin_mul_overflow(a, b, out);
     }
-    static inline int arb_add_overflows(long long a, long long b, long long *out) {
-        return __builtin_add_overflow(a, b, out);
-    }
     static inline int arb_sub_overflows(long long a, long long b, long long *out) {
         return __builtin_sub_overflow(a, b, out);
     }
     """
     bint arb_mul_overflows(long long a, long long b, long long *out) noexcept nogil
-    bint arb_add_overflows(long long a, long long b, long long *out) noexcept nogil
     bint arb_sub_overflows(long long a, long long b, long long *out) noexcept nogil
 
 cdef extern from *:
@@ -48,14 +44,6 @@ cdef extern from *:
     """
     _Static_assert(sizeof(Py_ssize_t) == sizeof(int64_t), "arb_core needs a 64-bit Py_ssize_t");
     """
-
-
-cdef inline int64_t checked_add(int64_t a, int64_t b) except? -1:
-    """a + b, raising OverflowError instead of wrapping."""
-    cdef long long out
-    if arb_add_overflows(a, b, &out):
-        raise OverflowError(f"fixed-point overflow: {a} + {b}")
-    return out
 
 
 cdef inline wide_t checked_notional(wide_t a, wide_t b) except? -1:

@@ -3,8 +3,7 @@
 A float or ``Decimal`` handed to a compiled routine where an integer (ticks, lots, ns, a side
 or a state) is expected is refused with TypeError rather than truncated; ints and numpy
 integers are taken. ``checked_notional`` (128-bit, bounded by ``NOTIONAL_MAX``) is compared with
-exact integer arithmetic through the order book's walk (its notional is a sum of products) and
-``checked_add`` through the clock offset's latencies (tests/core/test_freshness.py);
+exact integer arithmetic through the order book's walk (its notional is a sum of products);
 ``saturating_sub`` and ``difference_as_double`` through the record loop's stops at the int64
 edges of time (tests/core/test_replay.py).
 """
@@ -24,7 +23,6 @@ from hypothesis import strategies as st
 
 from arb_core import freshness, fsm
 from arb_core.book import ASK, BID, NOTIONAL_MAX, DeltaBatch, OrderBook
-from arb_core.freshness import ClockOffset
 from arb_core.fsm import StateMachine
 from arb_core.latency import LatencyHistogram
 from arb_core.router import DIALECT_GATEIO_SPOT, BookRouter
@@ -65,8 +63,6 @@ CALLS: list[tuple[str, Callable[[Any], object]]] = [
     ("OrderBook.top side", lambda v: _book().top(v, 1)),
     ("is_fresh now_ns", lambda v: freshness.is_fresh(_book(), v, 10)),
     ("age_ns now_ns", lambda v: freshness.age_ns(_book(), v)),
-    ("ClockOffset window_ns", lambda v: ClockOffset(v)),
-    ("ClockOffset.observe venue ms", lambda v: ClockOffset(10**9).observe(10**12, v)),
     ("StateMachine.transition state", lambda v: StateMachine().transition(v, 1)),
     ("StateMachine.transition now_ns", lambda v: StateMachine().transition(fsm.DETECTING, v)),
     ("state_name", lambda v: fsm.state_name(v)),
