@@ -18,7 +18,7 @@ from arb_core.book import (
     SequenceGapError,
     StaleStreamError,
 )
-from arb_core.freshness import age_ns, is_fresh, monotonic_ns, wall_ns
+from arb_core.freshness import age_ns, is_fresh, monotonic_ns
 from arb_core.fsm import IllegalTransitionError, StateMachine, state_name
 from arb_core.latency import LatencyHistogram
 from arb_core.scanner import Opportunity, OpportunityKind, SpreadScanner
@@ -52,5 +52,4 @@ __all__ = [
     "is_fresh",
     "monotonic_ns",
     "state_name",
-    "wall_ns",
 ]

@@ -1,6 +1,6 @@
-# C-level interface of arb_core.freshness: the local clocks and book age on the monotonic one.
+# C-level interface of arb_core.freshness: the local monotonic clock and book age on it.
 from libc.stdint cimport int64_t
-from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC, CLOCK_REALTIME
+from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
 
 from arb_core.book cimport OrderBook
 
@@ -8,12 +8,6 @@ from arb_core.book cimport OrderBook
 cdef inline int64_t monotonic_ns_c() noexcept nogil:
     cdef timespec ts
     clock_gettime(CLOCK_MONOTONIC, &ts)
-    return <int64_t>ts.tv_sec * 1000000000 + ts.tv_nsec
-
-
-cdef inline int64_t wall_ns_c() noexcept nogil:
-    cdef timespec ts
-    clock_gettime(CLOCK_REALTIME, &ts)
     return <int64_t>ts.tv_sec * 1000000000 + ts.tv_nsec
 
 

@@ -6,9 +6,6 @@ from arb_core.book import OrderBook
 def monotonic_ns() -> int:
     """Local monotonic clock in ns (CLOCK_MONOTONIC, the clock of ``time.monotonic_ns``)."""
 
-def wall_ns() -> int:
-    """Local wall clock in ns (CLOCK_REALTIME, the clock of ``time.time_ns``)."""
-
 def is_fresh(book: OrderBook, now_ns: int, max_age_ns: int) -> bool:
     """True when ``book`` is in sync and its last update is at most ``max_age_ns`` old."""
 

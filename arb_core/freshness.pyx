@@ -17,11 +17,6 @@ def monotonic_ns():
     return monotonic_ns_c()
 
 
-def wall_ns():
-    """Local wall clock in ns (CLOCK_REALTIME, the clock of ``time.time_ns``)."""
-    return wall_ns_c()
-
-
 cdef inline int _check_args(OrderBook book, int64_t now_ns) except -1:
     if book is None:
         raise ValueError("book must be an OrderBook, got None")

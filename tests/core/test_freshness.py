@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from arb_core.book import ASK, BID, DeltaBatch, OrderBook
-from arb_core.freshness import age_ns, is_fresh, monotonic_ns, wall_ns
+from arb_core.freshness import age_ns, is_fresh, monotonic_ns
 from reference import freshness as ref
 
 
@@ -27,13 +27,6 @@ def test_monotonic_ns_is_the_monotonic_clock() -> None:
     before = time.monotonic_ns()
     now = monotonic_ns()
     after = time.monotonic_ns()
-    assert before <= now <= after
-
-
-def test_wall_ns_is_the_wall_clock() -> None:
-    before = time.time_ns()
-    now = wall_ns()
-    after = time.time_ns()
     assert before <= now <= after
 
 
