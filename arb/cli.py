@@ -680,8 +680,8 @@ def _backtest(args: argparse.Namespace) -> int:
         print(msgspec.json.encode(summary).decode())
     else:
         print("\n".join(result.lines()))
-        if traded_nothing:
-            print("arb backtest: the engine traded no symbol of this recording (see the notes)", file=sys.stderr)
+    if traded_nothing and args.report is None:  # with --report, said above
+        print("arb backtest: the engine traded no symbol of this recording (see the notes)", file=sys.stderr)
     # A list that does not parse leaves the market on the simulator's terms: not a result to take
     # for one on the venue's, so it fails the backtest as damage does.
     failed = result.damage is not None or result.instrument_errors or traded_nothing or report_failed

@@ -816,7 +816,7 @@ class _Survey(msgspec.Struct, kw_only=True):
 
 
 def _survey(files: Sequence[str | Path], compiled: bool = True) -> _Survey:
-    reader = read_records(*files)
+    reader = read_records(*files, engine_frames_only=True)
     if compiled and reader.single_native():
         return _survey_blocks(reader)
     survey = _Survey()
@@ -1057,7 +1057,7 @@ async def _replay(
     else:
         why = f" ({'; '.join(idle)})" if idle else ""
         notes.append(f"no symbol is recorded on two markets the scanner can pair{why}: books replayed only")
-    reader = read_records(*files)
+    reader = read_records(*files, engine_frames_only=True)
     progress = settings.progress and survey.records >= PROGRESS_MIN_RECORDS
     with _progress(progress, survey.records) as advance:
         pipeline = controller.pipeline if controller is not None else None

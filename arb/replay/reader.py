@@ -37,6 +37,7 @@ import msgspec
 import zstandard
 
 from arb_core.replay import check_block
+from arb_core.wire.common import WireError
 
 from ..sim.market import RecordedFrame, read_recording
 from ..types import ExchangeName
@@ -115,14 +116,20 @@ class _Stream:
     ``stop``: the damage it ends at once its files are read (the part after them missing or
     given twice)."""
 
-    def __init__(self, paths: list[Path], native: bool, stop: RecordingDamaged | None = None) -> None:
+    def __init__(
+        self, paths: list[Path], native: bool, stop: RecordingDamaged | None = None, engine_frames_only: bool = False
+    ) -> None:
         self.paths = paths
         self.native = native
         self.stop = stop
+        self.engine_frames_only = engine_frames_only
         self.damage: RecordingDamaged | None = None
 
     def records(self) -> Iterator[Record]:
-        return self._read(_native_records if self.native else _cryptofeed_records)
+        if self.native:
+            return self._read(_native_records)
+        only = self.engine_frames_only
+        return self._read(lambda path, counter: _cryptofeed_records(path, counter, only))
 
     def blocks(self) -> Iterator[tuple[bytes, int]]:
         """The checked blocks of a native stream as ``(raw, count)``, up to any damage."""
@@ -161,8 +168,11 @@ class RecordingReader:
     monotonic clock, which another boot or machine starts elsewhere) and merged in that order,
     so the spacing within one recording stays as measured and time never runs back."""
 
-    def __init__(self, paths: Iterable[str | os.PathLike[str]]) -> None:
+    def __init__(self, paths: Iterable[str | os.PathLike[str]], *, engine_frames_only: bool = False) -> None:
+        """``engine_frames_only``: leave out a cryptofeed file's frames of channels the engine does not
+        subscribe to (cryptofeed subscribed tickers and trades too), which a run never receives."""
         self.paths = [Path(p) for p in paths]
+        self.engine_frames_only = engine_frames_only
         self.damages: list[RecordingDamaged] = []
         self.records = 0
         # Each rotated recording given from a later part on, naming the parts before it not given
@@ -290,7 +300,7 @@ class RecordingReader:
                     continue
                 parts.setdefault(recording_id, []).append((part, path))
             else:
-                streams.append(_Stream([path], native=False))
+                streams.append(_Stream([path], native=False, engine_frames_only=self.engine_frames_only))
         self.later_starts = []
         for recording_id, group in parts.items():
             group.sort()
@@ -345,13 +355,14 @@ def _parts(first: int, last: int) -> str:
     return f"part {first}" if first == last else f"parts {first} to {last}"
 
 
-def read_records(*paths: str | os.PathLike[str]) -> RecordingReader:
-    """A reader of ``paths``; a path naming a rotated recording (``--out``) stands for all its parts."""
+def read_records(*paths: str | os.PathLike[str], engine_frames_only: bool = False) -> RecordingReader:
+    """A reader of ``paths``; a path naming a rotated recording (``--out``) stands for all its parts
+    (``engine_frames_only``: see ``RecordingReader``)."""
     files: list[Path] = []
     for path in paths:
         found = recording_files(path)
         files += found or [Path(path)]
-    return RecordingReader(files)
+    return RecordingReader(files, engine_frames_only=engine_frames_only)
 
 
 # --- the recorder's format ------------------------------------------------------------------
@@ -547,7 +558,7 @@ def _v1_crc(header: bytes, stored: bytes) -> int:
 # --- cryptofeed recordings ------------------------------------------------------------------
 
 
-def _cryptofeed_records(path: Path, counter: list[int]) -> Iterator[Record]:
+def _cryptofeed_records(path: Path, counter: list[int], engine_frames_only: bool = False) -> Iterator[Record]:
     data = path.read_bytes()
     frames: list[RecordedFrame] = []
     position = 0
@@ -571,7 +582,14 @@ def _cryptofeed_records(path: Path, counter: list[int]) -> Iterator[Record]:
     # A cryptofeed file is written in receive order; a stable sort only fixes clock steps.
     frames.sort(key=lambda frame: frame.time_ns)
     symbols: dict[ExchangeName, Symbolizer] = {}
+    subscribed: dict[ExchangeName, Callable[[bytes], bool]] = {}
     for frame in frames:
+        if engine_frames_only and frame.kind == "ws":
+            wanted = subscribed.get(frame.exchange)
+            if wanted is None:
+                wanted = subscribed[frame.exchange] = _market_subscribes(frame.exchange)
+            if not wanted(frame.raw):
+                continue
         counter[0] += 1
         yield _cryptofeed_record(frame, symbols)
     if damage is not None:
@@ -602,3 +620,24 @@ def _market_symbolizer(market: ExchangeName) -> Callable[[bytes], bytes]:
 
 def _nothing(payload: bytes) -> bytes:
     return b""
+
+
+def _market_subscribes(market: ExchangeName) -> Callable[[bytes], bool]:
+    """Whether the engine's subscriptions on ``market`` would receive a recorded frame: a frame of no
+    kind its dialect reads is of a channel it does not subscribe to. One that does not classify is
+    kept, for the engine to count as malformed."""
+    from ..exchanges.factory import registered
+    from ..exchanges.models import FrameKind
+
+    connector = registered().get(market)
+    if connector is None:
+        return lambda payload: True
+    classify = connector.binding.dialect(None).classify
+
+    def wanted(payload: bytes) -> bool:
+        try:
+            return classify(payload) != FrameKind.OTHER
+        except (WireError, ValueError, OverflowError):
+            return True
+
+    return wanted

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import random
 import shutil
@@ -671,6 +672,27 @@ def test_a_dropped_stream_is_recorded_where_it_dropped_and_replays_as_the_live_b
         result = backtest([path], manager, BacktestSettings(compiled=compiled))
         assert result.damage is None
         assert dict(result.books["gateio BTC/USDT"].resyncs) == live_resyncs
+
+
+def test_a_backtest_leaves_out_the_cryptofeed_frames_of_channels_the_engine_does_not_subscribe_to(
+    shared_data: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """cryptofeed subscribed tickers, trades and candlesticks too: a backtest fed them to the books,
+    which warned about each kind once a minute of the recording as frames it cannot read."""
+    files = sorted((shared_data / "cryptofeed").glob("GATEIO*"))
+    everything = list(RecordingReader(files))
+    engine = list(RecordingReader(files, engine_frames_only=True))
+    left_out = [r for r in everything if r not in engine]
+    assert left_out and all(b"tickers" in r.payload or b"trades" in r.payload or b"candlesticks" in r.payload
+                            or b"book_ticker" in r.payload for r in left_out)
+    assert [r for r in engine if b"order_book_update" in r.payload] == [
+        r for r in everything if b"order_book_update" in r.payload
+    ]
+    manager = ConfigurationManager(None, environ={})
+    manager.load_configuration(dry_run=True)
+    with caplog.at_level(logging.WARNING, logger="arb.exchanges.book_sync"):
+        backtest(files, manager, BacktestSettings())
+    assert not [r for r in caplog.records if "no kind the stream reads" in r.getMessage()]
 
 
 def test_cryptofeed_recordings_read_through_the_same_reader(shared_data: Path) -> None:
