@@ -63,6 +63,7 @@ from .journal import (
     INTENT_LOG_SUFFIX, IntentRecord, Journal, JournalError, OrderResolver, base_per_unit, intent_log_in_use,
 )
 from .orders import OrderOutcome, market_symbol, round_price
+from .output import write_without_blocking
 from .monitor import PerformanceMonitor, Stage
 from .pipeline import BPS, Leg, ScannerPipeline, SymbolPlan, walk_price
 from .recovery import RecoveryManager, RecoveryStatus
@@ -352,7 +353,10 @@ def _order_names(intents: Sequence[IntentRecord]) -> dict[str, list[str]]:
 
 def _kill_switch_after_run(signum: int, frame: object) -> None:
     """SIGUSR1/SIGUSR2 once a run has ended and its program reports it (``ShutdownManager.keeps_signals``)."""
-    log.warning("received %s after the run ended: the kill switch has nothing to stop", signal.Signals(signum).name)
+    # Not through logging: a signal handler's write may interrupt one and must not wait on it.
+    write_without_blocking(
+        f"arb: received {signal.Signals(signum).name} after the run ended: the kill switch has nothing to stop\n"
+    )
 
 
 def _warn_of_a_dry_journal_left_behind(path: str, dry_path: str) -> None:

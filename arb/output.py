@@ -51,7 +51,10 @@ class QueuedStream:
         self.dropped = 0  # lines (or flushed parts of one) the full queue did not take
         self._max_bytes = max_bytes
         self._queued_bytes = 0  # of text in the queue, under ``_lock``
-        self._queue: queue.Queue[str | None] = queue.Queue()  # bounded by ``_max_bytes``
+        # Bounded by ``_max_bytes``. A SimpleQueue: its ``put`` may be re-entered by a signal handler's
+        # write that interrupts one (a Queue's lock is not reentrant: that deadlocked). An Event
+        # marks how far ``wait_written`` waits.
+        self._queue: queue.SimpleQueue[str | threading.Event | None] = queue.SimpleQueue()
         self._pending: list[str] = []  # the line being written, queued at its end or a flush
         self._closed = False
         self._broken: Exception | None = None  # the error that stopped the writer
@@ -122,11 +125,16 @@ class QueuedStream:
     def wait_written(self, timeout_s: float) -> bool:
         """Wait up to ``timeout_s`` for everything queued so far to be written; whether it was."""
         self.flush()
+        if self._closed or not self._thread.is_alive():
+            return self._broken is None
+        written = threading.Event()
+        self._queue.put(written)
         deadline = time.monotonic() + timeout_s
-        while self._queue.unfinished_tasks and self._thread.is_alive():
+        while not written.wait(0.005):
+            if not self._thread.is_alive():
+                break
             if time.monotonic() >= deadline:
                 return False
-            time.sleep(0.005)
         return self._broken is None
 
     def close(self, timeout_s: float = DRAIN_TIMEOUT_S) -> bool:
@@ -146,13 +154,17 @@ class QueuedStream:
         reported = 0
         while True:
             parts = [self._queue.get()]
-            size = len(parts[0] or "")
+            texts = [part for part in parts if isinstance(part, str)]
+            size = sum(map(len, texts))
             with contextlib.suppress(queue.Empty):
                 while parts[-1] is not None and size < _BATCH_BYTES:
-                    parts.append(self._queue.get_nowait())
-                    size += len(parts[-1] or "")
+                    part = self._queue.get_nowait()
+                    parts.append(part)
+                    if isinstance(part, str):
+                        texts.append(part)
+                        size += len(part)
             done = parts[-1] is None
-            text = "".join(part for part in parts if part is not None)
+            text = "".join(texts)
             try:
                 self._write(text)
             except (OSError, ValueError) as exc:  # the reader went away, or the descriptor closed
@@ -161,8 +173,9 @@ class QueuedStream:
             finally:
                 with self._lock:
                     self._queued_bytes -= len(text)
-                for _ in parts:
-                    self._queue.task_done()
+                for part in parts:
+                    if isinstance(part, threading.Event):
+                        part.set()
             dropped = self.dropped
             if dropped > reported:
                 log.warning("%s: %d lines dropped while it was not read fast enough", self._name, dropped - reported)

@@ -6,6 +6,8 @@ import fcntl
 import io
 import logging
 import os
+import random
+import signal
 import subprocess
 import sys
 import threading
@@ -228,3 +230,38 @@ def test_the_end_of_a_run_whose_stderr_stalled_does_not_wait_on_it_for_good() ->
         assert out == "left\n"
     finally:
         os.close(read_fd)
+
+
+SIGNAL_DURING_WRITES = """
+import os, signal, sys, time
+from arb.output import off_loop_output, write_without_blocking
+
+with off_loop_output():
+    signal.signal(signal.SIGTERM, lambda signum, frame: write_without_blocking("signal noted\\n"))
+    print("ready", file=sys.__stdout__, flush=True)
+    end = time.monotonic() + 0.5
+    while time.monotonic() < end:
+        sys.stderr.write("line\\n")
+print("done", file=sys.__stdout__, flush=True)
+"""
+
+
+def test_a_signal_handler_writing_while_a_line_is_being_queued_does_not_deadlock(tmp_path: Path) -> None:
+    """A signal handler's message (a stop after the shutdown, a kill switch after the run) re-entered
+    the queue of the stderr line the main thread was queuing: the queue's lock is not reentrant, and
+    the process hung for good, deaf to any later signal (about one signal in five landed there)."""
+    for _ in range(20):
+        child = subprocess.Popen(
+            [sys.executable, "-c", SIGNAL_DURING_WRITES], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+            text=True, cwd=tmp_path,
+        )
+        try:
+            assert child.stdout is not None and child.stdout.readline() == "ready\n"
+            time.sleep(0.05 + 0.3 * random.random())
+            child.send_signal(signal.SIGTERM)
+            out, _ = child.communicate(timeout=10)
+        finally:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+        assert out == "done\n" and child.returncode == 0
