@@ -3673,15 +3673,12 @@ def test_the_shutdown_cancels_the_engines_orders_while_the_journal_cannot_be_wri
         journal.close()
 
 
-def test_the_held_stop_signal_delivered_again_by_the_event_loop_is_handled_once(tmp_path: Path) -> None:
-    """A stop that comes while the start-up installs its handlers reaches both the hold
-    (``hold_stop_signals``) and the event loop: handled twice, it read as a second signal and
-    forced the process out, skipping the start-up's cleanup."""
+def _start_stopped_by(tmp_path: Path, before: str, in_start: str) -> subprocess.CompletedProcess[str]:
+    """Run a dry start-up in a process of its own, ``before`` run first and ``in_start`` as the start
+    begins, the start then waiting to be stopped; it prints "interrupted: <reason>" when it is."""
     script = f"""
 import asyncio, os, signal, sys
-from arb.shutdown import hold_stop_signals
-hold_stop_signals()
-os.kill(os.getpid(), signal.SIGTERM)  # held
+{before}
 from arb.config import ConfigurationManager
 from arb.controller import ArbitrageController
 from arb.errors import StartupInterrupted
@@ -3690,7 +3687,7 @@ manager.load_configuration(dry_run=True)
 controller = ArbitrageController(manager)
 
 async def start(dry_run, paper):
-    os.kill(os.getpid(), signal.SIGTERM)  # the same stop, as the event loop delivers it
+{in_start}
     try:
         await asyncio.sleep(5)
     except asyncio.CancelledError:  # stopped: the start-up closes what it opened, which awaits
@@ -3703,7 +3700,18 @@ try:
 except StartupInterrupted as exc:
     print("interrupted:", exc)
 """
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, cwd="/")
+    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, cwd="/")
+
+
+def test_the_held_stop_signal_delivered_again_by_the_event_loop_is_handled_once(tmp_path: Path) -> None:
+    """A stop that comes while the start-up installs its handlers reaches both the hold
+    (``hold_stop_signals``) and the event loop: handled twice, it read as a second signal and
+    forced the process out, skipping the start-up's cleanup."""
+    result = _start_stopped_by(
+        tmp_path,
+        "from arb.shutdown import hold_stop_signals\nhold_stop_signals()\nos.kill(os.getpid(), signal.SIGTERM)  # held",
+        "    os.kill(os.getpid(), signal.SIGTERM)  # the same stop, as the event loop delivers it",
+    )
     assert result.returncode == 0, result.stderr
     assert "interrupted: received SIGTERM while starting" in result.stdout and "forcing exit" not in result.stderr
 
@@ -3711,31 +3719,7 @@ except StartupInterrupted as exc:
 def test_a_stop_delivered_twice_during_the_start_up_stops_it_once(tmp_path: Path) -> None:
     """``timeout`` signals the process and then its process group: the second delivery of the one
     stop read as a second signal and forced the process out, skipping the start-up's cleanup."""
-    script = f"""
-import asyncio, os, signal
-from arb.config import ConfigurationManager
-from arb.controller import ArbitrageController
-from arb.errors import StartupInterrupted
-manager = ConfigurationManager(None, environ={{"ARB_JOURNAL_PATH": {str(tmp_path / "j.sqlite3")!r}}})
-manager.load_configuration(dry_run=True)
-controller = ArbitrageController(manager)
-
-async def start(dry_run, paper):
-    os.kill(os.getpid(), signal.SIGTERM)
-    os.kill(os.getpid(), signal.SIGTERM)
-    try:
-        await asyncio.sleep(5)
-    except asyncio.CancelledError:
-        await asyncio.sleep(0.2)
-        raise
-
-controller._initialize = start
-try:
-    asyncio.run(controller.initialize(dry_run=True))
-except StartupInterrupted as exc:
-    print("interrupted:", exc)
-"""
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, cwd="/")
+    result = _start_stopped_by(tmp_path, "", "    os.kill(os.getpid(), signal.SIGTERM)\n    os.kill(os.getpid(), signal.SIGTERM)")
     assert result.returncode == 0, result.stderr
     assert "interrupted: received SIGTERM while starting" in result.stdout
     assert "the same stop delivered twice" in result.stderr and "forcing exit" not in result.stderr

@@ -418,14 +418,23 @@ def test_the_record_loop_stops_where_the_reference_stops(
     window_ns: int, busy: list[bool], timers: list[int | None], budget: int, drops: tuple[bool, ...],
 ) -> None:
     blocks = _pack(recorded_records, sizes)
-    origin = recorded_records[0][0]
+    worlds = _replayed_alike(blocks, modes, window_ns, recorded_records[0][0], busy, timers, budget, drops)
+    assert worlds[0].pipeline.scans > 0 or all(m != replay.MODE_SCAN for m in modes.values())
+
+
+def _replayed_alike(
+    blocks: list[tuple[bytes, int]], modes: dict[int, int], window_ns: int, origin: int, busy: list[bool],
+    timers: list[int | None], budget: int, drops: tuple[bool, ...],
+) -> list[_World]:
+    """Replay ``blocks`` through the compiled record loop and its reference; check that both stop,
+    apply and scan alike, and return the two worlds (compiled first)."""
     worlds = [_World(blocks, cls, modes, window_ns, origin) for cls in (replay.RecordLoop, ref.RecordLoop)]
     compiled, reference = (w.replay(busy, timers, budget, drops) for w in worlds)
     assert compiled == reference
     assert worlds[0].books() == worlds[1].books()
     assert worlds[0].pipeline.scans == worlds[1].pipeline.scans
-    assert worlds[0].pipeline.scans > 0 or all(m != replay.MODE_SCAN for m in modes.values())
     assert worlds[0].pipeline._standing.keys() == worlds[1].pipeline._standing.keys()
+    return worlds
 
 
 _INT64 = st.integers(-(2**63), 2**63 - 1)
@@ -482,13 +491,7 @@ def test_the_record_loop_stops_where_the_reference_stops_on_garbled_records(
     records = _garble(data, recorded_records)
     blocks = _pack(records, sizes)
     assert all(replay.check_block(raw, count, MARKET_TABLE, KIND_TABLE) == -1 for raw, count in blocks)
-    origin = recorded_records[0][0]
-    worlds = [_World(blocks, cls, modes, window_ns, origin) for cls in (replay.RecordLoop, ref.RecordLoop)]
-    compiled, reference = (w.replay(busy, timers, budget, drops) for w in worlds)
-    assert compiled == reference
-    assert worlds[0].books() == worlds[1].books()
-    assert worlds[0].pipeline.scans == worlds[1].pipeline.scans
-    assert worlds[0].pipeline._standing.keys() == worlds[1].pipeline._standing.keys()
+    _replayed_alike(blocks, modes, window_ns, recorded_records[0][0], busy, timers, budget, drops)
 
 
 @settings(max_examples=300, deadline=None)
