@@ -365,8 +365,9 @@ def _warn_of_a_dry_journal_left_behind(path: str, dry_path: str) -> None:
     if not os.path.exists(path) and os.path.exists(dry_path):
         log.warning(
             "journal %s: a dry run on venues of another process (--sim-urls) journals here now, not to %s, "
-            "which is not read: if that file holds these venues' orders and positions, stop and rename it "
-            "to %s", path, dry_path, path,
+            "which is not read. Only if that file was written by such a run on these venues (not by a dry "
+            "run on the built-in ones): stop this run, delete %s with its -wal, -shm and -intents files, "
+            "and move %s with its own to that name", path, dry_path, path, dry_path,
         )
 
 

@@ -50,7 +50,11 @@ class QueuedStream:
         self.target = target
         self.dropped = 0  # lines (or flushed parts of one) the full queue did not take
         self._max_bytes = max_bytes
-        self._queued_bytes = 0  # of text in the queue, under ``_lock``
+        # Of text queued and written so far: the first counted by writers (under ``_lock``), the second by
+        # the writer thread alone, which takes no lock a writer holds (a signal handler waiting on it
+        # from inside a write would wait for good).
+        self._enqueued_bytes = 0
+        self._written_bytes = 0
         # Bounded by ``_max_bytes``. A SimpleQueue: its ``put`` may be re-entered by a signal handler's
         # write that interrupts one (a Queue's lock is not reentrant: that deadlocked). An Event
         # marks how far ``wait_written`` waits.
@@ -116,10 +120,10 @@ class QueuedStream:
         whole, so a line is written whole or not at all (a JSON line cut short would run into the next)."""
         pending, self._pending = self._pending, []  # at once: a signal handler's write may come in between
         text = "".join(pending)
-        if self._queued_bytes + len(text) > self._max_bytes:
+        if self._enqueued_bytes - self._written_bytes + len(text) > self._max_bytes:
             self.dropped += 1
         else:
-            self._queued_bytes += len(text)
+            self._enqueued_bytes += len(text)
             self._queue.put_nowait(text)
 
     def wait_written(self, timeout_s: float) -> bool:
@@ -171,8 +175,7 @@ class QueuedStream:
                 self._broken = exc
                 return
             finally:
-                with self._lock:
-                    self._queued_bytes -= len(text)
+                self._written_bytes += len(text)
                 for part in parts:
                     if isinstance(part, threading.Event):
                         part.set()

@@ -3489,9 +3489,11 @@ def test_a_live_start_that_failed_before_its_journal_opened_still_journals_the_k
         kept = journal.kill_switch()
     assert kept is not None and kept[0] == "the operator (SIGUSR1, during start-up)"
     dry = ArbitrageController(manager(tmp_path, CONFIG + f'journal_path = "{tmp_path / "dry.sqlite3"}"\n'))
-    dry.mode, dry._owned_sim, dry._kill_at_start = "dry run", True, True
-    dry._keep_startup_kill()  # the built-in simulated venues' journal starts afresh: nothing to keep
-    assert not Path(simulated_journal_path(str(tmp_path / "dry.sqlite3"))).exists()
+    # Stopped before it made its built-in venues (none given it): their journal starts afresh, nothing to keep.
+    dry.mode, dry._kill_at_start = "dry run", True
+    dry._keep_startup_kill()
+    for tag in ("dry", "sim"):
+        assert not Path(simulated_journal_path(str(tmp_path / "dry.sqlite3"), tag)).exists()
 
 
 def test_the_engine_is_not_ready_once_its_shutdown_has_begun(tmp_path: Path) -> None:

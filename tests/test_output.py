@@ -68,6 +68,23 @@ def test_writes_to_a_reader_that_stalls_never_block_and_drop_whole_lines() -> No
     assert len(lines) + stream.dropped == 2_000  # each line written whole or dropped whole
 
 
+def test_what_is_written_is_waited_for_from_inside_a_write() -> None:
+    """A forced exit from a signal handler waits for the queued lines ("forcing exit" among them); the
+    handler may run inside a write, holding the stream's lock, which the writer thread took after
+    each batch: it waited out its whole timeout and the last lines were lost."""
+    read_fd, target = small_pipe()
+    received = bytearray()
+    reader = read_all(read_fd, received)
+    stream = QueuedStream(target)
+    with stream._lock:  # a write under way on this thread, as a signal handler interrupting it finds it
+        stream.write("forcing exit\n")
+        assert stream.wait_written(5.0)
+    assert stream.close()
+    target.close()
+    reader.join(30)
+    assert received == b"forcing exit\n"
+
+
 def test_a_closed_stream_writes_straight_through_and_a_broken_one_raises() -> None:
     read_fd, target = small_pipe()
     stream = QueuedStream(target)

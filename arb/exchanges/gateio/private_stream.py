@@ -52,7 +52,7 @@ from .schemas import (
     SpotUserTrade,
     WsPush,
 )
-from .trading import GateioFuturesTrading, GateioSpotTrading, from_text, ms_or_seconds_to_ms, time_ms
+from .trading import MS_FROM, GateioFuturesTrading, GateioSpotTrading, from_text, ms_or_seconds_to_ms, time_ms
 
 PRIVATE_CHANNELS = (constants.SPOT_ORDERS_CHANNEL, constants.SPOT_USERTRADES_CHANNEL, constants.SPOT_BALANCES_CHANNEL)
 FUTURES_PRIVATE_CHANNELS = (
@@ -126,13 +126,15 @@ def order_of_push(push: SpotOrderPush) -> SpotOrder:
 
 def _changed_at_ms(push: SpotBalancePush) -> int | None:
     """When the balance of one ``spot.balances`` item changed (ms), if it says; None for a stamp that
-    is no time: the balance is then undated (applied as newer), not lost with the push's others."""
+    is no time in ms (0, seconds, garbage): the balance is then undated (applied as newer), not
+    dropped as older than every read, nor lost with the push's others."""
     if push.timestamp_ms is None:
         return None
     try:
-        return time_ms(push.timestamp_ms, "timestamp_ms")
+        stamp = time_ms(push.timestamp_ms, "timestamp_ms")
     except ValueError:
         return None
+    return stamp if stamp >= MS_FROM else None
 
 
 class _GateioPrivateStream:

@@ -152,7 +152,7 @@ def _divide(numerator: Decimal, denominator: Decimal) -> Decimal | None:
 # exponent like 1E+999999999 would build its billion digits on the event loop.
 _MAX_MS = Decimal(10**15)
 # The smallest time in ms told apart from seconds: 2001-09-09 in ms, the year ~33658 in seconds.
-_MS_FROM = Decimal(10**12)
+MS_FROM = Decimal(10**12)
 
 
 def time_ms(value: Decimal, what: str, per_unit: int = 1) -> int:
@@ -169,8 +169,8 @@ def _seconds_to_ms(value: Decimal | None) -> int:
 
 def ms_or_seconds_to_ms(value: Decimal, what: str) -> int:
     """A time Gate writes either in ms or in seconds with a fraction (as its REST answers do), as
-    whole ms: a value under ``_MS_FROM`` is seconds. ValueError as ``time_ms``."""
-    return time_ms(value, what, 1000 if value.is_finite() and value < _MS_FROM else 1)
+    whole ms: a value under ``MS_FROM`` is seconds. ValueError as ``time_ms``."""
+    return time_ms(value, what, 1000 if value.is_finite() and value < MS_FROM else 1)
 
 
 def _readable_states(

@@ -293,10 +293,10 @@ def test_a_balance_that_is_not_a_number_is_left_out_and_the_others_kept(amount: 
     assert list(GateioSpotTrading(GateioSigner(CREDENTIALS), client._catalog).parse_balances(listed.encode())) == ["USDT"]
 
 
-@pytest.mark.parametrize("stamp", ["NaN", "-1", "1E+30"])
+@pytest.mark.parametrize("stamp", ["NaN", "-1", "1E+30", "0", "1667556323"])
 def test_a_balance_stamped_with_no_time_is_kept_undated_with_the_others(stamp: str) -> None:
     """A ``timestamp_ms`` that is no time raised outside the per-asset check: every asset of the
-    push was lost with the one badly stamped."""
+    push was lost with the one badly stamped. One of 0 or in seconds dated it before every read."""
     _, _, _, client = setup()
     push = msgspec.json.decode(msgspec.json.encode(DOC_BALANCES))
     good = push["result"][0]
