@@ -52,7 +52,7 @@ class QueuedStream:
         self._max_bytes = max_bytes
         # Of text queued and written so far: the first counted by writers (under ``_lock``), the second by
         # the writer thread alone, which takes no lock a writer holds (a signal handler waiting on it
-        # from inside a write would wait for good).
+        # from inside a write would wait out its whole timeout).
         self._enqueued_bytes = 0
         self._written_bytes = 0
         # Bounded by ``_max_bytes``. A SimpleQueue: its ``put`` may be re-entered by a signal handler's
