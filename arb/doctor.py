@@ -62,6 +62,10 @@ class Finding(msgspec.Struct, frozen=True, kw_only=True):
         return out
 
 
+# Checks whose failure is a configuration ``run`` refuses (exit 2, as it exits).
+_CONFIG_CHECKS = frozenset({"config", "journal", "simulator"})
+
+
 class Diagnosis(msgspec.Struct, kw_only=True):
     """Every finding of one ``doctor`` run."""
 
@@ -70,8 +74,9 @@ class Diagnosis(msgspec.Struct, kw_only=True):
 
     @property
     def config_failed(self) -> bool:
-        """The configuration itself is invalid."""
-        return any(f.check == "config" and f.level is Level.FAIL for f in self.findings)
+        """The configuration is one every run refuses: invalid, its journal path unusable, or (with the
+        simulated venues) symbols they do not list."""
+        return any(f.check in _CONFIG_CHECKS and f.level is Level.FAIL for f in self.findings)
 
     @property
     def failed(self) -> bool:

@@ -100,7 +100,14 @@ def test_a_journal_path_every_run_refuses_fails_the_doctor(tmp_path: Path) -> No
     lines = result.stdout.splitlines()
     failed = next(i for i, line in enumerate(lines) if line.split()[:2] == ["FAIL", "journal"])
     assert "engine.journal_path" in lines[failed] and "does not exist" in lines[failed]
-    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert result.returncode == 2 and "Traceback" not in result.stderr  # as every run refuses it
+
+
+def test_symbols_the_simulated_venues_do_not_list_fail_the_doctor_as_the_run_refuses_them(tmp_path: Path) -> None:
+    """``doctor --sim`` exited 1 for symbols a dry run refuses with exit 2."""
+    result = arb("doctor", "--sim", cwd=tmp_path, env={"ARB_SYMBOLS": "SOL/USDT"})
+    assert any(line.split()[:2] == ["FAIL", "simulator"] for line in result.stdout.splitlines())
+    assert result.returncode == 2 and "Traceback" not in result.stderr
 
 
 def test_a_venue_that_does_not_answer_fails_with_advice(tmp_path: Path) -> None:
