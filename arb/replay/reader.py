@@ -39,6 +39,8 @@ import zstandard
 from arb_core.replay import check_block
 from arb_core.wire.common import WireError
 
+from ..exchanges.base import MarketDataDialect
+from ..exchanges.models import FrameKind
 from ..sim.market import RecordedFrame, read_recording
 from ..types import ExchangeName
 from .recorder import (
@@ -611,11 +613,17 @@ def _cryptofeed_record(frame: RecordedFrame, symbols: dict[ExchangeName, Symboli
     return Record(frame.time_ns, frame.time_ns, frame.exchange, kind, symbol, frame.raw)
 
 
-def _market_symbolizer(market: ExchangeName) -> Callable[[bytes], bytes]:
+def _market_dialect(market: ExchangeName) -> MarketDataDialect | None:
+    """The dialect the engine reads ``market``'s stream with; None for a market it has no connector for."""
     from ..exchanges.factory import registered
 
     connector = registered().get(market)
-    return symbolizer(connector.binding.dialect(None)) if connector is not None else _nothing
+    return None if connector is None else connector.binding.dialect(None)
+
+
+def _market_symbolizer(market: ExchangeName) -> Callable[[bytes], bytes]:
+    dialect = _market_dialect(market)
+    return symbolizer(dialect) if dialect is not None else _nothing
 
 
 def _nothing(payload: bytes) -> bytes:
@@ -626,13 +634,10 @@ def _market_subscribes(market: ExchangeName) -> Callable[[bytes], bool]:
     """Whether the engine's subscriptions on ``market`` would receive a recorded frame: a frame of no
     kind its dialect reads is of a channel it does not subscribe to. One that does not classify is
     kept, for the engine to count as malformed."""
-    from ..exchanges.factory import registered
-    from ..exchanges.models import FrameKind
-
-    connector = registered().get(market)
-    if connector is None:
+    dialect = _market_dialect(market)
+    if dialect is None:
         return lambda payload: True
-    classify = connector.binding.dialect(None).classify
+    classify = dialect.classify
 
     def wanted(payload: bytes) -> bool:
         try:
