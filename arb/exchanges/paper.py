@@ -503,8 +503,8 @@ class PaperExchange:
         pinged = False
         while True:
             book = self.source.books().get(symbol)
-            silent = book is not None and book.in_sync
-            if book is not None and book.in_sync:
+            in_sync = book is not None and book.in_sync
+            if book is not None and in_sync:
                 if self.source.stream_heard_ns(symbol) >= since_ns:
                     return book
                 if not pinged:
@@ -513,7 +513,7 @@ class PaperExchange:
             if loop.time() >= deadline:
                 why = (
                     "its stream received nothing since the order arrived (stalled, or its connection lost)"
-                    if silent else "no live book in sync to fill against"
+                    if in_sync else "no live book in sync to fill against"
                 )
                 raise ExchangeConnectionError(
                     self._venue, f"{where}: {why} after {self.book_wait_s} s", category=ErrorCategory.NOT_SENT
