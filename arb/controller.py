@@ -60,7 +60,8 @@ from .instruments import (
     FEE_FIELDS, MINIMUM_FIELDS, Instrument, InstrumentCatalog, InstrumentError, pair_symbol, trading_rules_changed,
 )
 from .journal import (
-    INTENT_LOG_SUFFIX, IntentRecord, Journal, JournalError, OrderResolver, base_per_unit, intent_log_in_use,
+    INTENT_LOG_SUFFIX, IntentRecord, Journal, JournalError, JournalMode, OrderResolver, base_per_unit,
+    intent_log_in_use,
 )
 from .orders import OrderOutcome, market_symbol, round_price
 from .output import write_without_blocking
@@ -1273,12 +1274,11 @@ class ArbitrageController:
         if self.journal is None:
             path, kept = self._journal_location()
             if dry_run:
-                paper = self.mode == "paper"
                 if not kept:
                     _set_aside(path)
                 else:
                     _warn_of_a_dry_journal_left_behind(path, simulated_journal_path(config.journal_path, "dry"))
-                self.journal = Journal(path, synchronous="NORMAL", mode="paper" if paper else "dry run")
+                self.journal = Journal(path, synchronous="NORMAL", mode=self._journal_mode())
             else:
                 if not os.path.exists(path):
                     # A relative journal_path started from another directory lands here too: that run's
@@ -1289,7 +1289,8 @@ class ArbitrageController:
                         "engine.journal_path (or ARB_JOURNAL_PATH) to its journal's absolute path", path,
                     )
                 self.journal = Journal(
-                    path, synchronous="NORMAL" if config.journal_synchronous == "NORMAL" else "FULL", mode="live"
+                    path, synchronous="NORMAL" if config.journal_synchronous == "NORMAL" else "FULL",
+                    mode=self._journal_mode(),
                 )
         if self.risk is not None:
             # A journal that cannot record stops new entries: an order sent then could not be
@@ -1552,6 +1553,10 @@ class ArbitrageController:
         if engaged is not None and self._journal_kill_switch(engaged, _STARTUP_KILL_REASONS[engaged]):
             self._startup_kill_journaled = engaged
 
+    def _journal_mode(self) -> JournalMode:
+        """The mode this start's journal records (``Journal``'s ``mode``)."""
+        return "live" if self.mode == "LIVE" else "paper" if self.mode == "paper" else "dry run"
+
     def _journal_location(self) -> tuple[str, bool]:
         """Where this start's journal is, and whether an earlier run's there is kept: live, and a dry
         run on venues that outlive it (``--sim-urls``); paper and the built-in simulated venues
@@ -1577,7 +1582,7 @@ class ArbitrageController:
         if not kept or self.mode == "not initialized":  # refused before it chose its mode: no journal of its own yet
             return
         try:
-            with Journal(path, mode="live" if self.mode == "LIVE" else "dry run") as journal:
+            with Journal(path, mode=self._journal_mode()) as journal:
                 journal.record_kill_switch(self._kill_at_start, _STARTUP_KILL_REASONS[self._kill_at_start])
         except Exception:
             log.exception("journal: the kill switch set during the failed start was not recorded")
