@@ -103,10 +103,15 @@ def test_walk_stops_where_the_marginal_level_no_longer_pays_fees() -> None:
     assert (opp.profit, opp.profit_bps) == (397, 56)
 
 
-def test_walk_stops_where_the_marginal_level_no_longer_earns_the_profit_floor() -> None:
+def two_ask_levels_against_one_bid() -> Any:
+    """Venue A's asks 3 @ 10_000 and 4 @ 10_010 against venue B's bid 10 @ 10_100, default fees."""
     a = book("A", bids=[(9_990, 5)], asks=[(10_000, 3), (10_010, 4)])
     b = book("B", bids=[(10_100, 10)], asks=[(10_110, 5)])
-    scanner = two_venues(a, b)
+    return two_venues(a, b)
+
+
+def test_walk_stops_where_the_marginal_level_no_longer_earns_the_profit_floor() -> None:
+    scanner = two_ask_levels_against_one_bid()
     # 10_010 * 1.001 = 10_020.01 against 10_100 * 0.998 = 10_079.8: the second ask level pays the
     # fees but earns 59.7 bps of its price. All 7 at the limits 10_010 / 10_100 would earn that too,
     # under a 60 bps floor, though their average (63 bps) clears it: only the first level is taken.
@@ -134,9 +139,7 @@ def test_a_level_earning_exactly_the_profit_floor_is_taken() -> None:
 def test_a_fractional_profit_floor_is_held_to_the_hundredth_of_a_bp() -> None:
     # The walk above: the second ask level earns 59.73 bps of its price (5_973 ppm), the 3 lots of the
     # first alone 69.66 bps on average (6_966 ppm) and all 7 lots 63.38.
-    a = book("A", bids=[(9_990, 5)], asks=[(10_000, 3), (10_010, 4)])
-    b = book("B", bids=[(10_100, 10)], asks=[(10_110, 5)])
-    scanner = two_venues(a, b)
+    scanner = two_ask_levels_against_one_bid()
     scanner.set_symbol_limits(7, BIG, 5_973)
     assert scanner.scan_symbol(7, NOW, MAX_AGE).size_common == 7
     scanner.set_symbol_limits(7, BIG, 5_974)
